@@ -1,0 +1,363 @@
+//! A group's OS container: a cgroup v2 directory or a POSIX process group,
+//! behind one interface.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::host::{clone3_status, errno_text, mark_clone3_refused, MechanismChoice};
+use super::linux::cgroup::Cgroup;
+use super::linux::{child, host, procfs, spawn};
+use super::unix::{pgroup, std_spawn};
+use super::{ChildHandle, Mechanism, SpawnError, SpawnSpec};
+
+/// How children are put into their container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Born inside the cgroup: `clone3(CLONE_INTO_CGROUP)`.
+    Clone3IntoCgroup,
+    /// The child writes itself into the cgroup just before `exec`, because
+    /// `clone3` is refused here (the reason is given).
+    JoinBeforeExec {
+        /// Why clone3 could not be used, e.g. `ENOSYS: ...`.
+        reason: String,
+    },
+    /// The child starts (or joins) the group's process group at spawn.
+    ProcessGroup,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::Clone3IntoCgroup => {
+                f.write_str("placed in the cgroup at birth with clone3(CLONE_INTO_CGROUP)")
+            }
+            Placement::JoinBeforeExec { reason } => write!(
+                f,
+                "each child joins the cgroup itself before exec (clone3 refused: {reason})"
+            ),
+            Placement::ProcessGroup => f.write_str("each child joins the group's process group"),
+        }
+    }
+}
+
+enum Kind {
+    Cgroup(Cgroup),
+    Pgroup {
+        /// The leader, kept unreaped so its pgid cannot be recycled.
+        leader: Mutex<Option<Arc<ChildHandle>>>,
+    },
+}
+
+/// A group's OS container.
+pub(crate) struct Container {
+    kind: Kind,
+    /// Why `auto` ended up with a process group, when it did.
+    fallback: Option<String>,
+    torn_down: AtomicBool,
+}
+
+impl fmt::Debug for Container {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Container {
+    /// Creates a container as `choice` asks. `Err` carries the reason a
+    /// forced cgroup is impossible.
+    pub(crate) fn create(choice: MechanismChoice) -> Result<Container, String> {
+        let cgroup = || -> Result<Cgroup, String> {
+            let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
+            Cgroup::create(&h.parent_dir, host::cgroup_kill_supported(&h.parent_dir)).map_err(
+                |e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()),
+            )
+        };
+        let (kind, fallback) = match choice {
+            MechanismChoice::ProcessGroup => (Self::pgroup(), None),
+            MechanismChoice::Cgroup => (Kind::Cgroup(cgroup()?), None),
+            MechanismChoice::Auto => match cgroup() {
+                Ok(cg) => (Kind::Cgroup(cg), None),
+                Err(why) => (Self::pgroup(), Some(why)),
+            },
+        };
+        Ok(Container {
+            kind,
+            fallback,
+            torn_down: AtomicBool::new(false),
+        })
+    }
+
+    fn pgroup() -> Kind {
+        Kind::Pgroup {
+            leader: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn mechanism(&self) -> Mechanism {
+        match self.kind {
+            Kind::Cgroup(_) => Mechanism::CgroupV2,
+            Kind::Pgroup { .. } => Mechanism::ProcessGroup,
+        }
+    }
+
+    pub(crate) fn placement(&self) -> Placement {
+        match self.kind {
+            Kind::Cgroup(_) => match clone3_status() {
+                Ok(()) => Placement::Clone3IntoCgroup,
+                Err(e) => Placement::JoinBeforeExec {
+                    reason: errno_text(e),
+                },
+            },
+            Kind::Pgroup { .. } => Placement::ProcessGroup,
+        }
+    }
+
+    /// One line for humans: mechanism, where, placement, teardown.
+    pub(crate) fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Cgroup(cg) => format!(
+                "cgroup v2 at {}; {}; teardown by {}",
+                cg.path().display(),
+                self.placement(),
+                if cg.has_kill() {
+                    "cgroup.kill"
+                } else {
+                    "freeze, SIGKILL to each member, thaw"
+                }
+            ),
+            Kind::Pgroup { leader } => {
+                let pgid = leader
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|l| l.pid());
+                let mut s = match pgid {
+                    Some(p) => format!("process group {p}"),
+                    None => "process group (none started yet)".to_string(),
+                };
+                s.push_str("; teardown by killpg; a descendant that calls setsid escapes it");
+                if let Some(why) = &self.fallback {
+                    s.push_str(&format!("; chosen because cgroup v2 is unusable: {why}"));
+                }
+                s
+            }
+        }
+    }
+
+    /// Starts `spec` inside the container.
+    pub(crate) fn spawn(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
+        if self.torn_down.load(Ordering::Acquire) {
+            return Err(SpawnError::Os(io::Error::other("the group has been closed")));
+        }
+        match &self.kind {
+            Kind::Cgroup(cg) => {
+                if clone3_status().is_ok() {
+                    match spawn::spawn_into_cgroup(spec, cg.dir_fd()) {
+                        Ok((pid, pidfd)) => return Ok(Arc::new(ChildHandle::new(pid, pidfd))),
+                        Err(SpawnError::Refused(e)) => {
+                            let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
+                            tracing::warn!(
+                                target: "pkit",
+                                reason = %errno_text(errno),
+                                "clone3 refused; children will join their cgroup before exec"
+                            );
+                            mark_clone3_refused(errno);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                let procs = cg.open_procs_for_join().map_err(SpawnError::Os)?;
+                let pid = std_spawn::spawn(spec, std_spawn::Placement::JoinCgroup(procs.as_raw_fd()))?;
+                Ok(Arc::new(adopt_child(pid)?))
+            }
+            Kind::Pgroup { leader } => {
+                let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
+                let pgid = leader.as_ref().map_or(0, |l| l.pid());
+                let pid = std_spawn::spawn(spec, std_spawn::Placement::ProcessGroup(pgid))?;
+                let handle = Arc::new(adopt_child(pid)?);
+                if leader.is_none() {
+                    *leader = Some(handle.clone());
+                }
+                Ok(handle)
+            }
+        }
+    }
+
+    /// SIGKILL to the whole tree, now.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        match &self.kind {
+            Kind::Cgroup(cg) => cg.kill(),
+            Kind::Pgroup { .. } => match self.pgid() {
+                Some(pgid) => pgroup::killpg(pgid, libc::SIGKILL),
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn pgid(&self) -> Option<i32> {
+        match &self.kind {
+            Kind::Pgroup { leader } => leader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|l| l.pid()),
+            Kind::Cgroup(_) => None,
+        }
+    }
+
+    /// Sends `sig` to every process in the container.
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        if sig == libc::SIGKILL {
+            return self.kill();
+        }
+        match &self.kind {
+            Kind::Cgroup(cg) => {
+                // Freeze so no member forks an unsignalled child meanwhile;
+                // signals queue while frozen and act on thaw.
+                let frozen = cg.freeze(true).is_ok();
+                let result = (|| {
+                    for pid in cg.pids()? {
+                        let fd = match rustix::process::pidfd_open(
+                            rustix::process::Pid::from_raw(pid).expect("positive pid"),
+                            rustix::process::PidfdFlags::empty(),
+                        ) {
+                            Ok(fd) => fd,
+                            Err(_) => continue, // already gone
+                        };
+                        super::linux::signal::pidfd_signal(std::os::fd::AsFd::as_fd(&fd), sig)?;
+                    }
+                    Ok(())
+                })();
+                if frozen {
+                    cg.freeze(false)?;
+                }
+                result
+            }
+            Kind::Pgroup { .. } => match self.pgid() {
+                Some(pgid) => pgroup::killpg(pgid, sig),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// The live processes in the container.
+    pub(crate) fn members(&self) -> io::Result<Vec<i32>> {
+        match &self.kind {
+            Kind::Cgroup(cg) => {
+                if cg.is_removed() {
+                    return Ok(Vec::new());
+                }
+                // cgroup.procs may still list exiting tasks; drop zombies.
+                Ok(cg
+                    .pids()?
+                    .into_iter()
+                    .filter(|&p| !matches!(procfs::stat(p), Ok(('Z', _)) | Err(_)))
+                    .collect())
+            }
+            Kind::Pgroup { .. } => match self.pgid() {
+                Some(pgid) => procfs::pgroup_members(pgid),
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// Waits until the processes in `pids` (and, for a cgroup, everything
+    /// in it) have exited, or `deadline`; returns how many are still alive.
+    pub(crate) async fn wait_members(&self, pids: &[i32], deadline: Instant) -> io::Result<usize> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match &self.kind {
+            Kind::Cgroup(cg) => {
+                let _ = tokio::time::timeout_at(deadline, cg.wait_empty()).await;
+                Ok(self.members()?.len())
+            }
+            Kind::Pgroup { .. } => {
+                let fds: Vec<OwnedFd> = pids
+                    .iter()
+                    .filter_map(|&p| {
+                        rustix::process::pidfd_open(
+                            rustix::process::Pid::from_raw(p)?,
+                            rustix::process::PidfdFlags::empty(),
+                        )
+                        .ok()
+                    })
+                    .collect();
+                let mut alive = 0;
+                for fd in &fds {
+                    let exited = tokio::time::timeout_at(deadline, child::pidfd_exited(fd)).await;
+                    if !matches!(exited, Ok(Ok(()))) {
+                        alive += 1;
+                    }
+                }
+                Ok(alive)
+            }
+        }
+    }
+
+    /// Kills the tree, waits (asynchronously) until it is gone, and removes
+    /// the container. The container can't be used afterwards.
+    pub(crate) async fn close(&self) -> io::Result<()> {
+        if self.torn_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.kill()?;
+        match &self.kind {
+            Kind::Cgroup(cg) => {
+                cg.wait_empty().await?;
+                cg.remove()
+            }
+            Kind::Pgroup { leader } => {
+                leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Ok(())
+            }
+        }
+    }
+
+    /// Kills the tree now and cleans up without blocking for long (the
+    /// synchronous path, for `Drop`).
+    pub(crate) fn teardown_now(&self) {
+        if self.torn_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match &self.kind {
+            Kind::Cgroup(cg) => cg.teardown(),
+            Kind::Pgroup { leader } => {
+                let _ = self.kill();
+                leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.torn_down.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.teardown_now();
+    }
+}
+
+/// Takes ownership of a child spawned by pid: opens its pidfd. The child is
+/// ours and unreaped, so its pid cannot have been reused.
+fn adopt_child(pid: i32) -> Result<ChildHandle, SpawnError> {
+    let p = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| SpawnError::Os(io::Error::other("spawn returned pid 0")))?;
+    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Ok(ChildHandle::new(pid, fd)),
+        Err(e) => {
+            // Without a pidfd we cannot wait safely: kill it, reap it by pid.
+            let _ = super::linux::signal::kill_pid(pid, libc::SIGKILL);
+            let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+            Err(SpawnError::Os(io::Error::new(
+                e.kind(),
+                format!("pidfd_open failed (Linux >= 5.3 is required): {e}"),
+            )))
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! What containment this host offers, reported without spawning anything.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+use super::linux::{host, spawn};
+use super::Mechanism;
+
+/// Which mechanism a new group should use.
+///
+/// The default is [`MechanismChoice::Auto`], overridable for a whole
+/// process with the environment variable `PKIT_MECHANISM=auto|cgroup|pgroup`
+/// and per group with [`GroupBuilder::mechanism`](crate::GroupBuilder::mechanism).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum MechanismChoice {
+    /// The strongest mechanism that works here: cgroup v2, else a process
+    /// group (the group reports which it got).
+    #[default]
+    Auto,
+    /// cgroup v2 or an error: never a fallback.
+    Cgroup,
+    /// A POSIX process group, even where cgroup v2 is available.
+    ProcessGroup,
+}
+
+impl MechanismChoice {
+    /// The environment variable that sets the process-wide default.
+    pub const ENV_VAR: &'static str = "PKIT_MECHANISM";
+
+    /// Parses `auto`, `cgroup` (or `cgroup-v2`, `cgroupv2`) and `pgroup`
+    /// (or `process-group`, `pg`), case-insensitively.
+    pub fn parse(s: &str) -> Option<MechanismChoice> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Some(MechanismChoice::Auto),
+            "cgroup" | "cgroup-v2" | "cgroupv2" | "cgroup2" => Some(MechanismChoice::Cgroup),
+            "pgroup" | "process-group" | "processgroup" | "pg" => {
+                Some(MechanismChoice::ProcessGroup)
+            }
+            _ => None,
+        }
+    }
+
+    /// The choice made by `PKIT_MECHANISM`, `Auto` when it is unset, or the
+    /// unparseable value.
+    pub fn from_env() -> Result<MechanismChoice, String> {
+        match std::env::var_os(Self::ENV_VAR) {
+            None => Ok(MechanismChoice::Auto),
+            Some(v) => {
+                let s = v.to_string_lossy();
+                MechanismChoice::parse(&s).ok_or_else(|| s.into_owned())
+            }
+        }
+    }
+
+    /// The spelling `PKIT_MECHANISM` accepts: `auto`, `cgroup`, `pgroup`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MechanismChoice::Auto => "auto",
+            MechanismChoice::Cgroup => "cgroup",
+            MechanismChoice::ProcessGroup => "pgroup",
+        }
+    }
+}
+
+impl fmt::Display for MechanismChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a new group would get on this host, and why; see
+/// [`host_containment`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HostContainment {
+    /// The mechanism a new group gets under the current `PKIT_MECHANISM`
+    /// (`None` when the forced mechanism is impossible here).
+    pub mechanism: Option<Mechanism>,
+    /// The choice in force (`PKIT_MECHANISM`, default `auto`).
+    pub choice: MechanismChoice,
+    /// One sentence saying why `mechanism` is what it is.
+    pub reason: String,
+    /// The kernel release.
+    pub kernel: String,
+    /// Where cgroup v2 is mounted, if it is.
+    pub cgroup_mount: Option<PathBuf>,
+    /// This process's own cgroup (relative to the v2 hierarchy's root).
+    pub owner_cgroup: Option<PathBuf>,
+    /// The directory new groups' cgroups are created in.
+    pub group_parent: Option<PathBuf>,
+    /// Whether this process may create cgroups there.
+    pub cgroup_writable: bool,
+    /// Whether teardown can use `cgroup.kill` (kernel >= 5.14); otherwise
+    /// it freezes, kills each member and thaws.
+    pub cgroup_kill: bool,
+    /// Whether `clone3` is allowed (so children are placed in their cgroup
+    /// at birth); otherwise they join it themselves just before `exec`.
+    pub clone3: bool,
+    /// Why `clone3` is refused, when it is.
+    pub clone3_error: Option<String>,
+}
+
+/// Says, without spawning anything, what a new [`Group`](crate::Group)
+/// would get on this host and why: the cgroup v2 mount and this process's
+/// cgroup, whether a cgroup can be created there, whether `cgroup.kill` and
+/// `clone3` are available, and the effect of `PKIT_MECHANISM`.
+///
+/// ```
+/// let host = pkit::host_containment();
+/// println!("{:?}: {}", host.mechanism, host.reason);
+/// ```
+pub fn host_containment() -> HostContainment {
+    let choice = MechanismChoice::from_env();
+    let kernel = host::kernel_release();
+    let clone3 = clone3_status();
+    let mut report = HostContainment {
+        mechanism: None,
+        choice: choice.clone().unwrap_or_default(),
+        reason: String::new(),
+        kernel,
+        cgroup_mount: None,
+        owner_cgroup: None,
+        group_parent: None,
+        cgroup_writable: false,
+        cgroup_kill: false,
+        clone3: clone3.is_ok(),
+        clone3_error: clone3.err().map(errno_text),
+    };
+    let cgroup = match host::cgroup_host() {
+        Ok(h) => {
+            report.cgroup_mount = Some(h.mount.clone());
+            report.owner_cgroup = Some(h.owner.clone());
+            report.group_parent = Some(h.parent_dir.clone());
+            report.cgroup_kill = host::cgroup_kill_supported(&h.parent_dir);
+            match host::dir_writable(&h.parent_dir) {
+                Ok(()) => {
+                    report.cgroup_writable = true;
+                    Ok(())
+                }
+                Err(e) => Err(format!(
+                    "cannot create cgroups in {}: {e}",
+                    h.parent_dir.display()
+                )),
+            }
+        }
+        Err(why) => Err(why.clone()),
+    };
+    match (choice, cgroup) {
+        (Err(bad), _) => {
+            report.reason = format!(
+                "PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup: creating a group fails"
+            );
+        }
+        (Ok(MechanismChoice::ProcessGroup), _) => {
+            report.mechanism = Some(Mechanism::ProcessGroup);
+            report.reason = "the process-group mechanism is forced (PKIT_MECHANISM=pgroup)".into();
+        }
+        (Ok(choice), Ok(())) => {
+            report.mechanism = Some(Mechanism::CgroupV2);
+            let placement = if report.clone3 {
+                "children are placed in it at birth with clone3(CLONE_INTO_CGROUP)".to_string()
+            } else {
+                format!(
+                    "children join it just before exec because clone3 is refused ({})",
+                    report.clone3_error.as_deref().unwrap_or("unknown")
+                )
+            };
+            let forced = if choice == MechanismChoice::Cgroup {
+                " (forced)"
+            } else {
+                ""
+            };
+            report.reason = format!("cgroup v2 is mounted and writable{forced}; {placement}");
+        }
+        (Ok(MechanismChoice::Cgroup), Err(why)) => {
+            report.reason = format!(
+                "cgroup v2 is forced (PKIT_MECHANISM=cgroup) but unusable: {why}; creating a group fails"
+            );
+        }
+        (Ok(_), Err(why)) => {
+            report.mechanism = Some(Mechanism::ProcessGroup);
+            report.reason = format!("falling back to a process group: {why}");
+        }
+    }
+    report
+}
+
+/// 0 while clone3 is usable, else the errno that refused it.
+static CLONE3_REFUSED: AtomicI32 = AtomicI32::new(0);
+
+/// Whether clone3 may be used: probed once, then updated if a real spawn is
+/// refused.
+pub(crate) fn clone3_status() -> Result<(), i32> {
+    static PROBED: OnceLock<()> = OnceLock::new();
+    PROBED.get_or_init(|| {
+        if let Err(e) = spawn::probe_clone3() {
+            CLONE3_REFUSED.store(e.max(1), Ordering::Relaxed);
+        }
+    });
+    match CLONE3_REFUSED.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// Records that clone3 was refused with `errno`, so later spawns skip it.
+pub(crate) fn mark_clone3_refused(errno: i32) {
+    CLONE3_REFUSED.store(errno.max(1), Ordering::Relaxed);
+}
+
+/// `ENOSYS (function not implemented)`-style text for an errno.
+pub(crate) fn errno_text(errno: i32) -> String {
+    let name = match errno {
+        libc::ENOSYS => "ENOSYS",
+        libc::EPERM => "EPERM",
+        libc::E2BIG => "E2BIG",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EINVAL => "EINVAL",
+        libc::EACCES => "EACCES",
+        _ => "errno",
+    };
+    format!("{name}: {}", std::io::Error::from_raw_os_error(errno))
+}

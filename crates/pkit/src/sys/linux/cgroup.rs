@@ -1,0 +1,298 @@
+//! The cgroup v2 container: one child directory of the owner's cgroup per
+//! group, killed with `cgroup.kill` (or freeze + kill + thaw on kernels
+//! before 5.14) and removed once `cgroup.events` says it is empty.
+//!
+//! Waiting is driven by the kernel: `cgroup.events` raises `POLLPRI` when
+//! its content changes, so an empty cgroup is noticed without polling loops.
+
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
+
+use super::reaper;
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// One cgroup v2 directory owned by a group.
+#[derive(Debug)]
+pub(crate) struct Cgroup {
+    path: PathBuf,
+    dir: OwnedFd,
+    has_kill: bool,
+    removed: AtomicBool,
+}
+
+/// The name prefix of every cgroup pkit makes: `pkit-<owner pid>-<seq>`.
+pub(crate) const NAME_PREFIX: &str = "pkit-";
+
+impl Cgroup {
+    /// Creates a new, empty cgroup under `parent`.
+    pub(crate) fn create(parent: &Path, has_kill: bool) -> io::Result<Cgroup> {
+        let pid = std::process::id();
+        loop {
+            let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+            let path = parent.join(format!("{NAME_PREFIX}{pid}-{seq}"));
+            match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
+                // A directory of that name left by a dead owner with our pid.
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let dir = match rustix::fs::open(
+                &path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = rustix::fs::rmdir(&path);
+                    return Err(e.into());
+                }
+            };
+            return Ok(Cgroup {
+                path,
+                dir,
+                has_kill,
+                removed: AtomicBool::new(false),
+            });
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory fd, for `clone3(CLONE_INTO_CGROUP)`.
+    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Whether teardown uses `cgroup.kill` (else freeze + kill + thaw).
+    pub(crate) fn has_kill(&self) -> bool {
+        self.has_kill
+    }
+
+    fn open_file(&self, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        rustix::fs::openat(&self.dir, name, flags | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io::Error::from)
+    }
+
+    /// Opens `cgroup.procs` for writing (used by a child that joins itself).
+    pub(crate) fn open_procs_for_join(&self) -> io::Result<OwnedFd> {
+        self.open_file("cgroup.procs", OFlags::WRONLY)
+    }
+
+    /// Opens `cgroup.events` for reading and waiting.
+    pub(crate) fn open_events(&self) -> io::Result<OwnedFd> {
+        self.open_file("cgroup.events", OFlags::RDONLY)
+    }
+
+    fn write_file(&self, name: &str, value: &[u8]) -> io::Result<()> {
+        let fd = self.open_file(name, OFlags::WRONLY)?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(value)
+    }
+
+    /// The pids currently in the cgroup (live members; the kernel drops a
+    /// process from `cgroup.procs` when it exits).
+    pub(crate) fn pids(&self) -> io::Result<Vec<i32>> {
+        let fd = self.open_file("cgroup.procs", OFlags::RDONLY)?;
+        let mut text = String::new();
+        std::fs::File::from(fd).read_to_string(&mut text)?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Kills every process in the cgroup, now.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        if self.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.has_kill {
+            return self.write_file("cgroup.kill", b"1");
+        }
+        // Kernels before 5.14: freeze so nobody forks while we collect the
+        // pids, SIGKILL each, then thaw so the kills take effect.
+        self.freeze(true)?;
+        let result = (|| {
+            for pid in self.pids()? {
+                // SIGKILL to a frozen task is delivered on thaw.
+                let _ = super::signal::kill_pid(pid, libc::SIGKILL);
+            }
+            Ok(())
+        })();
+        self.freeze(false)?;
+        result
+    }
+
+    /// Freezes (`true`) or thaws the cgroup and waits for the kernel to
+    /// confirm a freeze (`frozen 1` in `cgroup.events`).
+    pub(crate) fn freeze(&self, on: bool) -> io::Result<()> {
+        self.write_file("cgroup.freeze", if on { b"1" } else { b"0" })?;
+        if on {
+            let events = self.open_events()?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let ev = read_events(&events)?;
+                if ev.frozen || !ev.populated {
+                    return Ok(());
+                }
+                if !wait_event_change(&events, deadline)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "cgroup did not report frozen within 5 s",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any process is still in the cgroup.
+    pub(crate) fn populated(&self) -> io::Result<bool> {
+        let events = self.open_events()?;
+        Ok(read_events(&events)?.populated)
+    }
+
+    /// Waits (blocking this thread) until the cgroup is empty or `deadline`
+    /// passes; returns whether it is empty.
+    pub(crate) fn wait_empty_blocking(&self, deadline: Instant) -> io::Result<bool> {
+        let events = self.open_events()?;
+        loop {
+            if !read_events(&events)?.populated {
+                return Ok(true);
+            }
+            if !wait_event_change(&events, deadline)? {
+                return Ok(!read_events(&events)?.populated);
+            }
+        }
+    }
+
+    /// Waits asynchronously until the cgroup is empty.
+    pub(crate) async fn wait_empty(&self) -> io::Result<()> {
+        let events = self.open_events()?;
+        let afd = super::register(events, tokio::io::Interest::PRIORITY)?;
+        loop {
+            if !read_events(afd.get_ref())?.populated {
+                return Ok(());
+            }
+            let mut guard = afd.ready(tokio::io::Interest::PRIORITY).await?;
+            guard.clear_ready();
+        }
+    }
+
+    /// Removes the directory. Fails with `EBUSY` while it has members.
+    pub(crate) fn remove(&self) -> io::Result<()> {
+        if self.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match rustix::fs::rmdir(&self.path) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {
+                self.removed.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+}
+
+impl Cgroup {
+    /// Kills whatever is left, waits briefly for the kernel to empty the
+    /// cgroup, and removes it. SIGKILLed processes normally leave within
+    /// microseconds; if one lingers (uninterruptible I/O, a huge address
+    /// space being torn down) the reaper thread finishes the job, so a
+    /// `Drop` on an async worker thread is never parked for long.
+    pub(crate) fn teardown(&self) {
+        if self.is_removed() {
+            return;
+        }
+        let _ = self.kill();
+        let deadline = Instant::now() + DROP_WAIT;
+        if self.wait_empty_blocking(deadline).unwrap_or(false) && self.remove().is_ok() {
+            return;
+        }
+        match self.open_events() {
+            Ok(events) => {
+                self.removed.store(true, Ordering::Release);
+                reaper::remove_cgroup_later(self.path.clone(), events);
+            }
+            Err(_) => {
+                let _ = self.remove();
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// How long `Drop` waits for a killed cgroup to empty before handing the
+/// directory to the reaper thread.
+const DROP_WAIT: Duration = Duration::from_millis(100);
+
+/// Parsed `cgroup.events`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Events {
+    pub populated: bool,
+    pub frozen: bool,
+}
+
+/// Reads `cgroup.events` from the start (re-reading also re-arms poll).
+pub(crate) fn read_events(fd: &OwnedFd) -> io::Result<Events> {
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    f.seek(io::SeekFrom::Start(0))?;
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    loop {
+        let n = f.read(&mut buf[len..])?;
+        if n == 0 || len + n == buf.len() {
+            len += n;
+            break;
+        }
+        len += n;
+    }
+    let text = &buf[..len];
+    let field = |name: &[u8]| {
+        text.split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim_ascii() == b"1")
+            .unwrap_or(false)
+    };
+    Ok(Events {
+        populated: field(b"populated "),
+        frozen: field(b"frozen "),
+    })
+}
+
+/// Blocks until `cgroup.events` changes or `deadline` passes; returns false
+/// on the deadline.
+pub(crate) fn wait_event_change(fd: &OwnedFd, deadline: Instant) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let now = Instant::now();
+    if now >= deadline {
+        return Ok(false);
+    }
+    let left = deadline - now;
+    let ts = Timespec {
+        tv_sec: left.as_secs() as _,
+        tv_nsec: left.subsec_nanos() as _,
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::PRI)];
+    match poll(&mut fds, Some(&ts)) {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(rustix::io::Errno::INTR) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+

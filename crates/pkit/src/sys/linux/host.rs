@@ -1,0 +1,143 @@
+//! Discovering what this Linux host offers: the cgroup v2 mount, the owner's
+//! cgroup, `cgroup.kill`, and whether `clone3` is allowed.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Where cgroup v2 lives for this process, as read from `/proc/self`.
+#[derive(Debug, Clone)]
+pub(crate) struct CgroupHost {
+    /// Mount point of the cgroup2 file system.
+    pub mount: PathBuf,
+    /// The owner's cgroup, relative to the hierarchy root (`/` for the root).
+    pub owner: PathBuf,
+    /// The owner's cgroup directory: where groups are created.
+    pub parent_dir: PathBuf,
+}
+
+/// The outcome of looking for cgroup v2: found, or why not.
+pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
+    static HOST: OnceLock<Result<CgroupHost, String>> = OnceLock::new();
+    HOST.get_or_init(discover)
+}
+
+fn discover() -> Result<CgroupHost, String> {
+    let mountinfo = std::fs::read("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    let (mount_root, mount) = find_cgroup2_mount(&mountinfo)
+        .ok_or_else(|| "no cgroup2 file system is mounted".to_string())?;
+    let cgroup = std::fs::read("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let owner = find_v2_cgroup(&cgroup)
+        .ok_or_else(|| "/proc/self/cgroup has no cgroup v2 (0::) entry".to_string())?;
+    // The mount may expose only a subtree of the hierarchy (containers): the
+    // owner's path is relative to the hierarchy root, the mount to its root.
+    let rel = owner
+        .strip_prefix(&mount_root)
+        .map_err(|_| {
+            format!(
+                "this process's cgroup {} is outside the mounted cgroup2 subtree {}",
+                owner.display(),
+                mount_root.display()
+            )
+        })?
+        .to_path_buf();
+    let parent_dir = mount.join(rel);
+    if !parent_dir.is_dir() {
+        return Err(format!(
+            "this process's cgroup directory {} does not exist (stale namespace?)",
+            parent_dir.display()
+        ));
+    }
+    Ok(CgroupHost {
+        mount,
+        owner,
+        parent_dir,
+    })
+}
+
+/// Finds the first cgroup2 mount in `/proc/self/mountinfo` text and returns
+/// (root within the hierarchy, mount point).
+pub(crate) fn find_cgroup2_mount(mountinfo: &[u8]) -> Option<(PathBuf, PathBuf)> {
+    for line in mountinfo.split(|&b| b == b'\n') {
+        // id parent major:minor root mount-point options [optional...] - fstype source super-options
+        let Some(sep) = find_subslice(line, b" - ") else {
+            continue;
+        };
+        let (left, right) = (&line[..sep], &line[sep + 3..]);
+        let fstype = right.split(|&b| b == b' ').next().unwrap_or_default();
+        if fstype != b"cgroup2" {
+            continue;
+        }
+        let fields: Vec<&[u8]> = left.split(|&b| b == b' ').collect();
+        if fields.len() >= 5 {
+            return Some((unescape(fields[3]), unescape(fields[4])));
+        }
+    }
+    None
+}
+
+fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &[u8]) -> PathBuf {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (field[i + 1] - b'0') * 64 + (field[i + 2] - b'0') * 8 + (field[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(OsStr::from_bytes(&out))
+}
+
+/// The `0::/path` line of `/proc/self/cgroup`.
+pub(crate) fn find_v2_cgroup(text: &[u8]) -> Option<PathBuf> {
+    text.split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"0::"))
+        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+}
+
+/// Kernel release as (major, minor), from uname.
+pub(crate) fn kernel_version() -> (u32, u32) {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+/// Kernel release string, for reports.
+pub(crate) fn kernel_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether `cgroup.kill` can be expected: present in any non-root cgroup on
+/// kernels >= 5.14. The root cgroup has none, so look at the kernel version
+/// unless the owner's own directory shows the file.
+pub(crate) fn cgroup_kill_supported(parent_dir: &Path) -> bool {
+    parent_dir.join("cgroup.kill").exists() || kernel_version() >= (5, 14)
+}
+
+/// Whether the owner may create cgroups under `dir` (without creating one).
+pub(crate) fn dir_writable(dir: &Path) -> io::Result<()> {
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+        .map_err(io::Error::from)
+}

@@ -1,0 +1,187 @@
+//! The only code that touches the operating system: spawning, containing,
+//! signalling, killing and reaping. Everything above this module is
+//! platform-neutral.
+//!
+//! One backend per mechanism: [`Mechanism::CgroupV2`] (Linux, `linux/`) and
+//! [`Mechanism::ProcessGroup`] (every Unix, `unix/`).
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "pkit currently builds on Linux only; the process-group backend for macOS and the BSDs \
+     and the Job Object backend for Windows are not written yet"
+);
+
+mod container;
+mod host;
+#[cfg(target_os = "linux")]
+pub(crate) mod linux;
+mod resolve;
+pub(crate) mod unix;
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::OwnedFd;
+
+pub(crate) use container::Container;
+pub use container::Placement;
+pub use host::{host_containment, HostContainment, MechanismChoice};
+#[cfg(target_os = "linux")]
+pub(crate) use linux::child::ChildHandle;
+pub(crate) use resolve::{resolve, ResolveError, DEFAULT_PATH};
+
+/// The kind of OS container a group's processes live in.
+///
+/// Every [`Group`](crate::Group) and every [`Output`](crate::Output) reports
+/// the mechanism that contained it, so a weaker fallback is never silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// A Linux cgroup v2 subtree: catches every descendant, including ones
+    /// that call `setsid`; torn down with `cgroup.kill`.
+    CgroupV2,
+    /// A POSIX process group: torn down with `killpg`. A descendant that
+    /// calls `setsid` or `setpgid` leaves the group and escapes teardown.
+    ProcessGroup,
+    /// A Windows Job Object (reserved; not implemented yet).
+    JobObject,
+}
+
+impl Mechanism {
+    /// A short stable name: `cgroup-v2`, `process-group`, `job-object`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::CgroupV2 => "cgroup-v2",
+            Mechanism::ProcessGroup => "process-group",
+            Mechanism::JobObject => "job-object",
+        }
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a child ended, as the kernel reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    Exited(i32),
+    Signalled(i32),
+}
+
+/// What a child gets on one of its stdio fds.
+#[derive(Debug)]
+pub(crate) enum ChildIo {
+    /// The parent's own fd.
+    Inherit,
+    /// This fd (>= 3, close-on-exec; dup2'ed into place in the child).
+    Fd(OwnedFd),
+}
+
+/// A fully prepared spawn: all strings are C strings, the program is
+/// resolved, the stdio fds are open.
+#[derive(Debug)]
+pub(crate) struct SpawnSpec {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub cwd: Option<CString>,
+    pub stdin: ChildIo,
+    pub stdout: ChildIo,
+    pub stderr: ChildIo,
+}
+
+/// Why a spawn failed.
+#[derive(Debug)]
+pub(crate) enum SpawnError {
+    /// `clone3` was refused; another placement may work.
+    Refused(io::Error),
+    /// The program could not be executed (errno from execve/chdir).
+    Exec(io::Error),
+    /// Any other OS failure (pipes, fds, limits).
+    Os(io::Error),
+}
+
+/// Requested stdio for one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IoRequest {
+    Inherit,
+    Null,
+    Pipe,
+}
+
+/// Opens what the child gets for one stream, and the parent's end of the
+/// pipe when one is requested. `input` says which way the pipe flows.
+pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Option<OwnedFd>)> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(match req {
+        IoRequest::Inherit => (ChildIo::Inherit, None),
+        IoRequest::Null => {
+            let flags = if input { OFlags::RDONLY } else { OFlags::WRONLY };
+            let fd = rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty())?;
+            (ChildIo::Fd(above_stdio(fd)?), None)
+        }
+        IoRequest::Pipe => {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            if input {
+                (ChildIo::Fd(above_stdio(r)?), Some(w))
+            } else {
+                (ChildIo::Fd(above_stdio(w)?), Some(r))
+            }
+        }
+    })
+}
+
+/// Makes sure a child-side fd is not 0, 1 or 2 (which happens when the
+/// parent runs with a closed stdio fd), so that placing one stdio fd never
+/// overwrites the source of another.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// The conventional name of a signal number (`SIGKILL`), if it has one.
+pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGURG => "SIGURG",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGVTALRM => "SIGVTALRM",
+        libc::SIGPROF => "SIGPROF",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGIO => "SIGIO",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
+
+/// Signal numbers the upper layers use by name.
+pub(crate) mod signals {
+    pub(crate) const KILL: i32 = libc::SIGKILL;
+    pub(crate) const TERM: i32 = libc::SIGTERM;
+}
