@@ -1,4 +1,62 @@
-//! pkit: kernel-backed, no-orphan child-process management.
-#![allow(dead_code)]
+//! # pkit: no-orphan child processes
+//!
+//! Every process pkit starts, and everything that process spawns, lives in
+//! a kill-on-drop OS container: a Linux cgroup v2 subtree where one can be
+//! made, else a POSIX process group. When the run ends, times out, is
+//! cancelled or its future is dropped, the whole tree is gone — no orphaned
+//! grandchildren, no zombies, no directory left behind.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> pkit::Result<()> {
+//! use std::time::Duration;
+//! use pkit::Command;
+//!
+//! // Capture everything; a non-zero exit is data.
+//! let out = Command::new("sh").args(["-c", "echo hi; exit 3"]).output().await?;
+//! assert_eq!((out.code(), out.stdout_str().as_ref()), (Some(3), "hi\n"));
+//!
+//! // Require success, get trimmed stdout.
+//! assert_eq!(Command::new("echo").arg("hello").run().await?, "hello");
+//!
+//! // A timeout kills the whole tree, grandchildren included.
+//! let out = Command::new("sh")
+//!     .args(["-c", "sleep 300 & sleep 300; wait"])
+//!     .timeout(Duration::from_millis(200))
+//!     .output()
+//!     .await?;
+//! assert!(out.timed_out());
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Command`] is plain data with four verbs: [`output`](Command::output),
+//!   [`run`](Command::run), [`exit_code`](Command::exit_code),
+//!   [`probe`](Command::probe).
+//! - [`Group`] is a shared container for processes that must die together.
+//! - [`host_containment`] says what this host offers, without spawning.
+//! - The mechanism can be forced with `PKIT_MECHANISM=auto|cgroup|pgroup` or
+//!   [`GroupBuilder::mechanism`]; forcing what is impossible is an error.
+//!
+//! Logging goes through [`tracing`](https://docs.rs/tracing) with target
+//! `pkit`; events never contain arguments, environment or output.
+
+#![warn(missing_docs)]
+
+mod cancel;
+mod command;
+mod error;
+mod group;
+mod log;
+mod output;
+mod process;
+mod runner;
 mod sys;
+
+pub use cancel::CancelToken;
+pub use command::{Command, Stdio};
+pub use error::{Error, ErrorKind, Result};
+pub use group::{Group, GroupBuilder, ShutdownReport};
+pub use output::{Outcome, Output};
+pub use process::RunningProcess;
+pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use sys::{host_containment, HostContainment, Mechanism, MechanismChoice, Placement};

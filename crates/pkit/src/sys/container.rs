@@ -73,9 +73,8 @@ impl Container {
     pub(crate) fn create(choice: MechanismChoice) -> Result<Container, String> {
         let cgroup = || -> Result<Cgroup, String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
-            Cgroup::create(&h.parent_dir, host::cgroup_kill_supported(&h.parent_dir)).map_err(
-                |e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()),
-            )
+            Cgroup::create(&h.parent_dir, host::cgroup_kill_supported(&h.parent_dir))
+                .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
         let (kind, fallback) = match choice {
             MechanismChoice::ProcessGroup => (Self::pgroup(), None),
@@ -152,7 +151,9 @@ impl Container {
     /// Starts `spec` inside the container.
     pub(crate) fn spawn(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
         if self.torn_down.load(Ordering::Acquire) {
-            return Err(SpawnError::Os(io::Error::other("the group has been closed")));
+            return Err(SpawnError::Os(io::Error::other(
+                "the group has been closed",
+            )));
         }
         match &self.kind {
             Kind::Cgroup(cg) => {
@@ -172,7 +173,8 @@ impl Container {
                     }
                 }
                 let procs = cg.open_procs_for_join().map_err(SpawnError::Os)?;
-                let pid = std_spawn::spawn(spec, std_spawn::Placement::JoinCgroup(procs.as_raw_fd()))?;
+                let pid =
+                    std_spawn::spawn(spec, std_spawn::Placement::JoinCgroup(procs.as_raw_fd()))?;
                 Ok(Arc::new(adopt_child(pid)?))
             }
             Kind::Pgroup { leader } => {

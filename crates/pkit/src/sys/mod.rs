@@ -27,7 +27,7 @@ pub use container::Placement;
 pub use host::{host_containment, HostContainment, MechanismChoice};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
-pub(crate) use resolve::{resolve, ResolveError, DEFAULT_PATH};
+pub(crate) use resolve::{resolve, ResolveError};
 
 /// The kind of OS container a group's processes live in.
 ///
@@ -118,7 +118,11 @@ pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Opti
     Ok(match req {
         IoRequest::Inherit => (ChildIo::Inherit, None),
         IoRequest::Null => {
-            let flags = if input { OFlags::RDONLY } else { OFlags::WRONLY };
+            let flags = if input {
+                OFlags::RDONLY
+            } else {
+                OFlags::WRONLY
+            };
             let fd = rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty())?;
             (ChildIo::Fd(above_stdio(fd)?), None)
         }

@@ -151,12 +151,6 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Whether any process is still in the cgroup.
-    pub(crate) fn populated(&self) -> io::Result<bool> {
-        let events = self.open_events()?;
-        Ok(read_events(&events)?.populated)
-    }
-
     /// Waits (blocking this thread) until the cgroup is empty or `deadline`
     /// passes; returns whether it is empty.
     pub(crate) fn wait_empty_blocking(&self, deadline: Instant) -> io::Result<bool> {
@@ -238,7 +232,7 @@ impl Drop for Cgroup {
 
 /// How long `Drop` waits for a killed cgroup to empty before handing the
 /// directory to the reaper thread.
-const DROP_WAIT: Duration = Duration::from_millis(100);
+const DROP_WAIT: Duration = Duration::from_millis(10);
 
 /// Parsed `cgroup.events`.
 #[derive(Debug, Clone, Copy)]
@@ -295,4 +289,3 @@ pub(crate) fn wait_event_change(fd: &OwnedFd, deadline: Instant) -> io::Result<b
         Err(e) => Err(e.into()),
     }
 }
-

@@ -38,7 +38,10 @@ impl ChildHandle {
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_ref().expect("pidfd present until drop").as_fd()
+        self.pidfd
+            .as_ref()
+            .expect("pidfd present until drop")
+            .as_fd()
     }
 
     fn cached(&self) -> Option<ExitStatus> {
@@ -82,7 +85,10 @@ impl ChildHandle {
     }
 
     /// Waits (blocking) until the child exits or `deadline` passes.
-    pub(crate) fn wait_blocking(&self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+    pub(crate) fn wait_blocking(
+        &self,
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<ExitStatus>> {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         loop {
             if let Some(s) = self.try_status()? {

@@ -91,7 +91,9 @@ fn unescape(field: &[u8]) -> PathBuf {
     while i < field.len() {
         if field[i] == b'\\'
             && i + 3 < field.len()
-            && field[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|c| (b'0'..=b'7').contains(c))
         {
             let v = (field[i + 1] - b'0') * 64 + (field[i + 2] - b'0') * 8 + (field[i + 3] - b'0');
             out.push(v);
@@ -138,6 +140,9 @@ pub(crate) fn cgroup_kill_supported(parent_dir: &Path) -> bool {
 
 /// Whether the owner may create cgroups under `dir` (without creating one).
 pub(crate) fn dir_writable(dir: &Path) -> io::Result<()> {
-    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
-        .map_err(io::Error::from)
+    rustix::fs::access(
+        dir,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .map_err(io::Error::from)
 }

@@ -16,6 +16,5 @@ pub(crate) fn register(
     // SAFETY: the AsyncFd takes ownership of `fd`, so the descriptor stays
     // open, and refers to the same file, for as long as the AsyncFd lives;
     // `OwnedFd::as_raw_fd` always returns that same descriptor.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
-        .map_err(|e| e.into())
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into())
 }

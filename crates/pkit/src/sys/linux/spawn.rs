@@ -225,7 +225,12 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
     // Any fd a library opened without O_CLOEXEC must not leak into the child.
     // CLOSE_RANGE_CLOEXEC keeps our error pipe usable until execve. Failure
     // (kernels before 5.11) is harmless.
-    libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as u32);
+    libc::syscall(
+        libc::SYS_close_range,
+        3u32,
+        u32::MAX,
+        libc::CLOSE_RANGE_CLOEXEC as u32,
+    );
     let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
     libc::sigemptyset(empty.as_mut_ptr());
     libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());

@@ -35,7 +35,10 @@ pub(crate) fn spawn(spec: &SpawnSpec, placement: Placement) -> Result<i32, Spawn
     for kv in &spec.envp {
         let bytes = kv.as_bytes();
         if let Some(eq) = bytes.iter().position(|&b| b == b'=') {
-            cmd.env(OsStr::from_bytes(&bytes[..eq]), OsStr::from_bytes(&bytes[eq + 1..]));
+            cmd.env(
+                OsStr::from_bytes(&bytes[..eq]),
+                OsStr::from_bytes(&bytes[eq + 1..]),
+            );
         }
     }
     if let Some(dir) = &spec.cwd {

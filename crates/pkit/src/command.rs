@@ -1,0 +1,349 @@
+//! [`Command`]: what to run, as plain data, and the four verbs.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cancel::CancelToken;
+use crate::error::{Error, Result};
+use crate::output::{Outcome, Output};
+use crate::runner::{Runner, SystemRunner};
+
+/// Where one of the child's output streams goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Stdio {
+    /// Captured by pkit into the [`Output`] (the default).
+    #[default]
+    Piped,
+    /// The parent's own stream.
+    Inherit,
+    /// `/dev/null`.
+    Null,
+}
+
+/// What the child reads on stdin.
+#[derive(Clone, Default)]
+pub(crate) enum Input {
+    /// `/dev/null` (the default: a child never steals the parent's stdin
+    /// by accident).
+    #[default]
+    Null,
+    /// The parent's own stdin.
+    Inherit,
+    /// These bytes, then end of file. Shared, so every run (a retry, a
+    /// reused command) gets the same input.
+    Bytes(Arc<[u8]>),
+}
+
+/// A program to run, with its arguments, environment, working directory,
+/// stdio and time bounds.
+///
+/// A `Command` is plain data: it owns no OS resource and does nothing until
+/// a verb runs it. It is `Clone` and can be run any number of times. Every
+/// verb runs it in a fresh private [`Group`](crate::Group), so the program
+/// and everything it spawns die with the run.
+///
+/// ```
+/// # async fn demo() -> pkit::Result<()> {
+/// use std::time::Duration;
+///
+/// let out = pkit::Command::new("sh")
+///     .args(["-c", "echo hello; echo oops >&2; exit 3"])
+///     .timeout(Duration::from_secs(10))
+///     .output()
+///     .await?;
+/// assert_eq!(out.code(), Some(3));
+/// assert_eq!(out.stdout_str(), "hello\n");
+/// assert_eq!(out.stderr_str(), "oops\n");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Command {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    /// Changes to the environment: `None` removes the variable.
+    pub(crate) env: BTreeMap<OsString, Option<OsString>>,
+    pub(crate) env_clear: bool,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdin: Input,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) grace: Option<Duration>,
+    pub(crate) cancel: Option<CancelToken>,
+    pub(crate) runner: Option<Arc<dyn Runner>>,
+}
+
+impl Command {
+    /// A command that runs `program`: a name looked up on `PATH` (the
+    /// command's own `PATH` if it sets one, else the parent's), or a path
+    /// when it contains a `/`.
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_os_string(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            env_clear: false,
+            cwd: None,
+            stdin: Input::Null,
+            stdout: Stdio::Piped,
+            stderr: Stdio::Piped,
+            timeout: None,
+            grace: None,
+            cancel: None,
+            runner: None,
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Command {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// Adds several arguments.
+    pub fn args<I, S>(mut self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
+        self.env.insert(
+            key.as_ref().to_os_string(),
+            Some(value.as_ref().to_os_string()),
+        );
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes an environment variable the child would otherwise inherit.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
+        self.env.insert(key.as_ref().to_os_string(), None);
+        self
+    }
+
+    /// Starts the child with an empty environment (plus whatever
+    /// [`env`](Self::env) sets, before or after this call).
+    pub fn env_clear(mut self) -> Command {
+        self.env_clear = true;
+        self.env.retain(|_, v| v.is_some());
+        self
+    }
+
+    /// Runs the child in `dir`. It is checked before spawning: a missing
+    /// directory is [`Error::CurrentDir`], naming it.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Command {
+        self.cwd = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Feeds these bytes to the child's stdin, then end of file. A child
+    /// that exits without reading them is not an error.
+    pub fn stdin_bytes(mut self, bytes: impl Into<Vec<u8>>) -> Command {
+        self.stdin = Input::Bytes(Arc::from(bytes.into()));
+        self
+    }
+
+    /// Feeds this text to the child's stdin, then end of file.
+    pub fn stdin_str(self, text: impl AsRef<str>) -> Command {
+        self.stdin_bytes(text.as_ref().as_bytes())
+    }
+
+    /// The child's stdin is `/dev/null` (the default).
+    pub fn stdin_null(mut self) -> Command {
+        self.stdin = Input::Null;
+        self
+    }
+
+    /// The child reads the parent's own stdin.
+    pub fn stdin_inherit(mut self) -> Command {
+        self.stdin = Input::Inherit;
+        self
+    }
+
+    /// Where stdout goes (default: [`Stdio::Piped`], captured).
+    pub fn stdout(mut self, stdio: Stdio) -> Command {
+        self.stdout = stdio;
+        self
+    }
+
+    /// Where stderr goes (default: [`Stdio::Piped`], captured).
+    pub fn stderr(mut self, stdio: Stdio) -> Command {
+        self.stderr = stdio;
+        self
+    }
+
+    /// Bounds the whole run: when `limit` passes, the whole tree is torn
+    /// down (see [`grace`](Self::grace)), output reading stops, and the
+    /// outcome is [`Outcome::TimedOut`].
+    pub fn timeout(mut self, limit: Duration) -> Command {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// On timeout, first send SIGTERM to the whole tree and give it `grace`
+    /// to exit before SIGKILL. Without it (the default), a timeout kills
+    /// straight away.
+    pub fn grace(mut self, grace: Duration) -> Command {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// Cancels the run when `token` is cancelled: the tree is torn down and
+    /// the verb returns [`Error::Cancelled`].
+    pub fn cancel_token(mut self, token: &CancelToken) -> Command {
+        self.cancel = Some(token.clone());
+        self
+    }
+
+    /// Runs this command through `runner` instead of the real one (the
+    /// seam for test doubles and instrumentation).
+    pub fn runner(mut self, runner: Arc<dyn Runner>) -> Command {
+        self.runner = Some(runner);
+        self
+    }
+
+    /// The program as given.
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The arguments.
+    pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
+        self.args.iter().map(OsString::as_os_str)
+    }
+
+    /// The working directory, if one is set.
+    pub fn get_current_dir(&self) -> Option<&Path> {
+        self.cwd.as_deref()
+    }
+
+    /// The timeout, if one is set.
+    pub fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The program's name for messages and logs: as given, lossily
+    /// converted to UTF-8. Never includes arguments.
+    pub(crate) fn display_name(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+
+    /// The environment the child starts with, in order.
+    pub(crate) fn effective_env(&self) -> Vec<(OsString, OsString)> {
+        let mut vars: BTreeMap<OsString, OsString> = if self.env_clear {
+            BTreeMap::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => {
+                    vars.insert(k.clone(), v.clone());
+                }
+                None => {
+                    vars.remove(k);
+                }
+            }
+        }
+        vars.into_iter().collect()
+    }
+
+    fn run_with(&self) -> &dyn Runner {
+        match &self.runner {
+            Some(r) => r.as_ref(),
+            None => &SystemRunner::DEFAULT,
+        }
+    }
+
+    /// Runs the command to its end and returns everything about the run.
+    ///
+    /// A non-zero exit, a signal and a timeout are data in the [`Output`];
+    /// `Err` means the program could not be started (or the run was
+    /// cancelled). Dropping the future kills the whole tree.
+    pub async fn output(&self) -> Result<Output> {
+        self.run_with().output(self).await
+    }
+
+    /// Runs the command, requires success, and returns stdout as text with
+    /// surrounding whitespace trimmed.
+    ///
+    /// A non-zero exit is [`Error::NonZeroExit`], a signal
+    /// [`Error::Signalled`], a timeout [`Error::Timeout`]; each carries the
+    /// whole [`Output`], stderr included.
+    pub async fn run(&self) -> Result<String> {
+        let out = require_exit(self.output().await?)?;
+        if out.success() {
+            Ok(out.stdout_str().trim().to_string())
+        } else {
+            Err(Error::NonZeroExit(Box::new(out)))
+        }
+    }
+
+    /// Runs the command and returns its exit code. A signal or a timeout is
+    /// an `Err`, never an invented code.
+    pub async fn exit_code(&self) -> Result<i32> {
+        let out = require_exit(self.output().await?)?;
+        Ok(out.code().expect("require_exit leaves only exits"))
+    }
+
+    /// Runs the command as a yes/no question: exit 0 is `true`, exit 1 is
+    /// `false`, anything else is an `Err`.
+    pub async fn probe(&self) -> Result<bool> {
+        let out = require_exit(self.output().await?)?;
+        match out.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(Error::NonZeroExit(Box::new(out))),
+        }
+    }
+}
+
+/// Turns a signal or a timeout into the matching error.
+fn require_exit(out: Output) -> Result<Output> {
+    match out.outcome() {
+        Outcome::Exited(_) => Ok(out),
+        Outcome::Signalled(_) => Err(Error::Signalled(Box::new(out))),
+        Outcome::TimedOut => Err(Error::Timeout(Box::new(out))),
+    }
+}
+
+impl fmt::Debug for Command {
+    /// Shows the program and the shape of the command, never argument or
+    /// environment values (they may hold secrets).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("program", &self.program)
+            .field("args", &format_args!("[{} hidden]", self.args.len()))
+            .field("env_changes", &format_args!("[{} hidden]", self.env.len()))
+            .field("env_clear", &self.env_clear)
+            .field("current_dir_set", &self.cwd.is_some())
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,218 @@
+//! [`Error`]: everything that can go wrong, as one enum.
+//!
+//! Messages name the program (its file name as given to
+//! [`Command::new`](crate::Command::new)) and never contain arguments,
+//! environment values or output: an error message is safe to log.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::output::Output;
+use crate::sys::Mechanism;
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when starting, waiting for or containing a
+/// process.
+///
+/// A non-zero exit, a signal and a timeout are *data* (see
+/// [`Output::outcome`](crate::Output::outcome)) for [`Command::output`](crate::Command::output);
+/// they become errors only for the verbs that require success
+/// ([`run`](crate::Command::run), [`exit_code`](crate::Command::exit_code),
+/// [`probe`](crate::Command::probe)), and then the error carries the whole
+/// [`Output`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The program does not exist on the searched `PATH` (or at the path
+    /// given).
+    #[error("{program}: program not found{}", searched_suffix(.searched))]
+    NotFound {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The `PATH` that was searched (`None` when the program was given
+        /// as a path).
+        searched: Option<OsString>,
+    },
+
+    /// The program exists but cannot be executed (no permission, not a
+    /// regular file, a bad executable format).
+    #[error("{program}: not executable ({})", .path.display())]
+    NotExecutable {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The file that was found.
+        path: PathBuf,
+    },
+
+    /// The working directory set with `current_dir` does not exist or is
+    /// not a directory.
+    #[error("{program}: working directory {} is not usable: {source}", .dir.display())]
+    CurrentDir {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The directory that was set.
+        dir: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+
+    /// Starting the process failed for another reason (an OS limit, an
+    /// exec failure after the checks passed).
+    #[error("{program}: cannot start: {source}")]
+    Spawn {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+
+    /// The program exited with a non-zero code, and the verb requires
+    /// success. The whole result (stderr included) is carried.
+    #[error("{}: {}", .0.program(), .0.outcome())]
+    NonZeroExit(Box<Output>),
+
+    /// The program was killed by a signal, and the verb requires it to
+    /// exit.
+    #[error("{}: {}", .0.program(), .0.outcome())]
+    Signalled(Box<Output>),
+
+    /// The run exceeded its timeout; its tree was torn down. Returned by the
+    /// verbs that require an exit (`output()` reports a timeout as data).
+    #[error("{}: timed out after {:?}", .0.program(), .0.duration())]
+    Timeout(Box<Output>),
+
+    /// The run was cancelled through its [`CancelToken`](crate::CancelToken);
+    /// its tree was torn down.
+    #[error("{program}: cancelled")]
+    Cancelled {
+        /// The program as given to `Command::new`.
+        program: String,
+    },
+
+    /// The requested containment mechanism can't be had here (for example
+    /// cgroup v2 forced where no cgroup can be created). Never a silent
+    /// fallback.
+    #[error("containment unavailable: {reason}")]
+    MechanismUnavailable {
+        /// The mechanism that was asked for, when one was.
+        requested: Option<Mechanism>,
+        /// Why it can't be had.
+        reason: String,
+    },
+
+    /// An argument to pkit itself was invalid (for example a NUL byte in an
+    /// argument, or an unparseable `PKIT_MECHANISM`).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// An I/O error while managing a process or its container.
+    #[error("{context}: {source}")]
+    Io {
+        /// What pkit was doing.
+        context: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+}
+
+fn searched_suffix(searched: &Option<OsString>) -> String {
+    match searched {
+        Some(p) => format!(" (searched PATH={})", p.to_string_lossy()),
+        None => String::new(),
+    }
+}
+
+/// The category of an [`Error`], for matching without destructuring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::NotFound`]
+    NotFound,
+    /// [`Error::NotExecutable`]
+    NotExecutable,
+    /// [`Error::CurrentDir`]
+    CurrentDir,
+    /// [`Error::Spawn`]
+    Spawn,
+    /// [`Error::NonZeroExit`]
+    NonZeroExit,
+    /// [`Error::Signalled`]
+    Signalled,
+    /// [`Error::Timeout`]
+    Timeout,
+    /// [`Error::Cancelled`]
+    Cancelled,
+    /// [`Error::MechanismUnavailable`]
+    MechanismUnavailable,
+    /// [`Error::InvalidInput`]
+    InvalidInput,
+    /// [`Error::Io`]
+    Io,
+}
+
+impl Error {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotExecutable { .. } => ErrorKind::NotExecutable,
+            Error::CurrentDir { .. } => ErrorKind::CurrentDir,
+            Error::Spawn { .. } => ErrorKind::Spawn,
+            Error::NonZeroExit(_) => ErrorKind::NonZeroExit,
+            Error::Signalled(_) => ErrorKind::Signalled,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::MechanismUnavailable { .. } => ErrorKind::MechanismUnavailable,
+            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// Whether the run timed out.
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// Whether the program was not found.
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == ErrorKind::NotFound
+    }
+
+    /// Whether the run was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.kind() == ErrorKind::Cancelled
+    }
+
+    /// Whether the program exited with a non-zero code.
+    pub fn is_non_zero_exit(&self) -> bool {
+        self.kind() == ErrorKind::NonZeroExit
+    }
+
+    /// The result of the run this error is about, when it got that far
+    /// (non-zero exit, signal, timeout).
+    pub fn output(&self) -> Option<&Output> {
+        match self {
+            Error::NonZeroExit(o) | Error::Signalled(o) | Error::Timeout(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Takes the carried [`Output`] out of the error, when there is one.
+    pub fn into_output(self) -> Option<Output> {
+        match self {
+            Error::NonZeroExit(o) | Error::Signalled(o) | Error::Timeout(o) => Some(*o),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(context: impl fmt::Display, source: io::Error) -> Error {
+        Error::Io {
+            context: context.to_string(),
+            source,
+        }
+    }
+}

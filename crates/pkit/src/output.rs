@@ -1,0 +1,144 @@
+//! [`Output`]: the result of a finished run, and its [`Outcome`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use crate::sys::{signal_name, Mechanism};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The program exited with this code.
+    Exited(i32),
+    /// The program was killed by this signal (not by pkit's timeout).
+    Signalled(i32),
+    /// The run exceeded its timeout and pkit tore its tree down.
+    TimedOut,
+}
+
+impl fmt::Display for Outcome {
+    /// `exited(0)`, `signalled(SIGKILL)` (or `signalled(42)` for a signal
+    /// without a name), `timed out`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Outcome::Exited(code) => write!(f, "exited({code})"),
+            Outcome::Signalled(sig) => match signal_name(sig) {
+                Some(name) => write!(f, "signalled({name})"),
+                None => write!(f, "signalled({sig})"),
+            },
+            Outcome::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
+/// The result of a finished run: how it ended, what it wrote, how long it
+/// took and how it was contained.
+///
+/// A non-zero exit, a signal and a timeout are all data here; see
+/// [`Command::run`](crate::Command::run) for a verb that requires success.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Output {
+    pub(crate) program: String,
+    pub(crate) outcome: Outcome,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) duration: Duration,
+    pub(crate) mechanism: Mechanism,
+    pub(crate) pid: u32,
+}
+
+impl Output {
+    /// How the run ended.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Whether the program exited with code 0.
+    pub fn success(&self) -> bool {
+        self.outcome == Outcome::Exited(0)
+    }
+
+    /// The exit code, if the program exited (not killed, not timed out).
+    pub fn code(&self) -> Option<i32> {
+        match self.outcome {
+            Outcome::Exited(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The signal that killed the program, if one did (a timeout is
+    /// reported by [`timed_out`](Self::timed_out), not here).
+    pub fn signal(&self) -> Option<i32> {
+        match self.outcome {
+            Outcome::Signalled(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether the run exceeded its timeout.
+    pub fn timed_out(&self) -> bool {
+        self.outcome == Outcome::TimedOut
+    }
+
+    /// Everything the program wrote to stdout (empty unless piped).
+    pub fn stdout(&self) -> &[u8] {
+        &self.stdout
+    }
+
+    /// Everything the program wrote to stderr (empty unless piped).
+    pub fn stderr(&self) -> &[u8] {
+        &self.stderr
+    }
+
+    /// stdout as text; invalid UTF-8 is replaced with U+FFFD.
+    pub fn stdout_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// stderr as text; invalid UTF-8 is replaced with U+FFFD.
+    pub fn stderr_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+
+    /// Takes stdout out of the result.
+    pub fn into_stdout(self) -> Vec<u8> {
+        self.stdout
+    }
+
+    /// How long the run took, from spawn to the end of teardown.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// The mechanism that contained the run.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// The program, as given to [`Command::new`](crate::Command::new).
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// The pid the program ran as.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl fmt::Debug for Output {
+    /// Shows sizes, not contents: output may hold secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("program", &self.program)
+            .field("outcome", &self.outcome)
+            .field("stdout_bytes", &self.stdout.len())
+            .field("stderr_bytes", &self.stderr.len())
+            .field("duration", &self.duration)
+            .field("mechanism", &self.mechanism)
+            .field("pid", &self.pid)
+            .finish()
+    }
+}

@@ -1,0 +1,132 @@
+//! [`Runner`]: the one seam where a [`Command`] becomes a process.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::output::{Outcome, Output};
+use crate::process::outcome_of;
+use crate::sys::MechanismChoice;
+
+/// A boxed, sendable future, as returned by [`Runner::output`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Turns a [`Command`] into an [`Output`]. Every verb
+/// ([`output`](Command::output), [`run`](Command::run),
+/// [`exit_code`](Command::exit_code), [`probe`](Command::probe)) goes
+/// through one; the real one is [`SystemRunner`]. Give a command another
+/// with [`Command::runner`] to script, record or instrument runs.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pkit::{BoxFuture, Command, Output, Runner, SystemRunner};
+///
+/// /// Counts the runs that go through it.
+/// #[derive(Default)]
+/// struct Counting(std::sync::atomic::AtomicUsize);
+///
+/// impl Runner for Counting {
+///     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, pkit::Result<Output>> {
+///         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         SystemRunner::default().output(cmd)
+///     }
+/// }
+/// # async fn demo() -> pkit::Result<()> {
+/// let counting = Arc::new(Counting::default());
+/// let version = Command::new("uname").runner(counting.clone()).run().await?;
+/// # Ok(()) }
+/// ```
+pub trait Runner: Send + Sync {
+    /// Runs `cmd` to its end. A non-zero exit, a signal and a timeout are
+    /// data in the `Output`; `Err` is for runs that could not start or were
+    /// cancelled.
+    fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>>;
+}
+
+/// The real runner: each run gets a fresh private [`Group`] that is torn
+/// down when the run ends, times out, is cancelled or is dropped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemRunner {
+    mechanism: Option<MechanismChoice>,
+}
+
+impl SystemRunner {
+    pub(crate) const DEFAULT: SystemRunner = SystemRunner { mechanism: None };
+
+    /// A runner whose groups use `choice` (instead of `PKIT_MECHANISM`).
+    pub fn with_mechanism(choice: MechanismChoice) -> SystemRunner {
+        SystemRunner {
+            mechanism: Some(choice),
+        }
+    }
+}
+
+impl Runner for SystemRunner {
+    fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
+        Box::pin(run_contained(cmd, self.mechanism))
+    }
+}
+
+/// How the wait for the main process ended.
+enum Ended {
+    Exited(crate::sys::ExitStatus),
+    TimedOut,
+    Cancelled,
+}
+
+async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Result<Output> {
+    let mut builder = Group::builder();
+    if let Some(choice) = mechanism {
+        builder = builder.mechanism(choice);
+    }
+    // Dropping this future drops `group` (and `proc`): the tree is killed
+    // synchronously and the container removed.
+    let group = builder.build()?;
+    let mut proc = group.start(cmd)?;
+    let deadline = cmd.timeout.map(|t| tokio::time::Instant::now() + t);
+    let ended = {
+        let exit = proc.wait_status();
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let cancelled = async {
+            match &cmd.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            status = exit => Ended::Exited(status?),
+            () = timer => Ended::TimedOut,
+            () = cancelled => Ended::Cancelled,
+        }
+    };
+    let outcome = match ended {
+        Ended::Exited(status) => {
+            // The main process is done; whatever it left running dies now.
+            group.close().await?;
+            outcome_of(status)
+        }
+        Ended::TimedOut => {
+            match cmd.grace {
+                Some(grace) if !grace.is_zero() => {
+                    group.shutdown(grace).await?;
+                }
+                _ => group.close().await?,
+            }
+            Outcome::TimedOut
+        }
+        Ended::Cancelled => {
+            group.close().await?;
+            return Err(Error::Cancelled {
+                program: cmd.display_name(),
+            });
+        }
+    };
+    Ok(proc.finish(outcome).await)
+}
