@@ -1,0 +1,69 @@
+//! `pkit doctor`.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+pub fn main(as_json: bool) -> ExitCode {
+    let host = pkit::host_containment();
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    if as_json {
+        let v = json!({
+            "mechanism": host.mechanism.map(|m| m.as_str()),
+            "choice": host.choice.as_str(),
+            "reason": host.reason,
+            "kernel": host.kernel,
+            "cgroup_mount": path(&host.cgroup_mount),
+            "owner_cgroup": path(&host.owner_cgroup),
+            "group_parent": path(&host.group_parent),
+            "cgroup_writable": host.cgroup_writable,
+            "cgroup_kill": host.cgroup_kill,
+            "clone3": host.clone3,
+            "clone3_error": host.clone3_error,
+        });
+        println!("{v}");
+    } else {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        match host.mechanism {
+            Some(m) => println!("New groups get: {m}"),
+            None => println!("New groups get: nothing (creating a group fails)"),
+        }
+        println!("  why: {}", host.reason);
+        println!("  PKIT_MECHANISM: {}", host.choice);
+        println!("  kernel: {}", host.kernel);
+        match &host.cgroup_mount {
+            Some(m) => println!("  cgroup v2 mounted at: {}", m.display()),
+            None => println!("  cgroup v2 mounted at: (not mounted)"),
+        }
+        if let Some(o) = &host.owner_cgroup {
+            println!("  this process's cgroup: {}", o.display());
+        }
+        if let Some(p) = &host.group_parent {
+            println!(
+                "  groups are created under: {} (writable: {})",
+                p.display(),
+                yes(host.cgroup_writable)
+            );
+        }
+        println!(
+            "  whole-tree kill: {}",
+            if host.cgroup_kill {
+                "cgroup.kill (atomic)"
+            } else {
+                "freeze, SIGKILL each member, thaw"
+            }
+        );
+        match &host.clone3_error {
+            None => println!("  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
+            Some(e) => println!("  placement at birth: no, children join before exec ({e})"),
+        }
+        if host.mechanism == Some(pkit::Mechanism::ProcessGroup) {
+            println!("  note: a process group does not hold a descendant that calls setsid");
+        }
+    }
+    if host.mechanism.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::EXIT_OWN_FAILURE)
+    }
+}
