@@ -1,0 +1,250 @@
+//! The `pkit` binary, run for real: exit statuses, JSON, signals, and that
+//! nothing it started is left behind.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const MECHANISMS: [&str; 2] = ["cgroup", "pgroup"];
+
+fn pkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pkit"))
+}
+
+fn run(args: &[&str]) -> Output {
+    pkit().args(args).output().expect("pkit runs")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+/// A fresh file path for a script to write pids into.
+fn pid_file() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "pkit-cli-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn read_pids(file: &PathBuf, want: usize) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.len() >= want {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "pids never appeared in {file:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Gone: no /proc entry, or a zombie waiting for init to reap it.
+fn pid_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+            matches!(after.split_whitespace().next(), Some("Z") | Some("X"))
+        }
+    }
+}
+
+fn assert_all_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pids.iter().all(|&p| pid_gone(p)) {
+        assert!(Instant::now() < deadline, "still alive: {pids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tree_script(file: &PathBuf) -> String {
+    format!(
+        "sleep 300 & echo $! >> {f}; sleep 300 & echo $! >> {f}; echo $$ >> {f}; wait",
+        f = file.display()
+    )
+}
+
+#[test]
+fn exit_codes_mirror_the_child() {
+    for m in MECHANISMS {
+        for code in [0, 3, 255] {
+            let out = run(&["run", "--mechanism", m, "--", "sh", "-c", &format!("exit {code}")]);
+            assert_eq!(out.status.code(), Some(code), "mechanism {m}");
+        }
+        let out = run(&["run", "--mechanism", m, "--", "sh", "-c", "kill -9 $$"]);
+        assert_eq!(out.status.code(), Some(128 + 9));
+        let out = run(&["run", "--mechanism", m, "--", "sh", "-c", "kill -TERM $$"]);
+        assert_eq!(out.status.code(), Some(128 + 15));
+    }
+}
+
+#[test]
+fn not_found_not_executable_and_bad_usage() {
+    let out = run(&["run", "--", "pkit-no-such-program-xyz"]);
+    assert_eq!(out.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pkit-no-such-program-xyz") && err.contains("PATH"), "{err}");
+
+    let file = pid_file();
+    std::fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
+    let out = run(&["run", "--", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(out.status.code(), Some(126));
+
+    assert_eq!(run(&["run", "--timeout", "soon", "--", "true"]).status.code(), Some(125));
+    assert_eq!(run(&["run"]).status.code(), Some(125));
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn timeout_tears_down_the_tree_and_exits_124() {
+    for m in MECHANISMS {
+        let file = pid_file();
+        let out = run(&["run", "--timeout", "1s", "--mechanism", m, "--", "sh", "-c", &tree_script(&file)]);
+        assert_eq!(out.status.code(), Some(124), "mechanism {m}");
+        let pids = read_pids(&file, 3);
+        std::fs::remove_file(&file).unwrap();
+        assert_all_gone(&pids);
+    }
+}
+
+#[test]
+fn grace_lets_the_child_clean_up() {
+    for m in MECHANISMS {
+        let out = run(&[
+            "run", "--timeout", "500ms", "--grace", "5s", "--mechanism", m, "--json", "--capture", "--",
+            "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
+        ]);
+        assert_eq!(out.status.code(), Some(124), "mechanism {m}");
+        let v = json(&out);
+        assert_eq!(v["timed_out"], true);
+        assert_eq!(v["outcome"], "timed out");
+        let stdout = v["stdout"].as_str().unwrap();
+        assert!(stdout.contains("up") && stdout.contains("got-term"), "{stdout:?}");
+    }
+}
+
+#[test]
+fn json_reports_the_run() {
+    for (m, name) in [("cgroup", "cgroup-v2"), ("pgroup", "process-group")] {
+        let out = run(&[
+            "run", "--json", "--capture", "--mechanism", m, "--", "sh", "-c", "echo out; echo err >&2; exit 7",
+        ]);
+        assert_eq!(out.status.code(), Some(7));
+        let v = json(&out);
+        assert_eq!(v["program"], "sh");
+        assert_eq!(v["outcome"], "exited(7)");
+        assert_eq!(v["exit_code"], 7);
+        assert_eq!(v["signal"], serde_json::Value::Null);
+        assert_eq!(v["timed_out"], false);
+        assert_eq!(v["mechanism"], name);
+        assert_eq!(v["stdout"], "out\n");
+        assert_eq!(v["stderr"], "err\n");
+        assert!(v["duration_ms"].as_f64().unwrap() > 0.0);
+
+        let out = run(&["run", "--json", "--mechanism", m, "--", "sh", "-c", "kill -9 $$"]);
+        let v = json(&out);
+        assert_eq!(v["outcome"], "signalled(SIGKILL)");
+        assert_eq!(v["signal"], 9);
+        assert!(v.get("stdout").is_none(), "no capture, no stdout field");
+    }
+    let out = run(&["run", "--json", "--", "pkit-no-such-program-xyz", "SECRET-ARG"]);
+    assert_eq!(out.status.code(), Some(127));
+    let v = json(&out);
+    assert_eq!(v["outcome"], "error");
+    assert_eq!(v["error_kind"], "NotFound");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("SECRET-ARG"), "arguments never appear in messages");
+}
+
+#[test]
+fn passes_stdio_through_without_capture() {
+    let out = pkit()
+        .args(["run", "--", "sh", "-c", "cat; echo done >&2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"through\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"through\n");
+    assert_eq!(out.stderr, b"done\n");
+}
+
+#[test]
+fn signals_to_pkit_tear_the_tree_down() {
+    for m in MECHANISMS {
+        for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+            let file = pid_file();
+            let mut child = pkit()
+                .args(["run", "--mechanism", m, "--", "sh", "-c", &tree_script(&file)])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            let pids = read_pids(&file, 3);
+            // SAFETY: signalling our own child by pid; it is unreaped.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+            let status = child.wait().unwrap();
+            std::fs::remove_file(&file).unwrap();
+            assert_eq!(status.code(), Some(code), "mechanism {m}, signal {sig}");
+            assert_all_gone(&pids);
+        }
+    }
+}
+
+#[test]
+fn doctor_explains_the_host() {
+    let out = run(&["doctor"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("New groups get"), "{text}");
+
+    let out = run(&["doctor", "--json"]);
+    assert!(out.status.success());
+    let v = json(&out);
+    for key in ["mechanism", "reason", "kernel", "cgroup_kill", "clone3", "cgroup_writable"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+
+    let out = pkit().args(["doctor", "--json"]).env("PKIT_MECHANISM", "pgroup").output().unwrap();
+    assert_eq!(json(&out)["mechanism"], "process-group");
+    let out = pkit().args(["doctor"]).env("PKIT_MECHANISM", "bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+}
+
+#[test]
+fn no_cgroup_directory_is_left_behind() {
+    // pkit processes are our children; their cgroups are named after their
+    // own pids. After a run (any outcome), none may remain.
+    let Some(parent) = cgroup_parent() else { return };
+    let mut child = pkit()
+        .args(["run", "--mechanism", "cgroup", "--timeout", "300ms", "--", "sh", "-c", "sleep 300 & wait"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert_eq!(child.wait().unwrap().code(), Some(124));
+    let prefix = format!("pkit-{pid}-");
+    let left: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn cgroup_parent() -> Option<PathBuf> {
+    let out = run(&["doctor", "--json"]);
+    json(&out)["group_parent"].as_str().map(PathBuf::from)
+}
