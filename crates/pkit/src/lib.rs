@@ -52,6 +52,11 @@ mod process;
 mod runner;
 mod sys;
 
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub use cancel::CancelToken;
 pub use command::{Command, Stdio};
 pub use error::{Error, ErrorKind, Result};

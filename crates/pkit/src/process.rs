@@ -186,13 +186,7 @@ impl Capture {
                     _ = stopped.notified() => {
                         // Take what is already in the pipe, then stop even
                         // if an escaped process still holds the write end.
-                        loop {
-                            buf.reserve(READ_CHUNK);
-                            match rx.try_read_buf(&mut buf) {
-                                Ok(0) | Err(_) => break,
-                                Ok(_) => {}
-                            }
-                        }
+                        sys::drain_pipe(std::os::fd::AsFd::as_fd(&rx), &mut buf);
                         break;
                     }
                 }

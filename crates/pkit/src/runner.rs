@@ -23,20 +23,25 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// use std::sync::Arc;
 /// use pkit::{BoxFuture, Command, Output, Runner, SystemRunner};
 ///
-/// /// Counts the runs that go through it.
+/// /// Counts the runs that go through it, then runs them for real.
 /// #[derive(Default)]
-/// struct Counting(std::sync::atomic::AtomicUsize);
+/// struct Counting {
+///     runs: std::sync::atomic::AtomicUsize,
+///     real: SystemRunner,
+/// }
 ///
 /// impl Runner for Counting {
 ///     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, pkit::Result<Output>> {
-///         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-///         SystemRunner::default().output(cmd)
+///         self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         self.real.output(cmd)
 ///     }
 /// }
 /// # async fn demo() -> pkit::Result<()> {
 /// let counting = Arc::new(Counting::default());
-/// let version = Command::new("uname").runner(counting.clone()).run().await?;
+/// let kernel = Command::new("uname").runner(counting.clone()).run().await?;
+/// assert_eq!(counting.runs.load(std::sync::atomic::Ordering::Relaxed), 1);
 /// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
 /// ```
 pub trait Runner: Send + Sync {
     /// Runs `cmd` to its end. A non-zero exit, a signal and a timeout are

@@ -189,3 +189,29 @@ pub(crate) mod signals {
     pub(crate) const KILL: i32 = libc::SIGKILL;
     pub(crate) const TERM: i32 = libc::SIGTERM;
 }
+
+/// Reads what is already buffered in the (non-blocking) pipe `fd` into
+/// `buf`, without waiting: at most the pipe's capacity, so a writer that
+/// keeps refilling it (an escaped descendant) cannot keep us here. Returns
+/// whether end of file was seen.
+///
+/// This reads the fd directly rather than through the async reactor, whose
+/// cached readiness may not yet know about data that is there.
+pub(crate) fn drain_pipe(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> bool {
+    let budget = rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(1 << 20);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut taken = 0;
+    while taken < budget {
+        let want = chunk.len().min(budget - taken);
+        match rustix::io::read(fd, &mut chunk[..want]) {
+            Ok(0) => return true,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                taken += n;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false, // EAGAIN: nothing more buffered
+        }
+    }
+    false
+}
