@@ -1,7 +1,7 @@
 //! The `pkit` binary, run for real: exit statuses, JSON, signals, and that
 //! nothing it started is left behind.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ fn pid_file() -> PathBuf {
     ))
 }
 
-fn read_pids(file: &PathBuf, want: usize) -> Vec<i32> {
+fn read_pids(file: &Path, want: usize) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -64,7 +64,7 @@ fn assert_all_gone(pids: &[i32]) {
     }
 }
 
-fn tree_script(file: &PathBuf) -> String {
+fn tree_script(file: &Path) -> String {
     format!(
         "sleep 300 & echo $! >> {f}; sleep 300 & echo $! >> {f}; echo $$ >> {f}; wait",
         f = file.display()
@@ -75,7 +75,15 @@ fn tree_script(file: &PathBuf) -> String {
 fn exit_codes_mirror_the_child() {
     for m in MECHANISMS {
         for code in [0, 3, 255] {
-            let out = run(&["run", "--mechanism", m, "--", "sh", "-c", &format!("exit {code}")]);
+            let out = run(&[
+                "run",
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+                &format!("exit {code}"),
+            ]);
             assert_eq!(out.status.code(), Some(code), "mechanism {m}");
         }
         let out = run(&["run", "--mechanism", m, "--", "sh", "-c", "kill -9 $$"]);
@@ -90,7 +98,10 @@ fn not_found_not_executable_and_bad_usage() {
     let out = run(&["run", "--", "pkit-no-such-program-xyz"]);
     assert_eq!(out.status.code(), Some(127));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pkit-no-such-program-xyz") && err.contains("PATH"), "{err}");
+    assert!(
+        err.contains("pkit-no-such-program-xyz") && err.contains("PATH"),
+        "{err}"
+    );
 
     let file = pid_file();
     std::fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
@@ -98,7 +109,12 @@ fn not_found_not_executable_and_bad_usage() {
     std::fs::remove_file(&file).unwrap();
     assert_eq!(out.status.code(), Some(126));
 
-    assert_eq!(run(&["run", "--timeout", "soon", "--", "true"]).status.code(), Some(125));
+    assert_eq!(
+        run(&["run", "--timeout", "soon", "--", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
     assert_eq!(run(&["run"]).status.code(), Some(125));
     assert_eq!(run(&["--help"]).status.code(), Some(0));
 }
@@ -107,7 +123,17 @@ fn not_found_not_executable_and_bad_usage() {
 fn timeout_tears_down_the_tree_and_exits_124() {
     for m in MECHANISMS {
         let file = pid_file();
-        let out = run(&["run", "--timeout", "1s", "--mechanism", m, "--", "sh", "-c", &tree_script(&file)]);
+        let out = run(&[
+            "run",
+            "--timeout",
+            "1s",
+            "--mechanism",
+            m,
+            "--",
+            "sh",
+            "-c",
+            &tree_script(&file),
+        ]);
         assert_eq!(out.status.code(), Some(124), "mechanism {m}");
         let pids = read_pids(&file, 3);
         std::fs::remove_file(&file).unwrap();
@@ -119,15 +145,29 @@ fn timeout_tears_down_the_tree_and_exits_124() {
 fn grace_lets_the_child_clean_up() {
     for m in MECHANISMS {
         let out = run(&[
-            "run", "--timeout", "500ms", "--grace", "5s", "--mechanism", m, "--json", "--capture", "--",
-            "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
+            "run",
+            "--timeout",
+            "500ms",
+            "--grace",
+            "5s",
+            "--mechanism",
+            m,
+            "--json",
+            "--capture",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
         ]);
         assert_eq!(out.status.code(), Some(124), "mechanism {m}");
         let v = json(&out);
         assert_eq!(v["timed_out"], true);
         assert_eq!(v["outcome"], "timed out");
         let stdout = v["stdout"].as_str().unwrap();
-        assert!(stdout.contains("up") && stdout.contains("got-term"), "{stdout:?}");
+        assert!(
+            stdout.contains("up") && stdout.contains("got-term"),
+            "{stdout:?}"
+        );
     }
 }
 
@@ -135,7 +175,15 @@ fn grace_lets_the_child_clean_up() {
 fn json_reports_the_run() {
     for (m, name) in [("cgroup", "cgroup-v2"), ("pgroup", "process-group")] {
         let out = run(&[
-            "run", "--json", "--capture", "--mechanism", m, "--", "sh", "-c", "echo out; echo err >&2; exit 7",
+            "run",
+            "--json",
+            "--capture",
+            "--mechanism",
+            m,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
         ]);
         assert_eq!(out.status.code(), Some(7));
         let v = json(&out);
@@ -149,19 +197,41 @@ fn json_reports_the_run() {
         assert_eq!(v["stderr"], "err\n");
         assert!(v["duration_ms"].as_f64().unwrap() > 0.0);
 
-        let out = run(&["run", "--json", "--mechanism", m, "--", "sh", "-c", "kill -9 $$"]);
+        let out = run(&[
+            "run",
+            "--json",
+            "--mechanism",
+            m,
+            "--",
+            "sh",
+            "-c",
+            "kill -9 $$",
+        ]);
         let v = json(&out);
         assert_eq!(v["outcome"], "signalled(SIGKILL)");
         assert_eq!(v["signal"], 9);
         assert!(v.get("stdout").is_none(), "no capture, no stdout field");
     }
-    let out = run(&["run", "--json", "--", "pkit-no-such-program-xyz", "SECRET-ARG"]);
+    let out = run(&[
+        "run",
+        "--json",
+        "--",
+        "pkit-no-such-program-xyz",
+        "SECRET-ARG",
+    ]);
     assert_eq!(out.status.code(), Some(127));
     let v = json(&out);
     assert_eq!(v["outcome"], "error");
     assert_eq!(v["error_kind"], "NotFound");
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!all.contains("SECRET-ARG"), "arguments never appear in messages");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains("SECRET-ARG"),
+        "arguments never appear in messages"
+    );
 }
 
 #[test]
@@ -186,10 +256,22 @@ fn passes_stdio_through_without_capture() {
 #[test]
 fn signals_to_pkit_tear_the_tree_down() {
     for m in MECHANISMS {
-        for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+        for (sig, code) in [
+            (libc::SIGINT, 130),
+            (libc::SIGTERM, 143),
+            (libc::SIGHUP, 129),
+        ] {
             let file = pid_file();
             let mut child = pkit()
-                .args(["run", "--mechanism", m, "--", "sh", "-c", &tree_script(&file)])
+                .args([
+                    "run",
+                    "--mechanism",
+                    m,
+                    "--",
+                    "sh",
+                    "-c",
+                    &tree_script(&file),
+                ])
                 .stdin(Stdio::null())
                 .spawn()
                 .unwrap();
@@ -214,13 +296,28 @@ fn doctor_explains_the_host() {
     let out = run(&["doctor", "--json"]);
     assert!(out.status.success());
     let v = json(&out);
-    for key in ["mechanism", "reason", "kernel", "cgroup_kill", "clone3", "cgroup_writable"] {
+    for key in [
+        "mechanism",
+        "reason",
+        "kernel",
+        "cgroup_kill",
+        "clone3",
+        "cgroup_writable",
+    ] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
 
-    let out = pkit().args(["doctor", "--json"]).env("PKIT_MECHANISM", "pgroup").output().unwrap();
+    let out = pkit()
+        .args(["doctor", "--json"])
+        .env("PKIT_MECHANISM", "pgroup")
+        .output()
+        .unwrap();
     assert_eq!(json(&out)["mechanism"], "process-group");
-    let out = pkit().args(["doctor"]).env("PKIT_MECHANISM", "bogus").output().unwrap();
+    let out = pkit()
+        .args(["doctor"])
+        .env("PKIT_MECHANISM", "bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
 
@@ -228,9 +325,21 @@ fn doctor_explains_the_host() {
 fn no_cgroup_directory_is_left_behind() {
     // pkit processes are our children; their cgroups are named after their
     // own pids. After a run (any outcome), none may remain.
-    let Some(parent) = cgroup_parent() else { return };
+    let Some(parent) = cgroup_parent() else {
+        return;
+    };
     let mut child = pkit()
-        .args(["run", "--mechanism", "cgroup", "--timeout", "300ms", "--", "sh", "-c", "sleep 300 & wait"])
+        .args([
+            "run",
+            "--mechanism",
+            "cgroup",
+            "--timeout",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300 & wait",
+        ])
         .spawn()
         .unwrap();
     let pid = child.id();

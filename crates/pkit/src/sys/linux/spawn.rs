@@ -229,7 +229,7 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
         libc::SYS_close_range,
         3u32,
         u32::MAX,
-        libc::CLOSE_RANGE_CLOEXEC as u32,
+        libc::CLOSE_RANGE_CLOEXEC,
     );
     let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
     libc::sigemptyset(empty.as_mut_ptr());
