@@ -93,6 +93,29 @@ pub enum Error {
         program: String,
     },
 
+    /// A captured stream exceeded its limit under
+    /// [`CapturePolicy::Fail`](crate::CapturePolicy::Fail); the run's tree
+    /// was torn down.
+    #[error("{program}: {stream} exceeded the capture limit of {limit} bytes")]
+    OutputLimit {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The stream that overflowed.
+        stream: crate::StreamKind,
+        /// The limit that was set.
+        limit: usize,
+    },
+
+    /// A readiness probe gave up: its deadline passed, or the process
+    /// exited first. The process itself is left alone.
+    #[error("{program}: not ready: {reason}")]
+    NotReady {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// Why.
+        reason: NotReadyReason,
+    },
+
     /// The requested containment mechanism can't be had here (for example
     /// cgroup v2 forced where no cgroup can be created). Never a silent
     /// fallback.
@@ -117,6 +140,28 @@ pub enum Error {
         /// What the OS said.
         source: io::Error,
     },
+}
+
+/// Why a readiness probe gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotReadyReason {
+    /// The probe's deadline passed; the process is still running.
+    Deadline(std::time::Duration),
+    /// The process exited before it was ready.
+    Exited(crate::Outcome),
+    /// The output ended (both streams closed) without a matching line.
+    OutputClosed,
+}
+
+impl fmt::Display for NotReadyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotReadyReason::Deadline(d) => write!(f, "deadline of {d:?} passed"),
+            NotReadyReason::Exited(o) => write!(f, "the process ended first ({o})"),
+            NotReadyReason::OutputClosed => f.write_str("its output ended without a match"),
+        }
+    }
 }
 
 fn searched_suffix(searched: &Option<OsString>) -> String {
@@ -146,6 +191,10 @@ pub enum ErrorKind {
     Timeout,
     /// [`Error::Cancelled`]
     Cancelled,
+    /// [`Error::OutputLimit`]
+    OutputLimit,
+    /// [`Error::NotReady`]
+    NotReady,
     /// [`Error::MechanismUnavailable`]
     MechanismUnavailable,
     /// [`Error::InvalidInput`]
@@ -166,6 +215,8 @@ impl Error {
             Error::Signalled(_) => ErrorKind::Signalled,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::OutputLimit { .. } => ErrorKind::OutputLimit,
+            Error::NotReady { .. } => ErrorKind::NotReady,
             Error::MechanismUnavailable { .. } => ErrorKind::MechanismUnavailable,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
@@ -185,6 +236,11 @@ impl Error {
     /// Whether the run was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.kind() == ErrorKind::Cancelled
+    }
+
+    /// Whether a readiness probe gave up (deadline or early exit).
+    pub fn is_not_ready(&self) -> bool {
+        self.kind() == ErrorKind::NotReady
     }
 
     /// Whether the program exited with a non-zero code.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::log;
-use crate::process::{self, RunningProcess};
+use crate::process::RunningProcess;
 use crate::sys::{self, Container, Mechanism, MechanismChoice, Placement};
 
 /// A kill-on-drop OS container: every process started in it, and
@@ -107,13 +107,17 @@ impl Group {
     /// The command's `timeout` and `grace` apply to the verbs only; a
     /// started process runs until it exits or the group ends.
     pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
+        self.start_inner(cmd, cmd.io.stream_lines)
+    }
+
+    pub(crate) fn start_inner(&self, cmd: &Command, stream_lines: bool) -> Result<RunningProcess> {
         if self.container.is_closed() {
             return Err(Error::Spawn {
                 program: cmd.display_name(),
                 source: std::io::Error::other("the group has been closed"),
             });
         }
-        process::start(&self.container, cmd)
+        crate::launch::start(&self.container, cmd, stream_lines)
     }
 
     /// Kills every process in the group, grandchildren included, now

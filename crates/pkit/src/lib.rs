@@ -46,9 +46,12 @@ mod cancel;
 mod command;
 mod error;
 mod group;
+mod launch;
 mod log;
 mod output;
+mod probe;
 mod process;
+mod pump;
 mod runner;
 mod sys;
 
@@ -58,10 +61,13 @@ mod sys;
 struct ReadmeDoctests;
 
 pub use cancel::CancelToken;
-pub use command::{Command, Stdio};
-pub use error::{Error, ErrorKind, Result};
+pub use command::{Command, Stdio, DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES};
+pub use error::{Error, ErrorKind, NotReadyReason, Result};
 pub use group::{Group, GroupBuilder, ShutdownReport};
 pub use output::{Outcome, Output};
-pub use process::RunningProcess;
+pub use process::{ChildStdin, RunningProcess};
+pub use pump::{
+    CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
+};
 pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use sys::{host_containment, HostContainment, Mechanism, MechanismChoice, Placement};

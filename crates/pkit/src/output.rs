@@ -47,6 +47,8 @@ pub struct Output {
     pub(crate) duration: Duration,
     pub(crate) mechanism: Mechanism,
     pub(crate) pid: u32,
+    pub(crate) stdout_seen: u64,
+    pub(crate) stderr_seen: u64,
 }
 
 impl Output {
@@ -122,6 +124,27 @@ impl Output {
         &self.program
     }
 
+    /// How many bytes the program wrote to stdout in all (more than
+    /// `stdout().len()` when a capture limit cut it).
+    pub fn stdout_total_bytes(&self) -> u64 {
+        self.stdout_seen
+    }
+
+    /// How many bytes the program wrote to stderr in all.
+    pub fn stderr_total_bytes(&self) -> u64 {
+        self.stderr_seen
+    }
+
+    /// Whether the captured stdout is only part of what was written.
+    pub fn stdout_truncated(&self) -> bool {
+        self.stdout_seen > self.stdout.len() as u64
+    }
+
+    /// Whether the captured stderr is only part of what was written.
+    pub fn stderr_truncated(&self) -> bool {
+        self.stderr_seen > self.stderr.len() as u64
+    }
+
     /// The pid the program ran as.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -136,6 +159,8 @@ impl fmt::Debug for Output {
             .field("outcome", &self.outcome)
             .field("stdout_bytes", &self.stdout.len())
             .field("stderr_bytes", &self.stderr.len())
+            .field("stdout_total_bytes", &self.stdout_seen)
+            .field("stderr_total_bytes", &self.stderr_seen)
             .field("duration", &self.duration)
             .field("mechanism", &self.mechanism)
             .field("pid", &self.pid)

@@ -1,23 +1,23 @@
 //! [`RunningProcess`]: a live process started in a [`Group`](crate::Group),
 //! and the plumbing that turns a [`Command`] into one.
 
-use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 
-use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::output::{Outcome, Output};
-use crate::sys::{self, ChildHandle, Container, ExitStatus, IoRequest, Mechanism};
+use crate::pump::{Captured, LimitFlag, Lines, Reader, StreamKind};
+use crate::sys::{self, ChildHandle, ExitStatus, Mechanism};
 
 /// A process started with [`Group::start`](crate::Group::start).
 ///
@@ -33,14 +33,71 @@ pub struct RunningProcess {
     pid: u32,
     mechanism: Mechanism,
     started: Instant,
-    child: Arc<ChildHandle>,
-    stdout: Option<Capture>,
-    stderr: Option<Capture>,
-    stdin: Option<JoinHandle<()>>,
+    pub(crate) child: Arc<ChildHandle>,
+    pub(crate) stdout: Option<Reader>,
+    pub(crate) stderr: Option<Reader>,
+    pub(crate) stdin: Option<ChildStdin>,
+    pub(crate) stdin_task: Option<JoinHandle<()>>,
+    pub(crate) lines: Option<Lines>,
+    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) limit: Arc<LimitFlag>,
+    pub(crate) capture_limit: Option<usize>,
     finished: Option<Output>,
 }
 
 impl RunningProcess {
+    pub(crate) fn new(
+        program: String,
+        pid: u32,
+        mechanism: Mechanism,
+        started: Instant,
+        child: Arc<ChildHandle>,
+    ) -> RunningProcess {
+        RunningProcess {
+            program,
+            pid,
+            mechanism,
+            started,
+            child,
+            stdout: None,
+            stderr: None,
+            stdin: None,
+            stdin_task: None,
+            lines: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+            limit: Arc::new(LimitFlag::default()),
+            capture_limit: None,
+            finished: None,
+        }
+    }
+
+    /// The merged stream of stdout and stderr lines (needs
+    /// [`Command::stream_lines`](crate::Command::stream_lines)). It can be
+    /// taken once; later calls, or a command without `stream_lines`, give an
+    /// empty stream. Dropping it is fine: the output keeps being drained,
+    /// so the child never blocks.
+    pub fn lines(&mut self) -> Lines {
+        self.lines.take().unwrap_or(Lines { rx: None })
+    }
+
+    /// How many lines were dropped because the stream was full under
+    /// [`Overflow::DropNewest`](crate::Overflow::DropNewest).
+    pub fn dropped_lines(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The child's stdin, when the command used
+    /// [`stdin_piped`](crate::Command::stdin_piped). Drop it (or call
+    /// `shutdown`) to send end of file.
+    pub fn stdin(&mut self) -> Option<&mut ChildStdin> {
+        self.stdin.as_mut()
+    }
+
+    /// Takes the child's stdin handle, to move it elsewhere.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -62,12 +119,36 @@ impl RunningProcess {
     /// It returns once the process itself has exited: output that its
     /// descendants write afterwards (they live on until the group ends) is
     /// not included. Calling it again returns the same result.
+    ///
+    /// Under [`CapturePolicy::Fail`](crate::CapturePolicy::Fail), a stream
+    /// that went over its limit makes this an [`Error::OutputLimit`] (the
+    /// process itself is left to its group).
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             return Ok(out.clone());
         }
         let status = self.wait_status().await?;
-        Ok(self.finish(outcome_of(status)).await)
+        let out = self.finish(outcome_of(status)).await;
+        self.check_limit(&out)?;
+        Ok(out)
+    }
+
+    /// The error for a crossed `Fail` capture limit, if one was.
+    pub(crate) fn check_limit(&self, out: &Output) -> Result<()> {
+        if !self.limit.is_hit() {
+            return Ok(());
+        }
+        let limit = self.capture_limit.unwrap_or(0);
+        let stream = if out.stdout_seen > limit as u64 {
+            StreamKind::Stdout
+        } else {
+            StreamKind::Stderr
+        };
+        Err(Error::OutputLimit {
+            program: self.program.clone(),
+            stream,
+            limit,
+        })
     }
 
     /// Sends SIGKILL to this process (not to its descendants: to end the
@@ -95,25 +176,28 @@ impl RunningProcess {
     /// Stops reading output (taking whatever is already buffered in the
     /// pipes) and builds the result.
     pub(crate) async fn finish(&mut self, outcome: Outcome) -> Output {
-        if let Some(task) = self.stdin.take() {
+        if let Some(task) = self.stdin_task.take() {
             task.abort();
         }
+        self.stdin = None;
         let stdout = match self.stdout.take() {
-            Some(c) => c.finish().await,
-            None => Vec::new(),
+            Some(r) => r.finish().await,
+            None => Captured::default(),
         };
         let stderr = match self.stderr.take() {
-            Some(c) => c.finish().await,
-            None => Vec::new(),
+            Some(r) => r.finish().await,
+            None => Captured::default(),
         };
         let out = Output {
             program: self.program.clone(),
             outcome,
-            stdout,
-            stderr,
+            stdout: stdout.bytes,
+            stderr: stderr.bytes,
             duration: self.started.elapsed(),
             mechanism: self.mechanism,
             pid: self.pid,
+            stdout_seen: stdout.seen,
+            stderr_seen: stderr.seen,
         };
         log::finished(
             &self.program,
@@ -129,14 +213,14 @@ impl RunningProcess {
 
 impl Drop for RunningProcess {
     fn drop(&mut self) {
-        if let Some(t) = self.stdin.take() {
+        if let Some(t) = self.stdin_task.take() {
             t.abort();
         }
-        for c in [self.stdout.take(), self.stderr.take()]
+        for r in [self.stdout.take(), self.stderr.take()]
             .into_iter()
             .flatten()
         {
-            c.task.abort();
+            r.abort();
         }
     }
 }
@@ -158,248 +242,41 @@ pub(crate) fn outcome_of(status: ExitStatus) -> Outcome {
     }
 }
 
-/// One output stream being read into memory in the background.
-struct Capture {
-    task: JoinHandle<Vec<u8>>,
-    stop: Arc<Notify>,
+/// The write end of a child's stdin (see
+/// [`Command::stdin_piped`](crate::Command::stdin_piped)): an [`AsyncWrite`].
+/// Dropping it, or `shutdown`, sends end of file.
+pub struct ChildStdin {
+    tx: tokio::net::unix::pipe::Sender,
 }
 
-const READ_CHUNK: usize = 64 * 1024;
-
-impl Capture {
-    fn start(fd: OwnedFd) -> io::Result<Capture> {
-        let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-        let stop = Arc::new(Notify::new());
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            loop {
-                buf.reserve(READ_CHUNK);
-                tokio::select! {
-                    biased;
-                    read = rx.read_buf(&mut buf) => match read {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
-                    },
-                    _ = stopped.notified() => {
-                        // Take what is already in the pipe, then stop even
-                        // if an escaped process still holds the write end.
-                        sys::drain_pipe(std::os::fd::AsFd::as_fd(&rx), &mut buf);
-                        break;
-                    }
-                }
-            }
-            buf.shrink_to_fit();
-            buf
-        });
-        Ok(Capture { task, stop })
-    }
-
-    async fn finish(self) -> Vec<u8> {
-        self.stop.notify_one();
-        self.task.await.unwrap_or_default()
+impl ChildStdin {
+    pub(crate) fn new(fd: OwnedFd) -> io::Result<ChildStdin> {
+        Ok(ChildStdin {
+            tx: tokio::net::unix::pipe::Sender::from_owned_fd(fd)?,
+        })
     }
 }
 
-/// Writes `bytes` to the child's stdin, then closes it. A child that exits
-/// (or closes stdin) without reading is not an error: the write just stops.
-fn feed_stdin(fd: OwnedFd, bytes: Arc<[u8]>) -> io::Result<JoinHandle<()>> {
-    let mut tx = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
-    Ok(tokio::spawn(async move {
-        let _ = tx.write_all(&bytes).await;
-        let _ = tx.shutdown().await;
-    }))
-}
-
-/// Starts `cmd` in `container`. Must be called within a Tokio runtime.
-pub(crate) fn start(container: &Container, cmd: &Command) -> Result<RunningProcess> {
-    let program = cmd.display_name();
-    let prepared = prepare(cmd, &program)?;
-
-    let stdin_req = match cmd.stdin {
-        Input::Null => IoRequest::Null,
-        Input::Inherit => IoRequest::Inherit,
-        Input::Bytes(_) => IoRequest::Pipe,
-    };
-    let io_err = |e: io::Error| Error::io(format!("{program}: setting up stdio"), e);
-    let (stdin_child, stdin_parent) = sys::child_io(stdin_req, true).map_err(io_err)?;
-    let (stdout_child, stdout_parent) =
-        sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?;
-    let (stderr_child, stderr_parent) =
-        sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?;
-
-    let spec = sys::SpawnSpec {
-        path: prepared.path,
-        argv: prepared.argv,
-        envp: prepared.envp,
-        cwd: prepared.cwd,
-        stdin: stdin_child,
-        stdout: stdout_child,
-        stderr: stderr_child,
-    };
-    let started = Instant::now();
-    let child = container
-        .spawn(&spec)
-        .map_err(|e| spawn_error(e, &program, &prepared.resolved))?;
-    // The child has its copies; ours must close so EOF can arrive.
-    drop(spec);
-    let pid = child.pid() as u32;
-    let mechanism = container.mechanism();
-    log::started(&program, pid, mechanism);
-
-    let mut proc = RunningProcess {
-        program,
-        pid,
-        mechanism,
-        started,
-        child,
-        stdout: None,
-        stderr: None,
-        stdin: None,
-        finished: None,
-    };
-    // From here on, a failure must not leave the child running: the caller
-    // gets an error, and the process is killed (and reaped on drop).
-    let wire = (|| -> io::Result<()> {
-        if let Some(fd) = stdout_parent {
-            proc.stdout = Some(Capture::start(fd)?);
-        }
-        if let Some(fd) = stderr_parent {
-            proc.stderr = Some(Capture::start(fd)?);
-        }
-        if let (Some(fd), Input::Bytes(bytes)) = (stdin_parent, &cmd.stdin) {
-            proc.stdin = Some(feed_stdin(fd, bytes.clone())?);
-        }
-        Ok(())
-    })();
-    if let Err(e) = wire {
-        let _ = proc.kill();
-        return Err(Error::io(
-            format!("{}: reading its output", proc.program),
-            e,
-        ));
+impl AsyncWrite for ChildStdin {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tx).poll_write(cx, buf)
     }
-    Ok(proc)
-}
 
-fn output_request(stdio: Stdio) -> IoRequest {
-    match stdio {
-        Stdio::Piped => IoRequest::Pipe,
-        Stdio::Inherit => IoRequest::Inherit,
-        Stdio::Null => IoRequest::Null,
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tx).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tx).poll_shutdown(cx)
     }
 }
 
-struct Prepared {
-    resolved: std::path::PathBuf,
-    path: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-    cwd: Option<CString>,
-}
-
-/// Checks and converts everything before spawning, so the failures a
-/// caller can act on are typed errors and not an exec errno.
-fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
-    if cmd.program.is_empty() {
-        return Err(Error::InvalidInput("the program name is empty".into()));
-    }
-    if let Some(dir) = &cmd.cwd {
-        match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::CurrentDir {
-                    program: program.into(),
-                    dir: dir.clone(),
-                    source: io::Error::from_raw_os_error(libc::ENOTDIR),
-                })
-            }
-            Err(source) => {
-                return Err(Error::CurrentDir {
-                    program: program.into(),
-                    dir: dir.clone(),
-                    source,
-                })
-            }
-        }
-    }
-    let env = cmd.effective_env();
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k.as_bytes() == b"PATH")
-        .map(|(_, v)| v.as_os_str());
-    let resolved =
-        sys::resolve(&cmd.program, path_var, cmd.cwd.as_deref()).map_err(|e| match e {
-            sys::ResolveError::NotFound { searched } => Error::NotFound {
-                program: program.into(),
-                searched,
-            },
-            sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
-                program: program.into(),
-                path,
-            },
-        })?;
-
-    let c = |s: &OsStr, what: &dyn Fn() -> String| {
-        CString::new(s.as_bytes())
-            .map_err(|_| Error::InvalidInput(format!("{} contains a NUL byte", what())))
-    };
-    let path = c(resolved.as_os_str(), &|| "the program path".into())?;
-    let mut argv = Vec::with_capacity(cmd.args.len() + 1);
-    argv.push(c(&cmd.program, &|| "the program name".into())?);
-    for (i, a) in cmd.args.iter().enumerate() {
-        argv.push(c(a, &|| format!("argument {}", i + 1))?);
-    }
-    let mut envp = Vec::with_capacity(env.len());
-    for (k, v) in env {
-        if k.is_empty() || k.as_bytes().contains(&b'=') {
-            return Err(Error::InvalidInput(
-                "an environment variable name is empty or contains '='".into(),
-            ));
-        }
-        let mut kv: OsString = k;
-        kv.push("=");
-        kv.push(v);
-        envp.push(CString::new(kv.into_vec()).map_err(|_| {
-            Error::InvalidInput("an environment variable contains a NUL byte".into())
-        })?);
-    }
-    let cwd = match &cmd.cwd {
-        Some(d) => Some(c(d.as_os_str(), &|| "the working directory".into())?),
-        None => None,
-    };
-    Ok(Prepared {
-        resolved,
-        path,
-        argv,
-        envp,
-        cwd,
-    })
-}
-
-fn spawn_error(e: sys::SpawnError, program: &str, path: &std::path::Path) -> Error {
-    match e {
-        sys::SpawnError::Exec(source) => match source.raw_os_error() {
-            Some(libc::ENOENT) => Error::NotFound {
-                program: program.into(),
-                searched: None,
-            },
-            Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
-                Error::NotExecutable {
-                    program: program.into(),
-                    path: path.to_path_buf(),
-                }
-            }
-            _ => Error::Spawn {
-                program: program.into(),
-                source,
-            },
-        },
-        sys::SpawnError::Refused(source) | sys::SpawnError::Os(source) => Error::Spawn {
-            program: program.into(),
-            source,
-        },
+impl fmt::Debug for ChildStdin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildStdin").finish_non_exhaustive()
     }
 }

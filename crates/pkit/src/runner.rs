@@ -79,6 +79,7 @@ enum Ended {
     Exited(crate::sys::ExitStatus),
     TimedOut,
     Cancelled,
+    OutputLimit,
 }
 
 async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Result<Output> {
@@ -89,7 +90,8 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
     // Dropping this future drops `group` (and `proc`): the tree is killed
     // synchronously and the container removed.
     let group = builder.build()?;
-    let mut proc = group.start(cmd)?;
+    // A verb has no consumer for a line stream: it captures instead.
+    let mut proc = group.start_inner(cmd, false)?;
     let deadline = cmd.timeout.map(|t| tokio::time::Instant::now() + t);
     let ended = {
         let exit = proc.wait_status();
@@ -105,10 +107,12 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
                 None => std::future::pending().await,
             }
         };
+        let limit = proc.limit.clone();
         tokio::select! {
             status = exit => Ended::Exited(status?),
             () = timer => Ended::TimedOut,
             () = cancelled => Ended::Cancelled,
+            () = limit.wait() => Ended::OutputLimit,
         }
     };
     let outcome = match ended {
@@ -126,6 +130,14 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
             }
             Outcome::TimedOut
         }
+        Ended::OutputLimit => {
+            group.close().await?;
+            let out = proc
+                .finish(Outcome::Signalled(crate::sys::signals::KILL))
+                .await;
+            proc.check_limit(&out)?;
+            return Ok(out);
+        }
         Ended::Cancelled => {
             group.close().await?;
             return Err(Error::Cancelled {
@@ -133,5 +145,7 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
             });
         }
     };
-    Ok(proc.finish(outcome).await)
+    let out = proc.finish(outcome).await;
+    proc.check_limit(&out)?;
+    Ok(out)
 }

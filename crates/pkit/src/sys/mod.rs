@@ -215,3 +215,10 @@ pub(crate) fn drain_pipe(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> 
     }
     false
 }
+
+/// Opens `path` for reading, close-on-exec, as a child's stdin.
+pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(ChildIo::Fd(above_stdio(fd)?))
+}

@@ -1,0 +1,313 @@
+//! Turning a [`Command`] into a [`RunningProcess`]: checks, resolution,
+//! stdio wiring, the spawn, and the pump.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::command::{Command, Input, Stdio};
+use crate::error::{Error, Result};
+use crate::log;
+use crate::process::{ChildStdin, RunningProcess};
+use crate::pump::{CaptureBuf, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan};
+use crate::sys::{self, Container, IoRequest};
+
+/// Starts `cmd` in `container`. Must be called within a Tokio runtime.
+/// `stream_lines` overrides the command's own setting (the verbs, which
+/// have no consumer for a stream, pass false).
+pub(crate) fn start(
+    container: &Container,
+    cmd: &Command,
+    stream_lines: bool,
+) -> Result<RunningProcess> {
+    let program = cmd.display_name();
+    let prepared = prepare(cmd, &program)?;
+
+    let io_err = |e: io::Error| Error::io(format!("{program}: setting up stdio"), e);
+    // A reader is taken now, so a second run of the same reader fails
+    // before anything is spawned.
+    let mut reader = None;
+    let (stdin_child, stdin_parent) = match &cmd.stdin {
+        Input::Null => sys::child_io(IoRequest::Null, true).map_err(io_err)?,
+        Input::Inherit => sys::child_io(IoRequest::Inherit, true).map_err(io_err)?,
+        Input::Bytes(_) | Input::Piped => sys::child_io(IoRequest::Pipe, true).map_err(io_err)?,
+        Input::Reader(shared) => {
+            reader = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if reader.is_none() {
+                return Err(Error::InvalidInput(format!(
+                    "{program}: its stdin reader was already consumed by an earlier run"
+                )));
+            }
+            sys::child_io(IoRequest::Pipe, true).map_err(io_err)?
+        }
+        Input::File(path) => (
+            sys::child_io_file(path)
+                .map_err(|e| Error::io(format!("{program}: opening its stdin file"), e))?,
+            None,
+        ),
+    };
+    let (stdout_child, stdout_parent) =
+        sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?;
+    let (stderr_child, stderr_parent) =
+        sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?;
+
+    let spec = sys::SpawnSpec {
+        path: prepared.path,
+        argv: prepared.argv,
+        envp: prepared.envp,
+        cwd: prepared.cwd,
+        stdin: stdin_child,
+        stdout: stdout_child,
+        stderr: stderr_child,
+    };
+    let started = Instant::now();
+    let child = container
+        .spawn(&spec)
+        .map_err(|e| spawn_error(e, &program, &prepared.resolved))?;
+    // The child has its copies; ours must close so EOF can arrive.
+    drop(spec);
+    let pid = child.pid() as u32;
+    let mechanism = container.mechanism();
+    log::started(&program, pid, mechanism);
+
+    let mut proc = RunningProcess::new(program, pid, mechanism, started, child);
+    // From here on, a failure must not leave the child running: the caller
+    // gets an error, and the process is killed (and reaped on drop).
+    let pipes = Pipes {
+        stdin: stdin_parent,
+        reader,
+        stdout: stdout_parent,
+        stderr: stderr_parent,
+    };
+    if let Err(e) = wire(&mut proc, cmd, stream_lines, pipes) {
+        let _ = proc.kill();
+        return Err(Error::io(
+            format!("{}: wiring its stdio", proc.program()),
+            e,
+        ));
+    }
+    Ok(proc)
+}
+
+/// The parent's ends of the child's stdio.
+struct Pipes {
+    stdin: Option<OwnedFd>,
+    reader: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+fn wire(
+    proc: &mut RunningProcess,
+    cmd: &Command,
+    stream_lines: bool,
+    pipes: Pipes,
+) -> io::Result<()> {
+    let Pipes {
+        stdin,
+        reader,
+        stdout,
+        stderr,
+    } = pipes;
+    let plan = &cmd.io;
+    let (line_tx, line_rx) = if stream_lines {
+        let (tx, rx) = mpsc::channel(plan.buffer_lines);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let dropped = Arc::new(AtomicU64::new(0));
+    let limit = Arc::new(LimitFlag::default());
+    let stream_plan = |kind: StreamKind| StreamPlan {
+        kind,
+        // With a line stream the output goes there; capture would grow
+        // without bound.
+        capture: (!stream_lines).then(|| CaptureBuf::new(plan.capture_limit, plan.capture_policy)),
+        tee: match kind {
+            StreamKind::Stdout => plan.stdout_tee.clone(),
+            StreamKind::Stderr => plan.stderr_tee.clone(),
+        },
+        callback: match kind {
+            StreamKind::Stdout => plan.on_stdout_line.clone(),
+            StreamKind::Stderr => plan.on_stderr_line.clone(),
+        },
+        lines: line_tx.as_ref().map(|tx| LineSink {
+            tx: tx.clone(),
+            overflow: plan.overflow,
+            dropped: dropped.clone(),
+        }),
+        decoder: plan.decoder.clone(),
+        max_line_bytes: plan.max_line_bytes,
+        limit: limit.clone(),
+    };
+    if let Some(fd) = stdout {
+        proc.stdout = Some(Reader::start(fd, stream_plan(StreamKind::Stdout))?);
+    }
+    if let Some(fd) = stderr {
+        proc.stderr = Some(Reader::start(fd, stream_plan(StreamKind::Stderr))?);
+    }
+    drop(line_tx); // the readers hold the only senders: the stream ends with them
+    proc.lines = Some(Lines { rx: line_rx });
+    proc.dropped = dropped;
+    proc.limit = limit;
+    proc.capture_limit = plan.capture_limit;
+    if let Some(fd) = stdin {
+        match (&cmd.stdin, reader) {
+            (Input::Bytes(bytes), _) => proc.stdin_task = Some(feed_bytes(fd, bytes.clone())?),
+            (_, Some(r)) => proc.stdin_task = Some(feed_reader(fd, r)?),
+            _ => proc.stdin = Some(ChildStdin::new(fd)?),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to the child's stdin, then closes it. A child that exits
+/// (or closes stdin) without reading is not an error: the write just stops.
+fn feed_bytes(fd: OwnedFd, bytes: Arc<[u8]>) -> io::Result<JoinHandle<()>> {
+    let mut tx = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
+    Ok(tokio::spawn(async move {
+        let _ = tx.write_all(&bytes).await;
+        let _ = tx.shutdown().await;
+    }))
+}
+
+/// Copies `reader` into the child's stdin, then closes it; a child that
+/// stops reading ends the copy quietly.
+fn feed_reader(
+    fd: OwnedFd,
+    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+) -> io::Result<JoinHandle<()>> {
+    let mut tx = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
+    Ok(tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut reader, &mut tx).await;
+        let _ = tx.shutdown().await;
+    }))
+}
+
+fn output_request(stdio: Stdio) -> IoRequest {
+    match stdio {
+        Stdio::Piped => IoRequest::Pipe,
+        Stdio::Inherit => IoRequest::Inherit,
+        Stdio::Null => IoRequest::Null,
+    }
+}
+
+struct Prepared {
+    resolved: std::path::PathBuf,
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: Option<CString>,
+}
+
+/// Checks and converts everything before spawning, so the failures a
+/// caller can act on are typed errors and not an exec errno.
+fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
+    if cmd.program.is_empty() {
+        return Err(Error::InvalidInput("the program name is empty".into()));
+    }
+    if let Some(dir) = &cmd.cwd {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::CurrentDir {
+                    program: program.into(),
+                    dir: dir.clone(),
+                    source: io::Error::from_raw_os_error(libc::ENOTDIR),
+                })
+            }
+            Err(source) => {
+                return Err(Error::CurrentDir {
+                    program: program.into(),
+                    dir: dir.clone(),
+                    source,
+                })
+            }
+        }
+    }
+    let env = cmd.effective_env();
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k.as_bytes() == b"PATH")
+        .map(|(_, v)| v.as_os_str());
+    let resolved =
+        sys::resolve(&cmd.program, path_var, cmd.cwd.as_deref()).map_err(|e| match e {
+            sys::ResolveError::NotFound { searched } => Error::NotFound {
+                program: program.into(),
+                searched,
+            },
+            sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
+                program: program.into(),
+                path,
+            },
+        })?;
+
+    let c = |s: &OsStr, what: &dyn Fn() -> String| {
+        CString::new(s.as_bytes())
+            .map_err(|_| Error::InvalidInput(format!("{} contains a NUL byte", what())))
+    };
+    let path = c(resolved.as_os_str(), &|| "the program path".into())?;
+    let mut argv = Vec::with_capacity(cmd.args.len() + 1);
+    argv.push(c(&cmd.program, &|| "the program name".into())?);
+    for (i, a) in cmd.args.iter().enumerate() {
+        argv.push(c(a, &|| format!("argument {}", i + 1))?);
+    }
+    let mut envp = Vec::with_capacity(env.len());
+    for (k, v) in env {
+        if k.is_empty() || k.as_bytes().contains(&b'=') {
+            return Err(Error::InvalidInput(
+                "an environment variable name is empty or contains '='".into(),
+            ));
+        }
+        let mut kv: OsString = k;
+        kv.push("=");
+        kv.push(v);
+        envp.push(CString::new(kv.into_vec()).map_err(|_| {
+            Error::InvalidInput("an environment variable contains a NUL byte".into())
+        })?);
+    }
+    let cwd = match &cmd.cwd {
+        Some(d) => Some(c(d.as_os_str(), &|| "the working directory".into())?),
+        None => None,
+    };
+    Ok(Prepared {
+        resolved,
+        path,
+        argv,
+        envp,
+        cwd,
+    })
+}
+
+fn spawn_error(e: sys::SpawnError, program: &str, path: &std::path::Path) -> Error {
+    match e {
+        sys::SpawnError::Exec(source) => match source.raw_os_error() {
+            Some(libc::ENOENT) => Error::NotFound {
+                program: program.into(),
+                searched: None,
+            },
+            Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
+                Error::NotExecutable {
+                    program: program.into(),
+                    path: path.to_path_buf(),
+                }
+            }
+            _ => Error::Spawn {
+                program: program.into(),
+                source,
+            },
+        },
+        sys::SpawnError::Refused(source) | sys::SpawnError::Os(source) => Error::Spawn {
+            program: program.into(),
+            source,
+        },
+    }
+}

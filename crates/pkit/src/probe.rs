@@ -1,0 +1,129 @@
+//! Readiness probes on a [`RunningProcess`]: wait until it prints a line,
+//! opens a port, or passes a check. A probe never kills the process.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::{Error, NotReadyReason, Result};
+use crate::process::{outcome_of, RunningProcess};
+use crate::pump::Line;
+
+/// How often [`wait_for_port`](RunningProcess::wait_for_port) and
+/// [`wait_for`](RunningProcess::wait_for) retry. There is no kernel event
+/// for "a port accepts" or for an arbitrary check, so these poll.
+const RETRY_EVERY: Duration = Duration::from_millis(25);
+
+impl RunningProcess {
+    /// Waits until a line (stdout or stderr) satisfies `pred` and returns
+    /// it. Needs [`Command::stream_lines`](crate::Command::stream_lines);
+    /// the lines it reads are consumed (they don't reach
+    /// [`lines`](Self::lines) afterwards).
+    ///
+    /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
+    /// process exits first (after looking at every line it wrote), or when
+    /// its output ends.
+    pub async fn wait_for_line(
+        &mut self,
+        mut pred: impl FnMut(&Line) -> bool,
+        timeout: Duration,
+    ) -> Result<Line> {
+        let program = self.program().to_string();
+        let child = self.child.clone();
+        let Some(lines) = self.lines.as_mut().and_then(|l| l.rx.as_mut()) else {
+            return Err(Error::InvalidInput(format!(
+                "{program}: wait_for_line needs Command::stream_lines, and the line stream not taken"
+            )));
+        };
+        let not_ready = |reason| Error::NotReady {
+            program: program.clone(),
+            reason,
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut exited = None;
+        loop {
+            tokio::select! {
+                biased;
+                line = lines.recv() => match line {
+                    Some(line) if pred(&line) => return Ok(line),
+                    Some(_) => {}
+                    None => {
+                        let reason = match child.try_status().ok().flatten() {
+                            Some(st) => NotReadyReason::Exited(outcome_of(st)),
+                            None => NotReadyReason::OutputClosed,
+                        };
+                        return Err(not_ready(reason));
+                    }
+                },
+                status = child.wait(), if exited.is_none() => {
+                    // Look at what it wrote before exiting, then give up.
+                    exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
+                }
+                () = &mut deadline => return Err(not_ready(NotReadyReason::Deadline(timeout))),
+            }
+            if let Some(st) = exited {
+                // Everything the process wrote is in the pipes by now; the
+                // readers deliver it quickly. Drain what has arrived.
+                tokio::task::yield_now().await;
+                while let Ok(line) = lines.try_recv() {
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+                return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+            }
+        }
+    }
+
+    /// Waits until a TCP connection to `addr` succeeds (the connection is
+    /// closed at once). Gives up with [`Error::NotReady`] on `timeout` or if
+    /// the process exits first.
+    pub async fn wait_for_port(&self, addr: SocketAddr, timeout: Duration) -> Result<()> {
+        self.wait_for(
+            || async move { tokio::net::TcpStream::connect(addr).await.is_ok() },
+            timeout,
+        )
+        .await
+    }
+
+    /// Waits until `check` returns true, retrying every 25 ms. Gives up with
+    /// [`Error::NotReady`] on `timeout` or if the process exits first.
+    pub async fn wait_for<F, Fut>(&self, mut check: F, timeout: Duration) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let program = self.program().to_string();
+        let not_ready = |reason| Error::NotReady {
+            program: program.clone(),
+            reason,
+        };
+        let work = async {
+            loop {
+                if check().await {
+                    return Ok(());
+                }
+                if let Some(st) = self.child.try_status().ok().flatten() {
+                    return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_EVERY) => {}
+                    status = self.child.wait() => {
+                        // One last look: a server may have been ready just
+                        // before it exited.
+                        if check().await {
+                            return Ok(());
+                        }
+                        let st = status.map_err(|e| Error::io(format!("{program}: wait"), e))?;
+                        return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(not_ready(NotReadyReason::Deadline(timeout))),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Bounded in-memory capture of one stream.
+
+/// What to do when a stream's output exceeds its capture limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum CapturePolicy {
+    /// Keep the first `limit` bytes, discard the rest (still counted).
+    #[default]
+    KeepHead,
+    /// Keep the last `limit` bytes.
+    KeepTail,
+    /// Fail the run with [`Error::OutputLimit`](crate::Error::OutputLimit)
+    /// (the verbs tear the tree down as soon as the limit is crossed).
+    Fail,
+}
+
+/// A capture buffer that never holds much more than its limit.
+#[derive(Debug)]
+pub(crate) struct CaptureBuf {
+    buf: Vec<u8>,
+    limit: usize,
+    policy: CapturePolicy,
+    /// Every byte the stream produced, kept or not.
+    seen: u64,
+}
+
+impl CaptureBuf {
+    pub(crate) fn new(limit: Option<usize>, policy: CapturePolicy) -> CaptureBuf {
+        CaptureBuf {
+            buf: Vec::new(),
+            limit: limit.unwrap_or(usize::MAX),
+            policy,
+            seen: 0,
+        }
+    }
+
+    /// Room to read into, for a read straight into the buffer when nothing
+    /// has been cut yet (the fast path for unbounded capture).
+    pub(crate) fn direct(&mut self) -> Option<&mut Vec<u8>> {
+        (self.limit == usize::MAX).then_some(&mut self.buf)
+    }
+
+    /// Records `n` bytes appended through [`direct`](Self::direct).
+    pub(crate) fn note_direct(&mut self, n: usize) {
+        self.seen += n as u64;
+    }
+
+    /// Adds bytes; returns false once a `Fail` limit has been crossed.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> bool {
+        self.seen += bytes.len() as u64;
+        match self.policy {
+            CapturePolicy::KeepHead | CapturePolicy::Fail => {
+                let room = self.limit.saturating_sub(self.buf.len());
+                self.buf.extend_from_slice(&bytes[..room.min(bytes.len())]);
+            }
+            CapturePolicy::KeepTail => {
+                if bytes.len() >= self.limit {
+                    self.buf.clear();
+                    self.buf
+                        .extend_from_slice(&bytes[bytes.len() - self.limit..]);
+                } else {
+                    self.buf.extend_from_slice(bytes);
+                    // Compact only when twice the limit is held: amortised
+                    // O(1) per byte, at most 2x the limit in memory.
+                    if self.buf.len() > self.limit.saturating_mul(2) {
+                        let cut = self.buf.len() - self.limit;
+                        self.buf.drain(..cut);
+                    }
+                }
+            }
+        }
+        !(self.policy == CapturePolicy::Fail && self.seen > self.limit as u64)
+    }
+
+    /// The kept bytes and the total seen.
+    pub(crate) fn finish(mut self) -> Captured {
+        if self.buf.len() > self.limit {
+            let cut = self.buf.len() - self.limit;
+            self.buf.drain(..cut);
+        }
+        let truncated = self.seen > self.buf.len() as u64;
+        Captured {
+            bytes: self.buf,
+            seen: self.seen,
+            truncated,
+        }
+    }
+}
+
+/// What a capture kept.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Captured {
+    pub bytes: Vec<u8>,
+    pub seen: u64,
+    pub truncated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies() {
+        let mut h = CaptureBuf::new(Some(4), CapturePolicy::KeepHead);
+        assert!(h.push(b"abc") && h.push(b"defg"));
+        let c = h.finish();
+        assert_eq!(
+            (c.bytes.as_slice(), c.seen, c.truncated),
+            (&b"abcd"[..], 7, true)
+        );
+
+        let mut t = CaptureBuf::new(Some(4), CapturePolicy::KeepTail);
+        for chunk in [&b"abc"[..], b"def", b"g", b"hijklmn", b"o"] {
+            t.push(chunk);
+        }
+        let c = t.finish();
+        assert_eq!((c.bytes.as_slice(), c.seen), (&b"lmno"[..], 15));
+
+        let mut f = CaptureBuf::new(Some(4), CapturePolicy::Fail);
+        assert!(f.push(b"abcd"));
+        assert!(!f.push(b"e"));
+
+        let mut u = CaptureBuf::new(None, CapturePolicy::KeepHead);
+        u.push(b"xy");
+        assert!(!u.finish().truncated);
+    }
+}

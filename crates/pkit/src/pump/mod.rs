@@ -1,0 +1,341 @@
+//! The line pump: read -> (tee) -> (capture) -> decode -> split -> sinks.
+//!
+//! One reader task per piped output stream. Every consumer of a process's
+//! output — the captured `Output`, tees, per-line callbacks, the merged
+//! line stream and the readiness probe that waits for a line — is fed from
+//! here, so they all see the same bytes and the same split.
+
+mod capture;
+mod decode;
+mod lines;
+mod split;
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+pub use capture::CapturePolicy;
+pub(crate) use capture::{CaptureBuf, Captured};
+pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
+pub use lines::{Line, Lines, StreamKind};
+use split::{RawLine, Splitter};
+
+/// What happens when the line stream's buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Wait for the reader: a slow consumer slows the child (its writes
+    /// block once the pipe is full). The default.
+    #[default]
+    Backpressure,
+    /// Drop the new line and count it
+    /// ([`RunningProcess::dropped_lines`](crate::RunningProcess::dropped_lines)):
+    /// a slow consumer never stalls the child.
+    DropNewest,
+}
+
+/// Called once per line of one stream.
+pub(crate) type LineCallback = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Where a stream's raw bytes are mirrored.
+#[derive(Clone)]
+pub(crate) enum Tee {
+    Async(Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>),
+    Blocking(Arc<Mutex<Box<dyn io::Write + Send>>>),
+}
+
+impl fmt::Debug for Tee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tee::Async(_) => "Tee::Async",
+            Tee::Blocking(_) => "Tee::Blocking",
+        })
+    }
+}
+
+/// The sending side of a process's merged line stream.
+#[derive(Clone)]
+pub(crate) struct LineSink {
+    pub tx: mpsc::Sender<Line>,
+    pub overflow: Overflow,
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// Set when a `CapturePolicy::Fail` limit is crossed.
+#[derive(Default, Debug)]
+pub(crate) struct LimitFlag {
+    hit: AtomicBool,
+    notify: Notify,
+}
+
+impl LimitFlag {
+    pub(crate) fn is_hit(&self) -> bool {
+        self.hit.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.hit.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once the flag is set.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_hit() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Everything one reader task does with its stream.
+pub(crate) struct StreamPlan {
+    pub kind: StreamKind,
+    pub capture: Option<CaptureBuf>,
+    pub tee: Option<Tee>,
+    pub callback: Option<LineCallback>,
+    pub lines: Option<LineSink>,
+    pub decoder: Option<DecoderFactory>,
+    pub max_line_bytes: usize,
+    pub limit: Arc<LimitFlag>,
+}
+
+/// A running reader task.
+pub(crate) struct Reader {
+    task: JoinHandle<Captured>,
+    stop: Arc<Notify>,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Reader {
+    /// Starts reading `fd` (the parent's end of an output pipe).
+    pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
+        let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(rx, plan, stop.clone()));
+        Ok(Reader { task, stop })
+    }
+
+    /// Stops reading — after taking what is already in the pipe, even if an
+    /// escaped process still holds its write end — and returns the capture.
+    pub(crate) async fn finish(self) -> Captured {
+        self.stop.notify_one();
+        self.task.await.unwrap_or_default()
+    }
+
+    pub(crate) fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    mut rx: tokio::net::unix::pipe::Receiver,
+    plan: StreamPlan,
+    stop: Arc<Notify>,
+) -> Captured {
+    let mut sinks = Sinks::new(plan);
+    let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    enum Step {
+        Read(io::Result<usize>),
+        Stop,
+    }
+    loop {
+        // Unbounded capture and nothing else to feed: read straight into
+        // the capture buffer, no copy.
+        let direct = sinks.only_capture();
+        let step = {
+            let target: &mut Vec<u8> = if direct {
+                sinks.capture_direct()
+            } else {
+                chunk.clear();
+                &mut chunk
+            };
+            target.reserve(READ_CHUNK);
+            tokio::select! {
+                biased;
+                read = rx.read_buf(target) => Step::Read(read),
+                _ = stop.notified() => Step::Stop,
+            }
+        };
+        match step {
+            Step::Read(Ok(0)) => break,
+            Step::Read(Ok(n)) if direct => sinks.note_direct(n),
+            Step::Read(Ok(_)) => sinks.feed(&chunk).await,
+            Step::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Step::Read(Err(_)) => break,
+            Step::Stop => {
+                let mut rest = Vec::new();
+                crate::sys::drain_pipe(std::os::fd::AsFd::as_fd(&rx), &mut rest);
+                sinks.feed(&rest).await;
+                break;
+            }
+        }
+    }
+    sinks.finish().await
+}
+
+/// The consumers of one stream, with the splitting and decoding state.
+struct Sinks {
+    kind: StreamKind,
+    capture: Option<CaptureBuf>,
+    tee: Option<Tee>,
+    callback: Option<LineCallback>,
+    lines: Option<LineSink>,
+    decoder: Option<Box<dyn Decoder>>,
+    text: String,
+    splitter: Splitter,
+    limit: Arc<LimitFlag>,
+}
+
+impl Sinks {
+    fn new(plan: StreamPlan) -> Sinks {
+        Sinks {
+            kind: plan.kind,
+            capture: plan.capture,
+            tee: plan.tee,
+            callback: plan.callback,
+            lines: plan.lines,
+            decoder: plan.decoder.map(|d| d.make()),
+            text: String::new(),
+            splitter: Splitter::new(plan.max_line_bytes),
+            limit: plan.limit,
+        }
+    }
+
+    fn wants_lines(&self) -> bool {
+        self.callback.is_some() || self.lines.is_some()
+    }
+
+    fn only_capture(&mut self) -> bool {
+        self.tee.is_none()
+            && !self.wants_lines()
+            && self.capture.as_mut().is_some_and(|c| c.direct().is_some())
+    }
+
+    fn capture_direct(&mut self) -> &mut Vec<u8> {
+        self.capture
+            .as_mut()
+            .and_then(CaptureBuf::direct)
+            .expect("checked by only_capture")
+    }
+
+    fn note_direct(&mut self, n: usize) {
+        if let Some(c) = &mut self.capture {
+            c.note_direct(n);
+        }
+    }
+
+    async fn feed(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(tee) = &self.tee {
+            if let Err(e) = write_tee(tee, bytes).await {
+                tracing::warn!(target: "pkit", stream = %self.kind, error = %e, "tee write failed; tee disabled");
+                self.tee = None;
+            }
+        }
+        if let Some(c) = &mut self.capture {
+            if !c.push(bytes) && !self.limit.is_hit() {
+                self.limit.set();
+            }
+        }
+        if !self.wants_lines() {
+            return;
+        }
+        let mut lines = Vec::new();
+        match &mut self.decoder {
+            None => self.splitter.feed(bytes, &mut |l| lines.push(to_line(l))),
+            Some(d) => {
+                d.decode(bytes, false, &mut self.text);
+                self.splitter
+                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(l)));
+                self.text.clear();
+            }
+        }
+        for (text, partial) in lines {
+            self.deliver(text, partial).await;
+        }
+    }
+
+    async fn finish(mut self) -> Captured {
+        if self.wants_lines() {
+            let mut lines = Vec::new();
+            if let Some(d) = &mut self.decoder {
+                d.decode(&[], true, &mut self.text);
+                self.splitter
+                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(l)));
+                self.text.clear();
+            }
+            self.splitter.finish(&mut |l| lines.push(to_line(l)));
+            for (text, partial) in lines {
+                self.deliver(text, partial).await;
+            }
+        }
+        if let Some(Tee::Async(w)) = &self.tee {
+            let _ = w.lock().await.flush().await;
+        }
+        self.capture
+            .take()
+            .map(CaptureBuf::finish)
+            .unwrap_or_default()
+    }
+
+    async fn deliver(&mut self, text: String, partial: bool) {
+        if let Some(cb) = &self.callback {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| cb(&text))).is_err() {
+                tracing::warn!(target: "pkit", stream = %self.kind, "line callback panicked; callback disabled");
+                self.callback = None;
+            }
+        }
+        let Some(sink) = &self.lines else { return };
+        let line = Line {
+            stream: self.kind,
+            text,
+            partial,
+        };
+        let closed = match sink.overflow {
+            Overflow::Backpressure => sink.tx.send(line).await.is_err(),
+            Overflow::DropNewest => match sink.tx.try_send(line) {
+                Ok(()) => false,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sink.dropped.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => true,
+            },
+        };
+        if closed {
+            // Nobody listens any more; keep draining the pipe regardless,
+            // so the child never blocks on a full pipe.
+            self.lines = None;
+        }
+    }
+}
+
+fn to_line(l: RawLine<'_>) -> (String, bool) {
+    let text = match std::str::from_utf8(l.bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(l.bytes).into_owned(),
+    };
+    (text, l.partial)
+}
+
+async fn write_tee(tee: &Tee, bytes: &[u8]) -> io::Result<()> {
+    match tee {
+        Tee::Async(w) => w.lock().await.write_all(bytes).await,
+        Tee::Blocking(w) => w.lock().unwrap_or_else(|e| e.into_inner()).write_all(bytes),
+    }
+}

@@ -1,0 +1,364 @@
+//! The line pump, for real: streaming, callbacks, tees, backpressure,
+//! decoding, long lines, interactive stdin, bounded capture. Every test runs
+//! in both mechanisms.
+
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use pkit::{
+    CapturePolicy, Command, Decoder, DecoderFactory, Group, Line, MechanismChoice, Overflow,
+    StreamKind, SystemRunner,
+};
+use tokio::io::AsyncWriteExt;
+
+const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
+
+fn group(m: MechanismChoice) -> Group {
+    Group::builder().mechanism(m).build().expect("group")
+}
+
+fn sh(script: &str) -> Command {
+    Command::new("sh").args(["-c", script])
+}
+
+fn on(m: MechanismChoice, cmd: Command) -> Command {
+    cmd.runner(Arc::new(SystemRunner::with_mechanism(m)))
+}
+
+async fn collect(proc: &mut pkit::RunningProcess) -> Vec<Line> {
+    let mut lines = proc.lines();
+    let mut out = Vec::new();
+    while let Some(l) = lines.next_line().await {
+        out.push(l);
+    }
+    out
+}
+
+fn texts(lines: &[Line], kind: StreamKind) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.stream == kind)
+        .map(|l| l.text.clone())
+        .collect()
+}
+
+/// Polls `cond` for up to 10 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A shared in-memory writer, usable as a tee and read back afterwards.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Shared {
+    fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl tokio::io::AsyncWrite for Shared {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_are_tagged_and_ordered_per_stream() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let script =
+            "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; printf 'crlf\\r\\nlast'";
+        let mut p = g.start(&sh(script).stream_lines()).unwrap();
+        let lines = collect(&mut p).await;
+        assert_eq!(
+            texts(&lines, StreamKind::Stdout),
+            ["out1", "out2", "out3", "out4", "out5", "crlf", "last"]
+        );
+        assert_eq!(
+            texts(&lines, StreamKind::Stderr),
+            ["err1", "err2", "err3", "err4", "err5"]
+        );
+        assert!(lines.iter().all(|l| !l.partial));
+        let out = p.wait().await.unwrap();
+        assert!(out.success());
+        assert!(
+            out.stdout().is_empty(),
+            "streamed output is not also captured"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_and_tees_see_the_same_output() {
+    for m in MECHANISMS {
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        let (tee_out, tee_err) = (Shared::default(), Shared::default());
+        let panicked = Arc::new(AtomicUsize::new(0));
+        let pc = panicked.clone();
+        let out = on(
+            m,
+            sh("printf 'a\\r\\nb\\n'; echo e >&2; printf 'no-newline'"),
+        )
+        .on_stdout_line(move |line| {
+            assert!(!line.ends_with('\r'));
+            c.fetch_add(1, Ordering::SeqCst);
+        })
+        .on_stderr_line(move |_| {
+            pc.fetch_add(1, Ordering::SeqCst);
+            panic!("a broken callback");
+        })
+        .stdout_tee(tee_out.clone())
+        .stderr_tee_blocking(tee_err.clone())
+        .output()
+        .await
+        .unwrap();
+        assert!(out.success(), "a panicking callback does not fail the run");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            panicked.load(Ordering::SeqCst),
+            1,
+            "disabled after its panic"
+        );
+        assert_eq!(tee_out.bytes(), b"a\r\nb\nno-newline", "tees get raw bytes");
+        assert_eq!(tee_err.bytes(), b"e\n");
+        assert_eq!(
+            out.stdout(),
+            b"a\r\nb\nno-newline",
+            "capture still works with tees"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_stalls_a_child_until_read() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let n = 200_000;
+        let cmd = sh(&format!("seq {n}")).stream_lines().buffer_lines(16);
+        let mut p = g.start(&cmd).unwrap();
+        // Nobody reads: the channel and the pipe fill, and seq blocks.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!p.has_exited(), "the child must be stalled by backpressure");
+        let lines = collect(&mut p).await;
+        assert_eq!(lines.len(), n);
+        assert_eq!(lines.last().unwrap().text, n.to_string());
+        assert_eq!(p.dropped_lines(), 0);
+        assert!(p.wait().await.unwrap().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_newest_never_stalls_the_child() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let n = 200_000;
+        let cmd = sh(&format!("seq {n}"))
+            .stream_lines()
+            .buffer_lines(16)
+            .overflow(Overflow::DropNewest);
+        let mut p = g.start(&cmd).unwrap();
+        eventually("seq finishes without a reader", || p.has_exited()).await;
+        let lines = collect(&mut p).await;
+        assert!(p.dropped_lines() > 0);
+        assert_eq!(lines.len() as u64 + p.dropped_lines(), n as u64);
+        assert_eq!(lines[0].text, "1", "the oldest lines are kept");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_replaced_and_decoders_apply() {
+    /// ISO-8859-1, by hand: every byte is the code point of the same value.
+    struct Latin1;
+    impl Decoder for Latin1 {
+        fn decode(&mut self, input: &[u8], _last: bool, out: &mut String) {
+            out.extend(input.iter().map(|&b| b as char));
+        }
+    }
+    for m in MECHANISMS {
+        let g = group(m);
+        let mut p = g
+            .start(&sh("printf 'caf\\351\\n\\377ok\\n'").stream_lines())
+            .unwrap();
+        let lines = collect(&mut p).await;
+        assert_eq!(
+            texts(&lines, StreamKind::Stdout),
+            ["caf\u{FFFD}", "\u{FFFD}ok"]
+        );
+
+        let cmd = sh("printf 'caf\\351\\n'")
+            .stream_lines()
+            .decoder(DecoderFactory::new(|| Latin1));
+        let mut p = g.start(&cmd).unwrap();
+        let lines = collect(&mut p).await;
+        assert_eq!(texts(&lines, StreamKind::Stdout), ["café"]);
+
+        #[cfg(feature = "encoding")]
+        {
+            // "日本" in Shift_JIS.
+            let cmd = sh("printf '\\223\\372\\226\\173\\n'")
+                .stream_lines()
+                .decoder(DecoderFactory::encoding(encoding_rs::SHIFT_JIS));
+            let mut p = g.start(&cmd).unwrap();
+            let lines = collect(&mut p).await;
+            assert_eq!(texts(&lines, StreamKind::Stdout), ["日本"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20mb_line_arrives_in_bounded_pieces() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let size = 20 << 20;
+        let cmd = sh(&format!(
+            "head -c {size} /dev/zero | tr '\\0' x; echo; echo after"
+        ))
+        .stream_lines();
+        let mut p = g.start(&cmd).unwrap();
+        let lines = collect(&mut p).await;
+        let pieces: Vec<&Line> = lines.iter().take_while(|l| l.text != "after").collect();
+        assert_eq!(pieces.iter().map(|l| l.text.len()).sum::<usize>(), size);
+        assert!(pieces
+            .iter()
+            .all(|l| l.text.len() <= pkit::DEFAULT_MAX_LINE_BYTES));
+        assert!(pieces[..pieces.len() - 1].iter().all(|l| l.partial));
+        assert!(!pieces.last().unwrap().partial);
+        assert_eq!(lines.last().unwrap().text, "after");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_stdin_dialogue() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let mut p = g
+            .start(&Command::new("cat").stdin_piped().stream_lines())
+            .unwrap();
+        let mut lines = p.lines();
+        let mut stdin = p.take_stdin().expect("piped stdin");
+        for word in ["ping", "pong", "done"] {
+            stdin
+                .write_all(format!("{word}\n").as_bytes())
+                .await
+                .unwrap();
+            stdin.flush().await.unwrap();
+            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(line.text, word);
+        }
+        drop(stdin); // end of file: cat exits
+        assert!(lines.next_line().await.is_none());
+        assert!(p.wait().await.unwrap().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_from_reader_and_file_and_unread_input() {
+    for m in MECHANISMS {
+        let big = vec![b'z'; 10 << 20];
+        // head reads one byte and exits: the rest is not an error.
+        let out = on(m, Command::new("head").args(["-c", "1"]))
+            .stdin_bytes(big.clone())
+            .output()
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout(), b"z");
+        let out = on(m, Command::new("head").args(["-c", "1"]))
+            .stdin_reader(std::io::Cursor::new(big.clone()))
+            .output()
+            .await
+            .unwrap();
+        assert!(out.success());
+
+        let cmd = on(m, Command::new("wc").arg("-c"))
+            .stdin_reader(std::io::Cursor::new(b"12345".to_vec()));
+        assert_eq!(cmd.run().await.unwrap(), "5");
+        let again = cmd.run().await.unwrap_err();
+        assert_eq!(
+            again.kind(),
+            pkit::ErrorKind::InvalidInput,
+            "a reader is consumed once"
+        );
+
+        let path = std::env::temp_dir().join(format!("pkit-stdin-file-{}-{m}", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"from a file\n")
+            .unwrap();
+        let text = on(m, Command::new("cat"))
+            .stdin_file(&path)
+            .run()
+            .await
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(text, "from a file");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_capture_keeps_head_or_tail_or_fails() {
+    for m in MECHANISMS {
+        let script = "seq 1000000"; // 6.9 MB
+        let out = on(m, sh(script))
+            .capture_limit(1000, CapturePolicy::KeepHead)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout().len(), 1000);
+        assert!(out.stdout().starts_with(b"1\n2\n3\n"));
+        assert!(out.stdout_truncated());
+        assert_eq!(out.stdout_total_bytes(), 6_888_896);
+
+        let out = on(m, sh(script))
+            .capture_limit(1000, CapturePolicy::KeepTail)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout().len(), 1000);
+        assert!(out.stdout().ends_with(b"999999\n1000000\n"));
+        assert!(!out.stderr_truncated());
+
+        // Fail: the run stops as soon as the limit is crossed, tree and all.
+        let err = on(m, sh("sleep 300 & yes"))
+            .capture_limit(1 << 20, CapturePolicy::Fail)
+            .output()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), pkit::ErrorKind::OutputLimit, "{err}");
+        assert!(err.to_string().contains("stdout"));
+    }
+}
