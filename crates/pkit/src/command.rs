@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cancel::CancelToken;
-use crate::error::{Error, Result};
-use crate::output::{Outcome, Output};
+use crate::error::Result;
+use crate::output::{verbs, Output};
 use crate::pump::{CapturePolicy, DecoderFactory, LineCallback, Overflow, Tee};
 use crate::runner::{Runner, SystemRunner};
 
@@ -127,6 +127,7 @@ pub struct Command {
     pub(crate) cancel: Option<CancelToken>,
     pub(crate) runner: Option<Arc<dyn Runner>>,
     pub(crate) io: OutputPlan,
+    pub(crate) unchecked_in_pipe: bool,
 }
 
 impl Command {
@@ -148,6 +149,7 @@ impl Command {
             cancel: None,
             runner: None,
             io: OutputPlan::default(),
+            unchecked_in_pipe: false,
         }
     }
 
@@ -205,7 +207,7 @@ impl Command {
     }
 
     /// Runs the child in `dir`. It is checked before spawning: a missing
-    /// directory is [`Error::CurrentDir`], naming it.
+    /// directory is [`Error::CurrentDir`](crate::Error::CurrentDir), naming it.
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Command {
         self.cwd = Some(dir.as_ref().to_path_buf());
         self
@@ -246,7 +248,7 @@ impl Command {
 
     /// Streams the child's stdin from `reader`. The reader is consumed by
     /// the first run of this command (and of its clones); a later run fails
-    /// with [`Error::InvalidInput`]. A child that stops reading early is not
+    /// with [`Error::InvalidInput`](crate::Error::InvalidInput). A child that stops reading early is not
     /// an error.
     pub fn stdin_reader(
         mut self,
@@ -394,7 +396,7 @@ impl Command {
     }
 
     /// Cancels the run when `token` is cancelled: the tree is torn down and
-    /// the verb returns [`Error::Cancelled`].
+    /// the verb returns [`Error::Cancelled`](crate::Error::Cancelled).
     pub fn cancel_token(mut self, token: &CancelToken) -> Command {
         self.cancel = Some(token.clone());
         self
@@ -472,43 +474,36 @@ impl Command {
     /// Runs the command, requires success, and returns stdout as text with
     /// surrounding whitespace trimmed.
     ///
-    /// A non-zero exit is [`Error::NonZeroExit`], a signal
-    /// [`Error::Signalled`], a timeout [`Error::Timeout`]; each carries the
+    /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
+    /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the
     /// whole [`Output`], stderr included.
     pub async fn run(&self) -> Result<String> {
-        let out = require_exit(self.output().await?)?;
-        if out.success() {
-            Ok(out.stdout_str().trim().to_string())
-        } else {
-            Err(Error::NonZeroExit(Box::new(out)))
-        }
+        verbs::run(self.output().await?)
     }
 
     /// Runs the command and returns its exit code. A signal or a timeout is
     /// an `Err`, never an invented code.
     pub async fn exit_code(&self) -> Result<i32> {
-        let out = require_exit(self.output().await?)?;
-        Ok(out.code().expect("require_exit leaves only exits"))
+        verbs::exit_code(self.output().await?)
     }
 
     /// Runs the command as a yes/no question: exit 0 is `true`, exit 1 is
     /// `false`, anything else is an `Err`.
     pub async fn probe(&self) -> Result<bool> {
-        let out = require_exit(self.output().await?)?;
-        match out.code() {
-            Some(0) => Ok(true),
-            Some(1) => Ok(false),
-            _ => Err(Error::NonZeroExit(Box::new(out))),
-        }
+        verbs::probe(self.output().await?)
     }
-}
 
-/// Turns a signal or a timeout into the matching error.
-fn require_exit(out: Output) -> Result<Output> {
-    match out.outcome() {
-        Outcome::Exited(_) => Ok(out),
-        Outcome::Signalled(_) => Err(Error::Signalled(Box::new(out))),
-        Outcome::TimedOut => Err(Error::Timeout(Box::new(out))),
+    /// Marks this command, as a stage of a [`Pipe`](crate::Pipe), as one
+    /// whose failure does not fail the chain: the `producer | head` case,
+    /// where the producer dies of SIGPIPE once the consumer stops reading.
+    pub fn unchecked_in_pipe(mut self) -> Command {
+        self.unchecked_in_pipe = true;
+        self
+    }
+
+    /// A pipeline: this command's stdout feeds `next`'s stdin.
+    pub fn pipe(self, next: Command) -> crate::Pipe {
+        crate::Pipe::new([self, next])
     }
 }
 

@@ -107,17 +107,25 @@ impl Group {
     /// The command's `timeout` and `grace` apply to the verbs only; a
     /// started process runs until it exits or the group ends.
     pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
-        self.start_inner(cmd, cmd.io.stream_lines)
+        let opts = crate::launch::StartOpts {
+            stream_lines: cmd.io.stream_lines,
+            ..Default::default()
+        };
+        self.start_with(cmd, opts)
     }
 
-    pub(crate) fn start_inner(&self, cmd: &Command, stream_lines: bool) -> Result<RunningProcess> {
+    pub(crate) fn start_with(
+        &self,
+        cmd: &Command,
+        opts: crate::launch::StartOpts,
+    ) -> Result<RunningProcess> {
         if self.container.is_closed() {
             return Err(Error::Spawn {
                 program: cmd.display_name(),
                 source: std::io::Error::other("the group has been closed"),
             });
         }
-        crate::launch::start(&self.container, cmd, stream_lines)
+        crate::launch::start(&self.container, cmd, opts)
     }
 
     /// Kills every process in the group, grandchildren included, now

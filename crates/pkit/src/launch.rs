@@ -21,13 +21,28 @@ use crate::pump::{CaptureBuf, LimitFlag, LineSink, Lines, Reader, StreamKind, St
 use crate::sys::{self, Container, IoRequest};
 
 /// Starts `cmd` in `container`. Must be called within a Tokio runtime.
-/// `stream_lines` overrides the command's own setting (the verbs, which
-/// have no consumer for a stream, pass false).
+/// How a start differs from what the command itself says.
+#[derive(Default)]
+pub(crate) struct StartOpts {
+    /// Enable the line stream (the verbs, which have no consumer for one,
+    /// leave it off whatever the command says).
+    pub stream_lines: bool,
+    /// The child's stdin end of a pipeline pipe, replacing the command's.
+    pub stdin: Option<sys::ChildIo>,
+    /// The child's stdout end of a pipeline pipe, replacing the command's.
+    pub stdout: Option<sys::ChildIo>,
+}
+
 pub(crate) fn start(
     container: &Container,
     cmd: &Command,
-    stream_lines: bool,
+    opts: StartOpts,
 ) -> Result<RunningProcess> {
+    let StartOpts {
+        stream_lines,
+        stdin: stdin_over,
+        stdout: stdout_over,
+    } = opts;
     let program = cmd.display_name();
     let prepared = prepare(cmd, &program)?;
 
@@ -36,6 +51,7 @@ pub(crate) fn start(
     // before anything is spawned.
     let mut reader = None;
     let (stdin_child, stdin_parent) = match &cmd.stdin {
+        _ if stdin_over.is_some() => (stdin_over.expect("checked"), None),
         Input::Null => sys::child_io(IoRequest::Null, true).map_err(io_err)?,
         Input::Inherit => sys::child_io(IoRequest::Inherit, true).map_err(io_err)?,
         Input::Bytes(_) | Input::Piped => sys::child_io(IoRequest::Pipe, true).map_err(io_err)?,
@@ -54,8 +70,10 @@ pub(crate) fn start(
             None,
         ),
     };
-    let (stdout_child, stdout_parent) =
-        sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?;
+    let (stdout_child, stdout_parent) = match stdout_over {
+        Some(fd) => (fd, None),
+        None => sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?,
+    };
     let (stderr_child, stderr_parent) =
         sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?;
 

@@ -49,6 +49,7 @@ mod group;
 mod launch;
 mod log;
 mod output;
+mod pipe;
 mod probe;
 mod process;
 mod pump;
@@ -65,6 +66,7 @@ pub use command::{Command, Stdio, DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES};
 pub use error::{Error, ErrorKind, NotReadyReason, Result};
 pub use group::{Group, GroupBuilder, ShutdownReport};
 pub use output::{Outcome, Output};
+pub use pipe::Pipe;
 pub use process::{ChildStdin, RunningProcess};
 pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,

@@ -49,6 +49,8 @@ pub struct Output {
     pub(crate) pid: u32,
     pub(crate) stdout_seen: u64,
     pub(crate) stderr_seen: u64,
+    /// For a pipeline, every stage's own result, in order.
+    pub(crate) stages: Vec<Output>,
 }
 
 impl Output {
@@ -145,9 +147,54 @@ impl Output {
         self.stderr_seen > self.stderr.len() as u64
     }
 
+    /// For a [`Pipe`](crate::Pipe), every stage's own result in order (this
+    /// `Output` is their pipefail fold); empty for a single command.
+    pub fn stages(&self) -> &[Output] {
+        &self.stages
+    }
+
     /// The pid the program ran as.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+}
+
+/// The verbs that interpret an `Output`, shared by [`Command`](crate::Command)
+/// and [`Pipe`](crate::Pipe).
+pub(crate) mod verbs {
+    use super::{Outcome, Output};
+    use crate::error::{Error, Result};
+
+    /// Turns a signal or a timeout into the matching error.
+    fn require_exit(out: Output) -> Result<Output> {
+        match out.outcome() {
+            Outcome::Exited(_) => Ok(out),
+            Outcome::Signalled(_) => Err(Error::Signalled(Box::new(out))),
+            Outcome::TimedOut => Err(Error::Timeout(Box::new(out))),
+        }
+    }
+
+    pub(crate) fn run(out: Output) -> Result<String> {
+        let out = require_exit(out)?;
+        if out.success() {
+            Ok(out.stdout_str().trim().to_string())
+        } else {
+            Err(Error::NonZeroExit(Box::new(out)))
+        }
+    }
+
+    pub(crate) fn exit_code(out: Output) -> Result<i32> {
+        let out = require_exit(out)?;
+        Ok(out.code().expect("require_exit leaves only exits"))
+    }
+
+    pub(crate) fn probe(out: Output) -> Result<bool> {
+        let out = require_exit(out)?;
+        match out.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(Error::NonZeroExit(Box::new(out))),
+        }
     }
 }
 
@@ -164,6 +211,7 @@ impl fmt::Debug for Output {
             .field("duration", &self.duration)
             .field("mechanism", &self.mechanism)
             .field("pid", &self.pid)
+            .field("stages", &self.stages)
             .finish()
     }
 }

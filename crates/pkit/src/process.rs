@@ -198,6 +198,7 @@ impl RunningProcess {
             pid: self.pid,
             stdout_seen: stdout.seen,
             stderr_seen: stderr.seen,
+            stages: Vec::new(),
         };
         log::finished(
             &self.program,

@@ -74,12 +74,84 @@ impl Runner for SystemRunner {
     }
 }
 
-/// How the wait for the main process ended.
-enum Ended {
-    Exited(crate::sys::ExitStatus),
+/// How a bounded wait ended.
+pub(crate) enum Ended<T> {
+    /// The work finished.
+    Done(T),
+    /// The deadline passed.
     TimedOut,
+    /// The cancel token fired.
     Cancelled,
+    /// A `CapturePolicy::Fail` limit was crossed.
     OutputLimit,
+}
+
+/// The time, cancellation and output bounds of a run.
+pub(crate) struct Bounds<'a> {
+    pub timeout: Option<std::time::Duration>,
+    pub cancel: Option<&'a crate::CancelToken>,
+    pub limits: Vec<std::sync::Arc<crate::pump::LimitFlag>>,
+}
+
+impl Bounds<'_> {
+    /// Runs `work` until it finishes or a bound is hit.
+    pub(crate) async fn wait<T>(&self, work: impl Future<Output = Result<T>>) -> Result<Ended<T>> {
+        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let cancelled = async {
+            match self.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let limit = async {
+            if self.limits.is_empty() {
+                return std::future::pending().await;
+            }
+            // Any one of them: wait on each in turn until one is hit.
+            loop {
+                for l in &self.limits {
+                    if l.is_hit() {
+                        return;
+                    }
+                }
+                let waits = self.limits.iter().map(|l| Box::pin(l.wait()));
+                let mut waits: Vec<_> = waits.collect();
+                std::future::poll_fn(|cx| {
+                    for w in waits.iter_mut() {
+                        if w.as_mut().poll(cx).is_ready() {
+                            return std::task::Poll::Ready(());
+                        }
+                    }
+                    std::task::Poll::Pending
+                })
+                .await;
+            }
+        };
+        Ok(tokio::select! {
+            done = work => Ended::Done(done?),
+            () = timer => Ended::TimedOut,
+            () = cancelled => Ended::Cancelled,
+            () = limit => Ended::OutputLimit,
+        })
+    }
+}
+
+/// Ends a group after its run: on a timeout gracefully when a grace is set.
+pub(crate) async fn end_group(
+    group: &Group,
+    timed_out: bool,
+    grace: Option<std::time::Duration>,
+) -> Result<()> {
+    match grace {
+        Some(grace) if timed_out && !grace.is_zero() => group.shutdown(grace).await.map(drop),
+        _ => group.close().await,
+    }
 }
 
 async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Result<Output> {
@@ -91,58 +163,22 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
     // synchronously and the container removed.
     let group = builder.build()?;
     // A verb has no consumer for a line stream: it captures instead.
-    let mut proc = group.start_inner(cmd, false)?;
-    let deadline = cmd.timeout.map(|t| tokio::time::Instant::now() + t);
-    let ended = {
-        let exit = proc.wait_status();
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        let cancelled = async {
-            match &cmd.cancel {
-                Some(token) => token.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
-        let limit = proc.limit.clone();
-        tokio::select! {
-            status = exit => Ended::Exited(status?),
-            () = timer => Ended::TimedOut,
-            () = cancelled => Ended::Cancelled,
-            () = limit.wait() => Ended::OutputLimit,
-        }
+    let mut proc = group.start_with(cmd, Default::default())?;
+    let bounds = Bounds {
+        timeout: cmd.timeout,
+        cancel: cmd.cancel.as_ref(),
+        limits: vec![proc.limit.clone()],
     };
+    let ended = bounds.wait(proc.wait_status()).await?;
+    end_group(&group, matches!(ended, Ended::TimedOut), cmd.grace).await?;
     let outcome = match ended {
-        Ended::Exited(status) => {
-            // The main process is done; whatever it left running dies now.
-            group.close().await?;
-            outcome_of(status)
-        }
-        Ended::TimedOut => {
-            match cmd.grace {
-                Some(grace) if !grace.is_zero() => {
-                    group.shutdown(grace).await?;
-                }
-                _ => group.close().await?,
-            }
-            Outcome::TimedOut
-        }
-        Ended::OutputLimit => {
-            group.close().await?;
-            let out = proc
-                .finish(Outcome::Signalled(crate::sys::signals::KILL))
-                .await;
-            proc.check_limit(&out)?;
-            return Ok(out);
-        }
+        Ended::Done(status) => outcome_of(status),
+        Ended::TimedOut => Outcome::TimedOut,
+        Ended::OutputLimit => Outcome::Signalled(crate::sys::signals::KILL),
         Ended::Cancelled => {
-            group.close().await?;
             return Err(Error::Cancelled {
                 program: cmd.display_name(),
-            });
+            })
         }
     };
     let out = proc.finish(outcome).await;

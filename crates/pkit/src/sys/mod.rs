@@ -222,3 +222,11 @@ pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     Ok(ChildIo::Fd(above_stdio(fd)?))
 }
+
+/// A pipe between two pipeline stages: (read end, write end), both
+/// close-on-exec and above the stdio fds, ready to be a child's stdin and
+/// another child's stdout.
+pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((ChildIo::Fd(above_stdio(r)?), ChildIo::Fd(above_stdio(w)?)))
+}

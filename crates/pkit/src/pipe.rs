@@ -1,0 +1,263 @@
+//! [`Pipe`]: shell-free pipelines over real OS pipes.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cancel::CancelToken;
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::launch::StartOpts;
+use crate::output::{verbs, Outcome, Output};
+use crate::process::{outcome_of, RunningProcess};
+use crate::runner::{end_group, Bounds, Ended};
+use crate::sys::{self, MechanismChoice};
+
+/// A pipeline: each stage's stdout is the next stage's stdin, over an OS
+/// pipe made for the two of them (no copy through this process), and every
+/// stage — with everything it spawns — lives in one private group.
+///
+/// The verbs mirror [`Command`]'s and return one [`Output`] folded the
+/// `pipefail` way: stdout is always the last stage's; the program, stderr
+/// and outcome are those of the first stage that failed (or of the last
+/// stage when all succeeded). A stage marked
+/// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain.
+/// Every stage's own result is in [`Output::stages`].
+///
+/// ```
+/// # async fn demo() -> pkit::Result<()> {
+/// use pkit::{Command, Pipe};
+///
+/// let counts = Pipe::new([
+///     Command::new("printf").arg("b\na\nb\n"),
+///     Command::new("sort"),
+///     Command::new("uniq").arg("-c"),
+/// ])
+/// .run()
+/// .await?;
+/// assert_eq!(counts.split_whitespace().collect::<Vec<_>>(), ["1", "a", "2", "b"]);
+///
+/// // producer | head: the producer dies of SIGPIPE, which is expected.
+/// let first = Command::new("yes").unchecked_in_pipe().pipe(Command::new("head").arg("-n1"));
+/// assert_eq!(first.run().await?, "y");
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Pipe {
+    stages: Vec<Command>,
+    timeout: Option<Duration>,
+    grace: Option<Duration>,
+    cancel: Option<CancelToken>,
+    mechanism: Option<MechanismChoice>,
+}
+
+impl Pipe {
+    /// A pipeline of `stages`, head first.
+    pub fn new(stages: impl IntoIterator<Item = Command>) -> Pipe {
+        Pipe {
+            stages: stages.into_iter().collect(),
+            timeout: None,
+            grace: None,
+            cancel: None,
+            mechanism: None,
+        }
+    }
+
+    /// Appends a stage.
+    pub fn pipe(mut self, next: Command) -> Pipe {
+        self.stages.push(next);
+        self
+    }
+
+    fn head(mut self, f: impl FnOnce(Command) -> Command) -> Pipe {
+        if !self.stages.is_empty() {
+            let head = self.stages.remove(0);
+            self.stages.insert(0, f(head));
+        }
+        self
+    }
+
+    /// Feeds these bytes to the head of the chain.
+    pub fn stdin_bytes(self, bytes: impl Into<Vec<u8>>) -> Pipe {
+        let bytes = bytes.into();
+        self.head(|c| c.stdin_bytes(bytes))
+    }
+
+    /// Feeds this text to the head of the chain.
+    pub fn stdin_str(self, text: impl AsRef<str>) -> Pipe {
+        self.stdin_bytes(text.as_ref().as_bytes())
+    }
+
+    /// The head of the chain reads this file.
+    pub fn stdin_file(self, path: impl AsRef<Path>) -> Pipe {
+        self.head(|c| c.stdin_file(path))
+    }
+
+    /// Streams the head's stdin from `reader` (consumed by the first run).
+    pub fn stdin_reader(self, reader: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> Pipe {
+        self.head(|c| c.stdin_reader(reader))
+    }
+
+    /// Bounds the whole chain: when `limit` passes every stage and all they
+    /// spawned are torn down, and the outcome is [`Outcome::TimedOut`].
+    pub fn timeout(mut self, limit: Duration) -> Pipe {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// On timeout, SIGTERM the whole chain and wait up to `grace` before
+    /// SIGKILL.
+    pub fn grace(mut self, grace: Duration) -> Pipe {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// Cancels the chain when `token` is cancelled.
+    pub fn cancel_token(mut self, token: &CancelToken) -> Pipe {
+        self.cancel = Some(token.clone());
+        self
+    }
+
+    /// The mechanism of the chain's group (default: `PKIT_MECHANISM`, else
+    /// the strongest available).
+    pub fn mechanism(mut self, choice: MechanismChoice) -> Pipe {
+        self.mechanism = Some(choice);
+        self
+    }
+
+    /// Runs the chain to its end; see the type's docs for how the stages'
+    /// results are folded.
+    pub async fn output(&self) -> Result<Output> {
+        if self.stages.is_empty() {
+            return Err(Error::InvalidInput(
+                "a pipeline needs at least one stage".into(),
+            ));
+        }
+        let began = Instant::now();
+        let mut builder = Group::builder();
+        if let Some(choice) = self.mechanism {
+            builder = builder.mechanism(choice);
+        }
+        let group = builder.build()?;
+        let mut procs = self.start_all(&group)?;
+
+        let bounds = Bounds {
+            timeout: self.timeout,
+            cancel: self.cancel.as_ref(),
+            limits: procs.iter().map(|p| p.limit.clone()).collect(),
+        };
+        let ended = bounds
+            .wait(async {
+                for p in &procs {
+                    p.wait_status().await?;
+                }
+                Ok(())
+            })
+            .await?;
+        // Which stages were still running when a bound was hit.
+        let running: Vec<bool> = procs.iter().map(|p| !p.has_exited()).collect();
+        end_group(&group, matches!(ended, Ended::TimedOut), self.grace).await?;
+        if let Ended::Cancelled = ended {
+            return Err(Error::Cancelled {
+                program: self.stages[0].display_name(),
+            });
+        }
+
+        let mut outs = Vec::with_capacity(procs.len());
+        for (p, still_running) in procs.iter_mut().zip(running) {
+            let status = p.wait_status().await?;
+            let outcome = match ended {
+                Ended::TimedOut if still_running => Outcome::TimedOut,
+                _ => outcome_of(status),
+            };
+            let out = p.finish(outcome).await;
+            p.check_limit(&out)?;
+            outs.push(out);
+        }
+        Ok(fold(outs, &self.stages, began.elapsed()))
+    }
+
+    /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
+    fn start_all(&self, group: &Group) -> Result<Vec<RunningProcess>> {
+        let n = self.stages.len();
+        let mut procs = Vec::with_capacity(n);
+        let mut next_stdin = None;
+        for (i, cmd) in self.stages.iter().enumerate() {
+            let (read, write) = if i + 1 < n {
+                let (r, w) = sys::stage_pipe().map_err(|e| {
+                    Error::io(format!("{}: making its pipe", cmd.display_name()), e)
+                })?;
+                (Some(r), Some(w))
+            } else {
+                (None, None)
+            };
+            let opts = StartOpts {
+                stream_lines: false,
+                stdin: next_stdin.take(),
+                stdout: write,
+            };
+            // On error, dropping the group kills the stages already started.
+            procs.push(group.start_with(cmd, opts)?);
+            next_stdin = read;
+        }
+        Ok(procs)
+    }
+
+    /// Runs the chain, requires success, and returns the last stage's
+    /// stdout trimmed.
+    pub async fn run(&self) -> Result<String> {
+        verbs::run(self.output().await?)
+    }
+
+    /// Runs the chain and returns the folded exit code.
+    pub async fn exit_code(&self) -> Result<i32> {
+        verbs::exit_code(self.output().await?)
+    }
+
+    /// Runs the chain as a yes/no question (0 = true, 1 = false).
+    pub async fn probe(&self) -> Result<bool> {
+        verbs::probe(self.output().await?)
+    }
+}
+
+/// The pipefail fold.
+fn fold(stages: Vec<Output>, cmds: &[Command], duration: Duration) -> Output {
+    let last = stages.len() - 1;
+    let blame = stages
+        .iter()
+        .zip(cmds)
+        .position(|(o, c)| !o.success() && !c.unchecked_in_pipe)
+        .unwrap_or(last);
+    let b = &stages[blame];
+    let l = &stages[last];
+    Output {
+        program: b.program.clone(),
+        outcome: b.outcome,
+        stdout: l.stdout.clone(),
+        stderr: b.stderr.clone(),
+        duration,
+        mechanism: b.mechanism,
+        pid: b.pid,
+        stdout_seen: l.stdout_seen,
+        stderr_seen: b.stderr_seen,
+        stages,
+    }
+}
+
+impl fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipe")
+            .field("stages", &self.stages)
+            .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Command> for Pipe {
+    fn from(cmd: Command) -> Pipe {
+        Pipe::new([cmd])
+    }
+}

@@ -1,0 +1,174 @@
+//! Pipelines over real OS pipes: data intact, pipefail attribution in every
+//! position, unchecked producers, stdin to the head, whole-chain timeout.
+//! In both mechanisms.
+
+use std::time::{Duration, Instant};
+
+use pkit::{Command, MechanismChoice, Outcome, Pipe};
+
+const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
+
+fn sh(script: &str) -> Command {
+    Command::new("sh").args(["-c", script])
+}
+
+/// A stage that passes its input through, says its name on stderr, and
+/// exits with `code`.
+fn stage(name: &str, code: i32) -> Command {
+    sh(&format!("cat; echo {name} >&2; exit {code}"))
+}
+
+fn pid_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+            matches!(after.split_whitespace().next(), Some("Z") | Some("X"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_flow_through_every_stage_intact() {
+    for m in MECHANISMS {
+        let data: Vec<u8> = (0..10 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let out = Pipe::new([
+            Command::new("cat"),
+            Command::new("cat"),
+            Command::new("cat"),
+        ])
+        .stdin_bytes(data.clone())
+        .mechanism(m)
+        .output()
+        .await
+        .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout().len(), data.len());
+        assert!(out.stdout() == data, "bytes intact");
+        assert_eq!(out.stages().len(), 3);
+
+        let up = Command::new("cat")
+            .pipe(Command::new("tr").args(["a-z", "A-Z"]))
+            .stdin_str("hello")
+            .mechanism(m)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(up, "HELLO");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipefail_attribution_in_every_position() {
+    for m in MECHANISMS {
+        for n in 2..=4 {
+            // All succeed: the last stage speaks for the chain.
+            let stages: Vec<Command> = (0..n).map(|i| stage(&format!("s{i}"), 0)).collect();
+            let out = Pipe::new(stages)
+                .stdin_str("data\n")
+                .mechanism(m)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.success());
+            assert_eq!(out.stdout(), b"data\n");
+            assert_eq!(out.stderr_str(), format!("s{}\n", n - 1));
+
+            for fail in 0..n {
+                // Stage `fail` and every later one fail; the first is blamed.
+                let stages: Vec<Command> = (0..n)
+                    .map(|i| stage(&format!("s{i}"), if i >= fail { 10 + i as i32 } else { 0 }))
+                    .collect();
+                let out = Pipe::new(stages)
+                    .stdin_str("data\n")
+                    .mechanism(m)
+                    .output()
+                    .await
+                    .unwrap();
+                assert_eq!(out.code(), Some(10 + fail as i32), "n={n} fail={fail}");
+                assert_eq!(out.stderr_str(), format!("s{fail}\n"));
+                assert_eq!(out.stdout(), b"data\n", "stdout is always the last stage's");
+                assert_eq!(out.stages()[fail].code(), Some(10 + fail as i32));
+                let err = Pipe::new((0..n).map(|i| stage("x", if i == fail { 3 } else { 0 })))
+                    .mechanism(m)
+                    .run()
+                    .await
+                    .unwrap_err();
+                assert!(err.is_non_zero_exit());
+                assert_eq!(err.output().unwrap().code(), Some(3));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchecked_producer_killed_by_sigpipe() {
+    for m in MECHANISMS {
+        let head = Command::new("head").args(["-n", "3"]);
+        let out = Pipe::new([Command::new("yes").unchecked_in_pipe(), head.clone()])
+            .mechanism(m)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.success(), "{:?}", out.outcome());
+        assert_eq!(out.stdout(), b"y\ny\ny\n");
+        assert_eq!(
+            out.stages()[0].outcome(),
+            Outcome::Signalled(13),
+            "yes died of SIGPIPE"
+        );
+
+        let out = Pipe::new([Command::new("yes"), head])
+            .mechanism(m)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.outcome(),
+            Outcome::Signalled(13),
+            "checked, the producer fails the chain"
+        );
+        assert_eq!(out.program(), "yes");
+        assert_eq!(out.stdout(), b"y\ny\ny\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_tears_down_every_stage_and_their_children() {
+    for m in MECHANISMS {
+        let file = std::env::temp_dir().join(format!("pkit-pipe-pids-{}-{m}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let f = file.display().to_string();
+        let spawner = |name: &str| {
+            sh(&format!(
+                "sleep 300 & echo $! >> {f}; echo $$ >> {f}; echo {name} >&2; cat; wait"
+            ))
+        };
+        let began = Instant::now();
+        let out = Pipe::new([spawner("a"), spawner("b"), spawner("c")])
+            .stdin_reader(tokio::io::empty())
+            .timeout(Duration::from_millis(800))
+            .mechanism(m)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.timed_out());
+        assert!(began.elapsed() < Duration::from_secs(60));
+        assert!(out.stages().iter().all(|s| s.timed_out()));
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        let pids: Vec<i32> = text.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(pids.len(), 6, "three stages and a sleep each");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pids.iter().all(|&p| pid_gone(p)) {
+            assert!(Instant::now() < deadline, "survivors among {pids:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_empty_pipe_is_invalid_input() {
+    let err = Pipe::new([]).output().await.unwrap_err();
+    assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput);
+}
