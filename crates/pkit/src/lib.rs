@@ -42,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod cancel;
 mod command;
 mod error;
@@ -61,6 +62,7 @@ mod sys;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+pub use batch::{output_all, output_unordered, Completions};
 pub use cancel::CancelToken;
 pub use command::{Command, Stdio, DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES};
 pub use error::{Error, ErrorKind, NotReadyReason, Result};

@@ -1,0 +1,120 @@
+//! Batches: many commands, at most N at once.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::command::Command;
+use crate::error::Result;
+use crate::output::Output;
+
+/// Runs every command (each in its own private group, as
+/// [`Command::output`] does) with at most `concurrency` running at once, and
+/// returns the results in input order. Dropping the future cancels the
+/// batch: every running command's tree is torn down.
+///
+/// ```
+/// # async fn demo() {
+/// let cmds = (1..=5).map(|i| pkit::Command::new("echo").arg(i.to_string()));
+/// let results = pkit::output_all(cmds, 2).await;
+/// let texts: Vec<String> = results.into_iter().map(|r| r.unwrap().stdout_str().trim().to_string()).collect();
+/// assert_eq!(texts, ["1", "2", "3", "4", "5"]);
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo());
+/// ```
+pub async fn output_all(
+    commands: impl IntoIterator<Item = Command>,
+    concurrency: usize,
+) -> Vec<Result<Output>> {
+    let mut stream = output_unordered(commands, concurrency);
+    let mut slots: Vec<Option<Result<Output>>> = (0..stream.len).map(|_| None).collect();
+    while let Some((i, result)) = stream.next().await {
+        slots[i] = Some(result);
+    }
+    slots
+        .into_iter()
+        .map(|r| r.expect("every command reports once"))
+        .collect()
+}
+
+/// Like [`output_all`], but yields `(index, result)` pairs in completion
+/// order, as each command finishes. Dropping the stream cancels the rest.
+pub fn output_unordered(
+    commands: impl IntoIterator<Item = Command>,
+    concurrency: usize,
+) -> Completions {
+    let commands: Vec<Command> = commands.into_iter().collect();
+    let len = commands.len();
+    let (tx, rx) = mpsc::channel(len.max(1));
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let driver = tokio::spawn(async move {
+        let mut running = tokio::task::JoinSet::new();
+        for (i, cmd) in commands.into_iter().enumerate() {
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let tx = tx.clone();
+            running.spawn(async move {
+                let result = cmd.output().await;
+                drop(permit);
+                let _ = tx.send((i, result)).await;
+            });
+            // Reap finished tasks as we go so the set stays small.
+            while running.try_join_next().is_some() {}
+        }
+        while running.join_next().await.is_some() {}
+    });
+    Completions { rx, driver, len }
+}
+
+/// The results of [`output_unordered`], in completion order. Implements
+/// [`futures_core::Stream`].
+pub struct Completions {
+    rx: mpsc::Receiver<(usize, Result<Output>)>,
+    driver: JoinHandle<()>,
+    len: usize,
+}
+
+impl Completions {
+    /// The next finished command's index and result, or `None` when all
+    /// have been reported.
+    pub async fn next(&mut self) -> Option<(usize, Result<Output>)> {
+        self.rx.recv().await
+    }
+
+    /// How many commands the batch has in all.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch has no commands.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl futures_core::Stream for Completions {
+    type Item = (usize, Result<Output>);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Completions {
+    fn drop(&mut self) {
+        // Aborting the driver drops its JoinSet, which aborts every running
+        // command; each one's group is torn down as its future is dropped.
+        self.driver.abort();
+    }
+}
+
+impl fmt::Debug for Completions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completions")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,108 @@
+//! Batches: results in input order and in completion order, the concurrency
+//! bound, and cancellation by drop. In both mechanisms.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pkit::{Command, MechanismChoice, SystemRunner};
+
+const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
+
+fn sh(m: MechanismChoice, script: &str) -> Command {
+    Command::new("sh")
+        .args(["-c", script])
+        .runner(Arc::new(SystemRunner::with_mechanism(m)))
+}
+
+fn pid_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+            matches!(after.split_whitespace().next(), Some("Z") | Some("X"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_in_input_order_with_bounded_concurrency() {
+    for m in MECHANISMS {
+        let log = std::env::temp_dir().join(format!("pkit-batch-{}-{m}", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let l = log.display();
+        // Later commands are quicker, so completion order differs from input.
+        let cmds = (0..8).map(|i| {
+            let nap = 0.05 * (8 - i) as f64;
+            sh(
+                m,
+                &format!("echo + >> {l}; sleep {nap}; echo - >> {l}; echo {i}; exit {i}"),
+            )
+        });
+        let results = pkit::output_all(cmds, 3).await;
+        assert_eq!(results.len(), 8);
+        for (i, r) in results.iter().enumerate() {
+            let out = r.as_ref().unwrap();
+            assert_eq!(out.code(), Some(i as i32));
+            assert_eq!(out.stdout_str().trim(), i.to_string());
+        }
+        let marks = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        let (mut now, mut peak) = (0i32, 0i32);
+        for mark in marks.lines() {
+            now += if mark == "+" { 1 } else { -1 };
+            peak = peak.max(now);
+        }
+        assert!(peak <= 3, "at most 3 at once, saw {peak}");
+        assert!(peak >= 2, "they did run concurrently");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_order() {
+    for m in MECHANISMS {
+        let cmds = vec![sh(m, "sleep 1; echo slow"), sh(m, "echo fast")];
+        let mut done = pkit::output_unordered(cmds, 2);
+        assert_eq!(done.len(), 2);
+        let (first, r) = done.next().await.unwrap();
+        assert_eq!(
+            (first, r.unwrap().stdout_str().trim().to_string()),
+            (1, "fast".to_string())
+        );
+        let (second, _) = done.next().await.unwrap();
+        assert_eq!(second, 0);
+        assert!(done.next().await.is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_batch_tears_every_run_down() {
+    for m in MECHANISMS {
+        let file = std::env::temp_dir().join(format!("pkit-batch-drop-{}-{m}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let f = file.display();
+        let cmds = (0..3).map(|_| {
+            sh(
+                m,
+                &format!("sleep 300 & echo $! >> {f}; echo $$ >> {f}; wait"),
+            )
+        });
+        let batch = pkit::output_unordered(cmds, 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pids = loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let pids: Vec<i32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+            if pids.len() == 6 {
+                break pids;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        drop(batch);
+        std::fs::remove_file(&file).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pids.iter().all(|&p| pid_gone(p)) {
+            assert!(Instant::now() < deadline, "survivors among {pids:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
