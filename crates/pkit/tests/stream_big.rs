@@ -1,0 +1,49 @@
+//! A 1 GiB output streamed line by line in constant memory (its own test
+//! binary, so the peak-memory reading is this test's alone).
+
+use std::time::Duration;
+
+use pkit::{Group, MechanismChoice};
+
+/// This process's peak resident memory, from /proc/self/status.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gib_streams_in_constant_memory() {
+    let before = peak_rss_kib();
+    for m in [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup] {
+        let g = Group::builder().mechanism(m).build().unwrap();
+        // 8 Mi lines of 128 bytes (127 + newline) = 1 GiB.
+        let lines = 8u64 << 20;
+        let script = format!("yes {} | head -n {lines}", "x".repeat(127));
+        let mut p = g
+            .start(
+                &pkit::Command::new("sh")
+                    .args(["-c", &script])
+                    .stream_lines(),
+            )
+            .unwrap();
+        let mut stream = p.lines();
+        let (mut count, mut bytes) = (0u64, 0u64);
+        while let Some(line) = stream.next_line().await {
+            count += 1;
+            bytes += line.text.len() as u64 + 1;
+        }
+        assert_eq!(count, lines);
+        assert_eq!(bytes, 1 << 30);
+        assert!(p.wait().await.unwrap().success());
+        g.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    let grown_mib = (peak_rss_kib() - before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "peak memory grew by {grown_mib} MiB for 2 GiB streamed"
+    );
+}
