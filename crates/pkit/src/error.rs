@@ -272,3 +272,11 @@ impl Error {
         }
     }
 }
+
+impl From<io::Error> for Error {
+    /// An I/O error from code around pkit (writing to a child's stdin, say),
+    /// so `?` works in functions returning [`pkit::Result`](Result).
+    fn from(source: io::Error) -> Error {
+        Error::io("I/O error", source)
+    }
+}
