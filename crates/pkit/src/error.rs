@@ -116,6 +116,28 @@ pub enum Error {
         reason: NotReadyReason,
     },
 
+    /// The group's mechanism can't do what was asked (never a silent
+    /// no-op).
+    #[error("{operation} is not supported by the {mechanism} mechanism: {reason}")]
+    Unsupported {
+        /// What was asked, e.g. `adopt`.
+        operation: &'static str,
+        /// The group's mechanism.
+        mechanism: Mechanism,
+        /// Why not.
+        reason: String,
+    },
+
+    /// A resource cap can't be enforced here, or its value is invalid.
+    /// Never an uncapped group the caller believes capped.
+    #[error("cannot cap {cap}: {reason}")]
+    ResourceLimit {
+        /// Which cap: `memory_max`, `max_processes` or `cpu_quota`.
+        cap: &'static str,
+        /// Why.
+        reason: String,
+    },
+
     /// The requested containment mechanism can't be had here (for example
     /// cgroup v2 forced where no cgroup can be created). Never a silent
     /// fallback.
@@ -195,6 +217,10 @@ pub enum ErrorKind {
     OutputLimit,
     /// [`Error::NotReady`]
     NotReady,
+    /// [`Error::Unsupported`]
+    Unsupported,
+    /// [`Error::ResourceLimit`]
+    ResourceLimit,
     /// [`Error::MechanismUnavailable`]
     MechanismUnavailable,
     /// [`Error::InvalidInput`]
@@ -217,6 +243,8 @@ impl Error {
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::OutputLimit { .. } => ErrorKind::OutputLimit,
             Error::NotReady { .. } => ErrorKind::NotReady,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::ResourceLimit { .. } => ErrorKind::ResourceLimit,
             Error::MechanismUnavailable { .. } => ErrorKind::MechanismUnavailable,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,

@@ -8,7 +8,9 @@ use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::process::RunningProcess;
-use crate::sys::{self, Container, Mechanism, MechanismChoice, Placement};
+use crate::sys::{
+    self, Container, ControlError, Mechanism, MechanismChoice, Placement, ProcessInfo, Signal,
+};
 
 /// A kill-on-drop OS container: every process started in it, and
 /// everything those processes spawn, is ended with it.
@@ -172,6 +174,65 @@ impl Group {
             .close()
             .await
             .map_err(|e| Error::io("closing the group", e))
+    }
+
+    /// Sends `signal` to every process in the group, grandchildren
+    /// included. A cgroup is frozen while the signal is delivered to each
+    /// member through its pidfd (so nobody forks an unsignalled child and no
+    /// pid can be reused under us); a process group gets `killpg`.
+    /// [`Signal::Kill`] is the atomic whole-tree kill of [`kill`](Self::kill).
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.container
+            .signal(signal.as_raw())
+            .map_err(|e| Error::io(format!("sending {signal} to the group"), e))
+    }
+
+    /// Stops every process in the group until [`resume`](Self::resume):
+    /// cgroup v2 freezes the cgroup (waiting until the kernel reports it
+    /// frozen; the processes can't tell); a process group gets SIGSTOP.
+    pub async fn suspend(&self) -> Result<()> {
+        self.container
+            .suspend()
+            .await
+            .map_err(|e| Error::io("suspending the group", e))
+    }
+
+    /// Lets a suspended group run again (thaw, or SIGCONT).
+    pub async fn resume(&self) -> Result<()> {
+        self.container
+            .resume()
+            .await
+            .map_err(|e| Error::io("resuming the group", e))
+    }
+
+    /// Whether the group is suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.container.is_suspended()
+    }
+
+    /// Pulls a process started elsewhere into the group: it (and what it
+    /// spawns from then on) is ended with the group.
+    ///
+    /// cgroup v2 takes any process this one may move. A process group can
+    /// take only a child of this process that has not yet called `exec`
+    /// (the rules of `setpgid(2)`), so for an already running program it is
+    /// [`Error::Unsupported`].
+    pub fn adopt(&self, pid: u32) -> Result<()> {
+        self.container.adopt(pid as i32).map_err(|e| match e {
+            ControlError::Unsupported(reason) => Error::Unsupported {
+                operation: "adopt",
+                mechanism: self.mechanism(),
+                reason,
+            },
+            ControlError::Os(source) => Error::io(format!("adopting pid {pid}"), source),
+        })
+    }
+
+    /// The live processes in the group, with their names where readable.
+    pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        self.container
+            .processes()
+            .map_err(|e| Error::io("listing the group's processes", e))
     }
 
     /// The pids of the live processes in the group.

@@ -74,4 +74,6 @@ pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
 };
 pub use runner::{BoxFuture, Runner, SystemRunner};
-pub use sys::{host_containment, HostContainment, Mechanism, MechanismChoice, Placement};
+pub use sys::{
+    host_containment, HostContainment, Mechanism, MechanismChoice, Placement, ProcessInfo, Signal,
+};

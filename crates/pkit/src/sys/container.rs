@@ -45,7 +45,7 @@ impl fmt::Display for Placement {
     }
 }
 
-enum Kind {
+pub(super) enum Kind {
     Cgroup(Cgroup),
     Pgroup {
         /// The leader, kept unreaped so its pgid cannot be recycled.
@@ -55,10 +55,12 @@ enum Kind {
 
 /// A group's OS container.
 pub(crate) struct Container {
-    kind: Kind,
+    pub(super) kind: Kind,
     /// Why `auto` ended up with a process group, when it did.
     fallback: Option<String>,
     torn_down: AtomicBool,
+    /// Suspended by the user: a signal's freeze/thaw must not thaw it.
+    pub(super) suspended: AtomicBool,
 }
 
 impl fmt::Debug for Container {
@@ -88,6 +90,7 @@ impl Container {
             kind,
             fallback,
             torn_down: AtomicBool::new(false),
+            suspended: AtomicBool::new(false),
         })
     }
 
@@ -201,7 +204,7 @@ impl Container {
         }
     }
 
-    fn pgid(&self) -> Option<i32> {
+    pub(super) fn pgid(&self) -> Option<i32> {
         match &self.kind {
             Kind::Pgroup { leader } => leader
                 .lock()
@@ -220,8 +223,10 @@ impl Container {
         match &self.kind {
             Kind::Cgroup(cg) => {
                 // Freeze so no member forks an unsignalled child meanwhile;
-                // signals queue while frozen and act on thaw.
-                let frozen = cg.freeze(true).is_ok();
+                // signals queue while frozen and act on thaw. A group the
+                // user suspended stays frozen.
+                let user_frozen = self.suspended.load(Ordering::Acquire);
+                let frozen = !user_frozen && cg.freeze(true).is_ok();
                 let result = (|| {
                     for pid in cg.pids()? {
                         let fd = match rustix::process::pidfd_open(

@@ -12,10 +12,12 @@ compile_error!(
 );
 
 mod container;
+mod control;
 mod host;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
 mod resolve;
+mod signal;
 pub(crate) mod unix;
 
 use std::ffi::CString;
@@ -24,10 +26,13 @@ use std::os::fd::OwnedFd;
 
 pub(crate) use container::Container;
 pub use container::Placement;
+pub(crate) use control::ControlError;
+pub use control::ProcessInfo;
 pub use host::{host_containment, HostContainment, MechanismChoice};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
 pub(crate) use resolve::{resolve, ResolveError};
+pub use signal::Signal;
 
 /// The kind of OS container a group's processes live in.
 ///

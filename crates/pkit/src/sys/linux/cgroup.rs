@@ -151,6 +151,29 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Freezes or thaws the cgroup; a freeze waits (asynchronously) until
+    /// the kernel reports `frozen 1`, or the cgroup is empty.
+    pub(crate) async fn freeze_async(&self, on: bool) -> io::Result<()> {
+        self.write_file("cgroup.freeze", if on { b"1" } else { b"0" })?;
+        if !on {
+            return Ok(());
+        }
+        let afd = super::register(self.open_events()?, tokio::io::Interest::PRIORITY)?;
+        loop {
+            let ev = read_events(afd.get_ref())?;
+            if ev.frozen || !ev.populated {
+                return Ok(());
+            }
+            let mut guard = afd.ready(tokio::io::Interest::PRIORITY).await?;
+            guard.clear_ready();
+        }
+    }
+
+    /// Moves process `pid` into the cgroup.
+    pub(crate) fn add_process(&self, pid: i32) -> io::Result<()> {
+        self.write_file("cgroup.procs", pid.to_string().as_bytes())
+    }
+
     /// Waits (blocking this thread) until the cgroup is empty or `deadline`
     /// passes; returns whether it is empty.
     pub(crate) fn wait_empty_blocking(&self, deadline: Instant) -> io::Result<bool> {

@@ -38,3 +38,9 @@ pub(crate) fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
     }
     Ok(out)
 }
+
+/// The command name of `pid` (`/proc/<pid>/comm`), when readable.
+pub(crate) fn comm(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end_matches('\n').to_string())
+}

@@ -1,0 +1,115 @@
+//! Group control beyond kill: suspend, resume, adopt, listing members.
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use super::container::{Container, Kind};
+use super::linux::procfs;
+use super::unix::pgroup;
+
+/// Why an operation could not be done, for the layer above to type.
+#[derive(Debug)]
+pub(crate) enum ControlError {
+    /// The mechanism can't do this at all, or not for this process.
+    Unsupported(String),
+    /// The OS refused.
+    Os(io::Error),
+}
+
+impl From<io::Error> for ControlError {
+    fn from(e: io::Error) -> Self {
+        ControlError::Os(e)
+    }
+}
+
+/// A live member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command name (`/proc/<pid>/comm`), when readable.
+    pub name: Option<String>,
+}
+
+impl Container {
+    /// Stops every process: cgroup v2 freezes the cgroup and waits until
+    /// the kernel reports `frozen 1`; a process group gets SIGSTOP.
+    pub(crate) async fn suspend(&self) -> io::Result<()> {
+        self.suspended.store(true, Ordering::Release);
+        match &self.kind {
+            Kind::Cgroup(cg) => cg.freeze_async(true).await,
+            Kind::Pgroup { .. } => match self.pgid() {
+                Some(pgid) => pgroup::killpg(pgid, libc::SIGSTOP),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Lets a suspended group run again.
+    pub(crate) async fn resume(&self) -> io::Result<()> {
+        self.suspended.store(false, Ordering::Release);
+        match &self.kind {
+            Kind::Cgroup(cg) => cg.freeze_async(false).await,
+            Kind::Pgroup { .. } => match self.pgid() {
+                Some(pgid) => pgroup::killpg(pgid, libc::SIGCONT),
+                None => Ok(()),
+            },
+        }
+    }
+
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
+    }
+
+    /// Moves the running process `pid` into the container.
+    ///
+    /// A cgroup takes any process this one may move (written to
+    /// `cgroup.procs`; its future children follow). A process group takes
+    /// only a child of this process that has not yet called `exec` and is in
+    /// this session (the rules of `setpgid(2)`), and only into a group that
+    /// already has a process: in practice, hardly ever.
+    pub(crate) fn adopt(&self, pid: i32) -> Result<(), ControlError> {
+        if pid <= 0 {
+            return Err(ControlError::Os(io::Error::from_raw_os_error(libc::ESRCH)));
+        }
+        match &self.kind {
+            Kind::Cgroup(cg) => Ok(cg.add_process(pid)?),
+            Kind::Pgroup { .. } => {
+                let Some(pgid) = self.pgid() else {
+                    return Err(ControlError::Unsupported(
+                        "a process group can adopt only once it has a process of its own \
+                         (its id is that process's pid)"
+                            .into(),
+                    ));
+                };
+                let to = rustix::process::Pid::from_raw(pid);
+                let group = rustix::process::Pid::from_raw(pgid);
+                match rustix::process::setpgid(to, group) {
+                    Ok(()) => Ok(()),
+                    Err(rustix::io::Errno::ACCESS) => Err(ControlError::Unsupported(
+                        "setpgid(2) refuses a child that has already called exec".into(),
+                    )),
+                    Err(rustix::io::Errno::SRCH) => Err(ControlError::Unsupported(
+                        "setpgid(2) moves only this process's own children".into(),
+                    )),
+                    Err(rustix::io::Errno::PERM) => Err(ControlError::Unsupported(
+                        "setpgid(2) moves only processes in this session".into(),
+                    )),
+                    Err(e) => Err(ControlError::Os(e.into())),
+                }
+            }
+        }
+    }
+
+    /// The live members, with their command names where readable.
+    pub(crate) fn processes(&self) -> io::Result<Vec<ProcessInfo>> {
+        Ok(self
+            .members()?
+            .into_iter()
+            .map(|pid| ProcessInfo {
+                pid: pid as u32,
+                name: procfs::comm(pid),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,188 @@
+//! Group control: signals to the whole tree, suspend/resume, adopt,
+//! listing members. In both mechanisms where the operation applies.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pkit::{Command, ErrorKind, Group, MechanismChoice, Signal};
+
+const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
+
+fn group(m: MechanismChoice) -> Group {
+    Group::builder().mechanism(m).build().expect("group")
+}
+
+fn sh(script: &str) -> Command {
+    Command::new("sh").args(["-c", script])
+}
+
+fn temp(name: &str, m: MechanismChoice) -> PathBuf {
+    std::env::temp_dir().join(format!("pkit-control-{name}-{}-{m}", std::process::id()))
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_reach_grandchildren() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let (outer, inner, ready) = (temp("outer", m), temp("inner", m), temp("ready", m));
+        for f in [&outer, &inner, &ready] {
+            let _ = std::fs::remove_file(f);
+        }
+        let script = format!(
+            "sh -c 'trap \"touch {inner}; exit 0\" USR1; touch {ready}; while :; do sleep 0.05; done' &
+             trap 'touch {outer}; exit 0' USR1
+             while :; do sleep 0.05; done",
+            inner = inner.display(),
+            outer = outer.display(),
+            ready = ready.display(),
+        );
+        let _p = g.start(&sh(&script)).unwrap();
+        eventually("the grandchild set its trap", || ready.exists()).await;
+        g.signal(Signal::Usr1).unwrap();
+        eventually("both traps ran", || outer.exists() && inner.exists()).await;
+        for f in [&outer, &inner, &ready] {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_stops_progress_and_resume_restarts_it() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let counter = temp("counter", m);
+        let _ = std::fs::remove_file(&counter);
+        let c = counter.display();
+        let _p = g
+            .start(&sh(&format!(
+                "i=0; while :; do i=$((i+1)); echo $i > {c}.tmp; mv {c}.tmp {c}; sleep 0.01; done"
+            )))
+            .unwrap();
+        let read = || -> u64 {
+            std::fs::read_to_string(&counter)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        eventually("the counter runs", || read() > 3).await;
+        g.suspend().await.unwrap();
+        assert!(g.is_suspended());
+        // A SIGSTOP takes effect asynchronously: let it settle.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let frozen_at = read();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(read(), frozen_at, "no progress while suspended");
+        g.resume().await.unwrap();
+        assert!(!g.is_suspended());
+        eventually("the counter runs again", || read() > frozen_at + 3).await;
+        drop(g);
+        let _ = std::fs::remove_file(&counter);
+        let _ = std::fs::remove_file(format!("{c}.tmp"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_group_can_still_be_killed() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let mut p = g.start(&Command::new("sleep").arg("300")).unwrap();
+        g.suspend().await.unwrap();
+        g.signal(Signal::Term).unwrap();
+        assert!(g.is_suspended(), "a signal does not thaw a suspended group");
+        g.kill().unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(10), p.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        // Both signals were pending; either may be the one reported.
+        assert!(
+            matches!(out.signal(), Some(9) | Some(15)),
+            "{:?}",
+            out.outcome()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_then_drop_kills_the_adopted_process() {
+    let g = group(MechanismChoice::Cgroup);
+    let mut outsider = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    g.adopt(outsider.id()).unwrap();
+    let members = g.processes().unwrap();
+    assert!(members
+        .iter()
+        .any(|p| p.pid == outsider.id() && p.name.as_deref() == Some("sleep")));
+    drop(g);
+    let status = outsider.wait().unwrap();
+    assert_eq!(status.signal(), Some(9));
+
+    // A process group can't take a program that is already running.
+    let g = group(MechanismChoice::ProcessGroup);
+    let _first = g.start(&Command::new("sleep").arg("300")).unwrap();
+    let mut outsider = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    let err = g.adopt(outsider.id()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("process-group"), "{err}");
+    outsider.kill().unwrap();
+    outsider.wait().unwrap();
+
+    let empty = group(MechanismChoice::ProcessGroup);
+    assert_eq!(
+        empty.adopt(std::process::id()).unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_listed() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let a = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let b = g.start(&sh("sleep 300 & wait")).unwrap();
+        let mut grandchild = None;
+        eventually("three members", || {
+            let procs = g.processes().unwrap();
+            grandchild = procs
+                .iter()
+                .find(|p| p.pid != a.pid() && p.pid != b.pid())
+                .map(|p| p.pid);
+            procs.len() == 3
+        })
+        .await;
+        let procs = g.processes().unwrap();
+        let name = |pid| {
+            procs
+                .iter()
+                .find(|p| p.pid == pid)
+                .and_then(|p| p.name.clone())
+        };
+        assert_eq!(name(a.pid()).as_deref(), Some("sleep"));
+        assert_eq!(name(b.pid()).as_deref(), Some("sh"));
+        assert_eq!(name(grandchild.unwrap()).as_deref(), Some("sleep"));
+        g.kill().unwrap();
+        eventually("no members", || g.processes().unwrap().is_empty()).await;
+    }
+}
+
+#[test]
+fn signal_names() {
+    assert_eq!(Signal::Term.to_string(), "SIGTERM");
+    assert_eq!(Signal::from_raw(10), Signal::Usr1);
+    assert_eq!(Signal::from_raw(40), Signal::Raw(40));
+    assert_eq!(Signal::Raw(15).as_raw(), Signal::Term.as_raw());
+}
