@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::log;
+use crate::output::Output;
 use crate::process::RunningProcess;
 use crate::sys::{
-    self, Container, ControlError, Mechanism, MechanismChoice, Placement, ProcessInfo, Signal,
+    self, Container, ControlError, LimitInfo, Mechanism, MechanismChoice, Placement, ProcessInfo,
+    Signal, Stats,
 };
 
 /// A kill-on-drop OS container: every process started in it, and
@@ -43,6 +45,7 @@ pub struct Group {
 #[must_use]
 pub struct GroupBuilder {
     mechanism: Option<MechanismChoice>,
+    limits: sys::Limits,
 }
 
 impl GroupBuilder {
@@ -51,6 +54,34 @@ impl GroupBuilder {
     /// error at [`build`](Self::build), never a fallback.
     pub fn mechanism(mut self, choice: MechanismChoice) -> GroupBuilder {
         self.mechanism = Some(choice);
+        self
+    }
+
+    /// Caps the memory of the whole tree at `bytes` (swap included where
+    /// the host can cap it). A tree that needs more is OOM-killed; see
+    /// [`Output::oom_killed`](crate::Output::oom_killed).
+    ///
+    /// Caps apply to the group, not to a command: to bound a command, start
+    /// it in a capped group. Where nothing on this host can enforce a cap,
+    /// [`build`](Self::build) fails with [`Error::ResourceLimit`], as it does
+    /// for zero, negative or non-finite values: never an uncapped group the
+    /// caller believes capped. [`Group::limits`] says what enforces each.
+    pub fn memory_max(mut self, bytes: u64) -> GroupBuilder {
+        self.limits.memory_max = Some(bytes);
+        self
+    }
+
+    /// Caps the number of live processes (and threads) in the whole tree;
+    /// a `fork` past it fails with `EAGAIN`.
+    pub fn max_processes(mut self, n: u64) -> GroupBuilder {
+        self.limits.max_processes = Some(n);
+        self
+    }
+
+    /// Caps the whole tree's CPU use at `cores` (0.5 = half of one core,
+    /// 2.0 = two cores), enforced per 100 ms period.
+    pub fn cpu_quota(mut self, cores: f64) -> GroupBuilder {
+        self.limits.cpu_quota = Some(cores);
         self
     }
 
@@ -65,11 +96,16 @@ impl GroupBuilder {
                 ))
             })?,
         };
-        let container =
-            Container::create(choice).map_err(|reason| Error::MechanismUnavailable {
+        let container = Container::create(choice, &self.limits).map_err(|e| match e {
+            sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
                 requested: Some(Mechanism::CgroupV2),
                 reason,
-            })?;
+            },
+            sys::CreateError::Limit(l) => Error::ResourceLimit {
+                cap: l.cap,
+                reason: l.reason,
+            },
+        })?;
         log::group_created(container.mechanism());
         Ok(Group { container })
     }
@@ -102,6 +138,12 @@ impl Group {
     /// are placed, how it is torn down, and any fallback taken.
     pub fn description(&self) -> String {
         self.container.describe()
+    }
+
+    /// The resource caps in force and what enforces each (empty without
+    /// caps).
+    pub fn limits(&self) -> Vec<LimitInfo> {
+        self.container.limit_info()
     }
 
     /// Starts `cmd` in the group. Must be called within a Tokio runtime.
@@ -233,6 +275,42 @@ impl Group {
         self.container
             .processes()
             .map_err(|e| Error::io("listing the group's processes", e))
+    }
+
+    /// A snapshot of the group's resource use.
+    pub fn stats(&self) -> Result<Stats> {
+        self.container
+            .stats()
+            .map_err(|e| Error::io("reading the group's stats", e))
+    }
+
+    /// Snapshots every `every` until the group is empty or the stream is
+    /// dropped.
+    pub fn sample_stats(&self, every: Duration) -> crate::stats::SampleStats<'_> {
+        crate::stats::SampleStats::new(self, every)
+    }
+
+    /// Runs `cmd` as this group's main process, the way the verbs do: it
+    /// honours the command's `timeout`, `grace` and cancel token, and when
+    /// the command ends the whole group ends with it (the group is
+    /// consumed). This is how to run one command under resource caps:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let out = pkit::Group::builder()
+    ///     .memory_max(512 << 20)
+    ///     .build()?
+    ///     .output(&pkit::Command::new("make"))
+    ///     .await?;
+    /// if out.oom_killed() { eprintln!("make ran out of memory"); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn output(self, cmd: &Command) -> Result<Output> {
+        crate::runner::run_in(self, cmd).await
+    }
+
+    pub(crate) fn oom_kills(&self) -> Option<u64> {
+        self.container.oom_kills()
     }
 
     /// The pids of the live processes in the group.

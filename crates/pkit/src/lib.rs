@@ -55,6 +55,7 @@ mod probe;
 mod process;
 mod pump;
 mod runner;
+mod stats;
 mod sys;
 
 /// The README's examples, compiled as doctests so they stay true.
@@ -74,6 +75,8 @@ pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
 };
 pub use runner::{BoxFuture, Runner, SystemRunner};
+pub use stats::{Profile, SampleStats};
 pub use sys::{
-    host_containment, HostContainment, Mechanism, MechanismChoice, Placement, ProcessInfo, Signal,
+    host_containment, HostContainment, LimitInfo, Mechanism, MechanismChoice, Placement,
+    ProcessInfo, Signal, Stats,
 };

@@ -51,6 +51,9 @@ pub struct Output {
     pub(crate) stderr_seen: u64,
     /// For a pipeline, every stage's own result, in order.
     pub(crate) stages: Vec<Output>,
+    pub(crate) cpu_time: Option<Duration>,
+    pub(crate) peak_memory: Option<u64>,
+    pub(crate) oom_killed: bool,
 }
 
 impl Output {
@@ -147,6 +150,26 @@ impl Output {
         self.stderr_seen > self.stderr.len() as u64
     }
 
+    /// The CPU time (user + system) the program used, with the descendants
+    /// it waited for, when it was measured (from the kernel's accounting at
+    /// its exit).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.cpu_time
+    }
+
+    /// The program's peak resident memory (the largest of its own and of
+    /// the descendants it waited for), when it was measured.
+    pub fn peak_memory_bytes(&self) -> Option<u64> {
+        self.peak_memory
+    }
+
+    /// Whether the kernel's OOM killer killed a process of the run's group
+    /// (known where the group has a memory cap and the kernel counts OOM
+    /// kills: `memory.events` in v2, `memory.oom_control` in v1).
+    pub fn oom_killed(&self) -> bool {
+        self.oom_killed
+    }
+
     /// For a [`Pipe`](crate::Pipe), every stage's own result in order (this
     /// `Output` is their pipefail fold); empty for a single command.
     pub fn stages(&self) -> &[Output] {
@@ -211,6 +234,9 @@ impl fmt::Debug for Output {
             .field("duration", &self.duration)
             .field("mechanism", &self.mechanism)
             .field("pid", &self.pid)
+            .field("cpu_time", &self.cpu_time)
+            .field("peak_memory", &self.peak_memory)
+            .field("oom_killed", &self.oom_killed)
             .field("stages", &self.stages)
             .finish()
     }

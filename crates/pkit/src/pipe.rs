@@ -242,6 +242,9 @@ fn fold(stages: Vec<Output>, cmds: &[Command], duration: Duration) -> Output {
         pid: b.pid,
         stdout_seen: l.stdout_seen,
         stderr_seen: b.stderr_seen,
+        cpu_time: stages.iter().map(|s| s.cpu_time).sum(),
+        peak_memory: stages.iter().map(|s| s.peak_memory).max().flatten(),
+        oom_killed: stages.iter().any(|s| s.oom_killed),
         stages,
     }
 }

@@ -98,6 +98,24 @@ impl RunningProcess {
         self.stdin.take()
     }
 
+    /// The CPU time (user + system) this process has used so far, from
+    /// `/proc` (after its exit, from the kernel's accounting).
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        match sys::proc_usage(self.pid as i32) {
+            Some((cpu, Some(_), _)) => Some(cpu),
+            _ => self.child.rusage().map(|u| u.cpu),
+        }
+    }
+
+    /// This process's peak resident memory so far (`VmHWM`; after its exit,
+    /// the kernel's `ru_maxrss`).
+    pub fn peak_memory_bytes(&self) -> Option<u64> {
+        match sys::proc_usage(self.pid as i32) {
+            Some((_, _, Some(hwm))) => Some(hwm),
+            _ => self.child.rusage().map(|u| u.max_rss_bytes),
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -180,6 +198,7 @@ impl RunningProcess {
             task.abort();
         }
         self.stdin = None;
+        let usage = self.child.rusage();
         let stdout = match self.stdout.take() {
             Some(r) => r.finish().await,
             None => Captured::default(),
@@ -199,6 +218,9 @@ impl RunningProcess {
             stdout_seen: stdout.seen,
             stderr_seen: stderr.seen,
             stages: Vec::new(),
+            cpu_time: usage.map(|u| u.cpu),
+            peak_memory: usage.map(|u| u.max_rss_bytes),
+            oom_killed: false,
         };
         log::finished(
             &self.program,

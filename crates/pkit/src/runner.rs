@@ -159,9 +159,14 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
     if let Some(choice) = mechanism {
         builder = builder.mechanism(choice);
     }
+    run_in(builder.build()?, cmd).await
+}
+
+/// Runs `cmd` as `group`'s main process, bounded by its timeout and cancel
+/// token, and ends the group with it.
+pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     // Dropping this future drops `group` (and `proc`): the tree is killed
     // synchronously and the container removed.
-    let group = builder.build()?;
     // A verb has no consumer for a line stream: it captures instead.
     let mut proc = group.start_with(cmd, Default::default())?;
     let bounds = Bounds {
@@ -170,6 +175,7 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
         limits: vec![proc.limit.clone()],
     };
     let ended = bounds.wait(proc.wait_status()).await?;
+    let oom_before = group.oom_kills();
     end_group(&group, matches!(ended, Ended::TimedOut), cmd.grace).await?;
     let outcome = match ended {
         Ended::Done(status) => outcome_of(status),
@@ -181,7 +187,9 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
             })
         }
     };
-    let out = proc.finish(outcome).await;
+    let mut out = proc.finish(outcome).await;
+    // Only what the run itself provoked: read before teardown's SIGKILLs.
+    out.oom_killed = oom_before.is_some_and(|n| n > 0);
     proc.check_limit(&out)?;
     Ok(out)
 }

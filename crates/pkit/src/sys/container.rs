@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::host::{clone3_status, errno_text, mark_clone3_refused, MechanismChoice};
+use super::limits::{self, Applied, LimitError, Limits};
 use super::linux::cgroup::Cgroup;
 use super::linux::{child, host, procfs, spawn};
 use super::unix::{pgroup, std_spawn};
@@ -61,6 +62,17 @@ pub(crate) struct Container {
     torn_down: AtomicBool,
     /// Suspended by the user: a signal's freeze/thaw must not thaw it.
     pub(super) suspended: AtomicBool,
+    /// Resource caps and the v1 cgroups carrying them.
+    pub(super) limits: Applied,
+}
+
+/// Why a container could not be created.
+#[derive(Debug)]
+pub(crate) enum CreateError {
+    /// The forced mechanism is impossible here.
+    Mechanism(String),
+    /// A cap can't be enforced (or is invalid).
+    Limit(LimitError),
 }
 
 impl fmt::Debug for Container {
@@ -70,9 +82,12 @@ impl fmt::Debug for Container {
 }
 
 impl Container {
-    /// Creates a container as `choice` asks. `Err` carries the reason a
-    /// forced cgroup is impossible.
-    pub(crate) fn create(choice: MechanismChoice) -> Result<Container, String> {
+    /// Creates a container as `choice` asks, with `limits` applied to it.
+    pub(crate) fn create(
+        choice: MechanismChoice,
+        limits: &Limits,
+    ) -> Result<Container, CreateError> {
+        limits.validate().map_err(CreateError::Limit)?;
         let cgroup = || -> Result<Cgroup, String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
             Cgroup::create(&h.parent_dir, host::cgroup_kill_supported(&h.parent_dir))
@@ -80,17 +95,42 @@ impl Container {
         };
         let (kind, fallback) = match choice {
             MechanismChoice::ProcessGroup => (Self::pgroup(), None),
-            MechanismChoice::Cgroup => (Kind::Cgroup(cgroup()?), None),
+            MechanismChoice::Cgroup => (
+                Kind::Cgroup(cgroup().map_err(CreateError::Mechanism)?),
+                None,
+            ),
             MechanismChoice::Auto => match cgroup() {
                 Ok(cg) => (Kind::Cgroup(cg), None),
                 Err(why) => (Self::pgroup(), Some(why)),
             },
+        };
+        let applied = match (&kind, limits.is_empty()) {
+            (_, true) => Applied::default(),
+            (Kind::Cgroup(cg), false) => limits::apply(cg, limits).map_err(CreateError::Limit)?,
+            (Kind::Pgroup { .. }, false) => {
+                let cap = if limits.memory_max.is_some() {
+                    "memory_max"
+                } else if limits.max_processes.is_some() {
+                    "max_processes"
+                } else {
+                    "cpu_quota"
+                };
+                let why = match &fallback {
+                    Some(why) => format!("cgroup v2 is unusable here ({why})"),
+                    None => "the process-group mechanism was chosen".to_string(),
+                };
+                return Err(CreateError::Limit(LimitError::new(
+                    cap,
+                    format!("caps need a cgroup, and {why}: a process group can't enforce them"),
+                )));
+            }
         };
         Ok(Container {
             kind,
             fallback,
             torn_down: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
+            limits: applied,
         })
     }
 
@@ -160,8 +200,14 @@ impl Container {
         }
         match &self.kind {
             Kind::Cgroup(cg) => {
+                let join: Vec<RawFd> = self
+                    .limits
+                    .v1
+                    .iter()
+                    .map(|(_, g)| g.procs_fd().as_raw_fd())
+                    .collect();
                 if clone3_status().is_ok() {
-                    match spawn::spawn_into_cgroup(spec, cg.dir_fd()) {
+                    match spawn::spawn_into_cgroup(spec, cg.dir_fd(), &join) {
                         Ok((pid, pidfd)) => return Ok(Arc::new(ChildHandle::new(pid, pidfd))),
                         Err(SpawnError::Refused(e)) => {
                             let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
@@ -176,8 +222,9 @@ impl Container {
                     }
                 }
                 let procs = cg.open_procs_for_join().map_err(SpawnError::Os)?;
-                let pid =
-                    std_spawn::spawn(spec, std_spawn::Placement::JoinCgroup(procs.as_raw_fd()))?;
+                let mut fds = join;
+                fds.push(procs.as_raw_fd());
+                let pid = std_spawn::spawn(spec, std_spawn::Placement::JoinCgroups(fds))?;
                 Ok(Arc::new(adopt_child(pid)?))
             }
             Kind::Pgroup { leader } => {
@@ -315,7 +362,13 @@ impl Container {
         match &self.kind {
             Kind::Cgroup(cg) => {
                 cg.wait_empty().await?;
-                cg.remove()
+                cg.remove()?;
+                // Every member was in the v2 cgroup too: the v1 ones are
+                // empty now.
+                for (_, g) in &self.limits.v1 {
+                    g.remove();
+                }
+                Ok(())
             }
             Kind::Pgroup { leader } => {
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -331,7 +384,10 @@ impl Container {
             return;
         }
         match &self.kind {
-            Kind::Cgroup(cg) => cg.teardown(),
+            Kind::Cgroup(cg) => {
+                let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
+                cg.teardown(v1.collect());
+            }
             Kind::Pgroup { leader } => {
                 let _ = self.kill();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -73,7 +73,13 @@ impl Container {
             return Err(ControlError::Os(io::Error::from_raw_os_error(libc::ESRCH)));
         }
         match &self.kind {
-            Kind::Cgroup(cg) => Ok(cg.add_process(pid)?),
+            Kind::Cgroup(cg) => {
+                cg.add_process(pid)?;
+                for (_, g) in &self.limits.v1 {
+                    g.add_process(pid)?;
+                }
+                Ok(())
+            }
             Kind::Pgroup { .. } => {
                 let Some(pgid) = self.pgid() else {
                     return Err(ControlError::Unsupported(
@@ -99,6 +105,10 @@ impl Container {
                 }
             }
         }
+    }
+
+    pub(crate) fn limit_info(&self) -> Vec<super::LimitInfo> {
+        self.limits.info.clone()
     }
 
     /// The live members, with their command names where readable.

@@ -14,25 +14,31 @@ compile_error!(
 mod container;
 mod control;
 mod host;
+mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
 mod resolve;
 mod signal;
+mod stats;
 pub(crate) mod unix;
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
 
-pub(crate) use container::Container;
 pub use container::Placement;
+pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
 pub use host::{host_containment, HostContainment, MechanismChoice};
+pub use limits::LimitInfo;
+pub(crate) use limits::Limits;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
+pub(crate) use linux::procfs::usage as proc_usage;
 pub(crate) use resolve::{resolve, ResolveError};
 pub use signal::Signal;
+pub use stats::Stats;
 
 /// The kind of OS container a group's processes live in.
 ///

@@ -169,6 +169,19 @@ impl Cgroup {
         }
     }
 
+    /// Writes one of the cgroup's interface files (`memory.max`, …).
+    pub(crate) fn write_attr(&self, name: &str, value: &str) -> io::Result<()> {
+        self.write_file(name, value.as_bytes())
+    }
+
+    /// Reads one of the cgroup's interface files, if it exists.
+    pub(crate) fn read_attr(&self, name: &str) -> Option<String> {
+        let fd = self.open_file(name, OFlags::RDONLY).ok()?;
+        let mut text = String::new();
+        std::fs::File::from(fd).read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
     /// Moves process `pid` into the cgroup.
     pub(crate) fn add_process(&self, pid: i32) -> io::Result<()> {
         self.write_file("cgroup.procs", pid.to_string().as_bytes())
@@ -226,22 +239,28 @@ impl Cgroup {
     /// microseconds; if one lingers (uninterruptible I/O, a huge address
     /// space being torn down) the reaper thread finishes the job, so a
     /// `Drop` on an async worker thread is never parked for long.
-    pub(crate) fn teardown(&self) {
+    ///
+    /// `then_remove` are directories (v1 cgroups of the same members) to
+    /// remove once this one is empty.
+    pub(crate) fn teardown(&self, then_remove: Vec<PathBuf>) {
         if self.is_removed() {
+            remove_dirs(&then_remove);
             return;
         }
         let _ = self.kill();
         let deadline = Instant::now() + DROP_WAIT;
         if self.wait_empty_blocking(deadline).unwrap_or(false) && self.remove().is_ok() {
+            remove_dirs(&then_remove);
             return;
         }
         match self.open_events() {
             Ok(events) => {
                 self.removed.store(true, Ordering::Release);
-                reaper::remove_cgroup_later(self.path.clone(), events);
+                reaper::remove_cgroup_later(self.path.clone(), events, then_remove);
             }
             Err(_) => {
                 let _ = self.remove();
+                remove_dirs(&then_remove);
             }
         }
     }
@@ -249,7 +268,14 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        self.teardown();
+        self.teardown(Vec::new());
+    }
+}
+
+/// Removes directories, ignoring failures (already gone).
+pub(crate) fn remove_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = rustix::fs::rmdir(d);
     }
 }
 

@@ -16,6 +16,13 @@ use rustix::process::{waitid, WaitId, WaitIdOptions, WaitIdStatus};
 
 use crate::sys::ExitStatus;
 
+/// CPU time and peak memory of an exited child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub cpu: std::time::Duration,
+    pub max_rss_bytes: u64,
+}
+
 /// A child process we spawned and have not yet reaped.
 #[derive(Debug)]
 pub(crate) struct ChildHandle {
@@ -64,6 +71,43 @@ impl ChildHandle {
             *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
         }
         Ok(status)
+    }
+
+    /// The resource usage of the exited child (with its waited-for
+    /// descendants): CPU time and peak resident memory. `None` while it
+    /// runs, or once reaped.
+    pub(crate) fn rusage(&self) -> Option<Usage> {
+        let pidfd = self.pidfd.as_ref()?;
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: the raw waitid(2) with its fifth (rusage) argument, which
+        // libc's wrapper lacks. Both out-pointers are valid, zeroed buffers
+        // of the kernel's types; WNOWAIT leaves the child unreaped.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PIDFD,
+                std::os::fd::AsRawFd::as_raw_fd(pidfd),
+                info.as_mut_ptr(),
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                usage.as_mut_ptr(),
+            )
+        };
+        // SAFETY: zero-initialised above and possibly filled by the kernel;
+        // both types are plain C structs valid when zeroed.
+        let (info, usage) = unsafe { (info.assume_init(), usage.assume_init()) };
+        // SAFETY: reading si_pid of a siginfo_t filled by waitid (or zeroed).
+        if rc != 0 || unsafe { info.si_pid() } == 0 {
+            return None;
+        }
+        let tv = |t: libc::timeval| {
+            std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+                + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+        };
+        Some(Usage {
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+            max_rss_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
+        })
     }
 
     /// Waits for the child to exit (driven by pidfd readiness in tokio).

@@ -80,12 +80,12 @@ pub(crate) fn find_cgroup2_mount(mountinfo: &[u8]) -> Option<(PathBuf, PathBuf)>
     None
 }
 
-fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &[u8]) -> PathBuf {
+pub(crate) fn unescape(field: &[u8]) -> PathBuf {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {

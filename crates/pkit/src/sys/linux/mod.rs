@@ -7,6 +7,7 @@ pub(crate) mod procfs;
 pub(crate) mod reaper;
 pub(crate) mod signal;
 pub(crate) mod spawn;
+pub(crate) mod v1;
 
 /// Registers an fd we own with the tokio reactor.
 pub(crate) fn register(

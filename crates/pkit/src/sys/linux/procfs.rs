@@ -44,3 +44,26 @@ pub(crate) fn comm(pid: i32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(text.trim_end_matches('\n').to_string())
 }
+
+/// CPU time (user + system) and resident memory (current, peak) of a live
+/// process, from `/proc/<pid>/stat` and `/proc/<pid>/status`. The memory
+/// figures are `None` for a zombie.
+pub(crate) fn usage(pid: i32) -> Option<(std::time::Duration, Option<u64>, Option<u64>)> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = String::from_utf8_lossy(&stat[close + 1..]);
+    // After the comm: state(3) ... utime(14) stime(15), counting from 1.
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let cpu = std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|k| k * 1024)
+    };
+    Some((cpu, kib("VmRSS:"), kib("VmHWM:")))
+}

@@ -17,7 +17,12 @@ enum Work {
     /// An unreaped child: reap it once it exits.
     Reap(OwnedFd),
     /// A killed cgroup: remove the directory once `populated 0`.
-    RemoveCgroup { path: PathBuf, events: OwnedFd },
+    RemoveCgroup {
+        path: PathBuf,
+        events: OwnedFd,
+        /// v1 cgroups of the same members, removed after it.
+        then: Vec<PathBuf>,
+    },
 }
 
 struct Reaper {
@@ -69,8 +74,8 @@ pub(crate) fn reap_later(pidfd: OwnedFd) {
 }
 
 /// Remove the (killed) cgroup at `path` once it is empty.
-pub(crate) fn remove_cgroup_later(path: PathBuf, events: OwnedFd) {
-    submit(Work::RemoveCgroup { path, events });
+pub(crate) fn remove_cgroup_later(path: PathBuf, events: OwnedFd, then: Vec<PathBuf>) {
+    submit(Work::RemoveCgroup { path, events, then });
 }
 
 fn run(wake_rx: OwnedFd) {
@@ -106,12 +111,16 @@ fn wait_any(items: &[Work], wake: Option<&OwnedFd>) -> rustix::io::Result<usize>
 fn try_finish(work: &mut Work) -> bool {
     match work {
         Work::Reap(pidfd) => super::child::try_reap(pidfd.as_fd()),
-        Work::RemoveCgroup { path, events } => {
-            match super::cgroup::read_events(events) {
+        Work::RemoveCgroup { path, events, then } => {
+            let done = match super::cgroup::read_events(events) {
                 Ok(ev) if ev.populated => false,
                 // Empty (or unreadable because it is already gone): remove.
                 _ => !matches!(rustix::fs::rmdir(&*path), Err(rustix::io::Errno::BUSY)),
+            };
+            if done {
+                super::cgroup::remove_dirs(then);
             }
+            done
         }
     }
 }

@@ -64,6 +64,8 @@ struct Plan<'a> {
     cwd: Option<&'a CString>,
     stdio: [Option<RawFd>; 3],
     err_fd: RawFd,
+    /// Open `cgroup.procs` files of v1 cgroups to join before exec.
+    join: &'a [RawFd],
 }
 
 /// Asks whether clone3 exists here without creating anything: a clone3 call
@@ -93,6 +95,7 @@ pub(crate) fn probe_clone3() -> Result<(), i32> {
 pub(crate) fn spawn_into_cgroup(
     spec: &SpawnSpec,
     cgroup_dir: BorrowedFd<'_>,
+    join: &[RawFd],
 ) -> Result<(i32, OwnedFd), SpawnError> {
     let stdio = spec.stdio_fds();
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -104,6 +107,7 @@ pub(crate) fn spawn_into_cgroup(
         cwd: spec.cwd.as_ref(),
         stdio,
         err_fd: err_w.as_raw_fd(),
+        join,
     };
 
     let mut pidfd: RawFd = -1;
@@ -218,6 +222,12 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
     }
     if let Some(dir) = plan.cwd {
         if libc::chdir(dir.as_ptr()) < 0 {
+            fail(plan.err_fd);
+        }
+    }
+    // v1 limit cgroups: "0" means the writing process itself.
+    for &procs in plan.join {
+        if libc::write(procs, b"0".as_ptr().cast(), 1) < 0 {
             fail(plan.err_fd);
         }
     }

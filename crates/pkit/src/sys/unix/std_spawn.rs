@@ -16,10 +16,11 @@ use crate::sys::{ChildIo, SpawnError, SpawnSpec};
 pub(crate) enum Placement {
     /// In the process group `pgid` (0: a new group led by the child).
     ProcessGroup(i32),
-    /// Joins a cgroup itself before exec by writing to the given open
-    /// `cgroup.procs` (forces a fork; used only when clone3 is refused).
+    /// Joins cgroups itself before exec by writing to the given open
+    /// `cgroup.procs` files (forces a fork; used only when clone3 is
+    /// refused).
     #[cfg(target_os = "linux")]
-    JoinCgroup(RawFd),
+    JoinCgroups(Vec<RawFd>),
 }
 
 /// Spawns `spec` and returns its pid. The caller owns the unreaped child.
@@ -52,15 +53,17 @@ pub(crate) fn spawn(spec: &SpawnSpec, placement: Placement) -> Result<i32, Spawn
             cmd.process_group(pgid);
         }
         #[cfg(target_os = "linux")]
-        Placement::JoinCgroup(procs_fd) => {
+        Placement::JoinCgroups(procs_fds) => {
             // SAFETY: the hook runs in the forked child before exec and
-            // makes one async-signal-safe write(2) to an fd opened (and kept
-            // open) by the parent; it allocates nothing.
+            // makes async-signal-safe write(2)s to fds opened (and kept
+            // open) by the parent; it allocates nothing (the Vec was built
+            // before the fork and is only read).
             unsafe {
                 cmd.pre_exec(move || {
-                    let n = libc::write(procs_fd, b"0".as_ptr().cast(), 1);
-                    if n < 0 {
-                        return Err(io::Error::last_os_error());
+                    for &fd in &procs_fds {
+                        if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
                     }
                     Ok(())
                 });

@@ -1,0 +1,136 @@
+//! Sampling a group's resource use over time, and profiling one run.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::group::Group;
+use crate::process::RunningProcess;
+use crate::sys::Stats;
+
+/// Snapshots of a group's [`Stats`] at a fixed interval, until the group is
+/// empty (the last snapshot shows 0 active processes) or the stream is
+/// dropped. See [`Group::sample_stats`]. Implements [`futures_core::Stream`].
+pub struct SampleStats<'a> {
+    group: &'a Group,
+    interval: tokio::time::Interval,
+    done: bool,
+}
+
+impl<'a> SampleStats<'a> {
+    pub(crate) fn new(group: &'a Group, every: Duration) -> SampleStats<'a> {
+        let mut interval = tokio::time::interval(every.max(Duration::from_millis(1)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        SampleStats {
+            group,
+            interval,
+            done: false,
+        }
+    }
+
+    /// The next snapshot, or `None` once the group is empty.
+    pub async fn next(&mut self) -> Option<Stats> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_sample(cx)).await
+    }
+
+    fn poll_sample(&mut self, cx: &mut Context<'_>) -> Poll<Option<Stats>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.interval.poll_tick(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match self.group.stats() {
+            Ok(s) => {
+                self.done = s.active_processes() == 0;
+                Poll::Ready(Some(s))
+            }
+            Err(_) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for SampleStats<'_> {
+    type Item = Stats;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stats>> {
+        self.poll_sample(cx)
+    }
+}
+
+impl fmt::Debug for SampleStats<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SampleStats")
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+/// One run's resource profile; see [`RunningProcess::profile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    duration: Duration,
+    peak_memory: Option<u64>,
+    cpu_time: Option<Duration>,
+    samples: usize,
+}
+
+impl Profile {
+    /// Wall-clock time from the start of profiling to the process's exit.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// The highest resident memory seen (and reported by the kernel at
+    /// exit), where readable.
+    pub fn peak_memory_bytes(&self) -> Option<u64> {
+        self.peak_memory
+    }
+
+    /// The CPU time used, where readable.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.cpu_time
+    }
+
+    /// How many samples were taken.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+}
+
+impl RunningProcess {
+    /// Samples this process every `interval` until it exits, and returns
+    /// its profile. It leaves the process alone, and its output for
+    /// [`wait`](Self::wait).
+    pub async fn profile(&self, interval: Duration) -> Result<Profile> {
+        let began = Instant::now();
+        let (mut peak, mut cpu, mut samples) = (None::<u64>, None::<Duration>, 0);
+        loop {
+            if let Some(m) = self.peak_memory_bytes() {
+                peak = Some(peak.map_or(m, |p| p.max(m)));
+            }
+            if let Some(c) = self.cpu_time() {
+                cpu = Some(cpu.map_or(c, |p| p.max(c)));
+            }
+            samples += 1;
+            if self.has_exited() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                status = self.wait_status() => { status?; }
+            }
+        }
+        Ok(Profile {
+            duration: began.elapsed(),
+            peak_memory: peak,
+            cpu_time: cpu,
+            samples,
+        })
+    }
+}

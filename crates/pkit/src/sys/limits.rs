@@ -1,0 +1,232 @@
+//! Resource caps on a group: cgroup v2 controllers where the owner's cgroup
+//! offers them, else cgroup v1 hierarchies (hybrid hosts), else an error.
+
+use std::fmt;
+
+use super::linux::cgroup::Cgroup;
+use super::linux::v1::V1Cgroup;
+
+/// The caps requested for a group.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Limits {
+    pub memory_max: Option<u64>,
+    pub max_processes: Option<u64>,
+    pub cpu_quota: Option<f64>,
+}
+
+impl Limits {
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// Refuses zero, negative, non-finite and unrepresentable values.
+    pub(crate) fn validate(&self) -> Result<(), LimitError> {
+        if self.memory_max == Some(0) {
+            return Err(LimitError::new("memory_max", "must be more than 0 bytes"));
+        }
+        if self.max_processes == Some(0) {
+            return Err(LimitError::new("max_processes", "must be at least 1"));
+        }
+        if let Some(cores) = self.cpu_quota {
+            if !cores.is_finite() || cores <= 0.0 {
+                return Err(LimitError::new(
+                    "cpu_quota",
+                    format!("must be a positive number of cores, not {cores}"),
+                ));
+            }
+            if cores < 0.01 {
+                return Err(LimitError::new(
+                    "cpu_quota",
+                    format!("{cores} cores is below the kernel's minimum quota of 0.01"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cap that can't be had, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LimitError {
+    pub cap: &'static str,
+    pub reason: String,
+}
+
+impl LimitError {
+    pub(crate) fn new(cap: &'static str, reason: impl Into<String>) -> LimitError {
+        LimitError {
+            cap,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How one cap of a group is enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitInfo {
+    /// `memory_max`, `max_processes` or `cpu_quota`.
+    pub cap: &'static str,
+    /// The value in force, as written to the kernel.
+    pub value: String,
+    /// What enforces it, e.g. `cgroup v2 memory.max` or
+    /// `cgroup v1 memory.limit_in_bytes`.
+    pub enforced_by: String,
+}
+
+impl fmt::Display for LimitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {} ({})", self.cap, self.value, self.enforced_by)
+    }
+}
+
+/// The caps applied to a group's cgroup.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// The v1 cgroups the group's children join before exec.
+    pub v1: Vec<(&'static str, V1Cgroup)>,
+    pub info: Vec<LimitInfo>,
+}
+
+impl Applied {
+    pub(crate) fn v1(&self, controller: &str) -> Option<&V1Cgroup> {
+        self.v1
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, g)| g)
+    }
+}
+
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Applies `limits` to the group's v2 cgroup `cg` (named `name`).
+pub(crate) fn apply(cg: &Cgroup, limits: &Limits) -> Result<Applied, LimitError> {
+    let mut applied = Applied::default();
+    if let Some(bytes) = limits.memory_max {
+        let mut v2 = vec![("memory.max", bytes.to_string())];
+        if v2_file_exists(cg, "memory.swap.max") {
+            v2.push(("memory.swap.max", "0".into()));
+        }
+        cap(cg, &mut applied, "memory_max", "memory", &v2, |g| {
+            g.write("memory.limit_in_bytes", &bytes.to_string())?;
+            let mut files = vec!["memory.limit_in_bytes"];
+            if g.has("memory.memsw.limit_in_bytes") {
+                g.write("memory.memsw.limit_in_bytes", &bytes.to_string())?;
+                files.push("memory.memsw.limit_in_bytes");
+            }
+            Ok((bytes.to_string(), files.join(" and ")))
+        })?;
+    }
+    if let Some(n) = limits.max_processes {
+        cap(
+            cg,
+            &mut applied,
+            "max_processes",
+            "pids",
+            &[("pids.max", n.to_string())],
+            |g| {
+                g.write("pids.max", &n.to_string())?;
+                Ok((n.to_string(), "pids.max".into()))
+            },
+        )?;
+    }
+    if let Some(cores) = limits.cpu_quota {
+        let quota = ((cores * CPU_PERIOD_US as f64).round() as u64).max(1000);
+        let v2 = [("cpu.max", format!("{quota} {CPU_PERIOD_US}"))];
+        cap(cg, &mut applied, "cpu_quota", "cpu", &v2, |g| {
+            g.write("cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+            g.write("cpu.cfs_quota_us", &quota.to_string())?;
+            Ok((
+                format!("{quota}us per {CPU_PERIOD_US}us"),
+                "cpu.cfs_quota_us / cpu.cfs_period_us".into(),
+            ))
+        })?;
+    }
+    Ok(applied)
+}
+
+/// Applies one cap: v2 when the controller can be enabled, else v1.
+fn cap(
+    cg: &Cgroup,
+    applied: &mut Applied,
+    name: &'static str,
+    controller: &'static str,
+    v2_writes: &[(&str, String)],
+    v1_write: impl FnOnce(&V1Cgroup) -> Result<(String, String), String>,
+) -> Result<(), LimitError> {
+    let v2_why = match enable_v2(cg, controller) {
+        Ok(()) => {
+            for (file, value) in v2_writes {
+                cg.write_attr(file, value).map_err(|e| {
+                    LimitError::new(name, format!("cannot write {value} to {file}: {e}"))
+                })?;
+            }
+            let files: Vec<&str> = v2_writes.iter().map(|(f, _)| *f).collect();
+            applied.info.push(LimitInfo {
+                cap: name,
+                value: v2_writes[0].1.clone(),
+                enforced_by: format!("cgroup v2 {}", files.join(" and ")),
+            });
+            return Ok(());
+        }
+        Err(why) => why,
+    };
+    if applied.v1(controller).is_none() {
+        let dir_name = cg
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let group = V1Cgroup::create(controller, &dir_name).map_err(|v1_why| {
+            LimitError::new(
+                name,
+                format!("cgroup v2 can't ({v2_why}) and cgroup v1 can't ({v1_why})"),
+            )
+        })?;
+        applied.v1.push((controller, group));
+    }
+    let group = applied.v1(controller).expect("just added");
+    let (value, files) = v1_write(group).map_err(|e| LimitError::new(name, e))?;
+    applied.info.push(LimitInfo {
+        cap: name,
+        value,
+        enforced_by: format!("cgroup v1 {files} in {}", group.path().display()),
+    });
+    Ok(())
+}
+
+fn v2_file_exists(cg: &Cgroup, file: &str) -> bool {
+    cg.read_attr(file).is_some()
+}
+
+/// Makes `controller` available in the group's cgroup, or says why not.
+fn enable_v2(cg: &Cgroup, controller: &str) -> Result<(), String> {
+    let parent = cg
+        .path()
+        .parent()
+        .ok_or_else(|| "the group's cgroup has no parent".to_string())?;
+    let has = |file: &str| {
+        std::fs::read_to_string(parent.join(file))
+            .map(|t| t.split_whitespace().any(|c| c == controller))
+            .unwrap_or(false)
+    };
+    if !has("cgroup.controllers") {
+        return Err(format!(
+            "the {controller} controller is not available in {} (it may be on a v1 hierarchy)",
+            parent.display()
+        ));
+    }
+    if !has("cgroup.subtree_control") {
+        std::fs::write(
+            parent.join("cgroup.subtree_control"),
+            format!("+{controller}"),
+        )
+        .map_err(|e| {
+            format!(
+                "cannot enable the {controller} controller in {}: {e}",
+                parent.display()
+            )
+        })?;
+    }
+    Ok(())
+}
