@@ -20,6 +20,11 @@ pub fn main(as_json: bool) -> ExitCode {
             "cgroup_kill": host.cgroup_kill,
             "clone3": host.clone3,
             "clone3_error": host.clone3_error,
+            "caps": host.caps.iter().map(|c| json!({
+                "cap": c.cap,
+                "enforced_by": c.enforced_by,
+                "reason": c.reason,
+            })).collect::<Vec<_>>(),
         });
         println!("{v}");
     } else {
@@ -56,6 +61,13 @@ pub fn main(as_json: bool) -> ExitCode {
         match &host.clone3_error {
             None => println!("  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
             Some(e) => println!("  placement at birth: no, children join before exec ({e})"),
+        }
+        println!("  resource caps (need a cgroup group):");
+        for c in &host.caps {
+            match &c.enforced_by {
+                Some(how) => println!("    {:<14} yes, by {how} ({})", c.cap, c.reason),
+                None => println!("    {:<14} no: {}", c.cap, c.reason),
+            }
         }
         if host.mechanism == Some(pkit::Mechanism::ProcessGroup) {
             println!("  note: a process group does not hold a descendant that calls setsid");

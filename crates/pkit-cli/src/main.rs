@@ -3,6 +3,7 @@
 mod doctor;
 mod duration;
 mod run;
+mod size;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -59,6 +60,18 @@ struct RunArgs {
     /// included in the JSON, or printed at the end without --json).
     #[arg(long)]
     capture: bool,
+    /// Cap the whole tree's memory (bytes, or with K, M, G, T: 512M, 2G).
+    #[arg(long, value_parser = size::parse, value_name = "SIZE")]
+    memory_max: Option<u64>,
+    /// Cap the number of live processes in the tree.
+    #[arg(long, value_name = "N")]
+    max_procs: Option<u64>,
+    /// Cap the tree's CPU use, in cores (0.5 = half a core).
+    #[arg(long, value_name = "CORES")]
+    cpu: Option<f64>,
+    /// Report CPU time and peak memory (in the JSON, or one line on stderr).
+    #[arg(long)]
+    stats: bool,
     /// The program to run.
     #[arg(required = true, value_name = "PROGRAM")]
     program: OsString,

@@ -1,9 +1,8 @@
 //! `pkit run`.
 
 use std::io::Write;
-use std::sync::Arc;
 
-use pkit::{CancelToken, Command, Error, Outcome, Output, Stdio, SystemRunner};
+use pkit::{CancelToken, Command, Error, Group, Outcome, Output, Stdio};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -26,6 +25,12 @@ struct Report<'a> {
     mechanism: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_time_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oom_killed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stdout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,11 +75,25 @@ pub async fn main(args: RunArgs) -> u8 {
     if let Some(g) = args.grace {
         cmd = cmd.grace(g);
     }
+    let mut builder = Group::builder();
     if let Some(m) = args.mechanism {
-        cmd = cmd.runner(Arc::new(SystemRunner::with_mechanism(m.into())));
+        builder = builder.mechanism(m.into());
     }
+    if let Some(bytes) = args.memory_max {
+        builder = builder.memory_max(bytes);
+    }
+    if let Some(n) = args.max_procs {
+        builder = builder.max_processes(n);
+    }
+    if let Some(cores) = args.cpu {
+        builder = builder.cpu_quota(cores);
+    }
+    let group = match builder.build() {
+        Ok(g) => g,
+        Err(e) => return fail(&args, &program, &e),
+    };
 
-    let run = cmd.output();
+    let run = group.output(&cmd);
     tokio::pin!(run);
     let mut caught: Option<u8> = None;
     let result = loop {
@@ -97,23 +116,26 @@ pub async fn main(args: RunArgs) -> u8 {
     }
     match result {
         Ok(out) => finish(&args, &out),
-        Err(e) => {
-            let code = match &e {
-                Error::NotFound { .. } => EXIT_NOT_FOUND,
-                Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
-                _ => EXIT_OWN_FAILURE,
-            };
-            if args.json {
-                print_json(&error_report(
-                    &program,
-                    &e.to_string(),
-                    &format!("{:?}", e.kind()),
-                ));
-            }
-            eprintln!("pkit: {e}");
-            code
-        }
+        Err(e) => fail(&args, &program, &e),
     }
+}
+
+/// Reports an error and picks the exit status.
+fn fail(args: &RunArgs, program: &str, e: &Error) -> u8 {
+    let code = match e {
+        Error::NotFound { .. } => EXIT_NOT_FOUND,
+        Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
+        _ => EXIT_OWN_FAILURE,
+    };
+    if args.json {
+        print_json(&error_report(
+            program,
+            &e.to_string(),
+            &format!("{:?}", e.kind()),
+        ));
+    }
+    eprintln!("pkit: {e}");
+    code
 }
 
 /// Signal numbers as exit-status offsets (Linux values, as in `kill -l`).
@@ -140,6 +162,12 @@ fn finish(args: &RunArgs, out: &Output) -> u8 {
             duration_ms: out.duration().as_secs_f64() * 1e3,
             mechanism: Some(out.mechanism().as_str()),
             pid: Some(out.pid()),
+            cpu_time_ms: args
+                .stats
+                .then(|| out.cpu_time().map(|d| d.as_secs_f64() * 1e3))
+                .flatten(),
+            peak_memory_bytes: args.stats.then(|| out.peak_memory_bytes()).flatten(),
+            oom_killed: (args.stats || args.memory_max.is_some()).then(|| out.oom_killed()),
             stdout: args.capture.then(|| out.stdout_str().into_owned()),
             stderr: args.capture.then(|| out.stderr_str().into_owned()),
             error: None,
@@ -148,6 +176,26 @@ fn finish(args: &RunArgs, out: &Output) -> u8 {
     } else if args.capture {
         let _ = std::io::stdout().write_all(out.stdout());
         let _ = std::io::stderr().write_all(out.stderr());
+    }
+    if args.stats && !args.json {
+        let cpu = out.cpu_time().map_or("unknown".to_string(), |d| {
+            format!("{:.3}s", d.as_secs_f64())
+        });
+        let mem = out.peak_memory_bytes().map_or("unknown".to_string(), |b| {
+            format!("{:.1} MiB", b as f64 / 1048576.0)
+        });
+        eprintln!(
+            "pkit: {} {} in {:.3}s, cpu {cpu}, peak memory {mem}{}",
+            out.program(),
+            out.outcome(),
+            out.duration().as_secs_f64(),
+            if out.oom_killed() { ", OOM-killed" } else { "" }
+        );
+    } else if out.oom_killed() && !args.json {
+        eprintln!(
+            "pkit: {} was killed by the OOM killer (memory cap)",
+            out.program()
+        );
     }
     if out.timed_out() && !args.json {
         eprintln!(
@@ -169,6 +217,9 @@ fn error_report<'a>(program: &'a str, error: &str, kind: &str) -> Report<'a> {
         duration_ms: 0.0,
         mechanism: None,
         pid: None,
+        cpu_time_ms: None,
+        peak_memory_bytes: None,
+        oom_killed: None,
         stdout: None,
         stderr: None,
         error: Some(error.into()),

@@ -357,3 +357,74 @@ fn cgroup_parent() -> Option<PathBuf> {
     let out = run(&["doctor", "--json"]);
     json(&out)["group_parent"].as_str().map(PathBuf::from)
 }
+
+#[test]
+fn caps_and_stats() {
+    let out = run(&[
+        "run",
+        "--json",
+        "--stats",
+        "--memory-max",
+        "100M",
+        "--",
+        "python3",
+        "-c",
+        "b = bytearray(300 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1",
+    ]);
+    assert_eq!(out.status.code(), Some(137));
+    let v = json(&out);
+    assert_eq!(v["oom_killed"], true, "{v}");
+    assert_eq!(v["outcome"], "signalled(SIGKILL)");
+
+    let out = run(&[
+        "run",
+        "--json",
+        "--stats",
+        "--cpu",
+        "0.5",
+        "--max-procs",
+        "10",
+        "--",
+        "sh",
+        "-c",
+        "echo hi",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert!(v["cpu_time_ms"].as_f64().is_some(), "{v}");
+    assert!(v["peak_memory_bytes"].as_u64().unwrap() > 0, "{v}");
+
+    let out = run(&["run", "--stats", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cpu") && err.contains("peak memory"), "{err}");
+
+    // Caps are refused, not dropped, where they can't be enforced.
+    let out = run(&[
+        "run",
+        "--mechanism",
+        "pgroup",
+        "--memory-max",
+        "1G",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("memory_max"));
+    assert_eq!(
+        run(&["run", "--memory-max", "lots", "--", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+    assert_eq!(
+        run(&["run", "--cpu", "0", "--", "true"]).status.code(),
+        Some(125)
+    );
+
+    let v = json(&run(&["doctor", "--json"]));
+    let caps = v["caps"].as_array().unwrap();
+    assert_eq!(caps.len(), 3);
+    assert!(caps
+        .iter()
+        .all(|c| c["cap"].is_string() && c["reason"].is_string()));
+}

@@ -101,6 +101,9 @@ pub struct HostContainment {
     pub clone3: bool,
     /// Why `clone3` is refused, when it is.
     pub clone3_error: Option<String>,
+    /// Which resource caps a cgroup group could carry here, and how. Caps
+    /// need a cgroup: under the process-group mechanism none can be had.
+    pub caps: Vec<super::limits::CapSupport>,
 }
 
 /// Says, without spawning anything, what a new [`Group`](crate::Group)
@@ -128,6 +131,7 @@ pub fn host_containment() -> HostContainment {
         cgroup_kill: false,
         clone3: clone3.is_ok(),
         clone3_error: clone3.err().map(errno_text),
+        caps: Vec::new(),
     };
     let cgroup = match host::cgroup_host() {
         Ok(h) => {
@@ -148,6 +152,8 @@ pub fn host_containment() -> HostContainment {
         }
         Err(why) => Err(why.clone()),
     };
+    report.caps =
+        super::limits::cap_support(report.group_parent.as_deref().filter(|_| cgroup.is_ok()));
     match (choice, cgroup) {
         (Err(bad), _) => {
             report.reason = format!(

@@ -230,3 +230,58 @@ fn enable_v2(cg: &Cgroup, controller: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Whether this host could enforce one kind of cap, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CapSupport {
+    /// `memory_max`, `max_processes` or `cpu_quota`.
+    pub cap: &'static str,
+    /// What would enforce it (`None`: nothing here can).
+    pub enforced_by: Option<String>,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+/// Says, without creating anything, which caps a new cgroup group could
+/// carry here.
+pub(crate) fn cap_support(v2_parent: Option<&std::path::Path>) -> Vec<CapSupport> {
+    let caps = [
+        ("memory_max", "memory", "memory.max"),
+        ("max_processes", "pids", "pids.max"),
+        ("cpu_quota", "cpu", "cpu.max"),
+    ];
+    caps.iter()
+        .map(|&(cap, controller, v2_file)| {
+            let in_v2 = v2_parent.is_some_and(|p| {
+                std::fs::read_to_string(p.join("cgroup.controllers"))
+                    .map(|t| t.split_whitespace().any(|c| c == controller))
+                    .unwrap_or(false)
+            });
+            if in_v2 {
+                return CapSupport {
+                    cap,
+                    enforced_by: Some(format!("cgroup v2 {v2_file}")),
+                    reason: format!("the {controller} controller is available in this process's cgroup"),
+                };
+            }
+            match super::linux::v1::hierarchies().get(controller) {
+                Some(h) if super::linux::host::dir_writable(&h.owner_dir).is_ok() => CapSupport {
+                    cap,
+                    enforced_by: Some(format!("cgroup v1 {controller} controller")),
+                    reason: format!(
+                        "cgroup v2 has no {controller} controller here; the v1 hierarchy at {} is writable",
+                        h.owner_dir.display()
+                    ),
+                },
+                _ => CapSupport {
+                    cap,
+                    enforced_by: None,
+                    reason: format!(
+                        "no {controller} controller in cgroup v2 and no writable cgroup v1 {controller} hierarchy"
+                    ),
+                },
+            }
+        })
+        .collect()
+}

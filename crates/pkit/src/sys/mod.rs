@@ -31,8 +31,8 @@ pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
 pub use host::{host_containment, HostContainment, MechanismChoice};
-pub use limits::LimitInfo;
 pub(crate) use limits::Limits;
+pub use limits::{CapSupport, LimitInfo};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
 pub(crate) use linux::procfs::usage as proc_usage;
