@@ -14,6 +14,10 @@ use crate::pump::Line;
 /// for "a port accepts" or for an arbitrary check, so these poll.
 const RETRY_EVERY: Duration = Duration::from_millis(25);
 
+/// How long `wait_for_line` keeps reading after the process exited while
+/// no line arrives, in case its output is still on the way.
+const AFTER_EXIT_QUIET: Duration = Duration::from_millis(250);
+
 impl RunningProcess {
     /// Waits until a line (stdout or stderr) satisfies `pred` and returns
     /// it. Needs [`Command::stream_lines`](crate::Command::stream_lines);
@@ -41,15 +45,35 @@ impl RunningProcess {
         };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        // Once the process has exited, the lines it wrote are still on their
+        // way through the pump: keep reading until the stream ends, or until
+        // it has been quiet for a while (a background descendant may hold
+        // the pipe open).
         let mut exited = None;
         loop {
+            let quiet = async {
+                match exited {
+                    Some(_) => tokio::time::sleep(AFTER_EXIT_QUIET).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 line = lines.recv() => match line {
                     Some(line) if pred(&line) => return Ok(line),
                     Some(_) => {}
                     None => {
-                        let reason = match child.try_status().ok().flatten() {
+                        // The output ended: the process is exiting (its
+                        // status follows its closing of the pipes), or it
+                        // closed its outputs and can never match.
+                        let status = match exited {
+                            Some(st) => Some(st),
+                            None => tokio::time::timeout(AFTER_EXIT_QUIET, child.wait())
+                                .await
+                                .ok()
+                                .and_then(Result::ok),
+                        };
+                        let reason = match status {
                             Some(st) => NotReadyReason::Exited(outcome_of(st)),
                             None => NotReadyReason::OutputClosed,
                         };
@@ -57,21 +81,13 @@ impl RunningProcess {
                     }
                 },
                 status = child.wait(), if exited.is_none() => {
-                    // Look at what it wrote before exiting, then give up.
                     exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
                 }
-                () = &mut deadline => return Err(not_ready(NotReadyReason::Deadline(timeout))),
-            }
-            if let Some(st) = exited {
-                // Everything the process wrote is in the pipes by now; the
-                // readers deliver it quickly. Drain what has arrived.
-                tokio::task::yield_now().await;
-                while let Ok(line) = lines.try_recv() {
-                    if pred(&line) {
-                        return Ok(line);
-                    }
+                () = quiet => {
+                    let st = exited.expect("quiet only runs after the exit");
+                    return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
                 }
-                return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+                () = &mut deadline => return Err(not_ready(NotReadyReason::Deadline(timeout))),
             }
         }
     }
