@@ -362,6 +362,8 @@ fn cgroup_parent() -> Option<PathBuf> {
 fn caps_and_stats() {
     let out = run(&[
         "run",
+        "--mechanism",
+        "cgroup",
         "--json",
         "--stats",
         "--memory-max",
@@ -378,6 +380,8 @@ fn caps_and_stats() {
 
     let out = run(&[
         "run",
+        "--mechanism",
+        "cgroup",
         "--json",
         "--stats",
         "--cpu",
