@@ -173,10 +173,11 @@ impl Group {
     }
 
     /// Kills every process in the group, grandchildren included, now
-    /// (SIGKILL; `cgroup.kill` where available). The group stays usable.
+    /// (SIGKILL: `killpg`, or to each member of the frozen cgroup). The
+    /// group stays usable.
     pub fn kill(&self) -> Result<()> {
         self.container
-            .kill()
+            .kill_keep_usable()
             .map_err(|e| Error::io("killing the group", e))
     }
 

@@ -251,6 +251,16 @@ impl Container {
         }
     }
 
+    /// SIGKILL to the whole tree, now, leaving the container usable for
+    /// new children (so a cgroup is not killed through `cgroup.kill`; see
+    /// [`Cgroup::kill_each`]).
+    pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
+        match &self.kind {
+            Kind::Cgroup(cg) => cg.kill_each(),
+            Kind::Pgroup { .. } => self.kill(),
+        }
+    }
+
     pub(super) fn pgid(&self) -> Option<i32> {
         match &self.kind {
             Kind::Pgroup { leader } => leader
@@ -343,7 +353,10 @@ impl Container {
                 let mut alive = 0;
                 for fd in &fds {
                     let exited = tokio::time::timeout_at(deadline, child::pidfd_exited(fd)).await;
-                    if !matches!(exited, Ok(Ok(()))) {
+                    // Once the deadline has passed, the timeout fires before
+                    // a freshly registered pidfd's readiness is known: ask
+                    // the kernel directly before counting it as alive.
+                    if !matches!(exited, Ok(Ok(()))) && !child::pidfd_exited_now(fd) {
                         alive += 1;
                     }
                 }

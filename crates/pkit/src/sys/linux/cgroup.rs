@@ -114,8 +114,22 @@ impl Cgroup {
         if self.has_kill {
             return self.write_file("cgroup.kill", b"1");
         }
-        // Kernels before 5.14: freeze so nobody forks while we collect the
-        // pids, SIGKILL each, then thaw so the kills take effect.
+        self.kill_each()
+    }
+
+    /// Kills every process in the cgroup without `cgroup.kill`: freezes it
+    /// so nobody forks while the pids are collected, SIGKILLs each, then
+    /// thaws it so the kills take effect.
+    ///
+    /// Used on kernels before 5.14, and for a cgroup that stays in use:
+    /// some kernels (seen on 6.18) SIGKILL every child later placed with
+    /// `clone3(CLONE_INTO_CGROUP)` into a cgroup that was ever written
+    /// `cgroup.kill`, because the fork path compares the target cgroup's
+    /// kill sequence with the parent's.
+    pub(crate) fn kill_each(&self) -> io::Result<()> {
+        if self.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.freeze(true)?;
         let result = (|| {
             for pid in self.pids()? {

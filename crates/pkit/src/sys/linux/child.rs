@@ -213,3 +213,15 @@ pub(crate) async fn pidfd_exited(pidfd: &OwnedFd) -> io::Result<()> {
     let _ready = afd.readable().await?;
     Ok(())
 }
+
+/// Whether the process behind `pidfd` has exited (zombies count), without
+/// waiting: a pidfd polls readable once its process has exited.
+pub(crate) fn pidfd_exited_now(pidfd: &OwnedFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+}

@@ -1,0 +1,519 @@
+//! Helpers shared by the integration tests.
+//!
+//! Every test runs against real processes in both mechanisms (cgroup v2 and
+//! POSIX process group), checks real effects through `/proc` and the cgroup
+//! file system, and never asserts wall-clock speed: conditions are polled
+//! with generous deadlines.
+//!
+//! Tests of one binary run concurrently, but each one ends with
+//! [`Suite::end`], which waits until no other test of the binary is running
+//! and then checks that nothing is left: no `pkit-<our pid>-*` cgroup
+//! directory and no child process of ours (zombies included).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pkit::{Command, Error, Group, Mechanism, MechanismChoice, SystemRunner};
+use tokio::sync::{RwLock, RwLockReadGuard};
+
+/// How long any polled condition may take on a loaded machine.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How often conditions are polled.
+pub const POLL: Duration = Duration::from_millis(20);
+
+// ---------------------------------------------------------------------------
+// Mechanisms
+// ---------------------------------------------------------------------------
+
+/// Whether the cgroup half of the tests must run (`PKIT_REQUIRE_CGROUP=1`).
+pub fn cgroup_required() -> bool {
+    std::env::var_os("PKIT_REQUIRE_CGROUP").is_some_and(|v| v == "1")
+}
+
+/// Whether a cgroup can be created here (probed once). `Err` carries the
+/// reason it can't. Panics when cgroups are unusable but required.
+pub fn cgroup_usable() -> bool {
+    static USABLE: OnceLock<Result<(), String>> = OnceLock::new();
+    let usable =
+        USABLE.get_or_init(
+            || match Group::builder().mechanism(MechanismChoice::Cgroup).build() {
+                Ok(_group) => Ok(()),
+                Err(e @ Error::MechanismUnavailable { .. }) => Err(e.to_string()),
+                Err(e) => panic!("creating a cgroup group failed unexpectedly: {e}"),
+            },
+        );
+    match usable {
+        Ok(()) => true,
+        Err(why) if cgroup_required() => {
+            panic!("PKIT_REQUIRE_CGROUP=1 but no cgroup can be created here: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping the cgroup half of this test: {why}");
+            false
+        }
+    }
+}
+
+/// Both mechanisms, each forced explicitly; the cgroup one is left out
+/// (loudly) only where no cgroup can be created and none is required.
+pub fn mechanisms() -> Vec<MechanismChoice> {
+    let mut out = Vec::with_capacity(2);
+    if cgroup_usable() {
+        out.push(MechanismChoice::Cgroup);
+    }
+    out.push(MechanismChoice::ProcessGroup);
+    out
+}
+
+/// The mechanism a forced choice yields.
+pub fn expected_mechanism(choice: MechanismChoice) -> Mechanism {
+    match choice {
+        MechanismChoice::Cgroup => Mechanism::CgroupV2,
+        MechanismChoice::ProcessGroup => Mechanism::ProcessGroup,
+        other => panic!("tests force a mechanism, not {other:?}"),
+    }
+}
+
+/// A group with the mechanism forced.
+pub fn group(choice: MechanismChoice) -> Group {
+    let group = Group::builder()
+        .mechanism(choice)
+        .build()
+        .unwrap_or_else(|e| panic!("{choice}: building a group: {e}"));
+    assert_eq!(group.mechanism(), expected_mechanism(choice), "{choice}");
+    group
+}
+
+/// `program` run by a runner with the mechanism forced.
+pub fn cmd(choice: MechanismChoice, program: &str) -> Command {
+    Command::new(program).runner(Arc::new(SystemRunner::with_mechanism(choice)))
+}
+
+/// `sh -c script sh args...` run by a runner with the mechanism forced.
+/// Inside the script the extra arguments are `$1`, `$2`, ...
+pub fn sh(choice: MechanismChoice, script: &str) -> Command {
+    cmd(choice, "sh").args(["-c", script, "sh"])
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+
+/// `/proc/<pid>/stat` fields after the command name: state, ppid, pgrp,
+/// session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub session: u32,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone.
+pub fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = String::from_utf8_lossy(&text[close + 1..]).into_owned();
+    let mut f = rest.split_ascii_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    let session = f.next()?.parse().ok()?;
+    Some(Stat {
+        state,
+        ppid,
+        pgrp,
+        session,
+    })
+}
+
+/// The command name of `pid` (`/proc/<pid>/comm`).
+pub fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+/// Whether `pid` is gone: no `/proc/<pid>`, or a zombie / dead task (init
+/// here reaps orphans only every few seconds, so killed grandchildren may
+/// linger as zombies; they run nothing). `kill(pid, 0)` succeeds on zombies
+/// and is not used.
+pub fn pid_gone(pid: u32) -> bool {
+    match stat(pid) {
+        None => true,
+        Some(s) => s.state == 'Z' || s.state == 'X',
+    }
+}
+
+/// Polls until every pid is gone; `Err` lists those still alive at the
+/// deadline.
+pub async fn wait_gone(pids: &[u32], within: Duration) -> Result<(), Vec<u32>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|&p| !pid_gone(p)).collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(alive);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Panics unless every pid is gone within [`DEADLINE`].
+pub async fn assert_gone(pids: &[u32], what: &str) {
+    if let Err(alive) = wait_gone(pids, DEADLINE).await {
+        let detail: Vec<String> = alive
+            .iter()
+            .map(|p| format!("{p} {:?} {:?}", comm(*p), stat(*p)))
+            .collect();
+        panic!("{what}: still alive after {DEADLINE:?}: {detail:?} (of {pids:?})");
+    }
+}
+
+/// Panics unless every pid is alive (not gone) right now.
+pub fn assert_alive(pids: &[u32], what: &str) {
+    for &p in pids {
+        assert!(
+            !pid_gone(p),
+            "{what}: pid {p} should be alive ({:?})",
+            stat(p)
+        );
+    }
+}
+
+/// SIGKILLs `pid` (with the `kill` utility, so the tests need no unsafe).
+pub fn kill_pid(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Kills the `sleep` processes it holds when dropped, unless they are gone:
+/// for processes a test lets escape on purpose, so that a failing assertion
+/// still leaves nothing running.
+pub struct KillOnDrop(pub Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            if !pid_gone(p) && comm(p).as_deref() == Some("sleep") {
+                kill_pid(p);
+            }
+        }
+    }
+}
+
+/// Child processes of this test process, zombies included (pkit must reap
+/// every child it started).
+pub fn own_children() -> Vec<(u32, Option<Stat>)> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Some(s) = stat(pid) {
+                if s.ppid == me {
+                    out.push((pid, Some(s)));
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// cgroups
+// ---------------------------------------------------------------------------
+
+/// The cgroup directory of a cgroup-mode group, parsed from its
+/// description (`cgroup v2 at <path>; ...`); `None` for a process group.
+pub fn cgroup_dir(group: &Group) -> Option<PathBuf> {
+    let d = group.description();
+    let rest = d.strip_prefix("cgroup v2 at ")?;
+    let path = rest.split("; ").next()?;
+    Some(PathBuf::from(path))
+}
+
+/// The pids listed in a cgroup directory's `cgroup.procs`.
+pub fn cgroup_procs(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Polls until `dir` no longer exists.
+pub async fn assert_dir_gone(dir: &Path) {
+    let deadline = Instant::now() + DEADLINE;
+    while dir.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "cgroup directory {} still exists after {DEADLINE:?}",
+            dir.display()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Where this process's groups' cgroups are created, if cgroup v2 is here.
+pub fn group_parent() -> Option<PathBuf> {
+    pkit::host_containment().group_parent
+}
+
+/// The `pkit-<our pid>-*` cgroup directories that exist now.
+pub fn own_cgroup_dirs() -> Vec<PathBuf> {
+    let Some(parent) = group_parent() else {
+        return Vec::new();
+    };
+    let prefix = format!("pkit-{}-", std::process::id());
+    let Ok(dir) = std::fs::read_dir(&parent) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Polls until no `pkit-<our pid>-*` cgroup directory and no child process
+/// of ours (zombie or not) remains. Only meaningful while no other test of
+/// this binary runs (see [`Suite::end`]).
+///
+/// What one test is found to leave behind is reported by that test only:
+/// later tests ignore it, so one failure does not fail every test after it.
+pub async fn assert_nothing_left(what: &str) {
+    static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let reported = || REPORTED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let known = reported();
+        let mut dirs = own_cgroup_dirs();
+        dirs.retain(|d| !known.contains(&d.display().to_string()));
+        let mut children = own_children();
+        children.retain(|(p, _)| !known.contains(&p.to_string()));
+        if dirs.is_empty() && children.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            REPORTED.lock().unwrap_or_else(|e| e.into_inner()).extend(
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .chain(children.iter().map(|(p, _)| p.to_string())),
+            );
+            let children: Vec<String> = children
+                .iter()
+                .map(|(p, s)| format!("{p} {:?} {s:?}", comm(*p)))
+                .collect();
+            panic!(
+                "{what}: left behind after {DEADLINE:?}: cgroups {dirs:?}, children {children:?}"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Test bracketing
+// ---------------------------------------------------------------------------
+
+static SUITE: LazyLock<RwLock<()>> = LazyLock::new(|| RwLock::new(()));
+
+/// A running test. Tests of one binary run concurrently (each holds a read
+/// lock); [`end`](Self::end) waits for exclusive access and checks that
+/// nothing is left behind.
+pub struct Suite {
+    name: &'static str,
+    running: Option<RwLockReadGuard<'static, ()>>,
+}
+
+/// Starts a test (see [`Suite`]).
+pub async fn begin(name: &'static str) -> Suite {
+    Suite {
+        name,
+        running: Some(SUITE.read().await),
+    }
+}
+
+/// Starts a test that must run alone in its binary (it measures
+/// process-wide state such as open fds); pair it with [`end_exclusive`].
+pub async fn begin_exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    SUITE.write().await
+}
+
+/// Ends a test started with [`begin_exclusive`], checking that nothing is
+/// left behind.
+pub async fn end_exclusive(guard: tokio::sync::RwLockWriteGuard<'static, ()>, name: &str) {
+    assert_nothing_left(name).await;
+    drop(guard);
+}
+
+impl Suite {
+    /// Waits until no other test of this binary is running, then checks
+    /// that no cgroup directory of this process and no child process of it
+    /// (zombies included) is left.
+    pub async fn end(mut self) {
+        self.running.take();
+        let _alone = SUITE.write().await;
+        assert_nothing_left(self.name).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Temp files
+// ---------------------------------------------------------------------------
+
+/// A unique temporary file path, removed on drop.
+pub struct TempPath(PathBuf);
+
+impl TempPath {
+    /// `<temp dir>/pkit-test-<our pid>-<counter>-<tag>`; nothing is created.
+    pub fn new(tag: &str) -> TempPath {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        TempPath(std::env::temp_dir().join(format!("pkit-test-{}-{n}-{tag}", std::process::id())))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The path as a `&str` (to pass as a script argument).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+
+    /// Polls until the file has a line `done`, then returns the lines
+    /// before it parsed as pids.
+    pub async fn wait_pids(&self) -> Vec<u32> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+            if text.lines().any(|l| l == "done") {
+                return text
+                    .lines()
+                    .take_while(|l| *l != "done")
+                    .map(|l| {
+                        l.trim()
+                            .parse()
+                            .unwrap_or_else(|_| panic!("not a pid: {l:?} in {text:?}"))
+                    })
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} has no `done` line after {DEADLINE:?}: {text:?}",
+                self.0.display()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scripts
+// ---------------------------------------------------------------------------
+
+/// Starts two `sleep 300` grandchildren and appends their pids, then its
+/// own, then `done` to the file `$1`; then waits.
+pub const TREE_TO_FILE: &str = r#"sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
+
+/// The same tree, reporting on stdout: two `sleep 300` pids, its own pid,
+/// then `ready`; then waits.
+pub const TREE_TO_STDOUT: &str =
+    "sleep 300 & echo $!; sleep 300 & echo $!; echo $$; echo ready; wait";
+
+/// Parses the pid lines before `ready` on stdout; `None` if `ready` is
+/// missing (the script did not get that far).
+pub fn pids_before_ready(stdout: &str) -> Option<Vec<u32>> {
+    if !stdout.lines().any(|l| l == "ready") {
+        return None;
+    }
+    Some(
+        stdout
+            .lines()
+            .take_while(|l| *l != "ready")
+            .map(|l| l.trim().parse().expect("a pid line"))
+            .collect(),
+    )
+}
+
+/// Pid lines anywhere in `stdout` (for partial output).
+pub fn pid_lines(stdout: &str) -> Vec<u32> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Runs `make(timeout)` with growing timeouts until its stdout reports
+/// `ready` before the timeout fired (a loaded machine may be slow to start
+/// the script), checking each attempt timed out; returns the output and the
+/// pids it reported. Every pid printed by an earlier, too-short attempt
+/// must be gone too.
+pub async fn output_timing_out_after_ready(
+    what: &str,
+    make: impl Fn(Duration) -> Command,
+) -> (pkit::Output, Vec<u32>) {
+    let mut limit = Duration::from_millis(500);
+    loop {
+        let out = make(limit)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(out.timed_out(), "{what}: {out:?} {:?}", out.stdout_str());
+        if let Some(pids) = pids_before_ready(&out.stdout_str()) {
+            return (out, pids);
+        }
+        let mut partial = pid_lines(&out.stdout_str());
+        partial.push(out.pid());
+        assert_gone(&partial, what).await;
+        assert!(
+            limit < Duration::from_secs(16),
+            "{what}: the script never got ready"
+        );
+        limit *= 2;
+    }
+}
+
+/// Sorted, deduplicated copy of `pids`.
+pub fn set(pids: &[u32]) -> BTreeSet<u32> {
+    pids.iter().copied().collect()
+}
+
+/// Writes `content` to `path` with permission bits `mode`, from a separate
+/// process: if this process wrote a file it then executes, a child forked
+/// meanwhile by another thread could still hold the write fd and make the
+/// exec fail with ETXTBSY.
+pub fn write_file_externally(path: &Path, content: &str, mode: u32) {
+    let status = std::process::Command::new("sh")
+        .args([
+            "-c",
+            r#"printf '%s' "$2" > "$1" && chmod "$3" "$1""#,
+            "sh",
+            path.to_str().expect("UTF-8 path"),
+            content,
+            &format!("{mode:o}"),
+        ])
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "writing {}", path.display());
+}

@@ -1,0 +1,170 @@
+//! The child's environment and working directory. The test process's own
+//! environment is only read, never changed (tests run concurrently).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use common::*;
+
+fn lines(out: &pkit::Output) -> Vec<String> {
+    out.stdout_str().lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn env_sets_variables_on_top_of_the_inherited_ones() {
+    let suite = begin("env_sets_variables_on_top_of_the_inherited_ones").await;
+    for choice in mechanisms() {
+        let out = cmd(choice, "env")
+            .env("PKIT_TEST_K", "V=1 with spaces")
+            .envs([("PKIT_TEST_A", "1"), ("PKIT_TEST_B", "2")])
+            .output()
+            .await
+            .expect("env");
+        let got = lines(&out);
+        for want in [
+            "PKIT_TEST_K=V=1 with spaces",
+            "PKIT_TEST_A=1",
+            "PKIT_TEST_B=2",
+        ] {
+            assert!(
+                got.iter().any(|l| l == want),
+                "{choice}: {want} not in {got:?}"
+            );
+        }
+        // Inherited variables are still there.
+        let path = std::env::var("PATH").expect("PATH is set");
+        assert!(got.contains(&format!("PATH={path}")), "{choice}");
+
+        // A later value wins.
+        let got = sh(choice, r#"printf %s "$PKIT_TEST_K""#)
+            .env("PKIT_TEST_K", "first")
+            .env("PKIT_TEST_K", "second")
+            .run()
+            .await
+            .expect("sh");
+        assert_eq!(got, "second");
+
+        // Values need not be UTF-8.
+        let out = sh(choice, r#"printf %s "$PKIT_TEST_RAW""#)
+            .env("PKIT_TEST_RAW", OsStr::from_bytes(b"a\xffb"))
+            .output()
+            .await
+            .expect("sh");
+        assert_eq!(out.stdout(), b"a\xffb", "{choice}");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn env_remove_hides_an_inherited_variable() {
+    let suite = begin("env_remove_hides_an_inherited_variable").await;
+    for choice in mechanisms() {
+        // HOME and PATH are inherited from the test process (PATH always
+        // is; HOME is added for the child when the test process lacks it).
+        let base = if std::env::var_os("HOME").is_some() {
+            cmd(choice, "env")
+        } else {
+            cmd(choice, "env").env("HOME", "/nonexistent")
+        };
+        let got = lines(&base.clone().output().await.expect("env"));
+        assert!(
+            got.iter().any(|l| l.starts_with("HOME=")),
+            "{choice}: {got:?}"
+        );
+        let got = lines(&base.clone().env_remove("HOME").output().await.expect("env"));
+        assert!(
+            !got.iter().any(|l| l.starts_with("HOME=")),
+            "{choice}: {got:?}"
+        );
+        assert!(
+            got.iter().any(|l| l.starts_with("PATH=")),
+            "{choice}: {got:?}"
+        );
+
+        // Without PATH, `env` is still found on the default search path.
+        let got = lines(&base.env_remove("PATH").output().await.expect("env"));
+        assert!(
+            !got.iter().any(|l| l.starts_with("PATH=")),
+            "{choice}: {got:?}"
+        );
+
+        // Removing, then setting again, sets.
+        let got = cmd(choice, "env")
+            .env_remove("PKIT_TEST_X")
+            .env("PKIT_TEST_X", "back")
+            .run()
+            .await
+            .expect("env");
+        assert!(got.lines().any(|l| l == "PKIT_TEST_X=back"), "{choice}");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn env_clear_leaves_only_what_is_set() {
+    let suite = begin("env_clear_leaves_only_what_is_set").await;
+    for choice in mechanisms() {
+        // PATH is gone, so `env` is found on the default search path.
+        let out = cmd(choice, "env")
+            .env_clear()
+            .env("ONLY", "1")
+            .output()
+            .await
+            .expect("env");
+        assert!(out.success(), "{choice}: {out:?}");
+        assert_eq!(out.stdout_str(), "ONLY=1\n", "{choice}");
+
+        // Variables set before env_clear are kept too; removals are moot.
+        let out = cmd(choice, "env")
+            .env("BEFORE", "b")
+            .env_remove("HOME")
+            .env_clear()
+            .env("AFTER", "a")
+            .output()
+            .await
+            .expect("env");
+        let mut got = lines(&out);
+        got.sort();
+        assert_eq!(got, ["AFTER=a", "BEFORE=b"], "{choice}");
+
+        // Nothing at all.
+        let out = cmd(choice, "env").env_clear().output().await.expect("env");
+        assert!(
+            out.success() && out.stdout().is_empty(),
+            "{choice}: {out:?}"
+        );
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn current_dir_sets_the_working_directory() {
+    let suite = begin("current_dir_sets_the_working_directory").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("cwd");
+        std::fs::create_dir(dir.path()).expect("mkdir");
+        let want = dir.path().canonicalize().expect("canonical");
+        let c = cmd(choice, "pwd").arg("-P").current_dir(dir.path());
+        assert_eq!(c.get_current_dir(), Some(dir.path()));
+        let got = c.run().await.expect("pwd");
+        assert_eq!(got, want.to_str().unwrap(), "{choice}");
+
+        // A relative program path is taken relative to the working directory.
+        let script = dir.path().join("hello.sh");
+        write_file_externally(&script, "#!/bin/sh\necho hello from \"$(pwd -P)\"\n", 0o755);
+        let got = cmd(choice, "./hello.sh")
+            .current_dir(dir.path())
+            .run()
+            .await
+            .expect("./hello.sh");
+        assert_eq!(got, format!("hello from {}", want.display()), "{choice}");
+
+        // Without current_dir, the child starts in ours.
+        let ours = std::env::current_dir().unwrap().canonicalize().unwrap();
+        let got = cmd(choice, "pwd").arg("-P").run().await.expect("pwd");
+        assert_eq!(got, ours.to_str().unwrap(), "{choice}");
+    }
+    suite.end().await;
+}

@@ -1,0 +1,311 @@
+//! `Group` and `RunningProcess`: what a group says about itself, starting
+//! and waiting, killing one process, closing, and membership.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{Command, ErrorKind, Group, Mechanism, MechanismChoice, Outcome, Placement};
+
+#[tokio::test]
+async fn a_group_describes_its_mechanism() {
+    let suite = begin("a_group_describes_its_mechanism").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let description = group.description();
+        let debug = format!("{group:?}");
+        match choice {
+            MechanismChoice::Cgroup => {
+                assert_eq!(group.mechanism(), Mechanism::CgroupV2);
+                assert!(description.contains("cgroup"), "{description}");
+                assert!(
+                    matches!(
+                        group.placement(),
+                        Placement::Clone3IntoCgroup | Placement::JoinBeforeExec { .. }
+                    ),
+                    "{:?}",
+                    group.placement()
+                );
+                let dir = cgroup_dir(&group).expect("a cgroup path");
+                assert!(dir.is_dir(), "{}", dir.display());
+                let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(
+                    name.starts_with(&format!("pkit-{}-", std::process::id())),
+                    "{name}"
+                );
+                assert!(debug.contains("CgroupV2"), "{debug}");
+                drop(group);
+                assert_dir_gone(&dir).await;
+            }
+            _ => {
+                assert_eq!(group.mechanism(), Mechanism::ProcessGroup);
+                assert_eq!(group.placement(), Placement::ProcessGroup);
+                assert!(description.contains("process group"), "{description}");
+                assert!(cgroup_dir(&group).is_none());
+                assert!(debug.contains("ProcessGroup"), "{debug}");
+                // Once a process is started, the description names its pgid.
+                let mut p = group.start(&Command::new("true")).expect("start");
+                p.wait().await.expect("wait");
+                assert!(
+                    group
+                        .description()
+                        .contains(&format!("process group {}", p.pid())),
+                    "{}",
+                    group.description()
+                );
+            }
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn group_new_uses_the_environment_default() {
+    let suite = begin("group_new_uses_the_environment_default").await;
+    // PKIT_MECHANISM is read, never set, here: the suite runs both with it
+    // unset and with PKIT_MECHANISM=pgroup.
+    let choice = MechanismChoice::from_env().expect("a valid PKIT_MECHANISM");
+    let group = Group::new().expect("Group::new");
+    let expected = match choice {
+        MechanismChoice::ProcessGroup => Mechanism::ProcessGroup,
+        _ if cgroup_usable() => Mechanism::CgroupV2,
+        MechanismChoice::Auto => Mechanism::ProcessGroup,
+        other => panic!("cgroup forced ({other}) but unusable"),
+    };
+    assert_eq!(group.mechanism(), expected, "{}", group.description());
+    let mut p = group.start(&Command::new("echo").arg("hi")).expect("start");
+    let out = p.wait().await.expect("wait");
+    assert_eq!(out.mechanism(), expected);
+    assert_eq!(p.mechanism(), expected);
+    drop(group);
+    // The handle holds the exited child unreaped (its pid stays reserved)
+    // until it is dropped.
+    drop(p);
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_then_wait_returns_the_output() {
+    let suite = begin("start_then_wait_returns_the_output").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "cat; echo err >&2; exit 5"])
+                    .stdin_str("in\n"),
+            )
+            .expect("start");
+        assert!(p.pid() > 0);
+        assert_eq!(p.program(), "sh");
+        assert_eq!(p.mechanism(), expected_mechanism(choice));
+        assert!(format!("{p:?}").contains("RunningProcess"));
+        let out = p.wait().await.expect("wait");
+        assert_eq!(out.code(), Some(5), "{choice}: {out:?}");
+        assert_eq!(out.stdout_str(), "in\n");
+        assert_eq!(out.stderr_str(), "err\n");
+        assert_eq!(out.pid(), p.pid());
+        assert_eq!(out.program(), "sh");
+        assert_eq!(out.mechanism(), expected_mechanism(choice));
+        assert!(p.has_exited());
+        // Waiting again returns the same result.
+        assert_eq!(p.wait().await.expect("wait again"), out);
+        // kill() after exit does nothing.
+        p.kill().expect("kill after exit");
+        group.close().await.expect("close");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_started_process_never_blocks_on_a_full_pipe() {
+    let suite = begin("a_started_process_never_blocks_on_a_full_pipe").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(&Command::new("sh").args([
+                "-c",
+                "head -c 4194304 /dev/zero; head -c 4194304 /dev/zero >&2",
+            ]))
+            .expect("start");
+        // Nobody reads for a while: the background readers must.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !p.has_exited() {
+            assert!(std::time::Instant::now() < deadline, "{choice}: stuck");
+            tokio::time::sleep(POLL).await;
+        }
+        let out = p.wait().await.expect("wait");
+        assert!(out.success(), "{choice}: {out:?}");
+        assert_eq!(out.stdout().len(), 4 << 20);
+        assert_eq!(out.stderr().len(), 4 << 20);
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn killing_one_process_spares_its_descendants_until_the_group_ends() {
+    let suite = begin("killing_one_process_spares_its_descendants_until_the_group_ends").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("proc-kill");
+        let group = group(choice);
+        let mut p = group
+            .start(&Command::new("sh").args(["-c", TREE_TO_FILE, "sh", file.as_str()]))
+            .expect("start");
+        let pids = file.wait_pids().await;
+        assert!(!p.has_exited());
+        p.kill().expect("kill");
+        let out = p.wait().await.expect("wait");
+        assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}: {out:?}");
+        assert_eq!(out.outcome().to_string(), "signalled(SIGKILL)");
+        assert!(p.has_exited());
+        assert_gone(&[p.pid()], "the killed sh").await;
+        // The grandchildren belong to the group, not to the handle.
+        assert_alive(
+            &pids[..2],
+            &format!("{choice}: grandchildren of a killed sh"),
+        );
+        let members = set(&group.pids().expect("pids"));
+        assert!(
+            members.contains(&pids[0]) && members.contains(&pids[1]),
+            "{choice}: {members:?} vs {pids:?}"
+        );
+        let dir = cgroup_dir(&group);
+        drop(group);
+        assert_gone(&pids, &format!("{choice}: after the group")).await;
+        if let Some(dir) = dir {
+            assert_dir_gone(&dir).await;
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn every_process_of_a_group_shares_its_container() {
+    let suite = begin("every_process_of_a_group_shares_its_container").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let files = [TempPath::new("share-a"), TempPath::new("share-b")];
+        let procs: Vec<_> = files
+            .iter()
+            .map(|f| {
+                group
+                    .start(&Command::new("sh").args(["-c", TREE_TO_FILE, "sh", f.as_str()]))
+                    .expect("start")
+            })
+            .collect();
+        let mut pids = Vec::new();
+        for f in &files {
+            pids.extend(f.wait_pids().await);
+        }
+        assert_eq!(pids.len(), 6);
+        assert_eq!(set(&group.pids().expect("pids")), set(&pids), "{choice}");
+        let dir = cgroup_dir(&group);
+        match &dir {
+            Some(dir) => assert_eq!(set(&cgroup_procs(dir)), set(&pids), "{choice}"),
+            None => {
+                // The first process leads the group; the second joins it.
+                let leader = procs[0].pid();
+                for &p in &pids {
+                    assert_eq!(stat(p).unwrap().pgrp, leader, "{choice}: pgrp of {p}");
+                }
+            }
+        }
+        drop(group);
+        assert_gone(&pids, &format!("{choice}: after the group")).await;
+        drop(procs);
+        if let Some(dir) = dir {
+            assert_dir_gone(&dir).await;
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_closed_group_starts_nothing() {
+    let suite = begin("a_closed_group_starts_nothing").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("close");
+        let group = group(choice);
+        let mut p = group
+            .start(&Command::new("sh").args(["-c", TREE_TO_FILE, "sh", file.as_str()]))
+            .expect("start");
+        let pids = file.wait_pids().await;
+        let dir = cgroup_dir(&group);
+        group.close().await.expect("close");
+        if let Some(dir) = &dir {
+            assert!(!dir.exists(), "{choice}: close removes {}", dir.display());
+        }
+        assert_gone(&pids, &format!("{choice}: after close")).await;
+        assert_eq!(p.wait().await.expect("wait").signal(), Some(9));
+
+        let err = group
+            .start(&Command::new("echo").arg("SECRET-ARG"))
+            .expect_err("closed");
+        assert_eq!(err.kind(), ErrorKind::Spawn, "{choice}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("echo:") && msg.contains("closed"), "{msg}");
+        assert!(!msg.contains("SECRET") && !format!("{err:?}").contains("SECRET"));
+
+        // Closing, killing and listing a closed group are harmless.
+        group.close().await.expect("close again");
+        group.kill().expect("kill after close");
+        assert_eq!(group.pids().expect("pids"), Vec::<u32>::new());
+        assert_eq!(group.mechanism(), expected_mechanism(choice));
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn an_idle_group_shuts_down_with_nothing_to_signal() {
+    let suite = begin("an_idle_group_shuts_down_with_nothing_to_signal").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let dir = cgroup_dir(&group);
+        let report = group
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
+        assert_eq!(
+            (
+                report.signalled(),
+                report.exited_in_grace(),
+                report.killed()
+            ),
+            (0, 0, 0),
+            "{choice}: {report:?}"
+        );
+        if let Some(dir) = dir {
+            assert!(!dir.exists(), "{choice}: {}", dir.display());
+        }
+        assert!(group.start(&Command::new("true")).is_err());
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_process_handle_leaves_it_to_the_group() {
+    let suite = begin("dropping_a_process_handle_leaves_it_to_the_group").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        // One that exits by itself after its handle is gone (and must be
+        // reaped: the suite checks no zombie child is left), one that runs
+        // until the group ends.
+        let quick = group.start(&Command::new("true")).expect("start");
+        let long = group
+            .start(&Command::new("sleep").arg("300"))
+            .expect("start");
+        let (quick_pid, long_pid) = (quick.pid(), long.pid());
+        drop(quick);
+        drop(long);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_alive(
+            &[long_pid],
+            &format!("{choice}: a process whose handle is dropped"),
+        );
+        assert_gone(&[quick_pid], "true").await;
+        drop(group);
+        assert_gone(&[long_pid], &format!("{choice}: after the group")).await;
+    }
+    suite.end().await;
+}
