@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::command::{Command, Input, Stdio};
@@ -137,7 +136,7 @@ fn wire(
     } = pipes;
     let plan = &cmd.io;
     let (line_tx, line_rx) = if stream_lines {
-        let (tx, rx) = mpsc::channel(plan.buffer_lines);
+        let (tx, rx) = crate::pump::queue(plan.buffer_lines);
         (Some(tx), Some(rx))
     } else {
         (None, None)

@@ -239,7 +239,7 @@ impl Drop for RunningProcess {
         if let Some(t) = self.stdin_task.take() {
             t.abort();
         }
-        for r in [self.stdout.take(), self.stderr.take()]
+        for mut r in [self.stdout.take(), self.stderr.take()]
             .into_iter()
             .flatten()
         {

@@ -4,8 +4,6 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
-
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamKind {
@@ -43,7 +41,7 @@ pub struct Line {
 /// It implements [`futures_core::Stream`]; [`next_line`](Self::next_line)
 /// needs no extra crate.
 pub struct Lines {
-    pub(crate) rx: Option<mpsc::Receiver<Line>>,
+    pub(crate) rx: Option<super::queue::Receiver>,
 }
 
 impl Lines {

@@ -8,6 +8,7 @@
 mod capture;
 mod decode;
 mod lines;
+mod queue;
 mod split;
 
 use std::fmt;
@@ -18,13 +19,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use capture::CapturePolicy;
 pub(crate) use capture::{CaptureBuf, Captured};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub use lines::{Line, Lines, StreamKind};
+pub(crate) use queue::queue;
 use split::{RawLine, Splitter};
 
 /// What happens when the line stream's buffer is full.
@@ -63,7 +65,7 @@ impl fmt::Debug for Tee {
 /// The sending side of a process's merged line stream.
 #[derive(Clone)]
 pub(crate) struct LineSink {
-    pub tx: mpsc::Sender<Line>,
+    pub tx: queue::Sender,
     pub overflow: Overflow,
     pub dropped: Arc<AtomicU64>,
 }
@@ -111,33 +113,121 @@ pub(crate) struct StreamPlan {
     pub limit: Arc<LimitFlag>,
 }
 
-/// A running reader task.
-pub(crate) struct Reader {
-    task: JoinHandle<Captured>,
-    stop: Arc<Notify>,
+/// A running reader.
+pub(crate) enum Reader {
+    /// A task on the async runtime, feeding every kind of sink.
+    Async {
+        task: JoinHandle<Captured>,
+        stop: Arc<Notify>,
+    },
+    /// Capture only: a blocking-pool thread doing `poll` + `read`, as
+    /// `std::process::Command::output` does, which moves big outputs with
+    /// half the system calls of a readiness-driven loop. Closing `stop`
+    /// wakes it.
+    Blocking {
+        task: JoinHandle<Captured>,
+        stop: Option<OwnedFd>,
+    },
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+const BIG_READ_CHUNK: usize = 1024 * 1024;
 
 impl Reader {
     /// Starts reading `fd` (the parent's end of an output pipe).
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
+        let capture_only = plan.tee.is_none()
+            && plan.callback.is_none()
+            && plan.lines.is_none()
+            && plan.capture.is_some();
+        if capture_only {
+            let capture = plan.capture.expect("checked");
+            crate::sys::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
+            let (stop_r, stop_w) = crate::sys::stop_pipe()?;
+            let limit = plan.limit;
+            let task =
+                tokio::task::spawn_blocking(move || capture_blocking(fd, stop_r, capture, &limit));
+            return Ok(Reader::Blocking {
+                task,
+                stop: Some(stop_w),
+            });
+        }
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(rx, plan, stop.clone()));
-        Ok(Reader { task, stop })
+        Ok(Reader::Async { task, stop })
     }
 
     /// Stops reading — after taking what is already in the pipe, even if an
     /// escaped process still holds its write end — and returns the capture.
     pub(crate) async fn finish(self) -> Captured {
-        self.stop.notify_one();
-        self.task.await.unwrap_or_default()
+        match self {
+            Reader::Async { task, stop } => {
+                stop.notify_one();
+                task.await.unwrap_or_default()
+            }
+            Reader::Blocking { task, mut stop } => {
+                drop(stop.take());
+                task.await.unwrap_or_default()
+            }
+        }
     }
 
-    pub(crate) fn abort(&self) {
-        self.task.abort();
+    /// Stops the reader without waiting for it.
+    pub(crate) fn abort(&mut self) {
+        match self {
+            Reader::Async { task, .. } => task.abort(),
+            // The thread wakes on the closed stop pipe and ends.
+            Reader::Blocking { stop, .. } => drop(stop.take()),
+        }
     }
+}
+
+/// The blocking capture loop (see [`Reader::Blocking`]).
+fn capture_blocking(
+    fd: OwnedFd,
+    stop: OwnedFd,
+    mut capture: CaptureBuf,
+    limit: &LimitFlag,
+) -> Captured {
+    use crate::sys::ReadStep;
+    use std::os::fd::AsFd;
+    let (mut size, mut total) = (READ_CHUNK, 0usize);
+    let mut scratch = Vec::new();
+    loop {
+        let direct = capture.direct().is_some();
+        let step = match capture.direct() {
+            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), buf, size),
+            None => {
+                scratch.clear();
+                crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), &mut scratch, size)
+            }
+        };
+        match step {
+            Ok(ReadStep::Data(n)) => {
+                if direct {
+                    capture.note_direct(n);
+                } else if !capture.push(&scratch) && !limit.is_hit() {
+                    limit.set();
+                }
+                total += n;
+                if size == READ_CHUNK && total >= 4 * READ_CHUNK {
+                    crate::sys::grow_pipe(fd.as_fd());
+                    size = BIG_READ_CHUNK;
+                }
+            }
+            Ok(ReadStep::Stopped) => {
+                let mut rest = Vec::new();
+                crate::sys::drain_pipe(fd.as_fd(), &mut rest);
+                if !capture.push(&rest) && !limit.is_hit() {
+                    limit.set();
+                }
+                break;
+            }
+            Ok(ReadStep::Eof) | Err(_) => break,
+        }
+    }
+    capture.finish()
 }
 
 async fn run(
@@ -147,6 +237,10 @@ async fn run(
 ) -> Captured {
     let mut sinks = Sinks::new(plan);
     let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // Small outputs use the pipe as made; once a stream has produced a few
+    // chunks' worth, grow the pipe and read in bigger chunks.
+    let mut read_size = READ_CHUNK;
+    let mut total = 0usize;
     enum Step {
         Read(io::Result<usize>),
         Stop,
@@ -162,13 +256,20 @@ async fn run(
                 chunk.clear();
                 &mut chunk
             };
-            target.reserve(READ_CHUNK);
+            target.reserve(read_size);
             tokio::select! {
                 biased;
                 read = rx.read_buf(target) => Step::Read(read),
                 _ = stop.notified() => Step::Stop,
             }
         };
+        if let Step::Read(Ok(n)) = step {
+            total += n;
+        }
+        if read_size == READ_CHUNK && total >= 4 * READ_CHUNK {
+            crate::sys::grow_pipe(std::os::fd::AsFd::as_fd(&rx));
+            read_size = BIG_READ_CHUNK;
+        }
         match step {
             Step::Read(Ok(0)) => break,
             Step::Read(Ok(n)) if direct => sinks.note_direct(n),
@@ -265,9 +366,7 @@ impl Sinks {
                 self.text.clear();
             }
         }
-        for (text, partial) in lines {
-            self.deliver(text, partial).await;
-        }
+        self.deliver(lines).await;
     }
 
     async fn finish(mut self) -> Captured {
@@ -280,9 +379,7 @@ impl Sinks {
                 self.text.clear();
             }
             self.splitter.finish(&mut |l| lines.push(to_line(l)));
-            for (text, partial) in lines {
-                self.deliver(text, partial).await;
-            }
+            self.deliver(lines).await;
         }
         if let Some(Tee::Async(w)) = &self.tee {
             let _ = w.lock().await.flush().await;
@@ -293,31 +390,28 @@ impl Sinks {
             .unwrap_or_default()
     }
 
-    async fn deliver(&mut self, text: String, partial: bool) {
+    /// Hands a chunk's lines to the callback and the line stream.
+    async fn deliver(&mut self, lines: Vec<(String, bool)>) {
         if let Some(cb) = &self.callback {
-            if std::panic::catch_unwind(AssertUnwindSafe(|| cb(&text))).is_err() {
-                tracing::warn!(target: "pkit", stream = %self.kind, "line callback panicked; callback disabled");
-                self.callback = None;
+            for (text, _) in &lines {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| cb(text))).is_err() {
+                    tracing::warn!(target: "pkit", stream = %self.kind, "line callback panicked; callback disabled");
+                    self.callback = None;
+                    break;
+                }
             }
         }
         let Some(sink) = &self.lines else { return };
-        let line = Line {
-            stream: self.kind,
-            text,
-            partial,
-        };
-        let closed = match sink.overflow {
-            Overflow::Backpressure => sink.tx.send(line).await.is_err(),
-            Overflow::DropNewest => match sink.tx.try_send(line) {
-                Ok(()) => false,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    sink.dropped.fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => true,
-            },
-        };
-        if closed {
+        let kind = self.kind;
+        let batch: Vec<Line> = lines
+            .into_iter()
+            .map(|(text, partial)| Line {
+                stream: kind,
+                text,
+                partial,
+            })
+            .collect();
+        if !sink.tx.send(batch, sink.overflow, &sink.dropped).await {
             // Nobody listens any more; keep draining the pipe regardless,
             // so the child never blocks on a full pipe.
             self.lines = None;

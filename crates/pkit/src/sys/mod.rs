@@ -241,3 +241,70 @@ pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((ChildIo::Fd(above_stdio(r)?), ChildIo::Fd(above_stdio(w)?)))
 }
+
+/// Grows a pipe to hold up to 1 MiB (the default maximum for unprivileged
+/// processes), so a fast writer and its reader trade fewer, larger chunks.
+/// Failure is harmless: the pipe keeps its size.
+pub(crate) fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
+}
+
+/// What one [`read_or_stop`] step found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadStep {
+    /// This many bytes were appended.
+    Data(usize),
+    /// The pipe's writers are all gone.
+    Eof,
+    /// `stop` became readable or hung up: the caller should drain and end.
+    Stopped,
+}
+
+/// Blocks this thread until `data` has bytes (appends up to `max` of them
+/// to `buf`), reaches end of file, or `stop` becomes readable or is closed.
+/// For a blocking reader thread; `data` must be non-blocking.
+pub(crate) fn read_or_stop(
+    data: std::os::fd::BorrowedFd<'_>,
+    stop: std::os::fd::BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<ReadStep> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    loop {
+        // Read first: data is often already there.
+        buf.reserve(max);
+        match rustix::io::read(data, rustix::buffer::spare_capacity(buf)) {
+            Ok(0) => return Ok(ReadStep::Eof),
+            Ok(n) => return Ok(ReadStep::Data(n)),
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut fds = [
+            PollFd::new(&data, PollFlags::IN),
+            PollFd::new(&stop, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !fds[1].revents().is_empty() {
+            return Ok(ReadStep::Stopped);
+        }
+    }
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end). Closing the
+/// write end wakes a [`read_or_stop`] waiting on the read end.
+pub(crate) fn stop_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )?)
+}
+
+/// Makes `fd` non-blocking.
+pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::OFlags;
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
+    Ok(())
+}
