@@ -343,11 +343,15 @@ impl Container {
                 let fds: Vec<OwnedFd> = pids
                     .iter()
                     .filter_map(|&p| {
-                        rustix::process::pidfd_open(
+                        let fd = rustix::process::pidfd_open(
                             rustix::process::Pid::from_raw(p)?,
                             rustix::process::PidfdFlags::empty(),
                         )
-                        .ok()
+                        .ok()?;
+                        // The pid was listed before the pidfd was opened: make
+                        // sure it is still a member and not a reused number.
+                        let pgid = self.pgid()?;
+                        matches!(procfs::stat(p), Ok((_, g)) if g == pgid).then_some(fd)
                     })
                     .collect();
                 let mut alive = 0;
@@ -371,6 +375,12 @@ impl Container {
         if self.torn_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // A process group has no "empty" event: note who is in it before
+        // the kill, and wait for those.
+        let pg_members = match &self.kind {
+            Kind::Pgroup { .. } => self.members().unwrap_or_default(),
+            Kind::Cgroup(_) => Vec::new(),
+        };
         self.kill()?;
         match &self.kind {
             Kind::Cgroup(cg) => {
@@ -384,6 +394,10 @@ impl Container {
                 Ok(())
             }
             Kind::Pgroup { leader } => {
+                // SIGKILLed processes exit promptly; the bound only guards
+                // against one stuck in uninterruptible sleep.
+                let deadline = Instant::now() + CLOSE_WAIT;
+                self.wait_members(&pg_members, deadline).await?;
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
                 Ok(())
             }
@@ -412,6 +426,9 @@ impl Container {
         self.torn_down.load(Ordering::Acquire)
     }
 }
+
+/// How long `close` waits for a killed process group to be gone.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Container {
     fn drop(&mut self) {
