@@ -121,7 +121,7 @@ impl RunningProcess {
         self.pid
     }
 
-    /// The program, as given to [`Command::new`].
+    /// The program, as given to [`Command::new`](crate::Command::new).
     pub fn program(&self) -> &str {
         &self.program
     }
