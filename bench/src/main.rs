@@ -1,0 +1,119 @@
+//! pkit-bench: pkit against `std::process`, `tokio::process` and
+//! `processkit` 3.3.4, side by side in one process.
+//!
+//! Every scenario runs all contenders once per round, in an order that
+//! rotates from round to round (so none always runs first, on a warm or a
+//! cold cache), for many rounds. Per contender it reports the median, min and
+//! max time, and the median of the per-round ratios against the baseline
+//! (`std::process`, or a plain read loop for streaming). Ratios of the same
+//! round are paired: a load spike hits all contenders of that round alike.
+//!
+//! ```text
+//! cargo run --release -p pkit-bench -- [--rounds N] [--only NAME] [--rss-gib 2,8]
+//! ```
+
+mod scenarios;
+mod stats;
+
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks pkit side by side with std::process, tokio::process and processkit")]
+struct Args {
+    /// Rounds per scenario.
+    #[arg(long, default_value_t = 30)]
+    rounds: usize,
+    /// Run only the scenarios whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    /// Also run spawn-wait from a parent holding this many GiB of touched
+    /// memory (comma-separated, e.g. 2,8).
+    #[arg(long, value_delimiter = ',')]
+    rss_gib: Vec<u64>,
+}
+
+/// One contender's result for one round.
+pub struct Sample {
+    pub time: Duration,
+    /// Processes left alive (tree teardown only).
+    pub survivors: usize,
+}
+
+impl From<Duration> for Sample {
+    fn from(time: Duration) -> Sample {
+        Sample { time, survivors: 0 }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("{}", machine());
+    println!(
+        "pkit mechanism here: {} ({})\n",
+        pkit::host_containment()
+            .mechanism
+            .map_or("none", |m| m.as_str()),
+        pkit::host_containment().reason
+    );
+    let wanted = |name: &str| args.only.as_deref().map_or(true, |o| name.contains(o));
+    for scenario in scenarios::all() {
+        if wanted(scenario.name) {
+            let table = rt.block_on(scenario.run(args.rounds));
+            println!("{table}");
+        }
+    }
+    for gib in &args.rss_gib {
+        let name = format!("spawn-wait /bin/true, parent holding {gib} GiB");
+        if !wanted(&name) {
+            continue;
+        }
+        let ballast = touch_memory(*gib << 30);
+        let scenario = scenarios::spawn_wait(Box::leak(name.into_boxed_str()), "/bin/true");
+        let table = rt.block_on(scenario.run(args.rounds));
+        println!("{table}");
+        drop(ballast);
+    }
+}
+
+/// Allocates and touches `bytes` so they are resident.
+fn touch_memory(bytes: u64) -> Vec<u8> {
+    let mut v = vec![0u8; bytes as usize];
+    for i in (0..v.len()).step_by(4096) {
+        v[i] = 1;
+    }
+    std::hint::black_box(&v);
+    v
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or(0, |k| k / 1024 / 1024);
+    format!(
+        "machine: {cpus} CPUs ({model}), {mem} GiB, Linux {}",
+        kernel.trim()
+    )
+}

@@ -1,0 +1,484 @@
+//! The scenarios. Each contender does the same work the way its library
+//! would be used for it; the times include spawning, waiting and (for the
+//! containing libraries) creating and removing the container.
+
+use std::io::{BufRead, Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::stats::Scenario;
+use crate::Sample;
+
+const SMALL_INPUT: &[u8] = b"0123456789abcdef0123456789abcdef"; // 32 bytes
+const LINES: usize = 8000;
+const BIG: usize = 64 << 20;
+
+pub fn all() -> Vec<Scenario> {
+    vec![
+        spawn_wait("spawn-wait /bin/true", "/bin/true"),
+        spawn_wait("spawn-wait true (PATH lookup)", "true"),
+        small_capture(),
+        fan_out(),
+        streaming(),
+        big_capture(),
+        pipeline(),
+        tree_teardown(),
+    ]
+}
+
+/// Spawn `program` with null stdio and wait for its exit.
+pub fn spawn_wait(name: &'static str, program: &'static str) -> Scenario {
+    Scenario::new(name)
+        .with("std::process", move || async move {
+            let t = Instant::now();
+            let st = std::process::Command::new(program)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            t.elapsed().into()
+        })
+        .with("tokio::process", move || async move {
+            let t = Instant::now();
+            let st = tokio::process::Command::new(program)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await
+                .unwrap();
+            assert!(st.success());
+            t.elapsed().into()
+        })
+        .with("pkit", move || async move {
+            let t = Instant::now();
+            let code = pkit::Command::new(program)
+                .stdout(pkit::Stdio::Null)
+                .stderr(pkit::Stdio::Null)
+                .exit_code()
+                .await
+                .unwrap();
+            assert_eq!(code, 0);
+            t.elapsed().into()
+        })
+        .with("processkit 3.3.4", move || async move {
+            let t = Instant::now();
+            // processkit's verbs refuse non-piped stdio: it captures here.
+            let code = processkit::Command::new(program).exit_code().await.unwrap();
+            assert_eq!(code, 0);
+            t.elapsed().into()
+        })
+}
+
+fn small_capture() -> Scenario {
+    Scenario::new("small capture: cat with 32 bytes in")
+        .with("std::process", || async {
+            let t = Instant::now();
+            let mut child = std::process::Command::new("cat")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(SMALL_INPUT).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.stdout, SMALL_INPUT);
+            t.elapsed().into()
+        })
+        .with("tokio::process", || async { tokio_cat().await.into() })
+        .with("pkit", || async { pkit_cat().await.into() })
+        .with("processkit 3.3.4", || async {
+            processkit_cat().await.into()
+        })
+}
+
+async fn tokio_cat() -> Duration {
+    let t = Instant::now();
+    let mut child = tokio::process::Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(SMALL_INPUT).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.stdout, SMALL_INPUT);
+    t.elapsed()
+}
+
+async fn pkit_cat() -> Duration {
+    let t = Instant::now();
+    let out = pkit::Command::new("cat")
+        .stdin_bytes(SMALL_INPUT)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout(), SMALL_INPUT);
+    t.elapsed()
+}
+
+async fn processkit_cat() -> Duration {
+    let t = Instant::now();
+    let out = processkit::Command::new("cat")
+        .stdin(processkit::Stdin::from_bytes(SMALL_INPUT))
+        .output_bytes()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout().as_slice(), SMALL_INPUT);
+    t.elapsed()
+}
+
+fn fan_out() -> Scenario {
+    const N: usize = 16;
+    Scenario::new("16-way fan-out of small captures")
+        .with("std::process (16 threads)", || async {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..N {
+                    s.spawn(|| {
+                        let mut child = std::process::Command::new("cat")
+                            .stdin(Stdio::piped())
+                            .stdout(Stdio::piped())
+                            .spawn()
+                            .unwrap();
+                        child.stdin.take().unwrap().write_all(SMALL_INPUT).unwrap();
+                        assert_eq!(child.wait_with_output().unwrap().stdout, SMALL_INPUT);
+                    });
+                }
+            });
+            t.elapsed().into()
+        })
+        .with("tokio::process", || async {
+            join_all(N, tokio_cat).await.into()
+        })
+        .with("pkit", || async { join_all(N, pkit_cat).await.into() })
+        .with("processkit 3.3.4", || async {
+            join_all(N, processkit_cat).await.into()
+        })
+}
+
+/// Runs `n` copies of `f` concurrently on the runtime.
+async fn join_all<F, Fut>(n: usize, f: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Duration> + Send + 'static,
+{
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        set.spawn(f());
+    }
+    while set.join_next().await.is_some() {}
+    t.elapsed()
+}
+
+fn line_script(lines: usize) -> String {
+    format!("yes {} | head -n {lines}", "x".repeat(127))
+}
+
+fn streaming() -> Scenario {
+    Scenario::new("streaming 8,000 lines of 128 bytes")
+        .with("std::process (64 KiB read loop, no lines)", || async {
+            let t = Instant::now();
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &line_script(LINES)])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = vec![0u8; 64 << 10];
+            let mut n = 0;
+            loop {
+                let k = out.read(&mut buf).unwrap();
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            child.wait().unwrap();
+            assert_eq!(n, LINES * 128);
+            t.elapsed().into()
+        })
+        .with("std::process (BufRead::lines)", || async {
+            let t = Instant::now();
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &line_script(LINES)])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = std::io::BufReader::new(child.stdout.take().unwrap());
+            assert_eq!(out.lines().count(), LINES);
+            child.wait().unwrap();
+            t.elapsed().into()
+        })
+        .with("tokio::process (lines)", || async {
+            let t = Instant::now();
+            let mut child = tokio::process::Command::new("sh")
+                .args(["-c", &line_script(LINES)])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut n = 0;
+            while lines.next_line().await.unwrap().is_some() {
+                n += 1;
+            }
+            child.wait().await.unwrap();
+            assert_eq!(n, LINES);
+            t.elapsed().into()
+        })
+        .with("pkit (stream_lines)", || async {
+            let t = Instant::now();
+            let group = pkit::Group::new().unwrap();
+            let cmd = pkit::Command::new("sh")
+                .args(["-c", &line_script(LINES)])
+                .stream_lines();
+            let mut p = group.start(&cmd).unwrap();
+            let mut lines = p.lines();
+            let mut n = 0;
+            while lines.next_line().await.is_some() {
+                n += 1;
+            }
+            p.wait().await.unwrap();
+            group.close().await.unwrap();
+            assert_eq!(n, LINES);
+            t.elapsed().into()
+        })
+        .with("processkit 3.3.4 (stdout_lines)", || async {
+            let t = Instant::now();
+            let mut p = processkit::Command::new("sh")
+                .args(["-c", &line_script(LINES)])
+                .start()
+                .await
+                .unwrap();
+            let mut lines = p.stdout_lines().unwrap();
+            let mut n = 0;
+            while std::future::poll_fn(|cx| {
+                futures_core::Stream::poll_next(std::pin::Pin::new(&mut lines), cx)
+            })
+            .await
+            .is_some()
+            {
+                n += 1;
+            }
+            drop(lines);
+            let _ = p.finish().await.unwrap();
+            assert_eq!(n, LINES);
+            t.elapsed().into()
+        })
+}
+
+fn big_capture() -> Scenario {
+    let args = ["-c", "67108864", "/dev/zero"];
+    Scenario::new("64 MiB capture")
+        .with("std::process", move || async move {
+            let t = Instant::now();
+            let out = std::process::Command::new("head")
+                .args(args)
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout.len(), BIG);
+            t.elapsed().into()
+        })
+        .with("tokio::process", move || async move {
+            let t = Instant::now();
+            let out = tokio::process::Command::new("head")
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert_eq!(out.stdout.len(), BIG);
+            t.elapsed().into()
+        })
+        .with("pkit", move || async move {
+            let t = Instant::now();
+            let out = pkit::Command::new("head")
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert_eq!(out.stdout().len(), BIG);
+            t.elapsed().into()
+        })
+        .with("processkit 3.3.4", move || async move {
+            let t = Instant::now();
+            let out = processkit::Command::new("head")
+                .args(args)
+                .output_bytes()
+                .await
+                .unwrap();
+            assert_eq!(out.stdout().len(), BIG);
+            t.elapsed().into()
+        })
+}
+
+/// 256 MiB through `cat | cat | wc -c`.
+fn pipeline() -> Scenario {
+    const BYTES: u64 = 256 << 20;
+    let src = ["-c", "268435456", "/dev/zero"];
+    Scenario::new("3-stage pipeline moving 256 MiB (head | cat | wc -c)")
+        .with("std::process (wired by hand)", move || async move {
+            let t = Instant::now();
+            let mut a = std::process::Command::new("head")
+                .args(src)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut b = std::process::Command::new("cat")
+                .stdin(a.stdout.take().unwrap())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let c = std::process::Command::new("wc")
+                .arg("-c")
+                .stdin(b.stdout.take().unwrap())
+                .output()
+                .unwrap();
+            a.wait().unwrap();
+            b.wait().unwrap();
+            let n: u64 = String::from_utf8_lossy(&c.stdout).trim().parse().unwrap();
+            assert_eq!(n, BYTES);
+            t.elapsed().into()
+        })
+        .with("pkit (Pipe)", move || async move {
+            let t = Instant::now();
+            let out = pkit::Pipe::new([
+                pkit::Command::new("head").args(src),
+                pkit::Command::new("cat"),
+                pkit::Command::new("wc").arg("-c"),
+            ])
+            .run()
+            .await
+            .unwrap();
+            assert_eq!(out.parse::<u64>().unwrap(), BYTES);
+            t.elapsed().into()
+        })
+}
+
+const TREE: &str = "for i in $(seq 50); do sleep 300 & echo $!; done; echo ready; wait";
+
+/// Whether `pid` is gone (no entry, or a zombie: init here reaps orphans
+/// only every few seconds).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => matches!(
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+    }
+}
+
+/// Waits up to 2 s for `pids` to be gone; returns the time taken and how
+/// many survived, then kills the survivors (they are ours) by pid.
+async fn settle(pids: &[u32], since: Instant) -> Sample {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut done_at = None;
+    while Instant::now() < deadline {
+        if pids.iter().all(|&p| gone(p)) {
+            done_at = Some(since.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+    for &p in &survivors {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &p.to_string()])
+            .status();
+    }
+    Sample {
+        time: done_at.unwrap_or_else(|| since.elapsed()),
+        survivors: survivors.len(),
+    }
+}
+
+fn read_tree_pids(lines: impl Iterator<Item = String>) -> Vec<u32> {
+    lines
+        .take_while(|l| l != "ready")
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+fn tree_teardown() -> Scenario {
+    Scenario::new("tree teardown: a shell with 50 sleeping children (kill to all gone)")
+        .with("std::process (Child::kill)", || async {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", TREE])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut pids = read_tree_pids(out.lines().map(Result::unwrap));
+            pids.push(child.id());
+            let t = Instant::now();
+            child.kill().unwrap();
+            child.wait().unwrap();
+            settle(&pids, t).await
+        })
+        .with("tokio::process (Child::kill)", || async {
+            let mut child = tokio::process::Command::new("sh")
+                .args(["-c", TREE])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut pids = Vec::new();
+            while let Some(l) = lines.next_line().await.unwrap() {
+                if l == "ready" {
+                    break;
+                }
+                pids.push(l.trim().parse().unwrap());
+            }
+            pids.push(child.id().unwrap());
+            let t = Instant::now();
+            child.kill().await.unwrap();
+            settle(&pids, t).await
+        })
+        .with("pkit (drop the Group)", || async {
+            let group = pkit::Group::new().unwrap();
+            let mut p = group
+                .start(&pkit::Command::new("sh").args(["-c", TREE]).stream_lines())
+                .unwrap();
+            let mut lines = p.lines();
+            let mut pids = Vec::new();
+            while let Some(l) = lines.next_line().await {
+                if l.text == "ready" {
+                    break;
+                }
+                pids.push(l.text.trim().parse().unwrap());
+            }
+            pids.push(p.pid());
+            let t = Instant::now();
+            drop(group);
+            let sample = settle(&pids, t).await;
+            drop(p);
+            sample
+        })
+        .with("processkit 3.3.4 (drop the group)", || async {
+            let group = processkit::ProcessGroup::new().unwrap();
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.args(["-c", TREE]).stdout(Stdio::piped());
+            let mut child = group.spawn(cmd).unwrap();
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut pids = Vec::new();
+            while let Some(l) = lines.next_line().await.unwrap() {
+                if l == "ready" {
+                    break;
+                }
+                pids.push(l.trim().parse().unwrap());
+            }
+            pids.push(child.id().unwrap());
+            let t = Instant::now();
+            drop(group);
+            let sample = settle(&pids, t).await;
+            let _ = child.wait().await;
+            sample
+        })
+}

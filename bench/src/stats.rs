@@ -1,0 +1,112 @@
+//! Running a scenario's contenders interleaved, and summarising.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::Sample;
+
+type Run = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Sample>>>>;
+
+/// A scenario: named contenders, the first one the baseline.
+pub struct Scenario {
+    pub name: &'static str,
+    contenders: Vec<(&'static str, Run)>,
+}
+
+impl Scenario {
+    pub fn new(name: &'static str) -> Scenario {
+        Scenario {
+            name,
+            contenders: Vec::new(),
+        }
+    }
+
+    /// Adds a contender; the first added is the baseline of the ratios.
+    pub fn with<F, Fut>(mut self, name: &'static str, run: F) -> Scenario
+    where
+        F: Fn() -> Fut + 'static,
+        Fut: Future<Output = Sample> + 'static,
+    {
+        self.contenders
+            .push((name, Box::new(move || Box::pin(run()))));
+        self
+    }
+
+    /// Runs every contender once per round, rotating the order, after one
+    /// untimed warm-up round; returns a Markdown table.
+    pub async fn run(&self, rounds: usize) -> String {
+        let n = self.contenders.len();
+        for (_, run) in &self.contenders {
+            run().await;
+        }
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); n];
+        let mut survivors = vec![0usize; n];
+        for round in 0..rounds {
+            for k in 0..n {
+                let i = (round + k) % n;
+                let sample = (self.contenders[i].1)().await;
+                times[i].push(sample.time);
+                survivors[i] += sample.survivors;
+            }
+        }
+        let mut out = format!(
+            "### {} ({rounds} rounds)\n\n| contender | median | min | max | median ratio vs {} |{}\n|---|---:|---:|---:|---:|{}\n",
+            self.name,
+            self.contenders[0].0,
+            if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
+                " survivors per run |"
+            } else {
+                ""
+            },
+            if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
+                "---:|"
+            } else {
+                ""
+            },
+        );
+        for i in 0..n {
+            let ratios: Vec<f64> = times[i]
+                .iter()
+                .zip(&times[0])
+                .map(|(t, b)| t.as_secs_f64() / b.as_secs_f64().max(1e-9))
+                .collect();
+            let extra = if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
+                format!(" {:.1} |", survivors[i] as f64 / rounds as f64)
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {:.2}x |{}\n",
+                self.contenders[i].0,
+                fmt(median(times[i].clone())),
+                fmt(*times[i].iter().min().unwrap()),
+                fmt(*times[i].iter().max().unwrap()),
+                median_f(ratios),
+                extra
+            ));
+        }
+        out
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
