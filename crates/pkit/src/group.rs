@@ -219,6 +219,15 @@ impl Group {
             .map_err(|e| Error::io("closing the group", e))
     }
 
+    /// Ends the group after a run: like `close`, but a process group's
+    /// SIGKILLed members are not waited for.
+    pub(crate) async fn end_run(&self) -> Result<()> {
+        self.container
+            .close_with(false)
+            .await
+            .map_err(|e| Error::io("closing the group", e))
+    }
+
     /// Sends `signal` to every process in the group, grandchildren
     /// included. A cgroup is frozen while the signal is delivered to each
     /// member through its pidfd (so nobody forks an unsignalled child and no

@@ -150,7 +150,7 @@ pub(crate) async fn end_group(
 ) -> Result<()> {
     match grace {
         Some(grace) if timed_out && !grace.is_zero() => group.shutdown(grace).await.map(drop),
-        _ => group.close().await,
+        _ => group.end_run().await,
     }
 }
 

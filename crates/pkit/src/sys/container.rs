@@ -372,14 +372,21 @@ impl Container {
     /// Kills the tree, waits (asynchronously) until it is gone, and removes
     /// the container. The container can't be used afterwards.
     pub(crate) async fn close(&self) -> io::Result<()> {
+        self.close_with(true).await
+    }
+
+    /// [`close`](Self::close); `wait_pgroup: false` skips waiting for a
+    /// process group's killed members (finding them means scanning all of
+    /// `/proc`), for a run that only needs them dead, not yet reaped.
+    pub(crate) async fn close_with(&self, wait_pgroup: bool) -> io::Result<()> {
         if self.torn_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         // A process group has no "empty" event: note who is in it before
         // the kill, and wait for those.
         let pg_members = match &self.kind {
-            Kind::Pgroup { .. } => self.members().unwrap_or_default(),
-            Kind::Cgroup(_) => Vec::new(),
+            Kind::Pgroup { .. } if wait_pgroup => self.members().unwrap_or_default(),
+            _ => Vec::new(),
         };
         self.kill()?;
         match &self.kind {
