@@ -12,7 +12,7 @@ use super::host::{clone3_status, errno_text, mark_clone3_refused, MechanismChoic
 use super::limits::{self, Applied, LimitError, Limits};
 use super::linux::cgroup::Cgroup;
 use super::linux::{child, host, procfs, spawn};
-use super::unix::{pgroup, std_spawn};
+use super::unix::pgroup;
 use super::{ChildHandle, Mechanism, SpawnError, SpawnSpec};
 
 /// How children are put into their container.
@@ -221,17 +221,18 @@ impl Container {
                         Err(e) => return Err(e),
                     }
                 }
+                // The next rung: the child writes itself into the cgroup.
                 let procs = cg.open_procs_for_join().map_err(SpawnError::Os)?;
                 let mut fds = join;
                 fds.push(procs.as_raw_fd());
-                let pid = std_spawn::spawn(spec, std_spawn::Placement::JoinCgroups(fds))?;
-                Ok(Arc::new(adopt_child(pid)?))
+                let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None)?;
+                Ok(Arc::new(ChildHandle::new(pid, pidfd)))
             }
             Kind::Pgroup { leader } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
                 let pgid = leader.as_ref().map_or(0, |l| l.pid());
-                let pid = std_spawn::spawn(spec, std_spawn::Placement::ProcessGroup(pgid))?;
-                let handle = Arc::new(adopt_child(pid)?);
+                let (pid, pidfd) = spawn::spawn_joining(spec, &[], Some(pgid))?;
+                let handle = Arc::new(ChildHandle::new(pid, pidfd));
                 if leader.is_none() {
                     *leader = Some(handle.clone());
                 }
@@ -388,6 +389,17 @@ impl Container {
             Kind::Pgroup { .. } if wait_pgroup => self.members().unwrap_or_default(),
             _ => Vec::new(),
         };
+        if let Kind::Cgroup(cg) = &self.kind {
+            // The common end of a run: everything has exited already. The
+            // kernel refuses to remove a populated cgroup, so a successful
+            // rmdir proves there is nothing left to kill.
+            if cg.remove().is_ok() {
+                for (_, g) in &self.limits.v1 {
+                    g.remove();
+                }
+                return Ok(());
+            }
+        }
         self.kill()?;
         match &self.kind {
             Kind::Cgroup(cg) => {
@@ -440,24 +452,5 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 impl Drop for Container {
     fn drop(&mut self) {
         self.teardown_now();
-    }
-}
-
-/// Takes ownership of a child spawned by pid: opens its pidfd. The child is
-/// ours and unreaped, so its pid cannot have been reused.
-fn adopt_child(pid: i32) -> Result<ChildHandle, SpawnError> {
-    let p = rustix::process::Pid::from_raw(pid)
-        .ok_or_else(|| SpawnError::Os(io::Error::other("spawn returned pid 0")))?;
-    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
-        Ok(fd) => Ok(ChildHandle::new(pid, fd)),
-        Err(e) => {
-            // Without a pidfd we cannot wait safely: kill it, reap it by pid.
-            let _ = super::linux::signal::kill_pid(pid, libc::SIGKILL);
-            let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
-            Err(SpawnError::Os(io::Error::new(
-                e.kind(),
-                format!("pidfd_open failed (Linux >= 5.3 is required): {e}"),
-            )))
-        }
     }
 }

@@ -88,6 +88,9 @@ pub(crate) enum ChildIo {
     Inherit,
     /// This fd (>= 3, close-on-exec; dup2'ed into place in the child).
     Fd(OwnedFd),
+    /// `/dev/null`, from one descriptor this process keeps open for all
+    /// spawns (>= 3, close-on-exec, read-write).
+    Null(std::os::fd::RawFd),
 }
 
 /// A fully prepared spawn: all strings are C strings, the program is
@@ -128,15 +131,18 @@ pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Opti
     use rustix::fs::{Mode, OFlags};
     Ok(match req {
         IoRequest::Inherit => (ChildIo::Inherit, None),
-        IoRequest::Null => {
-            let flags = if input {
-                OFlags::RDONLY
-            } else {
-                OFlags::WRONLY
-            };
-            let fd = rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty())?;
-            (ChildIo::Fd(above_stdio(fd)?), None)
-        }
+        IoRequest::Null => match dev_null() {
+            Some(fd) => (ChildIo::Null(fd), None),
+            None => {
+                let flags = if input {
+                    OFlags::RDONLY
+                } else {
+                    OFlags::WRONLY
+                };
+                let fd = rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty())?;
+                (ChildIo::Fd(above_stdio(fd)?), None)
+            }
+        },
         IoRequest::Pipe => {
             let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
             if input {
@@ -146,6 +152,21 @@ pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Opti
             }
         }
     })
+}
+
+/// A `/dev/null` descriptor shared by every spawn (opened once; `None` if
+/// that failed, and each spawn opens its own).
+fn dev_null() -> Option<std::os::fd::RawFd> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| {
+        let fd =
+            rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        above_stdio(fd).ok()
+    })
+    .as_ref()
+    .map(|fd| fd.as_raw_fd())
 }
 
 /// Makes sure a child-side fd is not 0, 1 or 2 (which happens when the

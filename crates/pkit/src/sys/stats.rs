@@ -119,6 +119,11 @@ impl Container {
         let Kind::Cgroup(cg) = &self.kind else {
             return None;
         };
+        // Only a memory cap's cgroup has the counter (and only then does a
+        // run pay for reading it).
+        if !self.limits.info.iter().any(|l| l.cap == "memory_max") {
+            return None;
+        }
         if let Some(n) = cg
             .read_attr("memory.events")
             .and_then(|t| field(&t, "oom_kill"))

@@ -257,7 +257,9 @@ impl Cgroup {
     /// `then_remove` are directories (v1 cgroups of the same members) to
     /// remove once this one is empty.
     pub(crate) fn teardown(&self, then_remove: Vec<PathBuf>) {
-        if self.is_removed() {
+        // Already empty (the kernel refuses to remove a populated cgroup):
+        // nothing to kill or wait for.
+        if self.is_removed() || self.remove().is_ok() {
             remove_dirs(&then_remove);
             return;
         }

@@ -135,7 +135,17 @@ pub(crate) fn kernel_release() -> String {
 /// kernels >= 5.14. The root cgroup has none, so look at the kernel version
 /// unless the owner's own directory shows the file.
 pub(crate) fn cgroup_kill_supported(parent_dir: &Path) -> bool {
-    parent_dir.join("cgroup.kill").exists() || kernel_version() >= (5, 14)
+    // Asked on every group's creation, always about the same directory.
+    static KNOWN: OnceLock<(PathBuf, bool)> = OnceLock::new();
+    let (dir, yes) = KNOWN.get_or_init(|| {
+        let yes = parent_dir.join("cgroup.kill").exists() || kernel_version() >= (5, 14);
+        (parent_dir.to_path_buf(), yes)
+    });
+    if dir == parent_dir {
+        *yes
+    } else {
+        parent_dir.join("cgroup.kill").exists() || kernel_version() >= (5, 14)
+    }
 }
 
 /// Whether the owner may create cgroups under `dir` (without creating one).
