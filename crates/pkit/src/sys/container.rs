@@ -35,11 +35,11 @@ impl fmt::Display for Placement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Placement::Clone3IntoCgroup => {
-                f.write_str("placed in the cgroup at birth with clone3(CLONE_INTO_CGROUP)")
+                f.write_str("placed in the cgroup at birth by a vfork-style clone3(CLONE_INTO_CGROUP)")
             }
             Placement::JoinBeforeExec { reason } => write!(
                 f,
-                "each child joins the cgroup itself before exec (clone3 refused: {reason})"
+                "each child (a vfork-style clone) joins the cgroup itself before exec (clone3 refused: {reason})"
             ),
             Placement::ProcessGroup => f.write_str("each child joins the group's process group"),
         }

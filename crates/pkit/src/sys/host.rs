@@ -167,7 +167,8 @@ pub fn host_containment() -> HostContainment {
         (Ok(choice), Ok(())) => {
             report.mechanism = Some(Mechanism::CgroupV2);
             let placement = if report.clone3 {
-                "children are placed in it at birth with clone3(CLONE_INTO_CGROUP)".to_string()
+                "children are placed in it at birth with a vfork-style clone3(CLONE_INTO_CGROUP)"
+                    .to_string()
             } else {
                 format!(
                     "children join it just before exec because clone3 is refused ({})",
