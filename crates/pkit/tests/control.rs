@@ -38,8 +38,8 @@ async fn signals_reach_grandchildren() {
             let _ = std::fs::remove_file(f);
         }
         let script = format!(
-            "sh -c 'trap \"touch {inner}; exit 0\" USR1; touch {ready}; while :; do sleep 0.05; done' &
-             trap 'touch {outer}; exit 0' USR1
+            "trap 'touch {outer}; exit 0' USR1
+             sh -c 'trap \"touch {inner}; exit 0\" USR1; touch {ready}; while :; do sleep 0.05; done' &
              while :; do sleep 0.05; done",
             inner = inner.display(),
             outer = outer.display(),
