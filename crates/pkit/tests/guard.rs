@@ -27,6 +27,11 @@ use pkit::{Command, Group, MechanismChoice};
 /// `$2` is a prefix for the grandchildren (e.g. `setsid`).
 const TREE: &str = r#"trap '' INT; $2 sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
 
+/// A tree whose main process (a process group's leader) exits at once,
+/// leaving its children in the group.
+const LEADER_EXITS: &str =
+    r#"trap '' INT; sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo done >> "$1""#;
+
 /// Runs as the owner when `PKIT_GUARD_HELPER` is set (see the module docs);
 /// otherwise a no-op.
 #[test]
@@ -54,8 +59,13 @@ fn guard_helper_owner() {
     let _enter = rt.enter();
     let group = Group::builder().mechanism(choice).build().expect("group");
     let prefix = if mode == "setsid" { "setsid" } else { "" };
+    let script = if mode == "leader-exits" {
+        LEADER_EXITS
+    } else {
+        TREE
+    };
     let proc = group
-        .start(&Command::new("sh").args(["-c", TREE, "sh", &pids, prefix]))
+        .start(&Command::new("sh").args(["-c", script, "sh", &pids, prefix]))
         .expect("start");
     assert!(group.guarded(), "{}", group.description());
     let guard = pkit::host_containment().guard;
@@ -245,6 +255,22 @@ async fn sigkilled_owner_leaves_no_grandchild_and_no_cgroup() {
 }
 
 #[tokio::test]
+async fn a_process_group_whose_leader_exited_is_still_killed() {
+    let suite = begin("leader_exits").await;
+    for choice in mechanisms() {
+        let mut owner = start_owner("leader-exits", choice, false);
+        assert_alive(&owner.tree, "the grandchildren");
+        // The leader is a zombie the owner keeps unreaped until the owner
+        // dies; then init reaps it. The guard signals the group through
+        // the leader's pidfd all the same.
+        assert_gone(&[owner.main], "the leader").await;
+        owner.kill();
+        assert_guard_cleaned_up(&owner, &format!("{choice}: leader gone, owner SIGKILLed")).await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
 async fn setsid_grandchild_is_caught_in_a_cgroup_and_escapes_a_process_group() {
     let suite = begin("setsid_grandchild").await;
     for choice in mechanisms() {
@@ -368,6 +394,13 @@ async fn ctrl_c_to_the_foreground_group_does_not_stop_the_guard() {
     suite.end().await;
 }
 
+fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor) >= want
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -447,6 +480,15 @@ async fn guard_is_on_by_default_and_can_be_turned_off() {
             "{expected} not in {:?}",
             host.guard.groups
         );
+        if kernel_at_least(&host.kernel, (6, 9)) {
+            assert!(
+                host.guard
+                    .process_groups
+                    .contains("PIDFD_SIGNAL_PROCESS_GROUP"),
+                "{}",
+                host.guard.process_groups
+            );
+        }
         let off = Group::builder()
             .mechanism(choice)
             .owner_death_guard(false)

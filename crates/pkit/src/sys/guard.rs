@@ -193,6 +193,9 @@ pub struct GuardStatus {
 
 /// The owner's handle on its guard.
 pub(crate) struct Guard {
+    /// The process that started it (a forked copy of the owner must not
+    /// use the owner's guard: it would die with the owner, not with it).
+    owner: u32,
     sock: OwnedFd,
     pid: i32,
     pidfd: Option<OwnedFd>,
@@ -235,19 +238,33 @@ pub(crate) fn get() -> Result<&'static Guard, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
+        .and_then(|g| {
+            if g.owner == std::process::id() {
+                Ok(g)
+            } else {
+                Err(format!(
+                    "this process is a fork of pkit process {} and can't share its owner-death guard",
+                    g.owner
+                ))
+            }
+        })
 }
 
 /// Whether process groups can be signalled through the leader's pidfd.
 fn probe_exact_pgroup() -> bool {
-    // Signal 0 to our own process group through our own pidfd: no signal
-    // is delivered; kernels before 6.9 reject the flag with EINVAL.
+    // Signal 0 through our own pidfd to the process group whose id is our
+    // pid: no signal is delivered. Kernels before 6.9 reject the flag with
+    // EINVAL; newer ones answer 0, or ESRCH when we lead no group.
     let Some(me) = rustix::process::Pid::from_raw(std::process::id() as i32) else {
         return false;
     };
     let Ok(fd) = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) else {
         return false;
     };
-    pidfd_send(fd.as_fd(), 0, PIDFD_SIGNAL_PROCESS_GROUP) == 0
+    matches!(
+        pidfd_send(fd.as_fd(), 0, PIDFD_SIGNAL_PROCESS_GROUP),
+        0 | libc::ESRCH
+    )
 }
 
 /// `pidfd_send_signal(fd, sig, NULL, flags)`; returns 0 or the errno.
@@ -389,6 +406,7 @@ fn start() -> Result<Guard, String> {
         return Err("the guard exited as soon as it started".into());
     }
     Ok(Guard {
+        owner: std::process::id(),
         sock: owner_end,
         pid: hello.pid,
         pidfd,
