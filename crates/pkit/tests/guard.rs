@@ -101,6 +101,41 @@ fn guard_helper_owner() {
             drop(proc);
             say("ready".into());
         }
+        "guard-killed" => {
+            // Someone kills the guard: the owner must notice, say so, and
+            // still create (unguarded) groups that work.
+            let gpid = guard.pid.expect("guard pid");
+            kill_pid(gpid);
+            let deadline = Instant::now() + DEADLINE;
+            let host = loop {
+                let host = pkit::host_containment();
+                if !host.guard.running {
+                    break host;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the guard's death went unnoticed"
+                );
+                std::thread::sleep(POLL);
+            };
+            assert!(host.guard.error.is_some(), "{:?}", host.guard);
+            assert!(!group.guarded(), "{}", group.description());
+            let unguarded = Group::builder().mechanism(choice).build().expect("group");
+            let mut p = unguarded
+                .start(&Command::new("true"))
+                .expect("an unguarded group still starts processes");
+            assert!(!unguarded.guarded(), "{}", unguarded.description());
+            assert!(
+                unguarded.description().contains("owner-death guard"),
+                "{}",
+                unguarded.description()
+            );
+            rt.block_on(p.wait()).expect("wait");
+            rt.block_on(unguarded.close()).expect("close");
+            rt.block_on(group.close()).expect("close");
+            drop(proc);
+            say("ready".into());
+        }
         "exit-leaving" => {
             // Exit without tearing down: the guard must finish the job.
             say("ready".into());
@@ -311,6 +346,21 @@ async fn owner_exiting_normally_takes_its_guard_along() {
         let status = owner.child.wait().expect("wait");
         assert!(status.success(), "{choice}: {status}");
         assert_guard_cleaned_up(&owner, &format!("{choice}: owner exited leaving a group")).await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_killed_guard_is_noticed_and_groups_still_work() {
+    let suite = begin("guard_killed").await;
+    for choice in mechanisms() {
+        let mut owner = start_owner("guard-killed", choice, false);
+        let status = owner.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "{choice}: the helper's checks failed ({status})"
+        );
+        assert_guard_cleaned_up(&owner, &format!("{choice}: guard killed")).await;
     }
     suite.end().await;
 }
