@@ -451,6 +451,15 @@ fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
     (major, minor) >= want
 }
 
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let rest = &text[text.rfind(')').expect("comm") + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm, field 3 (state) is index 0: utime is 14, stime 15.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -495,6 +504,19 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
             "{choice}: the guard's own table"
         );
         assert_eq!(host.guard.lost, Some(0));
+        // Idle with no groups: asleep, and using no CPU time at all.
+        let before_ticks = cpu_ticks(guard_pid);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            stat(guard_pid).map(|s| s.state),
+            Some('S'),
+            "the idle guard sleeps"
+        );
+        assert_eq!(
+            cpu_ticks(guard_pid),
+            before_ticks,
+            "the idle guard used CPU"
+        );
         assert_nothing_left(&format!("{choice}: after 100 groups")).await;
         let deadline = Instant::now() + DEADLINE;
         loop {

@@ -32,6 +32,20 @@
 //! of the groups it guards (it stays in the owner's own cgroup, which is the
 //! parent of the groups' cgroups, and in a process group of its own).
 //!
+//! # Costs and limits
+//!
+//! - The guard is a copy-on-write copy of the owner as it was at the first
+//!   group: pages the owner modifies later are duplicated, so the guard's
+//!   resident memory can grow towards the owner's size at that moment, and
+//!   it keeps the owner's memory mappings (a mapped, deleted file keeps its
+//!   space) until it exits.
+//! - A child the owner forks without exec inherits the owner's end of the
+//!   socket, so the guard fires only once that child is gone too. An owner
+//!   that `exec`s closes its end (close-on-exec): the guard then tears the
+//!   groups down, since nothing in the new program knows about them.
+//! - A guard that is itself killed is noticed ([`Guard::alive`]); groups
+//!   made afterwards are reported unguarded. It is not restarted.
+//!
 //! # Why a process group the guard signals is always ours
 //!
 //! A process-group id is a number, and a number is reused once the group's
@@ -383,17 +397,26 @@ fn start() -> Result<Guard, String> {
         if rc == pid {
             break;
         }
-        if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Err(format!(
-                "cannot wait for the guard's launcher: {}",
-                io::Error::last_os_error()
-            ));
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Reaped by someone else's waitpid(-1): the greeting (or its
+            // absence) tells whether the guard started.
+            Some(libc::ECHILD) => {
+                status = 0;
+                break;
+            }
+            _ => {
+                return Err(format!(
+                    "cannot wait for the guard's launcher: {}",
+                    io::Error::last_os_error()
+                ))
+            }
         }
     }
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         return Err("the guard's launcher could not fork it".into());
     }
-    let hello = recv_reply(owner_end.as_fd(), 5000)
+    let hello = recv_reply(owner_end.as_fd(), 10_000)
         .ok_or_else(|| "the guard did not report in".to_string())?;
     if hello.kind != REPLY_HELLO || hello.pid <= 0 {
         return Err("the guard sent a bad greeting".into());
@@ -784,8 +807,8 @@ unsafe fn guard_main(plan: &Plan) -> ! {
         while !cm.is_null() {
             if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cm).cast::<RawFd>();
-                let count =
-                    ((*cm).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
+                let count = ((*cm).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize)
+                    / size_of::<RawFd>();
                 for i in 0..count {
                     let fd = std::ptr::read_unaligned(data.add(i));
                     if passed < 0 {
