@@ -328,6 +328,12 @@ unsafe fn raw_fork() -> libc::pid_t {
 }
 
 fn start() -> Result<Guard, String> {
+    start_with(probe_exact_pgroup())
+}
+
+/// Starts a guard that signals process groups exactly (through the
+/// leader's pidfd) or by number after the liveness check.
+fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
     let mut fds = [-1 as RawFd; 2];
     // SAFETY: socketpair writes two fds into the array we pass.
     let rc = unsafe {
@@ -351,7 +357,6 @@ fn start() -> Result<Guard, String> {
     let owner_end = above_stdio(owner_end).map_err(err)?;
     let guard_end = above_stdio(guard_end).map_err(err)?;
 
-    let exact_pgroup = probe_exact_pgroup();
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let hard = nofile.maximum.unwrap_or(u64::MAX);
     let cap = TABLE_CAP.min(hard.saturating_sub(16) as usize).max(1);
@@ -1253,6 +1258,136 @@ fn dir_ctime_secs(dir: &Path) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    fn gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(t) => matches!(
+                t[t.rfind(')').map_or(0, |i| i + 1)..]
+                    .split_whitespace()
+                    .next(),
+                Some("Z" | "X")
+            ),
+        }
+    }
+
+    fn wait_gone(pid: u32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if gone(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// A process group whose leader has exited and been reaped while a
+    /// member (a `sleep`) lives on: returns the leader's pidfd (opened
+    /// before the reap), the pgid and the member's pid.
+    fn group_with_reaped_leader() -> (OwnedFd, i32, u32) {
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & echo $!"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let pgid = leader.id() as i32;
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pgid).expect("pid"),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .expect("pidfd");
+        let mut line = String::new();
+        std::io::BufReader::new(leader.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("member pid");
+        let member: u32 = line.trim().parse().expect("a pid");
+        leader.wait().expect("reap the leader");
+        (pidfd, pgid, member)
+    }
+
+    /// Exact mode signals the group through the leader's `struct pid`: it
+    /// reaches the member even though the leader is reaped (and so would a
+    /// recycled number not be confused with it).
+    #[test]
+    fn exact_mode_reaches_a_group_whose_leader_was_reaped() {
+        if !probe_exact_pgroup() {
+            eprintln!("skipped: PIDFD_SIGNAL_PROCESS_GROUP needs Linux 6.9");
+            return;
+        }
+        let (pidfd, pgid, member) = group_with_reaped_leader();
+        let guard = start_with(true).expect("guard");
+        guard
+            .register_pgroup(pidfd.as_fd(), pgid)
+            .expect("register");
+        drop(guard); // the owner's end closes: the guard acts
+        assert!(
+            wait_gone(member),
+            "the member of the guarded group survived"
+        );
+    }
+
+    /// The by-number fallback refuses to signal once the leader is reaped:
+    /// it can no longer prove the number is still this group's.
+    #[test]
+    fn fallback_mode_never_signals_a_group_it_cannot_prove_is_ours() {
+        let (pidfd, pgid, member) = group_with_reaped_leader();
+        let guard = start_with(false).expect("guard");
+        let guard_pid = guard.pid() as u32;
+        guard
+            .register_pgroup(pidfd.as_fd(), pgid)
+            .expect("register");
+        drop(guard);
+        assert!(wait_gone(guard_pid), "the guard did not exit");
+        let survived = !gone(member);
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &member.to_string()])
+            .status();
+        assert!(
+            survived,
+            "the fallback signalled a group whose leader was reaped"
+        );
+    }
+
+    /// The fallback does kill the group while its leader is unreaped.
+    #[test]
+    fn fallback_mode_kills_a_group_with_an_unreaped_leader() {
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let pgid = leader.id() as i32;
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pgid).expect("pid"),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .expect("pidfd");
+        let mut line = String::new();
+        std::io::BufReader::new(leader.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("member pid");
+        let member: u32 = line.trim().parse().expect("a pid");
+        let guard = start_with(false).expect("guard");
+        guard
+            .register_pgroup(pidfd.as_fd(), pgid)
+            .expect("register");
+        drop(guard);
+        let killed = wait_gone(member);
+        let status = leader.wait().expect("reap");
+        assert!(killed, "the member survived");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the leader was killed"
+        );
+    }
 
     #[test]
     fn owner_names() {
