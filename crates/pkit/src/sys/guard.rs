@@ -1145,6 +1145,11 @@ const SWEEP_LIMIT: usize = 4096;
 /// Once per process: removes empty `pkit-<pid>-<seq>` directories under
 /// `parent` whose owner is dead (left by an owner killed before the guard
 /// existed, or whose guard was itself killed).
+///
+/// "Dead" is judged in this process's pid namespace: an owner in another
+/// pid namespace that shares this cgroup would look dead. Only our own
+/// cgroup directory (and the matching v1 ones) is swept, which another
+/// container's pkit does not normally share.
 pub(crate) fn sweep_stale_once(parent: &Path) {
     static DONE: AtomicBool = AtomicBool::new(false);
     if DONE.swap(true, Ordering::AcqRel) {
@@ -1351,6 +1356,63 @@ mod tests {
             survived,
             "the fallback signalled a group whose leader was reaped"
         );
+    }
+
+    /// Without `cgroup.kill` (kernels before 5.14) the guard freezes the
+    /// cgroup, kills each member and thaws it; then it removes the
+    /// directory and the extra (v1-style) directories registered with it.
+    #[test]
+    fn freeze_and_kill_fallback_empties_and_removes_the_cgroup() {
+        let Ok(host) = super::super::linux::host::cgroup_host() else {
+            eprintln!("skipped: no cgroup v2 here");
+            return;
+        };
+        let name = |n: u32| {
+            host.parent_dir
+                .join(format!("pkit-{}-{}", std::process::id(), 900_000 + n))
+        };
+        let (dir, extra) = (name(1), name(2));
+        if std::fs::create_dir(&dir).is_err() {
+            eprintln!("skipped: cannot create cgroups here");
+            return;
+        }
+        std::fs::create_dir(&extra).expect("extra dir");
+        // The shell forks its member only once it is in the cgroup.
+        let mut sleeper = std::process::Command::new("sh")
+            .args(["-c", "read go; sleep 300 & echo $!; wait"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).expect("join");
+        std::io::Write::write_all(&mut sleeper.stdin.take().expect("stdin"), b"go\n").expect("go");
+        let mut line = String::new();
+        std::io::BufReader::new(sleeper.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("member pid");
+        let member: u32 = line.trim().parse().expect("a pid");
+        let guard = start_with(false).expect("guard");
+        guard
+            .register_cgroup(&dir, false, std::slice::from_ref(&extra))
+            .expect("register");
+        drop(guard);
+        let killed = wait_gone(member);
+        let status = sleeper.wait().expect("reap");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (dir.exists() || extra.exists()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = (dir.exists(), extra.exists());
+        let _ = std::fs::remove_dir(&extra);
+        if !killed {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &member.to_string()])
+                .status();
+        }
+        assert!(killed, "the member survived");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(left, (false, false), "directories left behind");
     }
 
     /// The fallback does kill the group while its leader is unreaped.
