@@ -57,7 +57,24 @@ fn guard_helper_owner() {
         .build()
         .expect("runtime");
     let _enter = rt.enter();
-    let group = Group::builder().mechanism(choice).build().expect("group");
+    let mut builder = Group::builder().mechanism(choice);
+    if mode == "capped" {
+        builder = builder.memory_max(256 << 20).max_processes(64);
+    }
+    let group = match builder.build() {
+        Ok(g) => g,
+        Err(e) if mode == "capped" => {
+            say(format!("skip {e}"));
+            say("ready".into());
+            return;
+        }
+        Err(e) => panic!("group: {e}"),
+    };
+    for limit in group.limits() {
+        if let Some((_, dir)) = limit.enforced_by.split_once(" in ") {
+            say(format!("v1 {dir}"));
+        }
+    }
     let prefix = if mode == "setsid" { "setsid" } else { "" };
     let script = if mode == "leader-exits" {
         LEADER_EXITS
@@ -157,6 +174,10 @@ struct Owner {
     std_child: Option<u32>,
     /// The grandchildren and the script's shell.
     tree: Vec<u32>,
+    /// cgroup v1 directories carrying the group's caps.
+    v1: Vec<PathBuf>,
+    /// Why the helper skipped its work, if it did.
+    skipped: Option<String>,
     _files: (TempPath, TempPath),
 }
 
@@ -202,6 +223,25 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
             .map(str::to_string)
     };
     let num = |key: &str| field(key).map(|v| v.parse::<u32>().expect("a pid"));
+    if let Some(why) = field("skip") {
+        let _ = child.wait();
+        return Owner {
+            guard: 0,
+            main: 0,
+            cgroup: None,
+            std_child: None,
+            tree: Vec::new(),
+            v1: Vec::new(),
+            skipped: Some(why),
+            child,
+            _files: (out, pids),
+        };
+    }
+    let v1 = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("v1 "))
+        .map(PathBuf::from)
+        .collect();
     let tree = std::fs::read_to_string(pids.path())
         .unwrap_or_default()
         .lines()
@@ -214,6 +254,8 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
         cgroup: field("cgroup").map(PathBuf::from),
         std_child: num("std"),
         tree,
+        v1,
+        skipped: None,
         child,
         _files: (out, pids),
     }
@@ -221,6 +263,9 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
 
 impl Owner {
     fn all(&self) -> Vec<u32> {
+        if self.skipped.is_some() {
+            return Vec::new();
+        }
         let mut v = self.tree.clone();
         if !v.contains(&self.main) {
             v.push(self.main);
@@ -268,6 +313,9 @@ async fn assert_guard_cleaned_up(owner: &Owner, what: &str) {
     if let Some(dir) = &owner.cgroup {
         assert_dir_removed(dir, what).await;
     }
+    for dir in &owner.v1 {
+        assert_dir_removed(dir, &format!("{what}: v1 cap directory")).await;
+    }
     assert_gone(&[owner.guard], &format!("{what}: the guard")).await;
 }
 
@@ -301,6 +349,23 @@ async fn a_process_group_whose_leader_exited_is_still_killed() {
         assert_gone(&[owner.main], "the leader").await;
         owner.kill();
         assert_guard_cleaned_up(&owner, &format!("{choice}: leader gone, owner SIGKILLed")).await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_capped_group_loses_its_v1_cap_directories_too() {
+    if !cgroup_usable() {
+        return;
+    }
+    let suite = begin("capped").await;
+    let mut owner = start_owner("capped", MechanismChoice::Cgroup, false);
+    if let Some(why) = &owner.skipped {
+        eprintln!("skipped: caps can't be had here: {why}");
+    } else {
+        assert!(owner.cgroup.is_some());
+        owner.kill();
+        assert_guard_cleaned_up(&owner, "capped group, owner SIGKILLed").await;
     }
     suite.end().await;
 }
