@@ -569,6 +569,24 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
             "{choice}: the guard's own table"
         );
         assert_eq!(host.guard.lost, Some(0));
+        // It holds nothing of ours: stdio on /dev/null and its socket.
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{guard_pid}/fd"))
+            .expect("the guard's fds")
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|t| t.to_string_lossy().into_owned())
+            .collect();
+        fds.sort();
+        assert_eq!(fds.len(), 4, "{fds:?}");
+        assert_eq!(&fds[..3], ["/dev/null"; 3], "{fds:?}");
+        assert!(fds[3].starts_with("socket:"), "{fds:?}");
+        let st = stat(guard_pid).expect("the guard");
+        assert_eq!((st.session, st.pgrp), (guard_pid, guard_pid), "own session");
+        assert_ne!(st.ppid, std::process::id(), "the guard is not our child");
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{guard_pid}/cwd")).ok(),
+            Some(PathBuf::from("/"))
+        );
         // Idle with no groups: asleep, and using no CPU time at all.
         let before_ticks = cpu_ticks(guard_pid);
         tokio::time::sleep(Duration::from_millis(500)).await;
