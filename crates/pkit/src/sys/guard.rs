@@ -62,6 +62,11 @@
 //! `struct pid` and cannot be hit. If the leader's group is empty the call
 //! finds nobody (`ESRCH`), which is the right answer.
 //!
+//! Which entries can the guard still hold when it acts? The owner
+//! unregisters a group before it releases (reaps) the leader, and the guard
+//! reads every queued message before it sees end of file, so each process
+//! group left in the table had an unreaped leader when the owner died.
+//!
 //! On older kernels the guard falls back to `killpg` by number, but only
 //! after `pidfd_send_signal(leader, 0)` succeeds, which proves the leader is
 //! not yet reaped (a zombie still answers; a reaped process gives `ESRCH`),
