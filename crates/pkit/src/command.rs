@@ -381,7 +381,7 @@ impl Command {
 
     /// Bounds the whole run: when `limit` passes, the whole tree is torn
     /// down (see [`grace`](Self::grace)), output reading stops, and the
-    /// outcome is [`Outcome::TimedOut`].
+    /// outcome is [`Outcome::TimedOut`](crate::Outcome::TimedOut).
     pub fn timeout(mut self, limit: Duration) -> Command {
         self.timeout = Some(limit);
         self

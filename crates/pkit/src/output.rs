@@ -171,7 +171,8 @@ impl Output {
     }
 
     /// For a [`Pipe`](crate::Pipe), every stage's own result in order (this
-    /// `Output` is their pipefail fold); empty for a single command.
+    /// `Output` is their pipefail fold); empty for a single command. The
+    /// last stage's stdout is moved into this `Output`, not kept twice.
     pub fn stages(&self) -> &[Output] {
         &self.stages
     }
@@ -179,6 +180,27 @@ impl Output {
     /// The pid the program ran as.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+}
+
+impl Output {
+    /// A copy of everything but the captured bytes and the stages.
+    pub(crate) fn clone_meta(&self) -> Output {
+        Output {
+            program: self.program.clone(),
+            outcome: self.outcome,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            duration: self.duration,
+            mechanism: self.mechanism,
+            pid: self.pid,
+            stdout_seen: self.stdout_seen,
+            stderr_seen: self.stderr_seen,
+            stages: Vec::new(),
+            cpu_time: self.cpu_time,
+            peak_memory: self.peak_memory,
+            oom_killed: self.oom_killed,
+        }
     }
 }
 

@@ -222,20 +222,22 @@ impl Pipe {
     }
 }
 
-/// The pipefail fold.
-fn fold(stages: Vec<Output>, cmds: &[Command], duration: Duration) -> Output {
+/// The pipefail fold. The last stage's stdout moves into the fold (its
+/// stage record keeps none), so a big output is held once.
+fn fold(mut stages: Vec<Output>, cmds: &[Command], duration: Duration) -> Output {
     let last = stages.len() - 1;
     let blame = stages
         .iter()
         .zip(cmds)
         .position(|(o, c)| !o.success() && !c.unchecked_in_pipe)
         .unwrap_or(last);
+    let stdout = std::mem::take(&mut stages[last].stdout);
     let b = &stages[blame];
     let l = &stages[last];
     Output {
         program: b.program.clone(),
         outcome: b.outcome,
-        stdout: l.stdout.clone(),
+        stdout,
         stderr: b.stderr.clone(),
         duration,
         mechanism: b.mechanism,

@@ -121,7 +121,7 @@ impl RunningProcess {
         self.pid
     }
 
-    /// The program, as given to [`Command::new`].
+    /// The program, as given to [`Command::new`](crate::Command::new).
     pub fn program(&self) -> &str {
         &self.program
     }
@@ -136,7 +136,8 @@ impl RunningProcess {
     ///
     /// It returns once the process itself has exited: output that its
     /// descendants write afterwards (they live on until the group ends) is
-    /// not included. Calling it again returns the same result.
+    /// not included. The captured bytes are handed over once: calling it again
+    /// returns the same outcome, with empty stdout and stderr.
     ///
     /// Under [`CapturePolicy::Fail`](crate::CapturePolicy::Fail), a stream
     /// that went over its limit makes this an [`Error::OutputLimit`] (the
@@ -229,7 +230,9 @@ impl RunningProcess {
             outcome,
             out.duration,
         );
-        self.finished = Some(out.clone());
+        // Keep the result for a later `wait`, without copying the bytes
+        // (a 64 MiB capture must not cost a second 64 MiB).
+        self.finished = Some(out.clone_meta());
         out
     }
 }

@@ -109,8 +109,12 @@ async fn start_then_wait_returns_the_output() {
         assert_eq!(out.program(), "sh");
         assert_eq!(out.mechanism(), expected_mechanism(choice));
         assert!(p.has_exited());
-        // Waiting again returns the same result.
-        assert_eq!(p.wait().await.expect("wait again"), out);
+        // Waiting again returns the same outcome; the bytes were handed
+        // over once.
+        let again = p.wait().await.expect("wait again");
+        assert_eq!((again.outcome(), again.pid()), (out.outcome(), out.pid()));
+        assert!(again.stdout().is_empty() && again.stderr().is_empty());
+        assert_eq!(again.stdout_total_bytes(), out.stdout_total_bytes());
         // kill() after exit does nothing.
         p.kill().expect("kill after exit");
         group.close().await.expect("close");
