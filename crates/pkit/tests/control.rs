@@ -155,13 +155,12 @@ async fn members_are_listed() {
         let a = g.start(&Command::new("sleep").arg("300")).unwrap();
         let b = g.start(&sh("sleep 300 & wait")).unwrap();
         let mut grandchild = None;
-        eventually("three members", || {
+        // The grandchild is named `sh` between its fork and its exec.
+        eventually("three members, the grandchild exec'd", || {
             let procs = g.processes().unwrap();
-            grandchild = procs
-                .iter()
-                .find(|p| p.pid != a.pid() && p.pid != b.pid())
-                .map(|p| p.pid);
-            procs.len() == 3
+            let other = procs.iter().find(|p| p.pid != a.pid() && p.pid != b.pid());
+            grandchild = other.map(|p| p.pid);
+            procs.len() == 3 && other.and_then(|p| p.name.as_deref()) == Some("sleep")
         })
         .await;
         let procs = g.processes().unwrap();
