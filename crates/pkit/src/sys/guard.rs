@@ -95,7 +95,7 @@ use super::linux::spawn;
 /// Longest path (bytes, NUL included) a slot can hold.
 const PATH_LEN: usize = 512;
 /// Slots in the guard's table; one per cgroup, v1 directory or pgroup.
-const TABLE_CAP: usize = 1024;
+const TABLE_CAP: usize = 4096;
 /// The guard's buffer for `cgroup.procs` (freeze-and-kill fallback).
 const BUF_LEN: usize = 64 * 1024;
 /// How long the guard's teardown may wait for cgroups to empty.
@@ -154,7 +154,9 @@ struct Reply {
     lost: u32,
 }
 
-/// One registered item in the guard's table (`op == 0`: free).
+/// One registered item in the guard's table. All zeroes is a free slot
+/// (`op == 0`), so the table is allocated zeroed and costs no memory until
+/// slots are used.
 #[derive(Clone, Copy)]
 struct Slot {
     op: u32,
@@ -171,7 +173,7 @@ impl Slot {
         flags: 0,
         id: 0,
         pgid: 0,
-        pidfd: -1,
+        pidfd: 0, // meaningful only for OP_PGROUP
         path: [0; PATH_LEN],
     };
 }
@@ -365,11 +367,11 @@ fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let hard = nofile.maximum.unwrap_or(u64::MAX);
     let cap = TABLE_CAP.min(hard.saturating_sub(16) as usize).max(1);
-    let mut table = vec![Slot::FREE; cap];
+    let table = ZeroedTable::new(cap)?;
     let mut buf = vec![0u8; BUF_LEN];
     let plan = Plan {
         sock: guard_end.as_raw_fd(),
-        table: table.as_mut_ptr(),
+        table: table.ptr,
         cap,
         buf: buf.as_mut_ptr(),
         buf_len: buf.len(),
@@ -451,6 +453,34 @@ fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
             failed: None,
         }),
     })
+}
+
+/// The guard's table, allocated zeroed (all free slots): untouched pages
+/// cost no memory in the owner or the guard until slots are used.
+struct ZeroedTable {
+    ptr: *mut Slot,
+    layout: std::alloc::Layout,
+}
+
+impl ZeroedTable {
+    fn new(cap: usize) -> Result<ZeroedTable, String> {
+        let layout = std::alloc::Layout::array::<Slot>(cap)
+            .map_err(|e| format!("the guard's table: {e}"))?;
+        // SAFETY: the layout is non-zero-sized (cap >= 1); the result is
+        // checked for null. All-zero bytes are a valid (free) `Slot`.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slot>();
+        if ptr.is_null() {
+            return Err("cannot allocate the guard's table".into());
+        }
+        Ok(ZeroedTable { ptr, layout })
+    }
+}
+
+impl Drop for ZeroedTable {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.cast(), self.layout) }
+    }
 }
 
 /// Whether the peer of `sock` has closed its end.
@@ -865,7 +895,9 @@ unsafe fn guard_main(plan: &Plan) -> ! {
                 close_fd(passed);
                 for slot in table.iter_mut() {
                     if slot.op != 0 && slot.id == msg.id {
-                        close_fd(slot.pidfd);
+                        if slot.op == OP_PGROUP {
+                            close_fd(slot.pidfd);
+                        }
                         *slot = Slot::FREE;
                     }
                 }
