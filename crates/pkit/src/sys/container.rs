@@ -205,14 +205,15 @@ impl Container {
     /// must happen before the leader is released (reaped).
     fn release_guard(&self) {
         let mut link = self.guard_link();
-        if let GuardLink::On(_) = &*link {
-            if let GuardLink::On(t) = std::mem::replace(&mut *link, GuardLink::Released) {
+        match std::mem::replace(&mut *link, GuardLink::Released) {
+            GuardLink::On(ticket) => {
                 if let Ok(g) = guard::get() {
-                    g.unregister(t);
+                    g.unregister(ticket);
                 }
             }
-        } else if matches!(*link, GuardLink::Pending) {
-            *link = GuardLink::Released;
+            GuardLink::Pending | GuardLink::Released => {}
+            // Off and Unavailable keep saying why there is no guard.
+            other => *link = other,
         }
     }
 
