@@ -25,6 +25,15 @@ pub fn main(as_json: bool) -> ExitCode {
                 "enforced_by": c.enforced_by,
                 "reason": c.reason,
             })).collect::<Vec<_>>(),
+            "guard": json!({
+                "running": host.guard.running,
+                "pid": host.guard.pid,
+                "groups": host.guard.groups,
+                "entries": host.guard.entries,
+                "lost": host.guard.lost,
+                "error": host.guard.error,
+                "process_groups": host.guard.process_groups,
+            }),
         });
         println!("{v}");
     } else {
@@ -62,6 +71,24 @@ pub fn main(as_json: bool) -> ExitCode {
             None => println!("  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
             Some(e) => println!("  placement at birth: no, children join before exec ({e})"),
         }
+        let g = &host.guard;
+        match (g.running, g.pid, &g.error) {
+            (true, Some(pid), _) => println!(
+                "  owner-death guard: running (pid {pid}), covering {} group(s){}",
+                g.groups.len(),
+                if g.groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", g.groups.join(", "))
+                }
+            ),
+            (_, _, Some(why)) => println!("  owner-death guard: not running: {why}"),
+            _ => println!(
+                "  owner-death guard: not running in this process (every pkit process starts \
+                 its own with its first group)"
+            ),
+        }
+        println!("  owner-death guard, process groups: {}", g.process_groups);
         println!("  resource caps (need a cgroup group):");
         for c in &host.caps {
             match &c.enforced_by {

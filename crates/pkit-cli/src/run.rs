@@ -108,6 +108,13 @@ pub async fn main(args: RunArgs) -> u8 {
         token.cancel();
     };
 
+    // The guard is what would have ended the tree had pkit been SIGKILLed:
+    // if it could not run, say so (the library logs it through tracing,
+    // which the CLI does not print).
+    if let Some(why) = pkit::host_containment().guard.error {
+        eprintln!("pkit: warning: the run had no owner-death guard: {why}");
+    }
+
     if let Some(sig) = caught {
         if args.json {
             print_json(&error_report(&program, "cancelled", "cancelled"));

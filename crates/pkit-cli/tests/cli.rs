@@ -1,6 +1,7 @@
 //! The `pkit` binary, run for real: exit statuses, JSON, signals, and that
 //! nothing it started is left behind.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -431,4 +432,131 @@ fn caps_and_stats() {
     assert!(caps
         .iter()
         .all(|c| c["cap"].is_string() && c["reason"].is_string()));
+}
+
+/// The owner-death guard of the `pkit` process started with
+/// `PKIT_TEST_TAG=<tag>`: a forked copy of it, so it has the same
+/// environment, named `pkit-guard`. Polls until it shows up.
+fn guard_of(tag: &str) -> i32 {
+    let want = format!("PKIT_TEST_TAG={tag}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() != "pkit-guard" {
+                continue;
+            }
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
+                return pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "no guard tagged {tag}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tag() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls until no `pkit-<pid>-*` directory is left under the cgroup parent.
+fn assert_no_cgroup_of(pid: u32) {
+    let Some(parent) = cgroup_parent() else {
+        return;
+    };
+    let prefix = format!("pkit-{pid}-");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&parent)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A tree that ignores SIGINT, as a job's background children do.
+fn tree_ignoring_int(file: &Path) -> String {
+    format!("trap '' INT; {}", tree_script(file))
+}
+
+#[test]
+fn a_sigkilled_pkit_run_leaves_nothing_behind() {
+    for m in MECHANISMS {
+        let (file, tag) = (pid_file(), tag());
+        let mut child = pkit()
+            .args(["run", "--mechanism", m, "--", "sh", "-c"])
+            .arg(tree_script(&file))
+            .env("PKIT_TEST_TAG", &tag)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        let guard = guard_of(&tag);
+        assert!(!pid_gone(guard), "{m}: the guard runs");
+        child.kill().unwrap(); // SIGKILL: pkit runs no teardown at all
+        child.wait().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_all_gone(&pids);
+        assert_no_cgroup_of(child.id());
+        assert_all_gone(&[guard]);
+    }
+}
+
+#[test]
+fn ctrl_c_to_a_foreground_pkit_run_does_not_stop_its_guard() {
+    // Ctrl-C goes to the terminal's foreground process group: here pkit
+    // leads one. The tree ignores SIGINT; pkit is SIGKILLed right after the
+    // SIGINT, so whether its own teardown got anywhere or not, the guard
+    // (in its own session, ignoring SIGINT) must finish the job.
+    for m in MECHANISMS {
+        let (file, tag) = (pid_file(), tag());
+        let mut child = pkit()
+            .args(["run", "--mechanism", m, "--", "sh", "-c"])
+            .arg(tree_ignoring_int(&file))
+            .env("PKIT_TEST_TAG", &tag)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        let guard = guard_of(&tag);
+        let pgid = child.id() as i32;
+        // SAFETY: signalling the process group our own unreaped child leads.
+        assert_eq!(unsafe { libc::killpg(pgid, libc::SIGINT) }, 0);
+        assert!(!pid_gone(guard), "{m}: SIGINT reached the guard");
+        let _ = child.kill();
+        child.wait().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_all_gone(&pids);
+        assert_no_cgroup_of(child.id());
+        assert_all_gone(&[guard]);
+    }
+}
+
+#[test]
+fn doctor_reports_the_guard() {
+    let out = run(&["doctor", "--json"]);
+    let v = json(&out);
+    let guard = &v["guard"];
+    // doctor creates no group, so its own guard never starts.
+    assert_eq!(guard["running"], false, "{v}");
+    assert!(guard["process_groups"].as_str().is_some(), "{v}");
+    let text = String::from_utf8_lossy(&run(&["doctor"]).stdout).into_owned();
+    assert!(text.contains("owner-death guard"), "{text}");
 }

@@ -46,6 +46,8 @@ pub struct Group {
 pub struct GroupBuilder {
     mechanism: Option<MechanismChoice>,
     limits: sys::Limits,
+    /// `owner_death_guard(false)` was asked for.
+    no_guard: bool,
 }
 
 impl GroupBuilder {
@@ -85,6 +87,19 @@ impl GroupBuilder {
         self
     }
 
+    /// Whether the owner-death guard covers this group (default: yes).
+    ///
+    /// The guard is a small process, started with this process's first
+    /// group, that kills every group it covers if this process dies
+    /// without tearing them down (SIGKILL, a crash, an abort). If it can't
+    /// be started the group is still created, unguarded:
+    /// [`Group::guarded`] says so, a warning is logged, and
+    /// [`host_containment`](crate::host_containment) gives the reason.
+    pub fn owner_death_guard(mut self, on: bool) -> GroupBuilder {
+        self.no_guard = !on;
+        self
+    }
+
     /// Creates the group's container.
     pub fn build(self) -> Result<Group> {
         let choice = match self.mechanism {
@@ -96,16 +111,17 @@ impl GroupBuilder {
                 ))
             })?,
         };
-        let container = Container::create(choice, &self.limits).map_err(|e| match e {
-            sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
-                requested: Some(Mechanism::CgroupV2),
-                reason,
-            },
-            sys::CreateError::Limit(l) => Error::ResourceLimit {
-                cap: l.cap,
-                reason: l.reason,
-            },
-        })?;
+        let container =
+            Container::create(choice, &self.limits, !self.no_guard).map_err(|e| match e {
+                sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
+                    requested: Some(Mechanism::CgroupV2),
+                    reason,
+                },
+                sys::CreateError::Limit(l) => Error::ResourceLimit {
+                    cap: l.cap,
+                    reason: l.reason,
+                },
+            })?;
         log::group_created(container.mechanism());
         Ok(Group { container })
     }
@@ -138,6 +154,16 @@ impl Group {
     /// are placed, how it is torn down, and any fallback taken.
     pub fn description(&self) -> String {
         self.container.describe()
+    }
+
+    /// Whether the owner-death guard covers this group now: if this
+    /// process is killed, the guard kills the group's whole tree and
+    /// removes its container. False when it was turned off
+    /// ([`GroupBuilder::owner_death_guard`]), could not be started, or has
+    /// died. A process group is registered when its first process starts;
+    /// before that this says whether it will be.
+    pub fn guarded(&self) -> bool {
+        self.container.guarded()
     }
 
     /// The resource caps in force and what enforces each (empty without

@@ -34,6 +34,10 @@
 //!   [`probe`](Command::probe).
 //! - [`Group`] is a shared container for processes that must die together.
 //! - [`host_containment`] says what this host offers, without spawning.
+//! - If this process dies without tearing its groups down (SIGKILL, a
+//!   crash), its owner-death guard, a small process started with the first
+//!   group, kills them: see [`GroupBuilder::owner_death_guard`] and
+//!   [`Group::guarded`].
 //! - The mechanism can be forced with `PKIT_MECHANISM=auto|cgroup|pgroup` or
 //!   [`GroupBuilder::mechanism`]; forcing what is impossible is an error.
 //!
@@ -77,6 +81,6 @@ pub use pump::{
 pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use stats::{Profile, SampleStats};
 pub use sys::{
-    host_containment, CapSupport, HostContainment, LimitInfo, Mechanism, MechanismChoice,
-    Placement, ProcessInfo, Signal, Stats,
+    host_containment, CapSupport, GuardStatus, HostContainment, LimitInfo, Mechanism,
+    MechanismChoice, Placement, ProcessInfo, Signal, Stats,
 };

@@ -38,8 +38,8 @@ async fn signals_reach_grandchildren() {
             let _ = std::fs::remove_file(f);
         }
         let script = format!(
-            "sh -c 'trap \"touch {inner}; exit 0\" USR1; touch {ready}; while :; do sleep 0.05; done' &
-             trap 'touch {outer}; exit 0' USR1
+            "trap 'touch {outer}; exit 0' USR1
+             sh -c 'trap \"touch {inner}; exit 0\" USR1; touch {ready}; while :; do sleep 0.05; done' &
              while :; do sleep 0.05; done",
             inner = inner.display(),
             outer = outer.display(),
@@ -155,8 +155,7 @@ async fn members_are_listed() {
         let a = g.start(&Command::new("sleep").arg("300")).unwrap();
         let b = g.start(&sh("sleep 300 & wait")).unwrap();
         let mut grandchild = None;
-        // The shell's forked child is briefly still named "sh", until it
-        // has exec'd sleep.
+        // The grandchild is named `sh` between its fork and its exec.
         eventually("three members, the grandchild exec'd", || {
             let procs = g.processes().unwrap();
             let other = procs.iter().find(|p| p.pid != a.pid() && p.pid != b.pid());

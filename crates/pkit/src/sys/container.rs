@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::guard;
 use super::host::{clone3_status, errno_text, mark_clone3_refused, MechanismChoice};
 use super::limits::{self, Applied, LimitError, Limits};
 use super::linux::cgroup::Cgroup;
@@ -64,6 +65,22 @@ pub(crate) struct Container {
     pub(super) suspended: AtomicBool,
     /// Resource caps and the v1 cgroups carrying them.
     pub(super) limits: Applied,
+    /// The group's standing with the owner-death guard.
+    guard: Mutex<GuardLink>,
+}
+
+/// A container's standing with the owner-death guard.
+enum GuardLink {
+    /// Turned off with `GroupBuilder::owner_death_guard(false)`.
+    Off,
+    /// Wanted, but impossible (the reason).
+    Unavailable(String),
+    /// A process group whose leader isn't started yet: it registers then.
+    Pending,
+    /// Registered.
+    On(super::guard::Ticket),
+    /// Unregistered at teardown.
+    Released,
 }
 
 /// Why a container could not be created.
@@ -86,10 +103,12 @@ impl Container {
     pub(crate) fn create(
         choice: MechanismChoice,
         limits: &Limits,
+        want_guard: bool,
     ) -> Result<Container, CreateError> {
         limits.validate().map_err(CreateError::Limit)?;
         let cgroup = || -> Result<Cgroup, String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
+            guard::sweep_stale_once(&h.parent_dir);
             Cgroup::create(&h.parent_dir, host::cgroup_kill_supported(&h.parent_dir))
                 .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
@@ -125,13 +144,77 @@ impl Container {
                 )));
             }
         };
+        let link = if !want_guard {
+            GuardLink::Off
+        } else {
+            match (guard::get(), &kind) {
+                (Err(why), _) => GuardLink::Unavailable(why),
+                (Ok(_), Kind::Pgroup { .. }) => GuardLink::Pending,
+                (Ok(g), Kind::Cgroup(cg)) => {
+                    let v1: Vec<std::path::PathBuf> = applied
+                        .v1
+                        .iter()
+                        .map(|(_, g)| g.path().to_path_buf())
+                        .collect();
+                    match g.register_cgroup(cg.path(), cg.has_kill(), &v1) {
+                        Ok(t) => GuardLink::On(t),
+                        Err(why) => {
+                            tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");
+                            GuardLink::Unavailable(why)
+                        }
+                    }
+                }
+            }
+        };
         Ok(Container {
             kind,
             fallback,
             torn_down: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
             limits: applied,
+            guard: Mutex::new(link),
         })
+    }
+
+    fn guard_link(&self) -> std::sync::MutexGuard<'_, GuardLink> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the owner-death guard covers this group now (for a process
+    /// group not started yet: whether it will once its first process is).
+    pub(crate) fn guarded(&self) -> bool {
+        let covered = matches!(*self.guard_link(), GuardLink::On(_) | GuardLink::Pending);
+        covered && guard::get().is_ok_and(|g| g.alive())
+    }
+
+    /// Says how the owner-death guard stands for this group.
+    fn describe_guard(&self) -> String {
+        match &*self.guard_link() {
+            GuardLink::Off => "no owner-death guard (turned off)".into(),
+            GuardLink::Unavailable(why) => format!("no owner-death guard: {why}"),
+            GuardLink::Released => "owner-death guard released".into(),
+            GuardLink::On(_) | GuardLink::Pending => match guard::get() {
+                Ok(g) if g.alive() => format!("owner-death guard pid {}", g.pid()),
+                Ok(g) => format!("owner-death guard pid {} has exited: unguarded", g.pid()),
+                Err(why) => format!("no owner-death guard: {why}"),
+            },
+        }
+    }
+
+    /// Unregisters from the guard (idempotent). For a process group this
+    /// must happen before the leader is released (reaped).
+    fn release_guard(&self) {
+        let mut link = self.guard_link();
+        match std::mem::replace(&mut *link, GuardLink::Released) {
+            GuardLink::On(ticket) => {
+                if let Ok(g) = guard::get() {
+                    g.unregister(ticket);
+                }
+            }
+            GuardLink::Pending | GuardLink::Released => {}
+            // Off and Unavailable keep saying why there is no guard.
+            other => *link = other,
+        }
     }
 
     fn pgroup() -> Kind {
@@ -161,6 +244,11 @@ impl Container {
 
     /// One line for humans: mechanism, where, placement, teardown.
     pub(crate) fn describe(&self) -> String {
+        let main = self.describe_container();
+        format!("{main}; {}", self.describe_guard())
+    }
+
+    fn describe_container(&self) -> String {
         match &self.kind {
             Kind::Cgroup(cg) => format!(
                 "cgroup v2 at {}; {}; teardown by {}",
@@ -235,10 +323,26 @@ impl Container {
                 let handle = Arc::new(ChildHandle::new(pid, pidfd));
                 if leader.is_none() {
                     *leader = Some(handle.clone());
+                    self.register_leader(&handle);
                 }
                 Ok(handle)
             }
         }
+    }
+
+    /// Registers a process group's new leader with the guard.
+    fn register_leader(&self, leader: &ChildHandle) {
+        let mut link = self.guard_link();
+        if !matches!(*link, GuardLink::Pending) {
+            return;
+        }
+        *link = match guard::get().and_then(|g| g.register_pgroup(leader.pidfd(), leader.pid())) {
+            Ok(t) => GuardLink::On(t),
+            Err(why) => {
+                tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");
+                GuardLink::Unavailable(why)
+            }
+        };
     }
 
     /// SIGKILL to the whole tree, now.
@@ -410,6 +514,7 @@ impl Container {
                 for (_, g) in &self.limits.v1 {
                     g.remove();
                 }
+                self.release_guard();
                 Ok(())
             }
             Kind::Pgroup { leader } => {
@@ -417,6 +522,7 @@ impl Container {
                 // against one stuck in uninterruptible sleep.
                 let deadline = Instant::now() + CLOSE_WAIT;
                 self.wait_members(&pg_members, deadline).await?;
+                self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
                 Ok(())
             }
@@ -433,9 +539,13 @@ impl Container {
             Kind::Cgroup(cg) => {
                 let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
                 cg.teardown(v1.collect());
+                // Killed; a directory still being removed by the reaper is
+                // swept by a later pkit process if this one dies first.
+                self.release_guard();
             }
             Kind::Pgroup { leader } => {
                 let _ = self.kill();
+                self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
             }
         }
@@ -452,5 +562,8 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 impl Drop for Container {
     fn drop(&mut self) {
         self.teardown_now();
+        // After a failed close() teardown_now does nothing: still leave the
+        // guard before the leader (a field) is released.
+        self.release_guard();
     }
 }

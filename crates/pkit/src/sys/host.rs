@@ -104,6 +104,9 @@ pub struct HostContainment {
     /// Which resource caps a cgroup group could carry here, and how. Caps
     /// need a cgroup: under the process-group mechanism none can be had.
     pub caps: Vec<super::limits::CapSupport>,
+    /// This process's owner-death guard: whether it runs, its pid, and the
+    /// groups it covers. It starts with the process's first group.
+    pub guard: super::guard::GuardStatus,
 }
 
 /// Says, without spawning anything, what a new [`Group`](crate::Group)
@@ -132,6 +135,7 @@ pub fn host_containment() -> HostContainment {
         clone3: clone3.is_ok(),
         clone3_error: clone3.err().map(errno_text),
         caps: Vec::new(),
+        guard: super::guard::status(),
     };
     let cgroup = match host::cgroup_host() {
         Ok(h) => {

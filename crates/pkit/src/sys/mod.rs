@@ -13,6 +13,7 @@ compile_error!(
 
 mod container;
 mod control;
+pub(crate) mod guard;
 mod host;
 mod limits;
 #[cfg(target_os = "linux")]
@@ -30,6 +31,7 @@ pub use container::Placement;
 pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
+pub use guard::GuardStatus;
 pub use host::{host_containment, HostContainment, MechanismChoice};
 pub(crate) use limits::Limits;
 pub use limits::{CapSupport, LimitInfo};

@@ -44,6 +44,11 @@ impl ChildHandle {
         self.pid
     }
 
+    /// The child's pidfd (valid while the handle lives).
+    pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+
     fn fd(&self) -> BorrowedFd<'_> {
         self.pidfd
             .as_ref()

@@ -284,7 +284,7 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-fn block_all_signals() -> libc::sigset_t {
+pub(crate) fn block_all_signals() -> libc::sigset_t {
     let mut all = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
@@ -295,7 +295,7 @@ fn block_all_signals() -> libc::sigset_t {
     }
 }
 
-fn restore_signals(old: &libc::sigset_t) {
+pub(crate) fn restore_signals(old: &libc::sigset_t) {
     // SAFETY: `old` is the mask pthread_sigmask returned above.
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
@@ -361,7 +361,7 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
 ///
 /// # Safety
 /// Child only (see `child_main`).
-unsafe fn reset_signal_dispositions() {
+pub(crate) unsafe fn reset_signal_dispositions() {
     // 64 is the highest signal number on Linux (_NSIG - 1); numbers glibc
     // reserves for itself fail with EINVAL and are skipped.
     for sig in 1..=64 {

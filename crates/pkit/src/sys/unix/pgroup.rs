@@ -11,6 +11,10 @@
 //! group keeps the leader's handle), so its pid, and thus the pgid, stays
 //! allocated: the kernel does not hand out a pid while a zombie holds it.
 //! Only after `killpg` at teardown does the group release the leader.
+//!
+//! If the owner itself dies, init reaps the leader; the owner-death guard
+//! therefore signals the group through the leader's pidfd rather than by
+//! number (see `sys/guard.rs`).
 
 use std::io;
 
