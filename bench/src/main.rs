@@ -9,7 +9,7 @@
 //! round are paired: a load spike hits all contenders of that round alike.
 //!
 //! ```text
-//! cargo run --release -p pkit-bench -- [--rounds N] [--only NAME] [--rss-gib 2,8]
+//! cargo run --release -p pkit-bench -- [--rounds N] [--only NAME] [--rss-gib 2,8] [--big N]
 //! ```
 
 mod scenarios;
@@ -32,6 +32,9 @@ struct Args {
     /// memory (comma-separated, e.g. 2,8).
     #[arg(long, value_delimiter = ',')]
     rss_gib: Vec<u64>,
+    /// Also run the 1 GiB scenarios, with this many rounds.
+    #[arg(long)]
+    big: Option<usize>,
 }
 
 /// One contender's result for one round.
@@ -67,6 +70,14 @@ fn main() {
         if wanted(scenario.name) {
             let table = rt.block_on(scenario.run(args.rounds));
             println!("{table}");
+        }
+    }
+    if let Some(rounds) = args.big {
+        for scenario in scenarios::big() {
+            if wanted(scenario.name) {
+                let table = rt.block_on(scenario.run(rounds));
+                println!("{table}");
+            }
         }
     }
     for gib in &args.rss_gib {

@@ -15,6 +15,11 @@ const SMALL_INPUT: &[u8] = b"0123456789abcdef0123456789abcdef"; // 32 bytes
 const LINES: usize = 8000;
 const BIG: usize = 64 << 20;
 
+/// The 1 GiB scenarios (run with `--big`: a few seconds per round).
+pub fn big() -> Vec<Scenario> {
+    vec![streaming_gib(), pipeline_gib()]
+}
+
 pub fn all() -> Vec<Scenario> {
     vec![
         spawn_wait("spawn-wait /bin/true", "/bin/true"),
@@ -480,5 +485,108 @@ fn tree_teardown() -> Scenario {
             let sample = settle(&pids, t).await;
             let _ = child.wait().await;
             sample
+        })
+}
+
+const GIB_LINES: usize = 8 << 20; // 8 Mi lines of 128 bytes = 1 GiB
+
+fn streaming_gib() -> Scenario {
+    Scenario::new("streaming 1 GiB of 128-byte lines")
+        .with("std::process (64 KiB read loop, no lines)", || async {
+            let t = Instant::now();
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &line_script(GIB_LINES)])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = vec![0u8; 64 << 10];
+            let mut n = 0;
+            loop {
+                let k = out.read(&mut buf).unwrap();
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            child.wait().unwrap();
+            assert_eq!(n, GIB_LINES * 128);
+            t.elapsed().into()
+        })
+        .with("tokio::process (lines)", || async {
+            let t = Instant::now();
+            let mut child = tokio::process::Command::new("sh")
+                .args(["-c", &line_script(GIB_LINES)])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut n = 0;
+            while lines.next_line().await.unwrap().is_some() {
+                n += 1;
+            }
+            child.wait().await.unwrap();
+            assert_eq!(n, GIB_LINES);
+            t.elapsed().into()
+        })
+        .with("pkit (stream_lines)", || async {
+            let t = Instant::now();
+            let group = pkit::Group::new().unwrap();
+            let cmd = pkit::Command::new("sh")
+                .args(["-c", &line_script(GIB_LINES)])
+                .stream_lines();
+            let mut p = group.start(&cmd).unwrap();
+            let mut lines = p.lines();
+            let mut n = 0;
+            while lines.next_line().await.is_some() {
+                n += 1;
+            }
+            p.wait().await.unwrap();
+            group.close().await.unwrap();
+            assert_eq!(n, GIB_LINES);
+            t.elapsed().into()
+        })
+}
+
+/// 1 GiB through `head | cat | wc -c`.
+fn pipeline_gib() -> Scenario {
+    const BYTES: u64 = 1 << 30;
+    let src = ["-c", "1073741824", "/dev/zero"];
+    Scenario::new("3-stage pipeline moving 1 GiB (head | cat | wc -c)")
+        .with("std::process (wired by hand)", move || async move {
+            let t = Instant::now();
+            let mut a = std::process::Command::new("head")
+                .args(src)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut b = std::process::Command::new("cat")
+                .stdin(a.stdout.take().unwrap())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let c = std::process::Command::new("wc")
+                .arg("-c")
+                .stdin(b.stdout.take().unwrap())
+                .output()
+                .unwrap();
+            a.wait().unwrap();
+            b.wait().unwrap();
+            let n: u64 = String::from_utf8_lossy(&c.stdout).trim().parse().unwrap();
+            assert_eq!(n, BYTES);
+            t.elapsed().into()
+        })
+        .with("pkit (Pipe)", move || async move {
+            let t = Instant::now();
+            let out = pkit::Pipe::new([
+                pkit::Command::new("head").args(src),
+                pkit::Command::new("cat"),
+                pkit::Command::new("wc").arg("-c"),
+            ])
+            .run()
+            .await
+            .unwrap();
+            assert_eq!(out.parse::<u64>().unwrap(), BYTES);
+            t.elapsed().into()
         })
 }
