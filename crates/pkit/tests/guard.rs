@@ -559,6 +559,13 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
             g.close().await.expect("close");
             p.wait().await.expect("wait");
         }
+        // One-shot runs end through the fast path (an already-empty cgroup
+        // is just removed): they must unregister too.
+        let runner = std::sync::Arc::new(pkit::SystemRunner::with_mechanism(choice));
+        for _ in 0..100 {
+            let out = Command::new("true").runner(runner.clone()).output().await;
+            assert!(out.expect("run").success());
+        }
         let host = pkit::host_containment();
         assert!(host.guard.running, "{:?}", host.guard);
         assert_eq!(host.guard.pid, Some(guard_pid), "one guard per owner");

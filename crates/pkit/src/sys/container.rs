@@ -501,6 +501,7 @@ impl Container {
                 for (_, g) in &self.limits.v1 {
                     g.remove();
                 }
+                self.release_guard();
                 return Ok(());
             }
         }
