@@ -249,7 +249,7 @@ impl Group {
     /// SIGKILLed members are not waited for.
     pub(crate) async fn end_run(&self) -> Result<()> {
         self.container
-            .close_with(false)
+            .close_with(false, true)
             .await
             .map_err(|e| Error::io("closing the group", e))
     }

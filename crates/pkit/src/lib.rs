@@ -81,6 +81,6 @@ pub use pump::{
 pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use stats::{Profile, SampleStats};
 pub use sys::{
-    host_containment, CapSupport, GuardStatus, HostContainment, LimitInfo, Mechanism,
-    MechanismChoice, Placement, ProcessInfo, Signal, Stats,
+    host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment, LimitInfo,
+    Mechanism, MechanismChoice, Placement, ProcessInfo, Signal, Stats,
 };

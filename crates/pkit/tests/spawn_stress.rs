@@ -32,6 +32,8 @@ fn zombie_children() -> Vec<u32> {
 }
 
 fn our_cgroups() -> usize {
+    // Emptied directories kept for reuse are not leaks; drop them first.
+    pkit::release_spare_cgroups();
     let Some(parent) = pkit::host_containment().group_parent else {
         return 0;
     };

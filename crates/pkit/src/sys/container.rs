@@ -477,13 +477,17 @@ impl Container {
     /// Kills the tree, waits (asynchronously) until it is gone, and removes
     /// the container. The container can't be used afterwards.
     pub(crate) async fn close(&self) -> io::Result<()> {
-        self.close_with(true).await
+        self.close_with(true, false).await
     }
 
     /// [`close`](Self::close); `wait_pgroup: false` skips waiting for a
     /// process group's killed members (finding them means scanning all of
     /// `/proc`), for a run that only needs them dead, not yet reaped.
-    pub(crate) async fn close_with(&self, wait_pgroup: bool) -> io::Result<()> {
+    ///
+    /// `pool: true` lets an emptied, uncapped cgroup be kept for the next
+    /// group instead of removed (a one-shot run's private group, whose
+    /// directory nobody else sees).
+    pub(crate) async fn close_with(&self, wait_pgroup: bool, pool: bool) -> io::Result<()> {
         if self.torn_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -497,7 +501,12 @@ impl Container {
             // The common end of a run: everything has exited already. The
             // kernel refuses to remove a populated cgroup, so a successful
             // rmdir proves there is nothing left to kill.
-            if cg.remove().is_ok() {
+            let retired = if pool && self.limits.info.is_empty() {
+                cg.retire_if_empty().unwrap_or(false)
+            } else {
+                cg.remove().is_ok()
+            };
+            if retired {
                 for (_, g) in &self.limits.v1 {
                     g.remove();
                 }

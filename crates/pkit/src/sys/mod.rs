@@ -331,3 +331,9 @@ pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()>
     rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
     Ok(())
 }
+
+/// Removes the emptied cgroup directories pkit keeps for reuse by later
+/// one-shot runs (at most 16; they are also removed at normal exit).
+pub fn release_spare_cgroups() {
+    linux::cgroup_pool::release_all();
+}

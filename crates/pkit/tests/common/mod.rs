@@ -274,6 +274,9 @@ pub fn group_parent() -> Option<PathBuf> {
 
 /// The `pkit-<our pid>-*` cgroup directories that exist now.
 pub fn own_cgroup_dirs() -> Vec<PathBuf> {
+    // Emptied directories kept for reuse by later one-shot runs are not
+    // leaks, but remove them so the check sees only what matters.
+    pkit::release_spare_cgroups();
     let Some(parent) = group_parent() else {
         return Vec::new();
     };

@@ -24,6 +24,9 @@ pub(crate) struct Cgroup {
     dir: OwnedFd,
     has_kill: bool,
     removed: AtomicBool,
+    /// Whether it was ever killed: such a cgroup is never pooled for reuse
+    /// (see [`retire_if_empty`](Self::retire_if_empty)).
+    killed: AtomicBool,
 }
 
 /// The name prefix of every cgroup pkit makes: `pkit-<owner pid>-<seq>`.
@@ -32,6 +35,15 @@ pub(crate) const NAME_PREFIX: &str = "pkit-";
 impl Cgroup {
     /// Creates a new, empty cgroup under `parent`.
     pub(crate) fn create(parent: &Path, has_kill: bool) -> io::Result<Cgroup> {
+        if let Some((path, dir)) = super::cgroup_pool::take(parent) {
+            return Ok(Cgroup {
+                path,
+                dir,
+                has_kill,
+                removed: AtomicBool::new(false),
+                killed: AtomicBool::new(false),
+            });
+        }
         let pid = std::process::id();
         loop {
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -58,6 +70,7 @@ impl Cgroup {
                 dir,
                 has_kill,
                 removed: AtomicBool::new(false),
+                killed: AtomicBool::new(false),
             });
         }
     }
@@ -112,6 +125,7 @@ impl Cgroup {
             return Ok(());
         }
         if self.has_kill {
+            self.killed.store(true, Ordering::Release);
             return self.write_file("cgroup.kill", b"1");
         }
         self.kill_each()
@@ -127,6 +141,7 @@ impl Cgroup {
     /// `cgroup.kill`, because the fork path compares the target cgroup's
     /// kill sequence with the parent's.
     pub(crate) fn kill_each(&self) -> io::Result<()> {
+        self.killed.store(true, Ordering::Release);
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -239,6 +254,32 @@ impl Cgroup {
                 Ok(())
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends an emptied cgroup: an empty, unfrozen cgroup that was never
+    /// killed goes to the pool of spare directories for the next group
+    /// (else it is removed). Returns false, touching nothing, when it is not
+    /// empty: the caller kills and waits.
+    pub(crate) fn retire_if_empty(&self) -> io::Result<bool> {
+        if self.is_removed() {
+            return Ok(true);
+        }
+        let ev = read_events(&self.open_events()?)?;
+        if ev.populated || ev.frozen {
+            return Ok(false);
+        }
+        // Never reuse a killed cgroup: on Linux 6.18 a child placed with
+        // CLONE_INTO_CGROUP into a cgroup that once saw `cgroup.kill` is
+        // SIGKILLed at birth.
+        if !self.killed.load(Ordering::Acquire) && super::cgroup_pool::offer(&self.path) {
+            self.removed.store(true, Ordering::Release);
+            return Ok(true);
+        }
+        match self.remove() {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Linux: the cgroup v2 backend, clone3 spawning, pidfds, `/proc`.
 
 pub(crate) mod cgroup;
+pub(crate) mod cgroup_pool;
 pub(crate) mod child;
 pub(crate) mod host;
 pub(crate) mod procfs;
