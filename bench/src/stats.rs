@@ -50,15 +50,23 @@ impl Scenario {
                 survivors[i] += sample.survivors;
             }
         }
+        // A second paired ratio, against tokio::process, where it runs too
+        // (the async baseline the capture targets are set against).
+        let tokio_idx = self
+            .contenders
+            .iter()
+            .position(|(name, _)| name.starts_with("tokio::process"));
         let mut out = format!(
-            "### {} ({rounds} rounds)\n\n| contender | median | min | max | median ratio vs {} |{}\n|---|---:|---:|---:|---:|{}\n",
+            "### {} ({rounds} rounds)\n\n| contender | median | min | max | median ratio vs {} |{}{}\n|---|---:|---:|---:|---:|{}{}\n",
             self.name,
             self.contenders[0].0,
+            if tokio_idx.is_some() { " vs tokio |" } else { "" },
             if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
                 " survivors per run |"
             } else {
                 ""
             },
+            if tokio_idx.is_some() { "---:|" } else { "" },
             if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
                 "---:|"
             } else {
@@ -76,13 +84,25 @@ impl Scenario {
             } else {
                 String::new()
             };
+            let vs_tokio = match tokio_idx {
+                Some(t) => {
+                    let r: Vec<f64> = times[i]
+                        .iter()
+                        .zip(&times[t])
+                        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9))
+                        .collect();
+                    format!(" {:.2}x |", median_f(r))
+                }
+                None => String::new(),
+            };
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {:.2}x |{}\n",
+                "| {} | {} | {} | {} | {:.2}x |{}{}\n",
                 self.contenders[i].0,
                 fmt(median(times[i].clone())),
                 fmt(*times[i].iter().min().unwrap()),
                 fmt(*times[i].iter().max().unwrap()),
                 median_f(ratios),
+                vs_tokio,
                 extra
             ));
         }

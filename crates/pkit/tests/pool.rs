@@ -1,0 +1,79 @@
+//! Spare cgroups of one-shot runs: reused, never shared by two live runs,
+//! bounded, and removable on demand (its own test binary: it counts this
+//! process's cgroup directories).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use pkit::{Command, MechanismChoice, SystemRunner};
+
+fn own_dirs() -> Vec<String> {
+    let Some(parent) = pkit::host_containment().group_parent else {
+        return Vec::new();
+    };
+    let prefix = format!("pkit-{}-", std::process::id());
+    std::fs::read_dir(parent)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+/// The cgroup a run's program reports from inside.
+async fn cgroup_of_run(runner: &Arc<SystemRunner>, nap: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("grep '^0::' /proc/self/cgroup; sleep {nap}")])
+        .runner(runner.clone())
+        .output()
+        .await
+        .unwrap();
+    out.stdout_str().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spares_are_reused_never_shared_and_bounded() {
+    let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
+    // Sequential runs reuse one directory.
+    let a = cgroup_of_run(&runner, "0").await;
+    let b = cgroup_of_run(&runner, "0").await;
+    assert_eq!(a, b, "the emptied cgroup was reused");
+    assert_eq!(own_dirs().len(), 1, "one spare kept");
+
+    // Concurrent runs each get a cgroup of their own.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let r = runner.clone();
+        set.spawn(async move { cgroup_of_run(&r, "0.3").await });
+    }
+    let mut seen = BTreeSet::new();
+    while let Some(c) = set.join_next().await {
+        assert!(seen.insert(c.unwrap()), "two live runs shared a cgroup");
+    }
+    assert_eq!(seen.len(), 20);
+    assert!(
+        own_dirs().len() <= 16,
+        "at most 16 spares: {:?}",
+        own_dirs()
+    );
+
+    // A group that was killed is never reused.
+    let g = pkit::Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .build()
+        .unwrap();
+    let _p = g.start(&Command::new("sleep").arg("300")).unwrap();
+    g.kill().unwrap();
+    drop(g);
+
+    pkit::release_spare_cgroups();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !own_dirs().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left: {:?}",
+            own_dirs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
