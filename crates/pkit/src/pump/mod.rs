@@ -356,13 +356,16 @@ impl Sinks {
         if !self.wants_lines() {
             return;
         }
+        let kind = self.kind;
         let mut lines = Vec::new();
         match &mut self.decoder {
-            None => self.splitter.feed(bytes, &mut |l| lines.push(to_line(l))),
+            None => self
+                .splitter
+                .feed(bytes, &mut |l| lines.push(to_line(kind, l))),
             Some(d) => {
                 d.decode(bytes, false, &mut self.text);
                 self.splitter
-                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(l)));
+                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(kind, l)));
                 self.text.clear();
             }
         }
@@ -371,14 +374,15 @@ impl Sinks {
 
     async fn finish(mut self) -> Captured {
         if self.wants_lines() {
+            let kind = self.kind;
             let mut lines = Vec::new();
             if let Some(d) = &mut self.decoder {
                 d.decode(&[], true, &mut self.text);
                 self.splitter
-                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(l)));
+                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(kind, l)));
                 self.text.clear();
             }
-            self.splitter.finish(&mut |l| lines.push(to_line(l)));
+            self.splitter.finish(&mut |l| lines.push(to_line(kind, l)));
             self.deliver(lines).await;
         }
         if let Some(Tee::Async(w)) = &self.tee {
@@ -391,10 +395,10 @@ impl Sinks {
     }
 
     /// Hands a chunk's lines to the callback and the line stream.
-    async fn deliver(&mut self, lines: Vec<(String, bool)>) {
+    async fn deliver(&mut self, lines: Vec<Line>) {
         if let Some(cb) = &self.callback {
-            for (text, _) in &lines {
-                if std::panic::catch_unwind(AssertUnwindSafe(|| cb(text))).is_err() {
+            for line in &lines {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| cb(&line.text))).is_err() {
                     tracing::warn!(target: "pkit", stream = %self.kind, "line callback panicked; callback disabled");
                     self.callback = None;
                     break;
@@ -402,16 +406,7 @@ impl Sinks {
             }
         }
         let Some(sink) = &self.lines else { return };
-        let kind = self.kind;
-        let batch: Vec<Line> = lines
-            .into_iter()
-            .map(|(text, partial)| Line {
-                stream: kind,
-                text,
-                partial,
-            })
-            .collect();
-        if !sink.tx.send(batch, sink.overflow, &sink.dropped).await {
+        if !sink.tx.send(lines, sink.overflow, &sink.dropped).await {
             // Nobody listens any more; keep draining the pipe regardless,
             // so the child never blocks on a full pipe.
             self.lines = None;
@@ -419,12 +414,16 @@ impl Sinks {
     }
 }
 
-fn to_line(l: RawLine<'_>) -> (String, bool) {
+fn to_line(stream: StreamKind, l: RawLine<'_>) -> Line {
     let text = match std::str::from_utf8(l.bytes) {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(l.bytes).into_owned(),
     };
-    (text, l.partial)
+    Line {
+        stream,
+        text,
+        partial: l.partial,
+    }
 }
 
 async fn write_tee(tee: &Tee, bytes: &[u8]) -> io::Result<()> {
