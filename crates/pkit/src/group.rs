@@ -217,7 +217,7 @@ impl Group {
         let mut remaining = 0;
         if signalled > 0 {
             self.container
-                .signal(sys::signals::TERM)
+                .signal(Signal::Term.as_raw())
                 .map_err(|e| Error::io("signalling the group", e))?;
             remaining = self
                 .container

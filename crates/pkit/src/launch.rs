@@ -16,7 +16,9 @@ use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::process::{ChildStdin, RunningProcess};
-use crate::pump::{CaptureBuf, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan};
+use crate::pump::{
+    CaptureBuf, CapturePolicy, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan,
+};
 use crate::sys::{self, Container, IoRequest};
 
 /// Starts `cmd` in `container`. Must be called within a Tokio runtime.
@@ -28,6 +30,9 @@ pub(crate) struct StartOpts {
     pub stream_lines: bool,
     /// The child's stdin end of a pipeline pipe, replacing the command's.
     pub stdin: Option<sys::ChildIo>,
+    /// The flag to raise when a `CapturePolicy::Fail` limit is crossed
+    /// (one for all of a pipeline's stages); a fresh one when `None`.
+    pub limit: Option<Arc<LimitFlag>>,
     /// The child's stdout end of a pipeline pipe, replacing the command's.
     pub stdout: Option<sys::ChildIo>,
 }
@@ -41,6 +46,7 @@ pub(crate) fn start(
         stream_lines,
         stdin: stdin_over,
         stdout: stdout_over,
+        limit,
     } = opts;
     let program = cmd.display_name();
     let prepared = prepare(cmd, &program)?;
@@ -96,6 +102,7 @@ pub(crate) fn start(
     log::started(&program, pid, mechanism);
 
     let mut proc = RunningProcess::new(program, pid, mechanism, started, child);
+    proc.limit = limit.unwrap_or_default();
     // From here on, a failure must not leave the child running: the caller
     // gets an error, and the process is killed (and reaped on drop).
     let pipes = Pipes {
@@ -142,7 +149,7 @@ fn wire(
         (None, None)
     };
     let dropped = Arc::new(AtomicU64::new(0));
-    let limit = Arc::new(LimitFlag::default());
+    let limit = proc.limit.clone();
     let stream_plan = |kind: StreamKind| StreamPlan {
         kind,
         // With a line stream the output goes there; capture would grow
@@ -174,8 +181,9 @@ fn wire(
     drop(line_tx); // the readers hold the only senders: the stream ends with them
     proc.lines = Some(Lines { rx: line_rx });
     proc.dropped = dropped;
-    proc.limit = limit;
-    proc.capture_limit = plan.capture_limit;
+    proc.fail_limit = plan
+        .capture_limit
+        .filter(|_| plan.capture_policy == CapturePolicy::Fail);
     if let Some(fd) = stdin {
         match (&cmd.stdin, reader) {
             (Input::Bytes(bytes), _) => proc.stdin_task = Some(feed_bytes(fd, bytes.clone())?),

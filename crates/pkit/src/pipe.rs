@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cancel::CancelToken;
@@ -11,6 +12,7 @@ use crate::group::Group;
 use crate::launch::StartOpts;
 use crate::output::{verbs, Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
+use crate::pump::LimitFlag;
 use crate::runner::{end_group, Bounds, Ended};
 use crate::sys::{self, MechanismChoice};
 
@@ -141,12 +143,15 @@ impl Pipe {
             builder = builder.mechanism(choice);
         }
         let group = builder.build()?;
-        let mut procs = self.start_all(&group)?;
+        // One flag for every stage: any stage crossing a `Fail` capture
+        // limit ends the chain.
+        let limit = Arc::new(LimitFlag::default());
+        let mut procs = self.start_all(&group, &limit)?;
 
         let bounds = Bounds {
             timeout: self.timeout,
             cancel: self.cancel.as_ref(),
-            limits: procs.iter().map(|p| p.limit.clone()).collect(),
+            limit: limit.clone(),
         };
         let ended = bounds
             .wait(async {
@@ -180,7 +185,7 @@ impl Pipe {
     }
 
     /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
-    fn start_all(&self, group: &Group) -> Result<Vec<RunningProcess>> {
+    fn start_all(&self, group: &Group, limit: &Arc<LimitFlag>) -> Result<Vec<RunningProcess>> {
         let n = self.stages.len();
         let mut procs = Vec::with_capacity(n);
         let mut next_stdin = None;
@@ -197,6 +202,7 @@ impl Pipe {
                 stream_lines: false,
                 stdin: next_stdin.take(),
                 stdout: write,
+                limit: Some(limit.clone()),
             };
             // On error, dropping the group kills the stages already started.
             procs.push(group.start_with(cmd, opts)?);

@@ -41,7 +41,8 @@ pub struct RunningProcess {
     pub(crate) lines: Option<Lines>,
     pub(crate) dropped: Arc<AtomicU64>,
     pub(crate) limit: Arc<LimitFlag>,
-    pub(crate) capture_limit: Option<usize>,
+    /// The capture limit, when crossing it fails the run.
+    pub(crate) fail_limit: Option<usize>,
     finished: Option<Output>,
 }
 
@@ -66,7 +67,7 @@ impl RunningProcess {
             lines: None,
             dropped: Arc::new(AtomicU64::new(0)),
             limit: Arc::new(LimitFlag::default()),
-            capture_limit: None,
+            fail_limit: None,
             finished: None,
         }
     }
@@ -154,14 +155,15 @@ impl RunningProcess {
 
     /// The error for a crossed `Fail` capture limit, if one was.
     pub(crate) fn check_limit(&self, out: &Output) -> Result<()> {
-        if !self.limit.is_hit() {
+        let Some(limit) = self.fail_limit else {
             return Ok(());
-        }
-        let limit = self.capture_limit.unwrap_or(0);
+        };
         let stream = if out.stdout_seen > limit as u64 {
             StreamKind::Stdout
-        } else {
+        } else if out.stderr_seen > limit as u64 {
             StreamKind::Stderr
+        } else {
+            return Ok(());
         };
         Err(Error::OutputLimit {
             program: self.program.clone(),
@@ -174,7 +176,7 @@ impl RunningProcess {
     /// whole tree, kill or drop the group). Does nothing once it has exited.
     pub fn kill(&self) -> Result<()> {
         self.child
-            .signal(sys::signals::KILL)
+            .signal(sys::Signal::Kill.as_raw())
             .map_err(|e| Error::io(format!("{}: kill", self.program), e))
     }
 

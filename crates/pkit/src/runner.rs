@@ -90,7 +90,8 @@ pub(crate) enum Ended<T> {
 pub(crate) struct Bounds<'a> {
     pub timeout: Option<std::time::Duration>,
     pub cancel: Option<&'a crate::CancelToken>,
-    pub limits: Vec<std::sync::Arc<crate::pump::LimitFlag>>,
+    /// Raised when a `CapturePolicy::Fail` limit is crossed.
+    pub limit: std::sync::Arc<crate::pump::LimitFlag>,
 }
 
 impl Bounds<'_> {
@@ -109,35 +110,11 @@ impl Bounds<'_> {
                 None => std::future::pending().await,
             }
         };
-        let limit = async {
-            if self.limits.is_empty() {
-                return std::future::pending().await;
-            }
-            // Any one of them: wait on each in turn until one is hit.
-            loop {
-                for l in &self.limits {
-                    if l.is_hit() {
-                        return;
-                    }
-                }
-                let waits = self.limits.iter().map(|l| Box::pin(l.wait()));
-                let mut waits: Vec<_> = waits.collect();
-                std::future::poll_fn(|cx| {
-                    for w in waits.iter_mut() {
-                        if w.as_mut().poll(cx).is_ready() {
-                            return std::task::Poll::Ready(());
-                        }
-                    }
-                    std::task::Poll::Pending
-                })
-                .await;
-            }
-        };
         Ok(tokio::select! {
             done = work => Ended::Done(done?),
             () = timer => Ended::TimedOut,
             () = cancelled => Ended::Cancelled,
-            () = limit => Ended::OutputLimit,
+            () = self.limit.wait() => Ended::OutputLimit,
         })
     }
 }
@@ -172,7 +149,7 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let bounds = Bounds {
         timeout: cmd.timeout,
         cancel: cmd.cancel.as_ref(),
-        limits: vec![proc.limit.clone()],
+        limit: proc.limit.clone(),
     };
     let ended = bounds.wait(proc.wait_status()).await?;
     let oom_before = group.oom_kills();
@@ -180,7 +157,7 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let outcome = match ended {
         Ended::Done(status) => outcome_of(status),
         Ended::TimedOut => Outcome::TimedOut,
-        Ended::OutputLimit => Outcome::Signalled(crate::sys::signals::KILL),
+        Ended::OutputLimit => Outcome::Signalled(crate::sys::Signal::Kill.as_raw()),
         Ended::Cancelled => {
             return Err(Error::Cancelled {
                 program: cmd.display_name(),

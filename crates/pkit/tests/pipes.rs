@@ -172,3 +172,19 @@ async fn an_empty_pipe_is_invalid_input() {
     let err = Pipe::new([]).output().await.unwrap_err();
     assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_over_its_capture_limit_ends_the_chain() {
+    for m in MECHANISMS {
+        let err = Pipe::new([
+            Command::new("yes"),
+            Command::new("cat").capture_limit(1 << 20, pkit::CapturePolicy::Fail),
+        ])
+        .mechanism(m)
+        .output()
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), pkit::ErrorKind::OutputLimit, "{m}: {err}");
+        assert!(err.to_string().contains("cat"), "{err}");
+    }
+}

@@ -109,7 +109,7 @@ impl Container {
         let cgroup = || -> Result<Cgroup, String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
             guard::sweep_stale_once(&h.parent_dir);
-            Cgroup::create(&h.parent_dir, host::cgroup_kill_supported(&h.parent_dir))
+            Cgroup::create(&h.parent_dir, h.has_kill)
                 .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
         let (kind, fallback) = match choice {

@@ -142,7 +142,7 @@ pub fn host_containment() -> HostContainment {
             report.cgroup_mount = Some(h.mount.clone());
             report.owner_cgroup = Some(h.owner.clone());
             report.group_parent = Some(h.parent_dir.clone());
-            report.cgroup_kill = host::cgroup_kill_supported(&h.parent_dir);
+            report.cgroup_kill = h.has_kill;
             match host::dir_writable(&h.parent_dir) {
                 Ok(()) => {
                     report.cgroup_writable = true;

@@ -218,12 +218,6 @@ pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
     })
 }
 
-/// Signal numbers the upper layers use by name.
-pub(crate) mod signals {
-    pub(crate) const KILL: i32 = libc::SIGKILL;
-    pub(crate) const TERM: i32 = libc::SIGTERM;
-}
-
 /// Reads what is already buffered in the (non-blocking) pipe `fd` into
 /// `buf`, without waiting: at most the pipe's capacity, so a writer that
 /// keeps refilling it (an escaped descendant) cannot keep us here. Returns

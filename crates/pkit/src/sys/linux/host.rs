@@ -16,6 +16,8 @@ pub(crate) struct CgroupHost {
     pub owner: PathBuf,
     /// The owner's cgroup directory: where groups are created.
     pub parent_dir: PathBuf,
+    /// Whether teardown can write `cgroup.kill` (kernel >= 5.14).
+    pub has_kill: bool,
 }
 
 /// The outcome of looking for cgroup v2: found, or why not.
@@ -52,10 +54,12 @@ fn discover() -> Result<CgroupHost, String> {
             parent_dir.display()
         ));
     }
+    let has_kill = cgroup_kill_supported(&parent_dir);
     Ok(CgroupHost {
         mount,
         owner,
         parent_dir,
+        has_kill,
     })
 }
 
@@ -134,18 +138,8 @@ pub(crate) fn kernel_release() -> String {
 /// Whether `cgroup.kill` can be expected: present in any non-root cgroup on
 /// kernels >= 5.14. The root cgroup has none, so look at the kernel version
 /// unless the owner's own directory shows the file.
-pub(crate) fn cgroup_kill_supported(parent_dir: &Path) -> bool {
-    // Asked on every group's creation, always about the same directory.
-    static KNOWN: OnceLock<(PathBuf, bool)> = OnceLock::new();
-    let (dir, yes) = KNOWN.get_or_init(|| {
-        let yes = parent_dir.join("cgroup.kill").exists() || kernel_version() >= (5, 14);
-        (parent_dir.to_path_buf(), yes)
-    });
-    if dir == parent_dir {
-        *yes
-    } else {
-        parent_dir.join("cgroup.kill").exists() || kernel_version() >= (5, 14)
-    }
+fn cgroup_kill_supported(parent_dir: &Path) -> bool {
+    parent_dir.join("cgroup.kill").exists() || kernel_version() >= (5, 14)
 }
 
 /// Whether the owner may create cgroups under `dir` (without creating one).

@@ -2,19 +2,26 @@
 
 use std::io;
 
-/// State and process group of `pid` from `/proc/<pid>/stat`.
-pub(crate) fn stat(pid: i32) -> io::Result<(char, i32)> {
+/// The fields of `/proc/<pid>/stat` after the command name, which may hold
+/// spaces and parentheses: `fields[0]` is the state (field 3 of proc(5)),
+/// `fields[k]` is field `k + 3`.
+fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
     let text = std::fs::read(format!("/proc/{pid}/stat"))?;
-    // "pid (comm) S ppid pgrp ..." -- comm may hold spaces and parens.
     let close = text
         .iter()
         .rposition(|&b| b == b')')
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad /proc stat"))?;
-    let rest = String::from_utf8_lossy(&text[close + 1..]);
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-    let _ppid = fields.next();
-    let pgrp = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok(String::from_utf8_lossy(&text[close + 1..])
+        .split_ascii_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// State and process group of `pid` from `/proc/<pid>/stat`.
+pub(crate) fn stat(pid: i32) -> io::Result<(char, i32)> {
+    let fields = stat_fields(pid)?;
+    let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
+    let pgrp = fields.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
     Ok((state, pgrp))
 }
 
@@ -49,11 +56,8 @@ pub(crate) fn comm(pid: i32) -> Option<String> {
 /// process, from `/proc/<pid>/stat` and `/proc/<pid>/status`. The memory
 /// figures are `None` for a zombie.
 pub(crate) fn usage(pid: i32) -> Option<(std::time::Duration, Option<u64>, Option<u64>)> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = String::from_utf8_lossy(&stat[close + 1..]);
-    // After the comm: state(3) ... utime(14) stime(15), counting from 1.
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // utime and stime are fields 14 and 15 of proc(5).
+    let fields = stat_fields(pid).ok()?;
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let hz = rustix::param::clock_ticks_per_second().max(1);
     let cpu = std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz);
