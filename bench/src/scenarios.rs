@@ -13,11 +13,18 @@ use crate::Sample;
 
 const SMALL_INPUT: &[u8] = b"0123456789abcdef0123456789abcdef"; // 32 bytes
 const LINES: usize = 8000;
+const GIB_LINES: usize = 8 << 20; // 8 Mi lines of 128 bytes = 1 GiB
 const BIG: usize = 64 << 20;
 
 /// The 1 GiB scenarios (run with `--big`: a few seconds per round).
 pub fn big() -> Vec<Scenario> {
-    vec![streaming_gib(), pipeline_gib()]
+    vec![
+        streaming("streaming 1 GiB of 128-byte lines", GIB_LINES, false),
+        pipeline(
+            "3-stage pipeline moving 1 GiB (head | cat | wc -c)",
+            1 << 30,
+        ),
+    ]
 }
 
 pub fn all() -> Vec<Scenario> {
@@ -26,9 +33,12 @@ pub fn all() -> Vec<Scenario> {
         spawn_wait("spawn-wait true (PATH lookup)", "true"),
         small_capture(),
         fan_out(),
-        streaming(),
+        streaming("streaming 8,000 lines of 128 bytes", LINES, true),
         big_capture(),
-        pipeline(),
+        pipeline(
+            "3-stage pipeline moving 256 MiB (head | cat | wc -c)",
+            256 << 20,
+        ),
         tree_teardown(),
     ]
 }
@@ -185,96 +195,120 @@ fn line_script(lines: usize) -> String {
     format!("yes {} | head -n {lines}", "x".repeat(127))
 }
 
-fn streaming() -> Scenario {
-    Scenario::new("streaming 8,000 lines of 128 bytes")
-        .with("std::process (64 KiB read loop, no lines)", || async {
+/// `lines` lines of 128 bytes; `all` adds the contenders that only the
+/// small run needs (std's `BufRead::lines`, processkit).
+fn streaming(name: &'static str, lines: usize, all: bool) -> Scenario {
+    let mut sc = Scenario::new(name).with(
+        "std::process (64 KiB read loop, no lines)",
+        move || async move { std_read_loop(lines).await.into() },
+    );
+    if all {
+        sc = sc.with("std::process (BufRead::lines)", move || async move {
             let t = Instant::now();
             let mut child = std::process::Command::new("sh")
-                .args(["-c", &line_script(LINES)])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut out = child.stdout.take().unwrap();
-            let mut buf = vec![0u8; 64 << 10];
-            let mut n = 0;
-            loop {
-                let k = out.read(&mut buf).unwrap();
-                if k == 0 {
-                    break;
-                }
-                n += k;
-            }
-            child.wait().unwrap();
-            assert_eq!(n, LINES * 128);
-            t.elapsed().into()
-        })
-        .with("std::process (BufRead::lines)", || async {
-            let t = Instant::now();
-            let mut child = std::process::Command::new("sh")
-                .args(["-c", &line_script(LINES)])
+                .args(["-c", &line_script(lines)])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
             let out = std::io::BufReader::new(child.stdout.take().unwrap());
-            assert_eq!(out.lines().count(), LINES);
+            assert_eq!(out.lines().count(), lines);
             child.wait().unwrap();
             t.elapsed().into()
+        });
+    }
+    sc = sc
+        .with("tokio::process (lines)", move || async move {
+            tokio_lines(lines).await.into()
         })
-        .with("tokio::process (lines)", || async {
-            let t = Instant::now();
-            let mut child = tokio::process::Command::new("sh")
-                .args(["-c", &line_script(LINES)])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-            let mut n = 0;
-            while lines.next_line().await.unwrap().is_some() {
-                n += 1;
-            }
-            child.wait().await.unwrap();
-            assert_eq!(n, LINES);
-            t.elapsed().into()
-        })
-        .with("pkit (stream_lines)", || async {
-            let t = Instant::now();
-            let group = pkit::Group::new().unwrap();
-            let cmd = pkit::Command::new("sh")
-                .args(["-c", &line_script(LINES)])
-                .stream_lines();
-            let mut p = group.start(&cmd).unwrap();
-            let mut lines = p.lines();
-            let mut n = 0;
-            while lines.next_line().await.is_some() {
-                n += 1;
-            }
-            p.wait().await.unwrap();
-            group.close().await.unwrap();
-            assert_eq!(n, LINES);
-            t.elapsed().into()
-        })
-        .with("processkit 3.3.4 (stdout_lines)", || async {
-            let t = Instant::now();
-            let mut p = processkit::Command::new("sh")
-                .args(["-c", &line_script(LINES)])
-                .start()
-                .await
-                .unwrap();
-            let mut lines = p.stdout_lines().unwrap();
-            let mut n = 0;
-            while std::future::poll_fn(|cx| {
-                futures_core::Stream::poll_next(std::pin::Pin::new(&mut lines), cx)
-            })
-            .await
-            .is_some()
-            {
-                n += 1;
-            }
-            drop(lines);
-            let _ = p.finish().await.unwrap();
-            assert_eq!(n, LINES);
-            t.elapsed().into()
-        })
+        .with("pkit (stream_lines)", move || async move {
+            pkit_lines(lines).await.into()
+        });
+    if all {
+        sc = sc.with("processkit 3.3.4 (stdout_lines)", move || async move {
+            processkit_lines(lines).await.into()
+        });
+    }
+    sc
+}
+
+async fn std_read_loop(lines: usize) -> Duration {
+    let t = Instant::now();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &line_script(lines)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut n = 0;
+    loop {
+        let k = out.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    child.wait().unwrap();
+    assert_eq!(n, lines * 128);
+    t.elapsed()
+}
+
+async fn tokio_lines(lines: usize) -> Duration {
+    let t = Instant::now();
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", &line_script(lines)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut n = 0;
+    while reader.next_line().await.unwrap().is_some() {
+        n += 1;
+    }
+    child.wait().await.unwrap();
+    assert_eq!(n, lines);
+    t.elapsed()
+}
+
+async fn pkit_lines(lines: usize) -> Duration {
+    let t = Instant::now();
+    let group = pkit::Group::new().unwrap();
+    let cmd = pkit::Command::new("sh")
+        .args(["-c", &line_script(lines)])
+        .stream_lines();
+    let mut p = group.start(&cmd).unwrap();
+    let mut stream = p.lines();
+    let mut n = 0;
+    while stream.next_line().await.is_some() {
+        n += 1;
+    }
+    p.wait().await.unwrap();
+    group.close().await.unwrap();
+    assert_eq!(n, lines);
+    t.elapsed()
+}
+
+async fn processkit_lines(lines: usize) -> Duration {
+    let t = Instant::now();
+    let mut p = processkit::Command::new("sh")
+        .args(["-c", &line_script(lines)])
+        .start()
+        .await
+        .unwrap();
+    let mut stream = p.stdout_lines().unwrap();
+    let mut n = 0;
+    while std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
+    })
+    .await
+    .is_some()
+    {
+        n += 1;
+    }
+    drop(stream);
+    let _ = p.finish().await.unwrap();
+    assert_eq!(n, lines);
+    t.elapsed()
 }
 
 fn big_capture() -> Scenario {
@@ -321,15 +355,14 @@ fn big_capture() -> Scenario {
         })
 }
 
-/// 256 MiB through `cat | cat | wc -c`.
-fn pipeline() -> Scenario {
-    const BYTES: u64 = 256 << 20;
-    let src = ["-c", "268435456", "/dev/zero"];
-    Scenario::new("3-stage pipeline moving 256 MiB (head | cat | wc -c)")
+/// `bytes` through `head | cat | wc -c`.
+fn pipeline(name: &'static str, bytes: u64) -> Scenario {
+    Scenario::new(name)
         .with("std::process (wired by hand)", move || async move {
             let t = Instant::now();
+            let count = bytes.to_string();
             let mut a = std::process::Command::new("head")
-                .args(src)
+                .args(["-c", &count, "/dev/zero"])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -346,20 +379,21 @@ fn pipeline() -> Scenario {
             a.wait().unwrap();
             b.wait().unwrap();
             let n: u64 = String::from_utf8_lossy(&c.stdout).trim().parse().unwrap();
-            assert_eq!(n, BYTES);
+            assert_eq!(n, bytes);
             t.elapsed().into()
         })
         .with("pkit (Pipe)", move || async move {
             let t = Instant::now();
+            let count = bytes.to_string();
             let out = pkit::Pipe::new([
-                pkit::Command::new("head").args(src),
+                pkit::Command::new("head").args(["-c", &count, "/dev/zero"]),
                 pkit::Command::new("cat"),
                 pkit::Command::new("wc").arg("-c"),
             ])
             .run()
             .await
             .unwrap();
-            assert_eq!(out.parse::<u64>().unwrap(), BYTES);
+            assert_eq!(out.parse::<u64>().unwrap(), bytes);
             t.elapsed().into()
         })
 }
@@ -411,6 +445,19 @@ fn read_tree_pids(lines: impl Iterator<Item = String>) -> Vec<u32> {
         .collect()
 }
 
+/// [`read_tree_pids`] from a tokio pipe.
+async fn read_tree_pids_async(out: tokio::process::ChildStdout) -> Vec<u32> {
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    let mut pids = Vec::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        if l == "ready" {
+            break;
+        }
+        pids.push(l.trim().parse().unwrap());
+    }
+    pids
+}
+
 fn tree_teardown() -> Scenario {
     Scenario::new("tree teardown: a shell with 50 sleeping children (kill to all gone)")
         .with("std::process (Child::kill)", || async {
@@ -433,14 +480,7 @@ fn tree_teardown() -> Scenario {
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-            let mut pids = Vec::new();
-            while let Some(l) = lines.next_line().await.unwrap() {
-                if l == "ready" {
-                    break;
-                }
-                pids.push(l.trim().parse().unwrap());
-            }
+            let mut pids = read_tree_pids_async(child.stdout.take().unwrap()).await;
             pids.push(child.id().unwrap());
             let t = Instant::now();
             child.kill().await.unwrap();
@@ -471,122 +511,12 @@ fn tree_teardown() -> Scenario {
             let mut cmd = tokio::process::Command::new("sh");
             cmd.args(["-c", TREE]).stdout(Stdio::piped());
             let mut child = group.spawn(cmd).unwrap();
-            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-            let mut pids = Vec::new();
-            while let Some(l) = lines.next_line().await.unwrap() {
-                if l == "ready" {
-                    break;
-                }
-                pids.push(l.trim().parse().unwrap());
-            }
+            let mut pids = read_tree_pids_async(child.stdout.take().unwrap()).await;
             pids.push(child.id().unwrap());
             let t = Instant::now();
             drop(group);
             let sample = settle(&pids, t).await;
             let _ = child.wait().await;
             sample
-        })
-}
-
-const GIB_LINES: usize = 8 << 20; // 8 Mi lines of 128 bytes = 1 GiB
-
-fn streaming_gib() -> Scenario {
-    Scenario::new("streaming 1 GiB of 128-byte lines")
-        .with("std::process (64 KiB read loop, no lines)", || async {
-            let t = Instant::now();
-            let mut child = std::process::Command::new("sh")
-                .args(["-c", &line_script(GIB_LINES)])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut out = child.stdout.take().unwrap();
-            let mut buf = vec![0u8; 64 << 10];
-            let mut n = 0;
-            loop {
-                let k = out.read(&mut buf).unwrap();
-                if k == 0 {
-                    break;
-                }
-                n += k;
-            }
-            child.wait().unwrap();
-            assert_eq!(n, GIB_LINES * 128);
-            t.elapsed().into()
-        })
-        .with("tokio::process (lines)", || async {
-            let t = Instant::now();
-            let mut child = tokio::process::Command::new("sh")
-                .args(["-c", &line_script(GIB_LINES)])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-            let mut n = 0;
-            while lines.next_line().await.unwrap().is_some() {
-                n += 1;
-            }
-            child.wait().await.unwrap();
-            assert_eq!(n, GIB_LINES);
-            t.elapsed().into()
-        })
-        .with("pkit (stream_lines)", || async {
-            let t = Instant::now();
-            let group = pkit::Group::new().unwrap();
-            let cmd = pkit::Command::new("sh")
-                .args(["-c", &line_script(GIB_LINES)])
-                .stream_lines();
-            let mut p = group.start(&cmd).unwrap();
-            let mut lines = p.lines();
-            let mut n = 0;
-            while lines.next_line().await.is_some() {
-                n += 1;
-            }
-            p.wait().await.unwrap();
-            group.close().await.unwrap();
-            assert_eq!(n, GIB_LINES);
-            t.elapsed().into()
-        })
-}
-
-/// 1 GiB through `head | cat | wc -c`.
-fn pipeline_gib() -> Scenario {
-    const BYTES: u64 = 1 << 30;
-    let src = ["-c", "1073741824", "/dev/zero"];
-    Scenario::new("3-stage pipeline moving 1 GiB (head | cat | wc -c)")
-        .with("std::process (wired by hand)", move || async move {
-            let t = Instant::now();
-            let mut a = std::process::Command::new("head")
-                .args(src)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut b = std::process::Command::new("cat")
-                .stdin(a.stdout.take().unwrap())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let c = std::process::Command::new("wc")
-                .arg("-c")
-                .stdin(b.stdout.take().unwrap())
-                .output()
-                .unwrap();
-            a.wait().unwrap();
-            b.wait().unwrap();
-            let n: u64 = String::from_utf8_lossy(&c.stdout).trim().parse().unwrap();
-            assert_eq!(n, BYTES);
-            t.elapsed().into()
-        })
-        .with("pkit (Pipe)", move || async move {
-            let t = Instant::now();
-            let out = pkit::Pipe::new([
-                pkit::Command::new("head").args(src),
-                pkit::Command::new("cat"),
-                pkit::Command::new("wc").arg("-c"),
-            ])
-            .run()
-            .await
-            .unwrap();
-            assert_eq!(out.parse::<u64>().unwrap(), BYTES);
-            t.elapsed().into()
         })
 }

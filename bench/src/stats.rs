@@ -52,6 +52,7 @@ impl Scenario {
         }
         // A second paired ratio, against tokio::process, where it runs too
         // (the async baseline the capture targets are set against).
+        let show_survivors = survivors.iter().any(|&s| s > 0) || self.name.contains("teardown");
         let tokio_idx = self
             .contenders
             .iter()
@@ -61,13 +62,13 @@ impl Scenario {
             self.name,
             self.contenders[0].0,
             if tokio_idx.is_some() { " vs tokio |" } else { "" },
-            if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
+            if show_survivors {
                 " survivors per run |"
             } else {
                 ""
             },
             if tokio_idx.is_some() { "---:|" } else { "" },
-            if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
+            if show_survivors {
                 "---:|"
             } else {
                 ""
@@ -79,7 +80,7 @@ impl Scenario {
                 .zip(&times[0])
                 .map(|(t, b)| t.as_secs_f64() / b.as_secs_f64().max(1e-9))
                 .collect();
-            let extra = if survivors.iter().any(|&s| s > 0) || self.name.contains("teardown") {
+            let extra = if show_survivors {
                 format!(" {:.1} |", survivors[i] as f64 / rounds as f64)
             } else {
                 String::new()
