@@ -1,6 +1,8 @@
 //! Batches: results in input order and in completion order, the concurrency
 //! bound, and cancellation by drop. In both mechanisms.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,16 +14,6 @@ fn sh(m: MechanismChoice, script: &str) -> Command {
     Command::new("sh")
         .args(["-c", script])
         .runner(Arc::new(SystemRunner::with_mechanism(m)))
-}
-
-fn pid_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-            matches!(after.split_whitespace().next(), Some("Z") | Some("X"))
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +82,7 @@ async fn dropping_the_batch_tears_every_run_down() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let pids = loop {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let pids: Vec<i32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+            let pids: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
             if pids.len() == 6 {
                 break pids;
             }
@@ -99,10 +91,6 @@ async fn dropping_the_batch_tears_every_run_down() {
         };
         drop(batch);
         std::fs::remove_file(&file).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pids.iter().all(|&p| pid_gone(p)) {
-            assert!(Instant::now() < deadline, "survivors among {pids:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::assert_gone(&pids, "the torn-down tree").await;
     }
 }

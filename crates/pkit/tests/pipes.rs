@@ -2,6 +2,8 @@
 //! position, unchecked producers, stdin to the head, whole-chain timeout.
 //! In both mechanisms.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use pkit::{Command, MechanismChoice, Outcome, Pipe};
@@ -16,16 +18,6 @@ fn sh(script: &str) -> Command {
 /// exits with `code`.
 fn stage(name: &str, code: i32) -> Command {
     sh(&format!("cat; echo {name} >&2; exit {code}"))
-}
-
-fn pid_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-            matches!(after.split_whitespace().next(), Some("Z") | Some("X"))
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,13 +149,9 @@ async fn timeout_tears_down_every_stage_and_their_children() {
         assert!(out.stages().iter().all(|s| s.timed_out()));
         let text = std::fs::read_to_string(&file).unwrap();
         std::fs::remove_file(&file).unwrap();
-        let pids: Vec<i32> = text.lines().map(|l| l.parse().unwrap()).collect();
+        let pids: Vec<u32> = text.lines().map(|l| l.parse().unwrap()).collect();
         assert_eq!(pids.len(), 6, "three stages and a sleep each");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pids.iter().all(|&p| pid_gone(p)) {
-            assert!(Instant::now() < deadline, "survivors among {pids:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::assert_gone(&pids, "the torn-down tree").await;
     }
 }
 

@@ -1331,8 +1331,17 @@ mod tests {
     /// member (a `sleep`) lives on: returns the leader's pidfd (opened
     /// before the reap), the pgid and the member's pid.
     fn group_with_reaped_leader() -> (OwnedFd, i32, u32) {
+        let (mut leader, pidfd, pgid, member) = group_of("sleep 300 & echo $!");
+        leader.wait().expect("reap the leader");
+        (pidfd, pgid, member)
+    }
+
+    /// A shell leading its own process group, running `script` (which
+    /// prints a member's pid first): the shell, its pidfd, the pgid and the
+    /// member's pid.
+    fn group_of(script: &str) -> (std::process::Child, OwnedFd, i32, u32) {
         let mut leader = std::process::Command::new("sh")
-            .args(["-c", "sleep 300 & echo $!"])
+            .args(["-c", script])
             .stdout(std::process::Stdio::piped())
             .process_group(0)
             .spawn()
@@ -1348,8 +1357,7 @@ mod tests {
             .read_line(&mut line)
             .expect("member pid");
         let member: u32 = line.trim().parse().expect("a pid");
-        leader.wait().expect("reap the leader");
-        (pidfd, pgid, member)
+        (leader, pidfd, pgid, member)
     }
 
     /// Exact mode signals the group through the leader's `struct pid`: it
@@ -1455,23 +1463,7 @@ mod tests {
     /// The fallback does kill the group while its leader is unreaped.
     #[test]
     fn fallback_mode_kills_a_group_with_an_unreaped_leader() {
-        let mut leader = std::process::Command::new("sh")
-            .args(["-c", "sleep 300 & echo $!; wait"])
-            .stdout(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("sh");
-        let pgid = leader.id() as i32;
-        let pidfd = rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(pgid).expect("pid"),
-            rustix::process::PidfdFlags::empty(),
-        )
-        .expect("pidfd");
-        let mut line = String::new();
-        std::io::BufReader::new(leader.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("member pid");
-        let member: u32 = line.trim().parse().expect("a pid");
+        let (mut leader, pidfd, pgid, member) = group_of("sleep 300 & echo $!; wait");
         let guard = start_with(false).expect("guard");
         guard
             .register_pgroup(pidfd.as_fd(), pgid)
