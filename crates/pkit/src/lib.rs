@@ -4,7 +4,8 @@
 //! a kill-on-drop OS container: a Linux cgroup v2 subtree where one can be
 //! made, else a POSIX process group. When the run ends, times out, is
 //! cancelled or its future is dropped, the whole tree is gone — no orphaned
-//! grandchildren, no zombies, no directory left behind.
+//! grandchildren, no zombies — and its cgroup is removed (a one-shot run's
+//! emptied cgroup is kept for the next run; see [`release_spare_cgroups`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

@@ -121,9 +121,8 @@ pub(crate) enum Reader {
         stop: Arc<Notify>,
     },
     /// Capture only: a blocking-pool thread doing `poll` + `read`, as
-    /// `std::process::Command::output` does, which moves big outputs with
-    /// half the system calls of a readiness-driven loop. Closing `stop`
-    /// wakes it.
+    /// `std::process::Command::output` does, which moves big outputs without
+    /// a trip through the reactor per chunk. Closing `stop` wakes it.
     Blocking {
         task: JoinHandle<Captured>,
         stop: Option<OwnedFd>,
