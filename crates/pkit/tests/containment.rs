@@ -459,31 +459,48 @@ async fn a_setsid_grandchild_holding_stdout_does_not_hang_a_verb() {
         // The escaped sleep keeps the stdout pipe open after sh exits. sh
         // waits (boundedly) until the job has left its session, or the
         // teardown at its exit could catch it still in the process group.
-        let script = r#"setsid sleep 300 & p=$!; i=0
-            until [ "$(cut -d' ' -f6 /proc/$p/stat)" = "$p" ] || [ $i -ge 1000 ]; do
-                i=$((i+1)); sleep 0.01
-            done
-            echo $p; echo bye"#;
-        let out = sh(choice, script).output().await.expect("output");
-        assert!(out.success(), "{choice}: {out:?}");
-        assert!(
-            out.stdout_str().ends_with("bye\n"),
-            "{:?}",
-            out.stdout_str()
-        );
-        let escapee = pid_lines(&out.stdout_str())[0];
-        let _guard = KillOnDrop(vec![escapee]);
-        match expected_mechanism(choice) {
-            Mechanism::ProcessGroup => {
-                assert!(is_setsid_sleep(escapee).await, "{choice}: {escapee}");
-                assert_alive(&[escapee], "a setsid grandchild escapes a process group");
-                kill_pid(escapee);
-                assert_gone(&[escapee], "the escapee, killed by the test").await;
-            }
-            _ => assert_gone(&[escapee], "a setsid grandchild in a cgroup").await,
+        // Once with a small output, once with one past the point where the
+        // capture moves to a thread of its own.
+        for lead in [0, 1 << 20] {
+            let script = format!(
+                r#"yes | head -c {lead}; setsid sleep 300 & p=$!; i=0
+                until [ "$(cut -d' ' -f6 /proc/$p/stat)" = "$p" ] || [ $i -ge 1000 ]; do
+                    i=$((i+1)); sleep 0.01
+                done
+                echo $p; echo bye"#
+            );
+            let out = sh(choice, &script).output().await.expect("output");
+            assert!(out.success(), "{choice}: {out:?}");
+            let text = out.stdout_str();
+            assert!(
+                text.ends_with("bye\n"),
+                "{:?}",
+                &text[text.len().saturating_sub(80)..]
+            );
+            assert!(
+                text.starts_with(&"y\n".repeat(lead / 2)),
+                "{choice}: the lead"
+            );
+            check_escapee(choice, &text).await;
         }
     }
     suite.end().await;
+}
+
+/// The escaped `setsid sleep` whose pid `stdout` reports: alive under a
+/// process group (then killed here), gone in a cgroup.
+async fn check_escapee(choice: MechanismChoice, stdout: &str) {
+    let escapee = pid_lines(stdout)[0];
+    let _guard = KillOnDrop(vec![escapee]);
+    match expected_mechanism(choice) {
+        Mechanism::ProcessGroup => {
+            assert!(is_setsid_sleep(escapee).await, "{choice}: {escapee}");
+            assert_alive(&[escapee], "a setsid grandchild escapes a process group");
+            kill_pid(escapee);
+            assert_gone(&[escapee], "the escapee, killed by the test").await;
+        }
+        _ => assert_gone(&[escapee], "a setsid grandchild in a cgroup").await,
+    }
 }
 
 #[tokio::test]

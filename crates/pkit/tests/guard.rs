@@ -153,6 +153,38 @@ fn guard_helper_owner() {
             drop(proc);
             say("ready".into());
         }
+        "spares" => {
+            // Leave emptied cgroups in the pool of spares: three one-shot
+            // runs at once need three directories.
+            let runner = std::sync::Arc::new(pkit::SystemRunner::with_mechanism(choice));
+            let cmd = Command::new("sleep").arg("0.2").runner(runner);
+            let (a, b, c) =
+                rt.block_on(async { tokio::join!(cmd.output(), cmd.output(), cmd.output()) });
+            for out in [a, b, c] {
+                assert!(out.expect("run").success());
+            }
+            let spares = pkit::host_containment().guard.spares;
+            let parent = cgroup_dir(&group)
+                .expect("a cgroup")
+                .parent()
+                .expect("parent")
+                .to_path_buf();
+            let mine = format!("pkit-{}-", std::process::id());
+            for entry in std::fs::read_dir(&parent)
+                .expect("the groups' parent")
+                .flatten()
+            {
+                let path = entry.path();
+                if entry.file_name().to_string_lossy().starts_with(&mine)
+                    && Some(&path) != cgroup_dir(&group).as_ref()
+                {
+                    say(format!("spare {}", path.display()));
+                }
+            }
+            say(format!("spares {spares}"));
+            say("ready".into());
+            std::thread::sleep(Duration::from_secs(300));
+        }
         "exit-leaving" => {
             // Exit without tearing down: the guard must finish the job.
             say("ready".into());
@@ -178,6 +210,10 @@ struct Owner {
     v1: Vec<PathBuf>,
     /// Why the helper skipped its work, if it did.
     skipped: Option<String>,
+    /// Spare cgroup directories in the owner's pool, and how many the
+    /// owner's guard status counted.
+    spares: Vec<PathBuf>,
+    spares_counted: Option<usize>,
     _files: (TempPath, TempPath),
 }
 
@@ -233,6 +269,8 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
             tree: Vec::new(),
             v1: Vec::new(),
             skipped: Some(why),
+            spares: Vec::new(),
+            spares_counted: None,
             child,
             _files: (out, pids),
         };
@@ -256,6 +294,12 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
         tree,
         v1,
         skipped: None,
+        spares: text
+            .lines()
+            .filter_map(|l| l.strip_prefix("spare "))
+            .map(PathBuf::from)
+            .collect(),
+        spares_counted: field("spares").map(|n| n.parse().expect("a count")),
         child,
         _files: (out, pids),
     }
@@ -333,6 +377,28 @@ async fn sigkilled_owner_leaves_no_grandchild_and_no_cgroup() {
         assert_eq!(owner.cgroup.is_some(), choice == MechanismChoice::Cgroup);
         owner.kill();
         assert_guard_cleaned_up(&owner, &format!("{choice}: owner SIGKILLed")).await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn spare_cgroups_of_a_killed_owner_are_removed_by_its_guard() {
+    let suite = begin("spares_of_killed_owner").await;
+    if mechanisms().contains(&MechanismChoice::Cgroup) {
+        let mut owner = start_owner("spares", MechanismChoice::Cgroup, false);
+        // Three concurrent runs emptied three directories into the pool.
+        assert_eq!(owner.spares.len(), 3, "{:?}", owner.spares);
+        assert_eq!(owner.spares_counted, Some(3), "the owner's guard status");
+        for dir in &owner.spares {
+            assert!(dir.exists(), "{}", dir.display());
+        }
+        owner.kill();
+        assert_guard_cleaned_up(&owner, "owner SIGKILLed with spares").await;
+        // This test process swept stale directories once already, when it
+        // made its first group: only the guard can have removed these.
+        for dir in &owner.spares {
+            assert_dir_removed(dir, "a spare directory of the killed owner").await;
+        }
     }
     suite.end().await;
 }
@@ -566,9 +632,23 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
             let out = Command::new("true").runner(runner.clone()).output().await;
             assert!(out.expect("run").success());
         }
+        // Their emptied cgroups are kept for reuse, still registered (the
+        // guard removes them if we are killed) until released.
+        let host = pkit::host_containment();
+        if choice == MechanismChoice::Cgroup {
+            assert!(host.guard.spares >= 1, "{:?}", host.guard);
+            assert_eq!(
+                host.guard.entries,
+                Some(host.guard.spares),
+                "{:?}",
+                host.guard
+            );
+        }
+        pkit::release_spare_cgroups();
         let host = pkit::host_containment();
         assert!(host.guard.running, "{:?}", host.guard);
         assert_eq!(host.guard.pid, Some(guard_pid), "one guard per owner");
+        assert_eq!(host.guard.spares, 0, "{:?}", host.guard);
         assert!(host.guard.groups.is_empty(), "{:?}", host.guard.groups);
         assert_eq!(
             host.guard.entries,

@@ -113,76 +113,73 @@ pub(crate) struct StreamPlan {
     pub limit: Arc<LimitFlag>,
 }
 
-/// A running reader.
-pub(crate) enum Reader {
-    /// A task on the async runtime, feeding every kind of sink.
-    Async {
-        task: JoinHandle<Captured>,
-        stop: Arc<Notify>,
-    },
-    /// Capture only: a blocking-pool thread doing `poll` + `read`, as
-    /// `std::process::Command::output` does, which moves big outputs without
-    /// a trip through the reactor per chunk. Closing `stop` wakes it.
-    Blocking {
-        task: JoinHandle<Captured>,
-        stop: Option<OwnedFd>,
-    },
+/// A running reader: a task on the async runtime.
+///
+/// Small outputs — most runs — are read on the reactor, with no thread of
+/// their own. A stream that only feeds the capture and passes
+/// [`HANDOFF_BYTES`] moves to a blocking-pool thread doing `poll` + `read`,
+/// as `std::process::Command::output` does, so big outputs don't pay a
+/// trip through the reactor per chunk.
+pub(crate) struct Reader {
+    task: JoinHandle<Captured>,
+    stop: Arc<Notify>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
 const BIG_READ_CHUNK: usize = 1024 * 1024;
+/// Past this many bytes a stream grows its pipe and reads bigger chunks,
+/// and a capture-only stream moves to a blocking thread.
+const HANDOFF_BYTES: usize = 4 * READ_CHUNK;
 
 impl Reader {
     /// Starts reading `fd` (the parent's end of an output pipe).
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
-        let capture_only = plan.tee.is_none()
-            && plan.callback.is_none()
-            && plan.lines.is_none()
-            && plan.capture.is_some();
-        if capture_only {
-            let capture = plan.capture.expect("checked");
-            crate::sys::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
-            let (stop_r, stop_w) = crate::sys::stop_pipe()?;
-            let limit = plan.limit;
-            let task =
-                tokio::task::spawn_blocking(move || capture_blocking(fd, stop_r, capture, &limit));
-            return Ok(Reader::Blocking {
-                task,
-                stop: Some(stop_w),
-            });
-        }
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(rx, plan, stop.clone()));
-        Ok(Reader::Async { task, stop })
+        Ok(Reader { task, stop })
     }
 
     /// Stops reading — after taking what is already in the pipe, even if an
     /// escaped process still holds its write end — and returns the capture.
     pub(crate) async fn finish(self) -> Captured {
-        match self {
-            Reader::Async { task, stop } => {
-                stop.notify_one();
-                task.await.unwrap_or_default()
-            }
-            Reader::Blocking { task, mut stop } => {
-                drop(stop.take());
-                task.await.unwrap_or_default()
-            }
-        }
+        self.stop.notify_one();
+        self.task.await.unwrap_or_default()
     }
 
-    /// Stops the reader without waiting for it.
+    /// Stops the reader without waiting for it. (A blocking thread it
+    /// handed off to wakes on its closed stop pipe and ends.)
     pub(crate) fn abort(&mut self) {
-        match self {
-            Reader::Async { task, .. } => task.abort(),
-            // The thread wakes on the closed stop pipe and ends.
-            Reader::Blocking { stop, .. } => drop(stop.take()),
-        }
+        self.task.abort();
     }
 }
 
-/// The blocking capture loop (see [`Reader::Blocking`]).
+/// Continues a capture-only stream on a blocking-pool thread (see
+/// [`Reader`]), relaying `stop` to it through a pipe it polls.
+async fn capture_on_thread(
+    fd: OwnedFd,
+    capture: CaptureBuf,
+    limit: Arc<LimitFlag>,
+    stop: &Notify,
+) -> Captured {
+    let (stop_r, stop_w) = match crate::sys::stop_pipe() {
+        Ok(pair) => pair,
+        Err(_) => return capture.finish(),
+    };
+    let mut thread =
+        tokio::task::spawn_blocking(move || capture_blocking(fd, stop_r, capture, &limit));
+    let done = tokio::select! {
+        done = &mut thread => done,
+        () = stop.notified() => {
+            drop(stop_w);
+            thread.await
+        }
+    };
+    done.unwrap_or_default()
+}
+
+/// The blocking capture loop (see [`Reader`]); reads big chunks from a
+/// pipe already grown.
 fn capture_blocking(
     fd: OwnedFd,
     stop: OwnedFd,
@@ -191,15 +188,14 @@ fn capture_blocking(
 ) -> Captured {
     use crate::sys::ReadStep;
     use std::os::fd::AsFd;
-    let (mut size, mut total) = (READ_CHUNK, 0usize);
     let mut scratch = Vec::new();
     loop {
         let direct = capture.direct().is_some();
         let step = match capture.direct() {
-            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), buf, size),
+            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), buf, BIG_READ_CHUNK),
             None => {
                 scratch.clear();
-                crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), &mut scratch, size)
+                crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), &mut scratch, BIG_READ_CHUNK)
             }
         };
         match step {
@@ -208,11 +204,6 @@ fn capture_blocking(
                     capture.note_direct(n);
                 } else if !capture.push(&scratch) && !limit.is_hit() {
                     limit.set();
-                }
-                total += n;
-                if size == READ_CHUNK && total >= 4 * READ_CHUNK {
-                    crate::sys::grow_pipe(fd.as_fd());
-                    size = BIG_READ_CHUNK;
                 }
             }
             Ok(ReadStep::Stopped) => {
@@ -247,7 +238,7 @@ async fn run(
     loop {
         // Unbounded capture and nothing else to feed: read straight into
         // the capture buffer, no copy.
-        let direct = sinks.only_capture();
+        let direct = sinks.direct_capture();
         let step = {
             let target: &mut Vec<u8> = if direct {
                 sinks.capture_direct()
@@ -265,10 +256,6 @@ async fn run(
         if let Step::Read(Ok(n)) = step {
             total += n;
         }
-        if read_size == READ_CHUNK && total >= 4 * READ_CHUNK {
-            crate::sys::grow_pipe(std::os::fd::AsFd::as_fd(&rx));
-            read_size = BIG_READ_CHUNK;
-        }
         match step {
             Step::Read(Ok(0)) => break,
             Step::Read(Ok(n)) if direct => sinks.note_direct(n),
@@ -280,6 +267,17 @@ async fn run(
                 crate::sys::drain_pipe(std::os::fd::AsFd::as_fd(&rx), &mut rest);
                 sinks.feed(&rest).await;
                 break;
+            }
+        }
+        if read_size == READ_CHUNK && total >= HANDOFF_BYTES {
+            crate::sys::grow_pipe(std::os::fd::AsFd::as_fd(&rx));
+            read_size = BIG_READ_CHUNK;
+            if sinks.capture_only() {
+                let capture = sinks.capture.take().expect("checked by capture_only");
+                return match rx.into_nonblocking_fd() {
+                    Ok(fd) => capture_on_thread(fd, capture, sinks.limit, &stop).await,
+                    Err(_) => capture.finish(),
+                };
             }
         }
     }
@@ -318,7 +316,13 @@ impl Sinks {
         self.callback.is_some() || self.lines.is_some()
     }
 
-    fn only_capture(&mut self) -> bool {
+    /// Nothing to feed but the capture (bounded or not).
+    fn capture_only(&self) -> bool {
+        self.tee.is_none() && !self.wants_lines() && self.capture.is_some()
+    }
+
+    /// Nothing to feed but an unbounded capture, which can be read into.
+    fn direct_capture(&mut self) -> bool {
         self.tee.is_none()
             && !self.wants_lines()
             && self.capture.as_mut().is_some_and(|c| c.direct().is_some())
@@ -328,7 +332,7 @@ impl Sinks {
         self.capture
             .as_mut()
             .and_then(CaptureBuf::direct)
-            .expect("checked by only_capture")
+            .expect("checked by direct_capture")
     }
 
     fn note_direct(&mut self, n: usize) {

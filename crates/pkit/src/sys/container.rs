@@ -106,26 +106,39 @@ impl Container {
         want_guard: bool,
     ) -> Result<Container, CreateError> {
         limits.validate().map_err(CreateError::Limit)?;
-        let cgroup = || -> Result<Cgroup, String> {
+        let cgroup = || -> Result<(Cgroup, Option<guard::Ticket>), String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
             guard::sweep_stale_once(&h.parent_dir);
             Cgroup::create(&h.parent_dir, h.has_kill)
                 .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
-        let (kind, fallback) = match choice {
-            MechanismChoice::ProcessGroup => (Self::pgroup(), None),
-            MechanismChoice::Cgroup => (
-                Kind::Cgroup(cgroup().map_err(CreateError::Mechanism)?),
-                None,
-            ),
+        // A spare directory comes with its guard registration (`kept`).
+        let (kind, fallback, mut kept) = match choice {
+            MechanismChoice::ProcessGroup => (Self::pgroup(), None, None),
+            MechanismChoice::Cgroup => {
+                let (cg, kept) = cgroup().map_err(CreateError::Mechanism)?;
+                (Kind::Cgroup(cg), None, kept)
+            }
             MechanismChoice::Auto => match cgroup() {
-                Ok(cg) => (Kind::Cgroup(cg), None),
-                Err(why) => (Self::pgroup(), Some(why)),
+                Ok((cg, kept)) => (Kind::Cgroup(cg), None, kept),
+                Err(why) => (Self::pgroup(), Some(why), None),
             },
+        };
+        // Whatever happens below, a registration not taken over is dropped.
+        let release_kept = |kept: Option<guard::Ticket>| {
+            if let (Some(t), Ok(g)) = (kept, guard::get()) {
+                g.unregister(t);
+            }
         };
         let applied = match (&kind, limits.is_empty()) {
             (_, true) => Applied::default(),
-            (Kind::Cgroup(cg), false) => limits::apply(cg, limits).map_err(CreateError::Limit)?,
+            (Kind::Cgroup(cg), false) => match limits::apply(cg, limits) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    release_kept(kept);
+                    return Err(CreateError::Limit(e));
+                }
+            },
             (Kind::Pgroup { .. }, false) => {
                 let cap = if limits.memory_max.is_some() {
                     "memory_max"
@@ -150,6 +163,13 @@ impl Container {
             match (guard::get(), &kind) {
                 (Err(why), _) => GuardLink::Unavailable(why),
                 (Ok(_), Kind::Pgroup { .. }) => GuardLink::Pending,
+                // A spare's registration covers the directory; v1 cap
+                // directories would need one of their own.
+                (Ok(g), Kind::Cgroup(_)) if kept.is_some() && applied.v1.is_empty() => {
+                    let ticket = kept.take().expect("checked");
+                    g.set_spare(&ticket, false);
+                    GuardLink::On(ticket)
+                }
                 (Ok(g), Kind::Cgroup(cg)) => {
                     let v1: Vec<std::path::PathBuf> = applied
                         .v1
@@ -166,6 +186,7 @@ impl Container {
                 }
             }
         };
+        release_kept(kept);
         Ok(Container {
             kind,
             fallback,
@@ -214,6 +235,34 @@ impl Container {
             GuardLink::Pending | GuardLink::Released => {}
             // Off and Unavailable keep saying why there is no guard.
             other => *link = other,
+        }
+    }
+
+    /// Hands an emptied cgroup to the pool of spares, with its guard
+    /// registration, or removes it; false when it isn't empty.
+    fn retire(&self, cg: &Cgroup) -> bool {
+        let mut link = self.guard_link();
+        let ticket = match std::mem::replace(&mut *link, GuardLink::Released) {
+            GuardLink::On(ticket) => Some(ticket),
+            other => {
+                *link = other;
+                None
+            }
+        };
+        match cg.retire_if_empty(ticket) {
+            Ok(left) => {
+                // Pooled: the spare keeps the registration. Removed: done.
+                if let (Some(t), Ok(g)) = (left, guard::get()) {
+                    g.unregister(t);
+                }
+                true
+            }
+            Err(ticket) => {
+                if let Some(t) = ticket {
+                    *link = GuardLink::On(t);
+                }
+                false
+            }
         }
     }
 
@@ -502,7 +551,7 @@ impl Container {
             // kernel refuses to remove a populated cgroup, so a successful
             // rmdir proves there is nothing left to kill.
             let retired = if pool && self.limits.info.is_empty() {
-                cg.retire_if_empty().unwrap_or(false)
+                self.retire(cg)
             } else {
                 cg.remove().is_ok()
             };

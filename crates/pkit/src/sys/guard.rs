@@ -199,6 +199,10 @@ pub struct GuardStatus {
     pub pid: Option<u32>,
     /// The groups it covers now: `cgroup <dir>` or `process group <pgid>`.
     pub groups: Vec<String>,
+    /// Emptied cgroup directories kept for reuse by later one-shot runs
+    /// ([`release_spare_cgroups`](crate::release_spare_cgroups)): the guard
+    /// removes them too if this process is killed.
+    pub spares: usize,
     /// How many entries the guard itself reports holding (a cgroup with v1
     /// cap directories takes one per directory); `None` when it can't be
     /// asked.
@@ -228,10 +232,21 @@ pub(crate) struct Guard {
 
 struct State {
     /// Registration id -> (description, slots used).
-    live: BTreeMap<u64, (String, usize)>,
+    live: BTreeMap<u64, Entry>,
     used: usize,
     /// Set once a send failed: the guard is gone.
     failed: Option<String>,
+}
+
+/// One registration, as the owner keeps track of it.
+struct Entry {
+    /// `cgroup <dir>` or `process group <pgid>`.
+    what: String,
+    /// Table slots it uses in the guard.
+    slots: usize,
+    /// An emptied cgroup kept for reuse (see `cgroup_pool`): it stays
+    /// registered so that the guard removes it if the owner is killed.
+    spare: bool,
 }
 
 /// A group's registration with the guard.
@@ -632,9 +647,12 @@ impl Guard {
             }
         }
         state.used += msgs.len();
-        state
-            .live
-            .insert(id, (format!("cgroup {}", dir.display()), msgs.len()));
+        let entry = Entry {
+            what: format!("cgroup {}", dir.display()),
+            slots: msgs.len(),
+            spare: false,
+        };
+        state.live.insert(id, entry);
         Ok(Ticket(id))
     }
 
@@ -653,7 +671,12 @@ impl Guard {
         self.reserve(&state, 1)?;
         self.send(&mut state, &m, Some(leader))?;
         state.used += 1;
-        state.live.insert(id, (format!("process group {pgid}"), 1));
+        let entry = Entry {
+            what: format!("process group {pgid}"),
+            slots: 1,
+            spare: false,
+        };
+        state.live.insert(id, entry);
         Ok(Ticket(id))
     }
 
@@ -677,10 +700,19 @@ impl Guard {
     /// Unregisters a group (after it has been killed).
     pub(crate) fn unregister(&self, ticket: Ticket) {
         let mut state = self.lock();
-        if let Some((_, slots)) = state.live.remove(&ticket.0) {
-            state.used -= slots;
+        if let Some(entry) = state.live.remove(&ticket.0) {
+            state.used -= entry.slots;
         }
         let _ = self.send_remove(&mut state, ticket.0);
+    }
+
+    /// Marks a cgroup's registration as a spare directory (or a group's
+    /// again). Only the owner's bookkeeping changes: the guard removes a
+    /// spare at the owner's death just as it ends a group.
+    pub(crate) fn set_spare(&self, ticket: &Ticket, spare: bool) {
+        if let Some(entry) = self.lock().live.get_mut(&ticket.0) {
+            entry.spare = spare;
+        }
     }
 
     /// Asks the guard how many entries it holds and how many it lost.
@@ -732,7 +764,13 @@ pub(crate) fn status() -> GuardStatus {
             GuardStatus {
                 running,
                 pid: Some(g.pid as u32),
-                groups: state.live.values().map(|(d, _)| d.clone()).collect(),
+                groups: state
+                    .live
+                    .values()
+                    .filter(|e| !e.spare)
+                    .map(|e| e.what.clone())
+                    .collect(),
+                spares: state.live.values().filter(|e| e.spare).count(),
                 entries,
                 lost,
                 error: if running {

@@ -318,16 +318,11 @@ pub(crate) fn stop_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
-/// Makes `fd` non-blocking.
-pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
-    use rustix::fs::OFlags;
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
-    Ok(())
-}
-
 /// Removes the emptied cgroup directories pkit keeps for reuse by later
-/// one-shot runs (at most 16; they are also removed at normal exit).
+/// one-shot runs (at most 16, counted by
+/// [`GuardStatus::spares`](crate::GuardStatus::spares)). They are also
+/// removed at normal exit, and by the owner-death guard if this process is
+/// killed.
 pub fn release_spare_cgroups() {
     linux::cgroup_pool::release_all();
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 
 use super::reaper;
+use crate::sys::guard::Ticket;
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -33,16 +34,19 @@ pub(crate) struct Cgroup {
 pub(crate) const NAME_PREFIX: &str = "pkit-";
 
 impl Cgroup {
-    /// Creates a new, empty cgroup under `parent`.
-    pub(crate) fn create(parent: &Path, has_kill: bool) -> io::Result<Cgroup> {
-        if let Some((path, dir)) = super::cgroup_pool::take(parent) {
-            return Ok(Cgroup {
+    /// Creates a new, empty cgroup under `parent` — or takes a spare one,
+    /// with the owner-death guard's registration it kept (see
+    /// [`cgroup_pool`](super::cgroup_pool)).
+    pub(crate) fn create(parent: &Path, has_kill: bool) -> io::Result<(Cgroup, Option<Ticket>)> {
+        if let Some((path, dir, ticket)) = super::cgroup_pool::take(parent) {
+            let cg = Cgroup {
                 path,
                 dir,
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
-            });
+            };
+            return Ok((cg, ticket));
         }
         let pid = std::process::id();
         loop {
@@ -65,13 +69,14 @@ impl Cgroup {
                     return Err(e.into());
                 }
             };
-            return Ok(Cgroup {
+            let cg = Cgroup {
                 path,
                 dir,
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
-            });
+            };
+            return Ok((cg, None));
         }
     }
 
@@ -258,28 +263,39 @@ impl Cgroup {
     }
 
     /// Ends an emptied cgroup: an empty, unfrozen cgroup that was never
-    /// killed goes to the pool of spare directories for the next group
-    /// (else it is removed). Returns false, touching nothing, when it is not
-    /// empty: the caller kills and waits.
-    pub(crate) fn retire_if_empty(&self) -> io::Result<bool> {
+    /// killed goes, with its guard registration `ticket`, to the pool of
+    /// spare directories for the next group (else it is removed and the
+    /// ticket handed back for the caller to unregister). `Err` hands the
+    /// ticket back, touching nothing, when the cgroup is not empty (or
+    /// can't be read): the caller kills and waits.
+    pub(crate) fn retire_if_empty(
+        &self,
+        ticket: Option<Ticket>,
+    ) -> Result<Option<Ticket>, Option<Ticket>> {
         if self.is_removed() {
-            return Ok(true);
+            return Ok(ticket);
         }
-        let ev = read_events(&self.open_events()?)?;
-        if ev.populated || ev.frozen {
-            return Ok(false);
+        match self.open_events().and_then(|fd| read_events(&fd)) {
+            Ok(ev) if !ev.populated && !ev.frozen => {}
+            _ => return Err(ticket),
         }
         // Never reuse a killed cgroup: on Linux 6.18 a child placed with
         // CLONE_INTO_CGROUP into a cgroup that once saw `cgroup.kill` is
         // SIGKILLed at birth.
-        if !self.killed.load(Ordering::Acquire) && super::cgroup_pool::offer(&self.path) {
-            self.removed.store(true, Ordering::Release);
-            return Ok(true);
-        }
+        let ticket = if self.killed.load(Ordering::Acquire) {
+            ticket
+        } else {
+            match super::cgroup_pool::offer(&self.path, ticket) {
+                Ok(()) => {
+                    self.removed.store(true, Ordering::Release);
+                    return Ok(None);
+                }
+                Err(ticket) => ticket,
+            }
+        };
         match self.remove() {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
-            Err(e) => Err(e),
+            Ok(()) => Ok(ticket),
+            Err(_) => Err(ticket),
         }
     }
 

@@ -18,24 +18,35 @@
 //! - The pool belongs to the process that filled it: a child forked
 //!   without exec (which inherits a copy of the list) neither takes from
 //!   it, adds to it, nor empties it at its exit.
+//! - A pooled directory keeps its registration with the owner-death guard
+//!   (if its group had one), so reusing it costs no message to the guard,
+//!   and a process killed outright still has its spares removed — by the
+//!   guard, or, without one, by the next pkit process to create a group
+//!   (the stale sweep of empty `pkit-<pid>-<n>` directories of dead owners).
 //! - At normal process exit (`exit`, return from `main`) an `atexit`
-//!   handler removes every pooled directory. A process killed outright
-//!   leaves its pooled directories behind (empty, named
-//!   `pkit-<pid>-<n>`); the next pkit process to create a group removes
-//!   empty directories of dead owners (the stale sweep).
+//!   handler removes every pooled directory.
 //! - [`release_all`] removes the spares now (`pkit::release_spare_cgroups`).
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::sys::guard::{self, Ticket};
+
 /// How many spare directories a process keeps: enough for a burst of
 /// concurrent one-shot runs (a 16-way fan-out) to reuse them all.
 const MAX: usize = 16;
 
+/// One spare directory.
+struct Spare {
+    /// The path only: holding fds would cost a caller up to 16 of them.
+    path: PathBuf,
+    /// Its registration with the owner-death guard, if it has one.
+    ticket: Option<Ticket>,
+}
+
 struct Pool {
-    /// Paths only: holding their fds would cost a caller up to 16 fds.
-    spares: Vec<PathBuf>,
+    spares: Vec<Spare>,
     /// Set by the exit handler: no more pooling.
     closed: bool,
     /// The pid that registered the exit handler (0: none yet). A child
@@ -50,11 +61,12 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     owner: 0,
 });
 
-/// A spare directory under `parent`, opened, if there is one.
-pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd)> {
+/// A spare directory under `parent`, opened, with its guard registration,
+/// if there is one.
+pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd, Option<Ticket>)> {
     use rustix::fs::{Mode, OFlags};
     loop {
-        let path = {
+        let spare = {
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             if pool.owner != std::process::id() {
                 // Empty, or a forked child's copy of its parent's list:
@@ -65,45 +77,58 @@ pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd)> {
             let i = pool
                 .spares
                 .iter()
-                .position(|p| p.parent() == Some(parent))?;
+                .position(|s| s.path.parent() == Some(parent))?;
             pool.spares.swap_remove(i)
         };
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        match rustix::fs::open(&path, flags, Mode::empty()) {
-            Ok(dir) => return Some((path, dir)),
+        match rustix::fs::open(&spare.path, flags, Mode::empty()) {
+            Ok(dir) => return Some((spare.path, dir, spare.ticket)),
             // Removed behind our back (by an administrator): try the next.
-            Err(_) => continue,
+            Err(_) => unregister(spare.ticket),
         }
     }
 }
 
-/// Offers an empty, unfrozen directory; returns whether it was taken (the
-/// caller must then forget it), false when the pool is full or closed.
-pub(crate) fn offer(path: &Path) -> bool {
+/// Offers an empty, unfrozen directory with its guard registration. `Ok`:
+/// taken (the caller must forget the directory); `Err` gives the ticket
+/// back when the pool is full or closed.
+pub(crate) fn offer(path: &Path, ticket: Option<Ticket>) -> Result<(), Option<Ticket>> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.closed || pool.spares.len() >= MAX {
-        return false;
+        return Err(ticket);
     }
     if pool.owner != std::process::id() {
         if pool.owner != 0 {
             // We are a forked child of the process that filled the pool.
-            return false;
+            return Err(ticket);
         }
         // SAFETY: `remove_all_at_exit` is an `extern "C" fn()` that does not
         // unwind (it catches nothing that could panic: see its body).
         if unsafe { libc::atexit(remove_all_at_exit) } != 0 {
-            return false;
+            return Err(ticket);
         }
         pool.owner = std::process::id();
     }
-    pool.spares.push(path.to_path_buf());
-    true
+    if let (Some(t), Ok(g)) = (&ticket, guard::get()) {
+        g.set_spare(t, true);
+    }
+    pool.spares.push(Spare {
+        path: path.to_path_buf(),
+        ticket,
+    });
+    Ok(())
+}
+
+fn unregister(ticket: Option<Ticket>) {
+    if let (Some(t), Ok(g)) = (ticket, guard::get()) {
+        g.unregister(t);
+    }
 }
 
 /// The exit handler: removes every pooled directory and closes the pool.
 extern "C" fn remove_all_at_exit() {
     // try_lock: a thread that holds the lock while the process exits must
-    // not hang the exit; its directories then stay (see the module docs).
+    // not hang the exit; the guard (if any) removes the directories then.
     let Ok(mut pool) = POOL.try_lock() else {
         return;
     };
@@ -111,8 +136,10 @@ extern "C" fn remove_all_at_exit() {
         return;
     }
     pool.closed = true;
-    for path in pool.spares.drain(..) {
-        let _ = rustix::fs::rmdir(&path);
+    // The guard is not told: once this process is gone it ends what is
+    // still registered, and finds these directories removed already.
+    for spare in pool.spares.drain(..) {
+        let _ = rustix::fs::rmdir(&spare.path);
     }
 }
 
@@ -122,7 +149,8 @@ pub(crate) fn release_all() {
     if pool.owner != std::process::id() {
         return;
     }
-    for path in pool.spares.drain(..) {
-        let _ = rustix::fs::rmdir(&path);
+    for spare in pool.spares.drain(..) {
+        let _ = rustix::fs::rmdir(&spare.path);
+        unregister(spare.ticket);
     }
 }
