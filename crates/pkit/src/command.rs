@@ -435,24 +435,27 @@ impl Command {
         self.program.to_string_lossy().into_owned()
     }
 
-    /// The environment the child starts with, in order.
+    /// The environment the child starts with: this process's (unless
+    /// cleared), in its order, with this command's changes applied — a
+    /// changed variable keeps its place, new ones follow (by name).
     pub(crate) fn effective_env(&self) -> Vec<(OsString, OsString)> {
-        let mut vars: BTreeMap<OsString, OsString> = if self.env_clear {
-            BTreeMap::new()
+        let mut vars: Vec<(OsString, OsString)> = if self.env_clear {
+            Vec::new()
         } else {
             std::env::vars_os().collect()
         };
         for (k, v) in &self.env {
-            match v {
-                Some(v) => {
-                    vars.insert(k.clone(), v.clone());
+            let at = vars.iter().position(|(name, _)| name == k);
+            match (v, at) {
+                (Some(v), Some(i)) => vars[i].1 = v.clone(),
+                (Some(v), None) => vars.push((k.clone(), v.clone())),
+                (None, Some(i)) => {
+                    vars.remove(i);
                 }
-                None => {
-                    vars.remove(k);
-                }
+                (None, None) => {}
             }
         }
-        vars.into_iter().collect()
+        vars
     }
 
     fn run_with(&self) -> &dyn Runner {

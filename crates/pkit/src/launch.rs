@@ -1,10 +1,10 @@
 //! Turning a [`Command`] into a [`RunningProcess`]: checks, resolution,
 //! stdio wiring, the spawn, and the pump.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
@@ -292,10 +292,11 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
                 "an environment variable name is empty or contains '='".into(),
             ));
         }
-        let mut kv: OsString = k;
-        kv.push("=");
-        kv.push(v);
-        envp.push(CString::new(kv.into_vec()).map_err(|_| {
+        let mut kv = Vec::with_capacity(k.len() + v.len() + 2);
+        kv.extend_from_slice(k.as_bytes());
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        envp.push(CString::new(kv).map_err(|_| {
             Error::InvalidInput("an environment variable contains a NUL byte".into())
         })?);
     }

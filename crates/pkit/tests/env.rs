@@ -13,6 +13,29 @@ fn lines(out: &pkit::Output) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn the_inherited_environment_arrives_whole_and_in_order() {
+    let suite = begin("the_inherited_environment_arrives_whole_and_in_order").await;
+    let mut want: Vec<u8> = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        want.extend_from_slice(k.as_bytes());
+        want.push(b'=');
+        want.extend_from_slice(v.as_bytes());
+        want.push(0);
+    }
+    for choice in mechanisms() {
+        // `env -0`: values may hold newlines.
+        let out = cmd(choice, "env").arg("-0").output().await.expect("env");
+        assert!(out.success(), "{choice}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(out.stdout()),
+            String::from_utf8_lossy(&want),
+            "{choice}"
+        );
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
 async fn env_sets_variables_on_top_of_the_inherited_ones() {
     let suite = begin("env_sets_variables_on_top_of_the_inherited_ones").await;
     for choice in mechanisms() {

@@ -5,7 +5,7 @@
 //! Waiting is driven by the kernel: `cgroup.events` raises `POLLPRI` when
 //! its content changes, so an empty cgroup is noticed without polling loops.
 
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -365,17 +365,26 @@ pub(crate) struct Events {
 
 /// Reads `cgroup.events` from the start (re-reading also re-arms poll).
 pub(crate) fn read_events(fd: &OwnedFd) -> io::Result<Events> {
-    let mut f = std::fs::File::from(fd.try_clone()?);
-    f.seek(io::SeekFrom::Start(0))?;
+    // `pread` at offset 0: no seek and no shared file position; the kernel
+    // regenerates the file's content for a read at 0. Its two lines arrive
+    // in one read; a read at the end of the file ends older kernels' text
+    // (no `frozen` line).
     let mut buf = [0u8; 256];
     let mut len = 0;
     loop {
-        let n = f.read(&mut buf[len..])?;
-        if n == 0 || len + n == buf.len() {
-            len += n;
+        let n = match rustix::io::pread(fd, &mut buf[len..], len as u64) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        len += n;
+        let text = &buf[..len];
+        let complete = text.ends_with(b"\n")
+            && text.starts_with(b"populated ")
+            && memchr::memmem::find(text, b"\nfrozen ").is_some();
+        if n == 0 || len == buf.len() || complete {
             break;
         }
-        len += n;
     }
     let text = &buf[..len];
     let field = |name: &[u8]| {
