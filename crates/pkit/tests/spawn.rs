@@ -19,6 +19,23 @@ fn temp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("pkit-spawn-{name}-{}", std::process::id()))
 }
 
+/// Runs `cmd`, expecting a start failure. A script written just now can
+/// still be open for writing in a sibling test's child between its clone and
+/// its exec (every process that spawns has this race), and `execve` then
+/// says ETXTBSY; that is retried, anything else is returned.
+async fn start_failure(cmd: Command) -> pkit::Error {
+    for _ in 0..200 {
+        let err = cmd.output().await.unwrap_err();
+        let busy = matches!(&err, pkit::Error::Spawn { source, .. }
+            if source.raw_os_error() == Some(libc::ETXTBSY));
+        if !busy {
+            return err;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{cmd:?}: still ETXTBSY after 2 s");
+}
+
 #[tokio::test]
 async fn exec_failures_are_typed_errors() {
     use std::os::unix::fs::PermissionsExt;
@@ -27,11 +44,11 @@ async fn exec_failures_are_typed_errors() {
         let script = temp(&format!("no-interp-{m}"));
         std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let err = on(m, Command::new(&script)).output().await.unwrap_err();
+        let err = start_failure(on(m, Command::new(&script))).await;
         assert_eq!(err.kind(), ErrorKind::NotFound, "{m}: {err}");
         // ...and a file the kernel can't execute (ENOEXEC).
         std::fs::write(&script, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).unwrap();
-        let err = on(m, Command::new(&script)).output().await.unwrap_err();
+        let err = start_failure(on(m, Command::new(&script))).await;
         assert_eq!(err.kind(), ErrorKind::NotExecutable, "{m}: {err}");
         std::fs::remove_file(&script).unwrap();
     }
