@@ -27,7 +27,7 @@ pub(crate) use capture::{CaptureBuf, Captured};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub use lines::{Line, Lines, StreamKind};
 pub(crate) use queue::queue;
-use split::{RawLine, Splitter};
+use split::{Batch, Splitter};
 
 /// What happens when the line stream's buffer is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -236,22 +236,28 @@ async fn run(
         Stop,
     }
     loop {
-        // Unbounded capture and nothing else to feed: read straight into
-        // the capture buffer, no copy.
+        // Where the read goes: straight into an unbounded capture when
+        // nothing else is fed (no copy), into the splitter's buffer when
+        // undecoded lines are wanted, else into a chunk buffer.
         let direct = sinks.direct_capture();
-        let step = {
+        let in_place = !direct && sinks.splits_in_place();
+        let (step, from) = {
             let target: &mut Vec<u8> = if direct {
                 sinks.capture_direct()
+            } else if in_place {
+                sinks.splitter.input(read_size)
             } else {
                 chunk.clear();
                 &mut chunk
             };
             target.reserve(read_size);
-            tokio::select! {
+            let from = target.len();
+            let step = tokio::select! {
                 biased;
                 read = rx.read_buf(target) => Step::Read(read),
                 _ = stop.notified() => Step::Stop,
-            }
+            };
+            (step, from)
         };
         if let Step::Read(Ok(n)) = step {
             total += n;
@@ -259,6 +265,7 @@ async fn run(
         match step {
             Step::Read(Ok(0)) => break,
             Step::Read(Ok(n)) if direct => sinks.note_direct(n),
+            Step::Read(Ok(_)) if in_place => sinks.feed_in_place(from).await,
             Step::Read(Ok(_)) => sinks.feed(&chunk).await,
             Step::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Step::Read(Err(_)) => break,
@@ -341,52 +348,73 @@ impl Sinks {
         }
     }
 
+    /// Undecoded lines are wanted: read into the splitter's own buffer.
+    fn splits_in_place(&self) -> bool {
+        self.wants_lines() && self.decoder.is_none()
+    }
+
+    /// Feeds bytes read into a chunk buffer of the caller's.
     async fn feed(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        if let Some(tee) = &self.tee {
-            if let Err(e) = write_tee(tee, bytes).await {
-                tracing::warn!(target: "pkit", stream = %self.kind, error = %e, "tee write failed; tee disabled");
-                self.tee = None;
-            }
-        }
-        if let Some(c) = &mut self.capture {
-            if !c.push(bytes) && !self.limit.is_hit() {
-                self.limit.set();
-            }
-        }
+        self.mirror(bytes).await;
         if !self.wants_lines() {
             return;
         }
-        let kind = self.kind;
-        let mut lines = Vec::new();
         match &mut self.decoder {
-            None => self
-                .splitter
-                .feed(bytes, &mut |l| lines.push(to_line(kind, l))),
+            None => self.splitter.extend(bytes),
             Some(d) => {
                 d.decode(bytes, false, &mut self.text);
-                self.splitter
-                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(kind, l)));
+                self.splitter.extend(self.text.as_bytes());
                 self.text.clear();
             }
         }
-        self.deliver(lines).await;
+        self.split().await;
+    }
+
+    /// Feeds the bytes read into the splitter's buffer from `from` on.
+    async fn feed_in_place(&mut self, from: usize) {
+        let Sinks {
+            kind,
+            capture,
+            tee,
+            splitter,
+            limit,
+            ..
+        } = self;
+        mirror(*kind, tee, capture, limit, &splitter.buffered()[from..]).await;
+        self.split().await;
+    }
+
+    /// Hands the raw bytes to the tee and the capture.
+    async fn mirror(&mut self, bytes: &[u8]) {
+        mirror(
+            self.kind,
+            &mut self.tee,
+            &mut self.capture,
+            &self.limit,
+            bytes,
+        )
+        .await;
+    }
+
+    async fn split(&mut self) {
+        if let Some(batch) = self.splitter.split(self.kind) {
+            self.deliver(batch).await;
+        }
     }
 
     async fn finish(mut self) -> Captured {
         if self.wants_lines() {
-            let kind = self.kind;
-            let mut lines = Vec::new();
             if let Some(d) = &mut self.decoder {
                 d.decode(&[], true, &mut self.text);
-                self.splitter
-                    .feed(self.text.as_bytes(), &mut |l| lines.push(to_line(kind, l)));
+                self.splitter.extend(self.text.as_bytes());
                 self.text.clear();
             }
-            self.splitter.finish(&mut |l| lines.push(to_line(kind, l)));
-            self.deliver(lines).await;
+            if let Some(batch) = self.splitter.finish(self.kind) {
+                self.deliver(batch).await;
+            }
         }
         if let Some(Tee::Async(w)) = &self.tee {
             let _ = w.lock().await.flush().await;
@@ -397,11 +425,11 @@ impl Sinks {
             .unwrap_or_default()
     }
 
-    /// Hands a chunk's lines to the callback and the line stream.
-    async fn deliver(&mut self, lines: Vec<Line>) {
+    /// Hands a batch of lines to the callback and the line stream.
+    async fn deliver(&mut self, batch: Batch) {
         if let Some(cb) = &self.callback {
-            for line in &lines {
-                if std::panic::catch_unwind(AssertUnwindSafe(|| cb(&line.text))).is_err() {
+            for (text, _) in batch.texts() {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| cb(text))).is_err() {
                     tracing::warn!(target: "pkit", stream = %self.kind, "line callback panicked; callback disabled");
                     self.callback = None;
                     break;
@@ -409,7 +437,7 @@ impl Sinks {
             }
         }
         let Some(sink) = &self.lines else { return };
-        if !sink.tx.send(lines, sink.overflow, &sink.dropped).await {
+        if !sink.tx.send(batch, sink.overflow, &sink.dropped).await {
             // Nobody listens any more; keep draining the pipe regardless,
             // so the child never blocks on a full pipe.
             self.lines = None;
@@ -417,15 +445,25 @@ impl Sinks {
     }
 }
 
-fn to_line(stream: StreamKind, l: RawLine<'_>) -> Line {
-    let text = match std::str::from_utf8(l.bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(l.bytes).into_owned(),
-    };
-    Line {
-        stream,
-        text,
-        partial: l.partial,
+/// Hands a stream's raw bytes to its tee (disabled on a write error) and
+/// its capture (setting `limit` when a `Fail` limit is crossed).
+async fn mirror(
+    kind: StreamKind,
+    tee: &mut Option<Tee>,
+    capture: &mut Option<CaptureBuf>,
+    limit: &LimitFlag,
+    bytes: &[u8],
+) {
+    if let Some(t) = tee {
+        if let Err(e) = write_tee(t, bytes).await {
+            tracing::warn!(target: "pkit", stream = %kind, error = %e, "tee write failed; tee disabled");
+            *tee = None;
+        }
+    }
+    if let Some(c) = capture {
+        if !c.push(bytes) && !limit.is_hit() {
+            limit.set();
+        }
     }
 }
 

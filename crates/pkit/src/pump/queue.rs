@@ -1,7 +1,7 @@
 //! The bounded queue between the readers and a [`Lines`](super::Lines)
-//! stream, counted in lines but moved in batches: a reader pushes every line
-//! of a chunk under one lock, and the consumer takes everything queued at
-//! once, so the cost per line is a `VecDeque` push and pop.
+//! stream, counted in lines but moved in [`Batch`]es: a reader pushes the
+//! lines of one read under one lock, and the consumer takes a batch at a
+//! time, so the queue costs nothing per line.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +10,13 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
+use super::split::Batch;
 use super::{Line, Overflow};
 
 struct State {
-    lines: VecDeque<Line>,
+    batches: VecDeque<Batch>,
+    /// Lines in `batches`.
+    queued: usize,
     capacity: usize,
     senders: usize,
     receiver: bool,
@@ -37,7 +40,8 @@ impl Shared {
 pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            lines: VecDeque::new(),
+            batches: VecDeque::new(),
+            queued: 0,
             capacity: capacity.max(1),
             senders: 1,
             receiver: true,
@@ -51,7 +55,7 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
         },
         Receiver {
             shared,
-            local: VecDeque::new(),
+            local: None,
         },
     )
 }
@@ -88,59 +92,56 @@ impl Drop for Sender {
 }
 
 impl Sender {
-    /// Queues `batch` (in order). Under backpressure it waits for room;
-    /// under `DropNewest` what doesn't fit is counted in `dropped`. Returns
-    /// false once the consumer is gone.
-    pub(crate) async fn send(
-        &self,
-        batch: Vec<Line>,
-        overflow: Overflow,
-        dropped: &AtomicU64,
-    ) -> bool {
-        let mut batch = batch.into_iter().peekable();
-        loop {
+    /// Queues `batch`. Under backpressure it waits for room, a line at a
+    /// time; under `DropNewest` the lines that don't fit are counted in
+    /// `dropped`. Returns false once the consumer is gone.
+    pub(crate) async fn send(&self, batch: Batch, overflow: Overflow, dropped: &AtomicU64) -> bool {
+        let mut rest = Some(batch);
+        while let Some(batch) = rest.as_mut() {
             let wait = self.shared.writable.notified();
             tokio::pin!(wait);
             wait.as_mut().enable();
-            let (waker, done) = {
+            let waker = {
                 let mut st = self.shared.lock();
                 if !st.receiver {
                     return false;
                 }
-                let room = st.capacity.saturating_sub(st.lines.len());
-                let before = st.lines.len();
-                st.lines.extend(batch.by_ref().take(room));
-                let waker = if st.lines.len() > before {
-                    st.consumer.take()
+                let room = st.capacity.saturating_sub(st.queued);
+                let part = if room >= batch.len() {
+                    rest.take()
+                } else if room > 0 {
+                    Some(batch.split_front(room))
                 } else {
                     None
                 };
-                let done = if batch.peek().is_none() {
-                    true
-                } else if overflow == Overflow::DropNewest {
-                    dropped.fetch_add(batch.by_ref().count() as u64, Ordering::Relaxed);
-                    true
-                } else {
-                    false
-                };
-                (waker, done)
+                let waker = part.filter(|p| p.len() > 0).and_then(|part| {
+                    st.queued += part.len();
+                    st.batches.push_back(part);
+                    st.consumer.take()
+                });
+                if overflow == Overflow::DropNewest {
+                    if let Some(left) = rest.take() {
+                        dropped.fetch_add(left.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                waker
             };
             if let Some(w) = waker {
                 w.wake();
             }
-            if done {
-                return true;
+            if rest.is_some() {
+                wait.await;
             }
-            wait.await;
         }
+        true
     }
 }
 
 /// The consumer's end.
 pub(crate) struct Receiver {
     shared: Arc<Shared>,
-    /// Lines taken from the queue, not yet handed out.
-    local: VecDeque<Line>,
+    /// The batch taken from the queue, not yet all handed out.
+    local: Option<Batch>,
 }
 
 impl Drop for Receiver {
@@ -157,20 +158,23 @@ impl Receiver {
     }
 
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Line>> {
-        if let Some(line) = self.local.pop_front() {
+        if let Some(line) = self.local.as_mut().and_then(Batch::pop) {
             return Poll::Ready(Some(line));
         }
         let mut st = self.shared.lock();
-        if st.lines.is_empty() {
+        let Some(mut batch) = st.batches.pop_front() else {
             if st.senders == 0 {
                 return Poll::Ready(None);
             }
             st.consumer = Some(cx.waker().clone());
             return Poll::Pending;
-        }
-        std::mem::swap(&mut st.lines, &mut self.local);
+        };
+        st.queued -= batch.len();
         drop(st);
         self.shared.writable.notify_waiters();
-        Poll::Ready(self.local.pop_front())
+        // Batches in the queue are never empty.
+        let line = batch.pop();
+        self.local = Some(batch);
+        Poll::Ready(line)
     }
 }

@@ -6,97 +6,256 @@
 //! cut at a UTF-8 character boundary where one exists; every piece but the
 //! last is marked partial. Memory use is bounded by the cap, never by the
 //! length of a line.
+//!
+//! The splitter doesn't make a `String` per line. What one read brings is
+//! split into a [`Batch`]: the text of its whole lines in one buffer (the
+//! very buffer the pipe was read into, when that is well filled) and where
+//! each line lies in it. Lines become `String`s only when a consumer takes
+//! them, on the consumer's own thread, so a line's allocation and its
+//! release happen on one thread (the allocator's fast path) and the reader
+//! does one allocation per read instead of one per line.
 
-/// One line (or piece of an over-long line) as bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct RawLine<'a> {
-    pub bytes: &'a [u8],
+use super::{Line, StreamKind};
+
+/// Where one line (or piece of an over-long line) lies in a batch's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
     /// More of the same line follows (the cap cut it).
-    pub partial: bool,
+    partial: bool,
 }
 
-/// Incremental splitter: feed chunks, receive complete lines.
+/// Whole lines of one stream, in order, sharing one text buffer.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    stream: StreamKind,
+    text: String,
+    spans: Vec<Span>,
+    /// Lines before this one have been taken.
+    next: usize,
+}
+
+impl Batch {
+    /// Lines not yet taken.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len() - self.next
+    }
+
+    /// The lines not yet taken, as text and `partial`, without taking them.
+    pub(crate) fn texts(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.spans[self.next..]
+            .iter()
+            .map(|s| (self.text.get(s.start..s.end).unwrap_or_default(), s.partial))
+    }
+
+    /// Takes the next line.
+    pub(crate) fn pop(&mut self) -> Option<Line> {
+        let span = *self.spans.get(self.next)?;
+        self.next += 1;
+        let text = if self.len() == 0 && self.next == 1 && span.start == 0 {
+            // A batch of one line (what a trickle of lines brings): the
+            // buffer becomes the line's own, no copy.
+            let mut text = std::mem::take(&mut self.text);
+            text.truncate(span.end);
+            text
+        } else {
+            self.text
+                .get(span.start..span.end)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Some(Line {
+            stream: self.stream,
+            text,
+            partial: span.partial,
+        })
+    }
+
+    /// Moves the first `n` lines not yet taken into a batch of their own
+    /// (their text copied), leaving the rest here.
+    pub(crate) fn split_front(&mut self, n: usize) -> Batch {
+        let n = n.min(self.len());
+        let spans = &self.spans[self.next..self.next + n];
+        let (from, to) = match (spans.first(), spans.last()) {
+            (Some(a), Some(b)) => (a.start, b.end),
+            _ => (0, 0),
+        };
+        let front = Batch {
+            stream: self.stream,
+            text: self.text.get(from..to).unwrap_or_default().to_owned(),
+            spans: spans
+                .iter()
+                .map(|s| Span {
+                    start: s.start - from,
+                    end: s.end - from,
+                    partial: s.partial,
+                })
+                .collect(),
+            next: 0,
+        };
+        self.next += n;
+        front
+    }
+}
+
+/// Incremental splitter: append input, take batches of complete lines.
 #[derive(Debug)]
 pub(crate) struct Splitter {
-    /// The unterminated tail of the input so far (at most `max` bytes).
-    pending: Vec<u8>,
+    /// The unterminated tail of the input so far (at most `max` bytes),
+    /// then input not yet split.
+    buf: Vec<u8>,
+    /// `buf[..scanned]` holds no newline (the carried tail).
+    scanned: usize,
     max: usize,
 }
 
 impl Splitter {
     pub(crate) fn new(max: usize) -> Splitter {
         Splitter {
-            pending: Vec::new(),
+            buf: Vec::new(),
+            scanned: 0,
             max: max.max(4),
         }
     }
 
-    /// Splits `chunk`, calling `emit` for every complete line (and every
-    /// piece cut by the cap).
-    pub(crate) fn feed(&mut self, mut chunk: &[u8], emit: &mut dyn FnMut(RawLine<'_>)) {
-        while !chunk.is_empty() {
-            match memchr::memchr(b'\n', chunk) {
-                Some(i) => {
-                    let (head, rest) = (&chunk[..i], &chunk[i + 1..]);
-                    chunk = rest;
-                    if self.pending.is_empty() && head.len() <= self.max {
-                        // The common case: the line is whole in this chunk.
-                        emit(RawLine {
-                            bytes: strip_cr(head),
-                            partial: false,
-                        });
-                    } else {
-                        self.push_capped(head, emit);
-                        let line = std::mem::take(&mut self.pending);
-                        emit(RawLine {
-                            bytes: strip_cr(&line),
-                            partial: false,
-                        });
-                        self.pending = line;
-                        self.pending.clear();
-                    }
-                }
-                None => {
-                    self.push_capped(chunk, emit);
-                    chunk = &[];
-                }
-            }
-        }
+    /// The input buffer, with room for `additional` more bytes: read
+    /// straight into it, then call [`split`](Self::split).
+    pub(crate) fn input(&mut self, additional: usize) -> &mut Vec<u8> {
+        self.buf.reserve(additional);
+        &mut self.buf
     }
 
-    /// End of input: the unterminated remainder, if any, is the last line.
-    pub(crate) fn finish(&mut self, emit: &mut dyn FnMut(RawLine<'_>)) {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            emit(RawLine {
-                bytes: strip_cr(&line),
+    /// The input buffer as it stands (bytes appended since the last split
+    /// start at the length it had then).
+    pub(crate) fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Appends input.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Takes every complete line so far (and every piece cut by the cap);
+    /// the unterminated rest waits for more input.
+    pub(crate) fn split(&mut self, stream: StreamKind) -> Option<Batch> {
+        let mut spans = Vec::new();
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\n', &self.buf[self.scanned..]) {
+            let end = self.scanned + i;
+            start = self.cut_pieces(start, end, &mut spans);
+            let line = if end > start && self.buf[end - 1] == b'\r' {
+                end - 1
+            } else {
+                end
+            };
+            spans.push(Span {
+                start,
+                end: line,
                 partial: false,
             });
+            start = end + 1;
         }
+        start = self.cut_pieces(start, self.buf.len(), &mut spans);
+        self.scanned = self.buf.len() - start;
+        (!spans.is_empty()).then(|| self.take(start, spans, stream))
     }
 
-    /// Appends to the pending line, emitting full pieces when the cap is
-    /// reached.
-    fn push_capped(&mut self, mut bytes: &[u8], emit: &mut dyn FnMut(RawLine<'_>)) {
-        while self.pending.len() + bytes.len() > self.max {
-            let room = self.max - self.pending.len();
-            self.pending.extend_from_slice(&bytes[..room]);
-            bytes = &bytes[room..];
-            let cut = char_boundary(&self.pending);
-            let carry = self.pending.split_off(cut);
-            emit(RawLine {
-                bytes: &self.pending,
+    /// End of input: everything left, the unterminated last line included.
+    pub(crate) fn finish(&mut self, stream: StreamKind) -> Option<Batch> {
+        let mut batch = self.split(stream);
+        if !self.buf.is_empty() {
+            let done = self.buf.len();
+            let end = done - usize::from(self.buf.ends_with(b"\r"));
+            self.scanned = 0;
+            let last = self.take(
+                done,
+                vec![Span {
+                    start: 0,
+                    end,
+                    partial: false,
+                }],
+                stream,
+            );
+            batch = Some(match batch {
+                Some(mut b) => {
+                    b.append(last);
+                    b
+                }
+                None => last,
+            });
+        }
+        batch
+    }
+
+    /// Emits pieces of at most `max` bytes from the line starting at
+    /// `start` while more than `max` bytes of it lie before `end`; returns
+    /// where the rest of the line starts.
+    fn cut_pieces(&self, mut start: usize, end: usize, spans: &mut Vec<Span>) -> usize {
+        while end - start > self.max {
+            let cut = start + char_boundary(&self.buf[start..start + self.max]).max(1);
+            spans.push(Span {
+                start,
+                end: cut,
                 partial: true,
             });
-            self.pending.clear();
-            self.pending.extend_from_slice(&carry);
+            start = cut;
         }
-        self.pending.extend_from_slice(bytes);
+        start
+    }
+
+    /// Makes a batch of `buf[..done]`, keeping the rest as the carried tail.
+    fn take(&mut self, done: usize, mut spans: Vec<Span>, stream: StreamKind) -> Batch {
+        let bytes = if done * 2 >= self.buf.capacity() {
+            // Well filled: hand the buffer itself over, carry the tail in a
+            // new one.
+            let rest = self.buf[done..].to_vec();
+            let mut bytes = std::mem::replace(&mut self.buf, rest);
+            bytes.truncate(done);
+            bytes
+        } else {
+            // Mostly room: copy the lines out, keep the buffer for reading.
+            let bytes = self.buf[..done].to_vec();
+            self.buf.drain(..done);
+            bytes
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                // Invalid sequences, replaced line by line.
+                let bytes = e.into_bytes();
+                let mut text = String::with_capacity(bytes.len());
+                for s in &mut spans {
+                    let from = text.len();
+                    text.push_str(&String::from_utf8_lossy(&bytes[s.start..s.end]));
+                    s.start = from;
+                    s.end = text.len();
+                }
+                text
+            }
+        };
+        Batch {
+            stream,
+            text,
+            spans,
+            next: 0,
+        }
     }
 }
 
-fn strip_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
+impl Batch {
+    /// Appends `other`'s lines (both untaken).
+    fn append(&mut self, other: Batch) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.spans
+            .extend(other.spans[other.next..].iter().map(|s| Span {
+                start: s.start + base,
+                end: s.end + base,
+                partial: s.partial,
+            }));
+    }
 }
 
 /// The largest cut point <= len that does not split a UTF-8 sequence (the
@@ -128,12 +287,18 @@ mod tests {
     fn split(chunks: &[&[u8]], max: usize) -> Vec<(String, bool)> {
         let mut s = Splitter::new(max);
         let mut out = Vec::new();
-        let mut emit =
-            |l: RawLine<'_>| out.push((String::from_utf8_lossy(l.bytes).into_owned(), l.partial));
+        let mut take = |b: Option<Batch>| {
+            if let Some(mut b) = b {
+                while let Some(l) = b.pop() {
+                    out.push((l.text, l.partial));
+                }
+            }
+        };
         for c in chunks {
-            s.feed(c, &mut emit);
+            s.extend(c);
+            take(s.split(StreamKind::Stdout));
         }
-        s.finish(&mut emit);
+        take(s.finish(StreamKind::Stdout));
         out
     }
 
@@ -150,6 +315,10 @@ mod tests {
         assert_eq!(split(&[b"x\n"], 100), whole(&["x"]));
         assert_eq!(split(&[b""], 100), whole(&[]));
         assert_eq!(split(&[b"\r\r\n"], 100), whole(&["\r"]));
+        assert_eq!(
+            split(&[b"a\n", b"b\nc\n", b"d"], 100),
+            whole(&["a", "b", "c", "d"])
+        );
     }
 
     #[test]
@@ -165,6 +334,16 @@ mod tests {
                 ("z".into(), false)
             ]
         );
+        // A tail longer than the cap at end of input.
+        let out = split(&[b"abcdefghij"], 4);
+        assert_eq!(
+            out,
+            vec![
+                ("abcd".into(), true),
+                ("efgh".into(), true),
+                ("ij".into(), false)
+            ]
+        );
     }
 
     #[test]
@@ -172,5 +351,35 @@ mod tests {
         // "ééé" is 6 bytes; a cap of 5 must not split the third é.
         let out = split(&["ééé\n".as_bytes()], 5);
         assert_eq!(out, vec![("éé".into(), true), ("é".into(), false)]);
+    }
+
+    #[test]
+    fn invalid_sequences_are_replaced_per_line() {
+        assert_eq!(
+            split(&[b"caf\xe9\nok\n\xff"], 100),
+            whole(&["caf\u{FFFD}", "ok", "\u{FFFD}"])
+        );
+        // A character split across reads comes out whole.
+        let e = "é".as_bytes();
+        assert_eq!(split(&[&[b'a', e[0]], &[e[1], b'\n']], 100), whole(&["aé"]));
+    }
+
+    #[test]
+    fn a_batch_splits_at_a_line() {
+        let mut s = Splitter::new(100);
+        s.extend(b"one\ntwo\nthree\n");
+        let mut b = s.split(StreamKind::Stderr).unwrap();
+        let mut front = b.split_front(2);
+        assert_eq!((front.len(), b.len()), (2, 1));
+        assert_eq!(front.pop().unwrap().text, "one");
+        assert_eq!(front.pop().unwrap().text, "two");
+        assert!(front.pop().is_none());
+        let three = b.pop().unwrap();
+        assert_eq!(
+            (three.text.as_str(), three.stream),
+            ("three", StreamKind::Stderr)
+        );
+        let texts: Vec<_> = s.finish(StreamKind::Stdout).into_iter().collect();
+        assert!(texts.is_empty());
     }
 }
