@@ -15,6 +15,8 @@
 //! release happen on one thread (the allocator's fast path) and the reader
 //! does one allocation per read instead of one per line.
 
+use std::sync::Arc;
+
 use super::{Line, StreamKind};
 
 /// Where one line (or piece of an over-long line) lies in a batch's text.
@@ -27,43 +29,70 @@ struct Span {
 }
 
 /// Whole lines of one stream, in order, sharing one text buffer.
+///
+/// Splitting a batch (when the queue has room for only part of it) shares
+/// the buffer instead of copying it.
 #[derive(Debug)]
 pub(crate) struct Batch {
     stream: StreamKind,
+    shared: Arc<BatchText>,
+    /// The lines `next..end` of `shared` are this batch's, not yet taken.
+    next: usize,
+    end: usize,
+}
+
+#[derive(Debug)]
+struct BatchText {
     text: String,
     spans: Vec<Span>,
-    /// Lines before this one have been taken.
-    next: usize,
 }
 
 impl Batch {
+    fn new(stream: StreamKind, text: String, spans: Vec<Span>) -> Batch {
+        let end = spans.len();
+        Batch {
+            stream,
+            shared: Arc::new(BatchText { text, spans }),
+            next: 0,
+            end,
+        }
+    }
+
     /// Lines not yet taken.
     pub(crate) fn len(&self) -> usize {
-        self.spans.len() - self.next
+        self.end - self.next
     }
 
     /// The lines not yet taken, as text and `partial`, without taking them.
     pub(crate) fn texts(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.spans[self.next..]
+        let BatchText { text, spans } = &*self.shared;
+        spans[self.next..self.end]
             .iter()
-            .map(|s| (self.text.get(s.start..s.end).unwrap_or_default(), s.partial))
+            .map(|s| (text.get(s.start..s.end).unwrap_or_default(), s.partial))
     }
 
     /// Takes the next line.
     pub(crate) fn pop(&mut self) -> Option<Line> {
-        let span = *self.spans.get(self.next)?;
+        if self.next == self.end {
+            return None;
+        }
+        let span = self.shared.spans[self.next];
         self.next += 1;
-        let text = if self.len() == 0 && self.next == 1 && span.start == 0 {
+        let whole = self.shared.spans.len() == 1 && span.start == 0;
+        let text = match Arc::get_mut(&mut self.shared) {
             // A batch of one line (what a trickle of lines brings): the
             // buffer becomes the line's own, no copy.
-            let mut text = std::mem::take(&mut self.text);
-            text.truncate(span.end);
-            text
-        } else {
-            self.text
+            Some(own) if whole => {
+                let mut text = std::mem::take(&mut own.text);
+                text.truncate(span.end);
+                text
+            }
+            _ => self
+                .shared
+                .text
                 .get(span.start..span.end)
                 .unwrap_or_default()
-                .to_owned()
+                .to_owned(),
         };
         Some(Line {
             stream: self.stream,
@@ -73,26 +102,14 @@ impl Batch {
     }
 
     /// Moves the first `n` lines not yet taken into a batch of their own
-    /// (their text copied), leaving the rest here.
+    /// (sharing the buffer), leaving the rest here.
     pub(crate) fn split_front(&mut self, n: usize) -> Batch {
         let n = n.min(self.len());
-        let spans = &self.spans[self.next..self.next + n];
-        let (from, to) = match (spans.first(), spans.last()) {
-            (Some(a), Some(b)) => (a.start, b.end),
-            _ => (0, 0),
-        };
         let front = Batch {
             stream: self.stream,
-            text: self.text.get(from..to).unwrap_or_default().to_owned(),
-            spans: spans
-                .iter()
-                .map(|s| Span {
-                    start: s.start - from,
-                    end: s.end - from,
-                    partial: s.partial,
-                })
-                .collect(),
-            next: 0,
+            shared: self.shared.clone(),
+            next: self.next,
+            end: self.next + n,
         };
         self.next += n;
         front
@@ -140,53 +157,42 @@ impl Splitter {
     /// Takes every complete line so far (and every piece cut by the cap);
     /// the unterminated rest waits for more input.
     pub(crate) fn split(&mut self, stream: StreamKind) -> Option<Batch> {
+        self.split_lines(stream, false)
+    }
+
+    /// End of input: everything left, the unterminated last line included.
+    pub(crate) fn finish(&mut self, stream: StreamKind) -> Option<Batch> {
+        self.split_lines(stream, true)
+    }
+
+    fn split_lines(&mut self, stream: StreamKind, at_end: bool) -> Option<Batch> {
         let mut spans = Vec::new();
         let mut start = 0;
-        for i in memchr::memchr_iter(b'\n', &self.buf[self.scanned..]) {
-            let end = self.scanned + i;
-            start = self.cut_pieces(start, end, &mut spans);
-            let line = if end > start && self.buf[end - 1] == b'\r' {
+        let push_line = |spans: &mut Vec<Span>, start: usize, end: usize| {
+            let end = if end > start && self.buf[end - 1] == b'\r' {
                 end - 1
             } else {
                 end
             };
             spans.push(Span {
                 start,
-                end: line,
+                end,
                 partial: false,
             });
+        };
+        for i in memchr::memchr_iter(b'\n', &self.buf[self.scanned..]) {
+            let end = self.scanned + i;
+            start = self.cut_pieces(start, end, &mut spans);
+            push_line(&mut spans, start, end);
             start = end + 1;
         }
         start = self.cut_pieces(start, self.buf.len(), &mut spans);
+        if at_end && start < self.buf.len() {
+            push_line(&mut spans, start, self.buf.len());
+            start = self.buf.len();
+        }
         self.scanned = self.buf.len() - start;
         (!spans.is_empty()).then(|| self.take(start, spans, stream))
-    }
-
-    /// End of input: everything left, the unterminated last line included.
-    pub(crate) fn finish(&mut self, stream: StreamKind) -> Option<Batch> {
-        let mut batch = self.split(stream);
-        if !self.buf.is_empty() {
-            let done = self.buf.len();
-            let end = done - usize::from(self.buf.ends_with(b"\r"));
-            self.scanned = 0;
-            let last = self.take(
-                done,
-                vec![Span {
-                    start: 0,
-                    end,
-                    partial: false,
-                }],
-                stream,
-            );
-            batch = Some(match batch {
-                Some(mut b) => {
-                    b.append(last);
-                    b
-                }
-                None => last,
-            });
-        }
-        batch
     }
 
     /// Emits pieces of at most `max` bytes from the line starting at
@@ -235,26 +241,7 @@ impl Splitter {
                 text
             }
         };
-        Batch {
-            stream,
-            text,
-            spans,
-            next: 0,
-        }
-    }
-}
-
-impl Batch {
-    /// Appends `other`'s lines (both untaken).
-    fn append(&mut self, other: Batch) {
-        let base = self.text.len();
-        self.text.push_str(&other.text);
-        self.spans
-            .extend(other.spans[other.next..].iter().map(|s| Span {
-                start: s.start + base,
-                end: s.end + base,
-                partial: s.partial,
-            }));
+        Batch::new(stream, text, spans)
     }
 }
 
