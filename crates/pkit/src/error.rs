@@ -172,7 +172,9 @@ pub enum NotReadyReason {
     Deadline(std::time::Duration),
     /// The process exited before it was ready.
     Exited(crate::Outcome),
-    /// The output ended (both streams closed) without a matching line.
+    /// The output ended (both streams closed) without a matching line,
+    /// and the process was still running 2 s later (or at the deadline):
+    /// it closed its outputs and can never print the line.
     OutputClosed,
 }
 

@@ -18,6 +18,12 @@ const RETRY_EVERY: Duration = Duration::from_millis(25);
 /// no line arrives, in case its output is still on the way.
 const AFTER_EXIT_QUIET: Duration = Duration::from_millis(250);
 
+/// How long `wait_for_line` waits, once the output has ended, for the exit
+/// that usually follows (within the probe's own deadline), before it says
+/// the output closed with the process still running. Generous: on a loaded
+/// machine the exit can trail the pipes' closing.
+const EXIT_AFTER_CLOSE: Duration = Duration::from_secs(2);
+
 impl RunningProcess {
     /// Waits until a line (stdout or stderr) satisfies `pred` and returns
     /// it. Needs [`Command::stream_lines`](crate::Command::stream_lines);
@@ -68,10 +74,15 @@ impl RunningProcess {
                         // closed its outputs and can never match.
                         let status = match exited {
                             Some(st) => Some(st),
-                            None => tokio::time::timeout(AFTER_EXIT_QUIET, child.wait())
-                                .await
-                                .ok()
-                                .and_then(Result::ok),
+                            None => {
+                                let until = deadline
+                                    .deadline()
+                                    .min(tokio::time::Instant::now() + EXIT_AFTER_CLOSE);
+                                tokio::time::timeout_at(until, child.wait())
+                                    .await
+                                    .ok()
+                                    .and_then(Result::ok)
+                            }
                         };
                         let reason = match status {
                             Some(st) => NotReadyReason::Exited(outcome_of(st)),

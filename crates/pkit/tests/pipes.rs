@@ -20,6 +20,16 @@ fn stage(name: &str, code: i32) -> Command {
     sh(&format!("cat; echo {name} >&2; exit {code}"))
 }
 
+/// `stage`, run through a link to `sh` of its own, so the stage's program
+/// name tells which position it holds.
+fn named_stage(dir: &std::path::Path, i: usize, code: i32) -> Command {
+    let link = dir.join(format!("stage{i}"));
+    if !link.exists() {
+        std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
+    }
+    Command::new(&link).args(["-c", &format!("cat; echo s{i} >&2; exit {code}")])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_flow_through_every_stage_intact() {
     for m in MECHANISMS {
@@ -52,6 +62,8 @@ async fn bytes_flow_through_every_stage_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipefail_attribution_in_every_position() {
+    let links = std::env::temp_dir().join(format!("pkit-pipes-{}", std::process::id()));
+    std::fs::create_dir_all(&links).unwrap();
     for m in MECHANISMS {
         for n in 2..=4 {
             // All succeed: the last stage speaks for the chain.
@@ -69,7 +81,7 @@ async fn pipefail_attribution_in_every_position() {
             for fail in 0..n {
                 // Stage `fail` and every later one fail; the first is blamed.
                 let stages: Vec<Command> = (0..n)
-                    .map(|i| stage(&format!("s{i}"), if i >= fail { 10 + i as i32 } else { 0 }))
+                    .map(|i| named_stage(&links, i, if i >= fail { 10 + i as i32 } else { 0 }))
                     .collect();
                 let out = Pipe::new(stages)
                     .stdin_str("data\n")
@@ -78,6 +90,10 @@ async fn pipefail_attribution_in_every_position() {
                     .await
                     .unwrap();
                 assert_eq!(out.code(), Some(10 + fail as i32), "n={n} fail={fail}");
+                assert_eq!(
+                    out.program(),
+                    links.join(format!("stage{fail}")).to_str().unwrap()
+                );
                 assert_eq!(out.stderr_str(), format!("s{fail}\n"));
                 assert_eq!(out.stdout(), b"data\n", "stdout is always the last stage's");
                 assert_eq!(out.stages()[fail].code(), Some(10 + fail as i32));
@@ -88,9 +104,21 @@ async fn pipefail_attribution_in_every_position() {
                     .unwrap_err();
                 assert!(err.is_non_zero_exit());
                 assert_eq!(err.output().unwrap().code(), Some(3));
+                let code = Pipe::new((0..n).map(|i| stage("x", if i == fail { 4 } else { 0 })))
+                    .mechanism(m)
+                    .exit_code()
+                    .await
+                    .unwrap();
+                assert_eq!(code, 4, "exit_code folds like output");
             }
         }
+        // probe: the chain's answer is the last stage's (all others succeed).
+        let grep = |word: &str| Command::new("grep").args(["-q", word]);
+        let hi = || Command::new("echo").arg("hi");
+        assert!(Pipe::new([hi(), grep("hi")]).mechanism(m).probe().await.unwrap());
+        assert!(!Pipe::new([hi(), grep("no")]).mechanism(m).probe().await.unwrap());
     }
+    std::fs::remove_dir_all(&links).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

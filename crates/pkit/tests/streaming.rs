@@ -128,7 +128,7 @@ async fn callbacks_and_tees_see_the_same_output() {
         let pc = panicked.clone();
         let out = on(
             m,
-            sh("printf 'a\\r\\nb\\n'; echo e >&2; printf 'no-newline'"),
+            sh("printf 'a\\r\\nb\\n'; echo e >&2; echo f >&2; printf 'no-newline'; echo g >&2"),
         )
         .on_stdout_line(move |line| {
             assert!(!line.ends_with('\r'));
@@ -148,10 +148,11 @@ async fn callbacks_and_tees_see_the_same_output() {
         assert_eq!(
             panicked.load(Ordering::SeqCst),
             1,
-            "disabled after its panic"
+            "disabled after its panic (three stderr lines)"
         );
         assert_eq!(tee_out.bytes(), b"a\r\nb\nno-newline", "tees get raw bytes");
-        assert_eq!(tee_err.bytes(), b"e\n");
+        assert_eq!(tee_err.bytes(), b"e\nf\ng\n", "the stderr pump goes on");
+        assert_eq!(out.stderr(), b"e\nf\ng\n");
         assert_eq!(
             out.stdout(),
             b"a\r\nb\nno-newline",
@@ -160,21 +161,79 @@ async fn callbacks_and_tees_see_the_same_output() {
     }
 }
 
+/// Bytes `pid` has written so far (`wchar` of `/proc/<pid>/io`).
+fn written(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_stalls_a_child_until_read() {
     for m in MECHANISMS {
         let g = group(m);
-        let n = 200_000;
-        let cmd = sh(&format!("seq {n}")).stream_lines().buffer_lines(16);
+        let n = 2_000_000; // 14.9 MB, far more than the pipe, a read and the queue
+        let cmd = sh(&format!("exec seq {n}")).stream_lines().buffer_lines(16);
         let mut p = g.start(&cmd).unwrap();
-        // Nobody reads: the channel and the pipe fill, and seq blocks.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Nobody reads: the queue and the pipe fill, and seq blocks. Its
+        // write count stops growing, well short of its whole output.
+        let (mut last, mut same) = (None, 0);
+        eventually("seq stalls", || {
+            let now = written(p.pid());
+            same = if now.is_some() && now == last { same + 1 } else { 0 };
+            last = now;
+            same >= 10 // unchanged for 200 ms
+        })
+        .await;
+        let stalled_at = last.unwrap();
+        assert!(stalled_at < 4 << 20, "stalled after {stalled_at} bytes");
         assert!(!p.has_exited(), "the child must be stalled by backpressure");
         let lines = collect(&mut p).await;
         assert_eq!(lines.len(), n);
         assert_eq!(lines.last().unwrap().text, n.to_string());
         assert_eq!(p.dropped_lines(), 0);
         assert!(p.wait().await.unwrap().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_never_stalls_the_child() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let cmd = sh("seq 1000000").stream_lines().buffer_lines(16);
+        let mut p = g.start(&cmd).unwrap();
+        let mut lines = p.lines();
+        assert_eq!(lines.next_line().await.unwrap().text, "1");
+        drop(lines);
+        // 6.9 MB still to come, with nobody listening: it is drained.
+        let out = tokio::time::timeout(Duration::from_secs(60), p.wait())
+            .await
+            .expect("the child finishes")
+            .unwrap();
+        assert!(out.success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_is_a_futures_stream() {
+    use futures_core::Stream;
+    for m in MECHANISMS {
+        let g = group(m);
+        let mut p = g.start(&sh("seq 3; echo x >&2").stream_lines()).unwrap();
+        let mut lines = p.lines();
+        let mut seen = Vec::new();
+        while let Some(line) =
+            std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx)).await
+        {
+            seen.push(line);
+        }
+        assert_eq!(texts(&seen, StreamKind::Stdout), ["1", "2", "3"]);
+        assert_eq!(texts(&seen, StreamKind::Stderr), ["x"]);
+        // Once ended, it stays ended.
+        assert!(std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx))
+            .await
+            .is_none());
     }
 }
 
@@ -350,7 +409,19 @@ async fn bounded_capture_keeps_head_or_tail_or_fails() {
             .unwrap();
         assert_eq!(out.stdout().len(), 1000);
         assert!(out.stdout().ends_with(b"999999\n1000000\n"));
+        assert!(out.stdout_truncated());
+        assert_eq!(out.stdout_total_bytes(), 6_888_896);
         assert!(!out.stderr_truncated());
+
+        // A limit applies to stderr too.
+        let out = on(m, sh("seq 100000 >&2"))
+            .capture_limit(100, CapturePolicy::KeepHead)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stderr().len(), 100);
+        assert!(out.stderr_truncated());
+        assert_eq!(out.stderr_total_bytes(), 588_895);
 
         // Fail: the run stops as soon as the limit is crossed, tree and all.
         let err = on(m, sh("sleep 300 & yes"))
