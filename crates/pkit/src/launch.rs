@@ -94,7 +94,7 @@ pub(crate) fn start(
     let started = Instant::now();
     let child = container
         .spawn(&spec)
-        .map_err(|e| spawn_error(e, &program, &prepared.resolved))?;
+        .map_err(|e| spawn_error(e, &program, &prepared.resolved, cmd.cwd.as_deref()))?;
     // The child has its copies; ours must close so EOF can arrive.
     drop(spec);
     let pid = child.pid() as u32;
@@ -313,7 +313,13 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     })
 }
 
-fn spawn_error(e: sys::SpawnError, program: &str, path: &std::path::Path) -> Error {
+fn spawn_error(
+    e: sys::SpawnError,
+    program: &str,
+    path: &std::path::Path,
+    cwd: Option<&std::path::Path>,
+) -> Error {
+    use std::path::Path;
     match e {
         sys::SpawnError::Exec(source) => match source.raw_os_error() {
             Some(libc::ENOENT) => Error::NotFound {
@@ -330,6 +336,11 @@ fn spawn_error(e: sys::SpawnError, program: &str, path: &std::path::Path) -> Err
                 program: program.into(),
                 source,
             },
+        },
+        sys::SpawnError::Chdir(source) => Error::CurrentDir {
+            program: program.into(),
+            dir: cwd.map(Path::to_path_buf).unwrap_or_default(),
+            source,
         },
         sys::SpawnError::Refused(source) | sys::SpawnError::Os(source) => Error::Spawn {
             program: program.into(),

@@ -115,8 +115,16 @@ async fn pipefail_attribution_in_every_position() {
         // probe: the chain's answer is the last stage's (all others succeed).
         let grep = |word: &str| Command::new("grep").args(["-q", word]);
         let hi = || Command::new("echo").arg("hi");
-        assert!(Pipe::new([hi(), grep("hi")]).mechanism(m).probe().await.unwrap());
-        assert!(!Pipe::new([hi(), grep("no")]).mechanism(m).probe().await.unwrap());
+        assert!(Pipe::new([hi(), grep("hi")])
+            .mechanism(m)
+            .probe()
+            .await
+            .unwrap());
+        assert!(!Pipe::new([hi(), grep("no")])
+            .mechanism(m)
+            .probe()
+            .await
+            .unwrap());
     }
     std::fs::remove_dir_all(&links).unwrap();
 }

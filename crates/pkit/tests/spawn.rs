@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pkit::{Command, ErrorKind, Group, MechanismChoice, SystemRunner};
+use pkit::{Command, ErrorKind, Group, MechanismChoice, Placement, SystemRunner};
 
 const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
 
@@ -82,9 +82,18 @@ async fn the_child_starts_with_a_clean_signal_state() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGUSR2);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // An ignored signal stays ignored across spawn and exec, as with
+        // posix_spawn (that is how nohup works). SIGWINCH: harmless to
+        // ignore in this test process.
+        libc::signal(libc::SIGWINCH, libc::SIG_IGN);
     }
     for m in MECHANISMS {
         let (blocked, ignored, caught) = signal_state(m).await;
+        assert_ne!(
+            ignored & (1 << (libc::SIGWINCH - 1)),
+            0,
+            "{m}: an inherited ignore is kept"
+        );
         assert_eq!(blocked, 0, "{m}: no signal blocked");
         assert_eq!(caught, 0, "{m}: no handler survives exec anyway");
         assert_eq!(
@@ -113,6 +122,15 @@ async fn the_child_is_in_its_cgroup_from_birth() {
         .map(std::path::PathBuf::from)
         .unwrap();
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    // The rung in force is the one reported: clone3 unless PKIT_CLONE3=off
+    // (CI runs this file both ways), then the child joins before exec.
+    match (std::env::var("PKIT_CLONE3").as_deref(), g.placement()) {
+        (Ok("off"), Placement::JoinBeforeExec { reason }) => {
+            assert!(reason.contains("PKIT_CLONE3"), "{reason}")
+        }
+        (Ok("off"), other) => panic!("PKIT_CLONE3=off, yet {other:?}"),
+        (_, placement) => assert_eq!(placement, Placement::Clone3IntoCgroup),
+    }
     // The child forks at once; its child reports where it is.
     let mut p = g
         .start(

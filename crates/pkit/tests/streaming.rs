@@ -181,7 +181,11 @@ async fn backpressure_stalls_a_child_until_read() {
         let (mut last, mut same) = (None, 0);
         eventually("seq stalls", || {
             let now = written(p.pid());
-            same = if now.is_some() && now == last { same + 1 } else { 0 };
+            same = if now.is_some() && now == last {
+                same + 1
+            } else {
+                0
+            };
             last = now;
             same >= 10 // unchanged for 200 ms
         })
@@ -223,17 +227,17 @@ async fn lines_is_a_futures_stream() {
         let mut p = g.start(&sh("seq 3; echo x >&2").stream_lines()).unwrap();
         let mut lines = p.lines();
         let mut seen = Vec::new();
-        while let Some(line) =
-            std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx)).await
-        {
+        while let Some(line) = std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx)).await {
             seen.push(line);
         }
         assert_eq!(texts(&seen, StreamKind::Stdout), ["1", "2", "3"]);
         assert_eq!(texts(&seen, StreamKind::Stderr), ["x"]);
         // Once ended, it stays ended.
-        assert!(std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx))
-            .await
-            .is_none());
+        assert!(
+            std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx))
+                .await
+                .is_none()
+        );
     }
 }
 

@@ -202,12 +202,32 @@ pub fn host_containment() -> HostContainment {
 /// 0 while clone3 is usable, else the errno that refused it.
 static CLONE3_REFUSED: AtomicI32 = AtomicI32::new(0);
 
+/// The "errno" of a clone3 turned off by [`CLONE3_ENV_VAR`].
+pub(crate) const CLONE3_DISABLED: i32 = i32::MAX;
+
+/// `PKIT_CLONE3=off` makes the cgroup mechanism use its second rung (a
+/// vfork-style clone that joins the cgroup itself before exec), as on a
+/// host whose seccomp filter refuses clone3; for tests and for comparing
+/// the two.
+pub(crate) const CLONE3_ENV_VAR: &str = "PKIT_CLONE3";
+
 /// Whether clone3 may be used: probed once, then updated if a real spawn is
 /// refused.
 pub(crate) fn clone3_status() -> Result<(), i32> {
     static PROBED: OnceLock<()> = OnceLock::new();
     PROBED.get_or_init(|| {
-        if let Err(e) = spawn::probe_clone3() {
+        let off = match std::env::var_os(CLONE3_ENV_VAR) {
+            None => false,
+            Some(v) if v == "off" || v == "0" => true,
+            Some(v) if v == "on" || v == "1" || v.is_empty() => false,
+            Some(v) => {
+                tracing::warn!(target: "pkit", value = ?v, "{CLONE3_ENV_VAR} is neither on nor off; ignored");
+                false
+            }
+        };
+        if off {
+            CLONE3_REFUSED.store(CLONE3_DISABLED, Ordering::Relaxed);
+        } else if let Err(e) = spawn::probe_clone3() {
             CLONE3_REFUSED.store(e.max(1), Ordering::Relaxed);
         }
     });
@@ -224,6 +244,9 @@ pub(crate) fn mark_clone3_refused(errno: i32) {
 
 /// `ENOSYS (function not implemented)`-style text for an errno.
 pub(crate) fn errno_text(errno: i32) -> String {
+    if errno == CLONE3_DISABLED {
+        return format!("turned off by {CLONE3_ENV_VAR}=off");
+    }
     let name = match errno {
         libc::ENOSYS => "ENOSYS",
         libc::EPERM => "EPERM",

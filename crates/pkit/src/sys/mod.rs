@@ -113,8 +113,11 @@ pub(crate) struct SpawnSpec {
 pub(crate) enum SpawnError {
     /// `clone3` was refused; another placement may work.
     Refused(io::Error),
-    /// The program could not be executed (errno from execve/chdir).
+    /// The program could not be executed (errno from execve).
     Exec(io::Error),
+    /// The working directory could not be entered (errno from chdir).
+    #[allow(dead_code)] // made by the Linux spawner only
+    Chdir(io::Error),
     /// Any other OS failure (pipes, fds, limits).
     Os(io::Error),
 }

@@ -233,11 +233,19 @@ pub(crate) fn spawn_joining(
 fn finish(pid: i32, pidfd: OwnedFd, plan: &Plan<'_>) -> Result<(i32, OwnedFd), SpawnError> {
     match plan.err.load(Ordering::Acquire) {
         0 => Ok((pid, pidfd)),
-        errno => {
+        code => {
             let child = super::child::ChildHandle::new(pid, pidfd);
             let _ = child.wait_blocking(None);
             drop(child);
-            Err(SpawnError::Exec(io::Error::from_raw_os_error(errno)))
+            let source = io::Error::from_raw_os_error(code & 0xFFFF);
+            Err(match Step::from_code(code >> 16) {
+                Step::Exec => SpawnError::Exec(source),
+                Step::Chdir => SpawnError::Chdir(source),
+                step => SpawnError::Os(io::Error::new(
+                    source.kind(),
+                    format!("{}: {source}", step.what()),
+                )),
+            })
         }
     }
 }
@@ -320,24 +328,24 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
     for (target, src) in plan.stdio.iter().enumerate() {
         if let Some(fd) = *src {
             if libc::dup2(fd, target as RawFd) < 0 {
-                fail(plan);
+                fail(plan, Step::Stdio);
             }
         }
     }
     if let Some(dir) = plan.cwd {
         if libc::chdir(dir.as_ptr()) < 0 {
-            fail(plan);
+            fail(plan, Step::Chdir);
         }
     }
     if let Some(pgid) = plan.pgid {
         if libc::setpgid(0, pgid) < 0 {
-            fail(plan);
+            fail(plan, Step::ProcessGroup);
         }
     }
     // cgroups: "0" means the writing process itself.
     for &procs in plan.join {
         if libc::write(procs, b"0".as_ptr().cast(), 1) < 0 {
-            fail(plan);
+            fail(plan, Step::JoinCgroup);
         }
     }
     reset_signal_dispositions();
@@ -354,7 +362,7 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
     libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
 
     libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
-    fail(plan)
+    fail(plan, Step::Exec)
 }
 
 /// Resets caught signals, and SIGPIPE, to their default disposition.
@@ -381,13 +389,52 @@ pub(crate) unsafe fn reset_signal_dispositions() {
     }
 }
 
-/// Reports errno to the parent (through the shared atomic) and exits 127.
+/// The child's steps before exec that can fail, reported with the errno so
+/// that the parent can tell a missing program from a missing directory or a
+/// refused cgroup join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+enum Step {
+    Stdio = 1,
+    Chdir = 2,
+    ProcessGroup = 3,
+    JoinCgroup = 4,
+    Exec = 5,
+}
+
+impl Step {
+    fn from_code(code: i32) -> Step {
+        match code {
+            1 => Step::Stdio,
+            2 => Step::Chdir,
+            3 => Step::ProcessGroup,
+            4 => Step::JoinCgroup,
+            _ => Step::Exec,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Step::Stdio => "setting up stdio",
+            Step::Chdir => "changing directory",
+            Step::ProcessGroup => "joining the process group",
+            Step::JoinCgroup => "joining the cgroup",
+            Step::Exec => "exec",
+        }
+    }
+}
+
+/// Reports the failed step and errno to the parent (through the shared
+/// atomic: errno in the low 16 bits, the step above) and exits 127.
 ///
 /// # Safety
 /// Child only (see `child_main`).
-unsafe fn fail(plan: &Plan<'_>) -> ! {
+unsafe fn fail(plan: &Plan<'_>, step: Step) -> ! {
     let errno = *libc::__errno_location();
-    plan.err.store(errno.max(1), Ordering::Release);
+    plan.err.store(
+        ((step as i32) << 16) | (errno.clamp(1, 0xFFFF)),
+        Ordering::Release,
+    );
     libc::_exit(127)
 }
 
@@ -498,5 +545,51 @@ mod clone3_shim {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     pub(super) unsafe fn clone3(_: *mut CloneArgs, _: usize, _: Entry, _: *mut c_void) -> isize {
         -(libc::ENOSYS as isize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::ChildIo;
+    use std::os::fd::AsRawFd;
+
+    fn spec(path: &str, cwd: Option<&str>) -> SpawnSpec {
+        let c = |s: &str| CString::new(s).unwrap();
+        SpawnSpec {
+            path: c(path),
+            argv: vec![c(path)],
+            envp: Vec::new(),
+            cwd: cwd.map(c),
+            stdin: ChildIo::Inherit,
+            stdout: ChildIo::Inherit,
+            stderr: ChildIo::Inherit,
+        }
+    }
+
+    /// Each failing step before exec comes back as what it is, not as an
+    /// exec errno that would read as "program not found".
+    #[test]
+    fn a_failed_step_is_reported_as_that_step() {
+        match spawn_joining(&spec("/bin/true", Some("/nonexistent-pkit-dir")), &[], None) {
+            Err(SpawnError::Chdir(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+            other => panic!("chdir: {other:?}"),
+        }
+        // A "cgroup.procs" that refuses the write (open read-only).
+        let procs = std::fs::File::open("/dev/null").unwrap();
+        match spawn_joining(&spec("/bin/true", None), &[procs.as_raw_fd()], None) {
+            Err(SpawnError::Os(e)) => {
+                assert!(e.to_string().contains("joining the cgroup"), "{e}")
+            }
+            other => panic!("join: {other:?}"),
+        }
+        match spawn_joining(&spec("/nonexistent-pkit-program", None), &[], None) {
+            Err(SpawnError::Exec(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+            other => panic!("exec: {other:?}"),
+        }
+        // And a good spawn still works: the pid is reaped here.
+        let (pid, pidfd) = spawn_joining(&spec("/bin/true", None), &[], None).unwrap();
+        let child = super::super::child::ChildHandle::new(pid, pidfd);
+        child.wait_blocking(None).unwrap();
     }
 }
