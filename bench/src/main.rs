@@ -22,8 +22,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(about = "Benchmarks pkit side by side with std::process, tokio::process and processkit")]
 struct Args {
-    /// Rounds per scenario.
-    #[arg(long, default_value_t = 30)]
+    /// Rounds per scenario (at least 1).
+    #[arg(long, default_value_t = 30, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     rounds: usize,
     /// Run only the scenarios whose name contains this.
     #[arg(long)]
@@ -32,8 +32,8 @@ struct Args {
     /// memory (comma-separated, e.g. 2,8).
     #[arg(long, value_delimiter = ',')]
     rss_gib: Vec<u64>,
-    /// Also run the 1 GiB scenarios, with this many rounds.
-    #[arg(long)]
+    /// Also run the 1 GiB scenarios, with this many rounds (at least 1).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     big: Option<usize>,
 }
 
