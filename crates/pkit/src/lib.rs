@@ -41,6 +41,10 @@
 //!   [`Group::guarded`].
 //! - The mechanism can be forced with `PKIT_MECHANISM=auto|cgroup|pgroup` or
 //!   [`GroupBuilder::mechanism`]; forcing what is impossible is an error.
+//!   `PKIT_CLONE3=off` keeps the cgroup mechanism but places children with
+//!   its second rung (each joins its cgroup just before `exec`), as on a
+//!   host that refuses `clone3`; [`Group::placement`] reports the rung in
+//!   force (another value than `on`/`off` is ignored, with a warning).
 //!
 //! Logging goes through [`tracing`](https://docs.rs/tracing) with target
 //! `pkit`; events never contain arguments, environment or output.
