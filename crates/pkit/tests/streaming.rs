@@ -173,7 +173,7 @@ fn written(pid: u32) -> Option<u64> {
 async fn backpressure_stalls_a_child_until_read() {
     for m in MECHANISMS {
         let g = group(m);
-        let n = 2_000_000; // 14.9 MB, far more than the pipe, a read and the queue
+        let n = 1_000_000; // 6.9 MB, far more than the pipe, a read and the queue
         let cmd = sh(&format!("exec seq {n}")).stream_lines().buffer_lines(16);
         let mut p = g.start(&cmd).unwrap();
         // Nobody reads: the queue and the pipe fill, and seq blocks. Its
@@ -300,6 +300,38 @@ async fn invalid_utf8_is_replaced_and_decoders_apply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_stream_and_a_tee_of_the_same_output() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let tee = Shared::default();
+        let cmd = sh("seq 100000; printf 'abcdefghijklmnopqrstuvwxy'")
+            .stream_lines()
+            .max_line_bytes(10)
+            .stdout_tee(tee.clone());
+        let mut p = g.start(&cmd).unwrap();
+        let lines = collect(&mut p).await;
+        assert!(p.wait().await.unwrap().success());
+        // The tee has every byte, the stream every line; the last line
+        // (25 bytes, no newline) comes in pieces of at most 10 bytes.
+        let mut expected: Vec<u8> = (1..=100_000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        expected.extend_from_slice(b"abcdefghijklmnopqrstuvwxy");
+        assert!(tee.bytes() == expected, "the tee holds the whole output");
+        assert_eq!(lines.len(), 100_003);
+        assert_eq!(lines[99_999].text, "100000");
+        let tail: Vec<(&str, bool)> = lines[100_000..]
+            .iter()
+            .map(|l| (l.text.as_str(), l.partial))
+            .collect();
+        assert_eq!(
+            tail,
+            [("abcdefghij", true), ("klmnopqrst", true), ("uvwxy", false)]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20mb_line_arrives_in_bounded_pieces() {
     for m in MECHANISMS {
         let g = group(m);
@@ -345,6 +377,32 @@ async fn interactive_stdin_dialogue() {
         drop(stdin); // end of file: cat exits
         assert!(lines.next_line().await.is_none());
         assert!(p.wait().await.unwrap().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_stdin_to_a_child_that_stops_reading() {
+    for m in MECHANISMS {
+        let g = group(m);
+        let mut p = g
+            .start(&Command::new("head").args(["-c", "1"]).stdin_piped())
+            .unwrap();
+        let stdin = p.stdin().expect("piped stdin");
+        // head takes one byte and exits; our writes then fail with EPIPE,
+        // which is the writer's business, not a failure of the run.
+        let chunk = vec![b'x'; 64 << 10];
+        let mut failed = None;
+        for _ in 0..1600 {
+            if let Err(e) = stdin.write_all(&chunk).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("100 MiB into head -c 1 cannot all be written");
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        let out = p.wait().await.unwrap();
+        assert!(out.success(), "{:?}", out.outcome());
+        assert_eq!(out.stdout(), b"x");
     }
 }
 

@@ -107,24 +107,29 @@ impl Sender {
                     return false;
                 }
                 let room = st.capacity.saturating_sub(st.queued);
-                let part = if room >= batch.len() {
+                let mut part = if room >= batch.len() {
                     rest.take()
                 } else if room > 0 {
                     Some(batch.split_front(room))
                 } else {
                     None
                 };
-                let waker = part.filter(|p| p.len() > 0).and_then(|part| {
-                    st.queued += part.len();
-                    st.batches.push_back(part);
-                    st.consumer.take()
-                });
                 if overflow == Overflow::DropNewest {
                     if let Some(left) = rest.take() {
                         dropped.fetch_add(left.len() as u64, Ordering::Relaxed);
+                        // The dropped lines' text must not stay alive
+                        // through the kept ones.
+                        drop(left);
+                        if let Some(p) = &mut part {
+                            p.compact();
+                        }
                     }
                 }
-                waker
+                part.filter(|p| p.len() > 0).and_then(|part| {
+                    st.queued += part.len();
+                    st.batches.push_back(part);
+                    st.consumer.take()
+                })
             };
             if let Some(w) = waker {
                 w.wake();

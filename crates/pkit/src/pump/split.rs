@@ -101,6 +101,35 @@ impl Batch {
         })
     }
 
+    /// Copies this batch's lines into a buffer of their own when they are
+    /// a small part of the one they share (after the rest was dropped), so
+    /// a queue of a few lines never holds whole read buffers.
+    pub(crate) fn compact(&mut self) {
+        let spans = &self.shared.spans[self.next..self.end];
+        let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+            return;
+        };
+        let (from, to) = (first.start, last.end);
+        if (to - from) * 2 >= self.shared.text.capacity() {
+            return;
+        }
+        let text = self
+            .shared
+            .text
+            .get(from..to)
+            .unwrap_or_default()
+            .to_owned();
+        let spans = spans
+            .iter()
+            .map(|s| Span {
+                start: s.start - from,
+                end: s.end - from,
+                partial: s.partial,
+            })
+            .collect();
+        *self = Batch::new(self.stream, text, spans);
+    }
+
     /// Moves the first `n` lines not yet taken into a batch of their own
     /// (sharing the buffer), leaving the rest here.
     pub(crate) fn split_front(&mut self, n: usize) -> Batch {
