@@ -245,7 +245,7 @@ async fn run(
             let target: &mut Vec<u8> = if direct {
                 sinks.capture_direct()
             } else if in_place {
-                sinks.splitter.input(read_size)
+                sinks.splitter.input()
             } else {
                 chunk.clear();
                 &mut chunk

@@ -165,10 +165,9 @@ impl Splitter {
         }
     }
 
-    /// The input buffer, with room for `additional` more bytes: read
-    /// straight into it, then call [`split`](Self::split).
-    pub(crate) fn input(&mut self, additional: usize) -> &mut Vec<u8> {
-        self.buf.reserve(additional);
+    /// The input buffer: append to it (read straight into it), then call
+    /// [`split`](Self::split).
+    pub(crate) fn input(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
 

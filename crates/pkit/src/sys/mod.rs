@@ -116,7 +116,6 @@ pub(crate) enum SpawnError {
     /// The program could not be executed (errno from execve).
     Exec(io::Error),
     /// The working directory could not be entered (errno from chdir).
-    #[allow(dead_code)] // made by the Linux spawner only
     Chdir(io::Error),
     /// Any other OS failure (pipes, fds, limits).
     Os(io::Error),
