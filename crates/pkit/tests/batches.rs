@@ -94,3 +94,49 @@ async fn dropping_the_batch_tears_every_run_down() {
         common::assert_gone(&pids, "the torn-down tree").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_command_keeps_its_own_containment() {
+    for m in MECHANISMS {
+        let dir = std::env::temp_dir().join(format!("pkit-batch-own-{}-{m}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let d = dir.display();
+        // All four run at once (each waits until all have started), then
+        // say which cgroup and process group they are in.
+        let cmds = (0..4).map(|i| {
+            sh(
+                m,
+                &format!(
+                    "touch {d}/{i}; n=0; while [ $(ls {d} | wc -l) -lt 4 ] && [ $n -lt 400 ]; \
+                     do sleep 0.05; n=$((n+1)); done; \
+                     echo $(ls {d} | wc -l) $(grep '^0::' /proc/$$/cgroup) $(cut -d' ' -f5 /proc/$$/stat)"
+                ),
+            )
+        });
+        let results = pkit::output_all(cmds, 4).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        let seen: Vec<String> = results
+            .into_iter()
+            .map(|r| r.unwrap().stdout_str().trim().to_string())
+            .collect();
+        assert!(
+            seen.iter().all(|s| s.starts_with("4 ")),
+            "all at once: {seen:?}"
+        );
+        // Under the cgroup mechanism each has a cgroup of its own (they
+        // share the caller's process group); under the process-group
+        // mechanism each leads a process group of its own.
+        let key = |s: &String| -> String {
+            let f: Vec<&str> = s.split_whitespace().collect();
+            match m {
+                MechanismChoice::ProcessGroup => f[f.len() - 1].to_string(),
+                _ => f[1].to_string(),
+            }
+        };
+        let mut keys: Vec<String> = seen.iter().map(key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 4, "{seen:?}");
+    }
+}

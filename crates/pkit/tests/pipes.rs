@@ -212,3 +212,39 @@ async fn a_stage_over_its_capture_limit_ends_the_chain() {
         assert!(err.to_string().contains("cat"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_share_one_group_over_real_pipes() {
+    for m in MECHANISMS {
+        // Each stage tells (on stderr) what its shell's stdin and stdout
+        // are, its v2 cgroup and its process group, then passes data on.
+        let report = || {
+            sh("echo $(readlink /proc/$$/fd/0) $(readlink /proc/$$/fd/1) \
+                $(grep '^0::' /proc/$$/cgroup) pgrp=$(cut -d' ' -f5 /proc/$$/stat) >&2; cat")
+        };
+        let out = Pipe::new([report(), report(), report()])
+            .stdin_str("data")
+            .mechanism(m)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout(), b"data");
+        let seen: Vec<Vec<String>> = out
+            .stages()
+            .iter()
+            .map(|s| {
+                s.stderr_str()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
+            })
+            .collect();
+        for pair in seen.windows(2) {
+            let (up, down) = (&pair[0], &pair[1]);
+            assert!(up[1].starts_with("pipe:"), "{seen:?}");
+            assert_eq!(up[1], down[0], "one OS pipe from stage to stage: {seen:?}");
+            assert_eq!(up[2..], down[2..], "one container: {seen:?}");
+        }
+        assert_ne!(seen[0][1], seen[1][1], "each link its own pipe");
+    }
+}
