@@ -104,6 +104,12 @@ pub enum Error {
         stream: crate::StreamKind,
         /// The limit that was set.
         limit: usize,
+        /// What the run produced up to then: the bytes kept (at most the
+        /// limit per stream) and, in
+        /// [`stdout_total_bytes`](Output::stdout_total_bytes) /
+        /// [`stderr_total_bytes`](Output::stderr_total_bytes), how many
+        /// were seen in all.
+        output: Box<Output>,
     },
 
     /// A readiness probe gave up: its deadline passed, or the process
@@ -279,10 +285,11 @@ impl Error {
     }
 
     /// The result of the run this error is about, when it got that far
-    /// (non-zero exit, signal, timeout).
+    /// (non-zero exit, signal, timeout, a crossed capture limit).
     pub fn output(&self) -> Option<&Output> {
         match self {
             Error::NonZeroExit(o) | Error::Signalled(o) | Error::Timeout(o) => Some(o),
+            Error::OutputLimit { output, .. } => Some(output),
             _ => None,
         }
     }
@@ -291,6 +298,7 @@ impl Error {
     pub fn into_output(self) -> Option<Output> {
         match self {
             Error::NonZeroExit(o) | Error::Signalled(o) | Error::Timeout(o) => Some(*o),
+            Error::OutputLimit { output, .. } => Some(*output),
             _ => None,
         }
     }

@@ -178,8 +178,7 @@ impl Pipe {
                 _ => outcome_of(status),
             };
             let out = p.finish(outcome).await;
-            p.check_limit(&out)?;
-            outs.push(out);
+            outs.push(p.check_limit(out)?);
         }
         Ok(fold(outs, &self.stages, began.elapsed()))
     }

@@ -149,26 +149,27 @@ impl RunningProcess {
         }
         let status = self.wait_status().await?;
         let out = self.finish(outcome_of(status)).await;
-        self.check_limit(&out)?;
-        Ok(out)
+        self.check_limit(out)
     }
 
-    /// The error for a crossed `Fail` capture limit, if one was.
-    pub(crate) fn check_limit(&self, out: &Output) -> Result<()> {
+    /// `out`, or the error for a crossed `Fail` capture limit (carrying
+    /// `out`) if one was.
+    pub(crate) fn check_limit(&self, out: Output) -> Result<Output> {
         let Some(limit) = self.fail_limit else {
-            return Ok(());
+            return Ok(out);
         };
         let stream = if out.stdout_seen > limit as u64 {
             StreamKind::Stdout
         } else if out.stderr_seen > limit as u64 {
             StreamKind::Stderr
         } else {
-            return Ok(());
+            return Ok(out);
         };
         Err(Error::OutputLimit {
             program: self.program.clone(),
             stream,
             limit,
+            output: Box::new(out),
         })
     }
 

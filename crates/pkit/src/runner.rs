@@ -167,6 +167,5 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let mut out = proc.finish(outcome).await;
     // Only what the run itself provoked: read before teardown's SIGKILLs.
     out.oom_killed = oom_before.is_some_and(|n| n > 0);
-    proc.check_limit(&out)?;
-    Ok(out)
+    proc.check_limit(out)
 }

@@ -493,5 +493,11 @@ async fn bounded_capture_keeps_head_or_tail_or_fails() {
             .unwrap_err();
         assert_eq!(err.kind(), pkit::ErrorKind::OutputLimit, "{err}");
         assert!(err.to_string().contains("stdout"));
+        // The error carries what was kept and how much was seen.
+        let out = err.output().expect("the output so far");
+        assert!(out.stdout().len() <= 1 << 20);
+        assert!(out.stdout().starts_with(b"y\ny\n"));
+        assert!(out.stdout_total_bytes() > 1 << 20, "{}", out.stdout_total_bytes());
+        assert!(out.stdout_truncated());
     }
 }
