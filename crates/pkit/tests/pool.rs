@@ -57,14 +57,32 @@ async fn spares_are_reused_never_shared_and_bounded() {
         own_dirs()
     );
 
-    // A group that was killed is never reused.
-    let g = pkit::Group::builder()
-        .mechanism(MechanismChoice::Cgroup)
-        .build()
+    // A run that was killed (its timeout) leaves no spare: its cgroup is
+    // removed, and the next runs get other ones.
+    pkit::release_spare_cgroups();
+    let out = Command::new("sh")
+        .args(["-c", "grep '^0::' /proc/self/cgroup; exec sleep 300"])
+        .timeout(std::time::Duration::from_millis(500))
+        .runner(runner.clone())
+        .output()
+        .await
         .unwrap();
-    let _p = g.start(&Command::new("sleep").arg("300")).unwrap();
-    g.kill().unwrap();
-    drop(g);
+    assert_eq!(out.outcome(), pkit::Outcome::TimedOut);
+    let killed = out.stdout_str().trim().to_string();
+    assert!(killed.starts_with("0::/"), "{killed}");
+    let killed_name = killed.rsplit('/').next().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while own_dirs().contains(&killed_name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed cgroup is kept: {:?}",
+            own_dirs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        assert_ne!(cgroup_of_run(&runner, "0").await, killed);
+    }
 
     pkit::release_spare_cgroups();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

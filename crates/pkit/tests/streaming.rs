@@ -497,7 +497,11 @@ async fn bounded_capture_keeps_head_or_tail_or_fails() {
         let out = err.output().expect("the output so far");
         assert!(out.stdout().len() <= 1 << 20);
         assert!(out.stdout().starts_with(b"y\ny\n"));
-        assert!(out.stdout_total_bytes() > 1 << 20, "{}", out.stdout_total_bytes());
+        assert!(
+            out.stdout_total_bytes() > 1 << 20,
+            "{}",
+            out.stdout_total_bytes()
+        );
         assert!(out.stdout_truncated());
     }
 }
