@@ -57,6 +57,25 @@ async fn bytes_flow_through_every_stage_intact() {
             .await
             .unwrap();
         assert_eq!(up, "HELLO");
+
+        // From a file, and from any reader.
+        let file = std::env::temp_dir().join(format!("pkit-pipe-in-{}-{m}", std::process::id()));
+        std::fs::write(&file, "from a file\n").unwrap();
+        let up = Pipe::new([Command::new("cat"), Command::new("tr").args(["a-z", "A-Z"])])
+            .stdin_file(&file)
+            .mechanism(m)
+            .run()
+            .await
+            .unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(up, "FROM A FILE");
+        let n = Pipe::new([Command::new("cat"), Command::new("wc").arg("-c")])
+            .stdin_reader(std::io::Cursor::new(vec![b'z'; 3 << 20]))
+            .mechanism(m)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(n.trim(), (3 << 20).to_string());
     }
 }
 
