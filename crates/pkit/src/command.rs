@@ -276,7 +276,11 @@ impl Command {
         self
     }
 
-    /// The capacity of the line stream, in lines (default 1024).
+    /// The capacity of the line stream, in lines (default 1024): how many
+    /// lines may wait for the consumer before the policy set with
+    /// [`overflow`](Self::overflow) applies. (The stream takes lines from
+    /// it one read's worth at a time, so the lines of one read, at most
+    /// about 1 MiB of them, may wait on the consumer's side on top.)
     pub fn buffer_lines(mut self, lines: usize) -> Command {
         self.io.buffer_lines = lines.max(1);
         self
