@@ -358,7 +358,14 @@ impl Sinks {
         if bytes.is_empty() {
             return;
         }
-        self.mirror(bytes).await;
+        mirror(
+            self.kind,
+            &mut self.tee,
+            &mut self.capture,
+            &self.limit,
+            bytes,
+        )
+        .await;
         if !self.wants_lines() {
             return;
         }
@@ -385,18 +392,6 @@ impl Sinks {
         } = self;
         mirror(*kind, tee, capture, limit, &splitter.buffered()[from..]).await;
         self.split().await;
-    }
-
-    /// Hands the raw bytes to the tee and the capture.
-    async fn mirror(&mut self, bytes: &[u8]) {
-        mirror(
-            self.kind,
-            &mut self.tee,
-            &mut self.capture,
-            &self.limit,
-            bytes,
-        )
-        .await;
     }
 
     async fn split(&mut self) {
@@ -428,7 +423,7 @@ impl Sinks {
     /// Hands a batch of lines to the callback and the line stream.
     async fn deliver(&mut self, batch: Batch) {
         if let Some(cb) = &self.callback {
-            for (text, _) in batch.texts() {
+            for text in batch.texts() {
                 if std::panic::catch_unwind(AssertUnwindSafe(|| cb(text))).is_err() {
                     tracing::warn!(target: "pkit", stream = %self.kind, "line callback panicked; callback disabled");
                     self.callback = None;

@@ -63,12 +63,12 @@ impl Batch {
         self.end - self.next
     }
 
-    /// The lines not yet taken, as text and `partial`, without taking them.
-    pub(crate) fn texts(&self) -> impl Iterator<Item = (&str, bool)> {
+    /// The text of the lines not yet taken, without taking them.
+    pub(crate) fn texts(&self) -> impl Iterator<Item = &str> {
         let BatchText { text, spans } = &*self.shared;
         spans[self.next..self.end]
             .iter()
-            .map(|s| (text.get(s.start..s.end).unwrap_or_default(), s.partial))
+            .map(|s| text.get(s.start..s.end).unwrap_or_default())
     }
 
     /// Takes the next line.
