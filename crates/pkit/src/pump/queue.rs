@@ -92,9 +92,10 @@ impl Drop for Sender {
 }
 
 impl Sender {
-    /// Queues `batch`. Under backpressure it waits for room, a line at a
-    /// time; under `DropNewest` the lines that don't fit are counted in
-    /// `dropped`. Returns false once the consumer is gone.
+    /// Queues `batch`. Under backpressure it queues what fits and waits for
+    /// the consumer to make room for the rest; under `DropNewest` the lines
+    /// that don't fit are counted in `dropped`. Returns false once the
+    /// consumer is gone.
     pub(crate) async fn send(&self, batch: Batch, overflow: Overflow, dropped: &AtomicU64) -> bool {
         let mut rest = Some(batch);
         while let Some(batch) = rest.as_mut() {
