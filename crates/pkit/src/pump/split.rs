@@ -78,16 +78,22 @@ impl Batch {
         }
         let span = self.shared.spans[self.next];
         self.next += 1;
+        // A batch of one line (what a trickle of lines brings) gives its
+        // buffer to the line, no copy. (Checked before `get_mut`, which
+        // costs two atomic operations: not something to do per line.)
         let whole = self.shared.spans.len() == 1 && span.start == 0;
-        let text = match Arc::get_mut(&mut self.shared) {
-            // A batch of one line (what a trickle of lines brings): the
-            // buffer becomes the line's own, no copy.
-            Some(own) if whole => {
+        let own = if whole {
+            Arc::get_mut(&mut self.shared)
+        } else {
+            None
+        };
+        let text = match own {
+            Some(own) => {
                 let mut text = std::mem::take(&mut own.text);
                 text.truncate(span.end);
                 text
             }
-            _ => self
+            None => self
                 .shared
                 .text
                 .get(span.start..span.end)
