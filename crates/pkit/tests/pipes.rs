@@ -17,7 +17,11 @@ fn sh(script: &str) -> Command {
 /// A stage that passes its input through, says its name on stderr, and
 /// exits with `code`.
 fn stage(name: &str, code: i32) -> Command {
-    sh(&format!("cat; echo {name} >&2; exit {code}"))
+    sh(&stage_script(name, code))
+}
+
+fn stage_script(name: &str, code: i32) -> String {
+    format!("cat; echo {name} >&2; exit {code}")
 }
 
 /// `stage`, run through a link to `sh` of its own, so the stage's program
@@ -27,7 +31,7 @@ fn named_stage(dir: &std::path::Path, i: usize, code: i32) -> Command {
     if !link.exists() {
         std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
     }
-    Command::new(&link).args(["-c", &format!("cat; echo s{i} >&2; exit {code}")])
+    Command::new(&link).args(["-c", &stage_script(&format!("s{i}"), code)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,20 @@ fn own_dirs() -> Vec<String> {
         .collect()
 }
 
+/// Polls `cond` for up to 10 s; on failure, says what and which of this
+/// process's cgroup directories are left.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}; left: {:?}",
+            own_dirs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The cgroup a run's program reports from inside.
 async fn cgroup_of_run(runner: &Arc<SystemRunner>, nap: &str) -> String {
     let out = Command::new("sh")
@@ -71,27 +85,14 @@ async fn spares_are_reused_never_shared_and_bounded() {
     let killed = out.stdout_str().trim().to_string();
     assert!(killed.starts_with("0::/"), "{killed}");
     let killed_name = killed.rsplit('/').next().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while own_dirs().contains(&killed_name) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the killed cgroup is kept: {:?}",
-            own_dirs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until("the killed cgroup is removed", || {
+        !own_dirs().contains(&killed_name)
+    })
+    .await;
     for _ in 0..3 {
         assert_ne!(cgroup_of_run(&runner, "0").await, killed);
     }
 
     pkit::release_spare_cgroups();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !own_dirs().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left: {:?}",
-            own_dirs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until("every spare is removed", || own_dirs().is_empty()).await;
 }

@@ -13,7 +13,7 @@
 //! each line lies in it. Lines become `String`s only when a consumer takes
 //! them, on the consumer's own thread, so a line's allocation and its
 //! release happen on one thread (the allocator's fast path) and the reader
-//! does one allocation per read instead of one per line.
+//! makes a few allocations per read instead of one per line.
 
 use std::sync::Arc;
 
@@ -249,8 +249,9 @@ impl Splitter {
     fn take(&mut self, done: usize, mut spans: Vec<Span>, stream: StreamKind) -> Batch {
         let bytes = if done * 2 >= self.buf.capacity() {
             // Well filled: hand the buffer itself over, carry the tail in a
-            // new one.
-            let rest = self.buf[done..].to_vec();
+            // new one as big (the next read needs the room anyway).
+            let mut rest = Vec::with_capacity(self.buf.capacity());
+            rest.extend_from_slice(&self.buf[done..]);
             let mut bytes = std::mem::replace(&mut self.buf, rest);
             bytes.truncate(done);
             bytes

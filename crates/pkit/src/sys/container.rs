@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::guard;
-use super::host::{clone3_status, errno_text, mark_clone3_refused, MechanismChoice};
+use super::host::{clone3_refusal, clone3_status, mark_clone3_refused, MechanismChoice};
 use super::limits::{self, Applied, LimitError, Limits};
 use super::linux::cgroup::Cgroup;
 use super::linux::{child, host, procfs, spawn};
@@ -284,7 +284,7 @@ impl Container {
             Kind::Cgroup(_) => match clone3_status() {
                 Ok(()) => Placement::Clone3IntoCgroup,
                 Err(e) => Placement::JoinBeforeExec {
-                    reason: errno_text(e),
+                    reason: clone3_refusal(e),
                 },
             },
             Kind::Pgroup { .. } => Placement::ProcessGroup,
@@ -350,7 +350,7 @@ impl Container {
                             let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
                             tracing::warn!(
                                 target: "pkit",
-                                reason = %errno_text(errno),
+                                reason = %clone3_refusal(errno),
                                 "clone3 refused; children will join their cgroup before exec"
                             );
                             mark_clone3_refused(errno);

@@ -133,7 +133,7 @@ pub fn host_containment() -> HostContainment {
         cgroup_writable: false,
         cgroup_kill: false,
         clone3: clone3.is_ok(),
-        clone3_error: clone3.err().map(errno_text),
+        clone3_error: clone3.err().map(clone3_refusal),
         caps: Vec::new(),
         guard: super::guard::status(),
     };
@@ -242,8 +242,10 @@ pub(crate) fn mark_clone3_refused(errno: i32) {
     CLONE3_REFUSED.store(errno.max(1), Ordering::Relaxed);
 }
 
-/// `ENOSYS (function not implemented)`-style text for an errno.
-pub(crate) fn errno_text(errno: i32) -> String {
+/// Why clone3 is not used, for reports: `ENOSYS (function not
+/// implemented)`-style text for the errno that refused it, or the
+/// environment variable that turned it off.
+pub(crate) fn clone3_refusal(errno: i32) -> String {
     if errno == CLONE3_DISABLED {
         return format!("turned off by {CLONE3_ENV_VAR}=off");
     }
