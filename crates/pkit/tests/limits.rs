@@ -160,6 +160,9 @@ async fn stats_and_profiles_are_plausible() {
             prof
         };
         tokio::pin!(profile);
+        // The sampler may see the group empty before the profile is done:
+        // keep that snapshot for the check below.
+        let mut empty = None;
         let prof = loop {
             tokio::select! {
                 prof = &mut profile => break prof,
@@ -167,6 +170,9 @@ async fn stats_and_profiles_are_plausible() {
                     snapshots += 1;
                     peak_cpu = peak_cpu.max(s.cpu_time().unwrap_or_default());
                     peak_mem = peak_mem.max(s.peak_memory_bytes().unwrap_or_default());
+                    if s.active_processes() == 0 {
+                        empty = Some(s);
+                    }
                 }
             }
         };
@@ -183,12 +189,15 @@ async fn stats_and_profiles_are_plausible() {
             "{m}: group cpu {peak_cpu:?}"
         );
         // After the exit the sampler ends with an empty group.
-        let last = loop {
-            match sampler.next().await {
-                Some(s) if s.active_processes() == 0 => break s,
-                Some(_) => {}
-                None => panic!("ended without an empty snapshot"),
-            }
+        let last = match empty {
+            Some(s) => s,
+            None => loop {
+                match sampler.next().await {
+                    Some(s) if s.active_processes() == 0 => break s,
+                    Some(_) => {}
+                    None => panic!("ended without an empty snapshot"),
+                }
+            },
         };
         assert_eq!(last.active_processes(), 0);
         if m == MechanismChoice::Cgroup {
