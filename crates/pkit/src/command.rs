@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::output::{verbs, Output};
 use crate::pump::{CapturePolicy, DecoderFactory, LineCallback, Overflow, Tee};
 use crate::runner::{Runner, SystemRunner};
+use crate::sys::Signal;
 
 /// Where one of the child's output streams goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -70,6 +71,9 @@ pub(crate) struct OutputPlan {
 pub const DEFAULT_BUFFER_LINES: usize = 1024;
 /// The default cap on one line: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// How long a tree gets to exit after a [`Command::timeout_signal`] given
+/// without a [`Command::grace`]: 10 s, as `docker stop`.
+pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 
 impl Default for OutputPlan {
     fn default() -> Self {
@@ -124,6 +128,7 @@ pub struct Command {
     pub(crate) stderr: Stdio,
     pub(crate) timeout: Option<Duration>,
     pub(crate) grace: Option<Duration>,
+    pub(crate) timeout_signal: Option<Signal>,
     pub(crate) cancel: Option<CancelToken>,
     pub(crate) runner: Option<Arc<dyn Runner>>,
     pub(crate) io: OutputPlan,
@@ -146,6 +151,7 @@ impl Command {
             stderr: Stdio::Piped,
             timeout: None,
             grace: None,
+            timeout_signal: None,
             cancel: None,
             runner: None,
             io: OutputPlan::default(),
@@ -383,19 +389,64 @@ impl Command {
         self
     }
 
-    /// Bounds the whole run: when `limit` passes, the whole tree is torn
-    /// down (see [`grace`](Self::grace)), output reading stops, and the
+    /// Bounds the whole run: when `limit` passes, the whole tree is ended
+    /// (see [`timeout_signal`](Self::timeout_signal) and
+    /// [`grace`](Self::grace) for how), output reading stops, and the
     /// outcome is [`Outcome::TimedOut`](crate::Outcome::TimedOut).
+    ///
+    /// Any `Duration` is accepted: one too long for the clock (say
+    /// `Duration::MAX`) is no timeout at all.
     pub fn timeout(mut self, limit: Duration) -> Command {
         self.timeout = Some(limit);
         self
     }
 
-    /// On timeout, first send SIGTERM to the whole tree and give it `grace`
-    /// to exit before SIGKILL. Without it (the default), a timeout kills
-    /// straight away.
+    /// On timeout, send [`timeout_signal`](Self::timeout_signal) (SIGTERM
+    /// unless set) to the whole tree and give it `grace` to exit before
+    /// SIGKILL. Without a grace or a timeout signal (the default), a timeout
+    /// kills the tree straight away with SIGKILL.
+    ///
+    /// [`Output::killed_after_grace`](crate::Output::killed_after_grace)
+    /// says whether SIGKILL was still needed. `Duration::MAX` waits for the
+    /// tree without bound (as `timeout(1)` without `-k`).
     pub fn grace(mut self, grace: Duration) -> Command {
         self.grace = Some(grace);
+        self
+    }
+
+    /// The signal the whole tree gets when the timeout fires (as
+    /// `timeout --signal`).
+    ///
+    /// The rule, in full:
+    /// - neither set: SIGKILL at once (the default);
+    /// - [`grace`](Self::grace) only: SIGTERM, then the grace, then SIGKILL;
+    /// - `timeout_signal` only: this signal, then
+    ///   [`DEFAULT_TIMEOUT_GRACE`] (10 s, as `docker stop`), then SIGKILL;
+    /// - both: this signal, then the grace, then SIGKILL.
+    ///
+    /// [`Signal::Kill`] always kills at once (there is nothing to wait
+    /// for). The grace ends early once every process of the tree has
+    /// exited. Without a [`timeout`](Self::timeout) this does nothing.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use std::time::Duration;
+    /// use pkit::{Command, Signal};
+    ///
+    /// let out = Command::new("sleep")
+    ///     .arg("300")
+    ///     .timeout(Duration::from_millis(100))
+    ///     .timeout_signal(Signal::Int)
+    ///     .grace(Duration::from_secs(5))
+    ///     .output()
+    ///     .await?;
+    /// assert!(out.timed_out());
+    /// assert!(!out.killed_after_grace()); // sleep ends on SIGINT
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn timeout_signal(mut self, signal: Signal) -> Command {
+        self.timeout_signal = Some(signal);
         self
     }
 
@@ -431,6 +482,16 @@ impl Command {
     /// The timeout, if one is set.
     pub fn get_timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// The grace given on timeout, if one is set.
+    pub fn get_grace(&self) -> Option<Duration> {
+        self.grace
+    }
+
+    /// The signal sent on timeout, if one is set.
+    pub fn get_timeout_signal(&self) -> Option<Signal> {
+        self.timeout_signal
     }
 
     /// The program's name for messages and logs: as given, lossily
@@ -528,6 +589,7 @@ impl fmt::Debug for Command {
             .field("stderr", &self.stderr)
             .field("timeout", &self.timeout)
             .field("grace", &self.grace)
+            .field("timeout_signal", &self.timeout_signal)
             .field("stream_lines", &self.io.stream_lines)
             .finish_non_exhaustive()
     }

@@ -210,15 +210,30 @@ impl Group {
     /// Ends the group gracefully: SIGTERM to every process in it, up to
     /// `grace` for them to exit, then SIGKILL to whatever is left; then the
     /// container is removed. The group can't start processes afterwards.
+    ///
+    /// Any `grace` is accepted: one too long for the clock
+    /// (`Duration::MAX`) waits for the processes without bound.
     pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport> {
+        self.shutdown_with(Signal::Term, grace).await
+    }
+
+    /// [`shutdown`](Self::shutdown) with `signal` in place of SIGTERM (a
+    /// timed-out run's [`Command::timeout_signal`]). A `grace` too long for
+    /// the clock waits without bound.
+    pub(crate) async fn shutdown_with(
+        &self,
+        signal: Signal,
+        grace: Duration,
+    ) -> Result<ShutdownReport> {
         let began = Instant::now();
         let members = self.members()?;
         let signalled = members.len();
         let mut remaining = 0;
         if signalled > 0 {
             self.container
-                .signal(Signal::Term.as_raw())
+                .signal(signal.as_raw())
                 .map_err(|e| Error::io("signalling the group", e))?;
+            let grace = grace.min(crate::runner::NO_DEADLINE);
             remaining = self
                 .container
                 .wait_members(&members, Instant::now() + grace)

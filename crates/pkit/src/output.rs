@@ -54,6 +54,7 @@ pub struct Output {
     pub(crate) cpu_time: Option<Duration>,
     pub(crate) peak_memory: Option<u64>,
     pub(crate) oom_killed: bool,
+    pub(crate) killed_after_grace: bool,
 }
 
 impl Output {
@@ -170,6 +171,16 @@ impl Output {
         self.oom_killed
     }
 
+    /// Whether, after a timeout, some process of the tree was still alive
+    /// when the grace ended and had to be killed with SIGKILL (see
+    /// [`Command::timeout_signal`](crate::Command::timeout_signal)). False
+    /// when the tree exited on the timeout signal, when the timeout killed
+    /// at once (no grace), and for a run that did not time out. A CLI in
+    /// the manner of `timeout -k` exits 137 when this is true.
+    pub fn killed_after_grace(&self) -> bool {
+        self.killed_after_grace
+    }
+
     /// For a [`Pipe`](crate::Pipe), every stage's own result in order (this
     /// `Output` is their pipefail fold); empty for a single command. The
     /// last stage's stdout is moved into this `Output`, not kept twice.
@@ -200,6 +211,7 @@ impl Output {
             cpu_time: self.cpu_time,
             peak_memory: self.peak_memory,
             oom_killed: self.oom_killed,
+            killed_after_grace: self.killed_after_grace,
         }
     }
 }
@@ -259,6 +271,7 @@ impl fmt::Debug for Output {
             .field("cpu_time", &self.cpu_time)
             .field("peak_memory", &self.peak_memory)
             .field("oom_killed", &self.oom_killed)
+            .field("killed_after_grace", &self.killed_after_grace)
             .field("stages", &self.stages)
             .finish()
     }

@@ -14,7 +14,7 @@ use crate::output::{verbs, Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::pump::LimitFlag;
 use crate::runner::{end_group, Bounds, Ended};
-use crate::sys::{self, MechanismChoice};
+use crate::sys::{self, MechanismChoice, Signal};
 
 /// A pipeline: each stage's stdout is the next stage's stdin, over an OS
 /// pipe made for the two of them (no copy through this process), and every
@@ -51,6 +51,7 @@ pub struct Pipe {
     stages: Vec<Command>,
     timeout: Option<Duration>,
     grace: Option<Duration>,
+    timeout_signal: Option<Signal>,
     cancel: Option<CancelToken>,
     mechanism: Option<MechanismChoice>,
 }
@@ -62,6 +63,7 @@ impl Pipe {
             stages: stages.into_iter().collect(),
             timeout: None,
             grace: None,
+            timeout_signal: None,
             cancel: None,
             mechanism: None,
         }
@@ -109,10 +111,19 @@ impl Pipe {
         self
     }
 
-    /// On timeout, SIGTERM the whole chain and wait up to `grace` before
-    /// SIGKILL.
+    /// On timeout, send the timeout signal (SIGTERM unless
+    /// [`timeout_signal`](Self::timeout_signal) says otherwise) to the
+    /// whole chain and wait up to `grace` before SIGKILL; the rule is
+    /// [`Command::timeout_signal`]'s.
     pub fn grace(mut self, grace: Duration) -> Pipe {
         self.grace = Some(grace);
+        self
+    }
+
+    /// The signal the whole chain gets when the timeout fires; the rule is
+    /// [`Command::timeout_signal`]'s.
+    pub fn timeout_signal(mut self, signal: Signal) -> Pipe {
+        self.timeout_signal = Some(signal);
         self
     }
 
@@ -163,7 +174,9 @@ impl Pipe {
             .await?;
         // Which stages were still running when a bound was hit.
         let running: Vec<bool> = procs.iter().map(|p| !p.has_exited()).collect();
-        end_group(&group, matches!(ended, Ended::TimedOut), self.grace).await?;
+        let timed_out = matches!(ended, Ended::TimedOut);
+        let killed_after_grace =
+            end_group(&group, timed_out, self.timeout_signal, self.grace).await?;
         if let Ended::Cancelled = ended {
             return Err(Error::Cancelled {
                 program: self.stages[0].display_name(),
@@ -180,7 +193,9 @@ impl Pipe {
             let out = p.finish(outcome).await;
             outs.push(p.check_limit(out)?);
         }
-        Ok(fold(outs, &self.stages, began.elapsed()))
+        let mut out = fold(outs, &self.stages, began.elapsed());
+        out.killed_after_grace = killed_after_grace;
+        Ok(out)
     }
 
     /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
@@ -252,6 +267,7 @@ fn fold(mut stages: Vec<Output>, cmds: &[Command], duration: Duration) -> Output
         cpu_time: stages.iter().map(|s| s.cpu_time).sum(),
         peak_memory: stages.iter().map(|s| s.peak_memory).max().flatten(),
         oom_killed: stages.iter().any(|s| s.oom_killed),
+        killed_after_grace: false,
         stages,
     }
 }
@@ -262,6 +278,7 @@ impl fmt::Debug for Pipe {
             .field("stages", &self.stages)
             .field("timeout", &self.timeout)
             .field("grace", &self.grace)
+            .field("timeout_signal", &self.timeout_signal)
             .finish_non_exhaustive()
     }
 }

@@ -225,6 +225,7 @@ impl RunningProcess {
             cpu_time: usage.map(|u| u.cpu),
             peak_memory: usage.map(|u| u.max_rss_bytes),
             oom_killed: false,
+            killed_after_grace: false,
         };
         log::finished(
             &self.program,

@@ -2,13 +2,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
-use crate::command::Command;
+use crate::command::{Command, DEFAULT_TIMEOUT_GRACE};
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::output::{Outcome, Output};
 use crate::process::outcome_of;
-use crate::sys::MechanismChoice;
+use crate::sys::{MechanismChoice, Signal};
 
 /// A boxed, sendable future, as returned by [`Runner::output`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -88,7 +89,7 @@ pub(crate) enum Ended<T> {
 
 /// The time, cancellation and output bounds of a run.
 pub(crate) struct Bounds<'a> {
-    pub timeout: Option<std::time::Duration>,
+    pub timeout: Option<Duration>,
     pub cancel: Option<&'a crate::CancelToken>,
     /// Raised when a `CapturePolicy::Fail` limit is crossed.
     pub limit: std::sync::Arc<crate::pump::LimitFlag>,
@@ -97,7 +98,12 @@ pub(crate) struct Bounds<'a> {
 impl Bounds<'_> {
     /// Runs `work` until it finishes or a bound is hit.
     pub(crate) async fn wait<T>(&self, work: impl Future<Output = Result<T>>) -> Result<Ended<T>> {
-        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        // Checked first: a token cancelled before the run is never raced
+        // against work that is already done.
+        if self.cancel.is_some_and(|t| t.is_cancelled()) {
+            return Ok(Ended::Cancelled);
+        }
+        let deadline = self.timeout.and_then(deadline_after);
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -119,15 +125,48 @@ impl Bounds<'_> {
     }
 }
 
-/// Ends a group after its run: on a timeout gracefully when a grace is set.
+/// Waits longer than this are no deadline at all: about 30 years, the
+/// horizon Tokio itself uses for "never". (A deadline past the clock's
+/// range, `Duration::MAX` for one, would otherwise overflow.)
+pub(crate) const NO_DEADLINE: Duration = Duration::from_secs(30 * 365 * 86_400);
+
+/// `now + d`, or `None` (no deadline) when `d` reaches [`NO_DEADLINE`].
+pub(crate) fn deadline_after(d: Duration) -> Option<tokio::time::Instant> {
+    (d < NO_DEADLINE).then(|| tokio::time::Instant::now() + d)
+}
+
+/// How a timed-out tree is ended: the signal, and how long the tree gets
+/// after it before SIGKILL (`None`: SIGKILL at once). See
+/// [`Command::timeout_signal`] for the rule.
+pub(crate) fn timeout_plan(
+    signal: Option<Signal>,
+    grace: Option<Duration>,
+) -> Option<(Signal, Duration)> {
+    let plan = match (signal, grace) {
+        (None, None) => return None,
+        (None, Some(g)) if g.is_zero() => return None,
+        (None, Some(g)) => (Signal::Term, g),
+        (Some(s), None) => (s, DEFAULT_TIMEOUT_GRACE),
+        (Some(s), Some(g)) => (s, g),
+    };
+    (plan.0.as_raw() != Signal::Kill.as_raw()).then_some(plan)
+}
+
+/// Ends a group after its run; after a timeout, as
+/// [`Command::timeout_signal`] says. Returns whether SIGKILL was still
+/// needed after a grace.
 pub(crate) async fn end_group(
     group: &Group,
     timed_out: bool,
-    grace: Option<std::time::Duration>,
-) -> Result<()> {
-    match grace {
-        Some(grace) if timed_out && !grace.is_zero() => group.shutdown(grace).await.map(drop),
-        _ => group.end_run().await,
+    signal: Option<Signal>,
+    grace: Option<Duration>,
+) -> Result<bool> {
+    match timeout_plan(signal, grace) {
+        Some((signal, grace)) if timed_out => {
+            let report = group.shutdown_with(signal, grace).await?;
+            Ok(report.killed() > 0)
+        }
+        _ => group.end_run().await.map(|()| false),
     }
 }
 
@@ -153,7 +192,8 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     };
     let ended = bounds.wait(proc.wait_status()).await?;
     let oom_before = group.oom_kills();
-    end_group(&group, matches!(ended, Ended::TimedOut), cmd.grace).await?;
+    let timed_out = matches!(ended, Ended::TimedOut);
+    let killed_after_grace = end_group(&group, timed_out, cmd.timeout_signal, cmd.grace).await?;
     let outcome = match ended {
         Ended::Done(status) => outcome_of(status),
         Ended::TimedOut => Outcome::TimedOut,
@@ -167,5 +207,6 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let mut out = proc.finish(outcome).await;
     // Only what the run itself provoked: read before teardown's SIGKILLs.
     out.oom_killed = oom_before.is_some_and(|n| n > 0);
+    out.killed_after_grace = killed_after_grace;
     proc.check_limit(out)
 }

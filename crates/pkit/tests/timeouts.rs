@@ -1,0 +1,133 @@
+//! How a timeout ends a run: the timeout signal, the grace, whether SIGKILL
+//! was needed after it, and timeouts and graces of any length.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{Pipe, Signal};
+
+/// Traps SIGINT (prints `got-int` and exits 0), reports its pid, then
+/// `ready`, then loops.
+const INT_HANDLER: &str =
+    r#"trap "echo got-int; exit 0" INT; echo $$; echo ready; while :; do sleep 0.1; done"#;
+
+#[tokio::test]
+async fn timeout_signal_is_what_the_tree_gets() {
+    let suite = begin("timeout_signal_is_what_the_tree_gets").await;
+    for choice in mechanisms() {
+        let what = format!("{choice}: timeout_signal(INT) with a grace");
+        let (out, pids) = output_timing_out_after_ready(&what, |limit| {
+            sh(choice, INT_HANDLER)
+                .timeout(limit)
+                .timeout_signal(Signal::Int)
+                .grace(Duration::from_secs(10))
+        })
+        .await;
+        assert!(out.timed_out(), "{what}: {out:?}");
+        assert!(
+            out.stdout_str().contains("got-int"),
+            "{what}: {:?}",
+            out.stdout_str()
+        );
+        assert!(!out.killed_after_grace(), "{what}: {out:?}");
+        assert_gone(&pids, &what).await;
+
+        // Without a grace, a timeout signal still gets the default grace to
+        // act on.
+        let what = format!("{choice}: timeout_signal(INT) without a grace");
+        let (out, pids) = output_timing_out_after_ready(&what, |limit| {
+            sh(choice, INT_HANDLER)
+                .timeout(limit)
+                .timeout_signal(Signal::Int)
+        })
+        .await;
+        assert!(
+            out.stdout_str().contains("got-int"),
+            "{what}: {:?}",
+            out.stdout_str()
+        );
+        assert!(!out.killed_after_grace(), "{what}: {out:?}");
+        assert_gone(&pids, &what).await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_grace_says_sigkill_was_needed() {
+    let suite = begin("killed_after_grace_says_sigkill_was_needed").await;
+    let ignores = r#"trap "" INT TERM; sleep 300 & echo $!; echo $$; echo ready; while :; do sleep 0.1; done"#;
+    for choice in mechanisms() {
+        let what = format!("{choice}: INT ignored, grace runs out");
+        let grace = Duration::from_millis(300);
+        let (out, pids) = output_timing_out_after_ready(&what, |limit| {
+            sh(choice, ignores)
+                .timeout(limit)
+                .timeout_signal(Signal::Int)
+                .grace(grace)
+        })
+        .await;
+        assert!(out.timed_out(), "{what}: {out:?}");
+        assert!(out.killed_after_grace(), "{what}: {out:?}");
+        assert!(out.duration() >= grace, "{what}: {out:?}");
+        assert_gone(&pids, &what).await;
+
+        // The default: no grace, no signal: SIGKILL at once, so no TERM
+        // handler runs and SIGKILL was not "needed after a grace".
+        let what = format!("{choice}: the default timeout");
+        let (out, pids) = output_timing_out_after_ready(&what, |limit| {
+            sh(
+                choice,
+                r#"trap "echo got-term; exit 0" TERM; echo $$; echo ready; while :; do sleep 0.1; done"#,
+            )
+            .timeout(limit)
+        })
+        .await;
+        assert!(!out.stdout_str().contains("got-term"), "{what}: {out:?}");
+        assert!(!out.killed_after_grace(), "{what}: {out:?}");
+        assert_gone(&pids, &what).await;
+
+        // A run that does not time out never says so.
+        let out = sh(choice, "exit 0")
+            .timeout(Duration::from_secs(60))
+            .timeout_signal(Signal::Int)
+            .grace(grace)
+            .output()
+            .await
+            .expect("output");
+        assert!(out.success() && !out.killed_after_grace(), "{out:?}");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_pipe_honours_its_timeout_signal() {
+    let suite = begin("a_pipe_honours_its_timeout_signal").await;
+    for choice in mechanisms() {
+        let out = Pipe::new([sh(choice, INT_HANDLER), sh(choice, r#"trap "" INT; cat"#)])
+            .mechanism(choice)
+            .timeout(Duration::from_secs(2))
+            .timeout_signal(Signal::Int)
+            .grace(Duration::from_secs(10))
+            .output()
+            .await
+            .expect("output");
+        assert!(out.timed_out(), "{choice}: {out:?}");
+        // The head exits on INT; cat ignores it but ends at end of input:
+        // if nothing is left for SIGKILL the signal reached the head.
+        let stages = out.stages();
+        assert_eq!(stages.len(), 2, "{choice}");
+        assert!(
+            out.stdout_str().contains("ready"),
+            "{choice}: the head never got going: {out:?}"
+        );
+        assert!(
+            out.stdout_str().contains("got-int"),
+            "{choice}: {:?}",
+            out.stdout_str()
+        );
+        assert!(!out.killed_after_grace(), "{choice}: {out:?}");
+    }
+    suite.end().await;
+}
