@@ -60,7 +60,14 @@ pub(crate) struct Container {
     pub(super) kind: Kind,
     /// Why `auto` ended up with a process group, when it did.
     fallback: Option<String>,
+    /// Set when a close or teardown begins: no new child is placed.
     torn_down: AtomicBool,
+    /// Set only once a teardown has completed (everything killed and the
+    /// directories removed or handed to the reaper). A close that was
+    /// cancelled (its future dropped) or failed part-way leaves it unset, so
+    /// `Drop` still does the whole teardown and keeps the guard's
+    /// registration until then.
+    finished: AtomicBool,
     /// Suspended by the user: a signal's freeze/thaw must not thaw it.
     pub(super) suspended: AtomicBool,
     /// Resource caps and the v1 cgroups carrying them.
@@ -191,6 +198,7 @@ impl Container {
             kind,
             fallback,
             torn_down: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
             limits: applied,
             guard: Mutex::new(link),
@@ -536,10 +544,14 @@ impl Container {
     /// `pool: true` lets an emptied, uncapped cgroup be kept for the next
     /// group instead of removed (a one-shot run's private group, whose
     /// directory nobody else sees).
+    ///
+    /// Cancelling the returned future, or an error part-way, leaves the
+    /// teardown to a later `close` or to `Drop` (see `finished`).
     pub(crate) async fn close_with(&self, wait_pgroup: bool, pool: bool) -> io::Result<()> {
-        if self.torn_down.swap(true, Ordering::AcqRel) {
+        if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.torn_down.store(true, Ordering::Release);
         // A process group has no "empty" event: note who is in it before
         // the kill, and wait for those.
         let pg_members = match &self.kind {
@@ -560,6 +572,7 @@ impl Container {
                     g.remove();
                 }
                 self.release_guard();
+                self.finished.store(true, Ordering::Release);
                 return Ok(());
             }
         }
@@ -574,6 +587,7 @@ impl Container {
                     g.remove();
                 }
                 self.release_guard();
+                self.finished.store(true, Ordering::Release);
                 Ok(())
             }
             Kind::Pgroup { leader } => {
@@ -583,6 +597,7 @@ impl Container {
                 self.wait_members(&pg_members, deadline).await?;
                 self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+                self.finished.store(true, Ordering::Release);
                 Ok(())
             }
         }
@@ -591,7 +606,8 @@ impl Container {
     /// Kills the tree now and cleans up without blocking for long (the
     /// synchronous path, for `Drop`).
     pub(crate) fn teardown_now(&self) {
-        if self.torn_down.swap(true, Ordering::AcqRel) {
+        self.torn_down.store(true, Ordering::Release);
+        if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
         match &self.kind {
@@ -620,9 +636,10 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Container {
     fn drop(&mut self) {
+        // Also after a cancelled or failed close(): only a completed
+        // teardown is skipped. The guard is left before the leader (a
+        // field) is released.
         self.teardown_now();
-        // After a failed close() teardown_now does nothing: still leave the
-        // guard before the leader (a field) is released.
         self.release_guard();
     }
 }

@@ -159,6 +159,18 @@ impl V1Cgroup {
     }
 }
 
+/// A v1 directory is removed when its handle goes, whatever path led there:
+/// a later cap that failed while the group was being built, a group whose
+/// teardown was cancelled, or an ordinary end (then it is already gone and
+/// this finds nothing). While members remain the kernel refuses (`EBUSY`)
+/// and whoever empties the group removes it afterwards (the reaper thread,
+/// handed the path by [`Cgroup::teardown`](super::cgroup::Cgroup::teardown)).
+impl Drop for V1Cgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,179 @@
+//! Error and cancellation paths leave nothing behind: a cap that fails
+//! after others were applied, a `close`/`shutdown` whose future is dropped.
+//!
+//! Every test here runs alone in this binary (`begin_exclusive`): each
+//! compares the `pkit-<our pid>-*` directories (cgroup v2 and the v1
+//! hierarchies that carry caps) before and after.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::{Command, ErrorKind, Group, MechanismChoice};
+
+/// The owner's directory in the v1 hierarchy of `controller`, if mounted.
+fn v1_owner_dir(controller: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctrls
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}")))
+            .filter(|d| d.is_dir())
+    })
+}
+
+/// `pkit-<our pid>-*` entries directly under `dir`.
+fn own_dirs_under(dir: &Path) -> Vec<PathBuf> {
+    let prefix = format!("pkit-{}-", std::process::id());
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every `pkit-<our pid>-*` directory: cgroup v2 (spares released) and the
+/// v1 memory, pids and cpu hierarchies.
+fn all_own_dirs() -> Vec<PathBuf> {
+    let mut dirs = own_cgroup_dirs();
+    for c in ["memory", "pids", "cpu"] {
+        if let Some(d) = v1_owner_dir(c) {
+            dirs.extend(own_dirs_under(&d));
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// Polls until no directory of ours is left; removes (and reports) what is.
+async fn assert_no_dirs_left(what: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = all_own_dirs();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            for d in &left {
+                let _ = std::fs::remove_dir(d);
+            }
+            panic!("{what}: directories left behind: {left:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Review F7: `max_processes` over the kernel's `PID_MAX_LIMIT` fails after
+/// `memory_max` made its (v1 or v2) directory: nothing may stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_that_fails_after_another_leaves_no_directory() {
+    if !cgroup_usable() {
+        return;
+    }
+    let alone = begin_exclusive().await;
+    assert_no_dirs_left("before").await;
+    let err = Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .memory_max(256 << 20)
+        .max_processes(10_000_000)
+        .build()
+        .expect_err("pids.max can't hold 10,000,000");
+    assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{err}");
+    assert!(err.to_string().contains("max_processes"), "{err}");
+    // Checked at once: the directories go with the failed build itself.
+    let left = all_own_dirs();
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(left.is_empty(), "a failed build left {left:?}");
+    end_exclusive(alone, "a failing cap").await;
+}
+
+/// Starts `sleep 300` in a group capped through a directory of its own in
+/// each hierarchy that carries the cap.
+fn capped_group_with_a_sleep() -> Option<(Group, pkit::RunningProcess)> {
+    let group = match Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .memory_max(256 << 20)
+        .max_processes(64)
+        .build()
+    {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("skipped: caps can't be had here: {e}");
+            return None;
+        }
+    };
+    let p = group
+        .start(&Command::new("sleep").arg("300"))
+        .expect("start");
+    Some((group, p))
+}
+
+/// Polls `fut` exactly once and drops it: `true` when that cancelled it
+/// (it was still waiting), `false` when it had already finished.
+async fn poll_once_then_drop<F: std::future::Future>(fut: F) -> bool {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
+}
+
+/// Review F8: a `close()` or `shutdown()` cancelled while it waits still
+/// removes everything (the v1 cap directories included) when the group is
+/// dropped, and the process is gone. The group is guarded until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_close_or_shutdown_leaves_nothing_after_drop() {
+    if !cgroup_usable() {
+        return;
+    }
+    let alone = begin_exclusive().await;
+    assert_no_dirs_left("before").await;
+    for verb in ["close", "shutdown"] {
+        // A SIGKILLed sleep can be gone before the first poll is over; try
+        // until a cancellation lands while the verb is waiting.
+        let mut cancelled = 0;
+        for _ in 0..20 {
+            let Some((group, p)) = capped_group_with_a_sleep() else {
+                end_exclusive(alone, "a cancelled close").await;
+                return;
+            };
+            let pid = p.pid();
+            assert!(
+                !all_own_dirs().is_empty(),
+                "{verb}: the group has directories"
+            );
+            assert!(group.guarded(), "{}", group.description());
+            let was_waiting = match verb {
+                "close" => poll_once_then_drop(group.close()).await,
+                _ => poll_once_then_drop(group.shutdown(Duration::ZERO)).await,
+            };
+            if was_waiting {
+                cancelled += 1;
+                // Until the group is dropped the guard still covers it.
+                assert!(
+                    group.guarded(),
+                    "{verb}: cancelled, not dropped: {}",
+                    group.description()
+                );
+            }
+            drop(p);
+            drop(group);
+            let what = format!("{verb} (cancelled: {was_waiting}), then dropped");
+            assert_gone(&[pid], &what).await;
+            assert_no_dirs_left(&what).await;
+            if cancelled >= 3 {
+                break;
+            }
+        }
+        assert!(cancelled > 0, "{verb}: never caught waiting");
+    }
+    end_exclusive(alone, "a cancelled close").await;
+}
