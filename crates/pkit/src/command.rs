@@ -133,6 +133,8 @@ pub struct Command {
     pub(crate) runner: Option<Arc<dyn Runner>>,
     pub(crate) io: OutputPlan,
     pub(crate) unchecked_in_pipe: bool,
+    /// Spawn options (uid, rlimits, setsid...): see `spawn_options.rs`.
+    pub(crate) spawn: crate::spawn_options::SpawnOptions,
 }
 
 impl Command {
@@ -156,6 +158,7 @@ impl Command {
             runner: None,
             io: OutputPlan::default(),
             unchecked_in_pipe: false,
+            spawn: Default::default(),
         }
     }
 

@@ -70,6 +70,20 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A step of the child's own setup before it could run the program
+    /// failed (a privilege drop, a resource limit, joining its container):
+    /// the step is named, and the child has exited without running the
+    /// program.
+    #[error("{program}: cannot start: {step}: {source}")]
+    ChildSetup {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The step that failed.
+        step: crate::spawn_options::ChildStep,
+        /// What the OS said.
+        source: io::Error,
+    },
+
     /// The program exited with a non-zero code, and the verb requires
     /// success. The whole result (stderr included) is carried.
     #[error("{}: {}", .0.program(), .0.outcome())]
@@ -213,6 +227,8 @@ pub enum ErrorKind {
     CurrentDir,
     /// [`Error::Spawn`]
     Spawn,
+    /// [`Error::ChildSetup`]
+    ChildSetup,
     /// [`Error::NonZeroExit`]
     NonZeroExit,
     /// [`Error::Signalled`]
@@ -245,6 +261,7 @@ impl Error {
             Error::NotExecutable { .. } => ErrorKind::NotExecutable,
             Error::CurrentDir { .. } => ErrorKind::CurrentDir,
             Error::Spawn { .. } => ErrorKind::Spawn,
+            Error::ChildSetup { .. } => ErrorKind::ChildSetup,
             Error::NonZeroExit(_) => ErrorKind::NonZeroExit,
             Error::Signalled(_) => ErrorKind::Signalled,
             Error::Timeout(_) => ErrorKind::Timeout,

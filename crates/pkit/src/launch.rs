@@ -82,6 +82,7 @@ pub(crate) fn start(
     let (stderr_child, stderr_parent) =
         sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?;
 
+    let setup = cmd.spawn.prepare(&program, container.mechanism())?;
     let spec = sys::SpawnSpec {
         path: prepared.path,
         argv: prepared.argv,
@@ -90,6 +91,7 @@ pub(crate) fn start(
         stdin: stdin_child,
         stdout: stdout_child,
         stderr: stderr_child,
+        setup,
     };
     let started = Instant::now();
     let child = container
@@ -336,6 +338,11 @@ fn spawn_error(
                 program: program.into(),
                 source,
             },
+        },
+        sys::SpawnError::Step(step, source) => Error::ChildSetup {
+            program: program.into(),
+            step,
+            source,
         },
         sys::SpawnError::Chdir(source) => Error::CurrentDir {
             program: program.into(),

@@ -64,6 +64,7 @@ mod probe;
 mod process;
 mod pump;
 mod runner;
+mod spawn_options;
 mod stats;
 mod sys;
 
@@ -86,6 +87,7 @@ pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
 };
 pub use runner::{BoxFuture, Runner, SystemRunner};
+pub use spawn_options::{ChildStep, Resource};
 pub use stats::{Profile, SampleStats};
 pub use sys::{
     host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment, LimitInfo,

@@ -19,6 +19,7 @@ mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
 mod resolve;
+mod setup;
 mod signal;
 mod stats;
 pub(crate) mod unix;
@@ -39,6 +40,7 @@ pub use limits::{CapSupport, LimitInfo};
 pub(crate) use linux::child::ChildHandle;
 pub(crate) use linux::procfs::usage as proc_usage;
 pub(crate) use resolve::{resolve, ResolveError};
+pub(crate) use setup::{dup_above, resource_number, ChildSetup};
 pub use signal::Signal;
 pub use stats::Stats;
 
@@ -106,6 +108,8 @@ pub(crate) struct SpawnSpec {
     pub stdin: ChildIo,
     pub stdout: ChildIo,
     pub stderr: ChildIo,
+    /// The spawn options the child applies to itself.
+    pub setup: ChildSetup,
 }
 
 /// Why a spawn failed.
@@ -117,6 +121,8 @@ pub(crate) enum SpawnError {
     Exec(io::Error),
     /// The working directory could not be entered (errno from chdir).
     Chdir(io::Error),
+    /// A step of the child's setup before exec failed.
+    Step(crate::spawn_options::ChildStep, io::Error),
     /// Any other OS failure (pipes, fds, limits).
     Os(io::Error),
 }

@@ -3,7 +3,9 @@
 pub(crate) mod cgroup;
 pub(crate) mod cgroup_pool;
 pub(crate) mod child;
+mod clone3;
 pub(crate) mod host;
+mod prexec;
 pub(crate) mod procfs;
 pub(crate) mod reaper;
 pub(crate) mod signal;

@@ -1,0 +1,283 @@
+//! The child's side of a spawn: what it does between the clone and `execve`
+//! (see the rules in `spawn.rs`'s module docs: raw, async-signal-safe calls
+//! on data prepared before the clone, no allocation, no lock, no panic).
+
+use std::ffi::{c_int, c_void, CString};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::spawn_options::ChildStep;
+use crate::sys::{ChildSetup, SpawnSpec};
+
+/// Everything the child touches, prepared before the clone.
+pub(super) struct Plan<'a> {
+    path: &'a CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    cwd: Option<&'a CString>,
+    stdio: [Option<RawFd>; 3],
+    /// `cgroup.procs` files to join through before exec ("0" = myself).
+    join: &'a [RawFd],
+    /// `Some(pgid)`: join process group `pgid` (0: lead a new one).
+    pgid: Option<libc::pid_t>,
+    setup: &'a ChildSetup,
+    /// `setup.keep` as raw numbers: (source, target).
+    keep: Vec<(RawFd, RawFd)>,
+    /// The step that failed and its errno, or 0.
+    pub(super) err: AtomicI32,
+}
+
+impl<'a> Plan<'a> {
+    pub(super) fn new(spec: &'a SpawnSpec, join: &'a [RawFd], pgid: Option<i32>) -> Plan<'a> {
+        Plan {
+            path: &spec.path,
+            argv: null_terminated(&spec.argv),
+            envp: null_terminated(&spec.envp),
+            cwd: spec.cwd.as_ref(),
+            stdio: spec.stdio_fds(),
+            join,
+            pgid,
+            setup: &spec.setup,
+            keep: spec
+                .setup
+                .keep
+                .iter()
+                .map(|(src, target)| (src.as_raw_fd(), *target))
+                .collect(),
+            err: AtomicI32::new(0),
+        }
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// The child's entry point, on its own stack.
+pub(super) extern "C" fn child_entry(plan: *mut c_void) -> c_int {
+    // SAFETY: `plan` is the `Plan` the suspended parent passed to the clone;
+    // it stays valid until this child execs or exits. We are the child.
+    unsafe { child_main(&*(plan as *const Plan<'_>)) }
+}
+
+/// The credential system calls, by number: glibc's `setuid` family
+/// broadcasts the change to every thread of the (parent's) process, which
+/// must not happen from a child sharing the parent's memory; the raw calls
+/// change this process only.
+mod nr {
+    #[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
+    pub(super) use libc::{
+        SYS_setgroups as SETGROUPS, SYS_setresgid as SETRESGID, SYS_setresuid as SETRESUID,
+    };
+    #[cfg(any(target_arch = "x86", target_arch = "arm"))]
+    pub(super) use libc::{
+        SYS_setgroups32 as SETGROUPS, SYS_setresgid32 as SETRESGID, SYS_setresuid32 as SETRESUID,
+    };
+}
+
+/// `struct rlimit64`.
+#[repr(C)]
+struct Rlimit64 {
+    cur: u64,
+    max: u64,
+}
+
+/// The child between clone and exec (see the module docs).
+///
+/// # Safety
+/// Must only run in the freshly cloned child. It makes raw,
+/// async-signal-safe calls on the pre-built `plan` and never returns.
+unsafe fn child_main(plan: &Plan<'_>) -> ! {
+    let setup = plan.setup;
+    // Stdio. Sources are all >= 3 (see SpawnSpec::stdio_fds), so no dup2
+    // overwrites a source still to be used; dup2 clears close-on-exec.
+    for (target, src) in plan.stdio.iter().enumerate() {
+        if let Some(fd) = *src {
+            if libc::dup2(fd, target as RawFd) < 0 {
+                fail(plan, Step::Setup(ChildStep::Stdio));
+            }
+        }
+    }
+    if setup.setsid && libc::setsid() < 0 {
+        fail(plan, Step::Setup(ChildStep::Session));
+    }
+    if let Some(pgid) = plan.pgid {
+        if libc::setpgid(0, pgid) < 0 {
+            fail(plan, Step::Setup(ChildStep::ProcessGroup));
+        }
+    }
+    // cgroups: "0" means the writing process itself. Joined while the
+    // child still has the owner's credentials.
+    for &procs in plan.join {
+        if libc::write(procs, b"0".as_ptr().cast(), 1) < 0 {
+            fail(plan, Step::Setup(ChildStep::JoinCgroup));
+        }
+    }
+    // Limits and priority before a privilege drop: raising them needs the
+    // owner's privilege.
+    for &(resource, soft, hard) in &setup.rlimits {
+        let lim = Rlimit64 {
+            cur: soft,
+            max: hard,
+        };
+        let none = std::ptr::null_mut::<Rlimit64>();
+        if libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            &lim as *const Rlimit64,
+            none,
+        ) < 0
+        {
+            fail(plan, Step::Setup(ChildStep::Rlimit));
+        }
+    }
+    if let Some(nice) = setup.nice {
+        if libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, nice) < 0 {
+            fail(plan, Step::Setup(ChildStep::Priority));
+        }
+    }
+    if let Some(mode) = setup.umask {
+        libc::umask(mode);
+    }
+    // The privilege drop: groups, group id, user id.
+    if let Some(list) = &setup.groups {
+        if libc::syscall(nr::SETGROUPS, list.len(), list.as_ptr()) < 0 {
+            fail(plan, Step::Setup(ChildStep::Groups));
+        }
+    } else if setup.uid.is_some() {
+        // Best effort: an unprivileged owner can't, and has no privileged
+        // groups to shed.
+        libc::syscall(nr::SETGROUPS, 0usize, std::ptr::null::<libc::gid_t>());
+    }
+    if let Some(gid) = setup.gid {
+        if libc::syscall(nr::SETRESGID, gid, gid, gid) < 0 {
+            fail(plan, Step::Setup(ChildStep::Gid));
+        }
+    }
+    if let Some(uid) = setup.uid {
+        if libc::syscall(nr::SETRESUID, uid, uid, uid) < 0 {
+            fail(plan, Step::Setup(ChildStep::Uid));
+        }
+    }
+    if let Some(dir) = plan.cwd {
+        if libc::chdir(dir.as_ptr()) < 0 {
+            fail(plan, Step::Chdir);
+        }
+    }
+    reset_signal_dispositions();
+    // Any fd a library opened without O_CLOEXEC must not leak into the
+    // program. Failure (kernels before 5.11) is harmless.
+    libc::syscall(
+        libc::SYS_close_range,
+        3u32,
+        u32::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    );
+    // Descriptors passed through: after close_range, as dup2 clears the
+    // target's close-on-exec flag. Sources are numbered above every target.
+    for &(src, target) in &plan.keep {
+        if libc::dup2(src, target) < 0 {
+            fail(plan, Step::Setup(ChildStep::KeepFds));
+        }
+    }
+    let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
+    libc::sigemptyset(empty.as_mut_ptr());
+    libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
+
+    libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+    fail(plan, Step::Exec)
+}
+
+/// Resets caught signals, and SIGPIPE, to their default disposition.
+///
+/// # Safety
+/// Child only (see `child_main`).
+pub(crate) unsafe fn reset_signal_dispositions() {
+    // 64 is the highest signal number on Linux (_NSIG - 1); numbers glibc
+    // reserves for itself fail with EINVAL and are skipped.
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+        if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) != 0 {
+            continue;
+        }
+        let handler = old.assume_init_ref().sa_sigaction;
+        if sig == libc::SIGPIPE || (handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
+            let mut new = MaybeUninit::<libc::sigaction>::zeroed();
+            new.assume_init_mut().sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, new.as_ptr(), std::ptr::null_mut());
+        }
+    }
+}
+
+/// The child's steps before exec that can fail, reported with the errno so
+/// that the parent can tell a missing program from a missing directory, a
+/// refused cgroup join or a refused privilege drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Chdir,
+    Exec,
+    Setup(ChildStep),
+}
+
+/// The codes of the steps (0 is "no failure").
+const SETUP_STEPS: [ChildStep; 10] = [
+    ChildStep::Stdio,
+    ChildStep::Session,
+    ChildStep::ProcessGroup,
+    ChildStep::JoinCgroup,
+    ChildStep::Rlimit,
+    ChildStep::Priority,
+    ChildStep::Groups,
+    ChildStep::Gid,
+    ChildStep::Uid,
+    ChildStep::KeepFds,
+];
+
+impl Step {
+    fn code(self) -> i32 {
+        match self {
+            Step::Chdir => 1,
+            Step::Exec => 2,
+            Step::Setup(s) => {
+                let mut i = 0;
+                while i < SETUP_STEPS.len() && SETUP_STEPS[i] != s {
+                    i += 1;
+                }
+                3 + i as i32
+            }
+        }
+    }
+
+    pub(super) fn from_code(code: i32) -> Step {
+        match code {
+            1 => Step::Chdir,
+            n if n >= 3 && ((n - 3) as usize) < SETUP_STEPS.len() => {
+                Step::Setup(SETUP_STEPS[(n - 3) as usize])
+            }
+            _ => Step::Exec,
+        }
+    }
+}
+
+/// Reports the failed step and errno to the parent (through the shared
+/// atomic: errno in the low 16 bits, the step above) and exits 127.
+///
+/// # Safety
+/// Child only (see `child_main`).
+unsafe fn fail(plan: &Plan<'_>, step: Step) -> ! {
+    let errno = *libc::__errno_location();
+    plan.err.store(
+        (step.code() << 16) | (errno.clamp(1, 0xFFFF)),
+        Ordering::Release,
+    );
+    libc::_exit(127)
+}

@@ -1,0 +1,69 @@
+//! The spawn options a child applies to itself between clone and exec
+//! (credentials, limits, session, kept descriptors), prepared in the parent
+//! as plain numbers so the child only makes raw system calls on them.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use crate::spawn_options::Resource;
+
+/// Everything a child sets on itself before exec, beyond stdio, directory
+/// and placement. The default changes nothing.
+#[derive(Debug, Default)]
+pub(crate) struct ChildSetup {
+    /// `setsid()`: the child leads a new session (and process group).
+    pub setsid: bool,
+    /// `prlimit(0, resource, {soft, hard})`, in order.
+    pub rlimits: Vec<(libc::c_int, u64, u64)>,
+    /// `setpriority(PRIO_PROCESS, 0, nice)`.
+    pub nice: Option<libc::c_int>,
+    /// `umask(mode)`.
+    pub umask: Option<libc::mode_t>,
+    /// `setgroups(list)`; with `uid` set and this `None`, the supplementary
+    /// groups are cleared (best effort), so a dropped child does not keep
+    /// the owner's groups.
+    pub groups: Option<Vec<libc::gid_t>>,
+    /// `setresgid(gid, gid, gid)`.
+    pub gid: Option<libc::gid_t>,
+    /// `setresuid(uid, uid, uid)`.
+    pub uid: Option<libc::uid_t>,
+    /// (source, target): the child `dup2`s each source onto its target.
+    /// Every source is a close-on-exec duplicate numbered above every
+    /// target, so no `dup2` overwrites a source still to be used.
+    pub keep: Vec<(OwnedFd, RawFd)>,
+}
+
+/// A close-on-exec duplicate of the caller's `fd`, numbered `min` or above.
+/// `EBADF` when `fd` is not open.
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) only reads the descriptor table; an fd
+    // that is not open is reported as EBADF. The new descriptor is ours.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just created by fcntl and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// The kernel's number for a resource.
+pub(crate) fn resource_number(r: Resource) -> libc::c_int {
+    (match r {
+        Resource::Nofile => libc::RLIMIT_NOFILE,
+        Resource::Core => libc::RLIMIT_CORE,
+        Resource::Cpu => libc::RLIMIT_CPU,
+        Resource::As => libc::RLIMIT_AS,
+        Resource::Nproc => libc::RLIMIT_NPROC,
+        Resource::Fsize => libc::RLIMIT_FSIZE,
+        Resource::Stack => libc::RLIMIT_STACK,
+        Resource::Data => libc::RLIMIT_DATA,
+        Resource::Memlock => libc::RLIMIT_MEMLOCK,
+        Resource::Rss => libc::RLIMIT_RSS,
+        Resource::Locks => libc::RLIMIT_LOCKS,
+        Resource::Sigpending => libc::RLIMIT_SIGPENDING,
+        Resource::Msgqueue => libc::RLIMIT_MSGQUEUE,
+        Resource::Nice => libc::RLIMIT_NICE,
+        Resource::Rtprio => libc::RLIMIT_RTPRIO,
+        Resource::Rttime => libc::RLIMIT_RTTIME,
+    }) as libc::c_int
+}

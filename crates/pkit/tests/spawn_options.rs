@@ -1,0 +1,310 @@
+//! Spawn options observed from inside the child (its own `/proc/self`
+//! files, `umask`, `ulimit`), in both mechanisms: privilege drop, umask,
+//! resource limits, priority, a new session, descriptors passed through,
+//! and each failing step reported as that step.
+
+mod common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use common::*;
+use pkit::{ChildStep, Error, ErrorKind, Mechanism, MechanismChoice, Resource};
+
+/// The value of a `/proc/self/status` line (`Uid:` ...), whitespace-split.
+fn status_field(text: &str, key: &str) -> Vec<u32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+/// The pid and the numeric fields of `/proc/self/stat` after the state
+/// (index 0 is ppid, field 4 in proc(5)).
+fn stat_fields(text: &str) -> (u32, Vec<i128>) {
+    let pid = text.split_whitespace().next().unwrap().parse().unwrap();
+    let rest = &text[text.rfind(')').unwrap() + 2..];
+    let fields = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    (pid, fields)
+}
+
+#[tokio::test]
+async fn the_child_drops_to_nobody_in_order() {
+    let suite = begin("the_child_drops_to_nobody_in_order").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("nobody");
+        std::fs::create_dir(dir.path()).unwrap();
+        // A directory anyone may write to, so the dropped child can.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
+        let file = dir.path().join("written-by-nobody");
+        let out = sh(
+            choice,
+            "grep -E '^(Uid|Gid|Groups):' /proc/self/status; echo x > \"$1\"",
+        )
+        .arg(&file)
+        .uid(65534)
+        .gid(65534)
+        .groups([65534, 100])
+        .output()
+        .await
+        .expect("output");
+        assert!(out.success(), "{choice}: {out:?} {}", out.stderr_str());
+        let text = out.stdout_str();
+        assert_eq!(status_field(&text, "Uid:"), [65534; 4], "{choice}: {text}");
+        assert_eq!(status_field(&text, "Gid:"), [65534; 4], "{choice}: {text}");
+        let mut groups = status_field(&text, "Groups:");
+        groups.sort();
+        assert_eq!(groups, [100, 65534], "{choice}: {text}");
+        let meta = std::fs::metadata(&file).expect("the child wrote the file");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            65534,
+            "{choice}"
+        );
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::gid(&meta),
+            65534,
+            "{choice}"
+        );
+
+        // A uid alone clears the owner's supplementary groups.
+        let out = cmd(choice, "cat")
+            .arg("/proc/self/status")
+            .uid(65534)
+            .output()
+            .await
+            .expect("output");
+        let text = out.stdout_str();
+        assert_eq!(status_field(&text, "Uid:"), [65534; 4], "{choice}");
+        assert_eq!(
+            status_field(&text, "Groups:"),
+            Vec::<u32>::new(),
+            "{choice}"
+        );
+        std::fs::remove_file(&file).unwrap();
+        std::fs::remove_dir(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn umask_limits_and_priority_reach_the_child() {
+    let suite = begin("umask_limits_and_priority_reach_the_child").await;
+    for choice in mechanisms() {
+        let out = sh(choice, "umask")
+            .umask(0o027)
+            .output()
+            .await
+            .expect("umask");
+        assert_eq!(out.stdout_str().trim(), "0027", "{choice}");
+
+        let out = sh(choice, "ulimit -n; ulimit -Hn; ulimit -c")
+            .rlimit(Resource::Nofile, 100, 200)
+            .rlimit(Resource::Core, 0, 0)
+            .output()
+            .await
+            .expect("ulimit");
+        assert_eq!(out.stdout_str(), "100\n200\n0\n", "{choice}");
+
+        // Absolute nice values, lower than ours too (we are root), and
+        // applied before a privilege drop.
+        for nice in [7, -3] {
+            let out = cmd(choice, "cat")
+                .arg("/proc/self/stat")
+                .priority(nice)
+                .uid(65534)
+                .output()
+                .await
+                .expect("stat");
+            let (_, fields) = stat_fields(&out.stdout_str());
+            assert_eq!(fields[15], nice as i128, "{choice}: nice field");
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_new_session_under_cgroups_and_a_refusal_under_process_groups() {
+    let suite = begin("a_new_session_under_cgroups_and_a_refusal_under_process_groups").await;
+    let (_, mine) = stat_fields(&std::fs::read_to_string("/proc/self/stat").unwrap());
+    for choice in mechanisms() {
+        let result = cmd(choice, "cat")
+            .arg("/proc/self/stat")
+            .setsid()
+            .output()
+            .await;
+        match choice {
+            MechanismChoice::ProcessGroup => {
+                let err = result.expect_err("setsid would leave the process group");
+                assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+                assert!(
+                    matches!(
+                        &err,
+                        Error::Unsupported {
+                            operation: "setsid",
+                            mechanism: Mechanism::ProcessGroup,
+                            ..
+                        }
+                    ),
+                    "{err:?}"
+                );
+                // And a started process is refused the same way.
+                let group = group(choice);
+                let err = group
+                    .start(&pkit::Command::new("true").setsid())
+                    .expect_err("refused");
+                assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+            }
+            _ => {
+                let out = result.expect("setsid");
+                let (pid, fields) = stat_fields(&out.stdout_str());
+                // Session and process group are the child's own pid.
+                assert_eq!(fields[2], pid as i128, "{choice}: session");
+                assert_eq!(fields[1], pid as i128, "{choice}: pgrp");
+                assert_ne!(fields[2], mine[2], "{choice}: not our session");
+                // Still contained: it is in the group's cgroup and dies
+                // with the group.
+                let group = group(choice);
+                let p = group
+                    .start(&pkit::Command::new("sleep").arg("300").setsid())
+                    .expect("start");
+                let dir = cgroup_dir(&group).expect("a cgroup");
+                assert!(cgroup_procs(&dir).contains(&p.pid()), "{choice}");
+                assert_eq!(stat(p.pid()).unwrap().session, p.pid());
+                group.kill().expect("kill");
+                assert_gone(&[p.pid()], "setsid child after kill").await;
+            }
+        }
+    }
+    suite.end().await;
+}
+
+/// A pipe (read end, write end), close-on-exec.
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we own.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+#[tokio::test]
+async fn kept_descriptors_are_readable_in_the_child() {
+    let suite = begin("kept_descriptors_are_readable_in_the_child").await;
+    for choice in mechanisms() {
+        let (r, w) = pipe();
+        let (r2, w2) = pipe();
+        std::fs::write(format!("/proc/self/fd/{}", w.as_raw_fd()), "hello").unwrap();
+        std::fs::write(format!("/proc/self/fd/{}", w2.as_raw_fd()), "world").unwrap();
+        drop((w, w2));
+        // Two descriptors, one placed on the other's number: no dup2
+        // overwrites a source still to be used.
+        let out = sh(
+            choice,
+            "cat <&7; cat <&9; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+        )
+        .keep_fds([(r.as_raw_fd(), 7), (r2.as_raw_fd(), 9)])
+        .keep_fds([])
+        .output()
+        .await
+        .expect("output");
+        assert!(out.success(), "{choice}: {}", out.stderr_str());
+        let text = out.stdout_str();
+        assert!(text.starts_with("helloworld"), "{choice}: {text}");
+        // Nothing else leaks in: 0-2, the two kept, and ls's own dir fd.
+        let fds: Vec<u32> = text["helloworld".len()..]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap())
+            .collect();
+        let extra: Vec<&u32> = fds
+            .iter()
+            .filter(|f| ![0, 1, 2, 7, 9].contains(*f))
+            .collect();
+        assert!(extra.len() <= 1, "{choice}: fds {fds:?}");
+
+        // Bad pairs are refused before anything is spawned.
+        let err = cmd(choice, "true")
+            .keep_fds([(r.as_raw_fd(), 1)])
+            .output()
+            .await
+            .expect_err("stdio number");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        let err = cmd(choice, "true")
+            .keep_fds([(r.as_raw_fd(), 7), (r2.as_raw_fd(), 7)])
+            .output()
+            .await
+            .expect_err("twice");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        drop(r2);
+        // A number no descriptor has (others may reuse a closed one).
+        let err = cmd(choice, "true")
+            .keep_fds([(999_999, 7)])
+            .output()
+            .await
+            .expect_err("closed");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_failing_step_is_named() {
+    let suite = begin("a_failing_step_is_named").await;
+    for choice in mechanisms() {
+        // Above the kernel's fs.nr_open: refused even to root.
+        let err = cmd(choice, "true")
+            .rlimit(Resource::Nofile, 1 << 40, 1 << 40)
+            .output()
+            .await
+            .expect_err("nr_open");
+        match &err {
+            Error::ChildSetup { step, source, .. } => {
+                assert_eq!(*step, ChildStep::Rlimit, "{choice}");
+                assert_eq!(source.raw_os_error(), Some(libc::EPERM), "{choice}");
+            }
+            other => panic!("{choice}: {other:?}"),
+        }
+        assert!(err.to_string().contains("resource limit"), "{err}");
+        // More supplementary groups than the kernel allows (65536).
+        let err = cmd(choice, "true")
+            .groups(0..70_000)
+            .output()
+            .await
+            .expect_err("too many groups");
+        assert!(
+            matches!(&err, Error::ChildSetup { step: ChildStep::Groups, source, .. }
+                if source.raw_os_error() == Some(libc::EINVAL)),
+            "{choice}: {err:?}"
+        );
+        // Checked before the spawn.
+        let err = cmd(choice, "true")
+            .rlimit(Resource::Nofile, 10, 5)
+            .output()
+            .await
+            .expect_err("soft above hard");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        let err = cmd(choice, "true")
+            .umask(0o1000)
+            .output()
+            .await
+            .expect_err("umask");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+    assert_eq!(
+        "RLIMIT_NOFILE".parse::<Resource>().unwrap(),
+        Resource::Nofile
+    );
+    assert_eq!("as".parse::<Resource>().unwrap(), Resource::As);
+    assert!("bogus".parse::<Resource>().is_err());
+    suite.end().await;
+}
