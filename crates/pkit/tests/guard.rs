@@ -779,3 +779,138 @@ async fn stale_directories_of_dead_owners_are_swept() {
     assert_guard_cleaned_up(&owner, "stale sweep owner").await;
     suite.end().await;
 }
+
+// ---------------------------------------------------------------------------
+// A stopped guard (review F12)
+// ---------------------------------------------------------------------------
+
+/// Sends `sig` to `pid` only if it is a pkit guard (`pkit-guard`).
+fn signal_guard(pid: u32, sig: i32) {
+    if comm(pid).as_deref() == Some("pkit-guard") {
+        // SAFETY: kill(2) with a pid checked to be a pkit guard.
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+}
+
+/// The owner for [`a_stopped_guard_never_blocks_the_owner`] when
+/// `PKIT_STOPPED_GUARD_OUT` is set (a no-op otherwise): stops its own guard,
+/// makes and drops 200 groups on a thread, resumes the guard.
+#[test]
+fn stopped_guard_helper() {
+    let Some(out) = std::env::var_os("PKIT_STOPPED_GUARD_OUT") else {
+        return;
+    };
+    let choice = MechanismChoice::parse(&std::env::var("PKIT_GUARD_MECH").expect("mech"))
+        .expect("a mechanism");
+    let say = |line: String| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out)
+            .expect("helper output");
+        writeln!(f, "{line}").expect("write");
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _enter = rt.enter();
+    // The first group starts this process's guard; its pid comes from our
+    // own status, so only our guard is stopped.
+    let first = Group::builder().mechanism(choice).build().expect("group");
+    let gpid = pkit::host_containment().guard.pid.expect("guard running");
+    assert_eq!(comm(gpid).as_deref(), Some("pkit-guard"));
+    say(format!("guard {gpid}"));
+    signal_guard(gpid, libc::SIGSTOP);
+    let handle = rt.handle().clone();
+    let worker = std::thread::spawn(move || {
+        let _enter = handle.enter();
+        for _ in 0..200 {
+            let g = Group::builder().mechanism(choice).build().expect("group");
+            // A process group registers with its first process.
+            let p = g.start(&Command::new("true")).expect("start");
+            drop(p);
+            drop(g);
+        }
+    });
+    let deadline = Instant::now() + DEADLINE * 6;
+    while !worker.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    let finished = worker.is_finished();
+    let later = Group::builder().mechanism(choice).build().expect("group");
+    let _p = later.start(&Command::new("true")).expect("start");
+    let (guarded, description) = (later.guarded(), later.description());
+    let status = pkit::host_containment().guard;
+    signal_guard(gpid, libc::SIGCONT);
+    assert!(
+        finished,
+        "group creation and teardown blocked on a stopped guard"
+    );
+    worker.join().expect("worker");
+    assert!(!guarded, "reported unguarded: {description}");
+    assert!(description.contains("stopped reading"), "{description}");
+    assert!(!status.running, "{status:?}");
+    assert!(
+        status
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("stopped reading")),
+        "{status:?}"
+    );
+    drop(first);
+    say("ok".into());
+}
+
+#[tokio::test]
+async fn a_stopped_guard_never_blocks_the_owner() {
+    let suite = begin("stopped_guard").await;
+    for choice in mechanisms() {
+        let out = TempPath::new("stopped-guard");
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "stopped_guard_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PKIT_STOPPED_GUARD_OUT", out.path())
+            .env("PKIT_GUARD_MECH", choice.as_str())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("helper");
+        let deadline = Instant::now() + DEADLINE * 9;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        let gpid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("guard "))
+            .and_then(|p| p.parse::<u32>().ok());
+        if status.is_none() {
+            // Never leave a stopped guard behind: resume it, end its owner.
+            if let Some(g) = gpid {
+                signal_guard(g, libc::SIGCONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(
+            status.is_some_and(|s| s.success()) && text.lines().any(|l| l == "ok"),
+            "{choice}: the helper failed ({status:?}): {text:?}"
+        );
+        // Resumed, the guard sees its owner gone and exits.
+        if let Some(g) = gpid {
+            assert_gone(&[g], &format!("{choice}: the resumed guard")).await;
+        }
+    }
+    suite.end().await;
+}

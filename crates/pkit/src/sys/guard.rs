@@ -45,6 +45,13 @@
 //!   groups down, since nothing in the new program knows about them.
 //! - A guard that is itself killed is noticed ([`Guard::alive`]); groups
 //!   made afterwards are reported unguarded. It is not restarted.
+//! - The owner never blocks on the guard: messages are sent with
+//!   `MSG_DONTWAIT`, the state lock is held only around those sends, and a
+//!   guard that leaves its socket full for 2 s (stopped with SIGSTOP, or
+//!   wedged) is given up on just like a dead one: groups made afterwards
+//!   are created unguarded and say so (`Group::guarded`, the description,
+//!   `GuardStatus::error`). If it runs again it still acts on what it has
+//!   read, should the owner die.
 //!
 //! # Why a process group the guard signals is always ours
 //!
@@ -98,6 +105,9 @@ const PATH_LEN: usize = 512;
 const TABLE_CAP: usize = 4096;
 /// The guard's buffer for `cgroup.procs` (freeze-and-kill fallback).
 const BUF_LEN: usize = 64 * 1024;
+/// How long the owner waits for room in the guard's socket before it
+/// gives the guard up as stopped or wedged.
+const SEND_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long the guard's teardown may wait for cgroups to empty.
 const TEARDOWN_BOUND_MS: i64 = 10_000;
 
@@ -226,8 +236,10 @@ pub(crate) struct Guard {
     pidfd: Option<OwnedFd>,
     exact_pgroup: bool,
     cap: usize,
-    /// Serialises messages and queries; holds what is registered.
+    /// What is registered; held only around non-blocking sends.
     state: Mutex<State>,
+    /// One query (a message and its reply) at a time.
+    query_lock: Mutex<()>,
 }
 
 struct State {
@@ -467,6 +479,7 @@ fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
             used: 0,
             failed: None,
         }),
+        query_lock: Mutex::new(()),
     })
 }
 
@@ -495,6 +508,39 @@ impl Drop for ZeroedTable {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout, freed once.
         unsafe { std::alloc::dealloc(self.ptr.cast(), self.layout) }
+    }
+}
+
+/// A message that unregisters `id`.
+fn remove_msg(id: u64) -> Msg {
+    let mut m = Msg::EMPTY;
+    m.op = OP_REMOVE;
+    m.id = id;
+    m
+}
+
+/// Waits until `sock` has room to send, or `deadline`; false on the
+/// deadline (or an error).
+fn wait_writable(sock: BorrowedFd<'_>, deadline: std::time::Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: polls one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // Readable-for-error states (POLLHUP, POLLERR) end the wait too: the
+        // next send reports them.
+        return n > 0;
     }
 }
 
@@ -562,11 +608,9 @@ impl Guard {
         }
     }
 
-    /// Sends one message (with an fd attached, for `OP_PGROUP`).
-    fn send(&self, state: &mut State, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<(), String> {
-        if let Some(why) = &state.failed {
-            return Err(why.clone());
-        }
+    /// Tries to send one message (with an fd attached, for `OP_PGROUP`)
+    /// without blocking: `WouldBlock` when the socket's buffer is full.
+    fn try_send(&self, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let mut iov = libc::iovec {
             iov_base: (msg as *const Msg).cast_mut().cast(),
             iov_len: size_of::<Msg>(),
@@ -593,8 +637,15 @@ impl Guard {
         }
         loop {
             // SAFETY: `mh` points at `iov`, `msg` and `control`, all alive
-            // for the call; MSG_NOSIGNAL turns a dead peer into EPIPE.
-            let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &mh, libc::MSG_NOSIGNAL) };
+            // for the call; MSG_NOSIGNAL turns a dead peer into EPIPE and
+            // MSG_DONTWAIT a full buffer into EAGAIN.
+            let n = unsafe {
+                libc::sendmsg(
+                    self.sock.as_raw_fd(),
+                    &mh,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
             if n == size_of::<Msg>() as isize {
                 return Ok(());
             }
@@ -602,11 +653,69 @@ impl Guard {
             if n < 0 && e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            let why = format!("the owner-death guard (pid {}) is gone: {e}", self.pid);
-            tracing::warn!(target: "pkit", reason = %why, "owner-death guard lost");
-            state.failed = Some(why.clone());
-            return Err(why);
+            if n >= 0 {
+                return Err(io::Error::other("a short send"));
+            }
+            return Err(e);
         }
+    }
+
+    /// Sends `msgs` in order (the fd goes with each; only `OP_PGROUP`
+    /// passes one). The owner never blocks on the guard: the state lock is
+    /// held only around non-blocking sends, and a guard that does not make
+    /// room in its socket within [`SEND_BOUND`] (stopped by a debugger or an
+    /// administrator, or wedged) is given up on. It is then marked failed:
+    /// groups from then on are created unguarded, which
+    /// [`Group::guarded`](crate::Group::guarded), the group's description and
+    /// [`GuardStatus::error`] report (and a warning is logged once).
+    fn deliver(&self, msgs: &[Msg], fd: Option<BorrowedFd<'_>>) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + SEND_BOUND;
+        let mut sent = 0;
+        loop {
+            {
+                let mut state = self.lock();
+                if let Some(why) = &state.failed {
+                    return Err(why.clone());
+                }
+                while sent < msgs.len() {
+                    match self.try_send(&msgs[sent], fd) {
+                        Ok(()) => sent += 1,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            let why =
+                                format!("the owner-death guard (pid {}) is gone: {e}", self.pid);
+                            return Err(Self::fail(&mut state, why));
+                        }
+                    }
+                }
+                if sent == msgs.len() {
+                    return Ok(());
+                }
+            }
+            // The lock is released while waiting for room.
+            if !wait_writable(self.sock.as_fd(), deadline) {
+                let why = format!(
+                    "the owner-death guard (pid {}) stopped reading its messages for {} s (stopped or wedged); groups are no longer guarded",
+                    self.pid,
+                    SEND_BOUND.as_secs()
+                );
+                let mut state = self.lock();
+                if let Some(why) = &state.failed {
+                    return Err(why.clone());
+                }
+                return Err(Self::fail(&mut state, why));
+            }
+        }
+    }
+
+    /// Marks the guard failed (once) and says why.
+    fn fail(state: &mut State, why: String) -> String {
+        if let Some(earlier) = &state.failed {
+            return earlier.clone();
+        }
+        tracing::warn!(target: "pkit", reason = %why, "owner-death guard lost");
+        state.failed = Some(why.clone());
+        why
     }
 
     /// Registers a cgroup (and the v1 directories to remove after it).
@@ -636,23 +745,15 @@ impl Guard {
             m.path[..bytes.len()].copy_from_slice(bytes);
             msgs.push(m);
         }
-        let mut state = self.lock();
-        self.reserve(&state, msgs.len())?;
-        for m in &msgs {
-            if let Err(e) = self.send(&mut state, m, None) {
-                if !std::ptr::eq(m, &msgs[0]) {
-                    let _ = self.send_remove(&mut state, id);
-                }
-                return Err(e);
-            }
+        let what = format!("cgroup {}", dir.display());
+        self.book(id, what, msgs.len())?;
+        if let Err(e) = self.deliver(&msgs, None) {
+            // Whatever part arrived is dropped with the failed guard, or
+            // (a failure after the first message) removed by id.
+            self.unbook(id);
+            let _ = self.deliver(&[remove_msg(id)], None);
+            return Err(e);
         }
-        state.used += msgs.len();
-        let entry = Entry {
-            what: format!("cgroup {}", dir.display()),
-            slots: msgs.len(),
-            spare: false,
-        };
-        state.live.insert(id, entry);
         Ok(Ticket(id))
     }
 
@@ -667,43 +768,49 @@ impl Guard {
         m.op = OP_PGROUP;
         m.id = id;
         m.pgid = pgid;
-        let mut state = self.lock();
-        self.reserve(&state, 1)?;
-        self.send(&mut state, &m, Some(leader))?;
-        state.used += 1;
-        let entry = Entry {
-            what: format!("process group {pgid}"),
-            slots: 1,
-            spare: false,
-        };
-        state.live.insert(id, entry);
+        self.book(id, format!("process group {pgid}"), 1)?;
+        if let Err(e) = self.deliver(&[m], Some(leader)) {
+            self.unbook(id);
+            return Err(e);
+        }
         Ok(Ticket(id))
     }
 
-    fn reserve(&self, state: &State, slots: usize) -> Result<(), String> {
+    /// Notes a registration in the owner's bookkeeping, if the table has
+    /// room for `slots` more entries.
+    fn book(&self, id: u64, what: String, slots: usize) -> Result<(), String> {
+        let mut state = self.lock();
+        if let Some(why) = &state.failed {
+            return Err(why.clone());
+        }
         if state.used + slots > self.cap {
             return Err(format!(
                 "the owner-death guard's table is full ({} entries)",
                 self.cap
             ));
         }
+        state.used += slots;
+        let entry = Entry {
+            what,
+            slots,
+            spare: false,
+        };
+        state.live.insert(id, entry);
         Ok(())
     }
 
-    fn send_remove(&self, state: &mut State, id: u64) -> Result<(), String> {
-        let mut m = Msg::EMPTY;
-        m.op = OP_REMOVE;
-        m.id = id;
-        self.send(state, &m, None)
-    }
-
-    /// Unregisters a group (after it has been killed).
-    pub(crate) fn unregister(&self, ticket: Ticket) {
+    fn unbook(&self, id: u64) {
         let mut state = self.lock();
-        if let Some(entry) = state.live.remove(&ticket.0) {
+        if let Some(entry) = state.live.remove(&id) {
             state.used -= entry.slots;
         }
-        let _ = self.send_remove(&mut state, ticket.0);
+    }
+
+    /// Unregisters a group (after it has been killed). Never blocks for
+    /// long (see [`deliver`](Self::deliver)).
+    pub(crate) fn unregister(&self, ticket: Ticket) {
+        self.unbook(ticket.0);
+        let _ = self.deliver(&[remove_msg(ticket.0)], None);
     }
 
     /// Marks a cgroup's registration as a spare directory (or a group's
@@ -715,14 +822,15 @@ impl Guard {
         }
     }
 
-    /// Asks the guard how many entries it holds and how many it lost.
+    /// Asks the guard how many entries it holds and how many it lost. The
+    /// state lock is not held while waiting for the answer.
     fn query(&self) -> Option<(usize, u32)> {
-        let mut state = self.lock();
+        let _one_at_a_time = self.query_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Drop a reply that arrived after an earlier query gave up.
         while recv_reply(self.sock.as_fd(), 0).is_some() {}
         let mut m = Msg::EMPTY;
         m.op = OP_QUERY;
-        self.send(&mut state, &m, None).ok()?;
+        self.deliver(&[m], None).ok()?;
         let r = recv_reply(self.sock.as_fd(), 2000)?;
         (r.kind == REPLY_COUNT).then_some((r.count as usize, r.lost))
     }
