@@ -260,11 +260,12 @@ impl Group {
             .map_err(|e| Error::io("closing the group", e))
     }
 
-    /// Ends the group after a run: like `close`, but a process group's
-    /// SIGKILLed members are not waited for.
+    /// Ends the group after a run: like `close` (the tree is gone when it
+    /// returns, in either mechanism), but an emptied cgroup may be kept for
+    /// the next run.
     pub(crate) async fn end_run(&self) -> Result<()> {
         self.container
-            .close_with(false, true)
+            .close_with(true)
             .await
             .map_err(|e| Error::io("closing the group", e))
     }

@@ -534,12 +534,15 @@ impl Container {
     /// Kills the tree, waits (asynchronously) until it is gone, and removes
     /// the container. The container can't be used afterwards.
     pub(crate) async fn close(&self) -> io::Result<()> {
-        self.close_with(true, false).await
+        self.close_with(false).await
     }
 
-    /// [`close`](Self::close); `wait_pgroup: false` skips waiting for a
-    /// process group's killed members (finding them means scanning all of
-    /// `/proc`), for a run that only needs them dead, not yet reaped.
+    /// [`close`](Self::close). A process group is waited for too: after
+    /// `killpg`, until no member is left running (zombies awaiting their
+    /// parent's or init's reaping count as gone; see
+    /// [`wait_pgroup_gone`](Self::wait_pgroup_gone)), so a verb that returns
+    /// after a timeout or a cancellation leaves no process of its tree
+    /// running, in either mechanism.
     ///
     /// `pool: true` lets an emptied, uncapped cgroup be kept for the next
     /// group instead of removed (a one-shot run's private group, whose
@@ -547,17 +550,11 @@ impl Container {
     ///
     /// Cancelling the returned future, or an error part-way, leaves the
     /// teardown to a later `close` or to `Drop` (see `finished`).
-    pub(crate) async fn close_with(&self, wait_pgroup: bool, pool: bool) -> io::Result<()> {
+    pub(crate) async fn close_with(&self, pool: bool) -> io::Result<()> {
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
         self.torn_down.store(true, Ordering::Release);
-        // A process group has no "empty" event: note who is in it before
-        // the kill, and wait for those.
-        let pg_members = match &self.kind {
-            Kind::Pgroup { .. } if wait_pgroup => self.members().unwrap_or_default(),
-            _ => Vec::new(),
-        };
         if let Kind::Cgroup(cg) = &self.kind {
             // The common end of a run: everything has exited already. The
             // kernel refuses to remove a populated cgroup, so a successful
@@ -593,13 +590,29 @@ impl Container {
             Kind::Pgroup { leader } => {
                 // SIGKILLed processes exit promptly; the bound only guards
                 // against one stuck in uninterruptible sleep.
-                let deadline = Instant::now() + CLOSE_WAIT;
-                self.wait_members(&pg_members, deadline).await?;
+                self.wait_pgroup_gone(Instant::now() + CLOSE_WAIT).await?;
                 self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
                 self.finished.store(true, Ordering::Release);
                 Ok(())
             }
+        }
+    }
+
+    /// Waits, after `killpg`, until no member of the process group is left
+    /// running, or `deadline` (a SIGKILLed process can linger only in
+    /// uninterruptible sleep). A process group has no "empty" event, so the
+    /// members are found by a scan of `/proc` (their pgid is ours: the
+    /// unreaped leader keeps the number from being reused) and waited for
+    /// through pidfds; a second scan confirms. No new member can appear: a
+    /// fork racing the `killpg` is killed with its parent.
+    async fn wait_pgroup_gone(&self, deadline: Instant) -> io::Result<()> {
+        loop {
+            let members = self.members()?;
+            if members.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+            self.wait_members(&members, deadline).await?;
         }
     }
 
