@@ -8,11 +8,9 @@
 //! if it is still running.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Instant;
-
-use rustix::process::{waitid, WaitId, WaitIdOptions, WaitIdStatus};
 
 use crate::sys::ExitStatus;
 
@@ -65,13 +63,7 @@ impl ChildHandle {
         if let Some(s) = self.cached() {
             return Ok(Some(s));
         }
-        let st = waitid(
-            WaitId::PidFd(self.fd()),
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
-        )?;
-        // With NOHANG, a still-running child yields either None or a status
-        // whose pid field is zero; both mean "not yet".
-        let status = st.and_then(convert);
+        let status = wait_raw(self.fd(), libc::WNOHANG | libc::WNOWAIT)?.map(|(s, _)| s);
         if let Some(s) = status {
             *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
         }
@@ -83,28 +75,8 @@ impl ChildHandle {
     /// runs, or once reaped.
     pub(crate) fn rusage(&self) -> Option<Usage> {
         let pidfd = self.pidfd.as_ref()?;
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: the raw waitid(2) with its fifth (rusage) argument, which
-        // libc's wrapper lacks. Both out-pointers are valid, zeroed buffers
-        // of the kernel's types; WNOWAIT leaves the child unreaped.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_waitid,
-                libc::P_PIDFD,
-                std::os::fd::AsRawFd::as_raw_fd(pidfd),
-                info.as_mut_ptr(),
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-                usage.as_mut_ptr(),
-            )
-        };
-        // SAFETY: zero-initialised above and possibly filled by the kernel;
-        // both types are plain C structs valid when zeroed.
-        let (info, usage) = unsafe { (info.assume_init(), usage.assume_init()) };
-        // SAFETY: reading si_pid of a siginfo_t filled by waitid (or zeroed).
-        if rc != 0 || unsafe { info.si_pid() } == 0 {
-            return None;
-        }
+        let (_, usage) = wait_raw(pidfd.as_fd(), libc::WNOHANG | libc::WNOWAIT).ok()??;
+        let usage = usage?;
         let tv = |t: libc::timeval| {
             std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
                 + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
@@ -186,27 +158,149 @@ impl Drop for ChildHandle {
 
 /// Reaps the child if it has exited; returns whether it is gone.
 pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> bool {
-    match waitid(
-        WaitId::PidFd(pidfd),
-        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-    ) {
-        Ok(Some(st)) => convert(st).is_some(),
+    match wait_raw(pidfd, libc::WNOHANG) {
+        Ok(Some(_)) => true,
         Ok(None) => false,
         // ECHILD: already reaped by someone else; nothing left to do.
         Err(_) => true,
     }
 }
 
-fn convert(st: WaitIdStatus) -> Option<ExitStatus> {
-    if let Some(code) = st.exit_status() {
-        if st.exited() {
-            return Some(ExitStatus::Exited(code));
+/// `waitid(P_PIDFD, pidfd, WEXITED | flags)` with the child's resource
+/// usage (the raw system call: libc's wrapper has no rusage argument).
+/// `Ok(None)` while it runs (with `WNOHANG`).
+///
+/// When this process sets SIGCHLD to `SIG_IGN` or `SA_NOCLDWAIT` (servers
+/// often do), the kernel reaps children itself as they exit, and `waitid`
+/// says `ECHILD`. The exit status then comes from the pidfd, which keeps it
+/// on Linux 6.15 and later ([`exit_of_reaped`]); the resource usage is lost.
+/// (Spawning with exit signal 0 would not help: the kernel turns a child's
+/// exit signal back into SIGCHLD when it execs.)
+fn wait_raw(
+    pidfd: BorrowedFd<'_>,
+    flags: libc::c_int,
+) -> io::Result<Option<(ExitStatus, Option<libc::rusage>)>> {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    loop {
+        // SAFETY: the raw waitid(2) with its fifth (rusage) argument. Both
+        // out-pointers are valid, zeroed buffers of the kernel's types; the
+        // pidfd is borrowed for the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PIDFD,
+                pidfd.as_raw_fd(),
+                info.as_mut_ptr(),
+                libc::WEXITED | flags,
+                usage.as_mut_ptr(),
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) if flags & libc::WNOWAIT != 0 => {
+                return Ok(exit_of_reaped(pidfd)?.map(|s| (s, None)));
+            }
+            _ => return Err(err),
         }
     }
-    if st.killed() || st.dumped() {
-        return st.terminating_signal().map(ExitStatus::Signalled);
+    // SAFETY: zero-initialised above and possibly filled by the kernel; both
+    // types are plain C structs valid when zeroed.
+    let (info, usage) = unsafe { (info.assume_init(), usage.assume_init()) };
+    // SAFETY: reading the fields of a siginfo_t filled by waitid (or still
+    // zeroed: pid 0 means "not yet" under WNOHANG).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
     }
-    None
+    let status = match info.si_code {
+        libc::CLD_EXITED => ExitStatus::Exited(status),
+        libc::CLD_KILLED | libc::CLD_DUMPED => ExitStatus::Signalled(status),
+        // Only WEXITED is asked for; anything else is not an exit.
+        _ => return Ok(None),
+    };
+    Ok(Some((status, Some(usage))))
+}
+
+/// `struct pidfd_info` as of its first version (64 bytes, `exit_code`
+/// included).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    ids: [u32; 11],
+    exit_code: i32,
+}
+
+/// `PIDFD_GET_INFO`: `_IOWR(0xFF, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+/// The `mask` bit asking for (and reporting) the exit status.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// The exit status of a process that exited and was reaped by the kernel
+/// (SIGCHLD ignored), read from its pidfd, which keeps it from Linux 6.15.
+/// `Ok(None)` while the process runs. Between the exit and the reap there
+/// are a few microseconds in which the status is in neither place: this
+/// polls through them.
+fn exit_of_reaped(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let mut info = PidfdInfo {
+            mask: PIDFD_INFO_EXIT,
+            ..PidfdInfo::default()
+        };
+        // SAFETY: PIDFD_GET_INFO fills at most size_of::<PidfdInfo>() (the
+        // size encoded in the request) bytes of `info`, which is ours.
+        let rc = unsafe {
+            libc::ioctl(
+                pidfd.as_raw_fd(),
+                PIDFD_GET_INFO as _,
+                &mut info as *mut PidfdInfo,
+            )
+        };
+        let exited = pidfd_is_readable(pidfd);
+        if rc == 0 && info.mask & PIDFD_INFO_EXIT != 0 {
+            let code = info.exit_code;
+            return Ok(Some(if code & 0x7f == 0 {
+                ExitStatus::Exited((code >> 8) & 0xff)
+            } else {
+                ExitStatus::Signalled(code & 0x7f)
+            }));
+        }
+        let unsupported = rc != 0
+            && matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+            );
+        if !exited {
+            return Ok(None);
+        }
+        if unsupported || Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the child was reaped by the kernel because this process ignores SIGCHLD \
+                 (SIG_IGN or SA_NOCLDWAIT), and this kernel does not keep exit statuses \
+                 for pidfds (Linux 6.15 does): restore SIGCHLD's default disposition",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
+/// Whether a pidfd polls readable (its process has exited).
+fn pidfd_is_readable(pidfd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 
 /// Resolves once the process behind `pidfd` has exited (zombies count).

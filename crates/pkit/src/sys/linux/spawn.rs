@@ -74,6 +74,30 @@ const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
 
+/// Whether this kernel has pidfds (`pidfd_open` came with Linux 5.3,
+/// `CLONE_PIDFD` with 5.2), asked once: a spawn that could not hold its
+/// child by a pidfd is refused before the program runs.
+fn pidfds_supported() -> Result<(), SpawnError> {
+    static REFUSED: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+    let refused = REFUSED.get_or_init(|| {
+        let me = rustix::process::getpid();
+        match rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) {
+            Ok(_fd) => None,
+            Err(e) => Some(e.raw_os_error()),
+        }
+    });
+    match refused {
+        None => Ok(()),
+        Some(errno) => {
+            let e = io::Error::from_raw_os_error(*errno);
+            Err(SpawnError::Os(io::Error::new(
+                e.kind(),
+                format!("this kernel has no pidfds (Linux 5.3 or later is required): {e}"),
+            )))
+        }
+    }
+}
+
 /// The child's stack. It runs a handful of system calls: 64 KiB is plenty,
 /// and stays below glibc's mmap threshold (a cheap allocation).
 const STACK_SIZE: usize = 64 * 1024;
@@ -182,19 +206,24 @@ pub(crate) fn spawn_joining(
     join: &[RawFd],
     pgid: Option<i32>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
+    pidfds_supported()?;
     let plan = Plan::new(spec, join, pgid);
     let mut stack = Stack::new();
+    let mut pidfd: c_int = -1;
     let old_mask = block_all_signals();
     // SAFETY: glibc's clone runs `child_entry(&plan)` on the new stack
-    // (`top` is its 16-byte aligned end). With CLONE_VM | CLONE_VFORK this
-    // thread resumes once the child has called execve or exited, so `plan`
-    // and the stack outlive every use by the child.
+    // (`top` is its 16-byte aligned end) and, with CLONE_PIDFD, stores the
+    // child's pidfd through the parent_tid argument into `pidfd`. With
+    // CLONE_VM | CLONE_VFORK this thread resumes once the child has called
+    // execve or exited, so `plan` and the stack outlive every use by the
+    // child.
     let pid = unsafe {
         libc::clone(
             child_entry,
             stack.top(),
-            (CLONE_VM | CLONE_VFORK) as c_int | libc::SIGCHLD,
+            (CLONE_VM | CLONE_VFORK | CLONE_PIDFD) as c_int | libc::SIGCHLD,
             &plan as *const Plan<'_> as *mut c_void,
+            &mut pidfd as *mut c_int,
         )
     };
     let clone_err = (pid < 0).then(io::Error::last_os_error);
@@ -203,20 +232,20 @@ pub(crate) fn spawn_joining(
     if let Some(e) = clone_err {
         return Err(SpawnError::Os(e));
     }
-    let p = rustix::process::Pid::from_raw(pid).expect("clone returned a positive pid");
-    let pidfd = match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // Without a pidfd we can't wait safely: kill it, reap it by pid
-            // (it is our unreaped child, so the pid is still its own).
-            let _ = super::signal::kill_pid(pid, libc::SIGKILL);
-            let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
-            return Err(SpawnError::Os(io::Error::new(
-                e.kind(),
-                format!("pidfd_open failed (Linux >= 5.3 is required): {e}"),
-            )));
-        }
-    };
+    if pidfd < 0 {
+        // Unreachable where `pidfds_supported` passed (CLONE_PIDFD is older
+        // than pidfd_open). The child is not signalled by number: if this
+        // process ignores SIGCHLD the kernel may already have reaped it and
+        // its pid may name another process. It joined its container before
+        // exec, and the container's teardown ends it.
+        return Err(SpawnError::Os(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel gave no pidfd for the child (Linux 5.3 or later is required)",
+        )));
+    }
+    // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
+    // owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     finish(pid, pidfd, &plan)
 }
 

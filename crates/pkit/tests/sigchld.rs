@@ -1,0 +1,125 @@
+//! An application that ignores SIGCHLD (`SIG_IGN`, or `SA_NOCLDWAIT`), as
+//! many servers do: every verb and `start` still work in both mechanisms
+//! and on both spawn rungs, exit statuses are intact (read from the pidfd,
+//! which keeps them from Linux 6.15, once the kernel has reaped the child),
+//! and no child is left behind (review F4).
+//!
+//! The disposition is process-wide, so each case runs in a fresh copy of
+//! this test binary (the `inner` test, which does nothing unless
+//! `PKIT_SIGCHLD_TEST` says which disposition to set).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pkit::{Command, Group, SystemRunner};
+
+#[test]
+fn verbs_and_start_work_when_the_owner_ignores_sigchld() {
+    let exe = std::env::current_exe().expect("test binary");
+    for disposition in ["ignore", "nocldwait"] {
+        for clone3 in ["on", "off"] {
+            let out = std::process::Command::new(&exe)
+                .args(["--exact", "inner", "--nocapture", "--test-threads=1"])
+                .env("PKIT_SIGCHLD_TEST", disposition)
+                .env("PKIT_CLONE3", clone3)
+                .output()
+                .expect("re-run the test binary");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && text.contains("INNER-DONE"),
+                "SIGCHLD {disposition}, clone3 {clone3}: {}\n{text}",
+                out.status
+            );
+        }
+    }
+}
+
+/// Sets SIGCHLD's disposition in this (fresh) process.
+fn set_disposition(how: &str) {
+    // SAFETY: test-only, before any runtime thread exists; a zeroed
+    // sigaction with SIG_IGN, or SIG_DFL plus SA_NOCLDWAIT.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        match how {
+            "ignore" => sa.sa_sigaction = libc::SIG_IGN,
+            "nocldwait" => {
+                sa.sa_sigaction = libc::SIG_DFL;
+                sa.sa_flags = libc::SA_NOCLDWAIT;
+            }
+            other => panic!("unknown disposition {other}"),
+        }
+        assert_eq!(libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()), 0);
+    }
+}
+
+#[test]
+fn inner() {
+    let Ok(how) = std::env::var("PKIT_SIGCHLD_TEST") else {
+        return;
+    };
+    set_disposition(&how);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for choice in common::mechanisms() {
+            let runner = Arc::new(SystemRunner::with_mechanism(choice));
+            let on = |c: Command| c.runner(runner.clone());
+            let out = on(Command::new("sh").args(["-c", "echo hi; exit 3"]))
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: output: {e}"));
+            assert_eq!((out.code(), out.stdout_str().as_ref()), (Some(3), "hi\n"));
+            let text = on(Command::new("echo").arg("ok")).run().await;
+            assert_eq!(text.expect("run"), "ok", "{choice}");
+            let code = on(Command::new("sh").args(["-c", "exit 7"]))
+                .exit_code()
+                .await;
+            assert_eq!(code.expect("exit_code"), 7, "{choice}");
+            assert!(!on(Command::new("false")).probe().await.expect("probe"));
+            let out = on(Command::new("sleep").arg("30"))
+                .timeout(Duration::from_millis(100))
+                .output()
+                .await
+                .expect("timeout");
+            assert!(out.timed_out(), "{choice}: {out:?}");
+
+            // start and wait, and a kill. (Under the process-group
+            // mechanism the first process leads the group; with SIGCHLD
+            // ignored the kernel reaps it when it exits, so here the leader
+            // is the long-lived one.)
+            let group = Group::builder().mechanism(choice).build().unwrap();
+            let sleeper = group
+                .start(&Command::new("sleep").arg("30"))
+                .expect("start");
+            let mut first = group.start(&Command::new("true")).expect("start");
+            assert_eq!(first.wait().await.expect("wait").code(), Some(0));
+            let mut second = group
+                .start(&Command::new("sh").args(["-c", "exit 5"]))
+                .expect("start");
+            assert_eq!(second.wait().await.expect("wait").code(), Some(5));
+            let spid = sleeper.pid();
+            group.kill().expect("kill");
+            common::assert_gone(&[spid], &format!("{choice}: killed")).await;
+            drop((first, second, sleeper));
+            group.close().await.expect("close");
+        }
+        // pkit reaped every child it started: none is left, not even a
+        // zombie (with exit signal 0, nothing else could have reaped them).
+        let deadline = Instant::now() + common::DEADLINE;
+        while !common::own_children().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "children left: {:?}",
+                common::own_children()
+            );
+            tokio::time::sleep(common::POLL).await;
+        }
+    });
+    println!("INNER-DONE");
+}
