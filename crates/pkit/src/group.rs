@@ -199,8 +199,9 @@ impl Group {
     }
 
     /// Kills every process in the group, grandchildren included, now
-    /// (SIGKILL: `killpg`, or to each member of the frozen cgroup). The
-    /// group stays usable.
+    /// (SIGKILL: `killpg`, or to each member of the frozen cgroup and of
+    /// every cgroup below it, such as those a nested pkit makes). The
+    /// group stays usable, and a suspended group stays suspended.
     pub fn kill(&self) -> Result<()> {
         self.container
             .kill_keep_usable()
@@ -270,11 +271,13 @@ impl Group {
             .map_err(|e| Error::io("closing the group", e))
     }
 
-    /// Sends `signal` to every process in the group, grandchildren
-    /// included. A cgroup is frozen while the signal is delivered to each
-    /// member through its pidfd (so nobody forks an unsignalled child and no
-    /// pid can be reused under us); a process group gets `killpg`.
-    /// [`Signal::Kill`] is the atomic whole-tree kill of [`kill`](Self::kill).
+    /// Sends `signal` to every process in the group, grandchildren and
+    /// processes in sub-cgroups included. A cgroup is frozen while the
+    /// signal is delivered to each member through a pidfd checked to name a
+    /// member (so nobody forks an unsignalled child and no reused pid is
+    /// ever signalled); a process group gets `killpg`. Every member is
+    /// tried; the first error is reported after. [`Signal::Kill`] is
+    /// [`kill`](Self::kill): the group stays usable.
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.container
             .signal(signal.as_raw())
@@ -322,7 +325,8 @@ impl Group {
         })
     }
 
-    /// The live processes in the group, with their names where readable.
+    /// The live processes in the group (under cgroup v2, in its cgroup and
+    /// every cgroup below it), with their names where readable.
     pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
         self.container
             .processes()
@@ -365,7 +369,8 @@ impl Group {
         self.container.oom_kills()
     }
 
-    /// The pids of the live processes in the group.
+    /// The pids of the live processes in the group (under cgroup v2, in
+    /// its cgroup and every cgroup below it).
     pub fn pids(&self) -> Result<Vec<u32>> {
         Ok(self.members()?.into_iter().map(|p| p as u32).collect())
     }

@@ -418,7 +418,7 @@ impl Container {
     /// [`Cgroup::kill_each`]).
     pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
         match &self.kind {
-            Kind::Cgroup(cg) => cg.kill_each(),
+            Kind::Cgroup(cg) => cg.kill_each(self.suspended.load(Ordering::Acquire)),
             Kind::Pgroup { .. } => self.kill(),
         }
     }
@@ -434,36 +434,15 @@ impl Container {
         }
     }
 
-    /// Sends `sig` to every process in the container.
+    /// Sends `sig` to every process in the container. SIGKILL is
+    /// [`kill_keep_usable`](Self::kill_keep_usable): the container stays
+    /// usable, as after `Group::kill`.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         if sig == libc::SIGKILL {
-            return self.kill();
+            return self.kill_keep_usable();
         }
         match &self.kind {
-            Kind::Cgroup(cg) => {
-                // Freeze so no member forks an unsignalled child meanwhile;
-                // signals queue while frozen and act on thaw. A group the
-                // user suspended stays frozen.
-                let user_frozen = self.suspended.load(Ordering::Acquire);
-                let frozen = !user_frozen && cg.freeze(true).is_ok();
-                let result = (|| {
-                    for pid in cg.pids()? {
-                        let fd = match rustix::process::pidfd_open(
-                            rustix::process::Pid::from_raw(pid).expect("positive pid"),
-                            rustix::process::PidfdFlags::empty(),
-                        ) {
-                            Ok(fd) => fd,
-                            Err(_) => continue, // already gone
-                        };
-                        super::linux::signal::pidfd_signal(std::os::fd::AsFd::as_fd(&fd), sig)?;
-                    }
-                    Ok(())
-                })();
-                if frozen {
-                    cg.freeze(false)?;
-                }
-                result
-            }
+            Kind::Cgroup(cg) => cg.signal_each(sig, self.suspended.load(Ordering::Acquire)),
             Kind::Pgroup { .. } => match self.pgid() {
                 Some(pgid) => pgroup::killpg(pgid, sig),
                 None => Ok(()),
@@ -577,12 +556,12 @@ impl Container {
         match &self.kind {
             Kind::Cgroup(cg) => {
                 cg.wait_empty().await?;
-                cg.remove()?;
                 // Every member was in the v2 cgroup too: the v1 ones are
-                // empty now.
-                for (_, g) in &self.limits.v1 {
-                    g.remove();
-                }
+                // empty now. The tree is gone: a directory that still can't
+                // be removed (sub-cgroups made meanwhile by someone outside
+                // the group) is the reaper's, never the caller's error.
+                let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
+                cg.remove_later(v1.collect());
                 self.release_guard();
                 self.finished.store(true, Ordering::Release);
                 Ok(())

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
-use super::reaper;
+use super::{reaper, subtree};
 use crate::sys::guard::Ticket;
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -115,13 +115,10 @@ impl Cgroup {
         f.write_all(value)
     }
 
-    /// The pids currently in the cgroup (live members; the kernel drops a
-    /// process from `cgroup.procs` when it exits).
+    /// The pids currently in the cgroup and every cgroup below it (the
+    /// kernel drops a process from `cgroup.procs` when it exits).
     pub(crate) fn pids(&self) -> io::Result<Vec<i32>> {
-        let fd = self.open_file("cgroup.procs", OFlags::RDONLY)?;
-        let mut text = String::new();
-        std::fs::File::from(fd).read_to_string(&mut text)?;
-        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        subtree::pids(&self.path)
     }
 
     /// Kills every process in the cgroup, now.
@@ -133,33 +130,67 @@ impl Cgroup {
             self.killed.store(true, Ordering::Release);
             return self.write_file("cgroup.kill", b"1");
         }
-        self.kill_each()
+        self.kill_each(false)
     }
 
-    /// Kills every process in the cgroup without `cgroup.kill`: freezes it
-    /// so nobody forks while the pids are collected, SIGKILLs each, then
-    /// thaws it so the kills take effect.
+    /// Kills every process in the cgroup and below it without
+    /// `cgroup.kill`: freezes it so nobody forks while the pids are
+    /// collected, SIGKILLs each through a pidfd checked to name a member,
+    /// then thaws it. `user_frozen`: the user suspended the group, so it is
+    /// already frozen and stays frozen (a frozen task still dies of
+    /// SIGKILL).
+    ///
+    /// A freeze that fails (a task stuck in uninterruptible sleep keeps the
+    /// kernel from reporting `frozen 1` within 5 s) does not stop the kill:
+    /// the members are killed anyway, in repeated passes while new ones
+    /// appear, and the cgroup is thawed again.
     ///
     /// Used on kernels before 5.14, and for a cgroup that stays in use:
     /// some kernels (seen on 6.18) SIGKILL every child later placed with
     /// `clone3(CLONE_INTO_CGROUP)` into a cgroup that was ever written
     /// `cgroup.kill`, because the fork path compares the target cgroup's
     /// kill sequence with the parent's.
-    pub(crate) fn kill_each(&self) -> io::Result<()> {
+    pub(crate) fn kill_each(&self, user_frozen: bool) -> io::Result<()> {
         self.killed.store(true, Ordering::Release);
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.freeze(true)?;
-        let result = (|| {
-            for pid in self.pids()? {
-                // SIGKILL to a frozen task is delivered on thaw.
-                let _ = super::signal::kill_pid(pid, libc::SIGKILL);
-            }
+        if !user_frozen {
+            // An error is no reason to skip the kill; the thaw below undoes
+            // a half-done freeze.
+            let _ = self.freeze(true);
+        }
+        let result = subtree::kill_members(&self.path);
+        let thawed = if user_frozen {
             Ok(())
-        })();
-        self.freeze(false)?;
-        result
+        } else {
+            self.freeze(false)
+        };
+        result.and(thawed)
+    }
+
+    /// Sends `sig` to every process in the cgroup and below it, each
+    /// through a pidfd checked to name a member (see
+    /// [`subtree::member_pidfds`]). The cgroup is frozen meanwhile so no
+    /// member forks an unsignalled child (signals queue while frozen and
+    /// act on thaw), unless `user_frozen` (it is frozen already and stays
+    /// so). A freeze that fails never leaves the cgroup frozen: it is
+    /// thawed, and the signal still goes to every member listed. Every
+    /// member is tried; the first error is reported after.
+    pub(crate) fn signal_each(&self, sig: i32, user_frozen: bool) -> io::Result<()> {
+        if self.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !user_frozen {
+            let _ = self.freeze(true);
+        }
+        let result = subtree::signal_members(&self.path, sig);
+        let thawed = if user_frozen {
+            Ok(())
+        } else {
+            self.freeze(false)
+        };
+        result.map(drop).and(thawed)
     }
 
     /// Freezes (`true`) or thaws the cgroup and waits for the kernel to
@@ -248,18 +279,16 @@ impl Cgroup {
         }
     }
 
-    /// Removes the directory. Fails with `EBUSY` while it has members.
+    /// Removes the directory, and first every cgroup below it (deepest
+    /// first: a program in the group may have made its own, e.g. a nested
+    /// pkit). Fails with `EBUSY` while it has members.
     pub(crate) fn remove(&self) -> io::Result<()> {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
-        match rustix::fs::rmdir(&self.path) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {
-                self.removed.store(true, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        subtree::remove_tree(&self.path)?;
+        self.removed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Ends an emptied cgroup: an empty, unfrozen cgroup that was never
@@ -281,8 +310,9 @@ impl Cgroup {
         }
         // Never reuse a killed cgroup: on Linux 6.18 a child placed with
         // CLONE_INTO_CGROUP into a cgroup that once saw `cgroup.kill` is
-        // SIGKILLed at birth.
-        let ticket = if self.killed.load(Ordering::Acquire) {
+        // SIGKILLed at birth. Nor one with sub-cgroups (a program of the
+        // run made them): the next run must start in a clean directory.
+        let ticket = if self.killed.load(Ordering::Acquire) || subtree::has_children(&self.path) {
             ticket
         } else {
             match super::cgroup_pool::offer(&self.path, ticket) {
@@ -323,6 +353,18 @@ impl Cgroup {
         let _ = self.kill();
         let deadline = Instant::now() + DROP_WAIT;
         if self.wait_empty_blocking(deadline).unwrap_or(false) && self.remove().is_ok() {
+            remove_dirs(&then_remove);
+            return;
+        }
+        self.remove_later(then_remove);
+    }
+
+    /// Removes the (killed) cgroup now if it can, else hands it to the
+    /// reaper thread, which removes it once `cgroup.events` says it is
+    /// empty; then removes `then_remove`. Either way the cgroup counts as
+    /// removed from here on.
+    pub(crate) fn remove_later(&self, then_remove: Vec<PathBuf>) {
+        if self.is_removed() || self.remove().is_ok() {
             remove_dirs(&then_remove);
             return;
         }

@@ -10,6 +10,7 @@ pub(crate) mod procfs;
 pub(crate) mod reaper;
 pub(crate) mod signal;
 pub(crate) mod spawn;
+pub(crate) mod subtree;
 pub(crate) mod v1;
 
 /// Registers an fd we own with the tokio reactor.

@@ -114,8 +114,17 @@ fn try_finish(work: &mut Work) -> bool {
         Work::RemoveCgroup { path, events, then } => {
             let done = match super::cgroup::read_events(events) {
                 Ok(ev) if ev.populated => false,
-                // Empty (or unreadable because it is already gone): remove.
-                _ => !matches!(rustix::fs::rmdir(&*path), Err(rustix::io::Errno::BUSY)),
+                // Empty (or unreadable because it is already gone): remove
+                // it, sub-cgroups first (a program in it may have made
+                // some). Empty means no process is left below it either,
+                // so nothing can make new ones: a failure now would repeat
+                // forever, and no further event would come to retry on.
+                _ => {
+                    if let Err(e) = super::subtree::remove_tree(path) {
+                        tracing::warn!(target: "pkit", dir = %path.display(), error = %e, "cannot remove an emptied cgroup");
+                    }
+                    true
+                }
             };
             if done {
                 super::cgroup::remove_dirs(then);

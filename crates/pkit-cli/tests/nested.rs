@@ -1,0 +1,202 @@
+//! pkit inside pkit: the library runs the real `pkit` binary, which makes
+//! its own group (under the cgroup mechanism, a sub-cgroup of the outer
+//! group's), and the outer run or group still ends the whole tree, keeps
+//! its `Output`, and leaves no process and no directory behind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pkit::{Command, Group, MechanismChoice, SystemRunner};
+
+const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn mechanisms() -> Vec<MechanismChoice> {
+    let mut out = vec![MechanismChoice::ProcessGroup];
+    if Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .build()
+        .is_ok()
+    {
+        out.insert(0, MechanismChoice::Cgroup);
+    } else {
+        eprintln!("no cgroup here: the cgroup half is skipped");
+    }
+    out
+}
+
+/// Gone: no /proc entry, or a zombie waiting for init to reap it.
+fn pid_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+            matches!(after.split_whitespace().next(), Some("Z") | Some("X"))
+        }
+    }
+}
+
+async fn assert_gone(pids: &[u32], what: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|&p| !pid_gone(p)).collect();
+        if alive.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still alive: {alive:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Directories named `pkit-<owner>-*` directly under the cgroup parent, for
+/// every owner pid in `owners`.
+fn dirs_of(owners: &[u32]) -> Vec<PathBuf> {
+    let Some(parent) = pkit::host_containment().group_parent else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            owners
+                .iter()
+                .any(|o| name.starts_with(&format!("pkit-{o}-")))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+async fn assert_no_dirs(owners: &[u32], what: &str) {
+    pkit::release_spare_cgroups();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = dirs_of(owners);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: left {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Pid lines before `ready`, or `None` without `ready`.
+fn pids_before_ready(stdout: &str) -> Option<Vec<u32>> {
+    if !stdout.lines().any(|l| l == "ready") {
+        return None;
+    }
+    Some(
+        stdout
+            .lines()
+            .take_while(|l| *l != "ready")
+            .filter_map(|l| l.trim().parse().ok())
+            .collect(),
+    )
+}
+
+/// Runs `args` (a `pkit` command line whose innermost program prints pids,
+/// then `ready`, then sleeps) under an outer timeout, growing the timeout
+/// until `ready` came first; checks the Output and that nothing is left.
+async fn nested_run_times_out_cleanly(choice: MechanismChoice, args: &[&str]) {
+    let runner = Arc::new(SystemRunner::with_mechanism(choice));
+    let mut limit = Duration::from_secs(1);
+    loop {
+        let out = Command::new(PKIT)
+            .args(args)
+            .timeout(limit)
+            .runner(runner.clone())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: the outer run's Output was lost: {e}"));
+        assert!(
+            out.timed_out(),
+            "{choice}: {:?} {:?}",
+            out.outcome(),
+            out.stderr_str()
+        );
+        let what = format!("{choice}: pkit {args:?} under a {limit:?} timeout");
+        let pids = pids_before_ready(&out.stdout_str());
+        let mut all = pids.clone().unwrap_or_default();
+        all.push(out.pid());
+        assert_gone(&all, &what).await;
+        assert_no_dirs(&[std::process::id(), out.pid()], &what).await;
+        if pids.is_some() {
+            return;
+        }
+        assert!(limit < Duration::from_secs(30), "{what}: never ready");
+        limit *= 2;
+    }
+}
+
+#[tokio::test]
+async fn a_timed_out_run_of_pkit_run_keeps_its_output_and_leaves_nothing() {
+    for choice in mechanisms() {
+        nested_run_times_out_cleanly(
+            choice,
+            &[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "echo $$; echo ready; exec sleep 300",
+            ],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn pkit_run_inside_pkit_run_inside_a_timed_out_run_leaves_nothing() {
+    let tree = "sleep 300 & echo $!; sleep 300 & echo $!; echo ready; wait";
+    for choice in mechanisms() {
+        nested_run_times_out_cleanly(choice, &["run", "--", PKIT, "run", "--", "sh", "-c", tree])
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn group_kill_ends_a_nested_pkit_and_its_child() {
+    for choice in mechanisms() {
+        let group = Group::builder().mechanism(choice).build().unwrap();
+        let file =
+            std::env::temp_dir().join(format!("pkit-cli-nested-{}-{choice}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let script = r#"echo $$ > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 300"#;
+        let proc = group
+            .start(&Command::new(PKIT).args([
+                "run",
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                file.to_str().unwrap(),
+            ]))
+            .unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        let inner: u32 = loop {
+            if let Some(p) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: the inner sleep never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!pid_gone(inner));
+        group.kill().unwrap();
+        assert_gone(&[inner, proc.pid()], &format!("{choice}: Group::kill")).await;
+        let outer = proc.pid();
+        drop(proc);
+        group.close().await.unwrap();
+        assert_no_dirs(&[outer], &format!("{choice}: the nested pkit's group")).await;
+        let _ = std::fs::remove_file(&file);
+    }
+}

@@ -1,0 +1,138 @@
+//! A cgroup and everything below it.
+//!
+//! A group's directory gains sub-cgroups: one leaf per started process (see
+//! [`Leaf`]), and whatever its programs make themselves — a program that
+//! uses pkit, a container runtime, systemd in a container. `cgroup.procs`
+//! lists only one directory's own processes and `rmdir` refuses a directory
+//! that has sub-directories, so every listing, signal and removal of a group
+//! walks its whole subtree. (`cgroup.freeze`, `cgroup.kill` and the
+//! `populated` flag of `cgroup.events` are recursive already.)
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The sub-directories of `dir` (none when it can't be read).
+fn child_dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Every directory below `dir`, deepest first (each before its parent).
+pub(crate) fn descendants(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for child in child_dirs(dir) {
+        out.extend(descendants(&child));
+        out.push(child);
+    }
+    out
+}
+
+/// Whether `dir` has a sub-directory (a sub-cgroup).
+pub(crate) fn has_children(dir: &Path) -> bool {
+    !child_dirs(dir).is_empty()
+}
+
+/// Removes `dir` and every cgroup below it, deepest first. Already gone is
+/// success; a directory that still has processes (`EBUSY`) fails, after the
+/// empty ones below it were removed.
+pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
+    for sub in descendants(dir) {
+        // A failure here shows up as EBUSY on `dir` itself.
+        let _ = rustix::fs::rmdir(&sub);
+    }
+    match rustix::fs::rmdir(dir) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pids in one directory's `cgroup.procs`.
+fn procs_in(dir: &Path) -> io::Result<Vec<i32>> {
+    let mut text = String::new();
+    std::fs::File::open(dir.join("cgroup.procs"))?.read_to_string(&mut text)?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// The pids in `dir` and every cgroup below it. An error reading `dir`
+/// itself is reported; a sub-cgroup that vanishes meanwhile is skipped.
+pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
+    let mut out = procs_in(dir)?;
+    for sub in descendants(dir) {
+        out.extend(procs_in(&sub).unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// Pidfds of the processes in `dir`'s subtree, each checked to name a
+/// member: the listing is read again after the pidfds are opened, and a
+/// pidfd is kept only if its pid is still listed. If the process the pidfd
+/// names were gone and its number reused by then, the pidfd names the dead
+/// process and a signal to it does nothing; so a signal through these fds
+/// never reaches a process outside the group.
+pub(crate) fn member_pidfds(dir: &Path) -> io::Result<Vec<(i32, OwnedFd)>> {
+    let listed = pids(dir)?;
+    let mut fds: Vec<(i32, OwnedFd)> = listed
+        .into_iter()
+        .filter_map(|p| {
+            let pid = rustix::process::Pid::from_raw(p)?;
+            let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+            Some((p, fd))
+        })
+        .collect();
+    let still: HashSet<i32> = pids(dir)?.into_iter().collect();
+    fds.retain(|(p, _)| still.contains(p));
+    Ok(fds)
+}
+
+/// Sends `sig` to every member of `dir`'s subtree through verified pidfds
+/// (see [`member_pidfds`]). Every member is tried; the first error is
+/// reported after. Returns the pids signalled.
+pub(crate) fn signal_members(dir: &Path, sig: i32) -> io::Result<Vec<i32>> {
+    let mut first_err = None;
+    let mut done = Vec::new();
+    for (pid, fd) in member_pidfds(dir)? {
+        match super::signal::pidfd_signal(fd.as_fd(), sig) {
+            Ok(()) => done.push(pid),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// SIGKILLs every member of `dir`'s subtree, passing over it again while
+/// new members keep appearing (a tree that is not frozen can fork between
+/// the listing and the kill); at most a few passes.
+pub(crate) fn kill_members(dir: &Path) -> io::Result<()> {
+    let mut killed: HashSet<i32> = HashSet::new();
+    let mut first_err = None;
+    for _ in 0..4 {
+        let fds = member_pidfds(dir)?;
+        let fresh: Vec<&(i32, OwnedFd)> = fds.iter().filter(|(p, _)| !killed.contains(p)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for (pid, fd) in fresh {
+            if let Err(e) = super::signal::pidfd_signal(fd.as_fd(), libc::SIGKILL) {
+                first_err.get_or_insert(e);
+            }
+            killed.insert(*pid);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
