@@ -143,8 +143,13 @@ async fn group_verbs_cover_processes_in_subcgroups() {
         // Suspend freezes the sub-cgroups too (the freeze is recursive) and
         // a signal to a suspended group leaves it frozen.
         group.suspend().await.unwrap();
-        let events = std::fs::read_to_string(dir.join("a/b/cgroup.events")).unwrap();
-        assert!(events.contains("frozen 1"), "{events:?}");
+        let deep = dir.join("a/b/cgroup.events");
+        let frozen = || std::fs::read_to_string(&deep).unwrap().contains("frozen 1");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !frozen() {
+            assert!(std::time::Instant::now() < deadline, "a/b never froze");
+            tokio::time::sleep(POLL).await;
+        }
         group.resume().await.unwrap();
 
         // A signal reaches the processes in the sub-cgroups.

@@ -1107,6 +1107,16 @@ unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
     for slot in table.iter() {
         if slot.op == OP_CGROUP {
             wait_empty(slot, deadline);
+            // Sub-cgroups first (a program in the group may have made some,
+            // e.g. a nested pkit): rmdir refuses a cgroup that has any.
+            let dir = libc::open(
+                slot.path.as_ptr().cast(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if dir >= 0 {
+                rmdir_below(dir, 0);
+                libc::close(dir);
+            }
             libc::rmdir(slot.path.as_ptr().cast());
         }
     }
@@ -1293,6 +1303,66 @@ unsafe fn kill_cgroup(slot: &Slot, buf: &mut [u8], deadline: i64) {
 
 /// Waits (bounded) until the cgroup has no live member.
 ///
+/// Removes every (empty) directory below the open directory `dir`,
+/// deepest first, with raw calls on a stack buffer only (async-signal-safe:
+/// no allocation, no lock). Gives up below a depth no cgroup tree reaches.
+///
+/// # Safety
+/// Guard only; `dir` is an open directory fd.
+unsafe fn rmdir_below(dir: libc::c_int, depth: u32) {
+    if depth > 32 {
+        return;
+    }
+    let mut buf = [0u8; 2048];
+    // Each pass removes the first sub-directory found, then starts over
+    // (removing entries while a listing is read would skip some).
+    loop {
+        libc::lseek(dir, 0, libc::SEEK_SET);
+        let mut found = false;
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0usize;
+            while off + 19 < n as usize {
+                // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8
+                // type, then the NUL-terminated name.
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                let kind = buf[off + 18];
+                let name = buf.as_ptr().add(off + 19).cast::<libc::c_char>();
+                let dot = buf[off + 19] == b'.'
+                    && (buf[off + 20] == 0 || (buf[off + 20] == b'.' && buf[off + 21] == 0));
+                if kind == libc::DT_DIR && !dot && reclen > 0 {
+                    let sub = libc::openat(
+                        dir,
+                        name,
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    if sub >= 0 {
+                        rmdir_below(sub, depth + 1);
+                        libc::close(sub);
+                    }
+                    if libc::unlinkat(dir, name, libc::AT_REMOVEDIR) == 0 {
+                        found = true;
+                        break;
+                    }
+                }
+                if reclen == 0 {
+                    break;
+                }
+                off += reclen;
+            }
+            if found {
+                break;
+            }
+        }
+        if !found {
+            return;
+        }
+    }
+}
+
 /// # Safety
 /// Guard only.
 unsafe fn wait_empty(slot: &Slot, deadline: i64) {
@@ -1377,9 +1447,9 @@ fn sweep(dir: &Path, budget: &mut usize) -> usize {
         if owner_alive(owner, &path) {
             continue;
         }
-        // rmdir refuses a cgroup with members or child cgroups: only empty
-        // ones go.
-        if std::fs::remove_dir(&path).is_ok() {
+        // rmdir refuses a cgroup with members: only empty ones go, their
+        // (empty) sub-cgroups first.
+        if super::linux::subtree::remove_tree(&path).is_ok() {
             removed += 1;
         }
     }
