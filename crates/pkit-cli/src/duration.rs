@@ -1,30 +1,106 @@
-//! Parsing durations like `500ms`, `2s`, `1.5m`, `1h`.
+//! Parsing durations as timeout(1) does (`10`, `1.5`, `1e3`, `2m`, `1d`),
+//! plus `ms` and compound forms (`1m30s`, `1h5m`).
 
 use std::time::Duration;
 
-/// Parses a duration: a non-negative number followed by `ms`, `s`, `m` or
-/// `h`; a bare number means seconds (as in `timeout(1)`).
+/// Parses a duration: a non-negative decimal number (with an optional
+/// exponent, as strtod reads it: `1e3`) followed by `s`, `m`, `h`, `d` or
+/// `ms`; a bare number means seconds (as in timeout(1)). Several terms add
+/// up: `1m30s`. `inf` or `infinity` is no limit ([`Duration::MAX`]).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 2s, 1m)"))?;
-    let scale = match unit.trim() {
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
-            ))
+    if t.starts_with('-') {
+        return Err(format!("{text:?}: a duration can't be negative"));
+    }
+    let t = t.strip_prefix('+').unwrap_or(t);
+    if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity") {
+        return Ok(Duration::MAX);
+    }
+    let hint = || format!("{text:?} is not a duration (try 10, 1.5, 500ms, 2m, 1m30s, 1d)");
+    let mut rest = t;
+    let mut total = 0.0f64;
+    let mut terms = 0;
+    while !rest.is_empty() {
+        let n = number_len(rest);
+        if n == 0 {
+            return Err(hint());
         }
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
+        let value: f64 = rest[..n].parse().map_err(|_| hint())?;
+        rest = &rest[n..];
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale = match unit {
+            "" if terms == 0 && rest.is_empty() => 1.0,
+            "" => {
+                return Err(format!(
+                    "{text:?}: every term of a compound duration needs a unit (1m30s)"
+                ))
+            }
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in {text:?} (use ms, s, m, h or d)"
+                ))
+            }
+        };
+        total += value * scale;
+        terms += 1;
+    }
+    if terms == 0 {
+        return Err(hint());
+    }
+    if total.is_infinite() {
+        return Ok(Duration::MAX);
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// The length of the decimal number at the start of `s`: digits, one
+/// point, and an exponent (`e3`, `E-2`) when digits follow it.
+fn number_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut digits = 0;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+        digits += 1;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+            digits += 1;
+        }
+    }
+    if digits == 0 {
+        return 0;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        if j < b.len() && b[j].is_ascii_digit() {
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            i = j;
+        }
+    }
+    i
+}
+
+/// Whether `text` is a bare number (a duration in seconds with no unit).
+pub fn is_unitless(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty() && number_len(t) == t.len()
 }
 
 #[cfg(test)]
@@ -32,13 +108,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn units() {
+    fn timeout_grammar() {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse(".5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("1d"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse("1e3"), Ok(Duration::from_secs(1000)));
+        assert_eq!(parse("1e-1s"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(parse("inf"), Ok(Duration::MAX));
+    }
+
+    #[test]
+    fn compound() {
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("1h5m"), Ok(Duration::from_secs(3900)));
+        assert_eq!(parse("1s500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse("1m30").is_err());
     }
 
     #[test]
@@ -46,7 +137,18 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("fast").is_err());
         assert!(parse("2 weeks").is_err());
-        assert!(parse("-1s").is_err());
+        assert!(parse("2w").is_err());
         assert!(parse("1.2.3s").is_err());
+        let neg = parse("-1s").unwrap_err();
+        assert!(neg.contains("negative"), "{neg}");
+        assert!(parse("-1").unwrap_err().contains("negative"));
+    }
+
+    #[test]
+    fn unitless() {
+        assert!(is_unitless("2"));
+        assert!(is_unitless("1.5"));
+        assert!(!is_unitless("2s"));
+        assert!(!is_unitless("s"));
     }
 }

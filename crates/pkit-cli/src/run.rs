@@ -1,241 +1,586 @@
-//! `pkit run`.
+//! `pkit run`: start the program in a group, forward signals, enforce the
+//! timeout as timeout(1) does, tear the tree down, report.
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
-use pkit::{CancelToken, Command, Error, Group, Outcome, Output, Stdio};
-use serde::Serialize;
-use tokio::signal::unix::{signal, SignalKind};
+use pkit::{CapturePolicy, Command, Error, ErrorKind, Group, Mechanism, Outcome, Signal, Stdio};
 
-use crate::{RunArgs, EXIT_OWN_FAILURE};
+use crate::args::{KeepArg, RunArgs};
+use crate::cgstats::{RunCgroups, TreeStats};
+use crate::report::{Report, Sink, Stream, SCHEMA};
+use crate::signame;
+use crate::sys::{self, Received, Signals};
+use crate::EXIT_OWN_FAILURE;
 
 const EXIT_TIMEOUT: u8 = 124;
 const EXIT_NOT_EXECUTABLE: u8 = 126;
 const EXIT_NOT_FOUND: u8 = 127;
+const EXIT_KILLED: u8 = 128 + 9;
 
-/// The JSON printed by `--json`.
-#[derive(Serialize)]
-struct Report<'a> {
-    program: &'a str,
-    /// `exited(0)`, `signalled(SIGKILL)`, `timed out`, or `error`.
-    outcome: String,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    timed_out: bool,
-    duration_ms: f64,
-    mechanism: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cpu_time_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    peak_memory_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    oom_killed: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stdout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stderr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_kind: Option<String>,
+/// The grace between --signal and SIGKILL when -k is not given.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// Each captured stream's bound when --capture-limit is not given.
+pub const DEFAULT_CAPTURE_LIMIT: u64 = 16 << 20;
+
+/// How pkit ends.
+pub enum Exit {
+    Code(u8),
+    /// End by this signal, as the program did.
+    Reraise(i32),
 }
 
-pub async fn main(args: RunArgs) -> u8 {
+/// What the run loop saw.
+#[derive(Default)]
+struct Run {
+    timed_out: bool,
+    killed_after_grace: bool,
+    /// TERM/HUP, or INT/QUIT sent by a process: requests to end.
+    end_requests: u32,
+    kill_at: Option<tokio::time::Instant>,
+}
+
+pub async fn main(args: RunArgs) -> Exit {
+    let began = Instant::now();
     let program = args.program.to_string_lossy().into_owned();
-    let (mut int, mut term, mut hup) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        _ => {
-            eprintln!("pkit: cannot install signal handlers");
-            return EXIT_OWN_FAILURE;
+    let mut report = Report {
+        schema: SCHEMA,
+        program: program.clone(),
+        ..Report::default()
+    };
+    let mut sink = match Sink::open(args.json, args.json_file.as_deref(), args.json_fd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pkit: cannot open the report's destination: {e}");
+            return Exit::Code(EXIT_OWN_FAILURE);
+        }
+    };
+    if let Err(msg) = crate::checks::check(&args) {
+        eprintln!("pkit: {msg}");
+        return error_end(&mut sink, report, began, &msg, "usage", EXIT_OWN_FAILURE);
+    }
+    for w in crate::checks::warnings(&args) {
+        eprintln!("pkit: warning: {w}");
+    }
+    let signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot receive signals: {e}");
+            eprintln!("pkit: {msg}");
+            return error_end(&mut sink, report, began, &msg, "io", EXIT_OWN_FAILURE);
         }
     };
 
-    let token = CancelToken::new();
-    let stdio = if args.capture {
-        Stdio::Piped
-    } else {
-        Stdio::Inherit
-    };
-    let mut cmd = Command::new(&args.program)
-        .args(&args.args)
-        .stdout(stdio)
-        .stderr(stdio)
-        .cancel_token(&token);
-    if !args.capture {
-        cmd = cmd.stdin_inherit();
-    }
-    if let Some(t) = args.timeout {
-        cmd = cmd.timeout(t);
-    }
-    if let Some(g) = args.grace {
-        cmd = cmd.grace(g);
-    }
-    let mut builder = Group::builder();
-    if let Some(m) = args.mechanism {
-        builder = builder.mechanism(m.into());
-    }
-    if let Some(bytes) = args.memory_max {
-        builder = builder.memory_max(bytes);
-    }
-    if let Some(n) = args.max_procs {
-        builder = builder.max_processes(n);
-    }
-    if let Some(cores) = args.cpu {
-        builder = builder.cpu_quota(cores);
-    }
-    let group = match builder.build() {
+    let group = match crate::checks::group(&args).build() {
         Ok(g) => g,
-        Err(e) => return fail(&args, &program, &e),
+        // The --stats memory cgroup is a nicety: without it, rusage.
+        Err(_) if args.stats && args.memory_max.is_none() => {
+            match crate::checks::group_caps(&args).build() {
+                Ok(g) => g,
+                Err(e) => return fail(&args, &mut sink, report, began, &e),
+            }
+        }
+        Err(e) => return fail(&args, &mut sink, report, began, &e),
+    };
+    report.mechanism = Some(group.mechanism().as_str());
+    if group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
+        eprintln!(
+            "pkit: note: contained by a process group: a descendant that calls setsid(2) leaves \
+             it and can outlive the run (a cgroup would hold it; see `pkit doctor`)"
+        );
+    }
+    let mut proc = match group.start(&command(&args)) {
+        Ok(p) => p,
+        Err(e) => {
+            drop(group);
+            return fail(&args, &mut sink, report, began, &e);
+        }
+    };
+    let started = Instant::now();
+    let pid = proc.pid();
+    report.pid = Some(pid);
+    let cgroups = RunCgroups::of_group(&group.description());
+    let fwd = Forwarder {
+        group: &group,
+        pid,
+        foreground: args.foreground,
+        verbose: args.verbose,
+        // A signal the terminal sent to pkit's process group reached a
+        // program in that group too.
+        same_pgrp: sys::same_pgrp(pid),
     };
 
-    let run = group.output(&cmd);
-    tokio::pin!(run);
-    let mut caught: Option<u8> = None;
+    let term_signal = args.signal.unwrap_or(libc::SIGTERM);
+    let grace = args.kill_after.unwrap_or(DEFAULT_GRACE);
+    let timeout = args.timeout.filter(|t| !t.is_zero() && *t != Duration::MAX);
+    let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut st = Run::default();
+
+    let wait = proc.wait();
+    tokio::pin!(wait);
     let result = loop {
         tokio::select! {
-            result = &mut run => break result,
-            _ = int.recv(), if caught.is_none() => caught = Some(libc_sig::INT),
-            _ = term.recv(), if caught.is_none() => caught = Some(libc_sig::TERM),
-            _ = hup.recv(), if caught.is_none() => caught = Some(libc_sig::HUP),
+            r = &mut wait => break r,
+            () = until(deadline) => {
+                deadline = None;
+                st.timed_out = true;
+                if args.verbose {
+                    eprintln!("pkit: timeout: sending {} to {}", signame::display(term_signal), fwd.target());
+                }
+                fwd.send_ending(term_signal);
+                st.arm(grace);
+            }
+            () = until(st.kill_at) => {
+                st.kill_at = None;
+                st.killed_after_grace = true;
+                if args.verbose {
+                    eprintln!("pkit: still running after the grace: sending SIGKILL to the whole tree");
+                }
+                let _ = group.kill();
+            }
+            r = signals.recv() => match r {
+                Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace),
+                Err(e) => {
+                    eprintln!("pkit: cannot read signals: {e}");
+                    break Err(Error::Io { context: "reading signals".into(), source: e });
+                }
+            },
         }
-        // A signal: cancel, and keep polling the run so it tears the tree
-        // down (and removes its container) before we exit.
-        token.cancel();
     };
 
-    // The guard is what would have ended the tree had pkit been SIGKILLed:
-    // if it could not run, say so (the library logs it through tracing,
-    // which the CLI does not print).
-    if let Some(why) = pkit::host_containment().guard.error {
-        eprintln!("pkit: warning: the run had no owner-death guard: {why}");
+    // The program has ended: read the tree's figures before the teardown
+    // removes its cgroups, then kill what is left and check it is gone.
+    let mut stats = args.stats.then(|| cgroups.read());
+    let oom = args
+        .memory_max
+        .is_some()
+        .then(|| cgroups.oom_kills())
+        .flatten()
+        .map(|n| n > 0);
+    let leftovers = group.pids().ok().map(|p| p.len() as u64);
+    let verified = group.close().await;
+    report.leftover_processes = leftovers;
+    report.processes_left = verified.is_ok().then_some(0);
+    if let Some(s) = stats.as_mut() {
+        s.fill_from(sys::children_usage());
     }
+    report.duration_us = started.elapsed().as_micros() as u64;
+    report.timed_out = st.timed_out;
+    report.killed_after_grace = st.killed_after_grace;
+    report.oom_killed = oom;
 
-    if let Some(sig) = caught {
-        if args.json {
-            print_json(&error_report(&program, "cancelled", "cancelled"));
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => {
+            report.duration_us = began.elapsed().as_micros() as u64;
+            return fail(&args, &mut sink, report, began, &e);
         }
-        return 128 + sig;
+    };
+    let exit = exit_for(&args, &st, out.outcome());
+    report.exit_status = match exit {
+        Exit::Code(c) => c,
+        Exit::Reraise(n) => 128u8.saturating_add(n as u8),
+    };
+    match out.outcome() {
+        Outcome::Exited(c) => {
+            report.outcome = "exited";
+            report.exit_code = Some(c);
+        }
+        Outcome::Signalled(n) => {
+            report.outcome = "signalled";
+            report.signal = Some(n);
+            report.signal_name = signame::name(n);
+        }
+        _ => report.outcome = "error",
     }
-    match result {
-        Ok(out) => finish(&args, &out),
-        Err(e) => fail(&args, &program, &e),
+    if st.timed_out {
+        report.outcome = "timed_out";
+    }
+    if args.capture {
+        report.stdout = Some(Stream::new(
+            out.stdout(),
+            out.stdout_total_bytes(),
+            out.stdout_truncated(),
+        ));
+        report.stderr = Some(Stream::new(
+            out.stderr(),
+            out.stderr_total_bytes(),
+            out.stderr_truncated(),
+        ));
+        if !sink.is_some() {
+            let _ = std::io::stdout().write_all(out.stdout());
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().write_all(out.stderr());
+        }
+    }
+    report.stats = stats;
+
+    if !args.quiet {
+        messages(&args, &report, &group, &verified);
+    }
+    if args.stats && !sink.is_some() {
+        if let Some(s) = &report.stats {
+            print_stats(s, report.duration_us);
+        }
+    }
+    sink.write(&report);
+    exit
+}
+
+impl Run {
+    /// Arms SIGKILL `after` from now, unless it is armed sooner already.
+    fn arm(&mut self, after: Duration) {
+        let at = tokio::time::Instant::now() + after;
+        if self.kill_at.map_or(true, |k| at < k) {
+            self.kill_at = Some(at);
+        }
     }
 }
 
-/// Reports an error and picks the exit status.
-fn fail(args: &RunArgs, program: &str, e: &Error) -> u8 {
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends signals to the tree, or to the program alone with --foreground.
+struct Forwarder<'a> {
+    group: &'a Group,
+    pid: u32,
+    foreground: bool,
+    verbose: bool,
+    same_pgrp: bool,
+}
+
+impl Forwarder<'_> {
+    fn target(&self) -> &'static str {
+        if self.foreground {
+            "the program"
+        } else {
+            "the whole tree"
+        }
+    }
+
+    /// Sends `sig` where a wrapper should: the signals a terminal or a
+    /// shell's job control sends to a whole foreground job (INT, QUIT,
+    /// TSTP, WINCH, HUP, CONT) to the whole tree; the ones `kill` sends to
+    /// one pid (TERM, USR1, USR2, ALRM) to the program, as if sent to it.
+    fn forward(&self, sig: i32) {
+        let job = [
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTSTP,
+            libc::SIGWINCH,
+            libc::SIGHUP,
+            libc::SIGCONT,
+        ];
+        if job.contains(&sig) {
+            self.send(sig);
+        } else {
+            self.send_to(sig, true);
+        }
+    }
+
+    fn send(&self, sig: i32) {
+        self.send_to(sig, self.foreground);
+    }
+
+    fn send_to(&self, sig: i32, program_only: bool) {
+        if self.verbose {
+            let to = if program_only {
+                "the program"
+            } else {
+                "the whole tree"
+            };
+            eprintln!("pkit: sending {} to {to}", signame::display(sig));
+        }
+        let _ = if program_only {
+            // The program is unreaped until the run loop's wait returns,
+            // so its pid can't have been reused.
+            sys::kill(self.pid, sig)
+        } else {
+            self.group
+                .signal(Signal::from_raw(sig))
+                .map_err(std::io::Error::other)
+        };
+    }
+
+    /// `sig` as an ending signal: followed by SIGCONT so a stopped tree
+    /// acts on it (as timeout(1) does).
+    fn send_ending(&self, sig: i32) {
+        self.send(sig);
+        if sig != libc::SIGKILL && sig != libc::SIGCONT {
+            self.send(libc::SIGCONT);
+        }
+    }
+}
+
+fn on_signal(
+    r: Received,
+    args: &RunArgs,
+    fwd: &Forwarder<'_>,
+    st: &mut Run,
+    report: &mut Report,
+    term_signal: i32,
+    grace: Duration,
+) {
+    let s = r.signo;
+    report.signals_received.push(signame::display(s));
+    // The terminal sends INT, QUIT, TSTP, WINCH and HUP to its whole
+    // foreground process group: a program in pkit's group got it already.
+    let delivered = r.from_kernel && fwd.same_pgrp && !fwd.foreground;
+    match s {
+        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+            if !delivered {
+                fwd.forward(libc::SIGTSTP);
+            }
+            // Stop pkit too, so the shell sees its job stop; `fg` sends
+            // SIGCONT, read next and forwarded.
+            sys::stop_self();
+        }
+        libc::SIGINT | libc::SIGQUIT if r.from_kernel => {
+            // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
+            // survives); never pkit's teardown.
+            if !delivered {
+                fwd.forward(s);
+            }
+        }
+        libc::SIGTERM | libc::SIGHUP | libc::SIGINT | libc::SIGQUIT => {
+            st.end_requests += 1;
+            match st.end_requests {
+                1 => {
+                    if !delivered {
+                        fwd.forward(s);
+                    }
+                    if let Some(k) = args.kill_after {
+                        st.arm(k);
+                    }
+                }
+                2 => {
+                    if !args.quiet {
+                        eprintln!(
+                            "pkit: second {}: ending the whole tree ({}, then SIGKILL after {:?}; \
+                             a third signal kills at once)",
+                            signame::display(s),
+                            signame::display(term_signal),
+                            grace
+                        );
+                    }
+                    let tree = Forwarder {
+                        foreground: false,
+                        ..*fwd
+                    };
+                    tree.send_ending(term_signal);
+                    st.arm(grace);
+                }
+                _ => {
+                    if !args.quiet {
+                        eprintln!("pkit: {}: killing the whole tree now", signame::display(s));
+                    }
+                    st.killed_after_grace = true;
+                    let _ = fwd.group.kill();
+                }
+            }
+        }
+        _ => {
+            if !delivered {
+                fwd.forward(s);
+            }
+        }
+    }
+}
+
+fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
+    if st.timed_out {
+        if st.killed_after_grace && matches!(outcome, Outcome::Signalled(libc::SIGKILL)) {
+            return Exit::Code(EXIT_KILLED);
+        }
+        if !args.preserve_status {
+            return Exit::Code(EXIT_TIMEOUT);
+        }
+        return Exit::Code(match outcome {
+            Outcome::Exited(c) => (c & 0xff) as u8,
+            Outcome::Signalled(n) => 128u8.saturating_add(n as u8),
+            _ => EXIT_OWN_FAILURE,
+        });
+    }
+    match outcome {
+        Outcome::Exited(c) => Exit::Code((c & 0xff) as u8),
+        Outcome::Signalled(n) if args.no_reraise => Exit::Code(128u8.saturating_add(n as u8)),
+        Outcome::Signalled(n) => Exit::Reraise(n),
+        _ => Exit::Code(EXIT_OWN_FAILURE),
+    }
+}
+
+fn command(args: &RunArgs) -> Command {
+    let mut cmd = Command::new(&args.program).args(&args.args).stdin_inherit();
+    if args.capture {
+        let keep = match args.capture_keep {
+            Some(KeepArg::Tail) => CapturePolicy::KeepTail,
+            _ => CapturePolicy::KeepHead,
+        };
+        let limit = args.capture_limit.unwrap_or(DEFAULT_CAPTURE_LIMIT);
+        cmd = cmd
+            .stdout(Stdio::Piped)
+            .stderr(Stdio::Piped)
+            .capture_limit(usize::try_from(limit).unwrap_or(usize::MAX), keep);
+    } else {
+        cmd = cmd.stdout(Stdio::Inherit).stderr(Stdio::Inherit);
+    }
+    if args.env_clear {
+        cmd = cmd.env_clear();
+    }
+    for (k, v) in &args.env {
+        cmd = cmd.env(k, v);
+    }
+    if let Some(dir) = &args.chdir {
+        cmd = cmd.current_dir(dir);
+    }
+    crate::checks::spawn_options(cmd, args)
+}
+
+/// The end-of-run lines on stderr: what happened and what was verified.
+fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit::Result<()>) {
+    let container = match group.mechanism() {
+        Mechanism::CgroupV2 => "the cgroup",
+        _ => "the process group",
+    };
+    let left = report.leftover_processes.unwrap_or(0);
+    let check = match verified {
+        Ok(()) => format!("0 processes left in {container}"),
+        Err(e) => format!("could not verify that {container} is empty: {e}"),
+    };
+    if report.timed_out {
+        eprintln!(
+            "pkit: {} timed out after {:.3}s{}; {check}",
+            report.program,
+            report.duration_us as f64 / 1e6,
+            if report.killed_after_grace {
+                "; SIGKILL was needed after the grace"
+            } else {
+                ""
+            }
+        );
+    } else if left > 0 || args.verbose || verified.is_err() {
+        eprintln!(
+            "pkit: {} ended; {left} leftover process{} killed; {check}",
+            report.program,
+            if left == 1 { "" } else { "es" }
+        );
+    }
+    if report.oom_killed == Some(true) {
+        eprintln!(
+            "pkit: {} was killed by the OOM killer (memory cap)",
+            report.program
+        );
+    }
+}
+
+fn print_stats(s: &TreeStats, duration_us: u64) {
+    let secs = |us: Option<u64>| us.map_or("unknown".into(), |u| format!("{:.3}", u as f64 / 1e6));
+    let num = |n: Option<u64>| n.map_or("unknown".into(), |n| n.to_string());
+    let src = |s: Option<&'static str>| s.unwrap_or("unavailable");
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(
+        e,
+        "pkit: stats for {}:",
+        if s.whole_tree() {
+            "the whole tree"
+        } else {
+            "the program and the descendants it waited for"
+        }
+    );
+    let _ = writeln!(e, "\tUser time (seconds): {}", secs(s.user_cpu_us));
+    let _ = writeln!(e, "\tSystem time (seconds): {}", secs(s.system_cpu_us));
+    let _ = writeln!(
+        e,
+        "\tElapsed (wall clock) time (seconds): {}",
+        secs(Some(duration_us))
+    );
+    let _ = writeln!(
+        e,
+        "\tPeak memory (kbytes): {}",
+        num(s.peak_memory_bytes.map(|b| b / 1024))
+    );
+    let _ = writeln!(
+        e,
+        "\tMajor (requiring I/O) page faults: {}",
+        num(s.major_faults)
+    );
+    let _ = writeln!(
+        e,
+        "\tMinor (reclaiming a frame) page faults: {}",
+        num(s.minor_faults)
+    );
+    let _ = writeln!(
+        e,
+        "\tVoluntary context switches: {}",
+        num(s.voluntary_context_switches)
+    );
+    let _ = writeln!(
+        e,
+        "\tInvoluntary context switches: {}",
+        num(s.involuntary_context_switches)
+    );
+    let _ = writeln!(e, "\tI/O read (bytes): {}", num(s.io_read_bytes));
+    let _ = writeln!(e, "\tI/O written (bytes): {}", num(s.io_write_bytes));
+    let _ = writeln!(
+        e,
+        "\tSources: cpu {}; memory {}; faults {}; context switches {}; I/O {}",
+        src(s.cpu_source),
+        src(s.memory_source),
+        src(s.faults_source),
+        src(s.context_switches_source),
+        src(s.io_source)
+    );
+}
+
+/// snake_case names for the report.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::NotExecutable => "not_executable",
+        ErrorKind::CurrentDir => "current_dir",
+        ErrorKind::Spawn => "spawn",
+        ErrorKind::Cancelled => "cancelled",
+        ErrorKind::OutputLimit => "output_limit",
+        ErrorKind::Unsupported => "unsupported",
+        ErrorKind::ResourceLimit => "resource_limit",
+        ErrorKind::MechanismUnavailable => "mechanism_unavailable",
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::Io => "io",
+        _ => "other",
+    }
+}
+
+/// Reports a library error and picks the exit status.
+fn fail(args: &RunArgs, sink: &mut Sink, report: Report, began: Instant, e: &Error) -> Exit {
     let code = match e {
         Error::NotFound { .. } => EXIT_NOT_FOUND,
         Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
         _ => EXIT_OWN_FAILURE,
     };
-    if args.json {
-        print_json(&error_report(
-            program,
-            &e.to_string(),
-            &format!("{:?}", e.kind()),
-        ));
-    }
-    eprintln!("pkit: {e}");
-    code
+    let msg = crate::checks::explain(args, e);
+    eprintln!("pkit: {msg}");
+    error_end(sink, report, began, &msg, kind_name(e.kind()), code)
 }
 
-/// Signal numbers as exit-status offsets (Linux values, as in `kill -l`).
-mod libc_sig {
-    pub const HUP: u8 = 1;
-    pub const INT: u8 = 2;
-    pub const TERM: u8 = 15;
-}
-
-fn finish(args: &RunArgs, out: &Output) -> u8 {
-    let code = match out.outcome() {
-        Outcome::Exited(c) => (c & 0xff) as u8,
-        Outcome::Signalled(s) => 128u8.saturating_add(s as u8),
-        Outcome::TimedOut => EXIT_TIMEOUT,
-        _ => EXIT_OWN_FAILURE,
-    };
-    if args.json {
-        print_json(&Report {
-            program: out.program(),
-            outcome: out.outcome().to_string(),
-            exit_code: out.code(),
-            signal: out.signal(),
-            timed_out: out.timed_out(),
-            duration_ms: out.duration().as_secs_f64() * 1e3,
-            mechanism: Some(out.mechanism().as_str()),
-            pid: Some(out.pid()),
-            cpu_time_ms: args
-                .stats
-                .then(|| out.cpu_time().map(|d| d.as_secs_f64() * 1e3))
-                .flatten(),
-            peak_memory_bytes: args.stats.then(|| out.peak_memory_bytes()).flatten(),
-            oom_killed: (args.stats || args.memory_max.is_some()).then(|| out.oom_killed()),
-            stdout: args.capture.then(|| out.stdout_str().into_owned()),
-            stderr: args.capture.then(|| out.stderr_str().into_owned()),
-            error: None,
-            error_kind: None,
-        });
-    } else if args.capture {
-        let _ = std::io::stdout().write_all(out.stdout());
-        let _ = std::io::stderr().write_all(out.stderr());
+fn error_end(
+    sink: &mut Sink,
+    mut report: Report,
+    began: Instant,
+    msg: &str,
+    kind: &'static str,
+    code: u8,
+) -> Exit {
+    report.outcome = "error";
+    report.error = Some(msg.to_string());
+    report.error_kind = Some(kind);
+    report.exit_status = code;
+    if report.duration_us == 0 {
+        report.duration_us = began.elapsed().as_micros() as u64;
     }
-    if args.stats && !args.json {
-        let cpu = out.cpu_time().map_or("unknown".to_string(), |d| {
-            format!("{:.3}s", d.as_secs_f64())
-        });
-        let mem = out.peak_memory_bytes().map_or("unknown".to_string(), |b| {
-            format!("{:.1} MiB", b as f64 / 1048576.0)
-        });
-        eprintln!(
-            "pkit: {} {} in {:.3}s, cpu {cpu}, peak memory {mem}{}",
-            out.program(),
-            out.outcome(),
-            out.duration().as_secs_f64(),
-            if out.oom_killed() { ", OOM-killed" } else { "" }
-        );
-    } else if out.oom_killed() && !args.json {
-        eprintln!(
-            "pkit: {} was killed by the OOM killer (memory cap)",
-            out.program()
-        );
-    }
-    if out.timed_out() && !args.json {
-        eprintln!(
-            "pkit: {} timed out after {:?}; its whole tree was torn down",
-            out.program(),
-            out.duration()
-        );
-    }
-    code
-}
-
-fn error_report<'a>(program: &'a str, error: &str, kind: &str) -> Report<'a> {
-    Report {
-        program,
-        outcome: "error".into(),
-        exit_code: None,
-        signal: None,
-        timed_out: false,
-        duration_ms: 0.0,
-        mechanism: None,
-        pid: None,
-        cpu_time_ms: None,
-        peak_memory_bytes: None,
-        oom_killed: None,
-        stdout: None,
-        stderr: None,
-        error: Some(error.into()),
-        error_kind: Some(kind.into()),
-    }
-}
-
-fn print_json(report: &Report<'_>) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut stdout, report);
-    let _ = writeln!(stdout);
+    sink.write(&report);
+    Exit::Code(code)
 }

@@ -1,75 +1,21 @@
 //! The `pkit` binary, run for real: exit statuses, JSON, signals, and that
 //! nothing it started is left behind.
 
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const MECHANISMS: [&str; 2] = ["cgroup", "pgroup"];
+mod common;
 
-fn pkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pkit"))
-}
+use common::*;
 
-fn run(args: &[&str]) -> Output {
-    pkit().args(args).output().expect("pkit runs")
-}
-
+/// The JSON doctor prints on stdout.
 fn json(out: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
-}
-
-/// A fresh file path for a script to write pids into.
-fn pid_file() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    std::env::temp_dir().join(format!(
-        "pkit-cli-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn read_pids(file: &Path, want: usize) -> Vec<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        if pids.len() >= want {
-            return pids;
-        }
-        assert!(Instant::now() < deadline, "pids never appeared in {file:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Gone: no /proc entry, or a zombie waiting for init to reap it.
-fn pid_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-            matches!(after.split_whitespace().next(), Some("Z") | Some("X"))
-        }
-    }
-}
-
-fn assert_all_gone(pids: &[i32]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pids.iter().all(|&p| pid_gone(p)) {
-        assert!(Instant::now() < deadline, "still alive: {pids:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn tree_script(file: &Path) -> String {
-    format!(
-        "sleep 300 & echo $! >> {f}; sleep 300 & echo $! >> {f}; echo $$ >> {f}; wait",
-        f = file.display()
-    )
 }
 
 #[test]
@@ -87,10 +33,23 @@ fn exit_codes_mirror_the_child() {
             ]);
             assert_eq!(out.status.code(), Some(code), "mechanism {m}");
         }
+        // A signalled child's signal is re-raised on pkit, as timeout(1)
+        // does; --no-reraise gives the shell's 128+N instead.
         let out = run(&["run", "--mechanism", m, "--", "sh", "-c", "kill -9 $$"]);
-        assert_eq!(out.status.code(), Some(128 + 9));
+        assert_eq!(out.status.signal(), Some(9), "mechanism {m}");
         let out = run(&["run", "--mechanism", m, "--", "sh", "-c", "kill -TERM $$"]);
-        assert_eq!(out.status.code(), Some(128 + 15));
+        assert_eq!(out.status.signal(), Some(15), "mechanism {m}");
+        let out = run(&[
+            "run",
+            "--no-reraise",
+            "--mechanism",
+            m,
+            "--",
+            "sh",
+            "-c",
+            "kill -TERM $$",
+        ]);
+        assert_eq!(out.status.code(), Some(128 + 15), "mechanism {m}");
     }
 }
 
@@ -161,10 +120,11 @@ fn grace_lets_the_child_clean_up() {
             "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
         ]);
         assert_eq!(out.status.code(), Some(124), "mechanism {m}");
-        let v = json(&out);
+        let v = report(&out);
         assert_eq!(v["timed_out"], true);
-        assert_eq!(v["outcome"], "timed out");
-        let stdout = v["stdout"].as_str().unwrap();
+        assert_eq!(v["outcome"], "timed_out");
+        assert_eq!(v["exit_code"], 0, "the trap's exit is reported");
+        let stdout = v["stdout"]["data"].as_str().unwrap();
         assert!(
             stdout.contains("up") && stdout.contains("got-term"),
             "{stdout:?}"
@@ -187,16 +147,21 @@ fn json_reports_the_run() {
             "echo out; echo err >&2; exit 7",
         ]);
         assert_eq!(out.status.code(), Some(7));
-        let v = json(&out);
+        assert!(out.stdout.is_empty(), "the report is not on stdout");
+        let v = report(&out);
+        assert_eq!(v["schema"], 1);
         assert_eq!(v["program"], "sh");
-        assert_eq!(v["outcome"], "exited(7)");
+        assert_eq!(v["outcome"], "exited");
         assert_eq!(v["exit_code"], 7);
+        assert_eq!(v["exit_status"], 7);
         assert_eq!(v["signal"], serde_json::Value::Null);
         assert_eq!(v["timed_out"], false);
         assert_eq!(v["mechanism"], name);
-        assert_eq!(v["stdout"], "out\n");
-        assert_eq!(v["stderr"], "err\n");
-        assert!(v["duration_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["stdout"]["data"], "out\n");
+        assert_eq!(v["stdout"]["encoding"], "utf-8");
+        assert_eq!(v["stderr"]["data"], "err\n");
+        assert!(v["duration_us"].as_u64().unwrap() > 0);
+        assert!(v["pid"].as_u64().unwrap() > 0);
 
         let out = run(&[
             "run",
@@ -208,10 +173,12 @@ fn json_reports_the_run() {
             "-c",
             "kill -9 $$",
         ]);
-        let v = json(&out);
-        assert_eq!(v["outcome"], "signalled(SIGKILL)");
+        let v = report(&out);
+        assert_eq!(v["outcome"], "signalled");
         assert_eq!(v["signal"], 9);
-        assert!(v.get("stdout").is_none(), "no capture, no stdout field");
+        assert_eq!(v["signal_name"], "SIGKILL");
+        assert_eq!(v["exit_status"], 137);
+        assert!(v["stdout"].is_null(), "no capture: null stdout");
     }
     let out = run(&[
         "run",
@@ -221,9 +188,9 @@ fn json_reports_the_run() {
         "SECRET-ARG",
     ]);
     assert_eq!(out.status.code(), Some(127));
-    let v = json(&out);
+    let v = report(&out);
     assert_eq!(v["outcome"], "error");
-    assert_eq!(v["error_kind"], "NotFound");
+    assert_eq!(v["error_kind"], "not_found");
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -238,7 +205,7 @@ fn json_reports_the_run() {
 #[test]
 fn passes_stdio_through_without_capture() {
     let out = pkit()
-        .args(["run", "--", "sh", "-c", "cat; echo done >&2"])
+        .args(["run", "--quiet", "--", "sh", "-c", "cat; echo done >&2"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -255,13 +222,12 @@ fn passes_stdio_through_without_capture() {
 }
 
 #[test]
-fn signals_to_pkit_tear_the_tree_down() {
+fn a_signal_that_ends_the_program_ends_the_tree_and_pkit() {
+    // INT and HUP go to the whole tree (as a terminal sends them), TERM to
+    // the program (as `kill` would): either way the program dies of it, the
+    // rest of the tree is torn down, and pkit ends by the same signal.
     for m in MECHANISMS {
-        for (sig, code) in [
-            (libc::SIGINT, 130),
-            (libc::SIGTERM, 143),
-            (libc::SIGHUP, 129),
-        ] {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             let file = pid_file();
             let mut child = pkit()
                 .args([
@@ -277,11 +243,10 @@ fn signals_to_pkit_tear_the_tree_down() {
                 .spawn()
                 .unwrap();
             let pids = read_pids(&file, 3);
-            // SAFETY: signalling our own child by pid; it is unreaped.
-            assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+            kill(child.id(), sig);
             let status = child.wait().unwrap();
             std::fs::remove_file(&file).unwrap();
-            assert_eq!(status.code(), Some(code), "mechanism {m}, signal {sig}");
+            assert_eq!(status.signal(), Some(sig), "mechanism {m}, signal {sig}");
             assert_all_gone(&pids);
         }
     }
@@ -374,10 +339,11 @@ fn caps_and_stats() {
         "-c",
         "b = bytearray(300 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1",
     ]);
-    assert_eq!(out.status.code(), Some(137));
-    let v = json(&out);
+    assert_eq!(out.status.signal(), Some(9), "SIGKILL re-raised");
+    let v = report(&out);
     assert_eq!(v["oom_killed"], true, "{v}");
-    assert_eq!(v["outcome"], "signalled(SIGKILL)");
+    assert_eq!(v["outcome"], "signalled");
+    assert_eq!(v["signal_name"], "SIGKILL");
 
     let out = run(&[
         "run",
@@ -395,13 +361,16 @@ fn caps_and_stats() {
         "echo hi",
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let v = json(&out);
-    assert!(v["cpu_time_ms"].as_f64().is_some(), "{v}");
-    assert!(v["peak_memory_bytes"].as_u64().unwrap() > 0, "{v}");
+    let v = report(&out);
+    assert!(v["stats"]["user_cpu_us"].as_u64().is_some(), "{v}");
+    assert!(v["stats"]["peak_memory_bytes"].as_u64().unwrap() > 0, "{v}");
 
     let out = run(&["run", "--stats", "--", "true"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cpu") && err.contains("peak memory"), "{err}");
+    assert!(
+        err.contains("User time") && err.contains("Peak memory"),
+        "{err}"
+    );
 
     // Caps are refused, not dropped, where they can't be enforced.
     let out = run(&[

@@ -1,0 +1,265 @@
+//! The command line: flags, their help, and the checks clap can't express.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{duration, signame, size};
+
+const ROOT_EXAMPLES: &str = "\
+Examples:
+  pkit run -- make -j8                        nothing make starts outlives it
+  pkit run --timeout 10m -k 30s -- ./build.sh like timeout -k 30s 10m ./build.sh
+  pkit run --memory-max 2G --cpu 1.5 -- job   caps for the whole tree
+  pkit run --stats -- cargo build             like /usr/bin/time -v, whole tree
+  pkit run --json-fd 3 -- cmd 3>report.json   a machine-readable report
+  pkit doctor                                 what containment this host has";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  pkit run --timeout 1m30s -- ./test.sh
+      SIGTERM to the whole tree after 90 s, SIGKILL 10 s later if needed;
+      exit 124 (137 if SIGKILL was needed).
+  pkit run --timeout 5 -s INT -k 2 --preserve-status -- server
+      as `timeout -s INT -k 2 --preserve-status 5 server`.
+  pkit run --json --capture --capture-limit 1M -- make
+      the report (with stdout/stderr) is the last line of pkit's stderr.
+  pkit run --json-file run.json --stats -- cargo test
+  pkit run -C /srv -E RUST_LOG=debug -i --nice 10 --rlimit NOFILE=1024 -- ./app
+  pkit run --memory-max 512M --max-procs 64 --name build -- make -j
+
+Signals to pkit: INT, QUIT, HUP, WINCH, TSTP and CONT (what a terminal or job
+control sends to a whole job) go to the whole tree; TERM, USR1, USR2 and ALRM
+go to the program, as if sent to it (--foreground: all to the program). One
+the terminal already delivered to a program in pkit's process group (Ctrl-C,
+Ctrl-\\, a resize) is not sent twice and never ends the run: a REPL survives
+Ctrl-C. Ctrl-Z stops the tree and pkit; `fg` continues both. A second TERM or
+HUP (or INT/QUIT sent with kill) starts pkit's teardown: --signal to the
+whole tree, SIGKILL after --kill-after; a third kills at once. With -k, the
+first such signal also arms that SIGKILL, as in timeout(1).
+
+Exit status: the program's own code; 124 on timeout (the program's status
+with --preserve-status); 137 when SIGKILL was needed after --kill-after; a
+program killed by a signal makes pkit end by the same signal (as
+timeout(1); --no-reraise exits 128+N instead); 125 pkit failed; 126 not
+executable; 127 not found.
+
+Sizes: K, M, G, T are powers of 1024 (512M); KB, MB, GB, TB powers of 1000.
+Durations: 10 (seconds), 1.5, 1e3, 500ms, 2m, 1h, 1d, 1m30s; 0 = no timeout.
+File descriptors above 2 are closed in the program unless --keep-fd.";
+
+#[derive(Parser)]
+#[command(
+    name = "pkit",
+    version,
+    about = "Run programs so that nothing they spawn outlives them.",
+    after_help = ROOT_EXAMPLES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run a program in a kill-on-drop container and mirror its exit status.
+    ///
+    /// A drop-in for timeout(1) (same flags and exit statuses), systemd-run
+    /// --scope (caps, a cgroup for the whole tree) and /usr/bin/time
+    /// (--stats), with a JSON report.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(Box<RunArgs>),
+    /// Say what containment this host offers, and why.
+    Doctor {
+        /// Print one JSON object instead of prose.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Send --signal to the whole tree after DUR (0: no timeout).
+    #[arg(long, value_parser = duration::parse, value_name = "DUR", allow_hyphen_values = true)]
+    pub timeout: Option<Duration>,
+    /// The signal for the timeout and for pkit's teardown [default: TERM].
+    #[arg(short = 's', long, value_parser = signame::parse, value_name = "SIG")]
+    pub signal: Option<i32>,
+    /// Send SIGKILL if the tree still runs DUR after --signal (also after a
+    /// forwarded TERM/HUP, as timeout(1)) [default for the timeout and the
+    /// teardown: 10s; 0: SIGKILL at once].
+    #[arg(short = 'k', long, visible_alias = "grace", value_parser = duration::parse,
+          value_name = "DUR", allow_hyphen_values = true)]
+    pub kill_after: Option<Duration>,
+    /// On timeout, exit with the program's status instead of 124.
+    #[arg(long)]
+    pub preserve_status: bool,
+    /// Forward signals, and send the timeout's signal, to the program only,
+    /// not to the whole tree (the tree still ends when the program does).
+    #[arg(long)]
+    pub foreground: bool,
+    /// Say on stderr each signal pkit sends, and what teardown verified.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// No notes or end-of-run messages on stderr (errors still are).
+    #[arg(short = 'q', long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When the program is killed by signal N, exit 128+N instead of
+    /// ending pkit by the same signal.
+    #[arg(long)]
+    pub no_reraise: bool,
+    /// Containment mechanism (default: PKIT_MECHANISM, else auto). `cgroup`
+    /// refuses to run without one.
+    #[arg(long, value_enum)]
+    pub mechanism: Option<MechanismArg>,
+    /// Write the JSON report (schema 1) as the last line of stderr.
+    #[arg(long, conflicts_with_all = ["json_file", "json_fd"])]
+    pub json: bool,
+    /// Write the JSON report to PATH (created or truncated).
+    #[arg(long, value_name = "PATH", conflicts_with = "json_fd")]
+    pub json_file: Option<PathBuf>,
+    /// Write the JSON report to inherited file descriptor N (3 or more).
+    #[arg(long, value_name = "N")]
+    pub json_fd: Option<i32>,
+    /// Capture stdout and stderr (stdin is left alone): into the report,
+    /// or printed at the end without one.
+    #[arg(long)]
+    pub capture: bool,
+    /// With --capture, keep at most SIZE of each stream [default: 16M].
+    #[arg(long, value_parser = size::parse, value_name = "SIZE", requires = "capture")]
+    pub capture_limit: Option<u64>,
+    /// With --capture, which end of a stream over the limit is kept.
+    #[arg(long, value_enum, value_name = "END", requires = "capture")]
+    pub capture_keep: Option<KeepArg>,
+    /// Report CPU (user, system), peak memory, faults, context switches and
+    /// I/O for the whole tree (in the report, or on stderr like time -v).
+    #[arg(long)]
+    pub stats: bool,
+    /// Cap the whole tree's memory (512M, 2G; swap included where the host
+    /// caps it).
+    #[arg(long, value_parser = size::parse, value_name = "SIZE")]
+    pub memory_max: Option<u64>,
+    /// Cap the number of live processes (and threads) in the tree.
+    #[arg(long, value_name = "N")]
+    pub max_procs: Option<u64>,
+    /// Cap the tree's CPU use, in cores (0.5 = half a core).
+    #[arg(long, value_name = "CORES")]
+    pub cpu: Option<f64>,
+    /// Run the program in DIR.
+    #[arg(short = 'C', long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Set an environment variable for the program (repeatable).
+    #[arg(short = 'E', long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(OsString, OsString)>,
+    /// Start the program with an empty environment (then -E adds to it).
+    #[arg(short = 'i', long)]
+    pub env_clear: bool,
+    /// The program to run.
+    #[arg(required = true, value_name = "PROGRAM")]
+    pub program: OsString,
+    /// Its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MechanismArg {
+    Auto,
+    Cgroup,
+    Pgroup,
+}
+
+impl From<MechanismArg> for pkit::MechanismChoice {
+    fn from(m: MechanismArg) -> Self {
+        match m {
+            MechanismArg::Auto => pkit::MechanismChoice::Auto,
+            MechanismArg::Cgroup => pkit::MechanismChoice::Cgroup,
+            MechanismArg::Pgroup => pkit::MechanismChoice::ProcessGroup,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KeepArg {
+    Head,
+    Tail,
+}
+
+fn parse_env(text: &str) -> Result<(OsString, OsString), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        _ => Err("expected K=V".into()),
+    }
+}
+
+/// The duration flags whose value a unit word may wrongly follow.
+const DURATION_FLAGS: [&str; 4] = ["--timeout", "--kill-after", "--grace", "-k"];
+
+/// Unit words that, right after a bare number, are a misplaced unit rather
+/// than a program.
+const UNIT_WORDS: [&str; 14] = [
+    "ms", "s", "m", "h", "d", "sec", "secs", "second", "seconds", "min", "mins", "minutes",
+    "hours", "days",
+];
+
+/// Checks clap can't make: `--timeout 2 s` would otherwise run a program
+/// named `s`. Refused, with the fix; `--timeout 2 -- s` still runs `s`.
+pub fn check_raw(args: impl Iterator<Item = OsString>) -> Result<(), String> {
+    let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            break;
+        }
+        let (flag, value, next) = if DURATION_FLAGS.contains(&a.as_str()) {
+            (a.as_str(), args.get(i + 1), args.get(i + 2))
+        } else if let Some((flag, _)) = a.split_once('=') {
+            if !DURATION_FLAGS.contains(&flag) {
+                i += 1;
+                continue;
+            }
+            (flag, Some(&args[i]), args.get(i + 1))
+        } else {
+            i += 1;
+            continue;
+        };
+        let value = value.map(|v| v.split_once('=').map_or(v.as_str(), |(_, v)| v));
+        if let (Some(v), Some(n)) = (value, next) {
+            if duration::is_unitless(v) && UNIT_WORDS.contains(&n.as_str()) {
+                return Err(format!(
+                    "`{flag} {v} {n}`: write the unit attached ({v}{u}); to run a program \
+                     named `{n}`, put `--` before it",
+                    u = n.chars().next().unwrap_or('s')
+                ));
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_raw;
+
+    fn check(args: &[&str]) -> Result<(), String> {
+        check_raw(args.iter().map(Into::into))
+    }
+
+    #[test]
+    fn unit_words_after_a_bare_number() {
+        assert!(check(&["run", "--timeout", "2", "s"]).is_err());
+        assert!(check(&["run", "--timeout=2", "s"]).is_err());
+        assert!(check(&["run", "-k", "1", "seconds", "x"]).is_err());
+        assert!(check(&["run", "--timeout", "2", "--", "s"]).is_ok());
+        assert!(check(&["run", "--timeout", "2s", "s"]).is_ok());
+        assert!(check(&["run", "--timeout", "2", "sleep", "1"]).is_ok());
+    }
+}

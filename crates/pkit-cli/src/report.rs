@@ -1,0 +1,169 @@
+//! The JSON report (schema 1; `schema/run-report.schema.json`): a fixed
+//! key set on every run, `null` where a key does not apply.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cgstats::TreeStats;
+
+/// The report's schema version; bumped on any incompatible change.
+pub const SCHEMA: u32 = 1;
+
+/// One run, as scripts read it.
+#[derive(Serialize, Debug, Default)]
+pub struct Report {
+    pub schema: u32,
+    pub program: String,
+    /// `exited`, `signalled`, `timed_out` or `error`.
+    pub outcome: &'static str,
+    /// The program's exit code, when it exited (also after a timeout).
+    pub exit_code: Option<i32>,
+    /// The signal that ended the program, when one did.
+    pub signal: Option<i32>,
+    /// Its name (`SIGTERM`), or null for an unnamed (real-time) signal.
+    pub signal_name: Option<&'static str>,
+    pub timed_out: bool,
+    /// SIGKILL was needed after the grace (--kill-after).
+    pub killed_after_grace: bool,
+    /// The status pkit ends with, as a shell's `$?` shows it (128+N when
+    /// pkit re-raises signal N).
+    pub exit_status: u8,
+    pub pid: Option<u32>,
+    /// From the start of the program (or of the attempt) to the end of the
+    /// teardown, in microseconds.
+    pub duration_us: u64,
+    /// `cgroup-v2` or `process-group`; null when no container was made.
+    pub mechanism: Option<&'static str>,
+    /// Signals pkit received during the run, in order (`SIGTERM`, …).
+    pub signals_received: Vec<String>,
+    /// Processes of the tree still running when the program ended (then
+    /// killed).
+    pub leftover_processes: Option<u64>,
+    /// Processes found in the container after teardown: 0 is what was
+    /// verified; null when it could not be checked.
+    pub processes_left: Option<u64>,
+    /// The kernel's OOM killer killed a process of the tree (null: no
+    /// memory cgroup to ask).
+    pub oom_killed: Option<bool>,
+    pub error: Option<String>,
+    /// snake_case: `not_found`, `not_executable`, `current_dir`, `spawn`,
+    /// `resource_limit`, `mechanism_unavailable`, `invalid_input`,
+    /// `unsupported`, `io`, `usage`, `other`.
+    pub error_kind: Option<&'static str>,
+    pub stdout: Option<Stream>,
+    pub stderr: Option<Stream>,
+    pub stats: Option<TreeStats>,
+}
+
+/// A captured stream.
+#[derive(Serialize, Debug)]
+pub struct Stream {
+    /// `utf-8` when the bytes are valid UTF-8 (then `data` is the text),
+    /// else `base64`.
+    pub encoding: &'static str,
+    pub data: String,
+    /// Bytes the program wrote to the stream, kept or not.
+    pub bytes_total: u64,
+    /// Bytes in `data` (decoded).
+    pub bytes_kept: u64,
+    pub truncated: bool,
+}
+
+impl Stream {
+    pub fn new(bytes: &[u8], total: u64, truncated: bool) -> Stream {
+        let (encoding, data) = match std::str::from_utf8(bytes) {
+            Ok(text) => ("utf-8", text.to_string()),
+            Err(_) => ("base64", base64(bytes)),
+        };
+        Stream {
+            encoding,
+            data,
+            bytes_total: total,
+            bytes_kept: bytes.len() as u64,
+            truncated,
+        }
+    }
+}
+
+/// Standard base64 with padding (RFC 4648).
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Where the report goes.
+pub enum Sink {
+    None,
+    Stderr,
+    File(File),
+}
+
+impl Sink {
+    /// Opens the destination chosen on the command line, before the run
+    /// (so a bad path fails early).
+    pub fn open(json: bool, file: Option<&Path>, fd: Option<i32>) -> io::Result<Sink> {
+        if let Some(path) = file {
+            return File::create(path).map(Sink::File);
+        }
+        if let Some(fd) = fd {
+            return crate::sys::inherited_fd(fd).map(Sink::File);
+        }
+        Ok(if json { Sink::Stderr } else { Sink::None })
+    }
+
+    pub fn is_some(&self) -> bool {
+        !matches!(self, Sink::None)
+    }
+
+    /// Writes `report` as one line.
+    pub fn write(&mut self, report: &Report) {
+        let mut line = match serde_json::to_vec(report) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("pkit: cannot encode the report: {e}");
+                return;
+            }
+        };
+        line.push(b'\n');
+        let result = match self {
+            Sink::None => Ok(()),
+            Sink::Stderr => io::stderr().lock().write_all(&line),
+            Sink::File(f) => f.write_all(&line).and_then(|()| f.flush()),
+        };
+        if let Err(e) = result {
+            eprintln!("pkit: cannot write the report: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(super::base64(&[0xff, 0xfe]), "//4=");
+    }
+}

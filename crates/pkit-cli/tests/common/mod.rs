@@ -1,0 +1,122 @@
+//! Helpers shared by the CLI's test files: run the real `pkit` binary,
+//! read its report, and check that processes are really gone.
+
+#![allow(dead_code)]
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const MECHANISMS: [&str; 2] = ["cgroup", "pgroup"];
+
+pub fn pkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pkit"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    pkit().args(args).output().expect("pkit runs")
+}
+
+/// The status a shell's `$?` shows: the code, or 128+N for signal N.
+pub fn shell_status(s: ExitStatus) -> i32 {
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// The JSON report: the last line of stderr (`--json`).
+pub fn report(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stderr);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+/// A fresh temporary path.
+pub fn temp_path(what: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "pkit-cli-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+pub fn pid_file() -> PathBuf {
+    temp_path("pids")
+}
+
+/// Polls `file` until it has `want` lines that are numbers.
+pub fn read_pids(file: &Path, want: usize) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.len() >= want {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "pids never appeared in {file:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `file` until it contains `needle`.
+pub fn wait_for_text(file: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in {file:?}: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The state letter of `pid` (`R`, `S`, `T`, `Z`, …), if it exists.
+pub fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+/// Polls until `pid` is in state `want`.
+pub fn wait_state(pid: i32, want: char) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(pid) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never reached state {want} (is {:?})",
+            state(pid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Gone: no /proc entry, or a zombie waiting for init to reap it.
+pub fn pid_gone(pid: i32) -> bool {
+    matches!(state(pid), None | Some('Z') | Some('X'))
+}
+
+pub fn assert_all_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pids.iter().all(|&p| pid_gone(p)) {
+        assert!(Instant::now() < deadline, "still alive: {pids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn tree_script(file: &Path) -> String {
+    format!(
+        "sleep 300 & echo $! >> {f}; sleep 300 & echo $! >> {f}; echo $$ >> {f}; wait",
+        f = file.display()
+    )
+}
+
+/// Sends `sig` to `pid` (our own unreaped child).
+pub fn kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}

@@ -1,0 +1,232 @@
+//! Signals to `pkit run`: forwarded to the program (or its tree) the way a
+//! wrapper should, never pkit's own teardown on the first one, a REPL
+//! survives Ctrl-C from a real terminal, Ctrl-Z stops and `fg` resumes.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn term_reaches_the_programs_trap_and_its_exit_is_pkits() {
+    for m in MECHANISMS {
+        let ready = temp_path("ready");
+        let mut child = pkit()
+            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c"])
+            .arg(format!(
+                "trap 'echo got TERM; exit 0' TERM; echo up > {}; while :; do sleep 0.05; done",
+                ready.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_text(&ready, "up");
+        kill(child.id(), libc::SIGTERM);
+        let status = child.wait().unwrap();
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        std::fs::remove_file(&ready).unwrap();
+        assert_eq!(status.code(), Some(0), "{m}: the trap's exit status");
+        assert_eq!(stdout, "got TERM\n", "{m}");
+    }
+}
+
+#[test]
+fn other_signals_reach_the_program_and_do_not_end_pkit() {
+    for m in MECHANISMS {
+        let log = temp_path("log");
+        let script = format!(
+            "for s in USR1 USR2 ALRM WINCH CONT HUP QUIT; do trap \"echo $s >> {f}\" $s; done; \
+             trap 'echo TERM >> {f}; exit 0' TERM; echo up >> {f}; \
+             while :; do sleep 0.05; done",
+            f = log.display()
+        );
+        let mut child = pkit()
+            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_text(&log, "up");
+        for (sig, name) in [
+            (libc::SIGUSR1, "USR1"),
+            (libc::SIGUSR2, "USR2"),
+            (libc::SIGALRM, "ALRM"),
+            (libc::SIGWINCH, "WINCH"),
+            (libc::SIGCONT, "CONT"),
+            (libc::SIGHUP, "HUP"),
+        ] {
+            kill(child.id(), sig);
+            wait_for_text(&log, name);
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{m}: pkit ended on {name}"
+            );
+        }
+        kill(child.id(), libc::SIGTERM);
+        let status = child.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!(status.code(), Some(0), "{m}: {text}");
+        assert!(text.contains("TERM"), "{m}: {text}");
+    }
+}
+
+#[test]
+fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
+    for m in MECHANISMS {
+        let file = pid_file();
+        // The whole tree ignores TERM: only SIGKILL ends it.
+        let script = format!("trap '' TERM; {}", tree_script(&file));
+        let mut child = pkit()
+            .args(["run", "-q", "-k", "500ms", "--mechanism", m])
+            .args(["--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        kill(child.id(), libc::SIGTERM);
+        // -k arms SIGKILL after the first TERM (as timeout -k does) ...
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{m}");
+        assert_all_gone(&pids);
+        std::fs::remove_file(&file).unwrap();
+
+        // ... without -k, the first TERM is only forwarded; the second
+        // starts the teardown (TERM, then KILL after the grace).
+        let file = pid_file();
+        let script = format!("trap '' TERM; {}", tree_script(&file));
+        let mut child = pkit()
+            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        kill(child.id(), libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{m}: one TERM ended it"
+        );
+        assert!(
+            pids.iter().all(|&p| !pid_gone(p)),
+            "{m}: the tree was touched"
+        );
+        kill(child.id(), libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(100));
+        // A third signal kills at once (the grace is 10 s by default).
+        kill(child.id(), libc::SIGTERM);
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{m}");
+        assert_all_gone(&pids);
+        std::fs::remove_file(&file).unwrap();
+    }
+}
+
+#[test]
+fn tstp_stops_the_tree_and_pkit_and_cont_resumes_both() {
+    for m in MECHANISMS {
+        let file = pid_file();
+        let script = format!("echo $$ > {}; while :; do sleep 0.05; done", file.display());
+        let mut child = pkit()
+            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let sh = read_pids(&file, 1)[0];
+        let pkit_pid = child.id() as i32;
+        // kill -TSTP to pkit, as a shell user would with `kill -TSTP`.
+        kill(child.id(), libc::SIGTSTP);
+        wait_state(sh, 'T');
+        wait_state(pkit_pid, 'T');
+        // `fg` sends SIGCONT to the job's process group: pkit's.
+        // SAFETY: signalling the process group our own unreaped child leads.
+        assert_eq!(unsafe { libc::killpg(pkit_pid, libc::SIGCONT) }, 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while state(sh) == Some('T') || state(pkit_pid) == Some('T') {
+            assert!(std::time::Instant::now() < deadline, "{m}: not resumed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(child.id(), libc::SIGINT);
+        let status = child.wait().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGINT), "{m}");
+        assert_all_gone(&[sh]);
+    }
+}
+
+/// A Python REPL under `pkit run` on a real pseudo-terminal: Ctrl-C gives
+/// one KeyboardInterrupt and the REPL goes on, as without pkit.
+#[test]
+fn a_repl_survives_ctrl_c_from_a_terminal() {
+    let driver = r#"
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+def read_until(needle, secs=20):
+    global out
+    end = time.time() + secs
+    while needle not in out:
+        left = end - time.time()
+        if left <= 0:
+            sys.stdout.write("TIMEOUT waiting for %r; got %r\n" % (needle, out))
+            sys.exit(3)
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+read_until(b">>> ")
+os.write(fd, b"import time\n")
+read_until(b">>> ", 20)
+out = b""
+os.write(fd, b"time.sleep(30)\n")
+time.sleep(0.5)
+os.write(fd, b"\x03")
+read_until(b"KeyboardInterrupt")
+read_until(b">>> ")
+os.write(fd, b"print(6 * 7)\n")
+read_until(b"42")
+os.write(fd, b"raise SystemExit(5)\n")
+_, status = os.waitpid(pid, 0)
+sys.stdout.write("interrupts=%d status=%d resent=%d\n" % (out.count(b"KeyboardInterrupt"), os.waitstatus_to_exitcode(status), out.count(b"sending SIGINT")))
+"#;
+    // Under the cgroup mechanism the REPL shares pkit's process group, the
+    // terminal's foreground group, so it can read the terminal.
+    let out = std::process::Command::new("python3")
+        .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+        .args([
+            "run",
+            "-v",
+            "--mechanism",
+            "cgroup",
+            "--",
+            "python3",
+            "-q",
+            "-i",
+        ])
+        .env("PYTHONSTARTUP", "")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        // The terminal delivered the SIGINT to the REPL: pkit (-v says what
+        // it sends) must not send it a second one.
+        text.contains("interrupts=1 status=5 resent=0"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
