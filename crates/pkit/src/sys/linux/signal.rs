@@ -1,4 +1,5 @@
-//! Sending signals: by pidfd where we hold one, else by pid.
+//! Sending signals to single processes: always through a pidfd, never by
+//! pid number (a number can be reused once its process is reaped).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -17,21 +18,6 @@ pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
             0u32,
         )
     };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
-    } else {
-        Err(err)
-    }
-}
-
-/// `kill(2)` on one pid; `ESRCH` is not an error.
-pub(crate) fn kill_pid(pid: i32, sig: i32) -> io::Result<()> {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(pid, sig) };
     if rc == 0 {
         return Ok(());
     }
