@@ -71,6 +71,12 @@ pub(crate) struct OutputPlan {
 pub const DEFAULT_BUFFER_LINES: usize = 1024;
 /// The default cap on one line: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// How much of each output stream a process started with
+/// [`Group::start`](crate::Group::start) keeps for its
+/// [`wait`](crate::RunningProcess::wait) unless the command sets a
+/// [`capture_limit`](Command::capture_limit): the last 1 MiB (every byte is
+/// still counted). The verbs capture everything, as `std` does.
+pub const DEFAULT_START_CAPTURE_BYTES: usize = 1 << 20;
 /// How long a tree gets to exit after a [`Command::timeout_signal`] given
 /// without a [`Command::grace`]: 10 s, as `docker stop`.
 pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
@@ -374,6 +380,10 @@ impl Command {
     /// Bounds the captured stdout and stderr to `bytes` each, with
     /// `policy` deciding what is kept (or that the run fails). The
     /// [`Output`] says when something was cut and how much was seen.
+    ///
+    /// Without it the verbs keep everything and a started process keeps
+    /// the last [`DEFAULT_START_CAPTURE_BYTES`]; `usize::MAX` keeps
+    /// everything in both.
     pub fn capture_limit(mut self, bytes: usize, policy: CapturePolicy) -> Command {
         self.io.capture_limit = Some(bytes);
         self.io.capture_policy = policy;

@@ -176,9 +176,16 @@ impl Group {
     ///
     /// The command's `timeout` and `grace` apply to the verbs only; a
     /// started process runs until it exits or the group ends.
+    ///
+    /// Its output is drained in the background and what is kept is bounded
+    /// (the last [`DEFAULT_START_CAPTURE_BYTES`](crate::DEFAULT_START_CAPTURE_BYTES)
+    /// of each stream unless the command sets a
+    /// [`capture_limit`](Command::capture_limit)): a process whose output
+    /// nobody reads keeps running; see [`RunningProcess`].
     pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
         let opts = crate::launch::StartOpts {
             stream_lines: cmd.io.stream_lines,
+            bounded_capture: true,
             ..Default::default()
         };
         self.start_with(cmd, opts)

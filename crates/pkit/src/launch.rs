@@ -35,6 +35,9 @@ pub(crate) struct StartOpts {
     pub limit: Option<Arc<LimitFlag>>,
     /// The child's stdout end of a pipeline pipe, replacing the command's.
     pub stdout: Option<sys::ChildIo>,
+    /// A started process (not a verb's): without a capture limit of the
+    /// command's, keep only the last `DEFAULT_START_CAPTURE_BYTES`.
+    pub bounded_capture: bool,
 }
 
 pub(crate) fn start(
@@ -47,6 +50,7 @@ pub(crate) fn start(
         stdin: stdin_over,
         stdout: stdout_over,
         limit,
+        bounded_capture,
     } = opts;
     let program = cmd.display_name();
     let prepared = prepare(cmd, &program)?;
@@ -113,7 +117,7 @@ pub(crate) fn start(
         stdout: stdout_parent,
         stderr: stderr_parent,
     };
-    if let Err(e) = wire(&mut proc, cmd, stream_lines, pipes) {
+    if let Err(e) = wire(&mut proc, cmd, stream_lines, bounded_capture, pipes) {
         let _ = proc.kill();
         return Err(Error::io(
             format!("{}: wiring its stdio", proc.program()),
@@ -135,6 +139,7 @@ fn wire(
     proc: &mut RunningProcess,
     cmd: &Command,
     stream_lines: bool,
+    bounded_capture: bool,
     pipes: Pipes,
 ) -> io::Result<()> {
     let Pipes {
@@ -152,11 +157,18 @@ fn wire(
     };
     let dropped = Arc::new(AtomicU64::new(0));
     let limit = proc.limit.clone();
+    let (capture_limit, capture_policy) = match plan.capture_limit {
+        None if bounded_capture => (
+            Some(crate::command::DEFAULT_START_CAPTURE_BYTES),
+            CapturePolicy::KeepTail,
+        ),
+        other => (other, plan.capture_policy),
+    };
     let stream_plan = |kind: StreamKind| StreamPlan {
         kind,
         // With a line stream the output goes there; capture would grow
         // without bound.
-        capture: (!stream_lines).then(|| CaptureBuf::new(plan.capture_limit, plan.capture_policy)),
+        capture: (!stream_lines).then(|| CaptureBuf::new(capture_limit, capture_policy)),
         tee: match kind {
             StreamKind::Stdout => plan.stdout_tee.clone(),
             StreamKind::Stderr => plan.stderr_tee.clone(),

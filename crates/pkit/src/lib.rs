@@ -76,7 +76,8 @@ struct ReadmeDoctests;
 pub use batch::{output_all, output_unordered, Completions};
 pub use cancel::CancelToken;
 pub use command::{
-    Command, Stdio, DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT_GRACE,
+    Command, Stdio, DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
+    DEFAULT_TIMEOUT_GRACE,
 };
 pub use error::{Error, ErrorKind, NotReadyReason, Result};
 pub use group::{Group, GroupBuilder, ShutdownReport};

@@ -217,6 +217,7 @@ impl Pipe {
                 stdin: next_stdin.take(),
                 stdout: write,
                 limit: Some(limit.clone()),
+                bounded_capture: false,
             };
             // On error, dropping the group kills the stages already started.
             procs.push(group.start_with(cmd, opts)?);

@@ -28,7 +28,10 @@ impl RunningProcess {
     /// Waits until a line (stdout or stderr) satisfies `pred` and returns
     /// it. Needs [`Command::stream_lines`](crate::Command::stream_lines);
     /// the lines it reads are consumed (they don't reach
-    /// [`lines`](Self::lines) afterwards).
+    /// [`lines`](Self::lines) afterwards). Once it returns, the stream is
+    /// back to "not taken": the lines that follow wait for
+    /// [`lines`](Self::lines) up to `buffer_lines`, later ones are dropped
+    /// and counted, and the process is never stalled by them.
     ///
     /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
     /// process exits first (after looking at every line it wrote), or when
@@ -45,6 +48,11 @@ impl RunningProcess {
                 "{program}: wait_for_line needs Command::stream_lines, and the line stream not taken"
             )));
         };
+        // While the probe reads, the queue applies the command's overflow
+        // policy (no line the probe waits for is dropped); afterwards it is
+        // left unheld again, so a server that goes on logging is not
+        // stalled by lines nobody reads.
+        let _held = lines.hold_for_now();
         let not_ready = |reason| Error::NotReady {
             program: program.clone(),
             reason,

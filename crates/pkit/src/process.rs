@@ -23,11 +23,20 @@ use crate::sys::{self, ChildHandle, ExitStatus, Mechanism};
 ///
 /// Its piped stdout and stderr are read concurrently in the background from
 /// the moment it starts (so it can never block on a full pipe), and handed
-/// over by [`wait`](Self::wait).
+/// over by [`wait`](Self::wait). What is kept is bounded: unless the
+/// command sets [`capture_limit`](crate::Command::capture_limit), the last
+/// [`DEFAULT_START_CAPTURE_BYTES`](crate::DEFAULT_START_CAPTURE_BYTES)
+/// (1 MiB) of each stream, every byte counted; with
+/// [`stream_lines`](crate::Command::stream_lines), at most
+/// [`buffer_lines`](crate::Command::buffer_lines) lines until the stream
+/// is taken (see [`lines`](Self::lines)). A process whose output nobody
+/// reads keeps running and costs the owner a bounded amount of memory.
 ///
 /// The process belongs to its group: dropping this handle neither kills nor
 /// orphans it (it lives until it exits or the group is torn down, and is
-/// reaped either way); dropping the group kills it.
+/// reaped either way); its output goes on being drained and discarded, so
+/// a chatty child neither blocks nor dies of SIGPIPE. Dropping the group
+/// kills it.
 pub struct RunningProcess {
     program: String,
     pid: u32,
@@ -75,14 +84,29 @@ impl RunningProcess {
     /// The merged stream of stdout and stderr lines (needs
     /// [`Command::stream_lines`](crate::Command::stream_lines)). It can be
     /// taken once; later calls, or a command without `stream_lines`, give an
-    /// empty stream. Dropping it is fine: the output keeps being drained,
-    /// so the child never blocks.
+    /// empty stream.
+    ///
+    /// Take it right after the start to see every line: until it is taken
+    /// (and while no [`wait_for_line`](Self::wait_for_line) reads it), up to
+    /// [`buffer_lines`](crate::Command::buffer_lines) lines wait for it and
+    /// later ones are dropped and counted in
+    /// [`dropped_lines`](Self::dropped_lines), so a process whose stream
+    /// nobody reads never blocks. Once taken, the command's
+    /// [`overflow`](crate::Command::overflow) policy applies: under the
+    /// default backpressure a consumer that stops reading stalls the child,
+    /// so drain it concurrently with [`wait`](Self::wait). Dropping it is
+    /// fine: the output keeps being drained, so the child never blocks.
     pub fn lines(&mut self) -> Lines {
-        self.lines.take().unwrap_or(Lines { rx: None })
+        let lines = self.lines.take().unwrap_or(Lines { rx: None });
+        if let Some(rx) = &lines.rx {
+            rx.hold(true);
+        }
+        lines
     }
 
     /// How many lines were dropped because the stream was full under
-    /// [`Overflow::DropNewest`](crate::Overflow::DropNewest).
+    /// [`Overflow::DropNewest`](crate::Overflow::DropNewest), or while
+    /// nobody had taken it (see [`lines`](Self::lines)).
     pub fn dropped_lines(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -242,16 +266,20 @@ impl RunningProcess {
 }
 
 impl Drop for RunningProcess {
+    /// Neither kills nor orphans the process: its output goes on being
+    /// drained (and discarded; a tee, a callback and a taken line stream
+    /// still get it) until it and its descendants close their ends — at the
+    /// latest when the group ends — and its stdin input goes on being fed.
     fn drop(&mut self) {
-        if let Some(t) = self.stdin_task.take() {
-            t.abort();
-        }
-        for mut r in [self.stdout.take(), self.stderr.take()]
+        for r in [self.stdout.take(), self.stderr.take()]
             .into_iter()
             .flatten()
         {
-            r.abort();
+            r.detach();
         }
+        // A feeding task (stdin bytes or reader) is left to finish: it ends
+        // once everything is written or the child closes its stdin.
+        drop(self.stdin_task.take());
     }
 }
 

@@ -141,6 +141,33 @@ async fn a_started_process_never_blocks_on_a_full_pipe() {
         }
         let out = p.wait().await.expect("wait");
         assert!(out.success(), "{choice}: {out:?}");
+        // A started process keeps the last DEFAULT_START_CAPTURE_BYTES of
+        // each stream, and counts every byte.
+        assert_eq!(out.stdout().len(), pkit::DEFAULT_START_CAPTURE_BYTES);
+        assert_eq!(out.stderr().len(), pkit::DEFAULT_START_CAPTURE_BYTES);
+        assert_eq!(out.stdout_total_bytes(), 4 << 20);
+        assert_eq!(out.stderr_total_bytes(), 4 << 20);
+        assert!(out.stdout_truncated() && out.stderr_truncated());
+
+        // usize::MAX as the capture limit keeps everything.
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args([
+                        "-c",
+                        "head -c 4194304 /dev/zero; head -c 4194304 /dev/zero >&2",
+                    ])
+                    .capture_limit(usize::MAX, pkit::CapturePolicy::KeepHead),
+            )
+            .expect("start");
+        while !p.has_exited() {
+            assert!(
+                std::time::Instant::now() < deadline + DEADLINE,
+                "{choice}: stuck"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        let out = p.wait().await.expect("wait");
         assert_eq!(out.stdout().len(), 4 << 20);
         assert_eq!(out.stderr().len(), 4 << 20);
     }

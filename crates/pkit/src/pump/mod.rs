@@ -123,6 +123,9 @@ pub(crate) struct StreamPlan {
 pub(crate) struct Reader {
     task: JoinHandle<Captured>,
     stop: Arc<Notify>,
+    /// Set when the process's handle is dropped: the reader goes on
+    /// draining the pipe until end of file, but keeps nothing.
+    detached: Arc<AtomicBool>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -136,8 +139,13 @@ impl Reader {
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run(rx, plan, stop.clone()));
-        Ok(Reader { task, stop })
+        let detached = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(rx, plan, stop.clone(), detached.clone()));
+        Ok(Reader {
+            task,
+            stop,
+            detached,
+        })
     }
 
     /// Stops reading — after taking what is already in the pipe, even if an
@@ -147,10 +155,15 @@ impl Reader {
         self.task.await.unwrap_or_default()
     }
 
-    /// Stops the reader without waiting for it. (A blocking thread it
-    /// handed off to wakes on its closed stop pipe and ends.)
-    pub(crate) fn abort(&mut self) {
-        self.task.abort();
+    /// Lets the reader go on without its owner: it drops what it captured
+    /// and keeps draining the pipe (tee, callbacks and a taken line stream
+    /// still get their lines) until end of file, so the child never blocks
+    /// on a full pipe or dies of SIGPIPE. The child's end closes when it
+    /// and its descendants exit, at the latest when the group ends.
+    pub(crate) fn detach(self) {
+        self.detached.store(true, Ordering::Release);
+        // Dropping the handle leaves the task running.
+        drop(self.task);
     }
 }
 
@@ -161,13 +174,15 @@ async fn capture_on_thread(
     capture: CaptureBuf,
     limit: Arc<LimitFlag>,
     stop: &Notify,
+    detached: Arc<AtomicBool>,
 ) -> Captured {
     let (stop_r, stop_w) = match crate::sys::stop_pipe() {
         Ok(pair) => pair,
         Err(_) => return capture.finish(),
     };
-    let mut thread =
-        tokio::task::spawn_blocking(move || capture_blocking(fd, stop_r, capture, &limit));
+    let mut thread = tokio::task::spawn_blocking(move || {
+        capture_blocking(fd, stop_r, capture, &limit, &detached)
+    });
     let done = tokio::select! {
         done = &mut thread => done,
         () = stop.notified() => {
@@ -185,11 +200,18 @@ fn capture_blocking(
     stop: OwnedFd,
     mut capture: CaptureBuf,
     limit: &LimitFlag,
+    detached: &AtomicBool,
 ) -> Captured {
     use crate::sys::ReadStep;
     use std::os::fd::AsFd;
     let mut scratch = Vec::new();
+    let mut discarding = false;
     loop {
+        if !discarding && detached.load(Ordering::Acquire) {
+            // Nobody will collect the capture: keep draining, keep nothing.
+            capture = CaptureBuf::new(Some(0), CapturePolicy::KeepHead);
+            discarding = true;
+        }
         let direct = capture.direct().is_some();
         let step = match capture.direct() {
             Some(buf) => crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), buf, BIG_READ_CHUNK),
@@ -224,6 +246,7 @@ async fn run(
     mut rx: tokio::net::unix::pipe::Receiver,
     plan: StreamPlan,
     stop: Arc<Notify>,
+    detached: Arc<AtomicBool>,
 ) -> Captured {
     let mut sinks = Sinks::new(plan);
     let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK);
@@ -236,6 +259,10 @@ async fn run(
         Stop,
     }
     loop {
+        if sinks.capture.is_some() && detached.load(Ordering::Acquire) {
+            // Nobody will collect the capture: free it, keep draining.
+            sinks.capture = None;
+        }
         // Where the read goes: straight into an unbounded capture when
         // nothing else is fed (no copy), into the splitter's buffer when
         // undecoded lines are wanted, else into a chunk buffer.
@@ -282,7 +309,7 @@ async fn run(
             if sinks.capture_only() {
                 let capture = sinks.capture.take().expect("checked by capture_only");
                 return match rx.into_nonblocking_fd() {
-                    Ok(fd) => capture_on_thread(fd, capture, sinks.limit, &stop).await,
+                    Ok(fd) => capture_on_thread(fd, capture, sinks.limit, &stop, detached).await,
                     Err(_) => capture.finish(),
                 };
             }

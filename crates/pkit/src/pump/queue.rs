@@ -20,6 +20,11 @@ struct State {
     capacity: usize,
     senders: usize,
     receiver: bool,
+    /// Someone consumes the queue: the stream was taken, or a probe reads
+    /// it. Until then (and after a probe) backpressure would stall the
+    /// child on a queue nobody drains, so lines that don't fit are dropped
+    /// and counted whatever the overflow policy.
+    held: bool,
     /// The consumer, waiting for lines (or the end).
     consumer: Option<Waker>,
 }
@@ -45,6 +50,7 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
             capacity: capacity.max(1),
             senders: 1,
             receiver: true,
+            held: false,
             consumer: None,
         }),
         writable: Notify::new(),
@@ -115,7 +121,7 @@ impl Sender {
                 } else {
                     None
                 };
-                if overflow == Overflow::DropNewest {
+                if overflow == Overflow::DropNewest || !st.held {
                     if let Some(left) = rest.take() {
                         dropped.fetch_add(left.len() as u64, Ordering::Relaxed);
                         // The dropped lines' text must not stay alive
@@ -143,6 +149,24 @@ impl Sender {
     }
 }
 
+fn hold(shared: &Shared, held: bool) {
+    shared.lock().held = held;
+    if !held {
+        shared.writable.notify_waiters();
+    }
+}
+
+/// See [`Receiver::hold_for_now`].
+pub(crate) struct HoldGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        hold(&self.shared, false);
+    }
+}
+
 /// The consumer's end.
 pub(crate) struct Receiver {
     shared: Arc<Shared>,
@@ -158,6 +182,22 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
+    /// Says whether someone consumes the queue now (see `State::held`).
+    /// Letting go wakes the producers waiting for room, so they drop
+    /// instead.
+    pub(crate) fn hold(&self, held: bool) {
+        hold(&self.shared, held);
+    }
+
+    /// Holds the queue until the guard is dropped (a probe reading it in
+    /// place), then lets go again.
+    pub(crate) fn hold_for_now(&self) -> HoldGuard {
+        hold(&self.shared, true);
+        HoldGuard {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The next line, or `None` once every reader is done.
     pub(crate) async fn recv(&mut self) -> Option<Line> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await

@@ -1,0 +1,198 @@
+//! The output of a started process: bounded when nobody reads it, never
+//! blocking the child, and drained on after its handle is dropped.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::{Command, MechanismChoice};
+
+/// This process's resident memory, in KiB (`VmRSS`).
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// How many bytes `pid` has written so far (`wchar` in `/proc/<pid>/io`).
+fn written(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("io");
+    text.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wchar")
+}
+
+fn wchan(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+}
+
+/// Starts `yes` (optionally with a line stream nobody takes), never reads
+/// it, and checks for 5 s that the owner's memory stays near its baseline
+/// and `yes` keeps running.
+async fn yes_unread(choice: MechanismChoice, stream_lines: bool) {
+    let what = format!("{choice}: yes started, never read (stream_lines: {stream_lines})");
+    let group = group(choice);
+    let mut cmd = Command::new("yes");
+    if stream_lines {
+        cmd = cmd.stream_lines();
+    }
+    // Warm up whatever a start allocates once (runtime threads, buffers).
+    let warm = group.start(&Command::new("true")).expect("start");
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let base = rss_kib();
+    let p = group.start(&cmd).expect("start yes");
+    let pid = p.pid();
+    let began = Instant::now();
+    let mut peak = base;
+    let mut progress = Vec::new();
+    while began.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib());
+        progress.push(written(pid));
+    }
+    let grew = peak.saturating_sub(base);
+    // yes keeps running: it kept writing in the last second (a writer
+    // blocked on a full pipe nobody drains writes nothing).
+    let n = progress.len();
+    let last_second = progress[n - 1].saturating_sub(progress[n.saturating_sub(11)]);
+    let stuck_in = wchan(pid);
+    assert!(!pid_gone(pid), "{what}: yes died: {:?}", stat(pid));
+    drop(p);
+    drop(group);
+    assert_gone(&[pid], &what).await;
+    eprintln!("{what}: VmRSS {base} KiB, peak +{grew} KiB; yes wrote {last_second} bytes in the last second; wchan {stuck_in:?}");
+    // What is kept is bounded (1 MiB, up to twice that for a tail, per
+    // stream; or buffer_lines lines). On top, a read's worth of buffers: up
+    // to 1 MiB of text and, for the line stream, the index of its lines
+    // (24 bytes per line: 12 MiB for a MiB of `y\n`), reused read after
+    // read.
+    let allowed = if stream_lines { 24 } else { 8 } * 1024;
+    assert!(
+        grew < allowed,
+        "{what}: the owner grew by {grew} KiB (from {base} KiB)"
+    );
+    assert!(
+        last_second > 0,
+        "{what}: yes wrote nothing in the last second (wchan {stuck_in:?}, bytes written {progress:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_started_process_costs_bounded_memory_and_keeps_running() {
+    let alone = begin_exclusive().await;
+    for choice in mechanisms() {
+        yes_unread(choice, false).await;
+        yes_unread(choice, true).await;
+    }
+    end_exclusive(
+        alone,
+        "an_unread_started_process_costs_bounded_memory_and_keeps_running",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_with_a_line_stream_nobody_took() {
+    let suite = begin("wait_returns_with_a_line_stream_nobody_took").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(&Command::new("seq").args(["1", "100000"]).stream_lines())
+            .expect("start");
+        let out = tokio::time::timeout(DEADLINE, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: wait() is stuck behind an untaken line stream"))
+            .expect("wait");
+        assert!(out.success(), "{choice}: {out:?}");
+        // The first lines waited for the stream; the rest were counted.
+        let mut lines = p.lines();
+        let mut got = 0u64;
+        while let Some(_line) = lines.next_line().await {
+            got += 1;
+        }
+        assert_eq!(got + p.dropped_lines(), 100_000, "{choice}: got {got}");
+        assert!(got >= 1, "{choice}");
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_goes_on_logging_after_wait_for_line() {
+    let suite = begin("a_server_goes_on_logging_after_wait_for_line").await;
+    for choice in mechanisms() {
+        let marker = TempPath::new("logged");
+        let script = r#"echo ready; i=0; while [ $i -lt 100000 ]; do echo log line $i; i=$((i+1)); done; touch "$1"; exec sleep 300"#;
+        let group = group(choice);
+        let mut p = group
+            .start(&sh(choice, script).arg(marker.as_str()).stream_lines())
+            .expect("start");
+        let ready = p
+            .wait_for_line(|l| l.text == "ready", DEADLINE)
+            .await
+            .expect("ready");
+        assert_eq!(ready.text, "ready");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !marker.path().exists() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        let logged = marker.path().exists();
+        let stuck_in = wchan(p.pid());
+        // The lines that followed wait (up to buffer_lines) or are counted.
+        let mut lines = p.lines();
+        let mut got = 0u64;
+        while got + p.dropped_lines() < 100_000 {
+            match tokio::time::timeout(DEADLINE, lines.next_line()).await {
+                Ok(Some(_)) => got += 1,
+                other => panic!("{choice}: the stream ended early: {other:?}, {got} lines"),
+            }
+        }
+        drop(p);
+        drop(group);
+        assert!(
+            logged,
+            "{choice}: the server stalled after wait_for_line (wchan {stuck_in:?})"
+        );
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_neither_kills_nor_blocks_a_chatty_child() {
+    let suite = begin("dropping_the_handle_neither_kills_nor_blocks_a_chatty_child").await;
+    for choice in mechanisms() {
+        let failed = TempPath::new("write-failed");
+        let group = group(choice);
+        // Writes a line every 10 ms, and a lot at once now and then; notes
+        // a failed write (SIGPIPE ignored, so a closed pipe is EPIPE).
+        let script = r#"trap '' PIPE; i=0; while :; do echo tick || { echo failed > "$1"; exit 42; }; i=$((i+1)); [ $((i % 50)) -eq 0 ] && { seq 1 20000 || { echo failed > "$1"; exit 43; }; }; sleep 0.01; done"#;
+        let p = group
+            .start(&sh(choice, script).arg(failed.as_str()))
+            .expect("start");
+        let pid = p.pid();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(p);
+        // Plain SIGPIPE too: a child with the default disposition.
+        let q = group
+            .start(&sh(choice, "while :; do seq 1 1000; sleep 0.01; done"))
+            .expect("start");
+        let qpid = q.pid();
+        drop(q);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let alive = !pid_gone(pid) && !pid_gone(qpid);
+        let failure = std::fs::read_to_string(failed.path()).ok();
+        let states = (stat(pid), stat(qpid), wchan(pid), wchan(qpid));
+        drop(group);
+        assert_gone(&[pid, qpid], &format!("{choice}: the group's end")).await;
+        assert!(
+            alive,
+            "{choice}: a child died after its handle was dropped: {states:?}"
+        );
+        assert_eq!(failure, None, "{choice}: a write failed after the drop");
+    }
+    suite.end().await;
+}
