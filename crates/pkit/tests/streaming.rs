@@ -176,8 +176,11 @@ async fn backpressure_stalls_a_child_until_read() {
         let n = 1_000_000; // 6.9 MB, far more than the pipe, a read and the queue
         let cmd = sh(&format!("exec seq {n}")).stream_lines().buffer_lines(16);
         let mut p = g.start(&cmd).unwrap();
-        // Nobody reads: the queue and the pipe fill, and seq blocks. Its
-        // write count stops growing, well short of its whole output.
+        // The stream is taken (held) but not read: the queue and the pipe
+        // fill, and seq blocks. Its write count stops growing, well short
+        // of its whole output. (A stream nobody took drops instead: see
+        // tests/started_output.rs.)
+        let mut stream = p.lines();
         let (mut last, mut same) = (None, 0);
         eventually("seq stalls", || {
             let now = written(p.pid());
@@ -193,7 +196,10 @@ async fn backpressure_stalls_a_child_until_read() {
         let stalled_at = last.unwrap();
         assert!(stalled_at < 4 << 20, "stalled after {stalled_at} bytes");
         assert!(!p.has_exited(), "the child must be stalled by backpressure");
-        let lines = collect(&mut p).await;
+        let mut lines = Vec::new();
+        while let Some(l) = stream.next_line().await {
+            lines.push(l);
+        }
         assert_eq!(lines.len(), n);
         assert_eq!(lines.last().unwrap().text, n.to_string());
         assert_eq!(p.dropped_lines(), 0);
