@@ -1,0 +1,260 @@
+//! The owner's side: registering and unregistering groups, never
+//! blocking on the guard.
+
+use super::*;
+
+impl Guard {
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the guard is still running.
+    pub(crate) fn alive(&self) -> bool {
+        if self.lock().failed.is_some() || hung_up(self.sock.as_fd()) {
+            return false;
+        }
+        match &self.pidfd {
+            Some(fd) => !crate::sys::linux::child::pidfd_exited_now(fd),
+            None => true,
+        }
+    }
+
+    /// Tries to send one message (with an fd attached, for `OP_PGROUP`)
+    /// without blocking: `WouldBlock` when the socket's buffer is full.
+    fn try_send(&self, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+        let mut iov = libc::iovec {
+            iov_base: (msg as *const Msg).cast_mut().cast(),
+            iov_len: size_of::<Msg>(),
+        };
+        // Room for one fd's control message, 8-byte aligned.
+        let mut control = [0u64; 4];
+        // SAFETY: msghdr is a plain C struct; zeroed is a valid empty value.
+        let mut mh: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        if let Some(fd) = fd {
+            // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer
+            // is 32 bytes, more than CMSG_SPACE(4) (24), and CMSG_FIRSTHDR
+            // of a msghdr with that buffer points at its start.
+            unsafe {
+                mh.msg_control = control.as_mut_ptr().cast();
+                mh.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
+                let cm = libc::CMSG_FIRSTHDR(&mh);
+                (*cm).cmsg_level = libc::SOL_SOCKET;
+                (*cm).cmsg_type = libc::SCM_RIGHTS;
+                (*cm).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<RawFd>(), fd.as_raw_fd());
+            }
+        }
+        loop {
+            // SAFETY: `mh` points at `iov`, `msg` and `control`, all alive
+            // for the call; MSG_NOSIGNAL turns a dead peer into EPIPE and
+            // MSG_DONTWAIT a full buffer into EAGAIN.
+            let n = unsafe {
+                libc::sendmsg(
+                    self.sock.as_raw_fd(),
+                    &mh,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if n == size_of::<Msg>() as isize {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if n < 0 && e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            if n >= 0 {
+                return Err(io::Error::other("a short send"));
+            }
+            return Err(e);
+        }
+    }
+
+    /// Sends `msgs` in order (the fd goes with each; only `OP_PGROUP`
+    /// passes one). The owner never blocks on the guard: the state lock is
+    /// held only around non-blocking sends, and a guard that does not make
+    /// room in its socket within [`SEND_BOUND`] (stopped by a debugger or an
+    /// administrator, or wedged) is given up on. It is then marked failed:
+    /// groups from then on are created unguarded, which
+    /// [`Group::guarded`](crate::Group::guarded), the group's description and
+    /// [`GuardStatus::error`] report (and a warning is logged once).
+    fn deliver(&self, msgs: &[Msg], fd: Option<BorrowedFd<'_>>) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + SEND_BOUND;
+        let mut sent = 0;
+        loop {
+            {
+                let mut state = self.lock();
+                if let Some(why) = &state.failed {
+                    return Err(why.clone());
+                }
+                while sent < msgs.len() {
+                    match self.try_send(&msgs[sent], fd) {
+                        Ok(()) => sent += 1,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            let why =
+                                format!("the owner-death guard (pid {}) is gone: {e}", self.pid);
+                            return Err(Self::fail(&mut state, why));
+                        }
+                    }
+                }
+                if sent == msgs.len() {
+                    return Ok(());
+                }
+            }
+            // The lock is released while waiting for room.
+            if !wait_writable(self.sock.as_fd(), deadline) {
+                let why = format!(
+                    "the owner-death guard (pid {}) stopped reading its messages for {} s (stopped or wedged); groups are no longer guarded",
+                    self.pid,
+                    SEND_BOUND.as_secs()
+                );
+                let mut state = self.lock();
+                if let Some(why) = &state.failed {
+                    return Err(why.clone());
+                }
+                return Err(Self::fail(&mut state, why));
+            }
+        }
+    }
+
+    /// Marks the guard failed (once) and says why.
+    fn fail(state: &mut State, why: String) -> String {
+        if let Some(earlier) = &state.failed {
+            return earlier.clone();
+        }
+        tracing::warn!(target: "pkit", reason = %why, "owner-death guard lost");
+        state.failed = Some(why.clone());
+        why
+    }
+
+    /// Registers a cgroup (and the v1 directories to remove after it).
+    pub(crate) fn register_cgroup(
+        &self,
+        dir: &Path,
+        has_kill: bool,
+        then_remove: &[PathBuf],
+    ) -> Result<Ticket, String> {
+        let mut msgs = Vec::with_capacity(1 + then_remove.len());
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        for (i, path) in std::iter::once(dir)
+            .chain(then_remove.iter().map(|p| p.as_path()))
+            .enumerate()
+        {
+            let mut m = Msg::EMPTY;
+            m.op = if i == 0 { OP_CGROUP } else { OP_DIR };
+            m.flags = if has_kill { FLAG_HAS_KILL } else { 0 };
+            m.id = id;
+            let bytes = path.as_os_str().as_bytes();
+            if bytes.len() >= PATH_LEN || bytes.contains(&0) {
+                return Err(format!(
+                    "the path {} is too long for the owner-death guard",
+                    path.display()
+                ));
+            }
+            m.path[..bytes.len()].copy_from_slice(bytes);
+            msgs.push(m);
+        }
+        let what = format!("cgroup {}", dir.display());
+        self.book(id, what, msgs.len())?;
+        if let Err(e) = self.deliver(&msgs, None) {
+            // Whatever part arrived is dropped with the failed guard, or
+            // (a failure after the first message) removed by id.
+            self.unbook(id);
+            let _ = self.deliver(&[remove_msg(id)], None);
+            return Err(e);
+        }
+        Ok(Ticket(id))
+    }
+
+    /// Registers a process group by its leader's pidfd.
+    pub(crate) fn register_pgroup(
+        &self,
+        leader: BorrowedFd<'_>,
+        pgid: i32,
+    ) -> Result<Ticket, String> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut m = Msg::EMPTY;
+        m.op = OP_PGROUP;
+        m.id = id;
+        m.pgid = pgid;
+        self.book(id, format!("process group {pgid}"), 1)?;
+        if let Err(e) = self.deliver(&[m], Some(leader)) {
+            self.unbook(id);
+            return Err(e);
+        }
+        Ok(Ticket(id))
+    }
+
+    /// Notes a registration in the owner's bookkeeping, if the table has
+    /// room for `slots` more entries.
+    fn book(&self, id: u64, what: String, slots: usize) -> Result<(), String> {
+        let mut state = self.lock();
+        if let Some(why) = &state.failed {
+            return Err(why.clone());
+        }
+        if state.used + slots > self.cap {
+            return Err(format!(
+                "the owner-death guard's table is full ({} entries)",
+                self.cap
+            ));
+        }
+        state.used += slots;
+        let entry = Entry {
+            what,
+            slots,
+            spare: false,
+        };
+        state.live.insert(id, entry);
+        Ok(())
+    }
+
+    fn unbook(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(entry) = state.live.remove(&id) {
+            state.used -= entry.slots;
+        }
+    }
+
+    /// Unregisters a group (after it has been killed). Never blocks for
+    /// long (see [`deliver`](Self::deliver)).
+    pub(crate) fn unregister(&self, ticket: Ticket) {
+        self.unbook(ticket.0);
+        let _ = self.deliver(&[remove_msg(ticket.0)], None);
+    }
+
+    /// Marks a cgroup's registration as a spare directory (or a group's
+    /// again). Only the owner's bookkeeping changes: the guard removes a
+    /// spare at the owner's death just as it ends a group.
+    pub(crate) fn set_spare(&self, ticket: &Ticket, spare: bool) {
+        if let Some(entry) = self.lock().live.get_mut(&ticket.0) {
+            entry.spare = spare;
+        }
+    }
+
+    /// Asks the guard how many entries it holds and how many it lost. The
+    /// state lock is not held while waiting for the answer.
+    pub(super) fn query(&self) -> Option<(usize, u32)> {
+        let _one_at_a_time = self.query_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Drop a reply that arrived after an earlier query gave up.
+        while recv_reply(self.sock.as_fd(), 0).is_some() {}
+        let mut m = Msg::EMPTY;
+        m.op = OP_QUERY;
+        self.deliver(&[m], None).ok()?;
+        let r = recv_reply(self.sock.as_fd(), 2000)?;
+        (r.kind == REPLY_COUNT).then_some((r.count as usize, r.lost))
+    }
+
+    pub(super) fn method(&self) -> &'static str {
+        if self.exact_pgroup {
+            "signalled through the leader's pidfd (PIDFD_SIGNAL_PROCESS_GROUP): exact"
+        } else {
+            "killpg after checking through its pidfd that the leader is unreaped (kernel < 6.9)"
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The guard process. Everything here runs after the fork: raw,
+//! async-signal-safe calls on memory prepared before it (see the rules in
+//! the module docs of `guard`): no allocation, no locks, no Rust I/O, no
+//! panics.
+
+use super::*;
+
+/// The guard's whole life.
+///
+/// # Safety
+/// Only in the freshly forked guard; `plan`'s pointers are valid (the
+/// guard's copy of the owner's memory) and nothing else uses them.
+pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
+    // Keep only our socket: no pipe, cgroup or pidfd of the owner's stays
+    // open here (stdio becomes /dev/null).
+    let sock = plan.sock as libc::c_uint;
+    if libc::syscall(libc::SYS_close_range, 0u32, sock - 1, 0u32) != 0 {
+        for fd in 0..sock {
+            libc::close(fd as RawFd);
+        }
+    }
+    if libc::syscall(libc::SYS_close_range, sock + 1, u32::MAX, 0u32) != 0 {
+        for fd in sock + 1..65536 {
+            libc::close(fd as RawFd);
+        }
+    }
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+    if null >= 0 {
+        for fd in 0..3 {
+            if fd != null {
+                libc::dup2(null, fd);
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+    }
+    libc::setsid();
+    libc::chdir(c"/".as_ptr());
+    libc::prctl(
+        libc::PR_SET_NAME,
+        c"pkit-guard".as_ptr() as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    // Room for one pidfd per slot.
+    let mut lim = MaybeUninit::<libc::rlimit>::zeroed();
+    if libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) == 0 {
+        let mut lim = lim.assume_init();
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    spawn::reset_signal_dispositions();
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+        let mut act = MaybeUninit::<libc::sigaction>::zeroed();
+        act.assume_init_mut().sa_sigaction = libc::SIG_IGN;
+        libc::sigaction(sig, act.as_ptr(), std::ptr::null_mut());
+    }
+    let mut none = MaybeUninit::<libc::sigset_t>::uninit();
+    libc::sigemptyset(none.as_mut_ptr());
+    libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
+
+    let hello = Reply {
+        kind: REPLY_HELLO,
+        pid: libc::getpid(),
+        count: 0,
+        lost: 0,
+    };
+    reply(plan.sock, &hello);
+
+    let table = std::slice::from_raw_parts_mut(plan.table, plan.cap);
+    let buf = std::slice::from_raw_parts_mut(plan.buf, plan.buf_len);
+    let mut lost: u32 = 0;
+    loop {
+        let mut msg = Msg::EMPTY;
+        let mut iov = libc::iovec {
+            iov_base: (&mut msg as *mut Msg).cast(),
+            iov_len: size_of::<Msg>(),
+        };
+        let mut control = [0u64; 8];
+        let mut mh: libc::msghdr = MaybeUninit::zeroed().assume_init();
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control.as_mut_ptr().cast();
+        mh.msg_controllen = size_of::<[u64; 8]>() as _;
+        let n = libc::recvmsg(plan.sock, &mut mh, libc::MSG_CMSG_CLOEXEC);
+        if n == 0 {
+            break; // every holder of the owner's end is gone
+        }
+        if n < 0 {
+            if *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            break;
+        }
+        // Take the first passed fd; close any other.
+        let mut passed: RawFd = -1;
+        let mut cm = libc::CMSG_FIRSTHDR(&mh);
+        while !cm.is_null() {
+            if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cm).cast::<RawFd>();
+                let count = ((*cm).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize)
+                    / size_of::<RawFd>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    if passed < 0 {
+                        passed = fd;
+                    } else {
+                        libc::close(fd);
+                    }
+                }
+            }
+            cm = libc::CMSG_NXTHDR(&mh, cm);
+        }
+        if n as usize != size_of::<Msg>() {
+            close_fd(passed);
+            continue;
+        }
+        match msg.op {
+            OP_CGROUP | OP_DIR | OP_PGROUP => {
+                if msg.op == OP_PGROUP && passed < 0 {
+                    lost = lost.saturating_add(1);
+                    continue;
+                }
+                match table.iter_mut().find(|s| s.op == 0) {
+                    Some(slot) => {
+                        slot.op = msg.op;
+                        slot.flags = msg.flags;
+                        slot.id = msg.id;
+                        slot.pgid = msg.pgid;
+                        slot.pidfd = if msg.op == OP_PGROUP { passed } else { -1 };
+                        slot.path = msg.path;
+                        if let Some(last) = slot.path.last_mut() {
+                            *last = 0;
+                        }
+                        if msg.op != OP_PGROUP {
+                            close_fd(passed);
+                        }
+                    }
+                    None => {
+                        lost = lost.saturating_add(1);
+                        close_fd(passed);
+                    }
+                }
+            }
+            OP_REMOVE => {
+                close_fd(passed);
+                for slot in table.iter_mut() {
+                    if slot.op != 0 && slot.id == msg.id {
+                        if slot.op == OP_PGROUP {
+                            close_fd(slot.pidfd);
+                        }
+                        *slot = Slot::FREE;
+                    }
+                }
+            }
+            OP_QUERY => {
+                close_fd(passed);
+                let count = table.iter().filter(|s| s.op != 0).count() as u32;
+                reply(
+                    plan.sock,
+                    &Reply {
+                        kind: REPLY_COUNT,
+                        pid: 0,
+                        count,
+                        lost,
+                    },
+                );
+            }
+            _ => close_fd(passed),
+        }
+    }
+    teardown(plan, table, buf);
+    libc::_exit(0)
+}
+
+/// # Safety
+/// Guard only.
+unsafe fn close_fd(fd: RawFd) {
+    if fd >= 0 {
+        libc::close(fd);
+    }
+}
+
+/// # Safety
+/// Guard only.
+unsafe fn reply(sock: RawFd, r: &Reply) {
+    libc::send(
+        sock,
+        (r as *const Reply).cast(),
+        size_of::<Reply>(),
+        libc::MSG_NOSIGNAL,
+    );
+}
+
+/// Kills everything registered, waits for the cgroups to empty, removes
+/// the directories.
+///
+/// # Safety
+/// Guard only.
+unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
+    let deadline = now_ms() + TEARDOWN_BOUND_MS;
+    for slot in table.iter() {
+        if slot.op == OP_CGROUP {
+            kill_cgroup(slot, buf, deadline);
+        }
+    }
+    for slot in table.iter() {
+        if slot.op == OP_PGROUP {
+            kill_pgroup(slot, plan.exact_pgroup);
+        }
+    }
+    for slot in table.iter() {
+        if slot.op == OP_CGROUP {
+            wait_empty(slot, deadline);
+            // Sub-cgroups first (a program in the group may have made some,
+            // e.g. a nested pkit): rmdir refuses a cgroup that has any.
+            let dir = libc::open(
+                slot.path.as_ptr().cast(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if dir >= 0 {
+                rmdir_below(dir, 0);
+                libc::close(dir);
+            }
+            libc::rmdir(slot.path.as_ptr().cast());
+        }
+    }
+    // v1 cap directories: their members were in the v2 cgroups, now gone.
+    for slot in table.iter() {
+        if slot.op == OP_DIR {
+            libc::rmdir(slot.path.as_ptr().cast());
+        }
+    }
+}
+
+/// # Safety
+/// Guard only.
+unsafe fn kill_pgroup(slot: &Slot, exact: bool) {
+    let sig = |s: i32, flags: libc::c_uint| {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            slot.pidfd,
+            s,
+            std::ptr::null::<libc::siginfo_t>(),
+            flags,
+        )
+    };
+    if exact {
+        sig(libc::SIGKILL, PIDFD_SIGNAL_PROCESS_GROUP);
+    } else if sig(0, 0) == 0 {
+        // The leader is unreaped, so its pid (the pgid) is still allocated.
+        libc::killpg(slot.pgid, libc::SIGKILL);
+    }
+}
+
+/// `dir/name` as a NUL-terminated string in `out`; false if it won't fit.
+pub(super) fn join(dir: &[u8; PATH_LEN], name: &[u8], out: &mut [u8; PATH_LEN + 32]) -> bool {
+    let len = dir.iter().position(|&b| b == 0).unwrap_or(PATH_LEN);
+    if len + 1 + name.len() + 1 > out.len() {
+        return false;
+    }
+    out[..len].copy_from_slice(&dir[..len]);
+    out[len] = b'/';
+    out[len + 1..len + 1 + name.len()].copy_from_slice(name);
+    out[len + 1 + name.len()] = 0;
+    true
+}
+
+/// Opens `dir/name`; -1 on failure.
+///
+/// # Safety
+/// Guard only.
+unsafe fn open_in(dir: &[u8; PATH_LEN], name: &[u8], flags: i32) -> RawFd {
+    let mut path = [0u8; PATH_LEN + 32];
+    if !join(dir, name, &mut path) {
+        return -1;
+    }
+    libc::open(path.as_ptr().cast(), flags | libc::O_CLOEXEC)
+}
+
+/// Writes `value` to `dir/name`; whether it worked.
+///
+/// # Safety
+/// Guard only.
+unsafe fn write_in(dir: &[u8; PATH_LEN], name: &[u8], value: &[u8]) -> bool {
+    let fd = open_in(dir, name, libc::O_WRONLY);
+    if fd < 0 {
+        return false;
+    }
+    let ok = libc::write(fd, value.as_ptr().cast(), value.len()) == value.len() as isize;
+    libc::close(fd);
+    ok
+}
+
+/// Reads `fd` from offset 0 into `buf`; bytes read.
+///
+/// # Safety
+/// Guard only.
+unsafe fn pread_all(fd: RawFd, buf: &mut [u8]) -> usize {
+    let mut got = 0usize;
+    while got < buf.len() {
+        let n = libc::pread(
+            fd,
+            buf[got..].as_mut_ptr().cast(),
+            buf.len() - got,
+            got as libc::off_t,
+        );
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    got
+}
+
+/// The value of `key` (`populated`, `frozen`) in `cgroup.events` text.
+pub(super) fn event_field(text: &[u8], key: &[u8]) -> Option<bool> {
+    text.split(|&b| b == b'\n').find_map(|line| {
+        let rest = line.strip_prefix(key)?.strip_prefix(b" ")?;
+        Some(rest.first() == Some(&b'1'))
+    })
+}
+
+/// # Safety
+/// Guard only.
+unsafe fn events(fd: RawFd) -> (bool, bool) {
+    let mut text = [0u8; 256];
+    let n = pread_all(fd, &mut text);
+    let text = &text[..n];
+    (
+        event_field(text, b"populated").unwrap_or(false),
+        event_field(text, b"frozen").unwrap_or(false),
+    )
+}
+
+/// Waits for `cgroup.events` to change, up to `deadline`.
+///
+/// # Safety
+/// Guard only.
+unsafe fn wait_change(fd: RawFd, deadline: i64) -> bool {
+    let left = deadline - now_ms();
+    if left <= 0 {
+        return false;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    libc::poll(&mut pfd, 1, left.min(i32::MAX as i64) as i32) != 0
+}
+
+/// # Safety
+/// Guard only.
+unsafe fn kill_cgroup(slot: &Slot, buf: &mut [u8], deadline: i64) {
+    if slot.flags & FLAG_HAS_KILL != 0 && write_in(&slot.path, b"cgroup.kill", b"1") {
+        return;
+    }
+    // No cgroup.kill: freeze (nobody forks meanwhile), SIGKILL each member,
+    // thaw (the kills take effect). Repeat only if the list overflowed.
+    let ev = open_in(&slot.path, b"cgroup.events", libc::O_RDONLY);
+    if ev < 0 {
+        return;
+    }
+    for _ in 0..16 {
+        if !events(ev).0 {
+            break;
+        }
+        write_in(&slot.path, b"cgroup.freeze", b"1");
+        let freeze_deadline = deadline.min(now_ms() + 2000);
+        loop {
+            let (populated, frozen) = events(ev);
+            if frozen || !populated || !wait_change(ev, freeze_deadline) {
+                break;
+            }
+        }
+        let procs = open_in(&slot.path, b"cgroup.procs", libc::O_RDONLY);
+        let mut complete = true;
+        if procs >= 0 {
+            let n = pread_all(procs, buf);
+            libc::close(procs);
+            complete = n < buf.len();
+            let mut pid: i32 = 0;
+            let mut digits = false;
+            for &b in &buf[..n] {
+                if b.is_ascii_digit() {
+                    pid = pid.saturating_mul(10).saturating_add((b - b'0') as i32);
+                    digits = true;
+                } else {
+                    if digits && pid > 0 {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                    pid = 0;
+                    digits = false;
+                }
+            }
+            if digits && pid > 0 && complete {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        write_in(&slot.path, b"cgroup.freeze", b"0");
+        if complete || now_ms() >= deadline {
+            break;
+        }
+    }
+    libc::close(ev);
+}
+
+/// Removes every (empty) directory below the open directory `dir`,
+/// deepest first, with raw calls on a stack buffer only (async-signal-safe:
+/// no allocation, no lock). Gives up below a depth no cgroup tree reaches.
+///
+/// # Safety
+/// Guard only; `dir` is an open directory fd.
+unsafe fn rmdir_below(dir: libc::c_int, depth: u32) {
+    if depth > 32 {
+        return;
+    }
+    let mut buf = [0u8; 2048];
+    // Each pass removes the first sub-directory found, then starts over
+    // (removing entries while a listing is read would skip some).
+    loop {
+        libc::lseek(dir, 0, libc::SEEK_SET);
+        let mut found = false;
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0usize;
+            while off + 19 < n as usize {
+                // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8
+                // type, then the NUL-terminated name.
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                let kind = buf[off + 18];
+                let name = buf.as_ptr().add(off + 19).cast::<libc::c_char>();
+                let dot = buf[off + 19] == b'.'
+                    && (buf[off + 20] == 0 || (buf[off + 20] == b'.' && buf[off + 21] == 0));
+                if kind == libc::DT_DIR && !dot && reclen > 0 {
+                    let sub = libc::openat(
+                        dir,
+                        name,
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    if sub >= 0 {
+                        rmdir_below(sub, depth + 1);
+                        libc::close(sub);
+                    }
+                    if libc::unlinkat(dir, name, libc::AT_REMOVEDIR) == 0 {
+                        found = true;
+                        break;
+                    }
+                }
+                if reclen == 0 {
+                    break;
+                }
+                off += reclen;
+            }
+            if found {
+                break;
+            }
+        }
+        if !found {
+            return;
+        }
+    }
+}
+
+/// Waits (bounded) until the cgroup has no live member.
+///
+/// # Safety
+/// Guard only.
+unsafe fn wait_empty(slot: &Slot, deadline: i64) {
+    let ev = open_in(&slot.path, b"cgroup.events", libc::O_RDONLY);
+    if ev < 0 {
+        return;
+    }
+    while events(ev).0 && wait_change(ev, deadline) {}
+    libc::close(ev);
+}
+
+/// Monotonic milliseconds.
+///
+/// # Safety
+/// Guard only (safe anywhere, but kept with its callers).
+unsafe fn now_ms() -> i64 {
+    let mut ts = MaybeUninit::<libc::timespec>::zeroed();
+    libc::clock_gettime(libc::CLOCK_MONOTONIC, ts.as_mut_ptr());
+    let ts = ts.assume_init();
+    // time_t and c_long are i64 on the 64-bit targets pkit builds for.
+    #[allow(clippy::useless_conversion)]
+    let (sec, nsec) = (i64::from(ts.tv_sec), i64::from(ts.tv_nsec));
+    sec * 1000 + nsec / 1_000_000
+}

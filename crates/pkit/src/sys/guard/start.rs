@@ -1,0 +1,258 @@
+//! Starting the guard: the socket pair, the double fork, the greeting;
+//! and the owner-side socket helpers.
+
+use std::os::fd::FromRawFd;
+
+use super::process::guard_main;
+use super::*;
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// `fork` as a raw system call: no `pthread_atfork` handlers run (they
+/// may take locks another thread held), and the child makes only raw calls.
+///
+/// # Safety
+/// The child must only make async-signal-safe calls and must not return
+/// into code that expects the parent's threads.
+unsafe fn raw_fork() -> libc::pid_t {
+    libc::syscall(
+        libc::SYS_clone,
+        libc::SIGCHLD as libc::c_ulong,
+        0usize,
+        0usize,
+        0usize,
+        0usize,
+    ) as libc::pid_t
+}
+
+pub(super) fn start() -> Result<Guard, String> {
+    start_with(probe_exact_pgroup())
+}
+
+/// Starts a guard that signals process groups exactly (through the
+/// leader's pidfd) or by number after the liveness check.
+pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
+    let mut fds = [-1 as RawFd; 2];
+    // SAFETY: socketpair writes two fds into the array we pass.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot create the guard's socket pair: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (owner_end, guard_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let err = |e: io::Error| format!("cannot set up the guard's socket: {e}");
+    let owner_end = above_stdio(owner_end).map_err(err)?;
+    let guard_end = above_stdio(guard_end).map_err(err)?;
+
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = nofile.maximum.unwrap_or(u64::MAX);
+    let cap = TABLE_CAP.min(hard.saturating_sub(16) as usize).max(1);
+    let table = ZeroedTable::new(cap)?;
+    let mut buf = vec![0u8; BUF_LEN];
+    let plan = Plan {
+        sock: guard_end.as_raw_fd(),
+        table: table.ptr,
+        cap,
+        buf: buf.as_mut_ptr(),
+        buf_len: buf.len(),
+        exact_pgroup,
+    };
+
+    let old_mask = spawn::block_all_signals();
+    // SAFETY: fork semantics; the child only runs the raw calls below and
+    // `guard_main`, which never return.
+    let pid = unsafe { raw_fork() };
+    if pid == 0 {
+        // SAFETY: we are the intermediate child: one more raw fork, then
+        // `_exit`; the grandchild runs `guard_main` on the prepared plan.
+        unsafe {
+            let g = raw_fork();
+            if g == 0 {
+                guard_main(&plan);
+            }
+            libc::_exit(if g < 0 { 1 } else { 0 });
+        }
+    }
+    let fork_err = (pid < 0).then(io::Error::last_os_error);
+    spawn::restore_signals(&old_mask);
+    drop(guard_end);
+    // The guard has its own copies; the owner needs none of this.
+    drop(table);
+    drop(buf);
+    if let Some(e) = fork_err {
+        return Err(format!("cannot fork the guard: {e}"));
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for the intermediate child we just forked.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Reaped by someone else's waitpid(-1): the greeting (or its
+            // absence) tells whether the guard started.
+            Some(libc::ECHILD) => {
+                status = 0;
+                break;
+            }
+            _ => {
+                return Err(format!(
+                    "cannot wait for the guard's launcher: {}",
+                    io::Error::last_os_error()
+                ))
+            }
+        }
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err("the guard's launcher could not fork it".into());
+    }
+    let hello = recv_reply(owner_end.as_fd(), 10_000)
+        .ok_or_else(|| "the guard did not report in".to_string())?;
+    if hello.kind != REPLY_HELLO || hello.pid <= 0 {
+        return Err("the guard sent a bad greeting".into());
+    }
+    let pidfd = rustix::process::Pid::from_raw(hello.pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    // The pidfd is the guard's only if the guard still held its end after
+    // it was opened.
+    if hung_up(owner_end.as_fd()) {
+        return Err("the guard exited as soon as it started".into());
+    }
+    Ok(Guard {
+        owner: std::process::id(),
+        sock: owner_end,
+        pid: hello.pid,
+        pidfd,
+        exact_pgroup,
+        cap,
+        state: Mutex::new(State {
+            live: BTreeMap::new(),
+            used: 0,
+            failed: None,
+        }),
+        query_lock: Mutex::new(()),
+    })
+}
+
+/// The guard's table, allocated zeroed (all free slots): untouched pages
+/// cost no memory in the owner or the guard until slots are used.
+struct ZeroedTable {
+    ptr: *mut Slot,
+    layout: std::alloc::Layout,
+}
+
+impl ZeroedTable {
+    fn new(cap: usize) -> Result<ZeroedTable, String> {
+        let layout = std::alloc::Layout::array::<Slot>(cap)
+            .map_err(|e| format!("the guard's table: {e}"))?;
+        // SAFETY: the layout is non-zero-sized (cap >= 1); the result is
+        // checked for null. All-zero bytes are a valid (free) `Slot`.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slot>();
+        if ptr.is_null() {
+            return Err("cannot allocate the guard's table".into());
+        }
+        Ok(ZeroedTable { ptr, layout })
+    }
+}
+
+impl Drop for ZeroedTable {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.cast(), self.layout) }
+    }
+}
+
+/// A message that unregisters `id`.
+pub(super) fn remove_msg(id: u64) -> Msg {
+    let mut m = Msg::EMPTY;
+    m.op = OP_REMOVE;
+    m.id = id;
+    m
+}
+
+/// Waits until `sock` has room to send, or `deadline`; false on the
+/// deadline (or an error).
+pub(super) fn wait_writable(sock: BorrowedFd<'_>, deadline: std::time::Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: polls one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // Readable-for-error states (POLLHUP, POLLERR) end the wait too: the
+        // next send reports them.
+        return n > 0;
+    }
+}
+
+/// Whether the peer of `sock` has closed its end.
+pub(super) fn hung_up(sock: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: polls one valid pollfd without waiting.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Waits up to `timeout_ms` for one reply.
+pub(super) fn recv_reply(sock: BorrowedFd<'_>, timeout_ms: i32) -> Option<Reply> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: polls one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 || pfd.revents & libc::POLLIN == 0 {
+            return None;
+        }
+        break;
+    }
+    let mut reply = Reply::default();
+    // SAFETY: receives at most size_of::<Reply>() bytes into `reply`, a
+    // plain C struct for which any bytes are valid.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            (&mut reply as *mut Reply).cast(),
+            size_of::<Reply>(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    (n == size_of::<Reply>() as isize).then_some(reply)
+}

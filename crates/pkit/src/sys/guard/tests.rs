@@ -1,0 +1,211 @@
+//! Unit tests of the guard with real processes.
+
+use super::process::{event_field, join};
+use super::start::start_with;
+use super::sweep::owner_of;
+use super::*;
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(t) => matches!(
+            t[t.rfind(')').map_or(0, |i| i + 1)..]
+                .split_whitespace()
+                .next(),
+            Some("Z" | "X")
+        ),
+    }
+}
+
+fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A process group whose leader has exited and been reaped while a
+/// member (a `sleep`) lives on: returns the leader's pidfd (opened
+/// before the reap), the pgid and the member's pid.
+fn group_with_reaped_leader() -> (OwnedFd, i32, u32) {
+    let (mut leader, pidfd, pgid, member) = group_of("sleep 300 & echo $!");
+    leader.wait().expect("reap the leader");
+    (pidfd, pgid, member)
+}
+
+/// A shell leading its own process group, running `script` (which
+/// prints a member's pid first): the shell, its pidfd, the pgid and the
+/// member's pid.
+fn group_of(script: &str) -> (std::process::Child, OwnedFd, i32, u32) {
+    let mut leader = std::process::Command::new("sh")
+        .args(["-c", script])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("sh");
+    let pgid = leader.id() as i32;
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pgid).expect("pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd");
+    let mut line = String::new();
+    std::io::BufReader::new(leader.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("member pid");
+    let member: u32 = line.trim().parse().expect("a pid");
+    (leader, pidfd, pgid, member)
+}
+
+/// Exact mode signals the group through the leader's `struct pid`: it
+/// reaches the member even though the leader is reaped (and so would a
+/// recycled number not be confused with it).
+#[test]
+fn exact_mode_reaches_a_group_whose_leader_was_reaped() {
+    if !probe_exact_pgroup() {
+        eprintln!("skipped: PIDFD_SIGNAL_PROCESS_GROUP needs Linux 6.9");
+        return;
+    }
+    let (pidfd, pgid, member) = group_with_reaped_leader();
+    let guard = start_with(true).expect("guard");
+    guard
+        .register_pgroup(pidfd.as_fd(), pgid)
+        .expect("register");
+    drop(guard); // the owner's end closes: the guard acts
+    assert!(
+        wait_gone(member),
+        "the member of the guarded group survived"
+    );
+}
+
+/// The by-number fallback refuses to signal once the leader is reaped:
+/// it can no longer prove the number is still this group's.
+#[test]
+fn fallback_mode_never_signals_a_group_it_cannot_prove_is_ours() {
+    let (pidfd, pgid, member) = group_with_reaped_leader();
+    let guard = start_with(false).expect("guard");
+    let guard_pid = guard.pid() as u32;
+    guard
+        .register_pgroup(pidfd.as_fd(), pgid)
+        .expect("register");
+    drop(guard);
+    assert!(wait_gone(guard_pid), "the guard did not exit");
+    let survived = !gone(member);
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &member.to_string()])
+        .status();
+    assert!(
+        survived,
+        "the fallback signalled a group whose leader was reaped"
+    );
+}
+
+/// Without `cgroup.kill` (kernels before 5.14) the guard freezes the
+/// cgroup, kills each member and thaws it; then it removes the
+/// directory and the extra (v1-style) directories registered with it.
+#[test]
+fn freeze_and_kill_fallback_empties_and_removes_the_cgroup() {
+    let Ok(host) = crate::sys::linux::host::cgroup_host() else {
+        eprintln!("skipped: no cgroup v2 here");
+        return;
+    };
+    let name = |n: u32| {
+        host.parent_dir
+            .join(format!("pkit-{}-{}", std::process::id(), 900_000 + n))
+    };
+    let (dir, extra) = (name(1), name(2));
+    if std::fs::create_dir(&dir).is_err() {
+        eprintln!("skipped: cannot create cgroups here");
+        return;
+    }
+    std::fs::create_dir(&extra).expect("extra dir");
+    // The shell forks its member only once it is in the cgroup.
+    let mut sleeper = std::process::Command::new("sh")
+        .args(["-c", "read go; sleep 300 & echo $!; wait"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).expect("join");
+    std::io::Write::write_all(&mut sleeper.stdin.take().expect("stdin"), b"go\n").expect("go");
+    let mut line = String::new();
+    std::io::BufReader::new(sleeper.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("member pid");
+    let member: u32 = line.trim().parse().expect("a pid");
+    let guard = start_with(false).expect("guard");
+    guard
+        .register_cgroup(&dir, false, std::slice::from_ref(&extra))
+        .expect("register");
+    drop(guard);
+    let killed = wait_gone(member);
+    let status = sleeper.wait().expect("reap");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (dir.exists() || extra.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = (dir.exists(), extra.exists());
+    let _ = std::fs::remove_dir(&extra);
+    if !killed {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &member.to_string()])
+            .status();
+    }
+    assert!(killed, "the member survived");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(left, (false, false), "directories left behind");
+}
+
+/// The fallback does kill the group while its leader is unreaped.
+#[test]
+fn fallback_mode_kills_a_group_with_an_unreaped_leader() {
+    let (mut leader, pidfd, pgid, member) = group_of("sleep 300 & echo $!; wait");
+    let guard = start_with(false).expect("guard");
+    guard
+        .register_pgroup(pidfd.as_fd(), pgid)
+        .expect("register");
+    drop(guard);
+    let killed = wait_gone(member);
+    let status = leader.wait().expect("reap");
+    assert!(killed, "the member survived");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the leader was killed"
+    );
+}
+
+#[test]
+fn owner_names() {
+    assert_eq!(owner_of(b"pkit-123-4"), Some(123));
+    assert_eq!(owner_of(b"pkit-123-"), None);
+    assert_eq!(owner_of(b"pkit--4"), None);
+    assert_eq!(owner_of(b"pkit-12x-4"), None);
+    assert_eq!(owner_of(b"other-1-2"), None);
+}
+
+#[test]
+fn events_parse() {
+    let text = b"populated 1\nfrozen 0\n";
+    assert_eq!(event_field(text, b"populated"), Some(true));
+    assert_eq!(event_field(text, b"frozen"), Some(false));
+    assert_eq!(event_field(text, b"nothing"), None);
+}
+
+#[test]
+fn joins_paths() {
+    let mut dir = [0u8; PATH_LEN];
+    dir[..4].copy_from_slice(b"/a/b");
+    let mut out = [0u8; PATH_LEN + 32];
+    assert!(join(&dir, b"cgroup.kill", &mut out));
+    assert_eq!(&out[..17], b"/a/b/cgroup.kill\0");
+}
