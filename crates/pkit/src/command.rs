@@ -516,21 +516,31 @@ impl Command {
     /// The environment the child starts with: this process's (unless
     /// cleared), in its order, with this command's changes applied — a
     /// changed variable keeps its place, new ones follow (by name).
+    ///
+    /// Linear in the number of variables (one map lookup per inherited
+    /// variable), so thousands of them cost what std's spawn costs.
     pub(crate) fn effective_env(&self) -> Vec<(OsString, OsString)> {
-        let mut vars: Vec<(OsString, OsString)> = if self.env_clear {
-            Vec::new()
-        } else {
-            std::env::vars_os().collect()
-        };
-        for (k, v) in &self.env {
-            let at = vars.iter().position(|(name, _)| name == k);
-            match (v, at) {
-                (Some(v), Some(i)) => vars[i].1 = v.clone(),
-                (Some(v), None) => vars.push((k.clone(), v.clone())),
-                (None, Some(i)) => {
-                    vars.remove(i);
+        let mut vars = Vec::with_capacity(self.env.len() + 64);
+        // The changes that met an inherited variable (so don't follow).
+        let mut applied = std::collections::HashSet::new();
+        if !self.env_clear {
+            for (k, v) in std::env::vars_os() {
+                match self.env.get_key_value(&k) {
+                    None => vars.push((k, v)),
+                    Some((name, change)) => {
+                        applied.insert(name.as_os_str());
+                        if let Some(new) = change {
+                            vars.push((k, new.clone()));
+                        }
+                    }
                 }
-                (None, None) => {}
+            }
+        }
+        for (k, v) in &self.env {
+            if let Some(v) = v {
+                if !applied.contains(k.as_os_str()) {
+                    vars.push((k.clone(), v.clone()));
+                }
             }
         }
         vars

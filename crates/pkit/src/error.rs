@@ -4,7 +4,6 @@
 //! [`Command::new`](crate::Command::new)) and never contain arguments,
 //! environment values or output: an error message is safe to log.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -27,15 +26,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The program does not exist on the searched `PATH` (or at the path
-    /// given).
-    #[error("{program}: program not found{}", searched_suffix(.searched))]
+    /// The program does not exist in any directory of `PATH` (or at the
+    /// path given). The message names the variable, never its value.
+    #[error("{program}: program not found{}", if *.path_searched { " in any directory of PATH" } else { "" })]
     NotFound {
         /// The program as given to `Command::new`.
         program: String,
-        /// The `PATH` that was searched (`None` when the program was given
-        /// as a path).
-        searched: Option<OsString>,
+        /// Whether `PATH` was searched (the program was a bare name), as
+        /// opposed to a path that names no file.
+        path_searched: bool,
     },
 
     /// The program exists but cannot be executed (no permission, not a
@@ -205,13 +204,6 @@ impl fmt::Display for NotReadyReason {
             NotReadyReason::Exited(o) => write!(f, "the process ended first ({o})"),
             NotReadyReason::OutputClosed => f.write_str("its output ended without a match"),
         }
-    }
-}
-
-fn searched_suffix(searched: &Option<OsString>) -> String {
-    match searched {
-        Some(p) => format!(" (searched PATH={})", p.to_string_lossy()),
-        None => String::new(),
     }
 }
 

@@ -279,9 +279,9 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
         .map(|(_, v)| v.as_os_str());
     let resolved =
         sys::resolve(&cmd.program, path_var, cmd.cwd.as_deref()).map_err(|e| match e {
-            sys::ResolveError::NotFound { searched } => Error::NotFound {
+            sys::ResolveError::NotFound { path_searched } => Error::NotFound {
                 program: program.into(),
-                searched,
+                path_searched,
             },
             sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
                 program: program.into(),
@@ -338,7 +338,7 @@ fn spawn_error(
         sys::SpawnError::Exec(source) => match source.raw_os_error() {
             Some(libc::ENOENT) => Error::NotFound {
                 program: program.into(),
-                searched: None,
+                path_searched: false,
             },
             Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
                 Error::NotExecutable {

@@ -1,7 +1,7 @@
 //! Resolving a program name on `PATH`, in the parent, before spawning, so
 //! that a missing program is a precise error rather than an exec failure.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub(crate) enum ResolveError {
     /// Nothing of that name on the searched path (or at the given path).
-    NotFound { searched: Option<OsString> },
+    NotFound { path_searched: bool },
     /// Found, but not executable by us.
     NotExecutable(PathBuf),
 }
@@ -28,7 +28,9 @@ pub(crate) fn resolve(
     cwd: Option<&Path>,
 ) -> Result<PathBuf, ResolveError> {
     if program.is_empty() {
-        return Err(ResolveError::NotFound { searched: None });
+        return Err(ResolveError::NotFound {
+            path_searched: false,
+        });
     }
     if program.as_bytes().contains(&b'/') {
         let p = Path::new(program);
@@ -44,7 +46,9 @@ pub(crate) fn resolve(
         return match check(&full) {
             Check::Executable => Ok(full),
             Check::NotExecutable => Err(ResolveError::NotExecutable(full)),
-            Check::Missing => Err(ResolveError::NotFound { searched: None }),
+            Check::Missing => Err(ResolveError::NotFound {
+                path_searched: false,
+            }),
         };
     }
     let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
@@ -69,7 +73,7 @@ pub(crate) fn resolve(
     match not_executable {
         Some(p) => Err(ResolveError::NotExecutable(p)),
         None => Err(ResolveError::NotFound {
-            searched: Some(search.to_os_string()),
+            path_searched: true,
         }),
     }
 }
