@@ -156,6 +156,29 @@ pub struct RunArgs {
     /// Start the program with an empty environment (then -E adds to it).
     #[arg(short = 'i', long)]
     pub env_clear: bool,
+    /// Run the program at this niceness (-20 to 19; as nice -n).
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: Option<i32>,
+    /// Set a resource limit for the program, as prlimit: NOFILE=1024,
+    /// CORE=0, AS=2G:4G, CPU=unlimited (repeatable).
+    #[arg(long, value_name = "RES=SOFT[:HARD]", value_parser = parse_rlimit)]
+    pub rlimit: Vec<(pkit::Resource, u64, Option<u64>)>,
+    /// Make the program the leader of a new session (no controlling
+    /// terminal). Needs the cgroup mechanism, which still contains it.
+    #[arg(long)]
+    pub setsid: bool,
+    /// Run the program as this user (name or number; as root). Without
+    /// --gid, its primary group, and no other groups.
+    #[arg(long, value_name = "USER")]
+    pub uid: Option<String>,
+    /// Run the program with this group (name or number; as root).
+    #[arg(long, value_name = "GROUP")]
+    pub gid: Option<String>,
+    /// Pass file descriptor N (3 or more) to the program as N, for the
+    /// `3<file` habit (repeatable). Others above 2 are closed.
+    #[arg(long = "keep-fd", value_name = "N")]
+    pub keep_fd: Vec<i32>,
     /// The program to run.
     #[arg(required = true, value_name = "PROGRAM")]
     pub program: OsString,
@@ -195,6 +218,28 @@ fn parse_env(text: &str) -> Result<(OsString, OsString), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
         _ => Err("expected K=V".into()),
+    }
+}
+
+/// `RES=SOFT[:HARD]`; values are numbers, sizes (`2G`) or `unlimited`.
+fn parse_rlimit(text: &str) -> Result<(pkit::Resource, u64, Option<u64>), String> {
+    let (res, values) = text
+        .split_once('=')
+        .ok_or("expected RES=SOFT[:HARD], e.g. NOFILE=1024 or CORE=0")?;
+    let res: pkit::Resource = res.parse().map_err(|e: pkit::Error| e.to_string())?;
+    let value = |v: &str| -> Result<u64, String> {
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("unlimited") || v.eq_ignore_ascii_case("infinity") {
+            return Ok(u64::MAX);
+        }
+        match v.parse::<u64>() {
+            Ok(n) => Ok(n),
+            Err(_) => size::parse(v),
+        }
+    };
+    match values.split_once(':') {
+        Some((soft, hard)) => Ok((res, value(soft)?, Some(value(hard)?))),
+        None => Ok((res, value(values)?, None)),
     }
 }
 

@@ -7,7 +7,17 @@ use crate::args::RunArgs;
 use crate::size;
 
 /// Refusals that need more than one flag, or the environment.
-pub fn check(_args: &RunArgs) -> Result<(), String> {
+pub fn check(args: &RunArgs) -> Result<(), String> {
+    if let Some(fd) = args.json_fd {
+        if args.keep_fd.contains(&fd) {
+            return Err(format!("--json-fd {fd} is also given to --keep-fd"));
+        }
+    }
+    if let Some(fd) = args.keep_fd.iter().find(|&&fd| fd <= 2) {
+        return Err(format!(
+            "--keep-fd {fd}: descriptors 0-2 are always passed (use shell redirections)"
+        ));
+    }
     if let Some(v) = std::env::var_os("PKIT_CLONE3") {
         let ok = ["on", "off", "1", "0", ""].iter().any(|k| v == *k);
         if !ok {
@@ -80,9 +90,74 @@ pub fn group_caps(args: &RunArgs) -> GroupBuilder {
     builder
 }
 
-/// The spawn options that go beyond std's.
-pub fn spawn_options(cmd: Command, _args: &RunArgs) -> Command {
+/// The spawn options that go beyond std's (ids already resolved).
+pub fn spawn_options(mut cmd: Command, args: &RunArgs, ids: &Ids) -> Command {
+    if let Some(n) = args.nice {
+        cmd = cmd.priority(n);
+    }
+    for &(res, soft, hard) in &args.rlimit {
+        cmd = cmd.rlimit(res, soft, hard.unwrap_or(soft));
+    }
+    if args.setsid {
+        cmd = cmd.setsid();
+    }
+    if let Some(gid) = ids.gid {
+        cmd = cmd.gid(gid).groups([gid]);
+    }
+    if let Some(uid) = ids.uid {
+        cmd = cmd.uid(uid);
+    }
+    if !args.keep_fd.is_empty() {
+        cmd = cmd.keep_fds(args.keep_fd.iter().map(|&fd| (fd, fd)));
+    }
     cmd
+}
+
+/// `--uid` and `--gid`, as numbers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ids {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Resolves `--uid`/`--gid` names through /etc/passwd and /etc/group;
+/// `--uid` alone brings the user's primary group.
+pub fn ids(args: &RunArgs) -> Result<Ids, String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    // name:x:uid:gid:... (passwd) and name:x:gid:... (group)
+    let lookup = |db: &str, key: &str, by_number: bool| -> Option<Vec<String>> {
+        db.lines()
+            .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && if by_number { f[2] == key } else { f[0] == key })
+    };
+    let mut ids = Ids::default();
+    if let Some(u) = &args.uid {
+        let by_number = u.parse::<u32>().is_ok();
+        let entry = lookup(&passwd, u, by_number);
+        ids.uid = Some(match (u.parse::<u32>(), &entry) {
+            (Ok(n), _) => n,
+            (Err(_), Some(f)) => f[2]
+                .parse()
+                .map_err(|_| format!("--uid {u}: bad /etc/passwd entry"))?,
+            (Err(_), None) => return Err(format!("--uid {u}: no such user in /etc/passwd")),
+        });
+        if args.gid.is_none() {
+            let primary = entry.and_then(|f| f.get(3).and_then(|g| g.parse().ok()));
+            ids.gid = Some(primary.ok_or_else(|| {
+                format!("--uid {u}: the user has no /etc/passwd entry; give --gid too")
+            })?);
+        }
+    }
+    if let Some(g) = &args.gid {
+        ids.gid = Some(match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(&group, g, false)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| format!("--gid {g}: no such group in /etc/group"))?,
+        });
+    }
+    Ok(ids)
 }
 
 /// The flag and value behind a cap the library names.
@@ -101,13 +176,23 @@ fn cap_flag(args: &RunArgs, cap: &str) -> Option<(&'static str, String)> {
 pub fn explain(args: &RunArgs, e: &Error) -> String {
     match e {
         Error::ResourceLimit { cap, reason } => match cap_flag(args, cap) {
-            Some((flag, value)) => {
-                format!("{flag} ({value}): the kernel refused this cap ({cap}): {reason}")
-            }
+            Some((flag, value)) => format!("{flag} ({value}): cannot cap {cap}: {reason}"),
             None => e.to_string(),
         },
         Error::MechanismUnavailable { .. } if args.mechanism.is_some() => {
             format!("--mechanism: {e}")
+        }
+        // A memory cap too small for the program to start shows up as the
+        // exec failing: ENOMEM, or E2BIG when the arguments can't be copied.
+        Error::Spawn { source, .. } | Error::ChildSetup { source, .. }
+            if args.memory_max.is_some()
+                && matches!(source.raw_os_error(), Some(libc::ENOMEM | libc::E2BIG)) =>
+        {
+            let (flag, value) = cap_flag(args, "memory_max").unwrap_or_default();
+            format!(
+                "{e}: the memory cap {flag} ({value}) is too small for the program to \
+                 start; give it at least a few MiB (sizes: 512M, 2G)"
+            )
         }
         _ => e.to_string(),
     }

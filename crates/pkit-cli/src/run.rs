@@ -89,7 +89,14 @@ pub async fn main(args: RunArgs) -> Exit {
              it and can outlive the run (a cgroup would hold it; see `pkit doctor`)"
         );
     }
-    let mut proc = match group.start(&command(&args)) {
+    let ids = match crate::checks::ids(&args) {
+        Ok(ids) => ids,
+        Err(msg) => {
+            eprintln!("pkit: {msg}");
+            return error_end(&mut sink, report, began, &msg, "usage", EXIT_OWN_FAILURE);
+        }
+    };
+    let mut proc = match group.start(&command(&args, &ids)) {
         Ok(p) => p,
         Err(e) => {
             drop(group);
@@ -413,7 +420,7 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
     }
 }
 
-fn command(args: &RunArgs) -> Command {
+fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
     let mut cmd = Command::new(&args.program).args(&args.args).stdin_inherit();
     if args.capture {
         let keep = match args.capture_keep {
@@ -437,7 +444,7 @@ fn command(args: &RunArgs) -> Command {
     if let Some(dir) = &args.chdir {
         cmd = cmd.current_dir(dir);
     }
-    crate::checks::spawn_options(cmd, args)
+    crate::checks::spawn_options(cmd, args, ids)
 }
 
 /// The end-of-run lines on stderr: what happened and what was verified.
@@ -542,6 +549,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::NotFound => "not_found",
         ErrorKind::NotExecutable => "not_executable",
         ErrorKind::CurrentDir => "current_dir",
+        ErrorKind::ChildSetup => "child_setup",
         ErrorKind::Spawn => "spawn",
         ErrorKind::Cancelled => "cancelled",
         ErrorKind::OutputLimit => "output_limit",

@@ -1,0 +1,402 @@
+//! `pkit run`'s other flags, run for real: capture, spawn options, caps,
+//! the whole tree's stats, honest containment messages, and errors that
+//! point at the flag.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+#[test]
+fn capture_leaves_stdin_alone_and_is_bounded() {
+    let mut child = pkit()
+        .args([
+            "run",
+            "-q",
+            "--capture",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo err >&2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"from stdin\n");
+    assert_eq!(out.stderr, b"err\n");
+
+    // `yes` would fill memory: the default bound holds it (16M per stream).
+    let out = run(&[
+        "run",
+        "-q",
+        "--json",
+        "--capture",
+        "--timeout",
+        "1",
+        "--",
+        "yes",
+    ]);
+    let v = report(&out);
+    assert_eq!(
+        v["stdout"]["truncated"], true,
+        "{}",
+        v["stdout"]["bytes_total"]
+    );
+    assert_eq!(v["stdout"]["bytes_kept"], 16 << 20);
+
+    // --capture-limit with keep head / keep tail.
+    for (keep, want) in [("head", "1\n2\n3\n"), ("tail", "8\n999\n1000\n")] {
+        let out = run(&[
+            "run",
+            "-q",
+            "--json",
+            "--capture",
+            "--capture-limit",
+            if keep == "head" { "6" } else { "11" },
+            "--capture-keep",
+            keep,
+            "--",
+            "seq",
+            "1000",
+        ]);
+        let v = report(&out);
+        assert_eq!(v["stdout"]["data"], want, "{keep}");
+        assert_eq!(v["stdout"]["bytes_total"], 3893);
+    }
+    // Capture flags without --capture are an error, not silently ignored.
+    assert_eq!(
+        run(&["run", "--capture-limit", "1M", "--", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+    let help = String::from_utf8_lossy(&run(&["run", "--help"]).stdout).into_owned();
+    assert!(help.contains("16M"), "the default bound is in --help");
+    assert!(
+        help.contains("closed"),
+        "--help says fds above 2 are closed"
+    );
+}
+
+#[test]
+fn spawn_options_reach_the_program() {
+    let dir = std::env::temp_dir();
+    let out = pkit()
+        .args(["run", "-q", "-C", dir.to_str().unwrap(), "-i", "-E", "A=1", "-E", "B=x=y"])
+        .args(["--nice", "7", "--rlimit", "NOFILE=100:200", "--rlimit", "core=0"])
+        .args(["--", "/bin/sh", "-c"])
+        .arg("pwd; env | grep -v '^PWD=' | sort; cut -d' ' -f19 /proc/$$/stat; ulimit -n; ulimit -Hn; ulimit -c")
+        .env("SECRET_PARENT_VAR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            dir.to_str().unwrap().trim_end_matches('/'),
+            "A=1",
+            "B=x=y",
+            "7",
+            "100",
+            "200",
+            "0"
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // As root: --uid (with the user's own group) and --gid.
+    if std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .contains("nobody:")
+        && unsafe_is_root()
+    {
+        let out = run(&[
+            "run",
+            "-q",
+            "--uid",
+            "nobody",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -G",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut it = text.lines();
+        assert_eq!(it.next(), Some("65534"), "{text}");
+        assert!(
+            !it.next().unwrap_or("0").split(' ').any(|g| g == "0"),
+            "root's groups dropped: {text}"
+        );
+        let out = run(&[
+            "run", "-q", "--uid", "65534", "--gid", "12345", "--", "id", "-g",
+        ]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "12345\n");
+    }
+    let out = run(&["run", "-q", "--uid", "no-such-user-xyz", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user-xyz"));
+
+    // --setsid: a session of its own, still contained by a cgroup; refused
+    // under process groups (it would escape).
+    let out = run(&[
+        "run",
+        "-q",
+        "--mechanism",
+        "cgroup",
+        "--setsid",
+        "--",
+        "sh",
+        "-c",
+        "test $(cut -d' ' -f6 /proc/$$/stat) = $$",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "a session leader");
+    let out = run(&[
+        "run",
+        "-q",
+        "--mechanism",
+        "pgroup",
+        "--setsid",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("setsid"));
+}
+
+fn unsafe_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn keep_fd_passes_a_descriptor_and_others_stay_closed() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let path = temp_path("fd");
+    let file = std::fs::File::create(&path).unwrap();
+    let fd = file.as_raw_fd();
+    let script = "echo kept >&5; if echo leak >&6; then echo six-open; fi";
+    let mut cmd = pkit();
+    cmd.args(["run", "-q", "--keep-fd", "5", "--", "sh", "-c", script]);
+    // SAFETY: dup2 in the forked child before exec, on fds it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 5) < 0 || libc::dup2(fd, 6) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(file);
+    let written = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(written, "kept\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "fd 6 was closed");
+    assert_eq!(
+        run(&["run", "--keep-fd", "2", "--", "true"]).status.code(),
+        Some(125)
+    );
+}
+
+#[test]
+fn stats_cover_the_whole_tree() {
+    // An 80 MiB grandchild in a session of its own, orphaned (nobody
+    // waits for it; it is still running when the program exits): rusage
+    // would miss it, the cgroup counts it.
+    let script = [
+        "import os, time",
+        "r, w = os.pipe()",
+        "if os.fork() == 0:",
+        "    if os.fork() == 0:",
+        "        os.setsid()",
+        "        b = bytearray(80 << 20)",
+        "        for i in range(0, len(b), 4096): b[i] = 1",
+        "        os.write(w, b'x')",
+        "        time.sleep(300)",
+        "    os._exit(0)",
+        "os.wait()",
+        "os.read(r, 1)",
+    ]
+    .join("\n");
+    let out = run(&[
+        "run",
+        "-q",
+        "--json",
+        "--stats",
+        "--mechanism",
+        "cgroup",
+        "--",
+        "python3",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = report(&out);
+    let s = &v["stats"];
+    assert!(
+        s["cpu_source"].as_str().unwrap().starts_with("cgroup"),
+        "{s}"
+    );
+    assert!(s["user_cpu_us"].as_u64().is_some() && s["system_cpu_us"].as_u64().is_some());
+    if s["memory_source"].as_str().unwrap().starts_with("cgroup") {
+        assert!(s["peak_memory_bytes"].as_u64().unwrap() >= 80 << 20, "{s}");
+        assert!(
+            s["minor_faults"].as_u64().unwrap() >= (80 << 20) / 4096,
+            "{s}"
+        );
+    }
+    for key in [
+        "voluntary_context_switches",
+        "io_read_bytes",
+        "io_write_bytes",
+    ] {
+        assert!(s[key].as_u64().is_some(), "{key}: {s}");
+    }
+
+    // Without a cgroup: rusage, and it says so.
+    let out = run(&[
+        "run",
+        "-q",
+        "--json",
+        "--stats",
+        "--mechanism",
+        "pgroup",
+        "--",
+        "true",
+    ]);
+    let s = report(&out)["stats"].clone();
+    assert_eq!(s["cpu_source"], "rusage", "{s}");
+    let out = run(&[
+        "run",
+        "-q",
+        "--stats",
+        "--mechanism",
+        "pgroup",
+        "--",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("descendants it waited for") && err.contains("rusage"),
+        "{err}"
+    );
+    let out = run(&[
+        "run",
+        "-q",
+        "--stats",
+        "--mechanism",
+        "cgroup",
+        "--",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("User time") && err.contains("cgroup v2 cpu.stat"),
+        "{err}"
+    );
+}
+
+#[test]
+fn containment_is_stated_honestly() {
+    // Process groups: said once, unless --quiet.
+    let out = run(&["run", "--mechanism", "pgroup", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("setsid").count(), 1, "{err}");
+    let out = run(&["run", "-q", "--mechanism", "pgroup", "--", "true"]);
+    assert!(out.stderr.is_empty());
+    let out = run(&["run", "--mechanism", "cgroup", "--", "true"]);
+    assert!(out.stderr.is_empty(), "nothing to say under a cgroup");
+
+    // What teardown verified, not assumed.
+    for (m, container) in [("cgroup", "cgroup"), ("pgroup", "process group")] {
+        let file = pid_file();
+        let out = pkit()
+            .args(["run", "--mechanism", m, "--", "sh", "-c"])
+            .arg(format!("sleep 300 & echo $! > {}", file.display()))
+            .output()
+            .unwrap();
+        let pids = read_pids(&file, 1);
+        std::fs::remove_file(&file).unwrap();
+        assert_all_gone(&pids);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("1 leftover process killed")
+                && err.contains(&format!("0 processes left in the {container}")),
+            "{m}: {err}"
+        );
+    }
+}
+
+#[test]
+fn errors_point_at_the_flag_and_value() {
+    let err = |args: &[&str]| {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = err(&["run", "--memory-max", "10k", "--", "true"]);
+    assert!(e.contains("--memory-max") && e.contains("10240"), "{e}");
+    let e = err(&["run", "--max-procs", "0", "--", "true"]);
+    assert!(
+        e.contains("--max-procs") && e.contains("max_processes"),
+        "{e}"
+    );
+    let e = err(&[
+        "run",
+        "--memory-max",
+        "1G",
+        "--mechanism",
+        "pgroup",
+        "--",
+        "true",
+    ]);
+    assert!(
+        e.contains("--memory-max") && e.contains("1073741824"),
+        "{e}"
+    );
+    // KB is decimal, K binary.
+    let out = run(&[
+        "run",
+        "--json",
+        "--mechanism",
+        "pgroup",
+        "--memory-max",
+        "512MB",
+        "--",
+        "true",
+    ]);
+    assert!(report(&out)["error"]
+        .as_str()
+        .unwrap()
+        .contains("512000000"));
+    let e = err(&["run", "--memory-max", "5XB", "--", "true"]);
+    assert!(e.contains("powers of 1000"), "{e}");
+    // Unknown values of pkit's variables are refused, not ignored.
+    let out = pkit()
+        .args(["run", "--", "true"])
+        .env("PKIT_CLONE3", "no")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PKIT_CLONE3"));
+    let out = pkit()
+        .args(["run", "--", "true"])
+        .env("PKIT_CLONE3", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -1,0 +1,340 @@
+//! The JSON report: every kind of run is valid against the schema in the
+//! repository (checked by a small validator for the subset of JSON Schema
+//! that file uses), and it never shares stdout with the program.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use common::*;
+
+fn schema() -> Value {
+    let text = include_str!("../schema/run-report.schema.json");
+    serde_json::from_str(text).expect("the schema is JSON")
+}
+
+/// The keywords the validator implements, and those it may ignore.
+const KEYWORDS: [&str; 11] = [
+    "type",
+    "enum",
+    "const",
+    "required",
+    "properties",
+    "additionalProperties",
+    "minimum",
+    "maximum",
+    "items",
+    "$ref",
+    "$defs",
+];
+const ANNOTATIONS: [&str; 4] = ["$schema", "$id", "title", "description"];
+
+fn type_ok(want: &str, v: &Value) -> bool {
+    match want {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        other => panic!("unknown type {other} in the schema"),
+    }
+}
+
+/// Validates `v` against `s`; errors name the JSON path.
+fn validate(root: &Value, s: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
+    let s = s.as_object().expect("a schema is an object");
+    for key in s.keys() {
+        assert!(
+            KEYWORDS.contains(&key.as_str()) || ANNOTATIONS.contains(&key.as_str()),
+            "the validator does not implement {key:?}: extend it or the schema"
+        );
+    }
+    if let Some(r) = s.get("$ref") {
+        let name = r
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+            .expect("only local #/$defs/ refs");
+        validate(root, &root["$defs"][name], v, path, errors);
+    }
+    if let Some(t) = s.get("type") {
+        let ok = match t {
+            Value::String(t) => type_ok(t, v),
+            Value::Array(ts) => ts.iter().any(|t| type_ok(t.as_str().unwrap(), v)),
+            _ => panic!("bad type"),
+        };
+        if !ok {
+            errors.push(format!("{path}: {v} is not of type {t}"));
+            return;
+        }
+    }
+    if let Some(e) = s.get("enum") {
+        if !e.as_array().unwrap().contains(v) {
+            errors.push(format!("{path}: {v} not in {e}"));
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != v {
+            errors.push(format!("{path}: {v} is not {c}"));
+        }
+    }
+    if let Some(n) = v.as_f64() {
+        if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
+            if n < min {
+                errors.push(format!("{path}: {n} < {min}"));
+            }
+        }
+        if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
+            if n > max {
+                errors.push(format!("{path}: {n} > {max}"));
+            }
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        if let Some(req) = s.get("required") {
+            for k in req.as_array().unwrap() {
+                if !obj.contains_key(k.as_str().unwrap()) {
+                    errors.push(format!("{path}: missing {k}"));
+                }
+            }
+        }
+        let props = s.get("properties").and_then(Value::as_object);
+        for (k, val) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(ps) => validate(root, ps, val, &format!("{path}.{k}"), errors),
+                None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    errors.push(format!("{path}: unexpected key {k}"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
+        for (i, item) in arr.iter().enumerate() {
+            validate(root, items, item, &format!("{path}[{i}]"), errors);
+        }
+    }
+}
+
+fn assert_valid(v: &Value, what: &str) {
+    let root = schema();
+    let mut errors = Vec::new();
+    validate(&root, &root, v, "$", &mut errors);
+    assert!(errors.is_empty(), "{what}: {errors:#?}\n{v}");
+}
+
+#[test]
+fn the_validator_catches_bad_reports() {
+    let good = report(&run(&["run", "--json", "--", "true"]));
+    assert_valid(&good, "true");
+    for (key, bad) in [
+        ("outcome", Value::from("exited(0)")),
+        ("duration_us", Value::from(1.5)),
+        ("schema", Value::from(2)),
+        ("error_kind", Value::from("NotFound")),
+    ] {
+        let mut v = good.clone();
+        v[key] = bad;
+        let root = schema();
+        let mut errors = Vec::new();
+        validate(&root, &root, &v, "$", &mut errors);
+        assert!(!errors.is_empty(), "{key} should be refused");
+    }
+    let mut v = good.clone();
+    v.as_object_mut().unwrap().remove("pid");
+    let mut errors = Vec::new();
+    let root = schema();
+    validate(&root, &root, &v, "$", &mut errors);
+    assert!(!errors.is_empty(), "a missing key should be refused");
+}
+
+#[test]
+fn every_kind_of_run_is_valid_and_has_the_same_keys() {
+    let mut reports = Vec::new();
+    let mut check = |args: &[&str], what: &str| {
+        let out = run(args);
+        assert!(
+            out.stdout.is_empty() || !args.contains(&"--capture"),
+            "{what}"
+        );
+        let v = report(&out);
+        assert_valid(&v, what);
+        reports.push((what.to_string(), v));
+    };
+    for m in MECHANISMS {
+        let base = ["run", "-q", "--json", "--mechanism", m];
+        let with = |rest: &[&'static str]| [&base[..], rest].concat();
+        check(
+            &with(&["--capture", "--", "sh", "-c", "echo hi; exit 3"]),
+            "exited",
+        );
+        check(
+            &with(&["--capture", "--", "sh", "-c", "printf '\\377\\376'"]),
+            "base64",
+        );
+        check(
+            &with(&["--no-reraise", "--", "sh", "-c", "kill -9 $$"]),
+            "signalled",
+        );
+        check(
+            &with(&["--timeout", "0.2", "--", "sleep", "30"]),
+            "timed out",
+        );
+        check(
+            &with(&[
+                "--timeout",
+                "0.2",
+                "-k",
+                "0.2",
+                "--",
+                "sh",
+                "-c",
+                "trap '' TERM; sleep 30",
+            ]),
+            "killed after the grace",
+        );
+        check(&with(&["--", "pkit-no-such-program-xyz"]), "not found");
+        check(&with(&["--keep-fd", "1", "--", "true"]), "usage");
+        check(
+            &with(&["-C", "/nonexistent-dir-xyz", "--", "true"]),
+            "current dir",
+        );
+        check(
+            &with(&["--stats", "--", "sh", "-c", "sleep 0.1 & wait"]),
+            "stats",
+        );
+        check(
+            &with(&["--capture", "--capture-limit", "10", "--", "seq", "1000"]),
+            "truncated",
+        );
+    }
+    check(
+        &[
+            "run",
+            "--json",
+            "--mechanism",
+            "pgroup",
+            "--memory-max",
+            "1G",
+            "--",
+            "true",
+        ],
+        "resource limit",
+    );
+
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let first = keys(&reports[0].1);
+    for (what, v) in &reports {
+        assert_eq!(keys(v), first, "{what}: the key set changed");
+    }
+    let find = |what: &str| &reports.iter().find(|(w, _)| w == what).unwrap().1;
+    assert_eq!(find("base64")["stdout"]["encoding"], "base64");
+    assert_eq!(find("base64")["stdout"]["data"], "//4=");
+    assert_eq!(find("killed after the grace")["killed_after_grace"], true);
+    assert_eq!(find("killed after the grace")["exit_status"], 137);
+    assert_eq!(find("not found")["error_kind"], "not_found");
+    assert!(find("not found")["pid"].is_null());
+    assert_eq!(find("usage")["error_kind"], "usage");
+    assert_eq!(find("current dir")["error_kind"], "current_dir");
+    assert_eq!(find("resource limit")["error_kind"], "resource_limit");
+    assert_eq!(find("truncated")["stdout"]["truncated"], true);
+    assert_eq!(find("truncated")["stdout"]["bytes_kept"], 10);
+    assert!(find("truncated")["stdout"]["bytes_total"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn a_run_ended_by_signals_keeps_its_pid_and_duration() {
+    for m in MECHANISMS {
+        let file = pid_file();
+        let script = format!("trap '' TERM; {}", tree_script(&file));
+        let child = pkit()
+            .args([
+                "run",
+                "-q",
+                "--json",
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        for _ in 0..3 {
+            kill(child.id(), libc::SIGTERM);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_all_gone(&pids);
+        let v = report(&out);
+        assert_valid(&v, "ended by signals");
+        assert_eq!(v["outcome"], "signalled", "{m}: {v}");
+        assert_eq!(v["pid"].as_i64(), Some(i64::from(pids[2])), "{m}");
+        assert!(v["duration_us"].as_u64().unwrap() > 0);
+        assert_eq!(v["signals_received"][0], "SIGTERM");
+        assert_eq!(v["processes_left"], 0);
+    }
+}
+
+#[test]
+fn json_file_and_json_fd_keep_stdout_for_the_program() {
+    let path = temp_path("report");
+    let out = run(&[
+        "run",
+        "--json-file",
+        path.to_str().unwrap(),
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(out.stdout, b"hi\n");
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_valid(&v, "--json-file");
+    assert_eq!(v["exit_code"], 0);
+
+    let path = temp_path("report-fd");
+    let file = std::fs::File::create(&path).unwrap();
+    let fd = file.as_raw_fd();
+    let mut cmd = pkit();
+    cmd.args([
+        "run",
+        "--json-fd",
+        "7",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; echo x >&7",
+    ]);
+    // SAFETY: dup2 in the forked child before exec, on fds it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(file);
+    assert_eq!(out.stdout, b"hi\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Bad file descriptor"),
+        "fd 7 is not the program's: {err}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_valid(&v, "--json-fd");
+    assert_eq!(v["program"], "sh");
+}
