@@ -147,6 +147,14 @@ impl Command {
     /// A command that runs `program`: a name looked up on `PATH` (the
     /// command's own `PATH` if it sets one, else the parent's), or a path
     /// when it contains a `/`.
+    ///
+    /// The program is found in this process, before the child starts, and
+    /// the child executes exactly the file found. A relative path (`./tool`,
+    /// `bin/tool`) is relative to this process's working directory, even
+    /// when [`current_dir`](Self::current_dir) is set; so is a relative or
+    /// empty entry of `PATH`. The rule is the same on every platform (where
+    /// `std::process::Command`'s varies); to run a program that sits in the
+    /// child's directory, give its full path.
     pub fn new(program: impl AsRef<OsStr>) -> Command {
         Command {
             program: program.as_ref().to_os_string(),
@@ -221,8 +229,13 @@ impl Command {
         self
     }
 
-    /// Runs the child in `dir`. It is checked before spawning: a missing
-    /// directory is [`Error::CurrentDir`](crate::Error::CurrentDir), naming it.
+    /// Runs the child in `dir` (a relative `dir` is relative to this
+    /// process's working directory). It is checked before spawning: a
+    /// missing directory is [`Error::CurrentDir`](crate::Error::CurrentDir).
+    ///
+    /// It does not change where the program is found: a relative program
+    /// path is resolved against this process's working directory first (see
+    /// [`new`](Self::new)).
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Command {
         self.cwd = Some(dir.as_ref().to_path_buf());
         self

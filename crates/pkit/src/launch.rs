@@ -277,17 +277,26 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
         .iter()
         .find(|(k, _)| k.as_bytes() == b"PATH")
         .map(|(_, v)| v.as_os_str());
-    let resolved =
-        sys::resolve(&cmd.program, path_var, cmd.cwd.as_deref()).map_err(|e| match e {
-            sys::ResolveError::NotFound { path_searched } => Error::NotFound {
-                program: program.into(),
-                path_searched,
-            },
-            sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
-                program: program.into(),
-                path,
-            },
-        })?;
+    let resolved = sys::resolve(&cmd.program, path_var).map_err(|e| match e {
+        sys::ResolveError::NotFound { path_searched } => Error::NotFound {
+            program: program.into(),
+            path_searched,
+        },
+        sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
+            program: program.into(),
+            path,
+        },
+        sys::ResolveError::NoWorkingDir(source) => Error::Spawn {
+            program: program.into(),
+            source: io::Error::new(
+                source.kind(),
+                format!(
+                    "a relative program path needs this process's working directory, \
+                         which can't be read: {source}"
+                ),
+            ),
+        },
+    })?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         CString::new(s.as_bytes())

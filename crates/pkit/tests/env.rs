@@ -174,15 +174,16 @@ async fn current_dir_sets_the_working_directory() {
         let got = c.run().await.expect("pwd");
         assert_eq!(got, want.to_str().unwrap(), "{choice}");
 
-        // A relative program path is taken relative to the working directory.
+        // A relative program path is taken relative to our working
+        // directory, not the child's (see tests/program_path.rs).
         let script = dir.path().join("hello.sh");
         write_file_externally(&script, "#!/bin/sh\necho hello from \"$(pwd -P)\"\n", 0o755);
-        let got = cmd(choice, "./hello.sh")
+        let err = cmd(choice, "./hello.sh")
             .current_dir(dir.path())
             .run()
             .await
-            .expect("./hello.sh");
-        assert_eq!(got, format!("hello from {}", want.display()), "{choice}");
+            .expect_err("./hello.sh is not in our directory");
+        assert!(err.is_not_found(), "{choice}: {err}");
 
         // Without current_dir, the child starts in ours.
         let ours = std::env::current_dir().unwrap().canonicalize().unwrap();

@@ -12,37 +12,44 @@ pub(crate) enum ResolveError {
     NotFound { path_searched: bool },
     /// Found, but not executable by us.
     NotExecutable(PathBuf),
+    /// The program is relative (or `PATH` has a relative or empty entry)
+    /// and this process's working directory can't be read (removed?).
+    NoWorkingDir(std::io::Error),
 }
 
 /// The search path used when neither the command nor the parent has `PATH`.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Resolves `program` to an absolute path.
+/// Resolves `program` to an absolute path, in this process, before the
+/// child changes directory.
 ///
-/// A name containing `/` is taken as a path (relative to `cwd`, the child's
-/// working directory, when one is set); anything else is looked up in each
-/// directory of `path_var` in order.
-pub(crate) fn resolve(
-    program: &OsStr,
-    path_var: Option<&OsStr>,
-    cwd: Option<&Path>,
-) -> Result<PathBuf, ResolveError> {
+/// A name containing `/` is a path; a relative one is relative to this
+/// process's working directory, never to the child's `current_dir` (the
+/// rule is the same on every platform, where `std::process::Command`'s
+/// depends on the platform). Any other name is looked up in each directory
+/// of `path_var` in order; a relative or empty entry (empty means the
+/// current directory, as in `execvp`) is relative to this process's
+/// working directory too. The result is always absolute, so the child
+/// executes exactly the file that was checked, whatever its directory.
+pub(crate) fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, ResolveError> {
     if program.is_empty() {
         return Err(ResolveError::NotFound {
             path_searched: false,
         });
     }
+    // Read at most once, and only when something is relative.
+    let mut owner_dir: Option<PathBuf> = None;
+    let mut absolute = |p: &Path| -> Result<PathBuf, ResolveError> {
+        if p.is_absolute() {
+            return Ok(p.to_path_buf());
+        }
+        if owner_dir.is_none() {
+            owner_dir = Some(std::env::current_dir().map_err(ResolveError::NoWorkingDir)?);
+        }
+        Ok(owner_dir.as_ref().expect("just set").join(p))
+    };
     if program.as_bytes().contains(&b'/') {
-        let p = Path::new(program);
-        let full = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            let base = match cwd {
-                Some(dir) => dir.to_path_buf(),
-                None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-            };
-            base.join(p)
-        };
+        let full = absolute(Path::new(program))?;
         return match check(&full) {
             Check::Executable => Ok(full),
             Check::NotExecutable => Err(ResolveError::NotExecutable(full)),
@@ -54,14 +61,16 @@ pub(crate) fn resolve(
     let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
     let mut not_executable = None;
     for dir in search.as_bytes().split(|&b| b == b':') {
-        // An empty entry means the current directory, as in execvp(3).
         let dir = if dir.is_empty() {
-            cwd.map(Path::to_path_buf)
-                .unwrap_or_else(|| std::env::current_dir().unwrap_or_default())
+            Path::new(".")
         } else {
-            PathBuf::from(OsStr::from_bytes(dir))
+            Path::new(OsStr::from_bytes(dir))
         };
-        let candidate = dir.join(program);
+        let candidate = match absolute(dir) {
+            Ok(d) => d.join(program),
+            // An entry we can't place is skipped, as a missing one is.
+            Err(_) => continue,
+        };
         match check(&candidate) {
             Check::Executable => return Ok(candidate),
             Check::NotExecutable => {
