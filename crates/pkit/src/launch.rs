@@ -345,9 +345,18 @@ fn spawn_error(
     use std::path::Path;
     match e {
         sys::SpawnError::Exec(source) => match source.raw_os_error() {
-            Some(libc::ENOENT) => Error::NotFound {
-                program: program.into(),
-                path_searched: false,
+            // The file was there when resolved: if it still is, what is
+            // missing is what it needs to run (its #! interpreter, or the
+            // dynamic loader of a binary), and that is named.
+            Some(libc::ENOENT) => match sys::missing_interpreter(path) {
+                Some(why) => Error::Spawn {
+                    program: program.into(),
+                    source: io::Error::new(io::ErrorKind::NotFound, why),
+                },
+                None => Error::NotFound {
+                    program: program.into(),
+                    path_searched: false,
+                },
             },
             Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
                 Error::NotExecutable {

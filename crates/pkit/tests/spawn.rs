@@ -40,12 +40,28 @@ async fn start_failure(cmd: Command) -> pkit::Error {
 async fn exec_failures_are_typed_errors() {
     use std::os::unix::fs::PermissionsExt;
     for m in MECHANISMS {
-        // execve itself fails: an interpreter that doesn't exist (ENOENT)...
+        // execve itself fails: an interpreter that doesn't exist (ENOENT)
+        // is a start failure naming the interpreter, not a missing
+        // program (the script is there)...
         let script = temp(&format!("no-interp-{m}"));
-        std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+        std::fs::write(&script, "#!/nonexistent/interpreter -x\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = start_failure(on(m, Command::new(&script))).await;
-        assert_eq!(err.kind(), ErrorKind::NotFound, "{m}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Spawn, "{m}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("interpreter /nonexistent/interpreter "),
+            "{m}: {msg}"
+        );
+        assert!(!msg.contains("-x"), "{m}: {msg}");
+        // ...and so is one found on PATH.
+        let name = script.file_name().unwrap().to_str().unwrap().to_owned();
+        let err = start_failure(on(
+            m,
+            Command::new(&name).env("PATH", script.parent().unwrap()),
+        ))
+        .await;
+        assert_eq!(err.kind(), ErrorKind::Spawn, "{m}: {err}");
         // ...and a file the kernel can't execute (ENOEXEC).
         std::fs::write(&script, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).unwrap();
         let err = start_failure(on(m, Command::new(&script))).await;

@@ -39,7 +39,7 @@ pub use limits::{CapSupport, LimitInfo};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
 pub(crate) use linux::procfs::usage as proc_usage;
-pub(crate) use resolve::{resolve, ResolveError};
+pub(crate) use resolve::{missing_interpreter, resolve, ResolveError};
 pub(crate) use setup::{dup_above, resource_number, ChildSetup};
 pub use signal::Signal;
 pub use stats::Stats;

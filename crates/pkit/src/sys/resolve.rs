@@ -106,3 +106,38 @@ fn check(path: &Path) -> Check {
         Err(_) => Check::Missing,
     }
 }
+
+/// Why executing `path`, a file that exists, said `ENOENT`: its `#!`
+/// interpreter is missing (named, with the path as the script gives it), or
+/// for a binary, its dynamic loader. `None` when `path` itself is gone.
+pub(crate) fn missing_interpreter(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 256];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let head = &head[..n];
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let interpreter = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .find(|w| !w.is_empty())
+            .unwrap_or_default();
+        return Some(format!(
+            "the script's interpreter {} (its #! line) does not exist",
+            String::from_utf8_lossy(interpreter)
+        ));
+    }
+    Some(if head.starts_with(b"\x7fELF") {
+        "the program's dynamic loader (its ELF interpreter) does not exist".to_string()
+    } else {
+        "the file exists but the kernel could not find what it needs to run it".to_string()
+    })
+}
