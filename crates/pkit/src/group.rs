@@ -182,6 +182,17 @@ impl Group {
     /// of each stream unless the command sets a
     /// [`capture_limit`](Command::capture_limit)): a process whose output
     /// nobody reads keeps running; see [`RunningProcess`].
+    ///
+    /// A start never blocks on the group's state; it is refused with
+    /// [`Error::Spawn`] when the group
+    /// - is closed or being closed ([`close`](Self::close),
+    ///   [`shutdown`](Self::shutdown)): a start racing `close` either
+    ///   starts its process before the group is marked closed, and the
+    ///   process is then ended with the group, or is refused;
+    /// - is [suspended](Self::suspend): the error's source has
+    ///   [`std::io::ErrorKind::WouldBlock`] (a process started into a frozen
+    ///   cgroup could not even reach `exec` until the group is resumed);
+    ///   [`resume`](Self::resume) first.
     pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
         let opts = crate::launch::StartOpts {
             stream_lines: cmd.io.stream_lines,
@@ -196,10 +207,11 @@ impl Group {
         cmd: &Command,
         opts: crate::launch::StartOpts,
     ) -> Result<RunningProcess> {
-        if self.container.is_closed() {
+        // Checked again, atomically with the placement, by the container.
+        if let Some(source) = self.container.refusal() {
             return Err(Error::Spawn {
                 program: cmd.display_name(),
-                source: std::io::Error::other("the group has been closed"),
+                source,
             });
         }
         crate::launch::start(&self.container, cmd, opts)
@@ -294,6 +306,9 @@ impl Group {
     /// Stops every process in the group until [`resume`](Self::resume):
     /// cgroup v2 freezes the cgroup (waiting until the kernel reports it
     /// frozen; the processes can't tell); a process group gets SIGSTOP.
+    /// While suspended, [`start`](Self::start) is refused (an
+    /// [`Error::Spawn`] of kind `WouldBlock`), and [`kill`](Self::kill)
+    /// kills without resuming.
     pub async fn suspend(&self) -> Result<()> {
         self.container
             .suspend()

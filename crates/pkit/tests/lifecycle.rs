@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use pkit::{Command, Signal};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_kill_leaves_the_group_usable_as_kill_does() {
@@ -56,6 +57,99 @@ async fn kill_of_a_suspended_group_leaves_it_suspended() {
         assert!(next.wait().await.unwrap().success(), "{choice}");
         drop((proc, next));
         group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_into_a_suspended_group_is_refused_without_blocking() {
+    let suite = begin("start_into_a_suspended_group_is_refused_without_blocking").await;
+    for choice in mechanisms() {
+        let group = std::sync::Arc::new(group(choice));
+        let first = group.start(&Command::new("sleep").arg("300")).unwrap();
+        group.suspend().await.unwrap();
+        // From another thread, so a blocked start can't hang the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (g, handle) = (group.clone(), tokio::runtime::Handle::current());
+        let starter = std::thread::spawn(move || {
+            let _rt = handle.enter();
+            let r = g.start(&Command::new("echo").arg("SECRET-ARG"));
+            let _ = tx.send(r.map(|p| p.pid()));
+        });
+        let r = tokio::task::spawn_blocking(move || rx.recv_timeout(DEADLINE))
+            .await
+            .unwrap();
+        let Ok(r) = r else {
+            // Let the blocked thread finish before failing.
+            group.resume().await.unwrap();
+            starter.join().unwrap();
+            panic!("{choice}: start into a suspended group blocked");
+        };
+        starter.join().unwrap();
+        let err = r.expect_err("refused while suspended");
+        assert_eq!(err.kind(), pkit::ErrorKind::Spawn, "{choice}: {err:?}");
+        let source =
+            std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            source.map(|s| s.kind()),
+            Some(std::io::ErrorKind::WouldBlock),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("suspended"), "{err}");
+        assert!(!format!("{err:?}").contains("SECRET"));
+        // After resume, starts work again.
+        group.resume().await.unwrap();
+        let mut next = group.start(&Command::new("true")).unwrap();
+        assert!(next.wait().await.unwrap().success(), "{choice}");
+        drop((first, next));
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_racing_close_is_ended_by_it_or_refused() {
+    let suite = begin("a_start_racing_close_is_ended_by_it_or_refused").await;
+    for choice in mechanisms() {
+        for round in 0..30 {
+            let group = std::sync::Arc::new(group(choice));
+            let handle = tokio::runtime::Handle::current();
+            let starters: Vec<_> = (0..3)
+                .map(|_| {
+                    let (g, handle) = (group.clone(), handle.clone());
+                    std::thread::spawn(move || {
+                        let _rt = handle.enter();
+                        let mut started = Vec::new();
+                        loop {
+                            match g.start(&Command::new("sleep").arg("300")) {
+                                Ok(p) => started.push(p),
+                                Err(e) => return (started, e),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(1 + round % 7)).await;
+            tokio::time::timeout(DEADLINE, group.close())
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: close hung with starts racing it"))
+                .unwrap();
+            let mut pids = Vec::new();
+            for s in starters {
+                let (started, err) = tokio::task::spawn_blocking(move || s.join().unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(err.kind(), pkit::ErrorKind::Spawn, "{choice}: {err:?}");
+                assert!(err.to_string().contains("closed"), "{choice}: {err}");
+                pids.extend(started.iter().map(|p| p.pid()));
+            }
+            let _guard = KillOnDrop(pids.clone());
+            assert_gone(
+                &pids,
+                &format!("{choice}: round {round}: starts racing close"),
+            )
+            .await;
+        }
     }
     suite.end().await;
 }

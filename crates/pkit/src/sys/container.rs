@@ -3,49 +3,18 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use super::guard;
-use super::host::{clone3_refusal, clone3_status, mark_clone3_refused, MechanismChoice};
+use super::host::MechanismChoice;
 use super::limits::{self, Applied, LimitError, Limits};
 use super::linux::cgroup::Cgroup;
-use super::linux::{child, host, procfs, spawn};
+use super::linux::{child, host, procfs};
 use super::unix::pgroup;
-use super::{ChildHandle, Mechanism, SpawnError, SpawnSpec};
-
-/// How children are put into their container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Placement {
-    /// Born inside the cgroup: `clone3(CLONE_INTO_CGROUP)`.
-    Clone3IntoCgroup,
-    /// The child writes itself into the cgroup just before `exec`, because
-    /// `clone3` is refused here (the reason is given).
-    JoinBeforeExec {
-        /// Why clone3 could not be used, e.g. `ENOSYS: ...`.
-        reason: String,
-    },
-    /// The child starts (or joins) the group's process group at spawn.
-    ProcessGroup,
-}
-
-impl fmt::Display for Placement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Placement::Clone3IntoCgroup => {
-                f.write_str("placed in the cgroup at birth by a vfork-style clone3(CLONE_INTO_CGROUP)")
-            }
-            Placement::JoinBeforeExec { reason } => write!(
-                f,
-                "each child (a vfork-style clone) joins the cgroup itself before exec (clone3 refused: {reason})"
-            ),
-            Placement::ProcessGroup => f.write_str("each child joins the group's process group"),
-        }
-    }
-}
+use super::{ChildHandle, Mechanism};
 
 pub(super) enum Kind {
     Cgroup(Cgroup),
@@ -61,7 +30,7 @@ pub(crate) struct Container {
     /// Why `auto` ended up with a process group, when it did.
     fallback: Option<String>,
     /// Set when a close or teardown begins: no new child is placed.
-    torn_down: AtomicBool,
+    pub(super) torn_down: AtomicBool,
     /// Set only once a teardown has completed (everything killed and the
     /// directories removed or handed to the reaper). A close that was
     /// cancelled (its future dropped) or failed part-way leaves it unset, so
@@ -74,10 +43,16 @@ pub(crate) struct Container {
     pub(super) limits: Applied,
     /// The group's standing with the owner-death guard.
     guard: Mutex<GuardLink>,
+    /// Held shared by a start from its closed/suspended check through the
+    /// child's placement, and exclusively while `close` marks the group
+    /// closed and while `suspend`/`resume` change its state: a start is
+    /// either placed before those begin (and is then ended, or frozen, with
+    /// the rest) or sees their outcome and is refused.
+    pub(super) lifecycle: RwLock<()>,
 }
 
 /// A container's standing with the owner-death guard.
-enum GuardLink {
+pub(super) enum GuardLink {
     /// Turned off with `GroupBuilder::owner_death_guard(false)`.
     Off,
     /// Wanted, but impossible (the reason).
@@ -202,10 +177,11 @@ impl Container {
             suspended: AtomicBool::new(false),
             limits: applied,
             guard: Mutex::new(link),
+            lifecycle: RwLock::new(()),
         })
     }
 
-    fn guard_link(&self) -> std::sync::MutexGuard<'_, GuardLink> {
+    pub(super) fn guard_link(&self) -> std::sync::MutexGuard<'_, GuardLink> {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -287,18 +263,6 @@ impl Container {
         }
     }
 
-    pub(crate) fn placement(&self) -> Placement {
-        match self.kind {
-            Kind::Cgroup(_) => match clone3_status() {
-                Ok(()) => Placement::Clone3IntoCgroup,
-                Err(e) => Placement::JoinBeforeExec {
-                    reason: clone3_refusal(e),
-                },
-            },
-            Kind::Pgroup { .. } => Placement::ProcessGroup,
-        }
-    }
-
     /// One line for humans: mechanism, where, placement, teardown.
     pub(crate) fn describe(&self) -> String {
         let main = self.describe_container();
@@ -334,72 +298,6 @@ impl Container {
                 s
             }
         }
-    }
-
-    /// Starts `spec` inside the container.
-    pub(crate) fn spawn(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
-        if self.torn_down.load(Ordering::Acquire) {
-            return Err(SpawnError::Os(io::Error::other(
-                "the group has been closed",
-            )));
-        }
-        match &self.kind {
-            Kind::Cgroup(cg) => {
-                let join: Vec<RawFd> = self
-                    .limits
-                    .v1
-                    .iter()
-                    .map(|(_, g)| g.procs_fd().as_raw_fd())
-                    .collect();
-                if clone3_status().is_ok() {
-                    match spawn::spawn_into_cgroup(spec, cg.dir_fd(), &join) {
-                        Ok((pid, pidfd)) => return Ok(Arc::new(ChildHandle::new(pid, pidfd))),
-                        Err(SpawnError::Refused(e)) => {
-                            let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
-                            tracing::warn!(
-                                target: "pkit",
-                                reason = %clone3_refusal(errno),
-                                "clone3 refused; children will join their cgroup before exec"
-                            );
-                            mark_clone3_refused(errno);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                // The next rung: the child writes itself into the cgroup.
-                let procs = cg.open_procs_for_join().map_err(SpawnError::Os)?;
-                let mut fds = join;
-                fds.push(procs.as_raw_fd());
-                let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None)?;
-                Ok(Arc::new(ChildHandle::new(pid, pidfd)))
-            }
-            Kind::Pgroup { leader } => {
-                let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
-                let pgid = leader.as_ref().map_or(0, |l| l.pid());
-                let (pid, pidfd) = spawn::spawn_joining(spec, &[], Some(pgid))?;
-                let handle = Arc::new(ChildHandle::new(pid, pidfd));
-                if leader.is_none() {
-                    *leader = Some(handle.clone());
-                    self.register_leader(&handle);
-                }
-                Ok(handle)
-            }
-        }
-    }
-
-    /// Registers a process group's new leader with the guard.
-    fn register_leader(&self, leader: &ChildHandle) {
-        let mut link = self.guard_link();
-        if !matches!(*link, GuardLink::Pending) {
-            return;
-        }
-        *link = match guard::get().and_then(|g| g.register_pgroup(leader.pidfd(), leader.pid())) {
-            Ok(t) => GuardLink::On(t),
-            Err(why) => {
-                tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");
-                GuardLink::Unavailable(why)
-            }
-        };
     }
 
     /// SIGKILL to the whole tree, now.
@@ -533,7 +431,12 @@ impl Container {
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.torn_down.store(true, Ordering::Release);
+        {
+            // Waits for a start that is placing a child (it is then ended
+            // below with the rest); every later start sees `torn_down`.
+            let _closing = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+            self.torn_down.store(true, Ordering::Release);
+        }
         if let Kind::Cgroup(cg) = &self.kind {
             // The common end of a run: everything has exited already. The
             // kernel refuses to remove a populated cgroup, so a successful
@@ -616,10 +519,6 @@ impl Container {
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
             }
         }
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.torn_down.load(Ordering::Acquire)
     }
 }
 

@@ -34,27 +34,47 @@ pub struct ProcessInfo {
 impl Container {
     /// Stops every process: cgroup v2 freezes the cgroup and waits until
     /// the kernel reports `frozen 1`; a process group gets SIGSTOP.
+    ///
+    /// From here until [`resume`](Self::resume), starts are refused (see
+    /// [`spawn`](Container::spawn)): the flag is set under the lifecycle
+    /// lock, so a start racing this either placed its child before (which
+    /// is then frozen or stopped with the rest) or is refused.
     pub(crate) async fn suspend(&self) -> io::Result<()> {
-        self.suspended.store(true, Ordering::Release);
+        let stopped = {
+            let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+            self.suspended.store(true, Ordering::Release);
+            match &self.kind {
+                Kind::Cgroup(cg) => cg.write_freeze(true),
+                Kind::Pgroup { .. } => match self.pgid() {
+                    Some(pgid) => pgroup::killpg(pgid, libc::SIGSTOP),
+                    None => Ok(()),
+                },
+            }
+        };
+        if let Err(e) = stopped {
+            // Not frozen (nor stopped): don't claim it is.
+            self.suspended.store(false, Ordering::Release);
+            return Err(e);
+        }
         match &self.kind {
             Kind::Cgroup(cg) => cg.freeze_async(true).await,
-            Kind::Pgroup { .. } => match self.pgid() {
-                Some(pgid) => pgroup::killpg(pgid, libc::SIGSTOP),
-                None => Ok(()),
-            },
+            Kind::Pgroup { .. } => Ok(()),
         }
     }
 
-    /// Lets a suspended group run again.
+    /// Lets a suspended group run again. The group is thawed before starts
+    /// are allowed again, so no start lands in a still-frozen cgroup.
     pub(crate) async fn resume(&self) -> io::Result<()> {
-        self.suspended.store(false, Ordering::Release);
-        match &self.kind {
-            Kind::Cgroup(cg) => cg.freeze_async(false).await,
+        let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+        let thawed = match &self.kind {
+            Kind::Cgroup(cg) => cg.write_freeze(false),
             Kind::Pgroup { .. } => match self.pgid() {
                 Some(pgid) => pgroup::killpg(pgid, libc::SIGCONT),
                 None => Ok(()),
             },
-        }
+        };
+        self.suspended.store(false, Ordering::Release);
+        thawed
     }
 
     pub(crate) fn is_suspended(&self) -> bool {

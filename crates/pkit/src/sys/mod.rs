@@ -18,6 +18,7 @@ mod host;
 mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
+mod place;
 mod resolve;
 mod setup;
 mod signal;
@@ -28,7 +29,6 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
 
-pub use container::Placement;
 pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
@@ -39,6 +39,7 @@ pub use limits::{CapSupport, LimitInfo};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
 pub(crate) use linux::procfs::usage as proc_usage;
+pub use place::Placement;
 pub(crate) use resolve::{missing_interpreter, resolve, ResolveError};
 pub(crate) use setup::{dup_above, resource_number, ChildSetup};
 pub use signal::Signal;

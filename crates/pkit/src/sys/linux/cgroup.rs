@@ -216,6 +216,11 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Writes `cgroup.freeze` without waiting for the kernel to confirm.
+    pub(crate) fn write_freeze(&self, on: bool) -> io::Result<()> {
+        self.write_file("cgroup.freeze", if on { b"1" } else { b"0" })
+    }
+
     /// Freezes or thaws the cgroup; a freeze waits (asynchronously) until
     /// the kernel reports `frozen 1`, or the cgroup is empty.
     pub(crate) async fn freeze_async(&self, on: bool) -> io::Result<()> {

@@ -1,0 +1,149 @@
+//! Starting a child inside a group's container: where and how it is
+//! placed, and the checks that make a start atomic with `close` and
+//! `suspend`.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::container::{Container, GuardLink, Kind};
+use super::guard;
+use super::host::{clone3_refusal, clone3_status, mark_clone3_refused};
+use super::linux::spawn;
+use super::{ChildHandle, SpawnError, SpawnSpec};
+
+/// How children are put into their container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Born inside the cgroup: `clone3(CLONE_INTO_CGROUP)`.
+    Clone3IntoCgroup,
+    /// The child writes itself into the cgroup just before `exec`, because
+    /// `clone3` is refused here (the reason is given).
+    JoinBeforeExec {
+        /// Why clone3 could not be used, e.g. `ENOSYS: ...`.
+        reason: String,
+    },
+    /// The child starts (or joins) the group's process group at spawn.
+    ProcessGroup,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::Clone3IntoCgroup => {
+                f.write_str("placed in the cgroup at birth by a vfork-style clone3(CLONE_INTO_CGROUP)")
+            }
+            Placement::JoinBeforeExec { reason } => write!(
+                f,
+                "each child (a vfork-style clone) joins the cgroup itself before exec (clone3 refused: {reason})"
+            ),
+            Placement::ProcessGroup => f.write_str("each child joins the group's process group"),
+        }
+    }
+}
+
+impl Container {
+    /// Why a start must be refused now, if it must (see
+    /// [`spawn`](Self::spawn)): the group is closed, or suspended (an
+    /// error of kind `WouldBlock`: starting would block until `resume`).
+    pub(crate) fn refusal(&self) -> Option<io::Error> {
+        if self.torn_down.load(Ordering::Acquire) {
+            return Some(io::Error::other("the group has been closed"));
+        }
+        if self.suspended.load(Ordering::Acquire) {
+            return Some(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the group is suspended: resume it to start processes",
+            ));
+        }
+        None
+    }
+
+    /// How children are put into the container.
+    pub(crate) fn placement(&self) -> Placement {
+        match self.kind {
+            Kind::Cgroup(_) => match clone3_status() {
+                Ok(()) => Placement::Clone3IntoCgroup,
+                Err(e) => Placement::JoinBeforeExec {
+                    reason: clone3_refusal(e),
+                },
+            },
+            Kind::Pgroup { .. } => Placement::ProcessGroup,
+        }
+    }
+
+    /// Starts `spec` inside the container.
+    ///
+    /// Refused (never blocking) when the group is closed or closing, or
+    /// suspended: a child placed in a frozen cgroup would freeze before it
+    /// can `exec`, and the vfork-style spawn would wait for it, blocking
+    /// this thread until `resume`. The check and the placement hold the
+    /// lifecycle lock shared, so they are atomic with `close` and
+    /// `suspend` (which take it exclusively).
+    pub(crate) fn spawn(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
+        let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(refusal) = self.refusal() {
+            return Err(SpawnError::Os(refusal));
+        }
+        match &self.kind {
+            Kind::Cgroup(cg) => {
+                let join: Vec<RawFd> = self
+                    .limits
+                    .v1
+                    .iter()
+                    .map(|(_, g)| g.procs_fd().as_raw_fd())
+                    .collect();
+                if clone3_status().is_ok() {
+                    match spawn::spawn_into_cgroup(spec, cg.dir_fd(), &join) {
+                        Ok((pid, pidfd)) => return Ok(Arc::new(ChildHandle::new(pid, pidfd))),
+                        Err(SpawnError::Refused(e)) => {
+                            let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
+                            tracing::warn!(
+                                target: "pkit",
+                                reason = %clone3_refusal(errno),
+                                "clone3 refused; children will join their cgroup before exec"
+                            );
+                            mark_clone3_refused(errno);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                // The next rung: the child writes itself into the cgroup.
+                let procs = cg.open_procs_for_join().map_err(SpawnError::Os)?;
+                let mut fds = join;
+                fds.push(procs.as_raw_fd());
+                let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None)?;
+                Ok(Arc::new(ChildHandle::new(pid, pidfd)))
+            }
+            Kind::Pgroup { leader } => {
+                let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
+                let pgid = leader.as_ref().map_or(0, |l| l.pid());
+                let (pid, pidfd) = spawn::spawn_joining(spec, &[], Some(pgid))?;
+                let handle = Arc::new(ChildHandle::new(pid, pidfd));
+                if leader.is_none() {
+                    *leader = Some(handle.clone());
+                    self.register_leader(&handle);
+                }
+                Ok(handle)
+            }
+        }
+    }
+
+    /// Registers a process group's new leader with the guard.
+    fn register_leader(&self, leader: &ChildHandle) {
+        let mut link = self.guard_link();
+        if !matches!(*link, GuardLink::Pending) {
+            return;
+        }
+        *link = match guard::get().and_then(|g| g.register_pgroup(leader.pidfd(), leader.pid())) {
+            Ok(t) => GuardLink::On(t),
+            Err(why) => {
+                tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");
+                GuardLink::Unavailable(why)
+            }
+        };
+    }
+}
