@@ -28,7 +28,7 @@ Examples:
       the report (with stdout/stderr) is the last line of pkit's stderr.
   pkit run --json-file run.json --stats -- cargo test
   pkit run -C /srv -E RUST_LOG=debug -i --nice 10 --rlimit NOFILE=1024 -- ./app
-  pkit run --memory-max 512M --max-procs 64 --name build -- make -j
+  pkit run --memory-max 512M --max-procs 64 -- make -j
 
 Signals to pkit: INT, QUIT, HUP, WINCH, TSTP and CONT (what a terminal or job
 control sends to a whole job) go to the whole tree; TERM, USR1, USR2 and ALRM

@@ -253,6 +253,28 @@ fn a_signal_that_ends_the_program_ends_the_tree_and_pkit() {
 }
 
 #[test]
+fn help_carries_examples() {
+    for args in [&["--help"][..], &["run", "--help"]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Examples:") && text.contains("pkit run"),
+            "{text}"
+        );
+    }
+    let text = String::from_utf8_lossy(&run(&["run", "--help"]).stdout).into_owned();
+    for needle in [
+        "Exit status",
+        "Signals to pkit",
+        "powers of 1000",
+        "timeout(1)",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}
+
+#[test]
 fn doctor_explains_the_host() {
     let out = run(&["doctor"]);
     assert!(out.status.success());

@@ -400,3 +400,41 @@ fn errors_point_at_the_flag_and_value() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn without_a_cgroup_cgroup_is_refused_and_auto_says_what_it_got() {
+    if !unsafe_is_root() {
+        return;
+    }
+    // pkit as an unprivileged user (started by pkit --uid): no writable
+    // cgroup there.
+    let me = env!("CARGO_BIN_EXE_pkit");
+    let out = run(&[
+        "run",
+        "-q",
+        "--uid",
+        "nobody",
+        "--",
+        me,
+        "run",
+        "--mechanism",
+        "cgroup",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--mechanism") && err.contains("cgroup"),
+        "{err}"
+    );
+    let out = run(&[
+        "run", "-q", "--uid", "nobody", "--", me, "run", "--", "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("process group") && err.contains("setsid"),
+        "{err}"
+    );
+}
