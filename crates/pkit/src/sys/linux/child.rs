@@ -5,7 +5,17 @@
 //! until its handle is dropped. That keeps its pid (and, for a process-group
 //! leader, its process group id) reserved for as long as pkit might still
 //! signal it. Dropping the handle reaps it, or hands it to the reaper thread
-//! if it is still running.
+//! if it is still running. (Not when the application sets SIGCHLD to
+//! `SIG_IGN` or `SA_NOCLDWAIT`: the kernel then reaps every child as it
+//! exits, and the exit status is read from the pidfd; see `wait_raw`.)
+//!
+//! Only pkit's own children are reaped, each through its pidfd: pkit never
+//! calls `waitpid(-1)`, which would take the application's other children.
+//! So when the application is a child subreaper
+//! (`PR_SET_CHILD_SUBREAPER`), descendants of pkit's children that are
+//! orphaned (their parent died first) are re-parented to the application
+//! and wait for the application to reap them, as any orphan it adopts
+//! does; pkit ends them with their group but does not reap them.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

@@ -20,10 +20,17 @@
 //!    assembly per architecture (`clone3.rs`) switch to the child's entry
 //!    function right after the system call.
 //! 2. Where clone3 is refused (ENOSYS, EPERM under seccomp, E2BIG on kernels
-//!    without `CLONE_INTO_CGROUP`, EOPNOTSUPP) or this architecture has no
-//!    shim: glibc's `clone(CLONE_VM | CLONE_VFORK)`, the child writing itself
-//!    into the cgroup's pre-opened `cgroup.procs` just before `execve`, and
-//!    `pidfd_open` in the parent. The group reports this placement.
+//!    without `CLONE_INTO_CGROUP`, EOPNOTSUPP, or EINVAL from a sandbox that
+//!    has clone3 but not these flags — the probe, whose deliberately invalid
+//!    call also gets EINVAL, can't tell) or this architecture has no shim:
+//!    glibc's `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, the child
+//!    writing itself into the cgroup's pre-opened `cgroup.procs` just before
+//!    `execve`. The group reports this placement.
+//!
+//! Both rungs get the child's pidfd from the kernel at birth, so the child
+//! is never named by its pid number: not even to kill it on an error path,
+//! since an application that ignores SIGCHLD lets the kernel reap (and
+//! recycle) that number at any time.
 //!
 //! cgroup v1 limit cgroups (hybrid hosts) have no clone-time placement: the
 //! child joins them with a `write` to their pre-opened `cgroup.procs`.
@@ -49,12 +56,21 @@
 //!
 //! # Signals
 //!
-//! The parent blocks every signal around the clone, so no handler of the
-//! parent's ever runs in the child on shared memory. The child resets every
-//! caught signal, and SIGPIPE (which the Rust runtime ignores), to the
+//! The parent blocks every signal it can around the clone, so no handler of
+//! the application's runs in the child on shared memory. The child resets
+//! every caught signal, and SIGPIPE (which the Rust runtime ignores), to the
 //! default disposition — its handler table is a copy, as no `CLONE_SIGHAND`
 //! is asked for — keeps inherited ignores (the `nohup` convention), and
 //! unblocks all signals just before `execve`.
+//!
+//! One exception, glibc's own: its two internal signals (32 and 33, used for
+//! thread cancellation and for broadcasting credential changes) can be
+//! neither blocked through `pthread_sigmask` nor reset through `sigaction`,
+//! so glibc's handlers for them stay installed in the child until `execve`.
+//! They are harmless there: each acts only on a signal its own process sent
+//! (it checks the sender's pid against `getpid()`), and the child sends
+//! none — the privilege drop uses the raw system calls, not glibc's
+//! broadcasting wrappers.
 
 use std::ffi::{c_int, c_void};
 use std::io;
@@ -188,7 +204,9 @@ pub(crate) fn spawn_into_cgroup(
     if rc < 0 {
         let err = io::Error::from_raw_os_error((-rc) as i32);
         return Err(match (-rc) as i32 {
-            libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EOPNOTSUPP => SpawnError::Refused(err),
+            libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EOPNOTSUPP | libc::EINVAL => {
+                SpawnError::Refused(err)
+            }
             _ => SpawnError::Os(err),
         });
     }
