@@ -32,6 +32,10 @@ const TREE: &str = r#"trap '' INT; $2 sleep 300 & echo $! >> "$1"; sleep 300 & e
 const LEADER_EXITS: &str =
     r#"trap '' INT; sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo done >> "$1""#;
 
+/// A tree with a sleep two sub-cgroups down in the group's cgroup (`$3`),
+/// where a nested pkit would put its groups.
+const NESTED: &str = r#"trap '' INT; mkdir "$3/sub" "$3/sub/deeper" && sh -c 'echo $$ > "$1/sub/deeper/cgroup.procs" && exec sleep 300' sh "$3" & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
+
 /// Runs as the owner when `PKIT_GUARD_HELPER` is set (see the module docs);
 /// otherwise a no-op.
 #[test]
@@ -76,13 +80,21 @@ fn guard_helper_owner() {
         }
     }
     let prefix = if mode == "setsid" { "setsid" } else { "" };
-    let script = if mode == "leader-exits" {
-        LEADER_EXITS
-    } else {
-        TREE
+    let script = match mode.as_str() {
+        "leader-exits" => LEADER_EXITS,
+        "nested" => NESTED,
+        _ => TREE,
     };
+    let dir = cgroup_dir(&group).unwrap_or_default();
     let proc = group
-        .start(&Command::new("sh").args(["-c", script, "sh", &pids, prefix]))
+        .start(&Command::new("sh").args([
+            "-c",
+            script,
+            "sh",
+            &pids,
+            prefix,
+            &dir.to_string_lossy(),
+        ]))
         .expect("start");
     assert!(group.guarded(), "{}", group.description());
     let guard = pkit::host_containment().guard;
@@ -399,6 +411,31 @@ async fn spare_cgroups_of_a_killed_owner_are_removed_by_its_guard() {
         for dir in &owner.spares {
             assert_dir_removed(dir, "a spare directory of the killed owner").await;
         }
+    }
+    suite.end().await;
+}
+
+/// Review F1/F2, the guard's part: a killed owner's group that holds
+/// sub-cgroups (a nested pkit's) is ended whole, and every directory goes.
+#[tokio::test]
+async fn a_killed_owner_whose_group_has_sub_cgroups_leaves_nothing() {
+    let suite = begin("nested_owner").await;
+    if mechanisms().contains(&MechanismChoice::Cgroup) {
+        let mut owner = start_owner("nested", MechanismChoice::Cgroup, false);
+        let deeper = owner.cgroup.clone().expect("a cgroup").join("sub/deeper");
+        let sleeper = owner.tree[0];
+        let deadline = Instant::now() + DEADLINE;
+        while !cgroup_procs(&deeper).contains(&sleeper) {
+            assert!(
+                Instant::now() < deadline,
+                "the sleep never moved into {}",
+                deeper.display()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        eprintln!("nested: sleep {sleeper} in {}", deeper.display());
+        owner.kill();
+        assert_guard_cleaned_up(&owner, "owner SIGKILLed, group with sub-cgroups").await;
     }
     suite.end().await;
 }

@@ -112,6 +112,18 @@ fn fallback_mode_never_signals_a_group_it_cannot_prove_is_ours() {
 /// directory and the extra (v1-style) directories registered with it.
 #[test]
 fn freeze_and_kill_fallback_empties_and_removes_the_cgroup() {
+    fallback_kills_and_removes("");
+}
+
+/// The same with the member two sub-cgroups down (as a nested pkit would
+/// place it) and a sub-directory in the extra directory: the kill covers
+/// the subtree and the removal is depth-first.
+#[test]
+fn freeze_and_kill_fallback_covers_sub_cgroups() {
+    fallback_kills_and_removes("a/b");
+}
+
+fn fallback_kills_and_removes(sub: &str) {
     let Ok(host) = crate::sys::linux::host::cgroup_host() else {
         eprintln!("skipped: no cgroup v2 here");
         return;
@@ -126,6 +138,9 @@ fn freeze_and_kill_fallback_empties_and_removes_the_cgroup() {
         return;
     }
     std::fs::create_dir(&extra).expect("extra dir");
+    let home = dir.join(sub);
+    std::fs::create_dir_all(&home).expect("sub-cgroups");
+    std::fs::create_dir_all(extra.join(sub)).expect("extra sub-directories");
     // The shell forks its member only once it is in the cgroup.
     let mut sleeper = std::process::Command::new("sh")
         .args(["-c", "read go; sleep 300 & echo $!; wait"])
@@ -133,7 +148,7 @@ fn freeze_and_kill_fallback_empties_and_removes_the_cgroup() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("sh");
-    std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).expect("join");
+    std::fs::write(home.join("cgroup.procs"), sleeper.id().to_string()).expect("join");
     std::io::Write::write_all(&mut sleeper.stdin.take().expect("stdin"), b"go\n").expect("go");
     let mut line = String::new();
     std::io::BufReader::new(sleeper.stdout.take().expect("stdout"))
@@ -152,7 +167,13 @@ fn freeze_and_kill_fallback_empties_and_removes_the_cgroup() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let left = (dir.exists(), extra.exists());
-    let _ = std::fs::remove_dir(&extra);
+    for d in [&dir, &extra] {
+        if !sub.is_empty() {
+            let _ = std::fs::remove_dir(d.join(sub));
+            let _ = std::fs::remove_dir(d.join("a"));
+        }
+        let _ = std::fs::remove_dir(d);
+    }
     if !killed {
         let _ = std::process::Command::new("kill")
             .args(["-9", &member.to_string()])
