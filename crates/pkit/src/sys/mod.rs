@@ -57,6 +57,13 @@ pub enum Mechanism {
     CgroupV2,
     /// A POSIX process group: torn down with `killpg`. A descendant that
     /// calls `setsid` or `setpgid` leaves the group and escapes teardown.
+    ///
+    /// The group's first process leads it; if it exits while the group
+    /// lives, it stays a zombie until the group ends (close, shutdown, drop,
+    /// or the end of a run), because its pid is the group's id and a reaped
+    /// id could be handed to a stranger whose group a later `start` would
+    /// join. At most one such zombie per live group; every other process is
+    /// reaped as usual.
     ProcessGroup,
     /// A Windows Job Object (reserved; not implemented yet).
     JobObject,

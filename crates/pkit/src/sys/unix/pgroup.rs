@@ -14,7 +14,41 @@
 //!
 //! If the owner itself dies, init reaps the leader; the owner-death guard
 //! therefore signals the group through the leader's pidfd rather than by
-//! number (see `sys/guard.rs`).
+//! number (see `sys/guard/`).
+//!
+//! # The cost: the first process stays a zombie while the group lives
+//!
+//! A leader that exits before its group ends stays a zombie (`<defunct>` in
+//! `ps`) until the group is closed, shut down or dropped, or the run ends;
+//! then it is reaped at once. The bound: one zombie per live process-group
+//! group, holding a pid and the kernel's task record (a few KiB), never
+//! memory of the program's. Every other process pkit starts is reaped when
+//! its handle is waited for and dropped, as `std::process` would.
+//!
+//! Why not reap it earlier. Linux keeps a number allocated while *any* task
+//! is attached to it, as pid, process group or session; a pidfd keeps the
+//! `struct pid` alive but not the number. Once the leader is reaped, the
+//! pgid stays ours only while some member lives, and the last member can
+//! go (and be reaped by init) at any moment, after which the number can be
+//! handed to a new process that may lead a group of its own. Two uses of
+//! the number would then go wrong:
+//!
+//! - `killpg(pgid)` (signal, kill, shutdown). This part has a remedy: the
+//!   leader's pidfd with `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9) signals
+//!   the group's own `struct pid`, whatever its number became, as the guard
+//!   does.
+//! - `setpgid(child, pgid)` for the next `start`. This one has none: a
+//!   group can only be joined by number, and nothing tells "only the
+//!   leader's zombie is left in the group" atomically (signal 0 to the
+//!   group succeeds while the zombie is attached; a `/proc` scan races with
+//!   a member that forks and exits while the scan runs, which would leave
+//!   an unseen member outside a group we then forgot). A start after such a
+//!   check could join a stranger's process group.
+//!
+//! Keeping an anchor of pkit's own as the leader instead (a tiny process
+//! forked for each group) would move the zombie from the user's program to
+//! pkit without removing it, and cost a fork per group. So the zombie
+//! leader stays, documented and bounded; the cgroup mechanism has none.
 
 use std::io;
 
