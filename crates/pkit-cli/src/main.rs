@@ -5,11 +5,14 @@ mod cgstats;
 mod checks;
 mod doctor;
 mod duration;
+mod forward;
 mod report;
 mod run;
 mod signame;
 mod size;
+mod summary;
 mod sys;
+mod tty;
 
 use std::process::ExitCode;
 

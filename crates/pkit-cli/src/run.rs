@@ -4,13 +4,16 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use pkit::{CapturePolicy, Command, Error, ErrorKind, Group, Mechanism, Outcome, Signal, Stdio};
+use pkit::{CapturePolicy, Command, Error, ErrorKind, Mechanism, Outcome, Stdio};
 
 use crate::args::{KeepArg, RunArgs};
-use crate::cgstats::{RunCgroups, TreeStats};
+use crate::cgstats::RunCgroups;
+use crate::forward::{on_signal, until, Forwarder, Run};
 use crate::report::{Report, Sink, Stream, SCHEMA};
 use crate::signame;
-use crate::sys::{self, Received, Signals};
+use crate::summary::{messages, print_stats};
+use crate::sys::{self, Signals};
+use crate::tty::Terminal;
 use crate::EXIT_OWN_FAILURE;
 
 const EXIT_TIMEOUT: u8 = 124;
@@ -28,16 +31,6 @@ pub enum Exit {
     Code(u8),
     /// End by this signal, as the program did.
     Reraise(i32),
-}
-
-/// What the run loop saw.
-#[derive(Default)]
-struct Run {
-    timed_out: bool,
-    killed_after_grace: bool,
-    /// TERM/HUP, or INT/QUIT sent by a process: requests to end.
-    end_requests: u32,
-    kill_at: Option<tokio::time::Instant>,
 }
 
 pub async fn main(args: RunArgs) -> Exit {
@@ -107,6 +100,13 @@ pub async fn main(args: RunArgs) -> Exit {
     let pid = proc.pid();
     report.pid = Some(pid);
     let cgroups = RunCgroups::of_group(&group.description());
+    // Under process groups, the program's group gets the terminal (if pkit
+    // has it), and any read it tried before that is resumed.
+    let tty = Terminal::hand_over(pid);
+    if tty.is_some() {
+        let _ = group.signal(pkit::Signal::Cont);
+    }
+
     let fwd = Forwarder {
         group: &group,
         pid,
@@ -115,6 +115,7 @@ pub async fn main(args: RunArgs) -> Exit {
         // A signal the terminal sent to pkit's process group reached a
         // program in that group too.
         same_pgrp: sys::same_pgrp(pid),
+        tty: tty.as_ref(),
     };
 
     let term_signal = args.signal.unwrap_or(libc::SIGTERM);
@@ -145,6 +146,14 @@ pub async fn main(args: RunArgs) -> Exit {
                 }
                 let _ = group.kill();
             }
+            // The terminal stops the program's group on Ctrl-Z: stop pkit
+            // too (as the shell expects of its job), resume both on `fg`.
+            () = tokio::time::sleep(Duration::from_millis(100)), if tty.is_some() => {
+                if sys::state_of(pid) == Some('T') {
+                    Terminal::stop_pkit(tty.as_ref());
+                    let _ = group.signal(pkit::Signal::Cont);
+                }
+            }
             r = signals.recv() => match r {
                 Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace),
                 Err(e) => {
@@ -165,6 +174,7 @@ pub async fn main(args: RunArgs) -> Exit {
         .flatten()
         .map(|n| n > 0);
     let leftovers = group.pids().ok().map(|p| p.len() as u64);
+    drop(tty);
     let verified = group.close().await;
     report.leftover_processes = leftovers;
     report.processes_left = verified.is_ok().then_some(0);
@@ -234,170 +244,6 @@ pub async fn main(args: RunArgs) -> Exit {
     exit
 }
 
-impl Run {
-    /// Arms SIGKILL `after` from now, unless it is armed sooner already.
-    fn arm(&mut self, after: Duration) {
-        let at = tokio::time::Instant::now() + after;
-        if self.kill_at.map_or(true, |k| at < k) {
-            self.kill_at = Some(at);
-        }
-    }
-}
-
-async fn until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sends signals to the tree, or to the program alone with --foreground.
-struct Forwarder<'a> {
-    group: &'a Group,
-    pid: u32,
-    foreground: bool,
-    verbose: bool,
-    same_pgrp: bool,
-}
-
-impl Forwarder<'_> {
-    fn target(&self) -> &'static str {
-        if self.foreground {
-            "the program"
-        } else {
-            "the whole tree"
-        }
-    }
-
-    /// Sends `sig` where a wrapper should: the signals a terminal or a
-    /// shell's job control sends to a whole foreground job (INT, QUIT,
-    /// TSTP, WINCH, HUP, CONT) to the whole tree; the ones `kill` sends to
-    /// one pid (TERM, USR1, USR2, ALRM) to the program, as if sent to it.
-    fn forward(&self, sig: i32) {
-        let job = [
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGTSTP,
-            libc::SIGWINCH,
-            libc::SIGHUP,
-            libc::SIGCONT,
-        ];
-        if job.contains(&sig) {
-            self.send(sig);
-        } else {
-            self.send_to(sig, true);
-        }
-    }
-
-    fn send(&self, sig: i32) {
-        self.send_to(sig, self.foreground);
-    }
-
-    fn send_to(&self, sig: i32, program_only: bool) {
-        if self.verbose {
-            let to = if program_only {
-                "the program"
-            } else {
-                "the whole tree"
-            };
-            eprintln!("pkit: sending {} to {to}", signame::display(sig));
-        }
-        let _ = if program_only {
-            // The program is unreaped until the run loop's wait returns,
-            // so its pid can't have been reused.
-            sys::kill(self.pid, sig)
-        } else {
-            self.group
-                .signal(Signal::from_raw(sig))
-                .map_err(std::io::Error::other)
-        };
-    }
-
-    /// `sig` as an ending signal: followed by SIGCONT so a stopped tree
-    /// acts on it (as timeout(1) does).
-    fn send_ending(&self, sig: i32) {
-        self.send(sig);
-        if sig != libc::SIGKILL && sig != libc::SIGCONT {
-            self.send(libc::SIGCONT);
-        }
-    }
-}
-
-fn on_signal(
-    r: Received,
-    args: &RunArgs,
-    fwd: &Forwarder<'_>,
-    st: &mut Run,
-    report: &mut Report,
-    term_signal: i32,
-    grace: Duration,
-) {
-    let s = r.signo;
-    report.signals_received.push(signame::display(s));
-    // The terminal sends INT, QUIT, TSTP, WINCH and HUP to its whole
-    // foreground process group: a program in pkit's group got it already.
-    let delivered = r.from_kernel && fwd.same_pgrp && !fwd.foreground;
-    match s {
-        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
-            if !delivered {
-                fwd.forward(libc::SIGTSTP);
-            }
-            // Stop pkit too, so the shell sees its job stop; `fg` sends
-            // SIGCONT, read next and forwarded.
-            sys::stop_self();
-        }
-        libc::SIGINT | libc::SIGQUIT if r.from_kernel => {
-            // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
-            // survives); never pkit's teardown.
-            if !delivered {
-                fwd.forward(s);
-            }
-        }
-        libc::SIGTERM | libc::SIGHUP | libc::SIGINT | libc::SIGQUIT => {
-            st.end_requests += 1;
-            match st.end_requests {
-                1 => {
-                    if !delivered {
-                        fwd.forward(s);
-                    }
-                    if let Some(k) = args.kill_after {
-                        st.arm(k);
-                    }
-                }
-                2 => {
-                    if !args.quiet {
-                        eprintln!(
-                            "pkit: second {}: ending the whole tree ({}, then SIGKILL after {:?}; \
-                             a third signal kills at once)",
-                            signame::display(s),
-                            signame::display(term_signal),
-                            grace
-                        );
-                    }
-                    let tree = Forwarder {
-                        foreground: false,
-                        ..*fwd
-                    };
-                    tree.send_ending(term_signal);
-                    st.arm(grace);
-                }
-                _ => {
-                    if !args.quiet {
-                        eprintln!("pkit: {}: killing the whole tree now", signame::display(s));
-                    }
-                    st.killed_after_grace = true;
-                    let _ = fwd.group.kill();
-                }
-            }
-        }
-        _ => {
-            if !delivered {
-                fwd.forward(s);
-            }
-        }
-    }
-}
-
 fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
     if st.timed_out {
         if st.killed_after_grace && matches!(outcome, Outcome::Signalled(libc::SIGKILL)) {
@@ -445,102 +291,6 @@ fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
         cmd = cmd.current_dir(dir);
     }
     crate::checks::spawn_options(cmd, args, ids)
-}
-
-/// The end-of-run lines on stderr: what happened and what was verified.
-fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit::Result<()>) {
-    let container = match group.mechanism() {
-        Mechanism::CgroupV2 => "the cgroup",
-        _ => "the process group",
-    };
-    let left = report.leftover_processes.unwrap_or(0);
-    let check = match verified {
-        Ok(()) => format!("0 processes left in {container}"),
-        Err(e) => format!("could not verify that {container} is empty: {e}"),
-    };
-    if report.timed_out {
-        eprintln!(
-            "pkit: {} timed out after {:.3}s{}; {check}",
-            report.program,
-            report.duration_us as f64 / 1e6,
-            if report.killed_after_grace {
-                "; SIGKILL was needed after the grace"
-            } else {
-                ""
-            }
-        );
-    } else if left > 0 || args.verbose || verified.is_err() {
-        eprintln!(
-            "pkit: {} ended; {left} leftover process{} killed; {check}",
-            report.program,
-            if left == 1 { "" } else { "es" }
-        );
-    }
-    if report.oom_killed == Some(true) {
-        eprintln!(
-            "pkit: {} was killed by the OOM killer (memory cap)",
-            report.program
-        );
-    }
-}
-
-fn print_stats(s: &TreeStats, duration_us: u64) {
-    let secs = |us: Option<u64>| us.map_or("unknown".into(), |u| format!("{:.3}", u as f64 / 1e6));
-    let num = |n: Option<u64>| n.map_or("unknown".into(), |n| n.to_string());
-    let src = |s: Option<&'static str>| s.unwrap_or("unavailable");
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(
-        e,
-        "pkit: stats for {}:",
-        if s.whole_tree() {
-            "the whole tree"
-        } else {
-            "the program and the descendants it waited for"
-        }
-    );
-    let _ = writeln!(e, "\tUser time (seconds): {}", secs(s.user_cpu_us));
-    let _ = writeln!(e, "\tSystem time (seconds): {}", secs(s.system_cpu_us));
-    let _ = writeln!(
-        e,
-        "\tElapsed (wall clock) time (seconds): {}",
-        secs(Some(duration_us))
-    );
-    let _ = writeln!(
-        e,
-        "\tPeak memory (kbytes): {}",
-        num(s.peak_memory_bytes.map(|b| b / 1024))
-    );
-    let _ = writeln!(
-        e,
-        "\tMajor (requiring I/O) page faults: {}",
-        num(s.major_faults)
-    );
-    let _ = writeln!(
-        e,
-        "\tMinor (reclaiming a frame) page faults: {}",
-        num(s.minor_faults)
-    );
-    let _ = writeln!(
-        e,
-        "\tVoluntary context switches: {}",
-        num(s.voluntary_context_switches)
-    );
-    let _ = writeln!(
-        e,
-        "\tInvoluntary context switches: {}",
-        num(s.involuntary_context_switches)
-    );
-    let _ = writeln!(e, "\tI/O read (bytes): {}", num(s.io_read_bytes));
-    let _ = writeln!(e, "\tI/O written (bytes): {}", num(s.io_write_bytes));
-    let _ = writeln!(
-        e,
-        "\tSources: cpu {}; memory {}; faults {}; context switches {}; I/O {}",
-        src(s.cpu_source),
-        src(s.memory_source),
-        src(s.faults_source),
-        src(s.context_switches_source),
-        src(s.io_source)
-    );
 }
 
 /// snake_case names for the report.

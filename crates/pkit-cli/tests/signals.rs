@@ -165,12 +165,14 @@ fn tstp_stops_the_tree_and_pkit_and_cont_resumes_both() {
     }
 }
 
-/// A Python REPL under `pkit run` on a real pseudo-terminal: Ctrl-C gives
-/// one KeyboardInterrupt and the REPL goes on, as without pkit.
+/// A Python REPL under `pkit run` on a real pseudo-terminal, in both
+/// mechanisms: Ctrl-C gives one KeyboardInterrupt and the REPL goes on, as
+/// without pkit; Ctrl-Z stops the job (pkit included, so a shell would get
+/// its prompt back) and SIGCONT to the job (what `fg` sends) resumes it.
 #[test]
-fn a_repl_survives_ctrl_c_from_a_terminal() {
+fn a_repl_survives_ctrl_c_and_ctrl_z_from_a_terminal() {
     let driver = r#"
-import os, pty, sys, time, select
+import os, pty, signal, sys, time, select
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
@@ -182,6 +184,7 @@ def read_until(needle, secs=20):
         left = end - time.time()
         if left <= 0:
             sys.stdout.write("TIMEOUT waiting for %r; got %r\n" % (needle, out))
+            os.kill(pid, signal.SIGKILL)
             sys.exit(3)
         r, _, _ = select.select([fd], [], [], left)
         if r:
@@ -191,42 +194,39 @@ def read_until(needle, secs=20):
                 break
 read_until(b">>> ")
 os.write(fd, b"import time\n")
-read_until(b">>> ", 20)
+read_until(b">>> ")
 out = b""
 os.write(fd, b"time.sleep(30)\n")
 time.sleep(0.5)
 os.write(fd, b"\x03")
 read_until(b"KeyboardInterrupt")
 read_until(b">>> ")
+os.write(fd, b"\x1a")
+_, status = os.waitpid(pid, os.WUNTRACED)
+stopped = os.WIFSTOPPED(status)
+os.killpg(pid, signal.SIGCONT)
 os.write(fd, b"print(6 * 7)\n")
 read_until(b"42")
 os.write(fd, b"raise SystemExit(5)\n")
 _, status = os.waitpid(pid, 0)
-sys.stdout.write("interrupts=%d status=%d resent=%d\n" % (out.count(b"KeyboardInterrupt"), os.waitstatus_to_exitcode(status), out.count(b"sending SIGINT")))
+sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
+    out.count(b"KeyboardInterrupt"), stopped,
+    os.waitstatus_to_exitcode(status), out.count(b"sending SIGINT")))
 "#;
-    // Under the cgroup mechanism the REPL shares pkit's process group, the
-    // terminal's foreground group, so it can read the terminal.
-    let out = std::process::Command::new("python3")
-        .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
-        .args([
-            "run",
-            "-v",
-            "--mechanism",
-            "cgroup",
-            "--",
-            "python3",
-            "-q",
-            "-i",
-        ])
-        .env("PYTHONSTARTUP", "")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
+    for m in MECHANISMS {
+        let out = std::process::Command::new("python3")
+            .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "-v", "--mechanism", m, "--", "python3", "-q", "-i"])
+            .env("PYTHONSTARTUP", "")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
         // The terminal delivered the SIGINT to the REPL: pkit (-v says what
         // it sends) must not send it a second one.
-        text.contains("interrupts=1 status=5 resent=0"),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        assert!(
+            text.contains("interrupts=1 stopped=1 status=5 resent=0"),
+            "{m}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -229,3 +229,43 @@ pub fn same_pgrp(pid: u32) -> bool {
         _ => false,
     }
 }
+
+/// pkit's own process group.
+pub fn own_pgrp() -> i32 {
+    // SAFETY: getpgrp has no preconditions.
+    unsafe { libc::getpgrp() }
+}
+
+/// The process group of `pid`.
+pub fn pgrp_of_pid(pid: u32) -> Option<i32> {
+    pgrp_of(&pid.to_string())
+}
+
+/// The foreground process group of the terminal on stdin, if stdin is one.
+pub fn tty_foreground() -> Option<i32> {
+    // SAFETY: isatty and tcgetpgrp only inspect fd 0.
+    unsafe {
+        if libc::isatty(0) != 1 {
+            return None;
+        }
+        let pg = libc::tcgetpgrp(0);
+        (pg > 0).then_some(pg)
+    }
+}
+
+/// Makes `pgid` the terminal's foreground process group. pkit blocks
+/// SIGTTOU, so this works from the background too.
+pub fn set_tty_foreground(pgid: i32) -> io::Result<()> {
+    // SAFETY: tcsetpgrp on fd 0 with a plain integer.
+    if unsafe { libc::tcsetpgrp(0, pgid) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The state letter of `pid` (`R`, `S`, `T`, …) from `/proc`.
+pub fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}

@@ -1,0 +1,187 @@
+//! Where signals to pkit go, and the run's state they change.
+
+use std::time::Duration;
+
+use pkit::{Group, Signal};
+
+use crate::args::RunArgs;
+use crate::report::Report;
+use crate::signame;
+use crate::sys::{self, Received};
+use crate::tty::Terminal;
+
+/// What the run loop saw.
+#[derive(Default)]
+pub struct Run {
+    pub timed_out: bool,
+    pub killed_after_grace: bool,
+    /// TERM/HUP, or INT/QUIT sent by a process: requests to end.
+    pub end_requests: u32,
+    pub kill_at: Option<tokio::time::Instant>,
+}
+
+impl Run {
+    /// Arms SIGKILL `after` from now, unless it is armed sooner already.
+    pub fn arm(&mut self, after: Duration) {
+        let at = tokio::time::Instant::now() + after;
+        if self.kill_at.map_or(true, |k| at < k) {
+            self.kill_at = Some(at);
+        }
+    }
+}
+
+pub async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends signals to the tree, or to the program alone with --foreground.
+pub struct Forwarder<'a> {
+    pub group: &'a Group,
+    pub pid: u32,
+    pub foreground: bool,
+    pub verbose: bool,
+    pub same_pgrp: bool,
+    /// The terminal, when it was handed to the program's group.
+    pub tty: Option<&'a Terminal>,
+}
+
+impl Forwarder<'_> {
+    pub fn target(&self) -> &'static str {
+        if self.foreground {
+            "the program"
+        } else {
+            "the whole tree"
+        }
+    }
+
+    /// Sends `sig` where a wrapper should: the signals a terminal or a
+    /// shell's job control sends to a whole foreground job (INT, QUIT,
+    /// TSTP, WINCH, HUP, CONT) to the whole tree; the ones `kill` sends to
+    /// one pid (TERM, USR1, USR2, ALRM) to the program, as if sent to it.
+    pub fn forward(&self, sig: i32) {
+        let job = [
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTSTP,
+            libc::SIGWINCH,
+            libc::SIGHUP,
+            libc::SIGCONT,
+        ];
+        if job.contains(&sig) {
+            self.send(sig);
+        } else {
+            self.send_to(sig, true);
+        }
+    }
+
+    pub fn send(&self, sig: i32) {
+        self.send_to(sig, self.foreground);
+    }
+
+    fn send_to(&self, sig: i32, program_only: bool) {
+        if self.verbose {
+            let to = if program_only {
+                "the program"
+            } else {
+                "the whole tree"
+            };
+            eprintln!("pkit: sending {} to {to}", signame::display(sig));
+        }
+        let _ = if program_only {
+            // The program is unreaped until the run loop's wait returns,
+            // so its pid can't have been reused.
+            sys::kill(self.pid, sig)
+        } else {
+            self.group
+                .signal(Signal::from_raw(sig))
+                .map_err(std::io::Error::other)
+        };
+    }
+
+    /// `sig` as an ending signal: followed by SIGCONT so a stopped tree
+    /// acts on it (as timeout(1) does).
+    pub fn send_ending(&self, sig: i32) {
+        self.send(sig);
+        if sig != libc::SIGKILL && sig != libc::SIGCONT {
+            self.send(libc::SIGCONT);
+        }
+    }
+}
+
+pub fn on_signal(
+    r: Received,
+    args: &RunArgs,
+    fwd: &Forwarder<'_>,
+    st: &mut Run,
+    report: &mut Report,
+    term_signal: i32,
+    grace: Duration,
+) {
+    let s = r.signo;
+    report.signals_received.push(signame::display(s));
+    // The terminal sends INT, QUIT, TSTP, WINCH and HUP to its whole
+    // foreground process group: a program in pkit's group got it already.
+    let delivered = r.from_kernel && fwd.same_pgrp && !fwd.foreground;
+    match s {
+        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+            if !delivered {
+                fwd.forward(libc::SIGTSTP);
+            }
+            // Stop pkit too, so the shell sees its job stop; `fg` sends
+            // SIGCONT, read next and forwarded.
+            Terminal::stop_pkit(fwd.tty);
+        }
+        libc::SIGINT | libc::SIGQUIT if r.from_kernel => {
+            // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
+            // survives); never pkit's teardown.
+            if !delivered {
+                fwd.forward(s);
+            }
+        }
+        libc::SIGTERM | libc::SIGHUP | libc::SIGINT | libc::SIGQUIT => {
+            st.end_requests += 1;
+            match st.end_requests {
+                1 => {
+                    if !delivered {
+                        fwd.forward(s);
+                    }
+                    if let Some(k) = args.kill_after {
+                        st.arm(k);
+                    }
+                }
+                2 => {
+                    if !args.quiet {
+                        eprintln!(
+                            "pkit: second {}: ending the whole tree ({}, then SIGKILL after {:?}; \
+                             a third signal kills at once)",
+                            signame::display(s),
+                            signame::display(term_signal),
+                            grace
+                        );
+                    }
+                    let tree = Forwarder {
+                        foreground: false,
+                        ..*fwd
+                    };
+                    tree.send_ending(term_signal);
+                    st.arm(grace);
+                }
+                _ => {
+                    if !args.quiet {
+                        eprintln!("pkit: {}: killing the whole tree now", signame::display(s));
+                    }
+                    st.killed_after_grace = true;
+                    let _ = fwd.group.kill();
+                }
+            }
+        }
+        _ => {
+            if !delivered {
+                fwd.forward(s);
+            }
+        }
+    }
+}

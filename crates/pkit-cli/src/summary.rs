@@ -1,0 +1,105 @@
+//! The end-of-run lines on stderr.
+
+use std::io::Write;
+
+use pkit::{Group, Mechanism};
+
+use crate::args::RunArgs;
+use crate::cgstats::TreeStats;
+use crate::report::Report;
+
+/// The end-of-run lines on stderr: what happened and what was verified.
+pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit::Result<()>) {
+    let container = match group.mechanism() {
+        Mechanism::CgroupV2 => "the cgroup",
+        _ => "the process group",
+    };
+    let left = report.leftover_processes.unwrap_or(0);
+    let check = match verified {
+        Ok(()) => format!("0 processes left in {container}"),
+        Err(e) => format!("could not verify that {container} is empty: {e}"),
+    };
+    if report.timed_out {
+        eprintln!(
+            "pkit: {} timed out after {:.3}s{}; {check}",
+            report.program,
+            report.duration_us as f64 / 1e6,
+            if report.killed_after_grace {
+                "; SIGKILL was needed after the grace"
+            } else {
+                ""
+            }
+        );
+    } else if left > 0 || args.verbose || verified.is_err() {
+        eprintln!(
+            "pkit: {} ended; {left} leftover process{} killed; {check}",
+            report.program,
+            if left == 1 { "" } else { "es" }
+        );
+    }
+    if report.oom_killed == Some(true) {
+        eprintln!(
+            "pkit: {} was killed by the OOM killer (memory cap)",
+            report.program
+        );
+    }
+}
+
+pub fn print_stats(s: &TreeStats, duration_us: u64) {
+    let secs = |us: Option<u64>| us.map_or("unknown".into(), |u| format!("{:.3}", u as f64 / 1e6));
+    let num = |n: Option<u64>| n.map_or("unknown".into(), |n| n.to_string());
+    let src = |s: Option<&'static str>| s.unwrap_or("unavailable");
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(
+        e,
+        "pkit: stats for {}:",
+        if s.whole_tree() {
+            "the whole tree"
+        } else {
+            "the program and the descendants it waited for"
+        }
+    );
+    let _ = writeln!(e, "\tUser time (seconds): {}", secs(s.user_cpu_us));
+    let _ = writeln!(e, "\tSystem time (seconds): {}", secs(s.system_cpu_us));
+    let _ = writeln!(
+        e,
+        "\tElapsed (wall clock) time (seconds): {}",
+        secs(Some(duration_us))
+    );
+    let _ = writeln!(
+        e,
+        "\tPeak memory (kbytes): {}",
+        num(s.peak_memory_bytes.map(|b| b / 1024))
+    );
+    let _ = writeln!(
+        e,
+        "\tMajor (requiring I/O) page faults: {}",
+        num(s.major_faults)
+    );
+    let _ = writeln!(
+        e,
+        "\tMinor (reclaiming a frame) page faults: {}",
+        num(s.minor_faults)
+    );
+    let _ = writeln!(
+        e,
+        "\tVoluntary context switches: {}",
+        num(s.voluntary_context_switches)
+    );
+    let _ = writeln!(
+        e,
+        "\tInvoluntary context switches: {}",
+        num(s.involuntary_context_switches)
+    );
+    let _ = writeln!(e, "\tI/O read (bytes): {}", num(s.io_read_bytes));
+    let _ = writeln!(e, "\tI/O written (bytes): {}", num(s.io_write_bytes));
+    let _ = writeln!(
+        e,
+        "\tSources: cpu {}; memory {}; faults {}; context switches {}; I/O {}",
+        src(s.cpu_source),
+        src(s.memory_source),
+        src(s.faults_source),
+        src(s.context_switches_source),
+        src(s.io_source)
+    );
+}
