@@ -18,6 +18,12 @@ pub fn check(args: &RunArgs) -> Result<(), String> {
             "--keep-fd {fd}: descriptors 0-2 are always passed (use shell redirections)"
         ));
     }
+    clone3_env()
+}
+
+/// `PKIT_CLONE3` must be on, off, 1, 0 or empty; the library would ignore
+/// another value with a log line the CLI does not show.
+pub fn clone3_env() -> Result<(), String> {
     if let Some(v) = std::env::var_os("PKIT_CLONE3") {
         let ok = ["on", "off", "1", "0", ""].iter().any(|k| v == *k);
         if !ok {

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use serde_json::json;
 
 pub fn main(as_json: bool) -> ExitCode {
+    if let Err(msg) = crate::checks::clone3_env() {
+        eprintln!("pkit: {msg}");
+        return ExitCode::from(crate::EXIT_OWN_FAILURE);
+    }
     let host = pkit::host_containment();
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
     if as_json {

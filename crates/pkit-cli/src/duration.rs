@@ -56,7 +56,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if terms == 0 {
         return Err(hint());
     }
-    if total.is_infinite() {
+    // As timeout(1), a duration too long to represent is "forever".
+    if total.is_infinite() || total >= Duration::MAX.as_secs_f64() {
         return Ok(Duration::MAX);
     }
     Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))
@@ -122,6 +123,7 @@ mod tests {
         assert_eq!(parse("1e-1s"), Ok(Duration::from_millis(100)));
         assert_eq!(parse("0"), Ok(Duration::ZERO));
         assert_eq!(parse("inf"), Ok(Duration::MAX));
+        assert_eq!(parse("1e300"), Ok(Duration::MAX));
     }
 
     #[test]

@@ -21,13 +21,19 @@ pub struct Run {
 }
 
 impl Run {
-    /// Arms SIGKILL `after` from now, unless it is armed sooner already.
+    /// Arms SIGKILL `after` from now, unless it is armed sooner already
+    /// (`inf`, or a time past the clock's range, never fires).
     pub fn arm(&mut self, after: Duration) {
-        let at = tokio::time::Instant::now() + after;
+        let Some(at) = from_now(after) else { return };
         if self.kill_at.map_or(true, |k| at < k) {
             self.kill_at = Some(at);
         }
     }
+}
+
+/// `d` from now, if the clock can represent it.
+pub fn from_now(d: Duration) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::now().checked_add(d)
 }
 
 pub async fn until(at: Option<tokio::time::Instant>) {

@@ -121,7 +121,7 @@ pub async fn main(args: RunArgs) -> Exit {
     let term_signal = args.signal.unwrap_or(libc::SIGTERM);
     let grace = args.kill_after.unwrap_or(DEFAULT_GRACE);
     let timeout = args.timeout.filter(|t| !t.is_zero() && *t != Duration::MAX);
-    let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut deadline = timeout.and_then(crate::forward::from_now);
     let mut st = Run::default();
 
     let wait = proc.wait();

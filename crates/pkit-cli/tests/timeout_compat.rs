@@ -134,10 +134,23 @@ fn durations_and_their_mistakes() {
         assert!(err.contains("negative"), "{bad}: {err}");
     }
     // Compound forms and days.
-    for good in ["1m30s", "1h5m", "1d", "1.5", "1e3", "500ms"] {
+    for good in ["1m30s", "1h5m", "1d", "1.5", "1e3", "500ms", "inf", "1e300"] {
         let out = run(&["run", "--timeout", good, "--", "true"]);
         assert_eq!(out.status.code(), Some(0), "{good}");
     }
+    // A grace too long for the clock never fires (it used to be a panic).
+    let out = run(&[
+        "run",
+        "-q",
+        "--timeout",
+        "0.2",
+        "-k",
+        "1e300",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
     let out = run(&["run", "-s", "NOPE", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     // --preserve-status without a timeout does nothing: said so.
