@@ -130,7 +130,7 @@ pub fn on_signal(
     report.signals_received.push(signame::display(s));
     // The terminal sends INT, QUIT, TSTP, WINCH and HUP to its whole
     // foreground process group: a program in pkit's group got it already.
-    let delivered = r.from_kernel && fwd.same_pgrp && !fwd.foreground;
+    let delivered = r.from_kernel && fwd.same_pgrp;
     match s {
         libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
             if !delivered {

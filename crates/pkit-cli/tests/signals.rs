@@ -213,10 +213,16 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
     out.count(b"KeyboardInterrupt"), stopped,
     os.waitstatus_to_exitcode(status), out.count(b"sending SIGINT")))
 "#;
-    for m in MECHANISMS {
+    for (m, extra) in [
+        ("cgroup", None),
+        ("pgroup", None),
+        ("cgroup", Some("--foreground")),
+    ] {
         let out = std::process::Command::new("python3")
             .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
-            .args(["run", "-v", "--mechanism", m, "--", "python3", "-q", "-i"])
+            .args(["run", "-v", "--mechanism", m])
+            .args(extra)
+            .args(["--", "python3", "-q", "-i"])
             .env("PYTHONSTARTUP", "")
             .output()
             .unwrap();
@@ -225,7 +231,7 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
         // it sends) must not send it a second one.
         assert!(
             text.contains("interrupts=1 stopped=1 status=5 resent=0"),
-            "{m}: {text}\n{}",
+            "{m} {extra:?}: {text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
