@@ -29,9 +29,10 @@ impl RunningProcess {
     /// it. Needs [`Command::stream_lines`](crate::Command::stream_lines);
     /// the lines it reads are consumed (they don't reach
     /// [`lines`](Self::lines) afterwards). Once it returns, the stream is
-    /// back to "not taken": the lines that follow wait for
-    /// [`lines`](Self::lines) up to `buffer_lines`, later ones are dropped
-    /// and counted, and the process is never stalled by them.
+    /// back to "not taken" (see [`lines`](Self::lines)): take it at once to
+    /// see the lines that follow; otherwise they wait up to `buffer_lines`,
+    /// later ones are dropped and counted, and the process is not stalled
+    /// by them for more than a second.
     ///
     /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
     /// process exits first (after looking at every line it wrote), or when

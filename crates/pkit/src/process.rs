@@ -86,12 +86,14 @@ impl RunningProcess {
     /// taken once; later calls, or a command without `stream_lines`, give an
     /// empty stream.
     ///
-    /// Take it right after the start to see every line: until it is taken
+    /// Take it right after the start to see every line. Until it is taken
     /// (and while no [`wait_for_line`](Self::wait_for_line) reads it), up to
-    /// [`buffer_lines`](crate::Command::buffer_lines) lines wait for it and
-    /// later ones are dropped and counted in
-    /// [`dropped_lines`](Self::dropped_lines), so a process whose stream
-    /// nobody reads never blocks. Once taken, the command's
+    /// [`buffer_lines`](crate::Command::buffer_lines) lines wait for it; when
+    /// more come, the child is held back for at most a second, then the
+    /// lines that don't fit are dropped and counted in
+    /// [`dropped_lines`](Self::dropped_lines) until the stream is taken, so
+    /// a process whose stream nobody reads never blocks for good.
+    /// [`wait`](Self::wait) drops them at once. Once taken, the command's
     /// [`overflow`](crate::Command::overflow) policy applies: under the
     /// default backpressure a consumer that stops reading stalls the child,
     /// so drain it concurrently with [`wait`](Self::wait). Dropping it is
@@ -105,8 +107,8 @@ impl RunningProcess {
     }
 
     /// How many lines were dropped because the stream was full under
-    /// [`Overflow::DropNewest`](crate::Overflow::DropNewest), or while
-    /// nobody had taken it (see [`lines`](Self::lines)).
+    /// [`Overflow::DropNewest`](crate::Overflow::DropNewest), or full while
+    /// nobody read it (see [`lines`](Self::lines)).
     pub fn dropped_lines(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -170,6 +172,11 @@ impl RunningProcess {
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             return Ok(out.clone());
+        }
+        // A line stream nobody took can't be read while we wait: it must
+        // not hold the child back.
+        if let Some(rx) = self.lines.as_ref().and_then(|l| l.rx.as_ref()) {
+            rx.let_go();
         }
         let status = self.wait_status().await?;
         let out = self.finish(outcome_of(status)).await;

@@ -196,3 +196,31 @@ async fn dropping_the_handle_neither_kills_nor_blocks_a_chatty_child() {
     }
     suite.end().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_taken_a_moment_after_the_start_loses_nothing() {
+    let suite = begin("a_stream_taken_a_moment_after_the_start_loses_nothing").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("seq")
+                    .args(["1", "100000"])
+                    .stream_lines()
+                    .buffer_lines(16),
+            )
+            .expect("start");
+        // A little later than "right away" (a loaded machine may preempt
+        // the caller between start and lines): nothing is dropped yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut lines = p.lines();
+        let mut got = 0u64;
+        while let Some(line) = lines.next_line().await {
+            got += 1;
+            assert_eq!(line.text, got.to_string(), "{choice}");
+        }
+        assert_eq!((got, p.dropped_lines()), (100_000, 0), "{choice}");
+        assert!(p.wait().await.expect("wait").success());
+    }
+    suite.end().await;
+}

@@ -289,6 +289,11 @@ async fn run(
         if let Step::Read(Ok(n)) = step {
             total += n;
         }
+        // Splitting a big read into lines is real work, and when nothing
+        // makes the task wait (lines dropped, or no line consumer that
+        // pushes back), the read alone yields only every 128 reads: let
+        // the runtime's other tasks run between big reads.
+        let busy = matches!(step, Step::Read(Ok(n)) if n >= READ_CHUNK && !direct);
         match step {
             Step::Read(Ok(0)) => break,
             Step::Read(Ok(n)) if direct => sinks.note_direct(n),
@@ -302,6 +307,9 @@ async fn run(
                 sinks.feed(&rest).await;
                 break;
             }
+        }
+        if busy {
+            tokio::task::yield_now().await;
         }
         if read_size == READ_CHUNK && total >= HANDOFF_BYTES {
             crate::sys::grow_pipe(std::os::fd::AsFd::as_fd(&rx));

@@ -21,10 +21,15 @@ struct State {
     senders: usize,
     receiver: bool,
     /// Someone consumes the queue: the stream was taken, or a probe reads
-    /// it. Until then (and after a probe) backpressure would stall the
-    /// child on a queue nobody drains, so lines that don't fit are dropped
-    /// and counted whatever the overflow policy.
+    /// it; the overflow policy applies. Until then (and after a probe)
+    /// backpressure could stall the child for good on a queue nobody
+    /// drains: a full queue holds the child back for at most
+    /// [`UNHELD_PATIENCE`], then `dropping` is set.
     held: bool,
+    /// Not held, and full for longer than the patience (or let go by
+    /// `wait`): lines that don't fit are dropped and counted, whatever the
+    /// overflow policy, until the queue is held again.
+    dropping: bool,
     /// The consumer, waiting for lines (or the end).
     consumer: Option<Waker>,
 }
@@ -41,6 +46,12 @@ impl Shared {
     }
 }
 
+/// How long a full queue that nobody holds makes the child wait before it
+/// starts dropping lines: time enough to take a stream right after the
+/// start (or after a probe) without losing a line, short enough that a
+/// stream nobody takes stalls nothing for long.
+pub(crate) const UNHELD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Makes a queue holding at most `capacity` lines.
 pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
@@ -51,6 +62,7 @@ pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
             senders: 1,
             receiver: true,
             held: false,
+            dropping: false,
             consumer: None,
         }),
         writable: Notify::new(),
@@ -100,15 +112,17 @@ impl Drop for Sender {
 impl Sender {
     /// Queues `batch`. Under backpressure it queues what fits and waits for
     /// the consumer to make room for the rest; under `DropNewest` the lines
-    /// that don't fit are counted in `dropped`. Returns false once the
-    /// consumer is gone.
+    /// that don't fit are counted in `dropped`. While nobody holds the
+    /// queue, it waits at most [`UNHELD_PATIENCE`], then drops too (see
+    /// `State::held`). Returns false once the consumer is gone.
     pub(crate) async fn send(&self, batch: Batch, overflow: Overflow, dropped: &AtomicU64) -> bool {
         let mut rest = Some(batch);
+        let mut patience: Option<tokio::time::Instant> = None;
         while let Some(batch) = rest.as_mut() {
             let wait = self.shared.writable.notified();
             tokio::pin!(wait);
             wait.as_mut().enable();
-            let waker = {
+            let (waker, held) = {
                 let mut st = self.shared.lock();
                 if !st.receiver {
                     return false;
@@ -121,7 +135,12 @@ impl Sender {
                 } else {
                     None
                 };
-                if overflow == Overflow::DropNewest || !st.held {
+                let drop_rest = if st.held {
+                    overflow == Overflow::DropNewest
+                } else {
+                    st.dropping
+                };
+                if drop_rest {
                     if let Some(left) = rest.take() {
                         dropped.fetch_add(left.len() as u64, Ordering::Relaxed);
                         // The dropped lines' text must not stay alive
@@ -132,17 +151,32 @@ impl Sender {
                         }
                     }
                 }
-                part.filter(|p| p.len() > 0).and_then(|part| {
+                let waker = part.filter(|p| p.len() > 0).and_then(|part| {
                     st.queued += part.len();
                     st.batches.push_back(part);
                     st.consumer.take()
-                })
+                });
+                (waker, st.held)
             };
             if let Some(w) = waker {
                 w.wake();
             }
-            if rest.is_some() {
+            if rest.is_none() {
+                break;
+            }
+            if held {
+                patience = None;
                 wait.await;
+            } else {
+                let until =
+                    *patience.get_or_insert_with(|| tokio::time::Instant::now() + UNHELD_PATIENCE);
+                if tokio::time::timeout_at(until, wait).await.is_err() {
+                    // Nobody took the stream in time: drop from now on.
+                    let mut st = self.shared.lock();
+                    if !st.held {
+                        st.dropping = true;
+                    }
+                }
             }
         }
         true
@@ -150,10 +184,13 @@ impl Sender {
 }
 
 fn hold(shared: &Shared, held: bool) {
-    shared.lock().held = held;
-    if !held {
-        shared.writable.notify_waiters();
+    {
+        let mut st = shared.lock();
+        st.held = held;
+        st.dropping = false;
     }
+    // Waiting producers re-evaluate under the new rule.
+    shared.writable.notify_waiters();
 }
 
 /// See [`Receiver::hold_for_now`].
@@ -183,10 +220,19 @@ impl Drop for Receiver {
 
 impl Receiver {
     /// Says whether someone consumes the queue now (see `State::held`).
-    /// Letting go wakes the producers waiting for room, so they drop
-    /// instead.
     pub(crate) fn hold(&self, held: bool) {
         hold(&self.shared, held);
+    }
+
+    /// Lets go of the queue for good, dropping at once what doesn't fit
+    /// (nobody can take it any more, or waits on the process instead).
+    pub(crate) fn let_go(&self) {
+        {
+            let mut st = self.shared.lock();
+            st.held = false;
+            st.dropping = true;
+        }
+        self.shared.writable.notify_waiters();
     }
 
     /// Holds the queue until the guard is dropped (a probe reading it in
