@@ -224,3 +224,36 @@ async fn a_stream_taken_a_moment_after_the_start_loses_nothing() {
     }
     suite.end().await;
 }
+
+#[tokio::test]
+async fn a_crlf_line_exactly_at_the_cap_is_one_line() {
+    let suite = begin("a_crlf_line_exactly_at_the_cap_is_one_line").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("printf")
+                    .arg(r"abcd\r\nxy\r\nabcdefgh\r\n")
+                    .stream_lines()
+                    .max_line_bytes(4),
+            )
+            .expect("start");
+        let mut lines = p.lines();
+        let mut got = Vec::new();
+        while let Some(l) = lines.next_line().await {
+            got.push((l.text, l.partial));
+        }
+        assert!(p.wait().await.expect("wait").success());
+        let want: Vec<(String, bool)> = [
+            ("abcd", false),
+            ("xy", false),
+            ("abcd", true),
+            ("efgh", false),
+        ]
+        .iter()
+        .map(|(t, p)| (t.to_string(), *p))
+        .collect();
+        assert_eq!(got, want, "{choice}");
+    }
+    suite.end().await;
+}

@@ -4,7 +4,8 @@
 //! piece with no newline is still a line (emitted at end of file). A line
 //! longer than the cap is emitted in pieces of at most `max` bytes, each
 //! cut at a UTF-8 character boundary where one exists; every piece but the
-//! last is marked partial. Memory use is bounded by the cap, never by the
+//! last is marked partial. The cap counts the line's text, not its ending
+//! (`\r\n` included). Memory use is bounded by the cap, never by the
 //! length of a line.
 //!
 //! The splitter doesn't make a `String` per line. What one read brings is
@@ -214,13 +215,25 @@ impl Splitter {
                 partial: false,
             });
         };
+        // The cap applies to a line's text: a `\r` right before the `\n` is
+        // part of the line ending, not of the text (a CRLF line exactly at
+        // the cap is one line). In the unterminated tail, a last `\r` may
+        // be such an ending: it waits for the next byte before it counts.
+        let text_end = |buf: &[u8], start: usize, end: usize| {
+            if end > start && buf[end - 1] == b'\r' {
+                end - 1
+            } else {
+                end
+            }
+        };
         for i in memchr::memchr_iter(b'\n', &self.buf[self.scanned..]) {
             let end = self.scanned + i;
-            start = self.cut_pieces(start, end, &mut spans);
+            start = self.cut_pieces(start, text_end(&self.buf, start, end), &mut spans);
             push_line(&mut spans, start, end);
             start = end + 1;
         }
-        start = self.cut_pieces(start, self.buf.len(), &mut spans);
+        let tail_end = text_end(&self.buf, start, self.buf.len());
+        start = self.cut_pieces(start, tail_end, &mut spans);
         if at_end && start < self.buf.len() {
             push_line(&mut spans, start, self.buf.len());
             start = self.buf.len();
@@ -366,6 +379,79 @@ mod tests {
                 ("ij".into(), false)
             ]
         );
+    }
+
+    /// Review F10: the `\r` of a CRLF ending does not count against the
+    /// cap, however the input is chunked.
+    #[test]
+    fn a_crlf_line_at_the_cap_is_one_line() {
+        let want = whole(&["abcd", "xy"]);
+        for chunks in [
+            &[&b"abcd\r\nxy\r\n"[..]][..],
+            &[b"abcd\r", b"\nxy\r\n"],
+            &[b"abcd", b"\r\nxy\r\n"],
+            &[b"ab", b"cd\r", b"\n", b"xy\r\n"],
+        ] {
+            assert_eq!(split(chunks, 4), want, "{chunks:?}");
+        }
+        // At multiples of the cap: pieces, the last one whole.
+        let want = vec![("abcd".to_string(), true), ("efgh".to_string(), false)];
+        assert_eq!(split(&[b"abcdefgh\r\n"], 4), want);
+        assert_eq!(split(&[b"abcdefgh\r", b"\n"], 4), want);
+        assert_eq!(split(&[b"abcdefgh", b"\r\n"], 4), want);
+        // A lone `\r` is text: it counts, and is cut like any byte.
+        assert_eq!(
+            split(&[b"abcd\rx\n"], 4),
+            vec![("abcd".to_string(), true), ("\rx".to_string(), false)]
+        );
+        assert_eq!(
+            split(&[b"abcd\r", b"x\n"], 4),
+            vec![("abcd".to_string(), true), ("\rx".to_string(), false)]
+        );
+    }
+
+    /// Review (appendix B): the split never depends on how the input is
+    /// chunked.
+    #[test]
+    fn chunking_never_changes_the_split() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet: &[&[u8]] = &[
+            b"a",
+            b"b",
+            b"\n",
+            b"\r",
+            b"\r\n",
+            "\u{e9}".as_bytes(),
+            "\u{20ac}".as_bytes(),
+            "\u{1F600}".as_bytes(),
+            b"\xff",
+            b"\xe2\x82",
+        ];
+        for case in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..rnd() % 40 {
+                input.extend_from_slice(alphabet[(rnd() % alphabet.len() as u64) as usize]);
+            }
+            let max = 4 + (rnd() % 6) as usize;
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut i = 0;
+            while i < input.len() {
+                let j = (i + 1 + (rnd() % 7) as usize).min(input.len());
+                chunks.push(&input[i..j]);
+                i = j;
+            }
+            assert_eq!(
+                split(&[&input], max),
+                split(&chunks, max),
+                "case {case}, max {max}, input {input:?}"
+            );
+        }
     }
 
     #[test]
