@@ -131,3 +131,82 @@ async fn a_pipe_honours_its_timeout_signal() {
     }
     suite.end().await;
 }
+
+/// A duration too long for the clock is no deadline: never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_duration_is_accepted() {
+    let suite = begin("any_duration_is_accepted").await;
+    let max = Duration::MAX;
+    for choice in mechanisms() {
+        // As a timeout: the run is simply unbounded.
+        let out = cmd(choice, "echo")
+            .arg("hi")
+            .timeout(max)
+            .grace(max)
+            .timeout_signal(Signal::Int)
+            .output()
+            .await
+            .expect("output");
+        assert!(out.success() && !out.timed_out(), "{choice}: {out:?}");
+        assert_eq!(out.stdout_str(), "hi\n");
+        let out = Pipe::new([cmd(choice, "echo").arg("hi"), cmd(choice, "cat")])
+            .mechanism(choice)
+            .timeout(max)
+            .grace(max)
+            .output()
+            .await
+            .expect("pipe output");
+        assert!(out.success(), "{choice}: {out:?}");
+
+        // As a grace: the tree gets as long as it takes (here it exits on
+        // the signal at once).
+        let what = format!("{choice}: grace(Duration::MAX)");
+        let (out, pids) = output_timing_out_after_ready(&what, |limit| {
+            sh(
+                choice,
+                r#"trap "echo got-term; exit 0" TERM; echo $$; echo ready; while :; do sleep 0.1; done"#,
+            )
+            .timeout(limit)
+            .grace(max)
+        })
+        .await;
+        assert!(out.stdout_str().contains("got-term"), "{what}: {out:?}");
+        assert!(!out.killed_after_grace(), "{what}: {out:?}");
+        assert_gone(&pids, &what).await;
+
+        // As a shutdown grace.
+        let ending = group(choice);
+        let p = ending
+            .start(&pkit::Command::new("sleep").arg("300"))
+            .expect("start");
+        let report = ending.shutdown(max).await.expect("shutdown");
+        assert_eq!(
+            (report.signalled(), report.killed()),
+            (1, 0),
+            "{choice}: {report:?}"
+        );
+        assert_gone(&[p.pid()], &format!("{choice}: shutdown(MAX)")).await;
+        drop(p);
+
+        // As a probe's timeout, and a sampling interval.
+        let group = group(choice);
+        let mut p = group
+            .start(&sh(choice, "echo ready; exec sleep 300").stream_lines())
+            .expect("start");
+        let line = p
+            .wait_for_line(|l| l.text == "ready", max)
+            .await
+            .expect("ready");
+        assert_eq!(line.text, "ready");
+        p.wait_for(|| async { true }, max).await.expect("wait_for");
+        let mut samples = group.sample_stats(max);
+        assert!(samples.next().await.is_some(), "{choice}: a first sample");
+        drop(samples);
+        let q = group.start(&sh(choice, "exit 0")).expect("start");
+        let profile = q.profile(max).await.expect("profile");
+        assert!(profile.samples() >= 1);
+        drop((p, q));
+        group.close().await.expect("close");
+    }
+    suite.end().await;
+}
