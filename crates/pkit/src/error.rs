@@ -151,7 +151,8 @@ pub enum Error {
     /// Never an uncapped group the caller believes capped.
     #[error("cannot cap {cap}: {reason}")]
     ResourceLimit {
-        /// Which cap: `memory_max`, `max_processes` or `cpu_quota`.
+        /// Which cap: `memory_max`, `memory_high`, `memory_swap_max`,
+        /// `max_processes`, `cpu_quota` or `cpus`.
         cap: &'static str,
         /// Why.
         reason: String,

@@ -61,7 +61,10 @@ impl GroupBuilder {
 
     /// Caps the memory of the whole tree at `bytes` (swap included where
     /// the host can cap it). A tree that needs more is OOM-killed; see
-    /// [`Output::oom_killed`](crate::Output::oom_killed).
+    /// [`Output::oom_killed`](crate::Output::oom_killed). Less than one page
+    /// (4096 bytes) is refused; a cap too small for a program to start
+    /// (a few hundred KiB) makes `start` fail with an error that names the
+    /// cap, rather than only `ENOMEM` or `E2BIG`.
     ///
     /// Caps apply to the group, not to a command: to bound a command, start
     /// it in a capped group. Where nothing on this host can enforce a cap,
@@ -70,6 +73,37 @@ impl GroupBuilder {
     /// caller believes capped. [`Group::limits`] says what enforces each.
     pub fn memory_max(mut self, bytes: u64) -> GroupBuilder {
         self.limits.memory_max = Some(bytes);
+        self
+    }
+
+    /// Throttles the whole tree's memory above `bytes`: past it the kernel
+    /// reclaims the group's memory hard and slows its allocations, but
+    /// kills nothing (unlike [`memory_max`](Self::memory_max)). cgroup v2
+    /// only (`memory.high`): cgroup v1 has nothing with that meaning, so on
+    /// a v1 host [`build`](Self::build) fails with [`Error::ResourceLimit`].
+    pub fn memory_high(mut self, bytes: u64) -> GroupBuilder {
+        self.limits.memory_high = Some(bytes);
+        self
+    }
+
+    /// Caps the swap the whole tree may use at `bytes` (0: none). Without
+    /// it, [`memory_max`](Self::memory_max) allows no swap where the host
+    /// can cap swap. cgroup v2 only (`memory.swap.max`): cgroup v1 caps
+    /// memory and swap together, not swap alone, so on a v1 host (or where
+    /// the kernel does not account swap) [`build`](Self::build) fails with
+    /// [`Error::ResourceLimit`].
+    pub fn memory_swap_max(mut self, bytes: u64) -> GroupBuilder {
+        self.limits.memory_swap_max = Some(bytes);
+        self
+    }
+
+    /// Lets the whole tree run only on the CPUs in `list`, in the kernel's
+    /// CPU-list format: `"0"`, `"0-3"`, `"0,2-3"` (a cpuset: cgroup v2
+    /// `cpuset.cpus`, else a cgroup v1 cpuset). A malformed list, or CPUs
+    /// the host does not offer, fail at [`build`](Self::build) with
+    /// [`Error::ResourceLimit`].
+    pub fn cpus(mut self, list: &str) -> GroupBuilder {
+        self.limits.cpus = Some(list.to_string());
         self
     }
 

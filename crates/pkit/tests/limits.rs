@@ -123,6 +123,9 @@ async fn caps_are_refused_where_they_cannot_be_enforced() {
         ("memory_max", pg().memory_max(100 * MIB)),
         ("max_processes", pg().max_processes(5)),
         ("cpu_quota", pg().cpu_quota(1.0)),
+        ("memory_high", pg().memory_high(100 * MIB)),
+        ("memory_swap_max", pg().memory_swap_max(0)),
+        ("cpus", pg().cpus("0")),
     ] {
         let err = builder.build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ResourceLimit);
@@ -226,5 +229,151 @@ async fn output_carries_cpu_time_and_peak_memory() {
             "{out:?}"
         );
         assert!(out.peak_memory_bytes().unwrap() >= 190 * MIB, "{out:?}");
+    }
+}
+
+/// What this host says it can do for `cap`.
+fn support(cap: &str) -> pkit::CapSupport {
+    pkit::host_containment()
+        .caps
+        .into_iter()
+        .find(|c| c.cap == cap)
+        .unwrap_or_else(|| panic!("host_containment() lists {cap}"))
+}
+
+/// The group's cgroup v2 directory, from its description.
+fn v2_dir(g: &Group) -> PathBuf {
+    let d = g.description();
+    let rest = d.strip_prefix("cgroup v2 at ").expect("a cgroup group");
+    PathBuf::from(rest.split("; ").next().expect("a path"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpus_pins_the_tree_to_the_listed_cpus() {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let last = online.trim().rsplit(['-', ',']).next().unwrap().to_string();
+    for list in ["0", last.as_str()] {
+        let g = match capped().cpus(list).build() {
+            Ok(g) => g,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{e}");
+                assert!(e.to_string().contains("cpus"), "{e}");
+                assert!(support("cpus").enforced_by.is_none(), "{e}");
+                return;
+            }
+        };
+        let info = g.limits();
+        assert_eq!(info.len(), 1, "{info:?}");
+        assert_eq!((info[0].cap, info[0].value.as_str()), ("cpus", list));
+        println!("cpus enforced by: {}", info[0].enforced_by);
+        let dirs = limit_dirs(&g);
+        // A grandchild too: the cpuset holds the whole tree.
+        let out = g
+            .output(
+                &Command::new("sh")
+                    .args(["-c", "sh -c 'grep Cpus_allowed_list /proc/self/status'"]),
+            )
+            .await
+            .unwrap();
+        assert!(out.success(), "{out:?}");
+        let allowed = out
+            .stdout_str()
+            .split(':')
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        assert_eq!(allowed, list, "{}", out.stdout_str());
+        gone(&dirs).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_cpu_list_is_refused_by_name() {
+    for list in ["", "x", "1-0", "0,,1", "4095"] {
+        let err = capped().cpus(list).build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{list:?}: {err}");
+        assert!(err.to_string().contains("cpus"), "{list:?}: {err}");
+    }
+}
+
+/// memory.high throttles without killing; cgroup v1 has no equivalent, so
+/// a v1 host refuses it by name (and says so in `host_containment`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_high_throttles_or_is_refused_by_name() {
+    let g = match capped().memory_high(32 * MIB).build() {
+        Ok(g) => g,
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{e}");
+            assert!(e.to_string().contains("memory_high"), "{e}");
+            assert!(e.to_string().contains("v1"), "{e}");
+            assert!(support("memory_high").enforced_by.is_none());
+            return;
+        }
+    };
+    assert_eq!(g.limits()[0].cap, "memory_high");
+    let mut p = g
+        .start(&py(
+            "b = bytearray(96 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('survived')",
+        ))
+        .unwrap();
+    let out = p.wait().await.unwrap();
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout_str().contains("survived"));
+    let events = std::fs::read_to_string(v2_dir(&g).join("memory.events")).unwrap();
+    let high: u64 = events
+        .lines()
+        .find_map(|l| l.strip_prefix("high "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(high > 0, "memory.high was never crossed: {events}");
+}
+
+/// memory.swap.max is v2 only: on v1, memory and swap are capped together.
+#[tokio::test]
+async fn memory_swap_max_is_set_or_refused_by_name() {
+    match capped()
+        .memory_max(64 * MIB)
+        .memory_swap_max(16 * MIB)
+        .build()
+    {
+        Ok(g) => {
+            let swap = g
+                .limits()
+                .into_iter()
+                .find(|l| l.cap == "memory_swap_max")
+                .expect("listed");
+            assert_eq!(swap.value, (16 * MIB).to_string());
+            let file = std::fs::read_to_string(v2_dir(&g).join("memory.swap.max")).unwrap();
+            assert_eq!(file.trim(), (16 * MIB).to_string());
+        }
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{e}");
+            assert!(e.to_string().contains("memory_swap_max"), "{e}");
+            assert!(support("memory_swap_max").enforced_by.is_none());
+        }
+    }
+}
+
+/// A memory cap too small for anything: under a page it is refused at
+/// build; a few pages make every start fail, with an error that names the
+/// cap instead of only "Cannot allocate memory" or "Argument list too long".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_memory_cap_is_named_in_the_error() {
+    let err = capped().memory_max(1000).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{err}");
+    assert!(err.to_string().contains("memory_max"), "{err}");
+    assert!(err.to_string().contains("1000 bytes"), "{err}");
+    for bytes in [4096, 10_000] {
+        let g = capped().memory_max(bytes).build().unwrap();
+        let dirs = limit_dirs(&g);
+        let err = g.output(&Command::new("true")).await.unwrap_err();
+        let text = err.to_string();
+        println!("memory_max {bytes}: {text}");
+        assert!(
+            text.contains(&format!("memory_max = {bytes}")) && text.contains("too small"),
+            "{text}"
+        );
+        gone(&dirs).await;
     }
 }

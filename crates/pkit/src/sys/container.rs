@@ -122,13 +122,7 @@ impl Container {
                 }
             },
             (Kind::Pgroup { .. }, false) => {
-                let cap = if limits.memory_max.is_some() {
-                    "memory_max"
-                } else if limits.max_processes.is_some() {
-                    "max_processes"
-                } else {
-                    "cpu_quota"
-                };
+                let cap = limits.first_cap();
                 let why = match &fallback {
                     Some(why) => format!("cgroup v2 is unusable here ({why})"),
                     None => "the process-group mechanism was chosen".to_string(),

@@ -7,22 +7,62 @@ use super::linux::cgroup::Cgroup;
 use super::linux::v1::V1Cgroup;
 
 /// The caps requested for a group.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Limits {
     pub memory_max: Option<u64>,
+    pub memory_high: Option<u64>,
+    pub memory_swap_max: Option<u64>,
     pub max_processes: Option<u64>,
     pub cpu_quota: Option<f64>,
+    /// A CPU list in the kernel's format (`0-2,5`).
+    pub cpus: Option<String>,
 }
+
+/// The kernel counts memory caps in whole pages and rounds down: a smaller
+/// cap is no memory at all.
+const PAGE: u64 = 4096;
 
 impl Limits {
     pub(crate) fn is_empty(&self) -> bool {
         *self == Limits::default()
     }
 
+    /// The first cap requested, by name (for a refusal that covers all).
+    pub(crate) fn first_cap(&self) -> &'static str {
+        [
+            ("memory_max", self.memory_max.is_some()),
+            ("memory_high", self.memory_high.is_some()),
+            ("memory_swap_max", self.memory_swap_max.is_some()),
+            ("max_processes", self.max_processes.is_some()),
+            ("cpu_quota", self.cpu_quota.is_some()),
+            ("cpus", self.cpus.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name))
+        .unwrap_or("memory_max")
+    }
+
     /// Refuses zero, negative, non-finite and unrepresentable values.
     pub(crate) fn validate(&self) -> Result<(), LimitError> {
-        if self.memory_max == Some(0) {
-            return Err(LimitError::new("memory_max", "must be more than 0 bytes"));
+        for (cap, bytes) in [
+            ("memory_max", self.memory_max),
+            ("memory_high", self.memory_high),
+        ] {
+            match bytes {
+                Some(0) => return Err(LimitError::new(cap, "must be more than 0 bytes")),
+                Some(b) if b < PAGE => {
+                    return Err(LimitError::new(
+                        cap,
+                        format!(
+                            "{b} bytes is less than one page ({PAGE} bytes): the kernel counts memory in whole pages and would round it down to nothing"
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let Some(list) = &self.cpus {
+            parse_cpu_list(list).map_err(|why| LimitError::new("cpus", why))?;
         }
         if self.max_processes == Some(0) {
             return Err(LimitError::new("max_processes", "must be at least 1"));
@@ -65,7 +105,8 @@ impl LimitError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LimitInfo {
-    /// `memory_max`, `max_processes` or `cpu_quota`.
+    /// `memory_max`, `memory_high`, `memory_swap_max`, `max_processes`,
+    /// `cpu_quota` or `cpus`.
     pub cap: &'static str,
     /// The value in force, as written to the kernel.
     pub value: String,
@@ -89,6 +130,32 @@ pub(crate) struct Applied {
 }
 
 impl Applied {
+    /// Says, in an error of the program's start, that the group's memory
+    /// cap is the likely cause when the kernel refused memory: a tiny cap
+    /// makes the start fail with `ENOMEM` (no page for the new process) or
+    /// `E2BIG` (no room for `exec`'s arguments), which alone would point at
+    /// the program or its arguments.
+    pub(crate) fn explain_spawn_failure(&self, e: std::io::Error) -> std::io::Error {
+        let errno = e.raw_os_error();
+        if !matches!(errno, Some(libc::ENOMEM) | Some(libc::E2BIG)) {
+            return e;
+        }
+        let Some(cap) = self
+            .info
+            .iter()
+            .find(|l| l.cap == "memory_max" || l.cap == "memory_high")
+        else {
+            return e;
+        };
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "{e}: the group's memory cap ({} = {} bytes, {}) is probably too small for a program to start",
+                cap.cap, cap.value, cap.enforced_by
+            ),
+        )
+    }
+
     pub(crate) fn v1(&self, controller: &str) -> Option<&V1Cgroup> {
         self.v1
             .iter()
@@ -103,6 +170,8 @@ const CPU_PERIOD_US: u64 = 100_000;
 pub(crate) fn apply(cg: &Cgroup, limits: &Limits) -> Result<Applied, LimitError> {
     let mut applied = Applied::default();
     if let Some(bytes) = limits.memory_max {
+        // memory.swap.max appears once the controller is enabled.
+        let _ = enable_v2(cg, "memory");
         let mut v2 = vec![("memory.max", bytes.to_string())];
         if v2_file_exists(cg, "memory.swap.max") {
             v2.push(("memory.swap.max", "0".into()));
@@ -116,6 +185,29 @@ pub(crate) fn apply(cg: &Cgroup, limits: &Limits) -> Result<Applied, LimitError>
             }
             Ok((bytes.to_string(), files.join(" and ")))
         })?;
+    }
+    if let Some(bytes) = limits.memory_high {
+        let why_not_v1 = "cgroup v1 has no equivalent of memory.high (memory.soft_limit_in_bytes only acts under host-wide memory pressure)";
+        let v2 = [("memory.high", bytes.to_string())];
+        cap_v2_only(cg, &mut applied, "memory_high", "memory", &v2, why_not_v1)?;
+    }
+    if let Some(bytes) = limits.memory_swap_max {
+        let why_not_v1 = "cgroup v1 can't cap swap alone (memory.memsw.limit_in_bytes caps memory and swap together)";
+        if enable_v2(cg, "memory").is_ok() && !v2_file_exists(cg, "memory.swap.max") {
+            return Err(LimitError::new(
+                "memory_swap_max",
+                "the kernel does not account swap here (no memory.swap.max)",
+            ));
+        }
+        let v2 = [("memory.swap.max", bytes.to_string())];
+        cap_v2_only(
+            cg,
+            &mut applied,
+            "memory_swap_max",
+            "memory",
+            &v2,
+            why_not_v1,
+        )?;
     }
     if let Some(n) = limits.max_processes {
         cap(
@@ -142,7 +234,36 @@ pub(crate) fn apply(cg: &Cgroup, limits: &Limits) -> Result<Applied, LimitError>
             ))
         })?;
     }
+    if let Some(list) = &limits.cpus {
+        let v2 = [("cpuset.cpus", list.clone())];
+        cap(cg, &mut applied, "cpus", "cpuset", &v2, |g| {
+            // A v1 cpuset takes no task until it has memory nodes too: the
+            // owner's own.
+            let mems = g
+                .read_parent("cpuset.mems")
+                .ok_or_else(|| "cannot read the owner's cpuset.mems".to_string())?;
+            g.write("cpuset.mems", mems.trim())?;
+            g.write("cpuset.cpus", list)?;
+            Ok((list.clone(), "cpuset.cpus".into()))
+        })?;
+    }
     Ok(applied)
+}
+
+/// Checks a CPU list in the kernel's format: `N`, `N-M`, joined by commas.
+fn parse_cpu_list(list: &str) -> Result<(), String> {
+    let bad = || format!("{list:?} is not a CPU list such as \"0\", \"0-3\" or \"0,2-3\"");
+    if list.trim().is_empty() {
+        return Err("the CPU list is empty".into());
+    }
+    for part in list.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if a > b {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 /// Applies one cap: v2 when the controller can be enabled, else v1.
@@ -154,22 +275,9 @@ fn cap(
     v2_writes: &[(&str, String)],
     v1_write: impl FnOnce(&V1Cgroup) -> Result<(String, String), String>,
 ) -> Result<(), LimitError> {
-    let v2_why = match enable_v2(cg, controller) {
-        Ok(()) => {
-            for (file, value) in v2_writes {
-                cg.write_attr(file, value).map_err(|e| {
-                    LimitError::new(name, format!("cannot write {value} to {file}: {e}"))
-                })?;
-            }
-            let files: Vec<&str> = v2_writes.iter().map(|(f, _)| *f).collect();
-            applied.info.push(LimitInfo {
-                cap: name,
-                value: v2_writes[0].1.clone(),
-                enforced_by: format!("cgroup v2 {}", files.join(" and ")),
-            });
-            return Ok(());
-        }
-        Err(why) => why,
+    let v2_why = match try_v2(cg, applied, name, controller, v2_writes)? {
+        None => return Ok(()),
+        Some(why) => why,
     };
     if applied.v1(controller).is_none() {
         let dir_name = cg
@@ -193,6 +301,50 @@ fn cap(
         enforced_by: format!("cgroup v1 {files} in {}", group.path().display()),
     });
     Ok(())
+}
+
+/// Applies a cap that only cgroup v2 has (v1 has no file with the same
+/// meaning: `why_not_v1`).
+fn cap_v2_only(
+    cg: &Cgroup,
+    applied: &mut Applied,
+    name: &'static str,
+    controller: &'static str,
+    v2_writes: &[(&str, String)],
+    why_not_v1: &str,
+) -> Result<(), LimitError> {
+    match try_v2(cg, applied, name, controller, v2_writes)? {
+        None => Ok(()),
+        Some(v2_why) => Err(LimitError::new(
+            name,
+            format!("cgroup v2 can't ({v2_why}) and {why_not_v1}"),
+        )),
+    }
+}
+
+/// Writes a cap's v2 files when the controller can be enabled: `None`
+/// when done, `Some(why)` when v2 can't have it here.
+fn try_v2(
+    cg: &Cgroup,
+    applied: &mut Applied,
+    name: &'static str,
+    controller: &'static str,
+    v2_writes: &[(&str, String)],
+) -> Result<Option<String>, LimitError> {
+    if let Err(why) = enable_v2(cg, controller) {
+        return Ok(Some(why));
+    }
+    for (file, value) in v2_writes {
+        cg.write_attr(file, value)
+            .map_err(|e| LimitError::new(name, format!("cannot write {value} to {file}: {e}")))?;
+    }
+    let files: Vec<&str> = v2_writes.iter().map(|(f, _)| *f).collect();
+    applied.info.push(LimitInfo {
+        cap: name,
+        value: v2_writes[0].1.clone(),
+        enforced_by: format!("cgroup v2 {}", files.join(" and ")),
+    });
+    Ok(None)
 }
 
 fn v2_file_exists(cg: &Cgroup, file: &str) -> bool {
@@ -235,7 +387,8 @@ fn enable_v2(cg: &Cgroup, controller: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CapSupport {
-    /// `memory_max`, `max_processes` or `cpu_quota`.
+    /// `memory_max`, `memory_high`, `memory_swap_max`, `max_processes`,
+    /// `cpu_quota` or `cpus`.
     pub cap: &'static str,
     /// What would enforce it (`None`: nothing here can).
     pub enforced_by: Option<String>,
@@ -246,13 +399,17 @@ pub struct CapSupport {
 /// Says, without creating anything, which caps a new cgroup group could
 /// carry here.
 pub(crate) fn cap_support(v2_parent: Option<&std::path::Path>) -> Vec<CapSupport> {
+    // (cap, controller, v2 file, whether v1 has the same meaning)
     let caps = [
-        ("memory_max", "memory", "memory.max"),
-        ("max_processes", "pids", "pids.max"),
-        ("cpu_quota", "cpu", "cpu.max"),
+        ("memory_max", "memory", "memory.max", true),
+        ("memory_high", "memory", "memory.high", false),
+        ("memory_swap_max", "memory", "memory.swap.max", false),
+        ("max_processes", "pids", "pids.max", true),
+        ("cpu_quota", "cpu", "cpu.max", true),
+        ("cpus", "cpuset", "cpuset.cpus", true),
     ];
     caps.iter()
-        .map(|&(cap, controller, v2_file)| {
+        .map(|&(cap, controller, v2_file, v1_same)| {
             let in_v2 = v2_parent.is_some_and(|p| {
                 std::fs::read_to_string(p.join("cgroup.controllers"))
                     .map(|t| t.split_whitespace().any(|c| c == controller))
@@ -263,6 +420,15 @@ pub(crate) fn cap_support(v2_parent: Option<&std::path::Path>) -> Vec<CapSupport
                     cap,
                     enforced_by: Some(format!("cgroup v2 {v2_file}")),
                     reason: format!("the {controller} controller is available in this process's cgroup"),
+                };
+            }
+            if !v1_same {
+                return CapSupport {
+                    cap,
+                    enforced_by: None,
+                    reason: format!(
+                        "no {controller} controller in cgroup v2, and cgroup v1 has nothing with the meaning of {v2_file}"
+                    ),
                 };
             }
             match super::linux::v1::hierarchies().get(controller) {

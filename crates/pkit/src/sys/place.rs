@@ -83,7 +83,20 @@ impl Container {
     /// this thread until `resume`. The check and the placement hold the
     /// lifecycle lock shared, so they are atomic with `close` and
     /// `suspend` (which take it exclusively).
+    ///
+    /// A start that fails for want of memory under a memory cap says so.
     pub(crate) fn spawn(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
+        self.spawn_placed(spec).map_err(|e| match e {
+            SpawnError::Exec(e) => SpawnError::Exec(self.limits.explain_spawn_failure(e)),
+            SpawnError::Os(e) => SpawnError::Os(self.limits.explain_spawn_failure(e)),
+            SpawnError::Step(step, e) => {
+                SpawnError::Step(step, self.limits.explain_spawn_failure(e))
+            }
+            other => other,
+        })
+    }
+
+    fn spawn_placed(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
         let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
         if let Some(refusal) = self.refusal() {
             return Err(SpawnError::Os(refusal));

@@ -139,6 +139,11 @@ impl V1Cgroup {
             })
     }
 
+    /// Reads a file of the owner's own cgroup in this hierarchy.
+    pub(crate) fn read_parent(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(self.path.parent()?.join(file)).ok()
+    }
+
     pub(crate) fn read(&self, file: &str) -> Option<String> {
         let mut s = String::new();
         std::fs::File::open(self.path.join(file))
