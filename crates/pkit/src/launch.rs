@@ -273,30 +273,7 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
         }
     }
     let env = cmd.effective_env();
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k.as_bytes() == b"PATH")
-        .map(|(_, v)| v.as_os_str());
-    let resolved = sys::resolve(&cmd.program, path_var).map_err(|e| match e {
-        sys::ResolveError::NotFound { path_searched } => Error::NotFound {
-            program: program.into(),
-            path_searched,
-        },
-        sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
-            program: program.into(),
-            path,
-        },
-        sys::ResolveError::NoWorkingDir(source) => Error::Spawn {
-            program: program.into(),
-            source: io::Error::new(
-                source.kind(),
-                format!(
-                    "a relative program path needs this process's working directory, \
-                         which can't be read: {source}"
-                ),
-            ),
-        },
-    })?;
+    let resolved = crate::spawn_options::resolve_for(&cmd.program, program, &env)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         CString::new(s.as_bytes())
@@ -304,7 +281,8 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     };
     let path = c(resolved.as_os_str(), &|| "the program path".into())?;
     let mut argv = Vec::with_capacity(cmd.args.len() + 1);
-    argv.push(c(&cmd.program, &|| "the program name".into())?);
+    let arg0 = cmd.spawn.arg0().unwrap_or(&cmd.program);
+    argv.push(c(arg0, &|| "the program name".into())?);
     for (i, a) in cmd.args.iter().enumerate() {
         argv.push(c(a, &|| format!("argument {}", i + 1))?);
     }

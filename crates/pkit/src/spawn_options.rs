@@ -15,8 +15,10 @@
 //! platforms, when they build, every option is refused with
 //! [`Error::Unsupported`] until it is implemented there.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::fd::RawFd;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::command::Command;
@@ -128,6 +130,18 @@ impl FromStr for Resource {
     }
 }
 
+/// An I/O scheduling class ([`Command::io_priority`], `ioprio_set(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IoClass {
+    /// Served first, whatever else waits (needs privilege).
+    RealTime,
+    /// The default class, by level.
+    BestEffort,
+    /// Served only when no other process needs the disk.
+    Idle,
+}
+
 /// The step of a child's setup before exec that failed
 /// ([`Error::ChildSetup`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +159,10 @@ pub enum ChildStep {
     Rlimit,
     /// The scheduling priority ([`Command::priority`]).
     Priority,
+    /// The I/O priority ([`Command::io_priority`]).
+    IoPriority,
+    /// The CPUs the child may run on ([`Command::cpu_affinity`]).
+    CpuAffinity,
     /// The supplementary groups ([`Command::groups`]).
     Groups,
     /// The group id ([`Command::gid`]).
@@ -165,6 +183,8 @@ impl ChildStep {
             ChildStep::JoinCgroup => "joining the cgroup",
             ChildStep::Rlimit => "setting a resource limit",
             ChildStep::Priority => "setting the priority",
+            ChildStep::IoPriority => "setting the I/O priority",
+            ChildStep::CpuAffinity => "setting the CPU affinity",
             ChildStep::Groups => "setting the supplementary groups",
             ChildStep::Gid => "setting the group id",
             ChildStep::Uid => "setting the user id",
@@ -190,6 +210,9 @@ pub(crate) struct SpawnOptions {
     nice: Option<i32>,
     setsid: bool,
     keep_fds: Vec<(RawFd, RawFd)>,
+    io_priority: Option<(IoClass, u8)>,
+    cpus: Option<Vec<usize>>,
+    arg0: Option<OsString>,
 }
 
 /// Spawn options, applied by the child to itself before exec (each says
@@ -287,7 +310,106 @@ impl Command {
     }
 }
 
+/// More spawn options: I/O priority, CPU affinity, `argv[0]`, and where a
+/// program would be found.
+impl Command {
+    /// Sets the child's I/O scheduling class and, for
+    /// [`RealTime`](IoClass::RealTime) and
+    /// [`BestEffort`](IoClass::BestEffort), its level from 0 (served first)
+    /// to 7 (a level above 7 is [`Error::InvalidInput`]; [`Idle`](IoClass::Idle)
+    /// has none). The real-time class needs privilege; a refusal is
+    /// [`Error::ChildSetup`] with [`ChildStep::IoPriority`]. Linux, both
+    /// mechanisms.
+    pub fn io_priority(mut self, class: IoClass, level: u8) -> Command {
+        self.spawn.io_priority = Some((class, level));
+        self
+    }
+
+    /// Restricts the child (and what it starts) to these CPUs, by number
+    /// (`sched_setaffinity`). An empty list, or a number of 65536 or more,
+    /// is [`Error::InvalidInput`]; a set with no CPU the child may use is
+    /// [`Error::ChildSetup`] with [`ChildStep::CpuAffinity`]. Linux, both
+    /// mechanisms.
+    pub fn cpu_affinity(mut self, cpus: impl IntoIterator<Item = usize>) -> Command {
+        self.spawn.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// The name the program sees as its own (`argv[0]`), instead of the
+    /// program as given to [`new`](Self::new), which still says what runs
+    /// and names it in errors and logs. All platforms.
+    pub fn arg0(mut self, name: impl AsRef<OsStr>) -> Command {
+        self.spawn.arg0 = Some(name.as_ref().to_os_string());
+        self
+    }
+
+    /// Where this command's program would run from, without running it:
+    /// the absolute path a verb or `start` would execute, resolved by the
+    /// same rules (the command's own `PATH` if it sets one, else this
+    /// process's; a relative path against this process's working
+    /// directory; see [`new`](Self::new)). The errors are the ones a start
+    /// would give: [`Error::NotFound`], [`Error::NotExecutable`].
+    pub fn resolve_program(&self) -> Result<PathBuf> {
+        let program = self.display_name();
+        if self.program.is_empty() {
+            return Err(Error::InvalidInput("the program name is empty".into()));
+        }
+        let env = self.effective_env();
+        resolve_for(&self.program, &program, &env)
+    }
+}
+
+/// Where `program` (a name or a path) would run from: the absolute path
+/// found on this process's `PATH` (see [`Command::resolve_program`]).
+///
+/// ```
+/// let sh = pkit::which("sh").expect("a shell");
+/// assert!(sh.is_absolute());
+/// ```
+pub fn which(program: impl AsRef<OsStr>) -> Result<PathBuf> {
+    Command::new(program).resolve_program()
+}
+
+/// Resolves `program` with the `PATH` of `env` (the child's environment),
+/// as a start does; `display` names it in errors.
+pub(crate) fn resolve_for(
+    program: &OsStr,
+    display: &str,
+    env: &[(OsString, OsString)],
+) -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k.as_bytes() == b"PATH")
+        .map(|(_, v)| v.as_os_str());
+    sys::resolve(program, path_var).map_err(|e| match e {
+        sys::ResolveError::NotFound { path_searched } => Error::NotFound {
+            program: display.into(),
+            path_searched,
+        },
+        sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
+            program: display.into(),
+            path,
+        },
+        sys::ResolveError::NoWorkingDir(source) => Error::Spawn {
+            program: display.into(),
+            source: std::io::Error::new(
+                source.kind(),
+                format!(
+                    "a relative program path needs this process's working directory, \
+                     which can't be read: {source}"
+                ),
+            ),
+        },
+    })
+}
+
 impl SpawnOptions {
+    /// `argv[0]` when [`Command::arg0`] set one.
+    pub(crate) fn arg0(&self) -> Option<&OsStr> {
+        self.arg0.as_deref()
+    }
+
     /// Checks the options against the mechanism the child will live in and
     /// converts them into what the child applies.
     pub(crate) fn prepare(&self, program: &str, mechanism: Mechanism) -> Result<ChildSetup> {
@@ -322,6 +444,23 @@ impl SpawnOptions {
             }
             rlimits.push((sys::resource_number(r), soft, hard));
         }
+        let ioprio = match self.io_priority {
+            None => None,
+            Some((_, level)) if level > 7 => {
+                return Err(invalid(format!("I/O priority level {level} is above 7")))
+            }
+            Some((class, level)) => Some(sys::ioprio_value(class, level)),
+        };
+        let cpus = match &self.cpus {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err(invalid("cpu_affinity: the list of CPUs is empty".into()))
+            }
+            Some(list) => match list.iter().find(|&&c| c >= 1 << 16) {
+                Some(c) => return Err(invalid(format!("cpu_affinity: CPU {c} is out of range"))),
+                None => Some(sys::cpu_mask(list)),
+            },
+        };
         let mut keep = Vec::with_capacity(self.keep_fds.len());
         let min = self
             .keep_fds
@@ -358,6 +497,8 @@ impl SpawnOptions {
             gid: self.gid,
             uid: self.uid,
             keep,
+            ioprio,
+            cpus,
         })
     }
 
@@ -370,5 +511,7 @@ impl SpawnOptions {
             && self.nice.is_none()
             && !self.setsid
             && self.keep_fds.is_empty()
+            && self.io_priority.is_none()
+            && self.cpus.is_none()
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use common::*;
-use pkit::{ChildStep, Error, ErrorKind, Mechanism, MechanismChoice, Resource};
+use pkit::{ChildStep, Error, ErrorKind, IoClass, Mechanism, MechanismChoice, Resource};
 
 /// The value of a `/proc/self/status` line (`Uid:` ...), whitespace-split.
 fn status_field(text: &str, key: &str) -> Vec<u32> {
@@ -306,5 +306,101 @@ async fn a_failing_step_is_named() {
     );
     assert_eq!("as".parse::<Resource>().unwrap(), Resource::As);
     assert!("bogus".parse::<Resource>().is_err());
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn io_priority_affinity_and_arg0_reach_the_child() {
+    let suite = begin("io_priority_affinity_and_arg0_reach_the_child").await;
+    for choice in mechanisms() {
+        let out = sh(choice, "ionice -p $$")
+            .io_priority(IoClass::BestEffort, 6)
+            .output()
+            .await
+            .expect("ionice");
+        assert_eq!(out.stdout_str().trim(), "best-effort: prio 6", "{choice}");
+        let out = sh(choice, "ionice -p $$")
+            .io_priority(IoClass::Idle, 0)
+            .output()
+            .await
+            .expect("ionice");
+        assert_eq!(out.stdout_str().trim(), "idle", "{choice}");
+
+        let out = cmd(choice, "grep")
+            .args(["^Cpus_allowed_list:", "/proc/self/status"])
+            .cpu_affinity([0])
+            .output()
+            .await
+            .expect("affinity");
+        assert_eq!(
+            out.stdout_str().split_whitespace().nth(1),
+            Some("0"),
+            "{choice}: {}",
+            out.stdout_str()
+        );
+
+        // argv[0] is the given name; the program run is still `cat`.
+        let out = cmd(choice, "cat")
+            .arg("/proc/self/cmdline")
+            .arg0("kitty")
+            .output()
+            .await
+            .expect("cmdline");
+        assert_eq!(out.stdout(), b"kitty\0/proc/self/cmdline\0", "{choice}");
+
+        // Refusals: before the spawn, and in the child.
+        let err = cmd(choice, "true")
+            .cpu_affinity([])
+            .output()
+            .await
+            .expect_err("empty");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        let err = cmd(choice, "true")
+            .io_priority(IoClass::BestEffort, 8)
+            .output()
+            .await
+            .expect_err("level");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        // A CPU this machine does not have: nothing left to run on.
+        let err = cmd(choice, "true")
+            .cpu_affinity([4000])
+            .output()
+            .await
+            .expect_err("no such CPU");
+        assert!(
+            matches!(&err, Error::ChildSetup { step: ChildStep::CpuAffinity, source, .. }
+                if source.raw_os_error() == Some(libc::EINVAL)),
+            "{choice}: {err:?}"
+        );
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn where_a_program_would_run_from() {
+    let suite = begin("where_a_program_would_run_from").await;
+    let sh = pkit::which("sh").expect("sh");
+    assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+    // The command's own PATH, as a start would use it.
+    let dir = TempPath::new("which");
+    std::fs::create_dir(dir.path()).unwrap();
+    write_file_externally(&dir.path().join("tool"), "#!/bin/sh\n", 0o755);
+    let got = pkit::Command::new("tool")
+        .env("PATH", dir.path())
+        .resolve_program()
+        .expect("on the command's PATH");
+    assert_eq!(got, dir.path().join("tool"));
+    let err = pkit::which("pkit-no-such-program").expect_err("missing");
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                path_searched: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    std::fs::remove_dir_all(dir.path()).unwrap();
     suite.end().await;
 }

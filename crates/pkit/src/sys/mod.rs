@@ -41,7 +41,7 @@ pub(crate) use linux::child::ChildHandle;
 pub(crate) use linux::procfs::usage as proc_usage;
 pub use place::Placement;
 pub(crate) use resolve::{missing_interpreter, resolve, ResolveError};
-pub(crate) use setup::{dup_above, resource_number, ChildSetup};
+pub(crate) use setup::{cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup};
 pub use signal::Signal;
 pub use stats::Stats;
 

@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use crate::spawn_options::Resource;
+use crate::spawn_options::{IoClass, Resource};
 
 /// Everything a child sets on itself before exec, beyond stdio, directory
 /// and placement. The default changes nothing.
@@ -31,6 +31,10 @@ pub(crate) struct ChildSetup {
     /// Every source is a close-on-exec duplicate numbered above every
     /// target, so no `dup2` overwrites a source still to be used.
     pub keep: Vec<(OwnedFd, RawFd)>,
+    /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, value)`.
+    pub ioprio: Option<libc::c_int>,
+    /// `sched_setaffinity(0, mask)`: one bit per CPU.
+    pub cpus: Option<Vec<libc::c_ulong>>,
 }
 
 /// A close-on-exec duplicate of the caller's `fd`, numbered `min` or above.
@@ -66,4 +70,25 @@ pub(crate) fn resource_number(r: Resource) -> libc::c_int {
         Resource::Rtprio => libc::RLIMIT_RTPRIO,
         Resource::Rttime => libc::RLIMIT_RTTIME,
     }) as libc::c_int
+}
+
+/// The `ioprio_set` value of a class and level (`IOPRIO_PRIO_VALUE`).
+pub(crate) fn ioprio_value(class: IoClass, level: u8) -> libc::c_int {
+    let (class, level) = match class {
+        IoClass::RealTime => (1, level),
+        IoClass::BestEffort => (2, level),
+        IoClass::Idle => (3, 0),
+    };
+    (class << 13) | libc::c_int::from(level)
+}
+
+/// A CPU affinity mask with the bits of `cpus` set (each below 65536).
+pub(crate) fn cpu_mask(cpus: &[usize]) -> Vec<libc::c_ulong> {
+    let bits = libc::c_ulong::BITS as usize;
+    let max = cpus.iter().copied().max().unwrap_or(0);
+    let mut mask = vec![0 as libc::c_ulong; max / bits + 1];
+    for &c in cpus {
+        mask[c / bits] |= 1 << (c % bits);
+    }
+    mask
 }

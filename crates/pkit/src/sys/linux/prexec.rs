@@ -142,6 +142,18 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::Priority));
         }
     }
+    if let Some(prio) = setup.ioprio {
+        // IOPRIO_WHO_PROCESS (1), this process (0).
+        if libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) < 0 {
+            fail(plan, Step::Setup(ChildStep::IoPriority));
+        }
+    }
+    if let Some(mask) = &setup.cpus {
+        let bytes = std::mem::size_of_val(mask.as_slice());
+        if libc::syscall(libc::SYS_sched_setaffinity, 0, bytes, mask.as_ptr()) < 0 {
+            fail(plan, Step::Setup(ChildStep::CpuAffinity));
+        }
+    }
     if let Some(mode) = setup.umask {
         libc::umask(mode);
     }
@@ -229,7 +241,7 @@ pub(super) enum Step {
 }
 
 /// The codes of the steps (0 is "no failure").
-const SETUP_STEPS: [ChildStep; 10] = [
+const SETUP_STEPS: [ChildStep; 12] = [
     ChildStep::Stdio,
     ChildStep::Session,
     ChildStep::ProcessGroup,
@@ -240,6 +252,8 @@ const SETUP_STEPS: [ChildStep; 10] = [
     ChildStep::Gid,
     ChildStep::Uid,
     ChildStep::KeepFds,
+    ChildStep::IoPriority,
+    ChildStep::CpuAffinity,
 ];
 
 impl Step {
