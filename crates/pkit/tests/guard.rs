@@ -821,11 +821,13 @@ async fn stale_directories_of_dead_owners_are_swept() {
 // A stopped guard (review F12)
 // ---------------------------------------------------------------------------
 
-/// Sends `sig` to `pid` only if it is a pkit guard (`pkit-guard`).
-fn signal_guard(pid: u32, sig: i32) {
+/// Sends `sig` (`STOP`, `CONT`, `KILL`) to `pid` only if it is a pkit
+/// guard (`pkit-guard`), with the `kill` utility.
+fn signal_guard(pid: u32, sig: &str) {
     if comm(pid).as_deref() == Some("pkit-guard") {
-        // SAFETY: kill(2) with a pid checked to be a pkit guard.
-        unsafe { libc::kill(pid as i32, sig) };
+        let _ = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status();
     }
 }
 
@@ -859,7 +861,7 @@ fn stopped_guard_helper() {
     let gpid = pkit::host_containment().guard.pid.expect("guard running");
     assert_eq!(comm(gpid).as_deref(), Some("pkit-guard"));
     say(format!("guard {gpid}"));
-    signal_guard(gpid, libc::SIGSTOP);
+    signal_guard(gpid, "STOP");
     let handle = rt.handle().clone();
     let worker = std::thread::spawn(move || {
         let _enter = handle.enter();
@@ -880,7 +882,7 @@ fn stopped_guard_helper() {
     let _p = later.start(&Command::new("true")).expect("start");
     let (guarded, description) = (later.guarded(), later.description());
     let status = pkit::host_containment().guard;
-    signal_guard(gpid, libc::SIGCONT);
+    signal_guard(gpid, "CONT");
     assert!(
         finished,
         "group creation and teardown blocked on a stopped guard"
@@ -935,7 +937,7 @@ async fn a_stopped_guard_never_blocks_the_owner() {
         if status.is_none() {
             // Never leave a stopped guard behind: resume it, end its owner.
             if let Some(g) = gpid {
-                signal_guard(g, libc::SIGCONT);
+                signal_guard(g, "CONT");
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -949,5 +951,76 @@ async fn a_stopped_guard_never_blocks_the_owner() {
             assert_gone(&[g], &format!("{choice}: the resumed guard")).await;
         }
     }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// A subreaper owner (review R9)
+// ---------------------------------------------------------------------------
+
+/// The owner for [`a_subreaper_owner_reaps_its_dead_guard`] when
+/// `PKIT_SUBREAPER_OUT` is set (a no-op otherwise): becomes a subreaper,
+/// starts its guard (which it then inherits), kills it, and checks that it
+/// does not stay a zombie.
+#[test]
+fn subreaper_helper() {
+    let Some(out) = std::env::var_os("PKIT_SUBREAPER_OUT") else {
+        return;
+    };
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) only sets a flag of this
+    // (helper) process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _enter = rt.enter();
+    let group = Group::builder()
+        .mechanism(MechanismChoice::ProcessGroup)
+        .build()
+        .expect("group");
+    let gpid = pkit::host_containment().guard.pid.expect("guard running");
+    std::fs::write(&out, format!("guard {gpid}\n")).expect("helper output");
+    assert_eq!(
+        stat(gpid).map(|s| s.ppid),
+        Some(std::process::id()),
+        "a subreaper inherits its guard"
+    );
+    signal_guard(gpid, "KILL");
+    let deadline = Instant::now() + DEADLINE;
+    while std::path::Path::new(&format!("/proc/{gpid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the dead guard stayed a zombie of its subreaper owner: {:?}",
+            stat(gpid)
+        );
+        std::thread::sleep(POLL);
+    }
+    drop(group);
+    std::fs::write(&out, format!("guard {gpid}\nok\n")).expect("helper output");
+}
+
+#[tokio::test]
+async fn a_subreaper_owner_reaps_its_dead_guard() {
+    let suite = begin("subreaper_owner").await;
+    let out = TempPath::new("subreaper");
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "subreaper_helper",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PKIT_SUBREAPER_OUT", out.path())
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("helper");
+    let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+    assert!(
+        status.success() && text.lines().any(|l| l == "ok"),
+        "the helper failed ({status}): {text:?}"
+    );
     suite.end().await;
 }

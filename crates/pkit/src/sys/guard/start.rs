@@ -136,6 +136,17 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
     if hung_up(owner_end.as_fd()) {
         return Err("the guard exited as soon as it started".into());
     }
+    // An owner that is a subreaper (PR_SET_CHILD_SUBREAPER: a supervisor,
+    // an init in a container) inherits the guard when its launcher exits.
+    // Then nobody else reaps it, and a guard that dies before the owner
+    // would stay a zombie: the reaper thread reaps it once it exits.
+    if let Some(fd) = &pidfd {
+        if parent_of(hello.pid) == Some(std::process::id()) {
+            if let Ok(dup) = fd.try_clone() {
+                crate::sys::linux::reaper::reap_later(dup);
+            }
+        }
+    }
     Ok(Guard {
         owner: std::process::id(),
         sock: owner_end,
@@ -178,6 +189,14 @@ impl Drop for ZeroedTable {
         // SAFETY: allocated in `new` with this layout, freed once.
         unsafe { std::alloc::dealloc(self.ptr.cast(), self.layout) }
     }
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat` (field 4).
+fn parent_of(pid: i32) -> Option<u32> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
+    rest.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// A message that unregisters `id`.
