@@ -536,8 +536,18 @@ impl Command {
         let mut vars = Vec::with_capacity(self.env.len() + 64);
         // The changes that met an inherited variable (so don't follow).
         let mut applied = std::collections::HashSet::new();
+        let only: Option<std::collections::HashSet<&OsStr>> = self
+            .spawn
+            .inherit_only()
+            .map(|names| names.iter().map(OsString::as_os_str).collect());
         if !self.env_clear {
             for (k, v) in std::env::vars_os() {
+                if only
+                    .as_ref()
+                    .is_some_and(|names| !names.contains(k.as_os_str()))
+                {
+                    continue;
+                }
                 match self.env.get_key_value(&k) {
                     None => vars.push((k, v)),
                     Some((name, change)) => {

@@ -273,7 +273,7 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
         }
     }
     let env = cmd.effective_env();
-    let resolved = crate::spawn_options::resolve_for(&cmd.program, program, &env)?;
+    let resolved = crate::spawn_options::resolve_for(cmd, program, &env)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         CString::new(s.as_bytes())

@@ -213,6 +213,8 @@ pub(crate) struct SpawnOptions {
     io_priority: Option<(IoClass, u8)>,
     cpus: Option<Vec<usize>>,
     arg0: Option<OsString>,
+    inherit_only: Option<Vec<OsString>>,
+    prefer: Vec<PathBuf>,
 }
 
 /// Spawn options, applied by the child to itself before exec (each says
@@ -343,6 +345,35 @@ impl Command {
         self
     }
 
+    /// Inherits only the named variables of this process's environment
+    /// (read at each start), plus whatever [`env`](Self::env) sets: an
+    /// allow-list, for a child that must not see the rest (tokens, keys).
+    /// Adds to the names given before; after
+    /// [`env_clear`](Self::env_clear) nothing is inherited at all. A name
+    /// this process does not have is simply absent. All platforms.
+    pub fn inherit_env<I, S>(mut self, names: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.spawn
+            .inherit_only
+            .get_or_insert_with(Vec::new)
+            .extend(names.into_iter().map(|n| n.as_ref().to_os_string()));
+        self
+    }
+
+    /// Looks for the program in `dir` before `PATH` (a project's own bin
+    /// directory, such as `node_modules/.bin`), when it is given as a bare
+    /// name. A relative `dir` is relative to this process's working
+    /// directory. Only where the program is found changes: the child's
+    /// `PATH` is left as it is. Several calls search in call order. All
+    /// platforms.
+    pub fn prefer_local(mut self, dir: impl AsRef<std::path::Path>) -> Command {
+        self.spawn.prefer.push(dir.as_ref().to_path_buf());
+        self
+    }
+
     /// Where this command's program would run from, without running it:
     /// the absolute path a verb or `start` would execute, resolved by the
     /// same rules (the command's own `PATH` if it sets one, else this
@@ -355,7 +386,7 @@ impl Command {
             return Err(Error::InvalidInput("the program name is empty".into()));
         }
         let env = self.effective_env();
-        resolve_for(&self.program, &program, &env)
+        resolve_for(self, &program, &env)
     }
 }
 
@@ -370,10 +401,11 @@ pub fn which(program: impl AsRef<OsStr>) -> Result<PathBuf> {
     Command::new(program).resolve_program()
 }
 
-/// Resolves `program` with the `PATH` of `env` (the child's environment),
-/// as a start does; `display` names it in errors.
+/// Resolves `cmd`'s program with its preferred directories and the `PATH`
+/// of `env` (the child's environment), as a start does; `display` names it
+/// in errors.
 pub(crate) fn resolve_for(
-    program: &OsStr,
+    cmd: &Command,
     display: &str,
     env: &[(OsString, OsString)],
 ) -> Result<PathBuf> {
@@ -382,7 +414,7 @@ pub(crate) fn resolve_for(
         .iter()
         .find(|(k, _)| k.as_bytes() == b"PATH")
         .map(|(_, v)| v.as_os_str());
-    sys::resolve(program, path_var).map_err(|e| match e {
+    sys::resolve(&cmd.program, &cmd.spawn.prefer, path_var).map_err(|e| match e {
         sys::ResolveError::NotFound { path_searched } => Error::NotFound {
             program: display.into(),
             path_searched,
@@ -405,6 +437,11 @@ pub(crate) fn resolve_for(
 }
 
 impl SpawnOptions {
+    /// The names of [`Command::inherit_env`], when it was called.
+    pub(crate) fn inherit_only(&self) -> Option<&[OsString]> {
+        self.inherit_only.as_deref()
+    }
+
     /// `argv[0]` when [`Command::arg0`] set one.
     pub(crate) fn arg0(&self) -> Option<&OsStr> {
         self.arg0.as_deref()

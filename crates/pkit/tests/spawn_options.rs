@@ -404,3 +404,72 @@ async fn where_a_program_would_run_from() {
     std::fs::remove_dir_all(dir.path()).unwrap();
     suite.end().await;
 }
+
+#[tokio::test]
+async fn an_environment_allow_list_and_a_preferred_bin_dir() {
+    let suite = begin("an_environment_allow_list_and_a_preferred_bin_dir").await;
+    let home = std::env::var("HOME").expect("HOME is set");
+    for choice in mechanisms() {
+        // Only HOME of ours, plus what the command sets.
+        let out = cmd(choice, "env")
+            .inherit_env(["HOME"])
+            .inherit_env(["PKIT_SURELY_NOT_SET_ANYWHERE"])
+            .env("ADDED", "1")
+            .output()
+            .await
+            .expect("env");
+        let mut got: Vec<String> = out.stdout_str().lines().map(String::from).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            ["ADDED=1".to_string(), format!("HOME={home}")],
+            "{choice}"
+        );
+        // env_clear wins: nothing is inherited.
+        let out = cmd(choice, "env")
+            .inherit_env(["HOME"])
+            .env_clear()
+            .output()
+            .await
+            .expect("env");
+        assert_eq!(out.stdout_str(), "", "{choice}");
+
+        // A project bin dir searched before PATH; the child's PATH as set.
+        let root = TempPath::new("prefer");
+        for (dir, says) in [("local", "local"), ("path", "path")] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+            write_file_externally(
+                &root.path().join(dir).join("tool"),
+                &format!("#!/bin/sh\necho {says} \"$PATH\"\n"),
+                0o755,
+            );
+        }
+        let path = format!("{}:/usr/bin:/bin", root.path().join("path").display());
+        let plain = cmd(choice, "tool").env("PATH", &path);
+        assert_eq!(plain.run().await.expect("tool"), format!("path {path}"));
+        let preferred = cmd(choice, "tool").prefer_local(root.path().join("local"));
+        assert_eq!(
+            preferred
+                .clone()
+                .env("PATH", &path)
+                .resolve_program()
+                .unwrap(),
+            root.path().join("local/tool")
+        );
+        let preferred = preferred.env("PATH", &path);
+        assert_eq!(
+            preferred.run().await.expect("tool"),
+            format!("local {path}"),
+            "{choice}"
+        );
+        // A path with a slash is not searched for.
+        let err = cmd(choice, "./tool")
+            .prefer_local(root.path().join("local"))
+            .output()
+            .await
+            .expect_err("not in our directory");
+        assert!(err.is_not_found(), "{err}");
+        std::fs::remove_dir_all(root.path()).unwrap();
+    }
+    suite.end().await;
+}

@@ -31,7 +31,14 @@ pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// current directory, as in `execvp`) is relative to this process's
 /// working directory too. The result is always absolute, so the child
 /// executes exactly the file that was checked, whatever its directory.
-pub(crate) fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, ResolveError> {
+///
+/// `first` are directories searched before `PATH` (for a bare name only),
+/// under the same rules.
+pub(crate) fn resolve(
+    program: &OsStr,
+    first: &[PathBuf],
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, ResolveError> {
     if program.is_empty() {
         return Err(ResolveError::NotFound {
             path_searched: false,
@@ -60,12 +67,14 @@ pub(crate) fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathB
     }
     let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
     let mut not_executable = None;
-    for dir in search.as_bytes().split(|&b| b == b':') {
-        let dir = if dir.is_empty() {
+    let entries = search.as_bytes().split(|&b| b == b':').map(|dir| {
+        if dir.is_empty() {
             Path::new(".")
         } else {
             Path::new(OsStr::from_bytes(dir))
-        };
+        }
+    });
+    for dir in first.iter().map(PathBuf::as_path).chain(entries) {
         let candidate = match absolute(dir) {
             Ok(d) => d.join(program),
             // An entry we can't place is skipped, as a missing one is.
