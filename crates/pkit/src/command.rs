@@ -278,6 +278,12 @@ impl Command {
     /// the first run of this command (and of its clones); a later run fails
     /// with [`Error::InvalidInput`](crate::Error::InvalidInput). A child that stops reading early is not
     /// an error.
+    ///
+    /// A reader that fails or panics ends the child's stdin (end of file)
+    /// and is an error for the run — [`Error::Io`](crate::Error::Io) from
+    /// the verbs and from [`wait`](crate::RunningProcess::wait) — unless
+    /// the child failed anyway (its `Output` is returned as usual): the
+    /// child read a truncated input, which must not pass for success.
     pub fn stdin_reader(
         mut self,
         reader: impl tokio::io::AsyncRead + Send + Unpin + 'static,
@@ -590,7 +596,10 @@ impl Command {
     ///
     /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
     /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the
-    /// whole [`Output`], stderr included.
+    /// whole [`Output`], stderr included. A stdout cut by a
+    /// [`capture_limit`](Self::capture_limit) is
+    /// [`Error::OutputLimit`](crate::Error::OutputLimit) (carrying the
+    /// `Output`, with what was kept), never a silently shortened answer.
     pub async fn run(&self) -> Result<String> {
         verbs::run(self.output().await?)
     }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
 use crate::log;
-use crate::process::{ChildStdin, RunningProcess};
+use crate::process::{ChildStdin, InputFailure, RunningProcess};
 use crate::pump::{
     CaptureBuf, CapturePolicy, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan,
 };
@@ -166,9 +166,13 @@ fn wire(
     };
     let stream_plan = |kind: StreamKind| StreamPlan {
         kind,
-        // With a line stream the output goes there; capture would grow
-        // without bound.
-        capture: (!stream_lines).then(|| CaptureBuf::new(capture_limit, capture_policy)),
+        // With a line stream the output goes there; the capture keeps
+        // nothing, it only counts (the totals cover every byte).
+        capture: Some(if stream_lines {
+            CaptureBuf::new(Some(0), CapturePolicy::KeepHead)
+        } else {
+            CaptureBuf::new(capture_limit, capture_policy)
+        }),
         tee: match kind {
             StreamKind::Stdout => plan.stdout_tee.clone(),
             StreamKind::Stderr => plan.stderr_tee.clone(),
@@ -197,11 +201,15 @@ fn wire(
     proc.dropped = dropped;
     proc.fail_limit = plan
         .capture_limit
-        .filter(|_| plan.capture_policy == CapturePolicy::Fail);
+        .filter(|_| plan.capture_policy == CapturePolicy::Fail && !stream_lines);
     if let Some(fd) = stdin {
         match (&cmd.stdin, reader) {
             (Input::Bytes(bytes), _) => proc.stdin_task = Some(feed_bytes(fd, bytes.clone())?),
-            (_, Some(r)) => proc.stdin_task = Some(feed_reader(fd, r)?),
+            (_, Some(r)) => {
+                let failure = InputFailure::default();
+                proc.input_failure = Some(failure.clone());
+                proc.stdin_task = Some(feed_reader(fd, r, failure)?);
+            }
             _ => proc.stdin = Some(ChildStdin::new(fd)?),
         }
     }
@@ -219,16 +227,51 @@ fn feed_bytes(fd: OwnedFd, bytes: Arc<[u8]>) -> io::Result<JoinHandle<()>> {
 }
 
 /// Copies `reader` into the child's stdin, then closes it; a child that
-/// stops reading ends the copy quietly.
+/// stops reading ends the copy quietly. A reader that fails or panics is
+/// recorded in `failure` *before* the child's stdin is closed, so a child
+/// that sees the (early) end of file has its failure on record.
 fn feed_reader(
     fd: OwnedFd,
-    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    failure: InputFailure,
 ) -> io::Result<JoinHandle<()>> {
     let mut tx = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
+    let mut reader = Recording {
+        inner: reader,
+        failure,
+    };
     Ok(tokio::spawn(async move {
         let _ = tokio::io::copy(&mut reader, &mut tx).await;
         let _ = tx.shutdown().await;
     }))
+}
+
+/// A stdin reader whose errors and panics are recorded (a write error, the
+/// child closing its stdin, is not the reader's and is not recorded).
+struct Recording {
+    inner: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    failure: InputFailure,
+}
+
+impl tokio::io::AsyncRead for Recording {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+        }));
+        let polled = polled.unwrap_or_else(|_| {
+            std::task::Poll::Ready(Err(io::Error::other("the stdin reader panicked")))
+        });
+        if let std::task::Poll::Ready(Err(e)) = &polled {
+            *this.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((e.kind(), e.to_string()));
+        }
+        polled
+    }
 }
 
 fn output_request(stdio: Stdio) -> IoRequest {

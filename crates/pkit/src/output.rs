@@ -233,11 +233,20 @@ pub(crate) mod verbs {
 
     pub(crate) fn run(out: Output) -> Result<String> {
         let out = require_exit(out)?;
-        if out.success() {
-            Ok(out.stdout_str().trim().to_string())
-        } else {
-            Err(Error::NonZeroExit(Box::new(out)))
+        if !out.success() {
+            return Err(Error::NonZeroExit(Box::new(out)));
         }
+        // A cut stdout is not the program's answer: never hand back part
+        // of it as if it were the whole.
+        if out.stdout_truncated() {
+            return Err(Error::OutputLimit {
+                program: out.program.clone(),
+                stream: crate::StreamKind::Stdout,
+                limit: out.stdout.len(),
+                output: Box::new(out),
+            });
+        }
+        Ok(out.stdout_str().trim().to_string())
     }
 
     pub(crate) fn exit_code(out: Output) -> Result<i32> {

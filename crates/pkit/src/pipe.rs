@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::launch::StartOpts;
 use crate::output::{verbs, Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::pump::LimitFlag;
-use crate::runner::{end_group, Bounds, Ended};
+use crate::runner::{end_group, first_of, Bounds, Ended};
 use crate::sys::{self, MechanismChoice, Signal};
 
 /// A pipeline: each stage's stdout is the next stage's stdin, over an OS
@@ -26,6 +27,28 @@ use crate::sys::{self, MechanismChoice, Signal};
 /// stage when all succeeded). A stage marked
 /// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain.
 /// Every stage's own result is in [`Output::stages`].
+///
+/// **A failed stage ends what feeds it.** As soon as a stage that is not
+/// `unchecked_in_pipe` exits non-zero or is killed by a signal, the stages
+/// before it that are still running are killed (SIGKILL): nobody reads
+/// their output any more, so they could only block or die of SIGPIPE.
+/// `sleep 5 | sh -c 'exit 3'` returns at once. The stages after it run on
+/// to the end of their input, as in a shell, so their output is kept
+/// (`false | wc -l` still prints `0`). The stages cut short show their
+/// SIGKILL in [`Output::stages`] but are never blamed: the fold's outcome
+/// is the failed stage's. A consumer that exits 0 early is not a failure
+/// (its producer then dies of SIGPIPE, which fails the chain unless that
+/// producer is `unchecked_in_pipe`, the `producer | head` case). What
+/// the killed stages spawned lives until the chain ends, like every
+/// stage's descendants.
+///
+/// **Bounds.** The chain's [`timeout`](Self::timeout) and
+/// [`cancel_token`](Self::cancel_token) apply to every stage, and so do
+/// each stage's own: a stage's `timeout` (counted from the chain's start)
+/// times the whole chain out, a stage's cancel token cancels it. The
+/// chain's `timeout_signal` and `grace` apply when set, else those of the
+/// stage whose timeout fired. A token cancelled before the run spawns
+/// nothing. Piped stdins ([`Command::stdin_piped`]) are closed at once.
 ///
 /// ```
 /// # async fn demo() -> pkit::Result<()> {
@@ -141,13 +164,27 @@ impl Pipe {
     }
 
     /// Runs the chain to its end; see the type's docs for how the stages'
-    /// results are folded.
+    /// results are folded and when the chain ends early.
     pub async fn output(&self) -> Result<Output> {
         if self.stages.is_empty() {
             return Err(Error::InvalidInput(
                 "a pipeline needs at least one stage".into(),
             ));
         }
+        // The chain's token and every stage's own.
+        let tokens: Vec<&CancelToken> = self
+            .cancel
+            .iter()
+            .chain(self.stages.iter().filter_map(|c| c.cancel.as_ref()))
+            .collect();
+        let cancelled = || Error::Cancelled {
+            program: self.stages[0].display_name(),
+        };
+        // Checked before anything is spawned: a cancelled run has no effects.
+        if tokens.iter().any(|t| t.is_cancelled()) {
+            return Err(cancelled());
+        }
+        let (timeout, timeout_signal, grace) = self.time_bounds();
         let began = Instant::now();
         let mut builder = Group::builder();
         if let Some(choice) = self.mechanism {
@@ -158,44 +195,88 @@ impl Pipe {
         // limit ends the chain.
         let limit = Arc::new(LimitFlag::default());
         let mut procs = self.start_all(&group, &limit)?;
+        // Nobody can write to a piped stdin here: end of file at once.
+        for p in &mut procs {
+            drop(p.take_stdin());
+        }
 
         let bounds = Bounds {
-            timeout: self.timeout,
-            cancel: self.cancel.as_ref(),
+            timeout,
+            cancel: tokens,
             limit: limit.clone(),
         };
-        let ended = bounds
-            .wait(async {
-                for p in &procs {
-                    p.wait_status().await?;
-                }
-                Ok(())
-            })
-            .await?;
+        let cut: Vec<AtomicBool> = procs.iter().map(|_| AtomicBool::new(false)).collect();
+        let ended = bounds.wait(self.wait_stages(&procs, &cut)).await?;
         // Which stages were still running when a bound was hit.
         let running: Vec<bool> = procs.iter().map(|p| !p.has_exited()).collect();
         let timed_out = matches!(ended, Ended::TimedOut);
-        let killed_after_grace =
-            end_group(&group, timed_out, self.timeout_signal, self.grace).await?;
+        let killed_after_grace = end_group(&group, timed_out, timeout_signal, grace).await?;
         if let Ended::Cancelled = ended {
-            return Err(Error::Cancelled {
-                program: self.stages[0].display_name(),
-            });
+            return Err(cancelled());
         }
 
         let mut outs = Vec::with_capacity(procs.len());
-        for (p, still_running) in procs.iter_mut().zip(running) {
+        for (i, p) in procs.iter_mut().enumerate() {
             let status = p.wait_status().await?;
             let outcome = match ended {
-                Ended::TimedOut if still_running => Outcome::TimedOut,
+                Ended::TimedOut if running[i] => Outcome::TimedOut,
                 _ => outcome_of(status),
             };
             let out = p.finish(outcome).await;
+            let out = p.check_input(out)?;
             outs.push(p.check_limit(out)?);
         }
-        let mut out = fold(outs, &self.stages, began.elapsed());
+        let cut: Vec<bool> = cut.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let mut out = fold(outs, &self.stages, &cut, began.elapsed());
         out.killed_after_grace = killed_after_grace;
         Ok(out)
+    }
+
+    /// Waits for every stage. When a stage whose failure fails the chain
+    /// fails, the stages before it still running are killed and marked in
+    /// `cut`: their consumer is gone, so they could only block or die of
+    /// SIGPIPE. The stages after it run on to the end of their input.
+    async fn wait_stages(&self, procs: &[RunningProcess], cut: &[AtomicBool]) -> Result<()> {
+        let mut waits: Vec<_> = procs
+            .iter()
+            .map(|p| Some(Box::pin(p.wait_status())))
+            .collect();
+        for _ in 0..procs.len() {
+            let (i, status) = first_of(&mut waits).await;
+            let outcome = outcome_of(status?);
+            let failed = outcome != Outcome::Exited(0)
+                && !self.stages[i].unchecked_in_pipe
+                && !cut[i].load(Ordering::Relaxed);
+            if !failed {
+                continue;
+            }
+            for (j, p) in procs.iter().enumerate().take(i) {
+                if waits[j].is_some() && !cut[j].swap(true, Ordering::Relaxed) {
+                    p.kill()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The chain's timeout — its own or the soonest of its stages' (all
+    /// counted from the chain's start) — and how it ends the chain: the
+    /// chain's timeout signal and grace when either is set, else those of
+    /// the stage whose timeout is the soonest.
+    fn time_bounds(&self) -> (Option<Duration>, Option<Signal>, Option<Duration>) {
+        let soonest = self
+            .stages
+            .iter()
+            .filter_map(|c| c.timeout.map(|t| (t, c)))
+            .min_by_key(|(t, _)| *t)
+            .filter(|(t, _)| self.timeout.map_or(true, |own| *t < own));
+        match soonest {
+            Some((t, c)) if self.timeout_signal.is_none() && self.grace.is_none() => {
+                (Some(t), c.timeout_signal, c.grace)
+            }
+            Some((t, _)) => (Some(t), self.timeout_signal, self.grace),
+            None => (self.timeout, self.timeout_signal, self.grace),
+        }
     }
 
     /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
@@ -243,14 +324,17 @@ impl Pipe {
     }
 }
 
-/// The pipefail fold. The last stage's stdout moves into the fold (its
-/// stage record keeps none), so a big output is held once.
-fn fold(mut stages: Vec<Output>, cmds: &[Command], duration: Duration) -> Output {
+/// The pipefail fold. A stage the chain's end cut short (`cut`: killed
+/// because another stage failed) is never blamed. The last stage's stdout
+/// moves into the fold (its stage record keeps none), so a big output is
+/// held once.
+fn fold(mut stages: Vec<Output>, cmds: &[Command], cut: &[bool], duration: Duration) -> Output {
     let last = stages.len() - 1;
     let blame = stages
         .iter()
         .zip(cmds)
-        .position(|(o, c)| !o.success() && !c.unchecked_in_pipe)
+        .zip(cut)
+        .position(|((o, c), cut)| !o.success() && !c.unchecked_in_pipe && !cut)
         .unwrap_or(last);
     let stdout = std::mem::take(&mut stages[last].stdout);
     let b = &stages[blame];

@@ -47,6 +47,8 @@ pub struct RunningProcess {
     pub(crate) stderr: Option<Reader>,
     pub(crate) stdin: Option<ChildStdin>,
     pub(crate) stdin_task: Option<JoinHandle<()>>,
+    /// Set when a `stdin_reader` failed (or panicked) before its end.
+    pub(crate) input_failure: Option<InputFailure>,
     pub(crate) lines: Option<Lines>,
     pub(crate) dropped: Arc<AtomicU64>,
     pub(crate) limit: Arc<LimitFlag>,
@@ -73,6 +75,7 @@ impl RunningProcess {
             stderr: None,
             stdin: None,
             stdin_task: None,
+            input_failure: None,
             lines: None,
             dropped: Arc::new(AtomicU64::new(0)),
             limit: Arc::new(LimitFlag::default()),
@@ -159,7 +162,7 @@ impl RunningProcess {
     }
 
     /// Waits for the process to exit and returns its [`Output`], with
-    /// everything it wrote to piped stdout and stderr.
+    /// what was kept of its piped stdout and stderr (see the type's docs).
     ///
     /// It returns once the process itself has exited: output that its
     /// descendants write afterwards (they live on until the group ends) is
@@ -168,7 +171,10 @@ impl RunningProcess {
     ///
     /// Under [`CapturePolicy::Fail`](crate::CapturePolicy::Fail), a stream
     /// that went over its limit makes this an [`Error::OutputLimit`] (the
-    /// process itself is left to its group).
+    /// process itself is left to its group). A
+    /// [`stdin_reader`](crate::Command::stdin_reader) that failed or
+    /// panicked makes a successful exit an [`Error::Io`]: the process read a
+    /// truncated input.
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             return Ok(out.clone());
@@ -180,6 +186,7 @@ impl RunningProcess {
         }
         let status = self.wait_status().await?;
         let out = self.finish(outcome_of(status)).await;
+        let out = self.check_input(out)?;
         self.check_limit(out)
     }
 
@@ -202,6 +209,30 @@ impl RunningProcess {
             limit,
             output: Box::new(out),
         })
+    }
+
+    /// `out`, or an error when a [`stdin_reader`](crate::Command::stdin_reader)
+    /// failed or panicked and the process nonetheless succeeded: it read a
+    /// truncated input, which must not pass for success. (A process that
+    /// failed anyway keeps its `Output`.)
+    pub(crate) fn check_input(&self, out: Output) -> Result<Output> {
+        if !out.success() {
+            return Ok(out);
+        }
+        let failure = self
+            .input_failure
+            .as_ref()
+            .and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        match failure {
+            None => Ok(out),
+            Some((kind, what)) => Err(Error::io(
+                format!(
+                    "{}: its stdin reader failed, so it read a truncated input",
+                    self.program
+                ),
+                io::Error::new(kind, what),
+            )),
+        }
     }
 
     /// Sends SIGKILL to this process (not to its descendants: to end the
@@ -306,6 +337,9 @@ pub(crate) fn outcome_of(status: ExitStatus) -> Outcome {
         ExitStatus::Signalled(s) => Outcome::Signalled(s),
     }
 }
+
+/// Where a failed `stdin_reader` leaves its error (kind and text).
+pub(crate) type InputFailure = Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>;
 
 /// The write end of a child's stdin (see
 /// [`Command::stdin_piped`](crate::Command::stdin_piped)): an [`AsyncWrite`].

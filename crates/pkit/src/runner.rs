@@ -90,17 +90,23 @@ pub(crate) enum Ended<T> {
 /// The time, cancellation and output bounds of a run.
 pub(crate) struct Bounds<'a> {
     pub timeout: Option<Duration>,
-    pub cancel: Option<&'a crate::CancelToken>,
+    /// Any of these cancels the run.
+    pub cancel: Vec<&'a crate::CancelToken>,
     /// Raised when a `CapturePolicy::Fail` limit is crossed.
     pub limit: std::sync::Arc<crate::pump::LimitFlag>,
 }
 
 impl Bounds<'_> {
+    /// Whether a token is cancelled already.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.iter().any(|t| t.is_cancelled())
+    }
+
     /// Runs `work` until it finishes or a bound is hit.
     pub(crate) async fn wait<T>(&self, work: impl Future<Output = Result<T>>) -> Result<Ended<T>> {
         // Checked first: a token cancelled before the run is never raced
         // against work that is already done.
-        if self.cancel.is_some_and(|t| t.is_cancelled()) {
+        if self.cancelled() {
             return Ok(Ended::Cancelled);
         }
         let deadline = self.timeout.and_then(deadline_after);
@@ -111,10 +117,12 @@ impl Bounds<'_> {
             }
         };
         let cancelled = async {
-            match self.cancel {
-                Some(token) => token.cancelled().await,
-                None => std::future::pending().await,
-            }
+            let mut tokens: Vec<_> = self
+                .cancel
+                .iter()
+                .map(|t| Some(Box::pin(t.cancelled())))
+                .collect();
+            first_of(&mut tokens).await;
         };
         Ok(tokio::select! {
             done = work => Ended::Done(done?),
@@ -123,6 +131,23 @@ impl Bounds<'_> {
             () = self.limit.wait() => Ended::OutputLimit,
         })
     }
+}
+
+/// The index and output of the first of `futs` to finish (each is taken
+/// out when it does); pending for ever when none is left.
+pub(crate) async fn first_of<F: Future + Unpin>(futs: &mut [Option<F>]) -> (usize, F::Output) {
+    std::future::poll_fn(|cx| {
+        for (i, slot) in futs.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
+                    *slot = None;
+                    return std::task::Poll::Ready((i, out));
+                }
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Waits longer than this are no deadline at all: about 30 years, the
@@ -171,6 +196,12 @@ pub(crate) async fn end_group(
 }
 
 async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Result<Output> {
+    // A run cancelled before it starts spawns nothing (not even a group).
+    if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+        return Err(Error::Cancelled {
+            program: cmd.display_name(),
+        });
+    }
     let mut builder = Group::builder();
     if let Some(choice) = mechanism {
         builder = builder.mechanism(choice);
@@ -181,14 +212,26 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
 /// Runs `cmd` as `group`'s main process, bounded by its timeout and cancel
 /// token, and ends the group with it.
 pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
+    let bounds = Bounds {
+        timeout: cmd.timeout,
+        cancel: cmd.cancel.iter().collect(),
+        limit: Default::default(),
+    };
+    // Checked before anything is spawned: a cancelled run has no effects.
+    if bounds.cancelled() {
+        return Err(Error::Cancelled {
+            program: cmd.display_name(),
+        });
+    }
     // Dropping this future drops `group` (and `proc`): the tree is killed
     // synchronously and the container removed.
     // A verb has no consumer for a line stream: it captures instead.
     let mut proc = group.start_with(cmd, Default::default())?;
+    // Nobody can write to a verb's piped stdin: end of file at once.
+    drop(proc.take_stdin());
     let bounds = Bounds {
-        timeout: cmd.timeout,
-        cancel: cmd.cancel.as_ref(),
         limit: proc.limit.clone(),
+        ..bounds
     };
     let ended = bounds.wait(proc.wait_status()).await?;
     let oom_before = group.oom_kills();
@@ -208,5 +251,6 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     // Only what the run itself provoked: read before teardown's SIGKILLs.
     out.oom_killed = oom_before.is_some_and(|n| n > 0);
     out.killed_after_grace = killed_after_grace;
+    let out = proc.check_input(out)?;
     proc.check_limit(out)
 }
