@@ -22,8 +22,8 @@ pub struct TreeStats {
     pub io_read_bytes: Option<u64>,
     pub io_write_bytes: Option<u64>,
     /// Where each group of figures came from: `cgroup v2 cpu.stat`,
-    /// `cgroup v1 memory`, `rusage` (the program and the descendants it
-    /// waited for; orphans are missed), …
+    /// `cgroup v1 memory`, `rusage` (every reaped descendant: pkit reaps
+    /// the run's orphans as their subreaper), …
     pub cpu_source: Option<&'static str>,
     pub memory_source: Option<&'static str>,
     pub faults_source: Option<&'static str>,

@@ -6,6 +6,7 @@ mod checks;
 mod doctor;
 mod duration;
 mod forward;
+mod orphans;
 mod report;
 mod run;
 mod signame;

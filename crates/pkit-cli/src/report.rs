@@ -42,6 +42,10 @@ pub struct Report {
     /// Processes of the tree still running when the program ended (then
     /// killed).
     pub leftover_processes: Option<u64>,
+    /// Descendants that had left the container (setsid under process
+    /// groups), re-parented to pkit as their subreaper and killed by it
+    /// after the teardown.
+    pub escaped_processes_killed: Option<u64>,
     /// Processes found in the container after teardown: 0 is what was
     /// verified; null when it could not be checked.
     pub processes_left: Option<u64>,

@@ -9,6 +9,7 @@ use pkit::{CapturePolicy, Command, Error, ErrorKind, Mechanism, Outcome, Stdio};
 use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
 use crate::forward::{on_signal, until, Forwarder, Run};
+use crate::orphans::Orphans;
 use crate::report::{Report, Sink, Stream, SCHEMA};
 use crate::signame;
 use crate::summary::{messages, print_stats};
@@ -79,7 +80,8 @@ pub async fn main(args: RunArgs) -> Exit {
     if group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
         eprintln!(
             "pkit: note: contained by a process group: a descendant that calls setsid(2) leaves \
-             it and can outlive the run (a cgroup would hold it; see `pkit doctor`)"
+             it; pkit, its subreaper, kills it once orphaned when the run ends, but it outlives \
+             a SIGKILLed pkit (a cgroup would hold it; see `pkit doctor`)"
         );
     }
     let ids = match crate::checks::ids(&args) {
@@ -89,6 +91,10 @@ pub async fn main(args: RunArgs) -> Exit {
             return error_end(&mut sink, report, began, &msg, "usage", EXIT_OWN_FAILURE);
         }
     };
+    // Orphans of the run come to pkit, which reaps them (for --stats) and
+    // kills any still alive at the end (under process groups, that catches
+    // what left the group with setsid).
+    let _ = Orphans::adopt();
     let mut proc = match group.start(&command(&args, &ids)) {
         Ok(p) => p,
         Err(e) => {
@@ -99,6 +105,7 @@ pub async fn main(args: RunArgs) -> Exit {
     let started = Instant::now();
     let pid = proc.pid();
     report.pid = Some(pid);
+    let orphans = Orphans::new(pid);
     let cgroups = RunCgroups::of_group(&group.description());
     // Under process groups, the program's group gets the terminal (if pkit
     // has it), and any read it tried before that is resumed.
@@ -155,6 +162,7 @@ pub async fn main(args: RunArgs) -> Exit {
                 }
             }
             r = signals.recv() => match r {
+                Ok(r) if r.signo == libc::SIGCHLD => orphans.reap_exited(),
                 Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace),
                 Err(e) => {
                     eprintln!("pkit: cannot read signals: {e}");
@@ -176,8 +184,10 @@ pub async fn main(args: RunArgs) -> Exit {
     let leftovers = group.pids().ok().map(|p| p.len() as u64);
     drop(tty);
     let verified = group.close().await;
+    let (escaped, none_left) = orphans.sweep();
     report.leftover_processes = leftovers;
-    report.processes_left = verified.is_ok().then_some(0);
+    report.escaped_processes_killed = Some(escaped);
+    report.processes_left = (verified.is_ok() && none_left).then_some(0);
     if let Some(s) = stats.as_mut() {
         s.fill_from(sys::children_usage());
     }

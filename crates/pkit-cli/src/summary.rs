@@ -15,10 +15,21 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
         _ => "the process group",
     };
     let left = report.leftover_processes.unwrap_or(0);
-    let check = match verified {
-        Ok(()) => format!("0 processes left in {container}"),
-        Err(e) => format!("could not verify that {container} is empty: {e}"),
+    let escaped = report.escaped_processes_killed.unwrap_or(0);
+    let mut check = match (verified, report.processes_left) {
+        (Ok(()), Some(0)) => format!("0 processes left in {container}"),
+        (Ok(()), _) => {
+            format!("{container} is empty, but a process that left it could not be ended")
+        }
+        (Err(e), _) => format!("could not verify that {container} is empty: {e}"),
     };
+    if escaped > 0 {
+        check.push_str(&format!(
+            "; {escaped} process{} that had left it (setsid) killed as pkit's orphan{}",
+            if escaped == 1 { "" } else { "es" },
+            if escaped == 1 { "" } else { "s" },
+        ));
+    }
     if report.timed_out {
         eprintln!(
             "pkit: {} timed out after {:.3}s{}; {check}",
@@ -30,7 +41,7 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
                 ""
             }
         );
-    } else if left > 0 || args.verbose || verified.is_err() {
+    } else if left > 0 || escaped > 0 || args.verbose || report.processes_left.is_none() {
         eprintln!(
             "pkit: {} ended; {left} leftover process{} killed; {check}",
             report.program,
@@ -56,7 +67,7 @@ pub fn print_stats(s: &TreeStats, duration_us: u64) {
         if s.whole_tree() {
             "the whole tree"
         } else {
-            "the program and the descendants it waited for"
+            "every reaped descendant (rusage; pkit reaps orphans as their subreaper)"
         }
     );
     let _ = writeln!(e, "\tUser time (seconds): {}", secs(s.user_cpu_us));

@@ -291,7 +291,7 @@ fn stats_cover_the_whole_tree() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("descendants it waited for") && err.contains("rusage"),
+        err.contains("every reaped descendant") && err.contains("rusage"),
         "{err}"
     );
     let out = run(&[
@@ -437,4 +437,60 @@ fn without_a_cgroup_cgroup_is_refused_and_auto_says_what_it_got() {
         err.contains("process group") && err.contains("setsid"),
         "{err}"
     );
+}
+
+#[test]
+fn a_setsid_escapee_is_ended_by_pkit_as_its_subreaper() {
+    // Under process groups, `setsid` leaves the group: killpg misses it.
+    // Once its parent is gone it is pkit's child (pkit is the subreaper),
+    // and pkit kills it when the run ends, and says so.
+    let file = pid_file();
+    let out = pkit()
+        .args(["run", "--json", "--mechanism", "pgroup", "--", "sh", "-c"])
+        .arg(format!("setsid sleep 300 & echo $! > {}", file.display()))
+        .output()
+        .unwrap();
+    let pids = read_pids(&file, 1);
+    std::fs::remove_file(&file).unwrap();
+    assert_all_gone(&pids);
+    let v = report(&out);
+    assert_eq!(v["escaped_processes_killed"], 1, "{v}");
+    assert_eq!(v["processes_left"], 0);
+}
+
+#[test]
+fn rusage_counts_orphans_that_pkit_reaps() {
+    // A grandchild that burns ~0.4 s of CPU after its parent exited: its
+    // rusage goes to whoever reaps it, pkit (the subreaper), not init.
+    let script = [
+        "import os, time",
+        "r, w = os.pipe()",
+        "if os.fork() == 0:",
+        "    if os.fork() == 0:",
+        "        end = time.process_time() + 0.4",
+        "        while time.process_time() < end: pass",
+        "        os._exit(0)",
+        "    os._exit(0)",
+        "os.wait()",
+        "os.close(w)",
+        "os.read(r, 1)",
+    ]
+    .join("\n");
+    let out = run(&[
+        "run",
+        "-q",
+        "--json",
+        "--stats",
+        "--mechanism",
+        "pgroup",
+        "--",
+        "python3",
+        "-c",
+        &script,
+    ]);
+    let v = report(&out);
+    let s = &v["stats"];
+    assert_eq!(s["cpu_source"], "rusage", "{s}");
+    let cpu = s["user_cpu_us"].as_u64().unwrap() + s["system_cpu_us"].as_u64().unwrap();
+    assert!(cpu >= 300_000, "the orphan's CPU is counted: {s}");
 }

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::unix::AsyncFd;
 
 /// The signals pkit catches (and forwards, or acts on).
-pub const CAUGHT: [i32; 12] = [
+pub const CAUGHT: [i32; 13] = [
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGHUP,
@@ -25,6 +25,8 @@ pub const CAUGHT: [i32; 12] = [
     libc::SIGTSTP,
     libc::SIGTTIN,
     libc::SIGTTOU,
+    // Orphans re-parented to pkit (its subreaper role) are reaped on it.
+    libc::SIGCHLD,
 ];
 
 /// One received signal and who sent it.
@@ -268,4 +270,21 @@ pub fn state_of(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().next()?.chars().next()
+}
+
+/// Makes pkit the child subreaper of everything it starts: an orphaned
+/// descendant is re-parented to pkit instead of init.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps child `pid` if it has exited; true when it was reaped.
+pub fn reap_if_exited(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on one specific child of this process, no hang.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
 }

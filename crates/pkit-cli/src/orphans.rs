@@ -1,0 +1,104 @@
+//! pkit as the child subreaper of the run: every descendant orphaned while
+//! the run goes on is re-parented to pkit, which reaps it (so `--stats`'
+//! rusage counts every descendant) and, when the run ends, kills any that
+//! still live. Under the process-group mechanism that catches a descendant
+//! that left the group with setsid once its parents are gone.
+
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// The run's adopted orphans; `main` is the program (the library's child,
+/// reaped by the library).
+pub struct Orphans {
+    main: u32,
+}
+
+/// This process's children, with their state letters.
+fn children() -> Vec<(i32, char, String)> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let mut f = stat[close + 1..].split_whitespace();
+        let (Some(state), Some(ppid)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if ppid == me {
+            out.push((pid, state.chars().next().unwrap_or('?'), comm));
+        }
+    }
+    out
+}
+
+impl Orphans {
+    /// Becomes the subreaper; `None` if the kernel refuses.
+    pub fn adopt() -> Option<()> {
+        sys::set_child_subreaper().ok()
+    }
+
+    pub fn new(main: u32) -> Orphans {
+        Orphans { main }
+    }
+
+    /// Children that are orphans of the run: not the program, not the
+    /// owner-death guard.
+    fn adopted(&self) -> Vec<(i32, char)> {
+        let guard = pkit::host_containment().guard.pid;
+        children()
+            .into_iter()
+            .filter(|(pid, _, comm)| {
+                *pid as u32 != self.main && Some(*pid as u32) != guard && comm != "pkit-guard"
+            })
+            .map(|(pid, state, _)| (pid, state))
+            .collect()
+    }
+
+    /// Reaps the adopted orphans that have exited.
+    pub fn reap_exited(&self) {
+        for (pid, state) in self.adopted() {
+            if state == 'Z' {
+                sys::reap_if_exited(pid);
+            }
+        }
+    }
+
+    /// After the group's teardown: kills and reaps every adopted orphan
+    /// still alive (their own orphans come to pkit in turn), until none is
+    /// left or 5 s have passed. Returns how many were killed and whether
+    /// none is left.
+    pub fn sweep(&self) -> (u64, bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut killed = std::collections::HashSet::new();
+        loop {
+            let left = self.adopted();
+            if left.is_empty() {
+                return (killed.len() as u64, true);
+            }
+            for &(pid, state) in &left {
+                // Our own child, unreaped: its pid can't have been reused.
+                if state != 'Z' && sys::kill(pid as u32, libc::SIGKILL).is_ok() {
+                    killed.insert(pid);
+                }
+                sys::reap_if_exited(pid);
+            }
+            if Instant::now() > deadline {
+                return (killed.len() as u64, false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
