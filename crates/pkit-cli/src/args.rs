@@ -141,6 +141,18 @@ pub struct RunArgs {
     /// caps it).
     #[arg(long, value_parser = size::parse, value_name = "SIZE")]
     pub memory_max: Option<u64>,
+    /// Throttle the tree above this much memory (cgroup v2 memory.high; as
+    /// systemd's MemoryHigh=). Refused where the host can't.
+    #[arg(long, value_parser = size::parse, value_name = "SIZE")]
+    pub memory_high: Option<u64>,
+    /// Cap the tree's swap (0: none; cgroup v2 memory.swap.max, as
+    /// systemd's MemorySwapMax=). Refused where the host can't.
+    #[arg(long, value_parser = size::parse_or_zero, value_name = "SIZE")]
+    pub memory_swap_max: Option<u64>,
+    /// Run the tree only on these CPUs: 0-3, 0,2 (a cpuset; as taskset -c
+    /// or systemd's AllowedCPUs=).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
     /// Cap the number of live processes (and threads) in the tree.
     #[arg(long, value_name = "N")]
     pub max_procs: Option<u64>,

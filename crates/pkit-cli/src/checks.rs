@@ -90,6 +90,15 @@ pub fn group_caps(args: &RunArgs) -> GroupBuilder {
     if let Some(n) = args.max_procs {
         builder = builder.max_processes(n);
     }
+    if let Some(bytes) = args.memory_high {
+        builder = builder.memory_high(bytes);
+    }
+    if let Some(bytes) = args.memory_swap_max {
+        builder = builder.memory_swap_max(bytes);
+    }
+    if let Some(list) = &args.cpus {
+        builder = builder.cpus(list);
+    }
     if let Some(cores) = args.cpu {
         builder = builder.cpu_quota(cores);
     }
@@ -173,6 +182,16 @@ fn cap_flag(args: &RunArgs, cap: &str) -> Option<(&'static str, String)> {
             .memory_max
             .map(|b| ("--memory-max", format!("{b} bytes = {}", size::human(b)))),
         "max_processes" => args.max_procs.map(|n| ("--max-procs", n.to_string())),
+        "memory_high" => args
+            .memory_high
+            .map(|b| ("--memory-high", format!("{b} bytes = {}", size::human(b)))),
+        "memory_swap_max" => args.memory_swap_max.map(|b| {
+            (
+                "--memory-swap-max",
+                format!("{b} bytes = {}", size::human(b)),
+            )
+        }),
+        "cpus" => args.cpus.clone().map(|l| ("--cpus", l)),
         "cpu_quota" => args.cpu.map(|c| ("--cpu", format!("{c} cores"))),
         _ => None,
     }
@@ -199,6 +218,18 @@ pub fn explain(args: &RunArgs, e: &Error) -> String {
                 "{e}: the memory cap {flag} ({value}) is too small for the program to \
                  start; give it at least a few MiB (sizes: 512M, 2G)"
             )
+        }
+        // The library names the cap behind a failed start: add the flag.
+        Error::Spawn { .. } | Error::ChildSetup { .. } => {
+            let text = e.to_string();
+            let flag = ["memory_max", "memory_high", "memory_swap_max"]
+                .into_iter()
+                .find(|cap| text.contains(cap))
+                .and_then(|cap| cap_flag(args, cap));
+            match flag {
+                Some((flag, value)) => format!("{text} (set by {flag} {value})"),
+                None => text,
+            }
         }
         _ => e.to_string(),
     }

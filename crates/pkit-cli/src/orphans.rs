@@ -12,6 +12,7 @@ use crate::sys;
 /// reaped by the library).
 pub struct Orphans {
     main: u32,
+    guard: Option<u32>,
 }
 
 /// This process's children, with their state letters.
@@ -50,18 +51,21 @@ impl Orphans {
         sys::set_child_subreaper().ok()
     }
 
+    /// After the program started (so the owner-death guard, if any, runs).
     pub fn new(main: u32) -> Orphans {
-        Orphans { main }
+        Orphans {
+            main,
+            guard: pkit::host_containment().guard.pid,
+        }
     }
 
     /// Children that are orphans of the run: not the program, not the
     /// owner-death guard.
     fn adopted(&self) -> Vec<(i32, char)> {
-        let guard = pkit::host_containment().guard.pid;
         children()
             .into_iter()
             .filter(|(pid, _, comm)| {
-                *pid as u32 != self.main && Some(*pid as u32) != guard && comm != "pkit-guard"
+                *pid as u32 != self.main && Some(*pid as u32) != self.guard && comm != "pkit-guard"
             })
             .map(|(pid, state, _)| (pid, state))
             .collect()

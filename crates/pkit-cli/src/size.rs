@@ -40,6 +40,17 @@ pub fn parse(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// [`parse`], but `0` is allowed (a cap of none, for swap).
+pub fn parse_or_zero(text: &str) -> Result<u64, String> {
+    let num = text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if num.contains('0') && num.chars().all(|c| c == '0' || c == '.') {
+        return Ok(0);
+    }
+    parse(text)
+}
+
 fn bad_unit(unit: &str, text: &str) -> String {
     format!("unknown unit {unit:?} in {text:?} (K, M, G, T are powers of 1024; KB, MB, GB, TB powers of 1000)")
 }
@@ -82,5 +93,9 @@ mod tests {
         assert!(parse("3X").is_err());
         assert!(parse("3XB").is_err());
         assert!(parse("-1M").unwrap_err().contains("negative"));
+        assert_eq!(super::parse_or_zero("0"), Ok(0));
+        assert_eq!(super::parse_or_zero("0M"), Ok(0));
+        assert_eq!(super::parse_or_zero("1M"), Ok(1 << 20));
+        assert!(super::parse_or_zero("x").is_err());
     }
 }

@@ -447,7 +447,12 @@ fn a_setsid_escapee_is_ended_by_pkit_as_its_subreaper() {
     let file = pid_file();
     let out = pkit()
         .args(["run", "--json", "--mechanism", "pgroup", "--", "sh", "-c"])
-        .arg(format!("setsid sleep 300 & echo $! > {}", file.display()))
+        // The program waits until the escapee has its own session.
+        .arg(format!(
+            "setsid sh -c 'echo $$ > {f}; exec sleep 300' & \
+             while [ ! -s {f} ]; do sleep 0.01; done",
+            f = file.display()
+        ))
         .output()
         .unwrap();
     let pids = read_pids(&file, 1);
@@ -493,4 +498,64 @@ fn rusage_counts_orphans_that_pkit_reaps() {
     assert_eq!(s["cpu_source"], "rusage", "{s}");
     let cpu = s["user_cpu_us"].as_u64().unwrap() + s["system_cpu_us"].as_u64().unwrap();
     assert!(cpu >= 300_000, "the orphan's CPU is counted: {s}");
+}
+
+#[test]
+fn memory_high_swap_and_cpus_apply_or_are_refused_by_name() {
+    // --cpus pins the whole tree (a grandchild too).
+    let out = run(&[
+        "run",
+        "-q",
+        "--mechanism",
+        "cgroup",
+        "--cpus",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        "sh -c 'grep Cpus_allowed_list /proc/$$/status'",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.trim_end().ends_with("\t0"), "{text}");
+    let out = run(&["run", "--cpus", "0-99999", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cpus"));
+
+    // memory.high and swap: applied where the host can (doctor says so),
+    // else refused naming the flag and the value, never dropped.
+    let doctor: serde_json::Value =
+        serde_json::from_slice(&run(&["doctor", "--json"]).stdout).unwrap();
+    for (flag, cap, value) in [
+        ("--memory-high", "memory_high", "1G"),
+        ("--memory-swap-max", "memory_swap_max", "0"),
+    ] {
+        let supported = doctor["caps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["cap"] == cap && !c["enforced_by"].is_null());
+        let out = run(&[
+            "run",
+            "-q",
+            "--mechanism",
+            "cgroup",
+            flag,
+            value,
+            "--",
+            "true",
+        ]);
+        if supported {
+            assert_eq!(out.status.code(), Some(0), "{flag}");
+        } else {
+            assert_eq!(out.status.code(), Some(125), "{flag}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(flag) && err.contains(cap), "{flag}: {err}");
+        }
+    }
 }
