@@ -180,12 +180,21 @@ async fn capture_on_thread(
         Ok(pair) => pair,
         Err(_) => return capture.finish(),
     };
+    let stopping = Arc::new(AtomicBool::new(false));
+    let seen_by_thread = stopping.clone();
     let mut thread = tokio::task::spawn_blocking(move || {
-        capture_blocking(fd, stop_r, capture, &limit, &detached)
+        let stop = Stop {
+            pipe: stop_r,
+            flag: &seen_by_thread,
+        };
+        capture_blocking(fd, stop, capture, &limit, &detached)
     });
     let done = tokio::select! {
         done = &mut thread => done,
         () = stop.notified() => {
+            // The flag for a thread that never waits (the pipe never runs
+            // dry), the closed pipe for one waiting in `poll`.
+            stopping.store(true, Ordering::Release);
             drop(stop_w);
             thread.await
         }
@@ -193,11 +202,20 @@ async fn capture_on_thread(
     done.unwrap_or_default()
 }
 
+/// How the blocking capture loop is told to stop: a flag it checks before
+/// every read, and a pipe whose closing wakes it from `poll`.
+struct Stop<'a> {
+    pipe: OwnedFd,
+    flag: &'a AtomicBool,
+}
+
 /// The blocking capture loop (see [`Reader`]); reads big chunks from a
-/// pipe already grown.
+/// pipe already grown. It checks `stop` before every read, so a pipe that
+/// never runs dry (a descendant writing without pause) can't keep it
+/// reading past its stop (review R3).
 fn capture_blocking(
     fd: OwnedFd,
-    stop: OwnedFd,
+    stop: Stop<'_>,
     mut capture: CaptureBuf,
     limit: &LimitFlag,
     detached: &AtomicBool,
@@ -213,11 +231,13 @@ fn capture_blocking(
             discarding = true;
         }
         let direct = capture.direct().is_some();
+        let pipe = stop.pipe.as_fd();
         let step = match capture.direct() {
-            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), buf, BIG_READ_CHUNK),
+            _ if stop.flag.load(Ordering::Acquire) => Ok(ReadStep::Stopped),
+            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), pipe, buf, BIG_READ_CHUNK),
             None => {
                 scratch.clear();
-                crate::sys::read_or_stop(fd.as_fd(), stop.as_fd(), &mut scratch, BIG_READ_CHUNK)
+                crate::sys::read_or_stop(fd.as_fd(), pipe, &mut scratch, BIG_READ_CHUNK)
             }
         };
         match step {
@@ -501,5 +521,45 @@ async fn write_tee(tee: &Tee, bytes: &[u8]) -> io::Result<()> {
     match tee {
         Tee::Async(w) => w.lock().await.write_all(bytes).await,
         Tee::Blocking(w) => w.lock().unwrap_or_else(|e| e.into_inner()).write_all(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review R3: a stream that never runs dry (here `/dev/zero`; in life a
+    /// descendant writing without pause) must not keep the blocking
+    /// capture reading past its stop.
+    #[test]
+    fn the_blocking_capture_stops_on_a_stream_that_never_runs_dry() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let stopped = rt.block_on(async {
+            let zero: OwnedFd = std::fs::File::open("/dev/zero").expect("/dev/zero").into();
+            let stop = Arc::new(Notify::new());
+            let capture = CaptureBuf::new(Some(1 << 20), CapturePolicy::KeepHead);
+            let reading = tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    let limit = Arc::new(LimitFlag::default());
+                    let detached = Arc::new(AtomicBool::new(false));
+                    capture_on_thread(zero, capture, limit, &stop, detached).await
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            stop.notify_one();
+            tokio::time::timeout(std::time::Duration::from_secs(10), reading).await
+        });
+        // Don't wait for a thread that would read for ever.
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        let captured = stopped
+            .expect("the capture thread did not stop")
+            .expect("join");
+        assert_eq!(captured.bytes.len(), 1 << 20);
+        assert!(captured.seen > 1 << 20, "it read until stopped");
     }
 }
