@@ -193,8 +193,9 @@ impl Group {
     /// Whether the owner-death guard covers this group now: if this
     /// process is killed, the guard kills the group's whole tree and
     /// removes its container. False when it was turned off
-    /// ([`GroupBuilder::owner_death_guard`]), could not be started, or has
-    /// died. A process group is registered when its first process starts;
+    /// ([`GroupBuilder::owner_death_guard`]), could not be started, has
+    /// died, or stopped reading (stopped or wedged for 2 s: pkit never
+    /// blocks on it, it gives it up). A process group is registered when its first process starts;
     /// before that this says whether it will be.
     pub fn guarded(&self) -> bool {
         self.container.guarded()

@@ -229,7 +229,9 @@ pub struct GuardStatus {
     pub entries: Option<usize>,
     /// Registrations the guard could not take (table or fd limit).
     pub lost: Option<u32>,
-    /// Why it is not running (it could not be started, or it died).
+    /// Why it is not running: it could not be started, it died, or it
+    /// stopped reading its messages for 2 s (stopped with SIGSTOP, or
+    /// wedged) and this process gave up on it rather than block.
     pub error: Option<String>,
     /// How it kills process groups: by the leader's pidfd (exact), or by
     /// number after checking that the leader is unreaped (kernels < 6.9).
