@@ -54,6 +54,7 @@
 mod batch;
 mod cancel;
 mod command;
+mod command_output;
 mod error;
 mod group;
 mod launch;

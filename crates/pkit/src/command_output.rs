@@ -1,0 +1,168 @@
+//! The output half of [`Command`]'s builder: the line stream, callbacks,
+//! tees, decoding, line and capture bounds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::command::Command;
+use crate::pump::{CapturePolicy, DecoderFactory, LineCallback, Overflow, Tee};
+
+/// How a process's output is consumed, beyond capture.
+#[derive(Clone)]
+pub(crate) struct OutputPlan {
+    pub stream_lines: bool,
+    pub buffer_lines: usize,
+    pub overflow: Overflow,
+    pub on_stdout_line: Option<LineCallback>,
+    pub on_stderr_line: Option<LineCallback>,
+    pub stdout_tee: Option<Tee>,
+    pub stderr_tee: Option<Tee>,
+    pub decoder: Option<DecoderFactory>,
+    pub max_line_bytes: usize,
+    pub capture_limit: Option<usize>,
+    pub capture_policy: CapturePolicy,
+}
+
+/// The default capacity of the line stream, in lines.
+pub const DEFAULT_BUFFER_LINES: usize = 1024;
+/// The default cap on one line: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// How much of each output stream a process started with
+/// [`Group::start`](crate::Group::start) keeps for its
+/// [`wait`](crate::RunningProcess::wait) unless the command sets a
+/// [`capture_limit`](Command::capture_limit): the last 1 MiB (every byte is
+/// still counted). The verbs capture everything, as `std` does.
+pub const DEFAULT_START_CAPTURE_BYTES: usize = 1 << 20;
+/// How long a tree gets to exit after a [`Command::timeout_signal`] given
+/// without a [`Command::grace`]: 10 s, as `docker stop`.
+pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
+
+impl Default for OutputPlan {
+    fn default() -> Self {
+        OutputPlan {
+            stream_lines: false,
+            buffer_lines: DEFAULT_BUFFER_LINES,
+            overflow: Overflow::Backpressure,
+            on_stdout_line: None,
+            on_stderr_line: None,
+            stdout_tee: None,
+            stderr_tee: None,
+            decoder: None,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            capture_limit: None,
+            capture_policy: CapturePolicy::KeepHead,
+        }
+    }
+}
+
+impl Command {
+    /// Enables the merged line stream of a started process:
+    /// [`RunningProcess::lines`](crate::RunningProcess::lines) and
+    /// [`wait_for_line`](crate::RunningProcess::wait_for_line). With it, the
+    /// lines go to the stream, and the [`Output`](crate::Output) of the run holds no
+    /// stdout/stderr bytes (mirror them with a tee to keep them); memory
+    /// stays bounded however much the child writes. The verbs ignore it.
+    pub fn stream_lines(mut self) -> Command {
+        self.io.stream_lines = true;
+        self
+    }
+
+    /// The capacity of the line stream, in lines (default 1024): how many
+    /// lines may wait for the consumer before the policy set with
+    /// [`overflow`](Self::overflow) applies. (The stream takes lines from
+    /// it one read's worth at a time, so the lines of one read, at most
+    /// about 1 MiB of them, may wait on the consumer's side on top.)
+    pub fn buffer_lines(mut self, lines: usize) -> Command {
+        self.io.buffer_lines = lines.max(1);
+        self
+    }
+
+    /// What happens when the line stream is full (default: backpressure).
+    pub fn overflow(mut self, overflow: Overflow) -> Command {
+        self.io.overflow = overflow;
+        self
+    }
+
+    /// Calls `f` once per stdout line (the same lines the stream sees). A
+    /// callback that panics is disabled; the run goes on.
+    pub fn on_stdout_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
+        self.io.on_stdout_line = Some(Arc::new(f));
+        self
+    }
+
+    /// Calls `f` once per stderr line. A callback that panics is disabled.
+    pub fn on_stderr_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
+        self.io.on_stderr_line = Some(Arc::new(f));
+        self
+    }
+
+    /// Mirrors stdout's raw bytes (not decoded, not split) to `writer`.
+    /// Clones of this command share the writer.
+    pub fn stdout_tee(
+        mut self,
+        writer: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
+    ) -> Command {
+        self.io.stdout_tee = Some(Tee::Async(Arc::new(tokio::sync::Mutex::new(Box::new(
+            writer,
+        )))));
+        self
+    }
+
+    /// Mirrors stderr's raw bytes to `writer`.
+    pub fn stderr_tee(
+        mut self,
+        writer: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
+    ) -> Command {
+        self.io.stderr_tee = Some(Tee::Async(Arc::new(tokio::sync::Mutex::new(Box::new(
+            writer,
+        )))));
+        self
+    }
+
+    /// Mirrors stdout's raw bytes to a blocking writer (called on the
+    /// reading task: keep it fast, e.g. a file or a buffer).
+    pub fn stdout_tee_blocking(mut self, writer: impl std::io::Write + Send + 'static) -> Command {
+        self.io.stdout_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
+            writer,
+        )))));
+        self
+    }
+
+    /// Mirrors stderr's raw bytes to a blocking writer.
+    pub fn stderr_tee_blocking(mut self, writer: impl std::io::Write + Send + 'static) -> Command {
+        self.io.stderr_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
+            writer,
+        )))));
+        self
+    }
+
+    /// Decodes each stream with decoders from `factory` before it is split
+    /// into lines (default: UTF-8, invalid sequences replaced).
+    pub fn decoder(mut self, factory: DecoderFactory) -> Command {
+        self.io.decoder = Some(factory);
+        self
+    }
+
+    /// The longest line delivered whole (default 1 MiB). A longer line is
+    /// delivered in pieces of at most this many bytes, cut at a character
+    /// boundary, every piece but the last marked
+    /// [`partial`](crate::Line::partial): nothing is lost and memory stays
+    /// bounded.
+    pub fn max_line_bytes(mut self, bytes: usize) -> Command {
+        self.io.max_line_bytes = bytes.max(4);
+        self
+    }
+
+    /// Bounds the captured stdout and stderr to `bytes` each, with
+    /// `policy` deciding what is kept (or that the run fails). The
+    /// [`Output`](crate::Output) says when something was cut and how much was seen.
+    ///
+    /// Without it the verbs keep everything and a started process keeps
+    /// the last [`DEFAULT_START_CAPTURE_BYTES`]; `usize::MAX` keeps
+    /// everything in both.
+    pub fn capture_limit(mut self, bytes: usize, policy: CapturePolicy) -> Command {
+        self.io.capture_limit = Some(bytes);
+        self.io.capture_policy = policy;
+        self
+    }
+}
