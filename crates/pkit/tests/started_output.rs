@@ -257,3 +257,30 @@ async fn a_crlf_line_exactly_at_the_cap_is_one_line() {
     }
     suite.end().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_while_a_descendant_keeps_the_pipe_full() {
+    let suite = begin("wait_returns_while_a_descendant_keeps_the_pipe_full").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        // `yes` outlives its parent and keeps the pipe full; the line
+        // stream (and a callback) keep the reader on the runtime.
+        for stream in [true, false] {
+            let mut cmd = sh(choice, "yes & sleep 0.3; exit 0").on_stdout_line(|_| {});
+            if stream {
+                cmd = cmd.stream_lines();
+            }
+            let mut p = group.start(&cmd).expect("start");
+            let out = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{choice} (stream_lines: {stream}): wait() never stopped reading")
+                })
+                .expect("wait");
+            assert!(out.success(), "{choice}: {out:?}");
+            assert!(out.stdout_total_bytes() > 0, "{choice}: {out:?}");
+        }
+        group.close().await.expect("close");
+    }
+    suite.end().await;
+}

@@ -122,10 +122,31 @@ pub(crate) struct StreamPlan {
 /// trip through the reactor per chunk.
 pub(crate) struct Reader {
     task: JoinHandle<Captured>,
-    stop: Arc<Notify>,
+    control: Arc<Control>,
+}
+
+/// What a reader's owner tells it.
+#[derive(Default)]
+struct Control {
+    /// Wakes a reader waiting for data, to stop.
+    stop: Notify,
+    /// Set with `stop` and checked before every read, so a stream that
+    /// never runs dry (a descendant writing without pause) can't keep a
+    /// reader from stopping (review R3).
+    stopping: AtomicBool,
     /// Set when the process's handle is dropped: the reader goes on
     /// draining the pipe until end of file, but keeps nothing.
-    detached: Arc<AtomicBool>,
+    detached: AtomicBool,
+}
+
+impl Control {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -138,20 +159,16 @@ impl Reader {
     /// Starts reading `fd` (the parent's end of an output pipe).
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-        let stop = Arc::new(Notify::new());
-        let detached = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(run(rx, plan, stop.clone(), detached.clone()));
-        Ok(Reader {
-            task,
-            stop,
-            detached,
-        })
+        let control = Arc::new(Control::default());
+        let task = tokio::spawn(run(rx, plan, control.clone()));
+        Ok(Reader { task, control })
     }
 
     /// Stops reading — after taking what is already in the pipe, even if an
     /// escaped process still holds its write end — and returns the capture.
     pub(crate) async fn finish(self) -> Captured {
-        self.stop.notify_one();
+        self.control.stopping.store(true, Ordering::Release);
+        self.control.stop.notify_one();
         self.task.await.unwrap_or_default()
     }
 
@@ -161,7 +178,7 @@ impl Reader {
     /// on a full pipe or dies of SIGPIPE. The child's end closes when it
     /// and its descendants exit, at the latest when the group ends.
     pub(crate) fn detach(self) {
-        self.detached.store(true, Ordering::Release);
+        self.control.detached.store(true, Ordering::Release);
         // Dropping the handle leaves the task running.
         drop(self.task);
     }
@@ -173,28 +190,21 @@ async fn capture_on_thread(
     fd: OwnedFd,
     capture: CaptureBuf,
     limit: Arc<LimitFlag>,
-    stop: &Notify,
-    detached: Arc<AtomicBool>,
+    control: Arc<Control>,
 ) -> Captured {
     let (stop_r, stop_w) = match crate::sys::stop_pipe() {
         Ok(pair) => pair,
         Err(_) => return capture.finish(),
     };
-    let stopping = Arc::new(AtomicBool::new(false));
-    let seen_by_thread = stopping.clone();
+    let seen_by_thread = control.clone();
     let mut thread = tokio::task::spawn_blocking(move || {
-        let stop = Stop {
-            pipe: stop_r,
-            flag: &seen_by_thread,
-        };
-        capture_blocking(fd, stop, capture, &limit, &detached)
+        capture_blocking(fd, stop_r, capture, &limit, &seen_by_thread)
     });
     let done = tokio::select! {
         done = &mut thread => done,
-        () = stop.notified() => {
-            // The flag for a thread that never waits (the pipe never runs
-            // dry), the closed pipe for one waiting in `poll`.
-            stopping.store(true, Ordering::Release);
+        // `stopping` is set already, for a thread that never waits (the
+        // pipe never runs dry); the closed pipe wakes one in `poll`.
+        () = control.stop.notified() => {
             drop(stop_w);
             thread.await
         }
@@ -202,38 +212,31 @@ async fn capture_on_thread(
     done.unwrap_or_default()
 }
 
-/// How the blocking capture loop is told to stop: a flag it checks before
-/// every read, and a pipe whose closing wakes it from `poll`.
-struct Stop<'a> {
-    pipe: OwnedFd,
-    flag: &'a AtomicBool,
-}
-
 /// The blocking capture loop (see [`Reader`]); reads big chunks from a
-/// pipe already grown. It checks `stop` before every read, so a pipe that
-/// never runs dry (a descendant writing without pause) can't keep it
-/// reading past its stop (review R3).
+/// pipe already grown. It checks `control.stopping` before every read,
+/// so a pipe that never runs dry can't keep it reading past its stop;
+/// `stop` (a pipe closed on stop) wakes it from `poll`.
 fn capture_blocking(
     fd: OwnedFd,
-    stop: Stop<'_>,
+    stop: OwnedFd,
     mut capture: CaptureBuf,
     limit: &LimitFlag,
-    detached: &AtomicBool,
+    control: &Control,
 ) -> Captured {
     use crate::sys::ReadStep;
     use std::os::fd::AsFd;
     let mut scratch = Vec::new();
     let mut discarding = false;
     loop {
-        if !discarding && detached.load(Ordering::Acquire) {
+        if !discarding && control.detached() {
             // Nobody will collect the capture: keep draining, keep nothing.
             capture = CaptureBuf::new(Some(0), CapturePolicy::KeepHead);
             discarding = true;
         }
         let direct = capture.direct().is_some();
-        let pipe = stop.pipe.as_fd();
+        let pipe = stop.as_fd();
         let step = match capture.direct() {
-            _ if stop.flag.load(Ordering::Acquire) => Ok(ReadStep::Stopped),
+            _ if control.stopping() => Ok(ReadStep::Stopped),
             Some(buf) => crate::sys::read_or_stop(fd.as_fd(), pipe, buf, BIG_READ_CHUNK),
             None => {
                 scratch.clear();
@@ -265,8 +268,7 @@ fn capture_blocking(
 async fn run(
     mut rx: tokio::net::unix::pipe::Receiver,
     plan: StreamPlan,
-    stop: Arc<Notify>,
-    detached: Arc<AtomicBool>,
+    control: Arc<Control>,
 ) -> Captured {
     let mut sinks = Sinks::new(plan);
     let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK);
@@ -279,7 +281,7 @@ async fn run(
         Stop,
     }
     loop {
-        if sinks.capture.is_some() && detached.load(Ordering::Acquire) {
+        if sinks.capture.is_some() && control.detached() {
             // Nobody will collect the capture: free it, keep draining.
             sinks.capture = None;
         }
@@ -299,10 +301,16 @@ async fn run(
             };
             target.reserve(read_size);
             let from = target.len();
-            let step = tokio::select! {
-                biased;
-                read = rx.read_buf(target) => Step::Read(read),
-                _ = stop.notified() => Step::Stop,
+            // The flag first: a stream that is always ready to read would
+            // otherwise never let the select see the stop.
+            let step = if control.stopping() {
+                Step::Stop
+            } else {
+                tokio::select! {
+                    biased;
+                    read = rx.read_buf(target) => Step::Read(read),
+                    _ = control.stop.notified() => Step::Stop,
+                }
             };
             (step, from)
         };
@@ -337,7 +345,7 @@ async fn run(
             if sinks.capture_only() {
                 let capture = sinks.capture.take().expect("checked by capture_only");
                 return match rx.into_nonblocking_fd() {
-                    Ok(fd) => capture_on_thread(fd, capture, sinks.limit, &stop, detached).await,
+                    Ok(fd) => capture_on_thread(fd, capture, sinks.limit, control).await,
                     Err(_) => capture.finish(),
                 };
             }
@@ -540,18 +548,18 @@ mod tests {
             .expect("runtime");
         let stopped = rt.block_on(async {
             let zero: OwnedFd = std::fs::File::open("/dev/zero").expect("/dev/zero").into();
-            let stop = Arc::new(Notify::new());
+            let control = Arc::new(Control::default());
             let capture = CaptureBuf::new(Some(1 << 20), CapturePolicy::KeepHead);
             let reading = tokio::spawn({
-                let stop = stop.clone();
+                let control = control.clone();
                 async move {
                     let limit = Arc::new(LimitFlag::default());
-                    let detached = Arc::new(AtomicBool::new(false));
-                    capture_on_thread(zero, capture, limit, &stop, detached).await
+                    capture_on_thread(zero, capture, limit, control).await
                 }
             });
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            stop.notify_one();
+            control.stopping.store(true, Ordering::Release);
+            control.stop.notify_one();
             tokio::time::timeout(std::time::Duration::from_secs(10), reading).await
         });
         // Don't wait for a thread that would read for ever.
