@@ -209,8 +209,26 @@ impl Group {
 
     /// Starts `cmd` in the group. Must be called within a Tokio runtime.
     ///
-    /// The command's `timeout` and `grace` apply to the verbs only; a
-    /// started process runs until it exits or the group ends.
+    /// The process gets a subtree of its own within the group: under
+    /// cgroup v2 it is born in a sub-cgroup of the group's cgroup (one per
+    /// started process), which holds it and everything it spawns; under a
+    /// process group, its subtree is the group's processes descended from
+    /// it (found through parent links, so a descendant re-parented after
+    /// its parent exited, or one that left the process group, is not part
+    /// of it). The group's own operations (`kill`, `signal`, `suspend`,
+    /// `close`, …) still cover every process of the group.
+    ///
+    /// The command's bounds apply to that subtree, as a verb's do to its
+    /// tree: when its [`timeout`](Command::timeout) passes first, the
+    /// subtree gets the [`timeout_signal`](Command::timeout_signal), the
+    /// [`grace`](Command::grace), then SIGKILL, and
+    /// [`RunningProcess::wait`] reports [`Outcome::TimedOut`](crate::Outcome::TimedOut)
+    /// (with [`Output::killed_after_grace`]); when its
+    /// [cancel token](Command::cancel_token) fires first, the subtree is
+    /// SIGKILLed and `wait` returns [`Error::Cancelled`] (a token cancelled
+    /// already makes `start` itself return it, starting nothing). This
+    /// happens whether or not anyone waits. Without bounds, a started
+    /// process runs until it exits or the group ends.
     ///
     /// Its output is drained in the background and what is kept is bounded
     /// (the last [`DEFAULT_START_CAPTURE_BYTES`](crate::DEFAULT_START_CAPTURE_BYTES)
@@ -232,8 +250,15 @@ impl Group {
         let opts = crate::launch::StartOpts {
             stream_lines: cmd.io.stream_lines,
             bounded_capture: true,
+            own_tree: true,
             ..Default::default()
         };
+        // A token cancelled already: nothing is started.
+        if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Err(Error::Cancelled {
+                program: cmd.display_name(),
+            });
+        }
         self.start_with(cmd, opts)
     }
 

@@ -38,6 +38,10 @@ pub(crate) struct StartOpts {
     /// A started process (not a verb's): without a capture limit of the
     /// command's, keep only the last `DEFAULT_START_CAPTURE_BYTES`.
     pub bounded_capture: bool,
+    /// Give the process a subtree of its own and arm its command's
+    /// timeout and cancel token on it ([`Group::start`](crate::Group::start));
+    /// see [`crate::watch`].
+    pub own_tree: bool,
 }
 
 pub(crate) fn start(
@@ -51,6 +55,7 @@ pub(crate) fn start(
         stdout: stdout_over,
         limit,
         bounded_capture,
+        own_tree,
     } = opts;
     let program = cmd.display_name();
     let prepared = prepare(cmd, &program)?;
@@ -98,8 +103,8 @@ pub(crate) fn start(
         setup,
     };
     let started = Instant::now();
-    let child = container
-        .spawn(&spec)
+    let (child, tree) = container
+        .spawn(&spec, own_tree)
         .map_err(|e| spawn_error(e, &program, &prepared.resolved, cmd.cwd.as_deref()))?;
     // The child has its copies; ours must close so EOF can arrive.
     drop(spec);
@@ -117,6 +122,7 @@ pub(crate) fn start(
         stdout: stdout_parent,
         stderr: stderr_parent,
     };
+    crate::watch::attach(&mut proc, cmd, tree);
     if let Err(e) = wire(&mut proc, cmd, stream_lines, bounded_capture, pipes) {
         let _ = proc.kill();
         return Err(Error::io(

@@ -68,6 +68,7 @@ mod runner;
 mod spawn_options;
 mod stats;
 mod sys;
+mod watch;
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -299,6 +299,7 @@ impl Pipe {
                 stdout: write,
                 limit: Some(limit.clone()),
                 bounded_capture: false,
+                own_tree: false,
             };
             // On error, dropping the group kills the stages already started.
             procs.push(group.start_with(cmd, opts)?);

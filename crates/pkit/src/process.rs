@@ -54,6 +54,8 @@ pub struct RunningProcess {
     pub(crate) limit: Arc<LimitFlag>,
     /// The capture limit, when crossing it fails the run.
     pub(crate) fail_limit: Option<usize>,
+    /// Its own subtree and the bounds armed on it (started processes).
+    pub(crate) watch: Option<crate::watch::Watch>,
     finished: Option<Output>,
 }
 
@@ -80,6 +82,7 @@ impl RunningProcess {
             dropped: Arc::new(AtomicU64::new(0)),
             limit: Arc::new(LimitFlag::default()),
             fail_limit: None,
+            watch: None,
             finished: None,
         }
     }
@@ -175,6 +178,11 @@ impl RunningProcess {
     /// [`stdin_reader`](crate::Command::stdin_reader) that failed or
     /// panicked makes a successful exit an [`Error::Io`]: the process read a
     /// truncated input.
+    ///
+    /// When the command's [`timeout`](crate::Command::timeout) ended the
+    /// process, the outcome is [`Outcome::TimedOut`] (and this returns once
+    /// the grace, if any, is over and the process's subtree is gone); when
+    /// its cancel token did, this is [`Error::Cancelled`].
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             return Ok(out.clone());
@@ -185,7 +193,13 @@ impl RunningProcess {
             rx.let_go();
         }
         let status = self.wait_status().await?;
-        let out = self.finish(outcome_of(status)).await;
+        let (outcome, killed_after_grace) =
+            crate::watch::outcome(&mut self.watch, &self.program, outcome_of(status)).await?;
+        let mut out = self.finish(outcome).await;
+        out.killed_after_grace = killed_after_grace;
+        if let Some(kept) = &mut self.finished {
+            kept.killed_after_grace = killed_after_grace;
+        }
         let out = self.check_input(out)?;
         self.check_limit(out)
     }

@@ -143,7 +143,14 @@ async fn group_verbs_cover_processes_in_subcgroups() {
         // Suspend freezes the sub-cgroups too (the freeze is recursive) and
         // a signal to a suspended group leaves it frozen.
         group.suspend().await.unwrap();
-        let deep = dir.join("a/b/cgroup.events");
+        // sh made a/b under its own cgroup: the group's, or (a started
+        // process's) its own sub-cgroup of it.
+        let deep = [dir.join("a/b")]
+            .into_iter()
+            .chain(subdirs(&dir).into_iter().map(|d| d.join("a/b")))
+            .find(|d| d.is_dir())
+            .expect("a/b exists")
+            .join("cgroup.events");
         let frozen = || std::fs::read_to_string(&deep).unwrap().contains("frozen 1");
         let deadline = std::time::Instant::now() + DEADLINE;
         while !frozen() {

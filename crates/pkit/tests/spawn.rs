@@ -157,9 +157,12 @@ async fn the_child_is_in_its_cgroup_from_birth() {
     let text = out.stdout_str();
     let v2: Vec<&str> = text.lines().filter(|l| l.starts_with("0::")).collect();
     assert_eq!(v2.len(), 2, "{text}");
+    // A started process lives in its own sub-cgroup of the group's.
+    let leaf = v2[0].rsplit('/').next().unwrap();
+    assert!(leaf.starts_with('p'), "{text}");
     assert!(
-        v2.iter().all(|l| l.ends_with(&format!("/{name}"))),
-        "{text} (want {name})"
+        v2.iter().all(|l| l.ends_with(&format!("/{name}/{leaf}"))),
+        "{text} (want {name}/{leaf})"
     );
     g.close().await.unwrap();
 }

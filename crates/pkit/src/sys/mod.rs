@@ -23,6 +23,7 @@ mod resolve;
 mod setup;
 mod signal;
 mod stats;
+mod tree;
 pub(crate) mod unix;
 
 use std::ffi::CString;
@@ -44,6 +45,7 @@ pub(crate) use resolve::{missing_interpreter, resolve, ResolveError};
 pub(crate) use setup::{cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup};
 pub use signal::Signal;
 pub use stats::Stats;
+pub(crate) use tree::ProcTree;
 
 /// The kind of OS container a group's processes live in.
 ///

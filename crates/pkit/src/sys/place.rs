@@ -11,7 +11,9 @@ use std::sync::Arc;
 use super::container::{Container, GuardLink, Kind};
 use super::guard;
 use super::host::{clone3_refusal, clone3_status, mark_clone3_refused};
+use super::linux::leaf::Leaf;
 use super::linux::spawn;
+use super::tree::ProcTree;
 use super::{ChildHandle, SpawnError, SpawnSpec};
 
 /// How children are put into their container.
@@ -84,9 +86,19 @@ impl Container {
     /// lifecycle lock shared, so they are atomic with `close` and
     /// `suspend` (which take it exclusively).
     ///
+    /// `own_tree`: give the child a subtree of its own, which can be ended
+    /// without ending the rest of the group (see [`ProcTree`]); under
+    /// cgroup v2 the child is then born in a new leaf sub-cgroup of the
+    /// group's. Without it (a verb's private group) the child is placed in
+    /// the group's cgroup itself, which costs no extra directory.
+    ///
     /// A start that fails for want of memory under a memory cap says so.
-    pub(crate) fn spawn(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
-        self.spawn_placed(spec).map_err(|e| match e {
+    pub(crate) fn spawn(
+        &self,
+        spec: &SpawnSpec,
+        own_tree: bool,
+    ) -> Result<(Arc<ChildHandle>, Option<ProcTree>), SpawnError> {
+        self.spawn_placed(spec, own_tree).map_err(|e| match e {
             SpawnError::Exec(e) => SpawnError::Exec(self.limits.explain_spawn_failure(e)),
             SpawnError::Os(e) => SpawnError::Os(self.limits.explain_spawn_failure(e)),
             SpawnError::Step(step, e) => {
@@ -96,13 +108,21 @@ impl Container {
         })
     }
 
-    fn spawn_placed(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
+    fn spawn_placed(
+        &self,
+        spec: &SpawnSpec,
+        own_tree: bool,
+    ) -> Result<(Arc<ChildHandle>, Option<ProcTree>), SpawnError> {
         let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
         if let Some(refusal) = self.refusal() {
             return Err(SpawnError::Os(refusal));
         }
         match &self.kind {
             Kind::Cgroup(cg) => {
+                let leaf = match own_tree {
+                    true => Some(Leaf::create(cg.path()).map_err(SpawnError::Os)?),
+                    false => None,
+                };
                 let join: Vec<RawFd> = self
                     .limits
                     .v1
@@ -110,8 +130,12 @@ impl Container {
                     .map(|(_, g)| g.procs_fd().as_raw_fd())
                     .collect();
                 if clone3_status().is_ok() {
-                    match spawn::spawn_into_cgroup(spec, cg.dir_fd(), &join) {
-                        Ok((pid, pidfd)) => return Ok(Arc::new(ChildHandle::new(pid, pidfd))),
+                    let into = leaf.as_ref().map_or(cg.dir_fd(), |l| l.dir_fd());
+                    match spawn::spawn_into_cgroup(spec, into, &join) {
+                        Ok((pid, pidfd)) => {
+                            let child = Arc::new(ChildHandle::new(pid, pidfd));
+                            return Ok((child, leaf.map(ProcTree::Leaf)));
+                        }
                         Err(SpawnError::Refused(e)) => {
                             let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
                             tracing::warn!(
@@ -125,11 +149,16 @@ impl Container {
                     }
                 }
                 // The next rung: the child writes itself into the cgroup.
-                let procs = cg.open_procs_for_join().map_err(SpawnError::Os)?;
+                let procs = match &leaf {
+                    Some(l) => l.open_procs_for_join(),
+                    None => cg.open_procs_for_join(),
+                }
+                .map_err(SpawnError::Os)?;
                 let mut fds = join;
                 fds.push(procs.as_raw_fd());
                 let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None)?;
-                Ok(Arc::new(ChildHandle::new(pid, pidfd)))
+                let child = Arc::new(ChildHandle::new(pid, pidfd));
+                Ok((child, leaf.map(ProcTree::Leaf)))
             }
             Kind::Pgroup { leader } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,7 +169,11 @@ impl Container {
                     *leader = Some(handle.clone());
                     self.register_leader(&handle);
                 }
-                Ok(handle)
+                let tree = own_tree.then(|| ProcTree::Pgroup {
+                    root: handle.clone(),
+                    pgid: if pgid == 0 { pid } else { pgid },
+                });
+                Ok((handle, tree))
             }
         }
     }

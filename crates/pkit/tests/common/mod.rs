@@ -245,8 +245,21 @@ pub fn cgroup_dir(group: &Group) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
-/// The pids listed in a cgroup directory's `cgroup.procs`.
+/// The pids listed in the `cgroup.procs` of a cgroup directory and of every
+/// cgroup below it (a started process lives in a sub-cgroup of its group's
+/// directory).
 pub fn cgroup_procs(dir: &Path) -> Vec<u32> {
+    let mut pids = cgroup_own_procs(dir);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            pids.extend(cgroup_procs(&entry.path()));
+        }
+    }
+    pids
+}
+
+/// The pids listed in one cgroup directory's own `cgroup.procs`.
+pub fn cgroup_own_procs(dir: &Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()

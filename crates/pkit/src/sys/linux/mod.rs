@@ -5,6 +5,7 @@ pub(crate) mod cgroup_pool;
 pub(crate) mod child;
 mod clone3;
 pub(crate) mod host;
+pub(crate) mod leaf;
 mod prexec;
 pub(crate) mod procfs;
 pub(crate) mod reaper;

@@ -25,6 +25,46 @@ pub(crate) fn stat(pid: i32) -> io::Result<(char, i32)> {
     Ok((state, pgrp))
 }
 
+/// Live (non-zombie) processes of process group `pgid` descended from
+/// `root` (itself included), found by following parent links among the
+/// group's members. A descendant whose parent has already exited was
+/// re-parented and is not found.
+pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
+    let mut members: Vec<(i32, i32)> = Vec::new(); // (pid, ppid)
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fields) = stat_fields(pid) else {
+            continue;
+        };
+        let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let pgrp: i32 = fields.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if pgrp == pgid && state != 'Z' && state != 'X' {
+            members.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            members
+                .iter()
+                .filter(|&&(_, pp)| pp == parent)
+                .map(|&(p, _)| p),
+        );
+        i += 1;
+    }
+    Ok(found)
+}
+
 /// Live (non-zombie) processes whose process group is `pgid`.
 pub(crate) fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
     let mut out = Vec::new();

@@ -1,0 +1,125 @@
+//! A started process's own sub-cgroup of its group.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{Mode, OFlags};
+
+static LEAF_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A started process's own sub-cgroup of its group (`<group>/p<n>`): the
+/// process and everything it spawns live there, so the process can be
+/// ended with its whole subtree while the rest of the group runs on, and
+/// the group's directory holds no process itself (cgroup v2's
+/// no-internal-process rule, should the group get controllers).
+///
+/// Dropping it does not kill anything: the directory is removed once it is
+/// empty (now, or by the reaper thread later); the group's own teardown
+/// removes whatever is left, depth-first.
+#[derive(Debug)]
+pub(crate) struct Leaf {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+impl Leaf {
+    /// Makes a new leaf under `group`.
+    pub(crate) fn create(group: &Path) -> io::Result<Leaf> {
+        loop {
+            let seq = LEAF_SEQ.fetch_add(1, Ordering::Relaxed);
+            let path = group.join(format!("p{seq}"));
+            match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            return match rustix::fs::open(&path, flags, Mode::empty()) {
+                Ok(dir) => Ok(Leaf { path, dir }),
+                Err(e) => {
+                    let _ = rustix::fs::rmdir(&path);
+                    Err(e.into())
+                }
+            };
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory fd, for `clone3(CLONE_INTO_CGROUP)`.
+    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Opens `cgroup.procs` for writing (for a child that joins itself).
+    pub(crate) fn open_procs_for_join(&self) -> io::Result<OwnedFd> {
+        rustix::fs::openat(
+            &self.dir,
+            "cgroup.procs",
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Whether the leaf (its subtree included) has no live process.
+    pub(crate) fn is_empty(&self) -> bool {
+        !matches!(self.events(), Some(ev) if ev.populated)
+    }
+
+    fn events(&self) -> Option<super::cgroup::Events> {
+        let fd = self.open_events().ok()?;
+        super::cgroup::read_events(&fd).ok()
+    }
+
+    fn open_events(&self) -> io::Result<OwnedFd> {
+        rustix::fs::openat(
+            &self.dir,
+            "cgroup.events",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Sends `sig` to every process in the leaf's subtree.
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        super::subtree::signal_members(&self.path, sig).map(drop)
+    }
+
+    /// SIGKILLs every process in the leaf's subtree (not through
+    /// `cgroup.kill`, which would mark the leaf's subtree on some kernels;
+    /// see [`Cgroup::kill_each`](super::cgroup::Cgroup::kill_each)).
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        super::subtree::kill_members(&self.path)
+    }
+
+    /// Waits asynchronously until the leaf is empty.
+    pub(crate) async fn wait_empty(&self) -> io::Result<()> {
+        let afd = super::register(self.open_events()?, tokio::io::Interest::PRIORITY)?;
+        loop {
+            if !super::cgroup::read_events(afd.get_ref())?.populated {
+                return Ok(());
+            }
+            let mut guard = afd.ready(tokio::io::Interest::PRIORITY).await?;
+            guard.clear_ready();
+        }
+    }
+}
+
+impl Drop for Leaf {
+    fn drop(&mut self) {
+        if super::subtree::remove_tree(&self.path).is_ok() {
+            return;
+        }
+        // Still has processes: the reaper removes it once it empties (or
+        // finds it removed already by the group's teardown).
+        if let Ok(events) = self.open_events() {
+            super::reaper::remove_cgroup_later(self.path.clone(), events, Vec::new());
+        }
+    }
+}

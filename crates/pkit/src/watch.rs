@@ -1,0 +1,142 @@
+//! The bounds of a started process: its command's
+//! [`timeout`](crate::Command::timeout) (with
+//! [`timeout_signal`](crate::Command::timeout_signal) and
+//! [`grace`](crate::Command::grace)) and its cancel token, for a process
+//! started with [`Group::start`](crate::Group::start).
+//!
+//! A small task watches the process: when the timeout passes or the token
+//! is cancelled first, it ends the process's own subtree (see
+//! [`ProcTree`]) the way a verb ends its tree — the signal, the grace,
+//! then SIGKILL; SIGKILL at once on cancellation — and records why, for
+//! [`RunningProcess::wait`] to report. The rest of the group runs on. The
+//! task runs whether or not anyone waits, and ends when the process does.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinHandle;
+
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::output::Outcome;
+use crate::process::RunningProcess;
+use crate::runner::{deadline_after, timeout_plan};
+use crate::sys::ProcTree;
+
+/// What the watch did.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Watching.
+    Armed,
+    /// The process exited first; the watch is over.
+    Disarmed,
+    /// The timeout ended it (`late`: SIGKILL was still needed after the
+    /// grace).
+    TimedOut { late: bool },
+    /// The cancel token ended it.
+    Cancelled,
+}
+
+/// A started process's subtree, and the task enforcing its bounds.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    /// Kept for the process's life: dropping the last reference removes
+    /// its sub-cgroup once empty.
+    _tree: Arc<ProcTree>,
+    state: Arc<Mutex<State>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Gives `proc` its subtree, and arms `cmd`'s timeout and cancel token on
+/// it (when it has either).
+pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<ProcTree>) {
+    let Some(tree) = tree else {
+        return;
+    };
+    let tree = Arc::new(tree);
+    let state = Arc::new(Mutex::new(State::Armed));
+    let deadline = cmd.timeout.and_then(deadline_after);
+    let task = (deadline.is_some() || cmd.cancel.is_some()).then(|| {
+        let (child, tree, state) = (proc.child.clone(), tree.clone(), state.clone());
+        let cancel = cmd.cancel.clone();
+        let plan = timeout_plan(cmd.timeout_signal, cmd.grace);
+        tokio::spawn(async move {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let cancelled = async {
+                match &cancel {
+                    Some(t) => t.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let fired = tokio::select! {
+                _ = child.wait() => return,
+                () = timer => State::TimedOut { late: false },
+                () = cancelled => State::Cancelled,
+            };
+            {
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                // Exited meanwhile, or `wait` already took the exit as is.
+                if !matches!(*s, State::Armed) || matches!(child.try_status(), Ok(Some(_))) {
+                    return;
+                }
+                *s = fired;
+            }
+            let first = match fired {
+                State::TimedOut { .. } => {
+                    plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)))
+                }
+                _ => None,
+            };
+            let late = tree.end(first).await;
+            if let State::TimedOut { late: l } =
+                &mut *state.lock().unwrap_or_else(|e| e.into_inner())
+            {
+                *l = late;
+            }
+        })
+    });
+    proc.watch = Some(Watch {
+        _tree: tree,
+        state,
+        task,
+    });
+}
+
+/// The outcome to report for a process that exited with `exited`: the
+/// timeout's, or the cancellation's error, when the watch ended it (after
+/// waiting for the watch to finish ending its subtree). Returns whether
+/// SIGKILL was still needed after a grace.
+pub(crate) async fn outcome(
+    watch: &mut Option<Watch>,
+    program: &str,
+    exited: Outcome,
+) -> Result<(Outcome, bool)> {
+    let Some(w) = watch else {
+        return Ok((exited, false));
+    };
+    {
+        let mut s = w.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*s, State::Armed) {
+            // It exited on its own: the bounds are over.
+            *s = State::Disarmed;
+            if let Some(task) = w.task.take() {
+                task.abort();
+            }
+        }
+    }
+    if let Some(task) = w.task.take() {
+        let _ = task.await;
+    }
+    let state = *w.state.lock().unwrap_or_else(|e| e.into_inner());
+    match state {
+        State::TimedOut { late } => Ok((Outcome::TimedOut, late)),
+        State::Cancelled => Err(Error::Cancelled {
+            program: program.to_string(),
+        }),
+        State::Armed | State::Disarmed => Ok((exited, false)),
+    }
+}

@@ -1,0 +1,185 @@
+//! A process started with `Group::start` is bounded like a verb's: its
+//! command's timeout (signal, grace, SIGKILL) and cancel token end it and
+//! its own subtree, are reported by `wait`, and leave the rest of the
+//! group running. In both mechanisms.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{CancelToken, Command, ErrorKind, Signal};
+
+/// A bystander in the same group: must outlive every bounded process.
+fn bystander() -> Command {
+    Command::new("sleep").arg("300")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_process_times_out_with_its_subtree_and_the_group_runs_on() {
+    let suite = begin("a_started_process_times_out_with_its_subtree_and_the_group_runs_on").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let other = group.start(&bystander()).unwrap();
+        let file = TempPath::new("started-timeout");
+        let mut proc = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", TREE_TO_FILE, "sh", file.as_str()])
+                    .timeout(Duration::from_secs(3)),
+            )
+            .unwrap();
+        let pids = file.wait_pids().await;
+        let out = tokio::time::timeout(DEADLINE, proc.wait())
+            .await
+            .expect("the timeout ended it")
+            .unwrap();
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        assert!(!out.killed_after_grace(), "{choice}");
+        assert_gone(&pids, &format!("{choice}: the timed-out process's subtree")).await;
+        assert_alive(&[other.pid()], &format!("{choice}: the rest of the group"));
+        drop((proc, other));
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_process_gets_its_timeout_signal_and_grace() {
+    let suite = begin("a_started_process_gets_its_timeout_signal_and_grace").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        // Ends on SIGINT within the grace.
+        let polite = "trap 'echo got-int; exit 7' INT; echo ready; while :; do sleep 0.05; done";
+        let mut proc = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", polite])
+                    .timeout(Duration::from_millis(500))
+                    .timeout_signal(Signal::Int)
+                    .grace(Duration::from_secs(20)),
+            )
+            .unwrap();
+        let out = proc.wait().await.unwrap();
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        assert!(!out.killed_after_grace(), "{choice}");
+        assert!(
+            out.stdout_str().contains("got-int"),
+            "{choice}: {:?}",
+            out.stdout_str()
+        );
+
+        // Ignores SIGTERM: SIGKILL after the grace.
+        let file = TempPath::new("started-grace");
+        let stubborn = r#"trap '' TERM; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; while :; do sleep 0.05; done"#;
+        let mut proc = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", stubborn, "sh", file.as_str()])
+                    .timeout(Duration::from_secs(2))
+                    .grace(Duration::from_millis(300)),
+            )
+            .unwrap();
+        let pids = file.wait_pids().await;
+        let out = proc.wait().await.unwrap();
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        assert!(out.killed_after_grace(), "{choice}");
+        assert_gone(&pids, &format!("{choice}: after the grace")).await;
+        drop(proc);
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_token_ends_a_started_process_and_wait_says_cancelled() {
+    let suite = begin("a_cancel_token_ends_a_started_process_and_wait_says_cancelled").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let other = group.start(&bystander()).unwrap();
+        let token = CancelToken::new();
+        let file = TempPath::new("started-cancel");
+        let mut proc = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", TREE_TO_FILE, "sh", file.as_str()])
+                    .cancel_token(&token),
+            )
+            .unwrap();
+        let pids = file.wait_pids().await;
+        token.cancel();
+        let err = proc.wait().await.expect_err("cancelled");
+        assert_eq!(err.kind(), ErrorKind::Cancelled, "{choice}: {err:?}");
+        assert_gone(&pids, &format!("{choice}: the cancelled subtree")).await;
+        assert_alive(&[other.pid()], &format!("{choice}: the rest of the group"));
+
+        // A token cancelled already: nothing starts.
+        let err = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "exit 0"])
+                    .cancel_token(&token),
+            )
+            .expect_err("cancelled before the start");
+        assert_eq!(err.kind(), ErrorKind::Cancelled, "{choice}: {err:?}");
+        drop((proc, other));
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_fires_even_when_nobody_waits() {
+    let suite = begin("the_timeout_fires_even_when_nobody_waits").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let file = TempPath::new("started-unwaited");
+        let proc = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", TREE_TO_FILE, "sh", file.as_str()])
+                    .timeout(Duration::from_secs(2)),
+            )
+            .unwrap();
+        let pids = file.wait_pids().await;
+        drop(proc);
+        assert_gone(&pids, &format!("{choice}: a dropped handle's timeout")).await;
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_started_process_has_its_own_sub_cgroup() {
+    let suite = begin("each_started_process_has_its_own_sub_cgroup").await;
+    if cgroup_usable() {
+        let group = group(pkit::MechanismChoice::Cgroup);
+        let dir = cgroup_dir(&group).unwrap();
+        let a = group.start(&bystander()).unwrap();
+        let mut b = group
+            .start(&Command::new("sh").args(["-c", "sed -n 's/^0:://p' /proc/self/cgroup"]))
+            .unwrap();
+        let out = b.wait().await.unwrap();
+        let mine = out.stdout_str().trim().to_string();
+        // <group>/p<n>: not the group's own directory.
+        let group_rel = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            mine.contains(&format!("/{group_rel}/p")),
+            "{mine} under {}",
+            dir.display()
+        );
+        assert!(
+            cgroup_own_procs(&dir).is_empty(),
+            "the group's directory holds no process"
+        );
+        assert_eq!(group.pids().unwrap(), vec![a.pid()]);
+        // An exited process's sub-cgroup goes once its handle is dropped.
+        let leaf = dir.join(mine.rsplit('/').next().unwrap());
+        drop(b);
+        assert_dir_gone(&leaf).await;
+        drop(a);
+        group.close().await.unwrap();
+        assert!(!dir.exists());
+    }
+    suite.end().await;
+}
