@@ -110,7 +110,8 @@ fn inner() {
         assert!(
             o.stdout_str()
                 .lines()
-                .any(|l| l.starts_with("0::") && l.ends_with(&name)),
+                // A started process lives in its own sub-cgroup of the group's.
+                .any(|l| l.starts_with("0::") && l.contains(&format!("/{name}/p"))),
             "placed in its cgroup: {}",
             o.stdout_str()
         );
