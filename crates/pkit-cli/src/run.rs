@@ -109,7 +109,7 @@ pub async fn main(args: RunArgs) -> Exit {
     let cgroups = RunCgroups::of_group(&group.description());
     // Under process groups, the program's group gets the terminal (if pkit
     // has it), and any read it tried before that is resumed.
-    let tty = Terminal::hand_over(pid);
+    let tty = Terminal::new(pid);
     if tty.is_some() {
         let _ = group.signal(pkit::Signal::Cont);
     }
@@ -153,8 +153,9 @@ pub async fn main(args: RunArgs) -> Exit {
                 }
                 let _ = group.kill();
             }
-            // The terminal stops the program's group on Ctrl-Z: stop pkit
-            // too (as the shell expects of its job), resume both on `fg`.
+            // The terminal stops the program's group on Ctrl-Z (or a read
+            // from the background): stop pkit too, as the shell expects of
+            // its job; on `fg` or `bg` resume both.
             () = tokio::time::sleep(Duration::from_millis(100)), if tty.is_some() => {
                 if sys::state_of(pid) == Some('T') {
                     Terminal::stop_pkit(tty.as_ref());

@@ -4,47 +4,67 @@
 //! foreground group, as a shell does for a job. Under the cgroup mechanism
 //! the program shares pkit's group and none of this is needed.
 
+use std::cell::Cell;
+
 use crate::sys;
 
-/// The terminal, handed to the program's process group; given back to
-/// pkit's when dropped.
+/// The terminal on stdin, with a program in another process group.
 pub struct Terminal {
     own: i32,
     program: i32,
+    /// The program's group is the terminal's foreground group, by pkit.
+    handed: Cell<bool>,
 }
 
 impl Terminal {
-    /// Hands the terminal on stdin to `pid`'s process group when pkit holds
-    /// it (is in the foreground) and the program is in another group.
-    pub fn hand_over(pid: u32) -> Option<Terminal> {
+    /// When stdin is a terminal and `pid` leads another process group;
+    /// hands it the terminal if pkit holds it (is in the foreground).
+    pub fn new(pid: u32) -> Option<Terminal> {
+        sys::tty_foreground()?;
         let own = sys::own_pgrp();
-        if sys::tty_foreground()? != own {
-            return None;
-        }
         let program = sys::pgrp_of_pid(pid)?;
         if program == own {
             return None;
         }
-        sys::set_tty_foreground(program).ok()?;
-        Some(Terminal { own, program })
+        let t = Terminal {
+            own,
+            program,
+            handed: Cell::new(false),
+        };
+        t.hand_over();
+        Some(t)
+    }
+
+    /// Gives the terminal to the program's group if pkit's group has it.
+    pub fn hand_over(&self) {
+        if sys::tty_foreground() == Some(self.own) && sys::set_tty_foreground(self.program).is_ok()
+        {
+            self.handed.set(true);
+        }
     }
 
     /// Stops pkit as its job was stopped (the terminal back to pkit's
-    /// group first, so the shell gets it); once continued, hands the
-    /// terminal to the program again.
+    /// group first, so the shell gets it); once continued (`fg`, or `bg`),
+    /// hands the terminal to the program again if pkit was given it.
     pub fn stop_pkit(this: Option<&Terminal>) {
         if let Some(t) = this {
-            let _ = sys::set_tty_foreground(t.own);
+            t.take_back();
         }
         sys::stop_self();
         if let Some(t) = this {
-            let _ = sys::set_tty_foreground(t.program);
+            t.hand_over();
+        }
+    }
+
+    fn take_back(&self) {
+        if self.handed.replace(false) {
+            let _ = sys::set_tty_foreground(self.own);
         }
     }
 }
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        let _ = sys::set_tty_foreground(self.own);
+        self.take_back();
     }
 }

@@ -236,3 +236,77 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
         );
     }
 }
+
+/// Started in the background of a terminal (as `pkit run python3 &` from a
+/// shell with job control), a REPL under the process-group mechanism is
+/// stopped by its first read; pkit stops too, so the shell sees the job
+/// stop; `fg` (the terminal to pkit's group, then SIGCONT) brings both back
+/// and the REPL gets the terminal.
+#[test]
+fn a_background_repl_stops_with_its_job_and_fg_resumes_it() {
+    let driver = r#"
+import os, pty, signal, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    # A tiny shell with job control: run pkit as a background job.
+    job = os.fork()
+    if job == 0:
+        os.setpgid(0, 0)
+        os.execv(sys.argv[1], sys.argv[1:])
+    os.setpgid(job, job)
+    _, status = os.waitpid(job, os.WUNTRACED)
+    print("job-stopped=%d" % os.WIFSTOPPED(status), flush=True)
+    # fg: give the job the terminal, then continue it.
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    os.tcsetpgrp(0, job)
+    os.killpg(job, signal.SIGCONT)
+    _, status = os.waitpid(job, 0)
+    print("job-status=%d" % os.waitstatus_to_exitcode(status), flush=True)
+    os._exit(0)
+out = b""
+def read_until(needle, secs=20):
+    global out
+    end = time.time() + secs
+    while needle not in out:
+        left = end - time.time()
+        if left <= 0:
+            sys.stdout.write("TIMEOUT waiting for %r; got %r\n" % (needle, out))
+            os.kill(pid, signal.SIGKILL)
+            sys.exit(3)
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+read_until(b"job-stopped=1")
+read_until(b">>> ")
+os.write(fd, b"print(6 * 7)\n")
+read_until(b"42")
+os.write(fd, b"raise SystemExit(5)\n")
+read_until(b"job-status=5")
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+        .args([
+            "run",
+            "-q",
+            "--mechanism",
+            "pgroup",
+            "--",
+            "python3",
+            "-q",
+            "-i",
+        ])
+        .env("PYTHONSTARTUP", "")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("ok\n"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
