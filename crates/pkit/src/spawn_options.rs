@@ -163,6 +163,8 @@ pub enum ChildStep {
     IoPriority,
     /// The CPUs the child may run on ([`Command::cpu_affinity`]).
     CpuAffinity,
+    /// A hook given to [`Command::pre_exec`] returned an error.
+    PreExec,
     /// The supplementary groups ([`Command::groups`]).
     Groups,
     /// The group id ([`Command::gid`]).
@@ -185,6 +187,7 @@ impl ChildStep {
             ChildStep::Priority => "setting the priority",
             ChildStep::IoPriority => "setting the I/O priority",
             ChildStep::CpuAffinity => "setting the CPU affinity",
+            ChildStep::PreExec => "running a pre_exec hook",
             ChildStep::Groups => "setting the supplementary groups",
             ChildStep::Gid => "setting the group id",
             ChildStep::Uid => "setting the user id",
@@ -200,7 +203,7 @@ impl fmt::Display for ChildStep {
 }
 
 /// The spawn options of a [`Command`], as given (checked at spawn).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct SpawnOptions {
     uid: Option<u32>,
     gid: Option<u32>,
@@ -215,6 +218,8 @@ pub(crate) struct SpawnOptions {
     arg0: Option<OsString>,
     inherit_only: Option<Vec<OsString>>,
     prefer: Vec<PathBuf>,
+    /// Set by `Command::pre_exec` (in `sys/setup.rs`, beside its unsafe).
+    pub(crate) pre_exec: Vec<sys::PreExecHook>,
 }
 
 /// Spawn options, applied by the child to itself before exec (each says
@@ -536,6 +541,7 @@ impl SpawnOptions {
             keep,
             ioprio,
             cpus,
+            pre_exec: self.pre_exec.clone(),
         })
     }
 
@@ -550,5 +556,6 @@ impl SpawnOptions {
             && self.keep_fds.is_empty()
             && self.io_priority.is_none()
             && self.cpus.is_none()
+            && self.pre_exec.is_empty()
     }
 }

@@ -473,3 +473,71 @@ async fn an_environment_allow_list_and_a_preferred_bin_dir() {
     }
     suite.end().await;
 }
+
+#[tokio::test]
+async fn pre_exec_hooks_run_in_the_contained_child() {
+    let suite = begin("pre_exec_hooks_run_in_the_contained_child").await;
+    for choice in mechanisms() {
+        // SAFETY: the hooks make one raw write each (async-signal-safe).
+        let c = unsafe {
+            sh(choice, "echo program")
+                .pre_exec(|| {
+                    libc::write(1, b"first\n".as_ptr().cast(), 6);
+                    Ok(())
+                })
+                .pre_exec(|| {
+                    libc::write(1, b"second\n".as_ptr().cast(), 7);
+                    Ok(())
+                })
+        };
+        let out = c.output().await.expect("output");
+        // Written by the child into its own stdout: the captured pipe.
+        assert_eq!(out.stdout_str(), "first\nsecond\nprogram\n", "{choice}");
+
+        // A failing hook names the step and keeps its errno.
+        // SAFETY: the hook only returns an error.
+        let c = unsafe {
+            cmd(choice, "true").pre_exec(|| Err(std::io::Error::from_raw_os_error(libc::EDOM)))
+        };
+        let err = c.output().await.expect_err("the hook fails");
+        assert!(
+            matches!(&err, Error::ChildSetup { step: ChildStep::PreExec, source, .. }
+                if source.raw_os_error() == Some(libc::EDOM)),
+            "{choice}: {err:?}"
+        );
+        // A failure before the hook is reported the same way.
+        let err = unsafe { cmd(choice, "true").pre_exec(|| Ok(())) }
+            .rlimit(Resource::Nofile, 1 << 40, 1 << 40)
+            .output()
+            .await
+            .expect_err("nr_open");
+        assert!(
+            matches!(
+                &err,
+                Error::ChildSetup {
+                    step: ChildStep::Rlimit,
+                    ..
+                }
+            ),
+            "{choice}: {err:?}"
+        );
+        let err = unsafe { cmd(choice, "/nonexistent-pkit/program").pre_exec(|| Ok(())) }
+            .output()
+            .await
+            .expect_err("missing");
+        assert!(err.is_not_found(), "{choice}: {err:?}");
+
+        // The forked child is in its container, with its options.
+        let group = group(choice);
+        let p = group
+            .start(&unsafe { pkit::Command::new("sleep").arg("300").pre_exec(|| Ok(())) })
+            .expect("start");
+        match cgroup_dir(&group) {
+            Some(dir) => assert!(cgroup_procs(&dir).contains(&p.pid()), "{choice}"),
+            None => assert_eq!(stat(p.pid()).unwrap().pgrp, p.pid(), "{choice}: leader"),
+        }
+        group.kill().expect("kill");
+        assert_gone(&[p.pid()], "pre_exec child after kill").await;
+    }
+    suite.end().await;
+}

@@ -42,7 +42,9 @@ pub(crate) use linux::child::ChildHandle;
 pub(crate) use linux::procfs::usage as proc_usage;
 pub use place::Placement;
 pub(crate) use resolve::{missing_interpreter, resolve, ResolveError};
-pub(crate) use setup::{cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup};
+pub(crate) use setup::{
+    cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup, PreExecHook,
+};
 pub use signal::Signal;
 pub use stats::Stats;
 pub(crate) use tree::ProcTree;

@@ -26,6 +26,9 @@ pub(super) struct Plan<'a> {
     keep: Vec<(RawFd, RawFd)>,
     /// The step that failed and its errno, or 0.
     pub(super) err: AtomicI32,
+    /// Forked children (no shared memory) report a failure here instead:
+    /// the code as 4 bytes; the pipe closes at exec.
+    report: RawFd,
 }
 
 impl<'a> Plan<'a> {
@@ -46,7 +49,14 @@ impl<'a> Plan<'a> {
                 .map(|(src, target)| (src.as_raw_fd(), *target))
                 .collect(),
             err: AtomicI32::new(0),
+            report: -1,
         }
+    }
+
+    /// Makes a forked child report a failed step on `fd` (a pipe's write
+    /// end, close-on-exec, numbered above every `keep_fds` target).
+    pub(super) fn report_to(&mut self, fd: RawFd) {
+        self.report = fd;
     }
 }
 
@@ -92,7 +102,7 @@ struct Rlimit64 {
 /// # Safety
 /// Must only run in the freshly cloned child. It makes raw,
 /// async-signal-safe calls on the pre-built `plan` and never returns.
-unsafe fn child_main(plan: &Plan<'_>) -> ! {
+pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
     let setup = plan.setup;
     // Stdio. Sources are all >= 3 (see SpawnSpec::stdio_fds), so no dup2
     // overwrites a source still to be used; dup2 clears close-on-exec.
@@ -202,6 +212,13 @@ unsafe fn child_main(plan: &Plan<'_>) -> ! {
     libc::sigemptyset(empty.as_mut_ptr());
     libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
 
+    // The caller's hooks (only in a forked child: see `forked.rs`).
+    for hook in &setup.pre_exec {
+        if let Err(e) = hook() {
+            *libc::__errno_location() = e.raw_os_error().unwrap_or(libc::EINVAL);
+            fail(plan, Step::Setup(ChildStep::PreExec));
+        }
+    }
     libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
     fail(plan, Step::Exec)
 }
@@ -241,7 +258,7 @@ pub(super) enum Step {
 }
 
 /// The codes of the steps (0 is "no failure").
-const SETUP_STEPS: [ChildStep; 12] = [
+const SETUP_STEPS: [ChildStep; 13] = [
     ChildStep::Stdio,
     ChildStep::Session,
     ChildStep::ProcessGroup,
@@ -254,6 +271,7 @@ const SETUP_STEPS: [ChildStep; 12] = [
     ChildStep::KeepFds,
     ChildStep::IoPriority,
     ChildStep::CpuAffinity,
+    ChildStep::PreExec,
 ];
 
 impl Step {
@@ -289,9 +307,11 @@ impl Step {
 /// Child only (see `child_main`).
 unsafe fn fail(plan: &Plan<'_>, step: Step) -> ! {
     let errno = *libc::__errno_location();
-    plan.err.store(
-        (step.code() << 16) | (errno.clamp(1, 0xFFFF)),
-        Ordering::Release,
-    );
+    let code = (step.code() << 16) | (errno.clamp(1, 0xFFFF));
+    plan.err.store(code, Ordering::Release);
+    if plan.report >= 0 {
+        let bytes = code.to_ne_bytes();
+        libc::write(plan.report, bytes.as_ptr().cast(), bytes.len());
+    }
     libc::_exit(127)
 }

@@ -93,7 +93,7 @@ const CLONE_VFORK: u64 = 0x4000;
 /// Whether this kernel has pidfds (`pidfd_open` came with Linux 5.3,
 /// `CLONE_PIDFD` with 5.2), asked once: a spawn that could not hold its
 /// child by a pidfd is refused before the program runs.
-fn pidfds_supported() -> Result<(), SpawnError> {
+pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
     static REFUSED: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
     let refused = REFUSED.get_or_init(|| {
         let me = rustix::process::getpid();
@@ -167,6 +167,19 @@ pub(crate) fn spawn_into_cgroup(
     cgroup_dir: BorrowedFd<'_>,
     join: &[RawFd],
 ) -> Result<(i32, OwnedFd), SpawnError> {
+    if !spec.setup.pre_exec.is_empty() {
+        // A hook needs a real fork; that child joins the cgroup itself.
+        let procs = rustix::fs::openat(
+            cgroup_dir,
+            "cgroup.procs",
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| SpawnError::Os(e.into()))?;
+        let mut fds = join.to_vec();
+        fds.push(procs.as_raw_fd());
+        return super::forked::spawn_forked(spec, &fds, None);
+    }
     if !clone3::AVAILABLE {
         return Err(SpawnError::Refused(io::Error::from_raw_os_error(
             libc::ENOSYS,
@@ -224,6 +237,9 @@ pub(crate) fn spawn_joining(
     join: &[RawFd],
     pgid: Option<i32>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
+    if !spec.setup.pre_exec.is_empty() {
+        return super::forked::spawn_forked(spec, join, pgid);
+    }
     pidfds_supported()?;
     let plan = Plan::new(spec, join, pgid);
     let mut stack = Stack::new();
@@ -270,7 +286,16 @@ pub(crate) fn spawn_joining(
 /// After the clone: reports the child's pre-exec failure, if any (the
 /// child has then exited; it is reaped here).
 fn finish(pid: i32, pidfd: OwnedFd, plan: &Plan<'_>) -> Result<(i32, OwnedFd), SpawnError> {
-    match plan.err.load(Ordering::Acquire) {
+    finish_code(pid, pidfd, plan.err.load(Ordering::Acquire))
+}
+
+/// [`finish`] with the child's failure code (0: none) in hand.
+pub(super) fn finish_code(
+    pid: i32,
+    pidfd: OwnedFd,
+    code: i32,
+) -> Result<(i32, OwnedFd), SpawnError> {
+    match code {
         0 => Ok((pid, pidfd)),
         code => {
             let child = super::child::ChildHandle::new(pid, pidfd);

@@ -1,0 +1,121 @@
+//! The one fork-based spawn: for a command with `pre_exec` hooks, which
+//! can't run in a child that borrows the parent's memory (see
+//! `Command::pre_exec`). The child is a copy (a raw `clone` with
+//! `CLONE_VFORK` and `CLONE_PIDFD` but without `CLONE_VM`); it runs the same
+//! setup as the vfork-style child (`prexec.rs`), joins its container itself
+//! before exec, and, sharing no memory with the parent, reports a failed
+//! step through a pipe. `CLONE_VFORK` keeps the calling thread until the
+//! child has executed the program or exited, so the report, if any, is in
+//! the pipe by then: it is read without waiting (waiting for end of file
+//! instead would hang whenever another process forked in the meantime
+//! holds a copy of the write end).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::prexec::{child_main, Plan};
+use super::spawn::{block_all_signals, finish_code, pidfds_supported, restore_signals};
+use crate::sys::{SpawnError, SpawnSpec};
+
+const CLONE_PIDFD: libc::c_ulong = 0x1000;
+const CLONE_VFORK: libc::c_ulong = 0x4000;
+
+/// Forks a child for `spec` that joins the cgroups behind `join` (or, with
+/// `pgid`, that process group) before exec, and returns its pid and pidfd.
+pub(crate) fn spawn_forked(
+    spec: &SpawnSpec,
+    join: &[RawFd],
+    pgid: Option<i32>,
+) -> Result<(i32, OwnedFd), SpawnError> {
+    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return Err(SpawnError::Os(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "pre_exec hooks are supported on x86_64 and aarch64 only",
+        )));
+    }
+    pidfds_supported()?;
+    let (read, write) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .map_err(|e| SpawnError::Os(e.into()))?;
+    // Above stdio and every kept descriptor's target, so no dup2 of the
+    // child's setup overwrites it.
+    let above = spec
+        .setup
+        .keep
+        .iter()
+        .map(|(_, target)| *target)
+        .max()
+        .unwrap_or(0)
+        .max(2)
+        + 1;
+    let write = {
+        let high = crate::sys::dup_above(write.as_raw_fd(), above).map_err(SpawnError::Os)?;
+        drop(write);
+        high
+    };
+    let mut plan = Plan::new(spec, join, pgid);
+    plan.report_to(write.as_raw_fd());
+    let mut pidfd: libc::c_int = -1;
+
+    let old_mask = block_all_signals();
+    // SAFETY: a fork-style clone (no CLONE_VM, no new stack): the child
+    // continues here on a copy of this stack and memory, and only runs
+    // `child_main`, which never returns. CLONE_VFORK resumes this thread
+    // once the child has called execve or exited. With CLONE_PIDFD the
+    // kernel stores the pidfd through the parent_tid argument (the third on
+    // x86_64 and aarch64) into `pidfd`.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            CLONE_VFORK | CLONE_PIDFD | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            &mut pidfd as *mut libc::c_int,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: we are the forked child; `plan` is our copy.
+        unsafe { child_main(&plan) }
+    }
+    let clone_err = (pid < 0).then(io::Error::last_os_error);
+    restore_signals(&old_mask);
+    drop(write);
+    if let Some(e) = clone_err {
+        return Err(SpawnError::Os(e));
+    }
+    if pidfd < 0 {
+        // As in spawn_joining: never name the child by number.
+        return Err(SpawnError::Os(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel gave no pidfd for the child (Linux 5.3 or later is required)",
+        )));
+    }
+    // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
+    // owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let code = read_code(read.as_fd());
+    finish_code(pid as i32, pidfd, code)
+}
+
+/// Reads the child's failure code, already written if there is one (the
+/// pipe is non-blocking): 0 when it is empty (the child executed the
+/// program).
+fn read_code(fd: std::os::fd::BorrowedFd<'_>) -> i32 {
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break, // EAGAIN: nothing was written
+        }
+    }
+    if got == buf.len() {
+        i32::from_ne_bytes(buf)
+    } else {
+        0
+    }
+}
