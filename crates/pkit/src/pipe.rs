@@ -226,7 +226,14 @@ impl Pipe {
             let out = p.check_input(out)?;
             outs.push(p.check_limit(out)?);
         }
-        let cut: Vec<bool> = cut.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        // Cut short is what our SIGKILL ended: a stage that exited on its
+        // own just before the kill landed keeps its own failure.
+        let killed = Outcome::Signalled(Signal::Kill.as_raw());
+        let cut: Vec<bool> = cut
+            .iter()
+            .zip(&outs)
+            .map(|(c, o)| c.load(Ordering::Relaxed) && o.outcome() == killed)
+            .collect();
         let mut out = fold(outs, &self.stages, &cut, began.elapsed());
         out.killed_after_grace = killed_after_grace;
         Ok(out)
@@ -251,7 +258,8 @@ impl Pipe {
                 continue;
             }
             for (j, p) in procs.iter().enumerate().take(i) {
-                if waits[j].is_some() && !cut[j].swap(true, Ordering::Relaxed) {
+                // Not one that has exited already, if not yet seen to.
+                if waits[j].is_some() && !p.has_exited() && !cut[j].swap(true, Ordering::Relaxed) {
                     p.kill()?;
                 }
             }
