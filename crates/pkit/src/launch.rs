@@ -86,10 +86,16 @@ pub(crate) fn start(
     };
     let (stdout_child, stdout_parent) = match stdout_over {
         Some(fd) => (fd, None),
-        None => sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?,
+        None => match cmd.spawn.output_file(crate::StreamKind::Stdout, &program)? {
+            Some(file) => (file, None),
+            None => sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?,
+        },
     };
     let (stderr_child, stderr_parent) =
-        sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?;
+        match cmd.spawn.output_file(crate::StreamKind::Stderr, &program)? {
+            Some(file) => (file, None),
+            None => sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?,
+        };
 
     let setup = cmd.spawn.prepare(&program, container.mechanism())?;
     let spec = sys::SpawnSpec {

@@ -541,3 +541,77 @@ async fn pre_exec_hooks_run_in_the_contained_child() {
     }
     suite.end().await;
 }
+
+#[tokio::test]
+async fn output_straight_to_files_and_stderr_merged_in_order() {
+    use pkit::FileMode;
+    let suite = begin("output_straight_to_files_and_stderr_merged_in_order").await;
+    const SCRIPT: &str = "for i in 1 2 3; do echo out$i; echo err$i >&2; done";
+    for choice in mechanisms() {
+        // 2>&1 into the captured pipe: one stream, in the child's order.
+        let out = sh(choice, SCRIPT)
+            .merge_stderr()
+            .output()
+            .await
+            .expect("merged");
+        assert_eq!(
+            out.stdout_str(),
+            "out1\nerr1\nout2\nerr2\nout3\nerr3\n",
+            "{choice}"
+        );
+        assert_eq!(out.stderr(), b"", "{choice}");
+
+        // Files: the child writes them itself, nothing reaches us.
+        let dir = TempPath::new("files");
+        std::fs::create_dir(dir.path()).unwrap();
+        let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+        for _ in 0..2 {
+            let out = sh(choice, SCRIPT)
+                .stdout_file(&o, FileMode::Truncate)
+                .stderr_file(&e, FileMode::Append)
+                .output()
+                .await
+                .expect("files");
+            assert!(out.success(), "{choice}");
+            assert_eq!(out.stdout_total_bytes(), 0, "{choice}: copied through us");
+            assert_eq!(out.stderr_total_bytes(), 0, "{choice}: copied through us");
+        }
+        assert_eq!(std::fs::read_to_string(&o).unwrap(), "out1\nout2\nout3\n");
+        assert_eq!(
+            std::fs::read_to_string(&e).unwrap(),
+            "err1\nerr2\nerr3\n".repeat(2),
+            "{choice}: appended twice"
+        );
+        // Both into one file, in order.
+        let both = dir.path().join("both");
+        sh(choice, SCRIPT)
+            .stdout_file(&both, FileMode::Truncate)
+            .merge_stderr()
+            .output()
+            .await
+            .expect("both");
+        assert_eq!(
+            std::fs::read_to_string(&both).unwrap(),
+            "out1\nerr1\nout2\nerr2\nout3\nerr3\n",
+            "{choice}"
+        );
+        // A file that can't be opened is an error before anything runs.
+        let err = sh(choice, "echo SECRET-RAN")
+            .stdout_file(dir.path().join("no/such/dir/out"), FileMode::Append)
+            .output()
+            .await
+            .expect_err("no such directory");
+        assert_eq!(err.kind(), ErrorKind::Io, "{choice}: {err}");
+        std::fs::remove_dir_all(dir.path()).unwrap();
+
+        // In a pipe, stderr goes on to the next stage.
+        let out = sh(choice, "echo to-out; echo to-err >&2")
+            .merge_stderr()
+            .pipe(cmd(choice, "sort"))
+            .output()
+            .await
+            .expect("pipe");
+        assert_eq!(out.stdout_str(), "to-err\nto-out\n", "{choice}");
+    }
+    suite.end().await;
+}

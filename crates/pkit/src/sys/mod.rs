@@ -107,6 +107,8 @@ pub(crate) enum ChildIo {
     /// `/dev/null`, from one descriptor this process keeps open for all
     /// spawns (>= 3, close-on-exec, read-write).
     Null(std::os::fd::RawFd),
+    /// For stderr: whatever the child's stdout is (`2>&1`).
+    SameAsStdout,
 }
 
 /// A fully prepared spawn: all strings are C strings, the program is
@@ -262,6 +264,23 @@ pub(crate) fn drain_pipe(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> 
         }
     }
     false
+}
+
+/// Opens (creates) `path` for writing, close-on-exec, as a child's stdout
+/// or stderr: appending, or truncated first.
+pub(crate) fn child_io_output_file(path: &std::path::Path, append: bool) -> io::Result<ChildIo> {
+    use rustix::fs::{Mode, OFlags};
+    let how = if append {
+        OFlags::APPEND
+    } else {
+        OFlags::TRUNC
+    };
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | how,
+        Mode::from_raw_mode(0o666),
+    )?;
+    Ok(ChildIo::Fd(above_stdio(fd)?))
 }
 
 /// Opens `path` for reading, close-on-exec, as a child's stdin.

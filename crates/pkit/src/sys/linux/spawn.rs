@@ -349,12 +349,16 @@ pub(crate) fn restore_signals(old: &libc::sigset_t) {
 }
 
 impl SpawnSpec {
-    /// The child's stdio fds (`None` = inherit the parent's).
+    /// The child's stdio fds (`None` = inherit the parent's). Every source
+    /// is 3 or above, but for stderr as stdout, whose source is the child's
+    /// own fd 1, placed just before.
     pub(super) fn stdio_fds(&self) -> [Option<RawFd>; 3] {
         let pick = |io: &ChildIo| match io {
             ChildIo::Inherit => None,
             ChildIo::Fd(fd) => Some(fd.as_raw_fd()),
             ChildIo::Null(fd) => Some(*fd),
+            // dup2(1, 2), after fd 1 is in place (the targets go in order).
+            ChildIo::SameAsStdout => Some(1),
         };
         [pick(&self.stdin), pick(&self.stdout), pick(&self.stderr)]
     }

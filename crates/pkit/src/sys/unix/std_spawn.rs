@@ -48,6 +48,12 @@ fn stdio(io: &ChildIo) -> Result<std::process::Stdio, SpawnError> {
             let dup: OwnedFd = fd.try_clone().map_err(SpawnError::Os)?;
             std::process::Stdio::from(dup)
         }
+        ChildIo::SameAsStdout => {
+            return Err(SpawnError::Os(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "merge_stderr is not supported on this platform yet",
+            )))
+        }
         ChildIo::Null(fd) => {
             // SAFETY: the shared /dev/null descriptor stays open for the
             // life of the process; it is only borrowed to be duplicated.

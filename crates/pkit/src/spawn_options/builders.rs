@@ -1,0 +1,260 @@
+//! The builders of the spawn options on [`Command`], and where a program
+//! would run from.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use super::{FileMode, IoClass, Resource};
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Spawn options, applied by the child to itself before exec (each says
+/// where it is honoured).
+impl Command {
+    /// Runs the child as user `uid` (`setresuid`: real, effective and saved
+    /// ids), after its groups and group id are set. Unless
+    /// [`groups`](Self::groups) is given too, the child's supplementary
+    /// groups are cleared (where the owner may), so it does not keep the
+    /// owner's. Needs privilege (root or `CAP_SETUID`) for another user; a
+    /// refusal is [`Error::ChildSetup`] with [`ChildStep::Uid`](crate::ChildStep::Uid). The working
+    /// directory is entered after the change, with the new user's rights.
+    ///
+    /// Linux, both mechanisms.
+    pub fn uid(mut self, uid: u32) -> Command {
+        self.spawn.uid = Some(uid);
+        self
+    }
+
+    /// Runs the child with group id `gid` (`setresgid`), set after the
+    /// supplementary groups and before the user id. Linux, both mechanisms.
+    pub fn gid(mut self, gid: u32) -> Command {
+        self.spawn.gid = Some(gid);
+        self
+    }
+
+    /// Sets the child's supplementary groups (`setgroups`; an empty list
+    /// clears them), the first step of a privilege drop (groups, then
+    /// [`gid`](Self::gid), then [`uid`](Self::uid)). Linux, both
+    /// mechanisms.
+    pub fn groups(mut self, groups: impl IntoIterator<Item = u32>) -> Command {
+        self.spawn.groups = Some(groups.into_iter().collect());
+        self
+    }
+
+    /// Sets the child's file mode creation mask (e.g. `0o027`); at most
+    /// `0o777`, else the start fails with [`Error::InvalidInput`]. Linux,
+    /// both mechanisms.
+    pub fn umask(mut self, mode: u32) -> Command {
+        self.spawn.umask = Some(mode);
+        self
+    }
+
+    /// Sets a resource limit of the child (`prlimit`): `soft` is enforced,
+    /// `hard` is the ceiling the child may raise `soft` to; `u64::MAX`
+    /// means unlimited. Setting the same resource again replaces it.
+    /// `soft > hard` is [`Error::InvalidInput`]; raising a hard limit needs
+    /// privilege, and a refusal is [`Error::ChildSetup`] with
+    /// [`ChildStep::Rlimit`](crate::ChildStep::Rlimit). Applied before a privilege drop. Linux, both
+    /// mechanisms.
+    pub fn rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Command {
+        self.spawn.rlimits.retain(|(r, _, _)| *r != resource);
+        self.spawn.rlimits.push((resource, soft, hard));
+        self
+    }
+
+    /// Sets the child's nice value (`setpriority`): an absolute value from
+    /// -20 (most favourable) to 19, clamped to that range by the kernel.
+    /// Going below the owner's own value needs privilege
+    /// ([`ChildStep::Priority`](crate::ChildStep::Priority) otherwise). Applied before a privilege
+    /// drop. Linux, both mechanisms.
+    pub fn priority(mut self, nice: i32) -> Command {
+        self.spawn.nice = Some(nice);
+        self
+    }
+
+    /// Makes the child the leader of a new session (`setsid`), with no
+    /// controlling terminal — what a daemon does for itself.
+    ///
+    /// Under the cgroup mechanism the child and its descendants stay in the
+    /// group's cgroup, so containment is unchanged. Under the
+    /// process-group mechanism a new session means leaving the group's
+    /// process group, and with it the group's teardown (`killpg`), so the
+    /// start is refused there with [`Error::Unsupported`] (operation
+    /// `setsid`) rather than running an uncontained child. Linux.
+    pub fn setsid(mut self) -> Command {
+        self.spawn.setsid = true;
+        self
+    }
+
+    /// Passes descriptors through to the child: for each
+    /// `(parent_fd, child_fd)`, the child gets a duplicate of this process's
+    /// `parent_fd` as its descriptor number `child_fd`. Every other
+    /// descriptor above 2 stays closed in the child, as always. Adds to the
+    /// pairs given before.
+    ///
+    /// `parent_fd` is borrowed: it must stay open until the process has
+    /// started (the call to a verb or `start` returned); one that is not
+    /// open fails the start with [`Error::InvalidInput`]. `child_fd` must be
+    /// 3 or more (stdio has its own options) and appear once. Linux, both
+    /// mechanisms.
+    pub fn keep_fds(mut self, fds: impl IntoIterator<Item = (RawFd, RawFd)>) -> Command {
+        self.spawn.keep_fds.extend(fds);
+        self
+    }
+}
+
+/// More spawn options: I/O priority, CPU affinity, `argv[0]`, and where a
+/// program would be found.
+impl Command {
+    /// Sets the child's I/O scheduling class and, for
+    /// [`RealTime`](IoClass::RealTime) and
+    /// [`BestEffort`](IoClass::BestEffort), its level from 0 (served first)
+    /// to 7 (a level above 7 is [`Error::InvalidInput`]; [`Idle`](IoClass::Idle)
+    /// has none). The real-time class needs privilege; a refusal is
+    /// [`Error::ChildSetup`] with [`ChildStep::IoPriority`](crate::ChildStep::IoPriority). Linux, both
+    /// mechanisms.
+    pub fn io_priority(mut self, class: IoClass, level: u8) -> Command {
+        self.spawn.io_priority = Some((class, level));
+        self
+    }
+
+    /// Restricts the child (and what it starts) to these CPUs, by number
+    /// (`sched_setaffinity`). An empty list, or a number of 65536 or more,
+    /// is [`Error::InvalidInput`]; a set with no CPU the child may use is
+    /// [`Error::ChildSetup`] with [`ChildStep::CpuAffinity`](crate::ChildStep::CpuAffinity). Linux, both
+    /// mechanisms.
+    pub fn cpu_affinity(mut self, cpus: impl IntoIterator<Item = usize>) -> Command {
+        self.spawn.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// The name the program sees as its own (`argv[0]`), instead of the
+    /// program as given to [`new`](Self::new), which still says what runs
+    /// and names it in errors and logs. All platforms.
+    pub fn arg0(mut self, name: impl AsRef<OsStr>) -> Command {
+        self.spawn.arg0 = Some(name.as_ref().to_os_string());
+        self
+    }
+
+    /// Inherits only the named variables of this process's environment
+    /// (read at each start), plus whatever [`env`](Self::env) sets: an
+    /// allow-list, for a child that must not see the rest (tokens, keys).
+    /// Adds to the names given before; after
+    /// [`env_clear`](Self::env_clear) nothing is inherited at all. A name
+    /// this process does not have is simply absent. All platforms.
+    pub fn inherit_env<I, S>(mut self, names: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.spawn
+            .inherit_only
+            .get_or_insert_with(Vec::new)
+            .extend(names.into_iter().map(|n| n.as_ref().to_os_string()));
+        self
+    }
+
+    /// Looks for the program in `dir` before `PATH` (a project's own bin
+    /// directory, such as `node_modules/.bin`), when it is given as a bare
+    /// name. A relative `dir` is relative to this process's working
+    /// directory. Only where the program is found changes: the child's
+    /// `PATH` is left as it is. Several calls search in call order. All
+    /// platforms.
+    pub fn prefer_local(mut self, dir: impl AsRef<std::path::Path>) -> Command {
+        self.spawn.prefer.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Writes the child's stdout straight into the file at `path`: the file
+    /// is the child's descriptor 1 itself, so no byte goes through this
+    /// process, and the [`Output`](crate::Output) has no stdout. Replaces
+    /// [`stdout`](Self::stdout)'s setting; opened (a relative path from
+    /// this process's working directory) at each start, where a failure is
+    /// [`Error::Io`]. All platforms.
+    pub fn stdout_file(mut self, path: impl AsRef<std::path::Path>, mode: FileMode) -> Command {
+        self.spawn.stdout_file = Some((path.as_ref().to_path_buf(), mode));
+        self
+    }
+
+    /// Writes the child's stderr straight into the file at `path` (see
+    /// [`stdout_file`](Self::stdout_file)). All platforms.
+    pub fn stderr_file(mut self, path: impl AsRef<std::path::Path>, mode: FileMode) -> Command {
+        self.spawn.stderr_file = Some((path.as_ref().to_path_buf(), mode));
+        self
+    }
+
+    /// Sends the child's stderr wherever its stdout goes (`2>&1`): into
+    /// stdout's pipe, so the lines of both keep the order in which the
+    /// child wrote them and the [`Output`](crate::Output)'s stdout holds
+    /// both (its stderr stays empty); or into stdout's file, `/dev/null`, or
+    /// this process's stdout. In a [`Pipe`](crate::Pipe), into the next
+    /// stage. Replaces [`stderr`](Self::stderr) and
+    /// [`stderr_file`](Self::stderr_file). Linux.
+    pub fn merge_stderr(mut self) -> Command {
+        self.spawn.merge_stderr = true;
+        self
+    }
+
+    /// Where this command's program would run from, without running it:
+    /// the absolute path a verb or `start` would execute, resolved by the
+    /// same rules (the command's own `PATH` if it sets one, else this
+    /// process's; a relative path against this process's working
+    /// directory; see [`new`](Self::new)). The errors are the ones a start
+    /// would give: [`Error::NotFound`], [`Error::NotExecutable`].
+    pub fn resolve_program(&self) -> Result<PathBuf> {
+        let program = self.display_name();
+        if self.program.is_empty() {
+            return Err(Error::InvalidInput("the program name is empty".into()));
+        }
+        let env = self.effective_env();
+        resolve_for(self, &program, &env)
+    }
+}
+
+/// Where `program` (a name or a path) would run from: the absolute path
+/// found on this process's `PATH` (see [`Command::resolve_program`]).
+///
+/// ```
+/// let sh = pkit::which("sh").expect("a shell");
+/// assert!(sh.is_absolute());
+/// ```
+pub fn which(program: impl AsRef<OsStr>) -> Result<PathBuf> {
+    Command::new(program).resolve_program()
+}
+
+/// Resolves `cmd`'s program with its preferred directories and the `PATH`
+/// of `env` (the child's environment), as a start does; `display` names it
+/// in errors.
+pub(crate) fn resolve_for(
+    cmd: &Command,
+    display: &str,
+    env: &[(OsString, OsString)],
+) -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k.as_bytes() == b"PATH")
+        .map(|(_, v)| v.as_os_str());
+    sys::resolve(&cmd.program, &cmd.spawn.prefer, path_var).map_err(|e| match e {
+        sys::ResolveError::NotFound { path_searched } => Error::NotFound {
+            program: display.into(),
+            path_searched,
+        },
+        sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
+            program: display.into(),
+            path,
+        },
+        sys::ResolveError::NoWorkingDir(source) => Error::Spawn {
+            program: display.into(),
+            source: std::io::Error::new(
+                source.kind(),
+                format!(
+                    "a relative program path needs this process's working directory, \
+                     which can't be read: {source}"
+                ),
+            ),
+        },
+    })
+}
