@@ -483,8 +483,11 @@ impl Container {
     /// through pidfds; a second scan confirms. No new member can appear: a
     /// fork racing the `killpg` is killed with its parent.
     async fn wait_pgroup_gone(&self, deadline: Instant) -> io::Result<()> {
+        let Some(pgid) = self.pgid() else {
+            return Ok(());
+        };
         loop {
-            let members = self.members()?;
+            let members = pgroup::running_members(pgid)?;
             if members.is_empty() || Instant::now() >= deadline {
                 return Ok(());
             }

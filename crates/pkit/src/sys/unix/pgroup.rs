@@ -66,3 +66,100 @@ pub(crate) fn killpg(pgid: i32, sig: i32) -> io::Result<()> {
         Err(err)
     }
 }
+
+/// The processes of process group `pgid` that are still running (not
+/// zombies), from one pass over `/proc`.
+///
+/// Made for the end of every run under this mechanism, so it stays cheap:
+/// one directory fd, each `stat` read into a stack buffer through `openat`,
+/// and only the state and process-group fields parsed (no allocation per
+/// process).
+pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
+    use rustix::fs::{Mode, OFlags};
+    let proc_dir = rustix::fs::open(
+        "/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut dir = rustix::fs::Dir::read_from(&proc_dir)?;
+    let mut out = Vec::new();
+    let mut path = [0u8; 32];
+    let mut buf = [0u8; 512];
+    while let Some(entry) = dir.read() {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_bytes();
+        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) || name.len() > 20 {
+            continue;
+        }
+        // "<pid>/stat\0"
+        path[..name.len()].copy_from_slice(name);
+        path[name.len()..name.len() + 6].copy_from_slice(b"/stat\0");
+        let Ok(cpath) = std::ffi::CStr::from_bytes_with_nul(&path[..name.len() + 6]) else {
+            continue;
+        };
+        let Ok(fd) = rustix::fs::openat(
+            &proc_dir,
+            cpath,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue; // gone meanwhile
+        };
+        let Ok(n) = rustix::io::read(&fd, &mut buf) else {
+            continue;
+        };
+        if let Some((state, pgrp)) = state_and_pgrp(&buf[..n]) {
+            if pgrp == pgid && state != b'Z' && state != b'X' {
+                if let Some(pid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// State (field 3) and process group (field 5) from `/proc/<pid>/stat`
+/// text; the command name (field 2) may hold spaces and parentheses.
+fn state_and_pgrp(stat: &[u8]) -> Option<(u8, i32)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    let _ppid = fields.next()?;
+    let pgrp = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_state_and_pgrp() {
+        assert_eq!(
+            state_and_pgrp(b"42 (a (weird) name) R 1 42 42 0 -1"),
+            Some((b'R', 42))
+        );
+        assert_eq!(state_and_pgrp(b"7 (sh) Z 1 9 9"), Some((b'Z', 9)));
+        assert_eq!(state_and_pgrp(b"garbage"), None);
+    }
+
+    #[test]
+    fn finds_a_running_member_and_not_a_stranger() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pgid = child.id() as i32;
+        let found = running_members(pgid).expect("scan");
+        let me = running_members(rustix::process::getpgrp().as_raw_nonzero().get());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, vec![pgid]);
+        assert!(!me.expect("scan").contains(&pgid));
+    }
+}
