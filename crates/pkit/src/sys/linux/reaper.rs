@@ -6,10 +6,16 @@
 //! It sleeps in `poll(2)` on the pidfds and `cgroup.events` files it was
 //! handed plus a wake-up pipe: it costs nothing while idle and reacts to
 //! kernel events, never to timers.
+//!
+//! It belongs to the process that started it: a child forked without
+//! `exec` has no such thread, so its first piece of work starts one of its
+//! own (review R5: work queued there used to wait for a thread that did not
+//! exist). Where no thread can be started at all, nothing blocks: work is
+//! finished when it can be, without waiting, on later calls (R8).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
@@ -25,44 +31,91 @@ enum Work {
     },
 }
 
-struct Reaper {
+/// What the reaper thread shares with the threads that hand it work.
+struct Shared {
     queue: Mutex<Vec<Work>>,
     wake_tx: OwnedFd,
 }
 
-fn reaper() -> Option<&'static Reaper> {
-    static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
-    REAPER
-        .get_or_init(|| {
-            let (rx, tx) = rustix::pipe::pipe_with(
-                rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-            )
-            .ok()?;
-            std::thread::Builder::new()
-                .name("pkit-reaper".into())
-                .spawn(move || run(rx))
-                .ok()?;
-            Some(Reaper {
-                queue: Mutex::new(Vec::new()),
-                wake_tx: tx,
-            })
-        })
-        .as_ref()
+/// The running reaper of one process.
+struct Reaper {
+    /// The process whose thread it is. A child forked without `exec`
+    /// inherits this record but not the thread: it must start its own.
+    pid: u32,
+    shared: Arc<Shared>,
+}
+
+/// This process's reaper, started on first use. `None` before that, or
+/// while no thread could be started.
+static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
+
+/// Work that found no reaper thread (none could be started): retried,
+/// without blocking, whenever more work comes, and handed to a thread as
+/// soon as one can be started.
+static STRANDED: Mutex<Vec<Work>> = Mutex::new(Vec::new());
+
+/// This process's reaper thread, started (or, in a forked child, started
+/// anew) if needed; `None` when no thread can be started.
+fn reaper() -> Option<Arc<Shared>> {
+    let mut current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
+    let me = std::process::id();
+    match &*current {
+        Some(r) if r.pid == me => return Some(r.shared.clone()),
+        Some(inherited) => {
+            // A forked child's copy of its parent's reaper, whose thread
+            // does not exist here. What the parent had queued is the
+            // parent's (its children, its directories, which its own
+            // thread serves): drop our copies of those fds. (The copies of
+            // the parent's wake pipe stay open in this child: two fds.)
+            inherited
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            *current = None;
+        }
+        None => {}
+    }
+    let (rx, tx) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .ok()?;
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Vec::new()),
+        wake_tx: tx,
+    });
+    let theirs = shared.clone();
+    std::thread::Builder::new()
+        .name("pkit-reaper".into())
+        .spawn(move || run(&theirs, rx))
+        .ok()?;
+    *current = Some(Reaper {
+        pid: me,
+        shared: shared.clone(),
+    });
+    Some(shared)
 }
 
 fn submit(work: Work) {
+    let mut stranded = STRANDED.lock().unwrap_or_else(|e| e.into_inner());
+    stranded.push(work);
     match reaper() {
         Some(r) => {
-            r.queue.lock().unwrap_or_else(|e| e.into_inner()).push(work);
+            r.queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut stranded);
             let _ = rustix::io::write(&r.wake_tx, &[1]);
         }
         None => {
-            // No thread could be started: finish synchronously rather than
-            // leave a zombie or a directory behind.
-            let mut items = vec![work];
-            while !items.is_empty() {
-                let _ = wait_any(&items, None);
-                items.retain_mut(|w| !try_finish(w));
+            // No thread could be started (review R8): finish what can be
+            // finished now and keep the rest for the next call. Waiting
+            // here instead would block the caller, a `Drop` perhaps on an
+            // async worker, for as long as a dropped child keeps running.
+            stranded.retain_mut(|w| !try_finish(w));
+            if !stranded.is_empty() {
+                tracing::warn!(target: "pkit", pending = stranded.len(), "no reaper thread: teardown work waits for the next one");
             }
         }
     }
@@ -78,13 +131,10 @@ pub(crate) fn remove_cgroup_later(path: PathBuf, events: OwnedFd, then: Vec<Path
     submit(Work::RemoveCgroup { path, events, then });
 }
 
-fn run(wake_rx: OwnedFd) {
+fn run(shared: &Shared, wake_rx: OwnedFd) {
     let mut items: Vec<Work> = Vec::new();
     loop {
-        {
-            let r = reaper().expect("reaper exists while its thread runs");
-            items.append(&mut r.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        }
+        items.append(&mut shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
         items.retain_mut(|w| !try_finish(w));
         let _ = wait_any(&items, Some(&wake_rx));
         let mut sink = [0u8; 64];
@@ -131,5 +181,65 @@ fn try_finish(work: &mut Work) -> bool {
             }
             done
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    /// Whether `pid` has no `/proc` entry at all (reaped, not a zombie).
+    fn reaped(pid: u32) -> bool {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    /// Hands a child of this process to the reaper and waits for it to be
+    /// reaped; returns whether it was, within 10 s.
+    fn child_is_reaped() -> bool {
+        let child = std::process::Command::new("sleep")
+            .arg("0.1")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let raw = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+        let fd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
+            .expect("pidfd_open");
+        super::reap_later(fd);
+        drop(child); // std does not wait on drop: the reaper must
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reaped(pid) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    #[test]
+    fn work_queued_in_a_forked_child_is_served() {
+        // The parent's reaper thread exists before the fork.
+        assert!(child_is_reaped(), "the parent's reaper works");
+        // SAFETY: fork(2); the child only runs `child_is_reaped` (which
+        // starts a process and a thread, as a program that forks without
+        // exec and then uses pkit would) and leaves with `_exit`, never
+        // returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let code = if child_is_reaped() { 0 } else { 1 };
+            // SAFETY: ends the forked child without running the parent's
+            // exit handlers or unwinding into the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; `status` is a valid
+        // out-pointer.
+        let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(got, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the forked child's reaper did not reap (status {status:#x})"
+        );
     }
 }
