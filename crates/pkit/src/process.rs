@@ -257,6 +257,22 @@ impl RunningProcess {
             .map_err(|e| Error::io(format!("{}: kill", self.program), e))
     }
 
+    /// Sends SIGKILL to this process and everything it spawned: its own
+    /// subtree within the group (see [`Group::start`](crate::Group::start)
+    /// for what that is under each mechanism). The rest of the group runs
+    /// on. Works after the process itself has exited too, for descendants
+    /// it left behind (under cgroup v2; a process group finds descendants
+    /// only through living parents).
+    pub fn kill_tree(&self) -> Result<()> {
+        match crate::watch::tree(&self.watch) {
+            Some(tree) => {
+                tree.kill();
+                Ok(())
+            }
+            None => self.kill(),
+        }
+    }
+
     /// Whether the process has exited (it may still be waiting to be
     /// collected by [`wait`](Self::wait)).
     pub fn has_exited(&self) -> bool {

@@ -41,7 +41,7 @@ enum State {
 pub(crate) struct Watch {
     /// Kept for the process's life: dropping the last reference removes
     /// its sub-cgroup once empty.
-    _tree: Arc<ProcTree>,
+    tree: Arc<ProcTree>,
     state: Arc<Mutex<State>>,
     task: Option<JoinHandle<()>>,
 }
@@ -99,11 +99,12 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
             }
         })
     });
-    proc.watch = Some(Watch {
-        _tree: tree,
-        state,
-        task,
-    });
+    proc.watch = Some(Watch { tree, state, task });
+}
+
+/// The started process's subtree, when it has one.
+pub(crate) fn tree(watch: &Option<Watch>) -> Option<&ProcTree> {
+    watch.as_ref().map(|w| &*w.tree)
 }
 
 /// The outcome to report for a process that exited with `exited`: the

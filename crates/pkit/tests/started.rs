@@ -183,3 +183,24 @@ async fn each_started_process_has_its_own_sub_cgroup() {
     }
     suite.end().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_tree_ends_one_started_process_with_its_descendants() {
+    let suite = begin("kill_tree_ends_one_started_process_with_its_descendants").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let other = group.start(&bystander()).unwrap();
+        let file = TempPath::new("started-kill-tree");
+        let mut proc = group
+            .start(&Command::new("sh").args(["-c", TREE_TO_FILE, "sh", file.as_str()]))
+            .unwrap();
+        let pids = file.wait_pids().await;
+        proc.kill_tree().unwrap();
+        assert_gone(&pids, &format!("{choice}: kill_tree")).await;
+        assert_eq!(proc.wait().await.unwrap().signal(), Some(9), "{choice}");
+        assert_alive(&[other.pid()], &format!("{choice}: the rest of the group"));
+        drop((proc, other));
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
