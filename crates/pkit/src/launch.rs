@@ -294,17 +294,17 @@ fn output_request(stdio: Stdio) -> IoRequest {
     }
 }
 
-struct Prepared {
-    resolved: std::path::PathBuf,
-    path: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-    cwd: Option<CString>,
+pub(crate) struct Prepared {
+    pub(crate) resolved: std::path::PathBuf,
+    pub(crate) path: CString,
+    pub(crate) argv: Vec<CString>,
+    pub(crate) envp: Vec<CString>,
+    pub(crate) cwd: Option<CString>,
 }
 
 /// Checks and converts everything before spawning, so the failures a
 /// caller can act on are typed errors and not an exec errno.
-fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
+pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     if cmd.program.is_empty() {
         return Err(Error::InvalidInput("the program name is empty".into()));
     }
@@ -369,7 +369,7 @@ fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     })
 }
 
-fn spawn_error(
+pub(crate) fn spawn_error(
     e: sys::SpawnError,
     program: &str,
     path: &std::path::Path,

@@ -90,7 +90,7 @@ pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
 };
 pub use runner::{BoxFuture, Runner, SystemRunner};
-pub use spawn_options::{which, ChildStep, FileMode, IoClass, Resource};
+pub use spawn_options::{which, ChildStep, Detached, FileMode, IoClass, Resource};
 pub use stats::{Profile, SampleStats};
 pub use sys::{
     host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment, LimitInfo,

@@ -22,9 +22,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 mod builders;
+mod detached;
 
 pub(crate) use builders::resolve_for;
 pub use builders::which;
+pub use detached::Detached;
 
 use crate::error::{Error, Result};
 use crate::sys::{self, ChildSetup, Mechanism};

@@ -39,6 +39,7 @@ pub(crate) use limits::Limits;
 pub use limits::{CapSupport, LimitInfo};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
+pub(crate) use linux::forked::spawn_detached;
 pub(crate) use linux::procfs::usage as proc_usage;
 pub use place::Placement;
 pub(crate) use resolve::{missing_interpreter, resolve, ResolveError};

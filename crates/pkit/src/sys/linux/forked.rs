@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::prexec::{child_main, Plan};
-use super::spawn::{block_all_signals, finish_code, pidfds_supported, restore_signals};
+use super::spawn::{block_all_signals, failure, finish_code, pidfds_supported, restore_signals};
 use crate::sys::{SpawnError, SpawnSpec};
 
 const CLONE_PIDFD: libc::c_ulong = 0x1000;
@@ -118,4 +118,132 @@ fn read_code(fd: std::os::fd::BorrowedFd<'_>) -> i32 {
     } else {
         0
     }
+}
+
+/// Starts `spec` outside any container and outside this process's
+/// children: a forked intermediate forks the program's process and exits,
+/// so the program is re-parented (to init, or the nearest subreaper). The
+/// program's setup includes `setsid` (the caller sets it). Returns the
+/// program's pid, for information only: pkit holds nothing on it.
+///
+/// Both clones are `CLONE_VFORK` without `CLONE_VM`: this thread resumes
+/// once the intermediate has exited, which it does once the program has
+/// executed or failed, so every report is in the pipe by then. The program
+/// reports a failed step as a positive code; the intermediate writes the
+/// program's pid, negated.
+pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
+    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return Err(SpawnError::Os(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "detached spawns are supported on x86_64 and aarch64 only",
+        )));
+    }
+    pidfds_supported()?;
+    let (read, write) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .map_err(|e| SpawnError::Os(e.into()))?;
+    let above = spec
+        .setup
+        .keep
+        .iter()
+        .map(|(_, target)| *target)
+        .max()
+        .unwrap_or(0)
+        .max(2)
+        + 1;
+    let write = {
+        let high = crate::sys::dup_above(write.as_raw_fd(), above).map_err(SpawnError::Os)?;
+        drop(write);
+        high
+    };
+    let mut plan = Plan::new(spec, &[], None);
+    plan.report_to(write.as_raw_fd());
+    let report = write.as_raw_fd();
+    let mut pidfd: libc::c_int = -1;
+
+    let old_mask = block_all_signals();
+    // SAFETY: as in `spawn_forked`: a fork-style clone that resumes this
+    // thread once the intermediate child has exited. The intermediate only
+    // makes raw calls (clone, write, _exit); the program's process, a copy
+    // of it, runs `child_main`, which never returns.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            CLONE_VFORK | CLONE_PIDFD | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            &mut pidfd as *mut libc::c_int,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: the intermediate child (see above).
+        unsafe {
+            let program = libc::syscall(
+                libc::SYS_clone,
+                CLONE_VFORK | libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            );
+            if program == 0 {
+                child_main(&plan);
+            }
+            if program > 0 {
+                let bytes = (-(program as i32)).to_ne_bytes();
+                libc::write(report, bytes.as_ptr().cast(), bytes.len());
+            }
+            libc::_exit(if program > 0 { 0 } else { 1 });
+        }
+    }
+    let clone_err = (pid < 0).then(io::Error::last_os_error);
+    restore_signals(&old_mask);
+    drop(write);
+    if let Some(e) = clone_err {
+        return Err(SpawnError::Os(e));
+    }
+    if pidfd >= 0 {
+        // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing
+        // else owns. The intermediate has exited: this reaps it.
+        let intermediate =
+            super::child::ChildHandle::new(pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) });
+        let _ = intermediate.wait_blocking(None);
+    }
+    let mut program = None;
+    let mut failed = 0;
+    for word in read_words(read.as_fd()) {
+        if word < 0 {
+            program = Some(-word);
+        } else if word > 0 {
+            failed = word;
+        }
+    }
+    match (failed, program) {
+        (0, Some(pid)) => Ok(pid),
+        (0, None) => Err(SpawnError::Os(io::Error::other(
+            "the detached process could not be created",
+        ))),
+        // The program's process exited; its new parent reaps it.
+        (code, _) => Err(failure(code)),
+    }
+}
+
+/// The 4-byte words written to a report pipe (non-blocking; all written).
+fn read_words(fd: std::os::fd::BorrowedFd<'_>) -> Vec<i32> {
+    let mut buf = [0u8; 16];
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    buf[..got - got % 4]
+        .chunks_exact(4)
+        .map(|w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+        .collect()
 }

@@ -4,7 +4,7 @@ pub(crate) mod cgroup;
 pub(crate) mod cgroup_pool;
 pub(crate) mod child;
 mod clone3;
-mod forked;
+pub(crate) mod forked;
 pub(crate) mod host;
 pub(crate) mod leaf;
 mod prexec;

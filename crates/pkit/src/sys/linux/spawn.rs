@@ -301,13 +301,18 @@ pub(super) fn finish_code(
             let child = super::child::ChildHandle::new(pid, pidfd);
             let _ = child.wait_blocking(None);
             drop(child);
-            let source = io::Error::from_raw_os_error(code & 0xFFFF);
-            Err(match Step::from_code(code >> 16) {
-                Step::Exec => SpawnError::Exec(source),
-                Step::Chdir => SpawnError::Chdir(source),
-                Step::Setup(step) => SpawnError::Step(step, source),
-            })
+            Err(failure(code))
         }
+    }
+}
+
+/// The error of a child's failure code (its step, and the errno).
+pub(super) fn failure(code: i32) -> SpawnError {
+    let source = io::Error::from_raw_os_error(code & 0xFFFF);
+    match Step::from_code(code >> 16) {
+        Step::Exec => SpawnError::Exec(source),
+        Step::Chdir => SpawnError::Chdir(source),
+        Step::Setup(step) => SpawnError::Step(step, source),
     }
 }
 

@@ -1,0 +1,86 @@
+//! [`Command::spawn_detached`]: the one deliberate way out of containment.
+
+use crate::command::{Command, Input, Stdio};
+use crate::error::{Error, Result};
+use crate::sys::{self, ChildIo, IoRequest, Mechanism};
+
+/// A process started with [`Command::spawn_detached`]: outside every
+/// container, no longer pkit's. The pid is for information (a log line, a
+/// pid file) only: the process may have exited and its number been given to
+/// another process by the time it is read, and pkit holds nothing that
+/// could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detached {
+    pid: u32,
+}
+
+impl Detached {
+    /// The detached process's pid when it was started (see the caveat on
+    /// [`Detached`]).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Command {
+    /// **Escapes containment.** Starts the program as a daemon that outlives
+    /// this process and is never ended by pkit: in no group, no cgroup of
+    /// pkit's, not covered by the owner-death guard, in a new session
+    /// (`setsid`), re-parented at once (a double fork) so it is not even
+    /// this process's child (it goes to init, or to the nearest child
+    /// subreaper above this process). There is no wait, kill, timeout, cancellation
+    /// or capture: [`Detached`] only says which pid it got.
+    ///
+    /// Everything else about the command applies: program resolution,
+    /// arguments, environment, working directory and the spawn options
+    /// (uid, limits, `keep_fds`...). Its stdin is `/dev/null` (or its
+    /// [`stdin_file`](Self::stdin_file)); its stdout and stderr are
+    /// `/dev/null` unless set to [`Stdio::Inherit`] or a
+    /// [`stdout_file`](Self::stdout_file) / [`stderr_file`](Self::stderr_file)
+    /// (a captured stream has no one to read it). A step that fails before
+    /// the program runs is reported as for any start ([`Error::NotFound`],
+    /// [`Error::ChildSetup`]...).
+    ///
+    /// Use it only for what must survive the owner; everything else belongs
+    /// in a [`Group`](crate::Group). Forks this process (twice): its cost
+    /// grows with this process's resident memory. Linux on x86_64 and
+    /// aarch64.
+    pub fn spawn_detached(&self) -> Result<Detached> {
+        let program = self.display_name();
+        let prepared = crate::launch::prepare(self, &program)?;
+        // No container: nothing for the options to be refused by.
+        let mut setup = self.spawn.prepare(&program, Mechanism::CgroupV2)?;
+        setup.setsid = true;
+        let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
+        let stdin = match &self.stdin {
+            Input::File(path) => sys::child_io_file(path)
+                .map_err(|e| Error::io(format!("{program}: opening its stdin file"), e))?,
+            _ => sys::child_io(IoRequest::Null, true).map_err(io_err)?.0,
+        };
+        let output = |stream: crate::StreamKind, stdio: Stdio| -> Result<ChildIo> {
+            if let Some(file) = self.spawn.output_file(stream, &program)? {
+                return Ok(file);
+            }
+            let req = match stdio {
+                Stdio::Inherit => IoRequest::Inherit,
+                _ => IoRequest::Null,
+            };
+            Ok(sys::child_io(req, false).map_err(io_err)?.0)
+        };
+        let spec = sys::SpawnSpec {
+            path: prepared.path,
+            argv: prepared.argv,
+            envp: prepared.envp,
+            cwd: prepared.cwd,
+            stdin,
+            stdout: output(crate::StreamKind::Stdout, self.stdout)?,
+            stderr: output(crate::StreamKind::Stderr, self.stderr)?,
+            setup,
+        };
+        let pid = sys::spawn_detached(&spec).map_err(|e| {
+            crate::launch::spawn_error(e, &program, &prepared.resolved, self.cwd.as_deref())
+        })?;
+        tracing::warn!(target: "pkit", program = %program, pid, "started detached: outside containment");
+        Ok(Detached { pid: pid as u32 })
+    }
+}
