@@ -58,6 +58,13 @@ pub(crate) fn start(
         own_tree,
     } = opts;
     let program = cmd.display_name();
+    // The readers and waits run on the runtime: without one, refuse before
+    // spawning instead of panicking with the child already running.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::InvalidInput(format!(
+            "{program}: starting a process needs a Tokio runtime (call this from within one)"
+        )));
+    }
     let prepared = prepare(cmd, &program)?;
 
     let io_err = |e: io::Error| Error::io(format!("{program}: setting up stdio"), e);

@@ -284,3 +284,25 @@ async fn wait_returns_while_a_descendant_keeps_the_pipe_full() {
     }
     suite.end().await;
 }
+
+/// Review R9: outside a runtime, a start is refused before anything is
+/// spawned (it used to panic with the child already running).
+#[test]
+fn a_start_outside_a_runtime_is_refused_before_spawning() {
+    for choice in mechanisms() {
+        let group = group(choice);
+        let marker = TempPath::new("no-runtime");
+        let started = std::panic::catch_unwind(|| {
+            group
+                .start(&Command::new("touch").arg(marker.as_str()))
+                .map(|p| p.pid())
+        });
+        let err = started
+            .unwrap_or_else(|_| panic!("{choice}: start panicked outside a runtime"))
+            .expect_err("refused");
+        assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput, "{choice}: {err}");
+        assert!(group.pids().expect("pids").is_empty(), "{choice}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!marker.path().exists(), "{choice}: the program ran");
+    }
+}
