@@ -212,7 +212,7 @@ async fn a_stream_taken_a_moment_after_the_start_loses_nothing() {
             .expect("start");
         // A little later than "right away" (a loaded machine may preempt
         // the caller between start and lines): nothing is dropped yet.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let mut lines = p.lines();
         let mut got = 0u64;
         while let Some(line) = lines.next_line().await {
