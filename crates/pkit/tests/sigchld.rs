@@ -75,6 +75,12 @@ fn inner() {
                 .await
                 .unwrap_or_else(|e| panic!("{choice}: output: {e}"));
             assert_eq!((out.code(), out.stdout_str().as_ref()), (Some(3), "hi\n"));
+            // A signal death is read back as such.
+            let out = on(Command::new("sh").args(["-c", "kill -9 $$"]))
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: output: {e}"));
+            assert_eq!(out.signal(), Some(9), "{choice}: {out:?}");
             let text = on(Command::new("echo").arg("ok")).run().await;
             assert_eq!(text.expect("run"), "ok", "{choice}");
             let code = on(Command::new("sh").args(["-c", "exit 7"]))
