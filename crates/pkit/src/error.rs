@@ -47,13 +47,15 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The working directory set with `current_dir` does not exist or is
-    /// not a directory.
-    #[error("{program}: working directory {} is not usable: {source}", .dir.display())]
+    /// The working directory set with `current_dir` does not exist, is not
+    /// a directory, or can't be entered. The message does not repeat the
+    /// directory (messages never carry working directories); it is in
+    /// `dir`.
+    #[error("{program}: its working directory (current_dir) is not usable: {source}")]
     CurrentDir {
         /// The program as given to `Command::new`.
         program: String,
-        /// The directory that was set.
+        /// The directory that was set, for the caller (not in the message).
         dir: PathBuf,
         /// What the OS said.
         source: io::Error,
