@@ -90,6 +90,17 @@ mod nr {
     };
 }
 
+/// A signed system call argument, widened to a full register: variadic
+/// `syscall(2)` reads every argument as a `long`.
+fn arg(v: libc::c_int) -> libc::c_long {
+    libc::c_long::from(v)
+}
+
+/// A user or group id as a full-register system call argument.
+fn id(v: u32) -> libc::c_long {
+    libc::c_long::from(v)
+}
+
 /// `struct rlimit64`.
 #[repr(C)]
 struct Rlimit64 {
@@ -138,8 +149,8 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
         let none = std::ptr::null_mut::<Rlimit64>();
         if libc::syscall(
             libc::SYS_prlimit64,
-            0,
-            resource,
+            arg(0),
+            arg(resource),
             &lim as *const Rlimit64,
             none,
         ) < 0
@@ -148,19 +159,25 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
         }
     }
     if let Some(nice) = setup.nice {
-        if libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, nice) < 0 {
+        if libc::syscall(
+            libc::SYS_setpriority,
+            arg(libc::PRIO_PROCESS as libc::c_int),
+            arg(0),
+            arg(nice),
+        ) < 0
+        {
             fail(plan, Step::Setup(ChildStep::Priority));
         }
     }
     if let Some(prio) = setup.ioprio {
         // IOPRIO_WHO_PROCESS (1), this process (0).
-        if libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) < 0 {
+        if libc::syscall(libc::SYS_ioprio_set, arg(1), arg(0), arg(prio)) < 0 {
             fail(plan, Step::Setup(ChildStep::IoPriority));
         }
     }
     if let Some(mask) = &setup.cpus {
         let bytes = std::mem::size_of_val(mask.as_slice());
-        if libc::syscall(libc::SYS_sched_setaffinity, 0, bytes, mask.as_ptr()) < 0 {
+        if libc::syscall(libc::SYS_sched_setaffinity, arg(0), bytes, mask.as_ptr()) < 0 {
             fail(plan, Step::Setup(ChildStep::CpuAffinity));
         }
     }
@@ -178,12 +195,12 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
         libc::syscall(nr::SETGROUPS, 0usize, std::ptr::null::<libc::gid_t>());
     }
     if let Some(gid) = setup.gid {
-        if libc::syscall(nr::SETRESGID, gid, gid, gid) < 0 {
+        if libc::syscall(nr::SETRESGID, id(gid), id(gid), id(gid)) < 0 {
             fail(plan, Step::Setup(ChildStep::Gid));
         }
     }
     if let Some(uid) = setup.uid {
-        if libc::syscall(nr::SETRESUID, uid, uid, uid) < 0 {
+        if libc::syscall(nr::SETRESUID, id(uid), id(uid), id(uid)) < 0 {
             fail(plan, Step::Setup(ChildStep::Uid));
         }
     }
