@@ -38,7 +38,9 @@ Ctrl-\\, a resize) is not sent twice and never ends the run: a REPL survives
 Ctrl-C. Ctrl-Z stops the tree and pkit; `fg` continues both. A second TERM or
 HUP (or INT/QUIT sent with kill) starts pkit's teardown: --signal to the
 whole tree, SIGKILL after --kill-after; a third kills at once. With -k, the
-first such signal also arms that SIGKILL, as in timeout(1).
+first such signal also arms that SIGKILL, as in timeout(1). When the program
+ends, what it left running gets --signal and the rest of the grace, then
+SIGKILL.
 
 Exit status: the program's own code; 124 on timeout (the program's status
 with --preserve-status); 137 when SIGKILL was needed after --kill-after; a
@@ -88,8 +90,8 @@ pub struct RunArgs {
     #[arg(short = 's', long, value_parser = signame::parse, value_name = "SIG")]
     pub signal: Option<i32>,
     /// Send SIGKILL if the tree still runs DUR after --signal (also after a
-    /// forwarded TERM/HUP, as timeout(1)) [default for the timeout and the
-    /// teardown: 10s; 0: SIGKILL at once].
+    /// forwarded TERM/HUP, as timeout(1)) [default for the timeout, the
+    /// teardown and the program's leftovers: 10s; 0: SIGKILL at once].
     #[arg(short = 'k', long, visible_alias = "grace", value_parser = duration::parse,
           value_name = "DUR", allow_hyphen_values = true)]
     pub kill_after: Option<Duration>,

@@ -42,6 +42,9 @@ pub struct Report {
     /// Processes of the tree still running when the program ended (then
     /// killed).
     pub leftover_processes: Option<u64>,
+    /// Of the leftovers, how many were still running after the grace
+    /// (then SIGKILLed); null without leftovers.
+    pub leftovers_killed: Option<u64>,
     /// Descendants that had left the container (setsid under process
     /// groups), re-parented to pkit as their subreaper and killed by it
     /// after the teardown.

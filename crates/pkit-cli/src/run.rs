@@ -173,9 +173,10 @@ pub async fn main(args: RunArgs) -> Exit {
         }
     };
 
-    // The program has ended: read the tree's figures before the teardown
-    // removes its cgroups, then kill what is left and check it is gone.
-    let mut stats = args.stats.then(|| cgroups.read());
+    // The program has ended. What it left running gets the grace: the rest
+    // of one already armed (timeout, teardown, -k), else --signal now and
+    // the whole --kill-after; then SIGKILL. The tree's figures are read
+    // before the teardown removes its cgroups, and it is checked gone.
     let oom = args
         .memory_max
         .is_some()
@@ -183,6 +184,24 @@ pub async fn main(args: RunArgs) -> Exit {
         .flatten()
         .map(|n| n > 0);
     let leftovers = group.pids().ok().map(|p| p.len() as u64);
+    if leftovers.unwrap_or(0) > 0 {
+        let until = match st.kill_at {
+            Some(at) => Some(at),
+            None => {
+                if args.verbose {
+                    eprintln!("pkit: the program ended; its leftovers get the grace");
+                }
+                Forwarder {
+                    foreground: false,
+                    ..fwd
+                }
+                .send_ending(term_signal);
+                crate::forward::from_now(grace)
+            }
+        };
+        report.leftovers_killed = Some(drain(&group, &orphans, until).await);
+    }
+    let mut stats = args.stats.then(|| cgroups.read());
     drop(tty);
     let verified = group.close().await;
     let (escaped, none_left) = orphans.sweep();
@@ -253,6 +272,19 @@ pub async fn main(args: RunArgs) -> Exit {
     }
     sink.write(&report);
     exit
+}
+
+/// Waits until the group is empty or `until` passes (reaping adopted
+/// orphans meanwhile); returns how many processes were still there.
+async fn drain(group: &pkit::Group, orphans: &Orphans, until: Option<tokio::time::Instant>) -> u64 {
+    loop {
+        orphans.reap_exited();
+        let left = group.pids().map_or(0, |p| p.len() as u64);
+        if left == 0 || until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {

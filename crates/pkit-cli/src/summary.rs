@@ -42,8 +42,13 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
             }
         );
     } else if left > 0 || escaped > 0 || args.verbose || report.processes_left.is_none() {
+        let how = match report.leftovers_killed {
+            Some(0) => " ended in the grace".to_string(),
+            Some(n) => format!(" ended: {n} needed SIGKILL after the grace"),
+            None => String::new(),
+        };
         eprintln!(
-            "pkit: {} ended; {left} leftover process{} killed; {check}",
+            "pkit: {} ended; {left} leftover process{}{how}; {check}",
             report.program,
             if left == 1 { "" } else { "es" }
         );

@@ -334,7 +334,7 @@ fn containment_is_stated_honestly() {
         assert_all_gone(&pids);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("1 leftover process killed")
+            err.contains("1 leftover process ended in the grace")
                 && err.contains(&format!("0 processes left in the {container}")),
             "{m}: {err}"
         );
@@ -557,5 +557,58 @@ fn memory_high_swap_and_cpus_apply_or_are_refused_by_name() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains(flag) && err.contains(cap), "{flag}: {err}");
         }
+    }
+}
+
+#[test]
+fn leftovers_get_the_signal_and_the_grace_before_sigkill() {
+    for m in MECHANISMS {
+        // A leftover that cleans up on SIGTERM gets to do it.
+        let file = temp_path("cleaned");
+        let out = pkit()
+            .args(["run", "-q", "--json", "--mechanism", m, "--", "sh", "-c"])
+            .arg(format!(
+                "sh -c 'trap \"echo cleaned > {f}; exit 0\" TERM; echo up > {f}; \
+                 while :; do sleep 0.05; done' & \
+                 while [ ! -s {f} ]; do sleep 0.01; done",
+                f = file.display()
+            ))
+            .output()
+            .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        std::fs::remove_file(&file).ok();
+        assert_eq!(text, "cleaned\n", "{m}");
+        let v = report(&out);
+        assert_eq!(v["leftovers_killed"], 0, "{m}: {v}");
+        assert!(v["leftover_processes"].as_u64().unwrap() >= 1, "{m}: {v}");
+
+        // One that ignores it is SIGKILLed after -k, and counted.
+        let pids = pid_file();
+        let out = pkit()
+            .args([
+                "run",
+                "-q",
+                "--json",
+                "-k",
+                "0.3",
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+            ])
+            .arg(format!(
+                "sh -c 'trap \"\" TERM; echo $$ > {f}; while :; do sleep 0.05; done' & \
+                 while [ ! -s {f} ]; do sleep 0.01; done",
+                f = pids.display()
+            ))
+            .output()
+            .unwrap();
+        let left = read_pids(&pids, 1);
+        std::fs::remove_file(&pids).unwrap();
+        assert_all_gone(&left);
+        let v = report(&out);
+        assert!(v["leftovers_killed"].as_u64().unwrap() >= 1, "{m}: {v}");
+        assert_eq!(v["processes_left"], 0);
     }
 }
