@@ -105,6 +105,7 @@ mod start;
 mod sweep;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 use start::{hung_up, recv_reply, remove_msg, wait_writable};
 pub(crate) use sweep::sweep_stale_once;

@@ -3,6 +3,7 @@
 //! the module docs of `guard`): no allocation, no locks, no Rust I/O, no
 //! panics.
 
+use super::walk::{for_each_dir, kill_listed, remove_tree};
 use super::*;
 
 /// The guard's whole life.
@@ -226,24 +227,6 @@ unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
     }
 }
 
-/// Removes the cgroup directory `path` (NUL-terminated) with its
-/// sub-cgroups, deepest first: rmdir refuses a cgroup that has any (a
-/// program in the group may have made some, e.g. a nested pkit).
-///
-/// # Safety
-/// Guard only.
-unsafe fn remove_tree(path: &[u8; PATH_LEN]) {
-    let dir = libc::open(
-        path.as_ptr().cast(),
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-    );
-    if dir >= 0 {
-        rmdir_below(dir, 0);
-        libc::close(dir);
-    }
-    libc::rmdir(path.as_ptr().cast());
-}
-
 /// # Safety
 /// Guard only.
 unsafe fn kill_pgroup(slot: &Slot, exact: bool) {
@@ -307,7 +290,7 @@ unsafe fn write_in(dir: &[u8; PATH_LEN], name: &[u8], value: &[u8]) -> bool {
 ///
 /// # Safety
 /// Guard only.
-unsafe fn pread_all(fd: RawFd, buf: &mut [u8]) -> usize {
+pub(super) unsafe fn pread_all(fd: RawFd, buf: &mut [u8]) -> usize {
     let mut got = 0usize;
     while got < buf.len() {
         let n = libc::pread(
@@ -407,149 +390,6 @@ unsafe fn kill_cgroup(slot: &Slot, buf: &mut [u8], deadline: i64) {
         }
     }
     libc::close(ev);
-}
-
-/// SIGKILLs every pid in the `cgroup.procs` of the open directory `dir`
-/// (read into `buf`); false if the list did not fit.
-///
-/// # Safety
-/// Guard only; `dir` is an open directory fd.
-unsafe fn kill_listed(dir: RawFd, buf: &mut [u8]) -> bool {
-    let procs = libc::openat(
-        dir,
-        c"cgroup.procs".as_ptr(),
-        libc::O_RDONLY | libc::O_CLOEXEC,
-    );
-    if procs < 0 {
-        return true;
-    }
-    let n = pread_all(procs, buf);
-    libc::close(procs);
-    let complete = n < buf.len();
-    let mut pid: i32 = 0;
-    let mut digits = false;
-    for &b in &buf[..n] {
-        if b.is_ascii_digit() {
-            pid = pid.saturating_mul(10).saturating_add((b - b'0') as i32);
-            digits = true;
-        } else {
-            if digits && pid > 0 {
-                libc::kill(pid, libc::SIGKILL);
-            }
-            pid = 0;
-            digits = false;
-        }
-    }
-    if digits && pid > 0 && complete {
-        libc::kill(pid, libc::SIGKILL);
-    }
-    complete
-}
-
-/// Calls `f` on the open directory `dir` and then on every directory below
-/// it (opened for the call, closed after), parents before children; raw
-/// calls on a stack buffer only, down to the same depth as
-/// [`rmdir_below`].
-///
-/// # Safety
-/// Guard only; `dir` is an open directory fd.
-unsafe fn for_each_dir(dir: RawFd, depth: u32, f: &mut dyn FnMut(RawFd)) {
-    f(dir);
-    if depth > 32 {
-        return;
-    }
-    let mut buf = [0u8; 2048];
-    libc::lseek(dir, 0, libc::SEEK_SET);
-    loop {
-        let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
-        if n <= 0 {
-            return;
-        }
-        let mut off = 0usize;
-        while off + 19 < n as usize {
-            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type,
-            // then the NUL-terminated name.
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 {
-                return;
-            }
-            let name = buf.as_ptr().add(off + 19).cast::<libc::c_char>();
-            let dot = buf[off + 19] == b'.'
-                && (buf[off + 20] == 0 || (buf[off + 20] == b'.' && buf[off + 21] == 0));
-            if buf[off + 18] == libc::DT_DIR && !dot {
-                let sub = libc::openat(
-                    dir,
-                    name,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                );
-                if sub >= 0 {
-                    for_each_dir(sub, depth + 1, f);
-                    libc::close(sub);
-                }
-            }
-            off += reclen;
-        }
-    }
-}
-
-/// Removes every (empty) directory below the open directory `dir`,
-/// deepest first, with raw calls on a stack buffer only (async-signal-safe:
-/// no allocation, no lock). Gives up below a depth no cgroup tree reaches.
-///
-/// # Safety
-/// Guard only; `dir` is an open directory fd.
-unsafe fn rmdir_below(dir: libc::c_int, depth: u32) {
-    if depth > 32 {
-        return;
-    }
-    let mut buf = [0u8; 2048];
-    // Each pass removes the first sub-directory found, then starts over
-    // (removing entries while a listing is read would skip some).
-    loop {
-        libc::lseek(dir, 0, libc::SEEK_SET);
-        let mut found = false;
-        loop {
-            let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
-            if n <= 0 {
-                break;
-            }
-            let mut off = 0usize;
-            while off + 19 < n as usize {
-                // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8
-                // type, then the NUL-terminated name.
-                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-                let kind = buf[off + 18];
-                let name = buf.as_ptr().add(off + 19).cast::<libc::c_char>();
-                let dot = buf[off + 19] == b'.'
-                    && (buf[off + 20] == 0 || (buf[off + 20] == b'.' && buf[off + 21] == 0));
-                if kind == libc::DT_DIR && !dot && reclen > 0 {
-                    let sub = libc::openat(
-                        dir,
-                        name,
-                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                    );
-                    if sub >= 0 {
-                        rmdir_below(sub, depth + 1);
-                        libc::close(sub);
-                    }
-                    if libc::unlinkat(dir, name, libc::AT_REMOVEDIR) == 0 {
-                        found = true;
-                        break;
-                    }
-                }
-                if reclen == 0 {
-                    break;
-                }
-                off += reclen;
-            }
-            if found {
-                break;
-            }
-        }
-        if !found {
-            return;
-        }
-    }
 }
 
 /// Waits (bounded) until the cgroup has no live member.

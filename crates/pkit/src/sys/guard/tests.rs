@@ -3,6 +3,7 @@
 use super::process::{event_field, join};
 use super::start::start_with;
 use super::sweep::owner_of;
+use super::walk::for_each_pid;
 use super::*;
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
@@ -229,4 +230,15 @@ fn joins_paths() {
     let mut out = [0u8; PATH_LEN + 32];
     assert!(join(&dir, b"cgroup.kill", &mut out));
     assert_eq!(&out[..17], b"/a/b/cgroup.kill\0");
+}
+
+#[test]
+fn lists_pids() {
+    let mut seen = Vec::new();
+    for_each_pid(b"12\n345\n6", true, &mut |p| seen.push(p));
+    assert_eq!(seen, [12, 345, 6]);
+    seen.clear();
+    // A list cut short: the last number may be partial.
+    for_each_pid(b"12\n345\n6", false, &mut |p| seen.push(p));
+    assert_eq!(seen, [12, 345]);
 }
