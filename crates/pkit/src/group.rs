@@ -18,7 +18,8 @@ use crate::sys::{
 /// everything those processes spawn, is ended with it.
 ///
 /// On Linux a group is a cgroup v2 directory (which catches every
-/// descendant, even one that calls `setsid`), else a POSIX process group;
+/// descendant, even one that calls `setsid`, and everything in the
+/// sub-cgroups its programs make), else a POSIX process group;
 /// [`mechanism`](Self::mechanism) says which. Dropping the group kills the
 /// whole tree synchronously and removes the container; [`shutdown`](Self::shutdown)
 /// ends it gracefully and [`close`](Self::close) ends it and waits until it
@@ -332,7 +333,11 @@ impl Group {
     }
 
     /// Kills the whole tree, waits until every process is gone (driven by
-    /// kernel events, not polling) and removes the container.
+    /// kernel events, not polling) and removes the container — under
+    /// cgroup v2 depth-first, with the sub-cgroups its started processes
+    /// and their programs (a nested pkit, a container runtime) made. Once
+    /// the tree is gone, a directory that still can't be removed is left to
+    /// a background thread and is never this call's error.
     pub async fn close(&self) -> Result<()> {
         self.container
             .close()
