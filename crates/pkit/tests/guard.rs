@@ -479,7 +479,13 @@ async fn setsid_grandchild_is_caught_in_a_cgroup_and_escapes_a_process_group() {
     for choice in mechanisms() {
         let mut owner = start_owner("setsid", choice, false);
         let escaped = owner.tree[0];
-        let sid = stat(escaped).expect("the setsid grandchild").session;
+        // `$!` is known before the setsid binary has called setsid(2): poll.
+        let deadline = Instant::now() + DEADLINE;
+        let mut sid = stat(escaped).expect("the setsid grandchild").session;
+        while sid != escaped && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            sid = stat(escaped).expect("the setsid grandchild").session;
+        }
         assert_eq!(sid, escaped, "{choice}: the grandchild has its own session");
         let _cleanup = KillOnDrop(vec![escaped]);
         owner.kill();
