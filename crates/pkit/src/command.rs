@@ -97,6 +97,10 @@ pub struct Command {
     pub(crate) unchecked_in_pipe: bool,
     /// Spawn options (uid, rlimits, setsid...): see `spawn_options.rs`.
     pub(crate) spawn: crate::spawn_options::SpawnOptions,
+    /// How the success-requiring verbs replay a failure: see `retry.rs`.
+    pub(crate) retry: Option<crate::retry::RetryPolicy>,
+    /// The name events about this command carry: see `log.rs`.
+    pub(crate) log_name: Option<Arc<str>>,
 }
 
 impl Command {
@@ -129,6 +133,8 @@ impl Command {
             io: OutputPlan::default(),
             unchecked_in_pipe: false,
             spawn: Default::default(),
+            retry: None,
+            log_name: None,
         }
     }
 
@@ -447,19 +453,19 @@ impl Command {
     /// [`Error::OutputLimit`](crate::Error::OutputLimit) (carrying the
     /// `Output`, with what was kept), never a silently shortened answer.
     pub async fn run(&self) -> Result<String> {
-        verbs::run(self.output().await?)
+        crate::retry::with_retry(self, || async { verbs::run(self.output().await?) }).await
     }
 
     /// Runs the command and returns its exit code. A signal or a timeout is
     /// an `Err`, never an invented code.
     pub async fn exit_code(&self) -> Result<i32> {
-        verbs::exit_code(self.output().await?)
+        crate::retry::with_retry(self, || async { verbs::exit_code(self.output().await?) }).await
     }
 
     /// Runs the command as a yes/no question: exit 0 is `true`, exit 1 is
     /// `false`, anything else is an `Err`.
     pub async fn probe(&self) -> Result<bool> {
-        verbs::probe(self.output().await?)
+        crate::retry::with_retry(self, || async { verbs::probe(self.output().await?) }).await
     }
 
     /// Marks this command, as a stage of a [`Pipe`](crate::Pipe), as one
@@ -492,6 +498,8 @@ impl fmt::Debug for Command {
             .field("grace", &self.grace)
             .field("timeout_signal", &self.timeout_signal)
             .field("stream_lines", &self.io.stream_lines)
+            .field("retry", &self.retry)
+            .field("log_name", &self.log_name)
             .finish_non_exhaustive()
     }
 }

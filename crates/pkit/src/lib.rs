@@ -64,6 +64,7 @@ mod pipe;
 mod probe;
 mod process;
 mod pump;
+mod retry;
 mod runner;
 mod spawn_options;
 mod stats;
@@ -89,6 +90,7 @@ pub use process::{ChildStdin, RunningProcess};
 pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
 };
+pub use retry::is_transient;
 pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use spawn_options::{which, ChildStep, Detached, FileMode, IoClass, Resource};
 pub use stats::{Profile, SampleStats};

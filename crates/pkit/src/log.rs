@@ -48,3 +48,51 @@ pub(crate) fn shutdown(mechanism: Mechanism, report: &ShutdownReport) {
         "group shut down"
     );
 }
+
+/// A failed attempt is about to be replayed after `pause`.
+pub(crate) fn retry(
+    name: &str,
+    attempt: u32,
+    max_attempts: u32,
+    failure: crate::ErrorKind,
+    pause: Duration,
+) {
+    tracing::debug!(
+        target: "pkit",
+        name,
+        attempt,
+        max_attempts,
+        failure = ?failure,
+        pause_ms = pause.as_secs_f64() * 1e3,
+        "retrying after a failed attempt"
+    );
+}
+
+/// A run (or a retry's pause, or a supervisor) was cancelled through its
+/// token.
+pub(crate) fn cancelled(name: &str, pid: Option<u32>) {
+    tracing::debug!(target: "pkit", name, pid, "cancelled");
+}
+
+impl crate::Command {
+    /// Names this command in pkit's log events (field `name`), so the
+    /// events of one command can be told from another's; without it the
+    /// program name is used. The name is logged as given: keep secrets
+    /// out of it.
+    ///
+    /// A [`Supervisor`](crate::Supervisor) of this command uses the name
+    /// for its own events too.
+    pub fn log_name(mut self, name: impl Into<String>) -> crate::Command {
+        self.log_name = Some(std::sync::Arc::from(name.into()));
+        self
+    }
+
+    /// The name events about this command carry: its
+    /// [`log_name`](Self::log_name), else the program's name.
+    pub(crate) fn log_label(&self) -> String {
+        match &self.log_name {
+            Some(n) => n.to_string(),
+            None => self.display_name(),
+        }
+    }
+}

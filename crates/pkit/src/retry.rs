@@ -1,0 +1,197 @@
+//! Replaying a failed run: [`Command::retry`] and [`is_transient`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::log;
+
+/// Decides whether a failed attempt is worth another try.
+pub(crate) type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
+
+/// How a command's success-requiring verbs replay a failed run.
+#[derive(Clone)]
+pub(crate) struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    /// 0.0 (none) to 1.0: each pause is drawn from
+    /// `backoff * (1 - jitter) ..= backoff * (1 + jitter)`.
+    pub jitter: f64,
+    pub retry_if: Classifier,
+}
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("jitter", &self.jitter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Command {
+    /// Replays a failed run: the success-requiring verbs
+    /// ([`run`](Self::run), [`exit_code`](Self::exit_code),
+    /// [`probe`](Self::probe)) run the command at most `max_attempts` times
+    /// in all (0 counts as 1), pausing `backoff` between attempts, and
+    /// stop at the first success, at the first failure `retry_if` rejects,
+    /// or when the attempts are used up. The error returned is the last
+    /// attempt's.
+    ///
+    /// There is no default classifier: say which failures are worth
+    /// another try ([`is_transient`] is a ready one for spawn failures the
+    /// OS calls temporary). Cancellation is never retried: a
+    /// [`CancelToken`](crate::CancelToken) cancelled during an attempt or
+    /// a pause ends the verb with [`Error::Cancelled`] at once, and
+    /// dropping the verb's future ends it too (the current attempt's tree
+    /// dies with it). Stdin given as bytes ([`stdin_bytes`](Self::stdin_bytes))
+    /// is fed identically to every attempt; a
+    /// [`stdin_reader`](Self::stdin_reader) is consumed by the first.
+    ///
+    /// [`output`](Self::output) is not retried: a failed run is data there.
+    /// Every attempt goes through the command's [`Runner`](crate::Runner).
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let version = pkit::Command::new("sh")
+    ///     .args(["-c", "echo 1.2.3"])
+    ///     .timeout(Duration::from_secs(10))
+    ///     .retry(5, Duration::from_millis(200), |e| e.is_timeout() || pkit::is_transient(e))
+    ///     .run()
+    ///     .await?;
+    /// assert_eq!(version, "1.2.3");
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn retry(
+        mut self,
+        max_attempts: u32,
+        backoff: Duration,
+        retry_if: impl Fn(&Error) -> bool + Send + Sync + 'static,
+    ) -> Command {
+        let jitter = self.retry.as_ref().map_or(0.0, |r| r.jitter);
+        self.retry = Some(RetryPolicy {
+            max_attempts: max_attempts.max(1),
+            backoff,
+            jitter,
+            retry_if: Arc::new(retry_if),
+        });
+        self
+    }
+
+    /// Randomises each pause between retries by up to `fraction` of the
+    /// backoff either way (clamped to `0.0..=1.0`; default 0, none), so many
+    /// clients failing together do not retry in lockstep. Needs
+    /// [`retry`](Self::retry) (before or after this call).
+    pub fn retry_jitter(mut self, fraction: f64) -> Command {
+        let fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        match &mut self.retry {
+            Some(r) => r.jitter = fraction,
+            None => {
+                self.retry = Some(RetryPolicy {
+                    max_attempts: 1,
+                    backoff: Duration::ZERO,
+                    jitter: fraction,
+                    retry_if: Arc::new(|_| false),
+                })
+            }
+        }
+        self
+    }
+}
+
+/// Whether `err` is a failure to start a program that the OS reports as
+/// temporary: out of processes or memory for now (`EAGAIN`, `ENOMEM`), the
+/// executable busy being written (`ETXTBSY`), out of file descriptors
+/// (`EMFILE`, `ENFILE`), or an interrupted call (`EINTR`). A ready
+/// classifier for [`Command::retry`]; a run that started and then failed
+/// is never transient by this test.
+pub fn is_transient(err: &Error) -> bool {
+    let source = match err {
+        Error::Spawn { source, .. } | Error::ChildSetup { source, .. } => source,
+        Error::Io { source, .. } => source,
+        _ => return false,
+    };
+    source.raw_os_error().is_some_and(|n| {
+        [
+            libc::EAGAIN,
+            libc::ENOMEM,
+            libc::ETXTBSY,
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EINTR,
+        ]
+        .contains(&n)
+    })
+}
+
+/// A random factor in `1 - jitter ..= 1 + jitter`.
+fn jitter_factor(jitter: f64) -> f64 {
+    if jitter <= 0.0 {
+        return 1.0;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    // std's per-instance random keys are the only randomness needed here.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64; // 0..1
+    1.0 + jitter * (2.0 * unit - 1.0)
+}
+
+/// `d` randomised by up to `jitter` of itself either way.
+pub(crate) fn jittered(d: Duration, jitter: f64) -> Duration {
+    d.mul_f64(jitter_factor(jitter))
+}
+
+/// Runs `attempt` under `cmd`'s retry policy (once without one).
+pub(crate) async fn with_retry<T, F, Fut>(cmd: &Command, attempt: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let Some(policy) = &cmd.retry else {
+        return attempt().await;
+    };
+    let mut tried = 0u32;
+    loop {
+        tried += 1;
+        let err = match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if err.is_cancelled() || tried >= policy.max_attempts || !(policy.retry_if)(&err) {
+            return Err(err);
+        }
+        let pause = jittered(policy.backoff, policy.jitter);
+        log::retry(
+            &cmd.log_label(),
+            tried,
+            policy.max_attempts,
+            err.kind(),
+            pause,
+        );
+        let sleep = tokio::time::sleep(pause);
+        match &cmd.cancel {
+            Some(token) => {
+                tokio::select! {
+                    () = sleep => {}
+                    () = token.cancelled() => {
+                        log::cancelled(&cmd.log_label(), None);
+                        return Err(Error::Cancelled { program: cmd.display_name() });
+                    }
+                }
+            }
+            None => sleep.await,
+        }
+    }
+}
