@@ -95,10 +95,7 @@ fn inner() {
                 .expect("timeout");
             assert!(out.timed_out(), "{choice}: {out:?}");
 
-            // start and wait, and a kill. (Under the process-group
-            // mechanism the first process leads the group; with SIGCHLD
-            // ignored the kernel reaps it when it exits, so here the leader
-            // is the long-lived one.)
+            // start and wait, and a kill.
             let group = Group::builder().mechanism(choice).build().unwrap();
             let sleeper = group
                 .start(&Command::new("sleep").arg("30"))
@@ -113,6 +110,26 @@ fn inner() {
             group.kill().expect("kill");
             common::assert_gone(&[spid], &format!("{choice}: killed")).await;
             drop((first, second, sleeper));
+
+            // A group whose every process is gone, the first one included
+            // (under the process-group mechanism the kernel reaped the
+            // leader: its process group went with it), still starts: the
+            // next process leads a new group, which teardown covers.
+            let group = Group::builder().mechanism(choice).build().unwrap();
+            let mut lead = group.start(&Command::new("true")).expect("start");
+            assert_eq!(lead.wait().await.expect("wait").code(), Some(0));
+            drop(lead);
+            let mut next = group
+                .start(&Command::new("sh").args(["-c", "exit 6"]))
+                .expect("start after the first process is gone");
+            assert_eq!(next.wait().await.expect("wait").code(), Some(6));
+            let sleeper = group
+                .start(&Command::new("sleep").arg("30"))
+                .expect("start");
+            let spid = sleeper.pid();
+            group.kill().expect("kill");
+            common::assert_gone(&[spid], &format!("{choice}: killed in the new group")).await;
+            drop((next, sleeper));
             group.close().await.expect("close");
         }
         // pkit reaped every child it started: none is left, not even a

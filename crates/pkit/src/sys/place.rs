@@ -15,6 +15,7 @@ use super::linux::leaf::Leaf;
 use super::linux::spawn;
 use super::tree::ProcTree;
 use super::{ChildHandle, SpawnError, SpawnSpec};
+use crate::spawn_options::ChildStep;
 
 /// How children are put into their container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,8 +163,26 @@ impl Container {
             }
             Kind::Pgroup { leader } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
-                let pgid = leader.as_ref().map_or(0, |l| l.pid());
-                let (pid, pidfd) = spawn::spawn_joining(spec, &[], Some(pgid))?;
+                let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
+                let (pid, pidfd) = match spawn::spawn_joining(spec, &[], Some(pgid)) {
+                    // The group's process group is gone: this process
+                    // ignores SIGCHLD, so the kernel reaped the leader when
+                    // it exited (no zombie held the group), and no member is
+                    // left in this session (EPERM). The group had no process
+                    // any more: the new child leads a new one.
+                    Err(SpawnError::Step(ChildStep::ProcessGroup, e))
+                        if pgid != 0
+                            && e.raw_os_error() == Some(libc::EPERM)
+                            && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
+                    {
+                        let new = spawn::spawn_joining(spec, &[], Some(0))?;
+                        *leader = None;
+                        pgid = 0;
+                        self.release_leader_registration();
+                        new
+                    }
+                    other => other?,
+                };
                 let handle = Arc::new(ChildHandle::new(pid, pidfd));
                 if leader.is_none() {
                     *leader = Some(handle.clone());
@@ -174,6 +193,19 @@ impl Container {
                     pgid: if pgid == 0 { pid } else { pgid },
                 });
                 Ok((handle, tree))
+            }
+        }
+    }
+
+    /// Drops the guard's registration of a leader that is gone (its group
+    /// emptied; see `spawn`), so that the next leader registers afresh.
+    fn release_leader_registration(&self) {
+        let mut link = self.guard_link();
+        if matches!(*link, GuardLink::On(_)) {
+            if let GuardLink::On(old) = std::mem::replace(&mut *link, GuardLink::Pending) {
+                if let Ok(g) = guard::get() {
+                    g.unregister(old);
+                }
             }
         }
     }

@@ -80,6 +80,27 @@ impl ChildHandle {
         Ok(status)
     }
 
+    /// Whether the kernel has already reaped the child itself (this process
+    /// ignores SIGCHLD), so that its pid, and the process group it led, may
+    /// be gone.
+    pub(crate) fn reaped_by_kernel(&self) -> bool {
+        let Some(pidfd) = self.pidfd.as_ref() else {
+            return false;
+        };
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: waitid(2) with a valid, zeroed siginfo buffer and a pidfd
+        // borrowed for the call; WNOWAIT leaves a zombie unreaped.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                info.as_mut_ptr(),
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+    }
+
     /// The resource usage of the exited child (with its waited-for
     /// descendants): CPU time and peak resident memory. `None` while it
     /// runs, or once reaped.
