@@ -77,7 +77,18 @@ pub(crate) type SharedReader =
 /// assert_eq!(out.stderr_str(), "oops\n");
 /// # Ok(()) }
 /// ```
+///
+/// The builder methods take the command and return the changed one, and a
+/// `Command` is `#[must_use]`: a call whose result is dropped warns.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn add(cmd: &pkit::Command) {
+///     cmd.clone().arg("--verbose"); // the argument would be lost
+/// }
+/// ```
 #[derive(Clone)]
+#[must_use = "a Command does nothing until a verb runs it, and each builder method returns the changed command"]
 pub struct Command {
     pub(crate) program: OsString,
     pub(crate) args: Vec<OsString>,
@@ -443,8 +454,9 @@ impl Command {
         self.run_with().output(self).await
     }
 
-    /// Runs the command, requires success, and returns stdout as text with
-    /// surrounding whitespace trimmed.
+    /// Runs the command, requires success, and returns stdout as text
+    /// without its trailing line ending(s) (`\n`, `\r\n`, several of them):
+    /// leading and inner whitespace is data, kept as written.
     ///
     /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
     /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the
@@ -453,19 +465,28 @@ impl Command {
     /// [`Error::OutputLimit`](crate::Error::OutputLimit) (carrying the
     /// `Output`, with what was kept), never a silently shortened answer.
     pub async fn run(&self) -> Result<String> {
-        crate::retry::with_retry(self, || async { verbs::run(self.output().await?) }).await
+        crate::retry::with_retry(self, || async {
+            verbs::run(self.secret(self.output().await?))
+        })
+        .await
     }
 
     /// Runs the command and returns its exit code. A signal or a timeout is
     /// an `Err`, never an invented code.
     pub async fn exit_code(&self) -> Result<i32> {
-        crate::retry::with_retry(self, || async { verbs::exit_code(self.output().await?) }).await
+        crate::retry::with_retry(self, || async {
+            verbs::exit_code(self.secret(self.output().await?))
+        })
+        .await
     }
 
     /// Runs the command as a yes/no question: exit 0 is `true`, exit 1 is
     /// `false`, anything else is an `Err`.
     pub async fn probe(&self) -> Result<bool> {
-        crate::retry::with_retry(self, || async { verbs::probe(self.output().await?) }).await
+        crate::retry::with_retry(self, || async {
+            verbs::probe(self.secret(self.output().await?))
+        })
+        .await
     }
 
     /// Marks this command, as a stage of a [`Pipe`](crate::Pipe), as one

@@ -21,6 +21,8 @@ pub(crate) struct OutputPlan {
     pub max_line_bytes: usize,
     pub capture_limit: Option<usize>,
     pub capture_policy: CapturePolicy,
+    /// Errors never quote this command's stderr.
+    pub secret_output: bool,
 }
 
 /// The default capacity of the line stream, in lines.
@@ -51,6 +53,7 @@ impl Default for OutputPlan {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             capture_limit: None,
             capture_policy: CapturePolicy::KeepHead,
+            secret_output: false,
         }
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! Messages name the program (its file name as given to
 //! [`Command::new`](crate::Command::new)) and never contain arguments,
-//! environment values or output: an error message is safe to log.
+//! environment values or working directories. The one piece of output a
+//! message carries is the tail of a failed run's stderr (see [`Error`]),
+//! left out for a command marked
+//! [`secret_output`](crate::Command::secret_output).
 
 use std::fmt;
 use std::io;
@@ -23,6 +26,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ([`run`](crate::Command::run), [`exit_code`](crate::Command::exit_code),
 /// [`probe`](crate::Command::probe)), and then the error carries the whole
 /// [`Output`].
+///
+/// # Messages
+///
+/// The plain `Display` (`{}`) of a failed run ([`NonZeroExit`](Error::NonZeroExit),
+/// [`Signalled`](Error::Signalled), [`Timeout`](Error::Timeout)) ends with
+/// the tail of its stderr — the last 10 lines, at most 2 KiB — so what the
+/// program said reaches the user through `?`, `anyhow` and
+/// `fn main() -> Result<..>`:
+///
+/// ```text
+/// git: exited(128): fatal: not a git repository (or any of the parent directories): .git
+/// ```
+///
+/// (several lines follow the outcome on lines of their own). The plain
+/// `Display` was chosen over the alternate `{:#}` because that is what
+/// reaches the user by default (`anyhow`'s report of a `main` error, `{}`
+/// in a log line). A command marked
+/// [`secret_output`](crate::Command::secret_output) never has its stderr
+/// quoted. [`Error::diagnostic`] adds the duration, pid and mechanism, for
+/// logs. Neither ever carries arguments or environment values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -87,17 +110,17 @@ pub enum Error {
 
     /// The program exited with a non-zero code, and the verb requires
     /// success. The whole result (stderr included) is carried.
-    #[error("{}: {}", .0.program(), .0.outcome())]
+    #[error("{}", tailed(format!("{}: {}", .0.program(), .0.outcome()), .0))]
     NonZeroExit(Box<Output>),
 
     /// The program was killed by a signal, and the verb requires it to
     /// exit.
-    #[error("{}: {}", .0.program(), .0.outcome())]
+    #[error("{}", tailed(format!("{}: {}", .0.program(), .0.outcome()), .0))]
     Signalled(Box<Output>),
 
     /// The run exceeded its timeout; its tree was torn down. Returned by the
     /// verbs that require an exit (`output()` reports a timeout as data).
-    #[error("{}: timed out after {:?}", .0.program(), .0.duration())]
+    #[error("{}", tailed(format!("{}: timed out after {:?}", .0.program(), .0.duration()), .0))]
     Timeout(Box<Output>),
 
     /// The run was cancelled through its [`CancelToken`](crate::CancelToken);
@@ -248,7 +271,81 @@ pub enum ErrorKind {
     Io,
 }
 
+/// How many lines of stderr a failed run's message ends with, at most.
+const TAIL_LINES: usize = 10;
+/// How many bytes of stderr a failed run's message ends with, at most.
+const TAIL_BYTES: usize = 2048;
+
+/// The last lines of a run's stderr (at most `TAIL_LINES` lines and
+/// `TAIL_BYTES` bytes, cut at a character boundary), or `None` when there
+/// is none or the output is secret.
+fn stderr_tail(out: &Output) -> Option<String> {
+    if out.secret_output {
+        return None;
+    }
+    let text = String::from_utf8_lossy(out.stderr());
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.trim().is_empty() {
+        return None;
+    }
+    let mut start = text.len().saturating_sub(TAIL_BYTES);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let mut tail = &text[start..];
+    let lines = tail.lines().count();
+    if lines > TAIL_LINES {
+        let skip = lines - TAIL_LINES;
+        let mut at = 0;
+        for _ in 0..skip {
+            at += tail[at..].find('\n').map_or(tail.len() - at, |i| i + 1);
+        }
+        tail = &tail[at..];
+    }
+    Some(tail.to_string())
+}
+
+/// `head`, then the stderr tail: after `: ` when it is one line, else on
+/// lines of their own.
+fn tailed(head: String, out: &Output) -> String {
+    match stderr_tail(out) {
+        None => head,
+        Some(t) if !t.contains('\n') => format!("{head}: {t}"),
+        Some(t) => format!("{head}; stderr ends:\n{t}"),
+    }
+}
+
 impl Error {
+    /// The whole story, for logs: the message and, for a failed run, its
+    /// duration, pid and mechanism, then the stderr tail (unless the
+    /// command was marked [`secret_output`](crate::Command::secret_output)).
+    /// Never arguments or environment values.
+    ///
+    /// ```text
+    /// git: exited(128) after 3.2ms (pid 4242, cgroup): fatal: not a git repository
+    /// ```
+    pub fn diagnostic(&self) -> String {
+        let out = match self {
+            Error::NonZeroExit(o) | Error::Signalled(o) | Error::Timeout(o) => o,
+            Error::OutputLimit { output, .. } => output,
+            _ => return self.to_string(),
+        };
+        let head = match self {
+            Error::Timeout(_) => format!("{}: timed out", out.program()),
+            Error::OutputLimit { .. } => self.to_string(),
+            _ => format!("{}: {}", out.program(), out.outcome()),
+        };
+        tailed(
+            format!(
+                "{head} after {:?} (pid {}, {:?})",
+                out.duration(),
+                out.pid(),
+                out.mechanism()
+            ),
+            out,
+        )
+    }
+
     /// The category of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

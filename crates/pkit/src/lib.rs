@@ -57,6 +57,7 @@ mod command;
 mod command_output;
 mod error;
 mod group;
+mod habits;
 mod launch;
 mod log;
 mod output;

@@ -55,6 +55,9 @@ pub struct Output {
     pub(crate) peak_memory: Option<u64>,
     pub(crate) oom_killed: bool,
     pub(crate) killed_after_grace: bool,
+    /// Set by the verbs of a command marked `secret_output`: errors then
+    /// never quote its stderr.
+    pub(crate) secret_output: bool,
 }
 
 impl Output {
@@ -212,6 +215,7 @@ impl Output {
             peak_memory: self.peak_memory,
             oom_killed: self.oom_killed,
             killed_after_grace: self.killed_after_grace,
+            secret_output: self.secret_output,
         }
     }
 }
@@ -246,7 +250,9 @@ pub(crate) mod verbs {
                 output: Box::new(out),
             });
         }
-        Ok(out.stdout_str().trim().to_string())
+        // Only the trailing line ending(s) go: leading and inner
+        // whitespace is data (`git status --porcelain` starts with a space).
+        Ok(out.stdout_str().trim_end_matches(['\n', '\r']).to_string())
     }
 
     pub(crate) fn exit_code(out: Output) -> Result<i32> {

@@ -70,6 +70,7 @@ use crate::sys::{self, MechanismChoice, Signal};
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
 /// ```
 #[derive(Clone)]
+#[must_use = "a Pipe does nothing until a verb runs it, and each builder method returns the changed pipe"]
 pub struct Pipe {
     stages: Vec<Command>,
     timeout: Option<Duration>,
@@ -319,17 +320,26 @@ impl Pipe {
     /// Runs the chain, requires success, and returns the last stage's
     /// stdout trimmed.
     pub async fn run(&self) -> Result<String> {
-        verbs::run(self.output().await?)
+        verbs::run(self.secret(self.output().await?))
     }
 
     /// Runs the chain and returns the folded exit code.
     pub async fn exit_code(&self) -> Result<i32> {
-        verbs::exit_code(self.output().await?)
+        verbs::exit_code(self.secret(self.output().await?))
     }
 
     /// Runs the chain as a yes/no question (0 = true, 1 = false).
     pub async fn probe(&self) -> Result<bool> {
-        verbs::probe(self.output().await?)
+        verbs::probe(self.secret(self.output().await?))
+    }
+}
+
+impl Pipe {
+    /// Marks a result for the verbs: a chain with a `secret_output` stage
+    /// never has its stderr quoted by an error.
+    fn secret(&self, mut out: Output) -> Output {
+        out.secret_output = self.stages.iter().any(|c| c.io.secret_output);
+        out
     }
 }
 
@@ -362,6 +372,7 @@ fn fold(mut stages: Vec<Output>, cmds: &[Command], cut: &[bool], duration: Durat
         peak_memory: stages.iter().map(|s| s.peak_memory).max().flatten(),
         oom_killed: stages.iter().any(|s| s.oom_killed),
         killed_after_grace: false,
+        secret_output: false,
         stages,
     }
 }

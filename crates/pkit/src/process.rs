@@ -57,6 +57,10 @@ pub struct RunningProcess {
     /// Its own subtree and the bounds armed on it (started processes).
     pub(crate) watch: Option<crate::watch::Watch>,
     finished: Option<Output>,
+    /// The private group of a process started with
+    /// [`Command::start`](crate::Command::start): it ends (killing the
+    /// tree) when this handle drops. Last, so it drops after the rest.
+    pub(crate) own_group: Option<crate::Group>,
 }
 
 impl RunningProcess {
@@ -84,6 +88,7 @@ impl RunningProcess {
             fail_limit: None,
             watch: None,
             finished: None,
+            own_group: None,
         }
     }
 
@@ -318,6 +323,7 @@ impl RunningProcess {
             peak_memory: usage.map(|u| u.max_rss_bytes),
             oom_killed: false,
             killed_after_grace: false,
+            secret_output: false,
         };
         log::finished(
             &self.program,

@@ -1,0 +1,107 @@
+//! The habits of `std::process` and `tokio::process` on [`Command`]:
+//! [`status`](Command::status), [`start`](Command::start),
+//! [`secret_output`](Command::secret_output) and the conversion from
+//! `std::process::Command`.
+
+use crate::command::{Command, Input, Stdio};
+use crate::error::Result;
+use crate::output::{Outcome, Output};
+use crate::process::RunningProcess;
+
+impl Command {
+    /// Runs the command with stdout and stderr inherited from this process
+    /// (and stdin too, unless the command was given an input), as
+    /// `std::process::Command::status` does, and returns how it ended: what
+    /// `make` or `cargo build` print reaches the terminal. A non-zero exit,
+    /// a signal and a timeout are data, as for [`output`](Self::output);
+    /// the whole tree is gone when it returns.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let outcome = pkit::Command::new("true").status().await?;
+    /// assert_eq!(outcome, pkit::Outcome::Exited(0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn status(&self) -> Result<Outcome> {
+        let mut cmd = self.clone().stdout(Stdio::Inherit).stderr(Stdio::Inherit);
+        if matches!(cmd.stdin, Input::Null) {
+            cmd.stdin = Input::Inherit;
+        }
+        Ok(cmd.output().await?.outcome())
+    }
+
+    /// Starts the command as a one-off live process in its own private
+    /// kill-on-drop [`Group`](crate::Group): no group to make first. The
+    /// handle owns the group, so when it drops, the process and everything
+    /// it spawned are killed (unlike a process started with
+    /// [`Group::start`](crate::Group::start), which lives as long as its
+    /// group). The group's mechanism follows `PKIT_MECHANISM`. Needs a
+    /// Tokio runtime, as `Group::start` does.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let mut server = pkit::Command::new("sh")
+    ///     .args(["-c", "echo ready; sleep 300"])
+    ///     .stream_lines()
+    ///     .start()?;
+    /// server.wait_for_line(|l| l.text == "ready", std::time::Duration::from_secs(10)).await?;
+    /// drop(server); // the sh and its sleep are gone
+    /// # Ok(()) }
+    /// ```
+    pub fn start(&self) -> Result<RunningProcess> {
+        let group = crate::Group::new()?;
+        let mut p = group.start(self)?;
+        p.own_group = Some(group);
+        Ok(p)
+    }
+
+    /// Marks the command's output as secret: an error from
+    /// [`run`](Self::run), [`exit_code`](Self::exit_code) or
+    /// [`probe`](Self::probe) then never quotes its stderr (by default the
+    /// message ends with the last lines of it, see
+    /// [`Error`](crate::Error)).
+    pub fn secret_output(mut self) -> Command {
+        self.io.secret_output = true;
+        self
+    }
+
+    /// Marks a result for the verbs that may turn it into an error.
+    pub(crate) fn secret(&self, mut out: Output) -> Output {
+        out.secret_output = self.io.secret_output;
+        out
+    }
+}
+
+/// Carries over what a `std::process::Command` exposes: the program, the
+/// arguments, the environment changes (set and removed variables) and the
+/// working directory.
+///
+/// What std does not expose can't be carried and is left at pkit's
+/// defaults: an `env_clear()` (std has no getter for it; removals and
+/// settings made after it are carried, the inherited environment is not
+/// cleared), the stdio setup (pkit captures stdout and stderr and gives
+/// the child `/dev/null` as stdin), and the Unix extensions (`uid`, `gid`,
+/// `pre_exec`, `arg0`, `process_group`): set them again with pkit's own
+/// builder methods.
+impl From<std::process::Command> for Command {
+    fn from(std_cmd: std::process::Command) -> Command {
+        Command::from(&std_cmd)
+    }
+}
+
+/// As `From<std::process::Command>`, from a borrowed command.
+impl From<&std::process::Command> for Command {
+    fn from(std_cmd: &std::process::Command) -> Command {
+        let mut cmd = Command::new(std_cmd.get_program()).args(std_cmd.get_args());
+        for (k, v) in std_cmd.get_envs() {
+            cmd = match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        if let Some(dir) = std_cmd.get_current_dir() {
+            cmd = cmd.current_dir(dir);
+        }
+        cmd
+    }
+}
