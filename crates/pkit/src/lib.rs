@@ -69,6 +69,7 @@ mod retry;
 mod runner;
 mod spawn_options;
 mod stats;
+mod supervise;
 mod sys;
 mod watch;
 
@@ -95,6 +96,10 @@ pub use retry::is_transient;
 pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use spawn_options::{which, ChildStep, Detached, FileMode, IoClass, Resource};
 pub use stats::{Profile, SampleStats};
+pub use supervise::{
+    Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent, SupervisorHandle,
+    DEFAULT_MAX_BACKOFF,
+};
 pub use sys::{
     host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment, LimitInfo,
     Mechanism, MechanismChoice, Placement, ProcessInfo, Signal, Stats,

@@ -96,3 +96,42 @@ impl crate::Command {
         }
     }
 }
+
+/// A supervised run failed its readiness check.
+pub(crate) fn unhealthy(name: &str, pid: u32, timeout: Duration) {
+    tracing::warn!(
+        target: "pkit",
+        name,
+        pid,
+        timeout_ms = timeout.as_secs_f64() * 1e3,
+        "supervised run failed its readiness check"
+    );
+}
+
+/// A supervisor starts its command again.
+pub(crate) fn restart(name: &str, restarts: u32, pause: Duration) {
+    tracing::debug!(
+        target: "pkit",
+        name,
+        restarts,
+        pause_ms = pause.as_secs_f64() * 1e3,
+        "supervisor restart"
+    );
+}
+
+/// A supervisor detected a crash storm and pauses.
+pub(crate) fn storm(name: &str, crashes: usize, window: Duration, pause: Duration) {
+    tracing::warn!(
+        target: "pkit",
+        name,
+        crashes,
+        window_ms = window.as_secs_f64() * 1e3,
+        pause_ms = pause.as_secs_f64() * 1e3,
+        "crash storm: supervisor pausing"
+    );
+}
+
+/// A supervision ended.
+pub(crate) fn supervisor_stopped(name: &str, reason: crate::StopReason, restarts: u32) {
+    tracing::debug!(target: "pkit", name, %reason, restarts, "supervisor stopped");
+}

@@ -150,6 +150,9 @@ fn jitter_factor(jitter: f64) -> f64 {
 
 /// `d` randomised by up to `jitter` of itself either way.
 pub(crate) fn jittered(d: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 {
+        return d;
+    }
     d.mul_f64(jitter_factor(jitter))
 }
 

@@ -1,0 +1,288 @@
+//! The restart loop behind [`Supervisor::run`] and [`Supervisor::start`].
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use super::{Health, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent};
+use crate::cancel::CancelToken;
+use crate::command::{Command, DEFAULT_TIMEOUT_GRACE};
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::log;
+use crate::output::Output;
+use crate::process::RunningProcess;
+use crate::sys::Signal;
+
+/// How one run ended, as far as the loop is concerned.
+struct RunEnd {
+    output: Option<Output>,
+    error: Option<Error>,
+    unhealthy: bool,
+    /// Set when the loop must end after this run (cancel or stop).
+    interrupted: Option<StopReason>,
+    began: Instant,
+}
+
+/// What woke a wait up.
+enum Wake<T> {
+    Done(T),
+    Cancelled,
+    Stop,
+}
+
+struct Loop {
+    sup: Supervisor,
+    cmd: Command,
+    name: String,
+    events: Option<UnboundedSender<SupervisorEvent>>,
+    stop: CancelToken,
+}
+
+impl Loop {
+    fn emit(&self, event: SupervisorEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.tokens().any(|t| t.is_cancelled())
+    }
+
+    fn tokens(&self) -> impl Iterator<Item = &CancelToken> {
+        self.sup.cancel.iter().chain(self.cmd.cancel.iter())
+    }
+
+    /// Runs `work` until it ends, a cancel token fires, or a stop is asked.
+    async fn until<T>(&self, work: impl std::future::Future<Output = T>) -> Wake<T> {
+        let cancel = async {
+            let mut tokens: Vec<_> = self
+                .tokens()
+                .map(|t| Some(Box::pin(t.cancelled())))
+                .collect();
+            crate::runner::first_of(&mut tokens).await;
+        };
+        tokio::select! {
+            v = work => Wake::Done(v),
+            () = cancel => Wake::Cancelled,
+            () = self.stop.cancelled() => Wake::Stop,
+        }
+    }
+
+    async fn one_run(&self, run: u32) -> Result<RunEnd> {
+        let began = Instant::now();
+        let mut end = RunEnd {
+            output: None,
+            error: None,
+            unhealthy: false,
+            interrupted: None,
+            began,
+        };
+        let mut builder = Group::builder();
+        if let Some(choice) = self.sup.mechanism {
+            builder = builder.mechanism(choice);
+        }
+        let group = builder.build()?;
+        let mut proc = match group.start(&self.cmd) {
+            Ok(p) => p,
+            Err(e) => {
+                if e.is_cancelled() {
+                    end.interrupted = Some(StopReason::Cancelled);
+                } else {
+                    self.emit(SupervisorEvent::SpawnFailed { kind: e.kind() });
+                }
+                end.error = Some(e);
+                group.close().await?;
+                return Ok(end);
+            }
+        };
+        let pid = proc.pid();
+        self.emit(SupervisorEvent::Started { run, pid });
+        let mut wake = Wake::Done(());
+        if let Some((health, timeout)) = &self.sup.health {
+            match self.until(check(&mut proc, health, *timeout)).await {
+                Wake::Done(true) => self.emit(SupervisorEvent::Ready { pid }),
+                Wake::Done(false) => {
+                    end.unhealthy = true;
+                    log::unhealthy(&self.name, pid, *timeout);
+                    self.emit(SupervisorEvent::Unhealthy { pid });
+                    group.kill()?;
+                }
+                Wake::Cancelled => wake = Wake::Cancelled,
+                Wake::Stop => wake = Wake::Stop,
+            }
+        }
+        if let Wake::Done(()) = wake {
+            wake = match self.until(proc.wait_status()).await {
+                Wake::Done(_) => Wake::Done(()),
+                Wake::Cancelled => Wake::Cancelled,
+                Wake::Stop => Wake::Stop,
+            };
+        }
+        match wake {
+            Wake::Done(()) => {}
+            Wake::Cancelled => {
+                log::cancelled(&self.name, Some(pid));
+                group.kill()?;
+                end.interrupted = Some(StopReason::Cancelled);
+            }
+            Wake::Stop => {
+                let signal = self.cmd.timeout_signal.unwrap_or(Signal::Term);
+                let grace = self.cmd.grace.unwrap_or(DEFAULT_TIMEOUT_GRACE);
+                group.shutdown_with(signal, grace).await?;
+                end.interrupted = Some(StopReason::StopRequested);
+            }
+        }
+        match proc.wait().await {
+            Ok(out) => end.output = Some(out),
+            Err(e) if e.is_cancelled() => {
+                end.interrupted = Some(StopReason::Cancelled);
+                end.error = Some(e);
+            }
+            Err(e) => match e.into_output() {
+                Some(out) => end.output = Some(out),
+                None => {
+                    end.error = Some(Error::io(
+                        "waiting for a supervised run",
+                        std::io::Error::other("no result"),
+                    ))
+                }
+            },
+        }
+        // The whole tree of this run is gone before anything else happens.
+        group.close().await?;
+        if let Some(out) = &end.output {
+            self.emit(SupervisorEvent::Exited {
+                pid,
+                outcome: out.outcome(),
+                crashed: end.unhealthy || !out.success(),
+            });
+        }
+        Ok(end)
+    }
+}
+
+/// Runs the readiness check; true when it passed.
+async fn check(proc: &mut RunningProcess, health: &Health, timeout: Duration) -> bool {
+    match health {
+        Health::Line(pred) => proc.wait_for_line(|l| pred(&l.text), timeout).await.is_ok(),
+        Health::Port(addr) => proc.wait_for_port(*addr, timeout).await.is_ok(),
+        Health::Check(f) => proc.wait_for(|| f(), timeout).await.is_ok(),
+    }
+}
+
+pub(super) async fn supervise(
+    sup: Supervisor,
+    events: Option<UnboundedSender<SupervisorEvent>>,
+    stop: CancelToken,
+) -> Result<SupervisionOutcome> {
+    let mut cmd = sup.cmd.clone();
+    if matches!(sup.health, Some((Health::Line(_), _))) {
+        cmd = cmd.stream_lines();
+    }
+    let name = cmd.log_label();
+    let lp = Loop {
+        sup,
+        cmd,
+        name,
+        events,
+        stop,
+    };
+    let mut restarts = 0u32;
+    let mut consecutive = 0u32;
+    let mut crashes: VecDeque<Instant> = VecDeque::new();
+    let mut last: Option<RunEnd> = None;
+    let stopped = loop {
+        if lp.cancelled() {
+            break StopReason::Cancelled;
+        }
+        if lp.stop.is_cancelled() {
+            break StopReason::StopRequested;
+        }
+        let end = lp.one_run(restarts + 1).await?;
+        let ended = Instant::now();
+        if let Some(reason) = end.interrupted {
+            last = Some(end);
+            break reason;
+        }
+        if lp.sup.reset_after.is_some_and(|r| ended - end.began >= r) {
+            consecutive = 0;
+            crashes.clear();
+        }
+        let clean = !end.unhealthy && end.output.as_ref().is_some_and(Output::success);
+        let by_pred = match (&lp.sup.stop_when, &end.output) {
+            (Some(pred), Some(out)) => pred(out),
+            _ => false,
+        };
+        last = Some(end);
+        if by_pred {
+            break StopReason::ByPredicate;
+        }
+        match lp.sup.restart {
+            Restart::Never => break StopReason::PolicySatisfied,
+            Restart::OnCrash if clean => break StopReason::PolicySatisfied,
+            _ => {}
+        }
+        if lp.sup.max_restarts.is_some_and(|max| restarts >= max) {
+            break StopReason::RestartsExhausted;
+        }
+        let mut pause;
+        if clean {
+            consecutive = 0;
+            pause = lp.sup.initial;
+        } else {
+            pause = backoff(&lp.sup, consecutive);
+            consecutive = consecutive.saturating_add(1);
+            crashes.push_back(ended);
+            while crashes
+                .front()
+                .is_some_and(|t| ended - *t > lp.sup.storm_window)
+            {
+                crashes.pop_front();
+            }
+        }
+        pause = crate::retry::jittered(pause, lp.sup.jitter);
+        match lp.sup.storm_pause {
+            Some(storm) if crashes.len() >= lp.sup.storm_crashes => {
+                log::storm(&lp.name, crashes.len(), lp.sup.storm_window, storm);
+                crashes.clear();
+                pause = storm;
+                lp.emit(SupervisorEvent::StormPause(storm));
+            }
+            _ => lp.emit(SupervisorEvent::BackingOff(pause)),
+        }
+        match lp.until(tokio::time::sleep(pause)).await {
+            Wake::Done(()) => {}
+            Wake::Cancelled => break StopReason::Cancelled,
+            Wake::Stop => break StopReason::StopRequested,
+        }
+        restarts += 1;
+        log::restart(&lp.name, restarts, pause);
+    };
+    log::supervisor_stopped(&lp.name, stopped, restarts);
+    lp.emit(SupervisorEvent::Stopped(stopped));
+    let (final_output, final_error) = match last {
+        Some(end) => (end.output, end.error),
+        None => (None, None),
+    };
+    Ok(SupervisionOutcome {
+        stopped,
+        final_output,
+        final_error,
+        restarts,
+    })
+}
+
+/// The pause after the `n`th consecutive crash (0-based), before jitter.
+fn backoff(sup: &Supervisor, n: u32) -> Duration {
+    let factor = sup.factor.powi(n.min(1024) as i32);
+    let secs = sup.initial.as_secs_f64() * factor;
+    if !secs.is_finite() || secs >= sup.max_backoff.as_secs_f64() {
+        sup.max_backoff
+    } else {
+        Duration::from_secs_f64(secs)
+    }
+}

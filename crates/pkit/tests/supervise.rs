@@ -1,0 +1,393 @@
+//! `Supervisor`: restart policies, the predicate, the restart budget, the
+//! storm guard, the stable-run reset, readiness checks, reaping between
+//! runs, cancellation and graceful stop — all with real processes. Only
+//! counts and the order of events are asserted, never how long anything
+//! took.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{
+    CancelToken, Command, MechanismChoice, Outcome, Restart, StopReason, Supervisor,
+    SupervisorEvent,
+};
+
+/// Counts its runs in `$1`, prints the count, succeeds from run `$2` on.
+const FLAKY: &str = r#"n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; echo run-$n; [ $n -ge "$2" ]"#;
+
+fn sh(script: &str) -> Command {
+    Command::new("sh").args(["-c", script, "sh"])
+}
+
+fn sup(choice: MechanismChoice, cmd: Command) -> Supervisor {
+    Supervisor::new(cmd)
+        .mechanism(choice)
+        .backoff(Duration::from_millis(5), 2.0)
+        .max_backoff(Duration::from_millis(50))
+}
+
+fn runs(counter: &TempPath) -> u32 {
+    std::fs::read_to_string(counter.path())
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// Every event up to and including `Stopped`.
+async fn all_events(handle: &mut pkit::SupervisorHandle) -> Vec<SupervisorEvent> {
+    let mut events = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(DEADLINE * 3, handle.next_event())
+            .await
+            .expect("events keep coming")
+            .expect("the stream ends after Stopped");
+        let last = matches!(ev, SupervisorEvent::Stopped(_));
+        events.push(ev);
+        if last {
+            return events;
+        }
+    }
+}
+
+async fn next(handle: &mut pkit::SupervisorHandle) -> SupervisorEvent {
+    tokio::time::timeout(DEADLINE, handle.next_event())
+        .await
+        .expect("an event")
+        .expect("not ended")
+}
+
+#[tokio::test]
+async fn on_crash_restarts_until_a_clean_run() {
+    let suite = begin("on_crash_restarts_until_a_clean_run").await;
+    for choice in mechanisms() {
+        let counter = TempPath::new("oncrash");
+        let out = sup(choice, sh(FLAKY).args([counter.as_str(), "3"]))
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::PolicySatisfied, "{choice}");
+        assert_eq!(out.restarts, 2, "{choice}");
+        assert_eq!(runs(&counter), 3, "{choice}");
+        let last = out.final_output.unwrap();
+        assert!(last.success());
+        assert_eq!(last.stdout_str(), "run-3\n");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn the_restart_budget_and_never() {
+    let suite = begin("the_restart_budget_and_never").await;
+    for choice in mechanisms() {
+        let counter = TempPath::new("budget");
+        let out = sup(choice, sh(FLAKY).args([counter.as_str(), "100"]))
+            .max_restarts(3)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::RestartsExhausted, "{choice}");
+        assert_eq!(out.restarts, 3);
+        assert_eq!(
+            runs(&counter),
+            4,
+            "{choice}: the first run and three restarts"
+        );
+        assert_eq!(out.final_output.unwrap().outcome(), Outcome::Exited(1));
+
+        let counter = TempPath::new("never");
+        let out = sup(choice, sh(FLAKY).args([counter.as_str(), "100"]))
+            .restart(Restart::Never)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::PolicySatisfied, "{choice}");
+        assert_eq!((out.restarts, runs(&counter)), (0, 1), "{choice}");
+
+        // A program that can't start is a crash like any other.
+        let out = sup(choice, Command::new("/nonexistent/pkit-sup"))
+            .max_restarts(2)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::RestartsExhausted);
+        assert_eq!(out.restarts, 2);
+        assert!(out.final_output.is_none());
+        assert!(out.final_error.unwrap().is_not_found());
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn always_restarts_clean_runs_until_the_predicate() {
+    let suite = begin("always_restarts_clean_runs_until_the_predicate").await;
+    for choice in mechanisms() {
+        let counter = TempPath::new("always");
+        let out = sup(choice, sh(FLAKY).args([counter.as_str(), "0"]))
+            .restart(Restart::Always)
+            .stop_when(|o| o.stdout_str().contains("run-4"))
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::ByPredicate, "{choice}");
+        assert_eq!((out.restarts, runs(&counter)), (3, 4), "{choice}");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_crash_loop_engages_the_storm_pause() {
+    let suite = begin("a_crash_loop_engages_the_storm_pause").await;
+    for choice in mechanisms() {
+        let counter = TempPath::new("storm");
+        let mut handle = sup(choice, sh(FLAKY).args([counter.as_str(), "100"]))
+            .max_restarts(7)
+            .storm_limit(3, Duration::from_secs(600))
+            .storm_pause(Duration::from_millis(30))
+            .start();
+        let events = all_events(&mut handle).await;
+        let out = handle.wait().await.unwrap();
+        assert_eq!(out.stopped, StopReason::RestartsExhausted);
+        // Eight crashes: the third and the sixth make a storm (the count
+        // starts afresh after each), the last ends the supervision.
+        let pauses: Vec<&SupervisorEvent> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    SupervisorEvent::StormPause(_) | SupervisorEvent::BackingOff(_)
+                )
+            })
+            .collect();
+        let storms: Vec<usize> = pauses
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, SupervisorEvent::StormPause(_)))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(pauses.len(), 7, "{choice}: {events:?}");
+        assert_eq!(storms, [2, 5], "{choice}: {events:?}");
+        assert_eq!(
+            events.last(),
+            Some(&SupervisorEvent::Stopped(StopReason::RestartsExhausted))
+        );
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_stable_run_resets_the_backoff() {
+    let suite = begin("a_stable_run_resets_the_backoff").await;
+    for choice in mechanisms() {
+        for reset in [false, true] {
+            let mut s = Supervisor::new(sh("sleep 0.2; exit 1"))
+                .mechanism(choice)
+                .backoff(Duration::from_millis(10), 2.0)
+                .jitter(0.0)
+                .max_restarts(3);
+            if reset {
+                s = s.reset_after(Duration::from_millis(100));
+            }
+            let mut handle = s.start();
+            let events = all_events(&mut handle).await;
+            handle.wait().await.unwrap();
+            let pauses: Vec<Duration> = events
+                .iter()
+                .filter_map(|e| match e {
+                    SupervisorEvent::BackingOff(d) => Some(*d),
+                    _ => None,
+                })
+                .collect();
+            let ms = |n| Duration::from_millis(n);
+            let want = if reset {
+                vec![ms(10), ms(10), ms(10)]
+            } else {
+                vec![ms(10), ms(20), ms(40)]
+            };
+            assert_eq!(pauses, want, "{choice}: reset {reset}");
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_is_reaped_whole_before_the_next_starts() {
+    let suite = begin("each_run_is_reaped_whole_before_the_next_starts").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("reap");
+        std::fs::create_dir(dir.path()).unwrap();
+        // Run n starts a grandchild, records it, and reports whether run
+        // n-1's grandchild is still alive (gone or a zombie counts as gone).
+        let script = r#"
+            n=$(cat "$1/n" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1/n"
+            if [ -f "$1/gc.$((n-1))" ]; then
+                prev=$(cat "$1/gc.$((n-1))")
+                st=$(cut -d' ' -f3 /proc/$prev/stat 2>/dev/null)
+                if [ -n "$st" ] && [ "$st" != Z ]; then echo "$prev" >> "$1/alive"; fi
+                echo checked >> "$1/checked"
+            fi
+            sleep 300 & echo $! > "$1/gc.$n"
+            exit 1"#;
+        let out = sup(choice, sh(script).arg(dir.as_str()))
+            .max_restarts(3)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.restarts, 3);
+        let checked = std::fs::read_to_string(dir.path().join("checked")).unwrap();
+        assert_eq!(checked.lines().count(), 3, "{choice}");
+        assert!(
+            !dir.path().join("alive").exists(),
+            "{choice}: a grandchild outlived its run: {:?}",
+            std::fs::read_to_string(dir.path().join("alive"))
+        );
+        for n in 1..=4 {
+            let pid: u32 = std::fs::read_to_string(dir.path().join(format!("gc.{n}")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(pid_gone(pid), "{choice}: grandchild {pid} of run {n}");
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_ends_a_run_or_a_pause() {
+    let suite = begin("cancellation_ends_a_run_or_a_pause").await;
+    for choice in mechanisms() {
+        // During a run: the tree dies at once.
+        let token = CancelToken::new();
+        let mut handle = sup(choice, sh("sleep 300 & sleep 300; wait"))
+            .cancel_token(&token)
+            .start();
+        let SupervisorEvent::Started { pid, run: 1 } = next(&mut handle).await else {
+            panic!("{choice}: first event")
+        };
+        token.cancel();
+        let events = all_events(&mut handle).await;
+        let out = handle.wait().await.unwrap();
+        assert_eq!(out.stopped, StopReason::Cancelled, "{choice}: {events:?}");
+        assert_eq!(out.restarts, 0);
+        assert!(pid_gone(pid));
+
+        // During a pause: no further run.
+        let counter = TempPath::new("cancel-pause");
+        let token = CancelToken::new();
+        let mut handle = Supervisor::new(sh(FLAKY).args([counter.as_str(), "100"]))
+            .mechanism(choice)
+            .backoff(Duration::from_secs(300), 2.0)
+            .cancel_token(&token)
+            .start();
+        loop {
+            if let SupervisorEvent::BackingOff(_) = next(&mut handle).await {
+                break;
+            }
+        }
+        token.cancel();
+        let out = tokio::time::timeout(DEADLINE, handle.wait())
+            .await
+            .expect("the pause ends")
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::Cancelled);
+        assert_eq!((out.restarts, runs(&counter)), (0, 1), "{choice}");
+
+        // Dropping the handle kills the current run's tree.
+        let mut handle = sup(choice, sh("sleep 300")).start();
+        let SupervisorEvent::Started { pid, .. } = next(&mut handle).await else {
+            panic!("{choice}: first event")
+        };
+        drop(handle);
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !pid_gone(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: {pid} survived"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_gives_the_run_its_grace() {
+    let suite = begin("a_graceful_stop_gives_the_run_its_grace").await;
+    for choice in mechanisms() {
+        let flag = TempPath::new("trap");
+        let cmd =
+            sh(r#"trap 'echo got-term; exit 0' TERM; touch "$1"; while :; do sleep 0.05; done"#)
+                .arg(flag.as_str())
+                .grace(Duration::from_secs(30));
+        let mut handle = sup(choice, cmd).restart(Restart::Always).start();
+        let SupervisorEvent::Started { .. } = next(&mut handle).await else {
+            panic!("{choice}: first event")
+        };
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !flag.path().exists() {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(POLL).await;
+        }
+        let out = handle.stop().await.unwrap();
+        assert_eq!(out.stopped, StopReason::StopRequested, "{choice}");
+        let last = out.final_output.expect("the stopped run's output");
+        assert_eq!(last.outcome(), Outcome::Exited(0), "{choice}: {last:?}");
+        assert_eq!(last.stdout_str(), "got-term\n");
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_checks_pass_or_count_as_crashes() {
+    let suite = begin("readiness_checks_pass_or_count_as_crashes").await;
+    for choice in mechanisms() {
+        // A line that comes.
+        let mut handle = sup(choice, sh("echo starting; echo listening; exec sleep 300"))
+            .ready_when_line(|l| l == "listening", DEADLINE)
+            .start();
+        let SupervisorEvent::Started { pid, .. } = next(&mut handle).await else {
+            panic!("{choice}: start")
+        };
+        assert_eq!(next(&mut handle).await, SupervisorEvent::Ready { pid });
+        let out = handle.stop().await.unwrap();
+        assert_eq!(out.stopped, StopReason::StopRequested);
+
+        // A line that never comes: killed, a crash, restarted.
+        let mut handle = sup(choice, sh("echo starting; exec sleep 300"))
+            .ready_when_line(|l| l == "listening", Duration::from_millis(200))
+            .max_restarts(1)
+            .start();
+        let events = all_events(&mut handle).await;
+        let out = handle.wait().await.unwrap();
+        assert_eq!(
+            out.stopped,
+            StopReason::RestartsExhausted,
+            "{choice}: {events:?}"
+        );
+        let unhealthy = events
+            .iter()
+            .filter(|e| matches!(e, SupervisorEvent::Unhealthy { .. }))
+            .count();
+        assert_eq!(unhealthy, 2, "{choice}: {events:?}");
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, SupervisorEvent::Exited { crashed: true, .. })));
+
+        // A closure check, and a clean exit after passing it.
+        let out = sup(choice, sh("sleep 0.1"))
+            .ready_when(|| async { true }, DEADLINE)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::PolicySatisfied, "{choice}");
+        let out = sup(choice, sh("sleep 300"))
+            .ready_when(|| async { false }, Duration::from_millis(100))
+            .restart(Restart::Never)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.final_output.unwrap().outcome(), Outcome::Signalled(9));
+    }
+    suite.end().await;
+}
