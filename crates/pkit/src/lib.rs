@@ -53,6 +53,7 @@
 
 mod batch;
 mod cancel;
+mod client;
 mod command;
 mod command_output;
 mod error;
@@ -80,6 +81,7 @@ struct ReadmeDoctests;
 
 pub use batch::{output_all, output_unordered, Completions};
 pub use cancel::CancelToken;
+pub use client::CliClient;
 pub use command::{
     Command, Stdio, DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
     DEFAULT_TIMEOUT_GRACE,
