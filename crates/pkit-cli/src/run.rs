@@ -173,6 +173,13 @@ pub async fn main(args: RunArgs) -> Exit {
         }
     };
 
+    // The guard is what would have ended the tree had pkit been SIGKILLed:
+    // if it could not run, say so (the library logs it through tracing,
+    // which the CLI does not print).
+    if let Some(why) = pkit::host_containment().guard.error {
+        eprintln!("pkit: warning: the run had no owner-death guard: {why}");
+    }
+
     // The program has ended. What it left running gets the grace: the rest
     // of one already armed (timeout, teardown, -k), else --signal now and
     // the whole --kill-after; then SIGKILL. The tree's figures are read
