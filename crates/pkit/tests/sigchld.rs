@@ -10,10 +10,11 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pkit::{Command, Group, SystemRunner};
+use pkit::{Command, Group, MechanismChoice, Signal, SystemRunner};
 
 #[test]
 fn verbs_and_start_work_when_the_owner_ignores_sigchld() {
@@ -132,6 +133,8 @@ fn inner() {
             drop((next, sleeper));
             group.close().await.expect("close");
         }
+        stranger_with_the_old_group_number_is_left_alone().await;
+
         // pkit reaped every child it started: none is left, not even a
         // zombie (with exit signal 0, nothing else could have reaped them).
         let deadline = Instant::now() + common::DEADLINE;
@@ -145,4 +148,55 @@ fn inner() {
         }
     });
     println!("INNER-DONE");
+}
+
+/// Under the process-group mechanism, once the kernel has reaped a group's
+/// leader and its last member, the group's number is free: a stranger may
+/// get it and lead a group of its own. The group's signals must not reach
+/// the stranger. The stranger is made with `ns_last_pid` (we are root), so
+/// that it gets exactly that number.
+async fn stranger_with_the_old_group_number_is_left_alone() {
+    let group = Group::builder()
+        .mechanism(MechanismChoice::ProcessGroup)
+        .build()
+        .unwrap();
+    let mut leader = group.start(&Command::new("true")).expect("start");
+    let number = leader.pid();
+    leader.wait().await.expect("wait");
+    // Reaped by the kernel, and no member left: the number is free.
+    let deadline = Instant::now() + common::DEADLINE;
+    let stranger = loop {
+        assert!(
+            Instant::now() < deadline,
+            "could not get pid {number} again"
+        );
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", (number - 1).to_string()).is_err() {
+            eprintln!("skipped: ns_last_pid is not writable here");
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        if child.id() == number {
+            break child;
+        }
+        let _ = child.kill();
+        let _ = child.wait(); // ECHILD: SIGCHLD is ignored here
+    };
+    assert_eq!(common::stat(number).map(|s| s.pgrp), Some(number));
+    group.signal(Signal::Term).expect("signal");
+    group.kill().expect("kill");
+    std::thread::sleep(Duration::from_millis(200));
+    let alive = !common::pid_gone(number);
+    let mut stranger = stranger;
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    drop(leader);
+    group.close().await.expect("close");
+    assert!(
+        alive,
+        "the group's signal reached a stranger that got its number"
+    );
 }

@@ -298,10 +298,7 @@ impl Container {
     pub(crate) fn kill(&self) -> io::Result<()> {
         match &self.kind {
             Kind::Cgroup(cg) => cg.kill(),
-            Kind::Pgroup { .. } => match self.pgid() {
-                Some(pgid) => pgroup::killpg(pgid, libc::SIGKILL),
-                None => Ok(()),
-            },
+            Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGKILL),
         }
     }
 
@@ -312,6 +309,20 @@ impl Container {
         match &self.kind {
             Kind::Cgroup(cg) => cg.kill_each(self.suspended.load(Ordering::Acquire)),
             Kind::Pgroup { .. } => self.kill(),
+        }
+    }
+
+    /// Sends `sig` to the process group (see
+    /// [`ChildHandle::signal_group`]: through the leader's pidfd, never to a
+    /// reused number); nothing to do before the first start.
+    pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
+        let leader = match &self.kind {
+            Kind::Pgroup { leader } => leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Kind::Cgroup(_) => None,
+        };
+        match leader {
+            Some(l) => l.signal_group(sig),
+            None => Ok(()),
         }
     }
 
@@ -335,10 +346,7 @@ impl Container {
         }
         match &self.kind {
             Kind::Cgroup(cg) => cg.signal_each(sig, self.suspended.load(Ordering::Acquire)),
-            Kind::Pgroup { .. } => match self.pgid() {
-                Some(pgid) => pgroup::killpg(pgid, sig),
-                None => Ok(()),
-            },
+            Kind::Pgroup { .. } => self.signal_pgroup(sig),
         }
     }
 

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 
 use super::container::{Container, Kind};
 use super::linux::procfs;
-use super::unix::pgroup;
 
 /// Why an operation could not be done, for the layer above to type.
 #[derive(Debug)]
@@ -45,10 +44,7 @@ impl Container {
             self.suspended.store(true, Ordering::Release);
             match &self.kind {
                 Kind::Cgroup(cg) => cg.write_freeze(true),
-                Kind::Pgroup { .. } => match self.pgid() {
-                    Some(pgid) => pgroup::killpg(pgid, libc::SIGSTOP),
-                    None => Ok(()),
-                },
+                Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGSTOP),
             }
         };
         if let Err(e) = stopped {
@@ -68,10 +64,7 @@ impl Container {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
         let thawed = match &self.kind {
             Kind::Cgroup(cg) => cg.write_freeze(false),
-            Kind::Pgroup { .. } => match self.pgid() {
-                Some(pgid) => pgroup::killpg(pgid, libc::SIGCONT),
-                None => Ok(()),
-            },
+            Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGCONT),
         };
         self.suspended.store(false, Ordering::Release);
         thawed

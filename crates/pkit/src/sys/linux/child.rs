@@ -178,6 +178,27 @@ impl ChildHandle {
     }
 }
 
+impl ChildHandle {
+    /// Sends `sig` to the process group this child leads. Through its
+    /// pidfd with `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): the kernel
+    /// signals the group of this very process, whatever happened to its
+    /// number, so a group whose leader was reaped by the kernel (this
+    /// process ignores SIGCHLD) and whose number went to a stranger after
+    /// its last member left is never the stranger's. Older kernels: `killpg`
+    /// by number, exact while the leader is unreaped (its zombie keeps the
+    /// number), which holds unless SIGCHLD is ignored. No member left is not
+    /// an error.
+    pub(crate) fn signal_group(&self, sig: i32) -> io::Result<()> {
+        let flag = super::signal::PIDFD_SIGNAL_PROCESS_GROUP;
+        match super::signal::pidfd_signal_flags(self.fd(), sig, flag) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                crate::sys::unix::pgroup::killpg(self.pid, sig)
+            }
+            other => other,
+        }
+    }
+}
+
 impl Drop for ChildHandle {
     fn drop(&mut self) {
         let Some(fd) = self.pidfd.take() else { return };
