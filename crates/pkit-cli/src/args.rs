@@ -112,6 +112,11 @@ pub struct RunArgs {
     /// ending pkit by the same signal.
     #[arg(long)]
     pub no_reraise: bool,
+    /// Name the run's cgroup pkit-<pid>-<n>-NAME (1 to 64 of A-Z a-z 0-9 .
+    /// _ -), as /proc/<pid>/cgroup of the program shows. A process group has
+    /// nothing to name: a warning says so.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// Containment mechanism (default: PKIT_MECHANISM, else auto). `cgroup`
     /// refuses to run without one.
     #[arg(long, value_enum)]

@@ -81,6 +81,9 @@ fn memory_is_v1() -> bool {
 /// The group with only the caps asked for.
 pub fn group_caps(args: &RunArgs) -> GroupBuilder {
     let mut builder = pkit::Group::builder();
+    if let Some(name) = &args.name {
+        builder = builder.name(name);
+    }
     if let Some(m) = args.mechanism {
         builder = builder.mechanism(m.into());
     }

@@ -77,6 +77,9 @@ pub async fn main(args: RunArgs) -> Exit {
         Err(e) => return fail(&args, &mut sink, report, began, &e),
     };
     report.mechanism = Some(group.mechanism().as_str());
+    if args.name.is_some() && group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
+        eprintln!("pkit: warning: --name has no effect: a process group has no name to carry it");
+    }
     if group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
         eprintln!(
             "pkit: note: contained by a process group: a descendant that calls setsid(2) leaves \

@@ -612,3 +612,78 @@ fn leftovers_get_the_signal_and_the_grace_before_sigkill() {
         assert_eq!(v["processes_left"], 0);
     }
 }
+
+#[test]
+fn name_names_the_cgroup_and_is_only_a_warning_under_process_groups() {
+    // The program sees its own cgroup named; the run's directory is gone
+    // afterwards.
+    let out = run(&[
+        "run",
+        "--name",
+        "job-7.a",
+        "--mechanism",
+        "cgroup",
+        "--",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v2 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no v2 line: {text:?}"));
+    let dir = v2
+        .split('/')
+        .find(|c| c.starts_with("pkit-") && c.ends_with("-job-7.a"))
+        .unwrap_or_else(|| panic!("not named: {v2:?}"));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = std::path::Path::new("/sys/fs/cgroup/unified").join(
+        v2.trim_start_matches('/')
+            .split_once(dir)
+            .map_or(String::new(), |(before, _)| format!("{before}{dir}")),
+    );
+    assert!(!full.exists(), "left behind: {}", full.display());
+
+    // Under process groups: the run goes on, with a warning (not with -q).
+    let out = run(&[
+        "run",
+        "--name",
+        "job-7",
+        "--mechanism",
+        "pgroup",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: --name has no effect"), "{err}");
+    let out = run(&[
+        "run",
+        "-q",
+        "--name",
+        "job-7",
+        "--mechanism",
+        "pgroup",
+        "--",
+        "true",
+    ]);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A name that can't be a directory name is refused before anything runs.
+    for bad in ["a/b", ".x", "with space"] {
+        let out = run(&["run", "--json", "--name", bad, "--", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}");
+        let v = report(&out);
+        assert_eq!(v["error_kind"], "invalid_input", "{v}");
+        assert!(v["error"].as_str().unwrap().contains("group name"), "{v}");
+    }
+}

@@ -39,6 +39,7 @@ use crate::sys::{
 /// ```
 pub struct Group {
     container: Container,
+    name: Option<String>,
 }
 
 /// Builds a [`Group`] with options; see [`Group::builder`].
@@ -49,6 +50,20 @@ pub struct GroupBuilder {
     limits: sys::Limits,
     /// `owner_death_guard(false)` was asked for.
     no_guard: bool,
+    name: Option<String>,
+}
+
+/// The longest name [`GroupBuilder::name`] accepts, in bytes.
+const MAX_NAME: usize = 64;
+
+/// Whether `name` is 1 to [`MAX_NAME`] of `A-Z a-z 0-9 . _ -`, not `.`-led.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl GroupBuilder {
@@ -135,8 +150,40 @@ impl GroupBuilder {
         self
     }
 
+    /// Names the group, so an operator can tell it apart: under cgroup v2
+    /// its directory is `pkit-<owner pid>-<n>-<name>` (as
+    /// `/proc/<pid>/cgroup` of each member shows, and any cgroup v1 cap
+    /// directory too), still swept as stale once its owner is dead.
+    ///
+    /// A name is 1 to 64 characters of `A-Z a-z 0-9 . _ -`, not starting
+    /// with `.`; anything else fails at [`build`](Self::build) with
+    /// [`Error::InvalidInput`]. Names need not be unique. Under the
+    /// process-group mechanism a name has no OS object to carry it: it is
+    /// kept for [`Group::name`] only. A named cgroup is never reused for
+    /// another group once emptied, so a named group costs one `mkdir` more
+    /// than an unnamed one.
+    ///
+    /// ```
+    /// # fn demo() -> pkit::Result<()> {
+    /// let group = pkit::Group::builder().name("web-1").build()?;
+    /// assert_eq!(group.name(), Some("web-1"));
+    /// # Ok(()) }
+    /// ```
+    pub fn name(mut self, name: &str) -> GroupBuilder {
+        self.name = Some(name.to_string());
+        self
+    }
+
     /// Creates the group's container.
     pub fn build(self) -> Result<Group> {
+        if let Some(name) = &self.name {
+            if !valid_name(name) {
+                return Err(Error::InvalidInput(format!(
+                    "a group name must be 1 to {MAX_NAME} characters of A-Z a-z 0-9 . _ - \
+                     not starting with '.'"
+                )));
+            }
+        }
         let choice = match self.mechanism {
             Some(c) => c,
             None => MechanismChoice::from_env().map_err(|bad| {
@@ -147,18 +194,23 @@ impl GroupBuilder {
             })?,
         };
         let container =
-            Container::create(choice, &self.limits, !self.no_guard).map_err(|e| match e {
-                sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
-                    requested: Some(Mechanism::CgroupV2),
-                    reason,
+            Container::create(choice, &self.limits, !self.no_guard, self.name.as_deref()).map_err(
+                |e| match e {
+                    sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
+                        requested: Some(Mechanism::CgroupV2),
+                        reason,
+                    },
+                    sys::CreateError::Limit(l) => Error::ResourceLimit {
+                        cap: l.cap,
+                        reason: l.reason,
+                    },
                 },
-                sys::CreateError::Limit(l) => Error::ResourceLimit {
-                    cap: l.cap,
-                    reason: l.reason,
-                },
-            })?;
+            )?;
         log::group_created(container.mechanism());
-        Ok(Group { container })
+        Ok(Group {
+            container,
+            name: self.name,
+        })
     }
 }
 
@@ -167,6 +219,11 @@ impl Group {
     /// strongest available).
     pub fn new() -> Result<Group> {
         Group::builder().build()
+    }
+
+    /// The name given with [`GroupBuilder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// A builder for a group with options.

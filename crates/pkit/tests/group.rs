@@ -340,3 +340,88 @@ async fn dropping_a_process_handle_leaves_it_to_the_group() {
     }
     suite.end().await;
 }
+
+/// `GroupBuilder::name`: under cgroup v2 the member's `/proc/<pid>/cgroup`
+/// shows the name in the group's directory, and the directory goes with the
+/// group (a named cgroup is never pooled for reuse); under process groups
+/// the name is only kept.
+#[tokio::test]
+async fn a_named_group_is_named_where_the_os_shows_it() {
+    let suite = begin("a_named_group_is_named_where_the_os_shows_it").await;
+    for choice in mechanisms() {
+        let group = Group::builder()
+            .mechanism(choice)
+            .name("web_1.x-y")
+            .build()
+            .expect("a named group");
+        assert_eq!(group.name(), Some("web_1.x-y"));
+        let mut p = group
+            .start(&Command::new("sleep").arg("300"))
+            .expect("start");
+        let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid())).expect("cgroup");
+        let v2 = cgroup
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or("");
+        let mine = format!("pkit-{}-", std::process::id());
+        let named = v2
+            .split('/')
+            .any(|c| c.starts_with(&mine) && c.ends_with("-web_1.x-y"));
+        let dir = cgroup_dir(&group);
+        match choice {
+            MechanismChoice::Cgroup => {
+                assert!(named, "{choice}: {cgroup:?}");
+                let dir = dir.as_ref().expect("a cgroup dir");
+                let last = dir.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(last.ends_with("-web_1.x-y"), "{}", dir.display());
+            }
+            _ => assert!(!cgroup.contains("web_1.x-y"), "{choice}: {cgroup:?}"),
+        }
+        group.close().await.expect("close");
+        p.wait().await.expect("wait");
+        if let Some(dir) = dir {
+            // Not kept as a spare: a later unnamed group must not carry it.
+            assert_dir_gone(&dir).await;
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_bad_group_name_is_refused_without_echoing_it() {
+    let suite = begin("a_bad_group_name_is_refused_without_echoing_it").await;
+    let long = "n".repeat(65);
+    for choice in mechanisms() {
+        for bad in [
+            "",
+            ".",
+            ".hid",
+            "a/b",
+            "a b",
+            "caf\u{e9}",
+            "nl\nx",
+            long.as_str(),
+        ] {
+            let err = Group::builder()
+                .mechanism(choice)
+                .name(bad)
+                .build()
+                .expect_err("refused");
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidInput,
+                "{choice} {bad:?}: {err}"
+            );
+            if !bad.is_empty() && bad != "." {
+                assert!(!err.to_string().contains(bad), "{err}");
+            }
+        }
+        let ok = Group::builder()
+            .mechanism(choice)
+            .name(&"n".repeat(64))
+            .build()
+            .expect("64 characters are fine");
+        ok.close().await.expect("close");
+    }
+    suite.end().await;
+}

@@ -65,6 +65,9 @@ fn guard_helper_owner() {
     if mode == "capped" {
         builder = builder.memory_max(256 << 20).max_processes(64);
     }
+    if mode == "named" {
+        builder = builder.name("swept-me");
+    }
     let group = match builder.build() {
         Ok(g) => g,
         Err(e) if mode == "capped" => {
@@ -820,6 +823,41 @@ async fn stale_directories_of_dead_owners_are_swept() {
     assert!(kept, "a live owner's directory was removed");
     owner.kill();
     assert_guard_cleaned_up(&owner, "stale sweep owner").await;
+    suite.end().await;
+}
+
+/// A named group's directory (`pkit-<pid>-<n>-<name>`) of an owner SIGKILLed
+/// after its guard was (so nobody cleaned up) is swept by a later owner.
+#[tokio::test]
+async fn a_named_group_of_a_dead_owner_is_swept_by_a_later_owner() {
+    if !cgroup_usable() {
+        return;
+    }
+    let suite = begin("named_swept").await;
+    let mut owner = start_owner("named", MechanismChoice::Cgroup, false);
+    let dir = owner.cgroup.clone().expect("a cgroup");
+    let last = dir
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(last.ends_with("-swept-me"), "{}", dir.display());
+    let seen = std::fs::read_to_string(format!("/proc/{}/cgroup", owner.main)).expect("cgroup");
+    assert!(seen.contains(&format!("/{last}/")), "{seen:?}");
+    signal_guard(owner.guard, "KILL");
+    assert_gone(&[owner.guard], "the killed guard").await;
+    owner.kill();
+    let tree = owner.all();
+    for &p in &tree {
+        kill_pid(p);
+    }
+    assert_gone(&tree, "the unguarded tree, killed by the test").await;
+    assert!(dir.is_dir(), "left behind: {}", dir.display());
+    // A fresh owner sweeps at its first cgroup.
+    let mut later = start_owner("tree", MechanismChoice::Cgroup, false);
+    assert_dir_removed(&dir, "a dead owner's named directory").await;
+    later.kill();
+    assert_guard_cleaned_up(&later, "the sweeping owner").await;
     suite.end().await;
 }
 

@@ -86,12 +86,13 @@ impl Container {
         choice: MechanismChoice,
         limits: &Limits,
         want_guard: bool,
+        name: Option<&str>,
     ) -> Result<Container, CreateError> {
         limits.validate().map_err(CreateError::Limit)?;
         let cgroup = || -> Result<(Cgroup, Option<guard::Ticket>), String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
             guard::sweep_stale_once(&h.parent_dir);
-            Cgroup::create(&h.parent_dir, h.has_kill)
+            Cgroup::create(&h.parent_dir, h.has_kill, name)
                 .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
         // A spare directory comes with its guard registration (`kept`).

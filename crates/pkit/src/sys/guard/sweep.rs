@@ -66,11 +66,17 @@ fn sweep(dir: &Path, budget: &mut usize) -> usize {
     removed
 }
 
-/// The owner pid in a `pkit-<pid>-<seq>` name.
+/// The owner pid in a `pkit-<pid>-<seq>` name, or in a named group's
+/// `pkit-<pid>-<seq>-<name>` (the name, whatever it is, is ignored).
 pub(super) fn owner_of(name: &[u8]) -> Option<u32> {
     let rest = name.strip_prefix(crate::sys::linux::cgroup::NAME_PREFIX.as_bytes())?;
     let dash = rest.iter().position(|&b| b == b'-')?;
     let (pid, seq) = (&rest[..dash], &rest[dash + 1..]);
+    let seq = match seq.iter().position(|&b| b == b'-') {
+        Some(end) if end + 1 < seq.len() => &seq[..end],
+        Some(_) => return None,
+        None => seq,
+    };
     if pid.is_empty() || seq.is_empty() || !seq.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -213,6 +213,12 @@ fn owner_names() {
     assert_eq!(owner_of(b"pkit--4"), None);
     assert_eq!(owner_of(b"pkit-12x-4"), None);
     assert_eq!(owner_of(b"other-1-2"), None);
+    // A named group's directory: the name is ignored, dashes and all.
+    assert_eq!(owner_of(b"pkit-123-4-web"), Some(123));
+    assert_eq!(owner_of(b"pkit-123-4-web-1.x"), Some(123));
+    assert_eq!(owner_of(b"pkit-123-4-"), None);
+    assert_eq!(owner_of(b"pkit-123--web"), None);
+    assert_eq!(owner_of(b"pkit-123-4x-web"), None);
 }
 
 #[test]

@@ -28,30 +28,47 @@ pub(crate) struct Cgroup {
     /// Whether it was ever killed: such a cgroup is never pooled for reuse
     /// (see [`retire_if_empty`](Self::retire_if_empty)).
     killed: AtomicBool,
+    /// Whether it may go to the pool of spares when emptied: not a named
+    /// one, whose name belongs to its group.
+    reusable: bool,
 }
 
-/// The name prefix of every cgroup pkit makes: `pkit-<owner pid>-<seq>`.
+/// The name prefix of every cgroup pkit makes: `pkit-<owner pid>-<seq>`,
+/// or `pkit-<owner pid>-<seq>-<name>` for a named group.
 pub(crate) const NAME_PREFIX: &str = "pkit-";
 
 impl Cgroup {
     /// Creates a new, empty cgroup under `parent` — or takes a spare one,
     /// with the owner-death guard's registration it kept (see
-    /// [`cgroup_pool`](super::cgroup_pool)).
-    pub(crate) fn create(parent: &Path, has_kill: bool) -> io::Result<(Cgroup, Option<Ticket>)> {
-        if let Some((path, dir, ticket)) = super::cgroup_pool::take(parent) {
+    /// [`cgroup_pool`](super::cgroup_pool)). A named one (`name`, already
+    /// validated) is always new, and never pooled.
+    pub(crate) fn create(
+        parent: &Path,
+        has_kill: bool,
+        name: Option<&str>,
+    ) -> io::Result<(Cgroup, Option<Ticket>)> {
+        let pooled = match name {
+            None => super::cgroup_pool::take(parent),
+            Some(_) => None,
+        };
+        if let Some((path, dir, ticket)) = pooled {
             let cg = Cgroup {
                 path,
                 dir,
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
+                reusable: true,
             };
             return Ok((cg, ticket));
         }
         let pid = std::process::id();
         loop {
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-            let path = parent.join(format!("{NAME_PREFIX}{pid}-{seq}"));
+            let path = match name {
+                None => parent.join(format!("{NAME_PREFIX}{pid}-{seq}")),
+                Some(name) => parent.join(format!("{NAME_PREFIX}{pid}-{seq}-{name}")),
+            };
             match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
                 Ok(()) => {}
                 // A directory of that name left by a dead owner with our pid.
@@ -75,6 +92,7 @@ impl Cgroup {
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
+                reusable: name.is_none(),
             };
             return Ok((cg, None));
         }
@@ -317,7 +335,10 @@ impl Cgroup {
         // CLONE_INTO_CGROUP into a cgroup that once saw `cgroup.kill` is
         // SIGKILLed at birth. Nor one with sub-cgroups (a program of the
         // run made them): the next run must start in a clean directory.
-        let ticket = if self.killed.load(Ordering::Acquire) || subtree::has_children(&self.path) {
+        let ticket = if !self.reusable
+            || self.killed.load(Ordering::Acquire)
+            || subtree::has_children(&self.path)
+        {
             ticket
         } else {
             match super::cgroup_pool::offer(&self.path, ticket) {
