@@ -47,6 +47,7 @@ pub fn all() -> Vec<Scenario> {
         ),
         spawn_wait("spawn-wait true (PATH lookup)", "true"),
         small_capture(),
+        blocking_output(),
         fan_out(),
         streaming("streaming 8,000 lines of 128 bytes", LINES, true),
         big_capture(),
@@ -125,6 +126,39 @@ fn small_capture() -> Scenario {
         .with("pkit", || async { pkit_cat().await.into() })
         .with("processkit 3.3.4", || async {
             processkit_cat().await.into()
+        })
+}
+
+/// `output()` from blocking code: std's against pkit's blocking facade
+/// (`cmd.blocking().output()`), which drives the async engine on pkit's
+/// internal runtime. The blocking facade refuses to run where a runtime is
+/// current, so each round of it runs on a plain thread made for it (the
+/// thread's creation is outside the timed part); std runs where it is.
+fn blocking_output() -> Scenario {
+    Scenario::new("blocking output(): echo hello")
+        .with("std::process", || async {
+            let t = Instant::now();
+            let out = std::process::Command::new("echo")
+                .arg("hello")
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout, b"hello\n");
+            t.elapsed().into()
+        })
+        .with("pkit blocking", || async {
+            std::thread::spawn(|| {
+                let t = Instant::now();
+                let out = pkit::Command::new("echo")
+                    .arg("hello")
+                    .blocking()
+                    .output()
+                    .unwrap();
+                assert_eq!(out.stdout(), b"hello\n");
+                t.elapsed()
+            })
+            .join()
+            .unwrap()
+            .into()
         })
 }
 

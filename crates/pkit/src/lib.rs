@@ -30,6 +30,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Two APIs, one engine
+//!
+//! The API above is async and needs a [Tokio](https://docs.rs/tokio)
+//! runtime with its I/O and time drivers enabled (`#[tokio::main]`, or a
+//! `Builder` with `enable_all()`; current-thread or multi-thread flavor):
+//! in `Cargo.toml`, `tokio = { version = "1", features = ["rt", "macros"] }`
+//! (`rt-multi-thread` for the multi-thread flavor). A verb's future used
+//! outside a runtime panics or returns an error (`futures::executor::block_on`
+//! is not enough).
+//!
+//! Code without a runtime uses [`blocking`]: the same verbs and handles
+//! without `async` (`cmd.blocking().output()`, [`blocking::Group`]), on an
+//! internal runtime pkit creates once; such a program never names tokio.
+//!
+//! ```
+//! let hello = pkit::Command::new("echo").arg("hello").blocking().run()?;
+//! assert_eq!(hello, "hello");
+//! # Ok::<(), pkit::Error>(())
+//! ```
+//!
+//! # The parts
+//!
 //! - [`Command`] is plain data with four verbs: [`output`](Command::output),
 //!   [`run`](Command::run), [`exit_code`](Command::exit_code),
 //!   [`probe`](Command::probe).
@@ -52,6 +74,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+pub mod blocking;
 mod cancel;
 mod client;
 mod command;

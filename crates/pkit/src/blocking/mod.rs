@@ -1,0 +1,220 @@
+//! The blocking API: the same verbs and handles without `async`, for
+//! programs (and threads) that have no Tokio runtime.
+//!
+//! ```
+//! use pkit::Command;
+//!
+//! // From a plain `fn main`, no runtime, no `.await`.
+//! let out = Command::new("sh").args(["-c", "echo hi; exit 3"]).blocking().output()?;
+//! assert_eq!((out.code(), out.stdout_str().as_ref()), (Some(3), "hi\n"));
+//! assert_eq!(Command::new("echo").arg("hello").blocking().run()?, "hello");
+//!
+//! let group = pkit::blocking::Group::new()?;
+//! let mut p = group.start(&Command::new("sh").args(["-c", "echo a; echo b"]).stream_lines())?;
+//! let lines: Vec<String> = p.lines().map(|l| l.text).collect();
+//! assert_eq!(lines, ["a", "b"]);
+//! # Ok::<(), pkit::Error>(())
+//! ```
+//!
+//! # One engine
+//!
+//! The blocking API is the async implementation, driven to completion on
+//! the calling thread. The I/O and timer drivers and pkit's background
+//! tasks (the output readers, the reaper) run on one small internal Tokio
+//! runtime: a current-thread runtime on a dedicated thread named
+//! `pkit-blocking`, created the first time the blocking API is used and
+//! kept for the life of the program. The calling thread polls its own
+//! future (through [`Handle::block_on`](tokio::runtime::Handle::block_on)),
+//! so nothing it borrows has to be `Send` or `'static` and any number of
+//! threads can wait at once; the dedicated thread only dispatches wake-ups
+//! and runs the short background tasks. One thread (rather than a
+//! multi-thread runtime) is all that work needs, and it needs no more of
+//! Tokio than the async API already does.
+//!
+//! # Where it can be called
+//!
+//! From any thread that is not running a Tokio runtime: `main`, a
+//! `std::thread`, a thread pool's worker. Called where a Tokio runtime is
+//! current (an `async fn`, a task, a `spawn_blocking` closure, a thread
+//! inside `Runtime::enter`), it panics with a message saying so: blocking
+//! there would stall (or deadlock) that runtime. Use the async API there
+//! (`.await`), or, in `spawn_blocking`,
+//! `tokio::runtime::Handle::current().block_on(cmd.output())`.
+
+mod process;
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+pub use process::{ChildStdin, Group, Lines, RunningProcess};
+
+use crate::command::Command;
+use crate::error::Result;
+use crate::output::{Outcome, Output};
+use crate::pipe::Pipe;
+
+/// The handle of the internal runtime, created on first use.
+fn handle() -> &'static tokio::runtime::Handle {
+    static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("pkit-blocking")
+            .build()
+            .expect("pkit::blocking: cannot build its internal Tokio runtime");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("pkit-blocking".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("pkit::blocking: cannot start its runtime thread");
+        handle
+    })
+}
+
+/// Panics, clearly, where blocking would stall a runtime.
+#[track_caller]
+fn refuse_inside_runtime(what: &str) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        panic!(
+            "pkit::blocking::{what} called inside a Tokio runtime context \
+             (an async fn, a task, spawn_blocking or Runtime::enter): blocking here would \
+             stall the runtime. Use the async API (`.await`) instead, or call it from a \
+             thread without a runtime"
+        );
+    }
+}
+
+/// Drives `fut` to completion on this thread.
+#[track_caller]
+pub(crate) fn block_on<F: Future>(what: &str, fut: F) -> F::Output {
+    refuse_inside_runtime(what);
+    handle().block_on(fut)
+}
+
+/// Runs `f` (synchronous, but needing a runtime: a start, a drop) inside
+/// the internal runtime's context.
+#[track_caller]
+pub(crate) fn enter<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    refuse_inside_runtime(what);
+    let _guard = handle().enter();
+    f()
+}
+
+/// Like `enter`, for drops: never panics (a handle dropped inside a
+/// runtime is dropped in that runtime's context).
+pub(crate) fn enter_for_drop<T>(value: T) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        drop(value);
+    } else {
+        let _guard = handle().enter();
+        drop(value);
+    }
+}
+
+/// The blocking verbs of a [`Command`]: see [`Command::blocking`].
+#[derive(Debug, Clone, Copy)]
+#[must_use = "the blocking verbs do nothing until one is called"]
+pub struct Verbs<'a> {
+    cmd: &'a Command,
+}
+
+impl Command {
+    /// The blocking form of this command's verbs, for code without a Tokio
+    /// runtime: `cmd.blocking().output()`, `.run()`, `.exit_code()`,
+    /// `.probe()`, `.status()`, `.start()`. Same results, same errors, same
+    /// containment; see [`blocking`](crate::blocking) for where it can be
+    /// called (it panics inside a runtime).
+    pub fn blocking(&self) -> Verbs<'_> {
+        Verbs { cmd: self }
+    }
+}
+
+impl Verbs<'_> {
+    /// [`Command::output`], blocking.
+    #[track_caller]
+    pub fn output(self) -> Result<Output> {
+        block_on("output", self.cmd.output())
+    }
+
+    /// [`Command::run`], blocking.
+    #[track_caller]
+    pub fn run(self) -> Result<String> {
+        block_on("run", self.cmd.run())
+    }
+
+    /// [`Command::exit_code`], blocking.
+    #[track_caller]
+    pub fn exit_code(self) -> Result<i32> {
+        block_on("exit_code", self.cmd.exit_code())
+    }
+
+    /// [`Command::probe`], blocking.
+    #[track_caller]
+    pub fn probe(self) -> Result<bool> {
+        block_on("probe", self.cmd.probe())
+    }
+
+    /// [`Command::status`], blocking: stdio inherited, the outcome back.
+    #[track_caller]
+    pub fn status(self) -> Result<Outcome> {
+        block_on("status", self.cmd.status())
+    }
+
+    /// [`Command::start`], blocking: a live process owning a private
+    /// kill-on-drop group.
+    #[track_caller]
+    pub fn start(self) -> Result<RunningProcess> {
+        enter("start", || self.cmd.start()).map(RunningProcess::from_async)
+    }
+}
+
+/// The blocking verbs of a [`Pipe`]: see [`Pipe::blocking`].
+#[derive(Debug, Clone, Copy)]
+#[must_use = "the blocking verbs do nothing until one is called"]
+pub struct PipeVerbs<'a> {
+    pipe: &'a Pipe,
+}
+
+impl Pipe {
+    /// The blocking form of this pipeline's verbs (see
+    /// [`blocking`](crate::blocking)).
+    pub fn blocking(&self) -> PipeVerbs<'_> {
+        PipeVerbs { pipe: self }
+    }
+}
+
+impl PipeVerbs<'_> {
+    /// [`Pipe::output`], blocking.
+    #[track_caller]
+    pub fn output(self) -> Result<Output> {
+        block_on("output", self.pipe.output())
+    }
+
+    /// [`Pipe::run`], blocking.
+    #[track_caller]
+    pub fn run(self) -> Result<String> {
+        block_on("run", self.pipe.run())
+    }
+
+    /// [`Pipe::exit_code`], blocking.
+    #[track_caller]
+    pub fn exit_code(self) -> Result<i32> {
+        block_on("exit_code", self.pipe.exit_code())
+    }
+
+    /// [`Pipe::probe`], blocking.
+    #[track_caller]
+    pub fn probe(self) -> Result<bool> {
+        block_on("probe", self.pipe.probe())
+    }
+}
+
+/// [`output_all`](crate::output_all), blocking: runs the commands, at most
+/// `concurrency` at a time, and returns their results in input order.
+#[track_caller]
+pub fn output_all(
+    commands: impl IntoIterator<Item = Command>,
+    concurrency: usize,
+) -> Vec<Result<Output>> {
+    block_on("output_all", crate::output_all(commands, concurrency))
+}

@@ -1,0 +1,324 @@
+//! The blocking handles: [`Group`], [`RunningProcess`], [`Lines`],
+//! [`ChildStdin`].
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::{block_on, enter, enter_for_drop};
+use crate::command::Command;
+use crate::error::Result;
+use crate::group::{GroupBuilder, ShutdownReport};
+use crate::output::Output;
+use crate::pump::Line;
+use crate::sys::{Mechanism, Placement, ProcessInfo, Signal, Stats};
+
+/// A [`Group`](crate::Group) for blocking code: the same container, the
+/// same kill-on-drop, methods that block instead of returning futures.
+pub struct Group {
+    inner: Option<crate::Group>,
+}
+
+impl Group {
+    /// A group with the default options ([`crate::Group::new`]).
+    #[track_caller]
+    pub fn new() -> Result<Group> {
+        enter("Group::new", crate::Group::new).map(Group::from)
+    }
+
+    /// A group built from `builder` (memory limits, mechanism...).
+    #[track_caller]
+    pub fn with(builder: GroupBuilder) -> Result<Group> {
+        enter("Group::with", || builder.build()).map(Group::from)
+    }
+
+    fn get(&self) -> &crate::Group {
+        self.inner.as_ref().expect("present until drop")
+    }
+
+    /// The async group this one wraps (for its read-only accessors).
+    pub fn as_async(&self) -> &crate::Group {
+        self.get()
+    }
+
+    /// The mechanism in force.
+    pub fn mechanism(&self) -> Mechanism {
+        self.get().mechanism()
+    }
+
+    /// How children are placed ([`crate::Group::placement`]).
+    pub fn placement(&self) -> Placement {
+        self.get().placement()
+    }
+
+    /// Starts `cmd` in the group ([`crate::Group::start`]).
+    #[track_caller]
+    pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
+        enter("Group::start", || self.get().start(cmd)).map(RunningProcess::from_async)
+    }
+
+    /// Runs `cmd` to its end in this group and tears the group down
+    /// ([`crate::Group::output`]).
+    #[track_caller]
+    pub fn output(mut self, cmd: &Command) -> Result<Output> {
+        let group = self.inner.take().expect("present until drop");
+        block_on("Group::output", group.output(cmd))
+    }
+
+    /// SIGKILL to every process of the group ([`crate::Group::kill`]).
+    pub fn kill(&self) -> Result<()> {
+        self.get().kill()
+    }
+
+    /// SIGTERM, up to `grace`, then SIGKILL ([`crate::Group::shutdown`]).
+    #[track_caller]
+    pub fn shutdown(&self, grace: Duration) -> Result<ShutdownReport> {
+        block_on("Group::shutdown", self.get().shutdown(grace))
+    }
+
+    /// Kills everything and releases the container ([`crate::Group::close`]).
+    #[track_caller]
+    pub fn close(&self) -> Result<()> {
+        block_on("Group::close", self.get().close())
+    }
+
+    /// Sends `signal` to every process ([`crate::Group::signal`]).
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.get().signal(signal)
+    }
+
+    /// Freezes the group ([`crate::Group::suspend`]).
+    #[track_caller]
+    pub fn suspend(&self) -> Result<()> {
+        block_on("Group::suspend", self.get().suspend())
+    }
+
+    /// Thaws the group ([`crate::Group::resume`]).
+    #[track_caller]
+    pub fn resume(&self) -> Result<()> {
+        block_on("Group::resume", self.get().resume())
+    }
+
+    /// Moves a running process into the group ([`crate::Group::adopt`]).
+    pub fn adopt(&self, pid: u32) -> Result<()> {
+        self.get().adopt(pid)
+    }
+
+    /// The live processes ([`crate::Group::processes`]).
+    pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        self.get().processes()
+    }
+
+    /// Resource figures ([`crate::Group::stats`]).
+    pub fn stats(&self) -> Result<Stats> {
+        self.get().stats()
+    }
+
+    /// The pids of the live processes ([`crate::Group::pids`]).
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        self.get().pids()
+    }
+}
+
+impl From<crate::Group> for Group {
+    fn from(group: crate::Group) -> Group {
+        Group { inner: Some(group) }
+    }
+}
+
+impl Drop for Group {
+    /// Kills the group's tree, as the async group does.
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("blocking::Group").field(&self.inner).finish()
+    }
+}
+
+/// A live process for blocking code ([`crate::RunningProcess`]).
+pub struct RunningProcess {
+    inner: Option<crate::RunningProcess>,
+}
+
+impl RunningProcess {
+    pub(crate) fn from_async(p: crate::RunningProcess) -> RunningProcess {
+        RunningProcess { inner: Some(p) }
+    }
+
+    fn get(&self) -> &crate::RunningProcess {
+        self.inner.as_ref().expect("present until drop")
+    }
+
+    fn get_mut(&mut self) -> &mut crate::RunningProcess {
+        self.inner.as_mut().expect("present until drop")
+    }
+
+    /// The async handle this one wraps (for its read-only accessors).
+    pub fn as_async(&self) -> &crate::RunningProcess {
+        self.get()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.get().pid()
+    }
+
+    /// The program's name, as given.
+    pub fn program(&self) -> &str {
+        self.get().program()
+    }
+
+    /// The mechanism of its group.
+    pub fn mechanism(&self) -> Mechanism {
+        self.get().mechanism()
+    }
+
+    /// Waits for it to exit and returns everything about the run
+    /// ([`crate::RunningProcess::wait`]).
+    #[track_caller]
+    pub fn wait(&mut self) -> Result<Output> {
+        block_on("RunningProcess::wait", self.get_mut().wait())
+    }
+
+    /// Waits until a line satisfies `pred`
+    /// ([`crate::RunningProcess::wait_for_line`]).
+    #[track_caller]
+    pub fn wait_for_line(
+        &mut self,
+        pred: impl FnMut(&Line) -> bool,
+        timeout: Duration,
+    ) -> Result<Line> {
+        block_on(
+            "RunningProcess::wait_for_line",
+            self.get_mut().wait_for_line(pred, timeout),
+        )
+    }
+
+    /// Waits until a TCP connection to `addr` succeeds
+    /// ([`crate::RunningProcess::wait_for_port`]).
+    #[track_caller]
+    pub fn wait_for_port(&self, addr: std::net::SocketAddr, timeout: Duration) -> Result<()> {
+        block_on(
+            "RunningProcess::wait_for_port",
+            self.get().wait_for_port(addr, timeout),
+        )
+    }
+
+    /// Its merged stdout and stderr lines, as an [`Iterator`] (needs
+    /// [`Command::stream_lines`]; see [`crate::RunningProcess::lines`]).
+    pub fn lines(&mut self) -> Lines {
+        Lines {
+            inner: Some(self.get_mut().lines()),
+        }
+    }
+
+    /// Lines dropped while nobody read the stream.
+    pub fn dropped_lines(&self) -> u64 {
+        self.get().dropped_lines()
+    }
+
+    /// Takes its stdin (needs [`Command::stdin_piped`]), as a
+    /// [`std::io::Write`]; dropping it closes the pipe.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.get_mut()
+            .take_stdin()
+            .map(|s| ChildStdin { inner: Some(s) })
+    }
+
+    /// SIGKILL to this process ([`crate::RunningProcess::kill`]).
+    pub fn kill(&self) -> Result<()> {
+        self.get().kill()
+    }
+
+    /// SIGKILL to this process and everything it spawned
+    /// ([`crate::RunningProcess::kill_tree`]).
+    pub fn kill_tree(&self) -> Result<()> {
+        self.get().kill_tree()
+    }
+
+    /// Whether it has exited.
+    pub fn has_exited(&self) -> bool {
+        self.get().has_exited()
+    }
+}
+
+impl Drop for RunningProcess {
+    /// As [`crate::RunningProcess`]'s drop (a process from
+    /// [`Verbs::start`](super::Verbs::start) takes its tree with it).
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for RunningProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("blocking::RunningProcess")
+            .field(&self.inner)
+            .finish()
+    }
+}
+
+/// A started process's lines as an [`Iterator`]: each `next` blocks until
+/// a line comes, `None` once the process has closed both outputs.
+pub struct Lines {
+    inner: Option<crate::Lines>,
+}
+
+impl Iterator for Lines {
+    type Item = Line;
+
+    #[track_caller]
+    fn next(&mut self) -> Option<Line> {
+        let lines = self.inner.as_mut()?;
+        block_on("Lines::next", lines.next_line())
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for Lines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::Lines").finish_non_exhaustive()
+    }
+}
+
+/// A started process's stdin for blocking code: a [`std::io::Write`].
+pub struct ChildStdin {
+    inner: Option<crate::ChildStdin>,
+}
+
+impl std::io::Write for ChildStdin {
+    #[track_caller]
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let w = self.inner.as_mut().expect("present until drop");
+        block_on("ChildStdin::write", w.write(buf))
+    }
+
+    #[track_caller]
+    fn flush(&mut self) -> std::io::Result<()> {
+        let w = self.inner.as_mut().expect("present until drop");
+        block_on("ChildStdin::flush", w.flush())
+    }
+}
+
+impl Drop for ChildStdin {
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for ChildStdin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::ChildStdin")
+            .finish_non_exhaustive()
+    }
+}
