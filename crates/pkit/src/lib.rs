@@ -83,6 +83,7 @@ mod error;
 mod group;
 mod habits;
 mod launch;
+mod live;
 mod log;
 mod output;
 mod pipe;
@@ -111,6 +112,7 @@ pub use command::{
 };
 pub use error::{Error, ErrorKind, NotReadyReason, Result};
 pub use group::{Group, GroupBuilder, ShutdownReport};
+pub use live::{wait_all, wait_any};
 pub use output::{Outcome, Output};
 pub use pipe::Pipe;
 pub use process::{ChildStdin, RunningProcess};

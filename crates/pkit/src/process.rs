@@ -56,11 +56,13 @@ pub struct RunningProcess {
     pub(crate) fail_limit: Option<usize>,
     /// Its own subtree and the bounds armed on it (started processes).
     pub(crate) watch: Option<crate::watch::Watch>,
-    finished: Option<Output>,
+    pub(crate) finished: Option<Output>,
     /// The private group of a process started with
     /// [`Command::start`](crate::Command::start): it ends (killing the
     /// tree) when this handle drops. Last, so it drops after the rest.
     pub(crate) own_group: Option<crate::Group>,
+    /// Set by `set_kill_on_drop`: the drop kills the process's subtree.
+    pub(crate) kill_on_drop: bool,
 }
 
 impl RunningProcess {
@@ -89,6 +91,7 @@ impl RunningProcess {
             watch: None,
             finished: None,
             own_group: None,
+            kill_on_drop: false,
         }
     }
 
@@ -345,6 +348,9 @@ impl Drop for RunningProcess {
     /// still get it) until it and its descendants close their ends — at the
     /// latest when the group ends — and its stdin input goes on being fed.
     fn drop(&mut self) {
+        if self.kill_on_drop {
+            let _ = self.kill_tree();
+        }
         for r in [self.stdout.take(), self.stderr.take()]
             .into_iter()
             .flatten()

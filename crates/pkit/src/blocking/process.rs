@@ -245,6 +245,55 @@ impl RunningProcess {
     pub fn has_exited(&self) -> bool {
         self.get().has_exited()
     }
+
+    /// How it ended, if it has exited ([`crate::RunningProcess::try_wait`]).
+    pub fn try_wait(&self) -> Result<Option<crate::Outcome>> {
+        self.get().try_wait()
+    }
+
+    /// Whether it is still running ([`crate::RunningProcess::is_running`]).
+    pub fn is_running(&self) -> bool {
+        self.get().is_running()
+    }
+
+    /// `signal` to its subtree ([`crate::RunningProcess::signal`]).
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.get().signal(signal)
+    }
+
+    /// SIGTERM, `grace`, SIGKILL to its subtree
+    /// ([`crate::RunningProcess::shutdown`]).
+    #[track_caller]
+    pub fn shutdown(&self, grace: Duration) -> Result<bool> {
+        block_on("RunningProcess::shutdown", self.get().shutdown(grace))
+    }
+
+    /// Kill its subtree when this handle drops
+    /// ([`crate::RunningProcess::set_kill_on_drop`]).
+    pub fn set_kill_on_drop(&mut self, on: bool) {
+        self.get_mut().set_kill_on_drop(on);
+    }
+}
+
+/// [`crate::wait_any`], blocking.
+#[track_caller]
+pub fn wait_any(procs: &mut [RunningProcess]) -> Result<(usize, Result<Output>)> {
+    if procs.is_empty() {
+        return Err(crate::Error::InvalidInput(
+            "wait_any: no process to wait for".into(),
+        ));
+    }
+    let first = block_on(
+        "wait_any",
+        crate::live::first_exit(procs.iter().map(|p| p.get())),
+    );
+    Ok((first, procs[first].wait()))
+}
+
+/// [`crate::wait_all`], blocking.
+#[track_caller]
+pub fn wait_all(procs: &mut [RunningProcess]) -> Vec<Result<Output>> {
+    procs.iter_mut().map(|p| p.wait()).collect()
 }
 
 impl Drop for RunningProcess {

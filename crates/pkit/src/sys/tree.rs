@@ -111,6 +111,20 @@ impl ProcTree {
         left
     }
 
+    /// Sends `sig` to every process of the subtree, now.
+    pub(crate) fn signal(&self, sig: i32) {
+        match self {
+            ProcTree::Leaf(leaf) => {
+                let _ = leaf.signal(sig);
+            }
+            ProcTree::Pgroup { .. } => {
+                for fd in self.pidfds() {
+                    let _ = pidfd_signal(fd.as_fd(), sig);
+                }
+            }
+        }
+    }
+
     /// SIGKILLs every process of the subtree, now.
     pub(crate) fn kill(&self) {
         match self {

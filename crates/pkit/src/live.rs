@@ -1,0 +1,132 @@
+//! What tokio and std users reach for on a live process: `try_wait`,
+//! `is_running`, per-process signals and shutdown, kill-on-drop for one
+//! handle, and waiting for any or all of several processes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::output::{Outcome, Output};
+use crate::process::{outcome_of, RunningProcess};
+use crate::sys::Signal;
+
+impl RunningProcess {
+    /// How it ended, if it has exited; `None` while it runs. Never blocks
+    /// and does not collect the output (call [`wait`](Self::wait) for the
+    /// [`Output`]). Like `std`'s `try_wait`, the outcome is the process's
+    /// own exit: a process ended by its command's timeout shows the signal
+    /// that ended it here, and `TimedOut` in `wait`'s `Output`.
+    pub fn try_wait(&self) -> Result<Option<Outcome>> {
+        if let Some(out) = &self.finished {
+            return Ok(Some(out.outcome()));
+        }
+        self.child
+            .try_status()
+            .map(|s| s.map(outcome_of))
+            .map_err(|e| Error::io(format!("{}: try_wait", self.program()), e))
+    }
+
+    /// Whether the process is still running: `false` once it has exited
+    /// (a zombie not yet collected counts as exited). Its pid stays its own
+    /// until it is collected by [`wait`](Self::wait) or the group, so the
+    /// answer is about this process, never a reused pid.
+    pub fn is_running(&self) -> bool {
+        !self.has_exited()
+    }
+
+    /// Sends `signal` to this process and everything it spawned: its own
+    /// subtree within the group, as [`kill_tree`](Self::kill_tree) finds it
+    /// (under process groups, descendants reached through living parents).
+    /// The rest of the group is left alone. Use [`Group::signal`](crate::Group::signal)
+    /// for the whole group.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        match crate::watch::tree(&self.watch) {
+            Some(tree) => {
+                tree.signal(signal.as_raw());
+                Ok(())
+            }
+            None => self
+                .child
+                .signal(signal.as_raw())
+                .map_err(|e| Error::io(format!("{}: signal", self.program()), e)),
+        }
+    }
+
+    /// Ends this process's subtree politely: SIGTERM, up to `grace` for it
+    /// to exit, then SIGKILL to whatever is left. Returns whether SIGKILL
+    /// was needed. The rest of the group runs on; the process still has to
+    /// be collected with [`wait`](Self::wait) for its [`Output`].
+    pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + grace;
+        match crate::watch::tree(&self.watch) {
+            Some(tree) => Ok(tree
+                .end(Some((Signal::Term.as_raw(), Some(deadline))))
+                .await),
+            None => {
+                let _ = self.child.signal(Signal::Term.as_raw());
+                let exited = tokio::time::timeout_at(deadline, self.child.wait())
+                    .await
+                    .is_ok();
+                if !exited {
+                    self.kill()?;
+                }
+                Ok(!exited)
+            }
+        }
+    }
+
+    /// Makes dropping this handle kill the process and its subtree (as
+    /// [`kill_tree`](Self::kill_tree)), as tokio's `kill_on_drop(true)`
+    /// does; off by default (a started process belongs to its group and
+    /// outlives its handle).
+    pub fn set_kill_on_drop(&mut self, on: bool) {
+        self.kill_on_drop = on;
+    }
+}
+
+/// Waits until one of `procs` exits and returns its index and its
+/// [`Output`] (as [`RunningProcess::wait`] gives it). The others are left
+/// running. An empty slice is an [`Error::InvalidInput`].
+pub async fn wait_any(procs: &mut [RunningProcess]) -> Result<(usize, Result<Output>)> {
+    if procs.is_empty() {
+        return Err(Error::InvalidInput(
+            "wait_any: no process to wait for".into(),
+        ));
+    }
+    let first = first_exit(procs.iter()).await;
+    let out = procs[first].wait().await;
+    Ok((first, out))
+}
+
+/// Waits for every one of `procs` and returns their results in order.
+pub async fn wait_all(procs: &mut [RunningProcess]) -> Vec<Result<Output>> {
+    let mut results = Vec::with_capacity(procs.len());
+    for p in procs.iter_mut() {
+        results.push(p.wait().await);
+    }
+    results
+}
+
+/// The index of the first of `procs` to exit.
+pub(crate) async fn first_exit<'a>(procs: impl Iterator<Item = &'a RunningProcess>) -> usize {
+    type Exit<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    let mut exits: Vec<Exit<'a>> = procs
+        .map(|p| {
+            let fut: Exit<'a> = Box::pin(async move {
+                let _ = p.wait_status().await;
+            });
+            fut
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        for (i, f) in exits.iter_mut().enumerate() {
+            if f.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(i);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,213 @@
+//! A live process's habits: try_wait, is_running, per-process signal and
+//! shutdown of its subtree (the rest of the group runs on), kill-on-drop
+//! for one handle, wait_any / wait_all; async and blocking.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{Command, Outcome, Signal};
+
+const T: Duration = Duration::from_secs(30);
+
+/// `sh` that starts a `sleep` grandchild, prints its pid, and waits.
+fn with_grandchild(extra: &str) -> Command {
+    Command::new("sh")
+        .args(["-c", &format!("{extra} sleep 300 & echo $!; wait")])
+        .stream_lines()
+}
+
+async fn grandchild_of(p: &mut pkit::RunningProcess) -> u32 {
+    let line = p
+        .wait_for_line(|l| l.text.parse::<u32>().is_ok(), T)
+        .await
+        .expect("pid line");
+    line.text.parse().expect("pid")
+}
+
+#[tokio::test]
+async fn try_wait_and_is_running_follow_the_process() {
+    let suite = begin("try_wait_and_is_running_follow_the_process").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "read x; exit 6"])
+                    .stdin_piped(),
+            )
+            .expect("start");
+        assert_eq!(p.try_wait().expect("try_wait"), None, "{choice}");
+        assert!(p.is_running());
+        drop(p.take_stdin());
+        let deadline = std::time::Instant::now() + T;
+        let outcome = loop {
+            if let Some(o) = p.try_wait().expect("try_wait") {
+                break o;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: never exited"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(outcome, Outcome::Exited(6), "{choice}");
+        assert!(!p.is_running());
+        assert_eq!(p.wait().await.expect("wait").code(), Some(6));
+        assert_eq!(p.try_wait().expect("after wait"), Some(Outcome::Exited(6)));
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn signal_and_shutdown_reach_the_subtree_only() {
+    let suite = begin("signal_and_shutdown_reach_the_subtree_only").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut bystander = group.start(&with_grandchild("")).expect("start");
+        let other = grandchild_of(&mut bystander).await;
+
+        // A signal reaches the process and its grandchild.
+        let mut p = group.start(&with_grandchild("")).expect("start");
+        let gc = grandchild_of(&mut p).await;
+        p.signal(Signal::Term).expect("signal");
+        assert_gone(&[p.pid(), gc], "after signal(TERM)").await;
+        assert_eq!(
+            p.wait().await.expect("wait").outcome(),
+            Outcome::Signalled(15)
+        );
+
+        // shutdown: TERM ignored by the shell and its sleep, so SIGKILL
+        // after the grace.
+        let mut p = group
+            .start(&with_grandchild("trap '' TERM;"))
+            .expect("start");
+        let gc = grandchild_of(&mut p).await;
+        let killed = p
+            .shutdown(Duration::from_millis(300))
+            .await
+            .expect("shutdown");
+        assert!(killed, "{choice}: TERM was ignored, SIGKILL needed");
+        assert_gone(&[p.pid(), gc], "after shutdown").await;
+        // TERM honoured: no SIGKILL needed.
+        let mut p = group.start(&with_grandchild("")).expect("start");
+        let gc = grandchild_of(&mut p).await;
+        let killed = p.shutdown(T).await.expect("shutdown");
+        assert!(!killed, "{choice}: exited on TERM");
+        assert_gone(&[p.pid(), gc], "after a polite shutdown").await;
+
+        // The bystander runs on.
+        assert_alive(&[bystander.pid(), other], "the rest of the group");
+        drop(group);
+        assert_gone(&[bystander.pid(), other], "group dropped").await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn kill_on_drop_ends_one_handles_subtree() {
+    let suite = begin("kill_on_drop_ends_one_handles_subtree").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut kept = group.start(&with_grandchild("")).expect("start");
+        let kept_gc = grandchild_of(&mut kept).await;
+        let mut p = group.start(&with_grandchild("")).expect("start");
+        let gc = grandchild_of(&mut p).await;
+        p.set_kill_on_drop(true);
+        let pid = p.pid();
+        drop(p);
+        assert_gone(&[pid, gc], "handle dropped with kill_on_drop").await;
+        // Without it, a dropped handle's process lives on with its group.
+        let kept_pid = kept.pid();
+        drop(kept);
+        assert_alive(&[kept_pid, kept_gc], "dropped without kill_on_drop");
+        drop(group);
+        assert_gone(&[kept_pid, kept_gc], "group dropped").await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn wait_any_and_wait_all() {
+    let suite = begin("wait_any_and_wait_all").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut procs: Vec<_> = ["sleep 300", "read x; exit 3", "sleep 300"]
+            .iter()
+            .map(|s| {
+                group
+                    .start(&Command::new("sh").args(["-c", s]).stdin_piped())
+                    .expect("start")
+            })
+            .collect();
+        drop(procs[1].take_stdin());
+        let (i, out) = pkit::wait_any(&mut procs).await.expect("wait_any");
+        assert_eq!(i, 1, "{choice}");
+        assert_eq!(out.expect("output").code(), Some(3));
+        assert!(procs[0].is_running() && procs[2].is_running());
+        procs[0].kill().expect("kill");
+        procs[2].kill().expect("kill");
+        let all = pkit::wait_all(&mut procs).await;
+        let outcomes: Vec<Outcome> = all.into_iter().map(|r| r.expect("ok").outcome()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Signalled(9),
+                Outcome::Exited(3),
+                Outcome::Signalled(9)
+            ],
+            "{choice}"
+        );
+        assert!(pkit::wait_any(&mut []).await.is_err());
+    }
+    suite.end().await;
+}
+
+#[test]
+fn the_same_habits_blocking() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let suite = rt.block_on(begin("the_same_habits_blocking"));
+    for choice in mechanisms() {
+        let group =
+            pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+        let mut procs: Vec<_> = ["sleep 300", "exit 2"]
+            .iter()
+            .map(|s| {
+                group
+                    .start(&Command::new("sh").args(["-c", s]))
+                    .expect("start")
+            })
+            .collect();
+        let (i, out) = pkit::blocking::wait_any(&mut procs).expect("wait_any");
+        assert_eq!((i, out.expect("ok").code()), (1, Some(2)), "{choice}");
+        assert_eq!(
+            procs[1].try_wait().expect("try_wait"),
+            Some(Outcome::Exited(2))
+        );
+        assert!(procs[0].is_running());
+        assert!(!procs[0].shutdown(T).expect("shutdown"));
+        let outs = pkit::blocking::wait_all(&mut procs);
+        assert_eq!(
+            outs[0].as_ref().expect("ok").outcome(),
+            Outcome::Signalled(15)
+        );
+        let p = group
+            .start(&Command::new("sh").args(["-c", "sleep 300"]))
+            .expect("start");
+        p.signal(Signal::Kill).expect("signal");
+        let mut p = p;
+        assert_eq!(p.wait().expect("wait").outcome(), Outcome::Signalled(9));
+        let mut p = group
+            .start(&Command::new("sleep").arg("300"))
+            .expect("start");
+        p.set_kill_on_drop(true);
+        let pid = p.pid();
+        drop(p);
+        rt.block_on(assert_gone(&[pid], "blocking kill_on_drop"));
+    }
+    rt.block_on(suite.end());
+}
