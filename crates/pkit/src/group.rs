@@ -396,20 +396,26 @@ impl Group {
     /// the tree is gone, a directory that still can't be removed is left to
     /// a background thread and is never this call's error.
     pub async fn close(&self) -> Result<()> {
+        let began = Instant::now();
         self.container
             .close()
             .await
-            .map_err(|e| Error::io("closing the group", e))
+            .map_err(|e| Error::io("closing the group", e))?;
+        log::group_closed(self.mechanism(), began.elapsed());
+        Ok(())
     }
 
     /// Ends the group after a run: like `close` (the tree is gone when it
     /// returns, in either mechanism), but an emptied cgroup may be kept for
     /// the next run.
     pub(crate) async fn end_run(&self) -> Result<()> {
+        let began = Instant::now();
         self.container
             .close_with(true)
             .await
-            .map_err(|e| Error::io("closing the group", e))
+            .map_err(|e| Error::io("closing the group", e))?;
+        log::group_closed(self.mechanism(), began.elapsed());
+        Ok(())
     }
 
     /// Sends `signal` to every process in the group, grandchildren and
@@ -563,5 +569,19 @@ impl ShutdownReport {
     /// How long the shutdown took, removal included.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
+    }
+}
+
+impl Drop for Group {
+    /// The container's own drop kills the tree; this only says so in the
+    /// log when the group was still open.
+    fn drop(&mut self) {
+        let open = match self.container.refusal() {
+            None => true,
+            Some(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        };
+        if open {
+            log::group_dropped(self.mechanism());
+        }
     }
 }

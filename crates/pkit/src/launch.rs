@@ -123,9 +123,10 @@ pub(crate) fn start(
     drop(spec);
     let pid = child.pid() as u32;
     let mechanism = container.mechanism();
-    log::started(&program, pid, mechanism);
+    log::started(&program, cmd.log_name.as_deref(), pid, mechanism);
 
     let mut proc = RunningProcess::new(program, pid, mechanism, started, child);
+    proc.log_name = cmd.log_name.clone();
     proc.limit = limit.unwrap_or_default();
     // From here on, a failure must not leave the child running: the caller
     // gets an error, and the process is killed (and reaped on drop).

@@ -68,8 +68,29 @@
 //!   host that refuses `clone3`; [`Group::placement`] reports the rung in
 //!   force (another value than `on`/`off` is ignored, with a warning).
 //!
-//! Logging goes through [`tracing`](https://docs.rs/tracing) with target
-//! `pkit`; events never contain arguments, environment or output.
+//! ## Logging
+//!
+//! pkit emits [`tracing`](https://docs.rs/tracing) events with target
+//! `pkit`: a process started and finished, a timeout, a cancellation, a
+//! group closed, dropped or shut down, a retry, a supervisor's restarts,
+//! failed readiness checks, storm pauses and end. Ordinary lifecycle is
+//! at Debug; anomalies — a timeout, a tree still killed after its grace, a
+//! failed readiness check, a crash storm — at Warn. Fields: `program`,
+//! `name` (the command's [`log_name`](Command::log_name), else the
+//! program), `pid`, `mechanism`, `outcome`, durations in milliseconds,
+//! counts. Events never contain arguments, environment values, working
+//! directories or output: the functions that emit them cannot be given
+//! those.
+//!
+//! Without a subscriber the events cost nothing. To see them, install one
+//! in your application, for example with the `tracing-subscriber` crate
+//! (feature `env-filter`) and run it with `RUST_LOG=pkit=debug`:
+//!
+//! ```text
+//! tracing_subscriber::fmt()
+//!     .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+//!     .init();
+//! ```
 
 #![warn(missing_docs)]
 

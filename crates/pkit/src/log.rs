@@ -1,9 +1,15 @@
 //! Structured events (tracing target `pkit`).
 //!
 //! The helpers here are the only place pkit emits events, and they take
-//! only what is safe to log: the program name, pids, the mechanism,
-//! outcomes and durations. Arguments, environment, working directory and
-//! output can't be logged by construction: no helper accepts them.
+//! only what is safe to log: the program name (and the command's
+//! [`log_name`](crate::Command::log_name)), pids, the mechanism, outcomes,
+//! error kinds, counts and durations. Arguments, environment, working
+//! directory and output can't be logged by construction: no helper accepts
+//! them (nor a `Command`, an `Output` or an `Error`).
+//!
+//! Ordinary lifecycle events are at Debug; anomalies (a timeout, a tree
+//! that needed SIGKILL after its grace, a failed readiness check, a crash
+//! storm) at Warn. See the crate documentation for how to see them.
 
 use std::time::Duration;
 
@@ -15,20 +21,24 @@ pub(crate) fn group_created(mechanism: Mechanism) {
     tracing::debug!(target: "pkit", %mechanism, "group created");
 }
 
-pub(crate) fn started(program: &str, pid: u32, mechanism: Mechanism) {
-    tracing::debug!(target: "pkit", program, pid, %mechanism, "process started");
+pub(crate) fn started(program: &str, name: Option<&str>, pid: u32, mechanism: Mechanism) {
+    let name = name.unwrap_or(program);
+    tracing::debug!(target: "pkit", program, name, pid, %mechanism, "process started");
 }
 
 pub(crate) fn finished(
     program: &str,
+    name: Option<&str>,
     pid: u32,
     mechanism: Mechanism,
     outcome: Outcome,
     duration: Duration,
 ) {
+    let name = name.unwrap_or(program);
     tracing::debug!(
         target: "pkit",
         program,
+        name,
         pid,
         %mechanism,
         %outcome,
@@ -38,15 +48,50 @@ pub(crate) fn finished(
 }
 
 pub(crate) fn shutdown(mechanism: Mechanism, report: &ShutdownReport) {
+    macro_rules! event {
+        ($level:ident, $msg:literal) => {
+            tracing::$level!(
+                target: "pkit",
+                %mechanism,
+                signalled = report.signalled(),
+                exited_in_grace = report.exited_in_grace(),
+                killed = report.killed(),
+                elapsed_ms = report.elapsed().as_secs_f64() * 1e3,
+                $msg
+            )
+        };
+    }
+    if report.killed() > 0 {
+        event!(warn, "group shut down: processes killed after the grace");
+    } else {
+        event!(debug, "group shut down");
+    }
+}
+
+/// A group was closed: its whole tree killed and gone.
+pub(crate) fn group_closed(mechanism: Mechanism, elapsed: Duration) {
     tracing::debug!(
         target: "pkit",
         %mechanism,
-        signalled = report.signalled(),
-        exited_in_grace = report.exited_in_grace(),
-        killed = report.killed(),
-        elapsed_ms = report.elapsed().as_secs_f64() * 1e3,
-        "group shut down"
+        elapsed_ms = elapsed.as_secs_f64() * 1e3,
+        "group closed"
     );
+}
+
+/// An open group was dropped: its tree is killed synchronously.
+pub(crate) fn group_dropped(mechanism: Mechanism) {
+    tracing::debug!(target: "pkit", %mechanism, "group dropped: tree killed");
+}
+
+/// A run hit its timeout; its tree is being ended.
+pub(crate) fn timed_out(name: &str, pid: u32, limit: Option<Duration>) {
+    let limit_ms = limit.map(|l| l.as_secs_f64() * 1e3);
+    tracing::warn!(target: "pkit", name, pid, limit_ms, "timed out");
+}
+
+/// A tree given a grace (after a timeout) still needed SIGKILL.
+pub(crate) fn killed_after_grace(name: &str, pid: u32) {
+    tracing::warn!(target: "pkit", name, pid, "killed after the grace");
 }
 
 /// A failed attempt is about to be replayed after `pause`.

@@ -57,6 +57,8 @@ pub struct RunningProcess {
     /// Its own subtree and the bounds armed on it (started processes).
     pub(crate) watch: Option<crate::watch::Watch>,
     pub(crate) finished: Option<Output>,
+    /// The command's `log_name`, for events.
+    pub(crate) log_name: Option<Arc<str>>,
     /// The private group of a process started with
     /// [`Command::start`](crate::Command::start): it ends (killing the
     /// tree) when this handle drops. Last, so it drops after the rest.
@@ -92,6 +94,7 @@ impl RunningProcess {
             finished: None,
             own_group: None,
             kill_on_drop: false,
+            log_name: None,
         }
     }
 
@@ -330,6 +333,7 @@ impl RunningProcess {
         };
         log::finished(
             &self.program,
+            self.log_name.as_deref(),
             self.pid,
             self.mechanism,
             outcome,

@@ -236,7 +236,15 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let ended = bounds.wait(proc.wait_status()).await?;
     let oom_before = group.oom_kills();
     let timed_out = matches!(ended, Ended::TimedOut);
+    match ended {
+        Ended::TimedOut => crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.timeout),
+        Ended::Cancelled => crate::log::cancelled(&cmd.log_label(), Some(proc.pid())),
+        _ => {}
+    }
     let killed_after_grace = end_group(&group, timed_out, cmd.timeout_signal, cmd.grace).await?;
+    if killed_after_grace {
+        crate::log::killed_after_grace(&cmd.log_label(), proc.pid());
+    }
     let outcome = match ended {
         Ended::Done(status) => outcome_of(status),
         Ended::TimedOut => Outcome::TimedOut,

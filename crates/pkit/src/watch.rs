@@ -59,6 +59,7 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
         let (child, tree, state) = (proc.child.clone(), tree.clone(), state.clone());
         let cancel = cmd.cancel.clone();
         let plan = timeout_plan(cmd.timeout_signal, cmd.grace);
+        let (name, pid, limit) = (cmd.log_label(), proc.pid(), cmd.timeout);
         tokio::spawn(async move {
             let timer = async {
                 match deadline {
@@ -85,6 +86,10 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
                 }
                 *s = fired;
             }
+            match fired {
+                State::TimedOut { .. } => crate::log::timed_out(&name, pid, limit),
+                _ => crate::log::cancelled(&name, Some(pid)),
+            }
             let first = match fired {
                 State::TimedOut { .. } => {
                     plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)))
@@ -92,6 +97,9 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
                 _ => None,
             };
             let late = tree.end(first).await;
+            if late {
+                crate::log::killed_after_grace(&name, pid);
+            }
             if let State::TimedOut { late: l } =
                 &mut *state.lock().unwrap_or_else(|e| e.into_inner())
             {

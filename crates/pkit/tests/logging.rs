@@ -1,0 +1,233 @@
+//! Lifecycle events (tracing target `pkit`): a hand-written subscriber
+//! records every event of runs whose arguments, environment, working
+//! directory and output all carry a marker, finds the expected events at
+//! the expected levels, and finds the marker in none of them.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use pkit::{CancelToken, Command, Restart, Supervisor};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+const MARK: &str = "zqMARKq7";
+
+#[derive(Debug, Clone)]
+struct Seen {
+    level: Level,
+    target: String,
+    /// `field=value` pairs, the message included.
+    fields: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Fields(Vec<(String, String)>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let mut text = String::new();
+        let _ = write!(text, "{value:?}");
+        self.0.push((field.name().to_string(), text));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_string(), value.to_string()));
+    }
+}
+
+/// Records every event and every span's fields.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Subscriber for Recorder {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut f = Fields(Vec::new());
+        span.record(&mut f);
+        self.seen.lock().unwrap().push(Seen {
+            level: *span.metadata().level(),
+            target: span.metadata().target().to_string(),
+            fields: f.0,
+        });
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, values: &Record<'_>) {
+        let mut f = Fields(Vec::new());
+        values.record(&mut f);
+        self.seen.lock().unwrap().push(Seen {
+            level: Level::TRACE,
+            target: "span-record".into(),
+            fields: f.0,
+        });
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut f = Fields(Vec::new());
+        event.record(&mut f);
+        self.seen.lock().unwrap().push(Seen {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_string(),
+            fields: f.0,
+        });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+fn recorder() -> &'static Arc<Recorder> {
+    static REC: OnceLock<Arc<Recorder>> = OnceLock::new();
+    REC.get_or_init(|| {
+        let rec = Arc::new(Recorder::default());
+        tracing::subscriber::set_global_default(rec.clone()).expect("the only subscriber");
+        rec
+    })
+}
+
+/// The events named `name`, with `message` containing `what`.
+fn find(name: &str, what: &str) -> Vec<Seen> {
+    recorder()
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.get("name") == Some(name))
+        .filter(|s| s.get("message").is_some_and(|m| m.contains(what)))
+        .cloned()
+        .collect()
+}
+
+/// A command whose argument, environment value, working directory and
+/// output all carry the marker.
+fn marked(choice: pkit::MechanismChoice, dir: &TempPath, script: &str, name: &str) -> Command {
+    sh(choice, script)
+        .arg(format!("arg-{MARK}"))
+        .env("PKIT_LOG_TEST", format!("env-{MARK}"))
+        .current_dir(dir.path())
+        .log_name(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_emitted_and_never_carry_secrets() {
+    recorder();
+    let suite = begin("events_are_emitted_and_never_carry_secrets").await;
+    let dir = TempPath::new(&format!("cwd-{MARK}"));
+    std::fs::create_dir(dir.path()).unwrap();
+    let echo = r#"echo "out-$1 $PKIT_LOG_TEST $(pwd)"; echo "err-$1" >&2"#;
+    for choice in mechanisms() {
+        let tag = |what: &str| format!("{what}-{choice}");
+
+        // An ordinary run: spawned and exited, at Debug.
+        let out = marked(choice, &dir, echo, &tag("plain"))
+            .output()
+            .await
+            .unwrap();
+        assert!(out.stdout_str().contains(MARK), "the output does carry it");
+        let started = find(&tag("plain"), "process started");
+        let finished = find(&tag("plain"), "process finished");
+        assert_eq!((started.len(), finished.len()), (1, 1), "{choice}");
+        assert_eq!(started[0].level, Level::DEBUG);
+        assert_eq!(started[0].get("program"), Some("sh"));
+        assert!(started[0].get("pid").is_some() && started[0].get("mechanism").is_some());
+        assert_eq!(finished[0].get("outcome"), Some("exited(0)"));
+        assert!(finished[0].get("duration_ms").is_some());
+
+        // A timeout, at Warn; a tree that ignores SIGTERM is killed after
+        // its grace, at Warn.
+        let out = marked(
+            choice,
+            &dir,
+            &format!("{echo}; trap '' TERM; sleep 300"),
+            &tag("timeout"),
+        )
+        .timeout(Duration::from_millis(200))
+        .grace(Duration::from_millis(100))
+        .output()
+        .await
+        .unwrap();
+        assert!(out.timed_out());
+        let timeouts = find(&tag("timeout"), "timed out");
+        assert_eq!(timeouts.len(), 1, "{choice}");
+        assert_eq!(timeouts[0].level, Level::WARN);
+        let late = find(&tag("timeout"), "killed after the grace");
+        assert_eq!(late.len(), 1, "{choice}");
+        assert_eq!(late[0].level, Level::WARN);
+
+        // A cancellation.
+        let token = CancelToken::new();
+        let cmd = marked(choice, &dir, &format!("{echo}; sleep 300"), &tag("cancel"))
+            .cancel_token(&token);
+        let run = tokio::spawn(async move { cmd.output().await });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while find(&tag("cancel"), "process started").is_empty() {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(POLL).await;
+        }
+        token.cancel();
+        assert!(run.await.unwrap().unwrap_err().is_cancelled());
+        assert_eq!(find(&tag("cancel"), "cancelled").len(), 1, "{choice}");
+
+        // A retry.
+        let err = marked(choice, &dir, &format!("{echo}; exit 3"), &tag("retry"))
+            .retry(2, Duration::from_millis(1), |_| true)
+            .run()
+            .await
+            .unwrap_err();
+        assert!(err.is_non_zero_exit());
+        assert_eq!(find(&tag("retry"), "retrying").len(), 1, "{choice}");
+
+        // A supervisor: restarts, a storm at Warn, the end.
+        let out = Supervisor::new(marked(
+            choice,
+            &dir,
+            &format!("{echo}; exit 3"),
+            &tag("sup"),
+        ))
+        .mechanism(choice)
+        .restart(Restart::Always)
+        .backoff(Duration::from_millis(1), 1.0)
+        .storm_limit(2, Duration::from_secs(600))
+        .storm_pause(Duration::from_millis(1))
+        .max_restarts(2)
+        .run()
+        .await
+        .unwrap();
+        assert_eq!(out.restarts, 2);
+        assert_eq!(find(&tag("sup"), "supervisor restart").len(), 2, "{choice}");
+        let storms = find(&tag("sup"), "crash storm");
+        assert_eq!(storms.len(), 1, "{choice}");
+        assert_eq!(storms[0].level, Level::WARN);
+        assert_eq!(find(&tag("sup"), "supervisor stopped").len(), 1);
+        assert_eq!(find(&tag("sup"), "process started").len(), 3, "{choice}");
+    }
+    suite.end().await;
+
+    // Nothing pkit logged carries the marker, and everything it logged has
+    // its target.
+    let seen = recorder().seen.lock().unwrap().clone();
+    assert!(seen.len() > 20, "{} events", seen.len());
+    for s in &seen {
+        assert_eq!(s.target, "pkit", "{s:?}");
+        for (k, v) in &s.fields {
+            assert!(
+                !v.contains(MARK) && !k.contains(MARK),
+                "a secret in an event: {s:?}"
+            );
+        }
+    }
+}
