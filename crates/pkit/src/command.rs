@@ -466,7 +466,7 @@ impl Command {
     /// `Output`, with what was kept), never a silently shortened answer.
     pub async fn run(&self) -> Result<String> {
         crate::retry::with_retry(self, || async {
-            verbs::run(self.secret(self.output().await?))
+            verbs::run(self.secret(self.output().await?), self.ok())
         })
         .await
     }
@@ -475,7 +475,10 @@ impl Command {
     /// an `Err`, never an invented code.
     pub async fn exit_code(&self) -> Result<i32> {
         crate::retry::with_retry(self, || async {
-            verbs::exit_code(self.secret(self.output().await?))
+            verbs::exit_code(
+                self.secret(self.output().await?),
+                self.io.ok_codes.as_deref(),
+            )
         })
         .await
     }

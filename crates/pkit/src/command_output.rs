@@ -23,6 +23,8 @@ pub(crate) struct OutputPlan {
     pub capture_policy: CapturePolicy,
     /// Errors never quote this command's stderr.
     pub secret_output: bool,
+    /// The exit codes `run` and `exit_code` count as success (`ok_codes`).
+    pub ok_codes: Option<Arc<[i32]>>,
 }
 
 /// The default capacity of the line stream, in lines.
@@ -54,6 +56,7 @@ impl Default for OutputPlan {
             capture_limit: None,
             capture_policy: CapturePolicy::KeepHead,
             secret_output: false,
+            ok_codes: None,
         }
     }
 }

@@ -199,6 +199,19 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// The run succeeded but its stdout does not parse as the type asked of
+    /// [`Command::parse`](crate::Command::parse). The message names the
+    /// type, never the text; the parser's own error is the `source`.
+    #[error("{program}: its output does not parse as {target}")]
+    Parse {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The type asked for.
+        target: &'static str,
+        /// The parser's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// An I/O error while managing a process or its container.
     #[error("{context}: {source}")]
     Io {
@@ -267,6 +280,8 @@ pub enum ErrorKind {
     MechanismUnavailable,
     /// [`Error::InvalidInput`]
     InvalidInput,
+    /// [`Error::Parse`]
+    Parse,
     /// [`Error::Io`]
     Io,
 }
@@ -364,6 +379,7 @@ impl Error {
             Error::ResourceLimit { .. } => ErrorKind::ResourceLimit,
             Error::MechanismUnavailable { .. } => ErrorKind::MechanismUnavailable,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::Parse { .. } => ErrorKind::Parse,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

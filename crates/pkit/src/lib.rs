@@ -106,6 +106,7 @@ mod habits;
 mod launch;
 mod live;
 mod log;
+mod more_verbs;
 mod output;
 mod pipe;
 mod probe;

@@ -235,11 +235,18 @@ pub(crate) mod verbs {
         }
     }
 
-    pub(crate) fn run(out: Output) -> Result<String> {
+    /// An exit with a code in `ok` (`[0]` unless the command set
+    /// `ok_codes`), else the matching error.
+    pub(crate) fn require_success(out: Output, ok: &[i32]) -> Result<Output> {
         let out = require_exit(out)?;
-        if !out.success() {
-            return Err(Error::NonZeroExit(Box::new(out)));
+        match out.code() {
+            Some(c) if ok.contains(&c) => Ok(out),
+            _ => Err(Error::NonZeroExit(Box::new(out))),
         }
+    }
+
+    pub(crate) fn run(out: Output, ok: &[i32]) -> Result<String> {
+        let out = require_success(out, ok)?;
         // A cut stdout is not the program's answer: never hand back part
         // of it as if it were the whole.
         if out.stdout_truncated() {
@@ -255,8 +262,12 @@ pub(crate) mod verbs {
         Ok(out.stdout_str().trim_end_matches(['\n', '\r']).to_string())
     }
 
-    pub(crate) fn exit_code(out: Output) -> Result<i32> {
-        let out = require_exit(out)?;
+    /// Any exit code, or with `ok_codes` set, one of them.
+    pub(crate) fn exit_code(out: Output, ok: Option<&[i32]>) -> Result<i32> {
+        let out = match ok {
+            Some(ok) => require_success(out, ok)?,
+            None => require_exit(out)?,
+        };
         Ok(out.code().expect("require_exit leaves only exits"))
     }
 

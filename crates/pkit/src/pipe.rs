@@ -320,12 +320,12 @@ impl Pipe {
     /// Runs the chain, requires success, and returns the last stage's
     /// stdout trimmed.
     pub async fn run(&self) -> Result<String> {
-        verbs::run(self.secret(self.output().await?))
+        verbs::run(self.secret(self.output().await?), &[0])
     }
 
     /// Runs the chain and returns the folded exit code.
     pub async fn exit_code(&self) -> Result<i32> {
-        verbs::exit_code(self.secret(self.output().await?))
+        verbs::exit_code(self.secret(self.output().await?), None)
     }
 
     /// Runs the chain as a yes/no question (0 = true, 1 = false).

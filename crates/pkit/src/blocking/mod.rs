@@ -160,6 +160,23 @@ impl Verbs<'_> {
         block_on("status", self.cmd.status())
     }
 
+    /// [`Command::parse`], blocking.
+    #[track_caller]
+    pub fn parse<T>(self) -> Result<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        block_on("parse", self.cmd.parse())
+    }
+
+    /// [`Command::first_line`], blocking: the first matching stdout line,
+    /// the run's tree gone when it returns.
+    #[track_caller]
+    pub fn first_line(self, pred: impl FnMut(&str) -> bool) -> Result<Option<String>> {
+        block_on("first_line", self.cmd.first_line(pred))
+    }
+
     /// [`Command::start`], blocking: a live process owning a private
     /// kill-on-drop group.
     #[track_caller]

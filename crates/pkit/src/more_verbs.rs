@@ -1,0 +1,113 @@
+//! The verbs people reach for beyond the four: [`parse`](Command::parse),
+//! [`first_line`](Command::first_line), and
+//! [`ok_codes`](Command::ok_codes).
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::output::verbs;
+use crate::pump::StreamKind;
+
+impl Command {
+    /// The exit codes that count as success for [`run`](Self::run) (and
+    /// [`parse`](Self::parse), [`first_line`](Self::first_line)); with it
+    /// set, [`exit_code`](Self::exit_code) returns one of them or the
+    /// [`Error::NonZeroExit`]. Without it: `0` only, and `exit_code`
+    /// returns any code. `grep` answers "no match" with 1:
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let found = pkit::Command::new("grep").args(["-c", "x"]).stdin_str("a\nb\n")
+    ///     .ok_codes([0, 1])
+    ///     .run()
+    ///     .await?;
+    /// assert_eq!(found, "0");
+    /// # Ok(()) }
+    /// ```
+    pub fn ok_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Command {
+        self.io.ok_codes = Some(codes.into_iter().collect::<Arc<[i32]>>());
+        self
+    }
+
+    /// The codes `run` counts as success.
+    pub(crate) fn ok(&self) -> &[i32] {
+        self.io.ok_codes.as_deref().unwrap_or(&[0])
+    }
+
+    /// Runs the command like [`run`](Self::run), then parses its stdout,
+    /// surrounding whitespace trimmed, as a `T`. A stdout that doesn't
+    /// parse is an [`Error::Parse`] (naming the type, not the text; the
+    /// parser's error is its source).
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let n: u64 = pkit::Command::new("sh").args(["-c", "echo ' 42'"]).parse().await?;
+    /// assert_eq!(n, 42);
+    /// # Ok(()) }
+    /// ```
+    pub async fn parse<T>(&self) -> Result<T>
+    where
+        T: FromStr,
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        let text = self.run().await?;
+        text.trim().parse().map_err(|e: T::Err| Error::Parse {
+            program: self.display_name(),
+            target: std::any::type_name::<T>(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Starts the command and returns the first stdout line that `pred`
+    /// accepts, as soon as it comes; then the run is ended: its whole tree
+    /// is killed and gone when this returns (as `cmd | grep -m1` ends
+    /// `cmd`, but without waiting for a SIGPIPE). Stderr lines are not
+    /// looked at. When stdout ends without a match, the run is waited for:
+    /// `Ok(None)` if it succeeded, else its error (as [`run`](Self::run)
+    /// would give it). The command's timeout and cancel token apply.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let line = pkit::Command::new("sh")
+    ///     .args(["-c", "echo starting; echo listening on 8080; sleep 300"])
+    ///     .first_line(|l| l.starts_with("listening"))
+    ///     .await?;
+    /// assert_eq!(line.as_deref(), Some("listening on 8080"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn first_line(&self, mut pred: impl FnMut(&str) -> bool) -> Result<Option<String>> {
+        let mut p = self.clone().stream_lines().start()?;
+        let mut lines = p.lines();
+        // The line stream takes the stderr a failed run's error quotes:
+        // keep its last lines for that.
+        let mut stderr_tail = std::collections::VecDeque::new();
+        while let Some(line) = lines.next_line().await {
+            if line.stream == StreamKind::Stderr {
+                if stderr_tail.len() == 10 {
+                    stderr_tail.pop_front();
+                }
+                stderr_tail.push_back(line.text);
+                continue;
+            }
+            if pred(&line.text) {
+                drop(lines);
+                if let Some(group) = p.own_group.take() {
+                    group.close().await?;
+                }
+                return Ok(Some(line.text));
+            }
+        }
+        drop(lines);
+        let mut out = self.secret(p.wait().await?);
+        if out.stderr.is_empty() {
+            for l in stderr_tail {
+                out.stderr.extend_from_slice(l.as_bytes());
+                out.stderr.push(b'\n');
+            }
+        }
+        verbs::require_success(out, self.ok())?;
+        Ok(None)
+    }
+}
