@@ -103,6 +103,8 @@ pub struct Command {
     pub(crate) grace: Option<Duration>,
     pub(crate) timeout_signal: Option<Signal>,
     pub(crate) cancel: Option<CancelToken>,
+    /// Cancel signal and grace: see `run_options.rs`.
+    pub(crate) run: crate::run_options::RunOptions,
     pub(crate) runner: Option<Arc<dyn Runner>>,
     pub(crate) io: OutputPlan,
     pub(crate) unchecked_in_pipe: bool,
@@ -140,6 +142,7 @@ impl Command {
             grace: None,
             timeout_signal: None,
             cancel: None,
+            run: Default::default(),
             runner: None,
             io: OutputPlan::default(),
             unchecked_in_pipe: false,
@@ -345,8 +348,10 @@ impl Command {
         self
     }
 
-    /// Cancels the run when `token` is cancelled: the tree is torn down and
-    /// the verb returns [`Error::Cancelled`](crate::Error::Cancelled).
+    /// Cancels the run when `token` is cancelled: the tree is torn down
+    /// (SIGKILL at once, unless [`cancel_signal`](Self::cancel_signal) or
+    /// [`cancel_grace`](Self::cancel_grace) say otherwise) and the verb
+    /// returns [`Error::Cancelled`](crate::Error::Cancelled).
     pub fn cancel_token(mut self, token: &CancelToken) -> Command {
         self.cancel = Some(token.clone());
         self
@@ -521,6 +526,8 @@ impl fmt::Debug for Command {
             .field("timeout", &self.timeout)
             .field("grace", &self.grace)
             .field("timeout_signal", &self.timeout_signal)
+            .field("cancel_signal", &self.run.cancel_signal)
+            .field("cancel_grace", &self.run.cancel_grace)
             .field("stream_lines", &self.io.stream_lines)
             .field("retry", &self.retry)
             .field("log_name", &self.log_name)

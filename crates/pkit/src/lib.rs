@@ -113,6 +113,7 @@ mod probe;
 mod process;
 mod pump;
 mod retry;
+mod run_options;
 mod runner;
 mod spawn_options;
 mod stats;

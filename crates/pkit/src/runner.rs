@@ -241,6 +241,16 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
         Ended::Cancelled => crate::log::cancelled(&cmd.log_label(), Some(proc.pid())),
         _ => {}
     }
+    if matches!(ended, Ended::Cancelled) {
+        // A cancel token's tree gets the command's cancel signal and grace.
+        let (signal, grace) = (cmd.run.cancel_signal, cmd.run.cancel_grace);
+        if end_group(&group, true, signal, grace).await? {
+            crate::log::killed_after_grace(&cmd.log_label(), proc.pid());
+        }
+        return Err(Error::Cancelled {
+            program: cmd.display_name(),
+        });
+    }
     let killed_after_grace = end_group(&group, timed_out, cmd.timeout_signal, cmd.grace).await?;
     if killed_after_grace {
         crate::log::killed_after_grace(&cmd.log_label(), proc.pid());

@@ -7,7 +7,8 @@
 //! A small task watches the process: when the timeout passes or the token
 //! is cancelled first, it ends the process's own subtree (see
 //! [`ProcTree`]) the way a verb ends its tree — the signal, the grace,
-//! then SIGKILL; SIGKILL at once on cancellation — and records why, for
+//! then SIGKILL (on cancellation, the command's cancel signal and grace:
+//! SIGKILL at once by default) — and records why, for
 //! [`RunningProcess::wait`] to report. The rest of the group runs on. The
 //! task runs whether or not anyone waits, and ends when the process does.
 
@@ -60,6 +61,7 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
         let cancel = cmd.cancel.clone();
         let plan = timeout_plan(cmd.timeout_signal, cmd.grace);
         let (name, pid, limit) = (cmd.log_label(), proc.pid(), cmd.timeout);
+        let cancel_plan = timeout_plan(cmd.run.cancel_signal, cmd.run.cancel_grace);
         tokio::spawn(async move {
             let timer = async {
                 match deadline {
@@ -90,12 +92,11 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
                 State::TimedOut { .. } => crate::log::timed_out(&name, pid, limit),
                 _ => crate::log::cancelled(&name, Some(pid)),
             }
-            let first = match fired {
-                State::TimedOut { .. } => {
-                    plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)))
-                }
-                _ => None,
+            let plan = match fired {
+                State::TimedOut { .. } => plan,
+                _ => cancel_plan,
             };
+            let first = plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)));
             let late = tree.end(first).await;
             if late {
                 crate::log::killed_after_grace(&name, pid);
