@@ -123,7 +123,7 @@ mod watch;
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 pub use batch::{output_all, output_unordered, Completions};
