@@ -65,7 +65,7 @@ fn main() {
             .map_or("none", |m| m.as_str()),
         pkit::host_containment().reason
     );
-    let wanted = |name: &str| args.only.as_deref().map_or(true, |o| name.contains(o));
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     for scenario in scenarios::all() {
         if wanted(scenario.name) {
             let table = rt.block_on(scenario.run(args.rounds));

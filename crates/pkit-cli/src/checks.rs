@@ -52,7 +52,7 @@ trait NoneOrZero {
 
 impl NoneOrZero for Option<std::time::Duration> {
     fn is_none_or_zero(&self) -> bool {
-        self.map_or(true, |d| d.is_zero() || d == std::time::Duration::MAX)
+        self.is_none_or(|d| d.is_zero() || d == std::time::Duration::MAX)
     }
 }
 

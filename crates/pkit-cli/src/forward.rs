@@ -25,7 +25,7 @@ impl Run {
     /// (`inf`, or a time past the clock's range, never fires).
     pub fn arm(&mut self, after: Duration) {
         let Some(at) = from_now(after) else { return };
-        if self.kill_at.map_or(true, |k| at < k) {
+        if self.kill_at.is_none_or(|k| at < k) {
             self.kill_at = Some(at);
         }
     }

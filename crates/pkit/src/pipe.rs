@@ -278,7 +278,7 @@ impl Pipe {
             .iter()
             .filter_map(|c| c.timeout.map(|t| (t, c)))
             .min_by_key(|(t, _)| *t)
-            .filter(|(t, _)| self.timeout.map_or(true, |own| *t < own));
+            .filter(|(t, _)| self.timeout.is_none_or(|own| *t < own));
         match soonest {
             Some((t, c)) if self.timeout_signal.is_none() && self.grace.is_none() => {
                 (Some(t), c.timeout_signal, c.grace)
