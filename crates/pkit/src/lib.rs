@@ -116,6 +116,7 @@ mod retry;
 mod run_options;
 mod runner;
 mod spawn_options;
+mod split_lines;
 mod stats;
 mod supervise;
 mod sys;
@@ -145,6 +146,7 @@ pub use pump::{
 pub use retry::is_transient;
 pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use spawn_options::{which, ChildStep, Detached, FileMode, IoClass, Resource};
+pub use split_lines::StreamLines;
 pub use stats::{Profile, SampleStats};
 pub use supervise::{
     Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent, SupervisorHandle,

@@ -211,3 +211,82 @@ fn the_same_habits_blocking() {
     }
     rt.block_on(suite.end());
 }
+
+#[tokio::test]
+async fn split_lines_keeps_each_streams_order() {
+    let suite = begin("split_lines_keeps_each_streams_order").await;
+    let script = "i=0; while [ $i -lt 300 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done";
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(&Command::new("sh").args(["-c", script]).stream_lines())
+            .expect("start");
+        let (mut out, mut err) = p.split_lines();
+        let read_out = async {
+            let mut v = Vec::new();
+            while let Some(l) = out.next_line().await {
+                v.push(l.text);
+            }
+            v
+        };
+        let read_err = async {
+            let mut v = Vec::new();
+            while let Some(l) = err.next_line().await {
+                v.push(l.text);
+            }
+            v
+        };
+        let (o, e) = tokio::join!(read_out, read_err);
+        let want = |c: char| (0..300).map(|i| format!("{c}{i}")).collect::<Vec<_>>();
+        assert_eq!(o, want('o'), "{choice}");
+        assert_eq!(e, want('e'), "{choice}");
+        assert_eq!(p.wait().await.expect("wait").code(), Some(0));
+
+        // A dropped side is discarded: reading only stdout never stalls,
+        // even past the streams' buffer.
+        let big = "i=0; while [ $i -lt 3000 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done";
+        let mut p = group
+            .start(&Command::new("sh").args(["-c", big]).stream_lines())
+            .expect("start");
+        let (mut out, err) = p.split_lines();
+        drop(err);
+        let mut n = 0;
+        while let Some(l) = tokio::time::timeout(T, out.next_line())
+            .await
+            .expect("not stalled")
+        {
+            assert_eq!(l.text, format!("o{n}"));
+            n += 1;
+        }
+        assert_eq!(n, 3000, "{choice}");
+        assert_eq!(p.wait().await.expect("wait").code(), Some(0));
+    }
+    suite.end().await;
+}
+
+#[test]
+fn split_lines_blocking_from_two_threads() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let suite = rt.block_on(begin("split_lines_blocking_from_two_threads"));
+    for choice in mechanisms() {
+        let group =
+            pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "for i in 1 2 3; do echo o$i; echo e$i >&2; done"])
+                    .stream_lines(),
+            )
+            .expect("start");
+        let (out, err) = p.split_lines();
+        let e = std::thread::spawn(move || err.map(|l| l.text).collect::<Vec<_>>());
+        let o: Vec<String> = out.map(|l| l.text).collect();
+        assert_eq!(o, ["o1", "o2", "o3"], "{choice}");
+        assert_eq!(e.join().expect("thread"), ["e1", "e2", "e3"], "{choice}");
+        assert_eq!(p.wait().expect("wait").code(), Some(0));
+    }
+    rt.block_on(suite.end());
+}

@@ -46,7 +46,7 @@ mod process;
 use std::future::Future;
 use std::sync::OnceLock;
 
-pub use process::{wait_all, wait_any, ChildStdin, Group, Lines, RunningProcess};
+pub use process::{wait_all, wait_any, ChildStdin, Group, Lines, RunningProcess, StreamLines};
 
 use crate::command::Command;
 use crate::error::Result;

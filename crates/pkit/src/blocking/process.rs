@@ -217,6 +217,20 @@ impl RunningProcess {
         }
     }
 
+    /// Its stdout lines and its stderr lines as two iterators
+    /// ([`crate::RunningProcess::split_lines`]; read both, from two
+    /// threads, or drop the one you don't want).
+    #[track_caller]
+    pub fn split_lines(&mut self) -> (StreamLines, StreamLines) {
+        let (out, err) = enter("RunningProcess::split_lines", || {
+            self.get_mut().split_lines()
+        });
+        (
+            StreamLines { inner: Some(out) },
+            StreamLines { inner: Some(err) },
+        )
+    }
+
     /// Lines dropped while nobody read the stream.
     pub fn dropped_lines(&self) -> u64 {
         self.get().dropped_lines()
@@ -337,6 +351,35 @@ impl Drop for Lines {
 impl fmt::Debug for Lines {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("blocking::Lines").finish_non_exhaustive()
+    }
+}
+
+/// One stream's lines as an [`Iterator`], from
+/// [`RunningProcess::split_lines`].
+pub struct StreamLines {
+    inner: Option<crate::StreamLines>,
+}
+
+impl Iterator for StreamLines {
+    type Item = Line;
+
+    #[track_caller]
+    fn next(&mut self) -> Option<Line> {
+        let lines = self.inner.as_mut()?;
+        block_on("StreamLines::next", lines.next_line())
+    }
+}
+
+impl Drop for StreamLines {
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for StreamLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::StreamLines")
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,0 +1,85 @@
+//! Separate stdout and stderr line streams of a started process, besides
+//! the merged one: [`RunningProcess::split_lines`].
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc;
+
+use crate::process::RunningProcess;
+use crate::pump::{Line, StreamKind};
+
+/// One stream's lines (stdout's or stderr's), from
+/// [`RunningProcess::split_lines`]. Ends when the process has closed both
+/// outputs.
+pub struct StreamLines {
+    rx: mpsc::Receiver<Line>,
+}
+
+impl StreamLines {
+    /// The next line, or `None` at the end.
+    pub async fn next_line(&mut self) -> Option<Line> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_core::Stream for StreamLines {
+    type Item = Line;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Line>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl fmt::Debug for StreamLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamLines").finish_non_exhaustive()
+    }
+}
+
+impl RunningProcess {
+    /// Its stdout lines and its stderr lines as two streams (needs
+    /// [`Command::stream_lines`](crate::Command::stream_lines)). Takes the
+    /// merged stream (see [`lines`](Self::lines): take it right after the
+    /// start to see every line); each stream keeps its own order.
+    ///
+    /// Each stream holds up to
+    /// [`DEFAULT_BUFFER_LINES`](crate::DEFAULT_BUFFER_LINES) lines; when
+    /// one is full, the lines wait for it (the command's overflow policy
+    /// applies, backpressure by default): read both concurrently, or drop
+    /// the one you don't want — a dropped stream's lines are discarded.
+    /// Needs a Tokio runtime (a small task routes the lines).
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let mut p = pkit::Command::new("sh")
+    ///     .args(["-c", "echo out; echo err >&2"])
+    ///     .stream_lines()
+    ///     .start()?;
+    /// let (mut out, mut err) = p.split_lines();
+    /// assert_eq!(out.next_line().await.unwrap().text, "out");
+    /// assert_eq!(err.next_line().await.unwrap().text, "err");
+    /// # Ok(()) }
+    /// ```
+    pub fn split_lines(&mut self) -> (StreamLines, StreamLines) {
+        let mut merged = self.lines();
+        let (out_tx, out_rx) = mpsc::channel(crate::DEFAULT_BUFFER_LINES);
+        let (err_tx, err_rx) = mpsc::channel(crate::DEFAULT_BUFFER_LINES);
+        tokio::spawn(async move {
+            let (mut out, mut err) = (Some(out_tx), Some(err_tx));
+            while let Some(line) = merged.next_line().await {
+                let side = match line.stream {
+                    StreamKind::Stdout => &mut out,
+                    StreamKind::Stderr => &mut err,
+                };
+                if let Some(tx) = side {
+                    if tx.send(line).await.is_err() {
+                        *side = None;
+                    }
+                }
+            }
+        });
+        (StreamLines { rx: out_rx }, StreamLines { rx: err_rx })
+    }
+}
