@@ -160,6 +160,16 @@ fn blocking_output() -> Scenario {
             .unwrap()
             .into()
         })
+        .with("pkit async (for reference)", || async {
+            let t = Instant::now();
+            let out = pkit::Command::new("echo")
+                .arg("hello")
+                .output()
+                .await
+                .unwrap();
+            assert_eq!(out.stdout(), b"hello\n");
+            t.elapsed().into()
+        })
 }
 
 async fn tokio_cat() -> Duration {
