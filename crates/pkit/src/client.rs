@@ -21,7 +21,9 @@ use crate::runner::Runner;
 /// type is only argument building and output parsing.
 ///
 /// A wrapper built on it is testable without the tool: give the client
-/// another runner with [`with_runner`](Self::with_runner).
+/// another runner with [`with_runner`](Self::with_runner), for example a
+/// `ScriptedRunner` of `pkit::testing` (cargo feature `testing`), whose
+/// module documentation tests this `Git` wrapper without git.
 ///
 /// ```
 /// use pkit::CliClient;

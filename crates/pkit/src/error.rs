@@ -212,6 +212,18 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A test double (`pkit::testing::ScriptedRunner`, cargo feature
+    /// `testing`) was asked to run a command it has no reply
+    /// for and no fallback. The message names the program and says how
+    /// many arguments it had; the arguments themselves are in `args`.
+    #[error("{program}: unexpected command ({} arguments): the scripted runner has no reply for it and no fallback", .args.len())]
+    Unscripted {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The arguments, for the caller (not in the message).
+        args: ArgList,
+    },
+
     /// An I/O error while managing a process or its container.
     #[error("{context}: {source}")]
     Io {
@@ -220,6 +232,42 @@ pub enum Error {
         /// What the OS said.
         source: io::Error,
     },
+}
+
+/// A command's arguments, carried by an error for the caller. Its `Debug`
+/// shows only how many there are (arguments may hold secrets).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ArgList(pub(crate) Vec<std::ffi::OsString>);
+
+impl ArgList {
+    /// The arguments, in order.
+    pub fn as_slice(&self) -> &[std::ffi::OsString] {
+        &self.0
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The arguments as text (invalid UTF-8 replaced with U+FFFD).
+    pub fn to_strings_lossy(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+impl fmt::Debug for ArgList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} hidden]", self.0.len())
+    }
 }
 
 /// Why a readiness probe gave up.
@@ -282,6 +330,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// [`Error::Parse`]
     Parse,
+    /// [`Error::Unscripted`]
+    Unscripted,
     /// [`Error::Io`]
     Io,
 }
@@ -380,6 +430,7 @@ impl Error {
             Error::MechanismUnavailable { .. } => ErrorKind::MechanismUnavailable,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Parse { .. } => ErrorKind::Parse,
+            Error::Unscripted { .. } => ErrorKind::Unscripted,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

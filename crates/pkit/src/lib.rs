@@ -108,6 +108,7 @@ mod live;
 mod log;
 mod more_verbs;
 mod output;
+mod output_builder;
 mod pipe;
 mod probe;
 mod process;
@@ -120,6 +121,8 @@ mod split_lines;
 mod stats;
 mod supervise;
 mod sys;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod watch;
 
 /// The README's examples, compiled as doctests so they stay true.
@@ -134,10 +137,11 @@ pub use command::{
     Command, Stdio, DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
     DEFAULT_TIMEOUT_GRACE,
 };
-pub use error::{Error, ErrorKind, NotReadyReason, Result};
+pub use error::{ArgList, Error, ErrorKind, NotReadyReason, Result};
 pub use group::{Group, GroupBuilder, ShutdownReport};
 pub use live::{wait_all, wait_any};
 pub use output::{Outcome, Output};
+pub use output_builder::OutputBuilder;
 pub use pipe::Pipe;
 pub use process::{ChildStdin, RunningProcess};
 pub use pump::{

@@ -1,0 +1,438 @@
+//! `pkit::testing` (feature `testing`): every scripted reply through every
+//! verb and through `CliClient`, rule matching, the unexpected-command
+//! error, the recording runner over real runs (both mechanisms), and the
+//! dry runner running nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pkit::testing::{DryRunRunner, RecordingRunner, Reply, ScriptedRunner};
+use pkit::{CancelToken, CliClient, Command, Error, ErrorKind, Outcome, Output, SystemRunner};
+
+fn scripted(reply: Reply) -> Arc<ScriptedRunner> {
+    Arc::new(ScriptedRunner::new().on(["tool", "do", "it"], reply))
+}
+
+fn tool(runner: Arc<ScriptedRunner>) -> Command {
+    Command::new("tool").args(["do", "it"]).runner(runner)
+}
+
+/// What each verb gave, as comparable values.
+#[derive(Debug)]
+struct Verbs {
+    output: Result<Output, Error>,
+    run: Result<String, Error>,
+    exit_code: Result<i32, Error>,
+    probe: Result<bool, Error>,
+}
+
+async fn all_verbs(cmd: &Command) -> Verbs {
+    Verbs {
+        output: cmd.output().await,
+        run: cmd.run().await,
+        exit_code: cmd.exit_code().await,
+        probe: cmd.probe().await,
+    }
+}
+
+async fn all_client_verbs(client: &CliClient) -> Verbs {
+    Verbs {
+        output: client.output(["do", "it"]).await,
+        run: client.run(["do", "it"]).await,
+        exit_code: client.exit_code(["do", "it"]).await,
+        probe: client.probe(["do", "it"]).await,
+    }
+}
+
+fn kind<T: std::fmt::Debug>(r: &Result<T, Error>) -> ErrorKind {
+    r.as_ref().expect_err("an error").kind()
+}
+
+/// Both ways in (a command, a client) for one reply.
+async fn both(reply: Reply) -> [Verbs; 2] {
+    let runner = scripted(reply);
+    let client = CliClient::new("tool").with_runner(runner.clone());
+    [
+        all_verbs(&tool(runner)).await,
+        all_client_verbs(&client).await,
+    ]
+}
+
+#[tokio::test]
+async fn ok_through_every_verb() {
+    for v in both(Reply::ok("main\n")).await {
+        let out = v.output.unwrap();
+        assert_eq!(out.outcome(), Outcome::Exited(0));
+        assert_eq!(out.stdout(), b"main\n");
+        assert_eq!(out.program(), "tool");
+        assert_eq!(out.duration(), Duration::ZERO);
+        assert_eq!(v.run.unwrap(), "main");
+        assert_eq!(v.exit_code.unwrap(), 0);
+        assert!(v.probe.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn fail_through_every_verb() {
+    for v in both(Reply::fail(1, "fatal: nope\n")).await {
+        let out = v.output.unwrap();
+        assert_eq!(
+            (out.code(), out.stderr_str().as_ref()),
+            (Some(1), "fatal: nope\n")
+        );
+        let err = v.run.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NonZeroExit);
+        // The stderr tail reaches the message, as for a real run.
+        assert_eq!(err.to_string(), "tool: exited(1): fatal: nope");
+        assert_eq!(v.exit_code.unwrap(), 1);
+        assert!(!v.probe.unwrap());
+    }
+    // A code other than 0 and 1 is no answer to a probe.
+    for v in both(Reply::fail(2, "")).await {
+        assert_eq!(v.exit_code.unwrap(), 2);
+        assert_eq!(kind(&v.probe), ErrorKind::NonZeroExit);
+    }
+}
+
+#[tokio::test]
+async fn timed_out_through_every_verb() {
+    for v in both(Reply::timed_out()).await {
+        assert!(v.output.unwrap().timed_out());
+        assert_eq!(kind(&v.run), ErrorKind::Timeout);
+        assert_eq!(kind(&v.exit_code), ErrorKind::Timeout);
+        assert_eq!(kind(&v.probe), ErrorKind::Timeout);
+    }
+}
+
+#[tokio::test]
+async fn signalled_through_every_verb() {
+    let kill = pkit::Signal::Kill.as_raw();
+    for v in both(Reply::signalled(kill)).await {
+        assert_eq!(v.output.unwrap().signal(), Some(kill));
+        let err = v.run.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Signalled);
+        assert_eq!(err.to_string(), "tool: signalled(SIGKILL)");
+        assert_eq!(kind(&v.exit_code), ErrorKind::Signalled);
+        assert_eq!(kind(&v.probe), ErrorKind::Signalled);
+    }
+}
+
+#[tokio::test]
+async fn err_through_every_verb_every_time() {
+    let not_found = || Error::NotFound {
+        program: "tool".into(),
+        path_searched: true,
+    };
+    // The same reply answers many runs (8 here), each with its own copy.
+    for v in both(Reply::err(not_found())).await {
+        let err = v.output.unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(err.to_string(), not_found().to_string());
+        assert_eq!(kind(&v.run), ErrorKind::NotFound);
+        assert_eq!(kind(&v.exit_code), ErrorKind::NotFound);
+        assert_eq!(kind(&v.probe), ErrorKind::NotFound);
+    }
+    // An OS error keeps its number.
+    let spawn = Error::Spawn {
+        program: "tool".into(),
+        source: std::io::Error::from_raw_os_error(libc::EAGAIN),
+    };
+    let v = all_verbs(&tool(scripted(Reply::err(spawn)))).await;
+    for e in [v.output.unwrap_err(), v.run.unwrap_err()] {
+        assert!(pkit::is_transient(&e), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn pending_ends_by_cancel_by_timeout_or_drop() {
+    let runner = scripted(Reply::pending());
+
+    // Cancelled: every verb, and the client's commands.
+    let token = CancelToken::new();
+    let cancel_soon = {
+        let token = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            token.cancel();
+        })
+    };
+    let cmd = tool(runner.clone()).cancel_token(&token);
+    let first = cmd.output().await.unwrap_err();
+    assert!(first.is_cancelled(), "{first}");
+    cancel_soon.await.unwrap();
+    let v = all_verbs(&cmd).await;
+    assert!(v.output.unwrap_err().is_cancelled());
+    assert_eq!(kind(&v.run), ErrorKind::Cancelled);
+    assert_eq!(kind(&v.exit_code), ErrorKind::Cancelled);
+    assert_eq!(kind(&v.probe), ErrorKind::Cancelled);
+
+    // The command's timeout: a timed-out result, as from a real run.
+    for v in [
+        all_verbs(&tool(runner.clone()).timeout(Duration::from_millis(30))).await,
+        all_client_verbs(
+            &CliClient::new("tool")
+                .timeout(Duration::from_millis(30))
+                .with_runner(runner.clone()),
+        )
+        .await,
+    ] {
+        let out = v.output.unwrap();
+        assert!(out.timed_out());
+        assert_eq!(out.duration(), Duration::from_millis(30));
+        assert_eq!(kind(&v.run), ErrorKind::Timeout);
+        assert_eq!(kind(&v.exit_code), ErrorKind::Timeout);
+        assert_eq!(kind(&v.probe), ErrorKind::Timeout);
+    }
+
+    // Neither: it never completes; the caller's own bound ends it.
+    let cmd = tool(runner);
+    let never = tokio::time::timeout(Duration::from_millis(100), cmd.run()).await;
+    assert!(never.is_err(), "a pending reply completed: {never:?}");
+}
+
+#[tokio::test]
+async fn a_token_cancelled_before_the_run_wins_over_the_reply() {
+    let token = CancelToken::new();
+    token.cancel();
+    let cmd = tool(scripted(Reply::ok("x"))).cancel_token(&token);
+    assert!(cmd.output().await.unwrap_err().is_cancelled());
+}
+
+#[tokio::test]
+async fn unexpected_command_names_the_program_not_the_args() {
+    let runner = scripted(Reply::ok("x"));
+    let cmd = Command::new("tool")
+        .args(["do", "s3cret-token"])
+        .runner(runner.clone());
+    let v = all_verbs(&cmd).await;
+    for err in [
+        v.output.unwrap_err(),
+        v.run.unwrap_err(),
+        v.exit_code.unwrap_err(),
+        v.probe.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Unscripted);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("tool: unexpected command (2 arguments)"),
+            "{msg}"
+        );
+        assert!(!msg.contains("s3cret") && !format!("{err:?}").contains("s3cret"));
+        assert!(!err.diagnostic().contains("s3cret"));
+        let Error::Unscripted { program, args } = err else {
+            unreachable!()
+        };
+        assert_eq!(program, "tool");
+        assert_eq!(args.to_strings_lossy(), ["do", "s3cret-token"]);
+    }
+    // Through a client too.
+    let client = CliClient::new("tool").with_runner(runner);
+    assert_eq!(
+        client.run(["other"]).await.unwrap_err().kind(),
+        ErrorKind::Unscripted
+    );
+}
+
+#[tokio::test]
+async fn rules_exact_prefix_predicate_fallback() {
+    let runner = Arc::new(
+        ScriptedRunner::new()
+            .on(["git", "status"], Reply::ok("exact"))
+            .on_prefix(["git", "log"], Reply::ok("prefix"))
+            .on_match(
+                |cmd| cmd.get_current_dir() == Some(std::path::Path::new("/repo")),
+                Reply::ok("predicate"),
+            )
+            .on_prefix(["git"], Reply::ok("any git"))
+            .fallback(Reply::fail(127, "unexpected")),
+    );
+    let run = |argv: &[&str], cwd: Option<&str>| {
+        let mut cmd = Command::new(argv[0])
+            .args(&argv[1..])
+            .runner(runner.clone());
+        if let Some(d) = cwd {
+            cmd = cmd.current_dir(d);
+        }
+        async move { cmd.output().await.unwrap() }
+    };
+    let text = |o: Output| o.stdout_str().into_owned();
+    assert_eq!(text(run(&["git", "status"], None).await), "exact");
+    // Exact means exact: one more argument is not the same command.
+    assert_eq!(text(run(&["git", "status", "-s"], None).await), "any git");
+    assert_eq!(
+        text(run(&["git", "log", "-1", "--oneline"], None).await),
+        "prefix"
+    );
+    assert_eq!(text(run(&["git", "log"], None).await), "prefix");
+    // A prefix longer than the command does not match it.
+    let short = Arc::new(ScriptedRunner::new().on_prefix(["git", "log", "-1"], Reply::ok("")));
+    let err = Command::new("git").arg("log").runner(short).output().await;
+    assert_eq!(kind(&err), ErrorKind::Unscripted);
+    // Rules are tried in order: the predicate before the catch-all.
+    assert_eq!(
+        text(run(&["git", "fetch"], Some("/repo")).await),
+        "predicate"
+    );
+    assert_eq!(text(run(&["git", "fetch"], None).await), "any git");
+    let out = run(&["make"], None).await;
+    assert_eq!((out.code(), out.stderr()), (Some(127), &b"unexpected"[..]));
+}
+
+#[tokio::test]
+async fn command_settings_apply_to_scripted_results() {
+    // ok_codes: grep's "no match" is a success for run.
+    let runner = Arc::new(ScriptedRunner::new().on_prefix(["grep"], Reply::fail(1, "")));
+    let grep = Command::new("grep").arg("x").runner(runner);
+    assert_eq!(kind(&grep.run().await), ErrorKind::NonZeroExit);
+    assert_eq!(grep.clone().ok_codes([0, 1]).run().await.unwrap(), "");
+    // secret_output: no stderr in the message.
+    let runner = scripted(Reply::fail(3, "password=hunter2\n"));
+    let err = tool(runner).secret_output().run().await.unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    // A custom Output, as built by a custom runner.
+    let built = Output::builder("tool")
+        .exit_code(0)
+        .stdout("abc")
+        .stdout_total_bytes(10)
+        .build();
+    let err = tool(scripted(Reply::output(built)))
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutputLimit);
+}
+
+#[test]
+fn output_builder_defaults_and_fields() {
+    let out = Output::builder("x").build();
+    assert!(out.success());
+    assert_eq!(
+        (out.pid(), out.stdout(), out.stderr()),
+        (0, &b""[..], &b""[..])
+    );
+    assert!(!out.stdout_truncated());
+    let out = Output::builder("x")
+        .outcome(Outcome::Signalled(15))
+        .stderr("e")
+        .stderr_total_bytes(1)
+        .duration(Duration::from_secs(2))
+        .pid(42)
+        .mechanism(pkit::Mechanism::CgroupV2)
+        .cpu_time(Duration::from_millis(5))
+        .peak_memory_bytes(1 << 20)
+        .oom_killed(true)
+        .killed_after_grace(true)
+        .build();
+    assert_eq!(out.signal(), Some(15));
+    assert_eq!(out.stderr_total_bytes(), 1);
+    assert!(!out.stderr_truncated());
+    assert_eq!(out.duration(), Duration::from_secs(2));
+    assert_eq!(out.pid(), 42);
+    assert_eq!(out.mechanism(), pkit::Mechanism::CgroupV2);
+    assert_eq!(out.cpu_time(), Some(Duration::from_millis(5)));
+    assert_eq!(out.peak_memory_bytes(), Some(1 << 20));
+    assert!(out.oom_killed() && out.killed_after_grace());
+}
+
+#[tokio::test]
+async fn recording_runner_records_real_runs() {
+    let suite = begin("recording_runner_records_real_runs").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("recording-cwd");
+        std::fs::create_dir(dir.path()).unwrap();
+        let recorder = Arc::new(RecordingRunner::new(Arc::new(
+            SystemRunner::with_mechanism(choice),
+        )));
+        let cmd = Command::new("sh")
+            .args(["-c", r#"printf '%s|%s' "$REC_SECRET" "$(pwd)""#])
+            .env("REC_SECRET", "value-never-recorded")
+            .env_remove("REC_GONE")
+            .current_dir(dir.path())
+            .runner(recorder.clone());
+        let out = cmd.output().await.unwrap();
+        let want = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(
+            out.stdout_str(),
+            format!("value-never-recorded|{}", want.display())
+        );
+        // A failing run is recorded too.
+        let failed = Command::new("sh")
+            .args(["-c", "exit 4"])
+            .runner(recorder.clone())
+            .exit_code()
+            .await
+            .unwrap();
+        assert_eq!(failed, 4);
+
+        let calls = recorder.calls();
+        assert_eq!(calls.len(), 2);
+        let call = &calls[0];
+        assert_eq!(call.program(), "sh");
+        assert_eq!(call.args()[0], "-c");
+        assert_eq!(call.cwd(), Some(dir.path()));
+        assert_eq!(call.env_names(), ["REC_SECRET"]);
+        assert_eq!(call.env_removed(), ["REC_GONE"]);
+        assert!(!call.env_cleared());
+        assert!(!format!("{calls:?}").contains("value-never-recorded"));
+        assert_eq!(calls[1].args_lossy(), ["-c", "exit 4"]);
+        std::fs::remove_dir(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn recording_runner_records_runs_that_never_end() {
+    let recorder = Arc::new(RecordingRunner::new(scripted(Reply::pending())));
+    let cmd = tool(Arc::new(ScriptedRunner::new())).runner(recorder.clone());
+    let _ = tokio::time::timeout(Duration::from_millis(20), cmd.output()).await;
+    assert_eq!(recorder.only_call().args(), ["do", "it"]);
+}
+
+#[test]
+fn only_call_panics_unless_exactly_one() {
+    let recorder = RecordingRunner::new(Arc::new(DryRunRunner::new()));
+    let none = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recorder.only_call()))
+        .unwrap_err();
+    let msg = none.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("expected exactly one call, but 0 were made"),
+        "{msg}"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let recorder = Arc::new(recorder);
+    for program in ["git", "make"] {
+        let cmd = Command::new(program).arg("s3cret").runner(recorder.clone());
+        rt.block_on(cmd.run()).unwrap();
+    }
+    let two = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recorder.only_call()))
+        .unwrap_err();
+    let msg = two.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("but 2 were made"), "{msg}");
+    assert!(msg.contains("git") && msg.contains("make"), "{msg}");
+    assert!(!msg.contains("s3cret"), "{msg}");
+}
+
+#[tokio::test]
+async fn dry_run_runs_nothing() {
+    let marker = TempPath::new("dry-run-marker");
+    let dry = Arc::new(DryRunRunner::new());
+    let touch = Command::new("touch").arg(marker.path()).runner(dry.clone());
+    let v = all_verbs(&touch).await;
+    assert!(v.output.unwrap().success());
+    assert_eq!(v.run.unwrap(), "");
+    assert_eq!(v.exit_code.unwrap(), 0);
+    assert!(v.probe.unwrap());
+    assert!(!marker.path().exists(), "the dry runner ran the command");
+    assert_eq!(dry.calls().len(), 4);
+    // Even a program that does not exist "succeeds": nothing is looked up.
+    let client = CliClient::new("no-such-program-pkit").with_runner(dry.clone());
+    assert!(client.output(["x"]).await.unwrap().success());
+    assert_eq!(dry.calls()[4].program(), "no-such-program-pkit");
+}
