@@ -55,6 +55,7 @@ pub struct Output {
     pub(crate) peak_memory: Option<u64>,
     pub(crate) oom_killed: bool,
     pub(crate) killed_after_grace: bool,
+    pub(crate) inactivity_timed_out: bool,
     /// Set by the verbs of a command marked `secret_output`: errors then
     /// never quote its stderr.
     pub(crate) secret_output: bool,
@@ -88,9 +89,19 @@ impl Output {
         }
     }
 
-    /// Whether the run exceeded its timeout.
+    /// Whether the run exceeded its timeout (or its
+    /// [`inactivity_timeout`](crate::Command::inactivity_timeout): see
+    /// [`inactivity_timed_out`](Self::inactivity_timed_out)).
     pub fn timed_out(&self) -> bool {
         self.outcome == Outcome::TimedOut
+    }
+
+    /// Whether the run was ended because no output arrived for its
+    /// [`inactivity_timeout`](crate::Command::inactivity_timeout). Such a
+    /// run's outcome is [`Outcome::TimedOut`] too (so code matching on
+    /// outcomes needs no new arm); this tells the two timeouts apart.
+    pub fn inactivity_timed_out(&self) -> bool {
+        self.inactivity_timed_out
     }
 
     /// Everything the program wrote to stdout (empty unless piped).
@@ -215,6 +226,7 @@ impl Output {
             peak_memory: self.peak_memory,
             oom_killed: self.oom_killed,
             killed_after_grace: self.killed_after_grace,
+            inactivity_timed_out: self.inactivity_timed_out,
             secret_output: self.secret_output,
         }
     }
@@ -298,6 +310,7 @@ impl fmt::Debug for Output {
             .field("peak_memory", &self.peak_memory)
             .field("oom_killed", &self.oom_killed)
             .field("killed_after_grace", &self.killed_after_grace)
+            .field("inactivity_timed_out", &self.inactivity_timed_out)
             .field("stages", &self.stages)
             .finish()
     }

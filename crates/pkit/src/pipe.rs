@@ -203,6 +203,7 @@ impl Pipe {
 
         let bounds = Bounds {
             timeout,
+            inactivity: None,
             cancel: tokens,
             limit: limit.clone(),
         };
@@ -372,6 +373,7 @@ fn fold(mut stages: Vec<Output>, cmds: &[Command], cut: &[bool], duration: Durat
         peak_memory: stages.iter().map(|s| s.peak_memory).max().flatten(),
         oom_killed: stages.iter().any(|s| s.oom_killed),
         killed_after_grace: false,
+        inactivity_timed_out: false,
         secret_output: false,
         stages,
     }

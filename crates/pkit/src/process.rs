@@ -204,12 +204,14 @@ impl RunningProcess {
             rx.let_go();
         }
         let status = self.wait_status().await?;
-        let (outcome, killed_after_grace) =
+        let (outcome, killed_after_grace, idle) =
             crate::watch::outcome(&mut self.watch, &self.program, outcome_of(status)).await?;
         let mut out = self.finish(outcome).await;
         out.killed_after_grace = killed_after_grace;
+        out.inactivity_timed_out = idle;
         if let Some(kept) = &mut self.finished {
             kept.killed_after_grace = killed_after_grace;
+            kept.inactivity_timed_out = idle;
         }
         let out = self.check_input(out)?;
         self.check_limit(out)
@@ -329,6 +331,7 @@ impl RunningProcess {
             peak_memory: usage.map(|u| u.max_rss_bytes),
             oom_killed: false,
             killed_after_grace: false,
+            inactivity_timed_out: false,
             secret_output: false,
         };
         log::finished(

@@ -1,5 +1,6 @@
 //! How a cancelled run's tree is ended ([`Command::cancel_signal`],
-//! [`Command::cancel_grace`]).
+//! [`Command::cancel_grace`]), and the inactivity bound
+//! ([`Command::inactivity_timeout`]).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::sys::Signal;
 pub(crate) struct RunOptions {
     pub cancel_signal: Option<Signal>,
     pub cancel_grace: Option<Duration>,
+    pub inactivity: Option<Duration>,
 }
 
 /// How a cancelled run ends its tree.
@@ -69,6 +71,48 @@ impl Command {
     pub fn cancel_grace(mut self, grace: Duration) -> Command {
         self.run.cancel_grace = Some(grace);
         self
+    }
+
+    /// Ends the run when no output arrives for `idle`: the whole tree is
+    /// ended as on a [`timeout`](Self::timeout) (with
+    /// [`timeout_signal`](Self::timeout_signal) and [`grace`](Self::grace)),
+    /// and the outcome is [`Outcome::TimedOut`](crate::Outcome::TimedOut)
+    /// with [`Output::inactivity_timed_out`](crate::Output::inactivity_timed_out)
+    /// true, which tells it from the overall timeout. (A new `Outcome`
+    /// variant would break exhaustive matches; this does not.)
+    ///
+    /// Output is any byte read from the child's piped stdout or stderr
+    /// (whoever consumes it: the capture, a line stream, a tee); the clock
+    /// starts when the process starts. A command with neither stream piped
+    /// has no output, so it ends after `idle`. For a started process
+    /// ([`Group::start`](crate::Group::start)) its own subtree is ended and
+    /// [`RunningProcess::wait`](crate::RunningProcess::wait) reports it.
+    /// Not applied to [`Pipe`](crate::Pipe) stages. `Duration::MAX` is no
+    /// bound.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use std::time::Duration;
+    /// use pkit::Command;
+    ///
+    /// let out = Command::new("sh")
+    ///     .args(["-c", "echo working; sleep 300"])
+    ///     .inactivity_timeout(Duration::from_millis(300))
+    ///     .output()
+    ///     .await?;
+    /// assert!(out.timed_out() && out.inactivity_timed_out());
+    /// assert_eq!(out.stdout_str(), "working\n");
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn inactivity_timeout(mut self, idle: Duration) -> Command {
+        self.run.inactivity = Some(idle);
+        self
+    }
+
+    /// The inactivity timeout, if one is set.
+    pub fn get_inactivity_timeout(&self) -> Option<Duration> {
+        self.run.inactivity
     }
 
     /// The signal sent on cancellation, if one is set.

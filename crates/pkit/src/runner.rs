@@ -81,6 +81,8 @@ pub(crate) enum Ended<T> {
     Done(T),
     /// The deadline passed.
     TimedOut,
+    /// No output arrived for the inactivity timeout.
+    Inactive,
     /// The cancel token fired.
     Cancelled,
     /// A `CapturePolicy::Fail` limit was crossed.
@@ -90,6 +92,8 @@ pub(crate) enum Ended<T> {
 /// The time, cancellation and output bounds of a run.
 pub(crate) struct Bounds<'a> {
     pub timeout: Option<Duration>,
+    /// Ends the run when no output arrives for this long.
+    pub inactivity: Option<Duration>,
     /// Any of these cancels the run.
     pub cancel: Vec<&'a crate::CancelToken>,
     /// Raised when a `CapturePolicy::Fail` limit is crossed.
@@ -116,6 +120,13 @@ impl Bounds<'_> {
                 None => std::future::pending().await,
             }
         };
+        let start = tokio::time::Instant::now();
+        let idle = async {
+            match self.inactivity {
+                Some(d) if d < NO_DEADLINE => self.limit.idle_for(start, d).await,
+                _ => std::future::pending().await,
+            }
+        };
         let cancelled = async {
             let mut tokens: Vec<_> = self
                 .cancel
@@ -127,6 +138,7 @@ impl Bounds<'_> {
         Ok(tokio::select! {
             done = work => Ended::Done(done?),
             () = timer => Ended::TimedOut,
+            () = idle => Ended::Inactive,
             () = cancelled => Ended::Cancelled,
             () = self.limit.wait() => Ended::OutputLimit,
         })
@@ -214,6 +226,7 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
 pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let bounds = Bounds {
         timeout: cmd.timeout,
+        inactivity: cmd.run.inactivity,
         cancel: cmd.cancel.iter().collect(),
         limit: Default::default(),
     };
@@ -235,9 +248,11 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     };
     let ended = bounds.wait(proc.wait_status()).await?;
     let oom_before = group.oom_kills();
-    let timed_out = matches!(ended, Ended::TimedOut);
+    let inactive = matches!(ended, Ended::Inactive);
+    let timed_out = inactive || matches!(ended, Ended::TimedOut);
     match ended {
         Ended::TimedOut => crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.timeout),
+        Ended::Inactive => crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.run.inactivity),
         Ended::Cancelled => crate::log::cancelled(&cmd.log_label(), Some(proc.pid())),
         _ => {}
     }
@@ -257,7 +272,7 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     }
     let outcome = match ended {
         Ended::Done(status) => outcome_of(status),
-        Ended::TimedOut => Outcome::TimedOut,
+        Ended::TimedOut | Ended::Inactive => Outcome::TimedOut,
         Ended::OutputLimit => Outcome::Signalled(crate::sys::Signal::Kill.as_raw()),
         Ended::Cancelled => {
             return Err(Error::Cancelled {
@@ -269,6 +284,7 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     // Only what the run itself provoked: read before teardown's SIGKILLs.
     out.oom_killed = oom_before.is_some_and(|n| n > 0);
     out.killed_after_grace = killed_after_grace;
+    out.inactivity_timed_out = inactive;
     let out = proc.check_input(out)?;
     proc.check_limit(out)
 }

@@ -31,8 +31,8 @@ enum State {
     /// The process exited first; the watch is over.
     Disarmed,
     /// The timeout ended it (`late`: SIGKILL was still needed after the
-    /// grace).
-    TimedOut { late: bool },
+    /// grace; `idle`: the inactivity timeout, not the overall one).
+    TimedOut { late: bool, idle: bool },
     /// The cancel token ended it.
     Cancelled,
 }
@@ -56,8 +56,11 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
     let tree = Arc::new(tree);
     let state = Arc::new(Mutex::new(State::Armed));
     let deadline = cmd.timeout.and_then(deadline_after);
-    let task = (deadline.is_some() || cmd.cancel.is_some()).then(|| {
+    let inactivity = cmd.run.inactivity.filter(|d| deadline_after(*d).is_some());
+    let bounded = deadline.is_some() || inactivity.is_some() || cmd.cancel.is_some();
+    let task = bounded.then(|| {
         let (child, tree, state) = (proc.child.clone(), tree.clone(), state.clone());
+        let activity = proc.limit.clone();
         let cancel = cmd.cancel.clone();
         let plan = timeout_plan(cmd.timeout_signal, cmd.grace);
         let (name, pid, limit) = (cmd.log_label(), proc.pid(), cmd.timeout);
@@ -69,6 +72,13 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
                     None => std::future::pending().await,
                 }
             };
+            let start = tokio::time::Instant::now();
+            let idle = async {
+                match inactivity {
+                    Some(d) => activity.idle_for(start, d).await,
+                    None => std::future::pending().await,
+                }
+            };
             let cancelled = async {
                 match &cancel {
                     Some(t) => t.cancelled().await,
@@ -77,7 +87,8 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
             };
             let fired = tokio::select! {
                 _ = child.wait() => return,
-                () = timer => State::TimedOut { late: false },
+                () = timer => State::TimedOut { late: false, idle: false },
+                () = idle => State::TimedOut { late: false, idle: true },
                 () = cancelled => State::Cancelled,
             };
             {
@@ -89,7 +100,8 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
                 *s = fired;
             }
             match fired {
-                State::TimedOut { .. } => crate::log::timed_out(&name, pid, limit),
+                State::TimedOut { idle: false, .. } => crate::log::timed_out(&name, pid, limit),
+                State::TimedOut { .. } => crate::log::timed_out(&name, pid, inactivity),
                 _ => crate::log::cancelled(&name, Some(pid)),
             }
             let plan = match fired {
@@ -101,7 +113,7 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
             if late {
                 crate::log::killed_after_grace(&name, pid);
             }
-            if let State::TimedOut { late: l } =
+            if let State::TimedOut { late: l, .. } =
                 &mut *state.lock().unwrap_or_else(|e| e.into_inner())
             {
                 *l = late;
@@ -119,14 +131,15 @@ pub(crate) fn tree(watch: &Option<Watch>) -> Option<&ProcTree> {
 /// The outcome to report for a process that exited with `exited`: the
 /// timeout's, or the cancellation's error, when the watch ended it (after
 /// waiting for the watch to finish ending its subtree). Returns whether
-/// SIGKILL was still needed after a grace.
+/// SIGKILL was still needed after a grace, and whether the inactivity
+/// timeout fired.
 pub(crate) async fn outcome(
     watch: &mut Option<Watch>,
     program: &str,
     exited: Outcome,
-) -> Result<(Outcome, bool)> {
+) -> Result<(Outcome, bool, bool)> {
     let Some(w) = watch else {
-        return Ok((exited, false));
+        return Ok((exited, false, false));
     };
     {
         let mut s = w.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -143,10 +156,10 @@ pub(crate) async fn outcome(
     }
     let state = *w.state.lock().unwrap_or_else(|e| e.into_inner());
     match state {
-        State::TimedOut { late } => Ok((Outcome::TimedOut, late)),
+        State::TimedOut { late, idle } => Ok((Outcome::TimedOut, late, idle)),
         State::Cancelled => Err(Error::Cancelled {
             program: program.to_string(),
         }),
-        State::Armed | State::Disarmed => Ok((exited, false)),
+        State::Armed | State::Disarmed => Ok((exited, false, false)),
     }
 }

@@ -7,6 +7,7 @@
 
 mod capture;
 mod decode;
+mod limit;
 mod lines;
 mod queue;
 mod split;
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 pub use capture::CapturePolicy;
 pub(crate) use capture::{CaptureBuf, Captured};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
+pub(crate) use limit::LimitFlag;
 pub use lines::{Line, Lines, StreamKind};
 pub(crate) use queue::queue;
 use split::{Batch, Splitter};
@@ -68,37 +70,6 @@ pub(crate) struct LineSink {
     pub tx: queue::Sender,
     pub overflow: Overflow,
     pub dropped: Arc<AtomicU64>,
-}
-
-/// Set when a `CapturePolicy::Fail` limit is crossed.
-#[derive(Default, Debug)]
-pub(crate) struct LimitFlag {
-    hit: AtomicBool,
-    notify: Notify,
-}
-
-impl LimitFlag {
-    pub(crate) fn is_hit(&self) -> bool {
-        self.hit.load(Ordering::Acquire)
-    }
-
-    fn set(&self) {
-        self.hit.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// Resolves once the flag is set.
-    pub(crate) async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_hit() {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 /// Everything one reader task does with its stream.
@@ -245,6 +216,9 @@ fn capture_blocking(
         };
         match step {
             Ok(ReadStep::Data(n)) => {
+                if n > 0 {
+                    limit.touch();
+                }
                 if direct {
                     capture.note_direct(n);
                 } else if !capture.push(&scratch) && !limit.is_hit() {
@@ -316,6 +290,9 @@ async fn run(
         };
         if let Step::Read(Ok(n)) = step {
             total += n;
+            if n > 0 {
+                sinks.limit.touch();
+            }
         }
         // Splitting a big read into lines is real work, and when nothing
         // makes the task wait (lines dropped, or no line consumer that
