@@ -36,6 +36,7 @@ impl Output {
                 peak_memory: None,
                 oom_killed: false,
                 killed_after_grace: false,
+                inactivity_timed_out: false,
                 secret_output: false,
             },
             stdout_total: None,
@@ -130,6 +131,14 @@ impl OutputBuilder {
     /// Whether, after a timeout, the tree needed SIGKILL after its grace.
     pub fn killed_after_grace(mut self, yes: bool) -> OutputBuilder {
         self.out.killed_after_grace = yes;
+        self
+    }
+
+    /// Whether the run was ended by its
+    /// [`inactivity_timeout`](crate::Command::inactivity_timeout) (give it
+    /// the outcome [`Outcome::TimedOut`] too).
+    pub fn inactivity_timed_out(mut self, yes: bool) -> OutputBuilder {
+        self.out.inactivity_timed_out = yes;
         self
     }
 

@@ -94,6 +94,8 @@ impl Reply {
     pub(crate) async fn answer(&self, cmd: &Command) -> Result<Output> {
         let bounds = Bounds {
             timeout: cmd.timeout,
+            // A pending reply never writes: its inactivity timeout fires.
+            inactivity: cmd.run.inactivity,
             cancel: cmd.cancel.iter().collect(),
             limit: Default::default(),
         };
@@ -119,6 +121,11 @@ impl Reply {
                     Ended::TimedOut => Ok(Output::builder(cmd.display_name())
                         .outcome(Outcome::TimedOut)
                         .duration(cmd.timeout.unwrap_or(Duration::ZERO))
+                        .build()),
+                    Ended::Inactive => Ok(Output::builder(cmd.display_name())
+                        .outcome(Outcome::TimedOut)
+                        .inactivity_timed_out(true)
+                        .duration(cmd.run.inactivity.unwrap_or(Duration::ZERO))
                         .build()),
                     _ => Err(cancelled(cmd)),
                 }
