@@ -224,6 +224,21 @@ pub enum Error {
         args: ArgList,
     },
 
+    /// A replaying `pkit::testing::RecordReplay` (cargo feature `testing`)
+    /// has no recorded run for this command (matched on program,
+    /// arguments and working directory). Nothing was spawned. The message
+    /// names the program and says how many arguments it had.
+    #[error("{program}: not in the cassette ({} arguments; replay matches program, arguments and working directory)", .args.len())]
+    CassetteMiss {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The arguments, for the caller (not in the message).
+        args: ArgList,
+        /// The working directory the command set, for the caller (not in
+        /// the message).
+        cwd: Option<PathBuf>,
+    },
+
     /// An I/O error while managing a process or its container.
     #[error("{context}: {source}")]
     Io {
@@ -332,6 +347,8 @@ pub enum ErrorKind {
     Parse,
     /// [`Error::Unscripted`]
     Unscripted,
+    /// [`Error::CassetteMiss`]
+    CassetteMiss,
     /// [`Error::Io`]
     Io,
 }
@@ -431,6 +448,7 @@ impl Error {
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Parse { .. } => ErrorKind::Parse,
             Error::Unscripted { .. } => ErrorKind::Unscripted,
+            Error::CassetteMiss { .. } => ErrorKind::CassetteMiss,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

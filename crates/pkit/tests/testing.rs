@@ -187,6 +187,12 @@ async fn pending_ends_by_cancel_by_timeout_or_drop() {
         assert_eq!(kind(&v.probe), ErrorKind::Timeout);
     }
 
+    // The inactivity timeout: a pending reply never writes.
+    let idle = tool(runner.clone()).inactivity_timeout(Duration::from_millis(30));
+    let out = idle.output().await.unwrap();
+    assert!(out.timed_out() && out.inactivity_timed_out());
+    assert_eq!(kind(&idle.run().await), ErrorKind::Timeout);
+
     // Neither: it never completes; the caller's own bound ends it.
     let cmd = tool(runner);
     let never = tokio::time::timeout(Duration::from_millis(100), cmd.run()).await;
@@ -435,4 +441,203 @@ async fn dry_run_runs_nothing() {
     let client = CliClient::new("no-such-program-pkit").with_runner(dry.clone());
     assert!(client.output(["x"]).await.unwrap().success());
     assert_eq!(dry.calls()[4].program(), "no-such-program-pkit");
+}
+
+// ---- RecordReplay ----
+
+use pkit::testing::RecordReplay;
+
+fn replayed(replay: &Arc<RecordReplay>, cmd: Command) -> Command {
+    cmd.runner(replay.clone())
+}
+
+#[tokio::test]
+async fn record_then_replay_byte_identical() {
+    let suite = begin("record_then_replay_byte_identical").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("cassette-dir");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("runs.json");
+        let counter = dir.path().join("counter");
+        let marker = dir.path().join("marker");
+        let recorder = Arc::new(RecordReplay::record(
+            &path,
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let rec = |cmd: Command| cmd.runner(recorder.clone());
+        let bytes = Command::new("sh")
+            .args([
+                "-c",
+                r"printf 'a\377b\n\000z'; printf 'err\376\n' >&2; exit 3",
+            ])
+            .env("CASSETTE_TOKEN", "token-value-never-written");
+        let signalled = Command::new("sh").args(["-c", "kill -9 $$"]);
+        let slow = Command::new("sleep")
+            .arg("30")
+            .timeout(Duration::from_millis(100));
+        let count = Command::new("sh")
+            .args([
+                "-c",
+                r#"n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; echo $n"#,
+                "sh",
+            ])
+            .arg(&counter);
+        let touch = Command::new("touch").arg(&marker).current_dir(dir.path());
+        let idle = Command::new("sleep")
+            .arg("31")
+            .inactivity_timeout(Duration::from_millis(100));
+
+        let mut want = Vec::new();
+        for cmd in [&bytes, &signalled, &slow, &count, &count, &touch, &idle] {
+            want.push(rec(cmd.clone()).output().await.unwrap());
+        }
+        assert_eq!(want[0].code(), Some(3));
+        assert_eq!(want[0].stdout(), b"a\xffb\n\0z");
+        assert_eq!(want[0].stderr(), b"err\xfe\n");
+        assert_eq!(want[1].signal(), Some(9));
+        assert!(want[2].timed_out());
+        assert_eq!(
+            (want[3].stdout(), want[4].stdout()),
+            (&b"1\n"[..], &b"2\n"[..])
+        );
+        assert!(marker.exists());
+        assert!(want[6].inactivity_timed_out() && !want[2].inactivity_timed_out());
+        // Not recorded: a missing program, a cancelled run.
+        let missing = rec(Command::new("no-such-program-pkit-cassette"))
+            .output()
+            .await;
+        assert!(missing.unwrap_err().is_not_found());
+        let token = CancelToken::new();
+        token.cancel();
+        let cancelled = rec(Command::new("true").cancel_token(&token))
+            .output()
+            .await;
+        assert!(cancelled.unwrap_err().is_cancelled());
+        assert_eq!(recorder.len(), 7);
+        recorder.save().unwrap();
+
+        // Owner-only, names but not values, no temporary file left.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("CASSETTE_TOKEN"));
+        assert!(!text.contains("token-value-never-written"));
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["counter", "marker", "runs.json"]);
+
+        // Replay: nothing runs, the same bytes come back.
+        std::fs::remove_file(&marker).unwrap();
+        let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+        assert_eq!(replay.len(), 7);
+        let mut got = Vec::new();
+        for cmd in [&bytes, &signalled, &slow, &count, &count, &touch, &idle] {
+            got.push(replayed(&replay, cmd.clone()).output().await.unwrap());
+        }
+        for (w, g) in want.iter().zip(&got) {
+            assert_eq!(
+                (w.outcome(), w.stdout(), w.stderr()),
+                (g.outcome(), g.stdout(), g.stderr())
+            );
+            assert_eq!(w.inactivity_timed_out(), g.inactivity_timed_out());
+            assert_eq!(g.duration(), Duration::ZERO);
+        }
+        assert!(!marker.exists(), "replay ran the command");
+        // Capture order, then the last again.
+        let third = replayed(&replay, count.clone()).run().await.unwrap();
+        assert_eq!(third, "2");
+        // The verbs interpret replayed results as real ones.
+        assert_eq!(
+            replayed(&replay, bytes.clone()).exit_code().await.unwrap(),
+            3
+        );
+        let err = replayed(&replay, signalled.clone())
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Signalled);
+        // Matched on the working directory too; never spawns on a miss.
+        let elsewhere = Command::new("touch").arg(&marker);
+        let miss = replayed(&replay, elsewhere).output().await.unwrap_err();
+        assert_eq!(miss.kind(), ErrorKind::CassetteMiss);
+        assert!(!marker.exists());
+        let Error::CassetteMiss { program, args, cwd } = miss else {
+            unreachable!()
+        };
+        assert_eq!((program.as_str(), args.len(), cwd), ("touch", 1, None));
+        // The environment is not part of the match.
+        let other_env = bytes.clone().env("CASSETTE_TOKEN", "other");
+        assert_eq!(replayed(&replay, other_env).exit_code().await.unwrap(), 3);
+        // A miss is not a not-found.
+        let miss = replayed(&replay, Command::new("no-such-program-pkit-cassette"))
+            .output()
+            .await
+            .unwrap_err();
+        assert!(!miss.is_not_found());
+        assert!(miss
+            .to_string()
+            .starts_with("no-such-program-pkit-cassette: not in the cassette (0 arguments"));
+
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn save_refuses_a_symlink() {
+    let dir = TempPath::new("cassette-symlink");
+    std::fs::create_dir(dir.path()).unwrap();
+    let target = dir.path().join("target");
+    std::fs::write(&target, "untouched").unwrap();
+    let link = dir.path().join("cassette.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let recorder = Arc::new(RecordReplay::record(&link, Arc::new(DryRunRunner::new())));
+    Command::new("x")
+        .runner(recorder.clone())
+        .run()
+        .await
+        .unwrap();
+    let err = recorder.save().unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    std::fs::remove_dir_all(dir.path()).unwrap();
+}
+
+#[test]
+fn corrupt_and_future_cassettes_are_clear_errors() {
+    let path = TempPath::new("cassette-bad.json");
+    let cases = [
+        ("not json at all", "not a cassette (corrupt JSON"),
+        (r#"{"runs": []}"#, "no format version"),
+        (
+            r#"{"format": "1", "runs": []}"#,
+            "format version is not a number",
+        ),
+        (
+            r#"{"format": 99, "runs": []}"#,
+            "cassette format 99 is newer",
+        ),
+        (
+            r#"{"format": 1, "runs": [{"program": "x"}]}"#,
+            "corrupt cassette",
+        ),
+    ];
+    for (text, says) in cases {
+        std::fs::write(path.path(), text).unwrap();
+        let err = RecordReplay::replay(path.path()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert!(err.to_string().contains(says), "{text}: {err}");
+    }
+    std::fs::remove_file(path.path()).unwrap();
+    let err = RecordReplay::replay(path.path()).unwrap_err();
+    assert!(err.to_string().starts_with("reading the cassette"), "{err}");
 }

@@ -13,6 +13,8 @@
 //! - [`RecordingRunner`]: records each command (program, arguments,
 //!   working directory, environment variable *names*) and hands it on.
 //! - [`DryRunRunner`]: records and answers success, running nothing.
+//! - [`RecordReplay`]: records real runs to a JSON cassette, then answers
+//!   from it with no subprocess.
 //!
 //! A custom runner builds its results with
 //! [`Output::builder`](crate::Output::builder).
@@ -78,10 +80,12 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
+mod cassette;
 mod recording;
 mod reply;
 mod scripted;
 
+pub use cassette::RecordReplay;
 pub use recording::{Call, DryRunRunner, RecordingRunner};
 pub use reply::Reply;
 pub use scripted::ScriptedRunner;

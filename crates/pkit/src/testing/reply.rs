@@ -250,6 +250,11 @@ pub(crate) fn copy_error(e: &Error) -> Error {
             program: program.clone(),
             args: args.clone(),
         },
+        Error::CassetteMiss { program, args, cwd } => Error::CassetteMiss {
+            program: program.clone(),
+            args: args.clone(),
+            cwd: cwd.clone(),
+        },
         Error::Io { context, source } => Error::Io {
             context: context.clone(),
             source: copy_io(source),

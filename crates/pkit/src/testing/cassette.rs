@@ -1,0 +1,391 @@
+//! [`RecordReplay`]: record real runs to a JSON cassette, replay them with
+//! no subprocess.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::Command;
+use crate::error::{ArgList, Error, Result};
+use crate::output::{Outcome, Output};
+use crate::runner::{BoxFuture, Runner};
+
+/// The cassette format this pkit writes and the newest it reads.
+const FORMAT: u64 = 1;
+
+/// Bytes as JSON: a string when they are UTF-8, else an array of numbers,
+/// so every byte round-trips.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Blob {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Blob {
+    fn of(bytes: &[u8]) -> Blob {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Blob::Text(s.to_string()),
+            Err(_) => Blob::Bytes(bytes.to_vec()),
+        }
+    }
+
+    fn os(s: &OsStr) -> Blob {
+        Blob::of(s.as_bytes())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Blob::Text(s) => s.into_bytes(),
+            Blob::Bytes(b) => b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RecordedOutcome {
+    Exited(i32),
+    Signalled(i32),
+    TimedOut,
+}
+
+/// One completed run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Run {
+    program: Blob,
+    args: Vec<Blob>,
+    cwd: Option<Blob>,
+    /// Names only: values are never written.
+    env_names: Vec<Blob>,
+    outcome: RecordedOutcome,
+    /// A timeout by `inactivity_timeout` (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    inactivity_timed_out: bool,
+    stdout: Blob,
+    stderr: Blob,
+    stdout_total_bytes: u64,
+    stderr_total_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Cassette {
+    format: u64,
+    runs: Vec<Run>,
+}
+
+/// What a run is matched on: program, arguments, working directory.
+type Key = (Blob, Vec<Blob>, Option<Blob>);
+
+fn key_of(cmd: &Command) -> Key {
+    (
+        Blob::os(&cmd.program),
+        cmd.args.iter().map(|a| Blob::os(a)).collect(),
+        cmd.cwd.as_deref().map(|d| Blob::os(d.as_os_str())),
+    )
+}
+
+fn key_of_run(run: &Run) -> Key {
+    (run.program.clone(), run.args.clone(), run.cwd.clone())
+}
+
+enum Mode {
+    Record(Arc<dyn Runner>),
+    Replay,
+}
+
+struct State {
+    runs: Vec<Run>,
+    /// For replay: how many times each command was answered.
+    answered: HashMap<Key, usize>,
+}
+
+/// A [`Runner`] that records real runs to a JSON cassette
+/// ([`record`](Self::record), then [`save`](Self::save)) or answers from
+/// one with no subprocess ([`replay`](Self::replay)).
+///
+/// - Runs are matched on program + arguments + working directory (not the
+///   environment). A command recorded several times replays its results in
+///   capture order, then repeats the last.
+/// - Only runs that completed with an [`Output`] are recorded: non-zero
+///   exits, signals and timeouts are; spawn failures, a missing program
+///   and cancellations are not.
+/// - A command not in the cassette is an
+///   [`Error::CassetteMiss`] (not a not-found) and spawns nothing.
+/// - A replayed `Output` has the recorded outcome, stdout and stderr (byte
+///   for byte) and byte totals; its [`duration`](Output::duration) is zero
+///   and its pid 0.
+/// - The file is written owner-only (mode 0600), through a temporary file
+///   in the same directory renamed into place; a cassette path that is a
+///   symbolic link is refused. It has a format version: a cassette from a
+///   newer pkit, or a corrupt one, is a clear error.
+///
+/// **Secrets.** The cassette stores the environment's variable *names*
+/// only, never their values; but it stores the program, arguments,
+/// working directory, stdout and stderr verbatim. A token passed as an
+/// argument, or printed by the tool, is in the file: keep such runs out of
+/// cassettes you commit, or pass secrets through the environment.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pkit::testing::RecordReplay;
+/// use pkit::{Command, SystemRunner};
+///
+/// # async fn demo() -> pkit::Result<()> {
+/// let path = std::env::temp_dir().join(format!("pkit-doc-{}.cassette.json", std::process::id()));
+/// // Once, for real:
+/// let recorder = Arc::new(RecordReplay::record(&path, Arc::new(SystemRunner::default())));
+/// let greeting = Command::new("echo").arg("hello").runner(recorder.clone()).run().await?;
+/// recorder.save()?;
+///
+/// // In the test, with no echo at all:
+/// let replay = Arc::new(RecordReplay::replay(&path)?);
+/// let again = Command::new("echo").arg("hello").runner(replay.clone()).run().await?;
+/// assert_eq!((greeting.as_str(), again.as_str()), ("hello", "hello"));
+/// let miss = Command::new("echo").arg("bye").runner(replay).run().await.unwrap_err();
+/// assert_eq!(miss.kind(), pkit::ErrorKind::CassetteMiss);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+pub struct RecordReplay {
+    path: PathBuf,
+    mode: Mode,
+    state: Mutex<State>,
+}
+
+impl RecordReplay {
+    /// Runs every command with `inner` and records each completed run, to
+    /// be written to `path` by [`save`](Self::save).
+    pub fn record(path: impl AsRef<Path>, inner: Arc<dyn Runner>) -> RecordReplay {
+        RecordReplay {
+            path: path.as_ref().to_path_buf(),
+            mode: Mode::Record(inner),
+            state: Mutex::new(State {
+                runs: Vec::new(),
+                answered: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Answers every command from the cassette at `path`, running nothing.
+    ///
+    /// Errors: the file can't be read ([`Error::Io`]); it is not a
+    /// cassette, or is corrupt, or was written in a newer format
+    /// ([`Error::Io`] with [`InvalidData`](std::io::ErrorKind::InvalidData),
+    /// saying which).
+    pub fn replay(path: impl AsRef<Path>) -> Result<RecordReplay> {
+        let path = path.as_ref();
+        let text = std::fs::read(path).map_err(|e| Error::io("reading the cassette", e))?;
+        let runs = parse(&text).map_err(|why| {
+            Error::io(
+                "reading the cassette",
+                io::Error::new(io::ErrorKind::InvalidData, why),
+            )
+        })?;
+        Ok(RecordReplay {
+            path: path.to_path_buf(),
+            mode: Mode::Replay,
+            state: Mutex::new(State {
+                runs,
+                answered: HashMap::new(),
+            }),
+        })
+    }
+
+    /// Writes the runs recorded so far (for a replaying cassette: the runs
+    /// it holds) to the cassette's path: owner-only (0600), through a
+    /// temporary file in the same directory renamed into place. A path
+    /// that is a symbolic link is refused.
+    pub fn save(&self) -> Result<()> {
+        let cassette = Cassette {
+            format: FORMAT,
+            runs: self.state().runs.clone(),
+        };
+        let mut json = serde_json::to_vec_pretty(&cassette)
+            .map_err(|e| Error::io("saving the cassette", io::Error::other(e)))?;
+        json.push(b'\n');
+        write_private(&self.path, &json).map_err(|e| Error::io("saving the cassette", e))
+    }
+
+    /// How many runs the cassette holds.
+    pub fn len(&self) -> usize {
+        self.state().runs.len()
+    }
+
+    /// Whether the cassette holds no run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn record_one(&self, inner: &dyn Runner, cmd: &Command) -> Result<Output> {
+        let out = inner.output(cmd).await?;
+        let (program, args, cwd) = key_of(cmd);
+        let outcome = match out.outcome() {
+            Outcome::Exited(c) => RecordedOutcome::Exited(c),
+            Outcome::Signalled(s) => RecordedOutcome::Signalled(s),
+            Outcome::TimedOut => RecordedOutcome::TimedOut,
+        };
+        let run = Run {
+            program,
+            args,
+            cwd,
+            env_names: (cmd.env.iter())
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| Blob::os(k))
+                .collect(),
+            outcome,
+            inactivity_timed_out: out.inactivity_timed_out(),
+            stdout: Blob::of(out.stdout()),
+            stderr: Blob::of(out.stderr()),
+            stdout_total_bytes: out.stdout_total_bytes(),
+            stderr_total_bytes: out.stderr_total_bytes(),
+        };
+        self.state().runs.push(run);
+        Ok(out)
+    }
+
+    fn replay_one(&self, cmd: &Command) -> Result<Output> {
+        if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Err(Error::Cancelled {
+                program: cmd.display_name(),
+            });
+        }
+        let key = key_of(cmd);
+        let mut state = self.state();
+        let matching: Vec<usize> = (state.runs.iter().enumerate())
+            .filter(|(_, r)| key_of_run(r) == key)
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&last) = matching.last() else {
+            return Err(Error::CassetteMiss {
+                program: cmd.display_name(),
+                args: ArgList(cmd.args.clone()),
+                cwd: cmd.cwd.clone(),
+            });
+        };
+        let seen = state.answered.entry(key).or_insert(0);
+        let at = matching.get(*seen).copied().unwrap_or(last);
+        *seen += 1;
+        let run = state.runs[at].clone();
+        drop(state);
+        let outcome = match run.outcome {
+            RecordedOutcome::Exited(c) => Outcome::Exited(c),
+            RecordedOutcome::Signalled(s) => Outcome::Signalled(s),
+            RecordedOutcome::TimedOut => Outcome::TimedOut,
+        };
+        Ok(Output::builder(cmd.display_name())
+            .outcome(outcome)
+            .inactivity_timed_out(run.inactivity_timed_out)
+            .stdout(run.stdout.into_bytes())
+            .stderr(run.stderr.into_bytes())
+            .stdout_total_bytes(run.stdout_total_bytes)
+            .stderr_total_bytes(run.stderr_total_bytes)
+            .build())
+    }
+}
+
+impl Runner for RecordReplay {
+    fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
+        Box::pin(async move {
+            match &self.mode {
+                Mode::Record(inner) => self.record_one(inner.as_ref(), cmd).await,
+                Mode::Replay => self.replay_one(cmd),
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for RecordReplay {
+    /// Shows the mode and how many runs, not their contents.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.mode {
+            Mode::Record(_) => "record",
+            Mode::Replay => "replay",
+        };
+        f.debug_struct("RecordReplay")
+            .field("mode", &mode)
+            .field("runs", &self.len())
+            .finish()
+    }
+}
+
+/// The runs of a cassette file, or why it is not one.
+fn parse(bytes: &[u8]) -> std::result::Result<Vec<Run>, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not a cassette (corrupt JSON at line {})", e.line()))?;
+    let format = match value.get("format") {
+        Some(v) => v
+            .as_u64()
+            .ok_or("not a cassette (its format version is not a number)")?,
+        None => return Err("not a cassette (no format version)".into()),
+    };
+    if format > FORMAT {
+        return Err(format!(
+            "cassette format {format} is newer than this pkit reads (up to {FORMAT}): upgrade pkit or record it again"
+        ));
+    }
+    let cassette: Cassette =
+        serde_json::from_value(value).map_err(|e| format!("corrupt cassette: {e}"))?;
+    Ok(cassette.runs)
+}
+
+/// Writes `bytes` to `path` owner-only, via a new temporary file in the
+/// same directory (opened with `O_NOFOLLOW`, never an existing file) that
+/// is renamed into place. Refuses a `path` that is a symbolic link.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the cassette path is a symbolic link: refusing to write through it",
+        ));
+    }
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the cassette path names no file",
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    let written = (|| {
+        // Exactly 0600, whatever the umask.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
