@@ -73,12 +73,94 @@ pub enum Cmd {
     /// (--stats), with a JSON report.
     #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
+    /// Keep a program running: restart it when it crashes, with backoff.
+    ///
+    /// Each run is contained as with `pkit run` (its whole tree is gone
+    /// before the next starts). A crash is any run that is not a clean
+    /// exit 0, or that fails its health check. One line on stderr per run
+    /// that ended (--json: one JSON object per event). TERM, INT or HUP to
+    /// pkit stop it: the run gets SIGTERM, then SIGKILL after 10 s.
+    #[command(after_help = SUPERVISE_EXAMPLES)]
+    Supervise(Box<SuperviseArgs>),
     /// Say what containment this host offers, and why.
     Doctor {
         /// Print one JSON object instead of prose.
         #[arg(long)]
         json: bool,
     },
+}
+
+const SUPERVISE_EXAMPLES: &str = "\
+Examples:
+  pkit supervise -- ./worker
+      restart on crash: after 1 s, 2 s, 4 s... up to 30 s.
+  pkit supervise --restart always --max-restarts 5 --backoff 500ms,1.5 -- ./job
+  pkit supervise --health-line 'listening on' --health-timeout 10s -- ./server
+      a run that prints no line containing the text within 10 s is killed
+      and counts as a crash (plain substring match, no regular expressions).
+  pkit supervise --health-port 127.0.0.1:8080 --storm-pause 5m -- ./server
+
+Exit status: 0 after a clean last run or a stop by signal; else the last
+run's (a program killed by signal N: 128+N); 126/127 when it could not
+start; 125 pkit failed.";
+
+#[derive(clap::Args)]
+pub struct SuperviseArgs {
+    /// When to start the program again.
+    #[arg(long, value_enum, default_value = "on-crash")]
+    pub restart: RestartArg,
+    /// At most N restarts; then pkit ends with the last run's status.
+    #[arg(long, value_name = "N")]
+    pub max_restarts: Option<u32>,
+    /// The first pause after a crash, and its factor per further crash
+    /// [default: 1s,2].
+    #[arg(long, value_name = "DUR[,FACTOR]", value_parser = crate::supervise::parse_backoff)]
+    pub backoff: Option<(Duration, f64)>,
+    /// The longest pause [default: 30s].
+    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    pub max_backoff: Option<Duration>,
+    /// A run up at least DUR resets the backoff and the storm count.
+    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    pub reset_after: Option<Duration>,
+    /// After 5 crashes within 10 s, pause DUR instead of the backoff.
+    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    pub storm_pause: Option<Duration>,
+    /// Healthy once a line of stdout or stderr contains TEXT (a substring,
+    /// not a regular expression).
+    #[arg(long, value_name = "TEXT", conflicts_with = "health_port")]
+    pub health_line: Option<String>,
+    /// Healthy once a TCP connection to ADDR (127.0.0.1:8080) succeeds.
+    #[arg(long, value_name = "ADDR")]
+    pub health_port: Option<std::net::SocketAddr>,
+    /// How long a run has to become healthy [default: 30s].
+    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    pub health_timeout: Option<Duration>,
+    /// Containment mechanism (default: PKIT_MECHANISM, else auto).
+    #[arg(long, value_enum)]
+    pub mechanism: Option<MechanismArg>,
+    /// One JSON object per event on stderr instead of text lines.
+    #[arg(long)]
+    pub json: bool,
+    /// No text lines on stderr (errors still are).
+    #[arg(short = 'q', long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// The program to run.
+    #[arg(required = true, value_name = "PROGRAM")]
+    pub program: OsString,
+    /// Its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RestartArg {
+    OnCrash,
+    Always,
+    Never,
 }
 
 #[derive(clap::Args)]

@@ -12,6 +12,7 @@ mod run;
 mod signame;
 mod size;
 mod summary;
+mod supervise;
 mod sys;
 mod tty;
 
@@ -42,6 +43,19 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Cmd::Doctor { json } => doctor::main(json),
+        Cmd::Supervise(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("pkit: cannot start the async runtime: {e}");
+                    return ExitCode::from(EXIT_OWN_FAILURE);
+                }
+            };
+            ExitCode::from(rt.block_on(supervise::main(*args)))
+        }
         Cmd::Run(args) => {
             // Before any thread exists, so every thread inherits the mask:
             // the caught signals are read from a signalfd, with their sender.

@@ -1,0 +1,269 @@
+//! `pkit supervise`: keep a program running across crashes, one line on
+//! stderr per run that ended (or JSON lines with `--json`).
+
+use std::io::Write;
+use std::time::Duration;
+
+use pkit::{
+    Command, Outcome, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent,
+};
+
+use crate::args::{RestartArg, SuperviseArgs};
+use crate::run::kind_name;
+use crate::{signame, EXIT_OWN_FAILURE};
+
+/// How long a run has to pass its health check when `--health-timeout` is
+/// not given.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `DUR[,FACTOR]`: the first pause and its growth per consecutive crash.
+pub fn parse_backoff(text: &str) -> Result<(Duration, f64), String> {
+    let (dur, factor) = match text.split_once(',') {
+        Some((d, f)) => {
+            let f: f64 = f
+                .trim()
+                .parse()
+                .map_err(|_| format!("{f:?}: the factor must be a number (2, 1.5)"))?;
+            if !f.is_finite() || f < 1.0 {
+                return Err(format!("{f}: the factor must be at least 1"));
+            }
+            (d, f)
+        }
+        None => (text, 2.0),
+    };
+    Ok((crate::duration::parse(dur)?, factor))
+}
+
+fn supervisor(args: &SuperviseArgs) -> Supervisor {
+    let mut cmd = Command::new(&args.program).args(&args.args);
+    // The program's output is the user's: passed through as it comes.
+    cmd = if args.health_line.is_some() {
+        // The readiness check reads the lines; a tee passes them on.
+        cmd.stdout_tee(tokio::io::stdout())
+            .stderr_tee(tokio::io::stderr())
+    } else {
+        cmd.stdout(pkit::Stdio::Inherit)
+            .stderr(pkit::Stdio::Inherit)
+    };
+    let mut sup = Supervisor::new(cmd).restart(match args.restart {
+        RestartArg::OnCrash => Restart::OnCrash,
+        RestartArg::Always => Restart::Always,
+        RestartArg::Never => Restart::Never,
+    });
+    if let Some(m) = args.mechanism {
+        sup = sup.mechanism(m.into());
+    }
+    if let Some(n) = args.max_restarts {
+        sup = sup.max_restarts(n);
+    }
+    if let Some((initial, factor)) = args.backoff {
+        sup = sup.backoff(initial, factor);
+    }
+    if let Some(max) = args.max_backoff {
+        sup = sup.max_backoff(max);
+    }
+    if let Some(pause) = args.storm_pause {
+        sup = sup.storm_pause(pause);
+    }
+    if let Some(uptime) = args.reset_after {
+        sup = sup.reset_after(uptime);
+    }
+    let timeout = args.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    if let Some(text) = &args.health_line {
+        let text = text.clone();
+        sup = sup.ready_when_line(move |line| line.contains(&text), timeout);
+    }
+    if let Some(addr) = args.health_port {
+        sup = sup.ready_when_port(addr, timeout);
+    }
+    sup
+}
+
+pub async fn main(args: SuperviseArgs) -> u8 {
+    let mut sigs = match (
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            eprintln!("pkit: cannot receive signals");
+            return EXIT_OWN_FAILURE;
+        }
+    };
+    let mut handle = supervisor(&args).start();
+    let mut say = Say {
+        json: args.json,
+        quiet: args.quiet,
+        ended: None,
+    };
+    let stopped = loop {
+        tokio::select! {
+            event = handle.next_event() => match event {
+                Some(SupervisorEvent::Stopped(_)) | None => break false,
+                Some(event) => say.event(&event),
+            },
+            _ = sigs.0.recv() => break true,
+            _ = sigs.1.recv() => break true,
+            _ = sigs.2.recv() => break true,
+        }
+    };
+    let result = if stopped {
+        // A graceful stop: the run gets SIGTERM and its grace; a second
+        // signal is not needed (the grace ends in SIGKILL).
+        handle.stop().await
+    } else {
+        handle.wait().await
+    };
+    match result {
+        Ok(outcome) => {
+            say.end(&outcome);
+            status(&outcome)
+        }
+        Err(e) => {
+            eprintln!("pkit: {e}");
+            EXIT_OWN_FAILURE
+        }
+    }
+}
+
+/// pkit's exit status: 0 after a requested stop or a clean last run, else
+/// the last run's (as `pkit run`), or 125-127 when it could not start.
+fn status(outcome: &SupervisionOutcome) -> u8 {
+    if outcome.stopped == StopReason::StopRequested {
+        return 0;
+    }
+    if let Some(out) = &outcome.final_output {
+        return match out.outcome() {
+            Outcome::Exited(code) => code as u8,
+            Outcome::Signalled(sig) => 128u8.saturating_add(sig as u8),
+            _ => 124,
+        };
+    }
+    match outcome.final_error.as_ref().map(|e| e.kind()) {
+        Some(pkit::ErrorKind::NotFound) => 127,
+        Some(pkit::ErrorKind::NotExecutable) => 126,
+        Some(_) => EXIT_OWN_FAILURE,
+        None => 0,
+    }
+}
+
+/// The stderr reporter: in text, one line per ended run (with what comes
+/// next); in JSON, one object per event.
+struct Say {
+    json: bool,
+    quiet: bool,
+    /// The text line of the last ended run, waiting for what comes next.
+    ended: Option<String>,
+}
+
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Exited(code) => format!("exited with code {code}"),
+        Outcome::Signalled(sig) => format!("killed by {}", signame::display(*sig)),
+        _ => "timed out".into(),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+impl Say {
+    fn json_line(&self, value: serde_json::Value) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{value}");
+    }
+
+    fn event(&mut self, event: &SupervisorEvent) {
+        use serde_json::json;
+        if self.json {
+            let v = match event {
+                SupervisorEvent::Started { run, pid } => {
+                    json!({"event": "started", "run": run, "pid": pid})
+                }
+                SupervisorEvent::Ready { pid } => json!({"event": "ready", "pid": pid}),
+                SupervisorEvent::Unhealthy { pid } => json!({"event": "unhealthy", "pid": pid}),
+                SupervisorEvent::Exited {
+                    pid,
+                    outcome,
+                    crashed,
+                } => json!({
+                    "event": "exited", "pid": pid, "crashed": crashed,
+                    "exit_code": match outcome { Outcome::Exited(c) => Some(*c), _ => None },
+                    "signal": match outcome { Outcome::Signalled(s) => Some(*s), _ => None },
+                }),
+                SupervisorEvent::SpawnFailed { kind } => {
+                    json!({"event": "spawn_failed", "error_kind": kind_name(*kind)})
+                }
+                SupervisorEvent::BackingOff(d) => json!({"event": "backoff", "secs": secs(*d)}),
+                SupervisorEvent::StormPause(d) => {
+                    json!({"event": "storm_pause", "secs": secs(*d)})
+                }
+                _ => return,
+            };
+            self.json_line(v);
+            return;
+        }
+        match event {
+            SupervisorEvent::Started { run, pid } => {
+                self.ended = Some(format!("run {run} (pid {pid})"));
+            }
+            SupervisorEvent::Unhealthy { .. } => {
+                if let Some(line) = &mut self.ended {
+                    line.push_str(" failed its health check,");
+                }
+            }
+            SupervisorEvent::Exited {
+                outcome, crashed, ..
+            } => {
+                let run = self.ended.take().unwrap_or_else(|| "run".into());
+                let what = if *crashed { "crash" } else { "clean" };
+                self.ended = Some(format!("{run} {} ({what})", outcome_text(outcome)));
+            }
+            SupervisorEvent::SpawnFailed { kind } => {
+                self.ended = Some(format!("a run could not start ({})", kind_name(*kind)));
+            }
+            SupervisorEvent::BackingOff(d) => self.next(&format!("restart in {:.3}s", secs(*d))),
+            SupervisorEvent::StormPause(d) => {
+                self.next(&format!("crash storm: pausing {:.3}s", secs(*d)))
+            }
+            _ => {}
+        }
+    }
+
+    /// Prints the last ended run with what comes next.
+    fn next(&mut self, then: &str) {
+        if let Some(line) = self.ended.take() {
+            if !self.quiet {
+                eprintln!("pkit: {line}; {then}");
+            }
+        }
+    }
+
+    fn end(&mut self, outcome: &SupervisionOutcome) {
+        let reason = match outcome.stopped {
+            StopReason::PolicySatisfied => "policy_satisfied",
+            StopReason::ByPredicate => "by_predicate",
+            StopReason::RestartsExhausted => "restarts_exhausted",
+            StopReason::Cancelled => "cancelled",
+            StopReason::StopRequested => "stop_requested",
+            _ => "other",
+        };
+        if self.json {
+            self.json_line(serde_json::json!({
+                "event": "stopped", "reason": reason, "restarts": outcome.restarts,
+            }));
+        } else {
+            let then = format!(
+                "stopping: {} after {} restarts",
+                outcome.stopped, outcome.restarts
+            );
+            if self.ended.is_some() {
+                self.next(&then);
+            } else if !self.quiet {
+                eprintln!("pkit: {then}");
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! `pkit supervise`, run for real: a crashing script counted through a
+//! file, the restart budget, health checks, and a stop by signal.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+
+/// Fails (exit 3) until its counter file says it ran twice already.
+const FLAKY: &str = r#"n=$(cat "$1" 2>/dev/null || echo 0); echo $((n+1)) > "$1"; echo "attempt $n"; [ "$n" -ge 2 ] || exit 3"#;
+
+fn json_lines(stderr: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect()
+}
+
+#[test]
+fn a_crashing_program_is_restarted_until_it_runs_clean() {
+    let counter = temp_path("counter");
+    let out = pkit()
+        .args([
+            "supervise",
+            "--backoff",
+            "20ms",
+            "--",
+            "sh",
+            "-c",
+            FLAKY,
+            "sh",
+        ])
+        .arg(&counter)
+        .output()
+        .unwrap();
+    let runs = std::fs::read_to_string(&counter).unwrap();
+    let _ = std::fs::remove_file(&counter);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(runs.trim(), "3", "three runs");
+    // The program's own output passes through.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "attempt 0\nattempt 1\nattempt 2\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per ended run: {err}");
+    for line in &lines[..2] {
+        assert!(
+            line.contains("exited with code 3 (crash); restart in"),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[2]
+            .contains("exited with code 0 (clean); stopping: policy satisfied after 2 restarts"),
+        "{}",
+        lines[2]
+    );
+}
+
+#[test]
+fn the_restart_budget_ends_with_the_last_runs_status_in_json() {
+    let out = run(&[
+        "supervise",
+        "--json",
+        "--max-restarts",
+        "2",
+        "--backoff",
+        "10ms,3",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let events = json_lines(&out.stderr);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "started", "exited", "backoff", "started", "exited", "backoff", "started", "exited",
+            "stopped"
+        ]
+    );
+    assert_eq!(events[1]["exit_code"], 4);
+    assert_eq!(events[1]["crashed"], true);
+    assert_eq!(events[8]["reason"], "restarts_exhausted");
+    assert_eq!(events[8]["restarts"], 2);
+    // The pauses grow by the factor (jitter is at most 10 %).
+    let (a, b) = (
+        events[2]["secs"].as_f64().unwrap(),
+        events[5]["secs"].as_f64().unwrap(),
+    );
+    assert!(b > a * 2.0, "{a} then {b}");
+}
+
+#[test]
+fn a_run_that_never_prints_its_health_line_counts_as_a_crash() {
+    // Healthy: the line comes, the run ends clean, the lines pass through.
+    let out = run(&[
+        "supervise",
+        "--health-line",
+        "listening on",
+        "--",
+        "sh",
+        "-c",
+        "echo 'now listening on 9'; echo bye >&2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "now listening on 9\n");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("bye\n"));
+
+    // Never healthy: killed after the timeout, restarted, budget spent.
+    let file = pid_file();
+    let out = pkit()
+        .args([
+            "supervise",
+            "--health-line",
+            "listening on",
+            "--health-timeout",
+            "300ms",
+            "--max-restarts",
+            "1",
+            "--backoff",
+            "10ms",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("sleep 300 & echo $! >> {}; wait", file.display()))
+        .output()
+        .unwrap();
+    let pids = read_pids(&file, 2);
+    let _ = std::fs::remove_file(&file);
+    assert_all_gone(&pids);
+    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("failed its health check").count(), 2, "{err}");
+    assert!(err.contains("restarts exhausted after 1 restarts"), "{err}");
+}
+
+#[test]
+fn term_to_pkit_stops_the_run_and_its_tree() {
+    let file = pid_file();
+    let child = pkit()
+        .args([
+            "supervise",
+            "--json",
+            "--restart",
+            "always",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(tree_script(&file))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = read_pids(&file, 3);
+    kill(child.id(), libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_all_gone(&pids);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let events = json_lines(&out.stderr);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "stopped");
+    assert_eq!(last["reason"], "stop_requested");
+    assert_eq!(last["restarts"], 0);
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    for args in [
+        &["supervise", "--backoff", "1s,0.5", "--", "true"][..],
+        &["supervise", "--backoff", "x", "--", "true"],
+        &["supervise", "--health-port", "nonsense", "--", "true"],
+        &["supervise", "--restart", "sometimes", "--", "true"],
+        &[
+            "supervise",
+            "--health-line",
+            "a",
+            "--health-port",
+            "127.0.0.1:1",
+            "--",
+            "true",
+        ],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {out:?}");
+    }
+    let out = run(&[
+        "supervise",
+        "--max-restarts",
+        "0",
+        "--",
+        "/nonexistent/pkit-prog",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+}
