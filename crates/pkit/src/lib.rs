@@ -123,6 +123,9 @@ mod supervise;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub use sys::fault;
 mod watch;
 
 /// The README's examples, compiled as doctests so they stay true.

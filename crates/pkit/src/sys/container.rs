@@ -385,6 +385,7 @@ impl Container {
                 let fds: Vec<OwnedFd> = pids
                     .iter()
                     .filter_map(|&p| {
+                        crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen).ok()?;
                         let fd = rustix::process::pidfd_open(
                             rustix::process::Pid::from_raw(p)?,
                             rustix::process::PidfdFlags::empty(),

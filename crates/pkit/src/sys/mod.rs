@@ -13,6 +13,8 @@ compile_error!(
 
 mod container;
 mod control;
+#[doc(hidden)]
+pub mod fault;
 pub(crate) mod guard;
 mod host;
 mod limits;
@@ -169,6 +171,7 @@ pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Opti
             }
         },
         IoRequest::Pipe => {
+            fault::io_check(fault::Point::Pipe)?;
             let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
             if input {
                 (ChildIo::Fd(above_stdio(r)?), Some(w))
@@ -295,6 +298,7 @@ pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
 /// close-on-exec and above the stdio fds, ready to be a child's stdin and
 /// another child's stdout.
 pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
+    fault::io_check(fault::Point::Pipe)?;
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((ChildIo::Fd(above_stdio(r)?), ChildIo::Fd(above_stdio(w)?)))
 }

@@ -37,6 +37,12 @@ pub(super) fn start() -> Result<Guard, String> {
 /// Starts a guard that signals process groups exactly (through the
 /// leader's pidfd) or by number after the liveness check.
 pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
+    if let Err(errno) = crate::sys::fault::check(crate::sys::fault::Point::GuardSocket) {
+        return Err(format!(
+            "cannot create the guard's socket pair: {}",
+            io::Error::from_raw_os_error(errno)
+        ));
+    }
     let mut fds = [-1 as RawFd; 2];
     // SAFETY: socketpair writes two fds into the array we pass.
     let rc = unsafe {

@@ -69,6 +69,7 @@ impl Cgroup {
                 None => parent.join(format!("{NAME_PREFIX}{pid}-{seq}")),
                 Some(name) => parent.join(format!("{NAME_PREFIX}{pid}-{seq}-{name}")),
             };
+            crate::sys::fault::io_check(crate::sys::fault::Point::CgroupMkdir)?;
             match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
                 Ok(()) => {}
                 // A directory of that name left by a dead owner with our pid.
@@ -146,7 +147,17 @@ impl Cgroup {
         }
         if self.has_kill {
             self.killed.store(true, Ordering::Release);
-            return self.write_file("cgroup.kill", b"1");
+            let written = crate::sys::fault::io_check(crate::sys::fault::Point::CgroupKill)
+                .and_then(|()| self.write_file("cgroup.kill", b"1"));
+            match written {
+                Ok(()) => return Ok(()),
+                // `cgroup.kill` refused (EBUSY, ENOMEM, ...): kill each
+                // member instead, so a failed write never leaves them
+                // running in a cgroup the reaper then waits on forever.
+                Err(e) => {
+                    tracing::debug!(error = %e, "cgroup.kill failed; killing each member instead");
+                }
+            }
         }
         self.kill_each(false)
     }

@@ -96,6 +96,9 @@ const CLONE_VFORK: u64 = 0x4000;
 pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
     static REFUSED: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
     let refused = REFUSED.get_or_init(|| {
+        if let Err(errno) = crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen) {
+            return Some(errno);
+        }
         let me = rustix::process::getpid();
         match rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) {
             Ok(_fd) => None,
@@ -198,19 +201,24 @@ pub(crate) fn spawn_into_cgroup(
         ..CloneArgs::default()
     };
 
+    let injected = crate::sys::fault::check(crate::sys::fault::Point::Clone3);
     let old_mask = block_all_signals();
-    // SAFETY: the shim makes the clone3 system call with `args`, which
-    // lives (with `pidfd` and the stack) until the call returns; the child
-    // runs `child_entry(&plan)` on its own stack and never returns into our
-    // frames. With CLONE_VFORK this thread resumes only once the child has
-    // called execve or exited, so `plan` outlives every use by the child.
-    let rc = unsafe {
-        clone3::clone3(
-            &mut args,
-            std::mem::size_of::<CloneArgs>(),
-            child_entry,
-            &plan as *const Plan<'_> as *mut c_void,
-        )
+    let rc = match injected {
+        Err(errno) => -(errno as isize),
+        // SAFETY: the shim makes the clone3 system call with `args`, which
+        // lives (with `pidfd` and the stack) until the call returns; the
+        // child runs `child_entry(&plan)` on its own stack and never
+        // returns into our frames. With CLONE_VFORK this thread resumes
+        // only once the child has called execve or exited, so `plan`
+        // outlives every use by the child.
+        Ok(()) => unsafe {
+            clone3::clone3(
+                &mut args,
+                std::mem::size_of::<CloneArgs>(),
+                child_entry,
+                &plan as *const Plan<'_> as *mut c_void,
+            )
+        },
     };
     restore_signals(&old_mask);
     drop(stack);

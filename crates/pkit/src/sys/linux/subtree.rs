@@ -48,6 +48,7 @@ pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
         // A failure here shows up as EBUSY on `dir` itself.
         let _ = rustix::fs::rmdir(&sub);
     }
+    crate::sys::fault::io_check(crate::sys::fault::Point::Rmdir)?;
     match rustix::fs::rmdir(dir) {
         Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(e) => Err(e.into()),
@@ -78,18 +79,53 @@ pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
 /// process and a signal to it does nothing; so a signal through these fds
 /// never reaches a process outside the group.
 pub(crate) fn member_pidfds(dir: &Path) -> io::Result<Vec<(i32, OwnedFd)>> {
+    members(dir).map(|(fds, _)| fds)
+}
+
+/// Pinned members (pid, pidfd) and unpinned ones (pid).
+type Members = (Vec<(i32, OwnedFd)>, Vec<i32>);
+
+/// [`member_pidfds`], plus the listed pids that could not be pinned with a
+/// pidfd (`pidfd_open` failed other than with `ESRCH`: no fds left, no
+/// memory, no pidfds on this kernel) and are still listed on the second
+/// read. Signalling those by number is the only way to end them; it is
+/// safe while the cgroup is frozen (a frozen member can't exit on its own,
+/// so its number stays its own) and otherwise as safe as any `kill`.
+fn members(dir: &Path) -> io::Result<Members> {
     let listed = pids(dir)?;
-    let mut fds: Vec<(i32, OwnedFd)> = listed
-        .into_iter()
-        .filter_map(|p| {
-            let pid = rustix::process::Pid::from_raw(p)?;
-            let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
-            Some((p, fd))
-        })
-        .collect();
+    let mut unpinned = Vec::new();
+    let mut fds: Vec<(i32, OwnedFd)> = Vec::new();
+    for p in listed {
+        let Some(pid) = rustix::process::Pid::from_raw(p) else {
+            continue;
+        };
+        let opened = crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen)
+            .map_err(rustix::io::Errno::from_raw_os_error)
+            .and_then(|()| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()));
+        match opened {
+            Ok(fd) => fds.push((p, fd)),
+            Err(rustix::io::Errno::SRCH) => {}
+            Err(_) => unpinned.push(p),
+        }
+    }
     let still: HashSet<i32> = pids(dir)?.into_iter().collect();
     fds.retain(|(p, _)| still.contains(p));
-    Ok(fds)
+    unpinned.retain(|p| still.contains(p));
+    Ok((fds, unpinned))
+}
+
+/// Signals a member that could not be pinned with a pidfd, by number.
+fn signal_unpinned(pid: i32, sig: i32) -> io::Result<()> {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return Ok(());
+    };
+    let Some(sig) = rustix::process::Signal::from_named_raw(sig) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    match rustix::process::kill_process(p, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Sends `sig` to every member of `dir`'s subtree through verified pidfds
@@ -98,8 +134,17 @@ pub(crate) fn member_pidfds(dir: &Path) -> io::Result<Vec<(i32, OwnedFd)>> {
 pub(crate) fn signal_members(dir: &Path, sig: i32) -> io::Result<Vec<i32>> {
     let mut first_err = None;
     let mut done = Vec::new();
-    for (pid, fd) in member_pidfds(dir)? {
+    let (fds, unpinned) = members(dir)?;
+    for (pid, fd) in fds {
         match super::signal::pidfd_signal(fd.as_fd(), sig) {
+            Ok(()) => done.push(pid),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    for pid in unpinned {
+        match signal_unpinned(pid, sig) {
             Ok(()) => done.push(pid),
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -119,10 +164,20 @@ pub(crate) fn kill_members(dir: &Path) -> io::Result<()> {
     let mut killed: HashSet<i32> = HashSet::new();
     let mut first_err = None;
     for _ in 0..4 {
-        let fds = member_pidfds(dir)?;
+        let (fds, unpinned) = members(dir)?;
         let fresh: Vec<&(i32, OwnedFd)> = fds.iter().filter(|(p, _)| !killed.contains(p)).collect();
-        if fresh.is_empty() {
+        let fresh_unpinned: Vec<i32> = unpinned
+            .into_iter()
+            .filter(|p| !killed.contains(p))
+            .collect();
+        if fresh.is_empty() && fresh_unpinned.is_empty() {
             break;
+        }
+        for pid in fresh_unpinned {
+            if let Err(e) = signal_unpinned(pid, libc::SIGKILL) {
+                first_err.get_or_insert(e);
+            }
+            killed.insert(pid);
         }
         for (pid, fd) in fresh {
             if let Err(e) = super::signal::pidfd_signal(fd.as_fd(), libc::SIGKILL) {

@@ -101,6 +101,8 @@ impl V1Cgroup {
             .get(controller)
             .ok_or_else(|| format!("no cgroup v1 {controller} hierarchy is mounted"))?;
         let path = h.owner_dir.join(name);
+        crate::sys::fault::io_check(crate::sys::fault::Point::CgroupMkdir)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         std::fs::create_dir(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let procs = rustix::fs::open(
             path.join("cgroup.procs"),
