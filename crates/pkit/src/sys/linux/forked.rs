@@ -34,26 +34,7 @@ pub(crate) fn spawn_forked(
         )));
     }
     pidfds_supported()?;
-    let (read, write) = rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    )
-    .map_err(|e| SpawnError::Os(e.into()))?;
-    // Above stdio and every kept descriptor's target, so no dup2 of the
-    // child's setup overwrites it.
-    let above = spec
-        .setup
-        .keep
-        .iter()
-        .map(|(_, target)| *target)
-        .max()
-        .unwrap_or(0)
-        .max(2)
-        + 1;
-    let write = {
-        let high = crate::sys::dup_above(write.as_raw_fd(), above).map_err(SpawnError::Os)?;
-        drop(write);
-        high
-    };
+    let (read, write) = report_pipe(spec)?;
     let mut plan = Plan::new(spec, join, pgid);
     plan.report_to(write.as_raw_fd());
     let mut pidfd: libc::c_int = -1;
@@ -99,6 +80,27 @@ pub(crate) fn spawn_forked(
     finish_code(pid as i32, pidfd, code)
 }
 
+/// The pipe a forked child reports a failed step on: non-blocking,
+/// close-on-exec, its write end moved above stdio and every kept
+/// descriptor's target, so no dup2 of the child's setup overwrites it.
+fn report_pipe(spec: &SpawnSpec) -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let (read, write) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .map_err(|e| SpawnError::Os(e.into()))?;
+    let above = spec
+        .setup
+        .keep
+        .iter()
+        .map(|(_, target)| *target)
+        .max()
+        .unwrap_or(0)
+        .max(2)
+        + 1;
+    let high = crate::sys::dup_above(write.as_raw_fd(), above).map_err(SpawnError::Os)?;
+    Ok((read, high))
+}
+
 /// Reads the child's failure code, already written if there is one (the
 /// pipe is non-blocking): 0 when it is empty (the child executed the
 /// program).
@@ -139,24 +141,7 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
         )));
     }
     pidfds_supported()?;
-    let (read, write) = rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    )
-    .map_err(|e| SpawnError::Os(e.into()))?;
-    let above = spec
-        .setup
-        .keep
-        .iter()
-        .map(|(_, target)| *target)
-        .max()
-        .unwrap_or(0)
-        .max(2)
-        + 1;
-    let write = {
-        let high = crate::sys::dup_above(write.as_raw_fd(), above).map_err(SpawnError::Os)?;
-        drop(write);
-        high
-    };
+    let (read, write) = report_pipe(spec)?;
     let mut plan = Plan::new(spec, &[], None);
     plan.report_to(write.as_raw_fd());
     let report = write.as_raw_fd();
