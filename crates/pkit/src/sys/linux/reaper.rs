@@ -121,6 +121,21 @@ fn submit(work: Work) {
     }
 }
 
+/// Wakes this process's reaper thread, if it runs, to look at its work
+/// again. Called after cgroup directories were removed by someone else: a
+/// group's teardown removes the leaves of processes dropped before it, and
+/// a removed cgroup raises no further event on the `cgroup.events` the
+/// thread polls, so without this it would hold that fd until some other
+/// work woke it.
+pub(crate) fn recheck() {
+    let current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = &*current {
+        if r.pid == std::process::id() {
+            let _ = rustix::io::write(&r.shared.wake_tx, &[1]);
+        }
+    }
+}
+
 /// Reap `pidfd`'s process once it has exited.
 pub(crate) fn reap_later(pidfd: OwnedFd) {
     submit(Work::Reap(pidfd));

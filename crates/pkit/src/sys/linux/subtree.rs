@@ -44,9 +44,15 @@ pub(crate) fn has_children(dir: &Path) -> bool {
 /// success; a directory that still has processes (`EBUSY`) fails, after the
 /// empty ones below it were removed.
 pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
+    let mut removed_any = false;
     for sub in descendants(dir) {
         // A failure here shows up as EBUSY on `dir` itself.
-        let _ = rustix::fs::rmdir(&sub);
+        removed_any |= rustix::fs::rmdir(&sub).is_ok();
+    }
+    if removed_any {
+        // The reaper may be waiting on one of them (a leaf whose process
+        // was dropped first): it must let go of its `cgroup.events`.
+        super::reaper::recheck();
     }
     crate::sys::fault::io_check(crate::sys::fault::Point::Rmdir)?;
     match rustix::fs::rmdir(dir) {
