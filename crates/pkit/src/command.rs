@@ -400,6 +400,27 @@ impl Command {
         self.program.to_string_lossy().into_owned()
     }
 
+    /// Names this command in pkit's log events (field `name`), so the
+    /// events of one command can be told from another's; without it the
+    /// program name is used. The name is logged as given: keep secrets
+    /// out of it.
+    ///
+    /// A [`Supervisor`](crate::Supervisor) of this command uses the name
+    /// for its own events too.
+    pub fn log_name(mut self, name: impl Into<String>) -> Command {
+        self.log_name = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// The name events about this command carry: its
+    /// [`log_name`](Self::log_name), else the program's name.
+    pub(crate) fn log_label(&self) -> String {
+        match &self.log_name {
+            Some(n) => n.to_string(),
+            None => self.display_name(),
+        }
+    }
+
     /// The environment the child starts with: this process's (unless
     /// cleared), in its order, with this command's changes applied — a
     /// changed variable keeps its place, new ones follow (by name).

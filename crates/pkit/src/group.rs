@@ -385,7 +385,13 @@ impl Group {
             killed: remaining,
             elapsed: began.elapsed(),
         };
-        log::shutdown(self.mechanism(), &report);
+        log::shutdown(
+            self.mechanism(),
+            report.signalled,
+            report.exited_in_grace,
+            report.killed,
+            report.elapsed,
+        );
         Ok(report)
     }
 

@@ -11,10 +11,9 @@
 //! that needed SIGKILL after its grace, a failed readiness check, a crash
 //! storm) at Warn. See the crate documentation for how to see them.
 
+use std::fmt::{Debug, Display};
 use std::time::Duration;
 
-use crate::group::ShutdownReport;
-use crate::output::Outcome;
 use crate::sys::Mechanism;
 
 pub(crate) fn group_created(mechanism: Mechanism) {
@@ -31,7 +30,7 @@ pub(crate) fn finished(
     name: Option<&str>,
     pid: u32,
     mechanism: Mechanism,
-    outcome: Outcome,
+    outcome: impl Display,
     duration: Duration,
 ) {
     let name = name.unwrap_or(program);
@@ -47,21 +46,29 @@ pub(crate) fn finished(
     );
 }
 
-pub(crate) fn shutdown(mechanism: Mechanism, report: &ShutdownReport) {
+/// A group was shut down: `signalled` processes got the polite signal,
+/// `exited_in_grace` of them left within the grace, `killed` needed SIGKILL.
+pub(crate) fn shutdown(
+    mechanism: Mechanism,
+    signalled: usize,
+    exited_in_grace: usize,
+    killed: usize,
+    elapsed: Duration,
+) {
     macro_rules! event {
         ($level:ident, $msg:literal) => {
             tracing::$level!(
                 target: "pkit",
                 %mechanism,
-                signalled = report.signalled(),
-                exited_in_grace = report.exited_in_grace(),
-                killed = report.killed(),
-                elapsed_ms = report.elapsed().as_secs_f64() * 1e3,
+                signalled,
+                exited_in_grace,
+                killed,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
                 $msg
             )
         };
     }
-    if report.killed() > 0 {
+    if killed > 0 {
         event!(warn, "group shut down: processes killed after the grace");
     } else {
         event!(debug, "group shut down");
@@ -99,7 +106,7 @@ pub(crate) fn retry(
     name: &str,
     attempt: u32,
     max_attempts: u32,
-    failure: crate::ErrorKind,
+    failure: impl Debug,
     pause: Duration,
 ) {
     tracing::debug!(
@@ -117,29 +124,6 @@ pub(crate) fn retry(
 /// token.
 pub(crate) fn cancelled(name: &str, pid: Option<u32>) {
     tracing::debug!(target: "pkit", name, pid, "cancelled");
-}
-
-impl crate::Command {
-    /// Names this command in pkit's log events (field `name`), so the
-    /// events of one command can be told from another's; without it the
-    /// program name is used. The name is logged as given: keep secrets
-    /// out of it.
-    ///
-    /// A [`Supervisor`](crate::Supervisor) of this command uses the name
-    /// for its own events too.
-    pub fn log_name(mut self, name: impl Into<String>) -> crate::Command {
-        self.log_name = Some(std::sync::Arc::from(name.into()));
-        self
-    }
-
-    /// The name events about this command carry: its
-    /// [`log_name`](Self::log_name), else the program's name.
-    pub(crate) fn log_label(&self) -> String {
-        match &self.log_name {
-            Some(n) => n.to_string(),
-            None => self.display_name(),
-        }
-    }
 }
 
 /// A supervised run failed its readiness check.
@@ -177,6 +161,6 @@ pub(crate) fn storm(name: &str, crashes: usize, window: Duration, pause: Duratio
 }
 
 /// A supervision ended.
-pub(crate) fn supervisor_stopped(name: &str, reason: crate::StopReason, restarts: u32) {
+pub(crate) fn supervisor_stopped(name: &str, reason: impl Display, restarts: u32) {
     tracing::debug!(target: "pkit", name, %reason, restarts, "supervisor stopped");
 }
