@@ -14,9 +14,10 @@ pub use crate::command_output::{
     DEFAULT_TIMEOUT_GRACE,
 };
 use crate::error::Result;
-use crate::output::{verbs, Output};
+use crate::output::Output;
 use crate::runner::{Runner, SystemRunner};
 use crate::sys::Signal;
+use crate::verbs;
 
 /// Where one of the child's output streams goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

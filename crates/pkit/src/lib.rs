@@ -126,6 +126,7 @@ pub mod testing;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use sys::fault;
+mod verbs;
 mod watch;
 
 /// The README's examples, compiled as doctests so they stay true.

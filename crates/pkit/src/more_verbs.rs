@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::command::Command;
 use crate::error::{Error, Result};
-use crate::output::verbs;
 use crate::pump::StreamKind;
+use crate::verbs;
 
 impl Command {
     /// The exit codes that count as success for [`run`](Self::run) (and

@@ -11,11 +11,12 @@ use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::launch::StartOpts;
-use crate::output::{verbs, Outcome, Output};
+use crate::output::{Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::pump::LimitFlag;
 use crate::runner::{end_group, first_of, Bounds, Ended};
 use crate::sys::{self, MechanismChoice, Signal};
+use crate::verbs;
 
 /// A pipeline: each stage's stdout is the next stage's stdin, over an OS
 /// pipe made for the two of them (no copy through this process), and every
