@@ -212,6 +212,32 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The run succeeded but its stdout is not the JSON asked for
+    /// (cargo feature `json`: [`Command::output_json`](crate::Command::output_json),
+    /// one line of [`Command::json_lines`](crate::Command::json_lines)).
+    /// The message names the type and where the problem is, never the
+    /// text (serde's own message may quote it, so it is not carried).
+    #[error(
+        "{program}: its output is not JSON for {target}: {problem} at line {line}, column {column}"
+    )]
+    Json {
+        /// The program as given to `Command::new`.
+        program: String,
+        /// The type asked for.
+        target: &'static str,
+        /// The line of stdout, counted from 1 (for `json_lines`, the line
+        /// that failed; for `output_json`, the line within the output).
+        line: usize,
+        /// The column within that line, counted from 1 (0 when the line
+        /// as a whole is the problem).
+        column: usize,
+        /// What is wrong: `"syntax error"`, `"unexpected end"`, `"not the
+        /// expected shape"` (valid JSON that doesn't fit the type),
+        /// `"line too long"` (a `json_lines` line over the command's
+        /// `max_line_bytes`).
+        problem: &'static str,
+    },
+
     /// A test double (`pkit::testing::ScriptedRunner`, cargo feature
     /// `testing`) was asked to run a command it has no reply
     /// for and no fallback. The message names the program and says how
@@ -345,6 +371,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// [`Error::Parse`]
     Parse,
+    /// [`Error::Json`]
+    Json,
     /// [`Error::Unscripted`]
     Unscripted,
     /// [`Error::CassetteMiss`]
@@ -447,6 +475,7 @@ impl Error {
             Error::MechanismUnavailable { .. } => ErrorKind::MechanismUnavailable,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Parse { .. } => ErrorKind::Parse,
+            Error::Json { .. } => ErrorKind::Json,
             Error::Unscripted { .. } => ErrorKind::Unscripted,
             Error::CassetteMiss { .. } => ErrorKind::CassetteMiss,
             Error::Io { .. } => ErrorKind::Io,

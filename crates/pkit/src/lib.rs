@@ -103,6 +103,8 @@ mod command_output;
 mod error;
 mod group;
 mod habits;
+#[cfg(feature = "json")]
+mod json;
 mod launch;
 mod live;
 mod log;
@@ -143,6 +145,8 @@ pub use command::{
 };
 pub use error::{ArgList, Error, ErrorKind, NotReadyReason, Result};
 pub use group::{Group, GroupBuilder, ShutdownReport};
+#[cfg(feature = "json")]
+pub use json::JsonLines;
 pub use live::{wait_all, wait_any};
 pub use output::{Outcome, Output};
 pub use output_builder::OutputBuilder;

@@ -41,11 +41,15 @@
 //! (`.await`), or, in `spawn_blocking`,
 //! `tokio::runtime::Handle::current().block_on(cmd.output())`.
 
+#[cfg(feature = "json")]
+mod json;
 mod process;
 
 use std::future::Future;
 use std::sync::OnceLock;
 
+#[cfg(feature = "json")]
+pub use json::JsonLines;
 pub use process::{wait_all, wait_any, ChildStdin, Group, Lines, RunningProcess, StreamLines};
 
 use crate::command::Command;

@@ -246,6 +246,19 @@ pub(crate) fn copy_error(e: &Error) -> Error {
             target,
             source: Box::new(io::Error::other(source.to_string())),
         },
+        Error::Json {
+            program,
+            target,
+            line,
+            column,
+            problem,
+        } => Error::Json {
+            program: program.clone(),
+            target,
+            line: *line,
+            column: *column,
+            problem,
+        },
         Error::Unscripted { program, args } => Error::Unscripted {
             program: program.clone(),
             args: args.clone(),
