@@ -14,9 +14,10 @@ use serde::de::DeserializeOwned;
 
 use crate::command::Command;
 use crate::error::{Error, Result};
-use crate::output::{verbs, Output};
+use crate::output::Output;
 use crate::process::RunningProcess;
 use crate::pump::{Lines, StreamKind};
+use crate::verbs;
 
 /// How many stderr lines a failed `json_lines` run keeps for its error.
 const STDERR_TAIL_LINES: usize = 10;
