@@ -16,7 +16,6 @@
 //! [`Error::Unsupported`] until it is implemented there.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -30,96 +29,7 @@ pub use detached::Detached;
 
 use crate::error::{Error, Result};
 use crate::sys::{self, ChildSetup, Mechanism};
-
-/// A resource limit a child can be given with [`Command::rlimit`](crate::Command::rlimit)
-/// (`setrlimit(2)`'s `RLIMIT_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Resource {
-    /// `RLIMIT_NOFILE`: one more than the highest file descriptor number.
-    Nofile,
-    /// `RLIMIT_CORE`: the largest core dump, in bytes (0: none).
-    Core,
-    /// `RLIMIT_CPU`: CPU time, in seconds (SIGXCPU at the soft limit).
-    Cpu,
-    /// `RLIMIT_AS`: the address space, in bytes.
-    As,
-    /// `RLIMIT_NPROC`: processes of the child's real user.
-    Nproc,
-    /// `RLIMIT_FSIZE`: the largest file the child may write, in bytes.
-    Fsize,
-    /// `RLIMIT_STACK`: the main thread's stack, in bytes.
-    Stack,
-    /// `RLIMIT_DATA`: the data segment and heap, in bytes.
-    Data,
-    /// `RLIMIT_MEMLOCK`: memory locked into RAM, in bytes.
-    Memlock,
-    /// `RLIMIT_RSS` (not enforced by current Linux kernels).
-    Rss,
-    /// `RLIMIT_LOCKS`: file locks.
-    Locks,
-    /// `RLIMIT_SIGPENDING`: queued signals.
-    Sigpending,
-    /// `RLIMIT_MSGQUEUE`: bytes in POSIX message queues.
-    Msgqueue,
-    /// `RLIMIT_NICE`: the ceiling for raising the priority (20 - nice).
-    Nice,
-    /// `RLIMIT_RTPRIO`: the ceiling for a real-time priority.
-    Rtprio,
-    /// `RLIMIT_RTTIME`: real-time CPU time without a blocking call, in
-    /// microseconds.
-    Rttime,
-}
-
-impl Resource {
-    /// Every resource, in declaration order.
-    pub const ALL: [Resource; 16] = [
-        Resource::Nofile,
-        Resource::Core,
-        Resource::Cpu,
-        Resource::As,
-        Resource::Nproc,
-        Resource::Fsize,
-        Resource::Stack,
-        Resource::Data,
-        Resource::Memlock,
-        Resource::Rss,
-        Resource::Locks,
-        Resource::Sigpending,
-        Resource::Msgqueue,
-        Resource::Nice,
-        Resource::Rtprio,
-        Resource::Rttime,
-    ];
-
-    /// The lower-case name without `RLIMIT_`: `nofile`, `as`, `cpu`...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resource::Nofile => "nofile",
-            Resource::Core => "core",
-            Resource::Cpu => "cpu",
-            Resource::As => "as",
-            Resource::Nproc => "nproc",
-            Resource::Fsize => "fsize",
-            Resource::Stack => "stack",
-            Resource::Data => "data",
-            Resource::Memlock => "memlock",
-            Resource::Rss => "rss",
-            Resource::Locks => "locks",
-            Resource::Sigpending => "sigpending",
-            Resource::Msgqueue => "msgqueue",
-            Resource::Nice => "nice",
-            Resource::Rtprio => "rtprio",
-            Resource::Rttime => "rttime",
-        }
-    }
-}
-
-impl fmt::Display for Resource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::sys::{ChildStep, IoClass, Resource};
 
 impl FromStr for Resource {
     type Err = Error;
@@ -136,18 +46,6 @@ impl FromStr for Resource {
     }
 }
 
-/// An I/O scheduling class ([`Command::io_priority`](crate::Command::io_priority), `ioprio_set(2)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum IoClass {
-    /// Served first, whatever else waits (needs privilege).
-    RealTime,
-    /// The default class, by level.
-    BestEffort,
-    /// Served only when no other process needs the disk.
-    Idle,
-}
-
 /// How [`Command::stdout_file`](crate::Command::stdout_file) and [`Command::stderr_file`](crate::Command::stderr_file) open their
 /// file (created if missing, mode `0o666` less the umask).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,66 +56,6 @@ pub enum FileMode {
     /// Written at its end (`O_APPEND`: concurrent writers don't overwrite
     /// each other).
     Append,
-}
-
-/// The step of a child's setup before exec that failed
-/// ([`Error::ChildSetup`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ChildStep {
-    /// Placing the stdio descriptors.
-    Stdio,
-    /// `setsid` ([`Command::setsid`](crate::Command::setsid)).
-    Session,
-    /// Joining the group's process group.
-    ProcessGroup,
-    /// Joining the group's cgroup (or a cap's v1 cgroup).
-    JoinCgroup,
-    /// A resource limit ([`Command::rlimit`](crate::Command::rlimit)).
-    Rlimit,
-    /// The scheduling priority ([`Command::priority`](crate::Command::priority)).
-    Priority,
-    /// The I/O priority ([`Command::io_priority`](crate::Command::io_priority)).
-    IoPriority,
-    /// The CPUs the child may run on ([`Command::cpu_affinity`](crate::Command::cpu_affinity)).
-    CpuAffinity,
-    /// A hook given to [`Command::pre_exec`](crate::Command::pre_exec) returned an error.
-    PreExec,
-    /// The supplementary groups ([`Command::groups`](crate::Command::groups)).
-    Groups,
-    /// The group id ([`Command::gid`](crate::Command::gid)).
-    Gid,
-    /// The user id ([`Command::uid`](crate::Command::uid)).
-    Uid,
-    /// Placing a passed-through descriptor ([`Command::keep_fds`](crate::Command::keep_fds)).
-    KeepFds,
-}
-
-impl ChildStep {
-    /// What the step does, for messages: `setting the user id`...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChildStep::Stdio => "setting up stdio",
-            ChildStep::Session => "starting a new session",
-            ChildStep::ProcessGroup => "joining the process group",
-            ChildStep::JoinCgroup => "joining the cgroup",
-            ChildStep::Rlimit => "setting a resource limit",
-            ChildStep::Priority => "setting the priority",
-            ChildStep::IoPriority => "setting the I/O priority",
-            ChildStep::CpuAffinity => "setting the CPU affinity",
-            ChildStep::PreExec => "running a pre_exec hook",
-            ChildStep::Groups => "setting the supplementary groups",
-            ChildStep::Gid => "setting the group id",
-            ChildStep::Uid => "setting the user id",
-            ChildStep::KeepFds => "passing a descriptor through",
-        }
-    }
-}
-
-impl fmt::Display for ChildStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The spawn options of a [`Command`], as given (checked at spawn).

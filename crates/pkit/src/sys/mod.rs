@@ -21,10 +21,12 @@ mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
 mod place;
+mod pre_exec;
 mod resolve;
 mod setup;
 mod signal;
 mod stats;
+mod step;
 mod tree;
 pub(crate) mod unix;
 
@@ -50,6 +52,7 @@ pub(crate) use setup::{
 };
 pub use signal::Signal;
 pub use stats::Stats;
+pub use step::{ChildStep, IoClass, Resource};
 pub(crate) use tree::ProcTree;
 
 /// The kind of OS container a group's processes live in.
@@ -139,7 +142,7 @@ pub(crate) enum SpawnError {
     /// The working directory could not be entered (errno from chdir).
     Chdir(io::Error),
     /// A step of the child's setup before exec failed.
-    Step(crate::spawn_options::ChildStep, io::Error),
+    Step(ChildStep, io::Error),
     /// Any other OS failure (pipes, fds, limits).
     Os(io::Error),
 }

@@ -15,7 +15,7 @@ use super::linux::leaf::Leaf;
 use super::linux::spawn;
 use super::tree::ProcTree;
 use super::{ChildHandle, SpawnError, SpawnSpec};
-use crate::spawn_options::ChildStep;
+use crate::sys::ChildStep;
 
 /// How children are put into their container.
 #[derive(Debug, Clone, PartialEq, Eq)]

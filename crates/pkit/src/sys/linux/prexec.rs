@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::spawn_options::ChildStep;
+use crate::sys::ChildStep;
 use crate::sys::{ChildSetup, SpawnSpec};
 
 /// Everything the child touches, prepared before the clone.

@@ -410,7 +410,7 @@ mod tests {
         let procs = std::fs::File::open("/dev/null").unwrap();
         match spawn_joining(&spec("/bin/true", None), &[procs.as_raw_fd()], None) {
             Err(SpawnError::Step(step, e)) => {
-                assert_eq!(step, crate::spawn_options::ChildStep::JoinCgroup, "{e}")
+                assert_eq!(step, crate::sys::ChildStep::JoinCgroup, "{e}")
             }
             other => panic!("join: {other:?}"),
         }
