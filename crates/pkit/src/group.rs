@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::log;
-use crate::output::Output;
 use crate::process::RunningProcess;
 use crate::sys::{
     self, Container, ControlError, LimitInfo, Mechanism, MechanismChoice, Placement, ProcessInfo,
@@ -371,7 +370,7 @@ impl Group {
             self.container
                 .signal(signal.as_raw())
                 .map_err(|e| Error::io("signalling the group", e))?;
-            let grace = grace.min(crate::runner::NO_DEADLINE);
+            let grace = grace.min(crate::timing::NO_DEADLINE);
             remaining = self
                 .container
                 .wait_members(&members, Instant::now() + grace)
@@ -500,25 +499,6 @@ impl Group {
     /// dropped.
     pub fn sample_stats(&self, every: Duration) -> crate::stats::SampleStats<'_> {
         crate::stats::SampleStats::new(self, every)
-    }
-
-    /// Runs `cmd` as this group's main process, the way the verbs do: it
-    /// honours the command's `timeout`, `grace` and cancel token, and when
-    /// the command ends the whole group ends with it (the group is
-    /// consumed). This is how to run one command under resource caps:
-    ///
-    /// ```no_run
-    /// # async fn demo() -> pkit::Result<()> {
-    /// let out = pkit::Group::builder()
-    ///     .memory_max(512 << 20)
-    ///     .build()?
-    ///     .output(&pkit::Command::new("make"))
-    ///     .await?;
-    /// if out.oom_killed() { eprintln!("make ran out of memory"); }
-    /// # Ok(()) }
-    /// ```
-    pub async fn output(self, cmd: &Command) -> Result<Output> {
-        crate::runner::run_in(self, cmd).await
     }
 
     pub(crate) fn oom_kills(&self) -> Option<u64> {

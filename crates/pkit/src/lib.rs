@@ -125,6 +125,7 @@ mod supervise;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timing;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use sys::fault;

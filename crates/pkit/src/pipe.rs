@@ -14,8 +14,9 @@ use crate::launch::StartOpts;
 use crate::output::{Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::pump::LimitFlag;
-use crate::runner::{end_group, first_of, Bounds, Ended};
+use crate::runner::{end_group, Bounds, Ended};
 use crate::sys::{self, MechanismChoice, Signal};
+use crate::timing::first_of;
 use crate::verbs;
 
 /// A pipeline: each stage's stdout is the next stage's stdin, over an OS

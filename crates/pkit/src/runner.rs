@@ -4,12 +4,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::command::{Command, DEFAULT_TIMEOUT_GRACE};
+use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::output::{Outcome, Output};
 use crate::process::outcome_of;
 use crate::sys::{MechanismChoice, Signal};
+use crate::timing::{deadline_after, first_of, timeout_plan, NO_DEADLINE};
 
 /// A boxed, sendable future, as returned by [`Runner::output`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -145,50 +146,6 @@ impl Bounds<'_> {
     }
 }
 
-/// The index and output of the first of `futs` to finish (each is taken
-/// out when it does); pending for ever when none is left.
-pub(crate) async fn first_of<F: Future + Unpin>(futs: &mut [Option<F>]) -> (usize, F::Output) {
-    std::future::poll_fn(|cx| {
-        for (i, slot) in futs.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
-                    *slot = None;
-                    return std::task::Poll::Ready((i, out));
-                }
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// Waits longer than this are no deadline at all: about 30 years, the
-/// horizon Tokio itself uses for "never". (A deadline past the clock's
-/// range, `Duration::MAX` for one, would otherwise overflow.)
-pub(crate) const NO_DEADLINE: Duration = Duration::from_secs(30 * 365 * 86_400);
-
-/// `now + d`, or `None` (no deadline) when `d` reaches [`NO_DEADLINE`].
-pub(crate) fn deadline_after(d: Duration) -> Option<tokio::time::Instant> {
-    (d < NO_DEADLINE).then(|| tokio::time::Instant::now() + d)
-}
-
-/// How a timed-out tree is ended: the signal, and how long the tree gets
-/// after it before SIGKILL (`None`: SIGKILL at once). See
-/// [`Command::timeout_signal`] for the rule.
-pub(crate) fn timeout_plan(
-    signal: Option<Signal>,
-    grace: Option<Duration>,
-) -> Option<(Signal, Duration)> {
-    let plan = match (signal, grace) {
-        (None, None) => return None,
-        (None, Some(g)) if g.is_zero() => return None,
-        (None, Some(g)) => (Signal::Term, g),
-        (Some(s), None) => (s, DEFAULT_TIMEOUT_GRACE),
-        (Some(s), Some(g)) => (s, g),
-    };
-    (plan.0.as_raw() != Signal::Kill.as_raw()).then_some(plan)
-}
-
 /// Ends a group after its run; after a timeout, as
 /// [`Command::timeout_signal`] says. Returns whether SIGKILL was still
 /// needed after a grace.
@@ -204,6 +161,29 @@ pub(crate) async fn end_group(
             Ok(report.killed() > 0)
         }
         _ => group.end_run().await.map(|()| false),
+    }
+}
+
+/// The verb on a [`Group`] (here, above the group, beside the runner it
+/// uses).
+impl Group {
+    /// Runs `cmd` as this group's main process, the way the verbs do: it
+    /// honours the command's `timeout`, `grace` and cancel token, and when
+    /// the command ends the whole group ends with it (the group is
+    /// consumed). This is how to run one command under resource caps:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pkit::Result<()> {
+    /// let out = pkit::Group::builder()
+    ///     .memory_max(512 << 20)
+    ///     .build()?
+    ///     .output(&pkit::Command::new("make"))
+    ///     .await?;
+    /// if out.oom_killed() { eprintln!("make ran out of memory"); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn output(self, cmd: &Command) -> Result<Output> {
+        run_in(self, cmd).await
     }
 }
 

@@ -20,8 +20,8 @@ use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
 use crate::process::RunningProcess;
-use crate::runner::{deadline_after, timeout_plan};
 use crate::sys::ProcTree;
+use crate::timing::{deadline_after, timeout_plan};
 
 /// What the watch did.
 #[derive(Debug, Clone, Copy)]

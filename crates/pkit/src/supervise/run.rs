@@ -63,7 +63,7 @@ impl Loop {
                 .tokens()
                 .map(|t| Some(Box::pin(t.cancelled())))
                 .collect();
-            crate::runner::first_of(&mut tokens).await;
+            crate::timing::first_of(&mut tokens).await;
         };
         tokio::select! {
             v = work => Wake::Done(v),
