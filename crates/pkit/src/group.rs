@@ -280,7 +280,7 @@ impl Group {
     /// subtree gets the [`timeout_signal`](Command::timeout_signal), the
     /// [`grace`](Command::grace), then SIGKILL, and
     /// [`RunningProcess::wait`] reports [`Outcome::TimedOut`](crate::Outcome::TimedOut)
-    /// (with [`Output::killed_after_grace`]); when its
+    /// (with [`Output::killed_after_grace`](crate::Output::killed_after_grace)); when its
     /// [cancel token](Command::cancel_token) fires first, the subtree is
     /// SIGKILLed and `wait` returns [`Error::Cancelled`] (a token cancelled
     /// already makes `start` itself return it, starting nothing). This
