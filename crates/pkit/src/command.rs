@@ -13,17 +13,14 @@ pub use crate::command_output::{
     DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
     DEFAULT_TIMEOUT_GRACE,
 };
-use crate::error::Result;
-use crate::output::Output;
-use crate::runner::{Runner, SystemRunner};
+use crate::runner::Runner;
 use crate::sys::Signal;
-use crate::verbs;
 
 /// Where one of the child's output streams goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Stdio {
-    /// Captured by pkit into the [`Output`] (the default).
+    /// Captured by pkit into the [`Output`](crate::Output) (the default).
     #[default]
     Piped,
     /// The parent's own stream.
@@ -465,71 +462,12 @@ impl Command {
         vars
     }
 
-    fn run_with(&self) -> &dyn Runner {
-        match &self.runner {
-            Some(r) => r.as_ref(),
-            None => &SystemRunner::DEFAULT,
-        }
-    }
-
-    /// Runs the command to its end and returns everything about the run.
-    ///
-    /// A non-zero exit, a signal and a timeout are data in the [`Output`];
-    /// `Err` means the program could not be started (or the run was
-    /// cancelled). Dropping the future kills the whole tree.
-    pub async fn output(&self) -> Result<Output> {
-        self.run_with().output(self).await
-    }
-
-    /// Runs the command, requires success, and returns stdout as text
-    /// without its trailing line ending(s) (`\n`, `\r\n`, several of them):
-    /// leading and inner whitespace is data, kept as written.
-    ///
-    /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
-    /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the
-    /// whole [`Output`], stderr included. A stdout cut by a
-    /// [`capture_limit`](Self::capture_limit) is
-    /// [`Error::OutputLimit`](crate::Error::OutputLimit) (carrying the
-    /// `Output`, with what was kept), never a silently shortened answer.
-    pub async fn run(&self) -> Result<String> {
-        crate::retry::with_retry(self, || async {
-            verbs::run(self.secret(self.output().await?), self.ok())
-        })
-        .await
-    }
-
-    /// Runs the command and returns its exit code. A signal or a timeout is
-    /// an `Err`, never an invented code.
-    pub async fn exit_code(&self) -> Result<i32> {
-        crate::retry::with_retry(self, || async {
-            verbs::exit_code(
-                self.secret(self.output().await?),
-                self.io.ok_codes.as_deref(),
-            )
-        })
-        .await
-    }
-
-    /// Runs the command as a yes/no question: exit 0 is `true`, exit 1 is
-    /// `false`, anything else is an `Err`.
-    pub async fn probe(&self) -> Result<bool> {
-        crate::retry::with_retry(self, || async {
-            verbs::probe(self.secret(self.output().await?))
-        })
-        .await
-    }
-
     /// Marks this command, as a stage of a [`Pipe`](crate::Pipe), as one
     /// whose failure does not fail the chain: the `producer | head` case,
     /// where the producer dies of SIGPIPE once the consumer stops reading.
     pub fn unchecked_in_pipe(mut self) -> Command {
         self.unchecked_in_pipe = true;
         self
-    }
-
-    /// A pipeline: this command's stdout feeds `next`'s stdin.
-    pub fn pipe(self, next: Command) -> crate::Pipe {
-        crate::Pipe::new([self, next])
     }
 }
 

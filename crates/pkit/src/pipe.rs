@@ -397,3 +397,10 @@ impl From<Command> for Pipe {
         Pipe::new([cmd])
     }
 }
+
+impl Command {
+    /// A pipeline: this command's stdout feeds `next`'s stdin.
+    pub fn pipe(self, next: Command) -> Pipe {
+        Pipe::new([self, next])
+    }
+}

@@ -1,8 +1,12 @@
-//! The verbs that interpret an `Output`, shared by [`Command`](crate::Command)
-//! and [`Pipe`](crate::Pipe).
+//! The four verbs of a [`Command`] ([`output`](Command::output),
+//! [`run`](Command::run), [`exit_code`](Command::exit_code),
+//! [`probe`](Command::probe)), through its [`Runner`], and the helpers that
+//! interpret an `Output`, shared with [`Pipe`](crate::Pipe).
 
+use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::output::{Outcome, Output};
+use crate::runner::{Runner, SystemRunner};
 
 /// Turns a signal or a timeout into the matching error.
 fn require_exit(out: Output) -> Result<Output> {
@@ -55,5 +59,59 @@ pub(crate) fn probe(out: Output) -> Result<bool> {
         Some(0) => Ok(true),
         Some(1) => Ok(false),
         _ => Err(Error::NonZeroExit(Box::new(out))),
+    }
+}
+
+/// The four verbs.
+impl Command {
+    fn run_with(&self) -> &dyn Runner {
+        match &self.runner {
+            Some(r) => r.as_ref(),
+            None => &SystemRunner::DEFAULT,
+        }
+    }
+
+    /// Runs the command to its end and returns everything about the run.
+    ///
+    /// A non-zero exit, a signal and a timeout are data in the [`Output`];
+    /// `Err` means the program could not be started (or the run was
+    /// cancelled). Dropping the future kills the whole tree.
+    pub async fn output(&self) -> Result<Output> {
+        self.run_with().output(self).await
+    }
+
+    /// Runs the command, requires success, and returns stdout as text
+    /// without its trailing line ending(s) (`\n`, `\r\n`, several of them):
+    /// leading and inner whitespace is data, kept as written.
+    ///
+    /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
+    /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the
+    /// whole [`Output`], stderr included. A stdout cut by a
+    /// [`capture_limit`](Self::capture_limit) is
+    /// [`Error::OutputLimit`](crate::Error::OutputLimit) (carrying the
+    /// `Output`, with what was kept), never a silently shortened answer.
+    pub async fn run(&self) -> Result<String> {
+        crate::retry::with_retry(self, || async {
+            run(self.secret(self.output().await?), self.ok())
+        })
+        .await
+    }
+
+    /// Runs the command and returns its exit code. A signal or a timeout is
+    /// an `Err`, never an invented code.
+    pub async fn exit_code(&self) -> Result<i32> {
+        crate::retry::with_retry(self, || async {
+            exit_code(
+                self.secret(self.output().await?),
+                self.io.ok_codes.as_deref(),
+            )
+        })
+        .await
+    }
+
+    /// Runs the command as a yes/no question: exit 0 is `true`, exit 1 is
+    /// `false`, anything else is an `Err`.
+    pub async fn probe(&self) -> Result<bool> {
+        crate::retry::with_retry(self, || async { probe(self.secret(self.output().await?)) }).await
     }
 }
