@@ -1,9 +1,12 @@
-//! [`Command`]: what to run, as plain data, and the four verbs.
+//! [`Command`]: what to run, as plain data, and the [`Runner`] seam it
+//! runs through (the four verbs are in `verbs.rs`).
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +16,8 @@ pub use crate::command_output::{
     DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
     DEFAULT_TIMEOUT_GRACE,
 };
-use crate::runner::Runner;
+use crate::error::Result;
+use crate::output::Output;
 use crate::sys::Signal;
 
 /// Where one of the child's output streams goes.
@@ -469,6 +473,46 @@ impl Command {
         self.unchecked_in_pipe = true;
         self
     }
+}
+
+/// A boxed, sendable future, as returned by [`Runner::output`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Turns a [`Command`] into an [`Output`]. Every verb
+/// ([`output`](Command::output), [`run`](Command::run),
+/// [`exit_code`](Command::exit_code), [`probe`](Command::probe)) goes
+/// through one; the real one is [`SystemRunner`](crate::SystemRunner). Give a command another
+/// with [`Command::runner`] to script, record or instrument runs.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pkit::{BoxFuture, Command, Output, Runner, SystemRunner};
+///
+/// /// Counts the runs that go through it, then runs them for real.
+/// #[derive(Default)]
+/// struct Counting {
+///     runs: std::sync::atomic::AtomicUsize,
+///     real: SystemRunner,
+/// }
+///
+/// impl Runner for Counting {
+///     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, pkit::Result<Output>> {
+///         self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         self.real.output(cmd)
+///     }
+/// }
+/// # async fn demo() -> pkit::Result<()> {
+/// let counting = Arc::new(Counting::default());
+/// let kernel = Command::new("uname").runner(counting.clone()).run().await?;
+/// assert_eq!(counting.runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+pub trait Runner: Send + Sync {
+    /// Runs `cmd` to its end. A non-zero exit, a signal and a timeout are
+    /// data in the `Output`; `Err` is for runs that could not start or were
+    /// cancelled.
+    fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>>;
 }
 
 impl fmt::Debug for Command {

@@ -1,56 +1,17 @@
-//! [`Runner`]: the one seam where a [`Command`] becomes a process.
+//! [`Runner`]: the one seam where a [`Command`] becomes a process. The trait
+//! is defined beside `Command` (which holds one); the real runner is here.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use crate::command::Command;
+pub use crate::command::{BoxFuture, Runner};
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::output::{Outcome, Output};
 use crate::process::outcome_of;
 use crate::sys::{MechanismChoice, Signal};
 use crate::timing::{deadline_after, first_of, timeout_plan, NO_DEADLINE};
-
-/// A boxed, sendable future, as returned by [`Runner::output`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Turns a [`Command`] into an [`Output`]. Every verb
-/// ([`output`](Command::output), [`run`](Command::run),
-/// [`exit_code`](Command::exit_code), [`probe`](Command::probe)) goes
-/// through one; the real one is [`SystemRunner`]. Give a command another
-/// with [`Command::runner`] to script, record or instrument runs.
-///
-/// ```
-/// use std::sync::Arc;
-/// use pkit::{BoxFuture, Command, Output, Runner, SystemRunner};
-///
-/// /// Counts the runs that go through it, then runs them for real.
-/// #[derive(Default)]
-/// struct Counting {
-///     runs: std::sync::atomic::AtomicUsize,
-///     real: SystemRunner,
-/// }
-///
-/// impl Runner for Counting {
-///     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, pkit::Result<Output>> {
-///         self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-///         self.real.output(cmd)
-///     }
-/// }
-/// # async fn demo() -> pkit::Result<()> {
-/// let counting = Arc::new(Counting::default());
-/// let kernel = Command::new("uname").runner(counting.clone()).run().await?;
-/// assert_eq!(counting.runs.load(std::sync::atomic::Ordering::Relaxed), 1);
-/// # Ok(()) }
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
-/// ```
-pub trait Runner: Send + Sync {
-    /// Runs `cmd` to its end. A non-zero exit, a signal and a timeout are
-    /// data in the `Output`; `Err` is for runs that could not start or were
-    /// cancelled.
-    fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>>;
-}
 
 /// The real runner: each run gets a fresh private [`Group`] that is torn
 /// down when the run ends, times out, is cancelled or is dropped.
