@@ -1,10 +1,8 @@
 //! Turning a [`Command`] into a [`RunningProcess`]: checks, resolution,
 //! stdio wiring, the spawn, and the pump.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +17,7 @@ use crate::process::{ChildStdin, InputFailure, RunningProcess};
 use crate::pump::{
     CaptureBuf, CapturePolicy, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan,
 };
-use crate::sys::{self, Container, IoRequest};
+use crate::sys::{self, Container, IoRequest, OwnedFd};
 
 /// Starts `cmd` in `container`. Must be called within a Tokio runtime.
 /// How a start differs from what the command itself says.
@@ -239,7 +237,7 @@ fn wire(
 /// Writes `bytes` to the child's stdin, then closes it. A child that exits
 /// (or closes stdin) without reading is not an error: the write just stops.
 fn feed_bytes(fd: OwnedFd, bytes: Arc<[u8]>) -> io::Result<JoinHandle<()>> {
-    let mut tx = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
+    let mut tx = sys::pipe_sender(fd)?;
     Ok(tokio::spawn(async move {
         let _ = tx.write_all(&bytes).await;
         let _ = tx.shutdown().await;
@@ -255,7 +253,7 @@ fn feed_reader(
     reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     failure: InputFailure,
 ) -> io::Result<JoinHandle<()>> {
-    let mut tx = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
+    let mut tx = sys::pipe_sender(fd)?;
     let mut reader = Recording {
         inner: reader,
         failure,
@@ -304,10 +302,10 @@ fn output_request(stdio: Stdio) -> IoRequest {
 
 pub(crate) struct Prepared {
     pub(crate) resolved: std::path::PathBuf,
-    pub(crate) path: CString,
-    pub(crate) argv: Vec<CString>,
-    pub(crate) envp: Vec<CString>,
-    pub(crate) cwd: Option<CString>,
+    pub(crate) path: sys::NativeString,
+    pub(crate) argv: Vec<sys::NativeString>,
+    pub(crate) envp: Vec<sys::NativeString>,
+    pub(crate) cwd: Option<sys::NativeString>,
 }
 
 /// Checks and converts everything before spawning, so the failures a
@@ -323,7 +321,7 @@ pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
                 return Err(Error::CurrentDir {
                     program: program.into(),
                     dir: dir.clone(),
-                    source: io::Error::from_raw_os_error(libc::ENOTDIR),
+                    source: sys::not_a_directory(),
                 })
             }
             Err(source) => {
@@ -339,8 +337,8 @@ pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     let resolved = crate::spawn_options::resolve_for(cmd, program, &env)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
-        CString::new(s.as_bytes())
-            .map_err(|_| Error::InvalidInput(format!("{} contains a NUL byte", what())))
+        sys::native_string(s)
+            .ok_or_else(|| Error::InvalidInput(format!("{} contains a NUL byte", what())))
     };
     let path = c(resolved.as_os_str(), &|| "the program path".into())?;
     let mut argv = Vec::with_capacity(cmd.args.len() + 1);
@@ -351,16 +349,12 @@ pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     }
     let mut envp = Vec::with_capacity(env.len());
     for (k, v) in env {
-        if k.is_empty() || k.as_bytes().contains(&b'=') {
+        if k.is_empty() || k.to_string_lossy().contains('=') {
             return Err(Error::InvalidInput(
                 "an environment variable name is empty or contains '='".into(),
             ));
         }
-        let mut kv = Vec::with_capacity(k.len() + v.len() + 2);
-        kv.extend_from_slice(k.as_bytes());
-        kv.push(b'=');
-        kv.extend_from_slice(v.as_bytes());
-        envp.push(CString::new(kv).map_err(|_| {
+        envp.push(sys::env_entry(k.as_ref(), v.as_ref()).ok_or_else(|| {
             Error::InvalidInput("an environment variable contains a NUL byte".into())
         })?);
     }
@@ -385,11 +379,11 @@ pub(crate) fn spawn_error(
 ) -> Error {
     use std::path::Path;
     match e {
-        sys::SpawnError::Exec(source) => match source.raw_os_error() {
+        sys::SpawnError::Exec(source) => match sys::exec_failure(&source) {
             // The file was there when resolved: if it still is, what is
             // missing is what it needs to run (its #! interpreter, or the
             // dynamic loader of a binary), and that is named.
-            Some(libc::ENOENT) => match sys::missing_interpreter(path) {
+            sys::ExecFailure::Missing => match sys::missing_interpreter(path) {
                 Some(why) => Error::Spawn {
                     program: program.into(),
                     source: io::Error::new(io::ErrorKind::NotFound, why),
@@ -399,13 +393,11 @@ pub(crate) fn spawn_error(
                     path_searched: false,
                 },
             },
-            Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
-                Error::NotExecutable {
-                    program: program.into(),
-                    path: path.to_path_buf(),
-                }
-            }
-            _ => Error::Spawn {
+            sys::ExecFailure::NotExecutable => Error::NotExecutable {
+                program: program.into(),
+                path: path.to_path_buf(),
+            },
+            sys::ExecFailure::Other => Error::Spawn {
                 program: program.into(),
                 source,
             },

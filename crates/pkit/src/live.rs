@@ -43,10 +43,9 @@ impl RunningProcess {
     /// for the whole group.
     pub fn signal(&self, signal: Signal) -> Result<()> {
         match crate::watch::tree(&self.watch) {
-            Some(tree) => {
-                tree.signal(signal.as_raw());
-                Ok(())
-            }
+            Some(tree) => tree
+                .signal(signal.as_raw())
+                .map_err(|e| Error::io(format!("{}: signal", self.program()), e)),
             None => self
                 .child
                 .signal(signal.as_raw())

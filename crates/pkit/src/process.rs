@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -394,13 +393,13 @@ pub(crate) type InputFailure = Arc<std::sync::Mutex<Option<(io::ErrorKind, Strin
 /// [`Command::stdin_piped`](crate::Command::stdin_piped)): an [`AsyncWrite`].
 /// Dropping it, or `shutdown`, sends end of file.
 pub struct ChildStdin {
-    tx: tokio::net::unix::pipe::Sender,
+    tx: sys::PipeSender,
 }
 
 impl ChildStdin {
-    pub(crate) fn new(fd: OwnedFd) -> io::Result<ChildStdin> {
+    pub(crate) fn new(fd: sys::OwnedFd) -> io::Result<ChildStdin> {
         Ok(ChildStdin {
-            tx: tokio::net::unix::pipe::Sender::from_owned_fd(fd)?,
+            tx: sys::pipe_sender(fd)?,
         })
     }
 }

@@ -12,9 +12,9 @@ mod lines;
 mod queue;
 mod split;
 
+use crate::sys::OwnedFd;
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -129,7 +129,7 @@ const HANDOFF_BYTES: usize = 4 * READ_CHUNK;
 impl Reader {
     /// Starts reading `fd` (the parent's end of an output pipe).
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
-        let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let rx = crate::sys::pipe_receiver(fd)?;
         let control = Arc::new(Control::default());
         let task = tokio::spawn(run(rx, plan, control.clone()));
         Ok(Reader { task, control })
@@ -194,8 +194,8 @@ fn capture_blocking(
     limit: &LimitFlag,
     control: &Control,
 ) -> Captured {
+    use crate::sys::AsFd;
     use crate::sys::ReadStep;
-    use std::os::fd::AsFd;
     let mut scratch = Vec::new();
     let mut discarding = false;
     loop {
@@ -240,7 +240,7 @@ fn capture_blocking(
 }
 
 async fn run(
-    mut rx: tokio::net::unix::pipe::Receiver,
+    mut rx: crate::sys::PipeReceiver,
     plan: StreamPlan,
     control: Arc<Control>,
 ) -> Captured {
@@ -308,7 +308,7 @@ async fn run(
             Step::Read(Err(_)) => break,
             Step::Stop => {
                 let mut rest = Vec::new();
-                crate::sys::drain_pipe(std::os::fd::AsFd::as_fd(&rx), &mut rest);
+                crate::sys::drain_receiver(&rx, &mut rest);
                 sinks.feed(&rest).await;
                 break;
             }
@@ -317,11 +317,11 @@ async fn run(
             tokio::task::yield_now().await;
         }
         if read_size == READ_CHUNK && total >= HANDOFF_BYTES {
-            crate::sys::grow_pipe(std::os::fd::AsFd::as_fd(&rx));
+            crate::sys::grow_receiver(&rx);
             read_size = BIG_READ_CHUNK;
-            if sinks.capture_only() {
+            if crate::sys::BLOCKING_HANDOFF && sinks.capture_only() {
                 let capture = sinks.capture.take().expect("checked by capture_only");
-                return match rx.into_nonblocking_fd() {
+                return match crate::sys::receiver_into_fd(rx) {
                     Ok(fd) => capture_on_thread(fd, capture, sinks.limit, control).await,
                     Err(_) => capture.finish(),
                 };

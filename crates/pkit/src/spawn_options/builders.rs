@@ -1,8 +1,8 @@
 //! The builders of the spawn options on [`Command`], and where a program
 //! would run from.
 
+use crate::sys::RawFd;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use super::{FileMode, IoClass, Resource};
@@ -232,10 +232,9 @@ pub(crate) fn resolve_for(
     display: &str,
     env: &[(OsString, OsString)],
 ) -> Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
     let path_var = env
         .iter()
-        .find(|(k, _)| k.as_bytes() == b"PATH")
+        .find(|(k, _)| sys::is_path_var(k))
         .map(|(_, v)| v.as_os_str());
     sys::resolve(&cmd.program, &cmd.spawn.prefer, path_var).map_err(|e| match e {
         sys::ResolveError::NotFound { path_searched } => Error::NotFound {

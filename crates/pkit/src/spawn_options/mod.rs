@@ -15,8 +15,8 @@
 //! platforms, when they build, every option is refused with
 //! [`Error::Unsupported`] until it is implemented there.
 
+use crate::sys::RawFd;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::str::FromStr;
 

@@ -1,9 +1,12 @@
 //! Group control beyond kill: suspend, resume, adopt, listing members.
 
 use std::io;
+#[cfg(unix)]
 use std::sync::atomic::Ordering;
 
+#[cfg(unix)]
 use super::container::{Container, Kind};
+#[cfg(unix)]
 use super::linux::procfs;
 
 /// Why an operation could not be done, for the layer above to type.
@@ -30,6 +33,7 @@ pub struct ProcessInfo {
     pub name: Option<String>,
 }
 
+#[cfg(unix)]
 impl Container {
     /// Stops every process: cgroup v2 freezes the cgroup and waits until
     /// the kernel reports `frozen 1`; a process group gets SIGSTOP.

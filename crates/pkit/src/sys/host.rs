@@ -2,9 +2,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::sync::atomic::{AtomicI32, Ordering};
+#[cfg(unix)]
 use std::sync::OnceLock;
 
+#[cfg(unix)]
 use super::linux::{host, spawn};
 use super::Mechanism;
 
@@ -106,9 +109,10 @@ pub struct HostContainment {
     pub caps: Vec<super::limits::CapSupport>,
     /// This process's owner-death guard: whether it runs, its pid, and the
     /// groups it covers. It starts with the process's first group.
-    pub guard: super::guard::GuardStatus,
+    pub guard: super::GuardStatus,
 }
 
+#[cfg(unix)]
 /// Says, without spawning anything, what a new [`Group`](crate::Group)
 /// would get on this host and why: the cgroup v2 mount and this process's
 /// cgroup, whether a cgroup can be created there, whether `cgroup.kill` and
@@ -199,18 +203,22 @@ pub fn host_containment() -> HostContainment {
     report
 }
 
+#[cfg(unix)]
 /// 0 while clone3 is usable, else the errno that refused it.
 static CLONE3_REFUSED: AtomicI32 = AtomicI32::new(0);
 
+#[cfg(unix)]
 /// The "errno" of a clone3 turned off by [`CLONE3_ENV_VAR`].
 pub(crate) const CLONE3_DISABLED: i32 = i32::MAX;
 
+#[cfg(unix)]
 /// `PKIT_CLONE3=off` makes the cgroup mechanism use its second rung (a
 /// vfork-style clone that joins the cgroup itself before exec), as on a
 /// host whose seccomp filter refuses clone3; for tests and for comparing
 /// the two.
 pub(crate) const CLONE3_ENV_VAR: &str = "PKIT_CLONE3";
 
+#[cfg(unix)]
 /// Whether clone3 may be used: probed once, then updated if a real spawn is
 /// refused.
 pub(crate) fn clone3_status() -> Result<(), i32> {
@@ -237,11 +245,13 @@ pub(crate) fn clone3_status() -> Result<(), i32> {
     }
 }
 
+#[cfg(unix)]
 /// Records that clone3 was refused with `errno`, so later spawns skip it.
 pub(crate) fn mark_clone3_refused(errno: i32) {
     CLONE3_REFUSED.store(errno.max(1), Ordering::Relaxed);
 }
 
+#[cfg(unix)]
 /// Why clone3 is not used, for reports: `ENOSYS (function not
 /// implemented)`-style text for the errno that refused it, or the
 /// environment variable that turned it off.

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
+#[cfg(unix)]
 use super::linux::cgroup::Cgroup;
+#[cfg(unix)]
 use super::linux::v1::V1Cgroup;
 
 /// The caps requested for a group.
@@ -121,6 +123,7 @@ impl fmt::Display for LimitInfo {
     }
 }
 
+#[cfg(unix)]
 /// The caps applied to a group's cgroup.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
@@ -129,6 +132,7 @@ pub(crate) struct Applied {
     pub info: Vec<LimitInfo>,
 }
 
+#[cfg(unix)]
 impl Applied {
     /// Says, in an error of the program's start, that the group's memory
     /// cap is the likely cause when the kernel refused memory: a tiny cap
@@ -164,8 +168,10 @@ impl Applied {
     }
 }
 
+#[cfg(unix)]
 const CPU_PERIOD_US: u64 = 100_000;
 
+#[cfg(unix)]
 /// Applies `limits` to the group's v2 cgroup `cg` (named `name`).
 pub(crate) fn apply(cg: &Cgroup, limits: &Limits) -> Result<Applied, LimitError> {
     let mut applied = Applied::default();
@@ -266,6 +272,7 @@ fn parse_cpu_list(list: &str) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(unix)]
 /// Applies one cap: v2 when the controller can be enabled, else v1.
 fn cap(
     cg: &Cgroup,
@@ -303,6 +310,7 @@ fn cap(
     Ok(())
 }
 
+#[cfg(unix)]
 /// Applies a cap that only cgroup v2 has (v1 has no file with the same
 /// meaning: `why_not_v1`).
 fn cap_v2_only(
@@ -322,6 +330,7 @@ fn cap_v2_only(
     }
 }
 
+#[cfg(unix)]
 /// Writes a cap's v2 files when the controller can be enabled: `None`
 /// when done, `Some(why)` when v2 can't have it here.
 fn try_v2(
@@ -347,10 +356,12 @@ fn try_v2(
     Ok(None)
 }
 
+#[cfg(unix)]
 fn v2_file_exists(cg: &Cgroup, file: &str) -> bool {
     cg.read_attr(file).is_some()
 }
 
+#[cfg(unix)]
 /// Makes `controller` available in the group's cgroup, or says why not.
 fn enable_v2(cg: &Cgroup, controller: &str) -> Result<(), String> {
     let parent = cg
@@ -396,6 +407,7 @@ pub struct CapSupport {
     pub reason: String,
 }
 
+#[cfg(unix)]
 /// Says, without creating anything, which caps a new cgroup group could
 /// carry here.
 pub(crate) fn cap_support(v2_parent: Option<&std::path::Path>) -> Vec<CapSupport> {

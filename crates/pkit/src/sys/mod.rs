@@ -5,17 +5,22 @@
 //! One backend per mechanism: [`Mechanism::CgroupV2`] (Linux, `linux/`) and
 //! [`Mechanism::ProcessGroup`] (every Unix, `unix/`).
 
-#[cfg(not(target_os = "linux"))]
-compile_error!(
-    "pkit currently builds on Linux only; the process-group backend for macOS and the BSDs \
-     and the Job Object backend for Windows are not written yet"
-);
+//! [`Mechanism::JobObject`] (Windows, `windows/`).
 
+// Some shapes the Unix backends fill in (spawn steps, setup fields, fault
+// points) have no Windows counterpart.
+#![cfg_attr(windows, allow(dead_code))]
+
+#[cfg(unix)]
 mod container;
 mod control;
 #[doc(hidden)]
 pub mod fault;
+#[cfg(unix)]
+mod fdio;
+#[cfg(unix)]
 pub(crate) mod guard;
+mod guard_status;
 mod host;
 mod limits;
 #[cfg(target_os = "linux")]
@@ -27,33 +32,51 @@ mod setup;
 mod signal;
 mod stats;
 mod step;
+#[cfg(unix)]
 mod tree;
+#[cfg(unix)]
 pub(crate) mod unix;
+#[cfg(windows)]
+pub(crate) mod windows;
 
-use std::ffi::CString;
-use std::io;
-use std::os::fd::OwnedFd;
-
+#[cfg(unix)]
 pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
-pub use guard::GuardStatus;
-pub use host::{host_containment, HostContainment, MechanismChoice};
+#[cfg(unix)]
+pub(crate) use fdio::*;
+pub use guard_status::GuardStatus;
+#[cfg(unix)]
+pub use host::host_containment;
+pub use host::{HostContainment, MechanismChoice};
 pub(crate) use limits::Limits;
 pub use limits::{CapSupport, LimitInfo};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::child::ChildHandle;
+#[cfg(target_os = "linux")]
 pub(crate) use linux::forked::spawn_detached;
+#[cfg(target_os = "linux")]
 pub(crate) use linux::procfs::usage as proc_usage;
 pub use place::Placement;
-pub(crate) use resolve::{missing_interpreter, resolve, ResolveError};
+pub(crate) use resolve::ResolveError;
+#[cfg(unix)]
+pub(crate) use resolve::{missing_interpreter, resolve};
 pub(crate) use setup::{
     cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup, PreExecHook,
 };
 pub use signal::Signal;
 pub use stats::Stats;
+#[cfg(unix)]
+pub(crate) use std::os::fd::{AsFd, OwnedFd, RawFd};
 pub use step::{ChildStep, IoClass, Resource};
+#[cfg(unix)]
 pub(crate) use tree::ProcTree;
+#[cfg(windows)]
+pub use windows::host_containment;
+#[cfg(windows)]
+pub(crate) use windows::*;
+
+use std::io;
 
 /// The kind of OS container a group's processes live in.
 ///
@@ -75,7 +98,10 @@ pub enum Mechanism {
     /// join. At most one such zombie per live group; every other process is
     /// reaped as usual.
     ProcessGroup,
-    /// A Windows Job Object (reserved; not implemented yet).
+    /// A Windows Job Object created with `KILL_ON_JOB_CLOSE`: catches
+    /// every descendant (a child can't leave it), terminated as a whole
+    /// with `TerminateJobObject`, and killed by the kernel when the last
+    /// handle closes — including when the owner dies.
     JobObject,
 }
 
@@ -103,35 +129,6 @@ pub(crate) enum ExitStatus {
     Signalled(i32),
 }
 
-/// What a child gets on one of its stdio fds.
-#[derive(Debug)]
-pub(crate) enum ChildIo {
-    /// The parent's own fd.
-    Inherit,
-    /// This fd (>= 3, close-on-exec; dup2'ed into place in the child).
-    Fd(OwnedFd),
-    /// `/dev/null`, from one descriptor this process keeps open for all
-    /// spawns (>= 3, close-on-exec, read-write).
-    Null(std::os::fd::RawFd),
-    /// For stderr: whatever the child's stdout is (`2>&1`).
-    SameAsStdout,
-}
-
-/// A fully prepared spawn: all strings are C strings, the program is
-/// resolved, the stdio fds are open.
-#[derive(Debug)]
-pub(crate) struct SpawnSpec {
-    pub path: CString,
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
-    pub cwd: Option<CString>,
-    pub stdin: ChildIo,
-    pub stdout: ChildIo,
-    pub stderr: ChildIo,
-    /// The spawn options the child applies to itself.
-    pub setup: ChildSetup,
-}
-
 /// Why a spawn failed.
 #[derive(Debug)]
 pub(crate) enum SpawnError {
@@ -155,165 +152,7 @@ pub(crate) enum IoRequest {
     Pipe,
 }
 
-/// Opens what the child gets for one stream, and the parent's end of the
-/// pipe when one is requested. `input` says which way the pipe flows.
-pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Option<OwnedFd>)> {
-    use rustix::fs::{Mode, OFlags};
-    Ok(match req {
-        IoRequest::Inherit => (ChildIo::Inherit, None),
-        IoRequest::Null => match dev_null() {
-            Some(fd) => (ChildIo::Null(fd), None),
-            None => {
-                let flags = if input {
-                    OFlags::RDONLY
-                } else {
-                    OFlags::WRONLY
-                };
-                let fd = rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty())?;
-                (ChildIo::Fd(above_stdio(fd)?), None)
-            }
-        },
-        IoRequest::Pipe => {
-            fault::io_check(fault::Point::Pipe)?;
-            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-            if input {
-                (ChildIo::Fd(above_stdio(r)?), Some(w))
-            } else {
-                (ChildIo::Fd(above_stdio(w)?), Some(r))
-            }
-        }
-    })
-}
-
-/// A `/dev/null` descriptor shared by every spawn (opened once; `None` if
-/// that failed, and each spawn opens its own).
-fn dev_null() -> Option<std::os::fd::RawFd> {
-    use rustix::fs::{Mode, OFlags};
-    use std::os::fd::AsRawFd;
-    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
-    NULL.get_or_init(|| {
-        let fd =
-            rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        above_stdio(fd).ok()
-    })
-    .as_ref()
-    .map(|fd| fd.as_raw_fd())
-}
-
-/// Makes sure a child-side fd is not 0, 1 or 2 (which happens when the
-/// parent runs with a closed stdio fd), so that placing one stdio fd never
-/// overwrites the source of another.
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    if fd.as_raw_fd() > 2 {
-        return Ok(fd);
-    }
-    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
-}
-
-/// The conventional name of a signal number (`SIGKILL`), if it has one.
-pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGCHLD => "SIGCHLD",
-        libc::SIGCONT => "SIGCONT",
-        libc::SIGSTOP => "SIGSTOP",
-        libc::SIGTSTP => "SIGTSTP",
-        libc::SIGTTIN => "SIGTTIN",
-        libc::SIGTTOU => "SIGTTOU",
-        libc::SIGURG => "SIGURG",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGVTALRM => "SIGVTALRM",
-        libc::SIGPROF => "SIGPROF",
-        libc::SIGWINCH => "SIGWINCH",
-        libc::SIGIO => "SIGIO",
-        libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
-}
-
-/// Reads what is already buffered in the (non-blocking) pipe `fd` into
-/// `buf`, without waiting: at most the pipe's capacity, so a writer that
-/// keeps refilling it (an escaped descendant) cannot keep us here. Returns
-/// whether end of file was seen.
-///
-/// This reads the fd directly rather than through the async reactor, whose
-/// cached readiness may not yet know about data that is there.
-pub(crate) fn drain_pipe(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> bool {
-    let budget = rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(1 << 20);
-    let mut chunk = [0u8; 16 * 1024];
-    let mut taken = 0;
-    while taken < budget {
-        let want = chunk.len().min(budget - taken);
-        match rustix::io::read(fd, &mut chunk[..want]) {
-            Ok(0) => return true,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                taken += n;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return false, // EAGAIN: nothing more buffered
-        }
-    }
-    false
-}
-
-/// Opens (creates) `path` for writing, close-on-exec, as a child's stdout
-/// or stderr: appending, or truncated first.
-pub(crate) fn child_io_output_file(path: &std::path::Path, append: bool) -> io::Result<ChildIo> {
-    use rustix::fs::{Mode, OFlags};
-    let how = if append {
-        OFlags::APPEND
-    } else {
-        OFlags::TRUNC
-    };
-    let fd = rustix::fs::open(
-        path,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | how,
-        Mode::from_raw_mode(0o666),
-    )?;
-    Ok(ChildIo::Fd(above_stdio(fd)?))
-}
-
-/// Opens `path` for reading, close-on-exec, as a child's stdin.
-pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
-    use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    Ok(ChildIo::Fd(above_stdio(fd)?))
-}
-
-/// A pipe between two pipeline stages: (read end, write end), both
-/// close-on-exec and above the stdio fds, ready to be a child's stdin and
-/// another child's stdout.
-pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
-    fault::io_check(fault::Point::Pipe)?;
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    Ok((ChildIo::Fd(above_stdio(r)?), ChildIo::Fd(above_stdio(w)?)))
-}
-
-/// Grows a pipe to hold up to 1 MiB (the default maximum for unprivileged
-/// processes), so a fast writer and its reader trade fewer, larger chunks.
-/// Failure is harmless: the pipe keeps its size.
-pub(crate) fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
-    let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
-}
-
-/// What one [`read_or_stop`] step found.
+/// What one `read_or_stop` step found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadStep {
     /// This many bytes were appended.
@@ -324,45 +163,40 @@ pub(crate) enum ReadStep {
     Stopped,
 }
 
-/// Blocks this thread until `data` has bytes (appends up to `max` of them
-/// to `buf`), reaches end of file, or `stop` becomes readable or is closed.
-/// For a blocking reader thread; `data` must be non-blocking.
-pub(crate) fn read_or_stop(
-    data: std::os::fd::BorrowedFd<'_>,
-    stop: std::os::fd::BorrowedFd<'_>,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<ReadStep> {
-    use rustix::event::{poll, PollFd, PollFlags};
-    loop {
-        // Read first: data is often already there.
-        buf.reserve(max);
-        match rustix::io::read(data, rustix::buffer::spare_capacity(buf)) {
-            Ok(0) => return Ok(ReadStep::Eof),
-            Ok(n) => return Ok(ReadStep::Data(n)),
-            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let mut fds = [
-            PollFd::new(&data, PollFlags::IN),
-            PollFd::new(&stop, PollFlags::IN),
-        ];
-        match poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if !fds[1].revents().is_empty() {
-            return Ok(ReadStep::Stopped);
-        }
-    }
-}
-
-/// A non-blocking, close-on-exec pipe: (read end, write end). Closing the
-/// write end wakes a [`read_or_stop`] waiting on the read end.
-pub(crate) fn stop_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    )?)
+/// The conventional name of a signal number (`SIGKILL`), if it has one.
+pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        signal::nums::SIGHUP => "SIGHUP",
+        signal::nums::SIGINT => "SIGINT",
+        signal::nums::SIGQUIT => "SIGQUIT",
+        signal::nums::SIGILL => "SIGILL",
+        signal::nums::SIGTRAP => "SIGTRAP",
+        signal::nums::SIGABRT => "SIGABRT",
+        signal::nums::SIGBUS => "SIGBUS",
+        signal::nums::SIGFPE => "SIGFPE",
+        signal::nums::SIGKILL => "SIGKILL",
+        signal::nums::SIGUSR1 => "SIGUSR1",
+        signal::nums::SIGSEGV => "SIGSEGV",
+        signal::nums::SIGUSR2 => "SIGUSR2",
+        signal::nums::SIGPIPE => "SIGPIPE",
+        signal::nums::SIGALRM => "SIGALRM",
+        signal::nums::SIGTERM => "SIGTERM",
+        signal::nums::SIGCHLD => "SIGCHLD",
+        signal::nums::SIGCONT => "SIGCONT",
+        signal::nums::SIGSTOP => "SIGSTOP",
+        signal::nums::SIGTSTP => "SIGTSTP",
+        signal::nums::SIGTTIN => "SIGTTIN",
+        signal::nums::SIGTTOU => "SIGTTOU",
+        signal::nums::SIGURG => "SIGURG",
+        signal::nums::SIGXCPU => "SIGXCPU",
+        signal::nums::SIGXFSZ => "SIGXFSZ",
+        signal::nums::SIGVTALRM => "SIGVTALRM",
+        signal::nums::SIGPROF => "SIGPROF",
+        signal::nums::SIGWINCH => "SIGWINCH",
+        signal::nums::SIGIO => "SIGIO",
+        signal::nums::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
 }
 
 /// Removes the emptied cgroup directories pkit keeps for reuse by later
@@ -370,6 +204,8 @@ pub(crate) fn stop_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// [`GuardStatus::spares`](crate::GuardStatus::spares)). They are also
 /// removed at normal exit, and by the owner-death guard if this process is
 /// killed.
+/// Elsewhere there are none: nothing to do.
 pub fn release_spare_cgroups() {
+    #[cfg(target_os = "linux")]
     linux::cgroup_pool::release_all();
 }

@@ -3,18 +3,30 @@
 //! `suspend`.
 
 use std::fmt;
+#[cfg(unix)]
 use std::io;
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, RawFd};
+#[cfg(unix)]
 use std::sync::atomic::Ordering;
+#[cfg(unix)]
 use std::sync::Arc;
 
+#[cfg(unix)]
 use super::container::{Container, GuardLink, Kind};
+#[cfg(unix)]
 use super::guard;
+#[cfg(unix)]
 use super::host::{clone3_refusal, clone3_status, mark_clone3_refused};
+#[cfg(unix)]
 use super::linux::leaf::Leaf;
+#[cfg(unix)]
 use super::linux::spawn;
+#[cfg(unix)]
 use super::tree::ProcTree;
+#[cfg(unix)]
 use super::{ChildHandle, SpawnError, SpawnSpec};
+#[cfg(unix)]
 use crate::sys::ChildStep;
 
 /// How children are put into their container.
@@ -31,6 +43,9 @@ pub enum Placement {
     },
     /// The child starts (or joins) the group's process group at spawn.
     ProcessGroup,
+    /// The child is created suspended, assigned to the group's Job Object,
+    /// then resumed: it runs nothing outside the job (Windows).
+    SuspendedIntoJob,
 }
 
 impl fmt::Display for Placement {
@@ -44,10 +59,14 @@ impl fmt::Display for Placement {
                 "each child (a vfork-style clone) joins the cgroup itself before exec (clone3 refused: {reason})"
             ),
             Placement::ProcessGroup => f.write_str("each child joins the group's process group"),
+            Placement::SuspendedIntoJob => {
+                f.write_str("each child is created suspended, assigned to the job, then resumed")
+            }
         }
     }
 }
 
+#[cfg(unix)]
 impl Container {
     /// Why a start must be refused now, if it must (see
     /// [`spawn`](Self::spawn)): the group is closed, or suspended (an

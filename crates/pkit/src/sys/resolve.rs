@@ -1,9 +1,13 @@
 //! Resolving a program name on `PATH`, in the parent, before spawning, so
 //! that a missing program is a precise error rather than an exec failure.
 
+#[cfg(unix)]
 use std::ffi::OsStr;
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// Why a program could not be resolved.
 #[derive(Debug)]
@@ -17,9 +21,11 @@ pub(crate) enum ResolveError {
     NoWorkingDir(std::io::Error),
 }
 
+#[cfg(unix)]
 /// The search path used when neither the command nor the parent has `PATH`.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+#[cfg(unix)]
 /// Resolves `program` to an absolute path, in this process, before the
 /// child changes directory.
 ///
@@ -96,12 +102,14 @@ pub(crate) fn resolve(
     }
 }
 
+#[cfg(unix)]
 enum Check {
     Executable,
     NotExecutable,
     Missing,
 }
 
+#[cfg(unix)]
 fn check(path: &Path) -> Check {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => {
@@ -116,6 +124,7 @@ fn check(path: &Path) -> Check {
     }
 }
 
+#[cfg(unix)]
 /// Why executing `path`, a file that exists, said `ENOENT`: its `#!`
 /// interpreter is missing (named, with the path as the script gives it), or
 /// for a binary, its dynamic loader. `None` when `path` itself is gone.

@@ -3,8 +3,28 @@
 //! as plain numbers so the child only makes raw system calls on them.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+#[cfg(unix)]
+use std::os::fd::FromRawFd;
 use std::sync::Arc;
+
+#[cfg(unix)]
+use libc::{c_int, c_ulong, gid_t, mode_t, uid_t};
+
+use super::{OwnedFd, RawFd};
+
+/// Windows has none of these: the numbers keep their Unix widths there, and
+/// every spawn option is refused before one is used (`SpawnOptions::prepare`).
+#[cfg(windows)]
+#[allow(non_camel_case_types)]
+mod win_types {
+    pub type c_int = i32;
+    pub type c_ulong = u32;
+    pub type gid_t = u32;
+    pub type mode_t = u32;
+    pub type uid_t = u32;
+}
+#[cfg(windows)]
+use win_types::{c_int, c_ulong, gid_t, mode_t, uid_t};
 
 use super::step::{IoClass, Resource};
 
@@ -15,27 +35,27 @@ pub(crate) struct ChildSetup {
     /// `setsid()`: the child leads a new session (and process group).
     pub setsid: bool,
     /// `prlimit(0, resource, {soft, hard})`, in order.
-    pub rlimits: Vec<(libc::c_int, u64, u64)>,
+    pub rlimits: Vec<(c_int, u64, u64)>,
     /// `setpriority(PRIO_PROCESS, 0, nice)`.
-    pub nice: Option<libc::c_int>,
+    pub nice: Option<c_int>,
     /// `umask(mode)`.
-    pub umask: Option<libc::mode_t>,
+    pub umask: Option<mode_t>,
     /// `setgroups(list)`; with `uid` set and this `None`, the supplementary
     /// groups are cleared (best effort), so a dropped child does not keep
     /// the owner's groups.
-    pub groups: Option<Vec<libc::gid_t>>,
+    pub groups: Option<Vec<gid_t>>,
     /// `setresgid(gid, gid, gid)`.
-    pub gid: Option<libc::gid_t>,
+    pub gid: Option<gid_t>,
     /// `setresuid(uid, uid, uid)`.
-    pub uid: Option<libc::uid_t>,
+    pub uid: Option<uid_t>,
     /// (source, target): the child `dup2`s each source onto its target.
     /// Every source is a close-on-exec duplicate numbered above every
     /// target, so no `dup2` overwrites a source still to be used.
     pub keep: Vec<(OwnedFd, RawFd)>,
     /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, value)`.
-    pub ioprio: Option<libc::c_int>,
+    pub ioprio: Option<c_int>,
     /// `sched_setaffinity(0, mask)`: one bit per CPU.
-    pub cpus: Option<Vec<libc::c_ulong>>,
+    pub cpus: Option<Vec<c_ulong>>,
     /// The caller's hooks, run last before exec; any forces a forked child.
     pub pre_exec: Vec<PreExecHook>,
 }
@@ -55,6 +75,7 @@ impl std::fmt::Debug for ChildSetup {
 /// A hook given to [`Command::pre_exec`](crate::Command::pre_exec).
 pub(crate) type PreExecHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
+#[cfg(unix)]
 /// A close-on-exec duplicate of the caller's `fd`, numbered `min` or above.
 /// `EBADF` when `fd` is not open.
 pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
@@ -68,8 +89,9 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+#[cfg(unix)]
 /// The kernel's number for a resource.
-pub(crate) fn resource_number(r: Resource) -> libc::c_int {
+pub(crate) fn resource_number(r: Resource) -> c_int {
     (match r {
         Resource::Nofile => libc::RLIMIT_NOFILE,
         Resource::Core => libc::RLIMIT_CORE,
@@ -87,24 +109,40 @@ pub(crate) fn resource_number(r: Resource) -> libc::c_int {
         Resource::Nice => libc::RLIMIT_NICE,
         Resource::Rtprio => libc::RLIMIT_RTPRIO,
         Resource::Rttime => libc::RLIMIT_RTTIME,
-    }) as libc::c_int
+    }) as c_int
+}
+
+/// Windows has no descriptor numbers to keep: `keep_fds` is refused there.
+#[cfg(windows)]
+pub(crate) fn dup_above(_fd: RawFd, _min: RawFd) -> io::Result<OwnedFd> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "Windows has no file descriptor numbers to keep",
+    ))
+}
+
+/// Windows has no resource limits of this kind: `SpawnOptions::prepare`
+/// refuses them before asking for a number.
+#[cfg(windows)]
+pub(crate) fn resource_number(_r: Resource) -> c_int {
+    -1
 }
 
 /// The `ioprio_set` value of a class and level (`IOPRIO_PRIO_VALUE`).
-pub(crate) fn ioprio_value(class: IoClass, level: u8) -> libc::c_int {
+pub(crate) fn ioprio_value(class: IoClass, level: u8) -> c_int {
     let (class, level) = match class {
         IoClass::RealTime => (1, level),
         IoClass::BestEffort => (2, level),
         IoClass::Idle => (3, 0),
     };
-    (class << 13) | libc::c_int::from(level)
+    (class << 13) | c_int::from(level)
 }
 
 /// A CPU affinity mask with the bits of `cpus` set (each below 65536).
-pub(crate) fn cpu_mask(cpus: &[usize]) -> Vec<libc::c_ulong> {
-    let bits = libc::c_ulong::BITS as usize;
+pub(crate) fn cpu_mask(cpus: &[usize]) -> Vec<c_ulong> {
+    let bits = c_ulong::BITS as usize;
     let max = cpus.iter().copied().max().unwrap_or(0);
-    let mut mask = vec![0 as libc::c_ulong; max / bits + 1];
+    let mut mask = vec![0 as c_ulong; max / bits + 1];
     for &c in cpus {
         mask[c / bits] |= 1 << (c % bits);
     }

@@ -2,6 +2,45 @@
 
 use std::fmt;
 
+#[cfg(unix)]
+pub(crate) use libc as nums;
+
+/// Windows has no signals: the conventional (Linux) numbers name them, so
+/// that `Signal` means the same everywhere. Which ones Windows can deliver
+/// is the backend's business (see `sys::windows`).
+#[cfg(windows)]
+pub(crate) mod nums {
+    pub const SIGHUP: i32 = 1;
+    pub const SIGINT: i32 = 2;
+    pub const SIGQUIT: i32 = 3;
+    pub const SIGILL: i32 = 4;
+    pub const SIGTRAP: i32 = 5;
+    pub const SIGABRT: i32 = 6;
+    pub const SIGBUS: i32 = 7;
+    pub const SIGFPE: i32 = 8;
+    pub const SIGKILL: i32 = 9;
+    pub const SIGUSR1: i32 = 10;
+    pub const SIGSEGV: i32 = 11;
+    pub const SIGUSR2: i32 = 12;
+    pub const SIGPIPE: i32 = 13;
+    pub const SIGALRM: i32 = 14;
+    pub const SIGTERM: i32 = 15;
+    pub const SIGCHLD: i32 = 17;
+    pub const SIGCONT: i32 = 18;
+    pub const SIGSTOP: i32 = 19;
+    pub const SIGTSTP: i32 = 20;
+    pub const SIGTTIN: i32 = 21;
+    pub const SIGTTOU: i32 = 22;
+    pub const SIGURG: i32 = 23;
+    pub const SIGXCPU: i32 = 24;
+    pub const SIGXFSZ: i32 = 25;
+    pub const SIGVTALRM: i32 = 26;
+    pub const SIGPROF: i32 = 27;
+    pub const SIGWINCH: i32 = 28;
+    pub const SIGIO: i32 = 29;
+    pub const SIGSYS: i32 = 31;
+}
+
 /// A signal to send to a group ([`Group::signal`](crate::Group::signal)).
 ///
 /// The common ones by name, and [`Signal::Raw`] for any other number.
@@ -44,20 +83,20 @@ impl Signal {
     /// The signal's number on this platform.
     pub fn as_raw(self) -> i32 {
         match self {
-            Signal::Hup => libc::SIGHUP,
-            Signal::Int => libc::SIGINT,
-            Signal::Quit => libc::SIGQUIT,
-            Signal::Abrt => libc::SIGABRT,
-            Signal::Kill => libc::SIGKILL,
-            Signal::Usr1 => libc::SIGUSR1,
-            Signal::Usr2 => libc::SIGUSR2,
-            Signal::Pipe => libc::SIGPIPE,
-            Signal::Alrm => libc::SIGALRM,
-            Signal::Term => libc::SIGTERM,
-            Signal::Cont => libc::SIGCONT,
-            Signal::Stop => libc::SIGSTOP,
-            Signal::Tstp => libc::SIGTSTP,
-            Signal::Winch => libc::SIGWINCH,
+            Signal::Hup => nums::SIGHUP,
+            Signal::Int => nums::SIGINT,
+            Signal::Quit => nums::SIGQUIT,
+            Signal::Abrt => nums::SIGABRT,
+            Signal::Kill => nums::SIGKILL,
+            Signal::Usr1 => nums::SIGUSR1,
+            Signal::Usr2 => nums::SIGUSR2,
+            Signal::Pipe => nums::SIGPIPE,
+            Signal::Alrm => nums::SIGALRM,
+            Signal::Term => nums::SIGTERM,
+            Signal::Cont => nums::SIGCONT,
+            Signal::Stop => nums::SIGSTOP,
+            Signal::Tstp => nums::SIGTSTP,
+            Signal::Winch => nums::SIGWINCH,
             Signal::Raw(n) => n,
         }
     }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+#[cfg(unix)]
 use super::container::{Container, Kind};
+#[cfg(unix)]
 use super::linux::procfs;
 
 /// A snapshot of a group's resource use. A metric this host can't read is
@@ -64,6 +66,7 @@ impl Stats {
     }
 }
 
+#[cfg(unix)]
 impl Container {
     /// A snapshot of the group's resource use.
     pub(crate) fn stats(&self) -> std::io::Result<Stats> {
@@ -137,6 +140,7 @@ impl Container {
 }
 
 /// The number after `key` in a `key value` per line file.
+#[cfg(unix)]
 fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let mut parts = l.split_whitespace();

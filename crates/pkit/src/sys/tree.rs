@@ -111,8 +111,9 @@ impl ProcTree {
         left
     }
 
-    /// Sends `sig` to every process of the subtree, now.
-    pub(crate) fn signal(&self, sig: i32) {
+    /// Sends `sig` to every process of the subtree, now (a process that
+    /// exits meanwhile is not an error).
+    pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
         match self {
             ProcTree::Leaf(leaf) => {
                 let _ = leaf.signal(sig);
@@ -123,6 +124,7 @@ impl ProcTree {
                 }
             }
         }
+        Ok(())
     }
 
     /// SIGKILLs every process of the subtree, now.

@@ -1,0 +1,285 @@
+//! Unix descriptors for a child's stdio and for the pipes pkit reads and
+//! writes (the Windows counterparts are in `windows/io.rs`).
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use super::{fault, ChildSetup, IoRequest, ReadStep};
+
+/// A string as `execve` takes it.
+pub(crate) type NativeString = CString;
+
+/// `s` as the OS takes it; `None` if it contains a NUL byte.
+pub(crate) fn native_string(s: &OsStr) -> Option<NativeString> {
+    CString::new(s.as_bytes()).ok()
+}
+
+/// One `NAME=value` environment entry; `None` if either contains a NUL byte.
+pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
+    let mut kv = Vec::with_capacity(name.len() + value.len() + 2);
+    kv.extend_from_slice(name.as_bytes());
+    kv.push(b'=');
+    kv.extend_from_slice(value.as_bytes());
+    CString::new(kv).ok()
+}
+
+/// Whether an environment variable's name is the search path's (`PATH`;
+/// names are case-sensitive here).
+pub(crate) fn is_path_var(name: &OsStr) -> bool {
+    name.as_bytes() == b"PATH"
+}
+
+/// What an exec failure means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecFailure {
+    /// The file (or what it needs to run) is missing.
+    Missing,
+    /// The file is there but can't be executed.
+    NotExecutable,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies an exec failure by its errno.
+pub(crate) fn exec_failure(e: &io::Error) -> ExecFailure {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => ExecFailure::Missing,
+        Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
+            ExecFailure::NotExecutable
+        }
+        _ => ExecFailure::Other,
+    }
+}
+
+/// The error "not a directory", for a working directory that is a file.
+pub(crate) fn not_a_directory() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOTDIR)
+}
+
+/// The parent's async end of an output pipe.
+pub(crate) type PipeReceiver = tokio::net::unix::pipe::Receiver;
+/// The parent's async end of an input pipe.
+pub(crate) type PipeSender = tokio::net::unix::pipe::Sender;
+
+/// Registers the parent's end of an output pipe with the runtime.
+pub(crate) fn pipe_receiver(fd: OwnedFd) -> io::Result<PipeReceiver> {
+    PipeReceiver::from_owned_fd(fd)
+}
+
+/// Registers the parent's end of an input pipe with the runtime.
+pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<PipeSender> {
+    PipeSender::from_owned_fd(fd)
+}
+
+/// Whether a busy capture-only stream may move to a blocking thread
+/// ([`receiver_into_fd`], [`read_or_stop`]).
+pub(crate) const BLOCKING_HANDOFF: bool = true;
+
+/// The receiver's descriptor, non-blocking, for a blocking reader thread.
+pub(crate) fn receiver_into_fd(rx: PipeReceiver) -> io::Result<OwnedFd> {
+    rx.into_nonblocking_fd()
+}
+
+/// [`drain_pipe`] on a registered receiver.
+pub(crate) fn drain_receiver(rx: &PipeReceiver, buf: &mut Vec<u8>) -> bool {
+    drain_pipe(rx.as_fd(), buf)
+}
+
+/// [`grow_pipe`] on a registered receiver.
+pub(crate) fn grow_receiver(rx: &PipeReceiver) {
+    grow_pipe(rx.as_fd());
+}
+
+/// What a child gets on one of its stdio fds.
+#[derive(Debug)]
+pub(crate) enum ChildIo {
+    /// The parent's own fd.
+    Inherit,
+    /// This fd (>= 3, close-on-exec; dup2'ed into place in the child).
+    Fd(OwnedFd),
+    /// `/dev/null`, from one descriptor this process keeps open for all
+    /// spawns (>= 3, close-on-exec, read-write).
+    Null(std::os::fd::RawFd),
+    /// For stderr: whatever the child's stdout is (`2>&1`).
+    SameAsStdout,
+}
+
+/// A fully prepared spawn: all strings are C strings, the program is
+/// resolved, the stdio fds are open.
+#[derive(Debug)]
+pub(crate) struct SpawnSpec {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub cwd: Option<CString>,
+    pub stdin: ChildIo,
+    pub stdout: ChildIo,
+    pub stderr: ChildIo,
+    /// The spawn options the child applies to itself.
+    pub setup: ChildSetup,
+}
+
+/// Opens what the child gets for one stream, and the parent's end of the
+/// pipe when one is requested. `input` says which way the pipe flows.
+pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Option<OwnedFd>)> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(match req {
+        IoRequest::Inherit => (ChildIo::Inherit, None),
+        IoRequest::Null => match dev_null() {
+            Some(fd) => (ChildIo::Null(fd), None),
+            None => {
+                let flags = if input {
+                    OFlags::RDONLY
+                } else {
+                    OFlags::WRONLY
+                };
+                let fd = rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty())?;
+                (ChildIo::Fd(above_stdio(fd)?), None)
+            }
+        },
+        IoRequest::Pipe => {
+            fault::io_check(fault::Point::Pipe)?;
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            if input {
+                (ChildIo::Fd(above_stdio(r)?), Some(w))
+            } else {
+                (ChildIo::Fd(above_stdio(w)?), Some(r))
+            }
+        }
+    })
+}
+
+/// A `/dev/null` descriptor shared by every spawn (opened once; `None` if
+/// that failed, and each spawn opens its own).
+fn dev_null() -> Option<std::os::fd::RawFd> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| {
+        let fd =
+            rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        above_stdio(fd).ok()
+    })
+    .as_ref()
+    .map(|fd| fd.as_raw_fd())
+}
+
+/// Makes sure a child-side fd is not 0, 1 or 2 (which happens when the
+/// parent runs with a closed stdio fd), so that placing one stdio fd never
+/// overwrites the source of another.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// Reads what is already buffered in the (non-blocking) pipe `fd` into
+/// `buf`, without waiting: at most the pipe's capacity, so a writer that
+/// keeps refilling it (an escaped descendant) cannot keep us here. Returns
+/// whether end of file was seen.
+///
+/// This reads the fd directly rather than through the async reactor, whose
+/// cached readiness may not yet know about data that is there.
+pub(crate) fn drain_pipe(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> bool {
+    let budget = rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(1 << 20);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut taken = 0;
+    while taken < budget {
+        let want = chunk.len().min(budget - taken);
+        match rustix::io::read(fd, &mut chunk[..want]) {
+            Ok(0) => return true,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                taken += n;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false, // EAGAIN: nothing more buffered
+        }
+    }
+    false
+}
+
+/// Opens (creates) `path` for writing, close-on-exec, as a child's stdout
+/// or stderr: appending, or truncated first.
+pub(crate) fn child_io_output_file(path: &std::path::Path, append: bool) -> io::Result<ChildIo> {
+    use rustix::fs::{Mode, OFlags};
+    let how = if append {
+        OFlags::APPEND
+    } else {
+        OFlags::TRUNC
+    };
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | how,
+        Mode::from_raw_mode(0o666),
+    )?;
+    Ok(ChildIo::Fd(above_stdio(fd)?))
+}
+
+/// Opens `path` for reading, close-on-exec, as a child's stdin.
+pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(ChildIo::Fd(above_stdio(fd)?))
+}
+
+/// A pipe between two pipeline stages: (read end, write end), both
+/// close-on-exec and above the stdio fds, ready to be a child's stdin and
+/// another child's stdout.
+pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
+    fault::io_check(fault::Point::Pipe)?;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((ChildIo::Fd(above_stdio(r)?), ChildIo::Fd(above_stdio(w)?)))
+}
+
+/// Grows a pipe to hold up to 1 MiB (the default maximum for unprivileged
+/// processes), so a fast writer and its reader trade fewer, larger chunks.
+/// Failure is harmless: the pipe keeps its size.
+pub(crate) fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
+}
+
+/// Blocks this thread until `data` has bytes (appends up to `max` of them
+/// to `buf`), reaches end of file, or `stop` becomes readable or is closed.
+/// For a blocking reader thread; `data` must be non-blocking.
+pub(crate) fn read_or_stop(
+    data: std::os::fd::BorrowedFd<'_>,
+    stop: std::os::fd::BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<ReadStep> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    loop {
+        // Read first: data is often already there.
+        buf.reserve(max);
+        match rustix::io::read(data, rustix::buffer::spare_capacity(buf)) {
+            Ok(0) => return Ok(ReadStep::Eof),
+            Ok(n) => return Ok(ReadStep::Data(n)),
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut fds = [
+            PollFd::new(&data, PollFlags::IN),
+            PollFd::new(&stop, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !fds[1].revents().is_empty() {
+            return Ok(ReadStep::Stopped);
+        }
+    }
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end). Closing the
+/// write end wakes a [`read_or_stop`] waiting on the read end.
+pub(crate) fn stop_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )?)
+}

@@ -1,0 +1,319 @@
+//! A group's Job Object and what a group does with it: placing children,
+//! killing, closing, stats, control.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::super::host::MechanismChoice;
+use super::super::limits::{LimitError, Limits};
+use super::super::stats::{Stats, StatsSources};
+use super::super::{
+    ControlError, LimitInfo, Mechanism, Placement, ProcessInfo, SpawnError, SpawnSpec,
+};
+use super::child::ChildHandle;
+use super::job::{Job, JobCaps};
+use super::tree::ProcTree;
+use super::{spawn, unsupported};
+use crate::sys::signal::nums::SIGKILL;
+
+/// A group's OS container: one Job Object.
+#[derive(Debug)]
+pub(crate) struct Container {
+    job: Job,
+    /// Set when a close or teardown begins: no new child is placed.
+    torn_down: AtomicBool,
+    /// Set once a teardown has completed.
+    finished: AtomicBool,
+    /// Shared by a start through its placement, exclusive while `close`
+    /// marks the group closed (see the Unix backend).
+    lifecycle: RwLock<()>,
+    limits: Vec<LimitInfo>,
+}
+
+/// Why a container could not be created.
+#[derive(Debug)]
+pub(crate) enum CreateError {
+    /// The forced mechanism is impossible here.
+    Mechanism(String),
+    /// A cap can't be enforced (or is invalid).
+    Limit(LimitError),
+}
+
+/// How long `close` waits for a terminated job to be empty.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How often the job's process count is read while waiting for it.
+const POLL: Duration = Duration::from_millis(10);
+
+impl Container {
+    /// Creates a job as `choice` asks, with `limits` applied to it.
+    pub(crate) fn create(
+        choice: MechanismChoice,
+        limits: &Limits,
+        _want_guard: bool,
+        _name: Option<&str>,
+    ) -> Result<Container, CreateError> {
+        limits.validate().map_err(CreateError::Limit)?;
+        if choice != MechanismChoice::Auto {
+            return Err(CreateError::Mechanism(format!(
+                "{choice} is not available on Windows (a Job Object is used)"
+            )));
+        }
+        let (caps, info) = job_caps(limits).map_err(CreateError::Limit)?;
+        let job = Job::create(true, caps)
+            .map_err(|e| CreateError::Mechanism(format!("cannot create a Job Object: {e}")))?;
+        Ok(Container {
+            job,
+            torn_down: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            lifecycle: RwLock::new(()),
+            limits: info,
+        })
+    }
+
+    /// The kernel kills the job when the owner dies: always covered.
+    pub(crate) fn guarded(&self) -> bool {
+        true
+    }
+
+    pub(crate) fn mechanism(&self) -> Mechanism {
+        Mechanism::JobObject
+    }
+
+    /// One line for humans.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "Job Object with KILL_ON_JOB_CLOSE; {}; teardown by TerminateJobObject; \
+             the owner's death closes the job, which kills it",
+            self.placement()
+        )
+    }
+
+    /// Terminates the whole tree, now.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        self.job.terminate()
+    }
+
+    /// The same: a terminated job stays usable for new children.
+    pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
+        self.kill()
+    }
+
+    /// Sends `sig` to every process: only SIGKILL exists on Windows.
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        if sig == SIGKILL {
+            return self.kill_keep_usable();
+        }
+        Err(unsupported(
+            "Windows has no signals: only Signal::Kill (TerminateJobObject) can be sent to a job",
+        ))
+    }
+
+    /// The live processes in the job.
+    pub(crate) fn members(&self) -> io::Result<Vec<i32>> {
+        Ok(self.job.pids()?.into_iter().map(|p| p as i32).collect())
+    }
+
+    /// Waits until the processes in `pids` have left the job, or
+    /// `deadline`; returns how many are still there.
+    pub(crate) async fn wait_members(&self, pids: &[i32], deadline: Instant) -> io::Result<usize> {
+        loop {
+            let now = self.members()?;
+            let left = pids.iter().filter(|p| now.contains(p)).count();
+            if left == 0 || Instant::now() >= deadline {
+                return Ok(left);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Terminates the tree, waits until the job is empty, and retires it.
+    pub(crate) async fn close(&self) -> io::Result<()> {
+        self.close_with(false).await
+    }
+
+    /// [`close`](Self::close) (there is nothing to pool on Windows).
+    pub(crate) async fn close_with(&self, _pool: bool) -> io::Result<()> {
+        if self.finished.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        {
+            let _closing = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+            self.torn_down.store(true, Ordering::Release);
+        }
+        self.kill()?;
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while self.job.accounting()?.active > 0 && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        self.finished.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Terminates the tree now (the synchronous path, for `Drop`).
+    pub(crate) fn teardown_now(&self) {
+        self.torn_down.store(true, Ordering::Release);
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.kill();
+    }
+
+    /// Why a start must be refused now, if it must.
+    pub(crate) fn refusal(&self) -> Option<io::Error> {
+        self.torn_down
+            .load(Ordering::Acquire)
+            .then(|| io::Error::other("the group has been closed"))
+    }
+
+    pub(crate) fn placement(&self) -> Placement {
+        Placement::SuspendedIntoJob
+    }
+
+    /// Starts `spec` in the job: created suspended, assigned, resumed.
+    /// `own_tree`: the child also gets a nested job of its own.
+    pub(crate) fn spawn(
+        &self,
+        spec: &SpawnSpec,
+        own_tree: bool,
+    ) -> Result<(Arc<ChildHandle>, Option<ProcTree>), SpawnError> {
+        let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(refusal) = self.refusal() {
+            return Err(SpawnError::Os(refusal));
+        }
+        let (pid, process) = spawn::create(spec, false)?;
+        let child = Arc::new(ChildHandle::new(pid, process));
+        let placed = self.job.assign(child.handle()).map(|()| {
+            let tree = own_tree.then(|| ProcTree::new(&child));
+            (child.clone(), tree)
+        });
+        let placed = placed.and_then(|done| spawn::resume(pid).map(|()| done));
+        match placed {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                // Never left running outside the job, nor suspended forever.
+                let _ = child.signal(SIGKILL);
+                Err(SpawnError::Os(e))
+            }
+        }
+    }
+
+    /// A snapshot of the job's accounting.
+    pub(crate) fn stats(&self) -> io::Result<Stats> {
+        let acc = self.job.accounting()?;
+        Ok(Stats {
+            active: acc.active as usize,
+            cpu: Some(acc.cpu),
+            peak: Some(acc.peak_memory),
+            current: None,
+            sources: StatsSources {
+                cpu: "Job Object accounting",
+                memory: "Job Object peak committed memory",
+            },
+        })
+    }
+
+    /// Windows keeps no count of memory-cap kills for a job.
+    pub(crate) fn oom_kills(&self) -> Option<u64> {
+        None
+    }
+
+    /// Windows can't freeze a job (there is no documented call for it).
+    pub(crate) async fn suspend(&self) -> io::Result<()> {
+        Err(unsupported(
+            "suspending a Job Object is not supported on Windows",
+        ))
+    }
+
+    /// See [`suspend`](Self::suspend).
+    pub(crate) async fn resume(&self) -> io::Result<()> {
+        Err(unsupported(
+            "resuming a Job Object is not supported on Windows",
+        ))
+    }
+
+    pub(crate) fn is_suspended(&self) -> bool {
+        false
+    }
+
+    /// Puts a running process (and the children it starts from now on) in
+    /// the job.
+    pub(crate) fn adopt(&self, pid: i32) -> Result<(), ControlError> {
+        let process = super::open_process(pid as u32).map_err(ControlError::Os)?;
+        self.job.assign(&process).map_err(ControlError::Os)
+    }
+
+    pub(crate) fn limit_info(&self) -> Vec<LimitInfo> {
+        self.limits.clone()
+    }
+
+    /// The live processes in the job, with their executable names.
+    pub(crate) fn processes(&self) -> io::Result<Vec<ProcessInfo>> {
+        let pids = self.job.pids()?;
+        let names = super::process_names();
+        Ok(pids
+            .into_iter()
+            .map(|pid| ProcessInfo {
+                pid,
+                name: names.get(&pid).cloned(),
+            })
+            .collect())
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.teardown_now();
+        // Closing the job's handle (a field) kills anything still in it.
+    }
+}
+
+/// The job's share of `limits`, or the first cap it can't carry.
+fn job_caps(limits: &Limits) -> Result<(JobCaps, Vec<LimitInfo>), LimitError> {
+    let refuse = |cap: &'static str, why: &str| Err(LimitError::new(cap, why.to_string()));
+    if limits.memory_high.is_some() {
+        return refuse("memory_high", "a Job Object has no soft memory limit");
+    }
+    if limits.memory_swap_max.is_some() {
+        return refuse("memory_swap_max", "a Job Object has no swap limit");
+    }
+    if limits.cpus.is_some() {
+        return refuse("cpus", "CPU sets are not implemented for Job Objects yet");
+    }
+    let mut caps = JobCaps::default();
+    let mut info = Vec::new();
+    let mut note = |cap: &'static str, value: String, by: &str| {
+        info.push(LimitInfo {
+            cap,
+            value,
+            enforced_by: by.to_string(),
+        })
+    };
+    if let Some(bytes) = limits.memory_max {
+        caps.memory = Some(bytes);
+        note(
+            "memory_max",
+            bytes.to_string(),
+            "Job Object memory limit (committed memory)",
+        );
+    }
+    if let Some(n) = limits.max_processes {
+        caps.processes = Some(u32::try_from(n).unwrap_or(u32::MAX));
+        note(
+            "max_processes",
+            n.to_string(),
+            "Job Object active process limit",
+        );
+    }
+    if let Some(cores) = limits.cpu_quota {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        caps.cpu_rate = Some(((cores / cpus) * 10_000.0).round().clamp(1.0, 10_000.0) as u32);
+        note(
+            "cpu_quota",
+            cores.to_string(),
+            "Job Object CPU rate hard cap",
+        );
+    }
+    Ok((caps, info))
+}

@@ -1,0 +1,72 @@
+//! What containment a Windows host offers.
+
+use super::super::{CapSupport, GuardStatus, HostContainment, Mechanism, MechanismChoice};
+
+/// Says, without spawning anything, what a new [`Group`](crate::Group)
+/// would get on this host and why. On Windows: a Job Object.
+///
+/// ```
+/// let host = pkit::host_containment();
+/// println!("{:?}: {}", host.mechanism, host.reason);
+/// ```
+pub fn host_containment() -> HostContainment {
+    let choice = MechanismChoice::from_env();
+    let (mechanism, reason) = match &choice {
+        Err(bad) => (
+            None,
+            format!("PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup: creating a group fails"),
+        ),
+        Ok(MechanismChoice::Auto) => (
+            Some(Mechanism::JobObject),
+            "a Job Object with KILL_ON_JOB_CLOSE; children are created suspended, assigned, then resumed"
+                .to_string(),
+        ),
+        Ok(other) => (
+            None,
+            format!("PKIT_MECHANISM={other} is not available on Windows: creating a group fails"),
+        ),
+    };
+    let cap = |cap: &'static str, by: Option<&str>, reason: &str| CapSupport {
+        cap,
+        enforced_by: by.map(str::to_string),
+        reason: reason.to_string(),
+    };
+    HostContainment {
+        mechanism,
+        choice: choice.unwrap_or_default(),
+        reason,
+        kernel: "windows".into(),
+        cgroup_mount: None,
+        owner_cgroup: None,
+        group_parent: None,
+        cgroup_writable: false,
+        cgroup_kill: false,
+        clone3: false,
+        clone3_error: None,
+        caps: vec![
+            cap(
+                "memory_max",
+                Some("job memory limit"),
+                "the job caps its processes' committed memory together",
+            ),
+            cap("memory_high", None, "a Job Object has no soft memory limit"),
+            cap("memory_swap_max", None, "a Job Object has no swap limit"),
+            cap(
+                "max_processes",
+                Some("job active process limit"),
+                "the job caps its live processes",
+            ),
+            cap(
+                "cpu_quota",
+                Some("job CPU rate hard cap"),
+                "the job caps its share of the machine's CPU",
+            ),
+            cap("cpus", None, "not implemented for Job Objects yet"),
+        ],
+        guard: GuardStatus {
+            running: false,
+            error: Some("not needed: the kernel kills a job whose last handle closes".into()),
+            ..GuardStatus::default()
+        },
+    }
+}

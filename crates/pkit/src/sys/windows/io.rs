@@ -1,0 +1,314 @@
+//! Handles for a child's stdio and the pipes pkit reads and writes: the
+//! parent's ends are overlapped named pipes driven by Tokio, the child's
+//! ends ordinary synchronous handles.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::windows::io::{AsHandle, BorrowedHandle, IntoRawHandle, OwnedHandle};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use tokio::net::windows::named_pipe::NamedPipeServer;
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_INBOUND, PIPE_ACCESS_OUTBOUND,
+};
+use windows_sys::Win32::System::Pipes::{
+    CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
+};
+
+use super::super::{fault, ChildSetup, IoRequest, ReadStep};
+use super::{owned, unsupported, wide};
+
+/// A handle (the name keeps the Unix code's vocabulary).
+pub(crate) type OwnedFd = OwnedHandle;
+/// A borrowed handle.
+pub(crate) type BorrowedFd<'a> = BorrowedHandle<'a>;
+/// A descriptor number, as `keep_fds` takes them; Windows refuses them.
+pub(crate) type RawFd = i32;
+
+/// [`AsHandle`] under the Unix code's name.
+pub(crate) trait AsFd {
+    /// Borrows the handle.
+    fn as_fd(&self) -> BorrowedHandle<'_>;
+}
+
+impl<T: AsHandle> AsFd for T {
+    fn as_fd(&self) -> BorrowedHandle<'_> {
+        self.as_handle()
+    }
+}
+
+/// A string as `CreateProcessW` takes it (converted to UTF-16 there).
+pub(crate) type NativeString = OsString;
+
+/// `s` as the OS takes it; `None` if it contains a NUL.
+pub(crate) fn native_string(s: &OsStr) -> Option<NativeString> {
+    use std::os::windows::ffi::OsStrExt;
+    (!s.encode_wide().any(|c| c == 0)).then(|| s.to_os_string())
+}
+
+/// One `NAME=value` environment entry; `None` if either contains a NUL.
+pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
+    let mut kv = native_string(name)?;
+    kv.push("=");
+    kv.push(native_string(value)?);
+    Some(kv)
+}
+
+/// Whether an environment variable's name is the search path's (`Path`,
+/// `PATH`: names are case-insensitive on Windows).
+pub(crate) fn is_path_var(name: &OsStr) -> bool {
+    name.eq_ignore_ascii_case("PATH")
+}
+
+/// What an exec failure means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecFailure {
+    /// The file is missing.
+    Missing,
+    /// The file is there but is not a program Windows can start.
+    NotExecutable,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies a `CreateProcessW` failure.
+pub(crate) fn exec_failure(e: &io::Error) -> ExecFailure {
+    use windows_sys::Win32::Foundation::{
+        ERROR_ACCESS_DENIED, ERROR_BAD_EXE_FORMAT, ERROR_EXE_MACHINE_TYPE_MISMATCH,
+        ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND,
+    };
+    match e.raw_os_error().map(|c| c as u32) {
+        Some(ERROR_FILE_NOT_FOUND) | Some(ERROR_PATH_NOT_FOUND) => ExecFailure::Missing,
+        Some(ERROR_ACCESS_DENIED)
+        | Some(ERROR_BAD_EXE_FORMAT)
+        | Some(ERROR_EXE_MACHINE_TYPE_MISMATCH) => ExecFailure::NotExecutable,
+        _ => ExecFailure::Other,
+    }
+}
+
+/// The error "not a directory", for a working directory that is a file.
+pub(crate) fn not_a_directory() -> io::Error {
+    io::Error::from_raw_os_error(windows_sys::Win32::Foundation::ERROR_DIRECTORY as i32)
+}
+
+/// What a child gets on one of its stdio handles.
+#[derive(Debug)]
+pub(crate) enum ChildIo {
+    /// The parent's own handle.
+    Inherit,
+    /// This handle (duplicated, inheritable, into the child).
+    Fd(OwnedHandle),
+    /// The `NUL` device.
+    Null,
+    /// For stderr: whatever the child's stdout is (`2>&1`).
+    SameAsStdout,
+}
+
+/// A fully prepared spawn: the program is resolved, the stdio handles are
+/// open.
+#[derive(Debug)]
+pub(crate) struct SpawnSpec {
+    pub path: NativeString,
+    /// `argv[0]` first (Windows builds the command line from it).
+    pub argv: Vec<NativeString>,
+    /// `NAME=value` entries: the child's whole environment.
+    pub envp: Vec<NativeString>,
+    pub cwd: Option<NativeString>,
+    pub stdin: ChildIo,
+    pub stdout: ChildIo,
+    pub stderr: ChildIo,
+    /// The Unix spawn options: always empty here (refused before).
+    pub setup: ChildSetup,
+}
+
+/// Opens what the child gets for one stream, and the parent's end of the
+/// pipe when one is requested. `input` says which way the pipe flows.
+pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Option<OwnedFd>)> {
+    Ok(match req {
+        IoRequest::Inherit => (ChildIo::Inherit, None),
+        IoRequest::Null => (ChildIo::Null, None),
+        IoRequest::Pipe => {
+            fault::io_check(fault::Point::Pipe)?;
+            let (server, client) = named_pipe(input)?;
+            (ChildIo::Fd(client), Some(server))
+        }
+    })
+}
+
+/// A named pipe for one stream: (the parent's overlapped server end, the
+/// child's synchronous client end). `to_child`: the parent writes.
+fn named_pipe(to_child: bool) -> io::Result<(OwnedHandle, OwnedHandle)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        r"\\.\pipe\pkit-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let wname = wide(OsStr::new(&name));
+    let access = if to_child {
+        PIPE_ACCESS_OUTBOUND
+    } else {
+        PIPE_ACCESS_INBOUND
+    };
+    // SAFETY: `wname` is NUL-terminated UTF-16 that outlives the call; a
+    // null security-attributes pointer means a non-inheritable handle.
+    let server = owned(unsafe {
+        CreateNamedPipeW(
+            wname.as_ptr(),
+            access | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            1,
+            PIPE_BUFFER,
+            PIPE_BUFFER,
+            0,
+            std::ptr::null(),
+        )
+    })?;
+    let client = std::fs::OpenOptions::new()
+        .read(to_child)
+        .write(!to_child)
+        .open(&name)?;
+    Ok((server, client.into()))
+}
+
+/// The pipes' buffer size (a hint to the kernel).
+const PIPE_BUFFER: u32 = 64 * 1024;
+
+/// Opens (creates) `path` for writing as a child's stdout or stderr:
+/// appending, or truncated first.
+pub(crate) fn child_io_output_file(path: &std::path::Path, append: bool) -> io::Result<ChildIo> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    Ok(ChildIo::Fd(o.open(path)?.into()))
+}
+
+/// Opens `path` for reading as a child's stdin.
+pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
+    Ok(ChildIo::Fd(std::fs::File::open(path)?.into()))
+}
+
+/// A pipe between two pipeline stages: (read end, write end), both
+/// synchronous, to be one child's stdin and another's stdout.
+pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
+    fault::io_check(fault::Point::Pipe)?;
+    let (r, w) = anonymous_pipe()?;
+    Ok((ChildIo::Fd(r), ChildIo::Fd(w)))
+}
+
+/// An anonymous pipe: (read end, write end), not inheritable.
+fn anonymous_pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
+    use windows_sys::Win32::System::Pipes::CreatePipe;
+    let (mut r, mut w) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: both out-pointers are valid; a null security-attributes
+    // pointer means non-inheritable handles.
+    super::cvt(unsafe { CreatePipe(&mut r, &mut w, std::ptr::null(), PIPE_BUFFER) })?;
+    Ok((owned(r)?, owned(w)?))
+}
+
+/// The parent's async end of an output pipe.
+pub(crate) type PipeReceiver = NamedPipeServer;
+
+/// The parent's async end of an input pipe. Shutting it down closes it,
+/// which is what sends end of file to the child.
+#[derive(Debug)]
+pub(crate) struct PipeSender(Option<NamedPipeServer>);
+
+/// Registers the parent's end of an output pipe (from [`child_io`]) with
+/// the runtime.
+pub(crate) fn pipe_receiver(fd: OwnedFd) -> io::Result<PipeReceiver> {
+    // SAFETY: every parent end pkit makes is a named pipe server handle
+    // opened for overlapped I/O (`named_pipe`); ownership passes to Tokio.
+    unsafe { NamedPipeServer::from_raw_handle(fd.into_raw_handle()) }
+}
+
+/// Registers the parent's end of an input pipe with the runtime.
+pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<PipeSender> {
+    Ok(PipeSender(Some(pipe_receiver(fd)?)))
+}
+
+impl AsyncWrite for PipeSender {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(p) => Pin::new(p).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(p) => Pin::new(p).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(p) = self.0.as_mut() {
+            std::task::ready!(Pin::new(p).poll_flush(cx))?;
+        }
+        self.0 = None;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Busy streams stay on the runtime here (the blocking hand-off reads
+/// Unix descriptors).
+pub(crate) const BLOCKING_HANDOFF: bool = false;
+
+/// Never called ([`BLOCKING_HANDOFF`] is false).
+pub(crate) fn receiver_into_fd(_rx: PipeReceiver) -> io::Result<OwnedFd> {
+    Err(unsupported(
+        "a blocking reader thread is not used on Windows",
+    ))
+}
+
+/// Takes what the receiver already holds without waiting (the reactor's
+/// buffer first); returns whether end of file was seen.
+pub(crate) fn drain_receiver(rx: &PipeReceiver, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match rx.try_read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// The pipe's size is fixed when it is made.
+pub(crate) fn grow_receiver(_rx: &PipeReceiver) {}
+
+/// Never called ([`BLOCKING_HANDOFF`] is false).
+pub(crate) fn read_or_stop(
+    _data: BorrowedFd<'_>,
+    _stop: BorrowedFd<'_>,
+    _buf: &mut Vec<u8>,
+    _max: usize,
+) -> io::Result<ReadStep> {
+    Err(unsupported(
+        "a blocking reader thread is not used on Windows",
+    ))
+}
+
+/// Never called ([`BLOCKING_HANDOFF`] is false).
+pub(crate) fn drain_pipe(_fd: BorrowedFd<'_>, _buf: &mut Vec<u8>) -> bool {
+    true
+}
+
+/// A pipe whose closed write end wakes a reader (unused on Windows but for
+/// its shape: see [`BLOCKING_HANDOFF`]).
+pub(crate) fn stop_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    anonymous_pipe()
+}

@@ -1,0 +1,172 @@
+//! One Job Object: creation with `KILL_ON_JOB_CLOSE`, caps, assignment,
+//! termination and accounting.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::time::Duration;
+
+use windows_sys::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicAccountingInformation,
+    JobObjectBasicProcessIdList, JobObjectCpuRateControlInformation,
+    JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject,
+    TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_BASIC_ACCOUNTING_INFORMATION,
+    JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+    JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
+    JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_JOB_MEMORY,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+};
+
+use super::{cvt, owned, KILLED_EXIT_CODE};
+
+/// A Job Object; closing its last handle kills every process in it.
+#[derive(Debug)]
+pub(crate) struct Job {
+    handle: OwnedHandle,
+}
+
+/// The caps a job carries (Windows' side of `Limits`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct JobCaps {
+    /// Committed memory of all processes together, in bytes.
+    pub memory: Option<u64>,
+    /// Processes alive at once.
+    pub processes: Option<u32>,
+    /// Share of the whole machine's CPU, in 1/10000ths (1..=10000).
+    pub cpu_rate: Option<u32>,
+}
+
+/// A snapshot of the job's accounting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Accounting {
+    pub cpu: Duration,
+    pub active: u32,
+    pub peak_memory: u64,
+}
+
+impl Job {
+    /// Creates an anonymous job with `KILL_ON_JOB_CLOSE` (when `kill_on_close`)
+    /// and `caps`.
+    pub(crate) fn create(kill_on_close: bool, caps: JobCaps) -> io::Result<Job> {
+        // SAFETY: no security attributes (the handle is not inherited) and
+        // no name; the returned handle is checked and owned below.
+        let handle = owned(unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) })?;
+        let job = Job { handle };
+        // SAFETY: an all-zero JOBOBJECT_EXTENDED_LIMIT_INFORMATION is valid
+        // (no limits); only the fields set below are read by the kernel.
+        let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
+        if kill_on_close {
+            info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        }
+        if let Some(bytes) = caps.memory {
+            info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_JOB_MEMORY;
+            info.JobMemoryLimit = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = caps.processes {
+            info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_ACTIVE_PROCESS;
+            info.BasicLimitInformation.ActiveProcessLimit = n;
+        }
+        job.set(JobObjectExtendedLimitInformation, &info)?;
+        if let Some(rate) = caps.cpu_rate {
+            // SAFETY: all-zero is a valid (disabled) rate control record.
+            let mut cpu: JOBOBJECT_CPU_RATE_CONTROL_INFORMATION = unsafe { zeroed() };
+            cpu.ControlFlags =
+                JOB_OBJECT_CPU_RATE_CONTROL_ENABLE | JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP;
+            cpu.Anonymous.CpuRate = rate.clamp(1, 10_000);
+            job.set(JobObjectCpuRateControlInformation, &cpu)?;
+        }
+        Ok(job)
+    }
+
+    fn set<T>(&self, class: JOBOBJECTINFOCLASS, info: &T) -> io::Result<()> {
+        // SAFETY: `info` points to a live `T`, the record `class` names, of
+        // the size passed; the job handle is valid while `self` lives.
+        cvt(unsafe {
+            SetInformationJobObject(
+                self.raw(),
+                class,
+                info as *const T as *const _,
+                size_of::<T>() as u32,
+            )
+        })
+    }
+
+    fn query<T>(&self, class: JOBOBJECTINFOCLASS, info: &mut T) -> io::Result<()> {
+        // SAFETY: `info` points to a writable `T` of the size passed, the
+        // record `class` names; the job handle is valid.
+        cvt(unsafe {
+            QueryInformationJobObject(
+                self.raw(),
+                class,
+                info as *mut T as *mut _,
+                size_of::<T>() as u32,
+                std::ptr::null_mut(),
+            )
+        })
+    }
+
+    fn raw(&self) -> windows_sys::Win32::Foundation::HANDLE {
+        self.handle.as_raw_handle()
+    }
+
+    /// Puts `process` (a handle with `PROCESS_SET_QUOTA` and
+    /// `PROCESS_TERMINATE`) in the job; its future children follow it.
+    pub(crate) fn assign(&self, process: &impl AsRawHandle) -> io::Result<()> {
+        // SAFETY: both handles are valid for the call.
+        cvt(unsafe { AssignProcessToJobObject(self.raw(), process.as_raw_handle()) })
+    }
+
+    /// Ends every process in the job now; the job stays usable.
+    pub(crate) fn terminate(&self) -> io::Result<()> {
+        // SAFETY: the job handle is valid.
+        cvt(unsafe { TerminateJobObject(self.raw(), KILLED_EXIT_CODE) })
+    }
+
+    /// CPU time, live processes and peak committed memory.
+    pub(crate) fn accounting(&self) -> io::Result<Accounting> {
+        // SAFETY: plain C records; all-zero is valid before the query.
+        let mut basic: JOBOBJECT_BASIC_ACCOUNTING_INFORMATION = unsafe { zeroed() };
+        self.query(JobObjectBasicAccountingInformation, &mut basic)?;
+        // SAFETY: as above.
+        let mut ext: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
+        let peak = match self.query(JobObjectExtendedLimitInformation, &mut ext) {
+            Ok(()) => ext.PeakJobMemoryUsed as u64,
+            Err(_) => 0,
+        };
+        let ticks = (basic.TotalUserTime.max(0) + basic.TotalKernelTime.max(0)) as u64;
+        Ok(Accounting {
+            cpu: Duration::from_nanos(ticks.saturating_mul(100)),
+            active: basic.ActiveProcesses,
+            peak_memory: peak,
+        })
+    }
+
+    /// The ids of the processes in the job now.
+    pub(crate) fn pids(&self) -> io::Result<Vec<u32>> {
+        /// Room for this many ids per query (grown when the job has more).
+        #[repr(C)]
+        struct List<const N: usize> {
+            assigned: u32,
+            listed: u32,
+            ids: [usize; N],
+        }
+        let mut list = Box::new(List::<1024> {
+            assigned: 0,
+            listed: 0,
+            ids: [0; 1024],
+        });
+        // SAFETY: `List` has the layout of JOBOBJECT_BASIC_PROCESS_ID_LIST
+        // with a longer id array, and its whole size is passed.
+        cvt(unsafe {
+            QueryInformationJobObject(
+                self.raw(),
+                JobObjectBasicProcessIdList,
+                &mut *list as *mut List<1024> as *mut _,
+                size_of::<List<1024>>() as u32,
+                std::ptr::null_mut(),
+            )
+        })?;
+        let n = (list.listed as usize).min(1024);
+        Ok(list.ids[..n].iter().map(|&id| id as u32).collect())
+    }
+}

@@ -1,0 +1,126 @@
+//! Creating a process: through `std::process::Command` (which quotes the
+//! command line, and starts `.bat`/`.cmd` files through `cmd.exe` with the
+//! escaping that keeps their arguments from being commands), created
+//! suspended so that it can be put in its job before it runs.
+
+use std::io;
+use std::os::windows::io::OwnedHandle;
+use std::os::windows::process::CommandExt;
+use std::process::Stdio;
+
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+};
+use windows_sys::Win32::System::Threading::{
+    OpenThread, ResumeThread, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED, THREAD_SUSPEND_RESUME,
+};
+
+use super::super::{SpawnError, SpawnSpec};
+use super::{owned, ChildIo};
+
+/// Creates the process, suspended unless `run` (a detached start): its id
+/// and handle. It leads a new console process group (so a CTRL_BREAK can
+/// be aimed at it and not at the owner).
+pub(crate) fn create(spec: &SpawnSpec, run: bool) -> Result<(u32, OwnedHandle), SpawnError> {
+    if !spec.setup.pre_exec.is_empty() || !spec.setup.keep.is_empty() {
+        return Err(SpawnError::Os(super::unsupported(
+            "pre_exec hooks and kept descriptors exist on Unix only",
+        )));
+    }
+    let mut cmd = std::process::Command::new(&spec.path);
+    cmd.args(spec.argv.iter().skip(1));
+    cmd.env_clear();
+    for kv in &spec.envp {
+        let s = kv.to_string_lossy();
+        // Names never contain '=' (checked before), values may.
+        if let Some(at) = s.find('=') {
+            let (k, v) = kv.as_encoded_bytes().split_at(at);
+            // SAFETY: both halves come from an OsStr split at an ASCII '='.
+            let (k, v) = unsafe {
+                (
+                    std::ffi::OsStr::from_encoded_bytes_unchecked(k),
+                    std::ffi::OsStr::from_encoded_bytes_unchecked(&v[1..]),
+                )
+            };
+            cmd.env(k, v);
+        }
+    }
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let stdout = stdio(&spec.stdout).map_err(SpawnError::Os)?;
+    let stderr = match &spec.stderr {
+        ChildIo::SameAsStdout => stdio(&spec.stdout),
+        other => stdio(other),
+    }
+    .map_err(SpawnError::Os)?;
+    cmd.stdin(stdio(&spec.stdin).map_err(SpawnError::Os)?)
+        .stdout(stdout)
+        .stderr(stderr);
+    let mut flags = CREATE_NEW_PROCESS_GROUP;
+    if !run {
+        flags |= CREATE_SUSPENDED;
+    }
+    cmd.creation_flags(flags);
+    let child = cmd.spawn().map_err(|e| match e.kind() {
+        // A .bat/.cmd argument std can't quote safely, and the like.
+        io::ErrorKind::InvalidInput => SpawnError::Os(e),
+        _ => SpawnError::Exec(e),
+    })?;
+    let pid = child.id();
+    Ok((pid, OwnedHandle::from(child)))
+}
+
+fn stdio(io: &ChildIo) -> io::Result<Stdio> {
+    Ok(match io {
+        ChildIo::Inherit => Stdio::inherit(),
+        ChildIo::Null => Stdio::null(),
+        ChildIo::Fd(h) => Stdio::from(h.try_clone()?),
+        ChildIo::SameAsStdout => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "only stderr can be the same as stdout",
+            ))
+        }
+    })
+}
+
+/// Resumes every thread of the suspended process `pid` (a new process has
+/// exactly one).
+pub(crate) fn resume(pid: u32) -> io::Result<()> {
+    // SAFETY: a snapshot of all threads; the handle is checked and owned.
+    let snap = owned(unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) })?;
+    // SAFETY: all-zero is a valid THREADENTRY32; dwSize is set as required.
+    let mut entry: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    use std::os::windows::io::AsRawHandle;
+    // SAFETY: valid snapshot handle and entry of the size given in dwSize.
+    let mut more = unsafe { Thread32First(snap.as_raw_handle(), &mut entry) } != 0;
+    let mut resumed = 0;
+    while more {
+        if entry.th32OwnerProcessID == pid {
+            // SAFETY: opens the thread by id; the handle is checked and owned.
+            let thread =
+                owned(unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID) })?;
+            // SAFETY: valid thread handle with THREAD_SUSPEND_RESUME.
+            if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
+                return Err(io::Error::last_os_error());
+            }
+            resumed += 1;
+        }
+        // SAFETY: as for Thread32First.
+        more = unsafe { Thread32Next(snap.as_raw_handle(), &mut entry) } != 0;
+    }
+    if resumed == 0 {
+        return Err(io::Error::other("the new process has no thread to resume"));
+    }
+    Ok(())
+}
+
+/// Starts `spec` outside every job ([`Command::spawn_detached`](crate::Command::spawn_detached)):
+/// the owner is in no job of pkit's, so a child it starts without one
+/// outlives it.
+pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
+    let (pid, _handle) = create(spec, true)?;
+    Ok(pid as i32)
+}
