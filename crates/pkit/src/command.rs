@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cancel::CancelToken;
-pub(crate) use crate::command_output::OutputPlan;
-pub use crate::command_output::{
+use crate::error::Result;
+use crate::output::Output;
+pub(crate) use crate::plans::OutputPlan;
+pub use crate::plans::{
     DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
     DEFAULT_TIMEOUT_GRACE,
 };
-use crate::error::Result;
-use crate::output::Output;
 use crate::sys::Signal;
 
 /// Where one of the child's output streams goes.
@@ -106,14 +106,14 @@ pub struct Command {
     pub(crate) timeout_signal: Option<Signal>,
     pub(crate) cancel: Option<CancelToken>,
     /// Cancel signal and grace: see `run_options.rs`.
-    pub(crate) run: crate::run_options::RunOptions,
+    pub(crate) run: crate::plans::RunOptions,
     pub(crate) runner: Option<Arc<dyn Runner>>,
     pub(crate) io: OutputPlan,
     pub(crate) unchecked_in_pipe: bool,
     /// Spawn options (uid, rlimits, setsid...): see `spawn_options.rs`.
     pub(crate) spawn: crate::spawn_options::SpawnOptions,
     /// How the success-requiring verbs replay a failure: see `retry.rs`.
-    pub(crate) retry: Option<crate::retry::RetryPolicy>,
+    pub(crate) retry: Option<crate::plans::RetryPolicy>,
     /// The name events about this command carry: see `log.rs`.
     pub(crate) log_name: Option<Arc<str>>,
 }

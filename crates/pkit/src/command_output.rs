@@ -2,64 +2,9 @@
 //! tees, decoding, line and capture bounds.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::command::Command;
-use crate::pump::{CapturePolicy, DecoderFactory, LineCallback, Overflow, Tee};
-
-/// How a process's output is consumed, beyond capture.
-#[derive(Clone)]
-pub(crate) struct OutputPlan {
-    pub stream_lines: bool,
-    pub buffer_lines: usize,
-    pub overflow: Overflow,
-    pub on_stdout_line: Option<LineCallback>,
-    pub on_stderr_line: Option<LineCallback>,
-    pub stdout_tee: Option<Tee>,
-    pub stderr_tee: Option<Tee>,
-    pub decoder: Option<DecoderFactory>,
-    pub max_line_bytes: usize,
-    pub capture_limit: Option<usize>,
-    pub capture_policy: CapturePolicy,
-    /// Errors never quote this command's stderr.
-    pub secret_output: bool,
-    /// The exit codes `run` and `exit_code` count as success (`ok_codes`).
-    pub ok_codes: Option<Arc<[i32]>>,
-}
-
-/// The default capacity of the line stream, in lines.
-pub const DEFAULT_BUFFER_LINES: usize = 1024;
-/// The default cap on one line: 1 MiB.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
-/// How much of each output stream a process started with
-/// [`Group::start`](crate::Group::start) keeps for its
-/// [`wait`](crate::RunningProcess::wait) unless the command sets a
-/// [`capture_limit`](Command::capture_limit): the last 1 MiB (every byte is
-/// still counted). The verbs capture everything, as `std` does.
-pub const DEFAULT_START_CAPTURE_BYTES: usize = 1 << 20;
-/// How long a tree gets to exit after a [`Command::timeout_signal`] given
-/// without a [`Command::grace`]: 10 s, as `docker stop`.
-pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
-
-impl Default for OutputPlan {
-    fn default() -> Self {
-        OutputPlan {
-            stream_lines: false,
-            buffer_lines: DEFAULT_BUFFER_LINES,
-            overflow: Overflow::Backpressure,
-            on_stdout_line: None,
-            on_stderr_line: None,
-            stdout_tee: None,
-            stderr_tee: None,
-            decoder: None,
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            capture_limit: None,
-            capture_policy: CapturePolicy::KeepHead,
-            secret_output: false,
-            ok_codes: None,
-        }
-    }
-}
+use crate::pump::{CapturePolicy, DecoderFactory, Overflow, Tee};
 
 impl Command {
     /// Enables the merged line stream of a started process:
@@ -164,7 +109,7 @@ impl Command {
     /// [`Output`](crate::Output) says when something was cut and how much was seen.
     ///
     /// Without it the verbs keep everything and a started process keeps
-    /// the last [`DEFAULT_START_CAPTURE_BYTES`]; `usize::MAX` keeps
+    /// the last [`DEFAULT_START_CAPTURE_BYTES`](crate::DEFAULT_START_CAPTURE_BYTES); `usize::MAX` keeps
     /// everything in both.
     pub fn capture_limit(mut self, bytes: usize, policy: CapturePolicy) -> Command {
         self.io.capture_limit = Some(bytes);

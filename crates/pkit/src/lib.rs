@@ -112,6 +112,7 @@ mod more_verbs;
 mod output;
 mod output_builder;
 mod pipe;
+mod plans;
 mod probe;
 mod process;
 mod pump;

@@ -1,6 +1,5 @@
 //! Replaying a failed run: [`Command::retry`] and [`is_transient`].
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,30 +7,7 @@ use std::time::Duration;
 use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::log;
-
-/// Decides whether a failed attempt is worth another try.
-pub(crate) type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
-
-/// How a command's success-requiring verbs replay a failed run.
-#[derive(Clone)]
-pub(crate) struct RetryPolicy {
-    pub max_attempts: u32,
-    pub backoff: Duration,
-    /// 0.0 (none) to 1.0: each pause is drawn from
-    /// `backoff * (1 - jitter) ..= backoff * (1 + jitter)`.
-    pub jitter: f64,
-    pub retry_if: Classifier,
-}
-
-impl fmt::Debug for RetryPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicy")
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("jitter", &self.jitter)
-            .finish_non_exhaustive()
-    }
-}
+use crate::plans::RetryPolicy;
 
 impl Command {
     /// Replays a failed run: the success-requiring verbs

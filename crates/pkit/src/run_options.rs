@@ -7,14 +7,6 @@ use std::time::Duration;
 use crate::command::Command;
 use crate::sys::Signal;
 
-/// The bounds of a run beyond its timeout: see the builders below.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RunOptions {
-    pub cancel_signal: Option<Signal>,
-    pub cancel_grace: Option<Duration>,
-    pub inactivity: Option<Duration>,
-}
-
 /// How a cancelled run ends its tree.
 impl Command {
     /// The signal the whole tree gets when the run's

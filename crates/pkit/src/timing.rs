@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::command::DEFAULT_TIMEOUT_GRACE;
+use crate::plans::DEFAULT_TIMEOUT_GRACE;
 use crate::sys::Signal;
 
 /// The index and output of the first of `futs` to finish (each is taken
