@@ -10,8 +10,10 @@
 //!
 //! ```text
 //! cargo run --release -p pkit-bench -- [--rounds N] [--only NAME] [--rss-gib 2,8] [--big N]
+//!     [--first-group-mib 256,8192]
 //! ```
 
+mod first_group;
 mod scenarios;
 mod stats;
 
@@ -35,6 +37,13 @@ struct Args {
     /// Also run the 1 GiB scenarios, with this many rounds (at least 1).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     big: Option<usize>,
+    /// Also time the first `Group::new()` of a fresh process holding this
+    /// many MiB (comma-separated, e.g. 256,8192), against a small one.
+    #[arg(long, value_delimiter = ',')]
+    first_group_mib: Vec<u64>,
+    /// Internal: be the child of the first-group scenario.
+    #[arg(long, hide = true)]
+    first_group_child: Option<u64>,
 }
 
 /// One contender's result for one round.
@@ -52,6 +61,10 @@ impl From<Duration> for Sample {
 
 fn main() {
     let args = Args::parse();
+    if let Some(mib) = args.first_group_child {
+        first_group::child(mib);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,6 +93,13 @@ fn main() {
             }
         }
     }
+    if !args.first_group_mib.is_empty() {
+        let scenario = first_group::scenario(&args.first_group_mib);
+        if wanted(scenario.name) {
+            let table = rt.block_on(scenario.run(args.rounds));
+            println!("{table}");
+        }
+    }
     for gib in &args.rss_gib {
         let name = format!("spawn-wait /bin/true, parent holding {gib} GiB");
         if !wanted(&name) {
@@ -94,7 +114,7 @@ fn main() {
 }
 
 /// Allocates and touches `bytes` so they are resident.
-fn touch_memory(bytes: u64) -> Vec<u8> {
+pub fn touch_memory(bytes: u64) -> Vec<u8> {
     let mut v = vec![0u8; bytes as usize];
     for i in (0..v.len()).step_by(4096) {
         v[i] = 1;

@@ -37,6 +37,7 @@ pub fn main(as_json: bool) -> ExitCode {
                 "lost": host.guard.lost,
                 "error": host.guard.error,
                 "process_groups": host.guard.process_groups,
+                "started": host.guard.started,
             }),
         });
         println!("{v}");
@@ -91,6 +92,9 @@ pub fn main(as_json: bool) -> ExitCode {
                 "  owner-death guard: not running in this process (every pkit process starts \
                  its own with its first group)"
             ),
+        }
+        if !g.started.is_empty() {
+            println!("  owner-death guard, started as: {}", g.started);
         }
         println!("  owner-death guard, process groups: {}", g.process_groups);
         println!("  resource caps (need a cgroup group):");

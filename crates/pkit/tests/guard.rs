@@ -61,6 +61,17 @@ fn guard_helper_owner() {
         .build()
         .expect("runtime");
     let _enter = rt.enter();
+    // Memory the owner holds (touched, so resident) before its first group.
+    let ballast: Vec<u8> = match std::env::var("PKIT_GUARD_BALLAST_MIB") {
+        Ok(mib) => {
+            let mut v = vec![0u8; mib.parse::<usize>().expect("MiB") << 20];
+            for i in (0..v.len()).step_by(4096) {
+                v[i] = 1;
+            }
+            v
+        }
+        Err(_) => Vec::new(),
+    };
     let mut builder = Group::builder().mechanism(choice);
     if mode == "capped" {
         builder = builder.memory_max(256 << 20).max_processes(64);
@@ -102,6 +113,8 @@ fn guard_helper_owner() {
     assert!(group.guarded(), "{}", group.description());
     let guard = pkit::host_containment().guard;
     say(format!("guard {}", guard.pid.expect("guard pid")));
+    say(format!("started {}", guard.started));
+    std::hint::black_box(&ballast);
     say(format!("main {}", proc.pid()));
     if let Some(dir) = cgroup_dir(&group) {
         say(format!("cgroup {}", dir.display()));
@@ -229,10 +242,26 @@ struct Owner {
     /// owner's guard status counted.
     spares: Vec<PathBuf>,
     spares_counted: Option<usize>,
+    /// How the guard was started (`GuardStatus::started`).
+    started: String,
     _files: (TempPath, TempPath),
 }
 
 fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
+    start_owner_with(mode, choice, own_pgroup, &[])
+}
+
+/// How an owner may start its guard (`PKIT_GUARD_START`): running its
+/// executable again (the default), or a fork.
+const GUARD_STARTS: [&str; 2] = ["exec", "fork"];
+
+/// [`start_owner`] with extra environment variables for the helper.
+fn start_owner_with(
+    mode: &str,
+    choice: MechanismChoice,
+    own_pgroup: bool,
+    env: &[(&str, &str)],
+) -> Owner {
     let out = TempPath::new("guard-out");
     let pids = TempPath::new("guard-pids");
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
@@ -248,6 +277,7 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
     .env("PKIT_GUARD_MECH", choice.as_str())
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null());
+    cmd.envs(env.iter().copied());
     if own_pgroup {
         cmd.process_group(0);
     }
@@ -286,6 +316,7 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
             skipped: Some(why),
             spares: Vec::new(),
             spares_counted: None,
+            started: String::new(),
             child,
             _files: (out, pids),
         };
@@ -315,6 +346,7 @@ fn start_owner(mode: &str, choice: MechanismChoice, own_pgroup: bool) -> Owner {
             .map(PathBuf::from)
             .collect(),
         spares_counted: field("spares").map(|n| n.parse().expect("a count")),
+        started: field("started").unwrap_or_default(),
         child,
         _files: (out, pids),
     }
@@ -386,12 +418,86 @@ async fn assert_guard_cleaned_up(owner: &Owner, what: &str) {
 async fn sigkilled_owner_leaves_no_grandchild_and_no_cgroup() {
     let suite = begin("sigkilled_owner").await;
     for choice in mechanisms() {
-        let mut owner = start_owner("tree", choice, false);
-        assert_alive(&owner.all(), "before the owner dies");
-        assert_alive(&[owner.guard], "the guard before the owner dies");
-        assert_eq!(owner.cgroup.is_some(), choice == MechanismChoice::Cgroup);
-        owner.kill();
-        assert_guard_cleaned_up(&owner, &format!("{choice}: owner SIGKILLed")).await;
+        for start in GUARD_STARTS {
+            let mut owner = start_owner_with("tree", choice, false, &[("PKIT_GUARD_START", start)]);
+            assert!(
+                owner.started.contains(start),
+                "{choice}, {start}: started as {:?}",
+                owner.started
+            );
+            assert_alive(&owner.all(), "before the owner dies");
+            assert_alive(&[owner.guard], "the guard before the owner dies");
+            assert_eq!(owner.cgroup.is_some(), choice == MechanismChoice::Cgroup);
+            owner.kill();
+            assert_guard_cleaned_up(&owner, &format!("{choice}, {start}: owner SIGKILLed")).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// `VmRSS` of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// By default the guard is this program's executable run again, not a
+/// copy of the owner: an owner holding 256 MiB gets a guard holding a few
+/// MiB of its own (a forked guard shares, and counts, the owner's 256 MiB).
+/// Either way it ends the tree when the owner is SIGKILLed.
+#[tokio::test]
+async fn the_guard_is_no_copy_of_a_large_owner() {
+    let suite = begin("large_owner").await;
+    let me = std::fs::read_link("/proc/self/exe").expect("exe");
+    for choice in mechanisms() {
+        for start in GUARD_STARTS {
+            let mut owner = start_owner_with(
+                "tree",
+                choice,
+                false,
+                &[
+                    ("PKIT_GUARD_BALLAST_MIB", "256"),
+                    ("PKIT_GUARD_START", start),
+                ],
+            );
+            let what = format!("{choice}, {start}");
+            assert_eq!(comm(owner.guard).as_deref(), Some("pkit-guard"), "{what}");
+            assert_eq!(
+                std::fs::read_link(format!("/proc/{}/exe", owner.guard)).ok(),
+                Some(me.clone()),
+                "{what}: the guard runs this executable"
+            );
+            let owner_rss = rss_kib(owner.child.id());
+            let guard_rss = rss_kib(owner.guard);
+            assert!(owner_rss > 256 * 1024, "{what}: owner {owner_rss} KiB");
+            if start == "exec" {
+                assert!(
+                    owner.started.contains("executable, run again"),
+                    "{what}: {:?}",
+                    owner.started
+                );
+                assert!(
+                    guard_rss < 64 * 1024,
+                    "{what}: the guard holds {guard_rss} KiB"
+                );
+            } else {
+                assert!(
+                    owner.started.contains("fork"),
+                    "{what}: {:?}",
+                    owner.started
+                );
+                assert!(
+                    guard_rss > 256 * 1024,
+                    "{what}: a forked guard shares the owner's pages ({guard_rss} KiB)"
+                );
+            }
+            owner.kill();
+            assert_guard_cleaned_up(&owner, &format!("{what}: owner SIGKILLed")).await;
+        }
     }
     suite.end().await;
 }

@@ -29,4 +29,9 @@ pub struct GuardStatus {
     /// How it kills process groups: by the leader's pidfd (exact), or by
     /// number after checking that the leader is unreaped (kernels < 6.9).
     pub process_groups: String,
+    /// How it was started: this program's executable run again as the
+    /// guard (no copy of this process's memory), or a fork of this process
+    /// (a copy-on-write copy of its memory at that moment) and why the
+    /// executable could not be used. Empty until it is started.
+    pub started: String,
 }

@@ -5,11 +5,21 @@
 //!
 //! The first group an owner creates starts the guard (once). The owner
 //! makes a `SOCK_SEQPACKET` socket pair (both ends close-on-exec, so no
-//! spawned program inherits either), forks an intermediate process which
-//! forks the guard and exits at once: the guard is then nobody's child in
-//! the owner's tree (it is reparented to init or the nearest subreaper), so
-//! the owner never has to reap it and no `waitpid(-1)` of the owner's can
-//! take it. The guard keeps only its end of the socket.
+//! spawned program inherits either) and starts the guard so that it is
+//! nobody's child in the owner's tree (it is reparented to init or the
+//! nearest subreaper), so the owner never has to reap it and no
+//! `waitpid(-1)` of the owner's can take it. The guard keeps only its end
+//! of the socket. It is started in one of two ways:
+//!
+//! - By default, without copying the owner's address space: a vfork-style
+//!   launcher (`linux/orphan.rs`) runs this program's own executable again
+//!   (`/proc/self/exe`), and the new image becomes the guard before its
+//!   `main` (`exec.rs`). Its memory is its own and small, whatever the
+//!   owner's size.
+//! - Where that is not possible (pkit is not in the main executable, the
+//!   executable can't be run again, or `PKIT_GUARD_START=fork`): a double
+//!   fork, an intermediate process forking the guard and exiting at once.
+//!   [`GuardStatus::started`] says which, and why.
 //!
 //! Groups register over the socket when created (a cgroup's directory, plus
 //! any v1 cgroup directories that carry its caps; a process group's leader
@@ -22,23 +32,32 @@
 //!
 //! # What the guard may do
 //!
-//! It is forked without exec from a process that may have many threads, so
+//! A forked guard comes from a process that may have many threads, so
 //! from the fork on it runs only [`guard_main`]: raw, async-signal-safe
 //! system calls on memory prepared before the fork (a table with a fixed
 //! number of slots, a read buffer, paths as NUL-terminated bytes). No
-//! allocation, no locks, no Rust I/O, no panics. It closes every fd but its
-//! socket first, moves into its own session (a terminal's Ctrl-C never
-//! reaches it), ignores SIGINT, SIGTERM, SIGHUP and SIGPIPE, and is in none
-//! of the groups it guards (it stays in the owner's own cgroup, which is the
-//! parent of the groups' cgroups, and in a process group of its own).
+//! allocation, no locks, no Rust I/O, no panics. A guard run from the
+//! executable runs the same loop (on a table and buffer it maps itself,
+//! before `main`), so one body of code serves both. It closes every fd
+//! but its socket first, moves into its own session (a terminal's Ctrl-C
+//! never reaches it), ignores SIGINT, SIGTERM, SIGHUP and SIGPIPE, and is
+//! in none of the groups it guards (it stays in the owner's own cgroup,
+//! which is the parent of the groups' cgroups, and in a process group of
+//! its own).
 //!
 //! # Costs and limits
 //!
-//! - The guard is a copy-on-write copy of the owner as it was at the first
-//!   group: pages the owner modifies later are duplicated, so the guard's
-//!   resident memory can grow towards the owner's size at that moment, and
-//!   it keeps the owner's memory mappings (a mapped, deleted file keeps its
-//!   space) until it exits.
+//! - A guard run from the executable costs an `execve` of it (the dynamic
+//!   loader, the shared libraries) at the first group, and holds a few
+//!   pages of its own. It runs whatever other code the executable and its
+//!   libraries run before `main` (static constructors), which Rust programs
+//!   rarely have.
+//! - A forked guard is a copy-on-write copy of the owner as it was at the
+//!   first group: the fork copies the owner's page tables (about half a
+//!   second at 8 GiB), pages the owner modifies later are duplicated, so
+//!   the guard's resident memory can grow towards the owner's size at that
+//!   moment, and it keeps the owner's memory mappings (a mapped, deleted
+//!   file keeps its space) until it exits.
 //! - A child the owner forks without exec inherits the owner's end of the
 //!   socket, so the guard fires only once that child is gone too. An owner
 //!   that `exec`s closes its end (close-on-exec): the guard then tears the
@@ -99,6 +118,7 @@ use std::sync::{Mutex, OnceLock};
 
 use super::linux::spawn;
 
+mod exec;
 mod owner;
 mod process;
 mod start;
@@ -221,10 +241,19 @@ pub(crate) struct Guard {
     pidfd: Option<OwnedFd>,
     exact_pgroup: bool,
     cap: usize,
+    started: Started,
     /// What is registered; held only around non-blocking sends.
     state: Mutex<State>,
     /// One query (a message and its reply) at a time.
     query_lock: Mutex<()>,
+}
+
+/// How the guard was started.
+enum Started {
+    /// This program's executable, run again as the guard (`exec.rs`).
+    Exec,
+    /// A fork of the owner, and why the executable was not used.
+    Fork(String),
 }
 
 struct State {
@@ -367,6 +396,10 @@ pub(crate) fn status() -> GuardStatus {
                     }))
                 },
                 process_groups: g.method().into(),
+                started: match &g.started {
+                    Started::Exec => "this program's executable, run again as the guard (no copy of this process's memory)".into(),
+                    Started::Fork(why) => format!("a fork of this process (a copy-on-write copy of its memory; not run from its executable: {why})"),
+                },
             }
         }
     }

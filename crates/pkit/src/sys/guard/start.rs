@@ -1,10 +1,12 @@
-//! Starting the guard: the socket pair, the double fork, the greeting;
+//! Starting the guard: the socket pair, running the executable again (or
+//! the double fork), the greeting;
 //! and the owner-side socket helpers.
 
 use std::os::fd::FromRawFd;
 
 use super::process::guard_main;
 use super::*;
+use crate::sys::linux::orphan::spawn_orphan;
 
 fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
@@ -35,7 +37,8 @@ pub(super) fn start() -> Result<Guard, String> {
 }
 
 /// Starts a guard that signals process groups exactly (through the
-/// leader's pidfd) or by number after the liveness check.
+/// leader's pidfd) or by number after the liveness check: by running this
+/// program's executable again (`exec.rs`), else by a fork.
 pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
     if let Err(errno) = crate::sys::fault::check(crate::sys::fault::Point::GuardSocket) {
         return Err(format!(
@@ -43,6 +46,25 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
             io::Error::from_raw_os_error(errno)
         ));
     }
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = nofile.maximum.unwrap_or(u64::MAX);
+    let cap = TABLE_CAP.min(hard.saturating_sub(16) as usize).max(1);
+    let no_exec = match exec::usable() {
+        Ok(()) => match start_exec(exact_pgroup, cap) {
+            Ok(guard) => return Ok(guard),
+            Err(why) => {
+                tracing::debug!(target: "pkit", reason = %why, "owner-death guard: the executable could not be run as the guard; forking it");
+                why
+            }
+        },
+        Err(why) => why,
+    };
+    start_forked(exact_pgroup, cap, no_exec)
+}
+
+/// A `SOCK_SEQPACKET` pair, both ends close-on-exec and above stdio: the
+/// owner's end and the guard's.
+fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
     let mut fds = [-1 as RawFd; 2];
     // SAFETY: socketpair writes two fds into the array we pass.
     let rc = unsafe {
@@ -63,12 +85,53 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
     let (owner_end, guard_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let err = |e: io::Error| format!("cannot set up the guard's socket: {e}");
-    let owner_end = above_stdio(owner_end).map_err(err)?;
-    let guard_end = above_stdio(guard_end).map_err(err)?;
+    Ok((
+        above_stdio(owner_end).map_err(err)?,
+        above_stdio(guard_end).map_err(err)?,
+    ))
+}
 
-    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let hard = nofile.maximum.unwrap_or(u64::MAX);
-    let cap = TABLE_CAP.min(hard.saturating_sub(16) as usize).max(1);
+/// Runs this program's executable as the guard (see `exec.rs`): no copy of
+/// the owner's memory.
+fn start_exec(exact_pgroup: bool, cap: usize) -> Result<Guard, String> {
+    let (owner_end, guard_end) = socket_pair()?;
+    let spec = exec::spawn_spec(&guard_end, exact_pgroup, cap)
+        .map_err(|e| format!("cannot prepare the guard's start: {e}"))?;
+    let (pid, pidfd) = spawn_orphan(&spec).map_err(|e| {
+        format!(
+            "cannot run this program's executable as the guard: {}",
+            exec::describe(&e)
+        )
+    })?;
+    drop(spec);
+    drop(guard_end);
+    let hello = recv_reply(owner_end.as_fd(), 10_000);
+    reap_if_ours(pid, &pidfd);
+    match hello {
+        Some(h) if h.kind == REPLY_HELLO && h.pid == pid => {}
+        other => {
+            // Whatever it is, it is not a guard: end it (by its pidfd).
+            let _ = pidfd_send(pidfd.as_fd(), libc::SIGKILL, 0);
+            return Err(match other {
+                None => "the executable run as the guard did not report in".into(),
+                Some(_) => "the executable run as the guard sent a bad greeting".into(),
+            });
+        }
+    }
+    Ok(new_guard(
+        owner_end,
+        pid,
+        Some(pidfd),
+        exact_pgroup,
+        cap,
+        Started::Exec,
+    ))
+}
+
+/// Forks the guard (twice, so that it is nobody's child here): the way
+/// used where the executable can't be run as the guard, given as `why`.
+fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, String> {
+    let (owner_end, guard_end) = socket_pair()?;
     let table = ZeroedTable::new(cap)?;
     let mut buf = vec![0u8; BUF_LEN];
     let plan = Plan {
@@ -142,31 +205,54 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
     if hung_up(owner_end.as_fd()) {
         return Err("the guard exited as soon as it started".into());
     }
-    // An owner that is a subreaper (PR_SET_CHILD_SUBREAPER: a supervisor,
-    // an init in a container) inherits the guard when its launcher exits.
-    // Then nobody else reaps it, and a guard that dies before the owner
-    // would stay a zombie: the reaper thread reaps it once it exits.
     if let Some(fd) = &pidfd {
-        if parent_of(hello.pid) == Some(std::process::id()) {
-            if let Ok(dup) = fd.try_clone() {
-                crate::sys::linux::reaper::reap_later(dup);
-            }
-        }
+        reap_if_ours(hello.pid, fd);
     }
-    Ok(Guard {
-        owner: std::process::id(),
-        sock: owner_end,
-        pid: hello.pid,
+    Ok(new_guard(
+        owner_end,
+        hello.pid,
         pidfd,
         exact_pgroup,
         cap,
+        Started::Fork(why),
+    ))
+}
+
+/// An owner that is a subreaper (PR_SET_CHILD_SUBREAPER: a supervisor, an
+/// init in a container) inherits the guard when its launcher exits. Then
+/// nobody else reaps it, and a guard that dies before the owner would stay
+/// a zombie: the reaper thread reaps it once it exits.
+fn reap_if_ours(pid: i32, pidfd: &OwnedFd) {
+    if parent_of(pid) == Some(std::process::id()) {
+        if let Ok(dup) = pidfd.try_clone() {
+            crate::sys::linux::reaper::reap_later(dup);
+        }
+    }
+}
+
+fn new_guard(
+    sock: OwnedFd,
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    exact_pgroup: bool,
+    cap: usize,
+    started: Started,
+) -> Guard {
+    Guard {
+        owner: std::process::id(),
+        sock,
+        pid,
+        pidfd,
+        exact_pgroup,
+        cap,
+        started,
         state: Mutex::new(State {
             live: BTreeMap::new(),
             used: 0,
             failed: None,
         }),
         query_lock: Mutex::new(()),
-    })
+    }
 }
 
 /// The guard's table, allocated zeroed (all free slots): untouched pages

@@ -7,6 +7,7 @@ mod clone3;
 pub(crate) mod forked;
 pub(crate) mod host;
 pub(crate) mod leaf;
+pub(crate) mod orphan;
 mod prexec;
 pub(crate) mod procfs;
 pub(crate) mod reaper;

@@ -325,10 +325,10 @@ pub(super) fn failure(code: i32) -> SpawnError {
 }
 
 /// The child's stack: uninitialised heap memory, 16-byte aligned.
-struct Stack(Vec<u128>);
+pub(super) struct Stack(Vec<u128>);
 
 impl Stack {
-    fn new() -> Stack {
+    pub(super) fn new() -> Stack {
         Stack(Vec::with_capacity(STACK_SIZE / 16))
     }
 
@@ -336,7 +336,7 @@ impl Stack {
         self.0.as_mut_ptr().cast()
     }
 
-    fn top(&mut self) -> *mut c_void {
+    pub(super) fn top(&mut self) -> *mut c_void {
         // SAFETY: one past the end of the allocation, which is STACK_SIZE
         // bytes long; the stack grows down from there.
         unsafe { self.base().add(STACK_SIZE).cast() }

@@ -1,0 +1,273 @@
+//! Starting the guard without copying the owner's address space: this
+//! program's own executable, run again as the guard.
+//!
+//! A fork would copy the owner's page tables (about half a second in a
+//! parent holding 8 GiB) and leave the guard a copy-on-write copy of the
+//! owner's memory. Instead the owner starts `/proc/self/exe` the way it
+//! starts any program: a vfork-style child that borrows the owner's memory
+//! until `execve` (`linux/orphan.rs`, which also makes it nobody's child in
+//! the owner's tree). The new image finds [`ENV`] in its environment and
+//! becomes the guard before `main` runs: pkit places [`guard_entry`] in
+//! the executable's `.init_array`, the list of functions the dynamic loader
+//! (or a static binary's startup code) calls before `main`. The guard then
+//! runs exactly the loop a forked guard runs (`process.rs`), with a table
+//! and buffer of its own and nothing of the owner's memory.
+//!
+//! This needs pkit's entry function in the main executable (not in a
+//! shared library loaded into another program, such as a Python
+//! extension), and an executable that can be run again through
+//! `/proc/self/exe`. [`usable`] checks the first; a start that fails or
+//! whose image does not report in is ended (through its pidfd) and the
+//! guard is forked as before. `PKIT_GUARD_START=fork` forces the fork.
+
+use std::ffi::{c_void, CStr, CString};
+
+use super::process::guard_main;
+use super::*;
+use crate::sys::setup::dup_above;
+use crate::sys::{child_io, ChildSetup, IoRequest, SpawnError, SpawnSpec};
+
+/// Set in the guard's environment: `<fd>,<exact>,<cap>` (the socket's
+/// descriptor, 1 if process groups are signalled exactly, the table's
+/// slots).
+const ENV: &str = "PKIT_OWNER_DEATH_GUARD";
+/// The descriptor the guard's socket gets in the new image.
+const GUARD_FD: RawFd = 3;
+
+/// `PKIT_GUARD_START=fork` makes the owner fork its guard (the way used
+/// where running the executable again is not possible), for tests and for
+/// comparing the two; `exec` (or unset) tries the executable first.
+pub(super) const START_ENV_VAR: &str = "PKIT_GUARD_START";
+
+/// Whether [`guard_entry`] ran in this process (so the executable carries
+/// it, and the linker kept it).
+static ENTRY_RAN: AtomicBool = AtomicBool::new(false);
+
+/// The executable's pre-`main` entry: see the module docs.
+#[used]
+#[link_section = ".init_array"]
+static GUARD_ENTRY: extern "C" fn() = guard_entry;
+
+/// Runs before `main` in every process of an executable linked with pkit:
+/// notes that it ran and, only in a process started as a guard, becomes the
+/// guard (never returning). Elsewhere it costs one `getenv`.
+extern "C" fn guard_entry() {
+    ENTRY_RAN.store(true, Ordering::Relaxed);
+    // SAFETY: reads this process's environment (set up before any
+    // `.init_array` function runs, and not yet changed by anyone: `main`
+    // has not started); becomes the guard only when asked through it.
+    unsafe { become_guard_if_asked() }
+}
+
+/// # Safety
+/// Only from [`guard_entry`], before `main`.
+unsafe fn become_guard_if_asked() {
+    let value = libc::getenv(c"PKIT_OWNER_DEATH_GUARD".as_ptr());
+    if value.is_null() {
+        return;
+    }
+    let Some((sock, exact_pgroup, cap)) = parse(CStr::from_ptr(value).to_bytes()) else {
+        return;
+    };
+    // Only on a socket of the kind the owner makes: anything else means
+    // the variable was not set by pkit for this process.
+    let mut kind: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    if libc::getsockopt(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_TYPE,
+        (&mut kind as *mut libc::c_int).cast(),
+        &mut len,
+    ) != 0
+        || kind != libc::SOCK_SEQPACKET
+    {
+        return;
+    }
+    // Anonymous mappings are zero-filled (all slots free) and cost no
+    // memory until touched.
+    let map = |bytes: usize| {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            // No greeting: the owner falls back to a fork.
+            libc::_exit(1);
+        }
+        p
+    };
+    let table = map(cap * size_of::<Slot>()).cast::<Slot>();
+    let buf = map(BUF_LEN).cast::<u8>();
+    let plan = Plan {
+        sock,
+        table,
+        cap,
+        buf,
+        buf_len: BUF_LEN,
+        exact_pgroup,
+    };
+    guard_main(&plan)
+}
+
+/// Parses `<fd>,<exact>,<cap>`.
+fn parse(text: &[u8]) -> Option<(RawFd, bool, usize)> {
+    let mut fields = text.split(|&b| b == b',');
+    let mut number = || -> Option<usize> {
+        let f = fields.next()?;
+        if f.is_empty() || f.len() > 9 || !f.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(f.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
+    };
+    let fd = number()? as RawFd;
+    let exact = number()?;
+    let cap = number()?;
+    if fields.next().is_some() || fd < 3 || exact > 1 || cap == 0 || cap > TABLE_CAP {
+        return None;
+    }
+    Some((fd, exact == 1, cap))
+}
+
+/// Whether the guard may be started by running the executable again; if
+/// not, why not.
+pub(super) fn usable() -> Result<(), String> {
+    match std::env::var_os(START_ENV_VAR) {
+        Some(v) if v == "fork" => return Err(format!("{START_ENV_VAR}=fork")),
+        Some(v) if v == "exec" || v.is_empty() => {}
+        None => {}
+        Some(_) => {
+            tracing::warn!(target: "pkit", "{START_ENV_VAR} is neither exec nor fork; ignored")
+        }
+    }
+    if !ENTRY_RAN.load(Ordering::Relaxed) {
+        return Err("pkit's pre-main entry did not run in this process".into());
+    }
+    if !in_main_executable(guard_entry as *const () as usize) {
+        return Err("pkit is not linked into the main executable".into());
+    }
+    Ok(())
+}
+
+/// Whether `addr` lies in the main executable's loaded segments (the first
+/// object `dl_iterate_phdr` reports).
+fn in_main_executable(addr: usize) -> bool {
+    struct Query {
+        addr: usize,
+        found: bool,
+    }
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `Query` passed below; `info` and its
+        // program headers are valid for this callback (dl_iterate_phdr).
+        let (query, info) = unsafe { (&mut *data.cast::<Query>(), &*info) };
+        for i in 0..usize::from(info.dlpi_phnum) {
+            // SAFETY: `dlpi_phdr` points at `dlpi_phnum` headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type != libc::PT_LOAD {
+                continue;
+            }
+            let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+            if query.addr >= start && query.addr - start < ph.p_memsz as usize {
+                query.found = true;
+            }
+        }
+        1 // only the first object: the main program
+    }
+    let mut query = Query { addr, found: false };
+    // SAFETY: the callback only reads what glibc hands it and writes the
+    // `Query` behind `data`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut query as *mut Query).cast()) };
+    query.found
+}
+
+/// The guard's spawn: this executable, with stdio on `/dev/null`, the
+/// owner's environment plus [`ENV`], and `guard_end` as [`GUARD_FD`].
+pub(super) fn spawn_spec(
+    guard_end: &OwnedFd,
+    exact_pgroup: bool,
+    cap: usize,
+) -> io::Result<SpawnSpec> {
+    let cstr = |b: Vec<u8>| CString::new(b).map_err(io::Error::other);
+    let mut envp = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        if name == ENV {
+            continue;
+        }
+        let mut entry = name.as_bytes().to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        // A variable with a NUL byte can't be passed on; it is left out.
+        if let Ok(c) = cstr(entry) {
+            envp.push(c);
+        }
+    }
+    envp.push(cstr(
+        format!("{ENV}={GUARD_FD},{},{cap}", u8::from(exact_pgroup)).into_bytes(),
+    )?);
+    let null = || child_io(IoRequest::Null, false).map(|(io, _)| io);
+    // `keep` sources must be numbered above every target.
+    let sock = dup_above(guard_end.as_raw_fd(), GUARD_FD + 1)?;
+    Ok(SpawnSpec {
+        path: cstr(b"/proc/self/exe".to_vec())?,
+        argv: vec![cstr(b"pkit-guard".to_vec())?],
+        envp,
+        cwd: None,
+        stdin: null()?,
+        stdout: null()?,
+        stderr: null()?,
+        setup: ChildSetup {
+            keep: vec![(sock, GUARD_FD)],
+            ..ChildSetup::default()
+        },
+    })
+}
+
+/// A spawn error in words (no argument or environment value in it).
+pub(super) fn describe(e: &SpawnError) -> String {
+    match e {
+        SpawnError::Exec(e) => format!("exec failed: {e}"),
+        SpawnError::Chdir(e) => format!("chdir failed: {e}"),
+        SpawnError::Step(step, e) => format!("{step:?} failed: {e}"),
+        SpawnError::Refused(e) | SpawnError::Os(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_variable_is_parsed_strictly() {
+        assert_eq!(parse(b"3,1,4096"), Some((3, true, 4096)));
+        assert_eq!(parse(b"7,0,1"), Some((7, false, 1)));
+        for bad in [
+            &b""[..],
+            b"3,1",
+            b"3,1,4096,",
+            b"2,1,10",
+            b"3,2,10",
+            b"3,1,0",
+            b"3,1,4097",
+            b"-3,1,10",
+            b"3, 1,10",
+            b"99999999999,1,1",
+        ] {
+            assert_eq!(parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// The entry is linked into this test binary, in its main executable.
+    #[test]
+    fn the_pre_main_entry_ran_here() {
+        assert!(ENTRY_RAN.load(Ordering::Relaxed));
+        assert!(in_main_executable(guard_entry as *const () as usize));
+    }
+}
