@@ -65,42 +65,28 @@ pub(crate) fn start(
     }
     let prepared = prepare(cmd, &program)?;
 
-    let io_err = |e: io::Error| Error::io(format!("{program}: setting up stdio"), e);
     // A reader is taken now, so a second run of the same reader fails
     // before anything is spawned.
     let mut reader = None;
-    let (stdin_child, stdin_parent) = match &cmd.stdin {
-        _ if stdin_over.is_some() => (stdin_over.expect("checked"), None),
-        Input::Null => sys::child_io(IoRequest::Null, true).map_err(io_err)?,
-        Input::Inherit => sys::child_io(IoRequest::Inherit, true).map_err(io_err)?,
-        Input::Bytes(_) | Input::Piped => sys::child_io(IoRequest::Pipe, true).map_err(io_err)?,
-        Input::Reader(shared) => {
-            reader = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if reader.is_none() {
-                return Err(Error::InvalidInput(format!(
-                    "{program}: its stdin reader was already consumed by an earlier run"
-                )));
-            }
-            sys::child_io(IoRequest::Pipe, true).map_err(io_err)?
-        }
-        Input::File(path) => (
-            sys::child_io_file(path)
-                .map_err(|e| Error::io(format!("{program}: opening its stdin file"), e))?,
-            None,
+    let in_pipe = stdin_over.is_some() || stdout_over.is_some();
+    let (
+        (stdin_child, stdin_parent),
+        (stdout_child, stdout_parent),
+        (stderr_child, stderr_parent),
+        pty,
+    ) = match crate::pty::open_for(cmd, &program, in_pipe)? {
+        Some(t) => (
+            (t.stdin, None),
+            (t.stdout, None),
+            (t.stderr, None),
+            Some(t.master),
         ),
+        None => {
+            let (stdin, stdout, stderr) =
+                stdio(cmd, &program, stdin_over, stdout_over, &mut reader)?;
+            (stdin, stdout, stderr, None)
+        }
     };
-    let (stdout_child, stdout_parent) = match stdout_over {
-        Some(fd) => (fd, None),
-        None => match cmd.spawn.output_file(crate::StreamKind::Stdout, &program)? {
-            Some(file) => (file, None),
-            None => sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?,
-        },
-    };
-    let (stderr_child, stderr_parent) =
-        match cmd.spawn.output_file(crate::StreamKind::Stderr, &program)? {
-            Some(file) => (file, None),
-            None => sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?,
-        };
 
     let setup = cmd.spawn.prepare(&program, container.mechanism())?;
     let spec = sys::SpawnSpec {
@@ -133,6 +119,7 @@ pub(crate) fn start(
         reader,
         stdout: stdout_parent,
         stderr: stderr_parent,
+        pty,
     };
     crate::watch::attach(&mut proc, cmd, tree);
     if let Err(e) = wire(&mut proc, cmd, stream_lines, bounded_capture, pipes) {
@@ -145,12 +132,67 @@ pub(crate) fn start(
     Ok(proc)
 }
 
+/// One stream's child end and, when piped, the parent's end.
+type Ends = (sys::ChildIo, Option<OwnedFd>);
+
+/// The child's stdio as the command (or a pipeline stage) asks, without a
+/// pty. A stdin reader is taken into `reader`.
+fn stdio(
+    cmd: &Command,
+    program: &str,
+    stdin_over: Option<sys::ChildIo>,
+    stdout_over: Option<sys::ChildIo>,
+    reader: &mut Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+) -> Result<(Ends, Ends, Ends)> {
+    let io_err = |e: io::Error| Error::io(format!("{program}: setting up stdio"), e);
+    let (stdin_child, stdin_parent) = match &cmd.stdin {
+        _ if stdin_over.is_some() => (stdin_over.expect("checked"), None),
+        Input::Null => sys::child_io(IoRequest::Null, true).map_err(io_err)?,
+        Input::Inherit => sys::child_io(IoRequest::Inherit, true).map_err(io_err)?,
+        Input::Bytes(_) | Input::Piped => sys::child_io(IoRequest::Pipe, true).map_err(io_err)?,
+        Input::Reader(shared) => {
+            *reader = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if reader.is_none() {
+                return Err(Error::InvalidInput(format!(
+                    "{program}: its stdin reader was already consumed by an earlier run"
+                )));
+            }
+            sys::child_io(IoRequest::Pipe, true).map_err(io_err)?
+        }
+        Input::File(path) => (
+            sys::child_io_file(path)
+                .map_err(|e| Error::io(format!("{program}: opening its stdin file"), e))?,
+            None,
+        ),
+    };
+    let (stdout_child, stdout_parent) = match stdout_over {
+        Some(fd) => (fd, None),
+        None => match cmd.spawn.output_file(crate::StreamKind::Stdout, program)? {
+            Some(file) => (file, None),
+            None => sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?,
+        },
+    };
+    let (stderr_child, stderr_parent) =
+        match cmd.spawn.output_file(crate::StreamKind::Stderr, program)? {
+            Some(file) => (file, None),
+            None => sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?,
+        };
+
+    Ok((
+        (stdin_child, stdin_parent),
+        (stdout_child, stdout_parent),
+        (stderr_child, stderr_parent),
+    ))
+}
+
 /// The parent's ends of the child's stdio.
 struct Pipes {
     stdin: Option<OwnedFd>,
     reader: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
+    /// A pty session's master.
+    pty: Option<OwnedFd>,
 }
 
 fn wire(
@@ -165,6 +207,7 @@ fn wire(
         reader,
         stdout,
         stderr,
+        pty,
     } = pipes;
     let plan = &cmd.io;
     let (line_tx, line_rx) = if stream_lines {
@@ -213,6 +256,11 @@ fn wire(
     }
     if let Some(fd) = stderr {
         proc.stderr = Some(Reader::start(fd, stream_plan(StreamKind::Stderr))?);
+    }
+    if let Some(master) = pty {
+        if let Some(io) = crate::pty::attach(proc, master, cmd.spawn.pty_raw)? {
+            proc.stdout = Some(Reader::start_pty(io, stream_plan(StreamKind::Stdout)));
+        }
     }
     drop(line_tx); // the readers hold the only senders: the stream ends with them
     proc.lines = Some(Lines { rx: line_rx });
@@ -411,6 +459,11 @@ pub(crate) fn spawn_error(
             program: program.into(),
             dir: cwd.map(Path::to_path_buf).unwrap_or_default(),
             source,
+        },
+        sys::SpawnError::Unsupported(operation, mechanism, reason) => Error::Unsupported {
+            operation,
+            mechanism,
+            reason,
         },
         sys::SpawnError::Refused(source) | sys::SpawnError::Os(source) => Error::Spawn {
             program: program.into(),

@@ -115,6 +115,7 @@ mod pipe;
 mod plans;
 mod probe;
 mod process;
+pub mod pty;
 mod pump;
 mod retry;
 mod run_options;
@@ -131,6 +132,7 @@ mod timing;
 #[doc(hidden)]
 pub use sys::fault;
 mod verbs;
+mod vt;
 mod watch;
 
 /// The README's examples, compiled as doctests so they stay true.
@@ -154,6 +156,7 @@ pub use output::{Outcome, Output};
 pub use output_builder::OutputBuilder;
 pub use pipe::Pipe;
 pub use process::{ChildStdin, RunningProcess};
+pub use pty::{Pty, PtyMaster};
 pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
 };
@@ -170,3 +173,4 @@ pub use sys::{
     host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment, LimitInfo,
     Mechanism, MechanismChoice, Placement, ProcessInfo, Signal, Stats,
 };
+pub use vt::{strip_vt, VtStripper};

@@ -64,6 +64,8 @@ pub struct RunningProcess {
     pub(crate) own_group: Option<crate::Group>,
     /// Set by `set_kill_on_drop`: the drop kills the process's subtree.
     pub(crate) kill_on_drop: bool,
+    /// The master side of a pty session (`pty.rs`).
+    pub(crate) pty: Option<crate::pty::PtySide>,
 }
 
 impl RunningProcess {
@@ -94,6 +96,7 @@ impl RunningProcess {
             own_group: None,
             kill_on_drop: false,
             log_name: None,
+            pty: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod decode;
 mod limit;
 mod lines;
 mod queue;
+mod source;
 mod split;
 
 use crate::sys::OwnedFd;
@@ -130,9 +131,18 @@ impl Reader {
     /// Starts reading `fd` (the parent's end of an output pipe).
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
         let rx = crate::sys::pipe_receiver(fd)?;
+        Ok(Reader::start_source(source::Source::Pipe(rx), plan))
+    }
+
+    /// Starts reading a pseudo-terminal's master (a pty session's output).
+    pub(crate) fn start_pty(pty: crate::sys::pty::PtyIo, plan: StreamPlan) -> Reader {
+        Reader::start_source(source::Source::Pty(pty), plan)
+    }
+
+    fn start_source(rx: source::Source, plan: StreamPlan) -> Reader {
         let control = Arc::new(Control::default());
         let task = tokio::spawn(run(rx, plan, control.clone()));
-        Ok(Reader { task, control })
+        Reader { task, control }
     }
 
     /// Stops reading — after taking what is already in the pipe, even if an
@@ -239,11 +249,7 @@ fn capture_blocking(
     capture.finish()
 }
 
-async fn run(
-    mut rx: crate::sys::PipeReceiver,
-    plan: StreamPlan,
-    control: Arc<Control>,
-) -> Captured {
+async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) -> Captured {
     let mut sinks = Sinks::new(plan);
     let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // Small outputs use the pipe as made; once a stream has produced a few
@@ -308,7 +314,7 @@ async fn run(
             Step::Read(Err(_)) => break,
             Step::Stop => {
                 let mut rest = Vec::new();
-                crate::sys::drain_receiver(&rx, &mut rest);
+                rx.drain(&mut rest);
                 sinks.feed(&rest).await;
                 break;
             }
@@ -316,14 +322,14 @@ async fn run(
         if busy {
             tokio::task::yield_now().await;
         }
-        if read_size == READ_CHUNK && total >= HANDOFF_BYTES {
-            crate::sys::grow_receiver(&rx);
+        if read_size == READ_CHUNK && total >= HANDOFF_BYTES && rx.is_pipe() {
+            rx.grow();
             read_size = BIG_READ_CHUNK;
             if crate::sys::BLOCKING_HANDOFF && sinks.capture_only() {
                 let capture = sinks.capture.take().expect("checked by capture_only");
-                return match crate::sys::receiver_into_fd(rx) {
-                    Ok(fd) => capture_on_thread(fd, capture, sinks.limit, control).await,
-                    Err(_) => capture.finish(),
+                return match rx.into_pipe_fd() {
+                    Some(Ok(fd)) => capture_on_thread(fd, capture, sinks.limit, control).await,
+                    _ => capture.finish(),
                 };
             }
         }

@@ -77,6 +77,10 @@ pub(crate) struct SpawnOptions {
     stdout_file: Option<(PathBuf, FileMode)>,
     stderr_file: Option<(PathBuf, FileMode)>,
     merge_stderr: bool,
+    /// `Command::pty(rows, cols)`: see `pty.rs`.
+    pub(crate) pty: Option<(u16, u16)>,
+    /// `Command::pty_raw`: pkit doesn't read the terminal.
+    pub(crate) pty_raw: bool,
     /// Set by `Command::pre_exec` (in `sys/setup.rs`, beside its unsafe).
     pub(crate) pre_exec: Vec<sys::PreExecHook>,
 }
@@ -103,6 +107,12 @@ impl SpawnOptions {
         sys::child_io_output_file(path, *mode == FileMode::Append)
             .map(Some)
             .map_err(|e| Error::io(format!("{program}: opening its {stream} file"), e))
+    }
+
+    /// Whether a stdout/stderr file or `merge_stderr` decides the child's
+    /// output streams.
+    pub(crate) fn claims_output(&self) -> bool {
+        self.stdout_file.is_some() || self.stderr_file.is_some() || self.merge_stderr
     }
 
     /// The names of [`Command::inherit_env`](crate::Command::inherit_env), when it was called.
@@ -194,7 +204,8 @@ impl SpawnOptions {
             keep.push((dup, child));
         }
         Ok(ChildSetup {
-            setsid: self.setsid,
+            setsid: self.setsid || self.pty.is_some(),
+            ctty: self.pty.is_some(),
             rlimits,
             nice: self.nice,
             umask: self.umask,
@@ -216,6 +227,7 @@ impl SpawnOptions {
             && self.rlimits.is_empty()
             && self.nice.is_none()
             && !self.setsid
+            && self.pty.is_none()
             && self.keep_fds.is_empty()
             && self.io_priority.is_none()
             && self.cpus.is_none()

@@ -27,6 +27,11 @@ mod limits;
 pub(crate) mod linux;
 mod place;
 mod pre_exec;
+#[cfg(unix)]
+pub(crate) mod pty;
+#[cfg(windows)]
+#[path = "pty_unsupported.rs"]
+pub(crate) mod pty;
 mod resolve;
 mod setup;
 mod signal;
@@ -142,6 +147,8 @@ pub(crate) enum SpawnError {
     Step(ChildStep, io::Error),
     /// Any other OS failure (pipes, fds, limits).
     Os(io::Error),
+    /// The mechanism can't place this child (operation, mechanism, why).
+    Unsupported(&'static str, Mechanism, String),
 }
 
 /// Requested stdio for one stream.

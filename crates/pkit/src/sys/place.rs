@@ -183,6 +183,7 @@ impl Container {
             Kind::Pgroup { leader } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
                 let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
+                pty_session_check(spec, leader.as_deref())?;
                 let (pid, pidfd) = match spawn::spawn_joining(spec, &[], Some(pgid)) {
                     // The group's process group is gone: this process
                     // ignores SIGCHLD, so the kernel reaped the leader when
@@ -243,4 +244,42 @@ impl Container {
             }
         };
     }
+}
+
+/// Under the process-group mechanism a pty session and the group's process
+/// group must be one and the same: a child that calls `setsid` leads a new
+/// process group numbered by its pid, which is the group's only when that
+/// child is the group's first process (its leader). And once the leader
+/// leads a session, no later process can join its process group (`setpgid`
+/// refuses a group of another session). Both are refused as unsupported
+/// rather than started outside the group.
+fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(), SpawnError> {
+    let unsupported = |operation, reason: &str| {
+        Err(SpawnError::Unsupported(
+            operation,
+            crate::sys::Mechanism::ProcessGroup,
+            reason.into(),
+        ))
+    };
+    let Some(leader) = leader else {
+        return Ok(());
+    };
+    let pid = rustix::process::Pid::from_raw(leader.pid());
+    let leads_session = !leader.reaped_by_kernel()
+        && pid.is_some_and(|p| rustix::process::getsid(Some(p)).is_ok_and(|sid| sid == p));
+    if leads_session {
+        return unsupported(
+            "start",
+            "the group's process group is led by a pty session; a process of this session \
+             can't join it (start it in another group)",
+        );
+    }
+    if spec.setup.ctty {
+        return unsupported(
+            "pty",
+            "a pty child leads its own session and process group, which is the group's only \
+             when it is the group's first process (start it in a new group, as every verb does)",
+        );
+    }
+    Ok(())
 }

@@ -34,6 +34,9 @@ use super::step::{IoClass, Resource};
 pub(crate) struct ChildSetup {
     /// `setsid()`: the child leads a new session (and process group).
     pub setsid: bool,
+    /// `ioctl(0, TIOCSCTTY)` after `setsid`: its stdin (a terminal) becomes
+    /// the new session's controlling terminal (pty sessions).
+    pub ctty: bool,
     /// `prlimit(0, resource, {soft, hard})`, in order.
     pub rlimits: Vec<(c_int, u64, u64)>,
     /// `setpriority(PRIO_PROCESS, 0, nice)`.
@@ -64,6 +67,7 @@ impl std::fmt::Debug for ChildSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChildSetup")
             .field("setsid", &self.setsid)
+            .field("ctty", &self.ctty)
             .field("rlimits", &self.rlimits.len())
             .field("uid", &self.uid)
             .field("keep", &self.keep.len())

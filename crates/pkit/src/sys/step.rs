@@ -137,6 +137,9 @@ pub enum ChildStep {
     Uid,
     /// Placing a passed-through descriptor ([`Command::keep_fds`](crate::Command::keep_fds)).
     KeepFds,
+    /// Making the pseudo-terminal the child's controlling terminal
+    /// ([`Command::pty`](crate::Command::pty)).
+    Terminal,
 }
 
 impl ChildStep {
@@ -156,6 +159,7 @@ impl ChildStep {
             ChildStep::Gid => "setting the group id",
             ChildStep::Uid => "setting the user id",
             ChildStep::KeepFds => "passing a descriptor through",
+            ChildStep::Terminal => "taking the pseudo-terminal as its controlling terminal",
         }
     }
 }

@@ -127,10 +127,18 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
     if setup.setsid && libc::setsid() < 0 {
         fail(plan, Step::Setup(ChildStep::Session));
     }
-    if let Some(pgid) = plan.pgid {
-        if libc::setpgid(0, pgid) < 0 {
+    // A pty session: the terminal on stdin becomes the controlling one.
+    if setup.ctty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+        fail(plan, Step::Setup(ChildStep::Terminal));
+    }
+    match plan.pgid {
+        // A new session's leader already leads a new process group, the
+        // one asked for (its pid); setpgid would refuse a session leader.
+        Some(0) if setup.setsid => {}
+        Some(pgid) if libc::setpgid(0, pgid) < 0 => {
             fail(plan, Step::Setup(ChildStep::ProcessGroup));
         }
+        _ => {}
     }
     // cgroups: "0" means the writing process itself. Joined while the
     // child still has the owner's credentials.
@@ -275,7 +283,7 @@ pub(super) enum Step {
 }
 
 /// The codes of the steps (0 is "no failure").
-const SETUP_STEPS: [ChildStep; 13] = [
+const SETUP_STEPS: [ChildStep; 14] = [
     ChildStep::Stdio,
     ChildStep::Session,
     ChildStep::ProcessGroup,
@@ -289,6 +297,7 @@ const SETUP_STEPS: [ChildStep; 13] = [
     ChildStep::IoPriority,
     ChildStep::CpuAffinity,
     ChildStep::PreExec,
+    ChildStep::Terminal,
 ];
 
 impl Step {

@@ -1,0 +1,371 @@
+//! Pseudo-terminal sessions: [`Command::pty`] runs a program on a terminal
+//! of its own, for programs that behave differently without one (colours,
+//! prompts, line editing, progress bars, password questions, `isatty`
+//! checks).
+//!
+//! The child gets the terminal's slave side as stdin, stdout and stderr,
+//! leads a new session and has the terminal as its controlling terminal;
+//! it stays in its group's container, so it and everything it starts die
+//! with the group as usual. pkit keeps the master side:
+//!
+//! - What the program writes to the terminal (stdout and stderr alike, in
+//!   the order written) is read like a piped stdout: captured into the
+//!   [`Output`](crate::Output), split into [`lines`](crate::RunningProcess::lines),
+//!   matched by [`wait_for_line`](crate::RunningProcess::wait_for_line).
+//!   It is terminal output: lines end with `\r\n` (the line splitter drops
+//!   the `\r`), what is typed is echoed unless the program turns echo off,
+//!   and many programs add escape sequences;
+//!   [`DecoderFactory::utf8_strip_vt`](crate::DecoderFactory::utf8_strip_vt)
+//!   removes those before lines are split.
+//! - What is typed goes through [`Pty`] ([`RunningProcess::pty`]):
+//!   [`write_line`](Pty::write_line), [`send_control`](Pty::send_control)
+//!   (Ctrl-C as the terminal's own interrupt character),
+//!   [`resize`](Pty::resize) (the program gets SIGWINCH), or any bytes as
+//!   an [`AsyncWrite`].
+//! - With [`Command::pty_raw`] pkit reads nothing, and
+//!   [`RunningProcess::take_pty_master`] hands over the master side as one
+//!   `AsyncRead + AsyncWrite`: for relaying a terminal byte for byte.
+//!
+//! ```
+//! # async fn demo() -> pkit::Result<()> {
+//! use std::time::Duration;
+//!
+//! // An interactive shell (its stdin is a terminal), with a prompt that
+//! // ends its line, so that waiting for the prompt is waiting for a line.
+//! let mut sh = pkit::Command::new("sh")
+//!     .env("PS1", "ready\n")
+//!     .pty(24, 80)
+//!     .stream_lines()
+//!     .decoder(pkit::DecoderFactory::utf8_strip_vt())
+//!     .start()?;
+//! let limit = Duration::from_secs(10);
+//! sh.wait_for_line(|l| l.text == "ready", limit).await?;
+//! let tty = sh.pty().expect("a pty session");
+//! tty.write_line("test -t 0 && echo on a terminal").await?;
+//! // The terminal echoes the typed line first; then comes the answer.
+//! sh.wait_for_line(|l| l.text == "on a terminal", limit).await?;
+//! tty.send_control('d').await?; // end of input: the shell exits
+//! assert!(sh.wait().await?.success());
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! **Mechanisms.** Under cgroup v2 a pty session is contained like any
+//! process. Under the process-group mechanism the session's leader must be
+//! the group's process-group leader (a new session always starts a new
+//! process group, numbered by its leader's pid): a pty command runs only
+//! as the first process of its group (every verb, and
+//! [`Command::start`], use a fresh group), and once it leads, no other
+//! process can join that group. Either start is refused with
+//! [`Error::Unsupported`](crate::Error::Unsupported). And as always under
+//! process groups, a descendant that leaves the process group escapes the
+//! teardown: an interactive shell with job control does that for every
+//! job it runs (use cgroup v2, or a non-interactive `sh -c`).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::command::{Command, Input, Stdio};
+use crate::error::{Error, Result};
+use crate::process::RunningProcess;
+use crate::sys::pty::{PtyIo, Special};
+use crate::sys::ChildIo;
+
+impl Command {
+    /// Runs the program on a pseudo-terminal of `rows` x `cols` of its own:
+    /// its stdin, stdout and stderr are the terminal, it leads a new session
+    /// with the terminal as its controlling terminal, and it stays in its
+    /// group's container. Its output (stdout and stderr merged, as on any
+    /// terminal) is read as stdout: captured, split into lines, matched by
+    /// probes. Type into it through [`RunningProcess::pty`]. See the
+    /// [module docs](crate::pty) for what changes on a terminal, and for the
+    /// process-group mechanism's rule (the session must lead its group).
+    ///
+    /// The terminal replaces the stdio settings: a command that also sets
+    /// stdin input, `stdout`/`stderr` other than piped, a stdout or stderr
+    /// file, or `merge_stderr`, fails to start with
+    /// [`Error::InvalidInput`]; so does a pipeline stage. A size of 0 rows
+    /// or columns is invalid too. Linux.
+    pub fn pty(mut self, rows: u16, cols: u16) -> Command {
+        self.spawn.pty = Some((rows, cols));
+        self.spawn.pty_raw = false;
+        self
+    }
+
+    /// Like [`pty`](Self::pty), but pkit reads nothing from the terminal:
+    /// take its master side with [`RunningProcess::take_pty_master`] and
+    /// read it yourself (until you do, and while you don't, a program that
+    /// writes a lot blocks once the terminal's buffer is full). The
+    /// [`Output`](crate::Output) has no stdout, and line streams and probes
+    /// see no lines. For relaying a terminal byte for byte.
+    pub fn pty_raw(mut self, rows: u16, cols: u16) -> Command {
+        self.spawn.pty = Some((rows, cols));
+        self.spawn.pty_raw = true;
+        self
+    }
+}
+
+/// The typing side of a [`Command::pty`] session's terminal: an
+/// [`AsyncWrite`] of the bytes a user would type, and the terminal's
+/// controls. Cheap to clone; every clone is the same terminal, and
+/// [`write_line`](Self::write_line) and [`send_control`](Self::send_control)
+/// may be called from several tasks at once (as an `AsyncWrite`, write from
+/// one task at a time, as with any shared writer). It stays usable after
+/// the process exits.
+#[derive(Clone)]
+pub struct Pty {
+    io: Arc<PtyIo>,
+}
+
+impl Pty {
+    /// Types `line` and Enter (a carriage return, which the terminal turns
+    /// into the line feed a program reads unless the program switched that
+    /// off, as a real keyboard's Enter). The terminal echoes it into the
+    /// output unless the program turned echo off.
+    pub async fn write_line(&self, line: &str) -> Result<()> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\r');
+        self.type_bytes(&bytes).await
+    }
+
+    /// Types Ctrl and `key`: for `'c'`, `'d'`, `'z'` and `'\\'` the
+    /// terminal's own interrupt (INTR: SIGINT to the foreground process
+    /// group), end-of-file (EOF), suspend (SUSP: SIGTSTP) and quit (QUIT:
+    /// SIGQUIT) characters as the program has set them (`^C`, `^D`, `^Z`,
+    /// `^\` unless changed); for other letters and `@[]^_`, that control
+    /// character. A key the program disabled (e.g. `stty intr undef`), or
+    /// one that has no control character, is [`Error::InvalidInput`].
+    pub async fn send_control(&self, key: char) -> Result<()> {
+        let special = match key.to_ascii_lowercase() {
+            'c' => Some(Special::Intr),
+            'd' => Some(Special::Eof),
+            'z' => Some(Special::Susp),
+            '\\' => Some(Special::Quit),
+            _ => None,
+        };
+        let byte = match special {
+            Some(which) => self.io.special_char(which).ok_or_else(|| {
+                Error::InvalidInput(format!("Ctrl-{key}: the program disabled it"))
+            })?,
+            None => match key.to_ascii_uppercase() {
+                c @ ('@'..='_') => c as u8 & 0x1f,
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "Ctrl-{key:?} is not a control character"
+                    )))
+                }
+            },
+        };
+        self.type_bytes(&[byte]).await
+    }
+
+    /// Changes the terminal's size; the kernel sends SIGWINCH to the
+    /// terminal's foreground process group. A size of 0 is
+    /// [`Error::InvalidInput`].
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
+        check_size(rows, cols)?;
+        self.io
+            .set_size(rows, cols)
+            .map_err(|e| Error::io("resizing the terminal", e))
+    }
+
+    /// The terminal's size: (rows, cols).
+    pub fn size(&self) -> Result<(u16, u16)> {
+        self.io
+            .size()
+            .map_err(|e| Error::io("reading the terminal size", e))
+    }
+
+    async fn type_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.io
+            .write_all(bytes)
+            .await
+            .map_err(|e| Error::io("writing to the terminal", e))
+    }
+}
+
+impl AsyncWrite for Pty {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_write_bytes(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl std::fmt::Debug for Pty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pty").finish_non_exhaustive()
+    }
+}
+
+/// The whole master side of a [`Command::pty_raw`] session: an
+/// [`AsyncRead`] of everything the program writes to its terminal (it ends
+/// once the program and every descendant closed the terminal) and an
+/// [`AsyncWrite`] of what is typed; [`pty`](Self::pty) has the controls.
+pub struct PtyMaster {
+    read: PtyIo,
+    pty: Pty,
+}
+
+impl PtyMaster {
+    /// The terminal's controls (resize, control characters).
+    pub fn pty(&self) -> &Pty {
+        &self.pty
+    }
+}
+
+impl AsyncRead for PtyMaster {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.read.poll_read_buf(cx, buf)
+    }
+}
+
+impl AsyncWrite for PtyMaster {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pty.io.poll_write_bytes(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl std::fmt::Debug for PtyMaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PtyMaster").finish_non_exhaustive()
+    }
+}
+
+/// A started pty session's master side, kept by its [`RunningProcess`].
+pub(crate) struct PtySide {
+    pty: Pty,
+    /// `pty_raw`: the reading side, until taken.
+    raw: Option<PtyIo>,
+}
+
+impl RunningProcess {
+    /// The terminal of a [`Command::pty`] (or [`pty_raw`](Command::pty_raw))
+    /// session, to type into and resize; `None` for a process without one.
+    pub fn pty(&self) -> Option<Pty> {
+        self.pty.as_ref().map(|side| side.pty.clone())
+    }
+
+    /// The whole master side of a [`Command::pty_raw`] session, as one
+    /// `AsyncRead + AsyncWrite`. Once: later calls, and a process started
+    /// without `pty_raw`, give `None`.
+    pub fn take_pty_master(&mut self) -> Option<PtyMaster> {
+        let side = self.pty.as_mut()?;
+        let read = side.raw.take()?;
+        Some(PtyMaster {
+            read,
+            pty: side.pty.clone(),
+        })
+    }
+}
+
+fn check_size(rows: u16, cols: u16) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::InvalidInput(format!(
+            "a terminal of {rows}x{cols}: rows and columns must be at least 1"
+        )));
+    }
+    Ok(())
+}
+
+/// The child's ends of a pty session, and the master.
+pub(crate) struct PtyEnds {
+    pub stdin: ChildIo,
+    pub stdout: ChildIo,
+    pub stderr: ChildIo,
+    pub master: crate::sys::OwnedFd,
+}
+
+/// Opens the terminal of a pty command (`None` without one), after
+/// checking that nothing else claims its stdio. `in_pipe`: a pipeline
+/// stage (its stdio is the pipeline's).
+pub(crate) fn open_for(cmd: &Command, program: &str, in_pipe: bool) -> Result<Option<PtyEnds>> {
+    let Some((rows, cols)) = cmd.spawn.pty else {
+        return Ok(None);
+    };
+    let invalid = |what: &str| {
+        Err(Error::InvalidInput(format!(
+            "{program}: a pty session's stdio is its terminal; {what} can't be set too"
+        )))
+    };
+    if let Some((mechanism, reason)) = crate::sys::pty::refusal() {
+        return Err(Error::Unsupported {
+            operation: "pty",
+            mechanism,
+            reason: reason.into(),
+        });
+    }
+    check_size(rows, cols).map_err(|e| Error::InvalidInput(format!("{program}: {e}")))?;
+    if in_pipe {
+        return invalid("a pipeline's stdin/stdout");
+    }
+    if !matches!(cmd.stdin, Input::Null) {
+        return invalid("stdin input");
+    }
+    if cmd.stdout != Stdio::Piped || cmd.stderr != Stdio::Piped {
+        return invalid("stdout or stderr other than piped");
+    }
+    if cmd.spawn.claims_output() {
+        return invalid("a stdout/stderr file or merge_stderr");
+    }
+    let (master, slave) = crate::sys::pty::open(rows, cols)
+        .map_err(|e| Error::io(format!("{program}: opening a pseudo-terminal"), e))?;
+    let io_err = |e| Error::io(format!("{program}: opening a pseudo-terminal"), e);
+    Ok(Some(PtyEnds {
+        stdin: ChildIo::Fd(slave.try_clone().map_err(io_err)?),
+        stdout: ChildIo::Fd(slave.try_clone().map_err(io_err)?),
+        stderr: ChildIo::Fd(slave),
+        master,
+    }))
+}
+
+/// Keeps the master side on `proc`; returns the reader of its output
+/// unless the session is raw.
+pub(crate) fn attach(
+    proc: &mut RunningProcess,
+    master: crate::sys::OwnedFd,
+    raw: bool,
+) -> io::Result<Option<PtyIo>> {
+    let pty = Pty {
+        io: Arc::new(PtyIo::new(&master)?),
+    };
+    let reader = PtyIo::new(&master)?;
+    let (raw_side, pumped) = if raw {
+        (Some(reader), None)
+    } else {
+        (None, Some(reader))
+    };
+    proc.pty = Some(PtySide { pty, raw: raw_side });
+    Ok(pumped)
+}

@@ -1,0 +1,63 @@
+//! Where a reader's bytes come from: a pipe, or a pseudo-terminal's master.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::sys::pty::PtyIo;
+use crate::sys::{OwnedFd, PipeReceiver};
+
+/// A stream a reader reads.
+pub(crate) enum Source {
+    /// The parent's end of an output pipe.
+    Pipe(PipeReceiver),
+    /// A pty's master: `EIO` once no slave is left open is its end of file.
+    Pty(PtyIo),
+}
+
+impl Source {
+    /// A pipe can be grown and handed to a blocking thread; a pty can't.
+    pub(crate) fn is_pipe(&self) -> bool {
+        matches!(self, Source::Pipe(_))
+    }
+
+    /// Grows a pipe's buffer (nothing for a pty).
+    pub(crate) fn grow(&self) {
+        if let Source::Pipe(rx) = self {
+            crate::sys::grow_receiver(rx);
+        }
+    }
+
+    /// Takes what is already buffered without waiting.
+    pub(crate) fn drain(&self, buf: &mut Vec<u8>) {
+        match self {
+            Source::Pipe(rx) => {
+                crate::sys::drain_receiver(rx, buf);
+            }
+            Source::Pty(pty) => pty.drain(buf),
+        }
+    }
+
+    /// The pipe's descriptor in non-blocking mode (`None` for a pty).
+    pub(crate) fn into_pipe_fd(self) -> Option<io::Result<OwnedFd>> {
+        match self {
+            Source::Pipe(rx) => Some(crate::sys::receiver_into_fd(rx)),
+            Source::Pty(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Source {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Source::Pipe(rx) => Pin::new(rx).poll_read(cx, buf),
+            Source::Pty(pty) => pty.poll_read_buf(cx, buf),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Pseudo-terminals: opening a pair, sizing it, reading the terminal's
+//! control characters, and the master side as non-blocking async I/O.
+//!
+//! The child gets the slave side as its stdin, stdout and stderr and makes
+//! it its controlling terminal (`setsid` + `TIOCSCTTY`, in `prexec.rs`). The
+//! parent keeps only the master side: once the child and every descendant
+//! holding the slave have closed it, reading the master fails with `EIO`,
+//! which is the end of the stream here, not an error.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use rustix::pty::OpenptFlags;
+use rustix::termios::{SpecialCodeIndex, Winsize};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+/// Why a pty session can't start here: never, on Unix.
+pub(crate) fn refusal() -> Option<(super::Mechanism, &'static str)> {
+    None
+}
+
+/// Opens a new pseudo-terminal of `rows` x `cols`: (master, slave), both
+/// close-on-exec and neither a controlling terminal of this process. The
+/// master is non-blocking.
+pub(crate) fn open(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = rustix::pty::openpt(flags)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let slave = match rustix::pty::ioctl_tiocgptpeer(&master, flags) {
+        Ok(fd) => fd,
+        // Kernels before 4.13: open the slave by its name.
+        Err(_) => {
+            let name = rustix::pty::ptsname(&master, Vec::new())?;
+            rustix::fs::open(
+                name.as_c_str(),
+                rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?
+        }
+    };
+    set_size(master.as_fd(), rows, cols)?;
+    rustix::io::ioctl_fionbio(&master, true)?;
+    Ok((above_stdio(master)?, above_stdio(slave)?))
+}
+
+/// A descriptor numbered 3 or above (this process may run with a closed
+/// stdio descriptor, and the child's must not collide with its own).
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// Sets the terminal's size (`TIOCSWINSZ` on the master): the kernel sends
+/// SIGWINCH to the terminal's foreground process group when it changes.
+fn set_size(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    rustix::termios::tcsetwinsize(
+        master,
+        Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )?;
+    Ok(())
+}
+
+/// The terminal's size: (rows, cols).
+fn size(master: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    let w = rustix::termios::tcgetwinsize(master)?;
+    Ok((w.ws_row, w.ws_col))
+}
+
+/// A special character of the terminal, as the program on it has set it
+/// (read from the slave side, whose settings the program changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Special {
+    Intr,
+    Eof,
+    Susp,
+    Quit,
+}
+
+/// The byte the terminal currently treats as `which` (e.g. `^C` for
+/// INTR), read from its settings; the usual default when they can't be
+/// read (the slave is gone). `None` when the program disabled it.
+fn special_char(master: BorrowedFd<'_>, which: Special) -> Option<u8> {
+    let (index, default) = match which {
+        Special::Intr => (SpecialCodeIndex::VINTR, 0x03),
+        Special::Eof => (SpecialCodeIndex::VEOF, 0x04),
+        Special::Susp => (SpecialCodeIndex::VSUSP, 0x1a),
+        Special::Quit => (SpecialCodeIndex::VQUIT, 0x1c),
+    };
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let Ok(slave) = rustix::pty::ioctl_tiocgptpeer(master, flags) else {
+        return Some(default);
+    };
+    match rustix::termios::tcgetattr(&slave) {
+        // _POSIX_VDISABLE (0) turns a special character off.
+        Ok(t) => Some(t.special_codes[index]).filter(|&b| b != 0),
+        Err(_) => Some(default),
+    }
+}
+
+/// The master side of a pseudo-terminal, registered with the reactor:
+/// `AsyncRead` (where `EIO`, the slave closed by everyone, is the end of
+/// the stream) and `AsyncWrite`.
+pub(crate) struct PtyIo {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl PtyIo {
+    /// Registers (a duplicate of) a non-blocking master descriptor.
+    pub(crate) fn new(master: &OwnedFd) -> io::Result<PtyIo> {
+        let dup = rustix::io::fcntl_dupfd_cloexec(master, 3)?;
+        Ok(PtyIo {
+            fd: super::linux::register(dup, Interest::READABLE | Interest::WRITABLE)?,
+        })
+    }
+
+    /// The registered master descriptor.
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.get_ref().as_fd()
+    }
+
+    /// Sets the terminal's size (see [`set_size`]).
+    pub(crate) fn set_size(&self, rows: u16, cols: u16) -> io::Result<()> {
+        set_size(self.fd(), rows, cols)
+    }
+
+    /// The terminal's size: (rows, cols).
+    pub(crate) fn size(&self) -> io::Result<(u16, u16)> {
+        size(self.fd())
+    }
+
+    /// The byte the terminal treats as `which` (see [`special_char`]).
+    pub(crate) fn special_char(&self, which: Special) -> Option<u8> {
+        special_char(self.fd(), which)
+    }
+
+    /// Reads what the master already holds into `buf`, without waiting
+    /// (at most 1 MiB, so a writer that never stops can't keep us here).
+    pub(crate) fn drain(&self, buf: &mut Vec<u8>) {
+        let mut chunk = [0u8; 16 * 1024];
+        while buf.len() < 1 << 20 {
+            match read(self.fd(), &mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub(crate) fn poll_read_buf(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| read(fd.get_ref().as_fd(), unfilled)) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    pub(crate) fn poll_write_bytes(
+        &self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            match guard.try_io(|fd| Ok(rustix::io::write(fd.get_ref(), bytes)?)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl PtyIo {
+    /// Writes all of `bytes`, waiting while the terminal's buffer is full
+    /// (any number of tasks may wait at once).
+    pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| Ok(rustix::io::write(fd.get_ref(), bytes)?)) {
+                Ok(Ok(n)) => bytes = &bytes[n..],
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One read of the master: `EIO` (no slave left open) is the end of file.
+fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::IO) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl AsyncRead for PtyIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().poll_read_buf(cx, buf)
+    }
+}
+
+impl AsyncWrite for PtyIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_bytes(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,77 @@
+//! Pseudo-terminals where pkit has none yet (Windows: ConPTY is not
+//! implemented). [`refusal`] says so before anything is opened; the rest
+//! exists only so that the layers above type-check, and is never reached.
+
+use std::io;
+use std::task::{Context, Poll};
+
+use tokio::io::ReadBuf;
+
+use super::{Mechanism, OwnedFd};
+
+/// Why a pty session can't start here.
+pub(crate) fn refusal() -> Option<(Mechanism, &'static str)> {
+    Some((
+        Mechanism::JobObject,
+        "pseudo-terminal sessions (ConPTY) are not implemented on Windows yet",
+    ))
+}
+
+/// Never succeeds (see [`refusal`]).
+pub(crate) fn open(_rows: u16, _cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// A terminal special character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Special {
+    Intr,
+    Eof,
+    Susp,
+    Quit,
+}
+
+/// A pty master: none can exist here.
+pub(crate) enum PtyIo {}
+
+impl PtyIo {
+    pub(crate) fn new(_master: &OwnedFd) -> io::Result<PtyIo> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub(crate) fn set_size(&self, _rows: u16, _cols: u16) -> io::Result<()> {
+        match *self {}
+    }
+
+    pub(crate) fn size(&self) -> io::Result<(u16, u16)> {
+        match *self {}
+    }
+
+    pub(crate) fn special_char(&self, _which: Special) -> Option<u8> {
+        match *self {}
+    }
+
+    pub(crate) fn drain(&self, _buf: &mut Vec<u8>) {
+        match *self {}
+    }
+
+    pub(crate) fn poll_read_buf(
+        &self,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match *self {}
+    }
+
+    pub(crate) fn poll_write_bytes(
+        &self,
+        _cx: &mut Context<'_>,
+        _bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match *self {}
+    }
+
+    pub(crate) async fn write_all(&self, _bytes: &[u8]) -> io::Result<()> {
+        match *self {}
+    }
+}
