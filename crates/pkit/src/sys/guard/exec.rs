@@ -237,6 +237,9 @@ pub(super) fn describe(e: &SpawnError) -> String {
         SpawnError::Chdir(e) => format!("chdir failed: {e}"),
         SpawnError::Step(step, e) => format!("{step:?} failed: {e}"),
         SpawnError::Refused(e) | SpawnError::Os(e) => e.to_string(),
+        SpawnError::Unsupported(operation, mechanism, why) => {
+            format!("{operation} unsupported by {mechanism}: {why}")
+        }
     }
 }
 
