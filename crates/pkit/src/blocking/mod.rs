@@ -43,14 +43,18 @@
 
 #[cfg(feature = "json")]
 mod json;
+mod more;
 mod process;
+mod streams;
 
 use std::future::Future;
 use std::sync::OnceLock;
 
 #[cfg(feature = "json")]
 pub use json::JsonLines;
-pub use process::{wait_all, wait_any, ChildStdin, Group, Lines, RunningProcess, StreamLines};
+pub use more::{output_unordered, ClientVerbs, Completions, SupervisorHandle, SupervisorVerbs};
+pub use process::{wait_all, wait_any, Group, RunningProcess, SampleStats};
+pub use streams::{ChildStdin, Lines, StreamLines};
 
 use crate::command::Command;
 use crate::error::Result;

@@ -1,18 +1,17 @@
-//! The blocking handles: [`Group`], [`RunningProcess`], [`Lines`],
-//! [`ChildStdin`].
+//! The blocking handles: [`Group`], [`RunningProcess`].
 
 use std::fmt;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
+use super::streams::{ChildStdin, Lines, StreamLines};
 use super::{block_on, enter, enter_for_drop};
 use crate::command::Command;
 use crate::error::Result;
 use crate::group::{GroupBuilder, ShutdownReport};
 use crate::output::Output;
 use crate::pump::Line;
-use crate::sys::{Mechanism, Placement, ProcessInfo, Signal, Stats};
+use crate::stats::Profile;
+use crate::sys::{LimitInfo, Mechanism, Placement, ProcessInfo, Signal, Stats};
 
 /// A [`Group`](crate::Group) for blocking code: the same container, the
 /// same kill-on-drop, methods that block instead of returning futures.
@@ -50,6 +49,51 @@ impl Group {
     /// How children are placed ([`crate::Group::placement`]).
     pub fn placement(&self) -> Placement {
         self.get().placement()
+    }
+
+    /// The name given with [`GroupBuilder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.get().name()
+    }
+
+    /// One line for humans ([`crate::Group::description`]).
+    pub fn description(&self) -> String {
+        self.get().description()
+    }
+
+    /// Whether the owner-death guard covers this group now
+    /// ([`crate::Group::guarded`]).
+    pub fn guarded(&self) -> bool {
+        self.get().guarded()
+    }
+
+    /// The resource caps in force and what enforces each
+    /// ([`crate::Group::limits`]).
+    pub fn limits(&self) -> Vec<LimitInfo> {
+        self.get().limits()
+    }
+
+    /// Whether the group is suspended ([`crate::Group::is_suspended`]).
+    pub fn is_suspended(&self) -> bool {
+        self.get().is_suspended()
+    }
+
+    /// Snapshots of the group's [`Stats`] every `every`, as an
+    /// [`Iterator`] that ends once the group is empty (the last snapshot
+    /// shows 0 active processes); see [`crate::Group::sample_stats`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let group = pkit::blocking::Group::new()?;
+    /// let _p = group.start(&pkit::Command::new("sleep").arg("0.2"))?;
+    /// let last = group.sample_stats(Duration::from_millis(20)).last().expect("a snapshot");
+    /// assert_eq!(last.active_processes(), 0);
+    /// # Ok::<(), pkit::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn sample_stats(&self, every: Duration) -> SampleStats<'_> {
+        let inner = enter("Group::sample_stats", || self.get().sample_stats(every));
+        SampleStats { inner: Some(inner) }
     }
 
     /// Starts `cmd` in the group ([`crate::Group::start`]).
@@ -178,6 +222,25 @@ impl RunningProcess {
         self.get().mechanism()
     }
 
+    /// The CPU time it has used so far
+    /// ([`crate::RunningProcess::cpu_time`]).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.get().cpu_time()
+    }
+
+    /// Its peak resident memory so far
+    /// ([`crate::RunningProcess::peak_memory_bytes`]).
+    pub fn peak_memory_bytes(&self) -> Option<u64> {
+        self.get().peak_memory_bytes()
+    }
+
+    /// Samples it every `interval` until it exits and returns its profile
+    /// ([`crate::RunningProcess::profile`]).
+    #[track_caller]
+    pub fn profile(&self, interval: Duration) -> Result<Profile> {
+        block_on("RunningProcess::profile", self.get().profile(interval))
+    }
+
     /// Waits for it to exit and returns everything about the run
     /// ([`crate::RunningProcess::wait`]).
     #[track_caller]
@@ -206,6 +269,16 @@ impl RunningProcess {
         block_on(
             "RunningProcess::wait_for_port",
             self.get().wait_for_port(addr, timeout),
+        )
+    }
+
+    /// Waits until `check` returns true, calling it every 25 ms
+    /// ([`crate::RunningProcess::wait_for`], with a plain closure).
+    #[track_caller]
+    pub fn wait_for(&self, mut check: impl FnMut() -> bool, timeout: Duration) -> Result<()> {
+        block_on(
+            "RunningProcess::wait_for",
+            self.get().wait_for(|| std::future::ready(check()), timeout),
         )
     }
 
@@ -326,91 +399,32 @@ impl fmt::Debug for RunningProcess {
     }
 }
 
-/// A started process's lines as an [`Iterator`]: each `next` blocks until
-/// a line comes, `None` once the process has closed both outputs.
-pub struct Lines {
-    inner: Option<crate::Lines>,
+/// A group's [`Stats`] sampled at an interval, as an [`Iterator`]: each
+/// `next` blocks until the next snapshot; `None` once the group is empty.
+/// See [`Group::sample_stats`].
+pub struct SampleStats<'a> {
+    inner: Option<crate::SampleStats<'a>>,
 }
 
-impl Iterator for Lines {
-    type Item = Line;
+impl Iterator for SampleStats<'_> {
+    type Item = Stats;
 
     #[track_caller]
-    fn next(&mut self) -> Option<Line> {
-        let lines = self.inner.as_mut()?;
-        block_on("Lines::next", lines.next_line())
+    fn next(&mut self) -> Option<Stats> {
+        let inner = self.inner.as_mut()?;
+        block_on("SampleStats::next", inner.next())
     }
 }
 
-impl Drop for Lines {
+impl Drop for SampleStats<'_> {
     fn drop(&mut self) {
         enter_for_drop(self.inner.take());
     }
 }
 
-impl fmt::Debug for Lines {
+impl fmt::Debug for SampleStats<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("blocking::Lines").finish_non_exhaustive()
-    }
-}
-
-/// One stream's lines as an [`Iterator`], from
-/// [`RunningProcess::split_lines`].
-pub struct StreamLines {
-    inner: Option<crate::StreamLines>,
-}
-
-impl Iterator for StreamLines {
-    type Item = Line;
-
-    #[track_caller]
-    fn next(&mut self) -> Option<Line> {
-        let lines = self.inner.as_mut()?;
-        block_on("StreamLines::next", lines.next_line())
-    }
-}
-
-impl Drop for StreamLines {
-    fn drop(&mut self) {
-        enter_for_drop(self.inner.take());
-    }
-}
-
-impl fmt::Debug for StreamLines {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("blocking::StreamLines")
-            .finish_non_exhaustive()
-    }
-}
-
-/// A started process's stdin for blocking code: a [`std::io::Write`].
-pub struct ChildStdin {
-    inner: Option<crate::ChildStdin>,
-}
-
-impl std::io::Write for ChildStdin {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let w = self.inner.as_mut().expect("present until drop");
-        block_on("ChildStdin::write", w.write(buf))
-    }
-
-    #[track_caller]
-    fn flush(&mut self) -> std::io::Result<()> {
-        let w = self.inner.as_mut().expect("present until drop");
-        block_on("ChildStdin::flush", w.flush())
-    }
-}
-
-impl Drop for ChildStdin {
-    fn drop(&mut self) {
-        enter_for_drop(self.inner.take());
-    }
-}
-
-impl fmt::Debug for ChildStdin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("blocking::ChildStdin")
+        f.debug_struct("blocking::SampleStats")
             .finish_non_exhaustive()
     }
 }
