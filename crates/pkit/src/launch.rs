@@ -121,7 +121,7 @@ pub(crate) fn start(
         stderr: stderr_parent,
         pty,
     };
-    crate::watch::attach(&mut proc, cmd, tree);
+    proc.watch = crate::watch::attach(&proc.child, &proc.limit, pid, cmd, tree);
     if let Err(e) = wire(&mut proc, cmd, stream_lines, bounded_capture, pipes) {
         let _ = proc.kill();
         return Err(Error::io(

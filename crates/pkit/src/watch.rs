@@ -9,7 +9,7 @@
 //! [`ProcTree`]) the way a verb ends its tree — the signal, the grace,
 //! then SIGKILL (on cancellation, the command's cancel signal and grace:
 //! SIGKILL at once by default) — and records why, for
-//! [`RunningProcess::wait`] to report. The rest of the group runs on. The
+//! [`RunningProcess::wait`](crate::RunningProcess::wait) to report. The rest of the group runs on. The
 //! task runs whether or not anyone waits, and ends when the process does.
 
 use std::sync::{Arc, Mutex};
@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
-use crate::process::RunningProcess;
-use crate::sys::ProcTree;
+use crate::pump::LimitFlag;
+use crate::sys::{ChildHandle, ProcTree};
 use crate::timing::{deadline_after, timeout_plan};
 
 /// What the watch did.
@@ -47,23 +47,28 @@ pub(crate) struct Watch {
     task: Option<JoinHandle<()>>,
 }
 
-/// Gives `proc` its subtree, and arms `cmd`'s timeout and cancel token on
-/// it (when it has either).
-pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<ProcTree>) {
-    let Some(tree) = tree else {
-        return;
-    };
+/// The watch of a started process (`child`, `pid`, its output `activity`):
+/// its subtree, with `cmd`'s timeout and cancel token armed on it (when it
+/// has either). `None` without a subtree.
+pub(crate) fn attach(
+    child: &Arc<ChildHandle>,
+    activity: &Arc<LimitFlag>,
+    pid: u32,
+    cmd: &Command,
+    tree: Option<ProcTree>,
+) -> Option<Watch> {
+    let tree = tree?;
     let tree = Arc::new(tree);
     let state = Arc::new(Mutex::new(State::Armed));
     let deadline = cmd.timeout.and_then(deadline_after);
     let inactivity = cmd.run.inactivity.filter(|d| deadline_after(*d).is_some());
     let bounded = deadline.is_some() || inactivity.is_some() || cmd.cancel.is_some();
     let task = bounded.then(|| {
-        let (child, tree, state) = (proc.child.clone(), tree.clone(), state.clone());
-        let activity = proc.limit.clone();
+        let (child, tree, state) = (child.clone(), tree.clone(), state.clone());
+        let activity = activity.clone();
         let cancel = cmd.cancel.clone();
         let plan = timeout_plan(cmd.timeout_signal, cmd.grace);
-        let (name, pid, limit) = (cmd.log_label(), proc.pid(), cmd.timeout);
+        let (name, limit) = (cmd.log_label(), cmd.timeout);
         let cancel_plan = timeout_plan(cmd.run.cancel_signal, cmd.run.cancel_grace);
         tokio::spawn(async move {
             let timer = async {
@@ -120,7 +125,7 @@ pub(crate) fn attach(proc: &mut RunningProcess, cmd: &Command, tree: Option<Proc
             }
         })
     });
-    proc.watch = Some(Watch { tree, state, task });
+    Some(Watch { tree, state, task })
 }
 
 /// The started process's subtree, when it has one.
