@@ -495,12 +495,6 @@ impl Group {
             .map_err(|e| Error::io("reading the group's stats", e))
     }
 
-    /// Snapshots every `every` until the group is empty or the stream is
-    /// dropped.
-    pub fn sample_stats(&self, every: Duration) -> crate::stats::SampleStats<'_> {
-        crate::stats::SampleStats::new(self, every)
-    }
-
     pub(crate) fn oom_kills(&self) -> Option<u64> {
         self.container.oom_kills()
     }
@@ -555,6 +549,12 @@ impl ShutdownReport {
     /// How long the shutdown took, removal included.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
+    }
+}
+
+impl crate::process::OwnGroup for Group {
+    fn close(&self) -> crate::BoxFuture<'_, Result<()>> {
+        Box::pin(Group::close(self))
     }
 }
 

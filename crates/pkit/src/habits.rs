@@ -51,7 +51,7 @@ impl Command {
     pub fn start(&self) -> Result<RunningProcess> {
         let group = crate::Group::new()?;
         let mut p = group.start(self)?;
-        p.own_group = Some(group);
+        p.own_group = Some(Box::new(group));
         Ok(p)
     }
 

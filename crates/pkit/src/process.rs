@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 
+use crate::command::BoxFuture;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::output::{Outcome, Output};
@@ -61,11 +62,18 @@ pub struct RunningProcess {
     /// The private group of a process started with
     /// [`Command::start`](crate::Command::start): it ends (killing the
     /// tree) when this handle drops. Last, so it drops after the rest.
-    pub(crate) own_group: Option<crate::Group>,
+    pub(crate) own_group: Option<Box<dyn OwnGroup>>,
     /// Set by `set_kill_on_drop`: the drop kills the process's subtree.
     pub(crate) kill_on_drop: bool,
     /// The master side of a pty session (`pty.rs`).
     pub(crate) pty: Option<crate::pty::PtySide>,
+}
+
+/// The private group a handle owns (see `own_group`): a trait, so this
+/// file, a layer below [`Group`](crate::Group), needs no `Group`.
+pub(crate) trait OwnGroup: Send + Sync {
+    /// [`Group::close`](crate::Group::close).
+    fn close(&self) -> BoxFuture<'_, Result<()>>;
 }
 
 impl RunningProcess {

@@ -55,6 +55,14 @@ impl<'a> SampleStats<'a> {
     }
 }
 
+impl Group {
+    /// Snapshots every `every` until the group is empty or the stream is
+    /// dropped.
+    pub fn sample_stats(&self, every: Duration) -> SampleStats<'_> {
+        SampleStats::new(self, every)
+    }
+}
+
 impl futures_core::Stream for SampleStats<'_> {
     type Item = Stats;
 
