@@ -34,7 +34,10 @@ pub fn parse(text: &str) -> Result<u64, String> {
         1024f64.powi(power(&upper).ok_or_else(|| bad_unit(unit, text))?)
     };
     let bytes = value * scale;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+    // `u64::MAX as f64` rounds up to 2^64, one past the largest count: a
+    // size of exactly 2^64 (16777216T, found by fuzzing) must be refused,
+    // not saturated to 2^64 - 1.
+    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
         return Err(format!("{text:?} is out of range"));
     }
     Ok(bytes as u64)
@@ -93,6 +96,8 @@ mod tests {
         assert!(parse("3X").is_err());
         assert!(parse("3XB").is_err());
         assert!(parse("-1M").unwrap_err().contains("negative"));
+        assert!(parse("16777216T").is_err(), "2^64 bytes");
+        assert_eq!(parse("16777215T"), Ok(16777215 << 40));
         assert_eq!(super::parse_or_zero("0"), Ok(0));
         assert_eq!(super::parse_or_zero("0M"), Ok(0));
         assert_eq!(super::parse_or_zero("1M"), Ok(1 << 20));

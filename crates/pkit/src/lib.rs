@@ -133,6 +133,14 @@ mod timing;
 pub use sys::fault;
 mod verbs;
 mod vt;
+/// Entry points for pkit's fuzz targets (hidden `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::pump::fuzzing::*;
+    #[cfg(feature = "testing")]
+    pub use crate::testing::cassette_fuzzing::*;
+}
 mod watch;
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -7,6 +7,8 @@
 
 mod capture;
 mod decode;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod limit;
 mod lines;
 mod queue;

@@ -85,6 +85,8 @@ mod recording;
 mod reply;
 mod scripted;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use cassette::fuzzing as cassette_fuzzing;
 pub use cassette::RecordReplay;
 pub use recording::{Call, DryRunRunner, RecordingRunner};
 pub use reply::Reply;
