@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::time::Instant;
 
 use super::{Health, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent};
@@ -284,5 +284,101 @@ fn backoff(sup: &Supervisor, n: u32) -> Duration {
         sup.max_backoff
     } else {
         Duration::from_secs_f64(secs)
+    }
+}
+
+/// Running a supervision: in this task, or in a background one.
+impl Supervisor {
+    /// Supervises until a stop condition holds. `Err` only when a run's
+    /// group can't be made (the containment mechanism is unavailable): a
+    /// program that can't start is a crash like any other. Dropping the
+    /// future kills the current run's tree.
+    pub async fn run(self) -> Result<SupervisionOutcome> {
+        supervise(self, None, CancelToken::new()).await
+    }
+
+    /// Supervises in a background task (needs a Tokio runtime) and returns
+    /// a handle that reports each start, exit, pause and the end as
+    /// [`SupervisorEvent`]s, and can stop the supervision gracefully.
+    /// Dropping the handle ends the supervision, killing the current run's
+    /// tree.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use std::time::Duration;
+    /// use pkit::{Command, StopReason, Supervisor, SupervisorEvent};
+    ///
+    /// let mut handle = Supervisor::new(Command::new("sleep").arg("300")).start();
+    /// let Some(SupervisorEvent::Started { pid, .. }) = handle.next_event().await else {
+    ///     panic!("the first event is the start")
+    /// };
+    /// assert!(pid > 0);
+    /// // SIGTERM, up to the command's grace (10 s unless set), then SIGKILL.
+    /// let outcome = handle.stop().await?;
+    /// assert_eq!(outcome.stopped, StopReason::StopRequested);
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn start(self) -> SupervisorHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = CancelToken::new();
+        let task = tokio::spawn(supervise(self, Some(tx), stop.clone()));
+        SupervisorHandle {
+            events: rx,
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+/// A running supervision (see [`Supervisor::start`]). Dropping it ends the
+/// supervision and kills the current run's tree.
+#[derive(Debug)]
+pub struct SupervisorHandle {
+    events: mpsc::UnboundedReceiver<SupervisorEvent>,
+    stop: CancelToken,
+    task: Option<tokio::task::JoinHandle<Result<SupervisionOutcome>>>,
+}
+
+impl SupervisorHandle {
+    /// The next event, in order; `None` once the supervision has ended
+    /// and every event was read. Events wait (unbounded) until read.
+    pub async fn next_event(&mut self) -> Option<SupervisorEvent> {
+        self.events.recv().await
+    }
+
+    /// Stops gracefully: the current run's tree gets the command's
+    /// [`timeout_signal`](Command::timeout_signal) (SIGTERM unless set) and
+    /// its [`grace`](Command::grace) ([`DEFAULT_TIMEOUT_GRACE`](crate::DEFAULT_TIMEOUT_GRACE)
+    /// unless set) before SIGKILL; a pause ends at once. Returns the
+    /// outcome (usually [`StopReason::StopRequested`], or how the
+    /// supervision had ended already).
+    pub async fn stop(mut self) -> Result<SupervisionOutcome> {
+        self.stop.cancel();
+        self.join().await
+    }
+
+    /// Waits for the supervision to end by itself.
+    pub async fn wait(mut self) -> Result<SupervisionOutcome> {
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<SupervisionOutcome> {
+        let task = self.task.take().expect("joined once");
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::io("supervisor task", std::io::Error::other(e))),
+        }
+    }
+}
+
+impl Drop for SupervisorHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Dropping the task's future drops the run's group: its tree
+            // is killed.
+            task.abort();
+        }
     }
 }
