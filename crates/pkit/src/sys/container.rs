@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+#[cfg(target_os = "linux")]
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,17 +11,25 @@ use std::time::Instant;
 
 use super::guard;
 use super::host::MechanismChoice;
-use super::limits::{self, Applied, LimitError, Limits};
+#[cfg(target_os = "linux")]
+use super::limits;
+use super::limits::{Applied, LimitError, Limits};
+#[cfg(target_os = "linux")]
 use super::linux::cgroup::Cgroup;
-use super::linux::{child, host, procfs};
-use super::unix::pgroup;
+#[cfg(target_os = "linux")]
+use super::linux::{child, host};
+use super::unix::ptable;
 use super::{ChildHandle, Mechanism};
 
 pub(super) enum Kind {
+    #[cfg(target_os = "linux")]
     Cgroup(Cgroup),
     Pgroup {
         /// The leader, kept unreaped so its pgid cannot be recycled.
         leader: Mutex<Option<Arc<ChildHandle>>>,
+        /// Run by the portable backend (posix_spawn, pid-held children):
+        /// always off Linux, and on Linux when forced.
+        portable: bool,
     },
 }
 
@@ -89,6 +98,18 @@ impl Container {
         name: Option<&str>,
     ) -> Result<Container, CreateError> {
         limits.validate().map_err(CreateError::Limit)?;
+        #[cfg(not(target_os = "linux"))]
+        let _ = name;
+        #[cfg(not(target_os = "linux"))]
+        let (kind, fallback, kept): (Kind, Option<String>, Option<guard::Ticket>) = match choice {
+            MechanismChoice::Cgroup => {
+                return Err(CreateError::Mechanism(
+                    "cgroup v2 exists on Linux only".into(),
+                ))
+            }
+            _ => (Self::pgroup(true), None, None),
+        };
+        #[cfg(target_os = "linux")]
         let cgroup = || -> Result<(Cgroup, Option<guard::Ticket>), String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
             guard::sweep_stale_once(&h.parent_dir);
@@ -96,17 +117,21 @@ impl Container {
                 .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
         // A spare directory comes with its guard registration (`kept`).
-        let (kind, fallback, mut kept) = match choice {
-            MechanismChoice::ProcessGroup => (Self::pgroup(), None, None),
+        #[cfg(target_os = "linux")]
+        let (kind, fallback, kept) = match choice {
+            MechanismChoice::ProcessGroup => (Self::pgroup(false), None, None),
+            MechanismChoice::Portable => (Self::pgroup(true), None, None),
             MechanismChoice::Cgroup => {
                 let (cg, kept) = cgroup().map_err(CreateError::Mechanism)?;
                 (Kind::Cgroup(cg), None, kept)
             }
             MechanismChoice::Auto => match cgroup() {
                 Ok((cg, kept)) => (Kind::Cgroup(cg), None, kept),
-                Err(why) => (Self::pgroup(), Some(why), None),
+                Err(why) => (Self::pgroup(false), Some(why), None),
             },
         };
+        #[allow(unused_mut)]
+        let mut kept = kept;
         // Whatever happens below, a registration not taken over is dropped.
         let release_kept = |kept: Option<guard::Ticket>| {
             if let (Some(t), Ok(g)) = (kept, guard::get()) {
@@ -115,6 +140,7 @@ impl Container {
         };
         let applied = match (&kind, limits.is_empty()) {
             (_, true) => Applied::default(),
+            #[cfg(target_os = "linux")]
             (Kind::Cgroup(cg), false) => match limits::apply(cg, limits) {
                 Ok(applied) => applied,
                 Err(e) => {
@@ -126,6 +152,7 @@ impl Container {
                 let cap = limits.first_cap();
                 let why = match &fallback {
                     Some(why) => format!("cgroup v2 is unusable here ({why})"),
+                    None if !cfg!(target_os = "linux") => "cgroups exist on Linux only".to_string(),
                     None => "the process-group mechanism was chosen".to_string(),
                 };
                 return Err(CreateError::Limit(LimitError::new(
@@ -142,11 +169,13 @@ impl Container {
                 (Ok(_), Kind::Pgroup { .. }) => GuardLink::Pending,
                 // A spare's registration covers the directory; v1 cap
                 // directories would need one of their own.
+                #[cfg(target_os = "linux")]
                 (Ok(g), Kind::Cgroup(_)) if kept.is_some() && applied.v1.is_empty() => {
                     let ticket = kept.take().expect("checked");
                     g.set_spare(&ticket, false);
                     GuardLink::On(ticket)
                 }
+                #[cfg(target_os = "linux")]
                 (Ok(g), Kind::Cgroup(cg)) => {
                     let v1: Vec<std::path::PathBuf> = applied
                         .v1
@@ -219,6 +248,7 @@ impl Container {
 
     /// Hands an emptied cgroup to the pool of spares, with its guard
     /// registration, or removes it; false when it isn't empty.
+    #[cfg(target_os = "linux")]
     fn retire(&self, cg: &Cgroup) -> bool {
         let mut link = self.guard_link();
         let ticket = match std::mem::replace(&mut *link, GuardLink::Released) {
@@ -245,14 +275,16 @@ impl Container {
         }
     }
 
-    fn pgroup() -> Kind {
+    fn pgroup(portable: bool) -> Kind {
         Kind::Pgroup {
             leader: Mutex::new(None),
+            portable,
         }
     }
 
     pub(crate) fn mechanism(&self) -> Mechanism {
         match self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => Mechanism::CgroupV2,
             Kind::Pgroup { .. } => Mechanism::ProcessGroup,
         }
@@ -266,6 +298,7 @@ impl Container {
 
     fn describe_container(&self) -> String {
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => format!(
                 "cgroup v2 at {}; {}; teardown by {}",
                 cg.path().display(),
@@ -276,7 +309,7 @@ impl Container {
                     "freeze, SIGKILL to each member, thaw"
                 }
             ),
-            Kind::Pgroup { leader } => {
+            Kind::Pgroup { leader, portable } => {
                 let pgid = leader
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -286,6 +319,9 @@ impl Container {
                     Some(p) => format!("process group {p}"),
                     None => "process group (none started yet)".to_string(),
                 };
+                if *portable {
+                    s.push_str("; portable backend (posix_spawn, SIGCHLD waits)");
+                }
                 s.push_str("; teardown by killpg; a descendant that calls setsid escapes it");
                 if let Some(why) = &self.fallback {
                     s.push_str(&format!("; chosen because cgroup v2 is unusable: {why}"));
@@ -298,6 +334,7 @@ impl Container {
     /// SIGKILL to the whole tree, now.
     pub(crate) fn kill(&self) -> io::Result<()> {
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.kill(),
             Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGKILL),
         }
@@ -308,6 +345,7 @@ impl Container {
     /// [`Cgroup::kill_each`]).
     pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.kill_each(self.suspended.load(Ordering::Acquire)),
             Kind::Pgroup { .. } => self.kill(),
         }
@@ -318,7 +356,8 @@ impl Container {
     /// reused number); nothing to do before the first start.
     pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
         let leader = match &self.kind {
-            Kind::Pgroup { leader } => leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Kind::Pgroup { leader, .. } => leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => None,
         };
         match leader {
@@ -329,11 +368,12 @@ impl Container {
 
     pub(super) fn pgid(&self) -> Option<i32> {
         match &self.kind {
-            Kind::Pgroup { leader } => leader
+            Kind::Pgroup { leader, .. } => leader
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .as_ref()
                 .map(|l| l.pid()),
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => None,
         }
     }
@@ -346,6 +386,7 @@ impl Container {
             return self.kill_keep_usable();
         }
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.signal_each(sig, self.suspended.load(Ordering::Acquire)),
             Kind::Pgroup { .. } => self.signal_pgroup(sig),
         }
@@ -354,6 +395,7 @@ impl Container {
     /// The live processes in the container.
     pub(crate) fn members(&self) -> io::Result<Vec<i32>> {
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 if cg.is_removed() {
                     return Ok(Vec::new());
@@ -362,11 +404,11 @@ impl Container {
                 Ok(cg
                     .pids()?
                     .into_iter()
-                    .filter(|&p| !matches!(procfs::stat(p), Ok(('Z', _)) | Err(_)))
+                    .filter(|&p| !matches!(super::linux::procfs::stat(p), Ok(('Z', _)) | Err(_)))
                     .collect())
             }
             Kind::Pgroup { .. } => match self.pgid() {
-                Some(pgid) => procfs::pgroup_members(pgid),
+                Some(pgid) => ptable::members(pgid),
                 None => Ok(Vec::new()),
             },
         }
@@ -377,11 +419,15 @@ impl Container {
     pub(crate) async fn wait_members(&self, pids: &[i32], deadline: Instant) -> io::Result<usize> {
         let deadline = tokio::time::Instant::from_std(deadline);
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 let _ = tokio::time::timeout_at(deadline, cg.wait_empty()).await;
                 Ok(self.members()?.len())
             }
-            Kind::Pgroup { .. } => {
+            #[cfg(target_os = "linux")]
+            Kind::Pgroup {
+                portable: false, ..
+            } => {
                 let fds: Vec<OwnedFd> = pids
                     .iter()
                     .filter_map(|&p| {
@@ -394,7 +440,7 @@ impl Container {
                         // The pid was listed before the pidfd was opened: make
                         // sure it is still a member and not a reused number.
                         let pgid = self.pgid()?;
-                        matches!(procfs::stat(p), Ok((_, g)) if g == pgid).then_some(fd)
+                        ptable::is_live_member(p, pgid).then_some(fd)
                     })
                     .collect();
                 let mut alive = 0;
@@ -408,6 +454,27 @@ impl Container {
                     }
                 }
                 Ok(alive)
+            }
+            Kind::Pgroup { .. } => {
+                // No pidfds: the members are not our children, so they are
+                // polled (is each still a running member of the group?).
+                let Some(pgid) = self.pgid() else {
+                    return Ok(0);
+                };
+                let left = || {
+                    pids.iter()
+                        .filter(|&&p| ptable::is_live_member(p, pgid))
+                        .count()
+                };
+                let mut nap = std::time::Duration::from_millis(1);
+                loop {
+                    let n = left();
+                    if n == 0 || tokio::time::Instant::now() >= deadline {
+                        return Ok(n);
+                    }
+                    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + nap)).await;
+                    nap = (nap * 2).min(std::time::Duration::from_millis(50));
+                }
             }
         }
     }
@@ -441,6 +508,7 @@ impl Container {
             let _closing = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
             self.torn_down.store(true, Ordering::Release);
         }
+        #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {
             // The common end of a run: everything has exited already. The
             // kernel refuses to remove a populated cgroup, so a successful
@@ -459,8 +527,11 @@ impl Container {
                 return Ok(());
             }
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = pool;
         self.kill()?;
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 cg.wait_empty().await?;
                 // Every member was in the v2 cgroup too: the v1 ones are
@@ -473,7 +544,7 @@ impl Container {
                 self.finished.store(true, Ordering::Release);
                 Ok(())
             }
-            Kind::Pgroup { leader } => {
+            Kind::Pgroup { leader, .. } => {
                 // SIGKILLed processes exit promptly; the bound only guards
                 // against one stuck in uninterruptible sleep.
                 self.wait_pgroup_gone(Instant::now() + CLOSE_WAIT).await?;
@@ -497,7 +568,7 @@ impl Container {
             return Ok(());
         };
         loop {
-            let members = pgroup::running_members(pgid)?;
+            let members = ptable::running_members(pgid)?;
             if members.is_empty() || Instant::now() >= deadline {
                 return Ok(());
             }
@@ -513,6 +584,7 @@ impl Container {
             return;
         }
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
                 cg.teardown(v1.collect());
@@ -520,7 +592,7 @@ impl Container {
                 // swept by a later pkit process if this one dies first.
                 self.release_guard();
             }
-            Kind::Pgroup { leader } => {
+            Kind::Pgroup { leader, .. } => {
                 let _ = self.kill();
                 self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();

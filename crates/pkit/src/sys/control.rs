@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 #[cfg(unix)]
 use super::container::{Container, Kind};
 #[cfg(unix)]
-use super::linux::procfs;
+use super::unix::ptable;
 
 /// Why an operation could not be done, for the layer above to type.
 #[derive(Debug)]
@@ -47,6 +47,7 @@ impl Container {
             let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
             self.suspended.store(true, Ordering::Release);
             match &self.kind {
+                #[cfg(target_os = "linux")]
                 Kind::Cgroup(cg) => cg.write_freeze(true),
                 Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGSTOP),
             }
@@ -57,6 +58,7 @@ impl Container {
             return Err(e);
         }
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.freeze_async(true).await,
             Kind::Pgroup { .. } => Ok(()),
         }
@@ -67,6 +69,7 @@ impl Container {
     pub(crate) async fn resume(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
         let thawed = match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.write_freeze(false),
             Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGCONT),
         };
@@ -90,6 +93,7 @@ impl Container {
             return Err(ControlError::Os(io::Error::from_raw_os_error(libc::ESRCH)));
         }
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 cg.add_process(pid)?;
                 for (_, g) in &self.limits.v1 {
@@ -135,7 +139,7 @@ impl Container {
             .into_iter()
             .map(|pid| ProcessInfo {
                 pid: pid as u32,
-                name: procfs::comm(pid),
+                name: ptable::comm(pid),
             })
             .collect())
     }

@@ -8,6 +8,7 @@
 /// A system call that can be made to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub enum Point {
     /// `mkdir` of a group's cgroup (v2 and v1).
     CgroupMkdir,

@@ -141,7 +141,7 @@ pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Opti
         },
         IoRequest::Pipe => {
             fault::io_check(fault::Point::Pipe)?;
-            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let (r, w) = pipe(false)?;
             if input {
                 (ChildIo::Fd(above_stdio(r)?), Some(w))
             } else {
@@ -185,7 +185,11 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 /// This reads the fd directly rather than through the async reactor, whose
 /// cached readiness may not yet know about data that is there.
 pub(crate) fn drain_pipe(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> bool {
+    #[cfg(target_os = "linux")]
     let budget = rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(1 << 20);
+    // BSD pipes grow up to 64 KiB (more only for large single writes).
+    #[cfg(not(target_os = "linux"))]
+    let budget = 1 << 16;
     let mut chunk = [0u8; 16 * 1024];
     let mut taken = 0;
     while taken < budget {
@@ -232,7 +236,7 @@ pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
 /// another child's stdout.
 pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
     fault::io_check(fault::Point::Pipe)?;
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (r, w) = pipe(false)?;
     Ok((ChildIo::Fd(above_stdio(r)?), ChildIo::Fd(above_stdio(w)?)))
 }
 
@@ -240,7 +244,10 @@ pub(crate) fn stage_pipe() -> io::Result<(ChildIo, ChildIo)> {
 /// processes), so a fast writer and its reader trade fewer, larger chunks.
 /// Failure is harmless: the pipe keeps its size.
 pub(crate) fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    #[cfg(target_os = "linux")]
     let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }
 
 /// Blocks this thread until `data` has bytes (appends up to `max` of them
@@ -279,7 +286,33 @@ pub(crate) fn read_or_stop(
 /// A non-blocking, close-on-exec pipe: (read end, write end). Closing the
 /// write end wakes a [`read_or_stop`] waiting on the read end.
 pub(crate) fn stop_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    )?)
+    pipe(true)
+}
+
+/// A close-on-exec pipe (read end, write end), both ends non-blocking when
+/// asked: atomically with `pipe2`, or on macOS, which lacks it, with
+/// `fcntl` right after `pipe` (a process spawned by another thread in that
+/// instant may inherit the ends, as with the standard library there).
+fn pipe(nonblock: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    {
+        use rustix::pipe::PipeFlags;
+        let flags = if nonblock {
+            PipeFlags::CLOEXEC | PipeFlags::NONBLOCK
+        } else {
+            PipeFlags::CLOEXEC
+        };
+        Ok(rustix::pipe::pipe_with(flags)?)
+    }
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    {
+        let (r, w) = rustix::pipe::pipe()?;
+        for fd in [&r, &w] {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+            if nonblock {
+                rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
+            }
+        }
+        Ok((r, w))
+    }
 }

@@ -2,20 +2,24 @@
 
 use std::fmt;
 use std::path::PathBuf;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicI32, Ordering};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::sync::OnceLock;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use super::linux::{host, spawn};
 use super::Mechanism;
 
 /// Which mechanism a new group should use.
 ///
 /// The default is [`MechanismChoice::Auto`], overridable for a whole
-/// process with the environment variable `PKIT_MECHANISM=auto|cgroup|pgroup`
-/// and per group with [`GroupBuilder::mechanism`](crate::GroupBuilder::mechanism).
+/// process with the environment variable
+/// `PKIT_MECHANISM=auto|cgroup|pgroup|portable` and per group with
+/// [`GroupBuilder::mechanism`](crate::GroupBuilder::mechanism).
+///
+/// On macOS and the BSDs every choice but `Cgroup` gives the portable
+/// process-group backend, and `Cgroup` is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum MechanismChoice {
@@ -27,14 +31,23 @@ pub enum MechanismChoice {
     Cgroup,
     /// A POSIX process group, even where cgroup v2 is available.
     ProcessGroup,
+    /// A POSIX process group run by the portable Unix backend, the one
+    /// macOS and the BSDs use: `posix_spawn` instead of pkit's Linux
+    /// spawner, children held by pid and waited for through SIGCHLD
+    /// instead of pidfds. The group reports
+    /// [`Mechanism::ProcessGroup`]. On Linux it exists so that this code
+    /// runs in tests; it refuses the spawn options that need code in the
+    /// child before `exec` (limits, credentials, `keep_fds`, `pre_exec`)
+    /// with [`Error::Unsupported`](crate::Error::Unsupported).
+    Portable,
 }
 
 impl MechanismChoice {
     /// The environment variable that sets the process-wide default.
     pub const ENV_VAR: &'static str = "PKIT_MECHANISM";
 
-    /// Parses `auto`, `cgroup` (or `cgroup-v2`, `cgroupv2`) and `pgroup`
-    /// (or `process-group`, `pg`), case-insensitively.
+    /// Parses `auto`, `cgroup` (or `cgroup-v2`, `cgroupv2`), `pgroup`
+    /// (or `process-group`, `pg`) and `portable`, case-insensitively.
     pub fn parse(s: &str) -> Option<MechanismChoice> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Some(MechanismChoice::Auto),
@@ -42,6 +55,7 @@ impl MechanismChoice {
             "pgroup" | "process-group" | "processgroup" | "pg" => {
                 Some(MechanismChoice::ProcessGroup)
             }
+            "portable" => Some(MechanismChoice::Portable),
             _ => None,
         }
     }
@@ -58,12 +72,14 @@ impl MechanismChoice {
         }
     }
 
-    /// The spelling `PKIT_MECHANISM` accepts: `auto`, `cgroup`, `pgroup`.
+    /// The spelling `PKIT_MECHANISM` accepts: `auto`, `cgroup`, `pgroup`,
+    /// `portable`.
     pub fn as_str(self) -> &'static str {
         match self {
             MechanismChoice::Auto => "auto",
             MechanismChoice::Cgroup => "cgroup",
             MechanismChoice::ProcessGroup => "pgroup",
+            MechanismChoice::Portable => "portable",
         }
     }
 }
@@ -124,6 +140,55 @@ pub struct HostContainment {
 /// ```
 pub fn host_containment() -> HostContainment {
     let choice = MechanismChoice::from_env();
+    #[cfg(not(target_os = "linux"))]
+    return portable_host(choice);
+    #[cfg(target_os = "linux")]
+    linux_host(choice)
+}
+
+/// What a group gets where only the portable backend exists.
+#[cfg(all(unix, not(target_os = "linux")))]
+fn portable_host(choice: Result<MechanismChoice, String>) -> HostContainment {
+    let (mechanism, reason) = match &choice {
+        Err(bad) => (
+            None,
+            format!(
+                "PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup, portable: creating a group fails"
+            ),
+        ),
+        Ok(MechanismChoice::Cgroup) => (
+            None,
+            "cgroup v2 is forced (PKIT_MECHANISM=cgroup) but exists on Linux only: creating a group fails"
+                .to_string(),
+        ),
+        Ok(_) => (
+            Some(Mechanism::ProcessGroup),
+            "process groups (the portable backend: posix_spawn, SIGCHLD waits); cgroups are Linux-only"
+                .to_string(),
+        ),
+    };
+    HostContainment {
+        mechanism,
+        choice: choice.unwrap_or_default(),
+        reason,
+        kernel: rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned(),
+        cgroup_mount: None,
+        owner_cgroup: None,
+        group_parent: None,
+        cgroup_writable: false,
+        cgroup_kill: false,
+        clone3: false,
+        clone3_error: Some("clone3 is Linux-only".into()),
+        caps: super::limits::cap_support(None),
+        guard: super::guard::status(),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn linux_host(choice: Result<MechanismChoice, String>) -> HostContainment {
     let kernel = host::kernel_release();
     let clone3 = clone3_status();
     let mut report = HostContainment {
@@ -165,12 +230,18 @@ pub fn host_containment() -> HostContainment {
     match (choice, cgroup) {
         (Err(bad), _) => {
             report.reason = format!(
-                "PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup: creating a group fails"
+                "PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup, portable: creating a group fails"
             );
         }
         (Ok(MechanismChoice::ProcessGroup), _) => {
             report.mechanism = Some(Mechanism::ProcessGroup);
             report.reason = "the process-group mechanism is forced (PKIT_MECHANISM=pgroup)".into();
+        }
+        (Ok(MechanismChoice::Portable), _) => {
+            report.mechanism = Some(Mechanism::ProcessGroup);
+            report.reason = "the portable process-group backend (posix_spawn, SIGCHLD waits; \
+                             what macOS and the BSDs run) is forced (PKIT_MECHANISM=portable)"
+                .into();
         }
         (Ok(choice), Ok(())) => {
             report.mechanism = Some(Mechanism::CgroupV2);
@@ -203,22 +274,22 @@ pub fn host_containment() -> HostContainment {
     report
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// 0 while clone3 is usable, else the errno that refused it.
 static CLONE3_REFUSED: AtomicI32 = AtomicI32::new(0);
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// The "errno" of a clone3 turned off by [`CLONE3_ENV_VAR`].
 pub(crate) const CLONE3_DISABLED: i32 = i32::MAX;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// `PKIT_CLONE3=off` makes the cgroup mechanism use its second rung (a
 /// vfork-style clone that joins the cgroup itself before exec), as on a
 /// host whose seccomp filter refuses clone3; for tests and for comparing
 /// the two.
 pub(crate) const CLONE3_ENV_VAR: &str = "PKIT_CLONE3";
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Whether clone3 may be used: probed once, then updated if a real spawn is
 /// refused.
 pub(crate) fn clone3_status() -> Result<(), i32> {
@@ -245,13 +316,13 @@ pub(crate) fn clone3_status() -> Result<(), i32> {
     }
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Records that clone3 was refused with `errno`, so later spawns skip it.
 pub(crate) fn mark_clone3_refused(errno: i32) {
     CLONE3_REFUSED.store(errno.max(1), Ordering::Relaxed);
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Why clone3 is not used, for reports: `ENOSYS (function not
 /// implemented)`-style text for the errno that refused it, or the
 /// environment variable that turned it off.

@@ -3,10 +3,15 @@
 
 use std::fmt;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use super::linux::cgroup::Cgroup;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use super::linux::v1::V1Cgroup;
+
+/// No cgroup v1 off Linux: a type with no values.
+#[cfg(all(unix, not(target_os = "linux")))]
+#[derive(Debug)]
+pub(crate) enum V1Cgroup {}
 
 /// The caps requested for a group.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -128,6 +133,7 @@ impl fmt::Display for LimitInfo {
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
     /// The v1 cgroups the group's children join before exec.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub v1: Vec<(&'static str, V1Cgroup)>,
     pub info: Vec<LimitInfo>,
 }
@@ -160,6 +166,7 @@ impl Applied {
         )
     }
 
+    #[cfg(target_os = "linux")]
     pub(crate) fn v1(&self, controller: &str) -> Option<&V1Cgroup> {
         self.v1
             .iter()
@@ -168,10 +175,10 @@ impl Applied {
     }
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const CPU_PERIOD_US: u64 = 100_000;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Applies `limits` to the group's v2 cgroup `cg` (named `name`).
 pub(crate) fn apply(cg: &Cgroup, limits: &Limits) -> Result<Applied, LimitError> {
     let mut applied = Applied::default();
@@ -272,7 +279,7 @@ fn parse_cpu_list(list: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Applies one cap: v2 when the controller can be enabled, else v1.
 fn cap(
     cg: &Cgroup,
@@ -310,7 +317,7 @@ fn cap(
     Ok(())
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Applies a cap that only cgroup v2 has (v1 has no file with the same
 /// meaning: `why_not_v1`).
 fn cap_v2_only(
@@ -330,7 +337,7 @@ fn cap_v2_only(
     }
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Writes a cap's v2 files when the controller can be enabled: `None`
 /// when done, `Some(why)` when v2 can't have it here.
 fn try_v2(
@@ -356,12 +363,12 @@ fn try_v2(
     Ok(None)
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn v2_file_exists(cg: &Cgroup, file: &str) -> bool {
     cg.read_attr(file).is_some()
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 /// Makes `controller` available in the group's cgroup, or says why not.
 fn enable_v2(cg: &Cgroup, controller: &str) -> Result<(), String> {
     let parent = cg
@@ -407,7 +414,28 @@ pub struct CapSupport {
     pub reason: String,
 }
 
-#[cfg(unix)]
+/// Says, without creating anything, which caps a new group could carry
+/// here: none, off Linux.
+#[cfg(all(unix, not(target_os = "linux")))]
+pub(crate) fn cap_support(_v2_parent: Option<&std::path::Path>) -> Vec<CapSupport> {
+    let caps = [
+        "memory_max",
+        "memory_high",
+        "memory_swap_max",
+        "max_processes",
+        "cpu_quota",
+        "cpus",
+    ];
+    caps.iter()
+        .map(|&cap| CapSupport {
+            cap,
+            enforced_by: None,
+            reason: "caps need a cgroup, and cgroups exist on Linux only".into(),
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
 /// Says, without creating anything, which caps a new cgroup group could
 /// carry here.
 pub(crate) fn cap_support(v2_parent: Option<&std::path::Path>) -> Vec<CapSupport> {

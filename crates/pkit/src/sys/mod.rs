@@ -3,7 +3,9 @@
 //! platform-neutral.
 //!
 //! One backend per mechanism: [`Mechanism::CgroupV2`] (Linux, `linux/`) and
-//! [`Mechanism::ProcessGroup`] (every Unix, `unix/`).
+//! [`Mechanism::ProcessGroup`] (every Unix, `unix/`: on Linux with pidfds
+//! and pkit's own clone3 spawner, or the portable way that macOS and the
+//! BSDs take, posix_spawn and SIGCHLD, forced with `PKIT_MECHANISM=portable`).
 
 //! [`Mechanism::JobObject`] (Windows, `windows/`).
 
@@ -12,6 +14,8 @@
 #![cfg_attr(windows, allow(dead_code))]
 
 #[cfg(unix)]
+mod child;
+#[cfg(unix)]
 mod container;
 mod control;
 #[doc(hidden)]
@@ -19,6 +23,7 @@ pub mod fault;
 #[cfg(unix)]
 mod fdio;
 #[cfg(unix)]
+#[cfg_attr(not(target_os = "linux"), path = "guard_none.rs")]
 pub(crate) mod guard;
 mod guard_status;
 mod host;
@@ -27,9 +32,9 @@ mod limits;
 pub(crate) mod linux;
 mod place;
 mod pre_exec;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub(crate) mod pty;
-#[cfg(windows)]
+#[cfg(not(target_os = "linux"))]
 #[path = "pty_unsupported.rs"]
 pub(crate) mod pty;
 mod resolve;
@@ -45,6 +50,8 @@ pub(crate) mod unix;
 pub(crate) mod windows;
 
 #[cfg(unix)]
+pub(crate) use child::ChildHandle;
+#[cfg(unix)]
 pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
@@ -56,8 +63,6 @@ pub use host::host_containment;
 pub use host::{HostContainment, MechanismChoice};
 pub(crate) use limits::Limits;
 pub use limits::{CapSupport, LimitInfo};
-#[cfg(target_os = "linux")]
-pub(crate) use linux::child::ChildHandle;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::forked::spawn_detached;
 #[cfg(target_os = "linux")]
@@ -127,6 +132,23 @@ impl std::fmt::Display for Mechanism {
     }
 }
 
+/// Starting a process outside any group: only on Linux so far.
+#[cfg(all(unix, not(target_os = "linux")))]
+pub(crate) fn spawn_detached(_spec: &SpawnSpec) -> Result<i32, SpawnError> {
+    Err(SpawnError::Unsupported(
+        "spawn_detached",
+        Mechanism::ProcessGroup,
+        "it is implemented on Linux only so far".into(),
+    ))
+}
+
+/// CPU time and resident memory (current, peak) of a live process: not
+/// read on this platform yet.
+#[cfg(all(unix, not(target_os = "linux")))]
+pub(crate) fn proc_usage(_pid: i32) -> Option<(std::time::Duration, Option<u64>, Option<u64>)> {
+    None
+}
+
 /// How a child ended, as the kernel reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ExitStatus {
@@ -138,6 +160,7 @@ pub(crate) enum ExitStatus {
 #[derive(Debug)]
 pub(crate) enum SpawnError {
     /// `clone3` was refused; another placement may work.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Refused(io::Error),
     /// The program could not be executed (errno from execve).
     Exec(io::Error),

@@ -5,7 +5,7 @@
 use std::fmt;
 #[cfg(unix)]
 use std::io;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, RawFd};
 #[cfg(unix)]
 use std::sync::atomic::Ordering;
@@ -16,14 +16,14 @@ use std::sync::Arc;
 use super::container::{Container, GuardLink, Kind};
 #[cfg(unix)]
 use super::guard;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use super::host::{clone3_refusal, clone3_status, mark_clone3_refused};
-#[cfg(unix)]
-use super::linux::leaf::Leaf;
-#[cfg(unix)]
-use super::linux::spawn;
+#[cfg(target_os = "linux")]
+use super::linux::{child::PidfdChild, leaf::Leaf, spawn};
 #[cfg(unix)]
 use super::tree::ProcTree;
+#[cfg(unix)]
+use super::unix::child::PortableChild;
 #[cfg(unix)]
 use super::{ChildHandle, SpawnError, SpawnSpec};
 #[cfg(unix)]
@@ -87,6 +87,7 @@ impl Container {
     /// How children are put into the container.
     pub(crate) fn placement(&self) -> Placement {
         match self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => match clone3_status() {
                 Ok(()) => Placement::Clone3IntoCgroup,
                 Err(e) => Placement::JoinBeforeExec {
@@ -138,6 +139,7 @@ impl Container {
             return Err(SpawnError::Os(refusal));
         }
         match &self.kind {
+            #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 let leaf = match own_tree {
                     true => Some(Leaf::create(cg.path()).map_err(SpawnError::Os)?),
@@ -153,7 +155,7 @@ impl Container {
                     let into = leaf.as_ref().map_or(cg.dir_fd(), |l| l.dir_fd());
                     match spawn::spawn_into_cgroup(spec, into, &join) {
                         Ok((pid, pidfd)) => {
-                            let child = Arc::new(ChildHandle::new(pid, pidfd));
+                            let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
                             return Ok((child, leaf.map(ProcTree::Leaf)));
                         }
                         Err(SpawnError::Refused(e)) => {
@@ -177,10 +179,14 @@ impl Container {
                 let mut fds = join;
                 fds.push(procs.as_raw_fd());
                 let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None)?;
-                let child = Arc::new(ChildHandle::new(pid, pidfd));
+                let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
                 Ok((child, leaf.map(ProcTree::Leaf)))
             }
-            Kind::Pgroup { leader } => {
+            #[cfg(target_os = "linux")]
+            Kind::Pgroup {
+                leader,
+                portable: false,
+            } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
                 let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
                 pty_session_check(spec, leader.as_deref())?;
@@ -203,7 +209,39 @@ impl Container {
                     }
                     other => other?,
                 };
-                let handle = Arc::new(ChildHandle::new(pid, pidfd));
+                let handle = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
+                if leader.is_none() {
+                    *leader = Some(handle.clone());
+                    self.register_leader(&handle);
+                }
+                let tree = own_tree.then(|| ProcTree::Pgroup {
+                    root: handle.clone(),
+                    pgid: if pgid == 0 { pid } else { pgid },
+                });
+                Ok((handle, tree))
+            }
+            Kind::Pgroup { leader, .. } => {
+                let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
+                let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
+                pty_session_check(spec, leader.as_deref())?;
+                let spawn = super::unix::spawn::spawn;
+                let pid = match spawn(spec, pgid) {
+                    // As above: the leader was reaped by someone else and
+                    // its group emptied; the new child leads a new one.
+                    Err(SpawnError::Step(ChildStep::ProcessGroup, e))
+                        if pgid != 0
+                            && e.raw_os_error() == Some(libc::EPERM)
+                            && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
+                    {
+                        let new = spawn(spec, 0)?;
+                        *leader = None;
+                        pgid = 0;
+                        self.release_leader_registration();
+                        new
+                    }
+                    other => other?,
+                };
+                let handle = Arc::new(ChildHandle::Portable(PortableChild::new(pid)));
                 if leader.is_none() {
                     *leader = Some(handle.clone());
                     self.register_leader(&handle);
@@ -236,7 +274,7 @@ impl Container {
         if !matches!(*link, GuardLink::Pending) {
             return;
         }
-        *link = match guard::get().and_then(|g| g.register_pgroup(leader.pidfd(), leader.pid())) {
+        *link = match guard::get().and_then(|g| register_pgroup(g, leader)) {
             Ok(t) => GuardLink::On(t),
             Err(why) => {
                 tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");
@@ -253,6 +291,7 @@ impl Container {
 /// leads a session, no later process can join its process group (`setpgid`
 /// refuses a group of another session). Both are refused as unsupported
 /// rather than started outside the group.
+#[cfg(unix)]
 fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(), SpawnError> {
     let unsupported = |operation, reason: &str| {
         Err(SpawnError::Unsupported(
@@ -282,4 +321,26 @@ fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(
         );
     }
     Ok(())
+}
+
+/// Registers a process group's leader with the guard, which on Linux
+/// holds the leader's pidfd (opened here for a pid-held child: exact, as
+/// the child is unreaped).
+#[cfg(target_os = "linux")]
+fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
+    match leader.pidfd() {
+        Some(fd) => g.register_pgroup(fd, leader.pid()),
+        None => {
+            let pid = rustix::process::Pid::from_raw(leader.pid())
+                .ok_or_else(|| "no leader pid".to_string())?;
+            let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+                .map_err(|e| format!("pidfd_open of the group's leader: {e}"))?;
+            g.register_pgroup(std::os::fd::AsFd::as_fd(&fd), leader.pid())
+        }
+    }
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
+    g.register_pgroup(leader.pid())
 }

@@ -1,5 +1,6 @@
 //! Pseudo-terminals where pkit has none yet (Windows: ConPTY is not
-//! implemented). [`refusal`] says so before anything is opened; the rest
+//! implemented; macOS and the BSDs: the portable backend's posix_spawn
+//! can't make the child take a terminal before exec). [`refusal`] says so before anything is opened; the rest
 //! exists only so that the layers above type-check, and is never reached.
 
 use std::io;
@@ -11,9 +12,15 @@ use super::{Mechanism, OwnedFd};
 
 /// Why a pty session can't start here.
 pub(crate) fn refusal() -> Option<(Mechanism, &'static str)> {
-    Some((
+    #[cfg(windows)]
+    return Some((
         Mechanism::JobObject,
         "pseudo-terminal sessions (ConPTY) are not implemented on Windows yet",
+    ));
+    #[cfg(not(windows))]
+    Some((
+        Mechanism::ProcessGroup,
+        "pseudo-terminal sessions are implemented on Linux only so far",
     ))
 }
 

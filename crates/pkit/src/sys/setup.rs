@@ -96,6 +96,8 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
 #[cfg(unix)]
 /// The kernel's number for a resource.
 pub(crate) fn resource_number(r: Resource) -> c_int {
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const NONE: c_int = -1;
     (match r {
         Resource::Nofile => libc::RLIMIT_NOFILE,
         Resource::Core => libc::RLIMIT_CORE,
@@ -107,12 +109,66 @@ pub(crate) fn resource_number(r: Resource) -> c_int {
         Resource::Data => libc::RLIMIT_DATA,
         Resource::Memlock => libc::RLIMIT_MEMLOCK,
         Resource::Rss => libc::RLIMIT_RSS,
-        Resource::Locks => libc::RLIMIT_LOCKS,
-        Resource::Sigpending => libc::RLIMIT_SIGPENDING,
-        Resource::Msgqueue => libc::RLIMIT_MSGQUEUE,
-        Resource::Nice => libc::RLIMIT_NICE,
-        Resource::Rtprio => libc::RLIMIT_RTPRIO,
-        Resource::Rttime => libc::RLIMIT_RTTIME,
+        Resource::Locks => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                libc::RLIMIT_LOCKS
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                NONE as _
+            }
+        }
+        Resource::Sigpending => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                libc::RLIMIT_SIGPENDING
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                NONE as _
+            }
+        }
+        Resource::Msgqueue => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                libc::RLIMIT_MSGQUEUE
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                NONE as _
+            }
+        }
+        Resource::Nice => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                libc::RLIMIT_NICE
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                NONE as _
+            }
+        }
+        Resource::Rtprio => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                libc::RLIMIT_RTPRIO
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                NONE as _
+            }
+        }
+        Resource::Rttime => {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                libc::RLIMIT_RTTIME
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            {
+                NONE as _
+            }
+        }
     }) as c_int
 }
 

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 #[cfg(unix)]
-use super::container::{Container, Kind};
-#[cfg(unix)]
-use super::linux::procfs;
+use super::container::Container;
+#[cfg(target_os = "linux")]
+use super::container::Kind;
 
 /// A snapshot of a group's resource use. A metric this host can't read is
 /// `None`, never an error.
@@ -71,10 +71,12 @@ impl Container {
     /// A snapshot of the group's resource use.
     pub(crate) fn stats(&self) -> std::io::Result<Stats> {
         let members = self.members()?;
+        #[allow(unused_mut)]
         let mut stats = Stats {
             active: members.len(),
             ..Stats::default()
         };
+        #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {
             if let Some(usec) = cg
                 .read_attr("cpu.stat")
@@ -94,10 +96,12 @@ impl Container {
                 stats.sources.memory = "cgroup v1 memory.usage_in_bytes/max_usage_in_bytes";
             }
         }
+        // Off Linux: the count only (as the model's macOS column says).
+        #[cfg(target_os = "linux")]
         if stats.cpu.is_none() || stats.current.is_none() {
             let (mut cpu, mut rss, mut hwm) = (Duration::ZERO, 0u64, 0u64);
             for &pid in &members {
-                if let Some((c, r, h)) = procfs::usage(pid) {
+                if let Some((c, r, h)) = super::proc_usage(pid) {
                     cpu += c;
                     rss += r.unwrap_or(0);
                     hwm += h.unwrap_or(0);
@@ -118,6 +122,14 @@ impl Container {
 
     /// How many processes the kernel's OOM killer killed in the group, where
     /// it keeps count (a memory cap's cgroup).
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn oom_kills(&self) -> Option<u64> {
+        None
+    }
+
+    /// How many processes the kernel's OOM killer killed in the group, where
+    /// it keeps count (a memory cap's cgroup).
+    #[cfg(target_os = "linux")]
     pub(crate) fn oom_kills(&self) -> Option<u64> {
         let Kind::Cgroup(cg) = &self.kind else {
             return None;
@@ -140,7 +152,7 @@ impl Container {
 }
 
 /// The number after `key` in a `key value` per line file.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let mut parts = l.split_whitespace();

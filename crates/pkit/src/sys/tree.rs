@@ -11,17 +11,22 @@
 //!   group is not found: the group's own teardown still ends the first, not
 //!   the second.
 
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+#[cfg(target_os = "linux")]
 use super::linux::leaf::Leaf;
-use super::linux::{child, procfs, signal::pidfd_signal};
+#[cfg(target_os = "linux")]
+use super::linux::{child, signal::pidfd_signal};
+use super::unix::ptable;
 use super::ChildHandle;
 
 /// A started process's subtree (see the module docs).
 #[derive(Debug)]
 pub(crate) enum ProcTree {
     /// Its own sub-cgroup.
+    #[cfg(target_os = "linux")]
     Leaf(Leaf),
     /// Its descendants in the group's process group `pgid`.
     Pgroup { root: Arc<ChildHandle>, pgid: i32 },
@@ -30,6 +35,7 @@ pub(crate) enum ProcTree {
 impl ProcTree {
     /// Pidfds of the subtree's live processes, each checked to name a
     /// member (never a reused pid).
+    #[cfg(target_os = "linux")]
     fn pidfds(&self) -> Vec<OwnedFd> {
         match self {
             ProcTree::Leaf(leaf) => super::linux::subtree::member_pidfds(leaf.path())
@@ -38,10 +44,10 @@ impl ProcTree {
             ProcTree::Pgroup { root, pgid } => {
                 let mut fds = Vec::new();
                 // The root is our unreaped child: its pidfd is exact.
-                if let Ok(fd) = rustix::io::fcntl_dupfd_cloexec(root.pidfd(), 3) {
+                if let Some(Ok(fd)) = root.pidfd().map(|p| rustix::io::fcntl_dupfd_cloexec(p, 3)) {
                     fds.push(fd);
                 }
-                let found = procfs::pgroup_descendants(*pgid, root.pid()).unwrap_or_default();
+                let found = ptable::descendants(*pgid, root.pid()).unwrap_or_default();
                 for pid in found.into_iter().filter(|&p| p != root.pid()) {
                     let Some(p) = rustix::process::Pid::from_raw(pid) else {
                         continue;
@@ -53,7 +59,7 @@ impl ProcTree {
                     };
                     // Listed before the pidfd was opened: still a member,
                     // not a reused number?
-                    if matches!(procfs::stat(pid), Ok((_, g)) if g == *pgid) {
+                    if ptable::is_live_member(pid, *pgid) {
                         fds.push(fd);
                     }
                 }
@@ -78,6 +84,32 @@ impl ProcTree {
             }
         };
         let left = match self {
+            ProcTree::Pgroup { root, pgid } if root.is_portable() => {
+                let pids = portable_pids(root, *pgid);
+                portable_signal(root, *pgid, &pids, sig);
+                let left = || {
+                    pids.iter()
+                        .filter(|&&p| match p == root.pid() {
+                            true => !matches!(root.try_status(), Ok(Some(_))),
+                            false => ptable::is_live_member(p, *pgid),
+                        })
+                        .count()
+                };
+                let poll = async {
+                    let mut nap = std::time::Duration::from_millis(1);
+                    while left() > 0 {
+                        tokio::time::sleep(nap).await;
+                        nap = (nap * 2).min(std::time::Duration::from_millis(50));
+                    }
+                };
+                let left = tokio::select! {
+                    () = poll => false,
+                    () = until(deadline) => left() > 0,
+                };
+                portable_signal(root, *pgid, &pids, libc::SIGKILL);
+                left
+            }
+            #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf) => {
                 let _ = leaf.signal(sig);
                 tokio::select! {
@@ -85,6 +117,7 @@ impl ProcTree {
                     () = until(deadline) => !leaf.is_empty(),
                 }
             }
+            #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
                 // Found before the signal: once a parent exits, its
                 // children are re-parented and no longer found by links.
@@ -106,6 +139,8 @@ impl ProcTree {
                 }
                 left
             }
+            #[cfg(not(target_os = "linux"))]
+            ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
         };
         self.kill();
         left
@@ -115,14 +150,21 @@ impl ProcTree {
     /// exits meanwhile is not an error).
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
         match self {
+            ProcTree::Pgroup { root, pgid } if root.is_portable() => {
+                portable_signal(root, *pgid, &portable_pids(root, *pgid), sig);
+            }
+            #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf) => {
                 let _ = leaf.signal(sig);
             }
+            #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
                 for fd in self.pidfds() {
                     let _ = pidfd_signal(fd.as_fd(), sig);
                 }
             }
+            #[cfg(not(target_os = "linux"))]
+            ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
         }
         Ok(())
     }
@@ -130,14 +172,47 @@ impl ProcTree {
     /// SIGKILLs every process of the subtree, now.
     pub(crate) fn kill(&self) {
         match self {
+            ProcTree::Pgroup { root, pgid } if root.is_portable() => {
+                portable_signal(root, *pgid, &portable_pids(root, *pgid), libc::SIGKILL);
+            }
+            #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf) => {
                 let _ = leaf.kill();
             }
+            #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
                 for fd in self.pidfds() {
                     let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
                 }
             }
+            #[cfg(not(target_os = "linux"))]
+            ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
+        }
+    }
+}
+
+/// The portable backend's subtree: the root (our child) and its live
+/// descendants in the process group, by pid.
+fn portable_pids(root: &ChildHandle, pgid: i32) -> Vec<i32> {
+    let mut pids = ptable::descendants(pgid, root.pid()).unwrap_or_default();
+    if !pids.contains(&root.pid()) {
+        pids.push(root.pid());
+    }
+    pids
+}
+
+/// Sends `sig` to each of `pids`: the root through its handle (exact: it
+/// is unreaped), the others by number after checking that each is still a
+/// live member of the group (without pidfds, a member that exits and is
+/// reaped between that check and the signal could have its number reused:
+/// a window of microseconds, which the Linux pidfd path doesn't have).
+fn portable_signal(root: &ChildHandle, pgid: i32, pids: &[i32], sig: i32) {
+    for &pid in pids {
+        if pid == root.pid() {
+            let _ = root.signal(sig);
+        } else if ptable::is_live_member(pid, pgid) {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, sig) };
         }
     }
 }

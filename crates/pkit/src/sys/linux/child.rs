@@ -22,26 +22,20 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::sys::child::Usage;
 use crate::sys::ExitStatus;
-
-/// CPU time and peak memory of an exited child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Usage {
-    pub cpu: std::time::Duration,
-    pub max_rss_bytes: u64,
-}
 
 /// A child process we spawned and have not yet reaped.
 #[derive(Debug)]
-pub(crate) struct ChildHandle {
+pub(crate) struct PidfdChild {
     pid: i32,
     pidfd: Option<OwnedFd>,
     status: Mutex<Option<ExitStatus>>,
 }
 
-impl ChildHandle {
-    pub(crate) fn new(pid: i32, pidfd: OwnedFd) -> ChildHandle {
-        ChildHandle {
+impl PidfdChild {
+    pub(crate) fn new(pid: i32, pidfd: OwnedFd) -> PidfdChild {
+        PidfdChild {
             pid,
             pidfd: Some(pidfd),
             status: Mutex::new(None),
@@ -178,7 +172,7 @@ impl ChildHandle {
     }
 }
 
-impl ChildHandle {
+impl PidfdChild {
     /// Sends `sig` to the process group this child leads. Through its
     /// pidfd with `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): the kernel
     /// signals the group of this very process, whatever happened to its
@@ -199,7 +193,7 @@ impl ChildHandle {
     }
 }
 
-impl Drop for ChildHandle {
+impl Drop for PidfdChild {
     fn drop(&mut self) {
         let Some(fd) = self.pidfd.take() else { return };
         if !try_reap(fd.as_fd()) {

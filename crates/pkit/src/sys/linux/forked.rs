@@ -193,7 +193,7 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
         // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing
         // else owns. The intermediate has exited: this reaps it.
         let intermediate =
-            super::child::ChildHandle::new(pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) });
+            super::child::PidfdChild::new(pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) });
         let _ = intermediate.wait_blocking(None);
     }
     let mut program = None;

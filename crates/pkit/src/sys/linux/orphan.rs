@@ -91,7 +91,7 @@ pub(crate) fn spawn_orphan(spec: &SpawnSpec) -> Result<(i32, OwnedFd), SpawnErro
         // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing
         // else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(launcher_pidfd) };
-        let launcher = super::child::ChildHandle::new(pid, fd);
+        let launcher = super::child::PidfdChild::new(pid, fd);
         let _ = launcher.wait_blocking(None);
     }
     let program = launch.pid.load(Ordering::Acquire);

@@ -306,7 +306,7 @@ pub(super) fn finish_code(
     match code {
         0 => Ok((pid, pidfd)),
         code => {
-            let child = super::child::ChildHandle::new(pid, pidfd);
+            let child = super::child::PidfdChild::new(pid, pidfd);
             let _ = child.wait_blocking(None);
             drop(child);
             Err(failure(code))
@@ -420,7 +420,7 @@ mod tests {
         }
         // And a good spawn still works: the pid is reaped here.
         let (pid, pidfd) = spawn_joining(&spec("/bin/true", None), &[], None).unwrap();
-        let child = super::super::child::ChildHandle::new(pid, pidfd);
+        let child = super::super::child::PidfdChild::new(pid, pidfd);
         child.wait_blocking(None).unwrap();
     }
 }

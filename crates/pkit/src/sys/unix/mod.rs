@@ -1,7 +1,10 @@
 //! The Unix code shared by every platform: process-group signalling, and
-//! spawning through the standard library's `posix_spawn` path for the
-//! platforms without pkit's own spawner (every one but Linux).
+//! the portable backend (posix_spawn, pid-held children waited for through
+//! SIGCHLD) that macOS and the BSDs run and that Linux can be forced onto
+//! (`PKIT_MECHANISM=portable`).
 
+pub(crate) mod child;
 pub(crate) mod pgroup;
-#[cfg(not(target_os = "linux"))]
-pub(crate) mod std_spawn;
+pub(crate) mod ptable;
+pub(crate) mod sigchld;
+pub(crate) mod spawn;

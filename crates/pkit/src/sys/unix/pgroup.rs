@@ -74,6 +74,7 @@ pub(crate) fn killpg(pgid: i32, sig: i32) -> io::Result<()> {
 /// one directory fd, each `stat` read into a stack buffer through `openat`,
 /// and only the state and process-group fields parsed (no allocation per
 /// process).
+#[cfg(target_os = "linux")]
 pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
     use rustix::fs::{Mode, OFlags};
     let proc_dir = rustix::fs::open(
@@ -121,6 +122,7 @@ pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
 
 /// State (field 3) and process group (field 5) from `/proc/<pid>/stat`
 /// text; the command name (field 2) may hold spaces and parentheses.
+#[cfg(target_os = "linux")]
 fn state_and_pgrp(stat: &[u8]) -> Option<(u8, i32)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let mut fields = stat[close + 1..]
@@ -132,7 +134,7 @@ fn state_and_pgrp(stat: &[u8]) -> Option<(u8, i32)> {
     Some((state, pgrp))
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

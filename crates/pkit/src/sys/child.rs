@@ -1,0 +1,110 @@
+//! A spawned child, however it is held: by its pidfd (Linux) or by its
+//! pid alone (the portable backend: macOS, the BSDs, and Linux when forced
+//! with `PKIT_MECHANISM=portable`).
+
+use std::io;
+
+#[cfg(target_os = "linux")]
+use super::linux::child::PidfdChild;
+use super::unix::child::PortableChild;
+use super::ExitStatus;
+
+/// CPU time and peak memory of an exited child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub cpu: std::time::Duration,
+    pub max_rss_bytes: u64,
+}
+
+/// A child process we spawned and have not yet reaped.
+#[derive(Debug)]
+pub(crate) enum ChildHandle {
+    /// Held by a pidfd.
+    #[cfg(target_os = "linux")]
+    Pidfd(PidfdChild),
+    /// Held by its pid, waited for through SIGCHLD.
+    Portable(PortableChild),
+}
+
+impl ChildHandle {
+    pub(crate) fn pid(&self) -> i32 {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.pid(),
+            ChildHandle::Portable(c) => c.pid(),
+        }
+    }
+
+    /// Whether the child is held by its pid alone (the portable backend).
+    pub(crate) fn is_portable(&self) -> bool {
+        matches!(self, ChildHandle::Portable(_))
+    }
+
+    /// The child's pidfd, when it is held by one.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            ChildHandle::Pidfd(c) => Some(c.pidfd()),
+            ChildHandle::Portable(_) => None,
+        }
+    }
+
+    /// The exit status if the child has exited, without blocking or reaping.
+    pub(crate) fn try_status(&self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.try_status(),
+            ChildHandle::Portable(c) => c.try_status(),
+        }
+    }
+
+    /// Whether the child was reaped by someone else (this process ignores
+    /// SIGCHLD), so that its pid, and the process group it led, may be
+    /// gone.
+    pub(crate) fn reaped_by_kernel(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.reaped_by_kernel(),
+            ChildHandle::Portable(c) => c.reaped_by_kernel(),
+        }
+    }
+
+    /// CPU time and peak memory of the exited child; `None` while it runs,
+    /// or where the wait that keeps it a zombie can't report them (the
+    /// portable backend).
+    pub(crate) fn rusage(&self) -> Option<Usage> {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.rusage(),
+            ChildHandle::Portable(_) => None,
+        }
+    }
+
+    /// Waits for the child to exit.
+    pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.wait().await,
+            ChildHandle::Portable(c) => c.wait().await,
+        }
+    }
+
+    /// Sends `sig` to the child (nothing happens once it has exited).
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.signal(sig),
+            ChildHandle::Portable(c) => c.signal(sig),
+        }
+    }
+
+    /// Sends `sig` to the process group this child leads; no member left
+    /// is not an error.
+    pub(crate) fn signal_group(&self, sig: i32) -> io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.signal_group(sig),
+            ChildHandle::Portable(c) => c.signal_group(sig),
+        }
+    }
+}

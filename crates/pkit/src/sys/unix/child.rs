@@ -1,0 +1,214 @@
+//! A spawned child held by its pid alone, for the platforms without pidfds
+//! (and for the portable backend on Linux): waited for through SIGCHLD
+//! (see [`sigchld`](super::sigchld)), read with `waitid(WNOWAIT)` so it
+//! stays a zombie, and so keeps its pid, until its handle is dropped.
+//!
+//! Signalling by pid is exact here for the same reason: the number can't
+//! be handed to another process while our unreaped zombie holds it.
+
+use std::io;
+use std::sync::Mutex;
+#[cfg(test)]
+use std::time::Instant;
+
+use super::sigchld;
+use crate::sys::ExitStatus;
+
+/// A child process we spawned and have not yet reaped (pid only).
+#[derive(Debug)]
+pub(crate) struct PortableChild {
+    pid: i32,
+    status: Mutex<Option<ExitStatus>>,
+}
+
+impl PortableChild {
+    /// Takes over the unreaped child `pid`.
+    pub(crate) fn new(pid: i32) -> PortableChild {
+        PortableChild {
+            pid,
+            status: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn cached(&self) -> Option<ExitStatus> {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The exit status if the child has exited, without blocking or reaping.
+    pub(crate) fn try_status(&self) -> io::Result<Option<ExitStatus>> {
+        if let Some(s) = self.cached() {
+            return Ok(Some(s));
+        }
+        let status = peek(self.pid)?;
+        if let Some(s) = status {
+            *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+        }
+        Ok(status)
+    }
+
+    /// Whether someone else (the kernel, with SIGCHLD ignored, or a
+    /// `waitpid(-1)` of the application's) has reaped the child already.
+    pub(crate) fn reaped_by_kernel(&self) -> bool {
+        self.cached().is_none()
+            && matches!(peek(self.pid), Err(e) if e.raw_os_error() == Some(libc::ECHILD))
+    }
+
+    /// Waits for the child to exit.
+    pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {
+        sigchld::wait_until(|| self.try_status()).await
+    }
+
+    /// Waits (blocking) until the child exits or `deadline` passes.
+    #[cfg(test)]
+    pub(crate) fn wait_blocking(
+        &self,
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<ExitStatus>> {
+        sigchld::wait_blocking_until(deadline, || self.try_status())
+    }
+
+    /// Sends `sig` to the child (nothing happens once it has exited).
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        if self.cached().is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
+        // unreaped child's, so it names no other process.
+        let rc = unsafe { libc::kill(self.pid, sig) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ESRCH) => Ok(()),
+            _ => Err(err),
+        }
+    }
+
+    /// Sends `sig` to the process group this child leads, by number: exact
+    /// while the child is unreaped (its zombie keeps the number).
+    pub(crate) fn signal_group(&self, sig: i32) -> io::Result<()> {
+        super::pgroup::killpg(self.pid, sig)
+    }
+}
+
+impl Drop for PortableChild {
+    fn drop(&mut self) {
+        if !reap_now(self.pid) {
+            sigchld::reap_later(self.pid);
+        }
+    }
+}
+
+/// Reaps `pid` if it has exited; returns whether it is gone.
+pub(crate) fn reap_now(pid: i32) -> bool {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid(2) on our own child with a valid status buffer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == 0 {
+            return false;
+        }
+        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // Reaped, or ECHILD: already reaped by someone else.
+        return true;
+    }
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`: the exit status
+/// without reaping; `Ok(None)` while the child runs.
+fn peek(pid: i32) -> io::Result<Option<ExitStatus>> {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    loop {
+        // SAFETY: waitid(2) with a valid, zeroed siginfo buffer of ours.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                info.as_mut_ptr(),
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+    // SAFETY: zeroed above and possibly filled by the kernel: a plain C
+    // struct that is valid when zeroed.
+    let info = unsafe { info.assume_init() };
+    // SAFETY: reading the fields of a siginfo_t filled by waitid (or still
+    // zeroed: pid 0 means "not yet" under WNOHANG).
+    let (who, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if who == 0 {
+        return Ok(None);
+    }
+    Ok(match info.si_code {
+        libc::CLD_EXITED => Some(ExitStatus::Exited(status)),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ExitStatus::Signalled(status)),
+        _ => None,
+    })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    // The PortableChild takes over the child: it reaps it when dropped.
+    #[allow(clippy::zombie_processes)]
+    fn spawn(script: &str) -> PortableChild {
+        sigchld::ensure();
+        let child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .expect("sh");
+        PortableChild::new(child.id() as i32)
+    }
+
+    #[test]
+    fn blocking_wait_sees_the_exit_and_keeps_the_zombie() {
+        let child = spawn("exit 7");
+        let st = child.wait_blocking(None).expect("wait");
+        assert_eq!(st, Some(ExitStatus::Exited(7)));
+        // Not reaped by the wait: the zombie is still ours.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.pid()));
+        assert!(stat.is_ok_and(|s| s.contains(") Z ")));
+        let pid = child.pid();
+        drop(child);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn async_wait_is_woken_by_sigchld() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let child = spawn("sleep 0.2; kill -TERM $$");
+        let before = sigchld::wakes();
+        let st = rt.block_on(child.wait()).expect("wait");
+        assert_eq!(st, ExitStatus::Signalled(libc::SIGTERM));
+        assert!(sigchld::wakes() > before);
+    }
+
+    #[test]
+    fn a_deadline_ends_a_blocking_wait() {
+        let child = spawn("sleep 30");
+        let st = child
+            .wait_blocking(Some(Instant::now() + std::time::Duration::from_millis(100)))
+            .expect("wait");
+        assert_eq!(st, None);
+        child.signal(libc::SIGKILL).unwrap();
+        let st = child.wait_blocking(None).expect("wait");
+        assert_eq!(st, Some(ExitStatus::Signalled(libc::SIGKILL)));
+    }
+}

@@ -1,0 +1,263 @@
+//! Exit notification without pidfds: a SIGCHLD handler that wakes every
+//! waiter, which then asks the kernel about its own child (`waitid` with
+//! `WNOHANG | WNOWAIT`), as tokio's process driver does.
+//!
+//! The handler only writes one byte to a non-blocking pipe (async-signal
+//! safe) and then calls whatever handler was installed before it, so an
+//! application's own SIGCHLD handler keeps working. A thread reads the pipe
+//! and wakes the async waiters (a [`tokio::sync::Notify`]) and the blocking
+//! ones (a condition variable). Every wait also re-checks on a short timer,
+//! so a handler replaced later by someone who does not chain to it slows
+//! waits down but never hangs them.
+//!
+//! Installing a handler changes one thing for an application that had set
+//! SIGCHLD to `SIG_IGN`: its children are no longer reaped by the kernel
+//! (pkit needs their exit statuses), as with tokio's process support.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
+#[cfg(test)]
+use std::time::Instant;
+
+/// How often a waiter re-checks on its own, whatever the signals say.
+pub(crate) const RECHECK: Duration = Duration::from_millis(250);
+
+struct Notifier {
+    notify: tokio::sync::Notify,
+    /// Bumped on every wake-up; blocking waiters sleep until it changes.
+    generation: Mutex<u64>,
+    changed: Condvar,
+    /// Pids of dropped children still running: reaped once they exit.
+    orphans: Mutex<Vec<i32>>,
+}
+
+/// The pipe's write end, for the handler (-1 until installed).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The previous `sigaction`, for chaining (boxed, leaked, set once).
+static PREVIOUS: AtomicUsize = AtomicUsize::new(0);
+/// Wake-ups seen, for tests.
+static WAKES: AtomicU64 = AtomicU64::new(0);
+
+static NOTIFIER: OnceLock<Option<Notifier>> = OnceLock::new();
+
+fn notifier() -> Option<&'static Notifier> {
+    NOTIFIER
+        .get_or_init(|| match install() {
+            Ok(()) => Some(Notifier {
+                notify: tokio::sync::Notify::new(),
+                generation: Mutex::new(0),
+                changed: Condvar::new(),
+                orphans: Mutex::new(Vec::new()),
+            }),
+            Err(e) => {
+                tracing::warn!(target: "pkit", error = %e, "no SIGCHLD handler: child exits are found by polling");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// Makes sure the handler is installed (before the first spawn, so no exit
+/// goes unnoticed).
+pub(crate) fn ensure() {
+    let _ = notifier();
+}
+
+/// Waits (asynchronously) until `done` returns `Some`, checking it after
+/// every SIGCHLD and at least every [`RECHECK`].
+pub(crate) async fn wait_until<T>(
+    mut done: impl FnMut() -> std::io::Result<Option<T>>,
+) -> std::io::Result<T> {
+    let n = notifier();
+    loop {
+        let notified = n.map(|n| n.notify.notified());
+        let mut notified = std::pin::pin!(notified);
+        if let Some(f) = notified.as_mut().as_pin_mut() {
+            // Registered before the check: a wake-up after it is not lost.
+            f.enable();
+        }
+        if let Some(v) = done()? {
+            return Ok(v);
+        }
+        match notified.as_pin_mut() {
+            Some(f) => {
+                let _ = tokio::time::timeout(RECHECK, f).await;
+            }
+            None => tokio::time::sleep(RECHECK / 10).await,
+        }
+    }
+}
+
+/// Blocks until `done` returns `Some` or `deadline` passes (`Ok(None)`).
+#[cfg(test)]
+pub(crate) fn wait_blocking_until<T>(
+    deadline: Option<Instant>,
+    mut done: impl FnMut() -> std::io::Result<Option<T>>,
+) -> std::io::Result<Option<T>> {
+    let n = notifier();
+    loop {
+        let seen = n.map(|n| *n.generation.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(v) = done()? {
+            return Ok(Some(v));
+        }
+        let mut nap = RECHECK;
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                return Ok(None);
+            }
+            nap = nap.min(d - now);
+        }
+        match (n, seen) {
+            (Some(n), Some(seen)) => {
+                let g = n.generation.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = n
+                    .changed
+                    .wait_timeout_while(g, nap, |g| *g == seen)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            _ => std::thread::sleep(nap.min(RECHECK / 10)),
+        }
+    }
+}
+
+/// Hands a dropped, still running child to the notifier thread, which
+/// reaps it once it exits (without a handler: polled by a short-lived
+/// thread).
+pub(crate) fn reap_later(pid: i32) {
+    match notifier() {
+        Some(n) => n
+            .orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid),
+        None => {
+            let _ = std::thread::Builder::new()
+                .name("pkit-reap".into())
+                .spawn(move || {
+                    while !super::child::reap_now(pid) {
+                        std::thread::sleep(RECHECK);
+                    }
+                });
+        }
+    }
+}
+
+/// How many SIGCHLD wake-ups the notifier thread has handled.
+#[cfg(test)]
+pub(crate) fn wakes() -> u64 {
+    WAKES.load(Ordering::Relaxed)
+}
+
+fn install() -> std::io::Result<()> {
+    let (r, w) = super::super::stop_pipe()?;
+    let r: OwnedFd = r;
+    // The reader blocks: clear O_NONBLOCK on its end only.
+    rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::empty())?;
+    WAKE_FD.store(w.as_raw_fd(), Ordering::Release);
+    std::mem::forget(w); // the handler may write to it for the process's life
+    std::thread::Builder::new()
+        .name("pkit-sigchld".into())
+        .spawn(move || pump(r))?;
+    // SAFETY: sigaction(2) with a zeroed struct filled with our handler, an
+    // empty mask and flags; the old action is written into a buffer we own.
+    // The handler only calls async-signal-safe functions (write, and the
+    // previous handler, which was itself installed as a signal handler).
+    unsafe {
+        let mut new: libc::sigaction = std::mem::zeroed();
+        new.sa_sigaction = handler as *const () as usize;
+        new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut new.sa_mask);
+        let old = Box::into_raw(Box::new(std::mem::zeroed::<libc::sigaction>()));
+        if libc::sigaction(libc::SIGCHLD, &new, old) != 0 {
+            let e = std::io::Error::last_os_error();
+            drop(Box::from_raw(old));
+            return Err(e);
+        }
+        PREVIOUS.store(old as usize, Ordering::Release);
+    }
+    Ok(())
+}
+
+extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let saved = std::io::Error::last_os_error().raw_os_error();
+    let fd: RawFd = WAKE_FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking,
+        // so a full pipe (wake-ups pending anyway) returns EAGAIN at once.
+        unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+    }
+    let prev = PREVIOUS.load(Ordering::Acquire) as *const libc::sigaction;
+    if !prev.is_null() {
+        // SAFETY: PREVIOUS points to a leaked sigaction written once by
+        // sigaction(2) before this handler could run, never freed.
+        let prev = unsafe { &*prev };
+        let f = prev.sa_sigaction;
+        if f != libc::SIG_DFL && f != libc::SIG_IGN {
+            if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: installed with SA_SIGINFO, so it has this signature.
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    unsafe { std::mem::transmute(f) };
+                f(sig, info, ctx);
+            } else {
+                // SAFETY: installed without SA_SIGINFO: a one-argument handler.
+                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(f) };
+                f(sig);
+            }
+        }
+    }
+    if let Some(e) = saved {
+        set_errno(e);
+    }
+}
+
+/// Restores `errno` at the end of the handler.
+fn set_errno(e: i32) {
+    // SAFETY: each platform's errno location is this thread's own.
+    unsafe {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            *libc::__errno_location() = e;
+        }
+        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+        {
+            *libc::__error() = e;
+        }
+        #[cfg(not(any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "freebsd"
+        )))]
+        {
+            let _ = e;
+        }
+    }
+}
+
+/// The notifier thread: one wake-up per batch of bytes read.
+fn pump(r: OwnedFd) {
+    let mut buf = [0u8; 64];
+    loop {
+        match rustix::io::read(&r, &mut buf) {
+            Ok(0) => return,
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => std::thread::sleep(RECHECK),
+        }
+        WAKES.fetch_add(1, Ordering::Relaxed);
+        let Some(n) = NOTIFIER.get().and_then(Option::as_ref) else {
+            continue;
+        };
+        {
+            let mut g = n.generation.lock().unwrap_or_else(|e| e.into_inner());
+            *g += 1;
+        }
+        n.changed.notify_all();
+        n.notify.notify_waiters();
+        let mut orphans = n.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        orphans.retain(|&pid| !super::child::reap_now(pid));
+    }
+}

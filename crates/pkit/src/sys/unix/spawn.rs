@@ -1,0 +1,230 @@
+//! Spawning with `posix_spawn(3)`: the child joins (or starts) a process
+//! group at birth (`POSIX_SPAWN_SETPGROUP`), with the signal mask emptied
+//! and every signal at its default disposition, and no fork of this
+//! process's address space (the C library uses a vfork-style clone, or the
+//! kernel's own spawn on macOS). On macOS, `POSIX_SPAWN_CLOEXEC_DEFAULT`
+//! also closes every descriptor not handed to the child explicitly.
+//!
+//! The spawn options a child would apply to itself before `exec` (limits,
+//! credentials, kept descriptors, hooks) have no `posix_spawn` attribute:
+//! a start that asks for them is refused with
+//! [`SpawnError::Unsupported`].
+
+use std::ffi::{c_char, CString};
+use std::io;
+
+use crate::sys::{ChildIo, SpawnError, SpawnSpec};
+
+#[cfg(target_os = "macos")]
+extern "C" {
+    // macOS 10.15+: keep `fd` open in the child despite
+    // POSIX_SPAWN_CLOEXEC_DEFAULT (not in the libc crate).
+    fn posix_spawn_file_actions_addinherit_np(
+        actions: *mut libc::posix_spawn_file_actions_t,
+        fd: libc::c_int,
+    ) -> libc::c_int;
+}
+
+#[cfg(target_os = "freebsd")]
+extern "C" {
+    // FreeBSD 13.1+ (not in the libc crate for FreeBSD).
+    fn posix_spawn_file_actions_addchdir_np(
+        actions: *mut libc::posix_spawn_file_actions_t,
+        path: *const c_char,
+    ) -> libc::c_int;
+}
+#[cfg(not(target_os = "freebsd"))]
+use libc::posix_spawn_file_actions_addchdir_np;
+
+/// Why a spawn option can't be honoured by `posix_spawn`, if one can't.
+pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
+    let s = &spec.setup;
+    if !s.pre_exec.is_empty() {
+        Some("pre_exec hooks need a forked child")
+    } else if s.ctty {
+        Some("a pty needs the child to take its terminal (setsid, TIOCSCTTY) before exec")
+    } else if s.setsid {
+        Some("setsid would leave the group's process group")
+    } else if !s.rlimits.is_empty()
+        || s.nice.is_some()
+        || s.umask.is_some()
+        || s.groups.is_some()
+        || s.gid.is_some()
+        || s.uid.is_some()
+        || s.ioprio.is_some()
+        || s.cpus.is_some()
+    {
+        Some("limits, credentials, priorities and CPU affinity are applied by the child before exec, and posix_spawn runs no code there")
+    } else if !s.keep.is_empty() {
+        Some("keep_fds is not implemented on posix_spawn")
+    } else {
+        None
+    }
+}
+
+/// Owns the two attribute objects for the length of a spawn.
+struct Attrs {
+    attr: libc::posix_spawnattr_t,
+    actions: libc::posix_spawn_file_actions_t,
+}
+
+impl Drop for Attrs {
+    fn drop(&mut self) {
+        // SAFETY: both were initialised by `Attrs::new` and are destroyed
+        // once, here.
+        unsafe {
+            libc::posix_spawnattr_destroy(&mut self.attr);
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+        }
+    }
+}
+
+fn check(rc: libc::c_int) -> Result<(), SpawnError> {
+    match rc {
+        0 => Ok(()),
+        e => Err(SpawnError::Os(io::Error::from_raw_os_error(e))),
+    }
+}
+
+/// Spawns `spec` into process group `pgid` (0: a new group led by the
+/// child) and returns its pid. The caller owns the unreaped child.
+pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
+    if let Some(why) = unsupported_setup(spec) {
+        return Err(SpawnError::Unsupported(
+            "spawn options",
+            crate::sys::Mechanism::ProcessGroup,
+            format!("the portable backend starts children with posix_spawn: {why}"),
+        ));
+    }
+    super::sigchld::ensure();
+    // SAFETY: zeroed storage is what the init functions expect to fill; an
+    // init failure returns before `Attrs` (and its Drop) exists.
+    let mut a = unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        check(libc::posix_spawnattr_init(&mut attr))?;
+        if let Err(e) = check(libc::posix_spawn_file_actions_init(&mut actions)) {
+            libc::posix_spawnattr_destroy(&mut attr);
+            return Err(e);
+        }
+        Attrs { attr, actions }
+    };
+    #[allow(unused_mut)]
+    let mut flags =
+        libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+    #[cfg(target_os = "macos")]
+    {
+        flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
+    }
+    // SAFETY: the attribute objects are initialised and ours; the signal
+    // sets are initialised by sigemptyset/sigfillset before use.
+    unsafe {
+        check(libc::posix_spawnattr_setflags(&mut a.attr, flags as _))?;
+        check(libc::posix_spawnattr_setpgroup(&mut a.attr, pgid))?;
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        check(libc::posix_spawnattr_setsigmask(&mut a.attr, &none))?;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        // SIGKILL and SIGSTOP can't be reset; the C libraries skip them.
+        libc::sigdelset(&mut all, libc::SIGKILL);
+        libc::sigdelset(&mut all, libc::SIGSTOP);
+        check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &all))?;
+    }
+    place(&mut a.actions, &spec.stdin, 0, None)?;
+    place(&mut a.actions, &spec.stdout, 1, None)?;
+    place(&mut a.actions, &spec.stderr, 2, Some(&spec.stdout))?;
+    if let Some(dir) = &spec.cwd {
+        // SAFETY: a C string that outlives the call (copied by the C
+        // library), and our initialised actions object.
+        check(unsafe { posix_spawn_file_actions_addchdir_np(&mut a.actions, dir.as_ptr()) })
+            .map_err(|e| match e {
+                SpawnError::Os(e) => SpawnError::Chdir(e),
+                other => other,
+            })?;
+    }
+    let argv = nul_terminated(&spec.argv);
+    let envp = nul_terminated(&spec.envp);
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: every pointer is valid for the call: the path and the
+    // argument and environment strings (owned by `spec`), their
+    // null-terminated pointer arrays, and the initialised attributes.
+    let rc = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            spec.path.as_ptr(),
+            &a.actions,
+            &a.attr,
+            argv.as_ptr() as *const *mut c_char,
+            envp.as_ptr() as *const *mut c_char,
+        )
+    };
+    match rc {
+        0 => Ok(pid),
+        // glibc reports the failed chdir or exec by its errno alone; a
+        // working directory that can't be entered is told apart by the
+        // caller's resolution, which already checked the program.
+        e if spec.cwd.is_some() && cwd_error(spec.cwd.as_ref(), e) => {
+            Err(SpawnError::Chdir(io::Error::from_raw_os_error(e)))
+        }
+        libc::EPERM if pgid != 0 => Err(SpawnError::Step(
+            crate::spawn_options::ChildStep::ProcessGroup,
+            io::Error::from_raw_os_error(libc::EPERM),
+        )),
+        e => Err(SpawnError::Exec(io::Error::from_raw_os_error(e))),
+    }
+}
+
+/// Whether error `e` from a spawn with working directory `dir` is the
+/// directory's: it can't be entered by this process either.
+fn cwd_error(dir: Option<&CString>, e: i32) -> bool {
+    let Some(dir) = dir else { return false };
+    if !matches!(e, libc::ENOENT | libc::ENOTDIR | libc::EACCES) {
+        return false;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(dir.as_bytes()));
+    !path.is_dir() || rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_err()
+}
+
+/// The child's `target` stdio fd gets `io`.
+fn place(
+    actions: &mut libc::posix_spawn_file_actions_t,
+    io: &ChildIo,
+    target: libc::c_int,
+    stdout: Option<&ChildIo>,
+) -> Result<(), SpawnError> {
+    use std::os::fd::AsRawFd;
+    let source = match io {
+        ChildIo::Inherit => {
+            #[cfg(target_os = "macos")]
+            {
+                // SAFETY: our initialised actions object and an fd number.
+                return check(unsafe { posix_spawn_file_actions_addinherit_np(actions, target) });
+            }
+            #[cfg(not(target_os = "macos"))]
+            return Ok(());
+        }
+        ChildIo::Fd(fd) => fd.as_raw_fd(),
+        ChildIo::Null(fd) => *fd,
+        ChildIo::SameAsStdout => match stdout {
+            // Whatever stdout got, placed before this: its fd 1.
+            Some(_) => 1,
+            None => return Err(SpawnError::Os(io::Error::from_raw_os_error(libc::EINVAL))),
+        },
+    };
+    // SAFETY: our initialised actions object and two fd numbers; the
+    // source stays open until posix_spawn returns (owned by the spec or
+    // the shared /dev/null descriptor). Sources are >= 3 (or stdout's 1),
+    // so no dup2 overwrites a source still to be placed.
+    check(unsafe { libc::posix_spawn_file_actions_adddup2(actions, source, target) })
+}
+
+/// Pointers to each string, then a null pointer.
+fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
