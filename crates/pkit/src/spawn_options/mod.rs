@@ -208,7 +208,7 @@ impl SpawnOptions {
             ctty: self.pty.is_some(),
             rlimits,
             nice: self.nice,
-            umask: self.umask.map(|m| m as libc::mode_t),
+            umask: self.umask.map(|m| m as _),
             groups: self.groups.clone(),
             gid: self.gid,
             uid: self.uid,
