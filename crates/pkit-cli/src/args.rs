@@ -184,6 +184,13 @@ pub struct RunArgs {
     /// not to the whole tree (the tree still ends when the program does).
     #[arg(long)]
     pub foreground: bool,
+    /// Run the program on a pseudo-terminal of its own (for programs that
+    /// behave differently without one): its output goes to pkit's stdout,
+    /// pkit's stdin is typed into it (pkit's terminal in raw mode
+    /// meanwhile; at the end of stdin, the end-of-file character), and its
+    /// size follows pkit's terminal (24x80 without one).
+    #[arg(long)]
+    pub pty: bool,
     /// Say on stderr each signal pkit sends, and what teardown verified.
     #[arg(short = 'v', long)]
     pub verbose: bool,

@@ -7,6 +7,7 @@ mod doctor;
 mod duration;
 mod forward;
 mod orphans;
+mod pty;
 mod report;
 mod run;
 mod signame;

@@ -112,7 +112,9 @@ pub async fn main(args: RunArgs) -> Exit {
     let cgroups = RunCgroups::of_group(&group.description());
     // Under process groups, the program's group gets the terminal (if pkit
     // has it), and any read it tried before that is resumed.
-    let tty = Terminal::new(pid);
+    // A pty session has a terminal of its own; pkit's stays with pkit.
+    let tty = if args.pty { None } else { Terminal::new(pid) };
+    let relay = proc.pty().map(crate::pty::Relay::start);
     if tty.is_some() {
         let _ = group.signal(pkit::Signal::Cont);
     }
@@ -167,6 +169,9 @@ pub async fn main(args: RunArgs) -> Exit {
             }
             r = signals.recv() => match r {
                 Ok(r) if r.signo == libc::SIGCHLD => orphans.reap_exited(),
+                Ok(r) if r.signo == libc::SIGWINCH && relay.is_some() => {
+                    relay.as_ref().map(crate::pty::Relay::follow_resize);
+                }
                 Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace),
                 Err(e) => {
                     eprintln!("pkit: cannot read signals: {e}");
@@ -213,6 +218,7 @@ pub async fn main(args: RunArgs) -> Exit {
     }
     let mut stats = args.stats.then(|| cgroups.read());
     drop(tty);
+    drop(relay);
     let verified = group.close().await;
     let (escaped, none_left) = orphans.sweep();
     report.leftover_processes = leftovers;
@@ -320,8 +326,24 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
 }
 
 fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
-    let mut cmd = Command::new(&args.program).args(&args.args).stdin_inherit();
-    if args.capture {
+    let mut cmd = Command::new(&args.program).args(&args.args);
+    if args.pty {
+        let (rows, cols) = crate::pty::size();
+        cmd = cmd.pty(rows, cols);
+        if args.capture {
+            let keep = match args.capture_keep {
+                Some(KeepArg::Tail) => CapturePolicy::KeepTail,
+                _ => CapturePolicy::KeepHead,
+            };
+            let limit = args.capture_limit.unwrap_or(DEFAULT_CAPTURE_LIMIT);
+            cmd = cmd.capture_limit(usize::try_from(limit).unwrap_or(usize::MAX), keep);
+        } else {
+            // Straight through to pkit's stdout, nothing kept.
+            cmd = cmd
+                .stdout_tee(tokio::io::stdout())
+                .capture_limit(0, CapturePolicy::KeepHead);
+        }
+    } else if args.capture {
         let keep = match args.capture_keep {
             Some(KeepArg::Tail) => CapturePolicy::KeepTail,
             _ => CapturePolicy::KeepHead,
@@ -333,6 +355,9 @@ fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
             .capture_limit(usize::try_from(limit).unwrap_or(usize::MAX), keep);
     } else {
         cmd = cmd.stdout(Stdio::Inherit).stderr(Stdio::Inherit);
+    }
+    if !args.pty {
+        cmd = cmd.stdin_inherit();
     }
     if args.env_clear {
         cmd = cmd.env_clear();

@@ -278,7 +278,8 @@ async fn a_shell_prompt_is_matched_with_wait_for_line() {
 async fn a_grandchild_on_the_terminal_dies_with_the_group() {
     let suite = begin("a_grandchild_on_the_terminal_dies_with_the_group").await;
     for choice in mechanisms() {
-        let (group, mut proc) = start_sh(choice, TREE_TO_STDOUT);
+        // SIGHUP ignored: only the group's teardown can end the tree.
+        let (group, mut proc) = start_sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"));
         let mut pids = Vec::new();
         loop {
             let l = line(&mut proc, "tree", |_| true).await;
@@ -301,7 +302,7 @@ async fn a_grandchild_on_the_terminal_dies_with_the_group() {
 async fn a_verb_on_a_terminal_ends_its_tree_and_a_timeout_applies() {
     let suite = begin("a_verb_on_a_terminal_ends_its_tree_and_a_timeout_applies").await;
     for choice in mechanisms() {
-        let out = sh(choice, TREE_TO_STDOUT)
+        let out = sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"))
             .pty(24, 80)
             .timeout(Duration::from_secs(2))
             .output()

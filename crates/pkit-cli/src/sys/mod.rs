@@ -288,3 +288,55 @@ pub fn reap_if_exited(pid: i32) -> bool {
     // SAFETY: waitpid on one specific child of this process, no hang.
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
 }
+
+/// The size (rows, cols) of the terminal on `fd`, if it is one.
+pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = MaybeUninit::<libc::winsize>::zeroed();
+    // SAFETY: TIOCGWINSZ fills a winsize, which `ws` is; a descriptor that
+    // is not a terminal makes it fail.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, ws.as_mut_ptr()) };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: zeroed, then filled by the kernel: a plain C struct.
+    let ws = unsafe { ws.assume_init() };
+    (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// The terminal on stdin in raw mode (`pkit run --pty`: every key goes to
+/// the program's own terminal, which interprets it); its settings are
+/// restored on drop.
+pub struct RawMode(libc::termios);
+
+impl RawMode {
+    /// Switches stdin's terminal to raw mode; `None` if stdin is not a
+    /// terminal (or refuses).
+    pub fn enter() -> Option<RawMode> {
+        let mut saved = MaybeUninit::<libc::termios>::zeroed();
+        // SAFETY: isatty/tcgetattr inspect fd 0 and fill `saved`, a termios.
+        if unsafe { libc::isatty(0) != 1 || libc::tcgetattr(0, saved.as_mut_ptr()) != 0 } {
+            return None;
+        }
+        // SAFETY: filled by tcgetattr above.
+        let saved = unsafe { saved.assume_init() };
+        let mut raw = saved;
+        // SAFETY: cfmakeraw edits the termios it is given; tcsetattr reads
+        // it and changes fd 0's settings.
+        unsafe {
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(0, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+        }
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores fd 0's settings from the termios read at entry.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.0);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `pkit run --pty`: the program on a pseudo-terminal of its own. What it
+//! writes to the terminal goes to pkit's stdout (teed by the library);
+//! what comes on pkit's stdin is typed into the terminal, byte for byte
+//! (pkit's own terminal, if stdin is one, in raw mode meanwhile, so Ctrl-C
+//! and the like reach the program's terminal, which interprets them). At
+//! the end of pkit's stdin, the terminal's end-of-file character is typed.
+//! A window-size change of pkit's terminal resizes the program's.
+
+use std::io::Read;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::sys;
+
+/// The size for the program's terminal: pkit's own (stdin's, else
+/// stdout's), else 24 x 80.
+pub fn size() -> (u16, u16) {
+    sys::terminal_size(0)
+        .or_else(|| sys::terminal_size(1))
+        .unwrap_or((24, 80))
+}
+
+/// Relays pkit's stdin to the program's terminal while it lives.
+pub struct Relay {
+    pty: pkit::Pty,
+    _raw: Option<sys::RawMode>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying (stdin is read on a thread of its own: a read that
+    /// never returns must not hold up pkit's exit).
+    pub fn start(pty: pkit::Pty) -> Relay {
+        let raw = sys::RawMode::enter();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let _ = std::thread::Builder::new()
+            .name("pkit-stdin".into())
+            .spawn(move || {
+                let mut stdin = std::io::stdin();
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match stdin.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        let mut writer = pty.clone();
+        let task = tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = writer.send_control('d').await;
+        });
+        Relay {
+            pty,
+            _raw: raw,
+            task,
+        }
+    }
+
+    /// Gives the program's terminal pkit's terminal's new size.
+    pub fn follow_resize(&self) {
+        if let Some((rows, cols)) = sys::terminal_size(0).or_else(|| sys::terminal_size(1)) {
+            let _ = self.pty.resize(rows, cols);
+        }
+    }
+}
+
+impl Drop for Relay {
+    /// Stops typing; pkit's terminal gets its settings back.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
