@@ -1,8 +1,7 @@
-//! [`Line`] and the merged [`Lines`] stream.
+//! [`Line`] and [`StreamKind`]: one line of output and the stream it came
+//! from (the merged [`Lines`](super::Lines) stream is in `queue.rs`).
 
 use std::fmt;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,40 +32,4 @@ pub struct Line {
     /// True when the line was longer than `max_line_bytes` and this is a
     /// piece of it that more pieces follow.
     pub partial: bool,
-}
-
-/// The merged stream of a process's stdout and stderr lines, in arrival
-/// order per stream. It ends when the process has closed both outputs.
-///
-/// It implements [`futures_core::Stream`]; [`next_line`](Self::next_line)
-/// needs no extra crate.
-pub struct Lines {
-    pub(crate) rx: Option<super::queue::Receiver>,
-}
-
-impl Lines {
-    /// The next line, or `None` at the end.
-    pub async fn next_line(&mut self) -> Option<Line> {
-        match &mut self.rx {
-            Some(rx) => rx.recv().await,
-            None => None,
-        }
-    }
-}
-
-impl futures_core::Stream for Lines {
-    type Item = Line;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Line>> {
-        match &mut self.rx {
-            Some(rx) => rx.poll_recv(cx),
-            None => Poll::Ready(None),
-        }
-    }
-}
-
-impl fmt::Debug for Lines {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lines").finish_non_exhaustive()
-    }
 }

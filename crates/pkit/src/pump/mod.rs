@@ -30,23 +30,10 @@ pub use capture::CapturePolicy;
 pub(crate) use capture::{CaptureBuf, Captured};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub(crate) use limit::LimitFlag;
-pub use lines::{Line, Lines, StreamKind};
+pub use lines::{Line, StreamKind};
 pub(crate) use queue::queue;
+pub use queue::{Lines, Overflow};
 use split::{Batch, Splitter};
-
-/// What happens when the line stream's buffer is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Overflow {
-    /// Wait for the reader: a slow consumer slows the child (its writes
-    /// block once the pipe is full). The default.
-    #[default]
-    Backpressure,
-    /// Drop the new line and count it
-    /// ([`RunningProcess::dropped_lines`](crate::RunningProcess::dropped_lines)):
-    /// a slow consumer never stalls the child.
-    DropNewest,
-}
 
 /// Called once per line of one stream.
 pub(crate) type LineCallback = Arc<dyn Fn(&str) + Send + Sync>;

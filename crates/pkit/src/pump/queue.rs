@@ -1,9 +1,12 @@
-//! The bounded queue between the readers and a [`Lines`](super::Lines)
-//! stream, counted in lines but moved in [`Batch`]es: a reader pushes the
-//! lines of one read under one lock, and the consumer takes a batch at a
-//! time, so the queue costs nothing per line.
+//! The bounded queue between the readers and a [`Lines`] stream (its
+//! consumer end, and the [`Overflow`] policy when it is full), counted in
+//! lines but moved in [`Batch`]es: a reader pushes the lines of one read
+//! under one lock, and the consumer takes a batch at a time, so the queue
+//! costs nothing per line.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -11,7 +14,57 @@ use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
 use super::split::Batch;
-use super::{Line, Overflow};
+use super::Line;
+
+/// What happens when the line stream's buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Wait for the reader: a slow consumer slows the child (its writes
+    /// block once the pipe is full). The default.
+    #[default]
+    Backpressure,
+    /// Drop the new line and count it
+    /// ([`RunningProcess::dropped_lines`](crate::RunningProcess::dropped_lines)):
+    /// a slow consumer never stalls the child.
+    DropNewest,
+}
+
+/// The merged stream of a process's stdout and stderr lines, in arrival
+/// order per stream. It ends when the process has closed both outputs.
+///
+/// It implements [`futures_core::Stream`]; [`next_line`](Self::next_line)
+/// needs no extra crate.
+pub struct Lines {
+    pub(crate) rx: Option<super::queue::Receiver>,
+}
+
+impl Lines {
+    /// The next line, or `None` at the end.
+    pub async fn next_line(&mut self) -> Option<Line> {
+        match &mut self.rx {
+            Some(rx) => rx.recv().await,
+            None => None,
+        }
+    }
+}
+
+impl futures_core::Stream for Lines {
+    type Item = Line;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Line>> {
+        match &mut self.rx {
+            Some(rx) => rx.poll_recv(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl fmt::Debug for Lines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lines").finish_non_exhaustive()
+    }
+}
 
 struct State {
     batches: VecDeque<Batch>,
