@@ -258,7 +258,9 @@ fn wire(
         proc.stderr = Some(Reader::start(fd, stream_plan(StreamKind::Stderr))?);
     }
     if let Some(master) = pty {
-        if let Some(io) = crate::pty::attach(proc, master, cmd.spawn.pty_raw)? {
+        let (side, pumped) = crate::pty::attach(master, cmd.spawn.pty_raw)?;
+        proc.pty = Some(side);
+        if let Some(io) = pumped {
             proc.stdout = Some(Reader::start_pty(io, stream_plan(StreamKind::Stdout)));
         }
     }

@@ -170,6 +170,20 @@ impl RunningProcess {
         }
     }
 
+    /// The terminal of a [`Command::pty`](crate::Command::pty) (or
+    /// [`pty_raw`](crate::Command::pty_raw)) session, to type into and
+    /// resize; `None` for a process without one.
+    pub fn pty(&self) -> Option<crate::Pty> {
+        self.pty.as_ref().map(|side| side.pty())
+    }
+
+    /// The whole master side of a [`Command::pty_raw`](crate::Command::pty_raw)
+    /// session, as one `AsyncRead + AsyncWrite`. Once: later calls, and a
+    /// process started without `pty_raw`, give `None`.
+    pub fn take_pty_master(&mut self) -> Option<crate::PtyMaster> {
+        self.pty.as_mut()?.take_master()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.pid

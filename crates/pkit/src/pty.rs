@@ -17,13 +17,13 @@
 //!   and many programs add escape sequences;
 //!   [`DecoderFactory::utf8_strip_vt`](crate::DecoderFactory::utf8_strip_vt)
 //!   removes those before lines are split.
-//! - What is typed goes through [`Pty`] ([`RunningProcess::pty`]):
+//! - What is typed goes through [`Pty`] ([`RunningProcess::pty`](crate::RunningProcess::pty)):
 //!   [`write_line`](Pty::write_line), [`send_control`](Pty::send_control)
 //!   (Ctrl-C as the terminal's own interrupt character),
 //!   [`resize`](Pty::resize) (the program gets SIGWINCH), or any bytes as
 //!   an [`AsyncWrite`].
 //! - With [`Command::pty_raw`] pkit reads nothing, and
-//!   [`RunningProcess::take_pty_master`] hands over the master side as one
+//!   [`RunningProcess::take_pty_master`](crate::RunningProcess::take_pty_master) hands over the master side as one
 //!   `AsyncRead + AsyncWrite`: for relaying a terminal byte for byte.
 //!
 //! ```
@@ -71,7 +71,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
-use crate::process::RunningProcess;
 use crate::sys::pty::{PtyIo, Special};
 use crate::sys::ChildIo;
 
@@ -81,7 +80,7 @@ impl Command {
     /// with the terminal as its controlling terminal, and it stays in its
     /// group's container. Its output (stdout and stderr merged, as on any
     /// terminal) is read as stdout: captured, split into lines, matched by
-    /// probes. Type into it through [`RunningProcess::pty`]. See the
+    /// probes. Type into it through [`RunningProcess::pty`](crate::RunningProcess::pty). See the
     /// [module docs](crate::pty) for what changes on a terminal, and for the
     /// process-group mechanism's rule (the session must lead its group).
     ///
@@ -97,7 +96,7 @@ impl Command {
     }
 
     /// Like [`pty`](Self::pty), but pkit reads nothing from the terminal:
-    /// take its master side with [`RunningProcess::take_pty_master`] and
+    /// take its master side with [`RunningProcess::take_pty_master`](crate::RunningProcess::take_pty_master) and
     /// read it yourself (until you do, and while you don't, a program that
     /// writes a lot blocks once the terminal's buffer is full). The
     /// [`Output`](crate::Output) has no stdout, and line streams and probes
@@ -263,29 +262,25 @@ impl std::fmt::Debug for PtyMaster {
     }
 }
 
-/// A started pty session's master side, kept by its [`RunningProcess`].
+/// A started pty session's master side, kept by its [`RunningProcess`](crate::RunningProcess).
 pub(crate) struct PtySide {
     pty: Pty,
     /// `pty_raw`: the reading side, until taken.
     raw: Option<PtyIo>,
 }
 
-impl RunningProcess {
-    /// The terminal of a [`Command::pty`] (or [`pty_raw`](Command::pty_raw))
-    /// session, to type into and resize; `None` for a process without one.
-    pub fn pty(&self) -> Option<Pty> {
-        self.pty.as_ref().map(|side| side.pty.clone())
+impl PtySide {
+    /// The terminal, to type into and resize.
+    pub(crate) fn pty(&self) -> Pty {
+        self.pty.clone()
     }
 
-    /// The whole master side of a [`Command::pty_raw`] session, as one
-    /// `AsyncRead + AsyncWrite`. Once: later calls, and a process started
-    /// without `pty_raw`, give `None`.
-    pub fn take_pty_master(&mut self) -> Option<PtyMaster> {
-        let side = self.pty.as_mut()?;
-        let read = side.raw.take()?;
+    /// The whole master side of a raw session, once.
+    pub(crate) fn take_master(&mut self) -> Option<PtyMaster> {
+        let read = self.raw.take()?;
         Some(PtyMaster {
             read,
-            pty: side.pty.clone(),
+            pty: self.pty.clone(),
         })
     }
 }
@@ -350,13 +345,12 @@ pub(crate) fn open_for(cmd: &Command, program: &str, in_pipe: bool) -> Result<Op
     }))
 }
 
-/// Keeps the master side on `proc`; returns the reader of its output
-/// unless the session is raw.
+/// The master side a process keeps, and the reader of its output unless
+/// the session is raw.
 pub(crate) fn attach(
-    proc: &mut RunningProcess,
     master: crate::sys::OwnedFd,
     raw: bool,
-) -> io::Result<Option<PtyIo>> {
+) -> io::Result<(PtySide, Option<PtyIo>)> {
     let pty = Pty {
         io: Arc::new(PtyIo::new(&master)?),
     };
@@ -366,6 +360,5 @@ pub(crate) fn attach(
     } else {
         (None, Some(reader))
     };
-    proc.pty = Some(PtySide { pty, raw: raw_side });
-    Ok(pumped)
+    Ok((PtySide { pty, raw: raw_side }, pumped))
 }
