@@ -52,6 +52,20 @@ use crate::verbs;
 /// stage whose timeout fired. A token cancelled before the run spawns
 /// nothing. Piped stdins ([`Command::stdin_piped`]) are closed at once.
 ///
+/// A cancelled chain is ended with the chain's
+/// [`cancel_signal`](Self::cancel_signal) and
+/// [`cancel_grace`](Self::cancel_grace) when either is set, else with those
+/// of the first stage whose own token was cancelled, else of the first
+/// stage that sets either (SIGKILL at once when none does).
+///
+/// **Inactivity.** The chain's [`inactivity_timeout`](Self::inactivity_timeout),
+/// or the shortest of its stages' [`Command::inactivity_timeout`], ends the
+/// whole chain when no output arrives for that long, as a timeout does
+/// (outcome [`Outcome::TimedOut`] with
+/// [`Output::inactivity_timed_out`]). The output watched is what the chain
+/// shows: the last stage's stdout and every stage's stderr; the stages'
+/// pipes to each other go from process to process and are not seen.
+///
 /// ```
 /// # async fn demo() -> pkit::Result<()> {
 /// use pkit::{Command, Pipe};
@@ -79,6 +93,9 @@ pub struct Pipe {
     grace: Option<Duration>,
     timeout_signal: Option<Signal>,
     cancel: Option<CancelToken>,
+    cancel_signal: Option<Signal>,
+    cancel_grace: Option<Duration>,
+    inactivity: Option<Duration>,
     mechanism: Option<MechanismChoice>,
 }
 
@@ -91,6 +108,9 @@ impl Pipe {
             grace: None,
             timeout_signal: None,
             cancel: None,
+            cancel_signal: None,
+            cancel_grace: None,
+            inactivity: None,
             mechanism: None,
         }
     }
@@ -159,6 +179,29 @@ impl Pipe {
         self
     }
 
+    /// The signal a cancelled chain gets (every stage and all they spawned)
+    /// before [`cancel_grace`](Self::cancel_grace); the rule is
+    /// [`Command::cancel_signal`]'s.
+    pub fn cancel_signal(mut self, signal: Signal) -> Pipe {
+        self.cancel_signal = Some(signal);
+        self
+    }
+
+    /// How long a cancelled chain gets after its cancel signal before
+    /// SIGKILL; the rule is [`Command::cancel_grace`]'s.
+    pub fn cancel_grace(mut self, grace: Duration) -> Pipe {
+        self.cancel_grace = Some(grace);
+        self
+    }
+
+    /// Ends the whole chain when it shows no output (the last stage's
+    /// stdout, any stage's stderr) for `idle`, as a timeout does; see the
+    /// type's docs. `Duration::MAX` is no bound.
+    pub fn inactivity_timeout(mut self, idle: Duration) -> Pipe {
+        self.inactivity = Some(idle);
+        self
+    }
+
     /// The mechanism of the chain's group (default: `PKIT_MECHANISM`, else
     /// the strongest available).
     pub fn mechanism(mut self, choice: MechanismChoice) -> Pipe {
@@ -203,9 +246,15 @@ impl Pipe {
             drop(p.take_stdin());
         }
 
+        let inactivity = self
+            .stages
+            .iter()
+            .filter_map(|c| c.run.inactivity)
+            .chain(self.inactivity)
+            .min();
         let bounds = Bounds {
             timeout,
-            inactivity: None,
+            inactivity,
             cancel: tokens,
             limit: limit.clone(),
         };
@@ -213,20 +262,34 @@ impl Pipe {
         let ended = bounds.wait(self.wait_stages(&procs, &cut)).await?;
         // Which stages were still running when a bound was hit.
         let running: Vec<bool> = procs.iter().map(|p| !p.has_exited()).collect();
-        let timed_out = matches!(ended, Ended::TimedOut);
-        let killed_after_grace = end_group(&group, timed_out, timeout_signal, grace).await?;
+        let name = self.stages[0].log_label();
+        let head = procs.first().map(RunningProcess::pid);
         if let Ended::Cancelled = ended {
+            crate::log::cancelled(&name, head);
+            let (signal, grace) = self.cancel_plan();
+            if end_group(&group, true, signal, grace).await? {
+                crate::log::killed_after_grace(&name, head.unwrap_or(0));
+            }
             return Err(cancelled());
         }
+        let inactive = matches!(ended, Ended::Inactive);
+        let timed_out = inactive || matches!(ended, Ended::TimedOut);
+        match ended {
+            Ended::TimedOut => crate::log::timed_out(&name, head.unwrap_or(0), timeout),
+            Ended::Inactive => crate::log::timed_out(&name, head.unwrap_or(0), inactivity),
+            _ => {}
+        }
+        let killed_after_grace = end_group(&group, timed_out, timeout_signal, grace).await?;
 
         let mut outs = Vec::with_capacity(procs.len());
         for (i, p) in procs.iter_mut().enumerate() {
             let status = p.wait_status().await?;
             let outcome = match ended {
-                Ended::TimedOut if running[i] => Outcome::TimedOut,
+                Ended::TimedOut | Ended::Inactive if running[i] => Outcome::TimedOut,
                 _ => outcome_of(status),
             };
-            let out = p.finish(outcome).await;
+            let mut out = p.finish(outcome).await;
+            out.inactivity_timed_out = inactive && running[i];
             let out = p.check_input(out)?;
             outs.push(p.check_limit(out)?);
         }
@@ -240,6 +303,7 @@ impl Pipe {
             .collect();
         let mut out = fold(outs, &self.stages, &cut, began.elapsed());
         out.killed_after_grace = killed_after_grace;
+        out.inactivity_timed_out = inactive;
         Ok(out)
     }
 
@@ -289,6 +353,23 @@ impl Pipe {
             Some((t, _)) => (Some(t), self.timeout_signal, self.grace),
             None => (self.timeout, self.timeout_signal, self.grace),
         }
+    }
+
+    /// How a cancelled chain is ended (see the type's docs): the chain's
+    /// cancel signal and grace when either is set, else those of the first
+    /// stage whose own token was cancelled, else of the first stage that
+    /// sets either.
+    fn cancel_plan(&self) -> (Option<Signal>, Option<Duration>) {
+        if self.cancel_signal.is_some() || self.cancel_grace.is_some() {
+            return (self.cancel_signal, self.cancel_grace);
+        }
+        let sets = |c: &&Command| c.run.cancel_signal.is_some() || c.run.cancel_grace.is_some();
+        self.stages
+            .iter()
+            .filter(sets)
+            .find(|c| c.cancel.as_ref().is_some_and(CancelToken::is_cancelled))
+            .or_else(|| self.stages.iter().find(sets))
+            .map_or((None, None), |c| (c.run.cancel_signal, c.run.cancel_grace))
     }
 
     /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
@@ -388,6 +469,9 @@ impl fmt::Debug for Pipe {
             .field("timeout", &self.timeout)
             .field("grace", &self.grace)
             .field("timeout_signal", &self.timeout_signal)
+            .field("cancel_signal", &self.cancel_signal)
+            .field("cancel_grace", &self.cancel_grace)
+            .field("inactivity", &self.inactivity)
             .finish_non_exhaustive()
     }
 }

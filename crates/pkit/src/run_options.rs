@@ -79,8 +79,8 @@ impl Command {
     /// has no output, so it ends after `idle`. For a started process
     /// ([`Group::start`](crate::Group::start)) its own subtree is ended and
     /// [`RunningProcess::wait`](crate::RunningProcess::wait) reports it.
-    /// Not applied to [`Pipe`](crate::Pipe) stages. `Duration::MAX` is no
-    /// bound.
+    /// In a [`Pipe`](crate::Pipe) a stage's bound ends the whole chain when
+    /// the chain shows no output (see there). `Duration::MAX` is no bound.
     ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {

@@ -1,0 +1,166 @@
+//! A pipeline's cancel signal and grace, and its inactivity timeout (the
+//! chain's own and its stages'): honoured, not ignored. Both mechanisms.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{CancelToken, Command, Pipe, Signal};
+
+/// Traps `$3` (writes `got` to `$2`, kills its `sleep 300` child, exits 0);
+/// writes the child's pid and its own, then `done`, to `$1`; then loops
+/// without output.
+const TRAPPING: &str = r#"trap 'echo got >> "$2"; kill $bg; exit 0' $3
+sleep 300 & bg=$!; echo $bg >> "$1"; echo $$ >> "$1"; echo done >> "$1"
+while :; do sleep 0.1; done"#;
+
+fn marks(file: &TempPath) -> String {
+    std::fs::read_to_string(file.path()).unwrap_or_default()
+}
+
+/// Runs `pipe`, cancels `token` once the trapping stage is up, checks the
+/// error, and returns the tree's pids.
+async fn cancel(pipe: Pipe, token: &CancelToken, pids: &TempPath, what: &str) -> Vec<u32> {
+    let task = tokio::spawn(async move { pipe.output().await });
+    let tree = pids.wait_pids().await;
+    token.cancel();
+    let err = tokio::time::timeout(DEADLINE, task)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the cancelled chain did not end"))
+        .expect("join")
+        .expect_err("cancelled");
+    assert!(err.is_cancelled(), "{what}: {err:?}");
+    tree
+}
+
+#[tokio::test]
+async fn a_cancelled_pipe_gets_the_chains_cancel_signal_and_grace() {
+    let suite = begin("a_cancelled_pipe_gets_the_chains_cancel_signal_and_grace").await;
+    for choice in mechanisms() {
+        let what = format!("{choice}: Pipe::cancel_signal(INT)");
+        let (pids, mk, token) = (
+            TempPath::new("pc-p"),
+            TempPath::new("pc-m"),
+            CancelToken::new(),
+        );
+        let pipe = Pipe::new([
+            Command::new("sh").args(["-c", TRAPPING, "sh", pids.as_str(), mk.as_str(), "INT"]),
+            Command::new("cat"),
+        ])
+        .mechanism(choice)
+        .cancel_token(&token)
+        .cancel_signal(Signal::Int)
+        .cancel_grace(Duration::from_secs(20));
+        let tree = cancel(pipe, &token, &pids, &what).await;
+        assert_eq!(marks(&mk), "got\n", "{what}: the trap ran before the end");
+        assert_gone(&tree, &what).await;
+
+        // Without either, SIGKILL at once: the trap never runs.
+        let what = format!("{choice}: no cancel signal");
+        let (pids, mk, token) = (
+            TempPath::new("pc-p"),
+            TempPath::new("pc-m"),
+            CancelToken::new(),
+        );
+        let pipe = Pipe::new([
+            Command::new("sh").args(["-c", TRAPPING, "sh", pids.as_str(), mk.as_str(), "TERM"]),
+            Command::new("cat"),
+        ])
+        .mechanism(choice)
+        .cancel_token(&token);
+        let tree = cancel(pipe, &token, &pids, &what).await;
+        assert_gone(&tree, &what).await;
+        assert_eq!(marks(&mk), "", "{what}: killed, not signalled");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_stages_own_cancel_signal_and_grace_apply_to_the_chain() {
+    let suite = begin("a_stages_own_cancel_signal_and_grace_apply_to_the_chain").await;
+    for choice in mechanisms() {
+        let what = format!("{choice}: a stage's cancel_signal(USR1) and its token");
+        let (pids, mk, token) = (
+            TempPath::new("ps-p"),
+            TempPath::new("ps-m"),
+            CancelToken::new(),
+        );
+        let pipe = Pipe::new([
+            Command::new("sh").args(["-c", TRAPPING, "sh", pids.as_str(), mk.as_str(), "USR1"]),
+            Command::new("cat")
+                .cancel_token(&token)
+                .cancel_signal(Signal::Usr1)
+                .cancel_grace(Duration::from_secs(20)),
+        ])
+        .mechanism(choice);
+        let tree = cancel(pipe, &token, &pids, &what).await;
+        assert_eq!(marks(&mk), "got\n", "{what}: the trap ran before the end");
+        assert_gone(&tree, &what).await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_silent_pipe_is_ended_by_its_inactivity_timeout() {
+    let suite = begin("a_silent_pipe_is_ended_by_its_inactivity_timeout").await;
+    for choice in mechanisms() {
+        for stage_bound in [false, true] {
+            let what = format!("{choice}: stage's own bound: {stage_bound}");
+            let pids = TempPath::new("pi-p");
+            let script =
+                r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; echo hi; wait"#;
+            let mut head = Command::new("sh").args(["-c", script, "sh", pids.as_str()]);
+            let mut pipe_bound = None;
+            let idle = Duration::from_millis(500);
+            if stage_bound {
+                head = head.inactivity_timeout(idle);
+            } else {
+                pipe_bound = Some(idle);
+            }
+            let mut pipe = Pipe::new([head, Command::new("cat")]).mechanism(choice);
+            if let Some(d) = pipe_bound {
+                pipe = pipe.inactivity_timeout(d);
+            }
+            let out = tokio::time::timeout(DEADLINE * 3, pipe.output())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: the silent chain was not ended"))
+                .expect("output");
+            assert!(out.timed_out(), "{what}: {out:?}");
+            assert!(out.inactivity_timed_out(), "{what}: {out:?}");
+            assert_eq!(out.stdout_str(), "hi\n", "{what}");
+            assert!(
+                out.stages().iter().all(|s| s.timed_out()),
+                "{what}: {out:?}"
+            );
+            assert_gone(&pids.wait_pids().await, &what).await;
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_pipe_that_keeps_talking_runs_past_its_inactivity_bound() {
+    let suite = begin("a_pipe_that_keeps_talking_runs_past_its_inactivity_bound").await;
+    for choice in mechanisms() {
+        // Output on the last stage's stdout, then on a stage's stderr only:
+        // both count. 12 ticks of 0.2 s outlast the 1.5 s bound.
+        let out = Pipe::new([
+            Command::new("sh").args([
+                "-c",
+                "for i in 1 2 3 4 5 6; do echo $i; sleep 0.2; done; \
+                 for i in 1 2 3 4 5 6; do echo e$i >&2; sleep 0.2; done",
+            ]),
+            Command::new("cat"),
+        ])
+        .mechanism(choice)
+        .inactivity_timeout(Duration::from_millis(1500))
+        .output()
+        .await
+        .expect("output");
+        assert!(out.success(), "{choice}: {out:?}");
+        assert!(!out.inactivity_timed_out(), "{choice}");
+        assert_eq!(out.stdout_str(), "1\n2\n3\n4\n5\n6\n", "{choice}");
+    }
+    suite.end().await;
+}
