@@ -114,7 +114,7 @@ pub struct SuperviseArgs {
     pub max_restarts: Option<u32>,
     /// The first pause after a crash, and its factor per further crash
     /// [default: 1s,2].
-    #[arg(long, value_name = "DUR[,FACTOR]", value_parser = crate::supervise::parse_backoff)]
+    #[arg(long, value_name = "DUR[,FACTOR]", value_parser = crate::duration::parse_backoff)]
     pub backoff: Option<(Duration, f64)>,
     /// The longest pause [default: 30s].
     #[arg(long, value_parser = duration::parse, value_name = "DUR")]

@@ -104,6 +104,24 @@ pub fn is_unitless(text: &str) -> bool {
     !t.is_empty() && number_len(t) == t.len()
 }
 
+/// `DUR[,FACTOR]`: the first pause and its growth per consecutive crash.
+pub fn parse_backoff(text: &str) -> Result<(Duration, f64), String> {
+    let (dur, factor) = match text.split_once(',') {
+        Some((d, f)) => {
+            let f: f64 = f
+                .trim()
+                .parse()
+                .map_err(|_| format!("{f:?}: the factor must be a number (2, 1.5)"))?;
+            if !f.is_finite() || f < 1.0 {
+                return Err(format!("{f}: the factor must be at least 1"));
+            }
+            (d, f)
+        }
+        None => (text, 2.0),
+    };
+    Ok((parse(dur)?, factor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ mod cgstats;
 mod checks;
 mod doctor;
 mod duration;
+mod exit;
 mod forward;
 mod orphans;
 mod pty;
@@ -23,8 +24,7 @@ use clap::Parser;
 
 use args::{Cli, Cmd};
 
-/// Exit status for pkit's own failures (bad usage, no container).
-pub const EXIT_OWN_FAILURE: u8 = 125;
+pub use exit::EXIT_OWN_FAILURE;
 
 fn main() -> ExitCode {
     if let Err(msg) = args::check_raw(std::env::args_os().skip(1)) {

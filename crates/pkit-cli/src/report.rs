@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
+use pkit::ErrorKind;
 use serde::Serialize;
 
 use crate::cgstats::TreeStats;
@@ -159,6 +160,25 @@ impl Sink {
         if let Err(e) = result {
             eprintln!("pkit: cannot write the report: {e}");
         }
+    }
+}
+
+/// snake_case names for the report.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::NotExecutable => "not_executable",
+        ErrorKind::CurrentDir => "current_dir",
+        ErrorKind::ChildSetup => "child_setup",
+        ErrorKind::Spawn => "spawn",
+        ErrorKind::Cancelled => "cancelled",
+        ErrorKind::OutputLimit => "output_limit",
+        ErrorKind::Unsupported => "unsupported",
+        ErrorKind::ResourceLimit => "resource_limit",
+        ErrorKind::MechanismUnavailable => "mechanism_unavailable",
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::Io => "io",
+        _ => "other",
     }
 }
 

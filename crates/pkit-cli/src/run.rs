@@ -4,13 +4,13 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use pkit::{CapturePolicy, Command, Error, ErrorKind, Mechanism, Outcome, Stdio};
+use pkit::{CapturePolicy, Command, Error, Mechanism, Outcome, Stdio};
 
 use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
 use crate::forward::{on_signal, until, Forwarder, Run};
 use crate::orphans::Orphans;
-use crate::report::{Report, Sink, Stream, SCHEMA};
+use crate::report::{kind_name, Report, Sink, Stream, SCHEMA};
 use crate::signame;
 use crate::summary::{messages, print_stats};
 use crate::sys::{self, Signals};
@@ -369,25 +369,6 @@ fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
         cmd = cmd.current_dir(dir);
     }
     crate::checks::spawn_options(cmd, args, ids)
-}
-
-/// snake_case names for the report.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::NotExecutable => "not_executable",
-        ErrorKind::CurrentDir => "current_dir",
-        ErrorKind::ChildSetup => "child_setup",
-        ErrorKind::Spawn => "spawn",
-        ErrorKind::Cancelled => "cancelled",
-        ErrorKind::OutputLimit => "output_limit",
-        ErrorKind::Unsupported => "unsupported",
-        ErrorKind::ResourceLimit => "resource_limit",
-        ErrorKind::MechanismUnavailable => "mechanism_unavailable",
-        ErrorKind::InvalidInput => "invalid_input",
-        ErrorKind::Io => "io",
-        _ => "other",
-    }
 }
 
 /// Reports a library error and picks the exit status.

@@ -9,30 +9,12 @@ use pkit::{
 };
 
 use crate::args::{RestartArg, SuperviseArgs};
-use crate::run::kind_name;
+use crate::report::kind_name;
 use crate::{signame, EXIT_OWN_FAILURE};
 
 /// How long a run has to pass its health check when `--health-timeout` is
 /// not given.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `DUR[,FACTOR]`: the first pause and its growth per consecutive crash.
-pub fn parse_backoff(text: &str) -> Result<(Duration, f64), String> {
-    let (dur, factor) = match text.split_once(',') {
-        Some((d, f)) => {
-            let f: f64 = f
-                .trim()
-                .parse()
-                .map_err(|_| format!("{f:?}: the factor must be a number (2, 1.5)"))?;
-            if !f.is_finite() || f < 1.0 {
-                return Err(format!("{f}: the factor must be at least 1"));
-            }
-            (d, f)
-        }
-        None => (text, 2.0),
-    };
-    Ok((crate::duration::parse(dur)?, factor))
-}
 
 fn supervisor(args: &SuperviseArgs) -> Supervisor {
     let mut cmd = Command::new(&args.program).args(&args.args);
