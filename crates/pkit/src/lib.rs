@@ -101,6 +101,7 @@ mod client;
 mod command;
 mod command_output;
 mod error;
+mod events;
 mod group;
 mod habits;
 #[cfg(feature = "json")]
@@ -156,6 +157,7 @@ pub use command::{
     DEFAULT_TIMEOUT_GRACE,
 };
 pub use error::{ArgList, Error, ErrorKind, NotReadyReason, Result};
+pub use events::{Events, ProcessEvent};
 pub use group::{Group, GroupBuilder, ShutdownReport};
 #[cfg(feature = "json")]
 pub use json::JsonLines;

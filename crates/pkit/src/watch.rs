@@ -128,6 +128,26 @@ pub(crate) fn attach(
     Some(Watch { tree, state, task })
 }
 
+/// Whether the watch ended the process by its timeout, read after the
+/// exit (the watch records it before it signals, so an exit it caused
+/// always finds it recorded).
+#[derive(Debug, Clone)]
+pub(crate) struct Verdict(Arc<Mutex<State>>);
+
+impl Verdict {
+    pub(crate) fn timed_out(&self) -> bool {
+        matches!(
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()),
+            State::TimedOut { .. }
+        )
+    }
+}
+
+/// The started process's [`Verdict`], when it has a watch.
+pub(crate) fn verdict(watch: &Option<Watch>) -> Option<Verdict> {
+    watch.as_ref().map(|w| Verdict(w.state.clone()))
+}
+
 /// The started process's subtree, when it has one.
 pub(crate) fn tree(watch: &Option<Watch>) -> Option<&ProcTree> {
     watch.as_ref().map(|w| &*w.tree)

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::streams::{ChildStdin, Lines, StreamLines};
+use super::streams::{ChildStdin, Events, Lines, StreamLines};
 use super::{block_on, enter, enter_for_drop};
 use crate::command::Command;
 use crate::error::Result;
@@ -288,6 +288,24 @@ impl RunningProcess {
         Lines {
             inner: Some(self.get_mut().lines()),
         }
+    }
+
+    /// Its life as an [`Iterator`] of
+    /// [`ProcessEvent`](crate::ProcessEvent)s: started, each line, exited
+    /// ([`crate::RunningProcess::events`]).
+    ///
+    /// ```
+    /// use pkit::{Command, Outcome, ProcessEvent};
+    ///
+    /// let mut p = Command::new("sh").args(["-c", "echo hi"]).stream_lines().blocking().start()?;
+    /// let events: Vec<ProcessEvent> = p.events().collect();
+    /// assert!(matches!(events.last(), Some(ProcessEvent::Exited { outcome: Outcome::Exited(0), .. })));
+    /// # Ok::<(), pkit::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn events(&mut self) -> Events {
+        let inner = enter("RunningProcess::events", || self.get_mut().events());
+        Events { inner: Some(inner) }
     }
 
     /// Its stdout lines and its stderr lines as two iterators

@@ -96,3 +96,32 @@ impl fmt::Debug for ChildStdin {
             .finish_non_exhaustive()
     }
 }
+
+/// A started process's [`ProcessEvent`](crate::ProcessEvent)s as an
+/// [`Iterator`] (see [`crate::RunningProcess::events`]): each `next`
+/// blocks until the next event; `None` after the exit.
+pub struct Events {
+    pub(super) inner: Option<crate::Events>,
+}
+
+impl Iterator for Events {
+    type Item = crate::ProcessEvent;
+
+    #[track_caller]
+    fn next(&mut self) -> Option<crate::ProcessEvent> {
+        let events = self.inner.as_mut()?;
+        block_on("Events::next", events.next_event())
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::Events").finish_non_exhaustive()
+    }
+}

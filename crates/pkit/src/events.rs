@@ -1,0 +1,181 @@
+//! [`RunningProcess::events`]: a started process's life as one stream of
+//! [`ProcessEvent`]s, for UIs.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use crate::output::Outcome;
+use crate::process::{outcome_of, RunningProcess};
+use crate::pump::{Line, Lines};
+use crate::sys::{ChildHandle, ExitStatus};
+use crate::watch::Verdict;
+
+/// How long the stream keeps reading lines after the process exited while
+/// none arrive (a background descendant may hold its pipes open), before
+/// it reports the exit.
+const AFTER_EXIT_QUIET: Duration = Duration::from_millis(250);
+
+/// What happens to a started process, in order: see
+/// [`RunningProcess::events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessEvent {
+    /// The process is running (always the first event).
+    Started {
+        /// Its process id.
+        pid: u32,
+    },
+    /// A line of its stdout or stderr (with
+    /// [`Command::stream_lines`](crate::Command::stream_lines)).
+    Line(Line),
+    /// It exited (always the last event). A process its command's
+    /// [`timeout`](crate::Command::timeout) ended shows
+    /// [`Outcome::TimedOut`]; one its cancel token ended shows the signal
+    /// that ended it.
+    Exited {
+        /// Its process id.
+        pid: u32,
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+type ExitWait = Pin<Box<dyn Future<Output = io::Result<ExitStatus>> + Send>>;
+
+/// The stream of a started process's [`ProcessEvent`]s, from
+/// [`RunningProcess::events`]. It implements [`futures_core::Stream`];
+/// [`next_event`](Self::next_event) needs no extra crate.
+pub struct Events {
+    pid: u32,
+    started: bool,
+    lines: Lines,
+    lines_done: bool,
+    exit: ExitWait,
+    exited: Option<Outcome>,
+    verdict: Option<Verdict>,
+    quiet: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl RunningProcess {
+    /// The process's life as one stream, for UIs: [`ProcessEvent::Started`]
+    /// with its pid, then each line of its output as it comes (needs
+    /// [`Command::stream_lines`](crate::Command::stream_lines); it takes
+    /// the line stream, as [`lines`](Self::lines) does), then
+    /// [`ProcessEvent::Exited`] with its outcome, last. The lines the
+    /// process wrote before exiting all come before the exit; output that
+    /// descendants write after it (they may live on in the group) is read
+    /// until the pipes close or stay quiet for a moment, then the stream
+    /// ends. The process itself is left alone: reading or dropping the
+    /// stream changes nothing about it, and [`wait`](Self::wait) still
+    /// works (its output capture holds no bytes the stream took).
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use pkit::{Command, Outcome, ProcessEvent};
+    ///
+    /// let mut p = Command::new("sh").args(["-c", "echo one; exit 3"]).stream_lines().start()?;
+    /// let mut events = p.events();
+    /// let mut seen = Vec::new();
+    /// while let Some(event) = events.next_event().await {
+    ///     seen.push(event);
+    /// }
+    /// assert!(matches!(seen[0], ProcessEvent::Started { .. }));
+    /// assert!(matches!(&seen[1], ProcessEvent::Line(l) if l.text == "one"));
+    /// assert!(matches!(seen[2], ProcessEvent::Exited { outcome: Outcome::Exited(3), .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&mut self) -> Events {
+        let child: Arc<ChildHandle> = self.child.clone();
+        Events {
+            pid: self.pid(),
+            started: false,
+            lines: self.lines(),
+            lines_done: false,
+            exit: Box::pin(async move { child.wait().await }),
+            exited: None,
+            verdict: crate::watch::verdict(&self.watch),
+            quiet: Box::pin(tokio::time::sleep(AFTER_EXIT_QUIET)),
+            done: false,
+        }
+    }
+}
+
+impl Events {
+    /// The next event, or `None` after [`ProcessEvent::Exited`].
+    pub async fn next_event(&mut self) -> Option<ProcessEvent> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ProcessEvent>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if !self.started {
+            self.started = true;
+            return Poll::Ready(Some(ProcessEvent::Started { pid: self.pid }));
+        }
+        if self.exited.is_none() {
+            if let Poll::Ready(status) = self.exit.as_mut().poll(cx) {
+                let outcome = match status {
+                    _ if self.verdict.as_ref().is_some_and(Verdict::timed_out) => Outcome::TimedOut,
+                    Ok(status) => outcome_of(status),
+                    // Waiting failed: the process can't be followed any
+                    // further; say it ended as killed.
+                    Err(_) => Outcome::Signalled(crate::sys::Signal::Kill.as_raw()),
+                };
+                self.exited = Some(outcome);
+                let until = tokio::time::Instant::now() + AFTER_EXIT_QUIET;
+                self.quiet.as_mut().reset(until);
+            }
+        }
+        if !self.lines_done {
+            match Pin::new(&mut self.lines).poll_next(cx) {
+                Poll::Ready(Some(line)) => {
+                    if self.exited.is_some() {
+                        let until = tokio::time::Instant::now() + AFTER_EXIT_QUIET;
+                        self.quiet.as_mut().reset(until);
+                    }
+                    return Poll::Ready(Some(ProcessEvent::Line(line)));
+                }
+                Poll::Ready(None) => self.lines_done = true,
+                Poll::Pending => {}
+            }
+        }
+        let Some(outcome) = self.exited else {
+            return Poll::Pending;
+        };
+        if !self.lines_done && self.quiet.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.done = true;
+        Poll::Ready(Some(ProcessEvent::Exited {
+            pid: self.pid,
+            outcome,
+        }))
+    }
+}
+
+impl Stream for Events {
+    type Item = ProcessEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ProcessEvent>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("pid", &self.pid)
+            .field("exited", &self.exited)
+            .finish_non_exhaustive()
+    }
+}
