@@ -483,3 +483,41 @@ async fn pty_sessions_leak_no_descriptor() {
     assert_eq!(fds(), before, "descriptors left open");
     end_exclusive(alone, "pty_sessions_leak_no_descriptor").await;
 }
+
+#[test]
+fn a_pty_session_from_blocking_code() {
+    use std::io::Write;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let suite = rt.block_on(begin("a_pty_session_from_blocking_code"));
+    for choice in mechanisms() {
+        let group =
+            pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+        let mut cat = group
+            .start(&Command::new("cat").pty(24, 80).stream_lines())
+            .expect("start");
+        let mut tty = cat.pty().expect("a pty");
+        tty.write_line("typed line").expect("write_line");
+        tty.write_all(b"raw bytes\r").expect("write");
+        // Each line's echo and cat's copy (the echoes may come first).
+        let mut seen: Vec<String> = (0..4)
+            .map(|_| cat.wait_for_line(|_| true, DEADLINE).expect("a line").text)
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["raw bytes", "raw bytes", "typed line", "typed line"],
+            "{choice}"
+        );
+        tty.resize(30, 90).expect("resize");
+        assert_eq!(tty.size().expect("size"), (30, 90), "{choice}");
+        tty.send_control('d').expect("ctrl-d");
+        assert_eq!(cat.wait().expect("wait").code(), Some(0), "{choice}");
+        drop(tty);
+        drop(cat);
+        drop(group);
+    }
+    rt.block_on(suite.end());
+}

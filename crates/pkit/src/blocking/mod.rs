@@ -45,6 +45,7 @@
 mod json;
 mod more;
 mod process;
+mod pty;
 mod runtime;
 mod streams;
 
@@ -52,6 +53,7 @@ mod streams;
 pub use json::JsonLines;
 pub use more::{output_unordered, ClientVerbs, Completions, SupervisorHandle, SupervisorVerbs};
 pub use process::{wait_all, wait_any, Group, RunningProcess, SampleStats};
+pub use pty::Pty;
 pub use streams::{ChildStdin, Events, Lines, StreamLines};
 
 pub(crate) use runtime::{block_on, enter, enter_for_drop};

@@ -327,6 +327,12 @@ impl RunningProcess {
         self.get().dropped_lines()
     }
 
+    /// The terminal of a [`Command::pty`] session, to type into and
+    /// resize ([`crate::RunningProcess::pty`]); `None` without one.
+    pub fn pty(&self) -> Option<super::Pty> {
+        self.get().pty().map(|inner| super::Pty { inner })
+    }
+
     /// Takes its stdin (needs [`Command::stdin_piped`]), as a
     /// [`std::io::Write`]; dropping it closes the pipe.
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
