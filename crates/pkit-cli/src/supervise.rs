@@ -230,6 +230,7 @@ impl Say {
             StopReason::RestartsExhausted => "restarts_exhausted",
             StopReason::Cancelled => "cancelled",
             StopReason::StopRequested => "stop_requested",
+            StopReason::CannotStart => "cannot_start",
             _ => "other",
         };
         if self.json {

@@ -203,3 +203,21 @@ fn bad_flags_are_refused() {
     ]);
     assert_eq!(out.status.code(), Some(127), "{out:?}");
 }
+
+#[test]
+fn a_program_that_cannot_start_stops_at_once() {
+    // No budget: before, this restarted for ever. `timeout` bounds the test.
+    let pkit_path = pkit().get_program().to_owned();
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(pkit_path)
+        .args(["supervise", "--", "/nonexistent/pkit-prog"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not start (not_found); stopping: cannot start after 0 restarts"),
+        "{err}"
+    );
+}

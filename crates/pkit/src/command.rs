@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use crate::cancel::CancelToken;
 use crate::error::Result;
+use crate::launch::Launch;
 use crate::output::Output;
 pub(crate) use crate::plans::OutputPlan;
 pub use crate::plans::{
     DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
     DEFAULT_TIMEOUT_GRACE,
 };
+use crate::process::RunningProcess;
 use crate::sys::Signal;
 
 /// Where one of the child's output streams goes.
@@ -513,6 +515,18 @@ pub trait Runner: Send + Sync {
     /// data in the `Output`; `Err` is for runs that could not start or were
     /// cancelled.
     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>>;
+
+    /// Starts `cmd` as a live process where `launch` says: every started
+    /// run comes here — [`Group::start`](crate::Group::start),
+    /// [`Command::start`], each stage of a [`Pipe`](crate::Pipe) and each
+    /// run of a [`Supervisor`](crate::Supervisor). The default starts it
+    /// for real (as [`SystemRunner`](crate::SystemRunner) does); a runner
+    /// that records hands `launch` on to its inner runner, and a test
+    /// double answers with a scripted process (`pkit::testing::Reply::start`,
+    /// cargo feature `testing`).
+    fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
+        launch.start_real(cmd)
+    }
 }
 
 impl fmt::Debug for Command {

@@ -8,6 +8,7 @@ use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::process::RunningProcess;
+pub use crate::shutdown::ShutdownReport;
 use crate::sys::{
     self, Container, ControlError, LimitInfo, Mechanism, MechanismChoice, Placement, ProcessInfo,
     Signal, Stats,
@@ -39,6 +40,8 @@ use crate::sys::{
 pub struct Group {
     container: Container,
     name: Option<String>,
+    /// Scripted processes (feature `testing`), which no container holds.
+    pub(crate) scripted: crate::child::ScriptedMembers,
 }
 
 /// Builds a [`Group`] with options; see [`Group::builder`].
@@ -209,6 +212,7 @@ impl GroupBuilder {
         Ok(Group {
             container,
             name: self.name,
+            scripted: Default::default(),
         })
     }
 }
@@ -265,6 +269,9 @@ impl Group {
     }
 
     /// Starts `cmd` in the group. Must be called within a Tokio runtime.
+    /// The command's [`runner`](Command::runner) starts it
+    /// ([`Runner::start`](crate::Runner::start)): the real process
+    /// described here, unless a test double plays it.
     ///
     /// The process gets a subtree of its own within the group: under
     /// cgroup v2 it is born in a sub-cgroup of the group's cgroup (one per
@@ -316,22 +323,30 @@ impl Group {
                 program: cmd.display_name(),
             });
         }
-        self.start_with(cmd, opts)
+        let launch = crate::launch::Launch { group: self, opts };
+        cmd.run_with().start(cmd, launch)
     }
 
+    /// The real start (the command's runner is not asked).
     pub(crate) fn start_with(
         &self,
         cmd: &Command,
         opts: crate::launch::StartOpts,
     ) -> Result<RunningProcess> {
-        // Checked again, atomically with the placement, by the container.
-        if let Some(source) = self.container.refusal() {
-            return Err(Error::Spawn {
+        self.check_open(cmd)?;
+        crate::launch::start(&self.container, cmd, opts)
+    }
+
+    /// The error for a start the group refuses now (closed, suspended).
+    /// Checked again, atomically with the placement, by the container.
+    pub(crate) fn check_open(&self, cmd: &Command) -> Result<()> {
+        match self.container.refusal() {
+            Some(source) => Err(Error::Spawn {
                 program: cmd.display_name(),
                 source,
-            });
+            }),
+            None => Ok(()),
         }
-        crate::launch::start(&self.container, cmd, opts)
     }
 
     /// Kills every process in the group, grandchildren included, now
@@ -339,6 +354,7 @@ impl Group {
     /// every cgroup below it, such as those a nested pkit makes). The
     /// group stays usable, and a suspended group stays suspended.
     pub fn kill(&self) -> Result<()> {
+        self.scripted.signal(Signal::Kill.as_raw());
         self.container
             .kill_keep_usable()
             .map_err(|e| Error::io("killing the group", e))
@@ -364,14 +380,20 @@ impl Group {
     ) -> Result<ShutdownReport> {
         let began = Instant::now();
         let members = self.members()?;
-        let signalled = members.len();
+        let scripted = self.scripted.count();
+        let signalled = members.len() + scripted;
         let mut remaining = 0;
-        if signalled > 0 {
+        if scripted > 0 {
+            self.scripted.signal(signal.as_raw());
+            let grace = grace.min(crate::timing::NO_DEADLINE);
+            remaining += self.scripted.wait_until(Instant::now() + grace).await;
+        }
+        if !members.is_empty() {
             self.container
                 .signal(signal.as_raw())
                 .map_err(|e| Error::io("signalling the group", e))?;
             let grace = grace.min(crate::timing::NO_DEADLINE);
-            remaining = self
+            remaining += self
                 .container
                 .wait_members(&members, Instant::now() + grace)
                 .await
@@ -402,6 +424,7 @@ impl Group {
     /// a background thread and is never this call's error.
     pub async fn close(&self) -> Result<()> {
         let began = Instant::now();
+        self.scripted.signal(Signal::Kill.as_raw());
         self.container
             .close()
             .await
@@ -415,6 +438,7 @@ impl Group {
     /// the next run.
     pub(crate) async fn end_run(&self) -> Result<()> {
         let began = Instant::now();
+        self.scripted.signal(Signal::Kill.as_raw());
         self.container
             .close_with(true)
             .await
@@ -431,6 +455,7 @@ impl Group {
     /// tried; the first error is reported after. [`Signal::Kill`] is
     /// [`kill`](Self::kill): the group stays usable.
     pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.scripted.signal(signal.as_raw());
         self.container
             .signal(signal.as_raw())
             .map_err(|e| Error::io(format!("sending {signal} to the group"), e))
@@ -521,37 +546,6 @@ impl fmt::Debug for Group {
     }
 }
 
-/// What [`Group::shutdown`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownReport {
-    signalled: usize,
-    exited_in_grace: usize,
-    killed: usize,
-    elapsed: Duration,
-}
-
-impl ShutdownReport {
-    /// How many processes were sent SIGTERM.
-    pub fn signalled(&self) -> usize {
-        self.signalled
-    }
-
-    /// How many of them exited within the grace period.
-    pub fn exited_in_grace(&self) -> usize {
-        self.exited_in_grace
-    }
-
-    /// How many were still alive after the grace and were killed.
-    pub fn killed(&self) -> usize {
-        self.killed
-    }
-
-    /// How long the shutdown took, removal included.
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
-    }
-}
-
 impl crate::process::OwnGroup for Group {
     fn close(&self) -> crate::BoxFuture<'_, Result<()>> {
         Box::pin(Group::close(self))
@@ -562,6 +556,7 @@ impl Drop for Group {
     /// The container's own drop kills the tree; this only says so in the
     /// log when the group was still open.
     fn drop(&mut self) {
+        self.scripted.signal(Signal::Kill.as_raw());
         let open = match self.container.refusal() {
             None => true,
             Some(e) => e.kind() == std::io::ErrorKind::WouldBlock,

@@ -42,6 +42,35 @@ pub(crate) struct StartOpts {
     pub own_tree: bool,
 }
 
+/// Where and how a [`Runner::start`](crate::Runner::start) starts its
+/// process: the [`Group`](crate::Group) it joins, and how the caller wires
+/// it (a pipeline stage's pipes, a line stream), which a runner passes on
+/// untouched.
+pub struct Launch<'a> {
+    pub(crate) group: &'a crate::Group,
+    pub(crate) opts: StartOpts,
+}
+
+impl Launch<'_> {
+    /// The group the process is started in.
+    pub fn group(&self) -> &crate::Group {
+        self.group
+    }
+
+    /// The real start, as [`SystemRunner`](crate::SystemRunner) does it.
+    pub(crate) fn start_real(self, cmd: &Command) -> Result<RunningProcess> {
+        self.group.start_with(cmd, self.opts)
+    }
+}
+
+impl std::fmt::Debug for Launch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) fn start(
     container: &Container,
     cmd: &Command,
@@ -109,7 +138,7 @@ pub(crate) fn start(
     let mechanism = container.mechanism();
     log::started(&program, cmd.log_name.as_deref(), pid, mechanism);
 
-    let mut proc = RunningProcess::new(program, pid, mechanism, started, child);
+    let mut proc = RunningProcess::new(program, pid, mechanism, started, child.clone().into());
     proc.log_name = cmd.log_name.clone();
     proc.limit = limit.unwrap_or_default();
     // From here on, a failure must not leave the child running: the caller
@@ -121,7 +150,7 @@ pub(crate) fn start(
         stderr: stderr_parent,
         pty,
     };
-    proc.watch = crate::watch::attach(&proc.child, &proc.limit, pid, cmd, tree);
+    proc.watch = crate::watch::attach(&child, &proc.limit, pid, cmd, tree);
     if let Err(e) = wire(&mut proc, cmd, stream_lines, bounded_capture, pipes) {
         let _ = proc.kill();
         return Err(Error::io(
@@ -186,16 +215,18 @@ fn stdio(
 }
 
 /// The parent's ends of the child's stdio.
-struct Pipes {
-    stdin: Option<OwnedFd>,
-    reader: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
+pub(crate) struct Pipes {
+    pub(crate) stdin: Option<OwnedFd>,
+    pub(crate) reader: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
     /// A pty session's master.
-    pty: Option<OwnedFd>,
+    pub(crate) pty: Option<OwnedFd>,
 }
 
-fn wire(
+/// Wires the parent's ends into the pump (readers, line stream, stdin
+/// feeding): the same for a real child and a scripted one.
+pub(crate) fn wire(
     proc: &mut RunningProcess,
     cmd: &Command,
     stream_lines: bool,

@@ -97,6 +97,7 @@
 mod batch;
 pub mod blocking;
 mod cancel;
+mod child;
 mod client;
 mod command;
 mod command_output;
@@ -121,6 +122,9 @@ mod pump;
 mod retry;
 mod run_options;
 mod runner;
+#[cfg(feature = "testing")]
+mod scripted_child;
+mod shutdown;
 mod spawn_options;
 mod split_lines;
 mod stats;
@@ -161,6 +165,7 @@ pub use events::{Events, ProcessEvent};
 pub use group::{Group, GroupBuilder, ShutdownReport};
 #[cfg(feature = "json")]
 pub use json::JsonLines;
+pub use launch::Launch;
 pub use live::{wait_all, wait_any};
 pub use output::{Outcome, Output};
 pub use output_builder::OutputBuilder;

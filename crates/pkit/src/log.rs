@@ -160,6 +160,11 @@ pub(crate) fn storm(name: &str, crashes: usize, window: Duration, pause: Duratio
     );
 }
 
+/// A supervised command can't be started, and retrying can't help.
+pub(crate) fn cannot_start(name: &str, failure: crate::ErrorKind) {
+    tracing::warn!(target: "pkit", name, failure = ?failure, "supervised command cannot start");
+}
+
 /// A supervision ended.
 pub(crate) fn supervisor_stopped(name: &str, reason: impl Display, restarts: u32) {
     tracing::debug!(target: "pkit", name, %reason, restarts, "supervisor stopped");

@@ -395,7 +395,8 @@ impl Pipe {
                 own_tree: false,
             };
             // On error, dropping the group kills the stages already started.
-            procs.push(group.start_with(cmd, opts)?);
+            let launch = crate::launch::Launch { group, opts };
+            procs.push(cmd.run_with().start(cmd, launch)?);
             next_stdin = read;
         }
         Ok(procs)

@@ -12,12 +12,13 @@ use std::time::Instant;
 use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 
+use crate::child::Child;
 use crate::command::BoxFuture;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::output::{Outcome, Output};
 use crate::pump::{Captured, LimitFlag, Lines, Reader, StreamKind};
-use crate::sys::{self, ChildHandle, ExitStatus, Mechanism};
+use crate::sys::{self, ExitStatus, Mechanism};
 
 /// A process started with [`Group::start`](crate::Group::start).
 ///
@@ -42,7 +43,7 @@ pub struct RunningProcess {
     pid: u32,
     mechanism: Mechanism,
     started: Instant,
-    pub(crate) child: Arc<ChildHandle>,
+    pub(crate) child: Child,
     pub(crate) stdout: Option<Reader>,
     pub(crate) stderr: Option<Reader>,
     pub(crate) stdin: Option<ChildStdin>,
@@ -82,7 +83,7 @@ impl RunningProcess {
         pid: u32,
         mechanism: Mechanism,
         started: Instant,
-        child: Arc<ChildHandle>,
+        child: Child,
     ) -> RunningProcess {
         RunningProcess {
             program,
@@ -230,6 +231,8 @@ impl RunningProcess {
         let status = self.wait_status().await?;
         let (outcome, killed_after_grace, idle) =
             crate::watch::outcome(&mut self.watch, &self.program, outcome_of(status)).await?;
+        let (outcome, script_idle) = self.child.reported(&self.program, outcome)?;
+        let idle = idle || script_idle;
         let mut out = self.finish(outcome).await;
         out.killed_after_grace = killed_after_grace;
         out.inactivity_timed_out = idle;

@@ -8,8 +8,9 @@ use crate::command::Command;
 pub use crate::command::{BoxFuture, Runner};
 use crate::error::{Error, Result};
 use crate::group::Group;
+use crate::launch::Launch;
 use crate::output::{Outcome, Output};
-use crate::process::outcome_of;
+use crate::process::{outcome_of, RunningProcess};
 use crate::sys::{MechanismChoice, Signal};
 use crate::timing::{deadline_after, first_of, timeout_plan, NO_DEADLINE};
 
@@ -34,6 +35,12 @@ impl SystemRunner {
 impl Runner for SystemRunner {
     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
         Box::pin(run_contained(cmd, self.mechanism))
+    }
+
+    /// Starts `cmd` for real in `launch`'s group (whose mechanism wins over
+    /// this runner's).
+    fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
+        launch.start_real(cmd)
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) fn probe(out: Output) -> Result<bool> {
 
 /// The four verbs.
 impl Command {
-    fn run_with(&self) -> &dyn Runner {
+    pub(crate) fn run_with(&self) -> &dyn Runner {
         match &self.runner {
             Some(r) => r.as_ref(),
             None => &SystemRunner::DEFAULT,

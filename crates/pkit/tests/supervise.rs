@@ -104,14 +104,15 @@ async fn the_restart_budget_and_never() {
         assert_eq!(out.stopped, StopReason::PolicySatisfied, "{choice}");
         assert_eq!((out.restarts, runs(&counter)), (0, 1), "{choice}");
 
-        // A program that can't start is a crash like any other.
+        // A program that can't be found is no crash to retry: the budget
+        // is never used (see a_start_that_cannot_succeed_stops_at_once).
         let out = sup(choice, Command::new("/nonexistent/pkit-sup"))
             .max_restarts(2)
             .run()
             .await
             .unwrap();
-        assert_eq!(out.stopped, StopReason::RestartsExhausted);
-        assert_eq!(out.restarts, 2);
+        assert_eq!(out.stopped, StopReason::CannotStart);
+        assert_eq!(out.restarts, 0);
         assert!(out.final_output.is_none());
         assert!(out.final_error.unwrap().is_not_found());
     }
@@ -388,6 +389,99 @@ async fn readiness_checks_pass_or_count_as_crashes() {
             .await
             .unwrap();
         assert_eq!(out.final_output.unwrap().outcome(), Outcome::Signalled(9));
+    }
+    suite.end().await;
+}
+
+/// A real server: after `$2` seconds it listens on 127.0.0.1:`$1` (perl is
+/// part of every Debian system), prints `up`, and runs until killed.
+const LISTENER: &str = r#"sleep "$2"; exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die "listen: $!"; $| = 1; print "up\n"; sleep 300' "$1""#;
+
+/// A port nothing listens on now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_port_check_sees_a_real_listener() {
+    let suite = begin("the_port_check_sees_a_real_listener").await;
+    for choice in mechanisms() {
+        let port = free_port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Listening only after a while: the check waits for it.
+        let mut handle = sup(choice, sh(LISTENER).args([&port.to_string(), "0.3"]))
+            .ready_when_port(addr, DEADLINE)
+            .start();
+        let SupervisorEvent::Started { pid, .. } = next(&mut handle).await else {
+            panic!("{choice}: the first event is the start")
+        };
+        assert_eq!(
+            next(&mut handle).await,
+            SupervisorEvent::Ready { pid },
+            "{choice}"
+        );
+        // Ready means a connection succeeds now, to this very process.
+        assert!(std::net::TcpStream::connect(addr).is_ok(), "{choice}");
+        let out = handle.stop().await.unwrap();
+        assert_eq!(out.stopped, StopReason::StopRequested, "{choice}");
+        assert_gone(&[pid], "the stopped listener").await;
+
+        // A server that never listens there: unhealthy, killed, a crash.
+        let other = free_port();
+        let out = sup(choice, sh(LISTENER).args([&other.to_string(), "0"]))
+            .ready_when_port(addr, Duration::from_millis(300))
+            .restart(Restart::Never)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.final_output.unwrap().outcome(),
+            Outcome::Signalled(9),
+            "{choice}"
+        );
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_start_that_cannot_succeed_stops_at_once() {
+    let suite = begin("a_start_that_cannot_succeed_stops_at_once").await;
+    let not_exec = TempPath::new("not-executable");
+    std::fs::write(not_exec.path(), "#!/bin/sh\nexit 0\n").unwrap();
+    for choice in mechanisms() {
+        for (cmd, kind) in [
+            (
+                Command::new("pkit-test-no-such-program"),
+                pkit::ErrorKind::NotFound,
+            ),
+            (
+                Command::new(not_exec.path()),
+                pkit::ErrorKind::NotExecutable,
+            ),
+            (
+                Command::new("true").current_dir("/nonexistent/pkit-test"),
+                pkit::ErrorKind::CurrentDir,
+            ),
+        ] {
+            let mut handle = sup(choice, cmd).start();
+            let events = all_events(&mut handle).await;
+            let out = handle.wait().await.unwrap();
+            assert_eq!(out.stopped, StopReason::CannotStart, "{choice}: {events:?}");
+            assert_eq!(out.restarts, 0);
+            assert_eq!(out.final_error.unwrap().kind(), kind, "{choice}");
+            assert_eq!(
+                events,
+                [
+                    SupervisorEvent::SpawnFailed { kind },
+                    SupervisorEvent::Stopped(StopReason::CannotStart)
+                ],
+                "{choice}"
+            );
+        }
     }
     suite.end().await;
 }

@@ -51,6 +51,14 @@ pub enum StopReason {
     /// [`SupervisorHandle::stop`] asked for a graceful stop: the current
     /// run got its signal and grace.
     StopRequested,
+    /// The command could not be started, and starting it again cannot
+    /// help: the program is not found or not executable, its working
+    /// directory is missing, the command is invalid, or any other start
+    /// failure that [`is_transient`](crate::is_transient) does not call
+    /// temporary. The error is in [`SupervisionOutcome::final_error`].
+    /// (A transient start failure — out of processes or memory for now —
+    /// is a crash like any other, restarted after the backoff.)
+    CannotStart,
 }
 
 impl fmt::Display for StopReason {
@@ -61,6 +69,7 @@ impl fmt::Display for StopReason {
             StopReason::RestartsExhausted => "restarts exhausted",
             StopReason::Cancelled => "cancelled",
             StopReason::StopRequested => "stop requested",
+            StopReason::CannotStart => "cannot start",
         })
     }
 }
@@ -143,7 +152,10 @@ pub(crate) enum Health {
 ///
 /// A *crash* is any run that is not a clean exit 0: a non-zero exit, a
 /// signal, a timeout (the command's own [`timeout`](Command::timeout)), a
-/// failure to start, or a failed readiness check. Supervision is
+/// transient failure to start ([`is_transient`](crate::is_transient)), or
+/// a failed readiness check. A start failure that can't be transient — the
+/// program missing or not executable, say — ends the supervision at once
+/// with [`StopReason::CannotStart`] instead of retrying for ever. Supervision is
 /// sequential: each run gets a fresh [`Group`](crate::Group), and the whole
 /// tree of one run (grandchildren included) is gone before the next run
 /// starts.
@@ -152,9 +164,10 @@ pub(crate) enum Health {
 /// restarts, backoff 1 s doubling per consecutive crash up to 30 s with
 /// ±10 % jitter, no storm guard, no readiness check, no stable-run reset.
 ///
-/// Each run goes straight to a group (the command's
-/// [`Runner`](crate::Runner) is not used: supervision needs the live
-/// process); pick the groups' mechanism with
+/// Each run is started in its own group through the command's
+/// [`Runner`](crate::Runner) ([`Runner::start`](crate::Runner::start)), so a
+/// test can supervise a scripted program (`pkit::testing`, cargo feature
+/// `testing`); pick the groups' mechanism with
 /// [`mechanism`](Self::mechanism). A run's stdout and stderr are captured
 /// as [`Group::start`](crate::Group::start) does (the last 1 MiB of each
 /// unless the command sets a capture limit); with a line readiness check

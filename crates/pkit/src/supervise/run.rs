@@ -93,6 +93,10 @@ impl Loop {
                     end.interrupted = Some(StopReason::Cancelled);
                 } else {
                     self.emit(SupervisorEvent::SpawnFailed { kind: e.kind() });
+                    if !crate::retry::is_transient(&e) {
+                        log::cannot_start(&self.name, e.kind());
+                        end.interrupted = Some(StopReason::CannotStart);
+                    }
                 }
                 end.error = Some(e);
                 group.close().await?;
@@ -291,8 +295,9 @@ fn backoff(sup: &Supervisor, n: u32) -> Duration {
 impl Supervisor {
     /// Supervises until a stop condition holds. `Err` only when a run's
     /// group can't be made (the containment mechanism is unavailable): a
-    /// program that can't start is a crash like any other. Dropping the
-    /// future kills the current run's tree.
+    /// program that can't start ends the supervision with
+    /// [`StopReason::CannotStart`] (or, when the failure is transient, is a
+    /// crash). Dropping the future kills the current run's tree.
     pub async fn run(self) -> Result<SupervisionOutcome> {
         supervise(self, None, CancelToken::new()).await
     }

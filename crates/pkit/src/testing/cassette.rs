@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
+use crate::command::{BoxFuture, Runner};
 use crate::error::{ArgList, Error, Result};
+use crate::launch::Launch;
 use crate::output::{Outcome, Output};
-use crate::runner::{BoxFuture, Runner};
+use crate::process::RunningProcess;
 
 /// The cassette format this pkit writes and the newest it reads.
 const FORMAT: u64 = 1;
@@ -303,6 +305,19 @@ impl Runner for RecordReplay {
                 Mode::Replay => self.replay_one(cmd),
             }
         })
+    }
+
+    /// Recording: hands a started run on to the inner runner, unrecorded
+    /// (a started process's output is not kept whole: the cassette records
+    /// runs through the verbs). Replaying: plays the recorded run of the
+    /// same command as a live process (its stdout, then its stderr, then
+    /// its outcome; see [`Reply`](super::Reply)); an unrecorded command is
+    /// an [`Error::CassetteMiss`], and nothing is spawned.
+    fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
+        match &self.mode {
+            Mode::Record(inner) => inner.start(cmd, launch),
+            Mode::Replay => super::Reply::output(self.replay_one(cmd)?).start(cmd, launch),
+        }
     }
 }
 

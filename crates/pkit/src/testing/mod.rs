@@ -1,15 +1,23 @@
 //! Test doubles for code that runs commands (cargo feature `testing`).
 //!
-//! Every verb of a [`Command`](crate::Command) ([`output`](crate::Command::output),
+//! Every way a [`Command`](crate::Command) runs goes through its
+//! [`Runner`](crate::Runner): the verbs ([`output`](crate::Command::output),
 //! [`run`](crate::Command::run), [`exit_code`](crate::Command::exit_code),
-//! [`probe`](crate::Command::probe)) and of a [`CliClient`](crate::CliClient) goes through its
-//! [`Runner`](crate::Runner). Give it one of these to test without running
-//! the real tool:
+//! [`probe`](crate::Command::probe)) and a [`CliClient`](crate::CliClient)'s
+//! through [`Runner::output`](crate::Runner::output) (so do the batches,
+//! [`output_all`](crate::output_all) and
+//! [`output_unordered`](crate::output_unordered), which run each command's
+//! verb); started runs — [`Group::start`](crate::Group::start),
+//! [`Command::start`](crate::Command::start), each stage of a
+//! [`Pipe`](crate::Pipe), each run of a [`Supervisor`](crate::Supervisor) —
+//! through [`Runner::start`](crate::Runner::start). Give a command one of
+//! these to test without running the real tool:
 //!
 //! - [`ScriptedRunner`]: answers each command with a scripted [`Reply`]
 //!   (output, a failure, a timeout, a signal, an error, a run that never
-//!   ends); an unexpected command is an
-//!   [`Error::Unscripted`](crate::Error::Unscripted).
+//!   ends; writes and pauses played live into the real line pump when the
+//!   run is started; a [`sequence`](Reply::sequence) per rule); an
+//!   unexpected command is an [`Error::Unscripted`](crate::Error::Unscripted).
 //! - [`RecordingRunner`]: records each command (program, arguments,
 //!   working directory, environment variable *names*) and hands it on.
 //! - [`DryRunRunner`]: records and answers success, running nothing.
@@ -17,11 +25,8 @@
 //!   from it with no subprocess.
 //!
 //! A custom runner builds its results with
-//! [`Output::builder`](crate::Output::builder).
-//!
-//! Not covered yet: [`Group::start`](crate::Group::start) and its line
-//! stream and probes, [`Pipe`](crate::Pipe), the batch functions and the
-//! supervisor do not go through a command's runner.
+//! [`Output::builder`](crate::Output::builder), and answers a start with
+//! [`Reply::start`].
 //!
 //! # Testing a wrapper over a tool
 //!
@@ -81,9 +86,11 @@
 //! ```
 
 mod cassette;
+mod copy_error;
 mod recording;
 mod reply;
 mod scripted;
+mod started;
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use cassette::fuzzing as cassette_fuzzing;

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::command::Command;
+use crate::command::{BoxFuture, Runner};
 use crate::error::{Error, Result};
+use crate::launch::Launch;
 use crate::output::Output;
-use crate::runner::{BoxFuture, Runner};
+use crate::process::RunningProcess;
 
 /// One command as a recording runner saw it: program, arguments, working
 /// directory and the *names* of the environment variables it sets or
@@ -173,6 +175,12 @@ impl Runner for RecordingRunner {
         self.log.push(cmd);
         self.inner.output(cmd)
     }
+
+    /// Records a started run too, and hands it on.
+    fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
+        self.log.push(cmd);
+        self.inner.start(cmd, launch)
+    }
 }
 
 impl std::fmt::Debug for RecordingRunner {
@@ -237,6 +245,13 @@ impl Runner for DryRunRunner {
             }
             Ok(Output::builder(cmd.display_name()).build())
         })
+    }
+
+    /// Records a started run and plays a process that exits 0 at once,
+    /// writing nothing.
+    fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
+        self.log.push(cmd);
+        super::Reply::ok("").start(cmd, launch)
     }
 }
 

@@ -1,136 +1,396 @@
-//! [`Reply`]: what a scripted command answers.
+//! [`Reply`]: what a scripted command answers — a script of writes and
+//! pauses, and how it ends.
 
-use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::command::Command;
 use crate::error::{Error, Result};
+use crate::launch::Launch;
 use crate::output::{Outcome, Output};
-use crate::runner::{Bounds, Ended};
+use crate::process::RunningProcess;
+use crate::pump::StreamKind;
+use crate::timing::deadline_after;
 
-/// What a [`ScriptedRunner`](super::ScriptedRunner) answers for a command.
-/// A reply can be given any number of times: each run gets its own copy.
+use super::copy_error::copy_error;
+use super::started::{Chunk, End, Script};
+
+/// What a [`ScriptedRunner`](super::ScriptedRunner) answers for a command:
+/// a script of what the program writes — in order, with pauses — and how
+/// it ends. The constructors give the first write (if any) and the end;
+/// [`stdout`](Self::stdout), [`stderr`](Self::stderr) and
+/// [`pause`](Self::pause) add to the script, and
+/// [`keep_running`](Self::keep_running) makes it a process that never
+/// exits on its own (a server).
+///
+/// A verb ([`output`](Command::output), [`run`](Command::run)…) gets the
+/// script's writes gathered into its [`Output`] (after its pauses, bounded
+/// by the command's timeout, inactivity timeout and cancel token, as a
+/// real run is; its duration is the time the pauses took, zero without).
+/// A *started* run ([`Group::start`](crate::Group::start),
+/// [`Command::start`], a [`Pipe`](crate::Pipe) stage, a
+/// [`Supervisor`](crate::Supervisor)'s runs) plays the script live: the
+/// writes go through real pipes into the same line pump as a real child's
+/// output, so [`lines`](RunningProcess::lines),
+/// [`wait_for_line`](RunningProcess::wait_for_line), line callbacks, tees
+/// and captures behave as with a real process. A started scripted process
+/// has a pid no real process can have (above the kernel's `pid_max`), is
+/// reached by its own handle's `kill`, `signal` and `shutdown` (a
+/// terminating signal ends it, reported as killed by that signal) and by
+/// its group's (`kill`, `signal`, `shutdown`, `close`, drop). It reads and
+/// discards its stdin, and exits only once that is at its end (as a
+/// filter does, so a real producer piped into it never dies of SIGPIPE
+/// for it); a write to a consumer that went away ends it as `SIGPIPE`
+/// would.
+///
+/// A reply can be given any number of times: each run plays its own copy
+/// ([`sequence`](Self::sequence) gives different runs different replies).
+///
+/// ```
+/// use std::time::Duration;
+/// use pkit::testing::{Reply, ScriptedRunner};
+/// use pkit::{Command, Group};
+///
+/// # async fn demo() -> pkit::Result<()> {
+/// // A server that logs, becomes ready, and runs until stopped.
+/// let script = ScriptedRunner::new().on(
+///     ["my-server", "--port", "8080"],
+///     Reply::ok("booting\n")
+///         .pause(Duration::from_millis(20))
+///         .stderr("cache cold\n")
+///         .stdout("listening on :8080\n")
+///         .keep_running(),
+/// );
+/// let cmd = Command::new("my-server")
+///     .args(["--port", "8080"])
+///     .stream_lines()
+///     .runner(std::sync::Arc::new(script));
+/// let group = Group::new()?;
+/// let mut server = group.start(&cmd)?;
+/// let ready = server
+///     .wait_for_line(|l| l.text.starts_with("listening"), Duration::from_secs(5))
+///     .await?;
+/// assert_eq!(ready.text, "listening on :8080");
+/// server.kill()?;
+/// assert!(server.wait().await?.outcome() == pkit::Outcome::Signalled(9));
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Reply(Kind);
 
 #[derive(Clone)]
 enum Kind {
-    /// Completed: the `Output` is made for the command's program.
-    Done {
-        outcome: Outcome,
-        stdout: Vec<u8>,
-        stderr: Vec<u8>,
-    },
-    /// Completed with this exact `Output`.
-    Output(Box<Output>),
+    /// Writes, pauses, and an end.
+    Script(Script),
     /// Could not run (each run gets a copy of the error).
     Err(Arc<Error>),
-    /// Never completes on its own.
-    Pending,
+    /// One reply per run, the last repeated.
+    Sequence(Arc<Sequence>),
+}
+
+struct Sequence {
+    replies: Vec<Reply>,
+    next: AtomicUsize,
 }
 
 impl Reply {
-    /// The program exits 0 after writing `stdout`.
-    pub fn ok(stdout: impl Into<Vec<u8>>) -> Reply {
-        Reply(Kind::Done {
-            outcome: Outcome::Exited(0),
-            stdout: stdout.into(),
-            stderr: Vec::new(),
-        })
+    fn script(chunks: Vec<Chunk>, end: End) -> Reply {
+        Reply(Kind::Script(Script { chunks, end }))
     }
 
-    /// The program exits with `code` after writing `stderr`.
+    fn write(kind: StreamKind, bytes: Vec<u8>) -> Vec<Chunk> {
+        if bytes.is_empty() {
+            Vec::new()
+        } else {
+            vec![Chunk::Write(kind, bytes.into())]
+        }
+    }
+
+    /// The program writes `stdout` and exits 0.
+    pub fn ok(stdout: impl Into<Vec<u8>>) -> Reply {
+        let chunks = Reply::write(StreamKind::Stdout, stdout.into());
+        Reply::script(chunks, End::Exit(Outcome::Exited(0)))
+    }
+
+    /// The program writes `stderr` and exits with `code`.
     pub fn fail(code: i32, stderr: impl Into<Vec<u8>>) -> Reply {
-        Reply(Kind::Done {
-            outcome: Outcome::Exited(code),
-            stdout: Vec::new(),
-            stderr: stderr.into(),
-        })
+        let chunks = Reply::write(StreamKind::Stderr, stderr.into());
+        Reply::script(chunks, End::Exit(Outcome::Exited(code)))
     }
 
     /// The run exceeded its timeout ([`Output::timed_out`]); `run`,
-    /// `exit_code` and `probe` turn it into [`Error::Timeout`].
+    /// `exit_code` and `probe` turn it into [`Error::Timeout`]. A started
+    /// run ends at the end of its script, reported as timed out.
     pub fn timed_out() -> Reply {
-        Reply(Kind::Done {
-            outcome: Outcome::TimedOut,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-        })
+        Reply::script(Vec::new(), End::Exit(Outcome::TimedOut))
     }
 
     /// The program was killed by signal `sig` (a raw number, e.g.
     /// `Signal::Kill.as_raw()`).
     pub fn signalled(sig: i32) -> Reply {
-        Reply(Kind::Done {
-            outcome: Outcome::Signalled(sig),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-        })
+        Reply::script(Vec::new(), End::Exit(Outcome::Signalled(sig)))
     }
 
-    /// The run could not happen: every verb returns (a copy of) `error`,
-    /// as when the program is not found or can't start.
+    /// The run could not happen: every verb, and a start, returns (a copy
+    /// of) `error`, as when the program is not found or can't start.
     pub fn err(error: Error) -> Reply {
         Reply(Kind::Err(Arc::new(error)))
     }
 
     /// The run never completes on its own: it ends with
     /// [`Error::Cancelled`] when the command's cancel token fires, with a
-    /// timed-out `Output` when the command's timeout passes, and otherwise
-    /// only when its future is dropped. For testing cancellation and
-    /// timeout paths.
+    /// timed-out `Output` when the command's timeout (or inactivity
+    /// timeout) passes, and otherwise only when its future is dropped (a
+    /// started one: when it is killed). For testing cancellation and
+    /// timeout paths. The same as `Reply::ok("").keep_running()`.
     pub fn pending() -> Reply {
-        Reply(Kind::Pending)
+        Reply::script(Vec::new(), End::Pending)
     }
 
     /// Answers with exactly `output` (build it with
-    /// [`Output::builder`]).
+    /// [`Output::builder`]); a started run writes its stdout and stderr,
+    /// then ends with its outcome.
     pub fn output(output: Output) -> Reply {
-        Reply(Kind::Output(Box::new(output)))
+        Reply::script(Vec::new(), End::Output(Box::new(output)))
     }
 
-    /// The answer to one run of `cmd`.
-    pub(crate) async fn answer(&self, cmd: &Command) -> Result<Output> {
-        let bounds = Bounds {
-            timeout: cmd.timeout,
-            // A pending reply never writes: its inactivity timeout fires.
-            inactivity: cmd.run.inactivity,
-            cancel: cmd.cancel.iter().collect(),
-            limit: Default::default(),
-        };
-        // As the real runner: a run cancelled before it starts is not run.
-        if bounds.cancelled() {
-            return Err(cancelled(cmd));
-        }
-        match &self.0 {
-            Kind::Done {
-                outcome,
-                stdout,
-                stderr,
-            } => Ok(Output::builder(cmd.display_name())
-                .outcome(*outcome)
-                .stdout(stdout.clone())
-                .stderr(stderr.clone())
-                .build()),
-            Kind::Output(out) => Ok((**out).clone()),
-            Kind::Err(e) => Err(copy_error(e)),
-            Kind::Pending => {
-                let never = std::future::pending::<Result<()>>();
-                match bounds.wait(never).await? {
-                    Ended::TimedOut => Ok(Output::builder(cmd.display_name())
-                        .outcome(Outcome::TimedOut)
-                        .duration(cmd.timeout.unwrap_or(Duration::ZERO))
-                        .build()),
-                    Ended::Inactive => Ok(Output::builder(cmd.display_name())
-                        .outcome(Outcome::TimedOut)
-                        .inactivity_timed_out(true)
-                        .duration(cmd.run.inactivity.unwrap_or(Duration::ZERO))
-                        .build()),
-                    _ => Err(cancelled(cmd)),
-                }
+    /// The first run gets the first reply, the second run the second, and
+    /// so on; once they are used up, every later run gets the last one
+    /// (the rule a cassette follows). For a flaky tool, or a supervised
+    /// program that crashes twice and then stays up:
+    ///
+    /// ```
+    /// use pkit::testing::Reply;
+    /// let flaky = Reply::sequence([Reply::fail(1, "busy\n"), Reply::fail(1, "busy\n"), Reply::ok("done\n")]);
+    /// # let _ = flaky;
+    /// ```
+    ///
+    /// The position is shared by the clones of this reply (and of the
+    /// runner holding it).
+    ///
+    /// # Panics
+    ///
+    /// When `replies` is empty.
+    pub fn sequence(replies: impl IntoIterator<Item = Reply>) -> Reply {
+        let replies: Vec<Reply> = replies.into_iter().collect();
+        assert!(
+            !replies.is_empty(),
+            "Reply::sequence needs at least one reply"
+        );
+        Reply(Kind::Sequence(Arc::new(Sequence {
+            replies,
+            next: AtomicUsize::new(0),
+        })))
+    }
+
+    fn push(mut self, chunk: Chunk, what: &str) -> Reply {
+        match &mut self.0 {
+            Kind::Script(s) => s.chunks.push(chunk),
+            Kind::Err(_) => panic!("Reply::{what}: an err reply runs nothing, it writes nothing"),
+            Kind::Sequence(_) => {
+                panic!("Reply::{what}: add it to the replies of the sequence, not to the sequence")
             }
         }
+        self
+    }
+
+    /// Then the program writes `bytes` to its stdout.
+    ///
+    /// # Panics
+    ///
+    /// On an [`err`](Self::err) or [`sequence`](Self::sequence) reply.
+    pub fn stdout(self, bytes: impl Into<Vec<u8>>) -> Reply {
+        let bytes: Vec<u8> = bytes.into();
+        self.push(Chunk::Write(StreamKind::Stdout, bytes.into()), "stdout")
+    }
+
+    /// Then the program writes `bytes` to its stderr.
+    ///
+    /// # Panics
+    ///
+    /// On an [`err`](Self::err) or [`sequence`](Self::sequence) reply.
+    pub fn stderr(self, bytes: impl Into<Vec<u8>>) -> Reply {
+        let bytes: Vec<u8> = bytes.into();
+        self.push(Chunk::Write(StreamKind::Stderr, bytes.into()), "stderr")
+    }
+
+    /// Then the program writes nothing for `d`.
+    ///
+    /// # Panics
+    ///
+    /// On an [`err`](Self::err) or [`sequence`](Self::sequence) reply.
+    pub fn pause(self, d: Duration) -> Reply {
+        self.push(Chunk::Pause(d), "pause")
+    }
+
+    /// After its script, the program runs on until it is killed, its
+    /// timeout passes or its cancel token fires, instead of ending as the
+    /// constructor said.
+    ///
+    /// # Panics
+    ///
+    /// On an [`err`](Self::err) or [`sequence`](Self::sequence) reply.
+    pub fn keep_running(mut self) -> Reply {
+        match &mut self.0 {
+            Kind::Script(s) => s.end = End::Pending,
+            _ => panic!("Reply::keep_running applies to a script, not an err reply or a sequence"),
+        }
+        self
+    }
+
+    /// The reply for this run (a sequence's current one).
+    fn pick(&self) -> &Reply {
+        match &self.0 {
+            Kind::Sequence(seq) => {
+                let i = seq.next.fetch_add(1, Ordering::Relaxed);
+                seq.replies[i.min(seq.replies.len() - 1)].pick()
+            }
+            _ => self,
+        }
+    }
+
+    /// The answer to one run of `cmd` by a verb.
+    pub(crate) async fn answer(&self, cmd: &Command) -> Result<Output> {
+        // As the real runner: a run cancelled before it starts is not run.
+        if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Err(cancelled(cmd));
+        }
+        match &self.pick().0 {
+            Kind::Script(s) => s.answer(cmd).await,
+            Kind::Err(e) => Err(copy_error(e)),
+            Kind::Sequence(_) => unreachable!("pick resolves sequences"),
+        }
+    }
+
+    /// Starts `cmd` as a scripted live process where `launch` says.
+    ///
+    /// A custom [`Runner`](crate::Runner) can answer
+    /// [`start`](crate::Runner::start) this way; [`ScriptedRunner`](super::ScriptedRunner)
+    /// does.
+    pub fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
+        match &self.pick().0 {
+            Kind::Script(s) => s.start(cmd, launch),
+            Kind::Err(e) => Err(copy_error(e)),
+            Kind::Sequence(_) => unreachable!("pick resolves sequences"),
+        }
+    }
+}
+
+/// How a pause of a verb's script ended.
+enum Paused {
+    Done,
+    TimedOut { idle: bool },
+    Cancelled,
+}
+
+impl Script {
+    /// A verb's answer: the writes gathered, the pauses waited for within
+    /// the command's bounds.
+    async fn answer(&self, cmd: &Command) -> Result<Output> {
+        let (mut stdout, mut stderr) = match &self.end {
+            End::Output(o) => (o.stdout.clone(), o.stderr.clone()),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let start = tokio::time::Instant::now();
+        let deadline = cmd.timeout.and_then(deadline_after);
+        let mut last_write = start;
+        let mut paused = Duration::ZERO;
+        let mut ended = Paused::Done;
+        let steps = self.chunks.iter().map(Some).chain(
+            // The pending end: a pause without end.
+            matches!(self.end, End::Pending).then_some(None),
+        );
+        for step in steps {
+            match step {
+                Some(Chunk::Write(kind, bytes)) => {
+                    match kind {
+                        StreamKind::Stdout => stdout.extend_from_slice(bytes),
+                        StreamKind::Stderr => stderr.extend_from_slice(bytes),
+                    }
+                    last_write = tokio::time::Instant::now();
+                }
+                Some(Chunk::Pause(d)) => {
+                    ended = pause(cmd, Some(*d), deadline, last_write).await;
+                    paused += *d;
+                }
+                None => ended = pause(cmd, None, deadline, last_write).await,
+            }
+            if !matches!(ended, Paused::Done) {
+                break;
+            }
+        }
+        let build = |outcome| {
+            Output::builder(cmd.display_name())
+                .outcome(outcome)
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+        };
+        match ended {
+            Paused::Cancelled => Err(cancelled(cmd)),
+            Paused::TimedOut { idle: false } => Ok(build(Outcome::TimedOut)
+                .duration(cmd.timeout.unwrap_or(Duration::ZERO))
+                .build()),
+            Paused::TimedOut { idle: true } => Ok(build(Outcome::TimedOut)
+                .inactivity_timed_out(true)
+                .duration(start.elapsed())
+                .build()),
+            Paused::Done => match &self.end {
+                End::Exit(outcome) => Ok(build(*outcome).duration(paused).build()),
+                End::Output(o) => {
+                    let mut out = (**o).clone();
+                    out.stdout = stdout;
+                    out.stderr = stderr;
+                    Ok(out)
+                }
+                End::Pending => unreachable!("a pending end never finishes its pause"),
+            },
+        }
+    }
+}
+
+/// Waits `d` (`None`: for ever) within the command's timeout (`deadline`),
+/// inactivity timeout (counted from `last_write`) and cancel token.
+async fn pause(
+    cmd: &Command,
+    d: Option<Duration>,
+    deadline: Option<tokio::time::Instant>,
+    last_write: tokio::time::Instant,
+) -> Paused {
+    let sleep = async {
+        match d.and_then(deadline_after) {
+            Some(until) => tokio::time::sleep_until(until).await,
+            None => std::future::pending().await,
+        }
+    };
+    let timer = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let idle = async {
+        match cmd
+            .run
+            .inactivity
+            .and_then(|d| deadline_after(d).map(|_| d))
+        {
+            Some(d) => tokio::time::sleep_until(last_write + d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let cancel = async {
+        match &cmd.cancel {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = sleep => Paused::Done,
+        () = timer => Paused::TimedOut { idle: false },
+        () = idle => Paused::TimedOut { idle: true },
+        () = cancel => Paused::Cancelled,
     }
 }
 
@@ -138,10 +398,13 @@ impl std::fmt::Debug for Reply {
     /// Shows the kind of reply, not its output.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Kind::Done { outcome, .. } => write!(f, "Reply({outcome})"),
-            Kind::Output(o) => write!(f, "Reply({})", o.outcome()),
+            Kind::Script(s) => match &s.end {
+                End::Exit(outcome) => write!(f, "Reply({outcome}, {} steps)", s.chunks.len()),
+                End::Output(o) => write!(f, "Reply({}, {} steps)", o.outcome(), s.chunks.len()),
+                End::Pending => write!(f, "Reply(pending, {} steps)", s.chunks.len()),
+            },
             Kind::Err(e) => write!(f, "Reply(error: {:?})", e.kind()),
-            Kind::Pending => f.write_str("Reply(pending)"),
+            Kind::Sequence(seq) => write!(f, "Reply(sequence of {})", seq.replies.len()),
         }
     }
 }
@@ -149,128 +412,5 @@ impl std::fmt::Debug for Reply {
 fn cancelled(cmd: &Command) -> Error {
     Error::Cancelled {
         program: cmd.display_name(),
-    }
-}
-
-/// The same I/O error again: the same OS error number, or the same kind
-/// and message.
-fn copy_io(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(n) => io::Error::from_raw_os_error(n),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
-/// A copy of `e` with the same variant, fields and message (a parser's
-/// error becomes one with the same text).
-pub(crate) fn copy_error(e: &Error) -> Error {
-    match e {
-        Error::NotFound {
-            program,
-            path_searched,
-        } => Error::NotFound {
-            program: program.clone(),
-            path_searched: *path_searched,
-        },
-        Error::NotExecutable { program, path } => Error::NotExecutable {
-            program: program.clone(),
-            path: path.clone(),
-        },
-        Error::CurrentDir {
-            program,
-            dir,
-            source,
-        } => Error::CurrentDir {
-            program: program.clone(),
-            dir: dir.clone(),
-            source: copy_io(source),
-        },
-        Error::Spawn { program, source } => Error::Spawn {
-            program: program.clone(),
-            source: copy_io(source),
-        },
-        Error::ChildSetup {
-            program,
-            step,
-            source,
-        } => Error::ChildSetup {
-            program: program.clone(),
-            step: *step,
-            source: copy_io(source),
-        },
-        Error::NonZeroExit(o) => Error::NonZeroExit(o.clone()),
-        Error::Signalled(o) => Error::Signalled(o.clone()),
-        Error::Timeout(o) => Error::Timeout(o.clone()),
-        Error::Cancelled { program } => Error::Cancelled {
-            program: program.clone(),
-        },
-        Error::OutputLimit {
-            program,
-            stream,
-            limit,
-            output,
-        } => Error::OutputLimit {
-            program: program.clone(),
-            stream: *stream,
-            limit: *limit,
-            output: output.clone(),
-        },
-        Error::NotReady { program, reason } => Error::NotReady {
-            program: program.clone(),
-            reason: reason.clone(),
-        },
-        Error::Unsupported {
-            operation,
-            mechanism,
-            reason,
-        } => Error::Unsupported {
-            operation,
-            mechanism: *mechanism,
-            reason: reason.clone(),
-        },
-        Error::ResourceLimit { cap, reason } => Error::ResourceLimit {
-            cap,
-            reason: reason.clone(),
-        },
-        Error::MechanismUnavailable { requested, reason } => Error::MechanismUnavailable {
-            requested: *requested,
-            reason: reason.clone(),
-        },
-        Error::InvalidInput(s) => Error::InvalidInput(s.clone()),
-        Error::Parse {
-            program,
-            target,
-            source,
-        } => Error::Parse {
-            program: program.clone(),
-            target,
-            source: Box::new(io::Error::other(source.to_string())),
-        },
-        Error::Json {
-            program,
-            target,
-            line,
-            column,
-            problem,
-        } => Error::Json {
-            program: program.clone(),
-            target,
-            line: *line,
-            column: *column,
-            problem,
-        },
-        Error::Unscripted { program, args } => Error::Unscripted {
-            program: program.clone(),
-            args: args.clone(),
-        },
-        Error::CassetteMiss { program, args, cwd } => Error::CassetteMiss {
-            program: program.clone(),
-            args: args.clone(),
-            cwd: cwd.clone(),
-        },
-        Error::Io { context, source } => Error::Io {
-            context: context.clone(),
-            source: copy_io(source),
-        },
     }
 }

@@ -4,9 +4,11 @@ use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 
 use crate::command::Command;
+use crate::command::{BoxFuture, Runner};
 use crate::error::{ArgList, Error, Result};
+use crate::launch::Launch;
 use crate::output::Output;
-use crate::runner::{BoxFuture, Runner};
+use crate::process::RunningProcess;
 
 use super::Reply;
 
@@ -161,6 +163,11 @@ impl ScriptedRunner {
 impl Runner for ScriptedRunner {
     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
         Box::pin(async move { self.reply_for(cmd)?.answer(cmd).await })
+    }
+
+    /// Plays the command's reply as a live process (see [`Reply`]).
+    fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
+        self.reply_for(cmd)?.start(cmd, launch)
     }
 }
 

@@ -1,0 +1,162 @@
+//! [`Child`]: what a [`RunningProcess`](crate::RunningProcess) waits on and
+//! signals — a real child process, or (feature `testing`) a scripted one
+//! whose output goes through the same pump.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::output::Outcome;
+use crate::sys::{ChildHandle, ExitStatus};
+
+/// CPU time and peak memory of an exited child.
+#[derive(Clone, Copy)]
+pub(crate) struct Usage {
+    pub cpu: Duration,
+    pub max_rss_bytes: u64,
+}
+
+/// The process behind a [`RunningProcess`](crate::RunningProcess).
+#[derive(Clone)]
+pub(crate) enum Child {
+    /// A real child process.
+    Os(Arc<ChildHandle>),
+    /// A process a [`Reply`](crate::testing::Reply) plays.
+    #[cfg(feature = "testing")]
+    Scripted(Arc<crate::scripted_child::ScriptedChild>),
+}
+
+impl From<Arc<ChildHandle>> for Child {
+    fn from(handle: Arc<ChildHandle>) -> Child {
+        Child::Os(handle)
+    }
+}
+
+impl Child {
+    /// Waits for the exit.
+    pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {
+        match self {
+            Child::Os(c) => c.wait().await,
+            #[cfg(feature = "testing")]
+            Child::Scripted(c) => Ok(c.wait().await),
+        }
+    }
+
+    /// The exit status, if it has exited.
+    pub(crate) fn try_status(&self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            Child::Os(c) => c.try_status(),
+            #[cfg(feature = "testing")]
+            Child::Scripted(c) => Ok(c.try_status()),
+        }
+    }
+
+    /// Sends `sig` (nothing happens once it has exited).
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        match self {
+            Child::Os(c) => c.signal(sig),
+            #[cfg(feature = "testing")]
+            Child::Scripted(c) => {
+                c.signal(sig);
+                Ok(())
+            }
+        }
+    }
+
+    /// CPU time and peak memory once exited (never for a scripted one).
+    pub(crate) fn rusage(&self) -> Option<Usage> {
+        match self {
+            Child::Os(c) => c.rusage().map(|u| Usage {
+                cpu: u.cpu,
+                max_rss_bytes: u.max_rss_bytes,
+            }),
+            #[cfg(feature = "testing")]
+            Child::Scripted(_) => None,
+        }
+    }
+
+    /// The outcome to report for an exit seen as `exited`: a scripted
+    /// process ended by its command's timeout reports `TimedOut` (and
+    /// whether it was the inactivity timeout), one ended by its cancel
+    /// token is `Error::Cancelled`. A real process's bounds are its
+    /// watch's business: `exited` as is.
+    pub(crate) fn reported(&self, program: &str, exited: Outcome) -> Result<(Outcome, bool)> {
+        match self {
+            Child::Os(_) => {
+                let _ = program;
+                Ok((exited, false))
+            }
+            #[cfg(feature = "testing")]
+            Child::Scripted(c) => c.reported(program, exited),
+        }
+    }
+}
+
+/// The scripted processes started in a group (feature `testing`; nothing
+/// otherwise). No OS container holds them, so the group's own operations
+/// — kill, signal, shutdown, close, drop — reach them through this list.
+#[derive(Default)]
+pub(crate) struct ScriptedMembers {
+    #[cfg(feature = "testing")]
+    list: std::sync::Mutex<Vec<std::sync::Weak<crate::scripted_child::ScriptedChild>>>,
+}
+
+impl ScriptedMembers {
+    /// Adds a scripted process.
+    #[cfg(feature = "testing")]
+    pub(crate) fn add(&self, child: &Arc<crate::scripted_child::ScriptedChild>) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|c| c.upgrade().is_some_and(|c| c.try_status().is_none()));
+        list.push(Arc::downgrade(child));
+    }
+
+    /// The ones still running.
+    #[cfg(feature = "testing")]
+    fn live(&self) -> Vec<Arc<crate::scripted_child::ScriptedChild>> {
+        let list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|c| c.try_status().is_none())
+            .collect()
+    }
+
+    /// How many are still running.
+    pub(crate) fn count(&self) -> usize {
+        #[cfg(feature = "testing")]
+        return self.live().len();
+        #[cfg(not(feature = "testing"))]
+        0
+    }
+
+    /// Sends `sig` to every one still running.
+    pub(crate) fn signal(&self, sig: i32) {
+        #[cfg(feature = "testing")]
+        for c in self.live() {
+            c.signal(sig);
+        }
+        #[cfg(not(feature = "testing"))]
+        let _ = sig;
+    }
+
+    /// Waits until every one has exited or `deadline` passes; returns how
+    /// many still run.
+    pub(crate) async fn wait_until(&self, deadline: std::time::Instant) -> usize {
+        #[cfg(feature = "testing")]
+        {
+            let live = self.live();
+            let all = async {
+                for c in &live {
+                    c.wait().await;
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline.into(), all).await;
+            self.count()
+        }
+        #[cfg(not(feature = "testing"))]
+        {
+            let _ = deadline;
+            0
+        }
+    }
+}
