@@ -109,7 +109,10 @@ fn capped_group_with_a_sleep() -> Option<(Group, pkit::RunningProcess)> {
     {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("skipped: caps can't be had here: {e}");
+            skipped(
+                "the tests of resource caps",
+                &format!("caps can't be had here: {e}"),
+            );
             return None;
         }
     };

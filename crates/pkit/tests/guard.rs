@@ -573,7 +573,10 @@ async fn a_capped_group_loses_its_v1_cap_directories_too() {
     let suite = begin("capped").await;
     let mut owner = start_owner("capped", MechanismChoice::Cgroup, false);
     if let Some(why) = &owner.skipped {
-        eprintln!("skipped: caps can't be had here: {why}");
+        skipped(
+            "a_capped_group_loses_its_v1_cap_directories_too",
+            &format!("caps can't be had here: {why}"),
+        );
     } else {
         assert!(owner.cgroup.is_some());
         owner.kill();

@@ -304,7 +304,10 @@ async fn pid_reuse_rounds(sigchld_ignored: bool) {
 async fn a_pid_reused_after_exit_is_never_signalled() {
     // Needs ns_last_pid (root in this pid namespace).
     if !ns_last_pid_writable() {
-        eprintln!("SKIPPED a_pid_reused_after_exit_is_never_signalled: {NS_LAST_PID} is not writable (not root)");
+        skipped(
+            "a_pid_reused_after_exit_is_never_signalled",
+            &format!("{NS_LAST_PID} is not writable (needs root in this pid namespace)"),
+        );
         return;
     }
     // Alone: it steers pid allocation, and another test's fork could take

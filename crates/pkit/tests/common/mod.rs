@@ -53,10 +53,40 @@ pub fn cgroup_usable() -> bool {
             panic!("PKIT_REQUIRE_CGROUP=1 but no cgroup can be created here: {why}")
         }
         Err(why) => {
-            eprintln!("skipping the cgroup half of this test: {why}");
+            skipped(
+                "the cgroup half of every test (each runs under process groups only)",
+                &format!(
+                    "{why}; run as root or in a delegated cgroup, or set \
+                     PKIT_REQUIRE_CGROUP=1 to make this an error"
+                ),
+            );
             false
         }
     }
+}
+
+/// Reports something this test binary skips, and why, once per binary and
+/// `what`: on the real stderr, so a plain `cargo test` shows it (the test
+/// harness captures `eprintln!` output of passing tests).
+pub fn skipped(what: &str, why: &str) {
+    use std::io::Write;
+    static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    if !SAID
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(what.to_string())
+    {
+        return;
+    }
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let binary = binary.rsplit_once('-').map_or(binary.as_str(), |(b, _)| b);
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED in tests/{binary}.rs: {what}: {why}"
+    );
 }
 
 /// Both mechanisms, each forced explicitly; the cgroup one is left out
