@@ -5,7 +5,6 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use futures_core::Stream;
 use crate::output::Outcome;
 use crate::process::{outcome_of, RunningProcess};
 use crate::pump::{Line, Lines};
-use crate::sys::{ChildHandle, ExitStatus};
+use crate::sys::ExitStatus;
 use crate::watch::Verdict;
 
 /// How long the stream keeps reading lines after the process exited while
@@ -93,7 +92,7 @@ impl RunningProcess {
     /// # Ok(()) }
     /// ```
     pub fn events(&mut self) -> Events {
-        let child: Arc<ChildHandle> = self.child.clone();
+        let child = self.child.clone();
         Events {
             pid: self.pid(),
             started: false,
