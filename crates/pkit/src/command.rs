@@ -33,6 +33,19 @@ pub enum Stdio {
     Inherit,
     /// `/dev/null`.
     Null,
+    /// A pipe that pkit does not read: a process started with
+    /// [`Group::start`](crate::Group::start) or
+    /// [`Command::start`](crate::Command::start) hands its read end over
+    /// as an [`AsyncRead`](tokio::io::AsyncRead) through
+    /// [`RunningProcess::take_stdout`](crate::RunningProcess::take_stdout)
+    /// / [`take_stderr`](crate::RunningProcess::take_stderr), with
+    /// backpressure: a child whose output nobody reads blocks once the
+    /// pipe is full. No capture, tee, callback or line of that stream
+    /// (its bytes in [`Output`](crate::Output) stay empty), and the
+    /// inactivity timeout does not see it. The verbs (`output`, `run`…)
+    /// and a [`Pipe`](crate::Pipe)'s stages have nobody to hand it to:
+    /// there it is captured as [`Stdio::Piped`].
+    Raw,
 }
 
 /// What the child reads on stdin.

@@ -315,6 +315,7 @@ impl Group {
             stream_lines: cmd.io.stream_lines,
             bounded_capture: true,
             own_tree: true,
+            raw_output: true,
             ..Default::default()
         };
         // A token cancelled already: nothing is started.

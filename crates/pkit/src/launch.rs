@@ -40,6 +40,9 @@ pub(crate) struct StartOpts {
     /// timeout and cancel token on it ([`Group::start`](crate::Group::start));
     /// see [`crate::watch`].
     pub own_tree: bool,
+    /// Hand a [`Stdio::Raw`] stream's pipe to the caller instead of
+    /// reading it (a started process's; elsewhere it is captured).
+    pub raw_output: bool,
 }
 
 /// Where and how a [`Runner::start`](crate::Runner::start) starts its
@@ -83,6 +86,7 @@ pub(crate) fn start(
         limit,
         bounded_capture,
         own_tree,
+        raw_output,
     } = opts;
     let program = cmd.display_name();
     // The readers and waits run on the runtime: without one, refuse before
@@ -151,7 +155,12 @@ pub(crate) fn start(
         pty,
     };
     proc.watch = crate::watch::attach(&child, &proc.limit, pid, cmd, tree);
-    if let Err(e) = wire(&mut proc, cmd, stream_lines, bounded_capture, pipes) {
+    if let Err(e) = wire(
+        &mut proc,
+        cmd,
+        (stream_lines, bounded_capture, raw_output),
+        pipes,
+    ) {
         let _ = proc.kill();
         return Err(Error::io(
             format!("{}: wiring its stdio", proc.program()),
@@ -229,8 +238,7 @@ pub(crate) struct Pipes {
 pub(crate) fn wire(
     proc: &mut RunningProcess,
     cmd: &Command,
-    stream_lines: bool,
-    bounded_capture: bool,
+    (stream_lines, bounded_capture, raw_output): (bool, bool, bool),
     pipes: Pipes,
 ) -> io::Result<()> {
     let Pipes {
@@ -283,10 +291,18 @@ pub(crate) fn wire(
         limit: limit.clone(),
     };
     if let Some(fd) = stdout {
-        proc.stdout = Some(Reader::start(fd, stream_plan(StreamKind::Stdout))?);
+        if raw_output && cmd.stdout == Stdio::Raw {
+            proc.raw_stdout = Some(crate::raw_output::ChildOutput::new(fd)?);
+        } else {
+            proc.stdout = Some(Reader::start(fd, stream_plan(StreamKind::Stdout))?);
+        }
     }
     if let Some(fd) = stderr {
-        proc.stderr = Some(Reader::start(fd, stream_plan(StreamKind::Stderr))?);
+        if raw_output && cmd.stderr == Stdio::Raw {
+            proc.raw_stderr = Some(crate::raw_output::ChildOutput::new(fd)?);
+        } else {
+            proc.stderr = Some(Reader::start(fd, stream_plan(StreamKind::Stderr))?);
+        }
     }
     if let Some(master) = pty {
         let (side, pumped) = crate::pty::attach(master, cmd.spawn.pty_raw)?;
@@ -375,7 +391,7 @@ impl tokio::io::AsyncRead for Recording {
 
 fn output_request(stdio: Stdio) -> IoRequest {
     match stdio {
-        Stdio::Piped => IoRequest::Pipe,
+        Stdio::Piped | Stdio::Raw => IoRequest::Pipe,
         Stdio::Inherit => IoRequest::Inherit,
         Stdio::Null => IoRequest::Null,
     }

@@ -119,6 +119,7 @@ mod probe;
 mod process;
 pub mod pty;
 mod pump;
+mod raw_output;
 mod retry;
 mod run_options;
 mod runner;
@@ -175,6 +176,7 @@ pub use pty::{Pty, PtyMaster};
 pub use pump::{
     CapturePolicy, Decoder, DecoderFactory, Line, Lines, Overflow, StreamKind, Utf8Decoder,
 };
+pub use raw_output::ChildOutput;
 pub use retry::is_transient;
 pub use runner::{BoxFuture, Runner, SystemRunner};
 pub use spawn_options::{which, ChildStep, Detached, FileMode, IoClass, Resource};

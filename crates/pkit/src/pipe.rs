@@ -393,6 +393,7 @@ impl Pipe {
                 limit: Some(limit.clone()),
                 bounded_capture: false,
                 own_tree: false,
+                raw_output: false,
             };
             // On error, dropping the group kills the stages already started.
             let launch = crate::launch::Launch { group, opts };

@@ -47,6 +47,9 @@ pub struct RunningProcess {
     pub(crate) stdout: Option<Reader>,
     pub(crate) stderr: Option<Reader>,
     pub(crate) stdin: Option<ChildStdin>,
+    /// The read ends of [`Stdio::Raw`](crate::Stdio::Raw) streams, until taken.
+    pub(crate) raw_stdout: Option<crate::raw_output::ChildOutput>,
+    pub(crate) raw_stderr: Option<crate::raw_output::ChildOutput>,
     pub(crate) stdin_task: Option<JoinHandle<()>>,
     /// Set when a `stdin_reader` failed (or panicked) before its end.
     pub(crate) input_failure: Option<InputFailure>,
@@ -94,6 +97,8 @@ impl RunningProcess {
             stdout: None,
             stderr: None,
             stdin: None,
+            raw_stdout: None,
+            raw_stderr: None,
             stdin_task: None,
             input_failure: None,
             lines: None,

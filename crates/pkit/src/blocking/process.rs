@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::streams::{ChildStdin, Events, Lines, StreamLines};
+use super::streams::{ChildOutput, ChildStdin, Events, Lines, StreamLines};
 use super::{block_on, enter, enter_for_drop};
 use crate::command::Command;
 use crate::error::Result;
@@ -339,6 +339,31 @@ impl RunningProcess {
         self.get_mut()
             .take_stdin()
             .map(|s| ChildStdin { inner: Some(s) })
+    }
+
+    /// Takes its stdout as a [`std::io::Read`], when the command set
+    /// `stdout(Stdio::Raw)` ([`crate::RunningProcess::take_stdout`]).
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use pkit::{Command, Stdio};
+    ///
+    /// let mut p = Command::new("printf").arg("raw").stdout(Stdio::Raw).blocking().start()?;
+    /// let mut text = String::new();
+    /// p.take_stdout().expect("raw stdout").read_to_string(&mut text)?;
+    /// assert_eq!(text, "raw");
+    /// # Ok::<(), pkit::Error>(())
+    /// ```
+    pub fn take_stdout(&mut self) -> Option<ChildOutput> {
+        let inner = self.get_mut().take_stdout()?;
+        Some(ChildOutput { inner: Some(inner) })
+    }
+
+    /// Takes its stderr as a [`std::io::Read`], when the command set
+    /// `stderr(Stdio::Raw)` ([`crate::RunningProcess::take_stderr`]).
+    pub fn take_stderr(&mut self) -> Option<ChildOutput> {
+        let inner = self.get_mut().take_stderr()?;
+        Some(ChildOutput { inner: Some(inner) })
     }
 
     /// SIGKILL to this process ([`crate::RunningProcess::kill`]).

@@ -125,3 +125,32 @@ impl fmt::Debug for Events {
         f.debug_struct("blocking::Events").finish_non_exhaustive()
     }
 }
+
+/// A started child's raw stdout or stderr for blocking code: a
+/// [`std::io::Read`] (see [`crate::ChildOutput`]). Dropping it closes the
+/// read end.
+pub struct ChildOutput {
+    pub(super) inner: Option<crate::ChildOutput>,
+}
+
+impl std::io::Read for ChildOutput {
+    #[track_caller]
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        let r = self.inner.as_mut().expect("present until drop");
+        block_on("ChildOutput::read", r.read(buf))
+    }
+}
+
+impl Drop for ChildOutput {
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for ChildOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::ChildOutput")
+            .finish_non_exhaustive()
+    }
+}

@@ -81,6 +81,7 @@ impl Script {
             limit,
             bounded_capture,
             own_tree,
+            raw_output,
         } = opts;
         let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
         // Stdin: what it would read (drained and discarded), and our end.
@@ -135,8 +136,13 @@ impl Script {
             stderr: stderr_r,
             pty: None,
         };
-        crate::launch::wire(&mut proc, cmd, stream_lines, bounded_capture, pipes)
-            .map_err(|e| Error::io(format!("{program}: wiring its stdio"), e))?;
+        crate::launch::wire(
+            &mut proc,
+            cmd,
+            (stream_lines, bounded_capture, raw_output),
+            pipes,
+        )
+        .map_err(|e| Error::io(format!("{program}: wiring its stdio"), e))?;
         let to_sender = |fd: Option<OwnedFd>| fd.map(pipe::Sender::from_owned_fd).transpose();
         let player = Player {
             script: script.clone(),
