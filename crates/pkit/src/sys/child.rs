@@ -6,15 +6,9 @@ use std::io;
 
 #[cfg(target_os = "linux")]
 use super::linux::child::PidfdChild;
+pub(crate) use super::types::Usage;
 use super::unix::child::PortableChild;
 use super::ExitStatus;
-
-/// CPU time and peak memory of an exited child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Usage {
-    pub cpu: std::time::Duration,
-    pub max_rss_bytes: u64,
-}
 
 /// A child process we spawned and have not yet reaped.
 #[derive(Debug)]

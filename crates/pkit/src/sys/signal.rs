@@ -129,9 +129,45 @@ impl Signal {
 impl fmt::Display for Signal {
     /// `SIGTERM`, or the number for a signal without a name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match super::signal_name(self.as_raw()) {
+        match signal_name(self.as_raw()) {
             Some(name) => f.write_str(name),
             None => write!(f, "signal {}", self.as_raw()),
         }
     }
+}
+
+/// The conventional name of a signal number (`SIGKILL`), if it has one.
+pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        nums::SIGHUP => "SIGHUP",
+        nums::SIGINT => "SIGINT",
+        nums::SIGQUIT => "SIGQUIT",
+        nums::SIGILL => "SIGILL",
+        nums::SIGTRAP => "SIGTRAP",
+        nums::SIGABRT => "SIGABRT",
+        nums::SIGBUS => "SIGBUS",
+        nums::SIGFPE => "SIGFPE",
+        nums::SIGKILL => "SIGKILL",
+        nums::SIGUSR1 => "SIGUSR1",
+        nums::SIGSEGV => "SIGSEGV",
+        nums::SIGUSR2 => "SIGUSR2",
+        nums::SIGPIPE => "SIGPIPE",
+        nums::SIGALRM => "SIGALRM",
+        nums::SIGTERM => "SIGTERM",
+        nums::SIGCHLD => "SIGCHLD",
+        nums::SIGCONT => "SIGCONT",
+        nums::SIGSTOP => "SIGSTOP",
+        nums::SIGTSTP => "SIGTSTP",
+        nums::SIGTTIN => "SIGTTIN",
+        nums::SIGTTOU => "SIGTTOU",
+        nums::SIGURG => "SIGURG",
+        nums::SIGXCPU => "SIGXCPU",
+        nums::SIGXFSZ => "SIGXFSZ",
+        nums::SIGVTALRM => "SIGVTALRM",
+        nums::SIGPROF => "SIGPROF",
+        nums::SIGWINCH => "SIGWINCH",
+        nums::SIGIO => "SIGIO",
+        nums::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
 }
