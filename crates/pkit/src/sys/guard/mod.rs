@@ -116,7 +116,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use super::linux::spawn;
+use super::linux::{spawn, spawn_steps};
 
 mod exec;
 mod owner;

@@ -143,7 +143,7 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
         exact_pgroup,
     };
 
-    let old_mask = spawn::block_all_signals();
+    let old_mask = spawn_steps::block_all_signals();
     // SAFETY: fork semantics; the child only runs the raw calls below and
     // `guard_main`, which never return.
     let pid = unsafe { raw_fork() };
@@ -159,7 +159,7 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
         }
     }
     let fork_err = (pid < 0).then(io::Error::last_os_error);
-    spawn::restore_signals(&old_mask);
+    spawn_steps::restore_signals(&old_mask);
     drop(guard_end);
     // The guard has its own copies; the owner needs none of this.
     drop(table);

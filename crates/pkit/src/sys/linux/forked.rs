@@ -14,7 +14,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::prexec::{child_main, Plan};
-use super::spawn::{block_all_signals, failure, finish_code, pidfds_supported, restore_signals};
+use super::spawn_steps::{
+    block_all_signals, failure, finish_code, pidfds_supported, restore_signals,
+};
 use crate::sys::{SpawnError, SpawnSpec};
 
 const CLONE_PIDFD: libc::c_ulong = 0x1000;

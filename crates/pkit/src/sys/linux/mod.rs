@@ -13,6 +13,7 @@ pub(crate) mod procfs;
 pub(crate) mod reaper;
 pub(crate) mod signal;
 pub(crate) mod spawn;
+pub(crate) mod spawn_steps;
 pub(crate) mod subtree;
 pub(crate) mod v1;
 

@@ -28,7 +28,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::prexec::{child_entry, Plan};
-use super::spawn::{block_all_signals, failure, pidfds_supported, restore_signals, Stack};
+use super::spawn_steps::{block_all_signals, failure, pidfds_supported, restore_signals, Stack};
 use crate::sys::{SpawnError, SpawnSpec};
 
 const CLONE_VM: c_int = 0x100;

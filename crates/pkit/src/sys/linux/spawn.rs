@@ -74,14 +74,16 @@
 
 use std::ffi::{c_int, c_void};
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::super::{ChildIo, SpawnError, SpawnSpec};
-use super::clone3;
+use super::clone3::{self, CloneArgs};
 pub(crate) use super::prexec::reset_signal_dispositions;
-use super::prexec::{child_entry, Plan, Step};
+use super::prexec::{child_entry, Plan};
+use super::spawn_steps::{
+    block_all_signals, finish_code, pidfds_supported, restore_signals, Stack, STACK_SIZE,
+};
 
 /// `CLONE_INTO_CGROUP` as the u64 the clone3 ABI wants (libc's constant is
 /// a truncated `c_int` on some versions).
@@ -89,54 +91,6 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
-
-/// Whether this kernel has pidfds (`pidfd_open` came with Linux 5.3,
-/// `CLONE_PIDFD` with 5.2), asked once: a spawn that could not hold its
-/// child by a pidfd is refused before the program runs.
-pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
-    static REFUSED: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
-    let refused = REFUSED.get_or_init(|| {
-        if let Err(errno) = crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen) {
-            return Some(errno);
-        }
-        let me = rustix::process::getpid();
-        match rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) {
-            Ok(_fd) => None,
-            Err(e) => Some(e.raw_os_error()),
-        }
-    });
-    match refused {
-        None => Ok(()),
-        Some(errno) => {
-            let e = io::Error::from_raw_os_error(*errno);
-            Err(SpawnError::Os(io::Error::new(
-                e.kind(),
-                format!("this kernel has no pidfds (Linux 5.3 or later is required): {e}"),
-            )))
-        }
-    }
-}
-
-/// The child's stack. It runs a handful of system calls: 64 KiB is plenty,
-/// and stays below glibc's mmap threshold (a cheap allocation).
-const STACK_SIZE: usize = 64 * 1024;
-
-/// `struct clone_args` (linux/sched.h), version 2 (with `cgroup`).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
 
 /// Asks whether clone3 exists here without creating anything: a clone3 call
 /// with a too-small argument size fails with `EINVAL` where the system call
@@ -295,70 +249,6 @@ pub(crate) fn spawn_joining(
 /// child has then exited; it is reaped here).
 fn finish(pid: i32, pidfd: OwnedFd, plan: &Plan<'_>) -> Result<(i32, OwnedFd), SpawnError> {
     finish_code(pid, pidfd, plan.err.load(Ordering::Acquire))
-}
-
-/// [`finish`] with the child's failure code (0: none) in hand.
-pub(super) fn finish_code(
-    pid: i32,
-    pidfd: OwnedFd,
-    code: i32,
-) -> Result<(i32, OwnedFd), SpawnError> {
-    match code {
-        0 => Ok((pid, pidfd)),
-        code => {
-            let child = super::child::PidfdChild::new(pid, pidfd);
-            let _ = child.wait_blocking(None);
-            drop(child);
-            Err(failure(code))
-        }
-    }
-}
-
-/// The error of a child's failure code (its step, and the errno).
-pub(super) fn failure(code: i32) -> SpawnError {
-    let source = io::Error::from_raw_os_error(code & 0xFFFF);
-    match Step::from_code(code >> 16) {
-        Step::Exec => SpawnError::Exec(source),
-        Step::Chdir => SpawnError::Chdir(source),
-        Step::Setup(step) => SpawnError::Step(step, source),
-    }
-}
-
-/// The child's stack: uninitialised heap memory, 16-byte aligned.
-pub(super) struct Stack(Vec<u128>);
-
-impl Stack {
-    pub(super) fn new() -> Stack {
-        Stack(Vec::with_capacity(STACK_SIZE / 16))
-    }
-
-    fn base(&mut self) -> *mut u8 {
-        self.0.as_mut_ptr().cast()
-    }
-
-    pub(super) fn top(&mut self) -> *mut c_void {
-        // SAFETY: one past the end of the allocation, which is STACK_SIZE
-        // bytes long; the stack grows down from there.
-        unsafe { self.base().add(STACK_SIZE).cast() }
-    }
-}
-
-pub(crate) fn block_all_signals() -> libc::sigset_t {
-    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
-    unsafe {
-        libc::sigfillset(all.as_mut_ptr());
-        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
-        old.assume_init()
-    }
-}
-
-pub(crate) fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: `old` is the mask pthread_sigmask returned above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
-    }
 }
 
 impl SpawnSpec {

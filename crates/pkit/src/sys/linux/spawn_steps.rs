@@ -1,0 +1,108 @@
+//! The steps every Linux spawner shares (the vfork-class one in `spawn.rs`,
+//! the forked one for `pre_exec` hooks and detached starts in `forked.rs`,
+//! the guard's orphan in `orphan.rs`): the pidfd check before a spawn, all
+//! signals blocked around the clone, the child's own stack, and the child's
+//! failure code turned into an error.
+
+use std::ffi::c_void;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+
+use super::prexec::Step;
+use crate::sys::SpawnError;
+
+/// Whether this kernel has pidfds (`pidfd_open` came with Linux 5.3,
+/// `CLONE_PIDFD` with 5.2), asked once: a spawn that could not hold its
+/// child by a pidfd is refused before the program runs.
+pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
+    static REFUSED: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+    let refused = REFUSED.get_or_init(|| {
+        if let Err(errno) = crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen) {
+            return Some(errno);
+        }
+        let me = rustix::process::getpid();
+        match rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) {
+            Ok(_fd) => None,
+            Err(e) => Some(e.raw_os_error()),
+        }
+    });
+    match refused {
+        None => Ok(()),
+        Some(errno) => {
+            let e = io::Error::from_raw_os_error(*errno);
+            Err(SpawnError::Os(io::Error::new(
+                e.kind(),
+                format!("this kernel has no pidfds (Linux 5.3 or later is required): {e}"),
+            )))
+        }
+    }
+}
+
+/// The child's stack. It runs a handful of system calls: 64 KiB is plenty,
+/// and stays below glibc's mmap threshold (a cheap allocation).
+pub(super) const STACK_SIZE: usize = 64 * 1024;
+
+/// `finish` with the child's failure code (0: none) in hand.
+pub(super) fn finish_code(
+    pid: i32,
+    pidfd: OwnedFd,
+    code: i32,
+) -> Result<(i32, OwnedFd), SpawnError> {
+    match code {
+        0 => Ok((pid, pidfd)),
+        code => {
+            let child = super::child::PidfdChild::new(pid, pidfd);
+            let _ = child.wait_blocking(None);
+            drop(child);
+            Err(failure(code))
+        }
+    }
+}
+
+/// The error of a child's failure code (its step, and the errno).
+pub(super) fn failure(code: i32) -> SpawnError {
+    let source = io::Error::from_raw_os_error(code & 0xFFFF);
+    match Step::from_code(code >> 16) {
+        Step::Exec => SpawnError::Exec(source),
+        Step::Chdir => SpawnError::Chdir(source),
+        Step::Setup(step) => SpawnError::Step(step, source),
+    }
+}
+
+/// The child's stack: uninitialised heap memory, 16-byte aligned.
+pub(super) struct Stack(Vec<u128>);
+
+impl Stack {
+    pub(super) fn new() -> Stack {
+        Stack(Vec::with_capacity(STACK_SIZE / 16))
+    }
+
+    pub(super) fn base(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr().cast()
+    }
+
+    pub(super) fn top(&mut self) -> *mut c_void {
+        // SAFETY: one past the end of the allocation, which is STACK_SIZE
+        // bytes long; the stack grows down from there.
+        unsafe { self.base().add(STACK_SIZE).cast() }
+    }
+}
+
+pub(crate) fn block_all_signals() -> libc::sigset_t {
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
+    unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+        old.assume_init()
+    }
+}
+
+pub(crate) fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is the mask pthread_sigmask returned above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
