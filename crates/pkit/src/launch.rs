@@ -257,6 +257,9 @@ pub(crate) fn wire(
     };
     let dropped = Arc::new(AtomicU64::new(0));
     let limit = proc.limit.clone();
+    // A line stream's partial lines, for wait_for_prompt.
+    let prompt = stream_lines.then(|| Arc::new(crate::pump::PromptSlot::default()));
+    proc.prompt = prompt.clone();
     let (capture_limit, capture_policy) = match plan.capture_limit {
         None if bounded_capture => (
             Some(crate::command::DEFAULT_START_CAPTURE_BYTES),
@@ -289,6 +292,7 @@ pub(crate) fn wire(
         decoder: plan.decoder.clone(),
         max_line_bytes: plan.max_line_bytes,
         limit: limit.clone(),
+        prompt: prompt.clone(),
     };
     if let Some(fd) = stdout {
         if raw_output && cmd.stdout == Stdio::Raw {

@@ -162,4 +162,97 @@ impl RunningProcess {
             Err(_) => Err(not_ready(NotReadyReason::Deadline(timeout))),
         }
     }
+
+    /// Waits until the process has written, on stdout or stderr, a
+    /// partial line that `pred` accepts — text not (yet) ended by a line
+    /// ending, as a prompt like `Password: ` or `Continue? [y/n] ` is — and
+    /// returns it. No line carries such text while the process waits for
+    /// its answer, so [`wait_for_line`](Self::wait_for_line) can't see it.
+    /// Needs [`Command::stream_lines`](crate::Command::stream_lines) (it
+    /// reads neither the line stream nor its lines: they stay for
+    /// [`lines`](Self::lines)). A partial line longer than 4 KiB is not
+    /// taken for a prompt.
+    ///
+    /// A prompt is matched once: a later call looks only at what the
+    /// process writes after it — on the same line (a second prompt after
+    /// an answer that a pipe does not echo: `User: ` then `Password: `
+    /// arrive as one line) or on a new one — so it waits for the next
+    /// prompt even if the process has not answered yet. Gives up with
+    /// [`Error::NotReady`] when `timeout` passes, or when the process
+    /// exits first.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio::io::AsyncWriteExt;
+    /// use pkit::Command;
+    ///
+    /// let mut p = Command::new("sh")
+    ///     .args(["-c", r#"printf 'Name: '; read n; echo "hi $n""#])
+    ///     .stdin_piped()
+    ///     .stream_lines()
+    ///     .start()?;
+    /// let prompt = p.wait_for_prompt(|t| t.ends_with(": "), Duration::from_secs(10)).await?;
+    /// assert_eq!(prompt, "Name: ");
+    /// p.stdin().expect("piped").write_all(b"ada\n").await?;
+    /// let line = p.wait_for_line(|l| l.text.contains("hi"), Duration::from_secs(10)).await?;
+    /// assert_eq!(line.text, "Name: hi ada");
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_prompt(
+        &mut self,
+        mut pred: impl FnMut(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String> {
+        let program = self.program().to_string();
+        let Some(slot) = self.prompt.clone() else {
+            return Err(Error::InvalidInput(format!(
+                "{program}: wait_for_prompt needs Command::stream_lines"
+            )));
+        };
+        let child = self.child.clone();
+        let not_ready = |reason| Error::NotReady {
+            program: program.clone(),
+            reason,
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        // After the exit, output may still be on its way through the pump:
+        // keep looking for a moment.
+        let quiet = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(quiet);
+        let mut exited = None;
+        loop {
+            let changed = slot.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            for (kind, line, text) in slot.tails() {
+                // What an earlier match took of this same line is skipped.
+                let from = match self.prompt_seen {
+                    Some((k, l, used)) if (k, l) == (kind, line) => used,
+                    _ => 0,
+                };
+                let Some(fresh) = text.get(from..).filter(|t| !t.is_empty()) else {
+                    continue;
+                };
+                if pred(fresh) {
+                    self.prompt_seen = Some((kind, line, text.len()));
+                    return Ok(fresh.to_string());
+                }
+            }
+            tokio::select! {
+                biased;
+                () = &mut changed => {}
+                status = child.wait(), if exited.is_none() => {
+                    exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
+                    quiet.as_mut().reset(tokio::time::Instant::now() + AFTER_EXIT_QUIET);
+                }
+                () = &mut quiet, if exited.is_some() => {
+                    let st = exited.expect("checked");
+                    return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+                }
+                () = &mut deadline => return Err(not_ready(NotReadyReason::Deadline(timeout))),
+            }
+        }
+    }
 }

@@ -50,6 +50,10 @@ pub struct RunningProcess {
     /// The read ends of [`Stdio::Raw`](crate::Stdio::Raw) streams, until taken.
     pub(crate) raw_stdout: Option<crate::raw_output::ChildOutput>,
     pub(crate) raw_stderr: Option<crate::raw_output::ChildOutput>,
+    /// Its streams' partial lines (with a line stream), and how much of
+    /// which one a `wait_for_prompt` matched (stream, line number, bytes).
+    pub(crate) prompt: Option<Arc<crate::pump::PromptSlot>>,
+    pub(crate) prompt_seen: Option<(StreamKind, u64, usize)>,
     pub(crate) stdin_task: Option<JoinHandle<()>>,
     /// Set when a `stdin_reader` failed (or panicked) before its end.
     pub(crate) input_failure: Option<InputFailure>,
@@ -99,6 +103,8 @@ impl RunningProcess {
             stdin: None,
             raw_stdout: None,
             raw_stderr: None,
+            prompt: None,
+            prompt_seen: None,
             stdin_task: None,
             input_failure: None,
             lines: None,

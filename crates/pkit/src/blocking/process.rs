@@ -262,6 +262,39 @@ impl RunningProcess {
         )
     }
 
+    /// Waits until the process has written a partial line (a prompt,
+    /// with no line ending) that `pred` accepts, and returns it
+    /// ([`crate::RunningProcess::wait_for_prompt`]).
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::time::Duration;
+    /// use pkit::Command;
+    ///
+    /// let mut p = Command::new("sh")
+    ///     .args(["-c", "printf 'Password: '; read pw; echo ${#pw}"])
+    ///     .stdin_piped()
+    ///     .stream_lines()
+    ///     .blocking()
+    ///     .start()?;
+    /// assert_eq!(p.wait_for_prompt(|t| t.starts_with("Password"), Duration::from_secs(10))?, "Password: ");
+    /// p.take_stdin().expect("piped").write_all(b"secret\n")?;
+    /// let line = p.wait_for_line(|_| true, Duration::from_secs(10))?;
+    /// assert_eq!(line.text, "Password: 6");
+    /// # Ok::<(), pkit::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn wait_for_prompt(
+        &mut self,
+        pred: impl FnMut(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String> {
+        block_on(
+            "RunningProcess::wait_for_prompt",
+            self.get_mut().wait_for_prompt(pred, timeout),
+        )
+    }
+
     /// Waits until a TCP connection to `addr` succeeds
     /// ([`crate::RunningProcess::wait_for_port`]).
     #[track_caller]

@@ -11,6 +11,7 @@ mod decode;
 pub mod fuzzing;
 mod limit;
 mod lines;
+mod prompt;
 mod queue;
 mod source;
 mod split;
@@ -31,6 +32,7 @@ pub(crate) use capture::{CaptureBuf, Captured};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub(crate) use limit::LimitFlag;
 pub use lines::{Line, StreamKind};
+pub(crate) use prompt::{PromptSink, PromptSlot};
 pub(crate) use queue::queue;
 pub use queue::{Lines, Overflow};
 use split::{Batch, Splitter};
@@ -72,6 +74,8 @@ pub(crate) struct StreamPlan {
     pub decoder: Option<DecoderFactory>,
     pub max_line_bytes: usize,
     pub limit: Arc<LimitFlag>,
+    /// Where the stream's partial line is published (a line stream's).
+    pub prompt: Option<Arc<PromptSlot>>,
 }
 
 /// A running reader: a task on the async runtime.
@@ -337,6 +341,7 @@ struct Sinks {
     text: String,
     splitter: Splitter,
     limit: Arc<LimitFlag>,
+    prompt: Option<PromptSink>,
 }
 
 impl Sinks {
@@ -351,6 +356,7 @@ impl Sinks {
             text: String::new(),
             splitter: Splitter::new(plan.max_line_bytes),
             limit: plan.limit,
+            prompt: plan.prompt.map(PromptSink::new),
         }
     }
 
@@ -433,6 +439,11 @@ impl Sinks {
         if let Some(batch) = self.splitter.split(self.kind) {
             self.deliver(batch).await;
         }
+        // After the lines before it are delivered.
+        if let Some(p) = &mut self.prompt {
+            let (line, tail) = self.splitter.tail();
+            p.publish(self.kind, line, tail);
+        }
     }
 
     async fn finish(mut self) -> Captured {
@@ -444,6 +455,10 @@ impl Sinks {
             }
             if let Some(batch) = self.splitter.finish(self.kind) {
                 self.deliver(batch).await;
+            }
+            if let Some(p) = &mut self.prompt {
+                let (line, _) = self.splitter.tail();
+                p.publish(self.kind, line, &[]);
             }
         }
         if let Some(Tee::Async(w)) = &self.tee {

@@ -161,6 +161,8 @@ pub(crate) struct Splitter {
     /// `buf[..scanned]` holds no newline (the carried tail).
     scanned: usize,
     max: usize,
+    /// Lines completed so far (pieces of a cut line don't count).
+    lines_done: u64,
 }
 
 impl Splitter {
@@ -169,6 +171,7 @@ impl Splitter {
             buf: Vec::new(),
             scanned: 0,
             max: max.max(4),
+            lines_done: 0,
         }
     }
 
@@ -182,6 +185,12 @@ impl Splitter {
     /// start at the length it had then).
     pub(crate) fn buffered(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// After a split: the text written since the last line ending, and how
+    /// many lines came before it.
+    pub(crate) fn tail(&self) -> (u64, &[u8]) {
+        (self.lines_done, &self.buf)
     }
 
     /// Appends input.
@@ -239,6 +248,7 @@ impl Splitter {
             start = self.buf.len();
         }
         self.scanned = self.buf.len() - start;
+        self.lines_done += spans.iter().filter(|s| !s.partial).count() as u64;
         (!spans.is_empty()).then(|| self.take(start, spans, stream))
     }
 
@@ -470,6 +480,19 @@ mod tests {
         // A character split across reads comes out whole.
         let e = "é".as_bytes();
         assert_eq!(split(&[&[b'a', e[0]], &[e[1], b'\n']], 100), whole(&["aé"]));
+    }
+
+    /// The partial line a prompt probe sees, and how many lines came
+    /// before it (pieces of a cut line don't count).
+    #[test]
+    fn the_tail_and_its_line_number() {
+        let mut s = Splitter::new(4);
+        s.extend(b"ab\ncdefgh\nPass");
+        let _ = s.split(StreamKind::Stdout);
+        assert_eq!(s.tail(), (2, &b"Pass"[..]));
+        s.extend(b"\n");
+        let _ = s.split(StreamKind::Stdout);
+        assert_eq!(s.tail(), (3, &b""[..]));
     }
 
     #[test]
