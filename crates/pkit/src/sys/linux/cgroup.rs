@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
+pub(crate) use super::events::{read_events, remove_dirs, wait_event_change, Events};
 use super::{reaper, subtree};
 use crate::sys::guard::Ticket;
 
@@ -424,78 +425,6 @@ impl Drop for Cgroup {
     }
 }
 
-/// Removes directories, ignoring failures (already gone).
-pub(crate) fn remove_dirs(dirs: &[PathBuf]) {
-    for d in dirs {
-        let _ = rustix::fs::rmdir(d);
-    }
-}
-
 /// How long `Drop` waits for a killed cgroup to empty before handing the
 /// directory to the reaper thread.
 const DROP_WAIT: Duration = Duration::from_millis(10);
-
-/// Parsed `cgroup.events`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Events {
-    pub populated: bool,
-    pub frozen: bool,
-}
-
-/// Reads `cgroup.events` from the start (re-reading also re-arms poll).
-pub(crate) fn read_events(fd: &OwnedFd) -> io::Result<Events> {
-    // `pread` at offset 0: no seek and no shared file position; the kernel
-    // regenerates the file's content for a read at 0. Its two lines arrive
-    // in one read; a read at the end of the file ends older kernels' text
-    // (no `frozen` line).
-    let mut buf = [0u8; 256];
-    let mut len = 0;
-    loop {
-        let n = match rustix::io::pread(fd, &mut buf[len..], len as u64) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        len += n;
-        let text = &buf[..len];
-        let complete = text.ends_with(b"\n")
-            && text.starts_with(b"populated ")
-            && memchr::memmem::find(text, b"\nfrozen ").is_some();
-        if n == 0 || len == buf.len() || complete {
-            break;
-        }
-    }
-    let text = &buf[..len];
-    let field = |name: &[u8]| {
-        text.split(|&b| b == b'\n')
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim_ascii() == b"1")
-            .unwrap_or(false)
-    };
-    Ok(Events {
-        populated: field(b"populated "),
-        frozen: field(b"frozen "),
-    })
-}
-
-/// Blocks until `cgroup.events` changes or `deadline` passes; returns false
-/// on the deadline.
-pub(crate) fn wait_event_change(fd: &OwnedFd, deadline: Instant) -> io::Result<bool> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let now = Instant::now();
-    if now >= deadline {
-        return Ok(false);
-    }
-    let left = deadline - now;
-    let ts = Timespec {
-        tv_sec: left.as_secs() as _,
-        tv_nsec: left.subsec_nanos() as _,
-    };
-    let mut fds = [PollFd::new(fd, PollFlags::PRI)];
-    match poll(&mut fds, Some(&ts)) {
-        Ok(0) => Ok(false),
-        Ok(_) => Ok(true),
-        Err(rustix::io::Errno::INTR) => Ok(true),
-        Err(e) => Err(e.into()),
-    }
-}

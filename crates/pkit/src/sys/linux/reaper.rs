@@ -177,7 +177,7 @@ fn try_finish(work: &mut Work) -> bool {
     match work {
         Work::Reap(pidfd) => super::child::try_reap(pidfd.as_fd()),
         Work::RemoveCgroup { path, events, then } => {
-            let done = match super::cgroup::read_events(events) {
+            let done = match super::events::read_events(events) {
                 Ok(ev) if ev.populated => false,
                 // Empty (or unreadable because it is already gone): remove
                 // it, sub-cgroups first (a program in it may have made
@@ -192,7 +192,7 @@ fn try_finish(work: &mut Work) -> bool {
                 }
             };
             if done {
-                super::cgroup::remove_dirs(then);
+                super::events::remove_dirs(then);
             }
             done
         }
