@@ -56,6 +56,8 @@
 //!   [`run`](Command::run), [`exit_code`](Command::exit_code),
 //!   [`probe`](Command::probe).
 //! - [`Group`] is a shared container for processes that must die together.
+//! - [`Command::pty`] runs a program on a pseudo-terminal of its own, typed
+//!   into through [`Pty`]; see [`pty`](mod@pty).
 //! - [`host_containment`] says what this host offers, without spawning.
 //! - If this process dies without tearing its groups down (SIGKILL, a
 //!   crash), its owner-death guard, a small process started with the first
