@@ -387,6 +387,34 @@ impl RunningProcess {
     }
 }
 
+/// Raw output (`Stdio::Raw`; the handle is in `raw_output.rs`).
+impl RunningProcess {
+    /// Takes the child's stdout as a raw [`AsyncRead`](tokio::io::AsyncRead), when the command
+    /// set `stdout(Stdio::Raw)`; `None` otherwise, or once taken.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use tokio::io::AsyncReadExt;
+    /// use pkit::{Command, Stdio};
+    ///
+    /// let mut p = Command::new("printf").arg("\\001\\002\\003").stdout(Stdio::Raw).start()?;
+    /// let mut bytes = Vec::new();
+    /// p.take_stdout().expect("raw stdout").read_to_end(&mut bytes).await?;
+    /// assert_eq!(bytes, [1, 2, 3]);
+    /// assert!(p.wait().await?.success());
+    /// # Ok(()) }
+    /// ```
+    pub fn take_stdout(&mut self) -> Option<crate::raw_output::ChildOutput> {
+        self.raw_stdout.take()
+    }
+
+    /// Takes the child's stderr as a raw [`AsyncRead`](tokio::io::AsyncRead), when the command
+    /// set `stderr(Stdio::Raw)`; `None` otherwise, or once taken.
+    pub fn take_stderr(&mut self) -> Option<crate::raw_output::ChildOutput> {
+        self.raw_stderr.take()
+    }
+}
+
 impl Drop for RunningProcess {
     /// Neither kills nor orphans the process: its output goes on being
     /// drained (and discarded; a tee, a callback and a taken line stream
