@@ -144,6 +144,11 @@ pub struct SuperviseArgs {
     /// No text lines on stderr (errors still are).
     #[arg(short = 'q', long, conflicts_with = "json")]
     pub quiet: bool,
+    /// Also print pkit's lifecycle events (process started and finished,
+    /// timeouts, restarts, storm pauses…) on stderr, one line each (with
+    /// --json, one JSON object each, "event": "log").
+    #[arg(short = 'v', long, conflicts_with = "quiet")]
+    pub verbose: bool,
     /// The program to run.
     #[arg(required = true, value_name = "PROGRAM")]
     pub program: OsString,
@@ -191,7 +196,9 @@ pub struct RunArgs {
     /// size follows pkit's terminal (24x80 without one).
     #[arg(long)]
     pub pty: bool,
-    /// Say on stderr each signal pkit sends, and what teardown verified.
+    /// Say on stderr each signal pkit sends, and what teardown verified;
+    /// and print pkit's lifecycle events (process started, finished, timed
+    /// out, group closed…), one line each.
     #[arg(short = 'v', long)]
     pub verbose: bool,
     /// No notes or end-of-run messages on stderr (errors still are).

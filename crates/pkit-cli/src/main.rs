@@ -5,6 +5,7 @@ mod cgstats;
 mod checks;
 mod doctor;
 mod duration;
+mod events;
 mod exit;
 mod forward;
 mod orphans;
@@ -45,6 +46,9 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Doctor { json } => doctor::main(json),
         Cmd::Supervise(args) => {
+            if args.verbose {
+                events::install(args.json);
+            }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -58,6 +62,9 @@ fn main() -> ExitCode {
             ExitCode::from(rt.block_on(supervise::main(*args)))
         }
         Cmd::Run(args) => {
+            if args.verbose {
+                events::install(false);
+            }
             // Before any thread exists, so every thread inherits the mask:
             // the caught signals are read from a signalfd, with their sender.
             if let Err(e) = sys::block_caught() {

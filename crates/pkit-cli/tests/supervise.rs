@@ -221,3 +221,91 @@ fn a_program_that_cannot_start_stops_at_once() {
         "{err}"
     );
 }
+
+#[test]
+fn verbose_prints_the_lifecycle_events_and_no_secrets() {
+    // Text: pkit run -v. The marker is in an argument, the environment,
+    // the working directory's name and the output: it must never appear
+    // in an event line.
+    let dir = temp_path("SECRETMARK-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = pkit()
+        .args(["run", "-v", "-E", "TOKEN=SECRETMARK-env", "-C"])
+        .arg(&dir)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo SECRETMARK-out; exit 3",
+            "SECRETMARK-arg",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<&str> = err.lines().filter(|l| l.starts_with("pkit: [")).collect();
+    assert!(
+        events
+            .iter()
+            .any(|l| l.starts_with("pkit: [debug] process started") && l.contains("program=sh")),
+        "{err}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|l| l.starts_with("pkit: [debug] process finished")
+                && l.contains("outcome=exited(3)")),
+        "{err}"
+    );
+    for line in &events {
+        assert!(!line.contains("SECRETMARK"), "a secret in an event: {line}");
+    }
+    // Without -v: no event lines.
+    let out = pkit().args(["run", "--", "true"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("pkit: ["),
+        "{out:?}"
+    );
+
+    // JSON: pkit supervise -v --json, a crash then the budget's end.
+    let out = pkit()
+        .args([
+            "supervise",
+            "-v",
+            "--json",
+            "--max-restarts",
+            "1",
+            "--backoff",
+            "10ms",
+            "--",
+            "sh",
+            "-c",
+            "exit 4",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let lines = json_lines(&out.stderr);
+    let logs: Vec<&serde_json::Value> = lines.iter().filter(|v| v["event"] == "log").collect();
+    let messages: Vec<&str> = logs
+        .iter()
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    for want in [
+        "process started",
+        "process finished",
+        "supervisor restart",
+        "supervisor stopped",
+    ] {
+        assert!(messages.contains(&want), "{want} missing: {messages:?}");
+    }
+    let started = logs
+        .iter()
+        .find(|v| v["message"] == "process started")
+        .unwrap();
+    assert_eq!(started["program"], "sh");
+    assert!(started["pid"].as_u64().unwrap() > 0);
+    // The supervisor's own lines are still there.
+    assert!(lines.iter().any(|v| v["event"] == "stopped"), "{lines:?}");
+}
