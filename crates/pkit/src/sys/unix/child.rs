@@ -98,26 +98,9 @@ impl PortableChild {
 
 impl Drop for PortableChild {
     fn drop(&mut self) {
-        if !reap_now(self.pid) {
+        if !sigchld::reap_now(self.pid) {
             sigchld::reap_later(self.pid);
         }
-    }
-}
-
-/// Reaps `pid` if it has exited; returns whether it is gone.
-pub(crate) fn reap_now(pid: i32) -> bool {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid(2) on our own child with a valid status buffer.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if rc == 0 {
-            return false;
-        }
-        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        // Reaped, or ECHILD: already reaped by someone else.
-        return true;
     }
 }
 

@@ -14,10 +14,12 @@
 //! SIGCHLD to `SIG_IGN`: its children are no longer reaped by the kernel
 //! (pkit needs their exit statuses), as with tokio's process support.
 
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
+
 #[cfg(test)]
 use std::time::Instant;
 
@@ -137,7 +139,7 @@ pub(crate) fn reap_later(pid: i32) {
             let _ = std::thread::Builder::new()
                 .name("pkit-reap".into())
                 .spawn(move || {
-                    while !super::child::reap_now(pid) {
+                    while !reap_now(pid) {
                         std::thread::sleep(RECHECK);
                     }
                 });
@@ -258,6 +260,23 @@ fn pump(r: OwnedFd) {
         n.changed.notify_all();
         n.notify.notify_waiters();
         let mut orphans = n.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        orphans.retain(|&pid| !super::child::reap_now(pid));
+        orphans.retain(|&pid| !reap_now(pid));
+    }
+}
+
+/// Reaps `pid` if it has exited; returns whether it is gone.
+pub(crate) fn reap_now(pid: i32) -> bool {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid(2) on our own child with a valid status buffer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == 0 {
+            return false;
+        }
+        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // Reaped, or ECHILD: already reaped by someone else.
+        return true;
     }
 }
