@@ -28,7 +28,7 @@ pub(crate) fn require_success(out: Output, ok: &[i32]) -> Result<Output> {
 }
 
 pub(crate) fn run(out: Output, ok: &[i32]) -> Result<String> {
-    let out = require_success(out, ok)?;
+    let mut out = require_success(out, ok)?;
     // A cut stdout is not the program's answer: never hand back part
     // of it as if it were the whole.
     if out.stdout_truncated() {
@@ -39,9 +39,19 @@ pub(crate) fn run(out: Output, ok: &[i32]) -> Result<String> {
             output: Box::new(out),
         });
     }
-    // Only the trailing line ending(s) go: leading and inner
-    // whitespace is data (`git status --porcelain` starts with a space).
-    Ok(out.stdout_str().trim_end_matches(['\n', '\r']).to_string())
+    // The captured bytes become the String in place (validated, not
+    // copied: a copy of a 64 MiB answer costs as much as capturing it);
+    // only invalid UTF-8 is copied, with U+FFFD for the bad bytes.
+    let mut text = match String::from_utf8(std::mem::take(&mut out.stdout)) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    // Only the trailing line ending(s) go, by truncating: leading and
+    // inner whitespace is data (`git status --porcelain` starts with a
+    // space).
+    let kept = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(kept);
+    Ok(text)
 }
 
 /// Any exit code, or with `ok_codes` set, one of them.

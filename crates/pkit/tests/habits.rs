@@ -29,6 +29,39 @@ async fn run_trims_only_the_trailing_line_endings() {
     suite.end().await;
 }
 
+/// `run()` turns the captured bytes into its `String` in place: a large
+/// answer arrives intact (every byte, only the final line endings gone),
+/// invalid UTF-8 is replaced with U+FFFD as `stdout_str()` does, and an
+/// answer of line endings only is empty.
+#[tokio::test]
+async fn run_hands_back_large_and_invalid_answers_intact() {
+    let suite = begin("run_hands_back_large_and_invalid_answers_intact").await;
+    for choice in mechanisms() {
+        // 4 MiB of lines "0123456789abcde\n" (16 bytes each), then \r\n\n.
+        let got = sh(
+            choice,
+            "yes 0123456789abcde | head -n 262144; printf '\\r\\n\\n'",
+        )
+        .run()
+        .await
+        .expect("run");
+        let line = "0123456789abcde\n";
+        let mut want = line.repeat(262_144);
+        want.pop();
+        assert_eq!(got.len(), want.len(), "{choice}");
+        assert!(got == want, "{choice}: the 4 MiB answer differs");
+
+        let got = sh(choice, "printf 'a\\377b\\n\\n'")
+            .run()
+            .await
+            .expect("run");
+        assert_eq!(got, "a\u{FFFD}b", "{choice}");
+        let got = sh(choice, "printf '\\r\\n\\n'").run().await.expect("run");
+        assert_eq!(got, "", "{choice}");
+    }
+    suite.end().await;
+}
+
 #[tokio::test]
 async fn status_inherits_stdio_and_returns_the_outcome() {
     let suite = begin("status_inherits_stdio_and_returns_the_outcome").await;
