@@ -15,6 +15,7 @@
 
 mod first_group;
 mod scenarios;
+mod shutdown;
 mod stats;
 
 use std::time::Duration;
@@ -41,6 +42,14 @@ struct Args {
     /// many MiB (comma-separated, e.g. 256,8192), against a small one.
     #[arg(long, value_delimiter = ',')]
     first_group_mib: Vec<u64>,
+    /// Run one contender's spawn-wait of `/bin/true` this many times (after
+    /// one warm-up run) and exit, for counting system calls per run with
+    /// `strace -f -c` (see `--probe-with`).
+    #[arg(long)]
+    probe_runs: Option<usize>,
+    /// The contender `--probe-runs` runs: std, tokio or pkit.
+    #[arg(long, default_value = "pkit")]
+    probe_with: String,
     /// Internal: be the child of the first-group scenario.
     #[arg(long, hide = true)]
     first_group_child: Option<u64>,
@@ -70,6 +79,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if let Some(runs) = args.probe_runs {
+        rt.block_on(scenarios::probe(&args.probe_with, runs));
+        return;
+    }
     println!("{}", machine());
     println!(
         "pkit mechanism here: {} ({})\n",

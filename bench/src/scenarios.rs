@@ -56,6 +56,7 @@ pub fn all() -> Vec<Scenario> {
             256 << 20,
         ),
         tree_teardown(),
+        crate::shutdown::scenario(),
     ]
 }
 
@@ -95,6 +96,34 @@ pub fn spawn_wait(name: &'static str, program: &'static str) -> Scenario {
             assert_eq!(code, 0);
             t.elapsed().into()
         })
+}
+
+/// `--probe-runs`: `runs` spawn-waits of `/bin/true` by one contender,
+/// after one warm-up run, for `strace -f -c`.
+pub async fn probe(with: &str, runs: usize) {
+    for _ in 0..=runs {
+        match with {
+            "std" => {
+                let st = std::process::Command::new("/bin/true")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+            "tokio" => {
+                let st = tokio::process::Command::new("/bin/true")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await
+                    .unwrap();
+                assert!(st.success());
+            }
+            "pkit" => pkit_true("/bin/true").await,
+            other => panic!("--probe-with {other}: std, tokio or pkit"),
+        }
+    }
 }
 
 async fn pkit_true(program: &str) {
@@ -284,8 +313,16 @@ fn streaming(name: &'static str, lines: usize, all: bool) -> Scenario {
             tokio_lines(lines).await.into()
         })
         .with("pkit (stream_lines)", move || async move {
-            pkit_lines(lines).await.into()
-        });
+            pkit_lines(lines, None).await.into()
+        })
+        .with(
+            "pkit (stream_lines, process-group mechanism)",
+            move || async move {
+                pkit_lines(lines, Some(pkit::MechanismChoice::ProcessGroup))
+                    .await
+                    .into()
+            },
+        );
     if all {
         sc = sc.with("processkit 3.3.4 (stdout_lines)", move || async move {
             processkit_lines(lines).await.into()
@@ -333,9 +370,12 @@ async fn tokio_lines(lines: usize) -> Duration {
     t.elapsed()
 }
 
-async fn pkit_lines(lines: usize) -> Duration {
+async fn pkit_lines(lines: usize, mechanism: Option<pkit::MechanismChoice>) -> Duration {
     let t = Instant::now();
-    let group = pkit::Group::new().unwrap();
+    let group = match mechanism {
+        Some(m) => pkit::Group::builder().mechanism(m).build().unwrap(),
+        None => pkit::Group::new().unwrap(),
+    };
     let cmd = pkit::Command::new("sh")
         .args(["-c", &line_script(lines)])
         .stream_lines();
@@ -461,7 +501,7 @@ fn pipeline(name: &'static str, bytes: u64) -> Scenario {
         })
 }
 
-const TREE: &str = "for i in $(seq 50); do sleep 300 & echo $!; done; echo ready; wait";
+pub const TREE: &str = "for i in $(seq 50); do sleep 300 & echo $!; done; echo ready; wait";
 
 /// Whether `pid` is gone (no entry, or a zombie: init here reaps orphans
 /// only every few seconds).
@@ -479,7 +519,7 @@ fn gone(pid: u32) -> bool {
 
 /// Waits up to 2 s for `pids` to be gone; returns the time taken and how
 /// many survived, then kills the survivors (they are ours) by pid.
-async fn settle(pids: &[u32], since: Instant) -> Sample {
+pub async fn settle(pids: &[u32], since: Instant) -> Sample {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut done_at = None;
     while Instant::now() < deadline {

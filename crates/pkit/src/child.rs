@@ -64,6 +64,16 @@ impl Child {
         }
     }
 
+    /// Whether the OS child was reaped early (at its process group's
+    /// close): its pid may name another process, so `/proc` is not asked.
+    pub(crate) fn reaped(&self) -> bool {
+        match self {
+            Child::Os(c) => c.reaped(),
+            #[cfg(feature = "testing")]
+            Child::Scripted(_) => false,
+        }
+    }
+
     /// CPU time and peak memory once exited (never for a scripted one).
     pub(crate) fn rusage(&self) -> Option<Usage> {
         match self {

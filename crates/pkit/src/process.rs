@@ -167,6 +167,11 @@ impl RunningProcess {
     /// The CPU time (user + system) this process has used so far, from
     /// `/proc` (after its exit, from the kernel's accounting).
     pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        // Once reaped (a process-group leader, at its group's close), the
+        // pid may name another process: the kept usage answers.
+        if self.child.reaped() {
+            return self.child.rusage().map(|u| u.cpu);
+        }
         match sys::proc_usage(self.pid as i32) {
             Some((cpu, Some(_), _)) => Some(cpu),
             _ => self.child.rusage().map(|u| u.cpu),
@@ -176,6 +181,9 @@ impl RunningProcess {
     /// This process's peak resident memory so far (`VmHWM`; after its exit,
     /// the kernel's `ru_maxrss`).
     pub fn peak_memory_bytes(&self) -> Option<u64> {
+        if self.child.reaped() {
+            return self.child.rusage().map(|u| u.max_rss_bytes);
+        }
         match sys::proc_usage(self.pid as i32) {
             Some((_, _, Some(hwm))) => Some(hwm),
             _ => self.child.rusage().map(|u| u.max_rss_bytes),

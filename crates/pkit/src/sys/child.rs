@@ -74,6 +74,38 @@ impl ChildHandle {
         }
     }
 
+    /// Whether the child was reaped by [`reap_if_exited`](Self::reap_if_exited)
+    /// (its pid may then name another process).
+    pub(crate) fn reaped(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            ChildHandle::Pidfd(c) => c.reaped(),
+            ChildHandle::Portable(_) => false,
+        }
+    }
+
+    /// Reaps the child now if it has exited, keeping its status and usage
+    /// for later questions (a pidfd-held child only: one held by its pid
+    /// alone must stay unreaped to keep its number); whether it is reaped.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn reap_if_exited(&self) -> bool {
+        match self {
+            ChildHandle::Pidfd(c) => c.reap_if_exited(),
+            ChildHandle::Portable(_) => false,
+        }
+    }
+
+    /// Whether any process still belongs to the process group this child
+    /// leads, asked exactly through its pidfd; `None` where that can't be
+    /// asked (a kernel before 6.9, a child held by its pid alone).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn group_occupied(&self) -> Option<bool> {
+        match self {
+            ChildHandle::Pidfd(c) => c.group_occupied(),
+            ChildHandle::Portable(_) => None,
+        }
+    }
+
     /// Waits for the child to exit.
     pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {
         match self {

@@ -17,7 +17,7 @@ use super::limits::{Applied, LimitError, Limits};
 #[cfg(target_os = "linux")]
 use super::linux::cgroup::Cgroup;
 #[cfg(target_os = "linux")]
-use super::linux::{child, host};
+use super::linux::host;
 use super::unix::ptable;
 use super::{ChildHandle, Mechanism};
 
@@ -232,7 +232,7 @@ impl Container {
 
     /// Unregisters from the guard (idempotent). For a process group this
     /// must happen before the leader is released (reaped).
-    fn release_guard(&self) {
+    pub(super) fn release_guard(&self) {
         let mut link = self.guard_link();
         match std::mem::replace(&mut *link, GuardLink::Released) {
             GuardLink::On(ticket) => {
@@ -443,17 +443,8 @@ impl Container {
                         ptable::is_live_member(p, pgid).then_some(fd)
                     })
                     .collect();
-                let mut alive = 0;
-                for fd in &fds {
-                    let exited = tokio::time::timeout_at(deadline, child::pidfd_exited(fd)).await;
-                    // Once the deadline has passed, the timeout fires before
-                    // a freshly registered pidfd's readiness is known: ask
-                    // the kernel directly before counting it as alive.
-                    if !matches!(exited, Ok(Ok(()))) && !child::pidfd_exited_now(fd) {
-                        alive += 1;
-                    }
-                }
-                Ok(alive)
+                // One epoll set for them all: a batch of exits is one wake-up.
+                super::linux::exits::wait_all(&fds, deadline).await
             }
             Kind::Pgroup { .. } => {
                 // No pidfds: the members are not our children, so they are
@@ -547,32 +538,14 @@ impl Container {
             Kind::Pgroup { leader, .. } => {
                 // SIGKILLed processes exit promptly; the bound only guards
                 // against one stuck in uninterruptible sleep.
-                self.wait_pgroup_gone(Instant::now() + CLOSE_WAIT).await?;
+                if !self.pgroup_ended_with_leader() {
+                    self.wait_pgroup_gone(Instant::now() + CLOSE_WAIT).await?;
+                }
                 self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
                 self.finished.store(true, Ordering::Release);
                 Ok(())
             }
-        }
-    }
-
-    /// Waits, after `killpg`, until no member of the process group is left
-    /// running, or `deadline` (a SIGKILLed process can linger only in
-    /// uninterruptible sleep). A process group has no "empty" event, so the
-    /// members are found by a scan of `/proc` (their pgid is ours: the
-    /// unreaped leader keeps the number from being reused) and waited for
-    /// through pidfds; a second scan confirms. No new member can appear: a
-    /// fork racing the `killpg` is killed with its parent.
-    async fn wait_pgroup_gone(&self, deadline: Instant) -> io::Result<()> {
-        let Some(pgid) = self.pgid() else {
-            return Ok(());
-        };
-        loop {
-            let members = ptable::running_members(pgid)?;
-            if members.is_empty() || Instant::now() >= deadline {
-                return Ok(());
-            }
-            self.wait_members(&members, deadline).await?;
         }
     }
 

@@ -17,6 +17,8 @@
 mod child;
 #[cfg(unix)]
 mod container;
+#[cfg(unix)]
+mod container_pgroup;
 mod control;
 #[doc(hidden)]
 pub mod fault;

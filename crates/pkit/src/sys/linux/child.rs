@@ -31,6 +31,10 @@ pub(crate) struct PidfdChild {
     pid: i32,
     pidfd: Option<OwnedFd>,
     status: Mutex<Option<ExitStatus>>,
+    /// Set once reaped by [`reap_if_exited`](Self::reap_if_exited): the
+    /// resource usage read by that reap (`None` inside when the kernel had
+    /// reaped the child itself).
+    reaped: Mutex<Option<Option<Usage>>>,
 }
 
 impl PidfdChild {
@@ -39,6 +43,7 @@ impl PidfdChild {
             pid,
             pidfd: Some(pidfd),
             status: Mutex::new(None),
+            reaped: Mutex::new(None),
         }
     }
 
@@ -99,17 +104,69 @@ impl PidfdChild {
     /// descendants): CPU time and peak resident memory. `None` while it
     /// runs, or once reaped.
     pub(crate) fn rusage(&self) -> Option<Usage> {
+        if let Some(kept) = *self.reaped.lock().unwrap_or_else(|e| e.into_inner()) {
+            return kept;
+        }
         let pidfd = self.pidfd.as_ref()?;
         let (_, usage) = wait_raw(pidfd.as_fd(), libc::WNOHANG | libc::WNOWAIT).ok()??;
-        let usage = usage?;
-        let tv = |t: libc::timeval| {
-            std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
-                + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+        Some(usage_of(usage?))
+    }
+
+    /// Whether [`reap_if_exited`](Self::reap_if_exited) reaped the child:
+    /// its pid may then name another process.
+    pub(crate) fn reaped(&self) -> bool {
+        self.reaped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Reaps the child now if it has exited, keeping its exit status and
+    /// resource usage for later questions (which answer as before); whether
+    /// it is reaped (by this call, an earlier one, or the kernel).
+    ///
+    /// For a process-group leader: its group stays reachable through the
+    /// pidfd ([`signal_group`](Self::signal_group),
+    /// [`group_occupied`](Self::group_occupied)), but no longer by number.
+    pub(crate) fn reap_if_exited(&self) -> bool {
+        let Some(pidfd) = self.pidfd.as_ref() else {
+            return false;
         };
-        Some(Usage {
-            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-            max_rss_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
-        })
+        let mut reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
+        if reaped.is_some() {
+            return true;
+        }
+        // Read (and keep) the status first: after the reap, a kernel older
+        // than 6.15 could no longer say it.
+        if !matches!(self.try_status(), Ok(Some(_))) {
+            return false;
+        }
+        match wait_raw(pidfd.as_fd(), libc::WNOHANG) {
+            Ok(Some((_, usage))) => {
+                *reaped = Some(usage.map(usage_of));
+                true
+            }
+            Ok(None) => false,
+            // ECHILD: the kernel reaped it (this process ignores SIGCHLD).
+            Err(_) => {
+                *reaped = Some(None);
+                true
+            }
+        }
+    }
+
+    /// Whether any process still belongs to the process group this child
+    /// leads (an exited one not yet reaped by its parent counts), asked
+    /// through the pidfd (`PIDFD_SIGNAL_PROCESS_GROUP` with signal 0): exact
+    /// whatever became of the leader and its number. `None` where the
+    /// kernel can't say (before 6.9).
+    pub(crate) fn group_occupied(&self) -> Option<bool> {
+        let flag = super::signal::PIDFD_SIGNAL_PROCESS_GROUP;
+        match super::signal::pidfd_signal_raw(self.fd(), 0, flag) {
+            0 => Some(true),
+            libc::ESRCH => Some(false),
+            _ => None,
+        }
     }
 
     /// Waits for the child to exit (driven by pidfd readiness in tokio).
@@ -199,6 +256,17 @@ impl Drop for PidfdChild {
         if !try_reap(fd.as_fd()) {
             super::reaper::reap_later(fd);
         }
+    }
+}
+
+fn usage_of(usage: libc::rusage) -> Usage {
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Usage {
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
     }
 }
 

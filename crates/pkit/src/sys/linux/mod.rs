@@ -5,6 +5,7 @@ pub(crate) mod cgroup_pool;
 pub(crate) mod child;
 mod clone3;
 mod events;
+pub(crate) mod exits;
 pub(crate) mod forked;
 pub(crate) mod host;
 pub(crate) mod leaf;

@@ -17,12 +17,49 @@ fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
         .collect())
 }
 
-/// State and process group of `pid` from `/proc/<pid>/stat`.
+/// State and process group of `pid` from `/proc/<pid>/stat`: one open,
+/// one read into a stack buffer, one close (it runs once per member on
+/// teardown paths).
 pub(crate) fn stat(pid: i32) -> io::Result<(char, i32)> {
-    let fields = stat_fields(pid)?;
-    let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
-    let pgrp = fields.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Ok((state, pgrp))
+    use rustix::fs::{Mode, OFlags};
+    let mut path = [0u8; 32];
+    let name = format_pid_stat(pid, &mut path);
+    let fd = rustix::fs::open(name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    // The whole file (a few hundred bytes) comes in one read.
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::read(&fd, &mut buf)?;
+    let (state, pgrp) = crate::sys::unix::pgroup::state_and_pgrp(&buf[..n])
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad /proc stat"))?;
+    Ok((state as char, pgrp))
+}
+
+/// `/proc/<pid>/stat` as a C string in `buf`, without allocating.
+fn format_pid_stat(pid: i32, buf: &mut [u8; 32]) -> &std::ffi::CStr {
+    let mut digits = [0u8; 12];
+    let mut n = pid.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut at = 0;
+    for &b in b"/proc/" {
+        buf[at] = b;
+        at += 1;
+    }
+    for i in (0..len).rev() {
+        buf[at] = digits[i];
+        at += 1;
+    }
+    for &b in b"/stat\0" {
+        buf[at] = b;
+        at += 1;
+    }
+    std::ffi::CStr::from_bytes_with_nul(&buf[..at]).expect("one NUL at the end")
 }
 
 /// Live (non-zombie) processes of process group `pgid` descended from
@@ -65,25 +102,10 @@ pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
     Ok(found)
 }
 
-/// Live (non-zombie) processes whose process group is `pgid`.
+/// Live (non-zombie) processes whose process group is `pgid` (one cheap
+/// pass over `/proc`: see `running_members`).
 pub(crate) fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Ok((state, pgrp)) = stat(pid) {
-            if pgrp == pgid && state != 'Z' && state != 'X' {
-                out.push(pid);
-            }
-        }
-    }
-    Ok(out)
+    crate::sys::unix::pgroup::running_members(pgid)
 }
 
 /// The command name of `pid` (`/proc/<pid>/comm`), when readable.
@@ -110,4 +132,24 @@ pub(crate) fn usage(pid: i32) -> Option<(std::time::Duration, Option<u64>, Optio
             .map(|k| k * 1024)
     };
     Some((cpu, kib("VmRSS:"), kib("VmHWM:")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_reads_state_and_group() {
+        let me = std::process::id() as i32;
+        let (state, pgrp) = stat(me).expect("own stat");
+        assert!(matches!(state, 'R' | 'S'), "{state}");
+        assert_eq!(pgrp, rustix::process::getpgrp().as_raw_nonzero().get());
+        let mut buf = [0u8; 32];
+        assert_eq!(format_pid_stat(0, &mut buf).to_bytes(), b"/proc/0/stat");
+        assert_eq!(
+            format_pid_stat(4194304, &mut buf).to_bytes(),
+            b"/proc/4194304/stat"
+        );
+        assert!(stat(i32::MAX).is_err());
+    }
 }

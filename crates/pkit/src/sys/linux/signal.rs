@@ -21,6 +21,14 @@ pub(crate) fn pidfd_signal_flags(
     sig: i32,
     flags: libc::c_uint,
 ) -> io::Result<()> {
+    match pidfd_signal_raw(pidfd, sig, flags) {
+        0 | libc::ESRCH => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// `pidfd_send_signal(2)`: 0 or the errno.
+pub(crate) fn pidfd_signal_raw(pidfd: BorrowedFd<'_>, sig: i32, flags: libc::c_uint) -> i32 {
     // SAFETY: pidfd_send_signal takes an fd we borrow for the call, a signal
     // number, a null siginfo (meaning "as kill(2) would") and flags.
     let rc = unsafe {
@@ -33,12 +41,29 @@ pub(crate) fn pidfd_signal_flags(
         )
     };
     if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
+        0
     } else {
-        Err(err)
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
     }
+}
+
+/// Whether this kernel signals a process group through its leader's pidfd
+/// (`PIDFD_SIGNAL_PROCESS_GROUP`, Linux 6.9), asked once: signal 0 through
+/// our own pidfd to the group our pid would lead delivers nothing, and
+/// answers 0 or `ESRCH` where the flag is known, `EINVAL` where not.
+pub(crate) fn exact_pgroup_signals() -> bool {
+    static EXACT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *EXACT.get_or_init(|| {
+        let me = rustix::process::getpid();
+        let Ok(fd) = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) else {
+            return false;
+        };
+        use std::os::fd::AsFd;
+        matches!(
+            pidfd_signal_raw(fd.as_fd(), 0, PIDFD_SIGNAL_PROCESS_GROUP),
+            0 | libc::ESRCH
+        )
+    })
 }

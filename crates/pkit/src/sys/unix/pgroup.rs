@@ -123,7 +123,7 @@ pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
 /// State (field 3) and process group (field 5) from `/proc/<pid>/stat`
 /// text; the command name (field 2) may hold spaces and parentheses.
 #[cfg(target_os = "linux")]
-fn state_and_pgrp(stat: &[u8]) -> Option<(u8, i32)> {
+pub(crate) fn state_and_pgrp(stat: &[u8]) -> Option<(u8, i32)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let mut fields = stat[close + 1..]
         .split(|&b| b == b' ')

@@ -88,6 +88,12 @@ impl ChildHandle {
         Ok(Some(status))
     }
 
+    /// Never: a process handle keeps its process's identity until closed
+    /// (the Linux handle says whether its pid may name another process).
+    pub(crate) fn reaped(&self) -> bool {
+        false
+    }
+
     /// CPU time and peak working set (live or exited).
     pub(crate) fn rusage(&self) -> Option<Usage> {
         let zero = FILETIME {

@@ -1,0 +1,74 @@
+//! Closing a process-group container: telling when the group is gone,
+//! scanning the process table only when the kernel can't say.
+
+use std::io;
+use std::time::Instant;
+
+use super::container::Container;
+#[cfg(target_os = "linux")]
+use super::container::Kind;
+use super::unix::ptable;
+
+impl Container {
+    /// The common end of a process-group run, told without scanning
+    /// `/proc`: the leader has exited and nothing else is left in its
+    /// group. The leader is reaped (after the guard lets go of the group,
+    /// which must come first), and then the kernel says, through the
+    /// leader's pidfd, whether any process still has the group
+    /// ([`ChildHandle::group_occupied`]: exact, the number plays no part).
+    /// False otherwise (members left, or a kernel before 6.9, which can't
+    /// be asked): then [`wait_pgroup_gone`](Self::wait_pgroup_gone) scans.
+    pub(super) fn pgroup_ended_with_leader(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Kind::Pgroup {
+            leader,
+            portable: false,
+        } = &self.kind
+        {
+            let Some(leader) = leader.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+                return false;
+            };
+            if !crate::sys::linux::signal::exact_pgroup_signals()
+                || !matches!(leader.try_status(), Ok(Some(_)))
+            {
+                return false;
+            }
+            self.release_guard();
+            return leader.reap_if_exited() && leader.group_occupied() == Some(false);
+        }
+        false
+    }
+
+    /// Waits, after `killpg`, until no member of the process group is left
+    /// running, or `deadline` (a SIGKILLed process can linger only in
+    /// uninterruptible sleep). A process group has no "empty" event, so the
+    /// members are found by a scan of `/proc` (their pgid is ours: the
+    /// unreaped leader keeps the number from being reused) and waited for
+    /// through pidfds; a second scan confirms. No new member can appear: a
+    /// fork racing the `killpg` is killed with its parent.
+    pub(super) async fn wait_pgroup_gone(&self, deadline: Instant) -> io::Result<()> {
+        let Some(pgid) = self.pgid() else {
+            return Ok(());
+        };
+        #[cfg(target_os = "linux")]
+        let leader = match &self.kind {
+            Kind::Pgroup {
+                leader,
+                portable: false,
+            } => leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            _ => None,
+        };
+        loop {
+            // An empty group needs no scan (where the kernel can say so).
+            #[cfg(target_os = "linux")]
+            if leader.as_ref().and_then(|l| l.group_occupied()) == Some(false) {
+                return Ok(());
+            }
+            let members = ptable::running_members(pgid)?;
+            if members.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+            self.wait_members(&members, deadline).await?;
+        }
+    }
+}
