@@ -364,6 +364,8 @@ impl Group {
     /// Ends the group gracefully: SIGTERM to every process in it, up to
     /// `grace` for them to exit, then SIGKILL to whatever is left; then the
     /// container is removed. The group can't start processes afterwards.
+    /// On Windows, which has no SIGTERM, the job is terminated at once (the
+    /// report counts every process as killed).
     ///
     /// Any `grace` is accepted: one too long for the clock
     /// (`Duration::MAX`) waits for the processes without bound.
@@ -390,15 +392,20 @@ impl Group {
             remaining += self.scripted.wait_until(Instant::now() + grace).await;
         }
         if !members.is_empty() {
-            self.container
-                .signal(signal.as_raw())
-                .map_err(|e| Error::io("signalling the group", e))?;
-            let grace = grace.min(crate::timing::NO_DEADLINE);
-            remaining += self
-                .container
-                .wait_members(&members, Instant::now() + grace)
-                .await
-                .map_err(|e| Error::io("waiting for the group", e))?;
+            match self.container.signal(signal.as_raw()) {
+                Ok(()) => {
+                    let grace = grace.min(crate::timing::NO_DEADLINE);
+                    remaining += self
+                        .container
+                        .wait_members(&members, Instant::now() + grace)
+                        .await
+                        .map_err(|e| Error::io("waiting for the group", e))?;
+                }
+                // No such signal here (Windows has only Kill): straight to
+                // termination, every member counted as killed.
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => remaining += members.len(),
+                Err(e) => return Err(Error::io("signalling the group", e)),
+            }
         }
         self.close().await?;
         let report = ShutdownReport {
@@ -454,12 +461,29 @@ impl Group {
     /// member (so nobody forks an unsignalled child and no reused pid is
     /// ever signalled); a process group gets `killpg`. Every member is
     /// tried; the first error is reported after. [`Signal::Kill`] is
-    /// [`kill`](Self::kill): the group stays usable.
+    /// [`kill`](Self::kill): the group stays usable. On Windows (a Job
+    /// Object) only [`Signal::Kill`] exists; any other signal, and
+    /// [`suspend`](Self::suspend)/[`resume`](Self::resume), is
+    /// [`Error::Unsupported`].
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.scripted.signal(signal.as_raw());
         self.container
             .signal(signal.as_raw())
-            .map_err(|e| Error::io(format!("sending {signal} to the group"), e))
+            .map_err(|e| self.refused("signal", format!("sending {signal} to the group"), e))
+    }
+
+    /// An OS error as [`Error::Io`], or as [`Error::Unsupported`] when the
+    /// mechanism can't do `operation` at all (Windows has no signals but
+    /// Kill, and no suspend).
+    fn refused(&self, operation: &'static str, context: String, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::Unsupported {
+            return Error::Unsupported {
+                operation,
+                mechanism: self.mechanism(),
+                reason: e.to_string(),
+            };
+        }
+        Error::io(context, e)
     }
 
     /// Stops every process in the group until [`resume`](Self::resume):
@@ -472,7 +496,7 @@ impl Group {
         self.container
             .suspend()
             .await
-            .map_err(|e| Error::io("suspending the group", e))
+            .map_err(|e| self.refused("suspend", "suspending the group".into(), e))
     }
 
     /// Lets a suspended group run again (thaw, or SIGCONT).
@@ -480,7 +504,7 @@ impl Group {
         self.container
             .resume()
             .await
-            .map_err(|e| Error::io("resuming the group", e))
+            .map_err(|e| self.refused("resume", "resuming the group".into(), e))
     }
 
     /// Whether the group is suspended.

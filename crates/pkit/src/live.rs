@@ -40,23 +40,31 @@ impl RunningProcess {
     /// subtree within the group, as [`kill_tree`](Self::kill_tree) finds it
     /// (under process groups, descendants reached through living parents).
     /// The rest of the group is left alone. Use [`Group::signal`](crate::Group::signal)
-    /// for the whole group.
+    /// for the whole group. On Windows only [`Signal::Kill`] exists; any
+    /// other is [`Error::Unsupported`].
     pub fn signal(&self, signal: Signal) -> Result<()> {
-        match crate::watch::tree(&self.watch) {
-            Some(tree) => tree
-                .signal(signal.as_raw())
-                .map_err(|e| Error::io(format!("{}: signal", self.program()), e)),
-            None => self
-                .child
-                .signal(signal.as_raw())
-                .map_err(|e| Error::io(format!("{}: signal", self.program()), e)),
-        }
+        let sent = match crate::watch::tree(&self.watch) {
+            Some(tree) => tree.signal(signal.as_raw()),
+            None => self.child.signal(signal.as_raw()),
+        };
+        sent.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::Unsupported {
+                // Windows: no signal but Kill.
+                return Error::Unsupported {
+                    operation: "signal",
+                    mechanism: self.mechanism(),
+                    reason: e.to_string(),
+                };
+            }
+            Error::io(format!("{}: signal", self.program()), e)
+        })
     }
 
     /// Ends this process's subtree politely: SIGTERM, up to `grace` for it
     /// to exit, then SIGKILL to whatever is left. Returns whether SIGKILL
     /// was needed. The rest of the group runs on; the process still has to
-    /// be collected with [`wait`](Self::wait) for its [`Output`].
+    /// be collected with [`wait`](Self::wait) for its [`Output`]. On
+    /// Windows, which has no SIGTERM, the subtree is terminated at once.
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + grace;
         match crate::watch::tree(&self.watch) {
@@ -64,10 +72,13 @@ impl RunningProcess {
                 .end(Some((Signal::Term.as_raw(), Some(deadline))))
                 .await),
             None => {
-                let _ = self.child.signal(Signal::Term.as_raw());
-                let exited = tokio::time::timeout_at(deadline, self.child.wait())
-                    .await
-                    .is_ok();
+                let exited = match self.child.signal(Signal::Term.as_raw()) {
+                    // No SIGTERM to wait on (Windows): straight to the kill.
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => false,
+                    _ => tokio::time::timeout_at(deadline, self.child.wait())
+                        .await
+                        .is_ok(),
+                };
                 if !exited {
                     self.kill()?;
                 }

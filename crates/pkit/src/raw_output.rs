@@ -5,11 +5,12 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::sys::{OwnedFd, PipeReceiver};
 
 /// The read end of a started child's stdout or stderr set to
 /// [`Stdio::Raw`](crate::Stdio::Raw): an [`AsyncRead`] with backpressure
@@ -19,13 +20,13 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// fails (`EPIPE`, or death by SIGPIPE unless it ignores the signal), as
 /// with `std` and `tokio` pipes.
 pub struct ChildOutput {
-    rx: tokio::net::unix::pipe::Receiver,
+    rx: PipeReceiver,
 }
 
 impl ChildOutput {
     pub(crate) fn new(fd: OwnedFd) -> io::Result<ChildOutput> {
         Ok(ChildOutput {
-            rx: tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?,
+            rx: crate::sys::pipe_receiver(fd)?,
         })
     }
 }

@@ -307,7 +307,7 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
             Step::Read(Err(_)) => break,
             Step::Stop => {
                 let mut rest = Vec::new();
-                rx.drain(&mut rest);
+                rx.drain(&mut rest).await;
                 sinks.feed(&rest).await;
                 break;
             }

@@ -30,11 +30,12 @@ impl Source {
         }
     }
 
-    /// Takes what is already buffered without waiting.
-    pub(crate) fn drain(&self, buf: &mut Vec<u8>) {
+    /// Takes what is already buffered (see `sys::drain_receiver`: on
+    /// Windows, what is still on its way too).
+    pub(crate) async fn drain(&mut self, buf: &mut Vec<u8>) {
         match self {
             Source::Pipe(rx) => {
-                crate::sys::drain_receiver(rx, buf);
+                crate::sys::drain_receiver(rx, buf).await;
             }
             Source::Pty(pty) => pty.drain(buf),
         }

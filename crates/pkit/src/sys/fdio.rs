@@ -82,8 +82,8 @@ pub(crate) fn receiver_into_fd(rx: PipeReceiver) -> io::Result<OwnedFd> {
     rx.into_nonblocking_fd()
 }
 
-/// [`drain_pipe`] on a registered receiver.
-pub(crate) fn drain_receiver(rx: &PipeReceiver, buf: &mut Vec<u8>) -> bool {
+/// [`drain_pipe`] on a registered receiver (it never waits here).
+pub(crate) async fn drain_receiver(rx: &mut PipeReceiver, buf: &mut Vec<u8>) -> bool {
     drain_pipe(rx.as_fd(), buf)
 }
 

@@ -273,24 +273,41 @@ pub(crate) fn receiver_into_fd(_rx: PipeReceiver) -> io::Result<OwnedFd> {
     ))
 }
 
-/// Takes what the receiver already holds without waiting (the reactor's
-/// buffer first); returns whether end of file was seen.
-pub(crate) fn drain_receiver(rx: &PipeReceiver, buf: &mut Vec<u8>) -> bool {
+/// Takes what is left in the pipe once reading must stop; returns whether
+/// end of file was seen. Unlike a Unix pipe, a named pipe can't be read
+/// "now, without waiting": its data reaches us through an overlapped read
+/// the reactor completes later. So this reads on until end of file (the
+/// usual case: the writers have exited, and what they wrote is all in the
+/// pipe), until the pipe stays quiet for [`DRAIN_QUIET`] (a descendant
+/// still holds its write end), or until [`DRAIN_BUDGET`] bytes (one that
+/// keeps writing can't keep us here).
+pub(crate) async fn drain_receiver(rx: &mut PipeReceiver, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
     let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        match rx.try_read(&mut chunk) {
-            Ok(0) => return true,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
+    let mut taken = 0;
+    while taken < DRAIN_BUDGET {
+        match tokio::time::timeout(DRAIN_QUIET, rx.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&chunk[..n]);
+                taken += n;
+            }
+            Err(_) => return false,
         }
     }
+    false
 }
+
+/// See [`drain_receiver`].
+const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+/// See [`drain_receiver`].
+const DRAIN_BUDGET: usize = 1 << 20;
 
 /// The pipe's size is fixed when it is made.
 pub(crate) fn grow_receiver(_rx: &PipeReceiver) {}
 
 /// Never called ([`BLOCKING_HANDOFF`] is false).
+#[allow(clippy::ptr_arg)] // the Unix function's signature
 pub(crate) fn read_or_stop(
     _data: BorrowedFd<'_>,
     _stop: BorrowedFd<'_>,
@@ -303,6 +320,7 @@ pub(crate) fn read_or_stop(
 }
 
 /// Never called ([`BLOCKING_HANDOFF`] is false).
+#[allow(clippy::ptr_arg)] // the Unix function's signature
 pub(crate) fn drain_pipe(_fd: BorrowedFd<'_>, _buf: &mut Vec<u8>) -> bool {
     true
 }

@@ -1,0 +1,389 @@
+//! The Job Object backend, with real processes: built for
+//! x86_64-pc-windows-gnu and run under Wine in CI (`.ci/run`), or natively.
+//!
+//! The helper processes are this test binary itself, started with
+//! `PKIT_WIN_ROLE` set (see [`helper`]): Wine has no `sleep` or `cat`.
+//! Tests that Wine can't honour print why and return early when
+//! `PKIT_UNDER_WINE=1` (set by `.ci/run`).
+#![cfg(windows)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use pkit::{Command, ErrorKind, Group, Mechanism, Signal};
+
+/// Env var naming the role a helper process plays.
+const ROLE: &str = "PKIT_WIN_ROLE";
+
+/// Not a test: the helper processes' entry point (a no-op in a normal run).
+#[test]
+fn helper() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let out = std::io::stdout();
+    match role.as_str() {
+        "sleep" => std::thread::sleep(Duration::from_secs(300)),
+        "parent" => {
+            // A grandchild of the test: this process's own child, started
+            // with std (the job catches it all the same).
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(helper_args())
+                .env(ROLE, "sleep")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawning the grandchild");
+            writeln!(out.lock(), "GRANDCHILD {}", child.id()).unwrap();
+            out.lock().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(300));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        "alloc" => {
+            // Commits and touches 256 MiB.
+            let v = vec![1u8; 256 << 20];
+            writeln!(
+                out.lock(),
+                "ALLOCATED {}",
+                v.iter().map(|&b| b as usize).sum::<usize>()
+            )
+            .unwrap();
+        }
+        "cat" => {
+            let mut input = String::new();
+            for line in std::io::stdin().lock().lines() {
+                input.push_str(&line.unwrap());
+                input.push('\n');
+            }
+            write!(out.lock(), "CAT[{input}]").unwrap();
+        }
+        "owner" => {
+            // An owner that is killed outright: its group's job must take
+            // its tree with it.
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let group = Group::new().unwrap();
+                let mut p = group.start(&me("parent").stream_lines()).unwrap();
+                let pid = grandchild_of(&mut p).await;
+                writeln!(out.lock(), "GRANDCHILD {pid}").unwrap();
+                out.lock().flush().unwrap();
+                tokio::time::sleep(Duration::from_secs(300)).await;
+            });
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// The arguments that make this test binary run [`helper`] alone.
+fn helper_args() -> [&'static str; 4] {
+    ["--exact", "helper", "--nocapture", "--test-threads=1"]
+}
+
+/// This test binary as a helper playing `role`.
+fn me(role: &str) -> Command {
+    Command::new(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, role)
+}
+
+fn under_wine() -> bool {
+    std::env::var_os("PKIT_UNDER_WINE").is_some_and(|v| v == "1")
+}
+
+/// The pid in a `GRANDCHILD <pid>` line (the test harness may have put
+/// `test helper ... ` before it).
+fn named_pid(line: &str) -> Option<u32> {
+    line.split("GRANDCHILD ").nth(1)?.trim().parse().ok()
+}
+
+/// Reads the `GRANDCHILD <pid>` line a `parent` or `owner` helper prints.
+async fn grandchild_of(p: &mut pkit::RunningProcess) -> u32 {
+    let mut lines = p.lines();
+    let deadline = Duration::from_secs(60);
+    tokio::time::timeout(deadline, async {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await {
+            if let Some(pid) = named_pid(&line.text) {
+                return pid;
+            }
+            seen.push(line.text);
+        }
+        panic!("the helper ended without naming its grandchild; it said {seen:?}");
+    })
+    .await
+    .expect("the helper named its grandchild in time")
+}
+
+/// Whether process `pid` has exited (or no longer exists).
+fn gone(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, WAIT_OBJECT_0};
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+    };
+    // SAFETY: opening a process by id; the handle is closed below.
+    let h = unsafe {
+        OpenProcess(
+            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+            0,
+            pid,
+        )
+    };
+    if h.is_null() {
+        return true;
+    }
+    // SAFETY: `h` is a valid process handle, closed exactly once.
+    unsafe {
+        let exited = WaitForSingleObject(h, 0) == WAIT_OBJECT_0;
+        CloseHandle(h);
+        exited
+    }
+}
+
+/// Polls until `pid` is gone; panics after a generous deadline.
+fn assert_gone(pid: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) is still running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ends `pid` if a failed test left it running (only pids we started).
+fn cleanup(pid: u32) {
+    if !gone(pid) {
+        let _ = std::process::Command::new("taskkill")
+            .args(["/F", "/PID", &pid.to_string()])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_captures_stdout_and_the_exit_code() {
+    let out = Command::new("cmd")
+        .args(["/c", "echo hello& exit 3"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.mechanism(), Mechanism::JobObject);
+    assert_eq!(out.stdout_str().trim(), "hello");
+    assert_eq!(out.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_bytes_reach_the_child_and_come_back_intact() {
+    let mut payload = String::new();
+    for i in 0..2000 {
+        writeln!(payload, "line {i}").unwrap();
+    }
+    let out = me("cat").stdin_str(&payload).output().await.unwrap();
+    assert!(out.success(), "{out:?}");
+    let text = out.stdout_str();
+    let got = text
+        .split_once("CAT[")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(body, _)| body.replace("\r\n", "\n"))
+        .expect("the helper's echo");
+    assert_eq!(got, payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchild_dies_with_its_group() {
+    let group = Group::new().unwrap();
+    assert_eq!(group.mechanism(), Mechanism::JobObject);
+    let mut p = group.start(&me("parent").stream_lines()).unwrap();
+    let grandchild = grandchild_of(&mut p).await;
+    let child = p.pid();
+    // Both are in the job, the grandchild through its parent.
+    let pids = group.pids().unwrap();
+    assert!(
+        pids.contains(&child) && pids.contains(&grandchild),
+        "{pids:?}"
+    );
+    assert!(group.stats().unwrap().active_processes() >= 2);
+    drop(p);
+    drop(group);
+    assert_gone(grandchild, "the grandchild");
+    assert_gone(child, "the child");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_ends_the_whole_tree() {
+    let run = me("parent")
+        .timeout(Duration::from_secs(3))
+        .output()
+        .await
+        .unwrap();
+    let text = run.stdout_str().to_string();
+    let pid = text
+        .lines()
+        .find_map(named_pid)
+        .unwrap_or_else(|| panic!("the grandchild's pid was not captured: {run:?}"));
+    assert!(run.timed_out(), "{run:?}");
+    assert_gone(pid, "the grandchild of a timed-out run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_death_kills_the_tree() {
+    // The owner is an ordinary (std) child of the test, outside any job.
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, "owner")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = owner.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| named_pid(&l))
+    })
+    .await
+    .unwrap()
+    .expect("the owner named its grandchild");
+    let pid = line;
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survived = !gone(pid);
+    cleanup(pid);
+    assert!(!survived, "the grandchild outlived its killed owner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_goes_straight_to_termination() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("parent").stream_lines()).unwrap();
+    let grandchild = grandchild_of(&mut p).await;
+    let report = group.shutdown(Duration::from_secs(600)).await.unwrap();
+    assert!(report.killed() >= 2, "{report:?}");
+    // No grace was waited for: there is no SIGTERM to wait on.
+    assert!(report.elapsed() < Duration::from_secs(300), "{report:?}");
+    assert_gone(grandchild, "the grandchild");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_is_terminate_and_reported_as_sigkill() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("sleep")).unwrap();
+    group.signal(Signal::Kill).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_signals_and_suspend_are_refused() {
+    let group = Group::new().unwrap();
+    let p = group.start(&me("sleep")).unwrap();
+    let err = group.signal(Signal::Term).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let err = p.signal(Signal::Int).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let err = group.suspend().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(p.is_running(), "a refused signal must not end the process");
+    let pid = p.pid();
+    drop(p);
+    drop(group);
+    assert_gone(pid, "the sleeper");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_tree_is_killed_alone() {
+    let group = Group::new().unwrap();
+    let mut a = group.start(&me("parent").stream_lines()).unwrap();
+    let a_grandchild = grandchild_of(&mut a).await;
+    let b = group.start(&me("sleep")).unwrap();
+    a.kill_tree().unwrap();
+    assert_gone(a_grandchild, "the killed tree's grandchild");
+    assert!(b.is_running(), "the rest of the group runs on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_are_carried_by_the_job() {
+    let group = Group::builder()
+        .max_processes(8)
+        .memory_max(512 << 20)
+        .build()
+        .unwrap();
+    let caps: Vec<&str> = group.limits().iter().map(|l| l.cap).collect();
+    assert!(
+        caps.contains(&"max_processes") && caps.contains(&"memory_max"),
+        "{caps:?}"
+    );
+    // A cap the job can't express is refused, never ignored.
+    assert!(Group::builder().memory_high(1 << 30).build().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_file_runs_through_cmd_with_its_argument_intact() {
+    let dir = std::env::temp_dir().join(format!("pkit-bat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bat = dir.join("echoarg.bat");
+    std::fs::write(&bat, "@echo off\r\necho ARG[%~1]\r\n").unwrap();
+    let out = Command::new(&bat).arg("two words").output().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.stdout_str().trim(), "ARG[two words]", "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_cap_refuses_a_grandchild() {
+    if under_wine() {
+        println!(
+            "skipped under Wine: Wine accepts a job's active-process limit but does not enforce it"
+        );
+        return;
+    }
+    let group = Group::builder().max_processes(1).build().unwrap();
+    let mut p = group.start(&me("parent")).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), p.wait())
+        .await
+        .expect("the parent ends when its grandchild is refused")
+        .unwrap();
+    assert!(!out.success(), "{out:?}");
+    assert!(named_pid(&out.stdout_str()).is_none(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_cap_stops_a_big_allocation() {
+    if under_wine() {
+        println!("skipped under Wine: Wine accepts a job memory limit but does not enforce it");
+        return;
+    }
+    let group = Group::builder().memory_max(64 << 20).build().unwrap();
+    let mut p = group.start(&me("alloc")).unwrap();
+    let out = p.wait().await.unwrap();
+    assert!(!out.success(), "{out:?}");
+    assert!(!out.stdout_str().contains("ALLOCATED"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_process_dies_with_the_group() {
+    let mut stranger = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, "sleep")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = stranger.id();
+    let group = Group::new().unwrap();
+    let adopted = group.adopt(pid);
+    if adopted.is_err() {
+        let _ = stranger.kill();
+    }
+    adopted.unwrap();
+    assert!(group.pids().unwrap().contains(&pid));
+    drop(group);
+    assert_gone(pid, "the adopted process");
+    let _ = stranger.wait();
+}
