@@ -332,6 +332,9 @@ async fn a_pid_reused_after_exit_is_never_signalled() {
         "{}\n{text}",
         out.status
     );
+    for line in text.lines().filter(|l| l.contains("pids reused")) {
+        eprintln!("{line}");
+    }
     end_exclusive(alone, "a_pid_reused_after_exit_is_never_signalled").await;
 }
 
