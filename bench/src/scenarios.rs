@@ -446,6 +446,12 @@ fn big_capture() -> Scenario {
             assert_eq!(out.stdout().len(), BIG);
             t.elapsed().into()
         })
+        .with("pkit run() (stdout as String)", move || async move {
+            let t = Instant::now();
+            let text = pkit::Command::new("head").args(args).run().await.unwrap();
+            assert_eq!(text.len(), BIG);
+            t.elapsed().into()
+        })
         .with("processkit 3.3.4", move || async move {
             let t = Instant::now();
             let out = processkit::Command::new("head")
