@@ -28,6 +28,10 @@
 //!
 //! ```
 //! # async fn demo() -> pkit::Result<()> {
+//! # // Pseudo-terminals are Linux-only: the portable backend refuses them.
+//! # if pkit::MechanismChoice::from_env() == Ok(pkit::MechanismChoice::Portable) {
+//! #     return Ok(());
+//! # }
 //! use std::time::Duration;
 //!
 //! // An interactive shell (its stdin is a terminal), with a prompt that
@@ -57,7 +61,10 @@
 //! as the first process of its group (every verb, and
 //! [`Command::start`], use a fresh group), and once it leads, no other
 //! process can join that group. Either start is refused with
-//! [`Error::Unsupported`](crate::Error::Unsupported). And as always under
+//! [`Error::Unsupported`](crate::Error::Unsupported), as is any pty session
+//! under the portable Unix backend (macOS, the BSDs,
+//! `PKIT_MECHANISM=portable`), whose `posix_spawn` can't make the child
+//! take its terminal. And as always under
 //! process groups, a descendant that leaves the process group escapes the
 //! teardown: an interactive shell with job control does that for every
 //! job it runs (use cgroup v2, or a non-interactive `sh -c`).

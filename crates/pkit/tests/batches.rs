@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use pkit::{Command, MechanismChoice, SystemRunner};
 
-const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
-
 fn sh(m: MechanismChoice, script: &str) -> Command {
     Command::new("sh")
         .args(["-c", script])
@@ -18,7 +16,7 @@ fn sh(m: MechanismChoice, script: &str) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_in_input_order_with_bounded_concurrency() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let log = std::env::temp_dir().join(format!("pkit-batch-{}-{m}", std::process::id()));
         let _ = std::fs::remove_file(&log);
         let l = log.display();
@@ -51,7 +49,7 @@ async fn results_in_input_order_with_bounded_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_order() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let cmds = vec![sh(m, "sleep 1; echo slow"), sh(m, "echo fast")];
         let mut done = pkit::output_unordered(cmds, 2);
         assert_eq!(done.len(), 2);
@@ -68,7 +66,7 @@ async fn completion_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_batch_tears_every_run_down() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let file = std::env::temp_dir().join(format!("pkit-batch-drop-{}-{m}", std::process::id()));
         let _ = std::fs::remove_file(&file);
         let f = file.display();
@@ -97,7 +95,7 @@ async fn dropping_the_batch_tears_every_run_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_command_keeps_its_own_containment() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let dir = std::env::temp_dir().join(format!("pkit-batch-own-{}-{m}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();

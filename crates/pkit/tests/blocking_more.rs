@@ -87,8 +87,14 @@ fn a_blocking_process_waits_for_a_check_and_profiles() {
             let profile = p.profile(Duration::from_millis(10)).expect("profile");
             assert!(profile.samples() >= 1, "{choice}");
             assert!(p.has_exited());
-            assert!(p.cpu_time().is_some(), "{choice}: from the kernel at exit");
-            assert!(p.peak_memory_bytes().is_some_and(|b| b > 0), "{choice}");
+            if choice == pkit::MechanismChoice::Portable {
+                // Its exit is read with waitid(WNOWAIT), which reports no
+                // usage off Linux: the model's count-only column.
+                eprintln!("skipped on the portable backend: no CPU time or peak memory at exit");
+            } else {
+                assert!(p.cpu_time().is_some(), "{choice}: from the kernel at exit");
+                assert!(p.peak_memory_bytes().is_some_and(|b| b > 0), "{choice}");
+            }
             assert_eq!(p.wait().expect("wait").outcome(), Outcome::Exited(0));
             // A check that never passes: NotReady once the process exits.
             let p = group

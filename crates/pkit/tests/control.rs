@@ -1,13 +1,13 @@
 //! Group control: signals to the whole tree, suspend/resume, adopt,
 //! listing members. In both mechanisms where the operation applies.
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pkit::{Command, ErrorKind, Group, MechanismChoice, Signal};
-
-const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
 
 fn group(m: MechanismChoice) -> Group {
     Group::builder().mechanism(m).build().expect("group")
@@ -31,7 +31,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_reach_grandchildren() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let (outer, inner, ready) = (temp("outer", m), temp("inner", m), temp("ready", m));
         for f in [&outer, &inner, &ready] {
@@ -57,7 +57,7 @@ async fn signals_reach_grandchildren() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_stops_progress_and_resume_restarts_it() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let counter = temp("counter", m);
         let _ = std::fs::remove_file(&counter);
@@ -92,7 +92,7 @@ async fn suspend_stops_progress_and_resume_restarts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_group_can_still_be_killed() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let mut p = g.start(&Command::new("sleep").arg("300")).unwrap();
         g.suspend().await.unwrap();
@@ -150,7 +150,7 @@ async fn adopt_then_drop_kills_the_adopted_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_are_listed() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let a = g.start(&Command::new("sleep").arg("300")).unwrap();
         let b = g.start(&sh("sleep 300 & wait")).unwrap();

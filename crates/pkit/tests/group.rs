@@ -63,17 +63,23 @@ async fn a_group_describes_its_mechanism() {
 #[tokio::test]
 async fn group_new_uses_the_environment_default() {
     let suite = begin("group_new_uses_the_environment_default").await;
-    // PKIT_MECHANISM is read, never set, here: the suite runs both with it
-    // unset and with PKIT_MECHANISM=pgroup.
+    // PKIT_MECHANISM is read, never set, here: the suite runs with it
+    // unset, with PKIT_MECHANISM=pgroup and with PKIT_MECHANISM=portable.
     let choice = MechanismChoice::from_env().expect("a valid PKIT_MECHANISM");
     let group = Group::new().expect("Group::new");
     let expected = match choice {
-        MechanismChoice::ProcessGroup => Mechanism::ProcessGroup,
+        MechanismChoice::ProcessGroup | MechanismChoice::Portable => Mechanism::ProcessGroup,
         _ if cgroup_usable() => Mechanism::CgroupV2,
         MechanismChoice::Auto => Mechanism::ProcessGroup,
         other => panic!("cgroup forced ({other}) but unusable"),
     };
     assert_eq!(group.mechanism(), expected, "{}", group.description());
+    assert_eq!(
+        group.description().contains("portable backend"),
+        choice == MechanismChoice::Portable,
+        "{}",
+        group.description()
+    );
     let mut p = group.start(&Command::new("echo").arg("hi")).expect("start");
     let out = p.wait().await.expect("wait");
     assert_eq!(out.mechanism(), expected);

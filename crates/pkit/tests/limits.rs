@@ -2,6 +2,8 @@
 //! stats and profiles. Caps need a cgroup; the process-group mechanism must
 //! refuse them.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -153,7 +155,7 @@ const HUNGRY: &str = "import time\nb = bytearray(200 << 20)\nfor i in range(0, l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_and_profiles_are_plausible() {
-    for m in [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup] {
+    for m in common::mechanisms() {
         let g = Group::builder().mechanism(m).build().unwrap();
         let p = g.start(&py(HUNGRY)).unwrap();
         let mut sampler = g.sample_stats(Duration::from_millis(100));
@@ -215,7 +217,7 @@ async fn stats_and_profiles_are_plausible() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_carries_cpu_time_and_peak_memory() {
-    for m in [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup] {
+    for m in common::mechanisms() {
         let out = Group::builder()
             .mechanism(m)
             .build()

@@ -6,9 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use pkit::{Command, MechanismChoice, Outcome, Pipe};
-
-const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
+use pkit::{Command, Outcome, Pipe};
 
 fn sh(script: &str) -> Command {
     Command::new("sh").args(["-c", script])
@@ -36,7 +34,7 @@ fn named_stage(dir: &std::path::Path, i: usize, code: i32) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_flow_through_every_stage_intact() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let data: Vec<u8> = (0..10 << 20).map(|i: u32| (i % 251) as u8).collect();
         let out = Pipe::new([
             Command::new("cat"),
@@ -87,7 +85,7 @@ async fn bytes_flow_through_every_stage_intact() {
 async fn pipefail_attribution_in_every_position() {
     let links = std::env::temp_dir().join(format!("pkit-pipes-{}", std::process::id()));
     std::fs::create_dir_all(&links).unwrap();
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         for n in 2..=4 {
             // All succeed: the last stage speaks for the chain.
             let stages: Vec<Command> = (0..n).map(|i| stage(&format!("s{i}"), 0)).collect();
@@ -154,7 +152,7 @@ async fn pipefail_attribution_in_every_position() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchecked_producer_killed_by_sigpipe() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let head = Command::new("head").args(["-n", "3"]);
         let out = Pipe::new([Command::new("yes").unchecked_in_pipe(), head.clone()])
             .mechanism(m)
@@ -186,7 +184,7 @@ async fn unchecked_producer_killed_by_sigpipe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_tears_down_every_stage_and_their_children() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let file = std::env::temp_dir().join(format!("pkit-pipe-pids-{}-{m}", std::process::id()));
         let _ = std::fs::remove_file(&file);
         let f = file.display().to_string();
@@ -222,7 +220,7 @@ async fn an_empty_pipe_is_invalid_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_over_its_capture_limit_ends_the_chain() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let err = Pipe::new([
             Command::new("yes"),
             Command::new("cat").capture_limit(1 << 20, pkit::CapturePolicy::Fail),
@@ -238,7 +236,7 @@ async fn a_stage_over_its_capture_limit_ends_the_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_share_one_group_over_real_pipes() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         // Each stage tells (on stderr) what its shell's stdin and stdout
         // are, its v2 cgroup and its process group, then passes data on.
         let report = || {

@@ -1,12 +1,13 @@
 //! Readiness probes: a line, a port, a custom check — each ready, past its
 //! deadline, and with the process exiting first. In both mechanisms.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use pkit::{Command, Group, MechanismChoice, NotReadyReason, Outcome, StreamKind};
 
-const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn group(m: MechanismChoice) -> Group {
@@ -33,7 +34,7 @@ fn free_port() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_line() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let mut p = g
             .start(
@@ -88,7 +89,7 @@ async fn wait_for_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_port() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let addr = free_port();
         let server = format!(
@@ -117,7 +118,7 @@ async fn wait_for_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_custom_check() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let flag = std::env::temp_dir().join(format!("pkit-probe-{}-{m}", std::process::id()));
         let _ = std::fs::remove_file(&flag);

@@ -2,14 +2,14 @@
 //! signal state in the child, placement at birth, no inherited fds, and no
 //! deadlock against a busy allocator. Both mechanisms.
 
+mod common;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pkit::{Command, ErrorKind, Group, MechanismChoice, Placement, SystemRunner};
-
-const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
 
 fn on(m: MechanismChoice, cmd: Command) -> Command {
     cmd.runner(Arc::new(SystemRunner::with_mechanism(m)))
@@ -39,7 +39,7 @@ async fn start_failure(cmd: Command) -> pkit::Error {
 #[tokio::test]
 async fn exec_failures_are_typed_errors() {
     use std::os::unix::fs::PermissionsExt;
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         // execve itself fails: an interpreter that doesn't exist (ENOENT)
         // is a start failure naming the interpreter, not a missing
         // program (the script is there)...
@@ -103,7 +103,7 @@ async fn the_child_starts_with_a_clean_signal_state() {
         // ignore in this test process.
         libc::signal(libc::SIGWINCH, libc::SIG_IGN);
     }
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let (blocked, ignored, caught) = signal_state(m).await;
         assert_ne!(
             ignored & (1 << (libc::SIGWINCH - 1)),
@@ -181,7 +181,7 @@ async fn stray_descriptors_are_not_inherited() {
     assert!(raw >= 50);
     // SAFETY: `raw` is a fresh fd nothing else owns.
     let stray = unsafe { OwnedFd::from_raw_fd(raw) };
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let out = on(m, Command::new("ls").arg("/proc/self/fd"))
             .output()
             .await
@@ -212,7 +212,7 @@ async fn spawning_while_another_thread_hammers_the_allocator() {
             }
         }
     });
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let run = async {
             for _ in 0..200 {
                 assert_eq!(on(m, Command::new("true")).exit_code().await.unwrap(), 0);

@@ -37,6 +37,9 @@ fn stat_fields(text: &str) -> (u32, Vec<i128>) {
 async fn the_child_drops_to_nobody_in_order() {
     let suite = begin("the_child_drops_to_nobody_in_order").await;
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         let dir = TempPath::new("nobody");
         std::fs::create_dir(dir.path()).unwrap();
         // A directory anyone may write to, so the dropped child can.
@@ -100,6 +103,9 @@ async fn the_child_drops_to_nobody_in_order() {
 async fn umask_limits_and_priority_reach_the_child() {
     let suite = begin("umask_limits_and_priority_reach_the_child").await;
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         let out = sh(choice, "umask")
             .umask(0o027)
             .output()
@@ -137,6 +143,9 @@ async fn a_new_session_under_cgroups_and_a_refusal_under_process_groups() {
     let suite = begin("a_new_session_under_cgroups_and_a_refusal_under_process_groups").await;
     let (_, mine) = stat_fields(&std::fs::read_to_string("/proc/self/stat").unwrap());
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         let result = cmd(choice, "cat")
             .arg("/proc/self/stat")
             .setsid()
@@ -202,6 +211,9 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 async fn kept_descriptors_are_readable_in_the_child() {
     let suite = begin("kept_descriptors_are_readable_in_the_child").await;
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         let (r, w) = pipe();
         let (r2, w2) = pipe();
         std::fs::write(format!("/proc/self/fd/{}", w.as_raw_fd()), "hello").unwrap();
@@ -261,6 +273,9 @@ async fn kept_descriptors_are_readable_in_the_child() {
 async fn a_failing_step_is_named() {
     let suite = begin("a_failing_step_is_named").await;
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         // Above the kernel's fs.nr_open: refused even to root.
         let err = cmd(choice, "true")
             .rlimit(Resource::Nofile, 1 << 40, 1 << 40)
@@ -313,6 +328,9 @@ async fn a_failing_step_is_named() {
 async fn io_priority_affinity_and_arg0_reach_the_child() {
     let suite = begin("io_priority_affinity_and_arg0_reach_the_child").await;
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         let out = sh(choice, "ionice -p $$")
             .io_priority(IoClass::BestEffort, 6)
             .output()
@@ -410,6 +428,9 @@ async fn an_environment_allow_list_and_a_preferred_bin_dir() {
     let suite = begin("an_environment_allow_list_and_a_preferred_bin_dir").await;
     let home = std::env::var("HOME").expect("HOME is set");
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         // Only HOME of ours, plus what the command sets.
         let out = cmd(choice, "env")
             .inherit_env(["HOME"])
@@ -478,6 +499,9 @@ async fn an_environment_allow_list_and_a_preferred_bin_dir() {
 async fn pre_exec_hooks_run_in_the_contained_child() {
     let suite = begin("pre_exec_hooks_run_in_the_contained_child").await;
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         // SAFETY: the hooks make one raw write each (async-signal-safe).
         let c = unsafe {
             sh(choice, "echo program")
@@ -548,6 +572,9 @@ async fn output_straight_to_files_and_stderr_merged_in_order() {
     let suite = begin("output_straight_to_files_and_stderr_merged_in_order").await;
     const SCRIPT: &str = "for i in 1 2 3; do echo out$i; echo err$i >&2; done";
     for choice in mechanisms() {
+        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+            continue;
+        }
         // 2>&1 into the captured pipe: one stream, in the child's order.
         let out = sh(choice, SCRIPT)
             .merge_stderr()

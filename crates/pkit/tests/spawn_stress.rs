@@ -1,10 +1,12 @@
 //! 2,000 spawns per mechanism from 8 concurrent tasks leak no fd, zombie or cgroup
 //! directory (its own test binary, so the fd count is this test's alone).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pkit::{Command, MechanismChoice, SystemRunner};
+use pkit::{Command, SystemRunner};
 
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -50,7 +52,7 @@ fn our_cgroups() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_spawns_leak_nothing() {
     // Warm up lazily opened process-wide fds (/dev/null, the reaper).
-    for m in [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup] {
+    for m in common::mechanisms() {
         Command::new("true")
             .runner(Arc::new(SystemRunner::with_mechanism(m)))
             .output()
@@ -58,7 +60,7 @@ async fn two_thousand_spawns_leak_nothing() {
             .unwrap();
     }
     let before = fd_count();
-    for m in [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup] {
+    for m in common::mechanisms() {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..8 {
             tasks.spawn(async move {

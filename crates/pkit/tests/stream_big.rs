@@ -1,9 +1,11 @@
 //! A 1 GiB output streamed line by line in constant memory (its own test
 //! binary, so the peak-memory reading is this test's alone).
 
+mod common;
+
 use std::time::Duration;
 
-use pkit::{Group, MechanismChoice};
+use pkit::Group;
 
 /// This process's peak resident memory, from /proc/self/status.
 fn peak_rss_kib() -> u64 {
@@ -18,7 +20,7 @@ fn peak_rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_streams_in_constant_memory() {
     let before = peak_rss_kib();
-    for m in [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup] {
+    for m in common::mechanisms() {
         let g = Group::builder().mechanism(m).build().unwrap();
         // 8 Mi lines of 128 bytes (127 + newline) = 1 GiB.
         let lines = 8u64 << 20;

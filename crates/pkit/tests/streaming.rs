@@ -2,6 +2,8 @@
 //! decoding, long lines, interactive stdin, bounded capture. Every test runs
 //! in both mechanisms.
 
+mod common;
+
 use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,8 +16,6 @@ use pkit::{
     StreamKind, SystemRunner,
 };
 use tokio::io::AsyncWriteExt;
-
-const MECHANISMS: [MechanismChoice; 2] = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup];
 
 fn group(m: MechanismChoice) -> Group {
     Group::builder().mechanism(m).build().expect("group")
@@ -94,7 +94,7 @@ impl std::io::Write for Shared {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_are_tagged_and_ordered_per_stream() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let script =
             "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; printf 'crlf\\r\\nlast'";
@@ -120,7 +120,7 @@ async fn lines_are_tagged_and_ordered_per_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_and_tees_see_the_same_output() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let count = Arc::new(AtomicUsize::new(0));
         let c = count.clone();
         let (tee_out, tee_err) = (Shared::default(), Shared::default());
@@ -171,7 +171,7 @@ fn written(pid: u32) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_stalls_a_child_until_read() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let n = 1_000_000; // 6.9 MB, far more than the pipe, a read and the queue
         let cmd = sh(&format!("exec seq {n}")).stream_lines().buffer_lines(16);
@@ -209,7 +209,7 @@ async fn backpressure_stalls_a_child_until_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_stream_never_stalls_the_child() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let cmd = sh("seq 1000000").stream_lines().buffer_lines(16);
         let mut p = g.start(&cmd).unwrap();
@@ -228,7 +228,7 @@ async fn a_dropped_stream_never_stalls_the_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_is_a_futures_stream() {
     use futures_core::Stream;
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let mut p = g.start(&sh("seq 3; echo x >&2").stream_lines()).unwrap();
         let mut lines = p.lines();
@@ -249,7 +249,7 @@ async fn lines_is_a_futures_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_newest_never_stalls_the_child() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let n = 200_000;
         let cmd = sh(&format!("seq {n}"))
@@ -274,7 +274,7 @@ async fn invalid_utf8_is_replaced_and_decoders_apply() {
             out.extend(input.iter().map(|&b| b as char));
         }
     }
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let mut p = g
             .start(&sh("printf 'caf\\351\\n\\377ok\\n'").stream_lines())
@@ -307,7 +307,7 @@ async fn invalid_utf8_is_replaced_and_decoders_apply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_stream_and_a_tee_of_the_same_output() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let tee = Shared::default();
         let cmd = sh("seq 100000; printf 'abcdefghijklmnopqrstuvwxy'")
@@ -339,7 +339,7 @@ async fn a_line_stream_and_a_tee_of_the_same_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20mb_line_arrives_in_bounded_pieces() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let size = 20 << 20;
         let cmd = sh(&format!(
@@ -361,7 +361,7 @@ async fn a_20mb_line_arrives_in_bounded_pieces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_stdin_dialogue() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let mut p = g
             .start(&Command::new("cat").stdin_piped().stream_lines())
@@ -388,7 +388,7 @@ async fn interactive_stdin_dialogue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piped_stdin_to_a_child_that_stops_reading() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let g = group(m);
         let mut p = g
             .start(&Command::new("head").args(["-c", "1"]).stdin_piped())
@@ -414,7 +414,7 @@ async fn piped_stdin_to_a_child_that_stops_reading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_from_reader_and_file_and_unread_input() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let big = vec![b'z'; 10 << 20];
         // head reads one byte and exits: the rest is not an error.
         let out = on(m, Command::new("head").args(["-c", "1"]))
@@ -458,7 +458,7 @@ async fn stdin_from_reader_and_file_and_unread_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_capture_keeps_head_or_tail_or_fails() {
-    for m in MECHANISMS {
+    for m in common::mechanisms() {
         let script = "seq 1000000"; // 6.9 MB
         let out = on(m, sh(script))
             .capture_limit(1000, CapturePolicy::KeepHead)

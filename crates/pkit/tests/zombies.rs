@@ -38,7 +38,7 @@ async fn a_live_group_keeps_at_most_its_leader_as_a_zombie() {
             .expect("start");
         let zombies = own_zombies();
         match choice {
-            MechanismChoice::ProcessGroup => {
+            MechanismChoice::ProcessGroup | MechanismChoice::Portable => {
                 assert_eq!(zombies, vec![leader], "{choice}: only the leader")
             }
             _ => assert!(zombies.is_empty(), "{choice}: {zombies:?}"),

@@ -89,9 +89,34 @@ pub fn skipped(what: &str, why: &str) {
     );
 }
 
+/// Whether this run tests the portable Unix backend
+/// (`PKIT_MECHANISM=portable`, the backend macOS and the BSDs run).
+pub fn portable_run() -> bool {
+    MechanismChoice::from_env() == Ok(MechanismChoice::Portable)
+}
+
+/// Skips (returns true, saying why on stderr) when `choice` is the
+/// portable backend, for a test of a Linux-only feature.
+pub fn skip_on_portable(choice: MechanismChoice, why: &str) -> bool {
+    if choice == MechanismChoice::Portable {
+        skipped(
+            why,
+            "Linux-only, not on the portable backend (PKIT_MECHANISM=portable)",
+        );
+        return true;
+    }
+    false
+}
+
 /// Both mechanisms, each forced explicitly; the cgroup one is left out
 /// (loudly) only where no cgroup can be created and none is required.
+///
+/// Under `PKIT_MECHANISM=portable` the portable Unix backend alone (the
+/// other two are covered by the other runs).
 pub fn mechanisms() -> Vec<MechanismChoice> {
+    if portable_run() {
+        return vec![MechanismChoice::Portable];
+    }
     let mut out = Vec::with_capacity(2);
     if cgroup_usable() {
         out.push(MechanismChoice::Cgroup);
@@ -104,7 +129,7 @@ pub fn mechanisms() -> Vec<MechanismChoice> {
 pub fn expected_mechanism(choice: MechanismChoice) -> Mechanism {
     match choice {
         MechanismChoice::Cgroup => Mechanism::CgroupV2,
-        MechanismChoice::ProcessGroup => Mechanism::ProcessGroup,
+        MechanismChoice::ProcessGroup | MechanismChoice::Portable => Mechanism::ProcessGroup,
         other => panic!("tests force a mechanism, not {other:?}"),
     }
 }

@@ -57,8 +57,21 @@ impl PortableChild {
             && matches!(peek(self.pid), Err(e) if e.raw_os_error() == Some(libc::ECHILD))
     }
 
-    /// Waits for the child to exit.
+    /// Waits for the child to exit: on macOS and FreeBSD through a kqueue
+    /// `EVFILT_PROC` watch in the reactor; elsewhere (and where that can't
+    /// be made) woken by SIGCHLD.
     pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {
+        #[cfg(any(target_os = "macos", target_os = "freebsd"))]
+        if self.cached().is_none() {
+            if let Ok(Some(kq)) = super::kqueue::exit_watch(self.pid) {
+                if let Ok(afd) = super::kqueue::register(kq) {
+                    if self.try_status()?.is_none() {
+                        let _ = afd.readable().await;
+                    }
+                }
+            }
+        }
+        // The status is there now (or, without a kqueue, once SIGCHLD says).
         sigchld::wait_until(|| self.try_status()).await
     }
 

@@ -4,6 +4,8 @@
 //! (`PKIT_MECHANISM=portable`).
 
 pub(crate) mod child;
+#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+mod kqueue;
 pub(crate) mod pgroup;
 pub(crate) mod ptable;
 pub(crate) mod sigchld;

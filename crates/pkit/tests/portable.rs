@@ -1,0 +1,195 @@
+//! The portable Unix backend (what macOS and the BSDs run), forced on
+//! Linux in every test run: posix_spawn into the group's process group,
+//! children held by pid and waited for through a SIGCHLD handler that
+//! chains to the application's, typed refusals for what posix_spawn can't
+//! do. (`PKIT_MECHANISM=portable cargo test` runs the whole suite on it.)
+//!
+//! One test: the order matters (the application's SIGCHLD handler must be
+//! installed before pkit's, to show that pkit's calls it).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use pkit::{Command, Error, ErrorKind, Mechanism, MechanismChoice};
+
+static APP_SIGCHLD: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn app_handler(_sig: libc::c_int) {
+    APP_SIGCHLD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The current SIGCHLD handler's address.
+fn current_sigchld_handler() -> usize {
+    // SAFETY: sigaction with a null new action only reads the current one
+    // into our zeroed buffer.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        assert_eq!(
+            libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old),
+            0
+        );
+        old.sa_sigaction
+    }
+}
+
+/// A `/proc/self/status` field of the program `sh` runs as.
+fn status_field(text: &str, key: &str) -> u64 {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("{key} in {text}"));
+    u64::from_str_radix(line.trim(), 16).expect("hex mask")
+}
+
+#[tokio::test]
+async fn the_portable_backend() {
+    let suite = begin("the_portable_backend").await;
+    let choice = MechanismChoice::Portable;
+
+    // An application handler, installed before pkit's first spawn.
+    // SAFETY: a plain one-argument handler that only bumps an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = app_handler as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()), 0);
+    }
+    // This thread spawns (a current-thread runtime): block SIGUSR1 here and
+    // ignore SIGUSR2 process-wide; posix_spawn must give the child an empty
+    // mask and default dispositions.
+    // SAFETY: plain signal-mask and disposition calls on valid sets.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+    }
+
+    // Containment: a grandchild is in the group's process group and is gone
+    // once the group closes.
+    let group = group(choice);
+    assert_eq!(group.mechanism(), Mechanism::ProcessGroup);
+    assert!(
+        group.description().contains("portable backend"),
+        "{}",
+        group.description()
+    );
+    let mut tree = group
+        .start(
+            &Command::new("sh")
+                .args(["-c", "sleep 300 & echo $!; cat /proc/self/status; wait"])
+                .stream_lines(),
+        )
+        .expect("start the tree");
+    let leader = tree.pid();
+    let mut lines = tree.lines();
+    let first = lines
+        .next_line()
+        .await
+        .expect("the grandchild's pid")
+        .text
+        .clone();
+    let grandchild: u32 = first.trim().parse().expect("a pid");
+    assert_eq!(
+        stat(leader).expect("leader").pgrp,
+        leader,
+        "leads its group"
+    );
+    assert_eq!(
+        stat(grandchild).expect("grandchild").pgrp,
+        leader,
+        "the grandchild is in the group's process group"
+    );
+    let mut status = String::new();
+    while let Some(line) = lines.next_line().await {
+        status.push_str(&line.text);
+        status.push('\n');
+        if line.text.starts_with("SigCgt") {
+            break;
+        }
+    }
+    assert_eq!(status_field(&status, "SigBlk:"), 0, "empty signal mask");
+    let usr2 = 1u64 << (libc::SIGUSR2 - 1);
+    assert_eq!(status_field(&status, "SigIgn:") & usr2, 0, "SIGUSR2 reset");
+
+    // pkit's handler is installed now, in place of the application's, and
+    // still calls it: the application keeps seeing its children's exits.
+    assert_ne!(current_sigchld_handler(), app_handler as *const () as usize);
+    let before = APP_SIGCHLD.load(Ordering::Relaxed);
+    let out = common::sh(choice, "exit 3").output().await.expect("output");
+    assert_eq!(out.code(), Some(3));
+    assert_eq!(out.mechanism(), Mechanism::ProcessGroup);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while APP_SIGCHLD.load(Ordering::Relaxed) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the application's SIGCHLD handler was not called"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    group.close().await.expect("close");
+    assert_gone(&[leader, grandchild], "the tree after close").await;
+    drop(tree);
+
+    // Exit statuses: a code, a signal, a timeout (the tree killed).
+    let out = common::sh(choice, "kill -TERM $$")
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(out.signal(), Some(libc::SIGTERM), "{out:?}");
+    let out = common::sh(choice, "sleep 300 & echo $!; wait")
+        .timeout(Duration::from_millis(300))
+        .output()
+        .await
+        .expect("output");
+    assert!(out.timed_out(), "{out:?}");
+    let pid: u32 = out.stdout_str().trim().parse().expect("a pid");
+    assert_gone(&[pid], "the timed-out tree").await;
+
+    // The working directory, and one that can't be entered.
+    let dir = std::env::temp_dir().canonicalize().expect("temp dir");
+    let out = common::cmd(choice, "pwd")
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("pwd");
+    assert_eq!(out.stdout_str().trim(), dir.to_str().unwrap());
+    let e = common::cmd(choice, "pwd")
+        .current_dir("/nonexistent/pkit-portable")
+        .output()
+        .await
+        .expect_err("a missing working directory");
+    assert!(matches!(e, Error::CurrentDir { .. }), "{e:?}");
+
+    // What posix_spawn can't do is refused, typed, and nothing is started.
+    let refused: Vec<(&str, Command)> = vec![
+        (
+            "rlimit",
+            common::cmd(choice, "true").rlimit(pkit::Resource::Nofile, 64, 64),
+        ),
+        ("uid", common::cmd(choice, "true").uid(65534)),
+        ("keep_fd", common::cmd(choice, "true").keep_fds([(2, 7)])),
+        ("pty", common::cmd(choice, "true").pty(24, 80)),
+    ];
+    for (what, cmd) in refused {
+        let e = cmd.output().await.expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{what}: {e}");
+        assert!(
+            matches!(
+                e,
+                Error::Unsupported {
+                    mechanism: Mechanism::ProcessGroup,
+                    ..
+                }
+            ),
+            "{what}: {e:?}"
+        );
+    }
+    suite.end().await;
+}
