@@ -128,7 +128,9 @@ async fn each_command_keeps_its_own_containment() {
         let key = |s: &String| -> String {
             let f: Vec<&str> = s.split_whitespace().collect();
             match m {
-                MechanismChoice::ProcessGroup => f[f.len() - 1].to_string(),
+                MechanismChoice::ProcessGroup | MechanismChoice::Portable => {
+                    f[f.len() - 1].to_string()
+                }
                 _ => f[1].to_string(),
             }
         };

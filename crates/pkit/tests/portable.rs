@@ -59,8 +59,9 @@ async fn the_portable_backend() {
         assert_eq!(libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()), 0);
     }
     // This thread spawns (a current-thread runtime): block SIGUSR1 here and
-    // ignore SIGUSR2 process-wide; posix_spawn must give the child an empty
-    // mask and default dispositions.
+    // ignore SIGUSR2 process-wide. As pkit's Linux spawner does, the child
+    // gets an empty mask, keeps the ignore (nohup relies on it), and gets
+    // SIGPIPE (which the Rust runtime ignores) back at its default.
     // SAFETY: plain signal-mask and disposition calls on valid sets.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -114,8 +115,17 @@ async fn the_portable_backend() {
         }
     }
     assert_eq!(status_field(&status, "SigBlk:"), 0, "empty signal mask");
-    let usr2 = 1u64 << (libc::SIGUSR2 - 1);
-    assert_eq!(status_field(&status, "SigIgn:") & usr2, 0, "SIGUSR2 reset");
+    let ignored = status_field(&status, "SigIgn:");
+    assert_ne!(
+        ignored & (1 << (libc::SIGUSR2 - 1)),
+        0,
+        "SIGUSR2 still ignored"
+    );
+    assert_eq!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE at its default"
+    );
 
     // pkit's handler is installed now, in place of the application's, and
     // still calls it: the application keeps seeing its children's exits.
@@ -136,6 +146,34 @@ async fn the_portable_backend() {
     group.close().await.expect("close");
     assert_gone(&[leader, grandchild], "the tree after close").await;
     drop(tree);
+
+    // No descriptor but stdio reaches the child, close-on-exec or not.
+    // SAFETY: a fresh descriptor of ours, numbered 50 or above, without
+    // close-on-exec.
+    let stray = unsafe {
+        let base = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        assert!(base >= 0);
+        let high = libc::fcntl(base, libc::F_DUPFD, 50);
+        libc::close(base);
+        assert!(high >= 50);
+        high
+    };
+    let out = common::cmd(choice, "ls")
+        .arg("/proc/self/fd")
+        .output()
+        .await
+        .expect("ls");
+    // SAFETY: closing the descriptor opened above, which nothing else uses.
+    unsafe { libc::close(stray) };
+    let fds: Vec<i32> = out
+        .stdout_str()
+        .split_whitespace()
+        .map(|f| f.parse().expect("an fd number"))
+        .collect();
+    assert!(
+        fds.iter().all(|&fd| fd <= 3),
+        "only stdio and ls's own: {fds:?}"
+    );
 
     // Exit statuses: a code, a signal, a timeout (the tree killed).
     let out = common::sh(choice, "kill -TERM $$")

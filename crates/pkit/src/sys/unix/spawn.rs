@@ -1,9 +1,12 @@
 //! Spawning with `posix_spawn(3)`: the child joins (or starts) a process
-//! group at birth (`POSIX_SPAWN_SETPGROUP`), with the signal mask emptied
-//! and every signal at its default disposition, and no fork of this
-//! process's address space (the C library uses a vfork-style clone, or the
-//! kernel's own spawn on macOS). On macOS, `POSIX_SPAWN_CLOEXEC_DEFAULT`
-//! also closes every descriptor not handed to the child explicitly.
+//! group at birth (`POSIX_SPAWN_SETPGROUP`), and no fork of this process's
+//! address space happens (the C library uses a vfork-style clone, or the
+//! kernel's own spawn on macOS). As with pkit's Linux spawner, the child
+//! starts with an empty signal mask, SIGPIPE (which the Rust runtime
+//! ignores) at its default disposition, caught signals reset by `exec`, and
+//! ignored ones still ignored (as `nohup` relies on); and no descriptor but
+//! its stdio: `POSIX_SPAWN_CLOEXEC_DEFAULT` on macOS, a `closefrom(3)` file
+//! action on glibc and FreeBSD.
 //!
 //! The spawn options a child would apply to itself before `exec` (limits,
 //! credentials, kept descriptors, hooks) have no `posix_spawn` attribute:
@@ -32,9 +35,15 @@ extern "C" {
         actions: *mut libc::posix_spawn_file_actions_t,
         path: *const c_char,
     ) -> libc::c_int;
+    fn posix_spawn_file_actions_addclosefrom_np(
+        actions: *mut libc::posix_spawn_file_actions_t,
+        from: libc::c_int,
+    ) -> libc::c_int;
 }
 #[cfg(not(target_os = "freebsd"))]
 use libc::posix_spawn_file_actions_addchdir_np;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+use libc::posix_spawn_file_actions_addclosefrom_np;
 
 /// Why a spawn option can't be honoured by `posix_spawn`, if one can't.
 pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
@@ -124,16 +133,18 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         check(libc::posix_spawnattr_setsigmask(&mut a.attr, &none))?;
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        // SIGKILL and SIGSTOP can't be reset; the C libraries skip them.
-        libc::sigdelset(&mut all, libc::SIGKILL);
-        libc::sigdelset(&mut all, libc::SIGSTOP);
-        check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &all))?;
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &pipe))?;
     }
     place(&mut a.actions, &spec.stdin, 0, None)?;
     place(&mut a.actions, &spec.stdout, 1, None)?;
     place(&mut a.actions, &spec.stderr, 2, Some(&spec.stdout))?;
+    // After the stdio moves: every other descriptor is closed in the child.
+    #[cfg(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd"))]
+    // SAFETY: our initialised actions object and a descriptor number.
+    check(unsafe { posix_spawn_file_actions_addclosefrom_np(&mut a.actions, 3) })?;
     if let Some(dir) = &spec.cwd {
         // SAFETY: a C string that outlives the call (copied by the C
         // library), and our initialised actions object.
