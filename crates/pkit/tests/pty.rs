@@ -535,7 +535,7 @@ fn a_pty_session_from_blocking_code() {
         .expect("runtime");
     let suite = rt.block_on(begin("a_pty_session_from_blocking_code"));
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can"t (refused as Unsupported: tests/portable.rs)") {
+        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
             continue;
         }
         let group =
