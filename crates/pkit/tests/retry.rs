@@ -140,8 +140,14 @@ async fn cancellation_during_a_pause_is_terminal() {
         let cmd = sh(choice, FLAKY)
             .args([counter.as_str(), "100", "7"])
             .retry(10, Duration::from_secs(300), |_| true);
-        let dropped = tokio::time::timeout(Duration::from_millis(300), cmd.run()).await;
-        assert!(dropped.is_err(), "{choice}: still pausing");
+        // Dropped once the first attempt has run and the pause began (a
+        // fixed timeout could fire before the first attempt on a loaded box).
+        let run = tokio::spawn(async move { cmd.run().await });
+        poll_until(|| runs(&counter) == 1, "the first attempt").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!run.is_finished(), "{choice}: still pausing");
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(runs(&counter), 1, "{choice}");
 
@@ -153,7 +159,12 @@ async fn cancellation_during_a_pause_is_terminal() {
             .cancel_token(&token)
             .retry(10, Duration::from_millis(1), |_| true);
         let run = tokio::spawn(async move { cmd.run().await });
-        poll_until(|| counter.path().exists(), "the attempt").await;
+        // `>>` creates the file before `echo` writes: wait for the line.
+        poll_until(
+            || std::fs::read_to_string(counter.path()).is_ok_and(|s| s.lines().count() == 1),
+            "the attempt",
+        )
+        .await;
         token.cancel();
         let err = run.await.unwrap().unwrap_err();
         assert!(err.is_cancelled(), "{choice}: {err:?}");

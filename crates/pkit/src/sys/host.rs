@@ -299,8 +299,8 @@ pub(crate) fn clone3_status() -> Result<(), i32> {
             None => false,
             Some(v) if v == "off" || v == "0" => true,
             Some(v) if v == "on" || v == "1" || v.is_empty() => false,
-            Some(v) => {
-                tracing::warn!(target: "pkit", value = ?v, "{CLONE3_ENV_VAR} is neither on nor off; ignored");
+            Some(_) => {
+                tracing::warn!(target: "pkit", "{CLONE3_ENV_VAR} is neither on nor off; ignored");
                 false
             }
         };
