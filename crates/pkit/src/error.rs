@@ -213,8 +213,8 @@ pub enum Error {
     },
 
     /// The run succeeded but its stdout is not the JSON asked for
-    /// (cargo feature `json`: [`Command::output_json`](crate::Command::output_json),
-    /// one line of [`Command::json_lines`](crate::Command::json_lines)).
+    /// (cargo feature `json`: `Command::output_json`, one line of
+    /// `Command::json_lines`).
     /// The message names the type and where the problem is, never the
     /// text (serde's own message may quote it, so it is not carried).
     #[error(

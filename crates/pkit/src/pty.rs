@@ -61,7 +61,7 @@
 //! as the first process of its group (every verb, and
 //! [`Command::start`], use a fresh group), and once it leads, no other
 //! process can join that group. Either start is refused with
-//! [`Error::Unsupported`](crate::Error::Unsupported), as is any pty session
+//! [`Error::Unsupported`], as is any pty session
 //! under the portable Unix backend (macOS, the BSDs,
 //! `PKIT_MECHANISM=portable`), whose `posix_spawn` can't make the child
 //! take its terminal. And as always under

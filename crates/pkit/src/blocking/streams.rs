@@ -37,7 +37,7 @@ impl fmt::Debug for Lines {
 }
 
 /// One stream's lines as an [`Iterator`], from
-/// [`RunningProcess::split_lines`].
+/// [`RunningProcess::split_lines`](crate::blocking::RunningProcess::split_lines).
 pub struct StreamLines {
     pub(super) inner: Option<crate::StreamLines>,
 }
