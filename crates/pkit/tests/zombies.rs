@@ -84,11 +84,15 @@ async fn closing_after_the_leader_exited_reaps_it_and_ends_what_it_left() {
             Some(3),
             "{choice}"
         );
-        assert!(p.cpu_time().is_some(), "{choice}: cpu time kept");
-        assert!(
-            p.peak_memory_bytes().is_some_and(|b| b > 0),
-            "{choice}: peak memory kept"
-        );
+        // The portable backend keeps no usage at exit (documented:
+        // waitid with WNOWAIT reports none off Linux).
+        if choice != MechanismChoice::Portable {
+            assert!(p.cpu_time().is_some(), "{choice}: cpu time kept");
+            assert!(
+                p.peak_memory_bytes().is_some_and(|b| b > 0),
+                "{choice}: peak memory kept"
+            );
+        }
         drop(p);
 
         // Leaving a member behind: close must still end it.
