@@ -308,9 +308,15 @@ pub struct RunArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum MechanismArg {
+    /// A cgroup v2 subtree where one can be made, else a process group.
     Auto,
+    /// A cgroup v2 subtree, or refuse to run.
     Cgroup,
+    /// A POSIX process group, even where a cgroup could be made.
     Pgroup,
+    /// A process group run by the portable Unix backend (the one macOS and
+    /// the BSDs use), for trying that code on Linux.
+    Portable,
 }
 
 impl From<MechanismArg> for pkit::MechanismChoice {
@@ -319,6 +325,7 @@ impl From<MechanismArg> for pkit::MechanismChoice {
             MechanismArg::Auto => pkit::MechanismChoice::Auto,
             MechanismArg::Cgroup => pkit::MechanismChoice::Cgroup,
             MechanismArg::Pgroup => pkit::MechanismChoice::ProcessGroup,
+            MechanismArg::Portable => pkit::MechanismChoice::Portable,
         }
     }
 }

@@ -101,6 +101,34 @@ fn timeout_tears_down_the_tree_and_exits_124() {
     }
 }
 
+/// `--mechanism portable` runs the portable Unix backend (what macOS and
+/// the BSDs use) on Linux: the report names a process group, and a timeout
+/// still ends the whole tree.
+#[test]
+fn the_portable_backend_is_selectable_and_contains_the_tree() {
+    let file = pid_file();
+    let out = run(&[
+        "run",
+        "--timeout",
+        "1s",
+        "--mechanism",
+        "portable",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        &tree_script(&file),
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(err.lines().last().unwrap_or_default()).expect("report");
+    assert_eq!(report["mechanism"], "process-group", "{report}");
+    let pids = read_pids(&file, 3);
+    std::fs::remove_file(&file).unwrap();
+    assert_all_gone(&pids);
+}
+
 #[test]
 fn grace_lets_the_child_clean_up() {
     for m in MECHANISMS {
