@@ -303,9 +303,16 @@ fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(
     let Some(leader) = leader else {
         return Ok(());
     };
-    let pid = rustix::process::Pid::from_raw(leader.pid());
+    // The leader's number names it only while it is unreaped, so that is
+    // asked before and after: a leader reaped in between may have handed
+    // its number to a stranger, whose session says nothing about ours. (The
+    // session id is 0 when its leader is outside this pid namespace, e.g.
+    // a program started without `setsid` by a container's or CI runner's
+    // exec: never equal to a pid.)
+    let pid = leader.pid();
     let leads_session = !leader.reaped_by_kernel()
-        && pid.is_some_and(|p| rustix::process::getsid(Some(p)).is_ok_and(|sid| sid == p));
+        && crate::sys::unix::pgroup::session_of(pid) == Some(pid)
+        && !leader.reaped_by_kernel();
     if leads_session {
         return unsupported(
             "start",

@@ -143,7 +143,7 @@ mod tests {
         let me = std::process::id() as i32;
         let (state, pgrp) = stat(me).expect("own stat");
         assert!(matches!(state, 'R' | 'S'), "{state}");
-        assert_eq!(pgrp, rustix::process::getpgrp().as_raw_nonzero().get());
+        assert_eq!(pgrp, crate::sys::unix::pgroup::own_process_group());
         let mut buf = [0u8; 32];
         assert_eq!(format_pid_stat(0, &mut buf).to_bytes(), b"/proc/0/stat");
         assert_eq!(

@@ -67,6 +67,30 @@ pub(crate) fn killpg(pgid: i32, sig: i32) -> io::Result<()> {
     }
 }
 
+/// The session id of process `pid` as this process's pid namespace
+/// numbers it: `Some(0)` when the session's leader is not in this
+/// namespace (a process started without `setsid` by something outside it,
+/// such as a container's or CI runner's own exec, or the init process and
+/// kernel threads), `None` when there is no such process.
+///
+/// Deliberately libc rather than `rustix::process::getsid`: rustix turns
+/// the kernel's 0 into a `Pid`, which asserts non-zero (a panic in debug
+/// builds, undefined behaviour in release).
+pub(crate) fn session_of(pid: i32) -> Option<i32> {
+    // SAFETY: getsid(2) has no memory-safety preconditions.
+    let sid = unsafe { libc::getsid(pid) };
+    (sid >= 0).then_some(sid)
+}
+
+/// The process group of this process as its pid namespace numbers it (0
+/// when the group's leader is outside the namespace); libc for the reason
+/// [`session_of`] gives.
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn own_process_group() -> i32 {
+    // SAFETY: getpgrp(2) has no preconditions and can't fail.
+    unsafe { libc::getpgrp() }
+}
+
 /// The processes of process group `pgid` that are still running (not
 /// zombies), from one pass over `/proc`.
 ///
@@ -158,7 +182,7 @@ mod tests {
             .expect("sleep");
         let pgid = child.id() as i32;
         let found = running_members(pgid).expect("scan");
-        let me = running_members(rustix::process::getpgrp().as_raw_nonzero().get());
+        let me = running_members(own_process_group());
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found, vec![pgid]);
