@@ -107,13 +107,23 @@ async fn cpu_quota_holds_a_busy_loop_to_about_half_a_core() {
         .unwrap();
     let began = Instant::now();
     let before = g.stats().unwrap().cpu_time().expect("cpu time is readable");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let used = g.stats().unwrap().cpu_time().unwrap() - before;
+    // At least 3 s, and until the loop has had 0.3 s of CPU: on a loaded
+    // machine it may get far less than its quota, which says nothing
+    // about the quota (only the upper bound does). Polled, generous.
+    let deadline = began + Duration::from_secs(120);
+    let used = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let used = g.stats().unwrap().cpu_time().unwrap() - before;
+        let long_enough = began.elapsed() >= Duration::from_secs(3);
+        if long_enough && (used >= Duration::from_millis(300) || Instant::now() >= deadline) {
+            break used;
+        }
+    };
     let wall = began.elapsed();
     let share = used.as_secs_f64() / wall.as_secs_f64();
     println!("busy loop used {used:?} in {wall:?} = {share:.2} cores");
     assert!(share < 0.8, "the quota holds ({share:.2} cores)");
-    assert!(share > 0.1, "it did run ({share:.2} cores)");
+    assert!(!used.is_zero(), "it did run ({used:?} in {wall:?})");
     g.close().await.unwrap();
     gone(&dirs).await;
 }
