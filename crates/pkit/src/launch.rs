@@ -267,11 +267,15 @@ pub(crate) fn wire(
         ),
         other => (other, plan.capture_policy),
     };
+    // Whether a stream's lines go to the line stream (a started pipeline's
+    // last stage streams its stdout only: its stderr is captured).
+    let streamed =
+        |kind: StreamKind| stream_lines && (kind == StreamKind::Stdout || !plan.stdout_lines_only);
     let stream_plan = |kind: StreamKind| StreamPlan {
         kind,
         // With a line stream the output goes there; the capture keeps
         // nothing, it only counts (the totals cover every byte).
-        capture: Some(if stream_lines {
+        capture: Some(if streamed(kind) {
             CaptureBuf::new(Some(0), CapturePolicy::KeepHead)
         } else {
             CaptureBuf::new(capture_limit, capture_policy)
@@ -284,11 +288,14 @@ pub(crate) fn wire(
             StreamKind::Stdout => plan.on_stdout_line.clone(),
             StreamKind::Stderr => plan.on_stderr_line.clone(),
         },
-        lines: line_tx.as_ref().map(|tx| LineSink {
-            tx: tx.clone(),
-            overflow: plan.overflow,
-            dropped: dropped.clone(),
-        }),
+        lines: line_tx
+            .as_ref()
+            .filter(|_| streamed(kind))
+            .map(|tx| LineSink {
+                tx: tx.clone(),
+                overflow: plan.overflow,
+                dropped: dropped.clone(),
+            }),
         decoder: plan.decoder.clone(),
         max_line_bytes: plan.max_line_bytes,
         limit: limit.clone(),

@@ -116,6 +116,7 @@ mod more_verbs;
 mod output;
 mod output_builder;
 mod pipe;
+mod pipe_started;
 mod plans;
 mod probe;
 mod process;
@@ -173,6 +174,7 @@ pub use live::{wait_all, wait_any};
 pub use output::{Outcome, Output};
 pub use output_builder::OutputBuilder;
 pub use pipe::Pipe;
+pub use pipe_started::RunningPipe;
 pub use process::{ChildStdin, RunningProcess};
 pub use pty::{Pty, PtyMaster};
 pub use pump::{

@@ -1,8 +1,8 @@
 //! [`Pipe`]: shell-free pipelines over real OS pipes.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,11 @@ use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::launch::StartOpts;
-use crate::output::{Outcome, Output};
-use crate::process::{outcome_of, RunningProcess};
+use crate::output::Output;
+use crate::pipe_started::{Plan, RunningPipe};
+use crate::process::RunningProcess;
 use crate::pump::LimitFlag;
-use crate::runner::{end_group, Bounds, Ended};
 use crate::sys::{self, MechanismChoice, Signal};
-use crate::timing::first_of;
 use crate::verbs;
 
 /// A pipeline: each stage's stdout is the next stage's stdin, over an OS
@@ -44,6 +43,11 @@ use crate::verbs;
 /// the killed stages spawned lives until the chain ends, like every
 /// stage's descendants.
 ///
+/// **Started live.** [`start`](Self::start) returns a [`RunningPipe`] at
+/// once: the last stage's stdout as lines, the head's stdin, the stages'
+/// pids, kill, signal, shutdown, and `wait` for the same fold; every rule
+/// here holds for it too, and dropping it kills the whole chain.
+///
 /// **Bounds.** The chain's [`timeout`](Self::timeout) and
 /// [`cancel_token`](Self::cancel_token) apply to every stage, and so do
 /// each stage's own: a stage's `timeout` (counted from the chain's start)
@@ -61,7 +65,7 @@ use crate::verbs;
 /// **Inactivity.** The chain's [`inactivity_timeout`](Self::inactivity_timeout),
 /// or the shortest of its stages' [`Command::inactivity_timeout`], ends the
 /// whole chain when no output arrives for that long, as a timeout does
-/// (outcome [`Outcome::TimedOut`] with
+/// (outcome [`Outcome::TimedOut`](crate::Outcome::TimedOut) with
 /// [`Output::inactivity_timed_out`]). The output watched is what the chain
 /// shows: the last stage's stdout and every stage's stderr; the stages'
 /// pipes to each other go from process to process and are not seen.
@@ -97,6 +101,7 @@ pub struct Pipe {
     cancel_grace: Option<Duration>,
     inactivity: Option<Duration>,
     mechanism: Option<MechanismChoice>,
+    stream_lines: bool,
 }
 
 impl Pipe {
@@ -112,6 +117,7 @@ impl Pipe {
             cancel_grace: None,
             inactivity: None,
             mechanism: None,
+            stream_lines: false,
         }
     }
 
@@ -145,13 +151,32 @@ impl Pipe {
         self.head(|c| c.stdin_file(path))
     }
 
+    /// Gives the head of a [started](Self::start) chain a pipe for its
+    /// stdin, to write to through [`RunningPipe::stdin`](crate::RunningPipe::stdin)
+    /// ([`Command::stdin_piped`] on the head). The verbs close it at once.
+    pub fn stdin_piped(self) -> Pipe {
+        self.head(|c| c.stdin_piped())
+    }
+
     /// Streams the head's stdin from `reader` (consumed by the first run).
     pub fn stdin_reader(self, reader: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> Pipe {
         self.head(|c| c.stdin_reader(reader))
     }
 
+    /// Makes the last stage of a [started](Self::start) chain stream its
+    /// stdout as lines ([`RunningPipe::lines`](crate::RunningPipe::lines),
+    /// [`RunningPipe::wait_for_line`](crate::RunningPipe::wait_for_line)),
+    /// whatever stage is last when the chain starts; its stderr is still
+    /// captured. [`Command::stream_lines`] on the last stage does the same.
+    /// The stdout lines then go to the stream only: the chain's
+    /// [`Output::stdout`] is empty. The verbs ignore it.
+    pub fn stream_lines(mut self) -> Pipe {
+        self.stream_lines = true;
+        self
+    }
+
     /// Bounds the whole chain: when `limit` passes every stage and all they
-    /// spawned are torn down, and the outcome is [`Outcome::TimedOut`].
+    /// spawned are torn down, and the outcome is [`Outcome::TimedOut`](crate::Outcome::TimedOut).
     pub fn timeout(mut self, limit: Duration) -> Pipe {
         self.timeout = Some(limit);
         self
@@ -212,23 +237,64 @@ impl Pipe {
     /// Runs the chain to its end; see the type's docs for how the stages'
     /// results are folded and when the chain ends early.
     pub async fn output(&self) -> Result<Output> {
+        // Dropping this future drops the chain: every stage and all they
+        // spawned are killed.
+        self.launch(false)?.wait().await
+    }
+
+    /// Starts the chain and returns at once with a live handle: its last
+    /// stage's stdout as lines (with [`stream_lines`](Self::stream_lines)),
+    /// the head's stdin (with [`stdin_piped`](Self::stdin_piped)), the
+    /// stages' pids, kill, signal, shutdown, and [`wait`](RunningPipe::wait)
+    /// for the folded result. The chain's rules and bounds hold as for
+    /// [`output`](Self::output), whether or not anyone waits; dropping the
+    /// handle kills every stage and all they spawned. Needs a Tokio runtime
+    /// (see [`Pipe::blocking`] without one). The stages start through their
+    /// commands' runners, as for the verbs.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use pkit::{Command, Pipe};
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// let mut upper = Pipe::new([Command::new("cat"), Command::new("tr").args(["a-z", "A-Z"])])
+    ///     .stdin_piped()
+    ///     .stream_lines()
+    ///     .start()?;
+    /// let mut lines = upper.lines();
+    /// let mut stdin = upper.take_stdin().expect("piped");
+    /// stdin.write_all(b"hello\n").await?;
+    /// drop(stdin); // end of file: cat, then tr, exit
+    /// assert_eq!(lines.next_line().await.map(|l| l.text).as_deref(), Some("HELLO"));
+    /// assert!(upper.wait().await?.success());
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn start(&self) -> Result<RunningPipe> {
+        self.launch(true)
+    }
+
+    /// Starts every stage and the driver that waits for them (see
+    /// `pipe_started.rs`). A chain for a verb (`started` false) captures
+    /// everything and has its piped stdins closed at once.
+    fn launch(&self, started: bool) -> Result<RunningPipe> {
         if self.stages.is_empty() {
             return Err(Error::InvalidInput(
                 "a pipeline needs at least one stage".into(),
             ));
         }
         // The chain's token and every stage's own.
-        let tokens: Vec<&CancelToken> = self
+        let tokens: Vec<CancelToken> = self
             .cancel
             .iter()
             .chain(self.stages.iter().filter_map(|c| c.cancel.as_ref()))
+            .cloned()
             .collect();
-        let cancelled = || Error::Cancelled {
-            program: self.stages[0].display_name(),
-        };
         // Checked before anything is spawned: a cancelled run has no effects.
-        if tokens.iter().any(|t| t.is_cancelled()) {
-            return Err(cancelled());
+        if tokens.iter().any(CancelToken::is_cancelled) {
+            return Err(Error::Cancelled {
+                program: self.stages[0].display_name(),
+            });
         }
         let (timeout, timeout_signal, grace) = self.time_bounds();
         let began = Instant::now();
@@ -240,106 +306,38 @@ impl Pipe {
         // One flag for every stage: any stage crossing a `Fail` capture
         // limit ends the chain.
         let limit = Arc::new(LimitFlag::default());
-        let mut procs = self.start_all(&group, &limit)?;
-        // Nobody can write to a piped stdin here: end of file at once.
-        for p in &mut procs {
-            drop(p.take_stdin());
+        let mut procs = self.start_all(&group, &limit, started)?;
+        // Nobody can write to a verb's piped stdin: end of file at once.
+        if !started {
+            for p in &mut procs {
+                drop(p.take_stdin());
+            }
         }
-
         let inactivity = self
             .stages
             .iter()
             .filter_map(|c| c.run.inactivity)
             .chain(self.inactivity)
             .min();
-        let bounds = Bounds {
+        let plan = Plan {
             timeout,
+            timeout_signal,
+            grace,
             inactivity,
-            cancel: tokens,
-            limit: limit.clone(),
+            tokens,
+            limit,
+            cancel: self.cancel_plan(),
+            name: self.stages[0].log_label(),
         };
-        let cut: Vec<AtomicBool> = procs.iter().map(|_| AtomicBool::new(false)).collect();
-        let ended = bounds.wait(self.wait_stages(&procs, &cut)).await?;
-        // Which stages were still running when a bound was hit.
-        let running: Vec<bool> = procs.iter().map(|p| !p.has_exited()).collect();
-        let name = self.stages[0].log_label();
-        let head = procs.first().map(RunningProcess::pid);
-        if let Ended::Cancelled = ended {
-            crate::log::cancelled(&name, head);
-            let (signal, grace) = self.cancel_plan();
-            if end_group(&group, true, signal, grace).await? {
-                crate::log::killed_after_grace(&name, head.unwrap_or(0));
-            }
-            return Err(cancelled());
-        }
-        let inactive = matches!(ended, Ended::Inactive);
-        let timed_out = inactive || matches!(ended, Ended::TimedOut);
-        match ended {
-            Ended::TimedOut => crate::log::timed_out(&name, head.unwrap_or(0), timeout),
-            Ended::Inactive => crate::log::timed_out(&name, head.unwrap_or(0), inactivity),
-            _ => {}
-        }
-        let killed_after_grace = end_group(&group, timed_out, timeout_signal, grace).await?;
-
-        let mut outs = Vec::with_capacity(procs.len());
-        for (i, p) in procs.iter_mut().enumerate() {
-            let status = p.wait_status().await?;
-            let outcome = match ended {
-                Ended::TimedOut | Ended::Inactive if running[i] => Outcome::TimedOut,
-                _ => outcome_of(status),
-            };
-            let mut out = p.finish(outcome).await;
-            out.inactivity_timed_out = inactive && running[i];
-            let out = p.check_input(out)?;
-            outs.push(p.check_limit(out)?);
-        }
-        // Cut short is what our SIGKILL ended: a stage that exited on its
-        // own just before the kill landed keeps its own failure.
-        let killed = Outcome::Signalled(Signal::Kill.as_raw());
-        let cut: Vec<bool> = cut
-            .iter()
-            .zip(&outs)
-            .map(|(c, o)| c.load(Ordering::Relaxed) && o.outcome() == killed)
-            .collect();
-        let mut out = fold(outs, &self.stages, &cut, began.elapsed());
-        out.killed_after_grace = killed_after_grace;
-        out.inactivity_timed_out = inactive;
-        Ok(out)
-    }
-
-    /// Waits for every stage. When a stage whose failure fails the chain
-    /// fails, the stages before it still running are killed and marked in
-    /// `cut`: their consumer is gone, so they could only block or die of
-    /// SIGPIPE. The stages after it run on to the end of their input.
-    async fn wait_stages(&self, procs: &[RunningProcess], cut: &[AtomicBool]) -> Result<()> {
-        let mut waits: Vec<_> = procs
-            .iter()
-            .map(|p| Some(Box::pin(p.wait_status())))
-            .collect();
-        for _ in 0..procs.len() {
-            let (i, status) = first_of(&mut waits).await;
-            let outcome = outcome_of(status?);
-            let failed = outcome != Outcome::Exited(0)
-                && !self.stages[i].unchecked_in_pipe
-                && !cut[i].load(Ordering::Relaxed);
-            if !failed {
-                continue;
-            }
-            for (j, p) in procs.iter().enumerate().take(i) {
-                // Not one that has exited already, if not yet seen to.
-                if waits[j].is_some() && !p.has_exited() && !cut[j].swap(true, Ordering::Relaxed) {
-                    p.kill()?;
-                }
-            }
-        }
-        Ok(())
+        let unchecked = self.stages.iter().map(|c| c.unchecked_in_pipe).collect();
+        Ok(RunningPipe::new(group, procs, unchecked, began, plan))
     }
 
     /// The chain's timeout — its own or the soonest of its stages' (all
     /// counted from the chain's start) — and how it ends the chain: the
     /// chain's timeout signal and grace when either is set, else those of
     /// the stage whose timeout is the soonest.
-    fn time_bounds(&self) -> (Option<Duration>, Option<Signal>, Option<Duration>) {
+    pub(crate) fn time_bounds(&self) -> (Option<Duration>, Option<Signal>, Option<Duration>) {
         let soonest = self
             .stages
             .iter()
@@ -359,7 +357,7 @@ impl Pipe {
     /// cancel signal and grace when either is set, else those of the first
     /// stage whose own token was cancelled, else of the first stage that
     /// sets either.
-    fn cancel_plan(&self) -> (Option<Signal>, Option<Duration>) {
+    pub(crate) fn cancel_plan(&self) -> (Option<Signal>, Option<Duration>) {
         if self.cancel_signal.is_some() || self.cancel_grace.is_some() {
             return (self.cancel_signal, self.cancel_grace);
         }
@@ -373,11 +371,29 @@ impl Pipe {
     }
 
     /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
-    fn start_all(&self, group: &Group, limit: &Arc<LimitFlag>) -> Result<Vec<RunningProcess>> {
+    /// A started chain (`started`) keeps a bounded capture, as a started
+    /// process does, and its last stage streams its stdout as lines when
+    /// asked to ([`stream_lines`](Self::stream_lines)).
+    pub(crate) fn start_all(
+        &self,
+        group: &Group,
+        limit: &Arc<LimitFlag>,
+        started: bool,
+    ) -> Result<Vec<RunningProcess>> {
         let n = self.stages.len();
         let mut procs = Vec::with_capacity(n);
         let mut next_stdin = None;
         for (i, cmd) in self.stages.iter().enumerate() {
+            let streams = started && i + 1 == n && (self.stream_lines || cmd.io.stream_lines);
+            let cmd: Cow<'_, Command> = if streams {
+                let mut last = cmd.clone();
+                last.io.stream_lines = true;
+                last.io.stdout_lines_only = true;
+                Cow::Owned(last)
+            } else {
+                Cow::Borrowed(cmd)
+            };
+            let cmd = cmd.as_ref();
             let (read, write) = if i + 1 < n {
                 let (r, w) = sys::stage_pipe().map_err(|e| {
                     Error::io(format!("{}: making its pipe", cmd.display_name()), e)
@@ -387,11 +403,11 @@ impl Pipe {
                 (None, None)
             };
             let opts = StartOpts {
-                stream_lines: false,
+                stream_lines: streams,
                 stdin: next_stdin.take(),
                 stdout: write,
                 limit: Some(limit.clone()),
-                bounded_capture: false,
+                bounded_capture: started,
                 own_tree: false,
                 raw_output: false,
             };
@@ -426,41 +442,6 @@ impl Pipe {
     fn secret(&self, mut out: Output) -> Output {
         out.secret_output = self.stages.iter().any(|c| c.io.secret_output);
         out
-    }
-}
-
-/// The pipefail fold. A stage the chain's end cut short (`cut`: killed
-/// because another stage failed) is never blamed. The last stage's stdout
-/// moves into the fold (its stage record keeps none), so a big output is
-/// held once.
-fn fold(mut stages: Vec<Output>, cmds: &[Command], cut: &[bool], duration: Duration) -> Output {
-    let last = stages.len() - 1;
-    let blame = stages
-        .iter()
-        .zip(cmds)
-        .zip(cut)
-        .position(|((o, c), cut)| !o.success() && !c.unchecked_in_pipe && !cut)
-        .unwrap_or(last);
-    let stdout = std::mem::take(&mut stages[last].stdout);
-    let b = &stages[blame];
-    let l = &stages[last];
-    Output {
-        program: b.program.clone(),
-        outcome: b.outcome,
-        stdout,
-        stderr: b.stderr.clone(),
-        duration,
-        mechanism: b.mechanism,
-        pid: b.pid,
-        stdout_seen: l.stdout_seen,
-        stderr_seen: b.stderr_seen,
-        cpu_time: stages.iter().map(|s| s.cpu_time).sum(),
-        peak_memory: stages.iter().map(|s| s.peak_memory).max().flatten(),
-        oom_killed: stages.iter().any(|s| s.oom_killed),
-        killed_after_grace: false,
-        inactivity_timed_out: false,
-        secret_output: false,
-        stages,
     }
 }
 

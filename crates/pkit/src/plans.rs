@@ -29,6 +29,10 @@ pub(crate) struct OutputPlan {
     pub secret_output: bool,
     /// The exit codes `run` and `exit_code` count as success (`ok_codes`).
     pub ok_codes: Option<Arc<[i32]>>,
+    /// The line stream carries stdout only and stderr is captured as
+    /// without one: set (never by users) on the last stage of a started
+    /// pipeline, whose stream is the chain's output.
+    pub stdout_lines_only: bool,
 }
 
 /// The default capacity of the line stream, in lines.
@@ -61,6 +65,7 @@ impl Default for OutputPlan {
             capture_policy: CapturePolicy::KeepHead,
             secret_output: false,
             ok_codes: None,
+            stdout_lines_only: false,
         }
     }
 }

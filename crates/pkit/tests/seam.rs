@@ -470,3 +470,66 @@ async fn a_transient_start_failure_is_a_crash() {
     assert_eq!(out.restarts, 0);
     suite.end().await;
 }
+
+#[tokio::test]
+async fn a_started_pipe_starts_its_stages_through_their_runners() {
+    let suite = begin("a_started_pipe_starts_its_stages_through_their_runners").await;
+    for choice in mechanisms() {
+        // A scripted server feeding a real stage: its lines stream out of
+        // the chain's tail; its stderr stays in its own result.
+        let runner = scripted(&["my-server", "--port=8080"], server_reply());
+        let mut p = Pipe::new([server(runner), Command::new("cat")])
+            .stream_lines()
+            .mechanism(choice)
+            .start()
+            .unwrap();
+        assert!(p.pids()[0] > 4_194_304, "a scripted head");
+        let ready = p
+            .wait_for_line(|l| l.text.starts_with("listening"), DEADLINE)
+            .await
+            .unwrap();
+        assert_eq!(ready.text, "listening on :8080", "{choice}");
+        assert!(p.is_running());
+        p.kill().unwrap();
+        let out = p.wait().await.unwrap();
+        assert_eq!(out.stages()[0].outcome(), Outcome::Signalled(9), "{choice}");
+        assert_eq!(out.stages()[0].stderr_str(), "cache cold\n");
+
+        // A real producer feeding a scripted tail, whose stdout streams.
+        let tail = scripted(&["count"], Reply::ok("3\n"));
+        let mut p = Pipe::new([
+            Command::new("printf").arg("x\\ny\\nz\\n"),
+            Command::new("count").runner(tail),
+        ])
+        .stream_lines()
+        .mechanism(choice)
+        .start()
+        .unwrap();
+        let mut lines = p.lines();
+        let mut got = Vec::new();
+        while let Some(l) = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("a line in time")
+        {
+            got.push(l.text);
+        }
+        assert_eq!(got, ["3"], "{choice}");
+        assert!(p.wait().await.unwrap().success());
+
+        // A failing scripted middle stage is blamed by wait.
+        let failing = scripted(&["check"], Reply::fail(2, "bad input\n"));
+        let mut p = Pipe::new([
+            Command::new("printf").arg("data\\n"),
+            Command::new("check").runner(failing),
+            Command::new("cat"),
+        ])
+        .mechanism(choice)
+        .start()
+        .unwrap();
+        let out = p.wait().await.unwrap();
+        assert_eq!(out.outcome(), Outcome::Exited(2), "{choice}");
+        assert_eq!(out.program(), "check");
+        assert_eq!(out.stderr_str(), "bad input\n");
+    }
+    suite.end().await;
+}

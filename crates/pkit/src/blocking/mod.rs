@@ -44,6 +44,7 @@
 #[cfg(feature = "json")]
 mod json;
 mod more;
+mod pipe;
 mod process;
 mod pty;
 mod runtime;
@@ -52,6 +53,7 @@ mod streams;
 #[cfg(feature = "json")]
 pub use json::JsonLines;
 pub use more::{output_unordered, ClientVerbs, Completions, SupervisorHandle, SupervisorVerbs};
+pub use pipe::RunningPipe;
 pub use process::{wait_all, wait_any, Group, RunningProcess, SampleStats};
 pub use pty::Pty;
 pub use streams::{ChildOutput, ChildStdin, Events, Lines, StreamLines};
@@ -175,6 +177,13 @@ impl PipeVerbs<'_> {
     #[track_caller]
     pub fn probe(self) -> Result<bool> {
         block_on("probe", self.pipe.probe())
+    }
+
+    /// [`Pipe::start`], blocking: a live chain whose handle kills every
+    /// stage when it drops.
+    #[track_caller]
+    pub fn start(self) -> Result<RunningPipe> {
+        enter("Pipe::start", || self.pipe.start()).map(RunningPipe::from_async)
     }
 }
 

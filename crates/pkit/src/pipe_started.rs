@@ -1,0 +1,491 @@
+//! [`RunningPipe`]: a started pipeline ([`Pipe::start`]), and the engine
+//! every pipeline run goes through (the verbs start the chain and wait for
+//! it): the stages' wait with the pipefail cuts and the chain's bounds,
+//! driven by a background task, and the fold of the stages' results.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::cancel::CancelToken;
+use crate::child::Child;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::output::{Outcome, Output};
+use crate::process::{outcome_of, ChildStdin, RunningProcess};
+use crate::pump::{LimitFlag, Line, Lines};
+use crate::runner::{end_group, Bounds, Ended};
+use crate::sys::{Mechanism, Signal};
+use crate::timing::first_of;
+
+/// A started pipeline ([`Pipe::start`](crate::Pipe::start)): every stage
+/// running, each stage's stdout feeding the next one's stdin over an OS
+/// pipe, all of them and everything they spawn in one private group.
+///
+/// - Its output is the last stage's stdout: as lines with
+///   [`Pipe::stream_lines`](crate::Pipe::stream_lines) ([`lines`](Self::lines),
+///   [`wait_for_line`](Self::wait_for_line)), else captured for
+///   [`wait`](Self::wait) (the last 1 MiB unless the stage sets a
+///   [`capture_limit`](crate::Command::capture_limit), as for a started
+///   process). Every stage's stderr is captured the same way and kept in
+///   its own result ([`Output::stages`]).
+/// - The head's stdin is writable through [`stdin`](Self::stdin) when the
+///   chain was given [`Pipe::stdin_piped`](crate::Pipe::stdin_piped).
+/// - The chain's rules hold while it runs, whether or not anyone waits: a
+///   failed stage ends the stages that feed it at once, the chain's
+///   timeout, inactivity timeout and cancel tokens end the whole chain,
+///   and once every stage has exited, what they left behind is killed (see
+///   [`Pipe`](crate::Pipe)).
+/// - [`wait`](Self::wait) gives the stages' results folded as
+///   [`Pipe::output`](crate::Pipe::output) folds them (pipefail).
+/// - [`kill`](Self::kill), [`signal`](Self::signal) and
+///   [`shutdown`](Self::shutdown) reach every stage and all they spawned.
+///   **Dropping the handle kills them all** (SIGKILL, before `drop`
+///   returns).
+///
+/// ```
+/// # async fn demo() -> pkit::Result<()> {
+/// use std::time::Duration;
+/// use pkit::{Command, Pipe};
+///
+/// // A server's log, filtered live: wait until it says it is ready.
+/// let mut log = Pipe::new([
+///     Command::new("sh").args(["-c", "echo booting; echo 'ready on :8080'; sleep 300"]),
+///     Command::new("grep").args(["--line-buffered", "ready"]),
+/// ])
+/// .stream_lines()
+/// .start()?;
+/// let ready = log.wait_for_line(|l| l.text.contains("ready"), Duration::from_secs(10)).await?;
+/// assert_eq!(ready.text, "ready on :8080");
+/// assert_eq!(log.pids().len(), 2);
+///
+/// log.kill()?; // both stages and the sleep
+/// let out = log.wait().await?;
+/// assert_eq!(out.stages()[0].outcome(), pkit::Outcome::Signalled(9));
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+pub struct RunningPipe {
+    group: Arc<Group>,
+    procs: Vec<RunningProcess>,
+    /// Per stage: whether its failure fails the chain (not `unchecked_in_pipe`).
+    checked: Vec<bool>,
+    /// The head's program, for a cancelled chain's error.
+    head: String,
+    began: Instant,
+    /// The stages killed because a stage after them failed.
+    cut: Arc<[AtomicBool]>,
+    /// Set when the caller ends the chain: no stage is cut (or blamed for
+    /// it) any more.
+    stopped: Arc<AtomicBool>,
+    /// The background task that waits for the stages (see `drive`); `None`
+    /// once `wait` has its result.
+    driver: Option<JoinHandle<Result<Driven>>>,
+    driven: Option<Driven>,
+    /// The folded result, without its bytes, for a later `wait`.
+    finished: Option<Output>,
+}
+
+/// How the chain ended, as the driver saw it.
+struct Driven {
+    ended: Ended<()>,
+    /// Which stages were still running when the chain ended.
+    running: Vec<bool>,
+    killed_after_grace: bool,
+}
+
+/// What the driver needs of a stage.
+struct StageWait {
+    program: String,
+    pid: u32,
+    child: Child,
+    checked: bool,
+}
+
+/// The chain's bounds, owned by the driver.
+pub(crate) struct Plan {
+    pub timeout: Option<Duration>,
+    pub timeout_signal: Option<Signal>,
+    pub grace: Option<Duration>,
+    pub inactivity: Option<Duration>,
+    pub tokens: Vec<CancelToken>,
+    pub limit: Arc<LimitFlag>,
+    /// The cancel signal and grace.
+    pub cancel: (Option<Signal>, Option<Duration>),
+    /// The head's log label.
+    pub name: String,
+}
+
+impl RunningPipe {
+    /// Wraps the started stages and starts the driver (within a runtime).
+    pub(crate) fn new(
+        group: Group,
+        procs: Vec<RunningProcess>,
+        unchecked: Vec<bool>,
+        began: Instant,
+        plan: Plan,
+    ) -> RunningPipe {
+        let group = Arc::new(group);
+        let checked: Vec<bool> = unchecked.iter().map(|u| !u).collect();
+        let cut: Arc<[AtomicBool]> = procs.iter().map(|_| AtomicBool::new(false)).collect();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let waits = procs
+            .iter()
+            .zip(&checked)
+            .map(|(p, &checked)| StageWait {
+                program: p.program().to_string(),
+                pid: p.pid(),
+                child: p.child.clone(),
+                checked,
+            })
+            .collect();
+        let driver = tokio::spawn(drive(
+            group.clone(),
+            waits,
+            cut.clone(),
+            stopped.clone(),
+            plan,
+        ));
+        RunningPipe {
+            group,
+            head: procs[0].program().to_string(),
+            procs,
+            checked,
+            began,
+            cut,
+            stopped,
+            driver: Some(driver),
+            driven: None,
+            finished: None,
+        }
+    }
+
+    /// The stages' process ids, head first.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(RunningProcess::pid).collect()
+    }
+
+    /// The mechanism containing the chain.
+    pub fn mechanism(&self) -> Mechanism {
+        self.group.mechanism()
+    }
+
+    /// Whether a stage is still running.
+    pub fn is_running(&self) -> bool {
+        self.procs.iter().any(|p| !p.has_exited())
+    }
+
+    /// The last stage's stdout lines, as [`RunningProcess::lines`] gives a
+    /// process's (each [`Line`]'s stream is stdout). Needs
+    /// [`Pipe::stream_lines`](crate::Pipe::stream_lines); it can be taken
+    /// once, later calls give an empty stream. The stream ends when every
+    /// process holding the last stage's stdout has closed it, at the latest
+    /// when the chain has ended.
+    pub fn lines(&mut self) -> Lines {
+        self.tail().lines()
+    }
+
+    /// Waits until a line of the last stage's stdout satisfies `pred` and
+    /// returns it, as [`RunningProcess::wait_for_line`] does (the lines it
+    /// reads are consumed; it gives up with [`Error::NotReady`] on
+    /// `timeout` or when the last stage exits first). Needs
+    /// [`Pipe::stream_lines`](crate::Pipe::stream_lines). Never ends the
+    /// chain.
+    pub async fn wait_for_line(
+        &mut self,
+        pred: impl FnMut(&Line) -> bool,
+        timeout: Duration,
+    ) -> Result<Line> {
+        self.tail().wait_for_line(pred, timeout).await
+    }
+
+    /// Lines of the stream dropped while nobody read it (see
+    /// [`RunningProcess::dropped_lines`]).
+    pub fn dropped_lines(&self) -> u64 {
+        self.procs.last().map_or(0, RunningProcess::dropped_lines)
+    }
+
+    /// The head's stdin, when the chain was given
+    /// [`Pipe::stdin_piped`](crate::Pipe::stdin_piped). Drop it (or call
+    /// `shutdown`) to send end of file.
+    pub fn stdin(&mut self) -> Option<&mut ChildStdin> {
+        self.procs[0].stdin()
+    }
+
+    /// Takes the head's stdin handle, to move it elsewhere.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.procs[0].take_stdin()
+    }
+
+    /// SIGKILL to every stage and everything they spawned. Does nothing
+    /// once the chain has ended. The stages' results then show the signal;
+    /// none of them counts as cut short.
+    pub fn kill(&self) -> Result<()> {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.unless_over(|| self.group.kill())
+    }
+
+    /// Sends `signal` to every stage and everything they spawned (see
+    /// [`Group::signal`]). Does nothing once the chain has ended.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.unless_over(|| self.group.signal(signal))
+    }
+
+    /// Ends the chain politely: SIGTERM to every stage and all they
+    /// spawned, up to `grace` for them to exit, then SIGKILL to whatever is
+    /// left. Returns whether SIGKILL was needed. Collect the results with
+    /// [`wait`](Self::wait).
+    pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
+        self.stopped.store(true, Ordering::Relaxed);
+        if self.over() {
+            return Ok(false);
+        }
+        match self.group.shutdown(grace).await {
+            Ok(report) => Ok(report.killed() > 0),
+            Err(_) if self.over() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for every stage and returns their results folded the way
+    /// [`Pipe::output`](crate::Pipe::output) folds them: the last stage's
+    /// stdout (nothing with [`Pipe::stream_lines`](crate::Pipe::stream_lines):
+    /// it went to the line stream), the outcome, program and stderr of the
+    /// first stage that failed, and every stage's own result in
+    /// [`Output::stages`]. When it returns, every stage and all they spawned
+    /// are gone. A chain its cancel token ended is [`Error::Cancelled`].
+    /// Calling it again returns the same result without the bytes.
+    pub async fn wait(&mut self) -> Result<Output> {
+        if let Some(out) = &self.finished {
+            return Ok(out.clone());
+        }
+        // A line stream nobody took can't be read while we wait: it must
+        // not hold the last stage back.
+        if let Some(rx) = self.tail().lines.as_ref().and_then(|l| l.rx.as_ref()) {
+            rx.let_go();
+        }
+        if let Some(driver) = &mut self.driver {
+            let joined = driver.await;
+            self.driver = None;
+            match joined {
+                Ok(driven) => self.driven = Some(driven?),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Err(Error::io("waiting for the pipeline", io::Error::other(e))),
+            }
+        }
+        let Some(driven) = &self.driven else {
+            return Err(Error::InvalidInput(
+                "the pipeline's wait failed before; its result is gone".into(),
+            ));
+        };
+        if matches!(driven.ended, Ended::Cancelled) {
+            return Err(Error::Cancelled {
+                program: self.head.clone(),
+            });
+        }
+        let inactive = matches!(driven.ended, Ended::Inactive);
+        let timed_out = inactive || matches!(driven.ended, Ended::TimedOut);
+        let mut outs = Vec::with_capacity(self.procs.len());
+        for (p, &running) in self.procs.iter_mut().zip(&driven.running) {
+            let status = p.wait_status().await?;
+            let outcome = if timed_out && running {
+                Outcome::TimedOut
+            } else {
+                outcome_of(status)
+            };
+            let mut out = p.finish(outcome).await;
+            out.inactivity_timed_out = inactive && running;
+            let out = p.check_input(out)?;
+            outs.push(p.check_limit(out)?);
+        }
+        // Cut short is what our SIGKILL ended: a stage that exited on its
+        // own just before the kill landed keeps its own failure.
+        let killed = Outcome::Signalled(Signal::Kill.as_raw());
+        let cut: Vec<bool> = self
+            .cut
+            .iter()
+            .zip(&outs)
+            .map(|(c, o)| c.load(Ordering::Relaxed) && o.outcome() == killed)
+            .collect();
+        let mut out = fold(outs, &self.checked, &cut, self.began.elapsed());
+        out.killed_after_grace = driven.killed_after_grace;
+        out.inactivity_timed_out = inactive;
+        let mut kept = out.clone_meta();
+        kept.stages = out.stages.iter().map(Output::clone_meta).collect();
+        self.finished = Some(kept);
+        Ok(out)
+    }
+
+    fn tail(&mut self) -> &mut RunningProcess {
+        self.procs.last_mut().expect("a pipeline has a stage")
+    }
+
+    /// Whether the chain has ended (the driver is done: every stage has
+    /// exited and the group is closed, or it failed).
+    fn over(&self) -> bool {
+        self.driver.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// `op` while the chain runs; a failure because it just ended is none.
+    fn unless_over(&self, op: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.over() {
+            return Ok(());
+        }
+        match op() {
+            Err(_) if self.over() => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Drop for RunningPipe {
+    /// Kills every stage and all they spawned (unless the chain has ended
+    /// already); the group is closed once the driver is gone.
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            if !driver.is_finished() {
+                driver.abort();
+                let _ = self.group.kill();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RunningPipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningPipe")
+            .field("stages", &self.procs)
+            .field("mechanism", &self.group.mechanism())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the chain to its end in the background: waits for the stages
+/// within the chain's bounds (cutting what feeds a failed stage), then
+/// ends the group as the way it ended says.
+async fn drive(
+    group: Arc<Group>,
+    stages: Vec<StageWait>,
+    cut: Arc<[AtomicBool]>,
+    stopped: Arc<AtomicBool>,
+    plan: Plan,
+) -> Result<Driven> {
+    let bounds = Bounds {
+        timeout: plan.timeout,
+        inactivity: plan.inactivity,
+        cancel: plan.tokens.iter().collect(),
+        limit: plan.limit.clone(),
+    };
+    let ended = bounds.wait(cut_on_failure(&stages, &cut, &stopped)).await?;
+    let running: Vec<bool> = stages
+        .iter()
+        .map(|s| !matches!(s.child.try_status(), Ok(Some(_))))
+        .collect();
+    let head = stages.first().map(|s| s.pid);
+    let name = &plan.name;
+    if let Ended::Cancelled = ended {
+        crate::log::cancelled(name, head);
+        let (signal, grace) = plan.cancel;
+        if end_group(&group, true, signal, grace).await? {
+            crate::log::killed_after_grace(name, head.unwrap_or(0));
+        }
+        return Ok(Driven {
+            ended,
+            running,
+            killed_after_grace: false,
+        });
+    }
+    match ended {
+        Ended::TimedOut => crate::log::timed_out(name, head.unwrap_or(0), plan.timeout),
+        Ended::Inactive => crate::log::timed_out(name, head.unwrap_or(0), plan.inactivity),
+        _ => {}
+    }
+    let timed_out = matches!(ended, Ended::TimedOut | Ended::Inactive);
+    let killed_after_grace = end_group(&group, timed_out, plan.timeout_signal, plan.grace).await?;
+    Ok(Driven {
+        ended,
+        running,
+        killed_after_grace,
+    })
+}
+
+/// Waits for every stage. When a stage whose failure fails the chain
+/// fails, the stages before it still running are killed and marked in
+/// `cut`: their consumer is gone, so they could only block or die of
+/// SIGPIPE. The stages after it run on to the end of their input. Once the
+/// caller has ended the chain (`stopped`), nothing is cut.
+async fn cut_on_failure(
+    stages: &[StageWait],
+    cut: &[AtomicBool],
+    stopped: &AtomicBool,
+) -> Result<()> {
+    let mut waits: Vec<_> = stages
+        .iter()
+        .map(|s| Some(Box::pin(s.child.wait())))
+        .collect();
+    for _ in 0..stages.len() {
+        let (i, status) = first_of(&mut waits).await;
+        let status = status.map_err(|e| Error::io(format!("{}: wait", stages[i].program), e))?;
+        let failed = outcome_of(status) != Outcome::Exited(0)
+            && stages[i].checked
+            && !cut[i].load(Ordering::Relaxed)
+            && !stopped.load(Ordering::Relaxed);
+        if !failed {
+            continue;
+        }
+        for (j, s) in stages.iter().enumerate().take(i) {
+            // Not one that has exited already, if not yet seen to.
+            let exited = matches!(s.child.try_status(), Ok(Some(_)));
+            if waits[j].is_some() && !exited && !cut[j].swap(true, Ordering::Relaxed) {
+                s.child
+                    .signal(Signal::Kill.as_raw())
+                    .map_err(|e| Error::io(format!("{}: kill", s.program), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pipefail fold. A stage the chain's end cut short (`cut`: killed
+/// because another stage failed) is never blamed. The last stage's stdout
+/// moves into the fold (its stage record keeps none), so a big output is
+/// held once.
+pub(crate) fn fold(
+    mut stages: Vec<Output>,
+    checked: &[bool],
+    cut: &[bool],
+    duration: Duration,
+) -> Output {
+    let last = stages.len() - 1;
+    let blame = stages
+        .iter()
+        .zip(checked)
+        .zip(cut)
+        .position(|((o, checked), cut)| !o.success() && *checked && !cut)
+        .unwrap_or(last);
+    let stdout = std::mem::take(&mut stages[last].stdout);
+    let b = &stages[blame];
+    let l = &stages[last];
+    Output {
+        program: b.program.clone(),
+        outcome: b.outcome,
+        stdout,
+        stderr: b.stderr.clone(),
+        duration,
+        mechanism: b.mechanism,
+        pid: b.pid,
+        stdout_seen: l.stdout_seen,
+        stderr_seen: b.stderr_seen,
+        cpu_time: stages.iter().map(|s| s.cpu_time).sum(),
+        peak_memory: stages.iter().map(|s| s.peak_memory).max().flatten(),
+        oom_killed: stages.iter().any(|s| s.oom_killed),
+        killed_after_grace: false,
+        inactivity_timed_out: false,
+        secret_output: false,
+        stages,
+    }
+}
