@@ -113,10 +113,14 @@ impl Container {
         let cgroup = || -> Result<(Cgroup, Option<guard::Ticket>), String> {
             let h = host::cgroup_host().as_ref().map_err(Clone::clone)?;
             guard::sweep_stale_once(&h.parent_dir);
-            Cgroup::create(&h.parent_dir, h.has_kill, name)
+            // The guard (started here for the first group) learns of a new
+            // directory before it is made: see `Cgroup::create`.
+            let g = if want_guard { guard::get().ok() } else { None };
+            Cgroup::create(&h.parent_dir, h.has_kill, name, g)
                 .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
-        // A spare directory comes with its guard registration (`kept`).
+        // A spare or new directory comes with its guard registration
+        // (`kept`).
         #[cfg(target_os = "linux")]
         let (kind, fallback, kept) = match choice {
             MechanismChoice::ProcessGroup => (Self::pgroup(false), None, None),
@@ -167,8 +171,9 @@ impl Container {
             match (guard::get(), &kind) {
                 (Err(why), _) => GuardLink::Unavailable(why),
                 (Ok(_), Kind::Pgroup { .. }) => GuardLink::Pending,
-                // A spare's registration covers the directory; v1 cap
-                // directories would need one of their own.
+                // The registration made with the directory (or kept by a
+                // spare) covers it; v1 cap directories need one of their
+                // own, made before the old one is released below.
                 #[cfg(target_os = "linux")]
                 (Ok(g), Kind::Cgroup(_)) if kept.is_some() && applied.v1.is_empty() => {
                     let ticket = kept.take().expect("checked");

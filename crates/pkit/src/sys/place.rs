@@ -178,7 +178,7 @@ impl Container {
                 .map_err(SpawnError::Os)?;
                 let mut fds = join;
                 fds.push(procs.as_raw_fd());
-                let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None)?;
+                let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None, None)?;
                 let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
                 Ok((child, leaf.map(ProcTree::Leaf)))
             }
@@ -188,35 +188,43 @@ impl Container {
                 portable: false,
             } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
-                let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
+                let pgid = leader.as_ref().map_or(0, |l| l.pid());
                 pty_session_check(spec, leader.as_deref())?;
-                let (pid, pidfd) = match spawn::spawn_joining(spec, &[], Some(pgid)) {
-                    // The group's process group is gone: this process
-                    // ignores SIGCHLD, so the kernel reaped the leader when
-                    // it exited (no zombie held the group), and no member is
-                    // left in this session (EPERM). The group had no process
-                    // any more: the new child leads a new one.
-                    Err(SpawnError::Step(ChildStep::ProcessGroup, e))
-                        if pgid != 0
-                            && e.raw_os_error() == Some(libc::EPERM)
-                            && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
-                    {
-                        let new = spawn::spawn_joining(spec, &[], Some(0))?;
-                        *leader = None;
-                        pgid = 0;
-                        self.release_leader_registration();
-                        new
-                    }
-                    other => other?,
+                let joined = match pgid {
+                    0 => None,
+                    _ => match spawn::spawn_joining(spec, &[], Some(pgid), None) {
+                        // The group's process group is gone: this process
+                        // ignores SIGCHLD, so the kernel reaped the leader
+                        // when it exited (no zombie held the group), and no
+                        // member is left in this session (EPERM). The group
+                        // had no process any more: the new child leads a
+                        // new one.
+                        Err(SpawnError::Step(ChildStep::ProcessGroup, e))
+                            if e.raw_os_error() == Some(libc::EPERM)
+                                && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
+                        {
+                            *leader = None;
+                            self.release_leader_registration();
+                            None
+                        }
+                        other => Some(other?),
+                    },
                 };
-                let handle = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
-                if leader.is_none() {
-                    *leader = Some(handle.clone());
-                    self.register_leader(&handle);
-                }
+                let (handle, pgid) = match joined {
+                    Some((pid, pidfd)) => {
+                        let child = ChildHandle::Pidfd(PidfdChild::new(pid, pidfd));
+                        (Arc::new(child), pgid)
+                    }
+                    None => {
+                        let handle = self.spawn_leader(spec)?;
+                        *leader = Some(handle.clone());
+                        let pgid = handle.pid();
+                        (handle, pgid)
+                    }
+                };
                 let tree = own_tree.then(|| ProcTree::Pgroup {
                     root: handle.clone(),
-                    pgid: if pgid == 0 { pid } else { pgid },
+                    pgid,
                 });
                 Ok((handle, tree))
             }
@@ -253,6 +261,53 @@ impl Container {
                 Ok((handle, tree))
             }
         }
+    }
+
+    /// Spawns a new process group's leader. The group's registration with
+    /// the owner-death guard is booked first and sent by the leader itself
+    /// before it execs (see `guard::LeaderRegistration`): an owner killed
+    /// at any point of the start leaves nothing running.
+    #[cfg(target_os = "linux")]
+    fn spawn_leader(&self, spec: &SpawnSpec) -> Result<Arc<ChildHandle>, SpawnError> {
+        let pending = matches!(*self.guard_link(), GuardLink::Pending);
+        let g = pending.then(guard::get).and_then(Result::ok);
+        // A refusal here (a failed guard, a full table) is met again by
+        // `register_leader` below, which reports it.
+        let reg = g.and_then(|g| g.prepare_leader().ok());
+        let (pid, pidfd) = match spawn::spawn_joining(spec, &[], Some(0), reg.as_ref()) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                if let (Some(g), Some(reg)) = (g, reg) {
+                    g.abandon_leader(reg);
+                }
+                return Err(e);
+            }
+        };
+        let handle = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
+        match (g, reg, handle.pidfd()) {
+            (Some(g), Some(reg), Some(fd)) => {
+                let mut link = self.guard_link();
+                if matches!(*link, GuardLink::Pending) {
+                    *link = match g.complete_leader(reg, fd, pid) {
+                        Ok(t) => GuardLink::On(t),
+                        Err(why) => {
+                            tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");
+                            GuardLink::Unavailable(why)
+                        }
+                    };
+                } else {
+                    drop(link);
+                    g.abandon_leader(reg);
+                }
+            }
+            (g, reg, _) => {
+                if let (Some(g), Some(reg)) = (g, reg) {
+                    g.abandon_leader(reg);
+                }
+                self.register_leader(&handle);
+            }
+        }
+        Ok(handle)
     }
 
     /// Drops the guard's registration of a leader that is gone (its group

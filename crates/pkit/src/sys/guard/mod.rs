@@ -102,10 +102,25 @@
 //! round in those microseconds; [`GuardStatus::process_groups`] says which
 //! of the two methods is in use.
 //!
-//! A pgroup group registers right after its first child (the leader) is
-//! spawned; an owner killed in the microseconds between the two leaves that
-//! one group unguarded. A cgroup group registers before anything is placed
-//! in it.
+//! # No window at creation
+//!
+//! A group is registered before anything of it exists, so an owner
+//! SIGKILLed at any moment leaves nothing behind:
+//!
+//! - A cgroup is registered by its path before its `mkdir` (the guard's
+//!   teardown skips a path that was never made), and the guard itself is
+//!   started before the first one.
+//! - A process group's registration is booked before its leader is
+//!   spawned, and sent by the leader itself: the vfork-style child, once it
+//!   leads its process group and before it `exec`s, opens a pidfd for
+//!   itself and sends it ([`LeaderRegistration`]). The leader holds a copy
+//!   of the owner's end of the socket until its `exec`, so the guard can't
+//!   see the owner's death before that message. Where the leader can't send
+//!   it (a forked leader, for `pre_exec` hooks, shares no memory to report
+//!   the outcome in; a full socket), the owner sends it right after the
+//!   spawn, leaving an owner killed in between that one group unguarded,
+//!   as does the portable backend (`posix_spawn` runs no code of ours in
+//!   the child).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -127,6 +142,7 @@ mod sweep;
 mod tests;
 mod walk;
 
+pub(crate) use owner::LeaderRegistration;
 use start::{hung_up, recv_reply, remove_msg, wait_writable};
 pub(crate) use sweep::sweep_stale_once;
 

@@ -258,3 +258,123 @@ impl Guard {
         }
     }
 }
+
+/// A process group's registration made before its leader exists: booked
+/// here, then sent by the leader itself between its `setpgid` and its
+/// `execve` (see [`LeaderRegistration::send_from_leader`]), so the guard
+/// holds the group before any program of it runs. An owner SIGKILLed at
+/// any point leaves nothing: the leader (a vfork-style child) holds a copy
+/// of the owner's end of the socket until it execs, so the guard can't see
+/// the owner's death before the leader has sent it, or has died.
+pub(crate) struct LeaderRegistration {
+    id: u64,
+    sock: RawFd,
+    msg: Msg,
+    /// -1: not sent by the leader (a forked leader, which shares no memory
+    /// with us, or a leader that failed before); 0: sent; else the errno.
+    sent: std::sync::atomic::AtomicI32,
+}
+
+impl Guard {
+    /// Books a registration for a process group whose leader is about to
+    /// be spawned.
+    pub(crate) fn prepare_leader(&self) -> Result<LeaderRegistration, String> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        self.book(id, "process group (starting)".into(), 1)?;
+        let mut msg = Msg::EMPTY;
+        msg.op = OP_PGROUP;
+        msg.id = id;
+        Ok(LeaderRegistration {
+            id,
+            sock: self.sock.as_raw_fd(),
+            msg,
+            sent: std::sync::atomic::AtomicI32::new(-1),
+        })
+    }
+
+    /// After the leader started: its ticket. If the leader could not send
+    /// the registration itself, it is sent from here (a short window, as
+    /// before the leader sent it: see `send_from_leader`).
+    pub(crate) fn complete_leader(
+        &self,
+        reg: LeaderRegistration,
+        leader: BorrowedFd<'_>,
+        pgid: i32,
+    ) -> Result<Ticket, String> {
+        if let Some(entry) = self.lock().live.get_mut(&reg.id) {
+            entry.what = format!("process group {pgid}");
+        }
+        if reg.sent.load(Ordering::Acquire) == 0 {
+            return Ok(Ticket(reg.id));
+        }
+        let mut m = reg.msg;
+        m.pgid = pgid;
+        if let Err(e) = self.deliver(&[m], Some(leader)) {
+            self.unbook(reg.id);
+            return Err(e);
+        }
+        Ok(Ticket(reg.id))
+    }
+
+    /// The leader's spawn failed: drops the registration, which the leader
+    /// may have sent before it failed.
+    pub(crate) fn abandon_leader(&self, reg: LeaderRegistration) {
+        if reg.sent.load(Ordering::Acquire) == 0 {
+            self.unregister(Ticket(reg.id));
+        } else {
+            self.unbook(reg.id);
+        }
+    }
+}
+
+impl LeaderRegistration {
+    /// Sends the registration from the leader: its own pidfd and its pid
+    /// (its process group's id, as it leads the group by now), without
+    /// blocking. The outcome goes to `sent`; a failure is left to
+    /// [`Guard::complete_leader`].
+    ///
+    /// # Safety
+    /// Only in a vfork-style child (sharing the parent's memory, which keeps
+    /// `self` alive) after it became its process group's leader, before
+    /// `execve`: raw system calls on memory prepared before the clone, no
+    /// allocation, no lock.
+    pub(crate) unsafe fn send_from_leader(&self) {
+        let pid = libc::syscall(libc::SYS_getpid) as i32;
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0u32) as RawFd;
+        if fd < 0 {
+            self.sent
+                .store(*libc::__errno_location(), Ordering::Release);
+            return;
+        }
+        let mut msg = self.msg;
+        msg.pgid = pid;
+        let mut iov = libc::iovec {
+            iov_base: (&mut msg as *mut Msg).cast(),
+            iov_len: size_of::<Msg>(),
+        };
+        let mut control = [0u64; 4];
+        let mut mh: libc::msghdr = MaybeUninit::zeroed().assume_init();
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control.as_mut_ptr().cast();
+        mh.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
+        let cm = libc::CMSG_FIRSTHDR(&mh);
+        (*cm).cmsg_level = libc::SOL_SOCKET;
+        (*cm).cmsg_type = libc::SCM_RIGHTS;
+        (*cm).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<RawFd>(), fd);
+        let result = loop {
+            let n = libc::sendmsg(self.sock, &mh, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+            if n == size_of::<Msg>() as isize {
+                break 0;
+            }
+            let errno = *libc::__errno_location();
+            if n < 0 && errno == libc::EINTR {
+                continue;
+            }
+            break if n < 0 { errno.max(1) } else { libc::EIO };
+        };
+        libc::close(fd);
+        self.sent.store(result, Ordering::Release);
+    }
+}

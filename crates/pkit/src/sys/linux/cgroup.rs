@@ -15,7 +15,7 @@ use rustix::fs::{Mode, OFlags};
 
 pub(crate) use super::events::{read_events, remove_dirs, wait_event_change, Events};
 use super::{reaper, subtree};
-use crate::sys::guard::Ticket;
+use crate::sys::guard::{Guard, Ticket};
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -43,10 +43,16 @@ impl Cgroup {
     /// with the owner-death guard's registration it kept (see
     /// [`cgroup_pool`](super::cgroup_pool)). A named one (`name`, already
     /// validated) is always new, and never pooled.
+    ///
+    /// With `guard`, a new directory is registered with it *before* the
+    /// `mkdir` (the guard ignores a registered path that was never made), so
+    /// an owner SIGKILLed at any point leaves no directory behind; the
+    /// registration comes back with the cgroup.
     pub(crate) fn create(
         parent: &Path,
         has_kill: bool,
         name: Option<&str>,
+        guard: Option<&Guard>,
     ) -> io::Result<(Cgroup, Option<Ticket>)> {
         let pooled = match name {
             None => super::cgroup_pool::take(parent),
@@ -70,12 +76,29 @@ impl Cgroup {
                 None => parent.join(format!("{NAME_PREFIX}{pid}-{seq}")),
                 Some(name) => parent.join(format!("{NAME_PREFIX}{pid}-{seq}-{name}")),
             };
-            crate::sys::fault::io_check(crate::sys::fault::Point::CgroupMkdir)?;
-            match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
+            // Registered first: a failed registration leaves the group
+            // unguarded, which the container reports (it tries again).
+            let ticket = guard.and_then(|g| g.register_cgroup(&path, has_kill, &[]).ok());
+            let forget = |ticket: Option<Ticket>| {
+                if let (Some(t), Some(g)) = (ticket, guard) {
+                    g.unregister(t);
+                }
+            };
+            let made =
+                crate::sys::fault::io_check(crate::sys::fault::Point::CgroupMkdir).and_then(|()| {
+                    rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)).map_err(io::Error::from)
+                });
+            match made {
                 Ok(()) => {}
                 // A directory of that name left by a dead owner with our pid.
-                Err(rustix::io::Errno::EXIST) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    forget(ticket);
+                    continue;
+                }
+                Err(e) => {
+                    forget(ticket);
+                    return Err(e);
+                }
             }
             let dir = match rustix::fs::open(
                 &path,
@@ -85,6 +108,7 @@ impl Cgroup {
                 Ok(fd) => fd,
                 Err(e) => {
                     let _ = rustix::fs::rmdir(&path);
+                    forget(ticket);
                     return Err(e.into());
                 }
             };
@@ -96,7 +120,7 @@ impl Cgroup {
                 killed: AtomicBool::new(false),
                 reusable: name.is_none(),
             };
-            return Ok((cg, None));
+            return Ok((cg, ticket));
         }
     }
 

@@ -7,6 +7,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use crate::sys::guard::LeaderRegistration;
 use crate::sys::ChildStep;
 use crate::sys::{ChildSetup, SpawnSpec};
 
@@ -29,6 +30,9 @@ pub(super) struct Plan<'a> {
     /// Forked children (no shared memory) report a failure here instead:
     /// the code as 4 bytes; the pipe closes at exec.
     report: RawFd,
+    /// A new process group's registration with the owner-death guard, sent
+    /// by the child once it leads the group (vfork-style children only).
+    leader: Option<&'a LeaderRegistration>,
 }
 
 impl<'a> Plan<'a> {
@@ -50,7 +54,14 @@ impl<'a> Plan<'a> {
                 .collect(),
             err: AtomicI32::new(0),
             report: -1,
+            leader: None,
         }
+    }
+
+    /// Makes a vfork-style child that leads a new process group send `reg`
+    /// to the owner-death guard before it execs.
+    pub(super) fn register_leader(&mut self, reg: Option<&'a LeaderRegistration>) {
+        self.leader = reg;
     }
 
     /// Makes a forked child report a failed step on `fd` (a pipe's write
@@ -139,6 +150,11 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::ProcessGroup));
         }
         _ => {}
+    }
+    // Leading its process group now: the guard learns of the group before
+    // anything of it runs (see `guard::LeaderRegistration`).
+    if let Some(reg) = plan.leader {
+        reg.send_from_leader();
     }
     // cgroups: "0" means the writing process itself. Joined while the
     // child still has the owner's credentials.

@@ -84,6 +84,7 @@ use super::prexec::{child_entry, Plan};
 use super::spawn_steps::{
     block_all_signals, finish_code, pidfds_supported, restore_signals, Stack, STACK_SIZE,
 };
+use crate::sys::guard::LeaderRegistration;
 
 /// `CLONE_INTO_CGROUP` as the u64 the clone3 ABI wants (libc's constant is
 /// a truncated `c_int` on some versions).
@@ -193,17 +194,23 @@ pub(crate) fn spawn_into_cgroup(
 
 /// Rung 2: a vfork-style child that joins the cgroups behind `join` (the
 /// v2 cgroup's `cgroup.procs` among them) itself before exec; or, with
-/// `pgid`, joins that process group (0: leads a new one).
+/// `pgid`, joins that process group (0: leads a new one, and sends
+/// `leader`, if given, to the owner-death guard once it does; a forked
+/// child, for `pre_exec` hooks, does not).
 pub(crate) fn spawn_joining(
     spec: &SpawnSpec,
     join: &[RawFd],
     pgid: Option<i32>,
+    leader: Option<&LeaderRegistration>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     if !spec.setup.pre_exec.is_empty() {
         return super::forked::spawn_forked(spec, join, pgid);
     }
     pidfds_supported()?;
-    let plan = Plan::new(spec, join, pgid);
+    let mut plan = Plan::new(spec, join, pgid);
+    if pgid == Some(0) {
+        plan.register_leader(leader);
+    }
     let mut stack = Stack::new();
     let mut pidfd: c_int = -1;
     let old_mask = block_all_signals();
@@ -292,24 +299,29 @@ mod tests {
     /// exec errno that would read as "program not found".
     #[test]
     fn a_failed_step_is_reported_as_that_step() {
-        match spawn_joining(&spec("/bin/true", Some("/nonexistent-pkit-dir")), &[], None) {
+        match spawn_joining(
+            &spec("/bin/true", Some("/nonexistent-pkit-dir")),
+            &[],
+            None,
+            None,
+        ) {
             Err(SpawnError::Chdir(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
             other => panic!("chdir: {other:?}"),
         }
         // A "cgroup.procs" that refuses the write (open read-only).
         let procs = std::fs::File::open("/dev/null").unwrap();
-        match spawn_joining(&spec("/bin/true", None), &[procs.as_raw_fd()], None) {
+        match spawn_joining(&spec("/bin/true", None), &[procs.as_raw_fd()], None, None) {
             Err(SpawnError::Step(step, e)) => {
                 assert_eq!(step, crate::sys::ChildStep::JoinCgroup, "{e}")
             }
             other => panic!("join: {other:?}"),
         }
-        match spawn_joining(&spec("/nonexistent-pkit-program", None), &[], None) {
+        match spawn_joining(&spec("/nonexistent-pkit-program", None), &[], None, None) {
             Err(SpawnError::Exec(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
             other => panic!("exec: {other:?}"),
         }
         // And a good spawn still works: the pid is reaped here.
-        let (pid, pidfd) = spawn_joining(&spec("/bin/true", None), &[], None).unwrap();
+        let (pid, pidfd) = spawn_joining(&spec("/bin/true", None), &[], None, None).unwrap();
         let child = super::super::child::PidfdChild::new(pid, pidfd);
         child.wait_blocking(None).unwrap();
     }
