@@ -284,6 +284,48 @@ async fn a_started_pipe_keeps_its_output_and_bounds_without_stream_lines() {
     suite.end().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_and_cancel_reach_every_stage_and_a_grandchild() {
+    let suite = begin("signal_and_cancel_reach_every_stage_and_a_grandchild").await;
+    for choice in mechanisms() {
+        // SIGTERM to the whole chain, the grandchild included.
+        let mut p = chain_with_grandchild(choice).start().unwrap();
+        let gc = grandchild_of(&mut p).await;
+        let _guard = KillOnDrop(vec![gc]);
+        let mut pids = p.pids();
+        pids.push(gc);
+        p.signal(pkit::Signal::Term).unwrap();
+        assert_gone(&pids, "the signalled chain and the grandchild").await;
+        let out = p.wait().await.unwrap();
+        // A stage still dying of SIGTERM when a later one's exit was seen
+        // may be cut (SIGKILL) too; the one blamed died of the signal.
+        assert_eq!(out.outcome(), Outcome::Signalled(15), "{choice}");
+        for s in out.stages() {
+            assert!(
+                [Outcome::Signalled(15), Outcome::Signalled(9)].contains(&s.outcome()),
+                "{choice}: {:?}",
+                s.outcome()
+            );
+        }
+
+        // A cancel token ends the chain and its grandchild with nobody
+        // waiting; wait then says it was cancelled.
+        let token = pkit::CancelToken::new();
+        let mut p = chain_with_grandchild(choice)
+            .cancel_token(&token)
+            .start()
+            .unwrap();
+        let gc = grandchild_of(&mut p).await;
+        let _guard = KillOnDrop(vec![gc]);
+        let mut pids = p.pids();
+        pids.push(gc);
+        token.cancel();
+        assert_gone(&pids, "the cancelled chain and the grandchild").await;
+        assert!(p.wait().await.unwrap_err().is_cancelled(), "{choice}");
+    }
+    suite.end().await;
+}
+
 #[test]
 fn the_blocking_form_from_a_plain_thread() {
     let rt = tokio::runtime::Builder::new_current_thread()
