@@ -364,8 +364,11 @@ impl Group {
     /// Ends the group gracefully: SIGTERM to every process in it, up to
     /// `grace` for them to exit, then SIGKILL to whatever is left; then the
     /// container is removed. The group can't start processes afterwards.
-    /// On Windows, which has no SIGTERM, the job is terminated at once (the
-    /// report counts every process as killed).
+    /// On Windows each started process's console group gets a
+    /// `CTRL_BREAK_EVENT` for SIGTERM (console programs only), then the
+    /// grace, then the job is terminated; where no break can be sent (no
+    /// console, GUI programs only, Wine) it is terminated at once, every
+    /// process counted as killed.
     ///
     /// Any `grace` is accepted: one too long for the clock
     /// (`Duration::MAX`) waits for the processes without bound.
@@ -384,8 +387,8 @@ impl Group {
         let began = Instant::now();
         let members = self.members()?;
         let scripted = self.scripted.count();
-        let signalled = members.len() + scripted;
-        let mut remaining = 0;
+        // Signalled and still there after the grace; killed unsignalled.
+        let (mut remaining, mut unasked) = (0, 0);
         if scripted > 0 {
             self.scripted.signal(signal.as_raw());
             let grace = grace.min(crate::timing::NO_DEADLINE);
@@ -401,17 +404,18 @@ impl Group {
                         .await
                         .map_err(|e| Error::io("waiting for the group", e))?;
                 }
-                // No such signal here (Windows has only Kill): straight to
-                // termination, every member counted as killed.
-                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => remaining += members.len(),
+                // No such signal here (Windows: no console for a break, or
+                // a signal it lacks): straight to termination, unsignalled.
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => unasked = members.len(),
                 Err(e) => return Err(Error::io("signalling the group", e)),
             }
         }
         self.close().await?;
+        let signalled = members.len() + scripted - unasked;
         let report = ShutdownReport {
             signalled,
             exited_in_grace: signalled.saturating_sub(remaining),
-            killed: remaining,
+            killed: remaining + unasked,
             elapsed: began.elapsed(),
         };
         log::shutdown(
@@ -462,8 +466,10 @@ impl Group {
     /// ever signalled); a process group gets `killpg`. Every member is
     /// tried; the first error is reported after. [`Signal::Kill`] is
     /// [`kill`](Self::kill): the group stays usable. On Windows (a Job
-    /// Object) only [`Signal::Kill`] exists; any other signal, and
-    /// [`suspend`](Self::suspend)/[`resume`](Self::resume), is
+    /// Object) [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
+    /// to each started process's console group (see [`shutdown`](Self::shutdown));
+    /// any other signal but [`Signal::Kill`], a break nobody can be sent,
+    /// and [`suspend`](Self::suspend)/[`resume`](Self::resume), are
     /// [`Error::Unsupported`].
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.scripted.signal(signal.as_raw());
@@ -474,7 +480,7 @@ impl Group {
 
     /// An OS error as [`Error::Io`], or as [`Error::Unsupported`] when the
     /// mechanism can't do `operation` at all (Windows has no signals but
-    /// Kill, and no suspend).
+    /// Kill and the console's break, and no suspend).
     fn refused(&self, operation: &'static str, context: String, e: std::io::Error) -> Error {
         if e.kind() == std::io::ErrorKind::Unsupported {
             return Error::Unsupported {

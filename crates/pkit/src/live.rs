@@ -40,8 +40,11 @@ impl RunningProcess {
     /// subtree within the group, as [`kill_tree`](Self::kill_tree) finds it
     /// (under process groups, descendants reached through living parents).
     /// The rest of the group is left alone. Use [`Group::signal`](crate::Group::signal)
-    /// for the whole group. On Windows only [`Signal::Kill`] exists; any
-    /// other is [`Error::Unsupported`].
+    /// for the whole group. On Windows [`Signal::Kill`] terminates the
+    /// subtree, [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
+    /// to the process's console process group (console programs only), and
+    /// any other signal, or a break that can't be delivered, is
+    /// [`Error::Unsupported`].
     pub fn signal(&self, signal: Signal) -> Result<()> {
         let sent = match crate::watch::tree(&self.watch) {
             Some(tree) => tree.signal(signal.as_raw()),
@@ -49,7 +52,7 @@ impl RunningProcess {
         };
         sent.map_err(|e| {
             if e.kind() == std::io::ErrorKind::Unsupported {
-                // Windows: no signal but Kill.
+                // Windows: no such signal, or no console for the break.
                 return Error::Unsupported {
                     operation: "signal",
                     mechanism: self.mechanism(),
@@ -64,7 +67,10 @@ impl RunningProcess {
     /// to exit, then SIGKILL to whatever is left. Returns whether SIGKILL
     /// was needed. The rest of the group runs on; the process still has to
     /// be collected with [`wait`](Self::wait) for its [`Output`]. On
-    /// Windows, which has no SIGTERM, the subtree is terminated at once.
+    /// Windows, which has no SIGTERM, the process's console group gets a
+    /// `CTRL_BREAK_EVENT` instead; where none can be delivered (see
+    /// [`Group::shutdown`](crate::Group::shutdown)) the subtree is
+    /// terminated at once.
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + grace;
         match crate::watch::tree(&self.watch) {
@@ -73,7 +79,7 @@ impl RunningProcess {
                 .await),
             None => {
                 let exited = match self.child.signal(Signal::Term.as_raw()) {
-                    // No SIGTERM to wait on (Windows): straight to the kill.
+                    // No break could be sent (Windows): straight to the kill.
                     Err(e) if e.kind() == std::io::ErrorKind::Unsupported => false,
                     _ => tokio::time::timeout_at(deadline, self.child.wait())
                         .await

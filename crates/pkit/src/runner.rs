@@ -126,7 +126,9 @@ pub(crate) async fn end_group(
     match timeout_plan(signal, grace) {
         Some((signal, grace)) if timed_out => {
             let report = group.shutdown_with(signal, grace).await?;
-            Ok(report.killed() > 0)
+            // Those that got the signal and outlived the grace (not those
+            // killed at once where the signal can't be sent: Windows).
+            Ok(report.signalled() > report.exited_in_grace())
         }
         _ => group.end_run().await.map(|()| false),
     }

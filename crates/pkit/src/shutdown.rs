@@ -12,7 +12,8 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// How many processes were sent SIGTERM.
+    /// How many processes were sent SIGTERM (on Windows: were in the job
+    /// when the CTRL_BREAKs were sent; none when no break could be sent).
     pub fn signalled(&self) -> usize {
         self.signalled
     }
@@ -22,7 +23,9 @@ impl ShutdownReport {
         self.exited_in_grace
     }
 
-    /// How many were still alive after the grace and were killed.
+    /// How many were still alive after the grace and were killed, plus
+    /// those killed at once because the signal could not be sent at all
+    /// (Windows without a console to send a break through).
     pub fn killed(&self) -> usize {
         self.killed
     }

@@ -25,6 +25,24 @@ fn helper() {
     let out = std::io::stdout();
     match role.as_str() {
         "sleep" => std::thread::sleep(Duration::from_secs(300)),
+        "graceful" | "stubborn" => {
+            // A console program that handles CTRL_BREAK: `graceful` says so
+            // and exits with 42, `stubborn` ignores it.
+            let handler = if role == "graceful" {
+                on_break_exit
+            } else {
+                on_break_ignore
+            };
+            // SAFETY: installs a handler routine that lives as long as the
+            // program (a plain function).
+            let ok = unsafe {
+                windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(handler), 1)
+            };
+            assert_ne!(ok, 0, "SetConsoleCtrlHandler failed");
+            writeln!(out.lock(), "READY").unwrap();
+            out.lock().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(300));
+        }
         "parent" => {
             // A grandchild of the test: this process's own child, started
             // with std (the job catches it all the same).
@@ -73,6 +91,49 @@ fn helper() {
         }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// The `graceful` helper's console control handler: says BREAK, exits 42.
+unsafe extern "system" fn on_break_exit(event: u32) -> windows_sys::core::BOOL {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "BREAK {event}");
+    let _ = out.flush();
+    std::process::exit(42);
+}
+
+/// The `stubborn` helper's handler: the event is handled, nothing done.
+unsafe extern "system" fn on_break_ignore(_event: u32) -> windows_sys::core::BOOL {
+    1
+}
+
+/// Why a CTRL_BREAK can't be delivered from this test process, if it
+/// can't: Wine 8 does not implement it (GenerateConsoleCtrlEvent fails for
+/// CTRL_BREAK_EVENT), and a process without a console has none to send.
+fn no_break_here() -> Option<&'static str> {
+    if under_wine() {
+        return Some("Wine 8 does not implement CTRL_BREAK_EVENT");
+    }
+    let mut ids = [0u32; 4];
+    // SAFETY: `ids` is writable for the count passed.
+    let n =
+        unsafe { windows_sys::Win32::System::Console::GetConsoleProcessList(ids.as_mut_ptr(), 4) };
+    (n == 0).then_some("this test process has no console")
+}
+
+/// Waits for the `READY` line of a `graceful` or `stubborn` helper (its
+/// handler is installed).
+async fn ready(p: &mut pkit::RunningProcess) {
+    let mut lines = p.lines();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await {
+            if line.text.contains("READY") {
+                return;
+            }
+        }
+        panic!("the helper ended before it was ready");
+    })
+    .await
+    .expect("the helper got ready in time");
 }
 
 /// The arguments that make this test binary run [`helper`] alone.
@@ -258,15 +319,107 @@ async fn the_owners_death_kills_the_tree() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_goes_straight_to_termination() {
+async fn shutdown_breaks_console_programs_then_terminates() {
     let group = Group::new().unwrap();
-    let mut p = group.start(&me("parent").stream_lines()).unwrap();
-    let grandchild = grandchild_of(&mut p).await;
-    let report = group.shutdown(Duration::from_secs(600)).await.unwrap();
-    assert!(report.killed() >= 2, "{report:?}");
-    // No grace was waited for: there is no SIGTERM to wait on.
-    assert!(report.elapsed() < Duration::from_secs(300), "{report:?}");
+    let mut graceful = group.start(&me("graceful").stream_lines()).unwrap();
+    ready(&mut graceful).await;
+    let mut parent = group.start(&me("parent").stream_lines()).unwrap();
+    let grandchild = grandchild_of(&mut parent).await;
+    let report = group.shutdown(Duration::from_secs(120)).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), graceful.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_gone(grandchild, "the grandchild");
+    match no_break_here() {
+        None => {
+            // Every process got the break and left in the grace: the
+            // handler's exit code, and the parent and its grandchild (one
+            // console group) by the default handler.
+            assert_eq!(report.killed(), 0, "{report:?}");
+            assert_eq!(report.exited_in_grace(), report.signalled(), "{report:?}");
+            assert_eq!(out.code(), Some(42), "{out:?}");
+        }
+        Some(why) => {
+            println!("no break delivered ({why}): checking the fallback, straight to termination");
+            assert!(report.killed() >= 3, "{report:?}");
+            // Not the grace: nothing was asked to stop, so none was given.
+            assert!(report.elapsed() < Duration::from_secs(100), "{report:?}");
+            assert_eq!(out.signal(), Some(9), "{out:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_ignores_the_break_is_terminated_after_the_grace() {
+    if let Some(why) = no_break_here() {
+        println!("skipped: {why}; the fallback is checked by shutdown_breaks_console_programs_then_terminates");
+        return;
+    }
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("stubborn").stream_lines()).unwrap();
+    ready(&mut p).await;
+    let grace = Duration::from_secs(2);
+    let report = group.shutdown(grace).await.unwrap();
+    assert_eq!(report.killed(), 1, "{report:?}");
+    assert!(report.elapsed() >= grace, "{report:?}");
+    let out = p.wait().await.unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_with_a_grace_sends_the_break_first() {
+    // Long enough for the helper to install its handler first.
+    let out = me("graceful")
+        .timeout(Duration::from_secs(8))
+        .grace(Duration::from_secs(120))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.timed_out(), "{out:?}");
+    assert!(out.stdout_str().contains("READY"), "{out:?}");
+    match no_break_here() {
+        None => {
+            assert!(!out.killed_after_grace(), "{out:?}");
+            assert!(out.stdout_str().contains("BREAK 1"), "{out:?}");
+            assert_eq!(out.code(), Some(42), "{out:?}");
+        }
+        Some(why) => {
+            println!("no break delivered ({why}): checking the fallback, straight to termination");
+            assert!(!out.killed_after_grace(), "{out:?}");
+            // Not the grace: nothing was asked to stop, so none was given.
+            assert!(out.duration() < Duration::from_secs(100), "{out:?}");
+            assert!(!out.stdout_str().contains("BREAK"), "{out:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_shutdown_breaks_its_own_tree_only() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("graceful").stream_lines()).unwrap();
+    ready(&mut p).await;
+    let other = group.start(&me("sleep")).unwrap();
+    let killed = p.shutdown(Duration::from_secs(120)).await.unwrap();
+    let out = p.wait().await.unwrap();
+    assert!(!killed, "{out:?}");
+    match no_break_here() {
+        None => assert_eq!(out.code(), Some(42), "{out:?}"),
+        Some(why) => {
+            println!("no break delivered ({why}): checking the fallback, straight to termination");
+            assert_eq!(out.signal(), Some(9), "{out:?}");
+        }
+    }
+    assert!(other.is_running(), "the rest of the group runs on");
+    let err = group.signal(Signal::Term);
+    match no_break_here() {
+        None => err.unwrap(),
+        Some(_) => assert_eq!(err.unwrap_err().kind(), ErrorKind::Unsupported),
+    }
+    let pid = other.pid();
+    drop(other);
+    drop(group);
+    assert_gone(pid, "the other process");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,9 +438,9 @@ async fn kill_is_terminate_and_reported_as_sigkill() {
 async fn other_signals_and_suspend_are_refused() {
     let group = Group::new().unwrap();
     let p = group.start(&me("sleep")).unwrap();
-    let err = group.signal(Signal::Term).unwrap_err();
+    let err = group.signal(Signal::Usr1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    let err = p.signal(Signal::Int).unwrap_err();
+    let err = p.signal(Signal::Hup).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     let err = group.suspend().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");

@@ -169,11 +169,20 @@ impl ChildHandle {
         }
     }
 
-    /// Sends `sig`: only SIGKILL exists on Windows (`TerminateProcess`).
+    /// Sends `sig`: SIGKILL is `TerminateProcess`; SIGTERM and SIGINT are a
+    /// CTRL_BREAK to the process's console group (see `ctrl.rs`: console
+    /// programs only); any other is refused.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        if super::ctrl::is_break(sig) {
+            return match self.try_status()? {
+                Some(_) => Ok(()),
+                None => super::ctrl::send_break([self.pid as u32]).map(drop),
+            };
+        }
         if sig != SIGKILL {
             return Err(unsupported(
-                "Windows has no signals: only Signal::Kill (TerminateProcess) can be sent",
+                "Windows has no such signal: only Signal::Kill (TerminateProcess), and \
+                 Signal::Term or Signal::Int (CTRL_BREAK to a console program), can be sent",
             ));
         }
         if self.try_status()?.is_some() {

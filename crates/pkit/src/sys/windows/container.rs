@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::super::host::MechanismChoice;
@@ -15,7 +15,7 @@ use super::super::{
 use super::child::ChildHandle;
 use super::job::{Job, JobCaps};
 use super::tree::ProcTree;
-use super::{spawn, unsupported};
+use super::{ctrl, spawn, unsupported};
 use crate::sys::signal::nums::SIGKILL;
 
 /// A group's OS container: one Job Object.
@@ -30,6 +30,11 @@ pub(crate) struct Container {
     /// marks the group closed (see the Unix backend).
     lifecycle: RwLock<()>,
     limits: Vec<LimitInfo>,
+    /// The children started in the job and not seen to exit, each the
+    /// leader of its own console process group: where a graceful stop
+    /// sends its CTRL_BREAKs. Held, not borrowed: a started process's
+    /// handle may be dropped while it runs, and its id must stay its own.
+    leaders: Mutex<Vec<Arc<ChildHandle>>>,
 }
 
 /// Why a container could not be created.
@@ -69,6 +74,7 @@ impl Container {
             finished: AtomicBool::new(false),
             lifecycle: RwLock::new(()),
             limits: info,
+            leaders: Mutex::new(Vec::new()),
         })
     }
 
@@ -100,14 +106,30 @@ impl Container {
         self.kill()
     }
 
-    /// Sends `sig` to every process: only SIGKILL exists on Windows.
+    /// Sends `sig` to the group: SIGKILL terminates the job; SIGTERM and
+    /// SIGINT are a CTRL_BREAK to each started child's console process
+    /// group (`Unsupported` when none can be sent one: see `ctrl.rs`);
+    /// any other signal is refused.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         if sig == SIGKILL {
             return self.kill_keep_usable();
         }
+        if ctrl::is_break(sig) {
+            // The handles stay held until the breaks are sent.
+            let leaders = self.live_leaders();
+            return ctrl::send_break(leaders.iter().map(|c| c.pid() as u32)).map(drop);
+        }
         Err(unsupported(
-            "Windows has no signals: only Signal::Kill (TerminateJobObject) can be sent to a job",
+            "Windows has no such signal: only Signal::Kill (TerminateJobObject), and \
+             Signal::Term or Signal::Int (CTRL_BREAK to console programs), can be sent to a job",
         ))
+    }
+
+    /// The started children still running (the list forgets the others).
+    fn live_leaders(&self) -> Vec<Arc<ChildHandle>> {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        leaders.retain(|c| matches!(c.try_status(), Ok(None)));
+        leaders.clone()
     }
 
     /// The live processes in the job.
@@ -147,6 +169,10 @@ impl Container {
         while self.job.accounting()?.active > 0 && Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
         }
+        self.leaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.finished.store(true, Ordering::Release);
         Ok(())
     }
@@ -190,7 +216,15 @@ impl Container {
         });
         let placed = placed.and_then(|done| spawn::resume(pid).map(|()| done));
         match placed {
-            Ok(done) => Ok(done),
+            Ok(done) => {
+                let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+                // Forget the ended ones now and then, so the list stays short.
+                if leaders.len() >= 64 && leaders.len().is_power_of_two() {
+                    leaders.retain(|c| matches!(c.try_status(), Ok(None)));
+                }
+                leaders.push(child.clone());
+                Ok(done)
+            }
             Err(e) => {
                 // Never left running outside the job, nor suspended forever.
                 let _ = child.signal(SIGKILL);

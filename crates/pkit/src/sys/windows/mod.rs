@@ -5,13 +5,19 @@
 //! assigned to the job, then resumed: nothing they run, and no process
 //! they start, is ever outside it.
 //!
+//! A graceful stop (`shutdown`, a timeout's grace, SIGTERM or SIGINT) is a
+//! `CTRL_BREAK_EVENT` to each started child's console process group, then
+//! the grace, then `TerminateJobObject`; where no break can be delivered
+//! (no console shared with the owner, GUI programs, Wine) it goes straight
+//! to termination (`ctrl.rs`).
+//!
 //! What Windows can't do is refused with a typed error, never skipped:
-//! signals other than [`Signal::Kill`](crate::Signal::Kill) (there are
-//! none; a graceful `stop`/`shutdown` goes straight to termination),
-//! suspend/resume, the Unix spawn options, and caps the job can't express.
+//! other signals, suspend/resume, the Unix spawn options, and caps the job
+//! can't express.
 
 mod child;
 mod container;
+mod ctrl;
 mod host;
 mod io;
 mod job;

@@ -5,16 +5,21 @@
 //! log.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::child::ChildHandle;
+use super::ctrl;
 use super::job::{Job, JobCaps};
 use crate::sys::signal::nums::SIGKILL;
+
+/// How often a nested job's process count is read during a grace.
+const POLL: Duration = Duration::from_millis(10);
 
 /// A started process's subtree.
 #[derive(Debug)]
 pub(crate) enum ProcTree {
-    /// Its own nested job.
-    Job(Job),
+    /// Its own nested job, and the process that leads its console group.
+    Job(Job, Arc<ChildHandle>),
     /// The process alone.
     Process(Arc<ChildHandle>),
 }
@@ -27,7 +32,7 @@ impl ProcTree {
             Ok(job)
         });
         match nested {
-            Ok(job) => ProcTree::Job(job),
+            Ok(job) => ProcTree::Job(job, child.clone()),
             Err(e) => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| {
@@ -42,20 +47,71 @@ impl ProcTree {
         }
     }
 
-    /// Ends the subtree. Windows has no signal to ask first: whatever
-    /// `first` says, it is terminated at once. Returns whether anything was
-    /// left for a kill after a signal (never: nothing was signalled).
-    pub(crate) async fn end(&self, _first: Option<(i32, Option<tokio::time::Instant>)>) -> bool {
-        self.kill();
-        false
+    /// A break to the console group of the tree's root, if it still runs.
+    fn send_break(&self) -> std::io::Result<()> {
+        let (ProcTree::Job(_, root) | ProcTree::Process(root)) = self;
+        match root.try_status()? {
+            Some(_) => Err(super::unsupported(
+                "the process has exited: no console group is left to send CTRL_BREAK to",
+            )),
+            None => ctrl::send_break([root.pid() as u32]).map(drop),
+        }
     }
 
-    /// Sends `sig` to the subtree: only SIGKILL exists here; anything else
-    /// is refused.
+    /// Whether every process of the subtree has exited.
+    fn empty(&self) -> bool {
+        match self {
+            ProcTree::Job(job, _) => job.accounting().map_or(true, |a| a.active == 0),
+            ProcTree::Process(root) => !matches!(root.try_status(), Ok(None)),
+        }
+    }
+
+    /// Ends the subtree: with `first = Some((sig, deadline))` and `sig` a
+    /// SIGTERM or SIGINT, a CTRL_BREAK goes to the process's console group
+    /// and the subtree gets until `deadline` (`None`: no deadline) to exit;
+    /// then whatever is left is terminated. Returns whether anything was
+    /// left for termination after a break. Where no break can be sent (see
+    /// `ctrl.rs`), or for any other signal, it is terminated at once and
+    /// `false` is returned (nothing was asked to stop first).
+    pub(crate) async fn end(&self, first: Option<(i32, Option<tokio::time::Instant>)>) -> bool {
+        let sent = match first {
+            Some((sig, deadline)) if ctrl::is_break(sig) => {
+                self.send_break().ok().map(|()| deadline)
+            }
+            _ => None,
+        };
+        let Some(deadline) = sent else {
+            self.kill();
+            return false;
+        };
+        let emptied = async {
+            while !self.empty() {
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        let late = match deadline {
+            Some(d) => tokio::time::timeout_at(d, emptied).await.is_err(),
+            None => {
+                emptied.await;
+                false
+            }
+        };
+        self.kill();
+        late
+    }
+
+    /// Sends `sig` to the subtree: SIGKILL terminates it; SIGTERM and
+    /// SIGINT are a CTRL_BREAK to the process's console group (which its
+    /// console descendants share unless they made their own); anything
+    /// else is refused.
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
+        if ctrl::is_break(sig) {
+            return self.send_break();
+        }
         if sig != SIGKILL {
             return Err(super::unsupported(
-                "Windows has no signals: only Signal::Kill (job termination) can be sent",
+                "Windows has no such signal: only Signal::Kill (job termination), and \
+                 Signal::Term or Signal::Int (CTRL_BREAK to a console program), can be sent",
             ));
         }
         self.kill();
@@ -65,7 +121,7 @@ impl ProcTree {
     /// Terminates every process of the subtree, now.
     pub(crate) fn kill(&self) {
         match self {
-            ProcTree::Job(job) => {
+            ProcTree::Job(job, _) => {
                 let _ = job.terminate();
             }
             ProcTree::Process(child) => {
