@@ -245,7 +245,8 @@ impl RunningPipe {
             return Ok(false);
         }
         match self.group.shutdown(grace).await {
-            Ok(report) => Ok(report.killed() > 0),
+            // Killed after the grace (not at once, unsignalled: Windows).
+            Ok(report) => Ok(report.signalled() > report.exited_in_grace()),
             Err(_) if self.over() => Ok(false),
             Err(e) => Err(e),
         }
