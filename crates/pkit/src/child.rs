@@ -86,6 +86,23 @@ impl Child {
         }
     }
 
+    /// The outcome [`RunningProcess::events`](crate::RunningProcess::events)
+    /// reports for an exit seen as `exited`, as it does for a real process:
+    /// a scripted process its command's timeout ended (or whose reply is
+    /// a timeout) shows `TimedOut`; one its cancel token ended shows the
+    /// signal that ended it. A real process's timeout is its watch's
+    /// business: `exited` as is.
+    pub(crate) fn event_outcome(&self, exited: Outcome) -> Outcome {
+        match self {
+            Child::Os(_) => exited,
+            #[cfg(feature = "testing")]
+            Child::Scripted(c) => match c.reported("", exited) {
+                Ok((outcome, _)) => outcome,
+                Err(_) => exited,
+            },
+        }
+    }
+
     /// The outcome to report for an exit seen as `exited`: a scripted
     /// process ended by its command's timeout reports `TimedOut` (and
     /// whether it was the inactivity timeout), one ended by its cancel

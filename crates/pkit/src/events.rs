@@ -13,7 +13,6 @@ use futures_core::Stream;
 use crate::output::Outcome;
 use crate::process::{outcome_of, RunningProcess};
 use crate::pump::{Line, Lines};
-use crate::sys::ExitStatus;
 use crate::watch::Verdict;
 
 /// How long the stream keeps reading lines after the process exited while
@@ -46,7 +45,7 @@ pub enum ProcessEvent {
     },
 }
 
-type ExitWait = Pin<Box<dyn Future<Output = io::Result<ExitStatus>> + Send>>;
+type ExitWait = Pin<Box<dyn Future<Output = io::Result<Outcome>> + Send>>;
 
 /// The stream of a started process's [`ProcessEvent`]s, from
 /// [`RunningProcess::events`]. It implements [`futures_core::Stream`];
@@ -98,7 +97,10 @@ impl RunningProcess {
             started: false,
             lines: self.lines(),
             lines_done: false,
-            exit: Box::pin(async move { child.wait().await }),
+            exit: Box::pin(async move {
+                let status = child.wait().await?;
+                Ok(child.event_outcome(outcome_of(status)))
+            }),
             exited: None,
             verdict: crate::watch::verdict(&self.watch),
             quiet: Box::pin(tokio::time::sleep(AFTER_EXIT_QUIET)),
@@ -125,7 +127,7 @@ impl Events {
             if let Poll::Ready(status) = self.exit.as_mut().poll(cx) {
                 let outcome = match status {
                     _ if self.verdict.as_ref().is_some_and(Verdict::timed_out) => Outcome::TimedOut,
-                    Ok(status) => outcome_of(status),
+                    Ok(outcome) => outcome,
                     // Waiting failed: the process can't be followed any
                     // further; say it ended as killed.
                     Err(_) => Outcome::Signalled(crate::sys::Signal::Kill.as_raw()),

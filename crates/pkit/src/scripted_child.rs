@@ -23,6 +23,23 @@ pub(crate) fn next_pid() -> u32 {
     NEXT_PID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Whether `sig`'s default action ends a process: not 0, SIGCHLD,
+/// SIGCONT, SIGURG, SIGWINCH or the stop signals.
+pub(crate) fn terminates(sig: i32) -> bool {
+    let harmless = [
+        0,
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGURG,
+        libc::SIGWINCH,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ];
+    !harmless.contains(&sig)
+}
+
 /// Why a scripted process ended other than by its script.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Cut {
@@ -67,18 +84,7 @@ impl ScriptedChild {
     /// A signal whose default action ends a process ends it; the others
     /// (0, SIGCHLD, SIGCONT, SIGURG, SIGWINCH, the stop signals) do nothing.
     pub(crate) fn signal(&self, sig: i32) {
-        let harmless = [
-            0,
-            libc::SIGCHLD,
-            libc::SIGCONT,
-            libc::SIGURG,
-            libc::SIGWINCH,
-            libc::SIGSTOP,
-            libc::SIGTSTP,
-            libc::SIGTTIN,
-            libc::SIGTTOU,
-        ];
-        if self.try_status().is_none() && !harmless.contains(&sig) {
+        if self.try_status().is_none() && terminates(sig) {
             self.kill.send_if_modified(|k| {
                 let first = k.is_none();
                 k.get_or_insert(sig);

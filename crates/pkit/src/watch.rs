@@ -134,7 +134,27 @@ pub(crate) fn attach(
 #[derive(Debug, Clone)]
 pub(crate) struct Verdict(Arc<Mutex<State>>);
 
+/// How a watch ended its process.
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ending {
+    /// By the timeout (`idle`: the inactivity timeout).
+    Timeout { idle: bool },
+    /// By the cancel token.
+    Cancel,
+}
+
 impl Verdict {
+    /// How the watch ended the process, if it did.
+    #[cfg(feature = "testing")]
+    pub(crate) fn ending(&self) -> Option<Ending> {
+        match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            State::TimedOut { idle, .. } => Some(Ending::Timeout { idle }),
+            State::Cancelled => Some(Ending::Cancel),
+            State::Armed | State::Disarmed => None,
+        }
+    }
+
     pub(crate) fn timed_out(&self) -> bool {
         matches!(
             *self.0.lock().unwrap_or_else(|e| e.into_inner()),

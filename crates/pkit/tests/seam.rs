@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::*;
 use pkit::testing::{DryRunRunner, RecordReplay, RecordingRunner, Reply, ScriptedRunner};
 use pkit::{
-    CancelToken, Command, ErrorKind, Group, NotReadyReason, Outcome, Pipe, Restart, StopReason,
-    StreamKind, Supervisor, SupervisorEvent,
+    CancelToken, Command, ErrorKind, Group, NotReadyReason, Outcome, Pipe, ProcessEvent, Restart,
+    Signal, StopReason, StreamKind, Supervisor, SupervisorEvent,
 };
 
 /// A server that logs on both streams, becomes ready, and runs on.
@@ -530,6 +530,467 @@ async fn a_started_pipe_starts_its_stages_through_their_runners() {
         assert_eq!(out.outcome(), Outcome::Exited(2), "{choice}");
         assert_eq!(out.program(), "check");
         assert_eq!(out.stderr_str(), "bad input\n");
+    }
+    suite.end().await;
+}
+
+/// How a started process's `events()` say it ended (or why it could not
+/// start).
+async fn exit_event(
+    group: &Group,
+    cmd: &Command,
+    cancel: Option<&CancelToken>,
+) -> Result<Outcome, ErrorKind> {
+    let mut p = group.start(cmd).map_err(|e| e.kind())?;
+    let mut events = p.events();
+    assert!(matches!(
+        events.next_event().await,
+        Some(ProcessEvent::Started { .. })
+    ));
+    if let Some(t) = cancel {
+        t.cancel();
+    }
+    let mut last = None;
+    while let Some(e) = tokio::time::timeout(DEADLINE, events.next_event())
+        .await
+        .expect("the events end")
+    {
+        last = Some(e);
+    }
+    match last {
+        Some(ProcessEvent::Exited { outcome, .. }) => Ok(outcome),
+        other => panic!("the last event is not the exit: {other:?}"),
+    }
+}
+
+/// Issue 14: `events()` reports each scripted reply's end as it reports a
+/// real process's — a timeout as `TimedOut` (it said `Signalled(9)`), a
+/// cancellation as the cancel signal — beside the real process doing the
+/// same, in each mechanism.
+#[tokio::test]
+async fn events_report_scripted_ends_as_real_ones() {
+    let suite = begin("events_report_scripted_ends_as_real_ones").await;
+    let short = Duration::from_millis(150);
+    let script = |reply: Reply| Command::new("tool").runner(scripted(&["tool"], reply));
+    for choice in mechanisms() {
+        let group = group(choice);
+        // (scripted, real, whether both are cancelled once started, expected)
+        let cases: Vec<(Command, Command, bool, Result<Outcome, ErrorKind>)> = vec![
+            (
+                script(Reply::ok("hi\n")),
+                sh(choice, "echo hi"),
+                false,
+                Ok(Outcome::Exited(0)),
+            ),
+            (
+                script(Reply::fail(3, "no\n")),
+                sh(choice, "echo no >&2; exit 3"),
+                false,
+                Ok(Outcome::Exited(3)),
+            ),
+            (
+                script(Reply::signalled(libc::SIGTERM)),
+                sh(choice, "kill -TERM $$"),
+                false,
+                Ok(Outcome::Signalled(libc::SIGTERM)),
+            ),
+            (
+                script(Reply::timed_out()),
+                cmd(choice, "sleep").arg("30").timeout(short),
+                false,
+                Ok(Outcome::TimedOut),
+            ),
+            (
+                script(Reply::pending()).timeout(short),
+                cmd(choice, "sleep").arg("30").timeout(short),
+                false,
+                Ok(Outcome::TimedOut),
+            ),
+            (
+                script(Reply::pending()).inactivity_timeout(short),
+                cmd(choice, "sleep").arg("30").inactivity_timeout(short),
+                false,
+                Ok(Outcome::TimedOut),
+            ),
+            (
+                script(Reply::pending()),
+                cmd(choice, "sleep").arg("30"),
+                true,
+                Ok(Outcome::Signalled(9)),
+            ),
+            (
+                script(Reply::pending()).cancel_signal(Signal::Int),
+                cmd(choice, "sleep").arg("30").cancel_signal(Signal::Int),
+                true,
+                Ok(Outcome::Signalled(libc::SIGINT)),
+            ),
+            (
+                script(Reply::err(pkit::Error::NotFound {
+                    program: "tool".into(),
+                    path_searched: true,
+                })),
+                cmd(choice, "pkit-no-such-program-14"),
+                false,
+                Err(ErrorKind::NotFound),
+            ),
+        ];
+        for (scripted, real, cancelled, want) in cases {
+            for (what, c) in [("scripted", scripted), ("real", real)] {
+                let token = CancelToken::new();
+                let c = if cancelled { c.cancel_token(&token) } else { c };
+                let got = exit_event(&group, &c, cancelled.then_some(&token)).await;
+                assert_eq!(got, want, "{choice}: {what} {c:?}");
+            }
+        }
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+/// What a started run left: its outcome, captured stdout and stderr, its
+/// lines (with `stream_lines`), its raw stdout (with `Stdio::Raw`).
+#[derive(Debug, PartialEq)]
+struct Seen {
+    outcome: Outcome,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    lines: Vec<(StreamKind, String)>,
+    raw: Option<Vec<u8>>,
+}
+
+async fn seen(group: &Group, cmd: &Command) -> Result<Seen, ErrorKind> {
+    use tokio::io::AsyncReadExt;
+    let mut p = group.start(cmd).map_err(|e| e.kind())?;
+    let raw = match p.take_stdout() {
+        Some(mut r) => {
+            let mut bytes = Vec::new();
+            r.read_to_end(&mut bytes).await.unwrap();
+            Some(bytes)
+        }
+        None => None,
+    };
+    let mut stream = p.lines();
+    let mut lines = Vec::new();
+    while let Some(l) = tokio::time::timeout(DEADLINE, stream.next_line())
+        .await
+        .expect("lines end")
+    {
+        lines.push((l.stream, l.text));
+    }
+    let out = p.wait().await.map_err(|e| e.kind())?;
+    Ok(Seen {
+        outcome: out.outcome(),
+        stdout: out.stdout().to_vec(),
+        stderr: out.stderr().to_vec(),
+        lines,
+        raw,
+    })
+}
+
+/// Issue 14: a started script's output goes where the command sends it,
+/// as a real process's does (it was written to the pump or dropped,
+/// whatever the command said): files (truncated, appended), stderr merged
+/// into stdout in order, `/dev/null`, a raw pipe handed over, a pty's
+/// terminal; a missing stdin file fails the start alike. Each case is
+/// compared with a real process writing the same.
+#[tokio::test]
+async fn scripted_start_output_goes_where_the_command_says() {
+    use pkit::{FileMode, Stdio};
+    let suite = begin("scripted_start_output_goes_where_the_command_says").await;
+    let reply = Reply::ok("out1\n").stderr("err1\n").stdout("out2\n");
+    let script = "printf 'out1\\n'; printf 'err1\\n' >&2; printf 'out2\\n'";
+    for choice in mechanisms() {
+        let group = group(choice);
+        let real = || sh(choice, script);
+        let fake = || Command::new("tool").runner(scripted(&["tool"], reply.clone()));
+        let files = |tag: &str| {
+            let (out, err) = (
+                TempPath::new(&format!("{tag}-out")),
+                TempPath::new(&format!("{tag}-err")),
+            );
+            std::fs::write(err.path(), "old\n").unwrap();
+            (out, err)
+        };
+        let into_files = |c: Command, out: &TempPath, err: &TempPath| {
+            c.stdout_file(out.path(), FileMode::Truncate)
+                .stderr_file(err.path(), FileMode::Append)
+        };
+        let (real_out, real_err) = files("real");
+        let (fake_out, fake_err) = files("fake");
+        let want = seen(&group, &into_files(real(), &real_out, &real_err)).await;
+        let got = seen(&group, &into_files(fake(), &fake_out, &fake_err)).await;
+        assert_eq!(got, want, "{choice}: files");
+        let read = |p: &TempPath| std::fs::read_to_string(p.path()).unwrap();
+        assert_eq!(
+            (read(&fake_out), read(&fake_err)),
+            ("out1\nout2\n".into(), "old\nerr1\n".into())
+        );
+        assert_eq!(
+            (read(&fake_out), read(&fake_err)),
+            (read(&real_out), read(&real_err))
+        );
+
+        type Set = fn(Command) -> Command;
+        let cases: Vec<(&str, Set)> = vec![
+            ("merged, in order", |c| c.merge_stderr().stream_lines()),
+            ("null", |c| c.stdout(Stdio::Null).stderr(Stdio::Null)),
+            ("raw stdout", |c| c.stdout(Stdio::Raw)),
+            ("missing stdin file", |c| {
+                c.stdin_file("/nonexistent/pkit-14")
+            }),
+            ("pty", |c| c.pty(24, 80).stream_lines()),
+        ];
+        for (what, set) in cases {
+            // Each in a fresh group: a pty session must lead its process
+            // group under the process-group mechanism.
+            let want = seen(&common::group(choice), &set(real())).await;
+            if what == "pty" && want.is_err() && choice == pkit::MechanismChoice::Portable {
+                skipped(
+                    "scripted pty compared with a real one",
+                    "no pty session on the portable backend",
+                );
+                continue;
+            }
+            let got = seen(&common::group(choice), &set(fake())).await;
+            assert_eq!(got, want, "{choice}: {what}");
+        }
+        // Across two streams a real process's order is the readers' race;
+        // a script's is kept (each write waits for the other stream's
+        // reader to take the one before).
+        for _ in 0..20 {
+            let got = seen(&group, &fake().stream_lines()).await.unwrap();
+            let want = [
+                (StreamKind::Stdout, "out1"),
+                (StreamKind::Stderr, "err1"),
+                (StreamKind::Stdout, "out2"),
+            ];
+            assert_eq!(got.lines, want.map(|(k, t)| (k, t.to_string())), "{choice}");
+        }
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+/// Issue 14: `Stdio::Inherit` writes a started script's output to the
+/// test process's own stdout and stderr, as a real child's goes there.
+/// Run in a fresh copy of this test binary, whose streams are read here.
+#[tokio::test]
+async fn scripted_start_inherited_output_reaches_our_own_streams() {
+    if std::env::var_os("PKIT_SEAM_INHERIT_CHILD").is_some() {
+        let cmd = Command::new("tool")
+            .stdout(pkit::Stdio::Inherit)
+            .stderr(pkit::Stdio::Inherit)
+            .runner(scripted(
+                &["tool"],
+                Reply::ok("to-our-stdout-14\n").stderr("to-our-stderr-14\n"),
+            ));
+        let out = Group::new()
+            .unwrap()
+            .start(&cmd)
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert!(out.success() && out.stdout().is_empty() && out.stderr().is_empty());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "scripted_start_inherited_output_reaches_our_own_streams",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env("PKIT_SEAM_INHERIT_CHILD", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("to-our-stdout-14\n"), "{stdout}");
+    assert!(stderr.contains("to-our-stderr-14\n"), "{stderr}");
+    assert!(!stdout.contains("to-our-stderr-14"), "{stdout}");
+}
+
+/// The lines of a started process, to their end.
+async fn all_lines(p: &mut pkit::RunningProcess) -> Vec<(StreamKind, String)> {
+    let mut stream = p.lines();
+    let mut lines = Vec::new();
+    while let Some(l) = tokio::time::timeout(DEADLINE, stream.next_line())
+        .await
+        .expect("lines end")
+    {
+        lines.push((l.stream, l.text));
+    }
+    lines
+}
+
+/// A blocking tee into a shared buffer.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 14: a recording cassette records started runs — both streams as
+/// read, in order, and the outcome once ended (a timeout as one, a
+/// cancellation not at all) — and replays them through the line pump:
+/// the same lines in the same order from `lines()`, `wait_for_line` and
+/// `events()`, the same outcome, and the whole streams for a verb. The
+/// command's own tee still gets the output while it is recorded; a
+/// verbs-only cassette stays format 1.
+#[tokio::test]
+async fn recorded_started_runs_replay_their_lines() {
+    let suite = begin("recorded_started_runs_replay_their_lines").await;
+    let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; printf 'three\\nfour'; \
+                  sleep 0.2; echo five >&2; exit 3";
+    let slow = "echo before; sleep 30";
+    for choice in mechanisms() {
+        let cassette = TempPath::new("started-cassette.json");
+        let rec = Arc::new(RecordReplay::record(
+            cassette.path(),
+            Arc::new(pkit::SystemRunner::default()),
+        ));
+        let group = group(choice);
+        let tee = Shared::default();
+        let cmd = sh(choice, script)
+            .stream_lines()
+            .stdout_tee_blocking(tee.clone())
+            .runner(rec.clone());
+        let mut p = group.start(&cmd).unwrap();
+        let recorded = all_lines(&mut p).await;
+        assert_eq!(p.wait().await.unwrap().outcome(), Outcome::Exited(3));
+        let on = |want: StreamKind| -> Vec<String> {
+            (recorded.iter())
+                .filter(|(k, _)| *k == want)
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
+        assert_eq!(on(StreamKind::Stdout), ["one", "three", "four"], "{choice}");
+        assert_eq!(on(StreamKind::Stderr), ["two", "five"], "{choice}");
+        assert_eq!(
+            *tee.0.lock().unwrap(),
+            b"one\nthree\nfour",
+            "{choice}: the tee"
+        );
+        // Timed out: recorded as such. Cancelled: not recorded.
+        let mut p = group
+            .start(
+                &sh(choice, slow)
+                    .timeout(Duration::from_millis(300))
+                    .runner(rec.clone()),
+            )
+            .unwrap();
+        assert_eq!(p.wait().await.unwrap().outcome(), Outcome::TimedOut);
+        let token = CancelToken::new();
+        let mut p = group
+            .start(
+                &sh(choice, "sleep 30")
+                    .cancel_token(&token)
+                    .runner(rec.clone()),
+            )
+            .unwrap();
+        token.cancel();
+        assert_eq!(p.wait().await.unwrap_err().kind(), ErrorKind::Cancelled);
+        assert_eq!(rec.len(), 2, "{choice}");
+        rec.save().unwrap();
+        group.close().await.unwrap();
+        let text = std::fs::read_to_string(cassette.path()).unwrap();
+        assert!(text.contains("\"format\": 2"), "{text}");
+        assert!(text.contains("\"output\""), "{text}");
+
+        // Replayed, with no process: the recorded lines, in order.
+        let rep = Arc::new(RecordReplay::replay(cassette.path()).unwrap());
+        let replayed = || sh(choice, script).stream_lines().runner(rep.clone());
+        let group = Group::new().unwrap();
+        let mut p = group.start(&replayed()).unwrap();
+        assert_eq!(all_lines(&mut p).await, recorded, "{choice}");
+        assert_eq!(p.wait().await.unwrap().outcome(), Outcome::Exited(3));
+        let mut p = group.start(&replayed()).unwrap();
+        let five = p
+            .wait_for_line(|l| l.text == "five", DEADLINE)
+            .await
+            .unwrap();
+        assert_eq!(five.stream, StreamKind::Stderr);
+        let mut p = group.start(&replayed()).unwrap();
+        let mut events = p.events();
+        let mut lines = Vec::new();
+        let mut exit = None;
+        while let Some(e) = events.next_event().await {
+            match e {
+                ProcessEvent::Line(l) => lines.push((l.stream, l.text)),
+                ProcessEvent::Exited { outcome, .. } => exit = Some(outcome),
+                _ => {}
+            }
+        }
+        assert_eq!((lines, exit), (recorded.clone(), Some(Outcome::Exited(3))));
+        // A verb gets each stream whole.
+        let out = sh(choice, script)
+            .runner(rep.clone())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_str(), "one\nthree\nfour");
+        assert_eq!(out.stderr_str(), "two\nfive\n");
+        assert_eq!(out.outcome(), Outcome::Exited(3));
+        // The timed-out run replays as timed out, events included.
+        let timed = || {
+            sh(choice, slow)
+                .timeout(Duration::from_millis(300))
+                .stream_lines()
+                .runner(rep.clone())
+        };
+        let mut p = group.start(&timed()).unwrap();
+        assert_eq!(
+            all_lines(&mut p).await,
+            [(StreamKind::Stdout, "before".to_string())]
+        );
+        assert_eq!(p.wait().await.unwrap().outcome(), Outcome::TimedOut);
+        let mut p = group.start(&timed()).unwrap();
+        let mut events = p.events();
+        let mut last = None;
+        while let Some(e) = events.next_event().await {
+            last = Some(e);
+        }
+        assert!(matches!(
+            last,
+            Some(ProcessEvent::Exited {
+                outcome: Outcome::TimedOut,
+                ..
+            })
+        ));
+        // The cancelled run was not recorded.
+        let err = group
+            .start(&sh(choice, "sleep 30").runner(rep.clone()))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CassetteMiss);
+        group.close().await.unwrap();
+
+        // Through verbs only: format 1, as older pkit reads.
+        let verbs = TempPath::new("verbs-cassette.json");
+        let rec = Arc::new(RecordReplay::record(
+            verbs.path(),
+            Arc::new(pkit::SystemRunner::default()),
+        ));
+        sh(choice, "echo hi")
+            .runner(rec.clone())
+            .output()
+            .await
+            .unwrap();
+        rec.save().unwrap();
+        let text = std::fs::read_to_string(verbs.path()).unwrap();
+        assert!(
+            text.contains("\"format\": 1") && !text.contains("\"output\""),
+            "{text}"
+        );
     }
     suite.end().await;
 }

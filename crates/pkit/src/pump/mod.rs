@@ -45,6 +45,28 @@ pub(crate) type LineCallback = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) enum Tee {
     Async(Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>),
     Blocking(Arc<Mutex<Box<dyn io::Write + Send>>>),
+    /// Records every chunk (a cassette recording a started run, feature
+    /// `testing`), then hands it on to the command's own tee, if any.
+    #[cfg(feature = "testing")]
+    Recorded(RecordChunk, Box<Option<Tee>>),
+}
+
+/// Takes one chunk of a stream's bytes, as read.
+#[cfg(feature = "testing")]
+pub(crate) type RecordChunk = Arc<dyn Fn(StreamKind, &[u8]) + Send + Sync>;
+
+/// The tee written after a recording one (the tee itself otherwise).
+#[cfg(feature = "testing")]
+fn own_tee(tee: &mut Option<Tee>) -> &mut Option<Tee> {
+    match tee {
+        Some(Tee::Recorded(_, next)) => next,
+        other => other,
+    }
+}
+
+#[cfg(not(feature = "testing"))]
+fn own_tee(tee: &mut Option<Tee>) -> &mut Option<Tee> {
+    tee
 }
 
 impl fmt::Debug for Tee {
@@ -52,6 +74,8 @@ impl fmt::Debug for Tee {
         f.write_str(match self {
             Tee::Async(_) => "Tee::Async",
             Tee::Blocking(_) => "Tee::Blocking",
+            #[cfg(feature = "testing")]
+            Tee::Recorded(..) => "Tee::Recorded",
         })
     }
 }
@@ -461,7 +485,7 @@ impl Sinks {
                 p.publish(self.kind, line, &[]);
             }
         }
-        if let Some(Tee::Async(w)) = &self.tee {
+        if let Some(Tee::Async(w)) = own_tee(&mut self.tee) {
             let _ = w.lock().await.flush().await;
         }
         self.capture
@@ -499,6 +523,11 @@ async fn mirror(
     limit: &LimitFlag,
     bytes: &[u8],
 ) {
+    #[cfg(feature = "testing")]
+    if let Some(Tee::Recorded(record, _)) = tee {
+        record(kind, bytes);
+    }
+    let tee = own_tee(tee);
     if let Some(t) = tee {
         if let Err(e) = write_tee(t, bytes).await {
             tracing::warn!(target: "pkit", stream = %kind, error = %e, "tee write failed; tee disabled");
@@ -516,6 +545,9 @@ async fn write_tee(tee: &Tee, bytes: &[u8]) -> io::Result<()> {
     match tee {
         Tee::Async(w) => w.lock().await.write_all(bytes).await,
         Tee::Blocking(w) => w.lock().unwrap_or_else(|e| e.into_inner()).write_all(bytes),
+        // Unwrapped by `own_tee` before writing.
+        #[cfg(feature = "testing")]
+        Tee::Recorded(..) => Ok(()),
     }
 }
 

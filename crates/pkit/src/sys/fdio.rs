@@ -231,6 +231,13 @@ pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
     Ok(ChildIo::Fd(above_stdio(fd)?))
 }
 
+/// How many bytes wait unread in the pipe `fd` is an end of (feature
+/// `testing`: a scripted process keeps its two streams' order).
+#[cfg(feature = "testing")]
+pub(crate) fn pipe_unread(fd: impl AsFd) -> io::Result<u64> {
+    rustix::io::ioctl_fionread(fd).map_err(io::Error::from)
+}
+
 /// A pipe between two pipeline stages: (read end, write end), both
 /// close-on-exec and above the stdio fds, ready to be a child's stdin and
 /// another child's stdout.

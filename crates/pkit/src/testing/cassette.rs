@@ -2,9 +2,8 @@
 //! no subprocess.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,63 +17,15 @@ use crate::launch::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
 
-/// The cassette format this pkit writes and the newest it reads.
-const FORMAT: u64 = 1;
+use super::runs::{Blob, RecordedOutcome, Run};
+use super::tape::{self, Recording};
 
-/// Bytes as JSON: a string when they are UTF-8, else an array of numbers,
-/// so every byte round-trips.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
-enum Blob {
-    Text(String),
-    Bytes(Vec<u8>),
-}
-
-impl Blob {
-    fn of(bytes: &[u8]) -> Blob {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Blob::Text(s.to_string()),
-            Err(_) => Blob::Bytes(bytes.to_vec()),
-        }
-    }
-
-    fn os(s: &OsStr) -> Blob {
-        Blob::of(s.as_bytes())
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        match self {
-            Blob::Text(s) => s.into_bytes(),
-            Blob::Bytes(b) => b,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RecordedOutcome {
-    Exited(i32),
-    Signalled(i32),
-    TimedOut,
-}
-
-/// One completed run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Run {
-    program: Blob,
-    args: Vec<Blob>,
-    cwd: Option<Blob>,
-    /// Names only: values are never written.
-    env_names: Vec<Blob>,
-    outcome: RecordedOutcome,
-    /// A timeout by `inactivity_timeout` (written only when true).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    inactivity_timed_out: bool,
-    stdout: Blob,
-    stderr: Blob,
-    stdout_total_bytes: u64,
-    stderr_total_bytes: u64,
-}
+/// The newest cassette format this pkit reads, and the one it writes when
+/// the cassette holds a started run (see [`RecordReplay`]).
+const FORMAT: u64 = 2;
+/// The format written when every run came through a verb: what pkit
+/// before format 2 reads.
+const FORMAT_VERBS_ONLY: u64 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Cassette {
@@ -97,13 +48,29 @@ fn key_of_run(run: &Run) -> Key {
     (run.program.clone(), run.args.clone(), run.cwd.clone())
 }
 
+/// A run in the cassette, or a started run still being recorded.
+enum Entry {
+    Run(Run),
+    Started(Recording),
+}
+
+impl Entry {
+    fn run(&self) -> Option<&Run> {
+        match self {
+            Entry::Run(run) => Some(run),
+            Entry::Started(_) => None,
+        }
+    }
+}
+
 enum Mode {
     Record(Arc<dyn Runner>),
     Replay,
 }
 
 struct State {
-    runs: Vec<Run>,
+    /// In capture order (a started run: its start).
+    runs: Vec<Entry>,
     /// For replay: how many times each command was answered.
     answered: HashMap<Key, usize>,
 }
@@ -118,6 +85,28 @@ struct State {
 /// - Only runs that completed with an [`Output`] are recorded: non-zero
 ///   exits, signals and timeouts are; spawn failures, a missing program
 ///   and cancellations are not.
+/// - Started runs ([`Group::start`](crate::Group::start),
+///   [`Command::start`], [`Pipe`](crate::Pipe) stages, a
+///   [`Supervisor`](crate::Supervisor)'s runs) are recorded too: their
+///   stdout and stderr as the pump reads them — both streams, in the order
+///   they came — and, once the process has ended, its outcome (a run its
+///   timeout ended as timed out; one its cancel token ended is not
+///   recorded). Call [`save`](Self::save) after waiting for them: a run
+///   still going is left out, and output read after the save is not in
+///   the file. What pkit does not read is not recorded: a
+///   [`Stdio::Raw`](crate::Stdio::Raw) stream, a stream sent to a file or
+///   to `/dev/null`, a pipeline stage's stdout (the next stage reads it;
+///   replay plays each stage's own recorded output). The whole output of
+///   a recorded started run is kept in memory until the cassette is
+///   dropped.
+/// - Replaying a started run plays it as a live process through the same
+///   line pump as a real child: its recorded pieces in their order (so
+///   [`lines`](crate::RunningProcess::lines),
+///   [`wait_for_line`](crate::RunningProcess::wait_for_line), callbacks
+///   and [`events`](crate::RunningProcess::events) see the same lines, in
+///   the same order), then its outcome, at once. A run recorded through a
+///   verb plays its stdout, then its stderr. A started run's recording
+///   answers a verb too (its whole stdout and stderr).
 /// - A command not in the cassette is an
 ///   [`Error::CassetteMiss`] (not a not-found) and spawns nothing.
 /// - A replayed `Output` has the recorded outcome, stdout and stderr (byte
@@ -127,6 +116,17 @@ struct State {
 ///   in the same directory renamed into place; a cassette path that is a
 ///   symbolic link is refused. It has a format version: a cassette from a
 ///   newer pkit, or a corrupt one, is a clear error.
+///
+/// **Format.** A JSON object: `"format"` and `"runs"`, each run with
+/// `program`, `args`, `cwd`, `env_names`, `outcome` (`{"exited": 0}`,
+/// `{"signalled": 9}` or `"timed_out"`), `inactivity_timed_out` (only
+/// when true), `stdout`, `stderr` (a string when UTF-8, else an array of
+/// bytes), `stdout_total_bytes` and `stderr_total_bytes`. Format 2 adds,
+/// for a started run, `output`: its pieces in order, each
+/// `{"stdout": ...}` or `{"stderr": ...}` (`stdout` and `stderr` still
+/// hold each stream whole). A cassette is written as format 2 only when
+/// it holds a started run, and as format 1 otherwise (which older pkit
+/// reads); format 1 cassettes load as before.
 ///
 /// **Secrets.** The cassette stores the environment's variable *names*
 /// only, never their values; but it stores the program, arguments,
@@ -162,6 +162,32 @@ pub struct RecordReplay {
     state: Mutex<State>,
 }
 
+impl State {
+    /// Turns the started runs that have ended into runs (dropping the
+    /// cancelled ones).
+    fn settle(&mut self) {
+        self.runs.retain_mut(|entry| {
+            let Entry::Started(rec) = entry else {
+                return true;
+            };
+            match rec.settle() {
+                None => true,
+                Some(None) => false,
+                Some(Some(run)) => {
+                    *entry = Entry::Run(run);
+                    true
+                }
+            }
+        });
+    }
+
+    /// The completed runs.
+    fn runs(&mut self) -> Vec<Run> {
+        self.settle();
+        self.runs.iter().filter_map(Entry::run).cloned().collect()
+    }
+}
+
 impl RecordReplay {
     /// Runs every command with `inner` and records each completed run, to
     /// be written to `path` by [`save`](Self::save).
@@ -195,7 +221,7 @@ impl RecordReplay {
             path: path.to_path_buf(),
             mode: Mode::Replay,
             state: Mutex::new(State {
-                runs,
+                runs: runs.into_iter().map(Entry::Run).collect(),
                 answered: HashMap::new(),
             }),
         })
@@ -206,9 +232,11 @@ impl RecordReplay {
     /// temporary file in the same directory renamed into place. A path
     /// that is a symbolic link is refused.
     pub fn save(&self) -> Result<()> {
+        let runs = self.state().runs();
+        let started = runs.iter().any(|r| !r.output.is_empty());
         let cassette = Cassette {
-            format: FORMAT,
-            runs: self.state().runs.clone(),
+            format: if started { FORMAT } else { FORMAT_VERBS_ONLY },
+            runs,
         };
         let mut json = serde_json::to_vec_pretty(&cassette)
             .map_err(|e| Error::io("saving the cassette", io::Error::other(e)))?;
@@ -216,9 +244,10 @@ impl RecordReplay {
         write_private(&self.path, &json).map_err(|e| Error::io("saving the cassette", e))
     }
 
-    /// How many runs the cassette holds.
+    /// How many runs the cassette holds (a started run counts once it
+    /// has ended).
     pub fn len(&self) -> usize {
-        self.state().runs.len()
+        self.state().runs().len()
     }
 
     /// Whether the cassette holds no run.
@@ -232,32 +261,37 @@ impl RecordReplay {
 
     async fn record_one(&self, inner: &dyn Runner, cmd: &Command) -> Result<Output> {
         let out = inner.output(cmd).await?;
-        let (program, args, cwd) = key_of(cmd);
-        let outcome = match out.outcome() {
-            Outcome::Exited(c) => RecordedOutcome::Exited(c),
-            Outcome::Signalled(s) => RecordedOutcome::Signalled(s),
-            Outcome::TimedOut => RecordedOutcome::TimedOut,
-        };
-        let run = Run {
-            program,
-            args,
-            cwd,
-            env_names: (cmd.env.iter())
-                .filter(|(_, v)| v.is_some())
-                .map(|(k, _)| Blob::os(k))
-                .collect(),
-            outcome,
-            inactivity_timed_out: out.inactivity_timed_out(),
-            stdout: Blob::of(out.stdout()),
-            stderr: Blob::of(out.stderr()),
-            stdout_total_bytes: out.stdout_total_bytes(),
-            stderr_total_bytes: out.stderr_total_bytes(),
-        };
-        self.state().runs.push(run);
+        let mut run = run_of(cmd);
+        run.outcome = RecordedOutcome::of(out.outcome());
+        run.inactivity_timed_out = out.inactivity_timed_out();
+        run.stdout = Blob::of(out.stdout());
+        run.stderr = Blob::of(out.stderr());
+        run.stdout_total_bytes = out.stdout_total_bytes();
+        run.stderr_total_bytes = out.stderr_total_bytes();
+        self.state().runs.push(Entry::Run(run));
         Ok(out)
     }
 
+    /// Starts `cmd` with `inner`, recording its output as it is read.
+    fn record_start(
+        &self,
+        inner: &dyn Runner,
+        cmd: &Command,
+        launch: Launch<'_>,
+    ) -> Result<RunningProcess> {
+        let (recorded, log) = tape::recorded(cmd);
+        let proc = inner.start(&recorded, launch)?;
+        let rec = Recording::new(run_of(cmd), log, &proc);
+        self.state().runs.push(Entry::Started(rec));
+        Ok(proc)
+    }
+
     fn replay_one(&self, cmd: &Command) -> Result<Output> {
+        self.replay_run(cmd).map(|(_, out)| out)
+    }
+
+    /// The recorded run answering `cmd`, and its `Output`.
+    fn replay_run(&self, cmd: &Command) -> Result<(Run, Output)> {
         if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
             return Err(Error::Cancelled {
                 program: cmd.display_name(),
@@ -266,7 +300,7 @@ impl RecordReplay {
         let key = key_of(cmd);
         let mut state = self.state();
         let matching: Vec<usize> = (state.runs.iter().enumerate())
-            .filter(|(_, r)| key_of_run(r) == key)
+            .filter(|(_, r)| r.run().is_some_and(|r| key_of_run(r) == key))
             .map(|(i, _)| i)
             .collect();
         let Some(&last) = matching.last() else {
@@ -279,21 +313,24 @@ impl RecordReplay {
         let seen = state.answered.entry(key).or_insert(0);
         let at = matching.get(*seen).copied().unwrap_or(last);
         *seen += 1;
-        let run = state.runs[at].clone();
+        let Some(run) = state.runs[at].run().cloned() else {
+            unreachable!("only runs match");
+        };
         drop(state);
         let outcome = match run.outcome {
             RecordedOutcome::Exited(c) => Outcome::Exited(c),
             RecordedOutcome::Signalled(s) => Outcome::Signalled(s),
             RecordedOutcome::TimedOut => Outcome::TimedOut,
         };
-        Ok(Output::builder(cmd.display_name())
+        let out = Output::builder(cmd.display_name())
             .outcome(outcome)
             .inactivity_timed_out(run.inactivity_timed_out)
-            .stdout(run.stdout.into_bytes())
-            .stderr(run.stderr.into_bytes())
+            .stdout(run.stdout.clone().into_bytes())
+            .stderr(run.stderr.clone().into_bytes())
             .stdout_total_bytes(run.stdout_total_bytes)
             .stderr_total_bytes(run.stderr_total_bytes)
-            .build())
+            .build();
+        Ok((run, out))
     }
 }
 
@@ -307,16 +344,21 @@ impl Runner for RecordReplay {
         })
     }
 
-    /// Recording: hands a started run on to the inner runner, unrecorded
-    /// (a started process's output is not kept whole: the cassette records
-    /// runs through the verbs). Replaying: plays the recorded run of the
-    /// same command as a live process (its stdout, then its stderr, then
-    /// its outcome; see [`Reply`](super::Reply)); an unrecorded command is
-    /// an [`Error::CassetteMiss`], and nothing is spawned.
+    /// Recording: starts the run with the inner runner and records its
+    /// output as it is read (both streams, in order) and, once it has
+    /// ended, its outcome. Replaying: plays the recorded run of the same
+    /// command as a live process through the line pump (a started run's
+    /// output in its recorded order; a verb's stdout, then its stderr),
+    /// then its outcome, at once (see [`Reply`](super::Reply)); an
+    /// unrecorded command is an [`Error::CassetteMiss`], and nothing is
+    /// spawned.
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
         match &self.mode {
-            Mode::Record(inner) => inner.start(cmd, launch),
-            Mode::Replay => super::Reply::output(self.replay_one(cmd)?).start(cmd, launch),
+            Mode::Record(inner) => self.record_start(inner.as_ref(), cmd, launch),
+            Mode::Replay => {
+                let (run, out) = self.replay_run(cmd)?;
+                tape::script(&run, out).start(cmd, launch)
+            }
         }
     }
 }
@@ -332,6 +374,28 @@ impl std::fmt::Debug for RecordReplay {
             .field("mode", &mode)
             .field("runs", &self.len())
             .finish()
+    }
+}
+
+/// `cmd`'s run as recorded before it runs: program, arguments, working
+/// directory, the names of its variables; no outcome or output yet.
+fn run_of(cmd: &Command) -> Run {
+    let (program, args, cwd) = key_of(cmd);
+    Run {
+        program,
+        args,
+        cwd,
+        env_names: (cmd.env.iter())
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| Blob::os(k))
+            .collect(),
+        outcome: RecordedOutcome::Exited(0),
+        inactivity_timed_out: false,
+        stdout: Blob::Text(String::new()),
+        stderr: Blob::Text(String::new()),
+        stdout_total_bytes: 0,
+        stderr_total_bytes: 0,
+        output: Vec::new(),
     }
 }
 
@@ -425,7 +489,7 @@ pub(crate) mod fuzzing {
             path: "fuzz.cassette.json".into(),
             mode: Mode::Replay,
             state: std::sync::Mutex::new(State {
-                runs: runs.clone(),
+                runs: runs.iter().cloned().map(super::Entry::Run).collect(),
                 answered: Default::default(),
             }),
         };

@@ -89,8 +89,10 @@ mod cassette;
 mod copy_error;
 mod recording;
 mod reply;
+mod runs;
 mod scripted;
 mod started;
+mod tape;
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use cassette::fuzzing as cassette_fuzzing;

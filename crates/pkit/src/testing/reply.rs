@@ -44,6 +44,27 @@ use super::started::{Chunk, End, Script};
 /// for it); a write to a consumer that went away ends it as `SIGPIPE`
 /// would.
 ///
+/// Where a started script's output goes follows the command, as for a
+/// real process: a piped stream (the default) goes through a pipe into
+/// the pump, a [`Stdio::Raw`](crate::Stdio::Raw) one through a pipe handed
+/// over by [`take_stdout`](RunningProcess::take_stdout); a
+/// [`stdout_file`](Command::stdout_file) or
+/// [`stderr_file`](Command::stderr_file) gets the bytes written into the
+/// file (opened — created, truncated or appended — as for a real start);
+/// under [`merge_stderr`](Command::merge_stderr) the stderr writes go
+/// where stdout goes, in order; [`Stdio::Inherit`](crate::Stdio::Inherit)
+/// writes them to the test process's own stdout or stderr;
+/// [`Stdio::Null`](crate::Stdio::Null) discards them; a
+/// [`pty`](Command::pty) session writes them to its terminal (which turns
+/// `\n` into `\r\n`, as for a real program; its rules on what else can be
+/// set apply), and leaves its stdin to the terminal. The order of the
+/// writes across stdout and stderr is kept: a write waits until the other
+/// stream's reader has taken what it was given. Stdin bytes, a stdin
+/// reader or a piped stdin are read to their end and discarded; a
+/// [`stdin_file`](Command::stdin_file) is opened (a missing one fails the
+/// start, as for a real one) and not read; an inherited stdin is not read
+/// (the test's own stdin is never taken).
+///
 /// A reply can be given any number of times: each run plays its own copy
 /// ([`sequence`](Self::sequence) gives different runs different replies).
 ///

@@ -6,6 +6,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
@@ -35,6 +37,97 @@ fn output_pipe(program: &str) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     let (w, r) = sys::child_io(IoRequest::Pipe, false)
         .map_err(|e| Error::io(format!("{program}: setting up stdio"), e))?;
     Ok((fd_of(w), r))
+}
+
+/// Where a scripted process's stdout or stderr goes.
+enum Sink {
+    /// A pipe: to the pump, or to the next stage of a pipeline.
+    Pipe(pipe::Sender),
+    /// A file, a terminal, or the test's own stream: written on the
+    /// blocking pool (never made non-blocking, as it may be shared).
+    File(Arc<std::fs::File>),
+    /// Stderr under `merge_stderr`: wherever stdout goes, in order.
+    SameAsStdout,
+}
+
+impl Sink {
+    fn pipe(fd: OwnedFd) -> std::io::Result<Sink> {
+        pipe::Sender::from_owned_fd(fd).map(Sink::Pipe)
+    }
+
+    async fn write_all(&mut self, bytes: &Arc<[u8]>) -> std::io::Result<()> {
+        match self {
+            Sink::Pipe(tx) => tx.write_all(bytes).await,
+            Sink::File(file) => {
+                let (file, bytes) = (file.clone(), bytes.clone());
+                tokio::task::spawn_blocking(move || (&*file).write_all(&bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+            Sink::SameAsStdout => Ok(()),
+        }
+    }
+}
+
+/// Waits until what was written to `tx` has been read (for at most a
+/// second: a reader held back by a full line stream keeps its order
+/// anyway), then lets the reader deliver it.
+async fn read_by_now(tx: &pipe::Sender) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while sys::pipe_unread(tx).is_ok_and(|n| n > 0) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::task::yield_now().await;
+}
+
+/// Where the command sends `kind`: a file of its (`stdout_file`,
+/// `stderr_file`; opened as for a real start), stdout (`merge_stderr`), a
+/// pipe to the pump (`Piped`, `Raw`; with our read end), the test's own
+/// stream (`Inherit`), or nowhere (`Null`).
+fn output_end(
+    cmd: &Command,
+    kind: StreamKind,
+    program: &str,
+) -> Result<(Option<Sink>, Option<OwnedFd>)> {
+    let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
+    match cmd.spawn.output_file(kind, program)? {
+        Some(ChildIo::SameAsStdout) => return Ok((Some(Sink::SameAsStdout), None)),
+        Some(io) => return Ok((fd_of(io).map(|fd| Sink::File(Arc::new(fd.into()))), None)),
+        None => {}
+    }
+    let stdio = match kind {
+        StreamKind::Stdout => cmd.stdout,
+        StreamKind::Stderr => cmd.stderr,
+    };
+    match stdio {
+        Stdio::Piped | Stdio::Raw => {
+            let (w, r) = output_pipe(program)?;
+            Ok((w.map(Sink::pipe).transpose().map_err(io_err)?, r))
+        }
+        Stdio::Inherit => {
+            use std::os::fd::AsFd;
+            let own = match kind {
+                StreamKind::Stdout => std::io::stdout().as_fd().try_clone_to_owned(),
+                StreamKind::Stderr => std::io::stderr().as_fd().try_clone_to_owned(),
+            };
+            Ok((
+                Some(Sink::File(Arc::new(own.map_err(io_err)?.into()))),
+                None,
+            ))
+        }
+        Stdio::Null => Ok((None, None)),
+    }
+}
+
+/// The signal that ends a scripted process on a timeout or a cancel
+/// token with this signal and grace: the first signal of the real plan,
+/// or SIGKILL (for SIGKILL at once, and for a signal that would not end a
+/// process, which the real plan follows with SIGKILL after the grace).
+fn ending_signal(signal: Option<Signal>, grace: Option<Duration>) -> i32 {
+    crate::timing::timeout_plan(signal, grace)
+        .map(|(s, _)| s.as_raw())
+        .filter(|s| crate::scripted_child::terminates(*s))
+        .unwrap_or(Signal::Kill.as_raw())
 }
 
 /// What a scripted process does.
@@ -84,11 +177,18 @@ impl Script {
             raw_output,
         } = opts;
         let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
+        let in_pipe = stdin_over.is_some() || stdout_over.is_some();
+        // A pty session: its terminal is its stdio, checked as for a real
+        // start; the script writes to it, and its stdin is left to the
+        // terminal (held open, not read).
+        let pty = crate::pty::open_for(cmd, &program, in_pipe)?;
         // Stdin: what it would read (drained and discarded), and our end.
         let mut reader = None;
-        let (stdin_child, stdin_parent) = match stdin_over {
-            Some(io) => (fd_of(io), None),
-            None => match &cmd.stdin {
+        let mut held = None;
+        let (stdin_child, stdin_parent) = match (stdin_over, &pty) {
+            (Some(io), _) => (fd_of(io), None),
+            (None, Some(_)) => (None, None),
+            (None, None) => match &cmd.stdin {
                 Input::Bytes(_) | Input::Piped | Input::Reader(_) => {
                     if let Input::Reader(shared) = &cmd.stdin {
                         reader = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -101,18 +201,34 @@ impl Script {
                     let (r, w) = sys::child_io(IoRequest::Pipe, true).map_err(io_err)?;
                     (fd_of(r), w)
                 }
-                _ => (None, None),
+                // Opened as for a real start (a missing file fails it),
+                // not read.
+                Input::File(path) => {
+                    held =
+                        fd_of(sys::child_io_file(path).map_err(|e| {
+                            Error::io(format!("{program}: opening its stdin file"), e)
+                        })?);
+                    (None, None)
+                }
+                // Nothing to read; the test's own stdin is never taken.
+                Input::Null | Input::Inherit => (None, None),
             },
         };
-        // Output: written into pipes when piped; otherwise discarded.
-        let (stdout_w, stdout_r) = match stdout_over {
-            Some(io) => (fd_of(io), None),
-            None if cmd.stdout == Stdio::Piped => output_pipe(&program)?,
-            None => (None, None),
-        };
-        let (stderr_w, stderr_r) = match cmd.stderr {
-            Stdio::Piped => output_pipe(&program)?,
-            _ => (None, None),
+        // Output: where the command sends it (see `Reply`).
+        let (stdout_w, stdout_r, stderr_w, stderr_r, master) = match pty {
+            Some(t) => {
+                held = fd_of(t.stdin);
+                let slave = |io| fd_of(io).map(|fd| Sink::File(Arc::new(fd.into())));
+                (slave(t.stdout), None, slave(t.stderr), None, Some(t.master))
+            }
+            None => {
+                let (stdout_w, stdout_r) = match stdout_over {
+                    Some(io) => (fd_of(io).map(Sink::pipe).transpose().map_err(io_err)?, None),
+                    None => output_end(cmd, StreamKind::Stdout, &program)?,
+                };
+                let (stderr_w, stderr_r) = output_end(cmd, StreamKind::Stderr, &program)?;
+                (stdout_w, stdout_r, stderr_w, stderr_r, None)
+            }
         };
 
         let pid = crate::scripted_child::next_pid();
@@ -134,7 +250,7 @@ impl Script {
             reader,
             stdout: stdout_r,
             stderr: stderr_r,
-            pty: None,
+            pty: master,
         };
         crate::launch::wire(
             &mut proc,
@@ -143,11 +259,11 @@ impl Script {
             pipes,
         )
         .map_err(|e| Error::io(format!("{program}: wiring its stdio"), e))?;
-        let to_sender = |fd: Option<OwnedFd>| fd.map(pipe::Sender::from_owned_fd).transpose();
         let player = Player {
             script: script.clone(),
-            stdout: to_sender(stdout_w).map_err(io_err)?,
-            stderr: to_sender(stderr_w).map_err(io_err)?,
+            stdout: stdout_w,
+            stderr: stderr_w,
+            held,
             stdin: stdin_child
                 .map(pipe::Receiver::from_owned_fd)
                 .transpose()
@@ -156,7 +272,8 @@ impl Script {
             // A pipeline's stages have the chain's bounds, not their own.
             bounds: own_tree.then(|| Bounds {
                 deadline: cmd.timeout.and_then(deadline_after),
-                timeout_signal: cmd.timeout_signal,
+                timeout_signal: ending_signal(cmd.timeout_signal, cmd.grace),
+                cancel_signal: ending_signal(cmd.run.cancel_signal, cmd.run.cancel_grace),
                 inactivity: cmd.run.inactivity.filter(|d| deadline_after(*d).is_some()),
                 cancel: cmd.cancel.clone(),
                 activity: proc.limit.clone(),
@@ -170,7 +287,9 @@ impl Script {
 /// The command's bounds on a started scripted process.
 struct Bounds {
     deadline: Option<tokio::time::Instant>,
-    timeout_signal: Option<Signal>,
+    /// The signals that end it on its timeout and on its cancel token.
+    timeout_signal: i32,
+    cancel_signal: i32,
     inactivity: Option<Duration>,
     cancel: Option<CancelToken>,
     /// Stamped by the pump's readers whenever output arrives.
@@ -179,8 +298,12 @@ struct Bounds {
 
 struct Player {
     script: Script,
-    stdout: Option<pipe::Sender>,
-    stderr: Option<pipe::Sender>,
+    stdout: Option<Sink>,
+    /// `Some(Sink::SameAsStdout)` under `merge_stderr`.
+    stderr: Option<Sink>,
+    /// A descriptor it keeps open and never reads (a stdin file, its
+    /// terminal), closed when it ends.
+    held: Option<OwnedFd>,
     stdin: Option<pipe::Receiver>,
     child: Arc<ScriptedChild>,
     bounds: Option<Bounds>,
@@ -237,11 +360,9 @@ impl Player {
                     None => std::future::pending().await,
                 }
             };
-            let timeout_sig = bounds
-                .as_ref()
-                .and_then(|b| b.timeout_signal)
-                .unwrap_or(Signal::Kill)
-                .as_raw();
+            let kill_raw = Signal::Kill.as_raw();
+            let timeout_sig = bounds.as_ref().map_or(kill_raw, |b| b.timeout_signal);
+            let cancel_sig = bounds.as_ref().map_or(kill_raw, |b| b.cancel_signal);
             let kill_sig = async {
                 let sig = kill.wait_for(Option::is_some).await.map(|s| *s);
                 match sig {
@@ -253,7 +374,7 @@ impl Player {
                 sig = kill_sig => Ended::Killed(sig),
                 () = timer => Ended::Cut(Cut::TimedOut { idle: false }, timeout_sig),
                 () = idle => Ended::Cut(Cut::TimedOut { idle: true }, timeout_sig),
-                () = cancel => Ended::Cut(Cut::Cancelled, Signal::Kill.as_raw()),
+                () = cancel => Ended::Cut(Cut::Cancelled, cancel_sig),
             }
         };
         let ended = tokio::select! {
@@ -264,12 +385,16 @@ impl Player {
         };
         // As a process's death: its pipes close, then its status is known.
         drop((self.stdout.take(), self.stderr.take(), stdin.take()));
+        drop(self.held.take());
         let status = match ended {
             Ended::Exit(Outcome::Exited(code)) => ExitStatus::Exited(code),
             Ended::Exit(Outcome::Signalled(sig)) | Ended::Killed(sig) => ExitStatus::Signalled(sig),
             Ended::Exit(_) => {
+                // A timed-out reply, or a recorded run its inactivity
+                // timeout ended.
+                let idle = matches!(&self.script.end, End::Output(o) if o.inactivity_timed_out);
                 *self.child.cut.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Cut::TimedOut { idle: false });
+                    Some(Cut::TimedOut { idle });
                 ExitStatus::Signalled(Signal::Kill.as_raw())
             }
             Ended::Cut(cut, sig) => {
@@ -283,17 +408,37 @@ impl Player {
     /// Plays the writes and pauses; returns the end (never, when pending).
     async fn run_script(
         script: &Script,
-        stdout: &mut Option<pipe::Sender>,
-        stderr: &mut Option<pipe::Sender>,
+        stdout: &mut Option<Sink>,
+        stderr: &mut Option<Sink>,
     ) -> Ended {
         let mut first: Vec<Chunk> = Vec::new();
         if let End::Output(o) = &script.end {
             first.push(Chunk::Write(StreamKind::Stdout, o.stdout.clone().into()));
             first.push(Chunk::Write(StreamKind::Stderr, o.stderr.clone().into()));
         }
+        // The stream written last, while the other one waits for it.
+        let mut last: Option<StreamKind> = None;
         for chunk in first.iter().chain(&script.chunks) {
             match chunk {
+                Chunk::Write(_, bytes) if bytes.is_empty() => {}
                 Chunk::Write(kind, bytes) => {
+                    let kind = match (kind, &stderr) {
+                        (StreamKind::Stderr, Some(Sink::SameAsStdout)) => StreamKind::Stdout,
+                        (kind, _) => *kind,
+                    };
+                    // Each stream has its own reader: before writing to
+                    // one, let the other's reader take what it was given,
+                    // so their lines come in the script's order.
+                    if last.is_some_and(|l| l != kind) {
+                        let before = match kind {
+                            StreamKind::Stdout => &*stderr,
+                            StreamKind::Stderr => &*stdout,
+                        };
+                        if let Some(Sink::Pipe(tx)) = before {
+                            read_by_now(tx).await;
+                        }
+                    }
+                    last = Some(kind);
                     let to = match kind {
                         StreamKind::Stdout => stdout.as_mut(),
                         StreamKind::Stderr => stderr.as_mut(),

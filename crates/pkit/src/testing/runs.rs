@@ -1,0 +1,87 @@
+//! The runs a cassette holds, as its JSON has them (see
+//! [`RecordReplay`](super::RecordReplay) for the format).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::Outcome;
+
+/// Bytes as JSON: a string when they are UTF-8, else an array of numbers,
+/// so every byte round-trips.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Blob {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Blob {
+    pub(super) fn of(bytes: &[u8]) -> Blob {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Blob::Text(s.to_string()),
+            Err(_) => Blob::Bytes(bytes.to_vec()),
+        }
+    }
+
+    pub(super) fn os(s: &OsStr) -> Blob {
+        Blob::of(s.as_bytes())
+    }
+
+    pub(super) fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Blob::Text(s) => s.into_bytes(),
+            Blob::Bytes(b) => b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RecordedOutcome {
+    Exited(i32),
+    Signalled(i32),
+    TimedOut,
+}
+
+impl RecordedOutcome {
+    pub(super) fn of(outcome: Outcome) -> RecordedOutcome {
+        match outcome {
+            Outcome::Exited(c) => RecordedOutcome::Exited(c),
+            Outcome::Signalled(s) => RecordedOutcome::Signalled(s),
+            Outcome::TimedOut => RecordedOutcome::TimedOut,
+        }
+    }
+}
+
+/// One completed run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Run {
+    pub(super) program: Blob,
+    pub(super) args: Vec<Blob>,
+    pub(super) cwd: Option<Blob>,
+    /// Names only: values are never written.
+    pub(super) env_names: Vec<Blob>,
+    pub(super) outcome: RecordedOutcome,
+    /// A timeout by `inactivity_timeout` (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) inactivity_timed_out: bool,
+    pub(super) stdout: Blob,
+    pub(super) stderr: Blob,
+    pub(super) stdout_total_bytes: u64,
+    pub(super) stderr_total_bytes: u64,
+    /// A started run's output as it was read, both streams in order
+    /// (format 2; absent for a run through a verb).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) output: Vec<Piece>,
+}
+
+/// One piece of a started run's output, in the order it was read
+/// (`{"stdout": "..."}` or `{"stderr": "..."}` in the cassette).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Piece {
+    Stdout(Blob),
+    Stderr(Blob),
+}
