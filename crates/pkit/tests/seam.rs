@@ -994,3 +994,71 @@ async fn recorded_started_runs_replay_their_lines() {
     }
     suite.end().await;
 }
+
+/// Issue 14 with issue 15's started pipe: a cassette records each stage
+/// of a started `Pipe` (what pkit reads of it: the tail's stdout, every
+/// stage's stderr) and replays the chain with no process, its lines and
+/// its fold the same.
+#[tokio::test]
+async fn a_recorded_started_pipe_replays() {
+    let suite = begin("a_recorded_started_pipe_replays").await;
+    let head = "printf 'b\\na\\nc\\n'; echo head-note >&2";
+    let tail = "sort; echo tail-note >&2; exit 4";
+    for choice in mechanisms() {
+        let cassette = TempPath::new("pipe-cassette.json");
+        let rec = Arc::new(RecordReplay::record(
+            cassette.path(),
+            Arc::new(pkit::SystemRunner::default()),
+        ));
+        let chain = |runner: Arc<RecordReplay>| {
+            Pipe::new([
+                sh(choice, head).runner(runner.clone()),
+                sh(choice, tail).runner(runner),
+            ])
+            .stream_lines()
+            .mechanism(choice)
+        };
+        let mut p = chain(rec.clone()).start().unwrap();
+        let mut lines = p.lines();
+        let mut recorded = Vec::new();
+        while let Some(l) = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("lines end")
+        {
+            recorded.push(l.text);
+        }
+        let real = p.wait().await.unwrap();
+        assert_eq!(recorded, ["a", "b", "c"], "{choice}");
+        assert_eq!(real.outcome(), Outcome::Exited(4), "{choice}");
+        assert_eq!(rec.len(), 2, "{choice}: both stages");
+        rec.save().unwrap();
+
+        let rep = Arc::new(RecordReplay::replay(cassette.path()).unwrap());
+        let mut p = chain(rep.clone()).start().unwrap();
+        assert!(
+            p.pids().iter().all(|&pid| pid > 4_194_304),
+            "scripted stages"
+        );
+        let mut lines = p.lines();
+        let mut replayed = Vec::new();
+        while let Some(l) = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("lines end")
+        {
+            replayed.push(l.text);
+        }
+        let out = p.wait().await.unwrap();
+        assert_eq!(replayed, recorded, "{choice}");
+        assert_eq!(out.outcome(), real.outcome(), "{choice}");
+        assert_eq!(out.program(), real.program());
+        let stderrs = |o: &pkit::Output| -> Vec<String> {
+            o.stages()
+                .iter()
+                .map(|s| s.stderr_str().to_string())
+                .collect()
+        };
+        assert_eq!(stderrs(&out), stderrs(&real), "{choice}");
+        assert_eq!(stderrs(&out), ["head-note\n", "tail-note\n"], "{choice}");
+    }
+    suite.end().await;
+}
