@@ -15,6 +15,15 @@ fn capped() -> pkit::GroupBuilder {
     Group::builder().mechanism(MechanismChoice::Cgroup)
 }
 
+/// Whether a cgroup can be made here. Where none can (an unprivileged
+/// user without delegation) the caps themselves can't be tested, and the
+/// tests that need them return early; the binary says so once on stderr
+/// (`SKIPPED ... the cgroup half`). Their typed refusal there is tested by
+/// `caps_are_refused_where_they_cannot_be_enforced`.
+fn cgroups_here() -> bool {
+    common::cgroup_usable()
+}
+
 fn py(code: &str) -> Command {
     Command::new("python3").args(["-c", code])
 }
@@ -37,6 +46,9 @@ async fn gone(dirs: &[PathBuf]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cap_oom_kills_and_says_so() {
+    if !cgroups_here() {
+        return;
+    }
     let g = capped().memory_max(100 * MIB).build().unwrap();
     let info = g.limits();
     assert_eq!(info.len(), 1);
@@ -71,6 +83,9 @@ async fn memory_cap_oom_kills_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_loop_never_exceeds_max_processes() {
+    if !cgroups_here() {
+        return;
+    }
     let g = capped().max_processes(20).build().unwrap();
     let dirs = limit_dirs(&g);
     let mut p = g
@@ -100,6 +115,9 @@ async fn a_fork_loop_never_exceeds_max_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_quota_holds_a_busy_loop_to_about_half_a_core() {
+    if !cgroups_here() {
+        return;
+    }
     let g = capped().cpu_quota(0.5).build().unwrap();
     let dirs = limit_dirs(&g);
     let _p = g
@@ -268,6 +286,9 @@ fn v2_dir(g: &Group) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpus_pins_the_tree_to_the_listed_cpus() {
+    if !cgroups_here() {
+        return;
+    }
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
     let last = online.trim().rsplit(['-', ',']).next().unwrap().to_string();
     for list in ["0", last.as_str()] {
@@ -309,6 +330,11 @@ async fn cpus_pins_the_tree_to_the_listed_cpus() {
 #[tokio::test]
 async fn a_bad_cpu_list_is_refused_by_name() {
     for list in ["", "x", "1-0", "0,,1", "4095"] {
+        // A list of CPUs this host doesn't have is found out only when
+        // the cpuset is written, which needs a cgroup.
+        if list == "4095" && !cgroups_here() {
+            continue;
+        }
         let err = capped().cpus(list).build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{list:?}: {err}");
         assert!(err.to_string().contains("cpus"), "{list:?}: {err}");
@@ -319,6 +345,9 @@ async fn a_bad_cpu_list_is_refused_by_name() {
 /// a v1 host refuses it by name (and says so in `host_containment`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_high_throttles_or_is_refused_by_name() {
+    if !cgroups_here() {
+        return;
+    }
     let g = match capped().memory_high(32 * MIB).build() {
         Ok(g) => g,
         Err(e) => {
@@ -350,6 +379,9 @@ async fn memory_high_throttles_or_is_refused_by_name() {
 /// memory.swap.max is v2 only: on v1, memory and swap are capped together.
 #[tokio::test]
 async fn memory_swap_max_is_set_or_refused_by_name() {
+    if !cgroups_here() {
+        return;
+    }
     match capped()
         .memory_max(64 * MIB)
         .memory_swap_max(16 * MIB)
@@ -378,6 +410,9 @@ async fn memory_swap_max_is_set_or_refused_by_name() {
 /// cap instead of only "Cannot allocate memory" or "Argument list too long".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_memory_cap_is_named_in_the_error() {
+    if !cgroups_here() {
+        return;
+    }
     let err = capped().memory_max(1000).build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{err}");
     assert!(err.to_string().contains("memory_max"), "{err}");

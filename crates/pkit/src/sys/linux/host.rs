@@ -29,12 +29,12 @@ pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
 fn discover() -> Result<CgroupHost, String> {
     let mountinfo = std::fs::read("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    let (mount_root, mount) = find_cgroup2_mount(&mountinfo)
-        .ok_or_else(|| "no cgroup2 file system is mounted".to_string())?;
     let cgroup = std::fs::read("/proc/self/cgroup")
         .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
     let owner = find_v2_cgroup(&cgroup)
         .ok_or_else(|| "/proc/self/cgroup has no cgroup v2 (0::) entry".to_string())?;
+    let (mount_root, mount) = find_cgroup2_mount(&mountinfo, &owner)
+        .ok_or_else(|| "no cgroup2 file system is mounted".to_string())?;
     // The mount may expose only a subtree of the hierarchy (containers): the
     // owner's path is relative to the hierarchy root, the mount to its root.
     let rel = owner
@@ -63,9 +63,27 @@ fn discover() -> Result<CgroupHost, String> {
     })
 }
 
-/// Finds the first cgroup2 mount in `/proc/self/mountinfo` text and returns
-/// (root within the hierarchy, mount point).
-pub(crate) fn find_cgroup2_mount(mountinfo: &[u8]) -> Option<(PathBuf, PathBuf)> {
+/// Finds the cgroup2 mount to use in `/proc/self/mountinfo` text and
+/// returns (root within the hierarchy, mount point): the last one listed
+/// whose root holds `owner` (this process's cgroup), else the first one.
+///
+/// The last, because a later mount shadows an earlier one on the same path
+/// or above it: a container that mounts cgroup2 afresh (its own cgroup
+/// namespace's view) over the host's keeps the host's entry listed first,
+/// whose root, seen from the new namespace, lies outside it.
+pub(crate) fn find_cgroup2_mount(mountinfo: &[u8], owner: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mounts = cgroup2_mounts(mountinfo);
+    let holding = mounts
+        .iter()
+        .rev()
+        .find(|(root, _)| owner.starts_with(root));
+    holding.or(mounts.first()).cloned()
+}
+
+/// Every cgroup2 mount in `/proc/self/mountinfo` text, in order, as (root
+/// within the hierarchy, mount point).
+fn cgroup2_mounts(mountinfo: &[u8]) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
     for line in mountinfo.split(|&b| b == b'\n') {
         // id parent major:minor root mount-point options [optional...] - fstype source super-options
         let Some(sep) = find_subslice(line, b" - ") else {
@@ -78,10 +96,10 @@ pub(crate) fn find_cgroup2_mount(mountinfo: &[u8]) -> Option<(PathBuf, PathBuf)>
         }
         let fields: Vec<&[u8]> = left.split(|&b| b == b' ').collect();
         if fields.len() >= 5 {
-            return Some((unescape(fields[3]), unescape(fields[4])));
+            out.push((unescape(fields[3]), unescape(fields[4])));
         }
     }
-    None
+    out
 }
 
 pub(crate) fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -149,4 +167,33 @@ pub(crate) fn dir_writable(dir: &Path) -> io::Result<()> {
         rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
     )
     .map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container that mounted cgroup2 afresh over the host's: the host's
+    /// entry comes first and its root (seen from the container's cgroup
+    /// namespace) is outside; the container's own mount is the one to use.
+    #[test]
+    fn the_mount_holding_the_owner_wins_over_a_shadowed_one() {
+        let info = b"30 25 0:26 /.. /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+                     41 40 0:50 / /sys/fs/cgroup rw - tmpfs none rw\n\
+                     42 41 0:26 / /sys/fs/cgroup/unified rw - cgroup2 none rw\n";
+        let (root, mount) = find_cgroup2_mount(info, Path::new("/")).unwrap();
+        assert_eq!(root, Path::new("/"));
+        assert_eq!(mount, Path::new("/sys/fs/cgroup/unified"));
+        // A single mount: that one, whatever the owner.
+        let one = b"30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let (root, mount) = find_cgroup2_mount(one, Path::new("/user.slice/x")).unwrap();
+        assert_eq!(
+            (root.as_path(), mount.as_path()),
+            (Path::new("/"), Path::new("/sys/fs/cgroup"))
+        );
+        // None holds the owner: the first, so the error names its root.
+        let outside = b"30 25 0:26 /.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let (root, _) = find_cgroup2_mount(outside, Path::new("/")).unwrap();
+        assert_eq!(root, Path::new("/.."));
+    }
 }
