@@ -153,3 +153,49 @@ async fn a_start_racing_close_is_ended_by_it_or_refused() {
     }
     suite.end().await;
 }
+
+/// A started process with a timeout has two waiters at once (the timeout's
+/// watch and `wait`): both see the exit, the status and the resource usage
+/// read with it. (Each wait registers the child's pidfd with the reactor;
+/// the second one at the same time registers a duplicate.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_waiters_at_once_both_see_the_exit() {
+    let suite = begin("two_waiters_at_once_both_see_the_exit").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        for round in 0..5 {
+            let cmd = sh(choice, "sleep 0.2; exit 3").timeout(Duration::from_secs(120));
+            let mut p = group.start(&cmd).unwrap();
+            let out = p.wait().await.unwrap();
+            assert_eq!(
+                out.code(),
+                Some(3),
+                "{choice} round {round}: {:?}",
+                out.outcome()
+            );
+            // (The portable backend keeps no usage at exit: documented.)
+            if !portable_run() {
+                assert!(
+                    p.cpu_time().is_some(),
+                    "{choice} round {round}: cpu time kept"
+                );
+                assert!(
+                    p.peak_memory_bytes().is_some_and(|b| b > 0),
+                    "{choice} round {round}"
+                );
+            }
+            drop(p);
+        }
+        // A child that has exited before anyone waits is seen at once.
+        let mut p = group.start(&Command::new("true")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = tokio::time::timeout(Duration::from_secs(60), p.wait())
+            .await
+            .expect("wait on an exited child returns")
+            .unwrap();
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        drop(p);
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}

@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use pkit::{Command, MechanismChoice, SystemRunner};
 
+/// The tests here count this process's cgroup directories: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn own_dirs() -> Vec<String> {
     let Some(parent) = pkit::host_containment().group_parent else {
         return Vec::new();
@@ -47,6 +50,7 @@ async fn cgroup_of_run(runner: &Arc<SystemRunner>, nap: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spares_are_reused_never_shared_and_bounded() {
+    let _one = SERIAL.lock().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     // Sequential runs reuse one directory.
     let a = cgroup_of_run(&runner, "0").await;
@@ -92,6 +96,50 @@ async fn spares_are_reused_never_shared_and_bounded() {
     for _ in 0..3 {
         assert_ne!(cgroup_of_run(&runner, "0").await, killed);
     }
+
+    pkit::release_spare_cgroups();
+    until("every spare is removed", || own_dirs().is_empty()).await;
+}
+
+/// A run whose program leaves a sub-cgroup in its cgroup is never pooled
+/// (the next run must start in a clean directory); one that removed its
+/// sub-cgroup again is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_with_a_sub_cgroup_is_not_reused() {
+    let Some(parent) = pkit::host_containment().group_parent else {
+        eprintln!("SKIPPED: no cgroup v2 here");
+        return;
+    };
+    let _one = SERIAL.lock().await;
+    let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
+    pkit::release_spare_cgroups();
+    let make_sub = |keep: bool| {
+        let script = format!(
+            "cg=$(grep '^0::' /proc/self/cgroup | cut -d: -f3); echo \"0::$cg\"; \
+             d=\"$1/${{cg##*/}}/sub\"; mkdir \"$d\" || exit 9; {}",
+            if keep { "true" } else { "rmdir \"$d\"" }
+        );
+        Command::new("sh")
+            .args(["-c", &script, "sh", parent.to_str().unwrap()])
+            .runner(runner.clone())
+    };
+    // Kept: that directory goes (with its sub-cgroup), and is not reused.
+    let out = make_sub(true).output().await.unwrap();
+    assert!(out.success(), "{:?} {}", out.outcome(), out.stderr_str());
+    let with_sub = out.stdout_str().trim().to_string();
+    let name = with_sub.rsplit('/').next().unwrap().to_string();
+    until("the cgroup left with a sub-cgroup is removed", || {
+        !own_dirs().contains(&name)
+    })
+    .await;
+    assert_ne!(cgroup_of_run(&runner, "0").await, with_sub);
+
+    // Removed again by the program: pooled, and the next run reuses it.
+    pkit::release_spare_cgroups();
+    let out = make_sub(false).output().await.unwrap();
+    assert!(out.success(), "{:?} {}", out.outcome(), out.stderr_str());
+    let cleaned = out.stdout_str().trim().to_string();
+    assert_eq!(cgroup_of_run(&runner, "0").await, cleaned, "reused");
 
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;

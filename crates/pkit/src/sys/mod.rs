@@ -32,6 +32,8 @@ mod host;
 mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
+#[cfg(unix)]
+pub(crate) mod pid;
 mod place;
 mod pre_exec;
 #[cfg(target_os = "linux")]

@@ -317,7 +317,7 @@ pub(crate) fn get() -> Result<&'static Guard, String> {
         .as_ref()
         .map_err(Clone::clone)
         .and_then(|g| {
-            if g.owner == std::process::id() {
+            if g.owner == crate::sys::pid::current() {
                 Ok(g)
             } else {
                 Err(format!(
@@ -333,7 +333,7 @@ fn probe_exact_pgroup() -> bool {
     // Signal 0 through our own pidfd to the process group whose id is our
     // pid: no signal is delivered. Kernels before 6.9 reject the flag with
     // EINVAL; newer ones answer 0, or ESRCH when we lead no group.
-    let Some(me) = rustix::process::Pid::from_raw(std::process::id() as i32) else {
+    let Some(me) = rustix::process::Pid::from_raw(crate::sys::pid::current() as i32) else {
         return false;
     };
     let Ok(fd) = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) else {

@@ -223,7 +223,7 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
 /// nobody else reaps it, and a guard that dies before the owner would stay
 /// a zombie: the reaper thread reaps it once it exits.
 fn reap_if_ours(pid: i32, pidfd: &OwnedFd) {
-    if parent_of(pid) == Some(std::process::id()) {
+    if parent_of(pid) == Some(crate::sys::pid::current()) {
         if let Ok(dup) = pidfd.try_clone() {
             crate::sys::linux::reaper::reap_later(dup);
         }
@@ -239,7 +239,7 @@ fn new_guard(
     started: Started,
 ) -> Guard {
     Guard {
-        owner: std::process::id(),
+        owner: crate::sys::pid::current(),
         sock,
         pid,
         pidfd,

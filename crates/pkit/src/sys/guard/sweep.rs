@@ -39,7 +39,7 @@ fn sweep(dir: &Path, budget: &mut usize) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    let me = std::process::id();
+    let me = crate::sys::pid::current();
     let mut removed = 0;
     for entry in entries.flatten() {
         if *budget == 0 {

@@ -69,7 +69,7 @@ impl Cgroup {
             };
             return Ok((cg, ticket));
         }
-        let pid = std::process::id();
+        let pid = crate::sys::pid::current();
         loop {
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
             let path = match name {
@@ -373,7 +373,7 @@ impl Cgroup {
         // run made them): the next run must start in a clean directory.
         let ticket = if !self.reusable
             || self.killed.load(Ordering::Acquire)
-            || subtree::has_children(&self.path)
+            || subtree::has_children_at(self.dir.as_fd(), &self.path)
         {
             ticket
         } else {

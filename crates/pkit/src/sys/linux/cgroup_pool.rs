@@ -68,7 +68,7 @@ pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd, Option<Ticket>)> 
     loop {
         let spare = {
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.owner != std::process::id() {
+            if pool.owner != crate::sys::pid::current() {
                 // Empty, or a forked child's copy of its parent's list:
                 // those directories are the parent's to reuse, never ours
                 // (two processes must not share one).
@@ -97,7 +97,7 @@ pub(crate) fn offer(path: &Path, ticket: Option<Ticket>) -> Result<(), Option<Ti
     if pool.closed || pool.spares.len() >= MAX {
         return Err(ticket);
     }
-    if pool.owner != std::process::id() {
+    if pool.owner != crate::sys::pid::current() {
         if pool.owner != 0 {
             // We are a forked child of the process that filled the pool.
             return Err(ticket);
@@ -107,7 +107,7 @@ pub(crate) fn offer(path: &Path, ticket: Option<Ticket>) -> Result<(), Option<Ti
         if unsafe { libc::atexit(remove_all_at_exit) } != 0 {
             return Err(ticket);
         }
-        pool.owner = std::process::id();
+        pool.owner = crate::sys::pid::current();
     }
     if let (Some(t), Ok(g)) = (&ticket, guard::get()) {
         g.set_spare(t, true);
@@ -132,7 +132,7 @@ extern "C" fn remove_all_at_exit() {
     let Ok(mut pool) = POOL.try_lock() else {
         return;
     };
-    if pool.owner != std::process::id() {
+    if pool.owner != crate::sys::pid::current() {
         return;
     }
     pool.closed = true;
@@ -146,7 +146,7 @@ extern "C" fn remove_all_at_exit() {
 /// Removes every pooled directory now; the pool stays open for later runs.
 pub(crate) fn release_all() {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if pool.owner != std::process::id() {
+    if pool.owner != crate::sys::pid::current() {
         return;
     }
     for spare in pool.spares.drain(..) {

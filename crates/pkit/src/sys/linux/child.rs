@@ -30,7 +30,9 @@ use crate::sys::ExitStatus;
 pub(crate) struct PidfdChild {
     pid: i32,
     pidfd: Option<OwnedFd>,
-    status: Mutex<Option<ExitStatus>>,
+    /// The exit status once read, with the resource usage read with it
+    /// (final once the child has exited; `None` when the kernel reaped it).
+    status: Mutex<Option<(ExitStatus, Option<Usage>)>>,
     /// Set once reaped by [`reap_if_exited`](Self::reap_if_exited): the
     /// resource usage read by that reap (`None` inside when the kernel had
     /// reaped the child itself).
@@ -64,7 +66,10 @@ impl PidfdChild {
     }
 
     fn cached(&self) -> Option<ExitStatus> {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner())
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(s, _)| s)
     }
 
     /// The exit status if the child has exited, without blocking or reaping.
@@ -72,11 +77,13 @@ impl PidfdChild {
         if let Some(s) = self.cached() {
             return Ok(Some(s));
         }
-        let status = wait_raw(self.fd(), libc::WNOHANG | libc::WNOWAIT)?.map(|(s, _)| s);
-        if let Some(s) = status {
-            *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
-        }
-        Ok(status)
+        let found = wait_raw(self.fd(), libc::WNOHANG | libc::WNOWAIT)?;
+        let Some((status, usage)) = found else {
+            return Ok(None);
+        };
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((status, usage.map(usage_of)));
+        Ok(Some(status))
     }
 
     /// Whether the kernel has already reaped the child itself (this process
@@ -105,6 +112,10 @@ impl PidfdChild {
     /// runs, or once reaped.
     pub(crate) fn rusage(&self) -> Option<Usage> {
         if let Some(kept) = *self.reaped.lock().unwrap_or_else(|e| e.into_inner()) {
+            return kept;
+        }
+        // Read with the exit status (an exited child's usage is final).
+        if let Some((_, kept)) = *self.status.lock().unwrap_or_else(|e| e.into_inner()) {
             return kept;
         }
         let pidfd = self.pidfd.as_ref()?;
@@ -170,14 +181,29 @@ impl PidfdChild {
     }
 
     /// Waits for the child to exit (driven by pidfd readiness in tokio).
+    ///
+    /// The pidfd itself is registered with the reactor (no status check
+    /// first: a pidfd that is readable already reports so at once). Only a
+    /// second waiter at the same time registers a duplicate of it.
     pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {
-        if let Some(s) = self.try_status()? {
+        if let Some(s) = self.cached() {
             return Ok(s);
         }
-        let afd = super::register(
-            rustix::io::fcntl_dupfd_cloexec(self.fd(), 3)?,
-            tokio::io::Interest::READABLE,
-        )?;
+        let interest = tokio::io::Interest::READABLE;
+        match super::register_borrowed(self.fd(), interest) {
+            Ok(reg) => self.wait_on(reg.get()).await,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let dup = rustix::io::fcntl_dupfd_cloexec(self.fd(), 3)?;
+                self.wait_on(&super::register(dup, interest)?).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn wait_on<T: AsRawFd>(
+        &self,
+        afd: &tokio::io::unix::AsyncFd<T>,
+    ) -> io::Result<ExitStatus> {
         loop {
             let mut guard = afd.readable().await?;
             if let Some(s) = self.try_status()? {

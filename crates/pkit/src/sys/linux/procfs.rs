@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn stat_reads_state_and_group() {
-        let me = std::process::id() as i32;
+        let me = crate::sys::pid::current() as i32;
         let (state, pgrp) = stat(me).expect("own stat");
         assert!(matches!(state, 'R' | 'S'), "{state}");
         assert_eq!(pgrp, crate::sys::unix::pgroup::own_process_group());

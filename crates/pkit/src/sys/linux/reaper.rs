@@ -58,7 +58,7 @@ static STRANDED: Mutex<Vec<Work>> = Mutex::new(Vec::new());
 /// anew) if needed; `None` when no thread can be started.
 fn reaper() -> Option<Arc<Shared>> {
     let mut current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
-    let me = std::process::id();
+    let me = crate::sys::pid::current();
     match &*current {
         Some(r) if r.pid == me => return Some(r.shared.clone()),
         Some(inherited) => {
@@ -130,7 +130,7 @@ fn submit(work: Work) {
 pub(crate) fn recheck() {
     let current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = &*current {
-        if r.pid == std::process::id() {
+        if r.pid == crate::sys::pid::current() {
             let _ = rustix::io::write(&r.shared.wake_tx, &[1]);
         }
     }

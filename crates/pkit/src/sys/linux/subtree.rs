@@ -40,6 +40,18 @@ pub(crate) fn has_children(dir: &Path) -> bool {
     !child_dirs(dir).is_empty()
 }
 
+/// Whether the cgroup directory open as `fd` (at `dir`) has a sub-cgroup,
+/// asked with one `fstat`: cgroupfs counts a directory's links as a
+/// directory's should (2, plus one per sub-directory), so a link count of
+/// 2 means none. Any other answer (or a failed `fstat`) lists `dir`.
+pub(crate) fn has_children_at(fd: std::os::fd::BorrowedFd<'_>, dir: &Path) -> bool {
+    match rustix::fs::fstat(fd) {
+        Ok(st) if st.st_nlink == 2 => false,
+        Ok(st) if st.st_nlink > 2 => true,
+        _ => has_children(dir),
+    }
+}
+
 /// Removes `dir` and every cgroup below it, deepest first. Already gone is
 /// success; a directory that still has processes (`EBUSY`) fails, after the
 /// empty ones below it were removed.
