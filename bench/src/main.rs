@@ -47,9 +47,16 @@ struct Args {
     /// `strace -f -c` (see `--probe-with`).
     #[arg(long)]
     probe_runs: Option<usize>,
-    /// The contender `--probe-runs` runs: std, tokio or pkit.
+    /// The contender `--probe-runs` or `--probe-rss-lines` runs: std,
+    /// tokio or pkit (also pkit-pgroup for `--probe-rss-lines`).
     #[arg(long, default_value = "pkit")]
     probe_with: String,
+    /// Stream this many 128-byte lines (discarded) through one contender
+    /// (see `--probe-with`), then print this process's peak resident
+    /// memory before and after, and exit: one process per contender, as
+    /// the peak of a process only grows.
+    #[arg(long)]
+    probe_rss_lines: Option<usize>,
     /// Internal: be the child of the first-group scenario.
     #[arg(long, hide = true)]
     first_group_child: Option<u64>,
@@ -79,6 +86,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if let Some(lines) = args.probe_rss_lines {
+        let before = scenarios::peak_rss_kib();
+        rt.block_on(scenarios::probe_rss(&args.probe_with, lines));
+        let after = scenarios::peak_rss_kib();
+        println!(
+            "{}: peak RSS {:.1} MiB ({:.1} MiB before streaming)",
+            args.probe_with,
+            after as f64 / 1024.0,
+            before as f64 / 1024.0
+        );
+        return;
+    }
     if let Some(runs) = args.probe_runs {
         rt.block_on(scenarios::probe(&args.probe_with, runs));
         return;

@@ -126,6 +126,29 @@ pub async fn probe(with: &str, runs: usize) {
     }
 }
 
+/// Streams `lines` lines through one contender, once (`--probe-rss-lines`).
+pub async fn probe_rss(with: &str, lines: usize) {
+    match with {
+        "std" => drop(std_read_loop(lines).await),
+        "tokio" => drop(tokio_lines(lines).await),
+        "pkit" => drop(pkit_lines(lines, None).await),
+        "pkit-pgroup" => drop(pkit_lines(lines, Some(pkit::MechanismChoice::ProcessGroup)).await),
+        other => panic!("--probe-with {other}: std, tokio, pkit or pkit-pgroup"),
+    }
+}
+
+/// This process's peak resident memory so far (`VmHWM`), in KiB.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 async fn pkit_true(program: &str) {
     let code = pkit::Command::new(program)
         .stdout(pkit::Stdio::Null)

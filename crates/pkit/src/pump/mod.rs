@@ -296,7 +296,11 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
                 chunk.clear();
                 &mut chunk
             };
-            target.reserve(read_size);
+            // Lines read in place keep to small reads: each read's
+            // buffer travels to the consumer with its lines, so big reads
+            // would hold megabytes in the queue (a line consumer gains
+            // nothing from them; a capture or a forward does).
+            target.reserve(if in_place { READ_CHUNK } else { read_size });
             let from = target.len();
             // The flag first: a stream that is always ready to read would
             // otherwise never let the select see the stop.
