@@ -80,7 +80,9 @@ async fn spares_are_reused_never_shared_and_bounded() {
     pkit::release_spare_cgroups();
     let out = Command::new("sh")
         .args(["-c", "grep '^0::' /proc/self/cgroup; exec sleep 300"])
-        .timeout(std::time::Duration::from_millis(500))
+        // Long enough for the shell to print first on a loaded machine
+        // (500 ms was not, under PKIT_CLONE3=off at load 20).
+        .timeout(std::time::Duration::from_secs(3))
         .runner(runner.clone())
         .output()
         .await
