@@ -253,7 +253,10 @@ if pid == 0:
     if job == 0:
         os.setpgid(0, 0)
         os.execv(sys.argv[1], sys.argv[1:])
-    os.setpgid(job, job)
+    try:
+        os.setpgid(job, job)
+    except PermissionError:
+        pass  # EACCES: the job has exec'd already, after its own setpgid
     _, status = os.waitpid(job, os.WUNTRACED)
     print("job-stopped=%d" % os.WIFSTOPPED(status), flush=True)
     # fg: give the job the terminal, then continue it.
