@@ -136,32 +136,44 @@ fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
 fn tstp_stops_the_tree_and_pkit_and_cont_resumes_both() {
     for m in MECHANISMS {
         let file = pid_file();
-        let script = format!("echo $$ > {}; while :; do sleep 0.05; done", file.display());
+        // The shell waits for a background sleep: both can stop at any
+        // moment. (A loop of short sleeps can't: dash vforks each one, and
+        // a child stopped before its exec holds the shell in the vfork,
+        // state D, stopped in effect but never 'T'.)
+        let script = format!(
+            "sleep 300 & echo $! > {f}.tmp; echo $$ >> {f}.tmp; mv {f}.tmp {f}; wait",
+            f = file.display()
+        );
         let mut child = pkit()
             .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", &script])
             .stdin(Stdio::null())
             .process_group(0)
             .spawn()
             .unwrap();
-        let sh = read_pids(&file, 1)[0];
+        let pids = read_pids(&file, 2);
+        let (bg, sh) = (pids[0], pids[1]);
         let pkit_pid = child.id() as i32;
         // kill -TSTP to pkit, as a shell user would with `kill -TSTP`.
         kill(child.id(), libc::SIGTSTP);
         wait_state(sh, 'T');
+        wait_state(bg, 'T');
         wait_state(pkit_pid, 'T');
         // `fg` sends SIGCONT to the job's process group: pkit's.
         // SAFETY: signalling the process group our own unreaped child leads.
         assert_eq!(unsafe { libc::killpg(pkit_pid, libc::SIGCONT) }, 0);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while state(sh) == Some('T') || state(pkit_pid) == Some('T') {
+        while [sh, bg, pkit_pid].iter().any(|&p| state(p) == Some('T')) {
             assert!(std::time::Instant::now() < deadline, "{m}: not resumed");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // SIGINT ends the shell; its background sleep ignores SIGINT (as
+        // a non-interactive shell's background jobs do) and goes with
+        // pkit's teardown at the end of the run.
         kill(child.id(), libc::SIGINT);
         let status = child.wait().unwrap();
         std::fs::remove_file(&file).unwrap();
         assert_eq!(status.signal(), Some(libc::SIGINT), "{m}");
-        assert_all_gone(&[sh]);
+        assert_all_gone(&[sh, bg]);
     }
 }
 
