@@ -864,6 +864,7 @@ async fn recorded_started_runs_replay_their_lines() {
         let cmd = sh(choice, script)
             .stream_lines()
             .stdout_tee_blocking(tee.clone())
+            .env("STARTED_TOKEN", "started-secret-value")
             .runner(rec.clone());
         let mut p = group.start(&cmd).unwrap();
         let recorded = all_lines(&mut p).await;
@@ -906,6 +907,7 @@ async fn recorded_started_runs_replay_their_lines() {
         let text = std::fs::read_to_string(cassette.path()).unwrap();
         assert!(text.contains("\"format\": 2"), "{text}");
         assert!(text.contains("\"output\""), "{text}");
+        assert!(text.contains("STARTED_TOKEN") && !text.contains("started-secret-value"));
 
         // Replayed, with no process: the recorded lines, in order.
         let rep = Arc::new(RecordReplay::replay(cassette.path()).unwrap());
@@ -1060,5 +1062,36 @@ async fn a_recorded_started_pipe_replays() {
         assert_eq!(stderrs(&out), stderrs(&real), "{choice}");
         assert_eq!(stderrs(&out), ["head-note\n", "tail-note\n"], "{choice}");
     }
+    suite.end().await;
+}
+
+/// Issue 14 review: the prompt probe sees a started script's partial
+/// line as it does a real program's (`printf 'Name: '; read n; ...`).
+#[tokio::test]
+async fn wait_for_prompt_sees_a_scripted_prompt() {
+    let suite = begin("wait_for_prompt_sees_a_scripted_prompt").await;
+    let reply = Reply::ok("Name: ")
+        .pause(Duration::from_millis(100))
+        .stdout("hi ada\n")
+        .keep_running();
+    let cmd = Command::new("ask")
+        .stdin_piped()
+        .stream_lines()
+        .runner(scripted(&["ask"], reply));
+    let group = Group::new().unwrap();
+    let mut p = group.start(&cmd).unwrap();
+    let prompt = p
+        .wait_for_prompt(|t| t.ends_with(": "), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(prompt, "Name: ");
+    let line = p
+        .wait_for_line(|l| l.text.contains("hi"), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(line.text, "Name: hi ada");
+    p.kill().unwrap();
+    assert_eq!(p.wait().await.unwrap().outcome(), Outcome::Signalled(9));
+    group.close().await.unwrap();
     suite.end().await;
 }

@@ -110,8 +110,10 @@ struct State {
 /// - A command not in the cassette is an
 ///   [`Error::CassetteMiss`] (not a not-found) and spawns nothing.
 /// - A replayed `Output` has the recorded outcome, stdout and stderr (byte
-///   for byte) and byte totals; its [`duration`](Output::duration) is zero
-///   and its pid 0.
+///   for byte) and byte totals; through a verb, its
+///   [`duration`](Output::duration) is zero and its pid 0 (a started
+///   replay is a scripted process: a pid no real process has, and the
+///   moment it took to play).
 /// - The file is written owner-only (mode 0600), through a temporary file
 ///   in the same directory renamed into place; a cassette path that is a
 ///   symbolic link is refused. It has a format version: a cassette from a
