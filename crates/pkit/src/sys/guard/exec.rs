@@ -22,8 +22,13 @@
 
 use std::ffi::{c_void, CStr, CString};
 
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::process::guard_main;
-use super::*;
+use super::wire::{Plan, Slot, BUF_LEN, TABLE_CAP};
 use crate::sys::setup::dup_above;
 use crate::sys::{child_io, ChildSetup, IoRequest, SpawnError, SpawnSpec};
 

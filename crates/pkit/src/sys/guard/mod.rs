@@ -122,16 +122,7 @@
 //!   as does the portable backend (`posix_spawn` runs no code of ours in
 //!   the child).
 
-use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-
-use super::linux::{spawn, spawn_steps};
+use std::sync::OnceLock;
 
 mod exec;
 mod owner;
@@ -141,162 +132,16 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 mod walk;
+mod wire;
 
-pub(crate) use owner::LeaderRegistration;
-use start::{hung_up, recv_reply, remove_msg, wait_writable};
+use owner::Started;
+pub(crate) use owner::{Guard, LeaderRegistration, Ticket};
 pub(crate) use sweep::sweep_stale_once;
-
-/// Longest path (bytes, NUL included) a slot can hold.
-const PATH_LEN: usize = 512;
-/// Slots in the guard's table; one per cgroup, v1 directory or pgroup.
-const TABLE_CAP: usize = 4096;
-/// The guard's buffer for `cgroup.procs` (freeze-and-kill fallback).
-const BUF_LEN: usize = 64 * 1024;
-/// How long the owner waits for room in the guard's socket before it
-/// gives the guard up as stopped or wedged.
-const SEND_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
-/// How long the guard's teardown may wait for cgroups to empty.
-const TEARDOWN_BOUND_MS: i64 = 10_000;
-
-const OP_CGROUP: u32 = 1;
-const OP_DIR: u32 = 2;
-const OP_PGROUP: u32 = 3;
-const OP_REMOVE: u32 = 4;
-const OP_QUERY: u32 = 5;
-
-/// `Msg::flags` for `OP_CGROUP`: the cgroup has `cgroup.kill`.
-const FLAG_HAS_KILL: u32 = 1;
-
-const REPLY_HELLO: u32 = 1;
-const REPLY_COUNT: u32 = 2;
-
-/// `PIDFD_SIGNAL_PROCESS_GROUP` (linux/pidfd.h, Linux 6.9).
-const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
-
-/// One message from the owner to the guard.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Msg {
-    op: u32,
-    flags: u32,
-    /// The registration (group) this message is about.
-    id: u64,
-    /// The process group id, for `OP_PGROUP`.
-    pgid: i32,
-    _pad: u32,
-    /// NUL-terminated directory path, for `OP_CGROUP` and `OP_DIR`.
-    path: [u8; PATH_LEN],
-}
-
-impl Msg {
-    const EMPTY: Msg = Msg {
-        op: 0,
-        flags: 0,
-        id: 0,
-        pgid: 0,
-        _pad: 0,
-        path: [0; PATH_LEN],
-    };
-}
-
-/// One message from the guard to the owner.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Reply {
-    kind: u32,
-    pid: i32,
-    /// Slots in use.
-    count: u32,
-    /// Registrations the guard could not take (no slot, no fd).
-    lost: u32,
-}
-
-/// One registered item in the guard's table. All zeroes is a free slot
-/// (`op == 0`), so the table is allocated zeroed and costs no memory until
-/// slots are used.
-#[derive(Clone, Copy)]
-struct Slot {
-    op: u32,
-    flags: u32,
-    id: u64,
-    pgid: i32,
-    pidfd: RawFd,
-    path: [u8; PATH_LEN],
-}
-
-impl Slot {
-    const FREE: Slot = Slot {
-        op: 0,
-        flags: 0,
-        id: 0,
-        pgid: 0,
-        pidfd: 0, // meaningful only for OP_PGROUP
-        path: [0; PATH_LEN],
-    };
-}
-
-/// What the guard needs, prepared before the fork.
-struct Plan {
-    sock: RawFd,
-    table: *mut Slot,
-    cap: usize,
-    buf: *mut u8,
-    buf_len: usize,
-    exact_pgroup: bool,
-}
+use wire::probe_exact_pgroup;
 
 pub use super::guard_status::GuardStatus;
 
-/// The owner's handle on its guard.
-pub(crate) struct Guard {
-    /// The process that started it (a forked copy of the owner must not
-    /// use the owner's guard: it would die with the owner, not with it).
-    owner: u32,
-    sock: OwnedFd,
-    pid: i32,
-    pidfd: Option<OwnedFd>,
-    exact_pgroup: bool,
-    cap: usize,
-    started: Started,
-    /// What is registered; held only around non-blocking sends.
-    state: Mutex<State>,
-    /// One query (a message and its reply) at a time.
-    query_lock: Mutex<()>,
-}
-
-/// How the guard was started.
-enum Started {
-    /// This program's executable, run again as the guard (`exec.rs`).
-    Exec,
-    /// A fork of the owner, and why the executable was not used.
-    Fork(String),
-}
-
-struct State {
-    /// Registration id -> (description, slots used).
-    live: BTreeMap<u64, Entry>,
-    used: usize,
-    /// Set once a send failed: the guard is gone.
-    failed: Option<String>,
-}
-
-/// One registration, as the owner keeps track of it.
-struct Entry {
-    /// `cgroup <dir>` or `process group <pgid>`.
-    what: String,
-    /// Table slots it uses in the guard.
-    slots: usize,
-    /// An emptied cgroup kept for reuse (see `cgroup_pool`): it stays
-    /// registered so that the guard removes it if the owner is killed.
-    spare: bool,
-}
-
-/// A group's registration with the guard.
-#[derive(Debug)]
-pub(crate) struct Ticket(u64);
-
 static GUARD: OnceLock<Result<Guard, String>> = OnceLock::new();
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// This process's guard, started on first use. `Err` says why there is
 /// none (logged once as a warning).
@@ -326,45 +171,6 @@ pub(crate) fn get() -> Result<&'static Guard, String> {
                 ))
             }
         })
-}
-
-/// Whether process groups can be signalled through the leader's pidfd.
-fn probe_exact_pgroup() -> bool {
-    // Signal 0 through our own pidfd to the process group whose id is our
-    // pid: no signal is delivered. Kernels before 6.9 reject the flag with
-    // EINVAL; newer ones answer 0, or ESRCH when we lead no group.
-    let Some(me) = rustix::process::Pid::from_raw(crate::sys::pid::current() as i32) else {
-        return false;
-    };
-    let Ok(fd) = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) else {
-        return false;
-    };
-    matches!(
-        pidfd_send(fd.as_fd(), 0, PIDFD_SIGNAL_PROCESS_GROUP),
-        0 | libc::ESRCH
-    )
-}
-
-/// `pidfd_send_signal(fd, sig, NULL, flags)`; returns 0 or the errno.
-fn pidfd_send(fd: BorrowedFd<'_>, sig: i32, flags: libc::c_uint) -> i32 {
-    // SAFETY: a borrowed fd, a signal number, a null siginfo and flags; the
-    // kernel reads nothing else.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            flags,
-        )
-    };
-    if rc == 0 {
-        0
-    } else {
-        io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    }
 }
 
 /// The guard's state, for [`host_containment`](crate::host_containment).

@@ -1,7 +1,69 @@
 //! The owner's side: registering and unregistering groups, never
 //! blocking on the guard.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::wire::{
+    hung_up, recv_reply, remove_msg, wait_writable, Msg, FLAG_HAS_KILL, OP_CGROUP, OP_DIR,
+    OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND,
+};
+
+/// The owner's handle on its guard.
+pub(crate) struct Guard {
+    /// The process that started it (a forked copy of the owner must not
+    /// use the owner's guard: it would die with the owner, not with it).
+    pub(super) owner: u32,
+    pub(super) sock: OwnedFd,
+    pub(super) pid: i32,
+    pub(super) pidfd: Option<OwnedFd>,
+    pub(super) exact_pgroup: bool,
+    pub(super) cap: usize,
+    pub(super) started: Started,
+    /// What is registered; held only around non-blocking sends.
+    pub(super) state: Mutex<State>,
+    /// One query (a message and its reply) at a time.
+    pub(super) query_lock: Mutex<()>,
+}
+
+/// How the guard was started.
+pub(super) enum Started {
+    /// This program's executable, run again as the guard (`exec.rs`).
+    Exec,
+    /// A fork of the owner, and why the executable was not used.
+    Fork(String),
+}
+
+pub(super) struct State {
+    /// Registration id -> (description, slots used).
+    pub(super) live: BTreeMap<u64, Entry>,
+    pub(super) used: usize,
+    /// Set once a send failed: the guard is gone.
+    pub(super) failed: Option<String>,
+}
+
+/// One registration, as the owner keeps track of it.
+pub(super) struct Entry {
+    /// `cgroup <dir>` or `process group <pgid>`.
+    pub(super) what: String,
+    /// Table slots it uses in the guard.
+    pub(super) slots: usize,
+    /// An emptied cgroup kept for reuse (see `cgroup_pool`): it stays
+    /// registered so that the guard removes it if the owner is killed.
+    pub(super) spare: bool,
+}
+
+/// A group's registration with the guard.
+#[derive(Debug)]
+pub(crate) struct Ticket(pub(super) u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Guard {
     pub(crate) fn pid(&self) -> i32 {

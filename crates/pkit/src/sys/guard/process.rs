@@ -3,8 +3,12 @@
 //! the module docs of `guard`): no allocation, no locks, no Rust I/O, no
 //! panics.
 
-use super::walk::{for_each_dir, kill_listed, remove_tree};
-use super::*;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+
+use super::walk::{for_each_dir, kill_listed, pread_all, remove_tree};
+use super::wire::*;
+use crate::sys::linux::spawn;
 
 /// The guard's whole life.
 ///
@@ -284,27 +288,6 @@ unsafe fn write_in(dir: &[u8; PATH_LEN], name: &[u8], value: &[u8]) -> bool {
     let ok = libc::write(fd, value.as_ptr().cast(), value.len()) == value.len() as isize;
     libc::close(fd);
     ok
-}
-
-/// Reads `fd` from offset 0 into `buf`; bytes read.
-///
-/// # Safety
-/// Guard only.
-pub(super) unsafe fn pread_all(fd: RawFd, buf: &mut [u8]) -> usize {
-    let mut got = 0usize;
-    while got < buf.len() {
-        let n = libc::pread(
-            fd,
-            buf[got..].as_mut_ptr().cast(),
-            buf.len() - got,
-            got as libc::off_t,
-        );
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    got
 }
 
 /// The value of `key` (`populated`, `frozen`) in `cgroup.events` text.

@@ -2,11 +2,20 @@
 //! the double fork), the greeting;
 //! and the owner-side socket helpers.
 
-use std::os::fd::FromRawFd;
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
+use super::exec;
+use super::owner::{Guard, Started, State};
 use super::process::guard_main;
-use super::*;
+use super::wire::{
+    hung_up, pidfd_send, probe_exact_pgroup, recv_reply, Plan, Slot, BUF_LEN, REPLY_HELLO,
+    TABLE_CAP,
+};
 use crate::sys::linux::orphan::spawn_orphan;
+use crate::sys::linux::spawn_steps;
 
 fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
@@ -289,81 +298,4 @@ fn parent_of(pid: i32) -> Option<u32> {
     let close = text.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
     rest.split_ascii_whitespace().nth(1)?.parse().ok()
-}
-
-/// A message that unregisters `id`.
-pub(super) fn remove_msg(id: u64) -> Msg {
-    let mut m = Msg::EMPTY;
-    m.op = OP_REMOVE;
-    m.id = id;
-    m
-}
-
-/// Waits until `sock` has room to send, or `deadline`; false on the
-/// deadline (or an error).
-pub(super) fn wait_writable(sock: BorrowedFd<'_>, deadline: std::time::Instant) -> bool {
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: polls one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        // Readable-for-error states (POLLHUP, POLLERR) end the wait too: the
-        // next send reports them.
-        return n > 0;
-    }
-}
-
-/// Whether the peer of `sock` has closed its end.
-pub(super) fn hung_up(sock: BorrowedFd<'_>) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: polls one valid pollfd without waiting.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
-}
-
-/// Waits up to `timeout_ms` for one reply.
-pub(super) fn recv_reply(sock: BorrowedFd<'_>, timeout_ms: i32) -> Option<Reply> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: polls one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        if n <= 0 || pfd.revents & libc::POLLIN == 0 {
-            return None;
-        }
-        break;
-    }
-    let mut reply = Reply::default();
-    // SAFETY: receives at most size_of::<Reply>() bytes into `reply`, a
-    // plain C struct for which any bytes are valid.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            (&mut reply as *mut Reply).cast(),
-            size_of::<Reply>(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    (n == size_of::<Reply>() as isize).then_some(reply)
 }

@@ -1,6 +1,9 @@
 //! Stale directories: those of dead owners, removed once per process.
 
-use super::*;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How many directory entries one sweep looks at, at most.
 const SWEEP_LIMIT: usize = 4096;

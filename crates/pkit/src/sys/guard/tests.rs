@@ -4,8 +4,9 @@ use super::process::{event_field, join};
 use super::start::start_with;
 use super::sweep::owner_of;
 use super::walk::for_each_pid;
-use super::*;
+use super::wire::*;
 use std::io::BufRead;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,9 @@
 //! stack buffers only, see `process.rs`): killing the members listed in
 //! every directory, and removing the directories deepest first.
 
-use super::process::pread_all;
-use super::*;
+use std::os::fd::RawFd;
+
+use super::wire::PATH_LEN;
 
 /// Removes the cgroup directory `path` (NUL-terminated) with its
 /// sub-cgroups, deepest first: rmdir refuses a cgroup that has any (a
@@ -232,4 +233,25 @@ unsafe fn rmdir_below(dir: libc::c_int, depth: u32) {
             return;
         }
     }
+}
+
+/// Reads `fd` from offset 0 into `buf`; bytes read.
+///
+/// # Safety
+/// Guard only.
+pub(super) unsafe fn pread_all(fd: RawFd, buf: &mut [u8]) -> usize {
+    let mut got = 0usize;
+    while got < buf.len() {
+        let n = libc::pread(
+            fd,
+            buf[got..].as_mut_ptr().cast(),
+            buf.len() - got,
+            got as libc::off_t,
+        );
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    got
 }
