@@ -537,6 +537,11 @@ pub trait Runner: Send + Sync {
     /// that records hands `launch` on to its inner runner, and a test
     /// double answers with a scripted process (`pkit::testing::Reply::start`,
     /// cargo feature `testing`).
+    ///
+    /// # Errors
+    ///
+    /// A start that fails: the errors of [`Group::start`](crate::Group::start)
+    /// for a real start, or whatever a runner's own policy makes of it.
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
         launch.start_real(cmd)
     }

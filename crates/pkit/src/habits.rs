@@ -22,6 +22,21 @@ impl Command {
     /// assert_eq!(outcome, pkit::Outcome::Exited(0));
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotFound`](crate::Error::NotFound),
+    ///   [`Error::NotExecutable`](crate::Error::NotExecutable),
+    ///   [`Error::CurrentDir`](crate::Error::CurrentDir), [`Error::Spawn`](crate::Error::Spawn)
+    ///   or [`Error::ChildSetup`](crate::Error::ChildSetup) when the program can't be started;
+    /// - [`Error::InvalidInput`](crate::Error::InvalidInput) for a command that can't be passed
+    ///   to the system as given (an empty program name, a NUL byte in an argument or the
+    ///   environment) and [`Error::Unsupported`](crate::Error::Unsupported) for an option the
+    ///   mechanism lacks;
+    /// - [`Error::Cancelled`](crate::Error::Cancelled) when the command's cancel token fires;
+    /// - [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable) or
+    ///   [`Error::ResourceLimit`](crate::Error::ResourceLimit) when its group can't be made,
+    ///   [`Error::Io`](crate::Error::Io) when waiting for it or ending it fails.
     pub async fn status(&self) -> Result<Outcome> {
         let mut cmd = self.clone().stdout(Stdio::Inherit).stderr(Stdio::Inherit);
         if matches!(cmd.stdin, Input::Null) {
@@ -48,6 +63,23 @@ impl Command {
     /// drop(server); // the sh and its sleep are gone
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotFound`](crate::Error::NotFound),
+    ///   [`Error::NotExecutable`](crate::Error::NotExecutable),
+    ///   [`Error::CurrentDir`](crate::Error::CurrentDir), [`Error::Spawn`](crate::Error::Spawn)
+    ///   or [`Error::ChildSetup`](crate::Error::ChildSetup) when the program can't be started;
+    /// - [`Error::InvalidInput`](crate::Error::InvalidInput) for a command that can't be passed
+    ///   to the system as given (an empty program name, a NUL byte in an argument or the
+    ///   environment) and [`Error::Unsupported`](crate::Error::Unsupported) for an option the
+    ///   mechanism lacks;
+    /// - [`Error::Cancelled`](crate::Error::Cancelled) for a cancel token cancelled already
+    ///   (nothing is started);
+    /// - [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable),
+    ///   [`Error::ResourceLimit`](crate::Error::ResourceLimit) or
+    ///   [`Error::InvalidInput`](crate::Error::InvalidInput) (a bad `PKIT_MECHANISM`) when its
+    ///   private group can't be made.
     pub fn start(&self) -> Result<RunningProcess> {
         let group = crate::Group::new()?;
         let mut p = group.start(self)?;

@@ -47,6 +47,12 @@ impl Command {
     /// assert_eq!(n, 42);
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`run`](Self::run) (a non-zero exit, a signal, a timeout, a
+    /// failed start, …), and [`Error::Parse`] when stdout doesn't parse as a
+    /// `T`.
     pub async fn parse<T>(&self) -> Result<T>
     where
         T: FromStr,
@@ -77,6 +83,12 @@ impl Command {
     /// assert_eq!(line.as_deref(), Some("listening on 8080"));
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`start`](Self::start) when it can't start; without a match,
+    /// those of [`run`](Self::run) (a non-zero exit, a signal, a timeout);
+    /// [`Error::Cancelled`] when the cancel token fires first.
     pub async fn first_line(&self, mut pred: impl FnMut(&str) -> bool) -> Result<Option<String>> {
         let mut p = self.clone().stream_lines().start()?;
         let mut lines = p.lines();

@@ -37,6 +37,15 @@ impl RunningProcess {
     /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
     /// process exits first (after looking at every line it wrote), or when
     /// its output ends.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidInput`] when the command had no
+    ///   [`stream_lines`](crate::Command::stream_lines) or the line stream is
+    ///   taken;
+    /// - [`Error::NotReady`] when `timeout` passes, the process exits first
+    ///   or its output ends;
+    /// - [`Error::Io`] when the process's exit can't be read.
     pub async fn wait_for_line(
         &mut self,
         mut pred: impl FnMut(&Line) -> bool,
@@ -115,6 +124,11 @@ impl RunningProcess {
     /// Waits until a TCP connection to `addr` succeeds (the connection is
     /// closed at once). Gives up with [`Error::NotReady`] on `timeout` or if
     /// the process exits first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReady`] when `timeout` passes or the process exits first;
+    /// [`Error::Io`] when its exit can't be read.
     pub async fn wait_for_port(&self, addr: SocketAddr, timeout: Duration) -> Result<()> {
         self.wait_for(
             || async move { tokio::net::TcpStream::connect(addr).await.is_ok() },
@@ -125,6 +139,11 @@ impl RunningProcess {
 
     /// Waits until `check` returns true, retrying every 25 ms. Gives up with
     /// [`Error::NotReady`] on `timeout` or if the process exits first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReady`] when `timeout` passes or the process exits first;
+    /// [`Error::Io`] when its exit can't be read.
     pub async fn wait_for<F, Fut>(&self, mut check: F, timeout: Duration) -> Result<()>
     where
         F: FnMut() -> Fut,
@@ -199,6 +218,13 @@ impl RunningProcess {
     /// assert_eq!(line.text, "Name: hi ada");
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidInput`] when the command had no
+    ///   [`stream_lines`](crate::Command::stream_lines);
+    /// - [`Error::NotReady`] when `timeout` passes or the process exits first;
+    /// - [`Error::Io`] when the process's exit can't be read.
     pub async fn wait_for_prompt(
         &mut self,
         mut pred: impl FnMut(&str) -> bool,

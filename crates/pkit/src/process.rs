@@ -238,6 +238,12 @@ impl RunningProcess {
     /// process, the outcome is [`Outcome::TimedOut`] (and this returns once
     /// the grace, if any, is over and the process's subtree is gone); when
     /// its cancel token did, this is [`Error::Cancelled`].
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::OutputLimit`] and [`Error::Cancelled`] as above;
+    /// - [`Error::Io`] when the exit status can't be read, or when a
+    ///   [`stdin_reader`](crate::Command::stdin_reader) failed (see above).
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             return Ok(out.clone());
@@ -310,6 +316,11 @@ impl RunningProcess {
 
     /// Sends SIGKILL to this process (not to its descendants: to end the
     /// whole tree, kill or drop the group). Does nothing once it has exited.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the system refuses the signal (an exited process is
+    /// not an error).
     pub fn kill(&self) -> Result<()> {
         self.child
             .signal(sys::Signal::Kill.as_raw())
@@ -322,6 +333,12 @@ impl RunningProcess {
     /// on. Works after the process itself has exited too, for descendants
     /// it left behind (under cgroup v2; a process group finds descendants
     /// only through living parents).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the system refuses the signal, where the process is
+    /// signalled alone (no subtree of its own); killing a subtree reports no
+    /// error.
     pub fn kill_tree(&self) -> Result<()> {
         match crate::watch::tree(&self.watch) {
             Some(tree) => {

@@ -152,6 +152,12 @@ impl Group {
     /// if out.oom_killed() { eprintln!("make ran out of memory"); }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Command::output`]: [`Err`] is for runs that could not start or
+    /// were cancelled; a non-zero exit, a signal and a timeout are data in the
+    /// `Output`.
     pub async fn output(self, cmd: &Command) -> Result<Output> {
         run_in(self, cmd).await
     }

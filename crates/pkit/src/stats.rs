@@ -115,6 +115,10 @@ impl RunningProcess {
     /// Samples this process every `interval` until it exits, and returns
     /// its profile. It leaves the process alone, and its output for
     /// [`wait`](Self::wait).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the process's exit can't be read.
     pub async fn profile(&self, interval: Duration) -> Result<Profile> {
         let began = Instant::now();
         let (mut peak, mut cpu, mut samples) = (None::<u64>, None::<Duration>, 0);

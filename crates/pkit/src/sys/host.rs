@@ -62,6 +62,11 @@ impl MechanismChoice {
 
     /// The choice made by `PKIT_MECHANISM`, `Auto` when it is unset, or the
     /// unparseable value.
+    ///
+    /// # Errors
+    ///
+    /// The variable's value (lossily decoded) when it is not one of the
+    /// spellings [`as_str`](Self::as_str) gives.
     pub fn from_env() -> Result<MechanismChoice, String> {
         match std::env::var_os(Self::ENV_VAR) {
             None => Ok(MechanismChoice::Auto),
