@@ -19,9 +19,6 @@ use super::spawn_steps::{
 };
 use crate::sys::{SpawnError, SpawnSpec};
 
-const CLONE_PIDFD: libc::c_ulong = 0x1000;
-const CLONE_VFORK: libc::c_ulong = 0x4000;
-
 /// Forks a child for `spec` that joins the cgroups behind `join` (or, with
 /// `pgid`, that process group) before exec, and returns its pid and pidfd.
 pub(crate) fn spawn_forked(
@@ -51,7 +48,7 @@ pub(crate) fn spawn_forked(
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            CLONE_VFORK | CLONE_PIDFD | libc::SIGCHLD as libc::c_ulong,
+            (libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
             0usize,
             &mut pidfd as *mut libc::c_int,
             0usize,
@@ -157,7 +154,7 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            CLONE_VFORK | CLONE_PIDFD | libc::SIGCHLD as libc::c_ulong,
+            (libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
             0usize,
             &mut pidfd as *mut libc::c_int,
             0usize,
@@ -169,7 +166,7 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
         unsafe {
             let program = libc::syscall(
                 libc::SYS_clone,
-                CLONE_VFORK | libc::SIGCHLD as libc::c_ulong,
+                (libc::CLONE_VFORK | libc::SIGCHLD) as libc::c_ulong,
                 0usize,
                 0usize,
                 0usize,

@@ -89,9 +89,6 @@ use crate::sys::guard::LeaderRegistration;
 /// `CLONE_INTO_CGROUP` as the u64 the clone3 ABI wants (libc's constant is
 /// a truncated `c_int` on some versions).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-const CLONE_PIDFD: u64 = 0x1000;
-const CLONE_VM: u64 = 0x100;
-const CLONE_VFORK: u64 = 0x4000;
 
 /// Asks whether clone3 exists here without creating anything: a clone3 call
 /// with a too-small argument size fails with `EINVAL` where the system call
@@ -147,7 +144,7 @@ pub(crate) fn spawn_into_cgroup(
     let mut stack = Stack::new();
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
-        flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_INTO_CGROUP,
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64 | CLONE_INTO_CGROUP,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack.base() as u64,
@@ -224,7 +221,7 @@ pub(crate) fn spawn_joining(
         libc::clone(
             child_entry,
             stack.top(),
-            (CLONE_VM | CLONE_VFORK | CLONE_PIDFD) as c_int | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
             &plan as *const Plan<'_> as *mut c_void,
             &mut pidfd as *mut c_int,
         )
