@@ -264,7 +264,18 @@ fn start_owner_with(
 ) -> Owner {
     let out = TempPath::new("guard-out");
     let pids = TempPath::new("guard-pids");
-    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    let exe = std::env::current_exe().expect("test binary");
+    // An owner in a job of its own is the one sent SIGINT: it must not
+    // inherit an ignored SIGINT (as a test run from a background shell
+    // would), or it would survive the Ctrl-C. `env` resets it, then execs
+    // the helper under the same pid.
+    let mut cmd = if own_pgroup {
+        let mut c = std::process::Command::new("env");
+        c.arg("--default-signal=INT").arg(&exe);
+        c
+    } else {
+        std::process::Command::new(&exe)
+    };
     cmd.args([
         "guard_helper_owner",
         "--exact",
@@ -719,7 +730,17 @@ async fn ctrl_c_to_the_foreground_group_does_not_stop_the_guard() {
             .status()
             .expect("kill -INT");
         assert!(status.success());
-        let status = owner.child.wait().expect("wait");
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = owner.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: the owner outlived SIGINT"
+            );
+            tokio::time::sleep(POLL).await;
+        };
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(2),
