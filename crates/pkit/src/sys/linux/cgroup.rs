@@ -316,25 +316,30 @@ impl Cgroup {
     pub(crate) fn wait_empty_blocking(&self, deadline: Instant) -> io::Result<bool> {
         let events = self.open_events()?;
         loop {
-            if !read_events(&events)?.populated {
+            if is_empty_or_gone(&events)? {
                 return Ok(true);
             }
             if !wait_event_change(&events, deadline)? {
-                return Ok(!read_events(&events)?.populated);
+                return is_empty_or_gone(&events);
             }
         }
     }
 
-    /// Waits asynchronously until the cgroup is empty.
+    /// Waits asynchronously until the cgroup is empty (or gone: only an
+    /// empty cgroup can be removed, by whoever removed it). The change
+    /// notification is the wake-up; a re-read every [`RECHECK`] is the
+    /// safety net, so a notification that never comes can't hang a close.
     pub(crate) async fn wait_empty(&self) -> io::Result<()> {
         let events = self.open_events()?;
         let afd = super::register(events, tokio::io::Interest::PRIORITY)?;
         loop {
-            if !read_events(afd.get_ref())?.populated {
+            if is_empty_or_gone(afd.get_ref())? {
                 return Ok(());
             }
-            let mut guard = afd.ready(tokio::io::Interest::PRIORITY).await?;
-            guard.clear_ready();
+            let ready = afd.ready(tokio::io::Interest::PRIORITY);
+            if let Ok(guard) = tokio::time::timeout(RECHECK, ready).await {
+                guard?.clear_ready();
+            }
         }
     }
 
@@ -452,3 +457,56 @@ impl Drop for Cgroup {
 /// How long `Drop` waits for a killed cgroup to empty before handing the
 /// directory to the reaper thread.
 const DROP_WAIT: Duration = Duration::from_millis(10);
+
+/// How often a wait for an empty cgroup re-reads `cgroup.events` without
+/// a notification.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Whether the cgroup behind `events` has no process left: its
+/// `cgroup.events` says so, or the cgroup was removed (`ENODEV` on an open
+/// file of a removed cgroup; only an empty one can be removed).
+fn is_empty_or_gone(events: &OwnedFd) -> io::Result<bool> {
+    match read_events(events) {
+        Ok(ev) => Ok(!ev.populated),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cgroup removed while someone waits for it to empty (only an empty
+    /// one can be removed) ends the wait at once, both ways, instead of
+    /// waiting for a notification about a file that no longer exists.
+    #[test]
+    fn a_removed_cgroup_counts_as_empty() {
+        let Ok(host) = crate::sys::linux::host::cgroup_host() else {
+            eprintln!("skipped: no cgroup v2 here");
+            return;
+        };
+        let Ok((cg, None)) = Cgroup::create(&host.parent_dir, host.has_kill, None, None) else {
+            eprintln!("skipped: cannot create cgroups here");
+            return;
+        };
+        let events = cg.open_events().expect("cgroup.events");
+        assert!(
+            is_empty_or_gone(&events).expect("read"),
+            "a new cgroup is empty"
+        );
+        std::fs::remove_dir(cg.path()).expect("rmdir");
+        assert!(is_empty_or_gone(&events).expect("a removed cgroup reads as gone"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // open_events fails on the removed directory: the wait says so
+        // rather than hanging.
+        let waited = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), cg.wait_empty()).await
+        });
+        assert!(waited.is_ok(), "the wait for a removed cgroup hung");
+        cg.removed.store(true, Ordering::Release);
+    }
+}
