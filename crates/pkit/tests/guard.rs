@@ -925,6 +925,10 @@ async fn guard_is_on_by_default_and_can_be_turned_off() {
     suite.end().await;
 }
 
+/// Makes a helper owner's sweep consider directories of any age (it leaves
+/// those younger than a minute alone by default).
+const SWEEP_NOW: (&str, &str) = ("PKIT_SWEEP_MIN_AGE_SECS", "0");
+
 #[tokio::test]
 async fn stale_directories_of_dead_owners_are_swept() {
     // Only a fresh process sweeps (once, at its first cgroup): run the
@@ -946,7 +950,9 @@ async fn stale_directories_of_dead_owners_are_swept() {
     // before it was made): it must be left alone.
     let live = parent.join(format!("pkit-{}-999999", std::process::id()));
     std::fs::create_dir(&live).expect("plant a live owner's directory");
-    let mut owner = start_owner("tree", MechanismChoice::Cgroup, false);
+    // Both were just made: only an owner told to sweep young ones too
+    // removes the stale one now.
+    let mut owner = start_owner_with("tree", MechanismChoice::Cgroup, false, &[SWEEP_NOW]);
     assert_dir_removed(&stale, "a dead owner's empty directory").await;
     let kept = live.is_dir();
     let _ = std::fs::remove_dir(&live);
@@ -983,8 +989,8 @@ async fn a_named_group_of_a_dead_owner_is_swept_by_a_later_owner() {
     }
     assert_gone(&tree, "the unguarded tree, killed by the test").await;
     assert!(dir.is_dir(), "left behind: {}", dir.display());
-    // A fresh owner sweeps at its first cgroup.
-    let mut later = start_owner("tree", MechanismChoice::Cgroup, false);
+    // A fresh owner sweeps at its first cgroup (young directories too).
+    let mut later = start_owner_with("tree", MechanismChoice::Cgroup, false, &[SWEEP_NOW]);
     assert_dir_removed(&dir, "a dead owner's named directory").await;
     later.kill();
     assert_guard_cleaned_up(&later, "the sweeping owner").await;

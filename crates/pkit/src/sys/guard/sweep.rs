@@ -1,6 +1,7 @@
 //! Stale directories: those of dead owners, removed once per process.
 
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,41 +9,67 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// How many directory entries one sweep looks at, at most.
 const SWEEP_LIMIT: usize = 4096;
 
+/// How young a directory the sweep leaves alone, whatever its owner pid
+/// says: its owner may not have locked it yet (the lock is taken right
+/// after the `mkdir`). `PKIT_SWEEP_MIN_AGE_SECS` overrides it (for tests).
+const MIN_AGE_SECS: i64 = 60;
+
 /// Once per process: removes empty `pkit-<pid>-<seq>` directories under
 /// `parent` whose owner is dead (left by an owner killed before the guard
 /// existed, or whose guard was itself killed).
 ///
-/// "Dead" is judged in this process's pid namespace: an owner in another
-/// pid namespace that shares this cgroup would look dead. Only our own
-/// cgroup directory (and the matching v1 ones) is swept, which another
-/// container's pkit does not normally share.
+/// An owner holds a shared `flock` on every directory it keeps (its open
+/// directory fd; for a v1 directory, its open `cgroup.procs`), spares
+/// included, and the kernel drops it when the owner's fds go. A directory
+/// is removed only if it is older than [`MIN_AGE_SECS`], its lock can be
+/// taken exclusively (no live owner in any pid namespace holds it), and,
+/// besides, its owner pid looks dead in this process's pid namespace; it
+/// is removed under that exclusive lock. So a pkit in another pid
+/// namespace sharing this cgroup (a container with the host's cgroup
+/// namespace, a CI job in a pid namespace) never removes a live owner's
+/// directories, though it can't judge that owner's pid.
 pub(crate) fn sweep_stale_once(parent: &Path) {
     static DONE: AtomicBool = AtomicBool::new(false);
     if DONE.swap(true, Ordering::AcqRel) {
         return;
     }
-    let mut dirs = vec![parent.to_path_buf()];
-    // The v1 directories that carried caps have the same names.
+    let min_age = std::env::var("PKIT_SWEEP_MIN_AGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MIN_AGE_SECS);
+    let mut budget = SWEEP_LIMIT;
+    let mut dirs = vec![(parent.to_path_buf(), Lock::Dir)];
+    // The v1 directories that carried caps have the same names; their
+    // owner locks their `cgroup.procs`, the file it keeps open.
     dirs.extend(
         crate::sys::linux::v1::hierarchies()
             .values()
-            .map(|h| h.owner_dir.clone()),
+            .map(|h| (h.owner_dir.clone(), Lock::Procs)),
     );
-    let mut budget = SWEEP_LIMIT;
-    for dir in dirs {
-        let removed = sweep(&dir, &mut budget);
+    for (dir, lock) in dirs {
+        let removed = sweep(&dir, lock, min_age, &mut budget);
         if removed > 0 {
             tracing::debug!(target: "pkit", dir = %dir.display(), removed, "removed stale cgroup directories");
         }
     }
 }
 
+/// What an owner keeps locked for a directory.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Lock {
+    /// The directory itself (a v2 cgroup).
+    Dir,
+    /// Its `cgroup.procs` (a v1 cgroup).
+    Procs,
+}
+
 /// Sweeps one directory; returns how many stale directories it removed.
-fn sweep(dir: &Path, budget: &mut usize) -> usize {
+fn sweep(dir: &Path, lock: Lock, min_age: i64, budget: &mut usize) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let me = crate::sys::pid::current();
+    let now = now_secs();
     let mut removed = 0;
     for entry in entries.flatten() {
         if *budget == 0 {
@@ -57,16 +84,66 @@ fn sweep(dir: &Path, budget: &mut usize) -> usize {
             continue;
         }
         let path = entry.path();
-        if owner_alive(owner, &path) {
+        let Some(_held) = stale(&path, owner, lock, now, min_age) else {
             continue;
-        }
+        };
         // rmdir refuses a cgroup with members: only empty ones go, their
-        // (empty) sub-cgroups first.
+        // (empty) sub-cgroups first. The exclusive lock goes after.
         if crate::sys::linux::subtree::remove_tree(&path).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// Whether `path` (named for `owner`) is stale: old enough, unlocked, and
+/// its owner pid dead here. If so, returns the exclusive lock taken on it,
+/// to hold while removing it. Each check runs only if the ones before
+/// passed; all err towards "alive".
+pub(super) fn stale(
+    path: &Path,
+    owner: u32,
+    lock: Lock,
+    now: i64,
+    min_age: i64,
+) -> Option<OwnedFd> {
+    let made = dir_ctime_secs(path)?;
+    if now.saturating_sub(made) < min_age {
+        return None;
+    }
+    let held = lock_exclusive(path, lock)?;
+    if owner_alive(owner, made) {
+        return None;
+    }
+    Some(held)
+}
+
+/// Takes `flock(LOCK_EX | LOCK_NB)` on what an owner of `path` locks; `None`
+/// if a live owner (of any pid namespace) holds it, or it can't be opened
+/// or locked.
+fn lock_exclusive(path: &Path, lock: Lock) -> Option<OwnedFd> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let fd = match lock {
+        Lock::Dir => rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ),
+        Lock::Procs => rustix::fs::open(
+            path.join("cgroup.procs"),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ),
+    }
+    .ok()?;
+    rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).ok()?;
+    Some(fd)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The owner pid in a `pkit-<pid>-<seq>` name, or in a named group's
@@ -86,14 +163,14 @@ pub(super) fn owner_of(name: &[u8]) -> Option<u32> {
     std::str::from_utf8(pid).ok()?.parse().ok()
 }
 
-/// Whether the process that created `dir` may still be alive: a process
-/// with its pid exists and did not start after the directory was made.
-/// Errs towards "alive": a live owner's directory is never touched.
-fn owner_alive(pid: u32, dir: &Path) -> bool {
+/// Whether the process that created a directory `made` (its ctime) may
+/// still be alive: a process with its pid exists and did not start after
+/// the directory was made. Errs towards "alive".
+fn owner_alive(pid: u32, made: i64) -> bool {
     let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
         return false; // no such process
     };
-    let (Some(started), Some(made)) = (process_start_secs(&stat), dir_ctime_secs(dir)) else {
+    let Some(started) = process_start_secs(&stat) else {
         return true;
     };
     // Generous slack: clock adjustments move the two estimates apart.

@@ -2,12 +2,13 @@
 
 use super::process::{event_field, join};
 use super::start::start_with;
-use super::sweep::owner_of;
+use super::sweep::{owner_of, stale, Lock};
 use super::walk::for_each_pid;
 use super::wire::*;
 use std::io::BufRead;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn gone(pid: u32) -> bool {
@@ -220,6 +221,66 @@ fn owner_names() {
     assert_eq!(owner_of(b"pkit-123-4-"), None);
     assert_eq!(owner_of(b"pkit-123--web"), None);
     assert_eq!(owner_of(b"pkit-123-4x-web"), None);
+}
+
+/// The sweep's decision for one directory: too young, locked by a live
+/// owner (in any pid namespace), or of a live pid: kept; else removed under
+/// an exclusive lock.
+#[test]
+fn sweep_decision() {
+    use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+    let mut dead = std::process::Command::new("true").spawn().expect("true");
+    let dead_pid = dead.id();
+    dead.wait().expect("wait");
+    let dir = std::env::temp_dir().join(format!("pkit-sweep-decision-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("a directory");
+    std::fs::write(dir.join("cgroup.procs"), b"").expect("a procs file");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let open = |p: &Path| {
+        rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).expect("open")
+    };
+    for (lock, target) in [
+        (Lock::Dir, dir.clone()),
+        (Lock::Procs, dir.join("cgroup.procs")),
+    ] {
+        // Old enough, unlocked, its owner dead: stale, and locked for us.
+        let held = stale(&dir, dead_pid, lock, now + 61, 60);
+        assert!(held.is_some(), "{lock:?}: a dead owner's directory");
+        // While we hold it, another sweeper can't take it.
+        assert!(
+            stale(&dir, dead_pid, lock, now + 61, 60).is_none(),
+            "{lock:?}"
+        );
+        drop(held);
+        // Made less than a minute ago: kept, whoever the owner.
+        assert!(
+            stale(&dir, dead_pid, lock, now, 60).is_none(),
+            "{lock:?}: young"
+        );
+        // A live owner's shared lock keeps it, though its pid looks dead.
+        let owner = open(&target);
+        flock(&owner, FlockOperation::NonBlockingLockShared).expect("flock");
+        assert!(
+            stale(&dir, dead_pid, lock, now + 61, 60).is_none(),
+            "{lock:?}: locked"
+        );
+        drop(owner);
+        assert!(
+            stale(&dir, dead_pid, lock, now + 61, 60).is_some(),
+            "{lock:?}: released"
+        );
+        // A live pid that started before the directory was made: kept.
+        let me = std::process::id();
+        assert!(
+            stale(&dir, me, lock, now + 61, 60).is_none(),
+            "{lock:?}: live pid"
+        );
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]

@@ -112,6 +112,12 @@ impl Cgroup {
                     return Err(e.into());
                 }
             };
+            // Held while any fd of ours is open on it: tells the stale
+            // sweep of a pkit in another pid namespace, which can't judge
+            // our pid, that the directory is alive. Never blocks: a sweep
+            // leaves a directory this young alone (so this can't fail on
+            // its account); a failure only leaves the age rule to protect it.
+            let _ = rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared);
             let cg = Cgroup {
                 path,
                 dir,
@@ -382,7 +388,7 @@ impl Cgroup {
         {
             ticket
         } else {
-            match super::cgroup_pool::offer(&self.path, ticket) {
+            match super::cgroup_pool::offer(&self.path, self.dir.as_fd(), ticket) {
                 Ok(()) => {
                     self.removed.store(true, Ordering::Release);
                     return Ok(None);

@@ -15,6 +15,12 @@
 //!   `cgroup.kill`: on Linux 6.18 a child placed with `CLONE_INTO_CGROUP`
 //!   into such a cgroup is SIGKILLed at birth.
 //! - At most [`MAX`] directories are kept; beyond that they are removed.
+//! - Each spare keeps its directory open, and with it the shared `flock`
+//!   its group took (see `Cgroup::create`): a pkit in another pid namespace
+//!   sharing this cgroup, which can't tell whether our pid is alive, sees
+//!   the lock and leaves the spare alone. Keeping the fd costs no syscall
+//!   per reuse: it is duplicated when pooled and handed back as is when
+//!   taken, in place of opening the path again.
 //! - The pool belongs to the process that filled it: a child forked
 //!   without exec (which inherits a copy of the list) neither takes from
 //!   it, adds to it, nor empties it at its exit.
@@ -27,7 +33,7 @@
 //!   handler removes every pooled directory.
 //! - [`release_all`] removes the spares now (`pkit::release_spare_cgroups`).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -39,8 +45,9 @@ const MAX: usize = 16;
 
 /// One spare directory.
 struct Spare {
-    /// The path only: holding fds would cost a caller up to 16 of them.
     path: PathBuf,
+    /// The open directory, holding the shared lock that marks it alive.
+    dir: OwnedFd,
     /// Its registration with the owner-death guard, if it has one.
     ticket: Option<Ticket>,
 }
@@ -61,42 +68,40 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     owner: 0,
 });
 
-/// A spare directory under `parent`, opened, with its guard registration,
-/// if there is one.
+/// A spare directory under `parent`, open (and still locked), with its
+/// guard registration, if there is one.
 pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd, Option<Ticket>)> {
-    use rustix::fs::{Mode, OFlags};
-    loop {
-        let spare = {
-            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.owner != crate::sys::pid::current() {
-                // Empty, or a forked child's copy of its parent's list:
-                // those directories are the parent's to reuse, never ours
-                // (two processes must not share one).
-                return None;
-            }
-            let i = pool
-                .spares
-                .iter()
-                .position(|s| s.path.parent() == Some(parent))?;
-            pool.spares.swap_remove(i)
-        };
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        match rustix::fs::open(&spare.path, flags, Mode::empty()) {
-            Ok(dir) => return Some((spare.path, dir, spare.ticket)),
-            // Removed behind our back (by an administrator): try the next.
-            Err(_) => unregister(spare.ticket),
-        }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.owner != crate::sys::pid::current() {
+        // Empty, or a forked child's copy of its parent's list: those
+        // directories are the parent's to reuse, never ours (two processes
+        // must not share one).
+        return None;
     }
+    let i = pool
+        .spares
+        .iter()
+        .position(|s| s.path.parent() == Some(parent))?;
+    let spare = pool.spares.swap_remove(i);
+    Some((spare.path, spare.dir, spare.ticket))
 }
 
-/// Offers an empty, unfrozen directory with its guard registration. `Ok`:
-/// taken (the caller must forget the directory); `Err` gives the ticket
-/// back when the pool is full or closed.
-pub(crate) fn offer(path: &Path, ticket: Option<Ticket>) -> Result<(), Option<Ticket>> {
+/// Offers an empty, unfrozen directory (`dir`: its open fd, which the pool
+/// duplicates to keep its lock) with its guard registration. `Ok`: taken
+/// (the caller must forget the directory); `Err` gives the ticket back
+/// when the pool is full or closed.
+pub(crate) fn offer(
+    path: &Path,
+    dir: BorrowedFd<'_>,
+    ticket: Option<Ticket>,
+) -> Result<(), Option<Ticket>> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.closed || pool.spares.len() >= MAX {
         return Err(ticket);
     }
+    let Ok(dir) = rustix::io::fcntl_dupfd_cloexec(dir, 0) else {
+        return Err(ticket);
+    };
     if pool.owner != crate::sys::pid::current() {
         if pool.owner != 0 {
             // We are a forked child of the process that filled the pool.
@@ -114,6 +119,7 @@ pub(crate) fn offer(path: &Path, ticket: Option<Ticket>) -> Result<(), Option<Ti
     }
     pool.spares.push(Spare {
         path: path.to_path_buf(),
+        dir,
         ticket,
     });
     Ok(())

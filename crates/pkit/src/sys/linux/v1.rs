@@ -113,6 +113,9 @@ impl V1Cgroup {
             let _ = std::fs::remove_dir(&path);
             format!("cannot open {}/cgroup.procs: {e}", path.display())
         })?;
+        // The stale sweep's sign of a live owner, as for the v2 directory
+        // (see `Cgroup::create`): a shared lock on this `cgroup.procs`.
+        let _ = rustix::fs::flock(&procs, rustix::fs::FlockOperation::NonBlockingLockShared);
         Ok(V1Cgroup { path, procs })
     }
 
