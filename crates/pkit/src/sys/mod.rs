@@ -32,7 +32,7 @@ mod host;
 mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub(crate) mod pid;
 mod place;
 mod pre_exec;
