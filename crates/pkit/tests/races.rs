@@ -420,7 +420,9 @@ async fn start_racing_close() {
 /// Runs as the owner when `PKIT_RACE_OWNER` is set (a mechanism), else a
 /// no-op: creates groups, starts a tree in each and ends it (close, drop,
 /// shutdown, kill), over and over, until it is SIGKILLed. Writes `looping`
-/// to `PKIT_RACE_OUT` once the first group is done.
+/// to `PKIT_RACE_OUT` once the first group is done. With `PKIT_RACE_CAPPED`
+/// each group has a memory cap (cgroup v1 directories on a hybrid host),
+/// and only every fourth has processes.
 #[test]
 fn race_owner_helper() {
     let Ok(mech) = std::env::var("PKIT_RACE_OWNER") else {
@@ -428,6 +430,7 @@ fn race_owner_helper() {
     };
     let choice = MechanismChoice::parse(&mech).expect("a mechanism");
     let out = std::env::var_os("PKIT_RACE_OUT").expect("PKIT_RACE_OUT");
+    let capped = std::env::var_os("PKIT_RACE_CAPPED").is_some();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -435,7 +438,16 @@ fn race_owner_helper() {
         .unwrap();
     rt.block_on(async move {
         for n in 0u64.. {
-            let g = pkit::Group::builder().mechanism(choice).build().unwrap();
+            let mut b = pkit::Group::builder().mechanism(choice);
+            if capped {
+                b = b.memory_max(256 << 20);
+            }
+            let g = b.build().unwrap();
+            // Capped: mostly groups made and dropped, to strike creation.
+            if capped && n % 4 != 0 {
+                drop(g);
+                continue;
+            }
             let mut p = g
                 .start(&Command::new("sh").args(["-c", "sleep 300 & sleep 300 & wait"]))
                 .unwrap();
@@ -488,92 +500,151 @@ async fn owner_sigkilled_at_random_points_leaves_nothing() {
             continue;
         }
         for i in 0..12 {
-            let out = TempPath::new("race-owner");
-            let tag = format!(
-                "PKIT_RACE_TAG={}-{i}-{}",
-                std::process::id(),
-                random_below(1 << 40)
-            );
-            let (name, value) = tag.split_once('=').unwrap();
-            let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "race_owner_helper",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("PKIT_RACE_OWNER", choice.as_str())
-                .env("PKIT_RACE_OUT", out.path())
-                .env(name, value)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let owner_pid = owner.id();
-            // Some rounds strike during the owner's first group (and its
-            // guard's start); the rest once it is looping.
-            if i % 3 != 0 {
-                let deadline = std::time::Instant::now() + DEADLINE * 3;
-                while !out.path().exists() {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{choice} #{i}: the owner never looped"
-                    );
-                    if let Ok(Some(s)) = owner.try_wait() {
-                        panic!("{choice} #{i}: the owner ended: {s}");
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(random_below(200))).await;
-            kill_pid(owner_pid);
-            owner.wait().unwrap();
-            let what = format!("{choice} #{i}: owner {owner_pid} SIGKILLed");
-            // Its processes, grandchildren and guard: all gone.
-            let deadline = std::time::Instant::now() + DEADLINE;
-            loop {
-                let alive = tagged_alive(&tag);
-                if alive.is_empty() {
-                    break;
-                }
-                if std::time::Instant::now() >= deadline {
-                    let names: Vec<String> = alive
-                        .iter()
-                        .map(|p| format!("{p} {:?}", comm(*p)))
-                        .collect();
-                    for p in &alive {
-                        kill_pid(*p);
-                    }
-                    panic!("{what}: left running: {names:?}");
-                }
-                tokio::time::sleep(POLL).await;
-            }
-            // Its cgroup directories: all removed.
-            if let Some(parent) = group_parent() {
-                let prefix = format!("pkit-{owner_pid}-");
-                let deadline = std::time::Instant::now() + DEADLINE;
-                loop {
-                    let left: Vec<std::path::PathBuf> = std::fs::read_dir(&parent)
-                        .unwrap()
-                        .flatten()
-                        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                        .map(|e| e.path())
-                        .collect();
-                    if left.is_empty() {
-                        break;
-                    }
-                    if std::time::Instant::now() >= deadline {
-                        let empty = left.iter().all(|d| cgroup_procs(d).is_empty());
-                        if empty {
-                            for d in &left {
-                                let _ = std::fs::remove_dir(d);
-                            }
-                        }
-                        panic!("{what}: cgroups left: {left:?} (empty: {empty})");
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            }
+            owner_race_round(choice, i, &[]).await;
         }
     }
     suite.end().await;
+}
+
+/// The same with capped groups, whose cgroup v1 directories (a hybrid
+/// host's memory controller) are made by the cap, after the v2 one: the
+/// owner-death guard must know of them before they exist, or an owner
+/// killed between their `mkdir` and its registration leaves them behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_owner_sigkilled_at_random_points_leaves_no_v1_directory() {
+    let suite = begin("capped_owner_sigkilled_at_random_points_leaves_no_v1_directory").await;
+    let what = "capped groups of an owner SIGKILLed at random points";
+    if portable_run() || !mechanisms().contains(&MechanismChoice::Cgroup) {
+        skipped(what, "caps need a cgroup: none in a portable-backend run (PKIT_MECHANISM=portable), or none can be made here");
+        suite.end().await;
+        return;
+    }
+    // Where the memory cap's v1 directories go: the owner is our child, in
+    // our v1 cgroups, so its caps land beside ours.
+    let v1_parents: Vec<std::path::PathBuf> = match pkit::Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .memory_max(256 << 20)
+        .build()
+    {
+        Err(e) => {
+            skipped(what, &format!("memory_max can't be enforced here: {e}"));
+            Vec::new()
+        }
+        Ok(g) => {
+            let dirs = g
+                .limits()
+                .iter()
+                // "cgroup v1 <files> in <dir>" (v2 names no directory).
+                .filter_map(|l| l.enforced_by.split(" in ").nth(1))
+                .filter_map(|d| std::path::Path::new(d).parent().map(|p| p.to_path_buf()))
+                .collect();
+            g.close().await.unwrap();
+            dirs
+        }
+    };
+    if v1_parents.is_empty() {
+        skipped(
+            what,
+            "memory_max is not enforced by cgroup v1 here (no v1 directories)",
+        );
+    } else {
+        eprintln!("capped groups' v1 directories go in {v1_parents:?}");
+        for i in 0..48 {
+            owner_race_round(MechanismChoice::Cgroup, i, &v1_parents).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// One round: an owner (capped groups when `v1_parents` is not empty)
+/// SIGKILLed at a random point; then nothing of its tree may be running and
+/// no `pkit-<owner pid>-*` directory may be left in the v2 parent or in
+/// `v1_parents`.
+async fn owner_race_round(choice: MechanismChoice, i: u64, v1_parents: &[std::path::PathBuf]) {
+    let out = TempPath::new("race-owner");
+    let tag = format!(
+        "PKIT_RACE_TAG={}-{i}-{}",
+        std::process::id(),
+        random_below(1 << 40)
+    );
+    let (name, value) = tag.split_once('=').unwrap();
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "race_owner_helper",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PKIT_RACE_OWNER", choice.as_str())
+        .env("PKIT_RACE_OUT", out.path())
+        .env(name, value)
+        .envs((!v1_parents.is_empty()).then_some(("PKIT_RACE_CAPPED", "1")))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let owner_pid = owner.id();
+    // Some rounds strike during the owner's first group (and its
+    // guard's start); the rest once it is looping.
+    if i % 3 != 0 {
+        let deadline = std::time::Instant::now() + DEADLINE * 3;
+        while !out.path().exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice} #{i}: the owner never looped"
+            );
+            if let Ok(Some(s)) = owner.try_wait() {
+                panic!("{choice} #{i}: the owner ended: {s}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(random_below(200))).await;
+    kill_pid(owner_pid);
+    owner.wait().unwrap();
+    let what = format!("{choice} #{i}: owner {owner_pid} SIGKILLed");
+    // Its processes, grandchildren and guard: all gone.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let alive = tagged_alive(&tag);
+        if alive.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let names: Vec<String> = alive
+                .iter()
+                .map(|p| format!("{p} {:?}", comm(*p)))
+                .collect();
+            for p in &alive {
+                kill_pid(*p);
+            }
+            panic!("{what}: left running: {names:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    // Its cgroup directories: all removed.
+    let prefix = format!("pkit-{owner_pid}-");
+    for parent in group_parent().iter().chain(v1_parents) {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let left: Vec<std::path::PathBuf> = std::fs::read_dir(parent)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                let empty = left.iter().all(|d| cgroup_procs(d).is_empty());
+                if empty {
+                    for d in &left {
+                        let _ = std::fs::remove_dir(d);
+                    }
+                }
+                panic!("{what}: cgroups left: {left:?} (empty: {empty})");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
 }

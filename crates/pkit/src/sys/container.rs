@@ -142,6 +142,12 @@ impl Container {
                 g.unregister(t);
             }
         };
+        // A capped group's v1 directories are registered before they exist.
+        #[cfg(target_os = "linux")]
+        let v1_in = match (&kind, want_guard) {
+            (Kind::Cgroup(cg), true) => limits::guard_v1_first(cg, limits, &mut kept),
+            _ => false,
+        };
         let applied = match (&kind, limits.is_empty()) {
             (_, true) => Applied::default(),
             #[cfg(target_os = "linux")]
@@ -171,11 +177,11 @@ impl Container {
             match (guard::get(), &kind) {
                 (Err(why), _) => GuardLink::Unavailable(why),
                 (Ok(_), Kind::Pgroup { .. }) => GuardLink::Pending,
-                // The registration made with the directory (or kept by a
-                // spare) covers it; v1 cap directories need one of their
-                // own, made before the old one is released below.
+                // The registration made with the directory (or a spare's,
+                // or the one with its v1 directories) covers it; else v1 cap
+                // directories need one, made before the old one's release.
                 #[cfg(target_os = "linux")]
-                (Ok(g), Kind::Cgroup(_)) if kept.is_some() && applied.v1.is_empty() => {
+                (Ok(g), Kind::Cgroup(_)) if kept.is_some() && (v1_in || applied.v1.is_empty()) => {
                     let ticket = kept.take().expect("checked");
                     g.set_spare(&ticket, false);
                     GuardLink::On(ticket)

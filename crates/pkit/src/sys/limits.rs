@@ -280,6 +280,64 @@ fn parse_cpu_list(list: &str) -> Result<(), String> {
 }
 
 #[cfg(target_os = "linux")]
+/// A group's v1 directories are named after its v2 directory.
+#[cfg(target_os = "linux")]
+fn v1_dir_name(cg: &Cgroup) -> String {
+    cg.path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every v1 directory [`apply`] could make for `limits` on `cg` (whether
+/// or not v2 takes the caps), so that the owner-death guard can learn of
+/// them before they exist.
+#[cfg(target_os = "linux")]
+fn v1_candidates(cg: &Cgroup, limits: &Limits) -> Vec<std::path::PathBuf> {
+    let wanted = [
+        ("memory", limits.memory_max.is_some()),
+        ("pids", limits.max_processes.is_some()),
+        ("cpu", limits.cpu_quota.is_some()),
+        ("cpuset", limits.cpus.is_some()),
+    ];
+    let name = v1_dir_name(cg);
+    let mut out: Vec<std::path::PathBuf> = Vec::new();
+    for (controller, _) in wanted.iter().filter(|(_, on)| *on) {
+        if let Some(h) = super::linux::v1::hierarchies().get(*controller) {
+            let path = h.owner_dir.join(&name);
+            if !out.contains(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Registers `cg` with the owner-death guard together with every v1
+/// directory [`apply`] could make for `limits`, before any of them exists
+/// (the guard skips those never made), and puts that registration in
+/// `kept`, whose earlier one is released only once the new one is in.
+/// False, `kept` untouched, when no v1 directory is possible or there is
+/// no guard or it refused.
+#[cfg(target_os = "linux")]
+pub(crate) fn guard_v1_first(
+    cg: &Cgroup,
+    limits: &Limits,
+    kept: &mut Option<super::guard::Ticket>,
+) -> bool {
+    let v1 = v1_candidates(cg, limits);
+    let (false, Ok(g)) = (v1.is_empty(), super::guard::get()) else {
+        return false;
+    };
+    let Ok(ticket) = g.register_cgroup(cg.path(), cg.has_kill(), &v1) else {
+        return false;
+    };
+    if let Some(earlier) = kept.replace(ticket) {
+        g.unregister(earlier);
+    }
+    true
+}
+
 /// Applies one cap: v2 when the controller can be enabled, else v1.
 fn cap(
     cg: &Cgroup,
@@ -294,12 +352,7 @@ fn cap(
         Some(why) => why,
     };
     if applied.v1(controller).is_none() {
-        let dir_name = cg
-            .path()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let group = V1Cgroup::create(controller, &dir_name).map_err(|v1_why| {
+        let group = V1Cgroup::create(controller, &v1_dir_name(cg)).map_err(|v1_why| {
             LimitError::new(
                 name,
                 format!("cgroup v2 can't ({v2_why}) and cgroup v1 can't ({v1_why})"),
