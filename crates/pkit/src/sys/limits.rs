@@ -279,7 +279,6 @@ fn parse_cpu_list(list: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(target_os = "linux")]
 /// A group's v1 directories are named after its v2 directory.
 #[cfg(target_os = "linux")]
 fn v1_dir_name(cg: &Cgroup) -> String {
@@ -339,6 +338,7 @@ pub(crate) fn guard_v1_first(
 }
 
 /// Applies one cap: v2 when the controller can be enabled, else v1.
+#[cfg(target_os = "linux")]
 fn cap(
     cg: &Cgroup,
     applied: &mut Applied,
