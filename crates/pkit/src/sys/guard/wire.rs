@@ -4,7 +4,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 /// Longest path (bytes, NUL included) a slot can hold.
 pub(super) const PATH_LEN: usize = 512;
@@ -30,8 +30,11 @@ pub(super) const FLAG_HAS_KILL: u32 = 1;
 pub(super) const REPLY_HELLO: u32 = 1;
 pub(super) const REPLY_COUNT: u32 = 2;
 
-/// `PIDFD_SIGNAL_PROCESS_GROUP` (linux/pidfd.h, Linux 6.9).
-pub(super) const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
+// Signalling through pidfds is the spawner's too: one definition of each.
+pub(super) use crate::sys::linux::signal::{
+    exact_pgroup_signals as probe_exact_pgroup, pidfd_signal_raw as pidfd_send,
+    PIDFD_SIGNAL_PROCESS_GROUP,
+};
 
 /// One message from the owner to the guard.
 #[repr(C)]
@@ -103,45 +106,6 @@ pub(super) struct Plan {
     pub(super) buf: *mut u8,
     pub(super) buf_len: usize,
     pub(super) exact_pgroup: bool,
-}
-
-/// Whether process groups can be signalled through the leader's pidfd.
-pub(super) fn probe_exact_pgroup() -> bool {
-    // Signal 0 through our own pidfd to the process group whose id is our
-    // pid: no signal is delivered. Kernels before 6.9 reject the flag with
-    // EINVAL; newer ones answer 0, or ESRCH when we lead no group.
-    let Some(me) = rustix::process::Pid::from_raw(crate::sys::pid::current() as i32) else {
-        return false;
-    };
-    let Ok(fd) = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) else {
-        return false;
-    };
-    matches!(
-        pidfd_send(fd.as_fd(), 0, PIDFD_SIGNAL_PROCESS_GROUP),
-        0 | libc::ESRCH
-    )
-}
-
-/// `pidfd_send_signal(fd, sig, NULL, flags)`; returns 0 or the errno.
-pub(super) fn pidfd_send(fd: BorrowedFd<'_>, sig: i32, flags: libc::c_uint) -> i32 {
-    // SAFETY: a borrowed fd, a signal number, a null siginfo and flags; the
-    // kernel reads nothing else.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            flags,
-        )
-    };
-    if rc == 0 {
-        0
-    } else {
-        io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    }
 }
 
 /// A message that unregisters `id`.
