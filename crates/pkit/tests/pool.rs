@@ -146,3 +146,38 @@ async fn a_spare_with_a_sub_cgroup_is_not_reused() {
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
 }
+
+/// A spare removed by someone else (an administrator's `rmdir`, a cleanup
+/// script) is noticed when it would be reused: the next run gets a fresh
+/// directory instead of failing to spawn into a cgroup that no longer
+/// exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_removed_by_someone_else_is_replaced() {
+    let Some(parent) = pkit::host_containment().group_parent else {
+        eprintln!("SKIPPED: no cgroup v2 here");
+        return;
+    };
+    let _one = SERIAL.lock().await;
+    let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
+    pkit::release_spare_cgroups();
+    for round in 0..3 {
+        let spare = cgroup_of_run(&runner, "0").await;
+        let name = spare.rsplit('/').next().unwrap().to_string();
+        assert!(
+            own_dirs().contains(&name),
+            "round {round}: {spare} was kept as a spare: {:?}",
+            own_dirs()
+        );
+        std::fs::remove_dir(parent.join(&name)).expect("rmdir the spare");
+        let out = Command::new("sh")
+            .args(["-c", "grep '^0::' /proc/self/cgroup"])
+            .runner(runner.clone())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the run after the rmdir: {e}"));
+        assert!(out.success(), "{:?} {}", out.outcome(), out.stderr_str());
+        assert_ne!(out.stdout_str().trim(), spare, "a fresh directory");
+    }
+    pkit::release_spare_cgroups();
+    until("every spare is removed", || own_dirs().is_empty()).await;
+}

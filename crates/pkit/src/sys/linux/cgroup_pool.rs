@@ -32,6 +32,9 @@
 //! - At normal process exit (`exit`, return from `main`) an `atexit`
 //!   handler removes every pooled directory.
 //! - [`release_all`] removes the spares now (`pkit::release_spare_cgroups`).
+//! - A spare someone else removed (`rmdir` by an administrator) is noticed
+//!   when it would be taken (its open directory has no `cgroup.events`
+//!   left) and dropped: the next group gets a fresh directory.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -78,12 +81,30 @@ pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd, Option<Ticket>)> 
         // must not share one).
         return None;
     }
-    let i = pool
-        .spares
-        .iter()
-        .position(|s| s.path.parent() == Some(parent))?;
-    let spare = pool.spares.swap_remove(i);
-    Some((spare.path, spare.dir, spare.ticket))
+    loop {
+        let i = pool
+            .spares
+            .iter()
+            .position(|s| s.path.parent() == Some(parent))?;
+        let spare = pool.spares.swap_remove(i);
+        if still_there(&spare.dir) {
+            return Some((spare.path, spare.dir, spare.ticket));
+        }
+        // Removed behind our back (an administrator's `rmdir`, a cleanup
+        // script): its open fd names a dead cgroup, into which no child can
+        // be placed. Forget it; the caller makes a fresh directory.
+        tracing::debug!(target: "pkit", dir = %spare.path.display(), "a spare cgroup was removed by someone else");
+        unregister(spare.ticket);
+    }
+}
+
+/// Whether the open cgroup directory `dir` still exists: a removed
+/// cgroup's open directory has no files left (one `fstatat`).
+fn still_there(dir: &OwnedFd) -> bool {
+    match rustix::fs::statat(dir, "cgroup.events", rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => true,
+        Err(e) => e != rustix::io::Errno::NOENT && e != rustix::io::Errno::NODEV,
+    }
 }
 
 /// Offers an empty, unfrozen directory (`dir`: its open fd, which the pool
