@@ -50,7 +50,15 @@ async fn clean(what: &str, fds: usize) {
 /// Makes the lazily created process-wide state (reaper, guard, probes) exist
 /// before fds are counted.
 async fn warm() -> usize {
-    for choice in mechanisms() {
+    // The cgroup tests below force the cgroup mechanism even in a
+    // `PKIT_MECHANISM=portable` run, whose `mechanisms()` is the portable
+    // backend alone: warm the cgroup mechanism too (its reaper thread's
+    // wake-up pipe would otherwise be counted as two leaked fds).
+    let mut choices = mechanisms();
+    if cgroup_usable() && !choices.contains(&MechanismChoice::Cgroup) {
+        choices.insert(0, MechanismChoice::Cgroup);
+    }
+    for choice in choices {
         // A process dropped while it runs hands its pidfd to the reaper
         // thread, which starts then (with its wake-up pipe, kept for the
         // life of the process: not a leak).
