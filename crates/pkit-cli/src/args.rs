@@ -193,7 +193,9 @@ pub struct RunArgs {
     /// behave differently without one): its output goes to pkit's stdout,
     /// pkit's stdin is typed into it (pkit's terminal in raw mode
     /// meanwhile; at the end of stdin, the end-of-file character), and its
-    /// size follows pkit's terminal (24x80 without one).
+    /// size follows pkit's terminal (24x80 without one). pkit's terminal
+    /// gets its settings back at the end, while pkit is stopped, and even
+    /// if pkit is killed.
     #[arg(long)]
     pub pty: bool,
     /// Say on stderr each signal pkit sends, and what teardown verified;

@@ -52,6 +52,8 @@ pub struct Forwarder<'a> {
     pub same_pgrp: bool,
     /// The terminal, when it was handed to the program's group.
     pub tty: Option<&'a Terminal>,
+    /// `--pty`'s relay, whose raw mode must not outlive a stop.
+    pub relay: Option<&'a crate::pty::Relay>,
 }
 
 impl Forwarder<'_> {
@@ -107,6 +109,20 @@ impl Forwarder<'_> {
         };
     }
 
+    /// Stops pkit as its job was stopped: the terminal goes back to the
+    /// shell first (handed back, or its settings restored); once pkit
+    /// continues, it takes it again, and a pty program is continued.
+    pub fn stop_pkit(&self) {
+        if let Some(r) = self.relay {
+            r.suspend();
+        }
+        Terminal::stop_pkit(self.tty);
+        if let Some(r) = self.relay {
+            r.resume();
+            let _ = self.group.signal(Signal::Cont);
+        }
+    }
+
     /// `sig` as an ending signal: followed by SIGCONT so a stopped tree
     /// acts on it (as timeout(1) does).
     pub fn send_ending(&self, sig: i32) {
@@ -138,7 +154,7 @@ pub fn on_signal(
             }
             // Stop pkit too, so the shell sees its job stop; `fg` sends
             // SIGCONT, read next and forwarded.
-            Terminal::stop_pkit(fwd.tty);
+            fwd.stop_pkit();
         }
         libc::SIGINT | libc::SIGQUIT if r.from_kernel => {
             // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL

@@ -17,6 +17,7 @@ mod size;
 mod summary;
 mod supervise;
 mod sys;
+mod termwatch;
 mod tty;
 
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ use args::{Cli, Cmd};
 pub use exit::EXIT_OWN_FAILURE;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(termwatch::ARG)) {
+        return termwatch::main();
+    }
     if let Err(msg) = args::check_raw(std::env::args_os().skip(1)) {
         eprintln!("pkit: {msg}");
         return ExitCode::from(EXIT_OWN_FAILURE);

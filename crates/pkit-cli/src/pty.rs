@@ -4,8 +4,11 @@
 //! (pkit's own terminal, if stdin is one, in raw mode meanwhile, so Ctrl-C
 //! and the like reach the program's terminal, which interprets them). At
 //! the end of pkit's stdin, the terminal's end-of-file character is typed.
-//! A window-size change of pkit's terminal resizes the program's.
+//! A window-size change of pkit's terminal resizes the program's. The
+//! terminal gets its settings back when pkit ends, stops, or is killed
+//! (`termwatch.rs`).
 
+use std::cell::RefCell;
 use std::io::Read;
 
 use tokio::io::AsyncWriteExt;
@@ -23,7 +26,7 @@ pub fn size() -> (u16, u16) {
 /// Relays pkit's stdin to the program's terminal while it lives.
 pub struct Relay {
     pty: pkit::Pty,
-    _raw: Option<sys::RawMode>,
+    raw: RefCell<Option<crate::termwatch::Raw>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,7 +34,7 @@ impl Relay {
     /// Starts relaying (stdin is read on a thread of its own: a read that
     /// never returns must not hold up pkit's exit).
     pub fn start(pty: pkit::Pty) -> Relay {
-        let raw = sys::RawMode::enter();
+        let raw = crate::termwatch::Raw::enter();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
         let _ = std::thread::Builder::new()
             .name("pkit-stdin".into())
@@ -62,8 +65,22 @@ impl Relay {
         });
         Relay {
             pty,
-            _raw: raw,
+            raw: RefCell::new(raw),
             task,
+        }
+    }
+
+    /// pkit's terminal gets its settings back (pkit is about to stop).
+    pub fn suspend(&self) {
+        if let Some(r) = self.raw.borrow_mut().as_mut() {
+            r.suspend();
+        }
+    }
+
+    /// Raw mode again once pkit continued (in the foreground).
+    pub fn resume(&self) {
+        if let Some(r) = self.raw.borrow_mut().as_mut() {
+            r.resume();
         }
     }
 
@@ -79,5 +96,6 @@ impl Drop for Relay {
     /// Stops typing; pkit's terminal gets its settings back.
     fn drop(&mut self) {
         self.task.abort();
+        self.raw.get_mut().take();
     }
 }

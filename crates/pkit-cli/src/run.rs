@@ -128,6 +128,7 @@ pub async fn main(args: RunArgs) -> Exit {
         // program in that group too.
         same_pgrp: sys::same_pgrp(pid),
         tty: tty.as_ref(),
+        relay: relay.as_ref(),
     };
 
     let term_signal = args.signal.unwrap_or(libc::SIGTERM);
@@ -160,10 +161,13 @@ pub async fn main(args: RunArgs) -> Exit {
             }
             // The terminal stops the program's group on Ctrl-Z (or a read
             // from the background): stop pkit too, as the shell expects of
-            // its job; on `fg` or `bg` resume both.
+            // its job; on `fg` or `bg` resume both. (With --pty, Ctrl-Z
+            // is a byte for the program's own terminal, which does not stop
+            // its session leader: its process group is orphaned, as POSIX
+            // wants for a group no job-control shell can continue.)
             () = tokio::time::sleep(Duration::from_millis(100)), if tty.is_some() => {
                 if sys::state_of(pid) == Some('T') {
-                    Terminal::stop_pkit(tty.as_ref());
+                    fwd.stop_pkit();
                     let _ = group.signal(pkit::Signal::Cont);
                 }
             }

@@ -11,6 +11,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 
+pub mod term;
+
 /// The signals pkit catches (and forwards, or acts on).
 pub const CAUGHT: [i32; 13] = [
     libc::SIGTERM,
@@ -301,42 +303,4 @@ pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
     // SAFETY: zeroed, then filled by the kernel: a plain C struct.
     let ws = unsafe { ws.assume_init() };
     (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
-}
-
-/// The terminal on stdin in raw mode (`pkit run --pty`: every key goes to
-/// the program's own terminal, which interprets it); its settings are
-/// restored on drop.
-pub struct RawMode(libc::termios);
-
-impl RawMode {
-    /// Switches stdin's terminal to raw mode; `None` if stdin is not a
-    /// terminal (or refuses).
-    pub fn enter() -> Option<RawMode> {
-        let mut saved = MaybeUninit::<libc::termios>::zeroed();
-        // SAFETY: isatty/tcgetattr inspect fd 0 and fill `saved`, a termios.
-        if unsafe { libc::isatty(0) != 1 || libc::tcgetattr(0, saved.as_mut_ptr()) != 0 } {
-            return None;
-        }
-        // SAFETY: filled by tcgetattr above.
-        let saved = unsafe { saved.assume_init() };
-        let mut raw = saved;
-        // SAFETY: cfmakeraw edits the termios it is given; tcsetattr reads
-        // it and changes fd 0's settings.
-        unsafe {
-            libc::cfmakeraw(&mut raw);
-            if libc::tcsetattr(0, libc::TCSANOW, &raw) != 0 {
-                return None;
-            }
-        }
-        Some(RawMode(saved))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restores fd 0's settings from the termios read at entry.
-        unsafe {
-            libc::tcsetattr(0, libc::TCSANOW, &self.0);
-        }
-    }
 }

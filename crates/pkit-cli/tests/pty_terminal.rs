@@ -1,0 +1,205 @@
+//! `pkit run --pty` with a terminal on pkit's stdin (a pseudo-terminal this
+//! test makes, standing for the user's): raw mode while the program runs,
+//! and the terminal's settings back afterwards — when the program ends,
+//! while pkit's job is stopped (SIGTSTP), and when pkit is
+//! SIGKILLed (its watcher puts them back; the guard ends the tree).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+/// The user's terminal: (master, slave).
+fn terminal() -> (File, File) {
+    // SAFETY: the usual pty dance on fresh descriptors; ptsname_r fills
+    // the buffer it is given; every result is checked.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        assert!(s >= 0, "open the slave");
+        (File::from_raw_fd(m), File::from_raw_fd(s))
+    }
+}
+
+fn settings(fd: RawFd) -> libc::termios {
+    let mut t = MaybeUninit::<libc::termios>::zeroed();
+    // SAFETY: tcgetattr fills a termios.
+    assert_eq!(unsafe { libc::tcgetattr(fd, t.as_mut_ptr()) }, 0);
+    // SAFETY: filled above.
+    unsafe { t.assume_init() }
+}
+
+fn same(a: &libc::termios, b: &libc::termios) -> bool {
+    a.c_iflag == b.c_iflag
+        && a.c_oflag == b.c_oflag
+        && a.c_cflag == b.c_cflag
+        && a.c_lflag == b.c_lflag
+        && a.c_cc == b.c_cc
+}
+
+fn is_raw(t: &libc::termios) -> bool {
+    t.c_lflag & (libc::ICANON | libc::ECHO | libc::ISIG) == 0
+}
+
+fn poll(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The terminal watcher pkit `parent` started.
+fn watcher_of(parent: u32) -> i32 {
+    let mut found = None;
+    poll("pkit's terminal watcher runs", || {
+        found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let comm = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+            let ppid: u32 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent && comm == "pkit-termwatch").then_some(pid)
+        });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Collects what `r` gives, on a thread.
+fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = out.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            o.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    out
+}
+
+fn text(out: &Arc<Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&out.lock().unwrap()).into_owned()
+}
+
+#[test]
+fn a_sigkilled_pkit_leaves_the_terminal_as_it_found_it_and_no_tree() {
+    for m in MECHANISMS {
+        let (_master, slave) = terminal();
+        let before = settings(slave.as_raw_fd());
+        assert!(!is_raw(&before));
+        let file = pid_file();
+        let mut pkit = pkit()
+            .args(["run", "-q", "--pty", "--mechanism", m, "--", "sh", "-c"])
+            // Deaf to the program's terminal's hangup: only the guard
+            // ends this tree once pkit is gone.
+            .arg(format!("trap '' HUP; {}", tree_script(&file)))
+            .stdin(slave.try_clone().unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));
+        let watcher = watcher_of(pkit.id());
+        pkit.kill().unwrap(); // SIGKILL: pkit restores nothing itself
+        pkit.wait().unwrap();
+        poll("the settings back", || {
+            same(&settings(slave.as_raw_fd()), &before)
+        });
+        assert_all_gone(&pids);
+        assert_all_gone(&[watcher]);
+        let _ = std::fs::remove_file(&file);
+    }
+}
+
+#[test]
+fn the_terminal_is_raw_while_the_program_runs_and_restored_after() {
+    for m in MECHANISMS {
+        let (master, slave) = terminal();
+        let before = settings(slave.as_raw_fd());
+        let mut pkit = pkit()
+            .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
+            .stdin(slave.try_clone().unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = collect(pkit.stdout.take().unwrap());
+        poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));
+        let watcher = watcher_of(pkit.id());
+        let mut keys = master.try_clone().unwrap();
+        // Typed on the user's terminal, raw: reaches the program's own
+        // terminal byte for byte (its echo, then cat's copy).
+        keys.write_all(b"typed\r").unwrap();
+        poll("cat's copy", || text(&out).matches("typed").count() >= 2);
+        // Ctrl-D: the program's terminal's end of file ends cat.
+        keys.write_all(b"\x04").unwrap();
+        let status = pkit.wait().unwrap();
+        assert!(status.success(), "{m}: {status:?}");
+        assert!(same(&settings(slave.as_raw_fd()), &before), "{m}");
+        assert_all_gone(&[watcher]);
+    }
+}
+
+#[test]
+fn a_stopped_pkit_gives_the_terminal_back_and_takes_it_again_on_fg() {
+    for m in MECHANISMS {
+        let (master, slave) = terminal();
+        let before = settings(slave.as_raw_fd());
+        let mut pkit = pkit()
+            .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
+            .stdin(slave.try_clone().unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = collect(pkit.stdout.take().unwrap());
+        poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));
+        let mut keys = master.try_clone().unwrap();
+        keys.write_all(b"one\r").unwrap();
+        poll("cat runs", || text(&out).matches("one").count() >= 2);
+        // Ctrl-Z in raw mode is a byte for the program's terminal, which
+        // does not stop its session leader (an orphaned process group):
+        // cat reads it.
+        keys.write_all(b"\x1a\r").unwrap();
+        poll("cat got ^Z", || text(&out).contains("^Z"));
+        assert_eq!(state(pkit.id() as i32), Some('S'), "{m}");
+        // The shell stops pkit's job (`kill -TSTP %1`): pkit stops, the
+        // terminal's settings given back for the shell first.
+        kill(pkit.id(), libc::SIGTSTP);
+        wait_state(pkit.id() as i32, 'T');
+        assert!(same(&settings(slave.as_raw_fd()), &before), "{m}");
+        // `fg`: continued, raw again, cat continued.
+        kill(pkit.id(), libc::SIGCONT);
+        poll("raw again", || is_raw(&settings(slave.as_raw_fd())));
+        keys.write_all(b"two\r").unwrap();
+        poll("cat continued", || text(&out).matches("two").count() >= 2);
+        keys.write_all(b"\x04").unwrap();
+        let status = pkit.wait().unwrap();
+        assert!(status.success(), "{m}: {status:?}: {}", text(&out));
+        assert!(same(&settings(slave.as_raw_fd()), &before), "{m}");
+    }
+}
