@@ -5,15 +5,21 @@
 //! [`log_name`](crate::Command::log_name)), pids, the mechanism, outcomes,
 //! error kinds, counts and durations. Arguments, environment, working
 //! directory and output can't be logged by construction: no helper accepts
-//! them (nor a `Command`, an `Output` or an `Error`).
+//! them (nor a `Command`, an `Output` or an `Error`), and none is generic
+//! (an `impl Display` or `impl Debug` parameter would take an `Error`,
+//! whose `Debug` shows the run's output): each takes a string it names
+//! (the program, the command's log name), numbers, durations, or one of
+//! the small enums `Mechanism`, `Outcome`, `ErrorKind`, `StopReason`.
 //!
 //! Ordinary lifecycle events are at Debug; anomalies (a timeout, a tree
 //! that needed SIGKILL after its grace, a failed readiness check, a crash
 //! storm) at Warn. See the crate documentation for how to see them.
 
-use std::fmt::{Debug, Display};
 use std::time::Duration;
 
+use crate::error::ErrorKind;
+use crate::output::Outcome;
+use crate::supervise::StopReason;
 use crate::sys::Mechanism;
 
 pub(crate) fn group_created(mechanism: Mechanism) {
@@ -30,7 +36,7 @@ pub(crate) fn finished(
     name: Option<&str>,
     pid: u32,
     mechanism: Mechanism,
-    outcome: impl Display,
+    outcome: Outcome,
     duration: Duration,
 ) {
     let name = name.unwrap_or(program);
@@ -106,7 +112,7 @@ pub(crate) fn retry(
     name: &str,
     attempt: u32,
     max_attempts: u32,
-    failure: impl Debug,
+    failure: ErrorKind,
     pause: Duration,
 ) {
     tracing::debug!(
@@ -161,11 +167,11 @@ pub(crate) fn storm(name: &str, crashes: usize, window: Duration, pause: Duratio
 }
 
 /// A supervised command can't be started, and retrying can't help.
-pub(crate) fn cannot_start(name: &str, failure: crate::ErrorKind) {
+pub(crate) fn cannot_start(name: &str, failure: ErrorKind) {
     tracing::warn!(target: "pkit", name, failure = ?failure, "supervised command cannot start");
 }
 
 /// A supervision ended.
-pub(crate) fn supervisor_stopped(name: &str, reason: impl Display, restarts: u32) {
+pub(crate) fn supervisor_stopped(name: &str, reason: StopReason, restarts: u32) {
     tracing::debug!(target: "pkit", name, %reason, restarts, "supervisor stopped");
 }
