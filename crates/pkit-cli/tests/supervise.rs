@@ -309,3 +309,267 @@ fn verbose_prints_the_lifecycle_events_and_no_secrets() {
     // The supervisor's own lines are still there.
     assert!(lines.iter().any(|v| v["event"] == "stopped"), "{lines:?}");
 }
+
+/// Waits (bounded) for `child` to exit, killing it on the deadline.
+fn wait_bounded(mut child: std::process::Child, what: &str) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: pkit did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn int_or_hup_to_pkit_stops_the_run_and_its_tree() {
+    for sig in [libc::SIGINT, libc::SIGHUP] {
+        let file = pid_file();
+        let child = pkit()
+            .args(["supervise", "--json", "--", "sh", "-c"])
+            .arg(tree_script(&file))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        kill(child.id(), sig);
+        let out = wait_bounded(child, "a stop by signal");
+        let _ = std::fs::remove_file(&file);
+        assert_all_gone(&pids);
+        assert_eq!(out.status.code(), Some(0), "signal {sig}: {out:?}");
+        let events = json_lines(&out.stderr);
+        assert_eq!(events.last().unwrap()["reason"], "stop_requested", "{sig}");
+    }
+}
+
+#[test]
+fn a_signal_during_a_backoff_pause_stops_at_once() {
+    use std::io::BufRead;
+    let file = pid_file();
+    let mut child = pkit()
+        .args(["supervise", "--json", "--backoff", "300s", "--", "sh", "-c"])
+        .arg(format!("echo $$ >> {}; exit 3", file.display()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{seen:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(v.clone());
+        if v["event"] == "backoff" {
+            break;
+        }
+    }
+    kill(child.id(), libc::SIGTERM);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = wait_bounded(child, "a stop during the pause");
+    let runs = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(runs.lines().count(), 1, "no run after the stop");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let last: serde_json::Value = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "stopped");
+    assert_eq!(last["reason"], "stop_requested");
+    assert_eq!(last["restarts"], 0);
+}
+
+/// After `$2` seconds, listens on 127.0.0.1:`$1` and runs until killed.
+const LISTENER: &str = r#"sleep "$2"; exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die "listen: $!"; sleep 300' "$1""#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_health_port_waits_for_a_listener_or_counts_a_crash() {
+    use std::io::BufRead;
+    // A listener that comes late: ready, then stopped by TERM.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = pkit()
+        .args([
+            "supervise",
+            "--json",
+            "--health-port",
+            &addr,
+            "--",
+            "sh",
+            "-c",
+        ])
+        .args([LISTENER, "sh", &port.to_string(), "0.3"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let pid = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{seen:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(v.clone());
+        if v["event"] == "ready" {
+            break v["pid"].as_i64().unwrap() as i32;
+        }
+    };
+    assert!(std::net::TcpStream::connect(&addr).is_ok());
+    kill(child.id(), libc::SIGTERM);
+    let out = wait_bounded(child, "the healthy server");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_all_gone(&[pid]);
+
+    // A port that never opens: each run killed after the timeout, a crash.
+    let other = free_port();
+    let out = pkit()
+        .args([
+            "supervise",
+            "--json",
+            "--health-port",
+            &format!("127.0.0.1:{}", free_port()),
+            "--health-timeout",
+            "300ms",
+            "--max-restarts",
+            "1",
+            "--backoff",
+            "10ms",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .args([LISTENER, "sh", &other.to_string(), "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    let events = json_lines(&out.stderr);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "started",
+            "unhealthy",
+            "exited",
+            "backoff",
+            "started",
+            "unhealthy",
+            "exited",
+            "stopped"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[2]["crashed"], true);
+    assert_eq!(events[7]["reason"], "restarts_exhausted");
+}
+
+/// The pauses (seconds) of a `--json` run's events, and the storm pauses.
+fn pauses(events: &[serde_json::Value]) -> (Vec<f64>, Vec<f64>) {
+    let of = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| e["secs"].as_f64().unwrap())
+            .collect()
+    };
+    (of("backoff"), of("storm_pause"))
+}
+
+#[test]
+fn storm_pause_max_backoff_reset_after_and_never() {
+    // Five crashes within 10 s make a storm: the fifth pause is the storm's.
+    let out = run(&[
+        "supervise",
+        "--json",
+        "--backoff",
+        "1ms,1",
+        "--storm-pause",
+        "50ms",
+        "--max-restarts",
+        "6",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let events = json_lines(&out.stderr);
+    let (backoffs, storms) = pauses(&events);
+    assert_eq!((backoffs.len(), storms), (5, vec![0.05]), "{events:?}");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .filter(|k| *k == "backoff" || *k == "storm_pause")
+        .collect();
+    assert_eq!(kinds[4], "storm_pause", "{kinds:?}");
+
+    // The cap: 1 ms growing tenfold, never above 5 ms (plus 10 % jitter).
+    let out = run(&[
+        "supervise",
+        "--json",
+        "--backoff",
+        "1ms,10",
+        "--max-backoff",
+        "5ms",
+        "--max-restarts",
+        "4",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    let (backoffs, _) = pauses(&json_lines(&out.stderr));
+    assert_eq!(backoffs.len(), 4);
+    assert!(
+        backoffs[2..]
+            .iter()
+            .all(|&s| (0.0045..=0.0055).contains(&s)),
+        "{backoffs:?}"
+    );
+
+    // A stable run resets the backoff: without --reset-after the pauses
+    // grow tenfold (10 ms, 100 ms), with it they stay at 10 ms.
+    for (reset, grows) in [(false, true), (true, false)] {
+        let mut args = vec!["supervise", "--json", "--backoff", "10ms,10"];
+        if reset {
+            args.extend(["--reset-after", "1ms"]);
+        }
+        args.extend([
+            "--max-restarts",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.05; exit 1",
+        ]);
+        let (backoffs, _) = pauses(&json_lines(&run(&args).stderr));
+        assert_eq!(backoffs.len(), 2);
+        assert_eq!(backoffs[1] > 0.05, grows, "reset {reset}: {backoffs:?}");
+    }
+
+    // --restart never: one run, its status.
+    let out = run(&[
+        "supervise",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "exit 6",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exited with code 6 (crash); stopping: policy satisfied after 0 restarts"),
+        "{err}"
+    );
+}

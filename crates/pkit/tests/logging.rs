@@ -112,6 +112,27 @@ fn find(name: &str, what: &str) -> Vec<Seen> {
         .collect()
 }
 
+/// How many events carry `what` in their message, at `level`.
+fn count(what: &str, level: Level) -> usize {
+    recorder()
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.level == level)
+        .filter(|s| s.get("message").is_some_and(|m| m.contains(what)))
+        .count()
+}
+
+/// Polls until the process named `name` has started.
+async fn wait_started(name: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while find(name, "process started").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{name} never started");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// A command whose argument, environment value, working directory and
 /// output all carry the marker.
 fn marked(choice: pkit::MechanismChoice, dir: &TempPath, script: &str, name: &str) -> Command {
@@ -214,6 +235,103 @@ async fn events_are_emitted_and_never_carry_secrets() {
         assert_eq!(storms[0].level, Level::WARN);
         assert_eq!(find(&tag("sup"), "supervisor stopped").len(), 1);
         assert_eq!(find(&tag("sup"), "process started").len(), 3, "{choice}");
+
+        // The name is carried by a group's processes and a batch's commands.
+        let g = group(choice);
+        let mut proc = g.start(&marked(choice, &dir, echo, &tag("group"))).unwrap();
+        assert!(proc.wait().await.unwrap().success());
+        g.close().await.unwrap();
+        assert_eq!(find(&tag("group"), "process started").len(), 1, "{choice}");
+        assert_eq!(find(&tag("group"), "process finished").len(), 1, "{choice}");
+        let batch = (0..3).map(|i| marked(choice, &dir, echo, &tag(&format!("batch{i}"))));
+        for result in pkit::output_all(batch, 2).await {
+            assert!(result.unwrap().success());
+        }
+        for i in 0..3 {
+            let name = tag(&format!("batch{i}"));
+            assert_eq!(find(&name, "process started").len(), 1, "{choice}: {name}");
+            assert_eq!(find(&name, "process finished").len(), 1, "{choice}: {name}");
+        }
+
+        // Teardown: a graceful shutdown at Debug, one that still needed
+        // SIGKILL at Warn, a dropped open group at Debug.
+        let before = (
+            count("group shut down", Level::DEBUG),
+            count("killed after the grace", Level::WARN),
+            count("group dropped", Level::DEBUG),
+        );
+        let polite = group(choice);
+        let mut p = polite
+            .start(&marked(
+                choice,
+                &dir,
+                &format!("{echo}; sleep 300"),
+                &tag("polite"),
+            ))
+            .unwrap();
+        wait_started(&tag("polite")).await;
+        let report = polite.shutdown(DEADLINE).await.unwrap();
+        assert_eq!(report.killed(), 0, "{choice}");
+        let _ = p.wait().await;
+        let stubborn = group(choice);
+        let mut p = stubborn
+            .start(&marked(
+                choice,
+                &dir,
+                &format!("trap '' TERM; touch \"$PWD/stubborn\"; {echo}; sleep 300"),
+                &tag("stubborn"),
+            ))
+            .unwrap();
+        let flag = dir.path().join("stubborn");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !flag.exists() {
+            assert!(std::time::Instant::now() < deadline, "{choice}: the trap");
+            tokio::time::sleep(POLL).await;
+        }
+        std::fs::remove_file(&flag).unwrap();
+        let report = stubborn.shutdown(Duration::from_millis(100)).await.unwrap();
+        assert!(report.killed() > 0, "{choice}");
+        let _ = p.wait().await;
+        let dropped = group(choice);
+        let _p = dropped
+            .start(&marked(
+                choice,
+                &dir,
+                &format!("{echo}; sleep 300"),
+                &tag("dropped"),
+            ))
+            .unwrap();
+        drop(dropped);
+        let after = (
+            count("group shut down", Level::DEBUG),
+            count("killed after the grace", Level::WARN),
+            count("group dropped", Level::DEBUG),
+        );
+        assert!(after.0 > before.0, "{choice}: a graceful shutdown event");
+        assert!(after.1 > before.1, "{choice}: a killed-after-grace event");
+        assert!(after.2 > before.2, "{choice}: a dropped-group event");
+
+        // Jitter: the retry pauses vary within the fraction.
+        let before = find(&tag("jitter"), "retrying").len();
+        let _ = marked(choice, &dir, &format!("{echo}; exit 3"), &tag("jitter"))
+            .retry(5, Duration::from_millis(40), |_| true)
+            .retry_jitter(0.5)
+            .run()
+            .await
+            .unwrap_err();
+        let pauses: Vec<f64> = find(&tag("jitter"), "retrying")[before..]
+            .iter()
+            .map(|s| s.get("pause_ms").unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(pauses.len(), 4, "{choice}");
+        assert!(
+            pauses.iter().all(|p| (20.0..=60.0).contains(p)),
+            "{choice}: {pauses:?}"
+        );
+        assert!(
+            pauses.windows(2).any(|w| w[0] != w[1]),
+            "{choice}: no jitter: {pauses:?}"
+        );
     }
     suite.end().await;
 

@@ -201,6 +201,48 @@ async fn stdin_bytes_are_replayed_identically() {
     suite.end().await;
 }
 
+#[tokio::test]
+async fn exit_code_and_probe_replay_timeouts_and_every_pause_is_waited() {
+    let suite = begin("exit_code_and_probe_replay_timeouts_and_every_pause_is_waited").await;
+    // Hangs (and times out) on the first two runs, then exits `$2`.
+    let hang_twice = r#"n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge 3 ] || exec sleep 300; exit "$2""#;
+    let pause = Duration::from_millis(150);
+    for choice in mechanisms() {
+        let counter = TempPath::new("timeout-code");
+        let began = std::time::Instant::now();
+        let code = sh(choice, hang_twice)
+            .args([counter.as_str(), "4"])
+            .timeout(Duration::from_millis(100))
+            .grace(Duration::from_millis(50))
+            .retry(5, pause, |e| e.is_timeout())
+            .exit_code()
+            .await
+            .expect("the third attempt exits");
+        assert_eq!(code, 4, "{choice}");
+        assert_eq!(runs(&counter), 3, "{choice}");
+        // Two pauses were waited in full (a lower bound only: never a
+        // speed assertion).
+        assert!(
+            began.elapsed() >= pause * 2,
+            "{choice}: {:?}",
+            began.elapsed()
+        );
+
+        let counter = TempPath::new("timeout-probe");
+        let yes = sh(choice, hang_twice)
+            .args([counter.as_str(), "1"])
+            .timeout(Duration::from_millis(100))
+            .grace(Duration::from_millis(50))
+            .retry(5, Duration::from_millis(5), |e| e.is_timeout())
+            .probe()
+            .await
+            .expect("the third attempt answers");
+        assert!(!yes, "{choice}");
+        assert_eq!(runs(&counter), 3, "{choice}");
+    }
+    suite.end().await;
+}
+
 #[test]
 fn is_transient_knows_the_temporary_spawn_failures() {
     let spawn = |errno| pkit::Error::Spawn {

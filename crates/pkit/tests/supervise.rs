@@ -485,3 +485,236 @@ async fn a_start_that_cannot_succeed_stops_at_once() {
     }
     suite.end().await;
 }
+
+// ---------------------------------------------------------------------------
+// Hostile use (issue 13 audit): stops during pauses, escaping grandchildren,
+// timeouts as crashes, huge output, a port that never opens, a dropped run.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_during_a_backoff_or_a_storm_pause_ends_it_at_once() {
+    let suite = begin("a_graceful_stop_during_a_backoff_or_a_storm_pause_ends_it_at_once").await;
+    for choice in mechanisms() {
+        for storm in [false, true] {
+            let counter = TempPath::new("stop-pause");
+            let mut s = Supervisor::new(sh(FLAKY).args([counter.as_str(), "100"]))
+                .mechanism(choice)
+                .backoff(Duration::from_secs(300), 2.0);
+            if storm {
+                // The first crash is a storm: a 300 s pause.
+                s = s
+                    .storm_limit(1, Duration::from_secs(600))
+                    .storm_pause(Duration::from_secs(300));
+            }
+            let mut handle = s.start();
+            loop {
+                match next(&mut handle).await {
+                    SupervisorEvent::StormPause(_) if storm => break,
+                    SupervisorEvent::BackingOff(_) if !storm => break,
+                    SupervisorEvent::StormPause(_) | SupervisorEvent::BackingOff(_) => {
+                        panic!("{choice}: the wrong kind of pause (storm {storm})")
+                    }
+                    _ => {}
+                }
+            }
+            let out = tokio::time::timeout(DEADLINE, handle.stop())
+                .await
+                .expect("the stop ends the pause")
+                .unwrap();
+            assert_eq!(out.stopped, StopReason::StopRequested, "{choice}: {storm}");
+            assert_eq!((out.restarts, runs(&counter)), (0, 1), "{choice}: {storm}");
+            // The last run's result is still reported.
+            assert_eq!(
+                out.final_output.map(|o| o.outcome()),
+                Some(Outcome::Exited(1)),
+                "{choice}"
+            );
+        }
+    }
+    suite.end().await;
+}
+
+/// Run n reports whether run n-1's daemon is still alive, then starts a
+/// daemon of its own — double fork (re-parented away from the run),
+/// standard streams closed, and `setsid` when `$2` is 1, as a real daemon
+/// does — and exits 1.
+const DAEMONIZING: &str = r#"
+    n=$(cat "$1/n" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1/n"
+    if [ -f "$1/d.$((n-1))" ]; then
+        prev=$(cat "$1/d.$((n-1))")
+        st=$(cut -d' ' -f3 /proc/$prev/stat 2>/dev/null)
+        if [ -n "$st" ] && [ "$st" != Z ]; then echo "$prev" >> "$1/alive"; fi
+        echo checked >> "$1/checked"
+    fi
+    perl -MPOSIX -e '
+        exit 0 if fork; POSIX::setsid() if $ARGV[1]; exit 0 if fork;
+        open STDIN, "<", "/dev/null"; open STDOUT, ">", "/dev/null"; open STDERR, ">", "/dev/null";
+        open my $f, ">", "$ARGV[0].tmp" or die; print $f "$$\n"; close $f;
+        rename "$ARGV[0].tmp", $ARGV[0]; exec "sleep", "300"' "$1/d.$n" "$2"
+    while [ ! -f "$1/d.$n" ]; do sleep 0.01; done
+    exit 1"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonized_grandchild_is_gone_before_the_next_run() {
+    let suite = begin("a_daemonized_grandchild_is_gone_before_the_next_run").await;
+    for choice in mechanisms() {
+        // A process group can't hold a descendant that calls setsid (the
+        // documented escape, README "Mechanisms"): there
+        // the daemon double-forks without it, which the group does catch.
+        let setsid = if choice == MechanismChoice::Cgroup {
+            "1"
+        } else {
+            "0"
+        };
+        let dir = TempPath::new("daemon");
+        std::fs::create_dir(dir.path()).unwrap();
+        let out = sup(choice, sh(DAEMONIZING).args([dir.as_str(), setsid]))
+            .max_restarts(2)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::RestartsExhausted, "{choice}");
+        let daemons: Vec<u32> = (1..=3)
+            .map(|n| {
+                std::fs::read_to_string(dir.path().join(format!("d.{n}")))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let _guard = KillOnDrop(daemons.clone());
+        let checked = std::fs::read_to_string(dir.path().join("checked")).unwrap_or_default();
+        assert_eq!(checked.lines().count(), 2, "{choice}");
+        assert!(
+            !dir.path().join("alive").exists(),
+            "{choice}: a daemon outlived its run into the next: {:?}",
+            std::fs::read_to_string(dir.path().join("alive"))
+        );
+        for pid in &daemons {
+            assert!(pid_gone(*pid), "{choice}: daemon {pid} survived");
+        }
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_run_that_times_out_is_a_crash() {
+    let suite = begin("a_run_that_times_out_is_a_crash").await;
+    for choice in mechanisms() {
+        let counter = TempPath::new("timeout-crash");
+        let cmd = sh(r#"echo x >> "$1"; exec sleep 300"#)
+            .arg(counter.as_str())
+            .timeout(Duration::from_millis(100))
+            .grace(Duration::from_millis(100));
+        let mut handle = sup(choice, cmd).max_restarts(1).start();
+        let events = all_events(&mut handle).await;
+        let out = handle.wait().await.unwrap();
+        assert_eq!(
+            out.stopped,
+            StopReason::RestartsExhausted,
+            "{choice}: {events:?}"
+        );
+        let lines = std::fs::read_to_string(counter.path()).unwrap();
+        assert_eq!(lines.lines().count(), 2, "{choice}: two runs");
+        let crashes = events
+            .iter()
+            .filter(|e| matches!(e, SupervisorEvent::Exited { crashed: true, .. }))
+            .count();
+        assert_eq!(crashes, 2, "{choice}: {events:?}");
+        let last = out.final_output.expect("the timed-out run's output");
+        assert!(last.timed_out(), "{choice}: {last:?}");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn huge_output_keeps_only_the_tail_in_final_output() {
+    let suite = begin("huge_output_keeps_only_the_tail_in_final_output").await;
+    for choice in mechanisms() {
+        // 64 MiB of numbered lines on stdout and stderr each, then a crash.
+        let script = r#"perl -e 'for (1..1_000_000) { printf STDOUT "o%058d\n", $_; printf STDERR "e%058d\n", $_ }'; exit 5"#;
+        let out = sup(choice, sh(script))
+            .restart(Restart::Never)
+            .run()
+            .await
+            .unwrap();
+        let last = out.final_output.expect("an output");
+        assert_eq!(last.outcome(), Outcome::Exited(5), "{choice}");
+        let (stdout, stderr) = (last.stdout(), last.stderr());
+        assert!(
+            stdout.len() <= 1 << 20 && stderr.len() <= 1 << 20,
+            "{choice}: {} and {} bytes kept",
+            stdout.len(),
+            stderr.len()
+        );
+        let want_out = format!("o{:058}\n", 1_000_000);
+        let want_err = format!("e{:058}\n", 1_000_000);
+        assert!(stdout.ends_with(want_out.as_bytes()), "{choice}: the tail");
+        assert!(stderr.ends_with(want_err.as_bytes()), "{choice}: the tail");
+        assert!(stdout.len() > 1 << 19, "{choice}: a real tail is kept");
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_port_that_never_opens_is_a_crash_every_run() {
+    let suite = begin("a_port_that_never_opens_is_a_crash_every_run").await;
+    for choice in mechanisms() {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let counter = TempPath::new("port-never");
+        let cmd = sh(r#"echo $$ >> "$1"; sleep 300 & wait"#).arg(counter.as_str());
+        let mut handle = sup(choice, cmd)
+            .ready_when_port(addr, Duration::from_millis(200))
+            .max_restarts(2)
+            .start();
+        let events = all_events(&mut handle).await;
+        let out = handle.wait().await.unwrap();
+        assert_eq!(
+            out.stopped,
+            StopReason::RestartsExhausted,
+            "{choice}: {events:?}"
+        );
+        let unhealthy = events
+            .iter()
+            .filter(|e| matches!(e, SupervisorEvent::Unhealthy { .. }))
+            .count();
+        let crashed = events
+            .iter()
+            .filter(|e| matches!(e, SupervisorEvent::Exited { crashed: true, .. }))
+            .count();
+        assert_eq!((unhealthy, crashed), (3, 3), "{choice}: {events:?}");
+        let pids: Vec<u32> = std::fs::read_to_string(counter.path())
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 3, "{choice}");
+        assert_gone(&pids, "the unhealthy runs").await;
+    }
+    suite.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_kills_the_current_tree() {
+    let suite = begin("dropping_the_run_future_kills_the_current_tree").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("drop-run");
+        let cmd = sh(TREE_TO_FILE).arg(file.as_str());
+        let run = tokio::spawn(sup(choice, cmd).run());
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let pids = loop {
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            if text.contains("done") {
+                break pid_lines(&text);
+            }
+            assert!(std::time::Instant::now() < deadline, "{choice}: the tree");
+            tokio::time::sleep(POLL).await;
+        };
+        assert_eq!(pids.len(), 3, "{choice}");
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
+        assert_gone(&pids, "the dropped supervision's tree").await;
+    }
+    suite.end().await;
+}

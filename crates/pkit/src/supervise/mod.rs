@@ -157,8 +157,10 @@ pub(crate) enum Health {
 /// program missing or not executable, say — ends the supervision at once
 /// with [`StopReason::CannotStart`] instead of retrying for ever. Supervision is
 /// sequential: each run gets a fresh [`Group`](crate::Group), and the whole
-/// tree of one run (grandchildren included) is gone before the next run
-/// starts.
+/// tree of one run (grandchildren included, daemons that double-fork away
+/// too) is gone before the next run starts — under the process-group
+/// mechanism, except a descendant that calls `setsid`, which leaves the
+/// process group (see [`Mechanism::ProcessGroup`](crate::Mechanism::ProcessGroup)).
 ///
 /// The defaults: restart on crash ([`Restart::OnCrash`]), no limit on
 /// restarts, backoff 1 s doubling per consecutive crash up to 30 s with
