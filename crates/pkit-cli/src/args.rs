@@ -79,7 +79,8 @@ pub enum Cmd {
     /// before the next starts). A crash is any run that is not a clean
     /// exit 0, or that fails its health check. One line on stderr per run
     /// that ended (--json: one JSON object per event). TERM, INT or HUP to
-    /// pkit stop it: the run gets SIGTERM, then SIGKILL after 10 s.
+    /// pkit stop it: the run gets SIGTERM, then SIGKILL after 10 s (a
+    /// second signal: SIGKILL at once).
     #[command(after_help = SUPERVISE_EXAMPLES)]
     Supervise(Box<SuperviseArgs>),
     /// Say what containment this host offers, and why.
@@ -101,8 +102,8 @@ Examples:
   pkit supervise --health-port 127.0.0.1:8080 --storm-pause 5m -- ./server
 
 Exit status: 0 after a clean last run or a stop by signal; else the last
-run's (a program killed by signal N: 128+N); 126/127 when it could not
-start; 125 pkit failed.";
+run's (a program killed by signal N: 128+N, so 137 when a second signal
+killed it); 126/127 when it could not start; 125 pkit failed.";
 
 #[derive(clap::Args)]
 pub struct SuperviseArgs {

@@ -73,7 +73,9 @@ pub async fn main(args: SuperviseArgs) -> u8 {
             return EXIT_OWN_FAILURE;
         }
     };
-    let mut handle = supervisor(&args).start();
+    // Cancelled by a second signal: cuts the stop's grace short.
+    let kill_now = pkit::CancelToken::new();
+    let mut handle = supervisor(&args).cancel_token(&kill_now).start();
     let mut say = Say {
         json: args.json,
         quiet: args.quiet,
@@ -91,9 +93,22 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         }
     };
     let result = if stopped {
-        // A graceful stop: the run gets SIGTERM and its grace; a second
-        // signal is not needed (the grace ends in SIGKILL).
-        handle.stop().await
+        // A graceful stop: the run gets SIGTERM and its grace (which ends
+        // in SIGKILL); a second signal meanwhile kills the tree at once.
+        let stop = handle.stop();
+        tokio::pin!(stop);
+        loop {
+            let second = tokio::select! {
+                result = &mut stop => break result,
+                _ = sigs.0.recv() => "TERM",
+                _ = sigs.1.recv() => "INT",
+                _ = sigs.2.recv() => "HUP",
+            };
+            if !kill_now.is_cancelled() && !args.quiet && !args.json {
+                eprintln!("pkit: second SIG{second}: killing the run now");
+            }
+            kill_now.cancel();
+        }
     } else {
         handle.wait().await
     };

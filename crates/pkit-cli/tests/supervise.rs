@@ -573,3 +573,38 @@ fn storm_pause_max_backoff_reset_after_and_never() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_signal_during_the_grace_kills_at_once() {
+    use std::io::BufRead;
+    let file = pid_file();
+    // The run and its grandchild ignore SIGTERM: the stop's grace (10 s)
+    // would run out in full.
+    let mut child = pkit()
+        .args(["supervise", "--json", "--", "sh", "-c"])
+        .arg(format!(
+            "trap '' TERM; (trap '' TERM; sleep 300) & echo $! >> {f}; echo $$ >> {f}; while :; do sleep 0.05; done",
+            f = file.display()
+        ))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = read_pids(&file, 2);
+    kill(child.id(), libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(child.try_wait().unwrap().is_none(), "the grace is running");
+    kill(child.id(), libc::SIGINT);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        lines.push(std::mem::take(&mut line));
+    }
+    let out = wait_bounded(child, "a second signal");
+    let _ = std::fs::remove_file(&file);
+    assert_all_gone(&pids);
+    assert_eq!(out.status.code(), Some(128 + 9), "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "stopped", "{lines:?}");
+    assert_eq!(last["reason"], "cancelled", "{lines:?}");
+}

@@ -718,3 +718,44 @@ async fn dropping_the_run_future_kills_the_current_tree() {
     }
     suite.end().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_during_a_graceful_stop_cuts_the_grace_short() {
+    let suite = begin("a_cancel_during_a_graceful_stop_cuts_the_grace_short").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("stubborn");
+        // Ignores SIGTERM, with a grandchild that ignores it too.
+        let cmd = sh(r#"trap '' TERM; (trap '' TERM; sleep 300) & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; while :; do sleep 0.05; done"#)
+            .arg(file.as_str())
+            .grace(Duration::from_secs(600));
+        let token = CancelToken::new();
+        let handle = sup(choice, cmd).cancel_token(&token).start();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let pids = loop {
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            if text.contains("done") {
+                break pid_lines(&text);
+            }
+            assert!(std::time::Instant::now() < deadline, "{choice}: the tree");
+            tokio::time::sleep(POLL).await;
+        };
+        let stop = tokio::spawn(handle.stop());
+        // The stop's SIGTERM is ignored: the grace (600 s) is running.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!stop.is_finished(), "{choice}: the grace is running");
+        token.cancel();
+        let out = tokio::time::timeout(DEADLINE, stop)
+            .await
+            .expect("the cancel ends the grace")
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::Cancelled, "{choice}");
+        assert_eq!(
+            out.final_output.map(|o| o.outcome()),
+            Some(Outcome::Signalled(9)),
+            "{choice}"
+        );
+        assert_gone(&pids, "the stubborn tree").await;
+    }
+    suite.end().await;
+}

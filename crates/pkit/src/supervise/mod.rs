@@ -46,7 +46,8 @@ pub enum StopReason {
     /// Another run was due but [`max_restarts`](Supervisor::max_restarts)
     /// were used up.
     RestartsExhausted,
-    /// A cancel token fired: the current run's tree was killed at once.
+    /// A cancel token fired: the current run's tree was killed at once
+    /// (also when it fired during a graceful stop's grace).
     Cancelled,
     /// [`SupervisorHandle::stop`] asked for a graceful stop: the current
     /// run got its signal and grace.
@@ -376,7 +377,8 @@ impl Supervisor {
 
     /// Ends the supervision when `token` is cancelled: the current run's
     /// tree is killed at once (no grace) and the outcome is
-    /// [`StopReason::Cancelled`]. The command's own
+    /// [`StopReason::Cancelled`] — also during the grace of a
+    /// [`SupervisorHandle::stop`], which it cuts short. The command's own
     /// [`cancel_token`](Command::cancel_token) does the same.
     pub fn cancel_token(mut self, token: &CancelToken) -> Supervisor {
         self.cancel = Some(token.clone());

@@ -56,18 +56,20 @@ impl Loop {
         self.sup.cancel.iter().chain(self.cmd.cancel.iter())
     }
 
+    /// Ends when any cancel token fires (never without one).
+    async fn cancel_fired(&self) {
+        let mut tokens: Vec<_> = self
+            .tokens()
+            .map(|t| Some(Box::pin(t.cancelled())))
+            .collect();
+        crate::timing::first_of(&mut tokens).await;
+    }
+
     /// Runs `work` until it ends, a cancel token fires, or a stop is asked.
     async fn until<T>(&self, work: impl std::future::Future<Output = T>) -> Wake<T> {
-        let cancel = async {
-            let mut tokens: Vec<_> = self
-                .tokens()
-                .map(|t| Some(Box::pin(t.cancelled())))
-                .collect();
-            crate::timing::first_of(&mut tokens).await;
-        };
         tokio::select! {
             v = work => Wake::Done(v),
-            () = cancel => Wake::Cancelled,
+            () = self.cancel_fired() => Wake::Cancelled,
             () = self.stop.cancelled() => Wake::Stop,
         }
     }
@@ -136,8 +138,17 @@ impl Loop {
             Wake::Stop => {
                 let signal = self.cmd.timeout_signal.unwrap_or(Signal::Term);
                 let grace = self.cmd.grace.unwrap_or(DEFAULT_TIMEOUT_GRACE);
-                group.shutdown_with(signal, grace).await?;
                 end.interrupted = Some(StopReason::StopRequested);
+                // A cancel token fired during the grace cuts it short: the
+                // tree is killed at once (a second Ctrl-C, say).
+                tokio::select! {
+                    r = group.shutdown_with(signal, grace) => { r?; }
+                    () = self.cancel_fired() => {
+                        log::cancelled(&self.name, Some(pid));
+                        group.kill()?;
+                        end.interrupted = Some(StopReason::Cancelled);
+                    }
+                }
             }
         }
         match proc.wait().await {
@@ -355,9 +366,12 @@ impl SupervisorHandle {
     /// Stops gracefully: the current run's tree gets the command's
     /// [`timeout_signal`](Command::timeout_signal) (SIGTERM unless set) and
     /// its [`grace`](Command::grace) ([`DEFAULT_TIMEOUT_GRACE`](crate::DEFAULT_TIMEOUT_GRACE)
-    /// unless set) before SIGKILL; a pause ends at once. Returns the
-    /// outcome (usually [`StopReason::StopRequested`], or how the
-    /// supervision had ended already).
+    /// unless set) before SIGKILL; a pause ends at once. A
+    /// [`cancel_token`](Supervisor::cancel_token) cancelled during the
+    /// grace cuts it short: the tree is killed at once and the outcome is
+    /// [`StopReason::Cancelled`]. Returns the outcome (usually
+    /// [`StopReason::StopRequested`], or how the supervision had ended
+    /// already).
     pub async fn stop(mut self) -> Result<SupervisionOutcome> {
         self.stop.cancel();
         self.join().await
