@@ -608,3 +608,34 @@ fn a_second_signal_during_the_grace_kills_at_once() {
     assert_eq!(last["event"], "stopped", "{lines:?}");
     assert_eq!(last["reason"], "cancelled", "{lines:?}");
 }
+
+#[test]
+fn verbose_text_prints_the_supervisors_events() {
+    let out = run(&[
+        "supervise",
+        "-v",
+        "--max-restarts",
+        "1",
+        "--backoff",
+        "10ms",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "pkit: [debug] process started",
+        "pkit: [debug] process finished",
+        "pkit: [debug] supervisor restart",
+        "pkit: [debug] supervisor stopped",
+    ] {
+        assert!(err.lines().any(|l| l.starts_with(want)), "{want}: {err}");
+    }
+    // The one line per ended run is still there.
+    assert!(
+        err.contains("exited with code 4 (crash); restart in"),
+        "{err}"
+    );
+}

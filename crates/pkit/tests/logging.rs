@@ -236,6 +236,54 @@ async fn events_are_emitted_and_never_carry_secrets() {
         assert_eq!(find(&tag("sup"), "supervisor stopped").len(), 1);
         assert_eq!(find(&tag("sup"), "process started").len(), 3, "{choice}");
 
+        // A failed readiness check and a command that cannot start: Warn.
+        let out = Supervisor::new(marked(
+            choice,
+            &dir,
+            &format!("{echo}; sleep 300"),
+            &tag("unready"),
+        ))
+        .mechanism(choice)
+        .ready_when(|| async { false }, Duration::from_millis(100))
+        .restart(Restart::Never)
+        .run()
+        .await
+        .unwrap();
+        assert!(!out.final_output.unwrap().success());
+        let unready = find(&tag("unready"), "readiness check");
+        assert_eq!(unready.len(), 1, "{choice}");
+        assert_eq!(unready[0].level, Level::WARN);
+        let out = Supervisor::new(
+            Command::new("/nonexistent/pkit-log-test")
+                .arg(MARK)
+                .log_name(tag("missing")),
+        )
+        .mechanism(choice)
+        .run()
+        .await
+        .unwrap();
+        assert_eq!(out.stopped, pkit::StopReason::CannotStart);
+        let missing = find(&tag("missing"), "cannot start");
+        assert_eq!(missing.len(), 1, "{choice}");
+        assert_eq!(missing[0].level, Level::WARN);
+        assert_eq!(missing[0].get("failure"), Some("NotFound"));
+
+        // A CliClient's name.
+        let client = pkit::CliClient::new("sh")
+            .args(["-c", echo])
+            .append_env("PKIT_LOG_TEST", format!("env-{MARK}"))
+            .current_dir(dir.path())
+            .with_runner(std::sync::Arc::new(pkit::SystemRunner::with_mechanism(
+                choice,
+            )))
+            .log_name(tag("client"));
+        client.run([format!("arg-{MARK}")]).await.unwrap();
+        assert_eq!(
+            find(&tag("client"), "process finished").len(),
+            1,
+            "{choice}"
+        );
+
         // The name is carried by a group's processes and a batch's commands.
         let g = group(choice);
         let mut proc = g.start(&marked(choice, &dir, echo, &tag("group"))).unwrap();

@@ -71,6 +71,17 @@ async fn the_budget_bounds_the_attempts_and_the_last_error_is_returned() {
         assert_eq!(err.output().unwrap().code(), Some(7));
         assert_eq!(runs(&counter), 3, "{choice}: at most three attempts");
 
+        // output() is not retried: a failed run is data there.
+        let counter = TempPath::new("budget-output");
+        let out = sh(choice, FLAKY)
+            .args([counter.as_str(), "100", "7"])
+            .retry(3, Duration::from_millis(5), |_| true)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.code(), Some(7), "{choice}");
+        assert_eq!(runs(&counter), 1, "{choice}: output() ran once");
+
         // Zero attempts means one.
         let counter = TempPath::new("budget0");
         sh(choice, FLAKY)
