@@ -254,6 +254,55 @@ async fn exit_code_and_probe_replay_timeouts_and_every_pause_is_waited() {
     suite.end().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_transient_spawn_failure_is_retried() {
+    let suite = begin("a_real_transient_spawn_failure_is_retried").await;
+    for choice in mechanisms() {
+        // An executable still open for writing can't be run: ETXTBSY.
+        let exe = TempPath::new("txtbsy");
+        let writer = {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o755)
+                .open(exe.path())
+                .unwrap();
+            f.write_all(b"#!/bin/sh\necho ran\n").unwrap();
+            f
+        };
+        let err = cmd(choice, exe.as_str()).run().await.unwrap_err();
+        assert!(pkit::is_transient(&err), "{choice}: {err:?}");
+
+        // Retried: the writer closes during the pause, the next try runs.
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = attempts.clone();
+        let mut writer = Some(writer);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let closer = std::thread::spawn(move || {
+            rx.recv().unwrap();
+            drop(writer.take());
+        });
+        let got = cmd(choice, exe.as_str())
+            .retry(50, Duration::from_millis(20), move |e| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = tx.send(());
+                pkit::is_transient(e)
+            })
+            .run()
+            .await
+            .expect("runs once the writer is gone");
+        closer.join().unwrap();
+        assert_eq!(got, "ran", "{choice}");
+        assert!(
+            attempts.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "{choice}: the first try failed"
+        );
+    }
+    suite.end().await;
+}
+
 #[test]
 fn is_transient_knows_the_temporary_spawn_failures() {
     let spawn = |errno| pkit::Error::Spawn {
