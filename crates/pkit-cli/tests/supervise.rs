@@ -639,3 +639,22 @@ fn verbose_text_prints_the_supervisors_events() {
         "{err}"
     );
 }
+
+#[test]
+fn sigkill_to_pkit_still_ends_the_current_runs_tree() {
+    // pkit can't stop anything gracefully then: its owner-death guard
+    // ends the run's tree.
+    let file = pid_file();
+    let child = pkit()
+        .args(["supervise", "--", "sh", "-c"])
+        .arg(tree_script(&file))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = read_pids(&file, 3);
+    kill(child.id(), libc::SIGKILL);
+    let out = wait_bounded(child, "SIGKILL");
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(shell_status(out.status), 128 + 9);
+    assert_all_gone(&pids);
+}
