@@ -121,3 +121,123 @@ async fn closing_after_the_leader_exited_reaps_it_and_ends_what_it_left() {
     }
     end_exclusive(alone, "zombies_close").await;
 }
+
+/// The v1 pids hierarchy's mount point, if this host has one.
+fn pids_v1_mount() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "pids"))
+            .then(|| std::path::PathBuf::from(f[1]))
+    })
+}
+
+/// At a full `pids.max` no thread can be started: children whose handles
+/// are dropped while they run must still be reaped once they exit (they
+/// were left zombies for good when the reaper thread was started only by
+/// the first dropped handle, which was refused then). Run in a fresh
+/// process placed in a v1 pids cgroup of its own (needs root and the v1
+/// pids controller; skipped otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_dropped_at_a_full_pids_max_are_reaped() {
+    let Some(mount) = pids_v1_mount() else {
+        skipped("pids.max test", "no cgroup v1 pids hierarchy here");
+        return;
+    };
+    let dir = mount.join(format!("pkit-test-zombies-{}", std::process::id()));
+    if std::fs::create_dir(&dir).is_err() {
+        skipped("pids.max test", "cannot make a v1 pids cgroup (not root?)");
+        return;
+    }
+    let alone = begin_exclusive().await;
+    std::fs::write(dir.join("pids.max"), "48").expect("pids.max");
+    let exe = std::env::current_exe().unwrap();
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                "echo $$ > \"$1/cgroup.procs\" && exec \"$0\" --exact full_pids_max_case \
+                 --include-ignored --nocapture --test-threads 1",
+            ])
+            .arg(&exe)
+            .arg(&d)
+            .env("PKIT_ZOMBIE_CHILD", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Empty by now (the child waited for its own processes); removed.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while std::fs::remove_dir(&dir).is_err() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(out.status.success(), "the pids.max case failed:\n{text}");
+    assert!(text.contains("1 passed"), "the case did not run:\n{text}");
+    end_exclusive(alone, "zombies_pids_max").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by children_dropped_at_a_full_pids_max_are_reaped, in a pids cgroup"]
+async fn full_pids_max_case() {
+    if std::env::var_os("PKIT_ZOMBIE_CHILD").is_none() {
+        return;
+    }
+    for choice in mechanisms() {
+        let g = group(choice);
+        // Held to the end: a process group's leader is kept (as a zombie
+        // once it exits) while its group lives, by design.
+        let leader = g.start(&Command::new("sleep").arg("300")).expect("leader");
+        let mut dropped = Vec::new();
+        let mut refused = None;
+        for _ in 0..200 {
+            match g.start(&Command::new("sleep").arg("1")) {
+                Ok(p) => dropped.push(p),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = refused.unwrap_or_else(|| panic!("{choice}: pids.max never reached"));
+        let pids: Vec<u32> = dropped.iter().map(|p| p.pid()).collect();
+        eprintln!("{choice}: refused after {} starts: {e}", pids.len() + 1);
+        // Still running: handed over to be reaped at exit.
+        drop(dropped);
+        // No further call into pkit: the exits alone must get them reaped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            // Reaped: no longer a child of ours (zombie or not).
+            let me = std::process::id();
+            let left: Vec<u32> = pids
+                .iter()
+                .copied()
+                .filter(|p| stat(*p).is_some_and(|s| s.ppid == me))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: dropped children left unreaped at a full pids.max: {left:?} \
+                 (states {:?})",
+                left.iter()
+                    .map(|p| stat(*p).map(|s| s.state))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        drop(leader);
+        drop(g);
+        // Usable again.
+        let out = sh(choice, "echo ok").output().await.unwrap();
+        assert_eq!(out.stdout_str(), "ok\n", "{choice}");
+    }
+    assert_nothing_left("full pids.max").await;
+}

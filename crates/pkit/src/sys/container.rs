@@ -286,13 +286,6 @@ impl Container {
         }
     }
 
-    fn pgroup(portable: bool) -> Kind {
-        Kind::Pgroup {
-            leader: Mutex::new(None),
-            portable,
-        }
-    }
-
     pub(crate) fn mechanism(&self) -> Mechanism {
         match self.kind {
             #[cfg(target_os = "linux")]

@@ -5,11 +5,24 @@ use std::io;
 use std::time::Instant;
 
 use super::container::Container;
-#[cfg(target_os = "linux")]
 use super::container::Kind;
 use super::unix::ptable;
 
 impl Container {
+    /// A new process-group container. On Linux the native one (not the
+    /// portable backend) has its dropped children reaped by the reaper
+    /// thread, started now, before the first child (see `reaper::ensure`).
+    pub(super) fn pgroup(portable: bool) -> Kind {
+        #[cfg(target_os = "linux")]
+        if !portable {
+            crate::sys::linux::reaper::ensure();
+        }
+        Kind::Pgroup {
+            leader: std::sync::Mutex::new(None),
+            portable,
+        }
+    }
+
     /// The common end of a process-group run, told without scanning
     /// `/proc`: the leader has exited and nothing else is left in its
     /// group. The leader is reaped (after the guard lets go of the group,

@@ -54,6 +54,8 @@ impl Cgroup {
         name: Option<&str>,
         guard: Option<&Guard>,
     ) -> io::Result<(Cgroup, Option<Ticket>)> {
+        // Before the group's first child (see `reaper::ensure`).
+        reaper::ensure();
         let pooled = match name {
             None => super::cgroup_pool::take(parent),
             Some(_) => None,

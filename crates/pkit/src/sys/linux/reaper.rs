@@ -1,11 +1,14 @@
-//! The reaper: one lazily started background thread that finishes teardown
+//! The reaper: one background thread that finishes teardown
 //! work a `Drop` must not wait for. It reaps exited children whose handles
 //! were dropped (so no zombie is left behind) and removes cgroup directories
 //! once the kernel reports them empty.
 //!
 //! It sleeps in `poll(2)` on the pidfds and `cgroup.events` files it was
 //! handed plus a wake-up pipe: it costs nothing while idle and reacts to
-//! kernel events, never to timers.
+//! kernel events, never to timers. It is started with the process's first
+//! Linux group ([`ensure`]), before that group's first child: at a full
+//! `pids.max` (threads count too) a thread asked for only when a handle is
+//! dropped would be refused just when it is needed.
 //!
 //! It belongs to the process that started it: a child forked without
 //! `exec` has no such thread, so its first piece of work starts one of its
@@ -133,6 +136,17 @@ pub(crate) fn recheck() {
         if r.pid == crate::sys::pid::current() {
             let _ = rustix::io::write(&r.shared.wake_tx, &[1]);
         }
+    }
+}
+
+/// Starts this process's reaper thread now, if it is not running yet.
+/// Called when a Linux group is created, before its first child: a thread
+/// started only when the first handle is dropped may be refused then (a
+/// full `pids.max` counts threads too), and its work would wait for the
+/// next call into pkit (R8), leaving dropped children zombies meanwhile.
+pub(crate) fn ensure() {
+    if reaper().is_none() {
+        tracing::debug!(target: "pkit", "no reaper thread could be started yet");
     }
 }
 
