@@ -77,7 +77,8 @@
 //! group closed, dropped or shut down, a retry, a supervisor's restarts,
 //! failed readiness checks, storm pauses and end. Ordinary lifecycle is
 //! at Debug; anomalies — a timeout, a tree still killed after its grace, a
-//! failed readiness check, a crash storm — at Warn. Fields: `program`,
+//! failed readiness check, a crash storm, a supervised command that cannot
+//! start — at Warn. Fields: `program`,
 //! `name` (the command's [`log_name`](Command::log_name), else the
 //! program), `pid`, `mechanism`, `outcome`, durations in milliseconds,
 //! counts. Events never contain arguments, environment values, working

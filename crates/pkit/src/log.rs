@@ -13,7 +13,7 @@
 //!
 //! Ordinary lifecycle events are at Debug; anomalies (a timeout, a tree
 //! that needed SIGKILL after its grace, a failed readiness check, a crash
-//! storm) at Warn. See the crate documentation for how to see them.
+//! storm, a supervised command that cannot start) at Warn. See the crate documentation for how to see them.
 
 use std::time::Duration;
 
