@@ -10,8 +10,7 @@ use crate::log;
 use crate::process::RunningProcess;
 pub use crate::shutdown::ShutdownReport;
 use crate::sys::{
-    self, Container, ControlError, LimitInfo, Mechanism, MechanismChoice, Placement, ProcessInfo,
-    Signal, Stats,
+    Container, ControlError, LimitInfo, Mechanism, Placement, ProcessInfo, Signal, Stats,
 };
 
 /// A kill-on-drop OS container: every process started in it, and
@@ -44,194 +43,19 @@ pub struct Group {
     pub(crate) scripted: crate::child::ScriptedMembers,
 }
 
-/// Builds a [`Group`] with options; see [`Group::builder`].
-#[derive(Debug, Clone, Default)]
-#[must_use]
-pub struct GroupBuilder {
-    mechanism: Option<MechanismChoice>,
-    limits: sys::Limits,
-    /// `owner_death_guard(false)` was asked for.
-    no_guard: bool,
-    name: Option<String>,
-}
-
-/// The longest name [`GroupBuilder::name`] accepts, in bytes.
-const MAX_NAME: usize = 64;
-
-/// Whether `name` is 1 to [`MAX_NAME`] of `A-Z a-z 0-9 . _ -`, not `.`-led.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-impl GroupBuilder {
-    /// Forces the mechanism (overriding `PKIT_MECHANISM`).
-    /// [`MechanismChoice::Cgroup`] where no cgroup can be created is an
-    /// error at [`build`](Self::build), never a fallback.
-    pub fn mechanism(mut self, choice: MechanismChoice) -> GroupBuilder {
-        self.mechanism = Some(choice);
-        self
-    }
-
-    /// Caps the memory of the whole tree at `bytes` (swap included where
-    /// the host can cap it). A tree that needs more is OOM-killed; see
-    /// [`Output::oom_killed`](crate::Output::oom_killed). Less than one page
-    /// (4096 bytes) is refused; a cap too small for a program to start
-    /// (a few hundred KiB) makes `start` fail with an error that names the
-    /// cap, rather than only `ENOMEM` or `E2BIG`.
-    ///
-    /// Caps apply to the group, not to a command: to bound a command, start
-    /// it in a capped group. Where nothing on this host can enforce a cap,
-    /// [`build`](Self::build) fails with [`Error::ResourceLimit`], as it does
-    /// for zero, negative or non-finite values: never an uncapped group the
-    /// caller believes capped. [`Group::limits`] says what enforces each.
-    pub fn memory_max(mut self, bytes: u64) -> GroupBuilder {
-        self.limits.memory_max = Some(bytes);
-        self
-    }
-
-    /// Throttles the whole tree's memory above `bytes`: past it the kernel
-    /// reclaims the group's memory hard and slows its allocations, but
-    /// kills nothing (unlike [`memory_max`](Self::memory_max)). cgroup v2
-    /// only (`memory.high`): cgroup v1 has nothing with that meaning, so on
-    /// a v1 host [`build`](Self::build) fails with [`Error::ResourceLimit`].
-    pub fn memory_high(mut self, bytes: u64) -> GroupBuilder {
-        self.limits.memory_high = Some(bytes);
-        self
-    }
-
-    /// Caps the swap the whole tree may use at `bytes` (0: none). Without
-    /// it, [`memory_max`](Self::memory_max) allows no swap where the host
-    /// can cap swap. cgroup v2 only (`memory.swap.max`): cgroup v1 caps
-    /// memory and swap together, not swap alone, so on a v1 host (or where
-    /// the kernel does not account swap) [`build`](Self::build) fails with
-    /// [`Error::ResourceLimit`].
-    pub fn memory_swap_max(mut self, bytes: u64) -> GroupBuilder {
-        self.limits.memory_swap_max = Some(bytes);
-        self
-    }
-
-    /// Lets the whole tree run only on the CPUs in `list`, in the kernel's
-    /// CPU-list format: `"0"`, `"0-3"`, `"0,2-3"` (a cpuset: cgroup v2
-    /// `cpuset.cpus`, else a cgroup v1 cpuset). A malformed list, or CPUs
-    /// the host does not offer, fail at [`build`](Self::build) with
-    /// [`Error::ResourceLimit`].
-    pub fn cpus(mut self, list: &str) -> GroupBuilder {
-        self.limits.cpus = Some(list.to_string());
-        self
-    }
-
-    /// Caps the number of live processes (and threads) in the whole tree;
-    /// a `fork` past it fails with `EAGAIN`.
-    pub fn max_processes(mut self, n: u64) -> GroupBuilder {
-        self.limits.max_processes = Some(n);
-        self
-    }
-
-    /// Caps the whole tree's CPU use at `cores` (0.5 = half of one core,
-    /// 2.0 = two cores), enforced per 100 ms period.
-    pub fn cpu_quota(mut self, cores: f64) -> GroupBuilder {
-        self.limits.cpu_quota = Some(cores);
-        self
-    }
-
-    /// Whether the owner-death guard covers this group (default: yes).
-    ///
-    /// The guard is a small process, started with this process's first
-    /// group, that kills every group it covers if this process dies
-    /// without tearing them down (SIGKILL, a crash, an abort). If it can't
-    /// be started the group is still created, unguarded:
-    /// [`Group::guarded`] says so, a warning is logged, and
-    /// [`host_containment`](crate::host_containment) gives the reason.
-    pub fn owner_death_guard(mut self, on: bool) -> GroupBuilder {
-        self.no_guard = !on;
-        self
-    }
-
-    /// Names the group, so an operator can tell it apart: under cgroup v2
-    /// its directory is `pkit-<owner pid>-<n>-<name>` (as
-    /// `/proc/<pid>/cgroup` of each member shows, and any cgroup v1 cap
-    /// directory too), still swept as stale once its owner is dead.
-    ///
-    /// A name is 1 to 64 characters of `A-Z a-z 0-9 . _ -`, not starting
-    /// with `.`; anything else fails at [`build`](Self::build) with
-    /// [`Error::InvalidInput`]. Names need not be unique. Under the
-    /// process-group mechanism a name has no OS object to carry it: it is
-    /// kept for [`Group::name`] only. A named cgroup is never reused for
-    /// another group once emptied, so a named group costs one `mkdir` more
-    /// than an unnamed one.
-    ///
-    /// ```
-    /// # fn demo() -> pkit::Result<()> {
-    /// let group = pkit::Group::builder().name("web-1").build()?;
-    /// assert_eq!(group.name(), Some("web-1"));
-    /// # Ok(()) }
-    /// ```
-    pub fn name(mut self, name: &str) -> GroupBuilder {
-        self.name = Some(name.to_string());
-        self
-    }
-
-    /// Creates the group's container.
-    pub fn build(self) -> Result<Group> {
-        if let Some(name) = &self.name {
-            if !valid_name(name) {
-                return Err(Error::InvalidInput(format!(
-                    "a group name must be 1 to {MAX_NAME} characters of A-Z a-z 0-9 . _ - \
-                     not starting with '.'"
-                )));
-            }
-        }
-        let choice = match self.mechanism {
-            Some(c) => c,
-            None => MechanismChoice::from_env().map_err(|bad| {
-                Error::InvalidInput(format!(
-                    "{}={bad:?} is not one of auto, cgroup, pgroup",
-                    MechanismChoice::ENV_VAR
-                ))
-            })?,
-        };
-        let container =
-            Container::create(choice, &self.limits, !self.no_guard, self.name.as_deref()).map_err(
-                |e| match e {
-                    sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
-                        requested: Some(Mechanism::CgroupV2),
-                        reason,
-                    },
-                    sys::CreateError::Limit(l) => Error::ResourceLimit {
-                        cap: l.cap,
-                        reason: l.reason,
-                    },
-                },
-            )?;
-        log::group_created(container.mechanism());
-        Ok(Group {
-            container,
-            name: self.name,
-            scripted: Default::default(),
-        })
-    }
-}
-
 impl Group {
-    /// A group with the default mechanism (`PKIT_MECHANISM`, else the
-    /// strongest available).
-    pub fn new() -> Result<Group> {
-        Group::builder().build()
+    /// A group around a created container (see [`GroupBuilder::build`](crate::GroupBuilder::build)).
+    pub(crate) fn from_container(container: Container, name: Option<String>) -> Group {
+        Group {
+            container,
+            name,
+            scripted: Default::default(),
+        }
     }
 
-    /// The name given with [`GroupBuilder::name`], if any.
+    /// The name given with [`GroupBuilder::name`](crate::GroupBuilder::name), if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
-    }
-
-    /// A builder for a group with options.
-    pub fn builder() -> GroupBuilder {
-        GroupBuilder::default()
     }
 
     /// The mechanism containing this group's processes.
@@ -254,7 +78,7 @@ impl Group {
     /// Whether the owner-death guard covers this group now: if this
     /// process is killed, the guard kills the group's whole tree and
     /// removes its container. False when it was turned off
-    /// ([`GroupBuilder::owner_death_guard`]), could not be started, has
+    /// ([`GroupBuilder::owner_death_guard`](crate::GroupBuilder::owner_death_guard)), could not be started, has
     /// died, or stopped reading (stopped or wedged for 2 s: pkit never
     /// blocks on it, it gives it up). A process group is registered when its first process starts;
     /// before that this says whether it will be.

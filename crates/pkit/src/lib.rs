@@ -107,6 +107,7 @@ mod command_output;
 mod error;
 mod events;
 mod group;
+mod group_builder;
 mod habits;
 #[cfg(feature = "json")]
 mod json;
@@ -167,7 +168,8 @@ pub use command::{
 };
 pub use error::{ArgList, Error, ErrorKind, NotReadyReason, Result};
 pub use events::{Events, ProcessEvent};
-pub use group::{Group, GroupBuilder, ShutdownReport};
+pub use group::{Group, ShutdownReport};
+pub use group_builder::GroupBuilder;
 #[cfg(feature = "json")]
 pub use json::JsonLines;
 pub use launch::Launch;

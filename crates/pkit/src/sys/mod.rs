@@ -18,6 +18,10 @@ mod child;
 #[cfg(unix)]
 mod container;
 #[cfg(unix)]
+mod container_close;
+#[cfg(unix)]
+mod container_create;
+#[cfg(unix)]
 mod container_pgroup;
 mod control;
 #[doc(hidden)]

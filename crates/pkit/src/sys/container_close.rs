@@ -1,0 +1,162 @@
+//! Ending a group's container: closing it (waiting until the tree is
+//! gone), the synchronous teardown of `Drop`, and handing an emptied cgroup
+//! to the pool of spares.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+#[cfg(target_os = "linux")]
+use super::container::GuardLink;
+use super::container::{Container, Kind};
+#[cfg(target_os = "linux")]
+use super::guard;
+#[cfg(target_os = "linux")]
+use super::linux::cgroup::Cgroup;
+
+impl Container {
+    /// Hands an emptied cgroup to the pool of spares, with its guard
+    /// registration, or removes it; false when it isn't empty.
+    #[cfg(target_os = "linux")]
+    fn retire(&self, cg: &Cgroup) -> bool {
+        let mut link = self.guard_link();
+        let ticket = match std::mem::replace(&mut *link, GuardLink::Released) {
+            GuardLink::On(ticket) => Some(ticket),
+            other => {
+                *link = other;
+                None
+            }
+        };
+        match cg.retire_if_empty(ticket) {
+            Ok(left) => {
+                // Pooled: the spare keeps the registration. Removed: done.
+                if let (Some(t), Ok(g)) = (left, guard::get()) {
+                    g.unregister(t);
+                }
+                true
+            }
+            Err(ticket) => {
+                if let Some(t) = ticket {
+                    *link = GuardLink::On(t);
+                }
+                false
+            }
+        }
+    }
+
+    /// Kills the tree, waits (asynchronously) until it is gone, and removes
+    /// the container. The container can't be used afterwards.
+    pub(crate) async fn close(&self) -> io::Result<()> {
+        self.close_with(false).await
+    }
+
+    /// [`close`](Self::close). A process group is waited for too: after
+    /// `killpg`, until no member is left running (zombies awaiting their
+    /// parent's or init's reaping count as gone; see
+    /// [`wait_pgroup_gone`](Self::wait_pgroup_gone)), so a verb that returns
+    /// after a timeout or a cancellation leaves no process of its tree
+    /// running, in either mechanism.
+    ///
+    /// `pool: true` lets an emptied, uncapped cgroup be kept for the next
+    /// group instead of removed (a one-shot run's private group, whose
+    /// directory nobody else sees).
+    ///
+    /// Cancelling the returned future, or an error part-way, leaves the
+    /// teardown to a later `close` or to `Drop` (see `finished`).
+    pub(crate) async fn close_with(&self, pool: bool) -> io::Result<()> {
+        if self.finished.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        {
+            // Waits for a start that is placing a child (it is then ended
+            // below with the rest); every later start sees `torn_down`.
+            let _closing = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+            self.torn_down.store(true, Ordering::Release);
+        }
+        #[cfg(target_os = "linux")]
+        if let Kind::Cgroup(cg) = &self.kind {
+            // The common end of a run: everything has exited already. The
+            // kernel refuses to remove a populated cgroup, so a successful
+            // rmdir proves there is nothing left to kill.
+            let retired = if pool && self.limits.info.is_empty() {
+                self.retire(cg)
+            } else {
+                cg.remove().is_ok()
+            };
+            if retired {
+                for (_, g) in &self.limits.v1 {
+                    g.remove();
+                }
+                self.release_guard();
+                self.finished.store(true, Ordering::Release);
+                return Ok(());
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = pool;
+        self.kill()?;
+        match &self.kind {
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(cg) => {
+                cg.wait_empty().await?;
+                // Every member was in the v2 cgroup too: the v1 ones are
+                // empty now. The tree is gone: a directory that still can't
+                // be removed (sub-cgroups made meanwhile by someone outside
+                // the group) is the reaper's, never the caller's error.
+                let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
+                cg.remove_later(v1.collect());
+                self.release_guard();
+                self.finished.store(true, Ordering::Release);
+                Ok(())
+            }
+            Kind::Pgroup { leader, .. } => {
+                // SIGKILLed processes exit promptly; the bound only guards
+                // against one stuck in uninterruptible sleep.
+                if !self.pgroup_ended_with_leader() {
+                    self.wait_pgroup_gone(Instant::now() + CLOSE_WAIT).await?;
+                }
+                self.release_guard();
+                leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+                self.finished.store(true, Ordering::Release);
+                Ok(())
+            }
+        }
+    }
+
+    /// Kills the tree now and cleans up without blocking for long (the
+    /// synchronous path, for `Drop`).
+    pub(crate) fn teardown_now(&self) {
+        self.torn_down.store(true, Ordering::Release);
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match &self.kind {
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(cg) => {
+                let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
+                cg.teardown(v1.collect());
+                // Killed; a directory still being removed by the reaper is
+                // swept by a later pkit process if this one dies first.
+                self.release_guard();
+            }
+            Kind::Pgroup { leader, .. } => {
+                let _ = self.kill();
+                self.release_guard();
+                leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
+        }
+    }
+}
+
+/// How long `close` waits for a killed process group to be gone.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // Also after a cancelled or failed close(): only a completed
+        // teardown is skipped. The guard is left before the leader (a
+        // field) is released.
+        self.teardown_now();
+        self.release_guard();
+    }
+}
