@@ -89,7 +89,7 @@ fn sweep(dir: &Path, lock: Lock, min_age: i64, budget: &mut usize) -> usize {
         };
         // rmdir refuses a cgroup with members: only empty ones go, their
         // (empty) sub-cgroups first. The exclusive lock goes after.
-        if crate::sys::linux::subtree::remove_tree(&path).is_ok() {
+        if crate::sys::linux::reaper::remove_tree(&path).is_ok() {
             removed += 1;
         }
     }

@@ -358,7 +358,7 @@ impl Cgroup {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
-        subtree::remove_tree(&self.path)?;
+        reaper::remove_tree(&self.path)?;
         self.removed.store(true, Ordering::Release);
         Ok(())
     }

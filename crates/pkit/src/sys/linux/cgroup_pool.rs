@@ -166,7 +166,7 @@ extern "C" fn remove_all_at_exit() {
     // The guard is not told: once this process is gone it ends what is
     // still registered, and finds these directories removed already.
     for spare in pool.spares.drain(..) {
-        let _ = super::subtree::remove_tree(&spare.path);
+        let _ = super::reaper::remove_tree(&spare.path);
     }
 }
 
@@ -177,7 +177,7 @@ pub(crate) fn release_all() {
         return;
     }
     for spare in pool.spares.drain(..) {
-        let _ = super::subtree::remove_tree(&spare.path);
+        let _ = super::reaper::remove_tree(&spare.path);
         unregister(spare.ticket);
     }
 }

@@ -53,6 +53,12 @@ impl PidfdChild {
         self.pid
     }
 
+    /// The pidfd, taken out by the handle's `Drop` (in `reaper.rs`); the
+    /// handle must not be used after.
+    pub(super) fn take_pidfd(&mut self) -> Option<OwnedFd> {
+        self.pidfd.take()
+    }
+
     /// The child's pidfd (valid while the handle lives).
     pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
         self.fd()
@@ -276,14 +282,8 @@ impl PidfdChild {
     }
 }
 
-impl Drop for PidfdChild {
-    fn drop(&mut self) {
-        let Some(fd) = self.pidfd.take() else { return };
-        if !try_reap(fd.as_fd()) {
-            super::reaper::reap_later(fd);
-        }
-    }
-}
+// Dropping a `PidfdChild` reaps it or hands it to the reaper thread: its
+// `Drop` is in `reaper.rs`, which sits above this file.
 
 fn usage_of(usage: libc::rusage) -> Usage {
     let tv = |t: libc::timeval| {

@@ -113,7 +113,7 @@ impl Leaf {
 
 impl Drop for Leaf {
     fn drop(&mut self) {
-        if super::subtree::remove_tree(&self.path).is_ok() {
+        if super::reaper::remove_tree(&self.path).is_ok() {
             return;
         }
         // Still has processes: the reaper removes it once it empties (or

@@ -16,8 +16,9 @@
 //! exist). Where no thread can be started at all, nothing blocks: work is
 //! finished when it can be, without waiting, on later calls (R8).
 
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -150,6 +151,28 @@ pub(crate) fn ensure() {
     }
 }
 
+/// Removes `dir` and every cgroup below it, deepest first, and tells the
+/// reaper thread when sub-cgroups it may be watching went away. Already gone is
+/// success; a directory that still has processes (`EBUSY`) fails, after the
+/// empty ones below it were removed.
+pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
+    let mut removed_any = false;
+    for sub in super::subtree::descendants(dir) {
+        // A failure here shows up as EBUSY on `dir` itself.
+        removed_any |= rustix::fs::rmdir(&sub).is_ok();
+    }
+    if removed_any {
+        // The reaper may be waiting on one of them (a leaf whose process
+        // was dropped first): it must let go of its `cgroup.events`.
+        recheck();
+    }
+    crate::sys::fault::io_check(crate::sys::fault::Point::Rmdir)?;
+    match rustix::fs::rmdir(dir) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reap `pidfd`'s process once it has exited.
 pub(crate) fn reap_later(pidfd: OwnedFd) {
     submit(Work::Reap(pidfd));
@@ -158,6 +181,18 @@ pub(crate) fn reap_later(pidfd: OwnedFd) {
 /// Remove the (killed) cgroup at `path` once it is empty.
 pub(crate) fn remove_cgroup_later(path: PathBuf, events: OwnedFd, then: Vec<PathBuf>) {
     submit(Work::RemoveCgroup { path, events, then });
+}
+
+/// A dropped child is the reaper's: reaped now if it has exited, else
+/// handed to the thread. (Here rather than in `child.rs` so the reaper sits
+/// above the child it serves, and not the other way round.)
+impl Drop for super::child::PidfdChild {
+    fn drop(&mut self) {
+        let Some(fd) = self.take_pidfd() else { return };
+        if !super::child::try_reap(fd.as_fd()) {
+            reap_later(fd);
+        }
+    }
 }
 
 fn run(shared: &Shared, wake_rx: OwnedFd) {
@@ -199,7 +234,7 @@ fn try_finish(work: &mut Work) -> bool {
                 // so nothing can make new ones: a failure now would repeat
                 // forever, and no further event would come to retry on.
                 _ => {
-                    if let Err(e) = super::subtree::remove_tree(path) {
+                    if let Err(e) = remove_tree(path) {
                         tracing::warn!(target: "pkit", dir = %path.display(), error = %e, "cannot remove an emptied cgroup");
                     }
                     true

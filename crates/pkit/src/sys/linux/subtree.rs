@@ -52,27 +52,6 @@ pub(crate) fn has_children_at(fd: std::os::fd::BorrowedFd<'_>, dir: &Path) -> bo
     }
 }
 
-/// Removes `dir` and every cgroup below it, deepest first. Already gone is
-/// success; a directory that still has processes (`EBUSY`) fails, after the
-/// empty ones below it were removed.
-pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
-    let mut removed_any = false;
-    for sub in descendants(dir) {
-        // A failure here shows up as EBUSY on `dir` itself.
-        removed_any |= rustix::fs::rmdir(&sub).is_ok();
-    }
-    if removed_any {
-        // The reaper may be waiting on one of them (a leaf whose process
-        // was dropped first): it must let go of its `cgroup.events`.
-        super::reaper::recheck();
-    }
-    crate::sys::fault::io_check(crate::sys::fault::Point::Rmdir)?;
-    match rustix::fs::rmdir(dir) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The pids in one directory's `cgroup.procs`.
 fn procs_in(dir: &Path) -> io::Result<Vec<i32>> {
     let mut text = String::new();
