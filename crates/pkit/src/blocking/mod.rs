@@ -55,7 +55,7 @@ pub use json::JsonLines;
 pub use more::{output_unordered, ClientVerbs, Completions, SupervisorHandle, SupervisorVerbs};
 pub use pipe::RunningPipe;
 pub use process::{wait_all, wait_any, Group, RunningProcess, SampleStats};
-pub use pty::Pty;
+pub use pty::{Pty, PtyMaster};
 pub use streams::{ChildOutput, ChildStdin, Events, Lines, StreamLines};
 
 pub(crate) use runtime::{block_on, enter, enter_for_drop};

@@ -367,6 +367,14 @@ impl RunningProcess {
         self.get().pty().map(|inner| super::Pty { inner })
     }
 
+    /// The whole master side of a [`Command::pty_raw`] session, as one
+    /// [`std::io::Read`] + [`std::io::Write`]
+    /// ([`crate::RunningProcess::take_pty_master`]). Once: later calls,
+    /// and a process started without `pty_raw`, give `None`.
+    pub fn take_pty_master(&mut self) -> Option<super::PtyMaster> {
+        self.get_mut().take_pty_master().map(super::PtyMaster::new)
+    }
+
     /// Takes its stdin (needs [`Command::stdin_piped`]), as a
     /// [`std::io::Write`]; dropping it closes the pipe.
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {

@@ -4,9 +4,10 @@
 use std::fmt;
 use std::io;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::block_on;
+use super::runtime::enter_for_drop;
 use crate::error::Result;
 
 /// The typing side of a pty session's terminal
@@ -60,5 +61,92 @@ impl io::Write for Pty {
 impl fmt::Debug for Pty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pty").finish_non_exhaustive()
+    }
+}
+
+/// The whole master side of a [`Command::pty_raw`](crate::Command::pty_raw)
+/// session, blocking ([`RunningProcess::take_pty_master`](super::RunningProcess::take_pty_master)):
+/// [`std::io::Read`] of everything the program writes to its terminal
+/// (stdout and stderr alike, with the terminal's `\r\n` line ends and
+/// echo; a read returns 0 once the program and every descendant have
+/// closed the terminal) and [`std::io::Write`] of what is typed;
+/// [`pty`](Self::pty) has the controls. The blocking form of
+/// [`crate::PtyMaster`].
+///
+/// Reading and typing from two threads: type through a [`Pty`] clone
+/// ([`pty`](Self::pty)) on one thread while this is read on another.
+/// Dropping it closes pkit's master side (the program's terminal hangs up
+/// once every copy is gone: the program gets SIGHUP).
+///
+/// ```
+/// # // Pseudo-terminals are Linux-only so far.
+/// # if !cfg!(target_os = "linux") { return Ok(()); }
+/// use std::io::{Read, Write};
+///
+/// let group = pkit::blocking::Group::new()?;
+/// let mut p = group.start(&pkit::Command::new("sh").args(["-c", "read x; echo got $x"]).pty_raw(24, 80))?;
+/// let mut tty = p.take_pty_master().expect("a raw pty session");
+/// tty.write_all(b"it\r")?;
+/// let mut seen = String::new();
+/// tty.read_to_string(&mut seen)?;
+/// // The terminal's echo of what was typed, then the answer.
+/// assert_eq!(seen, "it\r\ngot it\r\n");
+/// assert!(p.wait()?.success());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PtyMaster {
+    inner: Option<crate::PtyMaster>,
+}
+
+impl PtyMaster {
+    pub(crate) fn new(inner: crate::PtyMaster) -> PtyMaster {
+        PtyMaster { inner: Some(inner) }
+    }
+
+    /// The terminal's controls (resize, control characters, typing from
+    /// another thread).
+    pub fn pty(&self) -> Pty {
+        Pty {
+            inner: self.get().pty().clone(),
+        }
+    }
+
+    fn get(&self) -> &crate::PtyMaster {
+        self.inner.as_ref().expect("present until drop")
+    }
+
+    fn get_mut(&mut self) -> &mut crate::PtyMaster {
+        self.inner.as_mut().expect("present until drop")
+    }
+}
+
+impl io::Read for PtyMaster {
+    #[track_caller]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        block_on("PtyMaster::read", self.get_mut().read(buf))
+    }
+}
+
+impl io::Write for PtyMaster {
+    #[track_caller]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        block_on("PtyMaster::write", self.get_mut().write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PtyMaster {
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for PtyMaster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::PtyMaster")
+            .finish_non_exhaustive()
     }
 }
