@@ -28,10 +28,6 @@
 //!
 //! ```
 //! # async fn demo() -> pkit::Result<()> {
-//! # // Pseudo-terminals are Linux-only: the portable backend refuses them.
-//! # if pkit::MechanismChoice::from_env() == Ok(pkit::MechanismChoice::Portable) {
-//! #     return Ok(());
-//! # }
 //! use std::time::Duration;
 //!
 //! // An interactive shell (its stdin is a terminal), with a prompt that
@@ -61,13 +57,20 @@
 //! as the first process of its group (every verb, and
 //! [`Command::start`], use a fresh group), and once it leads, no other
 //! process can join that group. Either start is refused with
-//! [`Error::Unsupported`], as is any pty session
-//! under the portable Unix backend (macOS, the BSDs,
-//! `PKIT_MECHANISM=portable`), whose `posix_spawn` can't make the child
-//! take its terminal. And as always under
+//! [`Error::Unsupported`]. And as always under
 //! process groups, a descendant that leaves the process group escapes the
 //! teardown: an interactive shell with job control does that for every
 //! job it runs (use cgroup v2, or a non-interactive `sh -c`).
+//!
+//! **Platforms.** Linux, under every backend: pkit's own spawner takes the
+//! terminal with `setsid` and `TIOCSCTTY` in the child; the portable
+//! `posix_spawn` backend (`PKIT_MECHANISM=portable`) uses
+//! `POSIX_SPAWN_SETSID` and opens the terminal again in the child, which
+//! Linux makes the new session's controlling terminal. Neither forks the
+//! owner. On macOS and the BSDs a pty session is refused with
+//! [`Error::Unsupported`]: only `TIOCSCTTY` makes a controlling terminal
+//! there, and `posix_spawn` runs no such call (a forked child could, and
+//! is not implemented). On Windows too (ConPTY is not implemented).
 
 use std::io;
 use std::pin::Pin;
@@ -95,7 +98,8 @@ impl Command {
     /// stdin input, `stdout`/`stderr` other than piped, a stdout or stderr
     /// file, or `merge_stderr`, fails to start with
     /// [`Error::InvalidInput`]; so does a pipeline stage. A size of 0 rows
-    /// or columns is invalid too. Linux.
+    /// or columns is invalid too. Linux (every backend); elsewhere
+    /// [`Error::Unsupported`] (see the module docs' **Platforms**).
     pub fn pty(mut self, rows: u16, cols: u16) -> Command {
         self.spawn.pty = Some((rows, cols));
         self.spawn.pty_raw = false;

@@ -205,6 +205,29 @@ async fn the_portable_backend() {
         .expect_err("a missing working directory");
     assert!(matches!(e, Error::CurrentDir { .. }), "{e:?}");
 
+    // A pty session: posix_spawn with POSIX_SPAWN_SETSID, the terminal
+    // opened again after it (Linux makes it the controlling terminal).
+    let out = common::cmd(choice, "sh")
+        .args([
+            "-c",
+            "test -t 0 && test -t 1 && test -t 2 && echo tty; ps -o sid= -o tpgid= -p $$",
+        ])
+        .pty(24, 80)
+        .output()
+        .await
+        .expect("a pty session");
+    let text = out.stdout_str().replace("\r\n", "\n");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("tty"), "{text:?}");
+    let ids: Vec<u32> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|n| n.parse().expect("a number"))
+        .collect();
+    // It leads its session, and its group is the terminal's foreground.
+    assert_eq!(ids, [out.pid(), out.pid()], "{text:?}");
+
     // What posix_spawn can't do is refused, typed, and nothing is started.
     let refused: Vec<(&str, Command)> = vec![
         (
@@ -213,7 +236,6 @@ async fn the_portable_backend() {
         ),
         ("uid", common::cmd(choice, "true").uid(65534)),
         ("keep_fd", common::cmd(choice, "true").keep_fds([(2, 7)])),
-        ("pty", common::cmd(choice, "true").pty(24, 80)),
     ];
     for (what, cmd) in refused {
         let e = cmd.output().await.expect_err(what);

@@ -59,9 +59,6 @@ fn start_sh(choice: MechanismChoice, script: &str) -> (pkit::Group, RunningProce
 async fn the_child_has_a_terminal_on_every_stream_and_leads_its_session() {
     let suite = begin("the_child_has_a_terminal_on_every_stream_and_leads_its_session").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let out = sh(
             choice,
             "test -t 0 && test -t 1 && test -t 2 && echo tty; stty size; \
@@ -102,9 +99,6 @@ async fn python_sees_a_terminal_of_the_given_size() {
         return;
     }
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let out = cmd(choice, "python3")
             .args([
                 "-c",
@@ -127,9 +121,6 @@ async fn python_sees_a_terminal_of_the_given_size() {
 async fn resize_changes_the_size_and_sends_sigwinch() {
     let suite = begin("resize_changes_the_size_and_sends_sigwinch").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let (group, mut proc) = start_sh(
             choice,
             "trap 'echo winch; stty size' WINCH; echo ready; while :; do sleep 0.1; done",
@@ -152,9 +143,6 @@ async fn resize_changes_the_size_and_sends_sigwinch() {
 async fn an_interactive_cat_is_driven_by_write_line_and_ended_by_ctrl_d() {
     let suite = begin("an_interactive_cat_is_driven_by_write_line_and_ended_by_ctrl_d").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let group = group(choice);
         let mut cat = group
             .start(&Command::new("cat").pty(24, 80).stream_lines())
@@ -185,9 +173,6 @@ async fn an_interactive_cat_is_driven_by_write_line_and_ended_by_ctrl_d() {
 async fn ctrl_c_interrupts_the_foreground_and_spares_what_ignores_it() {
     let suite = begin("ctrl_c_interrupts_the_foreground_and_spares_what_ignores_it").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         // A non-interactive shell's background job ignores SIGINT; the
         // shell traps it (so its foreground cat gets the default action).
         let (group, mut proc) = start_sh(
@@ -223,9 +208,6 @@ async fn ctrl_c_interrupts_the_foreground_and_spares_what_ignores_it() {
 async fn send_control_sends_the_terminals_own_interrupt_character() {
     let suite = begin("send_control_sends_the_terminals_own_interrupt_character").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         // ^X becomes the interrupt character; ^C is then plain input.
         let (group, mut proc) = start_sh(choice, "stty intr ^X; echo ready; exec sleep 300");
         line(&mut proc, "ready", |l| l.text == "ready").await;
@@ -266,9 +248,6 @@ async fn send_control_sends_the_terminals_own_interrupt_character() {
 async fn a_shell_prompt_is_matched_with_wait_for_line() {
     let suite = begin("a_shell_prompt_is_matched_with_wait_for_line").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let group = group(choice);
         // An interactive shell (stdin is a terminal); its prompt ends in a
         // newline so that it is a line.
@@ -299,9 +278,6 @@ async fn a_shell_prompt_is_matched_with_wait_for_line() {
 async fn a_grandchild_on_the_terminal_dies_with_the_group() {
     let suite = begin("a_grandchild_on_the_terminal_dies_with_the_group").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         // SIGHUP ignored: only the group's teardown can end the tree.
         let (group, mut proc) = start_sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"));
         let mut pids = Vec::new();
@@ -326,9 +302,6 @@ async fn a_grandchild_on_the_terminal_dies_with_the_group() {
 async fn a_verb_on_a_terminal_ends_its_tree_and_a_timeout_applies() {
     let suite = begin("a_verb_on_a_terminal_ends_its_tree_and_a_timeout_applies").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let out = sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"))
             .pty(24, 80)
             .timeout(Duration::from_secs(2))
@@ -346,9 +319,6 @@ async fn a_verb_on_a_terminal_ends_its_tree_and_a_timeout_applies() {
 async fn a_large_output_arrives_intact_through_the_terminal() {
     let suite = begin("a_large_output_arrives_intact_through_the_terminal").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let out = sh(choice, "seq 1 300000; echo end")
             .pty(24, 80)
             .output()
@@ -373,9 +343,6 @@ async fn a_raw_session_hands_over_the_master_side() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let suite = begin("a_raw_session_hands_over_the_master_side").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let group = group(choice);
         let mut cat = group
             .start(&Command::new("cat").pty_raw(24, 80))
@@ -413,9 +380,6 @@ async fn a_raw_session_hands_over_the_master_side() {
 async fn under_process_groups_a_pty_session_must_lead_its_group() {
     let suite = begin("under_process_groups_a_pty_session_must_lead_its_group").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let pty_cmd = Command::new("sleep").arg("300").pty(24, 80);
         let plain = Command::new("sleep").arg("300");
         // A pty session after another process.
@@ -428,7 +392,7 @@ async fn under_process_groups_a_pty_session_must_lead_its_group() {
         let after = group2.start(&plain);
         let mut pids = vec![first.pid(), leader.pid()];
         match choice {
-            MechanismChoice::ProcessGroup => {
+            MechanismChoice::ProcessGroup | MechanismChoice::Portable => {
                 let e = second.expect_err("a pty session can't join a process group");
                 assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
                 let e = after.expect_err("nothing can join a pty session's process group");
@@ -486,19 +450,9 @@ async fn a_terminal_excludes_other_stdio_settings() {
 #[tokio::test]
 async fn pty_sessions_leak_no_descriptor() {
     let alone = begin_exclusive().await;
-    if portable_run() {
-        // No pty session to count on this backend (refused, tests/portable.rs);
-        // the count would only measure other tests' descriptors.
-        skip_on_portable(MechanismChoice::Portable, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)");
-        end_exclusive(alone, "pty_sessions_leak_no_descriptor").await;
-        return;
-    }
     let fds = || std::fs::read_dir("/proc/self/fd").expect("fds").count();
     // Warm up lazily opened descriptors (the guard, /dev/null...).
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let _ = sh(choice, "echo warm").pty(24, 80).output().await;
     }
     // Spare cgroups kept for reuse hold their directory open (its lock):
@@ -506,9 +460,6 @@ async fn pty_sessions_leak_no_descriptor() {
     pkit::release_spare_cgroups();
     let before = fds();
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         for _ in 0..5 {
             let out = sh(choice, "echo hi")
                 .pty(24, 80)
@@ -546,9 +497,6 @@ fn a_pty_session_from_blocking_code() {
         .expect("runtime");
     let suite = rt.block_on(begin("a_pty_session_from_blocking_code"));
     for choice in mechanisms() {
-        if skip_on_portable(choice, "pseudo-terminals need the child to take its terminal before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let group =
             pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
         let mut cat = group

@@ -75,10 +75,23 @@ fn the_blocking_raw_master_is_read_on_one_thread_while_another_types() {
         || {
             for choice in mechanisms() {
                 let group = blocking_group(choice);
+                // No echo (it would interleave with cat's copies byte by
+                // byte): what comes back is cat's copy alone, in order.
                 let mut cat = group
-                    .start(&Command::new("cat").pty_raw(24, 80))
+                    .start(
+                        &Command::new("sh")
+                            .args(["-c", "stty -echo; echo ready; exec cat"])
+                            .pty_raw(24, 80),
+                    )
                     .expect("start");
                 let mut tty = cat.take_pty_master().expect("the master side");
+                let mut all = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !all.ends_with(b"ready\r\n") {
+                    let n = tty.read(&mut buf).expect("read");
+                    assert!(n > 0, "{choice}: early end");
+                    all.extend_from_slice(&buf[..n]);
+                }
                 let keys = tty.pty();
                 let typist = std::thread::spawn(move || {
                     for n in 0..300 {
@@ -86,15 +99,15 @@ fn the_blocking_raw_master_is_read_on_one_thread_while_another_types() {
                     }
                     keys.send_control('d').expect("ctrl-d");
                 });
-                let mut all = Vec::new();
+                all.clear();
                 tty.read_to_end(&mut all).expect("read to the end");
                 typist.join().expect("the typist");
-                let text = unterminal(&all);
-                for n in 0..300 {
-                    // Its echo and cat's copy.
-                    let line = format!("line {n}\n");
-                    assert_eq!(text.matches(&line).count(), 2, "{choice}: {line:?}");
-                }
+                let want: String = (0..300).map(|n| format!("line {n}\n")).collect();
+                assert!(
+                    unterminal(&all) == want,
+                    "{choice}: {:.300}",
+                    unterminal(&all)
+                );
                 assert_eq!(cat.wait().expect("wait").code(), Some(0), "{choice}");
             }
         },
@@ -181,7 +194,7 @@ async fn a_storm_of_resizes_leaves_the_last_size_and_a_working_terminal() {
     let suite = begin("a_storm_of_resizes_leaves_the_last_size_and_a_working_terminal").await;
     for choice in mechanisms() {
         let group = group(choice);
-        // Counts its SIGWINCHes; prints its size for every line typed.
+        // Catches SIGWINCH; prints its size for every line typed.
         let script = "n=0; trap 'n=$((n+1))' WINCH; \
                       while read l; do echo \"size $(stty size) after $n\"; done";
         let mut sh = group
@@ -221,18 +234,11 @@ async fn a_storm_of_resizes_leaves_the_last_size_and_a_working_terminal() {
         tty.resize(33, 77).expect("the last resize");
         assert_eq!(tty.size().expect("size"), (33, 77), "{choice}");
         tty.write_line("last").await.expect("type");
-        let line = sh
-            .wait_for_line(|l| l.text.starts_with("size 33 77 after"), DEADLINE)
+        sh.wait_for_line(|l| l.text.starts_with("size 33 77 after"), DEADLINE)
             .await
             .unwrap_or_else(|e| panic!("{choice}: the last size: {e}"));
-        let winches: u32 = line
-            .text
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .expect("a count");
-        assert!(winches > 0, "{choice}: SIGWINCH came: {}", line.text);
+        // (How many SIGWINCHes the shell counted depends on when it runs
+        // its traps: not asserted; tests/pty.rs checks SIGWINCH itself.)
         assert!(sh.is_running(), "{choice}: the storm killed nothing");
         tty.send_control('d').await.expect("ctrl-d");
         let out = tokio::time::timeout(DEADLINE, sh.wait())

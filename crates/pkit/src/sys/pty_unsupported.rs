@@ -1,7 +1,9 @@
 //! Pseudo-terminals where pkit has none yet (Windows: ConPTY is not
-//! implemented; macOS and the BSDs: the portable backend's posix_spawn
-//! can't make the child take a terminal before exec). [`refusal`] says so before anything is opened; the rest
-//! exists only so that the layers above type-check, and is never reached.
+//! implemented; macOS and the BSDs: a controlling terminal takes
+//! `TIOCSCTTY` in the child, which `posix_spawn` can't issue, and pkit has
+//! no fork-based start for it). [`refusal`] says so before anything is
+//! opened; the rest exists only so that the layers above type-check, and
+//! is never reached.
 
 use std::io;
 use std::task::{Context, Poll};
@@ -20,7 +22,8 @@ pub(crate) fn refusal() -> Option<(Mechanism, &'static str)> {
     #[cfg(not(windows))]
     Some((
         Mechanism::ProcessGroup,
-        "pseudo-terminal sessions are implemented on Linux only so far",
+        "pseudo-terminal sessions are implemented on Linux only so far: here a controlling \
+         terminal takes TIOCSCTTY in the child, which posix_spawn can't issue",
     ))
 }
 

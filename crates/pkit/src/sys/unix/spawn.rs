@@ -12,6 +12,17 @@
 //! credentials, kept descriptors, hooks) have no `posix_spawn` attribute:
 //! a start that asks for them is refused with
 //! [`SpawnError::Unsupported`].
+//!
+//! A pty session (`ctty`) on Linux: `POSIX_SPAWN_SETSID` makes the child
+//! lead a new session (and a new process group numbered by its pid, the
+//! group's: a pty child is always its group's first process), then the
+//! file actions open the terminal's slave side again as fd 0, through
+//! `/proc/self/fd/N` (the child's copy of the slave descriptor), without
+//! `O_NOCTTY`: on Linux a session leader without a controlling terminal
+//! acquires the terminal it opens, which is what `TIOCSCTTY` would have
+//! done. The C library runs `setsid` before the file actions (glibc and
+//! musl both). Elsewhere an open does not make a controlling terminal
+//! (the BSDs and macOS want `TIOCSCTTY`, which `posix_spawn` can't issue).
 
 use std::ffi::{c_char, CString};
 use std::io;
@@ -50,9 +61,9 @@ pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
     let s = &spec.setup;
     if !s.pre_exec.is_empty() {
         Some("pre_exec hooks need a forked child")
-    } else if s.ctty {
+    } else if s.ctty && !cfg!(target_os = "linux") {
         Some("a pty needs the child to take its terminal (setsid, TIOCSCTTY) before exec")
-    } else if s.setsid {
+    } else if s.setsid && !s.ctty {
         Some("setsid would leave the group's process group")
     } else if !s.rlimits.is_empty()
         || s.nice.is_some()
@@ -118,9 +129,23 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
         }
         Attrs { attr, actions }
     };
+    // A pty child leads a new session, so a new process group: its
+    // group's only when it is the group's first process.
+    let ctty = spec.setup.ctty;
+    if ctty && pgid != 0 {
+        return Err(SpawnError::Unsupported(
+            "pty",
+            crate::sys::Mechanism::ProcessGroup,
+            "a pty child leads its own process group: it must be its group's first process".into(),
+        ));
+    }
     #[allow(unused_mut)]
-    let mut flags =
-        libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+    let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+    flags |= if ctty {
+        session_flag()
+    } else {
+        libc::POSIX_SPAWN_SETPGROUP
+    };
     #[cfg(target_os = "macos")]
     {
         flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
@@ -138,9 +163,13 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
         libc::sigaddset(&mut pipe, libc::SIGPIPE);
         check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &pipe))?;
     }
-    place(&mut a.actions, &spec.stdin, 0, None)?;
-    place(&mut a.actions, &spec.stdout, 1, None)?;
-    place(&mut a.actions, &spec.stderr, 2, Some(&spec.stdout))?;
+    if ctty {
+        terminal(&mut a.actions, &spec.stdin)?;
+    } else {
+        place(&mut a.actions, &spec.stdin, 0, None)?;
+        place(&mut a.actions, &spec.stdout, 1, None)?;
+        place(&mut a.actions, &spec.stderr, 2, Some(&spec.stdout))?;
+    }
     // After the stdio moves: every other descriptor is closed in the child.
     #[cfg(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd"))]
     // SAFETY: our initialised actions object and a descriptor number.
@@ -229,6 +258,48 @@ fn place(
     // the shared /dev/null descriptor). Sources are >= 3 (or stdout's 1),
     // so no dup2 overwrites a source still to be placed.
     check(unsafe { libc::posix_spawn_file_actions_adddup2(actions, source, target) })
+}
+
+/// `POSIX_SPAWN_SETSID` where the C library has it and the platform's
+/// open then makes the controlling terminal (Linux).
+#[cfg(target_os = "linux")]
+fn session_flag() -> libc::c_int {
+    libc::POSIX_SPAWN_SETSID as libc::c_int
+}
+
+/// Never used: [`unsupported_setup`] refuses a pty first.
+#[cfg(not(target_os = "linux"))]
+fn session_flag() -> libc::c_int {
+    0
+}
+
+/// A pty child's stdio: the terminal's slave side (`slave`, the spawn's
+/// stdin) opened again as fd 0 in the child, after `setsid`, so that it
+/// becomes the child's controlling terminal (see the module docs); then
+/// fd 1 and 2 are copies of it.
+fn terminal(
+    actions: &mut libc::posix_spawn_file_actions_t,
+    slave: &ChildIo,
+) -> Result<(), SpawnError> {
+    use std::os::fd::AsRawFd;
+    let ChildIo::Fd(fd) = slave else {
+        return Err(SpawnError::Os(io::Error::from_raw_os_error(libc::EINVAL)));
+    };
+    let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| SpawnError::Os(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // SAFETY: our initialised actions object; the path is copied by the C
+    // library (glibc and musl both copy it at this call); fd numbers.
+    unsafe {
+        check(libc::posix_spawn_file_actions_addopen(
+            actions,
+            0,
+            path.as_ptr(),
+            libc::O_RDWR,
+            0,
+        ))?;
+        check(libc::posix_spawn_file_actions_adddup2(actions, 0, 1))?;
+        check(libc::posix_spawn_file_actions_adddup2(actions, 0, 2))
+    }
 }
 
 /// Pointers to each string, then a null pointer.
