@@ -759,3 +759,34 @@ async fn a_cancel_during_a_graceful_stop_cuts_the_grace_short() {
     }
     suite.end().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_cap_is_30_seconds_and_on_crash_the_default_policy() {
+    let suite = begin("the_default_cap_is_30_seconds_and_on_crash_the_default_policy").await;
+    assert_eq!(pkit::DEFAULT_MAX_BACKOFF, Duration::from_secs(30));
+    assert_eq!(Restart::default(), Restart::OnCrash);
+    for choice in mechanisms() {
+        // 1 ms, then 1 s, then 1000 s: capped at the default 30 s. The
+        // pause is reported before it is waited, then stopped.
+        let mut handle = Supervisor::new(sh("exit 1"))
+            .mechanism(choice)
+            .backoff(Duration::from_millis(1), 1000.0)
+            .jitter(0.0)
+            .start();
+        let mut pauses = Vec::new();
+        while pauses.len() < 3 {
+            if let SupervisorEvent::BackingOff(d) = next(&mut handle).await {
+                pauses.push(d);
+            }
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(pauses, [ms(1), ms(1000), ms(30_000)], "{choice}");
+        let out = tokio::time::timeout(DEADLINE, handle.stop())
+            .await
+            .expect("the stop ends the pause")
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::StopRequested);
+        assert_eq!(out.restarts, 2, "{choice}");
+    }
+    suite.end().await;
+}
