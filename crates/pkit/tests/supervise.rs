@@ -790,3 +790,37 @@ async fn the_default_cap_is_30_seconds_and_on_crash_the_default_policy() {
     }
     suite.end().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_server_that_keeps_logging_is_not_stalled() {
+    let suite = begin("a_ready_server_that_keeps_logging_is_not_stalled").await;
+    for choice in mechanisms() {
+        // Ready, then 32 MiB of lines nobody reads, then a clean exit: the
+        // line stream must drop them, not block the program's writes.
+        let script = r#"echo ready; perl -e 'for (1..500_000) { printf "l%062d\n", $_ }'; exit 0"#;
+        let mut handle = sup(choice, sh(script))
+            .ready_when_line(|l| l == "ready", DEADLINE)
+            .start();
+        let events = tokio::time::timeout(DEADLINE * 6, all_events(&mut handle))
+            .await
+            .expect("the run ends");
+        let out = handle.wait().await.unwrap();
+        assert_eq!(
+            out.stopped,
+            StopReason::PolicySatisfied,
+            "{choice}: {events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, SupervisorEvent::Ready { .. })),
+            "{choice}: {events:?}"
+        );
+        assert_eq!(
+            out.final_output.unwrap().outcome(),
+            Outcome::Exited(0),
+            "{choice}"
+        );
+    }
+    suite.end().await;
+}
