@@ -101,6 +101,23 @@ pub fn spawn_wait(name: &'static str, program: &'static str) -> Scenario {
 /// `--probe-runs`: `runs` spawn-waits of `/bin/true` by one contender,
 /// after one warm-up run, for `strace -f -c`.
 pub async fn probe(with: &str, runs: usize) {
+    if with == "blocking" {
+        // `echo hello` through the blocking facade, all runs on one plain
+        // thread (the facade refuses a runtime's thread).
+        std::thread::spawn(move || {
+            for _ in 0..=runs {
+                let out = pkit::Command::new("echo")
+                    .arg("hello")
+                    .blocking()
+                    .output()
+                    .unwrap();
+                assert_eq!(out.stdout(), b"hello\n");
+            }
+        })
+        .join()
+        .unwrap();
+        return;
+    }
     for _ in 0..=runs {
         match with {
             "std" => {
@@ -121,7 +138,47 @@ pub async fn probe(with: &str, runs: usize) {
                 assert!(st.success());
             }
             "pkit" => pkit_true("/bin/true").await,
-            other => panic!("--probe-with {other}: std, tokio or pkit"),
+            // `echo hello` captured (the blocking scenario's, async).
+            "std-output" => {
+                let out = std::process::Command::new("echo")
+                    .arg("hello")
+                    .output()
+                    .unwrap();
+                assert_eq!(out.stdout, b"hello\n");
+            }
+            "pkit-output" => {
+                let out = pkit::Command::new("echo")
+                    .arg("hello")
+                    .output()
+                    .await
+                    .unwrap();
+                assert_eq!(out.stdout(), b"hello\n");
+            }
+            // One 8,000-line stream per run (the streaming scenario's).
+            "std-lines" => {
+                let _ = std_read_loop(LINES).await;
+            }
+            "tokio-lines" => {
+                let _ = tokio_lines(LINES).await;
+            }
+            "pkit-lines" => {
+                let _ = pkit_lines(LINES, None).await;
+            }
+            "pkit-pgroup-lines" => {
+                let _ = pkit_lines(LINES, Some(pkit::MechanismChoice::ProcessGroup)).await;
+            }
+            // One graceful shutdown of 51 processes per run.
+            "shutdown" => {
+                let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::Cgroup).await;
+            }
+            "pgroup-shutdown" => {
+                let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
+            }
+            other => panic!(
+                "--probe-with {other}: std, tokio, pkit, std-output, pkit-output, blocking, \
+                 std-lines, tokio-lines, pkit-lines, pkit-pgroup-lines, shutdown \
+                 or pgroup-shutdown"
+            ),
         }
     }
 }

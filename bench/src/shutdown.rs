@@ -10,7 +10,7 @@ use crate::scenarios::{settle, TREE};
 use crate::stats::Scenario;
 use crate::Sample;
 
-async fn pkit_shutdown(mechanism: pkit::MechanismChoice) -> Sample {
+pub async fn pkit_shutdown(mechanism: pkit::MechanismChoice) -> Sample {
     let group = pkit::Group::builder().mechanism(mechanism).build().unwrap();
     let mut p = group
         .start(&pkit::Command::new("sh").args(["-c", TREE]).stream_lines())
