@@ -154,6 +154,30 @@ pub async fn probe(with: &str, runs: usize) {
                     .unwrap();
                 assert_eq!(out.stdout(), b"hello\n");
             }
+            // 64 MiB captured (the 64 MiB capture scenario's).
+            "big-std" => {
+                let out = std::process::Command::new("head")
+                    .args(BIG_ARGS)
+                    .output()
+                    .unwrap();
+                assert_eq!(out.stdout.len(), BIG);
+            }
+            "big-output" => {
+                let out = pkit::Command::new("head")
+                    .args(BIG_ARGS)
+                    .output()
+                    .await
+                    .unwrap();
+                assert_eq!(out.stdout().len(), BIG);
+            }
+            "big-run" => {
+                let text = pkit::Command::new("head")
+                    .args(BIG_ARGS)
+                    .run()
+                    .await
+                    .unwrap();
+                assert_eq!(text.len(), BIG);
+            }
             // One 8,000-line stream per run (the streaming scenario's).
             "std-lines" => {
                 let _ = std_read_loop(LINES).await;
@@ -176,8 +200,8 @@ pub async fn probe(with: &str, runs: usize) {
             }
             other => panic!(
                 "--probe-with {other}: std, tokio, pkit, std-output, pkit-output, blocking, \
-                 std-lines, tokio-lines, pkit-lines, pkit-pgroup-lines, shutdown \
-                 or pgroup-shutdown"
+                 big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
+                 pkit-pgroup-lines, shutdown or pgroup-shutdown"
             ),
         }
     }
@@ -494,8 +518,11 @@ async fn processkit_lines(lines: usize) -> Duration {
     t.elapsed()
 }
 
+/// `head`'s arguments for 64 MiB of output.
+const BIG_ARGS: [&str; 3] = ["-c", "67108864", "/dev/zero"];
+
 fn big_capture() -> Scenario {
-    let args = ["-c", "67108864", "/dev/zero"];
+    let args = BIG_ARGS;
     Scenario::new("64 MiB capture")
         .with("std::process", move || async move {
             let t = Instant::now();
