@@ -59,6 +59,16 @@ impl PidfdChild {
         self.pidfd.take()
     }
 
+    /// Whether [`reap_if_exited`](Self::reap_if_exited) has reaped it (as
+    /// every process-group leader is at its group's end): its `Drop` then
+    /// needs no `waitid` to learn that again.
+    pub(super) fn is_reaped(&mut self) -> bool {
+        self.reaped
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// The child's pidfd (valid while the handle lives).
     pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
         self.fd()

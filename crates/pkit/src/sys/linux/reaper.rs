@@ -188,7 +188,11 @@ pub(crate) fn remove_cgroup_later(path: PathBuf, events: OwnedFd, then: Vec<Path
 /// above the child it serves, and not the other way round.)
 impl Drop for super::child::PidfdChild {
     fn drop(&mut self) {
+        let reaped = self.is_reaped();
         let Some(fd) = self.take_pidfd() else { return };
+        if reaped {
+            return; // only the pidfd to close
+        }
         if !super::child::try_reap(fd.as_fd()) {
             reap_later(fd);
         }
