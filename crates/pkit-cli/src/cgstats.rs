@@ -234,9 +234,25 @@ impl TreeStats {
         }
     }
 
+    /// Windows: the Job Object's accounting, which covers every process
+    /// that ran in the job. It has one CPU figure (user and kernel time
+    /// together), given as `user_cpu_us` with `system_cpu_us` unknown.
+    #[cfg(windows)]
+    pub fn fill_from_job(&mut self, job: &pkit::Stats) {
+        if let Some(cpu) = job.cpu_time() {
+            (self.user_cpu_us, self.system_cpu_us) = (Some(cpu.as_micros() as u64), None);
+            self.cpu_source = Some("job accounting (user and kernel time together)");
+        }
+        if let Some(peak) = job.peak_memory_bytes() {
+            self.peak_memory_bytes = Some(peak);
+            self.memory_source = Some("job accounting (peak committed memory)");
+        }
+    }
+
     /// Whether CPU and memory both cover the whole tree (a cgroup).
     pub fn whole_tree(&self) -> bool {
-        let cg = |s: Option<&str>| s.is_some_and(|s| s.starts_with("cgroup"));
+        let cg =
+            |s: Option<&str>| s.is_some_and(|s| s.starts_with("cgroup") || s.starts_with("job"));
         cg(self.cpu_source) && cg(self.memory_source)
     }
 }

@@ -7,7 +7,7 @@ use pkit::{Group, Signal};
 use crate::args::RunArgs;
 use crate::report::Report;
 use crate::signame;
-use crate::sys::{self, Received};
+use crate::sys::{self, sig, Received};
 use crate::tty::Terminal;
 
 /// What the run loop saw.
@@ -71,12 +71,12 @@ impl Forwarder<'_> {
     /// one pid (TERM, USR1, USR2, ALRM) to the program, as if sent to it.
     pub fn forward(&self, sig: i32) {
         let job = [
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGTSTP,
-            libc::SIGWINCH,
-            libc::SIGHUP,
-            libc::SIGCONT,
+            sig::SIGINT,
+            sig::SIGQUIT,
+            sig::SIGTSTP,
+            sig::SIGWINCH,
+            sig::SIGHUP,
+            sig::SIGCONT,
         ];
         if job.contains(&sig) {
             self.send(sig);
@@ -85,11 +85,12 @@ impl Forwarder<'_> {
         }
     }
 
-    pub fn send(&self, sig: i32) {
-        self.send_to(sig, self.foreground);
+    /// Sends `sig`; false when it could not be sent.
+    pub fn send(&self, sig: i32) -> bool {
+        self.send_to(sig, self.foreground)
     }
 
-    fn send_to(&self, sig: i32, program_only: bool) {
+    fn send_to(&self, sig: i32, program_only: bool) -> bool {
         if self.verbose {
             let to = if program_only {
                 "the program"
@@ -98,15 +99,13 @@ impl Forwarder<'_> {
             };
             eprintln!("pkit: sending {} to {to}", signame::display(sig));
         }
-        let _ = if program_only {
+        if program_only {
             // The program is unreaped until the run loop's wait returns,
             // so its pid can't have been reused.
-            sys::kill(self.pid, sig)
+            sys::kill(self.pid, sig).is_ok()
         } else {
-            self.group
-                .signal(Signal::from_raw(sig))
-                .map_err(std::io::Error::other)
-        };
+            self.group.signal(Signal::from_raw(sig)).is_ok()
+        }
     }
 
     /// Stops pkit as its job was stopped: the terminal goes back to the
@@ -125,10 +124,24 @@ impl Forwarder<'_> {
 
     /// `sig` as an ending signal: followed by SIGCONT so a stopped tree
     /// acts on it (as timeout(1) does).
+    /// On Windows, where the polite stop is a CTRL_BREAK that reaches
+    /// console programs only, a stop that could not be delivered at all is
+    /// the termination of the tree at once (as the library's own graceful
+    /// stops do), not a grace nobody was asked to use.
     pub fn send_ending(&self, sig: i32) {
-        self.send(sig);
-        if sig != libc::SIGKILL && sig != libc::SIGCONT {
-            self.send(libc::SIGCONT);
+        let sent = self.send(sig);
+        #[cfg(windows)]
+        if !sent {
+            if self.verbose {
+                eprintln!("pkit: no CTRL_BREAK could be delivered: terminating the whole tree");
+            }
+            let _ = self.group.kill();
+            return;
+        }
+        #[cfg(unix)]
+        let _ = sent;
+        if sig != sig::SIGKILL && sig != sig::SIGCONT {
+            self.send(sig::SIGCONT);
         }
     }
 }
@@ -148,22 +161,22 @@ pub fn on_signal(
     // foreground process group: a program in pkit's group got it already.
     let delivered = r.from_kernel && fwd.same_pgrp;
     match s {
-        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+        sig::SIGTSTP | sig::SIGTTIN | sig::SIGTTOU => {
             if !delivered {
-                fwd.forward(libc::SIGTSTP);
+                fwd.forward(sig::SIGTSTP);
             }
             // Stop pkit too, so the shell sees its job stop; `fg` sends
             // SIGCONT, read next and forwarded.
             fwd.stop_pkit();
         }
-        libc::SIGINT | libc::SIGQUIT if r.from_kernel => {
+        sig::SIGINT | sig::SIGQUIT if r.from_kernel => {
             // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
             // survives); never pkit's teardown.
             if !delivered {
                 fwd.forward(s);
             }
         }
-        libc::SIGTERM | libc::SIGHUP | libc::SIGINT | libc::SIGQUIT => {
+        sig::SIGTERM | sig::SIGHUP | sig::SIGINT | sig::SIGQUIT => {
             st.end_requests += 1;
             match st.end_requests {
                 1 => {

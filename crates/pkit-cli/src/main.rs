@@ -17,6 +17,7 @@ mod size;
 mod summary;
 mod supervise;
 mod sys;
+#[cfg_attr(windows, path = "termwatch_none.rs")]
 mod termwatch;
 mod tty;
 
@@ -89,6 +90,8 @@ fn main() -> ExitCode {
             drop(rt);
             match exit {
                 run::Exit::Code(c) => ExitCode::from(c),
+                #[cfg(windows)]
+                run::Exit::Full(c) => std::process::exit(c),
                 run::Exit::Reraise(sig) => {
                     sys::reraise(sig);
                     // Still here (a signal whose default is to do nothing,

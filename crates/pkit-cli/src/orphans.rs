@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sys;
+use crate::sys::{self, sig};
 
 /// The run's adopted orphans; `main` is the program (the library's child,
 /// reaped by the library).
@@ -94,7 +94,7 @@ impl Orphans {
             }
             for &(pid, state) in &left {
                 // Our own child, unreaped: its pid can't have been reused.
-                if state != 'Z' && sys::kill(pid as u32, libc::SIGKILL).is_ok() {
+                if state != 'Z' && sys::kill(pid as u32, sig::SIGKILL).is_ok() {
                     killed.insert(pid);
                 }
                 sys::reap_if_exited(pid);

@@ -13,7 +13,7 @@ use crate::orphans::Orphans;
 use crate::report::{kind_name, Report, Sink, Stream, SCHEMA};
 use crate::signame;
 use crate::summary::{messages, print_stats};
-use crate::sys::{self, Signals};
+use crate::sys::{self, sig, Signals};
 use crate::tty::Terminal;
 use crate::EXIT_OWN_FAILURE;
 
@@ -30,6 +30,9 @@ pub const DEFAULT_CAPTURE_LIMIT: u64 = 16 << 20;
 /// How pkit ends.
 pub enum Exit {
     Code(u8),
+    /// Windows: the program's own exit code, all 32 bits of it.
+    #[cfg(windows)]
+    Full(i32),
     /// End by this signal, as the program did.
     Reraise(i32),
 }
@@ -56,7 +59,7 @@ pub async fn main(args: RunArgs) -> Exit {
     for w in crate::checks::warnings(&args) {
         eprintln!("pkit: warning: {w}");
     }
-    let signals = match Signals::new() {
+    let mut signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot receive signals: {e}");
@@ -131,7 +134,7 @@ pub async fn main(args: RunArgs) -> Exit {
         relay: relay.as_ref(),
     };
 
-    let term_signal = args.signal.unwrap_or(libc::SIGTERM);
+    let term_signal = args.signal.unwrap_or(sig::SIGTERM);
     let grace = args.kill_after.unwrap_or(DEFAULT_GRACE);
     let timeout = args.timeout.filter(|t| !t.is_zero() && *t != Duration::MAX);
     let mut deadline = timeout.and_then(crate::forward::from_now);
@@ -172,8 +175,8 @@ pub async fn main(args: RunArgs) -> Exit {
                 }
             }
             r = signals.recv() => match r {
-                Ok(r) if r.signo == libc::SIGCHLD => orphans.reap_exited(),
-                Ok(r) if r.signo == libc::SIGWINCH && relay.is_some() => {
+                Ok(r) if r.signo == sig::SIGCHLD => orphans.reap_exited(),
+                Ok(r) if r.signo == sig::SIGWINCH && relay.is_some() => {
                     relay.as_ref().map(crate::pty::Relay::follow_resize);
                 }
                 Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace),
@@ -221,6 +224,12 @@ pub async fn main(args: RunArgs) -> Exit {
         report.leftovers_killed = Some(drain(&group, &orphans, until).await);
     }
     let mut stats = args.stats.then(|| cgroups.read());
+    // Windows: the job's own accounting covers every process that ran in
+    // it (read before the teardown retires the job).
+    #[cfg(windows)]
+    if let (Some(s), Ok(job)) = (stats.as_mut(), group.stats()) {
+        s.fill_from_job(&job);
+    }
     drop(tty);
     drop(relay);
     let verified = group.close().await;
@@ -246,6 +255,9 @@ pub async fn main(args: RunArgs) -> Exit {
     let exit = exit_for(&args, &st, out.outcome());
     report.exit_status = match exit {
         Exit::Code(c) => c,
+        // The report's status is a shell's `$?`: the low byte.
+        #[cfg(windows)]
+        Exit::Full(c) => (c & 0xff) as u8,
         Exit::Reraise(n) => 128u8.saturating_add(n as u8),
     };
     match out.outcome() {
@@ -309,7 +321,7 @@ async fn drain(group: &pkit::Group, orphans: &Orphans, until: Option<tokio::time
 
 fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
     if st.timed_out {
-        if st.killed_after_grace && matches!(outcome, Outcome::Signalled(libc::SIGKILL)) {
+        if st.killed_after_grace && matches!(outcome, Outcome::Signalled(sig::SIGKILL)) {
             return Exit::Code(EXIT_KILLED);
         }
         if !args.preserve_status {
@@ -322,6 +334,11 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
         });
     }
     match outcome {
+        // A Windows exit code is 32 bits (an NTSTATUS such as
+        // STATUS_CONTROL_C_EXIT after a break): passed on whole.
+        #[cfg(windows)]
+        Outcome::Exited(c) => Exit::Full(c),
+        #[cfg(unix)]
         Outcome::Exited(c) => Exit::Code((c & 0xff) as u8),
         Outcome::Signalled(n) if args.no_reraise => Exit::Code(128u8.saturating_add(n as u8)),
         Outcome::Signalled(n) => Exit::Reraise(n),

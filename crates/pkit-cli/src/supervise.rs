@@ -62,16 +62,9 @@ fn supervisor(args: &SuperviseArgs) -> Supervisor {
 }
 
 pub async fn main(args: SuperviseArgs) -> u8 {
-    let mut sigs = match (
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            eprintln!("pkit: cannot receive signals");
-            return EXIT_OWN_FAILURE;
-        }
+    let Ok(mut stops) = crate::sys::StopRequests::new() else {
+        eprintln!("pkit: cannot receive signals");
+        return EXIT_OWN_FAILURE;
     };
     // Cancelled by a second signal: cuts the stop's grace short.
     let kill_now = pkit::CancelToken::new();
@@ -87,9 +80,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                 Some(SupervisorEvent::Stopped(_)) | None => break false,
                 Some(event) => say.event(&event),
             },
-            _ = sigs.0.recv() => break true,
-            _ = sigs.1.recv() => break true,
-            _ = sigs.2.recv() => break true,
+            _ = stops.recv() => break true,
         }
     };
     let result = if stopped {
@@ -100,9 +91,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         loop {
             let second = tokio::select! {
                 result = &mut stop => break result,
-                _ = sigs.0.recv() => "TERM",
-                _ = sigs.1.recv() => "INT",
-                _ = sigs.2.recv() => "HUP",
+                name = stops.recv() => name,
             };
             if !kill_now.is_cancelled() && !args.quiet && !args.json {
                 eprintln!("pkit: second SIG{second}: killing the run now");

@@ -1,0 +1,332 @@
+//! The CLI's Unix OS calls that need `unsafe`: receiving signals with their
+//! sender (signalfd), re-raising a child's signal on pkit itself, the
+//! rusage of reaped descendants, and writing the report to an inherited fd.
+//! rustix has none of signalfd, sigprocmask, raise or getrusage, so this
+//! uses libc.
+
+use std::fs::File;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use tokio::io::unix::AsyncFd;
+
+/// The signals pkit catches (and forwards, or acts on).
+pub const CAUGHT: [i32; 13] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    // Orphans re-parented to pkit (its subreaper role) are reaped on it.
+    libc::SIGCHLD,
+];
+
+/// One received signal and who sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub signo: i32,
+    /// The terminal (or another kernel source) sent it, not `kill(2)`.
+    pub from_kernel: bool,
+}
+
+/// A signalfd for [`CAUGHT`]: they are blocked in this thread (and so in
+/// every thread started after) and read here instead.
+pub struct Signals {
+    fd: AsyncFd<OwnedFd>,
+}
+
+fn caught_set() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: sigemptyset initialises the set; sigaddset adds valid numbers.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for s in CAUGHT {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        set.assume_init()
+    }
+}
+
+/// Blocks [`CAUGHT`] in the calling thread. Call before any other thread
+/// starts, so they all inherit the mask (children get an empty mask: the
+/// library's spawn resets it before exec).
+pub fn block_caught() -> io::Result<()> {
+    let set = caught_set();
+    // SAFETY: `set` is initialised; a null old mask is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+impl Signals {
+    /// A signalfd for the blocked [`CAUGHT`] set. Needs a Tokio runtime.
+    pub fn new() -> io::Result<Signals> {
+        let set = caught_set();
+        // SAFETY: a new signalfd (-1) for an initialised set.
+        let raw = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: an OwnedFd stays open and keeps its fd until dropped,
+        // which happens with the AsyncFd.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Signals { fd })
+    }
+
+    /// The next signal.
+    pub async fn recv(&mut self) -> io::Result<Received> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: reading at most `size` bytes into a buffer of that size.
+            let n = unsafe {
+                libc::read(
+                    self.fd.get_ref().as_raw_fd(),
+                    info.as_mut_ptr().cast(),
+                    size,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    guard.clear_ready();
+                    continue;
+                }
+                return Err(e);
+            }
+            if n as usize != size {
+                continue;
+            }
+            // SAFETY: the kernel filled the whole struct.
+            let info = unsafe { info.assume_init() };
+            return Ok(Received {
+                signo: info.ssi_signo as i32,
+                from_kernel: info.ssi_code == libc::SI_KERNEL,
+            });
+        }
+    }
+}
+
+/// Sends `sig` to one process.
+pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) with plain integers; the caller holds `pid` unreaped.
+    if unsafe { libc::kill(pid as libc::pid_t, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Stops pkit itself (as SIGTSTP would have, had it not been caught).
+pub fn stop_self() {
+    // SAFETY: raise(3) of SIGSTOP on this process.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+}
+
+/// Ends pkit with signal `sig` (as the child ended): no core dump, default
+/// disposition, unblocked, raised. Returns only if that did not end it.
+pub fn reraise(sig: i32) {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: plain calls on initialised data: RLIMIT_CORE to 0 (so a
+    // re-raised SIGSEGV does not dump pkit's core), the default action for
+    // `sig`, `sig` unblocked, then raised.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut());
+        libc::raise(sig);
+    }
+}
+
+/// Resource use of this process's reaped children (and what they reaped).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChildUsage {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_bytes: u64,
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub blocks_in: u64,
+    pub blocks_out: u64,
+}
+
+/// `getrusage(RUSAGE_CHILDREN)`.
+pub fn children_usage() -> Option<ChildUsage> {
+    let mut u = MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, u.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: filled above.
+    let u = unsafe { u.assume_init() };
+    let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+    let n = |v: libc::c_long| v.max(0) as u64;
+    Some(ChildUsage {
+        user_us: us(u.ru_utime),
+        system_us: us(u.ru_stime),
+        max_rss_bytes: n(u.ru_maxrss) * 1024,
+        minor_faults: n(u.ru_minflt),
+        major_faults: n(u.ru_majflt),
+        voluntary_switches: n(u.ru_nvcsw),
+        involuntary_switches: n(u.ru_nivcsw),
+        blocks_in: n(u.ru_inblock),
+        blocks_out: n(u.ru_oublock),
+    })
+}
+
+/// A writer for inherited fd `fd` (for `--json-fd`), or why not.
+pub fn inherited_fd(fd: RawFd) -> io::Result<File> {
+    if fd <= 2 {
+        return Err(io::Error::other(
+            "use --json for stderr; stdout is the child's",
+        ));
+    }
+    // SAFETY: F_GETFD only inspects the fd table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (checked above) and was handed to pkit for
+    // this purpose; nothing else in pkit uses it. Mark it close-on-exec so
+    // the child does not get it.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        Ok(File::from_raw_fd(fd))
+    }
+}
+
+/// The process group of `pid` (from `/proc`).
+fn pgrp_of(pid: &str) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Whether `pid` is in pkit's own process group.
+pub fn same_pgrp(pid: u32) -> bool {
+    match (pgrp_of("self"), pgrp_of(&pid.to_string())) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// pkit's own process group.
+pub fn own_pgrp() -> i32 {
+    // SAFETY: getpgrp has no preconditions.
+    unsafe { libc::getpgrp() }
+}
+
+/// The process group of `pid`.
+pub fn pgrp_of_pid(pid: u32) -> Option<i32> {
+    pgrp_of(&pid.to_string())
+}
+
+/// The foreground process group of the terminal on stdin, if stdin is one.
+pub fn tty_foreground() -> Option<i32> {
+    // SAFETY: isatty and tcgetpgrp only inspect fd 0.
+    unsafe {
+        if libc::isatty(0) != 1 {
+            return None;
+        }
+        let pg = libc::tcgetpgrp(0);
+        (pg > 0).then_some(pg)
+    }
+}
+
+/// Makes `pgid` the terminal's foreground process group. pkit blocks
+/// SIGTTOU, so this works from the background too.
+pub fn set_tty_foreground(pgid: i32) -> io::Result<()> {
+    // SAFETY: tcsetpgrp on fd 0 with a plain integer.
+    if unsafe { libc::tcsetpgrp(0, pgid) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The state letter of `pid` (`R`, `S`, `T`, …) from `/proc`.
+pub fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+/// Makes pkit the child subreaper of everything it starts: an orphaned
+/// descendant is re-parented to pkit instead of init.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps child `pid` if it has exited; true when it was reaped.
+pub fn reap_if_exited(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on one specific child of this process, no hang.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
+/// The size (rows, cols) of the terminal on `fd`, if it is one.
+pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = MaybeUninit::<libc::winsize>::zeroed();
+    // SAFETY: TIOCGWINSZ fills a winsize, which `ws` is; a descriptor that
+    // is not a terminal makes it fail.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, ws.as_mut_ptr()) };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: zeroed, then filled by the kernel: a plain C struct.
+    let ws = unsafe { ws.assume_init() };
+    (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// What asks `pkit supervise` to stop: SIGTERM, SIGINT, SIGHUP.
+pub struct StopRequests(
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+);
+
+impl StopRequests {
+    /// Catches them from now on. Needs a Tokio runtime.
+    pub fn new() -> io::Result<StopRequests> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopRequests(
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ))
+    }
+
+    /// The next request: the signal's name without `SIG`.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.0.recv() => "TERM",
+            _ = self.1.recv() => "INT",
+            _ = self.2.recv() => "HUP",
+        }
+    }
+}

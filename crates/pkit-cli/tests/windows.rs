@@ -1,0 +1,261 @@
+//! `pkit run` and `pkit supervise` on Windows, with real processes: built
+//! for x86_64-pc-windows-gnu and run under Wine by `.ci/windows/run`, or
+//! natively.
+//!
+//! The helper processes are this test binary itself, started with
+//! `PKIT_WIN_ROLE` set (see [`helper`]). `pkit.exe` is found beside the
+//! test binary's directory (cargo builds it there for the integration
+//! tests), not through `CARGO_BIN_EXE_pkit`, a Unix path under Wine.
+#![cfg(windows)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Env var naming the role a helper process plays.
+const ROLE: &str = "PKIT_WIN_ROLE";
+/// Env var naming the `flaky` helper's counter file.
+const COUNTER: &str = "PKIT_WIN_COUNTER";
+
+/// Not a test: the helper processes' entry point (a no-op in a normal run).
+#[test]
+fn helper() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let out = std::io::stdout();
+    match role.as_str() {
+        "sleep" => std::thread::sleep(Duration::from_secs(300)),
+        "parent" => {
+            // A grandchild of pkit: started with std, caught by the job.
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args(helper_args())
+                .env(ROLE, "sleep")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawning the grandchild");
+            writeln!(out.lock(), "GRANDCHILD {}", child.id()).unwrap();
+            out.lock().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(300));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        "flaky" => {
+            // Exits 3 until its counter says it ran twice already.
+            let path = std::env::var(COUNTER).unwrap();
+            let n: u32 = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            std::fs::write(&path, (n + 1).to_string()).unwrap();
+            writeln!(out.lock(), "attempt {n}").unwrap();
+            out.lock().flush().unwrap();
+            std::process::exit(if n >= 2 { 0 } else { 3 });
+        }
+        other => panic!("unknown helper role {other}"),
+    }
+}
+
+/// The arguments that make this test binary run [`helper`] alone.
+fn helper_args() -> [&'static str; 4] {
+    ["--exact", "helper", "--nocapture", "--test-threads=1"]
+}
+
+/// `pkit.exe`: in the directory above this test binary's `deps`.
+fn pkit() -> Command {
+    let me = std::env::current_exe().unwrap();
+    let dir = me.parent().and_then(|d| d.parent()).unwrap();
+    let exe: PathBuf = dir.join("pkit.exe");
+    assert!(exe.exists(), "{} not built", exe.display());
+    Command::new(exe)
+}
+
+/// `pkit run [flags] -- <this binary as a helper>` (the role in the env).
+fn run_helper(flags: &[&str], role: &str) -> Command {
+    let mut c = pkit();
+    c.arg("run")
+        .args(flags)
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, role);
+    c
+}
+
+fn under_wine() -> bool {
+    std::env::var_os("PKIT_UNDER_WINE").is_some_and(|v| v == "1")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The JSON report: the last line of stderr (`--json`).
+fn report(out: &Output) -> serde_json::Value {
+    let err = text(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {err:?}"))
+}
+
+/// Whether process `pid` has exited (or no longer exists).
+fn gone(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, WAIT_OBJECT_0};
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+    };
+    // SAFETY: opening a process by id; the handle is closed below.
+    let h = unsafe {
+        OpenProcess(
+            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+            0,
+            pid,
+        )
+    };
+    if h.is_null() {
+        return true;
+    }
+    // SAFETY: `h` is a valid process handle, closed exactly once.
+    unsafe {
+        let exited = WaitForSingleObject(h, 0) == WAIT_OBJECT_0;
+        CloseHandle(h);
+        exited
+    }
+}
+
+/// Polls until `pid` is gone; on a generous deadline ends it (only pids
+/// this test started) and fails.
+fn assert_gone(pid: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(pid) {
+        if Instant::now() > deadline {
+            let _ = Command::new("taskkill")
+                .args(["/F", "/PID", &pid.to_string()])
+                .output();
+            panic!("{what} (pid {pid}) is still running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_programs_output_and_exit_code_pass_through() {
+    let out = pkit()
+        .args(["run", "--", "cmd", "/c", "echo hello& exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(text(&out.stdout), "hello\r\n");
+}
+
+#[test]
+fn a_windows_exit_code_above_255_is_passed_on_whole() {
+    let out = pkit()
+        .args(["run", "--json", "--", "cmd", "/c", "exit 300"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(300), "{out:?}");
+    let r = report(&out);
+    assert_eq!(r["outcome"], "exited");
+    assert_eq!(r["exit_code"], 300);
+    assert_eq!(r["mechanism"], "job-object");
+    assert_eq!(r["processes_left"], 0);
+}
+
+#[test]
+fn a_missing_program_is_127() {
+    let out = pkit()
+        .args(["run", "--", "no-such-program-pkit-win"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+}
+
+#[test]
+fn a_timeout_ends_the_whole_tree() {
+    // No CTRL_BREAK can stop the helper under Wine (and a break is not
+    // delivered to a program without pkit's console either): the stop is
+    // the job's termination; natively the helper's default handler exits
+    // on the break. Either way the tree is gone and the status is 124.
+    let out = run_helper(&["--timeout", "1", "-k", "2", "--json"], "parent")
+        .output()
+        .unwrap();
+    let pid = text(&out.stdout)
+        .split("GRANDCHILD ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no grandchild named: {out:?}"));
+    assert_gone(pid, "the grandchild");
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let r = report(&out);
+    assert_eq!(r["outcome"], "timed_out");
+    assert_eq!(r["processes_left"], 0);
+}
+
+#[test]
+fn stats_come_from_the_jobs_accounting() {
+    let out = pkit()
+        .args(["run", "--stats", "--json", "--", "cmd", "/c", "echo x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = report(&out);
+    let stats = &r["stats"];
+    let peak = stats["peak_memory_bytes"].as_u64();
+    assert!(peak.is_some(), "{stats}");
+    if under_wine() {
+        // Wine 8 fills in no job accounting figures (zeros).
+        println!("under Wine: the job's peak memory is not checked (Wine reports {peak:?})");
+    } else {
+        assert!(peak.is_some_and(|b| b > 0), "{stats}");
+    }
+    assert!(stats["user_cpu_us"].as_u64().is_some(), "{stats}");
+    assert!(
+        stats["cpu_source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("job accounting")),
+        "{stats}"
+    );
+}
+
+#[test]
+fn json_fd_is_refused_by_name() {
+    let out = pkit()
+        .args(["run", "--json-fd", "3", "--", "cmd", "/c", "echo x"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stderr).contains("--json-fd"), "{out:?}");
+}
+
+#[test]
+fn supervise_restarts_a_crashing_program_until_it_runs_clean() {
+    let counter = std::env::temp_dir().join(format!("pkit-win-counter-{}", std::process::id()));
+    let _ = std::fs::remove_file(&counter);
+    let out = pkit()
+        .args(["supervise", "--backoff", "20ms", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, "flaky")
+        .env(COUNTER, &counter)
+        .output()
+        .unwrap();
+    let runs = std::fs::read_to_string(&counter).unwrap_or_default();
+    let _ = std::fs::remove_file(&counter);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(runs.trim(), "3", "three runs");
+    let stdout = text(&out.stdout);
+    for n in 0..3 {
+        assert!(stdout.contains(&format!("attempt {n}")), "{stdout}");
+    }
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("exited with code 3 (crash)").count(),
+        2,
+        "{err}"
+    );
+    assert!(
+        err.contains("exited with code 0 (clean); stopping"),
+        "{err}"
+    );
+}
