@@ -431,8 +431,12 @@ async fn sigkilled_owner_leaves_no_grandchild_and_no_cgroup() {
     for choice in mechanisms() {
         for start in GUARD_STARTS {
             let mut owner = start_owner_with("tree", choice, false, &[("PKIT_GUARD_START", start)]);
+            let how = match start {
+                "exec" => "executable, run again",
+                _ => "a fork of this process",
+            };
             assert!(
-                owner.started.contains(start),
+                owner.started.contains(how),
                 "{choice}, {start}: started as {:?}",
                 owner.started
             );
@@ -497,7 +501,7 @@ async fn the_guard_is_no_copy_of_a_large_owner() {
                 );
             } else {
                 assert!(
-                    owner.started.contains("fork"),
+                    owner.started.contains("a fork of this process"),
                     "{what}: {:?}",
                     owner.started
                 );
@@ -658,6 +662,33 @@ async fn a_killed_guard_is_noticed_and_groups_still_work() {
             "{choice}: the helper's checks failed ({status})"
         );
         assert_guard_cleaned_up(&owner, &format!("{choice}: guard killed")).await;
+    }
+    suite.end().await;
+}
+
+/// Two owners at once, each with its own guard: killing one ends its
+/// groups only; the other's run on, guarded, until it is killed too.
+#[tokio::test]
+async fn two_owners_at_once_each_guard_ends_only_its_own_groups() {
+    let suite = begin("two_owners").await;
+    for choice in mechanisms() {
+        let mut first = start_owner("tree", choice, false);
+        let mut second = start_owner("tree", choice, false);
+        assert_ne!(first.guard, second.guard, "{choice}: one guard per owner");
+        assert_alive(&first.all(), "the first owner's tree");
+        assert_alive(&second.all(), "the second owner's tree");
+        first.kill();
+        assert_guard_cleaned_up(&first, &format!("{choice}: the first owner SIGKILLed")).await;
+        // Given the first guard time to act wrongly, the second's tree and
+        // guard are untouched.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_alive(
+            &second.all(),
+            "the second owner's tree, after the first's death",
+        );
+        assert_alive(&[second.guard], "the second owner's guard");
+        second.kill();
+        assert_guard_cleaned_up(&second, &format!("{choice}: the second owner SIGKILLed")).await;
     }
     suite.end().await;
 }
@@ -898,7 +929,13 @@ async fn guard_is_on_by_default_and_can_be_turned_off() {
             "{expected} not in {:?}",
             host.guard.groups
         );
-        if kernel_at_least(&host.kernel, (6, 9)) {
+        if choice == MechanismChoice::Portable {
+            assert!(
+                host.guard.process_groups.contains("the portable guard"),
+                "{}",
+                host.guard.process_groups
+            );
+        } else if kernel_at_least(&host.kernel, (6, 9)) {
             assert!(
                 host.guard
                     .process_groups

@@ -494,8 +494,10 @@ async fn owner_sigkilled_at_random_points_leaves_nothing() {
         if skip_on_portable(
             choice,
             "the portable backend starts a group's leader with posix_spawn, which runs no code \
-             of ours before exec, so the owner-death guard learns of the group only after the \
-             leader started (and off Linux there is no guard yet: GuardStatus::error says so)",
+             of ours before exec, so the portable owner-death guard learns of the group only \
+             after posix_spawn returned: an owner SIGKILLed in between leaves that one group \
+             unguarded (sys/guard/portable.rs, 'Windows left'); owners killed with groups \
+             running are tested in tests/guard.rs",
         ) {
             continue;
         }

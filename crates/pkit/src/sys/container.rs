@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use super::guard;
 use super::limits::{Applied, LimitError};
 #[cfg(target_os = "linux")]
 use super::linux::cgroup::Cgroup;
@@ -95,7 +94,7 @@ impl Container {
     /// group not started yet: whether it will once its first process is).
     pub(crate) fn guarded(&self) -> bool {
         let covered = matches!(*self.guard_link(), GuardLink::On(_) | GuardLink::Pending);
-        covered && guard::get().is_ok_and(|g| g.alive())
+        covered && self.guard().is_ok_and(|g| g.alive())
     }
 
     /// Says how the owner-death guard stands for this group.
@@ -104,7 +103,7 @@ impl Container {
             GuardLink::Off => "no owner-death guard (turned off)".into(),
             GuardLink::Unavailable(why) => format!("no owner-death guard: {why}"),
             GuardLink::Released => "owner-death guard released".into(),
-            GuardLink::On(_) | GuardLink::Pending => match guard::get() {
+            GuardLink::On(_) | GuardLink::Pending => match self.guard() {
                 Ok(g) if g.alive() => format!("owner-death guard pid {}", g.pid()),
                 Ok(g) => format!("owner-death guard pid {} has exited: unguarded", g.pid()),
                 Err(why) => format!("no owner-death guard: {why}"),
@@ -118,7 +117,7 @@ impl Container {
         let mut link = self.guard_link();
         match std::mem::replace(&mut *link, GuardLink::Released) {
             GuardLink::On(ticket) => {
-                if let Ok(g) = guard::get() {
+                if let Ok(g) = self.guard() {
                     g.unregister(ticket);
                 }
             }

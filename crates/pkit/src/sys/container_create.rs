@@ -100,7 +100,7 @@ impl Container {
         let link = if !want_guard {
             GuardLink::Off
         } else {
-            match (guard::get(), &kind) {
+            match (guard::get_for(kind.is_portable()), &kind) {
                 (Err(why), _) => GuardLink::Unavailable(why),
                 (Ok(_), Kind::Pgroup { .. }) => GuardLink::Pending,
                 // The registration made with the directory (or a spare's,

@@ -4,9 +4,16 @@
 use std::io;
 use std::time::Instant;
 
-use super::container::Container;
-use super::container::Kind;
+use super::container::{Container, Kind};
+use super::guard;
 use super::unix::ptable;
+
+impl Kind {
+    /// Whether this is a process group of the portable backend.
+    pub(super) fn is_portable(&self) -> bool {
+        matches!(self, Kind::Pgroup { portable: true, .. })
+    }
+}
 
 impl Container {
     /// A new process-group container. On Linux the native one (not the
@@ -21,6 +28,12 @@ impl Container {
             leader: std::sync::Mutex::new(None),
             portable,
         }
+    }
+
+    /// The owner-death guard this group registers with: the portable one
+    /// for the portable backend (everywhere but Linux, the only one).
+    pub(super) fn guard(&self) -> Result<&'static guard::Guard, String> {
+        guard::get_for(self.kind.is_portable())
     }
 
     /// The common end of a process-group run, told without scanning

@@ -188,7 +188,7 @@ fn portable_host(choice: Result<MechanismChoice, String>) -> HostContainment {
         clone3: false,
         clone3_error: Some("clone3 is Linux-only".into()),
         caps: super::limits::cap_support(None),
-        guard: super::guard::status(),
+        guard: super::guard::status(true),
     }
 }
 
@@ -209,7 +209,8 @@ fn linux_host(choice: Result<MechanismChoice, String>) -> HostContainment {
         clone3: clone3.is_ok(),
         clone3_error: clone3.err().map(clone3_refusal),
         caps: Vec::new(),
-        guard: super::guard::status(),
+        // Under a forced portable backend, groups get the portable guard.
+        guard: super::guard::status(choice == Ok(MechanismChoice::Portable)),
     };
     let cgroup = match host::cgroup_host() {
         Ok(h) => {

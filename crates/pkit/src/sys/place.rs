@@ -316,7 +316,7 @@ impl Container {
         let mut link = self.guard_link();
         if matches!(*link, GuardLink::On(_)) {
             if let GuardLink::On(old) = std::mem::replace(&mut *link, GuardLink::Pending) {
-                if let Ok(g) = guard::get() {
+                if let Ok(g) = self.guard() {
                     g.unregister(old);
                 }
             }
@@ -329,7 +329,7 @@ impl Container {
         if !matches!(*link, GuardLink::Pending) {
             return;
         }
-        *link = match guard::get().and_then(|g| register_pgroup(g, leader)) {
+        *link = match self.guard().and_then(|g| register_pgroup(g, leader)) {
             Ok(t) => GuardLink::On(t),
             Err(why) => {
                 tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");
@@ -390,6 +390,9 @@ fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(
 /// the child is unreaped).
 #[cfg(target_os = "linux")]
 fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
+    if g.is_portable() {
+        return g.register_pgroup_number(leader.pid());
+    }
     match leader.pidfd() {
         Some(fd) => g.register_pgroup(fd, leader.pid()),
         None => {
@@ -402,7 +405,9 @@ fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Tick
     }
 }
 
+/// Registers a process group's leader with the (portable) guard, by
+/// number.
 #[cfg(all(unix, not(target_os = "linux")))]
 fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
-    g.register_pgroup(leader.pid())
+    g.register_pgroup_number(leader.pid())
 }

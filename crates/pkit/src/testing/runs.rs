@@ -2,6 +2,7 @@
 //! [`RecordReplay`](super::RecordReplay) for the format).
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,9 +26,7 @@ impl Blob {
     }
 
     pub(super) fn os(s: &OsStr) -> Blob {
-        // Unix: the bytes themselves; Windows: WTF-8 (UTF-8 for any
-        // valid string).
-        Blob::of(s.as_encoded_bytes())
+        Blob::of(s.as_bytes())
     }
 
     pub(super) fn into_bytes(self) -> Vec<u8> {

@@ -20,15 +20,16 @@
 //! whose image does not report in is ended (through its pidfd) and the
 //! guard is forked as before. `PKIT_GUARD_START=fork` forces the fork.
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{CStr, CString};
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::portable::in_main_executable;
 use super::process::guard_main;
-use super::wire::{Plan, Slot, BUF_LEN, TABLE_CAP};
+use super::wire::{parse_start, Plan, Slot, BUF_LEN};
 use crate::sys::setup::dup_above;
 use crate::sys::{child_io, ChildSetup, IoRequest, SpawnError, SpawnSpec};
 
@@ -71,7 +72,7 @@ unsafe fn become_guard_if_asked() {
     if value.is_null() {
         return;
     }
-    let Some((sock, exact_pgroup, cap)) = parse(CStr::from_ptr(value).to_bytes()) else {
+    let Some((sock, exact_pgroup, cap)) = parse_start(CStr::from_ptr(value).to_bytes()) else {
         return;
     };
     // Only on a socket of the kind the owner makes: anything else means
@@ -119,25 +120,6 @@ unsafe fn become_guard_if_asked() {
     guard_main(&plan)
 }
 
-/// Parses `<fd>,<exact>,<cap>`.
-fn parse(text: &[u8]) -> Option<(RawFd, bool, usize)> {
-    let mut fields = text.split(|&b| b == b',');
-    let mut number = || -> Option<usize> {
-        let f = fields.next()?;
-        if f.is_empty() || f.len() > 9 || !f.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(f.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
-    };
-    let fd = number()? as RawFd;
-    let exact = number()?;
-    let cap = number()?;
-    if fields.next().is_some() || fd < 3 || exact > 1 || cap == 0 || cap > TABLE_CAP {
-        return None;
-    }
-    Some((fd, exact == 1, cap))
-}
-
 /// Whether the guard may be started by running the executable again; if
 /// not, why not.
 pub(super) fn usable() -> Result<(), String> {
@@ -156,41 +138,6 @@ pub(super) fn usable() -> Result<(), String> {
         return Err("pkit is not linked into the main executable".into());
     }
     Ok(())
-}
-
-/// Whether `addr` lies in the main executable's loaded segments (the first
-/// object `dl_iterate_phdr` reports).
-fn in_main_executable(addr: usize) -> bool {
-    struct Query {
-        addr: usize,
-        found: bool,
-    }
-    unsafe extern "C" fn first(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut c_void,
-    ) -> libc::c_int {
-        // SAFETY: `data` is the `Query` passed below; `info` and its
-        // program headers are valid for this callback (dl_iterate_phdr).
-        let (query, info) = unsafe { (&mut *data.cast::<Query>(), &*info) };
-        for i in 0..usize::from(info.dlpi_phnum) {
-            // SAFETY: `dlpi_phdr` points at `dlpi_phnum` headers.
-            let ph = unsafe { &*info.dlpi_phdr.add(i) };
-            if ph.p_type != libc::PT_LOAD {
-                continue;
-            }
-            let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
-            if query.addr >= start && query.addr - start < ph.p_memsz as usize {
-                query.found = true;
-            }
-        }
-        1 // only the first object: the main program
-    }
-    let mut query = Query { addr, found: false };
-    // SAFETY: the callback only reads what glibc hands it and writes the
-    // `Query` behind `data`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(first), (&mut query as *mut Query).cast()) };
-    query.found
 }
 
 /// The guard's spawn: this executable, with stdio on `/dev/null`, the
@@ -254,8 +201,8 @@ mod tests {
 
     #[test]
     fn the_guard_variable_is_parsed_strictly() {
-        assert_eq!(parse(b"3,1,4096"), Some((3, true, 4096)));
-        assert_eq!(parse(b"7,0,1"), Some((7, false, 1)));
+        assert_eq!(parse_start(b"3,1,4096"), Some((3, true, 4096)));
+        assert_eq!(parse_start(b"7,0,1"), Some((7, false, 1)));
         for bad in [
             &b""[..],
             b"3,1",
@@ -268,7 +215,7 @@ mod tests {
             b"3, 1,10",
             b"99999999999,1,1",
         ] {
-            assert_eq!(parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(parse_start(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }
 

@@ -1,6 +1,14 @@
 //! The owner-death guard: one small process per owner that kills the
 //! owner's groups when the owner dies by any means, SIGKILL included.
 //!
+//! There are two. What follows describes Linux's, for cgroups and for
+//! process groups held through pidfds. The portable one (`portable.rs`,
+//! process groups by number) is the only one on macOS and the BSDs, and on
+//! Linux serves the groups of the portable backend
+//! (`PKIT_MECHANISM=portable`), which is how it is tested. Both share the
+//! message layout and table handling (`wire.rs`) and the owner's
+//! bookkeeping (`owner.rs`); [`get_for`] gives a group its guard.
+//!
 //! # Shape
 //!
 //! The first group an owner creates starts the guard (once). The owner
@@ -124,59 +132,127 @@
 
 use std::sync::OnceLock;
 
+#[cfg(target_os = "linux")]
 mod exec;
 mod owner;
+mod portable;
+mod portable_process;
+#[cfg(target_os = "linux")]
 mod process;
+#[cfg(target_os = "linux")]
 mod start;
+#[cfg(target_os = "linux")]
 mod sweep;
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests;
+#[cfg(target_os = "linux")]
 mod walk;
 mod wire;
 
+#[cfg(target_os = "linux")]
+pub(crate) use owner::LeaderRegistration;
 use owner::Started;
-pub(crate) use owner::{Guard, LeaderRegistration, Ticket};
+pub(crate) use owner::{Guard, Ticket};
+#[cfg(target_os = "linux")]
 pub(crate) use sweep::sweep_stale_once;
+#[cfg(target_os = "linux")]
 use wire::probe_exact_pgroup;
 
 pub use super::guard_status::GuardStatus;
 
+/// The Linux guard (cgroups, and process groups through pidfds).
+#[cfg(target_os = "linux")]
 static GUARD: OnceLock<Result<Guard, String>> = OnceLock::new();
+/// The portable guard (process groups by number): macOS and the BSDs, and
+/// Linux's portable backend (`PKIT_MECHANISM=portable`).
+static PORTABLE: OnceLock<Result<Guard, String>> = OnceLock::new();
+
+/// This process's guard for groups of the portable backend (`portable`)
+/// or the others; everywhere but Linux there is only the portable one.
+pub(crate) fn get_for(portable: bool) -> Result<&'static Guard, String> {
+    #[cfg(target_os = "linux")]
+    if !portable {
+        return get();
+    }
+    let _ = portable;
+    owned(PORTABLE.get_or_init(|| announce(portable::start())))
+}
+
+/// This process's guard, started on first use: on Linux the one for
+/// cgroups and pidfd-held process groups, elsewhere the portable one.
+/// `Err` says why there is none (logged once as a warning).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn get() -> Result<&'static Guard, String> {
+    get_for(true)
+}
+
+/// Logs how a guard's start went.
+fn announce(r: Result<Guard, String>) -> Result<Guard, String> {
+    match &r {
+        Ok(g) => tracing::debug!(target: "pkit", pid = g.pid, "owner-death guard started"),
+        Err(why) => tracing::warn!(
+            target: "pkit",
+            reason = %why,
+            "no owner-death guard: groups will not outlive a killed owner's teardown"
+        ),
+    }
+    r
+}
+
+/// The guard, if this process is the one that started it.
+fn owned(r: &'static Result<Guard, String>) -> Result<&'static Guard, String> {
+    r.as_ref().map_err(Clone::clone).and_then(|g| {
+        if g.owner == wire::current_pid() {
+            Ok(g)
+        } else {
+            Err(format!(
+                "this process is a fork of pkit process {} and can't share its owner-death guard",
+                g.owner
+            ))
+        }
+    })
+}
 
 /// This process's guard, started on first use. `Err` says why there is
 /// none (logged once as a warning).
+#[cfg(target_os = "linux")]
 pub(crate) fn get() -> Result<&'static Guard, String> {
-    GUARD
-        .get_or_init(|| {
-            let r = start::start();
-            match &r {
-                Ok(g) => tracing::debug!(target: "pkit", pid = g.pid, "owner-death guard started"),
-                Err(why) => tracing::warn!(
-                    target: "pkit",
-                    reason = %why,
-                    "no owner-death guard: groups will not outlive a killed owner's teardown"
-                ),
-            }
-            r
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|g| {
-            if g.owner == crate::sys::pid::current() {
-                Ok(g)
-            } else {
-                Err(format!(
-                    "this process is a fork of pkit process {} and can't share its owner-death guard",
-                    g.owner
-                ))
-            }
-        })
+    owned(GUARD.get_or_init(|| announce(start::start())))
 }
 
 /// The guard's state, for [`host_containment`](crate::host_containment).
-/// Never starts the guard.
-pub(crate) fn status() -> GuardStatus {
-    match GUARD.get() {
+/// Never starts the guard. On Linux, where the portable backend has a
+/// guard of its own: the one that is started, if only one is; else the
+/// one groups get by default (the portable one when `forced_portable`,
+/// `PKIT_MECHANISM=portable`).
+pub(crate) fn status(forced_portable: bool) -> GuardStatus {
+    #[cfg(target_os = "linux")]
+    {
+        let portable = match (GUARD.get().is_some(), PORTABLE.get().is_some()) {
+            (true, false) => false,
+            (false, true) => true,
+            _ => forced_portable,
+        };
+        if !portable {
+            return status_of(GUARD.get());
+        }
+    }
+    let _ = forced_portable;
+    match PORTABLE.get() {
+        None => GuardStatus {
+            error: None,
+            process_groups: wire::PORTABLE_WOULD.into(),
+            ..GuardStatus::default()
+        },
+        some => status_of(some),
+    }
+}
+
+fn status_of(guard: Option<&Result<Guard, String>>) -> GuardStatus {
+    match guard {
+        #[cfg(not(target_os = "linux"))]
+        None => GuardStatus::default(),
+        #[cfg(target_os = "linux")]
         None => GuardStatus {
             error: None,
             process_groups: if probe_exact_pgroup() {
@@ -221,6 +297,7 @@ pub(crate) fn status() -> GuardStatus {
                 started: match &g.started {
                     Started::Exec => "this program's executable, run again as the guard (no copy of this process's memory)".into(),
                     Started::Fork(why) => format!("a fork of this process (a copy-on-write copy of its memory; not run from its executable: {why})"),
+                    Started::PortableExec => "this program's executable, run again (its fresh image, before main, forks off the guard and exits: no copy of this process's memory)".into(),
                 },
             }
         }

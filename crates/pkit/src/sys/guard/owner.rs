@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::wire::{
-    hung_up, recv_reply, remove_msg, wait_writable, Msg, FLAG_HAS_KILL, OP_CGROUP, OP_DIR,
-    OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND,
+    hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, FLAG_HAS_KILL, OP_CGROUP,
+    OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND, SEND_FLAGS,
 };
 
 /// The owner's handle on its guard.
@@ -22,8 +22,13 @@ pub(crate) struct Guard {
     pub(super) owner: u32,
     pub(super) sock: OwnedFd,
     pub(super) pid: i32,
+    /// The guard's pidfd (Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(super) pidfd: Option<OwnedFd>,
     pub(super) exact_pgroup: bool,
+    /// The portable guard (`portable.rs`): a stream socket, process groups
+    /// by number, no descriptors passed.
+    pub(super) portable: bool,
     pub(super) cap: usize,
     pub(super) started: Started,
     /// What is registered; held only around non-blocking sends.
@@ -34,10 +39,16 @@ pub(crate) struct Guard {
 
 /// How the guard was started.
 pub(super) enum Started {
-    /// This program's executable, run again as the guard (`exec.rs`).
+    /// This program's executable, run again as the guard (`exec.rs`,
+    /// Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Exec,
     /// A fork of the owner, and why the executable was not used.
     Fork(String),
+    /// The portable guard: this program's executable run again, which
+    /// forks the guard from its fresh image before `main` (so the guard is
+    /// nobody's child here) and exits.
+    PortableExec,
 }
 
 pub(super) struct State {
@@ -70,6 +81,12 @@ impl Guard {
         self.pid
     }
 
+    /// Whether this is the portable guard (process groups by number).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn is_portable(&self) -> bool {
+        self.portable
+    }
+
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -79,10 +96,16 @@ impl Guard {
         if self.lock().failed.is_some() || hung_up(self.sock.as_fd()) {
             return false;
         }
-        match &self.pidfd {
-            Some(fd) => !crate::sys::linux::child::pidfd_exited_now(fd),
-            None => true,
+        if self.portable {
+            // A stream socket: a closed peer may show as a readable end of
+            // file rather than a hang-up.
+            return !peer_closed(self.sock.as_fd());
         }
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.pidfd {
+            return !crate::sys::linux::child::pidfd_exited_now(fd);
+        }
+        true
     }
 
     /// Tries to send one message (with an fd attached, for `OP_PGROUP`)
@@ -114,17 +137,14 @@ impl Guard {
         }
         loop {
             // SAFETY: `mh` points at `iov`, `msg` and `control`, all alive
-            // for the call; MSG_NOSIGNAL turns a dead peer into EPIPE and
-            // MSG_DONTWAIT a full buffer into EAGAIN.
-            let n = unsafe {
-                libc::sendmsg(
-                    self.sock.as_raw_fd(),
-                    &mh,
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                )
-            };
+            // for the call; SEND_FLAGS turn a dead peer into EPIPE and a
+            // full buffer into EAGAIN.
+            let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &mh, SEND_FLAGS) };
             if n == size_of::<Msg>() as isize {
                 return Ok(());
+            }
+            if n > 0 && self.portable {
+                return self.send_rest(msg, n as usize);
             }
             let e = io::Error::last_os_error();
             if n < 0 && e.raw_os_error() == Some(libc::EINTR) {
@@ -135,6 +155,43 @@ impl Guard {
             }
             return Err(e);
         }
+    }
+
+    /// The rest of a message a stream socket took only part of (the
+    /// portable guard's): sent now, waiting up to [`SEND_BOUND`] for room,
+    /// since the guard would misread everything after a torn message. A
+    /// failure leaves the stream torn, and the guard is then given up.
+    fn send_rest(&self, msg: &Msg, mut done: usize) -> io::Result<()> {
+        let bytes = (msg as *const Msg).cast::<u8>();
+        let deadline = std::time::Instant::now() + SEND_BOUND;
+        while done < size_of::<Msg>() {
+            // SAFETY: sends bytes `done..` of `msg`, alive for the call.
+            let n = unsafe {
+                libc::send(
+                    self.sock.as_raw_fd(),
+                    bytes.add(done).cast(),
+                    size_of::<Msg>() - done,
+                    SEND_FLAGS,
+                )
+            };
+            if n > 0 {
+                done += n as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) if wait_writable(self.sock.as_fd(), deadline) => continue,
+                _ if n == 0 => return Err(io::Error::other("a message torn in the middle")),
+                Some(libc::EAGAIN) => {
+                    return Err(io::Error::other(
+                        "a message torn in the middle: no room for its rest",
+                    ))
+                }
+                _ => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Sends `msgs` in order (the fd goes with each; only `OP_PGROUP`
@@ -196,6 +253,7 @@ impl Guard {
     }
 
     /// Registers a cgroup (and the v1 directories to remove after it).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn register_cgroup(
         &self,
         dir: &Path,
@@ -235,6 +293,7 @@ impl Guard {
     }
 
     /// Registers a process group by its leader's pidfd.
+    #[cfg(target_os = "linux")]
     pub(crate) fn register_pgroup(
         &self,
         leader: BorrowedFd<'_>,
@@ -247,6 +306,25 @@ impl Guard {
         m.pgid = pgid;
         self.book(id, format!("process group {pgid}"), 1)?;
         if let Err(e) = self.deliver(&[m], Some(leader)) {
+            self.unbook(id);
+            return Err(e);
+        }
+        Ok(Ticket(id))
+    }
+
+    /// Registers a process group by number with the portable guard, which
+    /// kills it only while the number is still the group's (see
+    /// `portable.rs`): this process's session goes with it.
+    pub(crate) fn register_pgroup_number(&self, pgid: i32) -> Result<Ticket, String> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut m = Msg::EMPTY;
+        m.op = OP_PGROUP;
+        m.id = id;
+        m.pgid = pgid;
+        // SAFETY: getsid(2) of this process has no preconditions.
+        m.flags = unsafe { libc::getsid(0) } as u32;
+        self.book(id, format!("process group {pgid}"), 1)?;
+        if let Err(e) = self.deliver(&[m], None) {
             self.unbook(id);
             return Err(e);
         }
@@ -293,6 +371,7 @@ impl Guard {
     /// Marks a cgroup's registration as a spare directory (or a group's
     /// again). Only the owner's bookkeeping changes: the guard removes a
     /// spare at the owner's death just as it ends a group.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn set_spare(&self, ticket: &Ticket, spare: bool) {
         if let Some(entry) = self.lock().live.get_mut(&ticket.0) {
             entry.spare = spare;
@@ -313,7 +392,9 @@ impl Guard {
     }
 
     pub(super) fn method(&self) -> &'static str {
-        if self.exact_pgroup {
+        if self.portable {
+            super::wire::PORTABLE_METHOD
+        } else if self.exact_pgroup {
             "signalled through the leader's pidfd (PIDFD_SIGNAL_PROCESS_GROUP): exact"
         } else {
             "killpg after checking through its pidfd that the leader is unreaped (kernel < 6.9)"
@@ -328,6 +409,7 @@ impl Guard {
 /// any point leaves nothing: the leader (a vfork-style child) holds a copy
 /// of the owner's end of the socket until it execs, so the guard can't see
 /// the owner's death before the leader has sent it, or has died.
+#[cfg(target_os = "linux")]
 pub(crate) struct LeaderRegistration {
     id: u64,
     sock: RawFd,
@@ -337,6 +419,7 @@ pub(crate) struct LeaderRegistration {
     sent: std::sync::atomic::AtomicI32,
 }
 
+#[cfg(target_os = "linux")]
 impl Guard {
     /// Books a registration for a process group whose leader is about to
     /// be spawned.
@@ -389,6 +472,7 @@ impl Guard {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl LeaderRegistration {
     /// Sends the registration from the leader: its own pidfd and its pid
     /// (its process group's id, as it leads the group by now), without
@@ -426,7 +510,7 @@ impl LeaderRegistration {
         (*cm).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<RawFd>(), fd);
         let result = loop {
-            let n = libc::sendmsg(self.sock, &mh, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+            let n = libc::sendmsg(self.sock, &mh, SEND_FLAGS);
             if n == size_of::<Msg>() as isize {
                 break 0;
             }

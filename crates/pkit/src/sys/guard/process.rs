@@ -128,41 +128,27 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
                     lost = lost.saturating_add(1);
                     continue;
                 }
-                match table.iter_mut().find(|s| s.op == 0) {
-                    Some(slot) => {
-                        slot.op = msg.op;
-                        slot.flags = msg.flags;
-                        slot.id = msg.id;
-                        slot.pgid = msg.pgid;
-                        slot.pidfd = if msg.op == OP_PGROUP { passed } else { -1 };
-                        slot.path = msg.path;
-                        if let Some(last) = slot.path.last_mut() {
-                            *last = 0;
-                        }
-                        if msg.op != OP_PGROUP {
-                            close_fd(passed);
-                        }
-                    }
-                    None => {
-                        lost = lost.saturating_add(1);
+                let pidfd = if msg.op == OP_PGROUP { passed } else { -1 };
+                if table_insert(table, &msg, pidfd) {
+                    if msg.op != OP_PGROUP {
                         close_fd(passed);
                     }
+                } else {
+                    lost = lost.saturating_add(1);
+                    close_fd(passed);
                 }
             }
             OP_REMOVE => {
                 close_fd(passed);
-                for slot in table.iter_mut() {
-                    if slot.op != 0 && slot.id == msg.id {
-                        if slot.op == OP_PGROUP {
-                            close_fd(slot.pidfd);
-                        }
-                        *slot = Slot::FREE;
+                table_remove(table, msg.id, |slot| {
+                    if slot.op == OP_PGROUP {
+                        close_fd(slot.pidfd);
                     }
-                }
+                });
             }
             OP_QUERY => {
                 close_fd(passed);
-                let count = table.iter().filter(|s| s.op != 0).count() as u32;
+                let count = table_count(table);
                 reply(
                     plan.sock,
                     &Reply {

@@ -253,6 +253,7 @@ fn new_guard(
         pid,
         pidfd,
         exact_pgroup,
+        portable: false,
         cap,
         started,
         state: Mutex::new(State {

@@ -2,9 +2,26 @@
 //! protocol's constants, and the small socket and pidfd helpers both sides
 //! use. A leaf: it names nothing else in `guard`.
 
+// The cgroup half (and the fork's buffer) is Linux's; the portable guard
+// shares the rest.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+/// How the portable guard kills process groups ([`GuardStatus::process_groups`](crate::GuardStatus::process_groups)).
+pub(super) const PORTABLE_METHOD: &str = "the portable guard: killpg by number, skipped for a number that now names a process of another session (no pidfds: exact while any member lives; see the docs for what is left)";
+/// The same, before the guard is started.
+pub(super) const PORTABLE_WOULD: &str = "would be killed by the portable guard: killpg by number, skipped for a number that now names a process of another session";
+
+/// This process's id (cached on Linux).
+pub(super) fn current_pid() -> u32 {
+    #[cfg(target_os = "linux")]
+    return crate::sys::pid::current();
+    #[cfg(not(target_os = "linux"))]
+    return std::process::id();
+}
 
 /// Longest path (bytes, NUL included) a slot can hold.
 pub(super) const PATH_LEN: usize = 512;
@@ -31,6 +48,7 @@ pub(super) const REPLY_HELLO: u32 = 1;
 pub(super) const REPLY_COUNT: u32 = 2;
 
 // Signalling through pidfds is the spawner's too: one definition of each.
+#[cfg(target_os = "linux")]
 pub(super) use crate::sys::linux::signal::{
     exact_pgroup_signals as probe_exact_pgroup, pidfd_signal_raw as pidfd_send,
     PIDFD_SIGNAL_PROCESS_GROUP,
@@ -46,6 +64,8 @@ pub(super) struct Msg {
     pub(super) id: u64,
     /// The process group id, for `OP_PGROUP`.
     pub(super) pgid: i32,
+    // For the portable guard's `OP_PGROUP`, `flags` holds the owner's
+    // session id (see `portable.rs`).
     pub(super) _pad: u32,
     /// NUL-terminated directory path, for `OP_CGROUP` and `OP_DIR`.
     pub(super) path: [u8; PATH_LEN],
@@ -106,6 +126,43 @@ pub(super) struct Plan {
     pub(super) buf: *mut u8,
     pub(super) buf_len: usize,
     pub(super) exact_pgroup: bool,
+}
+
+/// The flags of every send to the guard: never blocking, and a dead peer
+/// an `EPIPE`, not a SIGPIPE (macOS has no `MSG_NOSIGNAL`: its sockets are
+/// made with `SO_NOSIGPIPE` instead, see `portable.rs`).
+#[cfg(not(target_os = "macos"))]
+pub(super) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+#[cfg(target_os = "macos")]
+pub(super) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+
+/// Whether the guard's end of `sock` is closed: a hang-up, or end of file
+/// waiting to be read (how a closed stream peer shows on some systems). A
+/// pending reply is left unread.
+pub(super) fn peer_closed(sock: BorrowedFd<'_>) -> bool {
+    if hung_up(sock) {
+        return true;
+    }
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polls one valid pollfd without waiting.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+        return false;
+    }
+    let mut byte = 0u8;
+    // SAFETY: peeks at most one byte into `byte`, consuming nothing.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
 }
 
 /// A message that unregisters `id`.
@@ -183,4 +240,60 @@ pub(super) fn recv_reply(sock: BorrowedFd<'_>, timeout_ms: i32) -> Option<Reply>
         )
     };
     (n == size_of::<Reply>() as isize).then_some(reply)
+}
+
+/// Parses the guard's start variable, `<fd>,<exact>,<cap>` (the socket's
+/// descriptor, 1 if process groups are signalled exactly, the table's
+/// slots), strictly.
+pub(super) fn parse_start(text: &[u8]) -> Option<(RawFd, bool, usize)> {
+    let mut fields = text.split(|&b| b == b',');
+    let mut number = || -> Option<usize> {
+        let f = fields.next()?;
+        if f.is_empty() || f.len() > 9 || !f.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(f.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
+    };
+    let fd = number()? as RawFd;
+    let exact = number()?;
+    let cap = number()?;
+    if fields.next().is_some() || fd < 3 || exact > 1 || cap == 0 || cap > TABLE_CAP {
+        return None;
+    }
+    Some((fd, exact == 1, cap))
+}
+
+/// The guard's table: takes `msg` (with `pidfd`, for `OP_PGROUP` on
+/// Linux; -1 elsewhere) into a free slot; false if there is none.
+/// Async-signal-safe.
+pub(super) fn table_insert(table: &mut [Slot], msg: &Msg, pidfd: RawFd) -> bool {
+    let Some(slot) = table.iter_mut().find(|s| s.op == 0) else {
+        return false;
+    };
+    slot.op = msg.op;
+    slot.flags = msg.flags;
+    slot.id = msg.id;
+    slot.pgid = msg.pgid;
+    slot.pidfd = pidfd;
+    slot.path = msg.path;
+    if let Some(last) = slot.path.last_mut() {
+        *last = 0;
+    }
+    true
+}
+
+/// The guard's table: frees every slot of registration `id`, handing each
+/// to `release` first (to close its pidfd). Async-signal-safe.
+pub(super) fn table_remove(table: &mut [Slot], id: u64, mut release: impl FnMut(&Slot)) {
+    for slot in table.iter_mut() {
+        if slot.op != 0 && slot.id == id {
+            release(slot);
+            *slot = Slot::FREE;
+        }
+    }
+}
+
+/// The guard's table: slots in use.
+pub(super) fn table_count(table: &[Slot]) -> u32 {
+    table.iter().filter(|s| s.op != 0).count() as u32
 }

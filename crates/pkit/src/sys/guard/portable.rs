@@ -1,0 +1,528 @@
+//! The portable owner-death guard: macOS and the BSDs, and Linux's portable
+//! backend (`PKIT_MECHANISM=portable`, which is how this code is run and
+//! tested on every CI run). No `/proc`, no pidfds, no Linux system call
+//! (but one cosmetic `prctl` naming the guard on Linux).
+//!
+//! # Shape
+//!
+//! As the Linux guard (see the module docs of `guard`): one small process
+//! per owner, holding the only other end of a socket whose owner end only
+//! the owner holds (close-on-exec). Groups register over the socket when
+//! their leader is started and unregister when torn down; end of file on
+//! the socket means the owner is dead, and the guard then kills every
+//! registered process group and exits. The message layout, the
+//! bookkeeping on the owner's side (`owner.rs`) and the table handling in
+//! the guard (`wire.rs`) are the Linux guard's; the differences:
+//!
+//! - A `SOCK_STREAM` pair (macOS has no `SOCK_SEQPACKET` for `AF_UNIX`):
+//!   fixed-size messages, read whole by the guard; a message the socket
+//!   took only part of is completed by the owner (`Guard::send_rest`).
+//! - Process groups by number (no pidfds): see below.
+//! - Started without copying the owner's address space: the owner runs
+//!   its own executable again with `posix_spawn` (the path from
+//!   `/proc/self/exe` on Linux, `std::env::current_exe` elsewhere, which is
+//!   `_NSGetExecutablePath` on macOS and `sysctl(KERN_PROC_PATHNAME)` on
+//!   FreeBSD), with [`ENV`] in its environment. The new image finds it
+//!   before `main` ([`portable_entry`], placed in `.init_array` on ELF
+//!   systems and in `__DATA,__mod_init_func` on macOS): it forks the guard
+//!   off (a copy of a fresh, small image, not of the owner) and exits, so
+//!   the guard is nobody's child in the owner's tree and an owner's
+//!   `wait()` for all its children never waits for it.
+//! - Where that can't work (pkit's entry is not in the main executable, the
+//!   executable can't be run, or `PKIT_GUARD_START=fork`), the owner forks
+//!   the guard (twice, as on Linux): a copy-on-write copy of the owner.
+//!   [`GuardStatus::started`](crate::GuardStatus::started) says which.
+//!
+//! # Why a process group the guard signals is ours, and when it may not be
+//!
+//! The owner unregisters a group before it reaps the group's leader, and
+//! the guard reads every queued message before it sees end of file, so at
+//! the owner's death each registered group's leader was unreaped: its
+//! zombie held the number, so the number named our group. After the owner
+//! dies, init reaps that zombie. From then on:
+//!
+//! - While any member of the group lives, no new process can be given the
+//!   number (a pid that is some group's id is not handed out), so `killpg`
+//!   reaches exactly our group's members.
+//! - Once every member is gone, the number is free; `killpg` then finds
+//!   nobody, unless a new process was given the number and made itself a
+//!   process-group leader (a shell's job, a daemon's `setsid`) between the
+//!   owner's death and the guard's kill, which needs the system's pids to
+//!   wrap round in that time (microseconds to milliseconds). The guard
+//!   narrows that: it skips a number whose process leads another session
+//!   than the owner's (`getsid`), since our leader can't have left the
+//!   owner's session (a process-group leader can't `setsid`). What stays is
+//!   a stranger in the owner's own session (an interactive shell's next
+//!   job) handed exactly that number in that window: signalled by mistake.
+//!
+//! kqueue's `EVFILT_PROC`/`NOTE_EXIT` on the leader was considered and is
+//! not used: it reports the leader's exit, not its reaping, and a group
+//! outlives its leader, so it can't tell whether the number was freed.
+//!
+//! # What process-group containment catches
+//!
+//! Every process that stays in the group: the leader, its children and
+//! grandchildren (they inherit the group), zombie leader or not. A process
+//! that leaves it (`setsid`, a daemon's double fork, `setpgid` into a new
+//! group) escapes the guard as it escapes `Group::kill` (a cgroup would
+//! catch it: Linux's default mechanism).
+//!
+//! # Windows left
+//!
+//! - A group's leader is registered right after `posix_spawn` returns
+//!   (`posix_spawn` runs no code of ours in the child): an owner killed in
+//!   that window leaves that one group unguarded.
+//! - macOS has no `SOCK_CLOEXEC`: the pair is made close-on-exec with
+//!   `fcntl` just after, and another thread's fork and exec in between
+//!   would hand the owner's end to a program (which then holds the guard
+//!   off until it exits). pkit's own spawns on macOS close every
+//!   descriptor they don't place (`POSIX_SPAWN_CLOEXEC_DEFAULT`).
+//! - A child the owner forks without exec holds a copy of the owner's end;
+//!   the guard fires once that child is gone too.
+
+use std::ffi::{c_char, CString};
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::owner::{Guard, Started, State};
+use super::portable_process::{
+    entry_address, entry_ran, errno, guard_main, map_table, ENV, GUARD_FD,
+};
+use super::wire::{current_pid, recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
+
+/// Forces the fork (as for the Linux guard).
+const START_ENV_VAR: &str = "PKIT_GUARD_START";
+
+/// Starts this process's portable guard: this executable run again as its
+/// launcher, else a fork.
+pub(super) fn start() -> Result<Guard, String> {
+    if let Err(errno) = crate::sys::fault::check(crate::sys::fault::Point::GuardSocket) {
+        return Err(format!(
+            "cannot create the guard's socket pair: {}",
+            io::Error::from_raw_os_error(errno)
+        ));
+    }
+    let cap = TABLE_CAP;
+    let why = match usable() {
+        Ok(()) => match start_exec(cap) {
+            Ok(guard) => return Ok(guard),
+            Err(why) => {
+                tracing::debug!(target: "pkit", reason = %why, "owner-death guard: the executable could not be run as the guard's launcher; forking it");
+                why
+            }
+        },
+        Err(why) => why,
+    };
+    start_forked(cap, why)
+}
+
+/// Whether the executable may be run again as the guard's launcher.
+fn usable() -> Result<(), String> {
+    match std::env::var_os(START_ENV_VAR) {
+        Some(v) if v == "fork" => return Err(format!("{START_ENV_VAR}=fork")),
+        _ => {}
+    }
+    if !entry_ran() {
+        return Err("pkit's pre-main entry did not run in this process".into());
+    }
+    if !in_main_executable(entry_address()) {
+        return Err("pkit is not linked into the main executable".into());
+    }
+    Ok(())
+}
+
+/// Whether `addr` lies in the main executable (the first object
+/// `dl_iterate_phdr` reports).
+#[cfg(not(target_os = "macos"))]
+pub(super) fn in_main_executable(addr: usize) -> bool {
+    use std::ffi::c_void;
+    struct Query {
+        addr: usize,
+        found: bool,
+    }
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `Query` passed below; `info` and its
+        // program headers are valid for this callback (dl_iterate_phdr).
+        let (query, info) = unsafe { (&mut *data.cast::<Query>(), &*info) };
+        for i in 0..usize::from(info.dlpi_phnum) {
+            // SAFETY: `dlpi_phdr` points at `dlpi_phnum` headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type != libc::PT_LOAD {
+                continue;
+            }
+            let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+            if query.addr >= start && query.addr - start < ph.p_memsz as usize {
+                query.found = true;
+            }
+        }
+        1 // only the first object: the main program
+    }
+    let mut query = Query { addr, found: false };
+    // SAFETY: the callback only reads what the C library hands it and
+    // writes the `Query` behind `data`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut query as *mut Query).cast()) };
+    query.found
+}
+
+#[cfg(target_os = "macos")]
+extern "C" {
+    // dyld's image list; image 0 is the main executable (the libc crate's
+    // declaration is deprecated in favour of another crate).
+    fn _dyld_get_image_header(image_index: u32) -> *const libc::c_void;
+}
+
+/// Whether `addr` lies in the main executable: the image `dladdr` finds it
+/// in is dyld's image 0.
+#[cfg(target_os = "macos")]
+pub(super) fn in_main_executable(addr: usize) -> bool {
+    let mut info = MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr fills `info` for an address of ours; image 0's header
+    // pointer is only compared.
+    unsafe {
+        libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) != 0
+            && std::ptr::eq(
+                info.assume_init().dli_fbase.cast_const(),
+                _dyld_get_image_header(0),
+            )
+    }
+}
+
+/// A `SOCK_STREAM` pair, both ends close-on-exec, above stdio (and, on
+/// macOS, with `SO_NOSIGPIPE`): the owner's end and the guard's.
+fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [-1 as RawFd; 2];
+    #[cfg(not(target_os = "macos"))]
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    #[cfg(target_os = "macos")]
+    let kind = libc::SOCK_STREAM;
+    // SAFETY: socketpair writes two fds into the array we pass.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(format!(
+            "cannot create the guard's socket pair: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let err = |e: io::Error| format!("cannot set up the guard's socket: {e}");
+    // dup_above makes close-on-exec copies (on macOS the first time).
+    let owner_end = crate::sys::dup_above(a.as_raw_fd(), 3).map_err(err)?;
+    let guard_end = crate::sys::dup_above(b.as_raw_fd(), 3).map_err(err)?;
+    #[cfg(target_os = "macos")]
+    for fd in [&owner_end, &guard_end] {
+        let on: libc::c_int = 1;
+        // SAFETY: sets an int option on our socket.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    Ok((owner_end, guard_end))
+}
+
+/// This program's executable, to run again.
+fn own_executable() -> io::Result<CString> {
+    #[cfg(target_os = "linux")]
+    return Ok(c"/proc/self/exe".to_owned());
+    #[cfg(not(target_os = "linux"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::env::current_exe()?;
+        CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
+    }
+}
+
+/// Runs the executable again as the guard's launcher (see the module docs).
+fn start_exec(cap: usize) -> Result<Guard, String> {
+    let (owner_end, guard_end) = socket_pair()?;
+    let path = own_executable().map_err(|e| format!("this program's executable: {e}"))?;
+    let launcher = spawn_launcher(&path, &guard_end, cap)
+        .map_err(|e| format!("cannot run this program's executable: {e}"))?;
+    drop(guard_end);
+    let hello = recv_reply(owner_end.as_fd(), 10_000);
+    let ok = matches!(hello, Some(h) if h.kind == REPLY_HELLO && h.pid > 0);
+    if !ok {
+        // Whatever runs, it is not a launcher: our unreaped child, so the
+        // pid is exact.
+        // SAFETY: kill(2) of our own unreaped child.
+        unsafe { libc::kill(launcher, libc::SIGKILL) };
+    }
+    reap(launcher);
+    let hello = hello
+        .filter(|_| ok)
+        .ok_or("the executable run as the guard's launcher did not report in")?;
+    Ok(finish(owner_end, hello.pid, Started::PortableExec))
+}
+
+/// `posix_spawn` of the launcher: `path` with the owner's environment plus
+/// [`ENV`], stdio on `/dev/null`, `guard_end` as [`GUARD_FD`] and no other
+/// descriptor, in a process group of its own.
+fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result<libc::pid_t> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(name, _)| name != ENV)
+        .filter_map(|(name, value)| {
+            let mut e = name.as_bytes().to_vec();
+            e.push(b'=');
+            e.extend_from_slice(value.as_bytes());
+            CString::new(e).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{ENV}={GUARD_FD},0,{cap}")).map_err(io::Error::other)?);
+    let argv = [c"pkit-guard".as_ptr(), std::ptr::null()];
+    let envp: Vec<*const c_char> = env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // A source above the target: dup2 onto GUARD_FD then clears its
+    // close-on-exec flag.
+    let sock = crate::sys::dup_above(guard_end.as_raw_fd(), GUARD_FD + 1)?;
+    let check = |rc: libc::c_int| match rc {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    };
+    // SAFETY: the attribute objects are initialised before use and
+    // destroyed once; every pointer passed to posix_spawn (path, argv,
+    // envp, the null device's name) outlives the call.
+    unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        check(libc::posix_spawnattr_init(&mut attr))?;
+        if let Err(e) = check(libc::posix_spawn_file_actions_init(&mut actions)) {
+            libc::posix_spawnattr_destroy(&mut attr);
+            return Err(e);
+        }
+        let result = (|| {
+            #[allow(unused_mut)]
+            let mut flags = libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK;
+            #[cfg(target_os = "macos")]
+            {
+                flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
+            }
+            check(libc::posix_spawnattr_setflags(&mut attr, flags as _))?;
+            check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            check(libc::posix_spawnattr_setsigmask(&mut attr, &none))?;
+            for fd in 0..3 {
+                check(libc::posix_spawn_file_actions_addopen(
+                    &mut actions,
+                    fd,
+                    c"/dev/null".as_ptr(),
+                    libc::O_RDWR,
+                    0,
+                ))?;
+            }
+            check(libc::posix_spawn_file_actions_adddup2(
+                &mut actions,
+                sock.as_raw_fd(),
+                GUARD_FD,
+            ))?;
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            check(libc::posix_spawn_file_actions_addclosefrom_np(
+                &mut actions,
+                GUARD_FD + 1,
+            ))?;
+            let mut pid: libc::pid_t = 0;
+            check(libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &actions,
+                &attr,
+                argv.as_ptr() as *const *mut c_char,
+                envp.as_ptr() as *const *mut c_char,
+            ))?;
+            Ok(pid)
+        })();
+        libc::posix_spawnattr_destroy(&mut attr);
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        result
+    }
+}
+
+/// Forks the guard (twice, so that it is nobody's child here): where the
+/// executable can't be run as its launcher, given as `why`.
+fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
+    let (owner_end, guard_end) = socket_pair()?;
+    // SAFETY: a fresh anonymous mapping, ours until unmapped below.
+    let table = unsafe { map_table(cap) }.ok_or("cannot map the guard's table")?;
+    let plan = Plan {
+        sock: guard_end.as_raw_fd(),
+        table,
+        cap,
+        buf: std::ptr::null_mut(),
+        buf_len: 0,
+        exact_pgroup: false,
+    };
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: signal-set calls on our own buffers; fork semantics: the
+    // child runs only the raw calls below and `guard_main`, and never
+    // returns. Signals are blocked across the fork, so no handler of the
+    // owner's runs in the child (guard_main unblocks them after resetting
+    // every disposition).
+    let pid = unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+        let pid = libc::fork();
+        if pid == 0 {
+            let g = libc::fork();
+            if g == 0 {
+                guard_main(&plan);
+            }
+            libc::_exit(if g < 0 { 1 } else { 0 });
+        }
+        let e = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut());
+        if pid < 0 {
+            Err(e)
+        } else {
+            Ok(pid)
+        }
+    };
+    drop(guard_end);
+    // SAFETY: the mapping made above; the guard has its own copy.
+    unsafe { libc::munmap(table.cast(), cap * size_of::<Slot>()) };
+    let pid = pid.map_err(|e| format!("cannot fork the guard: {e}"))?;
+    reap(pid);
+    let hello = recv_reply(owner_end.as_fd(), 10_000)
+        .filter(|h| h.kind == REPLY_HELLO && h.pid > 0)
+        .ok_or("the guard did not report in")?;
+    Ok(finish(owner_end, hello.pid, Started::Fork(why)))
+}
+
+/// Reaps our child `pid` (the launcher, which exits at once), blocking;
+/// someone else's `waitpid(-1)` may have taken it.
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waitpid(2) on our own child with a valid status buffer.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && errno() == libc::EINTR {}
+}
+
+/// The owner's handle on a guard that reported in as `pid`.
+fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
+    // An owner that is a subreaper inherits the guard when its launcher
+    // exits: it is then reaped once it exits, as the owner's child. (A
+    // pid that is not our child answers ECHILD and is left alone.)
+    let mut status = 0;
+    // SAFETY: waitpid(2) without blocking, on a pid that is either our
+    // child (the guard) or not ours at all.
+    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        crate::sys::unix::sigchld::ensure();
+        crate::sys::unix::sigchld::reap_later(pid);
+    }
+    Guard {
+        owner: current_pid(),
+        sock,
+        pid,
+        pidfd: None,
+        exact_pgroup: false,
+        portable: true,
+        cap: TABLE_CAP,
+        started,
+        state: std::sync::Mutex::new(State {
+            live: Default::default(),
+            used: 0,
+            failed: None,
+        }),
+        query_lock: std::sync::Mutex::new(()),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    /// Thousands of registrations sent faster than the guard reads them,
+    /// then removed: every message arrives whole (a stream socket), the
+    /// guard's count is exact; and end of file on the owner's end kills a
+    /// registered process group.
+    #[test]
+    fn a_burst_of_registrations_stays_framed_and_eof_kills() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pgid = sleeper.id() as i32;
+        let g = start().expect("the portable guard");
+        assert!(matches!(g.started, Started::PortableExec));
+        let n = 4000;
+        let tickets: Vec<_> = (0..n)
+            .map(|_| g.register_pgroup_number(pgid).expect("register"))
+            .collect();
+        assert_eq!(g.query(), Some((n, 0)));
+        for t in tickets {
+            g.unregister(t);
+        }
+        assert_eq!(g.query(), Some((0, 0)));
+        assert!(g.alive());
+        let _ticket = g.register_pgroup_number(pgid).expect("register");
+        // The owner's end closes: the guard kills the group, then exits.
+        drop(g);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = sleeper.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = sleeper.kill();
+                let _ = sleeper.wait();
+                panic!("the guard did not kill the registered group");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+
+    /// A registered number that, when the guard acts, names a process
+    /// leading another session than the owner's (as a number reused by a
+    /// stranger's `setsid` would) is not signalled.
+    #[test]
+    fn a_number_leading_another_session_is_spared() {
+        let mut stranger = std::process::Command::new("sleep");
+        stranger.arg("300");
+        // SAFETY: setsid(2) is async-signal-safe; the child only calls it
+        // before exec.
+        unsafe {
+            stranger.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut stranger = stranger.spawn().expect("sleep");
+        let g = start().expect("the portable guard");
+        let guard_pid = g.pid;
+        let _ticket = g
+            .register_pgroup_number(stranger.id() as i32)
+            .expect("register");
+        drop(g);
+        // The guard has acted once it is gone (it is not our child).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // SAFETY: kill(pid, 0) only asks whether the process exists.
+        while unsafe { libc::kill(guard_pid, 0) } == 0 {
+            assert!(Instant::now() < deadline, "the guard did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let alive = stranger.try_wait().expect("try_wait").is_none();
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert!(alive, "the guard killed a group of another session");
+    }
+}

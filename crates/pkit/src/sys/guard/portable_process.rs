@@ -1,0 +1,262 @@
+//! The portable guard's process (see `portable.rs`): the executable's
+//! pre-`main` entry that forks it off a fresh image, and its loop. From the
+//! fork on only raw, async-signal-safe calls on memory prepared before it:
+//! no allocation, no locks, no Rust I/O, no panics.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::wire::{
+    parse_start, table_count, table_insert, table_remove, Msg, Plan, Reply, Slot, OP_PGROUP,
+    OP_QUERY, OP_REMOVE, REPLY_COUNT, REPLY_HELLO,
+};
+
+/// Set in the launched image's environment: `<fd>,0,<cap>` (the socket's
+/// descriptor, 0, the table's slots; the Linux guard's format).
+pub(super) const ENV: &str = "PKIT_PORTABLE_GUARD";
+/// The descriptor the guard's socket gets in the launched image.
+pub(super) const GUARD_FD: RawFd = 3;
+
+/// Whether [`portable_entry`] ran in this process.
+static ENTRY_RAN: AtomicBool = AtomicBool::new(false);
+
+/// The executable's pre-`main` entry (see the module docs).
+#[used]
+#[cfg_attr(
+    target_os = "macos",
+    link_section = "__DATA,__mod_init_func,mod_init_funcs"
+)]
+#[cfg_attr(not(target_os = "macos"), link_section = ".init_array")]
+static PORTABLE_ENTRY: extern "C" fn() = portable_entry;
+
+/// Runs before `main` in every process of an executable linked with pkit:
+/// notes that it ran and, only in an image started as the guard's
+/// launcher, forks the guard and exits. Elsewhere it costs one `getenv`.
+extern "C" fn portable_entry() {
+    ENTRY_RAN.store(true, Ordering::Relaxed);
+    // SAFETY: reads this process's environment (set up before any
+    // constructor runs; `main` has not started); acts only when asked.
+    unsafe { launch_if_asked() }
+}
+
+/// # Safety
+/// Only from [`portable_entry`], before `main`.
+unsafe fn launch_if_asked() {
+    let value = libc::getenv(c"PKIT_PORTABLE_GUARD".as_ptr());
+    if value.is_null() {
+        return;
+    }
+    let Some((sock, false, cap)) = parse_start(CStr::from_ptr(value).to_bytes()) else {
+        return;
+    };
+    // Only on a socket of the kind the owner makes.
+    let mut kind: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    if libc::getsockopt(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_TYPE,
+        (&mut kind as *mut libc::c_int).cast(),
+        &mut len,
+    ) != 0
+        || kind != libc::SOCK_STREAM
+    {
+        return;
+    }
+    let Some(table) = map_table(cap) else {
+        // No greeting: the owner falls back to a fork.
+        libc::_exit(1);
+    };
+    let plan = Plan {
+        sock,
+        table,
+        cap,
+        buf: std::ptr::null_mut(),
+        buf_len: 0,
+        exact_pgroup: false,
+    };
+    match libc::fork() {
+        0 => guard_main(&plan),
+        pid => libc::_exit(if pid > 0 { 0 } else { 1 }),
+    }
+}
+
+/// A zeroed (all slots free) anonymous mapping for `cap` slots; untouched
+/// pages cost no memory.
+///
+/// # Safety
+/// Async-signal-safe; the mapping is the caller's.
+pub(super) unsafe fn map_table(cap: usize) -> Option<*mut Slot> {
+    let p = libc::mmap(
+        std::ptr::null_mut(),
+        cap * size_of::<Slot>(),
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANON,
+        -1,
+        0,
+    );
+    (p != libc::MAP_FAILED).then_some(p.cast())
+}
+
+/// The guard's whole life: raw, async-signal-safe calls only (a forked
+/// guard comes from a process that may have many threads).
+///
+/// # Safety
+/// Only in the freshly forked guard; `plan.table` points at `plan.cap`
+/// zeroed slots that nothing else uses.
+pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
+    // Keep only the socket (a forked guard holds copies of all the owner's
+    // descriptors), stdio on /dev/null.
+    let mut lim = MaybeUninit::<libc::rlimit>::zeroed();
+    let top = if libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) == 0 {
+        lim.assume_init().rlim_cur.min(65_536) as RawFd
+    } else {
+        1024
+    };
+    for fd in 0..top.max(plan.sock + 1) {
+        if fd != plan.sock {
+            libc::close(fd);
+        }
+    }
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+    if null >= 0 {
+        for fd in 0..3 {
+            if fd != null {
+                libc::dup2(null, fd);
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+    }
+    // A fork is never a process-group leader, so this works: a session of
+    // its own, out of reach of the owner's terminal.
+    libc::setsid();
+    libc::chdir(c"/".as_ptr());
+    #[cfg(target_os = "linux")]
+    libc::prctl(
+        libc::PR_SET_NAME,
+        c"pkit-guard".as_ptr() as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    // Every signal at its default (the owner's handlers are not ours), but
+    // the ones a terminal or a careless `kill` sends: ignored.
+    for sig in 1..128 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut act = MaybeUninit::<libc::sigaction>::zeroed();
+        act.assume_init_mut().sa_sigaction =
+            if [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE].contains(&sig) {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
+        // Numbers that are no signal here fail with EINVAL: ignored.
+        libc::sigaction(sig, act.as_ptr(), std::ptr::null_mut());
+    }
+    let mut none = MaybeUninit::<libc::sigset_t>::uninit();
+    libc::sigemptyset(none.as_mut_ptr());
+    libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
+
+    reply(
+        plan.sock,
+        &Reply {
+            kind: REPLY_HELLO,
+            pid: libc::getpid(),
+            count: 0,
+            lost: 0,
+        },
+    );
+    let table = std::slice::from_raw_parts_mut(plan.table, plan.cap);
+    let mut lost: u32 = 0;
+    while let Some(msg) = read_msg(plan.sock) {
+        match msg.op {
+            // No slot left: counted as lost.
+            OP_PGROUP => lost = lost.saturating_add(u32::from(!table_insert(table, &msg, -1))),
+            OP_REMOVE => table_remove(table, msg.id, |_| {}),
+            OP_QUERY => reply(
+                plan.sock,
+                &Reply {
+                    kind: REPLY_COUNT,
+                    pid: 0,
+                    count: table_count(table),
+                    lost,
+                },
+            ),
+            // Cgroups are Linux's: never sent here.
+            _ => {}
+        }
+    }
+    // End of file: every holder of the owner's end is gone.
+    for slot in table.iter() {
+        if slot.op == OP_PGROUP {
+            kill_pgroup(slot);
+        }
+    }
+    libc::_exit(0)
+}
+
+/// Reads one whole message; `None` at end of file (or an error).
+///
+/// # Safety
+/// Guard only.
+unsafe fn read_msg(sock: RawFd) -> Option<Msg> {
+    let mut msg = Msg::EMPTY;
+    let bytes = (&mut msg as *mut Msg).cast::<u8>();
+    let mut got = 0;
+    while got < size_of::<Msg>() {
+        let n = libc::read(sock, bytes.add(got).cast(), size_of::<Msg>() - got);
+        if n > 0 {
+            got += n as usize;
+        } else if n < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            return None;
+        }
+    }
+    Some(msg)
+}
+
+/// # Safety
+/// Guard only.
+unsafe fn reply(sock: RawFd, r: &Reply) {
+    // SIGPIPE is ignored here: a gone owner is an EPIPE.
+    libc::send(sock, (r as *const Reply).cast(), size_of::<Reply>(), 0);
+}
+
+/// SIGKILLs a registered process group by number, unless the number now
+/// names a process that leads another session than the owner's (`flags`
+/// holds the owner's session id): see the module docs.
+///
+/// # Safety
+/// Guard only.
+unsafe fn kill_pgroup(slot: &Slot) {
+    let sid = libc::getsid(slot.pgid);
+    // No such process (the leader reaped: a live member keeps the number
+    // ours, and with none `killpg` finds nobody), or not ours to ask.
+    if sid >= 0 && sid as u32 != slot.flags {
+        return;
+    }
+    libc::killpg(slot.pgid, libc::SIGKILL);
+}
+
+pub(super) fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Whether [`portable_entry`] ran in this process (so the executable
+/// carries it).
+pub(super) fn entry_ran() -> bool {
+    ENTRY_RAN.load(Ordering::Relaxed)
+}
+
+/// Where [`portable_entry`] is (to ask which object holds it).
+pub(super) fn entry_address() -> usize {
+    portable_entry as *const () as usize
+}
