@@ -26,16 +26,11 @@ pub(crate) fn next_pid() -> u32 {
 /// Whether `sig`'s default action ends a process: not 0, SIGCHLD,
 /// SIGCONT, SIGURG, SIGWINCH or the stop signals.
 pub(crate) fn terminates(sig: i32) -> bool {
+    use crate::sys::signum::{
+        SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH,
+    };
     let harmless = [
-        0,
-        libc::SIGCHLD,
-        libc::SIGCONT,
-        libc::SIGURG,
-        libc::SIGWINCH,
-        libc::SIGSTOP,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
+        0, SIGCHLD, SIGCONT, SIGURG, SIGWINCH, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU,
     ];
     !harmless.contains(&sig)
 }

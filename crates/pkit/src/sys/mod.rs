@@ -82,6 +82,9 @@ pub(crate) use resolve::{missing_interpreter, resolve};
 pub(crate) use setup::{
     cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup, PreExecHook,
 };
+/// Signal numbers by name (Linux's numbers on Windows, see `signal.rs`).
+#[cfg(feature = "testing")]
+pub(crate) use signal::nums as signum;
 pub(crate) use signal::signal_name;
 pub use signal::Signal;
 pub use stats::Stats;

@@ -117,7 +117,8 @@ struct State {
 /// - The file is written owner-only (mode 0600), through a temporary file
 ///   in the same directory renamed into place; a cassette path that is a
 ///   symbolic link is refused. It has a format version: a cassette from a
-///   newer pkit, or a corrupt one, is a clear error.
+///   newer pkit, or a corrupt one, is a clear error. On Windows there is no
+///   mode: the file gets the permissions (ACL) its directory passes on.
 ///
 /// **Format.** A JSON object: `"format"` and `"runs"`, each run with
 /// `program`, `args`, `cwd`, `env_names`, `outcome` (`{"exited": 0}`,
@@ -230,9 +231,10 @@ impl RecordReplay {
     }
 
     /// Writes the runs recorded so far (for a replaying cassette: the runs
-    /// it holds) to the cassette's path: owner-only (0600), through a
-    /// temporary file in the same directory renamed into place. A path
-    /// that is a symbolic link is refused.
+    /// it holds) to the cassette's path: owner-only (0600; on Windows,
+    /// the directory's inherited ACL), through a temporary file in the
+    /// same directory renamed into place. A path that is a symbolic link
+    /// is refused.
     pub fn save(&self) -> Result<()> {
         let runs = self.state().runs();
         let started = runs.iter().any(|r| !r.output.is_empty());
@@ -424,9 +426,12 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Run>, String> {
 /// Writes `bytes` to `path` owner-only, via a new temporary file in the
 /// same directory (opened with `O_NOFOLLOW`, never an existing file) that
 /// is renamed into place. Refuses a `path` that is a symbolic link.
+///
+/// On Windows the temporary file is made with `CREATE_NEW` (a name that
+/// exists, a link included, fails: nothing is written through a link) and
+/// gets the permissions its directory passes on (an ACL, not a mode): the
+/// directory decides who can read the cassette.
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -452,15 +457,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let tmp = dir.join(tmp_name);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = options.open(&tmp)?;
     let written = (|| {
         // Exactly 0600, whatever the umask.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -2,7 +2,6 @@
 //! [`RecordReplay`](super::RecordReplay) for the format).
 
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +25,9 @@ impl Blob {
     }
 
     pub(super) fn os(s: &OsStr) -> Blob {
-        Blob::of(s.as_bytes())
+        // Unix: the bytes themselves; Windows: WTF-8 (UTF-8 for any
+        // valid string).
+        Blob::of(s.as_encoded_bytes())
     }
 
     pub(super) fn into_bytes(self) -> Vec<u8> {

@@ -2,13 +2,14 @@
 //! the same pump (captures, tees, callbacks, the line stream, probes) as a
 //! real child's output.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::io::Write;
 
+#[cfg(unix)]
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+#[cfg(unix)]
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
@@ -22,7 +23,7 @@ use crate::output::Output;
 use crate::process::RunningProcess;
 use crate::pump::{LimitFlag, StreamKind};
 use crate::scripted_child::{Cut, ScriptedChild};
-use crate::sys::{self, ChildIo, ExitStatus, IoRequest, Signal};
+use crate::sys::{self, ChildIo, ExitStatus, IoRequest, OwnedFd, Signal};
 use crate::timing::deadline_after;
 
 fn fd_of(io: ChildIo) -> Option<OwnedFd> {
@@ -41,7 +42,10 @@ fn output_pipe(program: &str) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
 
 /// Where a scripted process's stdout or stderr goes.
 enum Sink {
-    /// A pipe: to the pump, or to the next stage of a pipeline.
+    /// A pipe: to the pump, or to the next stage of a pipeline. (On
+    /// Windows the child's end of a pipe is a synchronous handle, written
+    /// as a file is.)
+    #[cfg(unix)]
     Pipe(pipe::Sender),
     /// A file, a terminal, or the test's own stream: written on the
     /// blocking pool (never made non-blocking, as it may be shared).
@@ -52,11 +56,15 @@ enum Sink {
 
 impl Sink {
     fn pipe(fd: OwnedFd) -> std::io::Result<Sink> {
-        pipe::Sender::from_owned_fd(fd).map(Sink::Pipe)
+        #[cfg(unix)]
+        return pipe::Sender::from_owned_fd(fd).map(Sink::Pipe);
+        #[cfg(windows)]
+        Ok(Sink::File(Arc::new(fd.into())))
     }
 
     async fn write_all(&mut self, bytes: &Arc<[u8]>) -> std::io::Result<()> {
         match self {
+            #[cfg(unix)]
             Sink::Pipe(tx) => tx.write_all(bytes).await,
             Sink::File(file) => {
                 let (file, bytes) = (file.clone(), bytes.clone());
@@ -72,6 +80,7 @@ impl Sink {
 /// Waits until what was written to `tx` has been read (for at most a
 /// second: a reader held back by a full line stream keeps its order
 /// anyway), then lets the reader deliver it.
+#[cfg(unix)]
 async fn read_by_now(tx: &pipe::Sender) {
     let until = tokio::time::Instant::now() + Duration::from_secs(1);
     while sys::pipe_unread(tx).is_ok_and(|n| n > 0) && tokio::time::Instant::now() < until {
@@ -105,7 +114,7 @@ fn output_end(
             Ok((w.map(Sink::pipe).transpose().map_err(io_err)?, r))
         }
         Stdio::Inherit => {
-            use std::os::fd::AsFd;
+            use crate::sys::AsFd;
             let own = match kind {
                 StreamKind::Stdout => std::io::stdout().as_fd().try_clone_to_owned(),
                 StreamKind::Stderr => std::io::stderr().as_fd().try_clone_to_owned(),
@@ -264,10 +273,7 @@ impl Script {
             stdout: stdout_w,
             stderr: stderr_w,
             held,
-            stdin: stdin_child
-                .map(pipe::Receiver::from_owned_fd)
-                .transpose()
-                .map_err(io_err)?,
+            stdin: stdin_child.map(StdinEnd::new).transpose().map_err(io_err)?,
             child,
             // A pipeline's stages have the chain's bounds, not their own.
             bounds: own_tree.then(|| Bounds {
@@ -304,7 +310,7 @@ struct Player {
     /// A descriptor it keeps open and never reads (a stdin file, its
     /// terminal), closed when it ends.
     held: Option<OwnedFd>,
-    stdin: Option<pipe::Receiver>,
+    stdin: Option<StdinEnd>,
     child: Arc<ScriptedChild>,
     bounds: Option<Bounds>,
 }
@@ -326,10 +332,7 @@ impl Player {
         // then: a producer feeding it never dies of SIGPIPE for it.
         let (eof_tx, eof_rx) = watch::channel(stdin.is_none());
         let drain = async {
-            let mut sink = [0u8; 8192];
-            if let Some(rx) = &mut stdin {
-                while matches!(rx.read(&mut sink).await, Ok(n) if n > 0) {}
-            }
+            StdinEnd::drain(&mut stdin).await;
             let _ = eof_tx.send(true);
             std::future::pending::<()>().await
         };
@@ -434,8 +437,16 @@ impl Player {
                             StreamKind::Stdout => &*stderr,
                             StreamKind::Stderr => &*stdout,
                         };
+                        #[cfg(unix)]
                         if let Some(Sink::Pipe(tx)) = before {
                             read_by_now(tx).await;
+                        }
+                        // No way to ask a Windows pipe what its reader has
+                        // not taken yet: a pause lets it, in practice (the
+                        // order across the two streams is best effort).
+                        #[cfg(windows)]
+                        if before.is_some() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
                     last = Some(kind);
@@ -447,7 +458,7 @@ impl Player {
                         if let Err(e) = tx.write_all(bytes).await {
                             if e.kind() == std::io::ErrorKind::BrokenPipe {
                                 // Nobody reads any more: SIGPIPE's default.
-                                return Ended::Killed(libc::SIGPIPE);
+                                return Ended::Killed(Signal::Pipe.as_raw());
                             }
                         }
                     }
@@ -462,6 +473,45 @@ impl Player {
             End::Exit(outcome) => Ended::Exit(*outcome),
             End::Output(o) => Ended::Exit(o.outcome()),
             End::Pending => std::future::pending().await,
+        }
+    }
+}
+
+/// A scripted process's end of its stdin pipe, read to the end and
+/// discarded.
+#[cfg(unix)]
+struct StdinEnd(pipe::Receiver);
+
+/// On Windows the child's end of a pipe is a synchronous handle: read on
+/// the blocking pool.
+#[cfg(windows)]
+struct StdinEnd(std::fs::File);
+
+impl StdinEnd {
+    fn new(fd: OwnedFd) -> std::io::Result<StdinEnd> {
+        #[cfg(unix)]
+        return pipe::Receiver::from_owned_fd(fd).map(StdinEnd);
+        #[cfg(windows)]
+        Ok(StdinEnd(fd.into()))
+    }
+
+    /// Reads `end` to end of file, if there is one.
+    async fn drain(end: &mut Option<StdinEnd>) {
+        #[cfg(unix)]
+        if let Some(StdinEnd(rx)) = end {
+            let mut sink = [0u8; 8192];
+            while matches!(rx.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+        // The handle goes with the read (it is closed at end of file, as
+        // a process's would be when it exits).
+        #[cfg(windows)]
+        if let Some(StdinEnd(mut file)) = end.take() {
+            let _ = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut sink = [0u8; 8192];
+                while matches!(file.read(&mut sink), Ok(n) if n > 0) {}
+            })
+            .await;
         }
     }
 }
