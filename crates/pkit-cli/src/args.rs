@@ -96,9 +96,10 @@ Examples:
   pkit supervise -- ./worker
       restart on crash: after 1 s, 2 s, 4 s... up to 30 s.
   pkit supervise --restart always --max-restarts 5 --backoff 500ms,1.5 -- ./job
-  pkit supervise --health-line 'listening on' --health-timeout 10s -- ./server
-      a run that prints no line containing the text within 10 s is killed
-      and counts as a crash (plain substring match, no regular expressions).
+  pkit supervise --health-line 'listening on [0-9]+' --health-timeout 10s -- ./server
+      a run that prints no line matching the regular expression within 10 s
+      is killed and counts as a crash (the match may be anywhere in the line:
+      anchor it with ^ and $).
   pkit supervise --health-port 127.0.0.1:8080 --storm-pause 5m -- ./server
 
 Exit status: 0 after a clean last run or a stop by signal; else the last
@@ -126,10 +127,11 @@ pub struct SuperviseArgs {
     /// After 5 crashes within 10 s, pause DUR instead of the backoff.
     #[arg(long, value_parser = duration::parse, value_name = "DUR")]
     pub storm_pause: Option<Duration>,
-    /// Healthy once a line of stdout or stderr contains TEXT (a substring,
-    /// not a regular expression).
-    #[arg(long, value_name = "TEXT", conflicts_with = "health_port")]
-    pub health_line: Option<String>,
+    /// Healthy once a line of stdout or stderr matches REGEX (anywhere in
+    /// the line; `^`/`$` anchor it). Syntax: the `regex` crate's, without
+    /// Unicode classes (`\d` is ASCII digits).
+    #[arg(long, value_name = "REGEX", conflicts_with = "health_port", value_parser = parse_regex)]
+    pub health_line: Option<regex_lite::Regex>,
     /// Healthy once a TCP connection to ADDR (127.0.0.1:8080) succeeds.
     #[arg(long, value_name = "ADDR")]
     pub health_port: Option<std::net::SocketAddr>,
@@ -432,4 +434,9 @@ mod tests {
         assert!(check(&["run", "--timeout", "2s", "s"]).is_ok());
         assert!(check(&["run", "--timeout", "2", "sleep", "1"]).is_ok());
     }
+}
+
+/// A `--health-line` pattern, refused at parse time when it does not compile.
+fn parse_regex(pattern: &str) -> Result<regex_lite::Regex, String> {
+    regex_lite::Regex::new(pattern).map_err(|e| format!("not a regular expression: {e}"))
 }

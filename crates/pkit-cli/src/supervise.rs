@@ -51,9 +51,9 @@ fn supervisor(args: &SuperviseArgs) -> Supervisor {
         sup = sup.reset_after(uptime);
     }
     let timeout = args.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
-    if let Some(text) = &args.health_line {
-        let text = text.clone();
-        sup = sup.ready_when_line(move |line| line.contains(&text), timeout);
+    if let Some(pattern) = &args.health_line {
+        let pattern = pattern.clone();
+        sup = sup.ready_when_line(move |line| pattern.is_match(line), timeout);
     }
     if let Some(addr) = args.health_port {
         sup = sup.ready_when_port(addr, timeout);

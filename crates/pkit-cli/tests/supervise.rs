@@ -105,14 +105,17 @@ fn a_run_that_never_prints_its_health_line_counts_as_a_crash() {
     let out = run(&[
         "supervise",
         "--health-line",
-        "listening on",
+        "listening on [0-9]+$",
         "--",
         "sh",
         "-c",
-        "echo 'now listening on 9'; echo bye >&2",
+        "echo 'listening on port x'; echo 'now listening on 9'; echo bye >&2",
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "now listening on 9\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "listening on port x\nnow listening on 9\n"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("bye\n"));
 
     // Never healthy: killed after the timeout, restarted, budget spent.
@@ -121,7 +124,7 @@ fn a_run_that_never_prints_its_health_line_counts_as_a_crash() {
         .args([
             "supervise",
             "--health-line",
-            "listening on",
+            "listening on [0-9]+$",
             "--health-timeout",
             "300ms",
             "--max-restarts",
@@ -132,7 +135,11 @@ fn a_run_that_never_prints_its_health_line_counts_as_a_crash() {
             "sh",
             "-c",
         ])
-        .arg(format!("sleep 300 & echo $! >> {}; wait", file.display()))
+        // Contains the words but does not match the pattern: never healthy.
+        .arg(format!(
+            "echo 'listening on port x'; sleep 300 & echo $! >> {}; wait",
+            file.display()
+        ))
         .output()
         .unwrap();
     let pids = read_pids(&file, 2);
@@ -181,6 +188,7 @@ fn bad_flags_are_refused() {
         &["supervise", "--backoff", "x", "--", "true"],
         &["supervise", "--health-port", "nonsense", "--", "true"],
         &["supervise", "--restart", "sometimes", "--", "true"],
+        &["supervise", "--health-line", "([a-", "--", "true"],
         &[
             "supervise",
             "--health-line",
