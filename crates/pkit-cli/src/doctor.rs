@@ -50,7 +50,14 @@ pub fn main(as_json: bool) -> ExitCode {
         println!("  why: {}", host.reason);
         println!("  PKIT_MECHANISM: {}", host.choice);
         println!("  kernel: {}", host.kernel);
+        // Windows: none of the cgroup and clone3 lines apply.
+        let job = host.mechanism == Some(pkit::Mechanism::JobObject);
+        if job {
+            println!("  whole-tree kill: TerminateJobObject (atomic)");
+            println!("  placement at birth: created suspended, assigned to the job, then resumed");
+        }
         match &host.cgroup_mount {
+            _ if job => {}
             Some(m) => println!("  cgroup v2 mounted at: {}", m.display()),
             None => println!("  cgroup v2 mounted at: (not mounted)"),
         }
@@ -64,15 +71,18 @@ pub fn main(as_json: bool) -> ExitCode {
                 yes(host.cgroup_writable)
             );
         }
-        println!(
-            "  whole-tree kill: {}",
-            if host.cgroup_kill {
-                "cgroup.kill (atomic)"
-            } else {
-                "freeze, SIGKILL each member, thaw"
-            }
-        );
+        if !job {
+            println!(
+                "  whole-tree kill: {}",
+                if host.cgroup_kill {
+                    "cgroup.kill (atomic)"
+                } else {
+                    "freeze, SIGKILL each member, thaw"
+                }
+            );
+        }
         match &host.clone3_error {
+            _ if job => {}
             None => println!("  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
             Some(e) => println!("  placement at birth: no, children join before exec ({e})"),
         }
@@ -96,8 +106,14 @@ pub fn main(as_json: bool) -> ExitCode {
         if !g.started.is_empty() {
             println!("  owner-death guard, started as: {}", g.started);
         }
-        println!("  owner-death guard, process groups: {}", g.process_groups);
-        println!("  resource caps (need a cgroup group):");
+        if !job {
+            println!("  owner-death guard, process groups: {}", g.process_groups);
+        }
+        if job {
+            println!("  resource caps (carried by the job):");
+        } else {
+            println!("  resource caps (need a cgroup group):");
+        }
         for c in &host.caps {
             match &c.enforced_by {
                 Some(how) => println!("    {:<14} yes, by {how} ({})", c.cap, c.reason),

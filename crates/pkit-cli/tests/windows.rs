@@ -259,3 +259,16 @@ fn supervise_restarts_a_crashing_program_until_it_runs_clean() {
         "{err}"
     );
 }
+
+#[test]
+fn doctor_describes_the_job_not_cgroups() {
+    let out = pkit().arg("doctor").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = text(&out.stdout);
+    assert!(said.contains("New groups get: job-object"), "{said}");
+    assert!(said.contains("TerminateJobObject"), "{said}");
+    assert!(!said.contains("cgroup"), "{said}");
+    let out = pkit().args(["doctor", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mechanism"], "job-object");
+}
