@@ -417,6 +417,11 @@ pub fn check_raw(args: impl Iterator<Item = OsString>) -> Result<(), String> {
     Ok(())
 }
 
+/// A `--health-line` pattern, refused at parse time when it does not compile.
+fn parse_regex(pattern: &str) -> Result<regex_lite::Regex, String> {
+    regex_lite::Regex::new(pattern).map_err(|e| format!("not a regular expression: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_raw;
@@ -434,9 +439,4 @@ mod tests {
         assert!(check(&["run", "--timeout", "2s", "s"]).is_ok());
         assert!(check(&["run", "--timeout", "2", "sleep", "1"]).is_ok());
     }
-}
-
-/// A `--health-line` pattern, refused at parse time when it does not compile.
-fn parse_regex(pattern: &str) -> Result<regex_lite::Regex, String> {
-    regex_lite::Regex::new(pattern).map_err(|e| format!("not a regular expression: {e}"))
 }
