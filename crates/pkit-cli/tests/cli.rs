@@ -1,5 +1,8 @@
 //! The `pkit` binary, run for real: exit statuses, JSON, signals, and that
 //! nothing it started is left behind.
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};

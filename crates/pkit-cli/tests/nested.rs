@@ -2,6 +2,9 @@
 //! its own group (under the cgroup mechanism, a sub-cgroup of the outer
 //! group's), and the outer run or group still ends the whole tree, keeps
 //! its `Output`, and leaves no process and no directory behind.
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

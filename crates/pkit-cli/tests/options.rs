@@ -1,6 +1,9 @@
 //! `pkit run`'s other flags, run for real: capture, spawn options, caps,
 //! the whole tree's stats, honest containment messages, and errors that
 //! point at the flag.
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 mod common;
 

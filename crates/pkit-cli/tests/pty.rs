@@ -1,6 +1,9 @@
 //! `pkit run --pty`: the program on a terminal of its own, pkit's stdin
 //! typed into it, its output on pkit's stdout, its tree gone at the end.
 //! Both mechanisms.
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 use std::io::Write;
 use std::process::Stdio;

@@ -3,6 +3,9 @@
 //! and the terminal's settings back afterwards — when the program ends,
 //! while pkit's job is stopped (SIGTSTP), and when pkit is
 //! SIGKILLed (its watcher puts them back; the guard ends the tree).
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 use std::fs::File;
 use std::io::{Read, Write};

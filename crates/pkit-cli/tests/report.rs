@@ -1,6 +1,9 @@
 //! The JSON report: every kind of run is valid against the schema in the
 //! repository (checked by a small validator for the subset of JSON Schema
 //! that file uses), and it never shares stdout with the program.
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 mod common;
 

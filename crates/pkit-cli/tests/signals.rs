@@ -1,6 +1,9 @@
 //! Signals to `pkit run`: forwarded to the program (or its tree) the way a
 //! wrapper should, never pkit's own teardown on the first one, a REPL
 //! survives Ctrl-C from a real terminal, Ctrl-Z stops and `fg` resumes.
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! `pkit supervise`, run for real: a crashing script counted through a
 //! file, the restart budget, health checks, and a stop by signal.
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! `pkit run` against the real timeout(1), row by row: the same flags give
 //! the same status a shell sees (`$?`), and the same way of ending (a code,
 //! or a re-raised signal).
+// Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
 
 mod common;
 
