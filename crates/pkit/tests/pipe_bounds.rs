@@ -164,3 +164,58 @@ async fn a_pipe_that_keeps_talking_runs_past_its_inactivity_bound() {
     }
     suite.end().await;
 }
+
+#[tokio::test]
+async fn a_started_pipe_honours_its_cancel_signal_and_inactivity_with_nobody_waiting() {
+    let suite =
+        begin("a_started_pipe_honours_its_cancel_signal_and_inactivity_with_nobody_waiting").await;
+    for choice in mechanisms() {
+        // Cancelled while nobody waits: the chain's cancel signal, whose
+        // trap runs, then the end; wait afterwards says cancelled.
+        let what = format!("{choice}: started, Pipe::cancel_signal(INT)");
+        let (pids, mk, token) = (
+            TempPath::new("ps-p"),
+            TempPath::new("ps-m"),
+            CancelToken::new(),
+        );
+        let mut running = Pipe::new([
+            Command::new("sh").args(["-c", TRAPPING, "sh", pids.as_str(), mk.as_str(), "INT"]),
+            Command::new("cat"),
+        ])
+        .mechanism(choice)
+        .cancel_token(&token)
+        .cancel_signal(Signal::Int)
+        .cancel_grace(Duration::from_secs(20))
+        .start()
+        .expect("start");
+        let tree = pids.wait_pids().await;
+        token.cancel();
+        assert_gone(&tree, &what).await;
+        assert_eq!(marks(&mk), "got\n", "{what}: the trap ran before the end");
+        let err = tokio::time::timeout(DEADLINE, running.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: wait"))
+            .expect_err("cancelled");
+        assert!(err.is_cancelled(), "{what}: {err:?}");
+
+        // Silent while nobody waits: ended by the inactivity bound.
+        let what = format!("{choice}: started, Pipe::inactivity_timeout");
+        let pids = TempPath::new("ps-i");
+        let script = r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
+        let mut running = Pipe::new([
+            Command::new("sh").args(["-c", script, "sh", pids.as_str()]),
+            Command::new("cat"),
+        ])
+        .mechanism(choice)
+        .inactivity_timeout(Duration::from_millis(500))
+        .start()
+        .expect("start");
+        assert_gone(&pids.wait_pids().await, &what).await;
+        let out = tokio::time::timeout(DEADLINE, running.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: wait"))
+            .expect("output");
+        assert!(out.inactivity_timed_out(), "{what}: {out:?}");
+    }
+    suite.end().await;
+}
