@@ -14,6 +14,7 @@
 //! ```
 
 mod first_group;
+mod options;
 mod scenarios;
 mod shutdown;
 mod stats;
@@ -139,6 +140,17 @@ fn main() {
         }
         let ballast = touch_memory(*gib << 30);
         let scenario = scenarios::spawn_wait(Box::leak(name.into_boxed_str()), "/bin/true");
+        let table = rt.block_on(scenario.run(args.rounds));
+        println!("{table}");
+        drop(ballast);
+    }
+    for gib in &args.rss_gib {
+        let name = format!("spawn options: /bin/true, parent holding {gib} GiB");
+        if !wanted(&name) {
+            continue;
+        }
+        let ballast = touch_memory(*gib << 30);
+        let scenario = options::scenario(Box::leak(name.into_boxed_str()));
         let table = rt.block_on(scenario.run(args.rounds));
         println!("{table}");
         drop(ballast);
