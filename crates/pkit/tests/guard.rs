@@ -1194,8 +1194,10 @@ fn subreaper_helper() {
         .build()
         .expect("runtime");
     let _enter = rt.enter();
+    // The Linux guard (the native process group) or the portable one.
+    let mech = std::env::var("PKIT_SUBREAPER_MECH").unwrap_or_else(|_| "pgroup".into());
     let group = Group::builder()
-        .mechanism(MechanismChoice::ProcessGroup)
+        .mechanism(MechanismChoice::parse(&mech).expect("a mechanism"))
         .build()
         .expect("group");
     let gpid = pkit::host_containment().guard.pid.expect("guard running");
@@ -1222,22 +1224,25 @@ fn subreaper_helper() {
 #[tokio::test]
 async fn a_subreaper_owner_reaps_its_dead_guard() {
     let suite = begin("subreaper_owner").await;
-    let out = TempPath::new("subreaper");
-    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "subreaper_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("PKIT_SUBREAPER_OUT", out.path())
-        .stdin(std::process::Stdio::null())
-        .status()
-        .expect("helper");
-    let text = std::fs::read_to_string(out.path()).unwrap_or_default();
-    assert!(
-        status.success() && text.lines().any(|l| l == "ok"),
-        "the helper failed ({status}): {text:?}"
-    );
+    for mech in ["pgroup", "portable"] {
+        let out = TempPath::new("subreaper");
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "subreaper_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PKIT_SUBREAPER_OUT", out.path())
+            .env("PKIT_SUBREAPER_MECH", mech)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("helper");
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        assert!(
+            status.success() && text.lines().any(|l| l == "ok"),
+            "{mech}: the helper failed ({status}): {text:?}"
+        );
+    }
     suite.end().await;
 }
