@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cancel::CancelToken;
 use crate::error::Result;
-use crate::launch::Launch;
+use crate::future::BoxFuture;
+use crate::launch_spec::Launch;
 use crate::output::Output;
 pub(crate) use crate::plans::OutputPlan;
 pub use crate::plans::{
@@ -489,9 +488,6 @@ impl Command {
         self
     }
 }
-
-/// A boxed, sendable future, as returned by [`Runner::output`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Turns a [`Command`] into an [`Output`]. Every verb
 /// ([`output`](Command::output), [`run`](Command::run),

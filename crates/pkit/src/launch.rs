@@ -12,68 +12,13 @@ use tokio::task::JoinHandle;
 
 use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
+pub(crate) use crate::launch_spec::StartOpts;
 use crate::log;
 use crate::process::{ChildStdin, InputFailure, RunningProcess};
-use crate::pump::{
-    CaptureBuf, CapturePolicy, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan,
-};
+use crate::pump::{CaptureBuf, CapturePolicy, LineSink, Lines, Reader, StreamKind, StreamPlan};
 use crate::sys::{self, Container, IoRequest, OwnedFd};
 
 /// Starts `cmd` in `container`. Must be called within a Tokio runtime.
-/// How a start differs from what the command itself says.
-#[derive(Default)]
-pub(crate) struct StartOpts {
-    /// Enable the line stream (the verbs, which have no consumer for one,
-    /// leave it off whatever the command says).
-    pub stream_lines: bool,
-    /// The child's stdin end of a pipeline pipe, replacing the command's.
-    pub stdin: Option<sys::ChildIo>,
-    /// The flag to raise when a `CapturePolicy::Fail` limit is crossed
-    /// (one for all of a pipeline's stages); a fresh one when `None`.
-    pub limit: Option<Arc<LimitFlag>>,
-    /// The child's stdout end of a pipeline pipe, replacing the command's.
-    pub stdout: Option<sys::ChildIo>,
-    /// A started process (not a verb's): without a capture limit of the
-    /// command's, keep only the last `DEFAULT_START_CAPTURE_BYTES`.
-    pub bounded_capture: bool,
-    /// Give the process a subtree of its own and arm its command's
-    /// timeout and cancel token on it ([`Group::start`](crate::Group::start));
-    /// see [`crate::watch`].
-    pub own_tree: bool,
-    /// Hand a [`Stdio::Raw`] stream's pipe to the caller instead of
-    /// reading it (a started process's; elsewhere it is captured).
-    pub raw_output: bool,
-}
-
-/// Where and how a [`Runner::start`](crate::Runner::start) starts its
-/// process: the [`Group`](crate::Group) it joins, and how the caller wires
-/// it (a pipeline stage's pipes, a line stream), which a runner passes on
-/// untouched.
-pub struct Launch<'a> {
-    pub(crate) group: &'a crate::Group,
-    pub(crate) opts: StartOpts,
-}
-
-impl Launch<'_> {
-    /// The group the process is started in.
-    pub fn group(&self) -> &crate::Group {
-        self.group
-    }
-
-    /// The real start, as [`SystemRunner`](crate::SystemRunner) does it.
-    pub(crate) fn start_real(self, cmd: &Command) -> Result<RunningProcess> {
-        self.group.start_with(cmd, self.opts)
-    }
-}
-
-impl std::fmt::Debug for Launch<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Launch")
-            .field("group", &self.group)
-            .finish_non_exhaustive()
-    }
-}
-
 pub(crate) fn start(
     container: &Container,
     cmd: &Command,
@@ -107,7 +52,7 @@ pub(crate) fn start(
         (stdout_child, stdout_parent),
         (stderr_child, stderr_parent),
         pty,
-    ) = match crate::pty::open_for(cmd, &program, in_pipe)? {
+    ) = match crate::pty_open::open_for(cmd, &program, in_pipe)? {
         Some(t) => (
             (t.stdin, None),
             (t.stdout, None),
@@ -154,7 +99,16 @@ pub(crate) fn start(
         stderr: stderr_parent,
         pty,
     };
-    proc.watch = crate::watch::attach(&child, &proc.limit, pid, cmd, tree);
+    let label = || cmd.log_label();
+    let bounds = crate::watch::Bounds {
+        timeout: cmd.timeout,
+        inactivity: cmd.run.inactivity,
+        cancel: cmd.cancel.as_ref(),
+        on_timeout: crate::timing::timeout_plan(cmd.timeout_signal, cmd.grace),
+        on_cancel: crate::timing::timeout_plan(cmd.run.cancel_signal, cmd.run.cancel_grace),
+        label: &label,
+    };
+    proc.watch = crate::watch::attach(&child, &proc.limit, pid, bounds, tree);
     if let Err(e) = wire(
         &mut proc,
         cmd,

@@ -106,12 +106,15 @@ mod command;
 mod command_output;
 mod error;
 mod events;
+mod future;
 mod group;
 mod group_builder;
+mod group_start;
 mod habits;
 #[cfg(feature = "json")]
 mod json;
 mod launch;
+mod launch_spec;
 mod live;
 mod log;
 mod more_verbs;
@@ -123,6 +126,7 @@ mod plans;
 mod probe;
 mod process;
 pub mod pty;
+mod pty_open;
 mod pump;
 mod raw_output;
 mod retry;
@@ -168,11 +172,12 @@ pub use command::{
 };
 pub use error::{ArgList, Error, ErrorKind, NotReadyReason, Result};
 pub use events::{Events, ProcessEvent};
+pub use future::BoxFuture;
 pub use group::{Group, ShutdownReport};
 pub use group_builder::GroupBuilder;
 #[cfg(feature = "json")]
 pub use json::JsonLines;
-pub use launch::Launch;
+pub use launch_spec::Launch;
 pub use live::{wait_all, wait_any};
 pub use output::{Outcome, Output};
 pub use output_builder::OutputBuilder;
@@ -185,7 +190,7 @@ pub use pump::{
 };
 pub use raw_output::ChildOutput;
 pub use retry::is_transient;
-pub use runner::{BoxFuture, Runner, SystemRunner};
+pub use runner::{Runner, SystemRunner};
 pub use spawn_options::{which, ChildStep, Detached, FileMode, IoClass, Resource};
 pub use split_lines::StreamLines;
 pub use stats::{Profile, SampleStats};

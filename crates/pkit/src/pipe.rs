@@ -412,7 +412,7 @@ impl Pipe {
                 raw_output: false,
             };
             // On error, dropping the group kills the stages already started.
-            let launch = crate::launch::Launch { group, opts };
+            let launch = crate::launch_spec::Launch { group, opts };
             procs.push(cmd.run_with().start(cmd, launch)?);
             next_stdin = read;
         }

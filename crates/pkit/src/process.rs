@@ -13,8 +13,8 @@ use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 
 use crate::child::Child;
-use crate::command::BoxFuture;
 use crate::error::{Error, Result};
+use crate::future::BoxFuture;
 use crate::log;
 use crate::output::{Outcome, Output};
 use crate::pump::{Captured, LimitFlag, Lines, Reader, StreamKind};

@@ -1,4 +1,4 @@
-//! Pseudo-terminal sessions: [`Command::pty`] runs a program on a terminal
+//! Pseudo-terminal sessions: [`Command::pty`](crate::Command::pty) runs a program on a terminal
 //! of its own, for programs that behave differently without one (colours,
 //! prompts, line editing, progress bars, password questions, `isatty`
 //! checks).
@@ -22,7 +22,7 @@
 //!   (Ctrl-C as the terminal's own interrupt character),
 //!   [`resize`](Pty::resize) (the program gets SIGWINCH), or any bytes as
 //!   an [`AsyncWrite`].
-//! - With [`Command::pty_raw`] pkit reads nothing, and
+//! - With [`Command::pty_raw`](crate::Command::pty_raw) pkit reads nothing, and
 //!   [`RunningProcess::take_pty_master`](crate::RunningProcess::take_pty_master) hands over the master side as one
 //!   `AsyncRead + AsyncWrite`: for relaying a terminal byte for byte.
 //!
@@ -55,7 +55,7 @@
 //! the group's process-group leader (a new session always starts a new
 //! process group, numbered by its leader's pid): a pty command runs only
 //! as the first process of its group (every verb, and
-//! [`Command::start`], use a fresh group), and once it leads, no other
+//! [`Command::start`](crate::Command::start), use a fresh group), and once it leads, no other
 //! process can join that group. Either start is refused with
 //! [`Error::Unsupported`]. And as always under
 //! process groups, a descendant that leaves the process group escapes the
@@ -79,47 +79,10 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
 use crate::sys::pty::{PtyIo, Special};
-use crate::sys::ChildIo;
 
-impl Command {
-    /// Runs the program on a pseudo-terminal of `rows` x `cols` of its own:
-    /// its stdin, stdout and stderr are the terminal, it leads a new session
-    /// with the terminal as its controlling terminal, and it stays in its
-    /// group's container. Its output (stdout and stderr merged, as on any
-    /// terminal) is read as stdout: captured, split into lines, matched by
-    /// probes. Type into it through [`RunningProcess::pty`](crate::RunningProcess::pty). See the
-    /// [module docs](crate::pty) for what changes on a terminal, and for the
-    /// process-group mechanism's rule (the session must lead its group).
-    ///
-    /// The terminal replaces the stdio settings: a command that also sets
-    /// stdin input, `stdout`/`stderr` other than piped, a stdout or stderr
-    /// file, or `merge_stderr`, fails to start with
-    /// [`Error::InvalidInput`]; so does a pipeline stage. A size of 0 rows
-    /// or columns is invalid too. Linux (every backend); elsewhere
-    /// [`Error::Unsupported`] (see the module docs' **Platforms**).
-    pub fn pty(mut self, rows: u16, cols: u16) -> Command {
-        self.spawn.pty = Some((rows, cols));
-        self.spawn.pty_raw = false;
-        self
-    }
-
-    /// Like [`pty`](Self::pty), but pkit reads nothing from the terminal:
-    /// take its master side with [`RunningProcess::take_pty_master`](crate::RunningProcess::take_pty_master) and
-    /// read it yourself (until you do, and while you don't, a program that
-    /// writes a lot blocks once the terminal's buffer is full). The
-    /// [`Output`](crate::Output) has no stdout, and line streams and probes
-    /// see no lines. For relaying a terminal byte for byte.
-    pub fn pty_raw(mut self, rows: u16, cols: u16) -> Command {
-        self.spawn.pty = Some((rows, cols));
-        self.spawn.pty_raw = true;
-        self
-    }
-}
-
-/// The typing side of a [`Command::pty`] session's terminal: an
+/// The typing side of a [`Command::pty`](crate::Command::pty) session's terminal: an
 /// [`AsyncWrite`] of the bytes a user would type, and the terminal's
 /// controls. Cheap to clone; every clone is the same terminal, and
 /// [`write_line`](Self::write_line) and [`send_control`](Self::send_control)
@@ -223,7 +186,7 @@ impl std::fmt::Debug for Pty {
     }
 }
 
-/// The whole master side of a [`Command::pty_raw`] session: an
+/// The whole master side of a [`Command::pty_raw`](crate::Command::pty_raw) session: an
 /// [`AsyncRead`] of everything the program writes to its terminal (it ends
 /// once the program and every descendant closed the terminal) and an
 /// [`AsyncWrite`] of what is typed; [`pty`](Self::pty) has the controls.
@@ -296,64 +259,13 @@ impl PtySide {
     }
 }
 
-fn check_size(rows: u16, cols: u16) -> Result<()> {
+pub(crate) fn check_size(rows: u16, cols: u16) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Err(Error::InvalidInput(format!(
             "a terminal of {rows}x{cols}: rows and columns must be at least 1"
         )));
     }
     Ok(())
-}
-
-/// The child's ends of a pty session, and the master.
-pub(crate) struct PtyEnds {
-    pub stdin: ChildIo,
-    pub stdout: ChildIo,
-    pub stderr: ChildIo,
-    pub master: crate::sys::OwnedFd,
-}
-
-/// Opens the terminal of a pty command (`None` without one), after
-/// checking that nothing else claims its stdio. `in_pipe`: a pipeline
-/// stage (its stdio is the pipeline's).
-pub(crate) fn open_for(cmd: &Command, program: &str, in_pipe: bool) -> Result<Option<PtyEnds>> {
-    let Some((rows, cols)) = cmd.spawn.pty else {
-        return Ok(None);
-    };
-    let invalid = |what: &str| {
-        Err(Error::InvalidInput(format!(
-            "{program}: a pty session's stdio is its terminal; {what} can't be set too"
-        )))
-    };
-    if let Some((mechanism, reason)) = crate::sys::pty::refusal() {
-        return Err(Error::Unsupported {
-            operation: "pty",
-            mechanism,
-            reason: reason.into(),
-        });
-    }
-    check_size(rows, cols).map_err(|e| Error::InvalidInput(format!("{program}: {e}")))?;
-    if in_pipe {
-        return invalid("a pipeline's stdin/stdout");
-    }
-    if !matches!(cmd.stdin, Input::Null) {
-        return invalid("stdin input");
-    }
-    if cmd.stdout != Stdio::Piped || cmd.stderr != Stdio::Piped {
-        return invalid("stdout or stderr other than piped");
-    }
-    if cmd.spawn.claims_output() {
-        return invalid("a stdout/stderr file or merge_stderr");
-    }
-    let (master, slave) = crate::sys::pty::open(rows, cols)
-        .map_err(|e| Error::io(format!("{program}: opening a pseudo-terminal"), e))?;
-    let io_err = |e| Error::io(format!("{program}: opening a pseudo-terminal"), e);
-    Ok(Some(PtyEnds {
-        stdin: ChildIo::Fd(slave.try_clone().map_err(io_err)?),
-        stdout: ChildIo::Fd(slave.try_clone().map_err(io_err)?),
-        stderr: ChildIo::Fd(slave),
-        master,
-    }))
 }
 
 /// The master side a process keeps, and the reader of its output unless

@@ -5,10 +5,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::command::Command;
-pub use crate::command::{BoxFuture, Runner};
+pub use crate::command::Runner;
 use crate::error::{Error, Result};
+pub use crate::future::BoxFuture;
 use crate::group::Group;
-use crate::launch::Launch;
+use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::sys::{MechanismChoice, Signal};

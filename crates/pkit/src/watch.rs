@@ -13,15 +13,16 @@
 //! task runs whether or not anyone waits, and ends when the process does.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::command::Command;
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
 use crate::pump::LimitFlag;
-use crate::sys::{ChildHandle, ProcTree};
-use crate::timing::{deadline_after, timeout_plan};
+use crate::sys::{ChildHandle, ProcTree, Signal};
+use crate::timing::deadline_after;
 
 /// What the watch did.
 #[derive(Debug, Clone, Copy)]
@@ -47,29 +48,47 @@ pub(crate) struct Watch {
     task: Option<JoinHandle<()>>,
 }
 
+/// A started process's bounds, as plain values (taken from its command
+/// by the launch, a layer above).
+pub(crate) struct Bounds<'a> {
+    /// The command's `timeout`.
+    pub timeout: Option<Duration>,
+    /// The command's inactivity timeout.
+    pub inactivity: Option<Duration>,
+    /// The command's cancel token.
+    pub cancel: Option<&'a CancelToken>,
+    /// How a timeout ends the subtree: the first signal and its grace
+    /// (`None`: SIGKILL at once).
+    pub on_timeout: Option<(Signal, Duration)>,
+    /// How a cancellation ends it, the same way.
+    pub on_cancel: Option<(Signal, Duration)>,
+    /// The command's name in the log, made only when a bound is armed.
+    pub label: &'a dyn Fn() -> String,
+}
+
 /// The watch of a started process (`child`, `pid`, its output `activity`):
-/// its subtree, with `cmd`'s timeout and cancel token armed on it (when it
-/// has either). `None` without a subtree.
+/// its subtree, with the command's timeout and cancel token (`bounds`)
+/// armed on it (when it has either). `None` without a subtree.
 pub(crate) fn attach(
     child: &Arc<ChildHandle>,
     activity: &Arc<LimitFlag>,
     pid: u32,
-    cmd: &Command,
+    bounds: Bounds<'_>,
     tree: Option<ProcTree>,
 ) -> Option<Watch> {
     let tree = tree?;
     let tree = Arc::new(tree);
     let state = Arc::new(Mutex::new(State::Armed));
-    let deadline = cmd.timeout.and_then(deadline_after);
-    let inactivity = cmd.run.inactivity.filter(|d| deadline_after(*d).is_some());
-    let bounded = deadline.is_some() || inactivity.is_some() || cmd.cancel.is_some();
+    let deadline = bounds.timeout.and_then(deadline_after);
+    let inactivity = bounds.inactivity.filter(|d| deadline_after(*d).is_some());
+    let bounded = deadline.is_some() || inactivity.is_some() || bounds.cancel.is_some();
     let task = bounded.then(|| {
         let (child, tree, state) = (child.clone(), tree.clone(), state.clone());
         let activity = activity.clone();
-        let cancel = cmd.cancel.clone();
-        let plan = timeout_plan(cmd.timeout_signal, cmd.grace);
-        let (name, limit) = (cmd.log_label(), cmd.timeout);
-        let cancel_plan = timeout_plan(cmd.run.cancel_signal, cmd.run.cancel_grace);
+        let cancel = bounds.cancel.cloned();
+        let plan = bounds.on_timeout;
+        let (name, limit) = ((bounds.label)(), bounds.timeout);
+        let cancel_plan = bounds.on_cancel;
         tokio::spawn(async move {
             let timer = async {
                 match deadline {

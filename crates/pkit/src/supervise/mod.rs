@@ -12,13 +12,15 @@ use std::time::Duration;
 use crate::cancel::CancelToken;
 use crate::command::Command;
 use crate::error::{Error, ErrorKind};
+use crate::future::BoxFuture;
 use crate::output::{Outcome, Output};
-use crate::runner::BoxFuture;
 use crate::sys::MechanismChoice;
 
 mod run;
+mod stop;
 
 pub use run::SupervisorHandle;
+pub use stop::StopReason;
 
 /// When a [`Supervisor`] starts its command again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -32,47 +34,6 @@ pub enum Restart {
     Always,
     /// Never: the command runs once.
     Never,
-}
-
-/// Why a supervision ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StopReason {
-    /// The restart policy needs no further run: a clean run under
-    /// [`Restart::OnCrash`], or the one run of [`Restart::Never`].
-    PolicySatisfied,
-    /// The [`stop_when`](Supervisor::stop_when) predicate accepted a run.
-    ByPredicate,
-    /// Another run was due but [`max_restarts`](Supervisor::max_restarts)
-    /// were used up.
-    RestartsExhausted,
-    /// A cancel token fired: the current run's tree was killed at once
-    /// (also when it fired during a graceful stop's grace).
-    Cancelled,
-    /// [`SupervisorHandle::stop`] asked for a graceful stop: the current
-    /// run got its signal and grace.
-    StopRequested,
-    /// The command could not be started, and starting it again cannot
-    /// help: the program is not found or not executable, its working
-    /// directory is missing, the command is invalid, or any other start
-    /// failure that [`is_transient`](crate::is_transient) does not call
-    /// temporary. The error is in [`SupervisionOutcome::final_error`].
-    /// (A transient start failure — out of processes or memory for now —
-    /// is a crash like any other, restarted after the backoff.)
-    CannotStart,
-}
-
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StopReason::PolicySatisfied => "policy satisfied",
-            StopReason::ByPredicate => "stopped by predicate",
-            StopReason::RestartsExhausted => "restarts exhausted",
-            StopReason::Cancelled => "cancelled",
-            StopReason::StopRequested => "stop requested",
-            StopReason::CannotStart => "cannot start",
-        })
-    }
 }
 
 /// How a supervision ended.

@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
-use crate::command::{BoxFuture, Runner};
+use crate::command::Runner;
 use crate::error::{ArgList, Error, Result};
-use crate::launch::Launch;
+use crate::future::BoxFuture;
+use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
 

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::command::Command;
-use crate::command::{BoxFuture, Runner};
+use crate::command::Runner;
 use crate::error::{Error, Result};
-use crate::launch::Launch;
+use crate::future::BoxFuture;
+use crate::launch_spec::Launch;
 use crate::output::Output;
 use crate::process::RunningProcess;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::command::Command;
 use crate::error::{Error, Result};
-use crate::launch::Launch;
+use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
 use crate::pump::StreamKind;

@@ -4,9 +4,10 @@ use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 
 use crate::command::Command;
-use crate::command::{BoxFuture, Runner};
+use crate::command::Runner;
 use crate::error::{ArgList, Error, Result};
-use crate::launch::Launch;
+use crate::future::BoxFuture;
+use crate::launch_spec::Launch;
 use crate::output::Output;
 use crate::process::RunningProcess;
 

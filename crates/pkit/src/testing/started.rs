@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use crate::cancel::CancelToken;
 use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
-use crate::launch::Launch;
 use crate::launch::{Pipes, StartOpts};
+use crate::launch_spec::Launch;
 use crate::output::Outcome;
 use crate::output::Output;
 use crate::process::RunningProcess;
@@ -190,7 +190,7 @@ impl Script {
         // A pty session: its terminal is its stdio, checked as for a real
         // start; the script writes to it, and its stdin is left to the
         // terminal (held open, not read).
-        let pty = crate::pty::open_for(cmd, &program, in_pipe)?;
+        let pty = crate::pty_open::open_for(cmd, &program, in_pipe)?;
         // Stdin: what it would read (drained and discarded), and our end.
         let mut reader = None;
         let mut held = None;
