@@ -69,7 +69,8 @@ impl Forwarder<'_> {
     /// shell's job control sends to a whole foreground job (INT, QUIT,
     /// TSTP, WINCH, HUP, CONT) to the whole tree; the ones `kill` sends to
     /// one pid (TERM, USR1, USR2, ALRM) to the program, as if sent to it.
-    pub fn forward(&self, sig: i32) {
+    /// False when it could not be sent.
+    pub fn forward(&self, sig: i32) -> bool {
         let job = [
             sig::SIGINT,
             sig::SIGQUIT,
@@ -79,9 +80,9 @@ impl Forwarder<'_> {
             sig::SIGCONT,
         ];
         if job.contains(&sig) {
-            self.send(sig);
+            self.send(sig)
         } else {
-            self.send_to(sig, true);
+            self.send_to(sig, true)
         }
     }
 
@@ -180,8 +181,17 @@ pub fn on_signal(
             st.end_requests += 1;
             match st.end_requests {
                 1 => {
-                    if !delivered {
-                        fwd.forward(s);
+                    // Windows: the request is a graceful stop, and where no
+                    // CTRL_BREAK can be delivered that is the termination.
+                    if !delivered && !fwd.forward(s) && cfg!(windows) {
+                        if !args.quiet {
+                            eprintln!(
+                                "pkit: {}: no CTRL_BREAK could be delivered: terminating the \
+                                 whole tree",
+                                signame::display(s)
+                            );
+                        }
+                        let _ = fwd.group.kill();
                     }
                     if let Some(k) = args.kill_after {
                         st.arm(k);

@@ -272,3 +272,52 @@ fn doctor_describes_the_job_not_cgroups() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mechanism"], "job-object");
 }
+
+#[test]
+fn ctrl_break_to_pkit_stops_the_run_and_its_tree() {
+    use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::System::Console::{
+        GenerateConsoleCtrlEvent, GetConsoleProcessList, CTRL_BREAK_EVENT,
+    };
+    let mut ids = [0u32; 4];
+    // SAFETY: `ids` is writable for the count passed.
+    if unsafe { GetConsoleProcessList(ids.as_mut_ptr(), 4) } == 0 {
+        println!("skipped: this test process has no console to send Ctrl-Break through");
+        return;
+    }
+    // pkit leads a console process group of its own, so the break is
+    // aimed at it alone (never at this test or the shell running it).
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x200;
+    let mut child = run_helper(&["--json"], "sleep")
+        .creation_flags(CREATE_NEW_PROCESS_GROUP)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // pkit reads console events once its run started: send until it
+        // ends.
+        std::thread::sleep(Duration::from_millis(300));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pkit did not end after Ctrl-Break");
+        }
+        // SAFETY: plain call with the id of pkit, a live child of this
+        // process leading its own group.
+        if unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, child.id()) } == 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = child.kill();
+            let _ = child.wait();
+            println!("skipped: Ctrl-Break could not be sent ({e}; Wine 8 does not implement it)");
+            return;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let r = report(&out);
+    assert_eq!(r["signals_received"][0], "SIGTERM", "{r}");
+    assert_eq!(r["processes_left"], 0, "{r}");
+}
