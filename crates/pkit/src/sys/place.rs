@@ -385,13 +385,25 @@ fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(
     Ok(())
 }
 
+/// The session a new group's leader is in, for the portable guard: its
+/// own when it leads one (a pty session), else `None` (the owner's). Asked
+/// while the leader is unreaped, so its number is exact.
+#[cfg(unix)]
+fn leader_session(leader: &ChildHandle) -> Option<i32> {
+    let pid = leader.pid();
+    let own = !leader.reaped_by_kernel()
+        && crate::sys::unix::pgroup::session_of(pid) == Some(pid)
+        && !leader.reaped_by_kernel();
+    own.then_some(pid)
+}
+
 /// Registers a process group's leader with the guard, which on Linux
 /// holds the leader's pidfd (opened here for a pid-held child: exact, as
 /// the child is unreaped).
 #[cfg(target_os = "linux")]
 fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
     if g.is_portable() {
-        return g.register_pgroup_number(leader.pid());
+        return g.register_pgroup_number(leader.pid(), leader_session(leader));
     }
     match leader.pidfd() {
         Some(fd) => g.register_pgroup(fd, leader.pid()),
@@ -409,5 +421,5 @@ fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Tick
 /// number.
 #[cfg(all(unix, not(target_os = "linux")))]
 fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
-    g.register_pgroup_number(leader.pid())
+    g.register_pgroup_number(leader.pid(), leader_session(leader))
 }

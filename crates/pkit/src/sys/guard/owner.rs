@@ -314,15 +314,21 @@ impl Guard {
 
     /// Registers a process group by number with the portable guard, which
     /// kills it only while the number is still the group's (see
-    /// `portable.rs`): this process's session goes with it.
-    pub(crate) fn register_pgroup_number(&self, pgid: i32) -> Result<Ticket, String> {
+    /// `portable.rs`): `session` is the session its leader is in (this
+    /// process's; a pty session's leader leads its own, numbered by its
+    /// pid; `None`: this process's).
+    pub(crate) fn register_pgroup_number(
+        &self,
+        pgid: i32,
+        session: Option<i32>,
+    ) -> Result<Ticket, String> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut m = Msg::EMPTY;
         m.op = OP_PGROUP;
         m.id = id;
         m.pgid = pgid;
         // SAFETY: getsid(2) of this process has no preconditions.
-        m.flags = unsafe { libc::getsid(0) } as u32;
+        m.flags = session.unwrap_or_else(|| unsafe { libc::getsid(0) }) as u32;
         self.book(id, format!("process group {pgid}"), 1)?;
         if let Err(e) = self.deliver(&[m], None) {
             self.unbook(id);

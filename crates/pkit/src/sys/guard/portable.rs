@@ -54,6 +54,10 @@
 //!   owner's session (a process-group leader can't `setsid`). What stays is
 //!   a stranger in the owner's own session (an interactive shell's next
 //!   job) handed exactly that number in that window: signalled by mistake.
+//!   A pty session's leader did leave it (it called `setsid` before
+//!   `exec`): its group is registered with its own session, the number
+//!   itself, so there the check can't tell it from a stranger that took
+//!   the number and called `setsid` in that window.
 //!
 //! kqueue's `EVFILT_PROC`/`NOTE_EXIT` on the leader was considered and is
 //! not used: it reports the leader's exit, not its reaping, and a group
@@ -462,7 +466,7 @@ mod tests {
         assert!(matches!(g.started, Started::PortableExec));
         let n = 4000;
         let tickets: Vec<_> = (0..n)
-            .map(|_| g.register_pgroup_number(pgid).expect("register"))
+            .map(|_| g.register_pgroup_number(pgid, None).expect("register"))
             .collect();
         assert_eq!(g.query(), Some((n, 0)));
         for t in tickets {
@@ -470,7 +474,7 @@ mod tests {
         }
         assert_eq!(g.query(), Some((0, 0)));
         assert!(g.alive());
-        let _ticket = g.register_pgroup_number(pgid).expect("register");
+        let _ticket = g.register_pgroup_number(pgid, None).expect("register");
         // The owner's end closes: the guard kills the group, then exits.
         drop(g);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -510,7 +514,7 @@ mod tests {
         let g = start().expect("the portable guard");
         let guard_pid = g.pid;
         let _ticket = g
-            .register_pgroup_number(stranger.id() as i32)
+            .register_pgroup_number(stranger.id() as i32, None)
             .expect("register");
         drop(g);
         // The guard has acted once it is gone (it is not our child).
