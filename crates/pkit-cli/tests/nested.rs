@@ -203,3 +203,61 @@ async fn group_kill_ends_a_nested_pkit_and_its_child() {
         let _ = std::fs::remove_file(&file);
     }
 }
+
+/// `pkit run -- pkit run -- sh -c '...two background sleeps...'`, the outer
+/// pkit sent SIGTERM (it ends its tree and exits) or SIGKILL (its
+/// owner-death guard ends the tree): either way every process of the tree,
+/// the inner pkit included, is gone, in each mechanism (`PKIT_MECHANISM`,
+/// which the inner pkit inherits).
+#[tokio::test]
+async fn the_outer_pkit_signalled_ends_the_inner_pkit_and_its_tree() {
+    use std::io::BufRead;
+    let tree = "echo $$; sleep 300 & echo $!; sleep 300 & echo $!; echo ready; wait";
+    let mut names = vec!["pgroup", "portable"];
+    if mechanisms().contains(&MechanismChoice::Cgroup) {
+        names.insert(0, "cgroup");
+    }
+    for mech in names {
+        for sig in ["TERM", "KILL"] {
+            let what = format!("{mech}: the outer pkit sent SIG{sig}");
+            let mut outer = std::process::Command::new(PKIT)
+                .args(["run", "--", PKIT, "run", "--", "sh", "-c", tree])
+                .env("PKIT_MECHANISM", mech)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = outer.stdout.take().unwrap();
+            let lines = tokio::task::spawn_blocking(move || {
+                let mut pids = Vec::new();
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let line = line.unwrap();
+                    if line == "ready" {
+                        return pids;
+                    }
+                    pids.push(line.trim().parse::<u32>().unwrap());
+                }
+                panic!("no ready line");
+            });
+            let mut pids = tokio::time::timeout(DEADLINE, lines)
+                .await
+                .unwrap_or_else(|_| panic!("{what}: never ready"))
+                .unwrap();
+            // The inner pkit: the shell's parent.
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pids[0])).unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 1..];
+            let inner: u32 = after.split_whitespace().nth(1).unwrap().parse().unwrap();
+            assert_ne!(inner, outer.id(), "{what}: two pkits");
+            pids.push(inner);
+            let sent = std::process::Command::new("kill")
+                .args(["-s", sig, &outer.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success(), "{what}: kill -s {sig}");
+            let status = tokio::task::spawn_blocking(move || outer.wait().unwrap())
+                .await
+                .unwrap();
+            assert!(!status.success(), "{what}: {status:?}");
+            assert_gone(&pids, &what).await;
+        }
+    }
+}
