@@ -17,7 +17,8 @@
 //!
 //! The bounded slice runs in the normal suite, time-boxed by
 //! `PKIT_STRESS_SECS` (default 30 s in all, split between the mechanisms;
-//! CI sets 60). The full 10,000 runs:
+//! CI sets 60 for its default run, 15 for its process-group and portable
+//! runs, which test one mechanism each). The full 10,000 runs:
 //! `cargo test --release -p pkit --test stress -- --ignored stress`.
 
 mod common;

@@ -112,10 +112,17 @@ pub fn skip_on_portable(choice: MechanismChoice, why: &str) -> bool {
 /// (loudly) only where no cgroup can be created and none is required.
 ///
 /// Under `PKIT_MECHANISM=portable` the portable Unix backend alone (the
-/// other two are covered by the other runs).
+/// other two are covered by the other runs). Under `PKIT_MECHANISM=pgroup`
+/// the process-group mechanism alone: that run exists for the paths that
+/// take the process-wide default (`Group::new`, the verbs, pipelines'
+/// groups), and a forced cgroup group there runs exactly what the default
+/// run ran already (CI's second pass; it halves that pass's time).
 pub fn mechanisms() -> Vec<MechanismChoice> {
     if portable_run() {
         return vec![MechanismChoice::Portable];
+    }
+    if MechanismChoice::from_env() == Ok(MechanismChoice::ProcessGroup) {
+        return vec![MechanismChoice::ProcessGroup];
     }
     let mut out = Vec::with_capacity(2);
     if cgroup_usable() {
