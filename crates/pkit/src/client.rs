@@ -191,6 +191,10 @@ impl CliClient {
 
     /// Runs one call and returns everything about it (see
     /// [`Command::output`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::output`](crate::Command::output).
     pub async fn output<I, S>(&self, args: I) -> Result<Output>
     where
         I: IntoIterator<Item = S>,
@@ -201,6 +205,10 @@ impl CliClient {
 
     /// Runs one call, requires success, returns trimmed stdout (see
     /// [`Command::run`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::run`](crate::Command::run).
     pub async fn run<I, S>(&self, args: I) -> Result<String>
     where
         I: IntoIterator<Item = S>,
@@ -211,6 +219,10 @@ impl CliClient {
 
     /// Runs one call and returns its exit code (see
     /// [`Command::exit_code`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::exit_code`](crate::Command::exit_code).
     pub async fn exit_code<I, S>(&self, args: I) -> Result<i32>
     where
         I: IntoIterator<Item = S>,
@@ -220,6 +232,10 @@ impl CliClient {
     }
 
     /// Runs one call as a yes/no question (see [`Command::probe`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::probe`](crate::Command::probe).
     pub async fn probe<I, S>(&self, args: I) -> Result<bool>
     where
         I: IntoIterator<Item = S>,

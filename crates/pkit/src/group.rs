@@ -99,6 +99,11 @@ impl Group {
     /// (SIGKILL: `killpg`, or to each member of the frozen cgroup and of
     /// every cgroup below it, such as those a nested pkit makes). The
     /// group stays usable, and a suspended group stays suspended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the OS refuses the kill (writing `cgroup.kill`, or
+    /// a `kill`/`killpg`, fails).
     pub fn kill(&self) -> Result<()> {
         self.scripted.signal(Signal::Kill.as_raw());
         self.container
@@ -117,6 +122,12 @@ impl Group {
     ///
     /// Any `grace` is accepted: one too long for the clock
     /// (`Duration::MAX`) waits for the processes without bound.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when listing, signalling or waiting for the group's
+    /// processes, or closing the group, fails. A signal the mechanism can't send (Windows
+    /// without a console) is not an error: the processes are terminated and counted as killed.
     pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport> {
         self.shutdown_with(Signal::Term, grace).await
     }
@@ -179,6 +190,12 @@ impl Group {
     /// and their programs (a nested pkit, a container runtime) made. Once
     /// the tree is gone, a directory that still can't be removed is left to
     /// a background thread and is never this call's error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when killing the tree or waiting for it to be gone
+    /// fails. A directory that can't be removed once the tree is gone is never this call's
+    /// error.
     pub async fn close(&self) -> Result<()> {
         let began = Instant::now();
         self.scripted.signal(Signal::Kill.as_raw());
@@ -216,6 +233,12 @@ impl Group {
     /// any other signal but [`Signal::Kill`], a break nobody can be sent,
     /// and [`suspend`](Self::suspend)/[`resume`](Self::resume), are
     /// [`Error::Unsupported`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for a signal the mechanism can't send
+    /// (Windows: any but Kill, or a break nobody can receive); [`Error::Io`](crate::Error::Io)
+    /// when the OS refuses the signal (the first error, once every member was tried).
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.scripted.signal(signal.as_raw());
         self.container
@@ -243,6 +266,12 @@ impl Group {
     /// While suspended, [`start`](Self::start) is refused (an
     /// [`Error::Spawn`] of kind `WouldBlock`), and [`kill`](Self::kill)
     /// kills without resuming.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) where the mechanism can't suspend
+    /// (Windows); [`Error::Io`](crate::Error::Io) when freezing the cgroup, or SIGSTOP to the
+    /// process group, fails.
     pub async fn suspend(&self) -> Result<()> {
         self.container
             .suspend()
@@ -251,6 +280,12 @@ impl Group {
     }
 
     /// Lets a suspended group run again (thaw, or SIGCONT).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) where the mechanism can't resume
+    /// (Windows); [`Error::Io`](crate::Error::Io) when thawing the cgroup, or SIGCONT to the
+    /// process group, fails.
     pub async fn resume(&self) -> Result<()> {
         self.container
             .resume()
@@ -270,6 +305,13 @@ impl Group {
     /// take only a child of this process that has not yet called `exec`
     /// (the rules of `setpgid(2)`), so for an already running program it is
     /// [`Error::Unsupported`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) when the mechanism can't take the
+    /// process (a process group, for anything but a child of this process that has not called
+    /// `exec`); [`Error::Io`](crate::Error::Io) when the OS refuses the move (no such process,
+    /// no permission).
     pub fn adopt(&self, pid: u32) -> Result<()> {
         self.container.adopt(pid as i32).map_err(|e| match e {
             ControlError::Unsupported(reason) => Error::Unsupported {
@@ -283,6 +325,11 @@ impl Group {
 
     /// The live processes in the group (under cgroup v2, in its cgroup and
     /// every cgroup below it), with their names where readable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the group's member list (`cgroup.procs`, or the
+    /// process table) can't be read.
     pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
         self.container
             .processes()
@@ -290,6 +337,11 @@ impl Group {
     }
 
     /// A snapshot of the group's resource use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the group's accounting (the cgroup's stat files, or
+    /// the members' `/proc` entries) can't be read.
     pub fn stats(&self) -> Result<Stats> {
         self.container
             .stats()
@@ -302,6 +354,11 @@ impl Group {
 
     /// The pids of the live processes in the group (under cgroup v2, in
     /// its cgroup and every cgroup below it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the group's member list (`cgroup.procs`, or the
+    /// process table) can't be read.
     pub fn pids(&self) -> Result<Vec<u32>> {
         Ok(self.members()?.into_iter().map(|p| p as u32).collect())
     }

@@ -139,6 +139,15 @@ impl GroupBuilder {
     }
 
     /// Creates the group's container.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for an invalid [`name`](Self::name)
+    /// or an unparseable `PKIT_MECHANISM`;
+    /// [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable) when the mechanism
+    /// asked for (cgroup v2, forced) can't be had here;
+    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit) when a cap is invalid or nothing
+    /// here can enforce it.
     pub fn build(self) -> Result<Group> {
         if let Some(name) = &self.name {
             if !valid_name(name) {
@@ -178,6 +187,13 @@ impl GroupBuilder {
 impl Group {
     /// A group with the default mechanism (`PKIT_MECHANISM`, else the
     /// strongest available).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`GroupBuilder::build`]: [`Error::InvalidInput`](crate::Error::InvalidInput)
+    /// for an unparseable `PKIT_MECHANISM`,
+    /// [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable) when it forces a
+    /// mechanism this host can't give.
     pub fn new() -> Result<Group> {
         Group::builder().build()
     }

@@ -52,6 +52,16 @@ impl Group {
     ///   [`std::io::ErrorKind::WouldBlock`] (a process started into a frozen
     ///   cgroup could not even reach `exec` until the group is resumed);
     ///   [`resume`](Self::resume) first.
+    ///
+    /// # Errors
+    ///
+    /// The start errors of [`Command::output`](crate::Command::output)
+    /// ([`Error::NotFound`](crate::Error::NotFound), [`Error::Spawn`](crate::Error::Spawn),
+    /// ...); [`Error::Spawn`](crate::Error::Spawn) when the group is closed or suspended
+    /// (above); [`Error::Cancelled`](crate::Error::Cancelled) when the command's cancel token
+    /// is cancelled already; [`Error::InvalidInput`](crate::Error::InvalidInput) outside a
+    /// Tokio runtime. A command given another [`runner`](crate::Command::runner) has that
+    /// runner's errors.
     pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
         let opts = StartOpts {
             stream_lines: cmd.io.stream_lines,

@@ -35,6 +35,11 @@ impl Command {
     /// assert_eq!(v, [1, 2, 3]);
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`run`](Self::run), and [`Error::Json`](crate::Error::Json) when stdout is not
+    /// the JSON asked for.
     pub async fn output_json<T: DeserializeOwned>(&self) -> Result<T> {
         let text = self.run().await?;
         serde_json::from_str(&text).map_err(|e| json_error::<T>(self.display_name(), &e, None))
@@ -72,6 +77,11 @@ impl Command {
     /// assert_eq!(sum, 3);
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// The start errors of [`start`](Self::start). A line that is not the JSON asked for is an
+    /// [`Error::Json`](crate::Error::Json) item of the stream, not an error here.
     pub fn json_lines<T: DeserializeOwned>(&self) -> Result<JsonLines<T>> {
         let mut proc = self.clone().stream_lines().start()?;
         let lines = proc.lines();

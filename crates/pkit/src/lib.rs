@@ -96,6 +96,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 mod batch;
 pub mod blocking;

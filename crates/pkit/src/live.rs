@@ -18,6 +18,10 @@ impl RunningProcess {
     /// [`Output`]). Like `std`'s `try_wait`, the outcome is the process's
     /// own exit: a process ended by its command's timeout shows the signal
     /// that ended it here, and `TimedOut` in `wait`'s `Output`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the process's state can't be read.
     pub fn try_wait(&self) -> Result<Option<Outcome>> {
         if let Some(out) = &self.finished {
             return Ok(Some(out.outcome()));
@@ -45,6 +49,11 @@ impl RunningProcess {
     /// to the process's console process group (console programs only), and
     /// any other signal, or a break that can't be delivered, is
     /// [`Error::Unsupported`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for a signal this platform can't send
+    /// (above); [`Error::Io`](crate::Error::Io) when the OS refuses it.
     pub fn signal(&self, signal: Signal) -> Result<()> {
         let sent = match crate::watch::tree(&self.watch) {
             Some(tree) => tree.signal(signal.as_raw()),
@@ -71,6 +80,10 @@ impl RunningProcess {
     /// `CTRL_BREAK_EVENT` instead; where none can be delivered (see
     /// [`Group::shutdown`](crate::Group::shutdown)) the subtree is
     /// terminated at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when signalling the subtree or waiting for it fails.
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + grace;
         match crate::watch::tree(&self.watch) {
@@ -105,6 +118,11 @@ impl RunningProcess {
 /// Waits until one of `procs` exits and returns its index and its
 /// [`Output`] (as [`RunningProcess::wait`] gives it). The others are left
 /// running. An empty slice is an [`Error::InvalidInput`].
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`](crate::Error::InvalidInput) for an empty slice. The process that
+/// exited has its own result inside, with the errors of [`RunningProcess::wait`].
 pub async fn wait_any(procs: &mut [RunningProcess]) -> Result<(usize, Result<Output>)> {
     if procs.is_empty() {
         return Err(Error::InvalidInput(

@@ -236,6 +236,17 @@ impl Pipe {
 
     /// Runs the chain to its end; see the type's docs for how the stages'
     /// results are folded and when the chain ends early.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a chain without stages, or a
+    /// stage that can't be a pipeline stage (a pty);
+    /// [`Error::Cancelled`](crate::Error::Cancelled) when a cancel token (the chain's or a
+    /// stage's) fires, before anything is started or during the run; the start errors of
+    /// [`Command::output`](crate::Command::output) for a stage that can't be started (the
+    /// stages already started are ended); [`Error::Io`](crate::Error::Io) when making a pipe or
+    /// managing the group fails. A stage's own failure is data in the
+    /// [`Output`](crate::Output).
     pub async fn output(&self) -> Result<Output> {
         // Dropping this future drops the chain: every stage and all they
         // spawned are killed.
@@ -270,6 +281,11 @@ impl Pipe {
     /// # Ok(()) }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`output`](Self::output) that come before the run: an empty chain, a stage that
+    /// can't be wired or started, a cancel token cancelled already.
     pub fn start(&self) -> Result<RunningPipe> {
         self.launch(true)
     }
@@ -421,16 +437,35 @@ impl Pipe {
 
     /// Runs the chain, requires success, and returns the last stage's
     /// stdout trimmed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`output`](Self::output), and [`Error::NonZeroExit`](crate::Error::NonZeroExit)
+    /// for an exit code that is not accepted, [`Error::Signalled`](crate::Error::Signalled) for
+    /// a signal, [`Error::Timeout`](crate::Error::Timeout) for a timeout, each carrying the
+    /// whole [`Output`](crate::Output) (the first stage that failed, as the fold reports it).
     pub async fn run(&self) -> Result<String> {
         verbs::run(self.secret(self.output().await?), &[0])
     }
 
     /// Runs the chain and returns the folded exit code.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`output`](Self::output), and [`Error::Signalled`](crate::Error::Signalled) or
+    /// [`Error::Timeout`](crate::Error::Timeout) when the folded outcome has no code.
     pub async fn exit_code(&self) -> Result<i32> {
         verbs::exit_code(self.secret(self.output().await?), None)
     }
 
     /// Runs the chain as a yes/no question (0 = true, 1 = false).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`output`](Self::output), and [`Error::NonZeroExit`](crate::Error::NonZeroExit)
+    /// for a folded exit code other than 0 and 1,
+    /// [`Error::Signalled`](crate::Error::Signalled),
+    /// [`Error::Timeout`](crate::Error::Timeout).
     pub async fn probe(&self) -> Result<bool> {
         verbs::probe(self.secret(self.output().await?))
     }

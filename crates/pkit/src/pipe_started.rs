@@ -195,6 +195,12 @@ impl RunningPipe {
     /// `timeout` or when the last stage exits first). Needs
     /// [`Pipe::stream_lines`](crate::Pipe::stream_lines). Never ends the
     /// chain.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReady`](crate::Error::NotReady) when `timeout` passes or the last stage
+    /// exits first; [`Error::InvalidInput`](crate::Error::InvalidInput) without
+    /// [`Pipe::stream_lines`](crate::Pipe::stream_lines).
     pub async fn wait_for_line(
         &mut self,
         pred: impl FnMut(&Line) -> bool,
@@ -224,6 +230,10 @@ impl RunningPipe {
     /// SIGKILL to every stage and everything they spawned. Does nothing
     /// once the chain has ended. The stages' results then show the signal;
     /// none of them counts as cut short.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the OS refuses the kill.
     pub fn kill(&self) -> Result<()> {
         self.stopped.store(true, Ordering::Relaxed);
         self.unless_over(|| self.group.kill())
@@ -231,6 +241,10 @@ impl RunningPipe {
 
     /// Sends `signal` to every stage and everything they spawned (see
     /// [`Group::signal`]). Does nothing once the chain has ended.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::signal`](crate::Group::signal).
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.unless_over(|| self.group.signal(signal))
     }
@@ -239,6 +253,11 @@ impl RunningPipe {
     /// spawned, up to `grace` for them to exit, then SIGKILL to whatever is
     /// left. Returns whether SIGKILL was needed. Collect the results with
     /// [`wait`](Self::wait).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when signalling or waiting for the stages fails (not
+    /// once the chain has ended by itself).
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
         self.stopped.store(true, Ordering::Relaxed);
         if self.over() {
@@ -260,6 +279,12 @@ impl RunningPipe {
     /// [`Output::stages`]. When it returns, every stage and all they spawned
     /// are gone. A chain its cancel token ended is [`Error::Cancelled`].
     /// Calling it again returns the same result without the bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`](crate::Error::Cancelled) when a cancel token ended the chain;
+    /// [`Error::Io`](crate::Error::Io) when waiting for a stage or ending the group fails. Each
+    /// stage's failure is data in the [`Output`](crate::Output).
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             return Ok(out.clone());

@@ -99,6 +99,11 @@ impl Pty {
     /// into the line feed a program reads unless the program switched that
     /// off, as a real keyboard's Enter). The terminal echoes it into the
     /// output unless the program turned echo off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when writing to the terminal fails (the session's master
+    /// was closed).
     pub async fn write_line(&self, line: &str) -> Result<()> {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
@@ -113,6 +118,12 @@ impl Pty {
     /// `^\` unless changed); for other letters and `@[]^_`, that control
     /// character. A key the program disabled (e.g. `stty intr undef`), or
     /// one that has no control character, is [`Error::InvalidInput`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a key the program disabled or
+    /// that has no control character; [`Error::Io`] when reading the
+    /// terminal's settings or writing fails.
     pub async fn send_control(&self, key: char) -> Result<()> {
         let special = match key.to_ascii_lowercase() {
             'c' => Some(Special::Intr),
@@ -140,6 +151,11 @@ impl Pty {
     /// Changes the terminal's size; the kernel sends SIGWINCH to the
     /// terminal's foreground process group. A size of 0 is
     /// [`Error::InvalidInput`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for 0 rows or columns;
+    /// [`Error::Io`] when the OS refuses the new size.
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
         check_size(rows, cols)?;
         self.io
@@ -148,6 +164,10 @@ impl Pty {
     }
 
     /// The terminal's size: (rows, cols).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the OS can't report the size.
     pub fn size(&self) -> Result<(u16, u16)> {
         self.io
             .size()

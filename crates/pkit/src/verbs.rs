@@ -86,6 +86,25 @@ impl Command {
     /// A non-zero exit, a signal and a timeout are data in the [`Output`];
     /// `Err` means the program could not be started (or the run was
     /// cancelled). Dropping the future kills the whole tree.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound),
+    /// [`Error::NotExecutable`](crate::Error::NotExecutable),
+    /// [`Error::CurrentDir`](crate::Error::CurrentDir), [`Error::Spawn`](crate::Error::Spawn)
+    /// or [`Error::ChildSetup`](crate::Error::ChildSetup) when the program can't be started;
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a command that can't be run as
+    /// set (a NUL byte in an argument, conflicting stdio, an unparseable `PKIT_MECHANISM`);
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for an option this mechanism can't
+    /// honour; [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable) when
+    /// `PKIT_MECHANISM` forces a mechanism this host can't give;
+    /// [`Error::Cancelled`](crate::Error::Cancelled) when the command's cancel token fires;
+    /// [`Error::OutputLimit`](crate::Error::OutputLimit) when a stream crosses its limit under
+    /// [`CapturePolicy::Fail`](crate::CapturePolicy::Fail); [`Error::Io`](crate::Error::Io)
+    /// when managing the process or its container fails. A non-zero exit, a signal and a
+    /// timeout are not errors: they are in the [`Output`](crate::Output). A command given
+    /// another [`runner`](crate::Command::runner) has that runner's errors (a test double's
+    /// [`Error::Unscripted`](crate::Error::Unscripted), for instance).
     pub async fn output(&self) -> Result<Output> {
         self.run_with().output(self).await
     }
@@ -100,6 +119,14 @@ impl Command {
     /// [`capture_limit`](Self::capture_limit) is
     /// [`Error::OutputLimit`](crate::Error::OutputLimit) (carrying the
     /// `Output`, with what was kept), never a silently shortened answer.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`output`](Self::output), and [`Error::NonZeroExit`](crate::Error::NonZeroExit)
+    /// for an exit code that is not accepted, [`Error::Signalled`](crate::Error::Signalled) for
+    /// a signal, [`Error::Timeout`](crate::Error::Timeout) for a timeout, each carrying the
+    /// whole [`Output`](crate::Output); [`Error::OutputLimit`](crate::Error::OutputLimit) when
+    /// stdout was cut by a [`capture_limit`](Self::capture_limit).
     pub async fn run(&self) -> Result<String> {
         crate::retry::with_retry(self, || async {
             run(self.secret(self.output().await?), self.ok())
@@ -109,6 +136,13 @@ impl Command {
 
     /// Runs the command and returns its exit code. A signal or a timeout is
     /// an `Err`, never an invented code.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`output`](Self::output), and [`Error::Signalled`](crate::Error::Signalled) or
+    /// [`Error::Timeout`](crate::Error::Timeout) (there is no code to return); with
+    /// [`ok_codes`](Self::ok_codes), [`Error::NonZeroExit`](crate::Error::NonZeroExit) for a
+    /// code not listed.
     pub async fn exit_code(&self) -> Result<i32> {
         crate::retry::with_retry(self, || async {
             exit_code(
@@ -121,6 +155,12 @@ impl Command {
 
     /// Runs the command as a yes/no question: exit 0 is `true`, exit 1 is
     /// `false`, anything else is an `Err`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`output`](Self::output), and [`Error::NonZeroExit`](crate::Error::NonZeroExit)
+    /// for an exit code other than 0 and 1, [`Error::Signalled`](crate::Error::Signalled) for a
+    /// signal, [`Error::Timeout`](crate::Error::Timeout) for a timeout.
     pub async fn probe(&self) -> Result<bool> {
         crate::retry::with_retry(self, || async { probe(self.secret(self.output().await?)) }).await
     }

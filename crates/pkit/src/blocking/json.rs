@@ -16,6 +16,10 @@ impl Verbs<'_> {
     /// assert_eq!(v, [1, 2]);
     /// # Ok::<(), pkit::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::output_json`](crate::Command::output_json).
     #[track_caller]
     pub fn output_json<T: DeserializeOwned>(self) -> Result<T> {
         block_on("output_json", self.cmd.output_json())
@@ -33,6 +37,10 @@ impl Verbs<'_> {
     /// assert_eq!(ns, [1, 2]);
     /// # Ok::<(), pkit::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::json_lines`](crate::Command::json_lines).
     #[track_caller]
     pub fn json_lines<T: DeserializeOwned>(self) -> Result<JsonLines<T>> {
         let inner = enter("json_lines", || self.cmd.json_lines())?;

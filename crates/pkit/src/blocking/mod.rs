@@ -41,6 +41,7 @@
 //! (`.await`), or, in `spawn_blocking`,
 //! `tokio::runtime::Handle::current().block_on(cmd.output())`.
 
+mod group;
 #[cfg(feature = "json")]
 mod json;
 mod more;
@@ -50,11 +51,12 @@ mod pty;
 mod runtime;
 mod streams;
 
+pub use group::{Group, SampleStats};
 #[cfg(feature = "json")]
 pub use json::JsonLines;
 pub use more::{output_unordered, ClientVerbs, Completions, SupervisorHandle, SupervisorVerbs};
 pub use pipe::RunningPipe;
-pub use process::{wait_all, wait_any, Group, RunningProcess, SampleStats};
+pub use process::{wait_all, wait_any, RunningProcess};
 pub use pty::{Pty, PtyMaster};
 pub use streams::{ChildOutput, ChildStdin, Events, Lines, StreamLines};
 
@@ -85,36 +87,60 @@ impl Command {
 
 impl Verbs<'_> {
     /// [`Command::output`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::output`](crate::Command::output).
     #[track_caller]
     pub fn output(self) -> Result<Output> {
         block_on("output", self.cmd.output())
     }
 
     /// [`Command::run`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::run`](crate::Command::run).
     #[track_caller]
     pub fn run(self) -> Result<String> {
         block_on("run", self.cmd.run())
     }
 
     /// [`Command::exit_code`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::exit_code`](crate::Command::exit_code).
     #[track_caller]
     pub fn exit_code(self) -> Result<i32> {
         block_on("exit_code", self.cmd.exit_code())
     }
 
     /// [`Command::probe`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::probe`](crate::Command::probe).
     #[track_caller]
     pub fn probe(self) -> Result<bool> {
         block_on("probe", self.cmd.probe())
     }
 
     /// [`Command::status`], blocking: stdio inherited, the outcome back.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::status`](crate::Command::status).
     #[track_caller]
     pub fn status(self) -> Result<Outcome> {
         block_on("status", self.cmd.status())
     }
 
     /// [`Command::parse`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::parse`](crate::Command::parse).
     #[track_caller]
     pub fn parse<T>(self) -> Result<T>
     where
@@ -126,6 +152,10 @@ impl Verbs<'_> {
 
     /// [`Command::first_line`], blocking: the first matching stdout line,
     /// the run's tree gone when it returns.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::first_line`](crate::Command::first_line).
     #[track_caller]
     pub fn first_line(self, pred: impl FnMut(&str) -> bool) -> Result<Option<String>> {
         block_on("first_line", self.cmd.first_line(pred))
@@ -133,6 +163,10 @@ impl Verbs<'_> {
 
     /// [`Command::start`], blocking: a live process owning a private
     /// kill-on-drop group.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::start`](crate::Command::start).
     #[track_caller]
     pub fn start(self) -> Result<RunningProcess> {
         enter("start", || self.cmd.start()).map(RunningProcess::from_async)
@@ -156,24 +190,40 @@ impl Pipe {
 
 impl PipeVerbs<'_> {
     /// [`Pipe::output`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pipe::output`](crate::Pipe::output).
     #[track_caller]
     pub fn output(self) -> Result<Output> {
         block_on("output", self.pipe.output())
     }
 
     /// [`Pipe::run`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pipe::run`](crate::Pipe::run).
     #[track_caller]
     pub fn run(self) -> Result<String> {
         block_on("run", self.pipe.run())
     }
 
     /// [`Pipe::exit_code`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pipe::exit_code`](crate::Pipe::exit_code).
     #[track_caller]
     pub fn exit_code(self) -> Result<i32> {
         block_on("exit_code", self.pipe.exit_code())
     }
 
     /// [`Pipe::probe`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pipe::probe`](crate::Pipe::probe).
     #[track_caller]
     pub fn probe(self) -> Result<bool> {
         block_on("probe", self.pipe.probe())
@@ -181,6 +231,10 @@ impl PipeVerbs<'_> {
 
     /// [`Pipe::start`], blocking: a live chain whose handle kills every
     /// stage when it drops.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pipe::start`](crate::Pipe::start).
     #[track_caller]
     pub fn start(self) -> Result<RunningPipe> {
         enter("Pipe::start", || self.pipe.start()).map(RunningPipe::from_async)

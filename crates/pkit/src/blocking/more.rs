@@ -98,6 +98,10 @@ impl CliClient {
 
 impl ClientVerbs<'_> {
     /// [`CliClient::output`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`CliClient::output`](crate::CliClient::output).
     #[track_caller]
     pub fn output<I, S>(self, args: I) -> Result<Output>
     where
@@ -108,6 +112,10 @@ impl ClientVerbs<'_> {
     }
 
     /// [`CliClient::run`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`CliClient::run`](crate::CliClient::run).
     #[track_caller]
     pub fn run<I, S>(self, args: I) -> Result<String>
     where
@@ -118,6 +126,10 @@ impl ClientVerbs<'_> {
     }
 
     /// [`CliClient::exit_code`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`CliClient::exit_code`](crate::CliClient::exit_code).
     #[track_caller]
     pub fn exit_code<I, S>(self, args: I) -> Result<i32>
     where
@@ -128,6 +140,10 @@ impl ClientVerbs<'_> {
     }
 
     /// [`CliClient::probe`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`CliClient::probe`](crate::CliClient::probe).
     #[track_caller]
     pub fn probe<I, S>(self, args: I) -> Result<bool>
     where
@@ -171,6 +187,10 @@ impl Supervisor {
 impl SupervisorVerbs {
     /// [`Supervisor::run`], blocking: supervises until a stop condition
     /// holds.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Supervisor::run`](crate::Supervisor::run).
     #[track_caller]
     pub fn run(self) -> Result<SupervisionOutcome> {
         block_on("Supervisor::run", self.supervisor.run())
@@ -207,6 +227,10 @@ impl SupervisorHandle {
 
     /// Stops gracefully and returns the outcome
     /// ([`crate::SupervisorHandle::stop`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SupervisorHandle::stop`](crate::SupervisorHandle::stop).
     #[track_caller]
     pub fn stop(mut self) -> Result<SupervisionOutcome> {
         let inner = self.take();
@@ -215,6 +239,10 @@ impl SupervisorHandle {
 
     /// Waits for the supervision to end by itself
     /// ([`crate::SupervisorHandle::wait`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SupervisorHandle::wait`](crate::SupervisorHandle::wait).
     #[track_caller]
     pub fn wait(mut self) -> Result<SupervisionOutcome> {
         let inner = self.take();

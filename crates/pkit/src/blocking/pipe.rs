@@ -81,6 +81,10 @@ impl RunningPipe {
 
     /// Waits until a line of the last stage's stdout satisfies `pred`
     /// ([`crate::RunningPipe::wait_for_line`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RunningPipe::wait_for_line`](crate::RunningPipe::wait_for_line).
     #[track_caller]
     pub fn wait_for_line(
         &mut self,
@@ -108,18 +112,30 @@ impl RunningPipe {
 
     /// SIGKILL to every stage and all they spawned
     /// ([`crate::RunningPipe::kill`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RunningPipe::kill`](crate::RunningPipe::kill).
     pub fn kill(&self) -> Result<()> {
         self.get().kill()
     }
 
     /// `signal` to every stage and all they spawned
     /// ([`crate::RunningPipe::signal`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RunningPipe::signal`](crate::RunningPipe::signal).
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.get().signal(signal)
     }
 
     /// SIGTERM, `grace`, SIGKILL to the whole chain
     /// ([`crate::RunningPipe::shutdown`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RunningPipe::shutdown`](crate::RunningPipe::shutdown).
     #[track_caller]
     pub fn shutdown(&self, grace: Duration) -> Result<bool> {
         block_on("RunningPipe::shutdown", self.get().shutdown(grace))
@@ -127,6 +143,10 @@ impl RunningPipe {
 
     /// Waits for every stage and returns their folded result
     /// ([`crate::RunningPipe::wait`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RunningPipe::wait`](crate::RunningPipe::wait).
     #[track_caller]
     pub fn wait(&mut self) -> Result<Output> {
         block_on("RunningPipe::wait", self.get_mut().wait())

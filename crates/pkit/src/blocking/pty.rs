@@ -21,23 +21,39 @@ pub struct Pty {
 
 impl Pty {
     /// Types `line` and Enter ([`crate::Pty::write_line`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pty::write_line`](crate::Pty::write_line).
     pub fn write_line(&self, line: &str) -> Result<()> {
         block_on("Pty::write_line", self.inner.write_line(line))
     }
 
     /// Types Ctrl and `key`, as the terminal defines it
     /// ([`crate::Pty::send_control`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pty::send_control`](crate::Pty::send_control).
     pub fn send_control(&self, key: char) -> Result<()> {
         block_on("Pty::send_control", self.inner.send_control(key))
     }
 
     /// Changes the terminal's size; SIGWINCH follows
     /// ([`crate::Pty::resize`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pty::resize`](crate::Pty::resize).
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
         self.inner.resize(rows, cols)
     }
 
     /// The terminal's size: (rows, cols).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Pty::size`](crate::Pty::size).
     pub fn size(&self) -> Result<(u16, u16)> {
         self.inner.size()
     }

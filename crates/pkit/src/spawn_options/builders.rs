@@ -203,6 +203,12 @@ impl Command {
     /// process's; a relative path against this process's working
     /// directory; see [`new`](Self::new)). The errors are the ones a start
     /// would give: [`Error::NotFound`], [`Error::NotExecutable`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) when no such program is found (on `PATH`, or
+    /// at the path given); [`Error::NotExecutable`](crate::Error::NotExecutable) when the file
+    /// found can't be executed.
     pub fn resolve_program(&self) -> Result<PathBuf> {
         let program = self.display_name();
         if self.program.is_empty() {
@@ -220,6 +226,10 @@ impl Command {
 /// let sh = pkit::which("sh").expect("a shell");
 /// assert!(sh.is_absolute());
 /// ```
+///
+/// # Errors
+///
+/// Those of [`Command::resolve_program`].
 pub fn which(program: impl AsRef<OsStr>) -> Result<PathBuf> {
     Command::new(program).resolve_program()
 }

@@ -45,6 +45,17 @@ impl Command {
     /// in a [`Group`](crate::Group). Forks this process (twice): its cost
     /// grows with this process's resident memory. Linux on x86_64 and
     /// aarch64.
+    ///
+    /// # Errors
+    ///
+    /// The errors of any start before the program runs:
+    /// [`Error::NotFound`](crate::Error::NotFound),
+    /// [`Error::NotExecutable`](crate::Error::NotExecutable),
+    /// [`Error::CurrentDir`](crate::Error::CurrentDir),
+    /// [`Error::ChildSetup`](crate::Error::ChildSetup), [`Error::Spawn`](crate::Error::Spawn);
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a command that can't be run as
+    /// set; [`Error::Unsupported`](crate::Error::Unsupported) for a spawn option this platform
+    /// lacks; [`Error::Io`](crate::Error::Io) when a stdio file can't be opened.
     pub fn spawn_detached(&self) -> Result<Detached> {
         let program = self.display_name();
         let prepared = crate::launch::prepare(self, &program)?;

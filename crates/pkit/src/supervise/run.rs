@@ -309,6 +309,15 @@ impl Supervisor {
     /// program that can't start ends the supervision with
     /// [`StopReason::CannotStart`] (or, when the failure is transient, is a
     /// crash). Dropping the future kills the current run's tree.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable),
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) (an unparseable `PKIT_MECHANISM`) or
+    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit) when a run's group can't be made.
+    /// A program that can't start is not an error: it ends the supervision with
+    /// [`StopReason::CannotStart`](crate::StopReason::CannotStart), or is a crash when the
+    /// failure is transient.
     pub async fn run(self) -> Result<SupervisionOutcome> {
         supervise(self, None, CancelToken::new()).await
     }
@@ -372,12 +381,22 @@ impl SupervisorHandle {
     /// [`StopReason::Cancelled`]. Returns the outcome (usually
     /// [`StopReason::StopRequested`], or how the supervision had ended
     /// already).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`run`](crate::Supervisor::run); [`Error::Io`](crate::Error::Io) when the
+    /// supervising task was cancelled (its runtime shut down). A panic in it is resumed here.
     pub async fn stop(mut self) -> Result<SupervisionOutcome> {
         self.stop.cancel();
         self.join().await
     }
 
     /// Waits for the supervision to end by itself.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`run`](crate::Supervisor::run); [`Error::Io`](crate::Error::Io) when the
+    /// supervising task was cancelled (its runtime shut down). A panic in it is resumed here.
     pub async fn wait(mut self) -> Result<SupervisionOutcome> {
         self.join().await
     }

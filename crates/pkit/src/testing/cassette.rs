@@ -208,7 +208,9 @@ impl RecordReplay {
 
     /// Answers every command from the cassette at `path`, running nothing.
     ///
-    /// Errors: the file can't be read ([`Error::Io`]); it is not a
+    /// # Errors
+    ///
+    /// The file can't be read ([`Error::Io`]); it is not a
     /// cassette, or is corrupt, or was written in a newer format
     /// ([`Error::Io`] with [`InvalidData`](std::io::ErrorKind::InvalidData),
     /// saying which).
@@ -236,6 +238,11 @@ impl RecordReplay {
     /// the directory's inherited ACL), through a temporary file in the
     /// same directory renamed into place. A path that is a symbolic link
     /// is refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when the cassette can't be written (its directory, a
+    /// symbolic link at `path`, a full disk) or its runs can't be encoded.
     pub fn save(&self) -> Result<()> {
         let runs = self.state().runs();
         let started = runs.iter().any(|r| !r.output.is_empty());

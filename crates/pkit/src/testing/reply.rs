@@ -290,6 +290,12 @@ impl Reply {
     /// A custom [`Runner`](crate::Runner) can answer
     /// [`start`](crate::Runner::start) this way; [`ScriptedRunner`](super::ScriptedRunner)
     /// does.
+    ///
+    /// # Errors
+    ///
+    /// An error reply's error (a copy of it); else the errors a start has before the process
+    /// runs: a closed or suspended group ([`Error::Spawn`](crate::Error::Spawn)), a cancel
+    /// token cancelled already ([`Error::Cancelled`](crate::Error::Cancelled)).
     pub fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
         match &self.pick().0 {
             Kind::Script(s) => s.start(cmd, launch),

@@ -1,0 +1,270 @@
+//! The blocking [`Group`].
+
+use std::fmt;
+use std::time::Duration;
+
+use super::process::RunningProcess;
+use super::{block_on, enter, enter_for_drop};
+use crate::command::Command;
+use crate::error::Result;
+use crate::group::ShutdownReport;
+use crate::group_builder::GroupBuilder;
+use crate::output::Output;
+use crate::sys::{LimitInfo, Mechanism, Placement, ProcessInfo, Signal, Stats};
+
+/// A [`Group`](crate::Group) for blocking code: the same container, the
+/// same kill-on-drop, methods that block instead of returning futures.
+pub struct Group {
+    inner: Option<crate::Group>,
+}
+
+impl Group {
+    /// A group with the default options ([`crate::Group::new`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::new`](crate::Group::new).
+    #[track_caller]
+    pub fn new() -> Result<Group> {
+        enter("Group::new", crate::Group::new).map(Group::from)
+    }
+
+    /// A group built from `builder` (memory limits, mechanism...).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`GroupBuilder::build`](crate::GroupBuilder::build).
+    #[track_caller]
+    pub fn with(builder: GroupBuilder) -> Result<Group> {
+        enter("Group::with", || builder.build()).map(Group::from)
+    }
+
+    fn get(&self) -> &crate::Group {
+        self.inner.as_ref().expect("present until drop")
+    }
+
+    /// The async group this one wraps (for its read-only accessors).
+    pub fn as_async(&self) -> &crate::Group {
+        self.get()
+    }
+
+    /// The mechanism in force.
+    pub fn mechanism(&self) -> Mechanism {
+        self.get().mechanism()
+    }
+
+    /// How children are placed ([`crate::Group::placement`]).
+    pub fn placement(&self) -> Placement {
+        self.get().placement()
+    }
+
+    /// The name given with [`GroupBuilder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.get().name()
+    }
+
+    /// One line for humans ([`crate::Group::description`]).
+    pub fn description(&self) -> String {
+        self.get().description()
+    }
+
+    /// Whether the owner-death guard covers this group now
+    /// ([`crate::Group::guarded`]).
+    pub fn guarded(&self) -> bool {
+        self.get().guarded()
+    }
+
+    /// The resource caps in force and what enforces each
+    /// ([`crate::Group::limits`]).
+    pub fn limits(&self) -> Vec<LimitInfo> {
+        self.get().limits()
+    }
+
+    /// Whether the group is suspended ([`crate::Group::is_suspended`]).
+    pub fn is_suspended(&self) -> bool {
+        self.get().is_suspended()
+    }
+
+    /// Snapshots of the group's [`Stats`] every `every`, as an
+    /// [`Iterator`] that ends once the group is empty (the last snapshot
+    /// shows 0 active processes); see [`crate::Group::sample_stats`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let group = pkit::blocking::Group::new()?;
+    /// let _p = group.start(&pkit::Command::new("sleep").arg("0.2"))?;
+    /// let last = group.sample_stats(Duration::from_millis(20)).last().expect("a snapshot");
+    /// assert_eq!(last.active_processes(), 0);
+    /// # Ok::<(), pkit::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn sample_stats(&self, every: Duration) -> SampleStats<'_> {
+        let inner = enter("Group::sample_stats", || self.get().sample_stats(every));
+        SampleStats { inner: Some(inner) }
+    }
+
+    /// Starts `cmd` in the group ([`crate::Group::start`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::start`](crate::Group::start).
+    #[track_caller]
+    pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
+        enter("Group::start", || self.get().start(cmd)).map(RunningProcess::from_async)
+    }
+
+    /// Runs `cmd` to its end in this group and tears the group down
+    /// ([`crate::Group::output`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::output`](crate::Group::output).
+    #[track_caller]
+    pub fn output(mut self, cmd: &Command) -> Result<Output> {
+        let group = self.inner.take().expect("present until drop");
+        block_on("Group::output", group.output(cmd))
+    }
+
+    /// SIGKILL to every process of the group ([`crate::Group::kill`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::kill`](crate::Group::kill).
+    pub fn kill(&self) -> Result<()> {
+        self.get().kill()
+    }
+
+    /// SIGTERM, up to `grace`, then SIGKILL ([`crate::Group::shutdown`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::shutdown`](crate::Group::shutdown).
+    #[track_caller]
+    pub fn shutdown(&self, grace: Duration) -> Result<ShutdownReport> {
+        block_on("Group::shutdown", self.get().shutdown(grace))
+    }
+
+    /// Kills everything and releases the container ([`crate::Group::close`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::close`](crate::Group::close).
+    #[track_caller]
+    pub fn close(&self) -> Result<()> {
+        block_on("Group::close", self.get().close())
+    }
+
+    /// Sends `signal` to every process ([`crate::Group::signal`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::signal`](crate::Group::signal).
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.get().signal(signal)
+    }
+
+    /// Freezes the group ([`crate::Group::suspend`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::suspend`](crate::Group::suspend).
+    #[track_caller]
+    pub fn suspend(&self) -> Result<()> {
+        block_on("Group::suspend", self.get().suspend())
+    }
+
+    /// Thaws the group ([`crate::Group::resume`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::resume`](crate::Group::resume).
+    #[track_caller]
+    pub fn resume(&self) -> Result<()> {
+        block_on("Group::resume", self.get().resume())
+    }
+
+    /// Moves a running process into the group ([`crate::Group::adopt`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::adopt`](crate::Group::adopt).
+    pub fn adopt(&self, pid: u32) -> Result<()> {
+        self.get().adopt(pid)
+    }
+
+    /// The live processes ([`crate::Group::processes`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::processes`](crate::Group::processes).
+    pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        self.get().processes()
+    }
+
+    /// Resource figures ([`crate::Group::stats`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::stats`](crate::Group::stats).
+    pub fn stats(&self) -> Result<Stats> {
+        self.get().stats()
+    }
+
+    /// The pids of the live processes ([`crate::Group::pids`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::pids`](crate::Group::pids).
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        self.get().pids()
+    }
+}
+
+impl From<crate::Group> for Group {
+    fn from(group: crate::Group) -> Group {
+        Group { inner: Some(group) }
+    }
+}
+
+impl Drop for Group {
+    /// Kills the group's tree, as the async group does.
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("blocking::Group").field(&self.inner).finish()
+    }
+}
+
+/// A group's [`Stats`] sampled at an interval, as an [`Iterator`]: each
+/// `next` blocks until the next snapshot; `None` once the group is empty.
+/// See [`Group::sample_stats`].
+pub struct SampleStats<'a> {
+    inner: Option<crate::SampleStats<'a>>,
+}
+
+impl Iterator for SampleStats<'_> {
+    type Item = Stats;
+
+    #[track_caller]
+    fn next(&mut self) -> Option<Stats> {
+        let inner = self.inner.as_mut()?;
+        block_on("SampleStats::next", inner.next())
+    }
+}
+
+impl Drop for SampleStats<'_> {
+    fn drop(&mut self) {
+        enter_for_drop(self.inner.take());
+    }
+}
+
+impl fmt::Debug for SampleStats<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::SampleStats")
+            .finish_non_exhaustive()
+    }
+}
