@@ -81,3 +81,162 @@ async fn fifty_groups_and_fifty_runs_leak_nothing() {
     }
     end_exclusive(alone, "fifty_groups_and_fifty_runs_leak_nothing").await;
 }
+
+fn leftover_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim() == "pkit-leftovers")
+        .count()
+}
+
+/// One blocking one-shot verb on a thread of its own, which then exits:
+/// plain, timed out or cancelled from another thread.
+fn one_thread(choice: pkit::MechanismChoice, i: usize) {
+    std::thread::spawn(move || one_thread_here(choice, i))
+        .join()
+        .expect("the blocking thread");
+}
+
+/// One blocking one-shot verb on this thread: plain, timed out or
+/// cancelled from another thread.
+fn one_thread_here(choice: pkit::MechanismChoice, i: usize) {
+    match i % 3 {
+        0 => {
+            let out = sh(choice, "cat; echo err >&2")
+                .stdin_str(i.to_string())
+                .blocking()
+                .output()
+                .expect("output");
+            assert_eq!(out.stdout_str(), i.to_string());
+            assert_eq!(out.stderr_str(), "err\n");
+        }
+        1 => {
+            let out = sh(choice, "sleep 300 & sleep 300; wait")
+                .timeout(Duration::from_millis(50))
+                .blocking()
+                .output()
+                .expect("output");
+            assert!(out.timed_out());
+        }
+        _ => {
+            let token = pkit::CancelToken::new();
+            let theirs = token.clone();
+            let canceller = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                theirs.cancel();
+            });
+            let run = sh(choice, "echo started; sleep 300 & sleep 300; wait")
+                .cancel_token(&token)
+                .blocking()
+                .output();
+            assert!(matches!(run, Err(pkit::Error::Cancelled { .. })), "{run:?}");
+            canceller.join().expect("canceller");
+        }
+    }
+}
+
+/// The blocking one-shot verbs drive their run on the calling thread's own
+/// runtime, kept between calls and dropped when the thread exits: a thread
+/// that runs one verb and exits (the hostile case: nothing on that thread
+/// will ever run again) leaves no fd, no cgroup directory, no process and
+/// no thread behind; timed-out and cancelled runs included, many threads
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_that_run_one_blocking_verb_and_exit_leave_nothing() {
+    let alone = begin_exclusive().await;
+    for choice in mechanisms() {
+        // Warm up: process-wide state (the reaper, the shared runtime).
+        for i in 0..3 {
+            one_thread(choice, i);
+        }
+        assert_nothing_left("warm-up").await;
+        let before = open_fds();
+
+        for i in 0..30 {
+            one_thread(choice, i);
+        }
+        // Eight threads at once, each running the three kinds in turn.
+        let many: Vec<_> = (0..8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..3 {
+                        one_thread(choice, t + i);
+                    }
+                })
+            })
+            .collect();
+        for t in many {
+            t.join().expect("a parallel thread");
+        }
+
+        // A thread that stays (and never calls again) after each kind:
+        // nothing may wait for its next call.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let staying = std::thread::spawn(move || {
+            // Its first call builds the thread's runtime (its own epoll and
+            // wake-up fds, kept while the thread lives).
+            one_thread_here(choice, 0);
+            done_tx.send(()).expect("send");
+            let _ = go_rx.recv();
+            for i in 0..3 {
+                one_thread_here(choice, i);
+            }
+            // A cancelled run whose stdout a process outside the run's
+            // process group holds for a while (where the mechanism lets
+            // it escape): its reader keeps draining after the call.
+            let token = pkit::CancelToken::new();
+            let theirs = token.clone();
+            let canceller = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                theirs.cancel();
+            });
+            let run = sh(choice, "setsid sleep 1 & echo started; sleep 300")
+                .cancel_token(&token)
+                .blocking()
+                .output();
+            canceller.join().expect("canceller");
+            assert!(matches!(run, Err(pkit::Error::Cancelled { .. })), "{run:?}");
+            done_tx.send(()).expect("send");
+            let _ = go_rx.recv();
+        });
+        done_rx.recv().expect("the staying thread's first verb");
+        let with_runtime = open_fds();
+        go_tx.send(()).expect("go");
+        done_rx.recv().expect("the staying thread ran its verbs");
+        assert_nothing_left(&format!("{choice}: a staying thread")).await;
+        let deadline = Instant::now() + DEADLINE;
+        while open_fds() > with_runtime || leftover_threads() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: {} fds open ({with_runtime} with the thread's runtime) while the \
+                 thread stays, {} pkit-leftovers threads",
+                open_fds(),
+                leftover_threads()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        drop(go_tx);
+        staying.join().expect("the staying thread");
+
+        assert_nothing_left(&format!("{choice}: after the blocking threads")).await;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (now, threads) = (open_fds(), leftover_threads());
+            if now <= before + 2 && threads == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: {now} fds open ({before} before), {threads} pkit-leftovers threads"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    end_exclusive(
+        alone,
+        "threads_that_run_one_blocking_verb_and_exit_leave_nothing",
+    )
+    .await;
+}
