@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::portable::in_main_executable;
 use super::process::guard_main;
-use super::wire::{parse_start, Plan, Slot, BUF_LEN};
+use super::wire::{parse_start, socket_of_kind, Plan, Slot, BUF_LEN};
 use crate::sys::setup::dup_above;
 use crate::sys::{child_io, ChildSetup, IoRequest, SpawnError, SpawnSpec};
 
@@ -77,17 +77,7 @@ unsafe fn become_guard_if_asked() {
     };
     // Only on a socket of the kind the owner makes: anything else means
     // the variable was not set by pkit for this process.
-    let mut kind: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    if libc::getsockopt(
-        sock,
-        libc::SOL_SOCKET,
-        libc::SO_TYPE,
-        (&mut kind as *mut libc::c_int).cast(),
-        &mut len,
-    ) != 0
-        || kind != libc::SOCK_SEQPACKET
-    {
+    if !socket_of_kind(sock, libc::SOCK_SEQPACKET) {
         return;
     }
     // Anonymous mappings are zero-filled (all slots free) and cost no

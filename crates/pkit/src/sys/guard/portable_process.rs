@@ -10,8 +10,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::wire::{
-    parse_start, table_count, table_insert, table_remove, Msg, Plan, Reply, Slot, OP_PGROUP,
-    OP_QUERY, OP_REMOVE, REPLY_COUNT, REPLY_HELLO,
+    detach, parse_start, socket_of_kind, table_count, table_insert, table_remove, Msg, Plan, Reply,
+    Slot, OP_PGROUP, OP_QUERY, OP_REMOVE, REPLY_COUNT, REPLY_HELLO,
 };
 
 /// Set in the launched image's environment: `<fd>,0,<cap>` (the socket's
@@ -53,17 +53,7 @@ unsafe fn launch_if_asked() {
         return;
     };
     // Only on a socket of the kind the owner makes.
-    let mut kind: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    if libc::getsockopt(
-        sock,
-        libc::SOL_SOCKET,
-        libc::SO_TYPE,
-        (&mut kind as *mut libc::c_int).cast(),
-        &mut len,
-    ) != 0
-        || kind != libc::SOCK_STREAM
-    {
+    if !socket_of_kind(sock, libc::SOCK_STREAM) {
         return;
     }
     let Some(table) = map_table(cap) else {
@@ -121,29 +111,7 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             libc::close(fd);
         }
     }
-    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-    if null >= 0 {
-        for fd in 0..3 {
-            if fd != null {
-                libc::dup2(null, fd);
-            }
-        }
-        if null > 2 {
-            libc::close(null);
-        }
-    }
-    // A fork is never a process-group leader, so this works: a session of
-    // its own, out of reach of the owner's terminal.
-    libc::setsid();
-    libc::chdir(c"/".as_ptr());
-    #[cfg(target_os = "linux")]
-    libc::prctl(
-        libc::PR_SET_NAME,
-        c"pkit-guard".as_ptr() as libc::c_ulong,
-        0,
-        0,
-        0,
-    );
+    detach();
     // Every signal at its default (the owner's handlers are not ours), but
     // the ones a terminal or a careless `kill` sends: ignored.
     for sig in 1..128 {

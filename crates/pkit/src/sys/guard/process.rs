@@ -29,26 +29,7 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             libc::close(fd as RawFd);
         }
     }
-    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-    if null >= 0 {
-        for fd in 0..3 {
-            if fd != null {
-                libc::dup2(null, fd);
-            }
-        }
-        if null > 2 {
-            libc::close(null);
-        }
-    }
-    libc::setsid();
-    libc::chdir(c"/".as_ptr());
-    libc::prctl(
-        libc::PR_SET_NAME,
-        c"pkit-guard".as_ptr() as libc::c_ulong,
-        0,
-        0,
-        0,
-    );
+    detach();
     // Room for one pidfd per slot.
     let mut lim = MaybeUninit::<libc::rlimit>::zeroed();
     if libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) == 0 {

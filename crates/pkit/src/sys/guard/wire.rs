@@ -263,6 +263,56 @@ pub(super) fn parse_start(text: &[u8]) -> Option<(RawFd, bool, usize)> {
     Some((fd, exact == 1, cap))
 }
 
+/// Whether `sock` is a socket of type `kind` (the pre-`main` entries'
+/// check that the start variable names a socket pkit made, not some
+/// descriptor an unrelated program happened to inherit).
+///
+/// # Safety
+/// Async-signal-safe (one `getsockopt`); before `main` or after a fork.
+pub(super) unsafe fn socket_of_kind(sock: RawFd, kind: libc::c_int) -> bool {
+    let mut got: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    libc::getsockopt(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_TYPE,
+        (&mut got as *mut libc::c_int).cast(),
+        &mut len,
+    ) == 0
+        && got == kind
+}
+
+/// The guard's detachment, once it has closed every descriptor but its
+/// socket: stdio on `/dev/null`, a session of its own (a fork is never a
+/// process-group leader, so `setsid` works: out of reach of the owner's
+/// terminal), `/` as its directory, and on Linux the name `pkit-guard`.
+///
+/// # Safety
+/// Async-signal-safe calls only; only in the freshly forked guard.
+pub(super) unsafe fn detach() {
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+    if null >= 0 {
+        for fd in 0..3 {
+            if fd != null {
+                libc::dup2(null, fd);
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+    }
+    libc::setsid();
+    libc::chdir(c"/".as_ptr());
+    #[cfg(target_os = "linux")]
+    libc::prctl(
+        libc::PR_SET_NAME,
+        c"pkit-guard".as_ptr() as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+}
+
 /// The guard's table: takes `msg` (with `pidfd`, for `OP_PGROUP` on
 /// Linux; -1 elsewhere) into a free slot; false if there is none.
 /// Async-signal-safe.
