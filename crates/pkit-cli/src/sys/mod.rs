@@ -13,6 +13,22 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
+/// Resource use of this process's reaped children (and what they reaped),
+/// as `getrusage(RUSAGE_CHILDREN)` tells it on Unix ([`children_usage`];
+/// always `None` on Windows).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChildUsage {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_bytes: u64,
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub blocks_in: u64,
+    pub blocks_out: u64,
+}
+
 /// Signal numbers by name: libc's on Unix; on Windows, which has no
 /// signals, Linux's numbers (as `pkit::Signal` and `signame` use), naming
 /// what a console event stands for (see `windows.rs`).

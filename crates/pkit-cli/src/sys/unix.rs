@@ -11,6 +11,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 
+use super::ChildUsage;
+
 /// The signals pkit catches (and forwards, or acts on).
 pub const CAUGHT: [i32; 13] = [
     libc::SIGTERM,
@@ -157,20 +159,6 @@ pub fn reraise(sig: i32) {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut());
         libc::raise(sig);
     }
-}
-
-/// Resource use of this process's reaped children (and what they reaped).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ChildUsage {
-    pub user_us: u64,
-    pub system_us: u64,
-    pub max_rss_bytes: u64,
-    pub minor_faults: u64,
-    pub major_faults: u64,
-    pub voluntary_switches: u64,
-    pub involuntary_switches: u64,
-    pub blocks_in: u64,
-    pub blocks_out: u64,
 }
 
 /// `getrusage(RUSAGE_CHILDREN)`.

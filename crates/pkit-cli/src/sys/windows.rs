@@ -27,7 +27,7 @@ use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
 use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
 use windows_sys::Win32::System::Threading::{OpenProcess, TerminateProcess, PROCESS_TERMINATE};
 
-use super::sig;
+use super::{sig, ChildUsage};
 
 /// What a process that pkit terminates exits with (as the library: 128+9,
 /// what a shell reports for a SIGKILLed process).
@@ -160,22 +160,8 @@ pub fn stop_self() {}
 /// No signal to end pkit by: the caller exits with 128+`sig` instead.
 pub fn reraise(_sig: i32) {}
 
-/// Resource use of reaped children: Windows has no such sum (the job's
+/// None on Windows: it has no sum of reaped children's use (the job's
 /// accounting is read instead).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ChildUsage {
-    pub user_us: u64,
-    pub system_us: u64,
-    pub max_rss_bytes: u64,
-    pub minor_faults: u64,
-    pub major_faults: u64,
-    pub voluntary_switches: u64,
-    pub involuntary_switches: u64,
-    pub blocks_in: u64,
-    pub blocks_out: u64,
-}
-
-/// None on Windows (see [`ChildUsage`]).
 pub fn children_usage() -> Option<ChildUsage> {
     None
 }
