@@ -9,7 +9,7 @@ use std::process::{Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const MECHANISMS: [&str; 2] = ["cgroup", "pgroup"];
+pub const MECHANISMS: [&str; 3] = ["cgroup", "pgroup", "portable"];
 
 pub fn pkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pkit"))
