@@ -295,8 +295,9 @@ impl Drop for ZeroedTable {
 
 /// The parent pid of `pid`, from `/proc/<pid>/stat` (field 4).
 fn parent_of(pid: i32) -> Option<u32> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = text.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+    crate::sys::linux::procfs::stat_fields(pid)
+        .ok()?
+        .get(1)?
+        .parse()
+        .ok()
 }

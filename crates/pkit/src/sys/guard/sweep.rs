@@ -167,10 +167,13 @@ pub(super) fn owner_of(name: &[u8]) -> Option<u32> {
 /// still be alive: a process with its pid exists and did not start after
 /// the directory was made. Errs towards "alive".
 fn owner_alive(pid: u32, made: i64) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
-        return false; // no such process
+    let fields = match crate::sys::linux::procfs::stat_fields(pid as i32) {
+        Ok(fields) => fields,
+        // Not the stat text we know: err towards "alive".
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return true,
+        Err(_) => return false, // no such process
     };
-    let Some(started) = process_start_secs(&stat) else {
+    let Some(started) = process_start_secs(&fields) else {
         return true;
     };
     // Generous slack: clock adjustments move the two estimates apart.
@@ -178,14 +181,11 @@ fn owner_alive(pid: u32, made: i64) -> bool {
 }
 
 /// A process's start time as wall-clock seconds (boot time plus its start
-/// in clock ticks), from its `/proc/<pid>/stat` text.
-fn process_start_secs(stat: &[u8]) -> Option<i64> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    // After the comm: field 3 (state) is the first; starttime is field 22.
-    let ticks: i64 = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+/// in clock ticks), from its `/proc/<pid>/stat` fields after the comm.
+fn process_start_secs(fields: &[String]) -> Option<i64> {
+    // fields[0] is field 3 (state); starttime is field 22.
+    let ticks: i64 = fields.get(19)?.parse().ok()?;
+    let hz = i64::try_from(rustix::param::clock_ticks_per_second()).ok()?;
     if hz <= 0 {
         return None;
     }
@@ -200,7 +200,7 @@ fn process_start_secs(stat: &[u8]) -> Option<i64> {
         .trim()
         .parse()
         .ok()?;
-    Some(btime + ticks / hz as i64)
+    Some(btime + ticks / hz)
 }
 
 /// When the directory was made (kernfs sets ctime at creation).

@@ -4,8 +4,12 @@ use std::io;
 
 /// The fields of `/proc/<pid>/stat` after the command name, which may hold
 /// spaces and parentheses: `fields[0]` is the state (field 3 of proc(5)),
-/// `fields[k]` is field `k + 3`.
-fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
+/// `fields[k]` is field `k + 3`. The one parser of that file for the
+/// owner's side (the guard's async-signal-safe loop and the per-member
+/// fast path, [`stat`], read it without allocating). An unreadable file
+/// (no such process) is the read's error; text without the `)` that ends
+/// the command name is [`io::ErrorKind::InvalidData`].
+pub(crate) fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
     let text = std::fs::read(format!("/proc/{pid}/stat"))?;
     let close = text
         .iter()
