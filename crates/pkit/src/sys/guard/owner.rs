@@ -299,17 +299,7 @@ impl Guard {
         leader: BorrowedFd<'_>,
         pgid: i32,
     ) -> Result<Ticket, String> {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut m = Msg::EMPTY;
-        m.op = OP_PGROUP;
-        m.id = id;
-        m.pgid = pgid;
-        self.book(id, format!("process group {pgid}"), 1)?;
-        if let Err(e) = self.deliver(&[m], Some(leader)) {
-            self.unbook(id);
-            return Err(e);
-        }
-        Ok(Ticket(id))
+        self.register_pgroup_msg(pgid, 0, Some(leader))
     }
 
     /// Registers a process group by number with the portable guard, which
@@ -322,15 +312,28 @@ impl Guard {
         pgid: i32,
         session: Option<i32>,
     ) -> Result<Ticket, String> {
+        // SAFETY: getsid(2) of this process has no preconditions.
+        let session = session.unwrap_or_else(|| unsafe { libc::getsid(0) });
+        self.register_pgroup_msg(pgid, session as u32, None)
+    }
+
+    /// Books and sends one process group's registration: `flags` (the
+    /// portable guard's session id; 0 for the Linux guard) and the leader's
+    /// pidfd where the Linux guard holds one.
+    fn register_pgroup_msg(
+        &self,
+        pgid: i32,
+        flags: u32,
+        leader: Option<BorrowedFd<'_>>,
+    ) -> Result<Ticket, String> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut m = Msg::EMPTY;
         m.op = OP_PGROUP;
         m.id = id;
         m.pgid = pgid;
-        // SAFETY: getsid(2) of this process has no preconditions.
-        m.flags = session.unwrap_or_else(|| unsafe { libc::getsid(0) }) as u32;
+        m.flags = flags;
         self.book(id, format!("process group {pgid}"), 1)?;
-        if let Err(e) = self.deliver(&[m], None) {
+        if let Err(e) = self.deliver(&[m], leader) {
             self.unbook(id);
             return Err(e);
         }
