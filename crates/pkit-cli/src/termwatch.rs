@@ -51,7 +51,18 @@ impl Raw {
             return None;
         }
         let saved = Settings::of(0)?;
-        let watcher = Watcher::start(&saved);
+        // Raw mode still goes on without a watcher, but not silently: the
+        // user learns that a killed pkit would leave the terminal raw.
+        let watcher = match Watcher::start(&saved) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!(
+                    "pkit: warning: cannot start the terminal watcher ({e}): if pkit is \
+                     killed, the terminal stays in raw mode (`stty sane` restores it)"
+                );
+                None
+            }
+        };
         if saved.raw().apply(0).is_err() {
             if let Some(w) = watcher {
                 w.finish();
@@ -109,27 +120,24 @@ struct Watcher {
 }
 
 impl Watcher {
-    /// Starts the watcher, armed with `saved`; `None` if it can't start
-    /// (raw mode goes on without one).
-    fn start(saved: &Settings) -> Option<Watcher> {
-        let (r, w) = term::pipe().ok()?;
-        let tty = std::os::fd::AsFd::as_fd(&std::io::stdin())
-            .try_clone_to_owned()
-            .ok()?;
+    /// Starts the watcher, armed with `saved`; the error if it can't start
+    /// (raw mode goes on without one, with a warning).
+    fn start(saved: &Settings) -> std::io::Result<Watcher> {
+        let (r, w) = term::pipe()?;
+        let tty = std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?;
         let child = std::process::Command::new("/proc/self/exe")
             .arg(ARG)
             .stdin(Stdio::from(r))
             .stdout(Stdio::from(tty))
             .stderr(Stdio::null())
             .process_group(0)
-            .spawn()
-            .ok()?;
+            .spawn()?;
         let mut watcher = Watcher {
             child,
             pipe: File::from(w),
         };
         watcher.arm(saved);
-        Some(watcher)
+        Ok(watcher)
     }
 
     fn arm(&mut self, saved: &Settings) {
