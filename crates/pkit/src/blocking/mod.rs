@@ -19,33 +19,17 @@
 //! # One engine
 //!
 //! The blocking API is the async implementation, driven to completion on
-//! the calling thread; nothing it borrows has to be `Send` or `'static`,
-//! and any number of threads can wait at once. Which runtime drives it
-//! depends on the verb:
-//!
-//! - The one-shot verbs of a [`Command`] (`output`, `run`, `exit_code`,
-//!   `probe`, `status`, `parse`, `first_line`), whose whole run is inside
-//!   the call, run on a current-thread Tokio runtime of the calling
-//!   thread's own: built by the thread's first such call, kept for its next
-//!   ones, dropped when the thread exits. The calling thread is then also
-//!   the I/O and timer driver, and the output readers run on it: the
-//!   child's output and exit wake the thread that waits for them directly.
-//!   When a call returns, nothing of its run is left on that runtime: should
-//!   a task outlive the run (the reader of a pipe that a process which
-//!   escaped the run's process group still holds), the runtime, tasks and
-//!   all, goes to a short-lived thread (`pkit-leftovers`) that drives them
-//!   to their end, and the calling thread builds a new runtime on its next
-//!   call. A thread that makes one call and exits leaves nothing behind.
-//! - Everything whose work goes on between calls (`start` and the handles
-//!   it returns, groups, pipes, supervisors, streams) uses one small
-//!   internal runtime shared by every thread: a current-thread runtime on a
-//!   dedicated thread named `pkit-blocking`, created the first time it is
-//!   needed and kept for the life of the program. Its thread drives the I/O
-//!   and timers and runs pkit's background tasks (a started process's
-//!   readers, its stdin feed); the calling thread polls its own future
-//!   (through [`Handle::block_on`](tokio::runtime::Handle::block_on)).
-//!
-//! Neither needs more of Tokio than the async API already does.
+//! the calling thread. The I/O and timer drivers and pkit's background
+//! tasks (the output readers, the reaper) run on one small internal Tokio
+//! runtime: a current-thread runtime on a dedicated thread named
+//! `pkit-blocking`, created the first time the blocking API is used and
+//! kept for the life of the program. The calling thread polls its own
+//! future (through [`Handle::block_on`](tokio::runtime::Handle::block_on)),
+//! so nothing it borrows has to be `Send` or `'static` and any number of
+//! threads can wait at once; the dedicated thread only dispatches wake-ups
+//! and runs the short background tasks. One thread (rather than a
+//! multi-thread runtime) is all that work needs, and it needs no more of
+//! Tokio than the async API already does.
 //!
 //! # Where it can be called
 //!
@@ -76,7 +60,6 @@ pub use process::{wait_all, wait_any, RunningProcess};
 pub use pty::{Pty, PtyMaster};
 pub use streams::{ChildOutput, ChildStdin, Events, Lines, StreamLines};
 
-use runtime::block_on_here;
 pub(crate) use runtime::{block_on, enter, enter_for_drop};
 
 use crate::command::Command;
@@ -110,7 +93,7 @@ impl Verbs<'_> {
     /// Those of [`Command::output`](crate::Command::output).
     #[track_caller]
     pub fn output(self) -> Result<Output> {
-        block_on_here("output", self.cmd.output())
+        block_on("output", self.cmd.output())
     }
 
     /// [`Command::run`], blocking.
@@ -120,7 +103,7 @@ impl Verbs<'_> {
     /// Those of [`Command::run`](crate::Command::run).
     #[track_caller]
     pub fn run(self) -> Result<String> {
-        block_on_here("run", self.cmd.run())
+        block_on("run", self.cmd.run())
     }
 
     /// [`Command::exit_code`], blocking.
@@ -130,7 +113,7 @@ impl Verbs<'_> {
     /// Those of [`Command::exit_code`](crate::Command::exit_code).
     #[track_caller]
     pub fn exit_code(self) -> Result<i32> {
-        block_on_here("exit_code", self.cmd.exit_code())
+        block_on("exit_code", self.cmd.exit_code())
     }
 
     /// [`Command::probe`], blocking.
@@ -140,7 +123,7 @@ impl Verbs<'_> {
     /// Those of [`Command::probe`](crate::Command::probe).
     #[track_caller]
     pub fn probe(self) -> Result<bool> {
-        block_on_here("probe", self.cmd.probe())
+        block_on("probe", self.cmd.probe())
     }
 
     /// [`Command::status`], blocking: stdio inherited, the outcome back.
@@ -150,7 +133,7 @@ impl Verbs<'_> {
     /// Those of [`Command::status`](crate::Command::status).
     #[track_caller]
     pub fn status(self) -> Result<Outcome> {
-        block_on_here("status", self.cmd.status())
+        block_on("status", self.cmd.status())
     }
 
     /// [`Command::parse`], blocking.
@@ -164,7 +147,7 @@ impl Verbs<'_> {
         T: std::str::FromStr,
         T::Err: std::error::Error + Send + Sync + 'static,
     {
-        block_on_here("parse", self.cmd.parse())
+        block_on("parse", self.cmd.parse())
     }
 
     /// [`Command::first_line`], blocking: the first matching stdout line,
@@ -175,7 +158,7 @@ impl Verbs<'_> {
     /// Those of [`Command::first_line`](crate::Command::first_line).
     #[track_caller]
     pub fn first_line(self, pred: impl FnMut(&str) -> bool) -> Result<Option<String>> {
-        block_on_here("first_line", self.cmd.first_line(pred))
+        block_on("first_line", self.cmd.first_line(pred))
     }
 
     /// [`Command::start`], blocking: a live process owning a private
