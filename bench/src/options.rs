@@ -34,11 +34,15 @@ fn with_options(cmd: pkit::Command) -> pkit::Command {
 
 /// `setsid` is refused under process groups (the child would leave its
 /// group): only where the cgroup mechanism holds the child.
+/// Asked once: `host_containment()` probes the host (about 0.15 ms), which
+/// the timed rows must not include.
 fn setsid_ok() -> bool {
-    pkit::host_containment().mechanism == Some(pkit::Mechanism::CgroupV2)
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| pkit::host_containment().mechanism == Some(pkit::Mechanism::CgroupV2))
 }
 
 pub fn scenario(name: &'static str) -> Scenario {
+    setsid_ok();
     Scenario::new(name)
         .with("std::process", || async {
             let t = Instant::now();
