@@ -47,7 +47,6 @@ async fn fifty_groups_and_fifty_runs_leak_nothing() {
         }
         assert_nothing_left("warm-up").await;
         let before = open_fds();
-        let threads_before = pkit_threads();
 
         for i in 0..50 {
             one_round(choice, i).await;
