@@ -24,10 +24,9 @@ use std::ffi::{CStr, CString};
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::portable::in_main_executable;
+use super::portable::{env_plus, may_run_executable};
 use super::process::guard_main;
 use super::wire::{parse_start, socket_of_kind, Plan, Slot, BUF_LEN};
 use crate::sys::setup::dup_above;
@@ -39,11 +38,6 @@ use crate::sys::{child_io, ChildSetup, IoRequest, SpawnError, SpawnSpec};
 const ENV: &str = "PKIT_OWNER_DEATH_GUARD";
 /// The descriptor the guard's socket gets in the new image.
 const GUARD_FD: RawFd = 3;
-
-/// `PKIT_GUARD_START=fork` makes the owner fork its guard (the way used
-/// where running the executable again is not possible), for tests and for
-/// comparing the two; `exec` (or unset) tries the executable first.
-pub(super) const START_ENV_VAR: &str = "PKIT_GUARD_START";
 
 /// Whether [`guard_entry`] ran in this process (so the executable carries
 /// it, and the linker kept it).
@@ -111,23 +105,12 @@ unsafe fn become_guard_if_asked() {
 }
 
 /// Whether the guard may be started by running the executable again; if
-/// not, why not.
+/// not, why not (`PKIT_GUARD_START`, see `portable.rs`).
 pub(super) fn usable() -> Result<(), String> {
-    match std::env::var_os(START_ENV_VAR) {
-        Some(v) if v == "fork" => return Err(format!("{START_ENV_VAR}=fork")),
-        Some(v) if v == "exec" || v.is_empty() => {}
-        None => {}
-        Some(_) => {
-            tracing::warn!(target: "pkit", "{START_ENV_VAR} is neither exec nor fork; ignored")
-        }
-    }
-    if !ENTRY_RAN.load(Ordering::Relaxed) {
-        return Err("pkit's pre-main entry did not run in this process".into());
-    }
-    if !in_main_executable(guard_entry as *const () as usize) {
-        return Err("pkit is not linked into the main executable".into());
-    }
-    Ok(())
+    may_run_executable(
+        ENTRY_RAN.load(Ordering::Relaxed),
+        guard_entry as *const () as usize,
+    )
 }
 
 /// The guard's spawn: this executable, with stdio on `/dev/null`, the
@@ -138,22 +121,7 @@ pub(super) fn spawn_spec(
     cap: usize,
 ) -> io::Result<SpawnSpec> {
     let cstr = |b: Vec<u8>| CString::new(b).map_err(io::Error::other);
-    let mut envp = Vec::new();
-    for (name, value) in std::env::vars_os() {
-        if name == ENV {
-            continue;
-        }
-        let mut entry = name.as_bytes().to_vec();
-        entry.push(b'=');
-        entry.extend_from_slice(value.as_bytes());
-        // A variable with a NUL byte can't be passed on; it is left out.
-        if let Ok(c) = cstr(entry) {
-            envp.push(c);
-        }
-    }
-    envp.push(cstr(
-        format!("{ENV}={GUARD_FD},{},{cap}", u8::from(exact_pgroup)).into_bytes(),
-    )?);
+    let envp = env_plus(ENV, &format!("{GUARD_FD},{},{cap}", u8::from(exact_pgroup)))?;
     let null = || child_io(IoRequest::Null, false).map(|(io, _)| io);
     // `keep` sources must be numbered above every target.
     let sock = dup_above(guard_end.as_raw_fd(), GUARD_FD + 1)?;
@@ -187,6 +155,7 @@ pub(super) fn describe(e: &SpawnError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::portable::in_main_executable;
     use super::*;
 
     #[test]

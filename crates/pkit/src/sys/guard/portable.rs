@@ -95,8 +95,10 @@ use super::portable_process::{
 };
 use super::wire::{current_pid, recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
 
-/// Forces the fork (as for the Linux guard).
-const START_ENV_VAR: &str = "PKIT_GUARD_START";
+/// `PKIT_GUARD_START=fork` makes the owner fork its guard (the way used
+/// where running the executable again is not possible), for tests and for
+/// comparing the two; `exec` (or unset) tries the executable first.
+pub(super) const START_ENV_VAR: &str = "PKIT_GUARD_START";
 
 /// Starts this process's portable guard: this executable run again as its
 /// launcher, else a fork.
@@ -123,17 +125,46 @@ pub(super) fn start() -> Result<Guard, String> {
 
 /// Whether the executable may be run again as the guard's launcher.
 fn usable() -> Result<(), String> {
+    may_run_executable(entry_ran(), entry_address())
+}
+
+/// Whether a guard (or its launcher) may be started by running the
+/// executable again, given whether pkit's pre-`main` entry ran and where
+/// it is; if not, why not. Both guards' check.
+pub(super) fn may_run_executable(entry_ran: bool, entry: usize) -> Result<(), String> {
     match std::env::var_os(START_ENV_VAR) {
         Some(v) if v == "fork" => return Err(format!("{START_ENV_VAR}=fork")),
-        _ => {}
+        Some(v) if v == "exec" || v.is_empty() => {}
+        None => {}
+        Some(_) => {
+            tracing::warn!(target: "pkit", "{START_ENV_VAR} is neither exec nor fork; ignored")
+        }
     }
-    if !entry_ran() {
+    if !entry_ran {
         return Err("pkit's pre-main entry did not run in this process".into());
     }
-    if !in_main_executable(entry_address()) {
+    if !in_main_executable(entry) {
         return Err("pkit is not linked into the main executable".into());
     }
     Ok(())
+}
+
+/// The owner's environment (but `name`) plus `name=value`, for running
+/// this executable again as a guard; a variable with a NUL byte can't be
+/// passed on and is left out. Both guards' environment.
+pub(super) fn env_plus(name: &str, value: &str) -> io::Result<Vec<CString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(n, _)| n != name)
+        .filter_map(|(n, v)| {
+            let mut e = n.as_bytes().to_vec();
+            e.push(b'=');
+            e.extend_from_slice(v.as_bytes());
+            CString::new(e).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{name}={value}")).map_err(io::Error::other)?);
+    Ok(env)
 }
 
 /// Whether `addr` lies in the main executable (the first object
@@ -272,23 +303,10 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
 /// [`ENV`], stdio on `/dev/null`, `guard_end` as [`GUARD_FD`] and no other
 /// descriptor, in a process group of its own.
 fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result<libc::pid_t> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(name, _)| name != ENV)
-        .filter_map(|(name, value)| {
-            let mut e = name.as_bytes().to_vec();
-            e.push(b'=');
-            e.extend_from_slice(value.as_bytes());
-            CString::new(e).ok()
-        })
-        .collect();
-    env.push(CString::new(format!("{ENV}={GUARD_FD},0,{cap}")).map_err(io::Error::other)?);
+    use crate::sys::unix::spawn::{nul_terminated, Attrs};
+    let env = env_plus(ENV, &format!("{GUARD_FD},0,{cap}"))?;
     let argv = [c"pkit-guard".as_ptr(), std::ptr::null()];
-    let envp: Vec<*const c_char> = env
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let envp = nul_terminated(&env);
     // A source above the target: dup2 onto GUARD_FD then clears its
     // close-on-exec flag.
     let sock = crate::sys::dup_above(guard_end.as_raw_fd(), GUARD_FD + 1)?;
@@ -296,62 +314,51 @@ fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result
         0 => Ok(()),
         e => Err(io::Error::from_raw_os_error(e)),
     };
-    // SAFETY: the attribute objects are initialised before use and
-    // destroyed once; every pointer passed to posix_spawn (path, argv,
+    let mut a = Attrs::new()?;
+    #[allow(unused_mut)]
+    let mut flags = libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK;
+    #[cfg(target_os = "macos")]
+    {
+        flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
+    }
+    // SAFETY: the attribute objects are initialised and ours (destroyed
+    // by `Attrs`'s Drop); every pointer passed to posix_spawn (path, argv,
     // envp, the null device's name) outlives the call.
     unsafe {
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        check(libc::posix_spawnattr_init(&mut attr))?;
-        if let Err(e) = check(libc::posix_spawn_file_actions_init(&mut actions)) {
-            libc::posix_spawnattr_destroy(&mut attr);
-            return Err(e);
+        check(libc::posix_spawnattr_setflags(&mut a.attr, flags as _))?;
+        check(libc::posix_spawnattr_setpgroup(&mut a.attr, 0))?;
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        check(libc::posix_spawnattr_setsigmask(&mut a.attr, &none))?;
+        for fd in 0..3 {
+            check(libc::posix_spawn_file_actions_addopen(
+                &mut a.actions,
+                fd,
+                c"/dev/null".as_ptr(),
+                libc::O_RDWR,
+                0,
+            ))?;
         }
-        let result = (|| {
-            #[allow(unused_mut)]
-            let mut flags = libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK;
-            #[cfg(target_os = "macos")]
-            {
-                flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
-            }
-            check(libc::posix_spawnattr_setflags(&mut attr, flags as _))?;
-            check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            check(libc::posix_spawnattr_setsigmask(&mut attr, &none))?;
-            for fd in 0..3 {
-                check(libc::posix_spawn_file_actions_addopen(
-                    &mut actions,
-                    fd,
-                    c"/dev/null".as_ptr(),
-                    libc::O_RDWR,
-                    0,
-                ))?;
-            }
-            check(libc::posix_spawn_file_actions_adddup2(
-                &mut actions,
-                sock.as_raw_fd(),
-                GUARD_FD,
-            ))?;
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            check(libc::posix_spawn_file_actions_addclosefrom_np(
-                &mut actions,
-                GUARD_FD + 1,
-            ))?;
-            let mut pid: libc::pid_t = 0;
-            check(libc::posix_spawn(
-                &mut pid,
-                path.as_ptr(),
-                &actions,
-                &attr,
-                argv.as_ptr() as *const *mut c_char,
-                envp.as_ptr() as *const *mut c_char,
-            ))?;
-            Ok(pid)
-        })();
-        libc::posix_spawnattr_destroy(&mut attr);
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        result
+        check(libc::posix_spawn_file_actions_adddup2(
+            &mut a.actions,
+            sock.as_raw_fd(),
+            GUARD_FD,
+        ))?;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        check(libc::posix_spawn_file_actions_addclosefrom_np(
+            &mut a.actions,
+            GUARD_FD + 1,
+        ))?;
+        let mut pid: libc::pid_t = 0;
+        check(libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            &a.actions,
+            &a.attr,
+            argv.as_ptr() as *const *mut c_char,
+            envp.as_ptr() as *const *mut c_char,
+        ))?;
+        Ok(pid)
     }
 }
 

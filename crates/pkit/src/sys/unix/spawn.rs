@@ -82,10 +82,35 @@ pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
     }
 }
 
-/// Owns the two attribute objects for the length of a spawn.
-struct Attrs {
-    attr: libc::posix_spawnattr_t,
-    actions: libc::posix_spawn_file_actions_t,
+/// Owns the two attribute objects for the length of a spawn (also the
+/// portable guard's launcher's, `guard/portable.rs`).
+pub(crate) struct Attrs {
+    pub(crate) attr: libc::posix_spawnattr_t,
+    pub(crate) actions: libc::posix_spawn_file_actions_t,
+}
+
+impl Attrs {
+    /// Both objects, initialised (an init failure leaves nothing to
+    /// destroy).
+    pub(crate) fn new() -> io::Result<Self> {
+        let check = |rc: libc::c_int| match rc {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        };
+        // SAFETY: zeroed storage is what the init functions expect to
+        // fill; an init failure returns before `Attrs` (and its Drop)
+        // exists.
+        unsafe {
+            let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+            let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+            check(libc::posix_spawnattr_init(&mut attr))?;
+            if let Err(e) = check(libc::posix_spawn_file_actions_init(&mut actions)) {
+                libc::posix_spawnattr_destroy(&mut attr);
+                return Err(e);
+            }
+            Ok(Attrs { attr, actions })
+        }
+    }
 }
 
 impl Drop for Attrs {
@@ -117,18 +142,7 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
         ));
     }
     super::sigchld::ensure();
-    // SAFETY: zeroed storage is what the init functions expect to fill; an
-    // init failure returns before `Attrs` (and its Drop) exists.
-    let mut a = unsafe {
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        check(libc::posix_spawnattr_init(&mut attr))?;
-        if let Err(e) = check(libc::posix_spawn_file_actions_init(&mut actions)) {
-            libc::posix_spawnattr_destroy(&mut attr);
-            return Err(e);
-        }
-        Attrs { attr, actions }
-    };
+    let mut a = Attrs::new().map_err(SpawnError::Os)?;
     // A pty child leads a new session, so a new process group: its
     // group's only when it is the group's first process.
     let ctty = spec.setup.ctty;
@@ -303,7 +317,7 @@ fn terminal(
 }
 
 /// Pointers to each string, then a null pointer.
-fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
+pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())
