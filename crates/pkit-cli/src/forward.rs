@@ -130,17 +130,13 @@ impl Forwarder<'_> {
     /// the termination of the tree at once (as the library's own graceful
     /// stops do), not a grace nobody was asked to use.
     pub fn send_ending(&self, sig: i32) {
-        let sent = self.send(sig);
-        #[cfg(windows)]
-        if !sent {
+        if !self.send(sig) && cfg!(windows) {
             if self.verbose {
                 eprintln!("pkit: no CTRL_BREAK could be delivered: terminating the whole tree");
             }
             let _ = self.group.kill();
             return;
         }
-        #[cfg(unix)]
-        let _ = sent;
         if sig != sig::SIGKILL && sig != sig::SIGCONT {
             self.send(sig::SIGCONT);
         }

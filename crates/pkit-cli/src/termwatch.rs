@@ -18,10 +18,9 @@
 //! continues in the foreground it reads them again (the user may have
 //! changed them meanwhile), tells the watcher and goes raw again.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ExitCode, Stdio};
+use std::process::{Child, ChildStdin, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sys::term::{self, Settings};
@@ -116,26 +115,24 @@ impl Drop for Raw {
 /// pkit's side of the watcher: the child and the pipe's write end.
 struct Watcher {
     child: Child,
-    pipe: File,
+    pipe: ChildStdin,
 }
 
 impl Watcher {
     /// Starts the watcher, armed with `saved`; the error if it can't start
     /// (raw mode goes on without one, with a warning).
     fn start(saved: &Settings) -> std::io::Result<Watcher> {
-        let (r, w) = term::pipe()?;
         let tty = std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?;
-        let child = std::process::Command::new("/proc/self/exe")
+        // std's pipe: both ends close-on-exec, the write end pkit's alone.
+        let mut child = std::process::Command::new("/proc/self/exe")
             .arg(ARG)
-            .stdin(Stdio::from(r))
+            .stdin(Stdio::piped())
             .stdout(Stdio::from(tty))
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()?;
-        let mut watcher = Watcher {
-            child,
-            pipe: File::from(w),
-        };
+        let pipe = child.stdin.take().expect("stdin was piped");
+        let mut watcher = Watcher { child, pipe };
         watcher.arm(saved);
         Ok(watcher)
     }
@@ -143,7 +140,7 @@ impl Watcher {
     fn arm(&mut self, saved: &Settings) {
         let mut msg = Vec::with_capacity(1 + Settings::LEN);
         msg.push(SAVE);
-        msg.extend_from_slice(&saved.to_bytes());
+        msg.extend_from_slice(saved.as_bytes());
         self.send(&msg);
     }
 
@@ -180,35 +177,27 @@ pub fn main() -> ExitCode {
     term::ignore_job_signals();
     term::set_name(c"pkit-termwatch");
     let mut pipe = std::io::stdin().lock();
-    let mut saved = None;
-    let mut armed = false;
-    loop {
-        let mut tag = [0u8];
-        if !read_all(&mut pipe, &mut tag) {
-            break;
-        }
+    // The settings to put back, while armed.
+    let mut armed = None;
+    let mut tag = [0u8];
+    // Until the end of the pipe (or an error).
+    while pipe.read_exact(&mut tag).is_ok() {
         match tag[0] {
             SAVE => {
                 let mut bytes = vec![0u8; Settings::LEN];
-                if !read_all(&mut pipe, &mut bytes) {
+                if pipe.read_exact(&mut bytes).is_err() {
                     break;
                 }
-                saved = Settings::from_bytes(&bytes);
-                armed = saved.is_some();
+                armed = Settings::from_bytes(&bytes);
             }
-            PAUSE => armed = false,
+            PAUSE => armed = None,
             // DONE, or anything pkit never writes: leave the terminal be.
             _ => return ExitCode::SUCCESS,
         }
     }
     // The end of the pipe without "done": pkit is gone.
-    if let Some(s) = saved.filter(|_| armed) {
+    if let Some(s) = armed {
         let _ = s.apply(1);
     }
     ExitCode::SUCCESS
-}
-
-/// Fills `buf`; false at the end of the pipe (or an error) before that.
-fn read_all(r: &mut impl Read, buf: &mut [u8]) -> bool {
-    r.read_exact(buf).is_ok()
 }

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,21 @@ fn text(out: &Arc<Mutex<Vec<u8>>>) -> String {
     String::from_utf8_lossy(&out.lock().unwrap()).into_owned()
 }
 
+/// `pkit run --pty -- cat` under mechanism `m` on the user's terminal
+/// `slave`, once that is raw: pkit and what it writes.
+fn raw_cat(m: &str, slave: &File) -> (Child, Arc<Mutex<Vec<u8>>>) {
+    let mut pkit = pkit()
+        .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = collect(pkit.stdout.take().unwrap());
+    poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));
+    (pkit, out)
+}
+
 #[test]
 fn a_sigkilled_pkit_leaves_the_terminal_as_it_found_it_and_no_tree() {
     for m in PTY_MECHANISMS {
@@ -146,15 +161,7 @@ fn the_terminal_is_raw_while_the_program_runs_and_restored_after() {
     for m in PTY_MECHANISMS {
         let (master, slave) = terminal();
         let before = settings(slave.as_raw_fd());
-        let mut pkit = pkit()
-            .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
-            .stdin(slave.try_clone().unwrap())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = collect(pkit.stdout.take().unwrap());
-        poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));
+        let (mut pkit, out) = raw_cat(m, &slave);
         let watcher = watcher_of(pkit.id());
         let mut keys = master.try_clone().unwrap();
         // Typed on the user's terminal, raw: reaches the program's own
@@ -175,15 +182,7 @@ fn a_stopped_pkit_gives_the_terminal_back_and_takes_it_again_on_fg() {
     for m in PTY_MECHANISMS {
         let (master, slave) = terminal();
         let before = settings(slave.as_raw_fd());
-        let mut pkit = pkit()
-            .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
-            .stdin(slave.try_clone().unwrap())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = collect(pkit.stdout.take().unwrap());
-        poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));
+        let (mut pkit, out) = raw_cat(m, &slave);
         let mut keys = master.try_clone().unwrap();
         keys.write_all(b"one\r").unwrap();
         poll("cat runs", || text(&out).matches("one").count() >= 2);

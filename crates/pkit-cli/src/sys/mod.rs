@@ -13,6 +13,17 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
+/// One received signal and who sent it (on Windows, a console event,
+/// named by the signal it stands for).
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub signo: i32,
+    /// The terminal (or another kernel source) sent it, not `kill(2)`.
+    /// Always false on Windows: a console event is a request to pkit,
+    /// which passes it on (the program's own group ignores Ctrl-C).
+    pub from_kernel: bool,
+}
+
 /// Resource use of this process's reaped children (and what they reaped),
 /// as `getrusage(RUSAGE_CHILDREN)` tells it on Unix ([`children_usage`];
 /// always `None` on Windows).

@@ -1,17 +1,17 @@
-//! Terminal settings (termios) and the pipe the terminal watcher listens
-//! on: the calls `pkit run --pty` needs to put the user's terminal in raw
+//! Terminal settings (termios) and the terminal watcher's own process
+//! setup: the calls `pkit run --pty` needs to put the user's terminal in raw
 //! mode and to get it back, even when pkit itself can't.
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 /// A terminal's settings, as `tcgetattr` read them.
 #[derive(Clone, Copy)]
 pub struct Settings(libc::termios);
 
 impl Settings {
-    /// How many bytes [`Settings::to_bytes`] gives.
+    /// How many bytes [`Settings::as_bytes`] gives.
     pub const LEN: usize = std::mem::size_of::<libc::termios>();
 
     /// The settings of the terminal on `fd`; `None` if it is not one.
@@ -50,13 +50,14 @@ impl Settings {
 
     /// The raw bytes, for the watcher: the same executable reads them back
     /// (so the same layout).
-    pub fn to_bytes(self) -> Vec<u8> {
+    pub fn as_bytes(&self) -> &[u8] {
         let p = (&self.0 as *const libc::termios).cast::<u8>();
-        // SAFETY: a plain C struct of LEN bytes, read as bytes.
-        unsafe { std::slice::from_raw_parts(p, Self::LEN) }.to_vec()
+        // SAFETY: a plain C struct of LEN bytes, read as bytes for as long
+        // as `self` is borrowed.
+        unsafe { std::slice::from_raw_parts(p, Self::LEN) }
     }
 
-    /// Settings from [`Settings::to_bytes`]'s bytes.
+    /// Settings from [`Settings::as_bytes`]'s bytes.
     pub fn from_bytes(bytes: &[u8]) -> Option<Settings> {
         if bytes.len() != Self::LEN {
             return None;
@@ -80,17 +81,6 @@ pub fn may_change(fd: RawFd) -> bool {
         let fg = libc::tcgetpgrp(fd);
         fg < 0 || fg == libc::getpgrp()
     }
-}
-
-/// A pipe, both ends close-on-exec: (read, write).
-pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: two fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// The watcher ignores what a terminal or a shell's job control sends

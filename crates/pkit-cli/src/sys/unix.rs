@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 
-use super::ChildUsage;
+use super::{ChildUsage, Received};
 
 /// The signals pkit catches (and forwards, or acts on).
 pub const CAUGHT: [i32; 13] = [
@@ -30,14 +30,6 @@ pub const CAUGHT: [i32; 13] = [
     // Orphans re-parented to pkit (its subreaper role) are reaped on it.
     libc::SIGCHLD,
 ];
-
-/// One received signal and who sent it.
-#[derive(Debug, Clone, Copy)]
-pub struct Received {
-    pub signo: i32,
-    /// The terminal (or another kernel source) sent it, not `kill(2)`.
-    pub from_kernel: bool,
-}
 
 /// A signalfd for [`CAUGHT`]: they are blocked in this thread (and so in
 /// every thread started after) and read here instead.
@@ -205,16 +197,22 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<File> {
     }
 }
 
-/// The process group of `pid` (from `/proc`).
-fn pgrp_of(pid: &str) -> Option<i32> {
+/// Field `n` of `/proc/<pid>/stat` after the command name (0: the state,
+/// 2: the process group).
+fn stat_field<T: std::str::FromStr>(pid: &str, n: usize) -> Option<T> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(2)?.parse().ok()
+    after.split_whitespace().nth(n)?.parse().ok()
+}
+
+/// The process group of `pid` (from `/proc`).
+fn pgrp_of(pid: &str) -> Option<i32> {
+    stat_field(pid, 2)
 }
 
 /// Whether `pid` is in pkit's own process group.
 pub fn same_pgrp(pid: u32) -> bool {
-    match (pgrp_of("self"), pgrp_of(&pid.to_string())) {
+    match (pgrp_of("self"), pgrp_of_pid(pid)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
     }
@@ -255,9 +253,7 @@ pub fn set_tty_foreground(pgid: i32) -> io::Result<()> {
 
 /// The state letter of `pid` (`R`, `S`, `T`, …) from `/proc`.
 pub fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().next()?.chars().next()
+    stat_field::<String>(&pid.to_string(), 0)?.chars().next()
 }
 
 /// Makes pkit the child subreaper of everything it starts: an orphaned

@@ -27,7 +27,7 @@ use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
 use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
 use windows_sys::Win32::System::Threading::{OpenProcess, TerminateProcess, PROCESS_TERMINATE};
 
-use super::{sig, ChildUsage};
+use super::{sig, ChildUsage, Received};
 
 /// What a process that pkit terminates exits with (as the library: 128+9,
 /// what a shell reports for a SIGKILLed process).
@@ -35,15 +35,6 @@ const KILLED_EXIT_CODE: u32 = 128 + 9;
 
 fn unsupported(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, what.to_string())
-}
-
-/// One console event, named by the signal it stands for.
-#[derive(Debug, Clone, Copy)]
-pub struct Received {
-    pub signo: i32,
-    /// Always false: a console event is a request to pkit, which passes
-    /// it on (the program's own group ignores Ctrl-C).
-    pub from_kernel: bool,
 }
 
 /// The console's control events, from the moment this is made.
