@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """The house's structure check, from the source alone (no compiler).
 
-Fails when a file under a crate's `src/` reaches 600 lines, or when the
-modules of a crate import each other in a circle.
+Fails when a file under a crate's `src/` reaches 600 lines, when the
+modules of a crate import each other in a circle, or when code outside a
+crate's `sys/` reaches into one of `sys/`'s modules (`crate::sys::linux::...`,
+`sys::pty::X`) instead of through `sys/mod.rs`'s one entry (`crate::sys::X`,
+or a namespace declared inline in `sys/mod.rs`).
 
 An edge A -> B means: the file A names an item defined in the file B, by a
 `use` (at the file's top level, outside `#[cfg(test)]` modules) or by a path
@@ -360,6 +363,66 @@ def edges_of(modules):
     return edges
 
 
+def sys_entry_breaches(modules):
+    """Paths written outside `sys/` that reach a module below `sys`.
+
+    `sys/mod.rs` is the one entry: the rest of the crate names `crate::sys::X`
+    (an item, or an alias `sys/mod.rs` itself declares), never a module of
+    `sys/` (`crate::sys::linux::...`). The crate root may re-export one.
+    -> [(file, line, path)]"""
+    top = modules.get(("sys",))
+    if top is None:
+        return []
+    r = Resolver(modules)
+    out = []
+
+    def breach(mod, upath):
+        st = r.start(mod, upath)
+        if st is None:
+            return False
+        if st[0] == "use":
+            m, head, rest = st[1]
+            res = r.resolve(m, m.uses[head])
+            if res is None or res[0] != "module":
+                return False
+            cur = res[1]
+        else:
+            cur, rest = st
+        if cur[:1] == ("sys",) and len(cur) > 1:
+            return modules[cur].file != top.file
+        for i, seg in enumerate(rest):
+            if cur == ("sys",):
+                child = modules.get(top.children.get(seg))
+                # A module of its own file (an inline one in `sys/mod.rs`,
+                # a namespace of constants, is part of the entry); as a
+                # path's last name, a function of the same name may be meant.
+                return (child is not None and child.file != top.file
+                        and (i + 1 < len(rest) or seg not in top.uses))
+            m = modules.get(cur)
+            if m is None or seg not in m.children:
+                return False
+            cur = m.children[seg]
+        return False
+
+    for mod in modules.values():
+        if mod.path[:1] == ("sys",) or mod.path == ():
+            continue
+        for name, upath in mod.uses.items():
+            if breach(mod, upath):
+                out.append((mod.file, 0, "use " + "::".join(upath)))
+        for g in mod.globs:
+            if breach(mod, g + ["_"]):
+                out.append((mod.file, 0, "use " + "::".join(g) + "::*"))
+        for lineno, text in mod.body:
+            for mt in PATH_IN_CODE.finditer(text):
+                segs = mt.group(1).split("::")
+                if segs[0] in ("std", "core", "alloc", "libc", "rustix", "tokio"):
+                    continue
+                if breach(mod, segs):
+                    out.append((mod.file, lineno, mt.group(1)))
+    return out
+
+
 def sccs(nodes, adj):
     index, low, on, stack, out = {}, {}, set(), [], []
     counter = [0]
@@ -434,6 +497,10 @@ def main():
                             continue
                         print(f"{crate}: src/{rel(p)} has {count} lines (limit {LIMIT - 1})")
                         failed = True
+        for f, line, path in sys_entry_breaches(modules):
+            where = f"src/{rel(f)}" + (f":{line}" if line else "")
+            print(f"{crate}: {where} reaches into sys/ past its entry: {path}")
+            failed = True
         edges = edges_of(modules)
         files = sorted({m.file for m in modules.values()})
         adj = {}

@@ -23,7 +23,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sys::term::{self, Settings};
+use crate::sys::{self, TermSettings as Settings};
 
 /// pkit's first argument when it runs as the watcher.
 pub const ARG: &str = "__pkit-terminal-watcher";
@@ -46,7 +46,7 @@ impl Raw {
     /// Switches the terminal on stdin to raw mode; `None` if stdin is not
     /// a terminal, pkit is not its foreground job, or it refuses.
     pub fn enter() -> Option<Raw> {
-        if !term::may_change(0) {
+        if !sys::may_change(0) {
             return None;
         }
         let saved = Settings::of(0)?;
@@ -89,7 +89,7 @@ impl Raw {
     /// Raw mode again after [`Raw::suspend`], if pkit is in the foreground
     /// (its settings re-read first).
     pub fn resume(&mut self) {
-        if self.raw || !term::may_change(0) {
+        if self.raw || !sys::may_change(0) {
             return;
         }
         let Some(now) = Settings::of(0) else { return };
@@ -174,8 +174,8 @@ impl Watcher {
 
 /// The watcher: stdin is the pipe from pkit, stdout the terminal.
 pub fn main() -> ExitCode {
-    term::ignore_job_signals();
-    term::set_name(c"pkit-termwatch");
+    sys::ignore_job_signals();
+    sys::set_name(c"pkit-termwatch");
     let mut pipe = std::io::stdin().lock();
     // The settings to put back, while armed.
     let mut armed = None;

@@ -80,7 +80,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{Error, Result};
-use crate::sys::pty::{PtyIo, Special};
+use crate::sys::{PtyIo, Special};
 
 /// The typing side of a [`Command::pty`](crate::Command::pty) session's terminal: an
 /// [`AsyncWrite`] of the bytes a user would type, and the terminal's

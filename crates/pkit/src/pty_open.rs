@@ -66,7 +66,7 @@ pub(crate) fn open_for(cmd: &Command, program: &str, in_pipe: bool) -> Result<Op
             "{program}: a pty session's stdio is its terminal; {what} can't be set too"
         )))
     };
-    if let Some((mechanism, reason)) = crate::sys::pty::refusal() {
+    if let Some((mechanism, reason)) = crate::sys::pty_refusal() {
         return Err(Error::Unsupported {
             operation: "pty",
             mechanism,
@@ -86,7 +86,7 @@ pub(crate) fn open_for(cmd: &Command, program: &str, in_pipe: bool) -> Result<Op
     if cmd.spawn.claims_output() {
         return invalid("a stdout/stderr file or merge_stderr");
     }
-    let (master, slave) = crate::sys::pty::open(rows, cols)
+    let (master, slave) = crate::sys::open_pty(rows, cols)
         .map_err(|e| Error::io(format!("{program}: opening a pseudo-terminal"), e))?;
     let io_err = |e| Error::io(format!("{program}: opening a pseudo-terminal"), e);
     Ok(Some(PtyEnds {

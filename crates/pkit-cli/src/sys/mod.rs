@@ -3,7 +3,9 @@
 //! (the terminal and subreaper ones answer "none" there).
 
 #[cfg(unix)]
-pub mod term;
+mod term;
+#[cfg(unix)]
+pub use term::{ignore_job_signals, may_change, set_name, Settings as TermSettings};
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

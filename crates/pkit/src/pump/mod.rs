@@ -152,7 +152,7 @@ impl Reader {
     }
 
     /// Starts reading a pseudo-terminal's master (a pty session's output).
-    pub(crate) fn start_pty(pty: crate::sys::pty::PtyIo, plan: StreamPlan) -> Reader {
+    pub(crate) fn start_pty(pty: crate::sys::PtyIo, plan: StreamPlan) -> Reader {
         Reader::start_source(source::Source::Pty(pty), plan)
     }
 

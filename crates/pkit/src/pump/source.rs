@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::sys::pty::PtyIo;
+use crate::sys::PtyIo;
 use crate::sys::{OwnedFd, PipeReceiver};
 
 /// A stream a reader reads.

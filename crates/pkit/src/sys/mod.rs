@@ -76,6 +76,7 @@ pub(crate) use linux::forked::spawn_detached;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::procfs::usage as proc_usage;
 pub use place::Placement;
+pub(crate) use pty::{open as open_pty, refusal as pty_refusal, PtyIo, Special};
 pub(crate) use resolve::ResolveError;
 #[cfg(unix)]
 pub(crate) use resolve::{missing_interpreter, resolve};
