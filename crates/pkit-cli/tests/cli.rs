@@ -470,25 +470,35 @@ fn caps_and_stats() {
 /// `PKIT_TEST_TAG=<tag>`: a forked copy of it, so it has the same
 /// environment, named `pkit-guard`. Polls until it shows up.
 fn guard_of(tag: &str) -> i32 {
-    let want = format!("PKIT_TEST_TAG={tag}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() != "pkit-guard" {
-                continue;
-            }
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
-                return pid;
-            }
+        if let Some(&pid) = guards_tagged(tag).first() {
+            return pid;
         }
         assert!(Instant::now() < deadline, "no guard tagged {tag}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The live `pkit-guard` processes whose environment has
+/// `PKIT_TEST_TAG=<tag>`.
+fn guards_tagged(tag: &str) -> Vec<i32> {
+    let want = format!("PKIT_TEST_TAG={tag}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "pkit-guard" || pid_gone(pid) {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 fn tag() -> String {
@@ -547,6 +557,54 @@ fn a_sigkilled_pkit_run_leaves_nothing_behind() {
         assert_all_gone(&pids);
         assert_no_cgroup_of(child.id());
         assert_all_gone(&[guard]);
+    }
+}
+
+/// The program's first act is to SIGKILL the pkit that started it, so pkit
+/// dies at some point of its start: its spawn call returned or not, the
+/// group registered with the owner-death guard or not. Nothing may be left
+/// either way. (Found with `ctrl_c_to_a_foreground_pkit_run_does_not_stop_its_guard`,
+/// which failed under load when the test's SIGKILL came that early.)
+#[test]
+fn a_pkit_killed_by_its_program_at_once_leaves_nothing_behind() {
+    for m in MECHANISMS {
+        if m == "portable" {
+            // The portable backend registers a group's leader with the
+            // guard only after posix_spawn returns: a pkit killed in
+            // between leaves that group unguarded (1 in ~6 rounds on a
+            // loaded machine). Documented in guard/portable.rs ("Windows
+            // left"); closing it is issue 17's work.
+            eprintln!("skipped for portable: the registration window after posix_spawn");
+            continue;
+        }
+        for round in 0..10 {
+            let (file, tag) = (pid_file(), tag());
+            let script = format!(
+                "echo $$ >> {f}; kill -KILL $PPID; sleep 300 & echo $! >> {f}; \
+                 sleep 300 & echo $! >> {f}; wait",
+                f = file.display()
+            );
+            let mut child = pkit()
+                .args(["run", "--quiet", "--mechanism", m, "--", "sh", "-c"])
+                .arg(script)
+                .env("PKIT_TEST_TAG", &tag)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            let status = child.wait().unwrap();
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{m} round {round}");
+            // The guard exits once it has acted; the shell wrote its own
+            // pid before the kill, and its children's if it got that far.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !guards_tagged(&tag).is_empty() {
+                assert!(Instant::now() < deadline, "{m}: the guard never finished");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let pids = read_pids(&file, 1);
+            let _ = std::fs::remove_file(&file);
+            assert_all_gone(&pids);
+            assert_no_cgroup_of(child.id());
+        }
     }
 }
 
