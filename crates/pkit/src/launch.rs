@@ -409,13 +409,21 @@ pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     for (i, a) in cmd.args.iter().enumerate() {
         argv.push(c(a, &|| format!("argument {}", i + 1))?);
     }
+    // Only the names the caller set are checked: an inherited one is passed
+    // on as it came, as std does (`vars_os` names a raw `=LEAD=1` entry
+    // `=LEAD`, and cmd.exe's `=C:` variables look the same), which joins
+    // back into the same entry.
+    if cmd
+        .env
+        .keys()
+        .any(|k| k.is_empty() || k.to_string_lossy().contains('='))
+    {
+        return Err(Error::InvalidInput(
+            "an environment variable name is empty or contains '='".into(),
+        ));
+    }
     let mut envp = Vec::with_capacity(env.len());
     for (k, v) in env {
-        if k.is_empty() || k.to_string_lossy().contains('=') {
-            return Err(Error::InvalidInput(
-                "an environment variable name is empty or contains '='".into(),
-            ));
-        }
         envp.push(sys::env_entry(k.as_ref(), v.as_ref()).ok_or_else(|| {
             Error::InvalidInput("an environment variable contains a NUL byte".into())
         })?);

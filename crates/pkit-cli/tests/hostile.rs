@@ -1,0 +1,52 @@
+//! `pkit run` given what a hostile or merely unusual caller gives it: odd
+//! environments, odd arguments, signals at bad moments, programs that
+//! misbehave. Each case names what went wrong before its fix, if anything.
+// Unix only: these run the Linux CLI (signals, /proc); Windows has
+// tests/windows.rs.
+#![cfg(unix)]
+
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+
+mod common;
+
+use common::*;
+
+/// An inherited variable whose name begins with `=` (a raw environ entry
+/// `=LEAD=1`: `std::env::vars_os` names it `=LEAD`; cmd.exe's `=C:=C:\dir`
+/// variables look the same on Windows) is passed on as it came, as
+/// `std::process::Command` does. Before: every spawn failed with "an
+/// environment variable name is empty or contains '='", so pkit ran
+/// nothing at all in such an environment.
+#[test]
+fn an_inherited_variable_named_with_a_leading_equals_sign_is_passed_on() {
+    for m in MECHANISMS {
+        let out = pkit()
+            .args(["run", "-q", "--mechanism", m, "--", "env", "-0"])
+            .env("=LEAD", "1")
+            .env("PKIT_TEST_ODD", "a=b")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{m}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
+        for want in [&b"=LEAD=1"[..], b"PKIT_TEST_ODD=a=b"] {
+            assert!(
+                vars.contains(&want),
+                "{m}: {:?} not in the child's environment",
+                std::ffi::OsStr::from_bytes(want)
+            );
+        }
+    }
+    // A name pkit is asked to set is still checked.
+    let out = pkit()
+        .args(["run", "-q", "-E", "=X=1", "--", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+}
