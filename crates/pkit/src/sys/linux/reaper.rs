@@ -19,6 +19,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -57,6 +58,12 @@ static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
 /// without blocking, whenever more work comes, and handed to a thread as
 /// soon as one can be started.
 static STRANDED: Mutex<Vec<Work>> = Mutex::new(Vec::new());
+
+/// How many `RemoveCgroup` items are queued and not yet finished: while
+/// none is, [`recheck`] has nothing to wake the thread for. (A forked
+/// child's inherited count may be too high, never too low: it then wakes
+/// the thread for nothing.)
+static WATCHED: AtomicUsize = AtomicUsize::new(0);
 
 /// This process's reaper thread, started (or, in a forked child, started
 /// anew) if needed; `None` when no thread can be started.
@@ -132,6 +139,11 @@ fn submit(work: Work) {
 /// thread polls, so without this it would hold that fd until some other
 /// work woke it.
 pub(crate) fn recheck() {
+    // Nothing watched: no thread to wake (the common case, a group closed
+    // after its processes were waited for).
+    if WATCHED.load(Ordering::SeqCst) == 0 {
+        return;
+    }
     let current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = &*current {
         if r.pid == crate::sys::pid::current() {
@@ -180,6 +192,7 @@ pub(crate) fn reap_later(pidfd: OwnedFd) {
 
 /// Remove the (killed) cgroup at `path` once it is empty.
 pub(crate) fn remove_cgroup_later(path: PathBuf, events: OwnedFd, then: Vec<PathBuf>) {
+    WATCHED.fetch_add(1, Ordering::SeqCst);
     submit(Work::RemoveCgroup { path, events, then });
 }
 
@@ -246,6 +259,7 @@ fn try_finish(work: &mut Work) -> bool {
             };
             if done {
                 super::events::remove_dirs(then);
+                WATCHED.fetch_sub(1, Ordering::SeqCst);
             }
             done
         }
