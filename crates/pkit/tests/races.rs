@@ -491,16 +491,6 @@ fn tagged_alive(tag: &str) -> Vec<u32> {
 async fn owner_sigkilled_at_random_points_leaves_nothing() {
     let suite = begin("owner_sigkilled_at_random_points_leaves_nothing").await;
     for choice in mechanisms() {
-        if skip_on_portable(
-            choice,
-            "the portable backend starts a group's leader with posix_spawn, which runs no code \
-             of ours before exec, so the portable owner-death guard learns of the group only \
-             after posix_spawn returned: an owner SIGKILLed in between leaves that one group \
-             unguarded (sys/guard/portable.rs, 'Windows left'); owners killed with groups \
-             running are tested in tests/guard.rs",
-        ) {
-            continue;
-        }
         for i in 0..12 {
             owner_race_round(choice, i, &[]).await;
         }

@@ -233,21 +233,23 @@ impl Container {
                 let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
                 pty_session_check(spec, leader.as_deref())?;
                 let spawn = super::unix::spawn::spawn;
-                let pid = match spawn(spec, pgid) {
-                    // As above: the leader was reaped by someone else and
-                    // its group emptied; the new child leads a new one.
-                    Err(SpawnError::Step(ChildStep::ProcessGroup, e))
-                        if pgid != 0
-                            && e.raw_os_error() == Some(libc::EPERM)
-                            && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
-                    {
-                        let new = spawn(spec, 0)?;
-                        *leader = None;
-                        pgid = 0;
-                        self.release_leader_registration();
-                        new
-                    }
-                    other => other?,
+                let pid = match pgid {
+                    0 => self.spawn_portable_leader(spec)?,
+                    _ => match spawn(spec, pgid) {
+                        // As above: the leader was reaped by someone else
+                        // and its group emptied; the new child leads a new
+                        // one.
+                        Err(SpawnError::Step(ChildStep::ProcessGroup, e))
+                            if e.raw_os_error() == Some(libc::EPERM)
+                                && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
+                        {
+                            *leader = None;
+                            pgid = 0;
+                            self.release_leader_registration();
+                            self.spawn_portable_leader(spec)?
+                        }
+                        other => other?,
+                    },
                 };
                 let handle = Arc::new(ChildHandle::Portable(PortableChild::new(pid)));
                 if leader.is_none() {
@@ -310,6 +312,51 @@ impl Container {
         Ok(handle)
     }
 
+    /// Spawns a new process group's first process on the portable backend.
+    /// Where the group will be registered with the guard and the
+    /// executable can serve as a trampoline (`unix/trampoline.rs`), the
+    /// child is held before its program runs until the registration has
+    /// been sent: an owner killed at any point of the start leaves no
+    /// program running unguarded (the held child exits when it reads end
+    /// of file). Elsewhere the group is registered after `posix_spawn`
+    /// returns (by [`register_leader`](Self::register_leader), which is a
+    /// no-op once the group is registered here).
+    #[cfg(unix)]
+    fn spawn_portable_leader(&self, spec: &SpawnSpec) -> Result<i32, SpawnError> {
+        use super::unix::spawn::{spawn, spawn_gated, Passed};
+        let plain = || spawn(spec, 0);
+        let gate = matches!(*self.guard_link(), GuardLink::Pending)
+            && self.guard().is_ok()
+            && super::unix::spawn::unsupported_setup(spec).is_none();
+        let Some(exe) = gate.then(guard::trampoline_exe).flatten() else {
+            return plain();
+        };
+        let Ok(held) = spawn_gated(spec, exe) else {
+            return plain();
+        };
+        // The held child is unreaped and waiting: its number and session
+        // are exact.
+        let pid = held.pid;
+        let own_session = crate::sys::unix::pgroup::session_of(pid) == Some(pid);
+        self.register_leader_with(|g| g.register_pgroup_number(pid, own_session.then_some(pid)));
+        match held.open(spec) {
+            Passed::Running => Ok(pid),
+            Passed::Failed(e) => {
+                // Unregistered before the held child is reaped (its
+                // zombie keeps the number ours until then).
+                self.release_leader_registration();
+                held.reap();
+                Err(e)
+            }
+            Passed::Broken => {
+                self.release_leader_registration();
+                held.reap();
+                guard::trampoline_broken();
+                plain()
+            }
+        }
+    }
+
     /// Drops the guard's registration of a leader that is gone (its group
     /// emptied; see `spawn`), so that the next leader registers afresh.
     fn release_leader_registration(&self) {
@@ -325,11 +372,20 @@ impl Container {
 
     /// Registers a process group's new leader with the guard.
     fn register_leader(&self, leader: &ChildHandle) {
+        self.register_leader_with(|g| register_pgroup(g, leader));
+    }
+
+    /// Registers a process group with the guard through `register`, if it
+    /// is not registered yet.
+    fn register_leader_with(
+        &self,
+        register: impl FnOnce(&guard::Guard) -> Result<guard::Ticket, String>,
+    ) {
         let mut link = self.guard_link();
         if !matches!(*link, GuardLink::Pending) {
             return;
         }
-        *link = match self.guard().and_then(|g| register_pgroup(g, leader)) {
+        *link = match self.guard().and_then(register) {
             Ok(t) => GuardLink::On(t),
             Err(why) => {
                 tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");

@@ -186,6 +186,54 @@ pub(crate) fn get() -> Result<&'static Guard, String> {
     get_for(true)
 }
 
+/// Set to `off` (or `0`), `PKIT_SPAWN_TRAMPOLINE` makes the portable
+/// backend start a new process group's first process the plain way and
+/// register the group after `posix_spawn` returns, as where the
+/// trampoline can't be used (for tests and for measuring its cost).
+const TRAMPOLINE_ENV_VAR: &str = "PKIT_SPAWN_TRAMPOLINE";
+
+/// Set once a trampoline failed to reach its gate: not tried again.
+static TRAMPOLINE_BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The executable to start a new process group's first process through,
+/// held until its group is registered with the portable guard (see
+/// `unix/trampoline.rs`), if it can be: pkit's pre-`main` entry is in the
+/// main executable, which can be run again. `None` otherwise: the group
+/// is then registered just after `posix_spawn` returns (the window
+/// `portable.rs` describes).
+pub(crate) fn trampoline_exe() -> Option<&'static std::ffi::CString> {
+    static EXE: OnceLock<Option<std::ffi::CString>> = OnceLock::new();
+    if TRAMPOLINE_BROKEN.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    EXE.get_or_init(|| {
+        use crate::sys::unix::trampoline::{entry_address, entry_ran};
+        let off = std::env::var_os(TRAMPOLINE_ENV_VAR).is_some_and(|v| v == "off" || v == "0");
+        let why = if off {
+            Err(format!("{TRAMPOLINE_ENV_VAR}=off"))
+        } else if !entry_ran() || entry_address() == 0 {
+            Err("pkit's pre-main trampoline entry did not run in this process".into())
+        } else if !portable::in_main_executable(entry_address()) {
+            Err("pkit is not linked into the main executable".into())
+        } else {
+            portable::own_executable().map_err(|e| format!("this program's executable: {e}"))
+        };
+        why.map_err(|why| {
+            tracing::debug!(target: "pkit", reason = %why, "portable backend: no trampoline; a new process group is registered with the guard after posix_spawn returns");
+        })
+        .ok()
+    })
+    .as_ref()
+}
+
+/// A trampoline did not reach its gate (it could not be loaded, or the
+/// executable is not pkit's): new groups start the plain way from now on.
+pub(crate) fn trampoline_broken() {
+    if !TRAMPOLINE_BROKEN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(target: "pkit", "portable backend: this program's executable did not run as a trampoline; new process groups are registered with the owner-death guard after posix_spawn returns");
+    }
+}
+
 /// Logs how a guard's start went.
 fn announce(r: Result<Guard, String>) -> Result<Guard, String> {
     match &r {

@@ -73,9 +73,14 @@
 //!
 //! # Windows left
 //!
-//! - A group's leader is registered right after `posix_spawn` returns
-//!   (`posix_spawn` runs no code of ours in the child): an owner killed in
-//!   that window leaves that one group unguarded.
+//! - `posix_spawn` runs no code of ours in the child, so a group's first
+//!   process is started as a trampoline (`unix/trampoline.rs`): this
+//!   executable, held before `main` until the owner has sent the group's
+//!   registration, then `exec`ing the real program; it exits without
+//!   running it when the owner dies first. Where the trampoline can't be
+//!   used (see `trampoline_exe` in `mod.rs`) the group is registered right
+//!   after `posix_spawn` returns, and an owner killed in that window leaves
+//!   that one group unguarded.
 //! - macOS has no `SOCK_CLOEXEC`: the pair is made close-on-exec with
 //!   `fcntl` just after, and another thread's fork and exec in between
 //!   would hand the owner's end to a program (which then holds the guard
@@ -266,7 +271,7 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 /// This program's executable, to run again.
-fn own_executable() -> io::Result<CString> {
+pub(super) fn own_executable() -> io::Result<CString> {
     #[cfg(target_os = "linux")]
     return Ok(c"/proc/self/exe".to_owned());
     #[cfg(not(target_os = "linux"))]
@@ -344,11 +349,17 @@ fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result
             sock.as_raw_fd(),
             GUARD_FD,
         ))?;
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        check(libc::posix_spawn_file_actions_addclosefrom_np(
-            &mut a.actions,
-            GUARD_FD + 1,
-        ))?;
+        // Every other descriptor closed in the launcher: macOS has
+        // POSIX_SPAWN_CLOEXEC_DEFAULT (above), glibc and FreeBSD 13.1+ a
+        // closefrom file action; elsewhere the guard closes them itself
+        // (`guard_main`), after the launcher's fork.
+        #[cfg(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd"))]
+        check(
+            crate::sys::unix::spawn::posix_spawn_file_actions_addclosefrom_np(
+                &mut a.actions,
+                GUARD_FD + 1,
+            ),
+        )?;
         let mut pid: libc::pid_t = 0;
         check(libc::posix_spawn(
             &mut pid,
@@ -364,7 +375,7 @@ fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result
 
 /// Forks the guard (twice, so that it is nobody's child here): where the
 /// executable can't be run as its launcher, given as `why`.
-fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
+pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
     let (owner_end, guard_end) = socket_pair()?;
     // SAFETY: a fresh anonymous mapping, ours until unmapped below.
     let table = unsafe { map_table(cap) }.ok_or("cannot map the guard's table")?;

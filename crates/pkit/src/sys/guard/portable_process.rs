@@ -10,8 +10,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::wire::{
-    detach, parse_start, socket_of_kind, table_count, table_insert, table_remove, Msg, Plan, Reply,
-    Slot, OP_PGROUP, OP_QUERY, OP_REMOVE, REPLY_COUNT, REPLY_HELLO,
+    close_all_but, detach, parse_start, socket_of_kind, table_count, table_insert, table_remove,
+    Msg, Plan, Reply, Slot, OP_PGROUP, OP_QUERY, OP_REMOVE, REPLY_COUNT, REPLY_HELLO,
 };
 
 /// Set in the launched image's environment: `<fd>,0,<cap>` (the socket's
@@ -100,17 +100,7 @@ pub(super) unsafe fn map_table(cap: usize) -> Option<*mut Slot> {
 pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     // Keep only the socket (a forked guard holds copies of all the owner's
     // descriptors), stdio on /dev/null.
-    let mut lim = MaybeUninit::<libc::rlimit>::zeroed();
-    let top = if libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) == 0 {
-        lim.assume_init().rlim_cur.min(65_536) as RawFd
-    } else {
-        1024
-    };
-    for fd in 0..top.max(plan.sock + 1) {
-        if fd != plan.sock {
-            libc::close(fd);
-        }
-    }
+    close_all_but(plan.sock);
     detach();
     // Every signal at its default (the owner's handlers are not ours), but
     // the ones a terminal or a careless `kill` sends: ignored.

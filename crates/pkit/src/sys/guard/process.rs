@@ -18,17 +18,7 @@ use crate::sys::linux::spawn;
 pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     // Keep only our socket: no pipe, cgroup or pidfd of the owner's stays
     // open here (stdio becomes /dev/null).
-    let sock = plan.sock as libc::c_uint;
-    if libc::syscall(libc::SYS_close_range, 0u32, sock - 1, 0u32) != 0 {
-        for fd in 0..sock {
-            libc::close(fd as RawFd);
-        }
-    }
-    if libc::syscall(libc::SYS_close_range, sock + 1, u32::MAX, 0u32) != 0 {
-        for fd in sock + 1..65536 {
-            libc::close(fd as RawFd);
-        }
-    }
+    close_all_but(plan.sock);
     detach();
     // Room for one pidfd per slot.
     let mut lim = MaybeUninit::<libc::rlimit>::zeroed();

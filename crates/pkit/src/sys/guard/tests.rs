@@ -310,3 +310,45 @@ fn lists_pids() {
     for_each_pid(b"12\n345\n6", false, &mut |p| seen.push(p));
     assert_eq!(seen, [12, 345]);
 }
+
+/// A forked portable guard keeps none of the owner's descriptors, however
+/// high their number (it closed only those below 65536 before).
+#[test]
+fn a_forked_portable_guard_closes_descriptors_above_65536() {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const HIGH: i32 = 66_000;
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with valid buffers; raising this
+    // process's descriptor limit harms no other test.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) == 0 && {
+            let want = (HIGH as libc::rlim_t + 1).max(old.rlim_cur);
+            let lim = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want.max(old.rlim_max),
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+        }
+    };
+    if !raised {
+        eprintln!("SKIPPED a_forked_portable_guard_closes_descriptors_above_65536: RLIMIT_NOFILE can't be raised above {HIGH} here");
+        return;
+    }
+    let file = std::fs::File::open("/dev/null").unwrap();
+    // SAFETY: F_DUPFD_CLOEXEC of our own descriptor; the copy is ours.
+    let high = unsafe {
+        let fd = libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH);
+        assert_eq!(fd, HIGH, "{}", std::io::Error::last_os_error());
+        OwnedFd::from_raw_fd(fd)
+    };
+    let g = super::portable::start_forked(TABLE_CAP, "test".into()).expect("a forked guard");
+    let held = Path::new(&format!("/proc/{}/fd/{HIGH}", g.pid)).exists();
+    let guard_pid = g.pid as u32;
+    drop(g);
+    drop(high);
+    assert!(wait_gone(guard_pid), "the guard exits at end of file");
+    assert!(!held, "the forked guard kept descriptor {HIGH}");
+}

@@ -282,6 +282,54 @@ pub(super) unsafe fn socket_of_kind(sock: RawFd, kind: libc::c_int) -> bool {
         && got == kind
 }
 
+/// Closes every descriptor but `keep` (a forked guard holds copies of all
+/// the owner's): `close_range` on Linux, `closefrom` on FreeBSD, and
+/// elsewhere (and on a Linux before 5.9) one `close` per number up to the
+/// real descriptor limit (`RLIMIT_NOFILE`'s soft limit, which on Linux
+/// can't exceed `fs.nr_open`; on macOS `getdtablesize`, that limit capped
+/// at `kern.maxfilesperproc`): no descriptor above it can be open.
+///
+/// # Safety
+/// Async-signal-safe calls only; only in a freshly forked guard.
+pub(super) unsafe fn close_all_but(keep: RawFd) {
+    for fd in 0..keep {
+        libc::close(fd);
+    }
+    let from = keep + 1;
+    #[cfg(target_os = "linux")]
+    if libc::syscall(libc::SYS_close_range, from as libc::c_uint, u32::MAX, 0u32) == 0 {
+        return;
+    }
+    #[cfg(target_os = "freebsd")]
+    {
+        libc::closefrom(from);
+        return;
+    }
+    #[allow(unreachable_code)]
+    {
+        #[cfg(target_os = "macos")]
+        let top = libc::getdtablesize();
+        #[cfg(not(target_os = "macos"))]
+        let top = {
+            let mut lim = std::mem::MaybeUninit::<libc::rlimit>::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) == 0 {
+                let cur = lim.assume_init().rlim_cur;
+                // Unlimited (where allowed): the largest descriptor number.
+                if cur == libc::RLIM_INFINITY || cur > libc::c_int::MAX as libc::rlim_t {
+                    libc::c_int::MAX
+                } else {
+                    cur as libc::c_int
+                }
+            } else {
+                65_536
+            }
+        };
+        for fd in from..top {
+            libc::close(fd);
+        }
+    }
+}
+
 /// The guard's detachment, once it has closed every descriptor but its
 /// socket: stdio on `/dev/null`, a session of its own (a fork is never a
 /// process-group leader, so `setsid` works: out of reach of the owner's

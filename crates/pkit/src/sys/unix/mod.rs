@@ -10,3 +10,4 @@ pub(crate) mod pgroup;
 pub(crate) mod ptable;
 pub(crate) mod sigchld;
 pub(crate) mod spawn;
+pub(crate) mod trampoline;

@@ -8,6 +8,11 @@
 //! its stdio: `POSIX_SPAWN_CLOEXEC_DEFAULT` on macOS, a `closefrom(3)` file
 //! action on glibc and FreeBSD.
 //!
+//! A new process group's first process can be started held, through a
+//! trampoline (this program's executable, see `trampoline.rs`), so that
+//! the group is registered with the owner-death guard before its program
+//! runs: [`spawn_gated`] and [`Gated`].
+//!
 //! The spawn options a child would apply to itself before `exec` (limits,
 //! credentials, kept descriptors, hooks) have no `posix_spawn` attribute:
 //! a start that asks for them is refused with
@@ -26,6 +31,9 @@
 
 use std::ffi::{c_char, CString};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::trampoline::{ENV, GATE_FD, GO, READY};
 
 use crate::sys::{ChildIo, SpawnError, SpawnSpec};
 
@@ -46,7 +54,7 @@ extern "C" {
         actions: *mut libc::posix_spawn_file_actions_t,
         path: *const c_char,
     ) -> libc::c_int;
-    fn posix_spawn_file_actions_addclosefrom_np(
+    pub(crate) fn posix_spawn_file_actions_addclosefrom_np(
         actions: *mut libc::posix_spawn_file_actions_t,
         from: libc::c_int,
     ) -> libc::c_int;
@@ -54,7 +62,7 @@ extern "C" {
 #[cfg(not(target_os = "freebsd"))]
 use libc::posix_spawn_file_actions_addchdir_np;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-use libc::posix_spawn_file_actions_addclosefrom_np;
+pub(crate) use libc::posix_spawn_file_actions_addclosefrom_np;
 
 /// Why a spawn option can't be honoured by `posix_spawn`, if one can't.
 pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
@@ -134,6 +142,200 @@ fn check(rc: libc::c_int) -> Result<(), SpawnError> {
 /// Spawns `spec` into process group `pgid` (0: a new group led by the
 /// child) and returns its pid. The caller owns the unreaped child.
 pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
+    start(spec, pgid, None)
+}
+
+/// Spawns `spec` as a new process group's first process, held at the
+/// registration gate (see `trampoline.rs`): `exe` (this program's
+/// executable) runs first, in the new group, and execs the real program
+/// only once [`Gated::open`] says so. `Err` when the trampoline could not
+/// be started; the caller then spawns the plain way, which reports the
+/// spawn's own error exactly.
+pub(crate) fn spawn_gated(spec: &SpawnSpec, exe: &CString) -> Result<Gated, SpawnError> {
+    let (owner_end, child_end) = gate_pair().map_err(SpawnError::Os)?;
+    // A source above the target: its dup2 onto GATE_FD then clears the
+    // close-on-exec flag in the child only.
+    let child_end =
+        crate::sys::dup_above(child_end.as_raw_fd(), GATE_FD + 1).map_err(SpawnError::Os)?;
+    let pid = start(spec, 0, Some((exe, child_end.as_raw_fd())))?;
+    Ok(Gated {
+        pid,
+        sock: owner_end,
+    })
+}
+
+/// A socket pair for the gate, both ends close-on-exec: the owner's, the
+/// child's.
+fn gate_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as RawFd; 2];
+    #[cfg(not(target_os = "macos"))]
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    #[cfg(target_os = "macos")]
+    let kind = libc::SOCK_STREAM;
+    // SAFETY: socketpair writes two fds into the array we pass.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(target_os = "macos")]
+    for fd in [&a, &b] {
+        let on: libc::c_int = 1;
+        // SAFETY: sets the close-on-exec flag of our own descriptor (no
+        // SOCK_CLOEXEC on macOS; pkit's own spawns there close every
+        // descriptor they don't place anyway), and an int option on it
+        // (no MSG_NOSIGNAL on macOS).
+        unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    Ok((a, b))
+}
+
+/// The go byte's send: a dead trampoline is an EPIPE, not a SIGPIPE.
+#[cfg(not(target_os = "macos"))]
+const GO_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(target_os = "macos")]
+const GO_FLAGS: libc::c_int = 0;
+
+/// A new process group's first process, held at the registration gate
+/// (see `trampoline.rs`), and the owner's end of its gate socket.
+pub(crate) struct Gated {
+    pub(crate) pid: i32,
+    sock: OwnedFd,
+}
+
+/// How a gated start went.
+pub(crate) enum Passed {
+    /// The real program runs (or the child was killed at the gate, which
+    /// its exit status then says).
+    Running,
+    /// The real program could not be executed: the error, as a plain
+    /// spawn reports it. The trampoline has exited, unreaped.
+    Failed(SpawnError),
+    /// The trampoline never reached the gate (it could not be loaded, or
+    /// is not pkit's): the caller drops it ([`Gated::reap`]) and spawns the
+    /// plain way.
+    Broken,
+}
+
+impl Gated {
+    /// Lets the held child go on (once its process group is registered)
+    /// and waits until it has executed the real program, or failed to.
+    pub(crate) fn open(&self, spec: &SpawnSpec) -> Passed {
+        let fd = self.sock.as_raw_fd();
+        let go = [GO];
+        // SAFETY: writes one byte from our buffer to our socket. The
+        // trampoline can't have closed its end without reading it but by
+        // dying, which the reads below tell.
+        unsafe { libc::send(fd, go.as_ptr().cast(), 1, GO_FLAGS) };
+        // READY, then end of file (the exec closed the child's end) or
+        // an errno (the exec failed).
+        let mut buf = [0u8; 5];
+        let mut got = 0;
+        while got < buf.len() {
+            // SAFETY: reads into the rest of our buffer from our socket.
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    buf[got..].as_mut_ptr().cast(),
+                    buf.len() - got,
+                    libc::MSG_WAITALL,
+                )
+            };
+            if n > 0 {
+                got += n as usize;
+            } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            } else {
+                break;
+            }
+        }
+        match got {
+            1 if buf[0] == READY => Passed::Running,
+            5 if buf[0] == READY => {
+                let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                Passed::Failed(exec_error(spec, 0, errno))
+            }
+            // Never reached the gate: killed there (by a group kill racing
+            // the start), or not a trampoline at all.
+            _ if killed(self.pid) => Passed::Running,
+            _ => Passed::Broken,
+        }
+    }
+
+    /// Ends and reaps the held child (after [`Passed::Failed`] or
+    /// [`Passed::Broken`]), once the caller has unregistered its group.
+    pub(crate) fn reap(self) {
+        // SAFETY: kill(2) and waitpid(2) of our own unreaped child: the
+        // pid names no other process.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            let mut status = 0;
+            while libc::waitpid(self.pid, &mut status, 0) < 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+    }
+}
+
+/// Whether our child `pid`, which closed its end of the gate without a
+/// word, was killed by a signal (waited for up to a second, unreaped).
+fn killed(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: waitid(2) with a valid, zeroed siginfo buffer of ours, on
+        // our own child, without reaping it.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                info.as_mut_ptr(),
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: zeroed or filled by waitid: a plain C struct.
+        let info = unsafe { info.assume_init() };
+        // SAFETY: reading the pid field of a siginfo_t filled by waitid.
+        if rc == 0 && unsafe { info.si_pid() } != 0 {
+            return matches!(info.si_code, libc::CLD_KILLED | libc::CLD_DUMPED);
+        }
+        if rc != 0 || std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The error a failed `posix_spawn` (or the trampoline's `execve`) with
+/// errno `e` stands for.
+fn exec_error(spec: &SpawnSpec, pgid: i32, e: i32) -> SpawnError {
+    match e {
+        // glibc reports the failed chdir or exec by its errno alone; a
+        // working directory that can't be entered is told apart by the
+        // caller's resolution, which already checked the program.
+        e if spec.cwd.is_some() && cwd_error(spec.cwd.as_ref(), e) => {
+            SpawnError::Chdir(io::Error::from_raw_os_error(e))
+        }
+        libc::EPERM if pgid != 0 => SpawnError::Step(
+            crate::spawn_options::ChildStep::ProcessGroup,
+            io::Error::from_raw_os_error(libc::EPERM),
+        ),
+        e => SpawnError::Exec(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Spawns `spec` into process group `pgid`; `via`: as a trampoline, this
+/// executable with the gate socket (see [`spawn_gated`]).
+fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<i32, SpawnError> {
     if let Some(why) = unsupported_setup(spec) {
         return Err(SpawnError::Unsupported(
             "spawn options",
@@ -184,10 +386,20 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
         place(&mut a.actions, &spec.stdout, 1, None)?;
         place(&mut a.actions, &spec.stderr, 2, Some(&spec.stdout))?;
     }
-    // After the stdio moves: every other descriptor is closed in the child.
+    // After the stdio moves (a source may be GATE_FD): the gate socket.
+    let mut keep_below = 3;
+    if let Some((_, sock)) = via {
+        // SAFETY: our initialised actions object and two fd numbers; the
+        // source is above GATE_FD and open until posix_spawn returns.
+        check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut a.actions, sock, GATE_FD) })?;
+        keep_below = GATE_FD + 1;
+    }
+    // Then every other descriptor is closed in the child.
     #[cfg(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd"))]
     // SAFETY: our initialised actions object and a descriptor number.
-    check(unsafe { posix_spawn_file_actions_addclosefrom_np(&mut a.actions, 3) })?;
+    check(unsafe { posix_spawn_file_actions_addclosefrom_np(&mut a.actions, keep_below) })?;
+    #[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd")))]
+    let _ = keep_below;
     if let Some(dir) = &spec.cwd {
         // SAFETY: a C string that outlives the call (copied by the C
         // library), and our initialised actions object.
@@ -198,7 +410,18 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
             })?;
     }
     let argv = nul_terminated(&spec.argv);
-    let envp = nul_terminated(&spec.envp);
+    // A trampoline's environment: ENV=<the real program> first.
+    let gate_env = match via {
+        Some(_) => Some(gate_env(&spec.path)?),
+        None => None,
+    };
+    let envp: Vec<*const c_char> = match &gate_env {
+        Some(first) => std::iter::once(first.as_ptr())
+            .chain(nul_terminated(&spec.envp))
+            .collect(),
+        None => nul_terminated(&spec.envp),
+    };
+    let path = via.map_or(&spec.path, |(exe, _)| exe);
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: the path and the
     // argument and environment strings (owned by `spec`), their
@@ -206,7 +429,7 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
     let rc = unsafe {
         libc::posix_spawn(
             &mut pid,
-            spec.path.as_ptr(),
+            path.as_ptr(),
             &a.actions,
             &a.attr,
             argv.as_ptr() as *const *mut c_char,
@@ -215,18 +438,15 @@ pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
     };
     match rc {
         0 => Ok(pid),
-        // glibc reports the failed chdir or exec by its errno alone; a
-        // working directory that can't be entered is told apart by the
-        // caller's resolution, which already checked the program.
-        e if spec.cwd.is_some() && cwd_error(spec.cwd.as_ref(), e) => {
-            Err(SpawnError::Chdir(io::Error::from_raw_os_error(e)))
-        }
-        libc::EPERM if pgid != 0 => Err(SpawnError::Step(
-            crate::spawn_options::ChildStep::ProcessGroup,
-            io::Error::from_raw_os_error(libc::EPERM),
-        )),
-        e => Err(SpawnError::Exec(io::Error::from_raw_os_error(e))),
+        e => Err(exec_error(spec, pgid, e)),
     }
+}
+
+/// `ENV=<path>`, the trampoline's first environment string.
+fn gate_env(path: &CString) -> Result<CString, SpawnError> {
+    let mut e = format!("{ENV}=").into_bytes();
+    e.extend_from_slice(path.as_bytes());
+    CString::new(e).map_err(|e| SpawnError::Os(io::Error::other(e)))
 }
 
 /// Whether error `e` from a spawn with working directory `dir` is the
