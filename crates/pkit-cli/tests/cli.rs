@@ -480,27 +480,6 @@ fn guard_of(tag: &str) -> i32 {
     }
 }
 
-/// The live `pkit-guard` processes whose environment has
-/// `PKIT_TEST_TAG=<tag>`.
-fn guards_tagged(tag: &str) -> Vec<i32> {
-    let want = format!("PKIT_TEST_TAG={tag}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != "pkit-guard" || pid_gone(pid) {
-            continue;
-        }
-        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 fn tag() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(

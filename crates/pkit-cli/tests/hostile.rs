@@ -50,3 +50,32 @@ fn an_inherited_variable_named_with_a_leading_equals_sign_is_passed_on() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
 }
+
+/// A run starts one owner-death guard: the one its mechanism uses. Before,
+/// `--mechanism portable` started the Linux guard too (a second process,
+/// and a second run of the executable), because creating any group that
+/// had no cgroup registration to release still asked for that guard.
+#[test]
+fn a_run_starts_only_the_guard_its_mechanism_uses() {
+    for m in MECHANISMS {
+        let tag = format!("{}-guards-{m}", std::process::id());
+        let file = pid_file();
+        let mut child = pkit()
+            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c"])
+            .arg(format!("echo $$ > {}; exec sleep 300", file.display()))
+            .env("PKIT_TEST_TAG", &tag)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 1);
+        // The guards start before the program; give a slow second one time
+        // to show.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let guards = guards_tagged(&tag);
+        kill(child.id(), libc::SIGTERM);
+        child.wait().unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert_all_gone(&pids);
+        assert_eq!(guards.len(), 1, "{m}: guards {guards:?}");
+    }
+}

@@ -1246,3 +1246,57 @@ async fn a_subreaper_owner_reaps_its_dead_guard() {
     }
     suite.end().await;
 }
+
+/// Runs as an owner whose groups all have the guard turned off when
+/// `PKIT_GUARD_OFF_HELPER` names a mechanism (otherwise a no-op): two
+/// groups, each started, waited for and closed (the second may reuse the
+/// first's emptied cgroup), then prints the guard's pid, if one started.
+#[test]
+fn guard_off_helper() {
+    let Ok(mech) = std::env::var("PKIT_GUARD_OFF_HELPER") else {
+        return;
+    };
+    let choice = MechanismChoice::parse(&mech).expect("a mechanism");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        for _ in 0..2 {
+            let group = Group::builder()
+                .mechanism(choice)
+                .owner_death_guard(false)
+                .build()
+                .expect("group");
+            let mut p = group.start(&Command::new("true")).expect("start");
+            p.wait().await.expect("wait");
+            group.close().await.expect("close");
+        }
+    });
+    println!("guard pid: {:?}", pkit::host_containment().guard.pid);
+}
+
+/// An owner whose groups have the guard turned off starts no guard at all.
+/// Before, closing such a cgroup group (and creating any group of the
+/// portable backend) asked for the guard, which started it.
+#[tokio::test]
+async fn groups_with_the_guard_off_start_no_guard() {
+    let suite = begin("guard_off_no_guard").await;
+    for choice in mechanisms() {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "guard_off_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PKIT_GUARD_OFF_HELPER", choice.as_str())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("helper owner");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{choice}: {text}");
+        assert!(text.contains("guard pid: None"), "{choice}: {text}");
+    }
+    suite.end().await;
+}

@@ -146,3 +146,24 @@ pub fn kill(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
+
+/// The live `pkit-guard` processes whose environment has
+/// `PKIT_TEST_TAG=<tag>`.
+pub fn guards_tagged(tag: &str) -> Vec<i32> {
+    let want = format!("PKIT_TEST_TAG={tag}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "pkit-guard" || pid_gone(pid) {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}

@@ -30,8 +30,10 @@ impl Container {
         match cg.retire_if_empty(ticket) {
             Ok(left) => {
                 // Pooled: the spare keeps the registration. Removed: done.
-                if let (Some(t), Ok(g)) = (left, guard::get()) {
-                    g.unregister(t);
+                if let Some(t) = left {
+                    if let Ok(g) = guard::get() {
+                        g.unregister(t);
+                    }
                 }
                 true
             }

@@ -63,9 +63,13 @@ impl Container {
         #[allow(unused_mut)]
         let mut kept = kept;
         // Whatever happens below, a registration not taken over is dropped.
+        // (The guard is asked for only then: asking starts it, and a group
+        // with no guard, or the portable backend's, has no use for this one.)
         let release_kept = |kept: Option<guard::Ticket>| {
-            if let (Some(t), Ok(g)) = (kept, guard::get()) {
-                g.unregister(t);
+            if let Some(t) = kept {
+                if let Ok(g) = guard::get() {
+                    g.unregister(t);
+                }
             }
         };
         // A capped group's v1 directories are registered before they exist.

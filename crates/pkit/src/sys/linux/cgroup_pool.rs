@@ -135,8 +135,10 @@ pub(crate) fn offer(
         }
         pool.owner = crate::sys::pid::current();
     }
-    if let (Some(t), Ok(g)) = (&ticket, guard::get()) {
-        g.set_spare(t, true);
+    if let Some(t) = &ticket {
+        if let Ok(g) = guard::get() {
+            g.set_spare(t, true);
+        }
     }
     pool.spares.push(Spare {
         path: path.to_path_buf(),
@@ -147,8 +149,10 @@ pub(crate) fn offer(
 }
 
 fn unregister(ticket: Option<Ticket>) {
-    if let (Some(t), Ok(g)) = (ticket, guard::get()) {
-        g.unregister(t);
+    if let Some(t) = ticket {
+        if let Ok(g) = guard::get() {
+            g.unregister(t);
+        }
     }
 }
 
