@@ -543,19 +543,12 @@ fn a_sigkilled_pkit_run_leaves_nothing_behind() {
 /// dies at some point of its start: its spawn call returned or not, the
 /// group registered with the owner-death guard or not. Nothing may be left
 /// either way. (Found with `ctrl_c_to_a_foreground_pkit_run_does_not_stop_its_guard`,
-/// which failed under load when the test's SIGKILL came that early.)
+/// which failed under load when the test's SIGKILL came that early: on the
+/// portable backend a group was registered with the guard only after
+/// `posix_spawn` returned; its first process now waits at a gate until then.)
 #[test]
 fn a_pkit_killed_by_its_program_at_once_leaves_nothing_behind() {
     for m in MECHANISMS {
-        if m == "portable" {
-            // The portable backend registers a group's leader with the
-            // guard only after posix_spawn returns: a pkit killed in
-            // between leaves that group unguarded (1 in ~6 rounds on a
-            // loaded machine). Documented in guard/portable.rs ("Windows
-            // left"); closing it is issue 17's work.
-            eprintln!("skipped for portable: the registration window after posix_spawn");
-            continue;
-        }
         for round in 0..10 {
             let (file, tag) = (pid_file(), tag());
             let script = format!(
