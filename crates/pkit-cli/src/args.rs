@@ -79,8 +79,8 @@ pub enum Cmd {
     /// before the next starts). A crash is any run that is not a clean
     /// exit 0, or that fails its health check. One line on stderr per run
     /// that ended (--json: one JSON object per event). TERM, INT or HUP to
-    /// pkit stop it: the run gets SIGTERM, then SIGKILL after 10 s (a
-    /// second signal: SIGKILL at once).
+    /// pkit stop it: the run gets SIGTERM, then SIGKILL after 10 s or -k
+    /// (a second signal: SIGKILL at once).
     #[command(after_help = SUPERVISE_EXAMPLES)]
     Supervise(Box<SuperviseArgs>),
     /// Say what containment this host offers, and why.
@@ -138,6 +138,12 @@ pub struct SuperviseArgs {
     /// How long a run has to become healthy [default: 30s].
     #[arg(long, value_parser = duration::parse, value_name = "DUR")]
     pub health_timeout: Option<Duration>,
+    /// On a stop (TERM, INT or HUP to pkit), send SIGKILL if the run's tree
+    /// still runs DUR after SIGTERM, as `pkit run -k` [default: 10s; 0:
+    /// SIGKILL at once].
+    #[arg(short = 'k', long, visible_alias = "grace", value_parser = duration::parse,
+          value_name = "DUR")]
+    pub kill_after: Option<Duration>,
     /// Containment mechanism (default: PKIT_MECHANISM, else auto).
     #[arg(long, value_enum)]
     pub mechanism: Option<MechanismArg>,

@@ -27,6 +27,9 @@ fn supervisor(args: &SuperviseArgs) -> Supervisor {
         cmd.stdout(pkit::Stdio::Inherit)
             .stderr(pkit::Stdio::Inherit)
     };
+    if let Some(grace) = args.kill_after {
+        cmd = cmd.grace(grace);
+    }
     let mut sup = Supervisor::new(cmd).restart(match args.restart {
         RestartArg::OnCrash => Restart::OnCrash,
         RestartArg::Always => Restart::Always,

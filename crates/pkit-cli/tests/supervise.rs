@@ -669,3 +669,37 @@ fn sigkill_to_pkit_still_ends_the_current_runs_tree() {
     assert_eq!(shell_status(out.status), 128 + 9);
     assert_all_gone(&pids);
 }
+
+/// `-k`/`--grace` sets the stop's grace, as for `pkit run`. Shown with a
+/// long one (so no speed is asserted): 12 s after the stop, past the 10 s
+/// default, the tree that ignores SIGTERM still runs; a second signal then
+/// ends it. Before, `pkit supervise` had no such flag (refused as unknown).
+#[test]
+fn grace_sets_how_long_a_stop_waits() {
+    for flag in ["-k", "--grace"] {
+        let file = pid_file();
+        let child = pkit()
+            .args(["supervise", "--json", flag, "1h", "--", "sh", "-c"])
+            .arg(format!(
+                "trap '' TERM; (trap '' TERM; sleep 300) & echo $! >> {f}; echo $$ >> {f}; while :; do sleep 0.05; done",
+                f = file.display()
+            ))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 2);
+        kill(child.id(), libc::SIGTERM);
+        if flag == "-k" {
+            std::thread::sleep(std::time::Duration::from_secs(12));
+            assert!(
+                pids.iter().all(|&p| !pid_gone(p)),
+                "{flag}: the tree was killed before its grace"
+            );
+        }
+        kill(child.id(), libc::SIGINT);
+        let out = wait_bounded(child, "a second signal");
+        let _ = std::fs::remove_file(&file);
+        assert_all_gone(&pids);
+        assert_eq!(out.status.code(), Some(128 + 9), "{flag}: {out:?}");
+    }
+}
