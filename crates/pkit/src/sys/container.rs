@@ -245,11 +245,12 @@ impl Container {
                 if cg.is_removed() {
                     return Ok(Vec::new());
                 }
-                // cgroup.procs may still list exiting tasks; drop zombies.
+                // cgroup.procs may still list exiting tasks; drop zombies
+                // (not a process whose main thread alone has ended).
                 Ok(cg
                     .pids()?
                     .into_iter()
-                    .filter(|&p| !matches!(super::linux::procfs::stat(p), Ok(('Z', _)) | Err(_)))
+                    .filter(|&p| !super::linux::procfs::exited(p))
                     .collect())
             }
             Kind::Pgroup { .. } => match self.pgid() {
@@ -283,9 +284,10 @@ impl Container {
                         )
                         .ok()?;
                         // The pid was listed before the pidfd was opened: make
-                        // sure it is still a member and not a reused number.
+                        // sure it is still a member and not a reused number
+                        // (one that has exited since reads ready at once).
                         let pgid = self.pgid()?;
-                        ptable::is_live_member(p, pgid).then_some(fd)
+                        (super::unix::pgroup::group_of(p) == Some(pgid)).then_some(fd)
                     })
                     .collect();
                 // One epoll set for them all: a batch of exits is one wake-up.

@@ -81,13 +81,16 @@ pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
         else {
             continue;
         };
+        // The group first (one system call), the parent only for members.
+        if crate::sys::unix::pgroup::group_of(pid) != Some(pgid) {
+            continue;
+        }
         let Ok(fields) = stat_fields(pid) else {
             continue;
         };
-        let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
         let ppid = fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let pgrp: i32 = fields.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
-        if pgrp == pgid && state != 'Z' && state != 'X' {
+        if pgrp == pgid && !exited(pid) {
             members.push((pid, ppid));
         }
     }
@@ -106,10 +109,60 @@ pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
     Ok(found)
 }
 
-/// Live (non-zombie) processes whose process group is `pgid` (one cheap
-/// pass over `/proc`: see `running_members`).
+/// The processes of process group `pgid` that are still running (not
+/// zombies), from one pass over `/proc`.
+///
+/// Made for the end of a run or a shutdown under the process-group
+/// mechanism, so it stays cheap: the directory is only listed, and each
+/// process on the machine costs one `getpgid`, no file (reading every
+/// `/proc/<pid>/stat` cost ten times as much: the kernel formats fifty
+/// fields for each). Only the group's own processes are then asked whether
+/// they have exited, through a pidfd ([`exited`]).
 pub(crate) fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
-    crate::sys::unix::pgroup::running_members(pgid)
+    use rustix::fs::{Mode, OFlags};
+    let proc_dir = rustix::fs::open(
+        "/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut dir = rustix::fs::Dir::read_from(&proc_dir)?;
+    let mut out = Vec::new();
+    while let Some(entry) = dir.read() {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = pid_of_name(entry.file_name().to_bytes()) else {
+            continue;
+        };
+        if crate::sys::unix::pgroup::group_of(pid) == Some(pgid) && !exited(pid) {
+            out.push(pid);
+        }
+    }
+    Ok(out)
+}
+
+/// A `/proc` entry's name as a pid (`None` for `self`, `sys` and the rest).
+fn pid_of_name(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+/// Whether `pid` has exited (a zombie, or gone), asked through a pidfd,
+/// which reads ready once every thread of its process has exited;
+/// `/proc/<pid>/stat` where no pidfd can be had (out of descriptors).
+///
+/// Not the `Z` of `/proc/<pid>/stat` alone: that is the state of the main
+/// thread, which a process whose main thread ended (`pthread_exit`) shows
+/// while its other threads run on (`Zl` in `ps`).
+pub(crate) fn exited(pid: i32) -> bool {
+    let Some(id) = rustix::process::Pid::from_raw(pid) else {
+        return true;
+    };
+    match rustix::process::pidfd_open(id, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => super::child::pidfd_exited_now(&fd),
+        Err(rustix::io::Errno::SRCH) => true,
+        Err(_) => !matches!(stat(pid), Ok((state, _)) if state != 'Z' && state != 'X'),
+    }
 }
 
 /// The command name of `pid` (`/proc/<pid>/comm`), when readable.
@@ -155,5 +208,37 @@ mod tests {
             b"/proc/4194304/stat"
         );
         assert!(stat(i32::MAX).is_err());
+    }
+
+    #[test]
+    fn finds_a_running_member_and_not_a_stranger() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pgid = child.id() as i32;
+        let found = pgroup_members(pgid).expect("scan");
+        let me = pgroup_members(crate::sys::unix::pgroup::own_process_group());
+        let _ = child.kill();
+        // Exited, not yet reaped: a zombie is no running member.
+        let mut zombie = false;
+        for _ in 0..500 {
+            if matches!(stat(pgid), Ok(('Z', _))) {
+                zombie = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let after = pgroup_members(pgid).expect("scan");
+        let _ = child.wait();
+        assert_eq!(found, vec![pgid]);
+        assert!(!me.expect("scan").contains(&pgid));
+        assert!(zombie, "the killed sleep never showed as a zombie");
+        assert_eq!(after, Vec::<i32>::new());
+        assert_eq!(pid_of_name(b"self"), None);
+        assert_eq!(pid_of_name(b"12"), Some(12));
+        assert_eq!(pid_of_name(b"99999999999"), None);
     }
 }

@@ -91,57 +91,18 @@ pub(crate) fn own_process_group() -> i32 {
     unsafe { libc::getpgrp() }
 }
 
-/// The processes of process group `pgid` that are still running (not
-/// zombies), from one pass over `/proc`.
-///
-/// Made for the end of every run under this mechanism, so it stays cheap:
-/// one directory fd, each `stat` read into a stack buffer through `openat`,
-/// and only the state and process-group fields parsed (no allocation per
-/// process).
+/// The process group of `pid` (`getpgid`), zombies included; `None` when
+/// there is no such process (or `pid` is not positive: `getpgid(0)` would
+/// name the caller). One system call and no file: the per-process step of
+/// a scan for a group's members. libc for the reason [`session_of`] gives.
 #[cfg(target_os = "linux")]
-pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
-    use rustix::fs::{Mode, OFlags};
-    let proc_dir = rustix::fs::open(
-        "/proc",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut dir = rustix::fs::Dir::read_from(&proc_dir)?;
-    let mut out = Vec::new();
-    let mut path = [0u8; 32];
-    let mut buf = [0u8; 512];
-    while let Some(entry) = dir.read() {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name().to_bytes();
-        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) || name.len() > 20 {
-            continue;
-        }
-        // "<pid>/stat\0"
-        path[..name.len()].copy_from_slice(name);
-        path[name.len()..name.len() + 6].copy_from_slice(b"/stat\0");
-        let Ok(cpath) = std::ffi::CStr::from_bytes_with_nul(&path[..name.len() + 6]) else {
-            continue;
-        };
-        let Ok(fd) = rustix::fs::openat(
-            &proc_dir,
-            cpath,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) else {
-            continue; // gone meanwhile
-        };
-        let Ok(n) = rustix::io::read(&fd, &mut buf) else {
-            continue;
-        };
-        if let Some((state, pgrp)) = state_and_pgrp(&buf[..n]) {
-            if pgrp == pgid && state != b'Z' && state != b'X' {
-                if let Some(pid) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
-                    out.push(pid);
-                }
-            }
-        }
+pub(crate) fn group_of(pid: i32) -> Option<i32> {
+    if pid <= 0 {
+        return None;
     }
-    Ok(out)
+    // SAFETY: getpgid(2) has no memory-safety preconditions.
+    let pgid = unsafe { libc::getpgid(pid) };
+    (pgid >= 0).then_some(pgid)
 }
 
 /// State (field 3) and process group (field 5) from `/proc/<pid>/stat`
@@ -173,19 +134,13 @@ mod tests {
     }
 
     #[test]
-    fn finds_a_running_member_and_not_a_stranger() {
-        use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .process_group(0)
-            .spawn()
-            .expect("sleep");
-        let pgid = child.id() as i32;
-        let found = running_members(pgid).expect("scan");
-        let me = running_members(own_process_group());
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(found, vec![pgid]);
-        assert!(!me.expect("scan").contains(&pgid));
+    fn group_of_names_the_group_and_nobody_else() {
+        assert_eq!(
+            group_of(std::process::id() as i32),
+            Some(own_process_group())
+        );
+        assert_eq!(group_of(0), None);
+        assert_eq!(group_of(-1), None);
+        assert_eq!(group_of(i32::MAX), None);
     }
 }

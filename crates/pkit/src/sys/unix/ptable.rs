@@ -24,7 +24,7 @@ mod imp {
     }
 
     pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
-        crate::sys::unix::pgroup::running_members(pgid)
+        procfs::pgroup_members(pgid)
     }
 
     pub(crate) fn descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
@@ -32,9 +32,8 @@ mod imp {
     }
 
     pub(crate) fn pgid_of(pid: i32) -> Option<(bool, i32)> {
-        procfs::stat(pid)
-            .ok()
-            .map(|(state, g)| (state == 'Z' || state == 'X', g))
+        let pgid = crate::sys::unix::pgroup::group_of(pid)?;
+        Some((procfs::exited(pid), pgid))
     }
 
     pub(crate) fn comm(pid: i32) -> Option<String> {
