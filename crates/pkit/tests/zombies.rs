@@ -241,3 +241,115 @@ async fn full_pids_max_case() {
     }
     assert_nothing_left("full pids.max").await;
 }
+
+/// Ignores SIGTERM, starts a thread that sleeps, then ends its main thread
+/// alone (`pthread_exit`): the process runs on in the other thread.
+const MAIN_THREAD_ENDS: &str = "
+import ctypes, signal, threading, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+threading.Thread(target=time.sleep, args=(300,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+";
+
+/// The threads of `pid` that still run (not exited: `/proc/<pid>/task`).
+fn running_threads(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|tid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"));
+            let state = stat.ok().and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.to_owned();
+                rest.split_whitespace().next().map(str::to_owned)
+            });
+            !matches!(state.as_deref(), None | Some("Z") | Some("X"))
+        })
+        .collect()
+}
+
+/// Waits until `pid`'s main thread has ended while another runs on.
+async fn main_thread_ended_alone(choice: MechanismChoice, pid: u32) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let ended_alone =
+        || stat(pid).is_some_and(|s| s.state == 'Z') && !running_threads(pid).is_empty();
+    while !ended_alone() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{choice}: the main thread of {pid} never ended alone: {:?}, threads {:?}",
+            stat(pid),
+            running_threads(pid)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls until no thread of `pid` runs.
+async fn assert_no_thread_runs(choice: MechanismChoice, pid: u32, after: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !running_threads(pid).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{choice}: threads of {pid} still run {after}: {:?}",
+            running_threads(pid)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A process whose main thread has ended while another thread runs on
+/// shows `Z` in `/proc/<pid>/stat` (`Zl` in `ps`), yet it is no zombie: it
+/// runs. A graceful shutdown counts it, gives it the grace, kills it after
+/// (it ignores SIGTERM), and does not return while a thread of it runs.
+/// Before, every mechanism took that `Z` for an exit (the report said
+/// nobody was signalled or killed; under process groups the grace was
+/// skipped), and under cgroup v2 the closing `cgroup.kill` never reached
+/// it, so the shutdown waited for its thread to end by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_main_thread_ended_is_no_zombie_to_shutdown() {
+    let suite = begin("a_process_whose_main_thread_ended_is_no_zombie_to_shutdown").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(&Command::new("python3").args(["-c", MAIN_THREAD_ENDS]))
+            .expect("start python3");
+        let pid = p.pid();
+        main_thread_ended_alone(choice, pid).await;
+        let grace = std::time::Duration::from_millis(300);
+        let report = group.shutdown(grace).await.expect("shutdown");
+        assert_eq!(report.signalled(), 1, "{choice}: {report:?}");
+        assert_eq!(report.exited_in_grace(), 0, "{choice}: {report:?}");
+        assert_eq!(report.killed(), 1, "{choice}: {report:?}");
+        assert!(report.elapsed() >= grace, "{choice}: {report:?}");
+        assert_no_thread_runs(choice, pid, "after the shutdown").await;
+        let out = p.wait().await.expect("wait");
+        assert_eq!(out.signal(), Some(9), "{choice}: {out:?}");
+    }
+    suite.end().await;
+}
+
+/// Dropping a group ends such a process too. Under cgroup v2 `cgroup.kill`
+/// alone never reaches it (the kernel sends its SIGKILL to the ended main
+/// thread): before, it outlived the dropped group, and the reaper thread
+/// waited on its cgroup for as long as it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_group_ends_a_process_whose_main_thread_ended() {
+    let suite = begin("dropping_a_group_ends_a_process_whose_main_thread_ended").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let p = group
+            .start(&Command::new("python3").args(["-c", MAIN_THREAD_ENDS]))
+            .expect("start python3");
+        let pid = p.pid();
+        main_thread_ended_alone(choice, pid).await;
+        let dir = cgroup_dir(&group);
+        drop(p);
+        drop(group);
+        assert_no_thread_runs(choice, pid, "after the group was dropped").await;
+        if let Some(dir) = dir {
+            assert_dir_gone(&dir).await;
+        }
+    }
+    suite.end().await;
+}

@@ -100,7 +100,8 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
-                cg.wait_empty().await?;
+                cg.wait_killed(self.suspended.load(Ordering::Acquire))
+                    .await?;
                 // Every member was in the v2 cgroup too: the v1 ones are
                 // empty now. The tree is gone: a directory that still can't
                 // be removed (sub-cgroups made meanwhile by someone outside

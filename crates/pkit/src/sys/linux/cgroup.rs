@@ -351,6 +351,23 @@ impl Cgroup {
         }
     }
 
+    /// Waits until the cgroup, killed with [`kill`](Self::kill), is empty.
+    /// `cgroup.kill` sends each process's SIGKILL to its main thread (seen
+    /// on Linux 6.18), and a process whose main thread has ended while its
+    /// other threads run on (`pthread_exit` in `main`; `Zl` in `ps`) never
+    /// acts on it. So a cgroup still populated after [`RECHECK`] is killed
+    /// again member by member ([`kill_each`](Self::kill_each): through
+    /// pidfds, which signal the whole process), and again after each
+    /// further one. `user_frozen` as for `kill_each`.
+    pub(crate) async fn wait_killed(&self, user_frozen: bool) -> io::Result<()> {
+        loop {
+            match tokio::time::timeout(RECHECK, self.wait_empty()).await {
+                Ok(done) => return done,
+                Err(_) => self.kill_each(user_frozen)?,
+            }
+        }
+    }
+
     /// Removes the directory, and first every cgroup below it (deepest
     /// first: a program in the group may have made its own, e.g. a nested
     /// pkit). Fails with `EBUSY` while it has members.
@@ -430,6 +447,12 @@ impl Cgroup {
         if self.wait_empty_blocking(deadline).unwrap_or(false) && self.remove().is_ok() {
             remove_dirs(&then_remove);
             return;
+        }
+        // Not empty yet: SIGKILL each member too, through pidfds, for a
+        // process `cgroup.kill` can't reach (see `wait_killed`); the reaper
+        // thread only waits.
+        if self.has_kill {
+            let _ = subtree::kill_members(&self.path);
         }
         self.remove_later(then_remove);
     }
