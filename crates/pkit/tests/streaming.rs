@@ -207,6 +207,54 @@ async fn backpressure_stalls_a_child_until_read() {
     }
 }
 
+/// A consumer that read a line and then went off to do something else must
+/// not leave the output in the pipe: the queue still takes up to
+/// `buffer_lines` lines, so a child writing less than that finishes
+/// without the consumer. (A design where the consumer reads the pipe
+/// itself while it waits for lines must keep this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_polling_still_gets_the_queue_filled() {
+    for m in common::mechanisms() {
+        let g = group(m);
+        let marker =
+            std::env::temp_dir().join(format!("pkit-stream-stop-{}-{m:?}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        // 5,000 lines of about 100 bytes: several times a pipe's 64 KiB,
+        // within the queue's 20,000 lines.
+        let script = format!(
+            "echo first; read _ <&0 || true; i=0; while [ $i -lt 5000 ]; do \
+             echo {pad}$i; i=$((i+1)); done; touch {m}",
+            pad = "x".repeat(96),
+            m = marker.display()
+        );
+        let cmd = sh(&script)
+            .stdin_piped()
+            .stream_lines()
+            .buffer_lines(20_000);
+        let mut p = g.start(&cmd).unwrap();
+        let mut lines = p.lines();
+        assert_eq!(lines.next_line().await.unwrap().text, "first");
+        // Poll once more with nothing there yet (the consumer drives the
+        // reader), then stop polling, and let the child write.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), lines.next_line()).await;
+        assert!(waiting.is_err(), "nothing was written yet");
+        p.stdin().unwrap().write_all(b"go\n").await.unwrap();
+        eventually("the child finishes writing without the consumer", || {
+            marker.exists()
+        })
+        .await;
+        let mut n = 0;
+        while let Some(l) = lines.next_line().await {
+            assert!(l.text.ends_with(&n.to_string()), "{}", l.text);
+            n += 1;
+        }
+        assert_eq!(n, 5000);
+        assert_eq!(p.dropped_lines(), 0);
+        assert!(p.wait().await.unwrap().success());
+        let _ = std::fs::remove_file(&marker);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_stream_never_stalls_the_child() {
     for m in common::mechanisms() {
