@@ -32,6 +32,22 @@ pub struct TreeStats {
 }
 
 const RUSAGE: &str = "rusage";
+/// The rusage sources when pkit is no subreaper (macOS, the BSDs).
+const PARTIAL: &str = "no subreaper: orphaned descendants not counted";
+
+/// The rusage source `src` says it misses orphans; `None` for a cgroup's.
+fn partial_source(src: &str) -> Option<&'static str> {
+    Some(match src {
+        RUSAGE => "rusage (no subreaper: orphaned descendants not counted)",
+        "rusage (largest single process)" => {
+            "rusage (largest single process; no subreaper: orphaned descendants not counted)"
+        }
+        "rusage (block I/O)" => {
+            "rusage (block I/O; no subreaper: orphaned descendants not counted)"
+        }
+        _ => return None,
+    })
+}
 
 /// The cgroups a run's program is in that belong to the run alone (not
 /// shared with pkit itself).
@@ -207,9 +223,27 @@ impl RunCgroups {
 
 impl TreeStats {
     /// Fills what the cgroups could not give from `usage` (the rusage of
-    /// reaped children).
-    pub fn fill_from(&mut self, usage: Option<ChildUsage>) {
+    /// reaped children: every descendant when pkit was their `subreaper`,
+    /// else the program and what it reaped itself, which the sources say).
+    pub fn fill_from(&mut self, usage: Option<ChildUsage>, subreaper: bool) {
         let Some(u) = usage else { return };
+        if !subreaper {
+            self.fill_from(Some(u), true);
+            for s in [
+                &mut self.cpu_source,
+                &mut self.memory_source,
+                &mut self.faults_source,
+                &mut self.context_switches_source,
+                &mut self.io_source,
+            ] {
+                if let Some(src) = s.as_mut() {
+                    if let Some(partial) = partial_source(src) {
+                        *src = partial;
+                    }
+                }
+            }
+            return;
+        }
         if self.cpu_source.is_none() {
             (self.user_cpu_us, self.system_cpu_us) = (Some(u.user_us), Some(u.system_us));
             self.cpu_source = Some(RUSAGE);
@@ -247,6 +281,12 @@ impl TreeStats {
             self.peak_memory_bytes = Some(peak);
             self.memory_source = Some("job accounting (peak committed memory)");
         }
+    }
+
+    /// Whether a figure comes from rusage without a subreaper (so misses
+    /// what orphaned descendants used).
+    pub fn partial(&self) -> bool {
+        self.cpu_source.is_some_and(|s| s.contains(PARTIAL))
     }
 
     /// Whether CPU and memory both cover the whole tree (a cgroup).

@@ -71,10 +71,20 @@ fn main() -> ExitCode {
                 events::install(false);
             }
             // Before any thread exists, so every thread inherits the mask:
-            // the caught signals are read from a signalfd, with their sender.
+            // the caught signals are read with their sender from a signalfd
+            // (Linux), or from a self-pipe their handler writes to in the one
+            // thread that unblocks them (elsewhere, and for the portable
+            // backend on Linux).
             if let Err(e) = sys::block_caught() {
                 eprintln!("pkit: cannot block signals: {e}");
                 return ExitCode::from(EXIT_OWN_FAILURE);
+            }
+            #[cfg(unix)]
+            if sys::signal_pipe_wanted(args.mechanism.map(Into::into)) {
+                if let Err(e) = sys::install_signal_pipe() {
+                    eprintln!("pkit: cannot catch signals: {e}");
+                    return ExitCode::from(EXIT_OWN_FAILURE);
+                }
             }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

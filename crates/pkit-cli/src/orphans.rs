@@ -3,6 +3,10 @@
 //! rusage counts every descendant) and, when the run ends, kills any that
 //! still live. Under the process-group mechanism that catches a descendant
 //! that left the group with setsid once its parents are gone.
+//!
+//! Linux only: macOS has no subreaper (and FreeBSD's reaper is not used
+//! yet), so there orphans go to init, nothing here is looked for, and the
+//! report says so (null) instead of counting nothing.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +17,8 @@ use crate::sys::{self, sig};
 pub struct Orphans {
     main: u32,
     guard: Option<u32>,
+    /// pkit is the subreaper ([`Orphans::adopt`] succeeded).
+    subreaper: bool,
 }
 
 /// This process's children, with their state letters.
@@ -46,22 +52,27 @@ fn children() -> Vec<(i32, char, String)> {
 }
 
 impl Orphans {
-    /// Becomes the subreaper; `None` if the kernel refuses.
-    pub fn adopt() -> Option<()> {
-        sys::set_child_subreaper().ok()
+    /// Becomes the subreaper; false if this platform or kernel can't.
+    pub fn adopt() -> bool {
+        sys::set_child_subreaper().is_ok()
     }
 
-    /// After the program started (so the owner-death guard, if any, runs).
-    pub fn new(main: u32) -> Orphans {
+    /// After the program started (so the owner-death guard, if any, runs);
+    /// `subreaper`: what [`Orphans::adopt`] returned.
+    pub fn new(main: u32, subreaper: bool) -> Orphans {
         Orphans {
             main,
             guard: pkit::host_containment().guard.pid,
+            subreaper,
         }
     }
 
     /// Children that are orphans of the run: not the program, not the
     /// owner-death guard.
     fn adopted(&self) -> Vec<(i32, char)> {
+        if !self.subreaper {
+            return Vec::new();
+        }
         children()
             .into_iter()
             .filter(|(pid, _, comm)| {
@@ -82,15 +93,18 @@ impl Orphans {
 
     /// After the group's teardown: kills and reaps every adopted orphan
     /// still alive (their own orphans come to pkit in turn), until none is
-    /// left or 5 s have passed. Returns how many were killed and whether
-    /// none is left.
-    pub fn sweep(&self) -> (u64, bool) {
+    /// left or 5 s have passed. Returns how many were killed (`None` when
+    /// pkit is no subreaper: none was looked for) and whether none is left.
+    pub fn sweep(&self) -> (Option<u64>, bool) {
+        if !self.subreaper {
+            return (None, true);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut killed = std::collections::HashSet::new();
         loop {
             let left = self.adopted();
             if left.is_empty() {
-                return (killed.len() as u64, true);
+                return (Some(killed.len() as u64), true);
             }
             for &(pid, state) in &left {
                 // Our own child, unreaped: its pid can't have been reused.
@@ -100,7 +114,7 @@ impl Orphans {
                 sys::reap_if_exited(pid);
             }
             if Instant::now() > deadline {
-                return (killed.len() as u64, false);
+                return (Some(killed.len() as u64), false);
             }
             std::thread::sleep(Duration::from_millis(10));
         }

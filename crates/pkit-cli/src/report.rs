@@ -48,7 +48,8 @@ pub struct Report {
     pub leftovers_killed: Option<u64>,
     /// Descendants that had left the container (setsid under process
     /// groups), re-parented to pkit as their subreaper and killed by it
-    /// after the teardown.
+    /// after the teardown; null where pkit is no subreaper (macOS, the
+    /// BSDs), so that such a descendant was not looked for.
     pub escaped_processes_killed: Option<u64>,
     /// Processes found in the container after teardown: 0 is what was
     /// verified; null when it could not be checked.

@@ -80,14 +80,24 @@ pub async fn main(args: RunArgs) -> Exit {
         Err(e) => return fail(&args, &mut sink, report, began, &e),
     };
     report.mechanism = Some(group.mechanism().as_str());
+    // Orphans of the run come to pkit, which reaps them (for --stats) and
+    // kills any still alive at the end (under process groups, that catches
+    // what left the group with setsid). Linux only.
+    let subreaper = Orphans::adopt();
     if args.name.is_some() && group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
         eprintln!("pkit: warning: --name has no effect: a process group has no name to carry it");
     }
-    if group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
+    if group.mechanism() == Mechanism::ProcessGroup && !args.quiet && subreaper {
         eprintln!(
             "pkit: note: contained by a process group: a descendant that calls setsid(2) leaves \
              it; pkit, its subreaper, kills it once orphaned when the run ends, but it outlives \
              a SIGKILLed pkit (a cgroup would hold it; see `pkit doctor`)"
+        );
+    } else if group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
+        eprintln!(
+            "pkit: note: contained by a process group: a descendant that calls setsid(2) leaves \
+             it and outlives the run (pkit can be no subreaper here to catch it; see `pkit \
+             doctor`)"
         );
     }
     let ids = match crate::checks::ids(&args) {
@@ -97,10 +107,6 @@ pub async fn main(args: RunArgs) -> Exit {
             return error_end(&mut sink, report, began, &msg, "usage", EXIT_OWN_FAILURE);
         }
     };
-    // Orphans of the run come to pkit, which reaps them (for --stats) and
-    // kills any still alive at the end (under process groups, that catches
-    // what left the group with setsid).
-    let _ = Orphans::adopt();
     let mut proc = match group.start(&command(&args, &ids)) {
         Ok(p) => p,
         Err(e) => {
@@ -111,7 +117,7 @@ pub async fn main(args: RunArgs) -> Exit {
     let started = Instant::now();
     let pid = proc.pid();
     report.pid = Some(pid);
-    let orphans = Orphans::new(pid);
+    let orphans = Orphans::new(pid, subreaper);
     let cgroups = RunCgroups::of_group(&group.description());
     // Under process groups, the program's group gets the terminal (if pkit
     // has it), and any read it tried before that is resumed.
@@ -235,10 +241,10 @@ pub async fn main(args: RunArgs) -> Exit {
     let verified = group.close().await;
     let (escaped, none_left) = orphans.sweep();
     report.leftover_processes = leftovers;
-    report.escaped_processes_killed = Some(escaped);
+    report.escaped_processes_killed = escaped;
     report.processes_left = (verified.is_ok() && none_left).then_some(0);
     if let Some(s) = stats.as_mut() {
-        s.fill_from(sys::children_usage());
+        s.fill_from(sys::children_usage(), subreaper);
     }
     report.duration_us = started.elapsed().as_micros() as u64;
     report.timed_out = st.timed_out;

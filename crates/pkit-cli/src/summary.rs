@@ -71,6 +71,9 @@ pub fn print_stats(s: &TreeStats, duration_us: u64) {
         "pkit: stats for {}:",
         if s.whole_tree() {
             "the whole tree"
+        } else if s.partial() {
+            "the program and the descendants it reaped (rusage; pkit can be no subreaper here, \
+             so orphaned descendants are not counted)"
         } else {
             "every reaped descendant (rusage; pkit reaps orphans as their subreaper)"
         }

@@ -228,9 +228,12 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
     out.count(b"KeyboardInterrupt"), stopped,
     os.waitstatus_to_exitcode(status), out.count(b"sending SIGINT")))
 "#;
+    // portable: the signal self-pipe and, for Ctrl-Z, the stop seen
+    // through waitid (what macOS and the BSDs run) instead of /proc.
     for (m, extra) in [
         ("cgroup", None),
         ("pgroup", None),
+        ("portable", None),
         ("cgroup", Some("--foreground")),
     ] {
         let out = std::process::Command::new("python3")
@@ -306,25 +309,66 @@ read_until(b"job-status=5")
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
-        .args([
-            "run",
-            "-q",
-            "--mechanism",
-            "pgroup",
-            "--",
-            "python3",
-            "-q",
-            "-i",
-        ])
-        .env("PYTHONSTARTUP", "")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.ends_with("ok\n"),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // portable: the self-pipe and waitid's stop, as macOS and the BSDs.
+    for m in ["pgroup", "portable"] {
+        let out = std::process::Command::new("python3")
+            .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "-q", "--mechanism", m, "--", "python3", "-q", "-i"])
+            .env("PYTHONSTARTUP", "")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("ok\n"),
+            "{m}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Under the portable backend (`--mechanism portable`, or
+/// `PKIT_MECHANISM=portable` without `--mechanism`) pkit reads its signals
+/// the way macOS and the BSDs do, through a handler and a self-pipe (its
+/// `pkit-signals` thread), so the signal tests above run that code on
+/// Linux; otherwise through a signalfd (no such thread).
+#[test]
+fn the_portable_backend_reads_signals_through_the_self_pipe() {
+    let cases: [(&[&str], Option<&str>, bool); 5] = [
+        (&["--mechanism", "portable"], None, true),
+        (&[], Some("portable"), true),
+        (&["--mechanism", "pgroup"], Some("portable"), false),
+        (&["--mechanism", "pgroup"], None, false),
+        (&["--mechanism", "cgroup"], None, false),
+    ];
+    for (flags, env, pipe) in cases {
+        let ready = temp_path("ready");
+        let mut cmd = pkit();
+        cmd.args(["run", "-q"])
+            .args(flags)
+            .args(["--", "sh", "-c"])
+            .arg(format!(
+                "trap 'exit 3' TERM; echo up > {}; while :; do sleep 0.05; done",
+                ready.display()
+            ))
+            .stdin(Stdio::null())
+            .env_remove("PKIT_MECHANISM");
+        if let Some(v) = env {
+            cmd.env("PKIT_MECHANISM", v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        wait_for_text(&ready, "up");
+        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|c| c.trim().to_string())
+            .collect();
+        kill(child.id(), libc::SIGTERM);
+        let status = child.wait().unwrap();
+        std::fs::remove_file(&ready).unwrap();
+        let what = format!("{flags:?} PKIT_MECHANISM={env:?}: threads {threads:?}");
+        assert_eq!(threads.iter().any(|t| t == "pkit-signals"), pipe, "{what}");
+        // SIGTERM (from a process) reached the program's trap either way.
+        assert_eq!(status.code(), Some(3), "{what}");
+    }
 }

@@ -1,7 +1,14 @@
-//! The CLI's OS calls: every `unsafe` of the CLI is under here. Linux (and
-//! Unix) in `unix.rs`; Windows in `windows.rs`, with the same functions
-//! (the terminal and subreaper ones answer "none" there).
+//! The CLI's OS calls: every `unsafe` of the CLI is under here. Unix in
+//! `unix.rs` (caught signals read from a signalfd on Linux, `signalfd.rs`,
+//! or through a handler and a self-pipe, `sigpipe.rs`: macOS, the BSDs,
+//! and Linux under the portable backend); Windows in `windows.rs`, with
+//! the same functions (the terminal and subreaper ones answer "none"
+//! there).
 
+#[cfg(target_os = "linux")]
+mod signalfd;
+#[cfg(unix)]
+mod sigpipe;
 #[cfg(unix)]
 mod term;
 #[cfg(unix)]

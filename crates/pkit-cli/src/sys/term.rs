@@ -102,10 +102,15 @@ pub fn ignore_job_signals() {
     }
 }
 
-/// Names this process (`comm`, what `ps` shows).
+/// Names this process (`comm`, what `ps` shows) on Linux. Elsewhere `ps`
+/// shows the executable with its arguments (the watcher's hidden one
+/// names it), and this does nothing.
 pub fn set_name(name: &std::ffi::CStr) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string (cut at 16 bytes).
+    #[cfg(target_os = "linux")]
     unsafe {
         libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0);
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = name;
 }

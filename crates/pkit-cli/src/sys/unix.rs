@@ -1,15 +1,14 @@
 //! The CLI's Unix OS calls that need `unsafe`: receiving signals with their
-//! sender (signalfd), re-raising a child's signal on pkit itself, the
-//! rusage of reaped descendants, and writing the report to an inherited fd.
-//! rustix has none of signalfd, sigprocmask, raise or getrusage, so this
-//! uses libc.
+//! sender (signalfd on Linux; a handler and a self-pipe, `sigpipe.rs`,
+//! elsewhere and for the portable backend), re-raising a child's signal on
+//! pkit itself, the rusage of reaped descendants, and writing the report to
+//! an inherited fd. rustix has none of signalfd, sigprocmask, raise or
+//! getrusage, so this uses libc.
 
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-use tokio::io::unix::AsyncFd;
+use std::os::fd::{FromRawFd, RawFd};
 
 use super::{ChildUsage, Received};
 
@@ -30,12 +29,6 @@ pub const CAUGHT: [i32; 13] = [
     // Orphans re-parented to pkit (its subreaper role) are reaped on it.
     libc::SIGCHLD,
 ];
-
-/// A signalfd for [`CAUGHT`]: they are blocked in this thread (and so in
-/// every thread started after) and read here instead.
-pub struct Signals {
-    fd: AsyncFd<OwnedFd>,
-}
 
 fn caught_set() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
@@ -62,55 +55,46 @@ pub fn block_caught() -> io::Result<()> {
     Ok(())
 }
 
+/// Whether [`Signals`] is the portable self-pipe: always outside Linux; on
+/// Linux when the run uses the portable backend (`--mechanism portable`,
+/// or `PKIT_MECHANISM=portable` and no `--mechanism`), so that the code
+/// macOS runs is exercised where CI runs.
+pub fn signal_pipe_wanted(mechanism: Option<pkit::MechanismChoice>) -> bool {
+    let choice = mechanism.or_else(|| pkit::MechanismChoice::from_env().ok());
+    cfg!(not(target_os = "linux")) || choice == Some(pkit::MechanismChoice::Portable)
+}
+
+/// Catches [`CAUGHT`] (blocked already: [`block_caught`]) with a handler
+/// writing to a self-pipe, which [`Signals::new`] then reads. Call before
+/// any other thread starts.
+pub fn install_signal_pipe() -> io::Result<()> {
+    super::sigpipe::install(&CAUGHT)
+}
+
+/// The caught signals with their sender: the self-pipe once
+/// [`install_signal_pipe`] ran, else (Linux) a signalfd.
+pub enum Signals {
+    #[cfg(target_os = "linux")]
+    Fd(super::signalfd::SignalFd),
+    Pipe(super::sigpipe::Signals),
+}
+
 impl Signals {
-    /// A signalfd for the blocked [`CAUGHT`] set. Needs a Tokio runtime.
+    /// Starts reading them. Needs a Tokio runtime.
     pub fn new() -> io::Result<Signals> {
-        let set = caught_set();
-        // SAFETY: a new signalfd (-1) for an initialised set.
-        let raw = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
+        #[cfg(target_os = "linux")]
+        if !super::sigpipe::installed() {
+            return super::signalfd::SignalFd::new(caught_set()).map(Signals::Fd);
         }
-        // SAFETY: `raw` is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: an OwnedFd stays open and keeps its fd until dropped,
-        // which happens with the AsyncFd.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(io::Error::from)?;
-        Ok(Signals { fd })
+        super::sigpipe::Signals::new().map(Signals::Pipe)
     }
 
     /// The next signal.
     pub async fn recv(&mut self) -> io::Result<Received> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            // SAFETY: reading at most `size` bytes into a buffer of that size.
-            let n = unsafe {
-                libc::read(
-                    self.fd.get_ref().as_raw_fd(),
-                    info.as_mut_ptr().cast(),
-                    size,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    guard.clear_ready();
-                    continue;
-                }
-                return Err(e);
-            }
-            if n as usize != size {
-                continue;
-            }
-            // SAFETY: the kernel filled the whole struct.
-            let info = unsafe { info.assume_init() };
-            return Ok(Received {
-                signo: info.ssi_signo as i32,
-                from_kernel: info.ssi_code == libc::SI_KERNEL,
-            });
+        match self {
+            #[cfg(target_os = "linux")]
+            Signals::Fd(s) => s.recv().await,
+            Signals::Pipe(s) => s.recv().await,
         }
     }
 }
@@ -167,7 +151,12 @@ pub fn children_usage() -> Option<ChildUsage> {
     Some(ChildUsage {
         user_us: us(u.ru_utime),
         system_us: us(u.ru_stime),
-        max_rss_bytes: n(u.ru_maxrss) * 1024,
+        // macOS counts it in bytes, Linux and the BSDs in KiB.
+        max_rss_bytes: if cfg!(target_vendor = "apple") {
+            n(u.ru_maxrss)
+        } else {
+            n(u.ru_maxrss) * 1024
+        },
         minor_faults: n(u.ru_minflt),
         major_faults: n(u.ru_majflt),
         voluntary_switches: n(u.ru_nvcsw),
@@ -197,25 +186,9 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<File> {
     }
 }
 
-/// Field `n` of `/proc/<pid>/stat` after the command name (0: the state,
-/// 2: the process group).
-fn stat_field<T: std::str::FromStr>(pid: &str, n: usize) -> Option<T> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(n)?.parse().ok()
-}
-
-/// The process group of `pid` (from `/proc`).
-fn pgrp_of(pid: &str) -> Option<i32> {
-    stat_field(pid, 2)
-}
-
 /// Whether `pid` is in pkit's own process group.
 pub fn same_pgrp(pid: u32) -> bool {
-    match (pgrp_of("self"), pgrp_of_pid(pid)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    }
+    pgrp_of_pid(pid) == Some(own_pgrp())
 }
 
 /// pkit's own process group.
@@ -226,7 +199,9 @@ pub fn own_pgrp() -> i32 {
 
 /// The process group of `pid`.
 pub fn pgrp_of_pid(pid: u32) -> Option<i32> {
-    pgrp_of(&pid.to_string())
+    // SAFETY: getpgid(2) with a plain integer.
+    let pg = unsafe { libc::getpgid(pid as libc::pid_t) };
+    (pg > 0).then_some(pg)
 }
 
 /// The foreground process group of the terminal on stdin, if stdin is one.
@@ -242,7 +217,8 @@ pub fn tty_foreground() -> Option<i32> {
 }
 
 /// Makes `pgid` the terminal's foreground process group. pkit blocks
-/// SIGTTOU, so this works from the background too.
+/// SIGTTOU in this thread (every thread but the portable signal receiver,
+/// `sigpipe.rs`), so this works from the background too.
 pub fn set_tty_foreground(pgid: i32) -> io::Result<()> {
     // SAFETY: tcsetpgrp on fd 0 with a plain integer.
     if unsafe { libc::tcsetpgrp(0, pgid) } < 0 {
@@ -251,19 +227,68 @@ pub fn set_tty_foreground(pgid: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// The state letter of `pid` (`R`, `S`, `T`, …) from `/proc`.
+/// The state letter of `pid` (`R`, `S`, `T`, …) from `/proc`; under
+/// the portable signal path, the way macOS and the BSDs tell it
+/// ([`stopped`]), so that CI runs that code.
+#[cfg(target_os = "linux")]
 pub fn state_of(pid: u32) -> Option<char> {
-    stat_field::<String>(&pid.to_string(), 0)?.chars().next()
+    if super::sigpipe::installed() {
+        return stopped(pid);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+/// The state of `pid` where there is no `/proc`: `T` while it is
+/// stopped, else unknown.
+#[cfg(not(target_os = "linux"))]
+pub fn state_of(pid: u32) -> Option<char> {
+    stopped(pid)
+}
+
+/// `T` while `pid`, a child of pkit, is stopped, else `None`:
+/// `waitid(WSTOPPED | WNOHANG | WNOWAIT)`, which leaves the stop (and any
+/// exit) to be collected by the child's own waiter.
+fn stopped(pid: u32) -> Option<char> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: waitid(2) on one child of this process, filling a zeroed
+    // siginfo_t we own; WNOWAIT leaves its state to be waited for again.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            info.as_mut_ptr(),
+            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: zeroed, then filled by the kernel if a child was reported.
+    let info = unsafe { info.assume_init() };
+    // SAFETY: si_pid is the reported child's (0 when none was).
+    let reported = unsafe { info.si_pid() };
+    (rc == 0 && reported == pid as libc::pid_t && info.si_code == libc::CLD_STOPPED).then_some('T')
 }
 
 /// Makes pkit the child subreaper of everything it starts: an orphaned
 /// descendant is re-parented to pkit instead of init.
+#[cfg(target_os = "linux")]
 pub fn set_child_subreaper() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// No subreaper here for the CLI: macOS has none, and FreeBSD's
+/// (`procctl(PROC_REAP_ACQUIRE)`) is not used yet, so an orphaned
+/// descendant goes to init as usual.
+#[cfg(not(target_os = "linux"))]
+pub fn set_child_subreaper() -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "pkit is a subreaper on Linux only",
+    ))
 }
 
 /// Reaps child `pid` if it has exited; true when it was reaped.

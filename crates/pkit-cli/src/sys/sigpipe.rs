@@ -1,0 +1,265 @@
+//! Caught signals with their sender, the portable way: what macOS and the
+//! BSDs run, and Linux too when the CLI runs the portable backend
+//! (`--mechanism portable`, or `PKIT_MECHANISM=portable` without
+//! `--mechanism`), so that this code runs on every Linux CI run.
+//!
+//! A `sigaction(SA_SIGINFO)` handler writes each signal's number, code and
+//! sender (`si_code`, `si_pid`) as one 12-byte record into a non-blocking
+//! self-pipe (write(2) is async-signal-safe; a write of at most PIPE_BUF
+//! bytes is atomic, so records never interleave); the run loop reads the
+//! pipe through Tokio. The caught signals stay blocked in every thread but
+//! one, `pkit-signals`, which only waits in pause(2): they are delivered
+//! there, and the other threads' terminal operations (tcsetpgrp from the
+//! background, a write with TOSTOP) raise no SIGTTOU/SIGTTIN on pkit, as
+//! with the blocked set signalfd reads on Linux.
+//!
+//! A handler installed later for one of these signals (the library's
+//! SIGCHLD notifier) calls this one in turn.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+use tokio::io::unix::AsyncFd;
+
+use super::Received;
+
+/// One record: signal number, `si_code`, `si_pid`.
+const RECORD: usize = 12;
+
+/// The pipe's write end, for the handler (-1 until installed).
+static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The pipe's read end, from [`install`] until [`Signals::new`] takes it.
+static READER: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Whether [`install`] ran (and succeeded as far as the pipe): Linux
+/// chooses between this and signalfd.
+#[cfg(target_os = "linux")]
+pub fn installed() -> bool {
+    WRITE_FD.load(Ordering::Acquire) >= 0
+}
+
+/// A pipe, both ends non-blocking and close-on-exec (pipe2 is not on
+/// macOS; this runs before any other thread exists, so no fork can see the
+/// ends before FD_CLOEXEC is set).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) writes two fds into the array it is given.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are fresh and owned by nothing else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for fd in [&r, &w] {
+        let fd = fd.as_raw_fd();
+        // SAFETY: fcntl on an open fd we own, with integer arguments.
+        let ok = unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            fl >= 0
+                && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) >= 0
+                && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) >= 0
+        };
+        if !ok {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((r, w))
+}
+
+/// Installs the handler for `caught` (already blocked in this thread and
+/// so in every later one: [`super::block_caught`]) and starts the thread
+/// that receives them. Call before any other thread starts.
+pub fn install(caught: &[i32]) -> io::Result<()> {
+    let (r, w) = pipe()?;
+    WRITE_FD.store(w.as_raw_fd(), Ordering::Release);
+    // The handler may write to it for the rest of the process's life.
+    std::mem::forget(w);
+    *READER.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    for &s in caught {
+        // SAFETY: sigaction(2) with a zeroed struct filled with our
+        // handler (SA_SIGINFO: the three-argument form it has), an empty
+        // mask and flags; a null old action is allowed. The handler calls
+        // only async-signal-safe functions.
+        let rc = unsafe {
+            let mut new: libc::sigaction = std::mem::zeroed();
+            new.sa_sigaction = handler as *const () as usize;
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut new.sa_mask);
+            libc::sigaction(s, &new, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let caught = caught.to_vec();
+    std::thread::Builder::new()
+        .name("pkit-signals".into())
+        .spawn(move || receiver(&caught))?;
+    Ok(())
+}
+
+/// The one thread with the caught signals unblocked: their handler runs
+/// here, between pauses.
+fn receiver(caught: &[i32]) {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: sigemptyset initialises the set, sigaddset adds valid
+    // numbers; pthread_sigmask changes this thread's mask only; pause(2)
+    // just waits for a signal.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &s in caught {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut());
+        loop {
+            libc::pause();
+        }
+    }
+}
+
+extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    let saved = io::Error::last_os_error().raw_os_error();
+    let (code, pid) = if info.is_null() {
+        (0, 0)
+    } else {
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO
+        // handler; si_pid is read as the union member every signal sent
+        // by kill(2) or a terminal fills (0 where nothing set it).
+        unsafe { ((*info).si_code, (*info).si_pid()) }
+    };
+    let rec = [sig, code, pid];
+    let fd = WRITE_FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; 12 bytes from a live
+        // array; the pipe is non-blocking, so a full pipe drops the record
+        // (EAGAIN) instead of hanging the handler.
+        unsafe { libc::write(fd, rec.as_ptr().cast(), RECORD) };
+    }
+    if let Some(e) = saved {
+        set_errno(e);
+    }
+}
+
+/// Restores `errno` at the end of the handler.
+fn set_errno(e: i32) {
+    // SAFETY: each platform's errno location is this thread's own.
+    unsafe {
+        #[cfg(target_os = "linux")]
+        {
+            *libc::__errno_location() = e;
+        }
+        #[cfg(any(target_os = "macos", target_os = "freebsd"))]
+        {
+            *libc::__error() = e;
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+        {
+            let _ = e;
+        }
+    }
+}
+
+/// Whether a signal with this `si_code` and `si_pid` came from the kernel
+/// (a terminal's Ctrl-C, a hang-up) rather than from a process's kill(2).
+fn from_kernel(code: i32, pid: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = pid;
+        code == libc::SI_KERNEL
+    }
+    // FreeBSD: kill(2) gives SI_USER, sigqueue(2) SI_QUEUE, thr_kill(2)
+    // SI_LWP; the terminal's signals come with SI_KERNEL.
+    #[cfg(target_os = "freebsd")]
+    {
+        const SI_USER: i32 = 0x10001;
+        const SI_QUEUE: i32 = 0x10002;
+        const SI_LWP: i32 = 0x10007;
+        let _ = pid;
+        !matches!(code, SI_USER | SI_QUEUE | SI_LWP)
+    }
+    // macOS sets no code for either: si_pid is the process in whose
+    // context the signal was sent, 0 for the kernel's own. (A terminal
+    // emulator's pty can make its Ctrl-C look sent by the emulator: then
+    // it counts as a request to end, whose first one is forwarded all the
+    // same.)
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        let _ = code;
+        pid == 0
+    }
+}
+
+/// The read end of the self-pipe, as the run loop reads it.
+pub struct Signals {
+    fd: AsyncFd<OwnedFd>,
+    /// A record's bytes read so far (a read may end inside one).
+    partial: Vec<u8>,
+    ready: VecDeque<Received>,
+}
+
+impl Signals {
+    /// The self-pipe [`install`] made. Needs a Tokio runtime.
+    pub fn new() -> io::Result<Signals> {
+        let fd = READER
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| io::Error::other("the signal handlers are not installed"))?;
+        // SAFETY: an OwnedFd stays open and keeps its fd until dropped,
+        // which happens with the AsyncFd.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Signals {
+            fd,
+            partial: Vec::new(),
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// The next signal.
+    pub async fn recv(&mut self) -> io::Result<Received> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Ok(r);
+            }
+            let mut guard = self.fd.readable().await?;
+            let mut buf = [0u8; RECORD * 32];
+            // SAFETY: reading at most `buf.len()` bytes into `buf`.
+            let n = unsafe {
+                libc::read(
+                    self.fd.get_ref().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(e),
+                }
+                continue;
+            }
+            if n == 0 {
+                return Err(io::Error::other("the signal pipe was closed"));
+            }
+            self.partial.extend_from_slice(&buf[..n as usize]);
+            let whole = self.partial.len() / RECORD * RECORD;
+            for rec in self.partial[..whole].chunks_exact(RECORD) {
+                let field = |i: usize| {
+                    let mut b = [0u8; 4];
+                    b.copy_from_slice(&rec[i * 4..i * 4 + 4]);
+                    i32::from_ne_bytes(b)
+                };
+                self.ready.push_back(Received {
+                    signo: field(0),
+                    from_kernel: from_kernel(field(1), field(2)),
+                });
+            }
+            self.partial.drain(..whole);
+        }
+    }
+}
