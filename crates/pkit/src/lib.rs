@@ -197,7 +197,7 @@ pub use split_lines::StreamLines;
 pub use stats::{Profile, SampleStats};
 pub use supervise::{
     Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent, SupervisorHandle,
-    DEFAULT_MAX_BACKOFF,
+    DEFAULT_MAX_BACKOFF, EVENT_BUFFER,
 };
 pub use sys::{
     host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment, LimitInfo,

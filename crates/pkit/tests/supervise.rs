@@ -824,3 +824,58 @@ async fn a_ready_server_that_keeps_logging_is_not_stalled() {
     }
     suite.end().await;
 }
+
+/// A handle nobody reads events from holds at most `EVENT_BUFFER` of them:
+/// the oldest go first, are counted, and the end is still there. Before,
+/// the queue was unbounded, so a long crash loop under a handle whose
+/// events were never read grew the owner's memory without end.
+#[tokio::test]
+async fn unread_events_are_bounded_oldest_dropped_first() {
+    let suite = begin("supervise_event_bound").await;
+    for choice in mechanisms() {
+        let runs = 400u32;
+        let mut handle = Supervisor::new(Command::new("true"))
+            .mechanism(choice)
+            .restart(Restart::Always)
+            .backoff(Duration::ZERO, 1.0)
+            .max_backoff(Duration::ZERO)
+            .max_restarts(runs - 1)
+            .start();
+        // Two events a run at least: the bound is passed before the end.
+        let deadline = std::time::Instant::now() + DEADLINE * 6;
+        while handle.events_dropped() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: no event dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let events = all_events(&mut handle).await;
+        assert!(
+            !matches!(events[0], SupervisorEvent::Started { run: 1, .. }),
+            "{choice}: the oldest event was kept"
+        );
+        let started: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                SupervisorEvent::Started { run, .. } => Some(*run),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started.last(), Some(&runs), "{choice}");
+        assert!(
+            started.windows(2).all(|w| w[1] == w[0] + 1),
+            "{choice}: {started:?}"
+        );
+        assert_eq!(
+            events.last(),
+            Some(&SupervisorEvent::Stopped(StopReason::RestartsExhausted)),
+            "{choice}"
+        );
+        assert!(handle.next_event().await.is_none());
+        assert!(events.len() as u64 + handle.events_dropped() >= 2 * u64::from(runs));
+        assert!(handle.events_dropped() > 0);
+        handle.wait().await.expect("supervision");
+    }
+    suite.end().await;
+}

@@ -19,7 +19,7 @@ use crate::sys::MechanismChoice;
 mod run;
 mod stop;
 
-pub use run::SupervisorHandle;
+pub use run::{SupervisorHandle, EVENT_BUFFER};
 pub use stop::StopReason;
 
 /// When a [`Supervisor`] starts its command again.

@@ -1,9 +1,10 @@
 //! The restart loop behind [`Supervisor::run`] and [`Supervisor::start`].
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Health, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent};
@@ -37,14 +38,64 @@ struct Loop {
     sup: Supervisor,
     cmd: Command,
     name: String,
-    events: Option<UnboundedSender<SupervisorEvent>>,
+    events: Option<EventSender>,
     stop: CancelToken,
+}
+
+/// How many events a [`SupervisorHandle`] keeps unread: past that, the
+/// oldest is dropped for each new one (the last, `Stopped`, is always
+/// kept), so a handle nobody reads events from holds a bounded amount.
+pub const EVENT_BUFFER: usize = 1024;
+
+/// The events not yet read, shared by the supervising task and its handle.
+#[derive(Debug, Default)]
+struct EventQueue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    events: VecDeque<SupervisorEvent>,
+    /// The supervising task is gone: no event will come.
+    closed: bool,
+    dropped: u64,
+}
+
+impl EventQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The supervising task's end of the queue; dropping it closes the queue.
+pub(super) struct EventSender(Arc<EventQueue>);
+
+impl EventSender {
+    fn push(&self, event: SupervisorEvent) {
+        {
+            let mut s = self.0.lock();
+            if s.events.len() >= EVENT_BUFFER {
+                s.events.pop_front();
+                s.dropped += 1;
+            }
+            s.events.push_back(event);
+        }
+        self.0.notify.notify_one();
+    }
+}
+
+impl Drop for EventSender {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.notify.notify_one();
+    }
 }
 
 impl Loop {
     fn emit(&self, event: SupervisorEvent) {
         if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+            tx.push(event);
         }
     }
 
@@ -191,7 +242,7 @@ async fn check(proc: &mut RunningProcess, health: &Health, timeout: Duration) ->
 
 pub(super) async fn supervise(
     sup: Supervisor,
-    events: Option<UnboundedSender<SupervisorEvent>>,
+    events: Option<EventSender>,
     stop: CancelToken,
 ) -> Result<SupervisionOutcome> {
     let mut cmd = sup.cmd.clone();
@@ -345,11 +396,12 @@ impl Supervisor {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
     /// ```
     pub fn start(self) -> SupervisorHandle {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(EventQueue::default());
         let stop = CancelToken::new();
+        let tx = EventSender(queue.clone());
         let task = tokio::spawn(supervise(self, Some(tx), stop.clone()));
         SupervisorHandle {
-            events: rx,
+            events: queue,
             stop,
             task: Some(task),
         }
@@ -360,16 +412,37 @@ impl Supervisor {
 /// supervision and kills the current run's tree.
 #[derive(Debug)]
 pub struct SupervisorHandle {
-    events: mpsc::UnboundedReceiver<SupervisorEvent>,
+    events: Arc<EventQueue>,
     stop: CancelToken,
     task: Option<tokio::task::JoinHandle<Result<SupervisionOutcome>>>,
 }
 
 impl SupervisorHandle {
     /// The next event, in order; `None` once the supervision has ended
-    /// and every event was read. Events wait (unbounded) until read.
+    /// and every event was read. Events wait until read, up to
+    /// [`EVENT_BUFFER`] of them: past that the oldest unread one is dropped
+    /// for each new one (counted by [`events_dropped`](Self::events_dropped);
+    /// the last event, `Stopped`, is always kept).
     pub async fn next_event(&mut self) -> Option<SupervisorEvent> {
-        self.events.recv().await
+        loop {
+            let notified = self.events.notify.notified();
+            {
+                let mut s = self.events.lock();
+                if let Some(event) = s.events.pop_front() {
+                    return Some(event);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// How many events were dropped unread because [`EVENT_BUFFER`] of them
+    /// were waiting already.
+    pub fn events_dropped(&self) -> u64 {
+        self.events.lock().dropped
     }
 
     /// Stops gracefully: the current run's tree gets the command's
