@@ -59,6 +59,27 @@
 //!   itself, so there the check can't tell it from a stranger that took
 //!   the number and called `setsid` in that window.
 //!
+//! So a stranger is signalled only if all of these hold: every member of
+//! the group exited and the leader's zombie was reaped (by init or a
+//! subreaper) after the owner's death and before the guard's `killpg` of
+//! that entry (the guard reads to end of file and walks its table, so the
+//! window grows with the queued messages and registered groups); pid
+//! allocation reached that very number in between (a full wrap of
+//! `kernel.pid_max` on Linux, of 99999 pids on macOS and FreeBSD, or a
+//! random pick under FreeBSD's `kern.randompid`); and the new process made
+//! itself leader of a group of that number with `setpgid` (a job-control
+//! shell's job) in the owner's session, or, for a pty session's group,
+//! with `setsid`. It can't happen while a member lives or the zombie
+//! is unreaped, for a group the owner tore down itself (unregistered
+//! first), or under Linux's own guard (pidfds). A cheap check that would
+//! close most of the rest, not made yet: the leader's start time in the
+//! registration (the owner reads it while the leader is unreaped;
+//! `proc_pidinfo` `pbi_start_tvsec` on macOS, `kinfo_proc.ki_start` on
+//! FreeBSD, `/proc/<pid>/stat` on Linux), compared by the guard with the
+//! process now numbered so; a leaderless group would still be killed by
+//! number (a stranger's group would need its leader born and gone within
+//! the window).
+//!
 //! kqueue's `EVFILT_PROC`/`NOTE_EXIT` on the leader was considered and is
 //! not used: it reports the leader's exit, not its reaping, and a group
 //! outlives its leader, so it can't tell whether the number was freed.
