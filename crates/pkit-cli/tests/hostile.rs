@@ -79,3 +79,61 @@ fn a_run_starts_only_the_guard_its_mechanism_uses() {
         assert_eq!(guards.len(), 1, "{m}: guards {guards:?}");
     }
 }
+
+/// A pkit run by the dynamic loader itself (`ld.so /path/to/pkit run ...`,
+/// as some bundlers and wrappers start programs) runs only the program it
+/// was given. Before: on the portable backend the group's first process
+/// was started as `/proc/self/exe`, which then names the loader, not pkit;
+/// the loader ran the program's first argument as a program (here
+/// `/bin/touch <marker>`) and only then was the real program started.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_pkit_started_by_the_dynamic_loader_runs_only_its_program() {
+    let Some(loader) = [
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/ld-linux-aarch64.so.1",
+        "/lib/ld-linux-armhf.so.3",
+        "/lib64/ld64.so.2",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists()) else {
+        eprintln!("skipped: no known glibc dynamic loader here");
+        return;
+    };
+    for m in MECHANISMS {
+        let marker = std::env::temp_dir().join(format!("pkit-ldso-{}-{m}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let out = std::process::Command::new(loader)
+            .arg(env!("CARGO_BIN_EXE_pkit"))
+            .args([
+                "run",
+                "-q",
+                "--mechanism",
+                m,
+                "--",
+                "/bin/echo",
+                "/bin/touch",
+            ])
+            .arg(&marker)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let ran = marker.exists();
+        let _ = std::fs::remove_file(&marker);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{m}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.stdout,
+            format!("/bin/touch {}\n", marker.display()).into_bytes(),
+            "{m}"
+        );
+        assert!(
+            !ran,
+            "{m}: the loader ran /bin/touch, which nobody asked for"
+        );
+    }
+}

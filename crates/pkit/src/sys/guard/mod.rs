@@ -215,6 +215,8 @@ pub(crate) fn trampoline_exe() -> Option<&'static std::ffi::CString> {
             Err("pkit's pre-main trampoline entry did not run in this process".into())
         } else if !portable::in_main_executable(entry_address()) {
             Err("pkit is not linked into the main executable".into())
+        } else if portable::started_by_its_loader() {
+            Err("this program was started by running its dynamic loader, which this program's executable names".into())
         } else {
             portable::own_executable().map_err(|e| format!("this program's executable: {e}"))
         };
