@@ -4,9 +4,11 @@
 //! still live. Under the process-group mechanism that catches a descendant
 //! that left the group with setsid once its parents are gone.
 //!
-//! Linux only: macOS has no subreaper (and FreeBSD's reaper is not used
-//! yet), so there orphans go to init, nothing here is looked for, and the
-//! report says so (null) instead of counting nothing.
+//! Linux (`PR_SET_CHILD_SUBREAPER`) and FreeBSD
+//! (`procctl(PROC_REAP_ACQUIRE)`, its children listed by the
+//! `kern.proc.proc` sysctl: type-checked only). macOS has no subreaper, so
+//! there orphans go to launchd, nothing here is looked for, and the report
+//! says so (null) instead of counting nothing.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,14 @@ pub struct Orphans {
     subreaper: bool,
 }
 
+/// This process's children (elsewhere: from the platform's process table).
+#[cfg(not(target_os = "linux"))]
+fn children() -> Vec<(i32, char, String)> {
+    sys::children()
+}
+
 /// This process's children, with their state letters.
+#[cfg(target_os = "linux")]
 fn children() -> Vec<(i32, char, String)> {
     let me = std::process::id().to_string();
     let mut out = Vec::new();

@@ -82,7 +82,7 @@ pub async fn main(args: RunArgs) -> Exit {
     report.mechanism = Some(group.mechanism().as_str());
     // Orphans of the run come to pkit, which reaps them (for --stats) and
     // kills any still alive at the end (under process groups, that catches
-    // what left the group with setsid). Linux only.
+    // what left the group with setsid). Linux and FreeBSD.
     let subreaper = Orphans::adopt();
     if args.name.is_some() && group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
         eprintln!("pkit: warning: --name has no effect: a process group has no name to carry it");

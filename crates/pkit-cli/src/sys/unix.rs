@@ -280,15 +280,97 @@ pub fn set_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// No subreaper here for the CLI: macOS has none, and FreeBSD's
-/// (`procctl(PROC_REAP_ACQUIRE)`) is not used yet, so an orphaned
-/// descendant goes to init as usual.
-#[cfg(not(target_os = "linux"))]
+/// Makes pkit the reaper of everything it starts
+/// (`procctl(PROC_REAP_ACQUIRE)`): an orphaned descendant is re-parented
+/// to pkit instead of init.
+#[cfg(target_os = "freebsd")]
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: procctl(2) on this process, a command that takes no data.
+    let rc = unsafe {
+        libc::procctl(
+            libc::P_PID,
+            libc::getpid() as libc::id_t,
+            libc::PROC_REAP_ACQUIRE,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// No subreaper on macOS: an orphaned descendant goes to launchd.
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 pub fn set_child_subreaper() -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        "pkit is a subreaper on Linux only",
+        "macOS has no subreaper",
     ))
+}
+
+/// This process's children (pid, state letter with `Z` for a zombie,
+/// name), from the `kern.proc.proc` sysctl.
+#[cfg(target_os = "freebsd")]
+pub fn children() -> Vec<(i32, char, String)> {
+    let mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PROC];
+    let each = std::mem::size_of::<libc::kinfo_proc>();
+    let me = std::process::id() as libc::pid_t;
+    for _ in 0..8 {
+        let mut size: libc::size_t = 0;
+        // SAFETY: a size query: null buffer, the size written to ours.
+        let rc = unsafe {
+            libc::sysctl(
+                mib.as_ptr(),
+                mib.len() as libc::c_uint,
+                std::ptr::null_mut(),
+                &mut size,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Vec::new();
+        }
+        let mut buf: Vec<libc::kinfo_proc> = Vec::with_capacity(size / each + 16);
+        let mut len = buf.capacity() * each;
+        // SAFETY: the buffer has room for `len` bytes of kinfo_proc.
+        let rc = unsafe {
+            libc::sysctl(
+                mib.as_ptr(),
+                mib.len() as libc::c_uint,
+                buf.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if rc != 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM) {
+                continue; // the table grew meanwhile
+            }
+            return Vec::new();
+        }
+        // SAFETY: the kernel filled `len` bytes: whole records.
+        unsafe { buf.set_len(len / each) };
+        return buf
+            .iter()
+            .filter(|k| k.ki_ppid == me)
+            .map(|k| {
+                let state = if k.ki_stat == libc::SZOMB { 'Z' } else { 'R' };
+                // SAFETY: ki_comm is a NUL-terminated C string in the record.
+                let name = unsafe { std::ffi::CStr::from_ptr(k.ki_comm.as_ptr()) };
+                (k.ki_pid, state, name.to_string_lossy().into_owned())
+            })
+            .collect();
+    }
+    Vec::new()
+}
+
+/// No subreaper on macOS, so no orphan of the run is pkit's child.
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+pub fn children() -> Vec<(i32, char, String)> {
+    Vec::new()
 }
 
 /// Reaps child `pid` if it has exited; true when it was reaped.
