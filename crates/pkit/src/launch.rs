@@ -412,11 +412,12 @@ pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
     // Only the names the caller set are checked: an inherited one is passed
     // on as it came, as std does (`vars_os` names a raw `=LEAD=1` entry
     // `=LEAD`, and cmd.exe's `=C:` variables look the same), which joins
-    // back into the same entry.
+    // back into the same entry; and a name to remove (`None`) may be such
+    // an inherited one.
     if cmd
         .env
-        .keys()
-        .any(|k| k.is_empty() || k.to_string_lossy().contains('='))
+        .iter()
+        .any(|(k, v)| v.is_some() && (k.is_empty() || k.to_string_lossy().contains('=')))
     {
         return Err(Error::InvalidInput(
             "an environment variable name is empty or contains '='".into(),

@@ -192,3 +192,49 @@ async fn current_dir_sets_the_working_directory() {
     }
     suite.end().await;
 }
+
+/// `env_remove` of an inherited variable named with a leading `=` (a raw
+/// environ entry `=LEAD=1`, which `std::env::vars_os` names `=LEAD`) hides
+/// it, as `std::process::Command::env_remove` does. Before: the name was
+/// checked as one to set, and the spawn failed with InvalidInput. The test
+/// process can't give itself such a variable (`set_var` refuses the name),
+/// so it runs itself again with one (`equals_name_helper`).
+#[test]
+fn env_remove_hides_an_inherited_variable_named_with_a_leading_equals_sign() {
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "equals_name_helper",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("=LEAD", "1")
+        .env("PKIT_TEST_EQUALS_HELPER", "1")
+        .output()
+        .expect("helper");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("equals-helper-ran"), "{text}");
+}
+
+/// The helper of the test above: does nothing unless
+/// `PKIT_TEST_EQUALS_HELPER` is set.
+#[tokio::test]
+async fn equals_name_helper() {
+    if std::env::var_os("PKIT_TEST_EQUALS_HELPER").is_none() {
+        return;
+    }
+    for choice in mechanisms() {
+        let env0 = |c: pkit::Command| c.arg("-0");
+        let has = |out: &pkit::Output| out.stdout().split(|&b| b == 0).any(|e| e == b"=LEAD=1");
+        let out = env0(cmd(choice, "env")).output().await.expect("env");
+        assert!(has(&out), "{choice}: not inherited");
+        let out = env0(cmd(choice, "env").env_remove("=LEAD"))
+            .output()
+            .await
+            .expect("env_remove of a name with a leading '='");
+        assert!(!has(&out), "{choice}: not removed");
+    }
+    println!("equals-helper-ran");
+}
