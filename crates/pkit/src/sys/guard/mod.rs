@@ -207,7 +207,7 @@ pub(crate) fn trampoline_exe() -> Option<&'static std::ffi::CString> {
         return None;
     }
     EXE.get_or_init(|| {
-        use crate::sys::unix::trampoline::{entry_address, entry_ran};
+        use crate::sys::unix::trampoline::{entry_address, entry_ran, started_by_its_loader};
         let off = std::env::var_os(TRAMPOLINE_ENV_VAR).is_some_and(|v| v == "off" || v == "0");
         let why = if off {
             Err(format!("{TRAMPOLINE_ENV_VAR}=off"))
@@ -215,7 +215,7 @@ pub(crate) fn trampoline_exe() -> Option<&'static std::ffi::CString> {
             Err("pkit's pre-main trampoline entry did not run in this process".into())
         } else if !portable::in_main_executable(entry_address()) {
             Err("pkit is not linked into the main executable".into())
-        } else if portable::started_by_its_loader() {
+        } else if started_by_its_loader() {
             Err("this program was started by running its dynamic loader, which this program's executable names".into())
         } else {
             portable::own_executable().map_err(|e| format!("this program's executable: {e}"))
