@@ -202,6 +202,11 @@ pub fn set_child_subreaper() -> io::Result<()> {
     ))
 }
 
+/// No subreaper on Windows, so no orphan of the run is pkit's child.
+pub fn children() -> Vec<(i32, char, String)> {
+    Vec::new()
+}
+
 /// Nothing is re-parented to pkit on Windows.
 pub fn reap_if_exited(_pid: i32) -> bool {
     false
