@@ -248,7 +248,8 @@ impl TreeStats {
             (self.user_cpu_us, self.system_cpu_us) = (Some(u.user_us), Some(u.system_us));
             self.cpu_source = Some(RUSAGE);
         }
-        if self.memory_source.is_none() {
+        // 0: unknown (see `ChildUsage::since`).
+        if self.memory_source.is_none() && u.max_rss_bytes > 0 {
             self.peak_memory_bytes = Some(u.max_rss_bytes);
             self.memory_source = Some("rusage (largest single process)");
         }

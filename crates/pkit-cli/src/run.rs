@@ -107,6 +107,10 @@ pub async fn main(args: RunArgs) -> Exit {
             return error_end(&mut sink, report, began, &msg, "usage", EXIT_OWN_FAILURE);
         }
     };
+    // The group's creation may have reaped pkit's own helpers (the
+    // owner-death guard's launcher, a run of pkit's executable): what
+    // they used is not the program's, and is taken off below.
+    let usage_before = args.stats.then(sys::children_usage).flatten();
     let mut proc = match group.start(&command(&args, &ids)) {
         Ok(p) => p,
         Err(e) => {
@@ -244,7 +248,17 @@ pub async fn main(args: RunArgs) -> Exit {
     report.escaped_processes_killed = escaped;
     report.processes_left = (verified.is_ok() && none_left).then_some(0);
     if let Some(s) = stats.as_mut() {
-        s.fill_from(sys::children_usage(), subreaper);
+        // The program, its group's leader, may still be an unreaped
+        // zombie (the portable backend reaps it when its handle goes):
+        // reaped now, so that its figures are in. (Its exit status was
+        // read already.)
+        #[cfg(unix)]
+        sys::reap_if_exited(pid as i32);
+        let usage = sys::children_usage().map(|u| match &usage_before {
+            Some(before) => u.since(before, sys::own_peak_rss()),
+            None => u,
+        });
+        s.fill_from(usage, subreaper);
     }
     report.duration_us = started.elapsed().as_micros() as u64;
     report.timed_out = st.timed_out;

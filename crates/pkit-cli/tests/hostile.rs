@@ -137,3 +137,53 @@ fn a_pkit_started_by_the_dynamic_loader_runs_only_its_program() {
         );
     }
 }
+
+/// `--stats` without a cgroup (rusage of reaped children) gives the
+/// program's figures, not those of pkit's own helpers. Before, under
+/// process groups the peak was the owner-death guard's launcher's (~7 MiB
+/// here, for `true`: it shares pkit's memory, as a vfork-started program
+/// does until its exec, and the kernel counts that memory's peak in
+/// theirs), its CPU was added in, and under the portable backend the
+/// program, its group's unreaped leader, was not counted at all (a 64 MiB
+/// program reported the launcher's 7 MiB).
+#[test]
+fn stats_under_process_groups_are_the_programs_not_pkits_helpers() {
+    let big = "b = bytearray(64 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1";
+    for m in ["pgroup", "portable"] {
+        let out = run(&[
+            "run",
+            "-q",
+            "--json",
+            "--stats",
+            "--mechanism",
+            m,
+            "--",
+            "python3",
+            "-c",
+            big,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{m}: {out:?}");
+        let s = report(&out)["stats"].clone();
+        assert_eq!(s["cpu_source"], "rusage", "{m}: {s}");
+        assert!(
+            s["peak_memory_bytes"].as_u64().unwrap_or(0) >= 64 << 20,
+            "{m}: {s}"
+        );
+        // `true` peaks below the helpers: unknown then, never theirs.
+        let out = run(&[
+            "run",
+            "-q",
+            "--json",
+            "--stats",
+            "--mechanism",
+            m,
+            "--",
+            "true",
+        ]);
+        let s = report(&out)["stats"].clone();
+        assert!(
+            s["peak_memory_bytes"].as_u64().is_none_or(|p| p < 4 << 20),
+            "{m}: {s}"
+        );
+    }
+}

@@ -49,6 +49,35 @@ pub struct ChildUsage {
     pub blocks_out: u64,
 }
 
+impl ChildUsage {
+    /// What was used after `before` (an earlier reading): the sums less
+    /// `before`'s. The peak is a maximum, not a sum: one no higher than
+    /// `before`'s, or than `floor`, may be theirs, so it is unknown then
+    /// (0). (`floor`: pkit's own peak, which a program started vfork-style
+    /// inherits in its figure.)
+    pub fn since(self, before: &ChildUsage, floor: u64) -> ChildUsage {
+        ChildUsage {
+            user_us: self.user_us.saturating_sub(before.user_us),
+            system_us: self.system_us.saturating_sub(before.system_us),
+            max_rss_bytes: if self.max_rss_bytes > before.max_rss_bytes.max(floor) {
+                self.max_rss_bytes
+            } else {
+                0
+            },
+            minor_faults: self.minor_faults.saturating_sub(before.minor_faults),
+            major_faults: self.major_faults.saturating_sub(before.major_faults),
+            voluntary_switches: self
+                .voluntary_switches
+                .saturating_sub(before.voluntary_switches),
+            involuntary_switches: self
+                .involuntary_switches
+                .saturating_sub(before.involuntary_switches),
+            blocks_in: self.blocks_in.saturating_sub(before.blocks_in),
+            blocks_out: self.blocks_out.saturating_sub(before.blocks_out),
+        }
+    }
+}
+
 /// Signal numbers by name: libc's on Unix; on Windows, which has no
 /// signals, Linux's numbers (as `pkit::Signal` and `signame` use), naming
 /// what a console event stands for (see `windows.rs`).

@@ -137,6 +137,20 @@ pub fn reraise(sig: i32) {
     }
 }
 
+/// pkit's own peak resident memory (`getrusage(RUSAGE_SELF)`), in bytes.
+/// A program started vfork-style shares pkit's memory until its `execve`,
+/// and the kernel counts that memory's peak in the program's.
+pub fn own_peak_rss() -> u64 {
+    let mut u = MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: filled above.
+    let u = unsafe { u.assume_init() };
+    (u.ru_maxrss.max(0) as u64) * 1024
+}
+
 /// `getrusage(RUSAGE_CHILDREN)`.
 pub fn children_usage() -> Option<ChildUsage> {
     let mut u = MaybeUninit::<libc::rusage>::zeroed();

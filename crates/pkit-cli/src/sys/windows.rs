@@ -151,6 +151,11 @@ pub fn stop_self() {}
 /// No signal to end pkit by: the caller exits with 128+`sig` instead.
 pub fn reraise(_sig: i32) {}
 
+/// pkit's own peak resident memory: unused on Windows (0).
+pub fn own_peak_rss() -> u64 {
+    0
+}
+
 /// None on Windows: it has no sum of reaped children's use (the job's
 /// accounting is read instead).
 pub fn children_usage() -> Option<ChildUsage> {
