@@ -32,6 +32,12 @@ const TREE: &str = r#"trap '' INT; $2 sleep 300 & echo $! >> "$1"; sleep 300 & e
 const LEADER_EXITS: &str =
     r#"trap '' INT; sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo done >> "$1""#;
 
+/// A process whose main thread ends alone (`pthread_exit`) while another
+/// thread sleeps on: `Z` in its stat, yet running (`Zl` in `ps`).
+const MAIN_THREAD_ENDS: &str = r#"trap '' INT; python3 -c 'import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(300,)).start()
+ctypes.CDLL(None).pthread_exit(None)' & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
+
 /// A tree with a sleep two sub-cgroups down in the group's cgroup (`$3`),
 /// where a nested pkit would put its groups.
 const NESTED: &str = r#"trap '' INT; mkdir "$3/sub" "$3/sub/deeper" && sh -c 'echo $$ > "$1/sub/deeper/cgroup.procs" && exec sleep 300' sh "$3" & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
@@ -97,6 +103,7 @@ fn guard_helper_owner() {
     let script = match mode.as_str() {
         "leader-exits" => LEADER_EXITS,
         "nested" => NESTED,
+        "main-thread-ends" => MAIN_THREAD_ENDS,
         _ => TREE,
     };
     let dir = cgroup_dir(&group).unwrap_or_default();
@@ -446,6 +453,60 @@ async fn sigkilled_owner_leaves_no_grandchild_and_no_cgroup() {
             owner.kill();
             assert_guard_cleaned_up(&owner, &format!("{choice}, {start}: owner SIGKILLed")).await;
         }
+    }
+    suite.end().await;
+}
+
+/// The threads of `pid` that still run (not exited: `/proc/<pid>/task`).
+fn running_threads(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|tid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"));
+            let state = stat.ok().and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.to_owned();
+                rest.split_whitespace().next().map(str::to_owned)
+            });
+            !matches!(state.as_deref(), None | Some("Z") | Some("X"))
+        })
+        .collect()
+}
+
+/// A process whose main thread has ended while another runs on shows `Z`
+/// (so `pid_gone` counts it gone) yet runs. Under cgroup v2 the guard's
+/// `cgroup.kill` never reaches it (the kernel sends that SIGKILL to the
+/// ended main thread): before, it outlived its killed owner, and the guard
+/// left its cgroup behind. Now the guard kills each member of a cgroup
+/// still populated a second after `cgroup.kill`.
+#[tokio::test]
+async fn a_killed_owners_process_whose_main_thread_ended_is_killed_too() {
+    let suite = begin("a_killed_owners_process_whose_main_thread_ended").await;
+    for choice in mechanisms() {
+        let mut owner = start_owner("main-thread-ends", choice, false);
+        let python = owner.tree[0];
+        let deadline = Instant::now() + DEADLINE;
+        while stat(python).is_none_or(|s| s.state != 'Z') || running_threads(python).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: the main thread of {python} never ended alone: {:?}, threads {:?}",
+                stat(python),
+                running_threads(python)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        owner.kill();
+        let deadline = Instant::now() + DEADLINE;
+        while !running_threads(python).is_empty() {
+            if Instant::now() > deadline {
+                kill_pid(python);
+                panic!("{choice}: {python} still runs after its owner was killed");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        assert_guard_cleaned_up(&owner, &format!("{choice}: main thread ended")).await;
     }
     suite.end().await;
 }

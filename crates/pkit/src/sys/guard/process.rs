@@ -175,7 +175,14 @@ unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
     }
     for slot in table.iter() {
         if slot.op == OP_CGROUP {
-            wait_empty(slot, deadline);
+            // `cgroup.kill` misses a process whose main thread has ended
+            // while other threads run on (its SIGKILL goes to the ended
+            // leader alone): still populated after a second, each member is
+            // killed through its pidfd, which reaches the whole process.
+            if !wait_empty(slot, deadline.min(now_ms() + 1000)) {
+                kill_members(slot, buf, deadline);
+                wait_empty(slot, deadline);
+            }
             remove_tree(&slot.path);
         }
     }
@@ -290,8 +297,16 @@ unsafe fn kill_cgroup(slot: &Slot, buf: &mut [u8], deadline: i64) {
     if slot.flags & FLAG_HAS_KILL != 0 && write_in(&slot.path, b"cgroup.kill", b"1") {
         return;
     }
-    // No cgroup.kill: freeze (nobody forks meanwhile), SIGKILL each member,
-    // thaw (the kills take effect). Repeat only if the list overflowed.
+    kill_members(slot, buf, deadline);
+}
+
+/// Without (or after) `cgroup.kill`: freeze (nobody forks meanwhile),
+/// SIGKILL each member of the subtree, thaw (the kills take effect).
+/// Repeated only if a list overflowed.
+///
+/// # Safety
+/// Guard only.
+unsafe fn kill_members(slot: &Slot, buf: &mut [u8], deadline: i64) {
     let ev = open_in(&slot.path, b"cgroup.events", libc::O_RDONLY);
     if ev < 0 {
         return;
@@ -332,17 +347,24 @@ unsafe fn kill_cgroup(slot: &Slot, buf: &mut [u8], deadline: i64) {
     libc::close(ev);
 }
 
-/// Waits (bounded) until the cgroup has no live member.
+/// Waits (bounded) until the cgroup has no live member; whether it has
+/// none (a cgroup that can't be read counts as empty: nothing more to do).
 ///
 /// # Safety
 /// Guard only.
-unsafe fn wait_empty(slot: &Slot, deadline: i64) {
+unsafe fn wait_empty(slot: &Slot, deadline: i64) -> bool {
     let ev = open_in(&slot.path, b"cgroup.events", libc::O_RDONLY);
     if ev < 0 {
-        return;
+        return true;
     }
-    while events(ev).0 && wait_change(ev, deadline) {}
+    let mut populated = events(ev).0;
+    while populated && wait_change(ev, deadline) {
+        populated = events(ev).0;
+    }
+    // The last change may have come as the deadline passed.
+    populated = populated && events(ev).0;
     libc::close(ev);
+    !populated
 }
 
 /// Monotonic milliseconds.
