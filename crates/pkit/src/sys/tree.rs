@@ -211,8 +211,7 @@ fn portable_signal(root: &ChildHandle, pgid: i32, pids: &[i32], sig: i32) {
         if pid == root.pid() {
             let _ = root.signal(sig);
         } else if ptable::is_live_member(pid, pgid) {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(pid, sig) };
+            let _ = super::unix::pgroup::kill(pid, sig);
         }
     }
 }

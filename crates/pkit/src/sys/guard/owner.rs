@@ -494,15 +494,19 @@ impl LeaderRegistration {
     /// `execve`: raw system calls on memory prepared before the clone, no
     /// allocation, no lock.
     pub(crate) unsafe fn send_from_leader(&self) {
-        let pid = libc::syscall(libc::SYS_getpid) as i32;
-        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0u32) as RawFd;
-        if fd < 0 {
-            self.sent
-                .store(*libc::__errno_location(), Ordering::Release);
-            return;
-        }
+        // rustix's raw system calls: no allocation, no lock, no libc state
+        // (the pid is asked of the kernel, never a copy the parent cached).
+        let pid = rustix::process::getpid();
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.sent.store(e.raw_os_error(), Ordering::Release);
+                return;
+            }
+        };
+        let fd = pidfd.as_raw_fd();
         let mut msg = self.msg;
-        msg.pgid = pid;
+        msg.pgid = pid.as_raw_nonzero().get();
         let mut iov = libc::iovec {
             iov_base: (&mut msg as *mut Msg).cast(),
             iov_len: size_of::<Msg>(),
@@ -529,7 +533,7 @@ impl LeaderRegistration {
             }
             break if n < 0 { errno.max(1) } else { libc::EIO };
         };
-        libc::close(fd);
+        drop(pidfd);
         self.sent.store(result, Ordering::Release);
     }
 }

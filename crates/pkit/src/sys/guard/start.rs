@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
 use super::exec;
@@ -74,25 +74,14 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
 /// A `SOCK_SEQPACKET` pair, both ends close-on-exec and above stdio: the
 /// owner's end and the guard's.
 fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [-1 as RawFd; 2];
-    // SAFETY: socketpair writes two fds into the array we pass.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "cannot create the guard's socket pair: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    let (owner_end, guard_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    let (owner_end, guard_end) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("cannot create the guard's socket pair: {e}"))?;
     let err = |e: io::Error| format!("cannot set up the guard's socket: {e}");
     Ok((
         above_stdio(owner_end).map_err(err)?,
@@ -176,30 +165,18 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
     if let Some(e) = fork_err {
         return Err(format!("cannot fork the guard: {e}"));
     }
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for the intermediate child we just forked.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
+    let launcher = rustix::process::Pid::from_raw(pid).ok_or("the guard's launcher has no pid")?;
+    let launched = loop {
+        match rustix::process::waitpid(Some(launcher), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => break status.exit_status() == Some(0),
+            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
             // Reaped by someone else's waitpid(-1): the greeting (or its
             // absence) tells whether the guard started.
-            Some(libc::ECHILD) => {
-                status = 0;
-                break;
-            }
-            _ => {
-                return Err(format!(
-                    "cannot wait for the guard's launcher: {}",
-                    io::Error::last_os_error()
-                ))
-            }
+            Err(rustix::io::Errno::CHILD) => break true,
+            Err(e) => return Err(format!("cannot wait for the guard's launcher: {e}")),
         }
-    }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    };
+    if !launched {
         return Err("the guard's launcher could not fork it".into());
     }
     let hello = recv_reply(owner_end.as_fd(), 10_000)

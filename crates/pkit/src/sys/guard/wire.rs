@@ -6,9 +6,10 @@
 // shares the rest.
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
-use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 /// How the portable guard kills process groups ([`GuardStatus::process_groups`](crate::GuardStatus::process_groups)).
 pub(super) const PORTABLE_METHOD: &str = "the portable guard: killpg by number, skipped for a number that now names a process of another session (no pidfds: exact while any member lives; see the docs for what is left)";
@@ -143,26 +144,35 @@ pub(super) fn peer_closed(sock: BorrowedFd<'_>) -> bool {
     if hung_up(sock) {
         return true;
     }
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polls one valid pollfd without waiting.
-    if unsafe { libc::poll(&mut pfd, 1, 0) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+    if !poll_one(sock, PollFlags::IN, 0).is_ok_and(|ev| ev.contains(PollFlags::IN)) {
         return false;
     }
-    let mut byte = 0u8;
-    // SAFETY: peeks at most one byte into `byte`, consuming nothing.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
+    let mut byte = [0u8; 1];
+    // Peeks at most one byte, consuming nothing: 0 is the end of file.
+    use rustix::net::{recv, RecvFlags};
+    matches!(
+        recv(sock, &mut byte[..], RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Ok((0, _))
+    )
+}
+
+/// `poll(2)` on one descriptor for `events`, waiting up to `timeout_ms`:
+/// the events it has (none on the timeout).
+fn poll_one(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    timeout_ms: i32,
+) -> rustix::io::Result<PollFlags> {
+    let ms = i64::from(timeout_ms.max(0));
+    let timeout = Timespec {
+        tv_sec: ms / 1000,
+        tv_nsec: (ms % 1000) * 1_000_000,
     };
-    n == 0
+    let mut fds = [PollFd::from_borrowed_fd(fd, events)];
+    match poll(&mut fds, Some(&timeout))? {
+        0 => Ok(PollFlags::empty()),
+        _ => Ok(fds[0].revents()),
+    }
 }
 
 /// A message that unregisters `id`.
@@ -181,52 +191,30 @@ pub(super) fn wait_writable(sock: BorrowedFd<'_>, deadline: std::time::Instant) 
         if left.is_zero() {
             return false;
         }
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: polls one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
         // Readable-for-error states (POLLHUP, POLLERR) end the wait too: the
         // next send reports them.
-        return n > 0;
+        match poll_one(sock, PollFlags::OUT, ms) {
+            Err(rustix::io::Errno::INTR) => continue,
+            ready => return ready.is_ok_and(|ev| !ev.is_empty()),
+        }
     }
 }
 
 /// Whether the peer of `sock` has closed its end.
 pub(super) fn hung_up(sock: BorrowedFd<'_>) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: polls one valid pollfd without waiting.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
+    poll_one(sock, PollFlags::empty(), 0)
+        .is_ok_and(|ev| ev.intersects(PollFlags::HUP | PollFlags::ERR))
 }
 
 /// Waits up to `timeout_ms` for one reply.
 pub(super) fn recv_reply(sock: BorrowedFd<'_>, timeout_ms: i32) -> Option<Reply> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
     loop {
-        // SAFETY: polls one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
+        match poll_one(sock, PollFlags::IN, timeout_ms) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(ev) if ev.contains(PollFlags::IN) => break,
+            _ => return None,
         }
-        if n <= 0 || pfd.revents & libc::POLLIN == 0 {
-            return None;
-        }
-        break;
     }
     let mut reply = Reply::default();
     // SAFETY: receives at most size_of::<Reply>() bytes into `reply`, a

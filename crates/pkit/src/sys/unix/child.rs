@@ -89,17 +89,8 @@ impl PortableChild {
         if self.cached().is_some() {
             return Ok(());
         }
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
-        // unreaped child's, so it names no other process.
-        let rc = unsafe { libc::kill(self.pid, sig) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ESRCH) => Ok(()),
-            _ => Err(err),
-        }
+        // The pid is our unreaped child's, so it names no other process.
+        super::pgroup::kill(self.pid, sig)
     }
 
     /// Sends `sig` to the process group this child leads, by number: exact
@@ -214,6 +205,27 @@ mod tests {
         assert_eq!(st, None);
         child.signal(libc::SIGKILL).unwrap();
         let st = child.wait_blocking(None).expect("wait");
+        assert_eq!(st, Some(ExitStatus::Signalled(libc::SIGKILL)));
+    }
+
+    #[test]
+    fn signals_by_number_reach_the_child_named_or_not() {
+        // Signal 0 only checks; a real-time signal has no rustix name and
+        // goes the raw way; both end in the same status as a named one.
+        let child = spawn("sleep 30");
+        child.signal(0).unwrap();
+        let rt = libc::SIGRTMIN() + 1;
+        child.signal(rt).unwrap();
+        let st = child.wait_blocking(None).expect("wait");
+        assert_eq!(st, Some(ExitStatus::Signalled(rt)));
+        // Gone (a zombie still ours until the drop): no error either.
+        child.signal(libc::SIGTERM).unwrap();
+        // A number that is no signal is refused by the kernel.
+        let other = spawn("sleep 30");
+        let err = other.signal(1000).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+        other.signal(libc::SIGKILL).unwrap();
+        let st = other.wait_blocking(None).expect("wait");
         assert_eq!(st, Some(ExitStatus::Signalled(libc::SIGKILL)));
     }
 }

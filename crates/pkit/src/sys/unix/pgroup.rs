@@ -54,8 +54,48 @@ use std::io;
 
 /// `killpg(pgid, sig)`; `ESRCH` (no member left) is not an error.
 pub(crate) fn killpg(pgid: i32, sig: i32) -> io::Result<()> {
-    // SAFETY: killpg(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::killpg(pgid, sig) };
+    send(pgid, sig, true)
+}
+
+/// `kill(pid, sig)`, by number (exact only while the number can't be
+/// reused: an unreaped child's, or a checked live member's); `ESRCH` (gone
+/// already) is not an error.
+pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    send(pid, sig, false)
+}
+
+/// [`kill`] or [`killpg`] through rustix; signal 0 only checks.
+fn send(id: i32, sig: i32, group: bool) -> io::Result<()> {
+    use rustix::process::{self as p, Pid, Signal};
+    // Never 0 or negative: those would mean "my own group" or "everyone".
+    let Some(target) = Pid::from_raw(id) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let sent = match (Signal::from_named_raw(sig), group) {
+        (Some(s), false) => p::kill_process(target, s),
+        (Some(s), true) => p::kill_process_group(target, s),
+        (None, false) if sig == 0 => p::test_kill_process(target),
+        (None, true) if sig == 0 => p::test_kill_process_group(target),
+        (None, _) => return send_unnamed(id, sig, group),
+    };
+    match sent {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A signal rustix has no name for (a real-time one): raw, as rustix's
+/// `Signal` can only be made from such a number unsafely.
+fn send_unnamed(id: i32, sig: i32, group: bool) -> io::Result<()> {
+    // SAFETY: kill(2) and killpg(2) have no memory-safety preconditions;
+    // the kernel refuses a number that is no signal (EINVAL).
+    let rc = unsafe {
+        if group {
+            libc::killpg(id, sig)
+        } else {
+            libc::kill(id, sig)
+        }
+    };
     if rc == 0 {
         return Ok(());
     }

@@ -14,7 +14,6 @@
 //! SIGCHLD to `SIG_IGN`: its children are no longer reaped by the kernel
 //! (pkit needs their exit statuses), as with tokio's process support.
 
-use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -266,17 +265,16 @@ fn pump(r: OwnedFd) {
 
 /// Reaps `pid` if it has exited; returns whether it is gone.
 pub(crate) fn reap_now(pid: i32) -> bool {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid(2) on our own child with a valid status buffer.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if rc == 0 {
-            return false;
-        }
-        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        // Reaped, or ECHILD: already reaped by someone else.
+    use rustix::process::{waitpid, Pid, WaitOptions};
+    let Some(pid) = Pid::from_raw(pid) else {
         return true;
+    };
+    loop {
+        match waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(None) => return false,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Reaped, or ECHILD: already reaped by someone else.
+            _ => return true,
+        }
     }
 }
