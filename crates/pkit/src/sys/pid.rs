@@ -31,6 +31,7 @@ fn ask() -> u32 {
     static HOOK: Once = Once::new();
     static HOOKED: AtomicU32 = AtomicU32::new(0);
     HOOK.call_once(|| {
+        // Raw: pthread_atfork has no rustix form.
         // SAFETY: registers a child-side handler only: `forget` is an
         // `extern "C" fn` without state that makes one atomic store, which
         // is async-signal-safe (all a forked child of a threaded process
@@ -66,6 +67,7 @@ mod tests {
     #[test]
     fn a_forked_child_reads_its_own_pid() {
         let parent = super::current();
+        // Raw: libc's fork (running the atfork handlers) is what is tested; rustix has no fork.
         // SAFETY: the child only loads atomics, calls getpid and `_exit`s
         // (async-signal-safe); the parent waits for it below.
         let pid = unsafe { libc::fork() };

@@ -83,6 +83,8 @@ pub(crate) type PreExecHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 /// A close-on-exec duplicate of the caller's `fd`, numbered `min` or above.
 /// `EBADF` when `fd` is not open.
 pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // Raw: `fd` may not be open (EBADF is the answer), which a BorrowedFd for rustix's
+    // fcntl_dupfd_cloexec may not hold.
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) only reads the descriptor table; an fd
     // that is not open is reported as EBADF. The new descriptor is ours.
     let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };

@@ -62,6 +62,8 @@ extern "C" fn guard_entry() {
 /// # Safety
 /// Only from [`guard_entry`], before `main`.
 unsafe fn become_guard_if_asked() {
+    // Raw: before `main` (std's environment is not ours to use yet) and, from the mapping on, the
+    // guard's async-signal-safe start: getenv, mmap, _exit.
     let value = libc::getenv(c"PKIT_OWNER_DEATH_GUARD".as_ptr());
     if value.is_null() {
         return;

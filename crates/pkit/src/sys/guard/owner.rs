@@ -111,6 +111,8 @@ impl Guard {
     /// Tries to send one message (with an fd attached, for `OP_PGROUP`)
     /// without blocking: `WouldBlock` when the socket's buffer is full.
     fn try_send(&self, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+        // Raw: a C struct sent as its bytes with the fd attached by hand, the twin of
+        // `send_from_leader`'s in the vfork child (where only raw calls on stack memory may run).
         let mut iov = libc::iovec {
             iov_base: (msg as *const Msg).cast_mut().cast(),
             iov_len: size_of::<Msg>(),
@@ -165,6 +167,7 @@ impl Guard {
         let bytes = (msg as *const Msg).cast::<u8>();
         let deadline = std::time::Instant::now() + SEND_BOUND;
         while done < size_of::<Msg>() {
+            // Raw: the rest of the same C struct's bytes, on the same flags as the sendmsg above.
             // SAFETY: sends bytes `done..` of `msg`, alive for the call.
             let n = unsafe {
                 libc::send(
@@ -312,6 +315,8 @@ impl Guard {
         pgid: i32,
         session: Option<i32>,
     ) -> Result<Ticket, String> {
+        // Raw: rustix's getsid panics on the 0 a session led from outside this pid namespace gives
+        // (clippy.toml).
         // SAFETY: getsid(2) of this process has no preconditions.
         let session = session.unwrap_or_else(|| unsafe { libc::getsid(0) });
         self.register_pgroup_msg(pgid, session as u32, None)
@@ -507,6 +512,8 @@ impl LeaderRegistration {
         let fd = pidfd.as_raw_fd();
         let mut msg = self.msg;
         msg.pgid = pid.as_raw_nonzero().get();
+        // Raw: in the vfork child: the message and its fd's control block built by hand on the
+        // stack, no allocation.
         let mut iov = libc::iovec {
             iov_base: (&mut msg as *mut Msg).cast(),
             iov_len: size_of::<Msg>(),

@@ -2,6 +2,9 @@
 //! pre-`main` entry that forks it off a fresh image, and its loop. From the
 //! fork on only raw, async-signal-safe calls on memory prepared before it:
 //! no allocation, no locks, no Rust I/O, no panics.
+//!
+//! Raw: every libc call in this file stays raw on purpose: before `main`, then the
+//! async-signal-safe guard loop after the fork.
 
 use std::ffi::CStr;
 use std::io;

@@ -2,6 +2,8 @@
 //! async-signal-safe calls on memory prepared before it (see the rules in
 //! the module docs of `guard`): no allocation, no locks, no Rust I/O, no
 //! panics.
+//!
+//! Raw: every libc call in this file stays raw on purpose: the async-signal-safe guard loop.
 
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;

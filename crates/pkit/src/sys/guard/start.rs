@@ -30,6 +30,7 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 /// # Safety
 /// The child must only make async-signal-safe calls and must not return
 /// into code that expects the parent's threads.
+// Raw: a fork as a raw clone: rustix has no fork, and libc's runs the atfork handlers.
 unsafe fn raw_fork() -> libc::pid_t {
     libc::syscall(
         libc::SYS_clone,
@@ -153,6 +154,7 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
             if g == 0 {
                 guard_main(&plan);
             }
+            // Raw: _exit in the intermediate child (async-signal-safe; rustix has no exit).
             libc::_exit(if g < 0 { 1 } else { 0 });
         }
     }

@@ -1,6 +1,9 @@
 //! Walking a cgroup subtree in the guard (after the fork: raw calls on
 //! stack buffers only, see `process.rs`): killing the members listed in
 //! every directory, and removing the directories deepest first.
+//!
+//! Raw: every libc call in this file stays raw on purpose: the async-signal-safe guard loop
+//! (stack buffers, no allocation).
 
 use std::os::fd::RawFd;
 

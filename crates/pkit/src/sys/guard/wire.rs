@@ -217,6 +217,8 @@ pub(super) fn recv_reply(sock: BorrowedFd<'_>, timeout_ms: i32) -> Option<Reply>
         }
     }
     let mut reply = Reply::default();
+    // Raw: received straight into the C struct (rustix's recv takes a byte buffer, which would
+    // need the same unsafe view).
     // SAFETY: receives at most size_of::<Reply>() bytes into `reply`, a
     // plain C struct for which any bytes are valid.
     let n = unsafe {
@@ -258,6 +260,8 @@ pub(super) fn parse_start(text: &[u8]) -> Option<(RawFd, bool, usize)> {
 /// # Safety
 /// Async-signal-safe (one `getsockopt`); before `main` or after a fork.
 pub(super) unsafe fn socket_of_kind(sock: RawFd, kind: libc::c_int) -> bool {
+    // Raw: before `main` or in the forked guard: async-signal-safe only (rustix's socket_type wants
+    // a BorrowedFd of an fd not yet known to be open).
     let mut got: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     libc::getsockopt(
@@ -326,6 +330,8 @@ pub(super) unsafe fn close_all_but(keep: RawFd) {
 /// # Safety
 /// Async-signal-safe calls only; only in the freshly forked guard.
 pub(super) unsafe fn detach() {
+    // Raw: in the freshly forked guard: async-signal-safe calls only (the guard loop's rules, see
+    // `process.rs`).
     let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
     if null >= 0 {
         for fd in 0..3 {

@@ -128,6 +128,7 @@ pub(crate) fn offer(
             // We are a forked child of the process that filled the pool.
             return Err(ticket);
         }
+        // Raw: atexit has no rustix form.
         // SAFETY: `remove_all_at_exit` is an `extern "C" fn()` that does not
         // unwind (it catches nothing that could panic: see its body).
         if unsafe { libc::atexit(remove_all_at_exit) } != 0 {

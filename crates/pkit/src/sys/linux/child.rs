@@ -109,18 +109,13 @@ impl PidfdChild {
         let Some(pidfd) = self.pidfd.as_ref() else {
             return false;
         };
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: waitid(2) with a valid, zeroed siginfo buffer and a pidfd
-        // borrowed for the call; WNOWAIT leaves a zombie unreaped.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                pidfd.as_raw_fd() as libc::id_t,
-                info.as_mut_ptr(),
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+        use rustix::process::{waitid, WaitId, WaitIdOptions};
+        // WNOWAIT leaves a zombie unreaped.
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        matches!(
+            waitid(WaitId::PidFd(pidfd.as_fd()), options),
+            Err(rustix::io::Errno::CHILD)
+        )
     }
 
     /// The resource usage of the exited child (with its waited-for
@@ -333,6 +328,7 @@ fn wait_raw(
     let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     loop {
+        // Raw: waitid with rusage: rustix's waitid has no rusage argument.
         // SAFETY: the raw waitid(2) with its fifth (rusage) argument. Both
         // out-pointers are valid, zeroed buffers of the kernel's types; the
         // pidfd is borrowed for the call.
@@ -404,6 +400,7 @@ fn exit_of_reaped(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
             mask: PIDFD_INFO_EXIT,
             ..PidfdInfo::default()
         };
+        // Raw: rustix has no PIDFD_GET_INFO (only its generic, unsafe ioctl).
         // SAFETY: PIDFD_GET_INFO fills at most size_of::<PidfdInfo>() (the
         // size encoded in the request) bytes of `info`, which is ours.
         let rc = unsafe {

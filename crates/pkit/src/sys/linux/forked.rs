@@ -47,6 +47,8 @@ pub(crate) fn spawn_forked(
     // x86_64 and aarch64) into `pidfd`.
     let pid = unsafe {
         libc::syscall(
+            // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack,
+            // CLONE_PIDFD, CLONE_INTO_CGROUP).
             libc::SYS_clone,
             (libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
             0usize,
@@ -153,6 +155,8 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     // of it, runs `child_main`, which never returns.
     let pid = unsafe {
         libc::syscall(
+            // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack,
+            // CLONE_PIDFD, CLONE_INTO_CGROUP).
             libc::SYS_clone,
             (libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
             0usize,

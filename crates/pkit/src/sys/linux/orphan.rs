@@ -61,6 +61,8 @@ pub(crate) fn spawn_orphan(spec: &SpawnSpec) -> Result<(i32, OwnedFd), SpawnErro
     };
     let mut launcher_pidfd: c_int = -1;
     let old_mask = block_all_signals();
+    // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack, CLONE_PIDFD,
+    // CLONE_INTO_CGROUP).
     // SAFETY: glibc's clone runs `launcher_entry(&launch)` on the
     // launcher's stack; with CLONE_VM | CLONE_VFORK this thread resumes
     // only once the launcher has exited, so `launch`, both stacks and the
@@ -123,6 +125,8 @@ extern "C" fn launcher_entry(arg: *mut c_void) -> c_int {
     // `child_entry` on its own stack, as in `spawn_joining`; with
     // CLONE_VFORK we resume once it has called execve or exited.
     unsafe {
+        // Raw: in the launcher (a vfork-style child): the clone shim, errno and _exit, none of
+        // which rustix has.
         let launch = &mut *(arg as *mut Launch<'_>);
         let pid = libc::clone(
             child_entry,
@@ -146,7 +150,7 @@ mod tests {
     use super::*;
     use crate::sys::ChildIo;
     use std::ffi::CString;
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsFd;
 
     fn spec(argv: &[&str]) -> SpawnSpec {
         let c = |s: &str| CString::new(s).unwrap();
@@ -175,17 +179,8 @@ mod tests {
         let parent = parent_of(pid).expect("running");
         assert_ne!(parent, std::process::id(), "not our child");
         // Ours to end, through the pidfd; init reaps it.
-        // SAFETY: a valid pidfd, SIGKILL, no siginfo.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_fd().as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0u32,
-            )
-        };
-        assert_eq!(rc, 0);
+        rustix::process::pidfd_send_signal(pidfd.as_fd(), rustix::process::Signal::KILL)
+            .expect("SIGKILL through the pidfd");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))

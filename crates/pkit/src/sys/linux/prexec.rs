@@ -1,6 +1,9 @@
 //! The child's side of a spawn: what it does between the clone and `execve`
 //! (see the rules in `spawn.rs`'s module docs: raw, async-signal-safe calls
 //! on data prepared before the clone, no allocation, no lock, no panic).
+//!
+//! Raw: every libc call in this file stays raw on purpose: between the clone and `execve`
+//! only raw, async-signal-safe calls on prepared memory may run.
 
 use std::ffi::{c_int, c_void, CString};
 use std::mem::MaybeUninit;

@@ -302,6 +302,7 @@ mod tests {
     fn work_queued_in_a_forked_child_is_served() {
         // The parent's reaper thread exists before the fork.
         assert!(child_is_reaped(), "the parent's reaper works");
+        // Raw: a fork without exec is the case under test; rustix has no fork.
         // SAFETY: fork(2); the child only runs `child_is_reaped` (which
         // starts a process and a thread, as a program that forks without
         // exec and then uses pkit would) and leaves with `_exit`, never
@@ -310,11 +311,13 @@ mod tests {
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
         if pid == 0 {
             let code = if child_is_reaped() { 0 } else { 1 };
+            // Raw: _exit in the forked child (rustix has no exit).
             // SAFETY: ends the forked child without running the parent's
             // exit handlers or unwinding into the harness.
             unsafe { libc::_exit(code) };
         }
         let mut status = 0;
+        // Raw: a test's wait for its own forked child, beside the raw fork.
         // SAFETY: waits for the child forked above; `status` is a valid
         // out-pointer.
         let got = unsafe { libc::waitpid(pid, &mut status, 0) };

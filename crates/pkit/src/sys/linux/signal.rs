@@ -29,6 +29,8 @@ pub(crate) fn pidfd_signal_flags(
 
 /// `pidfd_send_signal(2)`: 0 or the errno.
 pub(crate) fn pidfd_signal_raw(pidfd: BorrowedFd<'_>, sig: i32, flags: libc::c_uint) -> i32 {
+    // Raw: the process-group pidfd flag (PIDFD_SIGNAL_PROCESS_GROUP): rustix's
+    // pidfd_send_signal takes no flags, nor a real-time signal without unsafe.
     // SAFETY: pidfd_send_signal takes an fd we borrow for the call, a signal
     // number, a null siginfo (meaning "as kill(2) would") and flags.
     let rc = unsafe {

@@ -98,6 +98,8 @@ pub(crate) fn probe_clone3() -> Result<(), i32> {
     if !clone3::AVAILABLE {
         return Err(libc::ENOSYS);
     }
+    // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack, CLONE_PIDFD,
+    // CLONE_INTO_CGROUP).
     // SAFETY: a null pointer with size 0 is rejected by the kernel before it
     // reads anything; no process is created.
     let rc = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<CloneArgs>(), 0usize) };
@@ -218,6 +220,8 @@ pub(crate) fn spawn_joining(
     // execve or exited, so `plan` and the stack outlive every use by the
     // child.
     let pid = unsafe {
+        // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack, CLONE_PIDFD,
+        // CLONE_INTO_CGROUP).
         libc::clone(
             child_entry,
             stack.top(),

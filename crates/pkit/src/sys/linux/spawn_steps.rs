@@ -94,6 +94,8 @@ pub(crate) fn block_all_signals() -> libc::sigset_t {
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
     unsafe {
+        // Raw: rustix's sigprocmask is only in its unsafe `runtime` module, and a sigset has no
+        // safe form there.
         libc::sigfillset(all.as_mut_ptr());
         libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
         old.assume_init()
@@ -103,6 +105,7 @@ pub(crate) fn block_all_signals() -> libc::sigset_t {
 pub(crate) fn restore_signals(old: &libc::sigset_t) {
     // SAFETY: `old` is the mask pthread_sigmask returned above.
     unsafe {
+        // Raw: as above (no safe sigprocmask in rustix).
         libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
     }
 }

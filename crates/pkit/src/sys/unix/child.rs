@@ -111,39 +111,24 @@ impl Drop for PortableChild {
 /// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`: the exit status
 /// without reaping; `Ok(None)` while the child runs.
 fn peek(pid: i32) -> io::Result<Option<ExitStatus>> {
-    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-    loop {
-        // SAFETY: waitid(2) with a valid, zeroed siginfo buffer of ours.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                info.as_mut_ptr(),
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 {
-            break;
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let Some(pid) = Pid::from_raw(pid) else {
+        return Err(io::Error::from_raw_os_error(libc::ECHILD));
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    let info = loop {
+        match waitid(WaitId::Pid(pid), options) {
+            Err(rustix::io::Errno::INTR) => continue,
+            got => break got?,
         }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-    // SAFETY: zeroed above and possibly filled by the kernel: a plain C
-    // struct that is valid when zeroed.
-    let info = unsafe { info.assume_init() };
-    // SAFETY: reading the fields of a siginfo_t filled by waitid (or still
-    // zeroed: pid 0 means "not yet" under WNOHANG).
-    let (who, status) = unsafe { (info.si_pid(), info.si_status()) };
-    if who == 0 {
-        return Ok(None);
-    }
-    Ok(match info.si_code {
-        libc::CLD_EXITED => Some(ExitStatus::Exited(status)),
-        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ExitStatus::Signalled(status)),
-        _ => None,
-    })
+    };
+    Ok(
+        info.and_then(|st| match (st.exit_status(), st.terminating_signal()) {
+            (Some(code), _) => Some(ExitStatus::Exited(code)),
+            (None, Some(sig)) => Some(ExitStatus::Signalled(sig)),
+            _ => None,
+        }),
+    )
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -9,6 +9,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 /// A kqueue that turns readable when `pid` exits; `Ok(None)` when the
 /// process is already gone (nothing left to watch: its status is there).
 pub(crate) fn exit_watch(pid: i32) -> io::Result<Option<OwnedFd>> {
+    // Raw: rustix's kevent is unsafe as well (its events carry a user pointer); the two calls stay
+    // together on the raw fd. macOS/FreeBSD only.
     // SAFETY: kqueue(2) returns a new descriptor or -1.
     let raw = unsafe { libc::kqueue() };
     if raw < 0 {

@@ -49,6 +49,7 @@ mod imp {
     fn info(pid: i32) -> Option<libc::proc_bsdinfo> {
         let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::zeroed();
         let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+        // Raw: macOS's process table: no rustix form.
         // SAFETY: proc_pidinfo writes at most `size` bytes into our buffer.
         let n = unsafe {
             libc::proc_pidinfo(
@@ -67,6 +68,7 @@ mod imp {
         let mut pids = vec![0 as libc::pid_t; 256];
         loop {
             let bytes = (pids.len() * std::mem::size_of::<libc::pid_t>()) as libc::c_int;
+            // Raw: macOS's process table: no rustix form.
             // SAFETY: the buffer holds `bytes` bytes of pids.
             let n = unsafe { libc::proc_listpgrppids(pgid, pids.as_mut_ptr().cast(), bytes) };
             if n < 0 {
@@ -118,6 +120,7 @@ mod imp {
         let mib = [libc::CTL_KERN, libc::KERN_PROC, what, id];
         loop {
             let mut size: libc::size_t = 0;
+            // Raw: FreeBSD's process table (sysctl kern.proc): no rustix form.
             // SAFETY: a size query: null buffer, the size written to ours.
             let rc = unsafe {
                 libc::sysctl(
@@ -135,6 +138,7 @@ mod imp {
             let each = std::mem::size_of::<libc::kinfo_proc>();
             let mut buf: Vec<libc::kinfo_proc> = Vec::with_capacity(size / each + 4);
             let mut len = buf.capacity() * each;
+            // Raw: as above.
             // SAFETY: the buffer has room for `len` bytes of kinfo_proc.
             let rc = unsafe {
                 libc::sysctl(

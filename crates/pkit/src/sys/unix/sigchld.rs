@@ -167,6 +167,7 @@ fn install() -> std::io::Result<()> {
     // The handler only calls async-signal-safe functions (write, and the
     // previous handler, which was itself installed as a signal handler).
     unsafe {
+        // Raw: installing a handler: rustix has no safe sigaction.
         let mut new: libc::sigaction = std::mem::zeroed();
         new.sa_sigaction = handler as *const () as usize;
         new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
@@ -186,6 +187,8 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     let saved = std::io::Error::last_os_error().raw_os_error();
     let fd: RawFd = WAKE_FD.load(Ordering::Acquire);
     if fd >= 0 {
+        // Raw: in the signal handler: the one async-signal-safe call, on a raw fd kept in an atomic
+        // (no BorrowedFd to hand rustix).
         // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking,
         // so a full pipe (wake-ups pending anyway) returns EAGAIN at once.
         unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
@@ -216,6 +219,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 
 /// Restores `errno` at the end of the handler.
 fn set_errno(e: i32) {
+    // Raw: errno itself has no rustix form (restored after the handler's write).
     // SAFETY: each platform's errno location is this thread's own.
     unsafe {
         #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -13,6 +13,9 @@
 //! the group is registered with the owner-death guard before its program
 //! runs: [`spawn_gated`] and [`Gated`].
 //!
+//! Raw: the `posix_spawn` calls stay raw: rustix has no `posix_spawn` (nor the signal
+//! sets its attributes take).
+//!
 //! The spawn options a child would apply to itself before `exec` (limits,
 //! credentials, kept descriptors, hooks) have no `posix_spawn` attribute:
 //! a start that asks for them is refused with
