@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::prexec::{child_main, Plan};
 use super::spawn_steps::{
-    block_all_signals, failure, finish_code, pidfds_supported, restore_signals,
+    block_all_signals, cloned_pidfd, failure, finish_code, pidfds_supported, restore_signals,
 };
 use crate::sys::{SpawnError, SpawnSpec};
 
@@ -26,31 +26,61 @@ pub(crate) fn spawn_forked(
     join: &[RawFd],
     pgid: Option<i32>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
+    let (read, write) = prepare(spec, "pre_exec hooks")?;
+    let mut plan = Plan::new(spec, join, pgid);
+    plan.report_to(write.as_raw_fd());
+    // SAFETY: the child, our copy, only runs `child_main`, which never
+    // returns.
+    let (pid, pidfd, clone_err) = unsafe { fork_vfork(true, || child_main(&plan)) };
+    drop(write);
+    // As in spawn_joining: never name the child by number.
+    let pidfd = cloned_pidfd(clone_err, pidfd)?;
+    let code = read_words(read.as_fd()).first().copied().unwrap_or(0);
+    finish_code(pid, pidfd, code)
+}
+
+/// What both forked starts begin with: the architecture check (the raw
+/// clone passes its pidfd pointer as the third argument, where x86_64 and
+/// aarch64 take it), pidfds, and the pipe a child reports a failed step on.
+fn prepare(spec: &SpawnSpec, what: &str) -> Result<(OwnedFd, OwnedFd), SpawnError> {
     if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         return Err(SpawnError::Os(io::Error::new(
             io::ErrorKind::Unsupported,
-            "pre_exec hooks are supported on x86_64 and aarch64 only",
+            format!("{what} are supported on x86_64 and aarch64 only"),
         )));
     }
     pidfds_supported()?;
-    let (read, write) = report_pipe(spec)?;
-    let mut plan = Plan::new(spec, join, pgid);
-    plan.report_to(write.as_raw_fd());
-    let mut pidfd: libc::c_int = -1;
+    report_pipe(spec)
+}
 
+/// A fork-style clone (no `CLONE_VM`, no new stack) with `CLONE_VFORK`,
+/// and `CLONE_PIDFD` when `with_pidfd`, every signal blocked across it: the
+/// child continues on a copy of this stack and memory and runs `child`;
+/// this thread resumes once the child has called execve or exited. Returns
+/// the child's pid, the pidfd the kernel stored (-1 without one) and the
+/// clone's error.
+///
+/// # Safety
+/// `child` runs in the forked copy of a threaded process: raw,
+/// async-signal-safe calls only, and it must end in `execve` or `_exit`
+/// (never return).
+unsafe fn fork_vfork(
+    with_pidfd: bool,
+    child: impl FnOnce(),
+) -> (i32, libc::c_int, Option<io::Error>) {
+    let mut pidfd: libc::c_int = -1;
+    let flags = libc::CLONE_VFORK | libc::SIGCHLD | if with_pidfd { libc::CLONE_PIDFD } else { 0 };
     let old_mask = block_all_signals();
-    // SAFETY: a fork-style clone (no CLONE_VM, no new stack): the child
-    // continues here on a copy of this stack and memory, and only runs
-    // `child_main`, which never returns. CLONE_VFORK resumes this thread
-    // once the child has called execve or exited. With CLONE_PIDFD the
-    // kernel stores the pidfd through the parent_tid argument (the third on
-    // x86_64 and aarch64) into `pidfd`.
+    // Raw: the clone shim: rustix has no clone (a fork-style clone with
+    // CLONE_VFORK and CLONE_PIDFD).
+    // SAFETY: the caller's child never returns (see above). CLONE_VFORK
+    // resumes this thread once the child has called execve or exited. With
+    // CLONE_PIDFD the kernel stores the pidfd through the parent_tid
+    // argument (the third on x86_64 and aarch64) into `pidfd`.
     let pid = unsafe {
         libc::syscall(
-            // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack,
-            // CLONE_PIDFD, CLONE_INTO_CGROUP).
             libc::SYS_clone,
-            (libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
+            flags as libc::c_ulong,
             0usize,
             &mut pidfd as *mut libc::c_int,
             0usize,
@@ -58,27 +88,13 @@ pub(crate) fn spawn_forked(
         )
     };
     if pid == 0 {
-        // SAFETY: we are the forked child; `plan` is our copy.
-        unsafe { child_main(&plan) }
+        child();
+        // SAFETY: only reached if `child` returned, against its contract.
+        unsafe { libc::_exit(127) }
     }
     let clone_err = (pid < 0).then(io::Error::last_os_error);
     restore_signals(&old_mask);
-    drop(write);
-    if let Some(e) = clone_err {
-        return Err(SpawnError::Os(e));
-    }
-    if pidfd < 0 {
-        // As in spawn_joining: never name the child by number.
-        return Err(SpawnError::Os(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel gave no pidfd for the child (Linux 5.3 or later is required)",
-        )));
-    }
-    // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
-    // owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let code = read_code(read.as_fd());
-    finish_code(pid as i32, pidfd, code)
+    (pid as i32, pidfd, clone_err)
 }
 
 /// The pipe a forked child reports a failed step on: non-blocking,
@@ -102,27 +118,6 @@ fn report_pipe(spec: &SpawnSpec) -> Result<(OwnedFd, OwnedFd), SpawnError> {
     Ok((read, high))
 }
 
-/// Reads the child's failure code, already written if there is one (the
-/// pipe is non-blocking): 0 when it is empty (the child executed the
-/// program).
-fn read_code(fd: std::os::fd::BorrowedFd<'_>) -> i32 {
-    let mut buf = [0u8; 4];
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::read(fd, &mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break, // EAGAIN: nothing was written
-        }
-    }
-    if got == buf.len() {
-        i32::from_ne_bytes(buf)
-    } else {
-        0
-    }
-}
-
 /// Starts `spec` outside any container and outside this process's
 /// children: a forked intermediate forks the program's process and exits,
 /// so the program is re-parented (to init, or the nearest subreaper). The
@@ -135,59 +130,24 @@ fn read_code(fd: std::os::fd::BorrowedFd<'_>) -> i32 {
 /// reports a failed step as a positive code; the intermediate writes the
 /// program's pid, negated.
 pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
-    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-        return Err(SpawnError::Os(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "detached spawns are supported on x86_64 and aarch64 only",
-        )));
-    }
-    pidfds_supported()?;
-    let (read, write) = report_pipe(spec)?;
+    let (read, write) = prepare(spec, "detached spawns")?;
     let mut plan = Plan::new(spec, &[], None);
     plan.report_to(write.as_raw_fd());
     let report = write.as_raw_fd();
-    let mut pidfd: libc::c_int = -1;
-
-    let old_mask = block_all_signals();
-    // SAFETY: as in `spawn_forked`: a fork-style clone that resumes this
-    // thread once the intermediate child has exited. The intermediate only
-    // makes raw calls (clone, write, _exit); the program's process, a copy
-    // of it, runs `child_main`, which never returns.
-    let pid = unsafe {
-        libc::syscall(
-            // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack,
-            // CLONE_PIDFD, CLONE_INTO_CGROUP).
-            libc::SYS_clone,
-            (libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            &mut pidfd as *mut libc::c_int,
-            0usize,
-            0usize,
-        )
-    };
-    if pid == 0 {
-        // SAFETY: the intermediate child (see above).
-        unsafe {
-            let program = libc::syscall(
-                libc::SYS_clone,
-                (libc::CLONE_VFORK | libc::SIGCHLD) as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            );
-            if program == 0 {
-                child_main(&plan);
-            }
+    // SAFETY: the intermediate child makes raw calls only (clone, write,
+    // _exit); the program's process, a copy of it, runs `child_main`, which
+    // never returns.
+    let (pid, pidfd, clone_err) = unsafe {
+        fork_vfork(true, || {
+            let (program, _, _) = fork_vfork(false, || child_main(&plan));
             if program > 0 {
-                let bytes = (-(program as i32)).to_ne_bytes();
+                let bytes = (-program).to_ne_bytes();
+                // Raw: in the intermediate child: the raw fd's write, then `_exit`.
                 libc::write(report, bytes.as_ptr().cast(), bytes.len());
             }
             libc::_exit(if program > 0 { 0 } else { 1 });
-        }
-    }
-    let clone_err = (pid < 0).then(io::Error::last_os_error);
-    restore_signals(&old_mask);
+        })
+    };
     drop(write);
     if let Some(e) = clone_err {
         return Err(SpawnError::Os(e));
@@ -196,7 +156,7 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
         // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing
         // else owns. The intermediate has exited: this reaps it.
         let intermediate =
-            super::child::PidfdChild::new(pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) });
+            super::child::PidfdChild::new(pid, unsafe { OwnedFd::from_raw_fd(pidfd) });
         let _ = intermediate.wait_blocking(None);
     }
     let mut program = None;

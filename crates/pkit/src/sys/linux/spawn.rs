@@ -82,7 +82,8 @@ use super::clone3::{self, CloneArgs};
 pub(crate) use super::prexec::reset_signal_dispositions;
 use super::prexec::{child_entry, Plan};
 use super::spawn_steps::{
-    block_all_signals, finish_code, pidfds_supported, restore_signals, Stack, STACK_SIZE,
+    block_all_signals, cloned_pidfd, finish_code, pidfds_supported, restore_signals, Stack,
+    STACK_SIZE,
 };
 use crate::sys::guard::LeaderRegistration;
 
@@ -213,6 +214,8 @@ pub(crate) fn spawn_joining(
     let mut stack = Stack::new();
     let mut pidfd: c_int = -1;
     let old_mask = block_all_signals();
+    // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack, CLONE_PIDFD,
+    // CLONE_INTO_CGROUP).
     // SAFETY: glibc's clone runs `child_entry(&plan)` on the new stack
     // (`top` is its 16-byte aligned end) and, with CLONE_PIDFD, stores the
     // child's pidfd through the parent_tid argument into `pidfd`. With
@@ -220,8 +223,6 @@ pub(crate) fn spawn_joining(
     // execve or exited, so `plan` and the stack outlive every use by the
     // child.
     let pid = unsafe {
-        // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack, CLONE_PIDFD,
-        // CLONE_INTO_CGROUP).
         libc::clone(
             child_entry,
             stack.top(),
@@ -233,23 +234,7 @@ pub(crate) fn spawn_joining(
     let clone_err = (pid < 0).then(io::Error::last_os_error);
     restore_signals(&old_mask);
     drop(stack);
-    if let Some(e) = clone_err {
-        return Err(SpawnError::Os(e));
-    }
-    if pidfd < 0 {
-        // Unreachable where `pidfds_supported` passed (CLONE_PIDFD is older
-        // than pidfd_open). The child is not signalled by number: if this
-        // process ignores SIGCHLD the kernel may already have reaped it and
-        // its pid may name another process. It joined its container before
-        // exec, and the container's teardown ends it.
-        return Err(SpawnError::Os(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel gave no pidfd for the child (Linux 5.3 or later is required)",
-        )));
-    }
-    // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
-    // owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pidfd = cloned_pidfd(clone_err, pidfd)?;
     finish(pid, pidfd, &plan)
 }
 

@@ -4,10 +4,10 @@
 //! signals blocked around the clone, the child's own stack, and the child's
 //! failure code turned into an error.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use super::prexec::Step;
 use crate::sys::SpawnError;
@@ -42,6 +42,32 @@ pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
 /// The child's stack. It runs a handful of system calls: 64 KiB is plenty,
 /// and stays below glibc's mmap threshold (a cheap allocation).
 pub(super) const STACK_SIZE: usize = 64 * 1024;
+
+/// The pidfd a `CLONE_PIDFD` clone stored into `raw`, once the clone
+/// succeeded (`clone_err` is its error otherwise).
+///
+/// Without one (unreachable where [`pidfds_supported`] passed:
+/// `CLONE_PIDFD` is older than `pidfd_open`) the child is not signalled by
+/// number: if this process ignores SIGCHLD the kernel may already have
+/// reaped it and its pid may name another process. It joined its container
+/// before exec, and the container's teardown ends it.
+pub(super) fn cloned_pidfd(
+    clone_err: Option<io::Error>,
+    raw: c_int,
+) -> Result<OwnedFd, SpawnError> {
+    if let Some(e) = clone_err {
+        return Err(SpawnError::Os(e));
+    }
+    if raw < 0 {
+        return Err(SpawnError::Os(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel gave no pidfd for the child (Linux 5.3 or later is required)",
+        )));
+    }
+    // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
+    // owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
 
 /// `finish` with the child's failure code (0: none) in hand.
 pub(super) fn finish_code(
