@@ -13,7 +13,7 @@ use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::sys::{MechanismChoice, Signal};
-use crate::timing::{deadline_after, first_of, timeout_plan, NO_DEADLINE};
+use crate::timing::{deadline_after, first_of, sleep_until_or_never, timeout_plan, NO_DEADLINE};
 
 /// The real runner: each run gets a fresh private [`Group`] that is torn
 /// down when the run ends, times out, is cancelled or is dropped.
@@ -84,19 +84,10 @@ impl Bounds<'_> {
             return Ok(Ended::Cancelled);
         }
         let deadline = self.timeout.and_then(deadline_after);
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let timer = sleep_until_or_never(deadline);
         let start = tokio::time::Instant::now();
-        let idle = async {
-            match self.inactivity {
-                Some(d) if d < NO_DEADLINE => self.limit.idle_for(start, d).await,
-                _ => std::future::pending().await,
-            }
-        };
+        let inactivity = self.inactivity.filter(|d| *d < NO_DEADLINE);
+        let idle = self.limit.idle_for_or_never(start, inactivity);
         let cancelled = async {
             let mut tokens: Vec<_> = self
                 .cancel

@@ -28,6 +28,15 @@ pub(crate) async fn first_of<F: Future + Unpin>(futs: &mut [Option<F>]) -> (usiz
 /// Waits longer than this are no deadline at all: about 30 years, the
 /// horizon Tokio itself uses for "never". (A deadline past the clock's
 /// range, `Duration::MAX` for one, would otherwise overflow.)
+/// Sleeps until `deadline`; without one, never ends (a bound not set, in
+/// a `select!`).
+pub(crate) async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub(crate) const NO_DEADLINE: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 /// `now + d`, or `None` (no deadline) when `d` reaches [`NO_DEADLINE`].

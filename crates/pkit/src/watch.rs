@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::output::Outcome;
 use crate::pump::LimitFlag;
 use crate::sys::{ChildHandle, ProcTree, Signal};
-use crate::timing::deadline_after;
+use crate::timing::{deadline_after, sleep_until_or_never};
 
 /// What the watch did.
 #[derive(Debug, Clone, Copy)]
@@ -90,19 +90,9 @@ pub(crate) fn attach(
         let (name, limit) = ((bounds.label)(), bounds.timeout);
         let cancel_plan = bounds.on_cancel;
         tokio::spawn(async move {
-            let timer = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timer = sleep_until_or_never(deadline);
             let start = tokio::time::Instant::now();
-            let idle = async {
-                match inactivity {
-                    Some(d) => activity.idle_for(start, d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let idle = activity.idle_for_or_never(start, inactivity);
             let cancelled = async {
                 match &cancel {
                     Some(t) => t.cancelled().await,

@@ -38,6 +38,19 @@ impl LimitFlag {
         }
     }
 
+    /// [`idle_for`](Self::idle_for) with an inactivity timeout that may be
+    /// unset: then it never resolves (a bound not set, in a `select!`).
+    pub(crate) async fn idle_for_or_never(
+        &self,
+        since: tokio::time::Instant,
+        idle: Option<std::time::Duration>,
+    ) {
+        match idle {
+            Some(d) => self.idle_for(since, d).await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Resolves once no output has arrived for `idle`, counting from
     /// `since` (the start) until some does.
     pub(crate) async fn idle_for(&self, since: tokio::time::Instant, idle: std::time::Duration) {

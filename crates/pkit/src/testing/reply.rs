@@ -11,7 +11,7 @@ use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
 use crate::pump::StreamKind;
-use crate::timing::deadline_after;
+use crate::timing::{deadline_after, sleep_until_or_never};
 
 use super::copy_error::copy_error;
 use super::started::{Chunk, End, Script};
@@ -385,28 +385,13 @@ async fn pause(
     deadline: Option<tokio::time::Instant>,
     last_write: tokio::time::Instant,
 ) -> Paused {
-    let sleep = async {
-        match d.and_then(deadline_after) {
-            Some(until) => tokio::time::sleep_until(until).await,
-            None => std::future::pending().await,
-        }
-    };
-    let timer = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    let idle = async {
-        match cmd
-            .run
+    let sleep = sleep_until_or_never(d.and_then(deadline_after));
+    let timer = sleep_until_or_never(deadline);
+    let idle = sleep_until_or_never(
+        cmd.run
             .inactivity
-            .and_then(|d| deadline_after(d).map(|_| d))
-        {
-            Some(d) => tokio::time::sleep_until(last_write + d).await,
-            None => std::future::pending().await,
-        }
-    };
+            .and_then(|d| deadline_after(d).map(|_| last_write + d)),
+    );
     let cancel = async {
         match &cmd.cancel {
             Some(t) => t.cancelled().await,

@@ -24,7 +24,7 @@ use crate::process::RunningProcess;
 use crate::pump::{LimitFlag, StreamKind};
 use crate::scripted_child::{Cut, ScriptedChild};
 use crate::sys::{self, ChildIo, ExitStatus, IoRequest, OwnedFd, Signal};
-use crate::timing::deadline_after;
+use crate::timing::{deadline_after, sleep_until_or_never};
 
 fn fd_of(io: ChildIo) -> Option<OwnedFd> {
     match io {
@@ -345,12 +345,7 @@ impl Player {
             ended
         };
         let stopped = async {
-            let timer = async {
-                match bounds.as_ref().and_then(|b| b.deadline) {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timer = sleep_until_or_never(bounds.as_ref().and_then(|b| b.deadline));
             let idle = async {
                 match bounds.as_ref().and_then(|b| b.inactivity.map(|d| (b, d))) {
                     Some((b, d)) => b.activity.idle_for(began, d).await,
