@@ -124,18 +124,7 @@ impl Guard {
         mh.msg_iov = &mut iov;
         mh.msg_iovlen = 1;
         if let Some(fd) = fd {
-            // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer
-            // is 32 bytes, more than CMSG_SPACE(4) (24), and CMSG_FIRSTHDR
-            // of a msghdr with that buffer points at its start.
-            unsafe {
-                mh.msg_control = control.as_mut_ptr().cast();
-                mh.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
-                let cm = libc::CMSG_FIRSTHDR(&mh);
-                (*cm).cmsg_level = libc::SOL_SOCKET;
-                (*cm).cmsg_type = libc::SCM_RIGHTS;
-                (*cm).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<RawFd>(), fd.as_raw_fd());
-            }
+            attach_fd(&mut mh, &mut control, fd.as_raw_fd());
         }
         loop {
             // SAFETY: `mh` points at `iov`, `msg` and `control`, all alive
@@ -522,13 +511,7 @@ impl LeaderRegistration {
         let mut mh: libc::msghdr = MaybeUninit::zeroed().assume_init();
         mh.msg_iov = &mut iov;
         mh.msg_iovlen = 1;
-        mh.msg_control = control.as_mut_ptr().cast();
-        mh.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
-        let cm = libc::CMSG_FIRSTHDR(&mh);
-        (*cm).cmsg_level = libc::SOL_SOCKET;
-        (*cm).cmsg_type = libc::SCM_RIGHTS;
-        (*cm).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<RawFd>(), fd);
+        attach_fd(&mut mh, &mut control, fd);
         let result = loop {
             let n = libc::sendmsg(self.sock, &mh, SEND_FLAGS);
             if n == size_of::<Msg>() as isize {
@@ -542,5 +525,23 @@ impl LeaderRegistration {
         };
         drop(pidfd);
         self.sent.store(result, Ordering::Release);
+    }
+}
+
+/// Attaches `fd` to `mh` as an `SCM_RIGHTS` control message written into
+/// `control` (room for one fd's, 8-byte aligned). Only pointer arithmetic
+/// and writes into `control`: fit for the vfork child too.
+fn attach_fd(mh: &mut libc::msghdr, control: &mut [u64; 4], fd: RawFd) {
+    // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer is 32
+    // bytes, more than CMSG_SPACE(4) (24), and CMSG_FIRSTHDR of a msghdr
+    // with that buffer points at its start, so every write stays in it.
+    unsafe {
+        mh.msg_control = control.as_mut_ptr().cast();
+        mh.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
+        let cm = libc::CMSG_FIRSTHDR(mh);
+        (*cm).cmsg_level = libc::SOL_SOCKET;
+        (*cm).cmsg_type = libc::SCM_RIGHTS;
+        (*cm).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<RawFd>(), fd);
     }
 }
