@@ -87,6 +87,7 @@ fn send(id: i32, sig: i32, group: bool) -> io::Result<()> {
 /// A signal rustix has no name for (a real-time one): raw, as rustix's
 /// `Signal` can only be made from such a number unsafely.
 fn send_unnamed(id: i32, sig: i32, group: bool) -> io::Result<()> {
+    // Raw: a real-time signal: rustix's Signal can be made from its number only unsafely.
     // SAFETY: kill(2) and killpg(2) have no memory-safety preconditions;
     // the kernel refuses a number that is no signal (EINVAL).
     let rc = unsafe {
@@ -117,6 +118,7 @@ fn send_unnamed(id: i32, sig: i32, group: bool) -> io::Result<()> {
 /// the kernel's 0 into a `Pid`, which asserts non-zero (a panic in debug
 /// builds, undefined behaviour in release).
 pub(crate) fn session_of(pid: i32) -> Option<i32> {
+    // Raw: rustix's getsid panics on a 0 answer (see above and clippy.toml).
     // SAFETY: getsid(2) has no memory-safety preconditions.
     let sid = unsafe { libc::getsid(pid) };
     (sid >= 0).then_some(sid)
@@ -127,6 +129,7 @@ pub(crate) fn session_of(pid: i32) -> Option<i32> {
 /// [`session_of`] gives.
 #[cfg(all(test, target_os = "linux"))]
 pub(crate) fn own_process_group() -> i32 {
+    // Raw: rustix's getpgrp panics on a 0 answer (see session_of).
     // SAFETY: getpgrp(2) has no preconditions and can't fail.
     unsafe { libc::getpgrp() }
 }
@@ -140,6 +143,7 @@ pub(crate) fn group_of(pid: i32) -> Option<i32> {
     if pid <= 0 {
         return None;
     }
+    // Raw: rustix's getpgid panics on a 0 answer (see session_of).
     // SAFETY: getpgid(2) has no memory-safety preconditions.
     let pgid = unsafe { libc::getpgid(pid) };
     (pgid >= 0).then_some(pgid)
