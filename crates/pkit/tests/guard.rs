@@ -457,24 +457,6 @@ async fn sigkilled_owner_leaves_no_grandchild_and_no_cgroup() {
     suite.end().await;
 }
 
-/// The threads of `pid` that still run (not exited: `/proc/<pid>/task`).
-fn running_threads(pid: u32) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|tid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"));
-            let state = stat.ok().and_then(|s| {
-                let rest = s.rsplit_once(')')?.1.to_owned();
-                rest.split_whitespace().next().map(str::to_owned)
-            });
-            !matches!(state.as_deref(), None | Some("Z") | Some("X"))
-        })
-        .collect()
-}
-
 /// A process whose main thread has ended while another runs on shows `Z`
 /// (so `pid_gone` counts it gone) yet runs. Under cgroup v2 the guard's
 /// `cgroup.kill` never reaches it (the kernel sends that SIGKILL to the
@@ -488,18 +470,17 @@ async fn a_killed_owners_process_whose_main_thread_ended_is_killed_too() {
         let mut owner = start_owner("main-thread-ends", choice, false);
         let python = owner.tree[0];
         let deadline = Instant::now() + DEADLINE;
-        while stat(python).is_none_or(|s| s.state != 'Z') || running_threads(python).is_empty() {
+        while stat(python).is_none_or(|s| s.state != 'Z') || !a_thread_runs(python) {
             assert!(
                 Instant::now() < deadline,
-                "{choice}: the main thread of {python} never ended alone: {:?}, threads {:?}",
-                stat(python),
-                running_threads(python)
+                "{choice}: the main thread of {python} never ended alone: {:?}",
+                stat(python)
             );
             tokio::time::sleep(POLL).await;
         }
         owner.kill();
         let deadline = Instant::now() + DEADLINE;
-        while !running_threads(python).is_empty() {
+        while a_thread_runs(python) {
             if Instant::now() > deadline {
                 kill_pid(python);
                 panic!("{choice}: {python} still runs after its owner was killed");

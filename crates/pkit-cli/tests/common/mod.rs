@@ -95,9 +95,30 @@ pub fn wait_state(pid: i32, want: char) {
     }
 }
 
-/// Gone: no /proc entry, or a zombie waiting for init to reap it.
+/// Gone: no /proc entry, or a zombie waiting for init to reap it (and
+/// not a process whose main thread ended while others run on, which shows
+/// `Z` too: `Zl` in `ps`).
 pub fn pid_gone(pid: i32) -> bool {
-    matches!(state(pid), None | Some('Z') | Some('X'))
+    match state(pid) {
+        None => true,
+        Some('Z') | Some('X') => !a_thread_runs(pid),
+        Some(_) => false,
+    }
+}
+
+/// Whether a thread of `pid` is not (yet) a zombie.
+fn a_thread_runs(pid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    dir.filter_map(Result::ok).any(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        !matches!(
+            after.split_whitespace().next(),
+            None | Some("Z") | Some("X")
+        )
+    })
 }
 
 pub fn assert_all_gone(pids: &[i32]) {

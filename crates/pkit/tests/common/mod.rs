@@ -208,8 +208,27 @@ pub fn comm(pid: u32) -> Option<String> {
 pub fn pid_gone(pid: u32) -> bool {
     match stat(pid) {
         None => true,
-        Some(s) => s.state == 'Z' || s.state == 'X',
+        Some(s) if s.state == 'Z' || s.state == 'X' => !a_thread_runs(pid),
+        Some(_) => false,
     }
+}
+
+/// Whether a thread of `pid` still runs. A process whose main thread has
+/// ended while other threads run on shows `Z` in its stat (`Zl` in `ps`),
+/// as a zombie does, yet it runs: only a process with no running thread
+/// is gone.
+pub fn a_thread_runs(pid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    dir.filter_map(Result::ok).any(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        !matches!(
+            after.split_whitespace().next(),
+            None | Some("Z") | Some("X")
+        )
+    })
 }
 
 /// Polls until every pid is gone; `Err` lists those still alive at the
