@@ -36,7 +36,7 @@ use std::ffi::{c_char, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::trampoline::{ENV, GATE_FD, GO, READY};
+use super::trampoline::{GateEnv, GATE_FD, GO, READY};
 
 use crate::sys::{ChildIo, SpawnError, SpawnSpec};
 
@@ -413,15 +413,13 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
             })?;
     }
     let argv = nul_terminated(&spec.argv);
-    // A trampoline's environment: ENV=<the real program> first.
+    // A trampoline's environment: see `GateEnv`.
     let gate_env = match via {
-        Some(_) => Some(gate_env(&spec.path)?),
+        Some(_) => Some(GateEnv::new(spec)?),
         None => None,
     };
     let envp: Vec<*const c_char> = match &gate_env {
-        Some(first) => std::iter::once(first.as_ptr())
-            .chain(nul_terminated(&spec.envp))
-            .collect(),
+        Some(g) => g.pointers(spec),
         None => nul_terminated(&spec.envp),
     };
     let path = via.map_or(&spec.path, |(exe, _)| exe);
@@ -443,13 +441,6 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         0 => Ok(pid),
         e => Err(exec_error(spec, pgid, e)),
     }
-}
-
-/// `ENV=<path>`, the trampoline's first environment string.
-fn gate_env(path: &CString) -> Result<CString, SpawnError> {
-    let mut e = format!("{ENV}=").into_bytes();
-    e.extend_from_slice(path.as_bytes());
-    CString::new(e).map_err(|e| SpawnError::Os(io::Error::other(e)))
 }
 
 /// Whether error `e` from a spawn with working directory `dir` is the

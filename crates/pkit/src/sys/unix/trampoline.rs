@@ -9,19 +9,39 @@
 //! it says it is there, waits on the socket for the owner's go byte (sent
 //! once the owner has registered the new process group with the
 //! owner-death guard) and then `execve`s the real program with its own
-//! argument vector and the environment without [`ENV`]. End of file
+//! argument vector and the environment without [`ENV`] and the owner's
+//! loader variables (below). End of file
 //! instead of the go byte means the owner died before it could register
 //! the group: the trampoline exits, and the program never runs. An
 //! `execve` that fails sends its errno back and exits; one that succeeds
 //! closes the socket (close-on-exec), which the owner reads as success.
 //! The owner's half is in `spawn.rs` ([`Gated`](super::spawn::Gated)).
 //!
+//! The trampoline is the owner's executable, so it is loaded with the
+//! owner's loader variables (`LD_*`, `DYLD_*`, `GLIBC_TUNABLES`: see
+//! [`is_loader_variable`]), not the child's: a child's
+//! `LD_LIBRARY_PATH` or `LD_PRELOAD` is meant for the child's program and
+//! could break the owner's image or run a preload's constructors twice.
+//! Its environment is `ENV=<n>:<m>:<i1>:...:<im>:<path>`, then the
+//! owner's `n` loader variables, then the child's environment in its
+//! order, where the `m` loader variables (at indices `i1..im` of it) sit
+//! behind a one-byte prefix (`_LD_PRELOAD=...`, which no loader reads).
+//! Before the exec the trampoline steps over those prefixes (pointers
+//! moved by one byte, nothing allocated) and passes the environment from
+//! the child's first entry on.
+//!
 //! The C library hands `.init_array` functions `argc`, `argv` and `envp`
 //! on glibc and FreeBSD, and dyld does on macOS; musl passes nothing, so
 //! there is no trampoline on musl (the group is then registered after
 //! `posix_spawn` returns, as where the executable can't be run again).
 
+use std::ffi::CString;
+use std::io;
 use std::os::fd::RawFd;
+
+use libc::c_char;
+
+use crate::sys::{SpawnError, SpawnSpec};
 use std::sync::atomic::AtomicBool;
 #[cfg(any(
     all(target_os = "linux", target_env = "gnu"),
@@ -33,6 +53,83 @@ use std::sync::atomic::Ordering;
 /// Put first in the trampoline's environment: `PKIT_TRAMPOLINE_EXEC=<path
 /// of the real program>`.
 pub(crate) const ENV: &str = "PKIT_TRAMPOLINE_EXEC";
+/// Whether an environment entry (`NAME=value`) is read by the dynamic
+/// loader or the C library as the image loads: `LD_*` (glibc, the BSDs'
+/// rtld), `DYLD_*` (macOS) and `GLIBC_TUNABLES`.
+pub(crate) fn is_loader_variable(entry: &[u8]) -> bool {
+    let name = entry.split(|&b| b == b'=').next().unwrap_or_default();
+    name.starts_with(b"LD_") || name.starts_with(b"DYLD_") || name == b"GLIBC_TUNABLES"
+}
+
+/// A trampoline's environment, the owner's half of the layout the module
+/// docs give: `ENV=<n>:<m>:<i1>:...:<im>:<path>`, the owner's `n` loader
+/// variables (the trampoline is the owner's executable and loads as the
+/// owner did), then the child's environment in its order, its `m` loader
+/// variables (at indices `i1..im`) behind a one-byte prefix that no loader
+/// reads and the trampoline steps over before the exec.
+pub(crate) struct GateEnv {
+    first: CString,
+    owner_loader: Vec<CString>,
+    /// The child's loader variables, prefixed, by index in its environment.
+    hidden: Vec<(usize, CString)>,
+}
+
+impl GateEnv {
+    pub(crate) fn new(spec: &SpawnSpec) -> Result<GateEnv, SpawnError> {
+        use std::os::unix::ffi::OsStrExt;
+        let owner_loader: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut e = k.as_bytes().to_vec();
+                e.push(b'=');
+                e.extend_from_slice(v.as_bytes());
+                is_loader_variable(&e).then(|| CString::new(e).ok())?
+            })
+            .collect();
+        let hidden: Vec<(usize, CString)> = spec
+            .envp
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| is_loader_variable(e.as_bytes()))
+            .filter_map(|(i, e)| {
+                let mut h = Vec::with_capacity(e.as_bytes().len() + 1);
+                h.push(b'_');
+                h.extend_from_slice(e.as_bytes());
+                Some((i, CString::new(h).ok()?))
+            })
+            .collect();
+        let mut first = format!("{ENV}={}:{}:", owner_loader.len(), hidden.len());
+        for (i, _) in &hidden {
+            first.push_str(&format!("{i}:"));
+        }
+        let mut first = first.into_bytes();
+        first.extend_from_slice(spec.path.as_bytes());
+        let first = CString::new(first).map_err(|e| SpawnError::Os(io::Error::other(e)))?;
+        Ok(GateEnv {
+            first,
+            owner_loader,
+            hidden,
+        })
+    }
+
+    /// The null-terminated pointer vector (borrowing `self` and `spec`).
+    pub(crate) fn pointers(&self, spec: &SpawnSpec) -> Vec<*const c_char> {
+        let mut hidden = self.hidden.iter().peekable();
+        let child =
+            spec.envp
+                .iter()
+                .enumerate()
+                .map(|(i, e)| match hidden.next_if(|(at, _)| *at == i) {
+                    Some((_, h)) => h.as_ptr(),
+                    None => e.as_ptr(),
+                });
+        std::iter::once(self.first.as_ptr())
+            .chain(self.owner_loader.iter().map(|e| e.as_ptr()))
+            .chain(child)
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    }
+}
+
 /// The gate socket's descriptor in the trampoline.
 pub(crate) const GATE_FD: RawFd = 3;
 /// Sent by the trampoline when it reached the gate.
@@ -104,7 +201,6 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     if entry.len() <= name.len() + 1 || &entry[..name.len()] != name || entry[name.len()] != b'=' {
         return;
     }
-    let path = first.add(name.len() + 1);
     let mut kind: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     if libc::getsockopt(
@@ -119,6 +215,35 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
         return;
     }
     // From here on this image is a trampoline: it execs or exits.
+    // "<n>:<m>:<path>": the owner's n loader variables follow this entry,
+    // then the child's m hidden ones (see the module docs). Malformed (an
+    // owner of another version): exit without a ready byte, which the
+    // owner reads as a trampoline that can't work.
+    let Some((owner_vars, rest)) = leading_number(&entry[name.len() + 1..]) else {
+        libc::_exit(127);
+    };
+    let Some((hidden, mut rest)) = leading_number(rest) else {
+        libc::_exit(127);
+    };
+    let child_env = envp.add(1 + owner_vars);
+    let mut child_vars = 0;
+    while !(*child_env.add(child_vars)).is_null() {
+        child_vars += 1;
+    }
+    // The child's loader variables, by index: step over their prefix (the
+    // vector is ours to change before main).
+    for _ in 0..hidden {
+        let Some((i, after)) = leading_number(rest) else {
+            libc::_exit(127);
+        };
+        rest = after;
+        let var = child_env.add(i);
+        if i >= child_vars || *(*var).cast::<u8>() != b'_' {
+            libc::_exit(127);
+        }
+        *var = (*var).add(1);
+    }
+    let path = first.add(entry.len() - rest.len());
     // A dead owner's closed end is an EPIPE here, not a SIGPIPE (which is
     // at its default in this image): MSG_NOSIGNAL, or on macOS the
     // socket's SO_NOSIGPIPE, set by the owner.
@@ -140,12 +265,35 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
         libc::_exit(127);
     }
     libc::fcntl(GATE_FD, libc::F_SETFD, libc::FD_CLOEXEC);
-    // The real program's environment: ours without the first entry.
-    libc::execve(path, argv.cast(), envp.add(1).cast());
+    // The real program's environment: ours from the child's first entry
+    // on (its loader variables unprefixed above).
+    libc::execve(path, argv.cast(), child_env.cast());
     let e: i32 = *errno_location();
     let bytes = e.to_ne_bytes();
     libc::send(GATE_FD, bytes.as_ptr().cast(), bytes.len(), NO_SIGPIPE);
     libc::_exit(127)
+}
+
+/// `"<digits>:<rest>"`: the number and the rest; no allocation (runs
+/// before `main`).
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu"),
+    target_os = "macos",
+    target_os = "freebsd"
+))]
+fn leading_number(text: &[u8]) -> Option<(usize, &[u8])> {
+    let colon = text.iter().position(|&b| b == b':')?;
+    if colon == 0 || colon > 9 {
+        return None;
+    }
+    let mut n = 0usize;
+    for &b in &text[..colon] {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + usize::from(b - b'0');
+    }
+    Some((n, &text[colon + 1..]))
 }
 
 #[cfg(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd"))]
@@ -264,6 +412,35 @@ mod tests {
             "the trampoline entry ran in this binary"
         );
         c"/proc/self/exe".to_owned()
+    }
+
+    /// The child's loader variables are the child's: the trampoline (this
+    /// test binary, which needs libgcc_s) loads as the owner did, so a
+    /// child's `LD_LIBRARY_PATH` holding a broken `libgcc_s.so.1` can't stop
+    /// it; the program gets the variable as it was set, and no prefixed
+    /// copy. (Before, the trampoline loaded with the child's environment,
+    /// failed to load, and the gate was given up for the whole process.)
+    #[test]
+    fn a_childs_loader_variables_are_not_the_trampolines() {
+        let dir = std::env::temp_dir().join(format!("pkit-gate-ld-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("libgcc_s.so.1"), b"").unwrap();
+        let script = format!(
+            "[ \"$LD_LIBRARY_PATH\" = {d} ] || exit 2; \
+             env | grep -q '^_LD_' && exit 3; exit 7",
+            d = dir.display()
+        );
+        let mut s = spec(&["/bin/sh", "-c", &script]);
+        s.envp
+            .push(CString::new(format!("LD_LIBRARY_PATH={}", dir.display())).unwrap());
+        let held = spawn_gated(&s, &exe()).expect("held");
+        let passed = held.open(&s);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            matches!(passed, Passed::Running),
+            "the trampoline did not reach the gate"
+        );
+        assert_eq!(exit_code(held.pid), 7);
     }
 
     /// The owner's end closed before the go byte (as an owner's death
