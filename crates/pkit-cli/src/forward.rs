@@ -18,6 +18,10 @@ pub struct Run {
     /// TERM/HUP, or INT/QUIT sent by a process: requests to end.
     pub end_requests: u32,
     pub kill_at: Option<tokio::time::Instant>,
+    /// pkit was stopped with its job and has continued the program's tree
+    /// itself: the SIGCONT that woke pkit (the shell's `fg` or `bg`),
+    /// read next, is not forwarded again.
+    pub continued: bool,
 }
 
 impl Run {
@@ -111,16 +115,30 @@ impl Forwarder<'_> {
 
     /// Stops pkit as its job was stopped: the terminal goes back to the
     /// shell first (handed back, or its settings restored); once pkit
-    /// continues, it takes it again, and a pty program is continued.
-    pub fn stop_pkit(&self) {
+    /// continues, it takes it again and continues the program's tree,
+    /// once: the SIGCONT that woke pkit is not forwarded on top
+    /// ([`Run::continued`]).
+    pub fn stop_pkit(&self, st: &mut Run) {
         if let Some(r) = self.relay {
             r.suspend();
         }
         Terminal::stop_pkit(self.tty);
         if let Some(r) = self.relay {
             r.resume();
+        }
+        if !self.same_pgrp || self.tree_stopped() {
             let _ = self.group.signal(Signal::Cont);
         }
+        st.continued = true;
+    }
+
+    /// Whether a process of the tree is stopped. (In pkit's process group,
+    /// the program got the shell's SIGCONT with pkit; a part of the tree
+    /// in groups of its own, stopped by a forwarded SIGTSTP, did not.)
+    fn tree_stopped(&self) -> bool {
+        self.group
+            .pids()
+            .is_ok_and(|pids| pids.into_iter().any(|p| sys::state_of(p) == Some('T')))
     }
 
     /// `sig` as an ending signal: followed by SIGCONT so a stopped tree
@@ -163,9 +181,12 @@ pub fn on_signal(
                 fwd.forward(sig::SIGTSTP);
             }
             // Stop pkit too, so the shell sees its job stop; `fg` sends
-            // SIGCONT, read next and forwarded.
-            fwd.stop_pkit();
+            // SIGCONT, which continues pkit, and pkit the tree.
+            fwd.stop_pkit(st);
         }
+        // The SIGCONT that continued pkit after a stop: the tree was
+        // continued already.
+        sig::SIGCONT if std::mem::take(&mut st.continued) => {}
         sig::SIGINT | sig::SIGQUIT if r.from_kernel => {
             // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
             // survives); never pkit's teardown.

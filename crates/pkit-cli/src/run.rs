@@ -180,8 +180,7 @@ pub async fn main(args: RunArgs) -> Exit {
             // wants for a group no job-control shell can continue.)
             () = tokio::time::sleep(Duration::from_millis(100)), if tty.is_some() => {
                 if sys::state_of(pid) == Some('T') {
-                    fwd.stop_pkit();
-                    let _ = group.signal(pkit::Signal::Cont);
+                    fwd.stop_pkit(&mut st);
                 }
             }
             r = signals.recv() => match r {

@@ -180,6 +180,73 @@ fn tstp_stops_the_tree_and_pkit_and_cont_resumes_both() {
     }
 }
 
+/// A program that logs each SIGCONT it gets: `ready <pid>` first, then
+/// one `cont` line per SIGCONT.
+const CONT_COUNTER: &str = r#"
+import os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+signal.signal(signal.SIGCONT, lambda *_: os.write(fd, b"cont\n"))
+os.write(fd, b"ready %d\n" % os.getpid())
+while True:
+    time.sleep(0.05)
+"#;
+
+/// Stopped with its job (`kill -TSTP` to pkit) and resumed by `fg`
+/// (SIGCONT to pkit's process group), the program gets one SIGCONT, not
+/// one from the shell and one more from pkit: with the program in pkit's
+/// process group (the cgroup mechanism), in a group of its own, and on a
+/// pty of its own (--pty, whose resume continues the program itself).
+#[test]
+fn fg_after_a_stop_continues_the_program_once() {
+    for m in MECHANISMS {
+        for pty in [false, true] {
+            let log = temp_path("conts");
+            let mut cmd = pkit();
+            cmd.args(["run", "-q", "--mechanism", m]);
+            if pty {
+                cmd.arg("--pty");
+            }
+            let mut child = cmd
+                .args(["--", "python3", "-c", CONT_COUNTER])
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            let what = format!("{m} pty={pty}");
+            let text = wait_for_text(&log, "\n");
+            let program: i32 = text
+                .trim()
+                .strip_prefix("ready ")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("{what}: {text:?}"));
+            let pkit_pid = child.id() as i32;
+            kill(child.id(), libc::SIGTSTP);
+            wait_state(pkit_pid, 'T');
+            if !pty {
+                // (On its own pty the program's group is orphaned: a
+                // SIGTSTP does not stop it.)
+                wait_state(program, 'T');
+            }
+            // `fg`: SIGCONT to the job's process group, pkit's.
+            // SAFETY: signalling the process group our own unreaped child leads.
+            assert_eq!(unsafe { libc::killpg(pkit_pid, libc::SIGCONT) }, 0);
+            wait_for_text(&log, "cont");
+            // Time for a second SIGCONT to arrive, were one sent.
+            std::thread::sleep(Duration::from_millis(500));
+            assert_ne!(state(program), Some('T'), "{what}: not resumed");
+            assert_ne!(state(pkit_pid), Some('T'), "{what}: pkit not resumed");
+            kill(child.id(), libc::SIGTERM);
+            let status = child.wait().unwrap();
+            let text = std::fs::read_to_string(&log).unwrap();
+            std::fs::remove_file(&log).unwrap();
+            assert_eq!(text.matches("cont").count(), 1, "{what}: {text:?}");
+            assert_eq!(status.signal(), Some(libc::SIGTERM), "{what}");
+        }
+    }
+}
+
 /// A Python REPL under `pkit run` on a real pseudo-terminal, in both
 /// mechanisms: Ctrl-C gives one KeyboardInterrupt and the REPL goes on, as
 /// without pkit; Ctrl-Z stops the job (pkit included, so a shell would get
