@@ -187,6 +187,16 @@ pub fn on_signal(
         // The SIGCONT that continued pkit after a stop: the tree was
         // continued already.
         sig::SIGCONT if std::mem::take(&mut st.continued) => {}
+        sig::SIGCONT => {
+            // `fg` of a job that ran on in the background: the terminal
+            // is pkit's again, raw for --pty.
+            if let Some(r) = fwd.relay {
+                r.resume();
+            }
+            if !delivered {
+                fwd.forward(s);
+            }
+        }
         sig::SIGINT | sig::SIGQUIT if r.from_kernel => {
             // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
             // survives); never pkit's teardown.

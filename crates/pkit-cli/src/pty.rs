@@ -23,6 +23,12 @@ pub fn size() -> (u16, u16) {
         .unwrap_or((24, 80))
 }
 
+/// Whether stdin is a terminal with another process group than pkit's in
+/// its foreground.
+fn in_background() -> bool {
+    sys::tty_foreground().is_some_and(|pg| pg != sys::own_pgrp())
+}
+
 /// Relays pkit's stdin to the program's terminal while it lives.
 pub struct Relay {
     pty: pkit::Pty,
@@ -50,6 +56,16 @@ impl Relay {
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        // pkit's job is in the background (`bg`): its read
+                        // of the terminal fails (EIO: SIGTTIN is blocked).
+                        // Nothing is typed meanwhile, no end of file
+                        // either; the reads go on once it is back (`fg`).
+                        Err(_) if in_background() => {
+                            if tx.is_closed() {
+                                return;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
                         Err(_) => return,
                     }
                 }
@@ -77,7 +93,8 @@ impl Relay {
         }
     }
 
-    /// Raw mode again once pkit continued (in the foreground).
+    /// Raw mode again once pkit continued in the foreground (after its
+    /// stop, or, run on in the background, on `fg`'s SIGCONT).
     pub fn resume(&self) {
         if let Some(r) = self.raw.borrow_mut().as_mut() {
             r.resume();

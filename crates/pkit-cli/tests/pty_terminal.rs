@@ -210,3 +210,113 @@ fn a_stopped_pkit_gives_the_terminal_back_and_takes_it_again_on_fg() {
         assert!(same(&settings(slave.as_raw_fd()), &before), "{m}");
     }
 }
+
+/// `pkit run --pty -- cat` as a job of a tiny shell with job control, on
+/// a real controlling terminal: stopped (`kill -TSTP`), put in the
+/// background (`bg`), then brought back (`fg`). In the background pkit
+/// leaves the terminal to the shell and types nothing into the program's
+/// (no end of file either); back in the foreground it is raw again, what
+/// is typed reaches cat, and Ctrl-D (its end of file) ends it.
+#[test]
+fn after_bg_and_fg_typing_and_ctrl_d_still_reach_the_program() {
+    let driver = r#"
+import os, pty, signal, sys, termios, time, select
+signal.alarm(60)
+pid, fd = pty.fork()
+if pid == 0:
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    job = os.fork()
+    if job == 0:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(0, os.getpgrp())
+        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        os.execv(sys.argv[1], sys.argv[1:])
+    try:
+        os.setpgid(job, job)
+    except PermissionError:
+        pass
+    print("job=%d;" % job, flush=True)
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
+    os.tcsetpgrp(0, os.getpgrp())
+    os.killpg(job, signal.SIGCONT)
+    print("in-bg", flush=True)
+    sys.stdin.readline()
+    # What the job did meanwhile (it must run on: nothing to stop it).
+    done, st = os.waitpid(job, os.WNOHANG | os.WUNTRACED)
+    print("bg-ended=%d" % (done != 0), flush=True)
+    if done == 0:
+        os.tcsetpgrp(0, job)
+        os.killpg(job, signal.SIGCONT)
+        print("in-fg", flush=True)
+        _, st = os.waitpid(job, 0)
+    print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
+    os._exit(0)
+def fail(why):
+    sys.stdout.write("FAIL %s; got %r\n" % (why, out))
+    os.killpg(pid, signal.SIGKILL)
+    sys.exit(3)
+def on_alarm(*_):
+    fail("the 60 s deadline")
+signal.signal(signal.SIGALRM, on_alarm)
+out = b""
+def read_until(needle, count=1, secs=20):
+    global out
+    end = time.time() + secs
+    while out.count(needle) < count:
+        left = end - time.time()
+        if left <= 0:
+            fail("waiting for %r" % needle)
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                fail("end of the terminal waiting for %r" % needle)
+def raw():
+    return termios.tcgetattr(fd)[3] & termios.ICANON == 0
+def wait_raw(want):
+    end = time.time() + 20
+    while raw() != want:
+        if time.time() > end:
+            fail("the terminal never raw=%s" % want)
+        time.sleep(0.01)
+read_until(b";")
+job = int(out.split(b"job=")[1].split(b";")[0])
+wait_raw(True)
+os.write(fd, b"one\r")
+# The program's terminal's echo, then cat's copy.
+read_until(b"one", 2)
+os.kill(job, signal.SIGTSTP)
+read_until(b"stopped=1")
+read_until(b"in-bg")
+wait_raw(False)
+# A while in the background.
+time.sleep(1)
+os.write(fd, b"fg\n")
+read_until(b"bg-ended=0")
+read_until(b"in-fg")
+wait_raw(True)
+out = b""
+os.write(fd, b"two\r")
+read_until(b"two", 2)
+os.write(fd, b"\x04")
+read_until(b"job-status=0")
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#;
+    for m in PTY_MECHANISMS {
+        let out = std::process::Command::new("python3")
+            .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("ok\n"),
+            "{m}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
