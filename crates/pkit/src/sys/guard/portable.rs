@@ -113,12 +113,10 @@
 use std::ffi::{c_char, CString};
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::owner::{Guard, Started, State};
-use super::portable_process::{
-    entry_address, entry_ran, errno, guard_main, map_table, ENV, GUARD_FD,
-};
+use super::portable_process::{entry_address, entry_ran, guard_main, map_table, ENV, GUARD_FD};
 use super::wire::{current_pid, recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
 
 /// `PKIT_GUARD_START=fork` makes the owner fork its guard (the way used
@@ -224,6 +222,7 @@ pub(super) fn in_main_executable(addr: usize) -> bool {
         1 // only the first object: the main program
     }
     let mut query = Query { addr, found: false };
+    // Raw: rustix has no dl_iterate_phdr (a C library call, not a system call).
     // SAFETY: the callback only reads what the C library hands it and
     // writes the `Query` behind `data`, which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(first), (&mut query as *mut Query).cast()) };
@@ -242,6 +241,7 @@ extern "C" {
 #[cfg(target_os = "macos")]
 pub(super) fn in_main_executable(addr: usize) -> bool {
     let mut info = MaybeUninit::<libc::Dl_info>::zeroed();
+    // Raw: rustix has no dladdr nor dyld's image list (C library calls).
     // SAFETY: dladdr fills `info` for an address of ours; image 0's header
     // pointer is only compared.
     unsafe {
@@ -256,37 +256,25 @@ pub(super) fn in_main_executable(addr: usize) -> bool {
 /// A `SOCK_STREAM` pair, both ends close-on-exec, above stdio (and, on
 /// macOS, with `SO_NOSIGPIPE`): the owner's end and the guard's.
 fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [-1 as RawFd; 2];
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     #[cfg(not(target_os = "macos"))]
-    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    let flags = SocketFlags::CLOEXEC;
     #[cfg(target_os = "macos")]
-    let kind = libc::SOCK_STREAM;
-    // SAFETY: socketpair writes two fds into the array we pass.
-    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
-        return Err(format!(
-            "cannot create the guard's socket pair: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let flags = SocketFlags::empty();
+    let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, flags, None)
+        .map_err(|e| {
+            format!(
+                "cannot create the guard's socket pair: {}",
+                io::Error::from(e)
+            )
+        })?;
     let err = |e: io::Error| format!("cannot set up the guard's socket: {e}");
     // dup_above makes close-on-exec copies (on macOS the first time).
     let owner_end = crate::sys::dup_above(a.as_raw_fd(), 3).map_err(err)?;
     let guard_end = crate::sys::dup_above(b.as_raw_fd(), 3).map_err(err)?;
     #[cfg(target_os = "macos")]
     for fd in [&owner_end, &guard_end] {
-        let on: libc::c_int = 1;
-        // SAFETY: sets an int option on our socket.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NOSIGPIPE,
-                (&on as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        let _ = rustix::net::sockopt::set_socket_nosigpipe(fd, true);
     }
     Ok((owner_end, guard_end))
 }
@@ -315,8 +303,9 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
     if !ok {
         // Whatever runs, it is not a launcher: our unreaped child, so the
         // pid is exact.
-        // SAFETY: kill(2) of our own unreaped child.
-        unsafe { libc::kill(launcher, libc::SIGKILL) };
+        if let Some(launcher) = rustix::process::Pid::from_raw(launcher) {
+            let _ = rustix::process::kill_process(launcher, rustix::process::Signal::KILL);
+        }
     }
     reap(launcher);
     let hello = hello
@@ -347,6 +336,7 @@ fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result
     {
         flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
     }
+    // Raw: rustix has no posix_spawn (a C library call) nor a safe sigset.
     // SAFETY: the attribute objects are initialised and ours (destroyed
     // by `Attrs`'s Drop); every pointer passed to posix_spawn (path, argv,
     // envp, the null device's name) outlives the call.
@@ -410,6 +400,8 @@ pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
     };
     let mut all = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // Raw: rustix has no fork (its `runtime::kernel_fork` is unsafe and
+    // bypasses the C library's atfork handlers) nor a safe sigprocmask.
     // SAFETY: signal-set calls on our own buffers; fork semantics: the
     // child runs only the raw calls below and `guard_main`, and never
     // returns. Signals are blocked across the fork, so no handler of the
@@ -435,6 +427,8 @@ pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
         }
     };
     drop(guard_end);
+    // Raw: undoes `map_table`'s raw mmap (kept raw for the pre-`main`
+    // entry in portable_process.rs).
     // SAFETY: the mapping made above; the guard has its own copy.
     unsafe { libc::munmap(table.cast(), cap * size_of::<Slot>()) };
     let pid = pid.map_err(|e| format!("cannot fork the guard: {e}"))?;
@@ -448,9 +442,11 @@ pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
 /// Reaps our child `pid` (the launcher, which exits at once), blocking;
 /// someone else's `waitpid(-1)` may have taken it.
 fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waitpid(2) on our own child with a valid status buffer.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && errno() == libc::EINTR {}
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return;
+    };
+    let wait = || rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+    while matches!(wait(), Err(rustix::io::Errno::INTR)) {}
 }
 
 /// The owner's handle on a guard that reported in as `pid`.
@@ -458,10 +454,13 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
     // An owner that is a subreaper inherits the guard when its launcher
     // exits: it is then reaped once it exits, as the owner's child. (A
     // pid that is not our child answers ECHILD and is left alone.)
-    let mut status = 0;
-    // SAFETY: waitpid(2) without blocking, on a pid that is either our
-    // child (the guard) or not ours at all.
-    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+    let running = rustix::process::Pid::from_raw(pid).is_some_and(|p| {
+        matches!(
+            rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG),
+            Ok(None)
+        )
+    });
+    if running {
         crate::sys::unix::sigchld::ensure();
         crate::sys::unix::sigchld::reap_later(pid);
     }
@@ -539,13 +538,11 @@ mod tests {
     fn a_number_leading_another_session_is_spared() {
         let mut stranger = std::process::Command::new("sleep");
         stranger.arg("300");
-        // SAFETY: setsid(2) is async-signal-safe; the child only calls it
-        // before exec.
+        // SAFETY: setsid(2) is async-signal-safe (rustix makes the system
+        // call directly); the child only calls it before exec.
         unsafe {
             stranger.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                rustix::process::setsid()?;
                 Ok(())
             });
         }
@@ -558,8 +555,8 @@ mod tests {
         drop(g);
         // The guard has acted once it is gone (it is not our child).
         let deadline = Instant::now() + Duration::from_secs(10);
-        // SAFETY: kill(pid, 0) only asks whether the process exists.
-        while unsafe { libc::kill(guard_pid, 0) } == 0 {
+        let guard = rustix::process::Pid::from_raw(guard_pid).expect("a guard pid");
+        while rustix::process::test_kill_process(guard).is_ok() {
             assert!(Instant::now() < deadline, "the guard did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }

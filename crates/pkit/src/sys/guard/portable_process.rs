@@ -207,7 +207,7 @@ unsafe fn kill_pgroup(slot: &Slot) {
     libc::killpg(slot.pgid, libc::SIGKILL);
 }
 
-pub(super) fn errno() -> i32 {
+fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
