@@ -315,35 +315,29 @@ fn lists_pids() {
 /// high their number (it closed only those below 65536 before).
 #[test]
 fn a_forked_portable_guard_closes_descriptors_above_65536() {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    use std::os::fd::AsRawFd;
     const HIGH: i32 = 66_000;
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with valid buffers; raising this
-    // process's descriptor limit harms no other test.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) == 0 && {
-            let want = (HIGH as libc::rlim_t + 1).max(old.rlim_cur);
-            let lim = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: want.max(old.rlim_max),
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
-        }
-    };
+    // Raising this process's descriptor limit harms no other test (None
+    // is unlimited).
+    let old = getrlimit(Resource::Nofile);
+    let want = old.current.map(|cur| cur.max(HIGH as u64 + 1));
+    let max = want.zip(old.maximum).map(|(w, m)| w.max(m));
+    let raised = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: want,
+            maximum: max,
+        },
+    )
+    .is_ok();
     if !raised {
         eprintln!("SKIPPED a_forked_portable_guard_closes_descriptors_above_65536: RLIMIT_NOFILE can't be raised above {HIGH} here");
         return;
     }
     let file = std::fs::File::open("/dev/null").unwrap();
-    // SAFETY: F_DUPFD_CLOEXEC of our own descriptor; the copy is ours.
-    let high = unsafe {
-        let fd = libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH);
-        assert_eq!(fd, HIGH, "{}", std::io::Error::last_os_error());
-        OwnedFd::from_raw_fd(fd)
-    };
+    let high = rustix::io::fcntl_dupfd_cloexec(&file, HIGH).expect("F_DUPFD_CLOEXEC");
+    assert_eq!(high.as_raw_fd(), HIGH);
     let g = super::portable::start_forked(TABLE_CAP, "test".into()).expect("a forked guard");
     let held = Path::new(&format!("/proc/{}/fd/{HIGH}", g.pid)).exists();
     let guard_pid = g.pid as u32;

@@ -284,6 +284,10 @@ pub(super) unsafe fn socket_of_kind(sock: RawFd, kind: libc::c_int) -> bool {
 /// # Safety
 /// Async-signal-safe calls only; only in a freshly forked guard.
 pub(super) unsafe fn close_all_but(keep: RawFd) {
+    // Raw: in the freshly forked guard: async-signal-safe calls only (the
+    // guard loop's rules, see `process.rs`), on numbers not known to be open
+    // (rustix's close takes an owned descriptor); rustix has no closefrom nor
+    // getdtablesize.
     for fd in 0..keep {
         libc::close(fd);
     }
