@@ -34,7 +34,7 @@
 
 use std::ffi::{c_char, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::trampoline::{GateEnv, GATE_FD, GO, READY};
 
@@ -170,43 +170,27 @@ pub(crate) fn spawn_gated(spec: &SpawnSpec, exe: &CString) -> Result<Gated, Spaw
 /// A socket pair for the gate, both ends close-on-exec: the owner's, the
 /// child's.
 fn gate_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [-1 as RawFd; 2];
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     #[cfg(not(target_os = "macos"))]
-    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    let flags = SocketFlags::CLOEXEC;
     #[cfg(target_os = "macos")]
-    let kind = libc::SOCK_STREAM;
-    // SAFETY: socketpair writes two fds into the array we pass.
-    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let flags = SocketFlags::empty();
+    let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    // No SOCK_CLOEXEC on macOS (pkit's own spawns there close every
+    // descriptor they don't place anyway), nor MSG_NOSIGNAL.
     #[cfg(target_os = "macos")]
     for fd in [&a, &b] {
-        let on: libc::c_int = 1;
-        // SAFETY: sets the close-on-exec flag of our own descriptor (no
-        // SOCK_CLOEXEC on macOS; pkit's own spawns there close every
-        // descriptor they don't place anyway), and an int option on it
-        // (no MSG_NOSIGNAL on macOS).
-        unsafe {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NOSIGPIPE,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+        let _ = rustix::net::sockopt::set_socket_nosigpipe(fd, true);
     }
     Ok((a, b))
 }
 
 /// The go byte's send: a dead trampoline is an EPIPE, not a SIGPIPE.
 #[cfg(not(target_os = "macos"))]
-const GO_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+const GO_FLAGS: rustix::net::SendFlags = rustix::net::SendFlags::NOSIGNAL;
 #[cfg(target_os = "macos")]
-const GO_FLAGS: libc::c_int = 0;
+const GO_FLAGS: rustix::net::SendFlags = rustix::net::SendFlags::empty();
 
 /// A new process group's first process, held at the registration gate
 /// (see `trampoline.rs`), and the owner's end of its gate socket.
@@ -233,32 +217,20 @@ impl Gated {
     /// Lets the held child go on (once its process group is registered)
     /// and waits until it has executed the real program, or failed to.
     pub(crate) fn open(&self, spec: &SpawnSpec) -> Passed {
-        let fd = self.sock.as_raw_fd();
-        let go = [GO];
-        // SAFETY: writes one byte from our buffer to our socket. The
-        // trampoline can't have closed its end without reading it but by
-        // dying, which the reads below tell.
-        unsafe { libc::send(fd, go.as_ptr().cast(), 1, GO_FLAGS) };
+        use rustix::net::RecvFlags;
+        let fd = &self.sock;
+        // The trampoline can't have closed its end without reading it but
+        // by dying, which the reads below tell.
+        let _ = rustix::net::send(fd, &[GO], GO_FLAGS);
         // READY, then end of file (the exec closed the child's end) or
         // an errno (the exec failed).
         let mut buf = [0u8; 5];
         let mut got = 0;
         while got < buf.len() {
-            // SAFETY: reads into the rest of our buffer from our socket.
-            let n = unsafe {
-                libc::recv(
-                    fd,
-                    buf[got..].as_mut_ptr().cast(),
-                    buf.len() - got,
-                    libc::MSG_WAITALL,
-                )
-            };
-            if n > 0 {
-                got += n as usize;
-            } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            } else {
-                break;
+            match rustix::net::recv(fd, &mut buf[got..], RecvFlags::WAITALL) {
+                Ok((_, n)) if n > 0 => got += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                _ => break,
             }
         }
         match got {
@@ -277,15 +249,16 @@ impl Gated {
     /// Ends and reaps the held child (after [`Passed::Failed`] or
     /// [`Passed::Broken`]), once the caller has unregistered its group.
     pub(crate) fn reap(self) {
-        // SAFETY: kill(2) and waitpid(2) of our own unreaped child: the
-        // pid names no other process.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-            let mut status = 0;
-            while libc::waitpid(self.pid, &mut status, 0) < 0
-                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-            {}
-        }
+        use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions};
+        // Our own unreaped child: the pid names no other process.
+        let Some(pid) = Pid::from_raw(self.pid) else {
+            return;
+        };
+        let _ = kill_process(pid, Signal::KILL);
+        while matches!(
+            waitpid(Some(pid), WaitOptions::empty()),
+            Err(rustix::io::Errno::INTR)
+        ) {}
     }
 }
 
@@ -293,25 +266,19 @@ impl Gated {
 /// word, was killed by a signal (waited for up to a second, unreaped).
 fn killed(pid: i32) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let Some(pid) = Pid::from_raw(pid) else {
+        return false;
+    };
+    // Our own child, not reaped (NOWAIT).
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
     loop {
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: waitid(2) with a valid, zeroed siginfo buffer of ours, on
-        // our own child, without reaping it.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                info.as_mut_ptr(),
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: zeroed or filled by waitid: a plain C struct.
-        let info = unsafe { info.assume_init() };
-        // SAFETY: reading the pid field of a siginfo_t filled by waitid.
-        if rc == 0 && unsafe { info.si_pid() } != 0 {
-            return matches!(info.si_code, libc::CLD_KILLED | libc::CLD_DUMPED);
+        match waitid(WaitId::Pid(pid), options) {
+            Ok(Some(status)) => return status.killed() || status.dumped(),
+            Ok(None) => {}
+            Err(_) => return false,
         }
-        if rc != 0 || std::time::Instant::now() > deadline {
+        if std::time::Instant::now() > deadline {
             return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));

@@ -188,6 +188,12 @@ extern "C" fn trampoline_entry(
     target_os = "freebsd"
 ))]
 unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc::c_char) {
+    // Raw: the whole gate runs before `main`, in an image that then execs
+    // or exits: the execve takes the process's own argument and
+    // environment vectors as they are (rustix has no execve outside its
+    // unstable `runtime` module), the errno it sends back is read from the
+    // C library's, and the socket calls before it work on a descriptor
+    // number not yet known to be open (rustix wants a `BorrowedFd`).
     if envp.is_null() || argv.is_null() {
         return;
     }
@@ -301,11 +307,13 @@ const NO_SIGPIPE: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(target_os = "macos")]
 const NO_SIGPIPE: libc::c_int = 0;
 
+// Raw: the C library's errno after the gate's raw calls (above).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe fn errno_location() -> *mut libc::c_int {
     libc::__errno_location()
 }
 
+// Raw: as above.
 #[cfg(any(target_os = "macos", target_os = "freebsd"))]
 unsafe fn errno_location() -> *mut libc::c_int {
     libc::__error()
@@ -363,10 +371,12 @@ pub(crate) fn started_by_its_loader() -> bool {
         1 // only the first object: the main program
     }
     let mut has_interp = false;
+    // Raw: rustix has no dl_iterate_phdr (a C library call, not a system
+    // call).
     // SAFETY: the callback only reads what the C library hands it and
     // writes the `bool` behind `data`, which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(first), (&mut has_interp as *mut bool).cast()) };
-    // Raw libc: neither std nor rustix reads AT_BASE.
+    // Raw: neither std nor rustix reads AT_BASE.
     // SAFETY: getauxval(3) reads this process's auxiliary vector.
     has_interp && unsafe { libc::getauxval(libc::AT_BASE) } == 0
 }
@@ -399,11 +409,13 @@ mod tests {
 
     /// Reaps our child `pid`: its exit code.
     fn exit_code(pid: i32) -> i32 {
-        let mut status = 0;
-        // SAFETY: waitpid(2) of our own child with a valid buffer.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status), "status {status:#x}");
-        libc::WEXITSTATUS(status)
+        use rustix::process::{waitpid, Pid, WaitOptions};
+        let pid = Pid::from_raw(pid).expect("a pid");
+        let (reaped, status) = waitpid(Some(pid), WaitOptions::empty())
+            .expect("waitpid")
+            .expect("a status");
+        assert_eq!(reaped, pid);
+        status.exit_status().unwrap_or_else(|| panic!("{status:?}"))
     }
 
     fn exe() -> CString {
@@ -452,6 +464,7 @@ mod tests {
         let script = format!("touch {}", marker.display());
         let held = spawn_gated(&spec(&["/bin/sh", "-c", &script]), &exe()).expect("held");
         let pid = held.pid;
+        // Raw: rustix's getpgid panics on a 0 answer (see clippy.toml).
         // SAFETY: getpgid(2) of our own unreaped child.
         assert_eq!(unsafe { libc::getpgid(pid) }, pid, "leads a new group");
         drop(held);
