@@ -73,6 +73,8 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
+            // Raw: the C library's getpid and _exit in the forked child,
+            // beside the raw fork.
             // SAFETY: as above.
             let own = unsafe { libc::getpid() } as u32;
             let code = if super::current() == own && own != parent {
@@ -82,13 +84,12 @@ mod tests {
             };
             unsafe { libc::_exit(code) };
         }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "{status}"
-        );
+        let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
+        let (_, status) =
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+                .expect("waitpid")
+                .expect("a status");
+        assert_eq!(status.exit_status(), Some(0), "{status:?}");
         assert_eq!(super::current(), parent);
     }
 }

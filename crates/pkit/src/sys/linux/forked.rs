@@ -89,6 +89,7 @@ unsafe fn fork_vfork(
     };
     if pid == 0 {
         child();
+        // Raw: _exit in the cloned child (rustix has no exit).
         // SAFETY: only reached if `child` returned, against its contract.
         unsafe { libc::_exit(127) }
     }
