@@ -25,7 +25,9 @@
 //!   `main` (`exec.rs`). Its memory is its own and small, whatever the
 //!   owner's size.
 //! - Where that is not possible (pkit is not in the main executable, the
-//!   executable can't be run again, or `PKIT_GUARD_START=fork`): a double
+//!   executable can't be run again or would run with other privileges
+//!   than the owner's, see `executable.rs`, or
+//!   `PKIT_GUARD_START=fork`): a double
 //!   fork, an intermediate process forking the guard and exiting at once.
 //!   [`GuardStatus::started`] says which, and why.
 //!
@@ -134,6 +136,7 @@ use std::sync::OnceLock;
 
 #[cfg(target_os = "linux")]
 mod exec;
+mod executable;
 mod owner;
 mod portable;
 mod portable_process;
@@ -217,8 +220,10 @@ pub(crate) fn trampoline_exe() -> Option<&'static std::ffi::CString> {
             Err("pkit is not linked into the main executable".into())
         } else if started_by_its_loader() {
             Err("this program was started by running its dynamic loader, which this program's executable names".into())
+        } else if let Some(why) = executable::exec_changes_credentials() {
+            Err(why)
         } else {
-            portable::own_executable().map_err(|e| format!("this program's executable: {e}"))
+            executable::own_executable().map_err(|e| format!("this program's executable: {e}"))
         };
         why.map_err(|why| {
             tracing::debug!(target: "pkit", reason = %why, "portable backend: no trampoline; a new process group is registered with the guard after posix_spawn returns");

@@ -170,7 +170,7 @@ pub(super) fn may_run_executable(entry_ran: bool, entry: usize) -> Result<(), St
     if !in_main_executable(entry) {
         return Err("pkit is not linked into the main executable".into());
     }
-    Ok(())
+    super::executable::exec_changes_credentials().map_or(Ok(()), Err)
 }
 
 /// The owner's environment (but `name`) plus `name=value`, for running
@@ -279,22 +279,11 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
     Ok((owner_end, guard_end))
 }
 
-/// This program's executable, to run again.
-pub(super) fn own_executable() -> io::Result<CString> {
-    #[cfg(target_os = "linux")]
-    return Ok(c"/proc/self/exe".to_owned());
-    #[cfg(not(target_os = "linux"))]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::env::current_exe()?;
-        CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
-    }
-}
-
 /// Runs the executable again as the guard's launcher (see the module docs).
 fn start_exec(cap: usize) -> Result<Guard, String> {
     let (owner_end, guard_end) = socket_pair()?;
-    let path = own_executable().map_err(|e| format!("this program's executable: {e}"))?;
+    let path = super::executable::own_executable()
+        .map_err(|e| format!("this program's executable: {e}"))?;
     let launcher = spawn_launcher(&path, &guard_end, cap)
         .map_err(|e| format!("cannot run this program's executable: {e}"))?;
     drop(guard_end);
