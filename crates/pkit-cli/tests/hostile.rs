@@ -187,3 +187,59 @@ fn stats_under_process_groups_are_the_programs_not_pkits_helpers() {
         );
     }
 }
+
+/// Signals ignored when pkit starts (`nohup` ignores SIGHUP; a
+/// non-interactive shell's `cmd &` ignores SIGINT and SIGQUIT) stay
+/// ignored in the program, and a hangup ends neither pkit nor the
+/// program, under every mechanism. Before, the portable backend's signal
+/// receiver (the self-pipe macOS and the BSDs always use) installed its
+/// handler over the inherited SIG_IGN, so the program started with those
+/// signals at their default and `nohup pkit run ...` died of the hangup
+/// (pkit too, re-raising it); the Linux signalfd path kept them ignored.
+#[test]
+fn signals_ignored_at_start_stay_ignored_in_the_program() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    for m in MECHANISMS {
+        let mut cmd = pkit();
+        cmd.args(["run", "-q", "--mechanism", m, "--", "sh", "-c"])
+            .arg("grep '^SigIgn' /proc/self/status; exec sleep 30")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        // SAFETY: signal(2) in the forked child before exec, as nohup does.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mask = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or_else(|| panic!("{m}: {line:?}"));
+        let hup_int = (1 << (libc::SIGHUP - 1)) | (1 << (libc::SIGINT - 1));
+        assert_eq!(
+            mask & hup_int,
+            hup_int,
+            "{m}: SIGHUP and SIGINT are ignored in the program: {line:?}"
+        );
+        // A hangup: nobody dies of it.
+        kill(child.id(), libc::SIGHUP);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let early = child.try_wait().unwrap();
+        kill(child.id(), libc::SIGTERM);
+        let status = child.wait().unwrap();
+        assert!(
+            early.is_none(),
+            "{m}: pkit ended on an ignored SIGHUP: {early:?}"
+        );
+        assert_ne!(status.code(), Some(0), "{m}: ended by the SIGTERM");
+    }
+}

@@ -78,6 +78,14 @@ pub fn install(caught: &[i32]) -> io::Result<()> {
     std::mem::forget(w);
     *READER.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     for &s in caught {
+        // A signal ignored when pkit started (nohup's SIGHUP, a shell's
+        // `cmd &` SIGINT and SIGQUIT) stays ignored, by pkit and, since
+        // a handler would become the default at the program's exec, by
+        // the program: as with signalfd, which leaves dispositions alone.
+        // SIGCHLD is always caught (orphans are reaped on it).
+        if s != libc::SIGCHLD && ignored(s) {
+            continue;
+        }
         // SAFETY: sigaction(2) with a zeroed struct filled with our
         // handler (SA_SIGINFO: the three-argument form it has), an empty
         // mask and flags; a null old action is allowed. The handler calls
@@ -98,6 +106,16 @@ pub fn install(caught: &[i32]) -> io::Result<()> {
         .name("pkit-signals".into())
         .spawn(move || receiver(&caught))?;
     Ok(())
+}
+
+/// Whether `sig`'s disposition is SIG_IGN now.
+fn ignored(sig: i32) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: sigaction(2) with a null new action only reads the current
+    // one into our zeroed struct.
+    let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zeroed, or filled by sigaction: a plain C struct.
+    rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
 /// The one thread with the caught signals unblocked: their handler runs
