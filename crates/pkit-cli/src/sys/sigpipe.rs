@@ -111,6 +111,7 @@ pub fn install(caught: &[i32]) -> io::Result<()> {
 /// Whether `sig`'s disposition is SIG_IGN now.
 fn ignored(sig: i32) -> bool {
     let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // Raw: rustix has no sigaction.
     // SAFETY: sigaction(2) with a null new action only reads the current
     // one into our zeroed struct.
     let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
