@@ -1,10 +1,9 @@
 //! [`Command`]: what to run, as plain data, and the [`Runner`] seam it
 //! runs through (the four verbs are in `verbs.rs`).
 
-use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,63 +12,15 @@ use crate::error::Result;
 use crate::future::BoxFuture;
 use crate::launch_spec::Launch;
 use crate::output::Output;
-pub(crate) use crate::plans::OutputPlan;
 pub use crate::plans::{
     DEFAULT_BUFFER_LINES, DEFAULT_MAX_LINE_BYTES, DEFAULT_START_CAPTURE_BYTES,
     DEFAULT_TIMEOUT_GRACE,
 };
 use crate::process::RunningProcess;
+pub(crate) use crate::spec::Input;
+use crate::spec::Spec;
+pub use crate::spec::Stdio;
 use crate::sys::Signal;
-
-/// Where one of the child's output streams goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Stdio {
-    /// Captured by pkit into the [`Output`](crate::Output) (the default).
-    #[default]
-    Piped,
-    /// The parent's own stream.
-    Inherit,
-    /// `/dev/null`.
-    Null,
-    /// A pipe that pkit does not read: a process started with
-    /// [`Group::start`](crate::Group::start) or
-    /// [`Command::start`](crate::Command::start) hands its read end over
-    /// as an [`AsyncRead`](tokio::io::AsyncRead) through
-    /// [`RunningProcess::take_stdout`](crate::RunningProcess::take_stdout)
-    /// / [`take_stderr`](crate::RunningProcess::take_stderr), with
-    /// backpressure: a child whose output nobody reads blocks once the
-    /// pipe is full. No capture, tee, callback or line of that stream
-    /// (its bytes in [`Output`](crate::Output) stay empty), and the
-    /// inactivity timeout does not see it. The verbs (`output`, `run`…)
-    /// and a [`Pipe`](crate::Pipe)'s stages have nobody to hand it to:
-    /// there it is captured as [`Stdio::Piped`].
-    Raw,
-}
-
-/// What the child reads on stdin.
-#[derive(Clone, Default)]
-pub(crate) enum Input {
-    /// `/dev/null` (the default: a child never steals the parent's stdin
-    /// by accident).
-    #[default]
-    Null,
-    /// The parent's own stdin.
-    Inherit,
-    /// These bytes, then end of file. Shared, so every run (a retry, a
-    /// reused command) gets the same input.
-    Bytes(Arc<[u8]>),
-    /// A pipe the caller writes through [`RunningProcess::stdin`](crate::RunningProcess::stdin).
-    Piped,
-    /// Streamed from a reader; consumed by the first run.
-    Reader(SharedReader),
-    /// This file, opened for reading and handed to the child directly.
-    File(PathBuf),
-}
-
-/// A reader given to `stdin_reader`, taken by the first run that uses it.
-pub(crate) type SharedReader =
-    Arc<std::sync::Mutex<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>>>;
 
 /// A program to run, with its arguments, environment, working directory,
 /// stdio and time bounds.
@@ -106,30 +57,13 @@ pub(crate) type SharedReader =
 #[derive(Clone)]
 #[must_use = "a Command does nothing until a verb runs it, and each builder method returns the changed command"]
 pub struct Command {
-    pub(crate) program: OsString,
-    pub(crate) args: Vec<OsString>,
-    /// Changes to the environment: `None` removes the variable.
-    pub(crate) env: BTreeMap<OsString, Option<OsString>>,
-    pub(crate) env_clear: bool,
-    pub(crate) cwd: Option<PathBuf>,
-    pub(crate) stdin: Input,
-    pub(crate) stdout: Stdio,
-    pub(crate) stderr: Stdio,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) grace: Option<Duration>,
-    pub(crate) timeout_signal: Option<Signal>,
-    pub(crate) cancel: Option<CancelToken>,
-    /// Cancel signal and grace: see `run_options.rs`.
-    pub(crate) run: crate::plans::RunOptions,
+    /// What the start reads: program, arguments, environment, stdio,
+    /// bounds, output plan, spawn options (see `spec.rs`).
+    pub(crate) spec: Spec,
     pub(crate) runner: Option<Arc<dyn Runner>>,
-    pub(crate) io: OutputPlan,
     pub(crate) unchecked_in_pipe: bool,
-    /// Spawn options (uid, rlimits, setsid...): see `spawn_options.rs`.
-    pub(crate) spawn: crate::spawn_options::SpawnOptions,
     /// How the success-requiring verbs replay a failure: see `retry.rs`.
     pub(crate) retry: Option<crate::plans::RetryPolicy>,
-    /// The name events about this command carry: see `log.rs`.
-    pub(crate) log_name: Option<Arc<str>>,
 }
 
 impl Command {
@@ -146,31 +80,16 @@ impl Command {
     /// child's directory, give its full path.
     pub fn new(program: impl AsRef<OsStr>) -> Command {
         Command {
-            program: program.as_ref().to_os_string(),
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            env_clear: false,
-            cwd: None,
-            stdin: Input::Null,
-            stdout: Stdio::Piped,
-            stderr: Stdio::Piped,
-            timeout: None,
-            grace: None,
-            timeout_signal: None,
-            cancel: None,
-            run: Default::default(),
+            spec: Spec::new(program.as_ref().to_os_string()),
             runner: None,
-            io: OutputPlan::default(),
             unchecked_in_pipe: false,
-            spawn: Default::default(),
             retry: None,
-            log_name: None,
         }
     }
 
     /// Adds one argument.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Command {
-        self.args.push(arg.as_ref().to_os_string());
+        self.spec.args.push(arg.as_ref().to_os_string());
         self
     }
 
@@ -180,14 +99,15 @@ impl Command {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
+        self.spec
+            .args
             .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
         self
     }
 
     /// Sets an environment variable for the child.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
-        self.env.insert(
+        self.spec.env.insert(
             key.as_ref().to_os_string(),
             Some(value.as_ref().to_os_string()),
         );
@@ -209,15 +129,15 @@ impl Command {
 
     /// Removes an environment variable the child would otherwise inherit.
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
-        self.env.insert(key.as_ref().to_os_string(), None);
+        self.spec.env.insert(key.as_ref().to_os_string(), None);
         self
     }
 
     /// Starts the child with an empty environment (plus whatever
     /// [`env`](Self::env) sets, before or after this call).
     pub fn env_clear(mut self) -> Command {
-        self.env_clear = true;
-        self.env.retain(|_, v| v.is_some());
+        self.spec.env_clear = true;
+        self.spec.env.retain(|_, v| v.is_some());
         self
     }
 
@@ -229,14 +149,14 @@ impl Command {
     /// path is resolved against this process's working directory first (see
     /// [`new`](Self::new)).
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Command {
-        self.cwd = Some(dir.as_ref().to_path_buf());
+        self.spec.cwd = Some(dir.as_ref().to_path_buf());
         self
     }
 
     /// Feeds these bytes to the child's stdin, then end of file. A child
     /// that exits without reading them is not an error.
     pub fn stdin_bytes(mut self, bytes: impl Into<Vec<u8>>) -> Command {
-        self.stdin = Input::Bytes(Arc::from(bytes.into()));
+        self.spec.stdin = Input::Bytes(Arc::from(bytes.into()));
         self
     }
 
@@ -247,13 +167,13 @@ impl Command {
 
     /// The child's stdin is `/dev/null` (the default).
     pub fn stdin_null(mut self) -> Command {
-        self.stdin = Input::Null;
+        self.spec.stdin = Input::Null;
         self
     }
 
     /// The child reads the parent's own stdin.
     pub fn stdin_inherit(mut self) -> Command {
-        self.stdin = Input::Inherit;
+        self.spec.stdin = Input::Inherit;
         self
     }
 
@@ -262,7 +182,7 @@ impl Command {
     /// close it (drop it, or `shutdown`) to send end of file. A verb, which
     /// has no such handle, closes it at once.
     pub fn stdin_piped(mut self) -> Command {
-        self.stdin = Input::Piped;
+        self.spec.stdin = Input::Piped;
         self
     }
 
@@ -280,26 +200,26 @@ impl Command {
         mut self,
         reader: impl tokio::io::AsyncRead + Send + Unpin + 'static,
     ) -> Command {
-        self.stdin = Input::Reader(Arc::new(std::sync::Mutex::new(Some(Box::new(reader)))));
+        self.spec.stdin = Input::Reader(Arc::new(std::sync::Mutex::new(Some(Box::new(reader)))));
         self
     }
 
     /// The child reads this file as its stdin (opened at spawn and handed
     /// over directly: no copy through the parent).
     pub fn stdin_file(mut self, path: impl AsRef<Path>) -> Command {
-        self.stdin = Input::File(path.as_ref().to_path_buf());
+        self.spec.stdin = Input::File(path.as_ref().to_path_buf());
         self
     }
 
     /// Where stdout goes (default: [`Stdio::Piped`], captured).
     pub fn stdout(mut self, stdio: Stdio) -> Command {
-        self.stdout = stdio;
+        self.spec.stdout = stdio;
         self
     }
 
     /// Where stderr goes (default: [`Stdio::Piped`], captured).
     pub fn stderr(mut self, stdio: Stdio) -> Command {
-        self.stderr = stdio;
+        self.spec.stderr = stdio;
         self
     }
 
@@ -311,7 +231,7 @@ impl Command {
     /// Any `Duration` is accepted: one too long for the clock (say
     /// `Duration::MAX`) is no timeout at all.
     pub fn timeout(mut self, limit: Duration) -> Command {
-        self.timeout = Some(limit);
+        self.spec.timeout = Some(limit);
         self
     }
 
@@ -324,7 +244,7 @@ impl Command {
     /// says whether SIGKILL was still needed. `Duration::MAX` waits for the
     /// tree without bound (as `timeout(1)` without `-k`).
     pub fn grace(mut self, grace: Duration) -> Command {
-        self.grace = Some(grace);
+        self.spec.grace = Some(grace);
         self
     }
 
@@ -360,7 +280,7 @@ impl Command {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
     /// ```
     pub fn timeout_signal(mut self, signal: Signal) -> Command {
-        self.timeout_signal = Some(signal);
+        self.spec.timeout_signal = Some(signal);
         self
     }
 
@@ -369,7 +289,7 @@ impl Command {
     /// [`cancel_grace`](Self::cancel_grace) say otherwise) and the verb
     /// returns [`Error::Cancelled`](crate::Error::Cancelled).
     pub fn cancel_token(mut self, token: &CancelToken) -> Command {
-        self.cancel = Some(token.clone());
+        self.spec.cancel = Some(token.clone());
         self
     }
 
@@ -382,38 +302,38 @@ impl Command {
 
     /// The program as given.
     pub fn get_program(&self) -> &OsStr {
-        &self.program
+        &self.spec.program
     }
 
     /// The arguments.
     pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
-        self.args.iter().map(OsString::as_os_str)
+        self.spec.args.iter().map(OsString::as_os_str)
     }
 
     /// The working directory, if one is set.
     pub fn get_current_dir(&self) -> Option<&Path> {
-        self.cwd.as_deref()
+        self.spec.cwd.as_deref()
     }
 
     /// The timeout, if one is set.
     pub fn get_timeout(&self) -> Option<Duration> {
-        self.timeout
+        self.spec.timeout
     }
 
     /// The grace given on timeout, if one is set.
     pub fn get_grace(&self) -> Option<Duration> {
-        self.grace
+        self.spec.grace
     }
 
     /// The signal sent on timeout, if one is set.
     pub fn get_timeout_signal(&self) -> Option<Signal> {
-        self.timeout_signal
+        self.spec.timeout_signal
     }
 
     /// The program's name for messages and logs: as given, lossily
     /// converted to UTF-8. Never includes arguments.
     pub(crate) fn display_name(&self) -> String {
-        self.program.to_string_lossy().into_owned()
+        self.spec.display_name()
     }
 
     /// Names this command in pkit's log events (field `name`), so the
@@ -424,60 +344,14 @@ impl Command {
     /// A [`Supervisor`](crate::Supervisor) of this command uses the name
     /// for its own events too.
     pub fn log_name(mut self, name: impl Into<String>) -> Command {
-        self.log_name = Some(Arc::from(name.into()));
+        self.spec.log_name = Some(Arc::from(name.into()));
         self
     }
 
     /// The name events about this command carry: its
     /// [`log_name`](Self::log_name), else the program's name.
     pub(crate) fn log_label(&self) -> String {
-        match &self.log_name {
-            Some(n) => n.to_string(),
-            None => self.display_name(),
-        }
-    }
-
-    /// The environment the child starts with: this process's (unless
-    /// cleared), in its order, with this command's changes applied — a
-    /// changed variable keeps its place, new ones follow (by name).
-    ///
-    /// Linear in the number of variables (one map lookup per inherited
-    /// variable), so thousands of them cost what std's spawn costs.
-    pub(crate) fn effective_env(&self) -> Vec<(OsString, OsString)> {
-        let mut vars = Vec::with_capacity(self.env.len() + 64);
-        // The changes that met an inherited variable (so don't follow).
-        let mut applied = std::collections::HashSet::new();
-        let only: Option<std::collections::HashSet<&OsStr>> = self
-            .spawn
-            .inherit_only()
-            .map(|names| names.iter().map(OsString::as_os_str).collect());
-        if !self.env_clear {
-            for (k, v) in std::env::vars_os() {
-                if only
-                    .as_ref()
-                    .is_some_and(|names| !names.contains(k.as_os_str()))
-                {
-                    continue;
-                }
-                match self.env.get_key_value(&k) {
-                    None => vars.push((k, v)),
-                    Some((name, change)) => {
-                        applied.insert(name.as_os_str());
-                        if let Some(new) = change {
-                            vars.push((k, new.clone()));
-                        }
-                    }
-                }
-            }
-        }
-        for (k, v) in &self.env {
-            if let Some(v) = v {
-                if !applied.contains(k.as_os_str()) {
-                    vars.push((k.clone(), v.clone()));
-                }
-            }
-        }
-        vars
+        self.spec.log_label()
     }
 
     /// Marks this command, as a stage of a [`Pipe`](crate::Pipe), as one
@@ -539,7 +413,7 @@ pub trait Runner: Send + Sync {
     /// A start that fails: the errors of [`Group::start`](crate::Group::start)
     /// for a real start, or whatever a runner's own policy makes of it.
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
-        launch.start_real(cmd)
+        launch.start_real(&cmd.spec)
     }
 }
 
@@ -548,21 +422,24 @@ impl fmt::Debug for Command {
     /// environment values (they may hold secrets).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Command")
-            .field("program", &self.program)
-            .field("args", &format_args!("[{} hidden]", self.args.len()))
-            .field("env_changes", &format_args!("[{} hidden]", self.env.len()))
-            .field("env_clear", &self.env_clear)
-            .field("current_dir_set", &self.cwd.is_some())
-            .field("stdout", &self.stdout)
-            .field("stderr", &self.stderr)
-            .field("timeout", &self.timeout)
-            .field("grace", &self.grace)
-            .field("timeout_signal", &self.timeout_signal)
-            .field("cancel_signal", &self.run.cancel_signal)
-            .field("cancel_grace", &self.run.cancel_grace)
-            .field("stream_lines", &self.io.stream_lines)
+            .field("program", &self.spec.program)
+            .field("args", &format_args!("[{} hidden]", self.spec.args.len()))
+            .field(
+                "env_changes",
+                &format_args!("[{} hidden]", self.spec.env.len()),
+            )
+            .field("env_clear", &self.spec.env_clear)
+            .field("current_dir_set", &self.spec.cwd.is_some())
+            .field("stdout", &self.spec.stdout)
+            .field("stderr", &self.spec.stderr)
+            .field("timeout", &self.spec.timeout)
+            .field("grace", &self.spec.grace)
+            .field("timeout_signal", &self.spec.timeout_signal)
+            .field("cancel_signal", &self.spec.run.cancel_signal)
+            .field("cancel_grace", &self.spec.run.cancel_grace)
+            .field("stream_lines", &self.spec.io.stream_lines)
             .field("retry", &self.retry)
-            .field("log_name", &self.log_name)
+            .field("log_name", &self.spec.log_name)
             .finish_non_exhaustive()
     }
 }

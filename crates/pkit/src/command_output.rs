@@ -14,7 +14,7 @@ impl Command {
     /// stdout/stderr bytes (mirror them with a tee to keep them); memory
     /// stays bounded however much the child writes. The verbs ignore it.
     pub fn stream_lines(mut self) -> Command {
-        self.io.stream_lines = true;
+        self.spec.io.stream_lines = true;
         self
     }
 
@@ -24,26 +24,26 @@ impl Command {
     /// it one read's worth at a time, so the lines of one read, at most
     /// about 1 MiB of them, may wait on the consumer's side on top.)
     pub fn buffer_lines(mut self, lines: usize) -> Command {
-        self.io.buffer_lines = lines.max(1);
+        self.spec.io.buffer_lines = lines.max(1);
         self
     }
 
     /// What happens when the line stream is full (default: backpressure).
     pub fn overflow(mut self, overflow: Overflow) -> Command {
-        self.io.overflow = overflow;
+        self.spec.io.overflow = overflow;
         self
     }
 
     /// Calls `f` once per stdout line (the same lines the stream sees). A
     /// callback that panics is disabled; the run goes on.
     pub fn on_stdout_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
-        self.io.on_stdout_line = Some(Arc::new(f));
+        self.spec.io.on_stdout_line = Some(Arc::new(f));
         self
     }
 
     /// Calls `f` once per stderr line. A callback that panics is disabled.
     pub fn on_stderr_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
-        self.io.on_stderr_line = Some(Arc::new(f));
+        self.spec.io.on_stderr_line = Some(Arc::new(f));
         self
     }
 
@@ -53,7 +53,7 @@ impl Command {
         mut self,
         writer: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
     ) -> Command {
-        self.io.stdout_tee = Some(Tee::Async(Arc::new(tokio::sync::Mutex::new(Box::new(
+        self.spec.io.stdout_tee = Some(Tee::Async(Arc::new(tokio::sync::Mutex::new(Box::new(
             writer,
         )))));
         self
@@ -64,7 +64,7 @@ impl Command {
         mut self,
         writer: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
     ) -> Command {
-        self.io.stderr_tee = Some(Tee::Async(Arc::new(tokio::sync::Mutex::new(Box::new(
+        self.spec.io.stderr_tee = Some(Tee::Async(Arc::new(tokio::sync::Mutex::new(Box::new(
             writer,
         )))));
         self
@@ -73,7 +73,7 @@ impl Command {
     /// Mirrors stdout's raw bytes to a blocking writer (called on the
     /// reading task: keep it fast, e.g. a file or a buffer).
     pub fn stdout_tee_blocking(mut self, writer: impl std::io::Write + Send + 'static) -> Command {
-        self.io.stdout_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
+        self.spec.io.stdout_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
             writer,
         )))));
         self
@@ -81,7 +81,7 @@ impl Command {
 
     /// Mirrors stderr's raw bytes to a blocking writer.
     pub fn stderr_tee_blocking(mut self, writer: impl std::io::Write + Send + 'static) -> Command {
-        self.io.stderr_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
+        self.spec.io.stderr_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
             writer,
         )))));
         self
@@ -90,7 +90,7 @@ impl Command {
     /// Decodes each stream with decoders from `factory` before it is split
     /// into lines (default: UTF-8, invalid sequences replaced).
     pub fn decoder(mut self, factory: DecoderFactory) -> Command {
-        self.io.decoder = Some(factory);
+        self.spec.io.decoder = Some(factory);
         self
     }
 
@@ -100,7 +100,7 @@ impl Command {
     /// [`partial`](crate::Line::partial): nothing is lost and memory stays
     /// bounded.
     pub fn max_line_bytes(mut self, bytes: usize) -> Command {
-        self.io.max_line_bytes = bytes.max(4);
+        self.spec.io.max_line_bytes = bytes.max(4);
         self
     }
 
@@ -112,8 +112,8 @@ impl Command {
     /// the last [`DEFAULT_START_CAPTURE_BYTES`](crate::DEFAULT_START_CAPTURE_BYTES); `usize::MAX` keeps
     /// everything in both.
     pub fn capture_limit(mut self, bytes: usize, policy: CapturePolicy) -> Command {
-        self.io.capture_limit = Some(bytes);
-        self.io.capture_policy = policy;
+        self.spec.io.capture_limit = Some(bytes);
+        self.spec.io.capture_policy = policy;
         self
     }
 }

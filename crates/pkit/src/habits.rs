@@ -39,8 +39,8 @@ impl Command {
     ///   [`Error::Io`](crate::Error::Io) when waiting for it or ending it fails.
     pub async fn status(&self) -> Result<Outcome> {
         let mut cmd = self.clone().stdout(Stdio::Inherit).stderr(Stdio::Inherit);
-        if matches!(cmd.stdin, Input::Null) {
-            cmd.stdin = Input::Inherit;
+        if matches!(cmd.spec.stdin, Input::Null) {
+            cmd.spec.stdin = Input::Inherit;
         }
         Ok(cmd.output().await?.outcome())
     }
@@ -93,13 +93,13 @@ impl Command {
     /// message ends with the last lines of it, see
     /// [`Error`](crate::Error)).
     pub fn secret_output(mut self) -> Command {
-        self.io.secret_output = true;
+        self.spec.io.secret_output = true;
         self
     }
 
     /// Marks a result for the verbs that may turn it into an error.
     pub(crate) fn secret(&self, mut out: Output) -> Output {
-        out.secret_output = self.io.secret_output;
+        out.secret_output = self.spec.io.secret_output;
         out
     }
 }

@@ -89,7 +89,7 @@ impl Command {
             program: self.display_name(),
             pid: proc.pid(),
             ok: self.ok().into(),
-            secret: self.io.secret_output,
+            secret: self.spec.io.secret_output,
             proc: Some(proc),
             lines,
             line: 0,

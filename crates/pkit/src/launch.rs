@@ -1,5 +1,6 @@
-//! Turning a [`Command`] into a [`RunningProcess`]: checks, resolution,
-//! stdio wiring, the spawn, and the pump.
+//! Turning a command's [`Spec`] into a [`RunningProcess`]: checks,
+//! resolution, stdio wiring, the spawn, and the pump. Below the command and
+//! its runner: what it reads is the plain start data, never a `Command`.
 
 use std::ffi::OsStr;
 use std::io;
@@ -10,20 +11,42 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
-use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
-pub(crate) use crate::launch_spec::StartOpts;
 use crate::log;
 use crate::process::{ChildStdin, InputFailure, RunningProcess};
-use crate::pump::{CaptureBuf, CapturePolicy, LineSink, Lines, Reader, StreamKind, StreamPlan};
+use crate::pump::{
+    CaptureBuf, CapturePolicy, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan,
+};
+use crate::spec::{Input, Spec, Stdio};
 use crate::sys::{self, Container, IoRequest, OwnedFd};
 
+/// How a start differs from what the command itself says.
+#[derive(Default)]
+pub(crate) struct StartOpts {
+    /// Enable the line stream (the verbs, which have no consumer for one,
+    /// leave it off whatever the command says).
+    pub stream_lines: bool,
+    /// The child's stdin end of a pipeline pipe, replacing the command's.
+    pub stdin: Option<sys::ChildIo>,
+    /// The flag to raise when a `CapturePolicy::Fail` limit is crossed
+    /// (one for all of a pipeline's stages); a fresh one when `None`.
+    pub limit: Option<Arc<LimitFlag>>,
+    /// The child's stdout end of a pipeline pipe, replacing the command's.
+    pub stdout: Option<sys::ChildIo>,
+    /// A started process (not a verb's): without a capture limit of the
+    /// command's, keep only the last `DEFAULT_START_CAPTURE_BYTES`.
+    pub bounded_capture: bool,
+    /// Give the process a subtree of its own and arm its command's
+    /// timeout and cancel token on it ([`Group::start`](crate::Group::start));
+    /// see [`crate::watch`].
+    pub own_tree: bool,
+    /// Hand a [`Stdio::Raw`](crate::Stdio::Raw) stream's pipe to the caller instead of
+    /// reading it (a started process's; elsewhere it is captured).
+    pub raw_output: bool,
+}
+
 /// Starts `cmd` in `container`. Must be called within a Tokio runtime.
-pub(crate) fn start(
-    container: &Container,
-    cmd: &Command,
-    opts: StartOpts,
-) -> Result<RunningProcess> {
+pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Result<RunningProcess> {
     let StartOpts {
         stream_lines,
         stdin: stdin_over,
@@ -130,7 +153,7 @@ type Ends = (sys::ChildIo, Option<OwnedFd>);
 /// The child's stdio as the command (or a pipeline stage) asks, without a
 /// pty. A stdin reader is taken into `reader`.
 fn stdio(
-    cmd: &Command,
+    cmd: &Spec,
     program: &str,
     stdin_over: Option<sys::ChildIo>,
     stdout_over: Option<sys::ChildIo>,
@@ -191,7 +214,7 @@ pub(crate) struct Pipes {
 /// feeding): the same for a real child and a scripted one.
 pub(crate) fn wire(
     proc: &mut RunningProcess,
-    cmd: &Command,
+    cmd: &Spec,
     (stream_lines, bounded_capture, raw_output): (bool, bool, bool),
     pipes: Pipes,
 ) -> io::Result<()> {
@@ -216,7 +239,7 @@ pub(crate) fn wire(
     proc.prompt = prompt.clone();
     let (capture_limit, capture_policy) = match plan.capture_limit {
         None if bounded_capture => (
-            Some(crate::command::DEFAULT_START_CAPTURE_BYTES),
+            Some(crate::plans::DEFAULT_START_CAPTURE_BYTES),
             CapturePolicy::KeepTail,
         ),
         other => (other, plan.capture_policy),
@@ -372,7 +395,7 @@ pub(crate) struct Prepared {
 
 /// Checks and converts everything before spawning, so the failures a
 /// caller can act on are typed errors and not an exec errno.
-pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
+pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
     if cmd.program.is_empty() {
         return Err(Error::InvalidInput("the program name is empty".into()));
     }
@@ -396,7 +419,7 @@ pub(crate) fn prepare(cmd: &Command, program: &str) -> Result<Prepared> {
         }
     }
     let env = cmd.effective_env();
-    let resolved = crate::spawn_options::resolve_for(cmd, program, &env)?;
+    let resolved = cmd.spawn.resolve(&cmd.program, program, &env)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         sys::native_string(s)

@@ -137,6 +137,7 @@ mod runner;
 mod scripted_child;
 mod shutdown;
 mod spawn_options;
+mod spec;
 mod split_lines;
 mod stats;
 mod supervise;
@@ -192,7 +193,9 @@ pub use pump::{
 pub use raw_output::ChildOutput;
 pub use retry::is_transient;
 pub use runner::{Runner, SystemRunner};
-pub use spawn_options::{which, ChildStep, Detached, FileMode, IoClass, Resource};
+pub use spawn_options::builders::which;
+pub use spawn_options::detached::Detached;
+pub use spawn_options::{ChildStep, FileMode, IoClass, Resource};
 pub use split_lines::StreamLines;
 pub use stats::{Profile, SampleStats};
 pub use supervise::{

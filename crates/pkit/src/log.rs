@@ -9,7 +9,8 @@
 //! (an `impl Display` or `impl Debug` parameter would take an `Error`,
 //! whose `Debug` shows the run's output): each takes a string it names
 //! (the program, the command's log name), numbers, durations, or one of
-//! the small enums `Mechanism`, `Outcome`, `ErrorKind`, `StopReason`.
+//! the small enums `Mechanism`, `Outcome`, `ErrorKind` (a supervisor's stop
+//! reason comes as its fixed words, a `&'static str`).
 //!
 //! Ordinary lifecycle events are at Debug; anomalies (a timeout, a tree
 //! that needed SIGKILL after its grace, a failed readiness check, a crash
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use crate::error::ErrorKind;
 use crate::output::Outcome;
-use crate::supervise::StopReason;
 use crate::sys::Mechanism;
 
 pub(crate) fn group_created(mechanism: Mechanism) {
@@ -171,7 +171,7 @@ pub(crate) fn cannot_start(name: &str, failure: ErrorKind) {
     tracing::warn!(target: "pkit", name, failure = ?failure, "supervised command cannot start");
 }
 
-/// A supervision ended.
-pub(crate) fn supervisor_stopped(name: &str, reason: StopReason, restarts: u32) {
+/// A supervision ended, for `reason` (a `StopReason` in words).
+pub(crate) fn supervisor_stopped(name: &str, reason: &'static str, restarts: u32) {
     tracing::debug!(target: "pkit", name, %reason, restarts, "supervisor stopped");
 }

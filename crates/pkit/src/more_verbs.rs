@@ -27,13 +27,13 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub fn ok_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Command {
-        self.io.ok_codes = Some(codes.into_iter().collect::<Arc<[i32]>>());
+        self.spec.io.ok_codes = Some(codes.into_iter().collect::<Arc<[i32]>>());
         self
     }
 
     /// The codes `run` counts as success.
     pub(crate) fn ok(&self) -> &[i32] {
-        self.io.ok_codes.as_deref().unwrap_or(&[0])
+        self.spec.io.ok_codes.as_deref().unwrap_or(&[0])
     }
 
     /// Runs the command like [`run`](Self::run), then parses its stdout,

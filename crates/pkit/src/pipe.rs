@@ -303,7 +303,7 @@ impl Pipe {
         let tokens: Vec<CancelToken> = self
             .cancel
             .iter()
-            .chain(self.stages.iter().filter_map(|c| c.cancel.as_ref()))
+            .chain(self.stages.iter().filter_map(|c| c.spec.cancel.as_ref()))
             .cloned()
             .collect();
         // Checked before anything is spawned: a cancelled run has no effects.
@@ -332,7 +332,7 @@ impl Pipe {
         let inactivity = self
             .stages
             .iter()
-            .filter_map(|c| c.run.inactivity)
+            .filter_map(|c| c.spec.run.inactivity)
             .chain(self.inactivity)
             .min();
         let plan = Plan {
@@ -357,12 +357,12 @@ impl Pipe {
         let soonest = self
             .stages
             .iter()
-            .filter_map(|c| c.timeout.map(|t| (t, c)))
+            .filter_map(|c| c.spec.timeout.map(|t| (t, c)))
             .min_by_key(|(t, _)| *t)
             .filter(|(t, _)| self.timeout.is_none_or(|own| *t < own));
         match soonest {
             Some((t, c)) if self.timeout_signal.is_none() && self.grace.is_none() => {
-                (Some(t), c.timeout_signal, c.grace)
+                (Some(t), c.spec.timeout_signal, c.spec.grace)
             }
             Some((t, _)) => (Some(t), self.timeout_signal, self.grace),
             None => (self.timeout, self.timeout_signal, self.grace),
@@ -377,13 +377,21 @@ impl Pipe {
         if self.cancel_signal.is_some() || self.cancel_grace.is_some() {
             return (self.cancel_signal, self.cancel_grace);
         }
-        let sets = |c: &&Command| c.run.cancel_signal.is_some() || c.run.cancel_grace.is_some();
+        let sets =
+            |c: &&Command| c.spec.run.cancel_signal.is_some() || c.spec.run.cancel_grace.is_some();
         self.stages
             .iter()
             .filter(sets)
-            .find(|c| c.cancel.as_ref().is_some_and(CancelToken::is_cancelled))
+            .find(|c| {
+                c.spec
+                    .cancel
+                    .as_ref()
+                    .is_some_and(CancelToken::is_cancelled)
+            })
             .or_else(|| self.stages.iter().find(sets))
-            .map_or((None, None), |c| (c.run.cancel_signal, c.run.cancel_grace))
+            .map_or((None, None), |c| {
+                (c.spec.run.cancel_signal, c.spec.run.cancel_grace)
+            })
     }
 
     /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
@@ -400,11 +408,11 @@ impl Pipe {
         let mut procs = Vec::with_capacity(n);
         let mut next_stdin = None;
         for (i, cmd) in self.stages.iter().enumerate() {
-            let streams = started && i + 1 == n && (self.stream_lines || cmd.io.stream_lines);
+            let streams = started && i + 1 == n && (self.stream_lines || cmd.spec.io.stream_lines);
             let cmd: Cow<'_, Command> = if streams {
                 let mut last = cmd.clone();
-                last.io.stream_lines = true;
-                last.io.stdout_lines_only = true;
+                last.spec.io.stream_lines = true;
+                last.spec.io.stdout_lines_only = true;
                 Cow::Owned(last)
             } else {
                 Cow::Borrowed(cmd)
@@ -475,7 +483,7 @@ impl Pipe {
     /// Marks a result for the verbs: a chain with a `secret_output` stage
     /// never has its stderr quoted by an error.
     fn secret(&self, mut out: Output) -> Output {
-        out.secret_output = self.stages.iter().any(|c| c.io.secret_output);
+        out.secret_output = self.stages.iter().any(|c| c.spec.io.secret_output);
         out
     }
 }

@@ -1,50 +1,17 @@
-//! A pty command at its launch: the [`Command::pty`] and
-//! [`Command::pty_raw`] settings, and opening the terminal when such a
-//! command starts. Above the command; the session's own types ([`Pty`],
-//! [`PtyMaster`]) are in `pty.rs`, below it.
+//! A pty command at its launch: opening the terminal when a command set
+//! with [`Command::pty`](crate::Command::pty) or
+//! [`Command::pty_raw`](crate::Command::pty_raw) starts (the builders are
+//! with the other spawn options, in `spawn_options/builders.rs`). Part of
+//! the start, below the command: it reads the command's start data only.
+//! The session's own types ([`Pty`], [`PtyMaster`]) are in `pty.rs`.
 //!
 //! [`Pty`]: crate::Pty
 //! [`PtyMaster`]: crate::PtyMaster
 
-use crate::command::{Command, Input, Stdio};
 use crate::error::{Error, Result};
 use crate::pty::check_size;
+use crate::spec::{Input, Spec, Stdio};
 use crate::sys::ChildIo;
-
-impl Command {
-    /// Runs the program on a pseudo-terminal of `rows` x `cols` of its own:
-    /// its stdin, stdout and stderr are the terminal, it leads a new session
-    /// with the terminal as its controlling terminal, and it stays in its
-    /// group's container. Its output (stdout and stderr merged, as on any
-    /// terminal) is read as stdout: captured, split into lines, matched by
-    /// probes. Type into it through [`RunningProcess::pty`](crate::RunningProcess::pty). See the
-    /// [module docs](crate::pty) for what changes on a terminal, and for the
-    /// process-group mechanism's rule (the session must lead its group).
-    ///
-    /// The terminal replaces the stdio settings: a command that also sets
-    /// stdin input, `stdout`/`stderr` other than piped, a stdout or stderr
-    /// file, or `merge_stderr`, fails to start with
-    /// [`Error::InvalidInput`]; so does a pipeline stage. A size of 0 rows
-    /// or columns is invalid too. Linux (every backend); elsewhere
-    /// [`Error::Unsupported`] (see the module docs' **Platforms**).
-    pub fn pty(mut self, rows: u16, cols: u16) -> Command {
-        self.spawn.pty = Some((rows, cols));
-        self.spawn.pty_raw = false;
-        self
-    }
-
-    /// Like [`pty`](Self::pty), but pkit reads nothing from the terminal:
-    /// take its master side with [`RunningProcess::take_pty_master`](crate::RunningProcess::take_pty_master) and
-    /// read it yourself (until you do, and while you don't, a program that
-    /// writes a lot blocks once the terminal's buffer is full). The
-    /// [`Output`](crate::Output) has no stdout, and line streams and probes
-    /// see no lines. For relaying a terminal byte for byte.
-    pub fn pty_raw(mut self, rows: u16, cols: u16) -> Command {
-        self.spawn.pty = Some((rows, cols));
-        self.spawn.pty_raw = true;
-        self
-    }
-}
 
 /// The child's ends of a pty session, and the master.
 pub(crate) struct PtyEnds {
@@ -57,7 +24,7 @@ pub(crate) struct PtyEnds {
 /// Opens the terminal of a pty command (`None` without one), after
 /// checking that nothing else claims its stdio. `in_pipe`: a pipeline
 /// stage (its stdio is the pipeline's).
-pub(crate) fn open_for(cmd: &Command, program: &str, in_pipe: bool) -> Result<Option<PtyEnds>> {
+pub(crate) fn open_for(cmd: &Spec, program: &str, in_pipe: bool) -> Result<Option<PtyEnds>> {
     let Some((rows, cols)) = cmd.spawn.pty else {
         return Ok(None);
     };

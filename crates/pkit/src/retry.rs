@@ -160,7 +160,7 @@ where
             pause,
         );
         let sleep = tokio::time::sleep(pause);
-        match &cmd.cancel {
+        match &cmd.spec.cancel {
             Some(token) => {
                 tokio::select! {
                     () = sleep => {}

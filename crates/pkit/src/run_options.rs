@@ -50,7 +50,7 @@ impl Command {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
     /// ```
     pub fn cancel_signal(mut self, signal: Signal) -> Command {
-        self.run.cancel_signal = Some(signal);
+        self.spec.run.cancel_signal = Some(signal);
         self
     }
 
@@ -61,7 +61,7 @@ impl Command {
     /// `Duration::MAX` waits without bound. Only a cancel token gets it:
     /// see [`cancel_signal`](Self::cancel_signal).
     pub fn cancel_grace(mut self, grace: Duration) -> Command {
-        self.run.cancel_grace = Some(grace);
+        self.spec.run.cancel_grace = Some(grace);
         self
     }
 
@@ -98,22 +98,22 @@ impl Command {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
     /// ```
     pub fn inactivity_timeout(mut self, idle: Duration) -> Command {
-        self.run.inactivity = Some(idle);
+        self.spec.run.inactivity = Some(idle);
         self
     }
 
     /// The inactivity timeout, if one is set.
     pub fn get_inactivity_timeout(&self) -> Option<Duration> {
-        self.run.inactivity
+        self.spec.run.inactivity
     }
 
     /// The signal sent on cancellation, if one is set.
     pub fn get_cancel_signal(&self) -> Option<Signal> {
-        self.run.cancel_signal
+        self.spec.run.cancel_signal
     }
 
     /// The grace given on cancellation, if one is set.
     pub fn get_cancel_grace(&self) -> Option<Duration> {
-        self.run.cancel_grace
+        self.spec.run.cancel_grace
     }
 }

@@ -9,6 +9,7 @@ pub use crate::command::Runner;
 use crate::error::{Error, Result};
 pub use crate::future::BoxFuture;
 use crate::group::Group;
+use crate::launch::StartOpts;
 use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
@@ -41,7 +42,7 @@ impl Runner for SystemRunner {
     /// Starts `cmd` for real in `launch`'s group (whose mechanism wins over
     /// this runner's).
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
-        launch.start_real(cmd)
+        launch.start_real(&cmd.spec)
     }
 }
 
@@ -126,8 +127,8 @@ pub(crate) async fn end_group(
     }
 }
 
-/// The verb on a [`Group`] (here, above the group, beside the runner it
-/// uses).
+/// The verbs on a [`Group`] (here, above the group, beside the runner they
+/// use).
 impl Group {
     /// Runs `cmd` as this group's main process, the way the verbs do: it
     /// honours the command's `timeout`, `grace` and cancel token, and when
@@ -153,11 +154,81 @@ impl Group {
     pub async fn output(self, cmd: &Command) -> Result<Output> {
         run_in(self, cmd).await
     }
+
+    /// Starts `cmd` in the group. Must be called within a Tokio runtime.
+    /// The command's [`runner`](Command::runner) starts it
+    /// ([`Runner::start`](crate::Runner::start)): the real process
+    /// described here, unless a test double plays it.
+    ///
+    /// The process gets a subtree of its own within the group: under
+    /// cgroup v2 it is born in a sub-cgroup of the group's cgroup (one per
+    /// started process), which holds it and everything it spawns; under a
+    /// process group, its subtree is the group's processes descended from
+    /// it (found through parent links, so a descendant re-parented after
+    /// its parent exited, or one that left the process group, is not part
+    /// of it). The group's own operations (`kill`, `signal`, `suspend`,
+    /// `close`, …) still cover every process of the group.
+    ///
+    /// The command's bounds apply to that subtree, as a verb's do to its
+    /// tree: when its [`timeout`](Command::timeout) passes first, the
+    /// subtree gets the [`timeout_signal`](Command::timeout_signal), the
+    /// [`grace`](Command::grace), then SIGKILL, and
+    /// [`RunningProcess::wait`] reports [`Outcome::TimedOut`](crate::Outcome::TimedOut)
+    /// (with [`Output::killed_after_grace`](crate::Output::killed_after_grace)); when its
+    /// [cancel token](Command::cancel_token) fires first, the subtree is
+    /// SIGKILLed and `wait` returns [`Error::Cancelled`] (a token cancelled
+    /// already makes `start` itself return it, starting nothing). This
+    /// happens whether or not anyone waits. Without bounds, a started
+    /// process runs until it exits or the group ends.
+    ///
+    /// Its output is drained in the background and what is kept is bounded
+    /// (the last [`DEFAULT_START_CAPTURE_BYTES`](crate::DEFAULT_START_CAPTURE_BYTES)
+    /// of each stream unless the command sets a
+    /// [`capture_limit`](Command::capture_limit)): a process whose output
+    /// nobody reads keeps running; see [`RunningProcess`].
+    ///
+    /// A start never blocks on the group's state; it is refused with
+    /// [`Error::Spawn`] when the group
+    /// - is closed or being closed ([`close`](Self::close),
+    ///   [`shutdown`](Self::shutdown)): a start racing `close` either
+    ///   starts its process before the group is marked closed, and the
+    ///   process is then ended with the group, or is refused;
+    /// - is [suspended](Self::suspend): the error's source has
+    ///   [`std::io::ErrorKind::WouldBlock`] (a process started into a frozen
+    ///   cgroup could not even reach `exec` until the group is resumed);
+    ///   [`resume`](Self::resume) first.
+    ///
+    /// # Errors
+    ///
+    /// The start errors of [`Command::output`](crate::Command::output)
+    /// ([`Error::NotFound`](crate::Error::NotFound), [`Error::Spawn`](crate::Error::Spawn),
+    /// ...); [`Error::Spawn`](crate::Error::Spawn) when the group is closed or suspended
+    /// (above); [`Error::Cancelled`](crate::Error::Cancelled) when the command's cancel token
+    /// is cancelled already; [`Error::InvalidInput`](crate::Error::InvalidInput) outside a
+    /// Tokio runtime. A command given another [`runner`](crate::Command::runner) has that
+    /// runner's errors.
+    pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
+        let opts = StartOpts {
+            stream_lines: cmd.spec.io.stream_lines,
+            bounded_capture: true,
+            own_tree: true,
+            raw_output: true,
+            ..Default::default()
+        };
+        // A token cancelled already: nothing is started.
+        if cmd.spec.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Err(Error::Cancelled {
+                program: cmd.display_name(),
+            });
+        }
+        let launch = Launch { group: self, opts };
+        cmd.run_with().start(cmd, launch)
+    }
 }
 
 async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Result<Output> {
     // A run cancelled before it starts spawns nothing (not even a group).
-    if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+    if cmd.spec.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(Error::Cancelled {
             program: cmd.display_name(),
         });
@@ -173,9 +244,9 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
 /// token, and ends the group with it.
 pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let bounds = Bounds {
-        timeout: cmd.timeout,
-        inactivity: cmd.run.inactivity,
-        cancel: cmd.cancel.iter().collect(),
+        timeout: cmd.spec.timeout,
+        inactivity: cmd.spec.run.inactivity,
+        cancel: cmd.spec.cancel.iter().collect(),
         limit: Default::default(),
     };
     // Checked before anything is spawned: a cancelled run has no effects.
@@ -187,7 +258,7 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     // Dropping this future drops `group` (and `proc`): the tree is killed
     // synchronously and the container removed.
     // A verb has no consumer for a line stream: it captures instead.
-    let mut proc = group.start_with(cmd, Default::default())?;
+    let mut proc = group.start_with(&cmd.spec, Default::default())?;
     // Nobody can write to a verb's piped stdin: end of file at once.
     drop(proc.take_stdin());
     let bounds = Bounds {
@@ -199,14 +270,16 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let inactive = matches!(ended, Ended::Inactive);
     let timed_out = inactive || matches!(ended, Ended::TimedOut);
     match ended {
-        Ended::TimedOut => crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.timeout),
-        Ended::Inactive => crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.run.inactivity),
+        Ended::TimedOut => crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.spec.timeout),
+        Ended::Inactive => {
+            crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.spec.run.inactivity)
+        }
         Ended::Cancelled => crate::log::cancelled(&cmd.log_label(), Some(proc.pid())),
         _ => {}
     }
     if matches!(ended, Ended::Cancelled) {
         // A cancel token's tree gets the command's cancel signal and grace.
-        let (signal, grace) = (cmd.run.cancel_signal, cmd.run.cancel_grace);
+        let (signal, grace) = (cmd.spec.run.cancel_signal, cmd.spec.run.cancel_grace);
         if end_group(&group, true, signal, grace).await? {
             crate::log::killed_after_grace(&cmd.log_label(), proc.pid());
         }
@@ -214,7 +287,8 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
             program: cmd.display_name(),
         });
     }
-    let killed_after_grace = end_group(&group, timed_out, cmd.timeout_signal, cmd.grace).await?;
+    let killed_after_grace =
+        end_group(&group, timed_out, cmd.spec.timeout_signal, cmd.spec.grace).await?;
     if killed_after_grace {
         crate::log::killed_after_grace(&cmd.log_label(), proc.pid());
     }

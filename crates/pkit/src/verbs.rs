@@ -147,7 +147,7 @@ impl Command {
         crate::retry::with_retry(self, || async {
             exit_code(
                 self.secret(self.output().await?),
-                self.io.ok_codes.as_deref(),
+                self.spec.io.ok_codes.as_deref(),
             )
         })
         .await

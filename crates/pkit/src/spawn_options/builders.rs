@@ -2,13 +2,12 @@
 //! would run from.
 
 use crate::sys::RawFd;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use super::{FileMode, IoClass, Resource};
 use crate::command::Command;
 use crate::error::{Error, Result};
-use crate::sys;
 
 /// Spawn options, applied by the child to itself before exec (each says
 /// where it is honoured).
@@ -23,14 +22,14 @@ impl Command {
     ///
     /// Linux, both mechanisms.
     pub fn uid(mut self, uid: u32) -> Command {
-        self.spawn.uid = Some(uid);
+        self.spec.spawn.uid = Some(uid);
         self
     }
 
     /// Runs the child with group id `gid` (`setresgid`), set after the
     /// supplementary groups and before the user id. Linux, both mechanisms.
     pub fn gid(mut self, gid: u32) -> Command {
-        self.spawn.gid = Some(gid);
+        self.spec.spawn.gid = Some(gid);
         self
     }
 
@@ -39,7 +38,7 @@ impl Command {
     /// [`gid`](Self::gid), then [`uid`](Self::uid)). Linux, both
     /// mechanisms.
     pub fn groups(mut self, groups: impl IntoIterator<Item = u32>) -> Command {
-        self.spawn.groups = Some(groups.into_iter().collect());
+        self.spec.spawn.groups = Some(groups.into_iter().collect());
         self
     }
 
@@ -47,7 +46,7 @@ impl Command {
     /// `0o777`, else the start fails with [`Error::InvalidInput`]. Linux,
     /// both mechanisms.
     pub fn umask(mut self, mode: u32) -> Command {
-        self.spawn.umask = Some(mode);
+        self.spec.spawn.umask = Some(mode);
         self
     }
 
@@ -59,8 +58,8 @@ impl Command {
     /// [`ChildStep::Rlimit`](crate::ChildStep::Rlimit). Applied before a privilege drop. Linux, both
     /// mechanisms.
     pub fn rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Command {
-        self.spawn.rlimits.retain(|(r, _, _)| *r != resource);
-        self.spawn.rlimits.push((resource, soft, hard));
+        self.spec.spawn.rlimits.retain(|(r, _, _)| *r != resource);
+        self.spec.spawn.rlimits.push((resource, soft, hard));
         self
     }
 
@@ -70,7 +69,7 @@ impl Command {
     /// ([`ChildStep::Priority`](crate::ChildStep::Priority) otherwise). Applied before a privilege
     /// drop. Linux, both mechanisms.
     pub fn priority(mut self, nice: i32) -> Command {
-        self.spawn.nice = Some(nice);
+        self.spec.spawn.nice = Some(nice);
         self
     }
 
@@ -84,7 +83,7 @@ impl Command {
     /// start is refused there with [`Error::Unsupported`] (operation
     /// `setsid`) rather than running an uncontained child. Linux.
     pub fn setsid(mut self) -> Command {
-        self.spawn.setsid = true;
+        self.spec.spawn.setsid = true;
         self
     }
 
@@ -100,7 +99,7 @@ impl Command {
     /// 3 or more (stdio has its own options) and appear once. Linux, both
     /// mechanisms.
     pub fn keep_fds(mut self, fds: impl IntoIterator<Item = (RawFd, RawFd)>) -> Command {
-        self.spawn.keep_fds.extend(fds);
+        self.spec.spawn.keep_fds.extend(fds);
         self
     }
 }
@@ -116,7 +115,7 @@ impl Command {
     /// [`Error::ChildSetup`] with [`ChildStep::IoPriority`](crate::ChildStep::IoPriority). Linux, both
     /// mechanisms.
     pub fn io_priority(mut self, class: IoClass, level: u8) -> Command {
-        self.spawn.io_priority = Some((class, level));
+        self.spec.spawn.io_priority = Some((class, level));
         self
     }
 
@@ -126,7 +125,7 @@ impl Command {
     /// [`Error::ChildSetup`] with [`ChildStep::CpuAffinity`](crate::ChildStep::CpuAffinity). Linux, both
     /// mechanisms.
     pub fn cpu_affinity(mut self, cpus: impl IntoIterator<Item = usize>) -> Command {
-        self.spawn.cpus = Some(cpus.into_iter().collect());
+        self.spec.spawn.cpus = Some(cpus.into_iter().collect());
         self
     }
 
@@ -134,7 +133,7 @@ impl Command {
     /// program as given to [`new`](Self::new), which still says what runs
     /// and names it in errors and logs. All platforms.
     pub fn arg0(mut self, name: impl AsRef<OsStr>) -> Command {
-        self.spawn.arg0 = Some(name.as_ref().to_os_string());
+        self.spec.spawn.arg0 = Some(name.as_ref().to_os_string());
         self
     }
 
@@ -149,7 +148,8 @@ impl Command {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.spawn
+        self.spec
+            .spawn
             .inherit_only
             .get_or_insert_with(Vec::new)
             .extend(names.into_iter().map(|n| n.as_ref().to_os_string()));
@@ -163,7 +163,7 @@ impl Command {
     /// `PATH` is left as it is. Several calls search in call order. All
     /// platforms.
     pub fn prefer_local(mut self, dir: impl AsRef<std::path::Path>) -> Command {
-        self.spawn.prefer.push(dir.as_ref().to_path_buf());
+        self.spec.spawn.prefer.push(dir.as_ref().to_path_buf());
         self
     }
 
@@ -174,14 +174,14 @@ impl Command {
     /// this process's working directory) at each start, where a failure is
     /// [`Error::Io`]. All platforms.
     pub fn stdout_file(mut self, path: impl AsRef<std::path::Path>, mode: FileMode) -> Command {
-        self.spawn.stdout_file = Some((path.as_ref().to_path_buf(), mode));
+        self.spec.spawn.stdout_file = Some((path.as_ref().to_path_buf(), mode));
         self
     }
 
     /// Writes the child's stderr straight into the file at `path` (see
     /// [`stdout_file`](Self::stdout_file)). All platforms.
     pub fn stderr_file(mut self, path: impl AsRef<std::path::Path>, mode: FileMode) -> Command {
-        self.spawn.stderr_file = Some((path.as_ref().to_path_buf(), mode));
+        self.spec.spawn.stderr_file = Some((path.as_ref().to_path_buf(), mode));
         self
     }
 
@@ -193,7 +193,40 @@ impl Command {
     /// stage. Replaces [`stderr`](Self::stderr) and
     /// [`stderr_file`](Self::stderr_file). Linux.
     pub fn merge_stderr(mut self) -> Command {
-        self.spawn.merge_stderr = true;
+        self.spec.spawn.merge_stderr = true;
+        self
+    }
+
+    /// Runs the program on a pseudo-terminal of `rows` x `cols` of its own:
+    /// its stdin, stdout and stderr are the terminal, it leads a new session
+    /// with the terminal as its controlling terminal, and it stays in its
+    /// group's container. Its output (stdout and stderr merged, as on any
+    /// terminal) is read as stdout: captured, split into lines, matched by
+    /// probes. Type into it through [`RunningProcess::pty`](crate::RunningProcess::pty). See the
+    /// [module docs](crate::pty) for what changes on a terminal, and for the
+    /// process-group mechanism's rule (the session must lead its group).
+    ///
+    /// The terminal replaces the stdio settings: a command that also sets
+    /// stdin input, `stdout`/`stderr` other than piped, a stdout or stderr
+    /// file, or `merge_stderr`, fails to start with
+    /// [`Error::InvalidInput`]; so does a pipeline stage. A size of 0 rows
+    /// or columns is invalid too. Linux (every backend); elsewhere
+    /// [`Error::Unsupported`] (see the module docs' **Platforms**).
+    pub fn pty(mut self, rows: u16, cols: u16) -> Command {
+        self.spec.spawn.pty = Some((rows, cols));
+        self.spec.spawn.pty_raw = false;
+        self
+    }
+
+    /// Like [`pty`](Self::pty), but pkit reads nothing from the terminal:
+    /// take its master side with [`RunningProcess::take_pty_master`](crate::RunningProcess::take_pty_master) and
+    /// read it yourself (until you do, and while you don't, a program that
+    /// writes a lot blocks once the terminal's buffer is full). The
+    /// [`Output`](crate::Output) has no stdout, and line streams and probes
+    /// see no lines. For relaying a terminal byte for byte.
+    pub fn pty_raw(mut self, rows: u16, cols: u16) -> Command {
+        self.spec.spawn.pty = Some((rows, cols));
+        self.spec.spawn.pty_raw = true;
         self
     }
 
@@ -211,11 +244,11 @@ impl Command {
     /// found can't be executed.
     pub fn resolve_program(&self) -> Result<PathBuf> {
         let program = self.display_name();
-        if self.program.is_empty() {
+        if self.spec.program.is_empty() {
             return Err(Error::InvalidInput("the program name is empty".into()));
         }
-        let env = self.effective_env();
-        resolve_for(self, &program, &env)
+        let env = self.spec.effective_env();
+        self.spec.spawn.resolve(&self.spec.program, &program, &env)
     }
 }
 
@@ -232,38 +265,4 @@ impl Command {
 /// Those of [`Command::resolve_program`].
 pub fn which(program: impl AsRef<OsStr>) -> Result<PathBuf> {
     Command::new(program).resolve_program()
-}
-
-/// Resolves `cmd`'s program with its preferred directories and the `PATH`
-/// of `env` (the child's environment), as a start does; `display` names it
-/// in errors.
-pub(crate) fn resolve_for(
-    cmd: &Command,
-    display: &str,
-    env: &[(OsString, OsString)],
-) -> Result<PathBuf> {
-    let path_var = env
-        .iter()
-        .find(|(k, _)| sys::is_path_var(k))
-        .map(|(_, v)| v.as_os_str());
-    sys::resolve(&cmd.program, &cmd.spawn.prefer, path_var).map_err(|e| match e {
-        sys::ResolveError::NotFound { path_searched } => Error::NotFound {
-            program: display.into(),
-            path_searched,
-        },
-        sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
-            program: display.into(),
-            path,
-        },
-        sys::ResolveError::NoWorkingDir(source) => Error::Spawn {
-            program: display.into(),
-            source: std::io::Error::new(
-                source.kind(),
-                format!(
-                    "a relative program path needs this process's working directory, \
-                     which can't be read: {source}"
-                ),
-            ),
-        },
-    })
 }

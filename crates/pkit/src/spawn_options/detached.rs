@@ -58,18 +58,18 @@ impl Command {
     /// lacks; [`Error::Io`](crate::Error::Io) when a stdio file can't be opened.
     pub fn spawn_detached(&self) -> Result<Detached> {
         let program = self.display_name();
-        let prepared = crate::launch::prepare(self, &program)?;
+        let prepared = crate::launch::prepare(&self.spec, &program)?;
         // No container: nothing for the options to be refused by.
-        let mut setup = self.spawn.prepare(&program, Mechanism::CgroupV2)?;
+        let mut setup = self.spec.spawn.prepare(&program, Mechanism::CgroupV2)?;
         setup.setsid = true;
         let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
-        let stdin = match &self.stdin {
+        let stdin = match &self.spec.stdin {
             Input::File(path) => sys::child_io_file(path)
                 .map_err(|e| Error::io(format!("{program}: opening its stdin file"), e))?,
             _ => sys::child_io(IoRequest::Null, true).map_err(io_err)?.0,
         };
         let output = |stream: crate::StreamKind, stdio: Stdio| -> Result<ChildIo> {
-            if let Some(file) = self.spawn.output_file(stream, &program)? {
+            if let Some(file) = self.spec.spawn.output_file(stream, &program)? {
                 return Ok(file);
             }
             let req = match stdio {
@@ -84,12 +84,12 @@ impl Command {
             envp: prepared.envp,
             cwd: prepared.cwd,
             stdin,
-            stdout: output(crate::StreamKind::Stdout, self.stdout)?,
-            stderr: output(crate::StreamKind::Stderr, self.stderr)?,
+            stdout: output(crate::StreamKind::Stdout, self.spec.stdout)?,
+            stderr: output(crate::StreamKind::Stderr, self.spec.stderr)?,
             setup,
         };
         let pid = sys::spawn_detached(&spec).map_err(|e| {
-            crate::launch::spawn_error(e, &program, &prepared.resolved, self.cwd.as_deref())
+            crate::launch::spawn_error(e, &program, &prepared.resolved, self.spec.cwd.as_deref())
         })?;
         tracing::warn!(target: "pkit", program = %program, pid, "started detached: outside containment");
         Ok(Detached { pid: pid as u32 })

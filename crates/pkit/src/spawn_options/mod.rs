@@ -20,12 +20,11 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-mod builders;
-mod detached;
-
-pub(crate) use builders::resolve_for;
-pub use builders::which;
-pub use detached::Detached;
+// The builders on `Command` and the detached start sit above the command
+// (this file's options sit below it, in the command's start data): lib.rs
+// re-exports `which` and `Detached` from them directly.
+pub(crate) mod builders;
+pub(crate) mod detached;
 
 use crate::error::{Error, Result};
 use crate::sys::{self, ChildSetup, Mechanism};
@@ -118,6 +117,41 @@ impl SpawnOptions {
     /// The names of [`Command::inherit_env`](crate::Command::inherit_env), when it was called.
     pub(crate) fn inherit_only(&self) -> Option<&[OsString]> {
         self.inherit_only.as_deref()
+    }
+
+    /// Resolves `program` with these options' preferred directories and
+    /// the `PATH` of `env` (the child's environment), as a start does;
+    /// `display` names it in errors.
+    pub(crate) fn resolve(
+        &self,
+        program: &OsStr,
+        display: &str,
+        env: &[(OsString, OsString)],
+    ) -> Result<PathBuf> {
+        let path_var = env
+            .iter()
+            .find(|(k, _)| sys::is_path_var(k))
+            .map(|(_, v)| v.as_os_str());
+        sys::resolve(program, &self.prefer, path_var).map_err(|e| match e {
+            sys::ResolveError::NotFound { path_searched } => Error::NotFound {
+                program: display.into(),
+                path_searched,
+            },
+            sys::ResolveError::NotExecutable(path) => Error::NotExecutable {
+                program: display.into(),
+                path,
+            },
+            sys::ResolveError::NoWorkingDir(source) => Error::Spawn {
+                program: display.into(),
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "a relative program path needs this process's working directory, \
+                         which can't be read: {source}"
+                    ),
+                ),
+            },
+        })
     }
 
     /// `argv[0]` when [`Command::arg0`](crate::Command::arg0) set one.

@@ -104,7 +104,7 @@ impl Loop {
     }
 
     fn tokens(&self) -> impl Iterator<Item = &CancelToken> {
-        self.sup.cancel.iter().chain(self.cmd.cancel.iter())
+        self.sup.cancel.iter().chain(self.cmd.spec.cancel.iter())
     }
 
     /// Ends when any cancel token fires (never without one).
@@ -187,8 +187,8 @@ impl Loop {
                 end.interrupted = Some(StopReason::Cancelled);
             }
             Wake::Stop => {
-                let signal = self.cmd.timeout_signal.unwrap_or(Signal::Term);
-                let grace = self.cmd.grace.unwrap_or(DEFAULT_TIMEOUT_GRACE);
+                let signal = self.cmd.spec.timeout_signal.unwrap_or(Signal::Term);
+                let grace = self.cmd.spec.grace.unwrap_or(DEFAULT_TIMEOUT_GRACE);
                 end.interrupted = Some(StopReason::StopRequested);
                 // A cancel token fired during the grace cuts it short: the
                 // tree is killed at once (a second Ctrl-C, say).
@@ -328,7 +328,7 @@ pub(super) async fn supervise(
         restarts += 1;
         log::restart(&lp.name, restarts, pause);
     };
-    log::supervisor_stopped(&lp.name, stopped, restarts);
+    log::supervisor_stopped(&lp.name, stopped.as_str(), restarts);
     lp.emit(SupervisorEvent::Stopped(stopped));
     let (final_output, final_error) = match last {
         Some(end) => (end.output, end.error),

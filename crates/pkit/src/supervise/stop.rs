@@ -31,15 +31,23 @@ pub enum StopReason {
     CannotStart,
 }
 
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl StopReason {
+    /// The reason in words, as `Display` writes it (and the log events
+    /// carry it).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
             StopReason::PolicySatisfied => "policy satisfied",
             StopReason::ByPredicate => "stopped by predicate",
             StopReason::RestartsExhausted => "restarts exhausted",
             StopReason::Cancelled => "cancelled",
             StopReason::StopRequested => "stop requested",
             StopReason::CannotStart => "cannot start",
-        })
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }

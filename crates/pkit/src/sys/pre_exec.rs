@@ -35,7 +35,7 @@ impl Command {
         mut self,
         hook: impl Fn() -> io::Result<()> + Send + Sync + 'static,
     ) -> Command {
-        self.spawn.pre_exec.push(Arc::new(hook));
+        self.spec.spawn.pre_exec.push(Arc::new(hook));
         self
     }
 }

@@ -39,9 +39,9 @@ type Key = (Blob, Vec<Blob>, Option<Blob>);
 
 fn key_of(cmd: &Command) -> Key {
     (
-        Blob::os(&cmd.program),
-        cmd.args.iter().map(|a| Blob::os(a)).collect(),
-        cmd.cwd.as_deref().map(|d| Blob::os(d.as_os_str())),
+        Blob::os(&cmd.spec.program),
+        cmd.spec.args.iter().map(|a| Blob::os(a)).collect(),
+        cmd.spec.cwd.as_deref().map(|d| Blob::os(d.as_os_str())),
     )
 }
 
@@ -304,7 +304,7 @@ impl RecordReplay {
 
     /// The recorded run answering `cmd`, and its `Output`.
     fn replay_run(&self, cmd: &Command) -> Result<(Run, Output)> {
-        if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+        if cmd.spec.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
             return Err(Error::Cancelled {
                 program: cmd.display_name(),
             });
@@ -318,8 +318,8 @@ impl RecordReplay {
         let Some(&last) = matching.last() else {
             return Err(Error::CassetteMiss {
                 program: cmd.display_name(),
-                args: ArgList(cmd.args.clone()),
-                cwd: cmd.cwd.clone(),
+                args: ArgList(cmd.spec.args.clone()),
+                cwd: cmd.spec.cwd.clone(),
             });
         };
         let seen = state.answered.entry(key).or_insert(0);
@@ -397,7 +397,7 @@ fn run_of(cmd: &Command) -> Run {
         program,
         args,
         cwd,
-        env_names: (cmd.env.iter())
+        env_names: (cmd.spec.env.iter())
             .filter(|(_, v)| v.is_some())
             .map(|(k, _)| Blob::os(k))
             .collect(),

@@ -29,18 +29,18 @@ pub struct Call {
 impl Call {
     pub(crate) fn of(cmd: &Command) -> Call {
         Call {
-            program: cmd.program.clone(),
-            args: cmd.args.clone(),
-            cwd: cmd.cwd.clone(),
-            env_names: (cmd.env.iter())
+            program: cmd.spec.program.clone(),
+            args: cmd.spec.args.clone(),
+            cwd: cmd.spec.cwd.clone(),
+            env_names: (cmd.spec.env.iter())
                 .filter(|(_, v)| v.is_some())
                 .map(|(k, _)| k.clone())
                 .collect(),
-            env_removed: (cmd.env.iter())
+            env_removed: (cmd.spec.env.iter())
                 .filter(|(_, v)| v.is_none())
                 .map(|(k, _)| k.clone())
                 .collect(),
-            env_cleared: cmd.env_clear,
+            env_cleared: cmd.spec.env_clear,
         }
     }
 
@@ -239,7 +239,7 @@ impl Runner for DryRunRunner {
     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
         self.log.push(cmd);
         Box::pin(async move {
-            if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+            if cmd.spec.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
                 return Err(Error::Cancelled {
                     program: cmd.display_name(),
                 });

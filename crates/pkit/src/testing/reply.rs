@@ -275,7 +275,7 @@ impl Reply {
     /// The answer to one run of `cmd` by a verb.
     pub(crate) async fn answer(&self, cmd: &Command) -> Result<Output> {
         // As the real runner: a run cancelled before it starts is not run.
-        if cmd.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+        if cmd.spec.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
             return Err(cancelled(cmd));
         }
         match &self.pick().0 {
@@ -321,7 +321,7 @@ impl Script {
             _ => (Vec::new(), Vec::new()),
         };
         let start = tokio::time::Instant::now();
-        let deadline = cmd.timeout.and_then(deadline_after);
+        let deadline = cmd.spec.timeout.and_then(deadline_after);
         let mut last_write = start;
         let mut paused = Duration::ZERO;
         let mut ended = Paused::Done;
@@ -357,7 +357,7 @@ impl Script {
         match ended {
             Paused::Cancelled => Err(cancelled(cmd)),
             Paused::TimedOut { idle: false } => Ok(build(Outcome::TimedOut)
-                .duration(cmd.timeout.unwrap_or(Duration::ZERO))
+                .duration(cmd.spec.timeout.unwrap_or(Duration::ZERO))
                 .build()),
             Paused::TimedOut { idle: true } => Ok(build(Outcome::TimedOut)
                 .inactivity_timed_out(true)
@@ -388,12 +388,13 @@ async fn pause(
     let sleep = sleep_until_or_never(d.and_then(deadline_after));
     let timer = sleep_until_or_never(deadline);
     let idle = sleep_until_or_never(
-        cmd.run
+        cmd.spec
+            .run
             .inactivity
             .and_then(|d| deadline_after(d).map(|_| last_write + d)),
     );
     let cancel = async {
-        match &cmd.cancel {
+        match &cmd.spec.cancel {
             Some(t) => t.cancelled().await,
             None => std::future::pending().await,
         }

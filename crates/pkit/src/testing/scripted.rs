@@ -28,7 +28,7 @@ enum Matcher {
 
 impl Matcher {
     fn accepts(&self, cmd: &Command) -> bool {
-        let argv = || std::iter::once(cmd.program.as_os_str()).chain(cmd.get_args());
+        let argv = || std::iter::once(cmd.spec.program.as_os_str()).chain(cmd.get_args());
         match self {
             Matcher::Exact(want) => argv().eq(want.iter().map(OsString::as_os_str)),
             Matcher::Prefix(want) => {
@@ -156,7 +156,7 @@ impl ScriptedRunner {
             .or(self.fallback.as_ref())
             .ok_or_else(|| Error::Unscripted {
                 program: cmd.display_name(),
-                args: ArgList(cmd.args.clone()),
+                args: ArgList(cmd.spec.args.clone()),
             })
     }
 }

@@ -99,14 +99,14 @@ fn output_end(
     program: &str,
 ) -> Result<(Option<Sink>, Option<OwnedFd>)> {
     let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
-    match cmd.spawn.output_file(kind, program)? {
+    match cmd.spec.spawn.output_file(kind, program)? {
         Some(ChildIo::SameAsStdout) => return Ok((Some(Sink::SameAsStdout), None)),
         Some(io) => return Ok((fd_of(io).map(|fd| Sink::File(Arc::new(fd.into()))), None)),
         None => {}
     }
     let stdio = match kind {
-        StreamKind::Stdout => cmd.stdout,
-        StreamKind::Stderr => cmd.stderr,
+        StreamKind::Stdout => cmd.spec.stdout,
+        StreamKind::Stderr => cmd.spec.stderr,
     };
     match stdio {
         Stdio::Piped | Stdio::Raw => {
@@ -169,7 +169,7 @@ impl Script {
     pub(crate) fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
         let script = self;
         let Launch { group, opts } = launch;
-        group.check_open(cmd)?;
+        group.check_open(&cmd.spec)?;
         let program = cmd.display_name();
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::InvalidInput(format!(
@@ -190,16 +190,16 @@ impl Script {
         // A pty session: its terminal is its stdio, checked as for a real
         // start; the script writes to it, and its stdin is left to the
         // terminal (held open, not read).
-        let pty = crate::pty_open::open_for(cmd, &program, in_pipe)?;
+        let pty = crate::pty_open::open_for(&cmd.spec, &program, in_pipe)?;
         // Stdin: what it would read (drained and discarded), and our end.
         let mut reader = None;
         let mut held = None;
         let (stdin_child, stdin_parent) = match (stdin_over, &pty) {
             (Some(io), _) => (fd_of(io), None),
             (None, Some(_)) => (None, None),
-            (None, None) => match &cmd.stdin {
+            (None, None) => match &cmd.spec.stdin {
                 Input::Bytes(_) | Input::Piped | Input::Reader(_) => {
-                    if let Input::Reader(shared) = &cmd.stdin {
+                    if let Input::Reader(shared) = &cmd.spec.stdin {
                         reader = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
                         if reader.is_none() {
                             return Err(Error::InvalidInput(format!(
@@ -242,7 +242,7 @@ impl Script {
 
         let pid = crate::scripted_child::next_pid();
         let mechanism = group.mechanism();
-        crate::log::started(&program, cmd.log_name.as_deref(), pid, mechanism);
+        crate::log::started(&program, cmd.spec.log_name.as_deref(), pid, mechanism);
         let child = Arc::new(ScriptedChild::new());
         group.scripted.add(&child);
         let mut proc = RunningProcess::new(
@@ -252,7 +252,7 @@ impl Script {
             Instant::now(),
             crate::child::Child::Scripted(child.clone()),
         );
-        proc.log_name = cmd.log_name.clone();
+        proc.log_name = cmd.spec.log_name.clone();
         proc.limit = limit.unwrap_or_default();
         let pipes = Pipes {
             stdin: stdin_parent,
@@ -263,7 +263,7 @@ impl Script {
         };
         crate::launch::wire(
             &mut proc,
-            cmd,
+            &cmd.spec,
             (stream_lines, bounded_capture, raw_output),
             pipes,
         )
@@ -277,11 +277,15 @@ impl Script {
             child,
             // A pipeline's stages have the chain's bounds, not their own.
             bounds: own_tree.then(|| Bounds {
-                deadline: cmd.timeout.and_then(deadline_after),
-                timeout_signal: ending_signal(cmd.timeout_signal, cmd.grace),
-                cancel_signal: ending_signal(cmd.run.cancel_signal, cmd.run.cancel_grace),
-                inactivity: cmd.run.inactivity.filter(|d| deadline_after(*d).is_some()),
-                cancel: cmd.cancel.clone(),
+                deadline: cmd.spec.timeout.and_then(deadline_after),
+                timeout_signal: ending_signal(cmd.spec.timeout_signal, cmd.spec.grace),
+                cancel_signal: ending_signal(cmd.spec.run.cancel_signal, cmd.spec.run.cancel_grace),
+                inactivity: cmd
+                    .spec
+                    .run
+                    .inactivity
+                    .filter(|d| deadline_after(*d).is_some()),
+                cancel: cmd.spec.cancel.clone(),
                 activity: proc.limit.clone(),
             }),
         };

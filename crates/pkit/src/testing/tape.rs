@@ -37,7 +37,7 @@ impl Log {
 pub(super) fn recorded(cmd: &Command) -> (Command, Arc<Log>) {
     let log = Arc::new(Log::default());
     let mut cmd = cmd.clone();
-    for tee in [&mut cmd.io.stdout_tee, &mut cmd.io.stderr_tee] {
+    for tee in [&mut cmd.spec.io.stdout_tee, &mut cmd.spec.io.stderr_tee] {
         let into = log.clone();
         let record: RecordChunk = Arc::new(move |kind, bytes| into.push(kind, bytes));
         *tee = Some(Tee::Recorded(record, Box::new(tee.take())));

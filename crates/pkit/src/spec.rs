@@ -1,0 +1,176 @@
+//! [`Spec`]: what a process is started from, as plain data — its program,
+//! arguments, environment, working directory, stdio, bounds, how its
+//! output is consumed and what it sets on itself before `exec`. A
+//! [`Command`](crate::Command) owns one (beside what only the verbs use:
+//! its runner, its retry policy); the start (`launch.rs`) and the group
+//! below it see only this, never the command.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cancel::CancelToken;
+use crate::plans::{OutputPlan, RunOptions};
+use crate::spawn_options::SpawnOptions;
+use crate::sys::Signal;
+
+/// Where one of the child's output streams goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Stdio {
+    /// Captured by pkit into the [`Output`](crate::Output) (the default).
+    #[default]
+    Piped,
+    /// The parent's own stream.
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A pipe that pkit does not read: a process started with
+    /// [`Group::start`](crate::Group::start) or
+    /// [`Command::start`](crate::Command::start) hands its read end over
+    /// as an [`AsyncRead`](tokio::io::AsyncRead) through
+    /// [`RunningProcess::take_stdout`](crate::RunningProcess::take_stdout)
+    /// / [`take_stderr`](crate::RunningProcess::take_stderr), with
+    /// backpressure: a child whose output nobody reads blocks once the
+    /// pipe is full. No capture, tee, callback or line of that stream
+    /// (its bytes in [`Output`](crate::Output) stay empty), and the
+    /// inactivity timeout does not see it. The verbs (`output`, `run`…)
+    /// and a [`Pipe`](crate::Pipe)'s stages have nobody to hand it to:
+    /// there it is captured as [`Stdio::Piped`].
+    Raw,
+}
+
+/// What the child reads on stdin.
+#[derive(Clone, Default)]
+pub(crate) enum Input {
+    /// `/dev/null` (the default: a child never steals the parent's stdin
+    /// by accident).
+    #[default]
+    Null,
+    /// The parent's own stdin.
+    Inherit,
+    /// These bytes, then end of file. Shared, so every run (a retry, a
+    /// reused command) gets the same input.
+    Bytes(Arc<[u8]>),
+    /// A pipe the caller writes through [`RunningProcess::stdin`](crate::RunningProcess::stdin).
+    Piped,
+    /// Streamed from a reader; consumed by the first run.
+    Reader(SharedReader),
+    /// This file, opened for reading and handed to the child directly.
+    File(PathBuf),
+}
+
+/// A reader given to `stdin_reader`, taken by the first run that uses it.
+pub(crate) type SharedReader =
+    Arc<std::sync::Mutex<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>>>;
+
+/// A command's start data (see the module docs): everything of a
+/// [`Command`](crate::Command) that the start reads.
+#[derive(Clone)]
+pub(crate) struct Spec {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    /// Changes to the environment: `None` removes the variable.
+    pub(crate) env: BTreeMap<OsString, Option<OsString>>,
+    pub(crate) env_clear: bool,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdin: Input,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) grace: Option<Duration>,
+    pub(crate) timeout_signal: Option<Signal>,
+    pub(crate) cancel: Option<CancelToken>,
+    /// Cancel signal and grace: see `run_options.rs`.
+    pub(crate) run: RunOptions,
+    pub(crate) io: OutputPlan,
+    /// Spawn options (uid, rlimits, setsid...): see `spawn_options.rs`.
+    pub(crate) spawn: SpawnOptions,
+    /// The name events about this command carry: see `log.rs`.
+    pub(crate) log_name: Option<Arc<str>>,
+}
+
+impl Spec {
+    /// The start data of a command that runs `program` with nothing else
+    /// set.
+    pub(crate) fn new(program: OsString) -> Spec {
+        Spec {
+            program,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            env_clear: false,
+            cwd: None,
+            stdin: Input::Null,
+            stdout: Stdio::Piped,
+            stderr: Stdio::Piped,
+            timeout: None,
+            grace: None,
+            timeout_signal: None,
+            cancel: None,
+            run: Default::default(),
+            io: OutputPlan::default(),
+            spawn: Default::default(),
+            log_name: None,
+        }
+    }
+
+    /// The program's name for messages and logs: as given, lossily
+    /// converted to UTF-8. Never includes arguments.
+    pub(crate) fn display_name(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+
+    /// The name events about this command carry: its
+    /// [`log_name`](crate::Command::log_name), else the program's name.
+    pub(crate) fn log_label(&self) -> String {
+        match &self.log_name {
+            Some(n) => n.to_string(),
+            None => self.display_name(),
+        }
+    }
+
+    /// The environment the child starts with: this process's (unless
+    /// cleared), in its order, with this command's changes applied — a
+    /// changed variable keeps its place, new ones follow (by name).
+    ///
+    /// Linear in the number of variables (one map lookup per inherited
+    /// variable), so thousands of them cost what std's spawn costs.
+    pub(crate) fn effective_env(&self) -> Vec<(OsString, OsString)> {
+        let mut vars = Vec::with_capacity(self.env.len() + 64);
+        // The changes that met an inherited variable (so don't follow).
+        let mut applied = std::collections::HashSet::new();
+        let only: Option<std::collections::HashSet<&OsStr>> = self
+            .spawn
+            .inherit_only()
+            .map(|names| names.iter().map(OsString::as_os_str).collect());
+        if !self.env_clear {
+            for (k, v) in std::env::vars_os() {
+                if only
+                    .as_ref()
+                    .is_some_and(|names| !names.contains(k.as_os_str()))
+                {
+                    continue;
+                }
+                match self.env.get_key_value(&k) {
+                    None => vars.push((k, v)),
+                    Some((name, change)) => {
+                        applied.insert(name.as_os_str());
+                        if let Some(new) = change {
+                            vars.push((k, new.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for (k, v) in &self.env {
+            if let Some(v) = v {
+                if !applied.contains(k.as_os_str()) {
+                    vars.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        vars
+    }
+}
