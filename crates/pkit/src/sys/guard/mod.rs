@@ -142,8 +142,11 @@ mod portable;
 mod portable_process;
 #[cfg(target_os = "linux")]
 mod process;
+#[cfg(all(test, target_os = "linux"))]
+mod reuse_tests;
 #[cfg(target_os = "linux")]
 mod start;
+mod start_time;
 #[cfg(target_os = "linux")]
 mod sweep;
 #[cfg(all(test, target_os = "linux"))]

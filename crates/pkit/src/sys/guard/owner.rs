@@ -291,7 +291,7 @@ impl Guard {
         leader: BorrowedFd<'_>,
         pgid: i32,
     ) -> Result<Ticket, String> {
-        self.register_pgroup_msg(pgid, 0, Some(leader))
+        self.register_pgroup_msg(pgid, 0, 0, Some(leader))
     }
 
     /// Registers a process group by number with the portable guard, which
@@ -308,16 +308,29 @@ impl Guard {
         // (clippy.toml).
         // SAFETY: getsid(2) of this process has no preconditions.
         let session = session.unwrap_or_else(|| unsafe { libc::getsid(0) });
-        self.register_pgroup_msg(pgid, session as u32, None)
+        self.register_pgroup_started(pgid, session, leader_start(pgid))
+    }
+
+    /// As [`Guard::register_pgroup_number`], with the leader's start time
+    /// given (0: unknown, not compared by the guard).
+    pub(super) fn register_pgroup_started(
+        &self,
+        pgid: i32,
+        session: i32,
+        start: u64,
+    ) -> Result<Ticket, String> {
+        self.register_pgroup_msg(pgid, session as u32, start, None)
     }
 
     /// Books and sends one process group's registration: `flags` (the
-    /// portable guard's session id; 0 for the Linux guard) and the leader's
+    /// portable guard's session id; 0 for the Linux guard), `start` (the
+    /// portable guard's leader start time; 0 for none) and the leader's
     /// pidfd where the Linux guard holds one.
     fn register_pgroup_msg(
         &self,
         pgid: i32,
         flags: u32,
+        start: u64,
         leader: Option<BorrowedFd<'_>>,
     ) -> Result<Ticket, String> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -326,6 +339,7 @@ impl Guard {
         m.id = id;
         m.pgid = pgid;
         m.flags = flags;
+        m.start = start;
         self.book(id, format!("process group {pgid}"), 1)?;
         if let Err(e) = self.deliver(&[m], leader) {
             self.unbook(id);
@@ -402,6 +416,18 @@ impl Guard {
         } else {
             "killpg after checking through its pidfd that the leader is unreaped (kernel < 6.9)"
         }
+    }
+}
+
+/// The start time of our unreaped child `pid`, a group's leader, for the
+/// portable guard to tell it from a later process given its number (see
+/// `start_time.rs`); 0 (not compared) if it can't be read, or if the
+/// process of that number is not our child (a `/proc` of another pid
+/// namespace, or a child the kernel reaped for us).
+fn leader_start(pid: i32) -> u64 {
+    match super::start_time::birth(pid) {
+        Some(b) if b.parent as u32 == std::process::id() => b.time,
+        _ => 0,
     }
 }
 

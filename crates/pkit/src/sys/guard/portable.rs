@@ -1,7 +1,8 @@
 //! The portable owner-death guard: macOS and the BSDs, and Linux's portable
 //! backend (`PKIT_MECHANISM=portable`, which is how this code is run and
-//! tested on every CI run). No `/proc`, no pidfds, no Linux system call
-//! (but one cosmetic `prctl` naming the guard on Linux).
+//! tested on every CI run). No pidfds, no Linux system call (but one
+//! cosmetic `prctl` naming the guard on Linux), no `/proc` (but a group
+//! leader's start time from `/proc/<pid>/stat` on Linux, see below).
 //!
 //! # Shape
 //!
@@ -48,16 +49,26 @@
 //!   nobody, unless a new process was given the number and made itself a
 //!   process-group leader (a shell's job, a daemon's `setsid`) between the
 //!   owner's death and the guard's kill, which needs the system's pids to
-//!   wrap round in that time (microseconds to milliseconds). The guard
-//!   narrows that: it skips a number whose process leads another session
-//!   than the owner's (`getsid`), since our leader can't have left the
-//!   owner's session (a process-group leader can't `setsid`). What stays is
-//!   a stranger in the owner's own session (an interactive shell's next
-//!   job) handed exactly that number in that window: signalled by mistake.
-//!   A pty session's leader did leave it (it called `setsid` before
-//!   `exec`): its group is registered with its own session, the number
-//!   itself, so there the check can't tell it from a stranger that took
-//!   the number and called `setsid` in that window.
+//!   wrap round in that time (microseconds to milliseconds).
+//!
+//! The guard tells such a stranger apart before each kill
+//! (`portable_process::spares`): a process that holds the number must be
+//! in the registered session (the owner's; a process-group leader can't
+//! `setsid`, so ours can't have left it) and have the registered leader's
+//! start time, else the group is not signalled. The owner reads that start
+//! time right after the spawn, while the leader is its unreaped child, and
+//! sends it with the registration (`start_time.rs`: `/proc/<pid>/stat`
+//! field 22 on Linux, `proc_pidinfo`'s `pbi_start_tvsec`/`pbi_start_tvusec`
+//! on macOS, `kinfo_proc.ki_start` less `kern.boottime` on FreeBSD; read
+//! only if the process of that number is the owner's child, else 0: not
+//! compared). A process other than our leader holds the number only once
+//! our group is empty (the number is not handed out while a member
+//! lives), so sparing it loses nothing. If no process holds the number,
+//! our leader was reaped and `killpg` reaches our members, or nobody (pid
+//! allocation never gives out a number some group still uses, so a
+//! stranger's group of that number would need its leader born and gone in
+//! the window). A pty session's leader is registered with its own session,
+//! the number itself; the start time tells a stranger there too.
 //!
 //! So a stranger is signalled only if all of these hold: every member of
 //! the group exited and the leader's zombie was reaped (by init or a
@@ -66,19 +77,23 @@
 //! window grows with the queued messages and registered groups); pid
 //! allocation reached that very number in between (a full wrap of
 //! `kernel.pid_max` on Linux, of 99999 pids on macOS and FreeBSD, or a
-//! random pick under FreeBSD's `kern.randompid`); and the new process made
-//! itself leader of a group of that number with `setpgid` (a job-control
-//! shell's job) in the owner's session, or, for a pty session's group,
-//! with `setsid`. It can't happen while a member lives or the zombie
-//! is unreaped, for a group the owner tore down itself (unregistered
-//! first), or under Linux's own guard (pidfds). A cheap check that would
-//! close most of the rest, not made yet: the leader's start time in the
-//! registration (the owner reads it while the leader is unreaped;
-//! `proc_pidinfo` `pbi_start_tvsec` on macOS, `kinfo_proc.ki_start` on
-//! FreeBSD, `/proc/<pid>/stat` on Linux), compared by the guard with the
-//! process now numbered so; a leaderless group would still be killed by
-//! number (a stranger's group would need its leader born and gone within
-//! the window).
+//! random pick under FreeBSD's `kern.randompid`); the new process made
+//! itself leader of a group of that number (`setpgid` in the owner's
+//! session, as a job-control shell's job; `setsid` for a pty session's
+//! group); and either
+//! - it was started in the same clock tick as our leader (Linux counts
+//!   start times in 1/100 s; macOS and FreeBSD in microseconds), so the
+//!   start times match; or
+//! - the leader's start time was not known at registration (0 sent: the
+//!   session check alone applies); or
+//! - all this happened between the guard's check and its `killpg` of that
+//!   entry (microseconds).
+//!
+//! It can't happen while a member lives or the zombie is unreaped, for a
+//! group the owner tore down itself (unregistered first), or under Linux's
+//! own guard (pidfds). On macOS a zombie's `proc_pidinfo` may fail: a
+//! zombie leader holds the number for our group, so it is killed by number
+//! as a group with no process of that number would be.
 //!
 //! kqueue's `EVFILT_PROC`/`NOTE_EXIT` on the leader was considered and is
 //! not used: it reports the leader's exit, not its reaping, and a group

@@ -12,6 +12,7 @@ use std::mem::{size_of, MaybeUninit};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::start_time::birth;
 use super::wire::{
     close_all_but, detach, parse_start, socket_of_kind, table_count, table_insert, table_remove,
     Msg, Plan, Reply, Slot, OP_PGROUP, OP_QUERY, OP_REMOVE, REPLY_COUNT, REPLY_HELLO,
@@ -191,20 +192,36 @@ unsafe fn reply(sock: RawFd, r: &Reply) {
     libc::send(sock, (r as *const Reply).cast(), size_of::<Reply>(), 0);
 }
 
-/// SIGKILLs a registered process group by number, unless the number now
-/// names a process that leads another session than the owner's (`flags`
-/// holds the owner's session id): see the module docs.
+/// SIGKILLs a registered process group by number, unless [`spares`] says
+/// the number now names a stranger: see the module docs of `portable.rs`.
 ///
 /// # Safety
 /// Guard only.
 unsafe fn kill_pgroup(slot: &Slot) {
-    let sid = libc::getsid(slot.pgid);
-    // No such process (the leader reaped: a live member keeps the number
-    // ours, and with none `killpg` finds nobody), or not ours to ask.
-    if sid >= 0 && sid as u32 != slot.flags {
+    if spares(slot) {
         return;
     }
     libc::killpg(slot.pgid, libc::SIGKILL);
+}
+
+/// Whether the guard leaves registered group `slot` alone because its
+/// number now names a process that is not our leader: one in another
+/// session than the registered one (`flags`), or started at another time
+/// than the registered leader (`start`, when known). A number that names
+/// no process is never spared: our leader was reaped, and the number names
+/// our group while a member lives (no new process can be given it then)
+/// and nobody once none does. Nor is our leader's zombie (the same start
+/// time; on macOS, where it may not be read, by number). A process that
+/// is not our leader can hold the number only once our group is empty, so
+/// sparing it loses nothing. Async-signal-safe, no allocation.
+pub(super) fn spares(slot: &Slot) -> bool {
+    // SAFETY: getsid(2) only reads the process table.
+    let sid = unsafe { libc::getsid(slot.pgid) };
+    // (A failure, mostly no such process, is left to the start time.)
+    if sid >= 0 && sid as u32 != slot.flags {
+        return true;
+    }
+    slot.start != 0 && matches!(birth(slot.pgid), Some(b) if b.time != slot.start)
 }
 
 fn errno() -> i32 {

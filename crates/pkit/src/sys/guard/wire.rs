@@ -12,9 +12,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 /// How the portable guard kills process groups ([`GuardStatus::process_groups`](crate::GuardStatus::process_groups)).
-pub(super) const PORTABLE_METHOD: &str = "the portable guard: killpg by number, skipped for a number that now names a process of another session (no pidfds: exact while any member lives; see the docs for what is left)";
+pub(super) const PORTABLE_METHOD: &str = "the portable guard: killpg by number, skipped for a number that now names a process of another session or of another start time than the leader's (no pidfds: exact while any member lives; see the docs for what is left)";
 /// The same, before the guard is started.
-pub(super) const PORTABLE_WOULD: &str = "would be killed by the portable guard: killpg by number, skipped for a number that now names a process of another session";
+pub(super) const PORTABLE_WOULD: &str = "would be killed by the portable guard: killpg by number, skipped for a number that now names a process of another session or of another start time than the leader's";
 
 /// This process's id (cached on Linux).
 pub(super) fn current_pid() -> u32 {
@@ -68,6 +68,9 @@ pub(super) struct Msg {
     // For the portable guard's `OP_PGROUP`, `flags` holds the owner's
     // session id (see `portable.rs`).
     pub(super) _pad: u32,
+    /// For the portable guard's `OP_PGROUP`: the leader's start time as
+    /// `start_time::birth` gives it (0: unknown, not compared).
+    pub(super) start: u64,
     /// NUL-terminated directory path, for `OP_CGROUP` and `OP_DIR`.
     pub(super) path: [u8; PATH_LEN],
 }
@@ -79,6 +82,7 @@ impl Msg {
         id: 0,
         pgid: 0,
         _pad: 0,
+        start: 0,
         path: [0; PATH_LEN],
     };
 }
@@ -105,6 +109,9 @@ pub(super) struct Slot {
     pub(super) id: u64,
     pub(super) pgid: i32,
     pub(super) pidfd: RawFd,
+    /// The leader's start time (the portable guard's `OP_PGROUP`; 0 if
+    /// unknown).
+    pub(super) start: u64,
     pub(super) path: [u8; PATH_LEN],
 }
 
@@ -115,6 +122,7 @@ impl Slot {
         id: 0,
         pgid: 0,
         pidfd: 0, // meaningful only for OP_PGROUP
+        start: 0,
         path: [0; PATH_LEN],
     };
 }
@@ -371,6 +379,7 @@ pub(super) fn table_insert(table: &mut [Slot], msg: &Msg, pidfd: RawFd) -> bool 
     slot.id = msg.id;
     slot.pgid = msg.pgid;
     slot.pidfd = pidfd;
+    slot.start = msg.start;
     slot.path = msg.path;
     if let Some(last) = slot.path.last_mut() {
         *last = 0;
