@@ -126,7 +126,10 @@ fn the_guards_decision_on_real_processes() {
         path: [0; super::wire::PATH_LEN],
     };
     assert!(!spares(&slot(session, real)), "our leader is killed");
-    assert!(spares(&slot(session, real + 1)), "a later stranger is spared");
+    assert!(
+        spares(&slot(session, real + 1)),
+        "a later stranger is spared"
+    );
     assert!(spares(&slot(session, real - 1)), "an older one too");
     assert!(!spares(&slot(session, 0)), "no start time: not compared");
     assert!(spares(&slot(session + 1, real)), "another session: spared");

@@ -237,7 +237,9 @@ fn boot_time() -> Option<u64> {
 
 #[cfg(target_os = "freebsd")]
 fn micros(sec: i64, usec: i64) -> u64 {
-    (sec as u64).wrapping_mul(1_000_000).wrapping_add(usec as u64)
+    (sec as u64)
+        .wrapping_mul(1_000_000)
+        .wrapping_add(usec as u64)
 }
 
 /// Elsewhere no start time is known: the guard compares none.
@@ -308,7 +310,10 @@ mod tests {
             .arg(format!("/proc/{pid}/stat"))
             .output()
             .expect("cut");
-        assert_eq!(String::from_utf8_lossy(&cut.stdout).trim(), b.time.to_string());
+        assert_eq!(
+            String::from_utf8_lossy(&cut.stdout).trim(),
+            b.time.to_string()
+        );
         let _ = child.kill();
         let _ = child.wait();
         assert_ne!(birth(pid), Some(b), "a reaped child has no birth");
