@@ -298,7 +298,8 @@ impl Guard {
     /// kills it only while the number is still the group's (see
     /// `portable.rs`): `session` is the session its leader is in (this
     /// process's; a pty session's leader leads its own, numbered by its
-    /// pid; `None`: this process's).
+    /// pid; `None`: this process's). The leader, our unreaped child, has
+    /// its start time read and sent along.
     pub(crate) fn register_pgroup_number(
         &self,
         pgid: i32,

@@ -22,9 +22,6 @@
 //!   query, and a clock step moves the boot time; the difference, read
 //!   between two equal readings of the boot time, does not move.
 
-// The guard's loop reads only the start time.
-#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
-
 /// What the system says about the process holding a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Birth {
@@ -200,7 +197,7 @@ pub(super) fn birth(pid: i32) -> Option<Birth> {
         // SAFETY: filled whole (sysctl wrote its whole size), and zeroed
         // before: every field is plain data.
         let info = unsafe { info.assume_init() };
-        let start = micros(info.ki_start.tv_sec as i64, info.ki_start.tv_usec as i64);
+        let start = micros(info.ki_start);
         let time = start.wrapping_sub(before);
         return (time != 0).then_some(Birth {
             time,
@@ -231,15 +228,15 @@ fn boot_time() -> Option<u64> {
             0,
         )
     };
-    (rc == 0 && len == size_of::<libc::timeval>())
-        .then(|| micros(tv.tv_sec as i64, tv.tv_usec as i64))
+    (rc == 0 && len == size_of::<libc::timeval>()).then(|| micros(tv))
 }
 
+/// A `timeval` in microseconds (wrapping: only compared).
 #[cfg(target_os = "freebsd")]
-fn micros(sec: i64, usec: i64) -> u64 {
-    (sec as u64)
+fn micros(tv: libc::timeval) -> u64 {
+    (tv.tv_sec as u64)
         .wrapping_mul(1_000_000)
-        .wrapping_add(usec as u64)
+        .wrapping_add(tv.tv_usec as u64)
 }
 
 /// Elsewhere no start time is known: the guard compares none.
