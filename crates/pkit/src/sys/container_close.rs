@@ -13,6 +13,8 @@ use super::container::{Container, Kind};
 use super::guard;
 #[cfg(target_os = "linux")]
 use super::linux::cgroup::Cgroup;
+#[cfg(target_os = "linux")]
+use super::linux::reaper::AfterRemoval;
 
 impl Container {
     /// Hands an emptied cgroup to the pool of spares, with its guard
@@ -42,6 +44,28 @@ impl Container {
                     *link = GuardLink::On(t);
                 }
                 false
+            }
+        }
+    }
+
+    /// Takes the cgroup's guard registration, to be dropped only once its
+    /// directories are removed (see `Cgroup::remove_later`): an owner
+    /// killed before that leaves them to its guard, never behind.
+    #[cfg(target_os = "linux")]
+    fn unregister_when_removed(&self) -> Option<AfterRemoval> {
+        let mut link = self.guard_link();
+        match std::mem::replace(&mut *link, GuardLink::Released) {
+            // The guard is looked up when called: a child forked without
+            // `exec` that ends up running this must not write to its
+            // parent's guard.
+            GuardLink::On(ticket) => Some(Box::new(move || {
+                if let Ok(g) = guard::get() {
+                    g.unregister(ticket);
+                }
+            })),
+            other => {
+                *link = other;
+                None
             }
         }
     }
@@ -107,8 +131,7 @@ impl Container {
                 // be removed (sub-cgroups made meanwhile by someone outside
                 // the group) is the reaper's, never the caller's error.
                 let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
-                cg.remove_later(v1.collect());
-                self.release_guard();
+                cg.remove_later(v1.collect(), self.unregister_when_removed());
                 self.finished.store(true, Ordering::Release);
                 Ok(())
             }
@@ -137,10 +160,10 @@ impl Container {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
-                cg.teardown(v1.collect());
-                // Killed; a directory still being removed by the reaper is
-                // swept by a later pkit process if this one dies first.
-                self.release_guard();
+                // Killed; the guard's registration is dropped once the
+                // directories are removed (by the reaper, if they can't be
+                // yet): an owner killed meanwhile leaves them to its guard.
+                cg.teardown(v1.collect(), self.unregister_when_removed());
             }
             Kind::Pgroup { leader, .. } => {
                 let _ = self.kill();

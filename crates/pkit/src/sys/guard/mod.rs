@@ -33,12 +33,14 @@
 //!
 //! Groups register over the socket when created (a cgroup's directory, plus
 //! any v1 cgroup directories that carry its caps; a process group's leader
-//! as a pidfd passed with `SCM_RIGHTS`) and unregister when torn down. Each
-//! message has one fixed size ([`Msg`]). The guard blocks in `recvmsg`,
-//! costing nothing while idle. When `recvmsg` returns end of file, every
-//! holder of the owner's end is gone, so the owner is dead: the guard kills
-//! every registered group, waits (bounded) for the cgroups to empty,
-//! removes their directories and exits.
+//! as a pidfd passed with `SCM_RIGHTS`) and unregister when torn down: a
+//! cgroup only once its directories are removed (by the reaper thread, when
+//! they can't be at once), so an owner killed in between leaves them to
+//! the guard, not behind. Each message has one fixed size ([`Msg`]). The
+//! guard blocks in `recvmsg`, costing nothing while idle. When `recvmsg`
+//! returns end of file, every holder of the owner's end is gone, so the
+//! owner is dead: the guard kills every registered group, waits (bounded)
+//! for the cgroups to empty, removes their directories and exits.
 //!
 //! # What the guard may do
 //!

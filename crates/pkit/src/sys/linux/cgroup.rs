@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 
 pub(crate) use super::events::{read_events, remove_dirs, wait_event_change, Events};
-use super::{reaper, subtree};
+use super::reaper::{self, AfterRemoval};
+use super::subtree;
 use crate::sys::guard::{Guard, Ticket};
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -434,18 +435,19 @@ impl Cgroup {
     /// `Drop` on an async worker thread is never parked for long.
     ///
     /// `then_remove` are directories (v1 cgroups of the same members) to
-    /// remove once this one is empty.
-    pub(crate) fn teardown(&self, then_remove: Vec<PathBuf>) {
+    /// remove once this one is empty; `after` is called once this one is
+    /// removed (see [`remove_later`](Self::remove_later)).
+    pub(crate) fn teardown(&self, then_remove: Vec<PathBuf>, after: Option<AfterRemoval>) {
         // Already empty (the kernel refuses to remove a populated cgroup):
         // nothing to kill or wait for.
         if self.is_removed() || self.remove().is_ok() {
-            remove_dirs(&then_remove);
+            removed(&then_remove, after);
             return;
         }
         let _ = self.kill();
         let deadline = Instant::now() + DROP_WAIT;
         if self.wait_empty_blocking(deadline).unwrap_or(false) && self.remove().is_ok() {
-            remove_dirs(&then_remove);
+            removed(&then_remove, after);
             return;
         }
         // Not empty yet: SIGKILL each member too, through pidfds, for a
@@ -454,34 +456,52 @@ impl Cgroup {
         if self.has_kill {
             let _ = subtree::kill_members(&self.path);
         }
-        self.remove_later(then_remove);
+        self.remove_later(then_remove, after);
     }
 
     /// Removes the (killed) cgroup now if it can, else hands it to the
     /// reaper thread, which removes it once `cgroup.events` says it is
     /// empty; then removes `then_remove`. Either way the cgroup counts as
     /// removed from here on.
-    pub(crate) fn remove_later(&self, then_remove: Vec<PathBuf>) {
+    ///
+    /// `after` (dropping the group's owner-death guard registration) is
+    /// called once the directory is gone, by the reaper thread if it is
+    /// the one to remove it, and never if it can't be removed: an owner
+    /// killed before that leaves the directory to its guard, not behind.
+    pub(crate) fn remove_later(&self, then_remove: Vec<PathBuf>, after: Option<AfterRemoval>) {
         if self.is_removed() || self.remove().is_ok() {
-            remove_dirs(&then_remove);
+            removed(&then_remove, after);
             return;
         }
         match self.open_events() {
             Ok(events) => {
                 self.removed.store(true, Ordering::Release);
-                reaper::remove_cgroup_later(self.path.clone(), events, then_remove);
+                reaper::remove_cgroup_later(self.path.clone(), events, then_remove, after);
             }
             Err(_) => {
-                let _ = self.remove();
+                // Not removed: `after` is dropped uncalled, the guard's
+                // registration kept.
+                let gone = self.remove().is_ok();
                 remove_dirs(&then_remove);
+                if gone {
+                    removed(&[], after);
+                }
             }
         }
     }
 }
 
+/// The cgroup is removed: removes `then_remove` and calls `after`.
+fn removed(then_remove: &[PathBuf], after: Option<AfterRemoval>) {
+    remove_dirs(then_remove);
+    if let Some(after) = after {
+        after();
+    }
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        self.teardown(Vec::new());
+        self.teardown(Vec::new(), None);
     }
 }
 

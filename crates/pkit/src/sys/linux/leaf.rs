@@ -119,7 +119,7 @@ impl Drop for Leaf {
         // Still has processes: the reaper removes it once it empties (or
         // finds it removed already by the group's teardown).
         if let Ok(events) = self.open_events() {
-            super::reaper::remove_cgroup_later(self.path.clone(), events, Vec::new());
+            super::reaper::remove_cgroup_later(self.path.clone(), events, Vec::new(), None);
         }
     }
 }

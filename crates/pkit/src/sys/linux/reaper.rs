@@ -33,8 +33,18 @@ enum Work {
         events: OwnedFd,
         /// v1 cgroups of the same members, removed after it.
         then: Vec<PathBuf>,
+        /// Called once the directories are removed (never if `path` can't
+        /// be): the group's owner-death guard registration is dropped
+        /// there, so an owner killed meanwhile leaves them to its guard.
+        after: Option<AfterRemoval>,
     },
 }
+
+/// What to do once a cgroup handed to the reaper is removed (drop its
+/// owner-death guard registration). Never called when the removal fails:
+/// the guard then still holds the directory and removes it when the owner
+/// dies.
+pub(crate) type AfterRemoval = Box<dyn FnOnce() + Send>;
 
 /// What the reaper thread shares with the threads that hand it work.
 struct Shared {
@@ -190,10 +200,21 @@ pub(crate) fn reap_later(pidfd: OwnedFd) {
     submit(Work::Reap(pidfd));
 }
 
-/// Remove the (killed) cgroup at `path` once it is empty.
-pub(crate) fn remove_cgroup_later(path: PathBuf, events: OwnedFd, then: Vec<PathBuf>) {
+/// Remove the (killed) cgroup at `path` once it is empty, then `then`;
+/// then call `after`, if `path` was removed.
+pub(crate) fn remove_cgroup_later(
+    path: PathBuf,
+    events: OwnedFd,
+    then: Vec<PathBuf>,
+    after: Option<AfterRemoval>,
+) {
     WATCHED.fetch_add(1, Ordering::SeqCst);
-    submit(Work::RemoveCgroup { path, events, then });
+    submit(Work::RemoveCgroup {
+        path,
+        events,
+        then,
+        after,
+    });
 }
 
 /// A dropped child is the reaper's: reaped now if it has exited, else
@@ -242,26 +263,34 @@ fn wait_any(items: &[Work], wake: Option<&OwnedFd>) -> rustix::io::Result<usize>
 fn try_finish(work: &mut Work) -> bool {
     match work {
         Work::Reap(pidfd) => super::child::try_reap(pidfd.as_fd()),
-        Work::RemoveCgroup { path, events, then } => {
-            let done = match super::events::read_events(events) {
-                Ok(ev) if ev.populated => false,
+        Work::RemoveCgroup {
+            path,
+            events,
+            then,
+            after,
+        } => {
+            let removed = match super::events::read_events(events) {
+                Ok(ev) if ev.populated => return false,
                 // Empty (or unreadable because it is already gone): remove
                 // it, sub-cgroups first (a program in it may have made
                 // some). Empty means no process is left below it either,
                 // so nothing can make new ones: a failure now would repeat
                 // forever, and no further event would come to retry on.
-                _ => {
-                    if let Err(e) = remove_tree(path) {
+                _ => match remove_tree(path) {
+                    Ok(()) => true,
+                    Err(e) => {
                         tracing::warn!(target: "pkit", dir = %path.display(), error = %e, "cannot remove an emptied cgroup");
+                        false
                     }
-                    true
-                }
+                },
             };
-            if done {
-                super::events::remove_dirs(then);
-                WATCHED.fetch_sub(1, Ordering::SeqCst);
+            super::events::remove_dirs(then);
+            // Not removed: `after` is dropped uncalled, the registration kept.
+            if let (true, Some(after)) = (removed, after.take()) {
+                after();
             }
-            done
+            WATCHED.fetch_sub(1, Ordering::SeqCst);
+            true
         }
     }
 }
