@@ -441,3 +441,91 @@ async fn fresh_process_case() {
     clear();
     end_exclusive(alone, "fresh_process_case").await;
 }
+
+// ---------------------------------------------------------------------------
+// An owner SIGKILLed while its dropped group's directory still waits to be
+// removed: the owner-death guard must still hold it. With every `rmdir`
+// failing in the owner, its teardown hands the directory to the reaper
+// thread, which can't remove it either: the state an owner killed before
+// its reaper got round to the directory leaves, made to last.
+// ---------------------------------------------------------------------------
+
+/// Runs as the owner when `PKIT_FAULT_OWNER_OUT` is set, else a no-op: with
+/// every cgroup `rmdir` failing, drops a group whose process still runs,
+/// writes the group's directory to that file and waits to be SIGKILLed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unremovable_owner_helper() {
+    let Some(out) = std::env::var_os("PKIT_FAULT_OWNER_OUT") else {
+        return;
+    };
+    inject(Point::Rmdir, libc::EBUSY, u32::MAX);
+    let g = group(MechanismChoice::Cgroup);
+    assert!(g.guarded(), "{}", g.description());
+    let dir = cgroup_dir(&g).expect("a cgroup directory");
+    let _p = g.start(&Command::new("sleep").arg("300")).unwrap();
+    // Killed, its directory left to the reaper thread (which fails too).
+    drop(g);
+    std::fs::write(&out, format!("{}\n", dir.display())).unwrap();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_killed_before_its_cgroup_is_removed_leaves_no_directory() {
+    let alone = begin_exclusive().await;
+    let name = "owner_killed_before_its_cgroup_is_removed_leaves_no_directory";
+    if !cgroup_usable() {
+        skipped(name, "no cgroup v2 here");
+        end_exclusive(alone, name).await;
+        return;
+    }
+    let out = TempPath::new("unremovable-owner");
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "unremovable_owner_helper",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PKIT_FAULT_OWNER_OUT", out.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE * 3;
+    let dir = loop {
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        if let Some(dir) = text.strip_suffix('\n') {
+            break std::path::PathBuf::from(dir);
+        }
+        if let Ok(Some(s)) = owner.try_wait() {
+            panic!("the owner ended before dropping its group: {s}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the owner never dropped its group"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    assert!(dir.exists(), "{}: the owner could remove it", dir.display());
+    kill_pid(owner.id());
+    owner.wait().unwrap();
+    // Its guard removes it (it is empty: the teardown killed the process).
+    let deadline = Instant::now() + DEADLINE;
+    while dir.exists() {
+        if Instant::now() >= deadline {
+            // Its leaf sub-cgroups first (cgroup files can't be deleted).
+            for sub in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if sub.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(sub.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+            panic!(
+                "{}: left behind by an owner SIGKILLed before it could remove it \
+                 (the owner-death guard no longer held it)",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    end_exclusive(alone, name).await;
+}
