@@ -45,7 +45,8 @@ struct Args {
     first_group_mib: Vec<u64>,
     /// Run one contender's spawn-wait of `/bin/true` this many times (after
     /// one warm-up run) and exit, for counting system calls per run with
-    /// `strace -f -c` (see `--probe-with`).
+    /// `strace -f -c` (see `--probe-with`); prints the wall time and this
+    /// process's own CPU time per run to stderr.
     #[arg(long)]
     probe_runs: Option<usize>,
     /// The contender `--probe-runs` or `--probe-rss-lines` runs: std,
@@ -100,7 +101,22 @@ fn main() {
         return;
     }
     if let Some(runs) = args.probe_runs {
-        rt.block_on(scenarios::probe(&args.probe_with, runs));
+        // One warm-up run, then `runs` timed ones: the wall time and this
+        // process's own CPU time (all its threads, children not counted)
+        // per run, to stderr. The CPU time is the parent-side work, which
+        // a loaded machine changes far less than the wall time.
+        rt.block_on(scenarios::probe(&args.probe_with, 0));
+        if runs > 0 {
+            let (cpu, wall) = (own_cpu_ns(), std::time::Instant::now());
+            rt.block_on(scenarios::probe(&args.probe_with, runs - 1));
+            let (cpu, wall) = (own_cpu_ns().saturating_sub(cpu), wall.elapsed());
+            eprintln!(
+                "{}: {runs} runs, wall {:.1} µs/run, this process's CPU {:.1} µs/run",
+                args.probe_with,
+                wall.as_nanos() as f64 / runs as f64 / 1e3,
+                cpu as f64 / runs as f64 / 1e3,
+            );
+        }
         return;
     }
     println!("{}", machine());
@@ -158,6 +174,20 @@ fn main() {
 }
 
 /// Allocates and touches `bytes` so they are resident.
+/// The CPU time all threads of this process have run so far, in
+/// nanoseconds (the scheduler's exact count, `/proc/self/task/*/schedstat`;
+/// a thread that has ended is not counted).
+fn own_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 pub fn touch_memory(bytes: u64) -> Vec<u8> {
     let mut v = vec![0u8; bytes as usize];
     for i in (0..v.len()).step_by(4096) {
