@@ -419,7 +419,7 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
         }
     }
     let env = cmd.effective_env();
-    let resolved = cmd.spawn.resolve(&cmd.program, program, &env)?;
+    let resolved = cmd.spawn.resolve(&cmd.program, program, &env, true)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         sys::native_string(s)

@@ -248,7 +248,9 @@ impl Command {
             return Err(Error::InvalidInput("the program name is empty".into()));
         }
         let env = self.spec.effective_env();
-        self.spec.spawn.resolve(&self.spec.program, &program, &env)
+        self.spec
+            .spawn
+            .resolve(&self.spec.program, &program, &env, false)
     }
 }
 

@@ -121,18 +121,27 @@ impl SpawnOptions {
 
     /// Resolves `program` with these options' preferred directories and
     /// the `PATH` of `env` (the child's environment), as a start does;
-    /// `display` names it in errors.
+    /// `display` names it in errors. `to_start`: the result is executed at
+    /// once, so a program named by its path that can't be executed for a
+    /// reason only `execve` tells may pass here (the start then fails with
+    /// the same error).
     pub(crate) fn resolve(
         &self,
         program: &OsStr,
         display: &str,
         env: &[(OsString, OsString)],
+        to_start: bool,
     ) -> Result<PathBuf> {
         let path_var = env
             .iter()
             .find(|(k, _)| sys::is_path_var(k))
             .map(|(_, v)| v.as_os_str());
-        sys::resolve(program, &self.prefer, path_var).map_err(|e| match e {
+        let resolve = if to_start {
+            sys::resolve_to_start
+        } else {
+            sys::resolve
+        };
+        resolve(program, &self.prefer, path_var).map_err(|e| match e {
             sys::ResolveError::NotFound { path_searched } => Error::NotFound {
                 program: display.into(),
                 path_searched,

@@ -79,7 +79,7 @@ pub use place::Placement;
 pub(crate) use pty::{open as open_pty, refusal as pty_refusal, PtyIo, Special};
 pub(crate) use resolve::ResolveError;
 #[cfg(unix)]
-pub(crate) use resolve::{missing_interpreter, resolve};
+pub(crate) use resolve::{missing_interpreter, resolve, resolve_to_start};
 pub(crate) use setup::{
     cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup, PreExecHook,
 };
@@ -98,6 +98,9 @@ pub use types::Mechanism;
 pub(crate) use types::{ExitStatus, IoRequest, ReadStep, SpawnError};
 #[cfg(windows)]
 pub use windows::host_containment;
+/// A start resolves as [`resolve`] does on Windows.
+#[cfg(windows)]
+pub(crate) use windows::resolve as resolve_to_start;
 #[cfg(windows)]
 pub(crate) use windows::*;
 

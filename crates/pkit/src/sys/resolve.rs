@@ -45,6 +45,29 @@ pub(crate) fn resolve(
     first: &[PathBuf],
     path_var: Option<&OsStr>,
 ) -> Result<PathBuf, ResolveError> {
+    resolve_with(program, first, path_var, check)
+}
+
+#[cfg(unix)]
+/// [`resolve`] for a start, which executes the result at once: a program
+/// named by its path is checked with [`check_named`] (one system call
+/// instead of two; `execve` judges the rest, with the same error).
+pub(crate) fn resolve_to_start(
+    program: &OsStr,
+    first: &[PathBuf],
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, ResolveError> {
+    resolve_with(program, first, path_var, check_named)
+}
+
+#[cfg(unix)]
+/// [`resolve`], with `named` checking a program named by its path.
+fn resolve_with(
+    program: &OsStr,
+    first: &[PathBuf],
+    path_var: Option<&OsStr>,
+    named: fn(&Path) -> Check,
+) -> Result<PathBuf, ResolveError> {
     if program.is_empty() {
         return Err(ResolveError::NotFound {
             path_searched: false,
@@ -63,7 +86,7 @@ pub(crate) fn resolve(
     };
     if program.as_bytes().contains(&b'/') {
         let full = absolute(Path::new(program))?;
-        return match check(&full) {
+        return match named(&full) {
             Check::Executable => Ok(full),
             Check::NotExecutable => Err(ResolveError::NotExecutable(full)),
             Check::Missing => Err(ResolveError::NotFound {
@@ -119,6 +142,26 @@ fn check(path: &Path) -> Check {
                 Check::NotExecutable
             }
         }
+        Ok(_) => Check::NotExecutable,
+        Err(_) => Check::Missing,
+    }
+}
+
+#[cfg(unix)]
+/// [`check`] for a program named by its path, with one `statx` and no
+/// `access`: a missing file, a directory and a file without any exec bit
+/// are refused here as `check` refuses them (no exec bit at all refuses
+/// every user, root included). A regular file with an exec bit is left to
+/// `execve`, which refuses what `access` would have (another user's
+/// `0700` file, a `noexec` mount) with `EACCES`: the start then fails with
+/// the same [`NotExecutable`](ResolveError::NotExecutable) error and path.
+/// A name found on `PATH` keeps the full `check`: there a candidate that
+/// can't be executed must be skipped for the next directory, as `execvp`
+/// does, so the answer is needed before spawning.
+fn check_named(path: &Path) -> Check {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Check::Executable,
         Ok(_) => Check::NotExecutable,
         Err(_) => Check::Missing,
     }
