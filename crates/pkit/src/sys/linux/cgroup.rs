@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
@@ -24,7 +25,12 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub(crate) struct Cgroup {
     path: PathBuf,
-    dir: OwnedFd,
+    /// The open directory, shared with the pool of spares once it is
+    /// pooled (no `dup`, no `close` per reuse).
+    dir: Arc<OwnedFd>,
+    /// Its `cgroup.events`, opened at the first read and kept (and pooled
+    /// with the directory), so each run's emptiness check is one `pread`.
+    events: OnceLock<Arc<OwnedFd>>,
     has_kill: bool,
     removed: AtomicBool,
     /// Whether it was ever killed: such a cgroup is never pooled for reuse
@@ -61,16 +67,21 @@ impl Cgroup {
             None => super::cgroup_pool::take(parent),
             Some(_) => None,
         };
-        if let Some((path, dir, ticket)) = pooled {
+        if let Some(spare) = pooled {
+            let events = OnceLock::new();
+            if let Some(fd) = spare.events {
+                let _ = events.set(fd);
+            }
             let cg = Cgroup {
-                path,
-                dir,
+                path: spare.path,
+                dir: spare.dir,
+                events,
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
                 reusable: true,
             };
-            return Ok((cg, ticket));
+            return Ok((cg, spare.ticket));
         }
         let pid = crate::sys::pid::current();
         loop {
@@ -123,7 +134,8 @@ impl Cgroup {
             let _ = rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared);
             let cg = Cgroup {
                 path,
-                dir,
+                dir: Arc::new(dir),
+                events: OnceLock::new(),
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
@@ -148,7 +160,7 @@ impl Cgroup {
     }
 
     fn open_file(&self, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
-        rustix::fs::openat(&self.dir, name, flags | OFlags::CLOEXEC, Mode::empty())
+        rustix::fs::openat(&*self.dir, name, flags | OFlags::CLOEXEC, Mode::empty())
             .map_err(io::Error::from)
     }
 
@@ -160,6 +172,18 @@ impl Cgroup {
     /// Opens `cgroup.events` for reading and waiting.
     pub(crate) fn open_events(&self) -> io::Result<OwnedFd> {
         self.open_file("cgroup.events", OFlags::RDONLY)
+    }
+
+    /// Reads `cgroup.events` through the kept fd (opened the first time).
+    fn read_kept_events(&self) -> io::Result<Events> {
+        let fd = match self.events.get() {
+            Some(fd) => fd,
+            None => {
+                let fd = Arc::new(self.open_events()?);
+                self.events.get_or_init(|| fd)
+            }
+        };
+        read_events(fd)
     }
 
     fn write_file(&self, name: &str, value: &[u8]) -> io::Result<()> {
@@ -394,7 +418,7 @@ impl Cgroup {
         if self.is_removed() {
             return Ok(ticket);
         }
-        match self.open_events().and_then(|fd| read_events(&fd)) {
+        match self.read_kept_events() {
             Ok(ev) if !ev.populated && !ev.frozen => {}
             _ => return Err(ticket),
         }
@@ -408,7 +432,13 @@ impl Cgroup {
         {
             ticket
         } else {
-            match super::cgroup_pool::offer(&self.path, self.dir.as_fd(), ticket) {
+            let spare = super::cgroup_pool::Spare {
+                path: self.path.clone(),
+                dir: self.dir.clone(),
+                events: self.events.get().cloned(),
+                ticket,
+            };
+            match super::cgroup_pool::offer(spare) {
                 Ok(()) => {
                     self.removed.store(true, Ordering::Release);
                     return Ok(None);

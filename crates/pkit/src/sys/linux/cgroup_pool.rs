@@ -19,8 +19,9 @@
 //!   its group took (see `Cgroup::create`): a pkit in another pid namespace
 //!   sharing this cgroup, which can't tell whether our pid is alive, sees
 //!   the lock and leaves the spare alone. Keeping the fd costs no syscall
-//!   per reuse: it is duplicated when pooled and handed back as is when
-//!   taken, in place of opening the path again.
+//!   per reuse: the pool shares the group's open fd (and its open
+//!   `cgroup.events`, when it has one) and hands them back when taken, in
+//!   place of opening the paths again.
 //! - The pool belongs to the process that filled it: a child forked
 //!   without exec (which inherits a copy of the list) neither takes from
 //!   it, adds to it, nor empties it at its exit.
@@ -36,9 +37,9 @@
 //!   when it would be taken (its open directory has no `cgroup.events`
 //!   left) and dropped: the next group gets a fresh directory.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::sys::guard::{self, Ticket};
 
@@ -47,12 +48,14 @@ use crate::sys::guard::{self, Ticket};
 const MAX: usize = 16;
 
 /// One spare directory.
-struct Spare {
-    path: PathBuf,
+pub(crate) struct Spare {
+    pub(crate) path: PathBuf,
     /// The open directory, holding the shared lock that marks it alive.
-    dir: OwnedFd,
+    pub(crate) dir: Arc<OwnedFd>,
+    /// Its open `cgroup.events`, if its group opened it.
+    pub(crate) events: Option<Arc<OwnedFd>>,
     /// Its registration with the owner-death guard, if it has one.
-    ticket: Option<Ticket>,
+    pub(crate) ticket: Option<Ticket>,
 }
 
 struct Pool {
@@ -73,7 +76,7 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
 
 /// A spare directory under `parent`, open (and still locked), with its
 /// guard registration, if there is one.
-pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd, Option<Ticket>)> {
+pub(crate) fn take(parent: &Path) -> Option<Spare> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.owner != crate::sys::pid::current() {
         // Empty, or a forked child's copy of its parent's list: those
@@ -88,7 +91,7 @@ pub(crate) fn take(parent: &Path) -> Option<(PathBuf, OwnedFd, Option<Ticket>)> 
             .position(|s| s.path.parent() == Some(parent))?;
         let spare = pool.spares.swap_remove(i);
         if still_there(&spare.dir) {
-            return Some((spare.path, spare.dir, spare.ticket));
+            return Some(spare);
         }
         // Removed behind our back (an administrator's `rmdir`, a cleanup
         // script): its open fd names a dead cgroup, into which no child can
@@ -107,22 +110,16 @@ fn still_there(dir: &OwnedFd) -> bool {
     }
 }
 
-/// Offers an empty, unfrozen directory (`dir`: its open fd, which the pool
-/// duplicates to keep its lock) with its guard registration. `Ok`: taken
-/// (the caller must forget the directory); `Err` gives the ticket back
-/// when the pool is full or closed.
-pub(crate) fn offer(
-    path: &Path,
-    dir: BorrowedFd<'_>,
-    ticket: Option<Ticket>,
-) -> Result<(), Option<Ticket>> {
+/// Offers an empty, unfrozen directory (its open fd, shared: the pool's
+/// copy keeps the lock once the group lets go of it) with its guard
+/// registration. `Ok`: taken (the caller must forget the directory); `Err`
+/// gives the ticket back when the pool is full or closed.
+pub(crate) fn offer(spare: Spare) -> Result<(), Option<Ticket>> {
+    let ticket = spare.ticket;
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.closed || pool.spares.len() >= MAX {
         return Err(ticket);
     }
-    let Ok(dir) = rustix::io::fcntl_dupfd_cloexec(dir, 0) else {
-        return Err(ticket);
-    };
     if pool.owner != crate::sys::pid::current() {
         if pool.owner != 0 {
             // We are a forked child of the process that filled the pool.
@@ -141,11 +138,7 @@ pub(crate) fn offer(
             g.set_spare(t, true);
         }
     }
-    pool.spares.push(Spare {
-        path: path.to_path_buf(),
-        dir,
-        ticket,
-    });
+    pool.spares.push(Spare { ticket, ..spare });
     Ok(())
 }
 
