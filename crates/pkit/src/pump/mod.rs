@@ -139,6 +139,8 @@ impl Control {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// The first read's room: most streams are small (stderr often empty).
+const FIRST_READ: usize = 8 * 1024;
 const BIG_READ_CHUNK: usize = 1024 * 1024;
 /// Past this many bytes a stream grows its pipe and reads bigger chunks,
 /// and a capture-only stream moves to a blocking thread.
@@ -268,10 +270,10 @@ fn capture_blocking(
 
 async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) -> Captured {
     let mut sinks = Sinks::new(plan);
-    let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut chunk: Vec<u8> = Vec::new();
     // Small outputs use the pipe as made; once a stream has produced a few
     // chunks' worth, grow the pipe and read in bigger chunks.
-    let mut read_size = READ_CHUNK;
+    let mut read_size = FIRST_READ;
     let mut total = 0usize;
     enum Step {
         Read(io::Result<usize>),
@@ -316,6 +318,7 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
             (step, from)
         };
         if let Step::Read(Ok(n)) = step {
+            read_size = read_size.max(READ_CHUNK);
             total += n;
             if n > 0 {
                 sinks.limit.touch();
@@ -343,7 +346,7 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
         if busy {
             tokio::task::yield_now().await;
         }
-        if read_size == READ_CHUNK && total >= HANDOFF_BYTES && rx.is_pipe() {
+        if read_size < BIG_READ_CHUNK && total >= HANDOFF_BYTES && rx.is_pipe() {
             rx.grow();
             read_size = BIG_READ_CHUNK;
             if crate::sys::BLOCKING_HANDOFF && sinks.capture_only() {
