@@ -103,7 +103,15 @@ fn resolve_with(
             Path::new(OsStr::from_bytes(dir))
         }
     });
+    // A directory named twice (a `PATH` that repeats an entry, as one
+    // extended by several profile scripts often does) is looked in once:
+    // the second look could only find what the first did.
+    let mut tried: Vec<&Path> = Vec::new();
     for dir in first.iter().map(PathBuf::as_path).chain(entries) {
+        if tried.contains(&dir) {
+            continue;
+        }
+        tried.push(dir);
         let candidate = match absolute(dir) {
             Ok(d) => d.join(program),
             // An entry we can't place is skipped, as a missing one is.
