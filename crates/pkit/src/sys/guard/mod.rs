@@ -170,10 +170,75 @@ pub use super::guard_status::GuardStatus;
 
 /// The Linux guard (cgroups, and process groups through pidfds).
 #[cfg(target_os = "linux")]
-static GUARD: OnceLock<Result<Guard, String>> = OnceLock::new();
+static GUARD: Slot = Slot::new();
 /// The portable guard (process groups by number): macOS and the BSDs, and
 /// Linux's portable backend (`PKIT_MECHANISM=portable`).
-static PORTABLE: OnceLock<Result<Guard, String>> = OnceLock::new();
+static PORTABLE: Slot = Slot::new();
+
+/// How long after a failed start of a guard the next group tries again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a guard is kept once started. A start that failed is not kept:
+/// the failure may be a moment's shortage (no free descriptor, memory or
+/// process slot), so a group made [`RETRY_AFTER`] or more later tries
+/// again (groups made meanwhile are unguarded and say why). Before, the
+/// first failure was kept for the life of the process.
+struct Slot {
+    started: OnceLock<Result<Guard, String>>,
+    failed: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            started: OnceLock::new(),
+            failed: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The guard, started by `start` if none is yet (and the last failed
+    /// start is not too recent).
+    fn get_or_start(
+        &'static self,
+        start: impl FnOnce() -> Result<Guard, String>,
+    ) -> Result<&'static Guard, String> {
+        if let Some(r) = self.started.get() {
+            return owned(r);
+        }
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = self.started.get() {
+            return owned(r);
+        }
+        if let Some((at, why)) = &*failed {
+            if at.elapsed() < RETRY_AFTER {
+                return Err(why.clone());
+            }
+        }
+        match announce(start()) {
+            Err(why) => {
+                *failed = Some((std::time::Instant::now(), why.clone()));
+                Err(why)
+            }
+            ok => {
+                *failed = None;
+                owned(self.started.get_or_init(|| ok))
+            }
+        }
+    }
+
+    /// The guard, or why the last start failed; `None` before any start.
+    fn get(&self) -> Option<Result<&Guard, String>> {
+        match self.started.get() {
+            Some(r) => Some(r.as_ref().map_err(Clone::clone)),
+            None => self
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(_, why)| Err(why.clone())),
+        }
+    }
+}
 
 /// This process's guard for groups of the portable backend (`portable`)
 /// or the others; everywhere but Linux there is only the portable one.
@@ -183,7 +248,7 @@ pub(crate) fn get_for(portable: bool) -> Result<&'static Guard, String> {
         return get();
     }
     let _ = portable;
-    owned(PORTABLE.get_or_init(|| announce(portable::start())))
+    PORTABLE.get_or_start(portable::start)
 }
 
 /// This process's guard, started on first use: on Linux the one for
@@ -277,7 +342,7 @@ fn owned(r: &'static Result<Guard, String>) -> Result<&'static Guard, String> {
 /// none (logged once as a warning).
 #[cfg(target_os = "linux")]
 pub(crate) fn get() -> Result<&'static Guard, String> {
-    owned(GUARD.get_or_init(|| announce(start::start())))
+    GUARD.get_or_start(start::start)
 }
 
 /// The guard's state, for [`host_containment`](crate::host_containment).
@@ -308,7 +373,7 @@ pub(crate) fn status(forced_portable: bool) -> GuardStatus {
     }
 }
 
-fn status_of(guard: Option<&Result<Guard, String>>) -> GuardStatus {
+fn status_of(guard: Option<Result<&Guard, String>>) -> GuardStatus {
     match guard {
         #[cfg(not(target_os = "linux"))]
         None => GuardStatus::default(),
@@ -324,7 +389,7 @@ fn status_of(guard: Option<&Result<Guard, String>>) -> GuardStatus {
             ..GuardStatus::default()
         },
         Some(Err(why)) => GuardStatus {
-            error: Some(why.clone()),
+            error: Some(why),
             ..GuardStatus::default()
         },
         Some(Ok(g)) => {

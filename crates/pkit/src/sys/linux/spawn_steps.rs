@@ -13,24 +13,34 @@ use super::prexec::Step;
 use crate::sys::SpawnError;
 
 /// Whether this kernel has pidfds (`pidfd_open` came with Linux 5.3,
-/// `CLONE_PIDFD` with 5.2), asked once: a spawn that could not hold its
-/// child by a pidfd is refused before the program runs.
+/// `CLONE_PIDFD` with 5.2): a spawn that could not hold its child by a
+/// pidfd is refused before the program runs. The kernel's answer is kept
+/// once given; a moment's shortage (no free descriptor or memory) is not
+/// an answer: that spawn fails with it, and the next one asks again.
 pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
     static REFUSED: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
-    let refused = REFUSED.get_or_init(|| {
-        if let Err(errno) = crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen) {
-            return Some(errno);
+    let refused = match REFUSED.get() {
+        Some(refused) => *refused,
+        None => {
+            let errno = match crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen) {
+                Err(errno) => Some(errno),
+                Ok(()) => {
+                    let me = rustix::process::getpid();
+                    rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty())
+                        .err()
+                        .map(|e| e.raw_os_error())
+                }
+            };
+            if let Some(e @ (libc::EMFILE | libc::ENFILE | libc::ENOMEM)) = errno {
+                return Err(SpawnError::Os(io::Error::from_raw_os_error(e)));
+            }
+            *REFUSED.get_or_init(|| errno)
         }
-        let me = rustix::process::getpid();
-        match rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) {
-            Ok(_fd) => None,
-            Err(e) => Some(e.raw_os_error()),
-        }
-    });
+    };
     match refused {
         None => Ok(()),
         Some(errno) => {
-            let e = io::Error::from_raw_os_error(*errno);
+            let e = io::Error::from_raw_os_error(errno);
             Err(SpawnError::Os(io::Error::new(
                 e.kind(),
                 format!("this kernel has no pidfds (Linux 5.3 or later is required): {e}"),
