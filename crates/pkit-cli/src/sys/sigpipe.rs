@@ -3,11 +3,17 @@
 //! (`--mechanism portable`, or `PKIT_MECHANISM=portable` without
 //! `--mechanism`), so that this code runs on every Linux CI run.
 //!
-//! A `sigaction(SA_SIGINFO)` handler writes each signal's number, code and
-//! sender (`si_code`, `si_pid`) as one 12-byte record into a non-blocking
-//! self-pipe (write(2) is async-signal-safe; a write of at most PIPE_BUF
-//! bytes is atomic, so records never interleave); the run loop reads the
-//! pipe through Tokio. The caught signals stay blocked in every thread but
+//! A `sigaction(SA_SIGINFO)` handler marks each signal pending, by number
+//! and by origin (the kernel's, a process's: from `si_code`, `si_pid`),
+//! and when a mark is new writes one byte into a non-blocking self-pipe
+//! (write(2) is async-signal-safe) to wake the run loop, which reads the
+//! pipe through Tokio and takes the marks, in the order of the signal
+//! numbers. Signals of one kind and origin that arrive before the run loop
+//! takes the first are one, as the kernel keeps a blocked signal pending
+//! once (the signalfd path's behaviour): a flood of one kind never crowds
+//! another out, whatever the pipe holds. A SIGCONT drops a pending stop
+//! signal, and a stop signal a pending SIGCONT, as the kernel does.
+//! The caught signals stay blocked in every thread but
 //! one, `pkit-signals`, which only waits in pause(2): they are delivered
 //! there, and the other threads' terminal operations (tcsetpgrp from the
 //! background, a write with TOSTOP) raise no SIGTTOU/SIGTTIN on pkit, as
@@ -19,15 +25,20 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use tokio::io::unix::AsyncFd;
 
 use super::Received;
 
-/// One record: signal number, `si_code`, `si_pid`.
-const RECORD: usize = 12;
+/// A pending mark's origins.
+const FROM_KERNEL: u8 = 1;
+const FROM_PROCESS: u8 = 2;
+/// Signal numbers below this can be marked (every caught one is).
+const MAX_SIGNAL: usize = 64;
+/// Pending signals by number: [`FROM_KERNEL`] and/or [`FROM_PROCESS`].
+static PENDING: [AtomicU8; MAX_SIGNAL] = [const { AtomicU8::new(0) }; MAX_SIGNAL];
 
 /// The pipe's write end, for the handler (-1 until installed).
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -148,13 +159,32 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
         // by kill(2) or a terminal fills (0 where nothing set it).
         unsafe { ((*info).si_code, (*info).si_pid()) }
     };
-    let rec = [sig, code, pid];
+    let origin = if from_kernel(code, pid) {
+        FROM_KERNEL
+    } else {
+        FROM_PROCESS
+    };
+    let Some(mark) = usize::try_from(sig).ok().and_then(|n| PENDING.get(n)) else {
+        return;
+    };
+    // What the kernel does with pending signals: a continue drops a
+    // pending stop, a stop a pending continue.
+    if sig == libc::SIGCONT {
+        for s in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            PENDING[s as usize].store(0, Ordering::Release);
+        }
+    } else if matches!(sig, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+        PENDING[libc::SIGCONT as usize].store(0, Ordering::Release);
+    }
     let fd = WRITE_FD.load(Ordering::Acquire);
-    if fd >= 0 {
-        // SAFETY: write(2) is async-signal-safe; 12 bytes from a live
-        // array; the pipe is non-blocking, so a full pipe drops the record
-        // (EAGAIN) instead of hanging the handler.
-        unsafe { libc::write(fd, rec.as_ptr().cast(), RECORD) };
+    // A new mark wakes the run loop (an old one has its byte already, or
+    // the loop is about to take it).
+    if mark.fetch_or(origin, Ordering::AcqRel) == 0 && fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; one byte from a live
+        // array; the pipe is non-blocking, so a full pipe (which wakes the
+        // loop all the same) fails with EAGAIN instead of hanging the
+        // handler.
+        unsafe { libc::write(fd, [0u8].as_ptr().cast(), 1) };
     }
     if let Some(e) = saved {
         set_errno(e);
@@ -213,8 +243,6 @@ fn from_kernel(code: i32, pid: i32) -> bool {
 /// The read end of the self-pipe, as the run loop reads it.
 pub struct Signals {
     fd: AsyncFd<OwnedFd>,
-    /// A record's bytes read so far (a read may end inside one).
-    partial: Vec<u8>,
     ready: VecDeque<Received>,
 }
 
@@ -232,7 +260,6 @@ impl Signals {
             .map_err(io::Error::from)?;
         Ok(Signals {
             fd,
-            partial: Vec::new(),
             ready: VecDeque::new(),
         })
     }
@@ -243,42 +270,55 @@ impl Signals {
             if let Some(r) = self.ready.pop_front() {
                 return Ok(r);
             }
+            self.take_pending();
+            if !self.ready.is_empty() {
+                continue;
+            }
+            // Nothing pending: wait for a wake-up byte, and empty the pipe
+            // (the marks are read next).
             let mut guard = self.fd.readable().await?;
-            let mut buf = [0u8; RECORD * 32];
-            // SAFETY: reading at most `buf.len()` bytes into `buf`.
-            let n = unsafe {
-                libc::read(
-                    self.fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
-            if n < 0 {
+            let mut buf = [0u8; 512];
+            loop {
+                // SAFETY: reading at most `buf.len()` bytes into `buf`.
+                let n = unsafe {
+                    libc::read(
+                        self.fd.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                    )
+                };
+                if n > 0 {
+                    continue;
+                }
+                if n == 0 {
+                    return Err(io::Error::other("the signal pipe was closed"));
+                }
                 let e = io::Error::last_os_error();
                 match e.kind() {
-                    io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    io::ErrorKind::WouldBlock => {
+                        guard.clear_ready();
+                        break;
+                    }
                     io::ErrorKind::Interrupted => {}
                     _ => return Err(e),
                 }
-                continue;
             }
-            if n == 0 {
-                return Err(io::Error::other("the signal pipe was closed"));
+        }
+    }
+
+    /// Takes the pending marks, in the order of the signal numbers (as
+    /// the kernel delivers pending signals): the kernel's first.
+    fn take_pending(&mut self) {
+        for (signo, mark) in PENDING.iter().enumerate() {
+            let origins = mark.swap(0, Ordering::AcqRel);
+            for (origin, from_kernel) in [(FROM_KERNEL, true), (FROM_PROCESS, false)] {
+                if origins & origin != 0 {
+                    self.ready.push_back(Received {
+                        signo: signo as i32,
+                        from_kernel,
+                    });
+                }
             }
-            self.partial.extend_from_slice(&buf[..n as usize]);
-            let whole = self.partial.len() / RECORD * RECORD;
-            for rec in self.partial[..whole].chunks_exact(RECORD) {
-                let field = |i: usize| {
-                    let mut b = [0u8; 4];
-                    b.copy_from_slice(&rec[i * 4..i * 4 + 4]);
-                    i32::from_ne_bytes(b)
-                };
-                self.ready.push_back(Received {
-                    signo: field(0),
-                    from_kernel: from_kernel(field(1), field(2)),
-                });
-            }
-            self.partial.drain(..whole);
         }
     }
 }
