@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{duration, signame, size};
@@ -277,7 +278,8 @@ pub struct RunArgs {
     #[arg(short = 'C', long, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
     /// Set an environment variable for the program (repeatable).
-    #[arg(short = 'E', long = "env", value_name = "K=V", value_parser = parse_env)]
+    #[arg(short = 'E', long = "env", value_name = "K=V",
+          value_parser = clap::builder::OsStringValueParser::new().try_map(parse_env))]
     pub env: Vec<(OsString, OsString)>,
     /// Start the program with an empty environment (then -E adds to it).
     #[arg(short = 'i', long)]
@@ -347,11 +349,31 @@ pub enum KeepArg {
     Tail,
 }
 
-fn parse_env(text: &str) -> Result<(OsString, OsString), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
-        _ => Err("expected K=V".into()),
-    }
+/// `K=V`, split at the first `=`. On Unix the name and the value are any
+/// bytes (an environment is bytes there); elsewhere they must be text.
+fn parse_env(arg: OsString) -> Result<(OsString, OsString), String> {
+    #[cfg(unix)]
+    let split = {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let bytes = arg.into_vec();
+        bytes
+            .iter()
+            .position(|&b| b == b'=')
+            .map(|i| {
+                (
+                    OsString::from_vec(bytes[..i].to_vec()),
+                    OsString::from_vec(bytes[i + 1..].to_vec()),
+                )
+            })
+            .filter(|(k, _)| !k.as_bytes().is_empty())
+    };
+    #[cfg(not(unix))]
+    let split = arg
+        .to_str()
+        .and_then(|text| text.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.into(), v.into()));
+    split.ok_or_else(|| "expected K=V".to_string())
 }
 
 /// `RES=SOFT[:HARD]`; values are numbers, sizes (`2G`) or `unlimited`.

@@ -92,6 +92,45 @@ fn capture_leaves_stdin_alone_and_is_bounded() {
     );
 }
 
+/// -E takes any bytes but NUL for a name and a value (Unix's environment
+/// is bytes): a name and a value that are not UTF-8 reach the program
+/// byte for byte; a missing `=` or name is still refused.
+#[test]
+fn env_names_and_values_that_are_not_utf8_reach_the_program() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    for m in MECHANISMS {
+        let out = pkit()
+            .args(["run", "-q", "--mechanism", m, "-i", "-E"])
+            .arg(OsStr::from_bytes(b"VALUE=caf\xe9 \xff\xfe=x"))
+            .arg("-E")
+            .arg(OsStr::from_bytes(b"N\xe4ME=1"))
+            .args(["--", "env"])
+            .output()
+            .unwrap();
+        let mut lines: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [&b""[..], b"N\xe4ME=1", b"VALUE=caf\xe9 \xff\xfe=x"],
+            "{m}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{m}");
+    }
+    for bad in [&b"\xff"[..], b"=\xff"] {
+        let out = pkit()
+            .args(["run", "-q", "-E"])
+            .arg(OsStr::from_bytes(bad))
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}: {err}");
+        assert!(err.contains("expected K=V"), "{bad:?}: {err}");
+    }
+}
+
 #[test]
 fn spawn_options_reach_the_program() {
     if portable_run() {
