@@ -2,6 +2,7 @@
 //! together.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -37,16 +38,24 @@ use crate::sys::{
 pub struct Group {
     container: Container,
     name: Option<String>,
+    /// The name its lifecycle events carry, if any
+    /// (see `GroupBuilder::log_name`).
+    log_name: Option<Arc<str>>,
     /// Scripted processes (feature `testing`), which no container holds.
     pub(crate) scripted: crate::child::ScriptedMembers,
 }
 
 impl Group {
     /// A group around a created container (see [`GroupBuilder::build`](crate::GroupBuilder::build)).
-    pub(crate) fn from_container(container: Container, name: Option<String>) -> Group {
+    pub(crate) fn from_container(
+        container: Container,
+        name: Option<String>,
+        log_name: Option<Arc<str>>,
+    ) -> Group {
         Group {
             container,
             name,
+            log_name,
             scripted: Default::default(),
         }
     }
@@ -175,6 +184,7 @@ impl Group {
             elapsed: began.elapsed(),
         };
         log::shutdown(
+            self.log_name.as_deref(),
             self.mechanism(),
             report.signalled,
             report.exited_in_grace,
@@ -203,7 +213,7 @@ impl Group {
             .close()
             .await
             .map_err(|e| Error::io("closing the group", e))?;
-        log::group_closed(self.mechanism(), began.elapsed());
+        log::group_closed(self.log_name.as_deref(), self.mechanism(), began.elapsed());
         Ok(())
     }
 
@@ -217,7 +227,7 @@ impl Group {
             .close_with(true)
             .await
             .map_err(|e| Error::io("closing the group", e))?;
-        log::group_closed(self.mechanism(), began.elapsed());
+        log::group_closed(self.log_name.as_deref(), self.mechanism(), began.elapsed());
         Ok(())
     }
 
@@ -395,7 +405,7 @@ impl Drop for Group {
             Some(e) => e.kind() == std::io::ErrorKind::WouldBlock,
         };
         if open {
-            log::group_dropped(self.mechanism());
+            log::group_dropped(self.log_name.as_deref(), self.mechanism());
         }
     }
 }

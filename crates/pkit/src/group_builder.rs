@@ -1,6 +1,8 @@
 //! [`GroupBuilder`]: a [`Group`] with options (mechanism, caps, guard,
 //! name), and the constructors that start from it.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::log;
@@ -15,6 +17,9 @@ pub struct GroupBuilder {
     /// `owner_death_guard(false)` was asked for.
     no_guard: bool,
     name: Option<String>,
+    /// The name the group's lifecycle events carry, when pkit builds the
+    /// group for one command (its log label); else [`Self::name`]'s.
+    log_name: Option<Arc<str>>,
 }
 
 /// The longest name [`GroupBuilder::name`] accepts, in bytes.
@@ -138,6 +143,14 @@ impl GroupBuilder {
         self
     }
 
+    /// The name the group's lifecycle events carry (created, shut down,
+    /// closed, dropped): the command's log label when pkit builds the
+    /// group for one command's run.
+    pub(crate) fn log_name(mut self, name: impl Into<Arc<str>>) -> GroupBuilder {
+        self.log_name = Some(name.into());
+        self
+    }
+
     /// Creates the group's container.
     ///
     /// # Errors
@@ -179,8 +192,11 @@ impl GroupBuilder {
                     },
                 },
             )?;
-        log::group_created(container.mechanism());
-        Ok(Group::from_container(container, self.name))
+        let log_name = self
+            .log_name
+            .or_else(|| self.name.as_deref().map(Arc::from));
+        log::group_created(log_name.as_deref(), container.mechanism());
+        Ok(Group::from_container(container, self.name, log_name))
     }
 }
 

@@ -81,7 +81,7 @@ impl Command {
     ///   [`Error::InvalidInput`](crate::Error::InvalidInput) (a bad `PKIT_MECHANISM`) when its
     ///   private group can't be made.
     pub fn start(&self) -> Result<RunningProcess> {
-        let group = crate::Group::new()?;
+        let group = crate::Group::builder().log_name(self.log_label()).build()?;
         let mut p = group.start(self)?;
         p.own_group = Some(Box::new(group));
         Ok(p)

@@ -22,8 +22,11 @@ use crate::error::ErrorKind;
 use crate::output::Outcome;
 use crate::sys::Mechanism;
 
-pub(crate) fn group_created(mechanism: Mechanism) {
-    tracing::debug!(target: "pkit", %mechanism, "group created");
+/// A group was created. `name`: the command's log label when the group
+/// was made for one command's run, else the group's own name, if any (as
+/// in the group's other events).
+pub(crate) fn group_created(name: Option<&str>, mechanism: Mechanism) {
+    tracing::debug!(target: "pkit", name, %mechanism, "group created");
 }
 
 pub(crate) fn started(program: &str, name: Option<&str>, pid: u32, mechanism: Mechanism) {
@@ -55,6 +58,7 @@ pub(crate) fn finished(
 /// A group was shut down: `signalled` processes got the polite signal,
 /// `exited_in_grace` of them left within the grace, `killed` needed SIGKILL.
 pub(crate) fn shutdown(
+    name: Option<&str>,
     mechanism: Mechanism,
     signalled: usize,
     exited_in_grace: usize,
@@ -65,6 +69,7 @@ pub(crate) fn shutdown(
         ($level:ident, $msg:literal) => {
             tracing::$level!(
                 target: "pkit",
+                name,
                 %mechanism,
                 signalled,
                 exited_in_grace,
@@ -82,9 +87,10 @@ pub(crate) fn shutdown(
 }
 
 /// A group was closed: its whole tree killed and gone.
-pub(crate) fn group_closed(mechanism: Mechanism, elapsed: Duration) {
+pub(crate) fn group_closed(name: Option<&str>, mechanism: Mechanism, elapsed: Duration) {
     tracing::debug!(
         target: "pkit",
+        name,
         %mechanism,
         elapsed_ms = elapsed.as_secs_f64() * 1e3,
         "group closed"
@@ -92,8 +98,8 @@ pub(crate) fn group_closed(mechanism: Mechanism, elapsed: Duration) {
 }
 
 /// An open group was dropped: its tree is killed synchronously.
-pub(crate) fn group_dropped(mechanism: Mechanism) {
-    tracing::debug!(target: "pkit", %mechanism, "group dropped: tree killed");
+pub(crate) fn group_dropped(name: Option<&str>, mechanism: Mechanism) {
+    tracing::debug!(target: "pkit", name, %mechanism, "group dropped: tree killed");
 }
 
 /// A run hit its timeout; its tree is being ended.

@@ -314,7 +314,7 @@ impl Pipe {
         }
         let (timeout, timeout_signal, grace) = self.time_bounds();
         let began = Instant::now();
-        let mut builder = Group::builder();
+        let mut builder = Group::builder().log_name(self.stages[0].log_label());
         if let Some(choice) = self.mechanism {
             builder = builder.mechanism(choice);
         }

@@ -233,7 +233,7 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
             program: cmd.display_name(),
         });
     }
-    let mut builder = Group::builder();
+    let mut builder = Group::builder().log_name(cmd.log_label());
     if let Some(choice) = mechanism {
         builder = builder.mechanism(choice);
     }

@@ -167,6 +167,28 @@ async fn events_are_emitted_and_never_carry_secrets() {
         assert!(started[0].get("pid").is_some() && started[0].get("mechanism").is_some());
         assert_eq!(finished[0].get("outcome"), Some("exited(0)"));
         assert!(finished[0].get("duration_ms").is_some());
+        // The group made for the run carries the command's name too.
+        let created = find(&tag("plain"), "group created");
+        assert_eq!(created.len(), 1, "{choice}");
+        assert!(created[0].get("mechanism").is_some());
+        assert_eq!(find(&tag("plain"), "group closed").len(), 1, "{choice}");
+
+        // So does a started command's own group (PKIT_MECHANISM's), dropped
+        // with its handle; and a group built with a name carries that name.
+        let proc = marked(choice, &dir, &format!("{echo}; sleep 300"), &tag("own"))
+            .start()
+            .unwrap();
+        drop(proc);
+        assert_eq!(find(&tag("own"), "group created").len(), 1, "{choice}");
+        assert_eq!(find(&tag("own"), "group dropped").len(), 1, "{choice}");
+        let named = pkit::Group::builder()
+            .mechanism(choice)
+            .name(&tag("named"))
+            .build()
+            .unwrap();
+        named.shutdown(Duration::from_millis(100)).await.unwrap();
+        assert_eq!(find(&tag("named"), "group created").len(), 1, "{choice}");
+        assert_eq!(find(&tag("named"), "group shut down").len(), 1, "{choice}");
 
         // A timeout, at Warn; a tree that ignores SIGTERM is killed after
         // its grace, at Warn.
@@ -186,8 +208,14 @@ async fn events_are_emitted_and_never_carry_secrets() {
         assert_eq!(timeouts.len(), 1, "{choice}");
         assert_eq!(timeouts[0].level, Level::WARN);
         let late = find(&tag("timeout"), "killed after the grace");
-        assert_eq!(late.len(), 1, "{choice}");
-        assert_eq!(late[0].level, Level::WARN);
+        let (run, of_group): (Vec<_>, Vec<_>) = late
+            .iter()
+            .partition(|s| s.get("message") == Some("killed after the grace"));
+        assert_eq!(run.len(), 1, "{choice}");
+        assert_eq!(run[0].level, Level::WARN);
+        // The run's group says so too, with the command's name.
+        assert_eq!(of_group.len(), 1, "{choice}: {of_group:?}");
+        assert_eq!(of_group[0].level, Level::WARN);
 
         // A cancellation.
         let token = CancelToken::new();
@@ -235,6 +263,7 @@ async fn events_are_emitted_and_never_carry_secrets() {
         assert_eq!(storms[0].level, Level::WARN);
         assert_eq!(find(&tag("sup"), "supervisor stopped").len(), 1);
         assert_eq!(find(&tag("sup"), "process started").len(), 3, "{choice}");
+        assert_eq!(find(&tag("sup"), "group created").len(), 3, "{choice}");
 
         // A failed readiness check and a command that cannot start: Warn.
         let out = Supervisor::new(marked(

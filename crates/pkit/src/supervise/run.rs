@@ -134,7 +134,7 @@ impl Loop {
             interrupted: None,
             began,
         };
-        let mut builder = Group::builder();
+        let mut builder = Group::builder().log_name(self.name.as_str());
         if let Some(choice) = self.sup.mechanism {
             builder = builder.mechanism(choice);
         }
