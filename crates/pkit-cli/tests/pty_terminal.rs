@@ -252,10 +252,16 @@ if pid == 0:
         _, st = os.waitpid(job, 0)
     print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
     os._exit(0)
+job = None
 def fail(why):
+    # The tiny shell's session, and the job (pkit) in its own group.
     sys.stdout.write("FAIL %s; got %r\n" % (why, out))
+    sys.stdout.flush()
+    if job:
+        os.killpg(job, signal.SIGKILL)
     os.killpg(pid, signal.SIGKILL)
-    sys.exit(3)
+    os.waitpid(pid, 0)
+    os._exit(3)
 def on_alarm(*_):
     fail("the 60 s deadline")
 signal.signal(signal.SIGALRM, on_alarm)

@@ -259,15 +259,24 @@ pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 out = b""
+def give_up(why):
+    # pkit leads the terminal's session and process group: all of it goes
+    # (what pkit runs in a group of its own goes with pkit, by its guard).
+    sys.stdout.write("TIMEOUT %s; got %r\n" % (why, out))
+    sys.stdout.flush()
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os._exit(3)
+# A deadline for the whole driver: no wait below can hang the test.
+signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
+signal.alarm(90)
 def read_until(needle, secs=20):
     global out
     end = time.time() + secs
     while needle not in out:
         left = end - time.time()
         if left <= 0:
-            sys.stdout.write("TIMEOUT waiting for %r; got %r\n" % (needle, out))
-            os.kill(pid, signal.SIGKILL)
-            sys.exit(3)
+            give_up("waiting for %r" % needle)
         r, _, _ = select.select([fd], [], [], left)
         if r:
             try:
@@ -342,6 +351,7 @@ if pid == 0:
         os.setpgid(job, job)
     except PermissionError:
         pass  # EACCES: the job has exec'd already, after its own setpgid
+    print("job=%d;" % job, flush=True)
     _, status = os.waitpid(job, os.WUNTRACED)
     print("job-stopped=%d" % os.WIFSTOPPED(status), flush=True)
     # fg: give the job the terminal, then continue it.
@@ -352,15 +362,25 @@ if pid == 0:
     print("job-status=%d" % os.waitstatus_to_exitcode(status), flush=True)
     os._exit(0)
 out = b""
+def give_up(why):
+    # The tiny shell's session, and the job (pkit) in its own group.
+    sys.stdout.write("TIMEOUT %s; got %r\n" % (why, out))
+    sys.stdout.flush()
+    if b"job=" in out:
+        os.killpg(int(out.split(b"job=")[1].split(b";")[0]), signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os._exit(3)
+# A deadline for the whole driver: no wait below can hang the test.
+signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
+signal.alarm(90)
 def read_until(needle, secs=20):
     global out
     end = time.time() + secs
     while needle not in out:
         left = end - time.time()
         if left <= 0:
-            sys.stdout.write("TIMEOUT waiting for %r; got %r\n" % (needle, out))
-            os.kill(pid, signal.SIGKILL)
-            sys.exit(3)
+            give_up("waiting for %r" % needle)
         r, _, _ = select.select([fd], [], [], left)
         if r:
             try:
