@@ -56,12 +56,29 @@ fn supervisor(args: &SuperviseArgs) -> Supervisor {
     let timeout = args.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
     if let Some(pattern) = &args.health_line {
         let pattern = pattern.clone();
-        sup = sup.ready_when_line(move |line| pattern.is_match(line), timeout);
+        // A pattern that is plain text is looked for as text: the same
+        // answer, without running the regex engine over every byte (a
+        // program's newline-free output comes as pieces of up to 1 MiB).
+        let literal = is_literal(pattern.as_str()).then(|| pattern.as_str().to_string());
+        sup = sup.ready_when_line(
+            move |line| match &literal {
+                Some(text) => line.contains(text.as_str()),
+                None => pattern.is_match(line),
+            },
+            timeout,
+        );
     }
     if let Some(addr) = args.health_port {
         sup = sup.ready_when_port(addr, timeout);
     }
     sup
+}
+
+/// Whether `pattern` has none of the characters a regular expression
+/// gives a meaning (those `regex_lite::escape` escapes): it matches where
+/// its text occurs.
+fn is_literal(pattern: &str) -> bool {
+    !pattern.contains(|c| r"\.+*?()|[]{}^$#&-~".contains(c))
 }
 
 pub async fn main(args: SuperviseArgs) -> u8 {
@@ -254,6 +271,41 @@ impl Say {
             } else if !self.quiet {
                 eprintln!("pkit: {then}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_literal;
+
+    /// A pattern taken for text finds what the regular expression finds;
+    /// one with any character regex_lite gives a meaning stays a regex.
+    #[test]
+    fn plain_text_patterns_match_as_the_regex_does() {
+        let lines = ["listening on 8080", "ready", "", "a b", "Listening", "x.y"];
+        for pattern in ["listening on", "ready", "", "a b", "8080", "on 80"] {
+            assert!(is_literal(pattern), "{pattern:?}");
+            let re = regex_lite::Regex::new(pattern).unwrap();
+            for line in lines {
+                assert_eq!(
+                    line.contains(pattern),
+                    re.is_match(line),
+                    "{pattern:?} {line:?}"
+                );
+            }
+        }
+        for pattern in [
+            "x.y",
+            "^ready",
+            "ready$",
+            "a|b",
+            "(?i)ready",
+            r"\d+",
+            "[a]",
+            "a-b",
+        ] {
+            assert!(!is_literal(pattern), "{pattern:?}");
         }
     }
 }
