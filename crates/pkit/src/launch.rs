@@ -17,7 +17,7 @@ use crate::process::{ChildStdin, InputFailure, RunningProcess};
 use crate::pump::{
     CaptureBuf, CapturePolicy, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan,
 };
-use crate::spec::{Input, Spec, Stdio};
+use crate::spec::{Input, SharedReader, Spec, Stdio};
 use crate::sys::{self, Container, IoRequest, OwnedFd};
 
 /// How a start differs from what the command itself says.
@@ -57,13 +57,7 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
         raw_output,
     } = opts;
     let program = cmd.display_name();
-    // The readers and waits run on the runtime: without one, refuse before
-    // spawning instead of panicking with the child already running.
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::InvalidInput(format!(
-            "{program}: starting a process needs a Tokio runtime (call this from within one)"
-        )));
-    }
+    need_runtime(&program)?;
     let prepared = prepare(cmd, &program)?;
 
     // A reader is taken now, so a second run of the same reader fails
@@ -147,6 +141,36 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
     Ok(proc)
 }
 
+/// Refuses a start outside a Tokio runtime. The readers and waits run on
+/// the runtime: without one, a start is refused before spawning instead of
+/// panicking with the child already running (a real start's rule, and a
+/// scripted one's).
+pub(crate) fn need_runtime(program: &str) -> Result<()> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::InvalidInput(format!(
+            "{program}: starting a process needs a Tokio runtime (call this from within one)"
+        ))),
+    }
+}
+
+/// Takes a stdin reader for this run: the first run of a command (or of
+/// its clones) gets it, a later one fails before anything is spawned.
+pub(crate) fn take_reader(
+    shared: &SharedReader,
+    program: &str,
+) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+    shared
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{program}: its stdin reader was already consumed by an earlier run"
+            ))
+        })
+}
+
 /// One stream's child end and, when piped, the parent's end.
 type Ends = (sys::ChildIo, Option<OwnedFd>);
 
@@ -166,12 +190,7 @@ fn stdio(
         Input::Inherit => sys::child_io(IoRequest::Inherit, true).map_err(io_err)?,
         Input::Bytes(_) | Input::Piped => sys::child_io(IoRequest::Pipe, true).map_err(io_err)?,
         Input::Reader(shared) => {
-            *reader = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if reader.is_none() {
-                return Err(Error::InvalidInput(format!(
-                    "{program}: its stdin reader was already consumed by an earlier run"
-                )));
-            }
+            *reader = Some(take_reader(shared, program)?);
             sys::child_io(IoRequest::Pipe, true).map_err(io_err)?
         }
         Input::File(path) => (

@@ -171,11 +171,7 @@ impl Script {
         let Launch { group, opts } = launch;
         group.check_open(&cmd.spec)?;
         let program = cmd.display_name();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::InvalidInput(format!(
-                "{program}: starting a process needs a Tokio runtime (call this from within one)"
-            )));
-        }
+        crate::launch::need_runtime(&program)?;
         let StartOpts {
             stream_lines,
             stdin: stdin_over,
@@ -200,12 +196,7 @@ impl Script {
             (None, None) => match &cmd.spec.stdin {
                 Input::Bytes(_) | Input::Piped | Input::Reader(_) => {
                     if let Input::Reader(shared) = &cmd.spec.stdin {
-                        reader = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
-                        if reader.is_none() {
-                            return Err(Error::InvalidInput(format!(
-                            "{program}: its stdin reader was already consumed by an earlier run"
-                        )));
-                        }
+                        reader = Some(crate::launch::take_reader(shared, &program)?);
                     }
                     let (r, w) = sys::child_io(IoRequest::Pipe, true).map_err(io_err)?;
                     (fd_of(r), w)
