@@ -76,7 +76,7 @@ pub(crate) use linux::forked::spawn_detached;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::procfs::usage as proc_usage;
 pub use place::Placement;
-pub(crate) use pty::{open as open_pty, refusal as pty_refusal, PtyIo, Special};
+pub(crate) use pty::{open as open_pty, refusal as pty_refusal, PtyIo};
 pub(crate) use resolve::ResolveError;
 #[cfg(unix)]
 pub(crate) use resolve::{missing_interpreter, resolve, resolve_to_start};
@@ -95,7 +95,7 @@ pub use step::{ChildStep, IoClass, Resource};
 #[cfg(unix)]
 pub(crate) use tree::ProcTree;
 pub use types::Mechanism;
-pub(crate) use types::{ExitStatus, IoRequest, ReadStep, SpawnError};
+pub(crate) use types::{ExitStatus, IoRequest, ReadStep, SpawnError, Special};
 #[cfg(windows)]
 pub use windows::host_containment;
 /// A start resolves as [`resolve`] does on Windows.

@@ -17,6 +17,8 @@ use rustix::termios::{SpecialCodeIndex, Winsize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
+use super::Special;
+
 /// Why a pty session can't start here: never, on Unix.
 pub(crate) fn refusal() -> Option<(super::Mechanism, &'static str)> {
     None
@@ -76,16 +78,6 @@ fn set_size(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
 fn size(master: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
     let w = rustix::termios::tcgetwinsize(master)?;
     Ok((w.ws_row, w.ws_col))
-}
-
-/// A special character of the terminal, as the program on it has set it
-/// (read from the slave side, whose settings the program changes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Special {
-    Intr,
-    Eof,
-    Susp,
-    Quit,
 }
 
 /// The byte the terminal currently treats as `which` (e.g. `^C` for

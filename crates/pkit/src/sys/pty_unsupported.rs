@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::ReadBuf;
 
-use super::{Mechanism, OwnedFd};
+use super::{Mechanism, OwnedFd, Special};
 
 /// Why a pty session can't start here.
 pub(crate) fn refusal() -> Option<(Mechanism, &'static str)> {
@@ -30,15 +30,6 @@ pub(crate) fn refusal() -> Option<(Mechanism, &'static str)> {
 /// Never succeeds (see [`refusal`]).
 pub(crate) fn open(_rows: u16, _cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
     Err(io::ErrorKind::Unsupported.into())
-}
-
-/// A terminal special character.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Special {
-    Intr,
-    Eof,
-    Susp,
-    Quit,
 }
 
 /// A pty master: none can exist here.

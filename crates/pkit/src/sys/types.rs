@@ -102,3 +102,14 @@ pub(crate) struct Usage {
     pub cpu: std::time::Duration,
     pub max_rss_bytes: u64,
 }
+
+/// A special character of a pty session's terminal (`^C`, `^D`, `^Z`,
+/// `^\`), as the program on it has set it (read from the slave side,
+/// whose settings the program changes; see `pty.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Special {
+    Intr,
+    Eof,
+    Susp,
+    Quit,
+}
