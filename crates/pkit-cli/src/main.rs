@@ -54,15 +54,9 @@ fn main() -> ExitCode {
             if args.verbose {
                 events::install(args.json);
             }
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("pkit: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_OWN_FAILURE);
-                }
+                Err(code) => return code,
             };
             ExitCode::from(rt.block_on(supervise::main(*args)))
         }
@@ -86,15 +80,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_OWN_FAILURE);
                 }
             }
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("pkit: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_OWN_FAILURE);
-                }
+                Err(code) => return code,
             };
             let exit = rt.block_on(run::main(*args));
             drop(rt);
@@ -111,4 +99,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The single-threaded runtime `run` and `supervise` work in; when it
+/// can't be made, says so and gives the exit code for it.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("pkit: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_OWN_FAILURE)
+        })
 }
