@@ -3,7 +3,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
@@ -17,6 +17,7 @@ pub struct SignalFd {
 impl SignalFd {
     /// A signalfd for `set`. Needs a Tokio runtime.
     pub fn new(set: libc::sigset_t) -> io::Result<SignalFd> {
+        // Raw: rustix has no signalfd.
         // SAFETY: a new signalfd (-1) for an initialised set.
         let raw = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
         if raw < 0 {
@@ -35,29 +36,26 @@ impl SignalFd {
     pub async fn recv(&mut self) -> io::Result<Received> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            // SAFETY: reading at most `size` bytes into a buffer of that size.
-            let n = unsafe {
-                libc::read(
-                    self.fd.get_ref().as_raw_fd(),
-                    info.as_mut_ptr().cast(),
-                    size,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
+            const SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+            let mut buf = [0u8; SIZE];
+            let n = match rustix::io::read(self.fd.get_ref(), &mut buf) {
+                Ok(n) => n,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
                     guard.clear_ready();
                     continue;
                 }
-                return Err(e);
-            }
-            if n as usize != size {
+                Err(e) => return Err(e.into()),
+            };
+            if n != SIZE {
                 continue;
             }
-            // SAFETY: the kernel filled the whole struct.
-            let info = unsafe { info.assume_init() };
+            let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
+            // SAFETY: the kernel filled SIZE bytes, a whole
+            // signalfd_siginfo (a plain C struct), copied into one.
+            let info = unsafe {
+                std::ptr::copy_nonoverlapping(buf.as_ptr(), info.as_mut_ptr().cast::<u8>(), SIZE);
+                info.assume_init()
+            };
             return Ok(Received {
                 signo: info.ssi_signo as i32,
                 from_kernel: info.ssi_code == libc::SI_KERNEL,

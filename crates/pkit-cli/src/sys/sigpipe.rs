@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::Mutex;
 
@@ -56,25 +56,12 @@ pub fn installed() -> bool {
 /// macOS; this runs before any other thread exists, so no fork can see the
 /// ends before FD_CLOEXEC is set).
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe(2) writes two fds into the array it is given.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds are fresh and owned by nothing else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    use rustix::io::{fcntl_setfd, FdFlags};
+    let (r, w) = rustix::pipe::pipe()?;
     for fd in [&r, &w] {
-        let fd = fd.as_raw_fd();
-        // SAFETY: fcntl on an open fd we own, with integer arguments.
-        let ok = unsafe {
-            let fl = libc::fcntl(fd, libc::F_GETFL);
-            fl >= 0
-                && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) >= 0
-                && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) >= 0
-        };
-        if !ok {
-            return Err(io::Error::last_os_error());
-        }
+        fcntl_setfl(fd, fcntl_getfl(fd)? | OFlags::NONBLOCK)?;
+        fcntl_setfd(fd, FdFlags::CLOEXEC)?;
     }
     Ok((r, w))
 }
@@ -97,6 +84,8 @@ pub fn install(caught: &[i32]) -> io::Result<()> {
         if s != libc::SIGCHLD && ignored(s) {
             continue;
         }
+        // Raw: an SA_SIGINFO handler: rustix has no safe sigaction (nor
+        // the C library's signal sets).
         // SAFETY: sigaction(2) with a zeroed struct filled with our
         // handler (SA_SIGINFO: the three-argument form it has), an empty
         // mask and flags; a null old action is allowed. The handler calls
@@ -134,6 +123,8 @@ fn ignored(sig: i32) -> bool {
 /// here, between pauses.
 fn receiver(caught: &[i32]) {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+    // Raw: rustix's sigprocmask is only in its unsafe `runtime` module, and
+    // it has no pause.
     // SAFETY: sigemptyset initialises the set, sigaddset adds valid
     // numbers; pthread_sigmask changes this thread's mask only; pause(2)
     // just waits for a signal.
@@ -180,6 +171,8 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     // A new mark wakes the run loop (an old one has its byte already, or
     // the loop is about to take it).
     if mark.fetch_or(origin, Ordering::AcqRel) == 0 && fd >= 0 {
+        // Raw: in the signal handler: the one async-signal-safe call, on a
+        // raw fd kept in an atomic (no BorrowedFd for rustix's write).
         // SAFETY: write(2) is async-signal-safe; one byte from a live
         // array; the pipe is non-blocking, so a full pipe (which wakes the
         // loop all the same) fails with EAGAIN instead of hanging the
@@ -193,6 +186,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
 
 /// Restores `errno` at the end of the handler.
 fn set_errno(e: i32) {
+    // Raw: errno itself has no rustix form.
     // SAFETY: each platform's errno location is this thread's own.
     unsafe {
         #[cfg(target_os = "linux")]
@@ -279,21 +273,11 @@ impl Signals {
             let mut guard = self.fd.readable().await?;
             let mut buf = [0u8; 512];
             loop {
-                // SAFETY: reading at most `buf.len()` bytes into `buf`.
-                let n = unsafe {
-                    libc::read(
-                        self.fd.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    )
+                let e = match rustix::io::read(self.fd.get_ref(), &mut buf) {
+                    Ok(0) => return Err(io::Error::other("the signal pipe was closed")),
+                    Ok(_) => continue,
+                    Err(e) => io::Error::from(e),
                 };
-                if n > 0 {
-                    continue;
-                }
-                if n == 0 {
-                    return Err(io::Error::other("the signal pipe was closed"));
-                }
-                let e = io::Error::last_os_error();
                 match e.kind() {
                     io::ErrorKind::WouldBlock => {
                         guard.clear_ready();

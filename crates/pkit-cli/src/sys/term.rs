@@ -1,6 +1,11 @@
 //! Terminal settings (termios) and the terminal watcher's own process
 //! setup: the calls `pkit run --pty` needs to put the user's terminal in raw
 //! mode and to get it back, even when pkit itself can't.
+//!
+//! Raw: the settings are the C library's `termios` (handed to the watcher
+//! as its bytes, and made raw by the C library's `cfmakeraw`); rustix's
+//! `Termios` is a struct of its own, so `tcgetattr`/`tcsetattr` on them
+//! stay libc.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -76,6 +81,8 @@ impl Settings {
 /// controlling terminal, or pkit's process group is its foreground group
 /// (changing it from the background would take it from the shell's job).
 pub fn may_change(fd: RawFd) -> bool {
+    // Raw: `fd` is a bare number (rustix wants a BorrowedFd), and rustix's
+    // getpgrp panics on the 0 this compares (see clippy.toml).
     // SAFETY: tcgetpgrp and getpgrp only inspect.
     unsafe {
         let fg = libc::tcgetpgrp(fd);
@@ -95,6 +102,7 @@ pub fn ignore_job_signals() {
         libc::SIGTTOU,
         libc::SIGPIPE,
     ] {
+        // Raw: rustix has no safe sigaction.
         // SAFETY: sets a valid signal's disposition to "ignore".
         unsafe {
             libc::signal(s, libc::SIG_IGN);
@@ -106,11 +114,10 @@ pub fn ignore_job_signals() {
 /// shows the executable with its arguments (the watcher's hidden one
 /// names it), and this does nothing.
 pub fn set_name(name: &std::ffi::CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string (cut at 16 bytes).
+    // PR_SET_NAME: names the calling thread (cut at 16 bytes), the main
+    // thread's name being the one `ps` shows.
     #[cfg(target_os = "linux")]
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0);
-    }
+    let _ = rustix::thread::set_name(name);
     #[cfg(not(target_os = "linux"))]
     let _ = name;
 }

@@ -3,7 +3,8 @@
 //! elsewhere and for the portable backend), re-raising a child's signal on
 //! pkit itself, the rusage of reaped descendants, and writing the report to
 //! an inherited fd. rustix has none of signalfd, sigprocmask, raise or
-//! getrusage, so this uses libc.
+//! getrusage, so those use libc (each call says why); the rest goes
+//! through rustix.
 
 use std::fs::File;
 use std::io;
@@ -32,6 +33,8 @@ pub const CAUGHT: [i32; 13] = [
 
 fn caught_set() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
+    // Raw: the C library's signal set (signalfd and sigprocmask take it;
+    // rustix has no safe form of either).
     // SAFETY: sigemptyset initialises the set; sigaddset adds valid numbers.
     unsafe {
         libc::sigemptyset(set.as_mut_ptr());
@@ -47,6 +50,7 @@ fn caught_set() -> libc::sigset_t {
 /// library's spawn resets it before exec).
 pub fn block_caught() -> io::Result<()> {
     let set = caught_set();
+    // Raw: rustix's sigprocmask is only in its unsafe `runtime` module.
     // SAFETY: `set` is initialised; a null old mask is allowed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     if rc != 0 {
@@ -101,6 +105,8 @@ impl Signals {
 
 /// Sends `sig` to one process.
 pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    // Raw: any signal number the user names (real-time ones too): rustix's
+    // Signal is made from such a number only unsafely.
     // SAFETY: kill(2) with plain integers; the caller holds `pid` unreaped.
     if unsafe { libc::kill(pid as libc::pid_t, sig) } < 0 {
         return Err(io::Error::last_os_error());
@@ -110,6 +116,7 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
 
 /// Stops pkit itself (as SIGTSTP would have, had it not been caught).
 pub fn stop_self() {
+    // Raw: raise is a C library call (rustix has none).
     // SAFETY: raise(3) of SIGSTOP on this process.
     unsafe {
         libc::raise(libc::SIGSTOP);
@@ -119,16 +126,19 @@ pub fn stop_self() {
 /// Ends pkit with signal `sig` (as the child ended): no core dump, default
 /// disposition, unblocked, raised. Returns only if that did not end it.
 pub fn reraise(sig: i32) {
-    let no_core = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    // RLIMIT_CORE to 0, so a re-raised SIGSEGV does not dump pkit's core.
+    let no_core = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
     };
+    let _ = setrlimit(Resource::Core, no_core);
     let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
-    // SAFETY: plain calls on initialised data: RLIMIT_CORE to 0 (so a
-    // re-raised SIGSEGV does not dump pkit's core), the default action for
+    // Raw: rustix has no safe sigaction nor sigprocmask, and no raise (a C
+    // library call).
+    // SAFETY: plain calls on initialised data: the default action for
     // `sig`, `sig` unblocked, then raised.
     unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
         libc::signal(sig, libc::SIG_DFL);
         libc::sigemptyset(set.as_mut_ptr());
         libc::sigaddset(set.as_mut_ptr(), sig);
@@ -142,6 +152,7 @@ pub fn reraise(sig: i32) {
 /// and the kernel counts that memory's peak in the program's.
 pub fn own_peak_rss() -> u64 {
     let mut u = MaybeUninit::<libc::rusage>::zeroed();
+    // Raw: rustix has no getrusage.
     // SAFETY: getrusage fills the struct it is given.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) } != 0 {
         return 0;
@@ -154,6 +165,7 @@ pub fn own_peak_rss() -> u64 {
 /// `getrusage(RUSAGE_CHILDREN)`.
 pub fn children_usage() -> Option<ChildUsage> {
     let mut u = MaybeUninit::<libc::rusage>::zeroed();
+    // Raw: rustix has no getrusage.
     // SAFETY: getrusage fills the struct it is given.
     if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, u.as_mut_ptr()) } != 0 {
         return None;
@@ -187,17 +199,18 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<File> {
             "use --json for stderr; stdout is the child's",
         ));
     }
+    // Raw: `fd` may not be open (EBADF is the answer), which a BorrowedFd
+    // for rustix's fcntl may not be.
     // SAFETY: F_GETFD only inspects the fd table.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the fd is open (checked above) and was handed to pkit for
-    // this purpose; nothing else in pkit uses it. Mark it close-on-exec so
-    // the child does not get it.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        Ok(File::from_raw_fd(fd))
-    }
+    // this purpose; nothing else in pkit uses it.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // Close-on-exec, so the child does not get it.
+    let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
+    Ok(file)
 }
 
 /// Whether `pid` is in pkit's own process group.
@@ -207,12 +220,14 @@ pub fn same_pgrp(pid: u32) -> bool {
 
 /// pkit's own process group.
 pub fn own_pgrp() -> i32 {
+    // Raw: rustix's getpgrp panics on a 0 answer (see clippy.toml).
     // SAFETY: getpgrp has no preconditions.
     unsafe { libc::getpgrp() }
 }
 
 /// The process group of `pid`.
 pub fn pgrp_of_pid(pid: u32) -> Option<i32> {
+    // Raw: rustix's getpgid panics on a 0 answer (see clippy.toml).
     // SAFETY: getpgid(2) with a plain integer.
     let pg = unsafe { libc::getpgid(pid as libc::pid_t) };
     (pg > 0).then_some(pg)
@@ -220,24 +235,26 @@ pub fn pgrp_of_pid(pid: u32) -> Option<i32> {
 
 /// The foreground process group of the terminal on stdin, if stdin is one.
 pub fn tty_foreground() -> Option<i32> {
-    // SAFETY: isatty and tcgetpgrp only inspect fd 0.
-    unsafe {
-        if libc::isatty(0) != 1 {
-            return None;
-        }
-        let pg = libc::tcgetpgrp(0);
-        (pg > 0).then_some(pg)
+    use std::os::fd::AsFd;
+    let stdin = io::stdin();
+    if !rustix::termios::isatty(stdin.as_fd()) {
+        return None;
     }
+    // A 0 answer (no foreground group, or one led from outside this pid
+    // namespace) is an error here too.
+    rustix::termios::tcgetpgrp(stdin.as_fd())
+        .ok()
+        .map(|pg| pg.as_raw_nonzero().get())
 }
 
 /// Makes `pgid` the terminal's foreground process group. pkit blocks
 /// SIGTTOU in this thread (every thread but the portable signal receiver,
 /// `sigpipe.rs`), so this works from the background too.
 pub fn set_tty_foreground(pgid: i32) -> io::Result<()> {
-    // SAFETY: tcsetpgrp on fd 0 with a plain integer.
-    if unsafe { libc::tcsetpgrp(0, pgid) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    use std::os::fd::AsFd;
+    let pgid = rustix::process::Pid::from_raw(pgid)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    rustix::termios::tcsetpgrp(io::stdin().as_fd(), pgid)?;
     Ok(())
 }
 
@@ -265,32 +282,21 @@ pub fn state_of(pid: u32) -> Option<char> {
 /// `waitid(WSTOPPED | WNOHANG | WNOWAIT)`, which leaves the stop (and any
 /// exit) to be collected by the child's own waiter.
 fn stopped(pid: u32) -> Option<char> {
-    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-    // SAFETY: waitid(2) on one child of this process, filling a zeroed
-    // siginfo_t we own; WNOWAIT leaves its state to be waited for again.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            info.as_mut_ptr(),
-            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    // SAFETY: zeroed, then filled by the kernel if a child was reported.
-    let info = unsafe { info.assume_init() };
-    // SAFETY: si_pid is the reported child's (0 when none was).
-    let reported = unsafe { info.si_pid() };
-    (rc == 0 && reported == pid as libc::pid_t && info.si_code == libc::CLD_STOPPED).then_some('T')
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
+    // WNOWAIT leaves its state to be waited for again.
+    let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match waitid(WaitId::Pid(pid), options) {
+        Ok(Some(status)) if status.stopped() => Some('T'),
+        _ => None,
+    }
 }
 
 /// Makes pkit the child subreaper of everything it starts: an orphaned
 /// descendant is re-parented to pkit instead of init.
 #[cfg(target_os = "linux")]
 pub fn set_child_subreaper() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     Ok(())
 }
 
@@ -299,18 +305,7 @@ pub fn set_child_subreaper() -> io::Result<()> {
 /// to pkit instead of init.
 #[cfg(target_os = "freebsd")]
 pub fn set_child_subreaper() -> io::Result<()> {
-    // SAFETY: procctl(2) on this process, a command that takes no data.
-    let rc = unsafe {
-        libc::procctl(
-            libc::P_PID,
-            libc::getpid() as libc::id_t,
-            libc::PROC_REAP_ACQUIRE,
-            std::ptr::null_mut(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::process::set_reaper_status(true)?;
     Ok(())
 }
 
@@ -332,6 +327,7 @@ pub fn children() -> Vec<(i32, char, String)> {
     let me = std::process::id() as libc::pid_t;
     for _ in 0..8 {
         let mut size: libc::size_t = 0;
+        // Raw: FreeBSD's process table (sysctl kern.proc): no rustix form.
         // SAFETY: a size query: null buffer, the size written to ours.
         let rc = unsafe {
             libc::sysctl(
@@ -348,6 +344,7 @@ pub fn children() -> Vec<(i32, char, String)> {
         }
         let mut buf: Vec<libc::kinfo_proc> = Vec::with_capacity(size / each + 16);
         let mut len = buf.capacity() * each;
+        // Raw: as above.
         // SAFETY: the buffer has room for `len` bytes of kinfo_proc.
         let rc = unsafe {
             libc::sysctl(
@@ -389,14 +386,18 @@ pub fn children() -> Vec<(i32, char, String)> {
 
 /// Reaps child `pid` if it has exited; true when it was reaped.
 pub fn reap_if_exited(pid: i32) -> bool {
-    let mut status = 0;
-    // SAFETY: waitpid on one specific child of this process, no hang.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+    use rustix::process::{waitpid, Pid, WaitOptions};
+    let Some(pid) = Pid::from_raw(pid) else {
+        return false;
+    };
+    matches!(waitpid(Some(pid), WaitOptions::NOHANG), Ok(Some((p, _))) if p == pid)
 }
 
 /// The size (rows, cols) of the terminal on `fd`, if it is one.
 pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
     let mut ws = MaybeUninit::<libc::winsize>::zeroed();
+    // Raw: `fd` is a number that may not be open (EBADF is the answer),
+    // which a BorrowedFd for rustix's tcgetwinsize may not be.
     // SAFETY: TIOCGWINSZ fills a winsize, which `ws` is; a descriptor that
     // is not a terminal makes it fail.
     let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, ws.as_mut_ptr()) };
