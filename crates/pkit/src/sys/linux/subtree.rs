@@ -78,6 +78,17 @@ pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
     Ok(out)
 }
 
+/// [`pids`], but a cgroup that is gone has no members: the kernel removes
+/// only an empty cgroup, so `dir` having vanished (a process's leaf removed
+/// once it was reaped, between two passes of a kill) means there is nothing
+/// left in it to signal, not an error.
+fn pids_unless_removed(dir: &Path) -> io::Result<Vec<i32>> {
+    match pids(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// Pidfds of the processes in `dir`'s subtree, each checked to name a
 /// member: the listing is read again after the pidfds are opened, and a
 /// pidfd is kept only if its pid is still listed. If the process the pidfd
@@ -98,7 +109,7 @@ type Members = (Vec<(i32, OwnedFd)>, Vec<i32>);
 /// safe while the cgroup is frozen (a frozen member can't exit on its own,
 /// so its number stays its own) and otherwise as safe as any `kill`.
 fn members(dir: &Path) -> io::Result<Members> {
-    let listed = pids(dir)?;
+    let listed = pids_unless_removed(dir)?;
     let mut unpinned = Vec::new();
     let mut fds: Vec<(i32, OwnedFd)> = Vec::new();
     for p in listed {
@@ -114,7 +125,7 @@ fn members(dir: &Path) -> io::Result<Members> {
             Err(_) => unpinned.push(p),
         }
     }
-    let still: HashSet<i32> = pids(dir)?.into_iter().collect();
+    let still: HashSet<i32> = pids_unless_removed(dir)?.into_iter().collect();
     fds.retain(|(p, _)| still.contains(p));
     unpinned.retain(|p| still.contains(p));
     Ok((fds, unpinned))
