@@ -251,7 +251,7 @@ impl Cgroup {
         let thawed = if user_frozen {
             Ok(())
         } else {
-            self.freeze(false)
+            subtree::unless_gone(self.freeze(false), &self.path)
         };
         result.and(thawed)
     }
@@ -275,7 +275,7 @@ impl Cgroup {
         let thawed = if user_frozen {
             Ok(())
         } else {
-            self.freeze(false)
+            subtree::unless_gone(self.freeze(false), &self.path)
         };
         result.map(drop).and(thawed)
     }

@@ -78,6 +78,17 @@ pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
     Ok(out)
 }
 
+/// `result`, but a `NotFound` with the cgroup `dir` gone is no error: the
+/// kernel removes only an empty cgroup (a group's own teardown may remove
+/// it once the members just killed are reaped), so nothing is left in it
+/// to thaw or signal.
+pub(crate) fn unless_gone(result: io::Result<()>, dir: &Path) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => Ok(()),
+        other => other,
+    }
+}
+
 /// [`pids`], but a cgroup that is gone has no members: the kernel removes
 /// only an empty cgroup, so `dir` having vanished (a process's leaf removed
 /// once it was reaped, between two passes of a kill) means there is nothing
