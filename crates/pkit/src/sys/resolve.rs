@@ -141,23 +141,21 @@ enum Check {
 }
 
 #[cfg(unix)]
+/// Whether `path` is a regular file this process may execute: the
+/// [`check_named`] look at its type and mode, then `access` for what only
+/// the kernel can judge (owner and group, ACLs, a `noexec` mount).
 fn check(path: &Path) -> Check {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => {
-            if rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok() {
-                Check::Executable
-            } else {
-                Check::NotExecutable
-            }
+    match check_named(path) {
+        Check::Executable if rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_err() => {
+            Check::NotExecutable
         }
-        Ok(_) => Check::NotExecutable,
-        Err(_) => Check::Missing,
+        other => other,
     }
 }
 
 #[cfg(unix)]
 /// [`check`] for a program named by its path, with one `statx` and no
-/// `access`: a missing file, a directory and a file without any exec bit
+/// `access` (`check` is this plus `access`): a missing file, a directory and a file without any exec bit
 /// are refused here as `check` refuses them (no exec bit at all refuses
 /// every user, root included). A regular file with an exec bit is left to
 /// `execve`, which refuses what `access` would have (another user's
