@@ -242,18 +242,7 @@ impl Cgroup {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
-        if !user_frozen {
-            // An error is no reason to skip the kill; the thaw below undoes
-            // a half-done freeze.
-            let _ = self.freeze(true);
-        }
-        let result = subtree::kill_members(&self.path);
-        let thawed = if user_frozen {
-            Ok(())
-        } else {
-            subtree::unless_gone(self.freeze(false), &self.path)
-        };
-        result.and(thawed)
+        self.while_frozen(user_frozen, || subtree::kill_members(&self.path))
     }
 
     /// Sends `sig` to every process in the cgroup and below it, each
@@ -268,16 +257,33 @@ impl Cgroup {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
-        if !user_frozen {
-            let _ = self.freeze(true);
+        self.while_frozen(user_frozen, || {
+            subtree::signal_members(&self.path, sig).map(drop)
+        })
+    }
+
+    /// Runs `pass` (a signal pass over the members) with the cgroup frozen,
+    /// then thaws it, unless `user_frozen` (frozen already, and it stays
+    /// so). A failed freeze is no reason to skip the pass; the thaw undoes
+    /// a half-done one. A thaw that finds the directory gone is no error:
+    /// the kernel removes only an empty cgroup (the group's own teardown
+    /// may, once the members just killed are reaped), so nothing is left
+    /// frozen. The pass's error comes first.
+    fn while_frozen(
+        &self,
+        user_frozen: bool,
+        pass: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        if user_frozen {
+            return pass();
         }
-        let result = subtree::signal_members(&self.path, sig);
-        let thawed = if user_frozen {
-            Ok(())
-        } else {
-            subtree::unless_gone(self.freeze(false), &self.path)
+        let _ = self.freeze(true);
+        let result = pass();
+        let thawed = match self.freeze(false) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.path.exists() => Ok(()),
+            other => other,
         };
-        result.map(drop).and(thawed)
+        result.and(thawed)
     }
 
     /// Freezes (`true`) or thaws the cgroup and waits for the kernel to

@@ -68,36 +68,20 @@ fn procs_in(dir: &Path) -> io::Result<Vec<i32>> {
     Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
 
-/// The pids in `dir` and every cgroup below it. An error reading `dir`
-/// itself is reported; a sub-cgroup that vanishes meanwhile is skipped.
+/// The pids in `dir` and every cgroup below it. A cgroup that is gone,
+/// `dir` or one below it, has no members: the kernel removes only an empty
+/// cgroup (a reaped process's leaf, a group torn down between two passes
+/// of a kill). Any other error reading `dir` itself is reported; a
+/// sub-cgroup's is skipped.
 pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
-    let mut out = procs_in(dir)?;
+    let mut out = match procs_in(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        other => other?,
+    };
     for sub in descendants(dir) {
         out.extend(procs_in(&sub).unwrap_or_default());
     }
     Ok(out)
-}
-
-/// `result`, but a `NotFound` with the cgroup `dir` gone is no error: the
-/// kernel removes only an empty cgroup (a group's own teardown may remove
-/// it once the members just killed are reaped), so nothing is left in it
-/// to thaw or signal.
-pub(crate) fn unless_gone(result: io::Result<()>, dir: &Path) -> io::Result<()> {
-    match result {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => Ok(()),
-        other => other,
-    }
-}
-
-/// [`pids`], but a cgroup that is gone has no members: the kernel removes
-/// only an empty cgroup, so `dir` having vanished (a process's leaf removed
-/// once it was reaped, between two passes of a kill) means there is nothing
-/// left in it to signal, not an error.
-fn pids_unless_removed(dir: &Path) -> io::Result<Vec<i32>> {
-    match pids(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        other => other,
-    }
 }
 
 /// Pidfds of the processes in `dir`'s subtree, each checked to name a
@@ -120,7 +104,7 @@ type Members = (Vec<(i32, OwnedFd)>, Vec<i32>);
 /// safe while the cgroup is frozen (a frozen member can't exit on its own,
 /// so its number stays its own) and otherwise as safe as any `kill`.
 fn members(dir: &Path) -> io::Result<Members> {
-    let listed = pids_unless_removed(dir)?;
+    let listed = pids(dir)?;
     let mut unpinned = Vec::new();
     let mut fds: Vec<(i32, OwnedFd)> = Vec::new();
     for p in listed {
@@ -136,7 +120,7 @@ fn members(dir: &Path) -> io::Result<Members> {
             Err(_) => unpinned.push(p),
         }
     }
-    let still: HashSet<i32> = pids_unless_removed(dir)?.into_iter().collect();
+    let still: HashSet<i32> = pids(dir)?.into_iter().collect();
     fds.retain(|(p, _)| still.contains(p));
     unpinned.retain(|p| still.contains(p));
     Ok((fds, unpinned))
