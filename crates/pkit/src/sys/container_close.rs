@@ -22,13 +22,7 @@ impl Container {
     #[cfg(target_os = "linux")]
     fn retire(&self, cg: &Cgroup) -> bool {
         let mut link = self.guard_link();
-        let ticket = match std::mem::replace(&mut *link, GuardLink::Released) {
-            GuardLink::On(ticket) => Some(ticket),
-            other => {
-                *link = other;
-                None
-            }
-        };
+        let ticket = take_ticket(&mut link);
         match cg.retire_if_empty(ticket) {
             Ok(left) => {
                 // Pooled: the spare keeps the registration. Removed: done.
@@ -53,21 +47,15 @@ impl Container {
     /// killed before that leaves them to its guard, never behind.
     #[cfg(target_os = "linux")]
     fn unregister_when_removed(&self) -> Option<AfterRemoval> {
-        let mut link = self.guard_link();
-        match std::mem::replace(&mut *link, GuardLink::Released) {
-            // The guard is looked up when called: a child forked without
-            // `exec` that ends up running this must not write to its
-            // parent's guard.
-            GuardLink::On(ticket) => Some(Box::new(move || {
-                if let Ok(g) = guard::get() {
-                    g.unregister(ticket);
-                }
-            })),
-            other => {
-                *link = other;
-                None
+        // The guard is looked up when called: a child forked without
+        // `exec` that ends up running this must not write to its parent's
+        // guard.
+        let ticket = take_ticket(&mut self.guard_link())?;
+        Some(Box::new(move || {
+            if let Ok(g) = guard::get() {
+                g.unregister(ticket);
             }
-        }
+        }))
     }
 
     /// Kills the tree, waits (asynchronously) until it is gone, and removes
@@ -184,5 +172,18 @@ impl Drop for Container {
         // field) is released.
         self.teardown_now();
         self.release_guard();
+    }
+}
+
+/// Takes a guard registration out of `link` (which then says released);
+/// `None`, `link` untouched, when it has none.
+#[cfg(target_os = "linux")]
+fn take_ticket(link: &mut GuardLink) -> Option<guard::Ticket> {
+    match std::mem::replace(link, GuardLink::Released) {
+        GuardLink::On(ticket) => Some(ticket),
+        other => {
+            *link = other;
+            None
+        }
     }
 }
