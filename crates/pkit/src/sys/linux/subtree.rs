@@ -126,20 +126,6 @@ fn members(dir: &Path) -> io::Result<Members> {
     Ok((fds, unpinned))
 }
 
-/// Signals a member that could not be pinned with a pidfd, by number.
-fn signal_unpinned(pid: i32, sig: i32) -> io::Result<()> {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return Ok(());
-    };
-    let Some(sig) = rustix::process::Signal::from_named_raw(sig) else {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    };
-    match rustix::process::kill_process(p, sig) {
-        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Sends `sig` to every member of `dir`'s subtree through verified pidfds
 /// (see [`member_pidfds`]). Every member is tried; the first error is
 /// reported after. Returns the pids signalled.
@@ -156,7 +142,7 @@ pub(crate) fn signal_members(dir: &Path, sig: i32) -> io::Result<Vec<i32>> {
         }
     }
     for pid in unpinned {
-        match signal_unpinned(pid, sig) {
+        match crate::sys::unix::pgroup::kill(pid, sig) {
             Ok(()) => done.push(pid),
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -186,7 +172,7 @@ pub(crate) fn kill_members(dir: &Path) -> io::Result<()> {
             break;
         }
         for pid in fresh_unpinned {
-            if let Err(e) = signal_unpinned(pid, libc::SIGKILL) {
+            if let Err(e) = crate::sys::unix::pgroup::kill(pid, libc::SIGKILL) {
                 first_err.get_or_insert(e);
             }
             killed.insert(pid);
