@@ -498,11 +498,7 @@ mod tests {
     /// registered process group.
     #[test]
     fn a_burst_of_registrations_stays_framed_and_eof_kills() {
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("300")
-            .process_group(0)
-            .spawn()
-            .expect("sleep");
+        let mut sleeper = crate::sys::guard::tests::sleeper();
         let pgid = sleeper.id() as i32;
         let g = start().expect("the portable guard");
         assert!(matches!(g.started, Started::PortableExec));

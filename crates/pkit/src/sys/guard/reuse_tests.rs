@@ -4,7 +4,7 @@
 //! pid namespace of our own, a number truly handed to a stranger after our
 //! leader was reaped.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,16 +12,8 @@ use super::owner::Guard;
 use super::portable::start;
 use super::portable_process::spares;
 use super::start_time::birth;
+use super::tests::{sleeper, wait_gone};
 use super::wire::{Slot, OP_PGROUP};
-
-/// A `sleep` leading a process group of its own.
-fn sleeper() -> Child {
-    Command::new("sleep")
-        .arg("300")
-        .process_group(0)
-        .spawn()
-        .expect("sleep")
-}
 
 /// This process's session, as the owner registers it.
 fn own_session() -> i32 {
@@ -30,30 +22,12 @@ fn own_session() -> i32 {
     unsafe { libc::getsid(0) }
 }
 
-/// Whether process `pid` is gone or a zombie (the guard, not our child,
-/// may be left a zombie when this process is a pid namespace's init).
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(t) => matches!(
-            t[t.rfind(')').map_or(0, |i| i + 1)..]
-                .split_whitespace()
-                .next(),
-            Some("Z" | "X")
-        ),
-    }
-}
-
 /// Closes the owner's end of guard `g` (to the guard, the owner died) and
 /// waits until the guard is gone: it has acted.
 fn owner_dies(g: Guard) {
     let pid = g.pid;
     drop(g);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gone(pid) {
-        assert!(Instant::now() < deadline, "the guard did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_gone(pid as u32), "the guard did not exit");
 }
 
 /// Whether `child` was SIGKILLed (waiting up to 10 s); kills it if not.
@@ -137,11 +111,7 @@ fn the_guards_decision_on_real_processes() {
     // Our own unreaped child.
     let child = rustix::process::Pid::from_raw(pid).expect("a child pid");
     let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gone(pid) {
-        assert!(Instant::now() < deadline, "the leader did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_gone(pid as u32), "the leader did not exit");
     assert!(!spares(&slot(session, real)), "our leader's zombie is ours");
     let _ = leader.wait();
     // Reaped: (for now) the number names no process.

@@ -248,7 +248,6 @@ pub(super) fn birth(_pid: i32) -> Option<Birth> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use std::os::unix::process::CommandExt;
 
     #[test]
     fn parse_stat_reads_fields_4_and_22_after_the_comm() {
@@ -290,11 +289,7 @@ mod tests {
     /// after ours; once reaped its number names nothing (or another).
     #[test]
     fn a_childs_birth_is_read_and_stable() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("300")
-            .process_group(0)
-            .spawn()
-            .expect("sleep");
+        let mut child = crate::sys::guard::tests::sleeper();
         let pid = child.id() as i32;
         let ours = birth(std::process::id() as i32).expect("our own birth");
         let b = birth(pid).expect("the child's birth");

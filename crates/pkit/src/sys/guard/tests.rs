@@ -11,6 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Whether process `pid` is gone or a zombie (the guard, not our child,
+/// may be left a zombie when this process is a pid namespace's init).
 fn gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
@@ -23,7 +25,17 @@ fn gone(pid: u32) -> bool {
     }
 }
 
-fn wait_gone(pid: u32) -> bool {
+/// A `sleep` leading a process group of its own.
+pub(super) fn sleeper() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .expect("sleep")
+}
+
+/// Whether process `pid` is gone (or a zombie) within 10 s.
+pub(super) fn wait_gone(pid: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if gone(pid) {
