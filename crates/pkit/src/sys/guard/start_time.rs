@@ -39,12 +39,12 @@ pub(super) fn birth(pid: i32) -> Option<Birth> {
         return None;
     }
     let mut path = [0u8; 32];
-    stat_path(pid as u32, &mut path);
+    let path = crate::sys::linux::procfs::format_pid_stat(pid, &mut path);
     let mut buf = [0u8; 1024];
-    // SAFETY: `path` is NUL-terminated (`stat_path`); every read goes into
-    // the rest of our own buffer, whose remaining length is passed.
+    // SAFETY: `path` is a C string; every read goes into the rest of our
+    // own buffer, whose remaining length is passed.
     let len = unsafe {
-        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if fd < 0 {
             return None;
         }
@@ -61,30 +61,6 @@ pub(super) fn birth(pid: i32) -> Option<Birth> {
         got
     };
     parse_stat(&buf[..len])
-}
-
-/// Writes `/proc/<pid>/stat` and a NUL into `path`.
-#[cfg(target_os = "linux")]
-fn stat_path(pid: u32, path: &mut [u8; 32]) {
-    let mut n = 0;
-    let mut put = |b: u8| {
-        path[n] = b;
-        n += 1;
-    };
-    b"/proc/".iter().for_each(|&b| put(b));
-    let mut digits = [0u8; 10];
-    let mut d = 0;
-    let mut v = pid;
-    loop {
-        digits[d] = b'0' + (v % 10) as u8;
-        d += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    digits[..d].iter().rev().for_each(|&b| put(b));
-    b"/stat\0".iter().for_each(|&b| put(b));
 }
 
 /// Fields 4 (ppid) and 22 (starttime) of a `/proc/<pid>/stat` text: the
@@ -270,19 +246,6 @@ mod tests {
         assert_eq!(parse_stat(zero.as_bytes()), None, "0 is no start time");
         let bad = "7 (x) S 9 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 1x 1";
         assert_eq!(parse_stat(bad.as_bytes()), None);
-    }
-
-    #[test]
-    fn stat_path_spells_the_number() {
-        for (pid, want) in [
-            (1, "/proc/1/stat\0"),
-            (4194304, "/proc/4194304/stat\0"),
-            (u32::MAX, "/proc/4294967295/stat\0"),
-        ] {
-            let mut path = [0u8; 32];
-            stat_path(pid, &mut path);
-            assert_eq!(&path[..want.len()], want.as_bytes());
-        }
     }
 
     /// A real child: its parent is us, its start time is stable and at or

@@ -37,8 +37,10 @@ pub(crate) fn stat(pid: i32) -> io::Result<(char, i32)> {
     Ok((state as char, pgrp))
 }
 
-/// `/proc/<pid>/stat` as a C string in `buf`, without allocating.
-fn format_pid_stat(pid: i32, buf: &mut [u8; 32]) -> &std::ffi::CStr {
+/// `/proc/<pid>/stat` as a C string in `buf`, without allocating or
+/// locking (the portable guard's async-signal-safe loop spells its path
+/// with it too).
+pub(crate) fn format_pid_stat(pid: i32, buf: &mut [u8; 32]) -> &std::ffi::CStr {
     let mut digits = [0u8; 12];
     let mut n = pid.unsigned_abs();
     let mut len = 0;
@@ -206,6 +208,10 @@ mod tests {
         assert_eq!(
             format_pid_stat(4194304, &mut buf).to_bytes(),
             b"/proc/4194304/stat"
+        );
+        assert_eq!(
+            format_pid_stat(i32::MAX, &mut buf).to_bytes(),
+            b"/proc/2147483647/stat"
         );
         assert!(stat(i32::MAX).is_err());
     }
