@@ -184,7 +184,7 @@ const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// again (groups made meanwhile are unguarded and say why). Before, the
 /// first failure was kept for the life of the process.
 struct Slot {
-    started: OnceLock<Result<Guard, String>>,
+    started: OnceLock<Guard>,
     failed: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
@@ -202,12 +202,12 @@ impl Slot {
         &'static self,
         start: impl FnOnce() -> Result<Guard, String>,
     ) -> Result<&'static Guard, String> {
-        if let Some(r) = self.started.get() {
-            return owned(r);
+        if let Some(g) = self.started.get() {
+            return owned(g);
         }
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = self.started.get() {
-            return owned(r);
+        if let Some(g) = self.started.get() {
+            return owned(g);
         }
         if let Some((at, why)) = &*failed {
             if at.elapsed() < RETRY_AFTER {
@@ -219,9 +219,9 @@ impl Slot {
                 *failed = Some((std::time::Instant::now(), why.clone()));
                 Err(why)
             }
-            ok => {
+            Ok(g) => {
                 *failed = None;
-                owned(self.started.get_or_init(|| ok))
+                owned(self.started.get_or_init(|| g))
             }
         }
     }
@@ -229,7 +229,7 @@ impl Slot {
     /// The guard, or why the last start failed; `None` before any start.
     fn get(&self) -> Option<Result<&Guard, String>> {
         match self.started.get() {
-            Some(r) => Some(r.as_ref().map_err(Clone::clone)),
+            Some(g) => Some(Ok(g)),
             None => self
                 .failed
                 .lock()
@@ -325,17 +325,15 @@ fn announce(r: Result<Guard, String>) -> Result<Guard, String> {
 }
 
 /// The guard, if this process is the one that started it.
-fn owned(r: &'static Result<Guard, String>) -> Result<&'static Guard, String> {
-    r.as_ref().map_err(Clone::clone).and_then(|g| {
-        if g.owner == wire::current_pid() {
-            Ok(g)
-        } else {
-            Err(format!(
-                "this process is a fork of pkit process {} and can't share its owner-death guard",
-                g.owner
-            ))
-        }
-    })
+fn owned(g: &'static Guard) -> Result<&'static Guard, String> {
+    if g.owner == wire::current_pid() {
+        Ok(g)
+    } else {
+        Err(format!(
+            "this process is a fork of pkit process {} and can't share its owner-death guard",
+            g.owner
+        ))
+    }
 }
 
 /// This process's guard, started on first use. `Err` says why there is
