@@ -253,7 +253,8 @@ pub(crate) fn get_for(portable: bool) -> Result<&'static Guard, String> {
 
 /// This process's guard, started on first use: on Linux the one for
 /// cgroups and pidfd-held process groups, elsewhere the portable one.
-/// `Err` says why there is none (logged once as a warning).
+/// `Err` says why there is none (each failed start is logged as a
+/// warning; one is tried at most every [`RETRY_AFTER`]).
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn get() -> Result<&'static Guard, String> {
     get_for(true)
@@ -337,7 +338,8 @@ fn owned(g: &'static Guard) -> Result<&'static Guard, String> {
 }
 
 /// This process's guard, started on first use. `Err` says why there is
-/// none (logged once as a warning).
+/// none (each failed start is logged as a warning; one is tried at most
+/// every [`RETRY_AFTER`]).
 #[cfg(target_os = "linux")]
 pub(crate) fn get() -> Result<&'static Guard, String> {
     GUARD.get_or_start(start::start)
