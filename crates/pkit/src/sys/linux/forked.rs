@@ -35,7 +35,7 @@ pub(crate) fn spawn_forked(
     drop(write);
     // As in spawn_joining: never name the child by number.
     let pidfd = cloned_pidfd(clone_err, pidfd)?;
-    let code = read_words(read.as_fd()).first().copied().unwrap_or(0);
+    let code = read_words(read.as_fd()).next().unwrap_or(0);
     finish_code(pid, pidfd, code)
 }
 
@@ -179,8 +179,9 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     }
 }
 
-/// The 4-byte words written to a report pipe (non-blocking; all written).
-fn read_words(fd: std::os::fd::BorrowedFd<'_>) -> Vec<i32> {
+/// The 4-byte words written to a report pipe (non-blocking; all written),
+/// without allocating (it runs on every forked spawn).
+fn read_words(fd: std::os::fd::BorrowedFd<'_>) -> impl Iterator<Item = i32> {
     let mut buf = [0u8; 16];
     let mut got = 0;
     while got < buf.len() {
@@ -191,8 +192,9 @@ fn read_words(fd: std::os::fd::BorrowedFd<'_>) -> Vec<i32> {
             Err(_) => break,
         }
     }
-    buf[..got - got % 4]
-        .chunks_exact(4)
-        .map(|w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
-        .collect()
+    let mut words = [0i32; 4];
+    for (word, w) in words.iter_mut().zip(buf.chunks_exact(4)) {
+        *word = i32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+    }
+    words.into_iter().take(got / 4)
 }
