@@ -5,10 +5,12 @@
 //! The owner reads it once, at registration, while the leader is its
 //! unreaped child; the guard reads it again before each kill, in its
 //! async-signal-safe loop. So every reader here makes raw system calls on
-//! stack buffers only: no allocation, no locks, no panics.
+//! stack buffers only: no allocation, no locks, no panics (as do the two
+//! helpers it shares with the owner's side: `procfs::format_pid_stat` for
+//! the Linux path's name, `ptable::info` for macOS's `proc_pidinfo`).
 //!
 //! Raw: every libc call in this file stays raw on purpose (the guard's
-//! async-signal-safe loop; rustix has no `proc_pidinfo` nor `kinfo_proc`).
+//! async-signal-safe loop; rustix has no `kinfo_proc`).
 //!
 //! The unit is each system's own, only ever compared with itself:
 //! - Linux: `/proc/<pid>/stat` field 22, clock ticks (1/100 s) since boot
@@ -106,28 +108,10 @@ fn interrupted() -> bool {
 /// (one system call), no allocation.
 #[cfg(target_os = "macos")]
 pub(super) fn birth(pid: i32) -> Option<Birth> {
-    use std::mem::{size_of, MaybeUninit};
     if pid <= 0 {
         return None;
     }
-    let mut info = MaybeUninit::<libc::proc_bsdinfo>::zeroed();
-    let size = size_of::<libc::proc_bsdinfo>() as libc::c_int;
-    // SAFETY: proc_pidinfo writes at most `size` bytes into our buffer.
-    let n = unsafe {
-        libc::proc_pidinfo(
-            pid,
-            libc::PROC_PIDTBSDINFO,
-            0,
-            info.as_mut_ptr().cast(),
-            size,
-        )
-    };
-    if n != size {
-        return None;
-    }
-    // SAFETY: filled whole (the call answered with its size), and zeroed
-    // before: every field is plain data.
-    let info = unsafe { info.assume_init() };
+    let info = crate::sys::unix::ptable::info(pid)?;
     let time = info
         .pbi_start_tvsec
         .wrapping_mul(1_000_000)

@@ -46,7 +46,9 @@ mod imp {
     use super::*;
 
     /// `proc_pidinfo(PROC_PIDTBSDINFO)`; `None` once the process is gone.
-    fn info(pid: i32) -> Option<libc::proc_bsdinfo> {
+    /// One system call into a stack buffer, no allocation: the portable
+    /// guard's async-signal-safe loop reads a leader's start time with it.
+    pub(crate) fn info(pid: i32) -> Option<libc::proc_bsdinfo> {
         let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::zeroed();
         let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
         // Raw: macOS's process table: no rustix form.
@@ -212,6 +214,8 @@ mod imp {
     }
 }
 
+#[cfg(target_os = "macos")]
+pub(crate) use imp::info;
 pub(crate) use imp::{comm, pgid_of};
 
 /// The live (non-zombie) members of process group `pgid`.
