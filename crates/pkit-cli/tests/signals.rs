@@ -460,9 +460,9 @@ fn the_portable_backend_reads_signals_through_the_self_pipe() {
     }
 }
 
-/// A flood of signals (more than the self-pipe holds as records) does not
-/// make pkit lose a kind: the SIGTERM sent after 20000 SIGWINCHes reaches
-/// the program. (Pending signals of one kind may coalesce, as the kernel
+/// A flood of signals (15000: 3000 each of five kinds, more than a pipe
+/// would hold as one record per signal) does not make pkit lose a kind:
+/// the SIGTERM sent after them reaches the program. (Pending signals of one kind may coalesce, as the kernel
 /// does with a blocked one.) pkit's run loop is held up meanwhile: with
 /// -v it writes a line per forwarded signal to a stderr nobody reads yet.
 /// Run with the self-pipe (portable) and with the signalfd.
@@ -517,10 +517,10 @@ fn a_term_after_a_flood_of_winch_is_not_lost() {
         };
         let text = drain.join().unwrap();
         std::fs::remove_file(&ready).unwrap();
-        let winches = text.matches("sending SIG").count();
-        eprintln!("{m}: {winches} signals forwarded");
+        let forwarded = text.matches("sending SIG").count();
+        eprintln!("{m}: {forwarded} signals forwarded");
         let status =
-            status.unwrap_or_else(|| panic!("{m}: SIGTERM lost (after {winches} forwarded)"));
+            status.unwrap_or_else(|| panic!("{m}: SIGTERM lost (after {forwarded} forwarded)"));
         assert_eq!(status.code(), Some(3), "{m}: {status:?}");
         assert!(text.contains("sending SIGTERM"), "{m}");
     }
