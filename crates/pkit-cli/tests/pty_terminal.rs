@@ -219,9 +219,9 @@ fn a_stopped_pkit_gives_the_terminal_back_and_takes_it_again_on_fg() {
 /// is typed reaches cat, and Ctrl-D (its end of file) ends it.
 #[test]
 fn after_bg_and_fg_typing_and_ctrl_d_still_reach_the_program() {
-    let driver = r#"
-import os, pty, signal, sys, termios, time, select
-signal.alarm(60)
+    let driver = [
+        PY_PTY_DRIVER,
+        r#"
 pid, fd = pty.fork()
 if pid == 0:
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)
@@ -252,43 +252,15 @@ if pid == 0:
         _, st = os.waitpid(job, 0)
     print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
     os._exit(0)
-job = None
-def fail(why):
-    # The tiny shell's session, and the job (pkit) in its own group.
-    sys.stdout.write("FAIL %s; got %r\n" % (why, out))
-    sys.stdout.flush()
-    if job:
-        os.killpg(job, signal.SIGKILL)
-    os.killpg(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    os._exit(3)
-def on_alarm(*_):
-    fail("the 60 s deadline")
-signal.signal(signal.SIGALRM, on_alarm)
-out = b""
-def read_until(needle, count=1, secs=20):
-    global out
-    end = time.time() + secs
-    while out.count(needle) < count:
-        left = end - time.time()
-        if left <= 0:
-            fail("waiting for %r" % needle)
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            try:
-                out += os.read(fd, 4096)
-            except OSError:
-                fail("end of the terminal waiting for %r" % needle)
 def raw():
     return termios.tcgetattr(fd)[3] & termios.ICANON == 0
 def wait_raw(want):
     end = time.time() + 20
     while raw() != want:
         if time.time() > end:
-            fail("the terminal never raw=%s" % want)
+            give_up("the terminal never raw=%s" % want)
         time.sleep(0.01)
-read_until(b";")
-job = int(out.split(b"job=")[1].split(b";")[0])
+read_job()
 wait_raw(True)
 os.write(fd, b"one\r")
 # The program's terminal's echo, then cat's copy.
@@ -310,10 +282,12 @@ os.write(fd, b"\x04")
 read_until(b"job-status=0")
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
-"#;
+"#,
+    ]
+    .concat();
     for m in PTY_MECHANISMS {
         let out = std::process::Command::new("python3")
-            .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+            .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
             .stdin(Stdio::null())
             .output()

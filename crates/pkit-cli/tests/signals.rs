@@ -253,36 +253,12 @@ fn fg_after_a_stop_continues_the_program_once() {
 /// its prompt back) and SIGCONT to the job (what `fg` sends) resumes it.
 #[test]
 fn a_repl_survives_ctrl_c_and_ctrl_z_from_a_terminal() {
-    let driver = r#"
-import os, pty, signal, sys, time, select
+    let driver = [
+        PY_PTY_DRIVER,
+        r#"
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
-out = b""
-def give_up(why):
-    # pkit leads the terminal's session and process group: all of it goes
-    # (what pkit runs in a group of its own goes with pkit, by its guard).
-    sys.stdout.write("TIMEOUT %s; got %r\n" % (why, out))
-    sys.stdout.flush()
-    os.killpg(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    os._exit(3)
-# A deadline for the whole driver: no wait below can hang the test.
-signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
-signal.alarm(90)
-def read_until(needle, secs=20):
-    global out
-    end = time.time() + secs
-    while needle not in out:
-        left = end - time.time()
-        if left <= 0:
-            give_up("waiting for %r" % needle)
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            try:
-                out += os.read(fd, 4096)
-            except OSError:
-                break
 read_until(b">>> ")
 os.write(fd, b"import time\n")
 read_until(b">>> ")
@@ -303,7 +279,9 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
     out.count(b"KeyboardInterrupt"), stopped,
     os.waitstatus_to_exitcode(status), out.count(b"sending SIGINT")))
-"#;
+"#,
+    ]
+    .concat();
     // portable: the signal self-pipe and, for Ctrl-Z, the stop seen
     // through waitid (what macOS and the BSDs run) instead of /proc.
     for (m, extra) in [
@@ -313,7 +291,7 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
         ("cgroup", Some("--foreground")),
     ] {
         let out = std::process::Command::new("python3")
-            .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+            .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "-v", "--mechanism", m])
             .args(extra)
             .args(["--", "python3", "-q", "-i"])
@@ -338,8 +316,9 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
 /// and the REPL gets the terminal.
 #[test]
 fn a_background_repl_stops_with_its_job_and_fg_resumes_it() {
-    let driver = r#"
-import os, pty, signal, sys, time, select
+    let driver = [
+        PY_PTY_DRIVER,
+        r#"
 pid, fd = pty.fork()
 if pid == 0:
     # A tiny shell with job control: run pkit as a background job.
@@ -361,32 +340,7 @@ if pid == 0:
     _, status = os.waitpid(job, 0)
     print("job-status=%d" % os.waitstatus_to_exitcode(status), flush=True)
     os._exit(0)
-out = b""
-def give_up(why):
-    # The tiny shell's session, and the job (pkit) in its own group.
-    sys.stdout.write("TIMEOUT %s; got %r\n" % (why, out))
-    sys.stdout.flush()
-    if b"job=" in out:
-        os.killpg(int(out.split(b"job=")[1].split(b";")[0]), signal.SIGKILL)
-    os.killpg(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    os._exit(3)
-# A deadline for the whole driver: no wait below can hang the test.
-signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
-signal.alarm(90)
-def read_until(needle, secs=20):
-    global out
-    end = time.time() + secs
-    while needle not in out:
-        left = end - time.time()
-        if left <= 0:
-            give_up("waiting for %r" % needle)
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            try:
-                out += os.read(fd, 4096)
-            except OSError:
-                break
+read_job()
 read_until(b"job-stopped=1")
 read_until(b">>> ")
 os.write(fd, b"print(6 * 7)\n")
@@ -395,11 +349,13 @@ os.write(fd, b"raise SystemExit(5)\n")
 read_until(b"job-status=5")
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
-"#;
+"#,
+    ]
+    .concat();
     // portable: the self-pipe and waitid's stop, as macOS and the BSDs.
     for m in ["pgroup", "portable"] {
         let out = std::process::Command::new("python3")
-            .args(["-c", driver, env!("CARGO_BIN_EXE_pkit")])
+            .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "-q", "--mechanism", m, "--", "python3", "-q", "-i"])
             .env("PYTHONSTARTUP", "")
             .output()

@@ -11,6 +11,47 @@ use std::time::{Duration, Instant};
 
 pub const MECHANISMS: [&str; 3] = ["cgroup", "pgroup", "portable"];
 
+/// The start of a Python driver that runs pkit (its `argv[1:]`) on a
+/// terminal of its own: it defines `out` (what the terminal showed),
+/// `read_until(needle, count=1, secs=20)`, `give_up(why)` (kills the
+/// terminal's session and, once `read_job()` has read a tiny shell's
+/// `job=N;` line, the job's process group, then exits 3) and a 90 s
+/// deadline for the whole driver. The driver goes on with
+/// `pid, fd = pty.fork()`; `pid` and `fd` are read when these run.
+pub const PY_PTY_DRIVER: &str = r#"
+import os, pty, select, signal, sys, termios, time
+out = b""
+job = None
+def give_up(why):
+    sys.stdout.write("FAIL %s; got %r\n" % (why, out))
+    sys.stdout.flush()
+    if job:
+        os.killpg(job, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os._exit(3)
+def read_until(needle, count=1, secs=20):
+    global out
+    end = time.time() + secs
+    while out.count(needle) < count:
+        left = end - time.time()
+        if left <= 0:
+            give_up("waiting for %r" % needle)
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                give_up("the end of the terminal, waiting for %r" % needle)
+def read_job():
+    global job
+    read_until(b";")
+    job = int(out.split(b"job=")[1].split(b";")[0])
+# (An alarm is not inherited by a fork: only the driver gets it.)
+signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
+signal.alarm(90)
+"#;
+
 pub fn pkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pkit"))
 }
