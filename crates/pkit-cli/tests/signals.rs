@@ -14,16 +14,22 @@ use std::time::Duration;
 
 use common::*;
 
+/// A `sh -c` script that sets `traps`, writes `up` to `ready` once they
+/// are set, and loops until a trap ends it.
+fn trap_loop(traps: &str, ready: &std::path::Path) -> String {
+    format!(
+        "{traps}; echo up > {}; while :; do sleep 0.05; done",
+        ready.display()
+    )
+}
+
 #[test]
 fn term_reaches_the_programs_trap_and_its_exit_is_pkits() {
     for m in MECHANISMS {
         let ready = temp_path("ready");
         let mut child = pkit()
             .args(["run", "-q", "--mechanism", m, "--", "sh", "-c"])
-            .arg(format!(
-                "trap 'echo got TERM; exit 0' TERM; echo up > {}; while :; do sleep 0.05; done",
-                ready.display()
-            ))
+            .arg(trap_loop("trap 'echo got TERM; exit 0' TERM", &ready))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -389,10 +395,7 @@ fn the_portable_backend_reads_signals_through_the_self_pipe() {
         cmd.args(["run", "-q"])
             .args(flags)
             .args(["--", "sh", "-c"])
-            .arg(format!(
-                "trap 'exit 3' TERM; echo up > {}; while :; do sleep 0.05; done",
-                ready.display()
-            ))
+            .arg(trap_loop("trap 'exit 3' TERM", &ready))
             .stdin(Stdio::null())
             .env_remove("PKIT_MECHANISM");
         if let Some(v) = env {
@@ -418,20 +421,20 @@ fn the_portable_backend_reads_signals_through_the_self_pipe() {
 
 /// A flood of signals (15000: 3000 each of five kinds, more than a pipe
 /// would hold as one record per signal) does not make pkit lose a kind:
-/// the SIGTERM sent after them reaches the program. (Pending signals of one kind may coalesce, as the kernel
-/// does with a blocked one.) pkit's run loop is held up meanwhile: with
-/// -v it writes a line per forwarded signal to a stderr nobody reads yet.
-/// Run with the self-pipe (portable) and with the signalfd.
+/// the SIGTERM sent after them reaches the program. (Pending signals of
+/// one kind may coalesce, as the kernel does with a blocked one.) pkit's
+/// run loop is held up meanwhile: with -v it writes a line per forwarded
+/// signal to a stderr nobody reads yet. Run with the self-pipe (portable)
+/// and with the signalfd.
 #[test]
 fn a_term_after_a_flood_of_winch_is_not_lost() {
     for m in MECHANISMS {
         let ready = temp_path("ready");
         let mut child = pkit()
             .args(["run", "-v", "--mechanism", m, "--", "sh", "-c"])
-            .arg(format!(
-                "trap 'exit 3' TERM; trap '' USR1 USR2 ALRM; echo up > {}; \
-                 while :; do sleep 0.05; done",
-                ready.display()
+            .arg(trap_loop(
+                "trap 'exit 3' TERM; trap '' USR1 USR2 ALRM",
+                &ready,
             ))
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
