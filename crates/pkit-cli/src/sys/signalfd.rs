@@ -2,7 +2,7 @@
 //! CLI blocked in every thread (`unix.rs`'s `block_caught`).
 
 use std::io;
-use std::mem::MaybeUninit;
+use std::mem::offset_of;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
@@ -49,16 +49,13 @@ impl SignalFd {
             if n != SIZE {
                 continue;
             }
-            let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
-            // SAFETY: the kernel filled SIZE bytes, a whole
-            // signalfd_siginfo (a plain C struct), copied into one.
-            let info = unsafe {
-                std::ptr::copy_nonoverlapping(buf.as_ptr(), info.as_mut_ptr().cast::<u8>(), SIZE);
-                info.assume_init()
-            };
+            // A whole signalfd_siginfo: the two 32-bit fields read at
+            // their offsets in it.
+            let field =
+                |at: usize| i32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
             return Ok(Received {
-                signo: info.ssi_signo as i32,
-                from_kernel: info.ssi_code == libc::SI_KERNEL,
+                signo: field(offset_of!(libc::signalfd_siginfo, ssi_signo)),
+                from_kernel: field(offset_of!(libc::signalfd_siginfo, ssi_code)) == libc::SI_KERNEL,
             });
         }
     }
