@@ -354,18 +354,14 @@ pub enum KeepArg {
 fn parse_env(arg: OsString) -> Result<(OsString, OsString), String> {
     #[cfg(unix)]
     let split = {
-        use std::os::unix::ffi::{OsStrExt, OsStringExt};
-        let bytes = arg.into_vec();
-        bytes
-            .iter()
-            .position(|&b| b == b'=')
-            .map(|i| {
-                (
-                    OsString::from_vec(bytes[..i].to_vec()),
-                    OsString::from_vec(bytes[i + 1..].to_vec()),
-                )
-            })
-            .filter(|(k, _)| !k.as_bytes().is_empty())
+        use std::os::unix::ffi::OsStringExt;
+        let mut name = arg.into_vec();
+        let at = name.iter().position(|&b| b == b'=').filter(|&i| i > 0);
+        at.map(|i| {
+            let value = name.split_off(i + 1);
+            name.truncate(i);
+            (OsString::from_vec(name), OsString::from_vec(value))
+        })
     };
     #[cfg(not(unix))]
     let split = arg
