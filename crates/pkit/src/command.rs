@@ -350,7 +350,7 @@ impl Command {
 
     /// The name events about this command carry: its
     /// [`log_name`](Self::log_name), else the program's name.
-    pub(crate) fn log_label(&self) -> String {
+    pub(crate) fn log_label(&self) -> Arc<str> {
         self.spec.log_label()
     }
 

@@ -314,7 +314,8 @@ impl Pipe {
         }
         let (timeout, timeout_signal, grace) = self.time_bounds();
         let began = Instant::now();
-        let mut builder = Group::builder().log_name(self.stages[0].log_label());
+        let name = self.stages[0].log_label();
+        let mut builder = Group::builder().log_name(name.clone());
         if let Some(choice) = self.mechanism {
             builder = builder.mechanism(choice);
         }
@@ -343,7 +344,7 @@ impl Pipe {
             tokens,
             limit,
             cancel: self.cancel_plan(),
-            name: self.stages[0].log_label(),
+            name,
         };
         let unchecked = self.stages.iter().map(|c| c.unchecked_in_pipe).collect();
         Ok(RunningPipe::new(group, procs, unchecked, began, plan))

@@ -117,7 +117,7 @@ pub(crate) struct Plan {
     /// The cancel signal and grace.
     pub cancel: (Option<Signal>, Option<Duration>),
     /// The head's log label.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl RunningPipe {

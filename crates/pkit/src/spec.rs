@@ -123,11 +123,12 @@ impl Spec {
     }
 
     /// The name events about this command carry: its
-    /// [`log_name`](crate::Command::log_name), else the program's name.
-    pub(crate) fn log_label(&self) -> String {
+    /// [`log_name`](crate::Command::log_name) (shared, not copied), else
+    /// the program's name.
+    pub(crate) fn log_label(&self) -> Arc<str> {
         match &self.log_name {
-            Some(n) => n.to_string(),
-            None => self.display_name(),
+            Some(n) => n.clone(),
+            None => Arc::from(self.program.to_string_lossy()),
         }
     }
 

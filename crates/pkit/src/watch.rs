@@ -63,7 +63,7 @@ pub(crate) struct Bounds<'a> {
     /// How a cancellation ends it, the same way.
     pub on_cancel: Option<(Signal, Duration)>,
     /// The command's name in the log, made only when a bound is armed.
-    pub label: &'a dyn Fn() -> String,
+    pub label: &'a dyn Fn() -> std::sync::Arc<str>,
 }
 
 /// The watch of a started process (`child`, `pid`, its output `activity`):

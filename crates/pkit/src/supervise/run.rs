@@ -37,7 +37,7 @@ enum Wake<T> {
 struct Loop {
     sup: Supervisor,
     cmd: Command,
-    name: String,
+    name: Arc<str>,
     events: Option<EventSender>,
     stop: CancelToken,
 }
@@ -134,7 +134,7 @@ impl Loop {
             interrupted: None,
             began,
         };
-        let mut builder = Group::builder().log_name(self.name.as_str());
+        let mut builder = Group::builder().log_name(self.name.clone());
         if let Some(choice) = self.sup.mechanism {
             builder = builder.mechanism(choice);
         }
