@@ -81,8 +81,8 @@
 //! start — at Warn. Fields: `program`,
 //! `name` (the command's [`log_name`](Command::log_name), else the
 //! program; a group's events carry it when the group was made for one
-//! command's run, else the group's [`name`](GroupBuilder::name) if it has
-//! one), `pid`, `mechanism`, `outcome`, durations in milliseconds,
+//! command's run — a pipeline's, its first stage's — else the group's
+//! [`name`](GroupBuilder::name) if it has one), `pid`, `mechanism`, `outcome`, durations in milliseconds,
 //! counts. Events never contain arguments, environment values, working
 //! directories or output: the functions that emit them cannot be given
 //! those.

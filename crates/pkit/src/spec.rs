@@ -83,10 +83,10 @@ pub(crate) struct Spec {
     pub(crate) grace: Option<Duration>,
     pub(crate) timeout_signal: Option<Signal>,
     pub(crate) cancel: Option<CancelToken>,
-    /// Cancel signal and grace: see `run_options.rs`.
+    /// Cancel signal and grace, inactivity timeout: set in `run_options.rs`.
     pub(crate) run: RunOptions,
     pub(crate) io: OutputPlan,
-    /// Spawn options (uid, rlimits, setsid...): see `spawn_options.rs`.
+    /// Spawn options (uid, rlimits, setsid...): see `spawn_options/`.
     pub(crate) spawn: SpawnOptions,
     /// The name events about this command carry: see `log.rs`.
     pub(crate) log_name: Option<Arc<str>>,
