@@ -50,6 +50,15 @@ impl CancelToken {
         self.inner.cancelled.load(Ordering::Acquire)
     }
 
+    /// Resolves once `token` is cancelled; without one, never ends (a
+    /// bound not set, in a `select!`).
+    pub(crate) async fn cancelled_or_never(token: Option<&CancelToken>) {
+        match token {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Resolves once the token is cancelled.
     pub async fn cancelled(&self) {
         loop {

@@ -93,12 +93,7 @@ pub(crate) fn attach(
             let timer = sleep_until_or_never(deadline);
             let start = tokio::time::Instant::now();
             let idle = activity.idle_for_or_never(start, inactivity);
-            let cancelled = async {
-                match &cancel {
-                    Some(t) => t.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
+            let cancelled = CancelToken::cancelled_or_never(cancel.as_ref());
             let fired = tokio::select! {
                 _ = child.wait() => return,
                 () = timer => State::TimedOut { late: false, idle: false },

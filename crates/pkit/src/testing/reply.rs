@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cancel::CancelToken;
 use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::launch_spec::Launch;
@@ -393,12 +394,7 @@ async fn pause(
             .inactivity
             .and_then(|d| deadline_after(d).map(|_| last_write + d)),
     );
-    let cancel = async {
-        match &cmd.spec.cancel {
-            Some(t) => t.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
+    let cancel = CancelToken::cancelled_or_never(cmd.spec.cancel.as_ref());
     tokio::select! {
         () = sleep => Paused::Done,
         () = timer => Paused::TimedOut { idle: false },

@@ -347,12 +347,8 @@ impl Player {
                     None => std::future::pending().await,
                 }
             };
-            let cancel = async {
-                match bounds.as_ref().and_then(|b| b.cancel.as_ref()) {
-                    Some(t) => t.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
+            let cancel =
+                CancelToken::cancelled_or_never(bounds.as_ref().and_then(|b| b.cancel.as_ref()));
             let kill_raw = Signal::Kill.as_raw();
             let timeout_sig = bounds.as_ref().map_or(kill_raw, |b| b.timeout_signal);
             let cancel_sig = bounds.as_ref().map_or(kill_raw, |b| b.cancel_signal);
@@ -453,10 +449,7 @@ impl Player {
                         }
                     }
                 }
-                Chunk::Pause(d) => match deadline_after(*d) {
-                    Some(until) => tokio::time::sleep_until(until).await,
-                    None => std::future::pending().await,
-                },
+                Chunk::Pause(d) => sleep_until_or_never(deadline_after(*d)).await,
             }
         }
         match &script.end {
