@@ -17,9 +17,8 @@ pub use crate::plans::{
     DEFAULT_TIMEOUT_GRACE,
 };
 use crate::process::RunningProcess;
-pub(crate) use crate::spec::Input;
-use crate::spec::Spec;
 pub use crate::spec::Stdio;
+use crate::spec::{Input, Spec};
 use crate::sys::Signal;
 
 /// A program to run, with its arguments, environment, working directory,

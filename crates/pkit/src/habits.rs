@@ -3,10 +3,11 @@
 //! [`secret_output`](Command::secret_output) and the conversion from
 //! `std::process::Command`.
 
-use crate::command::{Command, Input, Stdio};
+use crate::command::Command;
 use crate::error::Result;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
+use crate::spec::{Input, Stdio};
 
 impl Command {
     /// Runs the command with stdout and stderr inherited from this process

@@ -1,7 +1,8 @@
 //! [`Command::spawn_detached`]: the one deliberate way out of containment.
 
-use crate::command::{Command, Input, Stdio};
+use crate::command::Command;
 use crate::error::{Error, Result};
+use crate::spec::{Input, Stdio};
 use crate::sys::{self, ChildIo, IoRequest, Mechanism};
 
 /// A process started with [`Command::spawn_detached`]: outside every

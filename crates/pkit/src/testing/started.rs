@@ -14,7 +14,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use crate::cancel::CancelToken;
-use crate::command::{Command, Input, Stdio};
+use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::launch::{Pipes, StartOpts};
 use crate::launch_spec::Launch;
@@ -23,6 +23,7 @@ use crate::output::Output;
 use crate::process::RunningProcess;
 use crate::pump::{LimitFlag, StreamKind};
 use crate::scripted_child::{Cut, ScriptedChild};
+use crate::spec::{Input, Stdio};
 use crate::sys::{self, ChildIo, ExitStatus, IoRequest, OwnedFd, Signal};
 use crate::timing::{deadline_after, sleep_until_or_never};
 
