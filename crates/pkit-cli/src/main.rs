@@ -104,11 +104,28 @@ fn main() -> ExitCode {
 /// The single-threaded runtime `run` and `supervise` work in; when it
 /// can't be made, says so and gives the exit code for it.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("pkit: cannot start the async runtime: {e}");
-            ExitCode::from(EXIT_OWN_FAILURE)
-        })
+    // Tokio panics, rather than returning an error, when its signal driver
+    // cannot make its socket pair (no descriptor left: `ulimit -n` of 6 to
+    // 8). That is a start-up failure like the others: caught here, with
+    // the panic's message kept off stderr (no thread but this one yet).
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let built = std::panic::catch_unwind(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    });
+    std::panic::set_hook(hook);
+    let built = built.unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("it panicked");
+        Err(std::io::Error::other(text.to_owned()))
+    });
+    built.map_err(|e| {
+        eprintln!("pkit: cannot start the async runtime: {e}");
+        ExitCode::from(EXIT_OWN_FAILURE)
+    })
 }

@@ -243,3 +243,40 @@ fn signals_ignored_at_start_stay_ignored_in_the_program() {
         assert_ne!(status.code(), Some(0), "{m}: ended by the SIGTERM");
     }
 }
+
+/// Started with almost no descriptors (`ulimit -n` of 4 to 16), `pkit run`
+/// and `pkit supervise` either run the program or say they cannot, with
+/// pkit's own exit status (125); they never panic. Before: with 6 to 8
+/// descriptors, Tokio's signal set-up panicked while the runtime was built
+/// (exit 101, a backtrace instead of an error).
+#[test]
+fn too_few_descriptors_is_a_start_failure_not_a_panic() {
+    let bin = env!("CARGO_BIN_EXE_pkit");
+    let mut cases: Vec<Vec<&str>> = MECHANISMS
+        .iter()
+        .map(|m| vec!["run", "-q", "--mechanism", m, "--", "true"])
+        .collect();
+    cases.push(vec!["supervise", "--max-restarts", "0", "--", "true"]);
+    for case in &cases {
+        for n in 4..=16 {
+            // (3 leaves the dynamic loader none for the C library.)
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(bin)
+                .args(case)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let code = out.status.code();
+            assert!(
+                !err.contains("panicked") && matches!(code, Some(0) | Some(125)),
+                "{case:?} with ulimit -n {n}: {code:?} {err}"
+            );
+            if code == Some(125) {
+                assert!(err.starts_with("pkit: "), "{case:?} ulimit -n {n}: {err}");
+            }
+        }
+    }
+}
