@@ -124,12 +124,14 @@ fn jitter_factor(jitter: f64) -> f64 {
     1.0 + jitter * (2.0 * unit - 1.0)
 }
 
-/// `d` randomised by up to `jitter` of itself either way.
+/// `d` randomised by up to `jitter` of itself either way; a product too
+/// long for a `Duration` (a pause near `Duration::MAX`) is `Duration::MAX`.
 pub(crate) fn jittered(d: Duration, jitter: f64) -> Duration {
     if jitter <= 0.0 {
         return d;
     }
-    d.mul_f64(jitter_factor(jitter))
+    // Not `mul_f64`: it panics when the product overflows.
+    Duration::try_from_secs_f64(d.as_secs_f64() * jitter_factor(jitter)).unwrap_or(Duration::MAX)
 }
 
 /// Runs `attempt` under `cmd`'s retry policy (once without one).

@@ -331,3 +331,26 @@ async fn poll_until(mut cond: impl FnMut() -> bool, what: &str) {
         tokio::time::sleep(POLL).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backoff_too_long_to_jitter_is_capped_not_a_panic() {
+    let suite = begin("a_backoff_too_long_to_jitter_is_capped_not_a_panic").await;
+    // The jitter's factor is random (above 1, which overflows, half the
+    // time): a few tries.
+    for choice in mechanisms().into_iter().flat_map(|c| [c; 4]) {
+        let counter = TempPath::new("huge-backoff");
+        let cmd = sh(choice, FLAKY)
+            .args([counter.as_str(), "100", "7"])
+            .retry(3, Duration::MAX, |_| true)
+            .retry_jitter(0.5);
+        let run = tokio::spawn(async move { cmd.run().await });
+        poll_until(|| runs(&counter) == 1, "the first attempt").await;
+        // Long enough for the pause to be computed (a panic ends the task).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!run.is_finished(), "{choice}: still pausing");
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled(), "{choice}: no panic");
+        assert_eq!(runs(&counter), 1, "{choice}");
+    }
+    suite.end().await;
+}

@@ -879,3 +879,38 @@ async fn unread_events_are_bounded_oldest_dropped_first() {
     }
     suite.end().await;
 }
+
+#[tokio::test]
+async fn a_pause_too_long_to_jitter_is_capped_not_a_panic() {
+    let suite = begin("a_pause_too_long_to_jitter_is_capped_not_a_panic").await;
+    for choice in mechanisms() {
+        // After a crash (the backoff) and after a clean run under Always
+        // (the initial pause): both are jittered, and a pause near
+        // Duration::MAX times a factor above 1 overflows a Duration. The
+        // factor is random (above 1 half the time): try a few times.
+        let cases = [("exit 3", Restart::OnCrash); 6]
+            .into_iter()
+            .chain([("exit 0", Restart::Always); 2]);
+        for (script, restart) in cases {
+            let mut handle = Supervisor::new(sh(script))
+                .mechanism(choice)
+                .backoff(Duration::MAX, 2.0)
+                .max_backoff(Duration::MAX)
+                .jitter(0.5)
+                .restart(restart)
+                .start();
+            loop {
+                if let SupervisorEvent::BackingOff(d) = next(&mut handle).await {
+                    assert!(d > Duration::from_secs(1 << 40), "{choice}: {d:?}");
+                    break;
+                }
+            }
+            let out = tokio::time::timeout(DEADLINE, handle.stop())
+                .await
+                .expect("the stop ends the pause")
+                .expect("no panic, no error");
+            assert_eq!(out.stopped, StopReason::StopRequested, "{choice}: {script}");
+        }
+    }
+    suite.end().await;
+}
