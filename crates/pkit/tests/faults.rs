@@ -257,6 +257,36 @@ async fn rmdir_failure_is_retried_until_the_directory_goes() {
     end_exclusive(alone, "rmdir_failure_is_retried_until_the_directory_goes").await;
 }
 
+/// A group dropped while its process runs leaves its killed cgroup to the
+/// reaper thread; an `rmdir` refused there for a while (`EBUSY`: the
+/// kernel still counting a dying task) is retried, with a bounded back-off,
+/// until the directory goes. Before: the reaper tried once, warned and
+/// gave up, and the directory stayed for the life of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_emptied_cgroup_is_removed_by_the_reaper_later() {
+    let alone = begin_exclusive().await;
+    let name = "a_busy_emptied_cgroup_is_removed_by_the_reaper_later";
+    if !cgroup_usable() {
+        skipped(name, "no cgroup v2 here");
+        end_exclusive(alone, name).await;
+        return;
+    }
+    let fds = warm().await;
+    let g = group(MechanismChoice::Cgroup);
+    let dir = cgroup_dir(&g).unwrap();
+    let p = g.start(&Command::new("sleep").arg("300")).unwrap();
+    inject(Point::Rmdir, libc::EBUSY, u32::MAX);
+    drop(p);
+    drop(g);
+    // Long enough for the reaper to see the cgroup empty and be refused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(dir.exists(), "removed while rmdir was failing");
+    clear();
+    assert_dir_gone(&dir).await;
+    clean(name, fds).await;
+    end_exclusive(alone, name).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pidfd_open_failure_in_shutdown_and_kill_leaves_nothing() {
     let alone = begin_exclusive().await;

@@ -21,6 +21,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
@@ -37,7 +38,20 @@ enum Work {
         /// be): the group's owner-death guard registration is dropped
         /// there, so an owner killed meanwhile leaves them to its guard.
         after: Option<AfterRemoval>,
+        /// Refused removals so far (`EBUSY` while the kernel still counts
+        /// a dying task) and when to try again.
+        retry: Option<(u32, Instant)>,
     },
+}
+
+/// How many times an emptied cgroup's removal is tried before the reaper
+/// leaves it (to the owner-death guard, which still holds it).
+const RMDIR_TRIES: u32 = 12;
+
+/// The wait before retry `n` (1-based) of a refused removal: doubling from
+/// 10 ms, at most 2 s (about 10 s over all the tries).
+fn rmdir_backoff(n: u32) -> Duration {
+    Duration::from_millis(10u64 << n.saturating_sub(1).min(10)).min(Duration::from_secs(2))
 }
 
 /// What to do once a cgroup handed to the reaper is removed (drop its
@@ -214,6 +228,7 @@ pub(crate) fn remove_cgroup_later(
         events,
         then,
         after,
+        retry: None,
     });
 }
 
@@ -238,14 +253,32 @@ fn run(shared: &Shared, wake_rx: OwnedFd) {
     loop {
         items.append(&mut shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
         items.retain_mut(|w| !try_finish(w));
-        let _ = wait_any(&items, Some(&wake_rx));
+        let _ = wait_any(&items, Some(&wake_rx), next_retry(&items));
         let mut sink = [0u8; 64];
         while matches!(rustix::io::read(&wake_rx, &mut sink), Ok(n) if n > 0) {}
     }
 }
 
-/// Blocks until one item (or the wake pipe) has an event.
-fn wait_any(items: &[Work], wake: Option<&OwnedFd>) -> rustix::io::Result<usize> {
+/// The earliest time one of `items` wants to be tried again, if any does.
+fn next_retry(items: &[Work]) -> Option<Instant> {
+    items
+        .iter()
+        .filter_map(|w| match w {
+            Work::RemoveCgroup {
+                retry: Some((_, at)),
+                ..
+            } => Some(*at),
+            _ => None,
+        })
+        .min()
+}
+
+/// Blocks until one item (or the wake pipe) has an event, or `until`.
+fn wait_any(
+    items: &[Work],
+    wake: Option<&OwnedFd>,
+    until: Option<Instant>,
+) -> rustix::io::Result<usize> {
     let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(items.len() + 1);
     if let Some(w) = wake {
         fds.push(PollFd::new(w, PollFlags::IN));
@@ -256,7 +289,14 @@ fn wait_any(items: &[Work], wake: Option<&OwnedFd>) -> rustix::io::Result<usize>
             Work::RemoveCgroup { events, .. } => PollFd::new(events, PollFlags::PRI),
         });
     }
-    poll(&mut fds, None)
+    let timeout = until.map(|at| {
+        let left = at.saturating_duration_since(Instant::now());
+        rustix::event::Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
+        }
+    });
+    poll(&mut fds, timeout.as_ref())
 }
 
 /// Finishes `work` if it can be finished now; returns whether it is done.
@@ -268,18 +308,29 @@ fn try_finish(work: &mut Work) -> bool {
             events,
             then,
             after,
+            retry,
         } => {
+            if matches!(retry, Some((_, at)) if Instant::now() < *at) {
+                return false;
+            }
             let removed = match super::events::read_events(events) {
                 Ok(ev) if ev.populated => return false,
                 // Empty (or unreadable because it is already gone): remove
                 // it, sub-cgroups first (a program in it may have made
                 // some). Empty means no process is left below it either,
-                // so nothing can make new ones: a failure now would repeat
-                // forever, and no further event would come to retry on.
+                // so nothing can make new ones; but the kernel may refuse
+                // for a moment (`EBUSY` while it still counts a dying
+                // task), and no further event comes to retry on: retried
+                // on a timer, a bounded number of times.
                 _ => match remove_tree(path) {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::warn!(target: "pkit", dir = %path.display(), error = %e, "cannot remove an emptied cgroup");
+                        let tries = retry.map_or(1, |(n, _)| n + 1);
+                        if tries < RMDIR_TRIES {
+                            *retry = Some((tries, Instant::now() + rmdir_backoff(tries)));
+                            return false;
+                        }
+                        tracing::warn!(target: "pkit", dir = %path.display(), error = %e, tries, "cannot remove an emptied cgroup; its owner-death guard keeps it");
                         false
                     }
                 },
