@@ -79,24 +79,28 @@ impl RunningProcess {
     /// Windows, which has no SIGTERM, the process's console group gets a
     /// `CTRL_BREAK_EVENT` instead; where none can be delivered (see
     /// [`Group::shutdown`](crate::Group::shutdown)) the subtree is
-    /// terminated at once.
+    /// terminated at once. A `grace` too long for the clock
+    /// (`Duration::MAX`) waits without bound.
     ///
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when signalling the subtree or waiting for it fails.
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
-        let deadline = tokio::time::Instant::now() + grace;
+        // A grace too long for the clock (`Duration::MAX`) is no bound.
+        let deadline = crate::timing::deadline_after(grace);
         match crate::watch::tree(&self.watch) {
-            Some(tree) => Ok(tree
-                .end(Some((Signal::Term.as_raw(), Some(deadline))))
-                .await),
+            Some(tree) => Ok(tree.end(Some((Signal::Term.as_raw(), deadline))).await),
             None => {
                 let exited = match self.child.signal(Signal::Term.as_raw()) {
                     // No break could be sent (Windows): straight to the kill.
                     Err(e) if e.kind() == std::io::ErrorKind::Unsupported => false,
-                    _ => tokio::time::timeout_at(deadline, self.child.wait())
-                        .await
-                        .is_ok(),
+                    _ => match deadline {
+                        Some(d) => tokio::time::timeout_at(d, self.child.wait()).await.is_ok(),
+                        None => {
+                            let _ = self.child.wait().await;
+                            true
+                        }
+                    },
                 };
                 if !exited {
                     self.kill()?;

@@ -290,3 +290,35 @@ fn split_lines_blocking_from_two_threads() {
     }
     rt.block_on(suite.end());
 }
+
+#[tokio::test]
+async fn a_shutdown_grace_too_long_for_the_clock_waits_without_bound() {
+    let suite = begin("a_shutdown_grace_too_long_for_the_clock_waits_without_bound").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        // As Group::shutdown: Duration::MAX is "no bound", not a panic
+        // adding it to the clock. TERM honoured: no SIGKILL needed.
+        let mut p = group.start(&with_grandchild("")).expect("start");
+        let gc = grandchild_of(&mut p).await;
+        let killed = tokio::time::timeout(T, p.shutdown(Duration::MAX))
+            .await
+            .expect("TERM ends it")
+            .expect("shutdown");
+        assert!(!killed, "{choice}: exited on TERM");
+        assert_gone(&[p.pid(), gc], "after shutdown(Duration::MAX)").await;
+        // The same through a pipeline's handle.
+        let mut chain = pkit::Pipe::new([Command::new("sleep").arg("300"), Command::new("cat")])
+            .mechanism(choice)
+            .start()
+            .expect("start");
+        let pids = chain.pids();
+        let killed = tokio::time::timeout(T, chain.shutdown(Duration::MAX))
+            .await
+            .expect("TERM ends it")
+            .expect("shutdown");
+        assert!(!killed, "{choice}: the chain exited on TERM");
+        assert_gone(&pids, "after the chain's shutdown(Duration::MAX)").await;
+        let _ = chain.wait().await;
+    }
+    suite.end().await;
+}
