@@ -499,10 +499,11 @@ async fn unremovable_owner_helper() {
     tokio::time::sleep(Duration::from_secs(300)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn owner_killed_before_its_cgroup_is_removed_leaves_no_directory() {
+/// Starts this binary's test `helper` as an owner process, waits for the
+/// cgroup directory it writes, SIGKILLs it and checks that the owner-death
+/// guard removes that directory.
+async fn killed_owner_leaves_no_directory(helper: &str, name: &str) {
     let alone = begin_exclusive().await;
-    let name = "owner_killed_before_its_cgroup_is_removed_leaves_no_directory";
     if !cgroup_usable() {
         skipped(name, "no cgroup v2 here");
         end_exclusive(alone, name).await;
@@ -510,12 +511,7 @@ async fn owner_killed_before_its_cgroup_is_removed_leaves_no_directory() {
     }
     let out = TempPath::new("unremovable-owner");
     let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "unremovable_owner_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args([helper, "--exact", "--nocapture", "--test-threads=1"])
         .env("PKIT_FAULT_OWNER_OUT", out.path())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -558,4 +554,56 @@ async fn owner_killed_before_its_cgroup_is_removed_leaves_no_directory() {
         tokio::time::sleep(POLL).await;
     }
     end_exclusive(alone, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_killed_before_its_cgroup_is_removed_leaves_no_directory() {
+    killed_owner_leaves_no_directory(
+        "unremovable_owner_helper",
+        "owner_killed_before_its_cgroup_is_removed_leaves_no_directory",
+    )
+    .await;
+}
+
+/// Runs as the owner when `PKIT_FAULT_OWNER_OUT` is set, else a no-op:
+/// pools a spare cgroup, asks for the spares to be released with every
+/// `rmdir` failing, writes the spare's directory to that file and waits to
+/// be SIGKILLed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreleasable_spare_owner_helper() {
+    let Some(out) = std::env::var_os("PKIT_FAULT_OWNER_OUT") else {
+        return;
+    };
+    // A one-shot run's emptied cgroup is pooled: this process's only one.
+    cmd(MechanismChoice::Cgroup, "true").output().await.unwrap();
+    let parent = pkit::host_containment()
+        .group_parent
+        .expect("a cgroup parent");
+    let prefix = format!("pkit-{}-", std::process::id());
+    let spares: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    let [dir] = &spares[..] else {
+        panic!("one spare expected: {spares:?}");
+    };
+    inject(Point::Rmdir, libc::EBUSY, u32::MAX);
+    pkit::release_spare_cgroups();
+    std::fs::write(&out, format!("{}\n", dir.display())).unwrap();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+}
+
+/// A spare cgroup whose removal `release_spare_cgroups` could not do stays
+/// registered with the owner-death guard, which removes it when its owner
+/// is killed. Before: the spare was unregistered even though it was still
+/// there, and a killed owner left it behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_that_could_not_be_released_stays_guarded() {
+    killed_owner_leaves_no_directory(
+        "unreleasable_spare_owner_helper",
+        "a_spare_that_could_not_be_released_stays_guarded",
+    )
+    .await;
 }

@@ -32,7 +32,8 @@
 //!   (the stale sweep of empty `pkit-<pid>-<n>` directories of dead owners).
 //! - At normal process exit (`exit`, return from `main`) an `atexit`
 //!   handler removes every pooled directory.
-//! - [`release_all`] removes the spares now (`pkit::release_spare_cgroups`).
+//! - [`release_all`] removes the spares now (`pkit::release_spare_cgroups`);
+//!   one it cannot remove stays pooled and registered.
 //! - A spare someone else removed (`rmdir` by an administrator) is noticed
 //!   when it would be taken (its open directory has no `cgroup.events`
 //!   left) and dropped: the next group gets a fresh directory.
@@ -169,13 +170,22 @@ extern "C" fn remove_all_at_exit() {
 }
 
 /// Removes every pooled directory now; the pool stays open for later runs.
+/// A directory that cannot be removed stays pooled, and registered with
+/// the owner-death guard: it still exists, so the guard (or a later
+/// release, or the exit handler) must still cover it.
 pub(crate) fn release_all() {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.owner != crate::sys::pid::current() {
         return;
     }
-    for spare in pool.spares.drain(..) {
-        let _ = super::reaper::remove_tree(&spare.path);
-        unregister(spare.ticket);
+    let spares = std::mem::take(&mut pool.spares);
+    for spare in spares {
+        match super::reaper::remove_tree(&spare.path) {
+            Ok(()) => unregister(spare.ticket),
+            Err(e) => {
+                tracing::debug!(target: "pkit", dir = %spare.path.display(), error = %e, "cannot remove a spare cgroup; it stays pooled");
+                pool.spares.push(spare);
+            }
+        }
     }
 }
