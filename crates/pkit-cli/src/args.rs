@@ -159,16 +159,16 @@ pub struct SuperviseArgs {
     /// --json, one JSON object each, "event": "log").
     #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
-    /// The program to run.
-    #[arg(required = true, value_name = "PROGRAM")]
-    pub program: OsString,
-    /// Its arguments.
+    /// The program to run, then its arguments: everything from PROGRAM on
+    /// is the program's, even what looks like an option of pkit's (as with
+    /// timeout(1) and env(1)).
     #[arg(
+        required = true,
+        num_args = 1..,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
+        value_names = ["PROGRAM", "ARGS"]
     )]
-    pub args: Vec<OsString>,
+    pub command: Vec<OsString>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -307,16 +307,16 @@ pub struct RunArgs {
     /// `3<file` habit (repeatable). Others above 2 are closed.
     #[arg(long = "keep-fd", value_name = "N")]
     pub keep_fd: Vec<i32>,
-    /// The program to run.
-    #[arg(required = true, value_name = "PROGRAM")]
-    pub program: OsString,
-    /// Its arguments.
+    /// The program to run, then its arguments: everything from PROGRAM on
+    /// is the program's, even what looks like an option of pkit's (as with
+    /// timeout(1) and env(1)).
     #[arg(
+        required = true,
+        num_args = 1..,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
+        value_names = ["PROGRAM", "ARGS"]
     )]
-    pub args: Vec<OsString>,
+    pub command: Vec<OsString>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -464,3 +464,23 @@ mod tests {
         assert!(check(&["run", "--timeout", "2", "sleep", "1"]).is_ok());
     }
 }
+
+/// The program and its arguments, split from the one positional that holds
+/// them both (clap makes a value that follows PROGRAM the program's only
+/// when both are one trailing positional).
+macro_rules! program_and_args {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The program to run.
+            pub fn program(&self) -> &OsString {
+                &self.command[0]
+            }
+
+            /// Its arguments.
+            pub fn args(&self) -> &[OsString] {
+                &self.command[1..]
+            }
+        }
+    )*};
+}
+program_and_args!(RunArgs, SuperviseArgs);

@@ -39,7 +39,7 @@ pub enum Exit {
 
 pub async fn main(args: RunArgs) -> Exit {
     let began = Instant::now();
-    let program = args.program.to_string_lossy().into_owned();
+    let program = args.program().to_string_lossy().into_owned();
     let mut report = Report {
         schema: SCHEMA,
         program: program.clone(),
@@ -366,7 +366,7 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
 }
 
 fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
-    let mut cmd = Command::new(&args.program).args(&args.args);
+    let mut cmd = Command::new(args.program()).args(args.args());
     if args.pty {
         let (rows, cols) = crate::pty::size();
         cmd = cmd.pty(rows, cols);

@@ -17,7 +17,7 @@ use crate::{signame, EXIT_OWN_FAILURE};
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn supervisor(args: &SuperviseArgs) -> Supervisor {
-    let mut cmd = Command::new(&args.program).args(&args.args);
+    let mut cmd = Command::new(args.program()).args(args.args());
     // The program's output is the user's: passed through as it comes.
     cmd = if args.health_line.is_some() {
         // The readiness check reads the lines; a tee passes them on.

@@ -751,3 +751,54 @@ fn portable_run() -> bool {
     }
     portable
 }
+
+/// Everything after PROGRAM is the program's, as with timeout(1) and
+/// env(1): a first argument that looks like one of pkit's options (`-v`,
+/// `-k 2`, `-i`, `-E K=V`, `--timeout 5`, `--`) is passed on, not taken.
+#[test]
+fn the_programs_first_argument_is_never_taken_for_an_option_of_pkits() {
+    let printed = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    // A program that prints each of its arguments in brackets.
+    let script = temp_path("argv");
+    std::fs::write(&script, "#!/bin/sh\nprintf '[%s]' \"$@\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let prog = script.to_str().unwrap();
+    for m in MECHANISMS {
+        for first in [
+            &["-v"][..],
+            &["-q"],
+            &["-k", "2"],
+            &["-i"],
+            &["-E", "A=1"],
+            &["--timeout", "5"],
+            &["--", "x"],
+            &["-s", "KILL"],
+        ] {
+            let mut argv = vec!["run", "-q", "--mechanism", m, prog];
+            argv.extend_from_slice(first);
+            let out = run(&argv);
+            let want: String = first.iter().map(|a| format!("[{a}]")).collect();
+            assert_eq!(printed(&out), want, "{m}: {first:?}");
+            assert!(out.status.success(), "{m}: {first:?}: {out:?}");
+            // supervise too (one clean run).
+            let mut argv = vec!["supervise", "-q", "--mechanism", m, prog];
+            argv.extend_from_slice(first);
+            let out = run(&argv);
+            assert_eq!(printed(&out), want, "supervise {m}: {first:?}");
+        }
+        // pkit's own options still come before the program.
+        let out = run(&[
+            "run",
+            "-q",
+            "--mechanism",
+            m,
+            "-E",
+            "A=7",
+            "sh",
+            "-c",
+            "printf $A",
+        ]);
+        assert_eq!(printed(&out), "7", "{m}");
+    }
+    let _ = std::fs::remove_file(&script);
+}
