@@ -93,6 +93,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         json: args.json,
         quiet: args.quiet,
         ended: None,
+        running: None,
     };
     let stopped = loop {
         tokio::select! {
@@ -161,6 +162,8 @@ struct Say {
     quiet: bool,
     /// The text line of the last ended run, waiting for what comes next.
     ended: Option<String>,
+    /// The pid of the run started and not reported ended yet.
+    running: Option<u32>,
 }
 
 fn outcome_text(outcome: &Outcome) -> String {
@@ -183,6 +186,11 @@ impl Say {
 
     fn event(&mut self, event: &SupervisorEvent) {
         use serde_json::json;
+        match event {
+            SupervisorEvent::Started { pid, .. } => self.running = Some(*pid),
+            SupervisorEvent::Exited { .. } => self.running = None,
+            _ => {}
+        }
         if self.json {
             let v = match event {
                 SupervisorEvent::Started { run, pid } => {
@@ -248,6 +256,15 @@ impl Say {
     }
 
     fn end(&mut self, outcome: &SupervisionOutcome) {
+        // A run that a stop (or a second signal) ended: its exit came after
+        // the events were last read, so it is reported from the outcome.
+        if let (Some(pid), Some(out)) = (self.running, &outcome.final_output) {
+            self.event(&SupervisorEvent::Exited {
+                pid,
+                outcome: out.outcome(),
+                crashed: !out.success(),
+            });
+        }
         let reason = match outcome.stopped {
             StopReason::PolicySatisfied => "policy_satisfied",
             StopReason::ByPredicate => "by_predicate",

@@ -703,3 +703,46 @@ fn grace_sets_how_long_a_stop_waits() {
         assert_eq!(out.status.code(), Some(128 + 9), "{flag}: {out:?}");
     }
 }
+
+/// The run a stop ends is reported ended, as every other run is: in JSON
+/// an "exited" event (its signal) before "stopped"; in text, its line says
+/// how it ended.
+#[test]
+fn the_run_a_stop_ends_is_reported_as_ended() {
+    for json in [true, false] {
+        let file = pid_file();
+        let mut cmd = pkit();
+        cmd.arg("supervise");
+        if json {
+            cmd.arg("--json");
+        }
+        let child = cmd
+            .args(["--", "sh", "-c"])
+            .arg(tree_script(&file))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&file, 3);
+        kill(child.id(), libc::SIGTERM);
+        let out = wait_bounded(child, "a stop");
+        let _ = std::fs::remove_file(&file);
+        assert_all_gone(&pids);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        if json {
+            let events = json_lines(&out.stderr);
+            let names: Vec<&str> = events
+                .iter()
+                .map(|e| e["event"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, ["started", "exited", "stopped"], "{events:?}");
+            assert_eq!(events[1]["signal"], libc::SIGTERM, "{events:?}");
+            assert_eq!(events[1]["pid"], events[0]["pid"], "{events:?}");
+        } else {
+            let text = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                text.contains("killed by SIGTERM") && text.contains("stopping: stop requested"),
+                "{text}"
+            );
+        }
+    }
+}
