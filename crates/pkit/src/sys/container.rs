@@ -54,6 +54,21 @@ pub(crate) struct Container {
     /// either placed before those begin (and is then ended, or frozen, with
     /// the rest) or sees their outcome and is refused.
     pub(super) lifecycle: RwLock<()>,
+    /// The process that made it: a copy in a child forked without `exec`
+    /// leaves the container alone (see `Drop`).
+    pub(super) owner: u32,
+}
+
+/// This process's id (the kept one, which a fork forgets).
+#[cfg(target_os = "linux")]
+pub(super) fn this_pid() -> u32 {
+    super::pid::current()
+}
+
+/// This process's id.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn this_pid() -> u32 {
+    std::process::id()
 }
 
 /// A container's standing with the owner-death guard.

@@ -167,6 +167,17 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Container {
     fn drop(&mut self) {
+        if self.owner != super::container::this_pid() {
+            // A copy in a child the application forked without `exec`:
+            // the group is the parent's, which still runs it. Nothing is
+            // killed, removed or unregistered; only this copy's
+            // descriptors are closed.
+            #[cfg(target_os = "linux")]
+            if let Kind::Cgroup(cg) = &self.kind {
+                cg.disown();
+            }
+            return;
+        }
         // Also after a cancelled or failed close(): only a completed
         // teardown is skipped. The guard is left before the leader (a
         // field) is released.

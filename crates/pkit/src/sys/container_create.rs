@@ -143,6 +143,7 @@ impl Container {
             limits: applied,
             guard: Mutex::new(link),
             lifecycle: RwLock::new(()),
+            owner: super::container::this_pid(),
         })
     }
 }

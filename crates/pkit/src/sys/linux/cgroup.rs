@@ -399,6 +399,12 @@ impl Cgroup {
         }
     }
 
+    /// Leaves the directory alone from now on, dropping included: this is
+    /// a copy in a child forked without `exec`, and the cgroup its parent's.
+    pub(crate) fn disown(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
     /// Removes the directory, and first every cgroup below it (deepest
     /// first: a program in the group may have made its own, e.g. a nested
     /// pkit). Fails with `EBUSY` while it has members.

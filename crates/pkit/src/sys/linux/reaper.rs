@@ -80,8 +80,10 @@ static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
 
 /// Work that found no reaper thread (none could be started): retried,
 /// without blocking, whenever more work comes, and handed to a thread as
-/// soon as one can be started.
-static STRANDED: Mutex<Vec<Work>> = Mutex::new(Vec::new());
+/// soon as one can be started. With the pid of the process it is for: a
+/// child forked without `exec` inherits a copy of its parent's list, whose
+/// work (the parent's children and directories) is not its own to do.
+static STRANDED: Mutex<(u32, Vec<Work>)> = Mutex::new((0, Vec::new()));
 
 /// How many `RemoveCgroup` items are queued and not yet finished: while
 /// none is, [`recheck`] has nothing to wake the thread for. (A forked
@@ -133,14 +135,22 @@ fn reaper() -> Option<Arc<Shared>> {
 }
 
 fn submit(work: Work) {
-    let mut stranded = STRANDED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut mine = STRANDED.lock().unwrap_or_else(|e| e.into_inner());
+    let me = crate::sys::pid::current();
+    if mine.0 != me {
+        // Empty, or a forked child's copy of its parent's list: drop our
+        // copies of the parent's descriptors, and do none of its work.
+        mine.1.clear();
+        mine.0 = me;
+    }
+    let stranded = &mut mine.1;
     stranded.push(work);
     match reaper() {
         Some(r) => {
             r.queue
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .append(&mut stranded);
+                .append(stranded);
             let _ = rustix::io::write(&r.wake_tx, &[1]);
         }
         None => {

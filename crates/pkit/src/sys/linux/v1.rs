@@ -92,6 +92,9 @@ pub(crate) struct V1Cgroup {
     path: PathBuf,
     /// Open `cgroup.procs` for the child to join through before exec.
     procs: OwnedFd,
+    /// The process that made it: a child forked without `exec` drops its
+    /// copy without removing the directory.
+    owner: u32,
 }
 
 impl V1Cgroup {
@@ -116,7 +119,11 @@ impl V1Cgroup {
         // The stale sweep's sign of a live owner, as for the v2 directory
         // (see `Cgroup::create`): a shared lock on this `cgroup.procs`.
         let _ = rustix::fs::flock(&procs, rustix::fs::FlockOperation::NonBlockingLockShared);
-        Ok(V1Cgroup { path, procs })
+        Ok(V1Cgroup {
+            path,
+            procs,
+            owner: crate::sys::pid::current(),
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -177,6 +184,9 @@ impl V1Cgroup {
 /// handed the path by [`Cgroup::teardown`](super::cgroup::Cgroup::teardown)).
 impl Drop for V1Cgroup {
     fn drop(&mut self) {
+        if self.owner != crate::sys::pid::current() {
+            return;
+        }
         self.remove();
     }
 }
