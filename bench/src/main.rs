@@ -50,7 +50,10 @@ struct Args {
     #[arg(long)]
     probe_runs: Option<usize>,
     /// The contender `--probe-runs` or `--probe-rss-lines` runs: std,
-    /// tokio or pkit (also pkit-pgroup for `--probe-rss-lines`).
+    /// tokio or pkit (also pkit-pgroup for `--probe-rss-lines`; for
+    /// `--probe-runs`, more: tokio-cat and pkit-cat are the small capture,
+    /// tokio-fanout and pkit-fanout the 16-way fan-out; see the error
+    /// message of an unknown name for the whole list).
     #[arg(long, default_value = "pkit")]
     probe_with: String,
     /// Stream this many 128-byte lines (discarded) through one contender

@@ -154,6 +154,20 @@ pub async fn probe(with: &str, runs: usize) {
                     .unwrap();
                 assert_eq!(out.stdout(), b"hello\n");
             }
+            // `cat` with 32 bytes in (the small capture scenario's).
+            "tokio-cat" => {
+                let _ = tokio_cat().await;
+            }
+            "pkit-cat" => {
+                let _ = pkit_cat().await;
+            }
+            // Sixteen of them at once (the fan-out scenario's).
+            "tokio-fanout" => {
+                let _ = join_all(16, tokio_cat).await;
+            }
+            "pkit-fanout" => {
+                let _ = join_all(16, pkit_cat).await;
+            }
             // 64 MiB captured (the 64 MiB capture scenario's).
             "big-std" => {
                 let out = std::process::Command::new("head")
@@ -200,7 +214,7 @@ pub async fn probe(with: &str, runs: usize) {
             }
             other => panic!(
                 "--probe-with {other}: std, tokio, pkit, std-output, pkit-output, blocking, \
-                 big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
+                 tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-pgroup-lines, shutdown or pgroup-shutdown"
             ),
         }

@@ -326,7 +326,7 @@ pub(crate) fn wire(
         .filter(|_| plan.capture_policy == CapturePolicy::Fail && !stream_lines);
     if let Some(fd) = stdin {
         match (&cmd.stdin, reader) {
-            (Input::Bytes(bytes), _) => proc.stdin_task = Some(feed_bytes(fd, bytes.clone())?),
+            (Input::Bytes(bytes), _) => proc.stdin_task = feed_bytes(fd, bytes.clone())?,
             (_, Some(r)) => {
                 let failure = InputFailure::default();
                 proc.input_failure = Some(failure.clone());
@@ -340,12 +340,21 @@ pub(crate) fn wire(
 
 /// Writes `bytes` to the child's stdin, then closes it. A child that exits
 /// (or closes stdin) without reading is not an error: the write just stops.
-fn feed_bytes(fd: OwnedFd, bytes: Arc<[u8]>) -> io::Result<JoinHandle<()>> {
+///
+/// Most inputs fit in the pipe's buffer: they are written here and now
+/// (see `sys::write_now`), with no task. The rest of a bigger one is
+/// written by a task.
+fn feed_bytes(fd: OwnedFd, bytes: Arc<[u8]>) -> io::Result<Option<JoinHandle<()>>> {
+    // An error leaves it all to the async write, which ends quietly on one.
+    let done = sys::write_now(&fd, &bytes).unwrap_or_default();
+    if done >= bytes.len() {
+        return Ok(None); // dropping `fd` sends end of file
+    }
     let mut tx = sys::pipe_sender(fd)?;
-    Ok(tokio::spawn(async move {
-        let _ = tx.write_all(&bytes).await;
+    Ok(Some(tokio::spawn(async move {
+        let _ = tx.write_all(&bytes[done..]).await;
         let _ = tx.shutdown().await;
-    }))
+    })))
 }
 
 /// Copies `reader` into the child's stdin, then closes it; a child that

@@ -82,6 +82,22 @@ pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<PipeSender> {
     PipeSender::from_file_unchecked(std::fs::File::from(fd))
 }
 
+/// Writes what fits of `bytes` into a child's input pipe at once (the
+/// parent's end, made non-blocking), before it is registered with the
+/// runtime: most inputs fit in the pipe's buffer and need no registration,
+/// no task and no wait for the reactor. Returns how many bytes went in (0
+/// when the pipe is full). A child that closed its stdin (`EPIPE`) counts
+/// as all written, as the async write gives up on it too.
+pub(crate) fn write_now(fd: &OwnedFd, bytes: &[u8]) -> io::Result<usize> {
+    rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
+    match rustix::io::write(fd, bytes) {
+        Ok(n) => Ok(n),
+        Err(rustix::io::Errno::PIPE) => Ok(bytes.len()),
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether a busy capture-only stream may move to a blocking thread
 /// ([`receiver_into_fd`], [`read_or_stop`]).
 pub(crate) const BLOCKING_HANDOFF: bool = true;
