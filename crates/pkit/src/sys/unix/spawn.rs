@@ -347,6 +347,8 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         let mut pipe: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut pipe);
         libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        add_glibc_internal(&mut pipe);
         check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &pipe))?;
     }
     if ctty {
@@ -504,4 +506,26 @@ pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect()
+}
+
+/// Adds glibc's two internal signals (32 and 33: thread cancellation,
+/// credential broadcasts) to `set`, for `posix_spawnattr_setsigdefault`.
+/// glibc's `posix_spawn` sets them to SIG_IGN in the child unless they are
+/// in that set, and an ignored signal stays ignored across `exec`: every
+/// program started would begin with them ignored. `sigaddset` refuses
+/// them (EINVAL), hence the bits are set by hand.
+///
+/// # Safety
+/// `set` is an initialised glibc `sigset_t`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe fn add_glibc_internal(set: &mut libc::sigset_t) {
+    let bits = 8 * std::mem::size_of::<libc::c_ulong>();
+    let words = (set as *mut libc::sigset_t).cast::<libc::c_ulong>();
+    for sig in [32usize, 33] {
+        let n = sig - 1;
+        // Raw: glibc's sigset_t is an array of unsigned longs, signal n+1
+        // at bit n; its field is private in the libc crate.
+        // SAFETY: `n / bits` is 0 or 1, inside the 1024-bit set.
+        unsafe { *words.add(n / bits) |= 1 << (n % bits) };
+    }
 }
