@@ -237,6 +237,7 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
         }
     }
     reset_signal_dispositions();
+    reset_glibc_internal_signals();
     // Any fd a library opened without O_CLOEXEC must not leak into the
     // program. Failure (kernels before 5.11) is harmless.
     libc::syscall(
@@ -288,6 +289,40 @@ pub(crate) unsafe fn reset_signal_dispositions() {
             new.assume_init_mut().sa_sigaction = libc::SIG_DFL;
             libc::sigaction(sig, new.as_ptr(), std::ptr::null_mut());
         }
+    }
+}
+
+/// Resets glibc's two internal signals (32, 33), which its `sigaction`
+/// refuses, to their default: a process started by glibc's `posix_spawn`
+/// (as `std::process::Command` starts one) has them ignored, and an ignore
+/// survives `execve`, so the program would start with them ignored. For a
+/// child about to exec: glibc's own handlers for them are gone from then on.
+///
+/// # Safety
+/// Child only (see `child_main`).
+unsafe fn reset_glibc_internal_signals() {
+    // The kernel's `sigaction` for SIG_DFL (0), no flags, no restorer and
+    // an empty mask is all zeros on these architectures (32 bytes at most).
+    #[cfg(all(
+        target_env = "gnu",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))]
+    for sig in [32, 33] {
+        let dfl = [0u64; 4];
+        // Raw: rt_sigaction, which glibc's wrapper refuses for these two.
+        // SAFETY: a zeroed kernel sigaction (SIG_DFL) and no old one; the
+        // sigset size is the kernel's (8 bytes).
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            dfl.as_ptr(),
+            std::ptr::null_mut::<c_void>(),
+            8usize,
+        );
     }
 }
 
