@@ -205,6 +205,10 @@ pub async fn probe(with: &str, runs: usize) {
             "pkit-pgroup-lines" => {
                 let _ = pkit_lines(LINES, Some(pkit::MechanismChoice::ProcessGroup)).await;
             }
+            // The stream's group without the stream: `Group::new`, one
+            // `/bin/true` started, waited for, and the group closed.
+            "pkit-group" => pkit_group_true(None).await,
+            "pkit-pgroup-group" => pkit_group_true(Some(pkit::MechanismChoice::ProcessGroup)).await,
             // One graceful shutdown of 51 processes per run.
             "shutdown" => {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::Cgroup).await;
@@ -215,7 +219,7 @@ pub async fn probe(with: &str, runs: usize) {
             other => panic!(
                 "--probe-with {other}: std, tokio, pkit, std-output, pkit-output, blocking, \
                  tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
-                 pkit-pgroup-lines, shutdown or pgroup-shutdown"
+                 pkit-pgroup-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
         }
     }
@@ -252,6 +256,22 @@ async fn pkit_true(program: &str) {
         .await
         .unwrap();
     assert_eq!(code, 0);
+}
+
+/// A `Group` of `mechanism` (`None`: the default) with one `/bin/true`
+/// started in it, waited for, and the group closed: the streaming
+/// scenario's group without its stream.
+async fn pkit_group_true(mechanism: Option<pkit::MechanismChoice>) {
+    let group = match mechanism {
+        Some(m) => pkit::Group::builder().mechanism(m).build().unwrap(),
+        None => pkit::Group::new().unwrap(),
+    };
+    let cmd = pkit::Command::new("/bin/true")
+        .stdout(pkit::Stdio::Null)
+        .stderr(pkit::Stdio::Null);
+    let mut p = group.start(&cmd).unwrap();
+    assert!(p.wait().await.unwrap().success());
+    group.close().await.unwrap();
 }
 
 fn small_capture() -> Scenario {
