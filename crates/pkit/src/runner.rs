@@ -162,11 +162,14 @@ impl Group {
     ///
     /// The process gets a subtree of its own within the group: under
     /// cgroup v2 it is born in a sub-cgroup of the group's cgroup (one per
-    /// started process), which holds it and everything it spawns; under a
-    /// process group, its subtree is the group's processes descended from
-    /// it (found through parent links, so a descendant re-parented after
-    /// its parent exited, or one that left the process group, is not part
-    /// of it). The group's own operations (`kill`, `signal`, `suspend`,
+    /// started process), which holds it and everything it spawns — except
+    /// the group's first started process, which is born in the group's
+    /// cgroup itself and whose subtree is that cgroup less the later
+    /// processes' sub-cgroups (a group of one process makes one directory,
+    /// not two); under a process group, its subtree is the group's
+    /// processes descended from it (found through parent links, so a
+    /// descendant re-parented after its parent exited, or one that left
+    /// the process group, is not part of it). The group's own operations (`kill`, `signal`, `suspend`,
     /// `close`, …) still cover every process of the group.
     ///
     /// The command's bounds apply to that subtree, as a verb's do to its

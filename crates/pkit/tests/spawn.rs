@@ -157,7 +157,22 @@ async fn the_child_is_in_its_cgroup_from_birth() {
     let text = out.stdout_str();
     let v2: Vec<&str> = text.lines().filter(|l| l.starts_with("0::")).collect();
     assert_eq!(v2.len(), 2, "{text}");
-    // A started process lives in its own sub-cgroup of the group's.
+    // The group's first started process lives in the group's own
+    // directory (later ones in sub-cgroups of it).
+    assert!(
+        v2.iter().all(|l| l.ends_with(&format!("/{name}"))),
+        "{text} (want {name})"
+    );
+    // A later one lives in its own sub-cgroup of the group's, from birth.
+    let mut p = g
+        .start(
+            &Command::new("sh").args(["-c", "cat /proc/self/cgroup; grep '^0::' /proc/$$/cgroup"]),
+        )
+        .unwrap();
+    let out = p.wait().await.unwrap();
+    let text = out.stdout_str();
+    let v2: Vec<&str> = text.lines().filter(|l| l.starts_with("0::")).collect();
+    assert_eq!(v2.len(), 2, "{text}");
     let leaf = v2[0].rsplit('/').next().unwrap();
     assert!(leaf.starts_with('p'), "{text}");
     assert!(

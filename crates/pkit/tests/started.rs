@@ -150,11 +150,12 @@ async fn the_timeout_fires_even_when_nobody_waits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_started_process_has_its_own_sub_cgroup() {
-    let suite = begin("each_started_process_has_its_own_sub_cgroup").await;
+async fn each_later_started_process_has_its_own_sub_cgroup() {
+    let suite = begin("each_later_started_process_has_its_own_sub_cgroup").await;
     if cgroup_usable() {
         let group = group(pkit::MechanismChoice::Cgroup);
         let dir = cgroup_dir(&group).unwrap();
+        // The first lives in the group's own directory.
         let a = group.start(&bystander()).unwrap();
         let mut b = group
             .start(&Command::new("sh").args(["-c", "sed -n 's/^0:://p' /proc/self/cgroup"]))
@@ -168,9 +169,10 @@ async fn each_started_process_has_its_own_sub_cgroup() {
             "{mine} under {}",
             dir.display()
         );
-        assert!(
-            cgroup_own_procs(&dir).is_empty(),
-            "the group's directory holds no process"
+        assert_eq!(
+            cgroup_own_procs(&dir),
+            vec![a.pid()],
+            "the group's directory holds its first process only"
         );
         assert_eq!(group.pids().unwrap(), vec![a.pid()]);
         // An exited process's sub-cgroup goes once its handle is dropped.
@@ -180,6 +182,50 @@ async fn each_started_process_has_its_own_sub_cgroup() {
         drop(a);
         group.close().await.unwrap();
         assert!(!dir.exists());
+    }
+    suite.end().await;
+}
+
+/// The group's first started process (under cgroup v2 it lives in the
+/// group's own directory) is ended with its subtree, by `kill_tree` and by
+/// its timeout, while processes started after it run on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_started_process_ends_alone_with_its_subtree() {
+    let suite = begin("the_first_started_process_ends_alone_with_its_subtree").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let file = TempPath::new("started-first-kill-tree");
+        let mut first = group
+            .start(&Command::new("sh").args(["-c", TREE_TO_FILE, "sh", file.as_str()]))
+            .unwrap();
+        let pids = file.wait_pids().await;
+        let later = group.start(&bystander()).unwrap();
+        first.kill_tree().unwrap();
+        assert_gone(&pids, &format!("{choice}: kill_tree of the first")).await;
+        assert_eq!(first.wait().await.unwrap().signal(), Some(9), "{choice}");
+        assert_alive(&[later.pid()], &format!("{choice}: the later process"));
+        drop((first, later));
+        group.close().await.unwrap();
+
+        // The same, ended by its timeout after a grace.
+        let group = self::group(choice);
+        let file = TempPath::new("started-first-timeout");
+        let mut first = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", TREE_TO_FILE, "sh", file.as_str()])
+                    .timeout(Duration::from_secs(3))
+                    .grace(Duration::from_millis(200)),
+            )
+            .unwrap();
+        let pids = file.wait_pids().await;
+        let later = group.start(&bystander()).unwrap();
+        let out = first.wait().await.unwrap();
+        assert!(out.timed_out(), "{choice}: {out:?}");
+        assert_gone(&pids, &format!("{choice}: the first, timed out")).await;
+        assert_alive(&[later.pid()], &format!("{choice}: the later process"));
+        drop((first, later));
+        group.close().await.unwrap();
     }
     suite.end().await;
 }

@@ -48,6 +48,10 @@ pub(crate) struct Container {
     pub(super) limits: Applied,
     /// The group's standing with the owner-death guard.
     pub(super) guard: Mutex<GuardLink>,
+    /// Under cgroup v2: whether its own directory is still free for the
+    /// first started process, and its started processes' leaves.
+    #[cfg(target_os = "linux")]
+    pub(super) leaves: Arc<super::linux::leaf::Leaves>,
     /// Held shared by a start from its closed/suspended check through the
     /// child's placement, and exclusively while `close` marks the group
     /// closed and while `suspend`/`resume` change its state: a start is

@@ -142,6 +142,8 @@ impl Container {
             suspended: AtomicBool::new(false),
             limits: applied,
             guard: Mutex::new(link),
+            #[cfg(target_os = "linux")]
+            leaves: Default::default(),
             lifecycle: RwLock::new(()),
             owner: super::container::this_pid(),
         })

@@ -95,6 +95,9 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
+                // No started process claims the directory from here on: its
+                // subtree would include this one.
+                self.leaves.mark_dir_used();
                 cg.add_process(pid)?;
                 for (_, g) in &self.limits.v1 {
                     g.add_process(pid)?;

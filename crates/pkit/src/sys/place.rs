@@ -110,8 +110,9 @@ impl Container {
     /// `own_tree`: give the child a subtree of its own, which can be ended
     /// without ending the rest of the group (see [`ProcTree`]); under
     /// cgroup v2 the child is then born in a new leaf sub-cgroup of the
-    /// group's. Without it (a verb's private group) the child is placed in
-    /// the group's cgroup itself, which costs no extra directory.
+    /// group's, unless it is the group's first (see `Leaves`): that one is
+    /// born in the group's cgroup itself, as is a child without `own_tree`
+    /// (a verb's private group), which costs no extra directory.
     ///
     /// A start that fails for want of memory under a memory cap says so.
     pub(crate) fn spawn(
@@ -141,9 +142,21 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
-                let leaf = match own_tree {
-                    true => Some(Leaf::create(cg.path()).map_err(SpawnError::Os)?),
-                    false => None,
+                let leaf = match (own_tree, self.leaves.claim_dir()) {
+                    (true, false) => {
+                        Some(Leaf::create(cg.path(), &self.leaves).map_err(SpawnError::Os)?)
+                    }
+                    _ => None,
+                };
+                // The subtree of a started child: its leaf, or the group's
+                // directory less the later children's leaves.
+                let tree = |leaf: Option<Leaf>| match (own_tree, leaf) {
+                    (_, Some(leaf)) => Some(ProcTree::Leaf(leaf)),
+                    (true, None) => Some(ProcTree::GroupDir {
+                        dir: cg.path().to_path_buf(),
+                        leaves: self.leaves.clone(),
+                    }),
+                    (false, None) => None,
                 };
                 let join: Vec<RawFd> = self
                     .limits
@@ -156,7 +169,7 @@ impl Container {
                     match spawn::spawn_into_cgroup(spec, into, &join) {
                         Ok((pid, pidfd)) => {
                             let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
-                            return Ok((child, leaf.map(ProcTree::Leaf)));
+                            return Ok((child, tree(leaf)));
                         }
                         Err(SpawnError::Refused(e)) => {
                             let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
@@ -180,7 +193,7 @@ impl Container {
                 fds.push(procs.as_raw_fd());
                 let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None, None)?;
                 let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
-                Ok((child, leaf.map(ProcTree::Leaf)))
+                Ok((child, tree(leaf)))
             }
             #[cfg(target_os = "linux")]
             Kind::Pgroup {

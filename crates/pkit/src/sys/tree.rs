@@ -3,7 +3,10 @@
 //!
 //! - cgroup v2: the process is born in a leaf sub-cgroup of its own
 //!   ([`Leaf`]); its whole subtree is exactly that leaf and what is below
-//!   it, whatever its processes do (`setsid` included).
+//!   it, whatever its processes do (`setsid` included). The group's first
+//!   started process is born in the group's own directory instead (see
+//!   [`Leaves`]); its subtree is that directory and what is below it, less
+//!   the later processes' leaves.
 //! - process group: the group's processes share one process group, so a
 //!   process's subtree is found by following parent links among the
 //!   members (a `/proc` scan) and signalled through pidfds. A descendant
@@ -16,11 +19,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 #[cfg(target_os = "linux")]
-use super::linux::leaf::Leaf;
+use super::linux::leaf::{Leaf, Leaves};
 #[cfg(target_os = "linux")]
 use super::linux::{child, signal::pidfd_signal};
 use super::unix::ptable;
 use super::ChildHandle;
+#[cfg(target_os = "linux")]
+use std::path::PathBuf;
 
 /// A started process's subtree (see the module docs).
 #[derive(Debug)]
@@ -28,6 +33,10 @@ pub(crate) enum ProcTree {
     /// Its own sub-cgroup.
     #[cfg(target_os = "linux")]
     Leaf(Leaf),
+    /// The group's own cgroup directory `dir`, less the leaves of the
+    /// group's later processes (the group's first started process).
+    #[cfg(target_os = "linux")]
+    GroupDir { dir: PathBuf, leaves: Arc<Leaves> },
     /// Its descendants in the group's process group `pgid`.
     Pgroup { root: Arc<ChildHandle>, pgid: i32 },
 }
@@ -41,6 +50,9 @@ impl ProcTree {
             ProcTree::Leaf(leaf) => super::linux::subtree::member_pidfds(leaf.path())
                 .map(|v| v.into_iter().map(|(_, fd)| fd).collect())
                 .unwrap_or_default(),
+            ProcTree::GroupDir { dir, leaves } => {
+                super::linux::subtree::member_pidfds_but(dir, leaves).unwrap_or_default()
+            }
             ProcTree::Pgroup { root, pgid } => {
                 let mut fds = Vec::new();
                 // The root is our unreaped child: its pidfd is exact.
@@ -117,8 +129,10 @@ impl ProcTree {
                     () = until(deadline) => !leaf.is_empty(),
                 }
             }
+            // No kernel event tells when a directory less some of its
+            // sub-cgroups is empty: its members' pidfds are waited on.
             #[cfg(target_os = "linux")]
-            ProcTree::Pgroup { .. } => {
+            ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } => {
                 // Found before the signal: once a parent exits, its
                 // children are re-parented and no longer found by links.
                 let fds = self.pidfds();
@@ -158,6 +172,10 @@ impl ProcTree {
                 let _ = leaf.signal(sig);
             }
             #[cfg(target_os = "linux")]
+            ProcTree::GroupDir { dir, leaves } => {
+                let _ = super::linux::subtree::signal_members_but(dir, sig, Some(leaves));
+            }
+            #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
                 for fd in self.pidfds() {
                     let _ = pidfd_signal(fd.as_fd(), sig);
@@ -178,6 +196,10 @@ impl ProcTree {
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf) => {
                 let _ = leaf.kill();
+            }
+            #[cfg(target_os = "linux")]
+            ProcTree::GroupDir { dir, leaves } => {
+                let _ = super::linux::subtree::kill_members_but(dir, Some(leaves));
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {

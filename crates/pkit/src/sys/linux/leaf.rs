@@ -1,19 +1,23 @@
 //! A started process's own sub-cgroup of its group.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags};
+
+pub(crate) use super::leaves::Leaves;
 
 static LEAF_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// A started process's own sub-cgroup of its group (`<group>/p<n>`): the
 /// process and everything it spawns live there, so the process can be
-/// ended with its whole subtree while the rest of the group runs on, and
-/// the group's directory holds no process itself (cgroup v2's
-/// no-internal-process rule, should the group get controllers).
+/// ended with its whole subtree while the rest of the group runs on. (The
+/// group's first started process lives in the group's own directory
+/// instead: see [`Leaves`].)
 ///
 /// Dropping it does not kill anything: the directory is removed once it is
 /// empty (now, or by the reaper thread later); the group's own teardown
@@ -22,27 +26,50 @@ static LEAF_SEQ: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Leaf {
     path: PathBuf,
     dir: OwnedFd,
+    /// The group's record, which names this leaf until it is removed.
+    leaves: Arc<Leaves>,
 }
 
 impl Leaf {
-    /// Makes a new leaf under `group`.
-    pub(crate) fn create(group: &Path) -> io::Result<Leaf> {
+    /// Makes a new leaf under `group`, recorded in `leaves` first.
+    pub(crate) fn create(group: &Path, leaves: &Arc<Leaves>) -> io::Result<Leaf> {
         loop {
             let seq = LEAF_SEQ.fetch_add(1, Ordering::Relaxed);
-            let path = group.join(format!("p{seq}"));
+            let name = format!("p{seq}");
+            let path = group.join(&name);
+            leaves.insert(&name);
             match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
                 Ok(()) => {}
-                Err(rustix::io::Errno::EXIST) => continue,
-                Err(e) => return Err(e.into()),
+                // Someone else's (a program in the group made it): not ours.
+                Err(rustix::io::Errno::EXIST) => {
+                    leaves.remove(&name);
+                    continue;
+                }
+                Err(e) => {
+                    leaves.remove(&name);
+                    return Err(e.into());
+                }
             }
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
             return match rustix::fs::open(&path, flags, Mode::empty()) {
-                Ok(dir) => Ok(Leaf { path, dir }),
+                Ok(dir) => Ok(Leaf {
+                    path,
+                    dir,
+                    leaves: leaves.clone(),
+                }),
                 Err(e) => {
                     let _ = rustix::fs::rmdir(&path);
+                    leaves.remove(&name);
                     Err(e.into())
                 }
             };
+        }
+    }
+
+    /// Forgets the leaf in the group's record (it is removed).
+    fn forget(&self) {
+        if let Some(name) = self.path.file_name().and_then(OsStr::to_str) {
+            self.leaves.remove(name);
         }
     }
 
@@ -121,12 +148,12 @@ impl Drop for Leaf {
         let first = crate::sys::fault::io_check(crate::sys::fault::Point::Rmdir)
             .and_then(|()| rustix::fs::rmdir(&self.path).map_err(io::Error::from));
         match first {
-            Ok(()) => return,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return,
+            Ok(()) => return self.forget(),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return self.forget(),
             Err(_) => {}
         }
         if super::reaper::remove_tree(&self.path).is_ok() {
-            return;
+            return self.forget();
         }
         // Still has processes: the reaper removes it once it empties (or
         // finds it removed already by the group's teardown).

@@ -9,6 +9,7 @@ pub(crate) mod exits;
 pub(crate) mod forked;
 pub(crate) mod host;
 pub(crate) mod leaf;
+pub(crate) mod leaves;
 pub(crate) mod orphan;
 mod prexec;
 pub(crate) mod procfs;

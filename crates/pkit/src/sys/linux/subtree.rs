@@ -13,6 +13,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use super::leaves::Leaves;
+
 /// The sub-directories of `dir` (none when it can't be read).
 fn child_dirs(dir: &Path) -> Vec<PathBuf> {
     // One `stat` instead of a listing (open, fstat, two getdents, close)
@@ -74,12 +76,25 @@ fn procs_in(dir: &Path) -> io::Result<Vec<i32>> {
 /// of a kill). Any other error reading `dir` itself is reported; a
 /// sub-cgroup's is skipped.
 pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
+    pids_but(dir, None)
+}
+
+/// [`pids`], leaving out the direct sub-cgroups of `dir` that `skip` names
+/// as leaves (and everything below them): the subtree of a group's first
+/// started process, which lives in the group's own directory.
+fn pids_but(dir: &Path, skip: Option<&Leaves>) -> io::Result<Vec<i32>> {
     let mut out = match procs_in(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         other => other?,
     };
-    for sub in descendants(dir) {
-        out.extend(procs_in(&sub).unwrap_or_default());
+    for child in child_dirs(dir) {
+        if skip.is_some_and(|s| child.file_name().is_some_and(|n| s.is_leaf(n))) {
+            continue;
+        }
+        out.extend(procs_in(&child).unwrap_or_default());
+        for sub in descendants(&child) {
+            out.extend(procs_in(&sub).unwrap_or_default());
+        }
     }
     Ok(out)
 }
@@ -91,7 +106,13 @@ pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
 /// process and a signal to it does nothing; so a signal through these fds
 /// never reaches a process outside the group.
 pub(crate) fn member_pidfds(dir: &Path) -> io::Result<Vec<(i32, OwnedFd)>> {
-    members(dir).map(|(fds, _)| fds)
+    members(dir, None).map(|(fds, _)| fds)
+}
+
+/// [`member_pidfds`] of the group directory `dir` less its leaves (see
+/// [`Leaves`]).
+pub(crate) fn member_pidfds_but(dir: &Path, leaves: &Leaves) -> io::Result<Vec<OwnedFd>> {
+    members(dir, Some(leaves)).map(|(fds, _)| fds.into_iter().map(|(_, fd)| fd).collect())
 }
 
 /// Pinned members (pid, pidfd) and unpinned ones (pid).
@@ -103,8 +124,8 @@ type Members = (Vec<(i32, OwnedFd)>, Vec<i32>);
 /// read. Signalling those by number is the only way to end them; it is
 /// safe while the cgroup is frozen (a frozen member can't exit on its own,
 /// so its number stays its own) and otherwise as safe as any `kill`.
-fn members(dir: &Path) -> io::Result<Members> {
-    let listed = pids(dir)?;
+fn members(dir: &Path, skip: Option<&Leaves>) -> io::Result<Members> {
+    let listed = pids_but(dir, skip)?;
     let mut unpinned = Vec::new();
     let mut fds: Vec<(i32, OwnedFd)> = Vec::new();
     for p in listed {
@@ -120,7 +141,7 @@ fn members(dir: &Path) -> io::Result<Members> {
             Err(_) => unpinned.push(p),
         }
     }
-    let still: HashSet<i32> = pids(dir)?.into_iter().collect();
+    let still: HashSet<i32> = pids_but(dir, skip)?.into_iter().collect();
     fds.retain(|(p, _)| still.contains(p));
     unpinned.retain(|p| still.contains(p));
     Ok((fds, unpinned))
@@ -130,9 +151,19 @@ fn members(dir: &Path) -> io::Result<Members> {
 /// (see [`member_pidfds`]). Every member is tried; the first error is
 /// reported after. Returns the pids signalled.
 pub(crate) fn signal_members(dir: &Path, sig: i32) -> io::Result<Vec<i32>> {
+    signal_members_but(dir, sig, None)
+}
+
+/// [`signal_members`], leaving out the leaves `skip` names (see
+/// [`pids_but`]).
+pub(crate) fn signal_members_but(
+    dir: &Path,
+    sig: i32,
+    skip: Option<&Leaves>,
+) -> io::Result<Vec<i32>> {
     let mut first_err = None;
     let mut done = Vec::new();
-    let (fds, unpinned) = members(dir)?;
+    let (fds, unpinned) = members(dir, skip)?;
     for (pid, fd) in fds {
         match super::signal::pidfd_signal(fd.as_fd(), sig) {
             Ok(()) => done.push(pid),
@@ -159,10 +190,16 @@ pub(crate) fn signal_members(dir: &Path, sig: i32) -> io::Result<Vec<i32>> {
 /// new members keep appearing (a tree that is not frozen can fork between
 /// the listing and the kill); at most a few passes.
 pub(crate) fn kill_members(dir: &Path) -> io::Result<()> {
+    kill_members_but(dir, None)
+}
+
+/// [`kill_members`], leaving out the leaves `skip` names (see
+/// [`pids_but`]).
+pub(crate) fn kill_members_but(dir: &Path, skip: Option<&Leaves>) -> io::Result<()> {
     let mut killed: HashSet<i32> = HashSet::new();
     let mut first_err = None;
     for _ in 0..4 {
-        let (fds, unpinned) = members(dir)?;
+        let (fds, unpinned) = members(dir, skip)?;
         let fresh: Vec<&(i32, OwnedFd)> = fds.iter().filter(|(p, _)| !killed.contains(p)).collect();
         let fresh_unpinned: Vec<i32> = unpinned
             .into_iter()
