@@ -77,7 +77,18 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
 
 /// A spare directory under `parent`, open (and still locked), with its
 /// guard registration, if there is one.
+///
+/// Without one, the caller makes a new directory: `parent`'s `cgroup.procs`
+/// is looked up first (see [`warm_procs_inode`]).
 pub(crate) fn take(parent: &Path) -> Option<Spare> {
+    let spare = take_spare(parent);
+    if spare.is_none() {
+        warm_procs_inode(parent);
+    }
+    spare
+}
+
+fn take_spare(parent: &Path) -> Option<Spare> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.owner != crate::sys::pid::current() {
         // Empty, or a forked child's copy of its parent's list: those
@@ -102,10 +113,34 @@ pub(crate) fn take(parent: &Path) -> Option<Spare> {
     }
 }
 
+/// Looks `cgroup.procs` of `dir` up once (a `stat`), which leaves its
+/// dentry, and the kernel's inode of the file with it, cached.
+///
+/// A child born into a cgroup with `clone3(CLONE_INTO_CGROUP)` is checked
+/// as a write to `cgroup.procs` would be: of its target cgroup, and of the
+/// closest cgroup holding both that one and ours (`parent`, this process's
+/// own cgroup, for ours). The kernel judges both through the files'
+/// inodes, and cgroupfs keeps no inode nobody holds: without a cached
+/// dentry each spawn allocates, initialises and frees two of them. A spare
+/// cgroup's own file is looked up when it is taken from the pool (see
+/// [`still_there`]); `parent`'s when no spare is left (see [`take`]).
+/// Nothing depends on it but speed: a dentry the kernel drops meanwhile
+/// (memory pressure) only brings the allocation back until the next look.
+fn warm_procs_inode(dir: &Path) {
+    let _ = rustix::fs::stat(dir.join("cgroup.procs"));
+}
+
 /// Whether the open cgroup directory `dir` still exists: a removed
 /// cgroup's open directory has no files left (one `fstatat`).
+///
+/// The file looked at is `cgroup.procs`, for a second effect: the lookup
+/// leaves its dentry cached, and with it the kernel's inode of that file.
+/// Each `clone3(CLONE_INTO_CGROUP)` checks that we may write the target's
+/// `cgroup.procs` by its inode; with nothing holding that inode, the
+/// kernel allocates and frees one for every spawn (see
+/// [`warm_procs_inode`]).
 fn still_there(dir: &OwnedFd) -> bool {
-    match rustix::fs::statat(dir, "cgroup.events", rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+    match rustix::fs::statat(dir, "cgroup.procs", rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
         Ok(_) => true,
         Err(e) => e != rustix::io::Errno::NOENT && e != rustix::io::Errno::NODEV,
     }
