@@ -39,11 +39,17 @@ impl Command {
     ///   [`Error::ResourceLimit`](crate::Error::ResourceLimit) when its group can't be made,
     ///   [`Error::Io`](crate::Error::Io) when waiting for it or ending it fails.
     pub async fn status(&self) -> Result<Outcome> {
+        Ok(self.for_status().output().await?.outcome())
+    }
+
+    /// This command as [`status`](Self::status) runs it: stdio inherited
+    /// (stdin too, unless set).
+    pub(crate) fn for_status(&self) -> Command {
         let mut cmd = self.clone().stdout(Stdio::Inherit).stderr(Stdio::Inherit);
         if matches!(cmd.spec.stdin, Input::Null) {
             cmd.spec.stdin = Input::Inherit;
         }
-        Ok(cmd.output().await?.outcome())
+        cmd
     }
 
     /// Starts the command as a one-off live process in its own private

@@ -83,26 +83,16 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
         }
     };
 
-    let setup = cmd.spawn.prepare(&program, container.mechanism())?;
-    let spec = sys::SpawnSpec {
-        path: prepared.path,
-        argv: prepared.argv,
-        envp: prepared.envp,
-        cwd: prepared.cwd,
-        stdin: stdin_child,
-        stdout: stdout_child,
-        stderr: stderr_child,
-        setup,
-    };
-    let started = Instant::now();
-    let (child, tree) = container
-        .spawn(&spec, own_tree)
-        .map_err(|e| spawn_error(e, &program, &prepared.resolved, cmd.cwd.as_deref()))?;
-    // The child has its copies; ours must close so EOF can arrive.
-    drop(spec);
+    let (child, tree, started) = spawn_in(
+        container,
+        cmd,
+        &program,
+        prepared,
+        [stdin_child, stdout_child, stderr_child],
+        own_tree,
+    )?;
     let pid = child.pid() as u32;
     let mechanism = container.mechanism();
-    log::started(&program, cmd.log_name.as_deref(), pid, mechanism);
 
     let mut proc = RunningProcess::new(program, pid, mechanism, started, child.clone().into());
     proc.log_name = cmd.log_name.clone();
@@ -141,6 +131,40 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
     Ok(proc)
 }
 
+/// The spawn itself, shared by [`start`] and the blocking facade's
+/// one-shot runs: the child is born in `container` with the stdio ends
+/// given (stdin, stdout, stderr), its start logged; the parent's copies of
+/// those ends are closed when this returns.
+pub(crate) fn spawn_in(
+    container: &Container,
+    cmd: &Spec,
+    program: &str,
+    prepared: Prepared,
+    [stdin, stdout, stderr]: [sys::ChildIo; 3],
+    own_tree: bool,
+) -> Result<(Arc<sys::ChildHandle>, Option<sys::ProcTree>, Instant)> {
+    let setup = cmd.spawn.prepare(program, container.mechanism())?;
+    let spec = sys::SpawnSpec {
+        path: prepared.path,
+        argv: prepared.argv,
+        envp: prepared.envp,
+        cwd: prepared.cwd,
+        stdin,
+        stdout,
+        stderr,
+        setup,
+    };
+    let started = Instant::now();
+    let (child, tree) = container
+        .spawn(&spec, own_tree)
+        .map_err(|e| spawn_error(e, program, &prepared.resolved, cmd.cwd.as_deref()))?;
+    // The child has its copies; ours must close so EOF can arrive.
+    drop(spec);
+    let pid = child.pid() as u32;
+    log::started(program, cmd.log_name.as_deref(), pid, container.mechanism());
+    Ok((child, tree, started))
+}
+
 /// Refuses a start outside a Tokio runtime. The readers and waits run on
 /// the runtime: without one, a start is refused before spawning instead of
 /// panicking with the child already running (a real start's rule, and a
@@ -176,7 +200,7 @@ type Ends = (sys::ChildIo, Option<OwnedFd>);
 
 /// The child's stdio as the command (or a pipeline stage) asks, without a
 /// pty. A stdin reader is taken into `reader`.
-fn stdio(
+pub(crate) fn stdio(
     cmd: &Spec,
     program: &str,
     stdin_over: Option<sys::ChildIo>,

@@ -41,6 +41,8 @@
 //! (`.await`), or, in `spawn_blocking`,
 //! `tokio::runtime::Handle::current().block_on(cmd.output())`.
 
+#[cfg(target_os = "linux")]
+mod direct;
 mod group;
 #[cfg(feature = "json")]
 mod json;
@@ -93,7 +95,7 @@ impl Verbs<'_> {
     /// Those of [`Command::output`](crate::Command::output).
     #[track_caller]
     pub fn output(self) -> Result<Output> {
-        block_on("output", self.cmd.output())
+        one_shot("output", self.cmd)
     }
 
     /// [`Command::run`], blocking.
@@ -103,7 +105,11 @@ impl Verbs<'_> {
     /// Those of [`Command::run`](crate::Command::run).
     #[track_caller]
     pub fn run(self) -> Result<String> {
-        block_on("run", self.cmd.run())
+        if self.cmd.retry.is_some() {
+            return block_on("run", self.cmd.run());
+        }
+        let out = one_shot("run", self.cmd)?;
+        crate::verbs::run(self.cmd.secret(out), self.cmd.ok())
     }
 
     /// [`Command::exit_code`], blocking.
@@ -113,7 +119,12 @@ impl Verbs<'_> {
     /// Those of [`Command::exit_code`](crate::Command::exit_code).
     #[track_caller]
     pub fn exit_code(self) -> Result<i32> {
-        block_on("exit_code", self.cmd.exit_code())
+        if self.cmd.retry.is_some() {
+            return block_on("exit_code", self.cmd.exit_code());
+        }
+        let out = one_shot("exit_code", self.cmd)?;
+        let ok = self.cmd.spec.io.ok_codes.as_deref();
+        crate::verbs::exit_code(self.cmd.secret(out), ok)
     }
 
     /// [`Command::probe`], blocking.
@@ -123,7 +134,11 @@ impl Verbs<'_> {
     /// Those of [`Command::probe`](crate::Command::probe).
     #[track_caller]
     pub fn probe(self) -> Result<bool> {
-        block_on("probe", self.cmd.probe())
+        if self.cmd.retry.is_some() {
+            return block_on("probe", self.cmd.probe());
+        }
+        let out = one_shot("probe", self.cmd)?;
+        crate::verbs::probe(self.cmd.secret(out))
     }
 
     /// [`Command::status`], blocking: stdio inherited, the outcome back.
@@ -133,7 +148,8 @@ impl Verbs<'_> {
     /// Those of [`Command::status`](crate::Command::status).
     #[track_caller]
     pub fn status(self) -> Result<Outcome> {
-        block_on("status", self.cmd.status())
+        let cmd = self.cmd.for_status();
+        Ok(one_shot("status", &cmd)?.outcome())
     }
 
     /// [`Command::parse`], blocking.
@@ -171,6 +187,16 @@ impl Verbs<'_> {
     pub fn start(self) -> Result<RunningProcess> {
         enter("start", || self.cmd.start()).map(RunningProcess::from_async)
     }
+}
+
+/// `cmd.output()`, blocking: the one-shot verbs' common run (on the
+/// calling thread where that applies; see `direct.rs`).
+#[track_caller]
+fn one_shot(what: &str, cmd: &Command) -> Result<Output> {
+    #[cfg(target_os = "linux")]
+    return direct::output(what, cmd);
+    #[cfg(not(target_os = "linux"))]
+    block_on(what, cmd.output())
 }
 
 /// The blocking verbs of a [`Pipe`]: see [`Pipe::blocking`].

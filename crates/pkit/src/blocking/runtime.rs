@@ -25,7 +25,7 @@ fn handle() -> &'static tokio::runtime::Handle {
 
 /// Panics, clearly, where blocking would stall a runtime.
 #[track_caller]
-fn refuse_inside_runtime(what: &str) {
+pub(crate) fn refuse_inside_runtime(what: &str) {
     if tokio::runtime::Handle::try_current().is_ok() {
         panic!(
             "pkit::blocking::{what} called inside a Tokio runtime context \
@@ -40,6 +40,12 @@ fn refuse_inside_runtime(what: &str) {
 #[track_caller]
 pub(crate) fn block_on<F: Future>(what: &str, fut: F) -> F::Output {
     refuse_inside_runtime(what);
+    handle().block_on(fut)
+}
+
+/// Drives `fut` to completion on this thread, once
+/// [`refuse_inside_runtime`] has passed.
+pub(crate) fn drive<F: Future>(fut: F) -> F::Output {
     handle().block_on(fut)
 }
 

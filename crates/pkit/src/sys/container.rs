@@ -146,6 +146,17 @@ impl Container {
         }
     }
 
+    /// Whether the children started here are held by a pidfd (Linux, but
+    /// not the portable backend forced there), which a thread can wait on
+    /// with `poll` beside their pipes.
+    pub(crate) fn holds_pidfds(&self) -> bool {
+        match self.kind {
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => true,
+            Kind::Pgroup { portable, .. } => !portable && cfg!(target_os = "linux"),
+        }
+    }
+
     pub(crate) fn mechanism(&self) -> Mechanism {
         match self.kind {
             #[cfg(target_os = "linux")]

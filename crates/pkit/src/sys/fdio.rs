@@ -348,3 +348,60 @@ fn pipe(nonblock: bool) -> io::Result<(OwnedFd, OwnedFd)> {
         Ok((r, w))
     }
 }
+
+/// Blocks this thread until one of `fds` (at most three; `None` entries
+/// are skipped) is readable or hung up, or `timeout` passes (`None`: no
+/// limit); whether each one is. An interrupted wait returns with none.
+/// For the blocking facade's one-shot runs, which wait for a child's pipes
+/// and its exit on the calling thread.
+pub(crate) fn poll_readable(
+    fds: [Option<std::os::fd::BorrowedFd<'_>>; 3],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<[bool; 3]> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut slots = [0usize; 3];
+    let mut present = Vec::new();
+    let mut n = 0;
+    for (i, fd) in fds.iter().enumerate() {
+        if let Some(fd) = fd {
+            slots[n] = i;
+            present.push(*fd);
+            n += 1;
+        }
+    }
+    let mut polled: Vec<PollFd<'_>> = present
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let ts = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as _,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    let mut ready = [false; 3];
+    match poll(&mut polled, ts.as_ref()) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(ready),
+        Err(e) => return Err(e.into()),
+    }
+    for (k, p) in polled.iter().enumerate() {
+        ready[slots[k]] = !p.revents().is_empty();
+    }
+    Ok(ready)
+}
+
+/// One `read` of what `fd` has into `buf`'s spare capacity, after making
+/// room for `chunk` bytes; the count read (0 at end of file). For a pipe
+/// [`poll_readable`] said is ready, so it does not block.
+pub(crate) fn read_ready(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    chunk: usize,
+) -> io::Result<usize> {
+    buf.reserve(chunk);
+    loop {
+        match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut *buf)) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! One-shot blocking runs waited for on the calling thread alone.
+//!
+//! The common blocking call (`cmd.blocking().output()`, and the verbs
+//! built on it) needs none of the engine's machinery once its child is
+//! born: nothing streams, nothing feeds stdin, nobody cancels. Such a run
+//! is spawned by the same launch code as any other (same group, same
+//! containment at birth, same errors and log events), then the calling
+//! thread waits with `poll(2)` on the child's stdout and stderr pipes and
+//! its pidfd together, as `std::process::Command::output` waits on its
+//! pipes: no wake-up crosses to the `pkit-blocking` thread. A timeout is
+//! `poll`'s; the group is ended exactly as the engine ends it (the
+//! teardown, and after a timeout the signal and grace, are the engine's
+//! own code, which only waits when the tree outlives its main process).
+//!
+//! [`choose`] is the one place that decides which runs go this way; the
+//! rest go to the engine unchanged.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::output::{Outcome, Output};
+use crate::pump::{CaptureBuf, CapturePolicy};
+use crate::spec::{Input, Spec};
+
+/// How a blocking one-shot run is carried out.
+enum Choice {
+    /// By the engine, from the start.
+    Engine,
+    /// By the engine, in the group already made.
+    EngineIn(Group),
+    /// On the calling thread (see the module doc), in this group.
+    Direct(Group),
+}
+
+/// The one decision (Linux; elsewhere every run is the engine's): a run with nothing for the engine to drive (no
+/// runner of its own, cancel token, inactivity bound, stdin to feed, pty,
+/// tee, line callback, decoder or fail-fast capture limit) is waited for
+/// on the calling thread when its children are held by pidfds (Linux,
+/// cgroup v2 or process group); any other goes to the engine.
+fn choose(cmd: &Command) -> Result<Choice> {
+    let (spec, io) = (&cmd.spec, &cmd.spec.io);
+    let plain = cmd.runner.is_none()
+        && spec.cancel.is_none()
+        && spec.run.inactivity.is_none()
+        && matches!(spec.stdin, Input::Null | Input::Inherit | Input::File(_))
+        && spec.spawn.pty.is_none()
+        && io.stdout_tee.is_none()
+        && io.stderr_tee.is_none()
+        && io.on_stdout_line.is_none()
+        && io.on_stderr_line.is_none()
+        && io.decoder.is_none()
+        && io.capture_policy != CapturePolicy::Fail;
+    if !plain {
+        return Ok(Choice::Engine);
+    }
+    // As the engine's runner makes it (`run_contained`).
+    let group = Group::builder().log_name(cmd.log_label()).build()?;
+    Ok(if group.container().holds_pidfds() {
+        Choice::Direct(group)
+    } else {
+        Choice::EngineIn(group)
+    })
+}
+
+/// `cmd.output()`, blocking: on the calling thread when [`choose`] says
+/// so, else through the engine.
+#[track_caller]
+pub(crate) fn output(what: &str, cmd: &Command) -> Result<Output> {
+    super::runtime::refuse_inside_runtime(what);
+    match choose(cmd)? {
+        Choice::Engine => super::block_on(what, cmd.output()),
+        Choice::EngineIn(group) => super::block_on(what, crate::runner::run_in(group, cmd)),
+        Choice::Direct(group) => run(group, cmd),
+    }
+}
+
+/// One captured stream: the parent's end while it is read, and what it
+/// kept.
+struct Stream {
+    fd: Option<OwnedFd>,
+    capture: CaptureBuf,
+    /// Where a bounded capture reads before keeping what it may.
+    scratch: Vec<u8>,
+}
+
+/// The first read's room; later reads get what the buffer has grown to.
+const FIRST_READ: usize = 8 * 1024;
+
+/// The most a closing drain takes from one pipe whose writer escaped
+/// the group (a process group's `setsid` descendant) and keeps filling it.
+const DRAIN_BUDGET: usize = 4 << 20;
+
+impl Stream {
+    fn new(fd: Option<OwnedFd>, spec: &Spec) -> Stream {
+        Stream {
+            fd,
+            capture: CaptureBuf::new(spec.io.capture_limit, spec.io.capture_policy),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One read of a pipe `poll` found ready; the bytes read (0 once it is
+    /// at its end, or failed: then it is closed).
+    fn read(&mut self) -> usize {
+        let Some(fd) = &self.fd else { return 0 };
+        let got = match self.capture.direct() {
+            Some(buf) => {
+                let got = crate::sys::read_ready(fd.as_fd(), buf, FIRST_READ);
+                if let Ok(n) = got {
+                    self.capture.note_direct(n);
+                }
+                got
+            }
+            None => {
+                self.scratch.clear();
+                let got = crate::sys::read_ready(fd.as_fd(), &mut self.scratch, 64 * 1024);
+                self.capture.push(&self.scratch);
+                got
+            }
+        };
+        match got {
+            Ok(n) if n > 0 => n,
+            _ => {
+                self.fd = None;
+                0
+            }
+        }
+    }
+
+    /// Takes what is already in the pipe, without waiting (the engine's
+    /// readers do the same when a run ends).
+    fn drain(&mut self) {
+        let mut taken = 0;
+        while taken < DRAIN_BUDGET {
+            let Some(fd) = &self.fd else { return };
+            match crate::sys::poll_readable(
+                [Some(fd.as_fd()), None, None],
+                Some(Default::default()),
+            ) {
+                Ok([true, ..]) => taken += self.read(),
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The run itself, in `group` (whose children have pidfds).
+#[track_caller]
+fn run(group: Group, cmd: &Command) -> Result<Output> {
+    let spec = &cmd.spec;
+    let program = spec.display_name();
+    group.check_open(spec)?;
+    let prepared = crate::launch::prepare(spec, &program)?;
+    let mut no_reader = None;
+    let ((stdin, _), (stdout, stdout_parent), (stderr, stderr_parent)) =
+        crate::launch::stdio(spec, &program, None, None, &mut no_reader)?;
+    let (child, _, started) = crate::launch::spawn_in(
+        group.container(),
+        spec,
+        &program,
+        prepared,
+        [stdin, stdout, stderr],
+        false,
+    )?;
+    let pid = child.pid() as u32;
+    let mut streams = [
+        Stream::new(stdout_parent, spec),
+        Stream::new(stderr_parent, spec),
+    ];
+    let wait_error = |e| Error::io(format!("{program}: wait"), e);
+    let deadline = spec
+        .timeout
+        .filter(|t| *t < crate::timing::NO_DEADLINE)
+        .map(|t| Instant::now() + t);
+    // The exit status, or `None` at the deadline.
+    let status = loop {
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => break None,
+            },
+        };
+        let [out, err] = &streams;
+        let ready = crate::sys::poll_readable(
+            [
+                out.fd.as_ref().map(AsFd::as_fd),
+                err.fd.as_ref().map(AsFd::as_fd),
+                child.pidfd(),
+            ],
+            left,
+        )
+        .map_err(wait_error)?;
+        for (stream, ready) in streams.iter_mut().zip(ready) {
+            if ready {
+                stream.read();
+            }
+        }
+        if ready[2] {
+            if let Some(status) = child.try_status().map_err(wait_error)? {
+                break Some(status);
+            }
+        }
+    };
+    let label = cmd.log_label();
+    if status.is_none() {
+        crate::log::timed_out(&label, pid, spec.timeout);
+    }
+    let oom_before = group.oom_kills();
+    // The engine's own teardown, driven here: it returns at once when the
+    // tree ended with its main process (a cgroup emptied, a process group
+    // gone with its leader); it waits, on the engine's driver, only for a
+    // tree that outlived it or timed out.
+    let end = crate::runner::end_group(&group, status.is_none(), spec.timeout_signal, spec.grace);
+    let killed_after_grace = super::runtime::drive(end)?;
+    if killed_after_grace {
+        crate::log::killed_after_grace(&label, pid);
+    }
+    for stream in &mut streams {
+        stream.drain();
+    }
+    let outcome = match status {
+        Some(status) => crate::process::outcome_of(status),
+        None => Outcome::TimedOut,
+    };
+    let usage = child.rusage();
+    let [stdout, stderr] = streams.map(|s| s.capture.finish());
+    let out = Output {
+        program,
+        outcome,
+        stdout: stdout.bytes,
+        stderr: stderr.bytes,
+        duration: started.elapsed(),
+        mechanism: group.mechanism(),
+        pid,
+        stdout_seen: stdout.seen,
+        stderr_seen: stderr.seen,
+        stages: Vec::new(),
+        cpu_time: usage.map(|u| u.cpu),
+        peak_memory: usage.map(|u| u.max_rss_bytes),
+        oom_killed: oom_before.is_some_and(|n| n > 0),
+        killed_after_grace,
+        inactivity_timed_out: false,
+        secret_output: false,
+    };
+    crate::log::finished(
+        &out.program,
+        spec.log_name.as_deref(),
+        pid,
+        out.mechanism,
+        outcome,
+        out.duration,
+    );
+    Ok(out)
+}

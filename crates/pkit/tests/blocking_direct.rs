@@ -1,0 +1,307 @@
+//! The blocking one-shot verbs' calling-thread path against the engine:
+//! every case is run twice, once as a plain command (which the blocking
+//! facade waits for on the calling thread where it can: Linux, cgroup v2
+//! or process group) and once with a `SystemRunner` of its own (which
+//! always goes through the engine), and the two results must agree.
+//! The mechanism is the process-wide one (`PKIT_MECHANISM`), the only one
+//! a plain command takes: run this file under all three. Under the
+//! portable backend both runs are the engine's, and must still pass.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::{CapturePolicy, Command, Error, Outcome, Output, Signal, Stdio, SystemRunner};
+
+/// Runs a test body on a plain thread (no runtime entered), bracketed by
+/// the suite's begin/end (nothing left behind) on a throwaway runtime.
+fn plain(name: &'static str, body: impl FnOnce()) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let suite = rt.block_on(begin(name));
+    body();
+    rt.block_on(suite.end());
+}
+
+/// `cmd` as the engine runs it: the same system runner, given explicitly.
+fn engine(cmd: &Command) -> Command {
+    cmd.clone().runner(Arc::new(SystemRunner::default()))
+}
+
+fn shell(script: &str) -> Command {
+    Command::new("sh").args(["-c", script, "sh"])
+}
+
+/// Both paths' `output()`.
+fn both(cmd: &Command) -> [Output; 2] {
+    let direct = cmd.blocking().output().expect("direct output");
+    let engine = engine(cmd).blocking().output().expect("engine output");
+    [direct, engine]
+}
+
+/// What must agree between the two paths' results.
+fn same(a: &Output, b: &Output, what: &str) {
+    assert_eq!(a.stdout(), b.stdout(), "{what}: stdout");
+    same_but_stdout(a, b, what);
+}
+
+/// [`same`], for runs that print a pid (which differs between runs).
+fn same_but_stdout(a: &Output, b: &Output, what: &str) {
+    assert_eq!(a.outcome(), b.outcome(), "{what}: outcome");
+    assert_eq!(a.stderr(), b.stderr(), "{what}: stderr");
+    assert_eq!(a.mechanism(), b.mechanism(), "{what}: mechanism");
+    assert_eq!(a.program(), b.program(), "{what}: program");
+    assert_eq!(
+        (a.stdout_truncated(), a.stderr_truncated()),
+        (b.stdout_truncated(), b.stderr_truncated()),
+        "{what}: truncation"
+    );
+    assert_eq!(
+        a.killed_after_grace(),
+        b.killed_after_grace(),
+        "{what}: killed after grace"
+    );
+    assert_eq!(
+        a.cpu_time().is_some(),
+        b.cpu_time().is_some(),
+        "{what}: usage"
+    );
+}
+
+fn wait_gone_blocking(pids: &[u32], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(|&p| !pid_gone(p)) {
+        assert!(Instant::now() < deadline, "{what}: {pids:?} still alive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exit_codes_signals_and_both_streams_agree() {
+    plain("exit_codes_signals_and_both_streams_agree", || {
+        let [a, b] = both(&shell("echo hi; echo err >&2; exit 3"));
+        same(&a, &b, "exit 3");
+        assert_eq!(a.code(), Some(3));
+        assert_eq!(
+            (a.stdout_str(), a.stderr_str()),
+            ("hi\n".into(), "err\n".into())
+        );
+
+        let [a, b] = both(&shell("echo before; kill -9 $$"));
+        same(&a, &b, "SIGKILL");
+        assert_eq!(a.outcome(), Outcome::Signalled(9));
+        assert_eq!(a.stdout(), b"before\n");
+
+        let [a, b] = both(&shell("exit 0").stdout(Stdio::Null).stderr(Stdio::Null));
+        same(&a, &b, "null stdio");
+        assert!(a.success() && a.stdout().is_empty());
+
+        // Invalid UTF-8 is kept as bytes; `run` makes it text the same way.
+        let bad = shell("printf 'ok\\377\\376\\n'; printf '\\300' >&2");
+        let [a, b] = both(&bad);
+        same(&a, &b, "invalid UTF-8");
+        assert_eq!(a.stdout(), b"ok\xff\xfe\n");
+        assert_eq!(a.stderr(), b"\xc0");
+        let text = bad.blocking().run().expect("run");
+        assert_eq!(text, engine(&bad).blocking().run().expect("engine run"));
+        assert_eq!(text, "ok\u{fffd}\u{fffd}");
+    });
+}
+
+#[test]
+fn big_interleaved_output_agrees_byte_for_byte() {
+    plain("big_interleaved_output_agrees_byte_for_byte", || {
+        // About 1.9 MiB on stdout and 1.3 MiB on stderr, written in turns.
+        let cmd =
+            shell("i=0; while [ $i -lt 4 ]; do seq 1 60000; seq 1 40000 >&2; i=$((i+1)); done");
+        let [a, b] = both(&cmd);
+        same(&a, &b, "big output");
+        let one = |n: u32| (1..=n).map(|i| format!("{i}\n")).collect::<String>();
+        assert!(a.stdout().len() > 1 << 20, "{}", a.stdout().len());
+        assert_eq!(a.stdout_str(), one(60000).repeat(4));
+        assert_eq!(a.stderr_str(), one(40000).repeat(4));
+    });
+}
+
+#[test]
+fn capture_limits_agree() {
+    plain("capture_limits_agree", || {
+        for policy in [CapturePolicy::KeepHead, CapturePolicy::KeepTail] {
+            let cmd = shell("seq 1 20000; seq 1 30 >&2").capture_limit(100, policy);
+            let [a, b] = both(&cmd);
+            same(&a, &b, &format!("{policy:?}"));
+            assert_eq!(a.stdout().len(), 100);
+            assert!(a.stdout_truncated() && !a.stderr_truncated());
+        }
+        // A cut stdout is never `run`'s answer, on either path.
+        let cmd = shell("seq 1 20000").capture_limit(10, CapturePolicy::KeepHead);
+        assert!(matches!(
+            cmd.blocking().run(),
+            Err(Error::OutputLimit { .. })
+        ));
+        assert!(matches!(
+            engine(&cmd).blocking().run(),
+            Err(Error::OutputLimit { .. })
+        ));
+    });
+}
+
+#[test]
+fn a_grandchild_holding_the_pipes_is_ended_with_the_run() {
+    plain(
+        "a_grandchild_holding_the_pipes_is_ended_with_the_run",
+        || {
+            for cmd in [
+                shell("sleep 300 & echo $!"),
+                engine(&shell("sleep 300 & echo $!")),
+            ] {
+                let t = Instant::now();
+                let out = cmd.blocking().output().expect("output");
+                assert!(out.success());
+                assert!(
+                    t.elapsed() < Duration::from_secs(100),
+                    "waited for the grandchild"
+                );
+                let pid: u32 = out.stdout_str().trim().parse().expect("pid");
+                wait_gone_blocking(&[pid], "the grandchild");
+            }
+        },
+    );
+}
+
+#[test]
+fn timeouts_end_the_tree_the_same_way() {
+    plain("timeouts_end_the_tree_the_same_way", || {
+        // SIGKILL at once: the grandchild goes with its parent.
+        let cmd = shell("sleep 300 & echo $!; wait").timeout(Duration::from_millis(300));
+        let [a, b] = both(&cmd);
+        same_but_stdout(&a, &b, "timeout");
+        assert_eq!(a.outcome(), Outcome::TimedOut);
+        let pids: Vec<u32> = [&a, &b]
+            .iter()
+            .map(|o| o.stdout_str().trim().parse().expect("pid"))
+            .collect();
+        wait_gone_blocking(&pids, "timed-out grandchildren");
+        assert!(matches!(cmd.blocking().run(), Err(Error::Timeout(_))));
+
+        // A tree that ignores the polite signal is killed after the grace.
+        let stubborn = shell("trap '' TERM; sleep 300 & echo $!; wait")
+            .timeout(Duration::from_millis(300))
+            .timeout_signal(Signal::Term)
+            .grace(Duration::from_millis(300));
+        let [a, b] = both(&stubborn);
+        same_but_stdout(&a, &b, "timeout with grace");
+        assert!(a.killed_after_grace());
+        let pids: Vec<u32> = [&a, &b]
+            .iter()
+            .map(|o| o.stdout_str().trim().parse().expect("pid"))
+            .collect();
+        wait_gone_blocking(&pids, "stubborn grandchildren");
+
+        // One that leaves on it is not.
+        let polite = shell("echo $$; sleep 300")
+            .timeout(Duration::from_millis(300))
+            .timeout_signal(Signal::Term)
+            .grace(Duration::from_secs(20));
+        let [a, b] = both(&polite);
+        same_but_stdout(&a, &b, "timeout, gone in the grace");
+        assert_eq!(a.outcome(), Outcome::TimedOut);
+        assert!(!a.killed_after_grace());
+    });
+}
+
+#[test]
+fn spawn_errors_agree() {
+    plain("spawn_errors_agree", || {
+        let dir = TempPath::new("not-exec");
+        std::fs::write(dir.path(), "#!/bin/sh\necho hi\n").expect("write");
+        let cases = [
+            Command::new("pkit-no-such-program-anywhere"),
+            Command::new("/nonexistent/pkit/program"),
+            Command::new(dir.path()),
+            Command::new("true").current_dir("/nonexistent/pkit/dir"),
+            Command::new("true").arg("nul\0byte"),
+            Command::new(""),
+        ];
+        for cmd in &cases {
+            let a = cmd.blocking().output().expect_err("direct: an error");
+            let b = engine(cmd)
+                .blocking()
+                .output()
+                .expect_err("engine: an error");
+            assert_eq!(a.to_string(), b.to_string(), "{cmd:?}");
+            assert_eq!(
+                std::mem::discriminant(&a),
+                std::mem::discriminant(&b),
+                "{a:?} / {b:?}"
+            );
+        }
+        assert!(matches!(
+            cases[0].blocking().output(),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            cases[2].blocking().output(),
+            Err(Error::NotExecutable { .. })
+        ));
+        assert!(matches!(
+            cases[3].blocking().output(),
+            Err(Error::CurrentDir { .. })
+        ));
+    });
+}
+
+#[test]
+fn the_verbs_on_top_agree() {
+    plain("the_verbs_on_top_agree", || {
+        let c = shell("printf ' M f\\n\\n'");
+        assert_eq!(c.blocking().run().expect("run"), " M f");
+        assert_eq!(engine(&c).blocking().run().expect("run"), " M f");
+        let c = shell("exit 7");
+        assert_eq!(c.blocking().exit_code().expect("code"), 7);
+        assert_eq!(engine(&c).blocking().exit_code().expect("code"), 7);
+        assert!(matches!(c.blocking().run(), Err(Error::NonZeroExit(_))));
+        let c = shell("exit 7").ok_codes([0, 7]);
+        assert_eq!(c.blocking().run().expect("ok code"), "");
+        for (script, want) in [("exit 0", true), ("exit 1", false)] {
+            assert_eq!(shell(script).blocking().probe().expect("probe"), want);
+        }
+        assert!(shell("exit 2").blocking().probe().is_err());
+        assert_eq!(
+            shell("exit 4").blocking().status().expect("status"),
+            Outcome::Exited(4)
+        );
+        assert!(matches!(
+            shell("kill -TERM $$").blocking().exit_code(),
+            Err(Error::Signalled(_))
+        ));
+    });
+}
+
+#[test]
+fn many_threads_at_once() {
+    plain("many_threads_at_once", || {
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    for j in 0..5 {
+                        let out = shell("echo $1; echo $2 >&2")
+                            .args([i.to_string(), j.to_string()])
+                            .blocking()
+                            .output()
+                            .expect("output");
+                        assert_eq!(out.stdout_str(), format!("{i}\n"));
+                        assert_eq!(out.stderr_str(), format!("{j}\n"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+    });
+}
