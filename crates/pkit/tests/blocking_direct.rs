@@ -305,3 +305,123 @@ fn many_threads_at_once() {
         }
     });
 }
+
+#[test]
+fn stdin_bytes_and_files_agree() {
+    plain("stdin_bytes_and_files_agree", || {
+        // A few bytes (written at once), and more than a pipe's first page
+        // (the engine's feeder), and a child that never reads them.
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for input in [b"line one\nline two".to_vec(), vec![7u8; 4096], big] {
+            let cmd = Command::new("cat").stdin_bytes(input.clone());
+            let [a, b] = both(&cmd);
+            same(&a, &b, &format!("cat of {} bytes", input.len()));
+            assert_eq!(a.stdout(), &input[..]);
+            let [a, b] = both(&shell("exit 5").stdin_bytes(input.clone()));
+            same(&a, &b, "unread input");
+            assert_eq!(a.code(), Some(5));
+        }
+        let file = TempPath::new("stdin");
+        std::fs::write(file.path(), "from a file\n").expect("write");
+        let [a, b] = both(&Command::new("cat").stdin_file(file.path()));
+        same(&a, &b, "stdin file");
+        assert_eq!(a.stdout_str(), "from a file\n");
+        let missing = Command::new("cat").stdin_file("/nonexistent/pkit/stdin");
+        let a = missing.blocking().output().expect_err("missing stdin file");
+        let b = engine(&missing)
+            .blocking()
+            .output()
+            .expect_err("missing stdin file");
+        assert_eq!(a.to_string(), b.to_string());
+    });
+}
+
+/// Records every `pkit` event (level, message and fields, without those
+/// that differ between any two runs: pids, times). Installed as the global
+/// subscriber: a scoped one may miss events whose interest another
+/// thread's test cached while none was installed.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+struct Fields(Vec<String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        if !["pid", "duration_ms", "elapsed_ms"].contains(&name) {
+            self.0.push(format!("{name}={value:?}"));
+        }
+    }
+}
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event.metadata().target() != "pkit" {
+            return;
+        }
+        let mut f = Fields(Vec::new());
+        event.record(&mut f);
+        let line = format!("{} {}", event.metadata().level(), f.0.join(" "));
+        self.0.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+fn recorder() -> &'static Recorder {
+    static REC: std::sync::OnceLock<Arc<Recorder>> = std::sync::OnceLock::new();
+    REC.get_or_init(|| {
+        let rec = Arc::new(Recorder::default());
+        tracing::subscriber::set_global_default(rec.clone()).expect("the only subscriber");
+        rec
+    })
+}
+
+/// The events of `cmd`'s blocking `output()` (given the log name `name`,
+/// which they carry; shown as `NAME`).
+fn events(cmd: &Command, name: &str) -> Vec<String> {
+    let _ = cmd.clone().log_name(name).blocking().output();
+    let quoted = format!("{name:?}");
+    let seen = recorder().0.lock().unwrap().clone();
+    seen.iter()
+        .filter(|e| e.contains(&quoted))
+        .map(|e| e.replace(&quoted, "NAME"))
+        .collect()
+}
+
+#[test]
+fn the_same_events_are_logged() {
+    plain("the_same_events_are_logged", || {
+        recorder();
+        let cases = [
+            shell("echo hi; exit 3"),
+            shell("trap '' TERM; sleep 300")
+                .timeout(Duration::from_millis(200))
+                .timeout_signal(Signal::Term)
+                .grace(Duration::from_millis(200)),
+            Command::new("pkit-no-such-program-anywhere"),
+        ];
+        for (i, cmd) in cases.iter().enumerate() {
+            let direct = events(cmd, &format!("direct-{i}"));
+            let engine = events(&engine(cmd), &format!("engine-{i}"));
+            assert!(!direct.is_empty(), "{cmd:?}");
+            assert_eq!(direct, engine, "{cmd:?}");
+        }
+        let timed_out = events(&cases[1], "direct-again");
+        assert!(
+            timed_out.iter().any(|e| e.contains("timed out"))
+                && timed_out
+                    .iter()
+                    .any(|e| e.contains("killed after the grace")),
+            "{timed_out:#?}"
+        );
+    });
+}

@@ -35,17 +35,23 @@ enum Choice {
     Direct(Group),
 }
 
-/// The one decision (Linux; elsewhere every run is the engine's): a run with nothing for the engine to drive (no
-/// runner of its own, cancel token, inactivity bound, stdin to feed, pty,
-/// tee, line callback, decoder or fail-fast capture limit) is waited for
-/// on the calling thread when its children are held by pidfds (Linux,
-/// cgroup v2 or process group); any other goes to the engine.
+/// The one decision (Linux; elsewhere every run is the engine's): a run
+/// with nothing for the engine to drive (no runner of its own, cancel
+/// token, inactivity bound, pty, tee, line callback, decoder or fail-fast
+/// capture limit; no stdin to feed beyond a few bytes a fresh pipe takes
+/// at once) is waited for on the calling thread when its children are
+/// held by pidfds (cgroup v2 or process group, not the portable backend);
+/// any other goes to the engine.
 fn choose(cmd: &Command) -> Result<Choice> {
     let (spec, io) = (&cmd.spec, &cmd.spec.io);
     let plain = cmd.runner.is_none()
         && spec.cancel.is_none()
         && spec.run.inactivity.is_none()
-        && matches!(spec.stdin, Input::Null | Input::Inherit | Input::File(_))
+        && match &spec.stdin {
+            Input::Null | Input::Inherit | Input::File(_) => true,
+            Input::Bytes(bytes) => bytes.len() <= crate::sys::SMALL_WRITE,
+            Input::Piped | Input::Reader(_) => false,
+        }
         && spec.spawn.pty.is_none()
         && io.stdout_tee.is_none()
         && io.stderr_tee.is_none()
@@ -155,7 +161,7 @@ fn run(group: Group, cmd: &Command) -> Result<Output> {
     group.check_open(spec)?;
     let prepared = crate::launch::prepare(spec, &program)?;
     let mut no_reader = None;
-    let ((stdin, _), (stdout, stdout_parent), (stderr, stderr_parent)) =
+    let ((stdin, stdin_parent), (stdout, stdout_parent), (stderr, stderr_parent)) =
         crate::launch::stdio(spec, &program, None, None, &mut no_reader)?;
     let (child, _, started) = crate::launch::spawn_in(
         group.container(),
@@ -166,6 +172,10 @@ fn run(group: Group, cmd: &Command) -> Result<Output> {
         false,
     )?;
     let pid = child.pid() as u32;
+    // A small input fits the fresh pipe: written now, then end of file.
+    if let (Some(fd), Input::Bytes(bytes)) = (stdin_parent, &spec.stdin) {
+        crate::sys::write_small(fd.as_fd(), bytes);
+    }
     let mut streams = [
         Stream::new(stdout_parent, spec),
         Stream::new(stderr_parent, spec),

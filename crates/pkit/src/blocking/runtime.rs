@@ -45,6 +45,7 @@ pub(crate) fn block_on<F: Future>(what: &str, fut: F) -> F::Output {
 
 /// Drives `fut` to completion on this thread, once
 /// [`refuse_inside_runtime`] has passed.
+#[cfg(target_os = "linux")]
 pub(crate) fn drive<F: Future>(fut: F) -> F::Output {
     handle().block_on(fut)
 }

@@ -149,11 +149,11 @@ impl Container {
     /// Whether the children started here are held by a pidfd (Linux, but
     /// not the portable backend forced there), which a thread can wait on
     /// with `poll` beside their pipes.
+    #[cfg(target_os = "linux")]
     pub(crate) fn holds_pidfds(&self) -> bool {
         match self.kind {
-            #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => true,
-            Kind::Pgroup { portable, .. } => !portable && cfg!(target_os = "linux"),
+            Kind::Pgroup { portable, .. } => !portable,
         }
     }
 

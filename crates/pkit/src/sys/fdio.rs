@@ -349,41 +349,45 @@ fn pipe(nonblock: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
-/// Blocks this thread until one of `fds` (at most three; `None` entries
-/// are skipped) is readable or hung up, or `timeout` passes (`None`: no
-/// limit); whether each one is. An interrupted wait returns with none.
-/// For the blocking facade's one-shot runs, which wait for a child's pipes
-/// and its exit on the calling thread.
+/// Blocks this thread until one of `fds` (`None` entries are skipped) is
+/// readable or hung up, or `timeout` passes (`None`: no limit); whether
+/// each one is. An interrupted wait returns with none, as does a call
+/// with no descriptor. For the blocking
+/// facade's one-shot runs, which wait for a child's pipes and its exit on
+/// the calling thread.
+#[cfg(target_os = "linux")]
 pub(crate) fn poll_readable(
     fds: [Option<std::os::fd::BorrowedFd<'_>>; 3],
     timeout: Option<std::time::Duration>,
 ) -> io::Result<[bool; 3]> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    // The present ones first, each remembering its slot.
     let mut slots = [0usize; 3];
-    let mut present = Vec::new();
     let mut n = 0;
     for (i, fd) in fds.iter().enumerate() {
-        if let Some(fd) = fd {
+        if fd.is_some() {
             slots[n] = i;
-            present.push(*fd);
             n += 1;
         }
     }
-    let mut polled: Vec<PollFd<'_>> = present
-        .iter()
-        .map(|fd| PollFd::new(fd, PollFlags::IN))
-        .collect();
+    let mut ready = [false; 3];
+    let Some(first) = fds[slots[0]].filter(|_| n > 0) else {
+        return Ok(ready);
+    };
+    let mut polled: [PollFd<'_>; 3] = std::array::from_fn(|k| {
+        let fd = if k < n { fds[slots[k]] } else { None };
+        PollFd::from_borrowed_fd(fd.unwrap_or(first), PollFlags::IN)
+    });
     let ts = timeout.map(|t| Timespec {
         tv_sec: t.as_secs().min(i32::MAX as u64) as _,
         tv_nsec: t.subsec_nanos() as _,
     });
-    let mut ready = [false; 3];
-    match poll(&mut polled, ts.as_ref()) {
+    match poll(&mut polled[..n], ts.as_ref()) {
         Ok(_) => {}
         Err(rustix::io::Errno::INTR) => return Ok(ready),
         Err(e) => return Err(e.into()),
     }
-    for (k, p) in polled.iter().enumerate() {
+    for (k, p) in polled[..n].iter().enumerate() {
         ready[slots[k]] = !p.revents().is_empty();
     }
     Ok(ready)
@@ -392,6 +396,7 @@ pub(crate) fn poll_readable(
 /// One `read` of what `fd` has into `buf`'s spare capacity, after making
 /// room for `chunk` bytes; the count read (0 at end of file). For a pipe
 /// [`poll_readable`] said is ready, so it does not block.
+#[cfg(target_os = "linux")]
 pub(crate) fn read_ready(
     fd: std::os::fd::BorrowedFd<'_>,
     buf: &mut Vec<u8>,
@@ -402,6 +407,24 @@ pub(crate) fn read_ready(
         match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut *buf)) {
             Err(rustix::io::Errno::INTR) => {}
             other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// The most [`write_small`] takes: what a pipe holds whatever its size
+/// (one page), so the write never waits for the reader.
+#[cfg(target_os = "linux")]
+pub(crate) const SMALL_WRITE: usize = 4096;
+
+/// Writes `bytes` (at most [`SMALL_WRITE`]) to a fresh pipe `fd` at once;
+/// a reader already gone is not an error (the write just stops).
+#[cfg(target_os = "linux")]
+pub(crate) fn write_small(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
         }
     }
 }
