@@ -31,6 +31,18 @@
 //! multi-thread runtime) is all that work needs, and it needs no more of
 //! Tokio than the async API already does.
 //!
+//! One exception, for speed: on Linux (cgroup v2 or process group), a
+//! one-shot verb (`output`, `run`, `exit_code`, `probe`, `status`) whose
+//! run needs nothing driven (no cancel token, inactivity timeout, stdin
+//! reader or larger input, pty, tee, line callback, decoder, fail-fast
+//! capture limit, runner or retry policy of its own) is spawned by the same
+//! launch code into the same private group, then waited for by the calling
+//! thread alone, with `poll(2)` on the child's pipes and pidfd, as
+//! `std::process::Command::output` waits. Its results, errors, timeouts
+//! and log events are the engine's; the group's teardown is the engine's
+//! own code (driven here, it waits only for a tree that outlived its main
+//! process or timed out).
+//!
 //! # Where it can be called
 //!
 //! From any thread that is not running a Tokio runtime: `main`, a
