@@ -83,10 +83,11 @@ pub fn skipped(what: &str, why: &str) {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     let binary = binary.rsplit_once('-').map_or(binary.as_str(), |(b, _)| b);
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED in tests/{binary}.rs: {what}: {why}"
-    );
+    // One write(2): stderr is unbuffered, and `writeln!` would write each
+    // piece separately, letting the harness's stdout land mid-line where
+    // both go to one pipe.
+    let line = format!("SKIPPED in tests/{binary}.rs: {what}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Whether this run tests the portable Unix backend
