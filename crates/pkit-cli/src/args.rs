@@ -103,16 +103,19 @@ Examples:
       anchor it with ^ and $).
   pkit supervise --health-port 127.0.0.1:8080 --storm-pause 5m -- ./server
 
-Exit status: 0 after a clean last run or a stop by signal; else the last
-run's (a program killed by signal N: 128+N, so 137 when a second signal
-killed it); 126/127 when it could not start; 125 pkit failed.";
+Exit status: 0 after a clean last run or a stop by signal; 124 when the
+last run failed its health check (pkit killed it, or it ended first, even
+with code 0); else the last run's (a program killed by signal N: 128+N, so
+137 when a second signal killed it); 126/127 when it could not start; 125
+pkit failed. The --json \"stopped\" event carries it as exit_status.";
 
 #[derive(clap::Args)]
 pub struct SuperviseArgs {
     /// When to start the program again.
     #[arg(long, value_enum, default_value = "on-crash")]
     pub restart: RestartArg,
-    /// At most N restarts; then pkit ends with the last run's status.
+    /// At most N restarts; then pkit ends with the last run's status (124
+    /// when it failed its health check).
     #[arg(long, value_name = "N")]
     pub max_restarts: Option<u32>,
     /// The first pause after a crash, and its factor per further crash

@@ -8,6 +8,7 @@ use pkit::{CapturePolicy, Command, Error, Mechanism, Outcome, Stdio};
 
 use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
+use crate::exit::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
 use crate::forward::{on_signal, until, Forwarder, Run};
 use crate::orphans::Orphans;
 use crate::report::{kind_name, Report, Sink, Stream, SCHEMA};
@@ -17,9 +18,6 @@ use crate::sys::{self, sig, Signals};
 use crate::tty::Terminal;
 use crate::EXIT_OWN_FAILURE;
 
-const EXIT_TIMEOUT: u8 = 124;
-const EXIT_NOT_EXECUTABLE: u8 = 126;
-const EXIT_NOT_FOUND: u8 = 127;
 const EXIT_KILLED: u8 = 128 + 9;
 
 /// The grace between --signal and SIGKILL when -k is not given.

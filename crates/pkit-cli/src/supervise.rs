@@ -9,6 +9,7 @@ use pkit::{
 };
 
 use crate::args::{RestartArg, SuperviseArgs};
+use crate::exit::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
 use crate::report::kind_name;
 use crate::{signame, EXIT_OWN_FAILURE};
 
@@ -124,8 +125,9 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     };
     match result {
         Ok(outcome) => {
-            say.end(&outcome);
-            status(&outcome)
+            let code = status(&outcome);
+            say.end(&outcome, code);
+            code
         }
         Err(e) => {
             eprintln!("pkit: {e}");
@@ -134,22 +136,27 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     }
 }
 
-/// pkit's exit status: 0 after a requested stop or a clean last run, else
-/// the last run's (as `pkit run`), or 125-127 when it could not start.
+/// pkit's exit status: 0 after a requested stop or a clean last run;
+/// [`EXIT_TIMEOUT`] when the last run failed its health check (so a
+/// supervisor that gave up on it never reports success); else the last
+/// run's (as `pkit run`), or 125-127 when it could not start.
 fn status(outcome: &SupervisionOutcome) -> u8 {
     if outcome.stopped == StopReason::StopRequested {
         return 0;
+    }
+    if outcome.final_unhealthy {
+        return EXIT_TIMEOUT;
     }
     if let Some(out) = &outcome.final_output {
         return match out.outcome() {
             Outcome::Exited(code) => code as u8,
             Outcome::Signalled(sig) => 128u8.saturating_add(sig as u8),
-            _ => 124,
+            _ => EXIT_TIMEOUT,
         };
     }
     match outcome.final_error.as_ref().map(|e| e.kind()) {
-        Some(pkit::ErrorKind::NotFound) => 127,
-        Some(pkit::ErrorKind::NotExecutable) => 126,
+        Some(pkit::ErrorKind::NotFound) => EXIT_NOT_FOUND,
+        Some(pkit::ErrorKind::NotExecutable) => EXIT_NOT_EXECUTABLE,
         Some(_) => EXIT_OWN_FAILURE,
         None => 0,
     }
@@ -255,7 +262,7 @@ impl Say {
         }
     }
 
-    fn end(&mut self, outcome: &SupervisionOutcome) {
+    fn end(&mut self, outcome: &SupervisionOutcome, code: u8) {
         // A run that a stop (or a second signal) ended: its exit came after
         // the events were last read, so it is reported from the outcome.
         if let (Some(pid), Some(out)) = (self.running, &outcome.final_output) {
@@ -277,6 +284,7 @@ impl Say {
         if self.json {
             self.json_line(serde_json::json!({
                 "event": "stopped", "reason": reason, "restarts": outcome.restarts,
+                "exit_status": code,
             }));
         } else {
             let then = format!(

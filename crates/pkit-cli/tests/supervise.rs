@@ -148,7 +148,8 @@ fn a_run_that_never_prints_its_health_line_counts_as_a_crash() {
     let pids = read_pids(&file, 2);
     let _ = std::fs::remove_file(&file);
     assert_all_gone(&pids);
-    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    // pkit's kill is not the program's status: 124, as timeout(1).
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("failed its health check").count(), 2, "{err}");
     assert!(err.contains("restarts exhausted after 1 restarts"), "{err}");
@@ -459,7 +460,7 @@ fn the_health_port_waits_for_a_listener_or_counts_a_crash() {
         .args([LISTENER, "sh", &other.to_string(), "0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
     let events = json_lines(&out.stderr);
     let kinds: Vec<&str> = events
         .iter()
@@ -481,6 +482,73 @@ fn the_health_port_waits_for_a_listener_or_counts_a_crash() {
     );
     assert_eq!(events[2]["crashed"], true);
     assert_eq!(events[7]["reason"], "restarts_exhausted");
+    assert_eq!(events[7]["exit_status"], 124);
+}
+
+/// A supervisor that gives up never reports success: runs that exit 0
+/// before their health line comes are crashes, and once the budget is
+/// spent pkit exits 124 (text and JSON), not the last run's 0. Clean runs
+/// under `--restart always` that spend the budget are no failure: 0.
+#[test]
+fn giving_up_on_runs_that_exit_0_unhealthy_is_not_success() {
+    for json in [false, true] {
+        let mut args = vec!["supervise"];
+        if json {
+            args.push("--json");
+        }
+        args.extend([
+            "--health-line",
+            "ready",
+            "--max-restarts",
+            "1",
+            "--backoff",
+            "10ms",
+            "--",
+            "true",
+        ]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(124), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if json {
+            let events = json_lines(&out.stderr);
+            let last = events.last().unwrap();
+            assert_eq!(last["reason"], "restarts_exhausted", "{err}");
+            assert_eq!(last["exit_status"], 124, "{err}");
+            assert!(events
+                .iter()
+                .any(|e| e["event"] == "exited" && e["exit_code"] == 0 && e["crashed"] == true));
+        } else {
+            assert_eq!(err.matches("failed its health check").count(), 2, "{err}");
+            assert!(err.contains("restarts exhausted after 1 restarts"), "{err}");
+        }
+    }
+    // --restart never: the one run failed its check, the same status.
+    let out = run(&[
+        "supervise",
+        "--restart",
+        "never",
+        "--health-line",
+        "ready",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    // Clean runs that spend the budget: nothing failed.
+    let out = run(&[
+        "supervise",
+        "--json",
+        "--restart",
+        "always",
+        "--max-restarts",
+        "1",
+        "--backoff",
+        "10ms",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let events = json_lines(&out.stderr);
+    assert_eq!(events.last().unwrap()["exit_status"], 0, "{events:?}");
 }
 
 /// The pauses (seconds) of a `--json` run's events, and the storm pauses.

@@ -914,3 +914,59 @@ async fn a_pause_too_long_to_jitter_is_capped_not_a_panic() {
     }
     suite.end().await;
 }
+
+/// A supervision that gives up on a run that exited 0 before it was ready
+/// does not look like a success: the outcome says the last run was
+/// unhealthy and a crash, though its exit code is 0. A clean run, and a
+/// run a stop ended, are not crashes.
+#[tokio::test]
+async fn giving_up_on_an_unhealthy_clean_exit_is_a_crash() {
+    let suite = begin("giving_up_on_an_unhealthy_clean_exit_is_a_crash").await;
+    for choice in mechanisms() {
+        let out = sup(choice, sh("exit 0"))
+            .ready_when_line(|l| l == "ready", DEADLINE)
+            .max_restarts(1)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::RestartsExhausted, "{choice}");
+        assert_eq!(out.restarts, 1, "{choice}");
+        assert!(out.final_output.as_ref().unwrap().success(), "{choice}");
+        assert!(out.final_unhealthy, "{choice}: {out:?}");
+        assert!(out.final_crashed, "{choice}: {out:?}");
+
+        let out = sup(choice, sh("echo ready"))
+            .ready_when_line(|l| l == "ready", DEADLINE)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::PolicySatisfied, "{choice}");
+        assert!(
+            !out.final_unhealthy && !out.final_crashed,
+            "{choice}: {out:?}"
+        );
+
+        let out = sup(choice, sh("exit 3"))
+            .restart(Restart::Never)
+            .run()
+            .await
+            .unwrap();
+        assert!(
+            !out.final_unhealthy && out.final_crashed,
+            "{choice}: {out:?}"
+        );
+
+        let mut handle = sup(choice, sh("exec sleep 300")).start();
+        assert!(matches!(
+            next(&mut handle).await,
+            SupervisorEvent::Started { .. }
+        ));
+        let out = handle.stop().await.unwrap();
+        assert_eq!(out.stopped, StopReason::StopRequested, "{choice}");
+        assert!(
+            !out.final_crashed,
+            "{choice}: a stop is not a crash: {out:?}"
+        );
+    }
+    suite.end().await;
+}

@@ -50,6 +50,23 @@ pub struct SupervisionOutcome {
     pub final_error: Option<Error>,
     /// How many times the command was started again after its first run.
     pub restarts: u32,
+    /// Whether the last run failed its readiness check (see
+    /// [`Supervisor::ready_when_line`] and the like). Such a run is a
+    /// crash even when [`final_output`](Self::final_output) says it
+    /// exited 0 (it ended before it was ready), or shows the SIGKILL the
+    /// supervisor sent it when the check timed out.
+    pub final_unhealthy: bool,
+    /// Whether the last run counts as a crash, as its
+    /// [`SupervisorEvent::Exited`] said: it failed its readiness check, or
+    /// did not end with a clean exit 0, or (with no `Output`) could not
+    /// start. False when nothing ran, and for a run that a stop or a
+    /// cancellation ended (ending it was the caller's doing).
+    ///
+    /// A supervision that gave up ([`StopReason::RestartsExhausted`]) on a
+    /// run that exited 0 without ever becoming ready says `true` here: read
+    /// whether the last run succeeded from this, not from the exit code
+    /// alone.
+    pub final_crashed: bool,
 }
 
 /// What a [`SupervisorHandle`] reports as it happens, in order.

@@ -27,6 +27,23 @@ struct RunEnd {
     began: Instant,
 }
 
+impl RunEnd {
+    /// Whether the run counts as a crash: unhealthy, not a clean exit 0,
+    /// or unable to start; never a run a stop or cancellation ended.
+    fn crashed(&self) -> bool {
+        if matches!(
+            self.interrupted,
+            Some(StopReason::StopRequested | StopReason::Cancelled)
+        ) {
+            return false;
+        }
+        match &self.output {
+            Some(out) => self.unhealthy || !out.success(),
+            None => self.error.is_some(),
+        }
+    }
+}
+
 /// What woke a wait up.
 enum Wake<T> {
     Done(T),
@@ -330,15 +347,20 @@ pub(super) async fn supervise(
     };
     log::supervisor_stopped(&lp.name, stopped.as_str(), restarts);
     lp.emit(SupervisorEvent::Stopped(stopped));
-    let (final_output, final_error) = match last {
-        Some(end) => (end.output, end.error),
-        None => (None, None),
+    let (final_output, final_error, final_unhealthy, final_crashed) = match last {
+        Some(end) => {
+            let crashed = end.crashed();
+            (end.output, end.error, end.unhealthy, crashed)
+        }
+        None => (None, None, false, false),
     };
     Ok(SupervisionOutcome {
         stopped,
         final_output,
         final_error,
         restarts,
+        final_unhealthy,
+        final_crashed,
     })
 }
 
