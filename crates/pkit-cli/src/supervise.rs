@@ -95,34 +95,32 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         quiet: args.quiet,
         ended: None,
         running: None,
+        stopping: false,
     };
-    let stopped = loop {
+    loop {
         tokio::select! {
             event = handle.next_event() => match event {
-                Some(SupervisorEvent::Stopped(_)) | None => break false,
+                Some(SupervisorEvent::Stopped(_)) | None => break,
                 Some(event) => say.event(&event),
             },
-            _ = stops.recv() => break true,
-        }
-    };
-    let result = if stopped {
-        // A graceful stop: the run gets SIGTERM and its grace (which ends
-        // in SIGKILL); a second signal meanwhile kills the tree at once.
-        let stop = handle.stop();
-        tokio::pin!(stop);
-        loop {
-            let second = tokio::select! {
-                result = &mut stop => break result,
-                name = stops.recv() => name,
-            };
-            if !kill_now.is_cancelled() && !args.quiet && !args.json {
-                eprintln!("pkit: second SIG{second}: killing the run now");
+            second = stops.recv() => {
+                if !say.stopping {
+                    // A graceful stop: the run gets SIGTERM and its grace
+                    // (which ends in SIGKILL). The events go on: the
+                    // stopped run's exit, then the end.
+                    say.stopping = true;
+                    handle.request_stop();
+                    continue;
+                }
+                // A second signal meanwhile kills the tree at once.
+                if !kill_now.is_cancelled() && !args.quiet && !args.json {
+                    eprintln!("pkit: second SIG{second}: killing the run now");
+                }
+                kill_now.cancel();
             }
-            kill_now.cancel();
         }
-    } else {
-        handle.wait().await
-    };
+    }
+    let result = handle.wait().await;
     match result {
         Ok(outcome) => {
             let code = status(&outcome);
@@ -171,6 +169,9 @@ struct Say {
     ended: Option<String>,
     /// The pid of the run started and not reported ended yet.
     running: Option<u32>,
+    /// pkit asked for a stop (a signal came): a run that ends now without
+    /// crashing was stopped by pkit.
+    stopping: bool,
 }
 
 fn outcome_text(outcome: &Outcome) -> String {
@@ -211,6 +212,7 @@ impl Say {
                     crashed,
                 } => json!({
                     "event": "exited", "pid": pid, "crashed": crashed,
+                    "stopped_by_pkit": self.stopping && !crashed,
                     "exit_code": match outcome { Outcome::Exited(c) => Some(*c), _ => None },
                     "signal": match outcome { Outcome::Signalled(s) => Some(*s), _ => None },
                 }),
@@ -239,7 +241,16 @@ impl Say {
                 outcome, crashed, ..
             } => {
                 let run = self.ended.take().unwrap_or_else(|| "run".into());
-                let what = if *crashed { "crash" } else { "clean" };
+                // How the run really ended: on its own (a crash, or clean),
+                // or by pkit's stop (its SIGTERM, or the SIGKILL of a
+                // second signal or the grace's end), which is no crash.
+                let what = if *crashed {
+                    "crash"
+                } else if self.stopping {
+                    "stopped by pkit"
+                } else {
+                    "clean"
+                };
                 self.ended = Some(format!("{run} {} ({what})", outcome_text(outcome)));
             }
             SupervisorEvent::SpawnFailed { kind } => {
@@ -263,13 +274,14 @@ impl Say {
     }
 
     fn end(&mut self, outcome: &SupervisionOutcome, code: u8) {
-        // A run that a stop (or a second signal) ended: its exit came after
-        // the events were last read, so it is reported from the outcome.
+        // Every run's exit comes as an event before the end; should one
+        // not have (the event buffer overflowed), it is reported from the
+        // outcome.
         if let (Some(pid), Some(out)) = (self.running, &outcome.final_output) {
             self.event(&SupervisorEvent::Exited {
                 pid,
                 outcome: out.outcome(),
-                crashed: !out.success(),
+                crashed: outcome.final_crashed,
             });
         }
         let reason = match outcome.stopped {

@@ -805,12 +805,54 @@ fn the_run_a_stop_ends_is_reported_as_ended() {
             assert_eq!(names, ["started", "exited", "stopped"], "{events:?}");
             assert_eq!(events[1]["signal"], libc::SIGTERM, "{events:?}");
             assert_eq!(events[1]["pid"], events[0]["pid"], "{events:?}");
+            // pkit's own stop is no crash.
+            assert_eq!(events[1]["crashed"], false, "{events:?}");
+            assert_eq!(events[1]["stopped_by_pkit"], true, "{events:?}");
         } else {
             let text = String::from_utf8_lossy(&out.stderr);
             assert!(
-                text.contains("killed by SIGTERM") && text.contains("stopping: stop requested"),
+                text.contains("killed by SIGTERM (stopped by pkit); stopping: stop requested"),
                 "{text}"
             );
+            assert!(!text.contains("crash"), "{text}");
         }
     }
+}
+
+/// Each run is labelled by how it really ended: a crash by a signal of its
+/// own (SIGSEGV raised by the program) is a crash, in text and JSON, and
+/// not "stopped by pkit"; a clean exit is clean.
+#[test]
+fn runs_are_labelled_by_how_they_really_ended() {
+    let out = run(&[
+        "supervise",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "kill -SEGV $$",
+    ]);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGSEGV), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("killed by SIGSEGV (crash)"), "{text}");
+    let out = run(&[
+        "supervise",
+        "--json",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "kill -TERM $$",
+    ]);
+    let events = json_lines(&out.stderr);
+    let exited = events.iter().find(|e| e["event"] == "exited").unwrap();
+    // A SIGTERM pkit did not send: the run's own crash.
+    assert_eq!(exited["signal"], libc::SIGTERM, "{events:?}");
+    assert_eq!(exited["crashed"], true, "{events:?}");
+    assert_eq!(exited["stopped_by_pkit"], false, "{events:?}");
+    let out = run(&["supervise", "--", "true"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("exited with code 0 (clean)"), "{text}");
 }

@@ -970,3 +970,54 @@ async fn giving_up_on_an_unhealthy_clean_exit_is_a_crash() {
     }
     suite.end().await;
 }
+
+/// `request_stop` keeps the handle: the stopped run's exit comes as an
+/// event, not a crash though SIGTERM ended it, then `Stopped`; a run that
+/// kills itself with the same signal is a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_run_is_no_crash_and_its_exit_is_an_event() {
+    let suite = begin("a_stopped_run_is_no_crash_and_its_exit_is_an_event").await;
+    for choice in mechanisms() {
+        let mut handle = sup(choice, sh("exec sleep 300")).start();
+        let SupervisorEvent::Started { pid, .. } = next(&mut handle).await else {
+            panic!("{choice}: first event")
+        };
+        handle.request_stop();
+        handle.request_stop();
+        let events = all_events(&mut handle).await;
+        assert_eq!(
+            events,
+            [
+                SupervisorEvent::Exited {
+                    pid,
+                    outcome: Outcome::Signalled(libc::SIGTERM),
+                    crashed: false,
+                },
+                SupervisorEvent::Stopped(StopReason::StopRequested),
+            ],
+            "{choice}"
+        );
+        let out = handle.wait().await.unwrap();
+        assert_eq!(out.stopped, StopReason::StopRequested, "{choice}");
+        assert!(!out.final_crashed, "{choice}: {out:?}");
+        assert_gone(&[pid], "the stopped run").await;
+
+        let mut handle = sup(choice, sh("kill -TERM $$"))
+            .restart(Restart::Never)
+            .start();
+        let events = all_events(&mut handle).await;
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                SupervisorEvent::Exited {
+                    outcome: Outcome::Signalled(libc::SIGTERM),
+                    crashed: true,
+                    ..
+                }
+            )),
+            "{choice}: {events:?}"
+        );
+        assert!(handle.wait().await.unwrap().final_crashed, "{choice}");
+    }
+    suite.end().await;
+}

@@ -225,6 +225,15 @@ impl SupervisorHandle {
         block_on("SupervisorHandle::next_event", inner.next_event())
     }
 
+    /// Asks for a graceful stop and returns at once, keeping the handle
+    /// ([`crate::SupervisorHandle::request_stop`]): read the rest of the
+    /// events, then [`wait`](Self::wait).
+    pub fn request_stop(&self) {
+        if let Some(inner) = &self.inner {
+            inner.request_stop();
+        }
+    }
+
     /// Stops gracefully and returns the outcome
     /// ([`crate::SupervisorHandle::stop`]).
     ///

@@ -98,6 +98,9 @@ pub enum SupervisorEvent {
         /// How it ended.
         outcome: Outcome,
         /// Whether it counts as a crash (not a clean exit 0, or unhealthy).
+        /// False for a run that a stop ([`SupervisorHandle::stop`]) or a
+        /// cancellation ended, whatever its outcome (the SIGTERM of a
+        /// stop, say): ending it was the caller's doing, not the run's.
         crashed: bool,
     },
     /// A run could not be started (a crash).

@@ -241,7 +241,7 @@ impl Loop {
             self.emit(SupervisorEvent::Exited {
                 pid,
                 outcome: out.outcome(),
-                crashed: end.unhealthy || !out.success(),
+                crashed: end.crashed(),
             });
         }
         Ok(end)
@@ -465,6 +465,15 @@ impl SupervisorHandle {
     /// were waiting already.
     pub fn events_dropped(&self) -> u64 {
         self.events.lock().dropped
+    }
+
+    /// Asks for the graceful stop of [`stop`](Self::stop) and returns at
+    /// once, keeping the handle: read the rest of the events (the stopped
+    /// run's [`SupervisorEvent::Exited`], with `crashed: false`, then
+    /// [`SupervisorEvent::Stopped`]), then [`wait`](Self::wait) for the
+    /// outcome. Asking again does nothing more.
+    pub fn request_stop(&self) {
+        self.stop.cancel();
     }
 
     /// Stops gracefully: the current run's tree gets the command's
