@@ -43,6 +43,11 @@ pub async fn output_all(
 
 /// Like [`output_all`], but yields `(index, result)` pairs in completion
 /// order, as each command finishes. Dropping the stream cancels the rest.
+///
+/// Called outside a Tokio runtime, it runs nothing and does not panic:
+/// each command's result is [`Error::InvalidInput`](crate::Error::InvalidInput),
+/// as starting a command there is (the blocking facade's
+/// [`output_unordered`](crate::blocking::output_unordered) needs no runtime).
 pub fn output_unordered(
     commands: impl IntoIterator<Item = Command>,
     concurrency: usize,
@@ -50,6 +55,18 @@ pub fn output_unordered(
     let commands: Vec<Command> = commands.into_iter().collect();
     let len = commands.len();
     let (tx, rx) = mpsc::channel(len.max(1));
+    if tokio::runtime::Handle::try_current().is_err() {
+        for (i, cmd) in commands.iter().enumerate() {
+            let refused = crate::launch::no_runtime(&cmd.log_label());
+            // The channel holds `len` results: none waits.
+            let _ = tx.try_send((i, Err(refused)));
+        }
+        return Completions {
+            rx,
+            driver: None,
+            len,
+        };
+    }
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let driver = tokio::spawn(async move {
         let mut running = tokio::task::JoinSet::new();
@@ -66,14 +83,19 @@ pub fn output_unordered(
         }
         while running.join_next().await.is_some() {}
     });
-    Completions { rx, driver, len }
+    Completions {
+        rx,
+        driver: Some(driver),
+        len,
+    }
 }
 
 /// The results of [`output_unordered`], in completion order. Implements
 /// [`futures_core::Stream`].
 pub struct Completions {
     rx: mpsc::Receiver<(usize, Result<Output>)>,
-    driver: JoinHandle<()>,
+    /// None when nothing runs (no runtime: every result is an error).
+    driver: Option<JoinHandle<()>>,
     len: usize,
 }
 
@@ -107,7 +129,9 @@ impl Drop for Completions {
     fn drop(&mut self) {
         // Aborting the driver drops its JoinSet, which aborts every running
         // command; each one's group is torn down as its future is dropped.
-        self.driver.abort();
+        if let Some(driver) = &self.driver {
+            driver.abort();
+        }
     }
 }
 

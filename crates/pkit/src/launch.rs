@@ -172,10 +172,15 @@ pub(crate) fn spawn_in(
 pub(crate) fn need_runtime(program: &str) -> Result<()> {
     match tokio::runtime::Handle::try_current() {
         Ok(_) => Ok(()),
-        Err(_) => Err(Error::InvalidInput(format!(
-            "{program}: starting a process needs a Tokio runtime (call this from within one)"
-        ))),
+        Err(_) => Err(no_runtime(program)),
     }
+}
+
+/// The error of a start outside a Tokio runtime.
+pub(crate) fn no_runtime(program: &str) -> Error {
+    Error::InvalidInput(format!(
+        "{program}: starting a process needs a Tokio runtime (call this from within one)"
+    ))
 }
 
 /// Takes a stdin reader for this run: the first run of a command (or of

@@ -51,6 +51,11 @@ impl RunningProcess {
     /// the one you don't want — a dropped stream's lines are discarded.
     /// Needs a Tokio runtime (a small task routes the lines).
     ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (a process started in one and moved out of
+    /// it: every start needs one), as `tokio::spawn` does.
+    ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {
     /// let mut p = pkit::Command::new("sh")

@@ -140,3 +140,33 @@ async fn each_command_keeps_its_own_containment() {
         assert_eq!(keys.len(), 4, "{seen:?}");
     }
 }
+
+/// Outside a Tokio runtime, `output_unordered` does not panic and runs
+/// nothing: each command's result is a typed error.
+#[test]
+fn a_batch_outside_a_runtime_is_a_typed_error_per_command_not_a_panic() {
+    let marker = common::TempPath::new("batch-no-runtime");
+    let cmds = vec![
+        Command::new("touch").arg(marker.as_str()),
+        Command::new("true"),
+    ];
+    let mut stream = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        pkit::output_unordered(cmds, 2)
+    }))
+    .unwrap_or_else(|_| panic!("output_unordered panicked outside a runtime"));
+    assert_eq!(stream.len(), 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Some((i, result)) = rt.block_on(stream.next()) {
+        let err = result.expect_err("refused");
+        assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput, "{err}");
+        seen.push(i);
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!marker.path().exists(), "the program ran");
+}

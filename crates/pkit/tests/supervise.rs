@@ -1021,3 +1021,33 @@ async fn a_stopped_run_is_no_crash_and_its_exit_is_an_event() {
     }
     suite.end().await;
 }
+
+/// Outside a Tokio runtime, `start` does not panic and runs nothing: the
+/// events end at once and `wait` says why, as a typed error.
+#[test]
+fn start_outside_a_runtime_is_a_typed_error_not_a_panic() {
+    let marker = TempPath::new("sup-no-runtime");
+    let handle = std::panic::catch_unwind(|| {
+        Supervisor::new(Command::new("touch").arg(marker.as_str())).start()
+    })
+    .unwrap_or_else(|_| panic!("start panicked outside a runtime"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (event, result) = rt.block_on(async move {
+        let mut handle = handle;
+        let event = handle.next_event().await;
+        (event, handle.wait().await)
+    });
+    assert_eq!(event, None);
+    let err = result.expect_err("refused");
+    assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!marker.path().exists(), "the program ran");
+    // `stop` says the same.
+    let handle = Supervisor::new(Command::new("true")).start();
+    let err = rt.block_on(handle.stop()).expect_err("refused");
+    assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput, "{err}");
+}

@@ -417,11 +417,23 @@ impl Supervisor {
     /// # Ok(()) }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
     /// ```
+    ///
+    /// Called outside a Tokio runtime, it starts nothing and does not
+    /// panic: the handle's events end at once (`next_event` gives `None`)
+    /// and [`wait`](SupervisorHandle::wait) and
+    /// [`stop`](SupervisorHandle::stop) return
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput), as starting a
+    /// command there does. (The blocking facade's
+    /// [`start`](crate::blocking::SupervisorVerbs::start) needs no runtime.)
     pub fn start(self) -> SupervisorHandle {
         let queue = Arc::new(EventQueue::default());
         let stop = CancelToken::new();
         let tx = EventSender(queue.clone());
-        let task = tokio::spawn(supervise(self, Some(tx), stop.clone()));
+        let task = match crate::launch::need_runtime(&self.cmd.log_label()) {
+            Ok(()) => Ok(tokio::spawn(supervise(self, Some(tx), stop.clone()))),
+            // Dropping the sender closes the queue: no event will come.
+            Err(e) => Err(e),
+        };
         SupervisorHandle {
             events: queue,
             stop,
@@ -436,7 +448,8 @@ impl Supervisor {
 pub struct SupervisorHandle {
     events: Arc<EventQueue>,
     stop: CancelToken,
-    task: Option<tokio::task::JoinHandle<Result<SupervisionOutcome>>>,
+    /// The supervising task, or why there is none (no runtime).
+    task: Option<Result<tokio::task::JoinHandle<Result<SupervisionOutcome>>>>,
 }
 
 impl SupervisorHandle {
@@ -489,7 +502,10 @@ impl SupervisorHandle {
     /// # Errors
     ///
     /// Those of [`run`](crate::Supervisor::run); [`Error::Io`](crate::Error::Io) when the
-    /// supervising task was cancelled (its runtime shut down). A panic in it is resumed here.
+    /// supervising task was cancelled (its runtime shut down);
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when
+    /// [`start`](crate::Supervisor::start) was called outside a Tokio runtime
+    /// (nothing ran). A panic in the task is resumed here.
     pub async fn stop(mut self) -> Result<SupervisionOutcome> {
         self.stop.cancel();
         self.join().await
@@ -500,13 +516,16 @@ impl SupervisorHandle {
     /// # Errors
     ///
     /// Those of [`run`](crate::Supervisor::run); [`Error::Io`](crate::Error::Io) when the
-    /// supervising task was cancelled (its runtime shut down). A panic in it is resumed here.
+    /// supervising task was cancelled (its runtime shut down);
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when
+    /// [`start`](crate::Supervisor::start) was called outside a Tokio runtime
+    /// (nothing ran). A panic in the task is resumed here.
     pub async fn wait(mut self) -> Result<SupervisionOutcome> {
         self.join().await
     }
 
     async fn join(&mut self) -> Result<SupervisionOutcome> {
-        let task = self.task.take().expect("joined once");
+        let task = self.task.take().expect("joined once")?;
         match task.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -517,7 +536,7 @@ impl SupervisorHandle {
 
 impl Drop for SupervisorHandle {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        if let Some(Ok(task)) = self.task.take() {
             // Dropping the task's future drops the run's group: its tree
             // is killed.
             task.abort();
