@@ -79,7 +79,7 @@ pub(crate) fn output(what: &str, cmd: &Command) -> Result<Output> {
     match choose(cmd)? {
         Choice::Engine => super::block_on(what, cmd.output()),
         Choice::EngineIn(group) => super::block_on(what, crate::runner::run_in(group, cmd)),
-        Choice::Direct(group) => run(group, cmd),
+        Choice::Direct(group) => run(what, group, cmd),
     }
 }
 
@@ -155,7 +155,7 @@ impl Stream {
 
 /// The run itself, in `group` (whose children have pidfds).
 #[track_caller]
-fn run(group: Group, cmd: &Command) -> Result<Output> {
+fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
     let spec = &cmd.spec;
     let program = spec.display_name();
     group.check_open(spec)?;
@@ -225,7 +225,7 @@ fn run(group: Group, cmd: &Command) -> Result<Output> {
     // gone with its leader); it waits, on the engine's driver, only for a
     // tree that outlived it or timed out.
     let end = crate::runner::end_group(&group, status.is_none(), spec.timeout_signal, spec.grace);
-    let killed_after_grace = super::runtime::drive(end)?;
+    let killed_after_grace = super::runtime::drive(what, end)??;
     if killed_after_grace {
         crate::log::killed_after_grace(&label, pid);
     }

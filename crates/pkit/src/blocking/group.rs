@@ -26,7 +26,7 @@ impl Group {
     /// Those of [`Group::new`](crate::Group::new).
     #[track_caller]
     pub fn new() -> Result<Group> {
-        enter("Group::new", crate::Group::new).map(Group::from)
+        enter("Group::new", crate::Group::new)?.map(Group::from)
     }
 
     /// A group built from `builder` (memory limits, mechanism...).
@@ -36,7 +36,7 @@ impl Group {
     /// Those of [`GroupBuilder::build`](crate::GroupBuilder::build).
     #[track_caller]
     pub fn with(builder: GroupBuilder) -> Result<Group> {
-        enter("Group::with", || builder.build()).map(Group::from)
+        enter("Group::with", || builder.build())?.map(Group::from)
     }
 
     fn get(&self) -> &crate::Group {
@@ -99,8 +99,13 @@ impl Group {
     /// ```
     #[track_caller]
     pub fn sample_stats(&self, every: Duration) -> SampleStats<'_> {
-        let inner = enter("Group::sample_stats", || self.get().sample_stats(every));
-        SampleStats { inner: Some(inner) }
+        super::runtime::refuse_inside_runtime("Group::sample_stats");
+        SampleStats {
+            group: self.get(),
+            every: every.max(Duration::from_millis(1)),
+            next_at: None,
+            done: false,
+        }
     }
 
     /// Starts `cmd` in the group ([`crate::Group::start`]).
@@ -110,7 +115,7 @@ impl Group {
     /// Those of [`Group::start`](crate::Group::start).
     #[track_caller]
     pub fn start(&self, cmd: &Command) -> Result<RunningProcess> {
-        enter("Group::start", || self.get().start(cmd)).map(RunningProcess::from_async)
+        enter("Group::start", || self.get().start(cmd))?.map(RunningProcess::from_async)
     }
 
     /// Runs `cmd` to its end in this group and tears the group down
@@ -242,8 +247,16 @@ impl fmt::Debug for Group {
 /// A group's [`Stats`] sampled at an interval, as an [`Iterator`]: each
 /// `next` blocks until the next snapshot; `None` once the group is empty.
 /// See [`Group::sample_stats`].
+///
+/// The calling thread sleeps between snapshots and takes them itself
+/// (as [`crate::SampleStats`] does: the first at once, then one every
+/// interval, a late one delaying the next); it needs no runtime.
 pub struct SampleStats<'a> {
-    inner: Option<crate::SampleStats<'a>>,
+    group: &'a crate::Group,
+    every: Duration,
+    /// When the next snapshot is due (`None`: at once).
+    next_at: Option<std::time::Instant>,
+    done: bool,
 }
 
 impl Iterator for SampleStats<'_> {
@@ -251,20 +264,32 @@ impl Iterator for SampleStats<'_> {
 
     #[track_caller]
     fn next(&mut self) -> Option<Stats> {
-        let inner = self.inner.as_mut()?;
-        block_on("SampleStats::next", inner.next())
-    }
-}
-
-impl Drop for SampleStats<'_> {
-    fn drop(&mut self) {
-        enter_for_drop(self.inner.take());
+        super::runtime::refuse_inside_runtime("SampleStats::next");
+        if self.done {
+            return None;
+        }
+        if let Some(at) = self.next_at {
+            std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+        }
+        self.next_at = Some(std::time::Instant::now() + self.every);
+        match self.group.stats() {
+            Ok(s) => {
+                self.done = s.active_processes() == 0;
+                Some(s)
+            }
+            Err(_) => {
+                self.done = true;
+                None
+            }
+        }
     }
 }
 
 impl fmt::Debug for SampleStats<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("blocking::SampleStats")
-            .finish_non_exhaustive()
+            .field("every", &self.every)
+            .field("done", &self.done)
+            .finish()
     }
 }

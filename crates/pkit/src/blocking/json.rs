@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-use super::{block_on, enter, enter_for_drop, Verbs};
+use super::{block_on, block_on_made, enter, enter_for_drop, Verbs};
 use crate::error::Result;
 
 impl Verbs<'_> {
@@ -43,7 +43,7 @@ impl Verbs<'_> {
     /// Those of [`Command::json_lines`](crate::Command::json_lines).
     #[track_caller]
     pub fn json_lines<T: DeserializeOwned>(self) -> Result<JsonLines<T>> {
-        let inner = enter("json_lines", || self.cmd.json_lines())?;
+        let inner = enter("json_lines", || self.cmd.json_lines())??;
         Ok(JsonLines { inner: Some(inner) })
     }
 }
@@ -69,7 +69,7 @@ impl<T: DeserializeOwned> Iterator for JsonLines<T> {
     #[track_caller]
     fn next(&mut self) -> Option<Result<T>> {
         let inner = self.inner.as_mut()?;
-        block_on("JsonLines::next", inner.next())
+        block_on_made("JsonLines::next", inner.next())
     }
 }
 

@@ -43,6 +43,13 @@
 //! own code (driven here, it waits only for a tree that outlived its main
 //! process or timed out).
 //!
+//! Building the runtime takes two file descriptors and a thread. A
+//! blocking call that needs it while the process has none to spare (at
+//! `RLIMIT_NOFILE`, or unable to start a thread) returns
+//! [`Error::Io`](crate::Error::Io) saying which of the two failed and why,
+//! instead of panicking; the next call tries again, and once built the
+//! runtime is kept.
+//!
 //! # Where it can be called
 //!
 //! From any thread that is not running a Tokio runtime: `main`, a
@@ -74,7 +81,7 @@ pub use process::{wait_all, wait_any, RunningProcess};
 pub use pty::{Pty, PtyMaster};
 pub use streams::{ChildOutput, ChildStdin, Events, Lines, StreamLines};
 
-pub(crate) use runtime::{block_on, enter, enter_for_drop};
+pub(crate) use runtime::{block_on, block_on_made, enter, enter_for_drop, enter_made};
 
 use crate::command::Command;
 use crate::error::Result;
@@ -197,7 +204,7 @@ impl Verbs<'_> {
     /// Those of [`Command::start`](crate::Command::start).
     #[track_caller]
     pub fn start(self) -> Result<RunningProcess> {
-        enter("start", || self.cmd.start()).map(RunningProcess::from_async)
+        enter("start", || self.cmd.start())?.map(RunningProcess::from_async)
     }
 }
 
@@ -275,16 +282,25 @@ impl PipeVerbs<'_> {
     /// Those of [`Pipe::start`](crate::Pipe::start).
     #[track_caller]
     pub fn start(self) -> Result<RunningPipe> {
-        enter("Pipe::start", || self.pipe.start()).map(RunningPipe::from_async)
+        enter("Pipe::start", || self.pipe.start())?.map(RunningPipe::from_async)
     }
 }
 
 /// [`output_all`](crate::output_all), blocking: runs the commands, at most
 /// `concurrency` at a time, and returns their results in input order.
+///
+/// When pkit's internal runtime can't be built (the process is out of
+/// file descriptors or threads), nothing runs and each command's result
+/// is that [`Error::Io`](crate::Error::Io).
 #[track_caller]
 pub fn output_all(
     commands: impl IntoIterator<Item = Command>,
     concurrency: usize,
 ) -> Vec<Result<Output>> {
-    block_on("output_all", crate::output_all(commands, concurrency))
+    let commands: Vec<Command> = commands.into_iter().collect();
+    let len = commands.len();
+    let all: Result<Vec<Result<Output>>> = block_on("output_all", async move {
+        Ok(crate::output_all(commands, concurrency).await)
+    });
+    all.unwrap_or_else(|e| (0..len).map(|_| Err(runtime::again(&e))).collect())
 }

@@ -4,7 +4,8 @@
 use std::ffi::OsStr;
 use std::fmt;
 
-use super::{block_on, enter, enter_for_drop};
+use super::runtime::again;
+use super::{block_on, block_on_made, enter, enter_for_drop};
 use crate::client::CliClient;
 use crate::command::Command;
 use crate::error::Result;
@@ -27,22 +28,42 @@ pub fn output_unordered(
     commands: impl IntoIterator<Item = Command>,
     concurrency: usize,
 ) -> Completions {
-    let inner = enter("output_unordered", || {
+    let commands: Vec<Command> = commands.into_iter().collect();
+    let len = commands.len();
+    match enter("output_unordered", || {
         crate::output_unordered(commands, concurrency)
-    });
-    Completions { inner: Some(inner) }
+    }) {
+        Ok(inner) => Completions {
+            inner: Some(inner),
+            refused: Vec::new(),
+            len,
+        },
+        // Nothing ran: each command's result is the error, in order.
+        Err(e) => Completions {
+            inner: None,
+            refused: (0..len).rev().map(|i| (i, Err(again(&e)))).collect(),
+            len,
+        },
+    }
 }
 
 /// The results of [`output_unordered`], in completion order, as an
 /// [`Iterator`].
+///
+/// When pkit's internal runtime can't be built (the process is out of
+/// file descriptors or threads), nothing runs and each command's result
+/// is that [`Error::Io`](crate::Error::Io).
 pub struct Completions {
     inner: Option<crate::Completions>,
+    /// Each command's result when nothing could run, last first.
+    refused: Vec<(usize, Result<Output>)>,
+    len: usize,
 }
 
 impl Completions {
     /// How many commands the batch has in all.
     pub fn len(&self) -> usize {
-        self.inner.as_ref().map_or(0, crate::Completions::len)
+        self.len
     }
 
     /// Whether the batch has no commands.
@@ -56,8 +77,10 @@ impl Iterator for Completions {
 
     #[track_caller]
     fn next(&mut self) -> Option<Self::Item> {
-        let inner = self.inner.as_mut()?;
-        block_on("Completions::next", inner.next())
+        match self.inner.as_mut() {
+            Some(inner) => block_on_made("Completions::next", inner.next()),
+            None => self.refused.pop(),
+        }
     }
 }
 
@@ -200,29 +223,49 @@ impl SupervisorVerbs {
     /// background (on pkit's internal runtime) and the handle's calls
     /// block. Dropping the handle ends the supervision, killing the current
     /// run's tree.
+    ///
+    /// When pkit's internal runtime can't be built (the process is out of
+    /// file descriptors or threads), nothing starts: the handle has no
+    /// events, and [`wait`](SupervisorHandle::wait) and
+    /// [`stop`](SupervisorHandle::stop) return that
+    /// [`Error::Io`](crate::Error::Io).
     #[track_caller]
     pub fn start(self) -> SupervisorHandle {
-        let inner = enter("Supervisor::start", || self.supervisor.start());
-        SupervisorHandle { inner: Some(inner) }
+        match enter("Supervisor::start", || self.supervisor.start()) {
+            Ok(inner) => SupervisorHandle {
+                inner: Some(inner),
+                refused: None,
+            },
+            Err(e) => SupervisorHandle {
+                inner: None,
+                refused: Some(e),
+            },
+        }
     }
 }
 
 /// A running supervision for blocking code ([`crate::SupervisorHandle`]).
 pub struct SupervisorHandle {
     inner: Option<crate::SupervisorHandle>,
+    /// Why nothing started (the runtime could not be built).
+    refused: Option<crate::Error>,
 }
 
 impl SupervisorHandle {
-    fn take(&mut self) -> crate::SupervisorHandle {
-        self.inner.take().expect("present until consumed")
+    /// The supervision, or why there is none.
+    fn take(&mut self) -> Result<crate::SupervisorHandle> {
+        match self.refused.take() {
+            Some(e) => Err(e),
+            None => Ok(self.inner.take().expect("present until consumed")),
+        }
     }
 
     /// The next event, in order; `None` once the supervision has ended and
     /// every event was read ([`crate::SupervisorHandle::next_event`]).
     #[track_caller]
     pub fn next_event(&mut self) -> Option<SupervisorEvent> {
-        let inner = self.inner.as_mut().expect("present until consumed");
-        block_on("SupervisorHandle::next_event", inner.next_event())
+        let inner = self.inner.as_mut()?;
+        block_on_made("SupervisorHandle::next_event", inner.next_event())
     }
 
     /// Asks for a graceful stop and returns at once, keeping the handle
@@ -242,8 +285,8 @@ impl SupervisorHandle {
     /// Those of [`SupervisorHandle::stop`](crate::SupervisorHandle::stop).
     #[track_caller]
     pub fn stop(mut self) -> Result<SupervisionOutcome> {
-        let inner = self.take();
-        block_on("SupervisorHandle::stop", inner.stop())
+        let inner = self.take()?;
+        block_on_made("SupervisorHandle::stop", inner.stop())
     }
 
     /// Waits for the supervision to end by itself
@@ -254,8 +297,8 @@ impl SupervisorHandle {
     /// Those of [`SupervisorHandle::wait`](crate::SupervisorHandle::wait).
     #[track_caller]
     pub fn wait(mut self) -> Result<SupervisionOutcome> {
-        let inner = self.take();
-        block_on("SupervisorHandle::wait", inner.wait())
+        let inner = self.take()?;
+        block_on_made("SupervisorHandle::wait", inner.wait())
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::streams::{ChildOutput, ChildStdin, Events, Lines, StreamLines};
-use super::{block_on, enter, enter_for_drop};
+use super::{block_on, block_on_made, enter_for_drop, enter_made};
 use crate::error::Result;
 use crate::output::Output;
 use crate::pump::Line;
@@ -188,7 +188,7 @@ impl RunningProcess {
     /// ```
     #[track_caller]
     pub fn events(&mut self) -> Events {
-        let inner = enter("RunningProcess::events", || self.get_mut().events());
+        let inner = enter_made("RunningProcess::events", || self.get_mut().events());
         Events { inner: Some(inner) }
     }
 
@@ -197,7 +197,7 @@ impl RunningProcess {
     /// threads, or drop the one you don't want).
     #[track_caller]
     pub fn split_lines(&mut self) -> (StreamLines, StreamLines) {
-        let (out, err) = enter("RunningProcess::split_lines", || {
+        let (out, err) = enter_made("RunningProcess::split_lines", || {
             self.get_mut().split_lines()
         });
         (
@@ -335,7 +335,7 @@ pub fn wait_any(procs: &mut [RunningProcess]) -> Result<(usize, Result<Output>)>
             "wait_any: no process to wait for".into(),
         ));
     }
-    let first = block_on(
+    let first = block_on_made(
         "wait_any",
         crate::live::first_exit(procs.iter().map(|p| p.get())),
     );

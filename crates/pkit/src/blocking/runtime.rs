@@ -1,26 +1,89 @@
 //! The blocking facade's internal runtime: one current-thread Tokio
-//! runtime on its own thread, created on first use, and the three ways the
+//! runtime on its own thread, created on first use, and the ways the
 //! facade uses it (drive a future, enter for a start, enter for a drop).
+//!
+//! Building it takes file descriptors (an epoll instance, an eventfd) and
+//! a thread. When the process has none to spare at the first blocking
+//! call, that call returns [`Error::Io`] saying so, and the next call
+//! tries again: a failure is never kept.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::io;
+use std::sync::{Mutex, OnceLock};
 
-/// The handle of the internal runtime, created on first use.
-fn handle() -> &'static tokio::runtime::Handle {
-    static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("pkit-blocking")
-            .build()
-            .expect("pkit::blocking: cannot build its internal Tokio runtime");
-        let handle = rt.handle().clone();
-        std::thread::Builder::new()
-            .name("pkit-blocking".into())
-            .spawn(move || rt.block_on(std::future::pending::<()>()))
-            .expect("pkit::blocking: cannot start its runtime thread");
-        handle
-    })
+use tokio::runtime::Handle;
+
+use crate::error::{Error, Result};
+
+/// The runtime's handle, once it is built (it is never taken down).
+static HANDLE: OnceLock<Handle> = OnceLock::new();
+
+/// The handle of the internal runtime, built on first use; `what` (the
+/// blocking call) names the call in the error when it can't be built.
+fn handle(what: &str) -> Result<&'static Handle> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle);
+    }
+    // One builder at a time: two threads' first calls must not both start
+    // a runtime thread.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle);
+    }
+    let failed = |step: &str, e: io::Error| {
+        Error::io(
+            format!(
+                "pkit::blocking::{what}: cannot {step} (the blocking API runs on it; \
+                 the next blocking call tries again)"
+            ),
+            e,
+        )
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("pkit-blocking")
+        .build()
+        .map_err(|e| failed("build its internal Tokio runtime", e))?;
+    let handle = rt.handle().clone();
+    // On failure the closure, and the runtime in it, is dropped here.
+    std::thread::Builder::new()
+        .name("pkit-blocking".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
+    Ok(HANDLE.get_or_init(|| handle))
+}
+
+/// The handle, for a handle or stream that was made in the runtime (a
+/// started process, its lines, a supervision): its existence means the
+/// runtime was built, and a built runtime is kept.
+fn built() -> &'static Handle {
+    HANDLE
+        .get()
+        .expect("pkit::blocking: a handle made in the internal runtime outlives no runtime")
+}
+
+/// What a blocking call returns when the runtime can't be had: the
+/// error, in the call's own error type.
+pub(crate) trait Refusable {
+    /// `error`, as this result.
+    fn refused(error: Error) -> Self;
+}
+
+impl<T> Refusable for Result<T> {
+    fn refused(error: Error) -> Self {
+        Err(error)
+    }
+}
+
+impl<T> Refusable for io::Result<T> {
+    fn refused(error: Error) -> Self {
+        let kind = match &error {
+            Error::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        Err(io::Error::new(kind, error))
+    }
 }
 
 /// Panics, clearly, where blocking would stall a runtime.
@@ -36,36 +99,78 @@ pub(crate) fn refuse_inside_runtime(what: &str) {
     }
 }
 
-/// Drives `fut` to completion on this thread.
+/// Drives `fut` to completion on this thread; when the runtime can't be
+/// built, returns that error instead.
 #[track_caller]
-pub(crate) fn block_on<F: Future>(what: &str, fut: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(what: &str, fut: F) -> F::Output
+where
+    F::Output: Refusable,
+{
     refuse_inside_runtime(what);
-    handle().block_on(fut)
+    match handle(what) {
+        Ok(handle) => handle.block_on(fut),
+        Err(e) => Refusable::refused(e),
+    }
+}
+
+/// Drives `fut`, a call on something made in the runtime (see
+/// [`built`]), to completion on this thread.
+#[track_caller]
+pub(crate) fn block_on_made<F: Future>(what: &str, fut: F) -> F::Output {
+    refuse_inside_runtime(what);
+    built().block_on(fut)
 }
 
 /// Drives `fut` to completion on this thread, once
 /// [`refuse_inside_runtime`] has passed.
 #[cfg(target_os = "linux")]
-pub(crate) fn drive<F: Future>(fut: F) -> F::Output {
-    handle().block_on(fut)
+pub(crate) fn drive<F: Future>(what: &str, fut: F) -> Result<F::Output> {
+    Ok(handle(what)?.block_on(fut))
 }
 
-/// Runs `f` (synchronous, but needing a runtime: a start, a drop) inside
-/// the internal runtime's context.
+/// Runs `f` (synchronous, but needing a runtime: a start) inside the
+/// internal runtime's context; the error when the runtime can't be built.
 #[track_caller]
-pub(crate) fn enter<T>(what: &str, f: impl FnOnce() -> T) -> T {
+pub(crate) fn enter<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
     refuse_inside_runtime(what);
-    let _guard = handle().enter();
+    let _guard = handle(what)?.enter();
+    Ok(f())
+}
+
+/// Like `enter`, for a call on something made in the runtime (see
+/// [`built`]).
+#[track_caller]
+pub(crate) fn enter_made<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    refuse_inside_runtime(what);
+    let _guard = built().enter();
     f()
 }
 
-/// Like `enter`, for drops: never panics (a handle dropped inside a
-/// runtime is dropped in that runtime's context).
+/// Drops `value` inside the internal runtime's context when it is built
+/// (what was made in it is dropped in it); never panics, and never builds
+/// it (a value made without it is dropped without it). A value dropped
+/// inside another runtime is dropped in that runtime's context.
 pub(crate) fn enter_for_drop<T>(value: T) {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        drop(value);
-    } else {
-        let _guard = handle().enter();
-        drop(value);
+    match HANDLE.get() {
+        Some(handle) if tokio::runtime::Handle::try_current().is_err() => {
+            let _guard = handle.enter();
+            drop(value);
+        }
+        _ => drop(value),
+    }
+}
+
+/// Another copy of the runtime's error (`handle`'s), for a call that
+/// reports it more than once (a batch: once per command).
+pub(crate) fn again(error: &Error) -> Error {
+    match error {
+        Error::Io { context, source } => Error::Io {
+            context: context.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        other => Error::InvalidInput(other.to_string()),
     }
 }

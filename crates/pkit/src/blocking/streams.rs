@@ -5,7 +5,7 @@ use std::fmt;
 
 use tokio::io::AsyncWriteExt;
 
-use super::{block_on, enter_for_drop};
+use super::{block_on, block_on_made, enter_for_drop};
 use crate::pump::Line;
 
 /// A started process's lines as an [`Iterator`]: each `next` blocks until
@@ -20,7 +20,7 @@ impl Iterator for Lines {
     #[track_caller]
     fn next(&mut self) -> Option<Line> {
         let lines = self.inner.as_mut()?;
-        block_on("Lines::next", lines.next_line())
+        block_on_made("Lines::next", lines.next_line())
     }
 }
 
@@ -48,7 +48,7 @@ impl Iterator for StreamLines {
     #[track_caller]
     fn next(&mut self) -> Option<Line> {
         let lines = self.inner.as_mut()?;
-        block_on("StreamLines::next", lines.next_line())
+        block_on_made("StreamLines::next", lines.next_line())
     }
 }
 
@@ -110,7 +110,7 @@ impl Iterator for Events {
     #[track_caller]
     fn next(&mut self) -> Option<crate::ProcessEvent> {
         let events = self.inner.as_mut()?;
-        block_on("Events::next", events.next_event())
+        block_on_made("Events::next", events.next_event())
     }
 }
 

@@ -1,0 +1,161 @@
+//! The blocking API's internal runtime can't be built while the process
+//! has no file descriptor to spare: the blocking calls made then return an
+//! error saying so, and the first call after the shortage builds it and
+//! works. Before, the first blocking call panicked
+//! ("cannot build its internal Tokio runtime") and took the caller's
+//! thread down with it.
+//!
+//! The runtime is built once per process, so the case runs in a child:
+//! this test binary run again, for the one ignored test below, with a
+//! marker in its environment.
+#![cfg(unix)]
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use common::*;
+use pkit::{blocking, Command, ErrorKind};
+
+/// Marks the re-run child.
+const CHILD: &str = "PKIT_TEST_BLOCKING_RUNTIME_CHILD";
+
+#[test]
+fn a_blocking_call_without_free_descriptors_fails_and_the_next_one_works() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "starved_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("STARVED CHILD DONE"),
+        "the child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Sets this process's soft limit on descriptors; returns the old one.
+fn set_nofile(soft: u64) -> u64 {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with valid structs of ours.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+        let new = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: old.rlim_max,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &new), 0);
+    }
+    old.rlim_cur
+}
+
+/// Opens `/dev/null` until no descriptor is left under the soft limit.
+fn fill() -> Vec<OwnedFd> {
+    let mut held = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => held.push(OwnedFd::from(f)),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                return held;
+            }
+        }
+    }
+}
+
+fn highest_fd() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(2)
+}
+
+/// Checks that `got` is the runtime's error, naming `what`.
+fn assert_refused<T: std::fmt::Debug>(got: pkit::Result<T>, what: &str) {
+    let e = got.expect_err(what);
+    assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!(
+            "pkit::blocking::{what}: cannot build its internal Tokio runtime"
+        )) && text.contains("os error 24"),
+        "{what}: {text}"
+    );
+}
+
+#[test]
+#[ignore = "the child of a_blocking_call_without_free_descriptors_fails_and_the_next_one_works"]
+fn starved_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let choices = mechanisms(); // (probes cgroups: before the shortage)
+                                // Calls that need the runtime (the one-shot path does not, see
+                                // blocking_direct.rs): an engine run (its inactivity bound is driven),
+                                // a start, a group, a batch, a supervision.
+    let engine = || {
+        Command::new("echo")
+            .arg("ok")
+            .inactivity_timeout(Duration::from_secs(60))
+    };
+    let old = set_nofile(highest_fd() + 8);
+    let held = fill();
+    assert_refused(engine().blocking().output(), "output");
+    assert_refused(engine().blocking().run(), "run");
+    assert_refused(Command::new("true").blocking().start(), "start");
+    assert_refused(blocking::Group::new(), "Group::new");
+    let all = blocking::output_all([engine(), engine()], 2);
+    assert_eq!(all.len(), 2);
+    for got in all {
+        assert_refused(got, "output_all");
+    }
+    let batch: Vec<_> = blocking::output_unordered([engine(), engine()], 2).collect();
+    assert_eq!(batch.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+    for (_, got) in batch {
+        assert_refused(got, "output_unordered");
+    }
+    let mut sup = pkit::Supervisor::new(engine()).blocking().start();
+    assert!(sup.next_event().is_none());
+    assert_refused(sup.wait(), "Supervisor::start");
+    // Descriptors again: the next calls build the runtime and work.
+    drop(held);
+    set_nofile(old);
+    for choice in choices {
+        let out = engine()
+            .blocking()
+            .output()
+            .unwrap_or_else(|e| panic!("{choice}: after the shortage: {e}"));
+        assert_eq!(out.stdout_str().trim(), "ok", "{choice}");
+        let group = blocking::Group::with(pkit::Group::builder().mechanism(choice)).unwrap();
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "echo a; echo b"])
+                    .stream_lines(),
+            )
+            .unwrap();
+        let lines: Vec<String> = p.lines().map(|l| l.text).collect();
+        assert_eq!(lines, ["a", "b"], "{choice}");
+        assert!(p.wait().unwrap().success(), "{choice}");
+        group.close().unwrap();
+    }
+    assert!(own_children().is_empty(), "{:?}", own_children());
+    println!("STARVED CHILD DONE");
+}
