@@ -88,6 +88,9 @@ pub struct RunningPipe {
     driven: Option<Driven>,
     /// The folded result, without its bytes, for a later `wait`.
     finished: Option<Output>,
+    /// The process that started it: a copy in a child forked without
+    /// `exec` kills nothing when dropped.
+    made_by: u32,
 }
 
 /// How the chain ended, as the driver saw it.
@@ -161,6 +164,7 @@ impl RunningPipe {
             driver: Some(driver),
             driven: None,
             finished: None,
+            made_by: crate::sys::this_pid(),
         }
     }
 
@@ -370,10 +374,12 @@ impl RunningPipe {
 
 impl Drop for RunningPipe {
     /// Kills every stage and all they spawned (unless the chain has ended
-    /// already); the group is closed once the driver is gone.
+    /// already); the group is closed once the driver is gone. A copy in a
+    /// child the application forked without `exec` kills nothing: the
+    /// chain is its parent's.
     fn drop(&mut self) {
         if let Some(driver) = self.driver.take() {
-            if !driver.is_finished() {
+            if !driver.is_finished() && self.made_by == crate::sys::this_pid() {
                 driver.abort();
                 let _ = self.group.kill();
             }

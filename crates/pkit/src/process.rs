@@ -73,6 +73,9 @@ pub struct RunningProcess {
     pub(crate) own_group: Option<Box<dyn OwnGroup>>,
     /// Set by `set_kill_on_drop`: the drop kills the process's subtree.
     pub(crate) kill_on_drop: bool,
+    /// The process that started it: a copy in a child forked without
+    /// `exec` kills nothing when dropped.
+    pub(crate) made_by: u32,
     /// The master side of a pty session (`pty.rs`).
     pub(crate) pty: Option<crate::pty::PtySide>,
 }
@@ -115,6 +118,7 @@ impl RunningProcess {
             finished: None,
             own_group: None,
             kill_on_drop: false,
+            made_by: sys::this_pid(),
             log_name: None,
             pty: None,
         }
@@ -445,8 +449,11 @@ impl Drop for RunningProcess {
     /// drained (and discarded; a tee, a callback and a taken line stream
     /// still get it) until it and its descendants close their ends — at the
     /// latest when the group ends — and its stdin input goes on being fed.
+    ///
+    /// A copy in a child the application forked without `exec` kills
+    /// nothing, `set_kill_on_drop` or not: the process is its parent's.
     fn drop(&mut self) {
-        if self.kill_on_drop {
+        if self.kill_on_drop && self.made_by == sys::this_pid() {
             let _ = self.kill_tree();
         }
         for r in [self.stdout.take(), self.stderr.take()]

@@ -63,16 +63,14 @@ pub(crate) struct Container {
     pub(super) owner: u32,
 }
 
-/// This process's id (the kept one, which a fork forgets).
-#[cfg(target_os = "linux")]
-pub(super) fn this_pid() -> u32 {
-    super::pid::current()
-}
+pub(super) use super::this_pid;
 
-/// This process's id.
-#[cfg(not(target_os = "linux"))]
-pub(super) fn this_pid() -> u32 {
-    std::process::id()
+impl Container {
+    /// Whether this process made it (and not a child forked without
+    /// `exec`, whose copy must not act on it when dropped).
+    pub(super) fn made_here(&self) -> bool {
+        self.owner == this_pid()
+    }
 }
 
 /// A container's standing with the owner-death guard.

@@ -131,3 +131,18 @@ pub fn release_spare_cgroups() {
     #[cfg(target_os = "linux")]
     linux::cgroup_pool::release_all();
 }
+
+/// This process's id (the kept one, which a fork forgets): a handle that
+/// records it (`RunningProcess`, `RunningPipe`, `Container`) knows a copy
+/// in a child forked without `exec` by it, and does nothing to its
+/// parent's processes when that copy drops.
+#[cfg(target_os = "linux")]
+pub(crate) fn this_pid() -> u32 {
+    pid::current()
+}
+
+/// This process's id (see the Linux form).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn this_pid() -> u32 {
+    std::process::id()
+}

@@ -28,6 +28,9 @@ pub(crate) struct Leaf {
     dir: OwnedFd,
     /// The group's record, which names this leaf until it is removed.
     leaves: Arc<Leaves>,
+    /// The process that made it: a copy in a child forked without `exec`
+    /// leaves the directory alone when dropped.
+    owner: u32,
 }
 
 impl Leaf {
@@ -56,6 +59,7 @@ impl Leaf {
                     path,
                     dir,
                     leaves: leaves.clone(),
+                    owner: crate::sys::pid::current(),
                 }),
                 Err(e) => {
                     let _ = rustix::fs::rmdir(&path);
@@ -140,6 +144,9 @@ impl Leaf {
 
 impl Drop for Leaf {
     fn drop(&mut self) {
+        if self.owner != crate::sys::pid::current() {
+            return; // a forked child's copy: the directory is its parent's
+        }
         // Most leaves are empty and have no sub-cgroup by now, or are gone
         // with their group's teardown already: one `rmdir` settles both.
         // Only a refusal (`EBUSY`: processes or sub-cgroups) walks it.
