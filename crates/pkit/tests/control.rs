@@ -148,6 +148,66 @@ async fn adopt_then_drop_kills_the_adopted_process() {
     );
 }
 
+/// Under cgroup v2 a group's first started process lives in the group's
+/// own directory, and its subtree (what its `kill_tree` and timeout end)
+/// is that directory less the later processes' leaves: a process adopted
+/// after it must not land in that subtree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopted_after_the_first_start_is_not_in_its_subtree() {
+    if !common::mechanisms().contains(&MechanismChoice::Cgroup) {
+        return;
+    }
+    let g = group(MechanismChoice::Cgroup);
+    let first = g.start(&Command::new("sleep").arg("300")).unwrap();
+    let mut outsiders: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for o in &outsiders {
+        g.adopt(o.id()).unwrap();
+    }
+    let later = g.start(&Command::new("sleep").arg("300")).unwrap();
+    let mut members: Vec<u32> = g.pids().unwrap();
+    members.sort();
+    let mut want = vec![
+        first.pid(),
+        later.pid(),
+        outsiders[0].id(),
+        outsiders[1].id(),
+    ];
+    want.sort();
+    assert_eq!(members, want, "the adopted processes are the group's");
+
+    first.kill_tree().unwrap();
+    eventually("the first started process killed", || {
+        !common::a_thread_runs(first.pid())
+    })
+    .await;
+    // Give a wrongly sent SIGKILL time to land.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for o in &mut outsiders {
+        assert!(
+            o.try_wait().unwrap().is_none(),
+            "the first process's kill_tree killed adopted pid {}",
+            o.id()
+        );
+    }
+    assert!(common::a_thread_runs(later.pid()), "a later process");
+
+    // The group's own end still takes them, and leaves no directory.
+    let dir = common::cgroup_dir(&g).expect("a cgroup group");
+    drop((first, later));
+    drop(g);
+    for o in &mut outsiders {
+        assert_eq!(o.wait().unwrap().signal(), Some(9));
+    }
+    common::assert_dir_gone(&dir).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_are_listed() {
     for m in common::mechanisms() {

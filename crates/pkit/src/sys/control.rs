@@ -95,10 +95,14 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
-                // No started process claims the directory from here on: its
-                // subtree would include this one.
-                self.leaves.mark_dir_used();
-                cg.add_process(pid)?;
+                // In the group's own directory, which no started process
+                // claims from here on, unless the first started process
+                // lives there: its subtree would then include this one.
+                if self.leaves.use_dir() {
+                    cg.add_process(pid)?;
+                } else {
+                    super::linux::leaf::adopt_into_leaf(cg.path(), &self.leaves, pid)?;
+                }
                 for (_, g) in &self.limits.v1 {
                     g.add_process(pid)?;
                 }

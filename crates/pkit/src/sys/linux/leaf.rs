@@ -36,37 +36,20 @@ pub(crate) struct Leaf {
 impl Leaf {
     /// Makes a new leaf under `group`, recorded in `leaves` first.
     pub(crate) fn create(group: &Path, leaves: &Arc<Leaves>) -> io::Result<Leaf> {
-        loop {
-            let seq = LEAF_SEQ.fetch_add(1, Ordering::Relaxed);
-            let name = format!("p{seq}");
-            let path = group.join(&name);
-            leaves.insert(&name);
-            match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
-                Ok(()) => {}
-                // Someone else's (a program in the group made it): not ours.
-                Err(rustix::io::Errno::EXIST) => {
-                    leaves.remove(&name);
-                    continue;
-                }
-                Err(e) => {
-                    leaves.remove(&name);
-                    return Err(e.into());
-                }
+        let (name, path) = make(group, leaves)?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::open(&path, flags, Mode::empty()) {
+            Ok(dir) => Ok(Leaf {
+                path,
+                dir,
+                leaves: leaves.clone(),
+                owner: crate::sys::pid::current(),
+            }),
+            Err(e) => {
+                let _ = rustix::fs::rmdir(&path);
+                leaves.remove(&name);
+                Err(e.into())
             }
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            return match rustix::fs::open(&path, flags, Mode::empty()) {
-                Ok(dir) => Ok(Leaf {
-                    path,
-                    dir,
-                    leaves: leaves.clone(),
-                    owner: crate::sys::pid::current(),
-                }),
-                Err(e) => {
-                    let _ = rustix::fs::rmdir(&path);
-                    leaves.remove(&name);
-                    Err(e.into())
-                }
-            };
         }
     }
 
@@ -140,6 +123,50 @@ impl Leaf {
             guard.clear_ready();
         }
     }
+}
+
+/// Makes a new leaf directory under `group` (`p<n>`), its name recorded
+/// in `leaves` first: its name and path.
+fn make(group: &Path, leaves: &Leaves) -> io::Result<(String, PathBuf)> {
+    loop {
+        let seq = LEAF_SEQ.fetch_add(1, Ordering::Relaxed);
+        let name = format!("p{seq}");
+        let path = group.join(&name);
+        leaves.insert(&name);
+        match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
+            Ok(()) => return Ok((name, path)),
+            // Someone else's (a program in the group made it): not ours.
+            Err(rustix::io::Errno::EXIST) => leaves.remove(&name),
+            Err(e) => {
+                leaves.remove(&name);
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+/// Moves `pid` into the leaf of `group` that holds its adopted processes
+/// once the group's first started process lives in the group's own
+/// directory (see [`Leaves::use_dir`]). The leaf is made on first use and
+/// stays, recorded as a leaf, until the group's teardown removes it with
+/// the rest of the group's tree.
+pub(crate) fn adopt_into_leaf(group: &Path, leaves: &Leaves, pid: i32) -> io::Result<()> {
+    let mut adopted = leaves.adopted();
+    let path = match adopted.as_deref() {
+        Some(name) => group.join(name),
+        None => {
+            let (name, path) = make(group, leaves)?;
+            *adopted = Some(name);
+            path
+        }
+    };
+    let procs = rustix::fs::open(
+        path.join("cgroup.procs"),
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::io::write(&procs, pid.to_string().as_bytes())?;
+    Ok(())
 }
 
 impl Drop for Leaf {
