@@ -41,7 +41,10 @@ HUP (or INT/QUIT sent with kill) starts pkit's teardown: --signal to the
 whole tree, SIGKILL after --kill-after; a third kills at once. With -k, the
 first such signal also arms that SIGKILL, as in timeout(1). When the program
 ends, what it left running gets --signal and the rest of the grace, then
-SIGKILL.
+SIGKILL. A signal ignored when pkit starts (nohup's HUP, a shell's `cmd &`
+INT and QUIT) stays ignored: pkit neither forwards nor acts on it, and the
+program inherits it ignored, as without pkit (`nohup pkit run job`
+survives a hangup).
 
 Exit status: the program's own code; 124 on timeout (the program's status
 with --preserve-status); 137 when SIGKILL was needed after --kill-after; a
@@ -107,7 +110,10 @@ Exit status: 0 after a clean last run or a stop by signal; 124 when the
 last run failed its health check (pkit killed it, or it ended first, even
 with code 0); else the last run's (a program killed by signal N: 128+N, so
 137 when a second signal killed it); 126/127 when it could not start; 125
-pkit failed. The --json \"stopped\" event carries it as exit_status.";
+pkit failed. The --json \"stopped\" event carries it as exit_status.
+
+TERM, INT or HUP stop the supervision, unless ignored when pkit starts (as
+under nohup): such a signal stays ignored, by pkit and by the program.";
 
 #[derive(clap::Args)]
 pub struct SuperviseArgs {

@@ -484,3 +484,93 @@ fn a_term_after_a_flood_of_winch_is_not_lost() {
         assert!(text.contains("sending SIGTERM"), "{m}");
     }
 }
+
+/// Bit `sig` of a `/proc/<pid>/status` signal mask line (`SigIgn:` ...).
+fn in_mask(pid: i32, line: &str, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix(line))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no {line} for {pid}: {status}"));
+    mask & (1 << (sig - 1)) != 0
+}
+
+/// Kills pkit (the child of the test) if the test fails before it ends:
+/// its owner-death guard then ends the program.
+struct KillOnPanic(Option<std::process::Child>);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A signal ignored when pkit starts (here `nohup`'s SIGHUP, set by the
+/// shell that execs pkit) stays ignored, on every mechanism: pkit neither
+/// forwards nor acts on it (two of them would otherwise start its
+/// teardown), the report lists none, and the program inherits the ignored
+/// disposition, as it would without pkit. Before, the signalfd
+/// mechanisms (cgroup, pgroup) forwarded it and escalated on the second.
+#[test]
+fn a_signal_ignored_when_pkit_starts_stays_ignored() {
+    for m in MECHANISMS {
+        let ready = temp_path("ready");
+        let script = format!(
+            "echo $$ > {}; while :; do sleep 0.05; done",
+            ready.display()
+        );
+        let mut child = KillOnPanic(Some(
+            std::process::Command::new("sh")
+                .args(["-c", "trap '' HUP; exec \"$0\" \"$@\""])
+                .arg(env!("CARGO_BIN_EXE_pkit"))
+                .args(["run", "--json", "--mechanism", m, "--", "sh", "-c", &script])
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let pkit = child.0.as_mut().unwrap();
+        let program = read_pids(&ready, 1)[0];
+        let pkit_pid = pkit.id() as i32;
+        assert!(
+            in_mask(pkit_pid, "SigIgn:", libc::SIGHUP),
+            "{m}: pkit ignores HUP"
+        );
+        assert!(
+            in_mask(program, "SigIgn:", libc::SIGHUP),
+            "{m}: the program inherited the ignored HUP"
+        );
+        for _ in 0..3 {
+            kill(pkit.id(), libc::SIGHUP);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(pkit.try_wait().unwrap().is_none(), "{m}: pkit ended on HUP");
+        assert!(
+            matches!(state(program), Some(s) if s != 'Z'),
+            "{m}: the program ended on HUP"
+        );
+        assert!(
+            !in_mask(pkit_pid, "SigBlk:", libc::SIGHUP)
+                && !in_mask(pkit_pid, "SigPnd:", libc::SIGHUP),
+            "{m}: pkit neither blocks nor holds the ignored HUP"
+        );
+        // TERM is not ignored: it reaches the program, which dies of it.
+        kill(pkit.id(), libc::SIGTERM);
+        let out = child.0.take().unwrap().wait_with_output().unwrap();
+        std::fs::remove_file(&ready).unwrap();
+        assert_eq!(shell_status(out.status), 128 + libc::SIGTERM, "{m}");
+        let v = report(&out);
+        assert_eq!(v["outcome"], "signalled", "{m}: {v}");
+        assert_eq!(
+            v["signals_received"],
+            serde_json::json!(["SIGTERM"]),
+            "{m}: {v}"
+        );
+        assert_all_gone(&[program]);
+    }
+}

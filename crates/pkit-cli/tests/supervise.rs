@@ -856,3 +856,46 @@ fn runs_are_labelled_by_how_they_really_ended() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("exited with code 0 (clean)"), "{text}");
 }
+
+/// HUP ignored when `pkit supervise` starts (`nohup`) stays ignored: it
+/// stops nothing, and the program inherits it ignored; TERM still stops
+/// the supervision. Before, pkit caught HUP (and stopped), and the program
+/// started with HUP at its default.
+#[test]
+fn hup_ignored_when_pkit_starts_stops_nothing() {
+    let file = pid_file();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "trap '' HUP; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_pkit"))
+        .args(["supervise", "--json", "--", "sh", "-c"])
+        .arg(tree_script(&file))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = read_pids(&file, 3);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pids[2])).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap();
+    let hup_ignored_in_program = ignored & (1 << (libc::SIGHUP - 1)) != 0;
+    for _ in 0..2 {
+        kill(child.id(), libc::SIGHUP);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    if still_running {
+        kill(child.id(), libc::SIGTERM);
+    }
+    let out = wait_bounded(child, "a stop by TERM");
+    let _ = std::fs::remove_file(&file);
+    assert_all_gone(&pids);
+    assert!(still_running, "HUP stopped the supervision: {out:?}");
+    assert!(hup_ignored_in_program, "the program's SigIgn: {ignored:#x}");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let events = json_lines(&out.stderr);
+    assert_eq!(events.last().unwrap()["reason"], "stop_requested");
+    let runs = events.iter().filter(|e| e["event"] == "started").count();
+    assert_eq!(runs, 1, "{events:?}");
+}

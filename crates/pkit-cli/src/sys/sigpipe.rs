@@ -75,15 +75,9 @@ pub fn install(caught: &[i32]) -> io::Result<()> {
     // The handler may write to it for the rest of the process's life.
     std::mem::forget(w);
     *READER.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    // (`caught` holds no signal ignored when pkit started: see
+    // `unix::caught`.)
     for &s in caught {
-        // A signal ignored when pkit started (nohup's SIGHUP, a shell's
-        // `cmd &` SIGINT and SIGQUIT) stays ignored, by pkit and, since
-        // a handler would become the default at the program's exec, by
-        // the program: as with signalfd, which leaves dispositions alone.
-        // SIGCHLD is always caught (orphans are reaped on it).
-        if s != libc::SIGCHLD && ignored(s) {
-            continue;
-        }
         // Raw: an SA_SIGINFO handler: rustix has no safe sigaction (nor
         // the C library's signal sets).
         // SAFETY: sigaction(2) with a zeroed struct filled with our
@@ -106,17 +100,6 @@ pub fn install(caught: &[i32]) -> io::Result<()> {
         .name("pkit-signals".into())
         .spawn(move || receiver(&caught))?;
     Ok(())
-}
-
-/// Whether `sig`'s disposition is SIG_IGN now.
-fn ignored(sig: i32) -> bool {
-    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
-    // Raw: rustix has no sigaction.
-    // SAFETY: sigaction(2) with a null new action only reads the current
-    // one into our zeroed struct.
-    let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
-    // SAFETY: zeroed, or filled by sigaction: a plain C struct.
-    rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
 /// The one thread with the caught signals unblocked: their handler runs

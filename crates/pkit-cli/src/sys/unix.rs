@@ -31,6 +31,35 @@ pub const CAUGHT: [i32; 13] = [
     libc::SIGCHLD,
 ];
 
+/// The signals of [`CAUGHT`] this run catches: all but those ignored
+/// when pkit started (`nohup`'s SIGHUP, a shell's `cmd &` SIGINT and
+/// SIGQUIT, a `trap '' TERM`), which pkit leaves ignored, neither caught
+/// nor blocked: the kernel discards them, pkit neither forwards nor acts
+/// on them, and the program inherits the ignored disposition, as it would
+/// without pkit. SIGCHLD is always caught (orphans are reaped on it).
+/// Decided once, at the first call ([`block_caught`], before pkit
+/// changes any disposition), the same for the signalfd and the self-pipe.
+fn caught() -> &'static [i32] {
+    static CAUGHT_HERE: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+    CAUGHT_HERE.get_or_init(|| {
+        CAUGHT
+            .into_iter()
+            .filter(|&s| s == libc::SIGCHLD || !ignored(s))
+            .collect()
+    })
+}
+
+/// Whether `sig`'s disposition is SIG_IGN now.
+fn ignored(sig: i32) -> bool {
+    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+    // Raw: rustix has no sigaction.
+    // SAFETY: sigaction(2) with a null new action only reads the current
+    // one into our zeroed struct.
+    let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zeroed, or filled by sigaction: a plain C struct.
+    rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
 fn caught_set() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
     // Raw: the C library's signal set (signalfd and sigprocmask take it;
@@ -38,14 +67,14 @@ fn caught_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set; sigaddset adds valid numbers.
     unsafe {
         libc::sigemptyset(set.as_mut_ptr());
-        for s in CAUGHT {
+        for &s in caught() {
             libc::sigaddset(set.as_mut_ptr(), s);
         }
         set.assume_init()
     }
 }
 
-/// Blocks [`CAUGHT`] in the calling thread. Call before any other thread
+/// Blocks [`caught`] in the calling thread. Call before any other thread
 /// starts, so they all inherit the mask (children get an empty mask: the
 /// library's spawn resets it before exec).
 pub fn block_caught() -> io::Result<()> {
@@ -68,11 +97,11 @@ pub fn signal_pipe_wanted(mechanism: Option<pkit::MechanismChoice>) -> bool {
     cfg!(not(target_os = "linux")) || choice == Some(pkit::MechanismChoice::Portable)
 }
 
-/// Catches [`CAUGHT`] (blocked already: [`block_caught`]) with a handler
+/// Catches [`caught`] (blocked already: [`block_caught`]) with a handler
 /// writing to a self-pipe, which [`Signals::new`] then reads. Call before
 /// any other thread starts.
 pub fn install_signal_pipe() -> io::Result<()> {
-    super::sigpipe::install(&CAUGHT)
+    super::sigpipe::install(caught())
 }
 
 /// The caught signals with their sender: the self-pipe once
@@ -409,30 +438,44 @@ pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
     (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
-/// What asks `pkit supervise` to stop: SIGTERM, SIGINT, SIGHUP.
-pub struct StopRequests(
-    tokio::signal::unix::Signal,
-    tokio::signal::unix::Signal,
-    tokio::signal::unix::Signal,
-);
+/// What asks `pkit supervise` to stop: SIGTERM, SIGINT, SIGHUP; each
+/// unless it was ignored when pkit started (see [`caught`]: it stays
+/// ignored, in pkit and in the program).
+pub struct StopRequests([Option<tokio::signal::unix::Signal>; 3]);
 
 impl StopRequests {
     /// Catches them from now on. Needs a Tokio runtime.
     pub fn new() -> io::Result<StopRequests> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(StopRequests(
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::hangup())?,
-        ))
+        let catch = |sig: i32| {
+            if ignored(sig) {
+                Ok(None)
+            } else {
+                signal(SignalKind::from_raw(sig)).map(Some)
+            }
+        };
+        Ok(StopRequests([
+            catch(libc::SIGTERM)?,
+            catch(libc::SIGINT)?,
+            catch(libc::SIGHUP)?,
+        ]))
     }
 
     /// The next request: the signal's name without `SIG`.
     pub async fn recv(&mut self) -> &'static str {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        let [term, int, hup] = &mut self.0;
         tokio::select! {
-            _ = self.0.recv() => "TERM",
-            _ = self.1.recv() => "INT",
-            _ = self.2.recv() => "HUP",
+            () = next(term) => "TERM",
+            () = next(int) => "INT",
+            () = next(hup) => "HUP",
         }
     }
 }
