@@ -446,7 +446,7 @@ pub(crate) struct Prepared {
     pub(crate) resolved: std::path::PathBuf,
     pub(crate) path: sys::NativeString,
     pub(crate) argv: Vec<sys::NativeString>,
-    pub(crate) envp: Vec<sys::NativeString>,
+    pub(crate) envp: sys::ChildEnv<sys::NativeString>,
     pub(crate) cwd: Option<sys::NativeString>,
 }
 
@@ -475,8 +475,12 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
             }
         }
     }
-    let env = cmd.effective_env();
-    let resolved = cmd.spawn.resolve(&cmd.program, program, &env, true)?;
+    // A command that changes no variable hands the child this process's
+    // environment as it is, without a copy (see `ChildEnv::Inherited`).
+    let env = (!cmd.inherits_env()).then(|| cmd.effective_env());
+    let resolved = cmd
+        .spawn
+        .resolve(&cmd.program, program, env.as_deref(), true)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         sys::native_string(s)
@@ -503,12 +507,18 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
             "an environment variable name is empty or contains '='".into(),
         ));
     }
-    let mut envp = Vec::with_capacity(env.len());
-    for (k, v) in env {
-        envp.push(sys::env_entry(k.as_ref(), v.as_ref()).ok_or_else(|| {
-            Error::InvalidInput("an environment variable contains a NUL byte".into())
-        })?);
-    }
+    let envp = match env {
+        None => sys::ChildEnv::Inherited,
+        Some(env) => {
+            let mut envp = Vec::with_capacity(env.len());
+            for (k, v) in env {
+                envp.push(sys::env_entry(k.as_ref(), v.as_ref()).ok_or_else(|| {
+                    Error::InvalidInput("an environment variable contains a NUL byte".into())
+                })?);
+            }
+            sys::ChildEnv::Exactly(envp)
+        }
+    };
     let cwd = match &cmd.cwd {
         Some(d) => Some(c(d.as_os_str(), &|| "the working directory".into())?),
         None => None,

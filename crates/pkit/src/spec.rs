@@ -132,6 +132,12 @@ impl Spec {
         }
     }
 
+    /// Whether the child gets this process's environment unchanged: no
+    /// variable set or removed, not cleared, no `inherit_env` filter.
+    pub(crate) fn inherits_env(&self) -> bool {
+        self.env.is_empty() && !self.env_clear && self.spawn.inherit_only().is_none()
+    }
+
     /// The environment the child starts with: this process's (unless
     /// cleared), in its order, with this command's changes applied — a
     /// changed variable keeps its place, new ones follow (by name).

@@ -120,7 +120,8 @@ impl SpawnOptions {
     }
 
     /// Resolves `program` with these options' preferred directories and
-    /// the `PATH` of `env` (the child's environment), as a start does;
+    /// the `PATH` of `env` (the child's environment; `None`: it inherits
+    /// this process's), as a start does;
     /// `display` names it in errors. `to_start`: the result is executed at
     /// once, so a program named by its path that can't be executed for a
     /// reason only `execve` tells may pass here (the start then fails with
@@ -129,13 +130,20 @@ impl SpawnOptions {
         &self,
         program: &OsStr,
         display: &str,
-        env: &[(OsString, OsString)],
+        env: Option<&[(OsString, OsString)]>,
         to_start: bool,
     ) -> Result<PathBuf> {
-        let path_var = env
-            .iter()
-            .find(|(k, _)| sys::is_path_var(k))
-            .map(|(_, v)| v.as_os_str());
+        let ours;
+        let path_var = match env {
+            Some(env) => env
+                .iter()
+                .find(|(k, _)| sys::is_path_var(k))
+                .map(|(_, v)| v.as_os_str()),
+            None => {
+                ours = std::env::var_os("PATH");
+                ours.as_deref()
+            }
+        };
         let resolve = if to_start {
             sys::resolve_to_start
         } else {

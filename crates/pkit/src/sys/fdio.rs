@@ -25,6 +25,73 @@ pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
     CString::new(kv).ok()
 }
 
+/// The `envp` vector a child is started with: `env`'s strings, or for an
+/// inherited environment this process's own vector, read now.
+///
+/// The inherited vector is not copied (as std's spawn doesn't copy it
+/// when the command changes no variable): `execve` (or `posix_spawn`)
+/// reads the strings it points to. A vfork-style child runs in this
+/// process's memory, so that read happens while other threads run on.
+/// Rust makes this sound by contract, not by a lock we could take: since
+/// the 2024 edition `std::env::set_var` and `remove_var` are `unsafe`,
+/// and their caller must ensure that no other thread reads the
+/// environment meanwhile other than through `std::env` — and a spawn's
+/// read of `environ` is such a read, as any C library's `getenv` is. A
+/// program that changes its environment only while it is single-threaded
+/// (the documented safe use) can't race with a spawn. `std::env`'s own
+/// readers take a lock we can't reach; a caller that sets variables
+/// while spawning from another thread breaks `set_var`'s contract either
+/// way (its copy would race with the C library's readers too).
+///
+/// `keep` holds the pointer vector for the `Exactly` case; the result
+/// borrows it (or the process's environment) until the spawn returns.
+pub(crate) fn envp_pointers(
+    env: &super::ChildEnv<CString>,
+    keep: &mut Vec<*const std::ffi::c_char>,
+) -> *const *const std::ffi::c_char {
+    match env {
+        super::ChildEnv::Inherited => process_environ(),
+        super::ChildEnv::Exactly(entries) => {
+            keep.clear();
+            keep.extend(entries.iter().map(|e| e.as_ptr()));
+            keep.push(std::ptr::null());
+            keep.as_ptr()
+        }
+    }
+}
+
+/// This process's environment as `NAME=value` entries, in its order (what
+/// an inherited environment gives a child), for the spawns that must
+/// rewrite some entries; an entry with a NUL byte can't exist.
+pub(crate) fn inherited_entries() -> Vec<CString> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| env_entry(&k, &v))
+        .collect()
+}
+
+/// This process's environment vector, as the C library holds it.
+pub(crate) fn process_environ() -> *const *const std::ffi::c_char {
+    #[cfg(target_vendor = "apple")]
+    {
+        // SAFETY: `_NSGetEnviron` returns the address of the process's
+        // `environ` variable, valid for the life of the process; reading
+        // the pointer it holds is a plain load (see `envp_pointers` for
+        // who may write it meanwhile).
+        unsafe { *libc::_NSGetEnviron() as *const *const std::ffi::c_char }
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        extern "C" {
+            static environ: *const *const std::ffi::c_char;
+        }
+        // SAFETY: `environ` is the C library's global, always initialised
+        // (possibly to null, which `execve` and `posix_spawn` take as an
+        // empty environment on Linux and FreeBSD); reading the pointer is a
+        // plain load (see `envp_pointers` for who may write it meanwhile).
+        unsafe { environ }
+    }
+}
+
 /// Whether an environment variable's name is the search path's (`PATH`;
 /// names are case-sensitive here).
 pub(crate) fn is_path_var(name: &OsStr) -> bool {
@@ -137,7 +204,7 @@ pub(crate) enum ChildIo {
 pub(crate) struct SpawnSpec {
     pub path: CString,
     pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
+    pub envp: super::ChildEnv<CString>,
     pub cwd: Option<CString>,
     pub stdin: ChildIo,
     pub stdout: ChildIo,

@@ -95,7 +95,7 @@ pub use step::{ChildStep, IoClass, Resource};
 #[cfg(unix)]
 pub(crate) use tree::ProcTree;
 pub use types::Mechanism;
-pub(crate) use types::{ExitStatus, IoRequest, ReadStep, SpawnError, Special};
+pub(crate) use types::{ChildEnv, ExitStatus, IoRequest, ReadStep, SpawnError, Special};
 #[cfg(windows)]
 pub use windows::host_containment;
 /// A start resolves as [`resolve`] does on Windows.

@@ -76,6 +76,18 @@ pub(crate) enum SpawnError {
     Unsupported(&'static str, Mechanism, String),
 }
 
+/// The environment a child starts with.
+#[derive(Debug)]
+pub(crate) enum ChildEnv<S> {
+    /// This process's own, as the C library holds it (`environ` on Unix,
+    /// handed to `execve` as it is; the parent's block on Windows): the
+    /// command changed no variable, so no copy is made, as
+    /// `std::process::Command` makes none.
+    Inherited,
+    /// Exactly these `NAME=value` entries, in this order.
+    Exactly(Vec<S>),
+}
+
 /// Requested stdio for one stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IoRequest {

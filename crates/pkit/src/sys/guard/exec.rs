@@ -130,7 +130,7 @@ pub(super) fn spawn_spec(
     Ok(SpawnSpec {
         path: cstr(b"/proc/self/exe".to_vec())?,
         argv: vec![cstr(b"pkit-guard".to_vec())?],
-        envp,
+        envp: crate::sys::ChildEnv::Exactly(envp),
         cwd: None,
         stdin: null()?,
         stdout: null()?,

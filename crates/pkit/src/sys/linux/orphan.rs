@@ -157,7 +157,7 @@ mod tests {
         SpawnSpec {
             path: c(argv[0]),
             argv: argv.iter().map(|a| c(a)).collect(),
-            envp: Vec::new(),
+            envp: crate::sys::ChildEnv::Exactly(Vec::new()),
             cwd: None,
             stdin: ChildIo::Inherit,
             stdout: ChildIo::Inherit,

@@ -12,13 +12,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::sys::guard::LeaderRegistration;
 use crate::sys::ChildStep;
-use crate::sys::{ChildSetup, SpawnSpec};
+use crate::sys::{ChildEnv, ChildSetup, SpawnSpec};
 
 /// Everything the child touches, prepared before the clone.
 pub(super) struct Plan<'a> {
     path: &'a CString,
     argv: Vec<*const libc::c_char>,
+    /// Empty for an inherited environment: the child passes this
+    /// process's `environ` (see `envp_pointers`).
     envp: Vec<*const libc::c_char>,
+    inherit_env: bool,
     cwd: Option<&'a CString>,
     stdio: [Option<RawFd>; 3],
     /// `cgroup.procs` files to join through before exec ("0" = myself).
@@ -43,7 +46,11 @@ impl<'a> Plan<'a> {
         Plan {
             path: &spec.path,
             argv: null_terminated(&spec.argv),
-            envp: null_terminated(&spec.envp),
+            envp: match &spec.envp {
+                ChildEnv::Inherited => Vec::new(),
+                ChildEnv::Exactly(entries) => null_terminated(entries),
+            },
+            inherit_env: matches!(spec.envp, ChildEnv::Inherited),
             cwd: spec.cwd.as_ref(),
             stdio: spec.stdio_fds(),
             join,
@@ -264,7 +271,14 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::PreExec));
         }
     }
-    libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+    // The inherited vector is read here, at the last moment (a plain load
+    // of the C library's global: see `envp_pointers` for why that is sound).
+    let envp = if plan.inherit_env {
+        crate::sys::process_environ()
+    } else {
+        plan.envp.as_ptr()
+    };
+    libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), envp);
     fail(plan, Step::Exec)
 }
 

@@ -274,7 +274,7 @@ mod tests {
         SpawnSpec {
             path: c(path),
             argv: vec![c(path)],
-            envp: Vec::new(),
+            envp: crate::sys::ChildEnv::Exactly(Vec::new()),
             cwd: cwd.map(c),
             stdin: ChildIo::Inherit,
             stdout: ChildIo::Inherit,

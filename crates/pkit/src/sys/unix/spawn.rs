@@ -387,15 +387,20 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         Some(_) => Some(GateEnv::new(spec)?),
         None => None,
     };
-    let envp: Vec<*const c_char> = match &gate_env {
-        Some(g) => g.pointers(spec),
-        None => nul_terminated(&spec.envp),
+    let mut envp_keep = Vec::new();
+    let envp: *const *const c_char = match &gate_env {
+        Some(g) => {
+            envp_keep = g.pointers(spec);
+            envp_keep.as_ptr()
+        }
+        None => crate::sys::envp_pointers(&spec.envp, &mut envp_keep),
     };
     let path = via.map_or(&spec.path, |(exe, _)| exe);
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: the path and the
-    // argument and environment strings (owned by `spec`), their
-    // null-terminated pointer arrays, and the initialised attributes.
+    // argument and environment strings (owned by `spec`, or this process's
+    // own environment: see `envp_pointers`), their null-terminated pointer
+    // arrays, and the initialised attributes.
     let rc = unsafe {
         libc::posix_spawn(
             &mut pid,
@@ -403,7 +408,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
             &a.actions,
             &a.attr,
             argv.as_ptr() as *const *mut c_char,
-            envp.as_ptr() as *const *mut c_char,
+            envp as *const *mut c_char,
         )
     };
     match rc {

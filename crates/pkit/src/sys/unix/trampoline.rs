@@ -41,7 +41,7 @@ use std::os::fd::RawFd;
 
 use libc::c_char;
 
-use crate::sys::{SpawnError, SpawnSpec};
+use crate::sys::{ChildEnv, SpawnError, SpawnSpec};
 use std::sync::atomic::AtomicBool;
 #[cfg(any(
     all(target_os = "linux", target_env = "gnu"),
@@ -72,6 +72,9 @@ pub(crate) struct GateEnv {
     owner_loader: Vec<CString>,
     /// The child's loader variables, prefixed, by index in its environment.
     hidden: Vec<(usize, CString)>,
+    /// The child's environment when it inherits ours (copied: some of its
+    /// entries are replaced by their prefixed form); empty otherwise.
+    inherited: Vec<CString>,
 }
 
 impl GateEnv {
@@ -85,8 +88,11 @@ impl GateEnv {
                 is_loader_variable(&e).then(|| CString::new(e).ok())?
             })
             .collect();
-        let hidden: Vec<(usize, CString)> = spec
-            .envp
+        let inherited = match &spec.envp {
+            ChildEnv::Inherited => crate::sys::inherited_entries(),
+            ChildEnv::Exactly(_) => Vec::new(),
+        };
+        let hidden: Vec<(usize, CString)> = child_entries(spec, &inherited)
             .iter()
             .enumerate()
             .filter(|(_, e)| is_loader_variable(e.as_bytes()))
@@ -108,25 +114,34 @@ impl GateEnv {
             first,
             owner_loader,
             hidden,
+            inherited,
         })
     }
 
     /// The null-terminated pointer vector (borrowing `self` and `spec`).
     pub(crate) fn pointers(&self, spec: &SpawnSpec) -> Vec<*const c_char> {
         let mut hidden = self.hidden.iter().peekable();
-        let child =
-            spec.envp
-                .iter()
-                .enumerate()
-                .map(|(i, e)| match hidden.next_if(|(at, _)| *at == i) {
-                    Some((_, h)) => h.as_ptr(),
-                    None => e.as_ptr(),
-                });
+        let child = child_entries(spec, &self.inherited)
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match hidden.next_if(|(at, _)| *at == i) {
+                Some((_, h)) => h.as_ptr(),
+                None => e.as_ptr(),
+            });
         std::iter::once(self.first.as_ptr())
             .chain(self.owner_loader.iter().map(|e| e.as_ptr()))
             .chain(child)
             .chain(std::iter::once(std::ptr::null()))
             .collect()
+    }
+}
+
+/// The child's environment entries: `spec`'s, or `inherited` (our own,
+/// copied) when it inherits.
+fn child_entries<'a>(spec: &'a SpawnSpec, inherited: &'a [CString]) -> &'a [CString] {
+    match &spec.envp {
+        ChildEnv::Inherited => inherited,
+        ChildEnv::Exactly(entries) => entries,
     }
 }
 
@@ -390,7 +405,7 @@ pub(crate) fn started_by_its_loader() -> bool {
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::super::spawn::{spawn_gated, Passed};
-    use crate::sys::{ChildIo, SpawnError, SpawnSpec};
+    use crate::sys::{ChildEnv, ChildIo, SpawnError, SpawnSpec};
     use std::ffi::CString;
 
     fn spec(argv: &[&str]) -> SpawnSpec {
@@ -398,7 +413,7 @@ mod tests {
         SpawnSpec {
             path: c(argv[0]),
             argv: argv.iter().map(|a| c(a)).collect(),
-            envp: vec![c("PATH=/usr/bin:/bin")],
+            envp: ChildEnv::Exactly(vec![c("PATH=/usr/bin:/bin")]),
             cwd: None,
             stdin: ChildIo::Inherit,
             stdout: ChildIo::Inherit,
@@ -443,8 +458,10 @@ mod tests {
             d = dir.display()
         );
         let mut s = spec(&["/bin/sh", "-c", &script]);
-        s.envp
-            .push(CString::new(format!("LD_LIBRARY_PATH={}", dir.display())).unwrap());
+        let ChildEnv::Exactly(entries) = &mut s.envp else {
+            unreachable!("set above")
+        };
+        entries.push(CString::new(format!("LD_LIBRARY_PATH={}", dir.display())).unwrap());
         let held = spawn_gated(&s, &exe()).expect("held");
         let passed = held.open(&s);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -114,8 +114,8 @@ pub(crate) struct SpawnSpec {
     pub path: NativeString,
     /// `argv[0]` first (Windows builds the command line from it).
     pub argv: Vec<NativeString>,
-    /// `NAME=value` entries: the child's whole environment.
-    pub envp: Vec<NativeString>,
+    /// The child's environment: ours, or exactly these `NAME=value` entries.
+    pub envp: crate::sys::ChildEnv<NativeString>,
     pub cwd: Option<NativeString>,
     pub stdin: ChildIo,
     pub stdout: ChildIo,

@@ -29,8 +29,15 @@ pub(crate) fn create(spec: &SpawnSpec, run: bool) -> Result<(u32, OwnedHandle), 
     }
     let mut cmd = std::process::Command::new(&spec.path);
     cmd.args(spec.argv.iter().skip(1));
-    cmd.env_clear();
-    for kv in &spec.envp {
+    // An inherited environment is std's default (the parent's block).
+    let entries = match &spec.envp {
+        crate::sys::ChildEnv::Inherited => &[][..],
+        crate::sys::ChildEnv::Exactly(entries) => {
+            cmd.env_clear();
+            &entries[..]
+        }
+    };
+    for kv in entries {
         let s = kv.to_string_lossy();
         // Names never contain '=' (checked before), values may.
         if let Some(at) = s.find('=') {
