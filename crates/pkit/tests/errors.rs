@@ -100,6 +100,26 @@ async fn a_missing_path_is_not_found() {
         );
         assert_no_secret(&err);
 
+        // A path that can't be followed to a file: under a regular file
+        // (ENOTDIR), through a symbolic link that points at itself (ELOOP).
+        let dir = TempPath::new("unreachable");
+        std::fs::create_dir(dir.path()).expect("mkdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").expect("write");
+        let looped = dir.path().join("loop");
+        std::os::unix::fs::symlink(&looped, &looped).expect("symlink");
+        for path in [file.join("program"), looped] {
+            let program = path.to_str().unwrap().to_owned();
+            let err = cmd(choice, &program)
+                .output()
+                .await
+                .expect_err("unreachable");
+            assert!(
+                matches!(&err, Error::NotFound { path_searched: false, program: p } if *p == program),
+                "{choice}: {program}: {err:?}"
+            );
+        }
+
         // A relative path in a directory that lacks it.
         let err = cmd(choice, "./pkit-no-such-program")
             .current_dir("/")

@@ -105,6 +105,9 @@ pub(crate) enum ExecFailure {
     Missing,
     /// The file is there but can't be executed.
     NotExecutable,
+    /// A path that can't be followed (too many symbolic links, too long):
+    /// the program's own, or one it needs to run (its interpreter's).
+    Unreachable,
     /// Anything else.
     Other,
 }
@@ -112,7 +115,8 @@ pub(crate) enum ExecFailure {
 /// Classifies an exec failure by its errno.
 pub(crate) fn exec_failure(e: &io::Error) -> ExecFailure {
     match e.raw_os_error() {
-        Some(libc::ENOENT) => ExecFailure::Missing,
+        Some(libc::ENOENT | libc::ENOTDIR) => ExecFailure::Missing,
+        Some(libc::ELOOP | libc::ENAMETOOLONG) => ExecFailure::Unreachable,
         Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
             ExecFailure::NotExecutable
         }

@@ -50,14 +50,24 @@ pub(crate) fn resolve(
 
 #[cfg(unix)]
 /// [`resolve`] for a start, which executes the result at once: a program
-/// named by its path is checked with [`check_named`] (one system call
-/// instead of two; `execve` judges the rest, with the same error).
+/// named by its path is not looked at before the spawn (no system call):
+/// `execve` judges it, and the start fails with the error [`check`] would
+/// have given. Missing (`ENOENT`, or `ENOTDIR`, `ELOOP`, `ENAMETOOLONG`
+/// for the path itself) is [`NotFound`](ResolveError::NotFound) without a
+/// search, as a failed look is; a directory, a file without an exec bit,
+/// or one only the kernel refuses (another user's `0700` file, a `noexec`
+/// mount) is `EACCES`, hence
+/// [`NotExecutable`](ResolveError::NotExecutable) with the same path (see
+/// `spawn_error` and `exec_failure`). A name found on `PATH` keeps the
+/// full [`check`]: there a candidate that can't be executed must be
+/// skipped for the next directory, as `execvp` does, so the answer is
+/// needed before spawning.
 pub(crate) fn resolve_to_start(
     program: &OsStr,
     first: &[PathBuf],
     path_var: Option<&OsStr>,
 ) -> Result<PathBuf, ResolveError> {
-    resolve_with(program, first, path_var, check_named)
+    resolve_with(program, first, path_var, |_| Check::Executable)
 }
 
 #[cfg(unix)]
@@ -141,33 +151,20 @@ enum Check {
 }
 
 #[cfg(unix)]
-/// Whether `path` is a regular file this process may execute: the
-/// [`check_named`] look at its type and mode, then `access` for what only
-/// the kernel can judge (owner and group, ACLs, a `noexec` mount).
+/// Whether `path` is a regular file this process may execute: a look at
+/// its type and mode (one `statx`; a file without any exec bit refuses
+/// every user, root included), then `access` for what only the kernel can
+/// judge (owner and group, ACLs, a `noexec` mount).
 fn check(path: &Path) -> Check {
-    match check_named(path) {
-        Check::Executable if rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_err() => {
-            Check::NotExecutable
-        }
-        other => other,
-    }
-}
-
-#[cfg(unix)]
-/// [`check`] for a program named by its path, with one `statx` and no
-/// `access` (`check` is this plus `access`): a missing file, a directory and a file without any exec bit
-/// are refused here as `check` refuses them (no exec bit at all refuses
-/// every user, root included). A regular file with an exec bit is left to
-/// `execve`, which refuses what `access` would have (another user's
-/// `0700` file, a `noexec` mount) with `EACCES`: the start then fails with
-/// the same [`NotExecutable`](ResolveError::NotExecutable) error and path.
-/// A name found on `PATH` keeps the full `check`: there a candidate that
-/// can't be executed must be skipped for the next directory, as `execvp`
-/// does, so the answer is needed before spawning.
-fn check_named(path: &Path) -> Check {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Check::Executable,
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+            if rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_err() {
+                Check::NotExecutable
+            } else {
+                Check::Executable
+            }
+        }
         Ok(_) => Check::NotExecutable,
         Err(_) => Check::Missing,
     }

@@ -70,6 +70,8 @@ pub(crate) enum ExecFailure {
     Missing,
     /// The file is there but is not a program Windows can start.
     NotExecutable,
+    /// Never on Windows (a Unix path that can't be followed).
+    Unreachable,
     /// Anything else.
     Other,
 }
