@@ -3,6 +3,8 @@
 //! [`secret_output`](Command::secret_output) and the conversion from
 //! `std::process::Command`.
 
+use std::ffi::OsStr;
+
 use crate::command::Command;
 use crate::error::Result;
 use crate::output::{Outcome, Output};
@@ -98,9 +100,34 @@ impl Command {
     /// [`run`](Self::run), [`exit_code`](Self::exit_code) or
     /// [`probe`](Self::probe) then never quotes its stderr (by default the
     /// message ends with the last lines of it, see
-    /// [`Error`](crate::Error)).
+    /// [`Error`](crate::Error)), and a `pkit::testing::RecordReplay`
+    /// cassette refuses to save its recorded output.
     pub fn secret_output(mut self) -> Command {
         self.spec.io.secret_output = true;
+        self
+    }
+
+    /// Adds an argument that pkit never shows or records: the program gets
+    /// it as given, but every form of the command pkit formats, logs or
+    /// writes down leaves its value out. [`Command`]'s `Debug` and pkit's
+    /// log events show no argument anyway; a recorded
+    /// `pkit::testing::Call` shows it as `<secret>` in its `Debug` (its
+    /// `args` accessor still returns it, for the test's own assertions);
+    /// a `pkit::testing::RecordReplay` cassette writes `{"secret": true}`
+    /// in its place and, on replay, matches any value there that the
+    /// command also passes with `secret_arg` — so a test replays with a
+    /// dummy token where the recording had the real one.
+    ///
+    /// ```
+    /// let cmd = pkit::Command::new("curl")
+    ///     .arg("-H")
+    ///     .secret_arg("Authorization: Bearer s3cret")
+    ///     .arg("https://example.com");
+    /// assert!(!format!("{cmd:?}").contains("s3cret"));
+    /// ```
+    pub fn secret_arg(mut self, arg: impl AsRef<OsStr>) -> Command {
+        self.spec.secret_args.push(self.spec.args.len());
+        self.spec.args.push(arg.as_ref().to_os_string());
         self
     }
 

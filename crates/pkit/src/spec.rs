@@ -72,6 +72,9 @@ pub(crate) type SharedReader =
 pub(crate) struct Spec {
     pub(crate) program: OsString,
     pub(crate) args: Vec<OsString>,
+    /// The positions in `args` of the arguments marked secret
+    /// (`Command::secret_arg`), in order.
+    pub(crate) secret_args: Vec<usize>,
     /// Changes to the environment: `None` removes the variable.
     pub(crate) env: BTreeMap<OsString, Option<OsString>>,
     pub(crate) env_clear: bool,
@@ -99,6 +102,7 @@ impl Spec {
         Spec {
             program,
             args: Vec::new(),
+            secret_args: Vec::new(),
             env: BTreeMap::new(),
             env_clear: false,
             cwd: None,

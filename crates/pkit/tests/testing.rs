@@ -641,3 +641,111 @@ fn corrupt_and_future_cassettes_are_clear_errors() {
     let err = RecordReplay::replay(path.path()).unwrap_err();
     assert!(err.to_string().starts_with("reading the cassette"), "{err}");
 }
+
+const SECRET: &str = "tok-9f3b-never-shown";
+
+/// A secret argument never shows in a recorded call's `Debug` (what a
+/// failed `assert_eq!` prints), though the test can still read it.
+#[tokio::test]
+async fn a_secret_argument_is_hidden_in_a_calls_debug() {
+    let recorder = Arc::new(RecordingRunner::new(Arc::new(DryRunRunner::new())));
+    let cmd = Command::new("deploy")
+        .arg("--token")
+        .secret_arg(SECRET)
+        .arg("prod")
+        .env("API_KEY", "env-value-never-shown")
+        .runner(recorder.clone());
+    cmd.run().await.unwrap();
+    assert!(!format!("{cmd:?}").contains(SECRET));
+    let call = recorder.only_call();
+    let shown = format!("{call:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(!shown.contains("env-value-never-shown"), "{shown}");
+    assert!(shown.contains("\"--token\", <secret>, \"prod\""), "{shown}");
+    assert!(!format!("{:#?}", recorder.calls()).contains(SECRET));
+    assert_eq!(call.args(), ["--token", SECRET, "prod"]);
+    assert!(call.is_secret_arg(1) && !call.is_secret_arg(0) && !call.is_secret_arg(2));
+}
+
+/// A cassette never writes a secret argument to disk (a real run, verb
+/// and started), and replay matches it with any secret at that place —
+/// not with a plain argument.
+#[tokio::test]
+async fn a_cassette_never_writes_a_secret_argument_and_replay_still_matches() {
+    let suite = begin("a_cassette_never_writes_a_secret_argument").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("cassette-secret");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("runs.json");
+        let recorder = Arc::new(RecordReplay::record(
+            &path,
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        // Uses the secret without printing it.
+        let cmd = |secret: &str| {
+            Command::new("sh")
+                .args(["-c", r#"[ ${#1} -gt 3 ] && echo long; exit 7"#, "sh"])
+                .secret_arg(secret)
+        };
+        let out = cmd(SECRET).runner(recorder.clone()).output().await.unwrap();
+        assert_eq!((out.code(), out.stdout()), (Some(7), &b"long\n"[..]));
+        let mut started = cmd(SECRET).runner(recorder.clone()).start().unwrap();
+        assert_eq!(started.wait().await.unwrap().code(), Some(7));
+        recorder.save().unwrap();
+        let file = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&file);
+        assert!(!text.contains(SECRET), "{choice}: {text}");
+        assert!(text.contains(r#""secret": true"#), "{choice}: {text}");
+
+        let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+        let again = cmd("dummy-for-ci").runner(replay.clone()).output().await;
+        let again = again.unwrap();
+        assert_eq!((again.code(), again.stdout()), (Some(7), &b"long\n"[..]));
+        let plain = Command::new("sh")
+            .args([
+                "-c",
+                r#"[ ${#1} -gt 3 ] && echo long; exit 7"#,
+                "sh",
+                SECRET,
+            ])
+            .runner(replay.clone())
+            .output()
+            .await
+            .unwrap_err();
+        assert_eq!(plain.kind(), ErrorKind::CassetteMiss, "{choice}");
+        assert!(!plain.to_string().contains(SECRET));
+    }
+    suite.end().await;
+}
+
+/// Output marked secret is never written to a cassette: saving refuses,
+/// and writes nothing.
+#[tokio::test]
+async fn a_cassette_refuses_to_save_secret_output() {
+    let dir = TempPath::new("cassette-secret-out");
+    std::fs::create_dir(dir.path()).unwrap();
+    let path = dir.path().join("runs.json");
+    let recorder = Arc::new(RecordReplay::record(
+        &path,
+        Arc::new(SystemRunner::default()),
+    ));
+    let out = Command::new("echo")
+        .arg("hello")
+        .runner(recorder.clone())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.success());
+    let out = Command::new("sh")
+        .args(["-c", "printf '%s' \"$0\"", SECRET])
+        .secret_output()
+        .runner(recorder.clone())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout(), SECRET.as_bytes());
+    let err = recorder.save().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("secret"), "{err}");
+    assert!(!path.exists(), "nothing is written");
+}

@@ -2,10 +2,8 @@
 //! no subprocess.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -18,12 +16,16 @@ use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
 
-use super::runs::{Blob, RecordedOutcome, Run};
+use super::private_file::write_private;
+use super::runs::{Arg, Blob, RecordedOutcome, Run};
 use super::tape::{self, Recording};
 
 /// The newest cassette format this pkit reads, and the one it writes when
-/// the cassette holds a started run (see [`RecordReplay`]).
-const FORMAT: u64 = 2;
+/// the cassette holds a secret argument (see [`RecordReplay`]).
+const FORMAT: u64 = 3;
+/// The format written when the cassette holds a started run and no secret
+/// argument: what pkit before format 3 reads.
+const FORMAT_STARTED: u64 = 2;
 /// The format written when every run came through a verb: what pkit
 /// before format 2 reads.
 const FORMAT_VERBS_ONLY: u64 = 1;
@@ -34,13 +36,20 @@ struct Cassette {
     runs: Vec<Run>,
 }
 
-/// What a run is matched on: program, arguments, working directory.
-type Key = (Blob, Vec<Blob>, Option<Blob>);
+/// What a run is matched on: program, arguments (a secret one as
+/// [`Arg::SECRET`], whatever its value), working directory.
+type Key = (Blob, Vec<Arg>, Option<Blob>);
 
 fn key_of(cmd: &Command) -> Key {
+    let args = (cmd.spec.args.iter().enumerate())
+        .map(|(i, a)| match cmd.spec.secret_args.contains(&i) {
+            true => Arg::SECRET,
+            false => Arg::Plain(Blob::os(a)),
+        })
+        .collect();
     (
         Blob::os(&cmd.spec.program),
-        cmd.spec.args.iter().map(|a| Blob::os(a)).collect(),
+        args,
         cmd.spec.cwd.as_deref().map(|d| Blob::os(d.as_os_str())),
     )
 }
@@ -128,15 +137,23 @@ struct State {
 /// bytes), `stdout_total_bytes` and `stderr_total_bytes`. Format 2 adds,
 /// for a started run, `output`: its pieces in order, each
 /// `{"stdout": ...}` or `{"stderr": ...}` (`stdout` and `stderr` still
-/// hold each stream whole). A cassette is written as format 2 only when
-/// it holds a started run, and as format 1 otherwise (which older pkit
-/// reads); format 1 cassettes load as before.
+/// hold each stream whole). Format 3 adds secret arguments: one in
+/// `args` is `{"secret": true}` (see **Secrets**). A cassette is written in
+/// the oldest format that holds it — 3 with a secret argument, else 2 with
+/// a started run, else 1 — so older pkit reads what it can; older formats
+/// load as before.
 ///
 /// **Secrets.** The cassette stores the environment's variable *names*
-/// only, never their values; but it stores the program, arguments,
-/// working directory, stdout and stderr verbatim. A token passed as an
-/// argument, or printed by the tool, is in the file: keep such runs out of
-/// cassettes you commit, or pass secrets through the environment.
+/// only, never their values. An argument passed with
+/// [`Command::secret_arg`] is written as `{"secret": true}`, never its
+/// value, and replay matches it with any secret argument at the same
+/// place (so a test replays with a dummy token); [`save`](Self::save)
+/// refuses, writing nothing, when a recorded command is marked
+/// [`secret_output`](Command::secret_output) (its output is what a
+/// cassette stores: script that command instead). Everything else — the
+/// program, the other arguments, the working directory, stdout and stderr
+/// — is stored verbatim: a token passed as a plain argument, or printed by
+/// a tool not marked `secret_output`, is in the file.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -242,14 +259,26 @@ impl RecordReplay {
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when the cassette can't be written (its directory, a
-    /// symbolic link at `path`, a full disk) or its runs can't be encoded.
+    /// symbolic link at `path`, a full disk) or its runs can't be encoded;
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput), writing nothing, when a recorded
+    /// run's command is marked [`secret_output`](Command::secret_output).
     pub fn save(&self) -> Result<()> {
         let runs = self.state().runs();
+        if let Some(run) = runs.iter().find(|r| r.secret_output) {
+            let program = String::from_utf8_lossy(&run.program.clone().into_bytes()).into_owned();
+            return Err(Error::InvalidInput(format!(
+                "{program}: its output is marked secret (secret_output), and a cassette would \
+                 write it to disk: nothing was saved; answer that command with a ScriptedRunner"
+            )));
+        }
         let started = runs.iter().any(|r| !r.output.is_empty());
-        let cassette = Cassette {
-            format: if started { FORMAT } else { FORMAT_VERBS_ONLY },
-            runs,
+        let secret = runs.iter().any(|r| r.args.contains(&Arg::SECRET));
+        let format = match (secret, started) {
+            (true, _) => FORMAT,
+            (false, true) => FORMAT_STARTED,
+            (false, false) => FORMAT_VERBS_ONLY,
         };
+        let cassette = Cassette { format, runs };
         let mut json = serde_json::to_vec_pretty(&cassette)
             .map_err(|e| Error::io("saving the cassette", io::Error::other(e)))?;
         json.push(b'\n');
@@ -408,6 +437,7 @@ fn run_of(cmd: &Command) -> Run {
         stdout_total_bytes: 0,
         stderr_total_bytes: 0,
         output: Vec::new(),
+        secret_output: cmd.spec.io.secret_output,
     }
 }
 
@@ -429,65 +459,6 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Run>, String> {
     let cassette: Cassette =
         serde_json::from_value(value).map_err(|e| format!("corrupt cassette: {e}"))?;
     Ok(cassette.runs)
-}
-
-/// Writes `bytes` to `path` owner-only, via a new temporary file in the
-/// same directory (opened with `O_NOFOLLOW`, never an existing file) that
-/// is renamed into place. Refuses a `path` that is a symbolic link.
-///
-/// On Windows the temporary file is made with `CREATE_NEW` (a name that
-/// exists, a link included, fails: nothing is written through a link) and
-/// gets the permissions its directory passes on (an ACL, not a mode): the
-/// directory decides who can read the cassette.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the cassette path is a symbolic link: refusing to write through it",
-        ));
-    }
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the cassette path names no file",
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    static N: AtomicU64 = AtomicU64::new(0);
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    let mut file = options.open(&tmp)?;
-    let written = (|| {
-        // Exactly 0600, whatever the umask.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 /// Entry points for the cassette fuzz target (hidden `fuzzing` feature).
@@ -524,7 +495,13 @@ pub(crate) mod fuzzing {
                 continue;
             }
             let os = |b: &super::Blob| OsString::from_vec(b.clone().into_bytes());
-            let mut cmd = Command::new(os(&run.program)).args(run.args.iter().map(os));
+            let mut cmd = Command::new(os(&run.program));
+            for arg in &run.args {
+                cmd = match arg {
+                    super::Arg::Plain(b) => cmd.arg(os(b)),
+                    super::Arg::Secret(_) => cmd.secret_arg("replayed"),
+                };
+            }
             if let Some(cwd) = &run.cwd {
                 cmd = cmd.current_dir(os(cwd));
             }

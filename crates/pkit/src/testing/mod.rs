@@ -87,6 +87,7 @@
 
 mod cassette;
 mod copy_error;
+mod private_file;
 mod recording;
 mod reply;
 mod runs;

@@ -16,10 +16,16 @@ use crate::process::RunningProcess;
 /// One command as a recording runner saw it: program, arguments, working
 /// directory and the *names* of the environment variables it sets or
 /// removes (never their values).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` (what a failed `assert_eq!` prints) shows an argument
+/// passed with [`Command::secret_arg`] as `<secret>`; [`args`](Self::args)
+/// still returns it, for the test's own assertions.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Call {
     program: OsString,
     args: Vec<OsString>,
+    /// Positions in `args` of the secret arguments.
+    secret_args: Vec<usize>,
     cwd: Option<PathBuf>,
     env_names: Vec<OsString>,
     env_removed: Vec<OsString>,
@@ -31,6 +37,7 @@ impl Call {
         Call {
             program: cmd.spec.program.clone(),
             args: cmd.spec.args.clone(),
+            secret_args: cmd.spec.secret_args.clone(),
             cwd: cmd.spec.cwd.clone(),
             env_names: (cmd.spec.env.iter())
                 .filter(|(_, v)| v.is_some())
@@ -61,6 +68,12 @@ impl Call {
             .collect()
     }
 
+    /// Whether the argument at `index` was passed with
+    /// [`Command::secret_arg`].
+    pub fn is_secret_arg(&self, index: usize) -> bool {
+        self.secret_args.contains(&index)
+    }
+
     /// The working directory, if the command set one.
     pub fn cwd(&self) -> Option<&Path> {
         self.cwd.as_deref()
@@ -81,6 +94,36 @@ impl Call {
     /// ([`Command::env_clear`]).
     pub fn env_cleared(&self) -> bool {
         self.env_cleared
+    }
+}
+
+impl std::fmt::Debug for Call {
+    /// Every field, with each secret argument as `<secret>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Shown in a secret argument's place.
+        struct Hidden;
+        impl std::fmt::Debug for Hidden {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("<secret>")
+            }
+        }
+        let args: Vec<&dyn std::fmt::Debug> = (self.args.iter().enumerate())
+            .map(|(i, a)| -> &dyn std::fmt::Debug {
+                if self.is_secret_arg(i) {
+                    &Hidden
+                } else {
+                    a
+                }
+            })
+            .collect();
+        f.debug_struct("Call")
+            .field("program", &self.program)
+            .field("args", &args)
+            .field("cwd", &self.cwd)
+            .field("env_names", &self.env_names)
+            .field("env_removed", &self.env_removed)
+            .field("env_cleared", &self.env_cleared)
+            .finish()
     }
 }
 

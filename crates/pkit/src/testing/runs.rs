@@ -38,6 +38,26 @@ impl Blob {
     }
 }
 
+/// An argument as a cassette has it: its bytes, or, for one passed with
+/// `Command::secret_arg`, `{"secret": true}` in its place (the value is
+/// never written; replay matches any secret argument there).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Arg {
+    Plain(Blob),
+    Secret(SecretMark),
+}
+
+/// What a secret argument is written as.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(super) struct SecretMark {
+    pub(super) secret: bool,
+}
+
+impl Arg {
+    pub(super) const SECRET: Arg = Arg::Secret(SecretMark { secret: true });
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum RecordedOutcome {
@@ -60,7 +80,7 @@ impl RecordedOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Run {
     pub(super) program: Blob,
-    pub(super) args: Vec<Blob>,
+    pub(super) args: Vec<Arg>,
     pub(super) cwd: Option<Blob>,
     /// Names only: values are never written.
     pub(super) env_names: Vec<Blob>,
@@ -76,6 +96,10 @@ pub(super) struct Run {
     /// (format 2; absent for a run through a verb).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) output: Vec<Piece>,
+    /// The command was marked `secret_output`: its output must not be
+    /// written (never in the file itself).
+    #[serde(skip)]
+    pub(super) secret_output: bool,
 }
 
 /// One piece of a started run's output, in the order it was read
