@@ -199,7 +199,7 @@ pub use spawn_options::builders::which;
 pub use spawn_options::detached::Detached;
 pub use spawn_options::{ChildStep, FileMode, IoClass, Resource};
 pub use split_lines::StreamLines;
-pub use stats::{Profile, SampleStats};
+pub use stats::{Profile, SampleStats, MIN_SAMPLE_INTERVAL};
 pub use supervise::{
     Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent, SupervisorHandle,
     DEFAULT_MAX_BACKOFF, EVENT_BUFFER,

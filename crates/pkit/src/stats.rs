@@ -10,6 +10,12 @@ use crate::group::Group;
 use crate::process::RunningProcess;
 use crate::sys::Stats;
 
+/// The shortest interval between samples: [`RunningProcess::profile`]
+/// refuses a shorter one, and [`Group::sample_stats`] samples no more
+/// often. Each sample reads the kernel's accounting files, so a zero
+/// interval would spin a core doing nothing else.
+pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Snapshots of a group's [`Stats`] at a fixed interval, until the group is
 /// empty (the last snapshot shows 0 active processes) or the stream is
 /// dropped. See [`Group::sample_stats`]. Implements [`futures_core::Stream`].
@@ -21,7 +27,7 @@ pub struct SampleStats<'a> {
 
 impl<'a> SampleStats<'a> {
     pub(crate) fn new(group: &'a Group, every: Duration) -> SampleStats<'a> {
-        let mut interval = tokio::time::interval(every.max(Duration::from_millis(1)));
+        let mut interval = tokio::time::interval(every.max(MIN_SAMPLE_INTERVAL));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         SampleStats {
             group,
@@ -57,7 +63,10 @@ impl<'a> SampleStats<'a> {
 
 impl Group {
     /// Snapshots every `every` until the group is empty or the stream is
-    /// dropped.
+    /// dropped. An interval below [`MIN_SAMPLE_INTERVAL`] (zero, say)
+    /// samples every [`MIN_SAMPLE_INTERVAL`]: this returns no `Result` to
+    /// refuse it with, and sampling as fast as possible is what such an
+    /// interval asks for.
     pub fn sample_stats(&self, every: Duration) -> SampleStats<'_> {
         SampleStats::new(self, every)
     }
@@ -118,8 +127,18 @@ impl RunningProcess {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`](crate::Error::Io) when the process's exit can't be read.
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput), before any
+    /// sample, when `interval` is below [`MIN_SAMPLE_INTERVAL`] (zero
+    /// would sample in a busy loop); [`Error::Io`](crate::Error::Io) when
+    /// the process's exit can't be read.
     pub async fn profile(&self, interval: Duration) -> Result<Profile> {
+        if interval < MIN_SAMPLE_INTERVAL {
+            return Err(crate::error::Error::InvalidInput(format!(
+                "{}: a profile's sampling interval must be at least {:?}, not {interval:?}",
+                self.program(),
+                MIN_SAMPLE_INTERVAL
+            )));
+        }
         let began = Instant::now();
         let (mut peak, mut cpu, mut samples) = (None::<u64>, None::<Duration>, 0);
         loop {

@@ -430,3 +430,32 @@ async fn a_tiny_memory_cap_is_named_in_the_error() {
         gone(&dirs).await;
     }
 }
+
+/// A profile's interval below the minimum (zero would sample in a busy
+/// loop) is refused before any sample, leaving the process alone; the
+/// minimum itself works.
+#[tokio::test]
+async fn a_zero_profile_interval_is_refused() {
+    for m in common::mechanisms() {
+        let g = Group::builder().mechanism(m).build().unwrap();
+        let p = g
+            .start(&pkit::Command::new("sh").args(["-c", "sleep 0.2"]))
+            .unwrap();
+        for interval in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(999),
+        ] {
+            let err = p.profile(interval).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidInput,
+                "{m}: {interval:?}: {err}"
+            );
+        }
+        assert!(!p.has_exited(), "{m}: the process is left alone");
+        let prof = p.profile(pkit::MIN_SAMPLE_INTERVAL).await.unwrap();
+        assert!(prof.samples() >= 1, "{m}: {prof:?}");
+        g.close().await.unwrap();
+    }
+}
