@@ -53,7 +53,10 @@ timeout(1); --no-reraise exits 128+N instead); 125 pkit failed; 126 not
 executable; 127 not found.
 
 Sizes: K, M, G, T are powers of 1024 (512M); KB, MB, GB, TB powers of 1000.
-Durations: 10 (seconds), 1.5, 1e3, 500ms, 2m, 1h, 1d, 1m30s; 0 = no timeout.
+Durations: 10 (seconds), 1.5, 1e3, 500ms, 2m, 1h, 1d, 1m30s; 0 = no timeout;
+inf, or anything too long to count (1e300), is forever, as in timeout(1);
+anything else above 0 is at least 1 ns. Out-of-range numbers (NaN,
+negatives, --cpu 1e300, --max-procs 0) are refused with status 125.
 File descriptors above 2 are closed in the program unless --keep-fd.";
 
 #[derive(Parser)]
@@ -126,16 +129,20 @@ pub struct SuperviseArgs {
     pub max_restarts: Option<u32>,
     /// The first pause after a crash, and its factor per further crash
     /// [default: 1s,2].
-    #[arg(long, value_name = "DUR[,FACTOR]", value_parser = crate::duration::parse_backoff)]
+    #[arg(long, value_name = "DUR[,FACTOR]", value_parser = crate::duration::parse_backoff,
+          allow_hyphen_values = true)]
     pub backoff: Option<(Duration, f64)>,
     /// The longest pause [default: 30s].
-    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    #[arg(long, value_parser = duration::parse, value_name = "DUR",
+          allow_hyphen_values = true)]
     pub max_backoff: Option<Duration>,
     /// A run up at least DUR resets the backoff and the storm count.
-    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    #[arg(long, value_parser = duration::parse, value_name = "DUR",
+          allow_hyphen_values = true)]
     pub reset_after: Option<Duration>,
     /// After 5 crashes within 10 s, pause DUR instead of the backoff.
-    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    #[arg(long, value_parser = duration::parse, value_name = "DUR",
+          allow_hyphen_values = true)]
     pub storm_pause: Option<Duration>,
     /// Healthy once a line of stdout or stderr matches REGEX (anywhere in
     /// the line; `^`/`$` anchor it). Syntax: the `regex` crate's, without
@@ -146,13 +153,14 @@ pub struct SuperviseArgs {
     #[arg(long, value_name = "ADDR")]
     pub health_port: Option<std::net::SocketAddr>,
     /// How long a run has to become healthy [default: 30s].
-    #[arg(long, value_parser = duration::parse, value_name = "DUR")]
+    #[arg(long, value_parser = duration::parse, value_name = "DUR",
+          allow_hyphen_values = true)]
     pub health_timeout: Option<Duration>,
     /// On a stop (TERM, INT or HUP to pkit), send SIGKILL if the run's tree
     /// still runs DUR after SIGTERM, as `pkit run -k` [default: 10s; 0:
     /// SIGKILL at once].
     #[arg(short = 'k', long, visible_alias = "grace", value_parser = duration::parse,
-          value_name = "DUR")]
+          value_name = "DUR", allow_hyphen_values = true)]
     pub kill_after: Option<Duration>,
     /// Containment mechanism (default: PKIT_MECHANISM, else auto).
     #[arg(long, value_enum)]
@@ -277,11 +285,14 @@ pub struct RunArgs {
     /// or systemd's AllowedCPUs=).
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
-    /// Cap the number of live processes (and threads) in the tree.
-    #[arg(long, value_name = "N")]
+    /// Cap the number of live processes (and threads) in the tree (1 to
+    /// 4194304, Linux's most pids).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_PROCS))]
     pub max_procs: Option<u64>,
-    /// Cap the tree's CPU use, in cores (0.5 = half a core).
-    #[arg(long, value_name = "CORES")]
+    /// Cap the tree's CPU use, in cores (0.5 = half a core; 0.01 to
+    /// 175921860, the kernel's largest quota).
+    #[arg(long, value_name = "CORES", allow_hyphen_values = true, value_parser = parse_cpu)]
     pub cpu: Option<f64>,
     /// Run the program in DIR.
     #[arg(short = 'C', long, value_name = "DIR")]
@@ -356,6 +367,38 @@ impl From<MechanismArg> for pkit::MechanismChoice {
 pub enum KeepArg {
     Head,
     Tail,
+}
+
+/// The most processes `--max-procs` takes: Linux's `PID_MAX_LIMIT`, past
+/// which `pids.max` refuses a number (no system runs more anyway).
+const MAX_PROCS: u64 = 4_194_304;
+
+/// The fewest and most cores `--cpu` takes: the kernel's smallest CPU
+/// quota (1 ms per 100 ms period) and its largest (2^44 - 1 µs per
+/// period, whole cores).
+const CPU_CORES: (f64, f64) = (0.01, 175_921_860.0);
+
+/// `--cpu CORES`: a plain decimal number of cores within [`CPU_CORES`].
+/// Refused at parse time, quoting the text as given: NaN, infinities,
+/// negatives, zero, and values the kernel can't take (1e300 would
+/// otherwise be echoed back with 300 digits).
+fn parse_cpu(text: &str) -> Result<f64, String> {
+    let cores: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of cores (try 0.5, 2 or 1.5)"))?;
+    let (min, max) = CPU_CORES;
+    if !cores.is_finite() || cores <= 0.0 {
+        return Err(format!(
+            "{text:?}: the number of cores must be positive and finite"
+        ));
+    }
+    if !(min..=max).contains(&cores) {
+        return Err(format!(
+            "{text:?} is out of range: from {min} (the kernel's smallest quota) to {max} cores"
+        ));
+    }
+    Ok(cores)
 }
 
 /// `K=V`, split at the first `=`. On Unix the name and the value are any

@@ -6,7 +6,9 @@ use std::time::Duration;
 /// Parses a duration: a non-negative decimal number (with an optional
 /// exponent, as strtod reads it: `1e3`) followed by `s`, `m`, `h`, `d` or
 /// `ms`; a bare number means seconds (as in timeout(1)). Several terms add
-/// up: `1m30s`. `inf` or `infinity` is no limit ([`Duration::MAX`]).
+/// up: `1m30s`. `inf` or `infinity`, and anything too long to count, is
+/// no limit ([`Duration::MAX`]); a positive one too short to count is
+/// 1 ns, never 0.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.starts_with('-') {
@@ -60,7 +62,13 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if total.is_infinite() || total >= Duration::MAX.as_secs_f64() {
         return Ok(Duration::MAX);
     }
-    Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))
+    let d = Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))?;
+    // A positive duration too short to count (1e-300) is the shortest
+    // one, as in timeout(1): never 0, which means "no timeout".
+    if d.is_zero() && total > 0.0 {
+        return Ok(Duration::from_nanos(1));
+    }
+    Ok(d)
 }
 
 /// The length of the decimal number at the start of `s`: digits, one
@@ -142,6 +150,9 @@ mod tests {
         assert_eq!(parse("0"), Ok(Duration::ZERO));
         assert_eq!(parse("inf"), Ok(Duration::MAX));
         assert_eq!(parse("1e300"), Ok(Duration::MAX));
+        // Too short to count, but not "no timeout".
+        assert_eq!(parse("1e-300"), Ok(Duration::from_nanos(1)));
+        assert_eq!(parse("0.0"), Ok(Duration::ZERO));
     }
 
     #[test]

@@ -398,11 +398,9 @@ fn errors_point_at_the_flag_and_value() {
     };
     let e = err(&["run", "--memory-max", "10k", "--", "true"]);
     assert!(e.contains("--memory-max") && e.contains("10240"), "{e}");
+    // Refused when parsing now, naming the flag and its range.
     let e = err(&["run", "--max-procs", "0", "--", "true"]);
-    assert!(
-        e.contains("--max-procs") && e.contains("max_processes"),
-        "{e}"
-    );
+    assert!(e.contains("--max-procs") && e.contains("1..=4194304"), "{e}");
     let e = err(&[
         "run",
         "--memory-max",
@@ -801,4 +799,79 @@ fn the_programs_first_argument_is_never_taken_for_an_option_of_pkits() {
         assert_eq!(printed(&out), "7", "{m}");
     }
     let _ = std::fs::remove_file(&script);
+}
+
+/// Every numeric flag refuses what is out of its range — NaN, infinities,
+/// negatives, zero where it means nothing, values the kernel can't take —
+/// with pkit's usage status (125), a short message that quotes the value
+/// as given (never 300 digits of it), and without running the program.
+#[test]
+fn out_of_range_numbers_are_refused_with_a_clear_message() {
+    let marker = temp_path("numeric-refused");
+    let marker_arg = marker.to_str().unwrap().to_string();
+    #[rustfmt::skip]
+    let table: &[(&[&str], &str)] = &[
+        (&["run", "--cpu", "1e300"], "out of range"),
+        (&["run", "--cpu", "200000000"], "out of range"),
+        (&["run", "--cpu", "1e-300"], "out of range"),
+        (&["run", "--cpu", "0.001"], "out of range"),
+        (&["run", "--cpu", "0"], "positive and finite"),
+        (&["run", "--cpu", "-1"], "positive and finite"),
+        (&["run", "--cpu=-0.5"], "positive and finite"),
+        (&["run", "--cpu", "NaN"], "positive and finite"),
+        (&["run", "--cpu", "inf"], "positive and finite"),
+        (&["run", "--cpu", "-inf"], "positive and finite"),
+        (&["run", "--cpu", "two"], "not a number of cores"),
+        (&["run", "--max-procs", "0"], "not in 1..=4194304"),
+        (&["run", "--max-procs", "5000000"], "not in 1..=4194304"),
+        (&["run", "--max-procs", "99999999999999999999"], "--max-procs"),
+        (&["run", "--timeout", "NaN"], "not a duration"),
+        (&["run", "--timeout", "-1"], "can't be negative"),
+        (&["run", "--timeout=-inf"], "can't be negative"),
+        (&["run", "-k", "-5s"], "can't be negative"),
+        (&["run", "--memory-max", "0"], "out of range"),
+        (&["run", "--memory-max", "99999999999T"], "out of range"),
+        (&["run", "--memory-max=-5"], "can't be negative"),
+        (&["run", "--memory-high", "NaN"], "not a size"),
+        (&["run", "--capture", "--capture-limit", "0"], "out of range"),
+        (&["run", "--nice", "100"], "not in -20..=19"),
+        (&["run", "--json-fd", "99999999999"], "--json-fd"),
+        (&["run", "--rlimit", "NOFILE=99999999999999999999"], "out of range"),
+        (&["supervise", "--max-restarts", "99999999999"], "--max-restarts"),
+        (&["supervise", "--backoff", "1s,NaN"], "factor"),
+        (&["supervise", "--backoff", "1s,0.5"], "factor"),
+        (&["supervise", "--backoff", "1s,inf"], "factor"),
+        (&["supervise", "--max-backoff", "NaN"], "not a duration"),
+        (&["supervise", "--health-timeout", "-1"], "can't be negative"),
+        (&["supervise", "-k", "NaN"], "not a duration"),
+    ];
+    for (flags, why) in table {
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["--", "touch", &marker_arg]);
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {err}");
+        assert!(err.contains(why), "{flags:?}: wanted {why:?} in {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.len() < 200, "{flags:?}: a long message: {first}");
+        assert!(!marker.exists(), "{flags:?}: the program ran");
+    }
+}
+
+/// What stays accepted: a duration too long to count is forever, as in
+/// timeout(1) (`inf`, `1e300`); a positive one too short to count is the
+/// shortest timeout, never "no timeout"; the --cpu bounds themselves.
+#[test]
+fn edge_numbers_that_mean_something_are_accepted() {
+    for timeout in ["inf", "1e300", "1e30d"] {
+        let out = run(&["run", "--timeout", timeout, "--", "true"]);
+        assert_eq!(out.status.code(), Some(0), "{timeout}: {out:?}");
+    }
+    for timeout in ["1e-300", "0.0000000001"] {
+        let out = run(&["run", "--timeout", timeout, "--", "sleep", "30"]);
+        assert_eq!(out.status.code(), Some(124), "{timeout}: {out:?}");
+    }
+    let out = run(&["run", "--cpu", "175921860", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("out of range"), "{err}");
 }

@@ -100,7 +100,10 @@ impl GroupBuilder {
     }
 
     /// Caps the whole tree's CPU use at `cores` (0.5 = half of one core,
-    /// 2.0 = two cores), enforced per 100 ms period.
+    /// 2.0 = two cores), enforced per 100 ms period. From 0.01 to
+    /// 175921860 cores (the kernel's smallest and largest quotas); a value
+    /// outside that, or not finite, makes `build` fail with
+    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit).
     pub fn cpu_quota(mut self, cores: f64) -> GroupBuilder {
         self.limits.cpu_quota = Some(cores);
         self

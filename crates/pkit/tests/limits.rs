@@ -170,11 +170,16 @@ async fn caps_are_refused_where_they_cannot_be_enforced() {
         capped().cpu_quota(f64::NAN),
         capped().cpu_quota(f64::INFINITY),
         capped().cpu_quota(0.001),
+        // Above the kernel's largest quota: refused by pkit, in a short
+        // message (not a kernel write error, nor 300 digits).
+        capped().cpu_quota(1e300),
+        capped().cpu_quota(2e8),
+        capped().cpu_quota(1e-300),
     ] {
-        assert_eq!(
-            builder.build().unwrap_err().kind(),
-            ErrorKind::ResourceLimit
-        );
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{err}");
+        assert!(err.to_string().len() < 200, "{err}");
+        assert!(!err.to_string().contains("cannot write"), "{err}");
     }
 }
 

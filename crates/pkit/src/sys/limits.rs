@@ -78,17 +78,47 @@ impl Limits {
             if !cores.is_finite() || cores <= 0.0 {
                 return Err(LimitError::new(
                     "cpu_quota",
-                    format!("must be a positive number of cores, not {cores}"),
+                    format!("must be a positive number of cores, not {}", short(cores)),
                 ));
             }
             if cores < 0.01 {
                 return Err(LimitError::new(
                     "cpu_quota",
-                    format!("{cores} cores is below the kernel's minimum quota of 0.01"),
+                    format!(
+                        "{} cores is below the kernel's minimum quota of 0.01",
+                        short(cores)
+                    ),
+                ));
+            }
+            // Linux takes at most 2^44 - 1 µs of CPU per 100 ms period; a
+            // larger quota is refused here, not echoed by the kernel as a
+            // write error (or saturated on the way).
+            if cores > MAX_CPU_QUOTA_CORES {
+                return Err(LimitError::new(
+                    "cpu_quota",
+                    format!(
+                        "{} cores is above the kernel's largest quota ({MAX_CPU_QUOTA_CORES} cores)",
+                        short(cores)
+                    ),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// The largest CPU quota, in cores: Linux's largest CFS quota, 2^44 - 1 µs,
+/// per 100 ms period, in whole cores.
+const MAX_CPU_QUOTA_CORES: f64 = 175_921_860.0;
+
+/// `x` for a message: as written unless that takes more than 20
+/// characters (1e300 written out has 301), then in exponent form.
+fn short(x: f64) -> String {
+    let plain = x.to_string();
+    if plain.len() <= 20 {
+        plain
+    } else {
+        format!("{x:e}")
     }
 }
 
