@@ -249,7 +249,9 @@ pub struct RunArgs {
     /// Write the JSON report (schema 1) as the last line of stderr.
     #[arg(long, conflicts_with_all = ["json_file", "json_fd"])]
     pub json: bool,
-    /// Write the JSON report to PATH (created or truncated).
+    /// Write the JSON report to PATH, as the shell's `>PATH` would: created
+    /// (mode 0666 less the umask) or truncated, following a symbolic link
+    /// (so /dev/stderr works).
     #[arg(long, value_name = "PATH", conflicts_with = "json_fd")]
     pub json_file: Option<PathBuf>,
     /// Write the JSON report to inherited file descriptor N (3 or more).

@@ -131,6 +131,8 @@ impl Sink {
     /// (so a bad path fails early).
     pub fn open(json: bool, file: Option<&Path>, fd: Option<i32>) -> io::Result<Sink> {
         if let Some(path) = file {
+            // As the shell's `>path`: a symbolic link is followed (the
+            // path is the user's choice, /dev/stderr included).
             return File::create(path).map(Sink::File);
         }
         if let Some(fd) = fd {

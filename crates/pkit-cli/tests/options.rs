@@ -400,7 +400,10 @@ fn errors_point_at_the_flag_and_value() {
     assert!(e.contains("--memory-max") && e.contains("10240"), "{e}");
     // Refused when parsing now, naming the flag and its range.
     let e = err(&["run", "--max-procs", "0", "--", "true"]);
-    assert!(e.contains("--max-procs") && e.contains("1..=4194304"), "{e}");
+    assert!(
+        e.contains("--max-procs") && e.contains("1..=4194304"),
+        "{e}"
+    );
     let e = err(&[
         "run",
         "--memory-max",

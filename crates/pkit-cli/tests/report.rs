@@ -341,3 +341,30 @@ fn json_file_and_json_fd_keep_stdout_for_the_program() {
     assert_valid(&v, "--json-fd");
     assert_eq!(v["program"], "sh");
 }
+
+/// `--json-file` opens its path as the shell's `>path` does: a symbolic
+/// link is followed (the report lands in its target, which is truncated;
+/// the link stays a link), and `/dev/stderr` works.
+#[test]
+fn json_file_follows_a_symbolic_link_as_shell_redirection_does() {
+    let target = temp_path("report-target");
+    let link = temp_path("report-link");
+    std::fs::write(&target, "old contents, longer than nothing\n").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = run(&["run", "--json-file", link.to_str().unwrap(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+    assert_valid(&v, "--json-file through a link");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(&target).unwrap();
+
+    let out = run(&["run", "--json-file", "/dev/stderr", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(v["exit_code"], 0);
+}
