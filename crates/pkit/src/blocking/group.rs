@@ -87,7 +87,9 @@ impl Group {
 
     /// Snapshots of the group's [`Stats`] every `every`, as an
     /// [`Iterator`] that ends once the group is empty (the last snapshot
-    /// shows 0 active processes); see [`crate::Group::sample_stats`].
+    /// shows 0 active processes); see [`crate::Group::sample_stats`]. An
+    /// interval below [`MIN_SAMPLE_INTERVAL`](crate::MIN_SAMPLE_INTERVAL)
+    /// samples every [`MIN_SAMPLE_INTERVAL`](crate::MIN_SAMPLE_INTERVAL).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -102,7 +104,7 @@ impl Group {
         super::runtime::refuse_inside_runtime("Group::sample_stats");
         SampleStats {
             group: self.get(),
-            every: every.max(Duration::from_millis(1)),
+            every: every.max(crate::stats::MIN_SAMPLE_INTERVAL),
             next_at: None,
             done: false,
         }
