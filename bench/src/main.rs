@@ -51,7 +51,7 @@ struct Args {
     probe_runs: Option<usize>,
     /// The contender `--probe-runs` or `--probe-rss-lines` runs: std,
     /// tokio or pkit (also pkit-pgroup for `--probe-rss-lines`; for
-    /// `--probe-runs`, more: tokio-cat and pkit-cat are the small capture,
+    /// `--probe-runs`, more: std-cat, tokio-cat and pkit-cat are the small capture,
     /// tokio-fanout and pkit-fanout the 16-way fan-out; see the error
     /// message of an unknown name for the whole list).
     #[arg(long, default_value = "pkit")]
@@ -111,13 +111,19 @@ fn main() {
         rt.block_on(scenarios::probe(&args.probe_with, 0));
         if runs > 0 {
             let (cpu, wall) = (own_cpu_ns(), std::time::Instant::now());
+            let slices = own_slices();
             rt.block_on(scenarios::probe(&args.probe_with, runs - 1));
             let (cpu, wall) = (own_cpu_ns().saturating_sub(cpu), wall.elapsed());
+            let after = own_slices();
+            let per_run = |a: u64, b: u64| a.saturating_sub(b) as f64 / runs as f64;
             eprintln!(
-                "{}: {runs} runs, wall {:.1} µs/run, this process's CPU {:.1} µs/run",
+                "{}: {runs} runs, wall {:.1} µs/run, this process's CPU {:.1} µs/run, \
+                 times scheduled in per run: main thread {:.2}, other threads {:.2}",
                 args.probe_with,
                 wall.as_nanos() as f64 / runs as f64 / 1e3,
                 cpu as f64 / runs as f64 / 1e3,
+                per_run(after.0, slices.0),
+                per_run(after.1, slices.1),
             );
         }
         return;
@@ -189,6 +195,32 @@ fn own_cpu_ns() -> u64 {
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// How many times this process's main thread and its other threads were
+/// scheduled in so far (`schedstat`'s third field), for counting wake-ups.
+fn own_slices() -> (u64, u64) {
+    let main = std::process::id().to_string();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    let mut counts = (0, 0);
+    for t in tasks.flatten() {
+        let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) else {
+            continue;
+        };
+        let n: u64 = s
+            .split_whitespace()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if t.file_name().to_str() == Some(main.as_str()) {
+            counts.0 += n;
+        } else {
+            counts.1 += n;
+        }
+    }
+    counts
 }
 
 pub fn touch_memory(bytes: u64) -> Vec<u8> {

@@ -155,6 +155,9 @@ pub async fn probe(with: &str, runs: usize) {
                 assert_eq!(out.stdout(), b"hello\n");
             }
             // `cat` with 32 bytes in (the small capture scenario's).
+            "std-cat" => {
+                let _ = std_cat();
+            }
             "tokio-cat" => {
                 let _ = tokio_cat().await;
             }
@@ -218,7 +221,7 @@ pub async fn probe(with: &str, runs: usize) {
             }
             other => panic!(
                 "--probe-with {other}: std, tokio, pkit, std-output, pkit-output, blocking, \
-                 tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
+                 std-cat, tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-pgroup-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
         }
@@ -276,19 +279,7 @@ async fn pkit_group_true(mechanism: Option<pkit::MechanismChoice>) {
 
 fn small_capture() -> Scenario {
     Scenario::new("small capture: cat with 32 bytes in")
-        .with("std::process", || async {
-            let t = Instant::now();
-            let mut child = std::process::Command::new("cat")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(SMALL_INPUT).unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert_eq!(out.stdout, SMALL_INPUT);
-            t.elapsed().into()
-        })
+        .with("std::process", || async { std_cat().into() })
         .with("tokio::process", || async { tokio_cat().await.into() })
         .with("pkit", || async { pkit_cat().await.into() })
         .with("processkit 3.3.4", || async {
@@ -325,6 +316,20 @@ fn blocking_output() -> Scenario {
             assert_eq!(out.stdout(), b"hello\n");
             t.elapsed().into()
         })
+}
+
+fn std_cat() -> Duration {
+    let t = Instant::now();
+    let mut child = std::process::Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(SMALL_INPUT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout, SMALL_INPUT);
+    t.elapsed()
 }
 
 async fn tokio_cat() -> Duration {
