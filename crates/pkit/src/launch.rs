@@ -326,6 +326,10 @@ pub(crate) fn wire(
         limit: limit.clone(),
         prompt: prompt.clone(),
     };
+    let (mut stdout, mut stderr) = (stdout, stderr);
+    if !(raw_output && (cmd.stdout == Stdio::Raw || cmd.stderr == Stdio::Raw)) {
+        (proc.stdout, proc.stderr) = Reader::start_pair(&mut stdout, &mut stderr, stream_plan)?;
+    }
     if let Some(fd) = stdout {
         if raw_output && cmd.stdout == Stdio::Raw {
             proc.raw_stdout = Some(crate::raw_output::ChildOutput::new(fd)?);

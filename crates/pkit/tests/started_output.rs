@@ -285,6 +285,33 @@ async fn wait_returns_while_a_descendant_keeps_the_pipe_full() {
     suite.end().await;
 }
 
+/// A process that writes nothing and exits while a descendant holds both
+/// its pipes gives its readers no event before `wait` stops them (the
+/// captures of both streams share one task, spawned by the first event):
+/// `wait` still returns, with the exit code and empty captures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_for_a_silent_process_whose_descendant_holds_its_pipes() {
+    let suite = begin("wait_returns_for_a_silent_process_whose_descendant_holds_its_pipes").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(&sh(choice, "sleep 300 & exit 3"))
+            .expect("start");
+        let out = tokio::time::timeout(DEADLINE, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: wait() never stopped the silent readers"))
+            .expect("wait");
+        assert_eq!(out.code(), Some(3), "{choice}: {out:?}");
+        assert_eq!(
+            (out.stdout(), out.stderr()),
+            (&b""[..], &b""[..]),
+            "{choice}: {out:?}"
+        );
+        group.close().await.expect("close");
+    }
+    suite.end().await;
+}
+
 /// Review R9: outside a runtime, a start is refused before anything is
 /// spawned (it used to panic with the child already running).
 #[test]

@@ -1,6 +1,7 @@
 //! The line pump: read -> (tee) -> (capture) -> decode -> split -> sinks.
 //!
-//! One reader task per piped output stream. Every consumer of a process's
+//! One reader task per piped output stream (one for both when both only
+//! feed a capture, as the verbs' do). Every consumer of a process's
 //! output — the captured `Output`, tees, per-line callbacks, the merged
 //! line stream and the readiness probe that waits for a line — is fed from
 //! here, so they all see the same bytes and the same split.
@@ -11,20 +12,23 @@ mod decode;
 pub mod fuzzing;
 mod limit;
 mod lines;
+mod pair;
 mod prompt;
 mod queue;
 mod source;
 mod split;
+mod thread;
+
+use thread::{Control, BIG_READ_CHUNK};
 
 use crate::sys::OwnedFd;
 use std::fmt;
 use std::io;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use capture::CapturePolicy;
@@ -110,38 +114,21 @@ pub(crate) struct StreamPlan {
 /// as `std::process::Command::output` does, so big outputs don't pay a
 /// trip through the reactor per chunk.
 pub(crate) struct Reader {
-    task: JoinHandle<Captured>,
+    task: Task,
     control: Arc<Control>,
 }
 
-/// What a reader's owner tells it.
-#[derive(Default)]
-struct Control {
-    /// Wakes a reader waiting for data, to stop.
-    stop: Notify,
-    /// Set with `stop` and checked before every read, so a stream that
-    /// never runs dry (a descendant writing without pause) can't keep a
-    /// reader from stopping (review R3).
-    stopping: AtomicBool,
-    /// Set when the process's handle is dropped: the reader goes on
-    /// draining the pipe until end of file, but keeps nothing.
-    detached: AtomicBool,
-}
-
-impl Control {
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    fn detached(&self) -> bool {
-        self.detached.load(Ordering::Acquire)
-    }
+/// Where a reader's capture comes back from.
+enum Task {
+    /// A task of its own.
+    Own(JoinHandle<Captured>),
+    /// Its half of one task reading both streams (see `pair.rs`).
+    Half(tokio::sync::oneshot::Receiver<Captured>),
 }
 
 const READ_CHUNK: usize = 64 * 1024;
 /// The first read's room: most streams are small (stderr often empty).
 const FIRST_READ: usize = 8 * 1024;
-const BIG_READ_CHUNK: usize = 1024 * 1024;
 /// Past this many bytes a stream grows its pipe and reads bigger chunks,
 /// and a capture-only stream moves to a blocking thread.
 const HANDOFF_BYTES: usize = 4 * READ_CHUNK;
@@ -160,7 +147,7 @@ impl Reader {
 
     fn start_source(rx: source::Source, plan: StreamPlan) -> Reader {
         let control = Arc::new(Control::default());
-        let task = tokio::spawn(run(rx, plan, control.clone()));
+        let task = Task::Own(tokio::spawn(run(rx, plan, control.clone())));
         Reader { task, control }
     }
 
@@ -169,7 +156,10 @@ impl Reader {
     pub(crate) async fn finish(self) -> Captured {
         self.control.stopping.store(true, Ordering::Release);
         self.control.stop.notify_one();
-        self.task.await.unwrap_or_default()
+        match self.task {
+            Task::Own(task) => task.await.unwrap_or_default(),
+            Task::Half(done) => done.await.unwrap_or_default(),
+        }
     }
 
     /// Lets the reader go on without its owner: it drops what it captured
@@ -179,93 +169,10 @@ impl Reader {
     /// and its descendants exit, at the latest when the group ends.
     pub(crate) fn detach(self) {
         self.control.detached.store(true, Ordering::Release);
-        // Dropping the handle leaves the task running.
+        // Dropping the handle (or the half's receiver) leaves the task
+        // running.
         drop(self.task);
     }
-}
-
-/// Continues a capture-only stream on a blocking-pool thread (see
-/// [`Reader`]), relaying `stop` to it through a pipe it polls.
-async fn capture_on_thread(
-    fd: OwnedFd,
-    capture: CaptureBuf,
-    limit: Arc<LimitFlag>,
-    control: Arc<Control>,
-) -> Captured {
-    let (stop_r, stop_w) = match crate::sys::stop_pipe() {
-        Ok(pair) => pair,
-        Err(_) => return capture.finish(),
-    };
-    let seen_by_thread = control.clone();
-    let mut thread = tokio::task::spawn_blocking(move || {
-        capture_blocking(fd, stop_r, capture, &limit, &seen_by_thread)
-    });
-    let done = tokio::select! {
-        done = &mut thread => done,
-        // `stopping` is set already, for a thread that never waits (the
-        // pipe never runs dry); the closed pipe wakes one in `poll`.
-        () = control.stop.notified() => {
-            drop(stop_w);
-            thread.await
-        }
-    };
-    done.unwrap_or_default()
-}
-
-/// The blocking capture loop (see [`Reader`]); reads big chunks from a
-/// pipe already grown. It checks `control.stopping` before every read,
-/// so a pipe that never runs dry can't keep it reading past its stop;
-/// `stop` (a pipe closed on stop) wakes it from `poll`.
-fn capture_blocking(
-    fd: OwnedFd,
-    stop: OwnedFd,
-    mut capture: CaptureBuf,
-    limit: &LimitFlag,
-    control: &Control,
-) -> Captured {
-    use crate::sys::AsFd;
-    use crate::sys::ReadStep;
-    let mut scratch = Vec::new();
-    let mut discarding = false;
-    loop {
-        if !discarding && control.detached() {
-            // Nobody will collect the capture: keep draining, keep nothing.
-            capture = CaptureBuf::new(Some(0), CapturePolicy::KeepHead);
-            discarding = true;
-        }
-        let direct = capture.direct().is_some();
-        let pipe = stop.as_fd();
-        let step = match capture.direct() {
-            _ if control.stopping() => Ok(ReadStep::Stopped),
-            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), pipe, buf, BIG_READ_CHUNK),
-            None => {
-                scratch.clear();
-                crate::sys::read_or_stop(fd.as_fd(), pipe, &mut scratch, BIG_READ_CHUNK)
-            }
-        };
-        match step {
-            Ok(ReadStep::Data(n)) => {
-                if n > 0 {
-                    limit.touch();
-                }
-                if direct {
-                    capture.note_direct(n);
-                } else if !capture.push(&scratch) && !limit.is_hit() {
-                    limit.set();
-                }
-            }
-            Ok(ReadStep::Stopped) => {
-                let mut rest = Vec::new();
-                crate::sys::drain_pipe(fd.as_fd(), &mut rest);
-                if !capture.push(&rest) && !limit.is_hit() {
-                    limit.set();
-                }
-                break;
-            }
-            Ok(ReadStep::Eof) | Err(_) => break,
-        }
-    }
-    capture.finish()
 }
 
 async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) -> Captured {
@@ -352,7 +259,9 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
             if crate::sys::BLOCKING_HANDOFF && sinks.capture_only() {
                 let capture = sinks.capture.take().expect("checked by capture_only");
                 return match rx.into_pipe_fd() {
-                    Some(Ok(fd)) => capture_on_thread(fd, capture, sinks.limit, control).await,
+                    Some(Ok(fd)) => {
+                        thread::capture_on_thread(fd, capture, sinks.limit, control).await
+                    }
                     _ => capture.finish(),
                 };
             }
@@ -580,7 +489,7 @@ mod tests {
                 let control = control.clone();
                 async move {
                     let limit = Arc::new(LimitFlag::default());
-                    capture_on_thread(zero, capture, limit, control).await
+                    thread::capture_on_thread(zero, capture, limit, control).await
                 }
             });
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -1,0 +1,123 @@
+//! What a reader's owner tells it ([`Control`]), and the blocking-pool
+//! thread a capture-only stream that grew big continues on (see
+//! [`Reader`](super::Reader)).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::capture::{CaptureBuf, CapturePolicy, Captured};
+use super::limit::LimitFlag;
+use crate::sys::OwnedFd;
+
+/// A big stream's read size (on the reactor, and on its thread).
+pub(super) const BIG_READ_CHUNK: usize = 1024 * 1024;
+
+/// What a reader's owner tells it.
+#[derive(Default)]
+pub(super) struct Control {
+    /// Wakes a reader waiting for data, to stop.
+    pub(super) stop: Notify,
+    /// Set with `stop` and checked before every read, so a stream that
+    /// never runs dry (a descendant writing without pause) can't keep a
+    /// reader from stopping (review R3).
+    pub(super) stopping: AtomicBool,
+    /// Set when the process's handle is dropped: the reader goes on
+    /// draining the pipe until end of file, but keeps nothing.
+    pub(super) detached: AtomicBool,
+}
+
+impl Control {
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(super) fn detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
+}
+
+/// Continues a capture-only stream on a blocking-pool thread (see
+/// [`Reader`]), relaying `stop` to it through a pipe it polls.
+pub(super) async fn capture_on_thread(
+    fd: OwnedFd,
+    capture: CaptureBuf,
+    limit: Arc<LimitFlag>,
+    control: Arc<Control>,
+) -> Captured {
+    let (stop_r, stop_w) = match crate::sys::stop_pipe() {
+        Ok(pair) => pair,
+        Err(_) => return capture.finish(),
+    };
+    let seen_by_thread = control.clone();
+    let mut thread = tokio::task::spawn_blocking(move || {
+        capture_blocking(fd, stop_r, capture, &limit, &seen_by_thread)
+    });
+    let done = tokio::select! {
+        done = &mut thread => done,
+        // `stopping` is set already, for a thread that never waits (the
+        // pipe never runs dry); the closed pipe wakes one in `poll`.
+        () = control.stop.notified() => {
+            drop(stop_w);
+            thread.await
+        }
+    };
+    done.unwrap_or_default()
+}
+
+/// The blocking capture loop (see [`Reader`]); reads big chunks from a
+/// pipe already grown. It checks `control.stopping` before every read,
+/// so a pipe that never runs dry can't keep it reading past its stop;
+/// `stop` (a pipe closed on stop) wakes it from `poll`.
+fn capture_blocking(
+    fd: OwnedFd,
+    stop: OwnedFd,
+    mut capture: CaptureBuf,
+    limit: &LimitFlag,
+    control: &Control,
+) -> Captured {
+    use crate::sys::AsFd;
+    use crate::sys::ReadStep;
+    let mut scratch = Vec::new();
+    let mut discarding = false;
+    loop {
+        if !discarding && control.detached() {
+            // Nobody will collect the capture: keep draining, keep nothing.
+            capture = CaptureBuf::new(Some(0), CapturePolicy::KeepHead);
+            discarding = true;
+        }
+        let direct = capture.direct().is_some();
+        let pipe = stop.as_fd();
+        let step = match capture.direct() {
+            _ if control.stopping() => Ok(ReadStep::Stopped),
+            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), pipe, buf, BIG_READ_CHUNK),
+            None => {
+                scratch.clear();
+                crate::sys::read_or_stop(fd.as_fd(), pipe, &mut scratch, BIG_READ_CHUNK)
+            }
+        };
+        match step {
+            Ok(ReadStep::Data(n)) => {
+                if n > 0 {
+                    limit.touch();
+                }
+                if direct {
+                    capture.note_direct(n);
+                } else if !capture.push(&scratch) && !limit.is_hit() {
+                    limit.set();
+                }
+            }
+            Ok(ReadStep::Stopped) => {
+                let mut rest = Vec::new();
+                crate::sys::drain_pipe(fd.as_fd(), &mut rest);
+                if !capture.push(&rest) && !limit.is_hit() {
+                    limit.set();
+                }
+                break;
+            }
+            Ok(ReadStep::Eof) | Err(_) => break,
+        }
+    }
+    capture.finish()
+}
