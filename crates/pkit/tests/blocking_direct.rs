@@ -425,3 +425,142 @@ fn the_same_events_are_logged() {
         );
     });
 }
+
+extern "C" fn ignore_usr1(_: libc::c_int) {}
+
+/// Runs `body` while another thread sends this one SIGUSR1 every 200 µs,
+/// with a handler installed without `SA_RESTART`: every blocking call of
+/// the calling thread (`poll`, `read`, `write`, the spawn's own waits) is
+/// interrupted again and again, as in an application with a timer signal.
+fn under_signal_storm(body: impl FnOnce()) {
+    // SAFETY (test): installs a handler that does nothing, for SIGUSR1
+    // only; no other test of this binary uses SIGUSR1.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore_usr1 as *const () as usize;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    // SAFETY (test): this thread's id, signalled only while it runs `body`.
+    let me = unsafe { libc::pthread_self() } as usize;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY (test): the target thread outlives this loop.
+                unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+                sent += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            sent
+        })
+    };
+    body();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(storm.join().expect("storm") > 0);
+}
+
+#[test]
+fn signals_to_the_calling_thread_interrupt_nothing() {
+    plain("signals_to_the_calling_thread_interrupt_nothing", || {
+        under_signal_storm(|| {
+            let both_streams = shell("head -c 3000000 /dev/zero; head -c 2000000 /dev/zero >&2");
+            let [a, b] = both(&both_streams);
+            same(&a, &b, "both streams under signals");
+            assert_eq!((a.stdout().len(), a.stderr().len()), (3_000_000, 2_000_000));
+
+            let sleeper = Command::new("sleep")
+                .arg("0.5")
+                .timeout(Duration::from_secs(60));
+            let [a, b] = both(&sleeper);
+            same(&a, &b, "a sleep under signals");
+            assert_eq!(a.outcome(), Outcome::Exited(0));
+
+            let timed = Command::new("sleep")
+                .arg("300")
+                .timeout(Duration::from_millis(300));
+            let [a, b] = both(&timed);
+            same(&a, &b, "a timeout under signals");
+            assert_eq!(a.outcome(), Outcome::TimedOut);
+
+            let input: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+            let [a, b] = both(&Command::new("cat").stdin_bytes(input.clone()));
+            same(&a, &b, "stdin under signals");
+            assert_eq!(a.stdout(), &input[..]);
+
+            let missing = Command::new("/nonexistent/pkit/prog");
+            let a = missing.blocking().output().expect_err("missing");
+            assert!(matches!(a, Error::NotFound { .. }), "{a}");
+            for _ in 0..30 {
+                let out = Command::new("echo").arg("hi").blocking().output();
+                assert_eq!(out.expect("echo").stdout(), b"hi\n");
+            }
+        });
+    });
+}
+
+#[test]
+fn stdin_bytes_at_the_boundaries_whatever_the_child_does() {
+    plain(
+        "stdin_bytes_at_the_boundaries_whatever_the_child_does",
+        || {
+            // Around the one-shot path's own limit (4 KiB) and a pipe's buffer
+            // (64 KiB): read, never read, closed at once, closed after a
+            // while, or the child gone before reading.
+            for n in [0usize, 1, 4095, 4096, 4097, 65535, 65536, 65537] {
+                let input: Vec<u8> = (0..n as u32).map(|i| (i % 253) as u8).collect();
+                let [a, b] = both(&Command::new("cat").stdin_bytes(input.clone()));
+                same(&a, &b, &format!("cat of {n} bytes"));
+                assert_eq!(a.stdout(), &input[..], "cat of {n} bytes");
+                for script in [
+                    "exit 0",
+                    "exec 0<&-; echo closed",
+                    "sleep 0.2; echo unread",
+                    "exec 0<&-; sleep 0.2; echo closed",
+                ] {
+                    let [a, b] = both(&shell(script).stdin_bytes(input.clone()));
+                    same(&a, &b, &format!("{script} with {n} bytes"));
+                    assert_eq!(a.outcome(), Outcome::Exited(0), "{script} with {n} bytes");
+                }
+            }
+        },
+    );
+}
+
+#[test]
+fn a_child_that_closes_stdout_early_and_runs_on() {
+    plain("a_child_that_closes_stdout_early_and_runs_on", || {
+        let cmd = shell("echo a; exec 1>&-; sleep 0.3; echo late >&2; exit 3");
+        let [a, b] = both(&cmd);
+        same(&a, &b, "stdout closed early");
+        assert_eq!(
+            (a.stdout(), a.stderr(), a.outcome()),
+            (&b"a\n"[..], &b"late\n"[..], Outcome::Exited(3))
+        );
+    });
+}
+
+#[test]
+fn timeouts_at_the_edges() {
+    plain("timeouts_at_the_edges", || {
+        // Nothing left to wait: the run times out, its tree is ended.
+        for t in [Duration::ZERO, Duration::from_nanos(1)] {
+            let cmd = shell("sleep 300 & sleep 300")
+                .timeout(t)
+                .grace(Duration::from_millis(50));
+            let [a, b] = both(&cmd);
+            same(&a, &b, &format!("timeout {t:?}"));
+            assert_eq!(a.outcome(), Outcome::TimedOut, "timeout {t:?}");
+        }
+        // Too long for the clock, or just short of "no deadline".
+        let never = Duration::from_secs(30 * 365 * 86_400);
+        for t in [never - Duration::from_secs(1), never, Duration::MAX] {
+            let [a, b] = both(&shell("echo x").timeout(t));
+            same(&a, &b, &format!("timeout {t:?}"));
+            assert_eq!(a.outcome(), Outcome::Exited(0), "timeout {t:?}");
+        }
+    });
+}
