@@ -131,8 +131,90 @@ pub(crate) fn not_a_directory() -> io::Error {
 
 /// The parent's async end of an output pipe.
 pub(crate) type PipeReceiver = tokio::net::unix::pipe::Receiver;
-/// The parent's async end of an input pipe.
-pub(crate) type PipeSender = tokio::net::unix::pipe::Sender;
+/// The parent's async end of an input pipe: pkit's writes to it (stdin
+/// bytes, a stdin reader's copy, [`ChildStdin`](crate::ChildStdin)) fail
+/// with `BrokenPipe` once the child closed its stdin, and never raise
+/// SIGPIPE in this process (see [`write_quiet`]).
+#[derive(Debug)]
+pub(crate) struct PipeSender(tokio::net::unix::pipe::Sender);
+
+impl tokio::io::AsyncWrite for PipeSender {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_io(|| write_quiet(self.0.as_fd(), buf)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return std::task::Poll::Ready(done),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// One `write(2)` to a pipe that raises no SIGPIPE in this process when
+/// the reader is gone (`EPIPE` is returned as `BrokenPipe`): pkit writes a
+/// child's input on the application's behalf, and an application that
+/// does not ignore SIGPIPE (a CLI that restores its default, a C host)
+/// must not die of a child that exited without reading. Where SIGPIPE is
+/// ignored (Rust programs' default) it is a plain `write`, after one
+/// `sigaction` query; otherwise SIGPIPE is blocked in this thread for the
+/// write, and one it raised is taken off before the mask is restored.
+pub(crate) fn write_quiet(fd: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: a query only (no new action); `old` is written by the call.
+    let ignored = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    };
+    if ignored {
+        return rustix::io::write(fd, bytes).map_err(io::Error::from);
+    }
+    // SAFETY: plain signal-set and thread-mask calls on local sets; the
+    // previous mask is restored before returning. `sigwait` is called
+    // only for a SIGPIPE pending on this thread (blocked), so it returns
+    // at once.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+        let pending_before = sigpipe_pending();
+        let done = rustix::io::write(fd, bytes);
+        if done == Err(rustix::io::Errno::PIPE) && !pending_before && sigpipe_pending() {
+            let mut taken = 0;
+            libc::sigwait(&pipe, &mut taken);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        done.map_err(io::Error::from)
+    }
+}
+
+/// Whether SIGPIPE is pending for this thread or the process.
+fn sigpipe_pending() -> bool {
+    // SAFETY: fills a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGPIPE) == 1
+    }
+}
 
 /// Registers the parent's end of an output pipe with the runtime.
 ///
@@ -150,7 +232,7 @@ pub(crate) fn pipe_receiver(fd: OwnedFd) -> io::Result<PipeReceiver> {
 /// [`pipe_receiver`]).
 pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<PipeSender> {
     rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
-    PipeSender::from_file_unchecked(std::fs::File::from(fd))
+    tokio::net::unix::pipe::Sender::from_file_unchecked(std::fs::File::from(fd)).map(PipeSender)
 }
 
 /// Writes what fits of `bytes` into a child's input pipe at once (the
@@ -158,14 +240,17 @@ pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<PipeSender> {
 /// runtime: most inputs fit in the pipe's buffer and need no registration,
 /// no task and no wait for the reactor. Returns how many bytes went in (0
 /// when the pipe is full). A child that closed its stdin (`EPIPE`) counts
-/// as all written, as the async write gives up on it too.
+/// as all written, as the async write gives up on it too; it raises no
+/// SIGPIPE here (see [`write_quiet`]).
 pub(crate) fn write_now(fd: &OwnedFd, bytes: &[u8]) -> io::Result<usize> {
     rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
-    match rustix::io::write(fd, bytes) {
+    match write_quiet(fd.as_fd(), bytes) {
         Ok(n) => Ok(n),
-        Err(rustix::io::Errno::PIPE) => Ok(bytes.len()),
-        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(0),
-        Err(e) => Err(e.into()),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EPIPE) => Ok(bytes.len()),
+            Some(libc::EAGAIN | libc::EINTR) => Ok(0),
+            _ => Err(e),
+        },
     }
 }
 
@@ -488,13 +573,14 @@ pub(crate) fn read_ready(
 pub(crate) const SMALL_WRITE: usize = 4096;
 
 /// Writes `bytes` (at most [`SMALL_WRITE`]) to a fresh pipe `fd` at once;
-/// a reader already gone is not an error (the write just stops).
+/// a reader already gone is not an error (the write just stops, and
+/// raises no SIGPIPE here: see [`write_quiet`]).
 #[cfg(target_os = "linux")]
 pub(crate) fn write_small(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        match rustix::io::write(fd, bytes) {
+        match write_quiet(fd, bytes) {
             Ok(n) => bytes = &bytes[n..],
-            Err(rustix::io::Errno::INTR) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
         }
     }
