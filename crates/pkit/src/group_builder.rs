@@ -20,6 +20,8 @@ pub struct GroupBuilder {
     /// The name the group's lifecycle events carry, when pkit builds the
     /// group for one command (its log label); else [`Self::name`]'s.
     log_name: Option<Arc<str>>,
+    /// A one-shot run's private group, whose resource use nobody reads.
+    one_shot: bool,
 }
 
 /// The longest name [`GroupBuilder::name`] accepts, in bytes.
@@ -154,6 +156,14 @@ impl GroupBuilder {
         self
     }
 
+    /// Marks the group as a one-shot run's private one: nobody reads its
+    /// stats, so a reused cgroup directory's earlier use needn't be
+    /// measured when it is made.
+    pub(crate) fn one_shot(mut self) -> GroupBuilder {
+        self.one_shot = true;
+        self
+    }
+
     /// Creates the group's container.
     ///
     /// # Errors
@@ -182,19 +192,19 @@ impl GroupBuilder {
                 ))
             })?,
         };
-        let container =
-            Container::create(choice, &self.limits, !self.no_guard, self.name.as_deref()).map_err(
-                |e| match e {
-                    sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
-                        requested: Some(Mechanism::CgroupV2),
-                        reason,
-                    },
-                    sys::CreateError::Limit(l) => Error::ResourceLimit {
-                        cap: l.cap,
-                        reason: l.reason,
-                    },
+        let name = self.name.as_deref();
+        let stats = !self.one_shot;
+        let container = Container::create(choice, &self.limits, !self.no_guard, name, stats)
+            .map_err(|e| match e {
+                sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
+                    requested: Some(Mechanism::CgroupV2),
+                    reason,
                 },
-            )?;
+                sys::CreateError::Limit(l) => Error::ResourceLimit {
+                    cap: l.cap,
+                    reason: l.reason,
+                },
+            })?;
         let log_name = self
             .log_name
             .or_else(|| self.name.as_deref().map(Arc::from));

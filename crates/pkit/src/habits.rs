@@ -90,7 +90,10 @@ impl Command {
     ///   [`Error::InvalidInput`](crate::Error::InvalidInput) (a bad `PKIT_MECHANISM`) when its
     ///   private group can't be made.
     pub fn start(&self) -> Result<RunningProcess> {
-        let group = crate::Group::builder().log_name(self.log_label()).build()?;
+        let group = crate::Group::builder()
+            .log_name(self.log_label())
+            .one_shot()
+            .build()?;
         let mut p = group.start(self)?;
         p.own_group = Some(Box::new(group));
         Ok(p)

@@ -236,7 +236,7 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
             program: cmd.display_name(),
         });
     }
-    let mut builder = Group::builder().log_name(cmd.log_label());
+    let mut builder = Group::builder().log_name(cmd.log_label()).one_shot();
     if let Some(choice) = mechanism {
         builder = builder.mechanism(choice);
     }

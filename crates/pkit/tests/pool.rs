@@ -196,3 +196,59 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
 }
+
+/// A group that gets a one-shot run's spare directory reports only its own
+/// CPU time, not the run's (`cpu.stat` counts since the `mkdir`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_in_a_reused_directory_reports_only_its_own_cpu_time() {
+    if writable_parent("a_group_in_a_reused_directory_reports_only_its_own_cpu_time").is_none() {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
+    pkit::release_spare_cgroups();
+    let burn = "grep '^0::' /proc/self/cgroup; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
+    let out = Command::new("sh")
+        .args(["-c", burn])
+        .runner(runner.clone())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.success(), "{:?} {}", out.outcome(), out.stderr_str());
+    let spare = out
+        .stdout_str()
+        .trim()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        own_dirs(),
+        vec![spare.clone()],
+        "the run's directory is kept"
+    );
+
+    let group = pkit::Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .build()
+        .expect("a cgroup group");
+    assert!(
+        group.description().contains(&format!("/{spare};")),
+        "the spare was reused: {}",
+        group.description()
+    );
+    let stats = group.stats().expect("stats");
+    if stats.cpu_source() != "cgroup v2 cpu.stat" {
+        eprintln!("SKIPPED: CPU time comes from {} here", stats.cpu_source());
+    } else {
+        let cpu = stats.cpu_time().expect("cpu time");
+        assert!(cpu.is_zero(), "{cpu:?}: the earlier run's CPU time counted");
+        let mut p = group.start(&Command::new("true")).expect("start");
+        assert!(p.wait().await.expect("wait").success());
+        let own = group.stats().expect("stats").cpu_time().expect("cpu time");
+        assert!(!own.is_zero(), "its own process's CPU time is counted");
+    }
+    group.close().await.expect("close");
+    pkit::release_spare_cgroups();
+    until("every spare is removed", || own_dirs().is_empty()).await;
+}

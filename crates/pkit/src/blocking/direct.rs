@@ -63,7 +63,10 @@ fn choose(cmd: &Command) -> Result<Choice> {
         return Ok(Choice::Engine);
     }
     // As the engine's runner makes it (`run_contained`).
-    let group = Group::builder().log_name(cmd.log_label()).build()?;
+    let group = Group::builder()
+        .log_name(cmd.log_label())
+        .one_shot()
+        .build()?;
     Ok(if group.container().holds_pidfds() {
         Choice::Direct(group)
     } else {

@@ -17,15 +17,17 @@ use super::linux::host;
 
 impl Container {
     /// Creates a container as `choice` asks, with `limits` applied to it.
+    /// `stats`: its group reports its resource use (see `Cgroup::create`).
     pub(crate) fn create(
         choice: MechanismChoice,
         limits: &Limits,
         want_guard: bool,
         name: Option<&str>,
+        stats: bool,
     ) -> Result<Container, CreateError> {
         limits.validate().map_err(CreateError::Limit)?;
         #[cfg(not(target_os = "linux"))]
-        let _ = name;
+        let _ = (name, stats);
         #[cfg(not(target_os = "linux"))]
         let (kind, fallback, kept): (Kind, Option<String>, Option<guard::Ticket>) = match choice {
             MechanismChoice::Cgroup => {
@@ -42,7 +44,7 @@ impl Container {
             // The guard (started here for the first group) learns of a new
             // directory before it is made: see `Cgroup::create`.
             let g = if want_guard { guard::get().ok() } else { None };
-            Cgroup::create(&h.parent_dir, h.has_kill, name, g)
+            Cgroup::create(&h.parent_dir, h.has_kill, name, g, stats)
                 .map_err(|e| format!("cannot create a cgroup in {}: {e}", h.parent_dir.display()))
         };
         // A spare or new directory comes with its guard registration

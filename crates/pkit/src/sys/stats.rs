@@ -82,6 +82,8 @@ impl Container {
                 .read_attr("cpu.stat")
                 .and_then(|t| field(&t, "usage_usec"))
             {
+                // Less the CPU time of a reused directory's earlier groups.
+                let usec = usec.saturating_sub(cg.cpu_base());
                 stats.cpu = Some(Duration::from_micros(usec));
                 stats.sources.cpu = "cgroup v2 cpu.stat";
             }

@@ -39,6 +39,12 @@ pub(crate) struct Cgroup {
     /// Whether it may go to the pool of spares when emptied: not a named
     /// one, whose name belongs to its group.
     reusable: bool,
+    /// `usage_usec` of `cpu.stat` when the group got the directory (a
+    /// spare's earlier groups' CPU time), which its stats leave out.
+    cpu_base: u64,
+    /// The spare's open `cpu.stat` that measure was read through, kept
+    /// for the next group (see `cgroup_pool::Spare`).
+    cpu_stat: Option<Arc<OwnedFd>>,
 }
 
 /// The name prefix of every cgroup pkit makes: `pkit-<owner pid>-<seq>`,
@@ -55,16 +61,20 @@ impl Cgroup {
     /// `mkdir` (the guard ignores a registered path that was never made), so
     /// an owner SIGKILLed at any point leaves no directory behind; the
     /// registration comes back with the cgroup.
+    ///
+    /// `stats`: the group reports its resource use (not a one-shot run's
+    /// private group), so a spare's earlier use is measured, to be left out.
     pub(crate) fn create(
         parent: &Path,
         has_kill: bool,
         name: Option<&str>,
         guard: Option<&Guard>,
+        stats: bool,
     ) -> io::Result<(Cgroup, Option<Ticket>)> {
         // Before the group's first child (see `reaper::ensure`).
         reaper::ensure();
         let pooled = match name {
-            None => super::cgroup_pool::take(parent),
+            None => super::cgroup_pool::take(parent, stats),
             Some(_) => None,
         };
         if let Some(spare) = pooled {
@@ -80,6 +90,8 @@ impl Cgroup {
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
                 reusable: true,
+                cpu_base: spare.cpu_base,
+                cpu_stat: spare.cpu_stat,
             };
             return Ok((cg, spare.ticket));
         }
@@ -140,6 +152,8 @@ impl Cgroup {
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
                 reusable: name.is_none(),
+                cpu_base: 0,
+                cpu_stat: None,
             };
             return Ok((cg, ticket));
         }
@@ -147,6 +161,11 @@ impl Cgroup {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// CPU time of the directory's earlier groups, in µs (see `cpu_base`).
+    pub(crate) fn cpu_base(&self) -> u64 {
+        self.cpu_base
     }
 
     /// The directory fd, for `clone3(CLONE_INTO_CGROUP)`.
@@ -449,6 +468,8 @@ impl Cgroup {
                 dir: self.dir.clone(),
                 events: self.events.get().cloned(),
                 ticket,
+                cpu_base: 0,
+                cpu_stat: self.cpu_stat.clone(),
             };
             match super::cgroup_pool::offer(spare) {
                 Ok(()) => {

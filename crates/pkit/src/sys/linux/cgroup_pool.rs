@@ -57,6 +57,12 @@ pub(crate) struct Spare {
     pub(crate) events: Option<Arc<OwnedFd>>,
     /// Its registration with the owner-death guard, if it has one.
     pub(crate) ticket: Option<Ticket>,
+    /// Its earlier groups' CPU time (`usage_usec` of `cpu.stat`), measured
+    /// when a group that reports its stats takes it; else 0.
+    pub(crate) cpu_base: u64,
+    /// Its open `cpu.stat`, once a group that reports its stats took it
+    /// (kept, as `events`, so each later measure is one `pread`).
+    pub(crate) cpu_stat: Option<Arc<OwnedFd>>,
 }
 
 struct Pool {
@@ -78,17 +84,49 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
 /// A spare directory under `parent`, open (and still locked), with its
 /// guard registration, if there is one.
 ///
+/// `stats`: for a group that reports its resource use, which must not
+/// count the spare's earlier groups'. Their CPU time is measured (the
+/// spare's `cpu_base`), and a spare with memory accounting
+/// (`memory.current`: its peak can't be reset) is left for one-shot runs.
+///
 /// Without one, the caller makes a new directory: `parent`'s `cgroup.procs`
 /// is looked up first (see [`warm_procs_inode`]).
-pub(crate) fn take(parent: &Path) -> Option<Spare> {
-    let spare = take_spare(parent);
+pub(crate) fn take(parent: &Path, stats: bool) -> Option<Spare> {
+    let spare = take_spare(parent, stats);
     if spare.is_none() {
         warm_procs_inode(parent);
     }
     spare
 }
 
-fn take_spare(parent: &Path) -> Option<Spare> {
+/// Whether the open cgroup directory `dir` accounts memory.
+fn accounts_memory(dir: &OwnedFd) -> bool {
+    rustix::fs::statat(dir, "memory.current", rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
+/// `usage_usec` of `spare`'s `cpu.stat` (opened and kept the first time),
+/// 0 where it can't be read: the group's stats then can't read it either.
+fn cpu_usage(spare: &mut Spare) -> u64 {
+    if spare.cpu_stat.is_none() {
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
+        let mode = rustix::fs::Mode::empty();
+        spare.cpu_stat = rustix::fs::openat(&*spare.dir, "cpu.stat", flags, mode)
+            .ok()
+            .map(Arc::new);
+    }
+    let Some(fd) = &spare.cpu_stat else {
+        return 0;
+    };
+    let mut buf = [0u8; 512];
+    let n = rustix::io::pread(&**fd, &mut buf, 0).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.owner != crate::sys::pid::current() {
         // Empty, or a forked child's copy of its parent's list: those
@@ -101,8 +139,14 @@ fn take_spare(parent: &Path) -> Option<Spare> {
             .spares
             .iter()
             .position(|s| s.path.parent() == Some(parent))?;
-        let spare = pool.spares.swap_remove(i);
+        if stats && accounts_memory(&pool.spares[i].dir) {
+            return None;
+        }
+        let mut spare = pool.spares.swap_remove(i);
         if still_there(&spare.dir) {
+            if stats {
+                spare.cpu_base = cpu_usage(&mut spare);
+            }
             return Some(spare);
         }
         // Removed behind our back (an administrator's `rmdir`, a cleanup

@@ -12,7 +12,7 @@ fn a_removed_cgroup_counts_as_empty() {
         eprintln!("skipped: no cgroup v2 here");
         return;
     };
-    let Ok((cg, None)) = Cgroup::create(&host.parent_dir, host.has_kill, None, None) else {
+    let Ok((cg, None)) = Cgroup::create(&host.parent_dir, host.has_kill, None, None, true) else {
         eprintln!("skipped: cannot create cgroups here");
         return;
     };

@@ -58,6 +58,7 @@ impl Container {
         limits: &Limits,
         _want_guard: bool,
         _name: Option<&str>,
+        _stats: bool,
     ) -> Result<Container, CreateError> {
         limits.validate().map_err(CreateError::Limit)?;
         if choice != MechanismChoice::Auto {
