@@ -201,6 +201,15 @@ impl Group {
     /// the tree is gone, a directory that still can't be removed is left to
     /// a background thread and is never this call's error.
     ///
+    /// Under cgroup v2 a group found empty (every process exited already,
+    /// none killed), without caps, name or sub-cgroups, keeps its directory
+    /// for the next group instead (see [`release_spare_cgroups`](crate::release_spare_cgroups)):
+    /// that one then costs no `mkdir`, and this close no `rmdir`. The
+    /// closed group acts on that directory no more: its methods, and its
+    /// started processes' [`kill_tree`](crate::RunningProcess::kill_tree),
+    /// reach nothing of the next group's. The same holds when a group is
+    /// dropped.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when killing the tree or waiting for it to be gone
@@ -211,20 +220,6 @@ impl Group {
         self.scripted.signal(Signal::Kill.as_raw());
         self.container
             .close()
-            .await
-            .map_err(|e| Error::io("closing the group", e))?;
-        log::group_closed(self.log_name.as_deref(), self.mechanism(), began.elapsed());
-        Ok(())
-    }
-
-    /// Ends the group after a run: like `close` (the tree is gone when it
-    /// returns, in either mechanism), but an emptied cgroup may be kept for
-    /// the next run.
-    pub(crate) async fn end_run(&self) -> Result<()> {
-        let began = Instant::now();
-        self.scripted.signal(Signal::Kill.as_raw());
-        self.container
-            .close_with(true)
             .await
             .map_err(|e| Error::io("closing the group", e))?;
         log::group_closed(self.log_name.as_deref(), self.mechanism(), began.elapsed());

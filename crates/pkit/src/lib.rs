@@ -4,8 +4,9 @@
 //! a kill-on-drop OS container: a Linux cgroup v2 subtree where one can be
 //! made, else a POSIX process group. When the run ends, times out, is
 //! cancelled or its future is dropped, the whole tree is gone — no orphaned
-//! grandchildren, no zombies — and its cgroup is removed (a one-shot run's
-//! emptied cgroup is kept for the next run; see [`release_spare_cgroups`]).
+//! grandchildren, no zombies — and its cgroup is removed (an emptied cgroup
+//! of a group without caps or a name is kept for the next group; see
+//! [`release_spare_cgroups`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

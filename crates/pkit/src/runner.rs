@@ -123,7 +123,7 @@ pub(crate) async fn end_group(
             // killed at once where the signal can't be sent: Windows).
             Ok(report.signalled() > report.exited_in_grace())
         }
-        _ => group.end_run().await.map(|()| false),
+        _ => group.close().await.map(|()| false),
     }
 }
 

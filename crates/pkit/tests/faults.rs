@@ -144,7 +144,7 @@ async fn clone3_failure_is_typed_or_falls_back_to_joining() {
             }
             g.close().await.unwrap();
             drop(g);
-            assert_dir_gone(&dir).await;
+            assert_dir_released(&dir).await;
             clean(&format!("clone3 {name}"), fds).await;
         }
     }

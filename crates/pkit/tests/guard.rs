@@ -198,6 +198,17 @@ fn guard_helper_owner() {
             for out in [a, b, c] {
                 assert!(out.expect("run").success());
             }
+            // And four groups at once, each emptied and closed: the three
+            // spares are reused, a fourth directory made, and all four kept.
+            let groups: Vec<Group> = (0..4)
+                .map(|_| Group::builder().mechanism(choice).build().expect("group"))
+                .collect();
+            for g in &groups {
+                let mut p = g.start(&Command::new("true")).expect("start");
+                assert!(rt.block_on(p.wait()).expect("wait").success());
+                rt.block_on(g.close()).expect("close");
+            }
+            drop(groups);
             let spares = pkit::host_containment().guard.spares;
             let parent = cgroup_dir(&group)
                 .expect("a cgroup")
@@ -564,9 +575,10 @@ async fn spare_cgroups_of_a_killed_owner_are_removed_by_its_guard() {
     let suite = begin("spares_of_killed_owner").await;
     if mechanisms().contains(&MechanismChoice::Cgroup) {
         let mut owner = start_owner("spares", MechanismChoice::Cgroup, false);
-        // Three concurrent runs emptied three directories into the pool.
-        assert_eq!(owner.spares.len(), 3, "{:?}", owner.spares);
-        assert_eq!(owner.spares_counted, Some(3), "the owner's guard status");
+        // Three concurrent runs emptied three directories into the pool,
+        // four groups four (the three reused, one more).
+        assert_eq!(owner.spares.len(), 4, "{:?}", owner.spares);
+        assert_eq!(owner.spares_counted, Some(4), "the owner's guard status");
         for dir in &owner.spares {
             assert!(dir.exists(), "{}", dir.display());
         }

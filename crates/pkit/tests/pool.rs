@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use pkit::{Command, MechanismChoice, SystemRunner};
+use pkit::{Command, Group, MechanismChoice, SystemRunner};
 
 /// The tests here count this process's cgroup directories: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -193,6 +193,180 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
         assert!(out.success(), "{:?} {}", out.outcome(), out.stderr_str());
         assert_ne!(out.stdout_str().trim(), spare, "a fresh directory");
     }
+    pkit::release_spare_cgroups();
+    until("every spare is removed", || own_dirs().is_empty()).await;
+}
+
+/// The cgroup directory of a cgroup group, from its description.
+fn dir_of(group: &Group) -> std::path::PathBuf {
+    let d = group.description();
+    let rest = d.strip_prefix("cgroup v2 at ").expect("a cgroup group");
+    std::path::PathBuf::from(rest.split("; ").next().unwrap())
+}
+
+fn cgroup_group() -> Group {
+    Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .build()
+        .expect("a cgroup group")
+}
+
+/// Starts `sh -c script` in `group` and waits for it to succeed.
+async fn run_in(group: &Group, script: &str) -> pkit::RunningProcess {
+    let mut p = group
+        .start(&Command::new("sh").args(["-c", script]))
+        .expect("start");
+    let out = p.wait().await.expect("wait");
+    assert!(out.success(), "{:?} {}", out.outcome(), out.stderr_str());
+    p
+}
+
+/// A `Group` whose processes all exited leaves its directory, closed or
+/// dropped, to the next group; one whose processes were killed, a capped
+/// one and a named one are removed instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_group_leaves_its_directory_to_the_next_group() {
+    if writable_parent("an_emptied_group_leaves_its_directory_to_the_next_group").is_none() {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    pkit::release_spare_cgroups();
+    let a = cgroup_group();
+    let dir = dir_of(&a);
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    drop(run_in(&a, "true").await);
+    a.close().await.expect("close");
+    assert!(dir.exists(), "closed empty: kept as a spare");
+    assert_eq!(own_dirs(), vec![name.clone()]);
+
+    // Reused: the next group's process lives in it.
+    let b = cgroup_group();
+    assert_eq!(dir_of(&b), dir, "the spare was reused");
+    let mut p = b
+        .start(&Command::new("sh").args(["-c", "grep '^0::' /proc/self/cgroup"]))
+        .expect("start");
+    let out = p.wait().await.expect("wait");
+    assert!(
+        out.stdout_str().trim().ends_with(&format!("/{name}")),
+        "{}",
+        out.stdout_str()
+    );
+    drop(p);
+    // Dropped empty: kept too.
+    drop(b);
+    assert_eq!(own_dirs(), vec![name.clone()], "dropped empty: kept");
+
+    // Killed (Group::kill, or close while something runs): removed.
+    for how in ["kill", "close"] {
+        let g = cgroup_group();
+        let gdir = dir_of(&g);
+        let mut p = g.start(&Command::new("sleep").arg("300")).expect("start");
+        if how == "kill" {
+            g.kill().expect("kill");
+            assert_eq!(p.wait().await.expect("wait").signal(), Some(9));
+        }
+        g.close().await.expect("close");
+        if how == "close" {
+            assert_eq!(p.wait().await.expect("wait").signal(), Some(9));
+        }
+        until("a killed group's directory is removed", || !gdir.exists()).await;
+        assert!(
+            own_dirs().is_empty(),
+            "{how}: nothing kept: {:?}",
+            own_dirs()
+        );
+        assert_ne!(dir_of(&cgroup_group()), gdir, "{how}: not reused");
+        pkit::release_spare_cgroups();
+    }
+
+    // Named, or capped (where a cap can be had): removed, never reused.
+    for capped in [false, true] {
+        let builder = Group::builder().mechanism(MechanismChoice::Cgroup);
+        let g = match capped {
+            false => builder.name("pooled-not").build().expect("a named group"),
+            true => match builder.max_processes(64).build() {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("no capped group here ({e}): only the named one is checked");
+                    continue;
+                }
+            },
+        };
+        let gdir = dir_of(&g);
+        drop(run_in(&g, "true").await);
+        g.close().await.expect("close");
+        until("a named or capped group's directory is removed", || {
+            !gdir.exists()
+        })
+        .await;
+        assert!(own_dirs().is_empty(), "nothing kept: {:?}", own_dirs());
+    }
+    pkit::release_spare_cgroups();
+    until("every spare is removed", || own_dirs().is_empty()).await;
+}
+
+/// Once a closed group's directory is reused, nothing of the closed group
+/// reaches into it: not its methods, not its first process's handle
+/// (whose subtree was that directory), not that handle's kill-on-drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_group_reaches_nothing_in_its_reused_directory() {
+    if writable_parent("a_closed_group_reaches_nothing_in_its_reused_directory").is_none() {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    pkit::release_spare_cgroups();
+    let a = cgroup_group();
+    let dir = dir_of(&a);
+    let mut first = run_in(&a, "true").await;
+    first.set_kill_on_drop(true);
+    a.close().await.expect("close");
+
+    let b = cgroup_group();
+    assert_eq!(dir_of(&b), dir, "the spare was reused");
+    let mut victim = b.start(&Command::new("sleep").arg("300")).expect("start");
+    let pid = victim.pid();
+    assert_eq!(b.pids().expect("pids"), vec![pid]);
+
+    // Every way the closed group could act on its old directory.
+    first.kill_tree().expect("kill_tree");
+    a.kill().expect("kill of a closed group");
+    let _ = a.signal(pkit::Signal::Kill);
+    let _ = a.signal(pkit::Signal::Stop);
+    assert!(
+        a.suspend().await.is_err(),
+        "a closed group suspends nothing"
+    );
+    let _ = a.resume().await;
+    let mut stray = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("a process outside pkit");
+    let adopted = a.adopt(stray.id());
+    let moved = b.pids().expect("pids").contains(&stray.id());
+    let _ = stray.kill();
+    let _ = stray.wait();
+    assert!(
+        adopted.is_err() && !moved,
+        "nor adopts into it: {adopted:?}"
+    );
+    assert!(a.pids().expect("pids").is_empty(), "nor lists b's");
+    assert_eq!(a.stats().expect("stats").active_processes(), 0);
+    drop(first);
+    drop(a);
+
+    // The victim is untouched: not frozen, not stopped, not killed (a
+    // SIGKILL sent above would be pending already and would win over the
+    // SIGTERM sent now).
+    let events = std::fs::read_to_string(dir.join("cgroup.events")).expect("events");
+    assert!(events.contains("frozen 0"), "{events}");
+    assert_eq!(b.pids().expect("pids"), vec![pid]);
+    victim.signal(pkit::Signal::Term).expect("SIGTERM");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), victim.wait())
+        .await
+        .expect("the victim ended (not stopped or frozen)")
+        .expect("wait");
+    assert_eq!(out.signal(), Some(libc::SIGTERM), "{out:?}");
+    b.close().await.expect("close");
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
 }

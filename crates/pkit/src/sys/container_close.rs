@@ -60,24 +60,19 @@ impl Container {
 
     /// Kills the tree, waits (asynchronously) until it is gone, and removes
     /// the container. The container can't be used afterwards.
-    pub(crate) async fn close(&self) -> io::Result<()> {
-        self.close_with(false).await
-    }
-
-    /// [`close`](Self::close). A process group is waited for too: after
-    /// `killpg`, until no member is left running (zombies awaiting their
-    /// parent's or init's reaping count as gone; see
-    /// [`wait_pgroup_gone`](Self::wait_pgroup_gone)), so a verb that returns
-    /// after a timeout or a cancellation leaves no process of its tree
-    /// running, in either mechanism.
     ///
-    /// `pool: true` lets an emptied, uncapped cgroup be kept for the next
-    /// group instead of removed (a one-shot run's private group, whose
-    /// directory nobody else sees).
+    /// A process group is waited for too: after `killpg`, until no member
+    /// is left running (zombies awaiting their parent's or init's reaping
+    /// count as gone; see [`wait_pgroup_gone`](Self::wait_pgroup_gone)), so
+    /// a verb that returns after a timeout or a cancellation leaves no
+    /// process of its tree running, in either mechanism.
+    ///
+    /// An emptied, uncapped cgroup is kept for the next group instead of
+    /// removed (see `Cgroup::retire_if_empty`).
     ///
     /// Cancelling the returned future, or an error part-way, leaves the
     /// teardown to a later `close` or to `Drop` (see `finished`).
-    pub(crate) async fn close_with(&self, pool: bool) -> io::Result<()> {
+    pub(crate) async fn close(&self) -> io::Result<()> {
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -92,7 +87,7 @@ impl Container {
             // The common end of a run: everything has exited already. The
             // kernel refuses to remove a populated cgroup, so a successful
             // rmdir proves there is nothing left to kill.
-            let retired = if pool && self.limits.info.is_empty() {
+            let retired = if self.limits.info.is_empty() {
                 self.retire(cg)
             } else {
                 cg.remove().is_ok()
@@ -106,8 +101,6 @@ impl Container {
                 return Ok(());
             }
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = pool;
         self.kill()?;
         match &self.kind {
             #[cfg(target_os = "linux")]
@@ -145,6 +138,11 @@ impl Container {
             return;
         }
         match &self.kind {
+            // Emptied already: to the pool of spares, as `close` does.
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(cg) if self.limits.info.is_empty() && self.retire(cg) => {
+                self.release_guard();
+            }
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());

@@ -12,7 +12,7 @@ pub struct GuardStatus {
     pub pid: Option<u32>,
     /// The groups it covers now: `cgroup <dir>` or `process group <pgid>`.
     pub groups: Vec<String>,
-    /// Emptied cgroup directories kept for reuse by later one-shot runs
+    /// Emptied cgroup directories kept for reuse by later groups and runs
     /// ([`release_spare_cgroups`](crate::release_spare_cgroups)): the guard
     /// removes them too if this process is killed.
     pub spares: usize,

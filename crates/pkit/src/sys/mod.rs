@@ -122,7 +122,7 @@ pub(crate) fn proc_usage(_pid: i32) -> Option<(std::time::Duration, Option<u64>,
 }
 
 /// Removes the emptied cgroup directories pkit keeps for reuse by later
-/// one-shot runs (at most 16, counted by
+/// groups and one-shot runs (at most 16, counted by
 /// [`GuardStatus::spares`](crate::GuardStatus::spares)). They are also
 /// removed at normal exit, and by the owner-death guard if this process is
 /// killed.

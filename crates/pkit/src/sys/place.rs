@@ -155,6 +155,7 @@ impl Container {
                     (true, None) => Some(ProcTree::GroupDir {
                         dir: cg.path().to_path_buf(),
                         leaves: self.leaves.clone(),
+                        tenure: cg.tenure().clone(),
                     }),
                     (false, None) => None,
                 };

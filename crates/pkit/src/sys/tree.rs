@@ -6,7 +6,9 @@
 //!   it, whatever its processes do (`setsid` included). The group's first
 //!   started process is born in the group's own directory instead (see
 //!   [`Leaves`]); its subtree is that directory and what is below it, less
-//!   the later processes' leaves.
+//!   the later processes' leaves — while the directory is the group's:
+//!   once the closed group's directory went to the pool of spares, it acts
+//!   on nothing (see [`Tenure`]).
 //! - process group: the group's processes share one process group, so a
 //!   process's subtree is found by following parent links among the
 //!   members (a `/proc` scan) and signalled through pidfds. A descendant
@@ -18,6 +20,8 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+#[cfg(target_os = "linux")]
+use super::linux::cgroup::Tenure;
 #[cfg(target_os = "linux")]
 use super::linux::leaf::{Leaf, Leaves};
 #[cfg(target_os = "linux")]
@@ -34,9 +38,14 @@ pub(crate) enum ProcTree {
     #[cfg(target_os = "linux")]
     Leaf(Leaf),
     /// The group's own cgroup directory `dir`, less the leaves of the
-    /// group's later processes (the group's first started process).
+    /// group's later processes (the group's first started process), while
+    /// the group holds the directory (`tenure`).
     #[cfg(target_os = "linux")]
-    GroupDir { dir: PathBuf, leaves: Arc<Leaves> },
+    GroupDir {
+        dir: PathBuf,
+        leaves: Arc<Leaves>,
+        tenure: Arc<Tenure>,
+    },
     /// Its descendants in the group's process group `pgid`.
     Pgroup { root: Arc<ChildHandle>, pgid: i32 },
 }
@@ -50,9 +59,14 @@ impl ProcTree {
             ProcTree::Leaf(leaf) => super::linux::subtree::member_pidfds(leaf.path())
                 .map(|v| v.into_iter().map(|(_, fd)| fd).collect())
                 .unwrap_or_default(),
-            ProcTree::GroupDir { dir, leaves } => {
-                super::linux::subtree::member_pidfds_but(dir, leaves).unwrap_or_default()
-            }
+            ProcTree::GroupDir {
+                dir,
+                leaves,
+                tenure,
+            } => tenure
+                .during(|| super::linux::subtree::member_pidfds_but(dir, leaves))
+                .and_then(Result::ok)
+                .unwrap_or_default(),
             ProcTree::Pgroup { root, pgid } => {
                 let mut fds = Vec::new();
                 // The root is our unreaped child: its pidfd is exact.
@@ -172,8 +186,12 @@ impl ProcTree {
                 let _ = leaf.signal(sig);
             }
             #[cfg(target_os = "linux")]
-            ProcTree::GroupDir { dir, leaves } => {
-                let _ = super::linux::subtree::signal_members_but(dir, sig, Some(leaves));
+            ProcTree::GroupDir {
+                dir,
+                leaves,
+                tenure,
+            } => {
+                tenure.during(|| super::linux::subtree::signal_members_but(dir, sig, Some(leaves)));
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
@@ -198,8 +216,12 @@ impl ProcTree {
                 let _ = leaf.kill();
             }
             #[cfg(target_os = "linux")]
-            ProcTree::GroupDir { dir, leaves } => {
-                let _ = super::linux::subtree::kill_members_but(dir, Some(leaves));
+            ProcTree::GroupDir {
+                dir,
+                leaves,
+                tenure,
+            } => {
+                tenure.during(|| super::linux::subtree::kill_members_but(dir, Some(leaves)));
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {

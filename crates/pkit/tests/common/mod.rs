@@ -362,6 +362,30 @@ pub async fn assert_dir_gone(dir: &Path) {
     }
 }
 
+/// Polls until the cgroup directory `dir` of a group that ended empty
+/// (every process exited, none killed) is no longer there: removed, or
+/// kept by pkit as a spare for a later group, which
+/// `pkit::release_spare_cgroups` removes. Another test's group may take
+/// the spare meanwhile: then it is released once that group ends.
+pub async fn assert_dir_released(dir: &Path) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if !dir.exists() {
+            return;
+        }
+        pkit::release_spare_cgroups();
+        if !dir.exists() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cgroup directory {} still exists (released spares included) after {DEADLINE:?}",
+            dir.display()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Where this process's groups' cgroups are created, if cgroup v2 is here.
 pub fn group_parent() -> Option<PathBuf> {
     pkit::host_containment().group_parent

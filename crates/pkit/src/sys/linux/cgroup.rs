@@ -17,6 +17,7 @@ use rustix::fs::{Mode, OFlags};
 pub(crate) use super::events::{read_events, remove_dirs, wait_event_change, Events};
 use super::reaper::{self, AfterRemoval};
 use super::subtree;
+pub(crate) use super::tenure::Tenure;
 use crate::sys::guard::{Guard, Ticket};
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -39,6 +40,9 @@ pub(crate) struct Cgroup {
     /// Whether it may go to the pool of spares when emptied: not a named
     /// one, whose name belongs to its group.
     reusable: bool,
+    /// The group's hold on the directory, shared with its first started
+    /// process's subtree; ended when the directory goes to the pool.
+    tenure: Arc<Tenure>,
     /// `usage_usec` of `cpu.stat` when the group got the directory (a
     /// spare's earlier groups' CPU time), which its stats leave out.
     cpu_base: u64,
@@ -90,6 +94,7 @@ impl Cgroup {
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
                 reusable: true,
+                tenure: Default::default(),
                 cpu_base: spare.cpu_base,
                 cpu_stat: spare.cpu_stat,
             };
@@ -152,6 +157,7 @@ impl Cgroup {
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
                 reusable: name.is_none(),
+                tenure: Default::default(),
                 cpu_base: 0,
                 cpu_stat: None,
             };
@@ -161,6 +167,11 @@ impl Cgroup {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The group's hold on the directory (see [`Tenure`]).
+    pub(crate) fn tenure(&self) -> &Arc<Tenure> {
+        &self.tenure
     }
 
     /// CPU time of the directory's earlier groups, in µs (see `cpu_base`).
@@ -214,7 +225,8 @@ impl Cgroup {
     /// The pids currently in the cgroup and every cgroup below it (the
     /// kernel drops a process from `cgroup.procs` when it exits).
     pub(crate) fn pids(&self) -> io::Result<Vec<i32>> {
-        subtree::pids(&self.path)
+        let pids = self.tenure.during(|| subtree::pids(&self.path));
+        pids.unwrap_or_else(|| Ok(Vec::new()))
     }
 
     /// Kills every process in the cgroup, now.
@@ -222,6 +234,10 @@ impl Cgroup {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.tenure.during(|| self.kill_now()).unwrap_or(Ok(()))
+    }
+
+    fn kill_now(&self) -> io::Result<()> {
         if self.has_kill {
             self.killed.store(true, Ordering::Release);
             let written = crate::sys::fault::io_check(crate::sys::fault::Point::CgroupKill)
@@ -236,7 +252,7 @@ impl Cgroup {
                 }
             }
         }
-        self.kill_each(false)
+        self.kill_each_now(false)
     }
 
     /// Kills every process in the cgroup and below it without
@@ -261,6 +277,12 @@ impl Cgroup {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
+        let killed = self.tenure.during(|| self.kill_each_now(user_frozen));
+        killed.unwrap_or(Ok(()))
+    }
+
+    fn kill_each_now(&self, user_frozen: bool) -> io::Result<()> {
+        self.killed.store(true, Ordering::Release);
         self.while_frozen(user_frozen, || subtree::kill_members(&self.path))
     }
 
@@ -276,9 +298,12 @@ impl Cgroup {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.while_frozen(user_frozen, || {
-            subtree::signal_members(&self.path, sig).map(drop)
-        })
+        let signalled = self.tenure.during(|| {
+            self.while_frozen(user_frozen, || {
+                subtree::signal_members(&self.path, sig).map(drop)
+            })
+        });
+        signalled.unwrap_or(Ok(()))
     }
 
     /// Runs `pass` (a signal pass over the members) with the cgroup frozen,
@@ -330,13 +355,25 @@ impl Cgroup {
 
     /// Writes `cgroup.freeze` without waiting for the kernel to confirm.
     pub(crate) fn write_freeze(&self, on: bool) -> io::Result<()> {
-        self.write_file("cgroup.freeze", if on { b"1" } else { b"0" })
+        self.write_ours("cgroup.freeze", if on { b"1" } else { b"0" })
+    }
+
+    /// [`write_file`](Self::write_file) while the directory is the group's
+    /// (else `NotFound`: it was handed on with the group closed).
+    fn write_ours(&self, name: &str, value: &[u8]) -> io::Result<()> {
+        let written = self.tenure.during(|| self.write_file(name, value));
+        written.unwrap_or_else(|| {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the group is closed",
+            ))
+        })
     }
 
     /// Freezes or thaws the cgroup; a freeze waits (asynchronously) until
     /// the kernel reports `frozen 1`, or the cgroup is empty.
     pub(crate) async fn freeze_async(&self, on: bool) -> io::Result<()> {
-        self.write_file("cgroup.freeze", if on { b"1" } else { b"0" })?;
+        self.write_freeze(on)?;
         if !on {
             return Ok(());
         }
@@ -353,11 +390,15 @@ impl Cgroup {
 
     /// Writes one of the cgroup's interface files (`memory.max`, …).
     pub(crate) fn write_attr(&self, name: &str, value: &str) -> io::Result<()> {
-        self.write_file(name, value.as_bytes())
+        self.write_ours(name, value.as_bytes())
     }
 
     /// Reads one of the cgroup's interface files, if it exists.
     pub(crate) fn read_attr(&self, name: &str) -> Option<String> {
+        self.tenure.during(|| self.read_file(name)).flatten()
+    }
+
+    fn read_file(&self, name: &str) -> Option<String> {
         let fd = self.open_file(name, OFlags::RDONLY).ok()?;
         let mut text = String::new();
         std::fs::File::from(fd).read_to_string(&mut text).ok()?;
@@ -366,7 +407,7 @@ impl Cgroup {
 
     /// Moves process `pid` into the cgroup.
     pub(crate) fn add_process(&self, pid: i32) -> io::Result<()> {
-        self.write_file("cgroup.procs", pid.to_string().as_bytes())
+        self.write_ours("cgroup.procs", pid.to_string().as_bytes())
     }
 
     /// Waits (blocking this thread) until the cgroup is empty or `deadline`
@@ -434,55 +475,6 @@ impl Cgroup {
         reaper::remove_tree(&self.path)?;
         self.removed.store(true, Ordering::Release);
         Ok(())
-    }
-
-    /// Ends an emptied cgroup: an empty, unfrozen cgroup that was never
-    /// killed goes, with its guard registration `ticket`, to the pool of
-    /// spare directories for the next group (else it is removed and the
-    /// ticket handed back for the caller to unregister). `Err` hands the
-    /// ticket back, touching nothing, when the cgroup is not empty (or
-    /// can't be read): the caller kills and waits.
-    pub(crate) fn retire_if_empty(
-        &self,
-        ticket: Option<Ticket>,
-    ) -> Result<Option<Ticket>, Option<Ticket>> {
-        if self.is_removed() {
-            return Ok(ticket);
-        }
-        match self.read_kept_events() {
-            Ok(ev) if !ev.populated && !ev.frozen => {}
-            _ => return Err(ticket),
-        }
-        // Never reuse a killed cgroup: on Linux 6.18 a child placed with
-        // CLONE_INTO_CGROUP into a cgroup that once saw `cgroup.kill` is
-        // SIGKILLed at birth. Nor one with sub-cgroups (a program of the
-        // run made them): the next run must start in a clean directory.
-        let ticket = if !self.reusable
-            || self.killed.load(Ordering::Acquire)
-            || subtree::has_children_at(self.dir.as_fd(), &self.path)
-        {
-            ticket
-        } else {
-            let spare = super::cgroup_pool::Spare {
-                path: self.path.clone(),
-                dir: self.dir.clone(),
-                events: self.events.get().cloned(),
-                ticket,
-                cpu_base: 0,
-                cpu_stat: self.cpu_stat.clone(),
-            };
-            match super::cgroup_pool::offer(spare) {
-                Ok(()) => {
-                    self.removed.store(true, Ordering::Release);
-                    return Ok(None);
-                }
-                Err(ticket) => ticket,
-            }
-        };
-        match self.remove() {
-            Ok(()) => Ok(ticket),
-            Err(_) => Err(ticket),
-        }
     }
 
     pub(crate) fn is_removed(&self) -> bool {
@@ -586,6 +578,9 @@ fn is_empty_or_gone(events: &OwnedFd) -> io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+#[path = "cgroup_retire.rs"]
+mod retire;
 
 #[cfg(test)]
 #[path = "cgroup_tests.rs"]

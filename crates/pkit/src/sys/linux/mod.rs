@@ -18,6 +18,7 @@ pub(crate) mod signal;
 pub(crate) mod spawn;
 pub(crate) mod spawn_steps;
 pub(crate) mod subtree;
+pub(crate) mod tenure;
 pub(crate) mod v1;
 
 /// Registers an fd we own with the tokio reactor.

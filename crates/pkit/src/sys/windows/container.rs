@@ -153,11 +153,6 @@ impl Container {
 
     /// Terminates the tree, waits until the job is empty, and retires it.
     pub(crate) async fn close(&self) -> io::Result<()> {
-        self.close_with(false).await
-    }
-
-    /// [`close`](Self::close) (there is nothing to pool on Windows).
-    pub(crate) async fn close_with(&self, _pool: bool) -> io::Result<()> {
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
