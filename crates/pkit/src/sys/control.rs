@@ -98,11 +98,22 @@ impl Container {
                 // In the group's own directory, which no started process
                 // claims from here on, unless the first started process
                 // lives there: its subtree would then include this one.
-                if self.leaves.use_dir() {
-                    cg.add_process(pid)?;
-                } else {
-                    super::linux::leaf::adopt_into_leaf(cg.path(), &self.leaves, pid)?;
-                }
+                // Only while the directory is the group's: once the closed
+                // group's directory went to the pool, it (and a leaf made
+                // in it) is another group's.
+                let placed = cg.tenure().during(|| {
+                    if self.leaves.use_dir() {
+                        cg.add_process(pid)
+                    } else {
+                        super::linux::leaf::adopt_into_leaf(cg.path(), &self.leaves, pid)
+                    }
+                });
+                placed.unwrap_or_else(|| {
+                    Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "the group is closed",
+                    ))
+                })?;
                 for (_, g) in &self.limits.v1 {
                     g.add_process(pid)?;
                 }

@@ -405,9 +405,10 @@ impl Cgroup {
         Some(text)
     }
 
-    /// Moves process `pid` into the cgroup.
+    /// Moves process `pid` into the cgroup (the caller checks that the
+    /// directory is still the group's: see [`Tenure::during`]).
     pub(crate) fn add_process(&self, pid: i32) -> io::Result<()> {
-        self.write_ours("cgroup.procs", pid.to_string().as_bytes())
+        self.write_file("cgroup.procs", pid.to_string().as_bytes())
     }
 
     /// Waits (blocking this thread) until the cgroup is empty or `deadline`
