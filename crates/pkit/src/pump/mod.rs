@@ -110,7 +110,7 @@ pub(crate) struct StreamPlan {
 ///
 /// Small outputs — most runs — are read on the reactor, with no thread of
 /// their own. A stream that only feeds the capture and passes
-/// [`HANDOFF_BYTES`] moves to a blocking-pool thread doing `poll` + `read`,
+/// [`HANDOFF_BYTES`] moves to a thread of its own doing `poll` + `read`,
 /// as `std::process::Command::output` does, so big outputs don't pay a
 /// trip through the reactor per chunk.
 pub(crate) struct Reader {
@@ -256,12 +256,14 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
         if read_size < BIG_READ_CHUNK && total >= HANDOFF_BYTES && rx.is_pipe() {
             rx.grow();
             read_size = BIG_READ_CHUNK;
-            if crate::sys::BLOCKING_HANDOFF && sinks.capture_only() {
+            // Out of threads or descriptors, the stream stays here.
+            let handoff = (crate::sys::BLOCKING_HANDOFF && sinks.capture_only())
+                .then(thread::Handoff::prepare)
+                .flatten();
+            if let Some(handoff) = handoff {
                 let capture = sinks.capture.take().expect("checked by capture_only");
                 return match rx.into_pipe_fd() {
-                    Some(Ok(fd)) => {
-                        thread::capture_on_thread(fd, capture, sinks.limit, control).await
-                    }
+                    Some(Ok(fd)) => handoff.run(fd, capture, sinks.limit, control).await,
                     _ => capture.finish(),
                 };
             }

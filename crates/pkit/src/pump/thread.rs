@@ -1,5 +1,5 @@
-//! What a reader's owner tells it ([`Control`]), and the blocking-pool
-//! thread a capture-only stream that grew big continues on (see
+//! What a reader's owner tells it ([`Control`]), and the thread a
+//! capture-only stream that grew big continues on (see
 //! [`Reader`](super::Reader)).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,32 +38,97 @@ impl Control {
     }
 }
 
-/// Continues a capture-only stream on a blocking-pool thread (see
-/// [`Reader`]), relaying `stop` to it through a pipe it polls.
+/// A thread ready to continue a capture-only stream (see [`Reader`]),
+/// with the pipe that relays `stop` to it. Made before the stream is taken
+/// off the runtime, so that when no thread or descriptor can be had (the
+/// process is out of them) the stream simply goes on being read where it
+/// is, and no byte of it is lost.
+pub(super) struct Handoff {
+    stop_w: OwnedFd,
+    job: std::sync::mpsc::SyncSender<Job>,
+    done: tokio::sync::oneshot::Receiver<Captured>,
+}
+
+/// What the capture thread is handed once it exists.
+struct Job {
+    fd: OwnedFd,
+    capture: CaptureBuf,
+    limit: Arc<LimitFlag>,
+    control: Arc<Control>,
+}
+
+impl Handoff {
+    /// The stop pipe and a waiting thread, or `None` when either can't be
+    /// had now.
+    pub(super) fn prepare() -> Option<Handoff> {
+        let (stop_r, stop_w) = crate::sys::stop_pipe().ok()?;
+        let (job, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
+        let (report, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("pkit-capture".into())
+            .spawn(move || {
+                // No job: the hand-off was abandoned; nothing to do.
+                let Ok(job) = jobs.recv() else { return };
+                let captured =
+                    capture_blocking(job.fd, stop_r, job.capture, &job.limit, &job.control);
+                let _ = report.send(captured);
+            })
+            .ok()?;
+        Some(Handoff { stop_w, job, done })
+    }
+
+    /// Continues the stream on the thread, relaying `stop` to it.
+    pub(super) async fn run(
+        self,
+        fd: OwnedFd,
+        capture: CaptureBuf,
+        limit: Arc<LimitFlag>,
+        control: Arc<Control>,
+    ) -> Captured {
+        let Handoff {
+            stop_w,
+            job: to_thread,
+            done,
+        } = self;
+        let job = Job {
+            fd,
+            capture,
+            limit,
+            control: control.clone(),
+        };
+        if let Err(std::sync::mpsc::SendError(job)) = to_thread.send(job) {
+            // The thread is gone (it can't be: it waits for this); keep
+            // what was captured.
+            return job.capture.finish();
+        }
+        let mut done = done;
+        let captured = tokio::select! {
+            done = &mut done => done,
+            // `stopping` is set already, for a thread that never waits (the
+            // pipe never runs dry); the closed pipe wakes one in `poll`.
+            () = control.stop.notified() => {
+                drop(stop_w);
+                done.await
+            }
+        };
+        captured.unwrap_or_default()
+    }
+}
+
+/// Continues a capture-only stream on a thread of its own (see
+/// [`Reader`]); the stream is lost only if no thread can be had, which
+/// [`Handoff::prepare`] lets a caller find out first.
+#[cfg(test)]
 pub(super) async fn capture_on_thread(
     fd: OwnedFd,
     capture: CaptureBuf,
     limit: Arc<LimitFlag>,
     control: Arc<Control>,
 ) -> Captured {
-    let (stop_r, stop_w) = match crate::sys::stop_pipe() {
-        Ok(pair) => pair,
-        Err(_) => return capture.finish(),
-    };
-    let seen_by_thread = control.clone();
-    let mut thread = tokio::task::spawn_blocking(move || {
-        capture_blocking(fd, stop_r, capture, &limit, &seen_by_thread)
-    });
-    let done = tokio::select! {
-        done = &mut thread => done,
-        // `stopping` is set already, for a thread that never waits (the
-        // pipe never runs dry); the closed pipe wakes one in `poll`.
-        () = control.stop.notified() => {
-            drop(stop_w);
-            thread.await
-        }
-    };
-    done.unwrap_or_default()
+    match Handoff::prepare() {
+        Some(handoff) => handoff.run(fd, capture, limit, control).await,
+        None => capture.finish(),
+    }
 }
 
 /// The blocking capture loop (see [`Reader`]); reads big chunks from a

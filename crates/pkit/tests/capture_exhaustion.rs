@@ -1,0 +1,87 @@
+//! A big capture that meets a moment without free file descriptors keeps
+//! every byte. A capture-only stream that passes 256 KiB moves from the
+//! async runtime to a thread of its own, which needs a pipe (to be told to
+//! stop) and a thread; when neither can be had, the stream must go on being
+//! read where it was. Before, the capture ended there: the rest of the
+//! output was lost, and the program writing it met a closed pipe.
+//!
+//! One test in its own binary: it changes this process's descriptor limit
+//! and fills every descriptor under it.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use common::*;
+
+/// Sets this process's soft limit on descriptors; returns the old one.
+fn set_nofile(soft: libc::rlim_t) -> libc::rlim_t {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with valid structs of ours.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+        let new = libc::rlimit {
+            rlim_cur: soft.min(old.rlim_max),
+            rlim_max: old.rlim_max,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &new), 0);
+    }
+    old.rlim_cur
+}
+
+/// Opens `/dev/null` until no descriptor is left under the soft limit.
+fn fill() -> Vec<OwnedFd> {
+    let mut held = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => held.push(OwnedFd::from(f)),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                return held;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_capture_keeps_every_byte_when_no_descriptor_is_free() {
+    const SIZE: usize = 4 * 1024 * 1024;
+    let suite = begin("capture-emfile").await;
+    for choice in mechanisms() {
+        let old = set_nofile(1024);
+        // The program waits, so its output starts after every descriptor
+        // is taken; the capture passes its hand-off size then.
+        let script = format!("sleep 1; head -c {SIZE} /dev/zero");
+        let program = cmd(choice, "sh").args(["-c", &script]);
+        let run = tokio::spawn(async move { program.output().await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let held = fill();
+        assert!(!held.is_empty(), "{choice}: nothing was filled");
+        let result = tokio::time::timeout(Duration::from_secs(90), run).await;
+        drop(held);
+        set_nofile(old);
+        let out = result
+            .unwrap_or_else(|_| panic!("{choice}: the run did not end"))
+            .expect("the run's task")
+            .unwrap_or_else(|e| panic!("{choice}: the run: {e}"));
+        assert!(
+            out.success(),
+            "{choice}: the program failed (a closed pipe?): {:?}, stderr {:?}",
+            out.outcome(),
+            String::from_utf8_lossy(out.stderr())
+        );
+        assert_eq!(
+            out.stdout().len(),
+            SIZE,
+            "{choice}: bytes of the capture lost"
+        );
+        assert!(out.stdout().iter().all(|&b| b == 0), "{choice}");
+    }
+    suite.end().await;
+}
