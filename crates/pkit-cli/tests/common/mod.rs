@@ -52,8 +52,26 @@ signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
 signal.alarm(90)
 "#;
 
+/// The `pkit` binary, started with HUP, INT, QUIT and TERM at their
+/// default disposition whatever the suite inherited: pkit keeps a signal
+/// ignored when it starts ignored (so `nohup cargo test`, or the suite run
+/// as a background job of a non-interactive shell, which ignores INT and
+/// QUIT, would change what the signal tests see). A test that wants one
+/// ignored sets that up itself, after this.
 pub fn pkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pkit"))
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkit"));
+    // SAFETY: `signal` is async-signal-safe, and the closure touches
+    // nothing else of the parent's between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 pub fn run(args: &[&str]) -> Output {
