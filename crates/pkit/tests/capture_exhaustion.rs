@@ -12,42 +12,10 @@
 
 mod common;
 
-use std::os::fd::OwnedFd;
+use common::descriptors::{fill, set_nofile};
 use std::time::Duration;
 
 use common::*;
-
-/// Sets this process's soft limit on descriptors; returns the old one.
-fn set_nofile(soft: libc::rlim_t) -> libc::rlim_t {
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with valid structs of ours.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
-        let new = libc::rlimit {
-            rlim_cur: soft.min(old.rlim_max),
-            rlim_max: old.rlim_max,
-        };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &new), 0);
-    }
-    old.rlim_cur
-}
-
-/// Opens `/dev/null` until no descriptor is left under the soft limit.
-fn fill() -> Vec<OwnedFd> {
-    let mut held = Vec::new();
-    loop {
-        match std::fs::File::open("/dev/null") {
-            Ok(f) => held.push(OwnedFd::from(f)),
-            Err(e) => {
-                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
-                return held;
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_capture_keeps_every_byte_when_no_descriptor_is_free() {

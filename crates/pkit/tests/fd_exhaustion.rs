@@ -12,50 +12,9 @@
 
 mod common;
 
-use std::os::fd::OwnedFd;
+use common::descriptors::{fill, highest_fd, set_nofile};
 
 use common::*;
-
-/// Sets this process's soft limit on descriptors; returns the old one.
-fn set_nofile(soft: u64) -> u64 {
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with valid structs of ours.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
-        let new = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: old.rlim_max,
-        };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &new), 0);
-    }
-    old.rlim_cur
-}
-
-/// Opens `/dev/null` until no descriptor is left under the soft limit.
-fn fill() -> Vec<OwnedFd> {
-    let mut held = Vec::new();
-    loop {
-        match std::fs::File::open("/dev/null") {
-            Ok(f) => held.push(OwnedFd::from(f)),
-            Err(e) => {
-                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
-                return held;
-            }
-        }
-    }
-}
-
-fn highest_fd() -> u64 {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(2)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_without_free_descriptors_fails_only_itself() {

@@ -12,6 +12,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod descriptors;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
