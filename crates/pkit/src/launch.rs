@@ -558,15 +558,14 @@ pub(crate) fn spawn_error(
                     path_searched: false,
                 },
             },
-            // The program's own path can't be followed: missing, as a look
-            // before the spawn found it (see `resolve_to_start`); else what
-            // it needs to run can't be, and the errno says why.
-            sys::ExecFailure::Unreachable if std::fs::File::open(path).is_err() => {
-                Error::NotFound {
-                    program: program.into(),
-                    path_searched: false,
-                }
-            }
+            // The program's own path can't be followed: missing, as the
+            // look before the spawn found it (the same `stat`, see
+            // `resolve_to_start`); else what it needs to run can't be, and
+            // the errno says why.
+            sys::ExecFailure::Unreachable if std::fs::metadata(path).is_err() => Error::NotFound {
+                program: program.into(),
+                path_searched: false,
+            },
             sys::ExecFailure::NotExecutable => Error::NotExecutable {
                 program: program.into(),
                 path: path.to_path_buf(),

@@ -108,7 +108,7 @@ async fn a_missing_path_is_not_found() {
         std::fs::write(&file, "").expect("write");
         let looped = dir.path().join("loop");
         std::os::unix::fs::symlink(&looped, &looped).expect("symlink");
-        for path in [file.join("program"), looped] {
+        for path in [file.join("program"), looped.clone()] {
             let program = path.to_str().unwrap().to_owned();
             let err = cmd(choice, &program)
                 .output()
@@ -119,6 +119,21 @@ async fn a_missing_path_is_not_found() {
                 "{choice}: {program}: {err:?}"
             );
         }
+        // The program is there but its interpreter's path loops: not
+        // missing, a start that failed with the errno (ELOOP).
+        let script = dir.path().join("script");
+        std::fs::write(&script, format!("#!{}\n", looped.display())).expect("write");
+        let mut perms = std::fs::metadata(&script).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).expect("chmod");
+        let err = cmd(choice, script.to_str().unwrap())
+            .output()
+            .await
+            .expect_err("interpreter loops");
+        assert!(
+            matches!(&err, Error::Spawn { source, .. } if source.raw_os_error() == Some(libc::ELOOP)),
+            "{choice}: {err:?}"
+        );
 
         // A relative path in a directory that lacks it.
         let err = cmd(choice, "./pkit-no-such-program")
