@@ -1,7 +1,7 @@
 //! Unix descriptors for a child's stdio and for the pipes pkit reads and
 //! writes (the Windows counterparts are in `windows/io.rs`).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{c_char, CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -25,8 +25,9 @@ pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
     CString::new(kv).ok()
 }
 
-/// The `envp` vector a child is started with: `env`'s strings, or for an
-/// inherited environment this process's own vector, read now.
+/// The `envp` vector a child is started with: `env`'s strings,
+/// null-terminated; `None` for an inherited environment, whose vector is
+/// this process's own, read at the spawn ([`envp_pointer`]).
 ///
 /// The inherited vector is not copied (as std's spawn doesn't copy it
 /// when the command changes no variable): `execve` (or `posix_spawn`)
@@ -42,22 +43,27 @@ pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
 /// readers take a lock we can't reach; a caller that sets variables
 /// while spawning from another thread breaks `set_var`'s contract either
 /// way (its copy would race with the C library's readers too).
-///
-/// `keep` holds the pointer vector for the `Exactly` case; the result
-/// borrows it (or the process's environment) until the spawn returns.
-pub(crate) fn envp_pointers(
-    env: &super::ChildEnv<CString>,
-    keep: &mut Vec<*const std::ffi::c_char>,
-) -> *const *const std::ffi::c_char {
+pub(crate) fn envp_vector(env: &super::ChildEnv<CString>) -> Option<Vec<*const c_char>> {
     match env {
-        super::ChildEnv::Inherited => process_environ(),
-        super::ChildEnv::Exactly(entries) => {
-            keep.clear();
-            keep.extend(entries.iter().map(|e| e.as_ptr()));
-            keep.push(std::ptr::null());
-            keep.as_ptr()
-        }
+        super::ChildEnv::Inherited => None,
+        super::ChildEnv::Exactly(entries) => Some(nul_terminated(entries)),
     }
+}
+
+/// The `envp` pointer for a vector [`envp_vector`] made (borrowing it), or
+/// for `None` this process's `environ`, read now. It neither allocates nor
+/// makes a system call: a vfork-style child calls it just before `execve`.
+pub(crate) fn envp_pointer(vector: Option<&Vec<*const c_char>>) -> *const *const c_char {
+    vector.map_or_else(process_environ, |v| v.as_ptr())
+}
+
+/// Pointers to each string, then a null pointer (an `argv` or `envp`).
+pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// This process's environment as `NAME=value` entries, in its order (what
@@ -70,24 +76,24 @@ pub(crate) fn inherited_entries() -> Vec<CString> {
 }
 
 /// This process's environment vector, as the C library holds it.
-pub(crate) fn process_environ() -> *const *const std::ffi::c_char {
+fn process_environ() -> *const *const c_char {
     #[cfg(target_vendor = "apple")]
     {
         // SAFETY: `_NSGetEnviron` returns the address of the process's
         // `environ` variable, valid for the life of the process; reading
-        // the pointer it holds is a plain load (see `envp_pointers` for
+        // the pointer it holds is a plain load (see `envp_vector` for
         // who may write it meanwhile).
-        unsafe { *libc::_NSGetEnviron() as *const *const std::ffi::c_char }
+        unsafe { *libc::_NSGetEnviron() as *const *const c_char }
     }
     #[cfg(not(target_vendor = "apple"))]
     {
         extern "C" {
-            static environ: *const *const std::ffi::c_char;
+            static environ: *const *const c_char;
         }
         // SAFETY: `environ` is the C library's global, always initialised
         // (possibly to null, which `execve` and `posix_spawn` take as an
         // empty environment on Linux and FreeBSD); reading the pointer is a
-        // plain load (see `envp_pointers` for who may write it meanwhile).
+        // plain load (see `envp_vector` for who may write it meanwhile).
         unsafe { environ }
     }
 }

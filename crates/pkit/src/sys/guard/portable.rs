@@ -322,7 +322,8 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
 /// [`ENV`], stdio on `/dev/null`, `guard_end` as [`GUARD_FD`] and no other
 /// descriptor, in a process group of its own.
 fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result<libc::pid_t> {
-    use crate::sys::unix::spawn::{nul_terminated, Attrs};
+    use crate::sys::nul_terminated;
+    use crate::sys::unix::spawn::Attrs;
     let env = env_plus(ENV, &format!("{GUARD_FD},0,{cap}"))?;
     let argv = [c"pkit-guard".as_ptr(), std::ptr::null()];
     let envp = nul_terminated(&env);

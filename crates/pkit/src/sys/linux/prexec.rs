@@ -12,16 +12,15 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::sys::guard::LeaderRegistration;
 use crate::sys::ChildStep;
-use crate::sys::{ChildEnv, ChildSetup, SpawnSpec};
+use crate::sys::{envp_pointer, envp_vector, nul_terminated, ChildSetup, SpawnSpec};
 
 /// Everything the child touches, prepared before the clone.
 pub(super) struct Plan<'a> {
     path: &'a CString,
     argv: Vec<*const libc::c_char>,
-    /// Empty for an inherited environment: the child passes this
-    /// process's `environ` (see `envp_pointers`).
-    envp: Vec<*const libc::c_char>,
-    inherit_env: bool,
+    /// `None` for an inherited environment: the child passes this
+    /// process's `environ` (see `envp_vector`).
+    envp: Option<Vec<*const libc::c_char>>,
     cwd: Option<&'a CString>,
     stdio: [Option<RawFd>; 3],
     /// `cgroup.procs` files to join through before exec ("0" = myself).
@@ -45,12 +44,8 @@ impl<'a> Plan<'a> {
     pub(super) fn new(spec: &'a SpawnSpec, join: &'a [RawFd], pgid: Option<i32>) -> Plan<'a> {
         Plan {
             path: &spec.path,
-            argv: null_terminated(&spec.argv),
-            envp: match &spec.envp {
-                ChildEnv::Inherited => Vec::new(),
-                ChildEnv::Exactly(entries) => null_terminated(entries),
-            },
-            inherit_env: matches!(spec.envp, ChildEnv::Inherited),
+            argv: nul_terminated(&spec.argv),
+            envp: envp_vector(&spec.envp),
             cwd: spec.cwd.as_ref(),
             stdio: spec.stdio_fds(),
             join,
@@ -79,14 +74,6 @@ impl<'a> Plan<'a> {
     pub(super) fn report_to(&mut self, fd: RawFd) {
         self.report = fd;
     }
-}
-
-fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
 }
 
 /// The child's entry point, on its own stack.
@@ -271,13 +258,9 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::PreExec));
         }
     }
-    // The inherited vector is read here, at the last moment (a plain load
-    // of the C library's global: see `envp_pointers` for why that is sound).
-    let envp = if plan.inherit_env {
-        crate::sys::process_environ()
-    } else {
-        plan.envp.as_ptr()
-    };
+    // An inherited vector is read here, at the last moment (a plain load
+    // of the C library's global: see `envp_vector` for why that is sound).
+    let envp = envp_pointer(plan.envp.as_ref());
     libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), envp);
     fail(plan, Step::Exec)
 }

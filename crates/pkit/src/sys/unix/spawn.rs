@@ -381,25 +381,21 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
                 other => other,
             })?;
     }
-    let argv = nul_terminated(&spec.argv);
+    let argv = crate::sys::nul_terminated(&spec.argv);
     // A trampoline's environment: see `GateEnv`.
     let gate_env = match via {
         Some(_) => Some(GateEnv::new(spec)?),
         None => None,
     };
-    let mut envp_keep = Vec::new();
-    let envp: *const *const c_char = match &gate_env {
-        Some(g) => {
-            envp_keep = g.pointers(spec);
-            envp_keep.as_ptr()
-        }
-        None => crate::sys::envp_pointers(&spec.envp, &mut envp_keep),
+    let envp = match &gate_env {
+        Some(g) => Some(g.pointers(spec)),
+        None => crate::sys::envp_vector(&spec.envp),
     };
     let path = via.map_or(&spec.path, |(exe, _)| exe);
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: the path and the
     // argument and environment strings (owned by `spec`, or this process's
-    // own environment: see `envp_pointers`), their null-terminated pointer
+    // own environment: see `envp_vector`), their null-terminated pointer
     // arrays, and the initialised attributes.
     let rc = unsafe {
         libc::posix_spawn(
@@ -408,7 +404,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
             &a.actions,
             &a.attr,
             argv.as_ptr() as *const *mut c_char,
-            envp as *const *mut c_char,
+            crate::sys::envp_pointer(envp.as_ref()) as *const *mut c_char,
         )
     };
     match rc {
@@ -502,15 +498,6 @@ fn terminal(
         check(libc::posix_spawn_file_actions_adddup2(actions, 0, 1))?;
         check(libc::posix_spawn_file_actions_adddup2(actions, 0, 2))
     }
-}
-
-/// Pointers to each string, then a null pointer.
-pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
 }
 
 /// Adds glibc's two internal signals (32 and 33: thread cancellation,
