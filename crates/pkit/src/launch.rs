@@ -479,9 +479,9 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
             }
         }
     }
-    // A command that changes no variable hands the child this process's
-    // environment as it is, without a copy (see `ChildEnv::Inherited`).
-    let env = (!cmd.inherits_env()).then(|| cmd.effective_env());
+    // `None`: a command that changes no variable hands the child this
+    // process's environment as it is, without a copy.
+    let env = cmd.effective_env();
     let resolved = cmd
         .spawn
         .resolve(&cmd.program, program, env.as_deref(), true)?;

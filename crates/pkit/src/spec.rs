@@ -136,19 +136,19 @@ impl Spec {
         }
     }
 
-    /// Whether the child gets this process's environment unchanged: no
-    /// variable set or removed, not cleared, no `inherit_env` filter.
-    pub(crate) fn inherits_env(&self) -> bool {
-        self.env.is_empty() && !self.env_clear && self.spawn.inherit_only().is_none()
-    }
-
-    /// The environment the child starts with: this process's (unless
-    /// cleared), in its order, with this command's changes applied — a
-    /// changed variable keeps its place, new ones follow (by name).
+    /// The environment the child starts with, or `None` when it is this
+    /// process's unchanged (no variable set or removed, not cleared, no
+    /// `inherit_env` filter: the child inherits it without a copy, see
+    /// `ChildEnv::Inherited`). Otherwise this process's (unless cleared),
+    /// in its order, with this command's changes applied — a changed
+    /// variable keeps its place, new ones follow (by name).
     ///
     /// Linear in the number of variables (one map lookup per inherited
     /// variable), so thousands of them cost what std's spawn costs.
-    pub(crate) fn effective_env(&self) -> Vec<(OsString, OsString)> {
+    pub(crate) fn effective_env(&self) -> Option<Vec<(OsString, OsString)>> {
+        if self.env.is_empty() && !self.env_clear && self.spawn.inherit_only().is_none() {
+            return None;
+        }
         let mut vars = Vec::with_capacity(self.env.len() + 64);
         // The changes that met an inherited variable (so don't follow).
         let mut applied = std::collections::HashSet::new();
@@ -182,6 +182,6 @@ impl Spec {
                 }
             }
         }
-        vars
+        Some(vars)
     }
 }

@@ -247,7 +247,7 @@ impl Command {
         if self.spec.program.is_empty() {
             return Err(Error::InvalidInput("the program name is empty".into()));
         }
-        let env = (!self.spec.inherits_env()).then(|| self.spec.effective_env());
+        let env = self.spec.effective_env();
         self.spec
             .spawn
             .resolve(&self.spec.program, &program, env.as_deref(), false)
