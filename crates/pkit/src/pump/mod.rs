@@ -491,7 +491,8 @@ mod tests {
                 let control = control.clone();
                 async move {
                     let limit = Arc::new(LimitFlag::default());
-                    thread::capture_on_thread(zero, capture, limit, control).await
+                    let handoff = thread::Handoff::prepare().expect("a thread and a pipe");
+                    handoff.run(zero, capture, limit, control).await
                 }
             });
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

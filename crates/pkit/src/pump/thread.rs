@@ -88,7 +88,7 @@ impl Handoff {
         let Handoff {
             stop_w,
             job: to_thread,
-            done,
+            mut done,
         } = self;
         let job = Job {
             fd,
@@ -101,7 +101,6 @@ impl Handoff {
             // what was captured.
             return job.capture.finish();
         }
-        let mut done = done;
         let captured = tokio::select! {
             done = &mut done => done,
             // `stopping` is set already, for a thread that never waits (the
@@ -112,22 +111,6 @@ impl Handoff {
             }
         };
         captured.unwrap_or_default()
-    }
-}
-
-/// Continues a capture-only stream on a thread of its own (see
-/// [`Reader`]); the stream is lost only if no thread can be had, which
-/// [`Handoff::prepare`] lets a caller find out first.
-#[cfg(test)]
-pub(super) async fn capture_on_thread(
-    fd: OwnedFd,
-    capture: CaptureBuf,
-    limit: Arc<LimitFlag>,
-    control: Arc<Control>,
-) -> Captured {
-    match Handoff::prepare() {
-        Some(handoff) => handoff.run(fd, capture, limit, control).await,
-        None => capture.finish(),
     }
 }
 
