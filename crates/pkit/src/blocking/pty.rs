@@ -6,8 +6,8 @@ use std::io;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::block_on;
 use super::runtime::enter_for_drop;
+use super::{block_on, block_on_made};
 use crate::error::Result;
 
 /// The typing side of a pty session's terminal
@@ -66,7 +66,7 @@ impl Pty {
 
 impl io::Write for Pty {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        block_on("Pty::write", self.inner.write(buf))
+        block_on_made("Pty::write", self.inner.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -139,14 +139,14 @@ impl PtyMaster {
 impl io::Read for PtyMaster {
     #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        block_on("PtyMaster::read", self.get_mut().read(buf))
+        block_on_made("PtyMaster::read", self.get_mut().read(buf))
     }
 }
 
 impl io::Write for PtyMaster {
     #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        block_on("PtyMaster::write", self.get_mut().write(buf))
+        block_on_made("PtyMaster::write", self.get_mut().write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -63,29 +63,6 @@ fn built() -> &'static Handle {
         .expect("pkit::blocking: a handle made in the internal runtime outlives no runtime")
 }
 
-/// What a blocking call returns when the runtime can't be had: the
-/// error, in the call's own error type.
-pub(crate) trait Refusable {
-    /// `error`, as this result.
-    fn refused(error: Error) -> Self;
-}
-
-impl<T> Refusable for Result<T> {
-    fn refused(error: Error) -> Self {
-        Err(error)
-    }
-}
-
-impl<T> Refusable for io::Result<T> {
-    fn refused(error: Error) -> Self {
-        let kind = match &error {
-            Error::Io { source, .. } => source.kind(),
-            _ => io::ErrorKind::Other,
-        };
-        Err(io::Error::new(kind, error))
-    }
-}
-
 /// Panics, clearly, where blocking would stall a runtime.
 #[track_caller]
 pub(crate) fn refuse_inside_runtime(what: &str) {
@@ -102,15 +79,9 @@ pub(crate) fn refuse_inside_runtime(what: &str) {
 /// Drives `fut` to completion on this thread; when the runtime can't be
 /// built, returns that error instead.
 #[track_caller]
-pub(crate) fn block_on<F: Future>(what: &str, fut: F) -> F::Output
-where
-    F::Output: Refusable,
-{
+pub(crate) fn block_on<T>(what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
     refuse_inside_runtime(what);
-    match handle(what) {
-        Ok(handle) => handle.block_on(fut),
-        Err(e) => Refusable::refused(e),
-    }
+    handle(what)?.block_on(fut)
 }
 
 /// Drives `fut`, a call on something made in the runtime (see

@@ -5,7 +5,7 @@ use std::fmt;
 
 use tokio::io::AsyncWriteExt;
 
-use super::{block_on, block_on_made, enter_for_drop};
+use super::{block_on_made, enter_for_drop};
 use crate::pump::Line;
 
 /// A started process's lines as an [`Iterator`]: each `next` blocks until
@@ -74,13 +74,13 @@ impl std::io::Write for ChildStdin {
     #[track_caller]
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let w = self.inner.as_mut().expect("present until drop");
-        block_on("ChildStdin::write", w.write(buf))
+        block_on_made("ChildStdin::write", w.write(buf))
     }
 
     #[track_caller]
     fn flush(&mut self) -> std::io::Result<()> {
         let w = self.inner.as_mut().expect("present until drop");
-        block_on("ChildStdin::flush", w.flush())
+        block_on_made("ChildStdin::flush", w.flush())
     }
 }
 
@@ -138,7 +138,7 @@ impl std::io::Read for ChildOutput {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use tokio::io::AsyncReadExt;
         let r = self.inner.as_mut().expect("present until drop");
-        block_on("ChildOutput::read", r.read(buf))
+        block_on_made("ChildOutput::read", r.read(buf))
     }
 }
 
