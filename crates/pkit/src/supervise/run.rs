@@ -295,7 +295,8 @@ pub(super) async fn supervise(
             consecutive = 0;
             crashes.clear();
         }
-        let clean = !end.unhealthy && end.output.as_ref().is_some_and(Output::success);
+        // Not interrupted: a clean run is one that did not crash.
+        let clean = !end.crashed();
         let by_pred = match (&lp.sup.stop_when, &end.output) {
             (Some(pred), Some(out)) => pred(out),
             _ => false,
@@ -429,11 +430,10 @@ impl Supervisor {
         let queue = Arc::new(EventQueue::default());
         let stop = CancelToken::new();
         let tx = EventSender(queue.clone());
-        let task = match crate::launch::need_runtime(&self.cmd.log_label()) {
-            Ok(()) => Ok(tokio::spawn(supervise(self, Some(tx), stop.clone()))),
-            // Dropping the sender closes the queue: no event will come.
-            Err(e) => Err(e),
-        };
+        // Without a runtime the sender is dropped here, closing the
+        // queue: no event will come.
+        let task = crate::launch::need_runtime(&self.cmd.log_label())
+            .map(|()| tokio::spawn(supervise(self, Some(tx), stop.clone())));
         SupervisorHandle {
             events: queue,
             stop,
