@@ -48,17 +48,17 @@ impl<'a> SampleStats<'a> {
         if self.interval.poll_tick(cx).is_pending() {
             return Poll::Pending;
         }
-        match self.group.stats() {
-            Ok(s) => {
-                self.done = s.active_processes() == 0;
-                Poll::Ready(Some(s))
-            }
-            Err(_) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-        }
+        Poll::Ready(snapshot(self.group, &mut self.done))
     }
+}
+
+/// A sampler's snapshot of `group` (this one's, and the blocking one's):
+/// `done` once the group is empty (that snapshot is the last) or its stats
+/// can't be read (then there is none).
+pub(crate) fn snapshot(group: &Group, done: &mut bool) -> Option<Stats> {
+    let stats = group.stats().ok();
+    *done = stats.as_ref().is_none_or(|s| s.active_processes() == 0);
+    stats
 }
 
 impl Group {

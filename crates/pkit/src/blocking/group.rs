@@ -274,16 +274,7 @@ impl Iterator for SampleStats<'_> {
             std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
         }
         self.next_at = Some(std::time::Instant::now() + self.every);
-        match self.group.stats() {
-            Ok(s) => {
-                self.done = s.active_processes() == 0;
-                Some(s)
-            }
-            Err(_) => {
-                self.done = true;
-                None
-            }
-        }
+        crate::stats::snapshot(self.group, &mut self.done)
     }
 }
 
