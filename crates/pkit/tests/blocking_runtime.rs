@@ -46,6 +46,77 @@ fn a_blocking_call_without_free_descriptors_fails_and_the_next_one_works() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Marks the re-run child of the few-descriptors test.
+const FEW: &str = "PKIT_TEST_BLOCKING_RUNTIME_FEW";
+
+/// With Tokio's `signal` feature on (as in this test binary, through the
+/// dev-dependencies), building a runtime with three or four descriptors
+/// free panicked inside Tokio (its first socket pair is made with an
+/// `expect`). As descriptors come back one at a time, each blocking call
+/// fails with the runtime's error until one builds it; none panics.
+#[test]
+fn a_blocking_call_with_a_few_free_descriptors_never_panics() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "few_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(FEW, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("FEW CHILD DONE"),
+        "the child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+#[ignore = "the child of a_blocking_call_with_a_few_free_descriptors_never_panics"]
+fn few_child() {
+    if std::env::var_os(FEW).is_none() {
+        return;
+    }
+    let old = set_nofile(highest_fd() + 16);
+    let mut held = fill();
+    let mut freed = 0;
+    loop {
+        // The group's own needs (its directory, a pidfd) fail later, once
+        // the runtime is built: any other error ends the search too.
+        match blocking::Group::new() {
+            Err(e)
+                if e.to_string()
+                    .contains("cannot build its internal Tokio runtime") =>
+            {
+                assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+                held.pop()
+                    .expect("a runtime built with every descriptor free");
+                freed += 1;
+            }
+            Err(e) => {
+                println!("runtime built with {freed} free; then: {e}");
+                break;
+            }
+            Ok(group) => {
+                println!("runtime and group made with {freed} free");
+                drop(held);
+                group.close().unwrap();
+                break;
+            }
+        }
+    }
+    set_nofile(old);
+    println!("FEW CHILD DONE");
+}
+
 /// Checks that `got` is the runtime's error, naming `what`.
 fn assert_refused<T: std::fmt::Debug>(got: pkit::Result<T>, what: &str) {
     let e = got.expect_err(what);

@@ -43,8 +43,8 @@
 //! own code (driven here, it waits only for a tree that outlived its main
 //! process or timed out).
 //!
-//! Building the runtime takes two file descriptors and a thread. A
-//! blocking call that needs it while the process has none to spare (at
+//! Building the runtime takes a few file descriptors (two, or five with
+//! Tokio's `signal` feature on) and a thread. A blocking call that needs it while the process has none to spare (at
 //! `RLIMIT_NOFILE`, or unable to start a thread) returns
 //! [`Error::Io`](crate::Error::Io) saying which of the two failed and why,
 //! instead of panicking; the next call tries again, and once built the

@@ -2,8 +2,8 @@
 //! runtime on its own thread, created on first use, and the ways the
 //! facade uses it (drive a future, enter for a start, enter for a drop).
 //!
-//! Building it takes file descriptors (an epoll instance, an eventfd) and
-//! a thread. When the process has none to spare at the first blocking
+//! Building it takes file descriptors (an epoll instance, an eventfd; with
+//! Tokio's `signal` feature on, a socket pair too) and a thread. When the process has none to spare at the first blocking
 //! call, that call returns [`Error::Io`] saying so, and the next call
 //! tries again: a failure is never kept.
 
@@ -40,6 +40,7 @@ fn handle(what: &str) -> Result<&'static Handle> {
             e,
         )
     };
+    spare_descriptors().map_err(|e| failed("build its internal Tokio runtime", e))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("pkit-blocking")
@@ -52,6 +53,27 @@ fn handle(what: &str) -> Result<&'static Handle> {
         .spawn(move || rt.block_on(std::future::pending::<()>()))
         .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
     Ok(HANDLE.get_or_init(|| handle))
+}
+
+/// Makes sure the runtime's descriptors can be had now. With Tokio's
+/// `signal` feature on (an application's `tokio/full` turns it on for
+/// every crate), the first runtime of the process also makes a socket
+/// pair, with an `expect`: at `RLIMIT_NOFILE` that is a panic, not the
+/// error `build` returns. Five descriptors at most (epoll, eventfd, that
+/// pair, a copy of one end): six are opened and closed again first.
+#[cfg(unix)]
+fn spare_descriptors() -> io::Result<()> {
+    let held: Vec<_> = (0..3)
+        .map(|_| std::os::unix::net::UnixStream::pair())
+        .collect::<io::Result<_>>()?;
+    drop(held);
+    Ok(())
+}
+
+/// Elsewhere the runtime's build reports every failure itself.
+#[cfg(not(unix))]
+fn spare_descriptors() -> io::Result<()> {
+    Ok(())
 }
 
 /// The handle, for a handle or stream that was made in the runtime (a
