@@ -37,8 +37,10 @@ pub const CAUGHT: [i32; 13] = [
 /// nor blocked: the kernel discards them, pkit neither forwards nor acts
 /// on them, and the program inherits the ignored disposition, as it would
 /// without pkit. SIGCHLD is always caught (orphans are reaped on it).
-/// Decided once, at the first call ([`block_caught`], before pkit
-/// changes any disposition), the same for the signalfd and the self-pipe.
+/// Decided once, at the first call (`pkit run`: [`block_caught`];
+/// `pkit supervise`: [`StopRequests::new`]; both before pkit changes any
+/// disposition), the same for the signalfd, the self-pipe and the stop
+/// requests.
 fn caught() -> &'static [i32] {
     static CAUGHT_HERE: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
     CAUGHT_HERE.get_or_init(|| {
@@ -439,8 +441,8 @@ pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
 }
 
 /// What asks `pkit supervise` to stop: SIGTERM, SIGINT, SIGHUP; each
-/// unless it was ignored when pkit started (see [`caught`]: it stays
-/// ignored, in pkit and in the program).
+/// only if [`caught`] has it (one ignored when pkit started stays ignored,
+/// in pkit and in the program).
 pub struct StopRequests([Option<tokio::signal::unix::Signal>; 3]);
 
 impl StopRequests {
@@ -448,10 +450,10 @@ impl StopRequests {
     pub fn new() -> io::Result<StopRequests> {
         use tokio::signal::unix::{signal, SignalKind};
         let catch = |sig: i32| {
-            if ignored(sig) {
-                Ok(None)
-            } else {
+            if caught().contains(&sig) {
                 signal(SignalKind::from_raw(sig)).map(Some)
+            } else {
+                Ok(None)
             }
         };
         Ok(StopRequests([
