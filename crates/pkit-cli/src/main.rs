@@ -94,7 +94,7 @@ fn main() -> ExitCode {
                     sys::reraise(sig);
                     // Still here (a signal whose default is to do nothing,
                     // such as SIGWINCH): the shell's convention.
-                    ExitCode::from(128u8.saturating_add(sig as u8))
+                    ExitCode::from(exit::signalled(sig))
                 }
             }
         }

@@ -8,7 +8,7 @@ use pkit::{CapturePolicy, Command, Error, Mechanism, Outcome, Stdio};
 
 use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
-use crate::exit::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
+use crate::exit::{signalled, EXIT_KILLED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
 use crate::forward::{on_signal, until, Forwarder, Run};
 use crate::orphans::Orphans;
 use crate::report::{kind_name, Report, Sink, Stream, SCHEMA};
@@ -17,8 +17,6 @@ use crate::summary::{messages, print_stats};
 use crate::sys::{self, sig, Signals};
 use crate::tty::Terminal;
 use crate::EXIT_OWN_FAILURE;
-
-const EXIT_KILLED: u8 = 128 + 9;
 
 /// The grace between --signal and SIGKILL when -k is not given.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -275,7 +273,7 @@ pub async fn main(args: RunArgs) -> Exit {
         // The report's status is a shell's `$?`: the low byte.
         #[cfg(windows)]
         Exit::Full(c) => (c & 0xff) as u8,
-        Exit::Reraise(n) => 128u8.saturating_add(n as u8),
+        Exit::Reraise(n) => signalled(n),
     };
     match out.outcome() {
         Outcome::Exited(c) => {
@@ -346,7 +344,7 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
         }
         return Exit::Code(match outcome {
             Outcome::Exited(c) => (c & 0xff) as u8,
-            Outcome::Signalled(n) => 128u8.saturating_add(n as u8),
+            Outcome::Signalled(n) => signalled(n),
             _ => EXIT_OWN_FAILURE,
         });
     }
@@ -357,7 +355,7 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
         Outcome::Exited(c) => Exit::Full(c),
         #[cfg(unix)]
         Outcome::Exited(c) => Exit::Code((c & 0xff) as u8),
-        Outcome::Signalled(n) if args.no_reraise => Exit::Code(128u8.saturating_add(n as u8)),
+        Outcome::Signalled(n) if args.no_reraise => Exit::Code(signalled(n)),
         Outcome::Signalled(n) => Exit::Reraise(n),
         _ => Exit::Code(EXIT_OWN_FAILURE),
     }

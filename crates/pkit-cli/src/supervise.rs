@@ -9,7 +9,7 @@ use pkit::{
 };
 
 use crate::args::{RestartArg, SuperviseArgs};
-use crate::exit::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
+use crate::exit::{signalled, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
 use crate::report::kind_name;
 use crate::{signame, EXIT_OWN_FAILURE};
 
@@ -148,7 +148,7 @@ fn status(outcome: &SupervisionOutcome) -> u8 {
     if let Some(out) = &outcome.final_output {
         return match out.outcome() {
             Outcome::Exited(code) => code as u8,
-            Outcome::Signalled(sig) => 128u8.saturating_add(sig as u8),
+            Outcome::Signalled(sig) => signalled(sig),
             _ => EXIT_TIMEOUT,
         };
     }
