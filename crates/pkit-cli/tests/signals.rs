@@ -485,17 +485,6 @@ fn a_term_after_a_flood_of_winch_is_not_lost() {
     }
 }
 
-/// Bit `sig` of a `/proc/<pid>/status` signal mask line (`SigIgn:` ...).
-fn in_mask(pid: i32, line: &str, sig: i32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let mask = status
-        .lines()
-        .find_map(|l| l.strip_prefix(line))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or_else(|| panic!("no {line} for {pid}: {status}"));
-    mask & (1 << (sig - 1)) != 0
-}
-
 /// Kills pkit (the child of the test) if the test fails before it ends:
 /// its owner-death guard then ends the program.
 struct KillOnPanic(Option<std::process::Child>);
@@ -509,8 +498,8 @@ impl Drop for KillOnPanic {
     }
 }
 
-/// A signal ignored when pkit starts (here `nohup`'s SIGHUP, set by the
-/// shell that execs pkit) stays ignored, on every mechanism: pkit neither
+/// A signal ignored when pkit starts (here SIGHUP, as `nohup` leaves it)
+/// stays ignored, on every mechanism: pkit neither
 /// forwards nor acts on it (two of them would otherwise start its
 /// teardown), the report lists none, and the program inherits the ignored
 /// disposition, as it would without pkit. Before, the signalfd
@@ -524,9 +513,7 @@ fn a_signal_ignored_when_pkit_starts_stays_ignored() {
             ready.display()
         );
         let mut child = KillOnPanic(Some(
-            std::process::Command::new("sh")
-                .args(["-c", "trap '' HUP; exec \"$0\" \"$@\""])
-                .arg(env!("CARGO_BIN_EXE_pkit"))
+            pkit_ignoring(libc::SIGHUP)
                 .args(["run", "--json", "--mechanism", m, "--", "sh", "-c", &script])
                 .stdin(Stdio::null())
                 .stderr(Stdio::piped())

@@ -74,6 +74,34 @@ pub fn pkit() -> Command {
     cmd
 }
 
+/// [`pkit`], started with `sig` ignored, as `nohup` starts a program with
+/// SIGHUP ignored.
+pub fn pkit_ignoring(sig: i32) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = pkit();
+    // SAFETY: as in `pkit`: only `signal`, after `pkit`'s own (closures
+    // run in the order they were added).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(sig, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Whether signal `sig` is in `pid`'s mask `field` of `/proc/<pid>/status`
+/// (`SigIgn:`, `SigBlk:`, `SigPnd:`).
+pub fn in_mask(pid: i32, field: &str, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no {field} for {pid}: {status}"));
+    mask & (1 << (sig - 1)) != 0
+}
+
 pub fn run(args: &[&str]) -> Output {
     pkit().args(args).output().expect("pkit runs")
 }
