@@ -115,13 +115,14 @@ pub fn is_unitless(text: &str) -> bool {
 /// `DUR[,FACTOR]`: the first pause and its growth per consecutive crash.
 pub fn parse_backoff(text: &str) -> Result<(Duration, f64), String> {
     let (dur, factor) = match text.split_once(',') {
-        Some((d, f)) => {
-            let f: f64 = f
+        Some((d, given)) => {
+            let f: f64 = given
                 .trim()
                 .parse()
-                .map_err(|_| format!("{f:?}: the factor must be a number (2, 1.5)"))?;
+                .map_err(|_| format!("{given:?}: the factor must be a number (2, 1.5)"))?;
+            // Quoted as given: 1e-300 would be written out with 300 digits.
             if !f.is_finite() || f < 1.0 {
-                return Err(format!("{f}: the factor must be at least 1"));
+                return Err(format!("{given:?}: the factor must be at least 1"));
             }
             (d, f)
         }

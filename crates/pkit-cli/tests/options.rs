@@ -844,6 +844,7 @@ fn out_of_range_numbers_are_refused_with_a_clear_message() {
         (&["supervise", "--backoff", "1s,NaN"], "factor"),
         (&["supervise", "--backoff", "1s,0.5"], "factor"),
         (&["supervise", "--backoff", "1s,inf"], "factor"),
+        (&["supervise", "--backoff", "1s,1e-300"], "factor"),
         (&["supervise", "--max-backoff", "NaN"], "not a duration"),
         (&["supervise", "--health-timeout", "-1"], "can't be negative"),
         (&["supervise", "-k", "NaN"], "not a duration"),
