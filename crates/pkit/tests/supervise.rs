@@ -664,8 +664,10 @@ async fn a_port_that_never_opens_is_a_crash_every_run() {
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let counter = TempPath::new("port-never");
         let cmd = sh(r#"echo $$ >> "$1"; sleep 300 & wait"#).arg(counter.as_str());
+        // Long enough for a loaded machine's shell to write its pid before
+        // the health timeout kills it (200 ms lost one now and then).
         let mut handle = sup(choice, cmd)
-            .ready_when_port(addr, Duration::from_millis(200))
+            .ready_when_port(addr, Duration::from_secs(1))
             .max_restarts(2)
             .start();
         let events = all_events(&mut handle).await;
