@@ -53,7 +53,13 @@ impl Cgroup {
                 cpu_stat: self.cpu_stat.clone(),
             };
             match super::super::cgroup_pool::offer(spare) {
-                Ok(()) => true,
+                // Marked before the hand-over ends: a concurrent close
+                // that finds the tenure ended must find this too, not
+                // remove the directory it no longer owns.
+                Ok(()) => {
+                    self.removed.store(true, Ordering::Release);
+                    true
+                }
                 Err(back) => {
                     ticket = back;
                     false
@@ -61,7 +67,6 @@ impl Cgroup {
             }
         });
         if pooled {
-            self.removed.store(true, Ordering::Release);
             return Ok(None);
         }
         if busy {
