@@ -101,18 +101,12 @@ impl Container {
                 // Only while the directory is the group's: once the closed
                 // group's directory went to the pool, it (and a leaf made
                 // in it) is another group's.
-                let placed = cg.tenure().during(|| {
+                cg.tenure().during_or_closed(|| {
                     if self.leaves.use_dir() {
                         cg.add_process(pid)
                     } else {
                         super::linux::leaf::adopt_into_leaf(cg.path(), &self.leaves, pid)
                     }
-                });
-                placed.unwrap_or_else(|| {
-                    Err(io::Error::new(
-                        io::ErrorKind::NotFound,
-                        "the group is closed",
-                    ))
                 })?;
                 for (_, g) in &self.limits.v1 {
                     g.add_process(pid)?;

@@ -361,13 +361,8 @@ impl Cgroup {
     /// [`write_file`](Self::write_file) while the directory is the group's
     /// (else `NotFound`: it was handed on with the group closed).
     fn write_ours(&self, name: &str, value: &[u8]) -> io::Result<()> {
-        let written = self.tenure.during(|| self.write_file(name, value));
-        written.unwrap_or_else(|| {
-            Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "the group is closed",
-            ))
-        })
+        self.tenure
+            .during_or_closed(|| self.write_file(name, value))
     }
 
     /// Freezes or thaws the cgroup; a freeze waits (asynchronously) until

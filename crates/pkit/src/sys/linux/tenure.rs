@@ -9,6 +9,7 @@
 //! [`Tenure::during`]; the hand-over ([`Tenure::hand_on`]) waits for those
 //! under way and makes every later one do nothing.
 
+use std::io;
 use std::sync::RwLock;
 
 /// One group's hold on its cgroup directory (see the module docs).
@@ -33,6 +34,18 @@ impl Tenure {
     pub(crate) fn during<T>(&self, act: impl FnOnce() -> T) -> Option<T> {
         let ours = self.ours.read().unwrap_or_else(|e| e.into_inner());
         (*ours).then(act)
+    }
+
+    /// [`during`](Self::during) for an act whose caller must hear that
+    /// nothing was done: `NotFound` once the directory was handed on (the
+    /// group is closed).
+    pub(crate) fn during_or_closed<T>(&self, act: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        self.during(act).unwrap_or_else(|| {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the group is closed",
+            ))
+        })
     }
 
     /// Runs `decide` with no [`during`](Self::during) under way or
