@@ -90,7 +90,7 @@ pub struct RunningPipe {
     finished: Option<Output>,
     /// The process that started it: a copy in a child forked without
     /// `exec` kills nothing when dropped.
-    made_by: u32,
+    made_by: crate::sys::Creator,
 }
 
 /// How the chain ended, as the driver saw it.
@@ -164,7 +164,7 @@ impl RunningPipe {
             driver: Some(driver),
             driven: None,
             finished: None,
-            made_by: crate::sys::this_pid(),
+            made_by: crate::sys::Creator::here(),
         }
     }
 
@@ -379,7 +379,7 @@ impl Drop for RunningPipe {
     /// chain is its parent's.
     fn drop(&mut self) {
         if let Some(driver) = self.driver.take() {
-            if !driver.is_finished() && self.made_by == crate::sys::this_pid() {
+            if !driver.is_finished() && self.made_by.is_here() {
                 driver.abort();
                 let _ = self.group.kill();
             }

@@ -75,7 +75,7 @@ pub struct RunningProcess {
     pub(crate) kill_on_drop: bool,
     /// The process that started it: a copy in a child forked without
     /// `exec` kills nothing when dropped.
-    pub(crate) made_by: u32,
+    pub(crate) made_by: sys::Creator,
     /// The master side of a pty session (`pty.rs`).
     pub(crate) pty: Option<crate::pty::PtySide>,
 }
@@ -118,7 +118,7 @@ impl RunningProcess {
             finished: None,
             own_group: None,
             kill_on_drop: false,
-            made_by: sys::this_pid(),
+            made_by: sys::Creator::here(),
             log_name: None,
             pty: None,
         }
@@ -453,7 +453,7 @@ impl Drop for RunningProcess {
     /// A copy in a child the application forked without `exec` kills
     /// nothing, `set_kill_on_drop` or not: the process is its parent's.
     fn drop(&mut self) {
-        if self.kill_on_drop && self.made_by == sys::this_pid() {
+        if self.kill_on_drop && self.made_by.is_here() {
             let _ = self.kill_tree();
         }
         for r in [self.stdout.take(), self.stderr.take()]

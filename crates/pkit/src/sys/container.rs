@@ -60,17 +60,7 @@ pub(crate) struct Container {
     pub(super) lifecycle: RwLock<()>,
     /// The process that made it: a copy in a child forked without `exec`
     /// leaves the container alone (see `Drop`).
-    pub(super) owner: u32,
-}
-
-pub(super) use super::this_pid;
-
-impl Container {
-    /// Whether this process made it (and not a child forked without
-    /// `exec`, whose copy must not act on it when dropped).
-    pub(super) fn made_here(&self) -> bool {
-        self.owner == this_pid()
-    }
+    pub(super) owner: super::Creator,
 }
 
 /// A container's standing with the owner-death guard.

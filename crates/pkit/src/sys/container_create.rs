@@ -147,7 +147,7 @@ impl Container {
             #[cfg(target_os = "linux")]
             leaves: Default::default(),
             lifecycle: RwLock::new(()),
-            owner: super::container::this_pid(),
+            owner: super::Creator::here(),
         })
     }
 }

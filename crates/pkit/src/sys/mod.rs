@@ -132,17 +132,35 @@ pub fn release_spare_cgroups() {
     linux::cgroup_pool::release_all();
 }
 
-/// This process's id (the kept one, which a fork forgets): a handle that
-/// records it (`RunningProcess`, `RunningPipe`, `Container`) knows a copy
-/// in a child forked without `exec` by it, and does nothing to its
-/// parent's processes when that copy drops.
+/// The process that made a handle which acts on the system when dropped
+/// (`RunningProcess`, `RunningPipe`, a group's container, a cgroup leaf, a
+/// v1 cgroup). A child an application forks without `exec` gets copies of
+/// its parent's handles; a drop that kills or removes something asks
+/// [`is_here`](Self::is_here) first, so such a copy does nothing to its
+/// parent's processes or directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Creator(u32);
+
+impl Creator {
+    /// This process.
+    pub(crate) fn here() -> Creator {
+        Creator(this_pid())
+    }
+
+    /// Whether this process made the handle (it is not a forked copy).
+    pub(crate) fn is_here(self) -> bool {
+        self.0 == this_pid()
+    }
+}
+
+/// This process's id (the kept one, which a fork forgets).
 #[cfg(target_os = "linux")]
-pub(crate) fn this_pid() -> u32 {
+fn this_pid() -> u32 {
     pid::current()
 }
 
-/// This process's id (see the Linux form).
+/// This process's id.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn this_pid() -> u32 {
+fn this_pid() -> u32 {
     std::process::id()
 }

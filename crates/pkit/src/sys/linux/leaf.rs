@@ -30,7 +30,7 @@ pub(crate) struct Leaf {
     leaves: Arc<Leaves>,
     /// The process that made it: a copy in a child forked without `exec`
     /// leaves the directory alone when dropped.
-    owner: u32,
+    owner: crate::sys::Creator,
 }
 
 impl Leaf {
@@ -43,7 +43,7 @@ impl Leaf {
                 path,
                 dir,
                 leaves: leaves.clone(),
-                owner: crate::sys::pid::current(),
+                owner: crate::sys::Creator::here(),
             }),
             Err(e) => {
                 let _ = rustix::fs::rmdir(&path);
@@ -171,7 +171,7 @@ pub(crate) fn adopt_into_leaf(group: &Path, leaves: &Leaves, pid: i32) -> io::Re
 
 impl Drop for Leaf {
     fn drop(&mut self) {
-        if self.owner != crate::sys::pid::current() {
+        if !self.owner.is_here() {
             return; // a forked child's copy: the directory is its parent's
         }
         // Most leaves are empty and have no sub-cgroup by now, or are gone

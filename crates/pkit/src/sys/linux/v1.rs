@@ -94,7 +94,7 @@ pub(crate) struct V1Cgroup {
     procs: OwnedFd,
     /// The process that made it: a child forked without `exec` drops its
     /// copy without removing the directory.
-    owner: u32,
+    owner: crate::sys::Creator,
 }
 
 impl V1Cgroup {
@@ -122,7 +122,7 @@ impl V1Cgroup {
         Ok(V1Cgroup {
             path,
             procs,
-            owner: crate::sys::pid::current(),
+            owner: crate::sys::Creator::here(),
         })
     }
 
@@ -184,7 +184,7 @@ impl V1Cgroup {
 /// handed the path by [`Cgroup::teardown`](super::cgroup::Cgroup::teardown)).
 impl Drop for V1Cgroup {
     fn drop(&mut self) {
-        if self.owner != crate::sys::pid::current() {
+        if !self.owner.is_here() {
             return;
         }
         self.remove();
