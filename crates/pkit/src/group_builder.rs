@@ -20,7 +20,8 @@ pub struct GroupBuilder {
     /// The name the group's lifecycle events carry, when pkit builds the
     /// group for one command (its log label); else [`Self::name`]'s.
     log_name: Option<Arc<str>>,
-    /// A one-shot run's private group, whose resource use nobody reads.
+    /// A private group pkit makes for one run, whose resource use nobody
+    /// reads (see [`one_shot`](Self::one_shot)).
     one_shot: bool,
 }
 
@@ -156,9 +157,11 @@ impl GroupBuilder {
         self
     }
 
-    /// Marks the group as a one-shot run's private one: nobody reads its
-    /// stats, so a reused cgroup directory's earlier use needn't be
-    /// measured when it is made.
+    /// Marks the group as a private one pkit makes for one run (a verb's,
+    /// `Command::start`'s, a pipeline's, a supervised run's): nobody reads
+    /// its stats, so a reused cgroup directory's earlier use needn't be
+    /// measured when it is made (no `stat` of `memory.current`, no read
+    /// of `cpu.stat`), and a spare with memory accounting may be reused.
     pub(crate) fn one_shot(mut self) -> GroupBuilder {
         self.one_shot = true;
         self

@@ -315,7 +315,7 @@ impl Pipe {
         let (timeout, timeout_signal, grace) = self.time_bounds();
         let began = Instant::now();
         let name = self.stages[0].log_label();
-        let mut builder = Group::builder().log_name(name.clone());
+        let mut builder = Group::builder().log_name(name.clone()).one_shot();
         if let Some(choice) = self.mechanism {
             builder = builder.mechanism(choice);
         }

@@ -151,7 +151,7 @@ impl Loop {
             interrupted: None,
             began,
         };
-        let mut builder = Group::builder().log_name(self.name.clone());
+        let mut builder = Group::builder().log_name(self.name.clone()).one_shot();
         if let Some(choice) = self.sup.mechanism {
             builder = builder.mechanism(choice);
         }
