@@ -273,7 +273,6 @@ impl Cgroup {
     /// `cgroup.kill`, because the fork path compares the target cgroup's
     /// kill sequence with the parent's.
     pub(crate) fn kill_each(&self, user_frozen: bool) -> io::Result<()> {
-        self.killed.store(true, Ordering::Release);
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -331,8 +330,9 @@ impl Cgroup {
     }
 
     /// Freezes (`true`) or thaws the cgroup and waits for the kernel to
-    /// confirm a freeze (`frozen 1` in `cgroup.events`).
-    pub(crate) fn freeze(&self, on: bool) -> io::Result<()> {
+    /// confirm a freeze (`frozen 1` in `cgroup.events`). Only inside the
+    /// group's tenure (see [`while_frozen`](Self::while_frozen)'s callers).
+    fn freeze(&self, on: bool) -> io::Result<()> {
         self.write_file("cgroup.freeze", if on { b"1" } else { b"0" })?;
         if on {
             let events = self.open_events()?;
