@@ -2,6 +2,8 @@
 //! bounded, and removable on demand (its own test binary: it counts this
 //! process's cgroup directories).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -197,11 +199,9 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
     until("every spare is removed", || own_dirs().is_empty()).await;
 }
 
-/// The cgroup directory of a cgroup group, from its description.
+/// The cgroup directory of a cgroup group.
 fn dir_of(group: &Group) -> std::path::PathBuf {
-    let d = group.description();
-    let rest = d.strip_prefix("cgroup v2 at ").expect("a cgroup group");
-    std::path::PathBuf::from(rest.split("; ").next().unwrap())
+    common::cgroup_dir(group).expect("a cgroup group")
 }
 
 fn cgroup_group() -> Group {
