@@ -23,27 +23,7 @@ const CHILD: &str = "PKIT_TEST_BLOCKING_RUNTIME_CHILD";
 
 #[test]
 fn a_blocking_call_without_free_descriptors_fails_and_the_next_one_works() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "starved_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.contains("STARVED CHILD DONE"),
-        "the child failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    run_child("starved_child", CHILD, "STARVED CHILD DONE");
 }
 
 /// Marks the re-run child of the few-descriptors test.
@@ -56,27 +36,7 @@ const FEW: &str = "PKIT_TEST_BLOCKING_RUNTIME_FEW";
 /// fails with the runtime's error until one builds it; none panics.
 #[test]
 fn a_blocking_call_with_a_few_free_descriptors_never_panics() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "few_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(FEW, "1")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.contains("FEW CHILD DONE"),
-        "the child failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    run_child("few_child", FEW, "FEW CHILD DONE");
 }
 
 #[test]
@@ -188,4 +148,31 @@ fn starved_child() {
     }
     assert!(own_children().is_empty(), "{:?}", own_children());
     println!("STARVED CHILD DONE");
+}
+
+/// Runs this binary's ignored test `child` (marked by the environment
+/// variable `marker`) in a process of its own, where it may starve itself
+/// of descriptors; it must succeed, say `done`, and not panic.
+fn run_child(child: &str, marker: &str, done: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            child,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(marker, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains(done),
+        "the child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
