@@ -642,6 +642,49 @@ fn corrupt_and_future_cassettes_are_clear_errors() {
     assert!(err.to_string().starts_with("reading the cassette"), "{err}");
 }
 
+/// An argument object other than `{"secret": true}` is refused, naming
+/// its place: never read as a secret (or as anything else).
+#[test]
+fn a_malformed_secret_mark_is_refused_naming_its_place() {
+    let path = TempPath::new("cassette-bad-secret.json");
+    let cassette = |arg: &str| {
+        format!(
+            r#"{{"format": 3, "runs": [{{"program": "tool", "args": ["--token", {arg}],
+            "cwd": null, "env_names": [], "outcome": {{"exited": 0}}, "stdout": "ok",
+            "stderr": "", "stdout_total_bytes": 2, "stderr_total_bytes": 0}}]}}"#
+        )
+    };
+    // The well-formed mark loads and matches any secret there.
+    std::fs::write(path.path(), cassette(r#"{"secret": true}"#)).unwrap();
+    let replay = Arc::new(RecordReplay::replay(path.path()).unwrap());
+    assert_eq!(replay.len(), 1);
+    let cases = [
+        (r#"{"secret": false}"#, "{\"secret\": false}"),
+        (r#"{"secret": 1}"#, "\"secret\": 1, not true"),
+        (r#"{"secret": "true"}"#, "not true"),
+        (r#"{}"#, "without \"secret\""),
+        (r#"{"value": "x"}"#, "without \"secret\""),
+        (
+            r#"{"secret": true, "value": "x"}"#,
+            "other than \"secret\" (value)",
+        ),
+        ("7", "is 7, not a string"),
+        ("null", "is null, not a string"),
+    ];
+    for (arg, says) in cases {
+        std::fs::write(path.path(), cassette(arg)).unwrap();
+        let err = RecordReplay::replay(path.path()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{arg}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("corrupt cassette: runs[0].args[1] "),
+            "{arg}: {text}"
+        );
+        assert!(text.contains(says), "{arg}: {text}");
+    }
+    std::fs::remove_file(path.path()).unwrap();
+}
+
 const SECRET: &str = "tok-9f3b-never-shown";
 
 /// A secret argument never shows in a recorded call's `Debug` (what a

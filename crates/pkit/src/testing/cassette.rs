@@ -138,7 +138,9 @@ struct State {
 /// for a started run, `output`: its pieces in order, each
 /// `{"stdout": ...}` or `{"stderr": ...}` (`stdout` and `stderr` still
 /// hold each stream whole). Format 3 adds secret arguments: one in
-/// `args` is `{"secret": true}` (see **Secrets**). A cassette is written in
+/// `args` is `{"secret": true}` (see **Secrets**); any other object there
+/// (`{"secret": false}`, another key, `{}`) is a corrupt cassette, the
+/// error naming its place (`runs[0].args[1]`). A cassette is written in
 /// the oldest format that holds it — 3 with a secret argument, else 2 with
 /// a started run, else 1 — so older pkit reads what it can; older formats
 /// load as before.
@@ -456,6 +458,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Run>, String> {
             "cassette format {format} is newer than this pkit reads (up to {FORMAT}): upgrade pkit or record it again"
         ));
     }
+    super::runs::check_args(&value)?;
     let cassette: Cassette =
         serde_json::from_value(value).map_err(|e| format!("corrupt cassette: {e}"))?;
     Ok(cassette.runs)

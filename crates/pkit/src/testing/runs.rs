@@ -48,10 +48,64 @@ pub(super) enum Arg {
     Secret(SecretMark),
 }
 
-/// What a secret argument is written as.
+/// What a secret argument is written as: `{"secret": true}`, nothing
+/// else (see [`check_args`], which names a malformed one's place).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SecretMark {
+    #[serde(deserialize_with = "only_true")]
     pub(super) secret: bool,
+}
+
+/// `true`, the only value a secret mark has.
+fn only_true<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match bool::deserialize(d)? {
+        true => Ok(true),
+        false => Err(serde::de::Error::custom(
+            "a secret mark is {\"secret\": true}",
+        )),
+    }
+}
+
+/// Checks every argument of every run in a cassette's JSON before it is
+/// read: a string, an array of bytes, or exactly `{"secret": true}`.
+/// Anything else — `{"secret": false}`, `{"secret": 1}`, `{}`, another
+/// key beside `secret` — is refused, naming its place
+/// (`runs[2].args[1]`), never guessed at.
+pub(super) fn check_args(cassette: &serde_json::Value) -> Result<(), String> {
+    let Some(runs) = cassette.get("runs").and_then(|r| r.as_array()) else {
+        return Ok(()); // serde names what is missing
+    };
+    for (i, run) in runs.iter().enumerate() {
+        let Some(args) = run.get("args").and_then(|a| a.as_array()) else {
+            continue;
+        };
+        for (j, arg) in args.iter().enumerate() {
+            let why = match arg {
+                serde_json::Value::String(_) | serde_json::Value::Array(_) => continue,
+                serde_json::Value::Object(mark) => match mark.get("secret") {
+                    _ if mark.len() > 1 => {
+                        let other = mark.keys().find(|k| *k != "secret");
+                        format!(
+                            "has a key other than \"secret\" ({})",
+                            other.map_or("?", |k| k.as_str())
+                        )
+                    }
+                    Some(serde_json::Value::Bool(true)) => continue,
+                    Some(serde_json::Value::Bool(false)) => {
+                        "is {\"secret\": false}: an argument is either a value or \
+                         {\"secret\": true}"
+                            .to_string()
+                    }
+                    Some(other) => format!("has \"secret\": {other}, not true"),
+                    None => format!("is an object without \"secret\" ({arg})"),
+                },
+                other => format!("is {other}, not a string, an array of bytes or a secret mark"),
+            };
+            return Err(format!("corrupt cassette: runs[{i}].args[{j}] {why}"));
+        }
+    }
+    Ok(())
 }
 
 impl Arg {
