@@ -21,6 +21,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let hint = || format!("{text:?} is not a duration (try 10, 1.5, 500ms, 2m, 1m30s, 1d)");
     let mut rest = t;
     let mut total = 0.0f64;
+    // Whether a term's digits are not all zero: such a term is positive
+    // even where the double it reads as (1e-400), or its scaled value
+    // (1e-322ms), is 0.0.
+    let mut positive = false;
     let mut terms = 0;
     while !rest.is_empty() {
         let n = number_len(rest);
@@ -28,6 +32,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             return Err(hint());
         }
         let value: f64 = rest[..n].parse().map_err(|_| hint())?;
+        positive |= rest[..n]
+            .bytes()
+            .take_while(|b| !matches!(b, b'e' | b'E'))
+            .any(|b| matches!(b, b'1'..=b'9'));
         rest = &rest[n..];
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
@@ -63,9 +71,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         return Ok(Duration::MAX);
     }
     let d = Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))?;
-    // A positive duration too short to count (1e-300) is the shortest
-    // one, as in timeout(1): never 0, which means "no timeout".
-    if d.is_zero() && total > 0.0 {
+    // A positive duration too short to count (1e-300, 1e-400) is the
+    // shortest one, as in timeout(1): never 0, which means "no timeout".
+    if d.is_zero() && positive {
         return Ok(Duration::from_nanos(1));
     }
     Ok(d)
@@ -153,7 +161,11 @@ mod tests {
         assert_eq!(parse("1e300"), Ok(Duration::MAX));
         // Too short to count, but not "no timeout".
         assert_eq!(parse("1e-300"), Ok(Duration::from_nanos(1)));
+        // Below a double's range (read, or once scaled, as 0.0): the same.
+        assert_eq!(parse("1e-400"), Ok(Duration::from_nanos(1)));
+        assert_eq!(parse("1e-322ms"), Ok(Duration::from_nanos(1)));
         assert_eq!(parse("0.0"), Ok(Duration::ZERO));
+        assert_eq!(parse("0e-400"), Ok(Duration::ZERO));
     }
 
     #[test]
