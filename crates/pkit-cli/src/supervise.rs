@@ -96,6 +96,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         ended: None,
         running: None,
         stopping: false,
+        unhealthy: false,
     };
     loop {
         tokio::select! {
@@ -172,6 +173,8 @@ struct Say {
     /// pkit asked for a stop (a signal came): a run that ends now without
     /// crashing was stopped by pkit.
     stopping: bool,
+    /// The running run failed its health check (pkit kills it).
+    unhealthy: bool,
 }
 
 fn outcome_text(outcome: &Outcome) -> String {
@@ -195,7 +198,11 @@ impl Say {
     fn event(&mut self, event: &SupervisorEvent) {
         use serde_json::json;
         match event {
-            SupervisorEvent::Started { pid, .. } => self.running = Some(*pid),
+            SupervisorEvent::Started { pid, .. } => {
+                self.running = Some(*pid);
+                self.unhealthy = false;
+            }
+            SupervisorEvent::Unhealthy { .. } => self.unhealthy = true,
             SupervisorEvent::Exited { .. } => self.running = None,
             _ => {}
         }
@@ -242,9 +249,17 @@ impl Say {
             } => {
                 let run = self.ended.take().unwrap_or_else(|| "run".into());
                 // How the run really ended: on its own (a crash, or clean),
-                // or by pkit's stop (its SIGTERM, or the SIGKILL of a
-                // second signal or the grace's end), which is no crash.
-                let what = if *crashed {
+                // by pkit's stop (its SIGTERM, or the SIGKILL of a second
+                // signal or the grace's end), which is no crash, or by
+                // pkit's SIGKILL after it failed its health check (a crash
+                // for the restart policy, as the JSON's "crashed" says, but
+                // not the program's doing). A run that failed its check by
+                // ending first ended on its own: a crash.
+                let killed_unhealthy = self.unhealthy
+                    && matches!(outcome, Outcome::Signalled(s) if signame::name(*s) == Some("SIGKILL"));
+                let what = if killed_unhealthy {
+                    "stopped by pkit: unhealthy"
+                } else if *crashed {
                     "crash"
                 } else if self.stopping {
                     "stopped by pkit"
@@ -278,6 +293,7 @@ impl Say {
         // not have (the event buffer overflowed), it is reported from the
         // outcome.
         if let (Some(pid), Some(out)) = (self.running, &outcome.final_output) {
+            self.unhealthy |= outcome.final_unhealthy;
             self.event(&SupervisorEvent::Exited {
                 pid,
                 outcome: out.outcome(),

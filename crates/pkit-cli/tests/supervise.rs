@@ -152,6 +152,15 @@ fn a_run_that_never_prints_its_health_line_counts_as_a_crash() {
     assert_eq!(out.status.code(), Some(124), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("failed its health check").count(), 2, "{err}");
+    // pkit's kill of an unhealthy run is labelled as pkit's, not the
+    // program's crash.
+    assert_eq!(
+        err.matches("failed its health check, killed by SIGKILL (stopped by pkit: unhealthy)")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert!(!err.contains("(crash)"), "{err}");
     assert!(err.contains("restarts exhausted after 1 restarts"), "{err}");
 }
 
@@ -519,6 +528,13 @@ fn giving_up_on_runs_that_exit_0_unhealthy_is_not_success() {
                 .any(|e| e["event"] == "exited" && e["exit_code"] == 0 && e["crashed"] == true));
         } else {
             assert_eq!(err.matches("failed its health check").count(), 2, "{err}");
+            // Ended on its own before it was ready: a crash, not pkit's.
+            assert_eq!(
+                err.matches("failed its health check, exited with code 0 (crash)")
+                    .count(),
+                2,
+                "{err}"
+            );
             assert!(err.contains("restarts exhausted after 1 restarts"), "{err}");
         }
     }
