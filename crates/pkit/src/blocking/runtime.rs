@@ -15,20 +15,46 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 
-/// The runtime's handle, once it is built (it is never taken down).
-static HANDLE: OnceLock<Handle> = OnceLock::new();
+/// A built runtime: its handle, and the process that built it.
+struct Built {
+    handle: Handle,
+    owner: crate::sys::Creator,
+}
 
-/// The handle of the internal runtime, built on first use; `what` (the
-/// blocking call) names the call in the error when it can't be built.
+/// The runtime, once it is built (it is never taken down).
+static FIRST: OnceLock<Built> = OnceLock::new();
+
+/// A child forked without `exec` from a process that had built the
+/// runtime: that one's own (see [`current`]), leaked once per such process.
+static FORKED: Mutex<Option<&'static Built>> = Mutex::new(None);
+
+/// This process's runtime, if it built one. A forked child's copy of its
+/// parent's is not: its thread is not in the child, and the epoll
+/// instance its I/O driver waits on is shared with the parent. A
+/// registration the child made there would wake the parent's runtime
+/// thread with a token that is an address in the child's memory, and the
+/// parent would follow it (seen: the parent killed by SIGSEGV).
+fn current() -> Option<&'static Handle> {
+    let first = FIRST.get()?;
+    if first.owner.is_here() {
+        return Some(&first.handle);
+    }
+    let forked = *FORKED.lock().unwrap_or_else(|e| e.into_inner());
+    forked.filter(|b| b.owner.is_here()).map(|b| &b.handle)
+}
+
+/// The handle of the internal runtime, built on first use (in a forked
+/// child, its own: see [`current`]); `what` (the blocking call) names the
+/// call in the error when it can't be built.
 fn handle(what: &str) -> Result<&'static Handle> {
-    if let Some(handle) = HANDLE.get() {
+    if let Some(handle) = current() {
         return Ok(handle);
     }
     // One builder at a time: two threads' first calls must not both start
     // a runtime thread.
     static BUILDING: Mutex<()> = Mutex::new(());
     let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(handle) = HANDLE.get() {
+    if let Some(handle) = current() {
         return Ok(handle);
     }
     let failed = |step: &str, e: io::Error| {
@@ -46,13 +72,21 @@ fn handle(what: &str) -> Result<&'static Handle> {
         .thread_name("pkit-blocking")
         .build()
         .map_err(|e| failed("build its internal Tokio runtime", e))?;
-    let handle = rt.handle().clone();
+    let built = Built {
+        handle: rt.handle().clone(),
+        owner: crate::sys::Creator::here(),
+    };
     // On failure the closure, and the runtime in it, is dropped here.
     std::thread::Builder::new()
         .name("pkit-blocking".into())
         .spawn(move || rt.block_on(std::future::pending::<()>()))
         .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
-    Ok(HANDLE.get_or_init(|| handle))
+    if FIRST.get().is_none() {
+        return Ok(&FIRST.get_or_init(|| built).handle);
+    }
+    let built: &'static Built = Box::leak(Box::new(built));
+    *FORKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(built);
+    Ok(&built.handle)
 }
 
 /// Makes sure the runtime's descriptors can be had now. With Tokio's
@@ -80,9 +114,10 @@ fn spare_descriptors() -> io::Result<()> {
 /// started process, its lines, a supervision): its existence means the
 /// runtime was built, and a built runtime is kept.
 fn built() -> &'static Handle {
-    HANDLE
-        .get()
-        .expect("pkit::blocking: a handle made in the internal runtime outlives no runtime")
+    current().expect(
+        "pkit::blocking: a handle made in the internal runtime is used where that runtime is \
+         not (in a child forked without exec, from its parent's)",
+    )
 }
 
 /// Panics, clearly, where blocking would stall a runtime.
@@ -144,7 +179,7 @@ pub(crate) fn enter_made<T>(what: &str, f: impl FnOnce() -> T) -> T {
 /// it (a value made without it is dropped without it). A value dropped
 /// inside another runtime is dropped in that runtime's context.
 pub(crate) fn enter_for_drop<T>(value: T) {
-    match HANDLE.get() {
+    match current() {
         Some(handle) if tokio::runtime::Handle::try_current().is_err() => {
             let _guard = handle.enter();
             drop(value);
