@@ -13,9 +13,11 @@ pub fn parse(text: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (try 512M, 2G or 500MB)"))?;
+    let not_a_size = || format!("{text:?} is not a size (try 512M, 2G or 500MB)");
+    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return Err(not_a_size());
+    }
     let upper = unit.trim().to_ascii_uppercase();
     let power = |letter: &str| match letter {
         "K" => Some(1),
@@ -24,24 +26,44 @@ pub fn parse(text: &str) -> Result<u64, String> {
         "T" => Some(4),
         _ => None,
     };
-    let scale: f64 = if upper.is_empty() || upper == "B" {
-        1.0
+    let scale: u128 = if upper.is_empty() || upper == "B" {
+        1
     } else if let Some(letter) = upper.strip_suffix("IB") {
-        1024f64.powi(power(letter).ok_or_else(|| bad_unit(unit, text))?)
+        1024u128.pow(power(letter).ok_or_else(|| bad_unit(unit, text))?)
     } else if let Some(letter) = upper.strip_suffix('B') {
-        1000f64.powi(power(letter).ok_or_else(|| bad_unit(unit, text))?)
+        1000u128.pow(power(letter).ok_or_else(|| bad_unit(unit, text))?)
     } else {
-        1024f64.powi(power(&upper).ok_or_else(|| bad_unit(unit, text))?)
+        1024u128.pow(power(&upper).ok_or_else(|| bad_unit(unit, text))?)
     };
-    let bytes = value * scale;
-    // `u64::MAX as f64` rounds up to 2^64, one past the largest count: a
-    // size of exactly 2^64 (16777216T, found by fuzzing) must be refused,
-    // not saturated to 2^64 - 1.
-    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
-        return Err(format!("{text:?} is out of range"));
+    // Whole bytes, counted exactly (no float rounding) with every step
+    // checked: the fraction's first 18 digits count (the rest are less
+    // than a byte even in T), a part below a byte is dropped.
+    let out_of_range = || {
+        format!(
+            "{text:?} is out of range (1 byte to 8 EiB - 1 byte, the kernel's largest memory cap)"
+        )
+    };
+    let whole: u128 = match whole {
+        "" => 0,
+        w => w.parse().map_err(|_| out_of_range())?,
+    };
+    let frac = &frac[..frac.len().min(18)];
+    let frac_bytes = match frac {
+        "" => 0,
+        f => f.parse::<u128>().map_err(|_| not_a_size())? * scale / 10u128.pow(f.len() as u32),
+    };
+    let bytes = (whole.checked_mul(scale))
+        .and_then(|b| b.checked_add(frac_bytes))
+        .ok_or_else(out_of_range)?;
+    if bytes < 1 || bytes > u128::from(MAX_BYTES) {
+        return Err(out_of_range());
     }
     Ok(bytes as u64)
 }
+
+/// The largest size taken: `i64::MAX` bytes, the kernel's largest memory
+/// cap (above it, it clamps a cap silently).
+pub const MAX_BYTES: u64 = i64::MAX as u64;
 
 /// [`parse`], but `0` is allowed (a cap of none, for swap).
 pub fn parse_or_zero(text: &str) -> Result<u64, String> {
@@ -97,7 +119,28 @@ mod tests {
         assert!(parse("3XB").is_err());
         assert!(parse("-1M").unwrap_err().contains("negative"));
         assert!(parse("16777216T").is_err(), "2^64 bytes");
-        assert_eq!(parse("16777215T"), Ok(16777215 << 40));
+        assert!(parse("16777215T").is_err(), "above 2^63 - 1 bytes");
+        assert!(parse("16000000T").is_err(), "above 2^63 - 1 bytes");
+        assert!(parse("8388608T").is_err(), "2^63 bytes");
+        assert_eq!(parse("8388607T"), Ok(8388607 << 40));
+        assert_eq!(parse("9223372036854775807"), Ok(i64::MAX as u64));
+        assert!(parse("9223372036854775808").is_err());
+        assert!(parse("18446744073709551616").is_err(), "2^64, past a u64");
+        assert!(parse("999999999999999999999999999999999999999999T").is_err());
+        assert!(parse("0.5").is_err(), "less than a byte");
+        assert_eq!(parse("1.5"), Ok(1));
+        assert_eq!(parse(".5K"), Ok(512));
+        assert_eq!(parse("1.K"), Ok(1024));
+        assert_eq!(parse("0.1G"), Ok(107374182));
+        assert_eq!(parse("2.5MB"), Ok(2_500_000));
+        assert_eq!(
+            parse("9007199254740993"),
+            Ok(9007199254740993),
+            "exact past 2^53"
+        );
+        assert!(parse(".").is_err());
+        assert!(parse("1.2.3K").is_err());
+        assert!(parse("").is_err());
         assert_eq!(super::parse_or_zero("0"), Ok(0));
         assert_eq!(super::parse_or_zero("0M"), Ok(0));
         assert_eq!(super::parse_or_zero("1M"), Ok(1 << 20));

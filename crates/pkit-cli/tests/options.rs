@@ -834,6 +834,17 @@ fn out_of_range_numbers_are_refused_with_a_clear_message() {
         (&["run", "-k", "-5s"], "can't be negative"),
         (&["run", "--memory-max", "0"], "out of range"),
         (&["run", "--memory-max", "99999999999T"], "out of range"),
+        // Fits a u64 but not the kernel's largest cap (2^63 - 1 bytes),
+        // which it would silently clamp to.
+        (&["run", "--memory-max", "16000000T"], "out of range"),
+        (&["run", "--memory-max", "8388608T"], "out of range"),
+        (&["run", "--memory-max", "9223372036854775808"], "8 EiB - 1"),
+        (&["run", "--memory-max", "18446744073709551616"], "out of range"),
+        (&["run", "--memory-high", "999999999999999999999999999999"], "out of range"),
+        (&["run", "--memory-swap-max", "16000000T"], "out of range"),
+        (&["run", "--cpus", "0-99999999"], "CPU 99999999 is out of range"),
+        (&["run", "--cpus", "0,8192"], "CPU 8192 is out of range"),
+        (&["run", "--cpus", "8191"], "CPU 8191 is not on this host"),
         (&["run", "--memory-max=-5"], "can't be negative"),
         (&["run", "--memory-high", "NaN"], "not a size"),
         (&["run", "--capture", "--capture-limit", "0"], "out of range"),
@@ -878,4 +889,10 @@ fn edge_numbers_that_mean_something_are_accepted() {
     let out = run(&["run", "--cpu", "175921860", "--", "true"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("out of range"), "{err}");
+    // The largest memory cap the kernel takes as given.
+    for size in ["8388607T", "9223372036854775807"] {
+        let out = run(&["run", "--memory-max", size, "--", "true"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("out of range"), "{size}: {err}");
+    }
 }

@@ -50,8 +50,9 @@ impl GroupBuilder {
     /// Caps the memory of the whole tree at `bytes` (swap included where
     /// the host can cap it). A tree that needs more is OOM-killed; see
     /// [`Output::oom_killed`](crate::Output::oom_killed). Less than one page
-    /// (4096 bytes) is refused; a cap too small for a program to start
-    /// (a few hundred KiB) makes `start` fail with an error that names the
+    /// (4096 bytes) is refused, and so is more than `i64::MAX` bytes (the
+    /// most the kernel takes: it would clamp a larger cap); a cap too small
+    /// for a program to start (a few hundred KiB) makes `start` fail with an error that names the
     /// cap, rather than only `ENOMEM` or `E2BIG`.
     ///
     /// Caps apply to the group, not to a command: to bound a command, start
@@ -87,9 +88,11 @@ impl GroupBuilder {
 
     /// Lets the whole tree run only on the CPUs in `list`, in the kernel's
     /// CPU-list format: `"0"`, `"0-3"`, `"0,2-3"` (a cpuset: cgroup v2
-    /// `cpuset.cpus`, else a cgroup v1 cpuset). A malformed list, or CPUs
-    /// the host does not offer, fail at [`build`](Self::build) with
-    /// [`Error::ResourceLimit`].
+    /// `cpuset.cpus`, else a cgroup v1 cpuset). A malformed list, a CPU
+    /// past 8191 (no kernel has more) or past this host's
+    /// (`/sys/devices/system/cpu/possible`), or CPUs the host does not
+    /// offer, fail at [`build`](Self::build) with [`Error::ResourceLimit`]
+    /// naming the CPU.
     pub fn cpus(mut self, list: &str) -> GroupBuilder {
         self.limits.cpus = Some(list.to_string());
         self

@@ -335,14 +335,58 @@ async fn cpus_pins_the_tree_to_the_listed_cpus() {
 #[tokio::test]
 async fn a_bad_cpu_list_is_refused_by_name() {
     for list in ["", "x", "1-0", "0,,1", "4095"] {
-        // A list of CPUs this host doesn't have is found out only when
-        // the cpuset is written, which needs a cgroup.
-        if list == "4095" && !cgroups_here() {
-            continue;
-        }
         let err = capped().cpus(list).build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{list:?}: {err}");
         assert!(err.to_string().contains("cpus"), "{list:?}: {err}");
+    }
+    // Past any kernel's CPUs, or past this host's: named by pkit, before
+    // the kernel's bare "Numerical result out of range".
+    for (list, says) in [
+        ("0-99999999", "CPU 99999999 is out of range"),
+        ("0,8192", "CPU 8192 is out of range"),
+        ("8191", "CPU 8191 is not on this host"),
+    ] {
+        let err = capped().cpus(list).build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{list:?}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(says), "{list:?}: {text}");
+        assert!(!text.contains("os error"), "{list:?}: {text}");
+    }
+}
+
+/// A memory cap above what the kernel takes as given (`i64::MAX` bytes;
+/// it clamps a larger one) is refused by name, whatever the mechanism.
+#[tokio::test]
+async fn a_memory_cap_past_the_kernels_largest_is_refused() {
+    let over = i64::MAX as u64 + 1;
+    for (cap, builder) in [
+        ("memory_max", capped().memory_max(over)),
+        ("memory_max", capped().memory_max(u64::MAX)),
+        ("memory_high", capped().memory_high(over)),
+        ("memory_swap_max", capped().memory_swap_max(over)),
+        (
+            "memory_max",
+            Group::builder()
+                .mechanism(MechanismChoice::ProcessGroup)
+                .memory_max(over),
+        ),
+    ] {
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{cap}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(cap), "{text}");
+        assert!(
+            text.contains("above the kernel's largest memory cap"),
+            "{text}"
+        );
+    }
+    if cgroups_here() {
+        // The largest itself is taken (and means no practical cap).
+        let g = capped().memory_max(i64::MAX as u64).build().unwrap();
+        let dirs = limit_dirs(&g);
+        let out = g.output(&Command::new("true")).await.unwrap();
+        assert!(out.success(), "{out:?}");
+        gone(&dirs).await;
     }
 }
 

@@ -29,6 +29,10 @@ pub(crate) struct Limits {
 /// cap is no memory at all.
 const PAGE: u64 = 4096;
 
+/// The largest memory cap the kernel takes as given (`i64::MAX` bytes):
+/// above it, it clamps.
+pub(crate) const MAX_MEMORY: u64 = i64::MAX as u64;
+
 impl Limits {
     pub(crate) fn is_empty(&self) -> bool {
         *self == Limits::default()
@@ -68,8 +72,22 @@ impl Limits {
                 _ => {}
             }
         }
+        for (cap, bytes) in [
+            ("memory_max", self.memory_max),
+            ("memory_high", self.memory_high),
+            ("memory_swap_max", self.memory_swap_max),
+        ] {
+            // The kernel counts these in pages of a signed long's bytes and
+            // silently clamps a larger count: refused, not made "max".
+            if let Some(b) = bytes.filter(|b| *b > MAX_MEMORY) {
+                return Err(LimitError::new(
+                    cap,
+                    format!("{b} bytes is above the kernel's largest memory cap ({MAX_MEMORY} bytes, 8 EiB - 1)"),
+                ));
+            }
+        }
         if let Some(list) = &self.cpus {
-            parse_cpu_list(list).map_err(|why| LimitError::new("cpus", why))?;
+            super::cpu_list::check(list).map_err(|why| LimitError::new("cpus", why))?;
         }
         if self.max_processes == Some(0) {
             return Err(LimitError::new("max_processes", "must be at least 1"));
@@ -291,22 +309,6 @@ pub(crate) fn apply(cg: &Cgroup, limits: &Limits) -> Result<Applied, LimitError>
         })?;
     }
     Ok(applied)
-}
-
-/// Checks a CPU list in the kernel's format: `N`, `N-M`, joined by commas.
-fn parse_cpu_list(list: &str) -> Result<(), String> {
-    let bad = || format!("{list:?} is not a CPU list such as \"0\", \"0-3\" or \"0,2-3\"");
-    if list.trim().is_empty() {
-        return Err("the CPU list is empty".into());
-    }
-    for part in list.trim().split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-        if a > b {
-            return Err(bad());
-        }
-    }
-    Ok(())
 }
 
 /// A group's v1 directories are named after its v2 directory.

@@ -24,6 +24,7 @@ mod container_create;
 #[cfg(unix)]
 mod container_pgroup;
 mod control;
+mod cpu_list;
 #[doc(hidden)]
 pub mod fault;
 #[cfg(unix)]
