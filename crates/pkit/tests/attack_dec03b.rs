@@ -3,7 +3,10 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
+use pkit::{Command, Group, MechanismChoice, Signal};
 
 /// The name of the variable this binary changes between runs (no other
 /// test of this binary reads it).
@@ -46,4 +49,111 @@ async fn a_child_sees_the_environment_as_it_is_at_its_start() {
     }
     std::env::remove_var(VAR);
     suite.end().await;
+}
+
+/// Closed groups hammered from two threads (kill, SIGSTOP, SIGKILL,
+/// SIGTERM, pids, stats; their first processes' kill_tree, signal and
+/// kill-on-drop) while two tasks keep closing emptied groups into the
+/// pool of spares and new groups take those directories: no process of a
+/// later group is frozen, stopped or killed by an earlier group's handle.
+/// Each victim ends by the SIGTERM sent here, and only by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_groups_hammered_from_threads_never_reach_the_next_groups() {
+    let alone = begin_exclusive().await;
+    if !cgroup_usable() || portable_run() {
+        end_exclusive(alone, "closed_groups_hammered").await;
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+    type Closed = Arc<Mutex<Vec<(Arc<Group>, pkit::RunningProcess)>>>;
+    let new_group = || {
+        Group::builder()
+            .mechanism(MechanismChoice::Cgroup)
+            .build()
+            .expect("a cgroup group")
+    };
+    pkit::release_spare_cgroups();
+    let closed: Closed = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (closed, stop) = (closed.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let g = Arc::new(new_group());
+                let mut p = g.start(&Command::new("true")).expect("start");
+                p.wait().await.expect("wait");
+                p.set_kill_on_drop(true);
+                g.close().await.expect("close");
+                let mut c = closed.lock().unwrap_or_else(|e| e.into_inner());
+                c.push((g, p));
+                if c.len() > 64 {
+                    c.drain(..32);
+                }
+            }
+        }));
+    }
+    for t in 0..2 {
+        let (closed, stop) = (closed.clone(), stop.clone());
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let picked = {
+                    let mut c = closed.lock().unwrap_or_else(|e| e.into_inner());
+                    match c.len() {
+                        0 => None,
+                        len if n % 5 == 0 => {
+                            let (g, p) = c.remove((n * 7 + t) % len);
+                            Some((g, Some(p)))
+                        }
+                        len => Some((c[(n * 7 + t) % len].0.clone(), None)),
+                    }
+                };
+                let Some((g, p)) = picked else {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                };
+                let _ = g.kill();
+                for sig in [Signal::Stop, Signal::Kill, Signal::Term] {
+                    let _ = g.signal(sig);
+                }
+                let _ = g.pids();
+                let _ = g.stats();
+                if let Some(p) = p {
+                    let _ = p.kill_tree();
+                    let _ = p.signal(Signal::Kill);
+                    drop(p); // kill-on-drop
+                }
+            }
+        }));
+    }
+    let mut wrong = Vec::new();
+    for i in 0..150 {
+        let v = new_group();
+        let mut victim = v.start(&Command::new("sleep").arg("300")).expect("start");
+        tokio::time::sleep(Duration::from_millis(i % 3 * 3)).await;
+        let dir = cgroup_dir(&v).expect("a cgroup group");
+        let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+        if events.contains("frozen 1") {
+            wrong.push(format!("victim {i}: frozen"));
+        }
+        victim.signal(Signal::Term).expect("SIGTERM");
+        let _ = victim.signal(Signal::Cont);
+        match tokio::time::timeout(Duration::from_secs(30), victim.wait()).await {
+            Ok(Ok(out)) if out.signal() == Some(libc::SIGTERM) => {}
+            other => wrong.push(format!("victim {i}: {other:?}")),
+        }
+        v.close().await.expect("close");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("task");
+    }
+    closed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    pkit::release_spare_cgroups();
+    end_exclusive(alone, "closed_groups_hammered").await;
 }
