@@ -47,7 +47,8 @@ program inherits it ignored, as without pkit (`nohup pkit run job`
 survives a hangup).
 
 Exit status: the program's own code; 124 on timeout (the program's status
-with --preserve-status); 137 when SIGKILL was needed after --kill-after; a
+with --preserve-status); 137 when the timeout's SIGKILL ended it (after
+--kill-after, or -s KILL); a
 program killed by a signal makes pkit end by the same signal (as
 timeout(1); --no-reraise exits 128+N instead); 125 pkit failed; 126 not
 executable; 127 not found.

@@ -336,7 +336,10 @@ async fn drain(group: &pkit::Group, orphans: &Orphans, until: Option<tokio::time
 
 fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
     if st.timed_out {
-        if st.killed_after_grace && matches!(outcome, Outcome::Signalled(sig::SIGKILL)) {
+        // As timeout(1): a program the timeout's SIGKILL ended (after the
+        // grace, or `-s KILL` itself) gives 137, not 124.
+        let sent_kill = st.killed_after_grace || args.signal == Some(sig::SIGKILL);
+        if sent_kill && matches!(outcome, Outcome::Signalled(sig::SIGKILL)) {
             return Exit::Code(EXIT_KILLED);
         }
         if !args.preserve_status {

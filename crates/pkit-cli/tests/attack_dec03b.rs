@@ -26,3 +26,62 @@ fn a_positive_timeout_below_a_doubles_range_still_times_out() {
         assert_eq!(out.status.code(), Some(0), "{timeout}: {out:?}");
     }
 }
+
+/// `-s KILL`: the timeout's own signal is SIGKILL, and a program it ends
+/// gives 137, as timeout(1) gives (with or without --foreground); pkit
+/// gave 124, as for a program a catchable signal ended.
+#[test]
+fn a_timeout_whose_signal_is_kill_exits_137_as_timeout_does() {
+    let gnu = std::process::Command::new("timeout")
+        .arg("--version")
+        .output()
+        .is_ok();
+    for flags in [
+        &["-s", "KILL"][..],
+        &["--foreground", "-s", "KILL"],
+        &["-s", "9"],
+    ] {
+        let ours = pkit()
+            .args(["run", "-q"])
+            .args(flags)
+            .args(["--timeout", "0.2", "--", "sleep", "30"])
+            .output()
+            .expect("pkit runs");
+        assert_eq!(shell_status(ours.status), 137, "{flags:?}: {ours:?}");
+        if gnu {
+            let theirs = std::process::Command::new("timeout")
+                .args(flags)
+                .args(["0.2", "sleep", "30"])
+                .status()
+                .expect("timeout runs");
+            assert_eq!(shell_status(theirs), 137, "timeout(1) itself, {flags:?}");
+        }
+    }
+    // A program that ends in time is still its own status, and a catchable
+    // timeout signal still gives 124.
+    let out = run(&[
+        "run",
+        "-q",
+        "-s",
+        "KILL",
+        "--timeout",
+        "5",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = run(&[
+        "run",
+        "-q",
+        "-s",
+        "INT",
+        "--timeout",
+        "0.2",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+}
