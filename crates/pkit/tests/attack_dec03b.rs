@@ -157,3 +157,53 @@ async fn closed_groups_hammered_from_threads_never_reach_the_next_groups() {
     pkit::release_spare_cgroups();
     end_exclusive(alone, "closed_groups_hammered").await;
 }
+
+/// Input at odd sizes (around a page, a pipe's 64 KiB, past a MiB) to a
+/// child that first writes more than a pipe holds to stdout and stderr
+/// (so pkit must read while it writes), then echoes its input; and to a
+/// child that reads 10 bytes and exits, leaving the rest unread. Every
+/// byte comes back in order, the partial reader's run is a success, in
+/// the async and the blocking paths. (Held.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_at_odd_sizes_to_children_that_write_first_or_stop_reading() {
+    let suite = begin("input_at_odd_sizes_to_children_that_write_first_or_stop_reading").await;
+    const OUT: usize = 200_003;
+    const ERR: usize = 150_001;
+    let write_first = format!("head -c {OUT} /dev/zero; head -c {ERR} /dev/zero >&2; cat");
+    let sizes = [
+        1usize,
+        4095,
+        4097,
+        65535,
+        65537,
+        (1 << 20) | 7,
+        3 * (1 << 20) + 1,
+    ];
+    for choice in mechanisms() {
+        for n in sizes {
+            let input: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+            for script in [write_first.as_str(), "head -c 10 >/dev/null; echo done"] {
+                let cmd = sh(choice, script).stdin_bytes(input.clone());
+                let threaded = cmd.clone();
+                let blocking = std::thread::spawn(move || threaded.blocking().output());
+                let outs = [
+                    ("async", cmd.output().await),
+                    ("blocking", blocking.join().expect("join")),
+                ];
+                for (how, out) in outs {
+                    let what = format!("{choice} {n} {how} {script}");
+                    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert!(out.success(), "{what}: {:?}", out.outcome());
+                    if script == write_first {
+                        assert_eq!(out.stdout().len(), OUT + n, "{what}");
+                        assert!(out.stdout()[OUT..] == input[..], "{what}: bytes differ");
+                        assert_eq!(out.stderr().len(), ERR, "{what}");
+                    } else {
+                        assert_eq!(out.stdout_str(), "done\n", "{what}");
+                    }
+                }
+            }
+        }
+    }
+    suite.end().await;
+}
