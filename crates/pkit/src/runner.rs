@@ -269,6 +269,17 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
         ..bounds
     };
     let ended = bounds.wait(proc.wait_status()).await?;
+    // A bound that fired as the child exited (the timer and the exit in
+    // the same wake-up, or the exit just after the timer's): one look,
+    // without waiting, and an exited child reports its exit, not a
+    // timeout.
+    let ended = match ended {
+        Ended::TimedOut | Ended::Inactive => match proc.child.try_status() {
+            Ok(Some(status)) => Ended::Done(status),
+            _ => ended,
+        },
+        ended => ended,
+    };
     let oom_before = group.oom_kills();
     let inactive = matches!(ended, Ended::Inactive);
     let timed_out = inactive || matches!(ended, Ended::TimedOut);

@@ -214,3 +214,33 @@ async fn any_duration_is_accepted() {
     }
     suite.end().await;
 }
+
+/// A child that exits well before its deadline reports its exit, never a
+/// timeout, run after run: through the blocking one-shot path (waited for
+/// on the calling thread) and the async one. At the deadline both look
+/// once, without waiting, whether the child has exited before calling it
+/// a timeout; the exact instant can't be forced from here (the decision
+/// itself is tested in `blocking/direct.rs`), so this asks for the
+/// ordinary case many times.
+#[test]
+fn a_child_that_exits_before_its_deadline_is_never_timed_out() {
+    let cmd = || {
+        pkit::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .timeout(Duration::from_secs(30))
+    };
+    for i in 0..100 {
+        let out = cmd().blocking().output().unwrap();
+        assert_eq!(out.outcome(), pkit::Outcome::Exited(3), "blocking run {i}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for i in 0..100 {
+            let out = cmd().output().await.unwrap();
+            assert_eq!(out.outcome(), pkit::Outcome::Exited(3), "async run {i}");
+        }
+    });
+}

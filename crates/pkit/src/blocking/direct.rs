@@ -156,6 +156,45 @@ impl Stream {
     }
 }
 
+/// Reads `streams` as they fill until the child exits (its status) or
+/// `deadline` passes (`None`). At the deadline, one look without waiting:
+/// a child that exited as it passed (its pidfd ready after `poll` gave
+/// up, or in the same instant) reports its exit, not a timeout.
+fn wait_until(
+    child: &crate::sys::ChildHandle,
+    streams: &mut [Stream; 2],
+    deadline: Option<Instant>,
+) -> std::io::Result<Option<crate::sys::ExitStatus>> {
+    loop {
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return child.try_status(),
+            },
+        };
+        let [out, err] = &*streams;
+        let ready = crate::sys::poll_readable(
+            [
+                out.fd.as_ref().map(AsFd::as_fd),
+                err.fd.as_ref().map(AsFd::as_fd),
+                child.pidfd(),
+            ],
+            left,
+        )?;
+        for (stream, ready) in streams.iter_mut().zip(ready) {
+            if ready {
+                stream.read();
+            }
+        }
+        if ready[2] {
+            if let Some(status) = child.try_status()? {
+                return Ok(Some(status));
+            }
+        }
+    }
+}
+
 /// The run itself, in `group` (whose children have pidfds).
 #[track_caller]
 fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
@@ -188,36 +227,7 @@ fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
         .timeout
         .filter(|t| *t < crate::timing::NO_DEADLINE)
         .map(|t| Instant::now() + t);
-    // The exit status, or `None` at the deadline.
-    let status = loop {
-        let left = match deadline {
-            None => None,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => break None,
-            },
-        };
-        let [out, err] = &streams;
-        let ready = crate::sys::poll_readable(
-            [
-                out.fd.as_ref().map(AsFd::as_fd),
-                err.fd.as_ref().map(AsFd::as_fd),
-                child.pidfd(),
-            ],
-            left,
-        )
-        .map_err(wait_error)?;
-        for (stream, ready) in streams.iter_mut().zip(ready) {
-            if ready {
-                stream.read();
-            }
-        }
-        if ready[2] {
-            if let Some(status) = child.try_status().map_err(wait_error)? {
-                break Some(status);
-            }
-        }
-    };
+    let status = wait_until(&child, &mut streams, deadline).map_err(wait_error)?;
     let label = cmd.log_label();
     if status.is_none() {
         crate::log::timed_out(&label, pid, spec.timeout);
@@ -268,4 +278,53 @@ fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
         out.duration,
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{wait_until, Stream};
+    use crate::command::Command;
+    use crate::group::Group;
+
+    /// The decision at the deadline, with a real child: one that has
+    /// exited by the time the deadline is looked at reports its exit
+    /// status, never a timeout (before, a passed deadline ended the wait
+    /// without looking).
+    #[test]
+    fn an_exited_child_at_the_deadline_reports_its_exit() {
+        let cmd = Command::new("sh").args(["-c", "exit 7"]);
+        let spec = &cmd.spec;
+        let program = spec.display_name();
+        let group = Group::builder().one_shot().build().unwrap();
+        if !group.container().holds_pidfds() {
+            return; // the portable backend: never the direct path
+        }
+        let prepared = crate::launch::prepare(spec, &program).unwrap();
+        let mut no_reader = None;
+        let ((stdin, _), (stdout, _), (stderr, _)) =
+            crate::launch::stdio(spec, &program, None, None, &mut no_reader).unwrap();
+        let (child, _, _) = crate::launch::spawn_in(
+            group.container(),
+            spec,
+            &program,
+            prepared,
+            [stdin, stdout, stderr],
+            false,
+        )
+        .unwrap();
+        // Exited (its pidfd readable), not yet looked at.
+        let ready =
+            crate::sys::poll_readable([None, None, child.pidfd()], Some(Duration::from_secs(60)))
+                .unwrap();
+        assert!(ready[2], "the child did not exit within 60 s");
+        let mut streams = [Stream::new(None, spec), Stream::new(None, spec)];
+        for deadline in [Instant::now(), Instant::now() - Duration::from_secs(1)] {
+            let status = wait_until(&child, &mut streams, Some(deadline)).unwrap();
+            let outcome = status.map(crate::process::outcome_of);
+            assert_eq!(outcome, Some(crate::output::Outcome::Exited(7)));
+        }
+        drop(group);
+    }
 }
