@@ -33,7 +33,8 @@ struct Args {
     #[arg(long)]
     only: Option<String>,
     /// Also run spawn-wait from a parent holding this many GiB of touched
-    /// memory (comma-separated, e.g. 2,8).
+    /// memory (comma-separated, e.g. 2,8). With `--probe-runs`, the probe's
+    /// runs are made from a parent holding the first size given.
     #[arg(long, value_delimiter = ',')]
     rss_gib: Vec<u64>,
     /// Also run the 1 GiB scenarios, with this many rounds (at least 1).
@@ -53,7 +54,9 @@ struct Args {
     /// tokio or pkit (also pkit-pgroup for `--probe-rss-lines`; for
     /// `--probe-runs`, more: std-cat, tokio-cat and pkit-cat are the small capture,
     /// tokio-fanout and pkit-fanout the 16-way fan-out; see the error
-    /// message of an unknown name for the whole list).
+    /// message of an unknown name for the whole list). For `--probe-runs`,
+    /// names joined with `+` (e.g. `std+tokio+pkit+processkit`) take turns
+    /// within each run in this one process, and each one's median is printed.
     #[arg(long, default_value = "pkit")]
     probe_with: String,
     /// Stream this many 128-byte lines (discarded) through one contender
@@ -104,6 +107,9 @@ fn main() {
         return;
     }
     if let Some(runs) = args.probe_runs {
+        // `--rss-gib` with a probe: the runs are made from a parent holding
+        // that much touched memory (the first size given).
+        let ballast = args.rss_gib.first().map(|gib| touch_memory(gib << 30));
         // One warm-up run, then `runs` timed ones: the wall time and this
         // process's own CPU time (all its threads, children not counted)
         // per run, to stderr. The CPU time is the parent-side work, which
@@ -126,6 +132,7 @@ fn main() {
                 per_run(after.1, slices.1),
             );
         }
+        drop(ballast);
         return;
     }
     println!("{}", machine());

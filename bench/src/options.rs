@@ -15,7 +15,7 @@ use crate::stats::Scenario;
 
 /// Eleven options, everything pkit applies in the child but `setsid`
 /// (timed in rows of its own: see BENCHMARKS.md).
-fn with_options(cmd: pkit::Command) -> pkit::Command {
+pub fn with_options(cmd: pkit::Command) -> pkit::Command {
     cmd.umask(0o027)
         .rlimit(pkit::Resource::Nofile, 512, 512)
         .rlimit(pkit::Resource::Core, 0, 0)
@@ -36,7 +36,7 @@ fn with_options(cmd: pkit::Command) -> pkit::Command {
 /// group): only where the cgroup mechanism holds the child.
 /// Asked once: `host_containment()` probes the host (about 0.15 ms), which
 /// the timed rows must not include.
-fn setsid_ok() -> bool {
+pub fn setsid_ok() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OK.get_or_init(|| pkit::host_containment().mechanism == Some(pkit::Mechanism::CgroupV2))
 }

@@ -100,7 +100,33 @@ pub fn spawn_wait(name: &'static str, program: &'static str) -> Scenario {
 
 /// `--probe-runs`: `runs` spawn-waits of `/bin/true` by one contender,
 /// after one warm-up run, for `strace -f -c`.
+///
+/// Names joined with `+` (`tokio+pkit`) run in turn within each run, in
+/// this one process, as the bench's rounds do; each one's median time is
+/// printed, for telling a contender's own cost from what its neighbours
+/// in a round leave behind.
 pub async fn probe(with: &str, runs: usize) {
+    if with.contains('+') {
+        let names: Vec<&str> = with.split('+').collect();
+        let mut times = vec![Vec::with_capacity(runs + 1); names.len()];
+        for _ in 0..=runs {
+            for (name, times) in names.iter().zip(&mut times) {
+                let t = Instant::now();
+                Box::pin(probe(name, 0)).await;
+                times.push(t.elapsed());
+            }
+        }
+        if runs > 0 {
+            for (name, mut times) in names.iter().zip(times) {
+                times.sort();
+                eprintln!(
+                    "  {name}: median {:.1} µs",
+                    times[times.len() / 2].as_nanos() as f64 / 1e3
+                );
+            }
+        }
+        return;
+    }
     if with == "blocking" {
         // `echo hello` through the blocking facade, all runs on one plain
         // thread (the facade refuses a runtime's thread).
@@ -138,6 +164,27 @@ pub async fn probe(with: &str, runs: usize) {
                 assert!(st.success());
             }
             "pkit" => pkit_true("/bin/true").await,
+            "processkit" => {
+                let code = processkit::Command::new("/bin/true").exit_code().await.unwrap();
+                assert_eq!(code, 0);
+            }
+            // The spawn-wait row's "no spare cgroup" contender: the pool
+            // emptied, a run, the pool emptied again, and a spare left.
+            "pkit-nospare" => {
+                pkit::release_spare_cgroups();
+                pkit_true("/bin/true").await;
+                pkit::release_spare_cgroups();
+                pkit_true("/bin/true").await;
+            }
+            // The spawn-options row's two pkit contenders (with `--rss-gib`
+            // for its big parent): the eleven options, and them and setsid.
+            "pkit-options" | "pkit-options-setsid" => {
+                let mut cmd = crate::options::with_options(pkit::Command::new("/bin/true"));
+                if with == "pkit-options-setsid" && crate::options::setsid_ok() {
+                    cmd = cmd.setsid();
+                }
+                assert_eq!(cmd.exit_code().await.unwrap(), 0);
+            }
             // `echo hello` captured (the blocking scenario's, async).
             "std-output" => {
                 let out = std::process::Command::new("echo")
@@ -220,7 +267,7 @@ pub async fn probe(with: &str, runs: usize) {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
             }
             other => panic!(
-                "--probe-with {other}: std, tokio, pkit, std-output, pkit-output, blocking, \
+                "--probe-with {other}: std, tokio, pkit, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, \
                  std-cat, tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-pgroup-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
