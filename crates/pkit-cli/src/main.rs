@@ -1,5 +1,24 @@
 //! `pkit`: run programs contained, so nothing they spawn outlives them.
 
+// pkit's own printing never panics. std's `eprintln!` and `println!`
+// panic when the write fails, and a stream whose reader is gone (`pkit run
+// job 2>&1 | head -1`, `pkit doctor | head -1`) fails with EPIPE: pkit then
+// ended with status 101 instead of the program's. These shadow std's for
+// every module below (declared after them); what can't be written is
+// dropped, as the program's own output to the same pipe is.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod args;
 mod cgstats;
 mod checks;

@@ -85,3 +85,65 @@ fn a_timeout_whose_signal_is_kill_exits_137_as_timeout_does() {
     ]);
     assert_eq!(out.status.code(), Some(124), "{out:?}");
 }
+
+/// A pipe whose reading end is closed already: every write to the other
+/// end fails with EPIPE, as pkit's stderr does in `pkit run job 2>&1 |
+/// head -1` once head has exited.
+fn broken_pipe() -> std::process::Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills two descriptors, which we own from here on.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: fresh descriptors of ours (see above), each owned once.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    write.into()
+}
+
+/// pkit's notes, end-of-run messages and reports on a stderr (or doctor's
+/// answer on a stdout) nobody reads any more are dropped: the exit status
+/// is still the program's (3, 124 on timeout, supervise's last run's), not
+/// the 101 of a panicking `eprintln!`.
+#[test]
+fn a_broken_stderr_leaves_the_exit_status_alone() {
+    let rows: &[(&[&str], i32)] = &[
+        (&["run", "--", "sh", "-c", "exit 3"], 3),
+        // A process group always gets a note; -v and --json write more.
+        (
+            &["run", "--mechanism", "pgroup", "--", "sh", "-c", "exit 3"],
+            3,
+        ),
+        (&["run", "-v", "--json", "--", "sh", "-c", "exit 4"], 4),
+        (&["run", "--stats", "--", "true"], 0),
+        (&["run", "--timeout", "0.1", "--", "sleep", "30"], 124),
+        (
+            &[
+                "supervise",
+                "--max-restarts",
+                "1",
+                "--backoff",
+                "0.05",
+                "--",
+                "sh",
+                "-c",
+                "exit 3",
+            ],
+            3,
+        ),
+    ];
+    for &(args, want) in rows {
+        let status = pkit()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(broken_pipe())
+            .status()
+            .expect("pkit runs");
+        assert_eq!(shell_status(status), want, "{args:?}");
+    }
+    let status = pkit()
+        .arg("doctor")
+        .stdout(broken_pipe())
+        .status()
+        .expect("pkit runs");
+    assert_eq!(shell_status(status), 0, "doctor");
+}
