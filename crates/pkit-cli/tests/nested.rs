@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 use pkit::{Command, Group, MechanismChoice, SystemRunner};
 
+/// The tests here check that no cgroup directory of this process is left,
+/// and make some themselves: one at a time (run side by side, one test's
+/// live group was another's "left behind").
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -136,6 +141,7 @@ async fn nested_run_times_out_cleanly(choice: MechanismChoice, args: &[&str]) {
 
 #[tokio::test]
 async fn a_timed_out_run_of_pkit_run_keeps_its_output_and_leaves_nothing() {
+    let _one = SERIAL.lock().await;
     for choice in mechanisms() {
         nested_run_times_out_cleanly(
             choice,
@@ -153,6 +159,7 @@ async fn a_timed_out_run_of_pkit_run_keeps_its_output_and_leaves_nothing() {
 
 #[tokio::test]
 async fn pkit_run_inside_pkit_run_inside_a_timed_out_run_leaves_nothing() {
+    let _one = SERIAL.lock().await;
     let tree = "sleep 300 & echo $!; sleep 300 & echo $!; echo ready; wait";
     for choice in mechanisms() {
         nested_run_times_out_cleanly(choice, &["run", "--", PKIT, "run", "--", "sh", "-c", tree])
@@ -162,6 +169,7 @@ async fn pkit_run_inside_pkit_run_inside_a_timed_out_run_leaves_nothing() {
 
 #[tokio::test]
 async fn group_kill_ends_a_nested_pkit_and_its_child() {
+    let _one = SERIAL.lock().await;
     for choice in mechanisms() {
         let group = Group::builder().mechanism(choice).build().unwrap();
         let file =
@@ -211,6 +219,7 @@ async fn group_kill_ends_a_nested_pkit_and_its_child() {
 /// which the inner pkit inherits).
 #[tokio::test]
 async fn the_outer_pkit_signalled_ends_the_inner_pkit_and_its_tree() {
+    let _one = SERIAL.lock().await;
     use std::io::BufRead;
     let tree = "echo $$; sleep 300 & echo $!; sleep 300 & echo $!; echo ready; wait";
     let mut names = vec!["pgroup", "portable"];
