@@ -48,7 +48,10 @@ pub fn main(as_json: bool) -> ExitCode {
             None => println!("New groups get: nothing (creating a group fails)"),
         }
         println!("  why: {}", host.reason);
-        println!("  PKIT_MECHANISM: {}", host.choice);
+        match pkit::MechanismChoice::from_env() {
+            Ok(_) => println!("  PKIT_MECHANISM: {}", host.choice),
+            Err(bad) => println!("  PKIT_MECHANISM: {bad:?} (not a choice)"),
+        }
         println!("  kernel: {}", host.kernel);
         // Windows: none of the cgroup and clone3 lines apply.
         let job = host.mechanism == Some(pkit::Mechanism::JobObject);

@@ -338,6 +338,50 @@ fn doctor_explains_the_host() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PKIT_MECHANISM: \"bogus\" (not a choice)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_pkit_mechanism_names_every_choice_and_each_one_runs() {
+    let out = pkit()
+        .args(["run", "--", "true"])
+        .env("PKIT_MECHANISM", "bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let named = err
+        .split_once("is not one of ")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no list of choices: {err}"));
+    let choices = ["auto", "cgroup", "pgroup", "portable"];
+    for choice in choices {
+        assert!(named.contains(choice), "{choice} not named: {err}");
+    }
+    // Every named choice is one the variable takes: `true` runs under it
+    // (cgroup only where a cgroup can be made).
+    for choice in choices {
+        let host = pkit()
+            .args(["doctor", "--json"])
+            .env("PKIT_MECHANISM", choice)
+            .output()
+            .unwrap();
+        if json(&host)["mechanism"].is_null() {
+            assert_eq!(choice, "cgroup", "{host:?}");
+            continue;
+        }
+        let out = pkit()
+            .args(["run", "--", "sh", "-c", "echo ran"])
+            .env("PKIT_MECHANISM", choice)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{choice}: {out:?}");
+        assert_eq!(out.stdout, b"ran\n", "{choice}");
+    }
 }
 
 #[test]

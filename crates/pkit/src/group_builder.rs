@@ -191,12 +191,8 @@ impl GroupBuilder {
         }
         let choice = match self.mechanism {
             Some(c) => c,
-            None => MechanismChoice::from_env().map_err(|bad| {
-                Error::InvalidInput(format!(
-                    "{}={bad:?} is not one of auto, cgroup, pgroup",
-                    MechanismChoice::ENV_VAR
-                ))
-            })?,
+            None => MechanismChoice::from_env()
+                .map_err(|bad| Error::InvalidInput(MechanismChoice::env_error(&bad)))?,
         };
         let name = self.name.as_deref();
         let stats = !self.one_shot;

@@ -77,6 +77,15 @@ impl MechanismChoice {
         }
     }
 
+    /// What is wrong with an unparseable `PKIT_MECHANISM` (the value
+    /// [`from_env`](Self::from_env) returned), naming every choice.
+    pub(crate) fn env_error(bad: &str) -> String {
+        format!(
+            "{}={bad:?} is not one of auto, cgroup, pgroup, portable (unset it for auto)",
+            Self::ENV_VAR
+        )
+    }
+
     /// The spelling `PKIT_MECHANISM` accepts: `auto`, `cgroup`, `pgroup`,
     /// `portable`.
     pub fn as_str(self) -> &'static str {
@@ -158,7 +167,8 @@ fn portable_host(choice: Result<MechanismChoice, String>) -> HostContainment {
         Err(bad) => (
             None,
             format!(
-                "PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup, portable: creating a group fails"
+                "{}: creating a group fails",
+                MechanismChoice::env_error(bad)
             ),
         ),
         Ok(MechanismChoice::Cgroup) => (
@@ -236,7 +246,8 @@ fn linux_host(choice: Result<MechanismChoice, String>) -> HostContainment {
     match (choice, cgroup) {
         (Err(bad), _) => {
             report.reason = format!(
-                "PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup, portable: creating a group fails"
+                "{}: creating a group fails",
+                MechanismChoice::env_error(&bad)
             );
         }
         (Ok(MechanismChoice::ProcessGroup), _) => {

@@ -14,7 +14,7 @@ pub fn host_containment() -> HostContainment {
     let (mechanism, reason) = match &choice {
         Err(bad) => (
             None,
-            format!("PKIT_MECHANISM={bad:?} is not one of auto, cgroup, pgroup: creating a group fails"),
+            format!("{}: creating a group fails", MechanismChoice::env_error(bad)),
         ),
         Ok(MechanismChoice::Auto) => (
             Some(Mechanism::JobObject),
