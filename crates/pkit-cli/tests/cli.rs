@@ -305,6 +305,68 @@ fn help_carries_examples() {
     }
 }
 
+/// The README's section on the CLI, which documents its flags and report.
+fn readme_cli_section() -> &'static str {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("## The CLI")
+        .expect("the README has a CLI section");
+    let end = readme[start..]
+        .find("\n## ")
+        .map_or(readme.len(), |n| start + n);
+    &readme[start..end]
+}
+
+#[test]
+fn the_readme_documents_every_flag_of_run_and_supervise() {
+    let readme = readme_cli_section();
+    for sub in ["run", "supervise"] {
+        let out = run(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let flags: Vec<&str> = help
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-'))
+            .filter_map(|l| l.split([' ', ',']).find(|w| w.starts_with("--")))
+            .filter(|f| *f != "--help")
+            .collect();
+        assert!(flags.len() > 10, "{sub}: {flags:?} from {help}");
+        for flag in flags {
+            // As the README writes a flag: in backticks, alone or after
+            // its short form (`-k, --kill-after DUR`).
+            let named = readme.contains(&format!("`{flag}"))
+                || readme.contains(&format!(", {flag}"))
+                || readme.contains(&format!("/{flag}"));
+            assert!(
+                named,
+                "pkit {sub} {flag} is not in the README's CLI section"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_readme_names_every_key_of_the_report() {
+    let readme = readme_cli_section();
+    let start = readme
+        .find("**The report**")
+        .expect("a paragraph on the report");
+    let para = &readme[start..start + readme[start..].find("\n\n").unwrap()];
+    let out = run(&["run", "--json", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let report = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
+    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert!(keys.len() > 20, "{report}");
+    for key in keys {
+        assert!(
+            para.contains(&format!("`{key}`")),
+            "the report's key {key} is not in the README's paragraph on it"
+        );
+    }
+}
+
 #[test]
 fn doctor_explains_the_host() {
     let out = run(&["doctor"]);
