@@ -433,7 +433,10 @@ fn parse_rlimit(text: &str) -> Result<(pkit::Resource, u64, Option<u64>), String
     let (res, values) = text
         .split_once('=')
         .ok_or("expected RES=SOFT[:HARD], e.g. NOFILE=1024 or CORE=0")?;
-    let res: pkit::Resource = res.parse().map_err(|e: pkit::Error| e.to_string())?;
+    let res: pkit::Resource = res.parse().map_err(|e: pkit::Error| match e {
+        pkit::Error::InvalidInput(why) => why,
+        e => e.to_string(),
+    })?;
     let value = |v: &str| -> Result<u64, String> {
         let v = v.trim();
         if v.eq_ignore_ascii_case("unlimited") || v.eq_ignore_ascii_case("infinity") {

@@ -873,6 +873,29 @@ fn out_of_range_numbers_are_refused_with_a_clear_message() {
     }
 }
 
+#[test]
+fn an_unknown_rlimit_is_refused_with_the_names_taken() {
+    let marker = std::env::temp_dir().join(format!("pkit-rlimit-marker-{}", std::process::id()));
+    let marker_arg = marker.to_string_lossy().into_owned();
+    let out = run(&["run", "--rlimit", "bogus=1", "--", "touch", &marker_arg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(!marker.exists(), "the program ran");
+    assert!(err.contains("unknown resource limit \"bogus\""), "{err}");
+    assert!(!err.contains("invalid input"), "{err}");
+    let named = err.split_once("(one of ").expect("the names taken").1;
+    let named = &named[..named.find(')').expect("a closed list")];
+    // Each name listed is one --rlimit takes: `true` runs with it.
+    for name in named.split(", ") {
+        let flag = format!("{name}=unlimited:unlimited");
+        let out = run(&["run", "--rlimit", &flag, "--", "true"]);
+        // unlimited may be above the hard limit this process has, which
+        // only root may raise: refused by the kernel, not by the parser.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("unknown resource"), "{name}: {err}");
+    }
+}
+
 /// What stays accepted: a duration too long to count is forever, as in
 /// timeout(1) (`inf`, `1e300`); a positive one too short to count is the
 /// shortest timeout, never "no timeout"; the --cpu bounds themselves.

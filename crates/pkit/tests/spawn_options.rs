@@ -320,7 +320,16 @@ async fn a_failing_step_is_named() {
         Resource::Nofile
     );
     assert_eq!("as".parse::<Resource>().unwrap(), Resource::As);
-    assert!("bogus".parse::<Resource>().is_err());
+    let err = "bogus".parse::<Resource>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    // It says which names are taken, and each of them parses.
+    let text = err.to_string();
+    let named = text.split_once("(one of ").expect("lists the names").1;
+    let named: Vec<&str> = named.trim_end_matches(')').split(", ").collect();
+    assert_eq!(named.len(), Resource::ALL.len(), "{text}");
+    for name in named {
+        assert_eq!(name.parse::<Resource>().unwrap().as_str(), name, "{text}");
+    }
     suite.end().await;
 }
 

@@ -9,11 +9,16 @@
 //! [`Error::ChildSetup`] naming that [`ChildStep`]; nothing is skipped
 //! silently.
 //!
-//! **Platforms.** Linux honours every option, in both mechanisms, except
-//! [`setsid`](Command::setsid) under the process-group mechanism (refused:
-//! see there). pkit builds only on Linux today; on the other Unix
-//! platforms, when they build, every option is refused with
-//! [`Error::Unsupported`] until it is implemented there.
+//! **Platforms.** On Linux, pkit's own spawner honours every option, in
+//! both mechanisms, except [`setsid`](Command::setsid) under the
+//! process-group mechanism (refused: see there). The portable backend
+//! (`PKIT_MECHANISM=portable` on Linux) starts children with
+//! `posix_spawn`, which runs no code of pkit's in the child: it honours a
+//! pty session but refuses credentials, the umask, resource limits,
+//! priorities, CPU affinity, descriptors passed through and pre-exec hooks
+//! with [`Error::Unsupported`]. On macOS, the BSDs and Windows every
+//! option, a pty session included, is refused with [`Error::Unsupported`]
+//! until it is implemented there.
 
 use crate::sys::RawFd;
 use std::ffi::{OsStr, OsString};
@@ -41,7 +46,13 @@ impl FromStr for Resource {
         Resource::ALL
             .into_iter()
             .find(|r| r.as_str() == name)
-            .ok_or_else(|| Error::InvalidInput(format!("unknown resource limit {s:?}")))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Resource::ALL.iter().map(|r| r.as_str()).collect();
+                Error::InvalidInput(format!(
+                    "unknown resource limit {s:?} (one of {})",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
