@@ -242,6 +242,54 @@ fn a_supervisor_blocks() {
     });
 }
 
+/// The blocking handle counts the events it dropped unread, as the async
+/// one does: past `EVENT_BUFFER` waiting events the oldest go first, and the
+/// end is still there.
+#[test]
+fn a_blocking_supervisor_handle_counts_dropped_events() {
+    plain("a_blocking_supervisor_handle_counts_dropped_events", || {
+        for choice in mechanisms() {
+            let runs = 400u32;
+            let mut handle = Supervisor::new(Command::new("true"))
+                .mechanism(choice)
+                .restart(pkit::Restart::Always)
+                .backoff(Duration::ZERO, 1.0)
+                .max_backoff(Duration::ZERO)
+                .max_restarts(runs - 1)
+                .blocking()
+                .start();
+            // Two events a run at least: the bound is passed before the end.
+            let deadline = Instant::now() + DEADLINE * 6;
+            while handle.events_dropped() == 0 {
+                assert!(Instant::now() < deadline, "{choice}: no event dropped");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut events = Vec::new();
+            while let Some(event) = handle.next_event() {
+                events.push(event);
+            }
+            assert!(
+                !matches!(events[0], SupervisorEvent::Started { run: 1, .. }),
+                "{choice}: the oldest event was kept"
+            );
+            assert_eq!(
+                events.last(),
+                Some(&SupervisorEvent::Stopped(StopReason::RestartsExhausted)),
+                "{choice}"
+            );
+            let dropped = handle.events_dropped();
+            assert!(dropped > 0, "{choice}");
+            assert!(
+                events.len() as u64 + dropped >= 2 * u64::from(runs),
+                "{choice}: {} read, {dropped} dropped",
+                events.len()
+            );
+            let outcome = handle.wait().expect("supervision");
+            assert_eq!(outcome.restarts, runs - 1, "{choice}");
+        }
+    });
+}
+
 #[test]
 fn the_new_twins_refuse_inside_a_runtime() {
     let rt = tokio::runtime::Builder::new_current_thread()

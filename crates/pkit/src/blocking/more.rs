@@ -268,6 +268,16 @@ impl SupervisorHandle {
         block_on_made("SupervisorHandle::next_event", inner.next_event())
     }
 
+    /// How many events were dropped unread because
+    /// [`EVENT_BUFFER`](crate::EVENT_BUFFER) of them were waiting already
+    /// ([`crate::SupervisorHandle::events_dropped`]); 0 once the handle
+    /// was consumed or when nothing started.
+    pub fn events_dropped(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, crate::SupervisorHandle::events_dropped)
+    }
+
     /// Asks for a graceful stop and returns at once, keeping the handle
     /// ([`crate::SupervisorHandle::request_stop`]): read the rest of the
     /// events, then [`wait`](Self::wait).
