@@ -367,6 +367,29 @@ impl RunningProcess {
             .map_err(|e| Error::io(format!("{}: wait", self.program), e))
     }
 
+    /// Waits for the exit in the task that reads the output, when both
+    /// streams share a reading task that no event has started yet: that
+    /// task is spawned by the first event on the pipes or the exit, on the
+    /// worker that saw it, and hands back the exit once the output is read.
+    /// For a caller that is no task of a multi-thread runtime (its
+    /// `block_on`), which is then woken once, with both, instead of for the
+    /// exit and again for the output. `None` when there is no such task.
+    /// Dropping the returned future leaves the task to end with the process.
+    pub(crate) fn wait_aside(
+        &self,
+    ) -> Option<impl std::future::Future<Output = Result<ExitStatus>> + Send + 'static> {
+        let readers = self.stdout.as_ref().and_then(Reader::claim_pair)?;
+        let child = self.child.clone();
+        let done = crate::pump::aside(readers, async move { child.wait().await });
+        let program = self.program.clone();
+        Some(async move {
+            let waited = done
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the runtime is shutting down")));
+            waited.map_err(|e| Error::io(format!("{program}: wait"), e))
+        })
+    }
+
     /// Stops reading output (taking whatever is already buffered in the
     /// pipes) and builds the result.
     pub(crate) async fn finish(&mut self, outcome: Outcome) -> Output {

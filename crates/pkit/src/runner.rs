@@ -268,7 +268,16 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
         limit: proc.limit.clone(),
         ..bounds
     };
-    let ended = bounds.wait(proc.wait_status()).await?;
+    // Outside the runtime's tasks (a multi-thread runtime's `block_on`),
+    // the exit is awaited where the output is read, on a worker: this
+    // thread is then woken once, with both.
+    let aside = tokio::task::try_id().is_none()
+        && tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+    let ended = match aside.then(|| proc.wait_aside()).flatten() {
+        Some(waiting) => bounds.wait(waiting).await?,
+        None => bounds.wait(proc.wait_status()).await?,
+    };
     // A bound that fired as the child exited (the timer and the exit in
     // the same wake-up, or the exit just after the timer's): one look,
     // without waiting, and an exited child reports its exit, not a

@@ -10,6 +10,7 @@ mod capture;
 mod decode;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod lazy;
 mod limit;
 mod lines;
 mod pair;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 pub use capture::CapturePolicy;
 pub(crate) use capture::{CaptureBuf, Captured};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
+pub(crate) use lazy::aside;
 pub(crate) use limit::LimitFlag;
 pub use lines::{Line, StreamKind};
 pub(crate) use prompt::{PromptSink, PromptSlot};
@@ -122,8 +124,13 @@ pub(crate) struct Reader {
 enum Task {
     /// A task of its own.
     Own(JoinHandle<Captured>),
-    /// Its half of one task reading both streams (see `pair.rs`).
-    Half(tokio::sync::oneshot::Receiver<Captured>),
+    /// Its half of one task reading both streams (see `pair.rs`); the
+    /// stdout half holds the way to claim that task while it waits for its
+    /// first event.
+    Half(
+        tokio::sync::oneshot::Receiver<Captured>,
+        Option<Arc<lazy::SpawnOnWake>>,
+    ),
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -158,7 +165,7 @@ impl Reader {
         self.control.stop.notify_one();
         match self.task {
             Task::Own(task) => task.await.unwrap_or_default(),
-            Task::Half(done) => done.await.unwrap_or_default(),
+            Task::Half(done, _) => done.await.unwrap_or_default(),
         }
     }
 

@@ -8,13 +8,20 @@
 //! the process starts, which registers their interest with a waker that
 //! spawns the task; the reactor's first event on a pipe spawns it on the
 //! worker that saw the event, and that worker runs it at once.
+//!
+//! A verb awaited outside the runtime's tasks (a multi-thread runtime's
+//! `block_on`) claims that task before its first event
+//! ([`Reader::claim_pair`]) and puts it, with its wait for the exit, into
+//! one task spawned the same way (`lazy::aside`): the worker that sees the exit
+//! has the output read in the same go, and the verb's thread is woken
+//! once, with both, instead of once for the exit and again for the reading
+//! task. What is still unread when the exit is seen (a big output, a pipe a
+//! descendant holds open) goes on in a task of its own, as before.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Wake, Waker};
+use std::sync::Arc;
 
+use super::lazy::{spawn_on_wake, Claimed};
 use super::{run, source::Source, Control, Reader, StreamKind, StreamPlan, Task};
 use crate::sys::OwnedFd;
 
@@ -57,83 +64,33 @@ impl Reader {
         let (out_tx, out_done) = tokio::sync::oneshot::channel();
         let (err_tx, err_done) = tokio::sync::oneshot::channel();
         let (out_c, err_c) = (out_ctl.clone(), err_ctl.clone());
-        spawn_on_wake(async move {
+        let lazy = spawn_on_wake(async move {
             // A half whose owner is gone (detached) just fails to send.
             tokio::join!(
                 async { drop(out_tx.send(run(Source::Pipe(out_rx), out_plan, out_c).await)) },
                 async { drop(err_tx.send(run(Source::Pipe(err_rx), err_plan, err_c).await)) },
             );
         });
-        let half = |done, control| Reader {
-            task: Task::Half(done),
-            control,
+        // The stdout half keeps the way to claim the task.
+        let out = Reader {
+            task: Task::Half(out_done, lazy),
+            control: out_ctl,
         };
-        Ok((Some(half(out_done, out_ctl)), Some(half(err_done, err_ctl))))
-    }
-}
-
-type Held = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A future waiting for its first wake-up, which spawns it as a task.
-struct SpawnOnWake {
-    state: Mutex<Lazy>,
-    runtime: tokio::runtime::Handle,
-}
-
-struct Lazy {
-    /// The future, once its first poll returned (taken by the wake-up).
-    held: Option<Held>,
-    /// A wake-up came before the future was held (during or right after
-    /// its first poll): it is spawned as soon as it is.
-    woken: bool,
-}
-
-impl Wake for SpawnOnWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let held = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.woken = true;
-            state.held.take()
+        let err = Reader {
+            task: Task::Half(err_done, None),
+            control: err_ctl,
         };
-        // Spawned where the wake-up happens (the reactor's worker, or the
-        // thread that stops the reader); the task's own polls then wake the
-        // task, not this. A runtime shutting down drops the future, and
-        // with it the pipes.
-        if let Some(fut) = held {
-            drop(self.runtime.spawn(fut));
-        }
+        Ok((Some(out), Some(err)))
     }
-}
 
-/// Polls `fut` once here, then leaves it to be spawned by its first
-/// wake-up (see the module doc). A future that finishes in that first
-/// poll is done; one woken during it is spawned at once.
-fn spawn_on_wake(fut: impl Future<Output = ()> + Send + 'static) {
-    let lazy = Arc::new(SpawnOnWake {
-        state: Mutex::new(Lazy {
-            held: None,
-            woken: false,
-        }),
-        runtime: tokio::runtime::Handle::current(),
-    });
-    let waker = Waker::from(lazy.clone());
-    let mut fut: Held = Box::pin(fut);
-    if fut
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_ready()
-    {
-        return;
-    }
-    let mut state = lazy.state.lock().unwrap_or_else(PoisonError::into_inner);
-    if state.woken {
-        drop(state);
-        drop(lazy.runtime.spawn(fut));
-    } else {
-        state.held = Some(fut);
+    /// Takes the task reading both streams of a pair (see
+    /// [`start_pair`](Self::start_pair)) when no event has spawned it yet,
+    /// to be driven by the caller with [`aside`](super::lazy::aside). `None` when this is
+    /// not a pair's stdout half, or its task runs already.
+    pub(crate) fn claim_pair(&self) -> Option<Claimed> {
+        let Task::Half(_, Some(lazy)) = &self.task else {
+            return None;
+        };
+        lazy.claim()
     }
 }

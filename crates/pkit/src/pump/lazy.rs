@@ -1,0 +1,159 @@
+//! A future held until its first wake-up, which spawns it as a task (see
+//! `pair.rs`), and the taking back of such a future to be driven with
+//! other work ([`alongside`], [`aside`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Wake, Waker};
+
+/// A pair's reading task taken back from its first wake-up: polled by
+/// [`alongside`], and spawned when dropped unfinished, so the pipes are
+/// drained to their end as an unclaimed pair's are.
+pub(crate) struct Claimed {
+    held: Option<Held>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Some(fut) = self.held.take() {
+            drop(self.runtime.spawn(fut));
+        }
+    }
+}
+
+/// Runs `work` with the claimed reading task (see [`alongside`]) in a task
+/// spawned by their first wake-up (a pipe's event or `work`'s), and hands
+/// its result back through the channel returned. Must be called within a
+/// Tokio runtime.
+pub(crate) fn aside<T: Send + 'static>(
+    claimed: Claimed,
+    work: impl Future<Output = T> + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    spawn_on_wake(async move {
+        drop(tx.send(alongside(Some(claimed), work).await));
+    });
+    rx
+}
+
+/// Runs `work`, polling the claimed reading task (if any) along with it in
+/// the same task: the pipes' events wake this task, which reads them. When
+/// `work` is done, a reading task that has not finished is spawned.
+async fn alongside<F: Future>(mut claimed: Option<Claimed>, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut read = |cx: &mut Context<'_>| {
+        if let Some(c) = &mut claimed {
+            if c.held
+                .as_mut()
+                .is_some_and(|f| f.as_mut().poll(cx).is_ready())
+            {
+                c.held = None;
+            }
+        }
+    };
+    std::future::poll_fn(|cx| {
+        // The reads first: when the exit and the pipes' end of file come
+        // in one wake-up, the output is taken before the exit is seen.
+        read(cx);
+        let out = work.as_mut().poll(cx);
+        if out.is_ready() {
+            // Once more: an exiting process's pipes close before its exit
+            // is reported, so an end of file that came while the exit was
+            // being seen is read here rather than by a spawned task.
+            read(cx);
+        }
+        out
+    })
+    .await
+    // Dropping `claimed` spawns what is left.
+}
+
+type Held = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A future waiting for its first wake-up, which spawns it as a task.
+pub(crate) struct SpawnOnWake {
+    state: Mutex<Lazy>,
+    runtime: tokio::runtime::Handle,
+}
+
+struct Lazy {
+    /// The future, once its first poll returned (taken by the wake-up).
+    held: Option<Held>,
+    /// A wake-up came before the future was held (during or right after
+    /// its first poll): it is spawned as soon as it is.
+    woken: bool,
+}
+
+impl SpawnOnWake {
+    /// Takes the future back when no wake-up has spawned it yet.
+    pub(super) fn claim(&self) -> Option<Claimed> {
+        let held = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .held
+            .take()?;
+        Some(Claimed {
+            held: Some(held),
+            runtime: self.runtime.clone(),
+        })
+    }
+}
+
+impl Wake for SpawnOnWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let held = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.woken = true;
+            state.held.take()
+        };
+        // Spawned where the wake-up happens (the reactor's worker, or the
+        // thread that stops the reader); the task's own polls then wake the
+        // task, not this. A runtime shutting down drops the future, and
+        // with it the pipes.
+        if let Some(fut) = held {
+            drop(self.runtime.spawn(fut));
+        }
+    }
+}
+
+/// Polls `fut` once here, then leaves it to be spawned by its first
+/// wake-up (see the module doc). A future that finishes in that first
+/// poll is done; one woken during it is spawned at once. Returns the way
+/// to claim a future that is left held (see [`Reader::claim_pair`]).
+pub(super) fn spawn_on_wake(
+    fut: impl Future<Output = ()> + Send + 'static,
+) -> Option<Arc<SpawnOnWake>> {
+    let lazy = Arc::new(SpawnOnWake {
+        state: Mutex::new(Lazy {
+            held: None,
+            woken: false,
+        }),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let waker = Waker::from(lazy.clone());
+    let mut fut: Held = Box::pin(fut);
+    if fut
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_ready()
+    {
+        return None;
+    }
+    let mut state = lazy.state.lock().unwrap_or_else(PoisonError::into_inner);
+    if state.woken {
+        drop(state);
+        drop(lazy.runtime.spawn(fut));
+        None
+    } else {
+        state.held = Some(fut);
+        drop(state);
+        Some(lazy)
+    }
+}
