@@ -265,6 +265,11 @@ async fn kept_descriptors_are_readable_in_the_child() {
             .await
             .expect_err("closed");
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(
+            err.to_string()
+                .contains("descriptor 999999 is not open in this process"),
+            "{err}"
+        );
     }
     suite.end().await;
 }

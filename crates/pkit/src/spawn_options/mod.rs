@@ -259,9 +259,16 @@ impl SpawnOptions {
                 )));
             }
             let dup = sys::dup_above(parent, min).map_err(|e| {
-                invalid(format!(
-                    "keep_fds: descriptor {parent} can't be passed: {e}"
-                ))
+                if e.raw_os_error() == Some(libc::EBADF) {
+                    invalid(format!(
+                        "keep_fds: descriptor {parent} is not open in this process \
+                         (pass the number of a descriptor it holds open)"
+                    ))
+                } else {
+                    invalid(format!(
+                        "keep_fds: descriptor {parent} can't be passed: {e}"
+                    ))
+                }
             })?;
             keep.push((dup, child));
         }
