@@ -82,7 +82,10 @@ impl Group {
     }
 
     /// One line for humans: the mechanism, where it lives, how children
-    /// are placed, how it is torn down, and any fallback taken.
+    /// are placed, how it is torn down, and any fallback taken. Once the
+    /// group is closed (or a close has begun), only the mechanism and
+    /// `closed` (`"cgroup v2; closed"`): its cgroup directory may already
+    /// serve a newer group, and its process group number another process.
     pub fn description(&self) -> String {
         self.container.describe()
     }

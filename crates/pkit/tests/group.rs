@@ -61,6 +61,34 @@ async fn a_group_describes_its_mechanism() {
     suite.end().await;
 }
 
+/// A closed group says so, and names no cgroup directory or process
+/// group number (either may belong to a newer group by then), for every
+/// mechanism; a second group made after it describes itself as usual.
+#[tokio::test]
+async fn a_closed_group_says_it_is_closed() {
+    for choice in mechanisms() {
+        let first = group(choice);
+        let mut p = first.start(&Command::new("true")).expect("start");
+        let pid = p.pid();
+        assert!(p.wait().await.expect("wait").success());
+        let open = first.description();
+        let place = match cgroup_dir(&first) {
+            Some(dir) => dir.display().to_string(),
+            None => format!("process group {pid}"),
+        };
+        assert!(open.contains(&place), "{choice}: {open}");
+        first.close().await.expect("close");
+        let second = group(choice);
+        for text in [first.description(), format!("{first:?}")] {
+            assert!(text.contains("; closed"), "{choice}: {text}");
+            assert!(!text.contains(&place), "{choice}: {text}");
+            assert!(!text.contains("teardown by"), "{choice}: {text}");
+        }
+        assert!(!second.description().contains("closed"), "{choice}");
+        second.close().await.expect("close");
+    }
+}
+
 #[tokio::test]
 async fn group_new_uses_the_environment_default() {
     let suite = begin("group_new_uses_the_environment_default").await;

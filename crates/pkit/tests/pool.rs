@@ -199,6 +199,40 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
     until("every spare is removed", || own_dirs().is_empty()).await;
 }
 
+/// A closed group whose directory the spare pool handed to a newer group
+/// no longer names it: its description (and `Debug`) says it is closed,
+/// while the newer group's names the directory it now owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_group_does_not_name_the_directory_a_newer_group_owns() {
+    if writable_parent("a_closed_group_does_not_name_the_directory").is_none() {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    pkit::release_spare_cgroups();
+    let a = cgroup_group();
+    let dir = dir_of(&a);
+    let shown = dir.display().to_string();
+    drop(run_in(&a, "true").await);
+    a.close().await.expect("close");
+    let b = cgroup_group();
+    assert_eq!(dir_of(&b), dir, "the spare was reused");
+    assert!(b.description().contains(&shown), "{}", b.description());
+    for text in [a.description(), format!("{a:?}")] {
+        assert!(text.contains("closed"), "{text}");
+        assert!(!text.contains(&shown), "names b's directory: {text}");
+    }
+    assert_eq!(common::cgroup_dir(&a), None);
+    // Still closed, still not b's, after b runs and closes too.
+    drop(run_in(&b, "true").await);
+    b.close().await.expect("close");
+    for g in [&a, &b] {
+        assert!(g.description().ends_with("; closed"), "{}", g.description());
+        assert!(!g.description().contains(&shown), "{}", g.description());
+    }
+    pkit::release_spare_cgroups();
+    until("every spare is removed", || own_dirs().is_empty()).await;
+}
+
 /// The cgroup directory of a cgroup group.
 fn dir_of(group: &Group) -> std::path::PathBuf {
     common::cgroup_dir(group).expect("a cgroup group")

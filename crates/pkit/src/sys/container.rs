@@ -153,8 +153,22 @@ impl Container {
         }
     }
 
-    /// One line for humans: mechanism, where, placement, teardown.
+    /// One line for humans: mechanism, where, placement, teardown. Once a
+    /// close or teardown has begun, only the mechanism and that it is
+    /// closed: its cgroup directory may serve a newer group by then (the
+    /// spare pool), and its process group number another process.
     pub(crate) fn describe(&self) -> String {
+        if self.torn_down.load(Ordering::Acquire) {
+            let what = match &self.kind {
+                #[cfg(target_os = "linux")]
+                Kind::Cgroup(_) => "cgroup v2",
+                Kind::Pgroup {
+                    portable: false, ..
+                } => "process group",
+                Kind::Pgroup { portable: true, .. } => "process group (portable backend)",
+            };
+            return format!("{what}; closed");
+        }
         let main = self.describe_container();
         format!("{main}; {}", self.describe_guard())
     }

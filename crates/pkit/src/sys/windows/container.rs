@@ -90,6 +90,9 @@ impl Container {
 
     /// One line for humans.
     pub(crate) fn describe(&self) -> String {
+        if self.torn_down.load(Ordering::Acquire) {
+            return "Job Object; closed".to_string();
+        }
         format!(
             "Job Object with KILL_ON_JOB_CLOSE; {}; teardown by TerminateJobObject; \
              the owner's death closes the job, which kills it",
