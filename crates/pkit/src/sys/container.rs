@@ -158,7 +158,7 @@ impl Container {
     /// closed: its cgroup directory may serve a newer group by then (the
     /// spare pool), and its process group number another process.
     pub(crate) fn describe(&self) -> String {
-        if self.torn_down.load(Ordering::Acquire) {
+        if self.torn_down.load(std::sync::atomic::Ordering::Acquire) {
             let what = match &self.kind {
                 #[cfg(target_os = "linux")]
                 Kind::Cgroup(_) => "cgroup v2",
