@@ -90,7 +90,21 @@ impl Container {
             if leader.as_ref().and_then(|l| l.group_occupied()) == Some(false) {
                 return Ok(());
             }
-            let members = ptable::running_members(pgid)?;
+            let members = match ptable::running_members(pgid) {
+                // No descriptor free to list /proc with (every process
+                // has had its SIGKILL by now): the list is tried again
+                // until one is, or the deadline passes, as for members
+                // that linger. A close is not failed for it: the run's
+                // result stays the caller's.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    if Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+                listed => listed?,
+            };
             if members.is_empty() || Instant::now() >= deadline {
                 return Ok(());
             }
