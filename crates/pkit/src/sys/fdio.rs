@@ -26,35 +26,13 @@ pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
 }
 
 /// The `envp` vector a child is started with: `env`'s strings,
-/// null-terminated; `None` for an inherited environment, whose vector is
-/// this process's own, read at the spawn ([`envp_pointer`]).
-///
-/// The inherited vector is not copied (as std's spawn doesn't copy it
-/// when the command changes no variable): `execve` (or `posix_spawn`)
-/// reads the strings it points to. A vfork-style child runs in this
-/// process's memory, so that read happens while other threads run on.
-/// Rust makes this sound by contract, not by a lock we could take: since
-/// the 2024 edition `std::env::set_var` and `remove_var` are `unsafe`,
-/// and their caller must ensure that no other thread reads the
-/// environment meanwhile other than through `std::env` — and a spawn's
-/// read of `environ` is such a read, as any C library's `getenv` is. A
-/// program that changes its environment only while it is single-threaded
-/// (the documented safe use) can't race with a spawn. `std::env`'s own
-/// readers take a lock we can't reach; a caller that sets variables
-/// while spawning from another thread breaks `set_var`'s contract either
-/// way (its copy would race with the C library's readers too).
-pub(crate) fn envp_vector(env: &super::ChildEnv<CString>) -> Option<Vec<*const c_char>> {
-    match env {
-        super::ChildEnv::Inherited => None,
-        super::ChildEnv::Exactly(entries) => Some(nul_terminated(entries)),
-    }
-}
-
-/// The `envp` pointer for a vector [`envp_vector`] made (borrowing it), or
-/// for `None` this process's `environ`, read now. It neither allocates nor
-/// makes a system call: a vfork-style child calls it just before `execve`.
-pub(crate) fn envp_pointer(vector: Option<&Vec<*const c_char>>) -> *const *const c_char {
-    vector.map_or_else(process_environ, |v| v.as_ptr())
+/// null-terminated. Always a vector of pkit's own: an inherited
+/// environment was copied at the start (under std's environment lock), so
+/// the child never reads the C library's `environ`, which another thread's
+/// `set_var` may be rewriting while a vfork-style child runs.
+pub(crate) fn envp_vector(env: &super::ChildEnv<CString>) -> Vec<*const c_char> {
+    let super::ChildEnv::Exactly(entries) = env;
+    nul_terminated(entries)
 }
 
 /// Pointers to each string, then a null pointer (an `argv` or `envp`).
@@ -73,29 +51,6 @@ pub(crate) fn inherited_entries() -> Vec<CString> {
     std::env::vars_os()
         .filter_map(|(k, v)| env_entry(&k, &v))
         .collect()
-}
-
-/// This process's environment vector, as the C library holds it.
-fn process_environ() -> *const *const c_char {
-    #[cfg(target_vendor = "apple")]
-    {
-        // SAFETY: `_NSGetEnviron` returns the address of the process's
-        // `environ` variable, valid for the life of the process; reading
-        // the pointer it holds is a plain load (see `envp_vector` for
-        // who may write it meanwhile).
-        unsafe { *libc::_NSGetEnviron() as *const *const c_char }
-    }
-    #[cfg(not(target_vendor = "apple"))]
-    {
-        extern "C" {
-            static environ: *const *const c_char;
-        }
-        // SAFETY: `environ` is the C library's global, always initialised
-        // (possibly to null, which `execve` and `posix_spawn` take as an
-        // empty environment on Linux and FreeBSD); reading the pointer is a
-        // plain load (see `envp_vector` for who may write it meanwhile).
-        unsafe { environ }
-    }
 }
 
 /// Whether an environment variable's name is the search path's (`PATH`;

@@ -79,10 +79,12 @@ pub(crate) enum SpawnError {
 /// The environment a child starts with.
 #[derive(Debug)]
 pub(crate) enum ChildEnv<S> {
-    /// This process's own, as the C library holds it (`environ` on Unix,
-    /// handed to `execve` as it is; the parent's block on Windows): the
-    /// command changed no variable, so no copy is made, as
-    /// `std::process::Command` makes none.
+    /// This process's own (the parent's block, as Windows hands it on):
+    /// the command changed no variable, so no copy is made. Unix has no
+    /// such case: there an inherited environment is copied at the start
+    /// (see `launch`), as the child can't read `environ` safely while
+    /// another thread's `set_var` rewrites it.
+    #[cfg(not(unix))]
     Inherited,
     /// Exactly these `NAME=value` entries, in this order.
     Exactly(Vec<S>),

@@ -12,15 +12,13 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::sys::guard::LeaderRegistration;
 use crate::sys::ChildStep;
-use crate::sys::{envp_pointer, envp_vector, nul_terminated, ChildSetup, SpawnSpec};
+use crate::sys::{envp_vector, nul_terminated, ChildSetup, SpawnSpec};
 
 /// Everything the child touches, prepared before the clone.
 pub(super) struct Plan<'a> {
     path: &'a CString,
     argv: Vec<*const libc::c_char>,
-    /// `None` for an inherited environment: the child passes this
-    /// process's `environ` (see `envp_vector`).
-    envp: Option<Vec<*const libc::c_char>>,
+    envp: Vec<*const libc::c_char>,
     cwd: Option<&'a CString>,
     stdio: [Option<RawFd>; 3],
     /// `cgroup.procs` files to join through before exec ("0" = myself).
@@ -258,10 +256,7 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::PreExec));
         }
     }
-    // An inherited vector is read here, at the last moment (a plain load
-    // of the C library's global: see `envp_vector` for why that is sound).
-    let envp = envp_pointer(plan.envp.as_ref());
-    libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), envp);
+    libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
     fail(plan, Step::Exec)
 }
 

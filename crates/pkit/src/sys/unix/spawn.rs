@@ -388,14 +388,14 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         None => None,
     };
     let envp = match &gate_env {
-        Some(g) => Some(g.pointers(spec)),
+        Some(g) => g.pointers(spec),
         None => crate::sys::envp_vector(&spec.envp),
     };
     let path = via.map_or(&spec.path, |(exe, _)| exe);
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: the path and the
-    // argument and environment strings (owned by `spec`, or this process's
-    // own environment: see `envp_vector`), their null-terminated pointer
+    // argument and environment strings (owned by `spec`), their
+    // null-terminated pointer
     // arrays, and the initialised attributes.
     let rc = unsafe {
         libc::posix_spawn(
@@ -404,7 +404,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
             &a.actions,
             &a.attr,
             argv.as_ptr() as *const *mut c_char,
-            crate::sys::envp_pointer(envp.as_ref()) as *const *mut c_char,
+            envp.as_ptr() as *const *mut c_char,
         )
     };
     match rc {

@@ -72,9 +72,6 @@ pub(crate) struct GateEnv {
     owner_loader: Vec<CString>,
     /// The child's loader variables, prefixed, by index in its environment.
     hidden: Vec<(usize, CString)>,
-    /// The child's environment when it inherits ours (copied: some of its
-    /// entries are replaced by their prefixed form); empty otherwise.
-    inherited: Vec<CString>,
 }
 
 impl GateEnv {
@@ -88,11 +85,8 @@ impl GateEnv {
                 is_loader_variable(&e).then(|| CString::new(e).ok())?
             })
             .collect();
-        let inherited = match &spec.envp {
-            ChildEnv::Inherited => crate::sys::inherited_entries(),
-            ChildEnv::Exactly(_) => Vec::new(),
-        };
-        let hidden: Vec<(usize, CString)> = child_entries(spec, &inherited)
+        let ChildEnv::Exactly(entries) = &spec.envp;
+        let hidden: Vec<(usize, CString)> = entries
             .iter()
             .enumerate()
             .filter(|(_, e)| is_loader_variable(e.as_bytes()))
@@ -114,34 +108,26 @@ impl GateEnv {
             first,
             owner_loader,
             hidden,
-            inherited,
         })
     }
 
     /// The null-terminated pointer vector (borrowing `self` and `spec`).
     pub(crate) fn pointers(&self, spec: &SpawnSpec) -> Vec<*const c_char> {
         let mut hidden = self.hidden.iter().peekable();
-        let child = child_entries(spec, &self.inherited)
-            .iter()
-            .enumerate()
-            .map(|(i, e)| match hidden.next_if(|(at, _)| *at == i) {
-                Some((_, h)) => h.as_ptr(),
-                None => e.as_ptr(),
-            });
+        let ChildEnv::Exactly(entries) = &spec.envp;
+        let child =
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| match hidden.next_if(|(at, _)| *at == i) {
+                    Some((_, h)) => h.as_ptr(),
+                    None => e.as_ptr(),
+                });
         std::iter::once(self.first.as_ptr())
             .chain(self.owner_loader.iter().map(|e| e.as_ptr()))
             .chain(child)
             .chain(std::iter::once(std::ptr::null()))
             .collect()
-    }
-}
-
-/// The child's environment entries: `spec`'s, or `inherited` (our own,
-/// copied) when it inherits.
-fn child_entries<'a>(spec: &'a SpawnSpec, inherited: &'a [CString]) -> &'a [CString] {
-    match &spec.envp {
-        ChildEnv::Inherited => inherited,
-        ChildEnv::Exactly(entries) => entries,
     }
 }
 
@@ -458,9 +444,7 @@ mod tests {
             d = dir.display()
         );
         let mut s = spec(&["/bin/sh", "-c", &script]);
-        let ChildEnv::Exactly(entries) = &mut s.envp else {
-            unreachable!("set above")
-        };
+        let ChildEnv::Exactly(entries) = &mut s.envp;
         entries.push(CString::new(format!("LD_LIBRARY_PATH={}", dir.display())).unwrap());
         let held = spawn_gated(&s, &exe()).expect("held");
         let passed = held.open(&s);
