@@ -512,15 +512,7 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
         ));
     }
     let envp = match env {
-        // On Unix an inherited environment is copied here, under std's
-        // environment lock (`vars_os`), rather than read from the C
-        // library's `environ` by the child: another thread's `set_var`
-        // may be rewriting that vector at the moment (std's own spawn
-        // holds the same lock while it starts a child, for this reason).
-        #[cfg(unix)]
-        None => sys::ChildEnv::Exactly(sys::inherited_entries()),
-        #[cfg(not(unix))]
-        None => sys::ChildEnv::Inherited,
+        None => sys::inherited_env(),
         Some(env) => {
             let mut envp = Vec::with_capacity(env.len());
             for (k, v) in env {

@@ -44,6 +44,15 @@ pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
         .collect()
 }
 
+/// The environment of a child whose command changes no variable: a copy
+/// of this process's, made now under std's environment lock (`vars_os`).
+/// A child handed the C library's `environ` itself would read it while
+/// another thread's `set_var` may be rewriting it (std's own spawn holds
+/// that lock while it starts a child, for this reason).
+pub(crate) fn inherited_env() -> super::ChildEnv<NativeString> {
+    super::ChildEnv::Exactly(inherited_entries())
+}
+
 /// This process's environment as `NAME=value` entries, in its order (what
 /// an inherited environment gives a child), for the spawns that must
 /// rewrite some entries; an entry with a NUL byte can't exist.

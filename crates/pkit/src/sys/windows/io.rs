@@ -49,6 +49,12 @@ pub(crate) fn native_string(s: &OsStr) -> Option<NativeString> {
     (!s.encode_wide().any(|c| c == 0)).then(|| s.to_os_string())
 }
 
+/// The environment of a child whose command changes no variable: the
+/// parent's block, handed on by `CreateProcessW` as it is.
+pub(crate) fn inherited_env() -> crate::sys::ChildEnv<NativeString> {
+    crate::sys::ChildEnv::Inherited
+}
+
 /// One `NAME=value` environment entry; `None` if either contains a NUL.
 pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
     let mut kv = native_string(name)?;
