@@ -195,7 +195,8 @@ pub(crate) fn take_reader(
         .take()
         .ok_or_else(|| {
             Error::InvalidInput(format!(
-                "{program}: its stdin reader was already consumed by an earlier run"
+                "{program}: its stdin reader was already consumed by an earlier run \
+                 (a reader is read once; for the same input on every run, use `stdin_bytes`)"
             ))
         })
 }

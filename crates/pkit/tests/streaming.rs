@@ -488,6 +488,8 @@ async fn stdin_from_reader_and_file_and_unread_input() {
             pkit::ErrorKind::InvalidInput,
             "a reader is consumed once"
         );
+        // The message says what to use instead.
+        assert!(again.to_string().contains("stdin_bytes"), "{again}");
 
         let path = std::env::temp_dir().join(format!("pkit-stdin-file-{}-{m}", std::process::id()));
         std::fs::File::create(&path)
