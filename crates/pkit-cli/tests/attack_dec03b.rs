@@ -1,5 +1,7 @@
 //! A hostile user of the `pkit` CLI (second pass of 2026-12-03).
 
+#![cfg(unix)]
+
 mod common;
 
 use common::*;
