@@ -111,15 +111,9 @@ fn a_forked_child_uses_the_blocking_api_and_its_parent_lives_on() {
     drop((parent_first, running, again));
     // The child's groups are gone with it.
     if let Some(parent) = group_parent() {
-        let prefix = format!("pkit-{child}-");
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
-            let left: Vec<_> = std::fs::read_dir(&parent)
-                .expect("cgroup parent")
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect();
+            let left = cgroup_dirs_of(&parent, child as u32);
             if left.is_empty() {
                 break;
             }

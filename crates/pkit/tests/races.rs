@@ -614,16 +614,10 @@ async fn owner_race_round(choice: MechanismChoice, i: u64, v1_parents: &[std::pa
         tokio::time::sleep(POLL).await;
     }
     // Its cgroup directories: all removed.
-    let prefix = format!("pkit-{owner_pid}-");
     for parent in group_parent().iter().chain(v1_parents) {
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
-            let left: Vec<std::path::PathBuf> = std::fs::read_dir(parent)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect();
+            let left = cgroup_dirs_of(parent, owner_pid);
             if left.is_empty() {
                 break;
             }

@@ -195,24 +195,40 @@ fn wait_until(
     }
 }
 
+/// Starts `spec` in `group` with the stdio it asks for: the child, when
+/// it started, and the parent's ends of its stdin, stdout and stderr.
+fn start(
+    group: &Group,
+    spec: &Spec,
+    program: &str,
+) -> Result<(
+    std::sync::Arc<crate::sys::ChildHandle>,
+    Instant,
+    [Option<OwnedFd>; 3],
+)> {
+    let prepared = crate::launch::prepare(spec, program)?;
+    let mut no_reader = None;
+    let ((stdin, stdin_parent), (stdout, stdout_parent), (stderr, stderr_parent)) =
+        crate::launch::stdio(spec, program, None, None, &mut no_reader)?;
+    let (child, _, started) = crate::launch::spawn_in(
+        group.container(),
+        spec,
+        program,
+        prepared,
+        [stdin, stdout, stderr],
+        false,
+    )?;
+    Ok((child, started, [stdin_parent, stdout_parent, stderr_parent]))
+}
+
 /// The run itself, in `group` (whose children have pidfds).
 #[track_caller]
 fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
     let spec = &cmd.spec;
     let program = spec.display_name();
     group.check_open(spec)?;
-    let prepared = crate::launch::prepare(spec, &program)?;
-    let mut no_reader = None;
-    let ((stdin, stdin_parent), (stdout, stdout_parent), (stderr, stderr_parent)) =
-        crate::launch::stdio(spec, &program, None, None, &mut no_reader)?;
-    let (child, _, started) = crate::launch::spawn_in(
-        group.container(),
-        spec,
-        &program,
-        prepared,
-        [stdin, stdout, stderr],
-        false,
-    )?;
+    let (child, started, [stdin_parent, stdout_parent, stderr_parent]) =
+        start(&group, spec, &program)?;
     let pid = child.pid() as u32;
     // A small input fits the fresh pipe: written now, then end of file.
     if let (Some(fd), Input::Bytes(bytes)) = (stdin_parent, &spec.stdin) {
@@ -301,19 +317,7 @@ mod tests {
         if !group.container().holds_pidfds() {
             return; // the portable backend: never the direct path
         }
-        let prepared = crate::launch::prepare(spec, &program).unwrap();
-        let mut no_reader = None;
-        let ((stdin, _), (stdout, _), (stderr, _)) =
-            crate::launch::stdio(spec, &program, None, None, &mut no_reader).unwrap();
-        let (child, _, _) = crate::launch::spawn_in(
-            group.container(),
-            spec,
-            &program,
-            prepared,
-            [stdin, stdout, stderr],
-            false,
-        )
-        .unwrap();
+        let (child, _, _) = super::start(&group, spec, &program).unwrap();
         // Exited (its pidfd readable), not yet looked at.
         let ready =
             crate::sys::poll_readable([None, None, child.pidfd()], Some(Duration::from_secs(60)))

@@ -399,11 +399,16 @@ pub fn own_cgroup_dirs() -> Vec<PathBuf> {
     // Emptied directories kept for reuse by later one-shot runs are not
     // leaks, but remove them so the check sees only what matters.
     pkit::release_spare_cgroups();
-    let Some(parent) = group_parent() else {
-        return Vec::new();
-    };
-    let prefix = format!("pkit-{}-", std::process::id());
-    let Ok(dir) = std::fs::read_dir(&parent) else {
+    group_parent().map_or_else(Vec::new, |parent| {
+        cgroup_dirs_of(&parent, std::process::id())
+    })
+}
+
+/// The `pkit-<owner>-*` cgroup directories under `parent` that exist now
+/// (none when `parent` can't be read).
+pub fn cgroup_dirs_of(parent: &Path, owner: u32) -> Vec<PathBuf> {
+    let prefix = format!("pkit-{owner}-");
+    let Ok(dir) = std::fs::read_dir(parent) else {
         return Vec::new();
     };
     dir.flatten()
