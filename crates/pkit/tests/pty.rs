@@ -484,7 +484,11 @@ async fn pty_sessions_leak_no_descriptor() {
     while fds() > before && std::time::Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
     }
-    assert_eq!(fds(), before, "descriptors left open");
+    // Fewer is no leak: a descriptor held for a moment when `before` was
+    // counted (a dropped child's pidfd the reaper still waits on) may be
+    // gone by now.
+    let after = fds();
+    assert!(after <= before, "descriptors left open: {after} > {before}");
     end_exclusive(alone, "pty_sessions_leak_no_descriptor").await;
 }
 
