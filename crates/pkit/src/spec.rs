@@ -138,8 +138,8 @@ impl Spec {
 
     /// The environment the child starts with, or `None` when it is this
     /// process's unchanged (no variable set or removed, not cleared, no
-    /// `inherit_env` filter: the child inherits it without a copy, see
-    /// `ChildEnv::Inherited`). Otherwise this process's (unless cleared),
+    /// `inherit_env` filter: see `sys::inherited_env`). Otherwise this
+    /// process's (unless cleared),
     /// in its order, with this command's changes applied — a changed
     /// variable keeps its place, new ones follow (by name).
     ///

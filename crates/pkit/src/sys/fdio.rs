@@ -49,17 +49,13 @@ pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
 /// A child handed the C library's `environ` itself would read it while
 /// another thread's `set_var` may be rewriting it (std's own spawn holds
 /// that lock while it starts a child, for this reason).
+/// Entries in this process's order; one with a NUL byte can't exist.
 pub(crate) fn inherited_env() -> super::ChildEnv<NativeString> {
-    super::ChildEnv::Exactly(inherited_entries())
-}
-
-/// This process's environment as `NAME=value` entries, in its order (what
-/// an inherited environment gives a child), for the spawns that must
-/// rewrite some entries; an entry with a NUL byte can't exist.
-pub(crate) fn inherited_entries() -> Vec<CString> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| env_entry(&k, &v))
-        .collect()
+    super::ChildEnv::Exactly(
+        std::env::vars_os()
+            .filter_map(|(k, v)| env_entry(&k, &v))
+            .collect(),
+    )
 }
 
 /// Whether an environment variable's name is the search path's (`PATH`;
