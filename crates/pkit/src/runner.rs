@@ -274,7 +274,8 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let aside = tokio::task::try_id().is_none()
         && tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
-    let ended = match aside.then(|| proc.wait_aside()).flatten() {
+    let waiting = if aside { proc.wait_aside() } else { None };
+    let ended = match waiting {
         Some(waiting) => bounds.wait(waiting).await?,
         None => bounds.wait(proc.wait_status()).await?,
     };

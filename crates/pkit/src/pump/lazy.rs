@@ -33,24 +33,23 @@ pub(crate) fn aside<T: Send + 'static>(
 ) -> tokio::sync::oneshot::Receiver<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     spawn_on_wake(async move {
-        drop(tx.send(alongside(Some(claimed), work).await));
+        drop(tx.send(alongside(claimed, work).await));
     });
     rx
 }
 
-/// Runs `work`, polling the claimed reading task (if any) along with it in
+/// Runs `work`, polling the claimed reading task along with it in
 /// the same task: the pipes' events wake this task, which reads them. When
 /// `work` is done, a reading task that has not finished is spawned.
-async fn alongside<F: Future>(mut claimed: Option<Claimed>, work: F) -> F::Output {
+async fn alongside<F: Future>(mut claimed: Claimed, work: F) -> F::Output {
     let mut work = std::pin::pin!(work);
     let mut read = |cx: &mut Context<'_>| {
-        if let Some(c) = &mut claimed {
-            if c.held
-                .as_mut()
-                .is_some_and(|f| f.as_mut().poll(cx).is_ready())
-            {
-                c.held = None;
-            }
+        if claimed
+            .held
+            .as_mut()
+            .is_some_and(|f| f.as_mut().poll(cx).is_ready())
+        {
+            claimed.held = None;
         }
     };
     std::future::poll_fn(|cx| {

@@ -259,16 +259,14 @@ impl SpawnOptions {
                 )));
             }
             let dup = sys::dup_above(parent, min).map_err(|e| {
-                if e.raw_os_error() == Some(libc::EBADF) {
-                    invalid(format!(
-                        "keep_fds: descriptor {parent} is not open in this process \
-                         (pass the number of a descriptor it holds open)"
-                    ))
+                let why = if e.raw_os_error() == Some(libc::EBADF) {
+                    "is not open in this process \
+                     (pass the number of a descriptor it holds open)"
+                        .to_string()
                 } else {
-                    invalid(format!(
-                        "keep_fds: descriptor {parent} can't be passed: {e}"
-                    ))
-                }
+                    format!("can't be passed: {e}")
+                };
+                invalid(format!("keep_fds: descriptor {parent} {why}"))
             })?;
             keep.push((dup, child));
         }
