@@ -54,7 +54,7 @@ timeout(1); --no-reraise exits 128+N instead); 125 pkit failed; 126 not
 executable; 127 not found.
 
 Sizes: K, M, G, T are powers of 1024 (512M); KB, MB, GB, TB powers of 1000;
-at most 8 EiB - 1 byte (8388607T), the kernel's largest memory cap.
+at most 8 EiB - 1 byte (9223372036854775807), the kernel's largest memory cap.
 Durations: 10 (seconds), 1.5, 1e3, 500ms, 2m, 1h, 1d, 1m30s; 0 = no timeout;
 inf, or anything too long to count (1e300), is forever, as in timeout(1);
 anything else above 0 is at least 1 ns. Out-of-range numbers (NaN,

@@ -16,8 +16,8 @@ pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 /// The program was not found.
 pub const EXIT_NOT_FOUND: u8 = 127;
 
-/// `pkit run`: the timeout's signal did not end the tree and SIGKILL
-/// after `--kill-after` did (as timeout(1)).
+/// `pkit run`: the timeout's SIGKILL ended the program (after
+/// `--kill-after`, or `-s KILL` itself), as timeout(1).
 pub const EXIT_KILLED: u8 = signalled(9);
 
 /// The status a shell shows for a program killed by signal `sig`: 128+N.

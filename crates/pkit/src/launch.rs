@@ -480,8 +480,8 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
             }
         }
     }
-    // `None`: a command that changes no variable hands the child this
-    // process's environment as it is, without a copy.
+    // `None`: a command that changes no variable (`sys::inherited_env`
+    // gives its child this process's environment).
     let env = cmd.effective_env();
     let resolved = cmd
         .spawn
