@@ -90,25 +90,27 @@ impl Container {
             if leader.as_ref().and_then(|l| l.group_occupied()) == Some(false) {
                 return Ok(());
             }
+            // `None`: no descriptor free to list /proc with (every process
+            // has had its SIGKILL by now): listed again until one is, or
+            // the deadline passes, as for members that linger. A close is
+            // not failed for it: the run's result stays the caller's.
             let members = match ptable::running_members(pgid) {
-                // No descriptor free to list /proc with (every process
-                // has had its SIGKILL by now): the list is tried again
-                // until one is, or the deadline passes, as for members
-                // that linger. A close is not failed for it: the run's
-                // result stays the caller's.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    if Instant::now() >= deadline {
-                        return Ok(());
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-                listed => listed?,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => None,
+                listed => Some(listed?),
             };
-            if members.is_empty() || Instant::now() >= deadline {
+            if members.as_ref().is_some_and(Vec::is_empty) || Instant::now() >= deadline {
                 return Ok(());
             }
-            self.wait_members(&members, deadline).await?;
+            match members {
+                Some(members) => {
+                    self.wait_members(&members, deadline).await?;
+                }
+                None => tokio::time::sleep(LIST_RETRY).await,
+            }
         }
     }
 }
+
+/// How long a close waits for a free descriptor before listing `/proc`
+/// again.
+const LIST_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
