@@ -109,6 +109,13 @@ struct StageWait {
     checked: bool,
 }
 
+impl StageWait {
+    /// Whether it has exited, looked at without waiting.
+    fn exited(&self) -> bool {
+        matches!(self.child.try_status(), Ok(Some(_)))
+    }
+}
+
 /// The chain's bounds, owned by the driver.
 pub(crate) struct Plan {
     pub timeout: Option<Duration>,
@@ -412,11 +419,12 @@ async fn drive(
         cancel: plan.tokens.iter().collect(),
         limit: plan.limit.clone(),
     };
-    let ended = bounds.wait(cut_on_failure(&stages, &cut, &stopped)).await?;
-    let running: Vec<bool> = stages
-        .iter()
-        .map(|s| !matches!(s.child.try_status(), Ok(Some(_))))
-        .collect();
+    // A bound that fires as the last stage exits is no timeout.
+    let all_exited = || stages.iter().all(StageWait::exited).then_some(());
+    let ended = bounds
+        .wait(cut_on_failure(&stages, &cut, &stopped), all_exited)
+        .await?;
+    let running: Vec<bool> = stages.iter().map(|s| !s.exited()).collect();
     let head = stages.first().map(|s| s.pid);
     let name = &plan.name;
     if let Ended::Cancelled = ended {

@@ -77,8 +77,16 @@ impl Bounds<'_> {
         self.cancel.iter().any(|t| t.is_cancelled())
     }
 
-    /// Runs `work` until it finishes or a bound is hit.
-    pub(crate) async fn wait<T>(&self, work: impl Future<Output = Result<T>>) -> Result<Ended<T>> {
+    /// Runs `work` until it finishes or a bound is hit. A time bound that
+    /// fires as the work ends (the timer and the exit in one wake-up, or
+    /// the exit just after the timer's) is settled by one look without
+    /// waiting: `done` says whether the work is already over (`Some`: its
+    /// result), and then it is `Done`, not a timeout.
+    pub(crate) async fn wait<T>(
+        &self,
+        work: impl Future<Output = Result<T>>,
+        done: impl FnOnce() -> Option<T>,
+    ) -> Result<Ended<T>> {
         // Checked first: a token cancelled before the run is never raced
         // against work that is already done.
         if self.cancelled() {
@@ -97,12 +105,16 @@ impl Bounds<'_> {
                 .collect();
             first_of(&mut tokens).await;
         };
-        Ok(tokio::select! {
-            done = work => Ended::Done(done?),
+        let ended = tokio::select! {
+            finished = work => Ended::Done(finished?),
             () = timer => Ended::TimedOut,
             () = idle => Ended::Inactive,
             () = cancelled => Ended::Cancelled,
             () = self.limit.wait() => Ended::OutputLimit,
+        };
+        Ok(match ended {
+            Ended::TimedOut | Ended::Inactive => done().map_or(ended, Ended::Done),
+            ended => ended,
         })
     }
 }
@@ -275,20 +287,10 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
         && tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
     let waiting = if aside { proc.wait_aside() } else { None };
+    let exited = || proc.child.try_status().ok().flatten();
     let ended = match waiting {
-        Some(waiting) => bounds.wait(waiting).await?,
-        None => bounds.wait(proc.wait_status()).await?,
-    };
-    // A bound that fired as the child exited (the timer and the exit in
-    // the same wake-up, or the exit just after the timer's): one look,
-    // without waiting, and an exited child reports its exit, not a
-    // timeout.
-    let ended = match ended {
-        Ended::TimedOut | Ended::Inactive => match proc.child.try_status() {
-            Ok(Some(status)) => Ended::Done(status),
-            _ => ended,
-        },
-        ended => ended,
+        Some(waiting) => bounds.wait(waiting, exited).await?,
+        None => bounds.wait(proc.wait_status(), exited).await?,
     };
     let oom_before = group.oom_kills();
     let inactive = matches!(ended, Ended::Inactive);

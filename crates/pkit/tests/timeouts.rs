@@ -244,3 +244,77 @@ fn a_child_that_exits_before_its_deadline_is_never_timed_out() {
         }
     });
 }
+
+/// The inactivity timeout of [`an_exit_seen_with_its_bound_is_not_a_timeout`].
+const IDLE: Duration = Duration::from_millis(50);
+
+/// Holds this thread (and a current-thread runtime with it: nothing of
+/// the run is looked at meanwhile) until every pid has exited and twice
+/// [`IDLE`] has passed since `since`.
+fn hold_until_exited(pids: &[u32], since: std::time::Instant) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !pids.iter().all(|&p| pid_gone(p)) {
+        let now = std::time::Instant::now();
+        assert!(now < deadline, "{pids:?} still running after {DEADLINE:?}");
+        std::thread::sleep(POLL);
+    }
+    std::thread::sleep((since + 2 * IDLE).saturating_duration_since(std::time::Instant::now()));
+}
+
+/// A run whose children have all exited when its bound fires reports their
+/// exits, not a timeout: a pipeline and a one-shot run, their bounds armed,
+/// then the runtime's only thread held until the children have exited and
+/// the inactivity timeout has passed, so that the exits and the bound are
+/// seen in the same wake-up. Before, a pipeline said `inactivity_timed_out`
+/// about every other run.
+#[test]
+fn an_exit_seen_with_its_bound_is_not_a_timeout() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let suite = begin("an_exit_seen_with_its_bound_is_not_a_timeout").await;
+        for choice in mechanisms() {
+            for i in 0..20 {
+                let what = format!("{choice}: pipeline, run {i}");
+                let since = std::time::Instant::now();
+                let mut running = Pipe::new([sh(choice, "exit 0"), sh(choice, "exit 3")])
+                    .mechanism(choice)
+                    .inactivity_timeout(IDLE)
+                    .start()
+                    .expect("start");
+                // The driver arms the bounds.
+                tokio::task::yield_now().await;
+                hold_until_exited(&running.pids(), since);
+                let out = running.wait().await.expect("wait");
+                assert_eq!(out.outcome(), pkit::Outcome::Exited(3), "{what}: {out:?}");
+                assert!(!out.inactivity_timed_out(), "{what}: {out:?}");
+
+                let what = format!("{choice}: one-shot run, run {i}");
+                let file = TempPath::new("exit-seen-with-bound");
+                let since = std::time::Instant::now();
+                let cmd = sh(choice, r#"echo $$ > "$1"; exit 3"#)
+                    .arg(file.as_str())
+                    .inactivity_timeout(IDLE);
+                let mut run = std::pin::pin!(cmd.output());
+                // One poll: the child starts and the bounds are armed.
+                let polled = tokio::time::timeout(Duration::ZERO, &mut run).await;
+                assert!(polled.is_err(), "{what}: ended at its first poll");
+                let pid = loop {
+                    let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                    if let Ok(pid) = text.trim().parse() {
+                        break pid;
+                    }
+                    assert!(since.elapsed() < DEADLINE, "{what}: no pid written");
+                    std::thread::sleep(POLL);
+                };
+                hold_until_exited(&[pid], since);
+                let out = run.await.expect("output");
+                assert_eq!(out.outcome(), pkit::Outcome::Exited(3), "{what}: {out:?}");
+                assert!(!out.inactivity_timed_out(), "{what}: {out:?}");
+            }
+        }
+        suite.end().await;
+    });
+}
