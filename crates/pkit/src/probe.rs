@@ -138,7 +138,10 @@ impl RunningProcess {
     }
 
     /// Waits until `check` returns true, retrying every 25 ms. Gives up with
-    /// [`Error::NotReady`] on `timeout` or if the process exits first.
+    /// [`Error::NotReady`] on `timeout` or if the process exits first,
+    /// even while a check is still running (a check that hangs does not
+    /// hide the exit; a check running when the process exits still has a
+    /// quarter of a second to pass).
     ///
     /// # Errors
     ///
@@ -154,24 +157,38 @@ impl RunningProcess {
             program: program.clone(),
             reason,
         };
+        // The exit is watched while a check runs too: a check that hangs (a
+        // connection nobody answers) must not hide it until the deadline.
+        // Once the process has exited, a check still has AFTER_EXIT_QUIET
+        // to pass (a server may have been ready just before it exited).
+        let exited = |status: std::io::Result<_>| {
+            status
+                .map(|st| not_ready(NotReadyReason::Exited(outcome_of(st))))
+                .unwrap_or_else(|e| Error::io(format!("{program}: wait"), e))
+        };
         let work = async {
             loop {
-                if check().await {
-                    return Ok(());
-                }
-                if let Some(st) = self.child.try_status().ok().flatten() {
-                    return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+                let pending = check();
+                tokio::pin!(pending);
+                tokio::select! {
+                    biased;
+                    ok = &mut pending => if ok {
+                        return Ok(());
+                    },
+                    status = self.child.wait() => {
+                        return match last_look(pending).await {
+                            true => Ok(()),
+                            false => Err(exited(status)),
+                        };
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_EVERY) => {}
                     status = self.child.wait() => {
-                        // One last look: a server may have been ready just
-                        // before it exited.
-                        if check().await {
-                            return Ok(());
-                        }
-                        let st = status.map_err(|e| Error::io(format!("{program}: wait"), e))?;
-                        return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+                        return match last_look(check()).await {
+                            true => Ok(()),
+                            false => Err(exited(status)),
+                        };
                     }
                 }
             }
@@ -281,4 +298,12 @@ impl RunningProcess {
             }
         }
     }
+}
+
+/// A check's last chance once the process has exited: whether it passes
+/// within [`AFTER_EXIT_QUIET`].
+async fn last_look(check: impl Future<Output = bool>) -> bool {
+    tokio::time::timeout(AFTER_EXIT_QUIET, check)
+        .await
+        .unwrap_or(false)
 }
