@@ -15,6 +15,7 @@ use crate::output::Output;
 use crate::pipe_started::{Plan, RunningPipe};
 use crate::process::RunningProcess;
 use crate::pump::LimitFlag;
+use crate::spec::{Input, Stdio};
 use crate::sys::{self, MechanismChoice, Signal};
 use crate::verbs;
 
@@ -28,6 +29,11 @@ use crate::verbs;
 /// stage when all succeeded). A stage marked
 /// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain.
 /// Every stage's own result is in [`Output::stages`].
+///
+/// The chain owns the stages' joints: a stage after the head that sets a
+/// stdin of its own, or a stage before the last that sends its stdout to a
+/// file, `/dev/null` or the parent's stdout, is refused
+/// ([`Error::InvalidInput`]) rather than silently rewired.
 ///
 /// **A failed stage ends what feeds it.** As soon as a stage that is not
 /// `unchecked_in_pipe` exits non-zero or is killed by a signal, the stages
@@ -239,8 +245,10 @@ impl Pipe {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a chain without stages, or a
-    /// stage that can't be a pipeline stage (a pty);
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a chain without stages, a
+    /// stage that can't be a pipeline stage (a pty), or a stage with an input or output the
+    /// chain replaces (stdin of its own on a stage after the head; a stdout file, null or
+    /// inherited stdout on a stage before the last);
     /// [`Error::Cancelled`](crate::Error::Cancelled) when a cancel token (the chain's or a
     /// stage's) fires, before anything is started or during the run; the start errors of
     /// [`Command::output`](crate::Command::output) for a stage that can't be started (the
@@ -299,6 +307,7 @@ impl Pipe {
                 "a pipeline needs at least one stage".into(),
             ));
         }
+        self.check_wiring()?;
         // The chain's token and every stage's own.
         let tokens: Vec<CancelToken> = self
             .cancel
@@ -348,6 +357,32 @@ impl Pipe {
         };
         let unchecked = self.stages.iter().map(|c| c.unchecked_in_pipe).collect();
         Ok(RunningPipe::new(group, procs, unchecked, began, plan))
+    }
+
+    /// Refuses a stage whose own stdin or stdout the chain would replace
+    /// (the head's stdin and the last stage's stdout are its own): ignored,
+    /// its input would silently never arrive, its output file never be
+    /// written.
+    fn check_wiring(&self) -> Result<()> {
+        let last = self.stages.len() - 1;
+        for (i, cmd) in self.stages.iter().enumerate() {
+            let spec = &cmd.spec;
+            let stdin_set = i > 0 && !matches!(spec.stdin, Input::Null);
+            let stdout_set = i < last
+                && (spec.spawn.has_stdout_file()
+                    || matches!(spec.stdout, Stdio::Null | Stdio::Inherit));
+            let what = match (stdin_set, stdout_set) {
+                (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",
+                (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout",
+                _ => continue,
+            };
+            return Err(Error::InvalidInput(format!(
+                "pipeline stage {} ({}): {what}",
+                i + 1,
+                cmd.display_name()
+            )));
+        }
+        Ok(())
     }
 
     /// The chain's timeout — its own or the soonest of its stages' (all

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pkit::{Error, NotReadyReason, Outcome};
+use pkit::{Error, FileMode, NotReadyReason, Outcome, Pipe, Stdio};
 
 /// A readiness check that never answers (a connection nobody accepts nor
 /// refuses, a health endpoint that hangs) against a process that exits:
@@ -50,5 +50,95 @@ async fn a_hanging_readiness_check_does_not_hide_the_exit() {
         assert!(p2.wait().await.unwrap().success(), "{choice}");
         assert_gone(&[pid], "the probed process").await;
     }
+    suite.end().await;
+}
+
+/// A stage whose stdin or stdout the chain replaces with its pipes: a
+/// stage after the head with input of its own, a stage before the last
+/// writing to a file, `/dev/null` or the parent's stdout. Before: the
+/// chain silently dropped the stage's input (`cat` read the head's output,
+/// not its bytes) and never created its file. Now the chain is refused
+/// before anything starts; the head's input and the last stage's file are
+/// still the chain's own and work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_whose_own_stdio_the_chain_would_replace_is_refused() {
+    let suite = begin("a_stage_whose_own_stdio_the_chain_would_replace_is_refused").await;
+    let dir = std::env::temp_dir().join(format!("pkit-attack-c-wiring-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("middle.out");
+    for choice in mechanisms() {
+        let bad = [
+            (
+                "stdin bytes after the head",
+                2,
+                Pipe::new([
+                    cmd(choice, "echo").arg("from-head"),
+                    cmd(choice, "cat").stdin_bytes("own input\n"),
+                ]),
+            ),
+            (
+                "stdin file after the head",
+                3,
+                Pipe::new([
+                    cmd(choice, "echo").arg("from-head"),
+                    cmd(choice, "cat"),
+                    cmd(choice, "cat").stdin_file("/dev/null"),
+                ]),
+            ),
+            (
+                "stdout file before the last",
+                1,
+                Pipe::new([
+                    cmd(choice, "echo")
+                        .arg("x")
+                        .stdout_file(&file, FileMode::Truncate),
+                    cmd(choice, "cat"),
+                ]),
+            ),
+            (
+                "stdout null before the last",
+                2,
+                Pipe::new([
+                    cmd(choice, "echo").arg("x"),
+                    cmd(choice, "cat").stdout(Stdio::Null),
+                    cmd(choice, "cat"),
+                ]),
+            ),
+        ];
+        for (what, stage, pipe) in bad {
+            for started in [false, true] {
+                let err = if started {
+                    pipe.clone().stream_lines().start().map(drop).unwrap_err()
+                } else {
+                    pipe.output().await.map(drop).unwrap_err()
+                };
+                assert!(
+                    matches!(&err, Error::InvalidInput(m) if m.contains(&format!("stage {stage} "))),
+                    "{choice}: {what} (started: {started}): {err:?}"
+                );
+            }
+        }
+        assert!(!file.exists(), "{choice}: nothing was started");
+        // The chain's own ends stay the caller's.
+        let last = dir.join("last.out");
+        let out = Pipe::new([cmd(choice, "cat"), cmd(choice, "tr").args(["a-z", "A-Z"])])
+            .stdin_bytes("abc\n")
+            .pipe(cmd(choice, "cat").stdout_file(&last, FileMode::Truncate))
+            .output()
+            .await
+            .unwrap();
+        assert!(out.success(), "{choice}: {out:?}");
+        assert_eq!(std::fs::read_to_string(&last).unwrap(), "ABC\n", "{choice}");
+        // A stage before the last may still send its stderr down the chain.
+        let merged = Pipe::new([
+            sh(choice, "echo out; echo err >&2").merge_stderr(),
+            cmd(choice, "sort"),
+        ])
+        .run()
+        .await
+        .unwrap();
+        assert_eq!(merged, "err\nout", "{choice}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
     suite.end().await;
 }

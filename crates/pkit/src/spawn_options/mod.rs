@@ -119,6 +119,11 @@ impl SpawnOptions {
             .map_err(|e| Error::io(format!("{program}: opening its {stream} file"), e))
     }
 
+    /// Whether a stdout file was given.
+    pub(crate) fn has_stdout_file(&self) -> bool {
+        self.stdout_file.is_some()
+    }
+
     /// Whether a stdout/stderr file or `merge_stderr` decides the child's
     /// output streams.
     pub(crate) fn claims_output(&self) -> bool {
