@@ -25,6 +25,7 @@ mod container_create;
 mod container_pgroup;
 mod control;
 mod cpu_list;
+mod creator;
 #[doc(hidden)]
 pub mod fault;
 #[cfg(unix)]
@@ -64,6 +65,7 @@ pub(crate) use child::ChildHandle;
 pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
+pub(crate) use creator::Creator;
 #[cfg(unix)]
 pub(crate) use fdio::*;
 pub use guard_status::GuardStatus;
@@ -131,37 +133,4 @@ pub(crate) fn proc_usage(_pid: i32) -> Option<(std::time::Duration, Option<u64>,
 pub fn release_spare_cgroups() {
     #[cfg(target_os = "linux")]
     linux::cgroup_pool::release_all();
-}
-
-/// The process that made a handle which acts on the system when dropped
-/// (`RunningProcess`, `RunningPipe`, a group's container, a cgroup leaf, a
-/// v1 cgroup). A child an application forks without `exec` gets copies of
-/// its parent's handles; a drop that kills or removes something asks
-/// [`is_here`](Self::is_here) first, so such a copy does nothing to its
-/// parent's processes or directories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Creator(u32);
-
-impl Creator {
-    /// This process.
-    pub(crate) fn here() -> Creator {
-        Creator(this_pid())
-    }
-
-    /// Whether this process made the handle (it is not a forked copy).
-    pub(crate) fn is_here(self) -> bool {
-        self.0 == this_pid()
-    }
-}
-
-/// This process's id (the kept one, which a fork forgets).
-#[cfg(target_os = "linux")]
-fn this_pid() -> u32 {
-    pid::current()
-}
-
-/// This process's id.
-#[cfg(not(target_os = "linux"))]
-fn this_pid() -> u32 {
-    std::process::id()
 }

@@ -327,12 +327,12 @@ fn announce(r: Result<Guard, String>) -> Result<Guard, String> {
 
 /// The guard, if this process is the one that started it.
 fn owned(g: &'static Guard) -> Result<&'static Guard, String> {
-    if g.owner == wire::current_pid() {
+    if g.owner.is_here() {
         Ok(g)
     } else {
         Err(format!(
             "this process is a fork of pkit process {} and can't share its owner-death guard",
-            g.owner
+            g.owner.pid()
         ))
     }
 }

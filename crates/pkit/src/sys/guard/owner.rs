@@ -19,7 +19,7 @@ use super::wire::{
 pub(crate) struct Guard {
     /// The process that started it (a forked copy of the owner must not
     /// use the owner's guard: it would die with the owner, not with it).
-    pub(super) owner: u32,
+    pub(super) owner: crate::sys::creator::Creator,
     pub(super) sock: OwnedFd,
     pub(super) pid: i32,
     /// The guard's pidfd (Linux).

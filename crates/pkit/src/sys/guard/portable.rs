@@ -132,7 +132,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::owner::{Guard, Started, State};
 use super::portable_process::{entry_address, entry_ran, guard_main, map_table, ENV, GUARD_FD};
-use super::wire::{current_pid, recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
+use super::wire::{recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
 
 /// `PKIT_GUARD_START=fork` makes the owner fork its guard (the way used
 /// where running the executable again is not possible), for tests and for
@@ -470,7 +470,7 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
         crate::sys::unix::sigchld::reap_later(pid);
     }
     Guard {
-        owner: current_pid(),
+        owner: crate::sys::creator::Creator::here(),
         sock,
         pid,
         pidfd: None,

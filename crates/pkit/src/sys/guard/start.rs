@@ -227,7 +227,7 @@ fn new_guard(
     started: Started,
 ) -> Guard {
     Guard {
-        owner: crate::sys::pid::current(),
+        owner: crate::sys::creator::Creator::here(),
         sock,
         pid,
         pidfd,

@@ -16,14 +16,6 @@ pub(super) const PORTABLE_METHOD: &str = "the portable guard: killpg by number, 
 /// The same, before the guard is started.
 pub(super) const PORTABLE_WOULD: &str = "would be killed by the portable guard: killpg by number, skipped for a number that now names a process of another session or of another start time than the leader's";
 
-/// This process's id (cached on Linux).
-pub(super) fn current_pid() -> u32 {
-    #[cfg(target_os = "linux")]
-    return crate::sys::pid::current();
-    #[cfg(not(target_os = "linux"))]
-    return std::process::id();
-}
-
 /// Longest path (bytes, NUL included) a slot can hold.
 pub(super) const PATH_LEN: usize = 512;
 /// Slots in the guard's table; one per cgroup, v1 directory or pgroup.

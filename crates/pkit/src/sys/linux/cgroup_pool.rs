@@ -42,6 +42,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::sys::creator::Creator;
 use crate::sys::guard::{self, Ticket};
 
 /// How many spare directories a process keeps: enough for a burst of
@@ -69,16 +70,23 @@ struct Pool {
     spares: Vec<Spare>,
     /// Set by the exit handler: no more pooling.
     closed: bool,
-    /// The pid that registered the exit handler (0: none yet). A child
-    /// forked without exec inherits the handler and the list; if it calls
-    /// `exit` it must not remove its parent's spares.
-    owner: u32,
+    /// The process that registered the exit handler (`None`: none yet).
+    /// A child forked without exec inherits the handler and the list; if
+    /// it calls `exit` it must not remove its parent's spares.
+    owner: Option<Creator>,
+}
+
+impl Pool {
+    /// Whether this process filled the pool (not a forked copy's list).
+    fn ours(&self) -> bool {
+        self.owner.is_some_and(Creator::is_here)
+    }
 }
 
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     spares: Vec::new(),
     closed: false,
-    owner: 0,
+    owner: None,
 });
 
 /// A spare directory under `parent`, open (and still locked), with its
@@ -128,7 +136,7 @@ fn cpu_usage(spare: &mut Spare) -> u64 {
 
 fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if pool.owner != crate::sys::pid::current() {
+    if !pool.ours() {
         // Empty, or a forked child's copy of its parent's list: those
         // directories are the parent's to reuse, never ours (two processes
         // must not share one).
@@ -200,8 +208,8 @@ pub(crate) fn offer(spare: Spare) -> Result<(), Option<Ticket>> {
     if pool.closed || pool.spares.len() >= MAX {
         return Err(ticket);
     }
-    if pool.owner != crate::sys::pid::current() {
-        if pool.owner != 0 {
+    if !pool.ours() {
+        if pool.owner.is_some() {
             // We are a forked child of the process that filled the pool.
             return Err(ticket);
         }
@@ -211,7 +219,7 @@ pub(crate) fn offer(spare: Spare) -> Result<(), Option<Ticket>> {
         if unsafe { libc::atexit(remove_all_at_exit) } != 0 {
             return Err(ticket);
         }
-        pool.owner = crate::sys::pid::current();
+        pool.owner = Some(Creator::here());
     }
     if let Some(t) = &ticket {
         if let Ok(g) = guard::get() {
@@ -237,7 +245,7 @@ extern "C" fn remove_all_at_exit() {
     let Ok(mut pool) = POOL.try_lock() else {
         return;
     };
-    if pool.owner != crate::sys::pid::current() {
+    if !pool.ours() {
         return;
     }
     pool.closed = true;
@@ -254,7 +262,7 @@ extern "C" fn remove_all_at_exit() {
 /// release, or the exit handler) must still cover it.
 pub(crate) fn release_all() {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if pool.owner != crate::sys::pid::current() {
+    if !pool.ours() {
         return;
     }
     let spares = std::mem::take(&mut pool.spares);
