@@ -31,8 +31,7 @@ pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
 /// the child never reads the C library's `environ`, which another thread's
 /// `set_var` may be rewriting while a vfork-style child runs.
 pub(crate) fn envp_vector(env: &super::ChildEnv<CString>) -> Vec<*const c_char> {
-    let super::ChildEnv::Exactly(entries) = env;
-    nul_terminated(entries)
+    nul_terminated(env.entries())
 }
 
 /// Pointers to each string, then a null pointer (an `argv` or `envp`).

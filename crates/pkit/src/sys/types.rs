@@ -90,6 +90,15 @@ pub(crate) enum ChildEnv<S> {
     Exactly(Vec<S>),
 }
 
+#[cfg(unix)]
+impl<S> ChildEnv<S> {
+    /// The entries: on Unix every child's environment is exact.
+    pub(crate) fn entries(&self) -> &[S] {
+        let ChildEnv::Exactly(entries) = self;
+        entries
+    }
+}
+
 /// Requested stdio for one stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IoRequest {

@@ -41,7 +41,7 @@ use std::os::fd::RawFd;
 
 use libc::c_char;
 
-use crate::sys::{ChildEnv, SpawnError, SpawnSpec};
+use crate::sys::{SpawnError, SpawnSpec};
 use std::sync::atomic::AtomicBool;
 #[cfg(any(
     all(target_os = "linux", target_env = "gnu"),
@@ -85,8 +85,9 @@ impl GateEnv {
                 is_loader_variable(&e).then(|| CString::new(e).ok())?
             })
             .collect();
-        let ChildEnv::Exactly(entries) = &spec.envp;
-        let hidden: Vec<(usize, CString)> = entries
+        let hidden: Vec<(usize, CString)> = spec
+            .envp
+            .entries()
             .iter()
             .enumerate()
             .filter(|(_, e)| is_loader_variable(e.as_bytes()))
@@ -114,15 +115,12 @@ impl GateEnv {
     /// The null-terminated pointer vector (borrowing `self` and `spec`).
     pub(crate) fn pointers(&self, spec: &SpawnSpec) -> Vec<*const c_char> {
         let mut hidden = self.hidden.iter().peekable();
-        let ChildEnv::Exactly(entries) = &spec.envp;
-        let child =
-            entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| match hidden.next_if(|(at, _)| *at == i) {
-                    Some((_, h)) => h.as_ptr(),
-                    None => e.as_ptr(),
-                });
+        let child = spec.envp.entries().iter().enumerate().map(|(i, e)| {
+            match hidden.next_if(|(at, _)| *at == i) {
+                Some((_, h)) => h.as_ptr(),
+                None => e.as_ptr(),
+            }
+        });
         std::iter::once(self.first.as_ptr())
             .chain(self.owner_loader.iter().map(|e| e.as_ptr()))
             .chain(child)
@@ -444,8 +442,9 @@ mod tests {
             d = dir.display()
         );
         let mut s = spec(&["/bin/sh", "-c", &script]);
-        let ChildEnv::Exactly(entries) = &mut s.envp;
+        let mut entries = s.envp.entries().to_vec();
         entries.push(CString::new(format!("LD_LIBRARY_PATH={}", dir.display())).unwrap());
+        s.envp = ChildEnv::Exactly(entries);
         let held = spawn_gated(&s, &exe()).expect("held");
         let passed = held.open(&s);
         std::fs::remove_dir_all(&dir).unwrap();
