@@ -159,25 +159,37 @@ impl Container {
     /// spare pool), and its process group number another process.
     pub(crate) fn describe(&self) -> String {
         if self.torn_down.load(std::sync::atomic::Ordering::Acquire) {
-            let what = match &self.kind {
-                #[cfg(target_os = "linux")]
-                Kind::Cgroup(_) => "cgroup v2",
-                Kind::Pgroup {
-                    portable: false, ..
-                } => "process group",
-                Kind::Pgroup { portable: true, .. } => "process group (portable backend)",
-            };
-            return format!("{what}; closed");
+            return format!("{}{}; closed", self.kind_name(), self.backend_note());
         }
         let main = self.describe_container();
         format!("{main}; {}", self.describe_guard())
     }
 
+    /// How [`describe`](Self::describe) names the kind of container.
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => "cgroup v2",
+            Kind::Pgroup { .. } => "process group",
+        }
+    }
+
+    /// What [`describe`](Self::describe) adds for the portable backend.
+    fn backend_note(&self) -> &'static str {
+        match self.kind {
+            Kind::Pgroup { portable: true, .. } => {
+                "; portable backend (posix_spawn, SIGCHLD waits)"
+            }
+            _ => "",
+        }
+    }
+
     fn describe_container(&self) -> String {
+        let name = self.kind_name();
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => format!(
-                "cgroup v2 at {}; {}; teardown by {}",
+                "{name} at {}; {}; teardown by {}",
                 cg.path().display(),
                 self.placement(),
                 if cg.has_kill() {
@@ -186,19 +198,17 @@ impl Container {
                     "freeze, SIGKILL to each member, thaw"
                 }
             ),
-            Kind::Pgroup { leader, portable } => {
+            Kind::Pgroup { leader, .. } => {
                 let pgid = leader
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
                     .map(|l| l.pid());
                 let mut s = match pgid {
-                    Some(p) => format!("process group {p}"),
-                    None => "process group (none started yet)".to_string(),
+                    Some(p) => format!("{name} {p}"),
+                    None => format!("{name} (none started yet)"),
                 };
-                if *portable {
-                    s.push_str("; portable backend (posix_spawn, SIGCHLD waits)");
-                }
+                s.push_str(self.backend_note());
                 s.push_str("; teardown by killpg; a descendant that calls setsid escapes it");
                 if let Some(why) = &self.fallback {
                     s.push_str(&format!("; chosen because cgroup v2 is unusable: {why}"));

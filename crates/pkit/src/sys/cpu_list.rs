@@ -2,7 +2,7 @@
 
 /// The most CPUs a Linux kernel is built for (`NR_CPUS` at most 8192):
 /// a CPU number at or above it is on no machine.
-pub(crate) const MAX_CPUS: u32 = 8192;
+const MAX_CPUS: u32 = 8192;
 
 /// Checks a CPU list in the kernel's format (`N`, `N-M`, joined by
 /// commas): well formed, every range in order, every CPU below
@@ -10,19 +10,7 @@ pub(crate) const MAX_CPUS: u32 = 8192;
 /// (`/sys/devices/system/cpu/possible`), so a CPU the kernel would refuse
 /// with a bare "Numerical result out of range" is named here instead.
 pub(crate) fn check(list: &str) -> Result<(), String> {
-    let bad = || format!("{list:?} is not a CPU list such as \"0\", \"0-3\" or \"0,2-3\"");
-    if list.trim().is_empty() {
-        return Err("the CPU list is empty".into());
-    }
-    let mut highest = 0;
-    for part in list.trim().split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-        if a > b {
-            return Err(bad());
-        }
-        highest = highest.max(b);
-    }
+    let highest = highest(list)?;
     if highest >= MAX_CPUS {
         return Err(format!(
             "CPU {highest} is out of range: CPUs are numbered from 0 to {} at most (the kernel's largest CPU count is {MAX_CPUS})",
@@ -40,17 +28,31 @@ pub(crate) fn check(list: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The highest CPU a well-formed CPU list names (every range in order).
+fn highest(list: &str) -> Result<u32, String> {
+    let bad = || format!("{list:?} is not a CPU list such as \"0\", \"0-3\" or \"0,2-3\"");
+    if list.trim().is_empty() {
+        return Err("the CPU list is empty".into());
+    }
+    let mut highest = 0;
+    for part in list.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if a > b {
+            return Err(bad());
+        }
+        highest = highest.max(b);
+    }
+    Ok(highest)
+}
+
 /// The highest CPU number this host can have, and its CPU list as the
 /// kernel writes it; `None` when that can't be read.
 #[cfg(target_os = "linux")]
 fn host_last_cpu() -> Option<(u32, String)> {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").ok()?;
     let possible = text.trim().to_string();
-    let last = possible
-        .split(',')
-        .filter_map(|part| part.rsplit('-').next()?.parse::<u32>().ok())
-        .max()?;
-    Some((last, possible))
+    Some((highest(&possible).ok()?, possible))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ const PAGE: u64 = 4096;
 
 /// The largest memory cap the kernel takes as given (`i64::MAX` bytes):
 /// above it, it clamps.
-pub(crate) const MAX_MEMORY: u64 = i64::MAX as u64;
+const MAX_MEMORY: u64 = i64::MAX as u64;
 
 impl Limits {
     pub(crate) fn is_empty(&self) -> bool {
@@ -55,13 +55,18 @@ impl Limits {
 
     /// Refuses zero, negative, non-finite and unrepresentable values.
     pub(crate) fn validate(&self) -> Result<(), LimitError> {
-        for (cap, bytes) in [
-            ("memory_max", self.memory_max),
-            ("memory_high", self.memory_high),
+        // `paged`: the cap takes no less than a page (a swap cap of 0 is
+        // no swap at all).
+        for (cap, bytes, paged) in [
+            ("memory_max", self.memory_max, true),
+            ("memory_high", self.memory_high, true),
+            ("memory_swap_max", self.memory_swap_max, false),
         ] {
             match bytes {
-                Some(0) => return Err(LimitError::new(cap, "must be more than 0 bytes")),
-                Some(b) if b < PAGE => {
+                Some(0) if paged => {
+                    return Err(LimitError::new(cap, "must be more than 0 bytes"))
+                }
+                Some(b) if paged && b < PAGE => {
                     return Err(LimitError::new(
                         cap,
                         format!(
@@ -69,21 +74,15 @@ impl Limits {
                         ),
                     ))
                 }
+                // The kernel counts these in pages of a signed long's bytes
+                // and silently clamps a larger count: refused, not made "max".
+                Some(b) if b > MAX_MEMORY => {
+                    return Err(LimitError::new(
+                        cap,
+                        format!("{b} bytes is above the kernel's largest memory cap ({MAX_MEMORY} bytes, 8 EiB - 1)"),
+                    ))
+                }
                 _ => {}
-            }
-        }
-        for (cap, bytes) in [
-            ("memory_max", self.memory_max),
-            ("memory_high", self.memory_high),
-            ("memory_swap_max", self.memory_swap_max),
-        ] {
-            // The kernel counts these in pages of a signed long's bytes and
-            // silently clamps a larger count: refused, not made "max".
-            if let Some(b) = bytes.filter(|b| *b > MAX_MEMORY) {
-                return Err(LimitError::new(
-                    cap,
-                    format!("{b} bytes is above the kernel's largest memory cap ({MAX_MEMORY} bytes, 8 EiB - 1)"),
-                ));
             }
         }
         if let Some(list) = &self.cpus {
