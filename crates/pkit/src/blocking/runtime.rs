@@ -81,9 +81,12 @@ fn handle(what: &str) -> Result<&'static Handle> {
         .name("pkit-blocking".into())
         .spawn(move || rt.block_on(std::future::pending::<()>()))
         .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
-    if FIRST.get().is_none() {
-        return Ok(&FIRST.get_or_init(|| built).handle);
-    }
+    // The process's first runtime; a forked child's (FIRST holds its
+    // parent's) is leaked and kept apart.
+    let built = match FIRST.set(built) {
+        Ok(()) => return Ok(&FIRST.get().expect("FIRST was just set").handle),
+        Err(built) => built,
+    };
     let built: &'static Built = Box::leak(Box::new(built));
     *FORKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(built);
     Ok(&built.handle)
