@@ -49,22 +49,11 @@ pub(super) enum Arg {
 }
 
 /// What a secret argument is written as: `{"secret": true}`, nothing
-/// else (see [`check_args`], which names a malformed one's place).
+/// else. A cassette is read only after [`check_args`] has refused every
+/// other object in an argument's place, naming its place.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct SecretMark {
-    #[serde(deserialize_with = "only_true")]
     pub(super) secret: bool,
-}
-
-/// `true`, the only value a secret mark has.
-fn only_true<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match bool::deserialize(d)? {
-        true => Ok(true),
-        false => Err(serde::de::Error::custom(
-            "a secret mark is {\"secret\": true}",
-        )),
-    }
 }
 
 /// Checks every argument of every run in a cassette's JSON before it is
@@ -83,23 +72,25 @@ pub(super) fn check_args(cassette: &serde_json::Value) -> Result<(), String> {
         for (j, arg) in args.iter().enumerate() {
             let why = match arg {
                 serde_json::Value::String(_) | serde_json::Value::Array(_) => continue,
-                serde_json::Value::Object(mark) => match mark.get("secret") {
-                    _ if mark.len() > 1 => {
-                        let other = mark.keys().find(|k| *k != "secret");
-                        format!(
-                            "has a key other than \"secret\" ({})",
-                            other.map_or("?", |k| k.as_str())
-                        )
-                    }
-                    Some(serde_json::Value::Bool(true)) => continue,
-                    Some(serde_json::Value::Bool(false)) => {
-                        "is {\"secret\": false}: an argument is either a value or \
+                serde_json::Value::Object(mark) => {
+                    // Another key beside `secret` (a lone key that is not
+                    // `secret` is an object without it).
+                    let beside = mark
+                        .keys()
+                        .find(|k| *k != "secret")
+                        .filter(|_| mark.len() > 1);
+                    match (beside, mark.get("secret")) {
+                        (Some(other), _) => format!("has a key other than \"secret\" ({other})"),
+                        (None, Some(serde_json::Value::Bool(true))) => continue,
+                        (None, Some(serde_json::Value::Bool(false))) => {
+                            "is {\"secret\": false}: an argument is either a value or \
                          {\"secret\": true}"
-                            .to_string()
+                                .to_string()
+                        }
+                        (None, Some(other)) => format!("has \"secret\": {other}, not true"),
+                        (None, None) => format!("is an object without \"secret\" ({arg})"),
                     }
-                    Some(other) => format!("has \"secret\": {other}, not true"),
-                    None => format!("is an object without \"secret\" ({arg})"),
-                },
+                }
                 other => format!("is {other}, not a string, an array of bytes or a secret mark"),
             };
             return Err(format!("corrupt cassette: runs[{i}].args[{j}] {why}"));
