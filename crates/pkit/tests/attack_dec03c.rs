@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pkit::{Error, FileMode, NotReadyReason, Outcome, Pipe, Stdio};
+use pkit::{
+    Error, FileMode, NotReadyReason, Outcome, Pipe, Restart, Stdio, Supervisor, SupervisorEvent,
+};
 
 /// A readiness check that never answers (a connection nobody accepts nor
 /// refuses, a health endpoint that hangs) against a process that exits:
@@ -140,5 +142,58 @@ async fn a_stage_whose_own_stdio_the_chain_would_replace_is_refused() {
         assert_eq!(merged, "err\nout", "{choice}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+    suite.end().await;
+}
+
+/// The pauses a supervisor reports (`BackingOff`), read to its end.
+async fn pauses_of(mut handle: pkit::SupervisorHandle) -> Vec<Duration> {
+    let mut pauses = Vec::new();
+    while let Some(event) = tokio::time::timeout(DEADLINE, handle.next_event())
+        .await
+        .expect("an event in time")
+    {
+        if let SupervisorEvent::BackingOff(d) = event {
+            pauses.push(d);
+        }
+    }
+    handle.wait().await.expect("the supervision ends");
+    pauses
+}
+
+/// `max_backoff` is "the longest pause between runs": it holds after the
+/// jitter (a full jitter doubles a pause at the cap) and for the pause
+/// after a clean run (`initial` above the cap). Before: the jitter was
+/// applied after the cap, so pauses of up to twice the cap were reported
+/// and slept, and a clean run's `initial` was never capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_supervisor_pause_exceeds_max_backoff() {
+    let suite = begin("no_supervisor_pause_exceeds_max_backoff").await;
+    let cap = Duration::from_millis(2);
+    for choice in mechanisms() {
+        // Crashes, each pause at the cap and jittered by up to 100 %
+        // (twelve all at or below the cap by chance: 1 in 4096).
+        let crashes = Supervisor::new(cmd(choice, "false"))
+            .backoff(Duration::from_secs(60), 2.0)
+            .max_backoff(cap)
+            .jitter(1.0)
+            .max_restarts(12)
+            .start();
+        // Clean runs, restarted always: the pause is `initial`.
+        let clean = Supervisor::new(cmd(choice, "true"))
+            .restart(Restart::Always)
+            .backoff(Duration::from_secs(60), 1.0)
+            .max_backoff(cap)
+            .jitter(0.0)
+            .max_restarts(3)
+            .start();
+        for (what, handle, runs) in [("crashes", crashes, 12), ("clean runs", clean, 3)] {
+            let pauses = pauses_of(handle).await;
+            assert_eq!(pauses.len(), runs, "{choice}: {what}: {pauses:?}");
+            assert!(
+                pauses.iter().all(|p| *p <= cap),
+                "{choice}: {what}: a pause above the {cap:?} cap: {pauses:?}"
+            );
+        }
+    }
     suite.end().await;
 }

@@ -242,7 +242,10 @@ impl Supervisor {
         self
     }
 
-    /// The longest pause between runs (default [`DEFAULT_MAX_BACKOFF`]).
+    /// The longest pause between runs (default [`DEFAULT_MAX_BACKOFF`]),
+    /// after the jitter, and after a clean run too (an `initial` pause
+    /// above it is cut to it). A [`storm_pause`](Self::storm_pause) is not
+    /// capped.
     pub fn max_backoff(mut self, max: Duration) -> Supervisor {
         self.max_backoff = max;
         self

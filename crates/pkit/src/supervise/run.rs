@@ -328,7 +328,9 @@ pub(super) async fn supervise(
                 crashes.pop_front();
             }
         }
-        pause = crate::retry::jittered(pause, lp.sup.jitter);
+        // The cap holds after the jitter, and for the pause after a clean
+        // run too: `max_backoff` is the longest pause.
+        pause = crate::retry::jittered(pause, lp.sup.jitter).min(lp.sup.max_backoff);
         match lp.sup.storm_pause {
             Some(storm) if crashes.len() >= lp.sup.storm_crashes => {
                 log::storm(&lp.name, crashes.len(), lp.sup.storm_window, storm);
