@@ -23,7 +23,7 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn exit_codes_mirror_the_child() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         for code in [0, 3, 255] {
             let out = run(&[
                 "run",
@@ -84,7 +84,7 @@ fn not_found_not_executable_and_bad_usage() {
 
 #[test]
 fn timeout_tears_down_the_tree_and_exits_124() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let file = pid_file();
         let out = run(&[
             "run",
@@ -134,7 +134,7 @@ fn the_portable_backend_is_selectable_and_contains_the_tree() {
 
 #[test]
 fn grace_lets_the_child_clean_up() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let out = run(&[
             "run",
             "--timeout",
@@ -257,7 +257,7 @@ fn a_signal_that_ends_the_program_ends_the_tree_and_pkit() {
     // INT and HUP go to the whole tree (as a terminal sends them), TERM to
     // the program (as `kill` would): either way the program dies of it, the
     // rest of the tree is torn down, and pkit ends by the same signal.
-    for m in MECHANISMS {
+    for m in mechanisms() {
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             let file = pid_file();
             let mut child = pkit()
@@ -624,7 +624,7 @@ fn tree_ignoring_int(file: &Path) -> String {
 
 #[test]
 fn a_sigkilled_pkit_run_leaves_nothing_behind() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let (file, tag) = (pid_file(), tag());
         let mut child = pkit()
             .args(["run", "--mechanism", m, "--", "sh", "-c"])
@@ -654,7 +654,7 @@ fn a_sigkilled_pkit_run_leaves_nothing_behind() {
 /// `posix_spawn` returned; its first process now waits at a gate until then.)
 #[test]
 fn a_pkit_killed_by_its_program_at_once_leaves_nothing_behind() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         for round in 0..10 {
             let (file, tag) = (pid_file(), tag());
             let script = format!(
@@ -692,7 +692,7 @@ fn ctrl_c_to_a_foreground_pkit_run_does_not_stop_its_guard() {
     // leads one. The tree ignores SIGINT; pkit is SIGKILLed right after the
     // SIGINT, so whether its own teardown got anywhere or not, the guard
     // (in its own session, ignoring SIGINT) must finish the job.
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let (file, tag) = (pid_file(), tag());
         let mut child = pkit()
             .args(["run", "--mechanism", m, "--", "sh", "-c"])

@@ -99,7 +99,7 @@ fn capture_leaves_stdin_alone_and_is_bounded() {
 fn env_names_and_values_that_are_not_utf8_reach_the_program() {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let out = pkit()
             .args(["run", "-q", "--mechanism", m, "-i", "-E"])
             .arg(OsStr::from_bytes(b"VALUE=caf\xe9 \xff\xfe=x"))
@@ -614,7 +614,7 @@ fn memory_high_swap_and_cpus_apply_or_are_refused_by_name() {
 
 #[test]
 fn leftovers_get_the_signal_and_the_grace_before_sigkill() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         // A leftover that cleans up on SIGTERM gets to do it.
         let file = temp_path("cleaned");
         let out = pkit()
@@ -764,7 +764,7 @@ fn the_programs_first_argument_is_never_taken_for_an_option_of_pkits() {
     std::fs::write(&script, "#!/bin/sh\nprintf '[%s]' \"$@\"\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let prog = script.to_str().unwrap();
-    for m in MECHANISMS {
+    for m in mechanisms() {
         for first in [
             &["-v"][..],
             &["-q"],

@@ -12,16 +12,13 @@ mod common;
 
 use common::*;
 
-/// pkit's own two on Linux, and the portable backend (posix_spawn).
-const PTY_MECHANISMS: [&str; 3] = ["cgroup", "pgroup", "portable"];
-
 fn unterminal(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).replace("\r\n", "\n")
 }
 
 #[test]
 fn the_program_sees_a_terminal_and_its_output_reaches_stdout() {
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let out = pkit()
             .args(["run", "-q", "--pty", "--mechanism", m, "--", "sh", "-c"])
             .arg("test -t 0 && test -t 1 && test -t 2 && echo tty; stty size; echo err >&2; exit 3")
@@ -48,7 +45,7 @@ fn the_program_sees_a_terminal_and_its_output_reaches_stdout() {
 
 #[test]
 fn stdin_is_typed_into_the_terminal_and_its_end_ends_cat() {
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let mut child = pkit()
             .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
             .stdin(Stdio::piped())
@@ -73,7 +70,7 @@ fn stdin_is_typed_into_the_terminal_and_its_end_ends_cat() {
 
 #[test]
 fn the_tree_under_the_terminal_is_gone_at_the_end() {
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let file = pid_file();
         let out = pkit()
             .args([
@@ -106,7 +103,7 @@ fn the_tree_under_the_terminal_is_gone_at_the_end() {
 
 #[test]
 fn captured_terminal_output_is_in_the_report() {
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let out = pkit()
             .args([
                 "run",

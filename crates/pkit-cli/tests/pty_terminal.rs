@@ -20,9 +20,6 @@ mod common;
 
 use common::*;
 
-/// pkit's own two on Linux, and the portable backend (posix_spawn).
-const PTY_MECHANISMS: [&str; 3] = ["cgroup", "pgroup", "portable"];
-
 /// The user's terminal: (master, slave).
 fn terminal() -> (File, File) {
     // SAFETY: the usual pty dance on fresh descriptors; ptsname_r fills
@@ -128,7 +125,7 @@ fn raw_cat(m: &str, slave: &File) -> (Child, Arc<Mutex<Vec<u8>>>) {
 
 #[test]
 fn a_sigkilled_pkit_leaves_the_terminal_as_it_found_it_and_no_tree() {
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let (_master, slave) = terminal();
         let before = settings(slave.as_raw_fd());
         assert!(!is_raw(&before));
@@ -159,7 +156,7 @@ fn a_sigkilled_pkit_leaves_the_terminal_as_it_found_it_and_no_tree() {
 
 #[test]
 fn the_terminal_is_raw_while_the_program_runs_and_restored_after() {
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let (master, slave) = terminal();
         let before = settings(slave.as_raw_fd());
         let (mut pkit, out) = raw_cat(m, &slave);
@@ -180,7 +177,7 @@ fn the_terminal_is_raw_while_the_program_runs_and_restored_after() {
 
 #[test]
 fn a_stopped_pkit_gives_the_terminal_back_and_takes_it_again_on_fg() {
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let (master, slave) = terminal();
         let before = settings(slave.as_raw_fd());
         let (mut pkit, out) = raw_cat(m, &slave);
@@ -285,7 +282,7 @@ sys.stdout.write("ok\n")
 "#,
     ]
     .concat();
-    for m in PTY_MECHANISMS {
+    for m in mechanisms() {
         let out = std::process::Command::new("python3")
             .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])

@@ -169,7 +169,7 @@ fn every_kind_of_run_is_valid_and_has_the_same_keys() {
         assert_valid(&v, what);
         reports.push((what.to_string(), v));
     };
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let base = ["run", "-q", "--json", "--mechanism", m];
         let with = |rest: &[&'static str]| [&base[..], rest].concat();
         check(
@@ -252,7 +252,7 @@ fn every_kind_of_run_is_valid_and_has_the_same_keys() {
 
 #[test]
 fn a_run_ended_by_signals_keeps_its_pid_and_duration() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let file = pid_file();
         let script = format!("trap '' TERM; {}", tree_script(&file));
         let child = pkit()

@@ -165,7 +165,7 @@ fn durations_and_their_mistakes() {
 
 #[test]
 fn timeout_signal_reaches_the_whole_tree() {
-    for m in MECHANISMS {
+    for m in mechanisms() {
         let file = pid_file();
         let out = pkit()
             .args([

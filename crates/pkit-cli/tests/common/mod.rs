@@ -9,7 +9,24 @@ use std::process::{Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Every mechanism `--mechanism` takes on Linux.
 pub const MECHANISMS: [&str; 3] = ["cgroup", "pgroup", "portable"];
+
+/// The mechanisms a per-mechanism loop forces with `--mechanism`: all
+/// three, or only the one `PKIT_MECHANISM` names (CI's process-group and
+/// portable passes). Those passes exist for the runs that take the
+/// environment's choice; a run with `--mechanism` forces the flag's, so
+/// the other two would repeat what the first pass ran (as the library's
+/// `tests/common` `mechanisms()` does for its own loops).
+pub fn mechanisms() -> Vec<&'static str> {
+    match std::env::var("PKIT_MECHANISM").ok().as_deref() {
+        Some(env) => match MECHANISMS.iter().find(|&&m| m == env) {
+            Some(&m) => vec![m],
+            None => MECHANISMS.to_vec(),
+        },
+        None => MECHANISMS.to_vec(),
+    }
+}
 
 /// The start of a Python driver that runs pkit (its `argv[1:]`) on a
 /// terminal of its own: it defines `out` (what the terminal showed),
