@@ -256,7 +256,7 @@ pub(crate) struct Pipes {
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
     /// A pty session's master.
-    pub(crate) pty: Option<OwnedFd>,
+    pub(crate) pty: Option<sys::MasterEnd>,
 }
 
 /// Wires the parent's ends into the pump (readers, line stream, stdin
@@ -346,7 +346,7 @@ pub(crate) fn wire(
         }
     }
     if let Some(master) = pty {
-        let (side, pumped) = crate::pty::attach(master, cmd.spawn.pty_raw)?;
+        let (side, pumped) = crate::pty::attach(master, cmd.spawn.pty_raw, proc.mechanism())?;
         proc.pty = Some(side);
         if let Some(io) = pumped {
             proc.stdout = Some(Reader::start_pty(io, stream_plan(StreamKind::Stdout)));

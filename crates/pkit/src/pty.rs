@@ -70,7 +70,47 @@
 //! owner. On macOS and the BSDs a pty session is refused with
 //! [`Error::Unsupported`]: only `TIOCSCTTY` makes a controlling terminal
 //! there, and `posix_spawn` runs no such call (a forked child could, and
-//! is not implemented). On Windows too (ConPTY is not implemented).
+//! is not implemented).
+//!
+//! **Windows** (10 version 1809 or later; refused with
+//! [`Error::Unsupported`] before): a ConPTY pseudo console. The program
+//! is created on the console (in its group's Job Object like every
+//! child) and gets the console as its stdin, stdout and stderr; the
+//! console host (`conhost.exe`) is a child of the owner, outside the job,
+//! and exits when the session ends. What differs from a Unix terminal:
+//!
+//! - The output is the console's rendering of its screen, not the bytes
+//!   the program wrote: VT escape sequences (the screen cleared first,
+//!   the cursor hidden and shown, a window title), lines wrapped at the
+//!   width, and a run of blanks may come as a cursor movement. Strip with
+//!   [`DecoderFactory::utf8_strip_vt`](crate::DecoderFactory::utf8_strip_vt)
+//!   and match lines loosely (`contains`).
+//! - The session ends when the program exits: pkit then closes the
+//!   console, whose host writes what it still has and ends any process
+//!   still attached to it (a descendant that needs to run on must not
+//!   stay on the console). Until then the output stays open, whatever
+//!   the program does with its handles.
+//! - [`send_control`](Pty::send_control): `'c'` types `^C`, which the
+//!   console turns into a CTRL_C_EVENT for the programs on it (unless a
+//!   program turned processed input off; then it reads the byte). A
+//!   console has no end-of-file, suspend or quit character: `'d'`, `'z'`
+//!   and `'\\'` are [`Error::Unsupported`] (many programs take Ctrl-Z and
+//!   Enter as the end of input: `write_line("\u{1a}")`). Other letters
+//!   type their control character.
+//! - A line typed with [`write_line`](Pty::write_line) is echoed while the
+//!   program reads in the console's line mode, its default.
+//! - [`resize`](Pty::resize) is `ResizePseudoConsole` (the program sees a
+//!   window-size event if it reads console input events); where that is
+//!   not implemented (Wine) it is [`Error::Unsupported`].
+//!   [`size`](Pty::size) is the size last set.
+//! - A graceful stop (`shutdown`, a grace, `Signal::Term`) can't send a
+//!   CTRL_BREAK to a program on a console of its own: it is terminated
+//!   at once (type Ctrl-C first to ask it to stop).
+//! - A `.bat` or `.cmd` file is refused ([`Error::Unsupported`]): pkit
+//!   builds the command line itself here and does not quote arguments
+//!   for `cmd.exe`.
+//! - A raw session's master must be read (or dropped): the console host
+//!   waits while its output pipe is full, and so does the session's end.
 
 use std::io;
 use std::pin::Pin;
@@ -80,7 +120,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{Error, Result};
-use crate::sys::{PtyIo, Special};
+use crate::sys::{MasterEnd, Mechanism, PtyIo, Special};
 
 /// The typing side of a [`Command::pty`](crate::Command::pty) session's terminal: an
 /// [`AsyncWrite`] of the bytes a user would type, and the terminal's
@@ -92,6 +132,8 @@ use crate::sys::{PtyIo, Special};
 #[derive(Clone)]
 pub struct Pty {
     io: Arc<PtyIo>,
+    /// The session's group's mechanism (for what it can't do).
+    mechanism: Mechanism,
 }
 
 impl Pty {
@@ -122,7 +164,9 @@ impl Pty {
     /// # Errors
     ///
     /// [`Error::InvalidInput`] for a key the program disabled or
-    /// that has no control character; [`Error::Io`] when reading the
+    /// that has no control character; [`Error::Unsupported`] on Windows
+    /// for `'d'`, `'z'` and `'\\'` (a console has no such characters: see
+    /// the [module's doc](crate::pty)); [`Error::Io`] when reading the
     /// terminal's settings or writing fails.
     pub async fn send_control(&self, key: char) -> Result<()> {
         let special = match key.to_ascii_lowercase() {
@@ -133,9 +177,21 @@ impl Pty {
             _ => None,
         };
         let byte = match special {
-            Some(which) => self.io.special_char(which).ok_or_else(|| {
-                Error::InvalidInput(format!("Ctrl-{key}: the program disabled it"))
-            })?,
+            Some(which) => match self.io.special_char(which) {
+                Ok(Some(byte)) => byte,
+                Ok(None) => {
+                    return Err(Error::InvalidInput(format!(
+                        "Ctrl-{key}: the program disabled it"
+                    )))
+                }
+                Err(reason) => {
+                    return Err(Error::Unsupported {
+                        operation: "send_control",
+                        mechanism: self.mechanism,
+                        reason: reason.into(),
+                    })
+                }
+            },
             None => match key.to_ascii_uppercase() {
                 c @ ('@'..='_') => c as u8 & 0x1f,
                 _ => {
@@ -149,18 +205,26 @@ impl Pty {
     }
 
     /// Changes the terminal's size; the kernel sends SIGWINCH to the
-    /// terminal's foreground process group. A size of 0 is
+    /// terminal's foreground process group (Windows: a window-size event
+    /// for a program that reads console input events). A size of 0 is
     /// [`Error::InvalidInput`].
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for 0 rows or columns;
-    /// [`Error::Io`] when the OS refuses the new size.
+    /// [`Error::InvalidInput`] for 0 rows or columns (on Windows, also
+    /// above 32767); [`Error::Unsupported`] where the OS can't resize a
+    /// pseudo console (Wine); [`Error::Io`] when the OS refuses the new
+    /// size, or (Windows) the session has ended.
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
         check_size(rows, cols)?;
-        self.io
-            .set_size(rows, cols)
-            .map_err(|e| Error::io("resizing the terminal", e))
+        self.io.set_size(rows, cols).map_err(|e| match e.kind() {
+            io::ErrorKind::Unsupported => Error::Unsupported {
+                operation: "resize",
+                mechanism: self.mechanism,
+                reason: e.to_string(),
+            },
+            _ => Error::io("resizing the terminal", e),
+        })
     }
 
     /// The terminal's size: (rows, cols).
@@ -291,13 +355,15 @@ pub(crate) fn check_size(rows: u16, cols: u16) -> Result<()> {
 /// The master side a process keeps, and the reader of its output unless
 /// the session is raw.
 pub(crate) fn attach(
-    master: crate::sys::OwnedFd,
+    master: MasterEnd,
     raw: bool,
+    mechanism: Mechanism,
 ) -> io::Result<(PtySide, Option<PtyIo>)> {
+    let (typing, reader) = crate::sys::split_pty(master)?;
     let pty = Pty {
-        io: Arc::new(PtyIo::new(&master)?),
+        io: Arc::new(typing),
+        mechanism,
     };
-    let reader = PtyIo::new(&master)?;
     let (raw_side, pumped) = if raw {
         (Some(reader), None)
     } else {

@@ -18,7 +18,7 @@ pub(crate) struct PtyEnds {
     pub stdin: ChildIo,
     pub stdout: ChildIo,
     pub stderr: ChildIo,
-    pub master: crate::sys::OwnedFd,
+    pub master: crate::sys::MasterEnd,
 }
 
 /// Opens the terminal of a pty command (`None` without one), after
@@ -53,13 +53,12 @@ pub(crate) fn open_for(cmd: &Spec, program: &str, in_pipe: bool) -> Result<Optio
     if cmd.spawn.claims_output() {
         return invalid("a stdout/stderr file or merge_stderr");
     }
-    let (master, slave) = crate::sys::open_pty(rows, cols)
+    let (master, [stdin, stdout, stderr]) = crate::sys::open_pty(rows, cols)
         .map_err(|e| Error::io(format!("{program}: opening a pseudo-terminal"), e))?;
-    let io_err = |e| Error::io(format!("{program}: opening a pseudo-terminal"), e);
     Ok(Some(PtyEnds {
-        stdin: ChildIo::Fd(slave.try_clone().map_err(io_err)?),
-        stdout: ChildIo::Fd(slave.try_clone().map_err(io_err)?),
-        stderr: ChildIo::Fd(slave),
+        stdin,
+        stdout,
+        stderr,
         master,
     }))
 }

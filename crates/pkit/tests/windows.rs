@@ -89,8 +89,89 @@ fn helper() {
                 tokio::time::sleep(Duration::from_secs(300)).await;
             });
         }
+        "console" | "console_exit" => console_helper(role == "console_exit"),
+        "pty_owner" => {
+            // An owner of a pty session that is killed outright: the
+            // session's program (in the job) and the console host (its own
+            // child, outside the job) must not outlive it.
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let group = Group::new().unwrap();
+                let p = group.start(&me("sleep").pty(24, 80)).unwrap();
+                for pid in children_named("conhost.exe") {
+                    writeln!(out.lock(), "CONHOST {pid}").unwrap();
+                }
+                writeln!(out.lock(), "GRANDCHILD {}", p.pid()).unwrap();
+                out.lock().flush().unwrap();
+                tokio::time::sleep(Duration::from_secs(300)).await;
+            });
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A program on a pseudo console: says `CONSOLE READY` and its arguments
+/// on the console, reads one typed line and says `GOT [line]`, then exits
+/// 0 (`then_exit`: says `BYE` and exits 5 at once). It opens `CONOUT$`
+/// and `CONIN$` itself: Wine 8 gives a pseudo console's program no
+/// standard handles (Windows gives it the console's).
+fn console_helper(then_exit: bool) {
+    use std::io::Read;
+    let mut con = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("CONOUT$")
+        .expect("opening CONOUT$");
+    // The harness's own arguments first (see `helper_args`).
+    let args: Vec<String> = std::env::args().skip(1 + helper_args().len()).collect();
+    write!(con, "CONSOLE READY\r\nARGS {args:?}\r\n").unwrap();
+    if then_exit {
+        write!(con, "BYE\r\n").unwrap();
+        std::process::exit(5);
+    }
+    let mut input = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("CONIN$")
+        .expect("opening CONIN$");
+    // A line-mode console read returns one line, with its CR LF.
+    let mut buf = [0u8; 256];
+    let n = input.read(&mut buf).unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]);
+    write!(con, "GOT [{}]\r\n", line.trim_end()).unwrap();
+}
+
+/// The ids of this process's children named `exe` (a tool-help snapshot).
+fn children_named(exe: &str) -> Vec<u32> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W,
+        TH32CS_SNAPPROCESS,
+    };
+    let me = std::process::id();
+    let mut found = Vec::new();
+    // SAFETY: a snapshot of all processes, closed below.
+    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+    if snap == INVALID_HANDLE_VALUE {
+        return found;
+    }
+    // SAFETY: all-zero is a valid PROCESSENTRY32W; dwSize is set.
+    let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+    // SAFETY: a valid snapshot and an entry of the size in dwSize.
+    let mut more = unsafe { Process32FirstW(snap, &mut entry) } != 0;
+    while more {
+        let len = entry.szExeFile.iter().position(|&c| c == 0).unwrap_or(0);
+        let name = String::from_utf16_lossy(&entry.szExeFile[..len]);
+        if entry.th32ParentProcessID == me && name.eq_ignore_ascii_case(exe) {
+            found.push(entry.th32ProcessID);
+        }
+        // SAFETY: as above.
+        more = unsafe { Process32NextW(snap, &mut entry) } != 0;
+    }
+    // SAFETY: the snapshot handle, closed once.
+    unsafe { CloseHandle(snap) };
+    found
 }
 
 /// The `graceful` helper's console control handler: says BREAK, exits 42.
@@ -539,4 +620,222 @@ async fn an_adopted_process_dies_with_the_group() {
     drop(group);
     assert_gone(pid, "the adopted process");
     let _ = stranger.wait();
+}
+
+/// A pty session of the `console` helper, its lines stripped of the
+/// console's escape sequences (wide, so no line wraps).
+fn console_session(role: &str) -> Command {
+    me(role)
+        .pty(24, 200)
+        .stream_lines()
+        .decoder(pkit::DecoderFactory::utf8_strip_vt())
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_session_shows_the_console_and_takes_a_typed_line() {
+    // Arguments that need the command line's quoting rules (the program
+    // is started with CreateProcessW here, not std's Command).
+    let args = [
+        "two words",
+        "a\"quote",
+        r"trail\",
+        r"back\\",
+        r#"both\"x"#,
+        "",
+    ];
+    let mut p = console_session("console").args(args).start().unwrap();
+    assert_eq!(p.mechanism(), Mechanism::JobObject);
+    p.wait_for_line(|l| l.text.contains("CONSOLE READY"), LIMIT)
+        .await
+        .unwrap();
+    // The console may draw a blank as a cursor movement (stripped with
+    // the other sequences): compare without blanks.
+    let want = format!("ARGS {args:?}").replace(' ', "");
+    p.wait_for_line(|l| l.text.replace(' ', "").contains(&want), LIMIT)
+        .await
+        .unwrap_or_else(|e| panic!("{want}: {e}"));
+    let tty = p.pty().expect("a pty session");
+    assert_eq!(tty.size().unwrap(), (24, 200));
+    tty.write_line("typed words").await.unwrap();
+    // The console echoes the typed line; then the program's answer.
+    p.wait_for_line(|l| l.text.contains("GOT [typed words]"), LIMIT)
+        .await
+        .unwrap();
+    let out = p.wait().await.unwrap();
+    assert!(out.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_run_captures_the_console_and_the_exit_code() {
+    // The output ends only when the console host does: closed when the
+    // program exits, after it wrote what it still had.
+    let out = me("console_exit").pty(24, 80).output().await.unwrap();
+    assert_eq!(out.code(), Some(5), "{out:?}");
+    let text = pkit::strip_vt(&out.stdout_str());
+    assert!(text.contains("CONSOLE READY"), "{text:?}");
+    assert!(text.contains("BYE"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_session_refuses_what_a_console_cannot_do() {
+    let mut p = console_session("console").start().unwrap();
+    p.wait_for_line(|l| l.text.contains("CONSOLE READY"), LIMIT)
+        .await
+        .unwrap();
+    let tty = p.pty().unwrap();
+    for key in ['d', 'z', '\\'] {
+        let err = tty.send_control(key).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "Ctrl-{key}: {err}");
+    }
+    match tty.resize(30, 100) {
+        Ok(()) => assert_eq!(tty.size().unwrap(), (30, 100)),
+        Err(e) if under_wine() => {
+            // Wine 8's ResizePseudoConsole is E_NOTIMPL.
+            assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+            assert_eq!(tty.size().unwrap(), (24, 200));
+        }
+        Err(e) => panic!("resize: {e}"),
+    }
+    assert!(p.is_running(), "nothing refused may end the program");
+    tty.write_line("done").await.unwrap();
+    let out = p.wait().await.unwrap();
+    assert!(out.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_pty_session_hands_over_the_console() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut p = me("console").pty_raw(24, 200).start().unwrap();
+    let mut master = p.take_pty_master().expect("a raw session's master");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(LIMIT, async {
+        while !pkit::strip_vt(&seen).contains("CONSOLE READY") {
+            let n = master.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the console ended early: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        master.write_all(b"raw line\r").await.unwrap();
+        while !pkit::strip_vt(&seen).contains("GOT [raw line]") {
+            let n = master.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the console ended early: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        // The end of the stream once the program exited.
+        while master.read(&mut buf).await.unwrap() > 0 {}
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the raw session stalled: {seen:?}"));
+    assert!(p.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_session_dies_with_its_group() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&console_session("console")).unwrap();
+    p.wait_for_line(|l| l.text.contains("CONSOLE READY"), LIMIT)
+        .await
+        .unwrap();
+    let pid = p.pid();
+    assert!(group.pids().unwrap().contains(&pid));
+    drop(p);
+    drop(group);
+    assert_gone(pid, "the pty session's program");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_session_and_its_console_host_die_with_a_killed_owner() {
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, "pty_owner")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = owner.stdout.take().unwrap();
+    let said = tokio::task::spawn_blocking(move || {
+        let mut said = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let done = line.contains("GRANDCHILD");
+            said.push(line);
+            if done {
+                break;
+            }
+        }
+        said
+    })
+    .await
+    .unwrap();
+    let child = said
+        .iter()
+        .find_map(|l| named_pid(l))
+        .expect("the pty program's pid");
+    let hosts: Vec<u32> = said
+        .iter()
+        .filter_map(|l| l.split("CONHOST ").nth(1)?.trim().parse().ok())
+        .collect();
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    assert!(
+        !hosts.is_empty(),
+        "the owner named no console host: {said:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = || std::iter::once(child).chain(hosts.iter().copied());
+    while !all().all(gone) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<u32> = all().filter(|&p| !gone(p)).collect();
+    all().for_each(cleanup);
+    assert!(
+        left.is_empty(),
+        "outlived their killed owner: {left:?} (program {child}, hosts {hosts:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_programs_standard_output_reaches_the_pty() {
+    if under_wine() {
+        println!(
+            "skipped under Wine: Wine 8 gives a pseudo console's program no standard handles \
+             (the console helper, which opens CONOUT$, is checked instead)"
+        );
+        return;
+    }
+    let out = Command::new("cmd")
+        .args(["/c", "echo hello pty& exit 4"])
+        .pty(24, 80)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.code(), Some(4), "{out:?}");
+    assert!(
+        pkit::strip_vt(&out.stdout_str()).contains("hello pty"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_ctrl_c_interrupts_a_console_program() {
+    let mut p = console_session("console").start().unwrap();
+    p.wait_for_line(|l| l.text.contains("CONSOLE READY"), LIMIT)
+        .await
+        .unwrap();
+    p.pty().unwrap().send_control('c').await.unwrap();
+    // Without it the program would wait for a line for ever.
+    let out = tokio::time::timeout(LIMIT, p.wait())
+        .await
+        .expect("Ctrl-C ended the program")
+        .unwrap();
+    if under_wine() {
+        // Wine 8 ends the read and the program exits as if it returned.
+        println!("under Wine the interrupted program exits with {out:?}");
+        return;
+    }
+    // The default handler's exit: STATUS_CONTROL_C_EXIT.
+    assert_eq!(out.code(), Some(0xC000013Au32 as i32), "{out:?}");
 }

@@ -227,3 +227,14 @@ async fn a_started_real_run_is_recorded_and_replayed_through_the_pump() {
     assert_eq!(got, want);
     assert_eq!(p.wait().await.unwrap().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_script_on_a_pty_is_refused() {
+    // A script can't write to a pseudo console (only the processes on it
+    // can): refused, never a session whose output goes nowhere.
+    let group = Group::new().unwrap();
+    let err = group
+        .start(&tool(Reply::ok("main\n")).pty(24, 80))
+        .unwrap_err();
+    assert_eq!(err.kind(), pkit::ErrorKind::Unsupported, "{err}");
+}

@@ -37,7 +37,7 @@ impl Source {
             Source::Pipe(rx) => {
                 crate::sys::drain_receiver(rx, buf).await;
             }
-            Source::Pty(pty) => pty.drain(buf),
+            Source::Pty(pty) => pty.drain(buf).await,
         }
     }
 

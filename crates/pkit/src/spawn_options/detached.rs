@@ -55,10 +55,16 @@ impl Command {
     /// [`Error::CurrentDir`](crate::Error::CurrentDir),
     /// [`Error::ChildSetup`](crate::Error::ChildSetup), [`Error::Spawn`](crate::Error::Spawn);
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a command that can't be run as
-    /// set; [`Error::Unsupported`](crate::Error::Unsupported) for a spawn option this platform
+    /// set (a pty session included); [`Error::Unsupported`](crate::Error::Unsupported) for a spawn option this platform
     /// lacks; [`Error::Io`](crate::Error::Io) when a stdio file can't be opened.
     pub fn spawn_detached(&self) -> Result<Detached> {
         let program = self.display_name();
+        if self.spec.spawn.pty.is_some() {
+            return Err(Error::InvalidInput(format!(
+                "{program}: a detached process can't be a pty session (nothing would hold its \
+                 terminal)"
+            )));
+        }
         let prepared = crate::launch::prepare(&self.spec, &program)?;
         // No container: nothing for the options to be refused by.
         let mut setup = self.spec.spawn.prepare(&program, Mechanism::CgroupV2)?;

@@ -16,9 +16,10 @@
 //! `posix_spawn`, which runs no code of pkit's in the child: it honours a
 //! pty session but refuses credentials, the umask, resource limits,
 //! priorities, CPU affinity, descriptors passed through and pre-exec hooks
-//! with [`Error::Unsupported`]. On macOS, the BSDs and Windows every
-//! option, a pty session included, is refused with [`Error::Unsupported`]
-//! until it is implemented there.
+//! with [`Error::Unsupported`]. On macOS and the BSDs every option, a pty
+//! session included, is refused with [`Error::Unsupported`] until it is
+//! implemented there; on Windows too, but for a pty session (a ConPTY
+//! pseudo console: see [`Command::pty`](crate::Command::pty)).
 
 use crate::sys::RawFd;
 use std::ffi::{OsStr, OsString};
@@ -196,7 +197,8 @@ impl SpawnOptions {
     /// converts them into what the child applies.
     pub(crate) fn prepare(&self, program: &str, mechanism: Mechanism) -> Result<ChildSetup> {
         let invalid = |what: String| Error::InvalidInput(format!("{program}: {what}"));
-        if !cfg!(target_os = "linux") && !self.is_empty() {
+        // A pty session is the platform's to refuse (`sys::pty_refusal`).
+        if !cfg!(target_os = "linux") && !self.is_empty_but_pty() {
             return Err(Error::Unsupported {
                 operation: "spawn options",
                 mechanism,
@@ -291,7 +293,7 @@ impl SpawnOptions {
         })
     }
 
-    fn is_empty(&self) -> bool {
+    fn is_empty_but_pty(&self) -> bool {
         self.uid.is_none()
             && self.gid.is_none()
             && self.groups.is_none()
@@ -299,7 +301,6 @@ impl SpawnOptions {
             && self.rlimits.is_empty()
             && self.nice.is_none()
             && !self.setsid
-            && self.pty.is_none()
             && self.keep_fds.is_empty()
             && self.io_priority.is_none()
             && self.cpus.is_none()

@@ -43,7 +43,7 @@ mod place;
 mod pre_exec;
 #[cfg(target_os = "linux")]
 pub(crate) mod pty;
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 #[path = "pty_unsupported.rs"]
 pub(crate) mod pty;
 mod resolve;
@@ -58,6 +58,8 @@ mod types;
 pub(crate) mod unix;
 #[cfg(windows)]
 pub(crate) mod windows;
+#[cfg(windows)]
+use windows::pty;
 
 #[cfg(unix)]
 pub(crate) use child::ChildHandle;
@@ -79,7 +81,9 @@ pub(crate) use linux::forked::spawn_detached;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::procfs::usage as proc_usage;
 pub use place::Placement;
-pub(crate) use pty::{open as open_pty, refusal as pty_refusal, PtyIo};
+pub(crate) use pty::{
+    open as open_pty, refusal as pty_refusal, split as split_pty, MasterEnd, PtyIo,
+};
 pub(crate) use resolve::ResolveError;
 #[cfg(unix)]
 pub(crate) use resolve::{missing_interpreter, resolve, resolve_to_start};

@@ -24,10 +24,30 @@ pub(crate) fn refusal() -> Option<(super::Mechanism, &'static str)> {
     None
 }
 
-/// Opens a new pseudo-terminal of `rows` x `cols`: (master, slave), both
-/// close-on-exec and neither a controlling terminal of this process. The
-/// master is non-blocking.
-pub(crate) fn open(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+/// The master side a session keeps: the pseudo-terminal's master.
+pub(crate) type MasterEnd = OwnedFd;
+
+/// Opens a new pseudo-terminal of `rows` x `cols`: the master, and the
+/// slave as the child's stdin, stdout and stderr. All close-on-exec and
+/// none a controlling terminal of this process; the master is
+/// non-blocking.
+pub(crate) fn open(rows: u16, cols: u16) -> io::Result<(MasterEnd, [super::ChildIo; 3])> {
+    let (master, slave) = open_pair(rows, cols)?;
+    let ends = [
+        super::ChildIo::Fd(slave.try_clone()?),
+        super::ChildIo::Fd(slave.try_clone()?),
+        super::ChildIo::Fd(slave),
+    ];
+    Ok((master, ends))
+}
+
+/// The master twice, registered: (the typing side, the reading side).
+pub(crate) fn split(master: MasterEnd) -> io::Result<(PtyIo, PtyIo)> {
+    Ok((PtyIo::new(&master)?, PtyIo::new(&master)?))
+}
+
+/// (master, slave).
+fn open_pair(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
     let master = rustix::pty::openpt(flags)?;
     rustix::pty::grantpt(&master)?;
@@ -110,7 +130,7 @@ pub(crate) struct PtyIo {
 
 impl PtyIo {
     /// Registers (a duplicate of) a non-blocking master descriptor.
-    pub(crate) fn new(master: &OwnedFd) -> io::Result<PtyIo> {
+    fn new(master: &OwnedFd) -> io::Result<PtyIo> {
         let dup = rustix::io::fcntl_dupfd_cloexec(master, 3)?;
         Ok(PtyIo {
             fd: super::linux::register(dup, Interest::READABLE | Interest::WRITABLE)?,
@@ -132,14 +152,15 @@ impl PtyIo {
         size(self.fd())
     }
 
-    /// The byte the terminal treats as `which` (see [`special_char`]).
-    pub(crate) fn special_char(&self, which: Special) -> Option<u8> {
-        special_char(self.fd(), which)
+    /// The byte the terminal treats as `which` (see [`special_char`]);
+    /// never refused here (`Err` is another platform's "no such key").
+    pub(crate) fn special_char(&self, which: Special) -> Result<Option<u8>, &'static str> {
+        Ok(special_char(self.fd(), which))
     }
 
     /// Reads what the master already holds into `buf`, without waiting
     /// (at most 1 MiB, so a writer that never stops can't keep us here).
-    pub(crate) fn drain(&self, buf: &mut Vec<u8>) {
+    pub(crate) async fn drain(&self, buf: &mut Vec<u8>) {
         let mut chunk = [0u8; 16 * 1024];
         while buf.len() < 1 << 20 {
             match read(self.fd(), &mut chunk) {

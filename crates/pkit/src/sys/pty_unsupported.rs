@@ -1,34 +1,35 @@
-//! Pseudo-terminals where pkit has none yet (Windows: ConPTY is not
-//! implemented; macOS and the BSDs: a controlling terminal takes
-//! `TIOCSCTTY` in the child, which `posix_spawn` can't issue, and pkit has
-//! no fork-based start for it). [`refusal`] says so before anything is
-//! opened; the rest exists only so that the layers above type-check, and
-//! is never reached.
+//! Pseudo-terminals where pkit has none yet (macOS and the BSDs: a
+//! controlling terminal takes `TIOCSCTTY` in the child, which
+//! `posix_spawn` can't issue, and pkit has no fork-based start for it).
+//! [`refusal`] says so before anything is opened; the rest exists only so
+//! that the layers above type-check, and is never reached.
 
 use std::io;
 use std::task::{Context, Poll};
 
 use tokio::io::ReadBuf;
 
-use super::{Mechanism, OwnedFd, Special};
+use super::{ChildIo, Mechanism, OwnedFd, Special};
 
 /// Why a pty session can't start here.
 pub(crate) fn refusal() -> Option<(Mechanism, &'static str)> {
-    #[cfg(windows)]
-    return Some((
-        Mechanism::JobObject,
-        "pseudo-terminal sessions (ConPTY) are not implemented on Windows yet",
-    ));
-    #[cfg(not(windows))]
     Some((
         Mechanism::ProcessGroup,
-        "pseudo-terminal sessions are implemented on Linux only so far: here a controlling \
-         terminal takes TIOCSCTTY in the child, which posix_spawn can't issue",
+        "pseudo-terminal sessions are implemented on Linux and Windows only so far: here a \
+         controlling terminal takes TIOCSCTTY in the child, which posix_spawn can't issue",
     ))
 }
 
+/// No master can exist here.
+pub(crate) type MasterEnd = OwnedFd;
+
 /// Never succeeds (see [`refusal`]).
-pub(crate) fn open(_rows: u16, _cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn open(_rows: u16, _cols: u16) -> io::Result<(MasterEnd, [ChildIo; 3])> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Never succeeds (see [`refusal`]).
+pub(crate) fn split(_master: MasterEnd) -> io::Result<(PtyIo, PtyIo)> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
@@ -36,10 +37,6 @@ pub(crate) fn open(_rows: u16, _cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) enum PtyIo {}
 
 impl PtyIo {
-    pub(crate) fn new(_master: &OwnedFd) -> io::Result<PtyIo> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-
     pub(crate) fn set_size(&self, _rows: u16, _cols: u16) -> io::Result<()> {
         match *self {}
     }
@@ -48,12 +45,12 @@ impl PtyIo {
         match *self {}
     }
 
-    pub(crate) fn special_char(&self, _which: Special) -> Option<u8> {
+    pub(crate) fn special_char(&self, _which: Special) -> Result<Option<u8>, &'static str> {
         match *self {}
     }
 
     #[allow(clippy::ptr_arg)] // the Unix function's signature
-    pub(crate) fn drain(&self, _buf: &mut Vec<u8>) {
+    pub(crate) async fn drain(&self, _buf: &mut Vec<u8>) {
         match *self {}
     }
 

@@ -220,7 +220,19 @@ impl Script {
             Some(t) => {
                 held = fd_of(t.stdin);
                 let slave = |io| fd_of(io).map(|fd| Sink::File(Arc::new(fd.into())));
-                (slave(t.stdout), None, slave(t.stderr), None, Some(t.master))
+                let (Some(out), Some(err)) = (slave(t.stdout), slave(t.stderr)) else {
+                    // Windows: only a process attached to a pseudo console
+                    // can write to it.
+                    return Err(Error::Unsupported {
+                        operation: "pty",
+                        mechanism: group.mechanism(),
+                        reason: "a scripted run can't write to this platform's pseudo-terminal \
+                                 (a Windows pseudo console shows only what the processes \
+                                 attached to it write)"
+                            .into(),
+                    });
+                };
+                (Some(out), None, Some(err), None, Some(t.master))
             }
             None => {
                 let (stdout_w, stdout_r) = match stdout_over {

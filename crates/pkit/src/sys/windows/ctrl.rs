@@ -1,17 +1,20 @@
 //! The one polite stop Windows has: `CTRL_BREAK_EVENT`, sent through the
 //! console to a console process group.
 //!
-//! Every child pkit starts leads a new console process group
-//! (`CREATE_NEW_PROCESS_GROUP`, see `spawn.rs`), and the console programs it
-//! starts join that group unless they ask for their own. A break aimed at
+//! Every child pkit starts (but a pty session's) leads a new console
+//! process group (`CREATE_NEW_PROCESS_GROUP`, see `spawn.rs`), and the
+//! console programs it starts join that group unless they ask for their
+//! own. A break aimed at
 //! the group reaches them all; a console program's default handler exits
 //! (with `STATUS_CONTROL_C_EXIT`), and one with a handler can clean up
 //! first. Ctrl-C can't be aimed at a group (and a new group ignores it),
 //! so SIGTERM and SIGINT both mean a break here.
 //!
 //! A break reaches only processes attached to the owner's console: a GUI
-//! program has none, and an owner without a console (a service, a GUI
-//! application, a program started detached) can send none. When no break
+//! program has none, a pty session's program has a pseudo console of its
+//! own (and leads no group: see `pty_spawn.rs`), and an owner without a
+//! console (a service, a GUI application, a program started detached) can
+//! send none. When no break
 //! can be delivered at all the caller is told (`Unsupported`), so a
 //! graceful stop goes straight to termination instead of waiting out a
 //! grace nobody was asked to use. Wine 8 does not implement the break

@@ -113,6 +113,9 @@ pub(crate) enum ChildIo {
     Null,
     /// For stderr: whatever the child's stdout is (`2>&1`).
     SameAsStdout,
+    /// A pty session's pseudo console (all three streams): the child is
+    /// created on it (`pty_spawn.rs`).
+    Console(std::sync::Arc<super::console::Console>),
 }
 
 /// A fully prepared spawn: the program is resolved, the stdio handles are
@@ -148,7 +151,7 @@ pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Opti
 
 /// A named pipe for one stream: (the parent's overlapped server end, the
 /// child's synchronous client end). `to_child`: the parent writes.
-fn named_pipe(to_child: bool) -> io::Result<(OwnedHandle, OwnedHandle)> {
+pub(super) fn named_pipe(to_child: bool) -> io::Result<(OwnedHandle, OwnedHandle)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = format!(
         r"\\.\pipe\pkit-{}-{}",

@@ -11,16 +11,22 @@
 //! (no console shared with the owner, GUI programs, Wine) it goes straight
 //! to termination (`ctrl.rs`).
 //!
+//! A pty session's program is created on a ConPTY pseudo console
+//! (`pty.rs`, `console.rs`, `pty_spawn.rs`), in the job like any child.
+//!
 //! What Windows can't do is refused with a typed error, never skipped:
 //! other signals, suspend/resume, the Unix spawn options, and caps the job
 //! can't express.
 
 mod child;
+mod console;
 mod container;
 mod ctrl;
 mod host;
 mod io;
 mod job;
+pub(crate) mod pty;
+mod pty_spawn;
 mod resolve;
 mod spawn;
 mod tree;

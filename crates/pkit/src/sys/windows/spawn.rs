@@ -20,12 +20,16 @@ use super::{owned, ChildIo};
 
 /// Creates the process, suspended unless `run` (a detached start): its id
 /// and handle. It leads a new console process group (so a CTRL_BREAK can
-/// be aimed at it and not at the owner).
+/// be aimed at it and not at the owner), unless it is a pty session's
+/// (`pty_spawn.rs`: a console of its own).
 pub(crate) fn create(spec: &SpawnSpec, run: bool) -> Result<(u32, OwnedHandle), SpawnError> {
     if !spec.setup.pre_exec.is_empty() || !spec.setup.keep.is_empty() {
         return Err(SpawnError::Os(super::unsupported(
             "pre_exec hooks and kept descriptors exist on Unix only",
         )));
+    }
+    if let ChildIo::Console(console) = &spec.stdin {
+        return super::pty_spawn::create(spec, console, run);
     }
     let mut cmd = std::process::Command::new(&spec.path);
     cmd.args(spec.argv.iter().skip(1));
@@ -87,6 +91,12 @@ fn stdio(io: &ChildIo) -> io::Result<Stdio> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "only stderr can be the same as stdout",
+            ))
+        }
+        ChildIo::Console(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a pseudo console is all of a child's stdio or none of it",
             ))
         }
     })
