@@ -55,6 +55,19 @@ pub async fn main(args: RunArgs) -> Exit {
     for w in crate::checks::warnings(&args) {
         eprintln!("pkit: warning: {w}");
     }
+    #[cfg(windows)]
+    if args.pty {
+        // The library has ConPTY sessions; relaying pkit's own console
+        // into one (raw VT input, resizes) is not implemented.
+        let e = Error::Unsupported {
+            operation: "--pty",
+            mechanism: Mechanism::JobObject,
+            reason: "pkit run --pty is not implemented on Windows (it would relay this \
+                     console's keys into the program's pseudo console)"
+                .into(),
+        };
+        return fail(&args, &mut sink, report, began, &e);
+    }
     let mut signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {

@@ -1,5 +1,5 @@
-//! No terminal watcher where there is no `--pty` (Windows: the library
-//! refuses pseudo-terminals there), so no raw mode to restore.
+//! No terminal watcher where there is no `--pty` (Windows: `pkit run
+//! --pty` is refused there, see `run.rs`), so no raw mode to restore.
 
 use std::process::ExitCode;
 
