@@ -39,7 +39,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// git: exited(128): fatal: not a git repository (or any of the parent directories): .git
 /// ```
 ///
-/// (several lines follow the outcome on lines of their own). The plain
+/// (several lines follow the outcome on lines of their own). Control
+/// characters in it other than line breaks and tabs (a terminal's escape
+/// sequences, a carriage return that would overwrite the line) are written
+/// out as escapes (`\u{1b}`): the message is safe to print; the bytes
+/// themselves are in the carried [`Output`]. The plain
 /// `Display` was chosen over the alternate `{:#}` because that is what
 /// reaches the user by default (`anyhow`'s report of a `main` error, `{}`
 /// in a log line). A command marked
@@ -387,8 +391,8 @@ const TAIL_LINES: usize = 10;
 const TAIL_BYTES: usize = 2048;
 
 /// The last lines of a run's stderr (at most `TAIL_LINES` lines and
-/// `TAIL_BYTES` bytes, cut at a character boundary), or `None` when there
-/// is none or the output is secret.
+/// `TAIL_BYTES` bytes, cut at a character boundary, control characters
+/// made [`inert`]), or `None` when there is none or the output is secret.
 fn stderr_tail(out: &Output) -> Option<String> {
     if out.secret_output {
         return None;
@@ -412,7 +416,26 @@ fn stderr_tail(out: &Output) -> Option<String> {
         }
         tail = &tail[at..];
     }
-    Some(tail.to_string())
+    Some(inert(tail))
+}
+
+/// `text` with the control characters a terminal acts on (escape, bell,
+/// carriage return, backspace, C1 codes...) written out as escapes
+/// (`\u{1b}`), so a quoted stderr can't retitle a window, move the cursor
+/// or overwrite the message it ends; line breaks and tabs stay, and a
+/// carriage return before a line break is dropped.
+fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `head`, then the stderr tail: after `: ` when it is one line, else on

@@ -197,3 +197,42 @@ async fn no_supervisor_pause_exceeds_max_backoff() {
     }
     suite.end().await;
 }
+
+/// A failed program whose stderr holds terminal control sequences (a
+/// window title, a screen clear, a carriage return that overwrites the
+/// line with a fake verdict, a bell, a C1 CSI) and invalid UTF-8: the
+/// error's message, as `?` and `anyhow` print it, quotes what it said
+/// with every such character written out as an escape, so printing the
+/// message can't act on the terminal. Line breaks stay (a CRLF's carriage
+/// return is dropped); the bytes themselves stay in the carried `Output`.
+/// Before: the message carried the raw bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_message_quotes_no_terminal_control_sequence() {
+    let suite = begin("an_error_message_quotes_no_terminal_control_sequence").await;
+    let script =
+        r#"printf '\033]0;pwned\007\033[2Jfirst\r\nsecond\rall good\302\233\377\n' >&2; exit 4"#;
+    for choice in mechanisms() {
+        {
+            let err = sh(choice, script).run().await.expect_err("exit 4");
+            for text in [err.to_string(), err.diagnostic()] {
+                assert!(
+                    !text.chars().any(|c| c.is_control() && c != '\n'),
+                    "{choice}: a control character in {text:?}"
+                );
+                assert!(
+                    text.contains(r"\u{1b}]0;pwned\u{7}\u{1b}[2Jfirst"),
+                    "{choice}: {text:?}"
+                );
+                assert!(
+                    text.contains("second\\rall good\\u{9b}\u{fffd}"),
+                    "{choice}: {text:?}"
+                );
+                assert!(text.contains("first\nsecond"), "{choice}: {text:?}");
+            }
+            let out = err.into_output().expect("a failed run carries its output");
+            assert!(out.stderr().starts_with(b"\x1b]0;pwned\x07"), "{choice}");
+            assert_eq!(out.outcome(), Outcome::Exited(4), "{choice}");
+        }
+    }
+    suite.end().await;
+}
