@@ -52,8 +52,8 @@ impl GroupBuilder {
     /// [`Output::oom_killed`](crate::Output::oom_killed). Less than one page
     /// (4096 bytes) is refused, and so is more than `i64::MAX` bytes (the
     /// most the kernel takes: it would clamp a larger cap); a cap too small
-    /// for a program to start (a few hundred KiB) makes `start` fail with an error that names the
-    /// cap, rather than only `ENOMEM` or `E2BIG`.
+    /// for a program to start (a few hundred KiB) makes `start` fail with
+    /// an error that names the cap, rather than only `ENOMEM` or `E2BIG`.
     ///
     /// Caps apply to the group, not to a command: to bound a command, start
     /// it in a capped group. Where nothing on this host can enforce a cap,

@@ -64,7 +64,8 @@
 //!   crash), its owner-death guard, a small process started with the first
 //!   group, kills them: see [`GroupBuilder::owner_death_guard`] and
 //!   [`Group::guarded`].
-//! - The mechanism can be forced with `PKIT_MECHANISM=auto|cgroup|pgroup|portable` or
+//! - The mechanism can be forced with
+//!   `PKIT_MECHANISM=auto|cgroup|pgroup|portable` or
 //!   [`GroupBuilder::mechanism`]; forcing what is impossible is an error.
 //!   `PKIT_CLONE3=off` keeps the cgroup mechanism but places children with
 //!   its second rung (each joins its cgroup just before `exec`), as on a

@@ -243,8 +243,8 @@ fn a_supervisor_blocks() {
 }
 
 /// The blocking handle counts the events it dropped unread, as the async
-/// one does: past `EVENT_BUFFER` waiting events the oldest go first, and the
-/// end is still there.
+/// one does: past `EVENT_BUFFER` waiting events the oldest go first, and
+/// the end is still there.
 #[test]
 fn a_blocking_supervisor_handle_counts_dropped_events() {
     plain("a_blocking_supervisor_handle_counts_dropped_events", || {
@@ -258,7 +258,8 @@ fn a_blocking_supervisor_handle_counts_dropped_events() {
                 .max_restarts(runs - 1)
                 .blocking()
                 .start();
-            // Two events a run at least: the bound is passed before the end.
+            // Two events a run at least: the bound is passed before the
+            // end.
             let deadline = Instant::now() + DEADLINE * 6;
             while handle.events_dropped() == 0 {
                 assert!(Instant::now() < deadline, "{choice}: no event dropped");

@@ -245,7 +245,8 @@ fn a_child_that_exits_before_its_deadline_is_never_timed_out() {
     });
 }
 
-/// The inactivity timeout of [`an_exit_seen_with_its_bound_is_not_a_timeout`].
+/// The inactivity timeout of
+/// [`an_exit_seen_with_its_bound_is_not_a_timeout`].
 const IDLE: Duration = Duration::from_millis(50);
 
 /// Holds this thread (and a current-thread runtime with it: nothing of

@@ -12,8 +12,8 @@
 //! A verb awaited outside the runtime's tasks (a multi-thread runtime's
 //! `block_on`) claims that task before its first event
 //! ([`Reader::claim_pair`]) and puts it, with its wait for the exit, into
-//! one task spawned the same way (`lazy::aside`): the worker that sees the exit
-//! has the output read in the same go, and the verb's thread is woken
+//! one task spawned the same way (`lazy::aside`): the worker that sees the
+//! exit has the output read in the same go, and the verb's thread is woken
 //! once, with both, instead of once for the exit and again for the reading
 //! task. What is still unread when the exit is seen (a big output, a pipe a
 //! descendant holds open) goes on in a task of its own, as before.
@@ -85,8 +85,9 @@ impl Reader {
 
     /// Takes the task reading both streams of a pair (see
     /// [`start_pair`](Self::start_pair)) when no event has spawned it yet,
-    /// to be driven by the caller with [`aside`](super::lazy::aside). `None` when this is
-    /// not a pair's stdout half, or its task runs already.
+    /// to be driven by the caller with [`aside`](super::lazy::aside).
+    /// `None` when this is not a pair's stdout half, or its task runs
+    /// already.
     pub(crate) fn claim_pair(&self) -> Option<Claimed> {
         let Task::Half(_, Some(lazy)) = &self.task else {
             return None;

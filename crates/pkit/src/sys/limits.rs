@@ -74,8 +74,9 @@ impl Limits {
                         ),
                     ))
                 }
-                // The kernel counts these in pages of a signed long's bytes
-                // and silently clamps a larger count: refused, not made "max".
+                // The kernel counts these in pages of a signed long's
+                // bytes and silently clamps a larger count: refused, not
+                // made "max".
                 Some(b) if b > MAX_MEMORY => {
                     return Err(LimitError::new(
                         cap,

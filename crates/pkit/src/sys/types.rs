@@ -82,8 +82,8 @@ pub(crate) enum ChildEnv<S> {
     /// This process's own (the parent's block, as Windows hands it on):
     /// the command changed no variable, so no copy is made. Unix has no
     /// such case: there an inherited environment is copied at the start
-    /// (`sys::inherited_env`), as the child can't read `environ` safely while
-    /// another thread's `set_var` rewrites it.
+    /// (`sys::inherited_env`), as the child can't read `environ` safely
+    /// while another thread's `set_var` rewrites it.
     #[cfg(not(unix))]
     Inherited,
     /// Exactly these `NAME=value` entries, in this order.
