@@ -47,6 +47,8 @@ fn statuses_match_coreutils_timeout() {
     }
     let trap_term_exit_5 = "trap 'exit 5' TERM; while :; do sleep 0.05; done";
     let ignore_term = "trap '' TERM; sleep 30";
+    // The rows whose shell sets a trap time out after 1 s, not 0.3: a TERM
+    // that came before the trap (a loaded machine) would end the shell.
     let rows: &[(&[&str], &str, &[&str], i32)] = &[
         // The program's own status when it ends in time.
         (&[], "5", &["sh", "-c", "exit 3"], 3),
@@ -62,7 +64,7 @@ fn statuses_match_coreutils_timeout() {
         (&["--preserve-status"], "0.3", &["sleep", "30"], 143),
         (
             &["--preserve-status"],
-            "0.3",
+            "1",
             &["sh", "-c", trap_term_exit_5],
             5,
         ),
@@ -81,10 +83,10 @@ fn statuses_match_coreutils_timeout() {
             138,
         ),
         // -k: KILL needed after the grace gives 137.
-        (&["-k", "0.3"], "0.3", &["sh", "-c", ignore_term], 137),
+        (&["-k", "0.3"], "1", &["sh", "-c", ignore_term], 137),
         (
             &["--kill-after=0.3", "--preserve-status"],
-            "0.3",
+            "1",
             &["sh", "-c", ignore_term],
             137,
         ),
@@ -165,19 +167,11 @@ fn durations_and_their_mistakes() {
 
 #[test]
 fn timeout_signal_reaches_the_whole_tree() {
+    // 2 s: the shell must have written its three pids before the HUP.
     for m in mechanisms() {
         let file = pid_file();
         let out = pkit()
-            .args([
-                "run",
-                "-q",
-                "-s",
-                "HUP",
-                "--timeout",
-                "0.5",
-                "--mechanism",
-                m,
-            ])
+            .args(["run", "-q", "-s", "HUP", "--timeout", "2", "--mechanism", m])
             .args(["--json", "--", "sh", "-c", &tree_script(&file)])
             .output()
             .unwrap();

@@ -218,12 +218,15 @@ async fn exit_code_and_probe_replay_timeouts_and_every_pause_is_waited() {
     // Hangs (and times out) on the first two runs, then exits `$2`.
     let hang_twice = r#"n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge 3 ] || exec sleep 300; exit "$2""#;
     let pause = Duration::from_millis(150);
+    // The third attempt (a shell reading and writing its counter) must end
+    // within the timeout too: 1 s, not less, for a loaded machine.
+    let limit = Duration::from_secs(1);
     for choice in mechanisms() {
         let counter = TempPath::new("timeout-code");
         let began = std::time::Instant::now();
         let code = sh(choice, hang_twice)
             .args([counter.as_str(), "4"])
-            .timeout(Duration::from_millis(100))
+            .timeout(limit)
             .grace(Duration::from_millis(50))
             .retry(5, pause, |e| e.is_timeout())
             .exit_code()
@@ -242,7 +245,7 @@ async fn exit_code_and_probe_replay_timeouts_and_every_pause_is_waited() {
         let counter = TempPath::new("timeout-probe");
         let yes = sh(choice, hang_twice)
             .args([counter.as_str(), "1"])
-            .timeout(Duration::from_millis(100))
+            .timeout(limit)
             .grace(Duration::from_millis(50))
             .retry(5, Duration::from_millis(5), |e| e.is_timeout())
             .probe()
