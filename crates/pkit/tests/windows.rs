@@ -106,6 +106,31 @@ fn helper() {
                 tokio::time::sleep(Duration::from_secs(300)).await;
             });
         }
+        "pty_session_end" => {
+            // A session that ends by itself: its console host must exit
+            // too (pkit closes the console when the program exits).
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let before = children_named("conhost.exe");
+                let mut p = me("console_exit").pty(24, 80).start().unwrap();
+                let hosts: Vec<u32> = children_named("conhost.exe")
+                    .into_iter()
+                    .filter(|h| !before.contains(h))
+                    .collect();
+                let code = p.wait().await.unwrap().code();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while hosts.iter().any(|&h| !gone(h)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let left = hosts.iter().filter(|&&h| !gone(h)).count();
+                writeln!(
+                    out.lock(),
+                    "HOSTS {} LEFT {left} CODE {code:?}",
+                    hosts.len()
+                )
+                .unwrap();
+            });
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -838,4 +863,16 @@ async fn a_typed_ctrl_c_interrupts_a_console_program() {
     }
     // The default handler's exit: STATUS_CONTROL_C_EXIT.
     assert_eq!(out.code(), Some(0xC000013Au32 as i32), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_sessions_console_host_exits_with_its_program() {
+    // In a process of its own, so that no other test's console host is
+    // counted.
+    let out = me("pty_session_end").output().await.unwrap();
+    let text = out.stdout_str();
+    assert!(
+        text.contains("HOSTS 1 LEFT 0 CODE Some(5)"),
+        "{out:?}: {text}"
+    );
 }
