@@ -1,8 +1,10 @@
 //! The portable Unix backend (what macOS and the BSDs run), forced on
 //! Linux in every test run: posix_spawn into the group's process group,
 //! children held by pid and waited for through a SIGCHLD handler that
-//! chains to the application's, typed refusals for what posix_spawn can't
-//! do. (`PKIT_MECHANISM=portable cargo test` runs the whole suite on it.)
+//! chains to the application's, spawn options applied by the trampoline
+//! (a new group's first process and a process joining one), typed
+//! refusals for what it can't do or where there is none.
+//! (`PKIT_MECHANISM=portable cargo test` runs the whole suite on it.)
 //!
 //! One test: the order matters (the application's SIGCHLD handler must be
 //! installed before pkit's, to show that pkit's calls it).
@@ -228,14 +230,59 @@ async fn the_portable_backend() {
     // It leads its session, and its group is the terminal's foreground.
     assert_eq!(ids, [out.pid(), out.pid()], "{text:?}");
 
-    // What posix_spawn can't do is refused, typed, and nothing is started.
+    // Spawn options for a process joining an existing group: it goes
+    // through the trampoline too, which applies them before the program.
+    let group = common::group(choice);
+    let leader = group
+        .start(&Command::new("sleep").arg("300"))
+        .expect("the leader");
+    let kept = TempPath::new("kept");
+    std::fs::write(kept.path(), "kept\n").unwrap();
+    let file = std::fs::File::open(kept.path()).unwrap();
+    let mut member = group
+        .start(
+            &Command::new("sh")
+                .args(["-c", "umask; ulimit -n; cat <&7; ps -o pgid= -p $$"])
+                .umask(0o077)
+                .rlimit(pkit::Resource::Nofile, 64, 64)
+                .keep_fds([(std::os::fd::AsRawFd::as_raw_fd(&file), 7)])
+                .stream_lines(),
+        )
+        .expect("a member with spawn options");
+    let mut lines = member.lines();
+    let mut got = Vec::new();
+    while let Some(line) = lines.next_line().await {
+        got.push(line.text.trim().to_string());
+    }
+    assert_eq!(
+        got,
+        ["0077", "64", "kept", &leader.pid().to_string()],
+        "the member's umask, limit, kept descriptor and process group"
+    );
+    // A step that fails in a member's trampoline is named, and the group
+    // goes on.
+    let e = group
+        .start(&Command::new("true").rlimit(pkit::Resource::Nofile, 1 << 40, 1 << 40))
+        .expect_err("above fs.nr_open");
+    assert!(
+        matches!(&e, Error::ChildSetup { step: pkit::ChildStep::Rlimit, source, .. }
+            if source.raw_os_error() == Some(libc::EPERM)),
+        "{e:?}"
+    );
+    group.close().await.expect("close");
+    assert_gone(&[leader.pid(), member.pid()], "the group with options").await;
+    drop((leader, member, file));
+    std::fs::remove_file(kept.path()).unwrap();
+
+    // What can't cross the trampoline's exec, or would leave the group,
+    // is refused, typed, and nothing is started.
+    let hook = || Ok(());
+    // SAFETY: the hook does nothing (and is never run: refused).
     let refused: Vec<(&str, Command)> = vec![
-        (
-            "rlimit",
-            common::cmd(choice, "true").rlimit(pkit::Resource::Nofile, 64, 64),
-        ),
-        ("uid", common::cmd(choice, "true").uid(65534)),
-        ("keep_fd", common::cmd(choice, "true").keep_fds([(2, 7)])),
+        ("pre_exec", unsafe {
+            common::cmd(choice, "true").pre_exec(hook)
+        }),
+        ("setsid", common::cmd(choice, "true").setsid()),
     ];
     for (what, cmd) in refused {
         let e = cmd.output().await.expect_err(what);
@@ -252,4 +299,77 @@ async fn the_portable_backend() {
         );
     }
     suite.end().await;
+}
+
+/// Without a trampoline (`PKIT_SPAWN_TRAMPOLINE=off`, as where pkit's
+/// executable can't be run again, or on musl) the options only the
+/// trampoline applies are refused, typed, saying why; a start without
+/// them still runs. The trampoline is chosen once per process, so this
+/// runs in a process of its own (`no_trampoline_helper`).
+#[test]
+fn spawn_options_without_a_trampoline_are_refused() {
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "no_trampoline_helper",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PKIT_SPAWN_TRAMPOLINE", "off")
+        .env("PKIT_TEST_NO_TRAMPOLINE_HELPER", "1")
+        .output()
+        .expect("helper");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("no-trampoline-helper-ran"), "{text}");
+}
+
+/// The helper of the test above: does nothing unless
+/// `PKIT_TEST_NO_TRAMPOLINE_HELPER` is set.
+#[tokio::test]
+async fn no_trampoline_helper() {
+    if std::env::var_os("PKIT_TEST_NO_TRAMPOLINE_HELPER").is_none() {
+        return;
+    }
+    let choice = MechanismChoice::Portable;
+    let out = common::sh(choice, "echo plain")
+        .output()
+        .await
+        .expect("plain");
+    assert_eq!(out.stdout_str(), "plain\n");
+    let group = common::group(choice);
+    let leader = group
+        .start(&Command::new("sleep").arg("300"))
+        .expect("a plain leader");
+    let refused: Vec<(&str, Command)> = vec![
+        ("umask", common::cmd(choice, "true").umask(0o077)),
+        (
+            "rlimit",
+            common::cmd(choice, "true").rlimit(pkit::Resource::Nofile, 64, 64),
+        ),
+        ("uid", common::cmd(choice, "true").uid(65534)),
+        ("keep_fds", common::cmd(choice, "true").keep_fds([(2, 7)])),
+    ];
+    for (what, cmd) in refused {
+        for e in [
+            cmd.output().await.expect_err(what),
+            group.start(&cmd).expect_err(what),
+        ] {
+            assert!(
+                matches!(&e, Error::Unsupported { mechanism: Mechanism::ProcessGroup, reason, .. }
+                    if reason.contains("trampoline") && reason.contains("PKIT_SPAWN_TRAMPOLINE=off")),
+                "{what}: {e:?}"
+            );
+        }
+    }
+    assert_eq!(
+        group.pids().expect("pids"),
+        [leader.pid()],
+        "nothing else started"
+    );
+    group.close().await.expect("close");
+    assert_gone(&[leader.pid()], "the plain leader").await;
+    drop(leader);
+    println!("no-trampoline-helper-ran");
 }

@@ -1,5 +1,6 @@
 //! Spawn options observed from inside the child (its own `/proc/self`
-//! files, `umask`, `ulimit`), in both mechanisms: privilege drop, umask,
+//! files, `umask`, `ulimit`), in every mechanism (on the portable backend
+//! through its trampoline, `PKIT_MECHANISM=portable`): privilege drop, umask,
 //! resource limits, priority, a new session, descriptors passed through,
 //! and each failing step reported as that step.
 
@@ -37,9 +38,6 @@ fn stat_fields(text: &str) -> (u32, Vec<i128>) {
 async fn the_child_drops_to_nobody_in_order() {
     let suite = begin("the_child_drops_to_nobody_in_order").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let dir = TempPath::new("nobody");
         std::fs::create_dir(dir.path()).unwrap();
         // A directory anyone may write to, so the dropped child can.
@@ -93,6 +91,31 @@ async fn the_child_drops_to_nobody_in_order() {
             Vec::<u32>::new(),
             "{choice}"
         );
+
+        // The working directory is entered with the child's rights: one
+        // only root may enter is refused to nobody, another is entered.
+        let private = TempPath::new("private");
+        std::fs::create_dir(private.path()).unwrap();
+        std::fs::set_permissions(
+            private.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let err = cmd(choice, "pwd")
+            .current_dir(private.path())
+            .uid(65534)
+            .output()
+            .await
+            .expect_err("entered as nobody");
+        assert!(matches!(err, Error::CurrentDir { .. }), "{choice}: {err:?}");
+        let out = cmd(choice, "pwd")
+            .current_dir(dir.path())
+            .uid(65534)
+            .output()
+            .await
+            .expect("pwd as nobody");
+        assert_eq!(out.stdout_str().trim(), dir.as_str(), "{choice}");
+        std::fs::remove_dir(private.path()).unwrap();
         std::fs::remove_file(&file).unwrap();
         std::fs::remove_dir(dir.path()).unwrap();
     }
@@ -103,9 +126,6 @@ async fn the_child_drops_to_nobody_in_order() {
 async fn umask_limits_and_priority_reach_the_child() {
     let suite = begin("umask_limits_and_priority_reach_the_child").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let out = sh(choice, "umask")
             .umask(0o027)
             .output()
@@ -143,16 +163,13 @@ async fn a_new_session_under_cgroups_and_a_refusal_under_process_groups() {
     let suite = begin("a_new_session_under_cgroups_and_a_refusal_under_process_groups").await;
     let (_, mine) = stat_fields(&std::fs::read_to_string("/proc/self/stat").unwrap());
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let result = cmd(choice, "cat")
             .arg("/proc/self/stat")
             .setsid()
             .output()
             .await;
         match choice {
-            MechanismChoice::ProcessGroup => {
+            MechanismChoice::ProcessGroup | MechanismChoice::Portable => {
                 let err = result.expect_err("setsid would leave the process group");
                 assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
                 assert!(
@@ -211,9 +228,6 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 async fn kept_descriptors_are_readable_in_the_child() {
     let suite = begin("kept_descriptors_are_readable_in_the_child").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let (r, w) = pipe();
         let (r2, w2) = pipe();
         std::fs::write(format!("/proc/self/fd/{}", w.as_raw_fd()), "hello").unwrap();
@@ -278,9 +292,6 @@ async fn kept_descriptors_are_readable_in_the_child() {
 async fn a_failing_step_is_named() {
     let suite = begin("a_failing_step_is_named").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         // Above the kernel's fs.nr_open: refused even to root.
         let err = cmd(choice, "true")
             .rlimit(Resource::Nofile, 1 << 40, 1 << 40)
@@ -342,9 +353,6 @@ async fn a_failing_step_is_named() {
 async fn io_priority_affinity_and_arg0_reach_the_child() {
     let suite = begin("io_priority_affinity_and_arg0_reach_the_child").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         let out = sh(choice, "ionice -p $$")
             .io_priority(IoClass::BestEffort, 6)
             .output()
@@ -442,9 +450,6 @@ async fn an_environment_allow_list_and_a_preferred_bin_dir() {
     let suite = begin("an_environment_allow_list_and_a_preferred_bin_dir").await;
     let home = std::env::var("HOME").expect("HOME is set");
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         // Only HOME of ours, plus what the command sets.
         let out = cmd(choice, "env")
             .inherit_env(["HOME"])
@@ -513,7 +518,7 @@ async fn an_environment_allow_list_and_a_preferred_bin_dir() {
 async fn pre_exec_hooks_run_in_the_contained_child() {
     let suite = begin("pre_exec_hooks_run_in_the_contained_child").await;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
+        if skip_on_portable(choice, "pre_exec hooks can't cross the exec of the portable backend's trampoline (refused as Unsupported: tests/portable.rs)") {
             continue;
         }
         // SAFETY: the hooks make one raw write each (async-signal-safe).
@@ -586,9 +591,6 @@ async fn output_straight_to_files_and_stderr_merged_in_order() {
     let suite = begin("output_straight_to_files_and_stderr_merged_in_order").await;
     const SCRIPT: &str = "for i in 1 2 3; do echo out$i; echo err$i >&2; done";
     for choice in mechanisms() {
-        if skip_on_portable(choice, "these spawn options run in the child before exec, which posix_spawn can't (refused as Unsupported: tests/portable.rs)") {
-            continue;
-        }
         // 2>&1 into the captured pipe: one stream, in the child's order.
         let out = sh(choice, SCRIPT)
             .merge_stderr()

@@ -20,14 +20,16 @@ impl Command {
     /// refusal is [`Error::ChildSetup`] with [`ChildStep::Uid`](crate::ChildStep::Uid). The working
     /// directory is entered after the change, with the new user's rights.
     ///
-    /// Linux, both mechanisms.
+    /// Unix: Linux (both mechanisms) and the
+    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
     pub fn uid(mut self, uid: u32) -> Command {
         self.spec.spawn.uid = Some(uid);
         self
     }
 
     /// Runs the child with group id `gid` (`setresgid`), set after the
-    /// supplementary groups and before the user id. Linux, both mechanisms.
+    /// supplementary groups and before the user id. Unix: Linux (both mechanisms) and the
+    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
     pub fn gid(mut self, gid: u32) -> Command {
         self.spec.spawn.gid = Some(gid);
         self
@@ -35,16 +37,16 @@ impl Command {
 
     /// Sets the child's supplementary groups (`setgroups`; an empty list
     /// clears them), the first step of a privilege drop (groups, then
-    /// [`gid`](Self::gid), then [`uid`](Self::uid)). Linux, both
-    /// mechanisms.
+    /// [`gid`](Self::gid), then [`uid`](Self::uid)). Unix: Linux (both mechanisms) and the
+    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
     pub fn groups(mut self, groups: impl IntoIterator<Item = u32>) -> Command {
         self.spec.spawn.groups = Some(groups.into_iter().collect());
         self
     }
 
     /// Sets the child's file mode creation mask (e.g. `0o027`); at most
-    /// `0o777`, else the start fails with [`Error::InvalidInput`]. Linux,
-    /// both mechanisms.
+    /// `0o777`, else the start fails with [`Error::InvalidInput`]. Unix: Linux (both mechanisms) and the
+    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
     pub fn umask(mut self, mode: u32) -> Command {
         self.spec.spawn.umask = Some(mode);
         self
@@ -55,8 +57,11 @@ impl Command {
     /// means unlimited. Setting the same resource again replaces it.
     /// `soft > hard` is [`Error::InvalidInput`]; raising a hard limit needs
     /// privilege, and a refusal is [`Error::ChildSetup`] with
-    /// [`ChildStep::Rlimit`](crate::ChildStep::Rlimit). Applied before a privilege drop. Linux, both
-    /// mechanisms.
+    /// [`ChildStep::Rlimit`](crate::ChildStep::Rlimit). Applied before a privilege drop.
+    /// Unix: Linux (both mechanisms) and the
+    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// Linux's own resources ([`Resource::Locks`] and those after it) are
+    /// [`Error::Unsupported`] on macOS and the BSDs.
     pub fn rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Command {
         self.spec.spawn.rlimits.retain(|(r, _, _)| *r != resource);
         self.spec.spawn.rlimits.push((resource, soft, hard));
@@ -67,7 +72,8 @@ impl Command {
     /// -20 (most favourable) to 19, clamped to that range by the kernel.
     /// Going below the owner's own value needs privilege
     /// ([`ChildStep::Priority`](crate::ChildStep::Priority) otherwise). Applied before a privilege
-    /// drop. Linux, both mechanisms.
+    /// drop. Unix: Linux (both mechanisms) and the
+    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
     pub fn priority(mut self, nice: i32) -> Command {
         self.spec.spawn.nice = Some(nice);
         self
@@ -96,8 +102,8 @@ impl Command {
     /// `parent_fd` is borrowed: it must stay open until the process has
     /// started (the call to a verb or `start` returned); one that is not
     /// open fails the start with [`Error::InvalidInput`]. `child_fd` must be
-    /// 3 or more (stdio has its own options) and appear once. Linux, both
-    /// mechanisms.
+    /// 3 or more (stdio has its own options) and appear once. Unix: Linux (both mechanisms) and the
+    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
     pub fn keep_fds(mut self, fds: impl IntoIterator<Item = (RawFd, RawFd)>) -> Command {
         self.spec.spawn.keep_fds.extend(fds);
         self
@@ -112,8 +118,8 @@ impl Command {
     /// [`BestEffort`](IoClass::BestEffort), its level from 0 (served first)
     /// to 7 (a level above 7 is [`Error::InvalidInput`]; [`Idle`](IoClass::Idle)
     /// has none). The real-time class needs privilege; a refusal is
-    /// [`Error::ChildSetup`] with [`ChildStep::IoPriority`](crate::ChildStep::IoPriority). Linux, both
-    /// mechanisms.
+    /// [`Error::ChildSetup`] with [`ChildStep::IoPriority`](crate::ChildStep::IoPriority). Linux
+    /// (every backend); elsewhere [`Error::Unsupported`].
     pub fn io_priority(mut self, class: IoClass, level: u8) -> Command {
         self.spec.spawn.io_priority = Some((class, level));
         self
@@ -122,8 +128,8 @@ impl Command {
     /// Restricts the child (and what it starts) to these CPUs, by number
     /// (`sched_setaffinity`). An empty list, or a number of 65536 or more,
     /// is [`Error::InvalidInput`]; a set with no CPU the child may use is
-    /// [`Error::ChildSetup`] with [`ChildStep::CpuAffinity`](crate::ChildStep::CpuAffinity). Linux, both
-    /// mechanisms.
+    /// [`Error::ChildSetup`] with [`ChildStep::CpuAffinity`](crate::ChildStep::CpuAffinity). Linux
+    /// (every backend); elsewhere [`Error::Unsupported`].
     pub fn cpu_affinity(mut self, cpus: impl IntoIterator<Item = usize>) -> Command {
         self.spec.spawn.cpus = Some(cpus.into_iter().collect());
         self

@@ -2,24 +2,44 @@
 //! `exec` — credentials, umask, resource limits, priority, a new session,
 //! descriptors passed through.
 //!
-//! Every option is applied by the spawned child itself, without allocating
-//! and without forking the parent's address space (the same vfork-class
-//! spawner as every other start), on values checked and converted before the
-//! spawn. A step that fails in the child is reported as
+//! Every option is applied by the spawned child itself, on values checked
+//! and converted before the spawn, in one order (limits and priorities,
+//! the umask, then groups, group id and user id, then the descriptors
+//! passed through). A step that fails in the child is reported as
 //! [`Error::ChildSetup`] naming that [`ChildStep`]; nothing is skipped
 //! silently.
 //!
 //! **Platforms.** On Linux, pkit's own spawner honours every option, in
 //! both mechanisms, except [`setsid`](Command::setsid) under the
-//! process-group mechanism (refused: see there). The portable backend
-//! (`PKIT_MECHANISM=portable` on Linux) starts children with
-//! `posix_spawn`, which runs no code of pkit's in the child: it honours a
-//! pty session but refuses credentials, the umask, resource limits,
-//! priorities, CPU affinity, descriptors passed through and pre-exec hooks
-//! with [`Error::Unsupported`]. On macOS and the BSDs every option, a pty
-//! session included, is refused with [`Error::Unsupported`] until it is
-//! implemented there; on Windows too, but for a pty session (a ConPTY
-//! pseudo console: see [`Command::pty`](crate::Command::pty)).
+//! process-group mechanism (refused: see there), without allocating and
+//! without forking the parent's address space (the same vfork-class
+//! spawner as every other start).
+//!
+//! The portable backend (what macOS and the BSDs run, and
+//! `PKIT_MECHANISM=portable` on Linux) starts children with
+//! `posix_spawn`, which runs no code of pkit's in the child. A child with
+//! options is therefore started through a trampoline: this program's own
+//! executable, which runs pkit's code before `main`, receives the options
+//! from the owner over a socket, applies them and then executes the
+//! program (the same trampoline that holds a new group's first process
+//! until the owner-death guard knows the group), at the cost of one more
+//! `exec` (of this program's executable, its loader and libraries) per
+//! such child. It honours the
+//! credentials, the umask, resource limits, the nice value, descriptors
+//! passed through, and on Linux the I/O priority and CPU affinity; on
+//! macOS and the BSDs those two, and Linux's own resource limits
+//! ([`Resource::Locks`] and after), are [`Error::Unsupported`]. Where the
+//! trampoline can't be used (pkit is not linked into the main executable,
+//! the executable can't be run again or was started by its dynamic
+//! loader, a set-user-id executable, musl's C library,
+//! `PKIT_SPAWN_TRAMPOLINE=off`), every option that needs it is
+//! [`Error::Unsupported`], saying why. [`pre_exec`](Command::pre_exec)
+//! hooks are closures of this process, which can't cross the trampoline's
+//! exec: refused there with [`Error::Unsupported`]; so is
+//! [`setsid`](Command::setsid) (a process-group mechanism). A pty session
+//! is honoured on Linux only. On Windows every option is refused with
+//! [`Error::Unsupported`], but for a pty session (a ConPTY pseudo console:
+//! see [`Command::pty`](crate::Command::pty)).
 
 use crate::sys::RawFd;
 use std::ffi::{OsStr, OsString};
@@ -198,11 +218,11 @@ impl SpawnOptions {
     pub(crate) fn prepare(&self, program: &str, mechanism: Mechanism) -> Result<ChildSetup> {
         let invalid = |what: String| Error::InvalidInput(format!("{program}: {what}"));
         // A pty session is the platform's to refuse (`sys::pty_refusal`).
-        if !cfg!(target_os = "linux") && !self.is_empty_but_pty() {
+        if cfg!(windows) && !self.is_empty_but_pty() {
             return Err(Error::Unsupported {
                 operation: "spawn options",
                 mechanism,
-                reason: "spawn options are implemented on Linux only".into(),
+                reason: "spawn options are implemented on Unix only".into(),
             });
         }
         if self.setsid && mechanism == Mechanism::ProcessGroup {
@@ -226,7 +246,11 @@ impl SpawnOptions {
             if soft > hard {
                 return Err(invalid(format!("the soft {r} limit is above the hard one")));
             }
-            rlimits.push((sys::resource_number(r), soft, hard));
+            rlimits.push(sys::Rlimit {
+                resource: sys::resource_number(r).into(),
+                soft,
+                hard,
+            });
         }
         let ioprio = match self.io_priority {
             None => None,

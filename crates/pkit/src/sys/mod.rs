@@ -48,9 +48,11 @@ pub(crate) mod pty;
 pub(crate) mod pty;
 mod resolve;
 mod setup;
+#[cfg(unix)]
+pub(crate) mod setup_steps;
 mod signal;
 mod stats;
-mod step;
+pub(crate) mod step;
 #[cfg(unix)]
 mod tree;
 mod types;
@@ -88,7 +90,7 @@ pub(crate) use resolve::ResolveError;
 #[cfg(unix)]
 pub(crate) use resolve::{missing_interpreter, resolve, resolve_to_start};
 pub(crate) use setup::{
-    cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup, PreExecHook,
+    cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup, PreExecHook, Rlimit,
 };
 /// Signal numbers by name (Linux's numbers on Windows, see `signal.rs`).
 #[cfg(feature = "testing")]

@@ -246,10 +246,9 @@ impl Container {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
                 let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
                 pty_session_check(spec, leader.as_deref())?;
-                let spawn = super::unix::spawn::spawn;
                 let pid = match pgid {
-                    0 => self.spawn_portable_leader(spec)?,
-                    _ => match spawn(spec, pgid) {
+                    0 => self.spawn_portable(spec, 0)?,
+                    _ => match self.spawn_portable(spec, pgid) {
                         // As above: the leader was reaped by someone else
                         // and its group emptied; the new child leads a new
                         // one.
@@ -260,7 +259,7 @@ impl Container {
                             *leader = None;
                             pgid = 0;
                             self.release_leader_registration();
-                            self.spawn_portable_leader(spec)?
+                            self.spawn_portable(spec, 0)?
                         }
                         other => other?,
                     },
@@ -326,47 +325,77 @@ impl Container {
         Ok(handle)
     }
 
-    /// Spawns a new process group's first process on the portable backend.
-    /// Where the group will be registered with the guard and the
-    /// executable can serve as a trampoline (`unix/trampoline.rs`), the
-    /// child is held before its program runs until the registration has
-    /// been sent: an owner killed at any point of the start leaves no
-    /// program running unguarded (the held child exits when it reads end
-    /// of file). Elsewhere the group is registered after `posix_spawn`
-    /// returns (by [`register_leader`](Self::register_leader), which is a
-    /// no-op once the group is registered here).
+    /// Spawns a child on the portable backend into process group `pgid`
+    /// (0: as a new group's first process). A child is held at the gate of
+    /// a trampoline (`unix/trampoline.rs`, this program's executable run
+    /// before the program) when its new group will be registered with the
+    /// guard, until the registration has been sent (an owner killed at any
+    /// point of the start leaves no program running unguarded: the held
+    /// child exits when it reads end of file), and whenever it has spawn
+    /// options that only the trampoline can apply (`unix/gate_setup.rs`).
+    /// Without a trampoline a new group is registered after `posix_spawn`
+    /// returns (by [`register_leader`](Self::register_leader), a no-op once
+    /// the group is registered here), and such options are refused
+    /// ([`Error::Unsupported`](crate::Error::Unsupported), saying why).
     #[cfg(unix)]
-    fn spawn_portable_leader(&self, spec: &SpawnSpec) -> Result<i32, SpawnError> {
-        use super::unix::spawn::{spawn, spawn_gated, Passed};
-        let plain = || spawn(spec, 0);
-        let gate = matches!(*self.guard_link(), GuardLink::Pending)
-            && self.guard().is_ok()
-            && super::unix::spawn::unsupported_setup(spec).is_none();
-        let Some(exe) = gate.then(guard::trampoline_exe).flatten() else {
-            return plain();
+    fn spawn_portable(&self, spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
+        use super::unix::spawn::{needs_trampoline, no_trampoline, spawn, spawn_gated, Passed};
+        let options = needs_trampoline(spec);
+        // What no start here can honour is refused by the plain spawn.
+        let refused = super::unix::spawn::unsupported_setup(spec).is_some();
+        let register =
+            pgid == 0 && matches!(*self.guard_link(), GuardLink::Pending) && self.guard().is_ok();
+        if refused || (!register && options.is_none()) {
+            return spawn(spec, pgid);
+        }
+        let exe = match (guard::trampoline_exe(), options) {
+            (Ok(exe), _) => exe,
+            (Err(_), None) => return spawn(spec, pgid),
+            (Err(why), Some(what)) => return Err(no_trampoline(what, &why)),
         };
-        let Ok(held) = spawn_gated(spec, exe) else {
-            return plain();
+        let held = match (spawn_gated(spec, exe, pgid), options) {
+            (Ok(held), _) => held,
+            // The plain spawn reports the spawn's own error exactly.
+            (Err(_), None) => return spawn(spec, pgid),
+            // The executable could not be run again.
+            (Err(SpawnError::Exec(e)), Some(what)) => {
+                let why = format!("this program's executable could not be started: {e}");
+                return Err(no_trampoline(what, &why));
+            }
+            // The program's own (its process group, its working
+            // directory), or the system's.
+            (Err(e), Some(_)) => return Err(e),
         };
         // The held child is unreaped and waiting: its number and session
         // are exact.
         let pid = held.pid;
-        let own_session = crate::sys::unix::pgroup::session_of(pid) == Some(pid);
-        self.register_leader_with(|g| g.register_pgroup_number(pid, own_session.then_some(pid)));
-        match held.open(spec) {
-            Passed::Running => Ok(pid),
-            Passed::Failed(e) => {
-                // Unregistered before the held child is reaped (its
-                // zombie keeps the number ours until then).
-                self.release_leader_registration();
-                held.reap();
-                Err(e)
-            }
-            Passed::Broken => {
-                self.release_leader_registration();
-                held.reap();
+        if register {
+            let own_session = crate::sys::unix::pgroup::session_of(pid) == Some(pid);
+            self.register_leader_with(|g| {
+                g.register_pgroup_number(pid, own_session.then_some(pid))
+            });
+        }
+        let passed = held.open(spec);
+        if matches!(passed, Passed::Running) {
+            return Ok(pid);
+        }
+        // Unregistered before the held child is reaped (its zombie keeps
+        // the number ours until then).
+        if register {
+            self.release_leader_registration();
+        }
+        held.reap();
+        match passed {
+            Passed::Failed(e) => Err(e),
+            _ => {
                 guard::trampoline_broken();
-                plain()
+                match options {
+                    None => spawn(spec, pgid),
+                    Some(what) => Err(no_trampoline(
+                        what,
+                        "this program's executable did not run as a trampoline",
+                    )),
+                }
             }
         }
     }

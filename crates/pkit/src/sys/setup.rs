@@ -37,8 +37,8 @@ pub(crate) struct ChildSetup {
     /// `ioctl(0, TIOCSCTTY)` after `setsid`: its stdin (a terminal) becomes
     /// the new session's controlling terminal (pty sessions).
     pub ctty: bool,
-    /// `prlimit(0, resource, {soft, hard})`, in order.
-    pub rlimits: Vec<(c_int, u64, u64)>,
+    /// `setrlimit(resource, {soft, hard})`, in order.
+    pub rlimits: Vec<Rlimit>,
     /// `setpriority(PRIO_PROCESS, 0, nice)`.
     pub nice: Option<c_int>,
     /// `umask(mode)`.
@@ -74,6 +74,17 @@ impl std::fmt::Debug for ChildSetup {
             .field("pre_exec", &self.pre_exec.len())
             .finish_non_exhaustive()
     }
+}
+
+/// One resource limit as the child applies it: the kernel's resource
+/// number, soft and hard limit. Three 64-bit words, no padding (the
+/// portable backend sends them to its trampoline as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Rlimit {
+    pub resource: i64,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 /// A hook given to [`Command::pre_exec`](crate::Command::pre_exec).

@@ -169,3 +169,65 @@ impl fmt::Display for ChildStep {
         f.write_str(self.as_str())
     }
 }
+
+/// A child's step before exec that failed, as the spawners report it to
+/// the owner: a working directory, the exec itself, or a setup step.
+#[cfg(unix)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailedStep {
+    Chdir,
+    Exec,
+    Setup(ChildStep),
+}
+
+/// The codes of the setup steps (0 is "no failure", 1 and 2 the working
+/// directory and the exec).
+#[cfg(unix)]
+const SETUP_STEPS: [ChildStep; 14] = [
+    ChildStep::Stdio,
+    ChildStep::Session,
+    ChildStep::ProcessGroup,
+    ChildStep::JoinCgroup,
+    ChildStep::Rlimit,
+    ChildStep::Priority,
+    ChildStep::Groups,
+    ChildStep::Gid,
+    ChildStep::Uid,
+    ChildStep::KeepFds,
+    ChildStep::IoPriority,
+    ChildStep::CpuAffinity,
+    ChildStep::PreExec,
+    ChildStep::Terminal,
+];
+
+#[cfg(unix)]
+impl FailedStep {
+    /// The step and `errno` as one code (the step above the low 16 bits),
+    /// never 0. Runs in a child before exec: no allocation, no panic.
+    pub(crate) fn pack(self, errno: i32) -> i32 {
+        let step = match self {
+            FailedStep::Chdir => 1,
+            FailedStep::Exec => 2,
+            FailedStep::Setup(s) => {
+                let mut i = 0;
+                while i < SETUP_STEPS.len() && SETUP_STEPS[i] != s {
+                    i += 1;
+                }
+                3 + i as i32
+            }
+        };
+        (step << 16) | errno.clamp(1, 0xFFFF)
+    }
+
+    /// The step and the errno of a code made by [`pack`](Self::pack).
+    pub(crate) fn unpack(code: i32) -> (FailedStep, std::io::Error) {
+        let step = match code >> 16 {
+            1 => FailedStep::Chdir,
+            n if n >= 3 && ((n - 3) as usize) < SETUP_STEPS.len() => {
+                FailedStep::Setup(SETUP_STEPS[(n - 3) as usize])
+            }
+            _ => FailedStep::Exec,
+        };
+        (step, std::io::Error::from_raw_os_error(code & 0xFFFF))
+    }
+}

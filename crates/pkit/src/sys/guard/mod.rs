@@ -140,6 +140,7 @@ use std::sync::OnceLock;
 mod exec;
 mod executable;
 mod owner;
+pub(crate) use owner::attach_fd;
 mod portable;
 mod portable_process;
 #[cfg(target_os = "linux")]
@@ -269,23 +270,29 @@ const TRAMPOLINE_ENV_VAR: &str = "PKIT_SPAWN_TRAMPOLINE";
 /// Set once a trampoline failed to reach its gate: not tried again.
 static TRAMPOLINE_BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The executable to start a new process group's first process through,
-/// held until its group is registered with the portable guard (see
-/// `unix/trampoline.rs`), if it can be: pkit's pre-`main` entry is in the
-/// main executable, which can be run again. `None` otherwise: the group
-/// is then registered just after `posix_spawn` returns (the window
-/// `portable.rs` describes).
-pub(crate) fn trampoline_exe() -> Option<&'static std::ffi::CString> {
-    static EXE: OnceLock<Option<std::ffi::CString>> = OnceLock::new();
+/// The executable to start a child through, held at the gate (see
+/// `unix/trampoline.rs`): a new process group's first process, until its
+/// group is registered with the portable guard, and any child whose spawn
+/// options the trampoline applies. It can be used when pkit's pre-`main`
+/// entry is in the main executable, which can be run again. `Err` says why
+/// not: a new group is then registered just after `posix_spawn` returns
+/// (the window `portable.rs` describes), and spawn options that need the
+/// trampoline are refused.
+pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, String> {
+    static EXE: OnceLock<Result<std::ffi::CString, String>> = OnceLock::new();
     if TRAMPOLINE_BROKEN.load(std::sync::atomic::Ordering::Relaxed) {
-        return None;
+        return Err("this program's executable did not run as a trampoline".into());
     }
     EXE.get_or_init(|| {
         use crate::sys::unix::trampoline::{entry_address, entry_ran, started_by_its_loader};
         let off = std::env::var_os(TRAMPOLINE_ENV_VAR).is_some_and(|v| v == "off" || v == "0");
         let why = if off {
             Err(format!("{TRAMPOLINE_ENV_VAR}=off"))
-        } else if !entry_ran() || entry_address() == 0 {
+        } else if entry_address() == 0 {
+            Err("pkit has no pre-main trampoline entry with this C library (musl hands \
+                 .init_array functions no arguments)"
+                .into())
+        } else if !entry_ran() {
             Err("pkit's pre-main trampoline entry did not run in this process".into())
         } else if !portable::in_main_executable(entry_address()) {
             Err("pkit is not linked into the main executable".into())
@@ -296,12 +303,13 @@ pub(crate) fn trampoline_exe() -> Option<&'static std::ffi::CString> {
         } else {
             executable::own_executable().map_err(|e| format!("this program's executable: {e}"))
         };
-        why.map_err(|why| {
-            tracing::debug!(target: "pkit", reason = %why, "portable backend: no trampoline; a new process group is registered with the guard after posix_spawn returns");
-        })
-        .ok()
+        if let Err(why) = &why {
+            tracing::debug!(target: "pkit", reason = %why, "portable backend: no trampoline; a new process group is registered with the guard after posix_spawn returns, and spawn options that need the trampoline are refused");
+        }
+        why
     })
     .as_ref()
+    .map_err(Clone::clone)
 }
 
 /// A trampoline did not reach its gate (it could not be loaded, or the

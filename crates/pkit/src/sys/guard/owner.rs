@@ -558,7 +558,7 @@ impl LeaderRegistration {
 /// Attaches `fd` to `mh` as an `SCM_RIGHTS` control message written into
 /// `control` (room for one fd's, 8-byte aligned). Only pointer arithmetic
 /// and writes into `control`: fit for the vfork child too.
-fn attach_fd(mh: &mut libc::msghdr, control: &mut [u64; 4], fd: RawFd) {
+pub(crate) fn attach_fd(mh: &mut libc::msghdr, control: &mut [u64; 4], fd: RawFd) {
     // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer is 32
     // bytes, more than CMSG_SPACE(4) (24), and CMSG_FIRSTHDR of a msghdr
     // with that buffer points at its start, so every write stays in it.

@@ -11,8 +11,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::sys::guard::LeaderRegistration;
+use crate::sys::setup_steps::{self, StepCalls};
+pub(super) use crate::sys::step::FailedStep as Step;
 use crate::sys::ChildStep;
-use crate::sys::{envp_vector, nul_terminated, ChildSetup, SpawnSpec};
+use crate::sys::{envp_vector, nul_terminated, ChildSetup, Rlimit, SpawnSpec};
 
 /// Everything the child touches, prepared before the clone.
 pub(super) struct Plan<'a> {
@@ -114,6 +116,69 @@ struct Rlimit64 {
     max: u64,
 }
 
+/// The setup steps' system calls in a child sharing the owner's memory:
+/// raw, changing this process only (see [`nr`]).
+struct RawCalls;
+
+impl StepCalls for RawCalls {
+    fn rlimit(&self, limit: &Rlimit) -> bool {
+        let lim = Rlimit64 {
+            cur: limit.soft,
+            max: limit.hard,
+        };
+        let none = std::ptr::null_mut::<Rlimit64>();
+        // SAFETY: prlimit64 of this process, reading `lim` (on our stack).
+        unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                arg(0),
+                limit.resource as libc::c_long,
+                &lim as *const Rlimit64,
+                none,
+            ) >= 0
+        }
+    }
+
+    fn nice(&self, nice: c_int) -> bool {
+        let which = arg(libc::PRIO_PROCESS as libc::c_int);
+        // SAFETY: setpriority of this process; plain numbers.
+        unsafe { libc::syscall(libc::SYS_setpriority, which, arg(0), arg(nice)) >= 0 }
+    }
+
+    fn ioprio(&self, value: c_int) -> bool {
+        // IOPRIO_WHO_PROCESS (1), this process (0).
+        // SAFETY: ioprio_set of this process; plain numbers.
+        unsafe { libc::syscall(libc::SYS_ioprio_set, arg(1), arg(0), arg(value)) >= 0 }
+    }
+
+    fn cpus(&self, mask: &[libc::c_ulong]) -> bool {
+        let bytes = std::mem::size_of_val(mask);
+        // SAFETY: sched_setaffinity of this process, reading `bytes` bytes
+        // of `mask`.
+        unsafe { libc::syscall(libc::SYS_sched_setaffinity, arg(0), bytes, mask.as_ptr()) >= 0 }
+    }
+
+    fn umask(&self, mode: libc::mode_t) {
+        // SAFETY: umask(2) only sets this process's mask.
+        unsafe { libc::umask(mode) };
+    }
+
+    fn groups(&self, list: &[libc::gid_t]) -> bool {
+        // SAFETY: setgroups of this process, reading `list`.
+        unsafe { libc::syscall(nr::SETGROUPS, list.len(), list.as_ptr()) >= 0 }
+    }
+
+    fn gid(&self, gid: libc::gid_t) -> bool {
+        // SAFETY: setresgid of this process; plain numbers.
+        unsafe { libc::syscall(nr::SETRESGID, id(gid), id(gid), id(gid)) >= 0 }
+    }
+
+    fn uid(&self, uid: libc::uid_t) -> bool {
+        // SAFETY: setresuid of this process; plain numbers.
+        unsafe { libc::syscall(nr::SETRESUID, id(uid), id(uid), id(uid)) >= 0 }
+    }
+}
+
 /// The child between clone and exec (see the module docs).
 ///
 /// # Safety
@@ -158,70 +223,9 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::JoinCgroup));
         }
     }
-    // Limits and priority before a privilege drop: raising them needs the
-    // owner's privilege.
-    for &(resource, soft, hard) in &setup.rlimits {
-        let lim = Rlimit64 {
-            cur: soft,
-            max: hard,
-        };
-        let none = std::ptr::null_mut::<Rlimit64>();
-        if libc::syscall(
-            libc::SYS_prlimit64,
-            arg(0),
-            arg(resource),
-            &lim as *const Rlimit64,
-            none,
-        ) < 0
-        {
-            fail(plan, Step::Setup(ChildStep::Rlimit));
-        }
-    }
-    if let Some(nice) = setup.nice {
-        if libc::syscall(
-            libc::SYS_setpriority,
-            arg(libc::PRIO_PROCESS as libc::c_int),
-            arg(0),
-            arg(nice),
-        ) < 0
-        {
-            fail(plan, Step::Setup(ChildStep::Priority));
-        }
-    }
-    if let Some(prio) = setup.ioprio {
-        // IOPRIO_WHO_PROCESS (1), this process (0).
-        if libc::syscall(libc::SYS_ioprio_set, arg(1), arg(0), arg(prio)) < 0 {
-            fail(plan, Step::Setup(ChildStep::IoPriority));
-        }
-    }
-    if let Some(mask) = &setup.cpus {
-        let bytes = std::mem::size_of_val(mask.as_slice());
-        if libc::syscall(libc::SYS_sched_setaffinity, arg(0), bytes, mask.as_ptr()) < 0 {
-            fail(plan, Step::Setup(ChildStep::CpuAffinity));
-        }
-    }
-    if let Some(mode) = setup.umask {
-        libc::umask(mode);
-    }
-    // The privilege drop: groups, group id, user id.
-    if let Some(list) = &setup.groups {
-        if libc::syscall(nr::SETGROUPS, list.len(), list.as_ptr()) < 0 {
-            fail(plan, Step::Setup(ChildStep::Groups));
-        }
-    } else if setup.uid.is_some() {
-        // Best effort: an unprivileged owner can't, and has no privileged
-        // groups to shed.
-        libc::syscall(nr::SETGROUPS, 0usize, std::ptr::null::<libc::gid_t>());
-    }
-    if let Some(gid) = setup.gid {
-        if libc::syscall(nr::SETRESGID, id(gid), id(gid), id(gid)) < 0 {
-            fail(plan, Step::Setup(ChildStep::Gid));
-        }
-    }
-    if let Some(uid) = setup.uid {
-        if libc::syscall(nr::SETRESUID, id(uid), id(uid), id(uid)) < 0 {
-            fail(plan, Step::Setup(ChildStep::Uid));
-        }
+    // Limits, priorities, umask, the privilege drop (`setup_steps.rs`).
+    if let Err(step) = setup_steps::apply(&setup.steps(), &RawCalls) {
+        fail(plan, Step::Setup(step));
     }
     if let Some(dir) = plan.cwd {
         if libc::chdir(dir.as_ptr()) < 0 {
@@ -318,68 +322,13 @@ unsafe fn reset_glibc_internal_signals() {
     }
 }
 
-/// The child's steps before exec that can fail, reported with the errno so
-/// that the parent can tell a missing program from a missing directory, a
-/// refused cgroup join or a refused privilege drop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
-    Chdir,
-    Exec,
-    Setup(ChildStep),
-}
-
-/// The codes of the steps (0 is "no failure").
-const SETUP_STEPS: [ChildStep; 14] = [
-    ChildStep::Stdio,
-    ChildStep::Session,
-    ChildStep::ProcessGroup,
-    ChildStep::JoinCgroup,
-    ChildStep::Rlimit,
-    ChildStep::Priority,
-    ChildStep::Groups,
-    ChildStep::Gid,
-    ChildStep::Uid,
-    ChildStep::KeepFds,
-    ChildStep::IoPriority,
-    ChildStep::CpuAffinity,
-    ChildStep::PreExec,
-    ChildStep::Terminal,
-];
-
-impl Step {
-    fn code(self) -> i32 {
-        match self {
-            Step::Chdir => 1,
-            Step::Exec => 2,
-            Step::Setup(s) => {
-                let mut i = 0;
-                while i < SETUP_STEPS.len() && SETUP_STEPS[i] != s {
-                    i += 1;
-                }
-                3 + i as i32
-            }
-        }
-    }
-
-    pub(super) fn from_code(code: i32) -> Step {
-        match code {
-            1 => Step::Chdir,
-            n if n >= 3 && ((n - 3) as usize) < SETUP_STEPS.len() => {
-                Step::Setup(SETUP_STEPS[(n - 3) as usize])
-            }
-            _ => Step::Exec,
-        }
-    }
-}
-
 /// Reports the failed step and errno to the parent (through the shared
 /// atomic: errno in the low 16 bits, the step above) and exits 127.
 ///
 /// # Safety
 /// Child only (see `child_main`).
 unsafe fn fail(plan: &Plan<'_>, step: Step) -> ! {
-    let errno = *libc::__errno_location();
-    let code = (step.code() << 16) | (errno.clamp(1, 0xFFFF));
+    let code = step.pack(*libc::__errno_location());
     plan.err.store(code, Ordering::Release);
     if plan.report >= 0 {
         let bytes = code.to_ne_bytes();

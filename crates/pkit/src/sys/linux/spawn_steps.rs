@@ -98,8 +98,8 @@ pub(super) fn finish_code(
 
 /// The error of a child's failure code (its step, and the errno).
 pub(super) fn failure(code: i32) -> SpawnError {
-    let source = io::Error::from_raw_os_error(code & 0xFFFF);
-    match Step::from_code(code >> 16) {
+    let (step, source) = Step::unpack(code);
+    match step {
         Step::Exec => SpawnError::Exec(source),
         Step::Chdir => SpawnError::Chdir(source),
         Step::Setup(step) => SpawnError::Step(step, source),

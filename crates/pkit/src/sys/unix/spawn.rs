@@ -16,10 +16,14 @@
 //! Raw: the `posix_spawn` calls stay raw: rustix has no `posix_spawn` (nor the signal
 //! sets its attributes take).
 //!
-//! The spawn options a child would apply to itself before `exec` (limits,
-//! credentials, kept descriptors, hooks) have no `posix_spawn` attribute:
-//! a start that asks for them is refused with
-//! [`SpawnError::Unsupported`].
+//! The spawn options a child applies to itself before `exec` (limits,
+//! priorities, the umask, credentials, kept descriptors) have no
+//! `posix_spawn` attribute: a start that asks for them goes through the
+//! trampoline too, whatever its process group, which applies them after
+//! the go byte (`gate_setup.rs`); where no trampoline can be used it is
+//! refused with [`SpawnError::Unsupported`] ([`needs_trampoline`],
+//! [`no_trampoline`]). Hooks (closures) can't cross that exec and are
+//! refused everywhere here ([`unsupported_setup`]).
 //!
 //! A pty session (`ctty`) on Linux: `POSIX_SPAWN_SETSID` makes the child
 //! lead a new session (and a new process group numbered by its pid, the
@@ -38,6 +42,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::trampoline::{GateEnv, GATE_FD, GO, READY};
 
+use crate::sys::step::FailedStep;
 use crate::sys::{ChildIo, SpawnError, SpawnSpec};
 
 #[cfg(target_os = "macos")]
@@ -67,27 +72,46 @@ use libc::posix_spawn_file_actions_addchdir_np;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) use libc::posix_spawn_file_actions_addclosefrom_np;
 
-/// Why a spawn option can't be honoured by `posix_spawn`, if one can't.
+/// Why a spawn option can't be honoured on this backend at all, if one
+/// can't.
 pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
     let s = &spec.setup;
     if !s.pre_exec.is_empty() {
-        Some("pre_exec hooks need a forked child")
+        Some(
+            "pre_exec hooks are closures of this process, which can't cross the exec of \
+             the trampoline that applies the spawn options here",
+        )
     } else if s.ctty && !cfg!(target_os = "linux") {
         Some("a pty needs the child to take its terminal (setsid, TIOCSCTTY) before exec")
     } else if s.setsid && !s.ctty {
         Some("setsid would leave the group's process group")
-    } else if !s.rlimits.is_empty()
+    } else if s.ioprio.is_some() && !cfg!(target_os = "linux") {
+        Some("I/O priorities (ioprio_set) are Linux's")
+    } else if s.cpus.is_some() && !cfg!(target_os = "linux") {
+        Some("CPU affinity is implemented on Linux only")
+    } else if s.rlimits.iter().any(|l| l.resource < 0) {
+        Some("this platform has no such resource limit")
+    } else {
+        None
+    }
+}
+
+/// What of a start's spawn options the child must apply itself before
+/// its program runs, which only the trampoline can do (see
+/// `gate_setup.rs`); `None` when `posix_spawn` alone serves.
+pub(crate) fn needs_trampoline(spec: &SpawnSpec) -> Option<&'static str> {
+    let s = &spec.setup;
+    if !s.rlimits.is_empty()
         || s.nice.is_some()
         || s.umask.is_some()
-        || s.groups.is_some()
-        || s.gid.is_some()
-        || s.uid.is_some()
         || s.ioprio.is_some()
         || s.cpus.is_some()
     {
-        Some("limits, credentials, priorities and CPU affinity are applied by the child before exec, and posix_spawn runs no code there")
+        Some("resource limits, the umask, priorities and CPU affinity")
+    } else if s.groups.is_some() || s.gid.is_some() || s.uid.is_some() {
+        Some("credentials (uid, gid, groups)")
     } else if !s.keep.is_empty() {
-        Some("keep_fds is not implemented on posix_spawn")
+        Some("descriptors passed through (keep_fds)")
     } else {
         None
     }
@@ -142,25 +166,39 @@ fn check(rc: libc::c_int) -> Result<(), SpawnError> {
     }
 }
 
+/// The refusal of `what` (what [`needs_trampoline`] says) where no
+/// trampoline can be used, and `why`.
+pub(crate) fn no_trampoline(what: &str, why: &str) -> SpawnError {
+    SpawnError::Unsupported(
+        "spawn options",
+        crate::sys::Mechanism::ProcessGroup,
+        format!(
+            "the portable backend applies {what} in a trampoline (this program's executable, \
+             run before the program), and can't use one here: {why}"
+        ),
+    )
+}
+
 /// Spawns `spec` into process group `pgid` (0: a new group led by the
 /// child) and returns its pid. The caller owns the unreaped child.
 pub(crate) fn spawn(spec: &SpawnSpec, pgid: i32) -> Result<i32, SpawnError> {
     start(spec, pgid, None)
 }
 
-/// Spawns `spec` as a new process group's first process, held at the
-/// registration gate (see `trampoline.rs`): `exe` (this program's
-/// executable) runs first, in the new group, and execs the real program
-/// only once [`Gated::open`] says so. `Err` when the trampoline could not
-/// be started; the caller then spawns the plain way, which reports the
+/// Spawns `spec` into process group `pgid` (0: as a new group's first
+/// process), held at the gate (see `trampoline.rs`): `exe` (this program's
+/// executable) runs first, in the group, and applies the spawn options and
+/// executes the real program only once [`Gated::open`] says so. `Err` when
+/// the trampoline could not be started; for a start without options that
+/// need it, the caller then spawns the plain way, which reports the
 /// spawn's own error exactly.
-pub(crate) fn spawn_gated(spec: &SpawnSpec, exe: &CString) -> Result<Gated, SpawnError> {
+pub(crate) fn spawn_gated(spec: &SpawnSpec, exe: &CString, pgid: i32) -> Result<Gated, SpawnError> {
     let (owner_end, child_end) = gate_pair().map_err(SpawnError::Os)?;
     // A source above the target: its dup2 onto GATE_FD then clears the
     // close-on-exec flag in the child only.
     let child_end =
         crate::sys::dup_above(child_end.as_raw_fd(), GATE_FD + 1).map_err(SpawnError::Os)?;
-    let pid = start(spec, 0, Some((exe, child_end.as_raw_fd())))?;
+    let pid = start(spec, pgid, Some((exe, child_end.as_raw_fd())))?;
     Ok(Gated {
         pid,
         sock: owner_end,
@@ -186,14 +224,8 @@ fn gate_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((a, b))
 }
 
-/// The go byte's send: a dead trampoline is an EPIPE, not a SIGPIPE.
-#[cfg(not(target_os = "macos"))]
-const GO_FLAGS: rustix::net::SendFlags = rustix::net::SendFlags::NOSIGNAL;
-#[cfg(target_os = "macos")]
-const GO_FLAGS: rustix::net::SendFlags = rustix::net::SendFlags::empty();
-
-/// A new process group's first process, held at the registration gate
-/// (see `trampoline.rs`), and the owner's end of its gate socket.
+/// A child held at the gate of its trampoline (see `trampoline.rs`), and
+/// the owner's end of its gate socket.
 pub(crate) struct Gated {
     pub(crate) pid: i32,
     sock: OwnedFd,
@@ -214,16 +246,19 @@ pub(crate) enum Passed {
 }
 
 impl Gated {
-    /// Lets the held child go on (once its process group is registered)
-    /// and waits until it has executed the real program, or failed to.
+    /// Lets the held child go on (once its process group is registered),
+    /// sends it its spawn options, and waits until it has executed the
+    /// real program, or failed to.
     pub(crate) fn open(&self, spec: &SpawnSpec) -> Passed {
         use rustix::net::RecvFlags;
         let fd = &self.sock;
-        // The trampoline can't have closed its end without reading it but
-        // by dying, which the reads below tell.
-        let _ = rustix::net::send(fd, &[GO], GO_FLAGS);
+        // The go byte and the spawn options. The trampoline can't have
+        // closed its end without reading them but by dying, which the
+        // reads below tell.
+        let cwd = spec.cwd.as_deref().filter(|_| chdir_in_trampoline(spec));
+        let _ = super::gate_setup::send_go(fd, GO, &spec.setup, cwd);
         // READY, then end of file (the exec closed the child's end) or
-        // an errno (the exec failed).
+        // the code of the step that failed (`FailedStep::pack`).
         let mut buf = [0u8; 5];
         let mut got = 0;
         while got < buf.len() {
@@ -236,8 +271,14 @@ impl Gated {
         match got {
             1 if buf[0] == READY => Passed::Running,
             5 if buf[0] == READY => {
-                let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
-                Passed::Failed(exec_error(spec, 0, errno))
+                let code = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                Passed::Failed(match FailedStep::unpack(code) {
+                    (FailedStep::Setup(step), e) => SpawnError::Step(step, e),
+                    (FailedStep::Chdir, e) => SpawnError::Chdir(e),
+                    (FailedStep::Exec, e) => {
+                        exec_error(spec, 0, e.raw_os_error().unwrap_or(libc::EIO))
+                    }
+                })
             }
             // Never reached the gate: killed there (by a group kill racing
             // the start), or not a trampoline at all.
@@ -313,6 +354,11 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
             format!("the portable backend starts children with posix_spawn: {why}"),
         ));
     }
+    // Never started without the options it asks for (the caller chooses
+    // the trampoline for them, see `place.rs`).
+    if let (Some(what), None) = (needs_trampoline(spec), via) {
+        return Err(no_trampoline(what, "none was chosen for this start"));
+    }
     super::sigchld::ensure();
     let mut a = Attrs::new().map_err(SpawnError::Os)?;
     // A pty child leads a new session, so a new process group: its
@@ -372,7 +418,11 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
     check(unsafe { posix_spawn_file_actions_addclosefrom_np(&mut a.actions, keep_below) })?;
     #[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd")))]
     let _ = keep_below;
-    if let Some(dir) = &spec.cwd {
+    if let Some(dir) = spec
+        .cwd
+        .as_ref()
+        .filter(|_| via.is_none() || !chdir_in_trampoline(spec))
+    {
         // SAFETY: a C string that outlives the call (copied by the C
         // library), and our initialised actions object.
         check(unsafe { posix_spawn_file_actions_addchdir_np(&mut a.actions, dir.as_ptr()) })
@@ -411,6 +461,14 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         0 => Ok(pid),
         e => Err(exec_error(spec, pgid, e)),
     }
+}
+
+/// Whether a trampoline enters the child's working directory (after the
+/// privilege drop, with the child's credentials, as Linux's spawner does)
+/// rather than `posix_spawn`'s file actions (with the owner's).
+fn chdir_in_trampoline(spec: &SpawnSpec) -> bool {
+    let s = &spec.setup;
+    spec.cwd.is_some() && (s.uid.is_some() || s.gid.is_some() || s.groups.is_some())
 }
 
 /// Whether error `e` from a spawn with working directory `dir` is the

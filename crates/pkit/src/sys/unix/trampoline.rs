@@ -8,12 +8,15 @@
 //! `.init_array` on ELF systems and in `__DATA,__mod_init_func` on macOS)
 //! it says it is there, waits on the socket for the owner's go byte (sent
 //! once the owner has registered the new process group with the
-//! owner-death guard) and then `execve`s the real program with its own
-//! argument vector and the environment without [`ENV`] and the owner's
-//! loader variables (below). End of file
+//! owner-death guard), applies the spawn options the owner sends after it
+//! (`gate_setup.rs`: a process joining an existing group is started this
+//! way too when it has options) and then `execve`s the real program with
+//! its own argument vector and the environment without [`ENV`] and the
+//! owner's loader variables (below). End of file
 //! instead of the go byte means the owner died before it could register
-//! the group: the trampoline exits, and the program never runs. An
-//! `execve` that fails sends its errno back and exits; one that succeeds
+//! the group: the trampoline exits, and the program never runs. A setup
+//! step or an `execve` that fails sends back its code (the step and the
+//! errno, `FailedStep::pack`) and exits; an `execve` that succeeds
 //! closes the socket (close-on-exec), which the owner reads as success.
 //! The owner's half is in `spawn.rs` ([`Gated`](super::spawn::Gated)).
 //!
@@ -49,6 +52,12 @@ use std::sync::atomic::AtomicBool;
     target_os = "freebsd"
 ))]
 use std::sync::atomic::Ordering;
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu"),
+    target_os = "macos",
+    target_os = "freebsd"
+))]
+use {super::gate_setup::Setup, crate::sys::step::FailedStep};
 
 /// Put first in the trampoline's environment: `PKIT_TRAMPOLINE_EXEC=<path
 /// of the real program>`.
@@ -269,13 +278,22 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
         // the program must not run unguarded.
         libc::_exit(127);
     }
-    libc::fcntl(GATE_FD, libc::F_SETFD, libc::FD_CLOEXEC);
-    // The real program's environment: ours from the child's first entry
-    // on (its loader variables unprefixed above).
-    libc::execve(path, argv.cast(), child_env.cast());
-    let e: i32 = *errno_location();
-    let bytes = e.to_ne_bytes();
-    libc::send(GATE_FD, bytes.as_ptr().cast(), bytes.len(), NO_SIGPIPE);
+    // The spawn options, sent after the go byte (`gate_setup.rs`); the
+    // gate may move to another number.
+    let mut gate = GATE_FD;
+    let code = match super::gate_setup::receive_and_apply(&mut gate) {
+        Setup::Gone => libc::_exit(127),
+        Setup::Failed(code) => code,
+        Setup::Done => {
+            libc::fcntl(gate, libc::F_SETFD, libc::FD_CLOEXEC);
+            // The real program's environment: ours from the child's first
+            // entry on (its loader variables unprefixed above).
+            libc::execve(path, argv.cast(), child_env.cast());
+            FailedStep::Exec.pack(*errno_location())
+        }
+    };
+    let bytes = code.to_ne_bytes();
+    libc::send(gate, bytes.as_ptr().cast(), bytes.len(), NO_SIGPIPE);
     libc::_exit(127)
 }
 
@@ -445,7 +463,7 @@ mod tests {
         let mut entries = s.envp.entries().to_vec();
         entries.push(CString::new(format!("LD_LIBRARY_PATH={}", dir.display())).unwrap());
         s.envp = ChildEnv::Exactly(entries);
-        let held = spawn_gated(&s, &exe()).expect("held");
+        let held = spawn_gated(&s, &exe(), 0).expect("held");
         let passed = held.open(&s);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(
@@ -462,7 +480,7 @@ mod tests {
         let marker = std::env::temp_dir().join(format!("pkit-gate-{}", std::process::id()));
         let _ = std::fs::remove_file(&marker);
         let script = format!("touch {}", marker.display());
-        let held = spawn_gated(&spec(&["/bin/sh", "-c", &script]), &exe()).expect("held");
+        let held = spawn_gated(&spec(&["/bin/sh", "-c", &script]), &exe(), 0).expect("held");
         let pid = held.pid;
         // Raw: rustix's getpgid panics on a 0 answer (see clippy.toml).
         // SAFETY: getpgid(2) of our own unreaped child.
@@ -480,12 +498,12 @@ mod tests {
         let script = "[ \"$0\" = me ] || exit 2; \
                       env | grep -q PKIT_TRAMPOLINE && exit 3; \
                       [ -e /proc/$$/fd/3 ] && exit 4; exit 7";
-        let held = spawn_gated(&spec(&["/bin/sh", "-c", script, "me"]), &exe()).expect("held");
+        let held = spawn_gated(&spec(&["/bin/sh", "-c", script, "me"]), &exe(), 0).expect("held");
         assert!(matches!(held.open(&spec(&["/bin/sh"])), Passed::Running));
         assert_eq!(exit_code(held.pid), 7);
 
         let missing = spec(&["/nonexistent/pkit-program"]);
-        let held = spawn_gated(&missing, &exe()).expect("held");
+        let held = spawn_gated(&missing, &exe(), 0).expect("held");
         match held.open(&missing) {
             Passed::Failed(SpawnError::Exec(e)) => {
                 assert_eq!(e.raw_os_error(), Some(libc::ENOENT))
