@@ -133,9 +133,6 @@ fn env_names_and_values_that_are_not_utf8_reach_the_program() {
 
 #[test]
 fn spawn_options_reach_the_program() {
-    if portable_run() {
-        return;
-    }
     let dir = std::env::temp_dir();
     let out = pkit()
         .args(["run", "-q", "-C", dir.to_str().unwrap(), "-i", "-E", "A=1", "-E", "B=x=y"])
@@ -228,9 +225,6 @@ fn unsafe_is_root() -> bool {
 
 #[test]
 fn keep_fd_passes_a_descriptor_and_others_stay_closed() {
-    if portable_run() {
-        return;
-    }
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let path = temp_path("fd");
@@ -452,9 +446,6 @@ fn errors_point_at_the_flag_and_value() {
 
 #[test]
 fn without_a_cgroup_cgroup_is_refused_and_auto_says_what_it_got() {
-    if portable_run() {
-        return;
-    }
     if !unsafe_is_root() {
         return;
     }
@@ -738,19 +729,6 @@ fn name_names_the_cgroup_and_is_only_a_warning_under_process_groups() {
         assert_eq!(v["error_kind"], "invalid_input", "{v}");
         assert!(v["error"].as_str().unwrap().contains("group name"), "{v}");
     }
-}
-
-/// Whether this run forces the portable Unix backend, which refuses the
-/// spawn options these tests pass (they run in the child before exec, and
-/// posix_spawn runs no code there); says so when it does.
-fn portable_run() -> bool {
-    let portable = std::env::var("PKIT_MECHANISM").is_ok_and(|v| v == "portable");
-    if portable {
-        eprintln!(
-            "skipped on the portable backend: spawn options that run in the child before exec"
-        );
-    }
-    portable
 }
 
 /// Everything after PROGRAM is the program's, as with timeout(1) and
