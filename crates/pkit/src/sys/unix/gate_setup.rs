@@ -206,7 +206,9 @@ pub(super) enum Setup {
 
 /// A block that is not what this module writes (from an owner of another
 /// version): reported as an exec that could not be made.
-const MALFORMED: Setup = Setup::Failed(libc::EINVAL | (2 << 16));
+fn malformed() -> Setup {
+    Setup::Failed(FailedStep::Exec.pack(libc::EINVAL))
+}
 
 /// The trampoline's half: reads the options after the go byte from the
 /// gate socket `*gate` and applies them (see the module docs). The gate
@@ -227,7 +229,7 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
         return Setup::Done;
     }
     if len > MAX_BLOCK || len < (HEADER * 8) as u64 {
-        return MALFORMED;
+        return malformed();
     }
     let len = len as usize;
     let block = libc::mmap(
@@ -261,13 +263,13 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
     let mut end = HEADER * 8;
     for i in 0..5 {
         let Some(bytes) = (counts[i] as usize).checked_mul(sizes[i]) else {
-            return MALFORMED;
+            return malformed();
         };
         at[i] = end;
         end = end.saturating_add(bytes).next_multiple_of(8);
     }
     if end != len {
-        return MALFORMED;
+        return malformed();
     }
     let some = |bit: u64, v: u64| (flags & bit != 0).then_some(v);
     let has = |bit: u64| flags & bit != 0;
@@ -278,7 +280,7 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
     let (keep, n_keep) = list(3);
     let (cwd, n_cwd) = list(4);
     if n_cwd > 0 && *cwd.add(n_cwd - 1) != 0 {
-        return MALFORMED;
+        return malformed();
     }
     let keep = std::slice::from_raw_parts_mut(keep.cast::<[c_int; 2]>(), n_keep);
     let steps = Steps {
