@@ -32,7 +32,9 @@ use crate::verbs;
 ///
 /// The chain owns the stages' joints: a stage after the head that sets a
 /// stdin of its own, or a stage before the last that sends its stdout to a
-/// file, `/dev/null` or the parent's stdout, is refused
+/// file, `/dev/null` or the parent's stdout, or reads it with
+/// [`stdout_tee`](Command::stdout_tee) or
+/// [`on_stdout_line`](Command::on_stdout_line), is refused
 /// ([`Error::InvalidInput`]) rather than silently rewired.
 ///
 /// **A failed stage ends what feeds it.** As soon as a stage that is not
@@ -362,7 +364,7 @@ impl Pipe {
     /// Refuses a stage whose own stdin or stdout the chain would replace
     /// (the head's stdin and the last stage's stdout are its own): ignored,
     /// its input would silently never arrive, its output file never be
-    /// written.
+    /// written, its tee and stdout callback never be called.
     fn check_wiring(&self) -> Result<()> {
         let last = self.stages.len() - 1;
         for (i, cmd) in self.stages.iter().enumerate() {
@@ -370,10 +372,12 @@ impl Pipe {
             let stdin_set = i > 0 && !matches!(spec.stdin, Input::Null);
             let stdout_set = i < last
                 && (spec.spawn.has_stdout_file()
-                    || matches!(spec.stdout, Stdio::Null | Stdio::Inherit));
+                    || matches!(spec.stdout, Stdio::Null | Stdio::Inherit)
+                    || spec.io.stdout_tee.is_some()
+                    || spec.io.on_stdout_line.is_some());
             let what = match (stdin_set, stdout_set) {
                 (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",
-                (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout",
+                (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout, nor to a stdout tee or line callback",
                 _ => continue,
             };
             return Err(Error::InvalidInput(format!(
