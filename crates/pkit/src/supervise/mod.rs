@@ -244,8 +244,9 @@ impl Supervisor {
 
     /// The longest pause between runs (default [`DEFAULT_MAX_BACKOFF`]),
     /// after the jitter, and after a clean run too (an `initial` pause
-    /// above it is cut to it). A [`storm_pause`](Self::storm_pause) is not
-    /// capped.
+    /// above it is cut to it). Pauses at the cap keep their jitter below
+    /// it: between `max·(1 − jitter)` and `max`. A
+    /// [`storm_pause`](Self::storm_pause) is not capped.
     pub fn max_backoff(mut self, max: Duration) -> Supervisor {
         self.max_backoff = max;
         self

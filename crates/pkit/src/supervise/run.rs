@@ -328,9 +328,7 @@ pub(super) async fn supervise(
                 crashes.pop_front();
             }
         }
-        // The cap holds after the jitter, and for the pause after a clean
-        // run too: `max_backoff` is the longest pause.
-        pause = crate::retry::jittered(pause, lp.sup.jitter).min(lp.sup.max_backoff);
+        pause = capped_jitter(pause, lp.sup.jitter, lp.sup.max_backoff);
         match lp.sup.storm_pause {
             Some(storm) if crashes.len() >= lp.sup.storm_crashes => {
                 log::storm(&lp.name, crashes.len(), lp.sup.storm_window, storm);
@@ -543,5 +541,20 @@ impl Drop for SupervisorHandle {
             // is killed.
             task.abort();
         }
+    }
+}
+
+/// `pause` jittered and never longer than `max` (after a clean run too:
+/// `max_backoff` is the longest pause). The cap comes first; a jittered
+/// pause past it is folded back below it by as much as it went over, so
+/// pauses at the cap keep their spread (`max·(1 − jitter) ..= max`)
+/// instead of all being `max`, which would restart supervisors that crash
+/// together in step again.
+fn capped_jitter(pause: Duration, jitter: f64, max: Duration) -> Duration {
+    let p = crate::retry::jittered(pause.min(max), jitter);
+    if p > max {
+        max.saturating_sub(p - max)
+    } else {
+        p
     }
 }
