@@ -31,7 +31,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// The plain `Display` (`{}`) of a failed run ([`NonZeroExit`](Error::NonZeroExit),
 /// [`Signalled`](Error::Signalled), [`Timeout`](Error::Timeout)) ends with
-/// the tail of its stderr — the last 10 lines, at most 2 KiB — so what the
+/// the tail of its stderr — the last 10 lines of its last 2 KiB — so what the
 /// program said reaches the user through `?`, `anyhow` and
 /// `fn main() -> Result<..>`:
 ///
@@ -41,9 +41,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// (several lines follow the outcome on lines of their own). Control
 /// characters in it other than line breaks and tabs (a terminal's escape
-/// sequences, a carriage return that would overwrite the line) are written
-/// out as escapes (`\u{1b}`): the message is safe to print; the bytes
-/// themselves are in the carried [`Output`]. The plain
+/// sequences, a carriage return that would overwrite the line) and
+/// Unicode's bidirectional controls (which reorder the text shown) are
+/// written out as escapes (`\u{1b}`, so the quoted tail can be longer than
+/// the 2 KiB it came from): printing the message can't act on the
+/// terminal; the bytes themselves are in the carried [`Output`]. The plain
 /// `Display` was chosen over the alternate `{:#}` because that is what
 /// reaches the user by default (`anyhow`'s report of a `main` error, `{}`
 /// in a log line). A command marked
@@ -420,10 +422,11 @@ fn stderr_tail(out: &Output) -> Option<String> {
 }
 
 /// `text` with the control characters a terminal acts on (escape, bell,
-/// carriage return, backspace, C1 codes...) written out as escapes
-/// (`\u{1b}`), so a quoted stderr can't retitle a window, move the cursor
-/// or overwrite the message it ends; line breaks and tabs stay, and a
-/// carriage return before a line break is dropped.
+/// carriage return, backspace, C1 codes...) and the bidirectional controls
+/// (marks, embeddings, overrides, isolates) written out as escapes
+/// (`\u{1b}`), so a quoted stderr can't retitle a window, move the cursor,
+/// reorder or overwrite the message it ends; line breaks and tabs stay,
+/// and a carriage return before a line break is dropped.
 fn inert(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -431,11 +434,17 @@ fn inert(text: &str) -> String {
         match c {
             '\r' if chars.peek() == Some(&'\n') => {}
             '\n' | '\t' => out.push(c),
-            c if c.is_control() => out.extend(c.escape_default()),
+            c if c.is_control() || is_bidi_control(c) => out.extend(c.escape_default()),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Unicode's bidirectional formatting characters: ALM, LRM, RLM, the
+/// embeddings and overrides, the isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `head`, then the stderr tail: after `: ` when it is one line, else on
