@@ -6,19 +6,13 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_core::Stream;
 
 use crate::output::Outcome;
 use crate::process::{outcome_of, RunningProcess};
-use crate::pump::{Line, Lines};
+use crate::pump::{Line, Lines, AFTER_EXIT_QUIET};
 use crate::watch::Verdict;
-
-/// How long the stream keeps reading lines after the process exited while
-/// none arrive (a background descendant may hold its pipes open), before
-/// it reports the exit.
-const AFTER_EXIT_QUIET: Duration = Duration::from_millis(250);
 
 /// What happens to a started process, in order: see
 /// [`RunningProcess::events`].

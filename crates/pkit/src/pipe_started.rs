@@ -479,8 +479,7 @@ async fn cut_on_failure(
         }
         for (j, s) in stages.iter().enumerate().take(i) {
             // Not one that has exited already, if not yet seen to.
-            let exited = matches!(s.child.try_status(), Ok(Some(_)));
-            if waits[j].is_some() && !exited && !cut[j].swap(true, Ordering::Relaxed) {
+            if waits[j].is_some() && !s.exited() && !cut[j].swap(true, Ordering::Relaxed) {
                 s.child
                     .signal(Signal::Kill.as_raw())
                     .map_err(|e| Error::io(format!("{}: kill", s.program), e))?;

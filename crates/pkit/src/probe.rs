@@ -7,16 +7,12 @@ use std::time::Duration;
 
 use crate::error::{Error, NotReadyReason, Result};
 use crate::process::{outcome_of, RunningProcess};
-use crate::pump::Line;
+use crate::pump::{Line, AFTER_EXIT_QUIET};
 
 /// How often [`wait_for_port`](RunningProcess::wait_for_port) and
 /// [`wait_for`](RunningProcess::wait_for) retry. There is no kernel event
 /// for "a port accepts" or for an arbitrary check, so these poll.
 const RETRY_EVERY: Duration = Duration::from_millis(25);
-
-/// How long `wait_for_line` keeps reading after the process exited while
-/// no line arrives, in case its output is still on the way.
-const AFTER_EXIT_QUIET: Duration = Duration::from_millis(250);
 
 /// How long `wait_for_line` waits, once the output has ended, for the exit
 /// that usually follows (within the probe's own deadline), before it says

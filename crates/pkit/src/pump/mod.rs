@@ -22,6 +22,12 @@ mod thread;
 
 use thread::{Control, BIG_READ_CHUNK};
 
+/// How long a reader of the line stream (the stream itself, `wait_for_line`)
+/// keeps reading after the process exited while no line arrives — a
+/// background descendant may hold the pipes open, or output may still be on
+/// the way — before it reports the exit.
+pub(crate) const AFTER_EXIT_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+
 use crate::sys::OwnedFd;
 use std::fmt;
 use std::io;
