@@ -90,6 +90,20 @@ fn helper() {
             });
         }
         "console" | "console_exit" => console_helper(role == "console_exit"),
+        "console_flood" => {
+            // Much output on a console, its last line written just
+            // before the exit (see `a_pty_runs_output_keeps_its_end`).
+            let mut con = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("CONOUT$")
+                .expect("opening CONOUT$");
+            for i in 0..3000 {
+                write!(con, "flood line {i}\r\n").unwrap();
+            }
+            write!(con, "END OF FLOOD\r\n").unwrap();
+            std::process::exit(7);
+        }
         "pty_owner" => {
             // An owner of a pty session that is killed outright: the
             // session's program (in the job) and the console host (its own
@@ -701,6 +715,23 @@ async fn a_pty_run_captures_the_console_and_the_exit_code() {
     let text = pkit::strip_vt(&out.stdout_str());
     assert!(text.contains("CONSOLE READY"), "{text:?}");
     assert!(text.contains("BYE"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_runs_output_keeps_its_end() {
+    // The console host writes its last screen only once pkit closes the
+    // console at the program's exit, which can take long under load: the
+    // output is read to its end, not to a quiet spell.
+    for round in 0..3 {
+        let out = me("console_flood").pty(24, 80).output().await.unwrap();
+        assert_eq!(out.code(), Some(7), "{out:?}");
+        let text = pkit::strip_vt(&out.stdout_str());
+        assert!(
+            text.replace(' ', "").contains("ENDOFFLOOD"),
+            "round {round}: the end is missing: {:?}",
+            text.get(text.len().saturating_sub(2000)..).unwrap_or(&text)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

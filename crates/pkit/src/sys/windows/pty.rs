@@ -108,8 +108,11 @@ pub(crate) struct PtyIo {
     console: Arc<Console>,
 }
 
-/// How long a drain waits for more output before it stops.
-const DRAIN_QUIET: Duration = Duration::from_secs(1);
+/// How long a drain waits for the end of the output at most. The end
+/// comes once the console is closed (at the program's exit), after the
+/// host wrote its last screen, which may take a while under load: a quiet
+/// spell is no sign of the end here.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 /// How much a drain takes at most.
 const DRAIN_BUDGET: usize = 1 << 20;
 
@@ -137,18 +140,19 @@ impl PtyIo {
     }
 
     /// Reads what the console still sends, until the end of the pipe
-    /// (the console closes once the program exited), a quiet second, or
-    /// [`DRAIN_BUDGET`] bytes.
+    /// (the console is closed once the program exited, which ends it),
+    /// [`DRAIN_LIMIT`], or [`DRAIN_BUDGET`] bytes.
     pub(crate) async fn drain(&self, buf: &mut Vec<u8>) {
         let mut chunk = vec![0u8; 64 * 1024];
         let start = buf.len();
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
         while buf.len() - start < DRAIN_BUDGET {
             let read = std::future::poll_fn(|cx| {
                 let mut rb = ReadBuf::new(&mut chunk);
                 ready!(self.poll_read_buf(cx, &mut rb))?;
                 Poll::Ready(Ok::<usize, io::Error>(rb.filled().len()))
             });
-            match tokio::time::timeout(DRAIN_QUIET, read).await {
+            match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
                 Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
             }
