@@ -735,6 +735,34 @@ async fn a_pty_runs_output_keeps_its_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_session_refuses_a_batch_file_however_spelled() {
+    // Windows drops a file name's trailing dots and spaces: `x.bat.` and
+    // `x.bat ` are `x.bat`, run through cmd.exe's parser all the same.
+    let dir = std::env::temp_dir().join(format!("pkit-ptybat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("ran");
+    let script = format!("@echo off\r\necho ran> \"{}\"\r\n", marker.display());
+    std::fs::write(dir.join("x.bat"), &script).unwrap();
+    std::fs::write(dir.join("y.cmd"), &script).unwrap();
+    let mut refused = Vec::new();
+    for name in [
+        "x.bat", "x.BAT", "x.bat.", "x.bat ", "x.bat. .", "y.cmd", "y.Cmd.",
+    ] {
+        let mut path = dir.clone().into_os_string();
+        path.push("\\");
+        path.push(name);
+        let got = Command::new(&path).arg("a").pty(24, 80).output().await;
+        refused.push((name, got.map(|o| o.code()).map_err(|e| e.kind())));
+    }
+    let ran = marker.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, got) in &refused {
+        assert_eq!(*got, Err(ErrorKind::Unsupported), "{name:?}");
+    }
+    assert!(!ran, "a batch file ran: {refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pty_session_refuses_what_a_console_cannot_do() {
     let mut p = console_session("console").start().unwrap();
     p.wait_for_line(|l| l.text.contains("CONSOLE READY"), LIMIT)

@@ -112,11 +112,25 @@ pub(super) fn create(
 }
 
 /// Whether `path` names a `.bat` or `.cmd` file (which Windows runs
-/// through `cmd.exe`).
+/// through `cmd.exe`). Windows drops the trailing dots and spaces of a
+/// file name (`x.bat.` and `x.bat ` open `x.bat`): so does the check.
 fn is_batch_file(path: &OsStr) -> bool {
-    std::path::Path::new(path)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("bat") || e.eq_ignore_ascii_case("cmd"))
+    let units: Vec<u16> = path.encode_wide().collect();
+    let end = units
+        .iter()
+        .rposition(|&c| c != u16::from(b'.') && c != u16::from(b' '))
+        .map_or(0, |i| i + 1);
+    let name = &units[..end];
+    [".bat", ".cmd"].iter().any(|ext| {
+        let ext: Vec<u16> = ext.encode_utf16().collect();
+        name.len() >= ext.len()
+            && name[name.len() - ext.len()..]
+                .iter()
+                .zip(&ext)
+                .all(|(&a, &b)| {
+                    u8::try_from(a).is_ok_and(|a| u16::from(a.to_ascii_lowercase()) == b)
+                })
+    })
 }
 
 /// The command line: the program's path (quoted, as std does), then each
