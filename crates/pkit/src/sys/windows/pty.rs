@@ -54,12 +54,16 @@ pub(crate) struct MasterEnd {
 pub(crate) fn open(rows: u16, cols: u16) -> io::Result<(MasterEnd, [ChildIo; 3])> {
     let (input, console_input) = named_pipe(true)?;
     let (output, console_output) = named_pipe(false)?;
-    let console = Arc::new(Console::create(
-        rows,
-        cols,
-        &console_input,
-        &console_output,
-    )?);
+    // No spawn of pkit's may inherit the console's pipe ends meanwhile.
+    let console = {
+        let _inheritance = super::spawn::inheritance_lock();
+        Arc::new(Console::create(
+            rows,
+            cols,
+            &console_input,
+            &console_output,
+        )?)
+    };
     let master = MasterEnd {
         input,
         output,

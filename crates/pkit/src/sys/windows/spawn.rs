@@ -18,6 +18,18 @@ use windows_sys::Win32::System::Threading::{
 use super::super::{SpawnError, SpawnSpec};
 use super::{owned, ChildIo};
 
+/// Held while handles that must not leak into a child are inheritable:
+/// `CreatePseudoConsole` makes inheritable copies of its pipe ends for the
+/// moment of the call, and an ordinary spawn (std's, which inherits every
+/// inheritable handle of the owner) at that moment would take copies that
+/// keep the session's output open. pkit's own spawns and console creations
+/// take it; a spawn outside pkit (another library's, or std's directly)
+/// can still race with a console's creation.
+pub(super) fn inheritance_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Creates the process, suspended unless `run` (a detached start): its id
 /// and handle. It leads a new console process group (so a CTRL_BREAK can
 /// be aimed at it and not at the owner), unless it is a pty session's
@@ -73,7 +85,11 @@ pub(crate) fn create(spec: &SpawnSpec, run: bool) -> Result<(u32, OwnedHandle), 
         flags |= CREATE_SUSPENDED;
     }
     cmd.creation_flags(flags);
-    let child = cmd.spawn().map_err(|e| match e.kind() {
+    let spawned = {
+        let _inheritance = inheritance_lock();
+        cmd.spawn()
+    };
+    let child = spawned.map_err(|e| match e.kind() {
         // A .bat/.cmd argument std can't quote safely, and the like.
         io::ErrorKind::InvalidInput => SpawnError::Os(e),
         _ => SpawnError::Exec(e),
