@@ -349,6 +349,12 @@ pub(crate) fn check_size(rows: u16, cols: u16) -> Result<()> {
             "a terminal of {rows}x{cols}: rows and columns must be at least 1"
         )));
     }
+    // A Windows console's size is two i16s.
+    if cfg!(windows) && (rows > i16::MAX as u16 || cols > i16::MAX as u16) {
+        return Err(Error::InvalidInput(format!(
+            "a terminal of {rows}x{cols}: a Windows console has at most 32767 rows and columns"
+        )));
+    }
     Ok(())
 }
 

@@ -782,10 +782,27 @@ async fn a_pty_session_refuses_what_a_console_cannot_do() {
         }
         Err(e) => panic!("resize: {e}"),
     }
+    // A console's size is two i16s.
+    for (rows, cols) in [(32768, 80), (24, u16::MAX)] {
+        let err = tty.resize(rows, cols).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{rows}x{cols}: {err}");
+    }
     assert!(p.is_running(), "nothing refused may end the program");
     tty.write_line("done").await.unwrap();
     let out = p.wait().await.unwrap();
     assert!(out.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_session_bigger_than_a_console_is_invalid_input() {
+    for (rows, cols) in [(32768, 80), (24, 32768), (u16::MAX, u16::MAX)] {
+        let err = me("console").pty(rows, cols).start().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{rows}x{cols}: {err}");
+    }
+    // The largest size is a size.
+    let mut p = me("console").pty(24, 32767).start().unwrap();
+    p.kill().unwrap();
+    p.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
