@@ -218,13 +218,13 @@ pub struct RunArgs {
     /// not to the whole tree (the tree still ends when the program does).
     #[arg(long)]
     pub foreground: bool,
-    /// Run the program on a pseudo-terminal of its own (for programs that
-    /// behave differently without one): its output goes to pkit's stdout,
-    /// pkit's stdin is typed into it (pkit's terminal in raw mode
-    /// meanwhile; at the end of stdin, the end-of-file character), and its
-    /// size follows pkit's terminal (24x80 without one). pkit's terminal
-    /// gets its settings back at the end, while pkit is stopped, and even
-    /// if pkit is killed.
+    /// Run the program on a pseudo-terminal of its own (not on Windows),
+    /// for programs that behave differently without one: its output goes
+    /// to pkit's stdout, pkit's stdin is typed into it (pkit's terminal in
+    /// raw mode meanwhile; at the end of stdin, the end-of-file character),
+    /// and its size follows pkit's terminal (24x80 without one). pkit's
+    /// terminal gets its settings back at the end, while pkit is stopped,
+    /// and even if pkit is killed.
     #[arg(long)]
     pub pty: bool,
     /// Say on stderr each signal pkit sends, and what teardown verified;

@@ -104,8 +104,10 @@
 //!   not implemented (Wine) it is [`Error::Unsupported`].
 //!   [`size`](Pty::size) is the size last set.
 //! - A graceful stop (`shutdown`, a grace, `Signal::Term`) can't send a
-//!   CTRL_BREAK to a program on a console of its own: it is terminated
-//!   at once (type Ctrl-C first to ask it to stop).
+//!   CTRL_BREAK to a program on a console of its own: it gets no warning
+//!   and is terminated with the rest of the tree, at once when no other
+//!   member of the group can take the break, else once the grace is over
+//!   (type Ctrl-C first to ask it to stop).
 //! - A `.bat` or `.cmd` file is refused ([`Error::Unsupported`]): pkit
 //!   builds the command line itself here and does not quote arguments
 //!   for `cmd.exe`.

@@ -204,9 +204,10 @@ impl Command {
     }
 
     /// Runs the program on a pseudo-terminal of `rows` x `cols` of its own:
-    /// its stdin, stdout and stderr are the terminal, it leads a new session
-    /// with the terminal as its controlling terminal, and it stays in its
-    /// group's container. Its output (stdout and stderr merged, as on any
+    /// its stdin, stdout and stderr are the terminal (on Unix it leads a
+    /// new session with the terminal as its controlling terminal; on
+    /// Windows the terminal is a ConPTY pseudo console), and it stays in
+    /// its group's container. Its output (stdout and stderr merged, as on any
     /// terminal) is read as stdout: captured, split into lines, matched by
     /// probes. Type into it through [`RunningProcess::pty`](crate::RunningProcess::pty). See the
     /// [module docs](crate::pty) for what changes on a terminal, and for the
@@ -216,8 +217,9 @@ impl Command {
     /// stdin input, `stdout`/`stderr` other than piped, a stdout or stderr
     /// file, or `merge_stderr`, fails to start with
     /// [`Error::InvalidInput`]; so does a pipeline stage. A size of 0 rows
-    /// or columns is invalid too. Linux (every backend); elsewhere
-    /// [`Error::Unsupported`] (see the module docs' **Platforms**).
+    /// or columns is invalid too (on Windows, so is one above 32767).
+    /// Linux (every backend) and Windows (10 version 1809 or later, ConPTY);
+    /// elsewhere [`Error::Unsupported`] (see the module docs' **Platforms**).
     pub fn pty(mut self, rows: u16, cols: u16) -> Command {
         self.spec.spawn.pty = Some((rows, cols));
         self.spec.spawn.pty_raw = false;

@@ -16,6 +16,9 @@
 //!
 //! The child does not lead a new console process group (Windows would
 //! turn Ctrl-C off in it): a typed Ctrl-C reaches it as on a real console.
+//! It does inherit the owner's ignore-Ctrl-C setting, though: under an
+//! owner that ignores Ctrl-C (`SetConsoleCtrlHandler(NULL, TRUE)`) the
+//! program ignores it too, unless it turns it back on itself.
 
 use std::ffi::{c_void, OsStr};
 use std::io;
