@@ -68,3 +68,34 @@ async fn a_detached_process_escapes_and_failures_are_typed() {
     std::fs::remove_dir_all(dir.path()).unwrap();
     suite.end().await;
 }
+
+#[tokio::test]
+async fn a_detached_pty_session_is_refused_before_it_starts() {
+    let suite = begin("a_detached_pty_session_is_refused_before_it_starts").await;
+    let dir = TempPath::new("detached-pty");
+    std::fs::create_dir(dir.path()).unwrap();
+    let marker = dir.path().join("ran");
+    for raw in [false, true] {
+        let cmd = Command::new("sh")
+            .arg("-c")
+            .arg(format!("touch '{}'", marker.display()));
+        let cmd = if raw {
+            cmd.pty_raw(24, 80)
+        } else {
+            cmd.pty(24, 80)
+        };
+        let err = cmd
+            .spawn_detached()
+            .expect_err("nothing would hold the terminal");
+        assert_eq!(
+            err.kind(),
+            pkit::ErrorKind::InvalidInput,
+            "raw {raw}: {err}"
+        );
+    }
+    // Give a wrongly started program time to show itself.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!marker.exists(), "the program ran");
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    suite.end().await;
+}

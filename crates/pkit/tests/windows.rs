@@ -145,6 +145,30 @@ fn helper() {
                 .unwrap();
             });
         }
+        "pty_group_end" => {
+            // A session ended by its group's teardown: the program and
+            // its console host must both be gone.
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let group = Group::new().unwrap();
+                let mut p = group.start(&console_session("console")).unwrap();
+                let hosts = children_named("conhost.exe");
+                p.wait_for_line(|l| l.text.contains("CONSOLE READY"), LIMIT)
+                    .await
+                    .unwrap();
+                let pid = p.pid();
+                drop(p);
+                drop(group);
+                let all = || std::iter::once(pid).chain(hosts.iter().copied());
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !all().all(gone) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let left: Vec<u32> = all().filter(|&p| !gone(p)).collect();
+                all().for_each(cleanup);
+                writeln!(out.lock(), "HOSTS {} LEFT {left:?}", hosts.len()).unwrap();
+            });
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -683,6 +707,11 @@ async fn a_pty_session_shows_the_console_and_takes_a_typed_line() {
         r"back\\",
         r#"both\"x"#,
         "",
+        // Backslashes in a quoted argument: before its closing quote, and
+        // before a quote inside it.
+        r"two words\",
+        r#"a \" b"#,
+        "tab\there",
     ];
     let mut p = console_session("console").args(args).start().unwrap();
     assert_eq!(p.mechanism(), Mechanism::JobObject);
@@ -844,6 +873,11 @@ async fn a_pty_session_dies_with_its_group() {
     drop(p);
     drop(group);
     assert_gone(pid, "the pty session's program");
+    // The console host too, counted in a process of its own (so that no
+    // other test's host is counted).
+    let out = me("pty_group_end").output().await.unwrap();
+    let text = out.stdout_str();
+    assert!(text.contains("HOSTS 1 LEFT []"), "{out:?}: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
