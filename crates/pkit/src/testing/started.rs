@@ -187,6 +187,19 @@ impl Script {
         // A pty session: its terminal is its stdio, checked as for a real
         // start; the script writes to it, and its stdin is left to the
         // terminal (held open, not read).
+        // Windows: only a process attached to a pseudo console can write to
+        // it, so a script can't; refused before a console is opened.
+        let no_console = || Error::Unsupported {
+            operation: "pty",
+            mechanism: group.mechanism(),
+            reason: "a scripted run can't write to this platform's pseudo-terminal \
+                     (a Windows pseudo console shows only what the processes \
+                     attached to it write)"
+                .into(),
+        };
+        if cfg!(windows) && cmd.spec.spawn.pty.is_some() {
+            return Err(no_console());
+        }
         let pty = crate::pty_open::open_for(&cmd.spec, &program, in_pipe)?;
         // Stdin: what it would read (drained and discarded), and our end.
         let mut reader = None;
@@ -221,16 +234,7 @@ impl Script {
                 held = fd_of(t.stdin);
                 let slave = |io| fd_of(io).map(|fd| Sink::File(Arc::new(fd.into())));
                 let (Some(out), Some(err)) = (slave(t.stdout), slave(t.stderr)) else {
-                    // Windows: only a process attached to a pseudo console
-                    // can write to it.
-                    return Err(Error::Unsupported {
-                        operation: "pty",
-                        mechanism: group.mechanism(),
-                        reason: "a scripted run can't write to this platform's pseudo-terminal \
-                                 (a Windows pseudo console shows only what the processes \
-                                 attached to it write)"
-                            .into(),
-                    });
+                    return Err(no_console());
                 };
                 (Some(out), None, Some(err), None, Some(t.master))
             }

@@ -99,8 +99,10 @@ pub(super) fn create(
     });
     drop(attributes);
     created.map_err(SpawnError::Exec)?;
-    let process = owned(pi.hProcess).map_err(SpawnError::Os)?;
-    drop(owned(pi.hThread));
+    // Both handles owned before anything can fail.
+    let (process, thread) = (owned(pi.hProcess), owned(pi.hThread));
+    drop(thread);
+    let process = process.map_err(SpawnError::Os)?;
     let watched = process
         .try_clone()
         .and_then(|dup| close_at_exit(console.clone(), dup));
