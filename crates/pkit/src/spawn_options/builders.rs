@@ -21,7 +21,7 @@ impl Command {
     /// directory is entered after the change, with the new user's rights.
     ///
     /// Unix: Linux (both mechanisms) and the
-    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn uid(mut self, uid: u32) -> Command {
         self.spec.spawn.uid = Some(uid);
         self
@@ -29,7 +29,7 @@ impl Command {
 
     /// Runs the child with group id `gid` (`setresgid`), set after the
     /// supplementary groups and before the user id. Unix: Linux (both mechanisms) and the
-    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn gid(mut self, gid: u32) -> Command {
         self.spec.spawn.gid = Some(gid);
         self
@@ -38,7 +38,7 @@ impl Command {
     /// Sets the child's supplementary groups (`setgroups`; an empty list
     /// clears them), the first step of a privilege drop (groups, then
     /// [`gid`](Self::gid), then [`uid`](Self::uid)). Unix: Linux (both mechanisms) and the
-    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn groups(mut self, groups: impl IntoIterator<Item = u32>) -> Command {
         self.spec.spawn.groups = Some(groups.into_iter().collect());
         self
@@ -46,7 +46,7 @@ impl Command {
 
     /// Sets the child's file mode creation mask (e.g. `0o027`); at most
     /// `0o777`, else the start fails with [`Error::InvalidInput`]. Unix: Linux (both mechanisms) and the
-    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn umask(mut self, mode: u32) -> Command {
         self.spec.spawn.umask = Some(mode);
         self
@@ -59,7 +59,7 @@ impl Command {
     /// privilege, and a refusal is [`Error::ChildSetup`] with
     /// [`ChildStep::Rlimit`](crate::ChildStep::Rlimit). Applied before a privilege drop.
     /// Unix: Linux (both mechanisms) and the
-    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     /// Linux's own resources ([`Resource::Locks`] and those after it) are
     /// [`Error::Unsupported`] on macOS and the BSDs.
     pub fn rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Command {
@@ -73,7 +73,7 @@ impl Command {
     /// Going below the owner's own value needs privilege
     /// ([`ChildStep::Priority`](crate::ChildStep::Priority) otherwise). Applied before a privilege
     /// drop. Unix: Linux (both mechanisms) and the
-    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn priority(mut self, nice: i32) -> Command {
         self.spec.spawn.nice = Some(nice);
         self
@@ -103,7 +103,7 @@ impl Command {
     /// started (the call to a verb or `start` returned); one that is not
     /// open fails the start with [`Error::InvalidInput`]. `child_fd` must be
     /// 3 or more (stdio has its own options) and appear once. Unix: Linux (both mechanisms) and the
-    /// portable backend (macOS, the BSDs), see the module docs' **Platforms**.
+    /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn keep_fds(mut self, fds: impl IntoIterator<Item = (RawFd, RawFd)>) -> Command {
         self.spec.spawn.keep_fds.extend(fds);
         self

@@ -27,8 +27,9 @@
 //! such child. It honours the
 //! credentials, the umask, resource limits, the nice value, descriptors
 //! passed through, and on Linux the I/O priority and CPU affinity; on
-//! macOS and the BSDs those two, and Linux's own resource limits
-//! ([`Resource::Locks`] and after), are [`Error::Unsupported`]. Where the
+//! macOS and FreeBSD those two, and Linux's own resource limits
+//! ([`Resource::Locks`] and after), are [`Error::Unsupported`] (the other
+//! BSDs have no trampoline: every option is refused there). Where the
 //! trampoline can't be used (pkit is not linked into the main executable,
 //! the executable can't be run again or was started by its dynamic
 //! loader, a set-user-id executable, musl's C library,

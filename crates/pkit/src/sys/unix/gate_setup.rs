@@ -266,7 +266,13 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
             return malformed();
         };
         at[i] = end;
-        end = end.saturating_add(bytes).next_multiple_of(8);
+        let Some(next) = end
+            .checked_add(bytes)
+            .and_then(|e| e.checked_next_multiple_of(8))
+        else {
+            return malformed();
+        };
+        end = next;
     }
     if end != len {
         return malformed();
@@ -304,10 +310,13 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
         libc::close(*gate);
         *gate = moved;
         for k in keep.iter_mut() {
-            let got = receive_fd(*gate);
-            if got < 0 {
-                return Setup::Gone;
-            }
+            let got = match receive_fd(*gate) {
+                Ok(fd) => fd,
+                Err(None) => return Setup::Gone,
+                Err(Some(e)) => {
+                    return Setup::Failed(FailedStep::Setup(ChildStep::KeepFds).pack(e));
+                }
+            };
             let moved = libc::fcntl(got, libc::F_DUPFD_CLOEXEC, above);
             let e = errno();
             libc::close(got);
@@ -352,11 +361,15 @@ unsafe fn read_exact(fd: RawFd, buf: *mut u8, len: usize) -> bool {
     true
 }
 
-/// Receives one byte carrying a descriptor: the descriptor, or -1.
+/// Receives one byte carrying a descriptor: the descriptor; `Err(None)`
+/// at end of file or on a failed read (the owner is gone); `Err(Some(e))`
+/// when the byte came without it: `EMFILE` when the kernel cut the control
+/// message (no free descriptor number here), `EBADMSG` when none or a
+/// short one came.
 ///
 /// # Safety
 /// Trampoline only (see [`receive_and_apply`]).
-unsafe fn receive_fd(gate: RawFd) -> RawFd {
+unsafe fn receive_fd(gate: RawFd) -> Result<RawFd, Option<c_int>> {
     let mut byte = [0u8];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
@@ -376,13 +389,25 @@ unsafe fn receive_fd(gate: RawFd) -> RawFd {
         break n;
     };
     if n != 1 {
-        return -1;
+        return Err(None);
+    }
+    if mh.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(Some(libc::EMFILE));
     }
     let cm = libc::CMSG_FIRSTHDR(&mh);
-    if cm.is_null() || (*cm).cmsg_level != libc::SOL_SOCKET || (*cm).cmsg_type != libc::SCM_RIGHTS {
-        return -1;
+    let fd_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as _) as usize;
+    if cm.is_null()
+        || (*cm).cmsg_level != libc::SOL_SOCKET
+        || (*cm).cmsg_type != libc::SCM_RIGHTS
+        || ((*cm).cmsg_len as usize) < fd_len
+    {
+        return Err(Some(libc::EBADMSG));
     }
-    std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<RawFd>())
+    // SAFETY: a control message of SCM_RIGHTS at least one descriptor long
+    // (checked above), inside `control`; its data may be unaligned.
+    Ok(std::ptr::read_unaligned(
+        libc::CMSG_DATA(cm).cast::<RawFd>(),
+    ))
 }
 
 fn errno() -> c_int {
@@ -398,9 +423,18 @@ struct LibcCalls;
 
 impl StepCalls for LibcCalls {
     fn rlimit(&self, limit: &Rlimit) -> bool {
+        // The API's "unlimited" is u64::MAX; macOS's RLIM_INFINITY is
+        // i64::MAX (above its maximum, a hard limit needs privilege).
+        let value = |v: u64| {
+            if v == u64::MAX {
+                libc::RLIM_INFINITY
+            } else {
+                v as libc::rlim_t
+            }
+        };
         let lim = libc::rlimit {
-            rlim_cur: limit.soft as libc::rlim_t,
-            rlim_max: limit.hard as libc::rlim_t,
+            rlim_cur: value(limit.soft),
+            rlim_max: value(limit.hard),
         };
         // SAFETY: setrlimit of this process, reading `lim`.
         unsafe { libc::setrlimit(limit.resource as _, &lim) == 0 }

@@ -250,40 +250,45 @@ impl Gated {
     /// sends it its spawn options, and waits until it has executed the
     /// real program, or failed to.
     pub(crate) fn open(&self, spec: &SpawnSpec) -> Passed {
-        use rustix::net::RecvFlags;
         let fd = &self.sock;
-        // The go byte and the spawn options. The trampoline can't have
-        // closed its end without reading them but by dying, which the
-        // reads below tell.
-        let cwd = spec.cwd.as_deref().filter(|_| chdir_in_trampoline(spec));
-        let _ = super::gate_setup::send_go(fd, GO, &spec.setup, cwd);
-        // READY, then end of file (the exec closed the child's end) or
-        // the code of the step that failed (`FailedStep::pack`).
-        let mut buf = [0u8; 5];
-        let mut got = 0;
-        while got < buf.len() {
-            match rustix::net::recv(fd, &mut buf[got..], RecvFlags::WAITALL) {
-                Ok((_, n)) if n > 0 => got += n,
-                Err(rustix::io::Errno::INTR) => continue,
-                _ => break,
-            }
+        // READY first: only a trampoline that reads the spawn options is
+        // let go (an older one on disk would run the program without
+        // them); one that never reached the gate is not sent the go byte.
+        let mut ready = [0u8];
+        if receive_all(fd, &mut ready) != 1 || ready[0] != READY {
+            return self.stopped_at_gate();
         }
-        match got {
-            1 if buf[0] == READY => Passed::Running,
-            5 if buf[0] == READY => {
-                let code = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
-                Passed::Failed(match FailedStep::unpack(code) {
-                    (FailedStep::Setup(step), e) => SpawnError::Step(step, e),
-                    (FailedStep::Chdir, e) => SpawnError::Chdir(e),
-                    (FailedStep::Exec, e) => {
-                        exec_error(spec, 0, e.raw_os_error().unwrap_or(libc::EIO))
-                    }
-                })
+        // The go byte and the spawn options. A trampoline that died
+        // meanwhile (EPIPE) is told by the reads below; any other failure
+        // to send would leave it waiting: the caller reaps it.
+        let cwd = spec.cwd.as_deref().filter(|_| chdir_in_trampoline(spec));
+        match super::gate_setup::send_go(fd, GO, &spec.setup, cwd) {
+            Err(e) if e.raw_os_error() != Some(libc::EPIPE) => {
+                return Passed::Failed(SpawnError::Os(e));
             }
-            // Never reached the gate: killed there (by a group kill racing
-            // the start), or not a trampoline at all.
-            _ if killed(self.pid) => Passed::Running,
-            _ => Passed::Broken,
+            _ => {}
+        }
+        // End of file (the exec closed the child's end) or the code of the
+        // step that failed (`FailedStep::pack`).
+        let mut code = [0u8; 4];
+        match receive_all(fd, &mut code) {
+            0 => Passed::Running,
+            4 => Passed::Failed(match FailedStep::unpack(i32::from_ne_bytes(code)) {
+                (FailedStep::Setup(step), e) => SpawnError::Step(step, e),
+                (FailedStep::Chdir, e) => SpawnError::Chdir(e),
+                (FailedStep::Exec, e) => exec_error(spec, 0, e.raw_os_error().unwrap_or(libc::EIO)),
+            }),
+            _ => self.stopped_at_gate(),
+        }
+    }
+
+    /// A held child that did not pass the gate: killed there (a group kill
+    /// racing the start), or not a trampoline of this version.
+    fn stopped_at_gate(&self) -> Passed {
+        if killed(self.pid) {
+            Passed::Running
+        } else {
+            Passed::Broken
         }
     }
 
@@ -305,6 +310,19 @@ impl Gated {
 
 /// Whether our child `pid`, which closed its end of the gate without a
 /// word, was killed by a signal (waited for up to a second, unreaped).
+/// Fills `buf` from the gate socket: the bytes read before end of file.
+fn receive_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::net::recv(fd, &mut buf[got..], rustix::net::RecvFlags::WAITALL) {
+            Ok((_, n)) if n > 0 => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => break,
+        }
+    }
+    got
+}
+
 fn killed(pid: i32) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};

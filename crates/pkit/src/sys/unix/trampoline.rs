@@ -140,8 +140,12 @@ impl GateEnv {
 
 /// The gate socket's descriptor in the trampoline.
 pub(crate) const GATE_FD: RawFd = 3;
-/// Sent by the trampoline when it reached the gate.
-pub(crate) const READY: u8 = b'r';
+/// Sent by the trampoline when it reached the gate. Its value names the
+/// protocol: a trampoline that reads spawn options after the go byte says
+/// `R`; an older executable on disk (replaced while its owner runs) said
+/// `r` and would run the program without them, so the owner lets only `R`
+/// go on.
+pub(crate) const READY: u8 = b'R';
 /// Sent by the owner: registered, go on.
 pub(crate) const GO: u8 = b'g';
 
