@@ -169,6 +169,58 @@ fn helper() {
                 writeln!(out.lock(), "HOSTS {} LEFT {left:?}", hosts.len()).unwrap();
             });
         }
+        "pty_spawn_race" => {
+            // CreatePseudoConsole makes inheritable copies of its pipe
+            // ends for the moment of the call: a spawn of pkit's at that
+            // moment must not take them (the session's output would stay
+            // open as long as the spawned program lives).
+            use std::sync::atomic::{AtomicBool, Ordering};
+            use std::sync::Arc;
+            use tokio::io::AsyncReadExt;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let group = Arc::new(Group::new().unwrap());
+                let done = Arc::new(AtomicBool::new(false));
+                let spawner = tokio::spawn({
+                    let (group, done) = (group.clone(), done.clone());
+                    async move {
+                        let mut sleepers = Vec::new();
+                        while !done.load(Ordering::Relaxed) && sleepers.len() < 100 {
+                            sleepers.push(group.start(&me("sleep")).unwrap());
+                            tokio::task::yield_now().await;
+                        }
+                        sleepers.len()
+                    }
+                });
+                let mut ended = 0;
+                for _ in 0..20 {
+                    let mut p = me("console_exit").pty_raw(24, 80).start().unwrap();
+                    let mut master = p.take_pty_master().unwrap();
+                    let mut buf = [0u8; 4096];
+                    let read = tokio::time::timeout(LIMIT, async {
+                        while master.read(&mut buf).await.unwrap() > 0 {}
+                    })
+                    .await;
+                    if read.is_err() {
+                        break;
+                    }
+                    p.wait().await.unwrap();
+                    ended += 1;
+                }
+                done.store(true, Ordering::Relaxed);
+                let started = spawner.await.unwrap();
+                group.kill().unwrap();
+                writeln!(
+                    out.lock(),
+                    "SESSIONS ENDED {ended} ({started} started meanwhile)"
+                )
+                .unwrap();
+            });
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -761,6 +813,15 @@ async fn a_pty_runs_output_keeps_its_end() {
             text.get(text.len().saturating_sub(2000)..).unwrap_or(&text)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawns_meanwhile_do_not_keep_a_pty_sessions_output_open() {
+    // In a process of its own: its many programs must not slow the
+    // other tests' sessions.
+    let out = me("pty_spawn_race").output().await.unwrap();
+    let text = out.stdout_str();
+    assert!(text.contains("SESSIONS ENDED 20"), "{out:?}: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
