@@ -351,7 +351,7 @@ impl Container {
         let exe = match (guard::trampoline_exe(), options) {
             (Ok(exe), _) => exe,
             (Err(_), None) => return spawn(spec, pgid),
-            (Err(why), Some(what)) => return Err(no_trampoline(what, &why)),
+            (Err(why), Some(what)) => return Err(no_trampoline(what, why)),
         };
         let held = match (spawn_gated(spec, exe, pgid), options) {
             (Ok(held), _) => held,

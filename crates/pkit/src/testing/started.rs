@@ -189,16 +189,15 @@ impl Script {
         // terminal (held open, not read).
         // Windows: only a process attached to a pseudo console can write to
         // it, so a script can't; refused before a console is opened.
-        let no_console = || Error::Unsupported {
-            operation: "pty",
-            mechanism: group.mechanism(),
-            reason: "a scripted run can't write to this platform's pseudo-terminal \
-                     (a Windows pseudo console shows only what the processes \
-                     attached to it write)"
-                .into(),
-        };
         if cfg!(windows) && cmd.spec.spawn.pty.is_some() {
-            return Err(no_console());
+            return Err(Error::Unsupported {
+                operation: "pty",
+                mechanism: group.mechanism(),
+                reason: "a scripted run can't write to this platform's pseudo-terminal \
+                         (a Windows pseudo console shows only what the processes \
+                         attached to it write)"
+                    .into(),
+            });
         }
         let pty = crate::pty_open::open_for(&cmd.spec, &program, in_pipe)?;
         // Stdin: what it would read (drained and discarded), and our end.
@@ -233,10 +232,7 @@ impl Script {
             Some(t) => {
                 held = fd_of(t.stdin);
                 let slave = |io| fd_of(io).map(|fd| Sink::File(Arc::new(fd.into())));
-                let (Some(out), Some(err)) = (slave(t.stdout), slave(t.stderr)) else {
-                    return Err(no_console());
-                };
-                (Some(out), None, Some(err), None, Some(t.master))
+                (slave(t.stdout), None, slave(t.stderr), None, Some(t.master))
             }
             None => {
                 let (stdout_w, stdout_r) = match stdout_over {

@@ -278,10 +278,10 @@ static TRAMPOLINE_BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::Ato
 /// not: a new group is then registered just after `posix_spawn` returns
 /// (the window `portable.rs` describes), and spawn options that need the
 /// trampoline are refused.
-pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, String> {
+pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, &'static str> {
     static EXE: OnceLock<Result<std::ffi::CString, String>> = OnceLock::new();
     if TRAMPOLINE_BROKEN.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err("this program's executable did not run as a trampoline".into());
+        return Err("this program's executable did not run as a trampoline");
     }
     EXE.get_or_init(|| {
         use crate::sys::unix::trampoline::{entry_address, entry_ran, started_by_its_loader};
@@ -309,7 +309,7 @@ pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, String> {
         why
     })
     .as_ref()
-    .map_err(Clone::clone)
+    .map_err(String::as_str)
 }
 
 /// A trampoline did not reach its gate (it could not be loaded, or the

@@ -68,19 +68,6 @@ const MAX_BLOCK: u64 = 64 << 20;
 pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
     let s = setup.steps();
     let keep = &setup.keep;
-    if s.rlimits.is_empty()
-        && s.nice.is_none()
-        && s.ioprio.is_none()
-        && s.cpus.is_none()
-        && s.umask.is_none()
-        && s.groups.is_none()
-        && s.gid.is_none()
-        && s.uid.is_none()
-        && keep.is_empty()
-        && cwd.is_none()
-    {
-        return Vec::new();
-    }
     let flag = |set: bool, bit: u64| if set { bit } else { 0 };
     let flags = flag(s.nice.is_some(), NICE)
         | flag(s.ioprio.is_some(), IOPRIO)
@@ -89,6 +76,9 @@ pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
         | flag(s.groups.is_some(), GROUPS)
         | flag(s.gid.is_some(), GID)
         | flag(s.uid.is_some(), UID);
+    if flags == 0 && s.rlimits.is_empty() && keep.is_empty() && cwd.is_none() {
+        return Vec::new();
+    }
     let groups = s.groups.unwrap_or_default();
     let cpus = s.cpus.unwrap_or_default();
     let header: [u64; HEADER] = [
@@ -455,7 +445,7 @@ impl StepCalls for LibcCalls {
     #[cfg(not(target_os = "linux"))]
     fn ioprio(&self, _value: c_int) -> bool {
         // Refused before the spawn (`spawn::unsupported_setup`).
-        set_errno(libc::ENOSYS);
+        super::sigchld::set_errno(libc::ENOSYS);
         false
     }
 
@@ -470,7 +460,7 @@ impl StepCalls for LibcCalls {
     #[cfg(not(target_os = "linux"))]
     fn cpus(&self, _mask: &[c_ulong]) -> bool {
         // Refused before the spawn (`spawn::unsupported_setup`).
-        set_errno(libc::ENOSYS);
+        super::sigchld::set_errno(libc::ENOSYS);
         false
     }
 
@@ -503,10 +493,4 @@ impl StepCalls for LibcCalls {
         #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
         return unsafe { libc::setuid(uid) == 0 };
     }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_errno(e: c_int) {
-    // SAFETY: the C library's errno of this thread.
-    unsafe { *libc::__error() = e };
 }

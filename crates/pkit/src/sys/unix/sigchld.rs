@@ -217,8 +217,9 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     }
 }
 
-/// Restores `errno` at the end of the handler.
-fn set_errno(e: i32) {
+/// Sets this thread's `errno` (the handler restores it at its end; the
+/// trampoline's refused steps report through it).
+pub(super) fn set_errno(e: i32) {
     // Raw: errno itself has no rustix form (restored after the handler's write).
     // SAFETY: each platform's errno location is this thread's own.
     unsafe {

@@ -308,8 +308,6 @@ impl Gated {
     }
 }
 
-/// Whether our child `pid`, which closed its end of the gate without a
-/// word, was killed by a signal (waited for up to a second, unreaped).
 /// Fills `buf` from the gate socket: the bytes read before end of file.
 fn receive_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
     let mut got = 0;
@@ -323,6 +321,8 @@ fn receive_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
     got
 }
 
+/// Whether our child `pid`, which closed its end of the gate without a
+/// word, was killed by a signal (waited for up to a second, unreaped).
 fn killed(pid: i32) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
@@ -436,11 +436,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
     check(unsafe { posix_spawn_file_actions_addclosefrom_np(&mut a.actions, keep_below) })?;
     #[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd")))]
     let _ = keep_below;
-    if let Some(dir) = spec
-        .cwd
-        .as_ref()
-        .filter(|_| via.is_none() || !chdir_in_trampoline(spec))
-    {
+    if let Some(dir) = spec.cwd.as_ref().filter(|_| !chdir_in_trampoline(spec)) {
         // SAFETY: a C string that outlives the call (copied by the C
         // library), and our initialised actions object.
         check(unsafe { posix_spawn_file_actions_addchdir_np(&mut a.actions, dir.as_ptr()) })
@@ -486,7 +482,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
 /// rather than `posix_spawn`'s file actions (with the owner's).
 fn chdir_in_trampoline(spec: &SpawnSpec) -> bool {
     let s = &spec.setup;
-    spec.cwd.is_some() && (s.uid.is_some() || s.gid.is_some() || s.groups.is_some())
+    s.uid.is_some() || s.gid.is_some() || s.groups.is_some()
 }
 
 /// Whether error `e` from a spawn with working directory `dir` is the
