@@ -19,7 +19,11 @@ impl Container {
     /// A new process-group container. On Linux the native one (not the
     /// portable backend) has its dropped children reaped by the reaper
     /// thread, started now, before the first child (see `reaper::ensure`).
+    /// On Linux `/proc` is opened and kept now, for the close to list the
+    /// group without a fresh descriptor (see `procfs::keep_proc_dir`).
     pub(super) fn pgroup(portable: bool) -> Kind {
+        #[cfg(target_os = "linux")]
+        crate::sys::linux::procfs::keep_proc_dir();
         #[cfg(target_os = "linux")]
         if !portable {
             crate::sys::linux::reaper::ensure();
@@ -90,27 +94,16 @@ impl Container {
             if leader.as_ref().and_then(|l| l.group_occupied()) == Some(false) {
                 return Ok(());
             }
-            // `None`: no descriptor free to list /proc with (every process
-            // has had its SIGKILL by now): listed again until one is, or
-            // the deadline passes, as for members that linger. A close is
-            // not failed for it: the run's result stays the caller's.
-            let members = match ptable::running_members(pgid) {
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => None,
-                listed => Some(listed?),
-            };
-            if members.as_ref().is_some_and(Vec::is_empty) || Instant::now() >= deadline {
+            // The listing needs no fresh descriptor where `/proc` was
+            // kept open when the group was made (Linux); one that fails
+            // (none was free even then) fails the close at once: waiting
+            // for a descriptor to free up made a run that used up its
+            // descriptor limit end only at the deadline.
+            let members = ptable::running_members(pgid)?;
+            if members.is_empty() || Instant::now() >= deadline {
                 return Ok(());
             }
-            match members {
-                Some(members) => {
-                    self.wait_members(&members, deadline).await?;
-                }
-                None => tokio::time::sleep(LIST_RETRY).await,
-            }
+            self.wait_members(&members, deadline).await?;
         }
     }
 }
-
-/// How long a close waits for a free descriptor before listing `/proc`
-/// again.
-const LIST_RETRY: std::time::Duration = std::time::Duration::from_millis(10);

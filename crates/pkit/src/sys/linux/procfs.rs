@@ -74,15 +74,7 @@ pub(crate) fn format_pid_stat(pid: i32, buf: &mut [u8; 32]) -> &std::ffi::CStr {
 /// re-parented and is not found.
 pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
     let mut members: Vec<(i32, i32)> = Vec::new(); // (pid, ppid)
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids()? {
         // The group first (one system call), the parent only for members.
         if crate::sys::unix::pgroup::group_of(pid) != Some(pgid) {
             continue;
@@ -121,20 +113,87 @@ pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
 /// fields for each). Only the group's own processes are then asked whether
 /// they have exited, through a pidfd ([`exited`]).
 pub(crate) fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
+    let mut out = all_pids()?;
+    out.retain(|&pid| crate::sys::unix::pgroup::group_of(pid) == Some(pgid) && !exited(pid));
+    Ok(out)
+}
+
+/// `/proc`, opened once by the process that uses it ([`Creator`]) and
+/// kept, so that a listing needs no free descriptor: a close that comes
+/// when the program used up the descriptor limit still lists its group
+/// (it used to retry until its deadline). `None` until first needed.
+///
+/// One directory offset for every user: a listing holds the lock from
+/// its `lseek` to its last `getdents`. A child forked without `exec`
+/// shares the offset with its parent (one open file description): it
+/// opens its own instead of using its copy.
+///
+/// [`Creator`]: crate::sys::Creator
+static PROC_DIR: std::sync::Mutex<Kept> = std::sync::Mutex::new(None);
+
+/// The kept `/proc` and the process that opened it.
+type Kept = Option<(crate::sys::Creator, rustix::fs::Dir)>;
+
+/// Opens [`PROC_DIR`] now, if this process has not yet: called where a
+/// process-group container is made, while descriptors are to be had, so
+/// that its close can list `/proc` without a fresh one. A failure is left
+/// to the listing, which opens it (or fails) then.
+pub(crate) fn keep_proc_dir() {
+    if let Some(mut kept) = try_lock_kept() {
+        let _ = kept_dir(&mut kept);
+    }
+}
+
+/// The lock of [`PROC_DIR`], unless another thread holds it.
+fn try_lock_kept() -> Option<std::sync::MutexGuard<'static, Kept>> {
+    match PROC_DIR.try_lock() {
+        Ok(kept) => Some(kept),
+        // Only an entry's read panics (a malformed record): the state is
+        // whole, and the next listing seeks to 0 anyway.
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+/// The kept `/proc` of this process in `kept`, opened if need be.
+fn kept_dir(kept: &mut Kept) -> io::Result<&mut rustix::fs::Dir> {
+    if !kept.as_ref().is_some_and(|(owner, _)| owner.is_here()) {
+        // An inherited copy is closed (in this process only).
+        *kept = Some((crate::sys::Creator::here(), open_proc()?));
+    }
+    Ok(&mut kept.as_mut().expect("set above").1)
+}
+
+/// A fresh descriptor for `/proc`, read as a directory.
+fn open_proc() -> io::Result<rustix::fs::Dir> {
     use rustix::fs::{Mode, OFlags};
-    let proc_dir = rustix::fs::open(
+    let fd = rustix::fs::open(
         "/proc",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut dir = rustix::fs::Dir::read_from(&proc_dir)?;
+    Ok(rustix::fs::Dir::new(fd)?)
+}
+
+/// The pid of every process in `/proc` (live, zombie or exiting), listed
+/// from offset 0 through the kept descriptor ([`PROC_DIR`]). While another
+/// thread lists (or a thread of the parent held the lock when this process
+/// was forked), a fresh descriptor is opened instead of waiting.
+fn all_pids() -> io::Result<Vec<i32>> {
+    let mut fresh;
+    let mut kept = try_lock_kept();
+    let dir = match kept.as_deref_mut() {
+        Some(kept) => kept_dir(kept)?,
+        None => {
+            fresh = open_proc()?;
+            &mut fresh
+        }
+    };
+    dir.rewind();
     let mut out = Vec::new();
     while let Some(entry) = dir.read() {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = pid_of_name(entry.file_name().to_bytes()) else {
-            continue;
-        };
-        if crate::sys::unix::pgroup::group_of(pid) == Some(pgid) && !exited(pid) {
+        // Not skipped: a listing cut short would miss members.
+        if let Some(pid) = pid_of_name(entry?.file_name().to_bytes()) {
             out.push(pid);
         }
     }
