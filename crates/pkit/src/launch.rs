@@ -346,7 +346,7 @@ pub(crate) fn wire(
         }
     }
     if let Some(master) = pty {
-        let (side, pumped) = crate::pty::attach(master, cmd.spawn.pty_raw, proc.mechanism())?;
+        let (side, pumped) = crate::pty::attach(master, cmd.spawn.pty_raw)?;
         proc.pty = Some(side);
         if let Some(io) = pumped {
             proc.stdout = Some(Reader::start_pty(io, stream_plan(StreamKind::Stdout)));

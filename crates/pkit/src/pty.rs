@@ -134,9 +134,12 @@ use crate::sys::{MasterEnd, Mechanism, PtyIo, Special};
 #[derive(Clone)]
 pub struct Pty {
     io: Arc<PtyIo>,
-    /// The session's group's mechanism (for what it can't do).
-    mechanism: Mechanism,
 }
+
+/// The mechanism a running session's refusals name: only Windows refuses
+/// a key or a resize once a session runs (the Unix `PtyIo` never does),
+/// and every group there is a job object.
+const REFUSING_MECHANISM: Mechanism = Mechanism::JobObject;
 
 impl Pty {
     /// Types `line` and Enter (a carriage return, which the terminal turns
@@ -189,7 +192,7 @@ impl Pty {
                 Err(reason) => {
                     return Err(Error::Unsupported {
                         operation: "send_control",
-                        mechanism: self.mechanism,
+                        mechanism: REFUSING_MECHANISM,
                         reason: reason.into(),
                     })
                 }
@@ -220,9 +223,9 @@ impl Pty {
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
         check_size(rows, cols)?;
         self.io.set_size(rows, cols).map_err(|e| match e.kind() {
-            io::ErrorKind::Unsupported => Error::Unsupported {
+            io::ErrorKind::Unsupported if cfg!(windows) => Error::Unsupported {
                 operation: "resize",
-                mechanism: self.mechanism,
+                mechanism: REFUSING_MECHANISM,
                 reason: e.to_string(),
             },
             _ => Error::io("resizing the terminal", e),
@@ -362,15 +365,10 @@ pub(crate) fn check_size(rows: u16, cols: u16) -> Result<()> {
 
 /// The master side a process keeps, and the reader of its output unless
 /// the session is raw.
-pub(crate) fn attach(
-    master: MasterEnd,
-    raw: bool,
-    mechanism: Mechanism,
-) -> io::Result<(PtySide, Option<PtyIo>)> {
+pub(crate) fn attach(master: MasterEnd, raw: bool) -> io::Result<(PtySide, Option<PtyIo>)> {
     let (typing, reader) = crate::sys::split_pty(master)?;
     let pty = Pty {
         io: Arc::new(typing),
-        mechanism,
     };
     let (raw_side, pumped) = if raw {
         (Some(reader), None)
