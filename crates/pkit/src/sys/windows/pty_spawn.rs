@@ -120,22 +120,9 @@ pub(super) fn create(
 /// through `cmd.exe`). Windows drops the trailing dots and spaces of a
 /// file name (`x.bat.` and `x.bat ` open `x.bat`): so does the check.
 fn is_batch_file(path: &OsStr) -> bool {
-    let units: Vec<u16> = path.encode_wide().collect();
-    let end = units
-        .iter()
-        .rposition(|&c| c != u16::from(b'.') && c != u16::from(b' '))
-        .map_or(0, |i| i + 1);
-    let name = &units[..end];
-    [".bat", ".cmd"].iter().any(|ext| {
-        let ext: Vec<u16> = ext.encode_utf16().collect();
-        name.len() >= ext.len()
-            && name[name.len() - ext.len()..]
-                .iter()
-                .zip(&ext)
-                .all(|(&a, &b)| {
-                    u8::try_from(a).is_ok_and(|a| u16::from(a.to_ascii_lowercase()) == b)
-                })
-    })
+    let name = path.to_string_lossy();
+    let name = name.trim_end_matches(['.', ' ']).to_ascii_lowercase();
+    name.ends_with(".bat") || name.ends_with(".cmd")
 }
 
 /// The command line: the program's path (quoted, as std does), then each
