@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::windows::named_pipe::NamedPipeServer;
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_INBOUND, PIPE_ACCESS_OUTBOUND,
@@ -300,11 +300,39 @@ pub(crate) fn receiver_into_fd(_rx: PipeReceiver) -> io::Result<OwnedFd> {
 /// still holds its write end), or until [`DRAIN_BUDGET`] bytes (one that
 /// keeps writing can't keep us here).
 pub(crate) async fn drain_receiver(rx: &mut PipeReceiver, buf: &mut Vec<u8>) -> bool {
-    use tokio::io::AsyncReadExt;
+    drain_chunks(
+        buf,
+        || tokio::time::Instant::now() + DRAIN_QUIET,
+        |cx, chunk| Pin::new(&mut *rx).poll_read(cx, chunk),
+    )
+    .await
+}
+
+/// See [`drain_receiver`].
+const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How much a drain takes at most: one that keeps writing can't keep it
+/// reading.
+const DRAIN_BUDGET: usize = 1 << 20;
+
+/// Reads what `poll_read` reads into `buf`, chunk by chunk, until its end
+/// or an error (true), until a read is still waiting at the instant
+/// `deadline` gives for it (false), or until [`DRAIN_BUDGET`] bytes
+/// (false). A pipe's drain and a pseudo console's (`pty.rs`).
+pub(super) async fn drain_chunks(
+    buf: &mut Vec<u8>,
+    mut deadline: impl FnMut() -> tokio::time::Instant,
+    mut poll_read: impl FnMut(&mut Context<'_>, &mut ReadBuf<'_>) -> Poll<io::Result<()>>,
+) -> bool {
     let mut chunk = vec![0u8; 64 * 1024];
     let mut taken = 0;
     while taken < DRAIN_BUDGET {
-        match tokio::time::timeout(DRAIN_QUIET, rx.read(&mut chunk)).await {
+        let read = std::future::poll_fn(|cx| {
+            let mut filled = ReadBuf::new(&mut chunk);
+            std::task::ready!(poll_read(cx, &mut filled))?;
+            Poll::Ready(Ok::<usize, io::Error>(filled.filled().len()))
+        });
+        match tokio::time::timeout_at(deadline(), read).await {
             Ok(Ok(0)) | Ok(Err(_)) => return true,
             Ok(Ok(n)) => {
                 buf.extend_from_slice(&chunk[..n]);
@@ -315,11 +343,6 @@ pub(crate) async fn drain_receiver(rx: &mut PipeReceiver, buf: &mut Vec<u8>) -> 
     }
     false
 }
-
-/// See [`drain_receiver`].
-const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
-/// See [`drain_receiver`].
-const DRAIN_BUDGET: usize = 1 << 20;
 
 /// The pipe's size is fixed when it is made.
 pub(crate) fn grow_receiver(_rx: &PipeReceiver) {}

@@ -30,7 +30,7 @@ use tokio::net::windows::named_pipe::NamedPipeServer;
 
 use super::super::{Mechanism, Special};
 use super::console::{api, Console};
-use super::io::{named_pipe, ChildIo};
+use super::io::{drain_chunks, named_pipe, ChildIo};
 use super::pipe_receiver;
 
 /// Why a pty session can't start here: a Windows without ConPTY.
@@ -117,9 +117,6 @@ pub(crate) struct PtyIo {
 /// host wrote its last screen, which may take a while under load: a quiet
 /// spell is no sign of the end here.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-/// How much a drain takes at most.
-const DRAIN_BUDGET: usize = 1 << 20;
-
 impl PtyIo {
     /// Resizes the console (`ResizePseudoConsole`): the program sees a
     /// window-size event if it reads console input events.
@@ -145,22 +142,10 @@ impl PtyIo {
 
     /// Reads what the console still sends, until the end of the pipe
     /// (the console is closed once the program exited, which ends it),
-    /// [`DRAIN_LIMIT`], or [`DRAIN_BUDGET`] bytes.
+    /// [`DRAIN_LIMIT`], or `DRAIN_BUDGET` bytes (see [`drain_chunks`]).
     pub(crate) async fn drain(&self, buf: &mut Vec<u8>) {
-        let mut chunk = vec![0u8; 64 * 1024];
-        let start = buf.len();
         let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
-        while buf.len() - start < DRAIN_BUDGET {
-            let read = std::future::poll_fn(|cx| {
-                let mut rb = ReadBuf::new(&mut chunk);
-                ready!(self.poll_read_buf(cx, &mut rb))?;
-                Poll::Ready(Ok::<usize, io::Error>(rb.filled().len()))
-            });
-            match tokio::time::timeout_at(deadline, read).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+        drain_chunks(buf, || deadline, |cx, chunk| self.poll_read_buf(cx, chunk)).await;
     }
 
     pub(crate) fn poll_read_buf(
