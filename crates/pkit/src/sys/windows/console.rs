@@ -65,9 +65,15 @@ fn hresult_error(hr: HRESULT) -> io::Error {
 /// A pseudo console, open until the program on it exits (or it is dropped
 /// unused).
 pub(crate) struct Console {
-    handle: Mutex<Option<HPCON>>,
+    state: Mutex<State>,
+}
+
+/// A console's handle and size, under one lock.
+struct State {
+    /// The pseudo console, until it is closed.
+    handle: Option<HPCON>,
     /// The size last set: (rows, cols). Windows can't be asked.
-    size: Mutex<(u16, u16)>,
+    size: (u16, u16),
 }
 
 impl std::fmt::Debug for Console {
@@ -102,25 +108,31 @@ impl Console {
             return Err(hresult_error(hr));
         }
         Ok(Console {
-            handle: Mutex::new(Some(hpc)),
-            size: Mutex::new((rows, cols)),
+            state: Mutex::new(State {
+                handle: Some(hpc),
+                size: (rows, cols),
+            }),
         })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The size last set: (rows, cols). Windows can't be asked.
     pub(super) fn size(&self) -> (u16, u16) {
-        *self.size.lock().unwrap_or_else(|e| e.into_inner())
+        self.state().size
     }
 
     /// The pseudo console, while it is open.
     pub(super) fn handle(&self) -> Option<HPCON> {
-        *self.handle.lock().unwrap_or_else(|e| e.into_inner())
+        self.state().handle
     }
 
     pub(super) fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
         let api = api().ok_or_else(|| unsupported("this Windows has no ConPTY"))?;
-        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(hpc) = *handle else {
+        let mut state = self.state();
+        let Some(hpc) = state.handle else {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the session's console is closed (its program exited)",
@@ -138,7 +150,7 @@ impl Console {
         if hr < 0 {
             return Err(hresult_error(hr));
         }
-        *self.size.lock().unwrap_or_else(|e| e.into_inner()) = (rows, cols);
+        state.size = (rows, cols);
         Ok(())
     }
 
@@ -146,7 +158,7 @@ impl Console {
     /// the output pipe, ends every process still attached, and exits
     /// (which ends the output pipe). May wait for the host to exit.
     pub(super) fn close(&self) {
-        let taken = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = self.state().handle.take();
         if let Some(hpc) = taken {
             close_console(hpc);
         }
@@ -167,9 +179,10 @@ impl Drop for Console {
     /// own, as the close may wait for the host.
     fn drop(&mut self) {
         let Some(hpc) = self
-            .handle
+            .state
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
+            .handle
             .take()
         else {
             return;
