@@ -229,6 +229,31 @@ fn json_fd_is_refused_by_name() {
 }
 
 #[test]
+fn pty_is_refused_before_the_program_starts() {
+    // README: no `--pty` on Windows (relaying pkit's console into a
+    // pseudo console is not implemented): status 125, a typed refusal,
+    // and the program never runs.
+    let marker = std::env::temp_dir().join(format!("pkit-win-pty-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let out = pkit()
+        .args(["run", "--pty", "--json", "--", "cmd", "/c"])
+        .arg(format!("echo ran> {}", marker.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--pty") && err.contains("not implemented on Windows"),
+        "{err:?}"
+    );
+    let r = report(&out);
+    assert_eq!(r["outcome"], "error", "{r}");
+    assert_eq!(r["error_kind"], "unsupported", "{r}");
+    assert_eq!(r["exit_status"], 125, "{r}");
+    assert!(!marker.exists(), "the program ran: {out:?}");
+}
+
+#[test]
 fn supervise_restarts_a_crashing_program_until_it_runs_clean() {
     let counter = std::env::temp_dir().join(format!("pkit-win-counter-{}", std::process::id()));
     let _ = std::fs::remove_file(&counter);
