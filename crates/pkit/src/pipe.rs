@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::launch::StartOpts;
 use crate::output::Output;
-use crate::pipe_started::{Plan, RunningPipe};
+use crate::pipe_started::{Plan, RunningPipe, StageRule};
 use crate::process::RunningProcess;
 use crate::pump::LimitFlag;
 use crate::spec::{Input, Stdio};
@@ -26,7 +26,11 @@ use crate::verbs;
 /// The verbs mirror [`Command`]'s and return one [`Output`] folded the
 /// `pipefail` way: stdout is always the last stage's; the program, stderr
 /// and outcome are those of the first stage that failed (or of the last
-/// stage when all succeeded). A stage marked
+/// stage when all succeeded). A stage fails when it does not exit with one
+/// of its [`ok_codes`](Command::ok_codes) (0 without them): `grep` that
+/// finds nothing, given `ok_codes([0, 1])`, does not fail the chain, and
+/// [`run`](Self::run) and [`exit_code`](Self::exit_code) accept the codes
+/// of the stage the outcome is from. A stage marked
 /// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain.
 /// Every stage's own result is in [`Output::stages`].
 ///
@@ -35,7 +39,9 @@ use crate::verbs;
 /// file, `/dev/null` or the parent's stdout, or reads it with
 /// [`stdout_tee`](Command::stdout_tee) or
 /// [`on_stdout_line`](Command::on_stdout_line), is refused
-/// ([`Error::InvalidInput`]) rather than silently rewired.
+/// ([`Error::InvalidInput`]) rather than silently rewired; so is a stage
+/// with a [`retry`](Command::retry) policy of more than one attempt (a
+/// stage can't be replayed alone, and a chain is not retried).
 ///
 /// **A failed stage ends what feeds it.** As soon as a stage that is not
 /// `unchecked_in_pipe` exits non-zero or is killed by a signal, the stages
@@ -357,14 +363,22 @@ impl Pipe {
             cancel: self.cancel_plan(),
             name,
         };
-        let unchecked = self.stages.iter().map(|c| c.unchecked_in_pipe).collect();
-        Ok(RunningPipe::new(group, procs, unchecked, began, plan))
+        let rules = self
+            .stages
+            .iter()
+            .map(|c| StageRule {
+                checked: !c.unchecked_in_pipe,
+                ok: c.spec.io.ok_codes.clone(),
+            })
+            .collect();
+        Ok(RunningPipe::new(group, procs, rules, began, plan))
     }
 
     /// Refuses a stage whose own stdin or stdout the chain would replace
     /// (the head's stdin and the last stage's stdout are its own): ignored,
     /// its input would silently never arrive, its output file never be
-    /// written, its tee and stdout callback never be called.
+    /// written, its tee and stdout callback never be called. Refuses a
+    /// stage with a retry policy too: it would silently never be retried.
     fn check_wiring(&self) -> Result<()> {
         let last = self.stages.len() - 1;
         for (i, cmd) in self.stages.iter().enumerate() {
@@ -375,7 +389,10 @@ impl Pipe {
                     || matches!(spec.stdout, Stdio::Null | Stdio::Inherit)
                     || spec.io.stdout_tee.is_some()
                     || spec.io.on_stdout_line.is_some());
+            // A stage can't be replayed alone: its input is gone.
+            let retried = cmd.retry.as_ref().is_some_and(|r| r.max_attempts > 1);
             let what = match (stdin_set, stdout_set) {
+                _ if retried => "it can't be retried alone (its input went by once); a pipeline is not retried",
                 (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",
                 (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout, nor to a stdout tee or line callback",
                 _ => continue,
@@ -493,7 +510,8 @@ impl Pipe {
     /// a signal, [`Error::Timeout`](crate::Error::Timeout) for a timeout, each carrying the
     /// whole [`Output`](crate::Output) (the first stage that failed, as the fold reports it).
     pub async fn run(&self) -> Result<String> {
-        verbs::run(self.secret(self.output().await?), &[0])
+        let (out, ok) = self.judged().await?;
+        verbs::run(out, ok.as_deref().unwrap_or(&[0]))
     }
 
     /// Runs the chain and returns the folded exit code.
@@ -501,9 +519,20 @@ impl Pipe {
     /// # Errors
     ///
     /// Those of [`output`](Self::output), and [`Error::Signalled`](crate::Error::Signalled) or
-    /// [`Error::Timeout`](crate::Error::Timeout) when the folded outcome has no code.
+    /// [`Error::Timeout`](crate::Error::Timeout) when the folded outcome has no code; when the
+    /// stage the outcome is from sets [`ok_codes`](Command::ok_codes),
+    /// [`Error::NonZeroExit`](crate::Error::NonZeroExit) for a code not listed.
     pub async fn exit_code(&self) -> Result<i32> {
-        verbs::exit_code(self.secret(self.output().await?), None)
+        let (out, ok) = self.judged().await?;
+        verbs::exit_code(out, ok.as_deref())
+    }
+
+    /// The folded result and the exit codes its stage accepts (the
+    /// `ok_codes` of the stage the fold took the outcome from).
+    async fn judged(&self) -> Result<(Output, Option<Arc<[i32]>>)> {
+        let mut chain = self.launch(false)?;
+        let out = chain.wait().await?;
+        Ok((self.secret(out), chain.folded_ok_codes()))
     }
 
     /// Runs the chain as a yes/no question (0 = true, 1 = false).

@@ -72,8 +72,10 @@ use crate::timing::first_of;
 pub struct RunningPipe {
     group: Arc<Group>,
     procs: Vec<RunningProcess>,
-    /// Per stage: whether its failure fails the chain (not `unchecked_in_pipe`).
-    checked: Vec<bool>,
+    /// Per stage: what its end means to the chain.
+    rules: Vec<StageRule>,
+    /// The stage whose outcome the fold took, once `wait` has folded.
+    blamed: Option<usize>,
     /// The head's program, for a cancelled chain's error.
     head: String,
     began: Instant,
@@ -106,7 +108,26 @@ struct StageWait {
     program: String,
     pid: u32,
     child: Child,
-    checked: bool,
+    rule: StageRule,
+}
+
+/// What a stage's end means to the chain.
+#[derive(Clone)]
+pub(crate) struct StageRule {
+    /// Whether its failure fails the chain (not `unchecked_in_pipe`).
+    pub checked: bool,
+    /// The exit codes that count as its success (its `ok_codes`; 0
+    /// without).
+    pub ok: Option<Arc<[i32]>>,
+}
+
+impl StageRule {
+    /// Whether ending with `outcome` fails the chain: a checked stage that
+    /// did not exit with one of its accepted codes.
+    fn fails(&self, outcome: Outcome) -> bool {
+        let ok = self.ok.as_deref().unwrap_or(&[0]);
+        self.checked && !matches!(outcome, Outcome::Exited(c) if ok.contains(&c))
+    }
 }
 
 impl StageWait {
@@ -135,22 +156,21 @@ impl RunningPipe {
     pub(crate) fn new(
         group: Group,
         procs: Vec<RunningProcess>,
-        unchecked: Vec<bool>,
+        rules: Vec<StageRule>,
         began: Instant,
         plan: Plan,
     ) -> RunningPipe {
         let group = Arc::new(group);
-        let checked: Vec<bool> = unchecked.iter().map(|u| !u).collect();
         let cut: Arc<[AtomicBool]> = procs.iter().map(|_| AtomicBool::new(false)).collect();
         let stopped = Arc::new(AtomicBool::new(false));
         let waits = procs
             .iter()
-            .zip(&checked)
-            .map(|(p, &checked)| StageWait {
+            .zip(&rules)
+            .map(|(p, rule)| StageWait {
                 program: p.program().to_string(),
                 pid: p.pid(),
                 child: p.child.clone(),
-                checked,
+                rule: rule.clone(),
             })
             .collect();
         let driver = tokio::spawn(drive(
@@ -164,7 +184,8 @@ impl RunningPipe {
             group,
             head: procs[0].program().to_string(),
             procs,
-            checked,
+            rules,
+            blamed: None,
             began,
             cut,
             stopped,
@@ -348,13 +369,21 @@ impl RunningPipe {
             .zip(&outs)
             .map(|(c, o)| c.load(Ordering::Relaxed) && o.outcome() == killed)
             .collect();
-        let mut out = fold(outs, &self.checked, &cut, self.began.elapsed());
+        let (mut out, blamed) = fold(outs, &self.rules, &cut, self.began.elapsed());
+        self.blamed = Some(blamed);
         out.killed_after_grace = driven.killed_after_grace;
         out.inactivity_timed_out = inactive;
         let mut kept = out.clone_meta();
         kept.stages = out.stages.iter().map(Output::clone_meta).collect();
         self.finished = Some(kept);
         Ok(out)
+    }
+
+    /// The exit codes that count as success for the outcome `wait`
+    /// folded: the `ok_codes` of the stage it took the outcome from
+    /// (`None`: that stage set none, or nothing was folded yet).
+    pub(crate) fn folded_ok_codes(&self) -> Option<Arc<[i32]>> {
+        self.blamed.and_then(|i| self.rules[i].ok.clone())
     }
 
     fn tail(&mut self) -> &mut RunningProcess {
@@ -470,8 +499,7 @@ async fn cut_on_failure(
     for _ in 0..stages.len() {
         let (i, status) = first_of(&mut waits).await;
         let status = status.map_err(|e| Error::io(format!("{}: wait", stages[i].program), e))?;
-        let failed = outcome_of(status) != Outcome::Exited(0)
-            && stages[i].checked
+        let failed = stages[i].rule.fails(outcome_of(status))
             && !cut[i].load(Ordering::Relaxed)
             && !stopped.load(Ordering::Relaxed);
         if !failed {
@@ -489,27 +517,28 @@ async fn cut_on_failure(
     Ok(())
 }
 
-/// The pipefail fold. A stage the chain's end cut short (`cut`: killed
-/// because another stage failed) is never blamed. The last stage's stdout
-/// moves into the fold (its stage record keeps none), so a big output is
-/// held once.
+/// The pipefail fold, and the stage whose outcome it took. A stage fails
+/// by its rule (an exit code its `ok_codes` accept is a success); a stage
+/// the chain's end cut short (`cut`: killed because another stage failed)
+/// is never blamed. The last stage's stdout moves into the fold (its stage
+/// record keeps none), so a big output is held once.
 pub(crate) fn fold(
     mut stages: Vec<Output>,
-    checked: &[bool],
+    rules: &[StageRule],
     cut: &[bool],
     duration: Duration,
-) -> Output {
+) -> (Output, usize) {
     let last = stages.len() - 1;
     let blame = stages
         .iter()
-        .zip(checked)
+        .zip(rules)
         .zip(cut)
-        .position(|((o, checked), cut)| !o.success() && *checked && !cut)
+        .position(|((o, rule), cut)| rule.fails(o.outcome) && !cut)
         .unwrap_or(last);
     let stdout = std::mem::take(&mut stages[last].stdout);
     let b = &stages[blame];
     let l = &stages[last];
-    Output {
+    let out = Output {
         program: b.program.clone(),
         outcome: b.outcome,
         stdout,
@@ -526,5 +555,6 @@ pub(crate) fn fold(
         inactivity_timed_out: false,
         secret_output: false,
         stages,
-    }
+    };
+    (out, blame)
 }

@@ -269,3 +269,83 @@ async fn stages_share_one_group_over_real_pipes() {
         assert_ne!(seen[0][1], seen[1][1], "each link its own pipe");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stages_ok_codes_are_honoured() {
+    for m in common::mechanisms() {
+        // grep finds nothing and exits 1, which it is told is fine: last
+        // stage, then a middle one.
+        let none = || Command::new("grep").args(["-c", "x"]).ok_codes([0, 1]);
+        let chain = Command::new("printf")
+            .arg("a\nb\n")
+            .pipe(none())
+            .mechanism(m);
+        assert_eq!(chain.run().await.unwrap(), "0", "{m}");
+        assert_eq!(chain.exit_code().await.unwrap(), 1, "{m}");
+        let out = Pipe::new([
+            Command::new("printf").arg("a\nb\n"),
+            Command::new("grep").arg("x").ok_codes([0, 1]),
+            Command::new("wc").arg("-l"),
+        ])
+        .mechanism(m)
+        .output()
+        .await
+        .unwrap();
+        assert_eq!(out.outcome(), Outcome::Exited(0), "{m}: wc's, not grep's");
+        assert_eq!(out.stdout_str().trim(), "0");
+        assert_eq!(out.stages()[1].outcome(), Outcome::Exited(1));
+
+        // A code the stage does not list still fails the chain, blamed on
+        // it, and ends what feeds it at once.
+        let err = Pipe::new([
+            Command::new("sleep").arg("30"),
+            sh("exit 2").ok_codes([0, 1]),
+            Command::new("cat"),
+        ])
+        .mechanism(m)
+        .exit_code()
+        .await
+        .unwrap_err();
+        let out = err.output().expect("a NonZeroExit carries the output");
+        assert_eq!(out.outcome(), Outcome::Exited(2), "{m}: {err}");
+        assert_eq!(out.stages()[0].outcome(), Outcome::Signalled(9), "{m}");
+
+        // And an accepted code ends nothing early: the producer before a
+        // stage exiting 1 (accepted) is not cut, it ends on its own.
+        let out = Pipe::new([
+            Command::new("sleep").arg("2"),
+            sh("exit 1").ok_codes([0, 1]),
+        ])
+        .mechanism(m)
+        .output()
+        .await
+        .unwrap();
+        assert_eq!(
+            out.stages()[0].outcome(),
+            Outcome::Exited(0),
+            "{m}: not cut"
+        );
+        assert_eq!(out.outcome(), Outcome::Exited(1), "{m}: the last stage's");
+    }
+}
+
+#[tokio::test]
+async fn a_stage_with_a_retry_policy_is_refused() {
+    let retried = Command::new("true").retry(3, Duration::from_millis(1), |_| true);
+    for chain in [
+        Pipe::new([retried.clone(), Command::new("cat")]),
+        Pipe::new([Command::new("true"), retried]),
+    ] {
+        let err = chain.output().await.unwrap_err();
+        assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("retried"), "{err}");
+        assert!(chain.start().is_err());
+    }
+    // One attempt is no retry: nothing is ignored.
+    let once = Command::new("true").retry(1, Duration::ZERO, |_| true);
+    assert!(Pipe::new([once, Command::new("true")])
+        .output()
+        .await
+        .unwrap()
+        .success());
+}
