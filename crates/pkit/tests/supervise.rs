@@ -1053,3 +1053,41 @@ fn start_outside_a_runtime_is_a_typed_error_not_a_panic() {
     let err = rt.block_on(handle.stop()).expect_err("refused");
     assert_eq!(err.kind(), pkit::ErrorKind::InvalidInput, "{err}");
 }
+
+#[tokio::test]
+async fn an_exit_code_the_command_accepts_is_a_clean_run() {
+    let suite = begin("an_exit_code_the_command_accepts_is_a_clean_run").await;
+    // Run 1 exits 1 (a crash), later runs exit 3, which the command
+    // accepts: the supervision ends after one restart, on a clean run.
+    let script = r#"n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge 2 ] && exit 3; exit 1"#;
+    for choice in mechanisms() {
+        let counter = TempPath::new("okcodes");
+        let mut handle = sup(choice, sh(script).arg(counter.as_str()).ok_codes([0, 3]))
+            .max_restarts(4)
+            .start();
+        let crashed: Vec<bool> = all_events(&mut handle)
+            .await
+            .into_iter()
+            .filter_map(|e| match e {
+                SupervisorEvent::Exited { crashed, .. } => Some(crashed),
+                _ => None,
+            })
+            .collect();
+        let out = handle.wait().await.unwrap();
+        assert_eq!(out.stopped, StopReason::PolicySatisfied, "{choice}");
+        assert_eq!((out.restarts, runs(&counter)), (1, 2), "{choice}");
+        assert_eq!(crashed, [true, false], "{choice}");
+        assert!(!out.final_crashed, "{choice}");
+        assert_eq!(out.final_output.unwrap().outcome(), Outcome::Exited(3));
+
+        // Exit 0 is no longer accepted when the codes leave it out.
+        let out = sup(choice, Command::new("true").ok_codes([3]))
+            .max_restarts(1)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stopped, StopReason::RestartsExhausted, "{choice}");
+        assert!(out.final_crashed, "{choice}");
+    }
+    suite.end().await;
+}

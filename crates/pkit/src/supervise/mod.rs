@@ -26,7 +26,7 @@ pub use stop::StopReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Restart {
-    /// After a crash; the first clean run (exit 0, healthy) ends the
+    /// After a crash; the first clean run (an accepted exit, healthy) ends the
     /// supervision (the default).
     #[default]
     OnCrash,
@@ -58,7 +58,7 @@ pub struct SupervisionOutcome {
     pub final_unhealthy: bool,
     /// Whether the last run counts as a crash, as its
     /// [`SupervisorEvent::Exited`] said: it failed its readiness check, or
-    /// did not end with a clean exit 0, or (with no `Output`) could not
+    /// did not end with an accepted exit code, or (with no `Output`) could not
     /// start. False when nothing ran, and for a run that a stop or a
     /// cancellation ended (ending it was the caller's doing).
     ///
@@ -97,7 +97,7 @@ pub enum SupervisorEvent {
         pid: u32,
         /// How it ended.
         outcome: Outcome,
-        /// Whether it counts as a crash (not a clean exit 0, or unhealthy).
+        /// Whether it counts as a crash (not an accepted exit code, or unhealthy).
         /// False for a run that a stop ([`SupervisorHandle::stop`]) or a
         /// cancellation ended, whatever its outcome (the SIGTERM of a
         /// stop, say): ending it was the caller's doing, not the run's.
@@ -132,10 +132,11 @@ pub(crate) enum Health {
 /// run, see [`restart`](Self::restart)) runs it again, with capped
 /// exponential backoff, until a stop condition holds.
 ///
-/// A *crash* is any run that is not a clean exit 0: a non-zero exit, a
-/// signal, a timeout (the command's own [`timeout`](Command::timeout)), a
-/// transient failure to start ([`is_transient`](crate::is_transient)), or
-/// a failed readiness check. A start failure that can't be transient — the
+/// A *crash* is any run that does not exit with an accepted code — 0, or
+/// one of the command's [`ok_codes`](Command::ok_codes) when it sets them:
+/// another exit code, a signal, a timeout (the command's own
+/// [`timeout`](Command::timeout)), a transient failure to start
+/// ([`is_transient`](crate::is_transient)), or a failed readiness check. A start failure that can't be transient — the
 /// program missing or not executable, say — ends the supervision at once
 /// with [`StopReason::CannotStart`] instead of retrying for ever. Supervision is
 /// sequential: each run gets a fresh [`Group`](crate::Group), and the whole

@@ -28,9 +28,10 @@ struct RunEnd {
 }
 
 impl RunEnd {
-    /// Whether the run counts as a crash: unhealthy, not a clean exit 0,
-    /// or unable to start; never a run a stop or cancellation ended.
-    fn crashed(&self) -> bool {
+    /// Whether the run counts as a crash: unhealthy, not a clean exit with
+    /// one of `ok` (the command's `ok_codes`, 0 without), or unable to
+    /// start; never a run a stop or cancellation ended.
+    fn crashed(&self, ok: &[i32]) -> bool {
         if matches!(
             self.interrupted,
             Some(StopReason::StopRequested | StopReason::Cancelled)
@@ -38,7 +39,7 @@ impl RunEnd {
             return false;
         }
         match &self.output {
-            Some(out) => self.unhealthy || !out.success(),
+            Some(out) => self.unhealthy || !out.code().is_some_and(|c| ok.contains(&c)),
             None => self.error.is_some(),
         }
     }
@@ -241,7 +242,7 @@ impl Loop {
             self.emit(SupervisorEvent::Exited {
                 pid,
                 outcome: out.outcome(),
-                crashed: end.crashed(),
+                crashed: end.crashed(self.cmd.ok()),
             });
         }
         Ok(end)
@@ -296,7 +297,7 @@ pub(super) async fn supervise(
             crashes.clear();
         }
         // Not interrupted: a clean run is one that did not crash.
-        let clean = !end.crashed();
+        let clean = !end.crashed(lp.cmd.ok());
         let by_pred = match (&lp.sup.stop_when, &end.output) {
             (Some(pred), Some(out)) => pred(out),
             _ => false,
@@ -350,7 +351,7 @@ pub(super) async fn supervise(
     lp.emit(SupervisorEvent::Stopped(stopped));
     let (final_output, final_error, final_unhealthy, final_crashed) = match last {
         Some(end) => {
-            let crashed = end.crashed();
+            let crashed = end.crashed(lp.cmd.ok());
             (end.output, end.error, end.unhealthy, crashed)
         }
         None => (None, None, false, false),
