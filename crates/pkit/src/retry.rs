@@ -87,28 +87,24 @@ impl Command {
 }
 
 /// Whether `err` is a failure to start a program that the OS reports as
-/// temporary: out of processes or memory for now (`EAGAIN`, `ENOMEM`), the
-/// executable busy being written (`ETXTBSY`), out of file descriptors
-/// (`EMFILE`, `ENFILE`), or an interrupted call (`EINTR`). A ready
-/// classifier for [`Command::retry`]; a run that started and then failed
-/// is never transient by this test.
+/// temporary. On Unix: out of processes or memory for now (`EAGAIN`,
+/// `ENOMEM`), the executable busy being written (`ETXTBSY`), out of file
+/// descriptors (`EMFILE`, `ENFILE`), or an interrupted call (`EINTR`). On
+/// Windows: out of memory or system resources (`ERROR_NOT_ENOUGH_MEMORY`,
+/// `ERROR_OUTOFMEMORY`, `ERROR_NO_SYSTEM_RESOURCES` and its pool, quota
+/// and commit-limit kinds), out of handles (`ERROR_TOO_MANY_OPEN_FILES`),
+/// or the executable held open by a writer (`ERROR_SHARING_VIOLATION`). A
+/// ready classifier for [`Command::retry`]; a run that started and then
+/// failed is never transient by this test.
 pub fn is_transient(err: &Error) -> bool {
     let source = match err {
         Error::Spawn { source, .. } | Error::ChildSetup { source, .. } => source,
         Error::Io { source, .. } => source,
         _ => return false,
     };
-    source.raw_os_error().is_some_and(|n| {
-        [
-            libc::EAGAIN,
-            libc::ENOMEM,
-            libc::ETXTBSY,
-            libc::EMFILE,
-            libc::ENFILE,
-            libc::EINTR,
-        ]
-        .contains(&n)
-    })
+    source
+        .raw_os_error()
+        .is_some_and(crate::sys::is_transient_os_error)
 }
 
 /// A random factor in `1 - jitter ..= 1 + jitter`.

@@ -430,6 +430,25 @@ async fn output_captures_stdout_and_the_exit_code() {
     assert_eq!(out.code(), Some(3));
 }
 
+/// `is_transient` reads a spawn error's code as the Win32 error it is,
+/// not as a Unix errno (11, 12, 23, 24 are EAGAIN, ENOMEM, ENFILE, EMFILE
+/// there, but bad format, invalid access, CRC, bad length here).
+#[test]
+fn is_transient_reads_win32_error_codes() {
+    let spawn = |code| pkit::Error::Spawn {
+        program: "x".into(),
+        source: std::io::Error::from_raw_os_error(code),
+    };
+    // Not enough memory, out of memory, no system resources, commit
+    // limit, too many open files, sharing violation.
+    for code in [8, 14, 1450, 1455, 4, 32] {
+        assert!(pkit::is_transient(&spawn(code)), "{code}");
+    }
+    for code in [11, 12, 23, 24, 2, 5, 193] {
+        assert!(!pkit::is_transient(&spawn(code)), "{code}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_bytes_reach_the_child_and_come_back_intact() {
     let mut payload = String::new();

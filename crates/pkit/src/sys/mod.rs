@@ -53,6 +53,7 @@ pub(crate) mod setup_steps;
 mod signal;
 mod stats;
 pub(crate) mod step;
+mod transient;
 #[cfg(unix)]
 mod tree;
 mod types;
@@ -101,6 +102,7 @@ pub use stats::Stats;
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd, OwnedFd, RawFd};
 pub use step::{ChildStep, IoClass, Resource};
+pub(crate) use transient::is_transient_os_error;
 #[cfg(unix)]
 pub(crate) use tree::ProcTree;
 pub use types::Mechanism;

@@ -1,0 +1,97 @@
+//! Which OS error codes say "temporary, try again": out of processes,
+//! memory or descriptors for now, the executable busy. One table per
+//! platform, since the numbers mean different things: Unix errno values
+//! on Unix, Win32 error codes (what `GetLastError` gives a failed
+//! `CreateProcessW`) on Windows.
+
+/// Whether the raw OS error `code` reports a temporary failure to start a
+/// program: `EAGAIN`, `ENOMEM`, `ETXTBSY`, `EMFILE`, `ENFILE`, `EINTR`.
+#[cfg(unix)]
+pub(crate) fn is_transient_os_error(code: i32) -> bool {
+    [
+        libc::EAGAIN,
+        libc::ENOMEM,
+        libc::ETXTBSY,
+        libc::EMFILE,
+        libc::ENFILE,
+        libc::EINTR,
+    ]
+    .contains(&code)
+}
+
+/// Whether the Win32 error `code` reports a temporary failure to start a
+/// program: out of memory or system resources (`ERROR_NOT_ENOUGH_MEMORY`,
+/// `ERROR_OUTOFMEMORY`, `ERROR_NO_SYSTEM_RESOURCES` and the pool, quota
+/// and commit-limit kinds of it), out of handles
+/// (`ERROR_TOO_MANY_OPEN_FILES`), or the executable held open by a writer
+/// (`ERROR_SHARING_VIOLATION`, what `ETXTBSY` is on Unix).
+#[cfg(windows)]
+pub(crate) fn is_transient_os_error(code: i32) -> bool {
+    use windows_sys::Win32::Foundation::{
+        ERROR_COMMITMENT_LIMIT, ERROR_NONPAGED_SYSTEM_RESOURCES, ERROR_NOT_ENOUGH_MEMORY,
+        ERROR_NO_SYSTEM_RESOURCES, ERROR_OUTOFMEMORY, ERROR_PAGED_SYSTEM_RESOURCES,
+        ERROR_PAGEFILE_QUOTA, ERROR_SHARING_VIOLATION, ERROR_TOO_MANY_OPEN_FILES,
+        ERROR_WORKING_SET_QUOTA,
+    };
+    let Ok(code) = u32::try_from(code) else {
+        return false;
+    };
+    [
+        ERROR_NOT_ENOUGH_MEMORY,
+        ERROR_OUTOFMEMORY,
+        ERROR_NO_SYSTEM_RESOURCES,
+        ERROR_NONPAGED_SYSTEM_RESOURCES,
+        ERROR_PAGED_SYSTEM_RESOURCES,
+        ERROR_WORKING_SET_QUOTA,
+        ERROR_PAGEFILE_QUOTA,
+        ERROR_COMMITMENT_LIMIT,
+        ERROR_TOO_MANY_OPEN_FILES,
+        ERROR_SHARING_VIOLATION,
+    ]
+    .contains(&code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_os_error;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_unix_table() {
+        for errno in [
+            libc::EAGAIN,
+            libc::ENOMEM,
+            libc::ETXTBSY,
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EINTR,
+        ] {
+            assert!(is_transient_os_error(errno), "{errno}");
+        }
+        for errno in [
+            libc::ENOENT,
+            libc::EACCES,
+            libc::ENOEXEC,
+            libc::E2BIG,
+            0,
+            -1,
+        ] {
+            assert!(!is_transient_os_error(errno), "{errno}");
+        }
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn the_windows_table() {
+        // Out of memory, resources, handles; the executable busy.
+        for code in [8, 14, 1450, 1451, 1452, 1453, 1454, 1455, 4, 32] {
+            assert!(is_transient_os_error(code), "{code}");
+        }
+        // The errno numbers of the Unix table mean other things here:
+        // 11 ERROR_BAD_FORMAT, 12 ERROR_INVALID_ACCESS, 23 ERROR_CRC,
+        // 24 ERROR_BAD_LENGTH; 2 and 5 are not found and access denied.
+        for code in [11, 12, 23, 24, 2, 5, 193, 0, -1] {
+            assert!(!is_transient_os_error(code), "{code}");
+        }
+    }
+}
