@@ -194,7 +194,10 @@ pub enum Error {
     /// fallback.
     #[error("containment unavailable: {reason}")]
     MechanismUnavailable {
-        /// The mechanism that was asked for, when one was.
+        /// The mechanism that was asked for, when one was: the forced
+        /// [`MechanismChoice`](crate::MechanismChoice)'s (a process group
+        /// for `ProcessGroup` and `Portable`); `None` for `Auto`, when no
+        /// container at all could be made (a Job Object Windows refuses).
         requested: Option<Mechanism>,
         /// Why it can't be had.
         reason: String,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::log;
-use crate::sys::{self, Container, Mechanism, MechanismChoice};
+use crate::sys::{self, Container, MechanismChoice};
 
 /// Builds a [`Group`] with options; see [`Group::builder`].
 #[derive(Debug, Clone, Default)]
@@ -177,7 +177,9 @@ impl GroupBuilder {
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) for an invalid [`name`](Self::name)
     /// or an unparseable `PKIT_MECHANISM`;
     /// [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable) when the mechanism
-    /// asked for (cgroup v2, forced) can't be had here;
+    /// asked for (cgroup v2 forced on a host without it, a process group forced on Windows)
+    /// can't be had here, or no container at all can be made (a Job Object Windows refuses:
+    /// `requested` is `None` then, nothing was forced);
     /// [`Error::ResourceLimit`](crate::Error::ResourceLimit) when a cap is invalid or nothing
     /// here can enforce it.
     pub fn build(self) -> Result<Group> {
@@ -199,7 +201,7 @@ impl GroupBuilder {
         let container = Container::create(choice, &self.limits, !self.no_guard, name, stats)
             .map_err(|e| match e {
                 sys::CreateError::Mechanism(reason) => Error::MechanismUnavailable {
-                    requested: Some(Mechanism::CgroupV2),
+                    requested: choice.requested(),
                     reason,
                 },
                 sys::CreateError::Limit(l) => Error::ResourceLimit {

@@ -449,6 +449,24 @@ fn is_transient_reads_win32_error_codes() {
     }
 }
 
+/// A forced mechanism Windows can't give is refused naming the mechanism
+/// asked for, not another one.
+#[test]
+fn a_forced_mechanism_is_refused_naming_it() {
+    use pkit::MechanismChoice;
+    for (choice, asked) in [
+        (MechanismChoice::ProcessGroup, Mechanism::ProcessGroup),
+        (MechanismChoice::Portable, Mechanism::ProcessGroup),
+        (MechanismChoice::Cgroup, Mechanism::CgroupV2),
+    ] {
+        let e = Group::builder().mechanism(choice).build().unwrap_err();
+        assert!(
+            matches!(e, pkit::Error::MechanismUnavailable { requested: Some(m), .. } if m == asked),
+            "{choice}: {e:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_bytes_reach_the_child_and_come_back_intact() {
     let mut payload = String::new();

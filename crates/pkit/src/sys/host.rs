@@ -86,6 +86,18 @@ impl MechanismChoice {
         )
     }
 
+    /// The mechanism this choice insists on (`None` for `Auto`, which
+    /// takes whatever works): what a refused choice asked for.
+    pub(crate) fn requested(self) -> Option<Mechanism> {
+        match self {
+            MechanismChoice::Auto => None,
+            MechanismChoice::Cgroup => Some(Mechanism::CgroupV2),
+            MechanismChoice::ProcessGroup | MechanismChoice::Portable => {
+                Some(Mechanism::ProcessGroup)
+            }
+        }
+    }
+
     /// The spelling `PKIT_MECHANISM` accepts: `auto`, `cgroup`, `pgroup`,
     /// `portable`.
     pub fn as_str(self) -> &'static str {
