@@ -17,8 +17,9 @@ use crate::sys::Stats;
 pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Snapshots of a group's [`Stats`] at a fixed interval, until the group is
-/// empty (the last snapshot shows 0 active processes) or the stream is
-/// dropped. See [`Group::sample_stats`]. Implements [`futures_core::Stream`].
+/// empty (the last snapshot shows 0 active processes), a snapshot can't be
+/// read (that error is the last item), or the stream is dropped. See
+/// [`Group::sample_stats`]. Implements [`futures_core::Stream`].
 pub struct SampleStats<'a> {
     group: &'a Group,
     interval: tokio::time::Interval,
@@ -36,34 +37,42 @@ impl<'a> SampleStats<'a> {
         }
     }
 
-    /// The next snapshot, or `None` once the group is empty.
-    pub async fn next(&mut self) -> Option<Stats> {
+    /// The next snapshot, or `None` once the group is empty or a snapshot
+    /// failed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::stats`], as an item: the group's accounting could
+    /// not be read (after it, the stream ends).
+    pub async fn next(&mut self) -> Option<Result<Stats>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_sample(cx)).await
     }
 
-    fn poll_sample(&mut self, cx: &mut Context<'_>) -> Poll<Option<Stats>> {
+    fn poll_sample(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Stats>>> {
         if self.done {
             return Poll::Ready(None);
         }
         if self.interval.poll_tick(cx).is_pending() {
             return Poll::Pending;
         }
-        Poll::Ready(snapshot(self.group, &mut self.done))
+        Poll::Ready(Some(snapshot(self.group, &mut self.done)))
     }
 }
 
 /// A sampler's snapshot of `group` (this one's, and the blocking one's):
 /// `done` once the group is empty (that snapshot is the last) or its stats
-/// can't be read (then there is none).
-pub(crate) fn snapshot(group: &Group, done: &mut bool) -> Option<Stats> {
-    let stats = group.stats().ok();
-    *done = stats.as_ref().is_none_or(|s| s.active_processes() == 0);
+/// can't be read (that error is the last item: a failed read is not an
+/// empty group).
+pub(crate) fn snapshot(group: &Group, done: &mut bool) -> Result<Stats> {
+    let stats = group.stats();
+    *done = !stats.as_ref().is_ok_and(|s| s.active_processes() > 0);
     stats
 }
 
 impl Group {
     /// Snapshots every `every` until the group is empty or the stream is
-    /// dropped. An interval below [`MIN_SAMPLE_INTERVAL`] (zero, say)
+    /// dropped. A snapshot that can't be read (see [`stats`](Self::stats))
+    /// is an `Err` item, and the stream's last. An interval below [`MIN_SAMPLE_INTERVAL`] (zero, say)
     /// samples every [`MIN_SAMPLE_INTERVAL`]: this returns no `Result` to
     /// refuse it with, and sampling as fast as possible is what such an
     /// interval asks for.
@@ -73,9 +82,9 @@ impl Group {
 }
 
 impl futures_core::Stream for SampleStats<'_> {
-    type Item = Stats;
+    type Item = Result<Stats>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stats>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Stats>>> {
         self.poll_sample(cx)
     }
 }

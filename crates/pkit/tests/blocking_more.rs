@@ -56,7 +56,10 @@ fn a_blocking_group_has_every_method_of_the_async_one() {
             group.resume().expect("resume");
             assert!(!group.is_suspended(), "{choice}");
             // Snapshots until the group is empty: the last shows none.
-            let samples: Vec<pkit::Stats> = group.sample_stats(Duration::from_millis(20)).collect();
+            let samples: Vec<pkit::Stats> = group
+                .sample_stats(Duration::from_millis(20))
+                .collect::<pkit::Result<_>>()
+                .expect("stats");
             assert!(!samples.is_empty(), "{choice}");
             assert!(
                 samples.first().expect("one").active_processes() >= 1,

@@ -196,6 +196,35 @@ async fn pipe_failure_is_a_typed_error_and_leaks_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stats_read_ends_the_sampler_with_the_error() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let p = g.start(&cmd(choice, "sleep").arg("300")).unwrap();
+        let mut samples = g.sample_stats(Duration::from_millis(10));
+        let first = samples.next().await.expect("a first snapshot").unwrap();
+        assert_eq!(first.active_processes(), 1, "{choice}");
+        // The member list can't be read: an error, not an empty group.
+        inject(Point::Members, libc::EIO, 1);
+        let e = samples
+            .next()
+            .await
+            .expect("the failure is an item")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{choice}: {e}");
+        assert!(samples.next().await.is_none(), "{choice}: the stream ends");
+        assert!(p.is_running(), "{choice}");
+        clear();
+        drop(samples);
+        drop(p);
+        drop(g);
+        clean(&format!("{choice}: stats read"), fds).await;
+    }
+    end_exclusive(alone, "a_failed_stats_read_ends_the_sampler_with_the_error").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cgroup_kill_failure_falls_back_to_killing_each_member() {
     let alone = begin_exclusive().await;
     let fds = warm().await;

@@ -205,6 +205,7 @@ async fn stats_and_profiles_are_plausible() {
             tokio::select! {
                 prof = &mut profile => break prof,
                 Some(s) = sampler.next() => {
+                    let s = s.expect("a snapshot");
                     snapshots += 1;
                     peak_cpu = peak_cpu.max(s.cpu_time().unwrap_or_default());
                     peak_mem = peak_mem.max(s.peak_memory_bytes().unwrap_or_default());
@@ -230,7 +231,7 @@ async fn stats_and_profiles_are_plausible() {
         let last = match empty {
             Some(s) => s,
             None => loop {
-                match sampler.next().await {
+                match sampler.next().await.map(|s| s.expect("a snapshot")) {
                     Some(s) if s.active_processes() == 0 => break s,
                     Some(_) => {}
                     None => panic!("ended without an empty snapshot"),

@@ -204,7 +204,8 @@ async fn any_duration_is_accepted() {
         assert_eq!(line.text, "ready");
         p.wait_for(|| async { true }, max).await.expect("wait_for");
         let mut samples = group.sample_stats(max);
-        assert!(samples.next().await.is_some(), "{choice}: a first sample");
+        let first = samples.next().await.expect("a first sample");
+        assert!(first.is_ok(), "{choice}: {first:?}");
         drop(samples);
         let q = group.start(&sh(choice, "exit 0")).expect("start");
         let profile = q.profile(max).await.expect("profile");

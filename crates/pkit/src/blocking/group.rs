@@ -87,7 +87,8 @@ impl Group {
 
     /// Snapshots of the group's [`Stats`] every `every`, as an
     /// [`Iterator`] that ends once the group is empty (the last snapshot
-    /// shows 0 active processes); see [`crate::Group::sample_stats`]. An
+    /// shows 0 active processes) or after a snapshot that can't be read
+    /// (an `Err` item); see [`crate::Group::sample_stats`]. An
     /// interval below [`MIN_SAMPLE_INTERVAL`](crate::MIN_SAMPLE_INTERVAL)
     /// samples every [`MIN_SAMPLE_INTERVAL`](crate::MIN_SAMPLE_INTERVAL).
     ///
@@ -95,7 +96,7 @@ impl Group {
     /// # use std::time::Duration;
     /// let group = pkit::blocking::Group::new()?;
     /// let _p = group.start(&pkit::Command::new("sleep").arg("0.2"))?;
-    /// let last = group.sample_stats(Duration::from_millis(20)).last().expect("a snapshot");
+    /// let last = group.sample_stats(Duration::from_millis(20)).last().expect("a snapshot")?;
     /// assert_eq!(last.active_processes(), 0);
     /// # Ok::<(), pkit::Error>(())
     /// ```
@@ -247,7 +248,8 @@ impl fmt::Debug for Group {
 }
 
 /// A group's [`Stats`] sampled at an interval, as an [`Iterator`]: each
-/// `next` blocks until the next snapshot; `None` once the group is empty.
+/// `next` blocks until the next snapshot; `None` once the group is empty or
+/// after a snapshot that failed (an `Err` item).
 /// See [`Group::sample_stats`].
 ///
 /// The calling thread sleeps between snapshots and takes them itself
@@ -262,10 +264,10 @@ pub struct SampleStats<'a> {
 }
 
 impl Iterator for SampleStats<'_> {
-    type Item = Stats;
+    type Item = Result<Stats>;
 
     #[track_caller]
-    fn next(&mut self) -> Option<Stats> {
+    fn next(&mut self) -> Option<Result<Stats>> {
         super::runtime::refuse_inside_runtime("SampleStats::next");
         if self.done {
             return None;
@@ -274,7 +276,7 @@ impl Iterator for SampleStats<'_> {
             std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
         }
         self.next_at = Some(std::time::Instant::now() + self.every);
-        crate::stats::snapshot(self.group, &mut self.done)
+        Some(crate::stats::snapshot(self.group, &mut self.done))
     }
 }
 

@@ -281,6 +281,7 @@ impl Container {
 
     /// The live processes in the container.
     pub(crate) fn members(&self) -> io::Result<Vec<i32>> {
+        crate::sys::fault::io_check(crate::sys::fault::Point::Members)?;
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {

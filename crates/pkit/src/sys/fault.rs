@@ -25,6 +25,9 @@ pub enum Point {
     GuardSocket,
     /// A pipe for a child's stdio or between pipeline stages.
     Pipe,
+    /// Reading a group's member list (`cgroup.procs`, or the process
+    /// table), as `Group::pids` and `Group::stats` do.
+    Members,
 }
 
 #[cfg(feature = "fault-injection")]
