@@ -39,6 +39,10 @@ impl Command {
     /// clears them), the first step of a privilege drop (groups, then
     /// [`gid`](Self::gid), then [`uid`](Self::uid)). Unix: Linux (both mechanisms) and the
     /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
+    /// On FreeBSD the list is sent with the child's effective gid in front
+    /// (the [`gid`](Self::gid) given, else the inherited one), so that a
+    /// FreeBSD before 15.0, whose `setgroups` makes the first entry the
+    /// effective gid, leaves that gid alone and keeps every listed group.
     pub fn groups(mut self, groups: impl IntoIterator<Item = u32>) -> Command {
         self.spec.spawn.groups = Some(groups.into_iter().collect());
         self

@@ -80,6 +80,26 @@ pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
         return Vec::new();
     }
     let groups = s.groups.unwrap_or_default();
+    // FreeBSD before 15.0 keeps the effective group id in the same array
+    // as the supplementary groups, as its first entry: its setgroups(2)
+    // makes `list[0]` the effective group id and only the rest the
+    // supplementary groups. Sent as it is, a list would change the child's
+    // effective gid to its first entry, and lose that group once the gid
+    // option overwrote the slot. So the gid the child is to have (the gid
+    // option's, else the one it inherits) goes first: the effective gid
+    // stays what the options say, and the supplementary groups are the
+    // whole list. A setgroups(2) of FreeBSD 15 or later (the symbol a
+    // binary built there links) sets the supplementary groups only: there
+    // the list also holds the child's own effective gid, which grants
+    // nothing that gid doesn't. Not on Linux or macOS, where it would add
+    // a group (root's, for a root owner without a gid option) to the
+    // child's list. An empty list (clearing) is sent as it is: the old
+    // setgroups(2) keeps the effective gid for it.
+    #[cfg(target_os = "freebsd")]
+    let groups = &egid_first(
+        groups,
+        s.gid.unwrap_or_else(|| rustix::process::getegid().as_raw()),
+    )[..];
     let cpus = s.cpus.unwrap_or_default();
     let header: [u64; HEADER] = [
         flags,
@@ -121,6 +141,16 @@ pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
         pad(&mut block);
     }
     block
+}
+
+/// `list` with `egid` in front, for FreeBSD's setgroups(2) (see
+/// [`encode`]); an empty list stays empty.
+#[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+fn egid_first(list: &[gid_t], egid: gid_t) -> Vec<gid_t> {
+    match list {
+        [] => Vec::new(),
+        list => std::iter::once(egid).chain(list.iter().copied()).collect(),
+    }
 }
 
 /// Sends the go byte, `setup` and `cwd` (see the module docs) on the
@@ -492,5 +522,18 @@ impl StepCalls for LibcCalls {
         // SAFETY: as for the group id.
         #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
         return unsafe { libc::setuid(uid) == 0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FreeBSD's list (see `encode`): the effective gid first, an empty
+    /// (clearing) list untouched.
+    #[test]
+    fn the_effective_gid_goes_first_in_a_list_that_has_groups() {
+        assert_eq!(egid_first(&[7, 8], 5), vec![5, 7, 8]);
+        assert_eq!(egid_first(&[], 5), Vec::<gid_t>::new());
     }
 }
