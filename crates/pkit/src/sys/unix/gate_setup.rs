@@ -63,9 +63,11 @@ const UID: u64 = 64;
 /// The largest block a trampoline accepts (a longer one is malformed).
 const MAX_BLOCK: u64 = 64 << 20;
 
-/// The block `setup` and the working directory `cwd` (when the trampoline
-/// enters it) are sent as (empty when they ask for nothing).
-pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
+/// Appends to `block` the block `setup` and the working directory `cwd`
+/// (when the trampoline enters it) are sent as (nothing when they ask for
+/// nothing). Its lists' 8-byte alignment counts from where it starts.
+fn encode_into(block: &mut Vec<u8>, setup: &ChildSetup, cwd: Option<&CStr>) {
+    let base = block.len();
     let s = setup.steps();
     let keep = &setup.keep;
     let flag = |set: bool, bit: u64| if set { bit } else { 0 };
@@ -77,7 +79,7 @@ pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
         | flag(s.gid.is_some(), GID)
         | flag(s.uid.is_some(), UID);
     if flags == 0 && s.rlimits.is_empty() && keep.is_empty() && cwd.is_none() {
-        return Vec::new();
+        return;
     }
     let groups = s.groups.unwrap_or_default();
     // FreeBSD before 15.0 keeps the effective group id in the same array
@@ -114,7 +116,6 @@ pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
         keep.len() as u64,
         cwd.map_or(0, |d| d.to_bytes_with_nul().len() as u64),
     ];
-    let mut block = Vec::new();
     for word in header {
         block.extend_from_slice(&word.to_ne_bytes());
     }
@@ -123,28 +124,28 @@ pub(crate) fn encode(setup: &ChildSetup, cwd: Option<&CStr>) -> Vec<u8> {
             block.extend_from_slice(&word.to_ne_bytes());
         }
     }
-    let pad = |block: &mut Vec<u8>| block.resize(block.len().next_multiple_of(8), 0);
+    let pad =
+        |block: &mut Vec<u8>| block.resize(base + (block.len() - base).next_multiple_of(8), 0);
     for g in groups {
         block.extend_from_slice(&g.to_ne_bytes());
     }
-    pad(&mut block);
+    pad(block);
     for w in cpus {
         block.extend_from_slice(&w.to_ne_bytes());
     }
-    pad(&mut block);
+    pad(block);
     for &(_, target) in keep {
         block.extend_from_slice(&c_int::from(target).to_ne_bytes());
         block.extend_from_slice(&(-1 as c_int).to_ne_bytes());
     }
     if let Some(dir) = cwd {
         block.extend_from_slice(dir.to_bytes_with_nul());
-        pad(&mut block);
+        pad(block);
     }
-    block
 }
 
 /// `list` with `egid` in front, for FreeBSD's setgroups(2) (see
-/// [`encode`]); an empty list stays empty.
+/// [`encode_into`]); an empty list stays empty.
 #[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
 fn egid_first(list: &[gid_t], egid: gid_t) -> Vec<gid_t> {
     match list {
@@ -161,10 +162,13 @@ pub(crate) fn send_go(
     setup: &ChildSetup,
     cwd: Option<&CStr>,
 ) -> io::Result<()> {
-    let block = encode(setup, cwd);
+    // The go byte, the block's length (filled in after) and the block,
+    // written in place: one buffer, one copy of the options.
     let mut head = vec![go];
-    head.extend_from_slice(&(block.len() as u64).to_ne_bytes());
-    head.extend_from_slice(&block);
+    head.extend_from_slice(&0u64.to_ne_bytes());
+    encode_into(&mut head, setup, cwd);
+    let len = (head.len() - 1 - 8) as u64;
+    head[1..9].copy_from_slice(&len.to_ne_bytes());
     let mut sent = 0;
     while sent < head.len() {
         match rustix::net::send(sock, &head[sent..], GO_FLAGS) {
@@ -529,7 +533,7 @@ impl StepCalls for LibcCalls {
 mod tests {
     use super::*;
 
-    /// FreeBSD's list (see `encode`): the effective gid first, an empty
+    /// FreeBSD's list (see `encode_into`): the effective gid first, an empty
     /// (clearing) list untouched.
     #[test]
     fn the_effective_gid_goes_first_in_a_list_that_has_groups() {
