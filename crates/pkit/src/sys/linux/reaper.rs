@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
+use crate::sys::creator::Creator;
+
 enum Work {
     /// An unreaped child: reap it once it exits.
     Reap(OwnedFd),
@@ -70,7 +72,7 @@ struct Shared {
 struct Reaper {
     /// The process whose thread it is. A child forked without `exec`
     /// inherits this record but not the thread: it must start its own.
-    pid: u32,
+    owner: Creator,
     shared: Arc<Shared>,
 }
 
@@ -80,10 +82,10 @@ static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
 
 /// Work that found no reaper thread (none could be started): retried,
 /// without blocking, whenever more work comes, and handed to a thread as
-/// soon as one can be started. With the pid of the process it is for: a
-/// child forked without `exec` inherits a copy of its parent's list, whose
-/// work (the parent's children and directories) is not its own to do.
-static STRANDED: Mutex<(u32, Vec<Work>)> = Mutex::new((0, Vec::new()));
+/// soon as one can be started. With the process it is for: a child forked
+/// without `exec` inherits a copy of its parent's list, whose work (the
+/// parent's children and directories) is not its own to do.
+static STRANDED: Mutex<(Option<Creator>, Vec<Work>)> = Mutex::new((None, Vec::new()));
 
 /// How many `RemoveCgroup` items are queued and not yet finished: while
 /// none is, [`recheck`] has nothing to wake the thread for. (A forked
@@ -95,9 +97,8 @@ static WATCHED: AtomicUsize = AtomicUsize::new(0);
 /// anew) if needed; `None` when no thread can be started.
 fn reaper() -> Option<Arc<Shared>> {
     let mut current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
-    let me = crate::sys::pid::current();
     match &*current {
-        Some(r) if r.pid == me => return Some(r.shared.clone()),
+        Some(r) if r.owner.is_here() => return Some(r.shared.clone()),
         Some(inherited) => {
             // A forked child's copy of its parent's reaper, whose thread
             // does not exist here. What the parent had queued is the
@@ -128,7 +129,7 @@ fn reaper() -> Option<Arc<Shared>> {
         .spawn(move || run(&theirs, rx))
         .ok()?;
     *current = Some(Reaper {
-        pid: me,
+        owner: Creator::here(),
         shared: shared.clone(),
     });
     Some(shared)
@@ -136,12 +137,11 @@ fn reaper() -> Option<Arc<Shared>> {
 
 fn submit(work: Work) {
     let mut mine = STRANDED.lock().unwrap_or_else(|e| e.into_inner());
-    let me = crate::sys::pid::current();
-    if mine.0 != me {
+    if !mine.0.is_some_and(Creator::is_here) {
         // Empty, or a forked child's copy of its parent's list: drop our
         // copies of the parent's descriptors, and do none of its work.
         mine.1.clear();
-        mine.0 = me;
+        mine.0 = Some(Creator::here());
     }
     let stranded = &mut mine.1;
     stranded.push(work);
@@ -180,7 +180,7 @@ pub(crate) fn recheck() {
     }
     let current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = &*current {
-        if r.pid == crate::sys::pid::current() {
+        if r.owner.is_here() {
             let _ = rustix::io::write(&r.shared.wake_tx, &[1]);
         }
     }
