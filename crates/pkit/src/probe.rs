@@ -171,21 +171,11 @@ impl RunningProcess {
                     ok = &mut pending => if ok {
                         return Ok(());
                     },
-                    status = self.child.wait() => {
-                        return match last_look(pending).await {
-                            true => Ok(()),
-                            false => Err(exited(status)),
-                        };
-                    }
+                    status = self.child.wait() => return last_look(pending, exited(status)).await,
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_EVERY) => {}
-                    status = self.child.wait() => {
-                        return match last_look(check()).await {
-                            true => Ok(()),
-                            false => Err(exited(status)),
-                        };
-                    }
+                    status = self.child.wait() => return last_look(check(), exited(status)).await,
                 }
             }
         };
@@ -296,10 +286,11 @@ impl RunningProcess {
     }
 }
 
-/// A check's last chance once the process has exited: whether it passes
-/// within [`AFTER_EXIT_QUIET`].
-async fn last_look(check: impl Future<Output = bool>) -> bool {
-    tokio::time::timeout(AFTER_EXIT_QUIET, check)
-        .await
-        .unwrap_or(false)
+/// A check's last chance once the process has exited: `Ok` when it passes
+/// within [`AFTER_EXIT_QUIET`], else `exit` (the error that says so).
+async fn last_look(check: impl Future<Output = bool>, exit: Error) -> Result<()> {
+    match tokio::time::timeout(AFTER_EXIT_QUIET, check).await {
+        Ok(true) => Ok(()),
+        _ => Err(exit),
+    }
 }
