@@ -18,6 +18,7 @@ use crate::sys::MechanismChoice;
 
 mod run;
 mod stop;
+mod storm;
 
 pub use run::{SupervisorHandle, EVENT_BUFFER};
 pub use stop::StopReason;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::storm::Crashes;
 use super::{Health, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent};
 use crate::cancel::CancelToken;
 use crate::command::{Command, DEFAULT_TIMEOUT_GRACE};
@@ -277,7 +278,7 @@ pub(super) async fn supervise(
     };
     let mut restarts = 0u32;
     let mut consecutive = 0u32;
-    let mut crashes: VecDeque<Instant> = VecDeque::new();
+    let mut crashes = Crashes::new(lp.sup.storm_crashes, lp.sup.storm_window);
     let mut last: Option<RunEnd> = None;
     let stopped = loop {
         if lp.cancelled() {
@@ -315,27 +316,23 @@ pub(super) async fn supervise(
             break StopReason::RestartsExhausted;
         }
         let mut pause;
+        let mut storm = false;
         if clean {
             consecutive = 0;
             pause = lp.sup.initial;
         } else {
             pause = backoff(&lp.sup, consecutive);
             consecutive = consecutive.saturating_add(1);
-            crashes.push_back(ended);
-            while crashes
-                .front()
-                .is_some_and(|t| ended - *t > lp.sup.storm_window)
-            {
-                crashes.pop_front();
-            }
+            // Counted only for the guard, if it is on.
+            storm = lp.sup.storm_pause.is_some() && crashes.storm_after(ended);
         }
         pause = capped_jitter(pause, lp.sup.jitter, lp.sup.max_backoff);
         match lp.sup.storm_pause {
-            Some(storm) if crashes.len() >= lp.sup.storm_crashes => {
-                log::storm(&lp.name, crashes.len(), lp.sup.storm_window, storm);
+            Some(storm_pause) if storm => {
+                log::storm(&lp.name, crashes.len(), lp.sup.storm_window, storm_pause);
                 crashes.clear();
-                pause = storm;
-                lp.emit(SupervisorEvent::StormPause(storm));
+                pause = storm_pause;
+                lp.emit(SupervisorEvent::StormPause(storm_pause));
             }
             _ => lp.emit(SupervisorEvent::BackingOff(pause)),
         }
