@@ -140,6 +140,8 @@ impl Group {
     /// [`Error::Io`](crate::Error::Io) when listing, signalling or waiting for the group's
     /// processes, or closing the group, fails. A signal the mechanism can't send (Windows
     /// without a console) is not an error: the processes are terminated and counted as killed.
+    /// [`Error::Unsupported`](crate::Error::Unsupported) where the group's processes can't be
+    /// listed at all (OpenBSD, NetBSD, DragonFly).
     pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport> {
         self.shutdown_with(Signal::Term, grace).await
     }
@@ -153,7 +155,7 @@ impl Group {
         grace: Duration,
     ) -> Result<ShutdownReport> {
         let began = Instant::now();
-        let members = self.members()?;
+        let members = self.members("shutdown")?;
         let scripted = self.scripted.count();
         // Signalled and still there after the grace; killed unsignalled.
         let (mut remaining, mut unasked) = (0, 0);
@@ -256,7 +258,8 @@ impl Group {
 
     /// An OS error as [`Error::Io`], or as [`Error::Unsupported`] when the
     /// mechanism can't do `operation` at all (Windows has no signals but
-    /// Kill and the console's break, and no suspend).
+    /// Kill and the console's break; OpenBSD, NetBSD and DragonFly no
+    /// process-table listing).
     fn refused(&self, operation: &'static str, context: String, e: std::io::Error) -> Error {
         if e.kind() == std::io::ErrorKind::Unsupported {
             return Error::Unsupported {
@@ -337,11 +340,12 @@ impl Group {
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when the group's member list (`cgroup.procs`, or the
-    /// process table) can't be read.
+    /// process table) can't be read; [`Error::Unsupported`](crate::Error::Unsupported) where
+    /// the process table can't be listed at all (OpenBSD, NetBSD, DragonFly).
     pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
         self.container
             .processes()
-            .map_err(|e| Error::io("listing the group's processes", e))
+            .map_err(|e| self.refused("processes", "listing the group's processes".into(), e))
     }
 
     /// A snapshot of the group's resource use.
@@ -349,11 +353,12 @@ impl Group {
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when the group's accounting (the cgroup's stat files, or
-    /// the members' `/proc` entries) can't be read.
+    /// the members' `/proc` entries) can't be read; [`Error::Unsupported`](crate::Error::Unsupported)
+    /// where the process table can't be listed at all (OpenBSD, NetBSD, DragonFly).
     pub fn stats(&self) -> Result<Stats> {
         self.container
             .stats()
-            .map_err(|e| Error::io("reading the group's stats", e))
+            .map_err(|e| self.refused("stats", "reading the group's stats".into(), e))
     }
 
     pub(crate) fn oom_kills(&self) -> Option<u64> {
@@ -366,15 +371,21 @@ impl Group {
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when the group's member list (`cgroup.procs`, or the
-    /// process table) can't be read.
+    /// process table) can't be read; [`Error::Unsupported`](crate::Error::Unsupported) where
+    /// the process table can't be listed at all (OpenBSD, NetBSD, DragonFly).
     pub fn pids(&self) -> Result<Vec<u32>> {
-        Ok(self.members()?.into_iter().map(|p| p as u32).collect())
+        Ok(self
+            .members("pids")?
+            .into_iter()
+            .map(|p| p as u32)
+            .collect())
     }
 
-    fn members(&self) -> Result<Vec<i32>> {
+    /// The members, for `operation`.
+    fn members(&self, operation: &'static str) -> Result<Vec<i32>> {
         self.container
             .members()
-            .map_err(|e| Error::io("listing the group's processes", e))
+            .map_err(|e| self.refused(operation, "listing the group's processes".into(), e))
     }
 }
 

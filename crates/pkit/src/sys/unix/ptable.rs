@@ -201,7 +201,10 @@ mod imp {
     pub(crate) fn entries(_pgid: i32) -> io::Result<Vec<Entry>> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "listing a process group's members is not implemented on this platform",
+            format!(
+                "listing a process group's members is not implemented on {}",
+                std::env::consts::OS
+            ),
         ))
     }
 
