@@ -509,3 +509,44 @@ async fn a_zero_profile_interval_is_refused() {
         g.close().await.unwrap();
     }
 }
+
+/// Holds 96 MiB, every page touched, until its stdin closes; says `held`.
+const HOLDS_96_MIB: &str = "import sys\nb = bytearray(96 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('held', flush=True)\nsys.stdin.read()";
+
+/// The group's current memory while a member holds 96 MiB: at least that
+/// much, and not absurd (under 4 GiB). Uncapped (the members' resident
+/// memory from /proc) in every mechanism, and with a memory cap (the
+/// cgroup's own count: v2 `memory.current`, or the v1 controller's
+/// `memory.usage_in_bytes` as on our machines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_memory_counts_what_a_member_holds() {
+    let mut builders: Vec<(String, pkit::GroupBuilder)> = common::mechanisms()
+        .into_iter()
+        .map(|m| (m.to_string(), Group::builder().mechanism(m)))
+        .collect();
+    if cgroups_here() {
+        builders.push(("capped".into(), capped().memory_max(1 << 30)));
+    }
+    for (what, builder) in builders {
+        let g = builder.build().unwrap();
+        let mut p = g
+            .start(&py(HOLDS_96_MIB).stdin_piped().stream_lines())
+            .unwrap();
+        let line = p
+            .wait_for_line(|l| l.text == "held", common::DEADLINE * 3)
+            .await
+            .unwrap();
+        assert_eq!(line.text, "held");
+        let stats = g.stats().unwrap();
+        let current = stats.current_memory_bytes().expect("a current figure");
+        println!("{what}: {current} bytes from {}", stats.memory_source());
+        assert!(current >= 90 * MIB, "{what}: {current} bytes");
+        assert!(current < 4 << 30, "{what}: {current} bytes");
+        drop(p.take_stdin());
+        assert!(p.wait().await.unwrap().success(), "{what}");
+        // Gone: nothing is held any more.
+        let after = g.stats().unwrap().current_memory_bytes().unwrap_or(0);
+        assert!(after < current, "{what}: {after} after the exit");
+        g.close().await.unwrap();
+    }
+}
