@@ -1,12 +1,14 @@
 //! The verbs people reach for beyond the four: [`parse`](Command::parse),
 //! [`first_line`](Command::first_line), and
-//! [`ok_codes`](Command::ok_codes).
+//! [`ok_codes`](Command::ok_codes); and a group's one-command
+//! [`run`](Group::run) and [`exit_code`](Group::exit_code).
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::command::Command;
 use crate::error::{Error, Result};
+use crate::group::Group;
 use crate::pump::StreamKind;
 use crate::verbs;
 
@@ -122,4 +124,51 @@ impl Command {
         verbs::require_success(out, self.ok())?;
         Ok(None)
     }
+}
+
+/// The success-requiring verbs of a [`Group`] running one command (beside
+/// [`Group::output`]).
+impl Group {
+    /// Runs `cmd` as [`output`](Self::output) does (the group is consumed),
+    /// requires success as [`Command::run`] does (exit 0, or one of its
+    /// [`ok_codes`](Command::ok_codes)), and returns its stdout trimmed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::run`]. A command with a
+    /// [`retry`](Command::retry) policy of more than one attempt is
+    /// [`Error::InvalidInput`]: the first attempt ends the group, so there
+    /// is none to replay it in.
+    pub async fn run(self, cmd: &Command) -> Result<String> {
+        refuse_retry(cmd)?;
+        verbs::run(
+            cmd.secret(crate::runner::run_in(self, cmd).await?),
+            cmd.ok(),
+        )
+    }
+
+    /// Runs `cmd` as [`output`](Self::output) does (the group is consumed)
+    /// and returns its exit code, as [`Command::exit_code`] does.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Command::exit_code`], and [`Error::InvalidInput`] for a
+    /// [`retry`](Command::retry) policy, as for [`run`](Self::run).
+    pub async fn exit_code(self, cmd: &Command) -> Result<i32> {
+        refuse_retry(cmd)?;
+        let out = cmd.secret(crate::runner::run_in(self, cmd).await?);
+        verbs::exit_code(out, cmd.spec.io.ok_codes.as_deref())
+    }
+}
+
+/// A group's success-requiring verbs can't replay a run: refuses a retry
+/// policy rather than ignore it.
+fn refuse_retry(cmd: &Command) -> Result<()> {
+    if cmd.retry.as_ref().is_some_and(|r| r.max_attempts > 1) {
+        return Err(Error::InvalidInput(format!(
+            "{}: a group runs one command once (the run ends the group): it can't be retried",
+            cmd.display_name()
+        )));
+    }
+    Ok(())
 }

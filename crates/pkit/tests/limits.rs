@@ -550,3 +550,68 @@ async fn current_memory_counts_what_a_member_holds() {
         g.close().await.unwrap();
     }
 }
+
+/// The groups a one-command verb test runs in: each mechanism, and a
+/// capped cgroup group where one can be made.
+fn one_command_groups() -> Vec<(String, pkit::GroupBuilder)> {
+    let mut builders: Vec<(String, pkit::GroupBuilder)> = common::mechanisms()
+        .into_iter()
+        .map(|m| (m.to_string(), Group::builder().mechanism(m)))
+        .collect();
+    if cgroups_here() {
+        builders.push(("capped".into(), capped().memory_max(256 * MIB)));
+    }
+    builders
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_runs_one_command_with_run_and_exit_code() {
+    let sh = |script: &str| Command::new("sh").args(["-c", script]);
+    for (what, b) in one_command_groups() {
+        let g = || b.clone().build().unwrap();
+        assert_eq!(
+            g().run(&sh("echo hi; echo there")).await.unwrap(),
+            "hi\nthere"
+        );
+        let e = g().run(&sh("echo no; exit 3")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NonZeroExit, "{what}: {e}");
+        assert_eq!(e.output().unwrap().stdout_str(), "no\n");
+        let none = Command::new("grep")
+            .args(["-c", "x"])
+            .stdin_str("a\n")
+            .ok_codes([0, 1]);
+        assert_eq!(g().run(&none).await.unwrap(), "0", "{what}");
+        assert_eq!(g().exit_code(&sh("exit 3")).await.unwrap(), 3, "{what}");
+        let e = g()
+            .exit_code(&sh("exit 3").ok_codes([0]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NonZeroExit, "{what}: {e}");
+        let e = g().exit_code(&sh("kill -9 $$")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Signalled, "{what}: {e}");
+
+        // A retry can't be honoured: refused before anything runs.
+        let marker = common::TempPath::new("group-retry");
+        let retried = sh(&format!("echo ran >> {}; exit 1", marker.as_str())).retry(
+            3,
+            Duration::from_millis(1),
+            |_| true,
+        );
+        let e = g().run(&retried).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
+        let e = g().exit_code(&retried).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
+        assert!(!marker.path().exists(), "{what}: nothing ran");
+    }
+}
+
+#[test]
+fn a_blocking_group_runs_one_command_with_run_and_exit_code() {
+    for (what, b) in one_command_groups() {
+        let g = || pkit::blocking::Group::with(b.clone()).unwrap();
+        let out = g().run(&Command::new("echo").arg("hi")).unwrap();
+        assert_eq!(out, "hi", "{what}");
+        let code = g().exit_code(&Command::new("sh").args(["-c", "exit 4"]));
+        assert_eq!(code.unwrap(), 4, "{what}");
+    }
+}

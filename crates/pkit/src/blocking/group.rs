@@ -133,6 +133,30 @@ impl Group {
         block_on("Group::output", group.output(cmd))
     }
 
+    /// Runs `cmd` in this group, requires success, and returns its stdout
+    /// trimmed ([`crate::Group::run`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::run`](crate::Group::run).
+    #[track_caller]
+    pub fn run(mut self, cmd: &Command) -> Result<String> {
+        let group = self.inner.take().expect("present until drop");
+        block_on("Group::run", group.run(cmd))
+    }
+
+    /// Runs `cmd` in this group and returns its exit code
+    /// ([`crate::Group::exit_code`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Group::exit_code`](crate::Group::exit_code).
+    #[track_caller]
+    pub fn exit_code(mut self, cmd: &Command) -> Result<i32> {
+        let group = self.inner.take().expect("present until drop");
+        block_on("Group::exit_code", group.exit_code(cmd))
+    }
+
     /// SIGKILL to every process of the group ([`crate::Group::kill`]).
     ///
     /// # Errors
