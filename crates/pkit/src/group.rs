@@ -273,16 +273,20 @@ impl Group {
 
     /// Stops every process in the group until [`resume`](Self::resume):
     /// cgroup v2 freezes the cgroup (waiting until the kernel reports it
-    /// frozen; the processes can't tell); a process group gets SIGSTOP.
-    /// While suspended, [`start`](Self::start) is refused (an
-    /// [`Error::Spawn`] of kind `WouldBlock`), and [`kill`](Self::kill)
-    /// kills without resuming.
+    /// frozen; the processes can't tell); a process group gets SIGSTOP; a
+    /// Job Object's processes are each suspended (`NtSuspendProcess`, the
+    /// job listed again until none is left running; a process adopted
+    /// meanwhile is suspended too). While suspended, [`start`](Self::start)
+    /// is refused (an [`Error::Spawn`] of kind `WouldBlock`), and
+    /// [`kill`](Self::kill) kills without resuming. Suspending a suspended
+    /// group does nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`](crate::Error::Unsupported) where the mechanism can't suspend
-    /// (Windows); [`Error::Io`](crate::Error::Io) when freezing the cgroup, or SIGSTOP to the
-    /// process group, fails.
+    /// [`Error::Unsupported`](crate::Error::Unsupported) where the OS can't suspend (a
+    /// Windows without `NtSuspendProcess`); [`Error::Io`](crate::Error::Io) when freezing
+    /// the cgroup, SIGSTOP to the process group, or suspending a process fails (on
+    /// Windows the processes already suspended are resumed first).
     pub async fn suspend(&self) -> Result<()> {
         self.container
             .suspend()
@@ -290,13 +294,15 @@ impl Group {
             .map_err(|e| self.refused("suspend", "suspending the group".into(), e))
     }
 
-    /// Lets a suspended group run again (thaw, or SIGCONT).
+    /// Lets a suspended group run again (thaw, SIGCONT, or on Windows each
+    /// process resumed once: one suspended by other means as well, such
+    /// as its parent, stays suspended).
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`](crate::Error::Unsupported) where the mechanism can't resume
-    /// (Windows); [`Error::Io`](crate::Error::Io) when thawing the cgroup, or SIGCONT to the
-    /// process group, fails.
+    /// [`Error::Unsupported`](crate::Error::Unsupported) where the OS can't resume (a
+    /// Windows without `NtResumeProcess`); [`Error::Io`](crate::Error::Io) when thawing
+    /// the cgroup, SIGCONT to the process group, or resuming a process fails.
     pub async fn resume(&self) -> Result<()> {
         self.container
             .resume()

@@ -46,9 +46,11 @@ impl RunningProcess {
     /// The rest of the group is left alone. Use [`Group::signal`](crate::Group::signal)
     /// for the whole group. On Windows [`Signal::Kill`] terminates the
     /// subtree, [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
-    /// to the process's console process group (console programs only), and
-    /// any other signal, or a break that can't be delivered, is
-    /// [`Error::Unsupported`].
+    /// to the process's console process group (console programs only),
+    /// [`Signal::Stop`] suspends every process of the subtree and
+    /// [`Signal::Cont`] resumes them (a second stop does nothing, as with
+    /// SIGSTOP), and any other signal, or a break that can't be delivered,
+    /// is [`Error::Unsupported`].
     ///
     /// # Errors
     ///

@@ -89,6 +89,26 @@ fn helper() {
                 tokio::time::sleep(Duration::from_secs(300)).await;
             });
         }
+        "count" => {
+            // Counts aloud, one line every 20 ms.
+            for i in 0u64.. {
+                writeln!(out.lock(), "COUNT {i}").unwrap();
+                out.lock().flush().unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        "count_parent" => {
+            // A `count` grandchild of the test (its output is this
+            // process's), then sleeps.
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(helper_args())
+                .env(ROLE, "count")
+                .spawn()
+                .expect("spawning the counter");
+            std::thread::sleep(Duration::from_secs(300));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         "console" | "console_exit" => console_helper(role == "console_exit"),
         "console_flood" => {
             // Much output on a console, its last line written just
@@ -668,20 +688,121 @@ async fn kill_is_terminate_and_reported_as_sigkill() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_signals_and_suspend_are_refused() {
+async fn other_signals_are_refused() {
     let group = Group::new().unwrap();
     let p = group.start(&me("sleep")).unwrap();
     let err = group.signal(Signal::Usr1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     let err = p.signal(Signal::Hup).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    let err = group.suspend().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(p.is_running(), "a refused signal must not end the process");
     let pid = p.pid();
     drop(p);
     drop(group);
     assert_gone(pid, "the sleeper");
+}
+
+/// The number in a `COUNT <n>` line (the test harness may have put
+/// `test helper ... ` before it).
+fn count_in(line: &str) -> Option<u64> {
+    line.split("COUNT ").nth(1)?.trim().parse().ok()
+}
+
+/// The next count a `count` helper says (panics if none comes in time).
+async fn next_count(lines: &mut pkit::Lines) -> u64 {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await {
+            if let Some(n) = count_in(&line.text) {
+                return n;
+            }
+        }
+        panic!("the counter ended");
+    })
+    .await
+    .expect("the counter counts")
+}
+
+/// Asserts that the counter has stopped: once what it said before is read
+/// (the lines stop for half a second, within 30 s), no line comes for a
+/// second more. Returns the last count.
+async fn assert_stopped(lines: &mut pkit::Lines, last: u64) -> u64 {
+    let mut last = last;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(line)) =
+        tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+    {
+        last = count_in(&line.text).unwrap_or(last);
+        assert!(Instant::now() < deadline, "still counting: {last}");
+    }
+    let more = tokio::time::timeout(Duration::from_secs(1), lines.next_line()).await;
+    assert!(
+        more.is_err(),
+        "the suspended counter said {more:?} after {last}"
+    );
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_group_stops_until_resumed() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("count").stream_lines()).unwrap();
+    let mut lines = p.lines();
+    let first = next_count(&mut lines).await;
+    group.suspend().await.unwrap();
+    assert!(group.is_suspended());
+    // A second suspension is nothing: one resume is enough below.
+    group.suspend().await.unwrap();
+    let err = group.start(&me("sleep")).unwrap_err();
+    assert!(err.to_string().contains("suspended"), "{err}");
+    let last = assert_stopped(&mut lines, first).await;
+    group.resume().await.unwrap();
+    assert!(!group.is_suspended());
+    let again = next_count(&mut lines).await;
+    assert!(again > last, "counted {again} after {last}");
+    group.kill().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_group_can_be_killed() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("count").stream_lines()).unwrap();
+    let mut lines = p.lines();
+    next_count(&mut lines).await;
+    group.suspend().await.unwrap();
+    group.kill().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("a suspended process is killed")
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+    assert!(group.is_suspended(), "a kill does not resume the group");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_cont_suspend_a_started_processs_tree() {
+    // The counter is the started process's child: the whole tree stops.
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("count_parent").stream_lines()).unwrap();
+    let mut lines = p.lines();
+    let first = next_count(&mut lines).await;
+    p.signal(Signal::Stop).unwrap();
+    // Stopped twice, continued once: it runs, as with SIGSTOP and SIGCONT.
+    p.signal(Signal::Stop).unwrap();
+    let last = assert_stopped(&mut lines, first).await;
+    assert!(!group.is_suspended(), "the group itself is not suspended");
+    p.signal(Signal::Cont).unwrap();
+    let again = next_count(&mut lines).await;
+    assert!(again > last, "counted {again} after {last}");
+    p.kill_tree().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -709,6 +830,47 @@ async fn caps_are_carried_by_the_job() {
     );
     // A cap the job can't express is refused, never ignored.
     assert!(Group::builder().memory_high(1 << 30).build().is_err());
+}
+
+/// Whether this test runs on Wine: Wine's ntdll exports
+/// `wine_get_version`, which no Windows has.
+fn is_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let name: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: a NUL-terminated name; ntdll is loaded in every process.
+    let ntdll = unsafe { GetModuleHandleW(name.as_ptr()) };
+    assert!(!ntdll.is_null(), "ntdll is not loaded");
+    // SAFETY: a valid module and a NUL-terminated name.
+    unsafe { GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()) }.is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_quota_is_a_job_rate_cap_or_refused_by_name_on_wine() {
+    let built = Group::builder().cpu_quota(0.5).build();
+    if is_wine() {
+        // Wine refuses JobObjectCpuRateControlInformation: a typed
+        // refusal that names the cap and Wine, and nothing else.
+        match built {
+            Err(pkit::Error::ResourceLimit { cap, reason }) => {
+                assert_eq!(cap, "cpu_quota");
+                assert!(reason.contains("Wine"), "{reason}");
+            }
+            other => panic!("under Wine: {other:?}"),
+        }
+        let host = pkit::host_containment();
+        let said = host.caps.iter().find(|c| c.cap == "cpu_quota").unwrap();
+        assert!(said.enforced_by.is_none(), "{said:?}");
+        return;
+    }
+    let group = built.unwrap();
+    let cap = group.limits().into_iter().find(|l| l.cap == "cpu_quota");
+    assert!(
+        cap.is_some_and(|l| l.enforced_by.contains("CPU rate")),
+        "{:?}",
+        group.limits()
+    );
+    let out = group.start(&me("alloc")).unwrap().wait().await.unwrap();
+    assert!(out.success(), "a capped group runs its programs: {out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ use super::super::{
 };
 use super::child::ChildHandle;
 use super::job::{Job, JobCaps};
+use super::suspend::{self, Step};
 use super::tree::ProcTree;
 use super::{ctrl, spawn, unsupported};
 use crate::sys::signal::nums::SIGKILL;
@@ -26,6 +27,9 @@ pub(crate) struct Container {
     torn_down: AtomicBool,
     /// Set once a teardown has completed.
     finished: AtomicBool,
+    /// Set while the group is suspended (under the lifecycle lock): starts
+    /// are refused meanwhile.
+    suspended: AtomicBool,
     /// Shared by a start through its placement, exclusive while `close`
     /// marks the group closed (see the Unix backend).
     lifecycle: RwLock<()>,
@@ -66,13 +70,24 @@ impl Container {
                 "{choice} is not available on Windows (a Job Object is used)"
             )));
         }
-        let (caps, info) = job_caps(limits).map_err(CreateError::Limit)?;
+        let (caps, cpu_rate, info) = job_caps(limits).map_err(CreateError::Limit)?;
         let job = Job::create(true, caps)
             .map_err(|e| CreateError::Mechanism(format!("cannot create a Job Object: {e}")))?;
+        if let Some(rate) = cpu_rate {
+            job.cap_cpu_rate(rate).map_err(|e| {
+                let why = if super::under_wine() {
+                    format!("Wine does not implement a job's CPU rate cap ({e})")
+                } else {
+                    format!("this Windows refuses a job's CPU rate cap ({e})")
+                };
+                CreateError::Limit(LimitError::new("cpu_quota", why))
+            })?;
+        }
         Ok(Container {
             job,
             torn_down: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            suspended: AtomicBool::new(false),
             lifecycle: RwLock::new(()),
             limits: info,
             leaders: Mutex::new(Vec::new()),
@@ -187,9 +202,15 @@ impl Container {
 
     /// Why a start must be refused now, if it must.
     pub(crate) fn refusal(&self) -> Option<io::Error> {
-        self.torn_down
-            .load(Ordering::Acquire)
-            .then(|| io::Error::other("the group has been closed"))
+        if self.torn_down.load(Ordering::Acquire) {
+            return Some(io::Error::other("the group has been closed"));
+        }
+        self.suspended.load(Ordering::Acquire).then(|| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the group is suspended: resume it first",
+            )
+        })
     }
 
     pub(crate) fn placement(&self) -> Placement {
@@ -252,29 +273,49 @@ impl Container {
         None
     }
 
-    /// Windows can't freeze a job (there is no documented call for it).
+    /// Suspends every process in the job (`suspend.rs`: each one's
+    /// threads, until no process in the job is left running); a second
+    /// suspension does nothing. Under the lifecycle lock: a start racing
+    /// this either placed its child before (suspended with the rest) or is
+    /// refused until [`resume`](Self::resume).
     pub(crate) async fn suspend(&self) -> io::Result<()> {
-        Err(unsupported(
-            "suspending a Job Object is not supported on Windows",
-        ))
+        let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+        if self.suspended.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        suspend::job(&self.job, Step::Suspend)?;
+        self.suspended.store(true, Ordering::Release);
+        Ok(())
     }
 
-    /// See [`suspend`](Self::suspend).
+    /// Resumes what [`suspend`](Self::suspend) suspended (once: a process
+    /// suspended by other means too stays suspended); nothing when the
+    /// group is not suspended.
     pub(crate) async fn resume(&self) -> io::Result<()> {
-        Err(unsupported(
-            "resuming a Job Object is not supported on Windows",
-        ))
+        let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+        if !self.suspended.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        suspend::job(&self.job, Step::Resume)?;
+        self.suspended.store(false, Ordering::Release);
+        Ok(())
     }
 
     pub(crate) fn is_suspended(&self) -> bool {
-        false
+        self.suspended.load(Ordering::Acquire)
     }
 
     /// Puts a running process (and the children it starts from now on) in
-    /// the job.
+    /// the job; suspended with the rest while the group is.
     pub(crate) fn adopt(&self, pid: i32) -> Result<(), ControlError> {
+        let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
         let process = super::open_process(pid as u32).map_err(ControlError::Os)?;
-        self.job.assign(&process).map_err(ControlError::Os)
+        self.job.assign(&process).map_err(ControlError::Os)?;
+        if self.suspended.load(Ordering::Acquire) {
+            let member = suspend::open(pid as u32).map_err(ControlError::Os)?;
+            suspend::process(&member, Step::Suspend).map_err(ControlError::Os)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn limit_info(&self) -> Vec<LimitInfo> {
@@ -302,8 +343,9 @@ impl Drop for Container {
     }
 }
 
-/// The job's share of `limits`, or the first cap it can't carry.
-fn job_caps(limits: &Limits) -> Result<(JobCaps, Vec<LimitInfo>), LimitError> {
+/// The job's share of `limits` (its CPU rate, in 1/10000ths of the
+/// machine, apart), or the first cap it can't carry.
+fn job_caps(limits: &Limits) -> Result<(JobCaps, Option<u32>, Vec<LimitInfo>), LimitError> {
     let refuse = |cap: &'static str, why: &str| Err(LimitError::new(cap, why.to_string()));
     if limits.memory_high.is_some() {
         return refuse("memory_high", "a Job Object has no soft memory limit");
@@ -315,6 +357,7 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, Vec<LimitInfo>), LimitError> {
         return refuse("cpus", "CPU sets are not implemented for Job Objects yet");
     }
     let mut caps = JobCaps::default();
+    let mut cpu_rate = None;
     let mut info = Vec::new();
     let mut note = |cap: &'static str, value: String, by: &str| {
         info.push(LimitInfo {
@@ -341,12 +384,12 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, Vec<LimitInfo>), LimitError> {
     }
     if let Some(cores) = limits.cpu_quota {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        caps.cpu_rate = Some(((cores / cpus) * 10_000.0).round().clamp(1.0, 10_000.0) as u32);
+        cpu_rate = Some(((cores / cpus) * 10_000.0).round().clamp(1.0, 10_000.0) as u32);
         note(
             "cpu_quota",
             cores.to_string(),
             "Job Object CPU rate hard cap",
         );
     }
-    Ok((caps, info))
+    Ok((caps, cpu_rate, info))
 }

@@ -56,11 +56,19 @@ pub fn host_containment() -> HostContainment {
                 Some("job active process limit"),
                 "the job caps its live processes",
             ),
-            cap(
-                "cpu_quota",
-                Some("job CPU rate hard cap"),
-                "the job caps its share of the machine's CPU",
-            ),
+            if super::under_wine() {
+                cap(
+                    "cpu_quota",
+                    None,
+                    "Wine does not implement a job's CPU rate cap",
+                )
+            } else {
+                cap(
+                    "cpu_quota",
+                    Some("job CPU rate hard cap"),
+                    "the job caps its share of the machine's CPU",
+                )
+            },
             cap("cpus", None, "not implemented for Job Objects yet"),
         ],
         guard: GuardStatus {

@@ -32,8 +32,6 @@ pub(crate) struct JobCaps {
     pub memory: Option<u64>,
     /// Processes alive at once.
     pub processes: Option<u32>,
-    /// Share of the whole machine's CPU, in 1/10000ths (1..=10000).
-    pub cpu_rate: Option<u32>,
 }
 
 /// A snapshot of the job's accounting.
@@ -46,7 +44,7 @@ pub(crate) struct Accounting {
 
 impl Job {
     /// Creates an anonymous job with `KILL_ON_JOB_CLOSE` (when `kill_on_close`)
-    /// and `caps`.
+    /// and `caps` (the CPU cap is [`cap_cpu_rate`](Self::cap_cpu_rate)'s).
     pub(crate) fn create(kill_on_close: bool, caps: JobCaps) -> io::Result<Job> {
         // SAFETY: no security attributes (the handle is not inherited) and
         // no name; the returned handle is checked and owned below.
@@ -67,15 +65,19 @@ impl Job {
             info.BasicLimitInformation.ActiveProcessLimit = n;
         }
         job.set(JobObjectExtendedLimitInformation, &info)?;
-        if let Some(rate) = caps.cpu_rate {
-            // SAFETY: all-zero is a valid (disabled) rate control record.
-            let mut cpu: JOBOBJECT_CPU_RATE_CONTROL_INFORMATION = unsafe { zeroed() };
-            cpu.ControlFlags =
-                JOB_OBJECT_CPU_RATE_CONTROL_ENABLE | JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP;
-            cpu.Anonymous.CpuRate = rate.clamp(1, 10_000);
-            job.set(JobObjectCpuRateControlInformation, &cpu)?;
-        }
         Ok(job)
+    }
+
+    /// Caps the job's CPU use at `rate` 1/10000ths of the whole machine
+    /// (a hard cap: `JobObjectCpuRateControlInformation`, Windows 8 and
+    /// later; Wine refuses it).
+    pub(crate) fn cap_cpu_rate(&self, rate: u32) -> io::Result<()> {
+        // SAFETY: all-zero is a valid (disabled) rate control record.
+        let mut cpu: JOBOBJECT_CPU_RATE_CONTROL_INFORMATION = unsafe { zeroed() };
+        cpu.ControlFlags =
+            JOB_OBJECT_CPU_RATE_CONTROL_ENABLE | JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP;
+        cpu.Anonymous.CpuRate = rate.clamp(1, 10_000);
+        self.set(JobObjectCpuRateControlInformation, &cpu)
     }
 
     fn set<T>(&self, class: JOBOBJECTINFOCLASS, info: &T) -> io::Result<()> {
@@ -105,7 +107,7 @@ impl Job {
         })
     }
 
-    fn raw(&self) -> windows_sys::Win32::Foundation::HANDLE {
+    pub(super) fn raw(&self) -> windows_sys::Win32::Foundation::HANDLE {
         self.handle.as_raw_handle()
     }
 

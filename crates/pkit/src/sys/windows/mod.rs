@@ -14,8 +14,12 @@
 //! A pty session's program is created on a ConPTY pseudo console
 //! (`pty.rs`, `console.rs`, `pty_spawn.rs`), in the job like any child.
 //!
+//! A group's suspension, and `Signal::Stop`/`Signal::Cont` to a started
+//! process's tree, suspend every process of the job one by one
+//! (`suspend.rs`).
+//!
 //! What Windows can't do is refused with a typed error, never skipped:
-//! other signals, suspend/resume, the Unix spawn options, and caps the job
+//! other signals, the Unix spawn options, and caps the job
 //! can't express.
 
 mod child;
@@ -29,6 +33,7 @@ pub(crate) mod pty;
 mod pty_spawn;
 mod resolve;
 mod spawn;
+mod suspend;
 mod tree;
 
 use std::os::windows::io::{FromRawHandle, OwnedHandle};
@@ -79,6 +84,29 @@ fn owned(h: HANDLE) -> std::io::Result<OwnedHandle> {
 fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
     use std::os::windows::ffi::OsStrExt;
     s.encode_wide().chain(std::iter::once(0)).collect()
+}
+
+/// ntdll's module, loaded in every process and never unloaded.
+fn ntdll() -> Option<windows_sys::Win32::Foundation::HMODULE> {
+    use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
+    let name = wide(std::ffi::OsStr::new("ntdll.dll"));
+    // SAFETY: a NUL-terminated name; the module stays loaded.
+    let module = unsafe { GetModuleHandleW(name.as_ptr()) };
+    (!module.is_null()).then_some(module)
+}
+
+/// Whether this is Wine, not Windows: Wine's ntdll exports
+/// `wine_get_version`, which no Windows has. For the reasons of refusals
+/// only Wine makes.
+fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::GetProcAddress;
+    static WINE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WINE.get_or_init(|| {
+        // SAFETY: a valid module and a NUL-terminated ASCII name.
+        ntdll().is_some_and(|m| {
+            unsafe { GetProcAddress(m, c"wine_get_version".as_ptr().cast()) }.is_some()
+        })
+    })
 }
 
 /// The error for what Windows can't do.

@@ -4,20 +4,31 @@
 //! process alone (its descendants end with the group), said once in the
 //! log.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::child::ChildHandle;
 use super::ctrl;
 use super::job::{Job, JobCaps};
-use crate::sys::signal::nums::SIGKILL;
+use super::suspend::{self, Step};
+use crate::sys::signal::nums::{SIGCONT, SIGKILL, SIGSTOP};
 
 /// How often a nested job's process count is read during a grace.
 const POLL: Duration = Duration::from_millis(10);
 
 /// A started process's subtree.
 #[derive(Debug)]
-pub(crate) enum ProcTree {
+pub(crate) struct ProcTree {
+    reach: Reach,
+    /// Whether `Signal::Stop` suspended the subtree (until `Signal::Cont`):
+    /// a second stop, or a continue of a running tree, does nothing, as
+    /// with SIGSTOP and SIGCONT.
+    stopped: Mutex<bool>,
+}
+
+/// What a [`ProcTree`] holds.
+#[derive(Debug)]
+enum Reach {
     /// Its own nested job, and the process that leads its console group.
     Job(Job, Arc<ChildHandle>),
     /// The process alone.
@@ -31,8 +42,8 @@ impl ProcTree {
             job.assign(child.handle())?;
             Ok(job)
         });
-        match nested {
-            Ok(job) => ProcTree::Job(job, child.clone()),
+        let reach = match nested {
+            Ok(job) => Reach::Job(job, child.clone()),
             Err(e) => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| {
@@ -42,14 +53,18 @@ impl ProcTree {
                         "jobs can't nest here: a process's own tree is the process alone"
                     );
                 });
-                ProcTree::Process(child.clone())
+                Reach::Process(child.clone())
             }
+        };
+        ProcTree {
+            reach,
+            stopped: Mutex::new(false),
         }
     }
 
     /// A break to the console group of the tree's root, if it still runs.
     fn send_break(&self) -> std::io::Result<()> {
-        let (ProcTree::Job(_, root) | ProcTree::Process(root)) = self;
+        let (Reach::Job(_, root) | Reach::Process(root)) = &self.reach;
         match root.try_status()? {
             Some(_) => Err(super::unsupported(
                 "the process has exited: no console group is left to send CTRL_BREAK to",
@@ -60,9 +75,9 @@ impl ProcTree {
 
     /// Whether every process of the subtree has exited.
     fn empty(&self) -> bool {
-        match self {
-            ProcTree::Job(job, _) => job.accounting().map_or(true, |a| a.active == 0),
-            ProcTree::Process(root) => !matches!(root.try_status(), Ok(None)),
+        match &self.reach {
+            Reach::Job(job, _) => job.accounting().map_or(true, |a| a.active == 0),
+            Reach::Process(root) => !matches!(root.try_status(), Ok(None)),
         }
     }
 
@@ -102,29 +117,49 @@ impl ProcTree {
 
     /// Sends `sig` to the subtree: SIGKILL terminates it; SIGTERM and
     /// SIGINT are a CTRL_BREAK to the process's console group (which its
-    /// console descendants share unless they made their own); anything
-    /// else is refused.
+    /// console descendants share unless they made their own); SIGSTOP
+    /// suspends every process of it and SIGCONT resumes them
+    /// (`suspend.rs`); anything else is refused.
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
         if ctrl::is_break(sig) {
             return self.send_break();
         }
+        if sig == SIGSTOP || sig == SIGCONT {
+            return self.stop(sig == SIGSTOP);
+        }
         if sig != SIGKILL {
             return Err(super::unsupported(
-                "Windows has no such signal: only Signal::Kill (job termination), and \
-                 Signal::Term or Signal::Int (CTRL_BREAK to a console program), can be sent",
+                "Windows has no such signal: only Signal::Kill (job termination), \
+                 Signal::Term or Signal::Int (CTRL_BREAK to a console program), and \
+                 Signal::Stop or Signal::Cont (suspending the tree) can be sent",
             ));
         }
         self.kill();
         Ok(())
     }
 
+    /// Suspends the subtree (`stop`) or resumes it, unless it already is.
+    fn stop(&self, stop: bool) -> std::io::Result<()> {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if *stopped == stop {
+            return Ok(());
+        }
+        let step = if stop { Step::Suspend } else { Step::Resume };
+        match &self.reach {
+            Reach::Job(job, _) => suspend::job(job, step)?,
+            Reach::Process(root) => suspend::process(root.handle(), step)?,
+        }
+        *stopped = stop;
+        Ok(())
+    }
+
     /// Terminates every process of the subtree, now.
     pub(crate) fn kill(&self) {
-        match self {
-            ProcTree::Job(job, _) => {
+        match &self.reach {
+            Reach::Job(job, _) => {
                 let _ = job.terminate();
             }
-            ProcTree::Process(child) => {
+            Reach::Process(child) => {
                 let _ = child.signal(SIGKILL);
             }
         }

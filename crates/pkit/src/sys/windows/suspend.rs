@@ -1,0 +1,165 @@
+//! Suspending and resuming processes: `NtSuspendProcess` and
+//! `NtResumeProcess` (ntdll; not in the Windows SDK's headers, so looked
+//! up at run time, as `console.rs` does for ConPTY), which raise and lower
+//! the suspend count of every thread of a process. A process is suspended
+//! while any of its threads' counts is above zero: one suspension takes one
+//! resumption, and a process its parent created suspended stays so.
+//!
+//! A job has no call of its own for this: every process in it is suspended
+//! one by one, listing the job again until a listing shows no process
+//! that is not suspended yet (one may start another meanwhile).
+
+use std::collections::HashSet;
+use std::io;
+use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::sync::OnceLock;
+
+use windows_sys::Win32::Foundation::{
+    RtlNtStatusToDosError, ERROR_INVALID_PARAMETER, HANDLE, NTSTATUS, WAIT_OBJECT_0,
+};
+use windows_sys::Win32::System::JobObjects::IsProcessInJob;
+use windows_sys::Win32::System::LibraryLoader::GetProcAddress;
+use windows_sys::Win32::System::Threading::{
+    OpenProcess, WaitForSingleObject, PROCESS_QUERY_INFORMATION, PROCESS_SUSPEND_RESUME,
+    PROCESS_SYNCHRONIZE,
+};
+
+use super::job::Job;
+use super::{cvt, owned, unsupported};
+
+type NtFn = unsafe extern "system" fn(HANDLE) -> NTSTATUS;
+
+/// `NtSuspendProcess`, `NtResumeProcess`.
+struct Api {
+    suspend: NtFn,
+    resume: NtFn,
+}
+
+/// The two calls, if this Windows has them.
+fn api() -> Option<&'static Api> {
+    static API: OnceLock<Option<Api>> = OnceLock::new();
+    API.get_or_init(|| {
+        let module = super::ntdll()?;
+        // SAFETY: a valid module and NUL-terminated ASCII names.
+        let find = |name: &[u8]| unsafe { GetProcAddress(module, name.as_ptr()) };
+        let (suspend, resume) = (find(b"NtSuspendProcess\0")?, find(b"NtResumeProcess\0")?);
+        // SAFETY: both exports take a process handle and return an
+        // NTSTATUS; a function pointer is converted to another function
+        // pointer type of the same size.
+        unsafe {
+            Some(Api {
+                suspend: std::mem::transmute::<unsafe extern "system" fn() -> isize, NtFn>(suspend),
+                resume: std::mem::transmute::<unsafe extern "system" fn() -> isize, NtFn>(resume),
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// Suspending or resuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Suspend,
+    Resume,
+}
+
+impl Step {
+    fn call(self, api: &Api) -> NtFn {
+        match self {
+            Step::Suspend => api.suspend,
+            Step::Resume => api.resume,
+        }
+    }
+
+    fn undo(self) -> Step {
+        match self {
+            Step::Suspend => Step::Resume,
+            Step::Resume => Step::Suspend,
+        }
+    }
+}
+
+fn missing() -> io::Error {
+    unsupported("this Windows has no NtSuspendProcess/NtResumeProcess")
+}
+
+/// Takes `step` once on `process` (a handle with `PROCESS_SUSPEND_RESUME`).
+/// A process that has exited is no error.
+pub(super) fn process(process: &impl AsRawHandle, step: Step) -> io::Result<()> {
+    let api = api().ok_or_else(missing)?;
+    // SAFETY: a valid process handle.
+    let status = unsafe { step.call(api)(process.as_raw_handle()) };
+    if status >= 0 {
+        return Ok(());
+    }
+    // SAFETY: a valid process handle; a zero timeout only polls.
+    if unsafe { WaitForSingleObject(process.as_raw_handle(), 0) } == WAIT_OBJECT_0 {
+        return Ok(());
+    }
+    // SAFETY: a plain conversion of a status code.
+    let code = unsafe { RtlNtStatusToDosError(status) };
+    Err(io::Error::from_raw_os_error(code as i32))
+}
+
+/// Takes `step` once on every process in `job`; for a suspension, lists
+/// the job again until no process in it is left out (one may have started
+/// another meanwhile). Processes that exit meanwhile are skipped. If a
+/// step fails, those already taken are undone and the error returned.
+pub(super) fn job(job: &Job, step: Step) -> io::Result<()> {
+    api().ok_or_else(missing)?;
+    let mut done: Vec<OwnedHandle> = Vec::new();
+    let mut seen: HashSet<u32> = HashSet::new();
+    let taken = loop {
+        let fresh: Vec<u32> = match job.pids() {
+            Ok(pids) => pids.into_iter().filter(|p| seen.insert(*p)).collect(),
+            Err(e) => break Err(e),
+        };
+        if fresh.is_empty() {
+            break Ok(());
+        }
+        let round = fresh.into_iter().try_for_each(|pid| {
+            let Some(handle) = open_member(job, pid)? else {
+                return Ok(());
+            };
+            process(&handle, step)?;
+            done.push(handle);
+            Ok(())
+        });
+        if let Err(e) = round {
+            break Err(e);
+        }
+        // A resumption needs no second look: nothing started while the
+        // job was suspended.
+        if step == Step::Resume {
+            break Ok(());
+        }
+    };
+    if taken.is_err() {
+        for handle in &done {
+            let _ = process(handle, step.undo());
+        }
+    }
+    taken
+}
+
+/// Opens process `pid` for suspending, if it still runs in `job` (`None`
+/// when it has exited, or its id now names a process outside the job).
+fn open_member(job: &Job, pid: u32) -> io::Result<Option<OwnedHandle>> {
+    let handle = match open(pid) {
+        Ok(h) => h,
+        // No such process any more.
+        Err(e) if e.raw_os_error() == Some(ERROR_INVALID_PARAMETER as i32) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut inside = 0;
+    // SAFETY: valid process and job handles and an out-pointer.
+    cvt(unsafe { IsProcessInJob(handle.as_raw_handle(), job.raw(), &mut inside) })?;
+    Ok((inside != 0).then_some(handle))
+}
+
+/// Opens process `pid` for [`process`].
+pub(super) fn open(pid: u32) -> io::Result<OwnedHandle> {
+    let access = PROCESS_SUSPEND_RESUME | PROCESS_QUERY_INFORMATION | PROCESS_SYNCHRONIZE;
+    // SAFETY: opens a process by id; the handle is checked and owned.
+    owned(unsafe { OpenProcess(access, 0, pid) })
+}
