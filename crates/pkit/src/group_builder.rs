@@ -92,7 +92,10 @@ impl GroupBuilder {
     /// past 8191 (no kernel has more) or past this host's
     /// (`/sys/devices/system/cpu/possible`), or CPUs the host does not
     /// offer, fail at [`build`](Self::build) with [`Error::ResourceLimit`]
-    /// naming the CPU.
+    /// naming the CPU. On Windows it is the job's CPU affinity, which
+    /// covers CPUs 0 to 63 (one processor group) and only those this
+    /// process may use; Wine accepts an affinity but does not keep it, so
+    /// there `build` fails with [`Error::ResourceLimit`] saying so.
     pub fn cpus(mut self, list: &str) -> GroupBuilder {
         self.limits.cpus = Some(list.to_string());
         self
@@ -109,7 +112,10 @@ impl GroupBuilder {
     /// 2.0 = two cores), enforced per 100 ms period. From 0.01 to
     /// 175921860 cores (the kernel's smallest and largest quotas); a value
     /// outside that, or not finite, makes `build` fail with
-    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit).
+    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit). On Windows it
+    /// is the job's CPU rate hard cap (a share of all the machine's CPUs);
+    /// where the OS refuses one (Wine), `build` fails with
+    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit) saying so.
     pub fn cpu_quota(mut self, cores: f64) -> GroupBuilder {
         self.limits.cpu_quota = Some(cores);
         self

@@ -109,6 +109,16 @@ fn helper() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        "affinity" => {
+            use windows_sys::Win32::System::Threading::{
+                GetCurrentProcess, GetProcessAffinityMask,
+            };
+            let (mut own, mut host) = (0usize, 0usize);
+            // SAFETY: this process's pseudo handle and two out-pointers.
+            let ok = unsafe { GetProcessAffinityMask(GetCurrentProcess(), &mut own, &mut host) };
+            assert_ne!(ok, 0, "GetProcessAffinityMask failed");
+            writeln!(out.lock(), "AFFINITY {own}").unwrap();
+        }
         "console" | "console_exit" => console_helper(role == "console_exit"),
         "console_flood" => {
             // Much output on a console, its last line written just
@@ -871,6 +881,42 @@ async fn the_cpu_quota_is_a_job_rate_cap_or_refused_by_name_on_wine() {
     );
     let out = group.start(&me("alloc")).unwrap().wait().await.unwrap();
     assert!(out.success(), "a capped group runs its programs: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_set_is_the_jobs_affinity_or_refused_by_name_on_wine() {
+    // Past the first 64 CPUs: refused on any Windows, before the job.
+    match Group::builder().cpus("0,64").build() {
+        Err(pkit::Error::ResourceLimit { cap, reason }) => {
+            assert_eq!(cap, "cpus");
+            assert!(reason.contains("CPU 64"), "{reason}");
+        }
+        other => panic!("CPU 64: {other:?}"),
+    }
+    let built = Group::builder().cpus("0").build();
+    if is_wine() {
+        // Wine takes JOB_OBJECT_LIMIT_AFFINITY and drops it: a typed
+        // refusal that names the cap and Wine, never a silent no-op.
+        match built {
+            Err(pkit::Error::ResourceLimit { cap, reason }) => {
+                assert_eq!(cap, "cpus");
+                assert!(reason.contains("Wine"), "{reason}");
+            }
+            other => panic!("under Wine: {other:?}"),
+        }
+        let host = pkit::host_containment();
+        let said = host.caps.iter().find(|c| c.cap == "cpus").unwrap();
+        assert!(said.enforced_by.is_none(), "{said:?}");
+        return;
+    }
+    let group = built.unwrap();
+    let out = group.start(&me("affinity")).unwrap().wait().await.unwrap();
+    let mask = out
+        .stdout_str()
+        .split("AFFINITY ")
+        .nth(1)
+        .map(|m| m.trim().to_string());
+    assert_eq!(mask.as_deref(), Some("1"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

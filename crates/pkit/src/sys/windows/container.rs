@@ -73,6 +73,16 @@ impl Container {
         let (caps, cpu_rate, info) = job_caps(limits).map_err(CreateError::Limit)?;
         let job = Job::create(true, caps)
             .map_err(|e| CreateError::Mechanism(format!("cannot create a Job Object: {e}")))?;
+        if let Some(mask) = caps.affinity {
+            if job.affinity().ok().flatten() != Some(mask) {
+                let why = if super::under_wine() {
+                    "Wine accepts a job's CPU affinity but does not keep it"
+                } else {
+                    "this Windows did not keep the job's CPU affinity"
+                };
+                return Err(CreateError::Limit(LimitError::new("cpus", why)));
+            }
+        }
         if let Some(rate) = cpu_rate {
             job.cap_cpu_rate(rate).map_err(|e| {
                 let why = if super::under_wine() {
@@ -353,9 +363,6 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, Option<u32>, Vec<LimitInfo>), L
     if limits.memory_swap_max.is_some() {
         return refuse("memory_swap_max", "a Job Object has no swap limit");
     }
-    if limits.cpus.is_some() {
-        return refuse("cpus", "CPU sets are not implemented for Job Objects yet");
-    }
     let mut caps = JobCaps::default();
     let mut cpu_rate = None;
     let mut info = Vec::new();
@@ -381,6 +388,11 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, Option<u32>, Vec<LimitInfo>), L
             n.to_string(),
             "Job Object active process limit",
         );
+    }
+    if let Some(list) = &limits.cpus {
+        caps.affinity =
+            Some(super::job::affinity_mask(list).map_err(|why| LimitError::new("cpus", why))?);
+        note("cpus", list.clone(), "Job Object CPU affinity");
     }
     if let Some(cores) = limits.cpu_quota {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;

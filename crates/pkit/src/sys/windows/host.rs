@@ -69,7 +69,19 @@ pub fn host_containment() -> HostContainment {
                     "the job caps its share of the machine's CPU",
                 )
             },
-            cap("cpus", None, "not implemented for Job Objects yet"),
+            if super::under_wine() {
+                cap(
+                    "cpus",
+                    None,
+                    "Wine accepts a job's CPU affinity but does not keep it",
+                )
+            } else {
+                cap(
+                    "cpus",
+                    Some("job CPU affinity"),
+                    "the job's processes run only on the listed CPUs (the first 64 at most)",
+                )
+            },
         ],
         guard: GuardStatus {
             running: false,

@@ -13,7 +13,7 @@ use windows_sys::Win32::System::JobObjects::{
     TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_BASIC_ACCOUNTING_INFORMATION,
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOB_OBJECT_CPU_RATE_CONTROL_ENABLE, JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
-    JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_JOB_MEMORY,
+    JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_AFFINITY, JOB_OBJECT_LIMIT_JOB_MEMORY,
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
 
@@ -32,6 +32,8 @@ pub(crate) struct JobCaps {
     pub memory: Option<u64>,
     /// Processes alive at once.
     pub processes: Option<u32>,
+    /// The CPUs its processes may run on (a mask of the first 64).
+    pub affinity: Option<usize>,
 }
 
 /// A snapshot of the job's accounting.
@@ -64,8 +66,22 @@ impl Job {
             info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_ACTIVE_PROCESS;
             info.BasicLimitInformation.ActiveProcessLimit = n;
         }
+        if let Some(mask) = caps.affinity {
+            info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_AFFINITY;
+            info.BasicLimitInformation.Affinity = mask;
+        }
         job.set(JobObjectExtendedLimitInformation, &info)?;
         Ok(job)
+    }
+
+    /// The CPU affinity the job keeps, if it keeps one (Wine accepts one
+    /// and drops it).
+    pub(crate) fn affinity(&self) -> io::Result<Option<usize>> {
+        // SAFETY: all-zero is a valid record before the query.
+        let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
+        self.query(JobObjectExtendedLimitInformation, &mut info)?;
+        let basic = &info.BasicLimitInformation;
+        Ok((basic.LimitFlags & JOB_OBJECT_LIMIT_AFFINITY != 0).then_some(basic.Affinity))
     }
 
     /// Caps the job's CPU use at `rate` 1/10000ths of the whole machine
@@ -171,4 +187,38 @@ impl Job {
         let n = (list.listed as usize).min(1024);
         Ok(list.ids[..n].iter().map(|&id| id as u32).collect())
     }
+}
+
+/// The affinity mask of a CPU list (`0-3,5`, already checked as well
+/// formed): a job's affinity covers the CPUs of one processor group, at
+/// most 64, and only CPUs this host has.
+pub(crate) fn affinity_mask(list: &str) -> Result<usize, String> {
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessAffinityMask};
+    let (mut own, mut host) = (0usize, 0usize);
+    // SAFETY: the pseudo handle of this process and two out-pointers.
+    cvt(unsafe { GetProcessAffinityMask(GetCurrentProcess(), &mut own, &mut host) })
+        .map_err(|e| format!("cannot read this host's CPUs: {e}"))?;
+    let mut mask = 0usize;
+    for part in list.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) else {
+            return Err(format!("{list:?} is not a CPU list"));
+        };
+        for cpu in a..=b {
+            if cpu >= usize::BITS {
+                return Err(format!(
+                    "CPU {cpu}: a Job Object's affinity covers CPUs 0 to {} (one processor \
+                     group) only",
+                    usize::BITS - 1
+                ));
+            }
+            if host & (1 << cpu) == 0 {
+                return Err(format!(
+                    "CPU {cpu} is not on this host (its CPUs are the mask {host:#x})"
+                ));
+            }
+            mask |= 1 << cpu;
+        }
+    }
+    Ok(mask)
 }
