@@ -247,8 +247,18 @@ impl SpawnOptions {
             if soft > hard {
                 return Err(invalid(format!("the soft {r} limit is above the hard one")));
             }
+            let resource = sys::resource_number(r);
+            if resource < 0 {
+                // Linux's own limits elsewhere (macOS, FreeBSD): named here,
+                // where the resource is still known.
+                return Err(Error::Unsupported {
+                    operation: "resource limit",
+                    mechanism,
+                    reason: format!("this platform has no {r} resource limit"),
+                });
+            }
             rlimits.push(sys::Rlimit {
-                resource: sys::resource_number(r).into(),
+                resource: resource.into(),
                 soft,
                 hard,
             });
