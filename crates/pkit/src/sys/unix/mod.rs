@@ -4,6 +4,7 @@
 //! (`PKIT_MECHANISM=portable`).
 
 pub(crate) mod child;
+mod gate_apply;
 mod gate_setup;
 #[cfg(any(target_os = "macos", target_os = "freebsd"))]
 mod kqueue;

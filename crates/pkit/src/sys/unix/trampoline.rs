@@ -37,6 +37,11 @@
 //! on glibc and FreeBSD, and dyld does on macOS; musl passes nothing, so
 //! there is no trampoline on musl (the group is then registered after
 //! `posix_spawn` returns, as where the executable can't be run again).
+//!
+//! Every unsafe call carries its own `// SAFETY:` comment, in the bodies
+//! of `unsafe fn`s too (`unsafe_op_in_unsafe_fn`).
+
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use std::ffi::CString;
 use std::io;
@@ -57,7 +62,7 @@ use std::sync::atomic::Ordering;
     target_os = "macos",
     target_os = "freebsd"
 ))]
-use {super::gate_setup::Setup, crate::sys::step::FailedStep};
+use {super::gate_apply::Setup, crate::sys::step::FailedStep};
 
 /// Put first in the trampoline's environment: `PKIT_TRAMPOLINE_EXEC=<path
 /// of the real program>`.
@@ -209,27 +214,34 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     if envp.is_null() || argv.is_null() {
         return;
     }
-    let first = *envp;
+    // SAFETY: `envp` is the null-terminated environment vector (the
+    // caller's promise): its first entry can be read.
+    let first = unsafe { *envp };
     if first.is_null() {
         return;
     }
     // "PKIT_TRAMPOLINE_EXEC=" first: the owner puts it there.
     let name = ENV.as_bytes();
-    let entry = std::ffi::CStr::from_ptr(first).to_bytes();
+    // SAFETY: an environment entry: a NUL-terminated string that stays
+    // (the vector is not changed before `main`, but by the code below).
+    let entry = unsafe { std::ffi::CStr::from_ptr(first) }.to_bytes();
     if entry.len() <= name.len() + 1 || &entry[..name.len()] != name || entry[name.len()] != b'=' {
         return;
     }
     let mut kind: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    if libc::getsockopt(
-        GATE_FD,
-        libc::SOL_SOCKET,
-        libc::SO_TYPE,
-        (&mut kind as *mut libc::c_int).cast(),
-        &mut len,
-    ) != 0
-        || kind != libc::SOCK_STREAM
-    {
+    // SAFETY: getsockopt(2) writes at most `len` bytes into `kind`; a
+    // number that is no open socket is an error.
+    let asked = unsafe {
+        libc::getsockopt(
+            GATE_FD,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if asked != 0 || kind != libc::SOCK_STREAM {
         return;
     }
     // From here on this image is a trampoline: it execs or exits.
@@ -238,41 +250,58 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     // owner of another version): exit without a ready byte, which the
     // owner reads as a trampoline that can't work.
     let Some((owner_vars, rest)) = leading_number(&entry[name.len() + 1..]) else {
-        libc::_exit(127);
+        give_up();
     };
     let Some((hidden, mut rest)) = leading_number(rest) else {
-        libc::_exit(127);
+        give_up();
     };
-    let child_env = envp.add(1 + owner_vars);
+    // SAFETY: (the walk over the vector) the owner put `owner_vars`
+    // entries after this one, so the child's part starts within the
+    // vector, and is read up to its null terminator.
+    let child_env = unsafe { envp.add(1 + owner_vars) };
     let mut child_vars = 0;
-    while !(*child_env.add(child_vars)).is_null() {
+    // SAFETY: as above: not past the terminator.
+    while !unsafe { *child_env.add(child_vars) }.is_null() {
         child_vars += 1;
     }
     // The child's loader variables, by index: step over their prefix (the
     // vector is ours to change before main).
     for _ in 0..hidden {
         let Some((i, after)) = leading_number(rest) else {
-            libc::_exit(127);
+            give_up();
         };
         rest = after;
-        let var = child_env.add(i);
-        if i >= child_vars || *(*var).cast::<u8>() != b'_' {
-            libc::_exit(127);
+        if i >= child_vars {
+            give_up();
         }
-        *var = (*var).add(1);
+        // SAFETY: `i` is below the child's entry count (checked): a live
+        // entry, a NUL-terminated string, whose first byte can be read;
+        // one that is `_` has a second one (at worst its NUL) to point
+        // at instead. Nothing else reads the vector before `main`.
+        unsafe {
+            let var = child_env.add(i);
+            if *(*var).cast::<u8>() != b'_' {
+                give_up();
+            }
+            *var = (*var).add(1);
+        }
     }
-    let path = first.add(entry.len() - rest.len());
+    // SAFETY: `rest` is the tail of `entry`, which starts at `first`.
+    let path = unsafe { first.add(entry.len() - rest.len()) };
     // A dead owner's closed end is an EPIPE here, not a SIGPIPE (which is
     // at its default in this image): MSG_NOSIGNAL, or on macOS the
     // socket's SO_NOSIGPIPE, set by the owner.
     let ready = [READY];
-    if libc::send(GATE_FD, ready.as_ptr().cast(), 1, NO_SIGPIPE) != 1 {
-        libc::_exit(127);
+    // SAFETY: send(2) reads the one byte of `ready`.
+    if unsafe { libc::send(GATE_FD, ready.as_ptr().cast(), 1, NO_SIGPIPE) } != 1 {
+        give_up();
     }
     let mut go = [0u8];
     let n = loop {
-        let n = libc::read(GATE_FD, go.as_mut_ptr().cast(), 1);
-        if n < 0 && *errno_location() == libc::EINTR {
+        // SAFETY: read(2) writes at most the one byte of `go`.
+        let n = unsafe { libc::read(GATE_FD, go.as_mut_ptr().cast(), 1) };
+        // SAFETY: this thread's errno location, read at once.
+        if n < 0 && unsafe { *errno_location() } == libc::EINTR {
             continue;
         }
         break n;
@@ -280,25 +309,45 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     if n != 1 || go[0] != GO {
         // The owner died before it registered the group (end of file):
         // the program must not run unguarded.
-        libc::_exit(127);
+        give_up();
     }
     // The spawn options, sent after the go byte (`gate_setup.rs`); the
     // gate may move to another number.
     let mut gate = GATE_FD;
-    let code = match super::gate_setup::receive_and_apply(&mut gate) {
-        Setup::Gone => libc::_exit(127),
+    // SAFETY: in the trampoline, before `main`, between the go byte and
+    // the exec, as it requires.
+    let code = match unsafe { super::gate_apply::receive_and_apply(&mut gate) } {
+        Setup::Gone => give_up(),
         Setup::Failed(code) => code,
-        Setup::Done => {
+        // SAFETY: the gate's number, open (the setup used it); `path`,
+        // `argv` and `child_env` are NUL-terminated strings and null-
+        // terminated vectors of this process (the caller's promise, and
+        // the walk above), unchanged since; execve returns only on
+        // failure, with its errno in this thread's location.
+        Setup::Done => unsafe {
             libc::fcntl(gate, libc::F_SETFD, libc::FD_CLOEXEC);
             // The real program's environment: ours from the child's first
             // entry on (its loader variables unprefixed above).
             libc::execve(path, argv.cast(), child_env.cast());
             FailedStep::Exec.pack(*errno_location())
-        }
+        },
     };
     let bytes = code.to_ne_bytes();
-    libc::send(gate, bytes.as_ptr().cast(), bytes.len(), NO_SIGPIPE);
-    libc::_exit(127)
+    // SAFETY: send(2) reads the bytes of `bytes`.
+    unsafe { libc::send(gate, bytes.as_ptr().cast(), bytes.len(), NO_SIGPIPE) };
+    give_up()
+}
+
+/// The trampoline's end where the program can't run: `_exit(127)`, with
+/// nothing of the C library's or Rust's run (this image runs no `main`).
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu"),
+    target_os = "macos",
+    target_os = "freebsd"
+))]
+fn give_up() -> ! {
+    // SAFETY: _exit(2) ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(127) }
 }
 
 /// `"<digits>:<rest>"`: the number and the rest; no allocation (runs
@@ -331,13 +380,15 @@ const NO_SIGPIPE: libc::c_int = 0;
 // Raw: the C library's errno after the gate's raw calls (above).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe fn errno_location() -> *mut libc::c_int {
-    libc::__errno_location()
+    // SAFETY: no precondition: this thread's errno location.
+    unsafe { libc::__errno_location() }
 }
 
 // Raw: as above.
 #[cfg(any(target_os = "macos", target_os = "freebsd"))]
 unsafe fn errno_location() -> *mut libc::c_int {
-    libc::__error()
+    // SAFETY: no precondition: this thread's errno location.
+    unsafe { libc::__error() }
 }
 
 /// Whether [`trampoline_entry`] ran in this process (so the executable
