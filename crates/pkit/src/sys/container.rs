@@ -240,17 +240,22 @@ impl Container {
 
     /// Sends `sig` to the process group (see
     /// [`ChildHandle::signal_group`]: through the leader's pidfd, never to a
-    /// reused number); nothing to do before the first start.
+    /// reused number); nothing to do before the first start. A leader that
+    /// left the group (`setpgid` to another group of its session) is still
+    /// our child: it gets `sig` through its handle, exactly.
     pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
         let leader = match &self.kind {
             Kind::Pgroup { leader, .. } => leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => None,
         };
-        match leader {
-            Some(l) => l.signal_group(sig),
-            None => Ok(()),
+        let Some(l) = leader else {
+            return Ok(());
+        };
+        if matches!(l.try_status(), Ok(None)) && !ptable::is_live_member(l.pid(), l.pid()) {
+            let _ = l.signal(sig);
         }
+        l.signal_group(sig)
     }
 
     pub(super) fn pgid(&self) -> Option<i32> {

@@ -150,12 +150,13 @@ impl Container {
                 };
                 // The subtree of a started child: its leaf, or the group's
                 // directory less the later children's leaves.
-                let tree = |leaf: Option<Leaf>| match (own_tree, leaf) {
-                    (_, Some(leaf)) => Some(ProcTree::Leaf(leaf)),
+                let tree = |leaf: Option<Leaf>, root: &Arc<ChildHandle>| match (own_tree, leaf) {
+                    (_, Some(leaf)) => Some(ProcTree::Leaf(leaf, root.clone())),
                     (true, None) => Some(ProcTree::GroupDir {
                         dir: cg.path().to_path_buf(),
                         leaves: self.leaves.clone(),
                         tenure: cg.tenure().clone(),
+                        root: root.clone(),
                     }),
                     (false, None) => None,
                 };
@@ -170,7 +171,8 @@ impl Container {
                     match spawn::spawn_into_cgroup(spec, into, &join) {
                         Ok((pid, pidfd)) => {
                             let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
-                            return Ok((child, tree(leaf)));
+                            let tree = tree(leaf, &child);
+                            return Ok((child, tree));
                         }
                         Err(SpawnError::Refused(e)) => {
                             let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
@@ -194,7 +196,8 @@ impl Container {
                 fds.push(procs.as_raw_fd());
                 let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None, None)?;
                 let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
-                Ok((child, tree(leaf)))
+                let tree = tree(leaf, &child);
+                Ok((child, tree))
             }
             #[cfg(target_os = "linux")]
             Kind::Pgroup {

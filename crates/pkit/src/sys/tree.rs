@@ -34,35 +34,58 @@ use std::path::PathBuf;
 /// A started process's subtree (see the module docs).
 #[derive(Debug)]
 pub(crate) enum ProcTree {
-    /// Its own sub-cgroup.
+    /// Its own sub-cgroup, and the started process itself (`root`: see
+    /// [`escaped_root`](Self::escaped_root)).
     #[cfg(target_os = "linux")]
-    Leaf(Leaf),
+    Leaf(Leaf, Arc<ChildHandle>),
     /// The group's own cgroup directory `dir`, less the leaves of the
-    /// group's later processes (the group's first started process), while
-    /// the group holds the directory (`tenure`).
+    /// group's later processes (the group's first started process, `root`),
+    /// while the group holds the directory (`tenure`).
     #[cfg(target_os = "linux")]
     GroupDir {
         dir: PathBuf,
         leaves: Arc<Leaves>,
         tenure: Arc<Tenure>,
+        root: Arc<ChildHandle>,
     },
     /// Its descendants in the group's process group `pgid`.
     Pgroup { root: Arc<ChildHandle>, pgid: i32 },
 }
 
 impl ProcTree {
+    /// The started process itself when it is still running outside its
+    /// sub-cgroup: a program run as root can write its pid into any other
+    /// cgroup. It is still our unreaped child, held by its pidfd, so it is
+    /// still signalled, exactly; its descendants outside are not found.
+    /// (A process group's root is always signalled through its handle.)
+    #[cfg(target_os = "linux")]
+    fn escaped_root(&self) -> Option<&Arc<ChildHandle>> {
+        let (root, dir) = match self {
+            ProcTree::Leaf(leaf, root) => (root, leaf.path()),
+            ProcTree::GroupDir { dir, root, .. } => (root, dir.as_path()),
+            ProcTree::Pgroup { .. } => return None,
+        };
+        if !matches!(root.try_status(), Ok(None)) {
+            return None;
+        }
+        let inside = super::linux::subtree::pids(dir).map_or(true, |p| p.contains(&root.pid()));
+        (!inside).then_some(root)
+    }
+
     /// Pidfds of the subtree's live processes, each checked to name a
-    /// member (never a reused pid).
+    /// member (never a reused pid), and of its root if it left the
+    /// subtree ([`escaped_root`](Self::escaped_root)).
     #[cfg(target_os = "linux")]
     fn pidfds(&self) -> Vec<OwnedFd> {
-        match self {
-            ProcTree::Leaf(leaf) => super::linux::subtree::member_pidfds(leaf.path())
+        let mut fds = match self {
+            ProcTree::Leaf(leaf, _) => super::linux::subtree::member_pidfds(leaf.path())
                 .map(|v| v.into_iter().map(|(_, fd)| fd).collect())
                 .unwrap_or_default(),
             ProcTree::GroupDir {
                 dir,
                 leaves,
                 tenure,
+                ..
             } => tenure
                 .during(|| super::linux::subtree::member_pidfds_but(dir, leaves))
                 .and_then(Result::ok)
@@ -91,7 +114,12 @@ impl ProcTree {
                 }
                 fds
             }
+        };
+        let escaped = self.escaped_root().and_then(|r| r.pidfd());
+        if let Some(Ok(fd)) = escaped.map(|p| rustix::io::fcntl_dupfd_cloexec(p, 3)) {
+            fds.push(fd);
         }
+        fds
     }
 
     /// Ends the subtree: with `first = Some((sig, deadline))`, sends `sig`
@@ -136,7 +164,7 @@ impl ProcTree {
                 left
             }
             #[cfg(target_os = "linux")]
-            ProcTree::Leaf(leaf) => {
+            ProcTree::Leaf(leaf, _) if self.escaped_root().is_none() => {
                 let _ = leaf.signal(sig);
                 tokio::select! {
                     r = leaf.wait_empty() => r.is_err() && !leaf.is_empty(),
@@ -145,8 +173,9 @@ impl ProcTree {
             }
             // No kernel event tells when a directory less some of its
             // sub-cgroups is empty: its members' pidfds are waited on.
+            // And a leaf whose root left it: its exit is waited for too.
             #[cfg(target_os = "linux")]
-            ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } => {
+            ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } | ProcTree::Leaf(..) => {
                 // Found before the signal: once a parent exits, its
                 // children are re-parented and no longer found by links.
                 let fds = self.pidfds();
@@ -182,7 +211,10 @@ impl ProcTree {
                 portable_signal(root, *pgid, &portable_pids(root, *pgid), sig);
             }
             #[cfg(target_os = "linux")]
-            ProcTree::Leaf(leaf) => {
+            ProcTree::Leaf(leaf, _) => {
+                if let Some(root) = self.escaped_root() {
+                    let _ = root.signal(sig);
+                }
                 let _ = leaf.signal(sig);
             }
             #[cfg(target_os = "linux")]
@@ -190,7 +222,11 @@ impl ProcTree {
                 dir,
                 leaves,
                 tenure,
+                ..
             } => {
+                if let Some(root) = self.escaped_root() {
+                    let _ = root.signal(sig);
+                }
                 tenure.during(|| super::linux::subtree::signal_members_but(dir, sig, Some(leaves)));
             }
             #[cfg(target_os = "linux")]
@@ -211,8 +247,11 @@ impl ProcTree {
             ProcTree::Pgroup { root, pgid } if root.is_portable() => {
                 portable_signal(root, *pgid, &portable_pids(root, *pgid), libc::SIGKILL);
             }
+            // The root through its handle too: exact, and it may have
+            // left the cgroup (see `escaped_root`).
             #[cfg(target_os = "linux")]
-            ProcTree::Leaf(leaf) => {
+            ProcTree::Leaf(leaf, root) => {
+                let _ = root.signal(libc::SIGKILL);
                 let _ = leaf.kill();
             }
             #[cfg(target_os = "linux")]
@@ -220,7 +259,9 @@ impl ProcTree {
                 dir,
                 leaves,
                 tenure,
+                root,
             } => {
+                let _ = root.signal(libc::SIGKILL);
                 tenure.during(|| super::linux::subtree::kill_members_but(dir, Some(leaves)));
             }
             #[cfg(target_os = "linux")]

@@ -1,0 +1,157 @@
+//! A hostile user against the core (fourth pass of 2026-12-03): programs
+//! that leave the container pkit put them in. Every mechanism.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{MechanismChoice, Outcome};
+
+/// The script that makes the program leave its container, then `exec
+/// sleep 300` (so the program's pid stays the started one). Under a cgroup
+/// (as root: only root can move a process across cgroups it does not own)
+/// it writes its pid to the owner's own cgroup; under a process group it
+/// moves to the owner's process group (a group leader may join another
+/// group of its session). `None` when this user can't.
+fn leave(choice: MechanismChoice) -> Option<String> {
+    match choice {
+        MechanismChoice::Cgroup => {
+            // SAFETY-free: geteuid through /proc.
+            let root = std::fs::read_to_string("/proc/self/status")
+                .ok()?
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+            if !root {
+                return None;
+            }
+            let mount = group_parent()?;
+            let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+            let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
+            // The mount root's path plus the owner's; group_parent() is
+            // where groups are made, a descendant of the mount: climb to
+            // the mount by the owner's path's depth.
+            let mut mnt = mount.clone();
+            let owner_dir = loop {
+                let candidate = mnt.join(own.trim_start_matches('/'));
+                if candidate.join("cgroup.procs").exists() && mount.starts_with(&candidate) {
+                    break candidate;
+                }
+                if !mnt.pop() {
+                    return None;
+                }
+            };
+            Some(format!(
+                "echo $$ > {}/cgroup.procs || exit 9; exec sleep 300",
+                owner_dir.display()
+            ))
+        }
+        _ => {
+            let pgid = stat(std::process::id())?.pgrp;
+            Some(format!(
+                "exec python3 -c 'import os,sys; os.setpgid(0, {pgid}); os.execvp(\"sleep\", [\"sleep\", \"300\"])'"
+            ))
+        }
+    }
+}
+
+/// Whether `pid` has left the container it was started in: its cgroup or
+/// process group is no longer `first`'s.
+fn left(pid: u32, choice: MechanismChoice) -> bool {
+    match choice {
+        MechanismChoice::Cgroup => std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map(|s| !s.contains("pkit-"))
+            .unwrap_or(false),
+        _ => stat(pid).is_some_and(|s| s.pgrp != pid),
+    }
+}
+
+async fn wait_left(pid: u32, choice: MechanismChoice) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !left(pid, choice) || comm(pid).as_deref() != Some("sleep") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{choice}: the program never left its container ({:?})",
+            stat(pid)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A program that leaves its container (a root program writing its pid to
+/// another cgroup, one that joins another process group) is still the
+/// program pkit started and holds a pidfd for: a timeout ends it, and the
+/// run returns its outcome. Before: under a cgroup, the timeout's signal
+/// and its SIGKILL went to the (empty) cgroup only and the run waited for
+/// the program for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_leaves_its_container_still_ends_at_its_timeout() {
+    let suite = begin("a_program_that_leaves_its_container_still_ends_at_its_timeout").await;
+    for choice in mechanisms() {
+        let Some(script) = leave(choice) else {
+            skipped("a program leaving its cgroup", "needs root");
+            continue;
+        };
+        let mut p = sh(choice, &script)
+            .timeout(Duration::from_millis(1500))
+            .grace(Duration::from_millis(500))
+            .start()
+            .unwrap();
+        let pid = p.pid();
+        let _cleanup = KillOnDrop(vec![pid]);
+        wait_left(pid, choice).await;
+        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the run never ended"))
+            .unwrap();
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        assert_gone(&[pid], "the program that left its container").await;
+    }
+    suite.end().await;
+}
+
+/// The same program started in a group: `kill_tree` ends it (its handle
+/// reaches it through its pidfd wherever it went). Under a process group
+/// `Group::kill` ends it too: the group's leader that left its group is
+/// still signalled through its handle. (Under a cgroup the group itself
+/// holds no handle of its started processes: `Group::kill` reaches only
+/// what is in the cgroup; see the report of 2026-12-03.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
+    let suite = begin("a_program_that_leaves_its_container_is_still_killed_by_its_handle").await;
+    for choice in mechanisms() {
+        let Some(script) = leave(choice) else {
+            skipped("a program leaving its cgroup", "needs root");
+            continue;
+        };
+        let g = group(choice);
+        let mut p = g.start(&sh(choice, &script)).unwrap();
+        let pid = p.pid();
+        let _cleanup = KillOnDrop(vec![pid]);
+        wait_left(pid, choice).await;
+        p.kill_tree().unwrap();
+        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: kill_tree never ended the program"))
+            .unwrap();
+        assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}");
+        drop(g);
+
+        if choice == MechanismChoice::Cgroup {
+            continue;
+        }
+        let g = group(choice);
+        let mut p = g.start(&sh(choice, &script)).unwrap();
+        let pid = p.pid();
+        let _cleanup = KillOnDrop(vec![pid]);
+        wait_left(pid, choice).await;
+        g.kill().unwrap();
+        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: Group::kill never ended its leader"))
+            .unwrap();
+        assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}");
+        drop(g);
+    }
+    suite.end().await;
+}
