@@ -6,6 +6,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub(super) use crate::sys::linux::names::owner_of;
+
 /// How many directory entries one sweep looks at, at most.
 const SWEEP_LIMIT: usize = 4096;
 
@@ -144,23 +146,6 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The owner pid in a `pkit-<pid>-<seq>` name, or in a named group's
-/// `pkit-<pid>-<seq>-<name>` (the name, whatever it is, is ignored).
-pub(super) fn owner_of(name: &[u8]) -> Option<u32> {
-    let rest = name.strip_prefix(crate::sys::linux::cgroup::NAME_PREFIX.as_bytes())?;
-    let dash = rest.iter().position(|&b| b == b'-')?;
-    let (pid, seq) = (&rest[..dash], &rest[dash + 1..]);
-    let seq = match seq.iter().position(|&b| b == b'-') {
-        Some(end) if end + 1 < seq.len() => &seq[..end],
-        Some(_) => return None,
-        None => seq,
-    };
-    if pid.is_empty() || seq.is_empty() || !seq.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(pid).ok()?.parse().ok()
 }
 
 /// Whether the process that created a directory `made` (its ctime) may

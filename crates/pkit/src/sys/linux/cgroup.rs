@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 
 pub(crate) use super::events::{read_events, remove_dirs, wait_event_change, Events};
+pub(crate) use super::names::NAME_PREFIX;
 use super::reaper::{self, AfterRemoval};
 use super::subtree;
 pub(crate) use super::tenure::Tenure;
@@ -50,10 +51,6 @@ pub(crate) struct Cgroup {
     /// for the next group (see `cgroup_pool::Spare`).
     cpu_stat: Option<Arc<OwnedFd>>,
 }
-
-/// The name prefix of every cgroup pkit makes: `pkit-<owner pid>-<seq>`,
-/// or `pkit-<owner pid>-<seq>-<name>` for a named group.
-pub(crate) const NAME_PREFIX: &str = "pkit-";
 
 impl Cgroup {
     /// Creates a new, empty cgroup under `parent` — or takes a spare one,

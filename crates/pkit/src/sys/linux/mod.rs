@@ -10,6 +10,7 @@ pub(crate) mod forked;
 pub(crate) mod host;
 pub(crate) mod leaf;
 pub(crate) mod leaves;
+pub(crate) mod names;
 pub(crate) mod orphan;
 mod prexec;
 pub(crate) mod procfs;
