@@ -235,8 +235,9 @@ impl Command {
     }
 
     /// On timeout, send [`timeout_signal`](Self::timeout_signal) (SIGTERM
-    /// unless set) to the whole tree and give it `grace` to exit before
-    /// SIGKILL. Without a grace or a timeout signal (the default), a timeout
+    /// unless set) to the whole tree (a nested pkit's group through its
+    /// owner alone: see [`Group::signal`](crate::Group::signal)) and give it
+    /// `grace` to exit before SIGKILL, which reaches every process. Without a grace or a timeout signal (the default), a timeout
     /// kills the tree straight away with SIGKILL.
     ///
     /// [`Output::killed_after_grace`](crate::Output::killed_after_grace)

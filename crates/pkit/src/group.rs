@@ -123,9 +123,11 @@ impl Group {
             .map_err(|e| Error::io("killing the group", e))
     }
 
-    /// Ends the group gracefully: SIGTERM to every process in it, up to
-    /// `grace` for them to exit, then SIGKILL to whatever is left; then the
-    /// container is removed. The group can't start processes afterwards.
+    /// Ends the group gracefully: SIGTERM to every process in it (a nested
+    /// pkit's group through its owner alone, as for [`signal`](Self::signal)),
+    /// up to `grace` for them to exit, then SIGKILL to whatever is left,
+    /// nested groups included; then the container is removed. The group
+    /// can't start processes afterwards.
     /// On Windows each started process's console group gets a
     /// `CTRL_BREAK_EVENT` for SIGTERM (console programs only), then the
     /// grace, then the job is terminated; where no break can be sent (no
@@ -237,7 +239,23 @@ impl Group {
     /// member (so nobody forks an unsignalled child and no reused pid is
     /// ever signalled); a process group gets `killpg`. Every member is
     /// tried; the first error is reported after. [`Signal::Kill`] is
-    /// [`kill`](Self::kill): the group stays usable. On Windows (a Job
+    /// [`kill`](Self::kill): the group stays usable.
+    ///
+    /// A program of the group that uses pkit itself (`pkit run`, or this
+    /// library) has groups of its own. A signal that can be caught reaches
+    /// those through their owner alone: the owner gets it and relays it
+    /// (`pkit run` sends TERM on to its program) or ends its groups its own
+    /// way, so their programs never get it twice. That is what `killpg`
+    /// does anyway (the nested groups are process groups of their own); a
+    /// cgroup leaves out the sub-cgroups named as pkit names its groups
+    /// (`pkit-<owner pid>-<n>`, optionally `-<name>`) whose owner lives in
+    /// the cgroup just above. SIGKILL, SIGSTOP and SIGCONT (no owner could
+    /// relay the first two; the third must undo them) reach every process,
+    /// nested groups included, as do [`kill`](Self::kill), the SIGKILL after
+    /// a grace and the teardown. A program that names a sub-cgroup so
+    /// itself keeps what it moves there from the catchable signals only.
+    /// An owner in another pid namespace names its groups with a pid this
+    /// process can't match: their programs get the signal directly too. On Windows (a Job
     /// Object) [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
     /// to each started process's console group (see [`shutdown`](Self::shutdown));
     /// any other signal but [`Signal::Kill`], a break nobody can be sent,

@@ -10,6 +10,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use common::*;
 use pkit::{Command, MechanismChoice, Signal};
@@ -192,6 +193,100 @@ async fn group_verbs_cover_processes_in_subcgroups() {
             .await
             .expect("close removes the sub-cgroups first");
         assert!(!dir.exists(), "{}", dir.display());
+    }
+    suite.end().await;
+}
+
+/// A child that appends its pid to the file `$1`, then on SIGTERM appends
+/// `TERM` and exits 0.
+const TRAPS_TERM: &str = r#"trap 'echo TERM >> "$1"; exit 0' TERM; echo $$ >> "$1"; while :; do sleep 0.1 & wait $!; done"#;
+
+/// Polls `file` until it holds a pid line.
+async fn first_pid(file: &TempPath) -> u32 {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+        if let Some(p) = text.lines().find_map(|l| l.trim().parse().ok()) {
+            return p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pid in {}",
+            file.as_str()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Catchable signals leave out the groups of a nested pkit (its owner gets
+/// them and relays them), recognised by name *and* by their owner living
+/// in the cgroup above. A sub-cgroup a program makes itself is signalled
+/// like the rest: a plain name, or a pkit-like name whose "owner" is not
+/// above it. One named after a process that does live above (a program
+/// mimicking a nested pkit) is left the graceful signal, but not the
+/// SIGKILL after the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_reaches_subcgroups_that_are_not_a_nested_pkits() {
+    let suite = begin("a_graceful_stop_reaches_subcgroups_that_are_not_a_nested_pkits").await;
+    if cgroup_usable() {
+        let group = group(CG);
+        let (plain, pkit_like, mimic) = (
+            TempPath::new("sub-plain"),
+            TempPath::new("sub-pkit-like"),
+            TempPath::new("sub-mimic"),
+        );
+        // `$1` the child's script, then the three children's files. The
+        // shell stays in the group's directory, above all three.
+        let script = format!(
+            r#"{}; c="$1"
+sh -c "$c" sh "$2" & a=$!; mkdir "$d/inner" && echo $a > "$d/inner/cgroup.procs" || exit 9
+sh -c "$c" sh "$3" & b=$!; mkdir "$d/pkit-$b-1" && echo $b > "$d/pkit-$b-1/cgroup.procs" || exit 9
+sh -c "$c" sh "$4" & m=$!; mkdir "$d/pkit-$$-1" && echo $m > "$d/pkit-$$-1/cgroup.procs" || exit 9
+wait"#,
+            own_cgroup_var()
+        );
+        let proc = group
+            .start(&Command::new("sh").args([
+                "-c",
+                &script,
+                "sh",
+                TRAPS_TERM,
+                plain.as_str(),
+                pkit_like.as_str(),
+                mimic.as_str(),
+            ]))
+            .unwrap();
+        let mut pids = vec![proc.pid()];
+        for f in [&plain, &pkit_like, &mimic] {
+            pids.push(first_pid(f).await);
+        }
+        // Each child is in its sub-cgroup by now? Wait until the shell's
+        // own directory lists only the shell.
+        let dir = cgroup_dir(&group).unwrap();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while cgroup_own_procs(&dir) != vec![proc.pid()] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the children never left {}: {:?}",
+                dir.display(),
+                cgroup_own_procs(&dir)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        let report = group.shutdown(Duration::from_secs(2)).await.unwrap();
+        let terms = |f: &TempPath| {
+            std::fs::read_to_string(f.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| *l == "TERM")
+                .count()
+        };
+        assert_eq!(terms(&plain), 1, "the child in a plain sub-cgroup");
+        assert_eq!(terms(&pkit_like), 1, "the child in pkit-<its own pid>-1");
+        assert_eq!(terms(&mimic), 0, "the child in pkit-<its parent's pid>-1");
+        assert!(report.killed() >= 1, "the mimic was not killed: {report:?}");
+        drop(proc);
+        assert_gone(&pids, "every process, the mimic's child included").await;
     }
     suite.end().await;
 }

@@ -25,6 +25,8 @@ use super::linux::cgroup::Tenure;
 #[cfg(target_os = "linux")]
 use super::linux::leaf::{Leaf, Leaves};
 #[cfg(target_os = "linux")]
+use super::linux::subtree::Reach;
+#[cfg(target_os = "linux")]
 use super::linux::{child, signal::pidfd_signal};
 use super::unix::ptable;
 use super::ChildHandle;
@@ -73,12 +75,13 @@ impl ProcTree {
     }
 
     /// Pidfds of the subtree's live processes, each checked to name a
-    /// member (never a reused pid), and of its root if it left the
-    /// subtree ([`escaped_root`](Self::escaped_root)).
+    /// member (never a reused pid), at `reach` (a cgroup's nested pkit
+    /// groups left out or not), and of its root if it left the subtree
+    /// ([`escaped_root`](Self::escaped_root)).
     #[cfg(target_os = "linux")]
-    fn pidfds(&self) -> Vec<OwnedFd> {
+    fn pidfds(&self, reach: Reach) -> Vec<OwnedFd> {
         let mut fds = match self {
-            ProcTree::Leaf(leaf, _) => super::linux::subtree::member_pidfds(leaf.path())
+            ProcTree::Leaf(leaf, _) => super::linux::subtree::member_pidfds(leaf.path(), reach)
                 .map(|v| v.into_iter().map(|(_, fd)| fd).collect())
                 .unwrap_or_default(),
             ProcTree::GroupDir {
@@ -87,7 +90,7 @@ impl ProcTree {
                 tenure,
                 ..
             } => tenure
-                .during(|| super::linux::subtree::member_pidfds_but(dir, leaves))
+                .during(|| super::linux::subtree::member_pidfds_but(dir, leaves, reach))
                 .and_then(Result::ok)
                 .unwrap_or_default(),
             ProcTree::Pgroup { root, pgid } => {
@@ -178,7 +181,9 @@ impl ProcTree {
             ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } | ProcTree::Leaf(..) => {
                 // Found before the signal: once a parent exits, its
                 // children are re-parented and no longer found by links.
-                let fds = self.pidfds();
+                // A nested pkit's group is left to its owner (one of
+                // these) until the SIGKILL below, which reaches it too.
+                let fds = self.pidfds(Reach::of(sig));
                 for fd in &fds {
                     let _ = pidfd_signal(fd.as_fd(), sig);
                 }
@@ -231,7 +236,7 @@ impl ProcTree {
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
-                for fd in self.pidfds() {
+                for fd in self.pidfds(Reach::All) {
                     let _ = pidfd_signal(fd.as_fd(), sig);
                 }
             }
@@ -266,7 +271,7 @@ impl ProcTree {
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
-                for fd in self.pidfds() {
+                for fd in self.pidfds(Reach::All) {
                     let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
                 }
             }

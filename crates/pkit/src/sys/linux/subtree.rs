@@ -6,7 +6,9 @@
 //! lists only one directory's own processes and `rmdir` refuses a directory
 //! that has sub-directories, so every listing, signal and removal of a group
 //! walks its whole subtree. (`cgroup.freeze`, `cgroup.kill` and the
-//! `populated` flag of `cgroup.events` are recursive already.)
+//! `populated` flag of `cgroup.events` are recursive already.) One
+//! exception: a catchable signal leaves out the groups of a nested pkit,
+//! whose owner, a member above them, gets it and relays it (see [`Reach`]).
 
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -76,27 +78,87 @@ fn procs_in(dir: &Path) -> io::Result<Vec<i32>> {
 /// of a kill). Any other error reading `dir` itself is reported; a
 /// sub-cgroup's is skipped.
 pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
-    pids_but(dir, None)
+    pids_but(dir, None, Reach::All)
 }
 
-/// [`pids`], leaving out the direct sub-cgroups of `dir` that `skip` names
-/// as leaves (and everything below them): the subtree of a group's first
-/// started process, which lives in the group's own directory.
-fn pids_but(dir: &Path, skip: Option<&Leaves>) -> io::Result<Vec<i32>> {
+/// Which processes of a subtree a signal pass reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every one, in every cgroup below (listings, SIGKILL, SIGSTOP,
+    /// SIGCONT).
+    All,
+    /// Every one but those in a nested pkit's group (see [`nested_group`]):
+    /// a catchable signal reaches such a group through its owner alone,
+    /// which relays it (`pkit run` does) or ends its group its own way, so
+    /// its programs never get the signal twice.
+    SparingNested,
+}
+
+impl Reach {
+    /// The reach of a pass sending `sig`: SIGKILL and SIGSTOP can't be
+    /// caught, so no owner could relay them, and SIGCONT must undo a
+    /// SIGSTOP that went everywhere (a second SIGCONT does nothing); they
+    /// reach [`All`](Self::All). Every other signal spares nested groups.
+    pub(crate) fn of(sig: i32) -> Reach {
+        match sig {
+            libc::SIGKILL | libc::SIGSTOP | libc::SIGCONT => Reach::All,
+            _ => Reach::SparingNested,
+        }
+    }
+}
+
+/// Whether the sub-cgroup `dir`, below a cgroup whose own processes are
+/// `parent_procs`, is the group of a nested pkit: named as pkit names its
+/// groups (`pkit-<owner pid>-<seq>[-<name>]`), with that owner alive in
+/// the cgroup above (pkit makes its groups as children of its owner's own
+/// cgroup). The owner got the signal, and its group is its to signal.
+///
+/// An owner in another pid namespace names itself by a pid this process
+/// can't match: its group is then not recognised, and its programs get the
+/// signal directly as well as through their owner. A program that names a
+/// sub-cgroup this way itself (`pkit-<its own pid>-1`) keeps what it moves
+/// there from the group's catchable signals, never from SIGKILL, SIGSTOP or
+/// the group's teardown.
+fn nested_group(dir: &Path, parent_procs: &[i32]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    dir.file_name()
+        .and_then(|n| super::names::owner_of(n.as_bytes()))
+        .is_some_and(|owner| parent_procs.iter().any(|&p| p as u32 == owner))
+}
+
+/// [`pids`] at `reach`, leaving out the direct sub-cgroups of `dir` that
+/// `skip` names as leaves (and everything below them): the subtree of a
+/// group's first started process, which lives in the group's own
+/// directory.
+fn pids_but(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Vec<i32>> {
     let mut out = match procs_in(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         other => other?,
     };
+    let mut below = Vec::new();
     for child in child_dirs(dir) {
         if skip.is_some_and(|s| child.file_name().is_some_and(|n| s.is_leaf(n))) {
             continue;
         }
-        out.extend(procs_in(&child).unwrap_or_default());
-        for sub in descendants(&child) {
-            out.extend(procs_in(&sub).unwrap_or_default());
-        }
+        walk(&child, &out, reach, &mut below);
     }
+    out.extend(below);
     Ok(out)
+}
+
+/// Adds the pids of the sub-cgroup `dir` and of every cgroup below it to
+/// `out`; at [`Reach::SparingNested`], none of a nested pkit's group (see
+/// [`nested_group`]), found below a cgroup whose own processes are
+/// `parent_procs`. A sub-cgroup that can't be read adds none.
+fn walk(dir: &Path, parent_procs: &[i32], reach: Reach, out: &mut Vec<i32>) {
+    if reach == Reach::SparingNested && nested_group(dir, parent_procs) {
+        return;
+    }
+    let procs = procs_in(dir).unwrap_or_default();
+    for child in child_dirs(dir) {
+        walk(&child, &procs, reach, out);
+    }
+    out.extend(procs);
 }
 
 /// Pidfds of the processes in `dir`'s subtree, each checked to name a
@@ -105,14 +167,18 @@ fn pids_but(dir: &Path, skip: Option<&Leaves>) -> io::Result<Vec<i32>> {
 /// names were gone and its number reused by then, the pidfd names the dead
 /// process and a signal to it does nothing; so a signal through these fds
 /// never reaches a process outside the group.
-pub(crate) fn member_pidfds(dir: &Path) -> io::Result<Vec<(i32, OwnedFd)>> {
-    members(dir, None).map(|(fds, _)| fds)
+pub(crate) fn member_pidfds(dir: &Path, reach: Reach) -> io::Result<Vec<(i32, OwnedFd)>> {
+    members(dir, None, reach).map(|(fds, _)| fds)
 }
 
 /// [`member_pidfds`] of the group directory `dir` less its leaves (see
 /// [`Leaves`]).
-pub(crate) fn member_pidfds_but(dir: &Path, leaves: &Leaves) -> io::Result<Vec<OwnedFd>> {
-    members(dir, Some(leaves)).map(|(fds, _)| fds.into_iter().map(|(_, fd)| fd).collect())
+pub(crate) fn member_pidfds_but(
+    dir: &Path,
+    leaves: &Leaves,
+    reach: Reach,
+) -> io::Result<Vec<OwnedFd>> {
+    members(dir, Some(leaves), reach).map(|(fds, _)| fds.into_iter().map(|(_, fd)| fd).collect())
 }
 
 /// Pinned members (pid, pidfd) and unpinned ones (pid).
@@ -124,8 +190,8 @@ type Members = (Vec<(i32, OwnedFd)>, Vec<i32>);
 /// read. Signalling those by number is the only way to end them; it is
 /// safe while the cgroup is frozen (a frozen member can't exit on its own,
 /// so its number stays its own) and otherwise as safe as any `kill`.
-fn members(dir: &Path, skip: Option<&Leaves>) -> io::Result<Members> {
-    let listed = pids_but(dir, skip)?;
+fn members(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Members> {
+    let listed = pids_but(dir, skip, reach)?;
     let mut unpinned = Vec::new();
     let mut fds: Vec<(i32, OwnedFd)> = Vec::new();
     for p in listed {
@@ -141,15 +207,16 @@ fn members(dir: &Path, skip: Option<&Leaves>) -> io::Result<Members> {
             Err(_) => unpinned.push(p),
         }
     }
-    let still: HashSet<i32> = pids_but(dir, skip)?.into_iter().collect();
+    let still: HashSet<i32> = pids_but(dir, skip, reach)?.into_iter().collect();
     fds.retain(|(p, _)| still.contains(p));
     unpinned.retain(|p| still.contains(p));
     Ok((fds, unpinned))
 }
 
 /// Sends `sig` to every member of `dir`'s subtree through verified pidfds
-/// (see [`member_pidfds`]). Every member is tried; the first error is
-/// reported after. Returns the pids signalled.
+/// (see [`member_pidfds`]), at the reach of `sig` (see [`Reach::of`]: a
+/// catchable signal spares nested pkit groups). Every member is tried; the
+/// first error is reported after. Returns the pids signalled.
 pub(crate) fn signal_members(dir: &Path, sig: i32) -> io::Result<Vec<i32>> {
     signal_members_but(dir, sig, None)
 }
@@ -163,7 +230,7 @@ pub(crate) fn signal_members_but(
 ) -> io::Result<Vec<i32>> {
     let mut first_err = None;
     let mut done = Vec::new();
-    let (fds, unpinned) = members(dir, skip)?;
+    let (fds, unpinned) = members(dir, skip, Reach::of(sig))?;
     for (pid, fd) in fds {
         match super::signal::pidfd_signal(fd.as_fd(), sig) {
             Ok(()) => done.push(pid),
@@ -186,7 +253,8 @@ pub(crate) fn signal_members_but(
     }
 }
 
-/// SIGKILLs every member of `dir`'s subtree, passing over it again while
+/// SIGKILLs every member of `dir`'s subtree, nested pkit groups included,
+/// passing over it again while
 /// new members keep appearing (a tree that is not frozen can fork between
 /// the listing and the kill); at most a few passes.
 pub(crate) fn kill_members(dir: &Path) -> io::Result<()> {
@@ -199,7 +267,7 @@ pub(crate) fn kill_members_but(dir: &Path, skip: Option<&Leaves>) -> io::Result<
     let mut killed: HashSet<i32> = HashSet::new();
     let mut first_err = None;
     for _ in 0..4 {
-        let (fds, unpinned) = members(dir, skip)?;
+        let (fds, unpinned) = members(dir, skip, Reach::All)?;
         let fresh: Vec<&(i32, OwnedFd)> = fds.iter().filter(|(p, _)| !killed.contains(p)).collect();
         let fresh_unpinned: Vec<i32> = unpinned
             .into_iter()
