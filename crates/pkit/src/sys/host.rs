@@ -36,9 +36,12 @@ pub enum MechanismChoice {
     /// spawner, children held by pid and waited for through SIGCHLD
     /// instead of pidfds. The group reports
     /// [`Mechanism::ProcessGroup`]. On Linux it exists so that this code
-    /// runs in tests; it refuses the spawn options that need code in the
-    /// child before `exec` (limits, credentials, `keep_fds`, `pre_exec`)
-    /// with [`Error::Unsupported`](crate::Error::Unsupported).
+    /// runs in tests. The spawn options that need code in the child before
+    /// `exec` (limits, credentials, the umask, `keep_fds`, …) are applied by
+    /// a trampoline (this program's executable, run before the program),
+    /// and are [`Error::Unsupported`](crate::Error::Unsupported) where none
+    /// can be used; [`pre_exec`](crate::Command::pre_exec) hooks, closures
+    /// that can't cross that `exec`, are always refused.
     Portable,
 }
 
