@@ -497,6 +497,31 @@ fn a_forced_mechanism_is_refused_naming_it() {
     }
 }
 
+/// A started chain's shutdown says the chain had to be killed as a started
+/// process's does: after the grace natively, at once under Wine (no break
+/// can be sent there), `true` both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_shutdown_reports_the_kill_as_a_process_shutdown_does() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("stubborn").stream_lines()).unwrap();
+    ready(&mut p).await;
+    assert!(p.shutdown(Duration::from_secs(1)).await.unwrap(), "process");
+    let mut chain = pkit::Pipe::new([me("stubborn")])
+        .stream_lines()
+        .start()
+        .unwrap();
+    let line = chain
+        .wait_for_line(|l| l.text.contains("READY"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(line.text.contains("READY"));
+    assert!(
+        chain.shutdown(Duration::from_secs(1)).await.unwrap(),
+        "chain"
+    );
+    chain.wait().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_bytes_reach_the_child_and_come_back_intact() {
     let mut payload = String::new();
