@@ -1,7 +1,7 @@
 //! Structured events (tracing target `pkit`).
 //!
-//! The helpers here are the only place pkit emits events, and they take
-//! only what is safe to log: the program name (and the command's
+//! The helpers here emit every event about runs, groups, retries and
+//! supervisors, and they take only what is safe to log: the program name (and the command's
 //! [`log_name`](crate::Command::log_name)), pids, the mechanism, outcomes,
 //! error kinds, counts and durations. Arguments, environment, working
 //! directory and output can't be logged by construction: no helper accepts
@@ -15,6 +15,16 @@
 //! Ordinary lifecycle events are at Debug; anomalies (a timeout, a tree
 //! that needed SIGKILL after its grace, a failed readiness check, a crash
 //! storm, a supervised command that cannot start) at Warn. See the crate documentation for how to see them.
+//!
+//! A few diagnostics come from elsewhere, also with target `pkit`: the
+//! backend's (`sys/`: the owner-death guard's state, a `clone3` refusal, a
+//! cgroup that could not be removed, a job that can't nest) and the line
+//! pump's (a line callback that panicked, a tee whose write failed). They
+//! can't come through here: `sys/` sits below this module. They carry
+//! pkit's own state only: OS error texts, reasons pkit words, paths of
+//! pkit's own cgroup directories, a stream's name, and (for a detached
+//! start, which leaves containment) the program and its pid; never a
+//! command's arguments, environment, working directory or output.
 
 use std::time::Duration;
 

@@ -245,7 +245,7 @@ impl Cgroup {
                 // member instead, so a failed write never leaves them
                 // running in a cgroup the reaper then waits on forever.
                 Err(e) => {
-                    tracing::debug!(error = %e, "cgroup.kill failed; killing each member instead");
+                    tracing::debug!(target: "pkit", error = %e, "cgroup.kill failed; killing each member instead");
                 }
             }
         }
