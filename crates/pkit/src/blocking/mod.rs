@@ -60,8 +60,9 @@
 //! (`.await`), or, in `spawn_blocking`,
 //! `tokio::runtime::Handle::current().block_on(cmd.output())`.
 
-#[cfg(target_os = "linux")]
-mod direct;
+crate::sys::with_direct_wait! {
+    mod direct;
+}
 mod group;
 #[cfg(feature = "json")]
 mod json;
@@ -212,10 +213,12 @@ impl Verbs<'_> {
 /// calling thread where that applies; see `direct.rs`).
 #[track_caller]
 fn one_shot(what: &str, cmd: &Command) -> Result<Output> {
-    #[cfg(target_os = "linux")]
-    return direct::output(what, cmd);
-    #[cfg(not(target_os = "linux"))]
-    block_on(what, cmd.output())
+    crate::sys::with_direct_wait! {
+        return direct::output(what, cmd);
+    }
+    crate::sys::without_direct_wait! {
+        return block_on(what, cmd.output());
+    }
 }
 
 /// The blocking verbs of a [`Pipe`]: see [`Pipe::blocking`].

@@ -152,11 +152,12 @@ pub(crate) fn block_on_made<F: Future>(what: &str, fut: F) -> F::Output {
     built().block_on(fut)
 }
 
-/// Drives `fut` to completion on this thread, once
-/// [`refuse_inside_runtime`] has passed.
-#[cfg(target_os = "linux")]
-pub(crate) fn drive<F: Future>(what: &str, fut: F) -> Result<F::Output> {
-    Ok(handle(what)?.block_on(fut))
+crate::sys::with_direct_wait! {
+    /// Drives `fut` to completion on this thread, once
+    /// [`refuse_inside_runtime`] has passed.
+    pub(crate) fn drive<F: Future>(what: &str, fut: F) -> Result<F::Output> {
+        Ok(handle(what)?.block_on(fut))
+    }
 }
 
 /// Runs `f` (synchronous, but needing a runtime: a start) inside the

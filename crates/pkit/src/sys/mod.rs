@@ -115,6 +115,31 @@ pub(crate) use windows::resolve as resolve_to_start;
 #[cfg(windows)]
 pub(crate) use windows::*;
 
+/// Keeps its items (or statements) where the backend can wait for a
+/// one-shot run on the calling thread (a pidfd polled with the child's
+/// pipes: Linux), and drops them elsewhere; [`without_direct_wait`] is the
+/// other side. The blocking facade's direct path is written inside these,
+/// so the layers above `sys/` name no target.
+#[cfg(target_os = "linux")]
+macro_rules! with_direct_wait {
+    ($($t:tt)*) => { $($t)* };
+}
+#[cfg(not(target_os = "linux"))]
+macro_rules! with_direct_wait {
+    ($($t:tt)*) => {};
+}
+/// The other side of [`with_direct_wait`]: keeps its items where the
+/// backend can't wait for a one-shot run on the calling thread.
+#[cfg(target_os = "linux")]
+macro_rules! without_direct_wait {
+    ($($t:tt)*) => {};
+}
+#[cfg(not(target_os = "linux"))]
+macro_rules! without_direct_wait {
+    ($($t:tt)*) => { $($t)* };
+}
+pub(crate) use {with_direct_wait, without_direct_wait};
+
 /// Starting a process outside any group: only on Linux so far.
 #[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn spawn_detached(_spec: &SpawnSpec) -> Result<i32, SpawnError> {
