@@ -114,8 +114,11 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
         on_timeout: crate::timing::timeout_plan(cmd.timeout_signal, cmd.grace),
         on_cancel: crate::timing::timeout_plan(cmd.run.cancel_signal, cmd.run.cancel_grace),
         label: &label,
+        program: proc.program(),
+        mechanism,
     };
-    proc.watch = crate::watch::attach(&child, &proc.limit, pid, bounds, tree);
+    let watch = crate::watch::attach(&child, &proc.limit, pid, bounds, tree);
+    proc.watch = watch;
     if let Err(e) = wire(
         &mut proc,
         cmd,

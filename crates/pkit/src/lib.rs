@@ -85,9 +85,17 @@
 //! program; a group's events carry it when the group was made for one
 //! command's run — a pipeline's, its first stage's — else the group's
 //! [`name`](GroupBuilder::name) if it has one), `pid`, `mechanism`, `outcome`, durations in milliseconds,
-//! counts. Events never contain arguments, environment values, working
-//! directories or output: the functions that emit them cannot be given
-//! those.
+//! counts. A timeout's, a kill after the grace's and a cancellation's
+//! events carry the program, the main process's pid (a pipeline's: its
+//! first stage's) and the mechanism, as a start's and an end's do; a
+//! retry's carries the program (no process runs during its pause). Events
+//! never contain arguments, environment values, working directories or
+//! output: the functions that emit them cannot be given those.
+//!
+//! The `process finished` event is emitted where the exit is collected: by
+//! a verb, or by [`RunningProcess::wait`]. A started process that nobody
+//! waits for — its handle dropped, or killed with its group — has none:
+//! its end shows in its group's events (closed, dropped, shut down).
 //!
 //! Without a subscriber the events cost nothing. To see them, install one
 //! in your application, for example with the `tracing-subscriber` crate

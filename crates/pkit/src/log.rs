@@ -44,6 +44,10 @@ pub(crate) fn started(program: &str, name: Option<&str>, pid: u32, mechanism: Me
     tracing::debug!(target: "pkit", program, name, pid, %mechanism, "process started");
 }
 
+/// A run's exit was collected (by a verb, or `RunningProcess::wait`): a
+/// started process nobody waits for has no such event (its end is in its
+/// group's events; the reaper that sees its exit sits in `sys/`, below
+/// this module).
 pub(crate) fn finished(
     program: &str,
     name: Option<&str>,
@@ -112,27 +116,73 @@ pub(crate) fn group_dropped(name: Option<&str>, mechanism: Mechanism) {
     tracing::debug!(target: "pkit", name, %mechanism, "group dropped: tree killed");
 }
 
+/// Who an event is about: the program (its name as given, never its
+/// arguments), the command's log label, and, when known, the main
+/// process's pid and the mechanism containing it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subject<'a> {
+    program: &'a str,
+    name: &'a str,
+    pid: Option<u32>,
+    mechanism: Option<Mechanism>,
+}
+
+impl<'a> Subject<'a> {
+    /// `program`'s events, labelled `name`.
+    pub(crate) fn new(program: &'a str, name: &'a str) -> Subject<'a> {
+        Subject {
+            program,
+            name,
+            pid: None,
+            mechanism: None,
+        }
+    }
+
+    /// With the main process's pid (`None`: none ran, or none is known).
+    pub(crate) fn pid(mut self, pid: impl Into<Option<u32>>) -> Subject<'a> {
+        self.pid = pid.into();
+        self
+    }
+
+    /// With the mechanism containing the run.
+    pub(crate) fn mechanism(mut self, mechanism: Mechanism) -> Subject<'a> {
+        self.mechanism = Some(mechanism);
+        self
+    }
+
+    fn mechanism_str(&self) -> Option<&'static str> {
+        self.mechanism.map(Mechanism::as_str)
+    }
+}
+
 /// A run hit its timeout; its tree is being ended.
-pub(crate) fn timed_out(name: &str, pid: u32, limit: Option<Duration>) {
+pub(crate) fn timed_out(s: Subject<'_>, limit: Option<Duration>) {
     let limit_ms = limit.map(|l| l.as_secs_f64() * 1e3);
-    tracing::warn!(target: "pkit", name, pid, limit_ms, "timed out");
+    let mechanism = s.mechanism_str();
+    let (program, name, pid) = (s.program, s.name, s.pid);
+    tracing::warn!(target: "pkit", program, name, pid, mechanism, limit_ms, "timed out");
 }
 
 /// A tree given a grace (after a timeout) still needed SIGKILL.
-pub(crate) fn killed_after_grace(name: &str, pid: u32) {
-    tracing::warn!(target: "pkit", name, pid, "killed after the grace");
+pub(crate) fn killed_after_grace(s: Subject<'_>) {
+    let mechanism = s.mechanism_str();
+    let (program, name, pid) = (s.program, s.name, s.pid);
+    tracing::warn!(target: "pkit", program, name, pid, mechanism, "killed after the grace");
 }
 
-/// A failed attempt is about to be replayed after `pause`.
+/// A failed attempt is about to be replayed after `pause` (no process
+/// runs meanwhile: the subject has no pid).
 pub(crate) fn retry(
-    name: &str,
+    s: Subject<'_>,
     attempt: u32,
     max_attempts: u32,
     failure: ErrorKind,
     pause: Duration,
 ) {
+    let (program, name) = (s.program, s.name);
     tracing::debug!(
         target: "pkit",
+        program,
         name,
         attempt,
         max_attempts,
@@ -144,8 +194,10 @@ pub(crate) fn retry(
 
 /// A run (or a retry's pause, or a supervisor) was cancelled through its
 /// token.
-pub(crate) fn cancelled(name: &str, pid: Option<u32>) {
-    tracing::debug!(target: "pkit", name, pid, "cancelled");
+pub(crate) fn cancelled(s: Subject<'_>) {
+    let mechanism = s.mechanism_str();
+    let (program, name, pid) = (s.program, s.name, s.pid);
+    tracing::debug!(target: "pkit", program, name, pid, mechanism, "cancelled");
 }
 
 /// A supervised run failed its readiness check.

@@ -458,12 +458,15 @@ async fn drive(
         .await?;
     let running: Vec<bool> = stages.iter().map(|s| !s.exited()).collect();
     let head = stages.first().map(|s| s.pid);
-    let name = &plan.name;
+    let program = stages.first().map_or("", |s| s.program.as_str());
+    let who = crate::log::Subject::new(program, &plan.name)
+        .pid(head)
+        .mechanism(group.mechanism());
     if let Ended::Cancelled = ended {
-        crate::log::cancelled(name, head);
+        crate::log::cancelled(who);
         let (signal, grace) = plan.cancel;
         if end_group(&group, true, signal, grace).await? {
-            crate::log::killed_after_grace(name, head.unwrap_or(0));
+            crate::log::killed_after_grace(who);
         }
         return Ok(Driven {
             ended,
@@ -472,12 +475,15 @@ async fn drive(
         });
     }
     match ended {
-        Ended::TimedOut => crate::log::timed_out(name, head.unwrap_or(0), plan.timeout),
-        Ended::Inactive => crate::log::timed_out(name, head.unwrap_or(0), plan.inactivity),
+        Ended::TimedOut => crate::log::timed_out(who, plan.timeout),
+        Ended::Inactive => crate::log::timed_out(who, plan.inactivity),
         _ => {}
     }
     let timed_out = matches!(ended, Ended::TimedOut | Ended::Inactive);
     let killed_after_grace = end_group(&group, timed_out, plan.timeout_signal, plan.grace).await?;
+    if killed_after_grace {
+        crate::log::killed_after_grace(who);
+    }
     Ok(Driven {
         ended,
         running,

@@ -150,8 +150,10 @@ where
             return Err(err);
         }
         let pause = jittered(policy.backoff, policy.jitter);
+        let label = cmd.log_label();
+        let program = cmd.display_name();
         log::retry(
-            &cmd.log_label(),
+            log::Subject::new(&program, &label),
             tried,
             policy.max_attempts,
             err.kind(),
@@ -163,7 +165,7 @@ where
                 tokio::select! {
                     () = sleep => {}
                     () = token.cancelled() => {
-                        log::cancelled(&cmd.log_label(), None);
+                        log::cancelled(log::Subject::new(&program, &label));
                         return Err(Error::Cancelled { program: cmd.display_name() });
                     }
                 }

@@ -257,6 +257,13 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
 
 /// Runs `cmd` as `group`'s main process, bounded by its timeout and cancel
 /// token, and ends the group with it.
+/// `proc`'s log subject, labelled `label`.
+fn who<'a>(proc: &'a RunningProcess, label: &'a str) -> crate::log::Subject<'a> {
+    crate::log::Subject::new(proc.program(), label)
+        .pid(proc.pid())
+        .mechanism(proc.mechanism())
+}
+
 pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let bounds = Bounds {
         timeout: cmd.spec.timeout,
@@ -295,19 +302,19 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let oom_before = group.oom_kills();
     let inactive = matches!(ended, Ended::Inactive);
     let timed_out = inactive || matches!(ended, Ended::TimedOut);
+    let label = cmd.log_label();
+    let who = || who(&proc, &label);
     match ended {
-        Ended::TimedOut => crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.spec.timeout),
-        Ended::Inactive => {
-            crate::log::timed_out(&cmd.log_label(), proc.pid(), cmd.spec.run.inactivity)
-        }
-        Ended::Cancelled => crate::log::cancelled(&cmd.log_label(), Some(proc.pid())),
+        Ended::TimedOut => crate::log::timed_out(who(), cmd.spec.timeout),
+        Ended::Inactive => crate::log::timed_out(who(), cmd.spec.run.inactivity),
+        Ended::Cancelled => crate::log::cancelled(who()),
         _ => {}
     }
     if matches!(ended, Ended::Cancelled) {
         // A cancel token's tree gets the command's cancel signal and grace.
         let (signal, grace) = (cmd.spec.run.cancel_signal, cmd.spec.run.cancel_grace);
         if end_group(&group, true, signal, grace).await? {
-            crate::log::killed_after_grace(&cmd.log_label(), proc.pid());
+            crate::log::killed_after_grace(who());
         }
         return Err(Error::Cancelled {
             program: cmd.display_name(),
@@ -316,7 +323,7 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let killed_after_grace =
         end_group(&group, timed_out, cmd.spec.timeout_signal, cmd.spec.grace).await?;
     if killed_after_grace {
-        crate::log::killed_after_grace(&cmd.log_label(), proc.pid());
+        crate::log::killed_after_grace(who());
     }
     let outcome = match ended {
         Ended::Done(status) => outcome_of(status),

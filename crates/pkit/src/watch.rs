@@ -64,6 +64,9 @@ pub(crate) struct Bounds<'a> {
     pub on_cancel: Option<(Signal, Duration)>,
     /// The command's name in the log, made only when a bound is armed.
     pub label: &'a dyn Fn() -> std::sync::Arc<str>,
+    /// The program and the mechanism, for the log.
+    pub program: &'a str,
+    pub mechanism: crate::sys::Mechanism,
 }
 
 /// The watch of a started process (`child`, `pid`, its output `activity`):
@@ -88,6 +91,7 @@ pub(crate) fn attach(
         let cancel = bounds.cancel.cloned();
         let plan = bounds.on_timeout;
         let (name, limit) = ((bounds.label)(), bounds.timeout);
+        let (program, mechanism) = (bounds.program.to_owned(), bounds.mechanism);
         let cancel_plan = bounds.on_cancel;
         tokio::spawn(async move {
             let timer = sleep_until_or_never(deadline);
@@ -108,10 +112,13 @@ pub(crate) fn attach(
                 }
                 *s = fired;
             }
+            let who = crate::log::Subject::new(&program, &name)
+                .pid(pid)
+                .mechanism(mechanism);
             match fired {
-                State::TimedOut { idle: false, .. } => crate::log::timed_out(&name, pid, limit),
-                State::TimedOut { .. } => crate::log::timed_out(&name, pid, inactivity),
-                _ => crate::log::cancelled(&name, Some(pid)),
+                State::TimedOut { idle: false, .. } => crate::log::timed_out(who, limit),
+                State::TimedOut { .. } => crate::log::timed_out(who, inactivity),
+                _ => crate::log::cancelled(who),
             }
             let plan = match fired {
                 State::TimedOut { .. } => plan,
@@ -120,7 +127,7 @@ pub(crate) fn attach(
             let first = plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)));
             let late = tree.end(first).await;
             if late {
-                crate::log::killed_after_grace(&name, pid);
+                crate::log::killed_after_grace(who);
             }
             if let State::TimedOut { late: l, .. } =
                 &mut *state.lock().unwrap_or_else(|e| e.into_inner())

@@ -213,6 +213,16 @@ async fn events_are_emitted_and_never_carry_secrets() {
             .partition(|s| s.get("message") == Some("killed after the grace"));
         assert_eq!(run.len(), 1, "{choice}");
         assert_eq!(run[0].level, Level::WARN);
+        // Both name the program, the pid and the mechanism.
+        let mechanism = common::expected_mechanism(choice).as_str();
+        for e in [&timeouts[0], run[0]] {
+            assert_eq!(e.get("program"), Some("sh"), "{choice}: {e:?}");
+            assert!(
+                e.get("pid").is_some_and(|p| p.parse::<u32>().is_ok()),
+                "{e:?}"
+            );
+            assert_eq!(e.get("mechanism"), Some(mechanism), "{choice}: {e:?}");
+        }
         // The run's group says so too, with the command's name.
         assert_eq!(of_group.len(), 1, "{choice}: {of_group:?}");
         assert_eq!(of_group[0].level, Level::WARN);
@@ -229,7 +239,11 @@ async fn events_are_emitted_and_never_carry_secrets() {
         }
         token.cancel();
         assert!(run.await.unwrap().unwrap_err().is_cancelled());
-        assert_eq!(find(&tag("cancel"), "cancelled").len(), 1, "{choice}");
+        let cancelled = find(&tag("cancel"), "cancelled");
+        assert_eq!(cancelled.len(), 1, "{choice}");
+        assert_eq!(cancelled[0].get("program"), Some("sh"), "{choice}");
+        assert!(cancelled[0].get("pid").is_some(), "{choice}");
+        assert_eq!(cancelled[0].get("mechanism"), Some(mechanism), "{choice}");
 
         // A retry.
         let err = marked(choice, &dir, &format!("{echo}; exit 3"), &tag("retry"))
@@ -238,7 +252,9 @@ async fn events_are_emitted_and_never_carry_secrets() {
             .await
             .unwrap_err();
         assert!(err.is_non_zero_exit());
-        assert_eq!(find(&tag("retry"), "retrying").len(), 1, "{choice}");
+        let retrying = find(&tag("retry"), "retrying");
+        assert_eq!(retrying.len(), 1, "{choice}");
+        assert_eq!(retrying[0].get("program"), Some("sh"), "{choice}");
 
         // A supervisor: restarts, a storm at Warn, the end.
         let out = Supervisor::new(marked(
@@ -424,5 +440,49 @@ async fn events_are_emitted_and_never_carry_secrets() {
                 "a secret in an event: {s:?}"
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_events_name_the_program_pid_and_mechanism() {
+    recorder();
+    for choice in mechanisms() {
+        let mechanism = common::expected_mechanism(choice).as_str();
+        let check = |name: &str, pid: u32| {
+            let e = find(name, "timed out");
+            assert_eq!(e.len(), 1, "{choice}: {e:?}");
+            assert_eq!(e[0].get("program"), Some("sleep"), "{choice}: {e:?}");
+            assert_eq!(e[0].get("pid"), Some(pid.to_string().as_str()), "{choice}");
+            assert_eq!(e[0].get("mechanism"), Some(mechanism), "{choice}: {e:?}");
+        };
+        // A started process's timeout (its watch).
+        let name = format!("bound-started-{choice}");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &cmd(choice, "sleep")
+                    .arg("300")
+                    .timeout(Duration::from_millis(200))
+                    .log_name(&name),
+            )
+            .unwrap();
+        assert!(p.wait().await.unwrap().timed_out(), "{choice}");
+        check(&name, p.pid());
+        drop(p);
+        g.close().await.unwrap();
+
+        // A pipeline's (its head's program and pid).
+        let name = format!("bound-pipe-{choice}");
+        let mut chain = pkit::Pipe::new([
+            cmd(choice, "sleep").arg("300").log_name(&name),
+            cmd(choice, "cat"),
+        ])
+        .timeout(Duration::from_millis(200))
+        .mechanism(choice)
+        .start()
+        .unwrap();
+        let head = chain.pids()[0];
+        assert!(chain.wait().await.unwrap().timed_out(), "{choice}");
+        check(&name, head);
     }
 }

@@ -245,8 +245,11 @@ fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
         .map(|t| Instant::now() + t);
     let status = wait_until(&child, &mut streams, deadline).map_err(wait_error)?;
     let label = cmd.log_label();
+    let who = crate::log::Subject::new(&program, &label)
+        .pid(pid)
+        .mechanism(group.mechanism());
     if status.is_none() {
-        crate::log::timed_out(&label, pid, spec.timeout);
+        crate::log::timed_out(who, spec.timeout);
     }
     let oom_before = group.oom_kills();
     // The engine's own teardown, driven here: it returns at once when the
@@ -256,7 +259,7 @@ fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
     let end = crate::runner::end_group(&group, status.is_none(), spec.timeout_signal, spec.grace);
     let killed_after_grace = super::runtime::drive(what, end)??;
     if killed_after_grace {
-        crate::log::killed_after_grace(&label, pid);
+        crate::log::killed_after_grace(who);
     }
     for stream in &mut streams {
         stream.drain();

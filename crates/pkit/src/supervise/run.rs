@@ -201,7 +201,11 @@ impl Loop {
         match wake {
             Wake::Done(()) => {}
             Wake::Cancelled => {
-                log::cancelled(&self.name, Some(pid));
+                log::cancelled(
+                    log::Subject::new(&self.cmd.display_name(), &self.name)
+                        .pid(pid)
+                        .mechanism(group.mechanism()),
+                );
                 group.kill()?;
                 end.interrupted = Some(StopReason::Cancelled);
             }
@@ -214,7 +218,11 @@ impl Loop {
                 tokio::select! {
                     r = group.shutdown_with(signal, grace) => { r?; }
                     () = self.cancel_fired() => {
-                        log::cancelled(&self.name, Some(pid));
+                        log::cancelled(
+                    log::Subject::new(&self.cmd.display_name(), &self.name)
+                        .pid(pid)
+                        .mechanism(group.mechanism()),
+                );
                         group.kill()?;
                         end.interrupted = Some(StopReason::Cancelled);
                     }
