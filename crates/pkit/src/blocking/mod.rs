@@ -212,6 +212,7 @@ impl Verbs<'_> {
 /// `cmd.output()`, blocking: the one-shot verbs' common run (on the
 /// calling thread where that applies; see `direct.rs`).
 #[track_caller]
+#[allow(clippy::needless_return)] // one of the two returns is compiled
 fn one_shot(what: &str, cmd: &Command) -> Result<Output> {
     crate::sys::with_direct_wait! {
         return direct::output(what, cmd);
