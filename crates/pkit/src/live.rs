@@ -75,14 +75,15 @@ impl RunningProcess {
     }
 
     /// Ends this process's subtree politely: SIGTERM, up to `grace` for it
-    /// to exit, then SIGKILL to whatever is left. Returns whether SIGKILL
-    /// was needed. The rest of the group runs on; the process still has to
-    /// be collected with [`wait`](Self::wait) for its [`Output`]. On
-    /// Windows, which has no SIGTERM, the process's console group gets a
-    /// `CTRL_BREAK_EVENT` instead; where none can be delivered (see
-    /// [`Group::shutdown`](crate::Group::shutdown)) the subtree is
-    /// terminated at once. A `grace` too long for the clock
-    /// (`Duration::MAX`) waits without bound.
+    /// to exit, then SIGKILL to whatever is left. Returns whether anything
+    /// was left to kill after the grace. The rest of the group runs on; the
+    /// process still has to be collected with [`wait`](Self::wait) for its
+    /// [`Output`]. On Windows, which has no SIGTERM, the process's console
+    /// group gets a `CTRL_BREAK_EVENT` instead; where none can be delivered
+    /// (see [`Group::shutdown`](crate::Group::shutdown)) the subtree is
+    /// terminated at once and this returns `false` (nothing was asked to
+    /// stop first). A `grace` too long for the clock (`Duration::MAX`)
+    /// waits without bound.
     ///
     /// # Errors
     ///
@@ -94,8 +95,12 @@ impl RunningProcess {
             Some(tree) => Ok(tree.end(Some((Signal::Term.as_raw(), deadline))).await),
             None => {
                 let exited = match self.child.signal(Signal::Term.as_raw()) {
-                    // No break could be sent (Windows): straight to the kill.
-                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => false,
+                    // No break could be sent (Windows): straight to the
+                    // kill, which is then no kill after a grace.
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                        self.kill()?;
+                        return Ok(false);
+                    }
                     _ => match deadline {
                         Some(d) => tokio::time::timeout_at(d, self.child.wait()).await.is_ok(),
                         None => {

@@ -283,10 +283,11 @@ impl RunningPipe {
 
     /// Ends the chain politely: SIGTERM to every stage and all they
     /// spawned, up to `grace` for them to exit, then SIGKILL to whatever is
-    /// left. Returns whether SIGKILL was needed, as
+    /// left. Returns whether anything was left to kill after the grace, as
     /// [`RunningProcess::shutdown`] does: on Windows, where no break can be
-    /// delivered and the chain is terminated at once, that is `true` too.
-    /// Collect the results with [`wait`](Self::wait).
+    /// delivered, the chain is terminated at once and this is `false`
+    /// (nothing was asked to stop first). Collect the results with
+    /// [`wait`](Self::wait).
     ///
     /// # Errors
     ///
@@ -298,9 +299,8 @@ impl RunningPipe {
             return Ok(false);
         }
         match self.group.shutdown(grace).await {
-            // Killed after the grace, or at once, unsignalled (Windows
-            // without a break to send).
-            Ok(report) => Ok(report.killed() > 0),
+            // Killed after the grace (not at once, unsignalled: Windows).
+            Ok(report) => Ok(report.signalled() > report.exited_in_grace()),
             Err(_) if self.over() => Ok(false),
             Err(e) => Err(e),
         }
