@@ -113,12 +113,9 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
         cancel: cmd.cancel.as_ref(),
         on_timeout: crate::timing::timeout_plan(cmd.timeout_signal, cmd.grace),
         on_cancel: crate::timing::timeout_plan(cmd.run.cancel_signal, cmd.run.cancel_grace),
-        label: &label,
-        program: proc.program(),
-        mechanism,
+        log: (&label, proc.program(), mechanism),
     };
-    let watch = crate::watch::attach(&child, &proc.limit, pid, bounds, tree);
-    proc.watch = watch;
+    proc.watch = crate::watch::attach(&child, &proc.limit, pid, bounds, tree);
     if let Err(e) = wire(
         &mut proc,
         cmd,

@@ -62,12 +62,17 @@ pub(crate) struct Bounds<'a> {
     pub on_timeout: Option<(Signal, Duration)>,
     /// How a cancellation ends it, the same way.
     pub on_cancel: Option<(Signal, Duration)>,
-    /// The command's name in the log, made only when a bound is armed.
-    pub label: &'a dyn Fn() -> std::sync::Arc<str>,
-    /// The program and the mechanism, for the log.
-    pub program: &'a str,
-    pub mechanism: crate::sys::Mechanism,
+    /// For the log: the command's name (made only when a bound is armed),
+    /// the program, and the mechanism.
+    pub log: LogSubject<'a>,
 }
+
+/// What [`Bounds::log`] holds.
+pub(crate) type LogSubject<'a> = (
+    &'a dyn Fn() -> std::sync::Arc<str>,
+    &'a str,
+    crate::sys::Mechanism,
+);
 
 /// The watch of a started process (`child`, `pid`, its output `activity`):
 /// its subtree, with the command's timeout and cancel token (`bounds`)
@@ -90,8 +95,8 @@ pub(crate) fn attach(
         let activity = activity.clone();
         let cancel = bounds.cancel.cloned();
         let plan = bounds.on_timeout;
-        let (name, limit) = ((bounds.label)(), bounds.timeout);
-        let (program, mechanism) = (bounds.program.to_owned(), bounds.mechanism);
+        let (label, program, mechanism) = bounds.log;
+        let (name, limit, program) = (label(), bounds.timeout, program.to_owned());
         let cancel_plan = bounds.on_cancel;
         tokio::spawn(async move {
             let timer = sleep_until_or_never(deadline);
