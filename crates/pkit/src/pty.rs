@@ -62,15 +62,26 @@
 //! teardown: an interactive shell with job control does that for every
 //! job it runs (use cgroup v2, or a non-interactive `sh -c`).
 //!
-//! **Platforms.** Linux, under every backend: pkit's own spawner takes the
-//! terminal with `setsid` and `TIOCSCTTY` in the child; the portable
-//! `posix_spawn` backend (`PKIT_MECHANISM=portable`) uses
-//! `POSIX_SPAWN_SETSID` and opens the terminal again in the child, which
-//! Linux makes the new session's controlling terminal. Neither forks the
-//! owner. On macOS and the BSDs a pty session is refused with
-//! [`Error::Unsupported`]: only `TIOCSCTTY` makes a controlling terminal
-//! there, and `posix_spawn` runs no such call (a forked child could, and
-//! is not implemented).
+//! **Platforms.** Linux, macOS and FreeBSD; neither way forks the owner.
+//! Linux's own spawner takes the terminal with `setsid` and `TIOCSCTTY`
+//! in the child. The portable `posix_spawn` backend (macOS, FreeBSD, and
+//! Linux under `PKIT_MECHANISM=portable`) starts the session's program
+//! through its spawn trampoline (this program's executable, run again
+//! before the program, as for spawn options such as
+//! [`Command::uid`](crate::Command::uid)), which calls `setsid` and
+//! `TIOCSCTTY` before it executes the program; a failed step is
+//! [`Error::ChildSetup`] naming it
+//! ([`ChildStep::Session`](crate::ChildStep::Session),
+//! [`ChildStep::Terminal`](crate::ChildStep::Terminal)). Where the
+//! trampoline can't be used (pkit not linked into the main executable, an
+//! executable that can't be run again, a set-user-id one, musl's C
+//! library, `PKIT_SPAWN_TRAMPOLINE=off`) Linux still starts it, with
+//! `POSIX_SPAWN_SETSID` and the terminal opened again in the child, which
+//! Linux makes the new session's controlling terminal; macOS and FreeBSD
+//! refuse it with [`Error::Unsupported`], saying why (only `TIOCSCTTY`
+//! makes a controlling terminal there). The macOS and FreeBSD builds are
+//! type-checked, never run: the trampoline's path is the one Linux's
+//! portable backend runs in CI.
 //!
 //! **Windows** (10 version 1809 or later; refused with
 //! [`Error::Unsupported`] before): a ConPTY pseudo console. The program

@@ -27,6 +27,11 @@ use pkit::{Command, Group, MechanismChoice};
 /// `$2` is a prefix for the grandchildren (e.g. `setsid`).
 const TREE: &str = r#"trap '' INT; $2 sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
 
+/// [`TREE`] for a pty session: every process ignores SIGHUP, so the
+/// hangup of the terminal (its master closed with the owner) kills none
+/// of it, and only the guard can.
+const PTY_TREE: &str = r#"trap '' INT HUP; sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
+
 /// A tree whose main process (a process group's leader) exits at once,
 /// leaving its children in the group.
 const LEADER_EXITS: &str =
@@ -104,19 +109,16 @@ fn guard_helper_owner() {
         "leader-exits" => LEADER_EXITS,
         "nested" => NESTED,
         "main-thread-ends" => MAIN_THREAD_ENDS,
+        "pty" => PTY_TREE,
         _ => TREE,
     };
     let dir = cgroup_dir(&group).unwrap_or_default();
-    let proc = group
-        .start(&Command::new("sh").args([
-            "-c",
-            script,
-            "sh",
-            &pids,
-            prefix,
-            &dir.to_string_lossy(),
-        ]))
-        .expect("start");
+    let mut cmd =
+        Command::new("sh").args(["-c", script, "sh", &pids, prefix, &dir.to_string_lossy()]);
+    if mode == "pty" {
+        cmd = cmd.pty(24, 80);
+    }
+    let proc = group.start(&cmd).expect("start");
     assert!(group.guarded(), "{}", group.description());
     let guard = pkit::host_containment().guard;
     say(format!("guard {}", guard.pid.expect("guard pid")));
@@ -464,6 +466,24 @@ async fn sigkilled_owner_leaves_no_grandchild_and_no_cgroup() {
             owner.kill();
             assert_guard_cleaned_up(&owner, &format!("{choice}, {start}: owner SIGKILLed")).await;
         }
+    }
+    suite.end().await;
+}
+
+/// A pty session's tree dies with its owner: its leader leads a session
+/// of its own (on the portable backend started through the trampoline,
+/// which leads it before it is let go, and registered with the guard as
+/// that session), and nothing of it dies of the terminal's hangup (see
+/// [`PTY_TREE`]), so the guard must kill it.
+#[tokio::test]
+async fn a_killed_owners_pty_session_is_killed_by_the_guard() {
+    let suite = begin("a_killed_owners_pty_session_is_killed_by_the_guard").await;
+    for choice in mechanisms() {
+        let mut owner = start_owner("pty", choice, false);
+        assert_eq!(owner.tree.len(), 3, "{choice}: {:?}", owner.tree);
+        assert_alive(&owner.all(), "before the owner dies");
+        owner.kill();
+        assert_guard_cleaned_up(&owner, &format!("{choice}: pty session, owner SIGKILLed")).await;
     }
     suite.end().await;
 }

@@ -338,6 +338,20 @@ async fn no_trampoline_helper() {
         .await
         .expect("plain");
     assert_eq!(out.stdout_str(), "plain\n");
+    // A pty session does without on Linux (the slave opened again, see
+    // `tests/pty_ctty.rs`): its terminal is still its controlling one.
+    let out = common::sh(choice, "cut -d' ' -f6,7 /proc/$$/stat")
+        .pty(24, 80)
+        .output()
+        .await
+        .expect("a pty session without a trampoline");
+    let ids: Vec<u32> = out
+        .stdout_str()
+        .split_whitespace()
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    assert_eq!(ids[0], out.pid(), "leads its session");
+    assert_ne!(ids[1], 0, "has a controlling terminal");
     let group = common::group(choice);
     let leader = group
         .start(&Command::new("sleep").arg("300"))

@@ -62,7 +62,7 @@ async fn the_child_has_a_terminal_on_every_stream_and_leads_its_session() {
         let out = sh(
             choice,
             "test -t 0 && test -t 1 && test -t 2 && echo tty; stty size; \
-             echo $$ $(cut -d' ' -f6 /proc/$$/stat) $(ps -o sid= -p $$); \
+             echo $$ $(cut -d' ' -f7 /proc/$$/stat) $(ps -o sid= -p $$); \
              echo to-stderr >&2",
         )
         .pty(30, 100)

@@ -222,8 +222,11 @@ impl Command {
     /// file, or `merge_stderr`, fails to start with
     /// [`Error::InvalidInput`]; so does a pipeline stage. A size of 0 rows
     /// or columns is invalid too (on Windows, so is one above 32767).
-    /// Linux (every backend) and Windows (10 version 1809 or later, ConPTY);
-    /// elsewhere [`Error::Unsupported`] (see the module docs' **Platforms**).
+    /// Linux (every backend), macOS and FreeBSD (through the portable
+    /// backend's spawn trampoline, which takes the terminal before the
+    /// program runs; [`Error::Unsupported`] where it can't be used), and
+    /// Windows (10 version 1809 or later, ConPTY); elsewhere
+    /// [`Error::Unsupported`] (see the module docs' **Platforms**).
     pub fn pty(mut self, rows: u16, cols: u16) -> Command {
         self.spec.spawn.pty = Some((rows, cols));
         self.spec.spawn.pty_raw = false;

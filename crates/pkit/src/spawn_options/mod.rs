@@ -3,8 +3,9 @@
 //! descriptors passed through.
 //!
 //! Every option is applied by the spawned child itself, on values checked
-//! and converted before the spawn, in one order (limits and priorities,
-//! the umask, then groups, group id and user id, then the descriptors
+//! and converted before the spawn, in one order (a new session and a pty
+//! session's controlling terminal, limits and priorities, the umask, then
+//! groups, group id and user id, then the descriptors
 //! passed through). A step that fails in the child is reported as
 //! [`Error::ChildSetup`] naming that [`ChildStep`]; nothing is skipped
 //! silently.
@@ -38,7 +39,9 @@
 //! hooks are closures of this process, which can't cross the trampoline's
 //! exec: refused there with [`Error::Unsupported`]; so is
 //! [`setsid`](Command::setsid) (a process-group mechanism). A pty session
-//! is honoured on Linux only. On Windows every option is refused with
+//! takes its terminal in the trampoline too (on Linux as well, whenever
+//! the trampoline can be used; without it, Linux alone can start one: see
+//! [`Command::pty`](crate::Command::pty)). On Windows every option is refused with
 //! [`Error::Unsupported`], but for a pty session (a ConPTY pseudo console:
 //! see [`Command::pty`](crate::Command::pty)).
 

@@ -41,9 +41,12 @@ pub(crate) mod linux;
 pub(crate) mod pid;
 mod place;
 mod pre_exec;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
 pub(crate) mod pty;
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(all(
+    unix,
+    not(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))
+))]
 #[path = "pty_unsupported.rs"]
 pub(crate) mod pty;
 mod resolve;

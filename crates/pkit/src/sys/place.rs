@@ -334,8 +334,10 @@ impl Container {
     /// before the program) when its new group will be registered with the
     /// guard, until the registration has been sent (an owner killed at any
     /// point of the start leaves no program running unguarded: the held
-    /// child exits when it reads end of file), and whenever it has spawn
-    /// options that only the trampoline can apply (`unix/gate_setup.rs`).
+    /// child exits when it reads end of file), whenever it has spawn
+    /// options that only the trampoline can apply (`unix/gate_setup.rs`),
+    /// and for a pty session, which takes its terminal there
+    /// (`unix/spawn_pty.rs`; on Linux it can do without).
     /// Without a trampoline a new group is registered after `posix_spawn`
     /// returns (by [`register_leader`](Self::register_leader), a no-op once
     /// the group is registered here), and such options are refused
@@ -348,7 +350,10 @@ impl Container {
         let refused = super::unix::spawn::unsupported_setup(spec).is_some();
         let register =
             pgid == 0 && matches!(*self.guard_link(), GuardLink::Pending) && self.guard().is_ok();
-        if refused || (!register && options.is_none()) {
+        // A pty session takes its terminal in the trampoline on Linux too,
+        // as macOS and FreeBSD must (`unix/spawn_pty.rs`).
+        let prefer = super::unix::spawn_pty::prefers_trampoline(spec);
+        if refused || (!register && !prefer && options.is_none()) {
             return spawn(spec, pgid);
         }
         let exe = match (guard::trampoline_exe(), options) {
@@ -373,7 +378,10 @@ impl Container {
         // are exact.
         let pid = held.pid;
         if register {
-            let own_session = crate::sys::unix::pgroup::session_of(pid) == Some(pid);
+            // A pty session's trampoline leads a session of its own before
+            // it is let go, maybe not yet (`unix/trampoline.rs`).
+            let own_session =
+                spec.setup.setsid || crate::sys::unix::pgroup::session_of(pid) == Some(pid);
             self.register_leader_with(|g| {
                 g.register_pgroup_number(pid, own_session.then_some(pid))
             });

@@ -2,10 +2,18 @@
 //! control characters, and the master side as non-blocking async I/O.
 //!
 //! The child gets the slave side as its stdin, stdout and stderr and makes
-//! it its controlling terminal (`setsid` + `TIOCSCTTY`, in `prexec.rs`). The
+//! it its controlling terminal (`setsid` + `TIOCSCTTY`, in
+//! `setup_steps.rs`, run by Linux's spawner or by the portable backend's
+//! trampoline; on Linux without a trampoline, `unix/spawn_pty.rs`). The
 //! parent keeps only the master side: once the child and every descendant
 //! holding the slave have closed it, reading the master fails with `EIO`,
 //! which is the end of the stream here, not an error.
+//!
+//! Linux, macOS and FreeBSD (the platforms with a trampoline); what
+//! differs is marked: the slave is found by `TIOCGPTPEER` on Linux and by
+//! its name elsewhere, and its settings are read through the master
+//! elsewhere (one terminal there; Linux's master has settings of its own).
+//! Only the Linux build is run: the others are type-checked.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -48,13 +56,24 @@ pub(crate) fn split(master: MasterEnd) -> io::Result<(PtyIo, PtyIo)> {
 
 /// (master, slave).
 fn open_pair(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(not(target_os = "macos"))]
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    // No O_CLOEXEC for posix_openpt on macOS: set just after (pkit's own
+    // spawns there close every descriptor they don't place anyway).
+    #[cfg(target_os = "macos")]
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY;
     let master = rustix::pty::openpt(flags)?;
+    #[cfg(target_os = "macos")]
+    rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
     rustix::pty::unlockpt(&master)?;
-    let slave = match rustix::pty::ioctl_tiocgptpeer(&master, flags) {
+    #[cfg(target_os = "linux")]
+    let peer = rustix::pty::ioctl_tiocgptpeer(&master, flags);
+    // Elsewhere by its name, as on kernels before 4.13.
+    #[cfg(not(target_os = "linux"))]
+    let peer: rustix::io::Result<OwnedFd> = Err(rustix::io::Errno::NOSYS);
+    let slave = match peer {
         Ok(fd) => fd,
-        // Kernels before 4.13: open the slave by its name.
         Err(_) => {
             let name = rustix::pty::ptsname(&master, Vec::new())?;
             rustix::fs::open(
@@ -110,11 +129,17 @@ fn special_char(master: BorrowedFd<'_>, which: Special) -> Option<u8> {
         Special::Susp => (SpecialCodeIndex::VSUSP, 0x1a),
         Special::Quit => (SpecialCodeIndex::VQUIT, 0x1c),
     };
+    // Linux: the slave's settings, not the master's own.
+    #[cfg(target_os = "linux")]
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    #[cfg(target_os = "linux")]
     let Ok(slave) = rustix::pty::ioctl_tiocgptpeer(master, flags) else {
         return Some(default);
     };
-    match rustix::termios::tcgetattr(&slave) {
+    // Elsewhere master and slave are one terminal, with one set.
+    #[cfg(not(target_os = "linux"))]
+    let slave = master;
+    match rustix::termios::tcgetattr(slave.as_fd()) {
         // _POSIX_VDISABLE (0) turns a special character off.
         Ok(t) => Some(t.special_codes[index]).filter(|&b| b != 0),
         Err(_) => Some(default),
@@ -132,9 +157,15 @@ impl PtyIo {
     /// Registers (a duplicate of) a non-blocking master descriptor.
     fn new(master: &OwnedFd) -> io::Result<PtyIo> {
         let dup = rustix::io::fcntl_dupfd_cloexec(master, 3)?;
-        Ok(PtyIo {
-            fd: super::linux::register(dup, Interest::READABLE | Interest::WRITABLE)?,
-        })
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        #[cfg(target_os = "linux")]
+        let fd = super::linux::register(dup, interest)?;
+        // SAFETY: the AsyncFd takes ownership of `dup`, so the descriptor
+        // stays open, and refers to the same file, for as long as the
+        // AsyncFd lives; `OwnedFd::as_raw_fd` always returns it.
+        #[cfg(not(target_os = "linux"))]
+        let fd = unsafe { AsyncFd::register_with_interest(dup, interest) }?;
+        Ok(PtyIo { fd })
     }
 
     /// The registered master descriptor.

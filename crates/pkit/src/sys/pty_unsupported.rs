@@ -1,6 +1,7 @@
-//! Pseudo-terminals where pkit has none yet (macOS and the BSDs: a
+//! Pseudo-terminals where pkit has none yet (the BSDs but FreeBSD: a
 //! controlling terminal takes `TIOCSCTTY` in the child, which
-//! `posix_spawn` can't issue, and pkit has no fork-based start for it).
+//! `posix_spawn` can't issue, and the portable backend's spawn trampoline,
+//! which does on macOS and FreeBSD, is not built here).
 //! [`refusal`] says so before anything is opened; the rest exists only so
 //! that the layers above type-check, and is never reached.
 
@@ -15,8 +16,9 @@ use super::{ChildIo, Mechanism, OwnedFd, Special};
 pub(crate) fn refusal() -> Option<(Mechanism, &'static str)> {
     Some((
         Mechanism::ProcessGroup,
-        "pseudo-terminal sessions are implemented on Linux and Windows only so far: here a \
-         controlling terminal takes TIOCSCTTY in the child, which posix_spawn can't issue",
+        "pseudo-terminal sessions are implemented on Linux, macOS, FreeBSD and Windows only so \
+         far: here a controlling terminal takes TIOCSCTTY in the child, which posix_spawn can't \
+         issue, and pkit has no spawn trampoline here to issue it",
     ))
 }
 

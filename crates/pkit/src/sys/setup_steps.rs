@@ -1,11 +1,14 @@
-//! The middle of a child's setup before exec, in one order for every
-//! spawner that runs code in the child (Linux's own spawner in
-//! `linux/prexec.rs`, the portable backend's trampoline in
-//! `unix/gate_setup.rs`): resource limits and priorities while the child
-//! still has the owner's privilege, the umask, then the privilege drop
-//! (supplementary groups, group id, user id). Each spawner supplies the
-//! system calls ([`StepCalls`]); the order, and which [`ChildStep`] a
-//! failure is reported as, are decided here once.
+//! A child's setup before exec, in one order for every spawner that runs
+//! code in the child (Linux's own spawner in `linux/prexec.rs`, the
+//! portable backend's trampoline in `unix/gate_setup.rs`): first the
+//! session ([`session`]: `setsid`, then the pty's slave on fd 0 taken as
+//! the controlling terminal with `TIOCSCTTY`), then, after the spawner's
+//! own placement (process group, cgroup), the middle ([`apply`]): resource
+//! limits and priorities while the child still has the owner's privilege,
+//! the umask, then the privilege drop (supplementary groups, group id,
+//! user id). Each spawner supplies the system calls ([`StepCalls`]); the
+//! order, and which [`ChildStep`] a failure is reported as, are decided
+//! here once.
 
 use libc::{c_int, c_ulong, gid_t, mode_t, uid_t};
 
@@ -46,6 +49,13 @@ impl ChildSetup {
 /// with `errno` set; they run in a child before exec (no allocation, no
 /// lock, no panic).
 pub(crate) trait StepCalls {
+    /// `setsid()`; a spawner whose child may already lead a session of
+    /// its own (the portable trampoline's, see `gate_setup.rs`) counts
+    /// that as done.
+    fn setsid(&self) -> bool;
+    /// `ioctl(0, TIOCSCTTY, 0)`: the terminal on fd 0 becomes the
+    /// session's controlling terminal.
+    fn take_terminal(&self) -> bool;
     /// `setrlimit`.
     fn rlimit(&self, limit: &Rlimit) -> bool;
     /// `setpriority(PRIO_PROCESS, 0, nice)`.
@@ -62,6 +72,22 @@ pub(crate) trait StepCalls {
     fn gid(&self, gid: gid_t) -> bool;
     /// The real, effective and saved user id.
     fn uid(&self, uid: uid_t) -> bool;
+}
+
+/// The session steps, before every other: `setsid` (a pty session's
+/// child, or [`Command::setsid`](crate::Command::setsid)), then the
+/// terminal on fd 0 (the pty's slave side) as the new session's
+/// controlling terminal (`ctty`: only a session leader without one can
+/// take it). `Err` names the step that failed (its errno is left in
+/// `errno`).
+pub(crate) fn session(setsid: bool, ctty: bool, calls: &impl StepCalls) -> Result<(), ChildStep> {
+    if setsid && !calls.setsid() {
+        return Err(ChildStep::Session);
+    }
+    if ctty && !calls.take_terminal() {
+        return Err(ChildStep::Terminal);
+    }
+    Ok(())
 }
 
 /// Applies `steps` through `calls`, in order; `Err` names the step that

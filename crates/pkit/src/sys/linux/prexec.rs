@@ -121,6 +121,16 @@ struct Rlimit64 {
 struct RawCalls;
 
 impl StepCalls for RawCalls {
+    fn setsid(&self) -> bool {
+        // SAFETY: setsid(2) changes this process only.
+        unsafe { libc::setsid() >= 0 }
+    }
+
+    fn take_terminal(&self) -> bool {
+        // SAFETY: ioctl(TIOCSCTTY) on this process's fd 0, no pointer.
+        unsafe { libc::ioctl(0, libc::TIOCSCTTY as _, 0) >= 0 }
+    }
+
     fn rlimit(&self, limit: &Rlimit) -> bool {
         let lim = Rlimit64 {
             cur: limit.soft,
@@ -195,12 +205,10 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             }
         }
     }
-    if setup.setsid && libc::setsid() < 0 {
-        fail(plan, Step::Setup(ChildStep::Session));
-    }
-    // A pty session: the terminal on stdin becomes the controlling one.
-    if setup.ctty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-        fail(plan, Step::Setup(ChildStep::Terminal));
+    // A new session; for a pty session, the terminal on stdin becomes its
+    // controlling one (`setup_steps.rs`).
+    if let Err(step) = setup_steps::session(setup.setsid, setup.ctty, &RawCalls) {
+        fail(plan, Step::Setup(step));
     }
     match plan.pgid {
         // A new session's leader already leads a new process group, the

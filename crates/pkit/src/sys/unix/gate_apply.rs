@@ -22,7 +22,9 @@ use std::os::fd::RawFd;
 
 use libc::{c_int, c_ulong, gid_t};
 
-use super::gate_setup::{CPUS, GID, GROUPS, HEADER, IOPRIO, MAX_BLOCK, NICE, UID, UMASK};
+use super::gate_setup::{
+    CPUS, CTTY, GID, GROUPS, HEADER, IOPRIO, MAX_BLOCK, NICE, SETSID, UID, UMASK,
+};
 use crate::sys::setup_steps::{StepCalls, Steps};
 use crate::sys::step::FailedStep;
 use crate::sys::{ChildStep, Rlimit};
@@ -190,6 +192,11 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
             k[1] = moved;
         }
     }
+    // The session first, as Linux's spawner takes it right after stdio: a
+    // pty session's trampoline leads one already (see `trampoline.rs`).
+    if let Err(step) = crate::sys::setup_steps::session(has(SETSID), has(CTTY), &LibcCalls) {
+        return Setup::Failed(FailedStep::Setup(step).pack(errno()));
+    }
     if let Err(step) = crate::sys::setup_steps::apply(&steps, &LibcCalls) {
         return Setup::Failed(FailedStep::Setup(step).pack(errno()));
     }
@@ -301,6 +308,19 @@ fn errno() -> c_int {
 struct LibcCalls;
 
 impl StepCalls for LibcCalls {
+    fn setsid(&self) -> bool {
+        // A pty session's trampoline called setsid before it was ready
+        // (`trampoline.rs`): done if it leads its session; else again, for
+        // the errno.
+        // SAFETY: getsid, getpid and setsid of this process; no pointer.
+        unsafe { libc::getsid(0) == libc::getpid() || libc::setsid() >= 0 }
+    }
+
+    fn take_terminal(&self) -> bool {
+        // SAFETY: ioctl(TIOCSCTTY) on this process's fd 0, no pointer.
+        unsafe { libc::ioctl(0, libc::TIOCSCTTY as _, 0) >= 0 }
+    }
+
     fn rlimit(&self, limit: &Rlimit) -> bool {
         // The API's "unlimited" is u64::MAX; macOS's RLIM_INFINITY is
         // i64::MAX (above its maximum, a hard limit needs privilege).

@@ -20,7 +20,8 @@
 //! before `main` and allocates nothing), moves the gate socket and every
 //! received descriptor above all target numbers (close-on-exec), and then
 //! applies the options in the order Linux's spawner does
-//! (`setup_steps.rs`: limits, priority, umask, groups, group id, user id),
+//! (`setup_steps.rs`: the session and its controlling terminal, limits,
+//! priority, umask, groups, group id, user id),
 //! enters the working directory if it was sent, then places the passed
 //! descriptors. A step that fails is sent back as
 //! the code [`FailedStep::pack`](crate::sys::step::FailedStep::pack) makes, as Linux's spawner reports it.
@@ -59,6 +60,8 @@ pub(super) const UMASK: u64 = 8;
 pub(super) const GROUPS: u64 = 16;
 pub(super) const GID: u64 = 32;
 pub(super) const UID: u64 = 64;
+pub(super) const SETSID: u64 = 128;
+pub(super) const CTTY: u64 = 256;
 /// The largest block a trampoline accepts (a longer one is malformed).
 pub(super) const MAX_BLOCK: u64 = 64 << 20;
 
@@ -76,7 +79,9 @@ fn encode_into(block: &mut Vec<u8>, setup: &ChildSetup, cwd: Option<&CStr>) {
         | flag(s.umask.is_some(), UMASK)
         | flag(s.groups.is_some(), GROUPS)
         | flag(s.gid.is_some(), GID)
-        | flag(s.uid.is_some(), UID);
+        | flag(s.uid.is_some(), UID)
+        | flag(setup.setsid, SETSID)
+        | flag(setup.ctty, CTTY);
     if flags == 0 && s.rlimits.is_empty() && keep.is_empty() && cwd.is_none() {
         return;
     }

@@ -12,4 +12,5 @@ pub(crate) mod pgroup;
 pub(crate) mod ptable;
 pub(crate) mod sigchld;
 pub(crate) mod spawn;
+pub(crate) mod spawn_pty;
 pub(crate) mod trampoline;

@@ -25,21 +25,14 @@
 //! [`no_trampoline`]). Hooks (closures) can't cross that exec and are
 //! refused everywhere here ([`unsupported_setup`]).
 //!
-//! A pty session (`ctty`) on Linux: `POSIX_SPAWN_SETSID` makes the child
-//! lead a new session (and a new process group numbered by its pid, the
-//! group's: a pty child is always its group's first process), then the
-//! file actions open the terminal's slave side again as fd 0, through
-//! `/proc/self/fd/N` (the child's copy of the slave descriptor), without
-//! `O_NOCTTY`: on Linux a session leader without a controlling terminal
-//! acquires the terminal it opens, which is what `TIOCSCTTY` would have
-//! done. The C library runs `setsid` before the file actions (glibc and
-//! musl both). Elsewhere an open does not make a controlling terminal
-//! (the BSDs and macOS want `TIOCSCTTY`, which `posix_spawn` can't issue).
+//! A pty session takes its terminal in the trampoline, or on Linux
+//! without one through `/proc`: see `spawn_pty.rs`.
 
 use std::ffi::{c_char, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::spawn_pty::{group_flag, terminal};
 use super::trampoline::{GateEnv, GATE_FD, GO, READY};
 
 use crate::sys::step::FailedStep;
@@ -81,8 +74,6 @@ pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
             "pre_exec hooks are closures of this process, which can't cross the exec of \
              the trampoline that applies the spawn options here",
         )
-    } else if s.ctty && !cfg!(target_os = "linux") {
-        Some("a pty needs the child to take its terminal (setsid, TIOCSCTTY) before exec")
     } else if s.setsid && !s.ctty {
         Some("setsid would leave the group's process group")
     } else if s.ioprio.is_some() && !cfg!(target_os = "linux") {
@@ -98,10 +89,14 @@ pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
 
 /// What of a start's spawn options the child must apply itself before
 /// its program runs, which only the trampoline can do (see
-/// `gate_setup.rs`); `None` when `posix_spawn` alone serves.
+/// `gate_setup.rs`); `None` when `posix_spawn` alone serves. (A pty
+/// session on Linux is started through the trampoline too when one can
+/// be used, but can do without: see `spawn_pty.rs`.)
 pub(crate) fn needs_trampoline(spec: &SpawnSpec) -> Option<&'static str> {
     let s = &spec.setup;
-    if !s.rlimits.is_empty()
+    if s.ctty && !cfg!(target_os = "linux") {
+        Some("a pty session's controlling terminal (setsid, TIOCSCTTY)")
+    } else if !s.rlimits.is_empty()
         || s.nice.is_some()
         || s.umask.is_some()
         || s.ioprio.is_some()
@@ -389,13 +384,12 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
             "a pty child leads its own process group: it must be its group's first process".into(),
         ));
     }
+    // A pty session through a trampoline: started in the owner's process
+    // group, it leads a new session itself (see the module docs).
+    let in_trampoline = ctty && via.is_some();
     #[allow(unused_mut)]
     let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
-    flags |= if ctty {
-        session_flag()
-    } else {
-        libc::POSIX_SPAWN_SETPGROUP
-    };
+    flags |= group_flag(ctty, in_trampoline);
     #[cfg(target_os = "macos")]
     {
         flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
@@ -415,7 +409,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         add_glibc_internal(&mut pipe);
         check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &pipe))?;
     }
-    if ctty {
+    if ctty && !in_trampoline {
         terminal(&mut a.actions, &spec.stdin)?;
     } else {
         place(&mut a.actions, &spec.stdin, 0, None)?;
@@ -528,48 +522,6 @@ fn place(
     // the shared /dev/null descriptor). Sources are >= 3 (or stdout's 1),
     // so no dup2 overwrites a source still to be placed.
     check(unsafe { libc::posix_spawn_file_actions_adddup2(actions, source, target) })
-}
-
-/// `POSIX_SPAWN_SETSID` where the C library has it and the platform's
-/// open then makes the controlling terminal (Linux).
-#[cfg(target_os = "linux")]
-fn session_flag() -> libc::c_int {
-    libc::POSIX_SPAWN_SETSID as libc::c_int
-}
-
-/// Never used: [`unsupported_setup`] refuses a pty first.
-#[cfg(not(target_os = "linux"))]
-fn session_flag() -> libc::c_int {
-    0
-}
-
-/// A pty child's stdio: the terminal's slave side (`slave`, the spawn's
-/// stdin) opened again as fd 0 in the child, after `setsid`, so that it
-/// becomes the child's controlling terminal (see the module docs); then
-/// fd 1 and 2 are copies of it.
-fn terminal(
-    actions: &mut libc::posix_spawn_file_actions_t,
-    slave: &ChildIo,
-) -> Result<(), SpawnError> {
-    use std::os::fd::AsRawFd;
-    let ChildIo::Fd(fd) = slave else {
-        return Err(SpawnError::Os(io::Error::from_raw_os_error(libc::EINVAL)));
-    };
-    let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map_err(|_| SpawnError::Os(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    // SAFETY: our initialised actions object; the path is copied by the C
-    // library (glibc and musl both copy it at this call); fd numbers.
-    unsafe {
-        check(libc::posix_spawn_file_actions_addopen(
-            actions,
-            0,
-            path.as_ptr(),
-            libc::O_RDWR,
-            0,
-        ))?;
-        check(libc::posix_spawn_file_actions_adddup2(actions, 0, 1))?;
-        check(libc::posix_spawn_file_actions_adddup2(actions, 0, 2))
-    }
 }
 
 /// Adds glibc's two internal signals (32 and 33: thread cancellation,

@@ -20,12 +20,19 @@
 //! closes the socket (close-on-exec), which the owner reads as success.
 //! The owner's half is in `spawn.rs` ([`Gated`](super::spawn::Gated)).
 //!
+//! A pty session's trampoline (the first field of [`ENV`] is 1) leads a
+//! new session before it says it is there, so that the session the guard
+//! registers exists before the program can run (see `spawn_pty.rs`); a
+//! failed `setsid` is reported after the go byte by the session step,
+//! which counts one done here as done (`setup_steps::session`).
+//!
 //! The trampoline is the owner's executable, so it is loaded with the
 //! owner's loader variables (`LD_*`, `DYLD_*`, `GLIBC_TUNABLES`: see
 //! [`is_loader_variable`]), not the child's: a child's
 //! `LD_LIBRARY_PATH` or `LD_PRELOAD` is meant for the child's program and
 //! could break the owner's image or run a preload's constructors twice.
-//! Its environment is `ENV=<n>:<m>:<i1>:...:<im>:<path>`, then the
+//! Its environment is `ENV=<s>:<n>:<m>:<i1>:...:<im>:<path>` (`s`: 1
+//! for a new session, above, else 0), then the
 //! owner's `n` loader variables, then the child's environment in its
 //! order, where the `m` loader variables (at indices `i1..im` of it) sit
 //! behind a one-byte prefix (`_LD_PRELOAD=...`, which no loader reads).
@@ -76,7 +83,8 @@ pub(crate) fn is_loader_variable(entry: &[u8]) -> bool {
 }
 
 /// A trampoline's environment, the owner's half of the layout the module
-/// docs give: `ENV=<n>:<m>:<i1>:...:<im>:<path>`, the owner's `n` loader
+/// docs give: `ENV=<s>:<n>:<m>:<i1>:...:<im>:<path>` (`s`: whether it
+/// leads a new session before it is ready), the owner's `n` loader
 /// variables (the trampoline is the owner's executable and loads as the
 /// owner did), then the child's environment in its order, its `m` loader
 /// variables (at indices `i1..im`) behind a one-byte prefix that no loader
@@ -112,7 +120,12 @@ impl GateEnv {
                 Some((i, CString::new(h).ok()?))
             })
             .collect();
-        let mut first = format!("{ENV}={}:{}:", owner_loader.len(), hidden.len());
+        let mut first = format!(
+            "{ENV}={}:{}:{}:",
+            u8::from(spec.setup.setsid),
+            owner_loader.len(),
+            hidden.len()
+        );
         for (i, _) in &hidden {
             first.push_str(&format!("{i}:"));
         }
@@ -146,11 +159,12 @@ impl GateEnv {
 /// The gate socket's descriptor in the trampoline.
 pub(crate) const GATE_FD: RawFd = 3;
 /// Sent by the trampoline when it reached the gate. Its value names the
-/// protocol: a trampoline that reads spawn options after the go byte says
-/// `R`; an older executable on disk (replaced while its owner runs) said
-/// `r` and would run the program without them, so the owner lets only `R`
-/// go on.
-pub(crate) const READY: u8 = b'R';
+/// protocol: a trampoline that reads the session field of [`ENV`] and
+/// spawn options after the go byte says `S`; an older executable on disk
+/// (replaced while its owner runs) said `R` (no session field: it would
+/// misread the environment) or `r` (no spawn options) and would run the
+/// program wrongly, so the owner lets only `S` go on.
+pub(crate) const READY: u8 = b'S';
 /// Sent by the owner: registered, go on.
 pub(crate) const GO: u8 = b'g';
 
@@ -245,11 +259,18 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
         return;
     }
     // From here on this image is a trampoline: it execs or exits.
-    // "<n>:<m>:<path>": the owner's n loader variables follow this entry,
-    // then the child's m hidden ones (see the module docs). Malformed (an
-    // owner of another version): exit without a ready byte, which the
-    // owner reads as a trampoline that can't work.
-    let Some((owner_vars, rest)) = leading_number(&entry[name.len() + 1..]) else {
+    // "<s>:<n>:<m>:<path>": a new session or not, then the owner's n
+    // loader variables follow this entry, then the child's m hidden ones
+    // (see the module docs). Malformed (an owner of another version): exit
+    // without a ready byte, which the owner reads as a trampoline that
+    // can't work.
+    let Some((session, rest)) = leading_number(&entry[name.len() + 1..]) else {
+        give_up();
+    };
+    if session > 1 {
+        give_up();
+    }
+    let Some((owner_vars, rest)) = leading_number(rest) else {
         give_up();
     };
     let Some((hidden, mut rest)) = leading_number(rest) else {
@@ -288,6 +309,12 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     }
     // SAFETY: `rest` is the tail of `entry`, which starts at `first`.
     let path = unsafe { first.add(entry.len() - rest.len()) };
+    // A pty session's: lead a new session before the ready byte (see the
+    // module docs); a failure is reported after the go byte.
+    if session == 1 {
+        // SAFETY: setsid(2) changes this process only.
+        unsafe { libc::setsid() };
+    }
     // A dead owner's closed end is an EPIPE here, not a SIGPIPE (which is
     // at its default in this image): MSG_NOSIGNAL, or on macOS the
     // socket's SO_NOSIGPIPE, set by the owner.
