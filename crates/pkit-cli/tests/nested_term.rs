@@ -372,3 +372,65 @@ async fn a_group_shutdown_kills_a_nested_pkit_that_ignores_term() {
         let _ = std::fs::remove_file(&file);
     }
 }
+
+/// The innermost program for [`a_signal_pkit_run_does_not_relay_reaches_the_nested_program_once`]:
+/// records its pid and `ready`, counts each SIGURG in `$1` (a signal
+/// `pkit run` neither catches nor dies of: its default is to ignore it),
+/// and ends through its TERM trap.
+const COUNTS_URGS: &str = r#"f="$1"; trap 'echo URG >> "$f"' URG; trap 'echo exit >> "$f"; exit 0' TERM; echo "pid $$" >> "$f"; echo ready >> "$f"; while :; do sleep 0.1 & wait $!; done"#;
+
+/// A signal `pkit run` does not relay (SIGURG here) is not held back from
+/// a nested pkit's cgroup: the nested program gets it directly, once (it
+/// used to be held back for the nested pkit to relay, which it never did).
+/// Cgroup only: under a process group the nested program leads a process
+/// group of its own, which the outer's `killpg` does not reach.
+#[tokio::test]
+async fn a_signal_pkit_run_does_not_relay_reaches_the_nested_program_once() {
+    let Some((choice, mech)) = lib_mechanisms()
+        .into_iter()
+        .find(|(c, _)| *c == MechanismChoice::Cgroup)
+    else {
+        eprintln!("skipped: the cgroup mechanism is not among this run's mechanisms");
+        return;
+    };
+    for levels in [1, 2] {
+        let what = format!("{choice}: SIGURG through {levels} pkit run");
+        let file = temp_path("nested-urg");
+        let group = Group::builder().mechanism(choice).build().unwrap();
+        let proc = group
+            .start(&pkit_run(mech, levels, COUNTS_URGS, &file))
+            .unwrap();
+        let pids = ready(&file, &what).await.pids;
+        let urgs = || {
+            std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| *l == "URG")
+                .count()
+        };
+        group
+            .signal(pkit::Signal::Raw(libc::SIGURG))
+            .expect("signal");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while urgs() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the program never got it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Room for a second delivery to show up, were there one.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(urgs(), 1, "{what}: SIGURGs seen");
+        assert!(
+            pids.iter().all(|&p| !pid_gone(p)),
+            "{what}: the program did not survive it"
+        );
+        let report = group.shutdown(Duration::from_secs(60)).await.unwrap();
+        assert!(record(&file).exited, "{what}: did not end through its trap");
+        assert_eq!(report.killed(), 0, "{what}");
+        drop(proc);
+        wait_all_gone(&pids, &what).await;
+        let _ = std::fs::remove_file(&file);
+    }
+}

@@ -242,18 +242,21 @@ impl Group {
     /// [`kill`](Self::kill): the group stays usable.
     ///
     /// A program of the group that uses pkit itself (`pkit run`, or this
-    /// library) has groups of its own. A signal that can be caught reaches
+    /// library) has groups of its own. A signal `pkit run` catches and
+    /// relays (TERM, INT, HUP, QUIT, USR1, USR2, ALRM, WINCH, TSTP) reaches
     /// those through their owner alone: the owner gets it and relays it
-    /// (`pkit run` sends TERM on to its program) or ends its groups its own
-    /// way, so their programs never get it twice. That is what `killpg`
-    /// does anyway (the nested groups are process groups of their own); a
-    /// cgroup leaves out the sub-cgroups named as pkit names its groups
-    /// (`pkit-<owner pid>-<n>`, optionally `-<name>`) whose owner lives in
-    /// the cgroup just above. SIGKILL, SIGSTOP and SIGCONT (no owner could
-    /// relay the first two; the third must undo them) reach every process,
-    /// nested groups included, as do [`kill`](Self::kill), the SIGKILL after
-    /// a grace and the teardown. A program that names a sub-cgroup so
-    /// itself keeps what it moves there from the catchable signals only.
+    /// (`pkit run` sends TERM, USR1, USR2 and ALRM on to its program, not
+    /// to the program's children) or ends its groups its own way, so their
+    /// programs never get it twice. That is what `killpg` does anyway (the
+    /// nested groups are process groups of their own); a cgroup leaves out
+    /// the sub-cgroups named as pkit names its groups (`pkit-<owner
+    /// pid>-<n>`, optionally `-<name>`) whose owner lives in the cgroup just
+    /// above. Every other signal (SIGKILL, SIGSTOP and SIGCONT, and those
+    /// `pkit run` would not relay, such as SIGABRT, SIGURG or a real-time
+    /// one) reaches every process of a cgroup, nested groups included, as
+    /// do [`kill`](Self::kill), the SIGKILL after a grace and the teardown.
+    /// A program that names a sub-cgroup so itself keeps what it moves
+    /// there from the relayed signals only.
     /// An owner in another pid namespace names its groups with a pid this
     /// process can't match: their programs get the signal directly too. On Windows (a Job
     /// Object) [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`

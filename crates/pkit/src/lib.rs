@@ -160,6 +160,8 @@ mod timing;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use sys::fault;
+#[doc(hidden)]
+pub use sys::RELAYED_BY_PKIT_RUN;
 mod verbs;
 mod vt;
 /// Entry points for pkit's fuzz targets (hidden `fuzzing` feature).

@@ -31,6 +31,26 @@ pub const CAUGHT: [i32; 13] = [
     libc::SIGCHLD,
 ];
 
+// Every signal a group spares a nested pkit's groups for (the library's
+// list) is one pkit catches and relays: checked when pkit is built.
+const _: () = {
+    let relayed = pkit::RELAYED_BY_PKIT_RUN;
+    let mut i = 0;
+    while i < relayed.len() {
+        let mut found = false;
+        let mut j = 0;
+        while j < CAUGHT.len() {
+            found |= CAUGHT[j] == relayed[i];
+            j += 1;
+        }
+        assert!(
+            found,
+            "a signal the library spares nested groups for is not caught"
+        );
+        i += 1;
+    }
+};
+
 /// The signals of [`CAUGHT`] this run catches: all but those ignored
 /// when pkit started (`nohup`'s SIGHUP, a shell's `cmd &` SIGINT and
 /// SIGQUIT, a `trap '' TERM`), which pkit leaves ignored, neither caught

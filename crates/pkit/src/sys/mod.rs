@@ -101,6 +101,8 @@ pub(crate) use setup::{
 pub(crate) use signal::nums as signum;
 pub(crate) use signal::signal_name;
 pub use signal::Signal;
+#[doc(hidden)]
+pub use signal::RELAYED_BY_PKIT_RUN;
 pub use stats::Stats;
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd, OwnedFd, RawFd};

@@ -126,6 +126,24 @@ impl Signal {
     }
 }
 
+/// The signals `pkit run` catches and passes on (to its program, or to its
+/// whole tree): a catchable signal to a group spares a nested pkit's groups
+/// (under cgroup v2) for these alone, which their owner relays; every other
+/// signal reaches the nested groups directly. Shared with the CLI, which
+/// catches at least these (it checks so when it is built).
+#[doc(hidden)]
+pub const RELAYED_BY_PKIT_RUN: [i32; 9] = [
+    nums::SIGTERM,
+    nums::SIGINT,
+    nums::SIGHUP,
+    nums::SIGQUIT,
+    nums::SIGUSR1,
+    nums::SIGUSR2,
+    nums::SIGALRM,
+    nums::SIGWINCH,
+    nums::SIGTSTP,
+];
+
 impl fmt::Display for Signal {
     /// `SIGTERM`, or the number for a signal without a name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

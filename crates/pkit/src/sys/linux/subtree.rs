@@ -85,24 +85,28 @@ pub(crate) fn pids(dir: &Path) -> io::Result<Vec<i32>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reach {
     /// Every one, in every cgroup below (listings, SIGKILL, SIGSTOP,
-    /// SIGCONT).
+    /// SIGCONT, and every signal `pkit run` does not relay).
     All,
     /// Every one but those in a nested pkit's group (see [`nested_group`]):
-    /// a catchable signal reaches such a group through its owner alone,
-    /// which relays it (`pkit run` does) or ends its group its own way, so
-    /// its programs never get the signal twice.
+    /// a signal `pkit run` relays reaches such a group through its owner
+    /// alone, which relays it (`pkit run` does) or ends its group its own
+    /// way, so its programs never get the signal twice.
     SparingNested,
 }
 
 impl Reach {
-    /// The reach of a pass sending `sig`: SIGKILL and SIGSTOP can't be
-    /// caught, so no owner could relay them, and SIGCONT must undo a
-    /// SIGSTOP that went everywhere (a second SIGCONT does nothing); they
-    /// reach [`All`](Self::All). Every other signal spares nested groups.
+    /// The reach of a pass sending `sig`: the signals `pkit run` catches
+    /// and relays ([`RELAYED_BY_PKIT_RUN`](crate::RELAYED_BY_PKIT_RUN))
+    /// spare nested groups; every other one reaches [`All`](Self::All):
+    /// SIGKILL and SIGSTOP can't be caught, SIGCONT must undo a SIGSTOP
+    /// that went everywhere, and a signal the nested pkit does not relay
+    /// (SIGABRT, SIGPIPE, SIGURG, a real-time one) would otherwise never
+    /// reach its programs (it kills the nested pkit, or is lost).
     pub(crate) fn of(sig: i32) -> Reach {
-        match sig {
-            libc::SIGKILL | libc::SIGSTOP | libc::SIGCONT => Reach::All,
-            _ => Reach::SparingNested,
+        if crate::RELAYED_BY_PKIT_RUN.contains(&sig) {
+            Reach::SparingNested
+        } else {
+            Reach::All
         }
     }
 }
