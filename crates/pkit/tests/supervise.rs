@@ -1091,3 +1091,23 @@ async fn an_exit_code_the_command_accepts_is_a_clean_run() {
     }
     suite.end().await;
 }
+
+/// A command's retry policy would be ignored by a supervisor (which
+/// restarts by its own policy): refused before anything runs, from `run`
+/// and from a started handle alike.
+#[tokio::test]
+async fn a_retry_policy_is_refused_not_ignored() {
+    for choice in mechanisms() {
+        let counter = TempPath::new("sup-retry");
+        let retried =
+            sh(FLAKY)
+                .arg(counter.as_str())
+                .arg("1")
+                .retry(3, Duration::from_millis(1), |_| true);
+        let e = sup(choice, retried.clone()).run().await.unwrap_err();
+        assert_eq!(e.kind(), pkit::ErrorKind::InvalidInput, "{choice}: {e}");
+        let e = sup(choice, retried).start().wait().await.unwrap_err();
+        assert_eq!(e.kind(), pkit::ErrorKind::InvalidInput, "{choice}: {e}");
+        assert_eq!(runs(&counter), 0, "{choice}: nothing ran");
+    }
+}

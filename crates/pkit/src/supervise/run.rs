@@ -198,14 +198,18 @@ impl Loop {
                 Wake::Stop => Wake::Stop,
             };
         }
+        let program = self.cmd.display_name();
+        let log_cancelled = || {
+            log::cancelled(
+                log::Subject::new(&program, &self.name)
+                    .pid(pid)
+                    .mechanism(group.mechanism()),
+            )
+        };
         match wake {
             Wake::Done(()) => {}
             Wake::Cancelled => {
-                log::cancelled(
-                    log::Subject::new(&self.cmd.display_name(), &self.name)
-                        .pid(pid)
-                        .mechanism(group.mechanism()),
-                );
+                log_cancelled();
                 group.kill()?;
                 end.interrupted = Some(StopReason::Cancelled);
             }
@@ -218,11 +222,7 @@ impl Loop {
                 tokio::select! {
                     r = group.shutdown_with(signal, grace) => { r?; }
                     () = self.cancel_fired() => {
-                        log::cancelled(
-                    log::Subject::new(&self.cmd.display_name(), &self.name)
-                        .pid(pid)
-                        .mechanism(group.mechanism()),
-                );
+                        log_cancelled();
                         group.kill()?;
                         end.interrupted = Some(StopReason::Cancelled);
                     }
@@ -272,6 +272,12 @@ pub(super) async fn supervise(
     events: Option<EventSender>,
     stop: CancelToken,
 ) -> Result<SupervisionOutcome> {
+    if sup.cmd.retries() {
+        return Err(crate::Error::InvalidInput(format!(
+            "{}: a supervisor restarts its command by its own policy (backoff, limits);              the command's retry policy would be ignored",
+            sup.cmd.display_name()
+        )));
+    }
     let mut cmd = sup.cmd.clone();
     if matches!(sup.health, Some((Health::Line(_), _))) {
         cmd = cmd.stream_lines();
@@ -394,7 +400,10 @@ impl Supervisor {
     ///
     /// [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable),
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) (an unparseable `PKIT_MECHANISM`) or
-    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit) when a run's group can't be made.
+    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit) when a run's group can't be made;
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput), before anything starts, for a
+    /// command with a [`retry`](crate::Command::retry) policy of more than one attempt (the
+    /// supervisor's own restart policy replaces it: set that instead).
     /// A program that can't start is not an error: it ends the supervision with
     /// [`StopReason::CannotStart`](crate::StopReason::CannotStart), or is a crash when the
     /// failure is transient.
