@@ -228,7 +228,7 @@ impl Group {
         self.container
             .close()
             .await
-            .map_err(|e| Error::io("closing the group", e))?;
+            .map_err(|e| self.refused("close", "closing the group".into(), e))?;
         log::group_closed(self.log_name.as_deref(), self.mechanism(), began.elapsed());
         Ok(())
     }
