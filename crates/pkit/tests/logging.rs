@@ -484,5 +484,33 @@ async fn bound_events_name_the_program_pid_and_mechanism() {
         let head = chain.pids()[0];
         assert!(chain.wait().await.unwrap().timed_out(), "{choice}");
         check(&name, head);
+
+        // A pipeline whose head outlives the grace: killed, and logged so.
+        let name = format!("bound-pipe-grace-{choice}");
+        let ready = TempPath::new("pipe-grace-ready");
+        let stubborn = format!("trap '' TERM; : > {}; sleep 300", ready.as_str());
+        let mut chain = pkit::Pipe::new([
+            cmd(choice, "sh").args(["-c", &stubborn]).log_name(&name),
+            cmd(choice, "cat"),
+        ])
+        // Long enough for the shell to set its trap on a loaded machine.
+        .timeout(Duration::from_secs(2))
+        .grace(Duration::from_millis(100))
+        .mechanism(choice)
+        .start()
+        .unwrap();
+        let head = chain.pids()[0];
+        let out = chain.wait().await.unwrap();
+        assert!(
+            out.timed_out() && out.killed_after_grace(),
+            "{choice}: {out:?}"
+        );
+        assert!(ready.path().exists(), "{choice}: the trap was set in time");
+        let mut e = find(&name, "killed after the grace");
+        e.retain(|s| s.get("message") == Some("killed after the grace"));
+        assert_eq!(e.len(), 1, "{choice}: {e:?}");
+        assert_eq!(e[0].get("program"), Some("sh"), "{choice}: {e:?}");
+        assert_eq!(e[0].get("pid"), Some(head.to_string().as_str()), "{choice}");
+        assert_eq!(e[0].get("mechanism"), Some(mechanism), "{choice}: {e:?}");
     }
 }
