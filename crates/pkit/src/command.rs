@@ -361,6 +361,11 @@ impl Command {
         self.unchecked_in_pipe = true;
         self
     }
+    /// Whether a retry policy would run this command more than once (what
+    /// a pipeline stage and a group's one-command verbs refuse).
+    pub(crate) fn retries(&self) -> bool {
+        self.retry.as_ref().is_some_and(|r| r.max_attempts > 1)
+    }
 }
 
 /// Turns a [`Command`] into an [`Output`]. Every verb

@@ -232,7 +232,7 @@ impl Group {
     /// Those of [`GroupBuilder::build`]: [`Error::InvalidInput`](crate::Error::InvalidInput)
     /// for an unparseable `PKIT_MECHANISM`,
     /// [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable) when it forces a
-    /// mechanism this host can't give.
+    /// mechanism this host can't give, or (Windows) no Job Object can be made.
     pub fn new() -> Result<Group> {
         Group::builder().build()
     }

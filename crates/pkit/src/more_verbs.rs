@@ -17,7 +17,10 @@ impl Command {
     /// [`parse`](Self::parse), [`first_line`](Self::first_line)); with it
     /// set, [`exit_code`](Self::exit_code) returns one of them or the
     /// [`Error::NonZeroExit`]. Without it: `0` only, and `exit_code`
-    /// returns any code. `grep` answers "no match" with 1:
+    /// returns any code. The same codes decide a [`Pipe`](crate::Pipe)
+    /// stage's success, a [`Supervisor`](crate::Supervisor)'s clean exit
+    /// and [`Group::run`]/[`Group::exit_code`]'s. `grep` answers "no match"
+    /// with 1:
     ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {
@@ -135,16 +138,14 @@ impl Group {
     ///
     /// # Errors
     ///
-    /// Those of [`Command::run`]. A command with a
+    /// Those of [`Command::run`], and those of [`output`](Self::output)
+    /// (a command with a [`runner`](Command::runner)). A command with a
     /// [`retry`](Command::retry) policy of more than one attempt is
     /// [`Error::InvalidInput`]: the first attempt ends the group, so there
     /// is none to replay it in.
     pub async fn run(self, cmd: &Command) -> Result<String> {
         refuse_retry(cmd)?;
-        verbs::run(
-            cmd.secret(crate::runner::run_in(self, cmd).await?),
-            cmd.ok(),
-        )
+        verbs::run(cmd.secret(self.output(cmd).await?), cmd.ok())
     }
 
     /// Runs `cmd` as [`output`](Self::output) does (the group is consumed)
@@ -153,10 +154,11 @@ impl Group {
     /// # Errors
     ///
     /// Those of [`Command::exit_code`], and [`Error::InvalidInput`] for a
-    /// [`retry`](Command::retry) policy, as for [`run`](Self::run).
+    /// [`retry`](Command::retry) policy or a [`runner`](Command::runner),
+    /// as for [`run`](Self::run).
     pub async fn exit_code(self, cmd: &Command) -> Result<i32> {
         refuse_retry(cmd)?;
-        let out = cmd.secret(crate::runner::run_in(self, cmd).await?);
+        let out = cmd.secret(self.output(cmd).await?);
         verbs::exit_code(out, cmd.spec.io.ok_codes.as_deref())
     }
 }
@@ -164,7 +166,7 @@ impl Group {
 /// A group's success-requiring verbs can't replay a run: refuses a retry
 /// policy rather than ignore it.
 fn refuse_retry(cmd: &Command) -> Result<()> {
-    if cmd.retry.as_ref().is_some_and(|r| r.max_attempts > 1) {
+    if cmd.retries() {
         return Err(Error::InvalidInput(format!(
             "{}: a group runs one command once (the run ends the group): it can't be retried",
             cmd.display_name()

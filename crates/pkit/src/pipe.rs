@@ -44,7 +44,8 @@ use crate::verbs;
 /// stage can't be replayed alone, and a chain is not retried).
 ///
 /// **A failed stage ends what feeds it.** As soon as a stage that is not
-/// `unchecked_in_pipe` exits non-zero or is killed by a signal, the stages
+/// `unchecked_in_pipe` exits with a code its [`ok_codes`](Command::ok_codes)
+/// don't accept (without them: non-zero) or is killed by a signal, the stages
 /// before it that are still running are killed (SIGKILL): nobody reads
 /// their output any more, so they could only block or die of SIGPIPE.
 /// `sleep 5 | sh -c 'exit 3'` returns at once. The stages after it run on
@@ -256,7 +257,8 @@ impl Pipe {
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a chain without stages, a
     /// stage that can't be a pipeline stage (a pty), or a stage with an input or output the
     /// chain replaces (stdin of its own on a stage after the head; a stdout file, null or
-    /// inherited stdout on a stage before the last);
+    /// inherited stdout, a stdout tee or line callback on a stage before the last), or a stage
+    /// with a [`retry`](crate::Command::retry) policy of more than one attempt;
     /// [`Error::Cancelled`](crate::Error::Cancelled) when a cancel token (the chain's or a
     /// stage's) fires, before anything is started or during the run; the start errors of
     /// [`Command::output`](crate::Command::output) for a stage that can't be started (the
@@ -390,7 +392,7 @@ impl Pipe {
                     || spec.io.stdout_tee.is_some()
                     || spec.io.on_stdout_line.is_some());
             // A stage can't be replayed alone: its input is gone.
-            let retried = cmd.retry.as_ref().is_some_and(|r| r.max_attempts > 1);
+            let retried = cmd.retries();
             let what = match (stdin_set, stdout_set) {
                 _ if retried => "it can't be retried alone (its input went by once); a pipeline is not retried",
                 (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",

@@ -299,8 +299,7 @@ impl RunningPipe {
             return Ok(false);
         }
         match self.group.shutdown(grace).await {
-            // Killed after the grace (not at once, unsignalled: Windows).
-            Ok(report) => Ok(report.signalled() > report.exited_in_grace()),
+            Ok(report) => Ok(report.outlived_grace()),
             Err(_) if self.over() => Ok(false),
             Err(e) => Err(e),
         }

@@ -131,9 +131,7 @@ pub(crate) async fn end_group(
     match timeout_plan(signal, grace) {
         Some((signal, grace)) if timed_out => {
             let report = group.shutdown_with(signal, grace).await?;
-            // Those that got the signal and outlived the grace (not those
-            // killed at once where the signal can't be sent: Windows).
-            Ok(report.signalled() > report.exited_in_grace())
+            Ok(report.outlived_grace())
         }
         _ => group.close().await.map(|()| false),
     }
@@ -162,8 +160,17 @@ impl Group {
     ///
     /// As [`Command::output`]: [`Err`] is for runs that could not start or
     /// were cancelled; a non-zero exit, a signal and a timeout are data in the
-    /// `Output`.
+    /// `Output`. A command with a [`runner`](Command::runner) is
+    /// [`Error::InvalidInput`]: this runs the real program as the group's
+    /// main process, which a runner (a test double, a recorder) can't
+    /// play; [`Group::start`] and the command's own verbs go through it.
     pub async fn output(self, cmd: &Command) -> Result<Output> {
+        if cmd.runner.is_some() {
+            return Err(Error::InvalidInput(format!(
+                "{}: a group's one-command verbs run the real program, not the command's runner                  (use the command's own verbs, or Group::start, which go through it)",
+                cmd.display_name()
+            )));
+        }
         run_in(self, cmd).await
     }
 
@@ -255,8 +262,6 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
     run_in(builder.build()?, cmd).await
 }
 
-/// Runs `cmd` as `group`'s main process, bounded by its timeout and cancel
-/// token, and ends the group with it.
 /// `proc`'s log subject, labelled `label`.
 fn who<'a>(proc: &'a RunningProcess, label: &'a str) -> crate::log::Subject<'a> {
     crate::log::Subject::new(proc.program(), label)
@@ -264,6 +269,8 @@ fn who<'a>(proc: &'a RunningProcess, label: &'a str) -> crate::log::Subject<'a> 
         .mechanism(proc.mechanism())
 }
 
+/// Runs `cmd` as `group`'s main process, bounded by its timeout and cancel
+/// token, and ends the group with it.
 pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let bounds = Bounds {
         timeout: cmd.spec.timeout,

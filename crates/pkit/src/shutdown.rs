@@ -12,8 +12,11 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// How many processes were sent SIGTERM (on Windows: were in the job
-    /// when the CTRL_BREAKs were sent; none when no break could be sent).
+    /// How many processes were in the group when SIGTERM was sent (under
+    /// cgroup v2, a nested pkit's groups among them, which got it relayed
+    /// through their owner: see [`Group::signal`](crate::Group::signal));
+    /// on Windows: were in the job when the CTRL_BREAKs were sent; none
+    /// when no break could be sent.
     pub fn signalled(&self) -> usize {
         self.signalled
     }
@@ -28,6 +31,12 @@ impl ShutdownReport {
     /// (Windows without a console to send a break through).
     pub fn killed(&self) -> usize {
         self.killed
+    }
+
+    /// Whether any process that got the signal outlived the grace and was
+    /// killed (not counting those killed at once, unsignalled: Windows).
+    pub(crate) fn outlived_grace(&self) -> bool {
+        self.signalled > self.exited_in_grace
     }
 
     /// How long the shutdown took, removal included.

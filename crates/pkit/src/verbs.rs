@@ -97,7 +97,8 @@ impl Command {
     /// set (a NUL byte in an argument, conflicting stdio, an unparseable `PKIT_MECHANISM`);
     /// [`Error::Unsupported`](crate::Error::Unsupported) for an option this mechanism can't
     /// honour; [`Error::MechanismUnavailable`](crate::Error::MechanismUnavailable) when
-    /// `PKIT_MECHANISM` forces a mechanism this host can't give;
+    /// `PKIT_MECHANISM` forces a mechanism this host can't give (on Windows, also when no
+    /// Job Object can be made);
     /// [`Error::Cancelled`](crate::Error::Cancelled) when the command's cancel token fires;
     /// [`Error::OutputLimit`](crate::Error::OutputLimit) when a stream crosses its limit under
     /// [`CapturePolicy::Fail`](crate::CapturePolicy::Fail); [`Error::Io`](crate::Error::Io)

@@ -602,6 +602,19 @@ async fn a_group_runs_one_command_with_run_and_exit_code() {
         let e = g().exit_code(&retried).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
         assert!(!marker.path().exists(), "{what}: nothing ran");
+
+        // Nor can a runner play the group's main process: refused, not
+        // bypassed (the real program never runs, the runner is not asked).
+        let marker = common::TempPath::new("group-runner");
+        let played = sh(&format!("echo ran >> {}", marker.as_str()))
+            .runner(std::sync::Arc::new(pkit::SystemRunner::default()));
+        let e = g().output(&played).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
+        let e = g().run(&played).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
+        let e = g().exit_code(&played).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
+        assert!(!marker.path().exists(), "{what}: nothing ran");
     }
 }
 
