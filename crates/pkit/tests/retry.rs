@@ -13,9 +13,13 @@ use pkit::{CancelToken, ErrorKind};
 /// `$2` on, exits `$3` before.
 const FLAKY: &str = r#"n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; if [ $n -ge "$2" ]; then echo ok-$n; exit 0; fi; exit "$3""#;
 
+/// The runs counted so far; 0 while there is no file yet or while a run
+/// is rewriting it (`echo $n > file` truncates it first: a poll can read
+/// it empty).
 fn runs(counter: &TempPath) -> u32 {
     std::fs::read_to_string(counter.path())
-        .map(|s| s.trim().parse().unwrap())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
 }
 
