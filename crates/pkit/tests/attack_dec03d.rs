@@ -49,7 +49,7 @@ fn leave(choice: MechanismChoice) -> Option<String> {
         _ => {
             let pgid = stat(std::process::id())?.pgrp;
             Some(format!(
-                "exec python3 -c 'import os,sys; os.setpgid(0, {pgid}); os.execvp(\"sleep\", [\"sleep\", \"300\"])'"
+                "exec perl -e 'setpgrp(0, {pgid}) or exit 9; exec \"sleep\", \"300\"'"
             ))
         }
     }
@@ -69,6 +69,7 @@ fn left(pid: u32, choice: MechanismChoice) -> bool {
 async fn wait_left(pid: u32, choice: MechanismChoice) {
     let deadline = std::time::Instant::now() + DEADLINE;
     while !left(pid, choice) || comm(pid).as_deref() != Some("sleep") {
+        assert!(!pid_gone(pid), "{choice}: the program ended before it left");
         assert!(
             std::time::Instant::now() < deadline,
             "{choice}: the program never left its container ({:?})",
@@ -93,7 +94,7 @@ async fn a_program_that_leaves_its_container_still_ends_at_its_timeout() {
             continue;
         };
         let mut p = sh(choice, &script)
-            .timeout(Duration::from_millis(1500))
+            .timeout(Duration::from_secs(3))
             .grace(Duration::from_millis(500))
             .start()
             .unwrap();
@@ -111,11 +112,11 @@ async fn a_program_that_leaves_its_container_still_ends_at_its_timeout() {
 }
 
 /// The same program started in a group: `kill_tree` ends it (its handle
-/// reaches it through its pidfd wherever it went). Under a process group
-/// `Group::kill` ends it too: the group's leader that left its group is
-/// still signalled through its handle. (Under a cgroup the group itself
-/// holds no handle of its started processes: `Group::kill` reaches only
-/// what is in the cgroup; see the report of 2026-12-03.)
+/// reaches it through its pidfd wherever it went), and so do
+/// `Group::signal`, `Group::kill` and the group's drop: the group still
+/// signals the processes it started through their handles. Before, under
+/// a cgroup, they reached only what was in the cgroup (and under a process
+/// group only what was in the process group).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
     let suite = begin("a_program_that_leaves_its_container_is_still_killed_by_its_handle").await;
@@ -137,9 +138,21 @@ async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
         assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}");
         drop(g);
 
-        if choice == MechanismChoice::Cgroup {
-            continue;
-        }
+        let g = group(choice);
+        let mut p = g.start(&sh(choice, &script)).unwrap();
+        let pid = p.pid();
+        let _cleanup = KillOnDrop(vec![pid]);
+        wait_left(pid, choice).await;
+        g.signal(pkit::Signal::Term).unwrap();
+        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: Group::signal never reached the program"))
+            .unwrap();
+        assert_eq!(out.outcome(), Outcome::Signalled(15), "{choice}");
+        drop(g);
+
+        // A new group: a process group whose leader left it and ended is
+        // empty, and can't be joined (reported, not fixed here).
         let g = group(choice);
         let mut p = g.start(&sh(choice, &script)).unwrap();
         let pid = p.pid();
@@ -148,10 +161,19 @@ async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
         g.kill().unwrap();
         let out = tokio::time::timeout(DEADLINE * 3, p.wait())
             .await
-            .unwrap_or_else(|_| panic!("{choice}: Group::kill never ended its leader"))
+            .unwrap_or_else(|_| panic!("{choice}: Group::kill never ended the program"))
             .unwrap();
         assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}");
         drop(g);
+
+        let g = group(choice);
+        let p = g.start(&sh(choice, &script)).unwrap();
+        let pid = p.pid();
+        let _cleanup = KillOnDrop(vec![pid]);
+        wait_left(pid, choice).await;
+        drop(g);
+        assert_gone(&[pid], "a dropped group's program that left it").await;
+        drop(p);
     }
     suite.end().await;
 }

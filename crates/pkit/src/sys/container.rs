@@ -52,6 +52,12 @@ pub(crate) struct Container {
     /// first started process, and its started processes' leaves.
     #[cfg(target_os = "linux")]
     pub(super) leaves: Arc<super::linux::leaf::Leaves>,
+    /// Under cgroup v2: the processes started in it, by their handles. A
+    /// program run as root can write its pid into another cgroup, out of
+    /// reach of `cgroup.kill`; it is still our child, held by its pidfd
+    /// (see [`signal_started`](Self::signal_started)).
+    #[cfg(target_os = "linux")]
+    pub(super) started: Mutex<Vec<std::sync::Weak<ChildHandle>>>,
     /// Held shared by a start from its closed/suspended check through the
     /// child's placement, and exclusively while `close` marks the group
     /// closed and while `suspend`/`resume` change its state: a start is
@@ -218,11 +224,56 @@ impl Container {
         }
     }
 
+    /// Notes a process started in the cgroup (see `started`), forgetting
+    /// those whose handles are gone.
+    #[cfg(target_os = "linux")]
+    pub(super) fn note_started(&self, child: &Arc<ChildHandle>) {
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        started.retain(|w| w.strong_count() > 0);
+        started.push(Arc::downgrade(child));
+    }
+
+    /// Sends `sig` to the processes started in the cgroup that still run
+    /// outside it (see `started`): SIGKILL to every one still running
+    /// (once more is harmless to one inside), another signal only to
+    /// those not found in the cgroup's subtree (never twice to one).
+    #[cfg(target_os = "linux")]
+    pub(super) fn signal_started(&self, cg: &super::linux::cgroup::Cgroup, sig: i32) {
+        let started: Vec<Arc<ChildHandle>> = {
+            let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+            started
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .collect()
+        };
+        let running: Vec<_> = started
+            .into_iter()
+            .filter(|c| matches!(c.try_status(), Ok(None)))
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let inside = match sig {
+            libc::SIGKILL => Vec::new(),
+            _ => match super::linux::subtree::pids(cg.path()) {
+                Ok(pids) => pids,
+                // Not knowing who is inside, send nothing twice.
+                Err(_) => return,
+            },
+        };
+        for child in running.iter().filter(|c| !inside.contains(&c.pid())) {
+            let _ = child.signal(sig);
+        }
+    }
+
     /// SIGKILL to the whole tree, now.
     pub(crate) fn kill(&self) -> io::Result<()> {
         match &self.kind {
             #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) => cg.kill(),
+            Kind::Cgroup(cg) => {
+                self.signal_started(cg, libc::SIGKILL);
+                cg.kill()
+            }
             Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGKILL),
         }
     }
@@ -233,7 +284,10 @@ impl Container {
     pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
         match &self.kind {
             #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) => cg.kill_each(self.suspended.load(Ordering::Acquire)),
+            Kind::Cgroup(cg) => {
+                self.signal_started(cg, libc::SIGKILL);
+                cg.kill_each(self.suspended.load(Ordering::Acquire))
+            }
             Kind::Pgroup { .. } => self.kill(),
         }
     }
@@ -279,7 +333,10 @@ impl Container {
         }
         match &self.kind {
             #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) => cg.signal_each(sig, self.suspended.load(Ordering::Acquire)),
+            Kind::Cgroup(cg) => {
+                self.signal_started(cg, sig);
+                cg.signal_each(sig, self.suspended.load(Ordering::Acquire))
+            }
             Kind::Pgroup { .. } => self.signal_pgroup(sig),
         }
     }

@@ -137,6 +137,10 @@ impl Container {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
+        #[cfg(target_os = "linux")]
+        if let Kind::Cgroup(cg) = &self.kind {
+            self.signal_started(cg, libc::SIGKILL);
+        }
         match &self.kind {
             // Emptied already: to the pool of spares, as `close` does.
             #[cfg(target_os = "linux")]

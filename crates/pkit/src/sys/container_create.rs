@@ -146,6 +146,8 @@ impl Container {
             guard: Mutex::new(link),
             #[cfg(target_os = "linux")]
             leaves: Default::default(),
+            #[cfg(target_os = "linux")]
+            started: Default::default(),
             lifecycle: RwLock::new(()),
             owner: super::Creator::here(),
         })

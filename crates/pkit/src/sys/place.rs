@@ -171,6 +171,7 @@ impl Container {
                     match spawn::spawn_into_cgroup(spec, into, &join) {
                         Ok((pid, pidfd)) => {
                             let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
+                            self.note_started(&child);
                             let tree = tree(leaf, &child);
                             return Ok((child, tree));
                         }
@@ -196,6 +197,7 @@ impl Container {
                 fds.push(procs.as_raw_fd());
                 let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None, None)?;
                 let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
+                self.note_started(&child);
                 let tree = tree(leaf, &child);
                 Ok((child, tree))
             }
