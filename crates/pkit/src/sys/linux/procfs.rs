@@ -164,6 +164,18 @@ fn kept_dir(kept: &mut Kept) -> io::Result<&mut rustix::fs::Dir> {
     Ok(&mut kept.as_mut().expect("set above").1)
 }
 
+/// How many times [`all_pids`] tries the kept descriptor's lock again, a
+/// millisecond apart, when another thread holds it and no fresh descriptor
+/// can be had: a listing holds it for far less than these ~200 ms.
+const BUSY_RETRIES: u32 = 200;
+
+/// Whether `e` says no descriptor is free (this process's limit, or the
+/// system's).
+fn out_of_descriptors(e: &io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|n| n == libc::EMFILE || n == libc::ENFILE)
+}
+
 /// A fresh descriptor for `/proc`, read as a directory.
 fn open_proc() -> io::Result<rustix::fs::Dir> {
     use rustix::fs::{Mode, OFlags};
@@ -178,16 +190,31 @@ fn open_proc() -> io::Result<rustix::fs::Dir> {
 /// The pid of every process in `/proc` (live, zombie or exiting), listed
 /// from offset 0 through the kept descriptor ([`PROC_DIR`]). While another
 /// thread lists (or a thread of the parent held the lock when this process
-/// was forked), a fresh descriptor is opened instead of waiting.
+/// was forked), a fresh descriptor is opened instead of waiting; when none
+/// is free (EMFILE, ENFILE), the lock is tried again, briefly
+/// ([`BUSY_RETRIES`]), before the error is returned. Never a blocking
+/// lock: in a forked child the lock may be held by a thread that is not
+/// there.
 fn all_pids() -> io::Result<Vec<i32>> {
-    let mut fresh;
     let mut kept = try_lock_kept();
-    let dir = match kept.as_deref_mut() {
-        Some(kept) => kept_dir(kept)?,
-        None => {
-            fresh = open_proc()?;
-            &mut fresh
+    let mut fresh = None;
+    let mut tries = 0;
+    while kept.is_none() {
+        match open_proc() {
+            Ok(dir) => fresh = Some(dir),
+            Err(e) if out_of_descriptors(&e) && tries < BUSY_RETRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                kept = try_lock_kept();
+                continue;
+            }
+            Err(e) => return Err(e),
         }
+        break;
+    }
+    let dir = match fresh.as_mut() {
+        Some(fresh) => fresh,
+        None => kept_dir(kept.as_deref_mut().expect("locked when nothing fresh"))?,
     };
     dir.rewind();
     let mut out = Vec::new();
