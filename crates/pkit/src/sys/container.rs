@@ -296,7 +296,10 @@ impl Container {
     /// [`ChildHandle::signal_group`]: through the leader's pidfd, never to a
     /// reused number); nothing to do before the first start. A leader that
     /// left the group (`setpgid` to another group of its session) is still
-    /// our child: it gets `sig` through its handle, exactly.
+    /// our child: it gets `sig` through its handle, exactly. (Its group is
+    /// read with getpgid, which needs no descriptor: a check that needed
+    /// one took a leader for gone at the descriptor limit, and signalled it
+    /// twice.)
     pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
         let leader = match &self.kind {
             Kind::Pgroup { leader, .. } => leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -306,7 +309,9 @@ impl Container {
         let Some(l) = leader else {
             return Ok(());
         };
-        if matches!(l.try_status(), Ok(None)) && !ptable::is_live_member(l.pid(), l.pid()) {
+        if matches!(l.try_status(), Ok(None))
+            && super::unix::pgroup::group_of(l.pid()) != Some(l.pid())
+        {
             let _ = l.signal(sig);
         }
         l.signal_group(sig)
