@@ -283,23 +283,19 @@ fn too_few_descriptors_is_a_start_failure_not_a_panic() {
 
 /// Run with almost no descriptors free (`ulimit -n` 12 to 24), a program
 /// that leaves a process behind under a process group (either backend):
-/// the run ends without waiting out the close's 5 s deadline, and the
-/// process it left is gone. Before: with 12 to 15 descriptors the close
-/// found none free to list `/proc` with and retried until its deadline,
-/// 5 s per run (`pkit run -- true` too, under the portable backend); now
-/// `/proc` is kept open from the group's creation, and a close that finds
-/// no descriptor even so says it could not verify, at once.
-///
-/// A duration bound, once: the 5 s path is a fixed wait, and a run here
-/// takes tens of milliseconds, so 4 s tells the two apart on any load.
+/// the run ends (0, or 125 where it could not start) and the process it
+/// left is gone. Before: with 12 to 15 descriptors the close found none
+/// free to list `/proc` with and retried until its deadline; now `/proc` is
+/// kept open from the group's creation. No duration is asserted here (the
+/// house rule): that a close with no descriptor free lists and succeeds is
+/// tested as an effect in the library's `tests/pgroup_no_descriptors.rs`.
 #[test]
-fn a_close_with_no_descriptor_free_does_not_wait_out_its_deadline() {
+fn a_run_with_no_descriptor_free_ends_and_leaves_nothing() {
     let bin = env!("CARGO_BIN_EXE_pkit");
     for m in mechanisms().into_iter().filter(|&m| m != "cgroup") {
         let mut ran = 0;
         for n in 12..=24 {
             let file = pid_file();
-            let began = std::time::Instant::now();
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
@@ -309,7 +305,6 @@ fn a_close_with_no_descriptor_free_does_not_wait_out_its_deadline() {
                 .stdin(Stdio::null())
                 .output()
                 .unwrap();
-            let took = began.elapsed();
             let err = String::from_utf8_lossy(&out.stderr);
             let left: Option<i32> = std::fs::read_to_string(&file)
                 .ok()
@@ -323,10 +318,6 @@ fn a_close_with_no_descriptor_free_does_not_wait_out_its_deadline() {
                 matches!(out.status.code(), Some(0) | Some(125)),
                 "{m} with ulimit -n {n}: {:?} {err}",
                 out.status
-            );
-            assert!(
-                took < std::time::Duration::from_secs(4),
-                "{m} with ulimit -n {n}: the run took {took:?} (the close's deadline path?): {err}"
             );
         }
         assert!(ran > 0, "{m}: no limit from 12 to 24 let the program start");
