@@ -318,7 +318,27 @@ impl StepCalls for LibcCalls {
 
     fn take_terminal(&self) -> bool {
         // SAFETY: ioctl(TIOCSCTTY) on this process's fd 0, no pointer.
-        unsafe { libc::ioctl(0, libc::TIOCSCTTY as _, 0) >= 0 }
+        let taken = unsafe { libc::ioctl(0, libc::TIOCSCTTY as _, 0) >= 0 };
+        // macOS throws away what the master has not read yet when the
+        // slave's last reference closes (the program's exit), unless the
+        // session holds a reference to its terminal, which an open of
+        // /dev/tty takes: its exit then waits for the output to be read.
+        // Without it a quick program's last output could be lost.
+        #[cfg(target_os = "macos")]
+        if taken {
+            // SAFETY: open of a constant NUL-terminated path; the returned
+            // descriptor (if any) is this code's to close.
+            unsafe {
+                let tty = libc::open(
+                    c"/dev/tty".as_ptr(),
+                    libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+                );
+                if tty >= 0 {
+                    libc::close(tty);
+                }
+            }
+        }
+        taken
     }
 
     fn rlimit(&self, limit: &Rlimit) -> bool {
