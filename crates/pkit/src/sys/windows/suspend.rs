@@ -15,7 +15,8 @@ use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use std::sync::OnceLock;
 
 use windows_sys::Win32::Foundation::{
-    RtlNtStatusToDosError, ERROR_INVALID_PARAMETER, HANDLE, NTSTATUS, WAIT_OBJECT_0,
+    RtlNtStatusToDosError, ERROR_INVALID_PARAMETER, HANDLE, NTSTATUS,
+    STATUS_PROCESS_IS_TERMINATING, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::System::JobObjects::IsProcessInJob;
 use windows_sys::Win32::System::LibraryLoader::GetProcAddress;
@@ -84,12 +85,13 @@ fn missing() -> io::Error {
 }
 
 /// Takes `step` once on `process` (a handle with `PROCESS_SUSPEND_RESUME`).
-/// A process that has exited is no error.
+/// A process that has exited, or is exiting (its handle not signalled
+/// yet), is no error: it is ending.
 pub(super) fn process(process: &impl AsRawHandle, step: Step) -> io::Result<()> {
     let api = api().ok_or_else(missing)?;
     // SAFETY: a valid process handle.
     let status = unsafe { step.call(api)(process.as_raw_handle()) };
-    if status >= 0 {
+    if status >= 0 || status == STATUS_PROCESS_IS_TERMINATING {
         return Ok(());
     }
     // SAFETY: a valid process handle; a zero timeout only polls.
