@@ -112,23 +112,29 @@ pub(super) fn job(job: &Job, step: Step) -> io::Result<()> {
     let mut done: Vec<OwnedHandle> = Vec::new();
     let mut seen: HashSet<u32> = HashSet::new();
     let taken = loop {
+        // Only the ids of processes whose handle is held are `seen`: a
+        // held handle keeps its id from being reused, while an id skipped
+        // (exited, or outside the job) may name a new member next time.
         let fresh: Vec<u32> = match job.pids() {
-            Ok(pids) => pids.into_iter().filter(|p| seen.insert(*p)).collect(),
+            Ok(pids) => pids.into_iter().filter(|p| !seen.contains(p)).collect(),
             Err(e) => break Err(e),
         };
-        if fresh.is_empty() {
-            break Ok(());
-        }
+        let before = done.len();
         let round = fresh.into_iter().try_for_each(|pid| {
             let Some(handle) = open_member(job, pid)? else {
                 return Ok(());
             };
             process(&handle, step)?;
+            seen.insert(pid);
             done.push(handle);
             Ok(())
         });
         if let Err(e) = round {
             break Err(e);
+        }
+        // A round that took nothing new found every member already taken.
+        if done.len() == before {
+            break Ok(());
         }
         // A resumption needs no second look: nothing started while the
         // job was suspended.
