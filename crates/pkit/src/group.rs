@@ -316,8 +316,10 @@ impl Group {
     }
 
     /// Lets a suspended group run again (thaw, SIGCONT, or on Windows each
-    /// process resumed once: one suspended by other means as well, such
-    /// as its parent, stays suspended).
+    /// process [`suspend`](Self::suspend) suspended resumed once: one
+    /// suspended by other means as well, such as its parent, stays
+    /// suspended, and one that joined the job since, such as a child its
+    /// parent created suspended, is left as it is).
     ///
     /// # Errors
     ///

@@ -2,6 +2,7 @@
 //! killing, closing, stats, control.
 
 use std::io;
+use std::os::windows::io::OwnedHandle;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -27,9 +28,10 @@ pub(crate) struct Container {
     torn_down: AtomicBool,
     /// Set once a teardown has completed.
     finished: AtomicBool,
-    /// Set while the group is suspended (under the lifecycle lock): starts
-    /// are refused meanwhile.
-    suspended: AtomicBool,
+    /// While the group is suspended (set and taken under the lifecycle
+    /// lock): the processes suspended, which a resumption resumes (and no
+    /// other). Starts are refused meanwhile.
+    suspended: Mutex<Option<Vec<OwnedHandle>>>,
     /// Shared by a start through its placement, exclusive while `close`
     /// marks the group closed (see the Unix backend).
     lifecycle: RwLock<()>,
@@ -97,7 +99,7 @@ impl Container {
             job,
             torn_down: AtomicBool::new(false),
             finished: AtomicBool::new(false),
-            suspended: AtomicBool::new(false),
+            suspended: Mutex::new(None),
             lifecycle: RwLock::new(()),
             limits: info,
             leaders: Mutex::new(Vec::new()),
@@ -215,7 +217,7 @@ impl Container {
         if self.torn_down.load(Ordering::Acquire) {
             return Some(io::Error::other("the group has been closed"));
         }
-        self.suspended.load(Ordering::Acquire).then(|| {
+        self.is_suspended().then(|| {
             io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "the group is suspended: resume it first",
@@ -290,29 +292,33 @@ impl Container {
     /// refused until [`resume`](Self::resume).
     pub(crate) async fn suspend(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
-        if self.suspended.load(Ordering::Acquire) {
-            return Ok(());
+        let mut suspended = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
+        if suspended.is_none() {
+            *suspended = Some(suspend::job(&self.job)?);
         }
-        suspend::job(&self.job, Step::Suspend)?;
-        self.suspended.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Resumes what [`suspend`](Self::suspend) suspended (once: a process
-    /// suspended by other means too stays suspended); nothing when the
-    /// group is not suspended.
+    /// Resumes what [`suspend`](Self::suspend) suspended, and only that
+    /// (once each: a process suspended by other means too stays suspended,
+    /// and one that joined the job meanwhile, created suspended by its
+    /// parent, is not woken); nothing when the group is not suspended. The
+    /// group is not suspended afterwards, even if one resumption failed.
     pub(crate) async fn resume(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
-        if !self.suspended.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        suspend::job(&self.job, Step::Resume)?;
-        self.suspended.store(false, Ordering::Release);
-        Ok(())
+        let taken = self
+            .suspended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        taken.map_or(Ok(()), suspend::resume)
     }
 
     pub(crate) fn is_suspended(&self) -> bool {
-        self.suspended.load(Ordering::Acquire)
+        self.suspended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Puts a running process (and the children it starts from now on) in
@@ -321,9 +327,11 @@ impl Container {
         let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
         let process = super::open_process(pid as u32).map_err(ControlError::Os)?;
         self.job.assign(&process).map_err(ControlError::Os)?;
-        if self.suspended.load(Ordering::Acquire) {
+        let mut suspended = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = suspended.as_mut() {
             let member = suspend::open(pid as u32).map_err(ControlError::Os)?;
             suspend::process(&member, Step::Suspend).map_err(ControlError::Os)?;
+            held.push(member);
         }
         Ok(())
     }

@@ -7,7 +7,10 @@
 //!
 //! A job has no call of its own for this: every process in it is suspended
 //! one by one, listing the job again until a listing shows no process
-//! that is not suspended yet (one may start another meanwhile).
+//! that is not suspended yet (one may start another meanwhile). The
+//! handles of the processes suspended are kept, and a resumption resumes
+//! exactly those: a process that joined the job later (a child its parent
+//! created suspended and placed after the last listing) is left as it is.
 
 use std::collections::HashSet;
 use std::io;
@@ -71,13 +74,6 @@ impl Step {
             Step::Resume => api.resume,
         }
     }
-
-    fn undo(self) -> Step {
-        match self {
-            Step::Suspend => Step::Resume,
-            Step::Resume => Step::Suspend,
-        }
-    }
 }
 
 fn missing() -> io::Error {
@@ -103,11 +99,14 @@ pub(super) fn process(process: &impl AsRawHandle, step: Step) -> io::Result<()> 
     Err(io::Error::from_raw_os_error(code as i32))
 }
 
-/// Takes `step` once on every process in `job`; for a suspension, lists
-/// the job again until no process in it is left out (one may have started
-/// another meanwhile). Processes that exit meanwhile are skipped. If a
-/// step fails, those already taken are undone and the error returned.
-pub(super) fn job(job: &Job, step: Step) -> io::Result<()> {
+/// Suspends every process in `job` once, listing the job again until no
+/// process in it is left out (one may have started another meanwhile);
+/// processes that exit meanwhile are skipped. Returns the handles of those
+/// suspended, for [`resume`]: exactly these are resumed, never a process
+/// that joined later (a child its parent created suspended, say, which
+/// must stay so). If a suspension fails, those already taken are resumed
+/// and the error returned.
+pub(super) fn job(job: &Job) -> io::Result<Vec<OwnedHandle>> {
     api().ok_or_else(missing)?;
     let mut done: Vec<OwnedHandle> = Vec::new();
     let mut seen: HashSet<u32> = HashSet::new();
@@ -124,7 +123,7 @@ pub(super) fn job(job: &Job, step: Step) -> io::Result<()> {
             let Some(handle) = open_member(job, pid)? else {
                 return Ok(());
             };
-            process(&handle, step)?;
+            process(&handle, Step::Suspend)?;
             seen.insert(pid);
             done.push(handle);
             Ok(())
@@ -136,18 +135,26 @@ pub(super) fn job(job: &Job, step: Step) -> io::Result<()> {
         if done.len() == before {
             break Ok(());
         }
-        // A resumption needs no second look: nothing started while the
-        // job was suspended.
-        if step == Step::Resume {
-            break Ok(());
-        }
     };
-    if taken.is_err() {
-        for handle in &done {
-            let _ = process(handle, step.undo());
+    match taken {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            let _ = resume(done);
+            Err(e)
         }
     }
-    taken
+}
+
+/// Resumes each of `suspended` once (what [`job`] returned, or handles
+/// suspended one by one); all are tried, and the first error is returned.
+pub(super) fn resume(suspended: Vec<OwnedHandle>) -> io::Result<()> {
+    let mut first = Ok(());
+    for handle in &suspended {
+        if let Err(e) = process(handle, Step::Resume) {
+            first = first.and(Err(e));
+        }
+    }
+    first
 }
 
 /// Opens process `pid` for suspending, if it still runs in `job` (`None`

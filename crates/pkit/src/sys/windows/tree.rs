@@ -4,6 +4,7 @@
 //! process alone (its descendants end with the group), said once in the
 //! log.
 
+use std::os::windows::io::OwnedHandle;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,10 +21,11 @@ const POLL: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub(crate) struct ProcTree {
     reach: Reach,
-    /// Whether `Signal::Stop` suspended the subtree (until `Signal::Cont`):
-    /// a second stop, or a continue of a running tree, does nothing, as
-    /// with SIGSTOP and SIGCONT.
-    stopped: Mutex<bool>,
+    /// While `Signal::Stop` has the subtree suspended (until
+    /// `Signal::Cont`): the processes suspended, which a continue resumes
+    /// (and no other). A second stop, or a continue of a running tree,
+    /// does nothing, as with SIGSTOP and SIGCONT.
+    stopped: Mutex<Option<Vec<OwnedHandle>>>,
 }
 
 /// What a [`ProcTree`] holds.
@@ -58,7 +60,7 @@ impl ProcTree {
         };
         ProcTree {
             reach,
-            stopped: Mutex::new(false),
+            stopped: Mutex::new(None),
         }
     }
 
@@ -141,15 +143,20 @@ impl ProcTree {
     /// Suspends the subtree (`stop`) or resumes it, unless it already is.
     fn stop(&self, stop: bool) -> std::io::Result<()> {
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
-        if *stopped == stop {
-            return Ok(());
+        if !stop {
+            return stopped.take().map_or(Ok(()), suspend::resume);
         }
-        let step = if stop { Step::Suspend } else { Step::Resume };
-        match &self.reach {
-            Reach::Job(job, _) => suspend::job(job, step)?,
-            Reach::Process(root) => suspend::process(root.handle(), step)?,
+        if stopped.is_none() {
+            *stopped = Some(match &self.reach {
+                Reach::Job(job, _) => suspend::job(job)?,
+                Reach::Process(root) => {
+                    // The child's handle keeps its id its own.
+                    let handle = suspend::open(root.pid() as u32)?;
+                    suspend::process(&handle, Step::Suspend)?;
+                    vec![handle]
+                }
+            });
         }
-        *stopped = stop;
         Ok(())
     }
 
