@@ -72,19 +72,25 @@ impl Container {
                 "{choice} is not available on Windows (a Job Object is used)"
             )));
         }
-        let (caps, cpu_rate, info) = job_caps(limits).map_err(CreateError::Limit)?;
+        let (caps, cpu, info) = job_caps(limits).map_err(CreateError::Limit)?;
         let job = Job::create(true, caps)
             .map_err(|e| CreateError::Mechanism(format!("cannot create a Job Object: {e}")))?;
-        if let Some(mask) = caps.affinity {
-            if job.affinity().ok().flatten() != Some(mask) {
-                let why = if super::under_wine() {
-                    "Wine accepts a job's CPU affinity but does not keep it"
+        if let Some(mask) = cpu.affinity {
+            let refused = |why: String| CreateError::Limit(LimitError::new("cpus", why));
+            job.set_affinity(mask)
+                .map_err(|e| refused(format!("this Windows refuses a job's CPU affinity ({e})")))?;
+            let kept = job
+                .affinity()
+                .map_err(|e| refused(format!("cannot read the job's CPU affinity back ({e})")))?;
+            if kept != Some(mask) {
+                return Err(refused(if super::under_wine() {
+                    "Wine accepts a job's CPU affinity but does not keep it".to_string()
                 } else {
-                    "this Windows did not keep the job's CPU affinity"
-                };
-                return Err(CreateError::Limit(LimitError::new("cpus", why)));
+                    format!("this Windows did not keep the job's CPU affinity (it has {kept:x?})")
+                }));
             }
         }
+        let cpu_rate = cpu.rate;
         if let Some(rate) = cpu_rate {
             job.cap_cpu_rate(rate).map_err(|e| {
                 let why = if super::under_wine() {
@@ -361,9 +367,18 @@ impl Drop for Container {
     }
 }
 
-/// The job's share of `limits` (its CPU rate, in 1/10000ths of the
-/// machine, apart), or the first cap it can't carry.
-fn job_caps(limits: &Limits) -> Result<(JobCaps, Option<u32>, Vec<LimitInfo>), LimitError> {
+/// The CPU caps, set on a job after its creation, each by its own call.
+#[derive(Debug, Default)]
+struct CpuCaps {
+    /// The CPU rate, in 1/10000ths of the machine.
+    rate: Option<u32>,
+    /// The CPUs the processes may run on (a mask of the first 64).
+    affinity: Option<usize>,
+}
+
+/// The job's share of `limits` (its CPU caps apart), or the first cap it
+/// can't carry.
+fn job_caps(limits: &Limits) -> Result<(JobCaps, CpuCaps, Vec<LimitInfo>), LimitError> {
     let refuse = |cap: &'static str, why: &str| Err(LimitError::new(cap, why.to_string()));
     if limits.memory_high.is_some() {
         return refuse("memory_high", "a Job Object has no soft memory limit");
@@ -372,7 +387,7 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, Option<u32>, Vec<LimitInfo>), L
         return refuse("memory_swap_max", "a Job Object has no swap limit");
     }
     let mut caps = JobCaps::default();
-    let mut cpu_rate = None;
+    let mut cpu = CpuCaps::default();
     let mut info = Vec::new();
     let mut note = |cap: &'static str, value: String, by: &str| {
         info.push(LimitInfo {
@@ -398,18 +413,18 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, Option<u32>, Vec<LimitInfo>), L
         );
     }
     if let Some(list) = &limits.cpus {
-        caps.affinity =
+        cpu.affinity =
             Some(super::job::affinity_mask(list).map_err(|why| LimitError::new("cpus", why))?);
         note("cpus", list.clone(), "Job Object CPU affinity");
     }
     if let Some(cores) = limits.cpu_quota {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        cpu_rate = Some(((cores / cpus) * 10_000.0).round().clamp(1.0, 10_000.0) as u32);
+        cpu.rate = Some(((cores / cpus) * 10_000.0).round().clamp(1.0, 10_000.0) as u32);
         note(
             "cpu_quota",
             cores.to_string(),
             "Job Object CPU rate hard cap",
         );
     }
-    Ok((caps, cpu_rate, info))
+    Ok((caps, cpu, info))
 }

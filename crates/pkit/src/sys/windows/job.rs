@@ -32,8 +32,6 @@ pub(crate) struct JobCaps {
     pub memory: Option<u64>,
     /// Processes alive at once.
     pub processes: Option<u32>,
-    /// The CPUs its processes may run on (a mask of the first 64).
-    pub affinity: Option<usize>,
 }
 
 /// A snapshot of the job's accounting.
@@ -46,7 +44,8 @@ pub(crate) struct Accounting {
 
 impl Job {
     /// Creates an anonymous job with `KILL_ON_JOB_CLOSE` (when `kill_on_close`)
-    /// and `caps` (the CPU cap is [`cap_cpu_rate`](Self::cap_cpu_rate)'s).
+    /// and `caps` (the CPU caps are [`cap_cpu_rate`](Self::cap_cpu_rate)'s
+    /// and [`set_affinity`](Self::set_affinity)'s).
     pub(crate) fn create(kill_on_close: bool, caps: JobCaps) -> io::Result<Job> {
         // SAFETY: no security attributes (the handle is not inherited) and
         // no name; the returned handle is checked and owned below.
@@ -66,12 +65,19 @@ impl Job {
             info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_ACTIVE_PROCESS;
             info.BasicLimitInformation.ActiveProcessLimit = n;
         }
-        if let Some(mask) = caps.affinity {
-            info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_AFFINITY;
-            info.BasicLimitInformation.Affinity = mask;
-        }
         job.set(JobObjectExtendedLimitInformation, &info)?;
         Ok(job)
+    }
+
+    /// Lets the job's processes run on the CPUs of `mask` only (of the
+    /// first 64), keeping its other limits.
+    pub(crate) fn set_affinity(&self, mask: usize) -> io::Result<()> {
+        // SAFETY: all-zero is a valid record before the query.
+        let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
+        self.query(JobObjectExtendedLimitInformation, &mut info)?;
+        info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_AFFINITY;
+        info.BasicLimitInformation.Affinity = mask;
+        self.set(JobObjectExtendedLimitInformation, &info)
     }
 
     /// The CPU affinity the job keeps, if it keeps one (Wine accepts one
@@ -191,13 +197,20 @@ impl Job {
 
 /// The affinity mask of a CPU list (`0-3,5`, already checked as well
 /// formed): a job's affinity covers the CPUs of one processor group, at
-/// most 64, and only CPUs this host has.
+/// most 64, and only CPUs this process may use.
 pub(crate) fn affinity_mask(list: &str) -> Result<usize, String> {
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessAffinityMask};
     let (mut own, mut host) = (0usize, 0usize);
     // SAFETY: the pseudo handle of this process and two out-pointers.
     cvt(unsafe { GetProcessAffinityMask(GetCurrentProcess(), &mut own, &mut host) })
-        .map_err(|e| format!("cannot read this host's CPUs: {e}"))?;
+        .map_err(|e| format!("cannot read the CPUs this process may use: {e}"))?;
+    if own == 0 {
+        // Windows answers no mask for a process whose threads span more
+        // than one processor group (hosts of more than 64 CPUs).
+        return Err("this process runs in more than one processor group (more than 64 \
+                    CPUs): a Job Object's affinity covers one group's CPUs only"
+            .to_string());
+    }
     let mut mask = 0usize;
     for part in list.trim().split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
@@ -212,9 +225,9 @@ pub(crate) fn affinity_mask(list: &str) -> Result<usize, String> {
                     usize::BITS - 1
                 ));
             }
-            if host & (1 << cpu) == 0 {
+            if own & (1 << cpu) == 0 {
                 return Err(format!(
-                    "CPU {cpu} is not on this host (its CPUs are the mask {host:#x})"
+                    "CPU {cpu} is not one this process may use (its CPUs are the mask {own:#x})"
                 ));
             }
             mask |= 1 << cpu;
