@@ -165,35 +165,60 @@ impl Job {
         })
     }
 
-    /// The ids of the processes in the job now.
+    /// The ids of the processes in the job now (the buffer grown, and the
+    /// job listed again, while it has more than fit).
     pub(crate) fn pids(&self) -> io::Result<Vec<u32>> {
-        /// Room for this many ids per query (grown when the job has more).
-        #[repr(C)]
-        struct List<const N: usize> {
-            assigned: u32,
-            listed: u32,
-            ids: [usize; N],
+        use windows_sys::Win32::Foundation::ERROR_MORE_DATA;
+        // JOBOBJECT_BASIC_PROCESS_ID_LIST: two u32 counts (assigned,
+        // listed), then the ids, each a ULONG_PTR; held in usizes, so
+        // aligned, the counts taking the first 8 bytes.
+        let head = 8 / size_of::<usize>();
+        let mut room = 256usize;
+        loop {
+            let mut buf = vec![0usize; head + room];
+            let bytes = u32::try_from(buf.len() * size_of::<usize>()).unwrap_or(u32::MAX);
+            // SAFETY: `buf` is a writable, usize-aligned block of `bytes`
+            // bytes, laid out as the list record with room for `room` ids.
+            let listed = cvt(unsafe {
+                QueryInformationJobObject(
+                    self.raw(),
+                    JobObjectBasicProcessIdList,
+                    buf.as_mut_ptr() as *mut _,
+                    bytes,
+                    std::ptr::null_mut(),
+                )
+            });
+            // SAFETY: the first 8 bytes of `buf` are the two u32 counts
+            // (zero if the call wrote nothing); usize alignment covers u32.
+            let (assigned, listed_n) = unsafe {
+                let counts = buf.as_ptr() as *const u32;
+                (*counts as usize, *counts.add(1) as usize)
+            };
+            let more = match listed {
+                // Fewer listed than assigned counts only when the room
+                // was full (the count may include a process on its way out).
+                Ok(()) => assigned > listed_n && listed_n >= room,
+                Err(e) if e.raw_os_error() == Some(ERROR_MORE_DATA as i32) => true,
+                Err(e) => return Err(e),
+            };
+            if more {
+                if room >= MAX_LISTED {
+                    return Err(io::Error::other(format!(
+                        "the job has more than {MAX_LISTED} processes to list"
+                    )));
+                }
+                // Room for all assigned now, and some that may start.
+                room = room.max(assigned).saturating_mul(2).min(MAX_LISTED);
+                continue;
+            }
+            let n = listed_n.min(room);
+            return Ok(buf[head..head + n].iter().map(|&id| id as u32).collect());
         }
-        let mut list = Box::new(List::<1024> {
-            assigned: 0,
-            listed: 0,
-            ids: [0; 1024],
-        });
-        // SAFETY: `List` has the layout of JOBOBJECT_BASIC_PROCESS_ID_LIST
-        // with a longer id array, and its whole size is passed.
-        cvt(unsafe {
-            QueryInformationJobObject(
-                self.raw(),
-                JobObjectBasicProcessIdList,
-                &mut *list as *mut List<1024> as *mut _,
-                size_of::<List<1024>>() as u32,
-                std::ptr::null_mut(),
-            )
-        })?;
-        let n = (list.listed as usize).min(1024);
-        Ok(list.ids[..n].iter().map(|&id| id as u32).collect())
     }
 }
+
+/// The most process ids [`Job::pids`] lists.
+const MAX_LISTED: usize = 1 << 20;
 
 /// The affinity mask of a CPU list (`0-3,5`, already checked as well
 /// formed): a job's affinity covers the CPUs of one processor group, at
