@@ -3,8 +3,8 @@
 //!
 //! The helper processes are this test binary itself, started with
 //! `PKIT_WIN_ROLE` set (see [`helper`]): Wine has no `sleep` or `cat`.
-//! Tests that Wine can't honour print why and return early when
-//! `PKIT_UNDER_WINE=1` (set by `.ci/run`).
+//! Tests that Wine can't honour print why and return early under Wine
+//! (seen by ntdll's `wine_get_version` export: [`is_wine`]).
 #![cfg(windows)]
 
 use std::fmt::Write as _;
@@ -374,8 +374,9 @@ fn me(role: &str) -> Command {
         .env(ROLE, role)
 }
 
+/// Whether this test runs on Wine (the one check: [`is_wine`]).
 fn under_wine() -> bool {
-    std::env::var_os("PKIT_UNDER_WINE").is_some_and(|v| v == "1")
+    is_wine()
 }
 
 /// The pid in a `GRANDCHILD <pid>` line (the test harness may have put
