@@ -297,7 +297,9 @@ impl Group {
     /// frozen; the processes can't tell); a process group gets SIGSTOP; a
     /// Job Object's processes are each suspended (`NtSuspendProcess`, the
     /// job listed again until none is left running; a process adopted
-    /// meanwhile is suspended too). While suspended, [`start`](Self::start)
+    /// meanwhile is suspended too): the threads each has then, while a
+    /// thread created later, such as the one Windows starts in a console
+    /// process to handle a Ctrl-Break, runs. While suspended, [`start`](Self::start)
     /// is refused (an [`Error::Spawn`] of kind `WouldBlock`), and
     /// [`kill`](Self::kill) kills without resuming. Suspending a suspended
     /// group does nothing.

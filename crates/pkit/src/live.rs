@@ -47,9 +47,10 @@ impl RunningProcess {
     /// for the whole group. On Windows [`Signal::Kill`] terminates the
     /// subtree, [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
     /// to the process's console process group (console programs only),
-    /// [`Signal::Stop`] suspends every process of the subtree and
-    /// [`Signal::Cont`] resumes them (a second stop does nothing, as with
-    /// SIGSTOP), and any other signal, or a break that can't be delivered,
+    /// [`Signal::Stop`] suspends every process of the subtree (the threads
+    /// each has then: one created later, such as a console's Ctrl-Break
+    /// handler, runs) and [`Signal::Cont`] resumes them (a second stop
+    /// does nothing, as with SIGSTOP), and any other signal, or a break that can't be delivered,
     /// is [`Error::Unsupported`].
     ///
     /// # Errors

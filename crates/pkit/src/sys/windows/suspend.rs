@@ -1,9 +1,12 @@
 //! Suspending and resuming processes: `NtSuspendProcess` and
 //! `NtResumeProcess` (ntdll; not in the Windows SDK's headers, so looked
 //! up at run time, as `console.rs` does for ConPTY), which raise and lower
-//! the suspend count of every thread of a process. A process is suspended
-//! while any of its threads' counts is above zero: one suspension takes one
-//! resumption, and a process its parent created suspended stays so.
+//! the suspend count of each thread a process has at the time. Each thread
+//! stays suspended while its own count is above zero: one suspension takes
+//! one resumption, and a process its parent created suspended stays so. A
+//! thread created afterwards starts with a count of zero and runs (Windows
+//! itself creates one in a console process for a Ctrl-Break, say): a
+//! suspended process is held still, not frozen as a cgroup is.
 //!
 //! A job has no call of its own for this: every process in it is suspended
 //! one by one, listing the job again until a listing shows no process
