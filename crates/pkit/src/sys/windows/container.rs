@@ -331,13 +331,14 @@ impl Container {
     /// the job; suspended with the rest while the group is.
     pub(crate) fn adopt(&self, pid: i32) -> Result<(), ControlError> {
         let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
-        let process = super::open_process(pid as u32).map_err(ControlError::Os)?;
-        self.job.assign(&process).map_err(ControlError::Os)?;
+        // The lifecycle lock keeps the group suspended, or not, meanwhile.
         let mut suspended = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
+        let process =
+            super::open_process(pid as u32, suspended.is_some()).map_err(ControlError::Os)?;
+        self.job.assign(&process).map_err(ControlError::Os)?;
         if let Some(held) = suspended.as_mut() {
-            let member = suspend::open(pid as u32).map_err(ControlError::Os)?;
-            suspend::process(&member, Step::Suspend).map_err(ControlError::Os)?;
-            held.push(member);
+            suspend::process(&process, Step::Suspend).map_err(ControlError::Os)?;
+            held.push(process);
         }
         Ok(())
     }

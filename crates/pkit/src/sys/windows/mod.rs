@@ -114,13 +114,19 @@ fn unsupported(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::Unsupported, what.to_string())
 }
 
-/// Opens a running process for adoption into a job.
-fn open_process(pid: u32) -> std::io::Result<OwnedHandle> {
+/// Opens a running process for adoption into a job, and (`suspend`) for
+/// suspending it too.
+fn open_process(pid: u32, suspend: bool) -> std::io::Result<OwnedHandle> {
     use windows_sys::Win32::System::Threading::{
-        OpenProcess, PROCESS_SET_QUOTA, PROCESS_TERMINATE,
+        OpenProcess, PROCESS_QUERY_INFORMATION, PROCESS_SET_QUOTA, PROCESS_SUSPEND_RESUME,
+        PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
     };
+    let mut access = PROCESS_SET_QUOTA | PROCESS_TERMINATE;
+    if suspend {
+        access |= PROCESS_SUSPEND_RESUME | PROCESS_QUERY_INFORMATION | PROCESS_SYNCHRONIZE;
+    }
     // SAFETY: opens a process by id; the handle is checked and owned.
-    owned(unsafe { OpenProcess(PROCESS_SET_QUOTA | PROCESS_TERMINATE, 0, pid) })
+    owned(unsafe { OpenProcess(access, 0, pid) })
 }
 
 /// Every process's executable name, by id (empty when the snapshot fails).
