@@ -60,6 +60,9 @@ impl GroupBuilder {
     /// [`build`](Self::build) fails with [`Error::ResourceLimit`], as it does
     /// for zero, negative or non-finite values: never an uncapped group the
     /// caller believes capped. [`Group::limits`] says what enforces each.
+    /// On Windows it is the job's memory limit (committed memory); Wine
+    /// accepts one but does not enforce it, so there `build` fails with
+    /// [`Error::ResourceLimit`] saying so.
     pub fn memory_max(mut self, bytes: u64) -> GroupBuilder {
         self.limits.memory_max = Some(bytes);
         self
@@ -102,7 +105,10 @@ impl GroupBuilder {
     }
 
     /// Caps the number of live processes (and threads) in the whole tree;
-    /// a `fork` past it fails with `EAGAIN`.
+    /// a `fork` past it fails with `EAGAIN`. On Windows it is the job's
+    /// active process limit (processes only); Wine accepts one but does not
+    /// enforce it, so there [`build`](Self::build) fails with
+    /// [`Error::ResourceLimit`] saying so.
     pub fn max_processes(mut self, n: u64) -> GroupBuilder {
         self.limits.max_processes = Some(n);
         self

@@ -865,6 +865,15 @@ async fn a_process_tree_is_killed_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caps_are_carried_by_the_job() {
+    // A cap the job can't express is refused, never ignored.
+    assert!(Group::builder().memory_high(1 << 30).build().is_err());
+    if is_wine() {
+        // Wine takes both limits and enforces neither: each is refused,
+        // by name, and host_containment says it is not enforced.
+        assert_refused_on_wine(Group::builder().max_processes(8).build(), "max_processes");
+        assert_refused_on_wine(Group::builder().memory_max(512 << 20).build(), "memory_max");
+        return;
+    }
     let group = Group::builder()
         .max_processes(8)
         .memory_max(512 << 20)
@@ -875,8 +884,21 @@ async fn caps_are_carried_by_the_job() {
         caps.contains(&"max_processes") && caps.contains(&"memory_max"),
         "{caps:?}"
     );
-    // A cap the job can't express is refused, never ignored.
-    assert!(Group::builder().memory_high(1 << 30).build().is_err());
+}
+
+/// Asserts that `built` is the refusal of `cap` naming Wine, and that
+/// host_containment says the cap is not enforced.
+fn assert_refused_on_wine(built: pkit::Result<Group>, cap: &str) {
+    match built {
+        Err(pkit::Error::ResourceLimit { cap: named, reason }) => {
+            assert_eq!(named, cap);
+            assert!(reason.contains("Wine"), "{reason}");
+        }
+        other => panic!("{cap} under Wine: {other:?}"),
+    }
+    let host = pkit::host_containment();
+    let said = host.caps.iter().find(|c| c.cap == cap).unwrap();
+    assert!(said.enforced_by.is_none(), "{said:?}");
 }
 
 /// Whether this test runs on Wine: Wine's ntdll exports
@@ -970,9 +992,8 @@ async fn a_batch_file_runs_through_cmd_with_its_argument_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_cap_refuses_a_grandchild() {
     if under_wine() {
-        println!(
-            "skipped under Wine: Wine accepts a job's active-process limit but does not enforce it"
-        );
+        // Wine would accept the limit and not enforce it: refused instead.
+        assert_refused_on_wine(Group::builder().max_processes(1).build(), "max_processes");
         return;
     }
     let group = Group::builder().max_processes(1).build().unwrap();
@@ -988,7 +1009,8 @@ async fn the_process_cap_refuses_a_grandchild() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_cap_stops_a_big_allocation() {
     if under_wine() {
-        println!("skipped under Wine: Wine accepts a job memory limit but does not enforce it");
+        // Wine would accept the limit and not enforce it: refused instead.
+        assert_refused_on_wine(Group::builder().memory_max(64 << 20).build(), "memory_max");
         return;
     }
     let group = Group::builder().memory_max(64 << 20).build().unwrap();

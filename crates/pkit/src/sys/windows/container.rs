@@ -397,7 +397,14 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, CpuCaps, Vec<LimitInfo>), Limit
             enforced_by: by.to_string(),
         })
     };
+    // Wine takes these two limits and enforces neither.
+    let wine = |cap: &'static str, what: &str| {
+        LimitError::new(cap, format!("Wine accepts a job's {what} but does not enforce it"))
+    };
     if let Some(bytes) = limits.memory_max {
+        if super::under_wine() {
+            return Err(wine("memory_max", "memory limit"));
+        }
         caps.memory = Some(bytes);
         note(
             "memory_max",
@@ -406,6 +413,9 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, CpuCaps, Vec<LimitInfo>), Limit
         );
     }
     if let Some(n) = limits.max_processes {
+        if super::under_wine() {
+            return Err(wine("max_processes", "active process limit"));
+        }
         caps.processes = Some(u32::try_from(n).unwrap_or(u32::MAX));
         note(
             "max_processes",

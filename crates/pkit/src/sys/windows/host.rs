@@ -44,18 +44,34 @@ pub fn host_containment() -> HostContainment {
         clone3: false,
         clone3_error: None,
         caps: vec![
-            cap(
-                "memory_max",
-                Some("job memory limit"),
-                "the job caps its processes' committed memory together",
-            ),
+            if super::under_wine() {
+                cap(
+                    "memory_max",
+                    None,
+                    "Wine accepts a job's memory limit but does not enforce it",
+                )
+            } else {
+                cap(
+                    "memory_max",
+                    Some("job memory limit"),
+                    "the job caps its processes' committed memory together",
+                )
+            },
             cap("memory_high", None, "a Job Object has no soft memory limit"),
             cap("memory_swap_max", None, "a Job Object has no swap limit"),
-            cap(
-                "max_processes",
-                Some("job active process limit"),
-                "the job caps its live processes",
-            ),
+            if super::under_wine() {
+                cap(
+                    "max_processes",
+                    None,
+                    "Wine accepts a job's active process limit but does not enforce it",
+                )
+            } else {
+                cap(
+                    "max_processes",
+                    Some("job active process limit"),
+                    "the job caps its live processes",
+                )
+            },
             if super::under_wine() {
                 cap(
                     "cpu_quota",
