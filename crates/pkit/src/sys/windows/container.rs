@@ -399,7 +399,10 @@ fn job_caps(limits: &Limits) -> Result<(JobCaps, CpuCaps, Vec<LimitInfo>), Limit
     };
     // Wine takes these two limits and enforces neither.
     let wine = |cap: &'static str, what: &str| {
-        LimitError::new(cap, format!("Wine accepts a job's {what} but does not enforce it"))
+        LimitError::new(
+            cap,
+            format!("Wine accepts a job's {what} but does not enforce it"),
+        )
     };
     if let Some(bytes) = limits.memory_max {
         if super::under_wine() {

@@ -232,9 +232,11 @@ pub(crate) fn affinity_mask(list: &str) -> Result<usize, String> {
     if own == 0 {
         // Windows answers no mask for a process whose threads span more
         // than one processor group (hosts of more than 64 CPUs).
-        return Err("this process runs in more than one processor group (more than 64 \
+        return Err(
+            "this process runs in more than one processor group (more than 64 \
                     CPUs): a Job Object's affinity covers one group's CPUs only"
-            .to_string());
+                .to_string(),
+        );
     }
     let mut mask = 0usize;
     for part in list.trim().split(',') {
