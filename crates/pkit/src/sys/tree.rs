@@ -55,44 +55,53 @@ pub(crate) enum ProcTree {
 }
 
 impl ProcTree {
-    /// The started process itself when it is still running outside its
-    /// sub-cgroup: a program run as root can write its pid into any other
-    /// cgroup. It is still our unreaped child, held by its pidfd, so it is
-    /// still signalled, exactly; its descendants outside are not found.
+    /// The started process itself when it is still running and was not
+    /// among `reached`, the members a pass over its sub-cgroup found: a
+    /// program run as root can write its pid into any other cgroup. It is
+    /// still our unreaped child, held by its pidfd, so it is still
+    /// signalled, exactly; its descendants outside are not found. No second
+    /// walk over the subtree: the pass that signalled it says who was in.
     /// (A process group's root is always signalled through its handle.)
     #[cfg(target_os = "linux")]
-    fn escaped_root(&self) -> Option<&Arc<ChildHandle>> {
-        let (root, dir) = match self {
-            ProcTree::Leaf(leaf, root) => (root, leaf.path()),
-            ProcTree::GroupDir { dir, root, .. } => (root, dir.as_path()),
-            ProcTree::Pgroup { .. } => return None,
-        };
-        if !matches!(root.try_status(), Ok(None)) {
-            return None;
-        }
-        let inside = super::linux::subtree::pids(dir).map_or(true, |p| p.contains(&root.pid()));
-        (!inside).then_some(root)
+    fn escaped_root<'a>(
+        root: &'a Arc<ChildHandle>,
+        reached: &[i32],
+    ) -> Option<&'a Arc<ChildHandle>> {
+        (matches!(root.try_status(), Ok(None)) && !reached.contains(&root.pid())).then_some(root)
     }
 
     /// Pidfds of the subtree's live processes, each checked to name a
     /// member (never a reused pid), at `reach` (a cgroup's nested pkit
-    /// groups left out or not), and of its root if it left the subtree
-    /// ([`escaped_root`](Self::escaped_root)).
+    /// groups left out or not), and of its root if it is running and was
+    /// not among them ([`escaped_root`](Self::escaped_root)).
     #[cfg(target_os = "linux")]
     fn pidfds(&self, reach: Reach) -> Vec<OwnedFd> {
-        let mut fds = match self {
-            ProcTree::Leaf(leaf, _) => super::linux::subtree::member_pidfds(leaf.path(), reach)
-                .map(|v| v.into_iter().map(|(_, fd)| fd).collect())
-                .unwrap_or_default(),
+        let members = |found: std::io::Result<Vec<(i32, OwnedFd)>>, root: &Arc<ChildHandle>| {
+            let found = found.unwrap_or_default();
+            let pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
+            let mut fds: Vec<OwnedFd> = found.into_iter().map(|(_, fd)| fd).collect();
+            let escaped = Self::escaped_root(root, &pids).and_then(|r| r.pidfd());
+            if let Some(Ok(fd)) = escaped.map(|p| rustix::io::fcntl_dupfd_cloexec(p, 3)) {
+                fds.push(fd);
+            }
+            fds
+        };
+        match self {
+            ProcTree::Leaf(leaf, root) => members(
+                super::linux::subtree::member_pidfds(leaf.path(), reach),
+                root,
+            ),
             ProcTree::GroupDir {
                 dir,
                 leaves,
                 tenure,
-                ..
-            } => tenure
-                .during(|| super::linux::subtree::member_pidfds_but(dir, leaves, reach))
-                .and_then(Result::ok)
-                .unwrap_or_default(),
+                root,
+            } => members(
+                tenure
+                    .during(|| super::linux::subtree::member_pidfds_but(dir, leaves, reach))
+                    .unwrap_or_else(|| Ok(Vec::new())),
+                root,
+            ),
             ProcTree::Pgroup { root, pgid } => {
                 let mut fds = Vec::new();
                 // The root is our unreaped child: its pidfd is exact.
@@ -117,12 +126,7 @@ impl ProcTree {
                 }
                 fds
             }
-        };
-        let escaped = self.escaped_root().and_then(|r| r.pidfd());
-        if let Some(Ok(fd)) = escaped.map(|p| rustix::io::fcntl_dupfd_cloexec(p, 3)) {
-            fds.push(fd);
         }
-        fds
     }
 
     /// Ends the subtree: with `first = Some((sig, deadline))`, sends `sig`
@@ -166,19 +170,35 @@ impl ProcTree {
                 portable_signal(root, *pgid, &pids, libc::SIGKILL);
                 left
             }
+            // A leaf whose root left it: the root's exit is waited for
+            // too (through a copy of its pidfd).
             #[cfg(target_os = "linux")]
-            ProcTree::Leaf(leaf, _) if self.escaped_root().is_none() => {
-                let _ = leaf.signal(sig);
+            ProcTree::Leaf(leaf, root) => {
+                let reached = leaf.signal(sig).unwrap_or_default();
+                let outside = Self::escaped_root(root, &reached);
+                if let Some(r) = outside {
+                    let _ = r.signal(sig);
+                }
+                let root_fd = outside
+                    .and_then(|r| r.pidfd())
+                    .and_then(|p| rustix::io::fcntl_dupfd_cloexec(p, 3).ok());
+                let root_gone = || root_fd.as_ref().is_none_or(child::pidfd_exited_now);
+                let both = async {
+                    let r = leaf.wait_empty().await;
+                    if let Some(fd) = &root_fd {
+                        let _ = child::pidfd_exited(fd).await;
+                    }
+                    r
+                };
                 tokio::select! {
-                    r = leaf.wait_empty() => r.is_err() && !leaf.is_empty(),
-                    () = until(deadline) => !leaf.is_empty(),
+                    r = both => r.is_err() && !leaf.is_empty(),
+                    () = until(deadline) => !leaf.is_empty() || !root_gone(),
                 }
             }
             // No kernel event tells when a directory less some of its
             // sub-cgroups is empty: its members' pidfds are waited on.
-            // And a leaf whose root left it: its exit is waited for too.
             #[cfg(target_os = "linux")]
-            ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } | ProcTree::Leaf(..) => {
+            ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } => {
                 // Found before the signal: once a parent exits, its
                 // children are re-parented and no longer found by links.
                 // A nested pkit's group is left to its owner (one of
@@ -216,23 +236,26 @@ impl ProcTree {
                 portable_signal(root, *pgid, &portable_pids(root, *pgid), sig);
             }
             #[cfg(target_os = "linux")]
-            ProcTree::Leaf(leaf, _) => {
-                if let Some(root) = self.escaped_root() {
+            ProcTree::Leaf(leaf, root) => {
+                let reached = leaf.signal(sig).unwrap_or_default();
+                if let Some(root) = Self::escaped_root(root, &reached) {
                     let _ = root.signal(sig);
                 }
-                let _ = leaf.signal(sig);
             }
             #[cfg(target_os = "linux")]
             ProcTree::GroupDir {
                 dir,
                 leaves,
                 tenure,
-                ..
+                root,
             } => {
-                if let Some(root) = self.escaped_root() {
+                let reached = tenure
+                    .during(|| super::linux::subtree::signal_members_but(dir, sig, Some(leaves)))
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                if let Some(root) = Self::escaped_root(root, &reached) {
                     let _ = root.signal(sig);
                 }
-                tenure.during(|| super::linux::subtree::signal_members_but(dir, sig, Some(leaves)));
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {

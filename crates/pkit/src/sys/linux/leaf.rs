@@ -100,9 +100,10 @@ impl Leaf {
         .map_err(io::Error::from)
     }
 
-    /// Sends `sig` to every process in the leaf's subtree.
-    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
-        super::subtree::signal_members(&self.path, sig).map(drop)
+    /// Sends `sig` to every process in the leaf's subtree; returns the
+    /// pids signalled.
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<Vec<i32>> {
+        super::subtree::signal_members(&self.path, sig)
     }
 
     /// SIGKILLs every process in the leaf's subtree (not through

@@ -181,8 +181,8 @@ pub(crate) fn member_pidfds_but(
     dir: &Path,
     leaves: &Leaves,
     reach: Reach,
-) -> io::Result<Vec<OwnedFd>> {
-    members(dir, Some(leaves), reach).map(|(fds, _)| fds.into_iter().map(|(_, fd)| fd).collect())
+) -> io::Result<Vec<(i32, OwnedFd)>> {
+    members(dir, Some(leaves), reach).map(|(fds, _)| fds)
 }
 
 /// Pinned members (pid, pidfd) and unpinned ones (pid).
