@@ -100,8 +100,10 @@ impl Leaf {
         .map_err(io::Error::from)
     }
 
-    /// Sends `sig` to every process in the leaf's subtree; returns the
-    /// pids signalled.
+    /// Sends `sig` to every process in the leaf's subtree, but those in a
+    /// nested pkit's group for a signal `pkit run` relays (see
+    /// [`Reach::of`](super::subtree::Reach::of)); returns the pids
+    /// signalled.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<Vec<i32>> {
         super::subtree::signal_members(&self.path, sig)
     }
