@@ -138,7 +138,6 @@ pub(crate) fn own_process_group() -> i32 {
 /// there is no such process (or `pid` is not positive: `getpgid(0)` would
 /// name the caller). One system call and no file: the per-process step of
 /// a scan for a group's members. libc for the reason [`session_of`] gives.
-#[cfg(target_os = "linux")]
 pub(crate) fn group_of(pid: i32) -> Option<i32> {
     if pid <= 0 {
         return None;
