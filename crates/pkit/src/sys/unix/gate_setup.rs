@@ -86,26 +86,31 @@ fn encode_into(block: &mut Vec<u8>, setup: &ChildSetup, cwd: Option<&CStr>) {
         return;
     }
     let groups = s.groups.unwrap_or_default();
-    // FreeBSD before 15.0 keeps the effective group id in the same array
-    // as the supplementary groups, as its first entry: its setgroups(2)
-    // makes `list[0]` the effective group id and only the rest the
-    // supplementary groups. Sent as it is, a list would change the child's
-    // effective gid to its first entry, and lose that group once the gid
-    // option overwrote the slot. So the gid the child is to have (the gid
-    // option's, else the one it inherits) goes first: the effective gid
-    // stays what the options say, and the supplementary groups are the
-    // whole list. A setgroups(2) of FreeBSD 15 or later (the symbol a
-    // binary built there links) sets the supplementary groups only: there
-    // the list also holds the child's own effective gid, which grants
-    // nothing that gid doesn't. Not on Linux or macOS, where it would add
-    // a group (root's, for a root owner without a gid option) to the
-    // child's list. An empty list (clearing) is sent as it is: the old
-    // setgroups(2) keeps the effective gid for it.
-    #[cfg(target_os = "freebsd")]
-    let groups = &egid_first(
-        groups,
-        s.gid.unwrap_or_else(|| rustix::process::getegid().as_raw()),
-    )[..];
+    // FreeBSD before 15.0 and macOS keep the effective group id in the
+    // same array as the supplementary groups, as its first entry: their
+    // setgroups(2) copies the list over that array, so `list[0]` becomes
+    // the effective group id and only the rest the supplementary groups.
+    // Sent as it is, a list would change the child's effective gid to its
+    // first entry, and lose that group once the gid option overwrote the
+    // slot. So the gid the child is to have (the gid option's, else the
+    // one it inherits) goes first: the effective gid stays what the
+    // options say, and the supplementary groups are the whole list. A
+    // setgroups(2) of FreeBSD 15 or later (the symbol a binary built there
+    // links) sets the supplementary groups only: there the list also holds
+    // the child's own effective gid, which grants nothing that gid doesn't.
+    // Not on Linux, where it would add a group (root's, for a root owner
+    // without a gid option) to the child's list. An empty list (clearing)
+    // is sent as it is on FreeBSD (the old setgroups(2) keeps the
+    // effective gid for it); macOS's makes an empty list a list of gid 0
+    // alone, so there it is sent as the effective gid alone.
+    #[cfg(any(target_os = "freebsd", target_os = "macos"))]
+    let groups = &match s.groups {
+        Some(_) => egid_first(
+            groups,
+            s.gid.unwrap_or_else(|| rustix::process::getegid().as_raw()),
+        ),
+        None => Vec::new(),
+    }[..];
     let cpus = s.cpus.unwrap_or_default();
     let header: [u64; HEADER] = [
         flags,
@@ -148,11 +153,13 @@ fn encode_into(block: &mut Vec<u8>, setup: &ChildSetup, cwd: Option<&CStr>) {
     }
 }
 
-/// `list` with `egid` in front, for FreeBSD's setgroups(2) (see
-/// [`encode_into`]); an empty list stays empty.
-#[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+/// `list` with `egid` in front, for the setgroups(2) of FreeBSD and macOS
+/// (see [`encode_into`]); an empty list stays empty, but on macOS, where
+/// it is `egid` alone.
+#[cfg_attr(not(any(target_os = "freebsd", target_os = "macos")), allow(dead_code))]
 fn egid_first(list: &[gid_t], egid: gid_t) -> Vec<gid_t> {
     match list {
+        [] if cfg!(target_os = "macos") => vec![egid],
         [] => Vec::new(),
         list => std::iter::once(egid).chain(list.iter().copied()).collect(),
     }
@@ -225,11 +232,17 @@ fn send_fd(sock: &OwnedFd, fd: RawFd) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    /// FreeBSD's list (see `encode_into`): the effective gid first, an empty
-    /// (clearing) list untouched.
+    /// FreeBSD's and macOS's list (see `encode_into`): the effective gid
+    /// first; an empty (clearing) list untouched, but the gid alone on
+    /// macOS.
     #[test]
     fn the_effective_gid_goes_first_in_a_list_that_has_groups() {
         assert_eq!(egid_first(&[7, 8], 5), vec![5, 7, 8]);
-        assert_eq!(egid_first(&[], 5), Vec::<gid_t>::new());
+        let cleared = if cfg!(target_os = "macos") {
+            vec![5]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(egid_first(&[], 5), cleared);
     }
 }
