@@ -63,6 +63,14 @@ impl ChildHandle {
         }
     }
 
+    /// Whether the child has ended: reaped by someone else
+    /// ([`reaped_by_kernel`](Self::reaped_by_kernel)) or exited. A process
+    /// group whose leader has ended and that no member holds is gone (a
+    /// leader that left its group before it ended leaves no zombie in it).
+    pub(crate) fn ended(&self) -> bool {
+        self.reaped_by_kernel() || matches!(self.try_status(), Ok(Some(_)))
+    }
+
     /// CPU time and peak memory of the exited child; `None` while it runs,
     /// or where the wait that keeps it a zombie can't report them (the
     /// portable backend).

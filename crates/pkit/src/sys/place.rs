@@ -212,15 +212,16 @@ impl Container {
                 let joined = match pgid {
                     0 => None,
                     _ => match spawn::spawn_joining(spec, &[], Some(pgid), None) {
-                        // The group's process group is gone: this process
-                        // ignores SIGCHLD, so the kernel reaped the leader
-                        // when it exited (no zombie held the group), and no
-                        // member is left in this session (EPERM). The group
-                        // had no process any more: the new child leads a
-                        // new one.
+                        // The group's process group is gone: its leader
+                        // has ended (reaped by the kernel where this
+                        // process ignores SIGCHLD, or after it had left
+                        // the group: no zombie held the group) and no
+                        // member is left in this session (EPERM). The
+                        // group had no process any more: the new child
+                        // leads a new one.
                         Err(SpawnError::Step(ChildStep::ProcessGroup, e))
                             if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
+                                && leader.as_ref().is_some_and(|l| l.ended()) =>
                         {
                             *leader = None;
                             self.release_leader_registration();
@@ -254,12 +255,11 @@ impl Container {
                 let pid = match pgid {
                     0 => self.spawn_portable(spec, 0)?,
                     _ => match self.spawn_portable(spec, pgid) {
-                        // As above: the leader was reaped by someone else
-                        // and its group emptied; the new child leads a new
-                        // one.
+                        // As above: the leader has ended and its group
+                        // emptied; the new child leads a new one.
                         Err(SpawnError::Step(ChildStep::ProcessGroup, e))
                             if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| l.reaped_by_kernel()) =>
+                                && leader.as_ref().is_some_and(|l| l.ended()) =>
                         {
                             *leader = None;
                             pgid = 0;
