@@ -12,10 +12,10 @@ use pkit::{MechanismChoice, Outcome};
 /// sleep 300` (so the program's pid stays the started one). Under a cgroup
 /// (as root: only root can move a process across cgroups it does not own)
 /// it writes its pid to the owner's own cgroup; under a process group it
-/// moves to the owner's process group (a group leader may join another
+/// moves to `anchor`'s process group (a group leader may join another
 /// group of its session; perl does, skipped without it). `None` when
 /// this user can't, or perl is missing (said on stderr).
-fn leave(choice: MechanismChoice) -> Option<String> {
+fn leave(choice: MechanismChoice, anchor: &Anchor) -> Option<String> {
     match choice {
         MechanismChoice::Cgroup => {
             // SAFETY-free: geteuid through /proc.
@@ -60,11 +60,37 @@ fn leave(choice: MechanismChoice) -> Option<String> {
                 );
                 return None;
             }
-            let pgid = stat(std::process::id())?.pgrp;
+            let pgid = anchor.0.id();
             Some(format!(
                 "exec perl -e 'setpgrp(0, {pgid}) or exit 9; exec \"sleep\", \"300\"'"
             ))
         }
+    }
+}
+
+/// A process group of this test's session for a program to move to: a
+/// `sleep` leading a group of its own (the owner's own group may be out of
+/// sight, numbered 0, when the suite runs in a pid namespace of its own, as
+/// CI does). Killed and reaped when dropped.
+struct Anchor(std::process::Child);
+
+impl Anchor {
+    fn new() -> Anchor {
+        use std::os::unix::process::CommandExt;
+        Anchor(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .process_group(0)
+                .spawn()
+                .expect("sleep starts"),
+        )
+    }
+}
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -102,7 +128,8 @@ async fn wait_left(pid: u32, choice: MechanismChoice) {
 async fn a_program_that_leaves_its_container_still_ends_at_its_timeout() {
     let suite = begin("a_program_that_leaves_its_container_still_ends_at_its_timeout").await;
     for choice in mechanisms() {
-        let Some(script) = leave(choice) else {
+        let anchor = Anchor::new();
+        let Some(script) = leave(choice, &anchor) else {
             skipped("a program leaving its container", "needs root or perl");
             continue;
         };
@@ -134,7 +161,8 @@ async fn a_program_that_leaves_its_container_still_ends_at_its_timeout() {
 async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
     let suite = begin("a_program_that_leaves_its_container_is_still_killed_by_its_handle").await;
     for choice in mechanisms() {
-        let Some(script) = leave(choice) else {
+        let anchor = Anchor::new();
+        let Some(script) = leave(choice, &anchor) else {
             skipped("a program leaving its container", "needs root or perl");
             continue;
         };
