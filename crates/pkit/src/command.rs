@@ -420,6 +420,15 @@ pub trait Runner: Send + Sync {
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
         launch.start_real(&cmd.spec)
     }
+
+    /// Whether this runner starts the real program and nothing else, so
+    /// that a group's one-command verbs ([`Group::output`](crate::Group::output))
+    /// may run the command past it. Only [`SystemRunner`](crate::SystemRunner)
+    /// says so; leave the default.
+    #[doc(hidden)]
+    fn starts_real_only(&self) -> bool {
+        false
+    }
 }
 
 impl fmt::Debug for Command {

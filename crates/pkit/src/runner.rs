@@ -44,6 +44,10 @@ impl Runner for SystemRunner {
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
         launch.start_real(&cmd.spec)
     }
+
+    fn starts_real_only(&self) -> bool {
+        true
+    }
 }
 
 /// How a bounded wait ended.
@@ -160,14 +164,17 @@ impl Group {
     ///
     /// As [`Command::output`]: [`Err`] is for runs that could not start or
     /// were cancelled; a non-zero exit, a signal and a timeout are data in the
-    /// `Output`. A command with a [`runner`](Command::runner) is
-    /// [`Error::InvalidInput`]: this runs the real program as the group's
-    /// main process, which a runner (a test double, a recorder) can't
-    /// play; [`Group::start`] and the command's own verbs go through it.
+    /// `Output`. A command with a [`runner`](Command::runner) other than a
+    /// [`SystemRunner`] is [`Error::InvalidInput`]: this runs the real
+    /// program as the group's main process, which a runner (a test double,
+    /// a recorder) can't play; [`Group::start`] and the command's own verbs
+    /// go through it. (A `SystemRunner`'s mechanism gives way to the
+    /// group's, as for `start`.)
     pub async fn output(self, cmd: &Command) -> Result<Output> {
-        if cmd.runner.is_some() {
+        if cmd.runner.as_ref().is_some_and(|r| !r.starts_real_only()) {
             return Err(Error::InvalidInput(format!(
-                "{}: a group's one-command verbs run the real program, not the command's runner                  (use the command's own verbs, or Group::start, which go through it)",
+                "{}: a group's one-command verbs run the real program, not the command's \
+                 runner (use the command's own verbs, or Group::start, which go through it)",
                 cmd.display_name()
             )));
         }

@@ -606,8 +606,8 @@ async fn a_group_runs_one_command_with_run_and_exit_code() {
         // Nor can a runner play the group's main process: refused, not
         // bypassed (the real program never runs, the runner is not asked).
         let marker = common::TempPath::new("group-runner");
-        let played = sh(&format!("echo ran >> {}", marker.as_str()))
-            .runner(std::sync::Arc::new(pkit::SystemRunner::default()));
+        let played =
+            sh(&format!("echo ran >> {}", marker.as_str())).runner(std::sync::Arc::new(Scripted));
         let e = g().output(&played).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
         let e = g().run(&played).await.unwrap_err();
@@ -615,6 +615,19 @@ async fn a_group_runs_one_command_with_run_and_exit_code() {
         let e = g().exit_code(&played).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
         assert!(!marker.path().exists(), "{what}: nothing ran");
+        // The real runner is no test double: its command runs.
+        let real = sh("echo real").runner(std::sync::Arc::new(pkit::SystemRunner::default()));
+        assert_eq!(g().run(&real).await.unwrap(), "real", "{what}");
+    }
+}
+
+/// A runner that plays every run itself (a test double): never asked by a
+/// group's one-command verbs, which refuse it.
+struct Scripted;
+
+impl pkit::Runner for Scripted {
+    fn output<'a>(&'a self, _: &'a Command) -> pkit::BoxFuture<'a, pkit::Result<pkit::Output>> {
+        Box::pin(async { panic!("a group's verb asked the command's runner") })
     }
 }
 
