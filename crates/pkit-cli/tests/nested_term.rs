@@ -271,6 +271,24 @@ async fn a_group_shutdown_reaches_the_program_of_a_nested_pkit_run_once() {
     }
 }
 
+/// Judges a timed-out run of [`COUNTS_TERMS`] under nested `pkit run`s
+/// (its record in `file`, removed): everything is gone, and if the
+/// program was ready before the timeout (true is returned) it saw one
+/// SIGTERM and ended through its trap within the grace. False: the
+/// timeout came first, try a longer one.
+async fn timed_out_once(out: &pkit::Output, file: &Path, what: &str) -> bool {
+    let rec = record(file);
+    let _ = std::fs::remove_file(file);
+    assert!(out.timed_out(), "{what}: {:?}", out.outcome());
+    wait_all_gone(&rec.pids, what).await;
+    if rec.ready {
+        assert_eq!(rec.terms, 1, "{what}: SIGTERMs seen");
+        assert!(rec.exited, "{what}: did not end through its trap");
+        assert!(!out.killed_after_grace(), "{what}");
+    }
+    rec.ready
+}
+
 #[tokio::test]
 async fn a_timed_out_run_reaches_the_program_of_a_nested_pkit_run_once() {
     for (choice, mech) in lib_mechanisms() {
@@ -287,14 +305,7 @@ async fn a_timed_out_run_reaches_the_program_of_a_nested_pkit_run_once() {
                     .output()
                     .await
                     .unwrap();
-                let rec = record(&file);
-                let _ = std::fs::remove_file(&file);
-                assert!(out.timed_out(), "{what}: {:?}", out.outcome());
-                wait_all_gone(&rec.pids, &what).await;
-                if rec.ready {
-                    assert_eq!(rec.terms, 1, "{what}: SIGTERMs seen");
-                    assert!(rec.exited, "{what}: did not end through its trap");
-                    assert!(!out.killed_after_grace(), "{what}");
+                if timed_out_once(&out, &file, &what).await {
                     break;
                 }
                 assert!(limit < Duration::from_secs(30), "{what}: never ready");
@@ -323,14 +334,7 @@ async fn a_started_process_timeout_reaches_the_program_of_a_nested_pkit_run_once
                 )
                 .unwrap();
             let out = proc.wait().await.unwrap();
-            let rec = record(&file);
-            let _ = std::fs::remove_file(&file);
-            assert!(out.timed_out(), "{what}: {:?}", out.outcome());
-            wait_all_gone(&rec.pids, &what).await;
-            if rec.ready {
-                assert_eq!(rec.terms, 1, "{what}: SIGTERMs seen");
-                assert!(rec.exited, "{what}: did not end through its trap");
-                assert!(!out.killed_after_grace(), "{what}");
+            if timed_out_once(&out, &file, &what).await {
                 break;
             }
             assert!(limit < Duration::from_secs(30), "{what}: never ready");

@@ -118,6 +118,33 @@ async fn wait_left(pid: u32, choice: MechanismChoice) {
     }
 }
 
+/// Starts `script` in `g` and waits until its program has left the
+/// container; the guard kills it (by pid) if the test fails first.
+async fn started_and_left(
+    g: &pkit::Group,
+    choice: MechanismChoice,
+    script: &str,
+) -> (pkit::RunningProcess, KillOnDrop) {
+    let p = g.start(&sh(choice, script)).unwrap();
+    let cleanup = KillOnDrop(vec![p.pid()]);
+    wait_left(p.pid(), choice).await;
+    (p, cleanup)
+}
+
+/// `p`'s output once it has ended, within `limit`; else a panic saying
+/// `never` (under `choice`).
+async fn ended(
+    p: &mut pkit::RunningProcess,
+    limit: Duration,
+    choice: MechanismChoice,
+    never: &str,
+) -> pkit::Output {
+    tokio::time::timeout(limit, p.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{choice}: {never}"))
+        .unwrap()
+}
+
 /// A program that leaves its container (a root program writing its pid to
 /// another cgroup, one that joins another process group) is still the
 /// program pkit started and holds a pidfd for: a timeout ends it, and the
@@ -167,28 +194,28 @@ async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
             continue;
         };
         let g = group(choice);
-        let mut p = g.start(&sh(choice, &script)).unwrap();
-        let pid = p.pid();
-        let _cleanup = KillOnDrop(vec![pid]);
-        wait_left(pid, choice).await;
+        let (mut p, _cleanup) = started_and_left(&g, choice, &script).await;
         p.kill_tree().unwrap();
-        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{choice}: kill_tree never ended the program"))
-            .unwrap();
+        let out = ended(
+            &mut p,
+            DEADLINE * 3,
+            choice,
+            "kill_tree never ended the program",
+        )
+        .await;
         assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}");
         drop(g);
 
         let g = group(choice);
-        let mut p = g.start(&sh(choice, &script)).unwrap();
-        let pid = p.pid();
-        let _cleanup = KillOnDrop(vec![pid]);
-        wait_left(pid, choice).await;
+        let (mut p, _cleanup) = started_and_left(&g, choice, &script).await;
         g.signal(pkit::Signal::Term).unwrap();
-        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{choice}: Group::signal never reached the program"))
-            .unwrap();
+        let out = ended(
+            &mut p,
+            DEADLINE * 3,
+            choice,
+            "Group::signal never reached the program",
+        )
+        .await;
         assert_eq!(out.outcome(), Outcome::Signalled(15), "{choice}");
         drop(g);
 
@@ -196,33 +223,27 @@ async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
         // leads a new process group (it failed with EPERM, joining a
         // process group no process had any more).
         let g = group(choice);
-        let mut p = g.start(&sh(choice, &script)).unwrap();
-        let pid = p.pid();
-        let _cleanup = KillOnDrop(vec![pid]);
-        wait_left(pid, choice).await;
+        let (mut p, _cleanup) = started_and_left(&g, choice, &script).await;
         g.kill().unwrap();
-        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{choice}: Group::kill never ended the program"))
-            .unwrap();
+        let out = ended(
+            &mut p,
+            DEADLINE * 3,
+            choice,
+            "Group::kill never ended the program",
+        )
+        .await;
         assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}");
         let mut again = g
             .start(&sh(choice, "exit 7"))
             .unwrap_or_else(|e| panic!("{choice}: a start after the leader left and ended: {e}"));
-        let out = tokio::time::timeout(DEADLINE, again.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{choice}: the new start never ended"))
-            .unwrap();
+        let out = ended(&mut again, DEADLINE, choice, "the new start never ended").await;
         assert_eq!(out.outcome(), Outcome::Exited(7), "{choice}");
         drop(g);
 
         let g = group(choice);
-        let p = g.start(&sh(choice, &script)).unwrap();
-        let pid = p.pid();
-        let _cleanup = KillOnDrop(vec![pid]);
-        wait_left(pid, choice).await;
+        let (p, _cleanup) = started_and_left(&g, choice, &script).await;
         drop(g);
-        assert_gone(&[pid], "a dropped group's program that left it").await;
+        assert_gone(&[p.pid()], "a dropped group's program that left it").await;
         drop(p);
     }
     suite.end().await;

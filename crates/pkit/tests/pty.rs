@@ -41,20 +41,6 @@ async fn wait_for_child(pid: u32, name: &str) {
     }
 }
 
-/// A pty session of `sh -c script` started in a fresh group of `choice`.
-fn start_sh(choice: MechanismChoice, script: &str) -> (pkit::Group, RunningProcess) {
-    let group = group(choice);
-    let cmd = Command::new("sh")
-        .args(["-c", script, "sh"])
-        .pty(24, 80)
-        .stream_lines()
-        .decoder(DecoderFactory::utf8_strip_vt());
-    let proc = group
-        .start(&cmd)
-        .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
-    (group, proc)
-}
-
 #[tokio::test]
 async fn the_child_has_a_terminal_on_every_stream_and_leads_its_session() {
     let suite = begin("the_child_has_a_terminal_on_every_stream_and_leads_its_session").await;
@@ -121,7 +107,7 @@ async fn python_sees_a_terminal_of_the_given_size() {
 async fn resize_changes_the_size_and_sends_sigwinch() {
     let suite = begin("resize_changes_the_size_and_sends_sigwinch").await;
     for choice in mechanisms() {
-        let (group, mut proc) = start_sh(
+        let (group, mut proc) = start_pty_sh(
             choice,
             "trap 'echo winch; stty size' WINCH; echo ready; while :; do sleep 0.1; done",
         );
@@ -175,7 +161,7 @@ async fn ctrl_c_interrupts_the_foreground_and_spares_what_ignores_it() {
     for choice in mechanisms() {
         // A non-interactive shell's background job ignores SIGINT; the
         // shell traps it (so its foreground cat gets the default action).
-        let (group, mut proc) = start_sh(
+        let (group, mut proc) = start_pty_sh(
             choice,
             "trap 'echo shell-got-int' INT; sleep 300 & echo $!; echo ready; \
              cat; echo \"cat:$?\"; while :; do sleep 0.1; done",
@@ -209,7 +195,7 @@ async fn send_control_sends_the_terminals_own_interrupt_character() {
     let suite = begin("send_control_sends_the_terminals_own_interrupt_character").await;
     for choice in mechanisms() {
         // ^X becomes the interrupt character; ^C is then plain input.
-        let (group, mut proc) = start_sh(choice, "stty intr ^X; echo ready; exec sleep 300");
+        let (group, mut proc) = start_pty_sh(choice, "stty intr ^X; echo ready; exec sleep 300");
         line(&mut proc, "ready", |l| l.text == "ready").await;
         proc.pty()
             .expect("a pty")
@@ -223,7 +209,7 @@ async fn send_control_sends_the_terminals_own_interrupt_character() {
         assert_eq!(out.outcome(), Outcome::Signalled(libc::SIGINT), "{choice}");
         drop(group);
 
-        let (group, mut proc) = start_sh(choice, "stty intr undef; echo ready; exec sleep 300");
+        let (group, mut proc) = start_pty_sh(choice, "stty intr undef; echo ready; exec sleep 300");
         line(&mut proc, "ready", |l| l.text == "ready").await;
         let err = proc
             .pty()
@@ -279,7 +265,7 @@ async fn a_grandchild_on_the_terminal_dies_with_the_group() {
     let suite = begin("a_grandchild_on_the_terminal_dies_with_the_group").await;
     for choice in mechanisms() {
         // SIGHUP ignored: only the group's teardown can end the tree.
-        let (group, mut proc) = start_sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"));
+        let (group, mut proc) = start_pty_sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"));
         let mut pids = Vec::new();
         loop {
             let l = line(&mut proc, "tree", |_| true).await;

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use pkit::{Command, Outcome};
+use pkit::Outcome;
 
 /// The kernel's `tty_nr` of a device with major `major` and minor `minor`
 /// (hexadecimal, as `stat -c '%t %T'` prints them).
@@ -75,18 +75,10 @@ async fn the_stat_of_the_child_names_the_slave_as_its_controlling_terminal() {
 async fn dev_tty_reads_what_is_typed_and_writes_to_the_session() {
     let suite = begin("dev_tty_reads_what_is_typed_and_writes_to_the_session").await;
     for choice in mechanisms() {
-        let group = group(choice);
-        let mut proc = group
-            .start(
-                &Command::new("sh")
-                    .args([
-                        "-c",
-                        "echo ready; read x < /dev/tty && echo \"got:$x\" > /dev/tty",
-                    ])
-                    .pty(24, 80)
-                    .stream_lines(),
-            )
-            .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
+        let (group, mut proc) = start_pty_sh(
+            choice,
+            "echo ready; read x < /dev/tty && echo \"got:$x\" > /dev/tty",
+        );
         proc.wait_for_line(|l| l.text == "ready", DEADLINE)
             .await
             .unwrap_or_else(|e| panic!("{choice}: ready: {e}"));
@@ -116,15 +108,7 @@ async fn dev_tty_reads_what_is_typed_and_writes_to_the_session() {
 async fn ctrl_c_reaches_the_session_leader_as_sigint() {
     let suite = begin("ctrl_c_reaches_the_session_leader_as_sigint").await;
     for choice in mechanisms() {
-        let group = group(choice);
-        let mut proc = group
-            .start(
-                &Command::new("sh")
-                    .args(["-c", "echo ready; exec cat"])
-                    .pty(24, 80)
-                    .stream_lines(),
-            )
-            .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
+        let (group, mut proc) = start_pty_sh(choice, "echo ready; exec cat");
         proc.wait_for_line(|l| l.text == "ready", DEADLINE)
             .await
             .unwrap_or_else(|e| panic!("{choice}: ready: {e}"));

@@ -322,10 +322,20 @@ fn is_transient_knows_the_temporary_spawn_failures() {
         libc::ETXTBSY,
         libc::EMFILE,
         libc::ENFILE,
+        libc::EINTR,
     ] {
         assert!(pkit::is_transient(&spawn(errno)), "{errno}");
     }
-    assert!(!pkit::is_transient(&spawn(libc::EACCES)));
+    for errno in [
+        libc::EACCES,
+        libc::ENOENT,
+        libc::ENOEXEC,
+        libc::E2BIG,
+        0,
+        -1,
+    ] {
+        assert!(!pkit::is_transient(&spawn(errno)), "{errno}");
+    }
     assert!(!pkit::is_transient(&pkit::Error::Cancelled {
         program: "x".into()
     }));

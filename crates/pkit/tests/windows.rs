@@ -336,7 +336,7 @@ unsafe extern "system" fn on_break_ignore(_event: u32) -> windows_sys::core::BOO
 /// can't: Wine 8 does not implement it (GenerateConsoleCtrlEvent fails for
 /// CTRL_BREAK_EVENT), and a process without a console has none to send.
 fn no_break_here() -> Option<&'static str> {
-    if under_wine() {
+    if is_wine() {
         return Some("Wine 8 does not implement CTRL_BREAK_EVENT");
     }
     let mut ids = [0u32; 4];
@@ -372,11 +372,6 @@ fn me(role: &str) -> Command {
     Command::new(std::env::current_exe().unwrap())
         .args(helper_args())
         .env(ROLE, role)
-}
-
-/// Whether this test runs on Wine (the one check: [`is_wine`]).
-fn under_wine() -> bool {
-    is_wine()
 }
 
 /// The pid in a `GRANDCHILD <pid>` line (the test harness may have put
@@ -507,7 +502,7 @@ async fn a_pipe_shutdown_answers_as_a_process_shutdown_does() {
     let group = Group::new().unwrap();
     let mut p = group.start(&me("stubborn").stream_lines()).unwrap();
     ready(&mut p).await;
-    let killed_after_grace = !under_wine();
+    let killed_after_grace = !is_wine();
     let answer = p.shutdown(Duration::from_secs(1)).await.unwrap();
     assert_eq!(answer, killed_after_grace, "process");
     let mut chain = pkit::Pipe::new([me("stubborn")])
@@ -919,16 +914,7 @@ async fn the_cpu_quota_is_a_job_rate_cap_or_refused_by_name_on_wine() {
     if is_wine() {
         // Wine refuses JobObjectCpuRateControlInformation: a typed
         // refusal that names the cap and Wine, and nothing else.
-        match built {
-            Err(pkit::Error::ResourceLimit { cap, reason }) => {
-                assert_eq!(cap, "cpu_quota");
-                assert!(reason.contains("Wine"), "{reason}");
-            }
-            other => panic!("under Wine: {other:?}"),
-        }
-        let host = pkit::host_containment();
-        let said = host.caps.iter().find(|c| c.cap == "cpu_quota").unwrap();
-        assert!(said.enforced_by.is_none(), "{said:?}");
+        assert_refused_on_wine(built, "cpu_quota");
         return;
     }
     let group = built.unwrap();
@@ -956,16 +942,7 @@ async fn the_cpu_set_is_the_jobs_affinity_or_refused_by_name_on_wine() {
     if is_wine() {
         // Wine takes JOB_OBJECT_LIMIT_AFFINITY and drops it: a typed
         // refusal that names the cap and Wine, never a silent no-op.
-        match built {
-            Err(pkit::Error::ResourceLimit { cap, reason }) => {
-                assert_eq!(cap, "cpus");
-                assert!(reason.contains("Wine"), "{reason}");
-            }
-            other => panic!("under Wine: {other:?}"),
-        }
-        let host = pkit::host_containment();
-        let said = host.caps.iter().find(|c| c.cap == "cpus").unwrap();
-        assert!(said.enforced_by.is_none(), "{said:?}");
+        assert_refused_on_wine(built, "cpus");
         return;
     }
     let group = built.unwrap();
@@ -991,7 +968,7 @@ async fn a_batch_file_runs_through_cmd_with_its_argument_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_cap_refuses_a_grandchild() {
-    if under_wine() {
+    if is_wine() {
         // Wine would accept the limit and not enforce it: refused instead.
         assert_refused_on_wine(Group::builder().max_processes(1).build(), "max_processes");
         return;
@@ -1008,7 +985,7 @@ async fn the_process_cap_refuses_a_grandchild() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_cap_stops_a_big_allocation() {
-    if under_wine() {
+    if is_wine() {
         // Wine would accept the limit and not enforce it: refused instead.
         assert_refused_on_wine(Group::builder().memory_max(64 << 20).build(), "memory_max");
         return;
@@ -1169,7 +1146,7 @@ async fn a_pty_session_refuses_what_a_console_cannot_do() {
     }
     match tty.resize(30, 100) {
         Ok(()) => assert_eq!(tty.size().unwrap(), (30, 100)),
-        Err(e) if under_wine() => {
+        Err(e) if is_wine() => {
             // Wine 8's ResizePseudoConsole is E_NOTIMPL.
             assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
             assert_eq!(tty.size().unwrap(), (24, 200));
@@ -1299,7 +1276,7 @@ async fn a_pty_session_and_its_console_host_die_with_a_killed_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_programs_standard_output_reaches_the_pty() {
-    if under_wine() {
+    if is_wine() {
         println!(
             "skipped under Wine: Wine 8 gives a pseudo console's program no standard handles \
              (the console helper, which opens CONOUT$, is checked instead)"
@@ -1332,7 +1309,7 @@ async fn a_typed_ctrl_c_interrupts_a_console_program() {
     let deadline = Instant::now() + LIMIT;
     while p.is_running() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if under_wine() && p.is_running() {
+        if is_wine() && p.is_running() {
             let _ = p.pty().unwrap().send_control('c').await;
         }
     }
@@ -1341,7 +1318,7 @@ async fn a_typed_ctrl_c_interrupts_a_console_program() {
         .await
         .expect("Ctrl-C ended the program")
         .unwrap();
-    if under_wine() {
+    if is_wine() {
         // Wine 8 ends the read and the program exits as if it returned.
         println!("under Wine the interrupted program exits with {out:?}");
         return;

@@ -158,14 +158,9 @@ impl PtyIo {
     fn new(master: &OwnedFd) -> io::Result<PtyIo> {
         let dup = rustix::io::fcntl_dupfd_cloexec(master, 3)?;
         let interest = Interest::READABLE | Interest::WRITABLE;
-        #[cfg(target_os = "linux")]
-        let fd = super::linux::register(dup, interest)?;
-        // SAFETY: the AsyncFd takes ownership of `dup`, so the descriptor
-        // stays open, and refers to the same file, for as long as the
-        // AsyncFd lives; `OwnedFd::as_raw_fd` always returns it.
-        #[cfg(not(target_os = "linux"))]
-        let fd = unsafe { AsyncFd::register_with_interest(dup, interest) }?;
-        Ok(PtyIo { fd })
+        Ok(PtyIo {
+            fd: super::unix::register(dup, interest)?,
+        })
     }
 
     /// The registered master descriptor.

@@ -51,33 +51,5 @@ pub(crate) fn is_transient_os_error(code: i32) -> bool {
     .contains(&code)
 }
 
-// The Windows table is checked by tests/windows.rs
-// (`is_transient_reads_win32_error_codes`), which runs under Wine.
-#[cfg(all(test, unix))]
-mod tests {
-    use super::is_transient_os_error;
-
-    #[test]
-    fn the_unix_table() {
-        for errno in [
-            libc::EAGAIN,
-            libc::ENOMEM,
-            libc::ETXTBSY,
-            libc::EMFILE,
-            libc::ENFILE,
-            libc::EINTR,
-        ] {
-            assert!(is_transient_os_error(errno), "{errno}");
-        }
-        for errno in [
-            libc::ENOENT,
-            libc::EACCES,
-            libc::ENOEXEC,
-            libc::E2BIG,
-            0,
-            -1,
-        ] {
-            assert!(!is_transient_os_error(errno), "{errno}");
-        }
-    }
-}
+// Both tables are checked through `pkit::is_transient`: the Unix one by
+// tests/retry.rs, the Windows one by tests/windows.rs under Wine.

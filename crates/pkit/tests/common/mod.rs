@@ -145,6 +145,21 @@ pub fn expected_mechanism(choice: MechanismChoice) -> Mechanism {
     }
 }
 
+/// A pty session of `sh -c script` (24x80, lines streamed, terminal
+/// escapes stripped) started in a fresh group of `choice`.
+pub fn start_pty_sh(choice: MechanismChoice, script: &str) -> (Group, pkit::RunningProcess) {
+    let group = group(choice);
+    let cmd = Command::new("sh")
+        .args(["-c", script, "sh"])
+        .pty(24, 80)
+        .stream_lines()
+        .decoder(pkit::DecoderFactory::utf8_strip_vt());
+    let proc = group
+        .start(&cmd)
+        .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
+    (group, proc)
+}
+
 /// A group with the mechanism forced.
 pub fn group(choice: MechanismChoice) -> Group {
     let group = Group::builder()

@@ -22,16 +22,7 @@ pub(crate) mod subtree;
 pub(crate) mod tenure;
 pub(crate) mod v1;
 
-/// Registers an fd we own with the tokio reactor.
-pub(crate) fn register(
-    fd: std::os::fd::OwnedFd,
-    interest: tokio::io::Interest,
-) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    // SAFETY: the AsyncFd takes ownership of `fd`, so the descriptor stays
-    // open, and refers to the same file, for as long as the AsyncFd lives;
-    // `OwnedFd::as_raw_fd` always returns that same descriptor.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into())
-}
+pub(crate) use super::unix::register;
 
 /// A descriptor borrowed by number, for [`register_borrowed`].
 #[derive(Debug)]

@@ -64,7 +64,7 @@ impl PortableChild {
         #[cfg(any(target_os = "macos", target_os = "freebsd"))]
         if self.cached().is_none() {
             if let Ok(Some(kq)) = super::kqueue::exit_watch(self.pid) {
-                if let Ok(afd) = super::kqueue::register(kq) {
+                if let Ok(afd) = super::register(kq, tokio::io::Interest::READABLE) {
                     if self.try_status()?.is_none() {
                         let _ = afd.readable().await;
                     }

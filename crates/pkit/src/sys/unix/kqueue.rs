@@ -37,11 +37,3 @@ pub(crate) fn exit_watch(pid: i32) -> io::Result<Option<OwnedFd>> {
     }
     Ok(Some(kq))
 }
-
-/// Puts a kqueue we own in tokio's reactor, readable interest.
-pub(crate) fn register(kq: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd takes ownership of `kq`, so the descriptor stays
-    // open, and refers to the same kqueue, for as long as the AsyncFd lives.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(kq, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into())
-}

@@ -14,3 +14,24 @@ pub(crate) mod sigchld;
 pub(crate) mod spawn;
 pub(crate) mod spawn_pty;
 pub(crate) mod trampoline;
+
+/// A `posix_spawn` family call's result (the error number it returns).
+fn spawn_check(rc: libc::c_int) -> Result<(), crate::sys::SpawnError> {
+    match rc {
+        0 => Ok(()),
+        e => Err(crate::sys::SpawnError::Os(
+            std::io::Error::from_raw_os_error(e),
+        )),
+    }
+}
+
+/// Registers a descriptor we own with the tokio reactor.
+pub(crate) fn register(
+    fd: std::os::fd::OwnedFd,
+    interest: tokio::io::Interest,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the AsyncFd takes ownership of `fd`, so the descriptor stays
+    // open, and refers to the same file, for as long as the AsyncFd lives;
+    // `OwnedFd::as_raw_fd` always returns that same descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into())
+}

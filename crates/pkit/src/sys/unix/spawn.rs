@@ -1,5 +1,6 @@
 //! Spawning with `posix_spawn(3)`: the child joins (or starts) a process
-//! group at birth (`POSIX_SPAWN_SETPGROUP`), and no fork of this process's
+//! group at birth (`POSIX_SPAWN_SETPGROUP`; a pty session's child leads a
+//! session instead, see `spawn_pty.rs`), and no fork of this process's
 //! address space happens (the C library uses a vfork-style clone, or the
 //! kernel's own spawn on macOS). As with pkit's Linux spawner, the child
 //! starts with an empty signal mask, SIGPIPE (which the Rust runtime
@@ -32,6 +33,7 @@ use std::ffi::{c_char, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::spawn_check as check;
 use super::spawn_pty::{group_flag, terminal};
 use super::trampoline::{GateEnv, GATE_FD, GO, READY};
 
@@ -151,13 +153,6 @@ impl Drop for Attrs {
             libc::posix_spawnattr_destroy(&mut self.attr);
             libc::posix_spawn_file_actions_destroy(&mut self.actions);
         }
-    }
-}
-
-fn check(rc: libc::c_int) -> Result<(), SpawnError> {
-    match rc {
-        0 => Ok(()),
-        e => Err(SpawnError::Os(io::Error::from_raw_os_error(e))),
     }
 }
 

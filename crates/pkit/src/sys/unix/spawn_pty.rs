@@ -33,15 +33,8 @@
 use std::ffi::CString;
 use std::io;
 
+use super::spawn_check as check;
 use crate::sys::{ChildIo, SpawnError, SpawnSpec};
-
-/// A `posix_spawn` call's result.
-fn check(rc: libc::c_int) -> Result<(), SpawnError> {
-    match rc {
-        0 => Ok(()),
-        e => Err(SpawnError::Os(io::Error::from_raw_os_error(e))),
-    }
-}
 
 /// Whether a start goes through the trampoline whenever one can be used,
 /// even where `posix_spawn` alone could serve it: a pty session, which

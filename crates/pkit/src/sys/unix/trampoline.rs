@@ -1,8 +1,10 @@
 //! The portable backend's registration gate, the child's half: a new
 //! process group's first process is this program's own executable, started
 //! by `posix_spawn` with every attribute and file action the real program
-//! would have had (its process group or session, signal mask and
-//! defaults, stdio, working directory, no other descriptor), plus one
+//! would have had (its process group, signal mask and defaults, stdio,
+//! working directory, no other descriptor; a pty session's trampoline is
+//! started in the owner's process group and makes its session itself,
+//! below), plus one
 //! socket on [`GATE_FD`] and [`ENV`] (the real program's path) first in
 //! its environment. Before `main` ([`trampoline_entry`], placed in
 //! `.init_array` on ELF systems and in `__DATA,__mod_init_func` on macOS)
