@@ -384,24 +384,44 @@ impl Container {
             Kind::Pgroup {
                 portable: false, ..
             } => {
-                let fds: Vec<OwnedFd> = pids
-                    .iter()
-                    .filter_map(|&p| {
-                        crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen).ok()?;
-                        let fd = rustix::process::pidfd_open(
-                            rustix::process::Pid::from_raw(p)?,
-                            rustix::process::PidfdFlags::empty(),
-                        )
-                        .ok()?;
-                        // The pid was listed before the pidfd was opened: make
-                        // sure it is still a member and not a reused number
-                        // (one that has exited since reads ready at once).
-                        let pgid = self.pgid()?;
-                        (super::unix::pgroup::group_of(p) == Some(pgid)).then_some(fd)
-                    })
-                    .collect();
-                // One epoll set for them all: a batch of exits is one wake-up.
-                super::linux::exits::wait_all(&fds, deadline).await
+                let Some(pgid) = self.pgid() else {
+                    return Ok(0);
+                };
+                let mut fds: Vec<OwnedFd> = Vec::with_capacity(pids.len());
+                for &p in pids {
+                    let opened = crate::sys::fault::io_check(crate::sys::fault::Point::PidfdOpen)
+                        .and_then(|()| {
+                            let pid = rustix::process::Pid::from_raw(p)
+                                .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+                            Ok(rustix::process::pidfd_open(
+                                pid,
+                                rustix::process::PidfdFlags::empty(),
+                            )?)
+                        });
+                    match opened {
+                        // The pid was listed before the pidfd was opened:
+                        // make sure it is still a member and not a reused
+                        // number (one that has exited since reads ready at
+                        // once).
+                        Ok(fd) => {
+                            if super::unix::pgroup::group_of(p) == Some(pgid) {
+                                fds.push(fd);
+                            }
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                        // No pidfd to be had (no descriptor free): a
+                        // member not waited for would be taken for gone,
+                        // so every one is polled instead.
+                        Err(_) => return Ok(poll_members(pids, pgid, deadline).await),
+                    }
+                }
+                // One epoll set for them all: a batch of exits is one
+                // wake-up. Where that set can't be made (a descriptor freed
+                // for a pidfd was taken again), the members are polled.
+                match super::linux::exits::wait_all(&fds, deadline).await {
+                    Ok(n) => Ok(n),
+                    Err(_) => Ok(poll_members(pids, pgid, deadline).await),
+                }
             }
             Kind::Pgroup { .. } => {
                 // No pidfds: the members are not our children, so they are
@@ -409,21 +429,27 @@ impl Container {
                 let Some(pgid) = self.pgid() else {
                     return Ok(0);
                 };
-                let left = || {
-                    pids.iter()
-                        .filter(|&&p| ptable::is_live_member(p, pgid))
-                        .count()
-                };
-                let mut nap = std::time::Duration::from_millis(1);
-                loop {
-                    let n = left();
-                    if n == 0 || tokio::time::Instant::now() >= deadline {
-                        return Ok(n);
-                    }
-                    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + nap)).await;
-                    nap = (nap * 2).min(std::time::Duration::from_millis(50));
-                }
+                Ok(poll_members(pids, pgid, deadline).await)
             }
         }
+    }
+}
+
+/// Polls until none of `pids` is a running member of process group
+/// `pgid` any more, or `deadline`; how many still are.
+async fn poll_members(pids: &[i32], pgid: i32, deadline: tokio::time::Instant) -> usize {
+    let left = || {
+        pids.iter()
+            .filter(|&&p| ptable::is_live_member(p, pgid))
+            .count()
+    };
+    let mut nap = std::time::Duration::from_millis(1);
+    loop {
+        let n = left();
+        if n == 0 || tokio::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + nap)).await;
+        nap = (nap * 2).min(std::time::Duration::from_millis(50));
     }
 }

@@ -237,7 +237,11 @@ fn pid_of_name(name: &[u8]) -> Option<i32> {
 
 /// Whether `pid` has exited (a zombie, or gone), asked through a pidfd,
 /// which reads ready once every thread of its process has exited;
-/// `/proc/<pid>/stat` where no pidfd can be had (out of descriptors).
+/// `/proc/<pid>/stat` where no pidfd can be had; and where neither can
+/// (no descriptor free: EMFILE, ENFILE), by calls that need none
+/// ([`exited_without_descriptor`]). What can't be told is "running":
+/// taking a running process for gone made a close return while it ran,
+/// and `Group::pids` list nothing.
 ///
 /// Not the `Z` of `/proc/<pid>/stat` alone: that is the state of the main
 /// thread, which a process whose main thread ended (`pthread_exit`) shows
@@ -249,7 +253,39 @@ pub(crate) fn exited(pid: i32) -> bool {
     match rustix::process::pidfd_open(id, rustix::process::PidfdFlags::empty()) {
         Ok(fd) => super::child::pidfd_exited_now(&fd),
         Err(rustix::io::Errno::SRCH) => true,
-        Err(_) => !matches!(stat(pid), Ok((state, _)) if state != 'Z' && state != 'X'),
+        Err(_) => match stat(pid) {
+            Ok((state, _)) => state == 'Z' || state == 'X',
+            Err(e) if is_gone(&e) => true,
+            Err(_) => exited_without_descriptor(pid),
+        },
+    }
+}
+
+/// Whether a `/proc/<pid>` read's error says there is no such process.
+fn is_gone(e: &io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|n| n == libc::ENOENT || n == libc::ESRCH)
+}
+
+/// [`exited`] told by path-based calls, which take no descriptor: the
+/// number of threads (a `/proc/<pid>/task` directory links two more than
+/// the process has threads, and a zombie keeps its main one) and whether
+/// the main thread still has a working directory (`/proc/<pid>/cwd`, which
+/// a thread lets go of at its exit, after its memory and files). More than
+/// one thread, a working directory, or an answer that says neither (no
+/// right to look) is "running": only a process seen gone, or with its one
+/// thread past its exit, is "exited".
+fn exited_without_descriptor(pid: i32) -> bool {
+    let threads = match rustix::fs::stat(format!("/proc/{pid}/task")) {
+        Ok(st) => st.st_nlink.saturating_sub(2),
+        Err(e) => return is_gone(&e.into()),
+    };
+    if threads > 1 {
+        return false;
+    }
+    match rustix::fs::readlink(format!("/proc/{pid}/cwd"), Vec::new()) {
+        Ok(_) => false,
+        Err(e) => is_gone(&e.into()),
     }
 }
 
@@ -300,6 +336,63 @@ mod tests {
             b"/proc/2147483647/stat"
         );
         assert!(stat(i32::MAX).is_err());
+    }
+
+    #[test]
+    fn tells_an_exit_without_a_descriptor() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let running = exited_without_descriptor(sleeper.id() as i32);
+        let mut quick = std::process::Command::new("true").spawn().expect("true");
+        let pid = quick.id() as i32;
+        let mut zombie = false;
+        for _ in 0..500 {
+            if matches!(stat(pid), Ok(('Z', _))) {
+                zombie = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let ended = exited_without_descriptor(pid);
+        let _ = quick.wait();
+        let reaped = exited_without_descriptor(pid);
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        assert!(!running, "a running sleep taken for exited");
+        assert!(zombie, "true never showed as a zombie");
+        assert!(ended, "a zombie taken for running");
+        assert!(reaped, "a reaped process taken for running");
+        assert!(exited_without_descriptor(i32::MAX));
+        // The main thread ended, another runs on: running (`Zl`).
+        let script = "import threading, time, ctypes\n\
+                      threading.Thread(target=time.sleep, args=(30,)).start()\n\
+                      ctypes.CDLL(None).pthread_exit(None)";
+        let Ok(mut threads) = std::process::Command::new("python3")
+            .args(["-c", script])
+            .spawn()
+        else {
+            return;
+        };
+        let pid = threads.id() as i32;
+        let mut main_gone = false;
+        for _ in 0..500 {
+            if matches!(stat(pid), Ok(('Z', _))) {
+                main_gone = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let answer = exited_without_descriptor(pid);
+        let _ = threads.kill();
+        let _ = threads.wait();
+        if main_gone {
+            assert!(
+                !answer,
+                "a process whose other thread runs taken for exited"
+            );
+        }
     }
 
     #[test]
