@@ -503,7 +503,8 @@ impl Pipe {
     }
 
     /// Runs the chain, requires success, and returns the last stage's
-    /// stdout trimmed.
+    /// stdout trimmed and as text, as [`Command::run`](crate::Command::run)
+    /// does (invalid UTF-8 replaced with U+FFFD).
     ///
     /// # Errors
     ///

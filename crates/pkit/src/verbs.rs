@@ -112,7 +112,10 @@ impl Command {
 
     /// Runs the command, requires success, and returns stdout as text
     /// without its trailing line ending(s) (`\n`, `\r\n`, several of them):
-    /// leading and inner whitespace is data, kept as written.
+    /// leading and inner whitespace is data, kept as written. Bytes that are
+    /// not valid UTF-8 are replaced with U+FFFD, as
+    /// [`Output::stdout_str`](crate::Output::stdout_str) does (no error):
+    /// for exact bytes, use [`output`](Self::output).
     ///
     /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
     /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the

@@ -105,7 +105,12 @@ impl Group {
         super::runtime::refuse_inside_runtime("Group::sample_stats");
         SampleStats {
             group: self.get(),
-            every: every.max(crate::stats::MIN_SAMPLE_INTERVAL),
+            // An interval too long for the clock (`Duration::MAX`) is one
+            // snapshot, then none due for decades, as the async sampler's.
+            every: every.clamp(
+                crate::stats::MIN_SAMPLE_INTERVAL,
+                crate::timing::NO_DEADLINE,
+            ),
             next_at: None,
             done: false,
         }
