@@ -458,9 +458,7 @@ pub(crate) struct Prepared {
 /// Checks and converts everything before spawning, so the failures a
 /// caller can act on are typed errors and not an exec errno.
 pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
-    if cmd.program.is_empty() {
-        return Err(Error::InvalidInput("the program name is empty".into()));
-    }
+    cmd.check_program()?;
     if let Some(dir) = &cmd.cwd {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}

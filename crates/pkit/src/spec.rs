@@ -136,6 +136,20 @@ impl Spec {
         }
     }
 
+    /// Refuses a program name no OS can run (`Error::InvalidInput`):
+    /// empty, or with a NUL byte (it would be cut there, or searched for
+    /// on `PATH` and reported not found).
+    pub(crate) fn check_program(&self) -> crate::error::Result<()> {
+        let why = if self.program.is_empty() {
+            "the program name is empty"
+        } else if self.program.as_encoded_bytes().contains(&0) {
+            "the program name contains a NUL byte"
+        } else {
+            return Ok(());
+        };
+        Err(crate::error::Error::InvalidInput(why.into()))
+    }
+
     /// The environment the child starts with, or `None` when it is this
     /// process's unchanged (no variable set or removed, not cleared, no
     /// `inherit_env` filter: see `sys::inherited_env`). Otherwise this

@@ -835,3 +835,71 @@ async fn duration_max_everywhere() {
     }
     suite.end().await;
 }
+
+/// Malformed strings are typed refusals: a NUL byte in the program name
+/// is `InvalidInput`, as in an argument (it was `NotFound`, "not found in
+/// any directory of PATH", the name searched for cut at the NUL); the rest
+/// held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_strings_are_typed_refusals() {
+    let suite = begin("malformed_strings_are_typed_refusals").await;
+    for choice in mechanisms() {
+        let invalid: Vec<(&str, pkit::Command)> = vec![
+            ("empty program", cmd(choice, "")),
+            ("nul in program", cmd(choice, "ec\0ho")),
+            ("nul in a program path", cmd(choice, "/bin/ec\0ho")),
+            ("nul in arg", cmd(choice, "echo").arg("a\0b")),
+            ("nul in env key", cmd(choice, "true").env("A\0B", "x")),
+            ("nul in env value", cmd(choice, "true").env("AB", "x\0y")),
+            ("= in env key", cmd(choice, "true").env("A=B", "x")),
+            ("empty env key", cmd(choice, "true").env("", "x")),
+        ];
+        for (what, c) in invalid {
+            let e = c.output().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{choice}: {what}: {e}");
+            let e = c.resolve_program().err();
+            if what.contains("program") {
+                let e = e.unwrap_or_else(|| panic!("{choice}: {what}: resolved"));
+                assert_eq!(e.kind(), ErrorKind::InvalidInput, "{choice}: {what}: {e}");
+            }
+        }
+        let e = pkit::Pipe::new([cmd(choice, "true"), cmd(choice, "ca\0t")])
+            .output()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{choice}: a stage: {e}");
+        let e = pkit::which("sh\0").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "which: {e}");
+        for dir in ["/tm\0p", ""] {
+            let e = cmd(choice, "true")
+                .current_dir(dir)
+                .output()
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::CurrentDir, "{choice}: {dir:?}: {e}");
+        }
+        // Zero sizes, large unread input, input closed early.
+        let out = sh(choice, "echo hi")
+            .capture_limit(0, pkit::CapturePolicy::KeepHead)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.stdout().is_empty() && out.stdout_total_bytes() == 3,
+            "{choice}: {out:?}"
+        );
+        let out = cmd(choice, "true")
+            .stdin_bytes(vec![b'x'; 64 << 20])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.success(), "{choice}: {out:?}");
+        let out = sh(choice, "exec 0<&-; sleep 0.5; echo ok")
+            .stdin_bytes(vec![b'x'; 8 << 20])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_str(), "ok\n", "{choice}: {out:?}");
+    }
+    suite.end().await;
+}

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use super::{FileMode, IoClass, Resource};
 use crate::command::Command;
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 
 /// Spawn options, applied by the child to itself before exec (each says
 /// where it is honoured).
@@ -256,12 +258,11 @@ impl Command {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) when no such program is found (on `PATH`, or
     /// at the path given); [`Error::NotExecutable`](crate::Error::NotExecutable) when the file
-    /// found can't be executed.
+    /// found can't be executed; [`Error::InvalidInput`](crate::Error::InvalidInput) for an
+    /// empty program name or one with a NUL byte.
     pub fn resolve_program(&self) -> Result<PathBuf> {
         let program = self.display_name();
-        if self.spec.program.is_empty() {
-            return Err(Error::InvalidInput("the program name is empty".into()));
-        }
+        self.spec.check_program()?;
         let env = self.spec.effective_env();
         self.spec
             .spawn
