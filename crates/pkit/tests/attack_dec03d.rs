@@ -248,3 +248,74 @@ async fn a_program_that_leaves_its_container_is_still_killed_by_its_handle() {
     }
     suite.end().await;
 }
+
+/// A group whose first process (under process groups, its leader) left
+/// and still runs, nobody else being in the group's process group: a start
+/// there leads a new process group (it failed with EPERM, joining a
+/// process group no process held), and the group still ends both, the one
+/// that left through its handle: `Group::kill` (each outcome SIGKILL),
+/// `Group::shutdown` (both gone when it returns, under process groups),
+/// and the group's drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_leader_left_and_runs_on_starts_again_and_ends_both() {
+    let suite = begin("a_group_whose_leader_left_and_runs_on_starts_again_and_ends_both").await;
+    for choice in mechanisms() {
+        let anchor = Anchor::new();
+        let Some(script) = leave(choice, &anchor) else {
+            skipped("a program leaving its container", "needs root or perl");
+            continue;
+        };
+        let start_again = |g: &pkit::Group| {
+            let p = g.start(&sh(choice, "exec sleep 300")).unwrap_or_else(|e| {
+                panic!("{choice}: a start after the leader left (still running): {e}")
+            });
+            let cleanup = KillOnDrop(vec![p.pid()]);
+            (p, cleanup)
+        };
+
+        let g = group(choice);
+        let (mut first, _cleanup) = started_and_left(&g, choice, &script).await;
+        let (mut again, _cleanup2) = start_again(&g);
+        let pids = g.pids().unwrap();
+        assert!(pids.contains(&again.pid()), "{choice}: {pids:?}");
+        g.kill().unwrap();
+        for (p, what) in [(&mut first, "the one that left"), (&mut again, "the new")] {
+            let out = ended(p, DEADLINE * 3, choice, "Group::kill never ended it").await;
+            assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}: {what}");
+        }
+        drop(g);
+
+        let g = group(choice);
+        let (first, _cleanup) = started_and_left(&g, choice, &script).await;
+        let (again, _cleanup2) = start_again(&g);
+        tokio::time::timeout(DEADLINE * 3, g.shutdown(Duration::from_secs(1)))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the shutdown never returned"))
+            .unwrap();
+        let both = [first.pid(), again.pid()];
+        if choice != MechanismChoice::Cgroup {
+            // A process-group close waits for its former leader too.
+            for pid in both {
+                assert!(
+                    pid_gone(pid),
+                    "{choice}: {pid} after the shutdown: {:?}",
+                    stat(pid)
+                );
+            }
+        }
+        assert_gone(&both, &format!("{choice}: after the shutdown")).await;
+        drop((first, again));
+
+        let g = group(choice);
+        let (first, _cleanup) = started_and_left(&g, choice, &script).await;
+        let (again, _cleanup2) = start_again(&g);
+        drop(g);
+        assert_gone(
+            &[first.pid(), again.pid()],
+            &format!("{choice}: after the drop"),
+        )
+        .await;
+        drop((first, again));
+    }
+    suite.end().await;
+}

@@ -71,6 +71,15 @@ impl ChildHandle {
         self.reaped_by_kernel() || matches!(self.try_status(), Ok(Some(_)))
     }
 
+    /// Whether the child, the leader of a process group, runs in another
+    /// process group now (it moved with `setpgid`, or `setsid` after that).
+    /// Exact: it is running, so unreaped, and its number is its own.
+    pub(crate) fn left_group(&self) -> bool {
+        matches!(self.try_status(), Ok(None))
+            && !self.reaped_by_kernel()
+            && super::unix::pgroup::group_of(self.pid()) != Some(self.pid())
+    }
+
     /// CPU time and peak memory of the exited child; `None` while it runs,
     /// or where the wait that keeps it a zombie can't report them (the
     /// portable backend).

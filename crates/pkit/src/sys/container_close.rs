@@ -119,11 +119,14 @@ impl Container {
             Kind::Pgroup { leader, .. } => {
                 // SIGKILLed processes exit promptly; the bound only guards
                 // against one stuck in uninterruptible sleep.
+                let deadline = Instant::now() + CLOSE_WAIT;
                 if !self.pgroup_ended_with_leader() {
-                    self.wait_pgroup_gone(Instant::now() + CLOSE_WAIT).await?;
+                    self.wait_pgroup_gone(deadline).await?;
                 }
+                self.wait_former_leaders(deadline).await;
                 self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+                self.drop_former_leaders();
                 self.finished.store(true, Ordering::Release);
                 Ok(())
             }
@@ -159,6 +162,7 @@ impl Container {
                 let _ = self.kill();
                 self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+                self.drop_former_leaders();
             }
         }
     }

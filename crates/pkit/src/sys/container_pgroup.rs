@@ -30,7 +30,53 @@ impl Container {
         }
         Kind::Pgroup {
             leader: std::sync::Mutex::new(None),
+            former: std::sync::Mutex::new(Vec::new()),
             portable,
+        }
+    }
+
+    /// The former leaders (see `Kind::Pgroup::former`).
+    fn former_leaders(&self) -> Vec<std::sync::Arc<super::ChildHandle>> {
+        match &self.kind {
+            Kind::Pgroup { former, .. } => former.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => Vec::new(),
+        }
+    }
+
+    /// Retires `leader` (the group's, whose process group a start found
+    /// empty): the group's guard registration is dropped first (the new
+    /// leader registers afresh; the old group is empty), then the handle
+    /// is let go, or kept among the former leaders while its process runs
+    /// (it left the group and runs on elsewhere: still ours to end). Those
+    /// that have ended since are let go now.
+    pub(super) fn retire_leader(&self, leader: &mut Option<std::sync::Arc<super::ChildHandle>>) {
+        self.release_leader_registration();
+        let Some(old) = leader.take() else {
+            return;
+        };
+        if let Kind::Pgroup { former, .. } = &self.kind {
+            let mut former = former.lock().unwrap_or_else(|e| e.into_inner());
+            former.retain(|f| !f.ended());
+            if !old.ended() {
+                former.push(old);
+            }
+        }
+    }
+
+    /// Waits until every former leader (see `Kind::Pgroup::former`) has
+    /// exited, or `deadline`, after the close's SIGKILL.
+    pub(super) async fn wait_former_leaders(&self, deadline: Instant) {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        for f in self.former_leaders() {
+            let _ = tokio::time::timeout_at(deadline, f.wait()).await;
+        }
+    }
+
+    /// Lets go of the former leaders' handles (at the end of a teardown).
+    pub(super) fn drop_former_leaders(&self) {
+        if let Kind::Pgroup { former, .. } = &self.kind {
+            former.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }
 
@@ -53,6 +99,7 @@ impl Container {
         if let Kind::Pgroup {
             leader,
             portable: false,
+            ..
         } = &self.kind
         {
             let Some(leader) = leader.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
@@ -85,6 +132,7 @@ impl Container {
             Kind::Pgroup {
                 leader,
                 portable: false,
+                ..
             } => leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             _ => None,
         };

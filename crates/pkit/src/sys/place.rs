@@ -205,6 +205,7 @@ impl Container {
             Kind::Pgroup {
                 leader,
                 portable: false,
+                ..
             } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
                 let pgid = leader.as_ref().map_or(0, |l| l.pid());
@@ -215,16 +216,16 @@ impl Container {
                         // The group's process group is gone: its leader
                         // has ended (reaped by the kernel where this
                         // process ignores SIGCHLD, or after it had left
-                        // the group: no zombie held the group) and no
-                        // member is left in this session (EPERM). The
-                        // group had no process any more: the new child
-                        // leads a new one.
+                        // the group: no zombie held the group) or has left
+                        // it and runs elsewhere, and no member is left in
+                        // this session (EPERM). The new child leads a new
+                        // one; a leader that runs on stays within reach
+                        // (`retire_leader`).
                         Err(SpawnError::Step(ChildStep::ProcessGroup, e))
                             if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| l.ended()) =>
+                                && leader.as_ref().is_some_and(|l| l.ended() || l.left_group()) =>
                         {
-                            *leader = None;
-                            self.release_leader_registration();
+                            self.retire_leader(&mut leader);
                             None
                         }
                         other => Some(other?),
@@ -255,15 +256,14 @@ impl Container {
                 let pid = match pgid {
                     0 => self.spawn_portable(spec, 0)?,
                     _ => match self.spawn_portable(spec, pgid) {
-                        // As above: the leader has ended and its group
-                        // emptied; the new child leads a new one.
+                        // As above: the leader has ended or left, and its
+                        // group emptied; the new child leads a new one.
                         Err(SpawnError::Step(ChildStep::ProcessGroup, e))
                             if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| l.ended()) =>
+                                && leader.as_ref().is_some_and(|l| l.ended() || l.left_group()) =>
                         {
-                            *leader = None;
+                            self.retire_leader(&mut leader);
                             pgid = 0;
-                            self.release_leader_registration();
                             self.spawn_portable(spec, 0)?
                         }
                         other => other?,
@@ -415,7 +415,7 @@ impl Container {
 
     /// Drops the guard's registration of a leader that is gone (its group
     /// emptied; see `spawn`), so that the next leader registers afresh.
-    fn release_leader_registration(&self) {
+    pub(super) fn release_leader_registration(&self) {
         let mut link = self.guard_link();
         if matches!(*link, GuardLink::On(_)) {
             if let GuardLink::On(old) = std::mem::replace(&mut *link, GuardLink::Pending) {
