@@ -143,21 +143,26 @@ impl Forwarder<'_> {
 
     /// `sig` as an ending signal: followed by SIGCONT so a stopped tree
     /// acts on it (as timeout(1) does).
-    /// On Windows, where the polite stop is a CTRL_BREAK that reaches
-    /// console programs only, a stop that could not be delivered at all is
-    /// the termination of the tree at once (as the library's own graceful
-    /// stops do), not a grace nobody was asked to use.
-    pub fn send_ending(&self, sig: i32) {
-        if !self.send(sig) && cfg!(windows) {
+    /// A signal that could not reach the whole tree (the polite stop on
+    /// Windows is a CTRL_BREAK that reaches console programs only; on Unix
+    /// a cgroup's members could not all be listed or signalled, e.g. at the
+    /// descriptor limit) is the kill of the whole tree at once, not a grace
+    /// nobody was asked to use: true when it came to that.
+    pub fn send_ending(&self, sig: i32) -> bool {
+        if !self.send(sig) {
             if self.verbose {
-                eprintln!("pkit: no CTRL_BREAK could be delivered: terminating the whole tree");
+                eprintln!(
+                    "pkit: {} could not reach the whole tree: killing it now",
+                    signame::display(sig)
+                );
             }
             let _ = self.group.kill();
-            return;
+            return true;
         }
         if sig != sig::SIGKILL && sig != sig::SIGCONT {
             self.send(sig::SIGCONT);
         }
+        false
     }
 }
 
@@ -238,7 +243,9 @@ pub fn on_signal(
                         foreground: false,
                         ..*fwd
                     };
-                    tree.send_ending(term_signal);
+                    if tree.send_ending(term_signal) {
+                        st.killed_after_grace = true;
+                    }
                     st.arm(grace);
                 }
                 _ => {

@@ -41,11 +41,18 @@ pub struct Report {
     /// Signals pkit received during the run, in order (`SIGTERM`, …).
     pub signals_received: Vec<String>,
     /// Processes of the tree still running when the program ended (then
-    /// killed).
+    /// killed); null when they could not be counted (no descriptor free
+    /// to list them with).
     pub leftover_processes: Option<u64>,
     /// Of the leftovers, how many were still running after the grace
-    /// (then SIGKILLed); null without leftovers.
+    /// (then SIGKILLed); all of them when the ending signal could not
+    /// reach them and they were killed at once; null without leftovers,
+    /// or when they could not be counted.
     pub leftovers_killed: Option<u64>,
+    /// The leftovers were killed at once, the ending signal having failed
+    /// to reach them (for the summary line; not in the report).
+    #[serde(skip)]
+    pub leftovers_killed_at_once: bool,
     /// Descendants that had left the container (setsid under process
     /// groups), re-parented to pkit as their subreaper and killed by it
     /// after the teardown; null where pkit is no subreaper (macOS, the

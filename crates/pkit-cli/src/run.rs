@@ -170,7 +170,9 @@ pub async fn main(args: RunArgs) -> Exit {
                 if args.verbose {
                     eprintln!("pkit: timeout: sending {} to {}", signame::display(term_signal), fwd.target());
                 }
-                fwd.send_ending(term_signal);
+                if fwd.send_ending(term_signal) {
+                    st.killed_after_grace = true;
+                }
                 st.arm(grace);
             }
             () = until(st.kill_at) => {
@@ -223,23 +225,30 @@ pub async fn main(args: RunArgs) -> Exit {
         .then(|| cgroups.oom_kills())
         .flatten()
         .map(|n| n > 0);
+    // Not counted (no descriptor free to list the tree with, say) is
+    // unknown, never none: the tree still gets its ending.
     let leftovers = group.pids().ok().map(|p| p.len() as u64);
-    if leftovers.unwrap_or(0) > 0 {
+    if leftovers != Some(0) {
         let until = match st.kill_at {
-            Some(at) => Some(at),
+            Some(at) => Some(Some(at)),
             None => {
                 if args.verbose {
                     eprintln!("pkit: the program ended; its leftovers get the grace");
                 }
-                Forwarder {
+                let killed = Forwarder {
                     foreground: false,
                     ..fwd
                 }
                 .send_ending(term_signal);
-                crate::forward::from_now(grace)
+                // Killed at once, every one of them: no grace to wait out.
+                report.leftovers_killed_at_once = killed;
+                (!killed).then(|| crate::forward::from_now(grace))
             }
         };
-        report.leftovers_killed = Some(drain(&group, &orphans, until).await);
+        report.leftovers_killed = match until {
+            Some(until) => drain(&group, &orphans, until).await,
+            None => leftovers,
+        };
     }
     let mut stats = args.stats.then(|| cgroups.read());
     // Windows: the job's own accounting covers every process that ran in
@@ -335,13 +344,24 @@ pub async fn main(args: RunArgs) -> Exit {
 }
 
 /// Waits until the group is empty or `until` passes (reaping adopted
-/// orphans meanwhile); returns how many processes were still there.
-async fn drain(group: &pkit::Group, orphans: &Orphans, until: Option<tokio::time::Instant>) -> u64 {
+/// orphans meanwhile); returns how many processes were still there (then
+/// killed, by the group's teardown); no `until` is no deadline. When the group can't be listed,
+/// nobody can be seen leaving: the tree is killed now rather than waited
+/// on for nothing, and the count is unknown (`None`).
+async fn drain(
+    group: &pkit::Group,
+    orphans: &Orphans,
+    until: Option<tokio::time::Instant>,
+) -> Option<u64> {
     loop {
         orphans.reap_exited();
-        let left = group.pids().map_or(0, |p| p.len() as u64);
+        let Ok(pids) = group.pids() else {
+            let _ = group.kill();
+            return None;
+        };
+        let left = pids.len() as u64;
         if left == 0 || until.is_some_and(|u| tokio::time::Instant::now() >= u) {
-            return left;
+            return Some(left);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

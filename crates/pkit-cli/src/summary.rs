@@ -14,7 +14,8 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
         Mechanism::CgroupV2 => "the cgroup",
         _ => "the process group",
     };
-    let left = report.leftover_processes.unwrap_or(0);
+    // Unknown (the tree could not be listed) is said so, never 0.
+    let left = report.leftover_processes;
     let escaped = report.escaped_processes_killed.unwrap_or(0);
     let mut check = match (verified, report.processes_left) {
         (Ok(()), Some(0)) => format!("0 processes left in {container}"),
@@ -41,17 +42,21 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
                 ""
             }
         );
-    } else if left > 0 || escaped > 0 || args.verbose || report.processes_left.is_none() {
+    } else if left != Some(0) || escaped > 0 || args.verbose || report.processes_left.is_none() {
         let how = match report.leftovers_killed {
-            Some(0) => " ended in the grace".to_string(),
-            Some(n) => format!(" ended: {n} needed SIGKILL after the grace"),
-            None => String::new(),
+            _ if report.leftovers_killed_at_once => {
+                ", killed at once (the ending signal could not reach them all)"
+            }
+            Some(0) => " ended in the grace",
+            Some(n) => &format!(" ended: {n} needed SIGKILL after the grace"),
+            None if left.is_none() => ", killed",
+            None => "",
         };
-        eprintln!(
-            "pkit: {} ended; {left} leftover process{}{how}; {check}",
-            report.program,
-            if left == 1 { "" } else { "es" }
-        );
+        let left = match left {
+            Some(n) => format!("{n} leftover process{}", if n == 1 { "" } else { "es" }),
+            None => "an unknown number of leftover processes (they could not be listed)".into(),
+        };
+        eprintln!("pkit: {} ended; {left}{how}; {check}", report.program);
     }
     if report.oom_killed == Some(true) {
         eprintln!(

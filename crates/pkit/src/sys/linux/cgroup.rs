@@ -74,6 +74,8 @@ impl Cgroup {
     ) -> io::Result<(Cgroup, Option<Ticket>)> {
         // Before the group's first child (see `reaper::ensure`).
         reaper::ensure();
+        // Before the descriptors run out (see `kill_now`).
+        super::reserve::ensure();
         let pooled = match name {
             None => super::cgroup_pool::take(parent, stats),
             Some(_) => None,
@@ -237,8 +239,12 @@ impl Cgroup {
     fn kill_now(&self) -> io::Result<()> {
         if self.has_kill {
             self.killed.store(true, Ordering::Release);
+            // The one way to end the tree that needs a single descriptor:
+            // at the descriptor limit it gets the reserve's.
             let written = crate::sys::fault::io_check(crate::sys::fault::Point::CgroupKill)
-                .and_then(|()| self.write_file("cgroup.kill", b"1"));
+                .and_then(|()| {
+                    super::reserve::with_reserve(|| self.write_file("cgroup.kill", b"1"))
+                });
             match written {
                 Ok(()) => return Ok(()),
                 // `cgroup.kill` refused (EBUSY, ENOMEM, ...): kill each
@@ -422,8 +428,11 @@ impl Cgroup {
     /// empty cgroup can be removed, by whoever removed it). The change
     /// notification is the wake-up; a re-read every [`RECHECK`] is the
     /// safety net, so a notification that never comes can't hang a close.
+    /// At the descriptor limit the reserve's slot serves (see
+    /// [`reserve`](super::reserve)), taken back at the next group's
+    /// creation.
     pub(crate) async fn wait_empty(&self) -> io::Result<()> {
-        let events = self.open_events()?;
+        let events = super::reserve::with_reserve(|| self.open_events())?;
         let afd = super::register(events, tokio::io::Interest::PRIORITY)?;
         loop {
             if is_empty_or_gone(afd.get_ref())? {

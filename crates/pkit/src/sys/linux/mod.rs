@@ -15,6 +15,7 @@ pub(crate) mod orphan;
 mod prexec;
 pub(crate) mod procfs;
 pub(crate) mod reaper;
+mod reserve;
 pub(crate) mod signal;
 pub(crate) mod spawn;
 pub(crate) mod spawn_steps;
