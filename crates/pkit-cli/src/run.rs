@@ -246,7 +246,14 @@ pub async fn main(args: RunArgs) -> Exit {
             }
         };
         report.leftovers_killed = match until {
-            Some(until) => drain(&group, &orphans, until).await,
+            Some(until) => {
+                let ending = Ending {
+                    signals: &mut signals,
+                    received: &mut report.signals_received,
+                    quiet: args.quiet,
+                };
+                drain(&group, &orphans, until, ending).await
+            }
             None => leftovers,
         };
     }
@@ -343,16 +350,30 @@ pub async fn main(args: RunArgs) -> Exit {
     exit
 }
 
+/// What ends the leftovers' grace early: TERM, INT, HUP or QUIT to pkit
+/// (a user's Ctrl-C, a second `kill`), read while the grace runs.
+struct Ending<'a> {
+    signals: &'a mut Signals,
+    received: &'a mut Vec<String>,
+    quiet: bool,
+}
+
 /// Waits until the group is empty or `until` passes (reaping adopted
 /// orphans meanwhile); returns how many processes were still there (then
-/// killed, by the group's teardown); no `until` is no deadline. When the group can't be listed,
-/// nobody can be seen leaving: the tree is killed now rather than waited
-/// on for nothing, and the count is unknown (`None`).
+/// killed, by the group's teardown); no `until` is no deadline. When the
+/// group can't be listed, nobody can be seen leaving: the tree is killed
+/// now rather than waited on for nothing, and the count is unknown
+/// (`None`). The program has ended and its leftovers had `--signal`: TERM,
+/// INT, HUP or QUIT to pkit now kills them at once, as the third of a
+/// teardown does (they were not read before, and pkit sat out the whole
+/// grace).
 async fn drain(
     group: &pkit::Group,
     orphans: &Orphans,
     until: Option<tokio::time::Instant>,
+    ending: Ending<'_>,
 ) -> Option<u64> {
+    let mut reading = true;
     loop {
         orphans.reap_exited();
         let Ok(pids) = group.pids() else {
@@ -363,7 +384,27 @@ async fn drain(
         if left == 0 || until.is_some_and(|u| tokio::time::Instant::now() >= u) {
             return Some(left);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            r = ending.signals.recv(), if reading => match r {
+                Ok(r) if r.signo == sig::SIGCHLD => {}
+                Ok(r) => {
+                    let s = r.signo;
+                    ending.received.push(signame::display(s));
+                    if [sig::SIGTERM, sig::SIGINT, sig::SIGHUP, sig::SIGQUIT].contains(&s) {
+                        if !ending.quiet {
+                            eprintln!(
+                                "pkit: {}: the program has ended; killing what it left now",
+                                signame::display(s)
+                            );
+                        }
+                        let _ = group.kill();
+                        return Some(left);
+                    }
+                }
+                Err(_) => reading = false,
+            },
+        }
     }
 }
 
