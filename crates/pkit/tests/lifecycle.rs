@@ -199,3 +199,66 @@ async fn two_waiters_at_once_both_see_the_exit() {
     }
     suite.end().await;
 }
+
+/// The descriptors of ours that name `dir` or a file below it (a removed
+/// directory reads as `<dir> (deleted)`).
+fn fds_into(dir: &std::path::Path) -> Vec<String> {
+    let deleted = format!("{} (deleted)", dir.display());
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|t| t.starts_with(dir) || t.to_string_lossy().starts_with(&deleted))
+        .map(|t| t.display().to_string())
+        .collect()
+}
+
+/// A closed group that lives on holds no descriptor of its cgroup once
+/// the handles of its processes are dropped: the directory is gone (or
+/// pooled as a spare, which `release_spare_cgroups` removes) and no
+/// descriptor of ours names it or a file in it. Both ends of a close:
+/// a tree it had to kill, and one that had ended. Before: the closed
+/// group kept the directory and its `cgroup.events` open until the
+/// `Group` itself was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_group_holds_no_descriptor_of_its_cgroup() {
+    let suite = begin("a_closed_group_holds_no_descriptor_of_its_cgroup").await;
+    for choice in mechanisms() {
+        for killed in [true, false] {
+            let group = group(choice);
+            let Some(dir) = cgroup_dir(&group) else {
+                continue;
+            };
+            let program = if killed { "sleep 300" } else { "true" };
+            let mut first = group
+                .start(&Command::new("sh").args(["-c", program]))
+                .unwrap();
+            let second = group.start(&Command::new("sleep").arg("300")).unwrap();
+            if !killed {
+                first.wait().await.unwrap();
+                second.kill().unwrap();
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), first.wait()).await;
+            group.close().await.unwrap();
+            drop((first, second));
+            let deadline = std::time::Instant::now() + DEADLINE;
+            loop {
+                pkit::release_spare_cgroups();
+                let held = fds_into(&dir);
+                if !dir.exists() && held.is_empty() {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{choice} (killed: {killed}): {} exists: {}, held: {held:?}",
+                    dir.display(),
+                    dir.exists()
+                );
+                tokio::time::sleep(POLL).await;
+            }
+            drop(group);
+        }
+    }
+    suite.end().await;
+}

@@ -97,6 +97,7 @@ impl Container {
                     g.remove();
                 }
                 self.release_guard();
+                cg.release_fds();
                 self.finished.store(true, Ordering::Release);
                 return Ok(());
             }
@@ -113,6 +114,7 @@ impl Container {
                 // the group) is the reaper's, never the caller's error.
                 let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
                 cg.remove_later(v1.collect(), self.unregister_when_removed());
+                cg.release_fds();
                 self.finished.store(true, Ordering::Release);
                 Ok(())
             }
@@ -149,6 +151,7 @@ impl Container {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) if self.limits.info.is_empty() && self.retire(cg) => {
                 self.release_guard();
+                cg.release_fds();
             }
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
@@ -157,6 +160,7 @@ impl Container {
                 // directories are removed (by the reaper, if they can't be
                 // yet): an owner killed meanwhile leaves them to its guard.
                 cg.teardown(v1.collect(), self.unregister_when_removed());
+                cg.release_fds();
             }
             Kind::Pgroup { leader, .. } => {
                 let _ = self.kill();

@@ -167,7 +167,14 @@ impl Container {
                     .map(|(_, g)| g.procs_fd().as_raw_fd())
                     .collect();
                 if clone3_status().is_ok() {
-                    let into = leaf.as_ref().map_or(cg.dir_fd(), |l| l.dir_fd());
+                    let held = match &leaf {
+                        Some(_) => None,
+                        None => Some(cg.dir().map_err(SpawnError::Os)?),
+                    };
+                    let into = leaf.as_ref().map_or_else(
+                        || std::os::fd::AsFd::as_fd(&**held.as_ref().expect("held without a leaf")),
+                        |l| l.dir_fd(),
+                    );
                     match spawn::spawn_into_cgroup(spec, into, &join) {
                         Ok((pid, pidfd)) => {
                             let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));

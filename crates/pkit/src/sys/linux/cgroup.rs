@@ -6,10 +6,10 @@
 //! its content changes, so an empty cgroup is noticed without polling loops.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
@@ -20,6 +20,7 @@ use super::reaper::{self, AfterRemoval};
 use super::subtree;
 pub(crate) use super::tenure::Tenure;
 use crate::sys::guard::{Guard, Ticket};
+use retire::lock;
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -28,11 +29,13 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Cgroup {
     path: PathBuf,
     /// The open directory, shared with the pool of spares once it is
-    /// pooled (no `dup`, no `close` per reuse).
-    dir: Arc<OwnedFd>,
+    /// pooled (no `dup`, no `close` per reuse). `None` once the group's
+    /// teardown is done (see [`release_fds`](Self::release_fds)).
+    dir: Mutex<Option<Arc<OwnedFd>>>,
     /// Its `cgroup.events`, opened at the first read and kept (and pooled
-    /// with the directory), so each run's emptiness check is one `pread`.
-    events: OnceLock<Arc<OwnedFd>>,
+    /// with the directory), so each run's emptiness check is one `pread`;
+    /// `None` until then, and again once released.
+    events: Mutex<Option<Arc<OwnedFd>>>,
     has_kill: bool,
     removed: AtomicBool,
     /// Whether it was ever killed: such a cgroup is never pooled for reuse
@@ -49,7 +52,8 @@ pub(crate) struct Cgroup {
     cpu_base: u64,
     /// The spare's open `cpu.stat` that measure was read through, kept
     /// for the next group (see `cgroup_pool::Spare`).
-    cpu_stat: Option<Arc<OwnedFd>>,
+    /// (`None` once released, as `dir`.)
+    cpu_stat: Mutex<Option<Arc<OwnedFd>>>,
 }
 
 impl Cgroup {
@@ -81,21 +85,17 @@ impl Cgroup {
             Some(_) => None,
         };
         if let Some(spare) = pooled {
-            let events = OnceLock::new();
-            if let Some(fd) = spare.events {
-                let _ = events.set(fd);
-            }
             let cg = Cgroup {
                 path: spare.path,
-                dir: spare.dir,
-                events,
+                dir: Mutex::new(Some(spare.dir)),
+                events: Mutex::new(spare.events),
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
                 reusable: true,
                 tenure: Default::default(),
                 cpu_base: spare.cpu_base,
-                cpu_stat: spare.cpu_stat,
+                cpu_stat: Mutex::new(spare.cpu_stat),
             };
             return Ok((cg, spare.ticket));
         }
@@ -150,15 +150,15 @@ impl Cgroup {
             let _ = rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared);
             let cg = Cgroup {
                 path,
-                dir: Arc::new(dir),
-                events: OnceLock::new(),
+                dir: Mutex::new(Some(Arc::new(dir))),
+                events: Mutex::new(None),
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
                 reusable: name.is_none(),
                 tenure: Default::default(),
                 cpu_base: 0,
-                cpu_stat: None,
+                cpu_stat: Mutex::new(None),
             };
             return Ok((cg, ticket));
         }
@@ -178,9 +178,12 @@ impl Cgroup {
         self.cpu_base
     }
 
-    /// The directory fd, for `clone3(CLONE_INTO_CGROUP)`.
-    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
+    /// The open directory (for `clone3(CLONE_INTO_CGROUP)`, and every
+    /// file opened in it); `NotFound` once released.
+    pub(crate) fn dir(&self) -> io::Result<Arc<OwnedFd>> {
+        lock(&self.dir)
+            .clone()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the group's cgroup is closed"))
     }
 
     /// Whether teardown uses `cgroup.kill` (else freeze + kill + thaw).
@@ -189,7 +192,8 @@ impl Cgroup {
     }
 
     fn open_file(&self, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
-        rustix::fs::openat(&*self.dir, name, flags | OFlags::CLOEXEC, Mode::empty())
+        let dir = self.dir()?;
+        rustix::fs::openat(&*dir, name, flags | OFlags::CLOEXEC, Mode::empty())
             .map_err(io::Error::from)
     }
 
@@ -205,12 +209,10 @@ impl Cgroup {
 
     /// Reads `cgroup.events` through the kept fd (opened the first time).
     fn read_kept_events(&self) -> io::Result<Events> {
-        let fd = match self.events.get() {
+        let mut kept = lock(&self.events);
+        let fd = match &*kept {
             Some(fd) => fd,
-            None => {
-                let fd = Arc::new(self.open_events()?);
-                self.events.get_or_init(|| fd)
-            }
+            None => kept.insert(Arc::new(self.open_events()?)),
         };
         read_events(fd)
     }

@@ -1,7 +1,9 @@
-//! Ending an emptied cgroup: to the pool of spares, or removed.
+//! Ending an emptied cgroup: to the pool of spares, or removed; and the
+//! group's descriptors of it released once it is ended.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{subtree, Cgroup};
 use crate::sys::guard::Ticket;
@@ -38,19 +40,22 @@ impl Cgroup {
             // CLONE_INTO_CGROUP into a cgroup that once saw `cgroup.kill` is
             // SIGKILLed at birth. Nor one with sub-cgroups (a program of the
             // run made them): the next run must start in a clean directory.
+            let Ok(dir) = self.dir() else {
+                return false;
+            };
             if !self.reusable
                 || self.killed.load(Ordering::Acquire)
-                || subtree::has_children_at(self.dir.as_fd(), &self.path)
+                || subtree::has_children_at(dir.as_fd(), &self.path)
             {
                 return false;
             }
             let spare = super::super::cgroup_pool::Spare {
                 path: self.path.clone(),
-                dir: self.dir.clone(),
-                events: self.events.get().cloned(),
+                dir,
+                events: self.kept_events(),
                 ticket: ticket.take(),
                 cpu_base: 0,
-                cpu_stat: self.cpu_stat.clone(),
+                cpu_stat: self.kept_cpu_stat(),
             };
             match super::super::cgroup_pool::offer(spare) {
                 // Marked before the hand-over ends: a concurrent close
@@ -77,4 +82,33 @@ impl Cgroup {
             Err(_) => Err(ticket),
         }
     }
+}
+
+impl Cgroup {
+    /// Closes the group's descriptors of the directory (the directory, its
+    /// kept `cgroup.events` and `cpu.stat`) once its teardown is done: removed, handed
+    /// to the reaper (which holds its own), or pooled (the pool holds its
+    /// own). A closed group that lives on holds none of them.
+    pub(crate) fn release_fds(&self) {
+        if self.is_removed() {
+            lock(&self.dir).take();
+            lock(&self.events).take();
+            lock(&self.cpu_stat).take();
+        }
+    }
+
+    /// The kept `cgroup.events`, if it was opened (for the pool).
+    fn kept_events(&self) -> Option<Arc<OwnedFd>> {
+        lock(&self.events).clone()
+    }
+
+    /// The kept `cpu.stat`, if a spare's measure opened it (for the pool).
+    fn kept_cpu_stat(&self) -> Option<Arc<OwnedFd>> {
+        lock(&self.cpu_stat).clone()
+    }
+}
+
+/// Locks `m`, a poisoned lock included (what it guards is a descriptor).
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
