@@ -132,6 +132,31 @@ async fn a_process_group_without_free_descriptors_is_signalled_once_listed_and_c
             "{choice}: real-time signals the leader saw"
         );
 
+        // A started process's own subtree, no descriptor free: its root is
+        // reached through its handle (under pgroup a copy of its pidfd was
+        // needed, and without one nothing was signalled). Its descendants
+        // can't be listed then (a member's parent is read from /proc): a
+        // signal says so, after the root has had it.
+        let mut killed = g.start(&cmd(choice, "sleep").arg("300")).unwrap();
+        let mut termed = g.start(&cmd(choice, "sleep").arg("300")).unwrap();
+        let old = set_nofile(highest_fd() + 16);
+        let held = fill();
+        let kill_tree = killed.kill_tree();
+        let term = termed.signal(Signal::Term);
+        drop(held);
+        set_nofile(old);
+        kill_tree.unwrap_or_else(|e| panic!("{choice}: kill_tree with no descriptor free: {e}"));
+        if let Err(e) = term {
+            assert!(matches!(e, pkit::Error::Io { .. }), "{choice}: {e:?}");
+        }
+        for (p, sig) in [(&mut killed, 9), (&mut termed, 15)] {
+            let out = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: signal {sig} with no descriptor free never reached the started process"))
+                .unwrap();
+            assert_eq!(out.outcome(), pkit::Outcome::Signalled(sig), "{choice}");
+        }
+
         let old = set_nofile(highest_fd() + 16);
         let held = fill();
         let closed = g.close().await;

@@ -30,6 +30,7 @@ impl ChildHandle {
     }
 
     /// Whether the child is held by its pid alone (the portable backend).
+    #[cfg(target_os = "linux")]
     pub(crate) fn is_portable(&self) -> bool {
         matches!(self, ChildHandle::Portable(_))
     }

@@ -55,12 +55,16 @@ impl Container {
         let Some(old) = leader.take() else {
             return;
         };
-        if let Kind::Pgroup { former, .. } = &self.kind {
-            let mut former = former.lock().unwrap_or_else(|e| e.into_inner());
-            former.retain(|f| !f.ended());
-            if !old.ended() {
-                former.push(old);
+        match &self.kind {
+            Kind::Pgroup { former, .. } => {
+                let mut former = former.lock().unwrap_or_else(|e| e.into_inner());
+                former.retain(|f| !f.ended());
+                if !old.ended() {
+                    former.push(old);
+                }
             }
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => {}
         }
     }
 
@@ -75,8 +79,12 @@ impl Container {
 
     /// Lets go of the former leaders' handles (at the end of a teardown).
     pub(super) fn drop_former_leaders(&self) {
-        if let Kind::Pgroup { former, .. } = &self.kind {
-            former.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        match &self.kind {
+            Kind::Pgroup { former, .. } => {
+                former.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => {}
         }
     }
 

@@ -102,30 +102,22 @@ impl ProcTree {
                     .unwrap_or_else(|| Ok(Vec::new())),
                 root,
             ),
-            ProcTree::Pgroup { root, pgid } => {
-                let mut fds = Vec::new();
-                // The root is our unreaped child: its pidfd is exact.
-                if let Some(Ok(fd)) = root.pidfd().map(|p| rustix::io::fcntl_dupfd_cloexec(p, 3)) {
-                    fds.push(fd);
-                }
-                let found = ptable::descendants(*pgid, root.pid()).unwrap_or_default();
-                for pid in found.into_iter().filter(|&p| p != root.pid()) {
-                    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-                        continue;
-                    };
-                    let Ok(fd) =
-                        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
-                    else {
-                        continue;
-                    };
-                    // Listed before the pidfd was opened: still a member,
-                    // not a reused number?
-                    if ptable::is_live_member(pid, *pgid) {
-                        fds.push(fd);
-                    }
-                }
-                fds
+            ProcTree::Pgroup { root, pgid } => pgroup_pidfds(root, *pgid).unwrap_or_default(),
+        }
+    }
+
+    /// A native process group's subtree as pidfds ([`pgroup_pidfds`]);
+    /// `None` for any other subtree, and where they can't all be had: the
+    /// subtree is then reached as the portable backend's is (the root
+    /// through its handle, the others by number after a check), which
+    /// needs no descriptor.
+    #[cfg(target_os = "linux")]
+    fn pgroup_fds(&self) -> Option<Vec<OwnedFd>> {
+        match self {
+            ProcTree::Pgroup { root, pgid } if !root.is_portable() => {
+                pgroup_pidfds(root, *pgid).ok()
             }
+            _ => None,
         }
     }
 
@@ -144,9 +136,13 @@ impl ProcTree {
                 None => std::future::pending().await,
             }
         };
+        #[cfg(target_os = "linux")]
+        let pg_fds = self.pgroup_fds();
+        #[cfg(not(target_os = "linux"))]
+        let pg_fds: Option<()> = None;
         let left = match self {
-            ProcTree::Pgroup { root, pgid } if root.is_portable() => {
-                let pids = portable_pids(root, *pgid);
+            ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
+                let pids = portable_pids(root, *pgid).unwrap_or_else(|_| vec![root.pid()]);
                 portable_signal(root, *pgid, &pids, sig);
                 let left = || {
                     pids.iter()
@@ -203,7 +199,10 @@ impl ProcTree {
                 // children are re-parented and no longer found by links.
                 // A nested pkit's group is left to its owner (one of
                 // these) until the SIGKILL below, which reaches it too.
-                let fds = self.pidfds(Reach::of(sig));
+                let fds = match pg_fds {
+                    Some(fds) => fds,
+                    None => self.pidfds(Reach::of(sig)),
+                };
                 for fd in &fds {
                     let _ = pidfd_signal(fd.as_fd(), sig);
                 }
@@ -230,10 +229,22 @@ impl ProcTree {
 
     /// Sends `sig` to every process of the subtree, now (a process that
     /// exits meanwhile is not an error).
+    ///
+    /// Under a process group, an error when the subtree could not be
+    /// listed (no descriptor free to read a member's parent): the root has
+    /// had `sig` through its handle, its descendants have not.
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        let pg_fds = self.pgroup_fds();
+        #[cfg(not(target_os = "linux"))]
+        let pg_fds: Option<()> = None;
         match self {
-            ProcTree::Pgroup { root, pgid } if root.is_portable() => {
-                portable_signal(root, *pgid, &portable_pids(root, *pgid), sig);
+            ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
+                let found = portable_pids(root, *pgid);
+                let alone = [root.pid()];
+                let pids = found.as_deref().unwrap_or(&alone);
+                portable_signal(root, *pgid, pids, sig);
+                found?;
             }
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf, root) => {
@@ -259,7 +270,7 @@ impl ProcTree {
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
-                for fd in self.pidfds(Reach::All) {
+                for fd in pg_fds.into_iter().flatten() {
                     let _ = pidfd_signal(fd.as_fd(), sig);
                 }
             }
@@ -271,9 +282,14 @@ impl ProcTree {
 
     /// SIGKILLs every process of the subtree, now.
     pub(crate) fn kill(&self) {
+        #[cfg(target_os = "linux")]
+        let pg_fds = self.pgroup_fds();
+        #[cfg(not(target_os = "linux"))]
+        let pg_fds: Option<()> = None;
         match self {
-            ProcTree::Pgroup { root, pgid } if root.is_portable() => {
-                portable_signal(root, *pgid, &portable_pids(root, *pgid), libc::SIGKILL);
+            ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
+                let pids = portable_pids(root, *pgid).unwrap_or_else(|_| vec![root.pid()]);
+                portable_signal(root, *pgid, &pids, libc::SIGKILL);
             }
             // The root through its handle too: exact, and it may have
             // left the cgroup (see `escaped_root`).
@@ -294,7 +310,7 @@ impl ProcTree {
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
-                for fd in self.pidfds(Reach::All) {
+                for fd in pg_fds.into_iter().flatten() {
                     let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
                 }
             }
@@ -305,13 +321,50 @@ impl ProcTree {
 }
 
 /// The portable backend's subtree: the root (our child) and its live
-/// descendants in the process group, by pid.
-fn portable_pids(root: &ChildHandle, pgid: i32) -> Vec<i32> {
-    let mut pids = ptable::descendants(pgid, root.pid()).unwrap_or_default();
+/// descendants in the process group, by pid. An error when they can't be
+/// listed (no descriptor free), except where no process group can be
+/// listed at all (`Unsupported`: the root alone, as ever).
+fn portable_pids(root: &ChildHandle, pgid: i32) -> std::io::Result<Vec<i32>> {
+    let mut pids = match ptable::descendants(pgid, root.pid()) {
+        Ok(pids) => pids,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Vec::new(),
+        Err(e) => return Err(e),
+    };
     if !pids.contains(&root.pid()) {
         pids.push(root.pid());
     }
-    pids
+    Ok(pids)
+}
+
+/// A native process group's subtree as pidfds: a copy of the root's (our
+/// unreaped child's: exact) and one for each descendant, each checked to
+/// name a member (never a reused pid). An error when any can't be had (no
+/// descriptor free for one, or to list the descendants): a subtree taken
+/// as only those found would leave the rest running.
+#[cfg(target_os = "linux")]
+fn pgroup_pidfds(root: &ChildHandle, pgid: i32) -> std::io::Result<Vec<OwnedFd>> {
+    let mut fds = Vec::new();
+    if let Some(p) = root.pidfd() {
+        fds.push(rustix::io::fcntl_dupfd_cloexec(p, 3)?);
+    }
+    let found = ptable::descendants(pgid, root.pid())?;
+    for pid in found.into_iter().filter(|&p| p != root.pid()) {
+        let Some(p) = rustix::process::Pid::from_raw(pid) else {
+            continue;
+        };
+        match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+            // Listed before the pidfd was opened: still a member, not a
+            // reused number?
+            Ok(fd) => {
+                if ptable::is_live_member(pid, pgid) {
+                    fds.push(fd);
+                }
+            }
+            Err(rustix::io::Errno::SRCH) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(fds)
 }
 
 /// Sends `sig` to each of `pids`: the root through its handle (exact: it

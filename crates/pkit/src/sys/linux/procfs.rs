@@ -71,7 +71,9 @@ pub(crate) fn format_pid_stat(pid: i32, buf: &mut [u8; 32]) -> &std::ffi::CStr {
 /// Live (non-zombie) processes of process group `pgid` descended from
 /// `root` (itself included), found by following parent links among the
 /// group's members. A descendant whose parent has already exited was
-/// re-parented and is not found.
+/// re-parented and is not found. A member whose parent can't be read (no
+/// descriptor free) fails the listing: leaving it out would take its
+/// subtree for gone.
 pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
     let mut members: Vec<(i32, i32)> = Vec::new(); // (pid, ppid)
     for pid in all_pids()? {
@@ -79,8 +81,10 @@ pub(crate) fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
         if crate::sys::unix::pgroup::group_of(pid) != Some(pgid) {
             continue;
         }
-        let Ok(fields) = stat_fields(pid) else {
-            continue;
+        let fields = match stat_fields(pid) {
+            Ok(fields) => fields,
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => return Err(e),
         };
         let ppid = fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let pgrp: i32 = fields.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
