@@ -645,3 +645,26 @@ async fn a_spare_that_could_not_be_released_stays_guarded() {
     )
     .await;
 }
+
+/// FreeBSD's pty start, on Linux: its C library has no
+/// `POSIX_SPAWN_SETSID`, so a pty session's trampoline is in the owner's
+/// process group from the spawn to its own `setsid` (`Point::SpawnSetsid`
+/// armed in the owner starts it so here). A terminal's stop signals to
+/// that group must not stop it there, and the owner's starts go on (see
+/// `common::pty_starts_under_stops`; `tests/pty_ctty.rs` runs the same
+/// with the flag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_start_without_posix_spawn_setsid_survives_stop_signals() {
+    const NAME: &str = "a_pty_start_without_posix_spawn_setsid_survives_stop_signals";
+    if let Some(choice) = stopped_owner() {
+        inject(Point::SpawnSetsid, libc::EINVAL, u32::MAX);
+        owner_of_pty_starts_under_stops(choice).await;
+        clear();
+        return;
+    }
+    let alone = begin_exclusive().await;
+    tokio::task::spawn_blocking(|| pty_starts_under_stops(NAME, MechanismChoice::Portable))
+        .await
+        .unwrap();
+    end_exclusive(alone, NAME).await;
+}

@@ -133,3 +133,25 @@ async fn ctrl_c_reaches_the_session_leader_as_sigint() {
     }
     suite.end().await;
 }
+
+/// A terminal's `^Z` (SIGTSTP to its foreground process group, which the
+/// owner leads here) while pty sessions start: an owner that catches the
+/// stop signals goes on, and so must its starts. A pty session's child
+/// must never be in the owner's process group (the portable backend's
+/// trampoline was, until its own `setsid`: stopped there with the
+/// signal's default action, it never said it was ready, and the start
+/// waited for ever). See [`common::pty_starts_under_stops`]; FreeBSD's
+/// start (no `POSIX_SPAWN_SETSID`) is run by `tests/faults.rs`.
+#[tokio::test]
+async fn stop_signals_to_the_owners_group_never_stall_a_pty_start() {
+    const NAME: &str = "stop_signals_to_the_owners_group_never_stall_a_pty_start";
+    if let Some(choice) = stopped_owner() {
+        owner_of_pty_starts_under_stops(choice).await;
+        return;
+    }
+    let suite = begin(NAME).await;
+    for choice in mechanisms() {
+        pty_starts_under_stops(NAME, choice);
+    }
+    suite.end().await;
+}

@@ -28,6 +28,11 @@ pub enum Point {
     /// Reading a group's member list (`cgroup.procs`, or the process
     /// table), as `Group::pids` and `Group::stats` do.
     Members,
+    /// `POSIX_SPAWN_SETSID` for a pty session's trampoline (the portable
+    /// backend): armed, the trampoline is started without it, as on
+    /// FreeBSD, whose C library has none, and makes its session with its
+    /// own `setsid` (the errno is not used).
+    SpawnSetsid,
 }
 
 #[cfg(feature = "fault-injection")]

@@ -320,7 +320,8 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
 
 /// `posix_spawn` of the launcher: `path` with the owner's environment plus
 /// [`ENV`], stdio on `/dev/null`, `guard_end` as [`GUARD_FD`] and no other
-/// descriptor, in a process group of its own.
+/// descriptor, in a process group of its own, the terminal's signals
+/// blocked.
 fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result<libc::pid_t> {
     use crate::sys::nul_terminated;
     use crate::sys::unix::spawn::Attrs;
@@ -348,9 +349,12 @@ fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result
     unsafe {
         check(libc::posix_spawnattr_setflags(&mut a.attr, flags as _))?;
         check(libc::posix_spawnattr_setpgroup(&mut a.attr, 0))?;
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        check(libc::posix_spawnattr_setsigmask(&mut a.attr, &none))?;
+        // The terminal's signals blocked until it exits: between the
+        // spawn's clone and its setpgid it is in our process group, where
+        // a ^Z would stop it (`held_signals.rs`); the guard it forks
+        // starts with none pending and sets its own mask.
+        let held = crate::sys::unix::held_signals::blocked_at_start(true);
+        check(libc::posix_spawnattr_setsigmask(&mut a.attr, &held))?;
         for fd in 0..3 {
             check(libc::posix_spawn_file_actions_addopen(
                 &mut a.actions,

@@ -6,6 +6,7 @@
 pub(crate) mod child;
 mod gate_apply;
 mod gate_setup;
+pub(crate) mod held_signals;
 #[cfg(any(target_os = "macos", target_os = "freebsd"))]
 mod kqueue;
 pub(crate) mod pgroup;

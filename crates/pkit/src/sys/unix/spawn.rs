@@ -3,7 +3,8 @@
 //! session instead, see `spawn_pty.rs`), and no fork of this process's
 //! address space happens (the C library uses a vfork-style clone, or the
 //! kernel's own spawn on macOS). As with pkit's Linux spawner, the child
-//! starts with an empty signal mask, SIGPIPE (which the Rust runtime
+//! starts with an empty signal mask (a trampoline empties its own, see
+//! `held_signals.rs`), SIGPIPE (which the Rust runtime
 //! ignores) at its default disposition, caught signals reset by `exec`, and
 //! ignored ones still ignored (as `nohup` relies on); and no descriptor but
 //! its stdio: `POSIX_SPAWN_CLOEXEC_DEFAULT` on macOS, a `closefrom(3)` file
@@ -33,6 +34,7 @@ use std::ffi::{c_char, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::held_signals::blocked_at_start;
 use super::spawn_check as check;
 use super::spawn_pty::{group_flag, terminal};
 use super::trampoline::{GateEnv, GATE_FD, GO, READY};
@@ -383,8 +385,8 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
             "a pty child leads its own process group: it must be its group's first process".into(),
         ));
     }
-    // A pty session through a trampoline: started in the owner's process
-    // group, it leads a new session itself (see the module docs).
+    // A pty session through a trampoline: it leads a new session, made by
+    // the spawn where the C library can (see `spawn_pty.rs`).
     let in_trampoline = ctty && via.is_some();
     #[allow(unused_mut)]
     let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
@@ -394,13 +396,15 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
     }
     // SAFETY: the attribute objects are initialised and ours; the signal
-    // sets are initialised by sigemptyset/sigfillset before use.
+    // sets are initialised by sigemptyset before use (`blocked_at_start`'s
+    // too).
     unsafe {
         check(libc::posix_spawnattr_setflags(&mut a.attr, flags as _))?;
         check(libc::posix_spawnattr_setpgroup(&mut a.attr, pgid))?;
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        check(libc::posix_spawnattr_setsigmask(&mut a.attr, &none))?;
+        // A trampoline's: the terminal's signals held back until it is
+        // out of the owner's process group (`held_signals.rs`).
+        let mask = blocked_at_start(via.is_some());
+        check(libc::posix_spawnattr_setsigmask(&mut a.attr, &mask))?;
         let mut pipe: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut pipe);
         libc::sigaddset(&mut pipe, libc::SIGPIPE);

@@ -1,21 +1,35 @@
 //! A pty session (`ctty`): the child must lead a new session and take the
 //! terminal's slave side (its stdin) as that session's controlling
 //! terminal before its program runs. Wherever a trampoline can be used
-//! (glibc Linux, macOS, FreeBSD), it does both: started with the slave on
+//! (glibc Linux, macOS, FreeBSD), it does both, started with the slave on
 //! fd 0, 1 and 2 and without `POSIX_SPAWN_SETPGROUP` (a process-group
-//! leader can't call `setsid`), it calls `setsid` before it says it is
-//! ready (see `trampoline.rs`): the owner-death guard registers the group
-//! as a session of its own, and spares a holder of the number in another
-//! session as a stranger, so the session must exist before the program
-//! can run (a trampoline still in the owner's session when the owner dies
-//! is spared, and exits at end of file without running the program).
-//! After the go byte the shared
-//! session steps (`setup_steps::session`: `setsid` found done, then
-//! `ioctl(0, TIOCSCTTY, 0)`), a failure reported as the step that failed.
-//! This is one path on every platform, so that `PKIT_MECHANISM=portable`
-//! on Linux runs exactly what macOS and FreeBSD run. (`POSIX_SPAWN_SETSID`
-//! is not used for it: the libc crate has it for neither macOS nor
-//! FreeBSD, and FreeBSD's C library only gained it recently.)
+//! leader can't call `setsid`).
+//!
+//! It must never be in the owner's process group: a terminal's `^Z`
+//! (SIGTSTP to its foreground group, the owner's) would stop it there,
+//! with the default action, while an owner that catches the signal waits
+//! for its ready byte for ever; a `^C` would kill it. So it is started
+//! leading a new session where the C library can
+//! ([`trampoline_session_flag`]: `POSIX_SPAWN_SETSID` on glibc and macOS
+//! 10.15 or later), and calls `setsid` itself before it says it is ready
+//! (see `trampoline.rs`; found done where the spawn did it): FreeBSD's
+//! `posix_spawn` has no such flag, and there the trampoline is in the
+//! owner's group from the spawn to that call. For that window (and
+//! glibc's, between its clone and its `setsid`) it starts with the
+//! terminal's signals blocked, and lets them in once in its own session
+//! (`held_signals.rs`).
+//!
+//! The owner-death guard registers the group as a session of its own,
+//! and spares a holder of the number in another session as a stranger,
+//! so the session must exist before the program can run (a trampoline
+//! still in the owner's session when the owner dies is spared, and exits
+//! at end of file without running the program). After the go byte the
+//! shared session steps (`setup_steps::session`: `setsid` found done,
+//! then `ioctl(0, TIOCSCTTY, 0)`), a failure reported as the step that
+//! failed. This is one path on every platform, so that
+//! `PKIT_MECHANISM=portable` on Linux runs what macOS and FreeBSD run
+//! (FreeBSD's start without `POSIX_SPAWN_SETSID` runs on Linux under the
+//! `fault-injection` feature's [`Point::SpawnSetsid`](crate::sys::fault::Point::SpawnSetsid)).
 //!
 //! Without a trampoline (musl, `PKIT_SPAWN_TRAMPOLINE=off`, an executable
 //! that can't be run again) only Linux can start a pty session:
@@ -45,18 +59,42 @@ pub(crate) fn prefers_trampoline(spec: &SpawnSpec) -> bool {
 
 /// The process-group or session flag of a pty session's start
 /// (`ctty`; `in_trampoline`: through a trampoline, which leads a new
-/// session itself, started in the owner's process group: a
-/// process-group leader can't call `setsid`).
+/// session, started so where the C library can, else by its own
+/// `setsid`: never as a process-group leader, which can't call it).
 pub(super) fn group_flag(ctty: bool, in_trampoline: bool) -> libc::c_int {
     match (ctty, in_trampoline) {
         (false, _) => libc::POSIX_SPAWN_SETPGROUP,
-        (true, true) => 0,
+        (true, true) => trampoline_session_flag(),
         (true, false) => session_flag(),
     }
 }
 
+/// `POSIX_SPAWN_SETSID` for a pty session's trampoline where the C
+/// library has it: glibc (2.26 and later; pkit's Linux start without a
+/// trampoline needs it too) and macOS (xnu's `bsd/sys/spawn.h`, 0x0400,
+/// applied by `posix_spawn` in `kern_exec.c` since xnu-6153, macOS
+/// 10.15; an older kernel ignores the bit and the trampoline's own
+/// `setsid` makes the session). Not FreeBSD: its `posix_spawn`
+/// (`lib/libc/gen/posix_spawn.c`) has no such flag, and its
+/// `posix_spawnattr_setflags` refuses a flag it does not know.
+fn trampoline_session_flag() -> libc::c_int {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    let flag = libc::POSIX_SPAWN_SETSID as libc::c_int;
+    // Not in the libc crate for macOS.
+    #[cfg(target_os = "macos")]
+    let flag: libc::c_int = 0x0400;
+    #[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos")))]
+    let flag: libc::c_int = 0;
+    // FreeBSD's start, on a platform that has the flag (tests).
+    match crate::sys::fault::check(crate::sys::fault::Point::SpawnSetsid) {
+        Ok(()) => flag,
+        Err(_) => 0,
+    }
+}
+
 /// `POSIX_SPAWN_SETSID`, for a pty session without a trampoline, where
-/// the platform's open then makes the controlling terminal (Linux).
+/// the platform's open then makes the controlling terminal (Linux: glibc
+/// and musl).
 #[cfg(target_os = "linux")]
 fn session_flag() -> libc::c_int {
     libc::POSIX_SPAWN_SETSID as libc::c_int

@@ -2,10 +2,8 @@
 //! process group's first process is this program's own executable, started
 //! by `posix_spawn` with every attribute and file action the real program
 //! would have had (its process group, signal mask and defaults, stdio,
-//! working directory, no other descriptor; a pty session's trampoline is
-//! started in the owner's process group and makes its session itself,
-//! below), plus one
-//! socket on [`GATE_FD`] and [`ENV`] (the real program's path) first in
+//! working directory, no other descriptor; a pty session's trampoline
+//! leads a session of its own, below), plus one socket on [`GATE_FD`] and [`ENV`] (the real program's path) first in
 //! its environment. Before `main` ([`trampoline_entry`], placed in
 //! `.init_array` on ELF systems and in `__DATA,__mod_init_func` on macOS)
 //! it says it is there, waits on the socket for the owner's go byte (sent
@@ -23,10 +21,12 @@
 //! The owner's half is in `spawn.rs` ([`Gated`](super::spawn::Gated)).
 //!
 //! A pty session's trampoline (the first field of [`ENV`] is 1) leads a
-//! new session before it says it is there, so that the session the guard
-//! registers exists before the program can run (see `spawn_pty.rs`); a
-//! failed `setsid` is reported after the go byte by the session step,
-//! which counts one done here as done (`setup_steps::session`).
+//! new session before it says it is there (if the spawn did not), so that
+//! the session the guard registers exists before the program can run (see
+//! `spawn_pty.rs`); a failed `setsid` is reported after the go byte by the
+//! session step, which counts one done before as done. Every trampoline
+//! starts with the terminal's signals blocked and lets them in before it
+//! says it is there (`held_signals.rs`).
 //!
 //! The trampoline is the owner's executable, so it is loaded with the
 //! owner's loader variables (`LD_*`, `DYLD_*`, `GLIBC_TUNABLES`: see
@@ -162,11 +162,12 @@ impl GateEnv {
 pub(crate) const GATE_FD: RawFd = 3;
 /// Sent by the trampoline when it reached the gate. Its value names the
 /// protocol: a trampoline that reads the session field of [`ENV`] and
-/// spawn options after the go byte says `S`; an older executable on disk
-/// (replaced while its owner runs) said `R` (no session field: it would
-/// misread the environment) or `r` (no spawn options) and would run the
-/// program wrongly, so the owner lets only `S` go on.
-pub(crate) const READY: u8 = b'S';
+/// spawn options after the go byte, and unblocks a pty session's terminal
+/// signals, says `T`; an older executable on disk (replaced while its
+/// owner runs) said `S` (it would leave them blocked), `R` (no session
+/// field) or `r` (no spawn options) and would run the program wrongly, so
+/// the owner lets only `T` go on.
+pub(crate) const READY: u8 = b'T';
 /// Sent by the owner: registered, go on.
 pub(crate) const GO: u8 = b'g';
 
@@ -312,11 +313,10 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     // SAFETY: `rest` is the tail of `entry`, which starts at `first`.
     let path = unsafe { first.add(entry.len() - rest.len()) };
     // A pty session's: lead a new session before the ready byte (see the
-    // module docs); a failure is reported after the go byte.
-    if session == 1 {
-        // SAFETY: setsid(2) changes this process only.
-        unsafe { libc::setsid() };
-    }
+    // module docs; a failure is reported after the go byte); then the
+    // terminal's signals, held back until now (`held_signals.rs`).
+    // SAFETY: before `main`, in the trampoline, as it requires.
+    unsafe { super::held_signals::release(session == 1) };
     // A dead owner's closed end is an EPIPE here, not a SIGPIPE (which is
     // at its default in this image): MSG_NOSIGNAL, or on macOS the
     // socket's SO_NOSIGPIPE, set by the owner.
