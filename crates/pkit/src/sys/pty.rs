@@ -56,15 +56,21 @@ pub(crate) fn split(master: MasterEnd) -> io::Result<(PtyIo, PtyIo)> {
 
 /// (master, slave).
 fn open_pair(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    // Close-on-exec from the open on, so that no start on another thread
+    // (std's included) can inherit the master. Linux: rustix opens
+    // /dev/ptmx itself; FreeBSD: posix_openpt(2) takes O_CLOEXEC to
+    // falloc (sys/kern/tty_pts.c).
     #[cfg(not(target_os = "macos"))]
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
-    // No O_CLOEXEC for posix_openpt on macOS: set just after (pkit's own
-    // spawns there close every descriptor they don't place anyway).
+    // macOS: rustix has no CLOEXEC flag for it (not POSIX's), but Libc's
+    // posix_openpt (stdlib/grantpt.c) is open("/dev/ptmx", flags), and
+    // xnu's open1 (bsd/vfs/vfs_syscalls.c) sets FP_CLOEXEC for O_CLOEXEC
+    // as it allocates the descriptor; ptmx_open checks no flag.
     #[cfg(target_os = "macos")]
-    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY;
+    let flags = OpenptFlags::RDWR
+        | OpenptFlags::NOCTTY
+        | OpenptFlags::from_bits_retain(libc::O_CLOEXEC as u32);
     let master = rustix::pty::openpt(flags)?;
-    #[cfg(target_os = "macos")]
-    rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
     rustix::pty::unlockpt(&master)?;
     #[cfg(target_os = "linux")]
