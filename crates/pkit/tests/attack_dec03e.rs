@@ -108,6 +108,8 @@ async fn a_flood_on_stderr_while_reading_stdout() {
             .unwrap();
         assert!(!out.timed_out(), "{choice}: stuck");
         assert_eq!(out.stdout_str(), "done\n", "{choice}");
+        // 1 GiB on stderr, streamed: only stdout's lines are looked at.
+        let script = "head -c 1073741824 /dev/zero >&2; echo done";
         let mut p = sh(choice, script).stream_lines().start().unwrap();
         let mut lines = p.lines();
         let mut got = None;
@@ -900,6 +902,109 @@ async fn malformed_strings_are_typed_refusals() {
             .await
             .unwrap();
         assert_eq!(out.stdout_str(), "ok\n", "{choice}: {out:?}");
+    }
+    suite.end().await;
+}
+
+/// A group (suspended), a started process, a started pipeline and a
+/// supervisor made on a runtime that is then dropped, and dropped
+/// themselves on a thread without any runtime: no panic, every tree gone.
+#[test]
+fn handles_dropped_after_their_runtime() {
+    let check = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let suite = check.block_on(begin("handles_dropped_after_their_runtime"));
+    for choice in mechanisms() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let file = TempPath::new("supervised");
+        let (g, p, pipe, sup, mut pids) = rt.block_on(async {
+            let g = group(choice);
+            let mut p = g.start(&sh(choice, TREE_TO_STDOUT).stream_lines()).unwrap();
+            let mut pids = vec![p.pid()];
+            let mut lines = p.lines();
+            while let Some(l) = lines.next_line().await {
+                if l.text == "ready" {
+                    break;
+                }
+                pids.push(l.text.parse().unwrap());
+            }
+            let pipe = pkit::Pipe::new([sh(choice, "exec sleep 300"), cmd(choice, "cat")])
+                .stream_lines()
+                .start()
+                .unwrap();
+            pids.extend(pipe.pids());
+            let sup = pkit::Supervisor::new(sh(choice, TREE_TO_FILE).arg(file.as_str())).start();
+            pids.extend(file.wait_pids().await);
+            g.suspend().await.unwrap();
+            (g, p, pipe, sup, pids)
+        });
+        drop(rt);
+        std::thread::spawn(move || {
+            drop(p);
+            drop(pipe);
+            drop(g);
+            drop(sup);
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("{choice}: a drop without a runtime panicked"));
+        pids.sort_unstable();
+        pids.dedup();
+        check.block_on(assert_gone(&pids, "handles dropped after their runtime"));
+    }
+    check.block_on(suite.end());
+}
+
+/// Two closes, a shutdown and a signal at once, on a running and on a
+/// suspended group: each returns, the tree is gone, a later start is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ends() {
+    let suite = begin("concurrent_ends").await;
+    for choice in mechanisms() {
+        for suspended in [false, true] {
+            let g = std::sync::Arc::new(group(choice));
+            let mut p = g.start(&sh(choice, TREE_TO_STDOUT).stream_lines()).unwrap();
+            let mut lines = p.lines();
+            let mut pids = vec![p.pid()];
+            while let Some(l) = lines.next_line().await {
+                if l.text == "ready" {
+                    break;
+                }
+                pids.push(l.text.parse().unwrap());
+            }
+            if suspended {
+                g.suspend().await.unwrap();
+            }
+            let (a, b, c) = (g.clone(), g.clone(), g.clone());
+            let t1 = tokio::spawn(async move { a.close().await });
+            let t2 =
+                tokio::spawn(async move { b.shutdown(Duration::from_secs(1)).await.map(drop) });
+            let t3 = tokio::spawn(async move { c.close().await });
+            let _ = g.signal(pkit::Signal::Term);
+            let ends = tokio::time::timeout(DEADLINE, async {
+                (t1.await.unwrap(), t2.await.unwrap(), t3.await.unwrap())
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: concurrent ends hang"));
+            assert!(
+                ends.0.is_ok() && ends.1.is_ok() && ends.2.is_ok(),
+                "{choice}: {ends:?}"
+            );
+            let out = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: wait hangs"))
+                .unwrap();
+            assert!(!out.success(), "{choice}: {out:?}");
+            assert_gone(&pids, "a tree ended by concurrent ends").await;
+            let e = g.start(&cmd(choice, "true")).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Spawn, "{choice}: {e}");
+        }
     }
     suite.end().await;
 }
