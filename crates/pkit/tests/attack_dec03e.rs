@@ -1008,3 +1008,62 @@ async fn concurrent_ends() {
     }
     suite.end().await;
 }
+
+/// Closes at once (several tasks' `close`, and a `shutdown`, with a
+/// signal sent meanwhile) of a group whose process has exited, of one
+/// whose tree runs and of a suspended one: every one succeeds. Before, a
+/// second close could find the directory the first had just removed and
+/// fail with `Io` ("closing the group", ENOENT) under cgroup v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_at_once_all_succeed() {
+    let suite = begin("closes_at_once_all_succeed").await;
+    for choice in mechanisms() {
+        for round in 0..45 {
+            let kind = round % 3;
+            let g = std::sync::Arc::new(group(choice));
+            let mut p = g
+                .start(
+                    &sh(
+                        choice,
+                        if kind == 0 {
+                            "exit 0"
+                        } else {
+                            "for i in 1 2 3 4 5 6; do sleep 300 & done; echo ready; wait"
+                        },
+                    )
+                    .stream_lines(),
+                )
+                .unwrap();
+            if kind == 0 {
+                p.wait().await.unwrap();
+            } else {
+                p.wait_for_line(|l| l.text == "ready", DEADLINE)
+                    .await
+                    .unwrap();
+            }
+            if kind == 2 {
+                g.suspend().await.unwrap();
+            }
+            let closers: Vec<_> = (0..3)
+                .map(|i| {
+                    let g = g.clone();
+                    tokio::spawn(async move {
+                        if i == 1 {
+                            g.shutdown(Duration::from_millis(200)).await.map(drop)
+                        } else {
+                            g.close().await
+                        }
+                    })
+                })
+                .collect();
+            let _ = g.signal(pkit::Signal::Term);
+            for (i, t) in closers.into_iter().enumerate() {
+                let r = t.await.unwrap();
+                assert!(r.is_ok(), "{choice} round {round}, closer {i}: {r:?}");
+            }
+            let out = p.wait().await.unwrap();
+            assert_eq!(out.success(), kind == 0, "{choice}: {out:?}");
+        }
+    }
+    suite.end().await;
+}

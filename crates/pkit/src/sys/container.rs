@@ -70,6 +70,13 @@ pub(crate) struct Container {
     /// either placed before those begin (and is then ended, or frozen, with
     /// the rest) or sees their outcome and is refused.
     pub(super) lifecycle: RwLock<()>,
+    /// Held for the whole of a `close`: a second close (another task's
+    /// `close` or `shutdown`) waits for the first and finds it finished,
+    /// rather than killing and removing what the first just removed (it
+    /// failed with `ENOENT`). It guards no data, so a panic while it is
+    /// held breaks nothing: asserted unwind-safe, keeping `Group`
+    /// `RefUnwindSafe` as it was (tokio's mutex is not).
+    pub(super) closing: std::panic::AssertUnwindSafe<tokio::sync::Mutex<()>>,
     /// The process that made it: a copy in a child forked without `exec`
     /// leaves the container alone (see `Drop`).
     pub(super) owner: super::Creator,

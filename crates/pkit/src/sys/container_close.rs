@@ -76,6 +76,12 @@ impl Container {
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
+        // One close at a time; the next finds the teardown finished, or
+        // takes over where a cancelled or failed one stopped.
+        let _one = self.closing.lock().await;
+        if self.finished.load(Ordering::Acquire) {
+            return Ok(());
+        }
         {
             // Waits for a start that is placing a child (it is then ended
             // below with the rest); every later start sees `torn_down`.
