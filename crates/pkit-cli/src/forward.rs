@@ -22,7 +22,19 @@ pub struct Run {
     /// itself: the SIGCONT that woke pkit (the shell's `fg` or `bg`),
     /// read next, is not forwarded again.
     pub continued: bool,
+    /// The last request to end that came from a process other than pkit's
+    /// parent, and when: the same signal relayed by the parent soon after
+    /// is that one again ([`RELAYED_WITHIN`]).
+    pub direct: Option<(i32, tokio::time::Instant)>,
 }
+
+/// How soon after a request to end, the same signal from pkit's parent is
+/// taken for the parent's relay of it. A nested `pkit run` in its outer's
+/// process group (the outer under a cgroup keeps its program, the nested
+/// pkit, there) gets a `kill -INT -<group>` twice: from the sender, and
+/// relayed by the outer; counted twice, one signal was a second request,
+/// and ended the run.
+const RELAYED_WITHIN: Duration = Duration::from_secs(2);
 
 impl Run {
     /// Arms SIGKILL `after` from now, unless it is armed sooner already
@@ -210,6 +222,16 @@ pub fn on_signal(
             }
         }
         sig::SIGTERM | sig::SIGHUP | sig::SIGINT | sig::SIGQUIT => {
+            let now = tokio::time::Instant::now();
+            if r.from_parent {
+                let relay = st.direct.take();
+                if relay.is_some_and(|(d, at)| d == s && now.duration_since(at) <= RELAYED_WITHIN) {
+                    // The parent's relay of the one this pkit got already.
+                    return;
+                }
+            } else {
+                st.direct = Some((s, now));
+            }
             st.end_requests += 1;
             match st.end_requests {
                 1 => {

@@ -60,3 +60,66 @@ fn term_during_the_leftovers_grace_kills_them_at_once() {
         assert_all_gone(&[leftover]);
     }
 }
+
+/// `kill -INT -<group>` (one INT to a whole job, as a script or a tool
+/// does) to a `pkit run` nested in a cgroup-mechanism `pkit run`: the
+/// nested pkit shares the outer's process group, so it gets the INT from
+/// the sender and again relayed by the outer. One INT is one request: the
+/// program gets INT, and the run goes on. Before: the nested pkit counted
+/// the relay as a second request and ended the run with TERM.
+#[test]
+fn one_int_to_the_job_of_a_nested_run_is_one_request() {
+    use std::os::unix::process::CommandExt;
+    for inner in mechanisms() {
+        let log = temp_path("int-log");
+        let pids = pid_file();
+        let script = format!(
+            "echo $$ > {p}; trap 'echo INT >> {l}' INT; trap 'echo TERM >> {l}; exit 5' TERM; \
+             while :; do sleep 0.05; done",
+            p = pids.display(),
+            l = log.display()
+        );
+        let mut child = pkit()
+            .args(["run", "-q", "--mechanism", "cgroup", "--"])
+            .arg(env!("CARGO_BIN_EXE_pkit"))
+            .args(["run", "-q", "--mechanism", inner, "--", "sh", "-c", &script])
+            .process_group(0)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pkit runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&pids).map_or(true, |s| !s.ends_with('\n')) {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                eprintln!("SKIPPED cgroup>{inner}: the outer cgroup run ended ({status})");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cgroup>{inner}: the program never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            continue;
+        }
+        let program = read_pids(&pids, 1)[0];
+        let pgid = child.id() as i32;
+        // SAFETY: kill(2) on the process group this test made (pkit leads it).
+        assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+        wait_for_text(&log, "INT");
+        // Time for a relay counted twice to end the run.
+        std::thread::sleep(Duration::from_secs(2));
+        let seen = std::fs::read_to_string(&log).unwrap_or_default();
+        let ended = child.try_wait().expect("try_wait");
+        // SAFETY: as above; everything ends with its guards.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&pids);
+        let _ = std::fs::remove_file(&log);
+        assert!(
+            ended.is_none() && !seen.contains("TERM"),
+            "cgroup>{inner}: one INT ended the run ({ended:?}); the program got {seen:?}"
+        );
+        assert_all_gone(&[program]);
+    }
+}

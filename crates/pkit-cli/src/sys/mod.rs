@@ -31,6 +31,9 @@ pub struct Received {
     /// Always false on Windows: a console event is a request to pkit,
     /// which passes it on (the program's own group ignores Ctrl-C).
     pub from_kernel: bool,
+    /// pkit's parent process sent it with kill(2): an outer `pkit run`
+    /// relaying it, say. Always false on Windows.
+    pub from_parent: bool,
 }
 
 /// Resource use of this process's reaped children (and what they reaped),

@@ -53,9 +53,15 @@ impl SignalFd {
             // their offsets in it.
             let field =
                 |at: usize| i32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+            let from_kernel =
+                field(offset_of!(libc::signalfd_siginfo, ssi_code)) == libc::SI_KERNEL;
+            let sender = field(offset_of!(libc::signalfd_siginfo, ssi_pid));
             return Ok(Received {
                 signo: field(offset_of!(libc::signalfd_siginfo, ssi_signo)),
-                from_kernel: field(offset_of!(libc::signalfd_siginfo, ssi_code)) == libc::SI_KERNEL,
+                from_kernel,
+                from_parent: !from_kernel
+                    && sender != 0
+                    && sender == rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()),
             });
         }
     }

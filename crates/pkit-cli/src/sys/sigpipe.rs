@@ -32,9 +32,11 @@ use tokio::io::unix::AsyncFd;
 
 use super::Received;
 
-/// A pending mark's origins.
+/// A pending mark's origins: the kernel, pkit's parent process, another
+/// process.
 const FROM_KERNEL: u8 = 1;
 const FROM_PROCESS: u8 = 2;
+const FROM_PARENT: u8 = 4;
 /// Signal numbers below this can be marked (every caught one is).
 const MAX_SIGNAL: usize = 64;
 /// Pending signals by number: [`FROM_KERNEL`] and/or [`FROM_PROCESS`].
@@ -135,6 +137,11 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     };
     let origin = if from_kernel(code, pid) {
         FROM_KERNEL
+    } else if pid != 0
+        && rustix::process::getppid().is_some_and(|p| p.as_raw_nonzero().get() == pid)
+    {
+        // getppid(2) is async-signal-safe.
+        FROM_PARENT
     } else {
         FROM_PROCESS
     };
@@ -278,11 +285,12 @@ impl Signals {
     fn take_pending(&mut self) {
         for (signo, mark) in PENDING.iter().enumerate() {
             let origins = mark.swap(0, Ordering::AcqRel);
-            for (origin, from_kernel) in [(FROM_KERNEL, true), (FROM_PROCESS, false)] {
+            for origin in [FROM_KERNEL, FROM_PROCESS, FROM_PARENT] {
                 if origins & origin != 0 {
                     self.ready.push_back(Received {
                         signo: signo as i32,
-                        from_kernel,
+                        from_kernel: origin == FROM_KERNEL,
+                        from_parent: origin == FROM_PARENT,
                     });
                 }
             }

@@ -77,6 +77,7 @@ impl Signals {
         Ok(Received {
             signo,
             from_kernel: false,
+            from_parent: false,
         })
     }
 }
