@@ -8,6 +8,8 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
 #[cfg(target_os = "linux")]
 use std::sync::atomic::Ordering;
+#[cfg(target_os = "linux")]
+use std::sync::Weak;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -63,7 +65,7 @@ pub(crate) struct Container {
     /// reach of `cgroup.kill`; it is still our child, held by its pidfd
     /// (see [`signal_started`](Self::signal_started)).
     #[cfg(target_os = "linux")]
-    pub(super) started: Mutex<Vec<std::sync::Weak<ChildHandle>>>,
+    pub(super) started: Started,
     /// Held shared by a start from its closed/suspended check through the
     /// child's placement, and exclusively while `close` marks the group
     /// closed and while `suspend`/`resume` change its state: a start is
@@ -94,6 +96,48 @@ pub(super) enum GuardLink {
     On(super::guard::Ticket),
     /// Unregistered at teardown.
     Released,
+}
+
+/// The processes started in a cgroup, by weak handles (see
+/// `Container::started`). The first has a slot of its own, set without a
+/// lock or an allocation: a one-shot group's only start pays neither. Later
+/// ones go to a list, which forgets the ended handles only when it is full
+/// and then keeps room for as many again: a start costs the same however
+/// many handles the group's processes keep alive (it walked them all).
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+pub(super) struct Started {
+    first: std::sync::OnceLock<Weak<ChildHandle>>,
+    more: Mutex<Vec<Weak<ChildHandle>>>,
+}
+
+#[cfg(target_os = "linux")]
+impl Started {
+    /// Notes `child`.
+    fn note(&self, child: &Arc<ChildHandle>) {
+        let Err(weak) = self.first.set(Arc::downgrade(child)) else {
+            return;
+        };
+        let mut more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+        if more.len() == more.capacity() {
+            more.retain(|w| w.strong_count() > 0);
+            // The next walk comes after at least as many starts as are
+            // kept (amortised: never one walk per start).
+            let kept = more.len();
+            more.reserve(kept.max(4));
+        }
+        more.push(weak);
+    }
+
+    /// The noted processes whose handles are still held somewhere.
+    fn live(&self) -> Vec<Arc<ChildHandle>> {
+        let first = self.first.get().and_then(Weak::upgrade);
+        let more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+        first
+            .into_iter()
+            .chain(more.iter().filter_map(Weak::upgrade))
+            .collect()
+    }
 }
 
 /// Why a container could not be created.
@@ -237,13 +281,10 @@ impl Container {
         }
     }
 
-    /// Notes a process started in the cgroup (see `started`), forgetting
-    /// those whose handles are gone.
+    /// Notes a process started in the cgroup (see `started`).
     #[cfg(target_os = "linux")]
     pub(super) fn note_started(&self, child: &Arc<ChildHandle>) {
-        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-        started.retain(|w| w.strong_count() > 0);
-        started.push(Arc::downgrade(child));
+        self.started.note(child);
     }
 
     /// Sends `sig` to the processes started in the cgroup that still run
@@ -252,14 +293,9 @@ impl Container {
     /// those not found in the cgroup's subtree (never twice to one).
     #[cfg(target_os = "linux")]
     pub(super) fn signal_started(&self, cg: &super::linux::cgroup::Cgroup, sig: i32) {
-        let started: Vec<Arc<ChildHandle>> = {
-            let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-            started
-                .iter()
-                .filter_map(std::sync::Weak::upgrade)
-                .collect()
-        };
-        let running: Vec<_> = started
+        let running: Vec<_> = self
+            .started
+            .live()
             .into_iter()
             .filter(|c| matches!(c.try_status(), Ok(None)))
             .collect();
