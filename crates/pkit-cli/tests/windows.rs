@@ -83,8 +83,17 @@ fn run_helper(flags: &[&str], role: &str) -> Command {
     c
 }
 
+/// Whether this test runs on Wine: Wine's ntdll exports
+/// `wine_get_version`, which no Windows has (the library's tests ask the
+/// same way; no environment variable to forget).
 fn under_wine() -> bool {
-    std::env::var_os("PKIT_UNDER_WINE").is_some_and(|v| v == "1")
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let name: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: a NUL-terminated name; ntdll is loaded in every process.
+    let ntdll = unsafe { GetModuleHandleW(name.as_ptr()) };
+    assert!(!ntdll.is_null(), "ntdll is not loaded");
+    // SAFETY: a valid module and a NUL-terminated name.
+    unsafe { GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()) }.is_some()
 }
 
 fn text(b: &[u8]) -> String {
