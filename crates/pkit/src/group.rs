@@ -261,14 +261,20 @@ impl Group {
     /// process can't match: their programs get the signal directly too. On Windows (a Job
     /// Object) [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
     /// to each started process's console group (see [`shutdown`](Self::shutdown));
-    /// any other signal but [`Signal::Kill`], a break nobody can be sent,
-    /// and [`suspend`](Self::suspend)/[`resume`](Self::resume), are
+    /// [`Signal::Stop`] suspends each process in the job (as
+    /// [`suspend`](Self::suspend) does, but as a hold of its own: starts go
+    /// on, and a second stop reaches the processes started since) and
+    /// [`Signal::Cont`] resumes exactly those the stops hold. The two holds
+    /// are apart, as SIGSTOP and a cgroup's freeze are: a continue leaves
+    /// a suspended group suspended, and [`resume`](Self::resume) lifts no
+    /// stop. Any other signal, and a break nobody can be sent, are
     /// [`Error::Unsupported`].
     ///
     /// # Errors
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) for a signal the mechanism can't send
-    /// (Windows: any but Kill, or a break nobody can receive); [`Error::Io`](crate::Error::Io)
+    /// (Windows: any but Kill, Term, Int, Stop and Cont, or a break nobody can
+    /// receive); [`Error::Io`](crate::Error::Io)
     /// when the OS refuses the signal (the first error, once every member was tried).
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.scripted.signal(signal.as_raw());
@@ -279,7 +285,7 @@ impl Group {
 
     /// An OS error as [`Error::Io`], or as [`Error::Unsupported`] when the
     /// mechanism can't do `operation` at all (Windows has no signals but
-    /// Kill and the console's break; OpenBSD, NetBSD and DragonFly no
+    /// Kill, the console's break, and Stop and Cont; OpenBSD, NetBSD and DragonFly no
     /// process-table listing).
     fn refused(&self, operation: &'static str, context: String, e: std::io::Error) -> Error {
         if e.kind() == std::io::ErrorKind::Unsupported {

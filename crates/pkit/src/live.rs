@@ -50,7 +50,8 @@ impl RunningProcess {
     /// [`Signal::Stop`] suspends every process of the subtree (the threads
     /// each has then: one created later, such as a console's Ctrl-Break
     /// handler, runs) and [`Signal::Cont`] resumes them (a second stop
-    /// does nothing, as with SIGSTOP), and any other signal, or a break that can't be delivered,
+    /// reaches only the processes started in the subtree since, as
+    /// SIGSTOP would), and any other signal, or a break that can't be delivered,
     /// is [`Error::Unsupported`].
     ///
     /// # Errors

@@ -825,6 +825,74 @@ async fn a_suspended_group_can_be_killed() {
     assert!(group.is_suspended(), "a kill does not resume the group");
 }
 
+/// Kills the group and waits for `p`, killed.
+async fn kill_and_wait(group: &Group, p: &mut pkit::RunningProcess) {
+    group.kill().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_cont_to_the_group_are_a_hold_apart_from_suspend() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("count").stream_lines()).unwrap();
+    let mut lines = p.lines();
+    let first = next_count(&mut lines).await;
+    // Stopped twice, continued once (below): as with SIGSTOP and SIGCONT.
+    group.signal(Signal::Stop).unwrap();
+    group.signal(Signal::Stop).unwrap();
+    assert!(!group.is_suspended(), "a stop is no suspension");
+    let last = assert_stopped(&mut lines, first).await;
+    // Suspended as well: the continue lifts the stop alone, as SIGCONT
+    // leaves a frozen cgroup frozen.
+    group.suspend().await.unwrap();
+    group.signal(Signal::Cont).unwrap();
+    assert!(group.is_suspended());
+    let last = assert_stopped(&mut lines, last).await;
+    group.resume().await.unwrap();
+    let again = next_count(&mut lines).await;
+    assert!(again > last, "counted {again} after {last}");
+    // A continue of a running group is nothing.
+    group.signal(Signal::Cont).unwrap();
+    let more = next_count(&mut lines).await;
+    assert!(more > again, "counted {more} after {again}");
+    kill_and_wait(&group, &mut p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_group_starts_and_a_second_stop_reaches_the_new_process() {
+    let group = Group::new().unwrap();
+    let mut a = group.start(&me("count").stream_lines()).unwrap();
+    let mut a_lines = a.lines();
+    let first = next_count(&mut a_lines).await;
+    group.signal(Signal::Stop).unwrap();
+    let a_last = assert_stopped(&mut a_lines, first).await;
+    // A resumption lifts no stop (the group is not suspended).
+    group.resume().await.unwrap();
+    // A stop refuses no start (a suspension does): the new one runs...
+    let mut b = group.start(&me("count").stream_lines()).unwrap();
+    let mut b_lines = b.lines();
+    let b_first = next_count(&mut b_lines).await;
+    let a_last = assert_stopped(&mut a_lines, a_last).await;
+    // ...until stopped in turn.
+    group.signal(Signal::Stop).unwrap();
+    let b_last = assert_stopped(&mut b_lines, b_first).await;
+    // One continue lifts both stops.
+    group.signal(Signal::Cont).unwrap();
+    let a_again = next_count(&mut a_lines).await;
+    assert!(a_again > a_last, "a counted {a_again} after {a_last}");
+    let b_again = next_count(&mut b_lines).await;
+    assert!(b_again > b_last, "b counted {b_again} after {b_last}");
+    kill_and_wait(&group, &mut a).await;
+    tokio::time::timeout(Duration::from_secs(30), b.wait())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_cont_suspend_a_started_processs_tree() {
     // The counter is the started process's child: the whole tree stops.

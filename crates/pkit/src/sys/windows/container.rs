@@ -18,7 +18,7 @@ use super::job::{Job, JobCaps};
 use super::suspend::{self, Step};
 use super::tree::ProcTree;
 use super::{ctrl, spawn, unsupported};
-use crate::sys::signal::nums::SIGKILL;
+use crate::sys::signal::nums::{SIGCONT, SIGKILL, SIGSTOP};
 
 /// A group's OS container: one Job Object.
 #[derive(Debug)]
@@ -32,6 +32,12 @@ pub(crate) struct Container {
     /// lock): the processes suspended, which a resumption resumes (and no
     /// other). Starts are refused meanwhile.
     suspended: Mutex<Option<Vec<OwnedHandle>>>,
+    /// What `Signal::Stop` to the group holds suspended, until
+    /// `Signal::Cont` resumes exactly these: a hold of its own, apart from
+    /// [`suspended`](Self::suspended) (each is one suspension of a process,
+    /// undone by its own counterpart only, as SIGSTOP and a cgroup's
+    /// freeze are on Linux). Starts go on meanwhile.
+    stopped: Mutex<Vec<OwnedHandle>>,
     /// Shared by a start through its placement, exclusive while `close`
     /// marks the group closed (see the Unix backend).
     lifecycle: RwLock<()>,
@@ -106,6 +112,7 @@ impl Container {
             torn_down: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             suspended: Mutex::new(None),
+            stopped: Mutex::new(Vec::new()),
             lifecycle: RwLock::new(()),
             limits: info,
             leaders: Mutex::new(Vec::new()),
@@ -146,6 +153,8 @@ impl Container {
     /// Sends `sig` to the group: SIGKILL terminates the job; SIGTERM and
     /// SIGINT are a CTRL_BREAK to each started child's console process
     /// group (`Unsupported` when none can be sent one: see `ctrl.rs`);
+    /// SIGSTOP suspends each process in the job not held by an earlier
+    /// stop, and SIGCONT resumes those the stops hold (see `stopped`);
     /// any other signal is refused.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         if sig == SIGKILL {
@@ -156,9 +165,18 @@ impl Container {
             let leaders = self.live_leaders();
             return ctrl::send_break(leaders.iter().map(|c| c.pid() as u32)).map(drop);
         }
+        if sig == SIGSTOP || sig == SIGCONT {
+            let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+            return if sig == SIGSTOP {
+                suspend::more(&self.job, &mut stopped)
+            } else {
+                suspend::resume(std::mem::take(&mut *stopped))
+            };
+        }
         Err(unsupported(
-            "Windows has no such signal: only Signal::Kill (TerminateJobObject), and \
-             Signal::Term or Signal::Int (CTRL_BREAK to console programs), can be sent to a job",
+            "Windows has no such signal: only Signal::Kill (TerminateJobObject), \
+             Signal::Term or Signal::Int (CTRL_BREAK to console programs), and \
+             Signal::Stop or Signal::Cont (suspending the job's processes) can be sent to a job",
         ))
     }
 

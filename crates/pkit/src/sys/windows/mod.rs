@@ -14,9 +14,9 @@
 //! A pty session's program is created on a ConPTY pseudo console
 //! (`pty.rs`, `console.rs`, `pty_spawn.rs`), in the job like any child.
 //!
-//! A group's suspension, and `Signal::Stop`/`Signal::Cont` to a started
-//! process's tree, suspend every process of the job one by one
-//! (`suspend.rs`).
+//! A group's suspension, and `Signal::Stop`/`Signal::Cont` to the group
+//! or to a started process's tree, suspend every process of the job one by
+//! one (`suspend.rs`); each of the three holds its own suspensions.
 //!
 //! What Windows can't do is refused with a typed error, never skipped:
 //! other signals, the Unix spawn options, and caps the job

@@ -27,8 +27,8 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::JobObjects::IsProcessInJob;
 use windows_sys::Win32::System::LibraryLoader::GetProcAddress;
 use windows_sys::Win32::System::Threading::{
-    OpenProcess, WaitForSingleObject, PROCESS_QUERY_INFORMATION, PROCESS_SUSPEND_RESUME,
-    PROCESS_SYNCHRONIZE,
+    GetProcessId, OpenProcess, WaitForSingleObject, PROCESS_QUERY_INFORMATION,
+    PROCESS_SUSPEND_RESUME, PROCESS_SYNCHRONIZE,
 };
 
 use super::job::Job;
@@ -110,9 +110,28 @@ pub(super) fn process(process: &impl AsRawHandle, step: Step) -> io::Result<()> 
 /// must stay so). If a suspension fails, those already taken are resumed
 /// and the error returned.
 pub(super) fn job(job: &Job) -> io::Result<Vec<OwnedHandle>> {
+    let mut held = Vec::new();
+    more(job, &mut held)?;
+    Ok(held)
+}
+
+/// As [`job`], for a hold taken before: suspends once each process in
+/// `job` that `held` does not hold yet, and adds it there (a stop sent
+/// again reaches the processes started since, as SIGSTOP to a process
+/// group does, and only those). The handles of held processes that have
+/// exited are dropped first: a live handle keeps its process's id from
+/// being reused, a dropped one no longer. If a suspension fails, those
+/// this call took are resumed and removed, and the error returned.
+pub(super) fn more(job: &Job, held: &mut Vec<OwnedHandle>) -> io::Result<()> {
     api().ok_or_else(missing)?;
-    let mut done: Vec<OwnedHandle> = Vec::new();
-    let mut seen: HashSet<u32> = HashSet::new();
+    // SAFETY: a valid handle; a zero timeout only polls.
+    held.retain(|h| unsafe { WaitForSingleObject(h.as_raw_handle(), 0) } != WAIT_OBJECT_0);
+    // SAFETY: valid process handles (opened with PROCESS_QUERY_INFORMATION).
+    let mut seen: HashSet<u32> = held
+        .iter()
+        .map(|h| unsafe { GetProcessId(h.as_raw_handle()) })
+        .collect();
+    let kept = held.len();
     let taken = loop {
         // Only the ids of processes whose handle is held are `seen`: a
         // held handle keeps its id from being reused, while an id skipped
@@ -121,31 +140,27 @@ pub(super) fn job(job: &Job) -> io::Result<Vec<OwnedHandle>> {
             Ok(pids) => pids.into_iter().filter(|p| !seen.contains(p)).collect(),
             Err(e) => break Err(e),
         };
-        let before = done.len();
+        let before = held.len();
         let round = fresh.into_iter().try_for_each(|pid| {
             let Some(handle) = open_member(job, pid)? else {
                 return Ok(());
             };
             process(&handle, Step::Suspend)?;
             seen.insert(pid);
-            done.push(handle);
+            held.push(handle);
             Ok(())
         });
         if let Err(e) = round {
             break Err(e);
         }
         // A round that took nothing new found every member already taken.
-        if done.len() == before {
+        if held.len() == before {
             break Ok(());
         }
     };
-    match taken {
-        Ok(()) => Ok(done),
-        Err(e) => {
-            let _ = resume(done);
-            Err(e)
-        }
-    }
+    taken.inspect_err(|_| {
+        let _ = resume(held.split_off(kept));
+    })
 }
 
 /// Resumes each of `suspended` once (what [`job`] returned, or handles

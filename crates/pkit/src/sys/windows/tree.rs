@@ -21,11 +21,12 @@ const POLL: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub(crate) struct ProcTree {
     reach: Reach,
-    /// While `Signal::Stop` has the subtree suspended (until
-    /// `Signal::Cont`): the processes suspended, which a continue resumes
-    /// (and no other). A second stop, or a continue of a running tree,
-    /// does nothing, as with SIGSTOP and SIGCONT.
-    stopped: Mutex<Option<Vec<OwnedHandle>>>,
+    /// What `Signal::Stop` holds suspended (empty: nothing, until a
+    /// stop): the processes suspended, which `Signal::Cont` resumes (and
+    /// no other). A stop sent again suspends only the processes of the
+    /// subtree started since; a continue of a running tree does nothing,
+    /// as with SIGSTOP and SIGCONT.
+    stopped: Mutex<Vec<OwnedHandle>>,
 }
 
 /// What a [`ProcTree`] holds.
@@ -60,7 +61,7 @@ impl ProcTree {
         };
         ProcTree {
             reach,
-            stopped: Mutex::new(None),
+            stopped: Mutex::new(Vec::new()),
         }
     }
 
@@ -140,24 +141,24 @@ impl ProcTree {
         Ok(())
     }
 
-    /// Suspends the subtree (`stop`) or resumes it, unless it already is.
+    /// Suspends the subtree (`stop`: each process not held suspended by
+    /// an earlier stop) or resumes what the stops hold.
     fn stop(&self, stop: bool) -> std::io::Result<()> {
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if !stop {
-            return stopped.take().map_or(Ok(()), suspend::resume);
+            return suspend::resume(std::mem::take(&mut *stopped));
         }
-        if stopped.is_none() {
-            *stopped = Some(match &self.reach {
-                Reach::Job(job, _) => suspend::job(job)?,
-                Reach::Process(root) => {
-                    // The child's handle keeps its id its own.
-                    let handle = suspend::open(root.pid() as u32)?;
-                    suspend::process(&handle, Step::Suspend)?;
-                    vec![handle]
-                }
-            });
+        match &self.reach {
+            Reach::Job(job, _) => suspend::more(job, &mut stopped),
+            Reach::Process(_) if !stopped.is_empty() => Ok(()),
+            Reach::Process(root) => {
+                // The child's handle keeps its id its own.
+                let handle = suspend::open(root.pid() as u32)?;
+                suspend::process(&handle, Step::Suspend)?;
+                stopped.push(handle);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Terminates every process of the subtree, now.
