@@ -92,7 +92,9 @@ impl Command {
 /// descriptors (`EMFILE`, `ENFILE`), or an interrupted call (`EINTR`). On
 /// Windows: out of memory or system resources (`ERROR_NOT_ENOUGH_MEMORY`,
 /// `ERROR_OUTOFMEMORY`, `ERROR_NO_SYSTEM_RESOURCES` and its pool, quota
-/// and commit-limit kinds), out of handles (`ERROR_TOO_MANY_OPEN_FILES`),
+/// and commit-limit kinds), a process's or a job's quota used up
+/// (`ERROR_NOT_ENOUGH_QUOTA`), no process or thread to be had now (`ERROR_NO_PROC_SLOTS`,
+/// `ERROR_MAX_THRDS_REACHED`), out of handles (`ERROR_TOO_MANY_OPEN_FILES`),
 /// or the executable held open by a writer (`ERROR_SHARING_VIOLATION`). A
 /// ready classifier for [`Command::retry`]; a run that started and then
 /// failed is never transient by this test.

@@ -466,8 +466,9 @@ fn is_transient_reads_win32_error_codes() {
         source: std::io::Error::from_raw_os_error(code),
     };
     // Not enough memory, out of memory, no system resources, commit
-    // limit, too many open files, sharing violation.
-    for code in [8, 14, 1450, 1455, 4, 32] {
+    // limit, too many open files, sharing violation; a quota used up, no
+    // process slot, no more threads.
+    for code in [8, 14, 1450, 1455, 4, 32, 1816, 89, 164] {
         assert!(pkit::is_transient(&spawn(code)), "{code}");
     }
     for code in [11, 12, 23, 24, 2, 5, 193] {
