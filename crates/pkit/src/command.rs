@@ -104,12 +104,13 @@ impl Command {
         self
     }
 
-    /// Sets an environment variable for the child.
+    /// Sets an environment variable for the child. On Windows names are
+    /// compared without regard to case, as Windows does: `env("Path", ..)`
+    /// sets the variable inherited as `PATH` (the program is then looked
+    /// up there too), and the last spelling set wins.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
-        self.spec.env.insert(
-            key.as_ref().to_os_string(),
-            Some(value.as_ref().to_os_string()),
-        );
+        self.spec
+            .set_env(key.as_ref(), Some(value.as_ref().to_os_string()));
         self
     }
 
@@ -128,7 +129,7 @@ impl Command {
 
     /// Removes an environment variable the child would otherwise inherit.
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
-        self.spec.env.insert(key.as_ref().to_os_string(), None);
+        self.spec.set_env(key.as_ref(), None);
         self
     }
 

@@ -150,6 +150,16 @@ impl Spec {
         Err(crate::error::Error::InvalidInput(why.into()))
     }
 
+    /// Records a change of variable `name` (`None`: removed). On Windows a
+    /// change of the same variable under another spelling is replaced.
+    pub(crate) fn set_env(&mut self, name: &OsStr, change: Option<OsString>) {
+        if cfg!(windows) {
+            let key = crate::sys::env_name_key(name);
+            self.env.retain(|k, _| crate::sys::env_name_key(k) != key);
+        }
+        self.env.insert(name.to_os_string(), change);
+    }
+
     /// The environment the child starts with, or `None` when it is this
     /// process's unchanged (no variable set or removed, not cleared, no
     /// `inherit_env` filter: see `sys::inherited_env`). Otherwise this
@@ -166,19 +176,31 @@ impl Spec {
         let mut vars = Vec::with_capacity(self.env.len() + 64);
         // The changes that met an inherited variable (so don't follow).
         let mut applied = std::collections::HashSet::new();
-        let only: Option<std::collections::HashSet<&OsStr>> = self
+        // Names as compared (on Windows without regard to case: see
+        // `sys::env_name_key`).
+        let only: Option<std::collections::HashSet<_>> = self
             .spawn
             .inherit_only()
-            .map(|names| names.iter().map(OsString::as_os_str).collect());
+            .map(|names| names.iter().map(|n| crate::sys::env_name_key(n)).collect());
+        let folded: Option<std::collections::HashMap<_, _>> = cfg!(windows).then(|| {
+            self.env
+                .iter()
+                .map(|(k, v)| (crate::sys::env_name_key(k), (k, v)))
+                .collect()
+        });
+        let change_of = |name: &OsStr| match &folded {
+            Some(map) => map.get(&crate::sys::env_name_key(name)).copied(),
+            None => self.env.get_key_value(name),
+        };
         if !self.env_clear {
             for (k, v) in std::env::vars_os() {
                 if only
                     .as_ref()
-                    .is_some_and(|names| !names.contains(k.as_os_str()))
+                    .is_some_and(|names| !names.contains(&crate::sys::env_name_key(&k)))
                 {
                     continue;
                 }
-                match self.env.get_key_value(&k) {
+                match change_of(&k) {
                     None => vars.push((k, v)),
                     Some((name, change)) => {
                         applied.insert(name.as_os_str());

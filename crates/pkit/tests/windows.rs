@@ -1087,6 +1087,50 @@ async fn an_adopted_process_dies_with_the_group() {
     let _ = stranger.wait();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_found_on_the_commands_own_path_through_pathext() {
+    let root = std::env::temp_dir().join(format!("pkit-pathext-{}", std::process::id()));
+    let (first, second) = (root.join("first"), root.join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    // No PATHEXT extension: never the program, though first on the path.
+    std::fs::write(first.join("pkitfind"), "not a program").unwrap();
+    std::fs::write(first.join("pkitfind.txt"), "not a program").unwrap();
+    // .BAT comes before .CMD in PATHEXT.
+    std::fs::write(
+        second.join("pkitfind.bat"),
+        "@echo off\r\necho FOUND bat\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        second.join("pkitfind.cmd"),
+        "@echo off\r\necho FOUND cmd\r\n",
+    )
+    .unwrap();
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let mut path = std::ffi::OsString::from(format!("{};{};", first.display(), second.display()));
+    path.push(&inherited);
+    // Spelled `Path` (as Windows itself spells it): the same variable as
+    // the `PATH` this process has.
+    let found = Command::new("pkitfind")
+        .env("Path", &path)
+        .resolve_program();
+    let explicit = Command::new("pkitfind.cmd")
+        .env("Path", &path)
+        .resolve_program();
+    let out = Command::new("pkitfind").env("Path", &path).output().await;
+    let elsewhere = Command::new("pkitfind").resolve_program();
+    let _ = std::fs::remove_dir_all(&root);
+    assert_eq!(found.unwrap(), second.join("pkitfind.bat"));
+    assert_eq!(explicit.unwrap(), second.join("pkitfind.cmd"));
+    let out = out.unwrap();
+    assert_eq!(out.stdout_str().trim(), "FOUND bat", "{out:?}");
+    assert!(
+        matches!(elsewhere, Err(pkit::Error::NotFound { .. })),
+        "not on this process's PATH: {elsewhere:?}"
+    );
+}
+
 /// A pty session of the `console` helper, its lines stripped of the
 /// console's escape sequences (wide, so no line wraps).
 fn console_session(role: &str) -> Command {

@@ -63,6 +63,12 @@ pub(crate) fn is_path_var(name: &OsStr) -> bool {
     name.as_bytes() == b"PATH"
 }
 
+/// An environment variable's name as compared: as it is (names are
+/// case-sensitive here).
+pub(crate) fn env_name_key(name: &OsStr) -> std::borrow::Cow<'_, OsStr> {
+    std::borrow::Cow::Borrowed(name)
+}
+
 /// What an exec failure means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ExecFailure {

@@ -69,6 +69,32 @@ pub(crate) fn is_path_var(name: &OsStr) -> bool {
     name.eq_ignore_ascii_case("PATH")
 }
 
+/// An environment variable's name as compared: Windows compares names
+/// without regard to case (`Path` is `PATH`), so each letter is taken in
+/// upper case (one that has no one-letter upper case, and a lone
+/// surrogate, as it is).
+pub(crate) fn env_name_key(name: &OsStr) -> std::borrow::Cow<'_, OsStr> {
+    use std::os::windows::ffi::{OsStrExt, OsStringExt};
+    let upper = |c: char| {
+        let mut up = c.to_uppercase();
+        match (up.next(), up.next()) {
+            (Some(u), None) => u,
+            _ => c,
+        }
+    };
+    let mut wide = Vec::with_capacity(name.len());
+    for unit in char::decode_utf16(name.encode_wide()) {
+        match unit {
+            Ok(c) => {
+                let mut buf = [0u16; 2];
+                wide.extend_from_slice(upper(c).encode_utf16(&mut buf));
+            }
+            Err(lone) => wide.push(lone.unpaired_surrogate()),
+        }
+    }
+    std::borrow::Cow::Owned(OsString::from_wide(&wide))
+}
+
 /// What an exec failure means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ExecFailure {
