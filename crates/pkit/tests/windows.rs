@@ -68,6 +68,7 @@ fn helper() {
             )
             .unwrap();
         }
+        "hello" => writeln!(out.lock(), "HELLO").unwrap(),
         "cat" => {
             let mut input = String::new();
             for line in std::io::stdin().lock().lines() {
@@ -1088,6 +1089,103 @@ async fn an_adopted_process_dies_with_the_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_adopted_into_a_suspended_group_is_suspended_with_it() {
+    // A counter started elsewhere (std), its lines read by a thread.
+    let mut stranger = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, "count")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = stranger.id();
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let stdout = stranger.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(n) = count_in(&line) {
+                if tx.send(n).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    // The latest count said within `wait`, if any.
+    let latest = |wait: Duration| {
+        let mut last = rx.recv_timeout(wait).ok();
+        while let Ok(n) = rx.try_recv() {
+            last = Some(n);
+        }
+        last
+    };
+    let group = Group::new().unwrap();
+    let counted = latest(Duration::from_secs(60)).is_some();
+    group.suspend().await.unwrap();
+    let adopted = group.adopt(pid);
+    if !counted || adopted.is_err() {
+        cleanup(pid);
+        panic!("the stranger counted: {counted}; adopted: {adopted:?}");
+    }
+    // What it said before the adoption drains; then nothing for 2 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while latest(Duration::from_millis(500)).is_some() {
+        assert!(Instant::now() < deadline, "the adopted counter counts on");
+    }
+    assert_eq!(
+        latest(Duration::from_secs(2)),
+        None,
+        "counted while suspended"
+    );
+    group.resume().await.unwrap();
+    assert!(
+        latest(Duration::from_secs(60)).is_some(),
+        "counts again once resumed"
+    );
+    drop(group);
+    assert_gone(pid, "the adopted counter");
+    let _ = stranger.wait();
+    reader.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_and_stats_read_the_jobs_members() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("parent").stream_lines()).unwrap();
+    let grandchild = grandchild_of(&mut p).await;
+    let listed = group.processes().unwrap();
+    let pids: Vec<u32> = listed.iter().map(|i| i.pid).collect();
+    assert!(pids.contains(&p.pid()), "{listed:?}");
+    assert!(pids.contains(&grandchild), "{listed:?}");
+    let exe = std::env::current_exe().unwrap();
+    let name = exe.file_name().unwrap().to_string_lossy().to_lowercase();
+    for info in listed
+        .iter()
+        .filter(|i| i.pid == grandchild || i.pid == p.pid())
+    {
+        let named = info.name.as_deref().map(str::to_lowercase);
+        assert_eq!(named.as_deref(), Some(name.as_str()), "{listed:?}");
+    }
+    let stats = group.stats().unwrap();
+    assert_eq!(
+        stats.active_processes(),
+        listed.len(),
+        "{stats:?} {listed:?}"
+    );
+    assert!(stats.active_processes() >= 2, "{stats:?}");
+    assert!(stats.cpu_time().is_some(), "{stats:?}");
+    assert!(stats.peak_memory_bytes().is_some(), "{stats:?}");
+    group.kill().unwrap();
+    p.wait().await.unwrap();
+    assert_gone(grandchild, "the grandchild");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while group.stats().unwrap().active_processes() > 0 {
+        assert!(Instant::now() < deadline, "the job still counts processes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(group.processes().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_is_found_on_the_commands_own_path_through_pathext() {
     let root = std::env::temp_dir().join(format!("pkit-pathext-{}", std::process::id()));
     let (first, second) = (root.join("first"), root.join("second"));
@@ -1129,6 +1227,46 @@ async fn a_name_is_found_on_the_commands_own_path_through_pathext() {
         matches!(elsewhere, Err(pkit::Error::NotFound { .. })),
         "not on this process's PATH: {elsewhere:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executable_held_open_by_a_writer_is_a_transient_start_failure() {
+    use std::os::windows::fs::OpenOptionsExt;
+    // This test binary's bytes, in a file still open for writing and
+    // shared with nobody: Windows won't run it (a sharing violation). Its
+    // own directory, which has the DLLs it needs beside it (Wine's).
+    let me = std::env::current_exe().unwrap();
+    let exe = me.with_file_name(format!("pkit-busy-{}.exe", std::process::id()));
+    let bytes = std::fs::read(&me).unwrap();
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .share_mode(0)
+        .open(&exe)
+        .unwrap();
+    writer.write_all(&bytes).unwrap();
+    let busy = || Command::new(&exe).args(helper_args()).env(ROLE, "hello");
+    let err = busy().output().await.unwrap_err();
+    assert!(pkit::is_transient(&err), "{err:?}");
+    // Retried: the writer closes when the first failure is classified.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+    let writer = Arc::new(Mutex::new(Some(writer)));
+    let tries = Arc::new(AtomicU32::new(0));
+    let (w, t) = (writer.clone(), tries.clone());
+    let out = busy()
+        .retry(20, Duration::from_millis(50), move |e| {
+            t.fetch_add(1, Ordering::SeqCst);
+            drop(w.lock().unwrap().take());
+            pkit::is_transient(e)
+        })
+        .run()
+        .await;
+    drop(writer.lock().unwrap().take());
+    let _ = std::fs::remove_file(&exe);
+    let out = out.expect("runs once the writer is gone");
+    assert!(out.contains("HELLO"), "{out:?}");
+    assert!(tries.load(Ordering::SeqCst) >= 1, "the first try failed");
 }
 
 /// A pty session of the `console` helper, its lines stripped of the
