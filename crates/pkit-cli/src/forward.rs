@@ -108,6 +108,10 @@ impl Forwarder<'_> {
     }
 
     fn send_to(&self, sig: i32, program_only: bool) -> bool {
+        !matches!(self.try_send(sig, program_only), Sent::Missed)
+    }
+
+    fn try_send(&self, sig: i32, program_only: bool) -> Sent {
         if self.verbose {
             let to = if program_only {
                 "the program"
@@ -119,9 +123,28 @@ impl Forwarder<'_> {
         if program_only {
             // The program is unreaped until the run loop's wait returns,
             // so its pid can't have been reused.
-            sys::kill(self.pid, sig).is_ok()
-        } else {
-            self.group.signal(Signal::from_raw(sig)).is_ok()
+            return match sys::kill(self.pid, sig) {
+                Ok(()) => Sent::All,
+                Err(_) => Sent::Missed,
+            };
+        }
+        match self.group.signal(Signal::from_raw(sig)) {
+            Ok(()) => Sent::All,
+            // A member this user may not signal (a setuid program's
+            // child, say): the others had it, and the grace is theirs.
+            Err(pkit::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                if self.verbose {
+                    eprintln!(
+                        "pkit: {} was refused by a process of the tree ({source}); \
+                         the others have their grace",
+                        signame::display(sig)
+                    );
+                }
+                Sent::Denied
+            }
+            Err(_) => Sent::Missed,
         }
     }
 
@@ -159,16 +182,25 @@ impl Forwarder<'_> {
     /// Windows is a CTRL_BREAK that reaches console programs only; on Unix
     /// a cgroup's members could not all be listed or signalled, e.g. at the
     /// descriptor limit) is the kill of the whole tree at once, not a grace
-    /// nobody was asked to use: true when it came to that.
+    /// nobody was asked to use: true when it came to that. A process that refused the signal (`EPERM`: one this user
+    /// may not signal) does not end the others' grace.
     pub fn send_ending(&self, sig: i32) -> bool {
-        if !self.send(sig) {
+        if matches!(self.try_send(sig, self.foreground), Sent::Missed) {
             if self.verbose {
                 eprintln!(
                     "pkit: {} could not reach the whole tree: killing it now",
                     signame::display(sig)
                 );
             }
-            let _ = self.group.kill();
+            // A kill that failed too (at the descriptor limit, say) is
+            // not waited out: the run's close ends the tree with what
+            // needs the fewest descriptors (cgroup.kill through the
+            // reserve), and verifies it.
+            if let Err(e) = self.group.kill() {
+                if self.verbose {
+                    eprintln!("pkit: killing the tree failed ({e}); the close ends it");
+                }
+            }
             return true;
         }
         if sig != sig::SIGKILL && sig != sig::SIGCONT {
@@ -176,6 +208,16 @@ impl Forwarder<'_> {
         }
         false
     }
+}
+
+/// How far a signal got.
+enum Sent {
+    /// Everyone it was for.
+    All,
+    /// Everyone but processes that refused it (`EPERM`).
+    Denied,
+    /// Not (all) of the tree: it could not be sent or listed.
+    Missed,
 }
 
 pub fn on_signal(

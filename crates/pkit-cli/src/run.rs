@@ -390,8 +390,11 @@ async fn drain(
                 Ok(r) if r.signo == sig::SIGCHLD => {}
                 Ok(r) => {
                     let s = r.signo;
-                    ending.received.push(signame::display(s));
+                    // Only the ending signals are acted on here (the
+                    // program has ended: there is nothing to stop or
+                    // forward to), and only what was acted on is reported.
                     if [sig::SIGTERM, sig::SIGINT, sig::SIGHUP, sig::SIGQUIT].contains(&s) {
+                        ending.received.push(signame::display(s));
                         if !ending.quiet {
                             eprintln!(
                                 "pkit: {}: the program has ended; killing what it left now",

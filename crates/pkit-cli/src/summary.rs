@@ -49,8 +49,10 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
             }
             Some(0) => " ended in the grace",
             Some(n) => &format!(" ended: {n} needed SIGKILL after the grace"),
-            None if left.is_none() => ", killed",
-            None => "",
+            None if left == Some(0) => "",
+            // Not counted after the grace began (listing failed): the
+            // tree was killed then.
+            None => ", killed",
         };
         let left = match left {
             Some(n) => format!("{n} leftover process{}", if n == 1 { "" } else { "es" }),

@@ -431,9 +431,11 @@ impl Cgroup {
     /// notification is the wake-up; a re-read every [`RECHECK`] is the
     /// safety net, so a notification that never comes can't hang a close.
     /// At the descriptor limit the reserve's slot serves (see
-    /// [`reserve`](super::reserve)), taken back at the next group's
-    /// creation.
+    /// [`reserve`](super::reserve)), taken back once the wait is over (or
+    /// dropped), for the next group's last resort.
     pub(crate) async fn wait_empty(&self) -> io::Result<()> {
+        // Declared first, so dropped last: after the descriptor it frees.
+        let _refill = super::reserve::Refill;
         let events = super::reserve::with_reserve(|| self.open_events())?;
         let afd = super::register(events, tokio::io::Interest::PRIORITY)?;
         loop {

@@ -38,11 +38,16 @@ pub(crate) fn ensure() {
 /// descriptor (`EMFILE`), runs it once more with the reserve's slot freed
 /// for it, then takes the reserve back: at once if `op` closed what it
 /// opened, else at the next [`ensure`]. Another thread may take the freed
-/// slot first: then the error stands.
+/// slot first, or be using the reserve: then the error stands.
 pub(crate) fn with_reserve<T>(op: impl Fn() -> io::Result<T>) -> io::Result<T> {
     match op() {
         Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
-            let mut kept = RESERVE.lock().unwrap_or_else(|p| p.into_inner());
+            // Never a blocking lock: this can run in a child forked
+            // without exec, where a thread of the parent held it at the
+            // fork and never lets go. Busy is as good as spent.
+            let Ok(mut kept) = RESERVE.try_lock() else {
+                return Err(e);
+            };
             let Some(fd) = kept.take() else {
                 return Err(e);
             };
@@ -52,5 +57,15 @@ pub(crate) fn with_reserve<T>(op: impl Fn() -> io::Result<T>) -> io::Result<T> {
             out
         }
         other => other,
+    }
+}
+
+/// Takes the reserve back ([`ensure`]) when dropped: for an operation
+/// whose descriptor, possibly the reserve's slot, lives as long as it.
+pub(crate) struct Refill;
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        ensure();
     }
 }
