@@ -89,12 +89,18 @@ impl RunningProcess {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`](crate::Error::Io) when signalling the subtree or waiting for it fails.
+    /// [`Error::Io`](crate::Error::Io) when signalling the subtree or waiting for it fails,
+    /// and under a process group when the subtree could not be listed (no
+    /// descriptor free to read a member's parent): the process itself has
+    /// been ended, its descendants may run on.
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
         // A grace too long for the clock (`Duration::MAX`) is no bound.
         let deadline = crate::timing::deadline_after(grace);
         match crate::watch::tree(&self.watch) {
-            Some(tree) => Ok(tree.end(Some((Signal::Term.as_raw(), deadline))).await),
+            Some(tree) => tree
+                .end(Some((Signal::Term.as_raw(), deadline)))
+                .await
+                .map_err(|e| Error::io(format!("{}: shutdown", self.program()), e)),
             None => {
                 let exited = match self.child.signal(Signal::Term.as_raw()) {
                     // No break could be sent (Windows): straight to the

@@ -170,6 +170,14 @@ pub(crate) fn killed_after_grace(s: Subject<'_>) {
     tracing::warn!(target: "pkit", program, name, pid, mechanism, "killed after the grace");
 }
 
+/// A tree being ended (after a timeout or a cancel) could not be listed
+/// whole: its root was ended, its descendants may run on.
+pub(crate) fn tree_not_ended(s: Subject<'_>, error: &std::io::Error) {
+    let mechanism = s.mechanism_str();
+    let (program, name, pid) = (s.program, s.name, s.pid);
+    tracing::warn!(target: "pkit", program, name, pid, mechanism, %error, "tree could not be listed: descendants may run on");
+}
+
 /// A failed attempt is about to be replayed after `pause` (no process
 /// runs meanwhile: the subject has no pid).
 pub(crate) fn retry(

@@ -341,14 +341,15 @@ impl RunningProcess {
     /// # Errors
     ///
     /// [`Error::Io`] when the system refuses the signal, where the process is
-    /// signalled alone (no subtree of its own); killing a subtree reports no
-    /// error.
+    /// signalled alone (no subtree of its own); and under a process group
+    /// when the subtree could not be listed (no descriptor free to read a
+    /// member's parent): the process itself has had the SIGKILL, its
+    /// descendants may run on.
     pub fn kill_tree(&self) -> Result<()> {
         match crate::watch::tree(&self.watch) {
-            Some(tree) => {
-                tree.kill();
-                Ok(())
-            }
+            Some(tree) => tree
+                .kill()
+                .map_err(|e| Error::io(format!("{}: kill_tree", self.program), e)),
             None => self.kill(),
         }
     }

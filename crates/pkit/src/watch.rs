@@ -130,7 +130,12 @@ pub(crate) fn attach(
                 _ => cancel_plan,
             };
             let first = plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)));
-            let late = tree.end(first).await;
+            // A subtree that could not be listed is not taken for ended
+            // within the grace: its root was killed, the rest unknown.
+            let late = tree.end(first).await.unwrap_or_else(|e| {
+                crate::log::tree_not_ended(who, &e);
+                true
+            });
             if late {
                 crate::log::killed_after_grace(who);
             }

@@ -145,9 +145,10 @@ async fn a_process_group_without_free_descriptors_is_signalled_once_listed_and_c
         let term = termed.signal(Signal::Term);
         drop(held);
         set_nofile(old);
-        kill_tree.unwrap_or_else(|e| panic!("{choice}: kill_tree with no descriptor free: {e}"));
-        if let Err(e) = term {
-            assert!(matches!(e, pkit::Error::Io { .. }), "{choice}: {e:?}");
+        for r in [kill_tree, term] {
+            if let Err(e) = r {
+                assert!(matches!(e, pkit::Error::Io { .. }), "{choice}: {e:?}");
+            }
         }
         for (p, sig) in [(&mut killed, 9), (&mut termed, 15)] {
             let out = tokio::time::timeout(DEADLINE, p.wait())
@@ -155,6 +156,56 @@ async fn a_process_group_without_free_descriptors_is_signalled_once_listed_and_c
                 .unwrap_or_else(|_| panic!("{choice}: signal {sig} with no descriptor free never reached the started process"))
                 .unwrap();
             assert_eq!(out.outcome(), pkit::Outcome::Signalled(sig), "{choice}");
+        }
+
+        // A started process with a descendant, no descriptor free: the
+        // descendant can't be listed, so kill_tree and shutdown end the
+        // root and say so (Io); they said Ok while the descendant ran on.
+        for how in ["kill_tree", "shutdown"] {
+            let kid = TempPath::new("kid");
+            let script = format!("sleep 300 & echo $! > {}; wait", kid.as_str());
+            let mut root = g.start(&cmd(choice, "sh").args(["-c", &script])).unwrap();
+            let deadline = std::time::Instant::now() + DEADLINE;
+            let grandchild: u32 = loop {
+                let read = std::fs::read_to_string(kid.path()).unwrap_or_default();
+                if let Ok(pid) = read.trim().parse() {
+                    break pid;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{choice}: no descendant"
+                );
+                tokio::time::sleep(POLL).await;
+            };
+            let old = set_nofile(highest_fd() + 16);
+            let held = fill();
+            let ended = match how {
+                "kill_tree" => root.kill_tree(),
+                _ => root
+                    .shutdown(std::time::Duration::from_secs(1))
+                    .await
+                    .map(drop),
+            };
+            drop(held);
+            set_nofile(old);
+            match ended {
+                Err(e) => assert!(
+                    matches!(e, pkit::Error::Io { .. }),
+                    "{choice}: {how}: {e:?}"
+                ),
+                Ok(()) => {
+                    let deadline = std::time::Instant::now() + DEADLINE;
+                    while !pid_gone(grandchild) {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "{choice}: {how} said Ok with no descriptor free, the descendant {grandchild} runs on: {:?}",
+                            stat(grandchild)
+                        );
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(DEADLINE, root.wait()).await;
         }
 
         let old = set_nofile(highest_fd() + 16);

@@ -125,11 +125,20 @@ impl ProcTree {
     /// and waits until every process of it has exited or `deadline`
     /// (`None`: no deadline) passes; then SIGKILLs whatever is left.
     /// Returns whether anything was left for SIGKILL after a signal.
-    pub(crate) async fn end(&self, first: Option<(i32, Option<tokio::time::Instant>)>) -> bool {
+    ///
+    /// Under a process group, an error when the subtree could not be
+    /// listed (no descriptor free to read a member's parent): the root has
+    /// been ended through its handle, its descendants may run on, and
+    /// nothing says the subtree ended.
+    pub(crate) async fn end(
+        &self,
+        first: Option<(i32, Option<tokio::time::Instant>)>,
+    ) -> std::io::Result<bool> {
         let Some((sig, deadline)) = first else {
-            self.kill();
-            return false;
+            self.kill()?;
+            return Ok(false);
         };
+        let mut listed = Ok(());
         let until = |d: Option<tokio::time::Instant>| async move {
             match d {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -142,7 +151,13 @@ impl ProcTree {
         let pg_fds: Option<()> = None;
         let left = match self {
             ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
-                let pids = portable_pids(root, *pgid).unwrap_or_else(|_| vec![root.pid()]);
+                let pids = match portable_pids(root, *pgid) {
+                    Ok(pids) => pids,
+                    Err(e) => {
+                        listed = Err(e);
+                        vec![root.pid()]
+                    }
+                };
                 portable_signal(root, *pgid, &pids, sig);
                 let left = || {
                     pids.iter()
@@ -223,8 +238,8 @@ impl ProcTree {
             #[cfg(not(target_os = "linux"))]
             ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
         };
-        self.kill();
-        left
+        let killed = self.kill();
+        listed.and(killed).map(|()| left)
     }
 
     /// Sends `sig` to every process of the subtree, now (a process that
@@ -281,15 +296,22 @@ impl ProcTree {
     }
 
     /// SIGKILLs every process of the subtree, now.
-    pub(crate) fn kill(&self) {
+    ///
+    /// Under a process group, an error when the subtree could not be
+    /// listed (no descriptor free to read a member's parent): the root has
+    /// had the SIGKILL through its handle, its descendants have not.
+    pub(crate) fn kill(&self) -> std::io::Result<()> {
         #[cfg(target_os = "linux")]
         let pg_fds = self.pgroup_fds();
         #[cfg(not(target_os = "linux"))]
         let pg_fds: Option<()> = None;
         match self {
             ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
-                let pids = portable_pids(root, *pgid).unwrap_or_else(|_| vec![root.pid()]);
-                portable_signal(root, *pgid, &pids, libc::SIGKILL);
+                let found = portable_pids(root, *pgid);
+                let alone = [root.pid()];
+                let pids = found.as_deref().unwrap_or(&alone);
+                portable_signal(root, *pgid, pids, libc::SIGKILL);
+                found?;
             }
             // The root through its handle too: exact, and it may have
             // left the cgroup (see `escaped_root`).
@@ -317,6 +339,7 @@ impl ProcTree {
             #[cfg(not(target_os = "linux"))]
             ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
         }
+        Ok(())
     }
 }
 

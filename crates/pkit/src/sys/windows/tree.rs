@@ -91,7 +91,10 @@ impl ProcTree {
     /// left for termination after a break. Where no break can be sent (see
     /// `ctrl.rs`), or for any other signal, it is terminated at once and
     /// `false` is returned (nothing was asked to stop first).
-    pub(crate) async fn end(&self, first: Option<(i32, Option<tokio::time::Instant>)>) -> bool {
+    pub(crate) async fn end(
+        &self,
+        first: Option<(i32, Option<tokio::time::Instant>)>,
+    ) -> std::io::Result<bool> {
         let sent = match first {
             Some((sig, deadline)) if ctrl::is_break(sig) => {
                 self.send_break().ok().map(|()| deadline)
@@ -99,8 +102,8 @@ impl ProcTree {
             _ => None,
         };
         let Some(deadline) = sent else {
-            self.kill();
-            return false;
+            self.kill()?;
+            return Ok(false);
         };
         let emptied = async {
             while !self.empty() {
@@ -114,8 +117,8 @@ impl ProcTree {
                 false
             }
         };
-        self.kill();
-        late
+        self.kill()?;
+        Ok(late)
     }
 
     /// Sends `sig` to the subtree: SIGKILL terminates it; SIGTERM and
@@ -137,8 +140,7 @@ impl ProcTree {
                  Signal::Stop or Signal::Cont (suspending the tree) can be sent",
             ));
         }
-        self.kill();
-        Ok(())
+        self.kill()
     }
 
     /// Suspends the subtree (`stop`: each process not held suspended by
@@ -161,8 +163,9 @@ impl ProcTree {
         }
     }
 
-    /// Terminates every process of the subtree, now.
-    pub(crate) fn kill(&self) {
+    /// Terminates every process of the subtree, now (never an error: what
+    /// is already gone is not one).
+    pub(crate) fn kill(&self) -> std::io::Result<()> {
         match &self.reach {
             Reach::Job(job, _) => {
                 let _ = job.terminate();
@@ -171,5 +174,6 @@ impl ProcTree {
                 let _ = child.signal(SIGKILL);
             }
         }
+        Ok(())
     }
 }
