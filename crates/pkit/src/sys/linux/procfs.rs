@@ -257,11 +257,21 @@ pub(crate) fn exited(pid: i32) -> bool {
     match rustix::process::pidfd_open(id, rustix::process::PidfdFlags::empty()) {
         Ok(fd) => super::child::pidfd_exited_now(&fd),
         Err(rustix::io::Errno::SRCH) => true,
-        Err(_) => match stat(pid) {
-            Ok((state, _)) => state == 'Z' || state == 'X',
-            Err(e) if is_gone(&e) => true,
-            Err(_) => exited_without_descriptor(pid),
-        },
+        Err(_) => exited_without_pidfd(pid),
+    }
+}
+
+/// [`exited`] where no pidfd can be had: `/proc/<pid>/stat`, and a `Z`
+/// there (the main thread's state: it may have ended while others run)
+/// told by [`exited_without_descriptor`], which counts the threads; so is
+/// a stat that can't be read for want of a descriptor.
+fn exited_without_pidfd(pid: i32) -> bool {
+    match stat(pid) {
+        Ok(('X', _)) => true,
+        Ok(('Z', _)) => exited_without_descriptor(pid),
+        Ok(_) => false,
+        Err(e) if is_gone(&e) => true,
+        Err(_) => exited_without_descriptor(pid),
     }
 }
 
@@ -349,6 +359,7 @@ mod tests {
             .spawn()
             .expect("sleep");
         let running = exited_without_descriptor(sleeper.id() as i32);
+        let running_by_stat = exited_without_pidfd(sleeper.id() as i32);
         let mut quick = std::process::Command::new("true").spawn().expect("true");
         let pid = quick.id() as i32;
         let mut zombie = false;
@@ -360,6 +371,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let ended = exited_without_descriptor(pid);
+        let ended_by_stat = exited_without_pidfd(pid);
         let _ = quick.wait();
         let reaped = exited_without_descriptor(pid);
         let _ = sleeper.kill();
@@ -368,6 +380,8 @@ mod tests {
         assert!(zombie, "true never showed as a zombie");
         assert!(ended, "a zombie taken for running");
         assert!(reaped, "a reaped process taken for running");
+        assert!(!running_by_stat && ended_by_stat, "by stat");
+        assert!(exited_without_pidfd(i32::MAX));
         assert!(exited_without_descriptor(i32::MAX));
         // The main thread ended, another runs on: running (`Zl`).
         let script = "import threading, time, ctypes\n\
@@ -389,12 +403,17 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let answer = exited_without_descriptor(pid);
+        let by_stat = exited_without_pidfd(pid);
         let _ = threads.kill();
         let _ = threads.wait();
         if main_gone {
             assert!(
                 !answer,
                 "a process whose other thread runs taken for exited"
+            );
+            assert!(
+                !by_stat,
+                "its main thread's Z taken for exited where no pidfd can be had"
             );
         }
     }
