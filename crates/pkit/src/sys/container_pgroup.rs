@@ -69,11 +69,20 @@ impl Container {
     }
 
     /// Waits until every former leader (see `Kind::Pgroup::former`) has
-    /// exited, or `deadline`, after the close's SIGKILL.
+    /// exited, or `deadline`, after the close's SIGKILL. A wait that fails
+    /// (another wait pending and no descriptor free for its own) is not an
+    /// exit: the leader is then polled until it has ended, or `deadline`.
     pub(super) async fn wait_former_leaders(&self, deadline: Instant) {
         let deadline = tokio::time::Instant::from_std(deadline);
         for f in self.former_leaders() {
-            let _ = tokio::time::timeout_at(deadline, f.wait()).await;
+            if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, f.wait()).await {
+                continue;
+            }
+            let mut nap = std::time::Duration::from_millis(1);
+            while !f.ended() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + nap)).await;
+                nap = (nap * 2).min(std::time::Duration::from_millis(50));
+            }
         }
     }
 
