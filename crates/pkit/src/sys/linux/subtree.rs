@@ -73,7 +73,8 @@ fn procs_in(dir: &Path) -> io::Result<Vec<i32>> {
 }
 
 /// The pids in `dir` and every cgroup below it. A cgroup that is gone,
-/// `dir` or one below it, has no members: the kernel removes only an empty
+/// `dir` or one below it (`ENOENT`, or `ENODEV` once opened), has no
+/// members: the kernel removes only an empty
 /// cgroup (a reaped process's leaf, a group torn down between two passes
 /// of a kill). Any other error reading `dir` itself is reported; a
 /// sub-cgroup's is skipped.
@@ -136,7 +137,11 @@ fn nested_group(dir: &Path, parent_procs: &[i32]) -> bool {
 /// directory.
 fn pids_but(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Vec<i32>> {
     let mut out = match procs_in(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        // Gone before the open (ENOENT) or between the open and the read
+        // (ENODEV: a close on another task removed it).
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => {
+            return Ok(Vec::new())
+        }
         other => other?,
     };
     let mut below = Vec::new();
