@@ -170,9 +170,11 @@ pub async fn main(args: RunArgs) -> Exit {
                 if args.verbose {
                     eprintln!("pkit: timeout: sending {} to {}", signame::display(term_signal), fwd.target());
                 }
-                if fwd.send_ending(term_signal) {
-                    st.killed_after_grace = true;
-                }
+                // A stop that could not reach the tree is its kill at once
+                // (Windows' usual case, a CTRL_BREAK without a console):
+                // still a timeout's ending (124, as before), not a SIGKILL
+                // after a grace.
+                fwd.send_ending(term_signal);
                 st.arm(grace);
             }
             () = until(st.kill_at) => {
