@@ -803,12 +803,7 @@ async fn a_suspended_group_stops_until_resumed() {
     assert!(!group.is_suspended());
     let again = next_count(&mut lines).await;
     assert!(again > last, "counted {again} after {last}");
-    group.kill().unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.signal(), Some(9), "{out:?}");
+    kill_and_wait(&group, &mut p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
