@@ -1067,3 +1067,63 @@ async fn closes_at_once_all_succeed() {
     }
     suite.end().await;
 }
+
+/// Signals sent in a loop while another task closes the group: every one
+/// succeeds (it reaches the tree, or nothing once the close has ended it).
+/// Before, a signal whose pass was under way when the close removed the
+/// cgroup failed with `Io` ("signalling the group", ENODEV: the thaw wrote
+/// `cgroup.freeze` opened just before the removal), as CI saw in
+/// `closes_at_once_all_succeed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_racing_a_close() {
+    let suite = begin("signals_racing_a_close").await;
+    for choice in mechanisms() {
+        for round in 0..60 {
+            let g = std::sync::Arc::new(group(choice));
+            let mut p = g
+                .start(
+                    &sh(
+                        choice,
+                        "for i in 1 2 3; do sleep 300 & done; echo ready; wait",
+                    )
+                    .stream_lines(),
+                )
+                .unwrap();
+            p.wait_for_line(|l| l.text == "ready", DEADLINE)
+                .await
+                .unwrap();
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let closer = {
+                let (g, done) = (g.clone(), done.clone());
+                tokio::spawn(async move {
+                    let closed = g.close().await;
+                    done.store(true, std::sync::atomic::Ordering::Release);
+                    closed
+                })
+            };
+            let signaller = {
+                let g = g.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut sent = 0u32;
+                    // USR1 would end `sleep`; WINCH is ignored by default,
+                    // so the close, not the signal, ends the tree.
+                    while !done.load(std::sync::atomic::Ordering::Acquire) || sent < 3 {
+                        g.signal(pkit::Signal::Winch)?;
+                        sent += 1;
+                        if sent > 100_000 {
+                            break;
+                        }
+                    }
+                    Ok::<u32, pkit::Error>(sent)
+                })
+            };
+            let closed = closer.await.unwrap();
+            assert!(closed.is_ok(), "{choice} round {round}: close {closed:?}");
+            let sent = signaller.await.unwrap();
+            assert!(sent.is_ok(), "{choice} round {round}: signal {sent:?}");
+            let out = p.wait().await.unwrap();
+            assert!(!out.success(), "{choice}: {out:?}");
+        }
+    }
+    suite.end().await;
+}
