@@ -288,7 +288,7 @@ impl Cgroup {
     fn kill_each_now(&self, user_frozen: bool) -> io::Result<()> {
         self.killed.store(true, Ordering::Release);
         let killed = self.while_frozen(user_frozen, || subtree::kill_members(&self.path));
-        self.unless_removed_under(killed)
+        subtree::unless_removed(&self.path, killed)
     }
 
     /// Sends `sig` to every process in the cgroup and below it, each
@@ -308,29 +308,9 @@ impl Cgroup {
             let pass = self.while_frozen(user_frozen, || {
                 subtree::signal_members(&self.path, sig).map(drop)
             });
-            self.unless_removed_under(pass)
+            subtree::unless_removed(&self.path, pass)
         });
         signalled.unwrap_or(Ok(()))
-    }
-
-    /// `result` of a pass over the members, but `Ok` where it failed
-    /// because the cgroup was removed under it: a close on another task
-    /// (serialized with other closes, not with signals) killed the tree
-    /// and removed the directory, and the kernel removes only an empty
-    /// cgroup, so nothing was left to reach. A file opened before the
-    /// removal fails with `ENODEV`, one opened after with `ENOENT`.
-    fn unless_removed_under(&self, result: io::Result<()>) -> io::Result<()> {
-        match result {
-            Err(e) if self.removed_under(&e) => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Whether `e` says this cgroup's directory was removed under the call
-    /// (see [`unless_removed_under`](Self::unless_removed_under)).
-    fn removed_under(&self, e: &io::Error) -> bool {
-        e.raw_os_error() == Some(libc::ENODEV)
-            || (e.kind() == io::ErrorKind::NotFound && !self.path.exists())
     }
 
     /// Runs `pass` (a signal pass over the members) with the cgroup frozen,
@@ -352,7 +332,7 @@ impl Cgroup {
         let _ = self.freeze(true);
         let result = pass();
         let thawed = match self.freeze(false) {
-            Err(e) if self.removed_under(&e) => Ok(()),
+            Err(e) if subtree::removed_under(&self.path, &e) => Ok(()),
             other => other,
         };
         result.and(thawed)

@@ -131,6 +131,24 @@ fn nested_group(dir: &Path, parent_procs: &[i32]) -> bool {
         .is_some_and(|owner| parent_procs.iter().any(|&p| p as u32 == owner))
 }
 
+/// `result` of an act on the cgroup `dir` (a signal or kill pass), but
+/// `Ok` where it failed because `dir` was removed under it: a close on
+/// another task (serialized with other closes, not with signals) ended the
+/// tree and removed the directory, and the kernel removes only an empty
+/// cgroup, so nothing was left to reach.
+pub(crate) fn unless_removed(dir: &Path, result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if removed_under(dir, &e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether `e` says the cgroup `dir` was removed under the call: `ENODEV`
+/// from a file opened before the removal, `ENOENT` from an open after it.
+pub(crate) fn removed_under(dir: &Path, e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENODEV) || (e.kind() == io::ErrorKind::NotFound && !dir.exists())
+}
+
 /// [`pids`] at `reach`, leaving out the direct sub-cgroups of `dir` that
 /// `skip` names as leaves (and everything below them): the subtree of a
 /// group's first started process, which lives in the group's own
@@ -139,9 +157,7 @@ fn pids_but(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Vec<i
     let mut out = match procs_in(dir) {
         // Gone before the open (ENOENT) or between the open and the read
         // (ENODEV: a close on another task removed it).
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => {
-            return Ok(Vec::new())
-        }
+        Err(e) if removed_under(dir, &e) => return Ok(Vec::new()),
         other => other?,
     };
     let mut below = Vec::new();
