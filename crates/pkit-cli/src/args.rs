@@ -50,8 +50,12 @@ Exit status: the program's own code; 124 on timeout (the program's status
 with --preserve-status); 137 when the timeout's SIGKILL ended it (after
 --kill-after, or -s KILL); a
 program killed by a signal makes pkit end by the same signal (as
-timeout(1); --no-reraise exits 128+N instead); 125 pkit failed; 126 not
-executable; 127 not found.
+timeout(1); --no-reraise exits 128+N instead); 125 pkit failed (bad usage,
+no container, a refused cap, the process could not be made); 126 the
+program was found but could not be run (no permission, a directory, a bad
+format, its #! interpreter missing, an argument list too long, any other
+exec failure); 127 not found (nothing at its path or in PATH; a path that
+can't be followed, ELOOP or ENAMETOOLONG, included).
 
 Sizes: K, M, G, T are powers of 1024 (512M); KB, MB, GB, TB powers of 1000;
 at most 8 EiB - 1 byte (9223372036854775807), the kernel's largest memory cap.

@@ -10,11 +10,58 @@ pub const EXIT_OWN_FAILURE: u8 = 125;
 /// with code 0), so a supervisor that gave up on it never reports success.
 pub const EXIT_TIMEOUT: u8 = 124;
 
-/// The program exists but could not be executed.
+/// The program was found but could not be run: no permission, not a
+/// regular file, a bad format, or its exec failed for another reason
+/// (its arguments and environment too large, E2BIG; its `#!` interpreter
+/// missing or unreachable; ETXTBSY...).
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 
-/// The program was not found.
+/// The program was not found: no file at its path or in any directory of
+/// `PATH` (a path that can't be followed to a file, ELOOP or ENAMETOOLONG,
+/// is not found either).
 pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// The status for a program that could not be started: 127 not found, 126
+/// found but its exec failed, else 125 (pkit could not make the process:
+/// a fork's EAGAIN or ENOMEM, a setup step in the child, the container).
+pub fn start_failure(e: &pkit::Error) -> u8 {
+    match e {
+        pkit::Error::NotFound { .. } => EXIT_NOT_FOUND,
+        pkit::Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
+        pkit::Error::Spawn { source, .. } if exec_failed(source) => EXIT_NOT_EXECUTABLE,
+        _ => EXIT_OWN_FAILURE,
+    }
+}
+
+/// Whether a start's failure is the exec's: the errors only execve gives,
+/// and the library's missing-interpreter error (a `NotFound` it words
+/// itself, with no errno). ENOMEM and EAGAIN (also a fork's) and EPERM
+/// (the library's not-executable case at exec) are not among them.
+#[cfg(unix)]
+fn exec_failed(e: &std::io::Error) -> bool {
+    match e.raw_os_error() {
+        Some(n) => [
+            libc::E2BIG,
+            libc::ELOOP,
+            libc::ENAMETOOLONG,
+            libc::ETXTBSY,
+            libc::ENOEXEC,
+            libc::EACCES,
+            libc::EISDIR,
+            #[cfg(target_os = "linux")]
+            libc::ELIBBAD,
+        ]
+        .contains(&n),
+        None => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Windows: the library tells a bad executable (NotExecutable) itself;
+/// any other failure to start is counted as pkit's.
+#[cfg(windows)]
+fn exec_failed(_: &std::io::Error) -> bool {
+    false
+}
 
 /// `pkit run`: the timeout's SIGKILL ended the program (after
 /// `--kill-after`, or `-s KILL` itself), as timeout(1).

@@ -8,7 +8,7 @@ use pkit::{CapturePolicy, Command, Error, Mechanism, Outcome, Stdio};
 
 use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
-use crate::exit::{signalled, EXIT_KILLED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
+use crate::exit::{signalled, EXIT_KILLED, EXIT_TIMEOUT};
 use crate::forward::{on_signal, until, Forwarder, Run};
 use crate::orphans::Orphans;
 use crate::report::{kind_name, Report, Sink, Stream, SCHEMA};
@@ -491,11 +491,7 @@ fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
 
 /// Reports a library error and picks the exit status.
 fn fail(args: &RunArgs, sink: &mut Sink, report: Report, began: Instant, e: &Error) -> Exit {
-    let code = match e {
-        Error::NotFound { .. } => EXIT_NOT_FOUND,
-        Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
-        _ => EXIT_OWN_FAILURE,
-    };
+    let code = crate::exit::start_failure(e);
     let msg = crate::checks::explain(args, e);
     eprintln!("pkit: {msg}");
     error_end(sink, report, began, &msg, kind_name(e.kind()), code)

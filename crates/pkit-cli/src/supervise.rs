@@ -9,7 +9,7 @@ use pkit::{
 };
 
 use crate::args::{RestartArg, SuperviseArgs};
-use crate::exit::{signalled, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
+use crate::exit::{signalled, EXIT_TIMEOUT};
 use crate::report::kind_name;
 use crate::{signame, EXIT_OWN_FAILURE};
 
@@ -153,12 +153,10 @@ fn status(outcome: &SupervisionOutcome) -> u8 {
             _ => EXIT_TIMEOUT,
         };
     }
-    match outcome.final_error.as_ref().map(|e| e.kind()) {
-        Some(pkit::ErrorKind::NotFound) => EXIT_NOT_FOUND,
-        Some(pkit::ErrorKind::NotExecutable) => EXIT_NOT_EXECUTABLE,
-        Some(_) => EXIT_OWN_FAILURE,
-        None => 0,
-    }
+    outcome
+        .final_error
+        .as_ref()
+        .map_or(0, crate::exit::start_failure)
 }
 
 /// The stderr reporter: in text, one line per ended run (with what comes
