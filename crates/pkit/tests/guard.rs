@@ -856,6 +856,59 @@ async fn ctrl_c_to_the_foreground_group_does_not_stop_the_guard() {
     suite.end().await;
 }
 
+/// Whether `pid` has a signal pending (`SigPnd` or `ShdPnd` in its
+/// status not all zero); `None` when it is gone.
+fn signal_pending(pid: u32) -> Option<bool> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let pending = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .is_some_and(|v| v.trim().chars().any(|c| c != '0'))
+    };
+    Some(pending("SigPnd:") || pending("ShdPnd:"))
+}
+
+/// The terminal's stop signals and `^\`'s SIGQUIT sent to the guard itself
+/// (as a `kill` by pid, or a terminal's signal to a group it were in): it
+/// is neither stopped nor killed, and still ends the tree when the owner
+/// dies.
+#[tokio::test]
+async fn terminal_stops_and_quit_sent_to_the_guard_leave_it_working() {
+    let suite = begin("terminal_signals_to_the_guard").await;
+    for choice in mechanisms() {
+        for start in GUARD_STARTS {
+            let what = format!("{choice}, {start}");
+            let mut owner = start_owner_with("tree", choice, false, &[("PKIT_GUARD_START", start)]);
+            assert_alive(&[owner.guard], &format!("{what}: the guard"));
+            for sig in ["TSTP", "TTIN", "TTOU", "QUIT"] {
+                signal_guard(owner.guard, sig);
+                // Each signal is dealt with (discarded, or acted on) before
+                // the next is sent and the guard's state is read.
+                let deadline = Instant::now() + DEADLINE;
+                while signal_pending(owner.guard) == Some(true) {
+                    assert!(Instant::now() < deadline, "{what}: SIG{sig} still pending");
+                    tokio::time::sleep(POLL).await;
+                }
+                let st = stat(owner.guard);
+                assert!(
+                    st.as_ref()
+                        .is_some_and(|s| s.state != 'T' && s.state != 'Z'),
+                    "{what}: the guard after SIG{sig}: {:?}",
+                    st.map(|s| s.state)
+                );
+            }
+            assert_alive(&owner.all(), &format!("{what}: the tree"));
+            owner.kill();
+            assert_guard_cleaned_up(
+                &owner,
+                &format!("{what}: owner SIGKILLed after the signals"),
+            )
+            .await;
+        }
+    }
+    suite.end().await;
+}
+
 fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
     let major = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::start_time::birth;
 use super::wire::{
     close_all_but, detach, parse_start, socket_of_kind, table_count, table_insert, table_remove,
-    Msg, Plan, Reply, Slot, OP_PGROUP, OP_QUERY, OP_REMOVE, REPLY_COUNT, REPLY_HELLO,
+    Msg, Plan, Reply, Slot, IGNORED_SIGNALS, OP_PGROUP, OP_QUERY, OP_REMOVE, REPLY_COUNT,
+    REPLY_HELLO,
 };
 
 /// Set in the launched image's environment: `<fd>,0,<cap>` (the socket's
@@ -107,18 +108,18 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     close_all_but(plan.sock);
     detach();
     // Every signal at its default (the owner's handlers are not ours), but
-    // the ones a terminal or a careless `kill` sends: ignored.
+    // the ones a terminal or a careless `kill` sends: ignored (see
+    // `IGNORED_SIGNALS`; any of them pending is discarded).
     for sig in 1..128 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
         let mut act = MaybeUninit::<libc::sigaction>::zeroed();
-        act.assume_init_mut().sa_sigaction =
-            if [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE].contains(&sig) {
-                libc::SIG_IGN
-            } else {
-                libc::SIG_DFL
-            };
+        act.assume_init_mut().sa_sigaction = if IGNORED_SIGNALS.contains(&sig) {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
         // Numbers that are no signal here fail with EINVAL: ignored.
         libc::sigaction(sig, act.as_ptr(), std::ptr::null_mut());
     }

@@ -30,7 +30,9 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
     spawn::reset_signal_dispositions();
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+    // Ignoring also discards any of them pending (sent while they were
+    // blocked: before the fork or the exec's start, see `exec.rs`).
+    for sig in IGNORED_SIGNALS {
         let mut act = MaybeUninit::<libc::sigaction>::zeroed();
         act.assume_init_mut().sa_sigaction = libc::SIG_IGN;
         libc::sigaction(sig, act.as_ptr(), std::ptr::null_mut());

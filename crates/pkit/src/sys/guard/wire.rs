@@ -274,6 +274,25 @@ pub(super) unsafe fn socket_of_kind(sock: RawFd, kind: libc::c_int) -> bool {
         && got == kind
 }
 
+/// The signals a guard ignores: a terminal's (`^C`, `^\`, `^Z`, a
+/// background read or write, a hangup), SIGTERM (a careless `kill`) and
+/// SIGPIPE (a gone owner is an `EPIPE`). The stop signals' default action
+/// would stop the guard (the kernel discards them for a process group with
+/// no parent in its session, which a guard in its own session is, but an
+/// ignored signal never stops it anywhere); SIGQUIT's would kill it while
+/// its owner lives. Only SIGKILL and SIGSTOP reach it (neither can be
+/// ignored; a stopped guard is given up on, see `owner.rs`).
+pub(super) const IGNORED_SIGNALS: [libc::c_int; 8] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGPIPE,
+    libc::SIGQUIT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
 /// Closes every descriptor but `keep` (a forked guard holds copies of all
 /// the owner's): `close_range` on Linux, `closefrom` on FreeBSD, and
 /// elsewhere (and on a Linux before 5.9) one `close` per number up to the
