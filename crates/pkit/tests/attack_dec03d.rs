@@ -60,7 +60,7 @@ fn leave(choice: MechanismChoice, anchor: &Anchor) -> Option<String> {
                 );
                 return None;
             }
-            let pgid = anchor.0.id();
+            let pgid = anchor.pgid();
             Some(format!(
                 "exec perl -e 'setpgrp(0, {pgid}) or exit 9; exec \"sleep\", \"300\"'"
             ))
@@ -72,28 +72,6 @@ fn leave(choice: MechanismChoice, anchor: &Anchor) -> Option<String> {
 /// `sleep` leading a group of its own (the owner's own group may be out of
 /// sight, numbered 0, when the suite runs in a pid namespace of its own, as
 /// CI does). Killed and reaped when dropped.
-struct Anchor(std::process::Child);
-
-impl Anchor {
-    fn new() -> Anchor {
-        use std::os::unix::process::CommandExt;
-        Anchor(
-            std::process::Command::new("sleep")
-                .arg("300")
-                .process_group(0)
-                .spawn()
-                .expect("sleep starts"),
-        )
-    }
-}
-
-impl Drop for Anchor {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Whether `pid` has left the container it was started in: its cgroup or
 /// process group is no longer `first`'s.
 fn left(pid: u32, choice: MechanismChoice) -> bool {

@@ -33,15 +33,8 @@ async fn a_leader_that_left_then_starts_at_the_descriptor_limit() {
             continue;
         }
         // A process group of the test's own for the leader to move to.
-        let mut anchor = {
-            use std::os::unix::process::CommandExt;
-            std::process::Command::new("sleep")
-                .arg("300")
-                .process_group(0)
-                .spawn()
-                .expect("sleep starts")
-        };
-        let to = anchor.id();
+        let anchor = Anchor::new();
+        let to = anchor.pgid();
         let g = group(choice);
         let first = g
             .start(&sh(
@@ -120,8 +113,7 @@ async fn a_leader_that_left_then_starts_at_the_descriptor_limit() {
             );
         }
         drop((first, started));
-        let _ = anchor.kill();
-        let _ = anchor.wait();
+        drop(anchor);
     }
     suite.end().await;
 }

@@ -151,7 +151,7 @@ pub fn pid_file() -> PathBuf {
 
 /// Polls `file` until it has `want` lines that are numbers.
 pub fn read_pids(file: &Path, want: usize) -> Vec<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
@@ -165,7 +165,7 @@ pub fn read_pids(file: &Path, want: usize) -> Vec<i32> {
 
 /// Polls `file` until it contains `needle`.
 pub fn wait_for_text(file: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if text.contains(needle) {

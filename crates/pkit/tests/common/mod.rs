@@ -312,6 +312,38 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A `sleep 300` leading a process group of the test's own, for a program
+/// under test to move into (`setpgid` to [`Anchor::pgid`]); killed and
+/// reaped when dropped, a failed assertion included.
+pub struct Anchor(std::process::Child);
+
+impl Anchor {
+    /// Starts the anchor.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Anchor {
+        use std::os::unix::process::CommandExt;
+        Anchor(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .process_group(0)
+                .spawn()
+                .expect("sleep starts"),
+        )
+    }
+
+    /// The anchor's process group (its pid).
+    pub fn pgid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Child processes of this test process, zombies included (pkit must reap
 /// every child it started).
 pub fn own_children() -> Vec<(u32, Option<Stat>)> {

@@ -363,7 +363,8 @@ mod tests {
         let mut quick = std::process::Command::new("true").spawn().expect("true");
         let pid = quick.id() as i32;
         let mut zombie = false;
-        for _ in 0..500 {
+        // Up to 30 s: a loaded machine may be slow to run `true`.
+        for _ in 0..3000 {
             if matches!(stat(pid), Ok(('Z', _))) {
                 zombie = true;
                 break;
@@ -395,7 +396,8 @@ mod tests {
         };
         let pid = threads.id() as i32;
         let mut main_gone = false;
-        for _ in 0..500 {
+        // Up to 30 s: a loaded machine may be slow to run `true`.
+        for _ in 0..3000 {
             if matches!(stat(pid), Ok(('Z', _))) {
                 main_gone = true;
                 break;
