@@ -909,6 +909,148 @@ async fn terminal_stops_and_quit_sent_to_the_guard_leave_it_working() {
     suite.end().await;
 }
 
+/// The owner for [`stops_to_the_owners_group_never_stall_a_guards_start`]
+/// when `PKIT_STORM_OWNER` names a mechanism (a no-op otherwise): catches
+/// the stop signals (so its children get their default action, which would
+/// stop them), says it is ready, then starts [`STORM_GROUPS`] groups, each
+/// with a pty session (its own session: no signal to this process's group
+/// reaches it), the first of which starts this process's guard. Reports
+/// the guard's pid, how it started and its state.
+#[test]
+fn storm_owner() {
+    let Ok(choice) = std::env::var("PKIT_STORM_OWNER") else {
+        return;
+    };
+    let choice = MechanismChoice::parse(&choice).expect("a mechanism");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _handlers: Vec<_> = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU]
+            .into_iter()
+            .map(|s| signal(SignalKind::from_raw(s)).expect("a handler"))
+            .collect();
+        assert!(
+            pkit::host_containment().guard.pid.is_none(),
+            "no guard before the first group"
+        );
+        println!("owner: ready");
+        for i in 0..STORM_GROUPS {
+            let g = Group::builder().mechanism(choice).build().expect("group");
+            let mut p = g
+                .start(&Command::new("sh").args(["-c", "exit 3"]).pty(24, 80))
+                .unwrap_or_else(|e| panic!("{choice}: start {i}: {e}"));
+            let end = p.wait().await.expect("wait");
+            assert_eq!(end.code(), Some(3), "{choice}: start {i}");
+            assert!(g.guarded(), "{choice}: {}", g.description());
+            g.close().await.expect("close");
+        }
+        let guard = pkit::host_containment().guard;
+        let pid = guard.pid.expect("a guard");
+        let state = stat(pid).map(|s| s.state);
+        println!("owner: guard {pid} {state:?} {}", guard.started);
+        println!("owner: done");
+    });
+}
+
+/// Groups each owner of the storm test makes.
+const STORM_GROUPS: usize = 5;
+
+/// A terminal's `^Z` to the owner's process group (SIGTSTP, SIGTTIN and
+/// SIGTTOU sent to it as fast as can be) while its first group starts the
+/// guard. Linux's guard is this executable run again: it was in the
+/// owner's process group until its own code's `setsid`, and stopped there,
+/// so the owner waited for its greeting (10 s) and then forked another
+/// guard, leaving the stopped one behind. Ten fresh owners per mechanism,
+/// [`STORM_GROUPS`] groups each: every start goes on, every guard was
+/// started as asked (the executable run again, not a fork after a stall),
+/// is not stopped, and exits with its owner.
+#[tokio::test]
+async fn stops_to_the_owners_group_never_stall_a_guards_start() {
+    use std::io::{BufRead, Read};
+    let suite = begin("stops_to_the_owners_group").await;
+    for choice in mechanisms() {
+        for round in 0..10 {
+            let what = format!("{choice}, owner {round}");
+            let mut owner = std::process::Command::new(std::env::current_exe().expect("own path"))
+                .args(["--exact", "storm_owner", "--nocapture", "--test-threads=1"])
+                .env("PKIT_STORM_OWNER", choice.as_str())
+                .env_remove("PKIT_GUARD_START")
+                .process_group(0)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("the owner");
+            let group = rustix::process::Pid::from_raw(owner.id() as i32).expect("a pid");
+            let mut said = std::io::BufReader::new(owner.stdout.take().expect("stdout"));
+            let mut line = String::new();
+            // Its handlers are in place once it says so (after the test
+            // harness's own words on that line).
+            while !line.contains("owner: ready") {
+                line.clear();
+                if said.read_line(&mut line).expect("read") == 0 {
+                    let status = owner.wait();
+                    panic!("{what}: the owner ended before it was ready: {status:?}");
+                }
+            }
+            let rest = std::thread::spawn(move || {
+                let mut rest = String::new();
+                let _ = said.read_to_string(&mut rest);
+                rest
+            });
+            let deadline = Instant::now() + 6 * DEADLINE;
+            let status = loop {
+                if let Some(status) = owner.try_wait().expect("try_wait") {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                    let _ = owner.wait();
+                    let rest = rest.join().unwrap_or_default();
+                    panic!("{what}: the owner's starts stalled; it said: {rest}");
+                }
+                for signal in [
+                    rustix::process::Signal::TSTP,
+                    rustix::process::Signal::TTIN,
+                    rustix::process::Signal::TTOU,
+                ] {
+                    let _ = rustix::process::kill_process_group(group, signal);
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            };
+            let rest = rest.join().expect("the owner's output");
+            let guard = rest
+                .lines()
+                .find_map(|l| l.strip_prefix("owner: guard "))
+                .and_then(|l| l.split_once(' '))
+                .and_then(|(pid, more)| Some((pid.parse::<u32>().ok()?, more.to_string())));
+            if let Some((pid, _)) = &guard {
+                // Never leave a stopped guard behind: a resumed one sees
+                // its owner gone and exits.
+                if !status.success() || stat(*pid).is_some_and(|s| s.state == 'T') {
+                    signal_guard(*pid, "CONT");
+                }
+            }
+            assert!(status.success(), "{what}: {status:?}: {rest}");
+            let (pid, about) = guard.unwrap_or_else(|| panic!("{what}: no guard reported: {rest}"));
+            assert!(
+                about.starts_with("Some('S')") || about.starts_with("Some('R')"),
+                "{what}: the guard's state: {about}"
+            );
+            assert!(
+                about.contains("executable, run again"),
+                "{what}: the guard started as {about}"
+            );
+            assert_gone(&[pid], &format!("{what}: the guard of the ended owner")).await;
+        }
+    }
+    suite.end().await;
+}
+
 fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
     let major = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -779,11 +779,10 @@ pub async fn owner_of_pty_starts_under_stops(choice: MechanismChoice) {
         .into_iter()
         .map(|s| signal(SignalKind::from_raw(s)).expect("a handler"))
         .collect();
-    // Linux's own guard is this executable run again in the owner's
-    // process group, which it leaves in its own code: a stop before that
-    // stops it (a separate matter, not this test's). Under the Linux
-    // mechanisms it is started before the storm; the portable backend's
-    // guard launcher starts during it.
+    // Under the Linux mechanisms the guard is started before the storm
+    // (its own start under stops is tests/guard.rs's
+    // stops_to_the_owners_group_never_stall_a_guards_start); the portable
+    // backend's guard launcher starts during it.
     if choice != MechanismChoice::Portable {
         let out = sh(choice, "true")
             .output()

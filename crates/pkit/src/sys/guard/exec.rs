@@ -135,7 +135,12 @@ pub(super) fn spawn_spec(
         stdin: null()?,
         stdout: null()?,
         stderr: null()?,
+        // Out of the owner's process group and session before anything
+        // else, so that no terminal signal sent to the owner's job after
+        // that reaches it; the ones sent before stay blocked until the
+        // guard ignores them (`spawn_orphan`).
         setup: ChildSetup {
+            setsid: true,
             keep: vec![(sock, GUARD_FD)],
             ..ChildSetup::default()
         },

@@ -52,7 +52,9 @@
 //! executable runs the same loop (on a table and buffer it maps itself,
 //! before `main`), so one body of code serves both. It closes every fd
 //! but its socket first, moves into its own session (a terminal's Ctrl-C
-//! never reaches it), ignores SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT
+//! never reaches it; one run from the executable is started leading it,
+//! with the terminal's signals blocked until it ignores them, so a `^Z` to
+//! the owner's job while it starts can't stop it), ignores SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT
 //! and the stop signals SIGTSTP, SIGTTIN and SIGTTOU, and is
 //! in none of the groups it guards (it stays in the owner's own cgroup,
 //! which is the parent of the groups' cgroups, and in a process group of

@@ -48,13 +48,19 @@ struct Launch<'a> {
 }
 
 /// Spawns `spec` as an orphan (see the module docs): its pid and pidfd. The
-/// program is not our child: it is never reaped here.
+/// program is not our child: it is never reaped here. It starts with the
+/// terminal's signals blocked (`unix/held_signals.rs`): the guard, the one
+/// program started this way, is in this process's group until its
+/// `setsid` (which `spec` makes the child's first step), and a `^Z`, `^C`
+/// or `^\` there must not stop or kill it before it ignores them.
 pub(crate) fn spawn_orphan(spec: &SpawnSpec) -> Result<(i32, OwnedFd), SpawnError> {
     pidfds_supported()?;
     let mut launcher_stack = Stack::new();
     let mut program_stack = Stack::new();
+    let mut plan = Plan::new(spec, &[], None);
+    plan.hold_terminal_signals();
     let mut launch = Launch {
-        plan: Plan::new(spec, &[], None),
+        plan,
         stack_top: program_stack.top(),
         pid: AtomicI32::new(0),
         pidfd: -1,

@@ -38,6 +38,9 @@ pub(super) struct Plan<'a> {
     /// A new process group's registration with the owner-death guard, sent
     /// by the child once it leads the group (vfork-style children only).
     leader: Option<&'a LeaderRegistration>,
+    /// The signal mask the program starts with: empty, or the terminal's
+    /// signals ([`Plan::hold_terminal_signals`]).
+    exec_mask: libc::sigset_t,
 }
 
 impl<'a> Plan<'a> {
@@ -60,7 +63,16 @@ impl<'a> Plan<'a> {
             err: AtomicI32::new(0),
             report: -1,
             leader: None,
+            exec_mask: crate::sys::unix::held_signals::blocked_at_start(false),
         }
+    }
+
+    /// Makes the program start with the terminal's signals blocked (see
+    /// `unix/held_signals.rs`): pkit's own executable run as the
+    /// owner-death guard, which ignores them (discarding any that came
+    /// meanwhile) before it unblocks them.
+    pub(super) fn hold_terminal_signals(&mut self) {
+        self.exec_mask = crate::sys::unix::held_signals::blocked_at_start(true);
     }
 
     /// Makes a vfork-style child that leads a new process group send `reg`
@@ -257,9 +269,9 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::KeepFds));
         }
     }
-    let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
-    libc::sigemptyset(empty.as_mut_ptr());
-    libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
+    // Empty, unless the terminal's signals stay held (prepared before the
+    // clone).
+    libc::pthread_sigmask(libc::SIG_SETMASK, &plan.exec_mask, std::ptr::null_mut());
 
     // The caller's hooks (only in a forked child: see `forked.rs`).
     for hook in &setup.pre_exec {
