@@ -5,7 +5,7 @@ use std::time::Duration;
 use pkit::{Group, Signal};
 
 use crate::args::RunArgs;
-use crate::report::Report;
+use crate::report::{Kill, Report};
 use crate::signame;
 use crate::sys::{self, sig, Received};
 use crate::tty::Terminal;
@@ -14,7 +14,8 @@ use crate::tty::Terminal;
 #[derive(Default)]
 pub struct Run {
     pub timed_out: bool,
-    pub killed_after_grace: bool,
+    /// Why pkit SIGKILLed the whole tree while the program ran, if it did.
+    pub kill: Option<Kill>,
     /// TERM/HUP, or INT/QUIT sent by a process: requests to end.
     pub end_requests: u32,
     pub kill_at: Option<tokio::time::Instant>,
@@ -308,7 +309,7 @@ pub fn on_signal(
                         ..*fwd
                     };
                     if tree.send_ending(term_signal) {
-                        st.killed_after_grace = true;
+                        st.kill = Some(Kill::Unreachable(term_signal));
                     }
                     st.arm(grace);
                 }
@@ -316,7 +317,7 @@ pub fn on_signal(
                     if !args.quiet {
                         eprintln!("pkit: {}: killing the whole tree now", signame::display(s));
                     }
-                    st.killed_after_grace = true;
+                    st.kill = Some(Kill::Requested(s));
                     let _ = fwd.group.kill();
                 }
             }

@@ -27,8 +27,17 @@ pub struct Report {
     /// Its name (`SIGTERM`), or null for an unnamed (real-time) signal.
     pub signal_name: Option<&'static str>,
     pub timed_out: bool,
-    /// SIGKILL was needed after the grace (--kill-after).
+    /// SIGKILL was needed after the grace (--kill-after) ran out.
     pub killed_after_grace: bool,
+    /// Why pkit SIGKILLed the whole tree while the program ran: null (it
+    /// did not), `after_grace` (the grace ran out), `requested` (a third
+    /// request to end, TERM, INT, HUP or QUIT to pkit, cut the grace
+    /// short), `unreachable` (the ending signal could not reach the whole
+    /// tree: killed at once, no grace).
+    pub sigkill: Option<&'static str>,
+    /// The same, with its signal (for the summary line; not in the report).
+    #[serde(skip)]
+    pub kill: Option<Kill>,
     /// The status pkit ends with, as a shell's `$?` shows it (128+N when
     /// pkit re-raises signal N).
     pub exit_status: u8,
@@ -53,6 +62,10 @@ pub struct Report {
     /// to reach them (for the summary line; not in the report).
     #[serde(skip)]
     pub leftovers_killed_at_once: bool,
+    /// The signal to pkit that cut the leftovers' grace short (for the
+    /// summary line; not in the report: `signals_received` has it).
+    #[serde(skip)]
+    pub leftovers_cut_short: Option<i32>,
     /// Descendants that had left the container (setsid under process
     /// groups), re-parented to pkit as their subreaper and killed by it
     /// after the teardown; null where pkit is no subreaper (macOS, the
@@ -72,6 +85,44 @@ pub struct Report {
     pub stdout: Option<Stream>,
     pub stderr: Option<Stream>,
     pub stats: Option<TreeStats>,
+}
+
+/// Why pkit SIGKILLed the whole tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kill {
+    /// The grace (`--kill-after`) ran out with the tree still there.
+    AfterGrace,
+    /// A third request to end (this signal) to pkit: at once, no grace.
+    Requested(i32),
+    /// The ending signal (this one) could not reach the whole tree: at
+    /// once, no grace.
+    Unreachable(i32),
+}
+
+impl Kill {
+    /// The report's `sigkill` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kill::AfterGrace => "after_grace",
+            Kill::Requested(_) => "requested",
+            Kill::Unreachable(_) => "unreachable",
+        }
+    }
+
+    /// What happened, for the summary line.
+    pub fn describe(self) -> String {
+        match self {
+            Kill::AfterGrace => "SIGKILL was needed after the grace".into(),
+            Kill::Requested(s) => format!(
+                "a third request to end it ({}) killed it at once, cutting the grace short",
+                crate::signame::display(s)
+            ),
+            Kill::Unreachable(s) => format!(
+                "killed at once: {} could not reach the whole tree, so no grace was given",
+                crate::signame::display(s)
+            ),
+        }
+    }
 }
 
 /// A captured stream.

@@ -11,7 +11,7 @@ use crate::cgstats::RunCgroups;
 use crate::exit::{signalled, EXIT_KILLED, EXIT_TIMEOUT};
 use crate::forward::{on_signal, until, Forwarder, Run};
 use crate::orphans::Orphans;
-use crate::report::{kind_name, Report, Sink, Stream, SCHEMA};
+use crate::report::{kind_name, Kill, Report, Sink, Stream, SCHEMA};
 use crate::signame;
 use crate::summary::{messages, print_stats};
 use crate::sys::{self, sig, Signals};
@@ -179,7 +179,7 @@ pub async fn main(args: RunArgs) -> Exit {
             }
             () = until(st.kill_at) => {
                 st.kill_at = None;
-                st.killed_after_grace = true;
+                st.kill = Some(Kill::AfterGrace);
                 if args.verbose {
                     eprintln!("pkit: still running after the grace: sending SIGKILL to the whole tree");
                 }
@@ -252,6 +252,7 @@ pub async fn main(args: RunArgs) -> Exit {
                 let ending = Ending {
                     signals: &mut signals,
                     received: &mut report.signals_received,
+                    cut_short: &mut report.leftovers_cut_short,
                     quiet: args.quiet,
                 };
                 drain(&group, &orphans, until, ending).await
@@ -288,7 +289,9 @@ pub async fn main(args: RunArgs) -> Exit {
     }
     report.duration_us = started.elapsed().as_micros() as u64;
     report.timed_out = st.timed_out;
-    report.killed_after_grace = st.killed_after_grace;
+    report.killed_after_grace = st.kill == Some(Kill::AfterGrace);
+    report.sigkill = st.kill.map(Kill::as_str);
+    report.kill = st.kill;
     report.oom_killed = oom;
 
     let out = match result {
@@ -357,6 +360,8 @@ pub async fn main(args: RunArgs) -> Exit {
 struct Ending<'a> {
     signals: &'a mut Signals,
     received: &'a mut Vec<String>,
+    /// Set to the signal that cut the grace short.
+    cut_short: &'a mut Option<i32>,
     quiet: bool,
 }
 
@@ -397,6 +402,7 @@ async fn drain(
                     // forward to), and only what was acted on is reported.
                     if [sig::SIGTERM, sig::SIGINT, sig::SIGHUP, sig::SIGQUIT].contains(&s) {
                         ending.received.push(signame::display(s));
+                        *ending.cut_short = Some(s);
                         if !ending.quiet {
                             eprintln!(
                                 "pkit: {}: the program has ended; killing what it left now",
@@ -417,7 +423,7 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
     if st.timed_out {
         // As timeout(1): a program the timeout's SIGKILL ended (after the
         // grace, or `-s KILL` itself) gives 137, not 124.
-        let sent_kill = st.killed_after_grace || args.signal == Some(sig::SIGKILL);
+        let sent_kill = st.kill.is_some() || args.signal == Some(sig::SIGKILL);
         if sent_kill && matches!(outcome, Outcome::Signalled(sig::SIGKILL)) {
             return Exit::Code(EXIT_KILLED);
         }

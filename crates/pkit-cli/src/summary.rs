@@ -36,10 +36,9 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
             "pkit: {} timed out after {:.3}s{}; {check}",
             report.program,
             report.duration_us as f64 / 1e6,
-            if report.killed_after_grace {
-                "; SIGKILL was needed after the grace"
-            } else {
-                ""
+            match report.kill {
+                Some(k) => format!("; {}", k.describe()),
+                None => String::new(),
             }
         );
     } else if left != Some(0) || escaped > 0 || args.verbose || report.processes_left.is_none() {
@@ -48,7 +47,13 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
                 ", killed at once (the ending signal could not reach them all)"
             }
             Some(0) => " ended in the grace",
-            Some(n) => &format!(" ended: {n} needed SIGKILL after the grace"),
+            Some(n) => &match report.leftovers_cut_short {
+                Some(s) => format!(
+                    " ended: {n} killed at once when {} to pkit cut the grace short",
+                    crate::signame::display(s)
+                ),
+                None => format!(" ended: {n} needed SIGKILL after the grace"),
+            },
             None if left == Some(0) => "",
             // Not counted after the grace began (listing failed): the
             // tree was killed then.
