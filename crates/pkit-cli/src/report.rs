@@ -17,7 +17,14 @@ pub const SCHEMA: u32 = 1;
 #[derive(Serialize, Debug, Default)]
 pub struct Report {
     pub schema: u32,
+    /// The program as given, as text: a name that is not valid UTF-8 has
+    /// U+FFFD in place of each bad sequence (its bytes are in
+    /// `program_base64`).
     pub program: String,
+    /// The program's exact bytes, base64, when its name is not valid UTF-8
+    /// (then `program` alone can't name it); null otherwise. On Windows
+    /// the bytes are WTF-8 (a name with unpaired surrogates).
+    pub program_base64: Option<String>,
     /// `exited`, `signalled`, `timed_out` or `error`.
     pub outcome: &'static str,
     /// The program's exit code, when it exited (also after a timeout).

@@ -38,7 +38,12 @@ pub async fn main(args: RunArgs) -> Exit {
     let program = args.program().to_string_lossy().into_owned();
     let mut report = Report {
         schema: SCHEMA,
-        program: program.clone(),
+        program_base64: args
+            .program()
+            .to_str()
+            .is_none()
+            .then(|| crate::report::base64(args.program().as_encoded_bytes())),
+        program,
         ..Report::default()
     };
     let mut sink = match Sink::open(args.json, args.json_file.as_deref(), args.json_fd) {
