@@ -110,7 +110,10 @@ impl Group {
     /// Kills every process in the group, grandchildren included, now
     /// (SIGKILL: `killpg`, or to each member of the frozen cgroup and of
     /// every cgroup below it, such as those a nested pkit makes). The
-    /// group stays usable, and a suspended group stays suspended.
+    /// group stays usable, and a suspended group stays suspended. It works
+    /// with no file descriptor free too: a cgroup's members are then
+    /// listed and killed by number one descriptor at a time, through the
+    /// one pkit keeps in reserve, while the cgroup is frozen.
     ///
     /// # Errors
     ///

@@ -288,6 +288,7 @@ impl Cgroup {
     fn kill_each_now(&self, user_frozen: bool) -> io::Result<()> {
         self.killed.store(true, Ordering::Release);
         let killed = self.while_frozen(user_frozen, || subtree::kill_members(&self.path));
+        let killed = subtree::at_the_limit(killed, &self.path, user_frozen, |on| self.freeze(on));
         subtree::unless_removed(&self.path, killed)
     }
 

@@ -319,3 +319,73 @@ pub(crate) fn kill_members_but(dir: &Path, skip: Option<&Leaves>) -> io::Result<
         None => Ok(()),
     }
 }
+
+/// `killed`, the outcome of a [`kill_members`] pass over the cgroup `dir`,
+/// or, where it failed for want of a free descriptor (`EMFILE`: the owner
+/// at its `RLIMIT_NOFILE`), the outcome of [`kill_members_at_the_limit`].
+pub(crate) fn at_the_limit(
+    killed: io::Result<()>,
+    dir: &Path,
+    user_frozen: bool,
+    freeze: impl Fn(bool) -> io::Result<()>,
+) -> io::Result<()> {
+    match killed {
+        Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+            kill_members_at_the_limit(dir, user_frozen, freeze)
+        }
+        other => other,
+    }
+}
+
+/// [`kill_members`] with no descriptor free: each step that needs one (the
+/// freeze and its confirmation, each listing, the thaw) gets it through
+/// the reserve (`reserve.rs`), one at a time, and the members are killed
+/// by number, as [`members`] kills those it can't pin with a pidfd (a
+/// pidfd each is what the limit leaves no room for). `freeze(true)`
+/// freezes the cgroup and waits for the kernel to confirm, `freeze(false)`
+/// thaws it; `user_frozen`: it is frozen already and stays so. A frozen
+/// member can't exit on its own, so the number listed stays its own until
+/// the kill; if the freeze fails, each kill is as safe as any `kill`.
+fn kill_members_at_the_limit(
+    dir: &Path,
+    user_frozen: bool,
+    freeze: impl Fn(bool) -> io::Result<()>,
+) -> io::Result<()> {
+    use super::reserve::with_reserve;
+    if !user_frozen {
+        // Killed even if the freeze fails, as kill_members would be.
+        let _ = with_reserve(|| freeze(true));
+    }
+    let mut killed: HashSet<i32> = HashSet::new();
+    let mut result = Ok(());
+    // Passes while new members appear (an unfrozen tree may fork).
+    for _ in 0..4 {
+        let listed = match with_reserve(|| pids(dir)) {
+            Ok(listed) => listed,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let fresh: Vec<i32> = listed.into_iter().filter(|&p| killed.insert(p)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for pid in fresh {
+            match crate::sys::unix::pgroup::kill(pid, libc::SIGKILL) {
+                // Gone since the listing (killed through its handle).
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) if result.is_ok() => result = Err(e),
+                _ => {}
+            }
+        }
+    }
+    if !user_frozen {
+        let thawed = match with_reserve(|| freeze(false)) {
+            Err(e) if removed_under(dir, &e) => Ok(()),
+            other => other,
+        };
+        result = result.and(thawed);
+    }
+    result
+}
