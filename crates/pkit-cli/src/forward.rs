@@ -34,7 +34,12 @@ pub struct Run {
 /// process group (the outer under a cgroup keeps its program, the nested
 /// pkit, there) gets a `kill -INT -<group>` twice: from the sender, and
 /// relayed by the outer; counted twice, one signal was a second request,
-/// and ended the run.
+/// and ended the run. Only a parent that may be a pkit counts (on Linux,
+/// one running pkit's executable or one of its name: `sys::parent`); a
+/// window, not an exact mark: a relay is sent by `Group::signal`, which
+/// carries no `sigqueue` value (and through `killpg` could carry none),
+/// and a marked relay still would not tell the signal the nested pkit got
+/// directly from a later one the same sender sent to the outer alone.
 const RELAYED_WITHIN: Duration = Duration::from_secs(2);
 
 impl Run {

@@ -5,6 +5,8 @@
 //! the same functions (the terminal and subreaper ones answer "none"
 //! there).
 
+#[cfg(unix)]
+mod parent;
 #[cfg(target_os = "linux")]
 mod signalfd;
 #[cfg(unix)]
@@ -31,8 +33,10 @@ pub struct Received {
     /// Always false on Windows: a console event is a request to pkit,
     /// which passes it on (the program's own group ignores Ctrl-C).
     pub from_kernel: bool,
-    /// pkit's parent process sent it with kill(2): an outer `pkit run`
-    /// relaying it, say. Always false on Windows.
+    /// pkit's parent process sent it with kill(2), and may be an outer
+    /// `pkit run` relaying it. On Linux, only a parent that runs pkit
+    /// (the same executable, or one of its name) counts: another parent
+    /// relays nothing. Always false on Windows.
     pub from_parent: bool,
 }
 

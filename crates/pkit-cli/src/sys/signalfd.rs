@@ -12,6 +12,7 @@ use super::Received;
 /// A signalfd for a blocked set: its signals are read here instead.
 pub struct SignalFd {
     fd: AsyncFd<OwnedFd>,
+    parent: super::parent::Parent,
 }
 
 impl SignalFd {
@@ -29,7 +30,10 @@ impl SignalFd {
         // which happens with the AsyncFd.
         let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
             .map_err(io::Error::from)?;
-        Ok(SignalFd { fd })
+        Ok(SignalFd {
+            fd,
+            parent: super::parent::Parent::default(),
+        })
     }
 
     /// The next signal.
@@ -56,12 +60,14 @@ impl SignalFd {
             let from_kernel =
                 field(offset_of!(libc::signalfd_siginfo, ssi_code)) == libc::SI_KERNEL;
             let sender = field(offset_of!(libc::signalfd_siginfo, ssi_pid));
+            let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
             return Ok(Received {
                 signo: field(offset_of!(libc::signalfd_siginfo, ssi_signo)),
                 from_kernel,
                 from_parent: !from_kernel
                     && sender != 0
-                    && sender == rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()),
+                    && sender == ppid
+                    && self.parent.may_relay(ppid),
             });
         }
     }

@@ -228,6 +228,7 @@ fn from_kernel(code: i32, pid: i32) -> bool {
 pub struct Signals {
     fd: AsyncFd<OwnedFd>,
     ready: VecDeque<Received>,
+    parent: super::parent::Parent,
 }
 
 impl Signals {
@@ -245,6 +246,7 @@ impl Signals {
         Ok(Signals {
             fd,
             ready: VecDeque::new(),
+            parent: super::parent::Parent::default(),
         })
     }
 
@@ -290,7 +292,10 @@ impl Signals {
                     self.ready.push_back(Received {
                         signo: signo as i32,
                         from_kernel: origin == FROM_KERNEL,
-                        from_parent: origin == FROM_PARENT,
+                        from_parent: origin == FROM_PARENT
+                            && self.parent.may_relay(
+                                rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()),
+                            ),
                     });
                 }
             }
