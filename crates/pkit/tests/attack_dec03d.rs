@@ -307,3 +307,187 @@ async fn a_group_whose_leader_left_and_runs_on_starts_again_and_ends_both() {
     }
     suite.end().await;
 }
+
+/// Under process groups: the script of a leader that moves to `anchor`'s
+/// process group, traps TERM to exit 0.3 s after it (exit status 5), and
+/// sleeps meanwhile (perl: the shell has no `setpgid`). `None` (said on
+/// stderr) without perl.
+fn leave_and_trap_term(anchor: &Anchor) -> Option<String> {
+    leave(MechanismChoice::ProcessGroup, anchor)?;
+    let pgid = anchor.0.id();
+    Some(format!(
+        "exec perl -e '$SIG{{TERM}} = sub {{ select(undef, undef, undef, 0.3); exit 5 }}; \
+         setpgrp(0, {pgid}) or exit 9; $0 = \"sleep\"; sleep 1 while 1'"
+    ))
+}
+
+/// Under process groups, a former leader (it left the group and ran on
+/// when a start led a new process group) is a member: `Group::pids` and
+/// `processes` list it, and `shutdown` gives it its TERM and its grace,
+/// waiting for it through its handle: one that exits 0.3 s after the TERM
+/// counts as exited in the grace, not killed. Also when the group's
+/// current process group is empty (its leader, the second start, has
+/// exited). Before, the former leader was left out of the listing and of
+/// the report, got no grace (the close SIGKILLed it at once), and no TERM
+/// at all with the current process group empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_leader_is_a_member_and_gets_its_grace() {
+    let suite = begin("a_former_leader_is_a_member_and_gets_its_grace").await;
+    for choice in mechanisms() {
+        if choice == MechanismChoice::Cgroup {
+            continue;
+        }
+        let anchor = Anchor::new();
+        let Some(script) = leave_and_trap_term(&anchor) else {
+            continue;
+        };
+        for current_empty in [false, true] {
+            let what = format!("{choice}, current process group empty: {current_empty}");
+            let g = group(choice);
+            let (mut first, _cleanup) = started_and_left(&g, choice, &script).await;
+            let (mut again, _cleanup2) = {
+                let body = if current_empty {
+                    "exit 4"
+                } else {
+                    "exec sleep 300"
+                };
+                let p = g
+                    .start(&sh(choice, body))
+                    .unwrap_or_else(|e| panic!("{what}: a start after the leader left: {e}"));
+                let cleanup = KillOnDrop(vec![p.pid()]);
+                (p, cleanup)
+            };
+            if current_empty {
+                let out = ended(&mut again, DEADLINE, choice, "the new start never ended").await;
+                assert_eq!(out.outcome(), Outcome::Exited(4), "{what}");
+            }
+            let pids = g.pids().unwrap();
+            assert!(pids.contains(&first.pid()), "{what}: {pids:?}");
+            assert_eq!(
+                pids.contains(&again.pid()),
+                !current_empty,
+                "{what}: {pids:?}"
+            );
+            let listed = g.processes().unwrap();
+            assert!(
+                listed.iter().any(|p| p.pid == first.pid()),
+                "{what}: {listed:?}"
+            );
+            assert_eq!(g.stats().unwrap().active_processes(), pids.len(), "{what}");
+            let report = tokio::time::timeout(DEADLINE * 3, g.shutdown(Duration::from_secs(5)))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: the shutdown never returned"))
+                .unwrap();
+            let members = if current_empty { 1 } else { 2 };
+            // The new start (a sleep) ends at the TERM; the former leader
+            // 0.3 s after it.
+            assert_eq!(report.signalled(), members, "{what}: {report:?}");
+            assert_eq!(report.exited_in_grace(), members, "{what}: {report:?}");
+            assert_eq!(report.killed(), 0, "{what}: {report:?}");
+            assert!(pid_gone(first.pid()), "{what}: {:?}", stat(first.pid()));
+            let out = ended(
+                &mut first,
+                DEADLINE,
+                choice,
+                "the former leader never ended",
+            )
+            .await;
+            assert_eq!(
+                out.outcome(),
+                Outcome::Exited(5),
+                "{what}: its TERM trap ran"
+            );
+            drop((first, again, g));
+        }
+    }
+    suite.end().await;
+}
+
+/// Under process groups, a leader that left its process group and then
+/// called `setsid` (leading a session of its own, its process group
+/// numbered as the group's old one) is no pty session: the next start
+/// leads a new process group (it was refused as Unsupported, "led by a pty
+/// session"), a third joins that one, and the close, or the drop, ends
+/// them all, the one in its own session through its handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_left_and_called_setsid_is_no_pty_session() {
+    let suite = begin("a_leader_that_left_and_called_setsid_is_no_pty_session").await;
+    for choice in mechanisms() {
+        if choice == MechanismChoice::Cgroup {
+            continue;
+        }
+        let anchor = Anchor::new();
+        if leave(choice, &anchor).is_none() {
+            continue;
+        }
+        let pgid = anchor.0.id();
+        let script = format!(
+            "exec perl -MPOSIX -e 'setpgrp(0, {pgid}) or exit 9; POSIX::setsid() > 0 or exit 8; \
+             exec \"sleep\", \"300\"'"
+        );
+        for close in [true, false] {
+            let what = format!("{choice}, closed: {close}");
+            let g = group(choice);
+            let first = g.start(&sh(choice, &script)).unwrap();
+            let _cleanup = KillOnDrop(vec![first.pid()]);
+            let deadline = std::time::Instant::now() + DEADLINE;
+            // In a session of its own, as `sleep`.
+            while !(stat(first.pid()).is_some_and(|s| s.session == first.pid())
+                && comm(first.pid()).as_deref() == Some("sleep"))
+            {
+                assert!(!pid_gone(first.pid()), "{what}: the leader ended");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: {:?}",
+                    stat(first.pid())
+                );
+                tokio::time::sleep(POLL).await;
+            }
+            let starts: Vec<_> = (0..2)
+                .map(|_| {
+                    g.start(&sh(choice, "exec sleep 300")).unwrap_or_else(|e| {
+                        panic!("{what}: a start after the leader left and called setsid: {e}")
+                    })
+                })
+                .collect();
+            let _cleanup2 = KillOnDrop(starts.iter().map(|p| p.pid()).collect());
+            let new_group = stat(starts[0].pid()).expect("the new start runs").pgrp;
+            assert_eq!(
+                new_group,
+                starts[0].pid(),
+                "{what}: leads a new process group"
+            );
+            assert_eq!(
+                stat(starts[1].pid()).map(|s| s.pgrp),
+                Some(new_group),
+                "{what}: the third joins it"
+            );
+            assert_eq!(
+                stat(first.pid()).map(|s| s.pgrp),
+                Some(first.pid()),
+                "{what}"
+            );
+            let pids = g.pids().unwrap();
+            assert!(pids.contains(&first.pid()), "{what}: {pids:?}");
+            let mut all = vec![first.pid()];
+            all.extend(starts.iter().map(|p| p.pid()));
+            if close {
+                tokio::time::timeout(DEADLINE * 3, g.close())
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: the close never returned"))
+                    .unwrap();
+                for &pid in &all {
+                    assert!(
+                        pid_gone(pid),
+                        "{what}: {pid} after the close: {:?}",
+                        stat(pid)
+                    );
+                }
+            }
+            drop(g);
+            assert_gone(&all, &what).await;
+            drop((first, starts));
+        }
+    }
+    suite.end().await;
+}

@@ -81,6 +81,17 @@ impl ChildHandle {
             && super::unix::pgroup::group_of(self.pid()) != Some(self.pid())
     }
 
+    /// Whether the child leads a session (its session id is its pid). Its
+    /// number names it only while it is unreaped, so that is asked before
+    /// and after: a child reaped in between may have handed its number to
+    /// a stranger, whose session says nothing about ours. (The session id
+    /// is 0 when its leader is outside this pid namespace: never a pid.)
+    pub(crate) fn leads_session(&self) -> bool {
+        !self.reaped_by_kernel()
+            && super::unix::pgroup::session_of(self.pid()) == Some(self.pid())
+            && !self.reaped_by_kernel()
+    }
+
     /// CPU time and peak memory of the exited child; `None` while it runs,
     /// or where the wait that keeps it a zombie can't report them (the
     /// portable backend).

@@ -31,6 +31,12 @@ pub(super) enum Kind {
         /// reached through their handles by the group's signals, kill and
         /// close (see `retire_leader`).
         former: Mutex<Vec<Arc<ChildHandle>>>,
+        /// Whether the current leader was started leading a session of
+        /// its own (a pty session): its process group can't be joined.
+        /// A leader started without one that leads a session now called
+        /// `setsid` itself, after it left the group (see
+        /// `Container::leader_left`).
+        leader_session: AtomicBool,
         /// Run by the portable backend (posix_spawn, pid-held children):
         /// always off Linux, and on Linux when forced.
         portable: bool,
@@ -415,16 +421,51 @@ impl Container {
                     .filter(|&p| !super::linux::procfs::exited(p))
                     .collect())
             }
-            Kind::Pgroup { .. } => match self.pgid() {
-                Some(pgid) => ptable::members(pgid),
-                None => Ok(Vec::new()),
-            },
+            Kind::Pgroup { .. } => {
+                let mut members = match self.pgid() {
+                    Some(pgid) => ptable::members(pgid)?,
+                    None => Vec::new(),
+                };
+                // The former leaders still running are members too,
+                // wherever they went (see `former`).
+                for f in self.live_former_leaders() {
+                    if !members.contains(&f.pid()) {
+                        members.push(f.pid());
+                    }
+                }
+                Ok(members)
+            }
         }
     }
 
     /// Waits until the processes in `pids` (and, for a cgroup, everything
     /// in it) have exited, or `deadline`; returns how many are still alive.
+    /// A process group's former leaders among `pids` (see `former`) are
+    /// waited for through their handles, the rest as members of the
+    /// process group.
     pub(crate) async fn wait_members(&self, pids: &[i32], deadline: Instant) -> io::Result<usize> {
+        let former: Vec<_> = self
+            .live_former_leaders()
+            .into_iter()
+            .filter(|f| pids.contains(&f.pid()))
+            .collect();
+        if former.is_empty() {
+            return self.wait_in_container(pids, deadline).await;
+        }
+        let rest: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|p| !former.iter().any(|f| f.pid() == *p))
+            .collect();
+        let left = match rest.is_empty() {
+            true => 0,
+            false => self.wait_in_container(&rest, deadline).await?,
+        };
+        Ok(left + Self::wait_handles(&former, deadline).await)
+    }
+
+    /// [`wait_members`](Self::wait_members) for processes in the container.
+    async fn wait_in_container(&self, pids: &[i32], deadline: Instant) -> io::Result<usize> {
         let deadline = tokio::time::Instant::from_std(deadline);
         match &self.kind {
             #[cfg(target_os = "linux")]

@@ -31,6 +31,7 @@ impl Container {
         Kind::Pgroup {
             leader: std::sync::Mutex::new(None),
             former: std::sync::Mutex::new(Vec::new()),
+            leader_session: std::sync::atomic::AtomicBool::new(false),
             portable,
         }
     }
@@ -42,6 +43,47 @@ impl Container {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => Vec::new(),
         }
+    }
+
+    /// The former leaders still running (unreaped, not exited): members
+    /// of the group wherever they went.
+    pub(super) fn live_former_leaders(&self) -> Vec<std::sync::Arc<super::ChildHandle>> {
+        let mut former = self.former_leaders();
+        former.retain(|f| !f.reaped_by_kernel() && matches!(f.try_status(), Ok(None)));
+        former
+    }
+
+    /// Notes whether the group's new leader was started leading a session
+    /// of its own (see `Kind::Pgroup::leader_session`).
+    pub(super) fn note_leader_session(&self, own_session: bool) {
+        if let Kind::Pgroup { leader_session, .. } = &self.kind {
+            leader_session.store(own_session, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Whether the leader was started leading a session of its own (a pty
+    /// session; see `Kind::Pgroup::leader_session`).
+    pub(super) fn leader_started_session(&self) -> bool {
+        match &self.kind {
+            Kind::Pgroup { leader_session, .. } => {
+                leader_session.load(std::sync::atomic::Ordering::Acquire)
+            }
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => false,
+        }
+    }
+
+    /// Whether `leader`, the group's, no longer holds the group's process
+    /// group for a start to join: it has ended, runs in another process
+    /// group, or leads a session it made itself (`setsid` after it left
+    /// the group: possible only once the group had emptied, and the
+    /// process group it leads now, numbered as the old one, is of another
+    /// session). A pty session's leader, started so, has not left.
+    pub(super) fn leader_left(&self, leader: &super::ChildHandle) -> bool {
+        if leader.ended() || leader.left_group() {
+            return true;
+        }
+        !self.leader_started_session() && leader.leads_session()
     }
 
     /// Retires `leader` (the group's, whose process group a start found
@@ -69,12 +111,22 @@ impl Container {
     }
 
     /// Waits until every former leader (see `Kind::Pgroup::former`) has
-    /// exited, or `deadline`, after the close's SIGKILL. A wait that fails
-    /// (another wait pending and no descriptor free for its own) is not an
-    /// exit: the leader is then polled until it has ended, or `deadline`.
+    /// exited, or `deadline`, after the close's SIGKILL.
     pub(super) async fn wait_former_leaders(&self, deadline: Instant) {
+        Self::wait_handles(&self.former_leaders(), deadline).await;
+    }
+
+    /// Waits until every one of `children` has exited, or `deadline`; how
+    /// many have not. A wait that fails (another wait pending and no
+    /// descriptor free for its own) is not an exit: the child is then
+    /// polled until it has ended, or `deadline`.
+    pub(super) async fn wait_handles(
+        children: &[std::sync::Arc<super::ChildHandle>],
+        deadline: Instant,
+    ) -> usize {
         let deadline = tokio::time::Instant::from_std(deadline);
-        for f in self.former_leaders() {
+        let mut left = 0;
+        for f in children {
             if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, f.wait()).await {
                 continue;
             }
@@ -83,7 +135,9 @@ impl Container {
                 tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + nap)).await;
                 nap = (nap * 2).min(std::time::Duration::from_millis(50));
             }
+            left += usize::from(!f.ended());
         }
+        left
     }
 
     /// Lets go of the former leaders' handles (at the end of a teardown).

@@ -216,7 +216,7 @@ impl Container {
             } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
                 let pgid = leader.as_ref().map_or(0, |l| l.pid());
-                pty_session_check(spec, leader.as_deref())?;
+                pty_session_check(spec, leader.as_deref(), self.leader_started_session())?;
                 let joined = match pgid {
                     0 => None,
                     _ => match spawn::spawn_joining(spec, &[], Some(pgid), None) {
@@ -230,7 +230,7 @@ impl Container {
                         // (`retire_leader`).
                         Err(SpawnError::Step(ChildStep::ProcessGroup, e))
                             if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| l.ended() || l.left_group()) =>
+                                && leader.as_ref().is_some_and(|l| self.leader_left(l)) =>
                         {
                             self.retire_leader(&mut leader);
                             None
@@ -246,6 +246,7 @@ impl Container {
                     None => {
                         let handle = self.spawn_leader(spec)?;
                         *leader = Some(handle.clone());
+                        self.note_leader_session(spec.setup.setsid);
                         let pgid = handle.pid();
                         (handle, pgid)
                     }
@@ -259,7 +260,7 @@ impl Container {
             Kind::Pgroup { leader, .. } => {
                 let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
                 let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
-                pty_session_check(spec, leader.as_deref())?;
+                pty_session_check(spec, leader.as_deref(), self.leader_started_session())?;
                 let pid = match pgid {
                     0 => self.spawn_portable(spec, 0)?,
                     _ => match self.spawn_portable(spec, pgid) {
@@ -267,7 +268,7 @@ impl Container {
                         // group emptied; the new child leads a new one.
                         Err(SpawnError::Step(ChildStep::ProcessGroup, e))
                             if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| l.ended() || l.left_group()) =>
+                                && leader.as_ref().is_some_and(|l| self.leader_left(l)) =>
                         {
                             self.retire_leader(&mut leader);
                             pgid = 0;
@@ -279,6 +280,7 @@ impl Container {
                 let handle = Arc::new(ChildHandle::Portable(PortableChild::new(pid)));
                 if leader.is_none() {
                     *leader = Some(handle.clone());
+                    self.note_leader_session(spec.setup.setsid);
                     self.register_leader(&handle);
                 }
                 let tree = own_tree.then(|| ProcTree::Pgroup {
@@ -466,7 +468,11 @@ impl Container {
 /// refuses a group of another session). Both are refused as unsupported
 /// rather than started outside the group.
 #[cfg(unix)]
-fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(), SpawnError> {
+fn pty_session_check(
+    spec: &SpawnSpec,
+    leader: Option<&ChildHandle>,
+    pty_leader: bool,
+) -> Result<(), SpawnError> {
     let unsupported = |operation, reason: &str| {
         Err(SpawnError::Unsupported(
             operation,
@@ -477,17 +483,10 @@ fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(
     let Some(leader) = leader else {
         return Ok(());
     };
-    // The leader's number names it only while it is unreaped, so that is
-    // asked before and after: a leader reaped in between may have handed
-    // its number to a stranger, whose session says nothing about ours. (The
-    // session id is 0 when its leader is outside this pid namespace, e.g.
-    // a program started without `setsid` by a container's or CI runner's
-    // exec: never equal to a pid.)
-    let pid = leader.pid();
-    let leads_session = !leader.reaped_by_kernel()
-        && crate::sys::unix::pgroup::session_of(pid) == Some(pid)
-        && !leader.reaped_by_kernel();
-    if leads_session {
+    // A leader started without a session of its own that leads one now
+    // left the group and called `setsid`: the start goes on (and finds the
+    // group's process group in another session: `Container::leader_left`).
+    if pty_leader && leader.leads_session() {
         return unsupported(
             "start",
             "the group's process group is led by a pty session; a process of this session \
@@ -509,11 +508,7 @@ fn pty_session_check(spec: &SpawnSpec, leader: Option<&ChildHandle>) -> Result<(
 /// while the leader is unreaped, so its number is exact.
 #[cfg(unix)]
 fn leader_session(leader: &ChildHandle) -> Option<i32> {
-    let pid = leader.pid();
-    let own = !leader.reaped_by_kernel()
-        && crate::sys::unix::pgroup::session_of(pid) == Some(pid)
-        && !leader.reaped_by_kernel();
-    own.then_some(pid)
+    leader.leads_session().then_some(leader.pid())
 }
 
 /// Registers a process group's leader with the guard, which on Linux
