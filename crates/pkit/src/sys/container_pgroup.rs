@@ -56,8 +56,12 @@ impl Container {
     /// Notes whether the group's new leader was started leading a session
     /// of its own (see `Kind::Pgroup::leader_session`).
     pub(super) fn note_leader_session(&self, own_session: bool) {
-        if let Kind::Pgroup { leader_session, .. } = &self.kind {
-            leader_session.store(own_session, std::sync::atomic::Ordering::Release);
+        match &self.kind {
+            Kind::Pgroup { leader_session, .. } => {
+                leader_session.store(own_session, std::sync::atomic::Ordering::Release);
+            }
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => {}
         }
     }
 
