@@ -314,7 +314,7 @@ async fn a_group_whose_leader_left_and_runs_on_starts_again_and_ends_both() {
 /// stderr) without perl.
 fn leave_and_trap_term(anchor: &Anchor) -> Option<String> {
     leave(MechanismChoice::ProcessGroup, anchor)?;
-    let pgid = anchor.0.id();
+    let pgid = anchor.pgid();
     Some(format!(
         "exec perl -e '$SIG{{TERM}} = sub {{ select(undef, undef, undef, 0.3); exit 5 }}; \
          setpgrp(0, {pgid}) or exit 9; $0 = \"sleep\"; sleep 1 while 1'"
@@ -420,7 +420,7 @@ async fn a_leader_that_left_and_called_setsid_is_no_pty_session() {
         if leave(choice, &anchor).is_none() {
             continue;
         }
-        let pgid = anchor.0.id();
+        let pgid = anchor.pgid();
         let script = format!(
             "exec perl -MPOSIX -e 'setpgrp(0, {pgid}) or exit 9; POSIX::setsid() > 0 or exit 8; \
              exec \"sleep\", \"300\"'"
