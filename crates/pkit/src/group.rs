@@ -406,7 +406,9 @@ impl Group {
     }
 
     /// The pids of the live processes in the group (under cgroup v2, in
-    /// its cgroup and every cgroup below it).
+    /// its cgroup and every cgroup below it; under process groups, in its
+    /// process group, and a first process that left it and runs on: see
+    /// `docs/gotchas.md`).
     ///
     /// # Errors
     ///
