@@ -274,7 +274,9 @@ pub fn on_signal(
             if r.from_parent {
                 let relay = st.direct.take();
                 if relay.is_some_and(|(d, at)| d == s && now.duration_since(at) <= RELAYED_WITHIN) {
-                    // The parent's relay of the one this pkit got already.
+                    // The parent's relay of the one this pkit got already:
+                    // one request, listed once in the report.
+                    report.signals_received.pop();
                     return;
                 }
             } else {

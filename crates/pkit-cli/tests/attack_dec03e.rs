@@ -72,18 +72,22 @@ fn one_int_to_the_job_of_a_nested_run_is_one_request() {
     use std::os::unix::process::CommandExt;
     for inner in mechanisms() {
         let log = temp_path("int-log");
+        let stop = temp_path("int-stop");
         let pids = pid_file();
         let script = format!(
             "echo $$ > {p}; trap 'echo INT >> {l}' INT; trap 'echo TERM >> {l}; exit 5' TERM; \
-             while :; do sleep 0.05; done",
+             while [ ! -e {s} ]; do sleep 0.05; done",
             p = pids.display(),
-            l = log.display()
+            l = log.display(),
+            s = stop.display()
         );
         let mut child = pkit()
             .args(["run", "-q", "--mechanism", "cgroup", "--"])
             .arg(env!("CARGO_BIN_EXE_pkit"))
-            .args(["run", "-q", "--mechanism", inner, "--", "sh", "-c", &script])
+            .args(["run", "-q", "--json", "--mechanism", inner, "--"])
+            .args(["sh", "-c", &script])
             .process_group(0)
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("pkit runs");
@@ -111,15 +115,34 @@ fn one_int_to_the_job_of_a_nested_run_is_one_request() {
         std::thread::sleep(Duration::from_secs(2));
         let seen = std::fs::read_to_string(&log).unwrap_or_default();
         let ended = child.try_wait().expect("try_wait");
+        // The program ends on its own; the nested pkit's report follows.
+        std::fs::write(&stop, b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("try_wait").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // SAFETY: as above; everything ends with its guards.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = child.wait();
+        let out = child.wait_with_output().expect("the outer pkit's output");
         let _ = std::fs::remove_file(&pids);
         let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(&stop);
         assert!(
             ended.is_none() && !seen.contains("TERM"),
             "cgroup>{inner}: one INT ended the run ({ended:?}); the program got {seen:?}"
         );
         assert_all_gone(&[program]);
+        // One request, listed once (the relay was listed too before).
+        // `--json` writes the report to stderr, which the outer passes on.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr.lines().rev().find(|l| l.starts_with('{'));
+        let report: serde_json::Value = line
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("cgroup>{inner}: no report: {out:?}"));
+        assert_eq!(
+            report["signals_received"],
+            serde_json::json!(["SIGINT"]),
+            "cgroup>{inner}: {report}"
+        );
     }
 }
