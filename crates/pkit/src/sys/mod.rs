@@ -37,6 +37,8 @@ mod host;
 mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
+#[cfg(unix)]
+mod nap;
 #[cfg(target_os = "linux")]
 pub(crate) mod pid;
 mod place;

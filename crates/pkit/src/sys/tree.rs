@@ -70,40 +70,56 @@ impl ProcTree {
         (matches!(root.try_status(), Ok(None)) && !reached.contains(&root.pid())).then_some(root)
     }
 
-    /// Pidfds of the subtree's live processes, each checked to name a
-    /// member (never a reused pid), at `reach` (a cgroup's nested pkit
-    /// groups left out or not), and of its root if it is running and was
-    /// not among them ([`escaped_root`](Self::escaped_root)).
+    /// Sends `sig` to the root through its handle where the pass that
+    /// `reached` the subtree's members did not (see
+    /// [`escaped_root`](Self::escaped_root)), or failed.
     #[cfg(target_os = "linux")]
-    fn pidfds(&self, reach: Reach) -> Vec<OwnedFd> {
-        let members = |found: std::io::Result<Vec<(i32, OwnedFd)>>, root: &Arc<ChildHandle>| {
-            let found = found.unwrap_or_default();
-            let pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
-            let mut fds: Vec<OwnedFd> = found.into_iter().map(|(_, fd)| fd).collect();
-            let escaped = Self::escaped_root(root, &pids).and_then(|r| r.pidfd());
-            if let Some(Ok(fd)) = escaped.map(|p| rustix::io::fcntl_dupfd_cloexec(p, 3)) {
-                fds.push(fd);
-            }
-            fds
-        };
-        match self {
-            ProcTree::Leaf(leaf, root) => members(
-                super::linux::subtree::member_pidfds(leaf.path(), reach),
-                root,
-            ),
-            ProcTree::GroupDir {
-                dir,
-                leaves,
-                tenure,
-                root,
-            } => members(
-                tenure
-                    .during(|| super::linux::subtree::member_pidfds_but(dir, leaves, reach))
-                    .unwrap_or_else(|| Ok(Vec::new())),
-                root,
-            ),
-            ProcTree::Pgroup { root, pgid } => pgroup_pidfds(root, *pgid).unwrap_or_default(),
+    fn signal_escaped(root: &Arc<ChildHandle>, reached: &std::io::Result<Vec<i32>>, sig: i32) {
+        let reached = reached.as_deref().unwrap_or(&[]);
+        if let Some(root) = Self::escaped_root(root, reached) {
+            let _ = root.signal(sig);
         }
+    }
+
+    /// Pidfds of a group directory's subtree (see [`ProcTree::GroupDir`]):
+    /// of its live processes, each checked to name a member (never a
+    /// reused pid), at `reach` (nested pkit groups left out or not), and of
+    /// its root if it is running and was not among them
+    /// ([`escaped_root`](Self::escaped_root)). An error when any can't be
+    /// had (no descriptor free for one, or to list them): a subtree taken
+    /// as only those found would leave the rest running.
+    #[cfg(target_os = "linux")]
+    fn dir_pidfds(
+        dir: &std::path::Path,
+        leaves: &Leaves,
+        tenure: &Tenure,
+        root: &Arc<ChildHandle>,
+        reach: Reach,
+    ) -> std::io::Result<Vec<OwnedFd>> {
+        let found = tenure
+            .during(|| super::linux::subtree::member_pidfds_but(dir, leaves, reach))
+            .unwrap_or_else(|| Ok(Vec::new()))?;
+        let pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
+        let mut fds: Vec<OwnedFd> = found.into_iter().map(|(_, fd)| fd).collect();
+        if let Some(p) = Self::escaped_root(root, &pids).and_then(|r| r.pidfd()) {
+            fds.push(rustix::io::fcntl_dupfd_cloexec(p, 3)?);
+        }
+        Ok(fds)
+    }
+
+    /// Whether a group directory's subtree has ended: nothing listed in it
+    /// and its root exited. Where it can't be listed, its root alone says.
+    #[cfg(target_os = "linux")]
+    fn dir_ended(
+        dir: &std::path::Path,
+        leaves: &Leaves,
+        tenure: &Tenure,
+        root: &ChildHandle,
+    ) -> bool {
+        let listed = tenure
+            .during(|| super::linux::subtree::pids_but(dir, Some(leaves), Reach::All))
+            .unwrap_or_else(|| Ok(Vec::new()));
+        matches!(root.try_status(), Ok(Some(_))) && listed.is_ok_and(|p| p.is_empty())
     }
 
     /// A native process group's subtree as pidfds ([`pgroup_pidfds`]);
@@ -126,9 +142,9 @@ impl ProcTree {
     /// (`None`: no deadline) passes; then SIGKILLs whatever is left.
     /// Returns whether anything was left for SIGKILL after a signal.
     ///
-    /// Under a process group, an error when the subtree could not be
-    /// listed (no descriptor free to read a member's parent): the root has
-    /// been ended through its handle, its descendants may run on, and
+    /// An error when the subtree could not be listed or reached (no
+    /// descriptor free, under a cgroup not even the reserve's): the root
+    /// has been ended through its handle, its descendants may run on, and
     /// nothing says the subtree ended.
     pub(crate) async fn end(
         &self,
@@ -139,12 +155,6 @@ impl ProcTree {
             return Ok(false);
         };
         let mut listed = Ok(());
-        let until = |d: Option<tokio::time::Instant>| async move {
-            match d {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         #[cfg(target_os = "linux")]
         let pg_fds = self.pgroup_fds();
         #[cfg(not(target_os = "linux"))]
@@ -185,7 +195,10 @@ impl ProcTree {
             // too (through a copy of its pidfd).
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf, root) => {
-                let reached = leaf.signal(sig).unwrap_or_default();
+                let reached = leaf.signal(sig).unwrap_or_else(|e| {
+                    listed = Err(e);
+                    Vec::new()
+                });
                 let outside = Self::escaped_root(root, &reached);
                 if let Some(r) = outside {
                     let _ = r.signal(sig);
@@ -208,32 +221,32 @@ impl ProcTree {
             }
             // No kernel event tells when a directory less some of its
             // sub-cgroups is empty: its members' pidfds are waited on.
+            // A nested pkit's group is left to its owner (one of the
+            // members) until the SIGKILL, which reaches it too. Where not
+            // every member can be pinned (no descriptor free for a pidfd),
+            // the signal reaches them by number where need be, and the
+            // subtree's listing is polled.
+            #[cfg(target_os = "linux")]
+            ProcTree::GroupDir {
+                dir,
+                leaves,
+                tenure,
+                root,
+            } if pg_fds.is_none() => {
+                match Self::dir_pidfds(dir, leaves, tenure, root, Reach::of(sig)) {
+                    Ok(fds) => signal_and_wait(fds, sig, deadline).await,
+                    Err(_) => {
+                        listed = self.signal(sig);
+                        let ended = || Self::dir_ended(dir, leaves, tenure, root);
+                        !super::nap::poll_until(ended, deadline).await
+                    }
+                }
+            }
+            // Found before the signal: once a parent exits, its children
+            // are re-parented and no longer found by links.
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } => {
-                // Found before the signal: once a parent exits, its
-                // children are re-parented and no longer found by links.
-                // A nested pkit's group is left to its owner (one of
-                // these) until the SIGKILL below, which reaches it too.
-                let fds = match pg_fds {
-                    Some(fds) => fds,
-                    None => self.pidfds(Reach::of(sig)),
-                };
-                for fd in &fds {
-                    let _ = pidfd_signal(fd.as_fd(), sig);
-                }
-                let all = async {
-                    for fd in &fds {
-                        let _ = child::pidfd_exited(fd).await;
-                    }
-                };
-                let left = tokio::select! {
-                    () = all => false,
-                    () = until(deadline) => fds.iter().any(|fd| !child::pidfd_exited_now(fd)),
-                };
-                for fd in &fds {
-                    let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
-                }
-                left
+                signal_and_wait(pg_fds.unwrap_or_default(), sig, deadline).await
             }
             #[cfg(not(target_os = "linux"))]
             ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
@@ -245,9 +258,9 @@ impl ProcTree {
     /// Sends `sig` to every process of the subtree, now (a process that
     /// exits meanwhile is not an error).
     ///
-    /// Under a process group, an error when the subtree could not be
-    /// listed (no descriptor free to read a member's parent): the root has
-    /// had `sig` through its handle, its descendants have not.
+    /// An error when the subtree could not be listed or a member refused
+    /// `sig` (no descriptor free, under a cgroup not even the reserve's):
+    /// the root has had `sig` through its handle, its descendants may not.
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
         #[cfg(target_os = "linux")]
         let pg_fds = self.pgroup_fds();
@@ -263,10 +276,9 @@ impl ProcTree {
             }
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf, root) => {
-                let reached = leaf.signal(sig).unwrap_or_default();
-                if let Some(root) = Self::escaped_root(root, &reached) {
-                    let _ = root.signal(sig);
-                }
+                let reached = leaf.signal(sig);
+                Self::signal_escaped(root, &reached, sig);
+                reached?;
             }
             #[cfg(target_os = "linux")]
             ProcTree::GroupDir {
@@ -277,11 +289,9 @@ impl ProcTree {
             } => {
                 let reached = tenure
                     .during(|| super::linux::subtree::signal_members_but(dir, sig, Some(leaves)))
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                if let Some(root) = Self::escaped_root(root, &reached) {
-                    let _ = root.signal(sig);
-                }
+                    .unwrap_or_else(|| Ok(Vec::new()));
+                Self::signal_escaped(root, &reached, sig);
+                reached?;
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
@@ -297,9 +307,9 @@ impl ProcTree {
 
     /// SIGKILLs every process of the subtree, now.
     ///
-    /// Under a process group, an error when the subtree could not be
-    /// listed (no descriptor free to read a member's parent): the root has
-    /// had the SIGKILL through its handle, its descendants have not.
+    /// An error when the subtree could not be listed or reached (no
+    /// descriptor free, under a cgroup not even the reserve's): the root
+    /// has had the SIGKILL through its handle, its descendants may not.
     pub(crate) fn kill(&self) -> std::io::Result<()> {
         #[cfg(target_os = "linux")]
         let pg_fds = self.pgroup_fds();
@@ -318,7 +328,7 @@ impl ProcTree {
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf, root) => {
                 let _ = root.signal(libc::SIGKILL);
-                let _ = leaf.kill();
+                leaf.kill()?;
             }
             #[cfg(target_os = "linux")]
             ProcTree::GroupDir {
@@ -328,7 +338,9 @@ impl ProcTree {
                 root,
             } => {
                 let _ = root.signal(libc::SIGKILL);
-                tenure.during(|| super::linux::subtree::kill_members_but(dir, Some(leaves)));
+                let killed =
+                    tenure.during(|| super::linux::subtree::kill_members_but(dir, Some(leaves)));
+                killed.unwrap_or(Ok(()))?;
             }
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } => {
@@ -340,6 +352,41 @@ impl ProcTree {
             ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
         }
         Ok(())
+    }
+}
+
+/// Sends `sig` through each of `fds` (a subtree's pidfds), waits until
+/// every one has exited or `deadline` passes, then SIGKILLs them all;
+/// whether any was left for the SIGKILL.
+#[cfg(target_os = "linux")]
+async fn signal_and_wait(
+    fds: Vec<OwnedFd>,
+    sig: i32,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    for fd in &fds {
+        let _ = pidfd_signal(fd.as_fd(), sig);
+    }
+    let all = async {
+        for fd in &fds {
+            let _ = child::pidfd_exited(fd).await;
+        }
+    };
+    let left = tokio::select! {
+        () = all => false,
+        () = until(deadline) => fds.iter().any(|fd| !child::pidfd_exited_now(fd)),
+    };
+    for fd in &fds {
+        let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
+    }
+    left
+}
+
+/// Sleeps until `deadline`, forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

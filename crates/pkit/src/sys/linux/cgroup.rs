@@ -294,7 +294,7 @@ impl Cgroup {
 
     /// Sends `sig` to every process in the cgroup and below it, each
     /// through a pidfd checked to name a member (see
-    /// [`subtree::member_pidfds`]), but those in a nested pkit's group for
+    /// [`subtree::member_pidfds_but`]), but those in a nested pkit's group for
     /// a signal `pkit run` relays (see [`subtree::Reach::of`]). The cgroup is frozen meanwhile so no
     /// member forks an unsignalled child (signals queue while frozen and
     /// act on thaw), unless `user_frozen` (it is frozen already and stays

@@ -60,10 +60,6 @@ impl Leaf {
         }
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The directory fd, for `clone3(CLONE_INTO_CGROUP)`.
     pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()
@@ -80,14 +76,16 @@ impl Leaf {
         .map_err(io::Error::from)
     }
 
-    /// Whether the leaf (its subtree included) has no live process.
+    /// Whether the leaf (its subtree included) has no live process: gone
+    /// counts as empty (only an empty cgroup can be removed), unreadable
+    /// (no descriptor free, the reserve's taken) as not.
     pub(crate) fn is_empty(&self) -> bool {
-        !matches!(self.events(), Some(ev) if ev.populated)
-    }
-
-    fn events(&self) -> Option<super::cgroup::Events> {
-        let fd = self.open_events().ok()?;
-        super::cgroup::read_events(&fd).ok()
+        let read = super::reserve::with_reserve(|| self.open_events())
+            .and_then(|fd| super::cgroup::read_events(&fd));
+        match read {
+            Ok(ev) => !ev.populated,
+            Err(e) => super::subtree::removed_under(&self.path, &e),
+        }
     }
 
     fn open_events(&self) -> io::Result<OwnedFd> {
@@ -111,13 +109,37 @@ impl Leaf {
     /// SIGKILLs every process in the leaf's subtree (not through
     /// `cgroup.kill`, which would mark the leaf's subtree on some kernels;
     /// see [`Cgroup::kill_each`](super::cgroup::Cgroup::kill_each)).
+    ///
+    /// Where that fails (no descriptor free even for the listing: the
+    /// reserve is taken), the last resort is the leaf's `cgroup.kill`,
+    /// written through the reserve's slot: it needs that one descriptor,
+    /// and the leaf, made for one process, takes no later `clone3`.
     pub(crate) fn kill(&self) -> io::Result<()> {
-        super::subtree::kill_members(&self.path)
+        let killed = super::subtree::kill_members(&self.path);
+        let Err(e) = killed else {
+            return Ok(());
+        };
+        let last = super::reserve::with_reserve(|| {
+            let fd = rustix::fs::openat(
+                &self.dir,
+                "cgroup.kill",
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            rustix::io::write(&fd, b"1")?;
+            Ok(())
+        });
+        last.map_err(|_| e)
     }
 
-    /// Waits asynchronously until the leaf is empty.
+    /// Waits asynchronously until the leaf is empty. At the descriptor
+    /// limit the reserve's slot serves (see [`reserve`](super::reserve)),
+    /// taken back once the wait is over or dropped.
     pub(crate) async fn wait_empty(&self) -> io::Result<()> {
-        let afd = super::register(self.open_events()?, tokio::io::Interest::PRIORITY)?;
+        // Declared first, so dropped last: after the descriptor it frees.
+        let _refill = super::reserve::Refill;
+        let events = super::reserve::with_reserve(|| self.open_events())?;
+        let afd = super::register(events, tokio::io::Interest::PRIORITY)?;
         loop {
             if !super::cgroup::read_events(afd.get_ref())?.populated {
                 return Ok(());

@@ -28,14 +28,15 @@ fn child_dirs(dir: &Path) -> Vec<PathBuf> {
         Err(rustix::io::Errno::NOENT) => return Vec::new(),
         _ => {}
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect()
+    // At the descriptor limit the reserve's slot serves for the listing.
+    let listed = super::reserve::with_reserve(|| {
+        Ok(std::fs::read_dir(dir)?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect())
+    });
+    listed.unwrap_or_default()
 }
 
 /// Every directory below `dir`, deepest first (each before its parent).
@@ -65,11 +66,17 @@ pub(crate) fn has_children_at(fd: std::os::fd::BorrowedFd<'_>, dir: &Path) -> bo
     }
 }
 
-/// The pids in one directory's `cgroup.procs`.
+/// The pids in one directory's `cgroup.procs`. One descriptor, for the
+/// time of the read: at the descriptor limit the reserve's (see
+/// [`reserve`](super::reserve)), so a subtree can still be listed, and its
+/// members reached by number where no pidfd can be had (see [`members`]).
 fn procs_in(dir: &Path) -> io::Result<Vec<i32>> {
-    let mut text = String::new();
-    std::fs::File::open(dir.join("cgroup.procs"))?.read_to_string(&mut text)?;
-    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    let path = dir.join("cgroup.procs");
+    super::reserve::with_reserve(|| {
+        let mut text = String::new();
+        std::fs::File::open(&path)?.read_to_string(&mut text)?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    })
 }
 
 /// The pids in `dir` and every cgroup below it. A cgroup that is gone,
@@ -153,7 +160,7 @@ pub(crate) fn removed_under(dir: &Path, e: &io::Error) -> bool {
 /// `skip` names as leaves (and everything below them): the subtree of a
 /// group's first started process, which lives in the group's own
 /// directory.
-fn pids_but(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Vec<i32>> {
+pub(crate) fn pids_but(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Vec<i32>> {
     let mut out = match procs_in(dir) {
         // Gone before the open (ENOENT) or between the open and the read
         // (ENODEV: a close on another task removed it).
@@ -165,7 +172,7 @@ fn pids_but(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Vec<i
         if skip.is_some_and(|s| child.file_name().is_some_and(|n| s.is_leaf(n))) {
             continue;
         }
-        walk(&child, &out, reach, &mut below);
+        walk(&child, &out, reach, &mut below)?;
     }
     out.extend(below);
     Ok(out)
@@ -174,42 +181,57 @@ fn pids_but(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Vec<i
 /// Adds the pids of the sub-cgroup `dir` and of every cgroup below it to
 /// `out`; at [`Reach::SparingNested`], none of a nested pkit's group (see
 /// [`nested_group`]), found below a cgroup whose own processes are
-/// `parent_procs`. A sub-cgroup that can't be read adds none.
-fn walk(dir: &Path, parent_procs: &[i32], reach: Reach, out: &mut Vec<i32>) {
+/// `parent_procs`. A sub-cgroup that can't be read adds none (one removed
+/// meanwhile has none), but for want of a descriptor: that is an error, a
+/// listing that leaves out members that run.
+fn walk(dir: &Path, parent_procs: &[i32], reach: Reach, out: &mut Vec<i32>) -> io::Result<()> {
     if reach == Reach::SparingNested && nested_group(dir, parent_procs) {
-        return;
+        return Ok(());
     }
-    let procs = procs_in(dir).unwrap_or_default();
+    let procs = match procs_in(dir) {
+        Ok(procs) => procs,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => return Err(e),
+        Err(_) => Vec::new(),
+    };
     for child in child_dirs(dir) {
-        walk(&child, &procs, reach, out);
+        walk(&child, &procs, reach, out)?;
     }
     out.extend(procs);
+    Ok(())
 }
 
-/// Pidfds of the processes in `dir`'s subtree, each checked to name a
+/// Pidfds of the processes in the subtree of the group directory `dir`
+/// less its leaves (see [`Leaves`]), each checked to name a
 /// member: the listing is read again after the pidfds are opened, and a
 /// pidfd is kept only if its pid is still listed. If the process the pidfd
 /// names were gone and its number reused by then, the pidfd names the dead
 /// process and a signal to it does nothing; so a signal through these fds
-/// never reaches a process outside the group.
-pub(crate) fn member_pidfds(dir: &Path, reach: Reach) -> io::Result<Vec<(i32, OwnedFd)>> {
-    members(dir, None, reach).map(|(fds, _)| fds)
-}
-
-/// [`member_pidfds`] of the group directory `dir` less its leaves (see
-/// [`Leaves`]).
+/// never reaches a process outside the group. An error when a member
+/// could not be pinned (no descriptor free for its pidfd): a subtree taken
+/// as only those pinned would leave the others running.
 pub(crate) fn member_pidfds_but(
     dir: &Path,
     leaves: &Leaves,
     reach: Reach,
 ) -> io::Result<Vec<(i32, OwnedFd)>> {
-    members(dir, Some(leaves), reach).map(|(fds, _)| fds)
+    all_pinned(members(dir, Some(leaves), reach)?)
+}
+
+/// The pinned members, or an error when some could not be pinned.
+fn all_pinned((fds, unpinned): Members) -> io::Result<Vec<(i32, OwnedFd)>> {
+    match unpinned.is_empty() {
+        true => Ok(fds),
+        false => Err(io::Error::other(format!(
+            "no pidfd for {} of the members",
+            unpinned.len()
+        ))),
+    }
 }
 
 /// Pinned members (pid, pidfd) and unpinned ones (pid).
 type Members = (Vec<(i32, OwnedFd)>, Vec<i32>);
 
-/// [`member_pidfds`], plus the listed pids that could not be pinned with a
+/// [`member_pidfds_but`], plus the listed pids that could not be pinned with a
 /// pidfd (`pidfd_open` failed other than with `ESRCH`: no fds left, no
 /// memory, no pidfds on this kernel) and are still listed on the second
 /// read. Signalling those by number is the only way to end them; it is
@@ -239,7 +261,7 @@ fn members(dir: &Path, skip: Option<&Leaves>, reach: Reach) -> io::Result<Member
 }
 
 /// Sends `sig` to every member of `dir`'s subtree through verified pidfds
-/// (see [`member_pidfds`]), at the reach of `sig` (see [`Reach::of`]: a
+/// (see [`member_pidfds_but`]), at the reach of `sig` (see [`Reach::of`]: a
 /// catchable signal spares nested pkit groups). Every member is tried; the
 /// first error is reported after. Returns the pids signalled.
 pub(crate) fn signal_members(dir: &Path, sig: i32) -> io::Result<Vec<i32>> {
