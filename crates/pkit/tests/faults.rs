@@ -668,3 +668,39 @@ async fn a_pty_start_without_posix_spawn_setsid_survives_stop_signals() {
         .unwrap();
     end_exclusive(alone, NAME).await;
 }
+
+/// A signal or kill pass freezes the group, then thaws it: a thaw that
+/// fails for want of a descriptor (`EMFILE`, the pass having taken the
+/// last) is made again through the reserve's slot. It left the group
+/// frozen, its processes stopped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thaw_without_a_free_descriptor_takes_the_reserve() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    if cgroup_usable() {
+        for (how, signal) in [("signal", pkit::Signal::Cont), ("kill", pkit::Signal::Kill)] {
+            let g = group(MechanismChoice::Cgroup);
+            let dir = cgroup_dir(&g).unwrap();
+            let mut p = g.start(&Command::new("sleep").arg("300")).unwrap();
+            inject(Point::Thaw, libc::EMFILE, 1);
+            let sent = g.signal(signal);
+            clear();
+            sent.unwrap_or_else(|e| panic!("{how}: {e}"));
+            let freeze = std::fs::read_to_string(dir.join("cgroup.freeze")).unwrap();
+            assert_eq!(freeze.trim(), "0", "{how}: cgroup.freeze after the pass");
+            // Not frozen: a process started now runs to its end.
+            let mut next = g.start(&Command::new("true")).unwrap();
+            let out = tokio::time::timeout(DEADLINE, next.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{how}: a process started after the pass never ran"))
+                .unwrap();
+            assert!(out.success(), "{how}: {:?}", out.outcome());
+            p.kill_tree().unwrap();
+            let _ = p.wait().await;
+            drop((p, next));
+            g.close().await.unwrap();
+            clean(&format!("thaw {how}"), fds).await;
+        }
+    }
+    end_exclusive(alone, "a_thaw_without_a_free_descriptor_takes_the_reserve").await;
+}

@@ -21,6 +21,9 @@ pub enum Point {
     CgroupKill,
     /// `rmdir` of a group's cgroup.
     Rmdir,
+    /// The write of `cgroup.freeze` that thaws a cgroup after a signal or
+    /// kill pass froze it.
+    Thaw,
     /// The owner-death guard's `socketpair`.
     GuardSocket,
     /// A pipe for a child's stdio or between pipeline stages.
