@@ -504,8 +504,12 @@ impl Container {
                         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                         // No pidfd to be had (no descriptor free): a
                         // member not waited for would be taken for gone,
-                        // so every one is polled instead.
-                        Err(_) => return Ok(poll_members(pids, pgid, deadline).await),
+                        // so every one is polled instead, with the
+                        // descriptors held so far given back first.
+                        Err(_) => {
+                            drop(fds);
+                            return Ok(poll_members(pids, pgid, deadline).await);
+                        }
                     }
                 }
                 // One epoll set for them all: a batch of exits is one
@@ -513,7 +517,10 @@ impl Container {
                 // for a pidfd was taken again), the members are polled.
                 match super::linux::exits::wait_all(&fds, deadline).await {
                     Ok(n) => Ok(n),
-                    Err(_) => Ok(poll_members(pids, pgid, deadline).await),
+                    Err(_) => {
+                        drop(fds);
+                        Ok(poll_members(pids, pgid, deadline).await)
+                    }
                 }
             }
             Kind::Pgroup { .. } => {

@@ -242,7 +242,11 @@ impl Cgroup {
         if self.has_kill {
             self.killed.store(true, Ordering::Release);
             // The one way to end the tree that needs a single descriptor:
-            // at the descriptor limit it gets the reserve's.
+            // at the descriptor limit it gets the reserve's. The lock that
+            // `dir()` takes on the way blocks, where the reserve's is only
+            // tried: it is held just to clone an `Arc`, and the copy in a
+            // child forked without exec is disowned when dropped, so its
+            // teardown never gets here (see `disown`).
             let written = crate::sys::fault::io_check(crate::sys::fault::Point::CgroupKill)
                 .and_then(|()| {
                     super::reserve::with_reserve(|| self.write_file("cgroup.kill", b"1"))

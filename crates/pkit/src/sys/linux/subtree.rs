@@ -151,9 +151,11 @@ pub(crate) fn unless_removed(dir: &Path, result: io::Result<()>) -> io::Result<(
 }
 
 /// Whether `e` says the cgroup `dir` was removed under the call: `ENODEV`
-/// from a file opened before the removal, `ENOENT` from an open after it.
+/// from a file opened before the removal, `ENOENT` from an open after it;
+/// either only once `dir` is gone (`ENODEV` has other causes).
 pub(crate) fn removed_under(dir: &Path, e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENODEV) || (e.kind() == io::ErrorKind::NotFound && !dir.exists())
+    let gone = e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound;
+    gone && !dir.exists()
 }
 
 /// [`pids`] at `reach`, leaving out the direct sub-cgroups of `dir` that
