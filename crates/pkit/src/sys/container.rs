@@ -557,13 +557,6 @@ async fn poll_members(pids: &[i32], pgid: i32, deadline: tokio::time::Instant) -
             .filter(|&&p| ptable::is_live_member(p, pgid))
             .count()
     };
-    let mut nap = std::time::Duration::from_millis(1);
-    loop {
-        let n = left();
-        if n == 0 || tokio::time::Instant::now() >= deadline {
-            return n;
-        }
-        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + nap)).await;
-        nap = (nap * 2).min(std::time::Duration::from_millis(50));
-    }
+    super::nap::poll_until(|| left() == 0, Some(deadline)).await;
+    left()
 }

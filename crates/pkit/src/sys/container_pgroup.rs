@@ -134,11 +134,7 @@ impl Container {
             if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, f.wait()).await {
                 continue;
             }
-            let mut nap = std::time::Duration::from_millis(1);
-            while !f.ended() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + nap)).await;
-                nap = (nap * 2).min(std::time::Duration::from_millis(50));
-            }
+            super::nap::poll_until(|| f.ended(), Some(deadline)).await;
             left += usize::from(!f.ended());
         }
         left

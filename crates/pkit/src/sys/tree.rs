@@ -126,10 +126,10 @@ impl ProcTree {
     /// `None` for any other subtree, and where they can't all be had: the
     /// subtree is then reached as the portable backend's is (the root
     /// through its handle, the others by number after a check), which
-    /// needs no descriptor.
-    #[cfg(target_os = "linux")]
-    fn pgroup_fds(&self) -> Option<Vec<OwnedFd>> {
+    /// needs no descriptor. Always `None` off Linux.
+    fn pgroup_fds(&self) -> Option<PgroupFds> {
         match self {
+            #[cfg(target_os = "linux")]
             ProcTree::Pgroup { root, pgid } if !root.is_portable() => {
                 pgroup_pidfds(root, *pgid).ok()
             }
@@ -155,10 +155,7 @@ impl ProcTree {
             return Ok(false);
         };
         let mut listed = Ok(());
-        #[cfg(target_os = "linux")]
         let pg_fds = self.pgroup_fds();
-        #[cfg(not(target_os = "linux"))]
-        let pg_fds: Option<()> = None;
         let left = match self {
             ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
                 let pids = match portable_pids(root, *pgid) {
@@ -177,17 +174,7 @@ impl ProcTree {
                         })
                         .count()
                 };
-                let poll = async {
-                    let mut nap = std::time::Duration::from_millis(1);
-                    while left() > 0 {
-                        tokio::time::sleep(nap).await;
-                        nap = (nap * 2).min(std::time::Duration::from_millis(50));
-                    }
-                };
-                let left = tokio::select! {
-                    () = poll => false,
-                    () = until(deadline) => left() > 0,
-                };
+                let left = !super::nap::poll_until(|| left() == 0, deadline).await;
                 portable_signal(root, *pgid, &pids, libc::SIGKILL);
                 left
             }
@@ -262,17 +249,10 @@ impl ProcTree {
     /// `sig` (no descriptor free, under a cgroup not even the reserve's):
     /// the root has had `sig` through its handle, its descendants may not.
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
-        #[cfg(target_os = "linux")]
         let pg_fds = self.pgroup_fds();
-        #[cfg(not(target_os = "linux"))]
-        let pg_fds: Option<()> = None;
         match self {
             ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
-                let found = portable_pids(root, *pgid);
-                let alone = [root.pid()];
-                let pids = found.as_deref().unwrap_or(&alone);
-                portable_signal(root, *pgid, pids, sig);
-                found?;
+                portable_signal_tree(root, *pgid, sig)?;
             }
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf, root) => {
@@ -311,17 +291,10 @@ impl ProcTree {
     /// descriptor free, under a cgroup not even the reserve's): the root
     /// has had the SIGKILL through its handle, its descendants may not.
     pub(crate) fn kill(&self) -> std::io::Result<()> {
-        #[cfg(target_os = "linux")]
         let pg_fds = self.pgroup_fds();
-        #[cfg(not(target_os = "linux"))]
-        let pg_fds: Option<()> = None;
         match self {
             ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
-                let found = portable_pids(root, *pgid);
-                let alone = [root.pid()];
-                let pids = found.as_deref().unwrap_or(&alone);
-                portable_signal(root, *pgid, pids, libc::SIGKILL);
-                found?;
+                portable_signal_tree(root, *pgid, libc::SIGKILL)?;
             }
             // The root through its handle too: exact, and it may have
             // left the cgroup (see `escaped_root`).
@@ -383,11 +356,29 @@ async fn signal_and_wait(
 }
 
 /// Sleeps until `deadline`, forever without one.
+#[cfg(target_os = "linux")]
 async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// What [`ProcTree::pgroup_fds`] gives: pidfds on Linux, never anything
+/// elsewhere.
+#[cfg(target_os = "linux")]
+type PgroupFds = Vec<OwnedFd>;
+#[cfg(not(target_os = "linux"))]
+type PgroupFds = std::convert::Infallible;
+
+/// Sends `sig` to a process group's subtree the portable way (see
+/// [`portable_signal`]); where it can't be listed, to the root alone
+/// (through its handle), then the listing's error.
+fn portable_signal_tree(root: &ChildHandle, pgid: i32, sig: i32) -> std::io::Result<()> {
+    let found = portable_pids(root, pgid);
+    let alone = [root.pid()];
+    portable_signal(root, pgid, found.as_deref().unwrap_or(&alone), sig);
+    found.map(drop)
 }
 
 /// The portable backend's subtree: the root (our child) and its live
