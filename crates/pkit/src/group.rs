@@ -362,7 +362,9 @@ impl Group {
     /// [`Error::Unsupported`](crate::Error::Unsupported) when the mechanism can't take the
     /// process (a process group, for anything but a child of this process that has not called
     /// `exec`); [`Error::Io`](crate::Error::Io) when the OS refuses the move (no such process,
-    /// no permission).
+    /// no permission), and once a close, shutdown or drop of the group has begun ("the group
+    /// has been closed": the process is left where it was). A move racing a close either
+    /// lands first, and the process is ended with the group, or is refused so.
     pub fn adopt(&self, pid: u32) -> Result<()> {
         self.container.adopt(pid as i32).map_err(|e| match e {
             ControlError::Unsupported(reason) => Error::Unsupported {

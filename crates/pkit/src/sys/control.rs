@@ -92,6 +92,17 @@ impl Container {
         if pid <= 0 {
             return Err(ControlError::Os(io::Error::from_raw_os_error(libc::ESRCH)));
         }
+        // As a start's placement: a close marks the group closed under the
+        // write side, so a move either lands before it (and the process is
+        // killed with the rest) or is refused. Unguarded, a move landing
+        // after the close's kill ran on in a cgroup nobody would end, and
+        // one after its removal failed with ENOENT.
+        let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
+        if self.torn_down.load(Ordering::Acquire) {
+            return Err(ControlError::Os(io::Error::other(
+                "the group has been closed",
+            )));
+        }
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
