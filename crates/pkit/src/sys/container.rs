@@ -340,6 +340,8 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
+                // See `signal`: the pass's thaw must not undo a suspend.
+                let _state = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
                 self.signal_started(cg, libc::SIGKILL);
                 cg.kill_each(self.suspended.load(Ordering::Acquire))
             }
@@ -397,6 +399,12 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
+                // A suspend (the lock's write side) comes wholly before the
+                // pass, which then leaves the user's freeze alone, or after
+                // it: a pass that had read `suspended` unset thawed the
+                // freeze a suspend had just made (and its wait for
+                // `frozen 1` then hung until the group emptied).
+                let _state = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
                 self.signal_started(cg, sig);
                 cg.signal_each(sig, self.suspended.load(Ordering::Acquire))
             }

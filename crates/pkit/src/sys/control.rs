@@ -43,14 +43,19 @@ impl Container {
     /// lock, so a start racing this either placed its child before (which
     /// is then frozen or stopped with the rest) or is refused.
     pub(crate) async fn suspend(&self) -> io::Result<()> {
-        let stopped = {
+        let (stopped, closed) = {
             let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
             self.suspended.store(true, Ordering::Release);
-            match &self.kind {
+            let closed = self.torn_down.load(Ordering::Acquire);
+            // Closed (a close, under this lock, has begun): nothing is
+            // left to stop, and the cgroup may be gone (see `closed`).
+            let stopped = match &self.kind {
+                _ if closed => Ok(()),
                 #[cfg(target_os = "linux")]
                 Kind::Cgroup(cg) => cg.write_freeze(true),
                 Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGSTOP),
-            }
+            };
+            (stopped, closed)
         };
         if let Err(e) = stopped {
             // Not frozen (nor stopped): don't claim it is.
@@ -59,16 +64,19 @@ impl Container {
         }
         match &self.kind {
             #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) => cg.freeze_async(true).await,
-            Kind::Pgroup { .. } => Ok(()),
+            Kind::Cgroup(cg) if !closed => cg.wait_frozen().await,
+            _ => Ok(()),
         }
     }
 
     /// Lets a suspended group run again. The group is thawed before starts
-    /// are allowed again, so no start lands in a still-frozen cgroup.
+    /// are allowed again, so no start lands in a still-frozen cgroup. A
+    /// closed group (a close has begun) has nothing left to resume, and
+    /// its cgroup may be gone: nothing is done.
     pub(crate) async fn resume(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
         let thawed = match &self.kind {
+            _ if self.torn_down.load(Ordering::Acquire) => Ok(()),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.write_freeze(false),
             Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGCONT),

@@ -330,24 +330,6 @@ impl Cgroup {
             .during_or_closed(|| self.write_file(name, value))
     }
 
-    /// Freezes or thaws the cgroup; a freeze waits (asynchronously) until
-    /// the kernel reports `frozen 1`, or the cgroup is empty.
-    pub(crate) async fn freeze_async(&self, on: bool) -> io::Result<()> {
-        self.write_freeze(on)?;
-        if !on {
-            return Ok(());
-        }
-        let afd = super::register(self.open_events()?, tokio::io::Interest::PRIORITY)?;
-        loop {
-            let ev = read_events(afd.get_ref())?;
-            if ev.frozen || !ev.populated {
-                return Ok(());
-            }
-            let mut guard = afd.ready(tokio::io::Interest::PRIORITY).await?;
-            guard.clear_ready();
-        }
-    }
-
     /// Writes one of the cgroup's interface files (`memory.max`, …).
     pub(crate) fn write_attr(&self, name: &str, value: &str) -> io::Result<()> {
         self.write_ours(name, value.as_bytes())

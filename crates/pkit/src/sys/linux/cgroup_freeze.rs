@@ -1,10 +1,11 @@
 //! Freezing a cgroup around a signal or kill pass (see
-//! [`Cgroup::while_frozen`]).
+//! [`Cgroup::while_frozen`]), and a user's freeze (`Group::suspend`),
+//! waited for asynchronously.
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::{read_events, subtree, wait_event_change, Cgroup};
+use super::{read_events, subtree, wait_event_change, Cgroup, RECHECK};
 
 impl Cgroup {
     /// Runs `pass` (a signal pass over the members) with the cgroup frozen,
@@ -59,5 +60,44 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Waits (asynchronously), after [`write_freeze`](Self::write_freeze)
+    /// froze the cgroup, until the kernel reports `frozen 1`, or the cgroup
+    /// is empty, or gone, or thawed again (`cgroup.freeze` reads 0: a resume came since, and the
+    /// freeze is no longer this call's to wait for).
+    ///
+    /// A cgroup removed under the wait (a close on another task ended the
+    /// tree and removed the directory: `ENOENT`, or `ENODEV` from the
+    /// `cgroup.events` opened before) had nothing left to freeze: `Ok`.
+    /// The kernel sends no change notification for a removal, so the
+    /// notification is the wake-up and a re-read every [`RECHECK`] the
+    /// safety net, as for [`wait_empty`](Self::wait_empty): the wait hung
+    /// for good on a removed cgroup before.
+    pub(crate) async fn wait_frozen(&self) -> io::Result<()> {
+        let gone = |e: &io::Error| subtree::removed_under(self.path(), e);
+        let events = match self.open_events() {
+            Err(e) if gone(&e) => return Ok(()),
+            other => other?,
+        };
+        let afd = super::super::register(events, tokio::io::Interest::PRIORITY)?;
+        loop {
+            match read_events(afd.get_ref()) {
+                Ok(ev) if ev.frozen || !ev.populated => return Ok(()),
+                Ok(_) => {}
+                Err(e) if gone(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if self
+                .read_attr("cgroup.freeze")
+                .is_none_or(|v| v.trim() != "1")
+            {
+                return Ok(());
+            }
+            let ready = afd.ready(tokio::io::Interest::PRIORITY);
+            if let Ok(guard) = tokio::time::timeout(RECHECK, ready).await {
+                guard?.clear_ready();
+            }
+        }
     }
 }
