@@ -453,11 +453,8 @@ impl Drop for Group {
     /// log when the group was still open.
     fn drop(&mut self) {
         self.scripted.signal(Signal::Kill.as_raw());
-        let open = match self.container.refusal() {
-            None => true,
-            Some(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-        };
-        if open {
+        // Still open (suspended counts as open): no close or teardown began.
+        if !self.container.is_closed() {
             log::group_dropped(self.log_name.as_deref(), self.mechanism());
         }
     }

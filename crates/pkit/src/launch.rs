@@ -451,7 +451,7 @@ pub(crate) struct Prepared {
     pub(crate) resolved: std::path::PathBuf,
     pub(crate) path: sys::NativeString,
     pub(crate) argv: Vec<sys::NativeString>,
-    pub(crate) envp: sys::ChildEnv<sys::NativeString>,
+    pub(crate) envp: sys::ChildEnv,
     pub(crate) cwd: Option<sys::NativeString>,
 }
 
@@ -512,15 +512,9 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
     }
     let envp = match env {
         None => sys::inherited_env(),
-        Some(env) => {
-            let mut envp = Vec::with_capacity(env.len());
-            for (k, v) in env {
-                envp.push(sys::env_entry(k.as_ref(), v.as_ref()).ok_or_else(|| {
-                    Error::InvalidInput("an environment variable contains a NUL byte".into())
-                })?);
-            }
-            sys::ChildEnv::Exactly(envp)
-        }
+        Some(env) => sys::exact_env(&env).ok_or_else(|| {
+            Error::InvalidInput("an environment variable contains a NUL byte".into())
+        })?,
     };
     let cwd = match &cmd.cwd {
         Some(d) => Some(c(d.as_os_str(), &|| "the working directory".into())?),

@@ -316,8 +316,10 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     let oom_before = group.oom_kills();
     let inactive = matches!(ended, Ended::Inactive);
     let timed_out = inactive || matches!(ended, Ended::TimedOut);
-    let label = cmd.log_label();
-    let who = || who(&proc, &label);
+    // Built only for a log line (a timeout, a cancel, a kill after the
+    // grace): not on an ordinary run's way.
+    let label = std::sync::OnceLock::new();
+    let who = || who(&proc, label.get_or_init(|| cmd.log_label()));
     match ended {
         Ended::TimedOut => crate::log::timed_out(who(), cmd.spec.timeout),
         Ended::Inactive => crate::log::timed_out(who(), cmd.spec.run.inactivity),

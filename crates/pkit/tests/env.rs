@@ -238,3 +238,127 @@ async fn equals_name_helper() {
     }
     println!("equals-helper-ran");
 }
+
+/// The environment copy (one buffer for every `NAME=value`, issue 20)
+/// with what could trip it: thousands of inherited variables, a long value,
+/// empty values, names and values that are not UTF-8, and the changes a
+/// command makes to such an environment (an inherited variable overridden
+/// in place, one removed, a removal of one that is absent, new ones, empty
+/// or not UTF-8). The test process can't give itself those variables
+/// (tests run concurrently and only read the environment), so it runs
+/// itself again with them (`odd_environment_helper`).
+#[test]
+fn an_odd_and_large_inherited_environment_arrives_whole() {
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    child
+        .args([
+            "odd_environment_helper",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PKIT_TEST_ODD_HELPER", "1")
+        .env("PKIT_ODD_EMPTY", "")
+        .env(OsStr::from_bytes(b"PKIT_ODD_\xff\xfe"), "name not UTF-8")
+        .env("PKIT_ODD_RAW", OsStr::from_bytes(b"\x80value\xc3("))
+        .env("PKIT_ODD_LONG", "x".repeat(64 * 1024))
+        .env("PKIT_ODD_OVERRIDE", "inherited");
+    for i in 0..3000 {
+        child.env(
+            format!("PKIT_ODD_{i}"),
+            format!("{i}={}", "v".repeat(i % 97)),
+        );
+    }
+    let out = child.output().expect("helper");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("odd-environment-helper-ran"), "{text}");
+}
+
+/// The helper of the test above: does nothing unless
+/// `PKIT_TEST_ODD_HELPER` is set.
+#[tokio::test]
+async fn odd_environment_helper() {
+    if std::env::var_os("PKIT_TEST_ODD_HELPER").is_none() {
+        return;
+    }
+    let entry = |k: &OsStr, v: &OsStr| [k.as_bytes(), b"=", v.as_bytes()].concat();
+    let inherited: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| entry(&k, &v)).collect();
+    assert!(inherited.len() > 3000, "{} variables", inherited.len());
+    let env0 = |out: &pkit::Output| -> Vec<Vec<u8>> {
+        assert!(out.success(), "{out:?}");
+        let mut got: Vec<Vec<u8>> = out
+            .stdout()
+            .split(|&b| b == 0)
+            .map(<[u8]>::to_vec)
+            .collect();
+        assert_eq!(got.pop().as_deref(), Some(&b""[..]), "not NUL-terminated");
+        got
+    };
+    for choice in mechanisms() {
+        // Twice: the second copy reserves what the first one measured.
+        for round in 0..2 {
+            let out = cmd(choice, "env").arg("-0").output().await.expect("env");
+            assert!(
+                env0(&out) == inherited,
+                "{choice}, run {round}: not the same"
+            );
+        }
+
+        let out = cmd(choice, "env")
+            .arg("-0")
+            .env("PKIT_ODD_OVERRIDE", "overridden")
+            .env_remove("PKIT_ODD_7")
+            .env_remove("PKIT_ODD_ABSENT")
+            .env("PKIT_ODD_NEW_EMPTY", "")
+            .env(
+                OsStr::from_bytes(b"PKIT_ODD_NEW_\xff"),
+                OsStr::from_bytes(b"\xfe"),
+            )
+            .output()
+            .await
+            .expect("env");
+        let got = env0(&out);
+        // The inherited ones in their order: the override in its place,
+        // the removed one gone; then the new ones.
+        let want: Vec<Vec<u8>> = inherited
+            .iter()
+            .filter(|e| !e.starts_with(b"PKIT_ODD_7="))
+            .map(|e| match e.starts_with(b"PKIT_ODD_OVERRIDE=") {
+                true => b"PKIT_ODD_OVERRIDE=overridden".to_vec(),
+                false => e.clone(),
+            })
+            .collect();
+        assert_eq!(got.len(), want.len() + 2, "{choice}");
+        assert!(got[..want.len()] == want[..], "{choice}: inherited part");
+        let mut new = got[want.len()..].to_vec();
+        new.sort();
+        assert_eq!(
+            new,
+            [
+                b"PKIT_ODD_NEW_EMPTY=".to_vec(),
+                b"PKIT_ODD_NEW_\xff=\xfe".to_vec()
+            ],
+            "{choice}"
+        );
+
+        // Cleared, then only these, with the odd bytes intact.
+        let out = cmd(choice, "env")
+            .arg("-0")
+            .env_clear()
+            .env("E", "")
+            .env(OsStr::from_bytes(b"\xff"), OsStr::from_bytes(b"\x80=\x81"))
+            .output()
+            .await
+            .expect("env");
+        let mut got = env0(&out);
+        got.sort();
+        assert_eq!(
+            got,
+            [b"E=".to_vec(), b"\xff=\x80=\x81".to_vec()],
+            "{choice}"
+        );
+    }
+    println!("odd-environment-helper-ran");
+}

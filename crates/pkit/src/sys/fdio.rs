@@ -16,22 +16,13 @@ pub(crate) fn native_string(s: &OsStr) -> Option<NativeString> {
     CString::new(s.as_bytes()).ok()
 }
 
-/// One `NAME=value` environment entry; `None` if either contains a NUL byte.
-pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
-    let mut kv = Vec::with_capacity(name.len() + value.len() + 2);
-    kv.extend_from_slice(name.as_bytes());
-    kv.push(b'=');
-    kv.extend_from_slice(value.as_bytes());
-    CString::new(kv).ok()
-}
-
 /// The `envp` vector a child is started with: `env`'s strings,
 /// null-terminated. Always a vector of pkit's own: an inherited
 /// environment was copied at the start (under std's environment lock), so
 /// the child never reads the C library's `environ`, which another thread's
 /// `set_var` may be rewriting while a vfork-style child runs.
-pub(crate) fn envp_vector(env: &super::ChildEnv<CString>) -> Vec<*const c_char> {
-    nul_terminated(env.entries())
+pub(crate) fn envp_vector(env: &super::ChildEnv) -> &[*const c_char] {
+    env.block().pointers()
 }
 
 /// Pointers to each string, then a null pointer (an `argv` or `envp`).
@@ -41,20 +32,6 @@ pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect()
-}
-
-/// The environment of a child whose command changes no variable: a copy
-/// of this process's, made now under std's environment lock (`vars_os`).
-/// A child handed the C library's `environ` itself would read it while
-/// another thread's `set_var` may be rewriting it (std's own spawn holds
-/// that lock while it starts a child, for this reason).
-/// Entries in this process's order; one with a NUL byte can't exist.
-pub(crate) fn inherited_env() -> super::ChildEnv<NativeString> {
-    super::ChildEnv::Exactly(
-        std::env::vars_os()
-            .filter_map(|(k, v)| env_entry(&k, &v))
-            .collect(),
-    )
 }
 
 /// Whether an environment variable's name is the search path's (`PATH`;
@@ -264,7 +241,7 @@ pub(crate) enum ChildIo {
 pub(crate) struct SpawnSpec {
     pub path: CString,
     pub argv: Vec<CString>,
-    pub envp: super::ChildEnv<CString>,
+    pub envp: super::ChildEnv,
     pub cwd: Option<CString>,
     pub stdin: ChildIo,
     pub stdout: ChildIo,

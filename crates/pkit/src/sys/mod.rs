@@ -26,6 +26,8 @@ mod container_pgroup;
 mod control;
 mod cpu_list;
 mod creator;
+#[cfg(unix)]
+mod env_block;
 #[doc(hidden)]
 pub mod fault;
 #[cfg(unix)]
@@ -76,6 +78,8 @@ pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
 pub(crate) use creator::Creator;
+#[cfg(unix)]
+pub(crate) use env_block::{exact_env, inherited_env, EnvBlock};
 #[cfg(unix)]
 pub(crate) use fdio::*;
 pub use guard_status::GuardStatus;

@@ -72,7 +72,7 @@ impl Container {
     /// [`spawn`](Self::spawn)): the group is closed, or suspended (an
     /// error of kind `WouldBlock`: starting would block until `resume`).
     pub(crate) fn refusal(&self) -> Option<io::Error> {
-        if self.torn_down.load(Ordering::Acquire) {
+        if self.is_closed() {
             return Some(io::Error::other("the group has been closed"));
         }
         if self.suspended.load(Ordering::Acquire) {
@@ -82,6 +82,12 @@ impl Container {
             ));
         }
         None
+    }
+
+    /// Whether a close or teardown has begun (no start is taken any more):
+    /// [`refusal`](Self::refusal)'s first case, without building its error.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.torn_down.load(Ordering::Acquire)
     }
 
     /// How children are put into the container.

@@ -78,7 +78,7 @@ pub(crate) enum SpawnError {
 
 /// The environment a child starts with.
 #[derive(Debug)]
-pub(crate) enum ChildEnv<S> {
+pub(crate) enum ChildEnv {
     /// This process's own (the parent's block, as Windows hands it on):
     /// the command changed no variable, so no copy is made. Unix has no
     /// such case: there an inherited environment is copied at the start
@@ -87,15 +87,15 @@ pub(crate) enum ChildEnv<S> {
     #[cfg(not(unix))]
     Inherited,
     /// Exactly these `NAME=value` entries, in this order.
-    Exactly(Vec<S>),
+    Exactly(super::EnvBlock),
 }
 
 #[cfg(unix)]
-impl<S> ChildEnv<S> {
+impl ChildEnv {
     /// The entries: on Unix every child's environment is exact.
-    pub(crate) fn entries(&self) -> &[S] {
-        let ChildEnv::Exactly(entries) = self;
-        entries
+    pub(crate) fn block(&self) -> &super::EnvBlock {
+        let ChildEnv::Exactly(block) = self;
+        block
     }
 }
 

@@ -191,19 +191,17 @@ pub(super) fn may_run_executable(entry_ran: bool, entry: usize) -> Result<(), St
 /// The owner's environment (but `name`) plus `name=value`, for running
 /// this executable again as a guard; a variable with a NUL byte can't be
 /// passed on and is left out. Both guards' environment.
-pub(super) fn env_plus(name: &str, value: &str) -> io::Result<Vec<CString>> {
+pub(super) fn env_plus(name: &str, value: &str) -> io::Result<crate::sys::EnvBlock> {
     use std::os::unix::ffi::OsStrExt;
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(n, _)| n != name)
-        .filter_map(|(n, v)| {
-            let mut e = n.as_bytes().to_vec();
-            e.push(b'=');
-            e.extend_from_slice(v.as_bytes());
-            CString::new(e).ok()
-        })
-        .collect();
-    env.push(CString::new(format!("{name}={value}")).map_err(io::Error::other)?);
-    Ok(env)
+    let vars = std::env::vars_os();
+    let mut env = crate::sys::EnvBlock::builder(vars.size_hint().0 + 1, 4096);
+    for (n, v) in vars.filter(|(n, _)| n != name) {
+        env.push(n.as_bytes(), v.as_bytes());
+    }
+    if !env.push(name.as_bytes(), value.as_bytes()) {
+        return Err(io::Error::other("a NUL byte in the guard's variable"));
+    }
+    Ok(env.finish())
 }
 
 /// Whether `addr` lies in the main executable (the first object
@@ -323,11 +321,10 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
 /// descriptor, in a process group of its own, the terminal's signals
 /// blocked.
 fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result<libc::pid_t> {
-    use crate::sys::nul_terminated;
     use crate::sys::unix::spawn::Attrs;
     let env = env_plus(ENV, &format!("{GUARD_FD},0,{cap}"))?;
     let argv = [c"pkit-guard".as_ptr(), std::ptr::null()];
-    let envp = nul_terminated(&env);
+    let envp = env.pointers();
     // A source above the target: dup2 onto GUARD_FD then clears its
     // close-on-exec flag.
     let sock = crate::sys::dup_above(guard_end.as_raw_fd(), GUARD_FD + 1)?;

@@ -163,7 +163,7 @@ mod tests {
         SpawnSpec {
             path: c(argv[0]),
             argv: argv.iter().map(|a| c(a)).collect(),
-            envp: crate::sys::ChildEnv::Exactly(Vec::new()),
+            envp: crate::sys::ChildEnv::Exactly(Default::default()),
             cwd: None,
             stdin: ChildIo::Inherit,
             stdout: ChildIo::Inherit,

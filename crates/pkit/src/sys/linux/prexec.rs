@@ -20,7 +20,7 @@ use crate::sys::{envp_vector, nul_terminated, ChildSetup, Rlimit, SpawnSpec};
 pub(super) struct Plan<'a> {
     path: &'a CString,
     argv: Vec<*const libc::c_char>,
-    envp: Vec<*const libc::c_char>,
+    envp: &'a [*const libc::c_char],
     cwd: Option<&'a CString>,
     stdio: [Option<RawFd>; 3],
     /// `cgroup.procs` files to join through before exec ("0" = myself).

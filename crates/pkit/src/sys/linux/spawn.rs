@@ -274,7 +274,7 @@ mod tests {
         SpawnSpec {
             path: c(path),
             argv: vec![c(path)],
-            envp: crate::sys::ChildEnv::Exactly(Vec::new()),
+            envp: crate::sys::ChildEnv::Exactly(Default::default()),
             cwd: cwd.map(c),
             stdin: ChildIo::Inherit,
             stdout: ChildIo::Inherit,

@@ -448,8 +448,9 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         Some(_) => Some(GateEnv::new(spec)?),
         None => None,
     };
-    let envp = match &gate_env {
-        Some(g) => g.pointers(spec),
+    let gate_envp = gate_env.as_ref().map(|g| g.pointers(spec));
+    let envp = match &gate_envp {
+        Some(g) => &g[..],
         None => crate::sys::envp_vector(&spec.envp),
     };
     let path = via.map_or(&spec.path, |(exe, _)| exe);

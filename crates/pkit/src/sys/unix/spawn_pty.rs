@@ -139,7 +139,7 @@ pub(super) fn terminal(
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::super::spawn::{spawn_gated, Passed};
-    use crate::sys::{ChildEnv, ChildIo, ChildSetup, ChildStep, SpawnError, SpawnSpec};
+    use crate::sys::{ChildIo, ChildSetup, ChildStep, SpawnError, SpawnSpec};
     use std::ffi::CString;
     use std::os::fd::OwnedFd;
 
@@ -150,7 +150,7 @@ mod tests {
         SpawnSpec {
             path: c(argv[0]),
             argv: argv.iter().map(|a| c(a)).collect(),
-            envp: ChildEnv::Exactly(vec![c("PATH=/usr/bin:/bin")]),
+            envp: crate::sys::exact_env(&[("PATH", "/usr/bin:/bin")]).unwrap(),
             cwd: None,
             stdin: end(),
             stdout: end(),

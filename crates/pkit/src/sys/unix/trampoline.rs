@@ -111,14 +111,14 @@ impl GateEnv {
             .collect();
         let hidden: Vec<(usize, CString)> = spec
             .envp
+            .block()
             .entries()
-            .iter()
             .enumerate()
-            .filter(|(_, e)| is_loader_variable(e.as_bytes()))
+            .filter(|(_, e)| is_loader_variable(e))
             .filter_map(|(i, e)| {
-                let mut h = Vec::with_capacity(e.as_bytes().len() + 1);
+                let mut h = Vec::with_capacity(e.len() + 1);
                 h.push(b'_');
-                h.extend_from_slice(e.as_bytes());
+                h.extend_from_slice(e);
                 Some((i, CString::new(h).ok()?))
             })
             .collect();
@@ -144,12 +144,14 @@ impl GateEnv {
     /// The null-terminated pointer vector (borrowing `self` and `spec`).
     pub(crate) fn pointers(&self, spec: &SpawnSpec) -> Vec<*const c_char> {
         let mut hidden = self.hidden.iter().peekable();
-        let child = spec.envp.entries().iter().enumerate().map(|(i, e)| {
-            match hidden.next_if(|(at, _)| *at == i) {
+        let block = spec.envp.block();
+        let child = block.pointers()[..block.len()]
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| match hidden.next_if(|(at, _)| *at == i) {
                 Some((_, h)) => h.as_ptr(),
-                None => e.as_ptr(),
-            }
-        });
+                None => e,
+            });
         std::iter::once(self.first.as_ptr())
             .chain(self.owner_loader.iter().map(|e| e.as_ptr()))
             .chain(child)
@@ -491,15 +493,16 @@ pub(crate) fn started_by_its_loader() -> bool {
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::super::spawn::{spawn_gated, Passed};
-    use crate::sys::{ChildEnv, ChildIo, SpawnError, SpawnSpec};
-    use std::ffi::CString;
+    use crate::sys::{ChildIo, SpawnError, SpawnSpec};
+    use std::ffi::{CString, OsStr, OsString};
+    use std::os::unix::ffi::OsStrExt;
 
     fn spec(argv: &[&str]) -> SpawnSpec {
         let c = |s: &str| CString::new(s).unwrap();
         SpawnSpec {
             path: c(argv[0]),
             argv: argv.iter().map(|a| c(a)).collect(),
-            envp: ChildEnv::Exactly(vec![c("PATH=/usr/bin:/bin")]),
+            envp: crate::sys::exact_env(&[("PATH", "/usr/bin:/bin")]).unwrap(),
             cwd: None,
             stdin: ChildIo::Inherit,
             stdout: ChildIo::Inherit,
@@ -544,9 +547,20 @@ mod tests {
             d = dir.display()
         );
         let mut s = spec(&["/bin/sh", "-c", &script]);
-        let mut entries = s.envp.entries().to_vec();
-        entries.push(CString::new(format!("LD_LIBRARY_PATH={}", dir.display())).unwrap());
-        s.envp = ChildEnv::Exactly(entries);
+        let mut entries: Vec<(OsString, OsString)> = s
+            .envp
+            .block()
+            .entries()
+            .map(|e| {
+                let (k, v) = e.split_at(e.iter().position(|&b| b == b'=').unwrap());
+                (
+                    OsStr::from_bytes(k).into(),
+                    OsStr::from_bytes(&v[1..]).into(),
+                )
+            })
+            .collect();
+        entries.push(("LD_LIBRARY_PATH".into(), dir.clone().into()));
+        s.envp = crate::sys::exact_env(&entries).unwrap();
         let held = spawn_gated(&s, &exe(), 0).expect("held");
         let passed = held.open(&s);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -238,7 +238,7 @@ impl Container {
 
     /// Why a start must be refused now, if it must.
     pub(crate) fn refusal(&self) -> Option<io::Error> {
-        if self.torn_down.load(Ordering::Acquire) {
+        if self.is_closed() {
             return Some(io::Error::other("the group has been closed"));
         }
         self.is_suspended().then(|| {
@@ -247,6 +247,12 @@ impl Container {
                 "the group is suspended: resume it first",
             )
         })
+    }
+
+    /// Whether a close or teardown has begun (no start is taken any more):
+    /// [`refusal`](Self::refusal)'s first case, without building its error.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.torn_down.load(Ordering::Acquire)
     }
 
     pub(crate) fn placement(&self) -> Placement {

@@ -51,16 +51,34 @@ pub(crate) fn native_string(s: &OsStr) -> Option<NativeString> {
 
 /// The environment of a child whose command changes no variable: the
 /// parent's block, handed on by `CreateProcessW` as it is.
-pub(crate) fn inherited_env() -> crate::sys::ChildEnv<NativeString> {
+pub(crate) fn inherited_env() -> crate::sys::ChildEnv {
     crate::sys::ChildEnv::Inherited
 }
 
+/// A child's exact environment: its `NAME=value` entries (joined into one
+/// block by the spawn).
+pub(crate) type EnvBlock = Vec<NativeString>;
+
 /// One `NAME=value` environment entry; `None` if either contains a NUL.
-pub(crate) fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
+fn env_entry(name: &OsStr, value: &OsStr) -> Option<NativeString> {
     let mut kv = native_string(name)?;
     kv.push("=");
     kv.push(native_string(value)?);
     Some(kv)
+}
+
+/// The environment of a child whose command changed variables: exactly
+/// `vars`; `None` if a name or value holds a NUL.
+pub(crate) fn exact_env<K, V>(vars: &[(K, V)]) -> Option<crate::sys::ChildEnv>
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let entries = vars
+        .iter()
+        .map(|(k, v)| env_entry(k.as_ref(), v.as_ref()))
+        .collect::<Option<EnvBlock>>()?;
+    Some(crate::sys::ChildEnv::Exactly(entries))
 }
 
 /// Whether an environment variable's name is the search path's (`Path`,
@@ -152,7 +170,7 @@ pub(crate) struct SpawnSpec {
     /// `argv[0]` first (Windows builds the command line from it).
     pub argv: Vec<NativeString>,
     /// The child's environment: ours, or exactly these `NAME=value` entries.
-    pub envp: crate::sys::ChildEnv<NativeString>,
+    pub envp: crate::sys::ChildEnv,
     pub cwd: Option<NativeString>,
     pub stdin: ChildIo,
     pub stdout: ChildIo,

@@ -178,7 +178,7 @@ fn push_arg(line: &mut Vec<u16>, arg: &OsStr, always: bool) {
 /// The environment block for `CREATE_UNICODE_ENVIRONMENT` (`None`: the
 /// owner's own): `NAME=value` entries sorted by name without regard to
 /// case, as Windows keeps them, each NUL-terminated, then a NUL.
-fn env_block(env: &ChildEnv<NativeString>) -> Option<Vec<u16>> {
+fn env_block(env: &ChildEnv) -> Option<Vec<u16>> {
     let entries = match env {
         ChildEnv::Inherited => return None,
         ChildEnv::Exactly(entries) => entries,

@@ -1,0 +1,239 @@
+//! A child's environment on Unix as `execve` takes it, in two allocations:
+//! every `NAME=value\0` entry back to back in one byte buffer, and the
+//! null-terminated vector of pointers to them. (One C string per variable
+//! was one allocation, and one free, per variable and per spawn: two
+//! thirds of a one-shot run's user-space work, issue 20.)
+
+use std::ffi::c_char;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The entries of a child's environment, ready for `execve`.
+pub(crate) struct EnvBlock {
+    /// Every entry followed by its NUL.
+    bytes: Vec<u8>,
+    /// A pointer to each entry's first byte in `bytes`, then a null
+    /// pointer. `bytes` is never changed once these are set, so they stay
+    /// valid for as long as the block lives (moving the block moves
+    /// neither heap buffer).
+    ptrs: Vec<*const c_char>,
+}
+
+// SAFETY: the pointers only point into the block's own heap buffer, which
+// nothing mutates after `EnvBuilder::finish`; sharing or sending the block
+// shares or sends read-only bytes it owns, as a `Vec<CString>` would.
+unsafe impl Send for EnvBlock {}
+// SAFETY: as for `Send`: `&EnvBlock` gives read-only access only.
+unsafe impl Sync for EnvBlock {}
+
+impl EnvBlock {
+    /// A builder for about `entries` entries of about `bytes` bytes in all
+    /// (both only reserve room: more may be pushed).
+    pub(crate) fn builder(entries: usize, bytes: usize) -> EnvBuilder {
+        EnvBuilder {
+            bytes: Vec::with_capacity(bytes),
+            ptrs: Vec::with_capacity(entries + 1),
+        }
+    }
+
+    /// The null-terminated `envp` vector (valid while `self` lives).
+    pub(crate) fn pointers(&self) -> &[*const c_char] {
+        &self.ptrs
+    }
+
+    /// How many entries there are.
+    pub(crate) fn len(&self) -> usize {
+        self.ptrs.len() - 1
+    }
+
+    /// Each `NAME=value` entry, without its NUL, in order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &[u8]> {
+        // No entry holds a NUL (`EnvBuilder`), so the NULs part them.
+        self.bytes
+            .split_inclusive(|&b| b == 0)
+            .map(|e| &e[..e.len() - 1])
+    }
+
+    /// The bytes of all entries with their NULs.
+    fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl Default for EnvBlock {
+    /// No variable at all.
+    fn default() -> EnvBlock {
+        EnvBlock::builder(0, 0).finish()
+    }
+}
+
+impl std::fmt::Debug for EnvBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// An [`EnvBlock`] being filled.
+pub(crate) struct EnvBuilder {
+    bytes: Vec<u8>,
+    /// Each entry's offset in `bytes` (as an address without provenance)
+    /// until `finish` makes them pointers: `bytes` may still move.
+    ptrs: Vec<*const c_char>,
+}
+
+impl EnvBuilder {
+    /// Adds `name=value`; `false` (and nothing added) if either holds a
+    /// NUL byte, which no C string can carry.
+    pub(crate) fn push(&mut self, name: &[u8], value: &[u8]) -> bool {
+        if memchr::memchr(0, name).is_some() || memchr::memchr(0, value).is_some() {
+            return false;
+        }
+        self.push_unchecked(name, value);
+        true
+    }
+
+    /// Adds `name=value` from strings that hold no NUL byte (this
+    /// process's environment: C strings).
+    fn push_unchecked(&mut self, name: &[u8], value: &[u8]) {
+        debug_assert!(!name.contains(&0) && !value.contains(&0));
+        self.ptrs
+            .push(std::ptr::without_provenance(self.bytes.len()));
+        self.bytes.reserve(name.len() + value.len() + 2);
+        self.bytes.extend_from_slice(name);
+        self.bytes.push(b'=');
+        self.bytes.extend_from_slice(value);
+        self.bytes.push(0);
+    }
+
+    /// The block: the offsets become pointers into the buffer, which no
+    /// longer changes.
+    pub(crate) fn finish(mut self) -> EnvBlock {
+        let base = self.bytes.as_ptr().cast::<c_char>();
+        for p in &mut self.ptrs {
+            *p = base.wrapping_add(p.addr());
+        }
+        self.ptrs.push(std::ptr::null());
+        EnvBlock {
+            bytes: self.bytes,
+            ptrs: self.ptrs,
+        }
+    }
+}
+
+/// The size of the last inherited environment copied: the next copy
+/// reserves that much at once (the environment rarely changes), rather
+/// than growing its buffer as it goes.
+static LAST_INHERITED: AtomicUsize = AtomicUsize::new(0);
+
+/// The environment of a child whose command changes no variable: a copy
+/// of this process's, made now under std's environment lock (`vars_os`).
+/// A child handed the C library's `environ` itself would read it while
+/// another thread's `set_var` may be rewriting it (std's own spawn holds
+/// that lock while it starts a child, for this reason).
+/// Entries in this process's order.
+pub(crate) fn inherited_env() -> super::ChildEnv {
+    use std::os::unix::ffi::OsStrExt;
+    let vars = std::env::vars_os();
+    let mut block = EnvBlock::builder(vars.size_hint().0, LAST_INHERITED.load(Ordering::Relaxed));
+    for (name, value) in vars {
+        // Names and values were C strings: no NUL to look for.
+        block.push_unchecked(name.as_bytes(), value.as_bytes());
+    }
+    let block = block.finish();
+    LAST_INHERITED.store(block.byte_len(), Ordering::Relaxed);
+    super::ChildEnv::Exactly(block)
+}
+
+/// The environment of a child whose command changed variables: exactly
+/// `vars`; `None` if a name or value holds a NUL byte.
+pub(crate) fn exact_env<K, V>(vars: &[(K, V)]) -> Option<super::ChildEnv>
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = vars
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut block = EnvBlock::builder(vars.len(), bytes);
+    for (k, v) in vars {
+        if !block.push(k.as_ref().as_bytes(), v.as_ref().as_bytes()) {
+            return None;
+        }
+    }
+    Some(super::ChildEnv::Exactly(block.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn strings(block: &EnvBlock) -> Vec<Vec<u8>> {
+        block.entries().map(<[u8]>::to_vec).collect()
+    }
+
+    #[test]
+    fn pointers_name_each_entry_and_end_with_null() {
+        let mut b = EnvBlock::builder(0, 0);
+        // More than the reserved room: the buffer moves while filled.
+        for i in 0..200 {
+            assert!(b.push(format!("V{i}").as_bytes(), &vec![b'x'; i]));
+        }
+        assert!(b.push(b"EMPTY", b""));
+        assert!(b.push(b"\xff\xfe", b"\x80="));
+        let block = b.finish();
+        assert_eq!(block.len(), 202);
+        let ptrs = block.pointers();
+        assert_eq!(ptrs.len(), 203);
+        assert!(ptrs[202].is_null());
+        let via_ptrs: Vec<Vec<u8>> = ptrs[..202]
+            .iter()
+            // SAFETY: each pointer names a NUL-terminated entry of `block`,
+            // alive for this scope.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
+            .collect();
+        assert_eq!(via_ptrs, strings(&block));
+        assert_eq!(via_ptrs[5], b"V5=xxxxx");
+        assert_eq!(via_ptrs[200], b"EMPTY=");
+        assert_eq!(via_ptrs[201], b"\xff\xfe=\x80=");
+        // Moving the block keeps its pointers valid (its buffers stay).
+        let moved = Box::new(block);
+        // SAFETY: as above.
+        let last = unsafe { CStr::from_ptr(moved.pointers()[201]) };
+        assert_eq!(last.to_bytes(), b"\xff\xfe=\x80=");
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_and_adds_nothing() {
+        let mut b = EnvBlock::builder(2, 16);
+        assert!(!b.push(b"A\0B", b"1"));
+        assert!(!b.push(b"A", b"1\0"));
+        assert!(b.push(b"A", b"1"));
+        assert_eq!(strings(&b.finish()), vec![b"A=1".to_vec()]);
+        assert!(exact_env(&[("X", "1"), ("Y", "a\0b")]).is_none());
+    }
+
+    #[test]
+    fn empty_blocks_are_a_lone_null() {
+        let block = EnvBlock::default();
+        assert_eq!(block.len(), 0);
+        assert_eq!(block.pointers(), &[std::ptr::null()]);
+        assert_eq!(block.entries().count(), 0);
+    }
+
+    #[test]
+    fn the_inherited_copy_is_this_process_environment() {
+        use std::os::unix::ffi::OsStrExt;
+        let super::super::ChildEnv::Exactly(block) = inherited_env();
+        let expected: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+            .collect();
+        assert_eq!(strings(&block), expected);
+        // A second copy reserves the first's size and is the same.
+        let super::super::ChildEnv::Exactly(again) = inherited_env();
+        assert_eq!(strings(&again), expected);
+    }
+}
