@@ -45,6 +45,11 @@ impl EnvBlock {
         self.ptrs.len() - 1
     }
 
+    /// A pointer to each entry (without the final null).
+    pub(crate) fn entry_pointers(&self) -> &[*const c_char] {
+        &self.ptrs[..self.len()]
+    }
+
     /// Each `NAME=value` entry, without its NUL, in order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &[u8]> {
         // No entry holds a NUL (`EnvBuilder`), so the NULs part them.
@@ -126,13 +131,10 @@ impl EnvBuilder {
 /// than growing its buffer as it goes.
 static LAST_INHERITED: AtomicUsize = AtomicUsize::new(0);
 
-/// The environment of a child whose command changes no variable: a copy
-/// of this process's, made now under std's environment lock (`vars_os`).
-/// A child handed the C library's `environ` itself would read it while
-/// another thread's `set_var` may be rewriting it (std's own spawn holds
-/// that lock while it starts a child, for this reason).
-/// Entries in this process's order.
-pub(crate) fn inherited_env() -> super::ChildEnv {
+/// A copy of this process's environment, made now under std's environment
+/// lock (`vars_os`), entries in this process's order (see
+/// `sys::inherited_env`).
+pub(crate) fn inherited() -> EnvBlock {
     use std::os::unix::ffi::OsStrExt;
     let vars = std::env::vars_os();
     let mut block = EnvBlock::builder(vars.size_hint().0, LAST_INHERITED.load(Ordering::Relaxed));
@@ -142,12 +144,11 @@ pub(crate) fn inherited_env() -> super::ChildEnv {
     }
     let block = block.finish();
     LAST_INHERITED.store(block.byte_len(), Ordering::Relaxed);
-    super::ChildEnv::Exactly(block)
+    block
 }
 
-/// The environment of a child whose command changed variables: exactly
-/// `vars`; `None` if a name or value holds a NUL byte.
-pub(crate) fn exact_env<K, V>(vars: &[(K, V)]) -> Option<super::ChildEnv>
+/// Exactly `vars`' entries; `None` if a name or value holds a NUL byte.
+pub(crate) fn exact<K, V>(vars: &[(K, V)]) -> Option<EnvBlock>
 where
     K: AsRef<std::ffi::OsStr>,
     V: AsRef<std::ffi::OsStr>,
@@ -163,7 +164,7 @@ where
             return None;
         }
     }
-    Some(super::ChildEnv::Exactly(block.finish()))
+    Some(block.finish())
 }
 
 #[cfg(test)]
@@ -213,7 +214,7 @@ mod tests {
         assert!(!b.push(b"A", b"1\0"));
         assert!(b.push(b"A", b"1"));
         assert_eq!(strings(&b.finish()), vec![b"A=1".to_vec()]);
-        assert!(exact_env(&[("X", "1"), ("Y", "a\0b")]).is_none());
+        assert!(exact(&[("X", "1"), ("Y", "a\0b")]).is_none());
     }
 
     #[test]
@@ -227,13 +228,13 @@ mod tests {
     #[test]
     fn the_inherited_copy_is_this_process_environment() {
         use std::os::unix::ffi::OsStrExt;
-        let super::super::ChildEnv::Exactly(block) = inherited_env();
+        let block = inherited();
         let expected: Vec<Vec<u8>> = std::env::vars_os()
             .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
             .collect();
         assert_eq!(strings(&block), expected);
         // A second copy reserves the first's size and is the same.
-        let super::super::ChildEnv::Exactly(again) = inherited_env();
+        let again = inherited();
         assert_eq!(strings(&again), expected);
     }
 }

@@ -34,6 +34,26 @@ pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
         .collect()
 }
 
+/// The environment of a child whose command changes no variable: a copy
+/// of this process's, made now under std's environment lock (`vars_os`).
+/// A child handed the C library's `environ` itself would read it while
+/// another thread's `set_var` may be rewriting it (std's own spawn holds
+/// that lock while it starts a child, for this reason).
+/// Entries in this process's order.
+pub(crate) fn inherited_env() -> super::ChildEnv {
+    super::ChildEnv::Exactly(super::env_block::inherited())
+}
+
+/// The environment of a child whose command changed variables: exactly
+/// `vars`; `None` if a name or value holds a NUL byte.
+pub(crate) fn exact_env<K, V>(vars: &[(K, V)]) -> Option<super::ChildEnv>
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    super::env_block::exact(vars).map(super::ChildEnv::Exactly)
+}
+
 /// Whether an environment variable's name is the search path's (`PATH`;
 /// names are case-sensitive here).
 pub(crate) fn is_path_var(name: &OsStr) -> bool {

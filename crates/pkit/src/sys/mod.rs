@@ -79,7 +79,7 @@ pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
 pub(crate) use creator::Creator;
 #[cfg(unix)]
-pub(crate) use env_block::{exact_env, inherited_env, EnvBlock};
+pub(crate) use env_block::EnvBlock;
 #[cfg(unix)]
 pub(crate) use fdio::*;
 pub use guard_status::GuardStatus;

@@ -144,14 +144,11 @@ impl GateEnv {
     /// The null-terminated pointer vector (borrowing `self` and `spec`).
     pub(crate) fn pointers(&self, spec: &SpawnSpec) -> Vec<*const c_char> {
         let mut hidden = self.hidden.iter().peekable();
-        let block = spec.envp.block();
-        let child = block.pointers()[..block.len()]
-            .iter()
-            .enumerate()
-            .map(|(i, &e)| match hidden.next_if(|(at, _)| *at == i) {
-                Some((_, h)) => h.as_ptr(),
-                None => e,
-            });
+        let entries = spec.envp.block().entry_pointers().iter().enumerate();
+        let child = entries.map(|(i, &e)| match hidden.next_if(|(at, _)| *at == i) {
+            Some((_, h)) => h.as_ptr(),
+            None => e,
+        });
         std::iter::once(self.first.as_ptr())
             .chain(self.owner_loader.iter().map(|e| e.as_ptr()))
             .chain(child)
@@ -494,8 +491,7 @@ pub(crate) fn started_by_its_loader() -> bool {
 mod tests {
     use super::super::spawn::{spawn_gated, Passed};
     use crate::sys::{ChildIo, SpawnError, SpawnSpec};
-    use std::ffi::{CString, OsStr, OsString};
-    use std::os::unix::ffi::OsStrExt;
+    use std::ffi::{CString, OsStr};
 
     fn spec(argv: &[&str]) -> SpawnSpec {
         let c = |s: &str| CString::new(s).unwrap();
@@ -547,20 +543,9 @@ mod tests {
             d = dir.display()
         );
         let mut s = spec(&["/bin/sh", "-c", &script]);
-        let mut entries: Vec<(OsString, OsString)> = s
-            .envp
-            .block()
-            .entries()
-            .map(|e| {
-                let (k, v) = e.split_at(e.iter().position(|&b| b == b'=').unwrap());
-                (
-                    OsStr::from_bytes(k).into(),
-                    OsStr::from_bytes(&v[1..]).into(),
-                )
-            })
-            .collect();
-        entries.push(("LD_LIBRARY_PATH".into(), dir.clone().into()));
-        s.envp = crate::sys::exact_env(&entries).unwrap();
+        let path = OsStr::new("/usr/bin:/bin");
+        let env = [("PATH", path), ("LD_LIBRARY_PATH", dir.as_os_str())];
+        s.envp = crate::sys::exact_env(&env).unwrap();
         let held = spawn_gated(&s, &exe(), 0).expect("held");
         let passed = held.open(&s);
         std::fs::remove_dir_all(&dir).unwrap();
