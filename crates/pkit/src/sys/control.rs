@@ -62,10 +62,13 @@ impl Container {
             self.suspended.store(false, Ordering::Release);
             return Err(e);
         }
+        if closed {
+            return Ok(());
+        }
         match &self.kind {
             #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) if !closed => cg.wait_frozen().await,
-            _ => Ok(()),
+            Kind::Cgroup(cg) => cg.wait_frozen().await,
+            Kind::Pgroup { .. } => Ok(()),
         }
     }
 
