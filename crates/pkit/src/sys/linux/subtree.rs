@@ -151,11 +151,11 @@ pub(crate) fn unless_removed(dir: &Path, result: io::Result<()>) -> io::Result<(
 }
 
 /// Whether `e` says the cgroup `dir` was removed under the call: `ENODEV`
-/// from a file opened before the removal, `ENOENT` from an open after it;
-/// either only once `dir` is gone (`ENODEV` has other causes).
+/// (cgroupfs's answer on a cgroup being removed: its files are
+/// deactivated, and its directory may still be there while the `rmdir`
+/// completes), or `ENOENT` from an open once `dir` is gone.
 pub(crate) fn removed_under(dir: &Path, e: &io::Error) -> bool {
-    let gone = e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound;
-    gone && !dir.exists()
+    e.raw_os_error() == Some(libc::ENODEV) || (e.kind() == io::ErrorKind::NotFound && !dir.exists())
 }
 
 /// [`pids`] at `reach`, leaving out the direct sub-cgroups of `dir` that
