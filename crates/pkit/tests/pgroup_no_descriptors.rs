@@ -165,18 +165,7 @@ async fn a_process_group_without_free_descriptors_is_signalled_once_listed_and_c
             let kid = TempPath::new("kid");
             let script = format!("sleep 300 & echo $! > {}; wait", kid.as_str());
             let mut root = g.start(&cmd(choice, "sh").args(["-c", &script])).unwrap();
-            let deadline = std::time::Instant::now() + DEADLINE;
-            let grandchild: u32 = loop {
-                let read = std::fs::read_to_string(kid.path()).unwrap_or_default();
-                if let Ok(pid) = read.trim().parse() {
-                    break pid;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{choice}: no descendant"
-                );
-                tokio::time::sleep(POLL).await;
-            };
+            let grandchild = pid_in_file(&kid, &format!("{choice}: the descendant")).await;
             let old = set_nofile(highest_fd() + 16);
             let held = fill();
             let ended = match how {

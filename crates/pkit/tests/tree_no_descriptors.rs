@@ -51,18 +51,7 @@ async fn a_subtree_ended_without_free_descriptors_ends_or_says_so() {
                     command = command.timeout(Duration::from_secs(1));
                 }
                 let mut root = g.start(&command).unwrap();
-                let deadline = std::time::Instant::now() + DEADLINE;
-                let grandchild: u32 = loop {
-                    let read = std::fs::read_to_string(kid.path()).unwrap_or_default();
-                    if let Ok(pid) = read.trim().parse() {
-                        break pid;
-                    }
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{case}: no descendant"
-                    );
-                    tokio::time::sleep(POLL).await;
-                };
+                let grandchild = pid_in_file(&kid, &format!("{case}: the descendant")).await;
 
                 let old = set_nofile(highest_fd() + 16);
                 let held = fill();

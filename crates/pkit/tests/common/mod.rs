@@ -312,6 +312,24 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Polls `file` (up to [`DEADLINE`]) until it holds a pid, as a script's
+/// `echo $! > file` writes one; panics with `what` if none comes.
+pub async fn pid_in_file(file: &TempPath, what: &str) -> u32 {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let read = std::fs::read_to_string(file.path()).unwrap_or_default();
+        if let Ok(pid) = read.trim().parse() {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no pid in {}",
+            file.as_str()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// A `sleep 300` leading a process group of the test's own, for a program
 /// under test to move into (`setpgid` to [`Anchor::pgid`]); killed and
 /// reaped when dropped, a failed assertion included.
