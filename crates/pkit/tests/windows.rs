@@ -1142,6 +1142,108 @@ async fn a_process_adopted_into_a_suspended_group_is_suspended_with_it() {
     reader.join().unwrap();
 }
 
+/// A `sleep` helper started elsewhere (std, not pkit), its output dropped.
+fn stranger() -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, "sleep")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting a stranger")
+}
+
+/// Ends a stranger of ours and reaps it.
+fn end_stranger(mut stranger: std::process::Child) {
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_group_refuses_to_adopt_and_leaves_the_process_where_it_was() {
+    // Closed while suspended, with a process: as on Unix, an adoption is
+    // refused with Io "the group has been closed" (a terminated job stays
+    // usable: it used to take the process, which then ran on until the
+    // group was dropped), and suspend and resume succeed.
+    let s = stranger();
+    let pid = s.id();
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("sleep")).unwrap();
+    group.suspend().await.unwrap();
+    group.close().await.unwrap();
+    let adopted = group.adopt(pid);
+    let listed = group.pids();
+    let suspended = group.suspend().await;
+    let resumed = group.resume().await;
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait()).await;
+    drop(group);
+    // Had the job taken it, the group's drop (closing the job's handle)
+    // would end it now: given time to, it still runs.
+    std::thread::sleep(Duration::from_secs(1));
+    let running = !gone(pid);
+    end_stranger(s);
+    let err = adopted.expect_err("a closed group adopted a running process");
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(err.to_string().contains("has been closed"), "{err}");
+    assert!(!listed.unwrap().contains(&pid), "listed after a refusal");
+    assert!(running, "the process refused was ended with the group");
+    suspended.expect("suspending a closed group");
+    resumed.expect("resuming a closed group");
+    let out = out.expect("the closed group's process ended").unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adoption_racing_a_close_lands_first_or_is_refused() {
+    // Either way round: taken before the close (and ended with the
+    // group), or refused and left running; never taken into the job the
+    // close has already terminated, running on in a closed group.
+    for round in 0..6 {
+        let s = stranger();
+        let pid = s.id();
+        let group = std::sync::Arc::new(Group::new().unwrap());
+        let mut p = group.start(&me("sleep")).unwrap();
+        // Which of the two is set going first changes each round.
+        let close = |group: std::sync::Arc<Group>| tokio::spawn(async move { group.close().await });
+        let adopt =
+            |group: std::sync::Arc<Group>| tokio::task::spawn_blocking(move || group.adopt(pid));
+        let (adopted, closed) = if round % 2 == 0 {
+            let closer = close(group.clone());
+            (adopt(group.clone()).await.unwrap(), closer.await.unwrap())
+        } else {
+            let adopter = adopt(group.clone());
+            let closed = close(group.clone()).await.unwrap();
+            (adopter.await.unwrap(), closed)
+        };
+        // The close has returned: what the job took is gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while adopted.is_ok() && !gone(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let running = !gone(pid);
+        end_stranger(s);
+        closed.unwrap();
+        println!("round {round}: adopted {adopted:?}");
+        match adopted {
+            Ok(()) => assert!(
+                !running,
+                "round {round}: adopted, and running after the close"
+            ),
+            Err(e) => {
+                assert!(
+                    e.to_string().contains("has been closed"),
+                    "round {round}: {e}"
+                );
+                assert!(running, "round {round}: refused, and ended all the same");
+            }
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+            .await
+            .expect("the group's process ended with the close")
+            .unwrap();
+        assert_eq!(out.signal(), Some(9), "round {round}: {out:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_and_stats_read_the_jobs_members() {
     let group = Group::new().unwrap();

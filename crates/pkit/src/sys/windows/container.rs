@@ -352,9 +352,20 @@ impl Container {
     }
 
     /// Puts a running process (and the children it starts from now on) in
-    /// the job; suspended with the rest while the group is.
+    /// the job; suspended with the rest while the group is. Refused once a
+    /// close or teardown has begun, as on Unix: a close marks the group
+    /// closed under the lifecycle lock's write side, so a move either lands
+    /// before it (and the close's termination ends the process) or is
+    /// refused, and the process is left where it was. (A terminated job
+    /// stays usable: a process moved in after the close's termination ran
+    /// on until the group was dropped.)
     pub(crate) fn adopt(&self, pid: i32) -> Result<(), ControlError> {
         let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
+        if self.is_closed() {
+            return Err(ControlError::Os(io::Error::other(
+                "the group has been closed",
+            )));
+        }
         // The lifecycle lock keeps the group suspended, or not, meanwhile.
         let mut suspended = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
         let process =
