@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo run --release -p pkit-bench -- [--rounds N] [--only NAME] [--rss-gib 2,8] [--big N]
-//!     [--first-group-mib 256,8192]
+//!     [--first-group-mib 256,8192] [--vs PREFIX]
 //! ```
 
 mod first_group;
@@ -65,6 +65,11 @@ struct Args {
     /// the peak of a process only grows.
     #[arg(long)]
     probe_rss_lines: Option<usize>,
+    /// Add one more paired-ratio column, against the contender whose name
+    /// starts with this (e.g. `--vs pkit` for `run()` against `output()`
+    /// in the 64 MiB capture), in the scenarios that have one.
+    #[arg(long)]
+    vs: Option<String>,
     /// Internal: be the child of the first-group scenario.
     #[arg(long, hide = true)]
     first_group_child: Option<u64>,
@@ -134,6 +139,9 @@ fn main() {
         }
         drop(ballast);
         return;
+    }
+    if let Some(vs) = &args.vs {
+        let _ = stats::VS.set(vs.clone());
     }
     println!("{}", machine());
     println!(

@@ -2,9 +2,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::Sample;
+
+/// `--vs PREFIX`: one more paired-ratio column, against the contender
+/// whose name starts with PREFIX (in the scenarios that have one).
+pub static VS: OnceLock<String> = OnceLock::new();
 
 type Run = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Sample>>>>;
 
@@ -57,11 +62,19 @@ impl Scenario {
             .contenders
             .iter()
             .position(|(name, _)| name.starts_with("tokio::process"));
+        let vs = VS.get().and_then(|prefix| {
+            let i = self
+                .contenders
+                .iter()
+                .position(|(name, _)| name.starts_with(prefix.as_str()))?;
+            Some((prefix.as_str(), i))
+        });
         let mut out = format!(
-            "### {} ({rounds} rounds)\n\n| contender | median | min | max | median ratio vs {} |{}{}\n|---|---:|---:|---:|---:|{}{}\n",
+            "### {} ({rounds} rounds)\n\n| contender | median | min | max | median ratio vs {} |{}{}{}\n|---|---:|---:|---:|---:|{}{}{}\n",
             self.name,
             self.contenders[0].0,
             if tokio_idx.is_some() { " vs tokio |" } else { "" },
+            vs.map_or(String::new(), |(prefix, _)| format!(" vs {prefix} |")),
             if show_survivors {
                 " survivors per run |"
             } else {
@@ -73,7 +86,16 @@ impl Scenario {
             } else {
                 ""
             },
+            if vs.is_some() { "---:|" } else { "" },
         );
+        let paired = |a: &[Duration], b: &[Duration]| {
+            let r: Vec<f64> = a
+                .iter()
+                .zip(b)
+                .map(|(t, b)| t.as_secs_f64() / b.as_secs_f64().max(1e-9))
+                .collect();
+            median_f(r)
+        };
         for i in 0..n {
             let ratios: Vec<f64> = times[i]
                 .iter()
@@ -96,15 +118,19 @@ impl Scenario {
                 }
                 None => String::new(),
             };
+            let vs_column = vs.map_or(String::new(), |(_, v)| {
+                format!(" {:.2}x |", paired(&times[i], &times[v]))
+            });
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {:.2}x |{}{}\n",
+                "| {} | {} | {} | {} | {:.2}x |{}{}{}\n",
                 self.contenders[i].0,
                 fmt(median(times[i].clone())),
                 fmt(*times[i].iter().min().unwrap()),
                 fmt(*times[i].iter().max().unwrap()),
                 median_f(ratios),
                 vs_tokio,
-                extra
+                extra,
+                vs_column
             ));
         }
         out
