@@ -21,7 +21,10 @@ pub struct Run {
     pub kill_at: Option<tokio::time::Instant>,
     /// pkit was stopped with its job and has continued the program's tree
     /// itself: the SIGCONT that woke pkit (the shell's `fg` or `bg`),
-    /// read next, is not forwarded again.
+    /// read next, is not forwarded again unless a process of the tree is
+    /// stopped by then. (That read may be a later SIGCONT too, `fg` after
+    /// `bg`, when both were pending at once, which is one signal: every
+    /// SIGCONT takes the terminal again, whichever it is.)
     pub continued: bool,
     /// The last request to end that came from a process other than pkit's
     /// parent, and when: the same signal relayed by the parent soon after
@@ -164,13 +167,25 @@ impl Forwarder<'_> {
             r.suspend();
         }
         Terminal::stop_pkit(self.tty);
-        if let Some(r) = self.relay {
-            r.resume();
-        }
+        self.take_terminal();
+        crate::testpause::at("continued");
         if !self.same_pgrp || self.tree_stopped() {
             let _ = self.group.signal(Signal::Cont);
         }
         st.continued = true;
+    }
+
+    /// The terminal is the run's again if pkit's job is in its foreground
+    /// (after `fg`, or a stop continued there): raw for --pty's relay,
+    /// handed to the program's process group. Nothing changes otherwise,
+    /// or when it is so already.
+    fn take_terminal(&self) {
+        if let Some(r) = self.relay {
+            r.resume();
+        }
+        if let Some(t) = self.tty {
+            t.hand_over();
+        }
     }
 
     /// Whether a process of the tree is stopped. (In pkit's process group,
@@ -249,16 +264,15 @@ pub fn on_signal(
             // SIGCONT, which continues pkit, and pkit the tree.
             fwd.stop_pkit(st);
         }
-        // The SIGCONT that continued pkit after a stop: the tree was
-        // continued already.
-        sig::SIGCONT if std::mem::take(&mut st.continued) => {}
         sig::SIGCONT => {
-            // `fg` of a job that ran on in the background: the terminal
-            // is pkit's again, raw for --pty.
-            if let Some(r) = fwd.relay {
-                r.resume();
-            }
-            if !delivered {
+            // `fg` of a job that ran on in the background (or that and
+            // the SIGCONT that woke pkit after a stop, pending at once:
+            // one signal): the terminal is pkit's again.
+            fwd.take_terminal();
+            // The SIGCONT that continued pkit after a stop: the tree was
+            // continued already, and is not again unless it stopped since.
+            let woke = std::mem::take(&mut st.continued);
+            if !delivered && (!woke || fwd.tree_stopped()) {
                 fwd.forward(s);
             }
         }

@@ -38,6 +38,7 @@ mod supervise;
 mod sys;
 #[cfg_attr(windows, path = "termwatch_none.rs")]
 mod termwatch;
+mod testpause;
 mod tty;
 
 use std::process::ExitCode;

@@ -47,26 +47,42 @@ impl Relay {
             .spawn(move || {
                 let mut stdin = std::io::stdin();
                 let mut buf = vec![0u8; 16 * 1024];
+                // The last read failed with pkit's job in the foreground.
+                let mut failed = false;
                 loop {
                     match stdin.read(&mut buf) {
                         Ok(0) => return,
                         Ok(n) => {
+                            failed = false;
                             if tx.blocking_send(buf[..n].to_vec()).is_err() {
                                 return;
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        // pkit's job is in the background (`bg`): its read
-                        // of the terminal fails (EIO: SIGTTIN is blocked).
-                        // Nothing is typed meanwhile, no end of file
-                        // either; the reads go on once it is back (`fg`).
-                        Err(_) if in_background() => {
-                            if tx.is_closed() {
+                        Err(_) => {
+                            crate::testpause::at("stdin-error");
+                            if in_background() {
+                                // pkit's job is in the background (`bg`):
+                                // its read of the terminal fails (EIO:
+                                // SIGTTIN is blocked). Nothing is typed
+                                // meanwhile, no end of file either; the
+                                // reads go on once it is back (`fg`).
+                                failed = false;
+                                if tx.is_closed() {
+                                    return;
+                                }
+                                std::thread::sleep(std::time::Duration::from_millis(50));
+                            } else if std::mem::replace(&mut failed, true) {
+                                // Twice in a row in the foreground: the
+                                // terminal's end (hung up, say).
                                 return;
                             }
-                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            // Else read once more: a read refused in the
+                            // background is seen here after `fg` when
+                            // `fg` came between the two, and must not be
+                            // taken for the end (the end of file it types
+                            // would end the program).
                         }
-                        Err(_) => return,
                     }
                 }
             });

@@ -170,7 +170,7 @@ fn tstp_stops_the_tree_and_pkit_and_cont_resumes_both() {
         // `fg` sends SIGCONT to the job's process group: pkit's.
         // SAFETY: signalling the process group our own unreaped child leads.
         assert_eq!(unsafe { libc::killpg(pkit_pid, libc::SIGCONT) }, 0);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while [sh, bg, pkit_pid].iter().any(|&p| state(p) == Some('T')) {
             assert!(std::time::Instant::now() < deadline, "{m}: not resumed");
             std::thread::sleep(Duration::from_millis(20));
@@ -366,6 +366,103 @@ sys.stdout.write("ok\n")
             .env("PYTHONSTARTUP", "")
             .output()
             .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("ok\n"),
+            "{m}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Under process groups the program leads a group of its own, which pkit
+/// makes the terminal's foreground group. Stopped with its job, sent on in
+/// the background (`bg`: the terminal the shell's, the job continued) and
+/// brought back (`fg`: the terminal to pkit's group, then SIGCONT), pkit
+/// hands the terminal to the program's group again, so a program that
+/// only reads it after `fg` gets it (before, it was stopped by SIGTTIN,
+/// and pkit's job with it, right after `fg`).
+#[test]
+fn fg_after_bg_gives_the_terminal_back_to_the_programs_group() {
+    let driver = [
+        PY_PTY_DRIVER,
+        r#"
+pid, fd = pty.fork()
+if pid == 0:
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    job = os.fork()
+    if job == 0:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(0, os.getpgrp())
+        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        os.execv(sys.argv[1], sys.argv[1:])
+    try:
+        os.setpgid(job, job)
+    except PermissionError:
+        pass
+    print("job=%d;" % job, flush=True)
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
+    os.tcsetpgrp(0, os.getpgrp())
+    os.killpg(job, signal.SIGCONT)
+    print("in-bg", flush=True)
+    sys.stdin.readline()
+    os.tcsetpgrp(0, job)
+    os.killpg(job, signal.SIGCONT)
+    print("in-fg", flush=True)
+    _, st = os.waitpid(job, os.WUNTRACED)
+    if os.WIFSTOPPED(st):
+        print("stopped-after-fg", flush=True)
+        os.killpg(job, signal.SIGKILL)
+        _, st = os.waitpid(job, 0)
+    print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
+    os._exit(0)
+go = sys.argv[-1]
+read_job()
+read_until(b"ready")
+os.kill(job, signal.SIGTSTP)
+read_until(b"stopped=1")
+read_until(b"in-bg")
+os.write(fd, b"fg\n")
+read_until(b"in-fg")
+# The terminal's foreground group: the program's (not pkit's, the job's).
+end = time.time() + 30
+while os.tcgetpgrp(fd) == job:
+    if time.time() > end:
+        give_up("the terminal never went back to the program's group")
+    time.sleep(0.01)
+open(go, "w").close()
+os.write(fd, b"hello\n")
+read_until(b"got=hello")
+read_until(b"job-status=0")
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#,
+    ]
+    .concat();
+    for m in mechanisms().into_iter().filter(|&m| m != "cgroup") {
+        let go = temp_path("go");
+        // Reads the terminal only once `go` exists (after `fg`).
+        let script =
+            r#"echo ready; while [ ! -e "$1" ]; do sleep 0.1; done; read x; echo "got=$x""#;
+        let out = std::process::Command::new("python3")
+            .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
+            .args([
+                "run",
+                "-q",
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(&go)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&go);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             text.ends_with("ok\n"),

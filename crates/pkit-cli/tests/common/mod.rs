@@ -186,9 +186,10 @@ pub fn state(pid: i32) -> Option<char> {
     after.split_whitespace().next()?.chars().next()
 }
 
-/// Polls until `pid` is in state `want`.
+/// Polls until `pid` is in state `want` (generous: a loaded machine can
+/// take seconds to schedule a stop or a continue).
 pub fn wait_state(pid: i32, want: char) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while state(pid) != Some(want) {
         assert!(
             Instant::now() < deadline,

@@ -1,0 +1,35 @@
+//! Pauses at the points where the order of two events decides what a run
+//! does, for the tests only: in a debug build (what `cargo test` runs),
+//! `PKIT_TEST_PAUSE=<point>:<ms>[,<point>:<ms>…]` in pkit's environment
+//! holds the thread that reaches `<point>` for `<ms>` milliseconds, so that
+//! a test can put the other event inside the window every time instead of
+//! once in a thousand runs. A release build has no pauses and reads no
+//! such variable.
+//!
+//! The points: `stdin-error` (pty.rs: `--pty`'s stdin relay, after a read
+//! of the terminal failed, before it tells a read refused in the
+//! background from the end of the terminal) and `continued` (forward.rs:
+//! pkit has continued after its stop and taken the terminal again if it
+//! could, before the run loop reads the SIGCONT that woke it).
+
+/// Pauses here if the tests asked for it (debug builds only).
+pub fn at(point: &str) {
+    #[cfg(debug_assertions)]
+    {
+        let Some(v) = std::env::var_os("PKIT_TEST_PAUSE") else {
+            return;
+        };
+        let ms = v
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|item| item.split_once(':'))
+            .find(|(p, _)| *p == point)
+            .and_then(|(_, ms)| ms.parse::<u64>().ok());
+        if let Some(ms) = ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
