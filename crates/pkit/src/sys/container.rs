@@ -73,11 +73,33 @@ pub(crate) struct Container {
     #[cfg(target_os = "linux")]
     pub(super) started: Started,
     /// Held shared by a start from its closed/suspended check through the
-    /// child's placement, and exclusively while `close` marks the group
-    /// closed and while `suspend`/`resume` change its state: a start is
-    /// either placed before those begin (and is then ended, or frozen, with
-    /// the rest) or sees their outcome and is refused.
+    /// child's placement (until the child has executed its program), by an
+    /// adoption, and by `resume`; exclusively by `suspend` while it changes
+    /// the group's state, and by `close` just to wait for the starts
+    /// already placing (it marks the group closed first): a start is either
+    /// placed before those (and is then ended, or frozen, with the rest) or
+    /// sees their outcome and is refused.
+    ///
+    /// A child can stop before its `exec` (a SIGSTOP from a signal pass),
+    /// and its start then waits, holding this lock, until a SIGCONT or its
+    /// end. So nothing that sends those takes this lock: a signal pass
+    /// and `kill` take only [`freezing`](Self::freezing), and a close ends
+    /// the placing children (see `close`) before it waits here. (A signal
+    /// pass that took this lock waited behind a `suspend`, itself waiting
+    /// behind such a start: nobody moved again.)
+    ///
+    /// Lock order, never the other way round: `closing`, then `lifecycle`,
+    /// then `freezing`, then a process group's `leader` (held by a start
+    /// only while no other process can reach the child it waits for: a new
+    /// group's first; see `spawn`), then `guard`.
     pub(super) lifecycle: RwLock<()>,
+    /// Held by a signal pass and `kill_keep_usable` (which freeze and thaw
+    /// a cgroup around their signals) and by `suspend`/`resume` while they
+    /// freeze or thaw it and set `suspended`: a pass then either comes
+    /// wholly before a suspend, or after it and leaves its freeze alone
+    /// (one that read `suspended` unset thawed the freeze a suspend had
+    /// just made). Never held while waiting for a start.
+    pub(super) freezing: Mutex<()>,
     /// Held for the whole of a `close`: a second close (another task's
     /// `close` or `shutdown`) waits for the first and finds it finished,
     /// rather than killing and removing what the first just removed (it
@@ -341,7 +363,7 @@ impl Container {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 // See `signal`: the pass's thaw must not undo a suspend.
-                let _state = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
+                let _state = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
                 self.signal_started(cg, libc::SIGKILL);
                 cg.kill_each(self.suspended.load(Ordering::Acquire))
             }
@@ -399,12 +421,12 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
-                // A suspend (the lock's write side) comes wholly before the
-                // pass, which then leaves the user's freeze alone, or after
-                // it: a pass that had read `suspended` unset thawed the
-                // freeze a suspend had just made (and its wait for
-                // `frozen 1` then hung until the group emptied).
-                let _state = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
+                // A suspend comes wholly before the pass, which then leaves
+                // the user's freeze alone, or after it: a pass that had
+                // read `suspended` unset thawed the freeze a suspend had
+                // just made (and its wait for `frozen 1` then hung until
+                // the group emptied). Not the lifecycle lock: see there.
+                let _state = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
                 self.signal_started(cg, sig);
                 cg.signal_each(sig, self.suspended.load(Ordering::Acquire))
             }

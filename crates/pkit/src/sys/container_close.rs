@@ -82,11 +82,24 @@ impl Container {
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
-        {
-            // Waits for a start that is placing a child (it is then ended
-            // below with the rest); every later start sees `torn_down`.
-            let _closing = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
-            self.torn_down.store(true, Ordering::Release);
+        // Every start that checks from here on is refused. One that checked
+        // before may be placing a child still: the exclusive side of the
+        // lifecycle lock waits for it (it is then ended below with the
+        // rest). Such a child may be stopped before its `exec`, its start
+        // waiting for a SIGCONT that may never come: the tree is killed
+        // first then, which ends that child (it is in the container) and
+        // so its start. (A kill too early for a child that joins its
+        // container only later, or a start that is no start, is harmless:
+        // the tree is killed again below.)
+        self.torn_down.store(true, Ordering::Release);
+        let placing = match self.lifecycle.try_write() {
+            Ok(_) => false,
+            Err(std::sync::TryLockError::Poisoned(_)) => false,
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        };
+        if placing {
+            let _ = self.kill();
+            drop(self.lifecycle.write().unwrap_or_else(|e| e.into_inner()));
         }
         #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {

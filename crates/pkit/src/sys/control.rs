@@ -41,10 +41,14 @@ impl Container {
     /// From here until [`resume`](Self::resume), starts are refused (see
     /// [`spawn`](Container::spawn)): the flag is set under the lifecycle
     /// lock, so a start racing this either placed its child before (which
-    /// is then frozen or stopped with the rest) or is refused.
+    /// is then frozen or stopped with the rest) or is refused. A start
+    /// whose child was stopped before its `exec` is waited for until that
+    /// child is continued (a signal pass still can: see `lifecycle`) or
+    /// ended.
     pub(crate) async fn suspend(&self) -> io::Result<()> {
         let (stopped, closed) = {
             let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+            let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
             self.suspended.store(true, Ordering::Release);
             let closed = self.torn_down.load(Ordering::Acquire);
             // Closed (a close, under this lock, has begun): nothing is
@@ -59,6 +63,7 @@ impl Container {
         };
         if let Err(e) = stopped {
             // Not frozen (nor stopped): don't claim it is.
+            let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
             self.suspended.store(false, Ordering::Release);
             return Err(e);
         }
@@ -76,8 +81,14 @@ impl Container {
     /// are allowed again, so no start lands in a still-frozen cgroup. A
     /// closed group (a close has begun) has nothing left to resume, and
     /// its cgroup may be gone: nothing is done.
+    ///
+    /// The lifecycle lock's shared side is enough (a suspend holds the
+    /// exclusive one; a close marks the group closed before it waits for
+    /// the exclusive side, and removes the cgroup only after), with
+    /// `freezing` against a signal pass's freeze and thaw.
     pub(crate) async fn resume(&self) -> io::Result<()> {
-        let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
+        let _state = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
+        let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
         let thawed = match &self.kind {
             _ if self.torn_down.load(Ordering::Acquire) => Ok(()),
             #[cfg(target_os = "linux")]

@@ -111,7 +111,10 @@ impl Container {
     /// can `exec`, and the vfork-style spawn would wait for it, blocking
     /// this thread until `resume`. The check and the placement hold the
     /// lifecycle lock shared, so they are atomic with `close` and
-    /// `suspend` (which take it exclusively).
+    /// `suspend` (which take it exclusively). A child stopped before its
+    /// `exec` (by the group's SIGSTOP) holds its start until it is
+    /// continued, which a signal pass still can (see `lifecycle`), or
+    /// ended, which a `close` or `kill` does.
     ///
     /// `own_tree`: give the child a subtree of its own, which can be ended
     /// without ending the rest of the group (see [`ProcTree`]); under
@@ -219,82 +222,85 @@ impl Container {
                 leader,
                 portable: false,
                 ..
-            } => {
-                let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
-                let pgid = leader.as_ref().map_or(0, |l| l.pid());
-                pty_session_check(spec, leader.as_deref(), self.leader_started_session())?;
-                let joined = match pgid {
-                    0 => None,
-                    _ => match spawn::spawn_joining(spec, &[], Some(pgid), None) {
-                        // The group's process group is gone: its leader
-                        // has ended (reaped by the kernel where this
-                        // process ignores SIGCHLD, or after it had left
-                        // the group: no zombie held the group) or has left
-                        // it and runs elsewhere, and no member is left in
-                        // this session (EPERM). The new child leads a new
-                        // one; a leader that runs on stays within reach
-                        // (`retire_leader`).
-                        Err(SpawnError::Step(ChildStep::ProcessGroup, e))
-                            if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| self.leader_left(l)) =>
-                        {
-                            self.retire_leader(&mut leader);
-                            None
-                        }
-                        other => Some(other?),
-                    },
+            } => loop {
+                // The leader's lock is held across the spawn only for a new
+                // group's first process (so that no second start leads
+                // another), which no signal of the group can reach yet. A
+                // child joining the group is in reach from its `setpgid`
+                // on: stopped there by the group's SIGSTOP, its start waits
+                // for the SIGCONT, which must not wait for this lock.
+                let mut held = leader.lock().unwrap_or_else(|e| e.into_inner());
+                pty_session_check(spec, held.as_deref(), self.leader_started_session())?;
+                let Some(current) = held.clone() else {
+                    let handle = self.spawn_leader(spec)?;
+                    *held = Some(handle.clone());
+                    self.note_leader_session(spec.setup.setsid);
+                    let pgid = handle.pid();
+                    return Ok((handle.clone(), pgroup_tree(own_tree, handle, pgid)));
                 };
-                let (handle, pgid) = match joined {
-                    Some((pid, pidfd)) => {
-                        let child = ChildHandle::Pidfd(PidfdChild::new(pid, pidfd));
-                        (Arc::new(child), pgid)
+                drop(held);
+                let pgid = current.pid();
+                match spawn::spawn_joining(spec, &[], Some(pgid), None) {
+                    // The group's process group is gone: its leader has
+                    // ended (reaped by the kernel where this process
+                    // ignores SIGCHLD, or after it had left the group: no
+                    // zombie held the group) or has left it and runs
+                    // elsewhere, and no member is left in this session
+                    // (EPERM). The next turn's child leads a new one (or
+                    // joins the one another start made meanwhile); a leader
+                    // that runs on stays within reach (`retire_leader`).
+                    Err(SpawnError::Step(ChildStep::ProcessGroup, e))
+                        if e.raw_os_error() == Some(libc::EPERM) && self.leader_left(&current) =>
+                    {
+                        self.retire_if_leader(leader, &current);
                     }
-                    None => {
-                        let handle = self.spawn_leader(spec)?;
-                        *leader = Some(handle.clone());
-                        self.note_leader_session(spec.setup.setsid);
-                        let pgid = handle.pid();
-                        (handle, pgid)
+                    other => {
+                        let (pid, pidfd) = other?;
+                        let handle = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
+                        return Ok((handle.clone(), pgroup_tree(own_tree, handle, pgid)));
                     }
-                };
-                let tree = own_tree.then(|| ProcTree::Pgroup {
-                    root: handle.clone(),
-                    pgid,
-                });
-                Ok((handle, tree))
-            }
-            Kind::Pgroup { leader, .. } => {
-                let mut leader = leader.lock().unwrap_or_else(|e| e.into_inner());
-                let mut pgid = leader.as_ref().map_or(0, |l| l.pid());
-                pty_session_check(spec, leader.as_deref(), self.leader_started_session())?;
-                let pid = match pgid {
-                    0 => self.spawn_portable(spec, 0)?,
-                    _ => match self.spawn_portable(spec, pgid) {
-                        // As above: the leader has ended or left, and its
-                        // group emptied; the new child leads a new one.
-                        Err(SpawnError::Step(ChildStep::ProcessGroup, e))
-                            if e.raw_os_error() == Some(libc::EPERM)
-                                && leader.as_ref().is_some_and(|l| self.leader_left(l)) =>
-                        {
-                            self.retire_leader(&mut leader);
-                            pgid = 0;
-                            self.spawn_portable(spec, 0)?
-                        }
-                        other => other?,
-                    },
-                };
-                let handle = Arc::new(ChildHandle::Portable(PortableChild::new(pid)));
-                if leader.is_none() {
-                    *leader = Some(handle.clone());
+                }
+            },
+            // As above, with the leader's lock held only for a first process.
+            Kind::Pgroup { leader, .. } => loop {
+                let mut held = leader.lock().unwrap_or_else(|e| e.into_inner());
+                pty_session_check(spec, held.as_deref(), self.leader_started_session())?;
+                let Some(current) = held.clone() else {
+                    let pid = self.spawn_portable(spec, 0)?;
+                    let handle = Arc::new(ChildHandle::Portable(PortableChild::new(pid)));
+                    *held = Some(handle.clone());
                     self.note_leader_session(spec.setup.setsid);
                     self.register_leader(&handle);
+                    return Ok((handle.clone(), pgroup_tree(own_tree, handle, pid)));
+                };
+                drop(held);
+                let pgid = current.pid();
+                match self.spawn_portable(spec, pgid) {
+                    Err(SpawnError::Step(ChildStep::ProcessGroup, e))
+                        if e.raw_os_error() == Some(libc::EPERM) && self.leader_left(&current) =>
+                    {
+                        self.retire_if_leader(leader, &current);
+                    }
+                    other => {
+                        let handle = Arc::new(ChildHandle::Portable(PortableChild::new(other?)));
+                        return Ok((handle.clone(), pgroup_tree(own_tree, handle, pgid)));
+                    }
                 }
-                let tree = own_tree.then(|| ProcTree::Pgroup {
-                    root: handle.clone(),
-                    pgid: if pgid == 0 { pid } else { pgid },
-                });
-                Ok((handle, tree))
-            }
+            },
+        }
+    }
+
+    /// Retires `current` (see `retire_leader`) if it still leads the
+    /// group: another start may have retired it, and made a new leader,
+    /// while this one was spawning.
+    fn retire_if_leader(
+        &self,
+        leader: &std::sync::Mutex<Option<Arc<ChildHandle>>>,
+        current: &Arc<ChildHandle>,
+    ) {
+        let mut held = leader.lock().unwrap_or_else(|e| e.into_inner());
+        if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, current)) {
+            self.retire_leader(&mut held);
         }
     }
 
@@ -542,4 +548,11 @@ fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Tick
 #[cfg(all(unix, not(target_os = "linux")))]
 fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
     g.register_pgroup_number(leader.pid(), leader_session(leader))
+}
+
+/// The subtree of a child started in process group `pgid`, when it is to
+/// have one (`own_tree`).
+#[cfg(unix)]
+fn pgroup_tree(own_tree: bool, root: Arc<ChildHandle>, pgid: i32) -> Option<ProcTree> {
+    own_tree.then_some(ProcTree::Pgroup { root, pgid })
 }

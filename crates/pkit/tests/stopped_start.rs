@@ -1,0 +1,194 @@
+//! A start whose child is stopped before it executes its program (here by
+//! a `pre_exec` hook that raises SIGSTOP; in the wild by a concurrent
+//! `signal(Stop)` landing in that window). The start waits for the child's
+//! `exec` (a vfork-style spawn) and so for a SIGCONT; nothing else of the
+//! group may wait for that start in a way that keeps the SIGCONT, or the
+//! end of the child, from happening:
+//! - `signal(Cont)` reaches the child even while a `suspend` is waiting
+//!   for the start (under cgroup v2 the signal pass, the suspend and the
+//!   start once shared one lock, and the three waited for each other);
+//! - `close` ends the child (and so the start) rather than waiting for it;
+//! - `kill` ends it too, without waiting for the start.
+//!
+//! Both Linux mechanisms (the portable backend runs no `pre_exec` hook);
+//! the same shape on the portable backend is raced in `races_dec04a.rs`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::{Command, ErrorKind, MechanismChoice, Signal};
+
+/// One scenario at a time: each looks for its stopped child among this
+/// process's children.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// What comes after the start's child has stopped before its `exec`.
+#[derive(Debug, Clone, Copy)]
+enum Then {
+    /// A `suspend` (which waits for the start), then `signal(Cont)`.
+    SuspendThenCont,
+    /// `close`.
+    Close,
+    /// `kill`.
+    Kill,
+}
+
+/// Runs `f` on a thread of its own; its result, or a failure naming `what`
+/// as hung when it takes longer than `DEADLINE` (the thread is left
+/// behind: the test fails instead of hanging).
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let rx = on_thread(f);
+    rx.recv_timeout(DEADLINE * 2)
+        .unwrap_or_else(|_| panic!("{what} hangs"))
+}
+
+fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
+/// A child of this process, not in `known`, stopped (state `T`).
+fn stopped_child(known: &[u32], what: &str) -> u32 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let found = own_children()
+            .into_iter()
+            .find(|(pid, s)| !known.contains(pid) && s.as_ref().is_some_and(|s| s.state == 'T'));
+        if let Some((pid, _)) = found {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no child stopped before exec"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+fn one(choice: MechanismChoice, then: Then) {
+    let what = format!("{choice} {then:?}");
+    let g = Arc::new(
+        pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice))
+            .unwrap_or_else(|e| panic!("{what}: building a group: {e}")),
+    );
+    // A first process: the stopped one joins a group that has one (a
+    // process group's leader, then, is running).
+    let mut first = g
+        .start(&Command::new("sleep").arg("300"))
+        .unwrap_or_else(|e| panic!("{what}: start: {e}"));
+    // SAFETY: raise is async-signal-safe; the hook allocates nothing.
+    let hooked = unsafe {
+        Command::new("sleep").arg("300").pre_exec(|| {
+            libc::raise(libc::SIGSTOP);
+            Ok(())
+        })
+    };
+    let starting = {
+        let g = g.clone();
+        on_thread(move || g.start(&hooked))
+    };
+    let stopped = stopped_child(&[first.pid()], &what);
+    let mut suspending = None;
+    match then {
+        Then::SuspendThenCont => {
+            let gs = g.clone();
+            suspending = Some(on_thread(move || gs.suspend()));
+            // Time for the suspend to wait for the start, as it does (the
+            // Cont must pass it either way: no order is relied on).
+            std::thread::sleep(Duration::from_millis(200));
+            let gc = g.clone();
+            within(&format!("{what}: signal(Cont)"), move || {
+                gc.signal(Signal::Cont)
+            })
+            .unwrap_or_else(|e| panic!("{what}: signal(Cont): {e}"));
+        }
+        Then::Close => {
+            let gc = g.clone();
+            within(&format!("{what}: close"), move || gc.close())
+                .unwrap_or_else(|e| panic!("{what}: close: {e}"));
+        }
+        Then::Kill => {
+            let gc = g.clone();
+            within(&format!("{what}: kill"), move || gc.kill())
+                .unwrap_or_else(|e| panic!("{what}: kill: {e}"));
+        }
+    }
+    let started = starting
+        .recv_timeout(DEADLINE * 2)
+        .unwrap_or_else(|_| panic!("{what}: the stopped start hangs"));
+    if let Some(s) = suspending {
+        s.recv_timeout(DEADLINE * 2)
+            .unwrap_or_else(|_| panic!("{what}: the suspend hangs"))
+            .unwrap_or_else(|e| panic!("{what}: suspend: {e}"));
+        g.resume().unwrap_or_else(|e| panic!("{what}: resume: {e}"));
+    }
+    let mut pids = vec![first.pid(), stopped];
+    let mut started = match started {
+        Ok(p) => {
+            assert_eq!(p.pid(), stopped, "{what}: the started process");
+            Some(p)
+        }
+        // A start the close or kill ended before its exec: refused, or a
+        // process that was killed.
+        Err(e) if !matches!(then, Then::SuspendThenCont) && e.kind() == ErrorKind::Spawn => None,
+        Err(e) => panic!("{what}: the stopped start: {e:?}"),
+    };
+    if matches!(then, Then::SuspendThenCont) {
+        assert!(!pid_gone(stopped), "{what}: the continued child runs");
+    }
+    let g = Arc::try_unwrap(g).unwrap_or_else(|_| panic!("{what}: no thread keeps the group"));
+    within(&format!("{what}: the last close"), move || g.close())
+        .unwrap_or_else(|e| panic!("{what}: the last close: {e}"));
+    if let Some(p) = started.as_mut() {
+        pids.push(p.pid());
+        let _ = p.wait();
+    }
+    let _ = first.wait();
+    let deadline = Instant::now() + DEADLINE;
+    while pids.iter().any(|&p| !pid_gone(p)) {
+        assert!(Instant::now() < deadline, "{what}: {pids:?} run on");
+        std::thread::sleep(POLL);
+    }
+}
+
+fn each(name: &'static str, then: Then) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let suite = rt.block_on(begin(name));
+    for choice in mechanisms() {
+        if skip_on_portable(choice, "pre_exec hooks") {
+            continue;
+        }
+        one(choice, then);
+    }
+    rt.block_on(suite.end());
+}
+
+#[test]
+fn a_cont_reaches_a_child_stopped_before_exec_past_a_waiting_suspend() {
+    each(
+        "a_cont_reaches_a_child_stopped_before_exec_past_a_waiting_suspend",
+        Then::SuspendThenCont,
+    );
+}
+
+#[test]
+fn a_close_ends_a_child_stopped_before_exec() {
+    each("a_close_ends_a_child_stopped_before_exec", Then::Close);
+}
+
+#[test]
+fn a_kill_ends_a_child_stopped_before_exec() {
+    each("a_kill_ends_a_child_stopped_before_exec", Then::Kill);
+}
