@@ -77,15 +77,33 @@ async fn spares_are_reused_never_shared_and_bounded() {
     assert_eq!(a, b, "the emptied cgroup was reused");
     assert_eq!(own_dirs().len(), 1, "one spare kept");
 
-    // Concurrent runs each get a cgroup of their own.
+    // Concurrent runs each get a cgroup of their own. Each run's program
+    // holds on until all 20 have started, so all 20 are live at once: a
+    // fixed nap let a run started late (a loaded machine spawning slowly)
+    // reuse the directory of one that had ended already, as it should.
+    let gate = common::TempPath::new("pool-gate");
+    std::fs::create_dir(gate.path()).unwrap();
+    let script =
+        r#"grep '^0::' /proc/self/cgroup; : > "$1/$$"; until [ -e "$1/go" ]; do sleep 0.02; done"#;
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let r = runner.clone();
-        set.spawn(async move { cgroup_of_run(&r, "0.3").await });
+        let run = Command::new("sh")
+            .args(["-c", script, "sh", gate.as_str()])
+            .runner(r);
+        set.spawn(async move { run.output().await.unwrap() });
     }
+    until("all 20 runs have started", || {
+        std::fs::read_dir(gate.path()).map_or(0, |d| d.count()) == 20
+    })
+    .await;
+    std::fs::write(gate.path().join("go"), "").unwrap();
     let mut seen = BTreeSet::new();
-    while let Some(c) = set.join_next().await {
-        assert!(seen.insert(c.unwrap()), "two live runs shared a cgroup");
+    while let Some(out) = set.join_next().await {
+        let out = out.unwrap();
+        assert!(out.success(), "{:?} {}", out.outcome(), out.stderr_str());
+        let c = out.stdout_str().trim().to_string();
+        assert!(seen.insert(c), "two live runs shared a cgroup");
     }
     assert_eq!(seen.len(), 20);
     assert!(
