@@ -84,13 +84,16 @@ async fn inactivity_ends_the_tree_with_the_timeout_signal() {
         let what = format!("{choice}: timeout_signal(INT) on inactivity");
         let script = r#"trap 'echo got-int; kill $bg; exit 0' INT
 sleep 300 & bg=$!; echo $bg; echo $$; echo ready; while :; do sleep 0.1; done"#;
-        let out = sh(choice, script)
-            .inactivity_timeout(Duration::from_millis(500))
-            .timeout_signal(Signal::Int)
-            .grace(Duration::from_secs(30))
-            .output()
-            .await
-            .expect("output");
+        // Growing bounds until the trap was set (`ready`) before the bound
+        // fired: on a loaded machine the shell may take longer than 500 ms
+        // to start, and an INT before its trap just ends it.
+        let (out, pids) = output_timing_out_after_ready(&what, |limit| {
+            sh(choice, script)
+                .inactivity_timeout(limit)
+                .timeout_signal(Signal::Int)
+                .grace(Duration::from_secs(30))
+        })
+        .await;
         assert!(out.inactivity_timed_out(), "{what}: {out:?}");
         assert!(
             out.stdout_str().contains("got-int"),
@@ -98,7 +101,6 @@ sleep 300 & bg=$!; echo $bg; echo $$; echo ready; while :; do sleep 0.1; done"#;
             out.stdout_str()
         );
         assert!(!out.killed_after_grace(), "{what}: {out:?}");
-        let pids = pids_before_ready(&out.stdout_str()).expect("ready");
         assert_gone(&pids, &what).await;
     }
     suite.end().await;
