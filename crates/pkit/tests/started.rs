@@ -51,17 +51,31 @@ async fn a_started_process_gets_its_timeout_signal_and_grace() {
         let group = group(choice);
         // Ends on SIGINT within the grace.
         let polite = "trap 'echo got-int; exit 7' INT; echo ready; while :; do sleep 0.05; done";
-        let mut proc = group
-            .start(
-                &Command::new("sh")
-                    .args(["-c", polite])
-                    .timeout(Duration::from_millis(500))
-                    .timeout_signal(Signal::Int)
-                    .grace(Duration::from_secs(20)),
-            )
-            .unwrap();
-        let out = proc.wait().await.unwrap();
-        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        // Growing timeouts until the trap was set (`ready`) before the
+        // timeout fired: a shell slower than 500 ms to start on a loaded
+        // machine got the INT before its trap, and died of it.
+        let mut limit = Duration::from_millis(500);
+        let out = loop {
+            let mut proc = group
+                .start(
+                    &Command::new("sh")
+                        .args(["-c", polite])
+                        .timeout(limit)
+                        .timeout_signal(Signal::Int)
+                        .grace(Duration::from_secs(20)),
+                )
+                .unwrap();
+            let out = proc.wait().await.unwrap();
+            assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+            if out.stdout_str().contains("ready") {
+                break out;
+            }
+            assert!(
+                limit < Duration::from_secs(16),
+                "{choice}: the script never got ready"
+            );
+            limit *= 2;
+        };
         assert!(!out.killed_after_grace(), "{choice}");
         assert!(
             out.stdout_str().contains("got-int"),
