@@ -288,14 +288,30 @@ async fn a_grandchild_on_the_terminal_dies_with_the_group() {
 async fn a_verb_on_a_terminal_ends_its_tree_and_a_timeout_applies() {
     let suite = begin("a_verb_on_a_terminal_ends_its_tree_and_a_timeout_applies").await;
     for choice in mechanisms() {
-        let out = sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"))
-            .pty(24, 80)
-            .timeout(Duration::from_secs(2))
-            .output()
-            .await
-            .expect("output");
-        assert!(out.timed_out(), "{choice}: {out:?}");
-        let pids = pids_before_ready(&unterminal(out.stdout())).expect("ready");
+        // Growing timeouts until the tree was up (`ready`) before the
+        // timeout fired (a loaded machine may take longer than 2 s).
+        let mut limit = Duration::from_secs(2);
+        let pids = loop {
+            let out = sh(choice, &format!("trap '' HUP; {TREE_TO_STDOUT}"))
+                .pty(24, 80)
+                .timeout(limit)
+                .output()
+                .await
+                .expect("output");
+            assert!(out.timed_out(), "{choice}: {out:?}");
+            let text = unterminal(out.stdout());
+            if let Some(pids) = pids_before_ready(&text) {
+                break pids;
+            }
+            let mut partial = pid_lines(&text);
+            partial.push(out.pid());
+            assert_gone(&partial, &format!("{choice}: a tree timed out early")).await;
+            assert!(
+                limit < Duration::from_secs(16),
+                "{choice}: the tree never got ready: {text:?}"
+            );
+            limit *= 2;
+        };
         assert_gone(&pids, &format!("{choice}: the timed-out tree")).await;
     }
     suite.end().await;
