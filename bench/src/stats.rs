@@ -81,12 +81,12 @@ impl Scenario {
                 ""
             },
             if tokio_idx.is_some() { "---:|" } else { "" },
+            if vs.is_some() { "---:|" } else { "" },
             if show_survivors {
                 "---:|"
             } else {
                 ""
             },
-            if vs.is_some() { "---:|" } else { "" },
         );
         let paired = |a: &[Duration], b: &[Duration]| {
             let r: Vec<f64> = a
@@ -96,41 +96,30 @@ impl Scenario {
                 .collect();
             median_f(r)
         };
+        // The columns in the header's order: vs the first row, vs tokio,
+        // vs `--vs`, survivors.
         for i in 0..n {
-            let ratios: Vec<f64> = times[i]
-                .iter()
-                .zip(&times[0])
-                .map(|(t, b)| t.as_secs_f64() / b.as_secs_f64().max(1e-9))
-                .collect();
+            let vs_tokio = tokio_idx.map_or(String::new(), |t| {
+                format!(" {:.2}x |", paired(&times[i], &times[t]))
+            });
+            let vs_column = vs.map_or(String::new(), |(_, v)| {
+                format!(" {:.2}x |", paired(&times[i], &times[v]))
+            });
             let extra = if show_survivors {
                 format!(" {:.1} |", survivors[i] as f64 / rounds as f64)
             } else {
                 String::new()
             };
-            let vs_tokio = match tokio_idx {
-                Some(t) => {
-                    let r: Vec<f64> = times[i]
-                        .iter()
-                        .zip(&times[t])
-                        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9))
-                        .collect();
-                    format!(" {:.2}x |", median_f(r))
-                }
-                None => String::new(),
-            };
-            let vs_column = vs.map_or(String::new(), |(_, v)| {
-                format!(" {:.2}x |", paired(&times[i], &times[v]))
-            });
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {:.2}x |{}{}{}\n",
                 self.contenders[i].0,
                 fmt(median(times[i].clone())),
                 fmt(*times[i].iter().min().unwrap()),
                 fmt(*times[i].iter().max().unwrap()),
-                median_f(ratios),
+                paired(&times[i], &times[0]),
                 vs_tokio,
-                extra,
-                vs_column
+                vs_column,
+                extra
             ));
         }
         out

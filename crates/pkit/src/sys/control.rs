@@ -51,8 +51,9 @@ impl Container {
             let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
             self.suspended.store(true, Ordering::Release);
             let closed = self.torn_down.load(Ordering::Acquire);
-            // Closed (a close, under this lock, has begun): nothing is
-            // left to stop, and the cgroup may be gone (see `closed`).
+            // Closed (a close has begun: it marks the group closed before
+            // it waits for this lock): nothing is left to stop, and the
+            // cgroup may be gone (see `closed`).
             let stopped = match &self.kind {
                 _ if closed => Ok(()),
                 #[cfg(target_os = "linux")]
@@ -114,9 +115,10 @@ impl Container {
         if pid <= 0 {
             return Err(ControlError::Os(io::Error::from_raw_os_error(libc::ESRCH)));
         }
-        // As a start's placement: a close marks the group closed under the
-        // write side, so a move either lands before it (and the process is
-        // killed with the rest) or is refused. Unguarded, a move landing
+        // As a start's placement: a close marks the group closed, then
+        // waits for the write side, so a move either checks after the mark
+        // and is refused, or holds the shared side and lands before the
+        // close's kill (and the process is killed with the rest). Unguarded, a move landing
         // after the close's kill ran on in a cgroup nobody would end, and
         // one after its removal failed with ENOENT.
         let _placing = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
