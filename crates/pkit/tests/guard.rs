@@ -970,59 +970,21 @@ const STORM_GROUPS: usize = 5;
 /// is not stopped, and exits with its owner.
 #[tokio::test]
 async fn stops_to_the_owners_group_never_stall_a_guards_start() {
-    use std::io::{BufRead, Read};
     let suite = begin("stops_to_the_owners_group").await;
     for choice in mechanisms() {
         for round in 0..10 {
             let what = format!("{choice}, owner {round}");
-            let mut owner = std::process::Command::new(std::env::current_exe().expect("own path"))
+            let mut owner = std::process::Command::new(std::env::current_exe().expect("own path"));
+            owner
                 .args(["--exact", "storm_owner", "--nocapture", "--test-threads=1"])
                 .env("PKIT_STORM_OWNER", choice.as_str())
                 .env_remove("PKIT_GUARD_START")
-                .process_group(0)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("the owner");
-            let group = rustix::process::Pid::from_raw(owner.id() as i32).expect("a pid");
-            let mut said = std::io::BufReader::new(owner.stdout.take().expect("stdout"));
-            let mut line = String::new();
+                .stdin(std::process::Stdio::null());
             // Its handlers are in place once it says so (after the test
             // harness's own words on that line).
-            while !line.contains("owner: ready") {
-                line.clear();
-                if said.read_line(&mut line).expect("read") == 0 {
-                    let status = owner.wait();
-                    panic!("{what}: the owner ended before it was ready: {status:?}");
-                }
-            }
-            let rest = std::thread::spawn(move || {
-                let mut rest = String::new();
-                let _ = said.read_to_string(&mut rest);
-                rest
-            });
-            let deadline = Instant::now() + 6 * DEADLINE;
-            let status = loop {
-                if let Some(status) = owner.try_wait().expect("try_wait") {
-                    break status;
-                }
-                if Instant::now() > deadline {
-                    let _ =
-                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-                    let _ = owner.wait();
-                    let rest = rest.join().unwrap_or_default();
-                    panic!("{what}: the owner's starts stalled; it said: {rest}");
-                }
-                for signal in [
-                    rustix::process::Signal::TSTP,
-                    rustix::process::Signal::TTIN,
-                    rustix::process::Signal::TTOU,
-                ] {
-                    let _ = rustix::process::kill_process_group(group, signal);
-                }
-                std::thread::sleep(Duration::from_micros(500));
-            };
-            let rest = rest.join().expect("the owner's output");
+            let ready = |line: &str| line.contains("owner: ready");
+            let (status, rest) =
+                owner_under_stops(&what, owner, ready, 6 * DEADLINE, Duration::ZERO);
             let guard = rest
                 .lines()
                 .find_map(|l| l.strip_prefix("owner: guard "))

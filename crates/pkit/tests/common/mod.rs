@@ -730,61 +730,141 @@ pub fn stopped_owner() -> Option<MechanismChoice> {
 
 /// Runs the test `test` of this binary again, as the owner of pty starts
 /// of `choice` ([`owner_of_pty_starts_under_stops`], which the test calls
-/// when [`stopped_owner`] says so) in a process group of its own, and
-/// floods that group with SIGTSTP, SIGTTIN and SIGTTOU (what a terminal
-/// sends its foreground group) until the owner ends; panics if its starts
-/// stall (its whole group is then killed, stopped children included) or
-/// fail.
+/// when [`stopped_owner`] says so), under a terminal's stop signals
+/// ([`owner_under_stops`]); panics if its starts stall or fail.
 pub fn pty_starts_under_stops(test: &str, choice: MechanismChoice) {
-    use std::io::{BufRead, Read};
-    use std::os::unix::process::CommandExt;
-    let mut owner = std::process::Command::new(std::env::current_exe().expect("own path"))
+    let mut owner = std::process::Command::new(std::env::current_exe().expect("own path"));
+    owner
         .args(["--exact", test, "--nocapture"])
-        .env(STOPPED_OWNER, choice.as_str())
+        .env(STOPPED_OWNER, choice.as_str());
+    // Its handlers are in place once it says so (a stop before would stop
+    // the owner itself).
+    let ready = |line: &str| line.starts_with("owner: ready");
+    let what = format!("{choice}: the owner's pty starts");
+    let (status, rest) = owner_under_stops(&what, owner, ready, 12 * DEADLINE, Duration::ZERO);
+    assert!(status.success(), "{choice}: {status:?}: {rest}");
+    assert!(rest.contains("owner: done"), "{choice}: {rest}");
+}
+
+/// Runs `owner` (a command the caller has set up: a re-run of this test
+/// binary as some test's owner) in a process group of its own, its stdout
+/// read line by line; once a line passes `ready` (its stop signal handlers
+/// are in place), floods that group with SIGTSTP, SIGTTIN and SIGTTOU
+/// (what a terminal sends its foreground group) until the owner ends, in
+/// bursts of 10 ms `quiet` apart (zero: all the time; an owner whose
+/// children run in its group resumes them in the pauses).
+/// Returns its exit status and what it said after the ready line.
+///
+/// Panics, saying `what` and what the owner said, when it is not ready
+/// within [`DEADLINE`] or has not ended `within` its ready line (its
+/// starts stalled): its whole process group is killed first, stopped
+/// children included. Every read has a deadline: a stalled owner fails the
+/// test, never hangs it.
+pub fn owner_under_stops(
+    what: &str,
+    mut owner: std::process::Command,
+    ready: impl Fn(&str) -> bool,
+    within: Duration,
+    quiet: Duration,
+) -> (std::process::ExitStatus, String) {
+    use rustix::process::{kill_process_group, Signal};
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut owner = owner
         .process_group(0)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the owner");
     let group = rustix::process::Pid::from_raw(owner.id() as i32).expect("a pid");
-    let mut said = std::io::BufReader::new(owner.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    // Its handlers are in place once it says so (a stop before would stop
-    // the owner itself).
-    while !line.starts_with("owner: ready") {
-        line.clear();
-        if said.read_line(&mut line).expect("read") == 0 {
-            let _ = owner.wait();
-            panic!("{choice}: the owner ended before it was ready");
+    // Its lines, through a channel: each wait for one has a deadline.
+    let said = std::io::BufReader::new(owner.stdout.take().expect("stdout"));
+    let (lines, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in said.lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Ends the owner's whole group (its stopped children too) and reaps it.
+    let kill = |owner: &mut std::process::Child| {
+        let _ = kill_process_group(group, Signal::KILL);
+        let _ = owner.wait();
+    };
+    // The lines heard until the channel closes or `until`.
+    let drain = |into: &mut String, until: Instant| loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match heard.recv_timeout(left) {
+            Ok(line) => {
+                into.push_str(&line);
+                into.push('\n');
+            }
+            Err(RecvTimeoutError::Disconnected) => break true,
+            Err(RecvTimeoutError::Timeout) => break false,
+        }
+    };
+    let mut before = String::new();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match heard.recv_timeout(left) {
+            Ok(line) if ready(&line) => break,
+            Ok(line) => {
+                before.push_str(&line);
+                before.push('\n');
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = owner.wait();
+                panic!(
+                    "{what}: the owner ended before it was ready ({status:?}); it said: {before}"
+                );
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                kill(&mut owner);
+                panic!("{what}: the owner was not ready within {DEADLINE:?}; it said: {before}");
+            }
         }
     }
-    let rest = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = said.read_to_string(&mut rest);
-        rest
-    });
-    let deadline = Instant::now() + 12 * DEADLINE;
+    let deadline = Instant::now() + within;
+    let mut rest = String::new();
     let status = loop {
         if let Some(status) = owner.try_wait().expect("try_wait") {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            let _ = owner.wait();
-            let rest = rest.join().unwrap_or_default();
-            panic!("{choice}: the owner's pty starts stalled; it said: {rest}");
+            let stuck = children_of(owner.id());
+            kill(&mut owner);
+            drain(&mut rest, Instant::now() + DEADLINE);
+            panic!("{what} stalled (its children then: {stuck:?}); the owner said: {rest}");
         }
-        for signal in [
-            rustix::process::Signal::TSTP,
-            rustix::process::Signal::TTIN,
-            rustix::process::Signal::TTOU,
-        ] {
-            let _ = rustix::process::kill_process_group(group, signal);
+        // In bursts of 10 ms, `quiet` apart.
+        let burst = Instant::now() + Duration::from_millis(10);
+        while Instant::now() < burst {
+            for signal in [Signal::TSTP, Signal::TTIN, Signal::TTOU] {
+                let _ = kill_process_group(group, signal);
+            }
+            std::thread::sleep(Duration::from_micros(500));
         }
-        std::thread::sleep(Duration::from_micros(500));
+        std::thread::sleep(quiet);
     };
-    let rest = rest.join().expect("the owner's output");
-    assert!(status.success(), "{choice}: {status:?}: {rest}");
-    assert!(rest.contains("owner: done"), "{choice}: {rest}");
+    if !drain(&mut rest, Instant::now() + DEADLINE) {
+        panic!("{what}: the owner ended ({status:?}) but its output did not; it said: {rest}");
+    }
+    (status, rest)
+}
+
+/// The children of `pid`: their pid, `/proc` state and command name.
+pub fn children_of(pid: u32) -> Vec<(u32, char, Option<String>)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| Some((child, stat(child)?)))
+        .filter(|(_, s)| s.ppid == pid)
+        .map(|(child, s)| (child, s.state, comm(child)))
+        .collect()
 }
 
 /// The owner of [`pty_starts_under_stops`]: catches the stop signals (a

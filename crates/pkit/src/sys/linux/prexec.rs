@@ -269,6 +269,7 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::KeepFds));
         }
     }
+    catch_stops_until_exec();
     // Empty, unless the terminal's signals stay held (prepared before the
     // clone).
     libc::pthread_sigmask(libc::SIG_SETMASK, &plan.exec_mask, std::ptr::null_mut());
@@ -307,6 +308,47 @@ pub(crate) unsafe fn reset_signal_dispositions() {
         }
     }
 }
+
+/// Catches the terminal's stop signals (SIGTSTP, SIGTTIN, SIGTTOU) that
+/// are at their default action with a handler that does nothing, until
+/// `execve` puts the default back (it resets every caught signal).
+///
+/// This child was in the owner's process group from the clone (the whole
+/// time for a plain start under cgroup v2, until the `setpgid` above for a
+/// process group's) with every signal blocked: a stop signal to that group
+/// meanwhile (a terminal's `^Z` to an owner that catches it and goes on)
+/// would stop it at the unmask, before its exec, and the owner, waiting
+/// for the exec, with it, until a SIGCONT. Caught, it is discarded, and so
+/// is one that comes after the unmask and before the exec; one that comes
+/// during `execve`, once the handlers are reset, stops the new program, as
+/// it would any started by `std::process::Command`, after the owner has
+/// gone on. An ignored one stays ignored (the program inherits that), and
+/// other signals are left alone: a SIGTERM that came meanwhile ends the
+/// child, as its sender meant.
+///
+/// # Safety
+/// Child only (see `child_main`), after `reset_signal_dispositions`.
+unsafe fn catch_stops_until_exec() {
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+        if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) != 0
+            || old.assume_init_ref().sa_sigaction != libc::SIG_DFL
+        {
+            continue;
+        }
+        // Zeroed: an empty mask; SA_RESTART: no call before the exec
+        // fails with EINTR for it.
+        let mut catch = MaybeUninit::<libc::sigaction>::zeroed();
+        let action = catch.assume_init_mut();
+        action.sa_sigaction = discard as extern "C" fn(c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(sig, catch.as_ptr(), std::ptr::null_mut());
+    }
+}
+
+/// The handler of [`catch_stops_until_exec`]: does nothing (it runs on
+/// the child's own stack and touches no memory).
+extern "C" fn discard(_: c_int) {}
 
 /// Resets glibc's two internal signals (32, 33), which its `sigaction`
 /// refuses, to their default: a process started by glibc's `posix_spawn`
