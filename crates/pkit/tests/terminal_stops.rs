@@ -123,3 +123,47 @@ async fn finish(p: &mut pkit::RunningProcess) -> pkit::Output {
         }
     }
 }
+
+/// A `pre_exec` hook runs with the terminal's stop signals at their
+/// default action, as under `std::process::Command::pre_exec`: the no-op
+/// handler that keeps a stop from catching a start before its exec is put
+/// back to the default around the hooks (and again after them). With the
+/// handler in place, a hook that touched the terminal from a background
+/// process group got SIGTTOU, had its call restarted, and looped for ever,
+/// sending SIGTTOU to the whole process group each time. The hook here
+/// fails the start unless it sees all three at their default.
+#[tokio::test]
+async fn pre_exec_hooks_see_the_stop_signals_at_their_default() {
+    let suite = begin("pre_exec_hooks_see_the_stop_signals_at_their_default").await;
+    for choice in mechanisms() {
+        if skip_on_portable(choice, "the portable backend runs no pre_exec hook") {
+            continue;
+        }
+        let g = Group::builder().mechanism(choice).build().expect("group");
+        // SAFETY: sigaction is async-signal-safe; the hook allocates
+        // nothing on its success path.
+        let cmd = unsafe {
+            pkit::Command::new("sh")
+                .args(["-c", "exit 7"])
+                .pre_exec(|| {
+                    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+                        let mut old: libc::sigaction = std::mem::zeroed();
+                        if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                            || old.sa_sigaction != libc::SIG_DFL
+                        {
+                            return Err(std::io::Error::from_raw_os_error(libc::ENOTSUP));
+                        }
+                    }
+                    Ok(())
+                })
+        };
+        let mut p = g
+            .start(&cmd)
+            .unwrap_or_else(|e| panic!("{choice}: a hook saw a stop signal caught: {e}"));
+        let out = finish(&mut p).await;
+        assert_eq!(out.code(), Some(7), "{choice}: {out:?}");
+        drop(p);
+        g.close().await.expect("close");
+    }
+    suite.end().await;
+}

@@ -269,17 +269,27 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::KeepFds));
         }
     }
-    catch_stops_until_exec();
+    let caught = catch_stops_until_exec();
     // Empty, unless the terminal's signals stay held (prepared before the
     // clone).
     libc::pthread_sigmask(libc::SIG_SETMASK, &plan.exec_mask, std::ptr::null_mut());
 
-    // The caller's hooks (only in a forked child: see `forked.rs`).
-    for hook in &setup.pre_exec {
-        if let Err(e) = hook() {
-            *libc::__errno_location() = e.raw_os_error().unwrap_or(libc::EINVAL);
-            fail(plan, Step::Setup(ChildStep::PreExec));
+    // The caller's hooks (only in a forked child: see `forked.rs`). They
+    // run with the stop signals at their default, as under std's
+    // `pre_exec`: with the no-op handler, a hook touching the terminal
+    // from a background process group would get SIGTTOU, have its call
+    // restarted, and loop for ever (sending SIGTTOU to the whole process
+    // group each time). The ones pending at the unmask were discarded
+    // already; after the hooks they are caught again until the exec.
+    if !setup.pre_exec.is_empty() {
+        set_default(caught);
+        for hook in &setup.pre_exec {
+            if let Err(e) = hook() {
+                *libc::__errno_location() = e.raw_os_error().unwrap_or(libc::EINVAL);
+                fail(plan, Step::Setup(ChildStep::PreExec));
+            }
         }
+        catch_stops_until_exec();
     }
     libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
     fail(plan, Step::Exec)
@@ -328,8 +338,9 @@ pub(crate) unsafe fn reset_signal_dispositions() {
 ///
 /// # Safety
 /// Child only (see `child_main`), after `reset_signal_dispositions`.
-unsafe fn catch_stops_until_exec() {
-    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+unsafe fn catch_stops_until_exec() -> [bool; 3] {
+    let mut caught = [false; 3];
+    for (i, sig) in STOPS.into_iter().enumerate() {
         let mut old = MaybeUninit::<libc::sigaction>::zeroed();
         if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) != 0
             || old.assume_init_ref().sa_sigaction != libc::SIG_DFL
@@ -342,7 +353,22 @@ unsafe fn catch_stops_until_exec() {
         let action = catch.assume_init_mut();
         action.sa_sigaction = discard as extern "C" fn(c_int) as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
-        libc::sigaction(sig, catch.as_ptr(), std::ptr::null_mut());
+        caught[i] = libc::sigaction(sig, catch.as_ptr(), std::ptr::null_mut()) == 0;
+    }
+    caught
+}
+
+/// The terminal's stop signals, as [`catch_stops_until_exec`] handles them.
+const STOPS: [c_int; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// Puts the stop signals [`catch_stops_until_exec`] caught back to their
+/// default action.
+///
+/// # Safety
+/// Child only (see `child_main`).
+unsafe fn set_default(caught: [bool; 3]) {
+    for (sig, _) in STOPS.into_iter().zip(caught).filter(|(_, c)| *c) {
+        libc::signal(sig, libc::SIG_DFL);
     }
 }
 
