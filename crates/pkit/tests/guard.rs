@@ -47,6 +47,27 @@ ctypes.CDLL(None).pthread_exit(None)' & echo $! >> "$1"; echo $$ >> "$1"; echo d
 /// where a nested pkit would put its groups.
 const NESTED: &str = r#"trap '' INT; mkdir "$3/sub" "$3/sub/deeper" && sh -c 'echo $$ > "$1/sub/deeper/cgroup.procs" && exec sleep 300' sh "$3" & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
 
+/// The first process of a `former*` helper's group (perl: the shell has
+/// no `setpgid`): it moves itself into process group `anchor` (of the
+/// owner's session, made by the test), so the group's own process group
+/// is left empty, and writes `done` to the pids file (`$1`). `former-setsid`
+/// then calls `setsid` (leading a new session and a process group
+/// numbered as the group's old one) and forks a `sleep` of its own there
+/// first, whose pid it writes. Each then `exec`s `sleep 300`.
+fn former_script(mode: &str, anchor: &str) -> String {
+    let setsid = if mode == "former-setsid" {
+        "POSIX::setsid() > 0 or exit 8; my $c = fork(); defined $c or exit 7; \
+         if ($c == 0) { exec \"sleep\", \"300\" } print F \"$c\\n\";"
+    } else {
+        ""
+    };
+    format!(
+        "trap '' INT; exec perl -MPOSIX -e 'setpgrp(0, {anchor}) or exit 9; \
+         open F, \">>\", $ARGV[0] or exit 6; {setsid} print F \"done\\n\"; close F; \
+         exec \"sleep\", \"300\"' \"$1\""
+    )
+}
+
 /// Runs as the owner when `PKIT_GUARD_HELPER` is set (see the module docs);
 /// otherwise a no-op.
 #[test]
@@ -105,11 +126,13 @@ fn guard_helper_owner() {
         }
     }
     let prefix = if mode == "setsid" { "setsid" } else { "" };
+    let former = std::env::var("PKIT_GUARD_ANCHOR").map(|anchor| former_script(&mode, &anchor));
     let script = match mode.as_str() {
         "leader-exits" => LEADER_EXITS,
         "nested" => NESTED,
         "main-thread-ends" => MAIN_THREAD_ENDS,
         "pty" => PTY_TREE,
+        _ if mode.starts_with("former") => former.as_deref().expect("PKIT_GUARD_ANCHOR"),
         _ => TREE,
     };
     let dir = cgroup_dir(&group).unwrap_or_default();
@@ -148,6 +171,21 @@ fn guard_helper_owner() {
         assert!(Instant::now() < deadline, "the tree never reported");
         std::thread::sleep(POLL);
     }
+    let _again = (mode == "former-again" || mode == "former-setsid").then(|| {
+        // A start after the first process left: the group's process group
+        // is gone (or of another session), so it leads a new one, and the
+        // first process becomes a former leader.
+        let again = group
+            .start(&Command::new("sleep").arg("300"))
+            .expect("a start after the leader left");
+        assert_ne!(
+            stat(again.pid()).map(|s| s.pgrp),
+            stat(proc.pid()).map(|s| s.pgrp),
+            "the second start shares the former leader's process group"
+        );
+        say(format!("again {}", again.pid()));
+        again
+    });
     match mode.as_str() {
         "exit" => {
             // A normal end: tear the group down, then return.
@@ -252,6 +290,8 @@ struct Owner {
     main: u32,
     cgroup: Option<PathBuf>,
     std_child: Option<u32>,
+    /// A start made after the first process left its process group.
+    again: Option<u32>,
     /// The grandchildren and the script's shell.
     tree: Vec<u32>,
     /// cgroup v1 directories carrying the group's caps.
@@ -342,6 +382,7 @@ fn start_owner_with(
             main: 0,
             cgroup: None,
             std_child: None,
+            again: None,
             tree: Vec::new(),
             v1: Vec::new(),
             skipped: Some(why),
@@ -368,6 +409,7 @@ fn start_owner_with(
         main: num("main").expect("main pid"),
         cgroup: field("cgroup").map(PathBuf::from),
         std_child: num("std"),
+        again: num("again"),
         tree,
         v1,
         skipped: None,
@@ -392,6 +434,7 @@ impl Owner {
         if !v.contains(&self.main) {
             v.push(self.main);
         }
+        v.extend(self.again);
         v
     }
 
@@ -650,6 +693,60 @@ async fn a_process_group_whose_leader_exited_is_still_killed() {
         assert_gone(&[owner.main], "the leader").await;
         owner.kill();
         assert_guard_cleaned_up(&owner, &format!("{choice}: leader gone, owner SIGKILLed")).await;
+    }
+    suite.end().await;
+}
+
+/// A group's first process that left its process group (it moved into
+/// another process group of the owner's session, the anchor's, leaving its
+/// own empty) is still killed by the guard when the owner is SIGKILLed:
+/// also once a later start has led a new process group (the first process
+/// then is a former leader), and when it called `setsid` after leaving and
+/// forked a child into the process group it now leads (that child is
+/// killed too). The anchor's process group, a stranger's, is left alone.
+/// Before, the guard killed only the registered process group, empty by
+/// then (and under the portable guard spared it once it led another
+/// session): the first process ran on, and once a later start retired it,
+/// its registration was dropped altogether. Under cgroup v2 the cgroup
+/// holds it whatever its process group: passes there as it did.
+#[tokio::test]
+async fn a_first_process_that_left_its_process_group_is_killed_with_its_owner() {
+    let suite = begin("former_leader").await;
+    let perl = std::process::Command::new("perl")
+        .args(["-MPOSIX", "-e", ""])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !perl {
+        skipped("a first process leaving its process group", "needs perl");
+        suite.end().await;
+        return;
+    }
+    for choice in mechanisms() {
+        for mode in ["former", "former-again", "former-setsid"] {
+            let what = format!("{choice}, {mode}");
+            let anchor = Anchor::new();
+            let pgid = anchor.pgid().to_string();
+            let mut owner = start_owner_with(mode, choice, false, &[("PKIT_GUARD_ANCHOR", &pgid)]);
+            // The first process runs on outside the group's process group:
+            // in the anchor's, or (after setsid) leading one of its own.
+            let main = stat(owner.main).unwrap_or_else(|| panic!("{what}: the first process"));
+            let want = if mode == "former-setsid" {
+                owner.main
+            } else {
+                anchor.pgid()
+            };
+            assert_eq!(main.pgrp, want, "{what}: {main:?}");
+            assert_eq!(
+                owner.tree.len(),
+                usize::from(mode == "former-setsid"),
+                "{what}"
+            );
+            assert_eq!(owner.again.is_some(), mode != "former", "{what}");
+            assert_alive(&owner.all(), &format!("{what}: before the owner dies"));
+            owner.kill();
+            assert_guard_cleaned_up(&owner, &format!("{what}: owner SIGKILLed")).await;
+            assert_alive(&[anchor.pgid()], &format!("{what}: the anchor, a stranger"));
+        }
     }
     suite.end().await;
 }
@@ -1140,6 +1237,70 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
         }
     }
     end_exclusive(alone, "a_hundred_groups").await;
+}
+
+/// A group's first process that left its process group stays registered
+/// with the guard once a later start has led a new process group (listed
+/// as a former leader beside the new group), and the close, or the drop,
+/// unregisters both: the guard's table is empty after, and the Linux
+/// guard holds no pidfd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_leaders_registration_ends_with_its_group() {
+    let alone = begin_exclusive().await;
+    let perl = std::process::Command::new("perl")
+        .args(["-e", ""])
+        .status()
+        .is_ok_and(|s| s.success());
+    for choice in mechanisms() {
+        if choice == MechanismChoice::Cgroup || !perl {
+            continue;
+        }
+        let anchor = Anchor::new();
+        for close in [true, false] {
+            let what = format!("{choice}, closed: {close}");
+            pkit::release_spare_cgroups();
+            let g = group(choice);
+            let script = format!(
+                "exec perl -e 'setpgrp(0, {}) or exit 9; exec \"sleep\", \"300\"'",
+                anchor.pgid()
+            );
+            let first = g.start(&sh(choice, &script)).expect("start");
+            let _cleanup = KillOnDrop(vec![first.pid()]);
+            let deadline = Instant::now() + DEADLINE;
+            while stat(first.pid()).map(|s| s.pgrp) != Some(anchor.pgid()) {
+                assert!(!pid_gone(first.pid()), "{what}: the first process ended");
+                assert!(Instant::now() < deadline, "{what}: {:?}", stat(first.pid()));
+                tokio::time::sleep(POLL).await;
+            }
+            let again = g.start(&Command::new("sleep").arg("300")).expect("again");
+            let _cleanup2 = KillOnDrop(vec![again.pid()]);
+            let host = pkit::host_containment();
+            let former = format!("former leader {} of a process group", first.pid());
+            assert!(
+                host.guard.groups.contains(&former),
+                "{what}: {:?}",
+                host.guard
+            );
+            assert_eq!(host.guard.groups.len(), 2, "{what}: {:?}", host.guard);
+            assert_eq!(host.guard.entries, Some(2), "{what}: {:?}", host.guard);
+            if close {
+                g.close().await.expect("close");
+            } else {
+                drop(g);
+            }
+            assert_gone(&[first.pid(), again.pid()], &what).await;
+            let host = pkit::host_containment();
+            assert!(host.guard.groups.is_empty(), "{what}: {:?}", host.guard);
+            assert_eq!(host.guard.entries, Some(0), "{what}: {:?}", host.guard);
+            let guard_pid = host.guard.pid.expect("the guard");
+            let fds = std::fs::read_dir(format!("/proc/{guard_pid}/fd"))
+                .expect("the guard's fds")
+                .count();
+            assert_eq!(fds, 4, "{what}: stdio and its socket, no pidfd");
+            drop((first, again));
+        }
+    }
+    end_exclusive(alone, "a_former_leaders_registration_ends_with_its_group").await;
 }
 
 #[tokio::test]

@@ -29,8 +29,9 @@ pub(super) enum Kind {
         /// to another group of the session) and still ran when a start
         /// found that group empty and led a new one: still our children,
         /// reached through their handles by the group's signals, kill and
-        /// close (see `retire_leader`).
-        former: Mutex<Vec<Arc<ChildHandle>>>,
+        /// close, and by the owner-death guard through the registration
+        /// each had as leader (see `retire_leader`).
+        former: Mutex<Vec<Former>>,
         /// Whether the current leader was started leading a session of
         /// its own (a pty session): its process group can't be joined.
         /// A leader started without one that leads a session now called
@@ -41,6 +42,17 @@ pub(super) enum Kind {
         /// always off Linux, and on Linux when forced.
         portable: bool,
     },
+}
+
+/// A former leader (see `Kind::Pgroup::former`): its handle, and the
+/// owner-death guard's registration it had as the group's leader, kept
+/// while it runs on: the guard kills a registered group's leader itself
+/// too, wherever it went (see `guard`), so an owner killed after the
+/// leader left still takes it along. Let go (unregistered first) once it
+/// has ended, or at the group's teardown (`container_pgroup.rs`).
+pub(super) struct Former {
+    pub(super) handle: Arc<ChildHandle>,
+    pub(super) ticket: Option<super::guard::Ticket>,
 }
 
 /// A group's OS container.
@@ -209,8 +221,9 @@ impl Container {
         }
     }
 
-    /// Unregisters from the guard (idempotent). For a process group this
-    /// must happen before the leader is released (reaped).
+    /// Unregisters from the guard (idempotent), the former leaders too.
+    /// For a process group this must happen before the leader is released
+    /// (reaped).
     pub(super) fn release_guard(&self) {
         let mut link = self.guard_link();
         match std::mem::replace(&mut *link, GuardLink::Released) {
@@ -223,6 +236,8 @@ impl Container {
             // Off and Unavailable keep saying why there is no guard.
             other => *link = other,
         }
+        drop(link);
+        self.release_former_registrations();
     }
 
     /// Whether the children started here are held by a pidfd (Linux, but
@@ -382,9 +397,9 @@ impl Container {
     /// limit, and signalled it twice.)
     pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
         let (leader, former) = match &self.kind {
-            Kind::Pgroup { leader, former, .. } => (
+            Kind::Pgroup { leader, .. } => (
                 leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                former.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                self.former_leaders(),
             ),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => (None, Vec::new()),

@@ -4,7 +4,7 @@
 use std::io;
 use std::time::Instant;
 
-use super::container::{Container, Kind};
+use super::container::{Container, Former, GuardLink, Kind};
 use super::guard;
 use super::unix::ptable;
 
@@ -37,11 +37,36 @@ impl Container {
     }
 
     /// The former leaders (see `Kind::Pgroup::former`).
-    fn former_leaders(&self) -> Vec<std::sync::Arc<super::ChildHandle>> {
+    pub(super) fn former_leaders(&self) -> Vec<std::sync::Arc<super::ChildHandle>> {
         match &self.kind {
-            Kind::Pgroup { former, .. } => former.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Kind::Pgroup { former, .. } => former
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|f| f.handle.clone())
+                .collect(),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => Vec::new(),
+        }
+    }
+
+    /// Drops the former leaders' guard registrations (idempotent; at the
+    /// teardown, before their handles are let go).
+    pub(super) fn release_former_registrations(&self) {
+        let former = match &self.kind {
+            Kind::Pgroup { former, .. } => former,
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => return,
+        };
+        for f in former.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            self.unregister_ticket(f.ticket.take());
+        }
+    }
+
+    /// Unregisters `ticket`, if any, from the group's guard.
+    fn unregister_ticket(&self, ticket: Option<guard::Ticket>) {
+        if let (Some(t), Ok(g)) = (ticket, self.guard()) {
+            g.unregister(t);
         }
     }
 
@@ -91,26 +116,47 @@ impl Container {
     }
 
     /// Retires `leader` (the group's, whose process group a start found
-    /// empty): the group's guard registration is dropped first (the new
-    /// leader registers afresh; the old group is empty), then the handle
-    /// is let go, or kept among the former leaders while its process runs
-    /// (it left the group and runs on elsewhere: still ours to end). Those
-    /// that have ended since are let go now.
+    /// empty): the group's guard registration is taken (the new leader
+    /// registers afresh), then the handle is let go, the registration
+    /// dropped first, or kept among the former leaders with its
+    /// registration while its process runs (it left the group and runs on
+    /// elsewhere: still ours to end, by the guard too: see [`Former`]).
+    /// Those that have ended since are let go now, likewise.
     pub(super) fn retire_leader(&self, leader: &mut Option<std::sync::Arc<super::ChildHandle>>) {
-        self.release_leader_registration();
-        let Some(old) = leader.take() else {
-            return;
-        };
-        match &self.kind {
-            Kind::Pgroup { former, .. } => {
-                let mut former = former.lock().unwrap_or_else(|e| e.into_inner());
-                former.retain(|f| !f.ended());
-                if !old.ended() {
-                    former.push(old);
+        let ticket = {
+            let mut link = self.guard_link();
+            match std::mem::replace(&mut *link, GuardLink::Pending) {
+                GuardLink::On(t) => Some(t),
+                other => {
+                    *link = other;
+                    None
                 }
             }
+        };
+        let former = match &self.kind {
+            Kind::Pgroup { former, .. } => former,
             #[cfg(target_os = "linux")]
-            Kind::Cgroup(_) => {}
+            Kind::Cgroup(_) => return self.unregister_ticket(ticket),
+        };
+        let mut former = former.lock().unwrap_or_else(|e| e.into_inner());
+        former.retain_mut(|f| {
+            let ended = f.handle.ended();
+            if ended {
+                self.unregister_ticket(f.ticket.take());
+            }
+            !ended
+        });
+        match leader.take() {
+            Some(old) if !old.ended() => {
+                if let (Some(t), Ok(g)) = (&ticket, self.guard()) {
+                    g.describe(t, format!("former leader {} of a process group", old.pid()));
+                }
+                former.push(Former {
+                    handle: old,
+                    ticket,
+                });
+            }
+            _ => self.unregister_ticket(ticket),
         }
     }
 
@@ -140,8 +186,10 @@ impl Container {
         left
     }
 
-    /// Lets go of the former leaders' handles (at the end of a teardown).
+    /// Lets go of the former leaders' handles (at the end of a teardown;
+    /// their registrations first, if any is left).
     pub(super) fn drop_former_leaders(&self) {
+        self.release_former_registrations();
         match &self.kind {
             Kind::Pgroup { former, .. } => {
                 former.lock().unwrap_or_else(|e| e.into_inner()).clear();

@@ -10,7 +10,9 @@ pub struct GuardStatus {
     pub running: bool,
     /// Its pid, once started.
     pub pid: Option<u32>,
-    /// The groups it covers now: `cgroup <dir>` or `process group <pgid>`.
+    /// The groups it covers now: `cgroup <dir>`, `process group <pgid>`, or
+    /// `former leader <pid> of a process group` (a group's first process
+    /// that left its process group and runs on).
     pub groups: Vec<String>,
     /// Emptied cgroup directories kept for reuse by later groups and runs
     /// ([`release_spare_cgroups`](crate::release_spare_cgroups)): the guard

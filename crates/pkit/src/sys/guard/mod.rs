@@ -103,6 +103,16 @@
 //! `struct pid` and cannot be hit. If the leader's group is empty the call
 //! finds nobody (`ESRCH`), which is the right answer.
 //!
+//! After the group the guard SIGKILLs the leader itself through the same
+//! pidfd (`pidfd_send_signal` with no flag: that process, wherever it is).
+//! A leader that left its process group (`setpgid` into another group of
+//! its session, maybe `setsid` after) runs on outside it; the owner keeps
+//! its registration after a later start led a new process group, until it
+//! has ended or the group is torn down (`container_pgroup.rs`), so an owner
+//! killed at any point after the leader left still takes it along. The
+//! process group such a leader leads after a `setsid` is numbered by its
+//! pid, the same `struct pid`: the group signal reaches it.
+//!
 //! Which entries can the guard still hold when it acts? The owner
 //! unregisters a group before it releases (reaps) the leader, and the guard
 //! reads every queued message before it sees end of file, so each process

@@ -61,7 +61,8 @@ pub(super) struct State {
 
 /// One registration, as the owner keeps track of it.
 pub(super) struct Entry {
-    /// `cgroup <dir>` or `process group <pgid>`.
+    /// `cgroup <dir>`, `process group <pgid>` or `former leader <pid> of a
+    /// process group`.
     pub(super) what: String,
     /// Table slots it uses in the guard.
     pub(super) slots: usize,
@@ -384,6 +385,14 @@ impl Guard {
     pub(crate) fn unregister(&self, ticket: Ticket) {
         self.unbook(ticket.0);
         let _ = self.deliver(&[remove_msg(ticket.0)], None);
+    }
+
+    /// Changes what the owner's bookkeeping says a registration is (as
+    /// [`GuardStatus::groups`](crate::GuardStatus::groups) lists it).
+    pub(crate) fn describe(&self, ticket: &Ticket, what: String) {
+        if let Some(entry) = self.lock().live.get_mut(&ticket.0) {
+            entry.what = what;
+        }
     }
 
     /// Marks a cgroup's registration as a spare directory (or a group's

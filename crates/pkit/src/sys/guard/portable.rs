@@ -105,7 +105,13 @@
 //! grandchildren (they inherit the group), zombie leader or not. A process
 //! that leaves it (`setsid`, a daemon's double fork, `setpgid` into a new
 //! group) escapes the guard as it escapes `Group::kill` (a cgroup would
-//! catch it: Linux's default mechanism).
+//! catch it: Linux's default mechanism), but for the leader itself: after
+//! the group, the guard kills the process holding the leader's number if it
+//! has the leader's start time (known: never on a 0), whatever its session
+//! and process group, and the process group it leads, if it leads one (a
+//! `setsid` after it left: numbered as the group was). The owner keeps a
+//! leader that left registered after a later start leads a new process
+//! group (see `container_pgroup.rs`).
 //!
 //! # Windows left
 //!

@@ -195,14 +195,41 @@ unsafe fn reply(sock: RawFd, r: &Reply) {
 
 /// SIGKILLs a registered process group by number, unless [`spares`] says
 /// the number now names a stranger: see the module docs of `portable.rs`.
+/// Then the leader itself, wherever it went ([`kill_leader`]).
 ///
 /// # Safety
 /// Guard only.
 unsafe fn kill_pgroup(slot: &Slot) {
-    if spares(slot) {
+    if !spares(slot) {
+        libc::killpg(slot.pgid, libc::SIGKILL);
+    }
+    kill_leader(slot);
+}
+
+/// SIGKILLs the registered leader by its number, if the process holding
+/// the number has the leader's start time (known: never on a 0), and the
+/// process group it leads, if it leads one. A leader that left its process
+/// group (moved to another of its session, maybe calling `setsid` after)
+/// runs on outside it, and the `killpg` above missed it (the group it left
+/// is empty, or after a `setsid` of another session: spared). It is ours
+/// whatever its session, and the process group it leads now is numbered
+/// by its pid, as the group's was: its members are its own. The start
+/// time tells it from a stranger given the number (see `portable.rs`);
+/// one that merely joined another's process group leads none, and that
+/// group is left alone. Async-signal-safe.
+///
+/// # Safety
+/// Guard only.
+unsafe fn kill_leader(slot: &Slot) {
+    if slot.start == 0 || !matches!(birth(slot.pgid), Some(b) if b.time == slot.start) {
         return;
     }
-    libc::killpg(slot.pgid, libc::SIGKILL);
+    // One signal: the group it leads includes it.
+    if libc::getpgid(slot.pgid) == slot.pgid {
+        libc::killpg(slot.pgid, libc::SIGKILL);
+    } else {
+        libc::kill(slot.pgid, libc::SIGKILL);
+    }
 }
 
 /// Whether the guard leaves registered group `slot` alone because its

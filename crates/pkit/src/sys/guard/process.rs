@@ -199,6 +199,15 @@ unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
     }
 }
 
+/// SIGKILLs a registered process group through its leader's pidfd, then
+/// the leader itself: one that left the group (moved to another process
+/// group of its session, maybe calling `setsid` after) runs on outside it,
+/// and the pidfd reaches exactly that process, wherever it went (a reaped
+/// one answers `ESRCH`). The process group it leads after a `setsid` is
+/// the one the first signal reached: numbered by its pid, the very
+/// `struct pid` the pidfd pins. (The group first: on a kernel before 6.9
+/// the `killpg` by number needs the leader unreaped.)
+///
 /// # Safety
 /// Guard only.
 unsafe fn kill_pgroup(slot: &Slot, exact: bool) {
@@ -217,6 +226,7 @@ unsafe fn kill_pgroup(slot: &Slot, exact: bool) {
         // The leader is unreaped, so its pid (the pgid) is still allocated.
         libc::killpg(slot.pgid, libc::SIGKILL);
     }
+    sig(libc::SIGKILL, 0);
 }
 
 /// `dir/name` as a NUL-terminated string in `out`; false if it won't fit.
