@@ -541,7 +541,11 @@ mod tests {
 
     /// A registered number that, when the guard acts, names a process
     /// leading another session than the owner's (as a number reused by a
-    /// stranger's `setsid` would) is not signalled.
+    /// stranger's `setsid` would) is not signalled. Registered with no
+    /// start time (0, unknown), so the session check alone tells it: with
+    /// the start time known and equal, the process would be our leader that
+    /// left its group and called `setsid`, which the guard kills
+    /// (`portable_process::kill_leader`).
     #[test]
     fn a_number_leading_another_session_is_spared() {
         let mut stranger = std::process::Command::new("sleep");
@@ -557,8 +561,11 @@ mod tests {
         let mut stranger = stranger.spawn().expect("sleep");
         let g = start().expect("the portable guard");
         let guard_pid = g.pid;
+        // Raw: as `register_pgroup_number` (rustix's getsid panics on a 0).
+        // SAFETY: getsid(2) of this process has no preconditions.
+        let session = unsafe { libc::getsid(0) };
         let _ticket = g
-            .register_pgroup_number(stranger.id() as i32, None)
+            .register_pgroup_started(stranger.id() as i32, session, 0)
             .expect("register");
         drop(g);
         // The guard has acted once it is gone (it is not our child).
