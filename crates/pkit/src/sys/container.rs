@@ -13,6 +13,7 @@ use std::sync::Weak;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use super::former::Former;
 use super::limits::{Applied, LimitError};
 #[cfg(target_os = "linux")]
 use super::linux::cgroup::Cgroup;
@@ -42,17 +43,6 @@ pub(super) enum Kind {
         /// always off Linux, and on Linux when forced.
         portable: bool,
     },
-}
-
-/// A former leader (see `Kind::Pgroup::former`): its handle, and the
-/// owner-death guard's registration it had as the group's leader, kept
-/// while it runs on: the guard kills a registered group's leader itself
-/// too, wherever it went (see `guard`), so an owner killed after the
-/// leader left still takes it along. Let go (unregistered first) once it
-/// has ended, or at the group's teardown (`container_pgroup.rs`).
-pub(super) struct Former {
-    pub(super) handle: Arc<ChildHandle>,
-    pub(super) ticket: Option<super::guard::Ticket>,
 }
 
 /// A group's OS container.

@@ -4,7 +4,8 @@
 use std::io;
 use std::time::Instant;
 
-use super::container::{Container, Former, GuardLink, Kind};
+use super::container::{Container, GuardLink, Kind};
+use super::former::Former;
 use super::guard;
 use super::unix::ptable;
 

@@ -33,6 +33,8 @@ pub mod fault;
 #[cfg(unix)]
 mod fdio;
 #[cfg(unix)]
+mod former;
+#[cfg(unix)]
 pub(crate) mod guard;
 mod guard_status;
 mod host;
