@@ -2,8 +2,10 @@
 //! `processkit` 3.3.4, side by side in one process.
 //!
 //! Every scenario runs all contenders once per round, in an order that
-//! rotates from round to round (so none always runs first, on a warm or a
-//! cold cache), for many rounds. Per contender it reports the median, min and
+//! changes from round to round so that each runs first, and right after
+//! each other one, equally often (a Williams design, `stats::round_order`:
+//! none always meets a warm or a cold cache, or what its predecessor left
+//! behind), for many rounds. Per contender it reports the median, min and
 //! max time, and the median of the per-round ratios against the baseline
 //! (`std::process`, or a plain read loop for streaming). Ratios of the same
 //! round are paired: a load spike hits all contenders of that round alike.

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, Read, Write};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -89,6 +90,9 @@ pub fn spawn_wait(name: &'static str, program: &'static str) -> Scenario {
             pkit_true(program).await;
             t.elapsed().into()
         })
+        .with("pkit blocking (std's like)", move || async move {
+            blocking_true(program).into()
+        })
         .with("processkit 3.3.4", move || async move {
             let t = Instant::now();
             // processkit's verbs refuse non-piped stdio: it captures here.
@@ -125,6 +129,24 @@ pub async fn probe(with: &str, runs: usize) {
                 );
             }
         }
+        return;
+    }
+    if with == "blocking-true" {
+        // The spawn-wait of `/bin/true` through the blocking facade, on one
+        // plain thread.
+        std::thread::spawn(move || {
+            for _ in 0..=runs {
+                let code = pkit::Command::new("/bin/true")
+                    .stdout(pkit::Stdio::Null)
+                    .stderr(pkit::Stdio::Null)
+                    .blocking()
+                    .exit_code()
+                    .unwrap();
+                assert_eq!(code, 0);
+            }
+        })
+        .join()
+        .unwrap();
         return;
     }
     if with == "blocking" {
@@ -267,7 +289,7 @@ pub async fn probe(with: &str, runs: usize) {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
             }
             other => panic!(
-                "--probe-with {other}: std, tokio, pkit, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, \
+                "--probe-with {other}: std, tokio, pkit, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
                  std-cat, tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-pgroup-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
@@ -329,6 +351,9 @@ fn small_capture() -> Scenario {
         .with("std::process", || async { std_cat().into() })
         .with("tokio::process", || async { tokio_cat().await.into() })
         .with("pkit", || async { pkit_cat().await.into() })
+        .with("pkit blocking (std's like)", || async {
+            blocking_cat().into()
+        })
         .with("processkit 3.3.4", || async {
             processkit_cat().await.into()
         })
@@ -814,22 +839,65 @@ fn tree_teardown() -> Scenario {
 /// One timed blocking `output()` of `echo hello` on the bench's
 /// long-lived blocking thread (see [`blocking_output`]).
 fn blocking_round() -> Duration {
+    on_plain_thread(|| {
+        let t = Instant::now();
+        let out = pkit::Command::new("echo")
+            .arg("hello")
+            .blocking()
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout(), b"hello\n");
+        t.elapsed()
+    })
+}
+
+/// One timed blocking spawn-wait of `program` (null stdio), on the
+/// bench's long-lived blocking thread: the spawn-wait scenarios' row that
+/// does what `std::process` does, on the calling thread.
+fn blocking_true(program: &'static str) -> Duration {
+    on_plain_thread(move || {
+        let t = Instant::now();
+        let code = pkit::Command::new(program)
+            .stdout(pkit::Stdio::Null)
+            .stderr(pkit::Stdio::Null)
+            .blocking()
+            .exit_code()
+            .unwrap();
+        assert_eq!(code, 0);
+        t.elapsed()
+    })
+}
+
+/// One timed blocking small capture (`cat` with 32 bytes in), on the
+/// bench's long-lived blocking thread.
+fn blocking_cat() -> Duration {
+    on_plain_thread(|| {
+        let t = Instant::now();
+        let out = pkit::Command::new("cat")
+            .stdin_bytes(SMALL_INPUT)
+            .blocking()
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout(), SMALL_INPUT);
+        t.elapsed()
+    })
+}
+
+/// Runs `job` on one long-lived plain thread (the blocking facade refuses
+/// to run where a runtime is current) and returns what it timed; the
+/// hand-over to and from that thread is outside the timed part.
+fn on_plain_thread(job: impl FnOnce() -> Duration + Send + 'static) -> Duration {
     use std::sync::mpsc::{channel, Receiver, Sender};
-    use std::sync::{Mutex, OnceLock};
-    static WORKER: OnceLock<Mutex<(Sender<()>, Receiver<Duration>)>> = OnceLock::new();
+    use std::sync::Mutex;
+    type Job = Box<dyn FnOnce() -> Duration + Send>;
+    type Worker = Mutex<(Sender<Job>, Receiver<Duration>)>;
+    static WORKER: OnceLock<Worker> = OnceLock::new();
     let worker = WORKER.get_or_init(|| {
-        let (job_tx, job_rx) = channel::<()>();
+        let (job_tx, job_rx) = channel::<Job>();
         let (done_tx, done_rx) = channel();
         std::thread::spawn(move || {
-            while job_rx.recv().is_ok() {
-                let t = Instant::now();
-                let out = pkit::Command::new("echo")
-                    .arg("hello")
-                    .blocking()
-                    .output()
-                    .unwrap();
-                assert_eq!(out.stdout(), b"hello\n");
-                if done_tx.send(t.elapsed()).is_err() {
+            while let Ok(job) = job_rx.recv() {
+                if done_tx.send(job()).is_err() {
                     break;
                 }
             }
@@ -837,6 +905,6 @@ fn blocking_round() -> Duration {
         Mutex::new((job_tx, done_rx))
     });
     let worker = worker.lock().unwrap();
-    worker.0.send(()).unwrap();
+    worker.0.send(Box::new(job)).unwrap();
     worker.1.recv().unwrap()
 }

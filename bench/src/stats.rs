@@ -38,8 +38,8 @@ impl Scenario {
         self
     }
 
-    /// Runs every contender once per round, rotating the order, after one
-    /// untimed warm-up round; returns a Markdown table.
+    /// Runs every contender once per round, in the order [`round_order`]
+    /// gives, after one untimed warm-up round; returns a Markdown table.
     pub async fn run(&self, rounds: usize) -> String {
         let n = self.contenders.len();
         for (_, run) in &self.contenders {
@@ -48,8 +48,7 @@ impl Scenario {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); n];
         let mut survivors = vec![0usize; n];
         for round in 0..rounds {
-            for k in 0..n {
-                let i = (round + k) % n;
+            for i in round_order(n, round) {
                 let sample = (self.contenders[i].1)().await;
                 times[i].push(sample.time);
                 survivors[i] += sample.survivors;
@@ -144,5 +143,71 @@ fn fmt(d: Duration) -> String {
         format!("{:.2} ms", us / 1e3)
     } else {
         format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// The order in which `n` contenders run in round `round`: the rows of a
+/// Williams design, taken in turn.
+///
+/// What one contender leaves behind (a runtime's worker still awake,
+/// the kernel's deferred work after a cgroup is removed, a cache it
+/// filled) is paid by the one that runs right after it. A plain rotation
+/// (round r runs r, r+1, ...) keeps every contender's predecessor the same
+/// in almost every round, so that cost always falls on the same
+/// contender. In these rows each contender runs right after each other
+/// one equally often (once per `n` rounds for an even `n`, twice per `2n`
+/// for an odd `n`, whose rows come in mirrored pairs), and first in a
+/// round equally often.
+pub fn round_order(n: usize, round: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    // The first row: 0, n-1, 1, n-2, 2, ...: its steps (-1, 2, -3, 4, ...
+    // modulo n) are all different, which is what balances the rows.
+    let (mut low, mut high) = (0, n);
+    let first = (0..n).map(|j| {
+        if j % 2 == 0 {
+            low += 1;
+            low - 1
+        } else {
+            high -= 1;
+            high
+        }
+    });
+    let period = if n % 2 == 0 { n } else { 2 * n };
+    let row = round % period;
+    let mut order: Vec<usize> = first.map(|c| (c + row) % n).collect();
+    if row >= n {
+        order.reverse();
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_order;
+    use std::collections::HashMap;
+
+    #[test]
+    fn every_contender_follows_every_other_equally_often() {
+        for n in 1..=8 {
+            let period = if n % 2 == 0 { n } else { 2 * n };
+            let mut after: HashMap<(usize, usize), usize> = HashMap::new();
+            let mut first = vec![0; n];
+            for round in 0..period {
+                let order = round_order(n, round);
+                let mut sorted = order.clone();
+                sorted.sort();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "n={n} round={round}");
+                first[order[0]] += 1;
+                for pair in order.windows(2) {
+                    *after.entry((pair[0], pair[1])).or_default() += 1;
+                }
+            }
+            assert_eq!(after.len(), n * (n - 1), "n={n}: a pair never adjacent");
+            let each = period / n;
+            assert!(after.values().all(|&c| c == each), "n={n}: {after:?}");
+            assert!(first.iter().all(|&c| c == period / n), "n={n}: {first:?}");
+        }
     }
 }
