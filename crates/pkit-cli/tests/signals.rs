@@ -112,15 +112,21 @@ fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
 
         // ... without -k, the first TERM is only forwarded; the second
         // starts the teardown (TERM, then KILL after the grace).
+        // Each TERM is sent once pkit has said (-v, on stderr) it acted
+        // on the one before: two pending at once would be one signal, and
+        // the tree would then end only by the SIGKILL after the grace.
         let file = pid_file();
+        let err = temp_path("stderr");
         let script = format!("trap '' TERM; {}", tree_script(&file));
         let mut child = pkit()
-            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", &script])
+            .args(["run", "-v", "--mechanism", m, "--", "sh", "-c", &script])
             .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .unwrap();
         let pids = read_pids(&file, 3);
         kill(child.id(), libc::SIGTERM);
+        wait_for_text(&err, "pkit: sending SIGTERM to the program");
         std::thread::sleep(Duration::from_millis(300));
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -131,11 +137,18 @@ fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
             "{m}: the tree was touched"
         );
         kill(child.id(), libc::SIGTERM);
-        std::thread::sleep(Duration::from_millis(100));
+        wait_for_text(&err, "pkit: second SIGTERM: ending the whole tree");
         // A third signal kills at once (the grace is 10 s by default).
         kill(child.id(), libc::SIGTERM);
         let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{m}");
+        let text = std::fs::read_to_string(&err).unwrap();
+        std::fs::remove_file(&err).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{m}: {text}");
+        assert!(
+            text.contains("pkit: SIGTERM: killing the whole tree now")
+                && !text.contains("after the grace"),
+            "{m}: not the third TERM's kill: {text}"
+        );
         assert_all_gone(&pids);
         std::fs::remove_file(&file).unwrap();
     }
