@@ -397,30 +397,8 @@ sys.stdout.write("ok\n")
 /// and pkit's job with it, right after `fg`).
 #[test]
 fn fg_after_bg_gives_the_terminal_back_to_the_programs_group() {
-    let driver = [
-        PY_PTY_DRIVER,
-        r#"
-pid, fd = pty.fork()
-if pid == 0:
-    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    job = os.fork()
-    if job == 0:
-        os.setpgid(0, 0)
-        os.tcsetpgrp(0, os.getpgrp())
-        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        os.execv(sys.argv[1], sys.argv[1:])
-    try:
-        os.setpgid(job, job)
-    except PermissionError:
-        pass
-    print("job=%d;" % job, flush=True)
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
-    os.tcsetpgrp(0, os.getpgrp())
-    os.killpg(job, signal.SIGCONT)
-    print("in-bg", flush=True)
-    sys.stdin.readline()
-    os.tcsetpgrp(0, job)
+    let driver = py_bg_fg_driver(
+        r#"    os.tcsetpgrp(0, job)
     os.killpg(job, signal.SIGCONT)
     print("in-fg", flush=True)
     _, st = os.waitpid(job, os.WUNTRACED)
@@ -430,7 +408,8 @@ if pid == 0:
         _, st = os.waitpid(job, 0)
     print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
     os._exit(0)
-go = sys.argv[-1]
+"#,
+        r#"go = sys.argv[-1]
 read_job()
 read_until(b"ready")
 os.kill(job, signal.SIGTSTP)
@@ -451,8 +430,7 @@ read_until(b"job-status=0")
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
 "#,
-    ]
-    .concat();
+    );
     for m in mechanisms().into_iter().filter(|&m| m != "cgroup") {
         let go = temp_path("go");
         // Reads the terminal only once `go` exists (after `fg`).
