@@ -244,30 +244,8 @@ fn fg_in_either_window_where_it_raced_pkit_still_gives_raw_mode_back() {
 /// The bg and fg driver of the two tests above, under mechanism `m`, with
 /// `pause` as pkit's `PKIT_TEST_PAUSE`.
 fn bg_and_fg(m: &str, pause: Option<&str>) {
-    let driver = [
-        PY_PTY_DRIVER,
-        r#"
-pid, fd = pty.fork()
-if pid == 0:
-    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    job = os.fork()
-    if job == 0:
-        os.setpgid(0, 0)
-        os.tcsetpgrp(0, os.getpgrp())
-        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        os.execv(sys.argv[1], sys.argv[1:])
-    try:
-        os.setpgid(job, job)
-    except PermissionError:
-        pass
-    print("job=%d;" % job, flush=True)
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
-    os.tcsetpgrp(0, os.getpgrp())
-    os.killpg(job, signal.SIGCONT)
-    print("in-bg", flush=True)
-    sys.stdin.readline()
-    # What the job did meanwhile (it must run on: nothing to stop it).
+    let driver = py_bg_fg_driver(
+        r#"    # What the job did meanwhile (it must run on: nothing to stop it).
     done, st = os.waitpid(job, os.WNOHANG | os.WUNTRACED)
     print("bg-ended=%d" % (done != 0), flush=True)
     if done == 0:
@@ -277,7 +255,8 @@ if pid == 0:
         _, st = os.waitpid(job, 0)
     print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
     os._exit(0)
-def raw():
+"#,
+        r#"def raw():
     return termios.tcgetattr(fd)[3] & termios.ICANON == 0
 def wait_raw(want):
     end = time.time() + 30
@@ -308,8 +287,7 @@ read_until(b"job-status=0")
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
 "#,
-    ]
-    .concat();
+    );
     let mut cmd = std::process::Command::new("python3");
     cmd.args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
         .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])

@@ -112,15 +112,21 @@ fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
 
         // ... without -k, the first TERM is only forwarded; the second
         // starts the teardown (TERM, then KILL after the grace).
+        // Each TERM is sent once pkit has said (-v, on stderr) it acted
+        // on the one before: two pending at once would be one signal, and
+        // the tree would then end only by the SIGKILL after the grace.
         let file = pid_file();
+        let err = temp_path("stderr");
         let script = format!("trap '' TERM; {}", tree_script(&file));
         let mut child = pkit()
-            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", &script])
+            .args(["run", "-v", "--mechanism", m, "--", "sh", "-c", &script])
             .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .unwrap();
         let pids = read_pids(&file, 3);
         kill(child.id(), libc::SIGTERM);
+        wait_for_text(&err, "pkit: sending SIGTERM to the program");
         std::thread::sleep(Duration::from_millis(300));
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -131,11 +137,18 @@ fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
             "{m}: the tree was touched"
         );
         kill(child.id(), libc::SIGTERM);
-        std::thread::sleep(Duration::from_millis(100));
+        wait_for_text(&err, "pkit: second SIGTERM: ending the whole tree");
         // A third signal kills at once (the grace is 10 s by default).
         kill(child.id(), libc::SIGTERM);
         let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{m}");
+        let text = std::fs::read_to_string(&err).unwrap();
+        std::fs::remove_file(&err).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{m}: {text}");
+        assert!(
+            text.contains("pkit: SIGTERM: killing the whole tree now")
+                && !text.contains("after the grace"),
+            "{m}: not the third TERM's kill: {text}"
+        );
         assert_all_gone(&pids);
         std::fs::remove_file(&file).unwrap();
     }
@@ -384,30 +397,8 @@ sys.stdout.write("ok\n")
 /// and pkit's job with it, right after `fg`).
 #[test]
 fn fg_after_bg_gives_the_terminal_back_to_the_programs_group() {
-    let driver = [
-        PY_PTY_DRIVER,
-        r#"
-pid, fd = pty.fork()
-if pid == 0:
-    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    job = os.fork()
-    if job == 0:
-        os.setpgid(0, 0)
-        os.tcsetpgrp(0, os.getpgrp())
-        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        os.execv(sys.argv[1], sys.argv[1:])
-    try:
-        os.setpgid(job, job)
-    except PermissionError:
-        pass
-    print("job=%d;" % job, flush=True)
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
-    os.tcsetpgrp(0, os.getpgrp())
-    os.killpg(job, signal.SIGCONT)
-    print("in-bg", flush=True)
-    sys.stdin.readline()
-    os.tcsetpgrp(0, job)
+    let driver = py_bg_fg_driver(
+        r#"    os.tcsetpgrp(0, job)
     os.killpg(job, signal.SIGCONT)
     print("in-fg", flush=True)
     _, st = os.waitpid(job, os.WUNTRACED)
@@ -417,7 +408,8 @@ if pid == 0:
         _, st = os.waitpid(job, 0)
     print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
     os._exit(0)
-go = sys.argv[-1]
+"#,
+        r#"go = sys.argv[-1]
 read_job()
 read_until(b"ready")
 os.kill(job, signal.SIGTSTP)
@@ -438,8 +430,7 @@ read_until(b"job-status=0")
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
 "#,
-    ]
-    .concat();
+    );
     for m in mechanisms().into_iter().filter(|&m| m != "cgroup") {
         let go = temp_path("go");
         // Reads the terminal only once `go` exists (after `fg`).

@@ -29,6 +29,27 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Whether no member of `g` can run: each is stopped (`T`), ended (`Z`),
+/// or is the shell that `vfork`ed a member stopped before its `exec` (the
+/// shell waits for that child in state `D` and can't act on its own
+/// SIGSTOP until the child executes or ends).
+fn all_stopped(g: &Group) -> bool {
+    let states: Vec<(u32, Option<common::Stat>)> = g
+        .pids()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p, common::stat(p)))
+        .collect();
+    states.iter().all(|(pid, s)| match s {
+        None => true,
+        Some(s) if matches!(s.state, 'T' | 'Z' | 'X') => true,
+        Some(s) if s.state == 'D' => states
+            .iter()
+            .any(|(_, c)| c.is_some_and(|c| c.ppid == *pid && c.state == 'T')),
+        Some(_) => false,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_reach_grandchildren() {
     for m in common::mechanisms() {
@@ -76,8 +97,12 @@ async fn suspend_stops_progress_and_resume_restarts_it() {
         eventually("the counter runs", || read() > 3).await;
         g.suspend().await.unwrap();
         assert!(g.is_suspended());
-        // A SIGSTOP takes effect asynchronously: let it settle.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A cgroup's suspend returns once the kernel says `frozen 1`; a
+        // process group's SIGSTOP takes effect asynchronously (under load,
+        // seconds later): wait until no member can run.
+        if m != MechanismChoice::Cgroup {
+            eventually("every member is stopped", || all_stopped(&g)).await;
+        }
         let frozen_at = read();
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(read(), frozen_at, "no progress while suspended");

@@ -273,7 +273,10 @@ wait"#,
             );
             tokio::time::sleep(POLL).await;
         }
-        let report = group.shutdown(Duration::from_secs(2)).await.unwrap();
+        // The grace the two trapping children have to write `TERM` (a
+        // loaded machine can take seconds to run a trap): the mimic,
+        // spared the TERM, holds the shutdown for all of it.
+        let report = group.shutdown(Duration::from_secs(10)).await.unwrap();
         let terms = |f: &TempPath| {
             std::fs::read_to_string(f.path())
                 .unwrap_or_default()

@@ -115,17 +115,21 @@ async fn spares_are_reused_never_shared_and_bounded() {
     // A run that was killed (its timeout) leaves no spare: its cgroup is
     // removed, and the next runs get other ones.
     pkit::release_spare_cgroups();
-    let out = Command::new("sh")
-        .args(["-c", "grep '^0::' /proc/self/cgroup; exec sleep 300"])
-        // Long enough for the shell to print first on a loaded machine
-        // (500 ms was not, under PKIT_CLONE3=off at load 20).
-        .timeout(std::time::Duration::from_secs(3))
-        .runner(runner.clone())
-        .output()
-        .await
-        .unwrap();
+    // Timeouts grow until the shell printed its cgroup (on stderr) and
+    // `ready` before its timeout fired: a loaded machine can take seconds
+    // to start it (500 ms was not enough under PKIT_CLONE3=off at load 20).
+    let (out, _) = common::output_timing_out_after_ready("a killed run", |limit| {
+        Command::new("sh")
+            .args([
+                "-c",
+                "grep '^0::' /proc/self/cgroup >&2; echo ready; exec sleep 300",
+            ])
+            .timeout(limit)
+            .runner(runner.clone())
+    })
+    .await;
     assert_eq!(out.outcome(), pkit::Outcome::TimedOut);
-    let killed = out.stdout_str().trim().to_string();
+    let killed = out.stderr_str().trim().to_string();
     assert!(killed.starts_with("0::/"), "{killed}");
     let killed_name = killed.rsplit('/').next().unwrap().to_string();
     until("the killed cgroup is removed", || {

@@ -8,28 +8,94 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pkit::{CancelToken, Command, ErrorKind, Signal};
+use pkit::{CancelToken, Command, ErrorKind, Group, RunningProcess, Signal};
 
 /// A bystander in the same group: must outlive every bounded process.
 fn bystander() -> Command {
     Command::new("sleep").arg("300")
 }
 
+/// Starts `sh -c script sh <file>` in `group`, bounded by `bound(cmd,
+/// limit)` (its timeout `limit`), and waits until the script wrote `done`
+/// to the file; returns the process, the pids before `done` and the file.
+/// A loaded machine can be slower to start the shell than any fixed
+/// timeout: an attempt whose timeout ended it before `done` is checked
+/// gone (with the pids it wrote) and repeated with the limit doubled, from
+/// `first` up to at least 16 s; in a group of its own (`fresh()`, the
+/// old one dropped) when `fresh` is given, so that it is the group's first
+/// process again.
+async fn start_done_before_timeout(
+    group: &mut Group,
+    fresh: Option<&dyn Fn() -> Group>,
+    script: &str,
+    first: Duration,
+    bound: impl Fn(Command, Duration) -> Command,
+) -> (RunningProcess, Vec<u32>, TempPath) {
+    let mut limit = first;
+    loop {
+        let file = TempPath::new("started");
+        let cmd = Command::new("sh").args(["-c", script, "sh", file.as_str()]);
+        let proc = group.start(&bound(cmd, limit)).unwrap();
+        let done = || {
+            std::fs::read_to_string(file.path())
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "done")
+        };
+        // The timeout (and any grace) ends it within the limit plus the
+        // grace; DEADLINE on top for a loaded machine.
+        let deadline = std::time::Instant::now() + limit * 2 + DEADLINE * 3;
+        loop {
+            if done() {
+                let pids = file.wait_pids().await;
+                return (proc, pids, file);
+            }
+            if proc.has_exited() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} neither wrote `done` nor ended",
+                file.as_str()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        // Ended by its timeout before `done` (a final look: `done` may have
+        // come just before the end).
+        if done() {
+            let pids = file.wait_pids().await;
+            return (proc, pids, file);
+        }
+        let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+        let mut partial: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        partial.push(proc.pid());
+        drop(proc);
+        assert_gone(&partial, "an attempt its timeout ended early").await;
+        if let Some(fresh) = fresh {
+            *group = fresh();
+        }
+        assert!(
+            limit < Duration::from_secs(16),
+            "the script never wrote `done` before its timeout"
+        );
+        limit *= 2;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_started_process_times_out_with_its_subtree_and_the_group_runs_on() {
     let suite = begin("a_started_process_times_out_with_its_subtree_and_the_group_runs_on").await;
     for choice in mechanisms() {
-        let group = group(choice);
+        let mut group = group(choice);
         let other = group.start(&bystander()).unwrap();
-        let file = TempPath::new("started-timeout");
-        let mut proc = group
-            .start(
-                &Command::new("sh")
-                    .args(["-c", TREE_TO_FILE, "sh", file.as_str()])
-                    .timeout(Duration::from_secs(3)),
-            )
-            .unwrap();
-        let pids = file.wait_pids().await;
+        let (mut proc, pids, _file) = start_done_before_timeout(
+            &mut group,
+            None,
+            TREE_TO_FILE,
+            Duration::from_secs(3),
+            |c, t| c.timeout(t),
+        )
+        .await;
         let out = tokio::time::timeout(DEADLINE, proc.wait())
             .await
             .expect("the timeout ended it")
@@ -48,7 +114,7 @@ async fn a_started_process_times_out_with_its_subtree_and_the_group_runs_on() {
 async fn a_started_process_gets_its_timeout_signal_and_grace() {
     let suite = begin("a_started_process_gets_its_timeout_signal_and_grace").await;
     for choice in mechanisms() {
-        let group = group(choice);
+        let mut group = group(choice);
         // Ends on SIGINT within the grace.
         let polite = "trap 'echo got-int; exit 7' INT; echo ready; while :; do sleep 0.05; done";
         // Growing timeouts until the trap was set (`ready`) before the
@@ -84,17 +150,15 @@ async fn a_started_process_gets_its_timeout_signal_and_grace() {
         );
 
         // Ignores SIGTERM: SIGKILL after the grace.
-        let file = TempPath::new("started-grace");
         let stubborn = r#"trap '' TERM; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; while :; do sleep 0.05; done"#;
-        let mut proc = group
-            .start(
-                &Command::new("sh")
-                    .args(["-c", stubborn, "sh", file.as_str()])
-                    .timeout(Duration::from_secs(2))
-                    .grace(Duration::from_millis(300)),
-            )
-            .unwrap();
-        let pids = file.wait_pids().await;
+        let (mut proc, pids, _file) = start_done_before_timeout(
+            &mut group,
+            None,
+            stubborn,
+            Duration::from_secs(2),
+            |c, t| c.timeout(t).grace(Duration::from_millis(300)),
+        )
+        .await;
         let out = proc.wait().await.unwrap();
         assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
         assert!(out.killed_after_grace(), "{choice}");
@@ -146,16 +210,15 @@ async fn a_cancel_token_ends_a_started_process_and_wait_says_cancelled() {
 async fn the_timeout_fires_even_when_nobody_waits() {
     let suite = begin("the_timeout_fires_even_when_nobody_waits").await;
     for choice in mechanisms() {
-        let group = group(choice);
-        let file = TempPath::new("started-unwaited");
-        let proc = group
-            .start(
-                &Command::new("sh")
-                    .args(["-c", TREE_TO_FILE, "sh", file.as_str()])
-                    .timeout(Duration::from_secs(2)),
-            )
-            .unwrap();
-        let pids = file.wait_pids().await;
+        let mut group = group(choice);
+        let (proc, pids, _file) = start_done_before_timeout(
+            &mut group,
+            None,
+            TREE_TO_FILE,
+            Duration::from_secs(2),
+            |c, t| c.timeout(t),
+        )
+        .await;
         drop(proc);
         assert_gone(&pids, &format!("{choice}: a dropped handle's timeout")).await;
         group.close().await.unwrap();
@@ -222,17 +285,15 @@ async fn the_first_started_process_ends_alone_with_its_subtree() {
         group.close().await.unwrap();
 
         // The same, ended by its timeout after a grace.
-        let group = self::group(choice);
-        let file = TempPath::new("started-first-timeout");
-        let mut first = group
-            .start(
-                &Command::new("sh")
-                    .args(["-c", TREE_TO_FILE, "sh", file.as_str()])
-                    .timeout(Duration::from_secs(3))
-                    .grace(Duration::from_millis(200)),
-            )
-            .unwrap();
-        let pids = file.wait_pids().await;
+        let mut group = self::group(choice);
+        let (mut first, pids, _file) = start_done_before_timeout(
+            &mut group,
+            Some(&|| self::group(choice)),
+            TREE_TO_FILE,
+            Duration::from_secs(3),
+            |c, t| c.timeout(t).grace(Duration::from_millis(200)),
+        )
+        .await;
         let later = group.start(&bystander()).unwrap();
         let out = first.wait().await.unwrap();
         assert!(out.timed_out(), "{choice}: {out:?}");

@@ -18,7 +18,7 @@ mod common;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use pkit::{Command, ErrorKind, MechanismChoice, Signal};
@@ -73,6 +73,36 @@ fn stopped_child(known: &[u32], what: &str) -> u32 {
     }
 }
 
+/// The calling thread's id (`/proc/thread-self` is `<pid>/task/<tid>`).
+fn own_tid() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let tid = link.file_name().expect("a thread id").to_string_lossy();
+    tid.parse().expect("a numeric thread id")
+}
+
+/// Polls until this process's thread `tid` is blocked in `futex(2)`
+/// (`/proc/self/task/<tid>/syscall` names the call a blocked thread is
+/// in) while `passed()` is still false: a `suspend` waiting for the
+/// group's lifecycle lock, which the stopped start holds.
+fn waits_in_a_futex(tid: u32, what: &str, passed: impl Fn() -> bool) {
+    let file = format!("/proc/self/task/{tid}/syscall");
+    let futex = libc::SYS_futex.to_string();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let blocked = text.split_whitespace().next() == Some(futex.as_str());
+        assert!(!passed(), "{what}: the suspend did not wait for the start");
+        if blocked {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the suspend never waited in a futex: {text:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
 fn one(choice: MechanismChoice, then: Then) {
     let what = format!("{choice} {then:?}");
     let g = Arc::new(
@@ -100,10 +130,16 @@ fn one(choice: MechanismChoice, then: Then) {
     match then {
         Then::SuspendThenCont => {
             let gs = g.clone();
-            suspending = Some(on_thread(move || gs.suspend()));
-            // Time for the suspend to wait for the start, as it does (the
-            // Cont must pass it either way: no order is relied on).
-            std::thread::sleep(Duration::from_millis(200));
+            let (tid_tx, tid_rx) = mpsc::channel();
+            suspending = Some(on_thread(move || {
+                let _ = tid_tx.send(own_tid());
+                gs.suspend()
+            }));
+            // Only once the suspend really waits for the start (its thread
+            // is blocked in a futex, the group not yet suspended) is the
+            // Cont sent: the order whose deadlock this test is about.
+            let tid = tid_rx.recv().expect("the suspending thread's id");
+            waits_in_a_futex(tid, &what, || g.is_suspended());
             let gc = g.clone();
             within(&format!("{what}: signal(Cont)"), move || {
                 gc.signal(Signal::Cont)

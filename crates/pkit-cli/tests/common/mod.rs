@@ -69,6 +69,40 @@ signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
 signal.alarm(90)
 "#;
 
+/// [`PY_PTY_DRIVER`], then a tiny job-control shell on the terminal: the
+/// child of `pty.fork()` starts the job (pkit, the driver's `argv[1:]`) in
+/// a process group of its own in the foreground and prints `job=N;`; once
+/// the job stops (the driver sends SIGTSTP) it prints `stopped=1`, takes
+/// the terminal back, continues the job in the background (`bg`), prints
+/// `in-bg` and reads a line from the terminal (the driver's `fg`).
+/// `at_fg` goes on in the shell's branch (indented 4 spaces: `fd`, `job`
+/// and `st` are defined there); `driver` then drives it from the parent.
+pub fn py_bg_fg_driver(at_fg: &str, driver: &str) -> String {
+    const SHELL: &str = r#"
+pid, fd = pty.fork()
+if pid == 0:
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    job = os.fork()
+    if job == 0:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(0, os.getpgrp())
+        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        os.execv(sys.argv[1], sys.argv[1:])
+    try:
+        os.setpgid(job, job)
+    except PermissionError:
+        pass
+    print("job=%d;" % job, flush=True)
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
+    os.tcsetpgrp(0, os.getpgrp())
+    os.killpg(job, signal.SIGCONT)
+    print("in-bg", flush=True)
+    sys.stdin.readline()
+"#;
+    [PY_PTY_DRIVER, SHELL, at_fg, driver].concat()
+}
+
 /// The `pkit` binary, started with HUP, INT, QUIT and TERM at their
 /// default disposition whatever the suite inherited: pkit keeps a signal
 /// ignored when it starts ignored (so `nohup cargo test`, or the suite run
