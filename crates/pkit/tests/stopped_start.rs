@@ -10,7 +10,10 @@
 //! - `close` ends the child (and so the start) rather than waiting for it;
 //! - `kill` ends it too, without waiting for the start.
 //!
-//! Both Linux mechanisms (the portable backend runs no `pre_exec` hook);
+//! The stopped child joins a running group, or is the group's first process
+//! (a process group's leader, reached through the pidfd its clone published
+//! before it ran: no process group exists yet). Both Linux mechanisms (the
+//! portable backend runs no `pre_exec` hook);
 //! the same shape on the portable backend is raced in `races_dec04a.rs`.
 #![cfg(target_os = "linux")]
 
@@ -36,6 +39,8 @@ enum Then {
     Close,
     /// `kill`.
     Kill,
+    /// `signal(Cont)`.
+    Cont,
 }
 
 /// Runs `f` on a thread of its own; its result, or a failure naming `what`
@@ -103,17 +108,22 @@ fn waits_in_a_futex(tid: u32, what: &str, passed: impl Fn() -> bool) {
     }
 }
 
-fn one(choice: MechanismChoice, then: Then) {
-    let what = format!("{choice} {then:?}");
+/// `joins`: the stopped child joins a group that has a running process;
+/// else it is the group's first (a process group's leader, whose start
+/// holds the group's leader mutex, with no process group yet to signal).
+fn one(choice: MechanismChoice, then: Then, joins: bool) {
+    let what = format!("{choice} {then:?} joins={joins}");
     let g = Arc::new(
         pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice))
             .unwrap_or_else(|e| panic!("{what}: building a group: {e}")),
     );
     // A first process: the stopped one joins a group that has one (a
     // process group's leader, then, is running).
-    let mut first = g
-        .start(&Command::new("sleep").arg("300"))
-        .unwrap_or_else(|e| panic!("{what}: start: {e}"));
+    let mut first = joins.then(|| {
+        g.start(&Command::new("sleep").arg("300"))
+            .unwrap_or_else(|e| panic!("{what}: start: {e}"))
+    });
+    let known: Vec<u32> = first.iter().map(|p| p.pid()).collect();
     // SAFETY: raise is async-signal-safe; the hook allocates nothing.
     let hooked = unsafe {
         Command::new("sleep").arg("300").pre_exec(|| {
@@ -125,7 +135,7 @@ fn one(choice: MechanismChoice, then: Then) {
         let g = g.clone();
         on_thread(move || g.start(&hooked))
     };
-    let stopped = stopped_child(&[first.pid()], &what);
+    let stopped = stopped_child(&known, &what);
     let mut suspending = None;
     match then {
         Then::SuspendThenCont => {
@@ -156,6 +166,13 @@ fn one(choice: MechanismChoice, then: Then) {
             within(&format!("{what}: kill"), move || gc.kill())
                 .unwrap_or_else(|e| panic!("{what}: kill: {e}"));
         }
+        Then::Cont => {
+            let gc = g.clone();
+            within(&format!("{what}: signal(Cont)"), move || {
+                gc.signal(Signal::Cont)
+            })
+            .unwrap_or_else(|e| panic!("{what}: signal(Cont): {e}"));
+        }
     }
     let started = starting
         .recv_timeout(DEADLINE * 2)
@@ -166,7 +183,8 @@ fn one(choice: MechanismChoice, then: Then) {
             .unwrap_or_else(|e| panic!("{what}: suspend: {e}"));
         g.resume().unwrap_or_else(|e| panic!("{what}: resume: {e}"));
     }
-    let mut pids = vec![first.pid(), stopped];
+    let mut pids = known.clone();
+    pids.push(stopped);
     let mut started = match started {
         Ok(p) => {
             assert_eq!(p.pid(), stopped, "{what}: the started process");
@@ -174,10 +192,10 @@ fn one(choice: MechanismChoice, then: Then) {
         }
         // A start the close or kill ended before its exec: refused, or a
         // process that was killed.
-        Err(e) if !matches!(then, Then::SuspendThenCont) && e.kind() == ErrorKind::Spawn => None,
+        Err(e) if matches!(then, Then::Close | Then::Kill) && e.kind() == ErrorKind::Spawn => None,
         Err(e) => panic!("{what}: the stopped start: {e:?}"),
     };
-    if matches!(then, Then::SuspendThenCont) {
+    if matches!(then, Then::SuspendThenCont | Then::Cont) {
         assert!(!pid_gone(stopped), "{what}: the continued child runs");
     }
     let g = Arc::try_unwrap(g).unwrap_or_else(|_| panic!("{what}: no thread keeps the group"));
@@ -187,7 +205,9 @@ fn one(choice: MechanismChoice, then: Then) {
         pids.push(p.pid());
         let _ = p.wait();
     }
-    let _ = first.wait();
+    if let Some(p) = first.as_mut() {
+        let _ = p.wait();
+    }
     let deadline = Instant::now() + DEADLINE;
     while pids.iter().any(|&p| !pid_gone(p)) {
         assert!(Instant::now() < deadline, "{what}: {pids:?} run on");
@@ -195,7 +215,7 @@ fn one(choice: MechanismChoice, then: Then) {
     }
 }
 
-fn each(name: &'static str, then: Then) {
+fn each(name: &'static str, then: Then, joins: bool) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -206,7 +226,7 @@ fn each(name: &'static str, then: Then) {
         if skip_on_portable(choice, "pre_exec hooks") {
             continue;
         }
-        one(choice, then);
+        one(choice, then, joins);
     }
     rt.block_on(suite.end());
 }
@@ -216,15 +236,51 @@ fn a_cont_reaches_a_child_stopped_before_exec_past_a_waiting_suspend() {
     each(
         "a_cont_reaches_a_child_stopped_before_exec_past_a_waiting_suspend",
         Then::SuspendThenCont,
+        true,
     );
 }
 
 #[test]
 fn a_close_ends_a_child_stopped_before_exec() {
-    each("a_close_ends_a_child_stopped_before_exec", Then::Close);
+    each(
+        "a_close_ends_a_child_stopped_before_exec",
+        Then::Close,
+        true,
+    );
 }
 
 #[test]
 fn a_kill_ends_a_child_stopped_before_exec() {
-    each("a_kill_ends_a_child_stopped_before_exec", Then::Kill);
+    each("a_kill_ends_a_child_stopped_before_exec", Then::Kill, true);
+}
+
+// The stopped child is the group's first process: under process groups its
+// start holds the leader's mutex, and no process group exists yet to
+// signal; the group reaches it through the pidfd its clone published.
+
+#[test]
+fn a_cont_reaches_a_first_process_stopped_before_exec() {
+    each(
+        "a_cont_reaches_a_first_process_stopped_before_exec",
+        Then::Cont,
+        false,
+    );
+}
+
+#[test]
+fn a_close_ends_a_first_process_stopped_before_exec() {
+    each(
+        "a_close_ends_a_first_process_stopped_before_exec",
+        Then::Close,
+        false,
+    );
+}
+
+#[test]
+fn a_kill_ends_a_first_process_stopped_before_exec() {
+    each(
+        "a_kill_ends_a_first_process_stopped_before_exec",
+        Then::Kill,
+        false,
+    );
 }

@@ -26,6 +26,9 @@ pub(super) enum Kind {
     Pgroup {
         /// The leader, kept unreaped so its pgid cannot be recycled.
         leader: Mutex<Option<Arc<ChildHandle>>>,
+        /// A first process whose start waits for its exec (see `birth.rs`).
+        #[cfg(target_os = "linux")]
+        birth: Mutex<Option<Arc<super::linux::birth::Birth>>>,
         /// Former leaders that left the process group they led (`setpgid`
         /// to another group of the session) and still ran when a start
         /// found that group empty and led a new one: still our children,
@@ -376,46 +379,6 @@ impl Container {
         }
     }
 
-    /// Sends `sig` to the process group (see
-    /// [`ChildHandle::signal_group`]: through the leader's pidfd, never to a
-    /// reused number); nothing to do before the first start. A leader that
-    /// left the group (`setpgid` to another group of its session) is still
-    /// our child: it gets `sig` through its handle, exactly, and so does
-    /// every former leader (see `former`), with the process group each
-    /// led. (A group is read with getpgid, which needs no descriptor: a
-    /// check that needed one took a leader for gone at the descriptor
-    /// limit, and signalled it twice.)
-    pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
-        let (leader, former) = match &self.kind {
-            Kind::Pgroup { leader, .. } => (
-                leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                self.former_leaders(),
-            ),
-            #[cfg(target_os = "linux")]
-            Kind::Cgroup(_) => (None, Vec::new()),
-        };
-        let pgid = leader.as_ref().map(|l| l.pid());
-        for f in &former {
-            let _ = signal_led(f, sig, pgid);
-        }
-        match leader {
-            Some(l) => signal_led(&l, sig, None),
-            None => Ok(()),
-        }
-    }
-
-    pub(super) fn pgid(&self) -> Option<i32> {
-        match &self.kind {
-            Kind::Pgroup { leader, .. } => leader
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|l| l.pid()),
-            #[cfg(target_os = "linux")]
-            Kind::Cgroup(_) => None,
-        }
-    }
-
     /// Sends `sig` to every process in the container. SIGKILL is
     /// [`kill_keep_usable`](Self::kill_keep_usable): the container stays
     /// usable, as after `Group::kill`.
@@ -568,20 +531,6 @@ impl Container {
             }
         }
     }
-}
-
-/// Sends `sig` to the process group `leader` led and, through its handle,
-/// to `leader` itself if it runs outside that group and outside `current`
-/// (the group's process group now, which is signalled on its own): never
-/// twice to one process.
-fn signal_led(leader: &ChildHandle, sig: i32, current: Option<i32>) -> io::Result<()> {
-    if matches!(leader.try_status(), Ok(None)) {
-        let now = super::unix::pgroup::group_of(leader.pid());
-        if now != Some(leader.pid()) && (current.is_none() || now != current) {
-            let _ = leader.signal(sig);
-        }
-    }
-    leader.signal_group(sig)
 }
 
 /// Polls until none of `pids` is a running member of process group

@@ -2,12 +2,14 @@
 //! scanning the process table only when the kernel can't say.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::container::{Container, GuardLink, Kind};
 use super::former::Former;
 use super::guard;
 use super::unix::ptable;
+use super::ChildHandle;
 
 impl Kind {
     /// Whether this is a process group of the portable backend.
@@ -31,6 +33,8 @@ impl Container {
         }
         Kind::Pgroup {
             leader: std::sync::Mutex::new(None),
+            #[cfg(target_os = "linux")]
+            birth: std::sync::Mutex::new(None),
             former: std::sync::Mutex::new(Vec::new()),
             leader_session: std::sync::atomic::AtomicBool::new(false),
             portable,
@@ -274,4 +278,114 @@ impl Container {
             self.wait_members(&members, deadline).await?;
         }
     }
+
+    /// Sends `sig` to the process group (see
+    /// [`ChildHandle::signal_group`]: through the leader's pidfd, never to a
+    /// reused number); nothing to do before the first start. A leader that
+    /// left the group (`setpgid` to another group of its session) is still
+    /// our child: it gets `sig` through its handle, exactly, and so does
+    /// every former leader (see `former`), with the process group each
+    /// led. (A group is read with getpgid, which needs no descriptor: a
+    /// check that needed one took a leader for gone at the descriptor
+    /// limit, and signalled it twice.)
+    ///
+    /// A group's first process whose start waits for its `exec` (it may be
+    /// stopped before it) gets `sig` through its pidfd (see `birth.rs`),
+    /// without the leader's mutex, which that start holds.
+    pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        let (born, sent) = self.signal_birth(sig);
+        #[cfg(not(target_os = "linux"))]
+        let (born, sent) = (false, Ok(()));
+        let (leader, former) = match &self.kind {
+            Kind::Pgroup { .. } if born => (None, self.former_leaders()),
+            Kind::Pgroup { leader, .. } => (
+                leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                self.former_leaders(),
+            ),
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => (None, Vec::new()),
+        };
+        let pgid = leader.as_ref().map(|l| l.pid());
+        for f in &former {
+            let _ = signal_led(f, sig, pgid);
+        }
+        match leader {
+            Some(l) => signal_led(&l, sig, None),
+            None => sent,
+        }
+    }
+
+    pub(super) fn pgid(&self) -> Option<i32> {
+        match &self.kind {
+            Kind::Pgroup { leader, .. } => leader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|l| l.pid()),
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => None,
+        }
+    }
+
+    /// Sends `sig` to the group's first process while its start waits for
+    /// its `exec` (see `birth.rs`): whether there is one it reached, and
+    /// the signal's result. A child not born yet is waited for (its clone
+    /// is under way: it takes no longer than the kernel's work), so that no
+    /// kill misses a child that would then stop before its `exec`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn signal_birth(&self, sig: i32) -> (bool, io::Result<()>) {
+        use super::linux::birth::Reach;
+        let Kind::Pgroup { birth, .. } = &self.kind else {
+            return (false, Ok(()));
+        };
+        loop {
+            let held = birth.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(b) = held.as_ref() else {
+                return (false, Ok(()));
+            };
+            match b.signal(sig) {
+                (Reach::Sent, r) => return (true, r),
+                (Reach::Unreachable, _) => return (false, Ok(())),
+                (Reach::NotYet, _) => {}
+            }
+            drop(held);
+            std::thread::yield_now();
+        }
+    }
+
+    /// Publishes the birth of the group's first process (see `birth.rs`)
+    /// until [`end_birth`](Self::end_birth); called by its start, which
+    /// holds the leader's mutex.
+    #[cfg(target_os = "linux")]
+    pub(super) fn begin_birth(&self) -> Option<Arc<super::linux::birth::Birth>> {
+        let Kind::Pgroup { birth, .. } = &self.kind else {
+            return None;
+        };
+        let b = Arc::new(super::linux::birth::Birth::default());
+        *birth.lock().unwrap_or_else(|e| e.into_inner()) = Some(b.clone());
+        Some(b)
+    }
+
+    /// Takes the birth back: from here on its start owns the child's pidfd.
+    #[cfg(target_os = "linux")]
+    pub(super) fn end_birth(&self) {
+        if let Kind::Pgroup { birth, .. } = &self.kind {
+            birth.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+}
+
+/// Sends `sig` to the process group `leader` led and, through its handle,
+/// to `leader` itself if it runs outside that group and outside `current`
+/// (the group's process group now, which is signalled on its own): never
+/// twice to one process.
+fn signal_led(leader: &ChildHandle, sig: i32, current: Option<i32>) -> io::Result<()> {
+    if matches!(leader.try_status(), Ok(None)) {
+        let now = super::unix::pgroup::group_of(leader.pid());
+        if now != Some(leader.pid()) && (current.is_none() || now != current) {
+            let _ = leader.signal(sig);
+        }
+    }
+    leader.signal_group(sig)
 }

@@ -211,7 +211,7 @@ impl Container {
                 .map_err(SpawnError::Os)?;
                 let mut fds = join;
                 fds.push(procs.as_raw_fd());
-                let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None, None)?;
+                let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None, None, None)?;
                 let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
                 self.note_started(&child);
                 let tree = tree(leaf, &child);
@@ -240,7 +240,7 @@ impl Container {
                 };
                 drop(held);
                 let pgid = current.pid();
-                match spawn::spawn_joining(spec, &[], Some(pgid), None) {
+                match spawn::spawn_joining(spec, &[], Some(pgid), None, None) {
                     // The group's process group is gone: its leader has
                     // ended (reaped by the kernel where this process
                     // ignores SIGCHLD, or after it had left the group: no
@@ -315,7 +315,11 @@ impl Container {
         // A refusal here (a failed guard, a full table) is met again by
         // `register_leader` below, which reports it.
         let reg = g.and_then(|g| g.prepare_leader().ok());
-        let (pid, pidfd) = match spawn::spawn_joining(spec, &[], Some(0), reg.as_ref()) {
+        // Published while its start waits for its exec (see `birth.rs`).
+        let birth = self.begin_birth();
+        let spawned = spawn::spawn_joining(spec, &[], Some(0), reg.as_ref(), birth.as_deref());
+        self.end_birth();
+        let (pid, pidfd) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
                 if let (Some(g), Some(reg)) = (g, reg) {

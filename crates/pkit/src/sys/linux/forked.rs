@@ -13,6 +13,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::birth::Birth;
+use super::clone3::CloneArgs;
 use super::prexec::{child_main, Plan};
 use super::spawn_steps::{
     block_all_signals, cloned_pidfd, failure, finish_code, pidfds_supported, restore_signals,
@@ -21,17 +23,20 @@ use crate::sys::{SpawnError, SpawnSpec};
 
 /// Forks a child for `spec` that joins the cgroups behind `join` (or, with
 /// `pgid`, that process group) before exec, and returns its pid and pidfd.
+/// With `birth`, the child is published there before it runs (see
+/// `birth.rs`).
 pub(crate) fn spawn_forked(
     spec: &SpawnSpec,
     join: &[RawFd],
     pgid: Option<i32>,
+    birth: Option<&Birth>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     let (read, write) = prepare(spec, "pre_exec hooks")?;
     let mut plan = Plan::new(spec, join, pgid);
     plan.report_to(write.as_raw_fd());
     // SAFETY: the child, our copy, only runs `child_main`, which never
     // returns.
-    let (pid, pidfd, clone_err) = unsafe { fork_vfork(true, || child_main(&plan)) };
+    let (pid, pidfd, clone_err) = unsafe { fork_vfork(true, birth, || child_main(&plan)) };
     drop(write);
     // As in spawn_joining: never name the child by number.
     let pidfd = cloned_pidfd(clone_err, pidfd)?;
@@ -58,7 +63,9 @@ fn prepare(spec: &SpawnSpec, what: &str) -> Result<(OwnedFd, OwnedFd), SpawnErro
 /// child continues on a copy of this stack and memory and runs `child`;
 /// this thread resumes once the child has called execve or exited. Returns
 /// the child's pid, the pidfd the kernel stored (-1 without one) and the
-/// clone's error.
+/// clone's error. With `birth` (and `with_pidfd`) the clone is a `clone3`
+/// that publishes the child there before it runs (see `birth.rs`); where
+/// `clone3` is refused, the older clone publishes nothing.
 ///
 /// # Safety
 /// `child` runs in the forked copy of a threaded process: raw,
@@ -66,11 +73,53 @@ fn prepare(spec: &SpawnSpec, what: &str) -> Result<(OwnedFd, OwnedFd), SpawnErro
 /// (never return).
 unsafe fn fork_vfork(
     with_pidfd: bool,
+    birth: Option<&Birth>,
     child: impl FnOnce(),
 ) -> (i32, libc::c_int, Option<io::Error>) {
     let mut pidfd: libc::c_int = -1;
     let flags = libc::CLONE_VFORK | libc::SIGCHLD | if with_pidfd { libc::CLONE_PIDFD } else { 0 };
     let old_mask = block_all_signals();
+    if let Some(birth) = birth.filter(|_| with_pidfd) {
+        let mut args = CloneArgs {
+            flags: (libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::CLONE_PARENT_SETTID) as u64,
+            pidfd: birth.pidfd_ptr(),
+            parent_tid: birth.pid_ptr(),
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        // Raw: clone3 without a new stack or CLONE_VM (a fork-style copy,
+        // as below): rustix has no clone3.
+        // SAFETY: as below; `args` and `birth`, where the kernel writes the
+        // pidfd and the pid, outlive the call.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid == 0 {
+            child();
+            // Raw: _exit in the cloned child (rustix has no exit).
+            // SAFETY: only reached if `child` returned, against its contract.
+            unsafe { libc::_exit(127) }
+        }
+        let clone_err = (pid < 0).then(io::Error::last_os_error);
+        let refused = clone_err
+            .as_ref()
+            .and_then(|e| e.raw_os_error())
+            .is_some_and(|e| {
+                matches!(
+                    e,
+                    libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP
+                )
+            });
+        if !refused {
+            restore_signals(&old_mask);
+            return (pid as i32, birth.pidfd(), clone_err);
+        }
+        birth.unpublished();
+    }
     // Raw: the clone shim: rustix has no clone (a fork-style clone with
     // CLONE_VFORK and CLONE_PIDFD).
     // SAFETY: the caller's child never returns (see above). CLONE_VFORK
@@ -139,8 +188,8 @@ pub(crate) fn spawn_detached(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     // _exit); the program's process, a copy of it, runs `child_main`, which
     // never returns.
     let (pid, pidfd, clone_err) = unsafe {
-        fork_vfork(true, || {
-            let (program, _, _) = fork_vfork(false, || child_main(&plan));
+        fork_vfork(true, None, || {
+            let (program, _, _) = fork_vfork(false, None, || child_main(&plan));
             if program > 0 {
                 let bytes = (-program).to_ne_bytes();
                 // Raw: in the intermediate child: the raw fd's write, then `_exit`.

@@ -1,5 +1,6 @@
 //! Linux: the cgroup v2 backend, clone3 spawning, pidfds, `/proc`.
 
+pub(crate) mod birth;
 pub(crate) mod cgroup;
 pub(crate) mod cgroup_pool;
 pub(crate) mod child;

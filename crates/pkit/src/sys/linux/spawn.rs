@@ -138,7 +138,7 @@ pub(crate) fn spawn_into_cgroup(
         .map_err(|e| SpawnError::Os(e.into()))?;
         let mut fds = join.to_vec();
         fds.push(procs.as_raw_fd());
-        return super::forked::spawn_forked(spec, &fds, None);
+        return super::forked::spawn_forked(spec, &fds, None, None);
     }
     if !clone3::AVAILABLE {
         return Err(SpawnError::Refused(io::Error::from_raw_os_error(
@@ -198,15 +198,19 @@ pub(crate) fn spawn_into_cgroup(
 /// v2 cgroup's `cgroup.procs` among them) itself before exec; or, with
 /// `pgid`, joins that process group (0: leads a new one, and sends
 /// `leader`, if given, to the owner-death guard once it does; a forked
-/// child, for `pre_exec` hooks, does not).
+/// child, for `pre_exec` hooks, does not). With `birth`, the child is
+/// published there before it runs (see `birth.rs`), by a `clone3` where
+/// it is allowed (the glibc clone, this rung's own, can't publish both
+/// the pidfd and the pid).
 pub(crate) fn spawn_joining(
     spec: &SpawnSpec,
     join: &[RawFd],
     pgid: Option<i32>,
     leader: Option<&LeaderRegistration>,
+    birth: Option<&super::birth::Birth>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     if !spec.setup.pre_exec.is_empty() {
-        return super::forked::spawn_forked(spec, join, pgid);
+        return super::forked::spawn_forked(spec, join, pgid, birth);
     }
     pidfds_supported()?;
     let mut plan = Plan::new(spec, join, pgid);
@@ -216,6 +220,20 @@ pub(crate) fn spawn_joining(
     let mut stack = Stack::new();
     let mut pidfd: c_int = -1;
     let old_mask = block_all_signals();
+    if let Some(birth) = birth {
+        match clone3_published(&plan, &mut stack, birth) {
+            Some(rc) => {
+                restore_signals(&old_mask);
+                drop(stack);
+                if rc < 0 {
+                    return Err(SpawnError::Os(io::Error::from_raw_os_error((-rc) as i32)));
+                }
+                let pidfd = cloned_pidfd(None, birth.pidfd())?;
+                return finish(rc as i32, pidfd, &plan);
+            }
+            None => birth.unpublished(),
+        }
+    }
     // Raw: the clone shim: rustix has no clone/clone3 (a child on its own stack, CLONE_PIDFD,
     // CLONE_INTO_CGROUP).
     // SAFETY: glibc's clone runs `child_entry(&plan)` on the new stack
@@ -238,6 +256,50 @@ pub(crate) fn spawn_joining(
     drop(stack);
     let pidfd = cloned_pidfd(clone_err, pidfd)?;
     finish(pid, pidfd, &plan)
+}
+
+/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_PARENT_SETTID)` of
+/// `plan`'s child on `stack`, publishing it in `birth` before it runs (see
+/// `birth.rs`): the child's pid or `-errno`, or `None` where clone3 is
+/// refused (nothing was cloned). Every signal is blocked by the caller.
+fn clone3_published(
+    plan: &Plan<'_>,
+    stack: &mut Stack,
+    birth: &super::birth::Birth,
+) -> Option<isize> {
+    if !clone3::AVAILABLE {
+        return None;
+    }
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::CLONE_PARENT_SETTID)
+            as u64,
+        pidfd: birth.pidfd_ptr(),
+        parent_tid: birth.pid_ptr(),
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.base() as u64,
+        stack_size: STACK_SIZE as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: as in `spawn_into_cgroup`: the shim makes the clone3 system
+    // call with `args`, which lives (with `birth`, where the kernel writes
+    // the pidfd and the pid, and the stack) until the call returns; the
+    // child runs `child_entry(plan)` on its own stack and never returns
+    // into our frames; with CLONE_VFORK this thread resumes only once the
+    // child has called execve or exited.
+    let rc = unsafe {
+        clone3::clone3(
+            &mut args,
+            std::mem::size_of::<CloneArgs>(),
+            child_entry,
+            plan as *const Plan<'_> as *mut c_void,
+        )
+    };
+    match (-rc) as i32 {
+        libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EOPNOTSUPP | libc::EINVAL if rc < 0 => {
+            None
+        }
+        _ => Some(rc),
+    }
 }
 
 /// After the clone: reports the child's pre-exec failure, if any (the
@@ -292,24 +354,37 @@ mod tests {
             &[],
             None,
             None,
+            None,
         ) {
             Err(SpawnError::Chdir(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
             other => panic!("chdir: {other:?}"),
         }
         // A "cgroup.procs" that refuses the write (open read-only).
         let procs = std::fs::File::open("/dev/null").unwrap();
-        match spawn_joining(&spec("/bin/true", None), &[procs.as_raw_fd()], None, None) {
+        match spawn_joining(
+            &spec("/bin/true", None),
+            &[procs.as_raw_fd()],
+            None,
+            None,
+            None,
+        ) {
             Err(SpawnError::Step(step, e)) => {
                 assert_eq!(step, crate::sys::ChildStep::JoinCgroup, "{e}")
             }
             other => panic!("join: {other:?}"),
         }
-        match spawn_joining(&spec("/nonexistent-pkit-program", None), &[], None, None) {
+        match spawn_joining(
+            &spec("/nonexistent-pkit-program", None),
+            &[],
+            None,
+            None,
+            None,
+        ) {
             Err(SpawnError::Exec(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
             other => panic!("exec: {other:?}"),
         }
         // And a good spawn still works: the pid is reaped here.
-        let (pid, pidfd) = spawn_joining(&spec("/bin/true", None), &[], None, None).unwrap();
+        let (pid, pidfd) = spawn_joining(&spec("/bin/true", None), &[], None, None, None).unwrap();
         let child = super::super::child::PidfdChild::new(pid, pidfd);
         child.wait_blocking(None).unwrap();
     }

@@ -1,0 +1,96 @@
+//! A new process group's first process between its birth and its `exec`,
+//! published for the group's signals, `kill` and `close`.
+//!
+//! The start of a group's first process holds the leader's mutex (no second
+//! start may lead another group) and waits, suspended by `CLONE_VFORK`,
+//! until the child has executed the program. A child stopped before that
+//! (a `pre_exec` hook that raises SIGSTOP, a `kill -STOP` from outside)
+//! leads no process group the group's signals could reach yet, and they
+//! took the leader's mutex: nothing reached it until it was continued from
+//! outside. So the clone (`clone3`) has the kernel write the child's pidfd
+//! (`CLONE_PIDFD`) and then its pid (`CLONE_PARENT_SETTID`) here, in the
+//! parent's memory, before the child first runs: another thread reaches
+//! the child through that pidfd while its start still waits.
+//!
+//! The pid is written after the pidfd has been installed, so a pid read
+//! means a usable pidfd. The descriptor stays the start's: it takes the
+//! published birth back (under the container's mutex, which a signal holds
+//! across its `pidfd_send_signal`) before it owns and may close it.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Where the kernel writes a first process's pidfd and pid (see the module
+/// docs). Boxed or in an `Arc`: its address must not move during the clone.
+#[derive(Debug)]
+pub(crate) struct Birth {
+    /// The pidfd (`CLONE_PIDFD`); -1 until written.
+    pidfd: AtomicI32,
+    /// The pid (`CLONE_PARENT_SETTID`), written once the pidfd is
+    /// installed and before the child runs; 0 until then, -1 when the
+    /// clone could not publish it (`clone3` refused: an older clone).
+    pid: AtomicI32,
+}
+
+/// What a signal to a [`Birth`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Sent through the child's pidfd.
+    Sent,
+    /// The child is not born yet (its clone has not got that far).
+    NotYet,
+    /// The clone does not publish the child (see [`Birth::unpublished`]).
+    Unreachable,
+}
+
+impl Default for Birth {
+    fn default() -> Self {
+        Birth {
+            pidfd: AtomicI32::new(-1),
+            pid: AtomicI32::new(0),
+        }
+    }
+}
+
+impl Birth {
+    /// Where the kernel is to write the pidfd (`clone_args.pidfd`).
+    pub(super) fn pidfd_ptr(&self) -> u64 {
+        self.pidfd.as_ptr() as u64
+    }
+
+    /// Where the kernel is to write the pid (`clone_args.parent_tid`).
+    pub(super) fn pid_ptr(&self) -> u64 {
+        self.pid.as_ptr() as u64
+    }
+
+    /// The pidfd the kernel wrote (-1 if none).
+    pub(super) fn pidfd(&self) -> i32 {
+        self.pidfd.load(Ordering::Acquire)
+    }
+
+    /// Notes that the child is spawned by a clone that publishes nothing.
+    pub(super) fn unpublished(&self) {
+        self.pid.store(-1, Ordering::Release);
+    }
+
+    /// Sends `sig` to the child through its pidfd, once it is born. The
+    /// caller must keep the start from taking the pidfd meanwhile (it holds
+    /// the mutex the start takes the birth back under).
+    pub(crate) fn signal(&self, sig: i32) -> (Reach, io::Result<()>) {
+        match self.pid.load(Ordering::Acquire) {
+            0 => return (Reach::NotYet, Ok(())),
+            p if p < 0 => return (Reach::Unreachable, Ok(())),
+            _ => {}
+        }
+        let fd = self.pidfd();
+        if fd < 0 {
+            return (Reach::Unreachable, Ok(()));
+        }
+        // SAFETY: the kernel installed `fd` before it wrote the pid read
+        // above, and the start, which owns it, takes it back only under the
+        // mutex our caller holds: it is open for this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        (Reach::Sent, super::signal::pidfd_signal(fd, sig))
+    }
+}
