@@ -273,6 +273,10 @@ impl Group {
     /// stop. Any other signal, and a break nobody can be sent, are
     /// [`Error::Unsupported`].
     ///
+    /// A closed group has nothing left to signal: a signal to it succeeds,
+    /// on every mechanism (but for a signal Windows can't send at all,
+    /// which is [`Error::Unsupported`] closed or not).
+    ///
     /// # Errors
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) for a signal the mechanism can't send

@@ -736,6 +736,47 @@ async fn other_signals_are_refused() {
     assert_gone(pid, "the sleeper");
 }
 
+/// A closed group has nothing left to signal: every signal Windows can
+/// send (Kill, Term, Int, Stop, Cont) is `Ok` and does nothing, as on
+/// Unix, where a closed group's signals all succeed (Term and Int used to
+/// be `Unsupported`: no process was left to take a break). A signal
+/// Windows can't send at all stays `Unsupported`, closed or not: the
+/// answer to "can this mechanism send it" does not change with the
+/// group's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_group_takes_every_signal_windows_can_send() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("sleep")).unwrap();
+    group.close().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("the closed group's process ended")
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+    let mut wrong = Vec::new();
+    for sig in [
+        Signal::Term,
+        Signal::Int,
+        Signal::Stop,
+        Signal::Cont,
+        Signal::Kill,
+        Signal::Stop,
+        Signal::Term,
+    ] {
+        if let Err(e) = group.signal(sig) {
+            wrong.push(format!("{sig}: {e}"));
+        }
+    }
+    assert!(wrong.is_empty(), "refused by a closed group: {wrong:?}");
+    assert!(!group.is_suspended(), "a stop is no suspension");
+    for sig in [Signal::Hup, Signal::Usr1, Signal::Raw(0)] {
+        let err = group.signal(sig).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{sig}: {err}");
+    }
+    let err = group.start(&me("sleep")).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+}
+
 /// The number in a `COUNT <n>` line (the test harness may have put
 /// `test helper ... ` before it).
 fn count_in(line: &str) -> Option<u64> {

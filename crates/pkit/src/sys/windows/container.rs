@@ -155,29 +155,38 @@ impl Container {
     /// group (`Unsupported` when none can be sent one: see `ctrl.rs`);
     /// SIGSTOP suspends each process in the job not held by an earlier
     /// stop, and SIGCONT resumes those the stops hold (see `stopped`);
-    /// any other signal is refused.
+    /// any other signal is refused, closed group or not (it is never one
+    /// Windows can send). Once a close has begun, SIGTERM, SIGINT, SIGSTOP
+    /// and SIGCONT do nothing and succeed, as on Unix (SIGKILL terminates
+    /// the emptied job again, harmlessly): the close terminates the job,
+    /// which takes no start or adoption from then on, so nothing is left
+    /// to signal.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         if sig == SIGKILL {
             return self.kill_keep_usable();
+        }
+        if !(ctrl::is_break(sig) || sig == SIGSTOP || sig == SIGCONT) {
+            return Err(unsupported(
+                "Windows has no such signal: only Signal::Kill (TerminateJobObject), \
+                 Signal::Term or Signal::Int (CTRL_BREAK to console programs), and \
+                 Signal::Stop or Signal::Cont (suspending the job's processes) can be sent \
+                 to a job",
+            ));
+        }
+        if self.is_closed() {
+            return Ok(());
         }
         if ctrl::is_break(sig) {
             // The handles stay held until the breaks are sent.
             let leaders = self.live_leaders();
             return ctrl::send_break(leaders.iter().map(|c| c.pid() as u32)).map(drop);
         }
-        if sig == SIGSTOP || sig == SIGCONT {
-            let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
-            return if sig == SIGSTOP {
-                suspend::more(&self.job, &mut stopped)
-            } else {
-                suspend::resume(std::mem::take(&mut *stopped))
-            };
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if sig == SIGSTOP {
+            suspend::more(&self.job, &mut stopped)
+        } else {
+            suspend::resume(std::mem::take(&mut *stopped))
         }
-        Err(unsupported(
-            "Windows has no such signal: only Signal::Kill (TerminateJobObject), \
-             Signal::Term or Signal::Int (CTRL_BREAK to console programs), and \
-             Signal::Stop or Signal::Cont (suspending the job's processes) can be sent to a job",
-        ))
     }
 
     /// The started children still running (the list forgets the others).
@@ -220,6 +229,11 @@ impl Container {
             tokio::time::sleep(POLL).await;
         }
         self.leaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        // What the stops held is ended: no continue is sent it any more.
+        self.stopped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
