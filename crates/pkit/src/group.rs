@@ -96,7 +96,16 @@ impl Group {
     /// ([`GroupBuilder::owner_death_guard`](crate::GroupBuilder::owner_death_guard)), could not be started, has
     /// died, or stopped reading (stopped or wedged for 2 s: pkit never
     /// blocks on it, it gives it up). A process group is registered when its first process starts;
-    /// before that this says whether it will be.
+    /// before that this says whether it will be. False once the group is
+    /// closed: the close releases the guard.
+    ///
+    /// On Windows the guard is the Job Object's `KILL_ON_JOB_CLOSE`: the
+    /// owner's death closes its handle to the job, and the kernel ends
+    /// every process in it, adopted ones included. Every group's job is
+    /// created with it (a group is not made without it), so this is true
+    /// for every open group, one built with
+    /// [`owner_death_guard(false)`](crate::GroupBuilder::owner_death_guard)
+    /// too, and false once the group is closed, as on Unix.
     pub fn guarded(&self) -> bool {
         self.container.guarded()
     }

@@ -119,9 +119,16 @@ impl Container {
         })
     }
 
-    /// The kernel kills the job when the owner dies: always covered.
+    /// Whether the owner-death guard is in force: Windows's is the job's
+    /// `KILL_ON_JOB_CLOSE`, with which every job is created (a group is
+    /// not made without it, nor, so, without the guard: turning the guard
+    /// off can't take it away), so the kernel ends every process in the
+    /// job, adopted ones too, when the owner's handle closes as it dies.
+    /// Until the group is closed: as on Unix, where a close releases the
+    /// guard, a closed group (its job terminated, taking no start or
+    /// adoption) guards nothing.
     pub(crate) fn guarded(&self) -> bool {
-        true
+        !self.finished.load(Ordering::Acquire)
     }
 
     pub(crate) fn mechanism(&self) -> Mechanism {
