@@ -324,7 +324,8 @@ impl Group {
     /// process to handle a Ctrl-Break, runs. While suspended, [`start`](Self::start)
     /// is refused (an [`Error::Spawn`] of kind `WouldBlock`), and
     /// [`kill`](Self::kill) kills without resuming. Suspending a suspended
-    /// group does nothing.
+    /// group does nothing. A closed group has nothing left to stop: it is
+    /// only marked suspended, and this succeeds.
     ///
     /// # Errors
     ///
@@ -343,7 +344,8 @@ impl Group {
     /// process [`suspend`](Self::suspend) suspended resumed once: one
     /// suspended by other means as well, such as its parent, stays
     /// suspended, and one that joined the job since, such as a child its
-    /// parent created suspended, is left as it is).
+    /// parent created suspended, is left as it is). A closed group's mark
+    /// is lifted, and nothing resumed.
     ///
     /// # Errors
     ///

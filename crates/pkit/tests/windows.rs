@@ -857,6 +857,30 @@ async fn a_closed_group_takes_every_signal_windows_can_send() {
     assert!(err.to_string().contains("closed"), "{err}");
 }
 
+/// A closed group's suspend and resume succeed without acting on the job,
+/// as on Unix: the suspend marks the group suspended (starts stay refused
+/// as closed), the resume lifts the mark, and neither lists, suspends or
+/// resumes a process of the terminated job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_groups_suspend_and_resume_only_mark_it() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("sleep")).unwrap();
+    group.close().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("the closed group's process ended")
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+    group.suspend().await.expect("suspending a closed group");
+    assert!(group.is_suspended(), "marked suspended, as on Unix");
+    group.suspend().await.expect("suspending it again");
+    let err = group.start(&me("sleep")).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    group.resume().await.expect("resuming a closed group");
+    assert!(!group.is_suspended());
+    group.resume().await.expect("resuming it again");
+}
+
 /// The number in a `COUNT <n>` line (the test harness may have put
 /// `test helper ... ` before it).
 fn count_in(line: &str) -> Option<u64> {

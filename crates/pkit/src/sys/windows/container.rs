@@ -340,12 +340,19 @@ impl Container {
     /// threads, until no process in the job is left running); a second
     /// suspension does nothing. Under the lifecycle lock: a start racing
     /// this either placed its child before (suspended with the rest) or is
-    /// refused until [`resume`](Self::resume).
+    /// refused until [`resume`](Self::resume). A closed group (a close has
+    /// begun: it marks the group closed under this lock, then terminates
+    /// the job) is only marked suspended, as on Unix: nothing is left to
+    /// suspend, and the job is not touched.
     pub(crate) async fn suspend(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
         let mut suspended = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
         if suspended.is_none() {
-            *suspended = Some(suspend::job(&self.job)?);
+            *suspended = Some(if self.is_closed() {
+                Vec::new()
+            } else {
+                suspend::job(&self.job)?
+            });
         }
         Ok(())
     }
@@ -355,6 +362,8 @@ impl Container {
     /// and one that joined the job meanwhile, created suspended by its
     /// parent, is not woken); nothing when the group is not suspended. The
     /// group is not suspended afterwards, even if one resumption failed.
+    /// A closed group's mark is lifted and nothing resumed, as on Unix:
+    /// the close terminates the processes, suspended or not.
     pub(crate) async fn resume(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
         let taken = self
@@ -362,7 +371,10 @@ impl Container {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        taken.map_or(Ok(()), suspend::resume)
+        match taken {
+            Some(held) if !self.is_closed() => suspend::resume(held),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn is_suspended(&self) -> bool {
