@@ -96,7 +96,16 @@ impl Group {
     /// ([`GroupBuilder::owner_death_guard`](crate::GroupBuilder::owner_death_guard)), could not be started, has
     /// died, or stopped reading (stopped or wedged for 2 s: pkit never
     /// blocks on it, it gives it up). A process group is registered when its first process starts;
-    /// before that this says whether it will be.
+    /// before that this says whether it will be. False once the group is
+    /// closed: the close releases the guard.
+    ///
+    /// On Windows the guard is the Job Object's `KILL_ON_JOB_CLOSE`: the
+    /// owner's death closes its handle to the job, and the kernel ends
+    /// every process in it, adopted ones included. Every group's job is
+    /// created with it (a group is not made without it), so this is true
+    /// for every open group, one built with
+    /// [`owner_death_guard(false)`](crate::GroupBuilder::owner_death_guard)
+    /// too, and false once the group is closed, as on Unix.
     pub fn guarded(&self) -> bool {
         self.container.guarded()
     }
@@ -273,6 +282,10 @@ impl Group {
     /// stop. Any other signal, and a break nobody can be sent, are
     /// [`Error::Unsupported`].
     ///
+    /// A closed group has nothing left to signal: a signal to it succeeds,
+    /// on every mechanism (but for a signal Windows can't send at all,
+    /// which is [`Error::Unsupported`] closed or not).
+    ///
     /// # Errors
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) for a signal the mechanism can't send
@@ -311,7 +324,8 @@ impl Group {
     /// process to handle a Ctrl-Break, runs. While suspended, [`start`](Self::start)
     /// is refused (an [`Error::Spawn`] of kind `WouldBlock`), and
     /// [`kill`](Self::kill) kills without resuming. Suspending a suspended
-    /// group does nothing.
+    /// group does nothing. A closed group has nothing left to stop: it is
+    /// only marked suspended, and this succeeds.
     ///
     /// # Errors
     ///
@@ -330,7 +344,8 @@ impl Group {
     /// process [`suspend`](Self::suspend) suspended resumed once: one
     /// suspended by other means as well, such as its parent, stays
     /// suspended, and one that joined the job since, such as a child its
-    /// parent created suspended, is left as it is).
+    /// parent created suspended, is left as it is). A closed group's mark
+    /// is lifted, and nothing resumed.
     ///
     /// # Errors
     ///

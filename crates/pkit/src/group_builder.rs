@@ -135,6 +135,11 @@ impl GroupBuilder {
     /// be started the group is still created, unguarded:
     /// [`Group::guarded`] says so, a warning is logged, and
     /// [`host_containment`](crate::host_containment) gives the reason.
+    ///
+    /// On Windows the group's Job Object is its own guard (it is created
+    /// with `KILL_ON_JOB_CLOSE`, which the owner's death sets off) and no
+    /// guard process is used: this setting changes nothing there, and
+    /// [`Group::guarded`] says true.
     pub fn owner_death_guard(mut self, on: bool) -> GroupBuilder {
         self.no_guard = !on;
         self

@@ -90,6 +90,28 @@ fn helper() {
                 tokio::time::sleep(Duration::from_secs(300)).await;
             });
         }
+        "adopting_owner" => {
+            // An owner whose group, built with the guard turned off, adopts
+            // a process started elsewhere (its own std child), says whether
+            // the group is guarded, and is then killed outright.
+            let mut stranger = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(helper_args())
+                .env(ROLE, "sleep")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawning the stranger");
+            let group = Group::builder().owner_death_guard(false).build().unwrap();
+            let adopted = group.adopt(stranger.id());
+            if adopted.is_ok() {
+                writeln!(out.lock(), "GUARDED {}", group.guarded()).unwrap();
+                writeln!(out.lock(), "GRANDCHILD {}", stranger.id()).unwrap();
+                out.lock().flush().unwrap();
+                std::thread::sleep(Duration::from_secs(300));
+            }
+            let _ = stranger.kill();
+            let _ = stranger.wait();
+            adopted.unwrap();
+        }
         "count" => {
             // Counts aloud, one line every 20 ms.
             for i in 0u64.. {
@@ -605,6 +627,64 @@ async fn the_owners_death_kills_the_tree() {
     assert!(!survived, "the grandchild outlived its killed owner");
 }
 
+/// `guarded` says whether the Job Object's KILL_ON_JOB_CLOSE, Windows's
+/// owner-death guard, covers the group: for every open group (the job
+/// can't be made without it, so even one built with the guard turned
+/// off), adopted processes included (an owner killed outright takes the
+/// process it adopted with it); and, as on Unix, where a close releases
+/// the guard, no more once the group is closed (it used to say true
+/// whatever the group's state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_is_the_jobs_kill_on_close_until_the_group_is_closed() {
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(helper_args())
+        .env(ROLE, "adopting_owner")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = owner.stdout.take().unwrap();
+    let said = tokio::task::spawn_blocking(move || {
+        let mut guarded = None;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(g) = line.split("GUARDED ").nth(1) {
+                guarded = Some(g.trim().to_string());
+            }
+            if let Some(pid) = named_pid(&line) {
+                return Some((guarded, pid));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    let _ = owner.kill();
+    owner.wait().unwrap();
+    let (guarded, pid) = said.expect("the owner named the process it adopted");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survived = !gone(pid);
+    cleanup(pid);
+    assert_eq!(guarded.as_deref(), Some("true"), "the owner's group said");
+    assert!(!survived, "the adopted process outlived its killed owner");
+
+    let group = Group::new().unwrap();
+    assert!(group.guarded(), "an open group without processes");
+    let mut p = group.start(&me("sleep")).unwrap();
+    assert!(group.guarded(), "an open group with a process");
+    group.close().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("the closed group's process ended")
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+    assert!(!group.guarded(), "a closed group says it is guarded");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_breaks_console_programs_then_terminates() {
     let group = Group::new().unwrap();
@@ -734,6 +814,71 @@ async fn other_signals_are_refused() {
     drop(p);
     drop(group);
     assert_gone(pid, "the sleeper");
+}
+
+/// A closed group has nothing left to signal: every signal Windows can
+/// send (Kill, Term, Int, Stop, Cont) is `Ok` and does nothing, as on
+/// Unix, where a closed group's signals all succeed (Term and Int used to
+/// be `Unsupported`: no process was left to take a break). A signal
+/// Windows can't send at all stays `Unsupported`, closed or not: the
+/// answer to "can this mechanism send it" does not change with the
+/// group's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_group_takes_every_signal_windows_can_send() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("sleep")).unwrap();
+    group.close().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("the closed group's process ended")
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+    let mut wrong = Vec::new();
+    for sig in [
+        Signal::Term,
+        Signal::Int,
+        Signal::Stop,
+        Signal::Cont,
+        Signal::Kill,
+        Signal::Stop,
+        Signal::Term,
+    ] {
+        if let Err(e) = group.signal(sig) {
+            wrong.push(format!("{sig}: {e}"));
+        }
+    }
+    assert!(wrong.is_empty(), "refused by a closed group: {wrong:?}");
+    assert!(!group.is_suspended(), "a stop is no suspension");
+    for sig in [Signal::Hup, Signal::Usr1, Signal::Raw(0)] {
+        let err = group.signal(sig).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{sig}: {err}");
+    }
+    let err = group.start(&me("sleep")).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+}
+
+/// A closed group's suspend and resume succeed without acting on the job,
+/// as on Unix: the suspend marks the group suspended (starts stay refused
+/// as closed), the resume lifts the mark, and neither lists, suspends or
+/// resumes a process of the terminated job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_groups_suspend_and_resume_only_mark_it() {
+    let group = Group::new().unwrap();
+    let mut p = group.start(&me("sleep")).unwrap();
+    group.close().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("the closed group's process ended")
+        .unwrap();
+    assert_eq!(out.signal(), Some(9), "{out:?}");
+    group.suspend().await.expect("suspending a closed group");
+    assert!(group.is_suspended(), "marked suspended, as on Unix");
+    group.suspend().await.expect("suspending it again");
+    let err = group.start(&me("sleep")).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    group.resume().await.expect("resuming a closed group");
+    assert!(!group.is_suspended());
+    group.resume().await.expect("resuming it again");
 }
 
 /// The number in a `COUNT <n>` line (the test harness may have put

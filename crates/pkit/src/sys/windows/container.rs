@@ -119,9 +119,16 @@ impl Container {
         })
     }
 
-    /// The kernel kills the job when the owner dies: always covered.
+    /// Whether the owner-death guard is in force: Windows's is the job's
+    /// `KILL_ON_JOB_CLOSE`, with which every job is created (a group is
+    /// not made without it, nor, so, without the guard: turning the guard
+    /// off can't take it away), so the kernel ends every process in the
+    /// job, adopted ones too, when the owner's handle closes as it dies.
+    /// Until the group is closed: as on Unix, where a close releases the
+    /// guard, a closed group (its job terminated, taking no start or
+    /// adoption) guards nothing.
     pub(crate) fn guarded(&self) -> bool {
-        true
+        !self.finished.load(Ordering::Acquire)
     }
 
     pub(crate) fn mechanism(&self) -> Mechanism {
@@ -155,29 +162,38 @@ impl Container {
     /// group (`Unsupported` when none can be sent one: see `ctrl.rs`);
     /// SIGSTOP suspends each process in the job not held by an earlier
     /// stop, and SIGCONT resumes those the stops hold (see `stopped`);
-    /// any other signal is refused.
+    /// any other signal is refused, closed group or not (it is never one
+    /// Windows can send). Once a close has begun, SIGTERM, SIGINT, SIGSTOP
+    /// and SIGCONT do nothing and succeed, as on Unix (SIGKILL terminates
+    /// the emptied job again, harmlessly): the close terminates the job,
+    /// which takes no start or adoption from then on, so nothing is left
+    /// to signal.
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         if sig == SIGKILL {
             return self.kill_keep_usable();
+        }
+        if !(ctrl::is_break(sig) || sig == SIGSTOP || sig == SIGCONT) {
+            return Err(unsupported(
+                "Windows has no such signal: only Signal::Kill (TerminateJobObject), \
+                 Signal::Term or Signal::Int (CTRL_BREAK to console programs), and \
+                 Signal::Stop or Signal::Cont (suspending the job's processes) can be sent \
+                 to a job",
+            ));
+        }
+        if self.is_closed() {
+            return Ok(());
         }
         if ctrl::is_break(sig) {
             // The handles stay held until the breaks are sent.
             let leaders = self.live_leaders();
             return ctrl::send_break(leaders.iter().map(|c| c.pid() as u32)).map(drop);
         }
-        if sig == SIGSTOP || sig == SIGCONT {
-            let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
-            return if sig == SIGSTOP {
-                suspend::more(&self.job, &mut stopped)
-            } else {
-                suspend::resume(std::mem::take(&mut *stopped))
-            };
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if sig == SIGSTOP {
+            suspend::more(&self.job, &mut stopped)
+        } else {
+            suspend::resume(std::mem::take(&mut *stopped))
         }
-        Err(unsupported(
-            "Windows has no such signal: only Signal::Kill (TerminateJobObject), \
-             Signal::Term or Signal::Int (CTRL_BREAK to console programs), and \
-             Signal::Stop or Signal::Cont (suspending the job's processes) can be sent to a job",
-        ))
     }
 
     /// The started children still running (the list forgets the others).
@@ -220,6 +236,11 @@ impl Container {
             tokio::time::sleep(POLL).await;
         }
         self.leaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        // What the stops held is ended: no continue is sent it any more.
+        self.stopped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
@@ -319,12 +340,19 @@ impl Container {
     /// threads, until no process in the job is left running); a second
     /// suspension does nothing. Under the lifecycle lock: a start racing
     /// this either placed its child before (suspended with the rest) or is
-    /// refused until [`resume`](Self::resume).
+    /// refused until [`resume`](Self::resume). A closed group (a close has
+    /// begun: it marks the group closed under this lock, then terminates
+    /// the job) is only marked suspended, as on Unix: nothing is left to
+    /// suspend, and the job is not touched.
     pub(crate) async fn suspend(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
         let mut suspended = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
         if suspended.is_none() {
-            *suspended = Some(suspend::job(&self.job)?);
+            *suspended = Some(if self.is_closed() {
+                Vec::new()
+            } else {
+                suspend::job(&self.job)?
+            });
         }
         Ok(())
     }
@@ -334,6 +362,8 @@ impl Container {
     /// and one that joined the job meanwhile, created suspended by its
     /// parent, is not woken); nothing when the group is not suspended. The
     /// group is not suspended afterwards, even if one resumption failed.
+    /// A closed group's mark is lifted and nothing resumed, as on Unix:
+    /// the close terminates the processes, suspended or not.
     pub(crate) async fn resume(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
         let taken = self
@@ -341,7 +371,10 @@ impl Container {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        taken.map_or(Ok(()), suspend::resume)
+        match taken {
+            Some(held) if !self.is_closed() => suspend::resume(held),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn is_suspended(&self) -> bool {
