@@ -12,7 +12,9 @@
 //! takes the first are one, as the kernel keeps a blocked signal pending
 //! once (the signalfd path's behaviour): a flood of one kind never crowds
 //! another out, whatever the pipe holds. A SIGCONT drops a pending stop
-//! signal, and a stop signal a pending SIGCONT, as the kernel does.
+//! signal, and a stop signal a pending SIGCONT, as the kernel does; the
+//! stop signals taken together are one stop (the kernel's SIGCONT would
+//! have dropped the rest after the first).
 //! The caught signals stay blocked in every thread but
 //! one, `pkit-signals`, which only waits in pause(2): they are delivered
 //! there, and the other threads' terminal operations (tcsetpgrp from the
