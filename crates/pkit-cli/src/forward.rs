@@ -159,14 +159,17 @@ impl Forwarder<'_> {
 
     /// Stops pkit as its job was stopped: the terminal goes back to the
     /// shell first (handed back, or its settings restored); once pkit
-    /// continues, it takes it again and continues the program's tree,
-    /// once: the SIGCONT that woke pkit is not forwarded on top
-    /// ([`Run::continued`]).
+    /// continues (`fg`, or `bg`), it takes it again if its job is in the
+    /// foreground, and continues the program's tree, once: the SIGCONT
+    /// that woke pkit is not forwarded on top ([`Run::continued`]).
     pub fn stop_pkit(&self, st: &mut Run) {
         if let Some(r) = self.relay {
             r.suspend();
         }
-        Terminal::stop_pkit(self.tty);
+        if let Some(t) = self.tty {
+            t.take_back();
+        }
+        sys::stop_self();
         self.take_terminal();
         crate::testpause::at("continued");
         if !self.same_pgrp || self.tree_stopped() {

@@ -23,12 +23,6 @@ pub fn size() -> (u16, u16) {
         .unwrap_or((24, 80))
 }
 
-/// Whether stdin is a terminal with another process group than pkit's in
-/// its foreground.
-fn in_background() -> bool {
-    sys::tty_foreground().is_some_and(|pg| pg != sys::own_pgrp())
-}
-
 /// Relays pkit's stdin to the program's terminal while it lives.
 pub struct Relay {
     pty: pkit::Pty,
@@ -47,7 +41,7 @@ impl Relay {
             .spawn(move || {
                 let mut stdin = std::io::stdin();
                 let mut buf = vec![0u8; 16 * 1024];
-                // The last read failed with pkit's job in the foreground.
+                // The last read failed, and not on pkit's terminal.
                 let mut failed = false;
                 loop {
                     match stdin.read(&mut buf) {
@@ -61,27 +55,27 @@ impl Relay {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(_) => {
                             crate::testpause::at("stdin-error");
-                            if in_background() {
-                                // pkit's job is in the background (`bg`):
-                                // its read of the terminal fails (EIO:
-                                // SIGTTIN is blocked). Nothing is typed
-                                // meanwhile, no end of file either; the
-                                // reads go on once it is back (`fg`).
+                            if sys::stdin_is_own_terminal() {
+                                // pkit's terminal, not hung up: the read
+                                // was refused with pkit's job in the
+                                // background (`bg`: EIO, SIGTTIN being
+                                // blocked), there now or when it read:
+                                // `fg` may have come since, once or more,
+                                // so nothing tells how many refusals are
+                                // too many, and none is the end. Nothing
+                                // is typed meanwhile, no end of file
+                                // either (it would end the program); the
+                                // reads go on, once it is back (`fg`).
                                 failed = false;
                                 if tx.is_closed() {
                                     return;
                                 }
                                 std::thread::sleep(std::time::Duration::from_millis(50));
                             } else if std::mem::replace(&mut failed, true) {
-                                // Twice in a row in the foreground: the
-                                // terminal's end (hung up, say).
+                                // Twice in a row on what is not (or no
+                                // more) pkit's terminal: the end of it.
                                 return;
                             }
-                            // Else read once more: a read refused in the
-                            // background is seen here after `fg` when
-                            // `fg` came between the two, and must not be
-                            // taken for the end (the end of file it types
-                            // would end the program).
                         }
                     }
                 }

@@ -43,20 +43,9 @@ impl Terminal {
         }
     }
 
-    /// Stops pkit as its job was stopped (the terminal back to pkit's
-    /// group first, so the shell gets it); once continued (`fg`, or `bg`),
-    /// hands the terminal to the program again if pkit was given it.
-    pub fn stop_pkit(this: Option<&Terminal>) {
-        if let Some(t) = this {
-            t.take_back();
-        }
-        sys::stop_self();
-        if let Some(t) = this {
-            t.hand_over();
-        }
-    }
-
-    fn take_back(&self) {
+    /// Takes the terminal back for pkit's group if it was handed over
+    /// (before pkit stops, so that the shell gets it; at the end).
+    pub fn take_back(&self) {
         if self.handed.replace(false) {
             let _ = sys::set_tty_foreground(self.own);
         }

@@ -218,7 +218,7 @@ fn a_stopped_pkit_gives_the_terminal_back_and_takes_it_again_on_fg() {
 #[test]
 fn after_bg_and_fg_typing_and_ctrl_d_still_reach_the_program() {
     for m in mechanisms() {
-        bg_and_fg(m, None);
+        bg_and_fg(m, None, 1);
     }
 }
 
@@ -236,22 +236,62 @@ fn after_bg_and_fg_typing_and_ctrl_d_still_reach_the_program() {
 fn fg_in_either_window_where_it_raced_pkit_still_gives_raw_mode_back() {
     for m in mechanisms() {
         for pause in ["stdin-error:2500", "continued:2500"] {
-            bg_and_fg(m, Some(pause));
+            bg_and_fg(m, Some(pause), 1);
         }
     }
 }
 
-/// The bg and fg driver of the two tests above, under mechanism `m`, with
-/// `pause` as pkit's `PKIT_TEST_PAUSE`.
-fn bg_and_fg(m: &str, pause: Option<&str>) {
-    let driver = py_bg_fg_driver(
-        r#"    # What the job did meanwhile (it must run on: nothing to stop it).
-    done, st = os.waitpid(job, os.WNOHANG | os.WUNTRACED)
-    print("bg-ended=%d" % (done != 0), flush=True)
-    if done == 0:
+/// Stopped, sent to the background and brought back twice in a row, with
+/// nothing typed in between, `fg` each time inside the window where the
+/// relay looks at a read of the terminal that was refused in the background
+/// (`PKIT_TEST_PAUSE=stdin-error`): no refused read is the end of the input
+/// (before, the second was taken for the terminal's end, twice in a row in
+/// the foreground, and the relay typed Ctrl-D, which ended cat).
+#[test]
+fn a_double_bg_and_fg_is_not_the_end_of_the_input() {
+    for m in mechanisms() {
+        bg_and_fg(m, Some("stdin-error:2500"), 2);
+    }
+}
+
+/// The bg and fg driver of the tests above, under mechanism `m`, with
+/// `pause` as pkit's `PKIT_TEST_PAUSE`: `cycles` times stopped, in the
+/// background and back in the foreground.
+fn bg_and_fg(m: &str, pause: Option<&str>, cycles: usize) {
+    let driver = [
+        PY_PTY_DRIVER,
+        r#"
+cycles = int(os.environ["CYCLES"])
+pid, fd = pty.fork()
+if pid == 0:
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    job = os.fork()
+    if job == 0:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(0, os.getpgrp())
+        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        os.execv(sys.argv[1], sys.argv[1:])
+    try:
+        os.setpgid(job, job)
+    except PermissionError:
+        pass
+    print("job=%d;" % job, flush=True)
+    for _ in range(cycles):
+        _, st = os.waitpid(job, os.WUNTRACED)
+        print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
+        os.tcsetpgrp(0, os.getpgrp())
+        os.killpg(job, signal.SIGCONT)
+        print("in-bg", flush=True)
+        sys.stdin.readline()
+        # What the job did meanwhile (it must run on: nothing to stop it).
+        done, st = os.waitpid(job, os.WNOHANG | os.WUNTRACED)
+        print("bg-ended=%d" % (done != 0), flush=True)
+        if done != 0:
+            break
         os.tcsetpgrp(0, job)
         os.killpg(job, signal.SIGCONT)
         print("in-fg", flush=True)
+    if done == 0:
         _, st = os.waitpid(job, 0)
     print("job-status=%d" % os.waitstatus_to_exitcode(st), flush=True)
     os._exit(0)
@@ -264,21 +304,49 @@ def wait_raw(want):
         if time.time() > end:
             give_up("the terminal never raw=%s" % want)
         time.sleep(0.01)
+# The system call pkit's stdin relay is in: read, or a sleep (the test
+# pause after a refused read). Where that can't be seen, a while.
+import platform
+calls = {"x86_64": (0, (35, 230)), "aarch64": (63, (101, 115))}.get(platform.machine())
+def relay_in(call, secs):
+    end = time.time() + 30
+    while time.time() < end:
+        nr = None
+        try:
+            for t in os.listdir("/proc/%d/task" % job):
+                with open("/proc/%d/task/%s/comm" % (job, t)) as f:
+                    if f.read().strip() == "pkit-stdin":
+                        with open("/proc/%d/task/%s/syscall" % (job, t)) as f:
+                            nr = int(f.read().split()[0])
+        except (OSError, ValueError):
+            pass
+        if calls is None or nr is None:
+            # Not to be seen (or the relay has ended: what follows tells).
+            time.sleep(secs)
+            return
+        if (nr == calls[0]) if call == "read" else (nr in calls[1]):
+            return
+        time.sleep(0.01)
 read_job()
 wait_raw(True)
 os.write(fd, b"one\r")
 # The program's terminal's echo, then cat's copy.
 read_until(b"one", 2)
-os.kill(job, signal.SIGTSTP)
-read_until(b"stopped=1")
-read_until(b"in-bg")
-wait_raw(False)
-# A while in the background.
-time.sleep(1)
-os.write(fd, b"fg\n")
-read_until(b"bg-ended=0")
-read_until(b"in-fg")
-wait_raw(True)
+for n in range(1, cycles + 1):
+    os.kill(job, signal.SIGTSTP)
+    read_until(b"stopped=1", n)
+    read_until(b"in-bg", n)
+    wait_raw(False)
+    # A while in the background (with the pause: inside it).
+    relay_in("sleep", 0)
+    time.sleep(1)
+    os.write(fd, b"fg\n")
+    read_until(b"bg-ended=0", n)
+    read_until(b"in-fg", n)
+    wait_raw(True)
+    if n < cycles:
+        # The relay past its look at the refused read: reading again.
+        relay_in("read", 3)
 out = b""
 os.write(fd, b"two\r")
 read_until(b"two", 2)
@@ -291,6 +359,7 @@ sys.stdout.write("ok\n")
     let mut cmd = std::process::Command::new("python3");
     cmd.args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
         .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
+        .env("CYCLES", cycles.to_string())
         .stdin(Stdio::null());
     match pause {
         Some(p) => cmd.env("PKIT_TEST_PAUSE", p),
@@ -300,7 +369,7 @@ sys.stdout.write("ok\n")
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.ends_with("ok\n"),
-        "{m} {pause:?}: {text}\n{}",
+        "{m} {pause:?} x{cycles}: {text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -463,6 +463,70 @@ sys.stdout.write("ok\n")
     }
 }
 
+/// Two stop signals to pkit at once (`kill -TSTP` and `kill -TTIN` while
+/// its run loop is held up: `PKIT_TEST_PAUSE=continued`, right after an
+/// earlier stop and `fg`) are one stop, as the kernel makes them: the
+/// SIGCONT of one `fg` continues pkit and its program for good (before,
+/// the self-pipe of the portable backend had taken both and pkit stopped
+/// itself once for each: the user had to `fg` twice). pkit on a terminal
+/// of its own, in its foreground, as from a shell.
+#[test]
+fn two_stop_signals_at_once_need_one_fg() {
+    let driver = [
+        PY_PTY_DRIVER,
+        r#"
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+def stat():
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+def wait_stopped():
+    _, st = os.waitpid(pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(st):
+        give_up("pkit ended (%d) instead of stopping" % st)
+def ticks_go_on():
+    # Five more lines of the program's output.
+    read_until(b"tick", out.count(b"tick") + 5)
+read_until(b"tick", 3)
+os.kill(pid, signal.SIGTSTP)
+wait_stopped()
+# `fg`; pkit is held up after its continue, before its next read of its
+# signals: both stops are pending there at once.
+os.killpg(pid, signal.SIGCONT)
+os.kill(pid, signal.SIGTSTP)
+os.kill(pid, signal.SIGTTIN)
+wait_stopped()
+# One `fg`.
+os.killpg(pid, signal.SIGCONT)
+ticks_go_on()
+done, st = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+if done != 0 or stat() == "T":
+    give_up("pkit stopped again (%d)" % st)
+os.kill(pid, signal.SIGTERM)
+_, st = os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#,
+    ]
+    .concat();
+    let ticker = "while :; do echo tick; sleep 0.1; done";
+    for m in mechanisms() {
+        let out = std::process::Command::new("python3")
+            .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", ticker])
+            .env("PKIT_TEST_PAUSE", "continued:3000")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("ok\n"),
+            "{m}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Under the portable backend (`--mechanism portable`, or
 /// `PKIT_MECHANISM=portable` without `--mechanism`) pkit reads its signals
 /// the way macOS and the BSDs do, through a handler and a self-pipe (its

@@ -12,7 +12,9 @@
 //! takes the first are one, as the kernel keeps a blocked signal pending
 //! once (the signalfd path's behaviour): a flood of one kind never crowds
 //! another out, whatever the pipe holds. A SIGCONT drops a pending stop
-//! signal, and a stop signal a pending SIGCONT, as the kernel does.
+//! signal, and a stop signal a pending SIGCONT, as the kernel does; the
+//! stop signals taken together are one stop (the kernel's SIGCONT would
+//! have dropped the rest after the first).
 //! The caught signals stay blocked in every thread but
 //! one, `pkit-signals`, which only waits in pause(2): they are delivered
 //! there, and the other threads' terminal operations (tcsetpgrp from the
@@ -37,6 +39,8 @@ use super::Received;
 const FROM_KERNEL: u8 = 1;
 const FROM_PROCESS: u8 = 2;
 const FROM_PARENT: u8 = 4;
+/// The stop signals pkit catches.
+const STOPS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 /// Signal numbers below this can be marked (every caught one is).
 const MAX_SIGNAL: usize = 64;
 /// Pending signals by number: [`FROM_KERNEL`] and/or [`FROM_PROCESS`].
@@ -151,10 +155,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     // What the kernel does with pending signals: a continue drops a
     // pending stop, a stop a pending continue.
     if sig == libc::SIGCONT {
-        for s in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        for s in STOPS {
             PENDING[s as usize].store(0, Ordering::Release);
         }
-    } else if matches!(sig, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+    } else if STOPS.contains(&sig) {
         PENDING[libc::SIGCONT as usize].store(0, Ordering::Release);
     }
     let fd = WRITE_FD.load(Ordering::Acquire);
@@ -283,22 +287,48 @@ impl Signals {
     }
 
     /// Takes the pending marks, in the order of the signal numbers (as
-    /// the kernel delivers pending signals): the kernel's first.
+    /// the kernel delivers pending signals): the kernel's first. The stop
+    /// signals taken together are one, the first of them (from the kernel
+    /// only if all were): the kernel hands a signalfd one, pkit stops,
+    /// and the SIGCONT that continues it discards the others, still
+    /// pending; taken here, they would each have stopped pkit again.
     fn take_pending(&mut self) {
+        // The first stop signal taken, where it goes, and all their origins.
+        let mut stop: Option<(i32, usize, u8)> = None;
         for (signo, mark) in PENDING.iter().enumerate() {
             let origins = mark.swap(0, Ordering::AcqRel);
+            let signo = signo as i32;
+            if origins != 0 && STOPS.contains(&signo) {
+                let at = self.ready.len();
+                let (_, _, all) = stop.get_or_insert((signo, at, 0));
+                *all |= origins;
+                continue;
+            }
             for origin in [FROM_KERNEL, FROM_PROCESS, FROM_PARENT] {
                 if origins & origin != 0 {
+                    let from_parent = origin == FROM_PARENT && self.parent_may_relay();
                     self.ready.push_back(Received {
-                        signo: signo as i32,
+                        signo,
                         from_kernel: origin == FROM_KERNEL,
-                        from_parent: origin == FROM_PARENT
-                            && self.parent.may_relay(
-                                rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()),
-                            ),
+                        from_parent,
                     });
                 }
             }
         }
+        if let Some((signo, at, all)) = stop {
+            // (A stop is never a request to end: whether pkit's parent
+            // sent it does not matter.)
+            let one = Received {
+                signo,
+                from_kernel: all == FROM_KERNEL,
+                from_parent: false,
+            };
+            self.ready.insert(at, one);
+        }
+    }
+
+    fn parent_may_relay(&mut self) -> bool {
+        self.parent
+            .may_relay(rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()))
     }
 }

@@ -298,6 +298,15 @@ pub fn tty_foreground() -> Option<i32> {
         .map(|pg| pg.as_raw_nonzero().get())
 }
 
+/// Whether stdin is pkit's controlling terminal, still there: a hung-up
+/// terminal answers no more (EIO), nor does one that is not pkit's.
+pub fn stdin_is_own_terminal() -> bool {
+    // Raw: rustix's tcgetsid panics on a 0 answer (see clippy.toml), a
+    // session led from outside this pid namespace, which is an answer.
+    // SAFETY: tcgetsid(3) on a plain fd number; it only asks.
+    unsafe { libc::tcgetsid(0) != -1 }
+}
+
 /// Makes `pgid` the terminal's foreground process group. pkit blocks
 /// SIGTTOU in this thread (every thread but the portable signal receiver,
 /// `sigpipe.rs`), so this works from the background too.

@@ -191,6 +191,11 @@ pub fn tty_foreground() -> Option<i32> {
     None
 }
 
+/// No job control on Windows: no read is refused for it.
+pub fn stdin_is_own_terminal() -> bool {
+    false
+}
+
 /// No terminal job control on Windows.
 pub fn set_tty_foreground(_pgid: i32) -> io::Result<()> {
     Err(unsupported("no terminal job control on Windows"))
