@@ -81,6 +81,12 @@ fn main() -> ExitCode {
             ExitCode::from(rt.block_on(supervise::main(*args)))
         }
         Cmd::Run(args) => {
+            // First, while pkit holds no descriptor of its own: an
+            // inherited --json-fd N that is not open would otherwise be
+            // found open once the signal pipe or the runtime took number
+            // N, and the report written into (and that descriptor closed
+            // under) pkit's own machinery.
+            let sink = report::Sink::open(args.json, args.json_file.as_deref(), args.json_fd);
             if args.verbose {
                 events::install(false);
             }
@@ -104,7 +110,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            let exit = rt.block_on(run::main(*args));
+            let exit = rt.block_on(run::main(*args, sink));
             drop(rt);
             match exit {
                 run::Exit::Code(c) => ExitCode::from(c),
