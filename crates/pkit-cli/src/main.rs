@@ -87,6 +87,18 @@ fn main() -> ExitCode {
             // N, and the report written into (and that descriptor closed
             // under) pkit's own machinery.
             let sink = report::Sink::open(args.json, args.json_file.as_deref(), args.json_fd);
+            // Likewise a --keep-fd N not inherited: pkit's own N would be
+            // handed to the program.
+            #[cfg(unix)]
+            let args = {
+                let mut args = args;
+                args.keep_fd_not_inherited = args
+                    .keep_fd
+                    .iter()
+                    .copied()
+                    .find(|&fd| fd > 2 && !sys::fd_open(fd));
+                args
+            };
             if args.verbose {
                 events::install(false);
             }

@@ -49,3 +49,42 @@ fn a_json_fd_that_is_not_open_is_refused_before_anything_runs() {
         }
     }
 }
+
+/// `--keep-fd N` for an N that is not open when pkit starts is refused
+/// (status 125, nothing run), as it is for a number pkit never uses.
+/// Before the fix, for the numbers pkit's runtime, signalfd or signal pipe
+/// had taken by then, the program was handed that descriptor of pkit's
+/// (an epoll, an eventfd, the signal self-pipe, the signalfd) and ran.
+#[test]
+fn a_keep_fd_that_is_not_open_is_refused_and_no_descriptor_of_pkit_leaks() {
+    for mechanism in mechanisms() {
+        for fd in 3..=16 {
+            let mut cmd = pkit();
+            cmd.args(["run", "-q", "--mechanism", mechanism, "--keep-fd"])
+                .arg(fd.to_string())
+                .args(["--", "sh", "-c", "echo ran; ls -l /proc/self/fd/$1", "sh"])
+                .arg(fd.to_string());
+            // SAFETY: close(2) on a plain number, between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::close(fd);
+                    Ok(())
+                });
+            }
+            let out = cmd.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(125),
+                "{mechanism} --keep-fd {fd}: {:?}, stdout {stdout:?}, stderr {stderr:?}",
+                out.status
+            );
+            assert!(!stdout.contains("ran"), "{mechanism} --keep-fd {fd}: ran");
+            assert!(
+                stderr.contains(&format!("--keep-fd {fd}")) && stderr.contains("not open"),
+                "{mechanism} --keep-fd {fd}: {stderr:?}"
+            );
+        }
+    }
+}
