@@ -335,6 +335,11 @@ pub struct RunArgs {
     /// `3<file` habit (repeatable). Others above 2 are closed.
     #[arg(long = "keep-fd", value_name = "N")]
     pub keep_fd: Vec<i32>,
+    /// The first --keep-fd that was not open when pkit started (set by
+    /// `main` before pkit opens descriptors of its own, which could get
+    /// that number).
+    #[arg(skip)]
+    pub keep_fd_not_inherited: Option<i32>,
     /// The program to run, then its arguments: everything from PROGRAM on
     /// is the program's, even what looks like an option of pkit's (as with
     /// timeout(1) and env(1)).

@@ -18,6 +18,11 @@ pub fn check(args: &RunArgs) -> Result<(), String> {
             "--keep-fd {fd}: descriptors 0-2 are always passed (use shell redirections)"
         ));
     }
+    if let Some(fd) = args.keep_fd_not_inherited {
+        return Err(format!(
+            "--keep-fd {fd}: descriptor {fd} is not open (pkit did not inherit it)"
+        ));
+    }
     clone3_env()
 }
 

@@ -81,6 +81,24 @@ fn main() -> ExitCode {
             ExitCode::from(rt.block_on(supervise::main(*args)))
         }
         Cmd::Run(args) => {
+            // First, while pkit holds no descriptor of its own: an
+            // inherited --json-fd N that is not open would otherwise be
+            // found open once the signal pipe or the runtime took number
+            // N, and the report written into (and that descriptor closed
+            // under) pkit's own machinery.
+            let sink = report::Sink::open(args.json, args.json_file.as_deref(), args.json_fd);
+            // Likewise a --keep-fd N not inherited: pkit's own N would be
+            // handed to the program.
+            #[cfg(unix)]
+            let args = {
+                let mut args = args;
+                args.keep_fd_not_inherited = args
+                    .keep_fd
+                    .iter()
+                    .copied()
+                    .find(|&fd| fd > 2 && !sys::fd_open(fd));
+                args
+            };
             if args.verbose {
                 events::install(false);
             }
@@ -104,7 +122,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            let exit = rt.block_on(run::main(*args));
+            let exit = rt.block_on(run::main(*args, sink));
             drop(rt);
             match exit {
                 run::Exit::Code(c) => ExitCode::from(c),

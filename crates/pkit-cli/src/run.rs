@@ -33,7 +33,9 @@ pub enum Exit {
     Reraise(i32),
 }
 
-pub async fn main(args: RunArgs) -> Exit {
+/// `sink` is the report's destination, opened by `main` before anything
+/// else (see there).
+pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     let began = Instant::now();
     let program = args.program().to_string_lossy().into_owned();
     let mut report = Report {
@@ -46,7 +48,7 @@ pub async fn main(args: RunArgs) -> Exit {
         program,
         ..Report::default()
     };
-    let mut sink = match Sink::open(args.json, args.json_file.as_deref(), args.json_fd) {
+    let mut sink = match sink {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pkit: cannot open the report's destination: {e}");

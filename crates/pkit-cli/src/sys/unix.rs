@@ -243,6 +243,13 @@ pub fn children_usage() -> Option<ChildUsage> {
     })
 }
 
+/// Whether descriptor `fd` is open in this process.
+pub fn fd_open(fd: RawFd) -> bool {
+    // Raw: `fd` may not be open, which a BorrowedFd may not be.
+    // SAFETY: F_GETFD only inspects the fd table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 /// A writer for inherited fd `fd` (for `--json-fd`), or why not.
 pub fn inherited_fd(fd: RawFd) -> io::Result<File> {
     if fd <= 2 {
