@@ -181,6 +181,7 @@ impl Script {
             bounded_capture,
             own_tree,
             raw_output,
+            text_stdout: _,
         } = opts;
         let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
         let in_pipe = stdin_over.is_some() || stdout_over.is_some();
@@ -268,7 +269,7 @@ impl Script {
         crate::launch::wire(
             &mut proc,
             &cmd.spec,
-            (stream_lines, bounded_capture, raw_output),
+            (stream_lines, bounded_capture, raw_output, false),
             pipes,
         )
         .map_err(|e| Error::io(format!("{program}: wiring its stdio"), e))?;
