@@ -308,7 +308,7 @@ pub(crate) fn wire(
             CaptureBuf::new(Some(0), CapturePolicy::KeepHead)
         } else {
             CaptureBuf::new(capture_limit, capture_policy)
-                .as_text(text && kind == StreamKind::Stdout)
+                .text_if(text && kind == StreamKind::Stdout)
         }),
         tee: match kind {
             StreamKind::Stdout => plan.stdout_tee.clone(),

@@ -109,7 +109,7 @@ impl Stream {
     fn new(fd: Option<OwnedFd>, spec: &Spec, text: bool) -> Stream {
         Stream {
             fd,
-            capture: CaptureBuf::new(spec.io.capture_limit, spec.io.capture_policy).as_text(text),
+            capture: CaptureBuf::new(spec.io.capture_limit, spec.io.capture_policy).text_if(text),
             scratch: Vec::new(),
         }
     }

@@ -38,7 +38,7 @@ impl CaptureBuf {
 
     /// When `text`, a capture wanted as text (`run()`'s stdout): validated
     /// as UTF-8 as it arrives (see [`TextBytes`]).
-    pub(crate) fn as_text(mut self, text: bool) -> CaptureBuf {
+    pub(crate) fn text_if(mut self, text: bool) -> CaptureBuf {
         if text && self.buf.is_empty() {
             self.buf = TextBytes::tracking();
         }
