@@ -416,7 +416,7 @@ impl Player {
     ) -> Ended {
         let mut first: Vec<Chunk> = Vec::new();
         if let End::Output(o) = &script.end {
-            first.push(Chunk::Write(StreamKind::Stdout, o.stdout.clone().into()));
+            first.push(Chunk::Write(StreamKind::Stdout, o.stdout[..].into()));
             first.push(Chunk::Write(StreamKind::Stderr, o.stderr.clone().into()));
         }
         // The stream written last, while the other one waits for it.
