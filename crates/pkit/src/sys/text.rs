@@ -19,10 +19,10 @@ use std::os::fd::BorrowedFd;
 const BATCH: usize = 32 * 1024;
 
 /// Bytes captured from a stream, with a checkpoint: the first
-/// [`valid`](Self::valid) bytes are known to be valid UTF-8.
+/// `valid` bytes are known to be valid UTF-8.
 ///
 /// The checkpoint can be neither forged nor left stale: the bytes are
-/// private to this module, only [`check`](Self::check) raises it (right
+/// private to this module, only `check` raises it (right
 /// after validating the very bytes it covers), appends keep it (valid UTF-8
 /// ending at a char boundary stays valid when more bytes follow) and every
 /// other change lowers it to 0.
@@ -91,7 +91,7 @@ impl TextBytes {
         Ok(n)
     }
 
-    /// [`read_or_stop`](super::read_or_stop) appending here (it only
+    /// `sys::read_or_stop` appending here (it only
     /// writes past the end), then validated when a batch has arrived.
     pub(crate) fn read_or_stop(
         &mut self,
@@ -104,7 +104,7 @@ impl TextBytes {
         step
     }
 
-    /// [`read_ready`](super::read_ready) appending here (it only writes
+    /// `sys::read_ready` appending here (it only writes
     /// past the end), then validated when a batch has arrived.
     #[cfg(target_os = "linux")]
     pub(crate) fn read_ready(&mut self, fd: BorrowedFd<'_>, chunk: usize) -> io::Result<usize> {
