@@ -43,6 +43,8 @@ pub(crate) struct StartOpts {
     /// Hand a [`Stdio::Raw`](crate::Stdio::Raw) stream's pipe to the caller instead of
     /// reading it (a started process's; elsewhere it is captured).
     pub raw_output: bool,
+    /// Validate stdout as UTF-8 as it arrives (`run()`'s: see `TextBytes`).
+    pub text_stdout: bool,
 }
 
 /// Starts `cmd` in `container`. Must be called within a Tokio runtime.
@@ -55,6 +57,7 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
         bounded_capture,
         own_tree,
         raw_output,
+        text_stdout,
     } = opts;
     let program = cmd.display_name();
     need_runtime(&program)?;
@@ -119,7 +122,7 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
     if let Err(e) = wire(
         &mut proc,
         cmd,
-        (stream_lines, bounded_capture, raw_output),
+        (stream_lines, bounded_capture, raw_output, text_stdout),
         pipes,
     ) {
         let _ = proc.kill();
@@ -264,7 +267,7 @@ pub(crate) struct Pipes {
 pub(crate) fn wire(
     proc: &mut RunningProcess,
     cmd: &Spec,
-    (stream_lines, bounded_capture, raw_output): (bool, bool, bool),
+    (stream_lines, bounded_capture, raw_output, text): (bool, bool, bool, bool),
     pipes: Pipes,
 ) -> io::Result<()> {
     let Pipes {
@@ -305,6 +308,7 @@ pub(crate) fn wire(
             CaptureBuf::new(Some(0), CapturePolicy::KeepHead)
         } else {
             CaptureBuf::new(capture_limit, capture_policy)
+                .text_if(text && kind == StreamKind::Stdout)
         }),
         tee: match kind {
             StreamKind::Stdout => plan.stdout_tee.clone(),

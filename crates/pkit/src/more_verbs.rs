@@ -145,7 +145,7 @@ impl Group {
     /// is none to replay it in.
     pub async fn run(self, cmd: &Command) -> Result<String> {
         refuse_retry(cmd)?;
-        verbs::run(cmd.secret(self.output(cmd).await?), cmd.ok())
+        verbs::run(cmd.secret(self.output_as(cmd, true).await?), cmd.ok())
     }
 
     /// Runs `cmd` as [`output`](Self::output) does (the group is consumed)

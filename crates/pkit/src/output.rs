@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use crate::sys::{signal_name, Mechanism};
+use crate::sys::{signal_name, Mechanism, TextBytes};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,7 +42,8 @@ impl fmt::Display for Outcome {
 pub struct Output {
     pub(crate) program: String,
     pub(crate) outcome: Outcome,
-    pub(crate) stdout: Vec<u8>,
+    /// With what is known of it as text (see `Command::run`).
+    pub(crate) stdout: TextBytes,
     pub(crate) stderr: Vec<u8>,
     pub(crate) duration: Duration,
     pub(crate) mechanism: Mechanism,
@@ -126,7 +127,7 @@ impl Output {
 
     /// Takes stdout out of the result.
     pub fn into_stdout(self) -> Vec<u8> {
-        self.stdout
+        self.stdout.into_vec()
     }
 
     /// How long the run took, from spawn to the end of teardown.
@@ -214,7 +215,7 @@ impl Output {
         Output {
             program: self.program.clone(),
             outcome: self.outcome,
-            stdout: Vec::new(),
+            stdout: TextBytes::default(),
             stderr: Vec::new(),
             duration: self.duration,
             mechanism: self.mechanism,

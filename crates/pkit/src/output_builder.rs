@@ -24,7 +24,7 @@ impl Output {
             out: Output {
                 program: program.into(),
                 outcome: Outcome::Exited(0),
-                stdout: Vec::new(),
+                stdout: Default::default(),
                 stderr: Vec::new(),
                 duration: Duration::ZERO,
                 mechanism: Mechanism::ProcessGroup,
@@ -68,7 +68,7 @@ impl OutputBuilder {
 
     /// What the run wrote to stdout.
     pub fn stdout(mut self, bytes: impl Into<Vec<u8>>) -> OutputBuilder {
-        self.out.stdout = bytes.into();
+        self.out.stdout = bytes.into().into();
         self
     }
 

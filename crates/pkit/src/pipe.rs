@@ -493,6 +493,7 @@ impl Pipe {
                 bounded_capture: started,
                 own_tree: false,
                 raw_output: false,
+                text_stdout: false,
             };
             // On error, dropping the group kills the stages already started.
             let launch = crate::launch_spec::Launch { group, opts };

@@ -411,7 +411,7 @@ impl RunningProcess {
             program: self.program.clone(),
             outcome,
             stdout: stdout.bytes,
-            stderr: stderr.bytes,
+            stderr: stderr.bytes.into_vec(),
             duration: self.started.elapsed(),
             mechanism: self.mechanism,
             pid: self.pid,

@@ -36,7 +36,7 @@ impl SystemRunner {
 
 impl Runner for SystemRunner {
     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
-        Box::pin(run_contained(cmd, self.mechanism))
+        Box::pin(run_contained(cmd, self.mechanism, false))
     }
 
     /// Starts `cmd` for real in `launch`'s group (whose mechanism wins over
@@ -171,6 +171,12 @@ impl Group {
     /// go through it. (A `SystemRunner`'s mechanism gives way to the
     /// group's, as for `start`.)
     pub async fn output(self, cmd: &Command) -> Result<Output> {
+        self.output_as(cmd, false).await
+    }
+
+    /// [`output`](Self::output), with stdout validated as UTF-8 as it
+    /// arrives when `text` (for [`run`](Self::run)).
+    pub(crate) async fn output_as(self, cmd: &Command, text: bool) -> Result<Output> {
         if cmd.runner.as_ref().is_some_and(|r| !r.starts_real_only()) {
             return Err(Error::InvalidInput(format!(
                 "{}: a group's one-command verbs run the real program, not the command's \
@@ -178,7 +184,7 @@ impl Group {
                 cmd.display_name()
             )));
         }
-        run_in(self, cmd).await
+        run_in(self, cmd, text).await
     }
 
     /// Starts `cmd` in the group. Must be called within a Tokio runtime.
@@ -255,7 +261,13 @@ impl Group {
     }
 }
 
-async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Result<Output> {
+/// `text`: stdout is wanted as text (`run()`), and validated as UTF-8 as
+/// it arrives.
+pub(crate) async fn run_contained(
+    cmd: &Command,
+    mechanism: Option<MechanismChoice>,
+    text: bool,
+) -> Result<Output> {
     // A run cancelled before it starts spawns nothing (not even a group).
     if cmd.spec.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
         return Err(Error::Cancelled {
@@ -266,7 +278,7 @@ async fn run_contained(cmd: &Command, mechanism: Option<MechanismChoice>) -> Res
     if let Some(choice) = mechanism {
         builder = builder.mechanism(choice);
     }
-    run_in(builder.build()?, cmd).await
+    run_in(builder.build()?, cmd, text).await
 }
 
 /// `proc`'s log subject, labelled `label`.
@@ -277,8 +289,8 @@ fn who<'a>(proc: &'a RunningProcess, label: &'a str) -> crate::log::Subject<'a> 
 }
 
 /// Runs `cmd` as `group`'s main process, bounded by its timeout and cancel
-/// token, and ends the group with it.
-pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
+/// token, and ends the group with it; `text` as for [`run_contained`].
+pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let bounds = Bounds {
         timeout: cmd.spec.timeout,
         inactivity: cmd.spec.run.inactivity,
@@ -294,7 +306,11 @@ pub(crate) async fn run_in(group: Group, cmd: &Command) -> Result<Output> {
     // Dropping this future drops `group` (and `proc`): the tree is killed
     // synchronously and the container removed.
     // A verb has no consumer for a line stream: it captures instead.
-    let mut proc = group.start_with(&cmd.spec, Default::default())?;
+    let opts = StartOpts {
+        text_stdout: text,
+        ..Default::default()
+    };
+    let mut proc = group.start_with(&cmd.spec, opts)?;
     // Nobody can write to a verb's piped stdin: end of file at once.
     drop(proc.take_stdin());
     let bounds = Bounds {

@@ -39,13 +39,11 @@ pub(crate) fn run(out: Output, ok: &[i32]) -> Result<String> {
             output: Box::new(out),
         });
     }
-    // The captured bytes become the String in place (validated, not
-    // copied: a copy of a 64 MiB answer costs as much as capturing it);
-    // only invalid UTF-8 is copied, with U+FFFD for the bad bytes.
-    let mut text = match String::from_utf8(std::mem::take(&mut out.stdout)) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
+    // The captured bytes become the String in place (not copied: a copy
+    // of a 64 MiB answer costs as much as capturing it), validated only
+    // past what the capture validated as it arrived; only invalid UTF-8 is
+    // copied, with U+FFFD for the bad bytes.
+    let mut text = std::mem::take(&mut out.stdout).into_string_lossy();
     // Only the trailing line ending(s) go, by truncating: leading and
     // inner whitespace is data (`git status --porcelain` starts with a
     // space).
@@ -110,6 +108,15 @@ impl Command {
         self.run_with().output(self).await
     }
 
+    /// [`output`](Self::output), for a verb that wants stdout as text when
+    /// `text`: the real runner then validates it as UTF-8 as it arrives.
+    pub(crate) async fn output_as(&self, text: bool) -> Result<Output> {
+        match &self.runner {
+            None => crate::runner::run_contained(self, None, text).await,
+            Some(r) => r.output(self).await,
+        }
+    }
+
     /// Runs the command, requires success, and returns stdout as text
     /// without its trailing line ending(s) (`\n`, `\r\n`, several of them):
     /// leading and inner whitespace is data, kept as written. Bytes that are
@@ -133,7 +140,7 @@ impl Command {
     /// stdout was cut by a [`capture_limit`](Self::capture_limit).
     pub async fn run(&self) -> Result<String> {
         crate::retry::with_retry(self, || async {
-            run(self.secret(self.output().await?), self.ok())
+            run(self.secret(self.output_as(true).await?), self.ok())
         })
         .await
     }
@@ -167,5 +174,37 @@ impl Command {
     /// signal, [`Error::Timeout`](crate::Error::Timeout) for a timeout.
     pub async fn probe(&self) -> Result<bool> {
         crate::retry::with_retry(self, || async { probe(self.secret(self.output().await?)) }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::Command;
+
+    /// `size` bytes of multi-byte text, captured for `run()` (`text`) or
+    /// `output()`: how many bytes were captured, and how many of them the
+    /// capture validated as they arrived.
+    async fn captured(size: usize, text: bool) -> (usize, usize) {
+        let script = format!("yes 'aé€😀' | head -c {size}");
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .output_as(text)
+            .await
+            .expect("sh");
+        (out.stdout.len(), out.stdout.valid())
+    }
+
+    /// `run()`'s capture is validated while it arrives, on the reactor
+    /// (100 KiB) and on the reading thread (3 MiB): at most the last
+    /// batch (32 KiB) is left for `run()` itself. `output()`'s is not
+    /// validated at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_capture_is_validated_as_it_arrives() {
+        for size in [100 << 10, 3 << 20] {
+            let (len, valid) = captured(size, true).await;
+            assert_eq!(len, size);
+            assert!(valid + (32 << 10) >= len, "{size}: {valid} of {len}");
+            assert_eq!(captured(size, false).await, (size, 0), "output()");
+        }
     }
 }

@@ -77,12 +77,14 @@ fn choose(cmd: &Command) -> Result<Choice> {
 /// `cmd.output()`, blocking: on the calling thread when [`choose`] says
 /// so, else through the engine.
 #[track_caller]
-pub(crate) fn output(what: &str, cmd: &Command) -> Result<Output> {
+pub(crate) fn output(what: &str, cmd: &Command, text: bool) -> Result<Output> {
     super::runtime::refuse_inside_runtime(what);
     match choose(cmd)? {
-        Choice::Engine => super::block_on(what, cmd.output()),
-        Choice::EngineIn(group) => super::block_on(what, crate::runner::run_in(group, cmd)),
-        Choice::Direct(group) => run(what, group, cmd),
+        Choice::Engine => super::block_on(what, cmd.output_as(text)),
+        Choice::EngineIn(group) => {
+            super::block_on(what, crate::runner::run_in(group, cmd, text))
+        }
+        Choice::Direct(group) => run(what, group, cmd, text),
     }
 }
 
@@ -103,10 +105,11 @@ const FIRST_READ: usize = 8 * 1024;
 const DRAIN_BUDGET: usize = 4 << 20;
 
 impl Stream {
-    fn new(fd: Option<OwnedFd>, spec: &Spec) -> Stream {
+    /// `text`: validated as UTF-8 as it arrives (`run()`'s stdout).
+    fn new(fd: Option<OwnedFd>, spec: &Spec, text: bool) -> Stream {
         Stream {
             fd,
-            capture: CaptureBuf::new(spec.io.capture_limit, spec.io.capture_policy),
+            capture: CaptureBuf::new(spec.io.capture_limit, spec.io.capture_policy).text_if(text),
             scratch: Vec::new(),
         }
     }
@@ -117,7 +120,7 @@ impl Stream {
         let Some(fd) = &self.fd else { return 0 };
         let got = match self.capture.direct() {
             Some(buf) => {
-                let got = crate::sys::read_ready(fd.as_fd(), buf, FIRST_READ);
+                let got = buf.read_ready(fd.as_fd(), FIRST_READ);
                 if let Ok(n) = got {
                     self.capture.note_direct(n);
                 }
@@ -223,7 +226,7 @@ fn start(
 
 /// The run itself, in `group` (whose children have pidfds).
 #[track_caller]
-fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
+fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let spec = &cmd.spec;
     let program = spec.display_name();
     group.check_open(spec)?;
@@ -235,8 +238,8 @@ fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
         crate::sys::write_small(fd.as_fd(), bytes);
     }
     let mut streams = [
-        Stream::new(stdout_parent, spec),
-        Stream::new(stderr_parent, spec),
+        Stream::new(stdout_parent, spec, text),
+        Stream::new(stderr_parent, spec, false),
     ];
     let wait_error = |e| Error::io(format!("{program}: wait"), e);
     let deadline = spec
@@ -274,7 +277,7 @@ fn run(what: &str, group: Group, cmd: &Command) -> Result<Output> {
         program,
         outcome,
         stdout: stdout.bytes,
-        stderr: stderr.bytes,
+        stderr: stderr.bytes.into_vec(),
         duration: started.elapsed(),
         mechanism: group.mechanism(),
         pid,
@@ -326,12 +329,33 @@ mod tests {
             crate::sys::poll_readable([None, None, child.pidfd()], Some(Duration::from_secs(60)))
                 .unwrap();
         assert!(ready[2], "the child did not exit within 60 s");
-        let mut streams = [Stream::new(None, spec), Stream::new(None, spec)];
+        let mut streams = [Stream::new(None, spec, false), Stream::new(None, spec, false)];
         for deadline in [Instant::now(), Instant::now() - Duration::from_secs(1)] {
             let status = wait_until(&child, &mut streams, Some(deadline)).unwrap();
             let outcome = status.map(crate::process::outcome_of);
             assert_eq!(outcome, Some(crate::output::Outcome::Exited(7)));
         }
         drop(group);
+    }
+
+    /// The blocking `run()`'s capture, read on the calling thread, is
+    /// validated as it arrives (at most the last 32 KiB batch left), and
+    /// `output()`'s is not.
+    #[test]
+    fn the_direct_runs_capture_is_validated_as_it_arrives() {
+        let size = 3 << 20;
+        let script = format!("yes 'aé€😀' | head -c {size}");
+        let cmd = Command::new("sh").args(["-c", &script]);
+        let group = Group::builder().one_shot().build().unwrap();
+        if !group.container().holds_pidfds() {
+            return; // the portable backend: never the direct path
+        }
+        let out = super::run("run", group, &cmd, true).unwrap();
+        let (len, valid) = (out.stdout.len(), out.stdout.valid());
+        assert_eq!(len, size);
+        assert!(valid + (32 << 10) >= len, "{valid} of {len}");
+        let group = Group::builder().one_shot().build().unwrap();
+        let out = super::run("output", group, &cmd, false).unwrap();
+        assert_eq!((out.stdout.len(), out.stdout.valid()), (size, 0));
     }
 }

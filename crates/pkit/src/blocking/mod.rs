@@ -115,7 +115,7 @@ impl Verbs<'_> {
     /// Those of [`Command::output`](crate::Command::output).
     #[track_caller]
     pub fn output(self) -> Result<Output> {
-        one_shot("output", self.cmd)
+        one_shot("output", self.cmd, false)
     }
 
     /// [`Command::run`], blocking.
@@ -128,7 +128,7 @@ impl Verbs<'_> {
         if self.cmd.retry.is_some() {
             return block_on("run", self.cmd.run());
         }
-        let out = one_shot("run", self.cmd)?;
+        let out = one_shot("run", self.cmd, true)?;
         crate::verbs::run(self.cmd.secret(out), self.cmd.ok())
     }
 
@@ -142,7 +142,7 @@ impl Verbs<'_> {
         if self.cmd.retry.is_some() {
             return block_on("exit_code", self.cmd.exit_code());
         }
-        let out = one_shot("exit_code", self.cmd)?;
+        let out = one_shot("exit_code", self.cmd, false)?;
         let ok = self.cmd.spec.io.ok_codes.as_deref();
         crate::verbs::exit_code(self.cmd.secret(out), ok)
     }
@@ -157,7 +157,7 @@ impl Verbs<'_> {
         if self.cmd.retry.is_some() {
             return block_on("probe", self.cmd.probe());
         }
-        let out = one_shot("probe", self.cmd)?;
+        let out = one_shot("probe", self.cmd, false)?;
         crate::verbs::probe(self.cmd.secret(out))
     }
 
@@ -169,7 +169,7 @@ impl Verbs<'_> {
     #[track_caller]
     pub fn status(self) -> Result<Outcome> {
         let cmd = self.cmd.for_status();
-        Ok(one_shot("status", &cmd)?.outcome())
+        Ok(one_shot("status", &cmd, false)?.outcome())
     }
 
     /// [`Command::parse`], blocking.
@@ -213,12 +213,12 @@ impl Verbs<'_> {
 /// calling thread where that applies; see `direct.rs`).
 #[track_caller]
 #[allow(clippy::needless_return)] // one of the two returns is compiled
-fn one_shot(what: &str, cmd: &Command) -> Result<Output> {
+fn one_shot(what: &str, cmd: &Command, text: bool) -> Result<Output> {
     crate::sys::with_direct_wait! {
-        return direct::output(what, cmd);
+        return direct::output(what, cmd, text);
     }
     crate::sys::without_direct_wait! {
-        return block_on(what, cmd.output());
+        return block_on(what, cmd.output_as(text));
     }
 }
 

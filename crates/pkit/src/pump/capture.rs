@@ -1,5 +1,7 @@
 //! Bounded in-memory capture of one stream.
 
+use crate::sys::TextBytes;
+
 /// What to do when a stream's output exceeds its capture limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -17,7 +19,7 @@ pub enum CapturePolicy {
 /// A capture buffer that never holds much more than its limit.
 #[derive(Debug)]
 pub(crate) struct CaptureBuf {
-    buf: Vec<u8>,
+    buf: TextBytes,
     limit: usize,
     policy: CapturePolicy,
     /// Every byte the stream produced, kept or not.
@@ -27,16 +29,25 @@ pub(crate) struct CaptureBuf {
 impl CaptureBuf {
     pub(crate) fn new(limit: Option<usize>, policy: CapturePolicy) -> CaptureBuf {
         CaptureBuf {
-            buf: Vec::new(),
+            buf: TextBytes::default(),
             limit: limit.unwrap_or(usize::MAX),
             policy,
             seen: 0,
         }
     }
 
+    /// When `text`, a capture wanted as text (`run()`'s stdout): validated
+    /// as UTF-8 as it arrives (see [`TextBytes`]).
+    pub(crate) fn text_if(mut self, text: bool) -> CaptureBuf {
+        if text && self.buf.is_empty() {
+            self.buf = TextBytes::tracking();
+        }
+        self
+    }
+
     /// Room to read into, for a read straight into the buffer when nothing
     /// has been cut yet (the fast path for unbounded capture).
-    pub(crate) fn direct(&mut self) -> Option<&mut Vec<u8>> {
+    pub(crate) fn direct(&mut self) -> Option<&mut TextBytes> {
         (self.limit == usize::MAX).then_some(&mut self.buf)
     }
 
@@ -56,6 +67,7 @@ impl CaptureBuf {
             CapturePolicy::KeepTail => {
                 if bytes.len() >= self.limit {
                     self.buf.clear();
+                    self.buf.drain_front(0);
                     self.buf
                         .extend_from_slice(&bytes[bytes.len() - self.limit..]);
                 } else {
@@ -64,7 +76,7 @@ impl CaptureBuf {
                     // O(1) per byte, at most 2x the limit in memory.
                     if self.buf.len() > self.limit.saturating_mul(2) {
                         let cut = self.buf.len() - self.limit;
-                        self.buf.drain(..cut);
+                        self.buf.drain_front(cut);
                     }
                 }
             }
@@ -76,7 +88,7 @@ impl CaptureBuf {
     pub(crate) fn finish(mut self) -> Captured {
         if self.buf.len() > self.limit {
             let cut = self.buf.len() - self.limit;
-            self.buf.drain(..cut);
+            self.buf.drain_front(cut);
         }
         let truncated = self.seen > self.buf.len() as u64;
         Captured {
@@ -90,7 +102,7 @@ impl CaptureBuf {
 /// What a capture kept.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Captured {
-    pub bytes: Vec<u8>,
+    pub bytes: TextBytes,
     pub seen: u64,
     pub truncated: bool,
 }
@@ -104,17 +116,14 @@ mod tests {
         let mut h = CaptureBuf::new(Some(4), CapturePolicy::KeepHead);
         assert!(h.push(b"abc") && h.push(b"defg"));
         let c = h.finish();
-        assert_eq!(
-            (c.bytes.as_slice(), c.seen, c.truncated),
-            (&b"abcd"[..], 7, true)
-        );
+        assert_eq!((&c.bytes[..], c.seen, c.truncated), (&b"abcd"[..], 7, true));
 
         let mut t = CaptureBuf::new(Some(4), CapturePolicy::KeepTail);
         for chunk in [&b"abc"[..], b"def", b"g", b"hijklmn", b"o"] {
             t.push(chunk);
         }
         let c = t.finish();
-        assert_eq!((c.bytes.as_slice(), c.seen), (&b"lmno"[..], 15));
+        assert_eq!((&c.bytes[..], c.seen), (&b"lmno"[..], 15));
 
         let mut f = CaptureBuf::new(Some(4), CapturePolicy::Fail);
         assert!(f.push(b"abcd"));

@@ -35,7 +35,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 pub use capture::CapturePolicy;
@@ -210,20 +210,19 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
         let direct = sinks.direct_capture();
         let in_place = !direct && sinks.splits_in_place();
         let (step, from) = {
-            let target: &mut Vec<u8> = if direct {
-                sinks.capture_direct()
+            let mut target = if direct {
+                source::Target::Text(sinks.capture_direct())
             } else if in_place {
-                sinks.splitter.input()
+                source::Target::Bytes(sinks.splitter.input())
             } else {
                 chunk.clear();
-                &mut chunk
+                source::Target::Bytes(&mut chunk)
             };
             // Lines read in place keep to small reads: each read's
             // buffer travels to the consumer with its lines, so big reads
             // would hold megabytes in the queue (a line consumer gains
             // nothing from them; a capture or a forward does).
-            target.reserve(if in_place { READ_CHUNK } else { read_size });
-            let from = target.len();
+            let from = target.reserve(if in_place { READ_CHUNK } else { read_size });
             // The flag first: a stream that is always ready to read would
             // otherwise never let the select see the stop.
             let step = if control.stopping() {
@@ -231,7 +230,7 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
             } else {
                 tokio::select! {
                     biased;
-                    read = rx.read_buf(target) => Step::Read(read),
+                    read = target.read(&mut rx) => Step::Read(read),
                     _ = control.stop.notified() => Step::Stop,
                 }
             };
@@ -331,7 +330,7 @@ impl Sinks {
             && self.capture.as_mut().is_some_and(|c| c.direct().is_some())
     }
 
-    fn capture_direct(&mut self) -> &mut Vec<u8> {
+    fn capture_direct(&mut self) -> &mut crate::sys::TextBytes {
         self.capture
             .as_mut()
             .and_then(CaptureBuf::direct)

@@ -4,10 +4,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::sys::PtyIo;
-use crate::sys::{OwnedFd, PipeReceiver};
+use crate::sys::{OwnedFd, PipeReceiver, TextBytes};
 
 /// A stream a reader reads.
 pub(crate) enum Source {
@@ -59,6 +59,37 @@ impl AsyncRead for Source {
         match self.get_mut() {
             Source::Pipe(rx) => Pin::new(rx).poll_read(cx, buf),
             Source::Pty(pty) => pty.poll_read_buf(cx, buf),
+        }
+    }
+}
+
+/// Where a reader's next read goes: an unbounded capture (validated as
+/// text when it is wanted as text), or a buffer of bytes.
+pub(crate) enum Target<'a> {
+    Text(&'a mut TextBytes),
+    Bytes(&'a mut Vec<u8>),
+}
+
+impl Target<'_> {
+    /// Makes room for `n` more bytes; the length before the read.
+    pub(crate) fn reserve(&mut self, n: usize) -> usize {
+        match self {
+            Target::Text(t) => {
+                t.reserve(n);
+                t.len()
+            }
+            Target::Bytes(b) => {
+                b.reserve(n);
+                b.len()
+            }
+        }
+    }
+
+    /// One read from `rx`, appended. Cancel-safe, as `read_buf`.
+    pub(crate) async fn read(&mut self, rx: &mut Source) -> io::Result<usize> {
+        match self {
+            Target::Text(t) => t.read_from(rx).await,
+            Target::Bytes(b) => rx.read_buf(*b).await,
         }
     }
 }

@@ -139,7 +139,7 @@ fn capture_blocking(
         let pipe = stop.as_fd();
         let step = match capture.direct() {
             _ if control.stopping() => Ok(ReadStep::Stopped),
-            Some(buf) => crate::sys::read_or_stop(fd.as_fd(), pipe, buf, BIG_READ_CHUNK),
+            Some(buf) => buf.read_or_stop(fd.as_fd(), pipe, BIG_READ_CHUNK),
             None => {
                 scratch.clear();
                 crate::sys::read_or_stop(fd.as_fd(), pipe, &mut scratch, BIG_READ_CHUNK)

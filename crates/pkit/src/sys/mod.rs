@@ -62,6 +62,7 @@ pub(crate) mod setup_steps;
 mod signal;
 mod stats;
 pub(crate) mod step;
+mod text;
 mod transient;
 #[cfg(unix)]
 mod tree;
@@ -115,6 +116,7 @@ pub use stats::Stats;
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd, OwnedFd, RawFd};
 pub use step::{ChildStep, IoClass, Resource};
+pub(crate) use text::TextBytes;
 pub(crate) use transient::is_transient_os_error;
 #[cfg(unix)]
 pub(crate) use tree::ProcTree;

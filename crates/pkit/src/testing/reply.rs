@@ -318,7 +318,7 @@ impl Script {
     /// the command's bounds.
     async fn answer(&self, cmd: &Command) -> Result<Output> {
         let (mut stdout, mut stderr) = match &self.end {
-            End::Output(o) => (o.stdout.clone(), o.stderr.clone()),
+            End::Output(o) => (o.stdout.to_vec(), o.stderr.clone()),
             _ => (Vec::new(), Vec::new()),
         };
         let start = tokio::time::Instant::now();
@@ -368,7 +368,7 @@ impl Script {
                 End::Exit(outcome) => Ok(build(*outcome).duration(paused).build()),
                 End::Output(o) => {
                     let mut out = (**o).clone();
-                    out.stdout = stdout;
+                    out.stdout = stdout.into();
                     out.stderr = stderr;
                     Ok(out)
                 }

@@ -181,6 +181,7 @@ impl Script {
             bounded_capture,
             own_tree,
             raw_output,
+            text_stdout: _,
         } = opts;
         let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
         let in_pipe = stdin_over.is_some() || stdout_over.is_some();
@@ -268,7 +269,7 @@ impl Script {
         crate::launch::wire(
             &mut proc,
             &cmd.spec,
-            (stream_lines, bounded_capture, raw_output),
+            (stream_lines, bounded_capture, raw_output, false),
             pipes,
         )
         .map_err(|e| Error::io(format!("{program}: wiring its stdio"), e))?;
@@ -415,7 +416,7 @@ impl Player {
     ) -> Ended {
         let mut first: Vec<Chunk> = Vec::new();
         if let End::Output(o) = &script.end {
-            first.push(Chunk::Write(StreamKind::Stdout, o.stdout.clone().into()));
+            first.push(Chunk::Write(StreamKind::Stdout, o.stdout[..].into()));
             first.push(Chunk::Write(StreamKind::Stderr, o.stderr.clone().into()));
         }
         // The stream written last, while the other one waits for it.
