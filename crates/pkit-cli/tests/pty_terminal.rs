@@ -355,7 +355,8 @@ read_until(b"job-status=0")
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
 "#,
-    );
+    ]
+    .concat();
     let mut cmd = std::process::Command::new("python3");
     cmd.args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
         .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
