@@ -284,3 +284,59 @@ fn a_kill_ends_a_first_process_stopped_before_exec() {
         false,
     );
 }
+
+/// A group's first start that fails (its program does not exist) while
+/// another thread keeps signalling the group: the pidfd the clone
+/// published is closed when the failed child is reaped, and no signal may
+/// use it after that (it would be a closed descriptor, or by then another
+/// process's pidfd). Before the start took its birth back right after its
+/// clone, the signals failed with EBADF now and then (a review found
+/// hundreds in 3000 starts).
+#[test]
+fn signals_never_use_the_pidfd_of_a_failed_first_start() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let suite = rt.block_on(begin("signals_never_use_the_pidfd_of_a_failed_first_start"));
+    for choice in mechanisms() {
+        if skip_on_portable(choice, "clone3's published pidfd") {
+            continue;
+        }
+        let mut errors = Vec::new();
+        for _ in 0..1000 {
+            let g = Arc::new(
+                pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice))
+                    .unwrap_or_else(|e| panic!("{choice}: building a group: {e}")),
+            );
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let signaller = {
+                let (g, stop) = (g.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut errors = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Err(e) = g.signal(Signal::Cont) {
+                            errors.push(e.to_string());
+                        }
+                    }
+                    errors
+                })
+            };
+            let started = g.start(&Command::new("/nonexistent/pkit-test-program"));
+            assert!(
+                started.is_err(),
+                "{choice}: a program that doesn't exist started"
+            );
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            errors.extend(signaller.join().expect("the signalling thread"));
+        }
+        assert!(
+            errors.is_empty(),
+            "{choice}: {} signals failed, e.g. {:?}",
+            errors.len(),
+            errors.first()
+        );
+    }
+    rt.block_on(suite.end());
+}

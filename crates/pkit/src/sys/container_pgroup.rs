@@ -2,7 +2,6 @@
 //! scanning the process table only when the kernel can't say.
 
 use std::io;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::container::{Container, GuardLink, Kind};
@@ -358,11 +357,11 @@ impl Container {
     /// until [`end_birth`](Self::end_birth); called by its start, which
     /// holds the leader's mutex.
     #[cfg(target_os = "linux")]
-    pub(super) fn begin_birth(&self) -> Option<Arc<super::linux::birth::Birth>> {
+    pub(super) fn begin_birth(&self) -> Option<std::sync::Arc<super::linux::birth::Birth>> {
         let Kind::Pgroup { birth, .. } = &self.kind else {
             return None;
         };
-        let b = Arc::new(super::linux::birth::Birth::default());
+        let b = std::sync::Arc::new(super::linux::birth::Birth::default());
         *birth.lock().unwrap_or_else(|e| e.into_inner()) = Some(b.clone());
         Some(b)
     }

@@ -13,13 +13,16 @@
 //! the child through that pidfd while its start still waits.
 //!
 //! The pid is written after the pidfd has been installed, so a pid read
-//! means a usable pidfd. The descriptor stays the start's: it takes the
-//! published birth back (under the container's mutex, which a signal holds
-//! across its `pidfd_send_signal`) before it owns and may close it.
+//! means a usable pidfd. The descriptor stays the start's: as soon as its
+//! clone has returned (the child has executed the program, or failed), and
+//! before anything may close that descriptor, the start takes the birth
+//! back ([`Birth::take_back`], under the birth's own mutex, which a signal
+//! holds across its `pidfd_send_signal`): from then on no signal reads it.
 
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 
 /// Where the kernel writes a first process's pidfd and pid (see the module
 /// docs). Boxed or in an `Arc`: its address must not move during the clone.
@@ -29,8 +32,13 @@ pub(crate) struct Birth {
     pidfd: AtomicI32,
     /// The pid (`CLONE_PARENT_SETTID`), written once the pidfd is
     /// installed and before the child runs; 0 until then, -1 when the
-    /// clone could not publish it (`clone3` refused: an older clone).
+    /// clone could not publish it (`clone3` refused: an older clone) or
+    /// once the start has taken the birth back.
     pid: AtomicI32,
+    /// Held by a signal across its send through the pidfd, and by the
+    /// start while it takes the birth back: a pidfd a signal is using is
+    /// never closed under it.
+    sending: Mutex<()>,
 }
 
 /// What a signal to a [`Birth`] did.
@@ -49,6 +57,7 @@ impl Default for Birth {
         Birth {
             pidfd: AtomicI32::new(-1),
             pid: AtomicI32::new(0),
+            sending: Mutex::new(()),
         }
     }
 }
@@ -74,10 +83,20 @@ impl Birth {
         self.pid.store(-1, Ordering::Release);
     }
 
-    /// Sends `sig` to the child through its pidfd, once it is born. The
-    /// caller must keep the start from taking the pidfd meanwhile (it holds
-    /// the mutex the start takes the birth back under).
+    /// The start takes the child's pidfd back, as soon as its clone has
+    /// returned and before anything may close that pidfd (a failed child
+    /// is reaped and its pidfd closed right away): waits for a signal
+    /// sending through it, and from then on no signal reads it (they find
+    /// the birth unreachable and go the way of a started group).
+    pub(super) fn take_back(&self) {
+        let _sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        self.pid.store(-1, Ordering::Release);
+    }
+
+    /// Sends `sig` to the child through its pidfd, once it is born and
+    /// until its start takes it back.
     pub(crate) fn signal(&self, sig: i32) -> (Reach, io::Result<()>) {
+        let _sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
         match self.pid.load(Ordering::Acquire) {
             0 => return (Reach::NotYet, Ok(())),
             p if p < 0 => return (Reach::Unreachable, Ok(())),
@@ -88,8 +107,9 @@ impl Birth {
             return (Reach::Unreachable, Ok(()));
         }
         // SAFETY: the kernel installed `fd` before it wrote the pid read
-        // above, and the start, which owns it, takes it back only under the
-        // mutex our caller holds: it is open for this call.
+        // above, and the start, which owns it, may close it only after
+        // `take_back`, which waits for the `sending` lock we hold and then
+        // makes the pid read -1: it is open for this call.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         (Reach::Sent, super::signal::pidfd_signal(fd, sig))
     }

@@ -39,8 +39,22 @@ pub(crate) fn spawn_forked(
     let (pid, pidfd, clone_err) = unsafe { fork_vfork(true, birth, || child_main(&plan)) };
     drop(write);
     // As in spawn_joining: never name the child by number.
-    let pidfd = cloned_pidfd(clone_err, pidfd)?;
+    let pidfd = match cloned_pidfd(clone_err, pidfd) {
+        Ok(pidfd) => pidfd,
+        Err(e) => {
+            if let Some(birth) = birth {
+                birth.take_back();
+            }
+            return Err(e);
+        }
+    };
     let code = read_words(read.as_fd()).next().unwrap_or(0);
+    // The child has executed the program or failed (its report pipe is
+    // closed): the pidfd is ours again before a failure's reaping closes
+    // it (see `birth.rs`).
+    if let Some(birth) = birth {
+        birth.take_back();
+    }
     finish_code(pid, pidfd, code)
 }
 

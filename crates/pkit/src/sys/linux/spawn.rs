@@ -223,6 +223,9 @@ pub(crate) fn spawn_joining(
     if let Some(birth) = birth {
         match clone3_published(&plan, &mut stack, birth) {
             Some(rc) => {
+                // The child has executed the program or failed: the pidfd
+                // is ours again before a failure's reaping closes it.
+                birth.take_back();
                 restore_signals(&old_mask);
                 drop(stack);
                 if rc < 0 {
