@@ -5,7 +5,9 @@
 //! changes from round to round so that each runs first, and right after
 //! each other one, equally often (a Williams design, `stats::round_order`:
 //! none always meets a warm or a cold cache, or what its predecessor left
-//! behind), for many rounds. Per contender it reports the median, min and
+//! behind), with an idle pause of 5 ms between rounds (so a round's last
+//! contender is no predecessor of the next round's first), for many
+//! rounds. Per contender it reports the median, min and
 //! max time, and the median of the per-round ratios against the baseline
 //! (`std::process`, or a plain read loop for streaming). Ratios of the same
 //! round are paired: a load spike hits all contenders of that round alike.

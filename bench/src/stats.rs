@@ -48,6 +48,9 @@ impl Scenario {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); n];
         let mut survivors = vec![0usize; n];
         for round in 0..rounds {
+            // An idle pause between rounds: the first contender of a round
+            // follows no contender (see `round_order`).
+            tokio::time::sleep(ROUND_PAUSE).await;
             for i in round_order(n, round) {
                 let sample = (self.contenders[i].1)().await;
                 times[i].push(sample.time);
@@ -146,6 +149,11 @@ fn fmt(d: Duration) -> String {
     }
 }
 
+/// The untimed pause before each round, long enough for what the last
+/// round left behind (a runtime's worker going back to sleep, the kernel's
+/// deferred work) to be over.
+const ROUND_PAUSE: Duration = Duration::from_millis(5);
+
 /// The order in which `n` contenders run in round `round`: the rows of a
 /// Williams design, taken in turn.
 ///
@@ -157,7 +165,10 @@ fn fmt(d: Duration) -> String {
 /// contender. In these rows each contender runs right after each other
 /// one equally often (once per `n` rounds for an even `n`, twice per `2n`
 /// for an odd `n`, whose rows come in mirrored pairs), and first in a
-/// round equally often.
+/// round equally often. Rounds run back to back would make the last of one
+/// round the predecessor of the next one's first, pairs the design does
+/// not balance: so each round starts after an idle pause
+/// ([`ROUND_PAUSE`]), and its first contender follows no contender.
 pub fn round_order(n: usize, round: usize) -> Vec<usize> {
     if n == 0 {
         return Vec::new();
