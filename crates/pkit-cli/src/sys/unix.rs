@@ -257,10 +257,8 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<File> {
             "use --json for stderr; stdout is the child's",
         ));
     }
-    // Raw: `fd` may not be open (EBADF is the answer), which a BorrowedFd
-    // for rustix's fcntl may not be.
-    // SAFETY: F_GETFD only inspects the fd table.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+    if !fd_open(fd) {
+        // fcntl's EBADF, left in errno by `fd_open`.
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the fd is open (checked above) and was handed to pkit for

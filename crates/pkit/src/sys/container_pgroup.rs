@@ -366,7 +366,8 @@ impl Container {
         Some(b)
     }
 
-    /// Takes the birth back: from here on its start owns the child's pidfd.
+    /// Unpublishes the birth once its start has returned (the start took
+    /// the child's pidfd back already, see `Birth::take_back`).
     #[cfg(target_os = "linux")]
     pub(super) fn end_birth(&self) {
         if let Kind::Pgroup { birth, .. } = &self.kind {

@@ -23,6 +23,17 @@ pub(crate) struct CloneArgs {
 
 type Entry = extern "C" fn(*mut c_void) -> c_int;
 
+/// Whether `errno` from a `clone3` means the call itself is refused here
+/// (no clone3, a seccomp filter, an older kernel's shorter `clone_args` or
+/// unknown flags), so that nothing was cloned and an older clone is to be
+/// used, rather than the clone failing.
+pub(crate) fn refused(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EOPNOTSUPP | libc::EINVAL
+    )
+}
+
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) const AVAILABLE: bool = true;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]

@@ -122,12 +122,7 @@ unsafe fn fork_vfork(
         let refused = clone_err
             .as_ref()
             .and_then(|e| e.raw_os_error())
-            .is_some_and(|e| {
-                matches!(
-                    e,
-                    libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP
-                )
-            });
+            .is_some_and(super::clone3::refused);
         if !refused {
             restore_signals(&old_mask);
             return (pid as i32, birth.pidfd(), clone_err);

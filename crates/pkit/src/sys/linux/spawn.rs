@@ -181,11 +181,10 @@ pub(crate) fn spawn_into_cgroup(
     drop(stack);
     if rc < 0 {
         let err = io::Error::from_raw_os_error((-rc) as i32);
-        return Err(match (-rc) as i32 {
-            libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EOPNOTSUPP | libc::EINVAL => {
-                SpawnError::Refused(err)
-            }
-            _ => SpawnError::Os(err),
+        return Err(if clone3::refused((-rc) as i32) {
+            SpawnError::Refused(err)
+        } else {
+            SpawnError::Os(err)
         });
     }
     // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
@@ -297,12 +296,7 @@ fn clone3_published(
             plan as *const Plan<'_> as *mut c_void,
         )
     };
-    match (-rc) as i32 {
-        libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EOPNOTSUPP | libc::EINVAL if rc < 0 => {
-            None
-        }
-        _ => Some(rc),
-    }
+    (rc >= 0 || !clone3::refused((-rc) as i32)).then_some(rc)
 }
 
 /// After the clone: reports the child's pre-exec failure, if any (the
