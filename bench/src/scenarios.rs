@@ -136,13 +136,7 @@ pub async fn probe(with: &str, runs: usize) {
         // plain thread.
         std::thread::spawn(move || {
             for _ in 0..=runs {
-                let code = pkit::Command::new("/bin/true")
-                    .stdout(pkit::Stdio::Null)
-                    .stderr(pkit::Stdio::Null)
-                    .blocking()
-                    .exit_code()
-                    .unwrap();
-                assert_eq!(code, 0);
+                blocking_spawn_wait("/bin/true");
             }
         })
         .join()
@@ -857,15 +851,21 @@ fn blocking_round() -> Duration {
 fn blocking_true(program: &'static str) -> Duration {
     on_plain_thread(move || {
         let t = Instant::now();
-        let code = pkit::Command::new(program)
-            .stdout(pkit::Stdio::Null)
-            .stderr(pkit::Stdio::Null)
-            .blocking()
-            .exit_code()
-            .unwrap();
-        assert_eq!(code, 0);
+        blocking_spawn_wait(program);
         t.elapsed()
     })
+}
+
+/// One spawn-wait of `program` (null stdio) through the blocking facade,
+/// on the calling thread (which must have no runtime current).
+fn blocking_spawn_wait(program: &str) {
+    let code = pkit::Command::new(program)
+        .stdout(pkit::Stdio::Null)
+        .stderr(pkit::Stdio::Null)
+        .blocking()
+        .exit_code()
+        .unwrap();
+    assert_eq!(code, 0);
 }
 
 /// One timed blocking small capture (`cat` with 32 bytes in), on the
