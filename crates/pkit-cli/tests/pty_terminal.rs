@@ -260,22 +260,9 @@ fn a_double_bg_and_fg_is_not_the_end_of_the_input() {
 fn bg_and_fg(m: &str, pause: Option<&str>, cycles: usize) {
     let driver = [
         PY_PTY_DRIVER,
+        "\ncycles = int(os.environ[\"CYCLES\"])",
+        PY_JOB_IN_PTY,
         r#"
-cycles = int(os.environ["CYCLES"])
-pid, fd = pty.fork()
-if pid == 0:
-    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    job = os.fork()
-    if job == 0:
-        os.setpgid(0, 0)
-        os.tcsetpgrp(0, os.getpgrp())
-        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        os.execv(sys.argv[1], sys.argv[1:])
-    try:
-        os.setpgid(job, job)
-    except PermissionError:
-        pass
-    print("job=%d;" % job, flush=True)
     for _ in range(cycles):
         _, st = os.waitpid(job, os.WUNTRACED)
         print("stopped=%d" % os.WIFSTOPPED(st), flush=True)

@@ -79,6 +79,22 @@ signal.alarm(90)
 /// and `st` are defined there); `driver` then drives it from the parent.
 pub fn py_bg_fg_driver(at_fg: &str, driver: &str) -> String {
     const SHELL: &str = r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
+    os.tcsetpgrp(0, os.getpgrp())
+    os.killpg(job, signal.SIGCONT)
+    print("in-bg", flush=True)
+    sys.stdin.readline()
+"#;
+    [PY_PTY_DRIVER, PY_JOB_IN_PTY, SHELL, at_fg, driver].concat()
+}
+
+/// The shell's part of a bg/fg driver, up to its job's start: a pty
+/// (`pid`, `fd`), and in its child (`pid == 0`) a job in a process group of
+/// its own, in the terminal's foreground, running `sys.argv[1:]` (`job`,
+/// printed as `job=N;`). What follows goes on in the shell's branch,
+/// indented 4 spaces.
+pub const PY_JOB_IN_PTY: &str = r#"
 pid, fd = pty.fork()
 if pid == 0:
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)
@@ -92,16 +108,7 @@ if pid == 0:
         os.setpgid(job, job)
     except PermissionError:
         pass
-    print("job=%d;" % job, flush=True)
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("stopped=%d" % os.WIFSTOPPED(st), flush=True)
-    os.tcsetpgrp(0, os.getpgrp())
-    os.killpg(job, signal.SIGCONT)
-    print("in-bg", flush=True)
-    sys.stdin.readline()
-"#;
-    [PY_PTY_DRIVER, SHELL, at_fg, driver].concat()
-}
+    print("job=%d;" % job, flush=True)"#;
 
 /// The `pkit` binary, started with HUP, INT, QUIT and TERM at their
 /// default disposition whatever the suite inherited: pkit keeps a signal
