@@ -139,7 +139,9 @@ struct Quiet {
 }
 
 impl Quiet {
-    fn start(mode: &str, choice: MechanismChoice) -> Quiet {
+    /// `start`: how the owner starts its guard (`PKIT_GUARD_START`: `exec`,
+    /// the default, or `fork`).
+    fn start(mode: &str, choice: MechanismChoice, start: &str) -> Quiet {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Digits only: it is a fraction of sleep's argument.
@@ -153,6 +155,7 @@ impl Quiet {
             .env("PKIT_QUIET_PIDS", pids.path())
             .env("PKIT_QUIET_MARK", &mark)
             .env("PKIT_QUIET_MECH", choice.as_str())
+            .env("PKIT_GUARD_START", start)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -251,8 +254,12 @@ impl Drop for Quiet {
 #[tokio::test]
 async fn unread_registrations_of_a_killed_owner_are_killed() {
     let suite = begin("unread_registrations").await;
-    for choice in mechanisms() {
-        let mut owner = Quiet::start("many", choice);
+    for (choice, start) in mechanisms()
+        .into_iter()
+        .flat_map(|c| [(c, "exec"), (c, "fork")])
+    {
+        let mut owner = Quiet::start("many", choice, start);
+        let choice = format!("{choice}, {start}");
         let tree = owner.tree();
         assert_eq!(tree.len(), UNREAD * 3, "{choice}: {tree:?}");
         assert_alive(&tree, &format!("{choice}: before the owner dies"));
@@ -260,7 +267,7 @@ async fn unread_registrations_of_a_killed_owner_are_killed() {
             .split(' ')
             .map(|w| w.parse().expect("a count"))
             .collect();
-        if choice != MechanismChoice::Portable {
+        if !portable_run() {
             // Asleep through all of them (one wake may be the query's
             // reply, sent just before it went back to sleep).
             assert!(
@@ -285,7 +292,7 @@ async fn unread_registrations_of_a_killed_owner_are_killed() {
 async fn a_group_started_just_before_its_owner_is_killed_dies_with_it() {
     let suite = begin("started_just_before").await;
     for choice in mechanisms() {
-        let mut owner = Quiet::start("at-once", choice);
+        let mut owner = Quiet::start("at-once", choice, "exec");
         let status = owner.child.wait().expect("wait");
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
