@@ -28,16 +28,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::portable::{env_plus, may_run_executable};
 use super::process::guard_main;
-use super::wire::{parse_start, socket_of_kind, Plan, Slot, BUF_LEN};
+use super::wire::{parse_start_bell, socket_of_kind, Plan, Slot, BUF_LEN};
 use crate::sys::setup::dup_above;
 use crate::sys::{child_io, ChildSetup, IoRequest, SpawnError, SpawnSpec};
 
-/// Set in the guard's environment: `<fd>,<exact>,<cap>` (the socket's
-/// descriptor, 1 if process groups are signalled exactly, the table's
-/// slots).
+/// Set in the guard's environment: `<fd>,<exact>,<cap>,<bell>` (the
+/// socket's descriptor, 1 if process groups are signalled exactly, the
+/// table's slots, the bell's descriptor: see `process.rs`).
 const ENV: &str = "PKIT_OWNER_DEATH_GUARD";
 /// The descriptor the guard's socket gets in the new image.
 const GUARD_FD: RawFd = 3;
+/// The descriptor the guard's bell gets in the new image.
+const BELL_FD: RawFd = 4;
 
 /// Whether [`guard_entry`] ran in this process (so the executable carries
 /// it, and the linker kept it).
@@ -68,7 +70,8 @@ unsafe fn become_guard_if_asked() {
     if value.is_null() {
         return;
     }
-    let Some((sock, exact_pgroup, cap)) = parse_start(CStr::from_ptr(value).to_bytes()) else {
+    let Some((sock, exact_pgroup, cap, bell)) = parse_start_bell(CStr::from_ptr(value).to_bytes())
+    else {
         return;
     };
     // Only on a socket of the kind the owner makes: anything else means
@@ -97,6 +100,7 @@ unsafe fn become_guard_if_asked() {
     let buf = map(BUF_LEN).cast::<u8>();
     let plan = Plan {
         sock,
+        bell,
         table,
         cap,
         buf,
@@ -116,17 +120,21 @@ pub(super) fn usable() -> Result<(), String> {
 }
 
 /// The guard's spawn: this executable, with stdio on `/dev/null`, the
-/// owner's environment plus [`ENV`], and `guard_end` as [`GUARD_FD`].
+/// owner's environment plus [`ENV`], `guard_end` as [`GUARD_FD`] and
+/// `bell` as [`BELL_FD`].
 pub(super) fn spawn_spec(
     guard_end: &OwnedFd,
+    bell: &OwnedFd,
     exact_pgroup: bool,
     cap: usize,
 ) -> io::Result<SpawnSpec> {
     let cstr = |b: Vec<u8>| CString::new(b).map_err(io::Error::other);
-    let envp = env_plus(ENV, &format!("{GUARD_FD},{},{cap}", u8::from(exact_pgroup)))?;
+    let start = format!("{GUARD_FD},{},{cap},{BELL_FD}", u8::from(exact_pgroup));
+    let envp = env_plus(ENV, &start)?;
     let null = || child_io(IoRequest::Null, false).map(|(io, _)| io);
     // `keep` sources must be numbered above every target.
-    let sock = dup_above(guard_end.as_raw_fd(), GUARD_FD + 1)?;
+    let sock = dup_above(guard_end.as_raw_fd(), BELL_FD + 1)?;
+    let bell = dup_above(bell.as_raw_fd(), BELL_FD + 1)?;
     Ok(SpawnSpec {
         path: cstr(b"/proc/self/exe".to_vec())?,
         argv: vec![cstr(b"pkit-guard".to_vec())?],
@@ -141,7 +149,7 @@ pub(super) fn spawn_spec(
         // guard ignores them (`spawn_orphan`).
         setup: ChildSetup {
             setsid: true,
-            keep: vec![(sock, GUARD_FD)],
+            keep: vec![(sock, GUARD_FD), (bell, BELL_FD)],
             ..ChildSetup::default()
         },
     })
@@ -163,10 +171,16 @@ pub(super) fn describe(e: &SpawnError) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::portable::in_main_executable;
+    use super::super::wire::parse_start;
     use super::*;
 
     #[test]
     fn the_guard_variable_is_parsed_strictly() {
+        assert_eq!(parse_start_bell(b"3,1,4096,4"), Some((3, true, 4096, 4)));
+        assert_eq!(parse_start_bell(b"3,1,4096"), None);
+        assert_eq!(parse_start_bell(b"3,1,4096,3"), None);
+        assert_eq!(parse_start_bell(b"3,1,4096,2"), None);
+        assert_eq!(parse_start_bell(b"3,1,4096,x"), None);
         assert_eq!(parse_start(b"3,1,4096"), Some((3, true, 4096)));
         assert_eq!(parse_start(b"7,0,1"), Some((7, false, 1)));
         for bad in [

@@ -36,11 +36,20 @@
 //! as a pidfd passed with `SCM_RIGHTS`) and unregister when torn down: a
 //! cgroup only once its directories are removed (by the reaper thread, when
 //! they can't be at once), so an owner killed in between leaves them to
-//! the guard, not behind. Each message has one fixed size ([`Msg`]). The
-//! guard blocks in `recvmsg`, costing nothing while idle. When `recvmsg`
-//! returns end of file, every holder of the owner's end is gone, so the
-//! owner is dead: the guard kills every registered group, waits (bounded)
-//! for the cgroups to empty, removes their directories and exits.
+//! the guard, not behind. Each message has one fixed size ([`Msg`]).
+//!
+//! Linux's guard is not woken per message (a wake-up of another process
+//! costs a one-shot run tens of microseconds): it sleeps in `poll` on its
+//! socket asking for no event, which reports only the owner's end closing
+//! (a hang-up is reported whatever was asked; an arriving message wakes
+//! only a poller that asked for `POLLIN`), and on a "bell", an eventfd the
+//! owner writes to every [`BELL_EVERY`](wire::BELL_EVERY) messages, before
+//! a query, and when the socket is full. Rung, it reads every queued
+//! message. (The portable guard reads each message as it arrives.) When
+//! the socket reaches end of file, after every queued message has been
+//! read, every holder of the owner's end is gone, so the owner is dead:
+//! the guard kills every registered group, waits (bounded) for the cgroups
+//! to empty, removes their directories and exits.
 //!
 //! # What the guard may do
 //!
@@ -152,6 +161,8 @@ use std::sync::OnceLock;
 #[cfg(target_os = "linux")]
 mod exec;
 mod executable;
+#[cfg(target_os = "linux")]
+mod leader;
 mod owner;
 pub(crate) use owner::attach_fd;
 mod portable;
@@ -172,7 +183,7 @@ mod walk;
 mod wire;
 
 #[cfg(target_os = "linux")]
-pub(crate) use owner::LeaderRegistration;
+pub(crate) use leader::LeaderRegistration;
 use owner::Started;
 pub(crate) use owner::{Guard, Ticket};
 #[cfg(target_os = "linux")]

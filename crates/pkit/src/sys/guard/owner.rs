@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::wire::{
-    hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, FLAG_HAS_KILL, OP_CGROUP,
-    OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND, SEND_FLAGS,
+    hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, BELL_EVERY, FLAG_HAS_KILL,
+    OP_CGROUP, OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND, SEND_FLAGS,
 };
 
 /// The owner's handle on its guard.
@@ -21,6 +21,10 @@ pub(crate) struct Guard {
     /// use the owner's guard: it would die with the owner, not with it).
     pub(super) owner: crate::sys::creator::Creator,
     pub(super) sock: OwnedFd,
+    /// The Linux guard's bell (an eventfd): the guard sleeps through the
+    /// messages sent until it rings (see `process.rs`). `None`: the
+    /// portable guard, woken by every message.
+    pub(super) bell: Option<OwnedFd>,
     pub(super) pid: i32,
     /// The guard's pidfd (Linux).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -55,6 +59,8 @@ pub(super) struct State {
     /// Registration id -> (description, slots used).
     pub(super) live: BTreeMap<u64, Entry>,
     pub(super) used: usize,
+    /// Messages sent since the bell last rang.
+    pub(super) unrung: usize,
     /// Set once a send failed: the guard is gone.
     pub(super) failed: Option<String>,
 }
@@ -75,7 +81,7 @@ pub(super) struct Entry {
 #[derive(Debug)]
 pub(crate) struct Ticket(pub(super) u64);
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+pub(super) static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Guard {
     pub(crate) fn pid(&self) -> i32 {
@@ -195,7 +201,7 @@ impl Guard {
     /// groups from then on are created unguarded, which
     /// [`Group::guarded`](crate::Group::guarded), the group's description and
     /// [`GuardStatus::error`] report (and a warning is logged once).
-    fn deliver(&self, msgs: &[Msg], fd: Option<BorrowedFd<'_>>) -> Result<(), String> {
+    pub(super) fn deliver(&self, msgs: &[Msg], fd: Option<BorrowedFd<'_>>) -> Result<(), String> {
         let deadline = std::time::Instant::now() + SEND_BOUND;
         let mut sent = 0;
         loop {
@@ -206,8 +212,15 @@ impl Guard {
                 }
                 while sent < msgs.len() {
                     match self.try_send(&msgs[sent], fd) {
-                        Ok(()) => sent += 1,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Ok(()) => {
+                            sent += 1;
+                            self.count_sent(&mut state);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            // The guard makes room once it reads.
+                            self.ring(&mut state);
+                            break;
+                        }
                         Err(e) => {
                             let why =
                                 format!("the owner-death guard (pid {}) is gone: {e}", self.pid);
@@ -232,6 +245,25 @@ impl Guard {
                 }
                 return Err(Self::fail(&mut state, why));
             }
+        }
+    }
+
+    /// Counts a message sent to the guard: every [`BELL_EVERY`]th rings the
+    /// bell, so the guard reads them before many pile up.
+    pub(super) fn count_sent(&self, state: &mut State) {
+        state.unrung += 1;
+        if state.unrung >= BELL_EVERY {
+            self.ring(state);
+        }
+    }
+
+    /// Rings the guard's bell (if it has one): it reads every message
+    /// queued. Never blocks; a failed ring (the guard's socket is then
+    /// noticed full or closed by the next send) changes nothing.
+    pub(super) fn ring(&self, state: &mut State) {
+        state.unrung = 0;
+        if let Some(bell) = &self.bell {
+            let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
         }
     }
 
@@ -352,7 +384,7 @@ impl Guard {
 
     /// Notes a registration in the owner's bookkeeping, if the table has
     /// room for `slots` more entries.
-    fn book(&self, id: u64, what: String, slots: usize) -> Result<(), String> {
+    pub(super) fn book(&self, id: u64, what: String, slots: usize) -> Result<(), String> {
         let mut state = self.lock();
         if let Some(why) = &state.failed {
             return Err(why.clone());
@@ -373,7 +405,7 @@ impl Guard {
         Ok(())
     }
 
-    fn unbook(&self, id: u64) {
+    pub(super) fn unbook(&self, id: u64) {
         let mut state = self.lock();
         if let Some(entry) = state.live.remove(&id) {
             state.used -= entry.slots;
@@ -414,6 +446,7 @@ impl Guard {
         let mut m = Msg::EMPTY;
         m.op = OP_QUERY;
         self.deliver(&[m], None).ok()?;
+        self.ring(&mut self.lock());
         let r = recv_reply(self.sock.as_fd(), 2000)?;
         (r.kind == REPLY_COUNT).then_some((r.count as usize, r.lost))
     }
@@ -438,129 +471,6 @@ fn leader_start(pid: i32) -> u64 {
     match super::start_time::birth(pid) {
         Some(b) if b.parent as u32 == std::process::id() => b.time,
         _ => 0,
-    }
-}
-
-/// A process group's registration made before its leader exists: booked
-/// here, then sent by the leader itself between its `setpgid` and its
-/// `execve` (see [`LeaderRegistration::send_from_leader`]), so the guard
-/// holds the group before any program of it runs. An owner SIGKILLed at
-/// any point leaves nothing: the leader (a vfork-style child) holds a copy
-/// of the owner's end of the socket until it execs, so the guard can't see
-/// the owner's death before the leader has sent it, or has died.
-#[cfg(target_os = "linux")]
-pub(crate) struct LeaderRegistration {
-    id: u64,
-    sock: RawFd,
-    msg: Msg,
-    /// -1: not sent by the leader (a forked leader, which shares no memory
-    /// with us, or a leader that failed before); 0: sent; else the errno.
-    sent: std::sync::atomic::AtomicI32,
-}
-
-#[cfg(target_os = "linux")]
-impl Guard {
-    /// Books a registration for a process group whose leader is about to
-    /// be spawned.
-    pub(crate) fn prepare_leader(&self) -> Result<LeaderRegistration, String> {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        self.book(id, "process group (starting)".into(), 1)?;
-        let mut msg = Msg::EMPTY;
-        msg.op = OP_PGROUP;
-        msg.id = id;
-        Ok(LeaderRegistration {
-            id,
-            sock: self.sock.as_raw_fd(),
-            msg,
-            sent: std::sync::atomic::AtomicI32::new(-1),
-        })
-    }
-
-    /// After the leader started: its ticket. If the leader could not send
-    /// the registration itself, it is sent from here (a short window, as
-    /// before the leader sent it: see `send_from_leader`).
-    pub(crate) fn complete_leader(
-        &self,
-        reg: LeaderRegistration,
-        leader: BorrowedFd<'_>,
-        pgid: i32,
-    ) -> Result<Ticket, String> {
-        if let Some(entry) = self.lock().live.get_mut(&reg.id) {
-            entry.what = format!("process group {pgid}");
-        }
-        if reg.sent.load(Ordering::Acquire) == 0 {
-            return Ok(Ticket(reg.id));
-        }
-        let mut m = reg.msg;
-        m.pgid = pgid;
-        if let Err(e) = self.deliver(&[m], Some(leader)) {
-            self.unbook(reg.id);
-            return Err(e);
-        }
-        Ok(Ticket(reg.id))
-    }
-
-    /// The leader's spawn failed: drops the registration, which the leader
-    /// may have sent before it failed.
-    pub(crate) fn abandon_leader(&self, reg: LeaderRegistration) {
-        if reg.sent.load(Ordering::Acquire) == 0 {
-            self.unregister(Ticket(reg.id));
-        } else {
-            self.unbook(reg.id);
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl LeaderRegistration {
-    /// Sends the registration from the leader: its own pidfd and its pid
-    /// (its process group's id, as it leads the group by now), without
-    /// blocking. The outcome goes to `sent`; a failure is left to
-    /// [`Guard::complete_leader`].
-    ///
-    /// # Safety
-    /// Only in a vfork-style child (sharing the parent's memory, which keeps
-    /// `self` alive) after it became its process group's leader, before
-    /// `execve`: raw system calls on memory prepared before the clone, no
-    /// allocation, no lock.
-    pub(crate) unsafe fn send_from_leader(&self) {
-        // rustix's raw system calls: no allocation, no lock, no libc state
-        // (the pid is asked of the kernel, never a copy the parent cached).
-        let pid = rustix::process::getpid();
-        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
-            Ok(fd) => fd,
-            Err(e) => {
-                self.sent.store(e.raw_os_error(), Ordering::Release);
-                return;
-            }
-        };
-        let fd = pidfd.as_raw_fd();
-        let mut msg = self.msg;
-        msg.pgid = pid.as_raw_nonzero().get();
-        // Raw: in the vfork child: the message and its fd's control block built by hand on the
-        // stack, no allocation.
-        let mut iov = libc::iovec {
-            iov_base: (&mut msg as *mut Msg).cast(),
-            iov_len: size_of::<Msg>(),
-        };
-        let mut control = [0u64; 4];
-        let mut mh: libc::msghdr = MaybeUninit::zeroed().assume_init();
-        mh.msg_iov = &mut iov;
-        mh.msg_iovlen = 1;
-        attach_fd(&mut mh, &mut control, fd);
-        let result = loop {
-            let n = libc::sendmsg(self.sock, &mh, SEND_FLAGS);
-            if n == size_of::<Msg>() as isize {
-                break 0;
-            }
-            let errno = *libc::__errno_location();
-            if n < 0 && errno == libc::EINTR {
-                continue;
-            }
-            break if n < 0 { errno.max(1) } else { libc::EIO };
-        };
-        drop(pidfd);
-        self.sent.store(result, Ordering::Release);
     }
 }
 

@@ -404,6 +404,7 @@ pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
     let table = unsafe { map_table(cap) }.ok_or("cannot map the guard's table")?;
     let plan = Plan {
         sock: guard_end.as_raw_fd(),
+        bell: -1,
         table,
         cap,
         buf: std::ptr::null_mut(),
@@ -479,6 +480,7 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
     Guard {
         owner: crate::sys::creator::Creator::here(),
         sock,
+        bell: None,
         pid,
         pidfd: None,
         exact_pgroup: false,
@@ -488,6 +490,7 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
         state: std::sync::Mutex::new(State {
             live: Default::default(),
             used: 0,
+            unrung: 0,
             failed: None,
         }),
         query_lock: std::sync::Mutex::new(()),

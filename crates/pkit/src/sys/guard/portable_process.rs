@@ -67,6 +67,7 @@ unsafe fn launch_if_asked() {
     };
     let plan = Plan {
         sock,
+        bell: -1,
         table,
         cap,
         buf: std::ptr::null_mut(),

@@ -18,9 +18,9 @@ use crate::sys::linux::spawn;
 /// Only in the freshly forked guard; `plan`'s pointers are valid (the
 /// guard's copy of the owner's memory) and nothing else uses them.
 pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
-    // Keep only our socket: no pipe, cgroup or pidfd of the owner's stays
-    // open here (stdio becomes /dev/null).
-    close_all_but(plan.sock);
+    // Keep only our socket and bell: no pipe, cgroup or pidfd of the
+    // owner's stays open here (stdio becomes /dev/null).
+    close_all_but_two(plan.sock, if plan.bell < 0 { plan.sock } else { plan.bell });
     detach();
     // Room for one pidfd per slot.
     let mut lim = MaybeUninit::<libc::rlimit>::zeroed();
@@ -52,6 +52,59 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     let table = std::slice::from_raw_parts_mut(plan.table, plan.cap);
     let buf = std::slice::from_raw_parts_mut(plan.buf, plan.buf_len);
     let mut lost: u32 = 0;
+    let mut bell = plan.bell;
+    loop {
+        // Asleep until the owner rings the bell, or its end of the socket
+        // closes: POLLHUP is reported whatever was asked for, while a
+        // message arriving wakes only a poller that asked for POLLIN (the
+        // kernel's wake-up carries the event, and poll's waiters filter on
+        // it). Without a bell, every message wakes the guard.
+        let mut fds = [
+            libc::pollfd {
+                fd: plan.sock,
+                events: if bell < 0 { libc::POLLIN } else { 0 },
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: bell,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let watched = if bell < 0 { 1 } else { 2 };
+        if libc::poll(fds.as_mut_ptr(), watched, -1) < 0 {
+            match *libc::__errno_location() {
+                libc::EINTR | libc::ENOMEM | libc::EAGAIN => continue,
+                _ => break,
+            }
+        }
+        if bell >= 0 {
+            let ev = fds[1].revents;
+            if ev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                // Not a usable bell: read each message as it comes.
+                bell = -1;
+            } else if ev & libc::POLLIN != 0 {
+                let mut rings = 0u64;
+                libc::read(bell, (&mut rings as *mut u64).cast(), size_of::<u64>());
+            }
+        }
+        // Every message queued, in order; at the end of file (the owner is
+        // gone) every one sent before it has been read, so a group
+        // registered just before the owner died is in the table.
+        if !drain(plan.sock, table, &mut lost) {
+            break;
+        }
+    }
+    teardown(plan, table, buf);
+    libc::_exit(0)
+}
+
+/// Reads and acts on every message queued in `sock`, without blocking:
+/// false once the owner's end is closed (end of file) or the socket fails.
+///
+/// # Safety
+/// Guard only.
+unsafe fn drain(sock: RawFd, table: &mut [Slot], lost: &mut u32) -> bool {
     loop {
         let mut msg = Msg::EMPTY;
         let mut iov = libc::iovec {
@@ -64,15 +117,16 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
         mh.msg_iovlen = 1;
         mh.msg_control = control.as_mut_ptr().cast();
         mh.msg_controllen = size_of::<[u64; 8]>() as _;
-        let n = libc::recvmsg(plan.sock, &mut mh, libc::MSG_CMSG_CLOEXEC);
+        let n = libc::recvmsg(sock, &mut mh, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT);
         if n == 0 {
-            break; // every holder of the owner's end is gone
+            return false; // every holder of the owner's end is gone
         }
         if n < 0 {
-            if *libc::__errno_location() == libc::EINTR {
-                continue;
+            match *libc::__errno_location() {
+                libc::EINTR => continue,
+                libc::EAGAIN => return true,
+                _ => return false,
             }
-            break;
         }
         // Take the first passed fd; close any other.
         let mut passed: RawFd = -1;
@@ -97,48 +151,54 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             close_fd(passed);
             continue;
         }
-        match msg.op {
-            OP_CGROUP | OP_DIR | OP_PGROUP => {
-                if msg.op == OP_PGROUP && passed < 0 {
-                    lost = lost.saturating_add(1);
-                    continue;
-                }
-                let pidfd = if msg.op == OP_PGROUP { passed } else { -1 };
-                if table_insert(table, &msg, pidfd) {
-                    if msg.op != OP_PGROUP {
-                        close_fd(passed);
-                    }
-                } else {
-                    lost = lost.saturating_add(1);
+        act(sock, table, lost, &msg, passed);
+    }
+}
+
+/// Acts on one message (`passed`: the descriptor that came with it, or -1).
+///
+/// # Safety
+/// Guard only.
+unsafe fn act(sock: RawFd, table: &mut [Slot], lost: &mut u32, msg: &Msg, passed: RawFd) {
+    match msg.op {
+        OP_CGROUP | OP_DIR | OP_PGROUP => {
+            if msg.op == OP_PGROUP && passed < 0 {
+                *lost = lost.saturating_add(1);
+                return;
+            }
+            let pidfd = if msg.op == OP_PGROUP { passed } else { -1 };
+            if table_insert(table, msg, pidfd) {
+                if msg.op != OP_PGROUP {
                     close_fd(passed);
                 }
-            }
-            OP_REMOVE => {
+            } else {
+                *lost = lost.saturating_add(1);
                 close_fd(passed);
-                table_remove(table, msg.id, |slot| {
-                    if slot.op == OP_PGROUP {
-                        close_fd(slot.pidfd);
-                    }
-                });
             }
-            OP_QUERY => {
-                close_fd(passed);
-                let count = table_count(table);
-                reply(
-                    plan.sock,
-                    &Reply {
-                        kind: REPLY_COUNT,
-                        pid: 0,
-                        count,
-                        lost,
-                    },
-                );
-            }
-            _ => close_fd(passed),
         }
+        OP_REMOVE => {
+            close_fd(passed);
+            table_remove(table, msg.id, |slot| {
+                if slot.op == OP_PGROUP {
+                    close_fd(slot.pidfd);
+                }
+            });
+        }
+        OP_QUERY => {
+            close_fd(passed);
+            let count = table_count(table);
+            reply(
+                sock,
+                &Reply {
+                    kind: REPLY_COUNT,
+                    pid: 0,
+                    count,
+                    lost: *lost,
+                },
+            );
+        }
+        _ => close_fd(passed),
     }
-    teardown(plan, table, buf);
-    libc::_exit(0)
 }
 
 /// # Safety

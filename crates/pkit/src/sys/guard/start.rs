@@ -90,11 +90,21 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
     ))
 }
 
+/// The guard's bell (see `process.rs`): an eventfd, close-on-exec, above
+/// stdio, never blocking a ring.
+fn bell() -> Result<OwnedFd, String> {
+    use rustix::event::{eventfd, EventfdFlags};
+    let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+        .map_err(|e| format!("cannot create the guard's bell: {e}"))?;
+    above_stdio(fd).map_err(|e| format!("cannot set up the guard's bell: {e}"))
+}
+
 /// Runs this program's executable as the guard (see `exec.rs`): no copy of
 /// the owner's memory.
 fn start_exec(exact_pgroup: bool, cap: usize) -> Result<Guard, String> {
     let (owner_end, guard_end) = socket_pair()?;
-    let spec = exec::spawn_spec(&guard_end, exact_pgroup, cap)
+    let bell = bell()?;
+    let spec = exec::spawn_spec(&guard_end, &bell, exact_pgroup, cap)
         .map_err(|e| format!("cannot prepare the guard's start: {e}"))?;
     let (pid, pidfd) = spawn_orphan(&spec).map_err(|e| {
         format!(
@@ -118,7 +128,7 @@ fn start_exec(exact_pgroup: bool, cap: usize) -> Result<Guard, String> {
         }
     }
     Ok(new_guard(
-        owner_end,
+        (owner_end, bell),
         pid,
         Some(pidfd),
         exact_pgroup,
@@ -131,10 +141,12 @@ fn start_exec(exact_pgroup: bool, cap: usize) -> Result<Guard, String> {
 /// used where the executable can't be run as the guard, given as `why`.
 fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, String> {
     let (owner_end, guard_end) = socket_pair()?;
+    let bell = bell()?;
     let table = ZeroedTable::new(cap)?;
     let mut buf = vec![0u8; BUF_LEN];
     let plan = Plan {
         sock: guard_end.as_raw_fd(),
+        bell: bell.as_raw_fd(),
         table: table.ptr,
         cap,
         buf: buf.as_mut_ptr(),
@@ -197,7 +209,7 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
         reap_if_ours(hello.pid, fd);
     }
     Ok(new_guard(
-        owner_end,
+        (owner_end, bell),
         hello.pid,
         pidfd,
         exact_pgroup,
@@ -218,8 +230,9 @@ fn reap_if_ours(pid: i32, pidfd: &OwnedFd) {
     }
 }
 
+/// The owner's handle: its end of the socket and the bell, the guard.
 fn new_guard(
-    sock: OwnedFd,
+    (sock, bell): (OwnedFd, OwnedFd),
     pid: i32,
     pidfd: Option<OwnedFd>,
     exact_pgroup: bool,
@@ -229,6 +242,7 @@ fn new_guard(
     Guard {
         owner: crate::sys::creator::Creator::here(),
         sock,
+        bell: Some(bell),
         pid,
         pidfd,
         exact_pgroup,
@@ -238,6 +252,7 @@ fn new_guard(
         state: Mutex::new(State {
             live: BTreeMap::new(),
             used: 0,
+            unrung: 0,
             failed: None,
         }),
         query_lock: Mutex::new(()),

@@ -27,6 +27,11 @@ pub(super) const BUF_LEN: usize = 64 * 1024;
 pub(super) const SEND_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long the guard's teardown may wait for cgroups to empty.
 pub(super) const TEARDOWN_BOUND_MS: i64 = 10_000;
+/// The owner rings the Linux guard's bell at least every this many
+/// messages (see `process.rs`): few enough that the descriptors in flight
+/// (`SCM_RIGHTS`) and the socket's memory stay small, many enough that a
+/// one-shot run's two messages rarely wake the guard.
+pub(super) const BELL_EVERY: usize = 32;
 
 pub(super) const OP_CGROUP: u32 = 1;
 pub(super) const OP_DIR: u32 = 2;
@@ -122,6 +127,9 @@ impl Slot {
 /// What the guard needs, prepared before the fork.
 pub(super) struct Plan {
     pub(super) sock: RawFd,
+    /// The bell (an eventfd the owner writes to when the guard should read
+    /// its messages; -1: none, the guard wakes for every message).
+    pub(super) bell: RawFd,
     pub(super) table: *mut Slot,
     pub(super) cap: usize,
     pub(super) buf: *mut u8,
@@ -253,6 +261,19 @@ pub(super) fn parse_start(text: &[u8]) -> Option<(RawFd, bool, usize)> {
     Some((fd, exact == 1, cap))
 }
 
+/// Parses the Linux guard's start variable, `<fd>,<exact>,<cap>,<bell>`:
+/// [`parse_start`]'s fields and the bell's descriptor, strictly.
+pub(super) fn parse_start_bell(text: &[u8]) -> Option<(RawFd, bool, usize, RawFd)> {
+    let comma = text.iter().rposition(|&b| b == b',')?;
+    let (head, bell) = (&text[..comma], &text[comma + 1..]);
+    let (sock, exact, cap) = parse_start(head)?;
+    if bell.is_empty() || bell.len() > 9 || !bell.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let bell = bell.iter().fold(0, |n, &d| n * 10 + RawFd::from(d - b'0'));
+    (bell >= 3 && bell != sock).then_some((sock, exact, cap, bell))
+}
+
 /// Whether `sock` is a socket of type `kind` (the pre-`main` entries'
 /// check that the start variable names a socket pkit made, not some
 /// descriptor an unrelated program happened to inherit).
@@ -303,14 +324,40 @@ pub(super) const IGNORED_SIGNALS: [libc::c_int; 8] = [
 /// # Safety
 /// Async-signal-safe calls only; only in a freshly forked guard.
 pub(super) unsafe fn close_all_but(keep: RawFd) {
+    close_all_but_two(keep, keep)
+}
+
+/// [`close_all_but`], keeping two descriptors (the Linux guard's socket
+/// and bell; `a == b` keeps one).
+///
+/// # Safety
+/// As [`close_all_but`].
+pub(super) unsafe fn close_all_but_two(a: RawFd, b: RawFd) {
     // Raw: in the freshly forked guard: async-signal-safe calls only (the
     // guard loop's rules, see `process.rs`), on numbers not known to be open
     // (rustix's close takes an owned descriptor); rustix has no closefrom nor
     // getdtablesize.
+    let (keep, high) = (a.min(b), a.max(b));
     for fd in 0..keep {
         libc::close(fd);
     }
-    let from = keep + 1;
+    if high > keep + 1 {
+        #[cfg(target_os = "linux")]
+        let done = libc::syscall(
+            libc::SYS_close_range,
+            (keep + 1) as libc::c_uint,
+            (high - 1) as libc::c_uint,
+            0u32,
+        ) == 0;
+        #[cfg(not(target_os = "linux"))]
+        let done = false;
+        if !done {
+            for fd in keep + 1..high {
+                libc::close(fd);
+            }
+        }
+    }
+    let from = high + 1;
     #[cfg(target_os = "linux")]
     if libc::syscall(libc::SYS_close_range, from as libc::c_uint, u32::MAX, 0u32) == 0 {
         return;
