@@ -89,6 +89,9 @@ fn quiet_owner() {
         Some(usize::from(choice == MechanismChoice::Cgroup))
     );
     say(format!("guard {guard_pid}"));
+    if mode == "stale-reply" {
+        leave_a_reply_unread(guard_pid);
+    }
     // The tree: the mark in its script and in its sleep's argument.
     let script = format!(
         r#"trap '' INT; sleep 300.{mark} & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#
@@ -127,6 +130,48 @@ fn quiet_owner() {
     say("ready".into());
     std::hint::black_box((&first, &keep));
     std::thread::sleep(Duration::from_secs(300));
+}
+
+/// Leaves a reply of the guard's unread in this owner's socket: with the
+/// guard stopped, a status query gives up waiting for its answer; the
+/// guard, continued, answers into the socket, where the answer stays (a
+/// later query would drop it first; none comes). The owner's end closing
+/// with it unread is then reported to the guard as ECONNRESET, once, ahead
+/// of the messages still queued for it.
+fn leave_a_reply_unread(guard: u32) {
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &guard.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} {guard}");
+    };
+    let wchan = || std::fs::read_to_string(format!("/proc/{guard}/wchan")).unwrap_or_default();
+    signal("-STOP");
+    let deadline = Instant::now() + DEADLINE;
+    // Switched out in its stop (a running task shows no wait channel), so
+    // its count of sleeps includes the stop's.
+    while wchan() != "do_signal_stop" {
+        assert!(
+            Instant::now() < deadline,
+            "the guard never stopped: {:?}",
+            wchan()
+        );
+        std::thread::sleep(POLL);
+    }
+    let stopped = wakes(guard);
+    let entries = pkit::host_containment().guard.entries;
+    assert_eq!(entries, None, "a stopped guard answered");
+    signal("-CONT");
+    // Continued, it answers, then sleeps again: one sleep more.
+    let deadline = Instant::now() + DEADLINE;
+    while wakes(guard) == stopped {
+        assert!(
+            Instant::now() < deadline,
+            "the continued guard never went back to sleep"
+        );
+        std::thread::sleep(POLL);
+    }
 }
 
 /// A helper owner, started and ready, and what it reported.
@@ -276,6 +321,27 @@ async fn unread_registrations_of_a_killed_owner_are_killed() {
                 wakes[1] - wakes[0]
             );
         }
+        kill_pid(owner.child.id());
+        let _ = owner.child.wait();
+        owner
+            .assert_cleaned_up(&format!("{choice}: owner SIGKILLed"))
+            .await;
+    }
+    suite.end().await;
+}
+
+/// An owner killed with an answer of its guard's unread in its socket (a
+/// status query that gave up waiting, the guard being stopped then): the
+/// guard is told of the owner's end closing by an ECONNRESET ahead of the
+/// registrations still queued, and kills every one of them all the same.
+#[tokio::test]
+async fn registrations_queued_behind_an_unread_answer_are_killed() {
+    let suite = begin("behind_an_unread_answer").await;
+    for choice in mechanisms() {
+        let mut owner = Quiet::start("stale-reply", choice, "exec");
+        let tree = owner.tree();
+        assert_eq!(tree.len(), UNREAD * 3, "{choice}: {tree:?}");
+        assert_alive(&tree, &format!("{choice}: before the owner dies"));
         kill_pid(owner.child.id());
         let _ = owner.child.wait();
         owner

@@ -123,7 +123,11 @@ unsafe fn drain(sock: RawFd, table: &mut [Slot], lost: &mut u32) -> bool {
         }
         if n < 0 {
             match *libc::__errno_location() {
-                libc::EINTR => continue,
+                // The owner's end closed with replies of ours unread in it
+                // (a query that gave up waiting): the kernel reports that
+                // once, before the messages still queued here, which must
+                // all be read (registrations among them).
+                libc::EINTR | libc::ECONNRESET => continue,
                 libc::EAGAIN => return true,
                 _ => return false,
             }
