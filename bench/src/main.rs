@@ -51,7 +51,9 @@ struct Args {
     /// Run one contender's spawn-wait of `/bin/true` this many times (after
     /// one warm-up run) and exit, for counting system calls per run with
     /// `strace -f -c` (see `--probe-with`); prints the wall time and this
-    /// process's own CPU time per run to stderr.
+    /// process's own CPU time per run to stderr, and how often per run each
+    /// thread was scheduled in (this process's threads by name, and the
+    /// owner-death guard's): the wake-ups a run causes, thread by thread.
     #[arg(long)]
     probe_runs: Option<usize>,
     /// The contender `--probe-runs` or `--probe-rss-lines` runs: std,
@@ -127,9 +129,11 @@ fn main() {
         if runs > 0 {
             let (cpu, wall) = (own_cpu_ns(), std::time::Instant::now());
             let slices = own_slices();
+            let threads = thread_slices();
             rt.block_on(scenarios::probe(&args.probe_with, runs - 1));
             let (cpu, wall) = (own_cpu_ns().saturating_sub(cpu), wall.elapsed());
             let after = own_slices();
+            let threads_after = thread_slices();
             let per_run = |a: u64, b: u64| a.saturating_sub(b) as f64 / runs as f64;
             eprintln!(
                 "{}: {runs} runs, wall {:.1} µs/run, this process's CPU {:.1} µs/run, \
@@ -139,6 +143,10 @@ fn main() {
                 cpu as f64 / runs as f64 / 1e3,
                 per_run(after.0, slices.0),
                 per_run(after.1, slices.1),
+            );
+            eprintln!(
+                "  scheduled in per run, by thread: {}",
+                per_thread(&threads, &threads_after, runs)
             );
         }
         drop(ballast);
@@ -240,6 +248,65 @@ fn own_slices() -> (u64, u64) {
         }
     }
     counts
+}
+
+/// How many times each thread was scheduled in so far, by thread id:
+/// this process's threads (their name as `comm` has it) and the
+/// owner-death guard's, when one runs (`guard`), for telling which
+/// thread a run wakes. A thread that ended is not counted.
+fn thread_slices() -> Vec<(String, String, u64)> {
+    let mut found = Vec::new();
+    let mut read = |dir: &std::path::Path, label: &dyn Fn(&str) -> String| {
+        let Ok(tasks) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for t in tasks.flatten() {
+            let tid = t.file_name().to_string_lossy().into_owned();
+            let n = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+                .unwrap_or(0);
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            found.push((tid, label(comm.trim()), n));
+        }
+    };
+    let main = std::process::id().to_string();
+    read(std::path::Path::new("/proc/self/task"), &|comm| {
+        comm.to_owned()
+    });
+    if let Some(guard) = pkit::host_containment().guard.pid {
+        read(
+            std::path::Path::new(&format!("/proc/{guard}/task")),
+            &|_| "guard".to_owned(),
+        );
+    }
+    for (tid, name, _) in &mut found {
+        if *tid == main {
+            *name = "main".into();
+        }
+    }
+    found
+}
+
+/// The threads scheduled in during the runs, with how often per run
+/// (a thread started meanwhile counts from zero).
+fn per_thread(
+    before: &[(String, String, u64)],
+    after: &[(String, String, u64)],
+    runs: usize,
+) -> String {
+    let mut parts = Vec::new();
+    for (tid, name, n) in after {
+        let was = before
+            .iter()
+            .find(|(t, ..)| t == tid)
+            .map_or(0, |(.., n)| *n);
+        let per_run = n.saturating_sub(was) as f64 / runs as f64;
+        if per_run >= 0.005 {
+            parts.push(format!("{name} ({tid}) {per_run:.2}"));
+        }
+    }
+    parts.join(", ")
 }
 
 pub fn touch_memory(bytes: u64) -> Vec<u8> {

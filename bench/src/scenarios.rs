@@ -180,6 +180,9 @@ pub async fn probe(with: &str, runs: usize) {
                 assert!(st.success());
             }
             "pkit" => pkit_true("/bin/true").await,
+            // The bench's idle pause before each round (`stats::ROUND_PAUSE`),
+            // for a `+` list that starts its runs as a round does.
+            "pause" => tokio::time::sleep(crate::stats::ROUND_PAUSE).await,
             "processkit" => {
                 let code = processkit::Command::new("/bin/true").exit_code().await.unwrap();
                 assert_eq!(code, 0);
@@ -283,7 +286,7 @@ pub async fn probe(with: &str, runs: usize) {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
             }
             other => panic!(
-                "--probe-with {other}: std, tokio, pkit, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
+                "--probe-with {other}: std, tokio, pkit, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
                  std-cat, tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-pgroup-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),

@@ -152,7 +152,7 @@ fn fmt(d: Duration) -> String {
 /// The untimed pause before each round, long enough for what the last
 /// round left behind (a runtime's worker going back to sleep, the kernel's
 /// deferred work) to be over.
-const ROUND_PAUSE: Duration = Duration::from_millis(5);
+pub const ROUND_PAUSE: Duration = Duration::from_millis(5);
 
 /// The order in which `n` contenders run in round `round`: the rows of a
 /// Williams design, taken in turn.
