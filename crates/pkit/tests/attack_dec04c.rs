@@ -219,3 +219,70 @@ async fn run_text_cut_by_exit_timeout_and_drop() {
     }
     suite.end().await;
 }
+
+/// The blocking facade's `run()` from a plain thread: a timeout firing
+/// while it captures an endless stream of 4-byte characters is an error
+/// and ends the writer; a child that exits mid-character while a
+/// grandchild still holds its stdout gives the lossy text and leaves no
+/// grandchild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_run_text_timeout_and_a_grandchild_holding_stdout() {
+    let suite = begin("blocking_run_text_timeout_and_a_grandchild_holding_stdout").await;
+    for choice in mechanisms() {
+        let pids = TempPath::new("blocking-run-timeout");
+        let endless = sh(
+            choice,
+            "echo $$ > \"$1\"; while :; do printf '\\360\\237\\230\\200'; done",
+        )
+        .arg(pids.path())
+        .timeout(std::time::Duration::from_millis(500));
+        let err = std::thread::spawn(move || endless.blocking().run())
+            .join()
+            .expect("the thread")
+            .expect_err("timed out");
+        assert!(err.is_timeout(), "{choice}: {err:?}");
+        let pid = pid_in_file(&pids, "the timed-out writer").await;
+        assert_gone(&[pid], "the timed-out writer").await;
+
+        let pids = TempPath::new("blocking-run-grandchild");
+        let script = "sleep 300 & echo $! > \"$1\"; printf 'ok \\360\\237'; exit 0";
+        let left = sh(choice, script).arg(pids.path());
+        let got = std::thread::spawn(move || left.blocking().run())
+            .join()
+            .expect("the thread")
+            .expect("sh");
+        assert_eq!(got, "ok \u{FFFD}", "{choice}");
+        let pid = pid_in_file(&pids, "the grandchild").await;
+        assert_gone(&[pid], "the grandchild").await;
+    }
+    suite.end().await;
+}
+
+/// 100 MiB of 2-byte characters, the last one cut short, through the
+/// async verb and the blocking facade: the exact lossy text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_text_of_100_mib() {
+    let suite = begin("run_text_of_100_mib").await;
+    let script = "yes 'éééééééééééééééééééééééééééééééééééééééééééééééé' | head -c 104857599";
+    let got = Command::new("sh")
+        .args(["-c", script])
+        .run()
+        .await
+        .expect("sh");
+    let line = format!("{}\n", "é".repeat(48));
+    let mut want = line.repeat(104_857_599 / line.len() + 1).into_bytes();
+    want.truncate(104_857_599);
+    let want = expected(&want);
+    assert!(
+        got.len() == want.len() && got == want,
+        "run() gave {} bytes",
+        got.len()
+    );
+    drop(got);
+    let got = std::thread::spawn(move || Command::new("sh").args(["-c", script]).blocking().run())
+        .join()
+        .expect("the thread")
+        .expect("sh");
+    assert!(got == want, "blocking run() gave {} bytes", got.len());
+    suite.end().await;
+}
