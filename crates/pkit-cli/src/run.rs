@@ -2,6 +2,7 @@
 //! timeout as timeout(1) does, tear the tree down, report.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pkit::{CapturePolicy, Command, Error, Mechanism, Outcome, Stdio};
@@ -127,7 +128,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     // owner-death guard's launcher, a run of pkit's executable): what
     // they used is not the program's, and is taken off below.
     let usage_before = args.stats.then(sys::children_usage).flatten();
-    let mut proc = match group.start(&command(&args, &ids)) {
+    let mut proc = match start(&group, &args, &ids) {
         Ok(p) => p,
         Err(e) => {
             drop(group);
@@ -456,8 +457,34 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
     }
 }
 
-fn command(args: &RunArgs, ids: &crate::checks::Ids) -> Command {
-    let mut cmd = Command::new(args.program()).args(args.args());
+/// Starts the program; as execvp(3) does, and so timeout(1) and env(1), a
+/// file the kernel refused to execute although it may (ENOEXEC: a script
+/// without a `#!` line) is run by `/bin/sh` instead. Not as another user:
+/// whether that one may execute it is not pkit's to tell.
+fn start(
+    group: &pkit::Group,
+    args: &RunArgs,
+    ids: &crate::checks::Ids,
+) -> pkit::Result<pkit::RunningProcess> {
+    match group.start(&command(args, ids, None)) {
+        // The path as the library resolved it (a relative one against
+        // pkit's working directory, not -C's).
+        Err(Error::NotExecutable { path, .. })
+            if ids.uid.is_none() && ids.gid.is_none() && sys::shell_script(&path) =>
+        {
+            group.start(&command(args, ids, Some(&path)))
+        }
+        other => other,
+    }
+}
+
+/// The program's command; with `script`, `/bin/sh script ARGS...`.
+fn command(args: &RunArgs, ids: &crate::checks::Ids, script: Option<&Path>) -> Command {
+    let mut cmd = match script {
+        Some(path) => Command::new("/bin/sh").arg(path),
+        None => Command::new(args.program()),
+    }
+    .args(args.args());
     if args.pty {
         let (rows, cols) = crate::pty::size();
         cmd = cmd.pty(rows, cols);

@@ -243,6 +243,26 @@ pub fn children_usage() -> Option<ChildUsage> {
     })
 }
 
+/// Whether `path`, which the kernel refused to execute, is a file
+/// execvp(3) hands to `/bin/sh`: a regular file this process may execute
+/// that starts neither with `#!` nor as an ELF binary (so the refusal was
+/// ENOEXEC: no format the kernel knows); not one it may not (no execute
+/// permission, a `noexec` mount), nor a script whose interpreter failed.
+pub fn shell_script(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    // A regular file before it is opened: opening a FIFO would wait.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; 4];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    !head[..n].starts_with(b"#!")
+        && !head[..n].starts_with(b"\x7fELF")
+        && rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
+}
+
 /// Whether descriptor `fd` is open in this process.
 pub fn fd_open(fd: RawFd) -> bool {
     // Raw: `fd` may not be open, which a BorrowedFd may not be.

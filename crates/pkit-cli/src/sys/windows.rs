@@ -201,6 +201,11 @@ pub fn set_tty_foreground(_pgid: i32) -> io::Result<()> {
     Err(unsupported("no terminal job control on Windows"))
 }
 
+/// Windows runs no file without a known format through a shell.
+pub fn shell_script(_path: &std::path::Path) -> bool {
+    false
+}
+
 /// No `/proc` states on Windows.
 pub fn state_of(_pid: u32) -> Option<char> {
     None

@@ -87,10 +87,11 @@ impl Container {
         // lifecycle lock waits for it (it is then ended below with the
         // rest). Such a child may be stopped before its `exec`, its start
         // waiting for a SIGCONT that may never come: the tree is killed
-        // first then, which ends that child (it is in the container) and
-        // so its start. (A kill too early for a child that joins its
-        // container only later, or a start that is no start, is harmless:
-        // the tree is killed again below.)
+        // then, which ends that child (once it is in the container) and so
+        // its start, and killed again until the starts have returned: a
+        // kill that came before a child was born, or had joined its
+        // container, missed it (a close that then only waited for the start
+        // waited for ever). A kill of a start that is no start is harmless.
         self.torn_down.store(true, Ordering::Release);
         let placing = match self.lifecycle.try_write() {
             Ok(_) => false,
@@ -98,8 +99,17 @@ impl Container {
             Err(std::sync::TryLockError::WouldBlock) => true,
         };
         if placing {
-            let _ = self.kill();
-            drop(self.lifecycle.write().unwrap_or_else(|e| e.into_inner()));
+            super::nap::poll_until(
+                || {
+                    let _ = self.kill();
+                    !matches!(
+                        self.lifecycle.try_write(),
+                        Err(std::sync::TryLockError::WouldBlock)
+                    )
+                },
+                None,
+            )
+            .await;
         }
         #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {

@@ -292,19 +292,12 @@ impl Container {
     /// stopped before it) gets `sig` through its pidfd (see `birth.rs`),
     /// without the leader's mutex, which that start holds.
     pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        let (born, sent) = self.signal_birth(sig);
-        #[cfg(not(target_os = "linux"))]
-        let (born, sent) = (false, Ok(()));
-        let (leader, former) = match &self.kind {
-            Kind::Pgroup { .. } if born => (None, self.former_leaders()),
-            Kind::Pgroup { leader, .. } => (
-                leader.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                self.former_leaders(),
-            ),
+        let (sent, leader) = match &self.kind {
+            Kind::Pgroup { leader, .. } => self.birth_or_leader(sig, leader),
             #[cfg(target_os = "linux")]
-            Kind::Cgroup(_) => (None, Vec::new()),
+            Kind::Cgroup(_) => return Ok(()),
         };
+        let former = self.former_leaders();
         let pgid = leader.as_ref().map(|l| l.pid());
         for f in &former {
             let _ = signal_led(f, sig, pgid);
@@ -312,6 +305,41 @@ impl Container {
         match leader {
             Some(l) => signal_led(&l, sig, None),
             None => sent,
+        }
+    }
+
+    /// Sends `sig` to the group's first process while its start waits for
+    /// its `exec` (the result, and no leader), else gives the leader. Never
+    /// waits for the leader's mutex while a first start holds it: that
+    /// start publishes its birth only after taking the mutex, and a signal
+    /// that came in between and waited for the mutex waited for ever once
+    /// the child stopped before its `exec` (a `kill` or `close` racing
+    /// such a start hung). It looks for the birth again instead.
+    fn birth_or_leader(
+        &self,
+        sig: i32,
+        leader: &std::sync::Mutex<Option<std::sync::Arc<ChildHandle>>>,
+    ) -> (io::Result<()>, Option<std::sync::Arc<ChildHandle>>) {
+        let mut nap = std::time::Duration::from_micros(50);
+        loop {
+            #[cfg(target_os = "linux")]
+            if let (true, sent) = self.signal_birth(sig) {
+                return (sent, None);
+            }
+            // No birth is published where the mutex is the only wait.
+            if self.kind.is_portable() || cfg!(not(target_os = "linux")) {
+                let held = leader.lock().unwrap_or_else(|e| e.into_inner());
+                return (Ok(()), held.clone());
+            }
+            match leader.try_lock() {
+                Ok(held) => return (Ok(()), held.clone()),
+                Err(std::sync::TryLockError::Poisoned(e)) => {
+                    return (Ok(()), e.into_inner().clone())
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(5));
         }
     }
 

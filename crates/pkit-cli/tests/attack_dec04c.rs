@@ -1,0 +1,66 @@
+//! A hostile user of the `pkit` CLI (third pass of 2026-12-04): an
+//! executable script without a `#!` line.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+/// An executable file without a `#!` line (ENOEXEC from the kernel) is
+/// run by `/bin/sh`, as timeout(1) and env(1) run it (execvp(3)), named
+/// by path (a relative one, with `-C` elsewhere, too) or found on PATH, with its
+/// arguments, and its status is
+/// mirrored; a file that may not be executed is still refused (126).
+/// Before the fix pkit refused the script: "not executable", status 126,
+/// where `timeout 10 ./script` ran it.
+#[test]
+fn a_script_without_a_shebang_line_is_run_by_sh_as_timeout_runs_it() {
+    let dir = temp_path("noshebang");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("pkit-attack-noshebang");
+    std::fs::write(&script, "echo \"ran with $# args: $1\"\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plain = dir.join("pkit-attack-not-executable");
+    std::fs::write(&plain, "echo ran\n").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for mechanism in mechanisms() {
+        for program in [
+            script.to_str().unwrap(),
+            "pkit-attack-noshebang",
+            "./pkit-attack-noshebang",
+        ] {
+            // A relative path is pkit's working directory's, not -C's.
+            let out = pkit()
+                .env("PATH", &path)
+                .current_dir(&dir)
+                .args(["run", "-q", "--mechanism", mechanism, "-C", "/"])
+                .args(["--", program, "one"])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                (out.status.code(), stdout.as_ref()),
+                (Some(3), "ran with 1 args: one\n"),
+                "{mechanism} {program}: stderr {stderr:?}"
+            );
+        }
+        let out = pkit()
+            .args(["run", "-q", "--mechanism", mechanism, "--"])
+            .arg(&plain)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "{mechanism}: {stderr:?}");
+        assert!(out.stdout.is_empty(), "{mechanism}: the plain file ran");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
