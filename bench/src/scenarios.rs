@@ -271,6 +271,9 @@ pub async fn probe(with: &str, runs: usize) {
             "pkit-pgroup-lines" => {
                 let _ = pkit_lines(LINES, Some(pkit::MechanismChoice::ProcessGroup)).await;
             }
+            "pkit-raw-lines" => {
+                let _ = pkit_raw_lines(LINES).await;
+            }
             // The stream's group without the stream: `Group::new`, one
             // `/bin/true` started, waited for, and the group closed.
             "pkit-group" => pkit_group_true(None).await,
@@ -580,6 +583,24 @@ async fn pkit_lines(lines: usize, mechanism: Option<pkit::MechanismChoice>) -> D
     let mut stream = p.lines();
     let mut n = 0;
     while stream.next_line().await.is_some() {
+        n += 1;
+    }
+    p.wait().await.unwrap();
+    group.close().await.unwrap();
+    assert_eq!(n, lines);
+    t.elapsed()
+}
+
+async fn pkit_raw_lines(lines: usize) -> Duration {
+    let t = Instant::now();
+    let group = pkit::Group::new().unwrap();
+    let cmd = pkit::Command::new("sh")
+        .args(["-c", &line_script(lines)])
+        .stdout(pkit::Stdio::Raw);
+    let mut p = group.start(&cmd).unwrap();
+    let mut reader = tokio::io::BufReader::new(p.take_stdout().unwrap()).lines();
+    let mut n = 0;
+    while reader.next_line().await.unwrap().is_some() {
         n += 1;
     }
     p.wait().await.unwrap();
