@@ -271,6 +271,9 @@ pub async fn probe(with: &str, runs: usize) {
             "pkit-pgroup-lines" => {
                 let _ = pkit_lines(LINES, Some(pkit::MechanismChoice::ProcessGroup)).await;
             }
+            // The same spawn in a `Group`, its stdout taken raw and split
+            // by tokio's `lines()` in this task: what the stream would
+            // cost with no reading task between the pipe and its consumer.
             "pkit-raw-lines" => {
                 let _ = pkit_raw_lines(LINES).await;
             }
@@ -288,7 +291,7 @@ pub async fn probe(with: &str, runs: usize) {
             other => panic!(
                 "--probe-with {other}: std, tokio, pkit, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
                  std-cat, tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
-                 pkit-pgroup-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
+                 pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
         }
     }
@@ -591,6 +594,8 @@ async fn pkit_lines(lines: usize, mechanism: Option<pkit::MechanismChoice>) -> D
     t.elapsed()
 }
 
+/// `lines` lines through a pkit `Group` with stdout as `Stdio::Raw`, read
+/// with tokio's `lines()` by the caller (`--probe-with pkit-raw-lines`).
 async fn pkit_raw_lines(lines: usize) -> Duration {
     let t = Instant::now();
     let group = pkit::Group::new().unwrap();
