@@ -274,6 +274,12 @@ pub async fn probe(with: &str, runs: usize) {
             "pkit-pgroup-lines" => {
                 let _ = pkit_lines(LINES, Some(pkit::MechanismChoice::ProcessGroup)).await;
             }
+            // The same spawn in a `Group`, its stdout taken raw and split
+            // by tokio's `lines()` in this task: what the stream would
+            // cost with no reading task between the pipe and its consumer.
+            "pkit-raw-lines" => {
+                let _ = pkit_raw_lines(LINES).await;
+            }
             // The stream's group without the stream: `Group::new`, one
             // `/bin/true` started, waited for, and the group closed.
             "pkit-group" => pkit_group_true(None).await,
@@ -288,7 +294,7 @@ pub async fn probe(with: &str, runs: usize) {
             other => panic!(
                 "--probe-with {other}: std, tokio, pkit, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
                  std-cat, tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
-                 pkit-pgroup-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
+                 pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
         }
     }
@@ -583,6 +589,26 @@ async fn pkit_lines(lines: usize, mechanism: Option<pkit::MechanismChoice>) -> D
     let mut stream = p.lines();
     let mut n = 0;
     while stream.next_line().await.is_some() {
+        n += 1;
+    }
+    p.wait().await.unwrap();
+    group.close().await.unwrap();
+    assert_eq!(n, lines);
+    t.elapsed()
+}
+
+/// `lines` lines through a pkit `Group` with stdout as `Stdio::Raw`, read
+/// with tokio's `lines()` by the caller (`--probe-with pkit-raw-lines`).
+async fn pkit_raw_lines(lines: usize) -> Duration {
+    let t = Instant::now();
+    let group = pkit::Group::new().unwrap();
+    let cmd = pkit::Command::new("sh")
+        .args(["-c", &line_script(lines)])
+        .stdout(pkit::Stdio::Raw);
+    let mut p = group.start(&cmd).unwrap();
+    let mut reader = tokio::io::BufReader::new(p.take_stdout().unwrap()).lines();
+    let mut n = 0;
+    while reader.next_line().await.unwrap().is_some() {
         n += 1;
     }
     p.wait().await.unwrap();

@@ -255,6 +255,62 @@ async fn a_consumer_that_stops_polling_still_gets_the_queue_filled() {
     }
 }
 
+/// The same through [`futures_core::Stream`], where no future of the
+/// stream's is dropped to say the consumer went away: a consumer that
+/// polled the stream once, got `Pending` and went off must still have the
+/// queue filled (the child writes several pipes' worth and finishes
+/// without it), and the lines the child left unread when it exited all
+/// arrive after the wait, in order. (A design where the waiting consumer
+/// reads the pipes itself must not leave a pipe's readiness with a
+/// consumer that no longer polls.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_polled_once_and_left_still_gets_the_queue_filled() {
+    use futures_core::Stream;
+    for m in common::mechanisms() {
+        let g = group(m);
+        let marker =
+            std::env::temp_dir().join(format!("pkit-stream-left-{}-{m:?}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let script = format!(
+            "read _ <&0 || true; i=0; while [ $i -lt 5000 ]; do \
+             echo {pad}$i; i=$((i+1)); done; echo tail >&2; touch {m}; exit 3",
+            pad = "x".repeat(96),
+            m = marker.display()
+        );
+        let cmd = sh(&script)
+            .stdin_piped()
+            .stream_lines()
+            .buffer_lines(20_000);
+        let mut p = g.start(&cmd).unwrap();
+        let mut lines = p.lines();
+        let polled =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut lines).poll_next(cx))).await;
+        assert!(polled.is_pending(), "nothing was written yet");
+        p.stdin().unwrap().write_all(b"go\n").await.unwrap();
+        eventually("the child finishes writing without the consumer", || {
+            marker.exists()
+        })
+        .await;
+        let out = tokio::time::timeout(Duration::from_secs(60), p.wait())
+            .await
+            .expect("the child exits and is waited for")
+            .unwrap();
+        assert_eq!(out.code(), Some(3));
+        let mut seen = Vec::new();
+        while let Some(l) = lines.next_line().await {
+            seen.push(l);
+        }
+        let out_lines = texts(&seen, StreamKind::Stdout);
+        assert_eq!(out_lines.len(), 5000);
+        for (i, t) in out_lines.iter().enumerate() {
+            assert!(t.ends_with(&i.to_string()), "{t} at {i}");
+        }
+        assert_eq!(texts(&seen, StreamKind::Stderr), ["tail"]);
+        assert_eq!(p.dropped_lines(), 0);
+        let _ = std::fs::remove_file(&marker);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_stream_never_stalls_the_child() {
     for m in common::mechanisms() {
