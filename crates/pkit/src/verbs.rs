@@ -122,7 +122,11 @@ impl Command {
     /// leading and inner whitespace is data, kept as written. Bytes that are
     /// not valid UTF-8 are replaced with U+FFFD, as
     /// [`Output::stdout_str`](crate::Output::stdout_str) does (no error):
-    /// for exact bytes, use [`output`](Self::output).
+    /// for exact bytes, use [`output`](Self::output). The real runner
+    /// validates stdout while it captures it; a command given a
+    /// [`runner`](Self::runner) of its own gets that runner's
+    /// [`Runner::output`] bytes, validated once when they arrive
+    /// ([`Runner::output`] has no way to be asked for text).
     ///
     /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
     /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the
@@ -205,6 +209,29 @@ mod tests {
             assert_eq!(len, size);
             assert!(valid + (32 << 10) >= len, "{size}: {valid} of {len}");
             assert_eq!(captured(size, false).await, (size, 0), "output()");
+        }
+    }
+
+    /// A pipeline's `run()` validates the last stage's capture as it
+    /// arrives too (two and three stages, 100 KiB and 3 MiB); its
+    /// `exit_code()` does not validate at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipelines_run_is_validated_as_it_arrives() {
+        for size in [100 << 10, 3 << 20] {
+            let head = || Command::new("yes").arg("aé€😀").unchecked_in_pipe();
+            let cut = Command::new("head").args(["-c", &size.to_string()]);
+            let three = head().pipe(cut.clone()).pipe(Command::new("cat"));
+            for (stages, pipe) in [(2, head().pipe(cut)), (3, three)] {
+                for text in [true, false] {
+                    let (out, _) = pipe.judged(text).await.expect("the pipeline");
+                    let (len, valid) = (out.stdout.len(), out.stdout.valid());
+                    assert_eq!(len, size, "{stages} stages");
+                    match text {
+                        true => assert!(valid + (32 << 10) >= len, "{size}: {valid} of {len}"),
+                        false => assert_eq!(valid, 0, "{stages} stages, exit_code()"),
+                    }
+                }
+            }
         }
     }
 }
