@@ -128,8 +128,8 @@ async fn big_text_with_and_without_invalid_bytes() {
     suite.end().await;
 }
 
-/// The same bytes through `output()` stay exact, and a runner of the
-/// command's own (which gives no checkpoint) gives the same text.
+/// The same bytes through `output()` stay exact, and a `SystemRunner` given
+/// to the command (`Command::runner`) gives the same text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_and_a_runners_run_agree() {
     let suite = begin("output_and_a_runners_run_agree").await;
