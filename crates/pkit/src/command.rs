@@ -405,6 +405,16 @@ pub trait Runner: Send + Sync {
     /// cancelled.
     fn output<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>>;
 
+    /// [`output`](Self::output), for a verb that wants stdout as text
+    /// ([`Command::run`]): [`SystemRunner`](crate::SystemRunner) validates
+    /// it as UTF-8 while it captures it. The default is `output` (the text
+    /// is then validated once, when the run has ended); a runner that
+    /// hands runs on to an inner runner may hand this on too.
+    #[doc(hidden)]
+    fn output_text<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
+        self.output(cmd)
+    }
+
     /// Starts `cmd` as a live process where `launch` says: every started
     /// run comes here — [`Group::start`](crate::Group::start),
     /// [`Command::start`], each stage of a [`Pipe`](crate::Pipe) and each

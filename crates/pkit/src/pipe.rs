@@ -268,7 +268,7 @@ impl Pipe {
     pub async fn output(&self) -> Result<Output> {
         // Dropping this future drops the chain: every stage and all they
         // spawned are killed.
-        self.launch(false)?.wait().await
+        self.launch(false, false)?.wait().await
     }
 
     /// Starts the chain and returns at once with a live handle: its last
@@ -305,13 +305,13 @@ impl Pipe {
     /// Those of [`output`](Self::output) that come before the run: an empty chain, a stage that
     /// can't be wired or started, a cancel token cancelled already.
     pub fn start(&self) -> Result<RunningPipe> {
-        self.launch(true)
+        self.launch(true, false)
     }
 
     /// Starts every stage and the driver that waits for them (see
     /// `pipe_started.rs`). A chain for a verb (`started` false) captures
     /// everything and has its piped stdins closed at once.
-    fn launch(&self, started: bool) -> Result<RunningPipe> {
+    fn launch(&self, started: bool, text: bool) -> Result<RunningPipe> {
         if self.stages.is_empty() {
             return Err(Error::InvalidInput(
                 "a pipeline needs at least one stage".into(),
@@ -342,7 +342,7 @@ impl Pipe {
         // One flag for every stage: any stage crossing a `Fail` capture
         // limit ends the chain.
         let limit = Arc::new(LimitFlag::default());
-        let mut procs = self.start_all(&group, &limit, started)?;
+        let mut procs = self.start_all(&group, &limit, started, text)?;
         // Nobody can write to a verb's piped stdin: end of file at once.
         if !started {
             for p in &mut procs {
@@ -456,12 +456,15 @@ impl Pipe {
     /// Starts every stage, wiring stage i's stdout to stage i+1's stdin.
     /// A started chain (`started`) keeps a bounded capture, as a started
     /// process does, and its last stage streams its stdout as lines when
-    /// asked to ([`stream_lines`](Self::stream_lines)).
+    /// asked to ([`stream_lines`](Self::stream_lines)). With `text` (for
+    /// `run()`), the last stage's stdout is validated as UTF-8 as it
+    /// arrives, as a single command's is.
     pub(crate) fn start_all(
         &self,
         group: &Group,
         limit: &Arc<LimitFlag>,
         started: bool,
+        text: bool,
     ) -> Result<Vec<RunningProcess>> {
         let n = self.stages.len();
         let mut procs = Vec::with_capacity(n);
@@ -493,7 +496,7 @@ impl Pipe {
                 bounded_capture: started,
                 own_tree: false,
                 raw_output: false,
-                text_stdout: false,
+                text_stdout: text && i + 1 == n,
             };
             // On error, dropping the group kills the stages already started.
             let launch = crate::launch_spec::Launch { group, opts };
@@ -505,7 +508,9 @@ impl Pipe {
 
     /// Runs the chain, requires success, and returns the last stage's
     /// stdout trimmed and as text, as [`Command::run`](crate::Command::run)
-    /// does (invalid UTF-8 replaced with U+FFFD).
+    /// does (invalid UTF-8 replaced with U+FFFD), validated while it is
+    /// captured as a command's is. A stage's own [`runner`](Command::runner)
+    /// is handed that with its start; a scripted stage's text is validated once, at the end.
     ///
     /// # Errors
     ///
@@ -514,7 +519,7 @@ impl Pipe {
     /// a signal, [`Error::Timeout`](crate::Error::Timeout) for a timeout, each carrying the
     /// whole [`Output`](crate::Output) (the first stage that failed, as the fold reports it).
     pub async fn run(&self) -> Result<String> {
-        let (out, ok) = self.judged().await?;
+        let (out, ok) = self.judged(true).await?;
         verbs::run(out, ok.as_deref().unwrap_or(&[0]))
     }
 
@@ -527,14 +532,15 @@ impl Pipe {
     /// stage the outcome is from sets [`ok_codes`](Command::ok_codes),
     /// [`Error::NonZeroExit`](crate::Error::NonZeroExit) for a code not listed.
     pub async fn exit_code(&self) -> Result<i32> {
-        let (out, ok) = self.judged().await?;
+        let (out, ok) = self.judged(false).await?;
         verbs::exit_code(out, ok.as_deref())
     }
 
     /// The folded result and the exit codes its stage accepts (the
-    /// `ok_codes` of the stage the fold took the outcome from).
-    async fn judged(&self) -> Result<(Output, Option<Arc<[i32]>>)> {
-        let mut chain = self.launch(false)?;
+    /// `ok_codes` of the stage the fold took the outcome from); `text` as
+    /// for [`start_all`](Self::start_all).
+    pub(crate) async fn judged(&self, text: bool) -> Result<(Output, Option<Arc<[i32]>>)> {
+        let mut chain = self.launch(false, text)?;
         let out = chain.wait().await?;
         Ok((self.secret(out), chain.folded_ok_codes()))
     }

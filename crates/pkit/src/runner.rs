@@ -39,6 +39,10 @@ impl Runner for SystemRunner {
         Box::pin(run_contained(cmd, self.mechanism, false))
     }
 
+    fn output_text<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
+        Box::pin(run_contained(cmd, self.mechanism, true))
+    }
+
     /// Starts `cmd` for real in `launch`'s group (whose mechanism wins over
     /// this runner's).
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {

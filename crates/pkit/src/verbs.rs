@@ -113,6 +113,7 @@ impl Command {
     pub(crate) async fn output_as(&self, text: bool) -> Result<Output> {
         match &self.runner {
             None => crate::runner::run_contained(self, None, text).await,
+            Some(r) if text => r.output_text(self).await,
             Some(r) => r.output(self).await,
         }
     }
@@ -122,7 +123,11 @@ impl Command {
     /// leading and inner whitespace is data, kept as written. Bytes that are
     /// not valid UTF-8 are replaced with U+FFFD, as
     /// [`Output::stdout_str`](crate::Output::stdout_str) does (no error):
-    /// for exact bytes, use [`output`](Self::output).
+    /// for exact bytes, use [`output`](Self::output). The real runner
+    /// ([`SystemRunner`], the default or given) validates stdout while it
+    /// captures it; the output of another [`runner`](Self::runner) (a test
+    /// double, one that wraps a runner in its own [`Runner::output`]) is
+    /// validated once, when the run has ended.
     ///
     /// A non-zero exit is [`Error::NonZeroExit`](crate::Error::NonZeroExit), a signal
     /// [`Error::Signalled`](crate::Error::Signalled), a timeout [`Error::Timeout`](crate::Error::Timeout); each carries the
@@ -180,6 +185,7 @@ impl Command {
 #[cfg(test)]
 mod tests {
     use crate::command::Command;
+    use crate::runner::SystemRunner;
 
     /// `size` bytes of multi-byte text, captured for `run()` (`text`) or
     /// `output()`: how many bytes were captured, and how many of them the
@@ -205,6 +211,58 @@ mod tests {
             assert_eq!(len, size);
             assert!(valid + (32 << 10) >= len, "{size}: {valid} of {len}");
             assert_eq!(captured(size, false).await, (size, 0), "output()");
+        }
+    }
+
+    /// A `SystemRunner` given to the command (`Command::runner`) validates
+    /// `run()`'s capture as it arrives too, in the mechanism it names (with
+    /// the `testing` feature, through a `RecordingRunner` around it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_given_system_runners_run_is_validated_as_it_arrives() {
+        use crate::sys::MechanismChoice;
+        let size = 3 << 20;
+        let script = format!("yes 'aé€😀' | head -c {size}");
+        for choice in [
+            MechanismChoice::ProcessGroup,
+            MechanismChoice::from_env().unwrap(),
+        ] {
+            let runner = std::sync::Arc::new(SystemRunner::with_mechanism(choice));
+            // A recording runner hands the run on as it is.
+            #[cfg(feature = "testing")]
+            let runner = std::sync::Arc::new(crate::testing::RecordingRunner::new(runner));
+            let cmd = Command::new("sh").args(["-c", &script]).runner(runner);
+            for text in [true, false] {
+                let out = cmd.output_as(text).await.expect("sh");
+                let (len, valid) = (out.stdout.len(), out.stdout.valid());
+                assert_eq!(len, size, "{choice}");
+                match text {
+                    true => assert!(valid + (32 << 10) >= len, "{choice}: {valid} of {len}"),
+                    false => assert_eq!(valid, 0, "{choice}: output()"),
+                }
+            }
+        }
+    }
+
+    /// A pipeline's `run()` validates the last stage's capture as it
+    /// arrives too (two and three stages, 100 KiB and 3 MiB); its
+    /// `exit_code()` does not validate at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipelines_run_is_validated_as_it_arrives() {
+        for size in [100 << 10, 3 << 20] {
+            let head = || Command::new("yes").arg("aé€😀").unchecked_in_pipe();
+            let cut = Command::new("head").args(["-c", &size.to_string()]);
+            let three = head().pipe(cut.clone()).pipe(Command::new("cat"));
+            for (stages, pipe) in [(2, head().pipe(cut)), (3, three)] {
+                for text in [true, false] {
+                    let (out, _) = pipe.judged(text).await.expect("the pipeline");
+                    let (len, valid) = (out.stdout.len(), out.stdout.valid());
+                    assert_eq!(len, size, "{stages} stages");
+                    match text {
+                        true => assert!(valid + (32 << 10) >= len, "{size}: {valid} of {len}"),
+                        false => assert_eq!(valid, 0, "{stages} stages, exit_code()"),
+                    }
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Fault injection (the hidden `fault-injection` feature): cgroup creation,
-//! `clone3`, `pidfd_open`, `cgroup.kill`, `rmdir`, the guard's socket and
-//! pipe creation fail with chosen errnos. Every failure must give a typed
+//! `clone3` (into a cgroup, and a process group's first process's),
+//! `pidfd_open`, `cgroup.kill`, `rmdir`, the guard's socket and pipe
+//! creation fail with chosen errnos. Every failure must give a typed
 //! error or a reported fallback, and leave no process, zombie, fd or cgroup
 //! directory behind. Faults are process-wide: every test runs alone.
 //!
@@ -57,6 +58,10 @@ async fn warm() -> usize {
     let mut choices = mechanisms();
     if cgroup_usable() && !choices.contains(&MechanismChoice::Cgroup) {
         choices.insert(0, MechanismChoice::Cgroup);
+    }
+    // So is the process-group mechanism, by the first-process clone3 test.
+    if !choices.contains(&MechanismChoice::ProcessGroup) {
+        choices.push(MechanismChoice::ProcessGroup);
     }
     for choice in choices {
         // A process dropped while it runs hands its pidfd to the reaper
@@ -158,6 +163,121 @@ async fn clone3_failure_is_typed_or_falls_back_to_joining() {
         }
     }
     end_exclusive(alone, "clone3_failure_is_typed_or_falls_back_to_joining").await;
+}
+
+/// The errnos that mean clone3 itself is refused here (pkit's
+/// `clone3::refused`): the spawn falls back to an older clone.
+const CLONE3_REFUSED: [(i32, &str); 5] = [
+    (libc::ENOSYS, "ENOSYS"),
+    (libc::EPERM, "EPERM"),
+    (libc::E2BIG, "E2BIG"),
+    (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+    (libc::EINVAL, "EINVAL"),
+];
+
+/// Our children (pids whose parent is this process), zombies included.
+fn our_children() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the comm may hold spaces.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after.split_whitespace().nth(1) == Some(me.as_str())
+        })
+        .collect();
+    kids.sort_unstable();
+    kids
+}
+
+/// A process group's first process is born by a `clone3` that publishes
+/// it (`CLONE_PIDFD | CLONE_PARENT_SETTID`), with or without a `pre_exec`
+/// hook (a forked clone3 then). Each errno meaning "clone3 refused" falls
+/// back to an older clone and the start succeeds: the child leads its own
+/// process group. Any other errno is a typed spawn error that leaves no
+/// child and no fd, and no published birth: a group signal and kill after
+/// it reach nothing and succeed (no EBADF), and the group's next start
+/// leads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_process_clone3_failure_under_process_groups() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    let script = "echo $$ $(cut -d' ' -f5 /proc/$$/stat)";
+    let plain = || Command::new("sh").args(["-c", script]);
+    // SAFETY: the hook does nothing (no call at all).
+    let hooked = || unsafe { plain().pre_exec(|| Ok(())) };
+    for (how, make) in [
+        ("plain", &plain as &dyn Fn() -> Command),
+        ("pre_exec", &hooked),
+    ] {
+        for (errno, name) in CLONE3_REFUSED {
+            let what = format!("{how}, {name}");
+            let g = group(MechanismChoice::ProcessGroup);
+            inject(Point::Clone3, errno, 1);
+            let mut p = g.start(&make()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(
+                !pkit::fault::pending(Point::Clone3),
+                "{what}: clone3 not met"
+            );
+            let out = p.wait().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            let pid = p.pid().to_string();
+            assert_eq!(
+                out.stdout_str().trim(),
+                format!("{pid} {pid}"),
+                "{what}: leads"
+            );
+            drop(p);
+            g.close().await.unwrap();
+            drop(g);
+            clean(&format!("first clone3 {what}"), fds).await;
+        }
+        for (errno, name) in ERRNOS.into_iter().filter(|(e, _)| *e != libc::EPERM) {
+            let what = format!("{how}, {name}");
+            let g = group(MechanismChoice::ProcessGroup);
+            let kids = our_children();
+            inject(Point::Clone3, errno, 1);
+            let e = g
+                .start(&make())
+                .err()
+                .unwrap_or_else(|| panic!("{what}: started"));
+            assert!(
+                !pkit::fault::pending(Point::Clone3),
+                "{what}: clone3 not met"
+            );
+            assert_eq!(e.kind(), ErrorKind::Spawn, "{what}: {e}");
+            let source =
+                std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+            assert_eq!(
+                source.and_then(|s| s.raw_os_error()),
+                Some(errno),
+                "{what}: {e:?}"
+            );
+            assert_eq!(our_children(), kids, "{what}: a child was left");
+            assert_eq!(g.pids().unwrap(), Vec::<u32>::new(), "{what}");
+            g.signal(pkit::Signal::Term)
+                .unwrap_or_else(|e| panic!("{what}: signal: {e}"));
+            g.kill().unwrap_or_else(|e| panic!("{what}: kill: {e}"));
+            // The next start leads the group.
+            let mut p = g
+                .start(&make())
+                .unwrap_or_else(|e| panic!("{what}: next: {e}"));
+            let out = p.wait().await.unwrap();
+            let pid = p.pid().to_string();
+            assert_eq!(
+                out.stdout_str().trim(),
+                format!("{pid} {pid}"),
+                "{what}: next leads"
+            );
+            drop(p);
+            g.close().await.unwrap();
+            drop(g);
+            clean(&format!("first clone3 {what}"), fds).await;
+        }
+    }
+    end_exclusive(alone, "first_process_clone3_failure_under_process_groups").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,13 @@
 //! the end: the text is exact when the bytes are valid, and equals
 //! `String::from_utf8_lossy` of them when they are not. Through the async
 //! verb (the default runner: the mechanism is `PKIT_MECHANISM`'s), the
-//! blocking one, and a group's `run` in each mechanism.
+//! blocking one, a group's `run` in each mechanism, and pipelines of two
+//! and three stages (whose last stage's capture is validated the same way).
 
 mod common;
 
 use common::*;
-use pkit::Command;
+use pkit::{Command, Pipe};
 
 /// What `run()` must give for `bytes`: the lossy text without its
 /// trailing line endings.
@@ -127,8 +128,8 @@ async fn big_text_with_and_without_invalid_bytes() {
     suite.end().await;
 }
 
-/// The same bytes through `output()` stay exact, and a runner of the
-/// command's own (which gives no checkpoint) gives the same text.
+/// The same bytes through `output()` stay exact, and a `SystemRunner` given
+/// to the command (`Command::runner`) gives the same text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_and_a_runners_run_agree() {
     let suite = begin("output_and_a_runners_run_agree").await;
@@ -148,6 +149,94 @@ async fn output_and_a_runners_run_agree() {
                 .await
                 .expect("cat");
             assert!(got == expected(&bytes), "{case}, {choice}: run()");
+        }
+    }
+    suite.end().await;
+}
+
+/// A pipeline's `run()` gives the same text as a command's: the last
+/// stage's bytes pass through `cat`s (two and three stages), in each
+/// mechanism, with stages given a runner of their own, and blocking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelines_run_gives_the_same_text() {
+    let suite = begin("a_pipelines_run_gives_the_same_text").await;
+    for (case, bytes) in big_cases() {
+        let file = TempPath::new("run-text-pipe");
+        std::fs::write(file.path(), &bytes).expect("write the text");
+        let want = expected(&bytes);
+        let read = || Command::new("cat").arg(file.path());
+        for choice in mechanisms() {
+            let two = read().pipe(Command::new("cat")).mechanism(choice);
+            let got = two.run().await.expect("cat | cat");
+            assert!(
+                got == want,
+                "{case}, {choice}: two stages gave {} bytes",
+                got.len()
+            );
+            let three = Pipe::new([read(), Command::new("cat"), Command::new("cat")]);
+            let got = three
+                .mechanism(choice)
+                .run()
+                .await
+                .expect("cat | cat | cat");
+            assert!(got == want, "{case}, {choice}: three stages");
+            // Stages with a runner of their own (Runner::start).
+            let own = cmd(choice, "cat").arg(file.path()).pipe(cmd(choice, "cat"));
+            let got = own
+                .mechanism(choice)
+                .run()
+                .await
+                .expect("runners' cat | cat");
+            assert!(got == want, "{case}, {choice}: stages' own runners");
+            // output() keeps the bytes exact.
+            let out = read().pipe(Command::new("cat")).mechanism(choice);
+            let out = out.output().await.expect("cat | cat");
+            assert!(out.stdout() == &bytes[..], "{case}, {choice}: output()");
+        }
+        let pipe = read().pipe(Command::new("cat"));
+        let got = std::thread::spawn(move || pipe.blocking().run())
+            .join()
+            .expect("the thread")
+            .expect("cat | cat");
+        assert!(got == want, "{case}: blocking run()");
+    }
+    suite.end().await;
+}
+
+/// A 4-byte character written in two halves by the first stage reaches
+/// the last one whole (or, never completed, is one U+FFFD), through one
+/// and two `cat`s, at the start, on the reactor's reads and on the
+/// reading thread's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelines_character_written_in_two_halves_arrives_whole() {
+    let suite = begin("a_pipelines_character_written_in_two_halves_arrives_whole").await;
+    for choice in mechanisms() {
+        for (before, after) in [(0, 0), (40_000, 10), (300_000, 300_000)] {
+            let pad = |n: usize| " ".repeat(n);
+            let whole = format!("{}😀{}end", pad(before), pad(after));
+            let cut = [
+                pad(before).as_bytes(),
+                b"\xf0\x9fx",
+                pad(after).as_bytes(),
+                b"end",
+            ]
+            .concat();
+            for (half, want) in [("\\230\\200", whole), ("x", expected(&cut))] {
+                let script = split_write(before, after, half);
+                let writer = || Command::new("sh").args(["-c", &script]);
+                let two = writer().pipe(Command::new("cat")).mechanism(choice);
+                let got = two.run().await.expect("sh | cat");
+                assert!(
+                    got == want,
+                    "{choice}, {before}+{after} ({half}): two stages"
+                );
+                let three = Pipe::new([writer(), Command::new("cat"), Command::new("cat")]);
+                let got = three.mechanism(choice).run().await.expect("sh | cat | cat");
+                assert!(
+                    got == want,
+                    "{choice}, {before}+{after} ({half}): three stages"
+                );
+            }
         }
     }
     suite.end().await;

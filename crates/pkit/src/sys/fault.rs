@@ -12,7 +12,10 @@
 pub enum Point {
     /// `mkdir` of a group's cgroup (v2 and v1).
     CgroupMkdir,
-    /// `clone3(CLONE_INTO_CGROUP)` of a spawn.
+    /// A spawn's `clone3`: `CLONE_INTO_CGROUP` (the cgroup mechanism), and
+    /// a process group's first process's, which publishes its birth (with
+    /// or without a `pre_exec` hook). An errno that means clone3 is refused
+    /// makes the spawn fall back to an older clone.
     Clone3,
     /// `pidfd_open` (the pidfd support probe, the process-group member
     /// pidfds, the cgroup member pidfds of the kill fallback).
@@ -63,6 +66,12 @@ mod armed {
         ANY.store(false, Ordering::Release);
     }
 
+    /// Whether a fault armed at `point` is still waiting for its call.
+    pub fn pending(point: Point) -> bool {
+        let f = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+        f.iter().any(|(p, _, left)| *p == point && *left > 0)
+    }
+
     /// `Err(errno)` when a fault is armed at `point`.
     pub(crate) fn check(point: Point) -> Result<(), i32> {
         if !ANY.load(Ordering::Acquire) {
@@ -83,7 +92,7 @@ mod armed {
 #[cfg(feature = "fault-injection")]
 pub(crate) use armed::check;
 #[cfg(feature = "fault-injection")]
-pub use armed::{clear, inject};
+pub use armed::{clear, inject, pending};
 
 /// Always `Ok` in a normal build.
 #[cfg(not(feature = "fault-injection"))]

@@ -363,8 +363,10 @@ impl Container {
     /// point of the start leaves no program running unguarded: the held
     /// child exits when it reads end of file), whenever it has spawn
     /// options that only the trampoline can apply (`unix/gate_setup.rs`),
-    /// and for a pty session, which takes its terminal there
-    /// (`unix/spawn_pty.rs`; on Linux it can do without).
+    /// for a pty session, which takes its terminal there
+    /// (`unix/spawn_pty.rs`; on Linux it can do without), and for every
+    /// start where a stop signal could catch a plain spawn's child before
+    /// its `exec` (`unix/spawn.rs`, `STOPS_CATCH_A_PLAIN_SPAWN`).
     /// Without a trampoline a new group is registered after `posix_spawn`
     /// returns (by [`register_leader`](Self::register_leader), a no-op once
     /// the group is registered here), and such options are refused
@@ -378,8 +380,10 @@ impl Container {
         let register =
             pgid == 0 && matches!(*self.guard_link(), GuardLink::Pending) && self.guard().is_ok();
         // A pty session takes its terminal in the trampoline on Linux too,
-        // as macOS and FreeBSD must (`unix/spawn_pty.rs`).
-        let prefer = super::unix::spawn_pty::prefers_trampoline(spec);
+        // as macOS and FreeBSD must (`unix/spawn_pty.rs`); and where a stop
+        // signal could catch a plain spawn's child, every start goes there.
+        let prefer = super::unix::spawn_pty::prefers_trampoline(spec)
+            || super::unix::spawn::STOPS_CATCH_A_PLAIN_SPAWN;
         if refused || (!register && !prefer && options.is_none()) {
             return spawn(spec, pgid);
         }

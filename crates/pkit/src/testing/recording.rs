@@ -220,6 +220,11 @@ impl Runner for RecordingRunner {
         self.inner.output(cmd)
     }
 
+    fn output_text<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<Output>> {
+        self.log.push(cmd);
+        self.inner.output_text(cmd)
+    }
+
     /// Records a started run too, and hands it on.
     fn start(&self, cmd: &Command, launch: Launch<'_>) -> Result<RunningProcess> {
         self.log.push(cmd);

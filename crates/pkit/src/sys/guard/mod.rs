@@ -286,9 +286,10 @@ pub(crate) fn get() -> Result<&'static Guard, String> {
 }
 
 /// Set to `off` (or `0`), `PKIT_SPAWN_TRAMPOLINE` makes the portable
-/// backend start a new process group's first process the plain way and
-/// register the group after `posix_spawn` returns, as where the
-/// trampoline can't be used (for tests and for measuring its cost).
+/// backend start a new process group's first process (and every other
+/// start) the plain way and register the group after `posix_spawn`
+/// returns, as where the trampoline can't be used (for tests and for
+/// measuring its cost).
 const TRAMPOLINE_ENV_VAR: &str = "PKIT_SPAWN_TRAMPOLINE";
 
 /// Set once a trampoline failed to reach its gate: not tried again.

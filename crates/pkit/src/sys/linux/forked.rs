@@ -101,24 +101,30 @@ unsafe fn fork_vfork(
             exit_signal: libc::SIGCHLD as u64,
             ..CloneArgs::default()
         };
-        // Raw: clone3 without a new stack or CLONE_VM (a fork-style copy,
-        // as below): rustix has no clone3.
-        // SAFETY: as below; `args` and `birth`, where the kernel writes the
-        // pidfd and the pid, outlive the call.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &mut args as *mut CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
+        let (pid, clone_err) = match crate::sys::fault::check(crate::sys::fault::Point::Clone3) {
+            Err(errno) => (-1, Some(io::Error::from_raw_os_error(errno))),
+            Ok(()) => {
+                // Raw: clone3 without a new stack or CLONE_VM (a fork-style
+                // copy, as below): rustix has no clone3.
+                // SAFETY: as below; `args` and `birth`, where the kernel
+                // writes the pidfd and the pid, outlive the call.
+                let pid = unsafe {
+                    libc::syscall(
+                        libc::SYS_clone3,
+                        &mut args as *mut CloneArgs,
+                        std::mem::size_of::<CloneArgs>(),
+                    )
+                };
+                if pid == 0 {
+                    child();
+                    // Raw: _exit in the cloned child (rustix has no exit).
+                    // SAFETY: only reached if `child` returned, against its
+                    // contract.
+                    unsafe { libc::_exit(127) }
+                }
+                (pid, (pid < 0).then(io::Error::last_os_error))
+            }
         };
-        if pid == 0 {
-            child();
-            // Raw: _exit in the cloned child (rustix has no exit).
-            // SAFETY: only reached if `child` returned, against its contract.
-            unsafe { libc::_exit(127) }
-        }
-        let clone_err = (pid < 0).then(io::Error::last_os_error);
         let refused = clone_err
             .as_ref()
             .and_then(|e| e.raw_os_error())

@@ -282,19 +282,22 @@ fn clone3_published(
         stack_size: STACK_SIZE as u64,
         ..CloneArgs::default()
     };
-    // SAFETY: as in `spawn_into_cgroup`: the shim makes the clone3 system
-    // call with `args`, which lives (with `birth`, where the kernel writes
-    // the pidfd and the pid, and the stack) until the call returns; the
-    // child runs `child_entry(plan)` on its own stack and never returns
-    // into our frames; with CLONE_VFORK this thread resumes only once the
-    // child has called execve or exited.
-    let rc = unsafe {
-        clone3::clone3(
-            &mut args,
-            std::mem::size_of::<CloneArgs>(),
-            child_entry,
-            plan as *const Plan<'_> as *mut c_void,
-        )
+    let rc = match crate::sys::fault::check(crate::sys::fault::Point::Clone3) {
+        Err(errno) => -(errno as isize),
+        // SAFETY: as in `spawn_into_cgroup`: the shim makes the clone3
+        // system call with `args`, which lives (with `birth`, where the
+        // kernel writes the pidfd and the pid, and the stack) until the
+        // call returns; the child runs `child_entry(plan)` on its own stack
+        // and never returns into our frames; with CLONE_VFORK this thread
+        // resumes only once the child has called execve or exited.
+        Ok(()) => unsafe {
+            clone3::clone3(
+                &mut args,
+                std::mem::size_of::<CloneArgs>(),
+                child_entry,
+                plan as *const Plan<'_> as *mut c_void,
+            )
+        },
     };
     (rc >= 0 || !clone3::refused((-rc) as i32)).then_some(rc)
 }

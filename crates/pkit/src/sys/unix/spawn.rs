@@ -91,6 +91,20 @@ pub(crate) fn unsupported_setup(spec: &SpawnSpec) -> Option<&'static str> {
     }
 }
 
+/// Whether the C library's `posix_spawn` child runs code of its own
+/// between its clone and its `exec` (glibc, FreeBSD: a vfork-style child
+/// that joins its process group, then unblocks the signals, then execs;
+/// macOS's spawn is the kernel's, which returns before the program runs).
+/// A stop signal (a terminal's `^Z` to the owner's job, whose process group
+/// the child is in until its `setpgid`; a SIGTTIN or SIGTTOU to the group
+/// it joins) is pending at that unmask with its default action: it stops
+/// the child before its `exec`, and the owner's thread, waiting in
+/// `posix_spawn`, with it, until someone continues a process group the
+/// owner's `fg` does not reach. So every start goes through the trampoline
+/// there when one can be used: it is spawned with those signals blocked
+/// through its `exec` and discards them (`held_signals.rs`).
+pub(crate) const STOPS_CATCH_A_PLAIN_SPAWN: bool = !cfg!(target_os = "macos");
+
 /// What of a start's spawn options the child must apply itself before
 /// its program runs, which only the trampoline can do (see
 /// `gate_setup.rs`); `None` when `posix_spawn` alone serves. (A pty
