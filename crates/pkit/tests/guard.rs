@@ -1126,6 +1126,18 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
 
+/// What this process's descriptors are (for a failure's message).
+fn fd_targets() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!("{}: {}", e.file_name().to_string_lossy(), target.display())
+        })
+        .collect()
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -1136,15 +1148,25 @@ fn open_fds() -> usize {
 async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
     let alone = begin_exclusive().await;
     for choice in mechanisms() {
-        // Warm-up: the guard, the reaper thread and the runtime's drivers
-        // are started once per process.
+        // Warm-up: the guard, the reaper thread, the runtime's drivers and
+        // what is opened once per process and kept (the shared `/dev/null`
+        // of null stdio, the guard's pidfd, rustix's `/proc`) are made by
+        // the first of each kind of use measured below, whichever test of
+        // this binary ran first: made here, they are in `before`.
         let g = group(choice);
         let mut p = g.start(&Command::new("true")).expect("start");
         p.wait().await.expect("wait");
+        g.close().await.expect("close");
         drop(g);
         drop(p);
+        let runner = std::sync::Arc::new(pkit::SystemRunner::with_mechanism(choice));
+        let out = Command::new("true").runner(runner.clone()).output().await;
+        assert!(out.expect("warm-up run").success());
+        let _ = pkit::host_containment();
+        pkit::release_spare_cgroups();
         assert_nothing_left("warm-up").await;
         let before = open_fds();
+        let before_targets = fd_targets();
         let host = pkit::host_containment();
         assert!(host.guard.running, "{:?}", host.guard);
         let guard_pid = host.guard.pid.expect("guard pid");
@@ -1162,7 +1184,6 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
         }
         // One-shot runs end through the fast path (an already-empty cgroup
         // is just removed): they must unregister too.
-        let runner = std::sync::Arc::new(pkit::SystemRunner::with_mechanism(choice));
         for _ in 0..100 {
             let out = Command::new("true").runner(runner.clone()).output().await;
             assert!(out.expect("run").success());
@@ -1236,7 +1257,8 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
             }
             assert!(
                 Instant::now() < deadline,
-                "{choice}: {now} fds open, {before} before 100 groups"
+                "{choice}: {now} fds open, {before} before 100 groups: {:?}, before: {before_targets:?}",
+                fd_targets()
             );
             tokio::time::sleep(POLL).await;
         }
