@@ -11,6 +11,7 @@ use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use common::*;
+use pkit::Command;
 
 /// Marks a run of this binary as [`inflight_owner`]; its value is the soft
 /// `RLIMIT_NOFILE` it runs under (set by `prlimit`).
@@ -466,5 +467,104 @@ async fn an_owner_killed_while_a_pre_exec_child_is_stopped_takes_its_groups() {
     }
     let suite = begin("an_owner_killed_while_a_pre_exec_child_is_stopped").await;
     owner_killed_with_a_copy_about("pre-exec").await;
+    suite.end().await;
+}
+
+/// `/proc/<pid>/<file>` split at NULs (`cmdline`, `environ`) of a started
+/// process. Polled: a start returns once the exec has closed the
+/// descriptors marked close-on-exec, a moment before the new image's
+/// arguments and environment are set up (empty until then).
+fn proc_list(pid: u32, file: &str) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + DEADLINE;
+    let raw = loop {
+        let raw = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        if !raw.is_empty() || Instant::now() > deadline {
+            break raw;
+        }
+        std::thread::sleep(POLL);
+    };
+    let mut out: Vec<Vec<u8>> = raw.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    if out.last().is_some_and(Vec::is_empty) {
+        out.pop();
+    }
+    out
+}
+
+/// A group's first and later members (the portable backend starts both
+/// through its trampoline) get exactly their argument vector and
+/// environment: empty and odd arguments, bytes that are no UTF-8, an empty
+/// value, a value with `=` and a newline, loader variables of the child's
+/// own (which the trampoline carries behind a prefix), and a variable
+/// named like the trampoline's own; none of the trampoline's entries leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argv_and_env_pass_a_start_intact() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let suite = begin("argv_and_env_pass_a_start_intact").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let args: Vec<&[u8]> = vec![
+            b"-c",
+            b"sleep 300; :",
+            b"d04d",
+            b"",
+            b"a b",
+            b"-",
+            b"--",
+            b"\xff\xfe",
+            b"x\ny=z",
+        ];
+        let env: Vec<(&[u8], &[u8])> = vec![
+            (b"EMPTY", b""),
+            (b"EQ", b"a=b=c\nd"),
+            (b"LD_LIBRARY_PATH", b"/nonexistent-d04d"),
+            (b"GLIBC_TUNABLES", b"glibc.malloc.check=0"),
+            (b"RAW", b"\xff"),
+            (b"PKIT_TRAMPOLINE_EXECX", b"1"),
+            (b"PATH", b"/usr/bin:/bin"),
+        ];
+        let mut cmd = Command::new("sh").env_clear();
+        for a in &args {
+            cmd = cmd.arg(OsStr::from_bytes(a));
+        }
+        for (k, v) in &env {
+            cmd = cmd.env(OsStr::from_bytes(k), OsStr::from_bytes(v));
+        }
+        let mut started = Vec::new();
+        for _ in 0..3 {
+            started.push(group.start(&cmd).unwrap());
+        }
+        let _cleanup = KillOnDrop(started.iter().map(|p| p.pid()).collect());
+        let mut want_env: Vec<Vec<u8>> = env.iter().map(|(k, v)| [*k, b"=", *v].concat()).collect();
+        want_env.sort();
+        for (i, p) in started.iter().enumerate() {
+            let argv = proc_list(p.pid(), "cmdline");
+            assert_eq!(argv.len(), args.len() + 1, "{choice} member {i}: {argv:?}");
+            assert_eq!(
+                &argv[1..],
+                &args.iter().map(|a| a.to_vec()).collect::<Vec<_>>()[..]
+            );
+            let mut got = proc_list(p.pid(), "environ");
+            got.sort();
+            assert_eq!(
+                got.iter()
+                    .map(|e| String::from_utf8_lossy(e).into_owned())
+                    .collect::<Vec<_>>(),
+                want_env
+                    .iter()
+                    .map(|e| String::from_utf8_lossy(e).into_owned())
+                    .collect::<Vec<_>>(),
+                "{choice} member {i}: its environment"
+            );
+            assert_eq!(
+                got, want_env,
+                "{choice} member {i}: its environment's bytes"
+            );
+        }
+        group.kill().unwrap();
+        for mut p in started {
+            let _ = p.wait().await;
+        }
+    }
     suite.end().await;
 }
