@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -566,5 +566,152 @@ async fn argv_and_env_pass_a_start_intact() {
             let _ = p.wait().await;
         }
     }
+    suite.end().await;
+}
+
+/// Marks a run of this binary as [`stopped_guard_owner`].
+const STOPPED_GUARD_OWNER: &str = "PKIT_D04D_STOPPED_GUARD_OWNER";
+
+/// Groups [`stopped_guard_owner`] makes after its guard was stopped: more
+/// than its socket holds.
+const PAST_FULL: usize = 200;
+
+/// Runs as an owner when [`STOPPED_GUARD_OWNER`] is set: starts its guard
+/// (a first group), says the guard's pid, waits for a line on stdin (the
+/// guard is stopped by then), then makes [`PAST_FULL`] groups with a
+/// `sleep` each, saying each one's pid and whether it is guarded, says
+/// `ready` and waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_guard_owner() {
+    if std::env::var(STOPPED_GUARD_OWNER).is_err() {
+        return;
+    }
+    let choice = pkit::MechanismChoice::from_env().unwrap();
+    let first = pkit::Group::builder().mechanism(choice).build().unwrap();
+    let p = first.start(&Command::new("sleep").arg("300")).unwrap();
+    println!("D04D group {} guarded={}", p.pid(), first.guarded());
+    let guard = pkit::host_containment().guard.pid.expect("a guard");
+    println!("D04D guard {guard}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let mut keep = vec![(first, p)];
+    for _ in 0..PAST_FULL {
+        let g = pkit::Group::builder().mechanism(choice).build().unwrap();
+        let p = g.start(&Command::new("sleep").arg("300")).unwrap();
+        println!("D04D group {} guarded={}", p.pid(), g.guarded());
+        keep.push((g, p));
+    }
+    println!("D04D ready");
+    std::hint::black_box(&keep);
+    std::future::pending::<()>().await;
+}
+
+/// A guard SIGSTOPped while its owner registers more groups than its
+/// socket holds: the owner does not hang (it gives the guard up within its
+/// bound, and the groups after are unguarded, saying so); continued, the
+/// guard still ends every group it was sent once the owner is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_guard_past_a_full_socket() {
+    if std::env::var(STOPPED_GUARD_OWNER).is_ok() {
+        return;
+    }
+    let suite = begin("a_stopped_guard_past_a_full_socket").await;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "stopped_guard_owner",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(STOPPED_GUARD_OWNER, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("D04D ").nth(1) {
+                if tx.send(rest.to_string()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut guarded = Vec::new();
+    let mut unguarded = Vec::new();
+    let mut guard = None;
+    let fail =
+        |child: &mut std::process::Child, guard: Option<u32>, all: Vec<u32>, why: String| -> ! {
+            // A stopped guard would stay stopped for ever.
+            if let Some(guard) = guard {
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &guard.to_string()])
+                    .status();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _cleanup = KillOnDrop(all);
+            panic!("{why}");
+        };
+    loop {
+        let Ok(line) = rx.recv_timeout(DEADLINE * 12) else {
+            let all = [&guarded[..], &unguarded[..]].concat();
+            fail(
+                &mut child,
+                guard,
+                all,
+                "the owner hung, or never said ready".into(),
+            );
+        };
+        match line.split_once(' ') {
+            Some(("guard", pid)) => {
+                let pid: u32 = pid.parse().unwrap();
+                guard = Some(pid);
+                let stopped = std::process::Command::new("kill")
+                    .args(["-STOP", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                assert!(stopped.success());
+                stdin.write_all(b"go\n").unwrap();
+            }
+            Some(("group", rest)) => {
+                let (pid, flag) = rest.split_once(' ').unwrap();
+                let pid: u32 = pid.parse().unwrap();
+                if flag == "guarded=true" {
+                    guarded.push(pid);
+                } else {
+                    unguarded.push(pid);
+                }
+            }
+            _ if line == "ready" => break,
+            _ => {}
+        }
+    }
+    let guard = guard.unwrap();
+    let _cleanup = KillOnDrop([&guarded[..], &unguarded[..]].concat());
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &guard.to_string()])
+        .status();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !unguarded.is_empty(),
+        "a stopped guard was never given up ({} groups guarded)",
+        guarded.len()
+    );
+    assert_gone(&guarded, "the guarded groups of a killed owner").await;
+    for &pid in &unguarded {
+        kill_pid(pid);
+    }
+    wait_gone(&[guard], DEADLINE)
+        .await
+        .expect("the guard exits");
     suite.end().await;
 }
