@@ -158,6 +158,8 @@
 
 use std::sync::OnceLock;
 
+mod copies;
+pub(crate) use copies::in_forked_copy;
 #[cfg(target_os = "linux")]
 mod exec;
 mod executable;

@@ -205,6 +205,7 @@ impl Guard {
         let deadline = std::time::Instant::now() + SEND_BOUND;
         let mut sent = 0;
         loop {
+            let mut crowded = false;
             {
                 let mut state = self.lock();
                 if let Some(why) = &state.failed {
@@ -221,6 +222,16 @@ impl Guard {
                             self.ring(&mut state);
                             break;
                         }
+                        // The kernel counts the descriptors in flight on
+                        // unix sockets per user, against the sender's
+                        // RLIMIT_NOFILE: our pidfds the guard has not read
+                        // yet among them (other owners' too). Rung, the
+                        // guard reads ours; the send is tried again.
+                        Err(e) if e.raw_os_error() == Some(libc::ETOOMANYREFS) => {
+                            self.ring(&mut state);
+                            crowded = true;
+                            break;
+                        }
                         Err(e) => {
                             let why =
                                 format!("the owner-death guard (pid {}) is gone: {e}", self.pid);
@@ -231,6 +242,19 @@ impl Guard {
                 if sent == msgs.len() {
                     return Ok(());
                 }
+            }
+            if crowded {
+                if std::time::Instant::now() >= deadline {
+                    // The guard is not at fault (it is not marked failed):
+                    // this registration alone fails.
+                    return Err(format!(
+                        "the system refused to pass the owner-death guard (pid {}) another descriptor for {} s: too many descriptors in flight for this user (ETOOMANYREFS; RLIMIT_NOFILE)",
+                        self.pid,
+                        SEND_BOUND.as_secs()
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
             }
             // The lock is released while waiting for room.
             if !wait_writable(self.sock.as_fd(), deadline) {

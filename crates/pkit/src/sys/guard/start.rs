@@ -239,6 +239,7 @@ fn new_guard(
     cap: usize,
     started: Started,
 ) -> Guard {
+    super::copies::note_owner_end(&sock);
     Guard {
         owner: crate::sys::creator::Creator::here(),
         sock,

@@ -282,6 +282,10 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
     // group each time). The ones pending at the unmask were discarded
     // already; after the hooks they are caught again until the exec.
     if !setup.pre_exec.is_empty() {
+        // A forked copy of the owner: a hook that blocks or stops must
+        // not keep the owner's end of the guard's socket open after the
+        // owner's death (its registration, if it leads, is sent above).
+        crate::sys::guard::in_forked_copy();
         set_default(caught);
         for hook in &setup.pre_exec {
             if let Err(e) = hook() {

@@ -1,0 +1,71 @@
+//! Copies of the owner that are not the owner: a child the application
+//! forks without `exec` (which may live on long after the owner), and
+//! pkit's own forked child running `pre_exec` hooks (which may block, or
+//! stop, before its `exec`). Each would hold a copy of the owner's end of
+//! the guard's socket, and the guard, which learns of the owner's death
+//! from that end closing, would wait for the copy too: an owner SIGKILLed
+//! meanwhile left its groups running. In such a copy the owner's end is
+//! replaced (same descriptor number) by a socket whose peer is closed, so
+//! the copy holds nothing of the guard's, and its own handle on the guard
+//! reads as gone.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
+
+/// The owner's end of its guard's socket (-1: none yet).
+static OWNER_END: AtomicI32 = AtomicI32::new(-1);
+/// A socket whose peer is closed, put over [`OWNER_END`] in a copy.
+static DEAD_END: AtomicI32 = AtomicI32::new(-1);
+
+/// Notes the owner's end of a newly started guard's socket, so that forked
+/// copies drop it (see the module docs).
+pub(super) fn note_owner_end(sock: &OwnedFd) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+        let Ok((dead, peer)) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        ) else {
+            return;
+        };
+        drop(peer);
+        // Kept for the process's life (a copy may be forked at any time).
+        let dead: RawFd = std::os::fd::IntoRawFd::into_raw_fd(dead);
+        DEAD_END.store(dead, Ordering::Release);
+        // Raw: pthread_atfork has no rustix form.
+        // SAFETY: registers a child-side handler only: `in_forked_copy`
+        // makes two atomic loads and a dup3, which are async-signal-safe
+        // (all a forked child of a threaded process may do before exec).
+        unsafe { libc::pthread_atfork(None, None, Some(at_fork)) };
+    });
+    OWNER_END.store(sock.as_raw_fd(), Ordering::Release);
+}
+
+/// The `pthread_atfork` child handler (the application's `fork`).
+extern "C" fn at_fork() {
+    // SAFETY: this is the child of a fork, a copy of the owner.
+    unsafe { in_forked_copy() }
+}
+
+/// Replaces the owner's end of the guard's socket with a dead socket.
+///
+/// # Safety
+/// Only in a forked copy of the owner (no `CLONE_VM`): async-signal-safe
+/// calls only; the owner's own descriptor must not be touched.
+pub(crate) unsafe fn in_forked_copy() {
+    let (owner, dead) = (
+        OWNER_END.load(Ordering::Acquire),
+        DEAD_END.load(Ordering::Acquire),
+    );
+    if owner >= 0 && dead >= 0 {
+        // Raw: in a forked child: one async-signal-safe system call, no
+        // allocation.
+        // SAFETY: dup3 atomically closes this copy's `owner` and makes it
+        // the dead socket (close-on-exec, as the owner's end is).
+        unsafe { libc::dup3(dead, owner, libc::O_CLOEXEC) };
+    }
+}
