@@ -17,8 +17,8 @@ use pkit::Command;
 /// `RLIMIT_NOFILE` it runs under (set by `prlimit`).
 const INFLIGHT_OWNER: &str = "PKIT_D04D_INFLIGHT_OWNER";
 
-/// Groups each owner keeps: fewer than ring the guard's bell (32), so the
-/// guard reads none of their registrations.
+/// Groups each owner keeps: the guard's bell rings at every 8th
+/// registration passing a pidfd, so the last 7 stay unread (in flight).
 const KEPT: usize = 31;
 
 /// Runs the `runs` owner makes, one after another.
@@ -109,13 +109,12 @@ async fn inflight_owner() {
 }
 
 /// Several non-root owners at once, each with a low soft `RLIMIT_NOFILE`
-/// (160) and 31 process groups the quiet guard has not read yet: every
+/// (160) and 31 process groups, the last 7 not read by the guard yet: every
 /// registration carries its leader's pidfd, which counts against its
 /// sender's user's in-flight descriptors until the guard reads it, and the
 /// kernel refuses a send past the sender's `RLIMIT_NOFILE` (ETOOMANYREFS).
-/// Each owner alone stays far below its limit (31 pidfds and a few more of
-/// its own): every group must be guarded, and every owner killed must take
-/// its groups down.
+/// Each owner alone stays far below its limit: every group must be
+/// guarded, and every owner killed must take its groups down.
 ///
 /// (Failed before: the later owners' sends failed with ETOOMANYREFS, read
 /// as "the owner-death guard is gone", and their groups ran unguarded and
@@ -226,8 +225,8 @@ fn nobody_owner(
     }
 }
 
-/// A non-root owner whose user has many descriptors in flight already (an
-/// idle owner's 31 registrations its guard has not read), with a low soft
+/// A non-root owner whose user has many descriptors in flight already (five
+/// idle owners' last 7 registrations each, unread by their guards: 35), with a low soft
 /// `RLIMIT_NOFILE` (40): its own runs' registrations, left unread by its
 /// quiet guard, push the user's count past its limit, and the kernel
 /// refuses the next send (ETOOMANYREFS). The owner rings its guard, which
@@ -252,7 +251,10 @@ async fn a_non_root_owner_past_its_users_descriptors_in_flight_stays_guarded() {
     let mut owners = Vec::new();
     let mut sleeps = Vec::new();
     let mut unguarded = Vec::new();
-    nobody_owner(&exe, "keep", 160, &mut owners, &mut sleeps, &mut unguarded);
+    const IDLE: usize = 5;
+    for _ in 0..IDLE {
+        nobody_owner(&exe, "keep", 160, &mut owners, &mut sleeps, &mut unguarded);
+    }
     let _cleanup = KillOnDrop(sleeps.clone());
     let mut runs = Vec::new();
     let mut runs_unguarded = Vec::new();
@@ -264,9 +266,11 @@ async fn a_non_root_owner_past_its_users_descriptors_in_flight_stays_guarded() {
         &mut runs,
         &mut runs_unguarded,
     );
-    let status = owners[1].wait().unwrap();
-    owners[0].kill().unwrap();
-    owners[0].wait().unwrap();
+    let status = owners[IDLE].wait().unwrap();
+    for idle in &mut owners[..IDLE] {
+        idle.kill().unwrap();
+        idle.wait().unwrap();
+    }
     assert!(status.success(), "the runs' owner: {status}");
     assert!(unguarded.is_empty(), "the idle owner: {unguarded:?}");
     assert_eq!(runs.len(), RUNS);

@@ -20,8 +20,9 @@ use common::*;
 use pkit::{Command, Group, MechanismChoice};
 
 /// Groups the `many` helper registers after the guard last read: fewer
-/// than the messages that ring the bell (32), so none does.
-const UNREAD: usize = 10;
+/// than ring the bell (32 messages, or 8 passing a process group leader's
+/// pidfd), so none does.
+const UNREAD: usize = 7;
 
 /// The guard's `voluntary_ctxt_switches`: how often it went to sleep, so
 /// (less one) how often it was woken.
@@ -398,8 +399,11 @@ async fn the_guard_is_not_woken_per_run() {
             g.close().await.expect("close");
         }
         let woken = wakes(guard) - before;
+        // Process groups: each registration passes the leader's pidfd,
+        // and every 8th rings the bell (about 31 rings); before the bell,
+        // every message woke the guard (about 490 wakes).
         assert!(
-            woken <= RUNS / 8,
+            woken <= RUNS / 4,
             "{choice}: the guard woke {woken} times for {} runs",
             RUNS + RUNS / 4
         );

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::wire::{
-    hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, BELL_EVERY, FLAG_HAS_KILL,
-    OP_CGROUP, OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND, SEND_FLAGS,
+    hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, BELL_EVERY, BELL_EVERY_FDS,
+    FLAG_HAS_KILL, OP_CGROUP, OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND,
+    SEND_FLAGS,
 };
 
 /// The owner's handle on its guard.
@@ -61,6 +62,8 @@ pub(super) struct State {
     pub(super) used: usize,
     /// Messages sent since the bell last rang.
     pub(super) unrung: usize,
+    /// Of those, the ones that passed a descriptor (a leader's pidfd).
+    pub(super) unrung_fds: usize,
     /// Set once a send failed: the guard is gone.
     pub(super) failed: Option<String>,
 }
@@ -215,7 +218,7 @@ impl Guard {
                     match self.try_send(&msgs[sent], fd) {
                         Ok(()) => {
                             sent += 1;
-                            self.count_sent(&mut state);
+                            self.count_sent(&mut state, fd.is_some());
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             // The guard makes room once it reads.
@@ -272,11 +275,14 @@ impl Guard {
         }
     }
 
-    /// Counts a message sent to the guard: every [`BELL_EVERY`]th rings the
-    /// bell, so the guard reads them before many pile up.
-    pub(super) fn count_sent(&self, state: &mut State) {
+    /// Counts a message sent to the guard (`with_fd`: it passed a
+    /// descriptor): every [`BELL_EVERY`]th, or every
+    /// [`BELL_EVERY_FDS`]th passing a descriptor, rings the bell, so the
+    /// guard reads them before many pile up.
+    pub(super) fn count_sent(&self, state: &mut State, with_fd: bool) {
         state.unrung += 1;
-        if state.unrung >= BELL_EVERY {
+        state.unrung_fds += usize::from(with_fd);
+        if state.unrung >= BELL_EVERY || state.unrung_fds >= BELL_EVERY_FDS {
             self.ring(state);
         }
     }
@@ -286,6 +292,7 @@ impl Guard {
     /// noticed full or closed by the next send) changes nothing.
     pub(super) fn ring(&self, state: &mut State) {
         state.unrung = 0;
+        state.unrung_fds = 0;
         if let Some(bell) = &self.bell {
             let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
         }

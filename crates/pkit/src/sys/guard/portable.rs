@@ -492,6 +492,7 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
             live: Default::default(),
             used: 0,
             unrung: 0,
+            unrung_fds: 0,
             failed: None,
         }),
         query_lock: std::sync::Mutex::new(()),

@@ -254,6 +254,7 @@ fn new_guard(
             live: BTreeMap::new(),
             used: 0,
             unrung: 0,
+            unrung_fds: 0,
             failed: None,
         }),
         query_lock: Mutex::new(()),

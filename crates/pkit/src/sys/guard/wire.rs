@@ -32,6 +32,13 @@ pub(super) const TEARDOWN_BOUND_MS: i64 = 10_000;
 /// (`SCM_RIGHTS`) and the socket's memory stay small, many enough that a
 /// one-shot run's two messages rarely wake the guard.
 pub(super) const BELL_EVERY: usize = 32;
+/// ... and at least every this many messages that pass a descriptor (a
+/// process group leader's pidfd). The kernel counts the descriptors in
+/// flight on unix sockets per user, against the sender's `RLIMIT_NOFILE`
+/// (root aside), and refuses more (`ETOOMANYREFS`): with at most 8 unread
+/// per owner, 128 idle owners of one user fit in the common soft limit of
+/// 1024, where 32 would let 32 fill it.
+pub(super) const BELL_EVERY_FDS: usize = 8;
 
 pub(super) const OP_CGROUP: u32 = 1;
 pub(super) const OP_DIR: u32 = 2;
