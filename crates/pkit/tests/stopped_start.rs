@@ -45,6 +45,9 @@ enum Then {
     List,
     /// `adopt` of another child of this process, then `kill`.
     Adopt,
+    /// `shutdown` (SIGTERM, which a stopped process keeps pending; the
+    /// grace; the close's SIGKILL).
+    Shutdown,
 }
 
 /// Runs `f` on a thread of its own; its result, or a failure naming `what`
@@ -215,6 +218,14 @@ fn one(choice: MechanismChoice, then: Then, joins: bool) {
             let _ = other.kill();
             let _ = other.wait();
         }
+        Then::Shutdown => {
+            let gc = g.clone();
+            let report = within(&format!("{what}: shutdown"), move || {
+                gc.shutdown(std::time::Duration::from_millis(200))
+            })
+            .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
+            assert_eq!(report.signalled(), 1, "{what}: {report:?}");
+        }
     }
     let started = starting
         .recv_timeout(DEADLINE * 2)
@@ -235,8 +246,10 @@ fn one(choice: MechanismChoice, then: Then, joins: bool) {
         // A start the close or kill ended before its exec: refused, or a
         // process that was killed.
         Err(e)
-            if matches!(then, Then::Close | Then::Kill | Then::List | Then::Adopt)
-                && e.kind() == ErrorKind::Spawn =>
+            if matches!(
+                then,
+                Then::Close | Then::Kill | Then::List | Then::Adopt | Then::Shutdown
+            ) && e.kind() == ErrorKind::Spawn =>
         {
             None
         }
@@ -364,6 +377,20 @@ fn adopt_into_a_group_whose_first_process_is_stopped_before_exec_returns() {
     each(
         "adopt_into_a_group_whose_first_process_is_stopped_before_exec_returns",
         Then::Adopt,
+        false,
+    );
+}
+
+/// `shutdown` ends a group whose first process is stopped before its
+/// `exec`: it signals that process (a member), waits its grace and kills
+/// it. Under process groups it listed the members first, which waited for
+/// the leader's mutex the stopped start holds (before the fix: "shutdown
+/// hangs").
+#[test]
+fn a_shutdown_ends_a_first_process_stopped_before_exec() {
+    each(
+        "a_shutdown_ends_a_first_process_stopped_before_exec",
+        Then::Shutdown,
         false,
     );
 }
