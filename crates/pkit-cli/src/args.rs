@@ -302,7 +302,8 @@ pub struct RunArgs {
     /// 175921860, the kernel's largest quota).
     #[arg(long, value_name = "CORES", allow_hyphen_values = true, value_parser = parse_cpu)]
     pub cpu: Option<f64>,
-    /// Run the program in DIR.
+    /// Run the program in DIR. A relative PROGRAM path is pkit's working
+    /// directory's, not DIR's (unlike `env -C`).
     #[arg(short = 'C', long, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
     /// Set an environment variable for the program (repeatable).

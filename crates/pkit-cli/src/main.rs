@@ -31,6 +31,7 @@ mod orphans;
 mod pty;
 mod report;
 mod run;
+mod script;
 mod signame;
 mod size;
 mod summary;

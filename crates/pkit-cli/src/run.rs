@@ -457,34 +457,25 @@ fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {
     }
 }
 
-/// Starts the program; as execvp(3) does, and so timeout(1) and env(1), a
-/// file the kernel refused to execute although it may (ENOEXEC: a script
-/// without a `#!` line) is run by `/bin/sh` instead. Not as another user:
-/// whether that one may execute it is not pkit's to tell.
+/// Starts the program; a script without a `#!` line is run by `/bin/sh`
+/// (see [`crate::script`]).
 fn start(
     group: &pkit::Group,
     args: &RunArgs,
     ids: &crate::checks::Ids,
 ) -> pkit::Result<pkit::RunningProcess> {
     match group.start(&command(args, ids, None)) {
-        // The path as the library resolved it (a relative one against
-        // pkit's working directory, not -C's).
-        Err(Error::NotExecutable { path, .. })
-            if ids.uid.is_none() && ids.gid.is_none() && sys::shell_script(&path) =>
-        {
-            group.start(&command(args, ids, Some(&path)))
-        }
-        other => other,
+        Err(e) => match crate::script::fallback(&e, ids.uid.is_some() || ids.gid.is_some()) {
+            Some(path) => group.start(&command(args, ids, Some(&path))),
+            None => Err(e),
+        },
+        ok => ok,
     }
 }
 
 /// The program's command; with `script`, `/bin/sh script ARGS...`.
 fn command(args: &RunArgs, ids: &crate::checks::Ids, script: Option<&Path>) -> Command {
-    let mut cmd = match script {
-        Some(path) => Command::new("/bin/sh").arg(path),
-        None => Command::new(args.program()),
-    }
-    .args(args.args());
+    let mut cmd = crate::script::command(args.program(), args.args(), script);
     if args.pty {
         let (rows, cols) = crate::pty::size();
         cmd = cmd.pty(rows, cols);

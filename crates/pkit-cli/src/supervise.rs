@@ -2,10 +2,11 @@
 //! stderr per run that ended (or JSON lines with `--json`).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pkit::{
-    Command, Outcome, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent,
+    ErrorKind, Outcome, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent,
 };
 
 use crate::args::{RestartArg, SuperviseArgs};
@@ -17,8 +18,10 @@ use crate::{signame, EXIT_OWN_FAILURE};
 /// not given.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn supervisor(args: &SuperviseArgs) -> Supervisor {
-    let mut cmd = Command::new(args.program()).args(args.args());
+/// The supervisor of the program; with `script`, of `/bin/sh script
+/// ARGS...` (see [`crate::script`]).
+fn supervisor(args: &SuperviseArgs, script: Option<&Path>) -> Supervisor {
+    let mut cmd = crate::script::command(args.program(), args.args(), script);
     // The program's output is the user's: passed through as it comes.
     cmd = if args.health_line.is_some() {
         // The readiness check reads the lines; a tee passes them on.
@@ -89,7 +92,6 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     };
     // Cancelled by a second signal: cuts the stop's grace short.
     let kill_now = pkit::CancelToken::new();
-    let mut handle = supervisor(&args).cancel_token(&kill_now).start();
     let mut say = Say {
         json: args.json,
         quiet: args.quiet,
@@ -98,30 +100,70 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         stopping: false,
         unhealthy: false,
     };
-    loop {
-        tokio::select! {
-            event = handle.next_event() => match event {
-                Some(SupervisorEvent::Stopped(_)) | None => break,
-                Some(event) => say.event(&event),
-            },
-            second = stops.recv() => {
-                if !say.stopping {
-                    // A graceful stop: the run gets SIGTERM and its grace
-                    // (which ends in SIGKILL). The events go on: the
-                    // stopped run's exit, then the end.
-                    say.stopping = true;
-                    handle.request_stop();
-                    continue;
+    // Set once the program turned out to be a script without a `#!` line:
+    // then it is supervised as `/bin/sh script`, as `pkit run` runs it.
+    let mut script: Option<PathBuf> = None;
+    let result = loop {
+        let mut handle = supervisor(&args, script.as_deref())
+            .cancel_token(&kill_now)
+            .start();
+        // A start refused as not executable, held back until the
+        // supervision says why it ended: when that was the first start
+        // of a script /bin/sh runs, it is not reported (as `pkit run`
+        // reports no such first try).
+        let mut held = None;
+        loop {
+            tokio::select! {
+                event = handle.next_event() => match event {
+                    Some(SupervisorEvent::Stopped(_)) | None => break,
+                    Some(event @ SupervisorEvent::SpawnFailed { kind: ErrorKind::NotExecutable })
+                        if script.is_none() =>
+                    {
+                        if let Some(earlier) = held.replace(event) {
+                            say.event(&earlier);
+                        }
+                    }
+                    Some(event) => {
+                        if let Some(earlier) = held.take() {
+                            say.event(&earlier);
+                        }
+                        say.event(&event);
+                    }
+                },
+                second = stops.recv() => {
+                    if !say.stopping {
+                        // A graceful stop: the run gets SIGTERM and its grace
+                        // (which ends in SIGKILL). The events go on: the
+                        // stopped run's exit, then the end.
+                        say.stopping = true;
+                        handle.request_stop();
+                        continue;
+                    }
+                    // A second signal meanwhile kills the tree at once.
+                    if !kill_now.is_cancelled() && !args.quiet && !args.json {
+                        eprintln!("pkit: second SIG{second}: killing the run now");
+                    }
+                    kill_now.cancel();
                 }
-                // A second signal meanwhile kills the tree at once.
-                if !kill_now.is_cancelled() && !args.quiet && !args.json {
-                    eprintln!("pkit: second SIG{second}: killing the run now");
-                }
-                kill_now.cancel();
             }
         }
-    }
-    let result = handle.wait().await;
+        let result = handle.wait().await;
+        if let Some(event) = held {
+            let script_path = match &result {
+                Ok(o) if o.stopped == StopReason::CannotStart && o.restarts == 0 => o
+                    .final_error
+                    .as_ref()
+                    .and_then(|e| crate::script::fallback(e, false)),
+                _ => None,
+            };
+            if script_path.is_some() && !say.stopping {
+                script = script_path;
+                continue;
+            }
+            say.event(&event);
+        }
+        break result;
+    };
     match result {
         Ok(outcome) => {
             let code = status(&outcome);

@@ -64,3 +64,70 @@ fn a_script_without_a_shebang_line_is_run_by_sh_as_timeout_runs_it() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A relative program path with `-C DIR` is pkit's working directory's,
+/// not DIR's (pkit's rule, where `env -C DIR ./x` runs DIR's `./x`), for a
+/// script without a `#!` line, which `/bin/sh` runs, exactly as for one
+/// with a `#!` line, which the kernel runs: with `./x` in both directories
+/// pkit's runs, in DIR; with `./x` in DIR alone it is not found (127),
+/// the same for both kinds.
+#[test]
+fn a_relative_script_with_chdir_is_pkits_directorys_with_or_without_a_shebang() {
+    let base = temp_path("chdir-script");
+    let (own, other) = (base.join("own"), base.join("other"));
+    for dir in [&own, &other] {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, head) in [("plain", ""), ("bang", "#!/bin/sh\n")] {
+            let file = dir.join(name);
+            let whose = dir.file_name().unwrap().to_str().unwrap();
+            std::fs::write(&file, format!("{head}echo \"{whose} $1 in $(pwd)\"\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    for (name, head) in [("only-plain", ""), ("only-bang", "#!/bin/sh\n")] {
+        let file = other.join(name);
+        std::fs::write(&file, format!("{head}echo other\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let other_real = std::fs::canonicalize(&other).unwrap();
+    for mechanism in mechanisms() {
+        for program in ["./plain", "./bang"] {
+            let out = pkit()
+                .current_dir(&own)
+                .args(["run", "-q", "--mechanism", mechanism, "-C"])
+                .arg(&other)
+                .args(["--", program, "arg"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                ),
+                (Some(0), format!("own arg in {}\n", other_real.display())),
+                "{mechanism} {program}: stderr {stderr:?}"
+            );
+        }
+        for program in ["./only-plain", "./only-bang"] {
+            let out = pkit()
+                .current_dir(&own)
+                .args(["run", "-q", "--mechanism", mechanism, "-C"])
+                .arg(&other)
+                .args(["--", program])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(127),
+                "{mechanism} {program}: {stderr:?}"
+            );
+            assert!(
+                out.stdout.is_empty(),
+                "{mechanism} {program}: DIR's file ran"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -907,3 +907,110 @@ fn hup_ignored_when_pkit_starts_stops_nothing() {
     let runs = events.iter().filter(|e| e["event"] == "started").count();
     assert_eq!(runs, 1, "{events:?}");
 }
+
+/// An executable script without a `#!` line (ENOEXEC from the kernel) is
+/// supervised as `pkit run` runs it: by `/bin/sh`, as execvp(3) and so
+/// timeout(1) run it, named by its path (a relative one is pkit's working
+/// directory's) or found on `PATH`, with its arguments, restarted after
+/// each crash until a clean run, and no failed start reported. A file that
+/// may not be executed is still refused (126, `not_executable`, cannot
+/// start). Before the fix the script was refused as that file is: 126,
+/// "a run could not start (not_executable)".
+#[test]
+fn a_script_without_a_shebang_line_is_supervised_as_sh_runs_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_path("noshebang");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("pkit-supervise-noshebang");
+    std::fs::write(&script, format!("{FLAKY}\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plain = dir.join("pkit-supervise-not-executable");
+    std::fs::write(&plain, "echo ran\n").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for mechanism in mechanisms() {
+        for program in [
+            script.to_str().unwrap(),
+            "pkit-supervise-noshebang",
+            "./pkit-supervise-noshebang",
+        ] {
+            let counter = dir.join("counter");
+            let _ = std::fs::remove_file(&counter);
+            let out = pkit()
+                .env("PATH", &path)
+                .current_dir(&dir)
+                .args(["supervise", "--json", "--mechanism", mechanism])
+                .args(["--backoff", "10ms", "--", program])
+                .arg(&counter)
+                .output()
+                .unwrap();
+            let what = format!("{mechanism} {program}: {out:?}");
+            assert_eq!(out.status.code(), Some(0), "{what}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "attempt 0\nattempt 1\nattempt 2\n",
+                "{what}"
+            );
+            let events = json_lines(&out.stderr);
+            let kinds: Vec<&str> = events
+                .iter()
+                .map(|e| e["event"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    "started", "exited", "backoff", "started", "exited", "backoff", "started",
+                    "exited", "stopped"
+                ],
+                "{what}"
+            );
+            assert_eq!(events[1]["exit_code"], 3, "{what}");
+            assert_eq!(events[8]["reason"], "policy_satisfied", "{what}");
+            assert_eq!(events[8]["restarts"], 2, "{what}");
+            assert_eq!(
+                std::fs::read_to_string(&counter).unwrap().trim(),
+                "3",
+                "{what}"
+            );
+        }
+        // Text: not a word of a failed start.
+        let counter = dir.join("counter");
+        let _ = std::fs::remove_file(&counter);
+        let out = pkit()
+            .args([
+                "supervise",
+                "--backoff",
+                "10ms",
+                "--mechanism",
+                mechanism,
+                "--",
+            ])
+            .arg(&script)
+            .arg(&counter)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mechanism}: {err}");
+        assert_eq!(err.lines().count(), 3, "{mechanism}: {err}");
+        assert!(!err.contains("could not start"), "{mechanism}: {err}");
+
+        let out = pkit()
+            .args(["supervise", "--json", "--mechanism", mechanism, "--"])
+            .arg(&plain)
+            .output()
+            .unwrap();
+        let what = format!("{mechanism}: {out:?}");
+        assert_eq!(out.status.code(), Some(126), "{what}");
+        assert!(out.stdout.is_empty(), "the plain file ran: {what}");
+        let events = json_lines(&out.stderr);
+        assert_eq!(events.len(), 2, "{what}");
+        assert_eq!(events[0]["event"], "spawn_failed", "{what}");
+        assert_eq!(events[0]["error_kind"], "not_executable", "{what}");
+        assert_eq!(events[1]["reason"], "cannot_start", "{what}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -41,6 +41,13 @@ enum Then {
     Kill,
     /// `signal(Cont)`.
     Cont,
+    /// `pids`, `processes` and `stats` (which list the group), then `kill`.
+    List,
+    /// `adopt` of another child of this process, then `kill`.
+    Adopt,
+    /// `shutdown` (SIGTERM, which a stopped process keeps pending; the
+    /// grace; the close's SIGKILL).
+    Shutdown,
 }
 
 /// Runs `f` on a thread of its own; its result, or a failure naming `what`
@@ -173,6 +180,52 @@ fn one(choice: MechanismChoice, then: Then, joins: bool) {
             })
             .unwrap_or_else(|e| panic!("{what}: signal(Cont): {e}"));
         }
+        Then::List => {
+            let gc = g.clone();
+            let (pids, processes, stats) = within(&format!("{what}: pids"), move || {
+                (gc.pids(), gc.processes(), gc.stats())
+            });
+            // The stopped child is the group's: a member, listed.
+            let pids = pids.unwrap_or_else(|e| panic!("{what}: pids: {e}"));
+            assert!(pids.contains(&stopped), "{what}: pids {pids:?}");
+            let processes = processes.unwrap_or_else(|e| panic!("{what}: processes: {e}"));
+            assert!(
+                processes.iter().any(|p| p.pid == stopped),
+                "{what}: processes {processes:?}"
+            );
+            stats.unwrap_or_else(|e| panic!("{what}: stats: {e}"));
+            kill_group(&g, &what);
+        }
+        Then::Adopt => {
+            let mut other = std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .expect("sleep");
+            let pid = other.id();
+            let gc = g.clone();
+            let adopted = within(&format!("{what}: adopt"), move || gc.adopt(pid));
+            match choice {
+                // A cgroup takes any process this one may move.
+                MechanismChoice::Cgroup => adopted.unwrap_or_else(|e| panic!("{what}: adopt: {e}")),
+                // A process group takes no process that has executed its
+                // program, and none while its first process may never run.
+                _ => match adopted {
+                    Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                    other => panic!("{what}: adopt: {other:?}"),
+                },
+            }
+            kill_group(&g, &what);
+            let _ = other.kill();
+            let _ = other.wait();
+        }
+        Then::Shutdown => {
+            let gc = g.clone();
+            let report = within(&format!("{what}: shutdown"), move || {
+                gc.shutdown(std::time::Duration::from_millis(200))
+            })
+            .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
+            assert_eq!(report.signalled(), 1, "{what}: {report:?}");
+        }
     }
     let started = starting
         .recv_timeout(DEADLINE * 2)
@@ -192,7 +245,14 @@ fn one(choice: MechanismChoice, then: Then, joins: bool) {
         }
         // A start the close or kill ended before its exec: refused, or a
         // process that was killed.
-        Err(e) if matches!(then, Then::Close | Then::Kill) && e.kind() == ErrorKind::Spawn => None,
+        Err(e)
+            if matches!(
+                then,
+                Then::Close | Then::Kill | Then::List | Then::Adopt | Then::Shutdown
+            ) && e.kind() == ErrorKind::Spawn =>
+        {
+            None
+        }
         Err(e) => panic!("{what}: the stopped start: {e:?}"),
     };
     if matches!(then, Then::SuspendThenCont | Then::Cont) {
@@ -213,6 +273,13 @@ fn one(choice: MechanismChoice, then: Then, joins: bool) {
         assert!(Instant::now() < deadline, "{what}: {pids:?} run on");
         std::thread::sleep(POLL);
     }
+}
+
+/// `kill` of group `g`, on a thread of its own (see [`within`]).
+fn kill_group(g: &Arc<pkit::blocking::Group>, what: &str) {
+    let gc = g.clone();
+    within(&format!("{what}: kill"), move || gc.kill())
+        .unwrap_or_else(|e| panic!("{what}: kill: {e}"));
 }
 
 fn each(name: &'static str, then: Then, joins: bool) {
@@ -281,6 +348,49 @@ fn a_kill_ends_a_first_process_stopped_before_exec() {
     each(
         "a_kill_ends_a_first_process_stopped_before_exec",
         Then::Kill,
+        false,
+    );
+}
+
+/// The group's listing (`pids`, `processes`, `stats`) returns while its
+/// first process is stopped before its `exec`, and lists that process: it
+/// is the group's. Under process groups the listing waited for the leader's
+/// mutex, which the stopped start holds, until the child was continued or
+/// killed (before the fix: "pids hangs").
+#[test]
+fn the_listing_of_a_group_whose_first_process_is_stopped_before_exec_returns() {
+    each(
+        "the_listing_of_a_group_whose_first_process_is_stopped_before_exec_returns",
+        Then::List,
+        false,
+    );
+}
+
+/// `adopt` returns while the group's first process is stopped before its
+/// `exec`: a cgroup takes the process; a process group refuses it
+/// (`Unsupported`) rather than wait for a start that may never end, or
+/// put it into the process group that start's child is to lead, where it
+/// would outlive a start that then fails. Before the fix it waited for the
+/// leader's mutex ("adopt hangs").
+#[test]
+fn adopt_into_a_group_whose_first_process_is_stopped_before_exec_returns() {
+    each(
+        "adopt_into_a_group_whose_first_process_is_stopped_before_exec_returns",
+        Then::Adopt,
+        false,
+    );
+}
+
+/// `shutdown` ends a group whose first process is stopped before its
+/// `exec`: it signals that process (a member), waits its grace and kills
+/// it. Under process groups it listed the members first, which waited for
+/// the leader's mutex the stopped start holds (before the fix: "shutdown
+/// hangs").
+#[test]
+fn a_shutdown_ends_a_first_process_stopped_before_exec() {
+    each(
+        "a_shutdown_ends_a_first_process_stopped_before_exec",
+        Then::Shutdown,
         false,
     );
 }

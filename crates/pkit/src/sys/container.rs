@@ -425,10 +425,12 @@ impl Container {
                     None => Vec::new(),
                 };
                 // The former leaders still running are members too,
-                // wherever they went (see `former`).
-                for f in self.live_former_leaders() {
-                    if !members.contains(&f.pid()) {
-                        members.push(f.pid());
+                // wherever they went (see `former`), and a first process
+                // whose start waits for its `exec`.
+                let former = self.live_former_leaders().into_iter().map(|f| f.pid());
+                for pid in former.chain(self.member_at_birth()) {
+                    if !members.contains(&pid) {
+                        members.push(pid);
                     }
                 }
                 Ok(members)

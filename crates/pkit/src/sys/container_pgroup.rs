@@ -293,7 +293,17 @@ impl Container {
     /// without the leader's mutex, which that start holds.
     pub(super) fn signal_pgroup(&self, sig: i32) -> io::Result<()> {
         let (sent, leader) = match &self.kind {
-            Kind::Pgroup { leader, .. } => self.birth_or_leader(sig, leader),
+            Kind::Pgroup { leader, .. } => self.birth_or_leader(
+                leader,
+                || {
+                    #[cfg(target_os = "linux")]
+                    if let (true, sent) = self.signal_birth(sig) {
+                        return Some((sent, None));
+                    }
+                    None
+                },
+                |leader| (Ok(()), leader),
+            ),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => return Ok(()),
         };
@@ -308,51 +318,121 @@ impl Container {
         }
     }
 
-    /// Sends `sig` to the group's first process while its start waits for
-    /// its `exec` (the result, and no leader), else gives the leader. Never
-    /// waits for the leader's mutex while a first start holds it: that
-    /// start publishes its birth only after taking the mutex, and a signal
-    /// that came in between and waited for the mutex waited for ever once
-    /// the child stopped before its `exec` (a `kill` or `close` racing
-    /// such a start hung). It looks for the birth again instead.
-    fn birth_or_leader(
+    /// `at_birth`'s answer while the group's first start waits for its
+    /// `exec` (see `birth.rs`; `None`: ask the leader), else `with_leader`'s,
+    /// given the leader. Never waits for the leader's mutex while a first
+    /// start holds it: that start publishes its birth only after taking
+    /// the mutex, and a call that came in between and waited for the mutex
+    /// waited for ever once the child stopped before its `exec` (a `kill`,
+    /// `close`, listing or `adopt` racing such a start hung). It asks
+    /// `at_birth` again instead, until the mutex is free.
+    fn birth_or_leader<T>(
         &self,
-        sig: i32,
         leader: &std::sync::Mutex<Option<std::sync::Arc<ChildHandle>>>,
-    ) -> (io::Result<()>, Option<std::sync::Arc<ChildHandle>>) {
+        mut at_birth: impl FnMut() -> Option<T>,
+        with_leader: impl FnOnce(Option<std::sync::Arc<ChildHandle>>) -> T,
+    ) -> T {
         let mut nap = std::time::Duration::from_micros(50);
         loop {
-            #[cfg(target_os = "linux")]
-            if let (true, sent) = self.signal_birth(sig) {
-                return (sent, None);
+            if let Some(answer) = at_birth() {
+                return answer;
             }
             // No birth is published where the mutex is the only wait.
             if self.kind.is_portable() || cfg!(not(target_os = "linux")) {
-                let held = leader.lock().unwrap_or_else(|e| e.into_inner());
-                return (Ok(()), held.clone());
+                let held = leader.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                return with_leader(held);
             }
-            match leader.try_lock() {
-                Ok(held) => return (Ok(()), held.clone()),
-                Err(std::sync::TryLockError::Poisoned(e)) => {
-                    return (Ok(()), e.into_inner().clone())
+            let held = match leader.try_lock() {
+                Ok(held) => held.clone(),
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().clone(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(std::time::Duration::from_millis(5));
+                    continue;
                 }
-                Err(std::sync::TryLockError::WouldBlock) => {}
-            }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(std::time::Duration::from_millis(5));
+            };
+            return with_leader(held);
         }
     }
 
+    /// The group's process group: its leader's pid, or while the group's
+    /// first start waits for its `exec`, the pid of its child, which is to
+    /// lead it (see [`birth_or_leader`](Self::birth_or_leader)).
     pub(super) fn pgid(&self) -> Option<i32> {
         match &self.kind {
-            Kind::Pgroup { leader, .. } => leader
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|l| l.pid()),
+            Kind::Pgroup { leader, .. } => self.birth_or_leader(
+                leader,
+                || self.at_birth(Some),
+                |leader| leader.map(|l| l.pid()),
+            ),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => None,
         }
+    }
+
+    /// The group's first process while its start waits for its `exec`,
+    /// unless it has exited: a member, whether it has made its process
+    /// group yet or not.
+    pub(super) fn member_at_birth(&self) -> Option<i32> {
+        #[cfg(target_os = "linux")]
+        return self
+            .at_birth(|pid| (!super::linux::procfs::exited(pid)).then_some(pid))
+            .flatten();
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// What `adopt` may move a process into (see [`Joinable`]): waits for
+    /// a first start under way, but not for one whose child is stopped
+    /// before its `exec`, which may never run on.
+    pub(super) fn joinable(&self) -> Joinable {
+        match &self.kind {
+            Kind::Pgroup { leader, .. } => self.birth_or_leader(
+                leader,
+                || {
+                    #[cfg(target_os = "linux")]
+                    if self.at_birth(|pid| {
+                        matches!(super::linux::procfs::stat(pid), Ok(('T' | 't', _)))
+                    }) == Some(true)
+                    {
+                        return Some(Joinable::FirstStopped);
+                    }
+                    None
+                },
+                |leader| leader.map_or(Joinable::Empty, |l| Joinable::Pgid(l.pid())),
+            ),
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => Joinable::Empty,
+        }
+    }
+
+    /// `f` of the pid of the group's first process while its start waits
+    /// for its `exec` (see `birth.rs`; `f` runs while that child is not
+    /// reaped); `None` when no such start is under way. A child not born
+    /// yet is waited for, as [`signal_birth`](Self::signal_birth) does.
+    #[cfg(target_os = "linux")]
+    fn at_birth<T>(&self, f: impl FnOnce(i32) -> T) -> Option<T> {
+        use super::linux::birth::Reach;
+        let Kind::Pgroup { birth, .. } = &self.kind else {
+            return None;
+        };
+        let mut f = Some(f);
+        loop {
+            let held = birth.lock().unwrap_or_else(|e| e.into_inner());
+            match held.as_ref()?.with_pid(|pid| f.take().map(|f| f(pid))) {
+                Ok(answer) => return answer,
+                Err(Reach::NotYet) => {}
+                Err(_) => return None,
+            }
+            drop(held);
+            std::thread::yield_now();
+        }
+    }
+
+    /// No birth is published here (see `birth.rs`).
+    #[cfg(not(target_os = "linux"))]
+    fn at_birth<T>(&self, _f: impl FnOnce(i32) -> T) -> Option<T> {
+        None
     }
 
     /// Sends `sig` to the group's first process while its start waits for
@@ -402,6 +482,20 @@ impl Container {
             birth.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
     }
+}
+
+/// What a process group may move a process into (`adopt`).
+pub(super) enum Joinable {
+    /// The process group of that number.
+    Pgid(i32),
+    /// Nothing: the group has no process of its own yet.
+    Empty,
+    /// Nothing: its first process is stopped before its `exec`. Its start
+    /// may never end, and a process moved into the process group that
+    /// child is to lead would outlive a start that then fails, out of the
+    /// group's reach. (Only Linux publishes a first process's birth.)
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    FirstStopped,
 }
 
 /// Sends `sig` to the process group `leader` led and, through its handle,

@@ -149,12 +149,23 @@ impl Container {
                 Ok(())
             }
             Kind::Pgroup { .. } => {
-                let Some(pgid) = self.pgid() else {
-                    return Err(ControlError::Unsupported(
-                        "a process group can adopt only once it has a process of its own \
-                         (its id is that process's pid)"
-                            .into(),
-                    ));
+                use super::container_pgroup::Joinable;
+                let pgid = match self.joinable() {
+                    Joinable::Pgid(pgid) => pgid,
+                    Joinable::Empty => {
+                        return Err(ControlError::Unsupported(
+                            "a process group can adopt only once it has a process of its own \
+                             (its id is that process's pid)"
+                                .into(),
+                        ))
+                    }
+                    Joinable::FirstStopped => {
+                        return Err(ControlError::Unsupported(
+                            "the process group's first process is stopped before it executed \
+                             its program (it may never start)"
+                                .into(),
+                        ))
+                    }
                 };
                 let to = rustix::process::Pid::from_raw(pid);
                 let group = rustix::process::Pid::from_raw(pgid);

@@ -93,6 +93,19 @@ impl Birth {
         self.pid.store(-1, Ordering::Release);
     }
 
+    /// `f` of the child's pid, once it is born and until its start takes
+    /// it back; else why not ([`Reach::NotYet`], [`Reach::Unreachable`]).
+    /// `f` runs before the start may take the birth back: the child is
+    /// not reaped, its pid not reused, while it runs.
+    pub(crate) fn with_pid<T>(&self, f: impl FnOnce(i32) -> T) -> Result<T, Reach> {
+        let _sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        match self.pid.load(Ordering::Acquire) {
+            0 => Err(Reach::NotYet),
+            p if p < 0 => Err(Reach::Unreachable),
+            p => Ok(f(p)),
+        }
+    }
+
     /// Sends `sig` to the child through its pidfd, once it is born and
     /// until its start takes it back.
     pub(crate) fn signal(&self, sig: i32) -> (Reach, io::Result<()>) {
