@@ -23,16 +23,9 @@ static DEAD_END: AtomicI32 = AtomicI32::new(-1);
 pub(super) fn note_owner_end(sock: &OwnedFd) {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
-        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-        let Ok((dead, peer)) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        ) else {
+        let Some(dead) = dead_socket() else {
             return;
         };
-        drop(peer);
         // Kept for the process's life (a copy may be forked at any time).
         let dead: RawFd = std::os::fd::IntoRawFd::into_raw_fd(dead);
         DEAD_END.store(dead, Ordering::Release);
@@ -43,6 +36,23 @@ pub(super) fn note_owner_end(sock: &OwnedFd) {
         unsafe { libc::pthread_atfork(None, None, Some(at_fork)) };
     });
     OWNER_END.store(sock.as_raw_fd(), Ordering::Release);
+}
+
+/// A socket whose peer is closed, close-on-exec.
+fn dead_socket() -> Option<OwnedFd> {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    // macOS has neither SOCK_SEQPACKET for unix sockets nor SOCK_CLOEXEC:
+    // a stream pair, marked close-on-exec after (a fork in between hands
+    // a child a socket that is dead anyway).
+    #[cfg(target_os = "macos")]
+    let (kind, flags) = (SocketType::STREAM, SocketFlags::empty());
+    #[cfg(not(target_os = "macos"))]
+    let (kind, flags) = (SocketType::SEQPACKET, SocketFlags::CLOEXEC);
+    let (dead, peer) = socketpair(AddressFamily::UNIX, kind, flags, None).ok()?;
+    drop(peer);
+    #[cfg(target_os = "macos")]
+    rustix::io::fcntl_setfd(&dead, rustix::io::FdFlags::CLOEXEC).ok()?;
+    Some(dead)
 }
 
 /// The `pthread_atfork` child handler (the application's `fork`).
@@ -62,10 +72,21 @@ pub(crate) unsafe fn in_forked_copy() {
         DEAD_END.load(Ordering::Acquire),
     );
     if owner >= 0 && dead >= 0 {
-        // Raw: in a forked child: one async-signal-safe system call, no
+        // Raw: in a forked child: async-signal-safe system calls, no
         // allocation.
         // SAFETY: dup3 atomically closes this copy's `owner` and makes it
         // the dead socket (close-on-exec, as the owner's end is).
-        unsafe { libc::dup3(dead, owner, libc::O_CLOEXEC) };
+        #[cfg(not(target_os = "macos"))]
+        unsafe {
+            libc::dup3(dead, owner, libc::O_CLOEXEC)
+        };
+        // SAFETY: as dup3 (macOS has none), then close-on-exec again
+        // (dup2 clears it on the new number).
+        #[cfg(target_os = "macos")]
+        unsafe {
+            if libc::dup2(dead, owner) == owner {
+                libc::fcntl(owner, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
     }
 }

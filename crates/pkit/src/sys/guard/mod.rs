@@ -43,8 +43,11 @@
 //! socket asking for no event, which reports only the owner's end closing
 //! (a hang-up is reported whatever was asked; an arriving message wakes
 //! only a poller that asked for `POLLIN`), and on a "bell", an eventfd the
-//! owner writes to every [`BELL_EVERY`](wire::BELL_EVERY) messages, before
-//! a query, and when the socket is full. Rung, it reads every queued
+//! owner writes to every [`BELL_EVERY`](wire::BELL_EVERY) messages (every
+//! [`BELL_EVERY_FDS`](wire::BELL_EVERY_FDS) that pass a pidfd: descriptors
+//! in flight count against the user's `RLIMIT_NOFILE`), before a query,
+//! when the socket is full, and when the kernel refuses a descriptor in
+//! flight (`ETOOMANYREFS`). Rung, it reads every queued
 //! message. (The portable guard reads each message as it arrives.) When
 //! the socket reaches end of file, after every queued message has been
 //! read, every holder of the owner's end is gone, so the owner is dead:
@@ -159,6 +162,7 @@
 use std::sync::OnceLock;
 
 mod copies;
+#[cfg(target_os = "linux")]
 pub(crate) use copies::in_forked_copy;
 #[cfg(target_os = "linux")]
 mod exec;
