@@ -160,23 +160,9 @@ pub(crate) fn spawn_into_cgroup(
 
     let injected = crate::sys::fault::check(crate::sys::fault::Point::Clone3);
     let old_mask = block_all_signals();
-    let rc = match injected {
-        Err(errno) => -(errno as isize),
-        // SAFETY: the shim makes the clone3 system call with `args`, which
-        // lives (with `pidfd` and the stack) until the call returns; the
-        // child runs `child_entry(&plan)` on its own stack and never
-        // returns into our frames. With CLONE_VFORK this thread resumes
-        // only once the child has called execve or exited, so `plan`
-        // outlives every use by the child.
-        Ok(()) => unsafe {
-            clone3::clone3(
-                &mut args,
-                std::mem::size_of::<CloneArgs>(),
-                child_entry,
-                &plan as *const Plan<'_> as *mut c_void,
-            )
-        },
-    };
+    // SAFETY: `args` points at the stack and at `pidfd`, both alive until
+    // the call returns; it has CLONE_VFORK.
+    let rc = unsafe { vfork_clone3(injected, &mut args, &plan) };
     restore_signals(&old_mask);
     drop(stack);
     if rc < 0 {
@@ -282,28 +268,43 @@ fn clone3_published(
         stack_size: STACK_SIZE as u64,
         ..CloneArgs::default()
     };
-    let rc = match crate::sys::fault::check(crate::sys::fault::Point::Clone3) {
-        Err(errno) => -(errno as isize),
-        // SAFETY: as in `spawn_into_cgroup`: the shim makes the clone3
-        // system call with `args`, which lives (with `birth`, where the
-        // kernel writes the pidfd and the pid, and the stack) until the
-        // call returns; the child runs `child_entry(plan)` on its own stack
-        // and never returns into our frames; with CLONE_VFORK this thread
-        // resumes only once the child has called execve or exited.
-        Ok(()) => unsafe {
-            clone3::clone3(
-                &mut args,
-                std::mem::size_of::<CloneArgs>(),
-                child_entry,
-                plan as *const Plan<'_> as *mut c_void,
-            )
-        },
-    };
+    let injected = crate::sys::fault::check(crate::sys::fault::Point::Clone3);
+    // SAFETY: `args` points at the stack and at `birth` (where the kernel
+    // writes the pidfd and the pid), both alive until the call returns; it
+    // has CLONE_VFORK.
+    let rc = unsafe { vfork_clone3(injected, &mut args, plan) };
     (rc >= 0 || !clone3::refused((-rc) as i32)).then_some(rc)
 }
 
 /// After the clone: reports the child's pre-exec failure, if any (the
 /// child has then exited; it is reaped here).
+/// The vfork-style `clone3` of `args`, the child running
+/// `child_entry(plan)` on its own stack; an `injected` fault instead
+/// (`fault::Point::Clone3`) as its negative errno, as the call returns one.
+///
+/// # Safety
+/// `args` has `CLONE_VFORK`, and every address in it (the stack, where the
+/// kernel writes a pidfd or a pid) stays valid until this returns.
+unsafe fn vfork_clone3(injected: Result<(), i32>, args: &mut CloneArgs, plan: &Plan<'_>) -> isize {
+    match injected {
+        Err(errno) => -(errno as isize),
+        // SAFETY: the shim makes the clone3 system call with `args`, valid
+        // (with what it points at) until the call returns (the caller's
+        // promise); the child runs `child_entry(plan)` on its own stack and
+        // never returns into our frames. With CLONE_VFORK this thread
+        // resumes only once the child has called execve or exited, so
+        // `plan` outlives every use by the child.
+        Ok(()) => unsafe {
+            clone3::clone3(
+                args,
+                std::mem::size_of::<CloneArgs>(),
+                child_entry,
+                plan as *const Plan<'_> as *mut c_void,
+            )
+        },
+    }
+}
+
 fn finish(pid: i32, pidfd: OwnedFd, plan: &Plan<'_>) -> Result<(i32, OwnedFd), SpawnError> {
     finish_code(pid, pidfd, plan.err.load(Ordering::Acquire))
 }
