@@ -256,6 +256,21 @@ impl Quiet {
             .collect()
     }
 
+    /// Every process of its [`UNREAD`] trees, running.
+    fn assert_trees_alive(&self, what: &str) {
+        let tree = self.tree();
+        assert_eq!(tree.len(), UNREAD * 3, "{what}: {tree:?}");
+        assert_alive(&tree, &format!("{what}: before the owner dies"));
+    }
+
+    /// SIGKILLs the owner, then [`assert_cleaned_up`](Self::assert_cleaned_up).
+    async fn kill_and_assert_cleaned_up(&mut self, what: &str) {
+        kill_pid(self.child.id());
+        let _ = self.child.wait();
+        self.assert_cleaned_up(&format!("{what}: owner SIGKILLed"))
+            .await;
+    }
+
     /// After the owner died: every process of its trees gone (the marked
     /// ones too), its cgroups removed, its guard exited.
     async fn assert_cleaned_up(&self, what: &str) {
@@ -306,9 +321,7 @@ async fn unread_registrations_of_a_killed_owner_are_killed() {
     {
         let mut owner = Quiet::start("many", choice, start);
         let choice = format!("{choice}, {start}");
-        let tree = owner.tree();
-        assert_eq!(tree.len(), UNREAD * 3, "{choice}: {tree:?}");
-        assert_alive(&tree, &format!("{choice}: before the owner dies"));
+        owner.assert_trees_alive(&choice);
         let wakes: Vec<u64> = owner.values("wakes")[0]
             .split(' ')
             .map(|w| w.parse().expect("a count"))
@@ -322,11 +335,7 @@ async fn unread_registrations_of_a_killed_owner_are_killed() {
                 wakes[1] - wakes[0]
             );
         }
-        kill_pid(owner.child.id());
-        let _ = owner.child.wait();
-        owner
-            .assert_cleaned_up(&format!("{choice}: owner SIGKILLed"))
-            .await;
+        owner.kill_and_assert_cleaned_up(&choice).await;
     }
     suite.end().await;
 }
@@ -340,14 +349,9 @@ async fn registrations_queued_behind_an_unread_answer_are_killed() {
     let suite = begin("behind_an_unread_answer").await;
     for choice in mechanisms() {
         let mut owner = Quiet::start("stale-reply", choice, "exec");
-        let tree = owner.tree();
-        assert_eq!(tree.len(), UNREAD * 3, "{choice}: {tree:?}");
-        assert_alive(&tree, &format!("{choice}: before the owner dies"));
-        kill_pid(owner.child.id());
-        let _ = owner.child.wait();
-        owner
-            .assert_cleaned_up(&format!("{choice}: owner SIGKILLed"))
-            .await;
+        let choice = choice.to_string();
+        owner.assert_trees_alive(&choice);
+        owner.kill_and_assert_cleaned_up(&choice).await;
     }
     suite.end().await;
 }
