@@ -298,27 +298,43 @@ async fn copy_holding_owner() {
         return;
     };
     let choice = pkit::MechanismChoice::from_env().unwrap();
-    let group = pkit::Group::builder().mechanism(choice).build().unwrap();
-    let mut p = group
-        .start(
-            &pkit::Command::new("sh")
-                .args(["-c", TREE_TO_STDOUT])
-                .stream_lines(),
-        )
-        .unwrap();
-    let mut lines = p.lines();
-    let mut pids = vec![p.pid()];
-    while let Some(l) = lines.next_line().await {
-        if l.text == "ready" {
-            break;
+    // `fork-both`: a tree under the other guard too (the portable one
+    // beside the Linux one), its group made second.
+    let other = match choice {
+        pkit::MechanismChoice::Portable => pkit::MechanismChoice::ProcessGroup,
+        _ => pkit::MechanismChoice::Portable,
+    };
+    let choices = if mode == "fork-both" {
+        vec![choice, other]
+    } else {
+        vec![choice]
+    };
+    let mut keep = Vec::new();
+    for choice in choices {
+        let group = pkit::Group::builder().mechanism(choice).build().unwrap();
+        let mut p = group
+            .start(
+                &pkit::Command::new("sh")
+                    .args(["-c", TREE_TO_STDOUT])
+                    .stream_lines(),
+            )
+            .unwrap();
+        let mut lines = p.lines();
+        let mut pids = vec![p.pid()];
+        while let Some(l) = lines.next_line().await {
+            if l.text == "ready" {
+                break;
+            }
+            pids.push(l.text.parse().unwrap());
         }
-        pids.push(l.text.parse().unwrap());
+        assert!(group.guarded(), "{choice}: {}", group.description());
+        for pid in &pids {
+            println!("D04D tree {pid}");
+        }
+        keep.push((group, p));
     }
-    assert!(group.guarded(), "{}", group.description());
-    for pid in &pids {
-        println!("D04D tree {pid}");
-    }
-    if mode == "fork" {
+    std::hint::black_box(&keep);
+    if mode.starts_with("fork") {
         // Raw: the case under test is the application's own fork without
         // exec; rustix has no fork.
         // SAFETY: the child makes only async-signal-safe calls (alarm,
@@ -451,6 +467,21 @@ async fn an_owner_killed_while_its_fork_lives_takes_its_groups() {
     }
     let suite = begin("an_owner_killed_while_its_fork_lives").await;
     owner_killed_with_a_copy_about("fork").await;
+    suite.end().await;
+}
+
+/// As [`an_owner_killed_while_its_fork_lives_takes_its_groups`], with
+/// groups under both of the owner's guards (the portable backend's beside
+/// the Linux one's): each guard's socket end is dropped in the fork, not
+/// only the last one started. (Failed before: the first guard's tree
+/// outlived its owner.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_killed_while_its_fork_lives_takes_both_guards_groups() {
+    if std::env::var(COPY_OWNER).is_ok() {
+        return;
+    }
+    let suite = begin("an_owner_killed_while_its_fork_lives_both").await;
+    owner_killed_with_a_copy_about("fork-both").await;
     suite.end().await;
 }
 

@@ -13,14 +13,25 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Once;
 
-/// The owner's end of its guard's socket (-1: none yet).
-static OWNER_END: AtomicI32 = AtomicI32::new(-1);
-/// A socket whose peer is closed, put over [`OWNER_END`] in a copy.
+/// Which guard a socket end is: a process may have both (Linux: groups of
+/// the portable backend beside the others), each with its own socket.
+#[derive(Clone, Copy)]
+pub(super) enum Which {
+    /// Linux's guard (elsewhere only the portable one exists).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Native = 0,
+    Portable = 1,
+}
+
+/// The owner's ends of its guards' sockets, by [`Which`] (-1: none yet).
+/// A guard's socket is kept for the process's life once started.
+static OWNER_ENDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+/// A socket whose peer is closed, put over [`OWNER_ENDS`] in a copy.
 static DEAD_END: AtomicI32 = AtomicI32::new(-1);
 
 /// Notes the owner's end of a newly started guard's socket, so that forked
 /// copies drop it (see the module docs).
-pub(super) fn note_owner_end(sock: &OwnedFd) {
+pub(super) fn note_owner_end(which: Which, sock: &OwnedFd) {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let Some(dead) = dead_socket() else {
@@ -31,11 +42,11 @@ pub(super) fn note_owner_end(sock: &OwnedFd) {
         DEAD_END.store(dead, Ordering::Release);
         // Raw: pthread_atfork has no rustix form.
         // SAFETY: registers a child-side handler only: `in_forked_copy`
-        // makes two atomic loads and a dup3, which are async-signal-safe
+        // makes atomic loads and dup3s, which are async-signal-safe
         // (all a forked child of a threaded process may do before exec).
         unsafe { libc::pthread_atfork(None, None, Some(at_fork)) };
     });
-    OWNER_END.store(sock.as_raw_fd(), Ordering::Release);
+    OWNER_ENDS[which as usize].store(sock.as_raw_fd(), Ordering::Release);
 }
 
 /// A socket whose peer is closed, close-on-exec.
@@ -61,17 +72,18 @@ extern "C" fn at_fork() {
     unsafe { in_forked_copy() }
 }
 
-/// Replaces the owner's end of the guard's socket with a dead socket.
+/// Replaces the owner's end of each guard's socket with a dead socket.
 ///
 /// # Safety
 /// Only in a forked copy of the owner (no `CLONE_VM`): async-signal-safe
 /// calls only; the owner's own descriptor must not be touched.
 pub(crate) unsafe fn in_forked_copy() {
-    let (owner, dead) = (
-        OWNER_END.load(Ordering::Acquire),
-        DEAD_END.load(Ordering::Acquire),
-    );
-    if owner >= 0 && dead >= 0 {
+    let dead = DEAD_END.load(Ordering::Acquire);
+    for owner in &OWNER_ENDS {
+        let owner = owner.load(Ordering::Acquire);
+        if owner < 0 || dead < 0 {
+            continue;
+        }
         // Raw: in a forked child: async-signal-safe system calls, no
         // allocation.
         // SAFETY: dup3 atomically closes this copy's `owner` and makes it

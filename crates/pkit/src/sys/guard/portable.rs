@@ -477,7 +477,7 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
         crate::sys::unix::sigchld::ensure();
         crate::sys::unix::sigchld::reap_later(pid);
     }
-    super::copies::note_owner_end(&sock);
+    super::copies::note_owner_end(super::copies::Which::Portable, &sock);
     Guard {
         owner: crate::sys::creator::Creator::here(),
         sock,

@@ -239,7 +239,7 @@ fn new_guard(
     cap: usize,
     started: Started,
 ) -> Guard {
-    super::copies::note_owner_end(&sock);
+    super::copies::note_owner_end(super::copies::Which::Native, &sock);
     Guard {
         owner: crate::sys::creator::Creator::here(),
         sock,
