@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-
 use common::*;
 
 /// An executable file without a `#!` line (ENOEXEC from the kernel) is
@@ -21,16 +19,10 @@ fn a_script_without_a_shebang_line_is_run_by_sh_as_timeout_runs_it() {
     let dir = temp_path("noshebang");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("pkit-attack-noshebang");
-    std::fs::write(&script, "echo \"ran with $# args: $1\"\nexit 3\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_file(&script, "echo \"ran with $# args: $1\"\nexit 3\n", 0o755);
     let plain = dir.join("pkit-attack-not-executable");
-    std::fs::write(&plain, "echo ran\n").unwrap();
-    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let path = format!(
-        "{}:{}",
-        dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    write_file(&plain, "echo ran\n", 0o644);
+    let path = path_with(&dir);
     for mechanism in mechanisms() {
         for program in [
             script.to_str().unwrap(),
@@ -80,14 +72,16 @@ fn a_relative_script_with_chdir_is_pkits_directorys_with_or_without_a_shebang() 
         for (name, head) in [("plain", ""), ("bang", "#!/bin/sh\n")] {
             let file = dir.join(name);
             let whose = dir.file_name().unwrap().to_str().unwrap();
-            std::fs::write(&file, format!("{head}echo \"{whose} $1 in $(pwd)\"\n")).unwrap();
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+            write_file(
+                &file,
+                &format!("{head}echo \"{whose} $1 in $(pwd)\"\n"),
+                0o755,
+            );
         }
     }
     for (name, head) in [("only-plain", ""), ("only-bang", "#!/bin/sh\n")] {
         let file = other.join(name);
-        std::fs::write(&file, format!("{head}echo other\n")).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_file(&file, &format!("{head}echo other\n"), 0o755);
     }
     let other_real = std::fs::canonicalize(&other).unwrap();
     for mechanism in mechanisms() {

@@ -918,20 +918,13 @@ fn hup_ignored_when_pkit_starts_stops_nothing() {
 /// "a run could not start (not_executable)".
 #[test]
 fn a_script_without_a_shebang_line_is_supervised_as_sh_runs_it() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = temp_path("noshebang");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("pkit-supervise-noshebang");
-    std::fs::write(&script, format!("{FLAKY}\n")).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_file(&script, &format!("{FLAKY}\n"), 0o755);
     let plain = dir.join("pkit-supervise-not-executable");
-    std::fs::write(&plain, "echo ran\n").unwrap();
-    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let path = format!(
-        "{}:{}",
-        dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    write_file(&plain, "echo ran\n", 0o644);
+    let path = path_with(&dir);
     for mechanism in mechanisms() {
         for program in [
             script.to_str().unwrap(),

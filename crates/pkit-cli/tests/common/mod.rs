@@ -186,6 +186,22 @@ pub fn temp_path(what: &str) -> PathBuf {
     ))
 }
 
+/// Writes `text` to the file `path`, with permission bits `mode`.
+pub fn write_file(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// This process's `PATH` with `dir` put first.
+pub fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 pub fn pid_file() -> PathBuf {
     temp_path("pids")
 }
