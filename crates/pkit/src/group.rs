@@ -95,7 +95,10 @@ impl Group {
     /// removes its container. False when it was turned off
     /// ([`GroupBuilder::owner_death_guard`](crate::GroupBuilder::owner_death_guard)), could not be started, has
     /// died, or stopped reading (stopped or wedged for 2 s: pkit never
-    /// blocks on it, it gives it up). A process group is registered when its first process starts;
+    /// blocks on it, it gives it up), and when the system refused this
+    /// group's registration for 2 s (a non-root user's descriptors in
+    /// flight, `ETOOMANYREFS`: see docs/gotchas.md). A process group is
+    /// registered when its first process starts;
     /// before that this says whether it will be. False once the group is
     /// closed: the close releases the guard.
     ///
