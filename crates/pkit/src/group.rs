@@ -221,7 +221,12 @@ impl Group {
     /// cgroup v2 depth-first, with the sub-cgroups its started processes
     /// and their programs (a nested pkit, a container runtime) made. Once
     /// the tree is gone, a directory that still can't be removed is left to
-    /// a background thread and is never this call's error.
+    /// a background thread and is never this call's error. A start racing
+    /// the close is refused or has its process killed: the close kills
+    /// again until every start under way has returned, so a child born or
+    /// placed after its first kill (one stopped before its `exec`, say)
+    /// can't hold it up (one case is left: docs/gotchas.md, "A stop that
+    /// catches a start").
     ///
     /// Under cgroup v2 a group found empty (every process exited already,
     /// none killed), without caps, name or sub-cgroups, keeps its directory
@@ -379,7 +384,8 @@ impl Group {
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) when the mechanism can't take the
     /// process (a process group, for anything but a child of this process that has not called
-    /// `exec`); [`Error::Io`](crate::Error::Io) when the OS refuses the move (no such process,
+    /// `exec`, and while the group's first process is stopped before its `exec`);
+    /// [`Error::Io`](crate::Error::Io) when the OS refuses the move (no such process,
     /// no permission), and once a close, shutdown or drop of the group has begun ("the group
     /// has been closed": the process is left where it was). A move racing a close either
     /// lands first, and the process is ended with the group, or is refused so.
