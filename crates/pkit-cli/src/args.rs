@@ -248,6 +248,9 @@ pub struct RunArgs {
     /// Name the run's cgroup pkit-<pid>-<n>-NAME (1 to 64 of A-Z a-z 0-9 .
     /// _ -), as /proc/<pid>/cgroup of the program shows. A process group has
     /// nothing to name: a warning says so.
+    // The doc comment is --help text (clap prints it as written), not
+    // Markdown: its <pid> and <n> are not HTML tags.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Containment mechanism (default: PKIT_MECHANISM, else auto). `cgroup`
