@@ -55,8 +55,8 @@ no container, a refused cap, the process could not be made); 126 the
 program was found but could not be run (no permission, a directory, a
 binary the kernel can't run, its #! interpreter missing, an argument list
 too long, any other exec failure; an executable file with neither #! nor
-an ELF header is run by /bin/sh, as timeout(1) does, but not with
---uid/--gid); 127 not found (nothing at its path or in PATH; a path that
+an ELF header is run by /bin/sh, as timeout(1) does, but not
+with --uid/--gid); 127 not found (nothing at its path or in PATH; a path that
 can't be followed, ELOOP or ENAMETOOLONG, included).
 
 Sizes: K, M, G, T are powers of 1024 (512M); KB, MB, GB, TB powers of 1000;
