@@ -52,9 +52,11 @@ with --preserve-status); 137 when the timeout's SIGKILL ended it (after
 program killed by a signal makes pkit end by the same signal (as
 timeout(1); --no-reraise exits 128+N instead); 125 pkit failed (bad usage,
 no container, a refused cap, the process could not be made); 126 the
-program was found but could not be run (no permission, a directory, a bad
-format, its #! interpreter missing, an argument list too long, any other
-exec failure); 127 not found (nothing at its path or in PATH; a path that
+program was found but could not be run (no permission, a directory, a
+binary the kernel can't run, its #! interpreter missing, an argument list
+too long, any other exec failure; an executable file with neither #! nor
+an ELF header is run by /bin/sh, as timeout(1) does, but not
+with --uid/--gid); 127 not found (nothing at its path or in PATH; a path that
 can't be followed, ELOOP or ENAMETOOLONG, included).
 
 Sizes: K, M, G, T are powers of 1024 (512M); KB, MB, GB, TB powers of 1000;
@@ -246,6 +248,9 @@ pub struct RunArgs {
     /// Name the run's cgroup pkit-<pid>-<n>-NAME (1 to 64 of A-Z a-z 0-9 .
     /// _ -), as /proc/<pid>/cgroup of the program shows. A process group has
     /// nothing to name: a warning says so.
+    // The doc comment is --help text (clap prints it as written), not
+    // Markdown: its <pid> and <n> are not HTML tags.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Containment mechanism (default: PKIT_MECHANISM, else auto). `cgroup`

@@ -11,9 +11,11 @@ pub const EXIT_OWN_FAILURE: u8 = 125;
 pub const EXIT_TIMEOUT: u8 = 124;
 
 /// The program was found but could not be run: no permission, not a
-/// regular file, a bad format, or its exec failed for another reason
-/// (its arguments and environment too large, E2BIG; its `#!` interpreter
-/// missing or unreachable; ETXTBSY...).
+/// regular file, a binary the kernel can't run, or its exec failed for
+/// another reason (its arguments and environment too large, E2BIG; its
+/// `#!` interpreter missing or unreachable; ETXTBSY...). An executable
+/// file with neither `#!` nor an ELF header is run by `/bin/sh` instead
+/// (`crate::script`), but not as another user.
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 
 /// The program was not found: no file at its path or in any directory of

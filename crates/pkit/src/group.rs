@@ -95,7 +95,10 @@ impl Group {
     /// removes its container. False when it was turned off
     /// ([`GroupBuilder::owner_death_guard`](crate::GroupBuilder::owner_death_guard)), could not be started, has
     /// died, or stopped reading (stopped or wedged for 2 s: pkit never
-    /// blocks on it, it gives it up). A process group is registered when its first process starts;
+    /// blocks on it, it gives it up), and when the system refused this
+    /// group's registration for 2 s (a non-root user's descriptors in
+    /// flight, `ETOOMANYREFS`: see docs/gotchas.md). A process group is
+    /// registered when its first process starts;
     /// before that this says whether it will be. False once the group is
     /// closed: the close releases the guard.
     ///
@@ -218,7 +221,12 @@ impl Group {
     /// cgroup v2 depth-first, with the sub-cgroups its started processes
     /// and their programs (a nested pkit, a container runtime) made. Once
     /// the tree is gone, a directory that still can't be removed is left to
-    /// a background thread and is never this call's error.
+    /// a background thread and is never this call's error. A start racing
+    /// the close is refused or has its process killed: the close kills
+    /// again until every start under way has returned, so a child born or
+    /// placed after its first kill (one stopped before its `exec`, say)
+    /// can't hold it up (one case is left: docs/gotchas.md, "A stop that
+    /// catches a start").
     ///
     /// Under cgroup v2 a group found empty (every process exited already,
     /// none killed), without caps, name or sub-cgroups, keeps its directory
@@ -376,7 +384,8 @@ impl Group {
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) when the mechanism can't take the
     /// process (a process group, for anything but a child of this process that has not called
-    /// `exec`); [`Error::Io`](crate::Error::Io) when the OS refuses the move (no such process,
+    /// `exec`, and while the group's first process is stopped before its `exec`);
+    /// [`Error::Io`](crate::Error::Io) when the OS refuses the move (no such process,
     /// no permission), and once a close, shutdown or drop of the group has begun ("the group
     /// has been closed": the process is left where it was). A move racing a close either
     /// lands first, and the process is ended with the group, or is refused so.

@@ -25,7 +25,9 @@
 //! program (the same trampoline that holds a new group's first process
 //! until the owner-death guard knows the group), at the cost of one more
 //! `exec` (of this program's executable, its loader and libraries) per
-//! such child. It honours the
+//! such child. (With glibc and on FreeBSD every start goes through it,
+//! options or not, so that a terminal's stop can't catch a child before
+//! its `exec`.) It honours the
 //! credentials, the umask, resource limits, the nice value, descriptors
 //! passed through, and on Linux the I/O priority and CPU affinity; on
 //! macOS and FreeBSD those two, and Linux's own resource limits
