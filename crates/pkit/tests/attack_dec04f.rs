@@ -179,3 +179,58 @@ echo ready >> "$1"; wait"#,
     }
     suite.end().await;
 }
+
+// ---------------------------------------------------------------------------
+// F3 neighbour: split_lines with one side held and unread.
+// ---------------------------------------------------------------------------
+
+/// Under `Overflow::DropNewest` ("a slow consumer never stalls the child"),
+/// a stderr stream held and never read must not stall the stdout stream:
+/// its lines past the buffer are dropped and counted, and stdout's reader
+/// sees its lines and its end. Before the fix the router between the
+/// merged queue and the two streams waited on the full stderr side
+/// whatever the policy: stdout's reader got nothing and no end (30 s,
+/// every mechanism), while the merged queue dropped stdout's lines too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_lines_under_drop_newest_an_unread_side_stalls_nothing() {
+    let suite = begin("split_lines_under_drop_newest_an_unread_side_stalls_nothing").await;
+    let script = "i=0; while [ $i -lt 3000 ]; do echo e$i >&2; i=$((i+1)); done; echo last";
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", script])
+                    .stream_lines()
+                    .overflow(pkit::Overflow::DropNewest),
+            )
+            .unwrap();
+        let (mut out, err) = p.split_lines();
+        let mut got = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(l) = out.next_line().await {
+                got.push(l.text);
+            }
+        })
+        .await;
+        eprintln!(
+            "{choice}: ended {}, stdout {got:?}, dropped {}",
+            ended.is_ok(),
+            p.dropped_lines()
+        );
+        assert!(
+            ended.is_ok(),
+            "{choice}: stdout's stream stalled behind unread stderr"
+        );
+        assert_eq!(p.wait().await.unwrap().code(), Some(0), "{choice}");
+        // 3000 stderr lines against a buffer of 1024: some were dropped.
+        assert!(p.dropped_lines() > 0, "{choice}");
+        assert!(
+            got == ["last"] || got.is_empty() && p.dropped_lines() > 1976,
+            "{choice}: {got:?}"
+        );
+        drop(err);
+        group.close().await.unwrap();
+    }
+    suite.end().await;
+}
