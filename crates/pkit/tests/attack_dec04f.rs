@@ -181,6 +181,139 @@ echo ready >> "$1"; wait"#,
 }
 
 // ---------------------------------------------------------------------------
+// F4 neighbour: SIGCHLD set to SIG_IGN by a library after the start.
+// ---------------------------------------------------------------------------
+
+/// SIGCHLD set to `SIG_IGN` (or `SA_NOCLDWAIT`) after a start and a verb's
+/// start, before their children exit (a library doing so later): under
+/// cgroup v2 and process groups the statuses come from the pidfds; the
+/// portable backend (no pidfds) can't have them once the kernel reaped
+/// the children, and says why (before: "sh: wait: No child processes");
+/// a later start, kill and close work. In a fresh process per disposition.
+
+#[test]
+fn sigchld_ignored_between_start_and_wait() {
+    let exe = std::env::current_exe().expect("test binary");
+    for disposition in ["ignore", "nocldwait"] {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "sigchld_after_start_inner",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PKIT_ATTACK4_SIGCHLD", disposition)
+            .output()
+            .expect("re-run the test binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains("INNER-DONE"),
+            "SIGCHLD {disposition} after the start: {}\n{text}",
+            out.status
+        );
+    }
+}
+
+/// Sets SIGCHLD's disposition; returns the previous one, to restore.
+fn set_disposition(how: &str) -> libc::sigaction {
+    // SAFETY: test-only; a zeroed sigaction with SIG_IGN, or SIG_DFL plus
+    // SA_NOCLDWAIT; the old one is written to a valid buffer.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        match how {
+            "ignore" => sa.sa_sigaction = libc::SIG_IGN,
+            "nocldwait" => {
+                sa.sa_sigaction = libc::SIG_DFL;
+                sa.sa_flags = libc::SA_NOCLDWAIT;
+            }
+            other => panic!("unknown disposition {other}"),
+        }
+        let mut old: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(libc::SIGCHLD, &sa, &mut old), 0);
+        old
+    }
+}
+
+fn restore_disposition(old: &libc::sigaction) {
+    // SAFETY: test-only; puts back what set_disposition read.
+    unsafe {
+        assert_eq!(libc::sigaction(libc::SIGCHLD, old, std::ptr::null_mut()), 0);
+    }
+}
+
+#[test]
+fn sigchld_after_start_inner() {
+    let Ok(how) = std::env::var("PKIT_ATTACK4_SIGCHLD") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for choice in mechanisms() {
+            let group = group(choice);
+            let started = TempPath::new("sigchld-start");
+            let verb = TempPath::new("sigchld-verb");
+            let script = r#"echo > "$1"; sleep 1; echo hi; exit $2"#;
+            let mut p = group
+                .start(&Command::new("sh").args(["-c", script, "sh", started.as_str(), "3"]))
+                .unwrap();
+            let vcmd = sh(choice, script).args([verb.as_str(), "4"]);
+            let v = tokio::spawn(async move { vcmd.output().await });
+            let deadline = Instant::now() + DEADLINE;
+            while !(started.path().exists() && verb.path().exists()) {
+                assert!(Instant::now() < deadline, "{choice}: never started");
+                tokio::time::sleep(POLL).await;
+            }
+            let old = set_disposition(&how);
+            let out = p.wait().await;
+            let vout = v.await.unwrap();
+            eprintln!(
+                "{choice} {how}: start {:?}; verb {:?}",
+                out.as_ref()
+                    .map(|o| (o.code(), o.stdout_str().into_owned())),
+                vout.as_ref()
+                    .map(|o| (o.code(), o.stdout_str().into_owned()))
+            );
+            // A later start, and kill/close, while it is still ignored.
+            let sleeper = group.start(&Command::new("sleep").arg("30"));
+            let spid = sleeper.as_ref().map(|s| s.pid()).ok();
+            let killed = group.kill();
+            if let Some(spid) = spid {
+                assert_gone(&[spid], &format!("{choice}: killed")).await;
+            }
+            drop((p, sleeper));
+            let closed = group.close().await;
+            restore_disposition(&old);
+            if choice == MechanismChoice::Portable {
+                // No pidfd keeps the status of a child the kernel reaped:
+                // it is lost, and the error says why (before: a bare
+                // "No child processes").
+                for (what, r) in [("wait", out.map(|_| ())), ("verb", vout.map(|_| ()))] {
+                    let e = r.expect_err(what).to_string();
+                    assert!(
+                        e.contains("reaped before pkit could read its exit status")
+                            && e.contains("SIG_IGN"),
+                        "{choice} {how}: {what}: {e}"
+                    );
+                }
+            } else {
+                let out = out.unwrap_or_else(|e| panic!("{choice} {how}: wait: {e}"));
+                assert_eq!((out.code(), out.stdout_str().as_ref()), (Some(3), "hi\n"));
+                let vout = vout.unwrap_or_else(|e| panic!("{choice} {how}: verb: {e}"));
+                assert_eq!((vout.code(), vout.stdout_str().as_ref()), (Some(4), "hi\n"));
+            }
+            killed.unwrap_or_else(|e| panic!("{choice} {how}: kill: {e}"));
+            closed.unwrap_or_else(|e| panic!("{choice} {how}: close: {e}"));
+        }
+    });
+    println!("INNER-DONE");
+}
+
+// ---------------------------------------------------------------------------
 // F3 neighbour: split_lines with one side held and unread.
 // ---------------------------------------------------------------------------
 
