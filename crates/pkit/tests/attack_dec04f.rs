@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -364,6 +365,54 @@ async fn split_lines_under_drop_newest_an_unread_side_stalls_nothing() {
         );
         drop(err);
         group.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// F1c neighbour: what a clean run leaves in its directory for the pool.
+// ---------------------------------------------------------------------------
+
+/// A run that exits 0 but lowered its cgroup's `cgroup.max.descendants`
+/// (or `cgroup.max.depth`) to 0: its directory must not be handed to a
+/// later group with the limit in it (that group's second start, which
+/// needs a sub-cgroup, would fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_whose_limits_a_run_lowered_is_not_reused() {
+    let suite = begin("a_directory_whose_limits_a_run_lowered_is_not_reused").await;
+    if mechanisms().contains(&CG) {
+        for knob in ["cgroup.max.descendants", "cgroup.max.depth"] {
+            let script = format!(r#"{}; echo 0 > "$d/{knob}" && echo "$d""#, own_cgroup_var());
+            let out = sh(CG, &script).output().await.unwrap();
+            assert!(out.success(), "{knob}: {:?}", out.stderr_str());
+            let used = PathBuf::from(out.stdout_str().trim());
+            // Groups made now may take a spare: none may carry the limit.
+            let mut groups = Vec::new();
+            for _ in 0..4 {
+                let g = group(CG);
+                let dir = cgroup_dir(&g).unwrap();
+                let limit = std::fs::read_to_string(dir.join(knob)).unwrap_or_default();
+                eprintln!(
+                    "{knob}: used {}, got {} ({})",
+                    used.display(),
+                    dir.display(),
+                    limit.trim()
+                );
+                let first = g.start(&Command::new("sleep").arg("300")).unwrap();
+                let second = g.start(&Command::new("true"));
+                assert!(
+                    second.is_ok(),
+                    "{knob}: a later start in {}: {:?}",
+                    dir.display(),
+                    second.err()
+                );
+                groups.push((g, first));
+            }
+            for (g, p) in groups {
+                drop(p);
+                g.close().await.unwrap();
+            }
+        }
     }
     suite.end().await;
 }
