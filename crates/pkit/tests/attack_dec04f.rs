@@ -115,7 +115,8 @@ async fn a_subcgroup_the_program_froze_is_ended() {
             let file = TempPath::new("frozen-sub");
             let script = format!(
                 r#"{}; mkdir -p "$d/a/f" || exit 9
-sh -c "trap '' TERM; exec sleep 300" & echo $! > "$d/a/f/cgroup.procs" || exit 8; echo $! >> "$1"
+trap '' TERM; sleep 300 & s=$!; trap - TERM
+echo $s > "$d/a/f/cgroup.procs" || exit 8; echo $s >> "$1"
 echo 1 > "$d/a/cgroup.freeze" || exit 7
 while ! grep -q 'frozen 1' "$d/a/cgroup.events"; do sleep 0.05; done
 echo ready >> "$1"; wait"#,
