@@ -87,7 +87,8 @@ impl PortableChild {
     /// Sends `sig` to the child (nothing happens once it has exited).
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         // Reaped by someone else (see `reaped_elsewhere`): it has exited,
-        // and its number is no longer ours to signal.
+        // and its number is no longer ours to signal. (Such a reap between
+        // this look and the kill can't be seen: no pidfd here.)
         if self.cached().is_some() || self.reaped_by_kernel() {
             return Ok(());
         }
