@@ -279,7 +279,7 @@ pub(crate) fn wire(
     } = pipes;
     let plan = &cmd.io;
     let (line_tx, line_rx) = if stream_lines {
-        let (tx, rx) = crate::pump::queue(plan.buffer_lines);
+        let (tx, rx) = crate::pump::queue(plan.buffer_lines, plan.overflow);
         (Some(tx), Some(rx))
     } else {
         (None, None)

@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 
 use crate::process::RunningProcess;
-use crate::pump::{Line, StreamKind};
+use crate::pump::{Line, Overflow, StreamKind};
 
 /// One stream's lines (stdout's or stderr's), from
 /// [`RunningProcess::split_lines`]. Ends when the process has closed both
@@ -46,9 +47,13 @@ impl RunningProcess {
     ///
     /// Each stream holds up to
     /// [`DEFAULT_BUFFER_LINES`](crate::DEFAULT_BUFFER_LINES) lines; when
-    /// one is full, the lines wait for it (the command's overflow policy
-    /// applies, backpressure by default): read both concurrently, or drop
-    /// the one you don't want — a dropped stream's lines are discarded.
+    /// one is full, the command's overflow policy applies: under the
+    /// default backpressure the lines wait for it (and the other stream's
+    /// with them): read both concurrently, or drop the one you don't want —
+    /// a dropped stream's lines are discarded; under
+    /// [`Overflow::DropNewest`] the full stream's new lines are dropped and
+    /// counted in [`dropped_lines`](Self::dropped_lines), and the other
+    /// stream goes on.
     /// Needs a Tokio runtime (a small task routes the lines).
     ///
     /// # Panics
@@ -69,6 +74,8 @@ impl RunningProcess {
     /// ```
     pub fn split_lines(&mut self) -> (StreamLines, StreamLines) {
         let mut merged = self.lines();
+        let overflow = merged.rx.as_ref().map(|rx| rx.overflow());
+        let dropped = self.dropped.clone();
         let (out_tx, out_rx) = mpsc::channel(crate::DEFAULT_BUFFER_LINES);
         let (err_tx, err_rx) = mpsc::channel(crate::DEFAULT_BUFFER_LINES);
         tokio::spawn(async move {
@@ -78,10 +85,20 @@ impl RunningProcess {
                     StreamKind::Stdout => &mut out,
                     StreamKind::Stderr => &mut err,
                 };
-                if let Some(tx) = side {
-                    if tx.send(line).await.is_err() {
-                        *side = None;
+                let Some(tx) = side else { continue };
+                if overflow == Some(Overflow::DropNewest) {
+                    // A full side drops its new line (counted) instead of
+                    // holding the other side back: the policy's promise
+                    // that a slow consumer stalls nothing.
+                    match tx.try_send(line) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => *side = None,
                     }
+                } else if tx.send(line).await.is_err() {
+                    *side = None;
                 }
             }
         });

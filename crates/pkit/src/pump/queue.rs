@@ -71,6 +71,9 @@ struct State {
     /// Lines in `batches`.
     queued: usize,
     capacity: usize,
+    /// The command's policy, for a consumer that routes the lines on
+    /// (`split_lines`).
+    overflow: Overflow,
     senders: usize,
     receiver: bool,
     /// Someone consumes the queue: the stream was taken, or a probe reads
@@ -105,13 +108,14 @@ impl Shared {
 /// stream nobody takes stalls nothing for long.
 pub(crate) const UNHELD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Makes a queue holding at most `capacity` lines.
-pub(crate) fn queue(capacity: usize) -> (Sender, Receiver) {
+/// Makes a queue holding at most `capacity` lines, under `overflow`.
+pub(crate) fn queue(capacity: usize, overflow: Overflow) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             batches: VecDeque::new(),
             queued: 0,
             capacity: capacity.max(1),
+            overflow,
             senders: 1,
             receiver: true,
             held: false,
@@ -275,6 +279,11 @@ impl Receiver {
     /// Says whether someone consumes the queue now (see `State::held`).
     pub(crate) fn hold(&self, held: bool) {
         hold(&self.shared, held);
+    }
+
+    /// The command's overflow policy.
+    pub(crate) fn overflow(&self) -> Overflow {
+        self.shared.lock().overflow
     }
 
     /// Lets go of the queue for good, dropping at once what doesn't fit

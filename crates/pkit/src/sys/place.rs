@@ -175,6 +175,9 @@ impl Container {
                     .iter()
                     .map(|(_, g)| g.procs_fd().as_raw_fd())
                     .collect();
+                // clone3's refusal, taken for every later start only once
+                // the next rung has placed this child (see below).
+                let mut refused = None;
                 if clone3_status().is_ok() {
                     let held = match &leaf {
                         Some(_) => None,
@@ -192,13 +195,7 @@ impl Container {
                             return Ok((child, tree));
                         }
                         Err(SpawnError::Refused(e)) => {
-                            let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
-                            tracing::warn!(
-                                target: "pkit",
-                                reason = %clone3_refusal(errno),
-                                "clone3 refused; children will join their cgroup before exec"
-                            );
-                            mark_clone3_refused(errno);
+                            refused = Some(e.raw_os_error().unwrap_or(libc::ENOSYS));
                         }
                         Err(e) => return Err(e),
                     }
@@ -212,6 +209,18 @@ impl Container {
                 let mut fds = join;
                 fds.push(procs.as_raw_fd());
                 let (pid, pidfd) = spawn::spawn_joining(spec, &fds, None, None, None)?;
+                // Some of clone3's refusals are the target cgroup's (a leaf
+                // that can take no process, EOPNOTSUPP, once a program made
+                // the group's directory a threaded subtree's root): this
+                // rung's join then fails alike, and clone3 stays in use.
+                if let Some(errno) = refused {
+                    tracing::warn!(
+                        target: "pkit",
+                        reason = %clone3_refusal(errno),
+                        "clone3 refused; children will join their cgroup before exec"
+                    );
+                    mark_clone3_refused(errno);
+                }
                 let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
                 self.note_started(&child);
                 let tree = tree(leaf, &child);

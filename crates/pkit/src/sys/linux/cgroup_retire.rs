@@ -46,6 +46,7 @@ impl Cgroup {
             if !self.reusable
                 || self.killed.load(Ordering::Acquire)
                 || subtree::has_children_at(dir.as_fd(), &self.path)
+                || !limits_at_max(dir.as_fd())
             {
                 return false;
             }
@@ -106,6 +107,24 @@ impl Cgroup {
     fn kept_cpu_stat(&self) -> Option<Arc<OwnedFd>> {
         lock(&self.cpu_stat).clone()
     }
+}
+
+/// Whether the cgroup open as `dir` still has the sub-cgroup limits a new
+/// one has (`max`): a program of the run may lower its own cgroup's
+/// `cgroup.max.descendants` or `cgroup.max.depth`, and a spare that kept
+/// the limit would refuse the next group's sub-cgroups (its later starts'
+/// leaves, a nested pkit's groups). Unreadable counts as lowered.
+fn limits_at_max(dir: std::os::fd::BorrowedFd<'_>) -> bool {
+    use rustix::fs::{openat, Mode, OFlags};
+    ["cgroup.max.descendants", "cgroup.max.depth"]
+        .into_iter()
+        .all(|name| {
+            let Ok(fd) = openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+                return false;
+            };
+            let mut buf = [0u8; 16];
+            matches!(rustix::io::read(&fd, &mut buf), Ok(n) if buf[..n] == *b"max\n")
+        })
 }
 
 /// Locks `m`, a poisoned lock included (what it guards is a descriptor).

@@ -43,7 +43,7 @@ impl PortableChild {
         if let Some(s) = self.cached() {
             return Ok(Some(s));
         }
-        let status = peek(self.pid)?;
+        let status = peek(self.pid).map_err(reaped_elsewhere)?;
         if let Some(s) = status {
             *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
         }
@@ -86,7 +86,10 @@ impl PortableChild {
 
     /// Sends `sig` to the child (nothing happens once it has exited).
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
-        if self.cached().is_some() {
+        // Reaped by someone else (see `reaped_elsewhere`): it has exited,
+        // and its number is no longer ours to signal. (Such a reap between
+        // this look and the kill can't be seen: no pidfd here.)
+        if self.cached().is_some() || self.reaped_by_kernel() {
             return Ok(());
         }
         // The pid is our unreaped child's, so it names no other process.
@@ -106,6 +109,25 @@ impl Drop for PortableChild {
             sigchld::reap_later(self.pid);
         }
     }
+}
+
+/// The error of a wait on a child of ours that someone else has reaped
+/// (`ECHILD`): the application set SIGCHLD to `SIG_IGN` or `SA_NOCLDWAIT`
+/// after pkit's handler was installed (which puts an earlier `SIG_IGN`
+/// aside), so the kernel reaped the child at its exit, or the application
+/// reaped it itself (`waitpid(-1)`). Its exit status is lost: said so,
+/// rather than a bare "No child processes".
+fn reaped_elsewhere(e: io::Error) -> io::Error {
+    if e.raw_os_error() != Some(libc::ECHILD) {
+        return e;
+    }
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the child was reaped before pkit could read its exit status: SIGCHLD was set to \
+         SIG_IGN or SA_NOCLDWAIT after pkit installed its handler (the kernel then reaps \
+         children itself), or the application reaped it (waitpid(-1)); leave SIGCHLD's \
+         handling alone while pkit's children run",
+    )
 }
 
 /// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`: the exit status
