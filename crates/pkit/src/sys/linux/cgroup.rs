@@ -54,6 +54,10 @@ pub(crate) struct Cgroup {
     /// for the next group (see `cgroup_pool::Spare`).
     /// (`None` once released, as `dir`.)
     cpu_stat: Mutex<Option<Arc<OwnedFd>>>,
+    /// Its open `cgroup.max.descendants` and `cgroup.max.depth`, once the
+    /// directory was first offered to the pool (see `cgroup_retire`),
+    /// kept with it so each later check is two `pread`s.
+    limits: Mutex<Option<Arc<[OwnedFd; 2]>>>,
 }
 
 impl Cgroup {
@@ -96,6 +100,7 @@ impl Cgroup {
                 tenure: Default::default(),
                 cpu_base: spare.cpu_base,
                 cpu_stat: Mutex::new(spare.cpu_stat),
+                limits: Mutex::new(spare.limits),
             };
             return Ok((cg, spare.ticket));
         }
@@ -159,6 +164,7 @@ impl Cgroup {
                 tenure: Default::default(),
                 cpu_base: 0,
                 cpu_stat: Mutex::new(None),
+                limits: Mutex::new(None),
             };
             return Ok((cg, ticket));
         }

@@ -64,6 +64,9 @@ pub(crate) struct Spare {
     /// Its open `cpu.stat`, once a group that reports its stats took it
     /// (kept, as `events`, so each later measure is one `pread`).
     pub(crate) cpu_stat: Option<Arc<OwnedFd>>,
+    /// Its open `cgroup.max.descendants` and `cgroup.max.depth` (see
+    /// `cgroup_retire`), checked each time it comes back to the pool.
+    pub(crate) limits: Option<Arc<[OwnedFd; 2]>>,
 }
 
 struct Pool {
