@@ -7,7 +7,8 @@
 //! outer's), so the program got SIGTERM twice, and at three levels the
 //! innermost pkit took the second one for a user's "end it all". Process
 //! groups never did (the inner program has a process group of its own).
-//! Each test here runs in every mechanism, counts the SIGTERMs the
+//! Each test here runs in every mechanism (the mechanisms, and the depths,
+//! at once: each run mostly waits), counts the SIGTERMs the
 //! innermost program's trap sees (exactly one), checks it ended through
 //! its trap, and that nothing is left running; a nested owner that ignores
 //! SIGTERM is still killed whole after the grace.
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_all_gone, pid_gone, temp_path};
+use common::{assert_all_gone, at_once, pid_gone, temp_path};
 use pkit::{Command, Group, MechanismChoice, SystemRunner};
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -127,20 +128,52 @@ fn timed_out_nested_run(mech: &str, levels: usize) -> (Record, String) {
     }
 }
 
-#[test]
-fn a_timeout_reaches_the_program_of_a_nested_pkit_run_once() {
-    for mech in cli_mechanisms() {
-        for levels in [2, 3] {
-            let (rec, stderr) = timed_out_nested_run(mech, levels);
-            let what = format!("{mech}, {levels} levels of pkit run");
-            assert_eq!(rec.terms, 1, "{what}: SIGTERMs seen; {stderr}");
-            assert!(rec.exited, "{what}: did not end through its trap; {stderr}");
-            assert!(
-                !stderr.contains("second SIGTERM"),
-                "{what}: a pkit saw two: {stderr}"
-            );
+/// Runs the futures at once, as tasks of the test's runtime (each mostly
+/// waits: a timeout, a grace, the program's linger), and once all have
+/// ended fails with the first panic, if any (each panic's message is
+/// printed as it happens).
+async fn all_at_once<F>(cases: impl IntoIterator<Item = F>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for case in cases {
+        set.spawn(case);
+    }
+    let mut failed = None;
+    while let Some(done) = set.join_next().await {
+        if let Err(e) = done {
+            failed.get_or_insert(e);
         }
     }
+    if let Some(e) = failed {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("a case did not finish: {e}"),
+        }
+    }
+}
+
+/// Every mechanism with each of `levels`.
+fn with_levels<T: Copy>(mechs: Vec<T>, levels: [usize; 2]) -> Vec<(T, usize)> {
+    mechs
+        .into_iter()
+        .flat_map(|m| levels.map(|l| (m, l)))
+        .collect()
+}
+
+#[test]
+fn a_timeout_reaches_the_program_of_a_nested_pkit_run_once() {
+    at_once(with_levels(cli_mechanisms(), [2, 3]), |(mech, levels)| {
+        let (rec, stderr) = timed_out_nested_run(mech, levels);
+        let what = format!("{mech}, {levels} levels of pkit run");
+        assert_eq!(rec.terms, 1, "{what}: SIGTERMs seen; {stderr}");
+        assert!(rec.exited, "{what}: did not end through its trap; {stderr}");
+        assert!(
+            !stderr.contains("second SIGTERM"),
+            "{what}: a pkit saw two: {stderr}"
+        );
+    });
 }
 
 /// The pid of `pid`'s parent.
@@ -165,7 +198,7 @@ fn wait_ready(file: &Path, what: &str) -> Record {
 
 #[test]
 fn the_kill_after_the_grace_ends_a_nested_pkit_that_ignores_term() {
-    for mech in cli_mechanisms() {
+    at_once(cli_mechanisms(), |mech| {
         let what = format!("{mech}: inner pkit and program ignore SIGTERM");
         let file = temp_path("nested-ignores");
         // The inner pkit starts with SIGTERM ignored (and keeps it so), as
@@ -204,7 +237,7 @@ fn the_kill_after_the_grace_ends_a_nested_pkit_that_ignores_term() {
         assert_eq!(out.status.code(), Some(137), "{what}: {stderr}");
         assert_all_gone(&pids);
         let _ = std::fs::remove_file(&file);
-    }
+    });
 }
 
 /// Polls until every pid is gone (no /proc entry, or a zombie).
@@ -239,36 +272,40 @@ fn pkit_run(mech: &str, levels: usize, script: &str, file: &Path) -> Command {
 
 #[tokio::test]
 async fn a_group_shutdown_reaches_the_program_of_a_nested_pkit_run_once() {
-    for (choice, mech) in lib_mechanisms() {
-        for levels in [1, 2] {
-            let what = format!("{choice}: Group::shutdown of {levels} pkit run");
-            let file = temp_path("nested-shutdown");
-            let group = Group::builder().mechanism(choice).build().unwrap();
-            // A second started process too: under cgroup v2 it lives in a
-            // leaf of its own, the first in the group's directory.
-            let mut procs = Vec::new();
-            let second = temp_path("nested-shutdown");
-            for f in [&file, &second] {
-                procs.push(
-                    group
-                        .start(&pkit_run(mech, levels, COUNTS_TERMS, f))
-                        .unwrap(),
-                );
-            }
-            let mut pids = ready(&file, &what).await.pids;
-            pids.extend(ready(&second, &what).await.pids);
-            let report = group.shutdown(Duration::from_secs(60)).await.unwrap();
-            for f in [&file, &second] {
-                let rec = record(f);
-                assert_eq!(rec.terms, 1, "{what}: SIGTERMs seen");
-                assert!(rec.exited, "{what}: did not end through its trap");
-                let _ = std::fs::remove_file(f);
-            }
-            assert_eq!(report.killed(), 0, "{what}");
-            drop(procs);
-            wait_all_gone(&pids, &what).await;
-        }
-    }
+    let cases = with_levels(lib_mechanisms(), [1, 2]);
+    all_at_once(
+        cases
+            .into_iter()
+            .map(|((choice, mech), levels)| async move {
+                let what = format!("{choice}: Group::shutdown of {levels} pkit run");
+                let file = temp_path("nested-shutdown");
+                let group = Group::builder().mechanism(choice).build().unwrap();
+                // A second started process too: under cgroup v2 it lives in a
+                // leaf of its own, the first in the group's directory.
+                let mut procs = Vec::new();
+                let second = temp_path("nested-shutdown");
+                for f in [&file, &second] {
+                    procs.push(
+                        group
+                            .start(&pkit_run(mech, levels, COUNTS_TERMS, f))
+                            .unwrap(),
+                    );
+                }
+                let mut pids = ready(&file, &what).await.pids;
+                pids.extend(ready(&second, &what).await.pids);
+                let report = group.shutdown(Duration::from_secs(60)).await.unwrap();
+                for f in [&file, &second] {
+                    let rec = record(f);
+                    assert_eq!(rec.terms, 1, "{what}: SIGTERMs seen");
+                    assert!(rec.exited, "{what}: did not end through its trap");
+                    let _ = std::fs::remove_file(f);
+                }
+                assert_eq!(report.killed(), 0, "{what}");
+                drop(procs);
+                wait_all_gone(&pids, &what).await;
+            }),
+    )
+    .await;
 }
 
 /// Judges a timed-out run of [`COUNTS_TERMS`] under nested `pkit run`s
@@ -291,90 +328,104 @@ async fn timed_out_once(out: &pkit::Output, file: &Path, what: &str) -> bool {
 
 #[tokio::test]
 async fn a_timed_out_run_reaches_the_program_of_a_nested_pkit_run_once() {
-    for (choice, mech) in lib_mechanisms() {
-        let runner = Arc::new(SystemRunner::with_mechanism(choice));
-        for levels in [1, 2] {
-            let what = format!("{choice}: a timed-out run of {levels} pkit run");
-            let mut limit = Duration::from_secs(1);
-            loop {
-                let file = temp_path("nested-timeout");
-                let out = pkit_run(mech, levels, COUNTS_TERMS, &file)
-                    .timeout(limit)
-                    .grace(Duration::from_secs(60))
-                    .runner(runner.clone())
-                    .output()
-                    .await
-                    .unwrap();
-                if timed_out_once(&out, &file, &what).await {
-                    break;
+    let cases = with_levels(lib_mechanisms(), [1, 2]);
+    all_at_once(
+        cases
+            .into_iter()
+            .map(|((choice, mech), levels)| async move {
+                let runner = Arc::new(SystemRunner::with_mechanism(choice));
+                let what = format!("{choice}: a timed-out run of {levels} pkit run");
+                let mut limit = Duration::from_secs(1);
+                loop {
+                    let file = temp_path("nested-timeout");
+                    let out = pkit_run(mech, levels, COUNTS_TERMS, &file)
+                        .timeout(limit)
+                        .grace(Duration::from_secs(60))
+                        .runner(runner.clone())
+                        .output()
+                        .await
+                        .unwrap();
+                    if timed_out_once(&out, &file, &what).await {
+                        break;
+                    }
+                    assert!(limit < Duration::from_secs(30), "{what}: never ready");
+                    limit *= 2;
                 }
-                assert!(limit < Duration::from_secs(30), "{what}: never ready");
-                limit *= 2;
-            }
-        }
-    }
+            }),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_started_process_timeout_reaches_the_program_of_a_nested_pkit_run_once() {
-    for (choice, mech) in lib_mechanisms() {
-        let what = format!("{choice}: a started pkit run's own timeout");
-        let group = Group::builder().mechanism(choice).build().unwrap();
-        // The first process holds the group's directory; the ones timed
-        // out come later (each in a leaf of its own under cgroup v2).
-        let first = group.start(&Command::new("sleep").arg("300")).unwrap();
-        let mut limit = Duration::from_secs(1);
-        loop {
-            let file = temp_path("nested-started");
-            let mut proc = group
-                .start(
-                    &pkit_run(mech, 1, COUNTS_TERMS, &file)
-                        .timeout(limit)
-                        .grace(Duration::from_secs(60)),
-                )
-                .unwrap();
-            let out = proc.wait().await.unwrap();
-            if timed_out_once(&out, &file, &what).await {
-                break;
-            }
-            assert!(limit < Duration::from_secs(30), "{what}: never ready");
-            limit *= 2;
-        }
-        drop(first);
-        group.close().await.unwrap();
-    }
+    all_at_once(
+        lib_mechanisms()
+            .into_iter()
+            .map(|(choice, mech)| async move {
+                let what = format!("{choice}: a started pkit run's own timeout");
+                let group = Group::builder().mechanism(choice).build().unwrap();
+                // The first process holds the group's directory; the ones timed
+                // out come later (each in a leaf of its own under cgroup v2).
+                let first = group.start(&Command::new("sleep").arg("300")).unwrap();
+                let mut limit = Duration::from_secs(1);
+                loop {
+                    let file = temp_path("nested-started");
+                    let mut proc = group
+                        .start(
+                            &pkit_run(mech, 1, COUNTS_TERMS, &file)
+                                .timeout(limit)
+                                .grace(Duration::from_secs(60)),
+                        )
+                        .unwrap();
+                    let out = proc.wait().await.unwrap();
+                    if timed_out_once(&out, &file, &what).await {
+                        break;
+                    }
+                    assert!(limit < Duration::from_secs(30), "{what}: never ready");
+                    limit *= 2;
+                }
+                drop(first);
+                group.close().await.unwrap();
+            }),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_group_shutdown_kills_a_nested_pkit_that_ignores_term() {
-    for (choice, mech) in lib_mechanisms() {
-        let what = format!("{choice}: nested pkit and its program ignore SIGTERM");
-        let file = temp_path("nested-lib-ignores");
-        let inner = format!("trap '' TERM; exec {PKIT} run -- sh -c \"$1\" sh \"$2\"");
-        let group = Group::builder().mechanism(choice).build().unwrap();
-        let proc = group
-            .start(
-                &Command::new("sh")
-                    .args([
-                        "-c",
-                        &inner,
-                        "sh",
-                        IGNORES_TERM,
-                        &file.display().to_string(),
-                    ])
-                    .env("PKIT_MECHANISM", mech),
-            )
-            .unwrap();
-        let rec = ready(&file, &what).await;
-        let mut pids = rec.pids.clone();
-        pids.push(parent_of(*pids.last().unwrap()));
-        assert_eq!(pids.last().copied(), Some(proc.pid() as i32), "{what}");
-        let report = group.shutdown(Duration::from_secs(1)).await.unwrap();
-        assert!(report.killed() > 0, "{what}: nothing needed SIGKILL");
-        drop(proc);
-        wait_all_gone(&pids, &what).await;
-        let _ = std::fs::remove_file(&file);
-    }
+    all_at_once(
+        lib_mechanisms()
+            .into_iter()
+            .map(|(choice, mech)| async move {
+                let what = format!("{choice}: nested pkit and its program ignore SIGTERM");
+                let file = temp_path("nested-lib-ignores");
+                let inner = format!("trap '' TERM; exec {PKIT} run -- sh -c \"$1\" sh \"$2\"");
+                let group = Group::builder().mechanism(choice).build().unwrap();
+                let proc = group
+                    .start(
+                        &Command::new("sh")
+                            .args([
+                                "-c",
+                                &inner,
+                                "sh",
+                                IGNORES_TERM,
+                                &file.display().to_string(),
+                            ])
+                            .env("PKIT_MECHANISM", mech),
+                    )
+                    .unwrap();
+                let rec = ready(&file, &what).await;
+                let mut pids = rec.pids.clone();
+                pids.push(parent_of(*pids.last().unwrap()));
+                assert_eq!(pids.last().copied(), Some(proc.pid() as i32), "{what}");
+                let report = group.shutdown(Duration::from_secs(1)).await.unwrap();
+                assert!(report.killed() > 0, "{what}: nothing needed SIGKILL");
+                drop(proc);
+                wait_all_gone(&pids, &what).await;
+                let _ = std::fs::remove_file(&file);
+            }),
+    )
+    .await;
 }
 
 /// The innermost program for [`a_signal_pkit_run_does_not_relay_reaches_the_nested_program_once`]:
@@ -397,7 +448,7 @@ async fn a_signal_pkit_run_does_not_relay_reaches_the_nested_program_once() {
         eprintln!("skipped: the cgroup mechanism is not among this run's mechanisms");
         return;
     };
-    for levels in [1, 2] {
+    all_at_once([1, 2].map(move |levels| async move {
         let what = format!("{choice}: SIGURG through {levels} pkit run");
         let file = temp_path("nested-urg");
         let group = Group::builder().mechanism(choice).build().unwrap();
@@ -436,5 +487,6 @@ async fn a_signal_pkit_run_does_not_relay_reaches_the_nested_program_once() {
         drop(proc);
         wait_all_gone(&pids, &what).await;
         let _ = std::fs::remove_file(&file);
-    }
+    }))
+    .await;
 }

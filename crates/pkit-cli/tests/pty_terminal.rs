@@ -217,9 +217,8 @@ fn a_stopped_pkit_gives_the_terminal_back_and_takes_it_again_on_fg() {
 /// is typed reaches cat, and Ctrl-D (its end of file) ends it.
 #[test]
 fn after_bg_and_fg_typing_and_ctrl_d_still_reach_the_program() {
-    for m in mechanisms() {
-        bg_and_fg(m, None, 1);
-    }
+    // The mechanisms at once, each on a terminal of its own.
+    at_once(mechanisms(), |m| bg_and_fg(m, None, 1));
 }
 
 /// The same, with the moment of `fg` put in each window where it raced
@@ -234,11 +233,12 @@ fn after_bg_and_fg_typing_and_ctrl_d_still_reach_the_program() {
 ///   and the terminal stayed cooked.
 #[test]
 fn fg_in_either_window_where_it_raced_pkit_still_gives_raw_mode_back() {
-    for m in mechanisms() {
-        for pause in ["stdin-error:2500", "continued:2500"] {
-            bg_and_fg(m, Some(pause), 1);
-        }
-    }
+    // Every mechanism and window at once, each on a terminal of its own
+    // (each mostly waits out its pause).
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|m| ["stdin-error:2500", "continued:2500"].map(|pause| (m, pause)));
+    at_once(cases, |(m, pause)| bg_and_fg(m, Some(pause), 1));
 }
 
 /// Stopped, sent to the background and brought back twice in a row, with
@@ -249,9 +249,8 @@ fn fg_in_either_window_where_it_raced_pkit_still_gives_raw_mode_back() {
 /// the foreground, and the relay typed Ctrl-D, which ended cat).
 #[test]
 fn a_double_bg_and_fg_is_not_the_end_of_the_input() {
-    for m in mechanisms() {
-        bg_and_fg(m, Some("stdin-error:2500"), 2);
-    }
+    // The mechanisms at once, each on a terminal of its own.
+    at_once(mechanisms(), |m| bg_and_fg(m, Some("stdin-error:2500"), 2));
 }
 
 /// The bg and fg driver of the tests above, under mechanism `m`, with

@@ -217,53 +217,57 @@ while True:
 /// pty of its own (--pty, whose resume continues the program itself).
 #[test]
 fn fg_after_a_stop_continues_the_program_once() {
-    for m in mechanisms() {
-        for pty in [false, true] {
-            let log = temp_path("conts");
-            let mut cmd = pkit();
-            cmd.args(["run", "-q", "--mechanism", m]);
-            if pty {
-                cmd.arg("--pty");
-            }
-            let mut child = cmd
-                .args(["--", "python3", "-c", CONT_COUNTER])
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .unwrap();
-            let what = format!("{m} pty={pty}");
-            let text = wait_for_text(&log, "\n");
-            let program: i32 = text
-                .trim()
-                .strip_prefix("ready ")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("{what}: {text:?}"));
-            let pkit_pid = child.id() as i32;
-            kill(child.id(), libc::SIGTSTP);
-            wait_state(pkit_pid, 'T');
-            if !pty {
-                // (On its own pty the program's group is orphaned: a
-                // SIGTSTP does not stop it.)
-                wait_state(program, 'T');
-            }
-            // `fg`: SIGCONT to the job's process group, pkit's.
-            // SAFETY: signalling the process group our own unreaped child leads.
-            assert_eq!(unsafe { libc::killpg(pkit_pid, libc::SIGCONT) }, 0);
-            wait_for_text(&log, "cont");
-            // Time for a second SIGCONT to arrive, were one sent.
-            std::thread::sleep(Duration::from_millis(500));
-            assert_ne!(state(program), Some('T'), "{what}: not resumed");
-            assert_ne!(state(pkit_pid), Some('T'), "{what}: pkit not resumed");
-            kill(child.id(), libc::SIGTERM);
-            let status = child.wait().unwrap();
-            let text = std::fs::read_to_string(&log).unwrap();
-            std::fs::remove_file(&log).unwrap();
-            assert_eq!(text.matches("cont").count(), 1, "{what}: {text:?}");
-            assert_eq!(status.signal(), Some(libc::SIGTERM), "{what}");
+    // Every mechanism, with and without a pty, at once (each waits for a
+    // second SIGCONT that must not come); each job in a process group of
+    // its own.
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|m| [false, true].map(|pty| (m, pty)));
+    at_once(cases, |(m, pty)| {
+        let log = temp_path("conts");
+        let mut cmd = pkit();
+        cmd.args(["run", "-q", "--mechanism", m]);
+        if pty {
+            cmd.arg("--pty");
         }
-    }
+        let mut child = cmd
+            .args(["--", "python3", "-c", CONT_COUNTER])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let what = format!("{m} pty={pty}");
+        let text = wait_for_text(&log, "\n");
+        let program: i32 = text
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: {text:?}"));
+        let pkit_pid = child.id() as i32;
+        kill(child.id(), libc::SIGTSTP);
+        wait_state(pkit_pid, 'T');
+        if !pty {
+            // (On its own pty the program's group is orphaned: a
+            // SIGTSTP does not stop it.)
+            wait_state(program, 'T');
+        }
+        // `fg`: SIGCONT to the job's process group, pkit's.
+        // SAFETY: signalling the process group our own unreaped child leads.
+        assert_eq!(unsafe { libc::killpg(pkit_pid, libc::SIGCONT) }, 0);
+        wait_for_text(&log, "cont");
+        // Time for a second SIGCONT to arrive, were one sent.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_ne!(state(program), Some('T'), "{what}: not resumed");
+        assert_ne!(state(pkit_pid), Some('T'), "{what}: pkit not resumed");
+        kill(child.id(), libc::SIGTERM);
+        let status = child.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!(text.matches("cont").count(), 1, "{what}: {text:?}");
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{what}");
+    });
 }
 
 /// A Python REPL under `pkit run` on a real pseudo-terminal, in both
@@ -303,12 +307,14 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
     .concat();
     // portable: the signal self-pipe and, for Ctrl-Z, the stop seen
     // through waitid (what macOS and the BSDs run) instead of /proc.
-    for (m, extra) in [
+    // At once, each on a terminal of its own.
+    let cases = [
         ("cgroup", None),
         ("pgroup", None),
         ("portable", None),
         ("cgroup", Some("--foreground")),
-    ] {
+    ];
+    at_once(cases, |(m, extra)| {
         let out = std::process::Command::new("python3")
             .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "-v", "--mechanism", m])
@@ -325,7 +331,7 @@ sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
             "{m} {extra:?}: {text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
+    });
 }
 
 /// Started in the background of a terminal (as `pkit run python3 &` from a
@@ -510,7 +516,9 @@ sys.stdout.write("ok\n")
     ]
     .concat();
     let ticker = "while :; do echo tick; sleep 0.1; done";
-    for m in mechanisms() {
+    // The mechanisms at once, each on a terminal of its own (each mostly
+    // waits out pkit's test pause).
+    at_once(mechanisms(), |m| {
         let out = std::process::Command::new("python3")
             .args(["-c", &driver, env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", ticker])
@@ -524,7 +532,7 @@ sys.stdout.write("ok\n")
             "{m}: {text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
+    });
 }
 
 /// Under the portable backend (`--mechanism portable`, or

@@ -99,7 +99,9 @@ fn statuses_match_coreutils_timeout() {
         (&[], "5", &["sh", "-c", "kill -SEGV $$"], 139),
         (&[], "5", &["sh", "-c", "kill -USR2 $$"], 140),
     ];
-    for &(flags, duration, cmd, want) in rows {
+    // The rows at once, each on a thread of its own (each mostly waits on
+    // its timeout): timeout(1)'s run, then pkit's.
+    at_once(rows.iter().copied(), |(flags, duration, cmd, want)| {
         let (theirs, ours) = both(flags, duration, cmd);
         let row = format!("{flags:?} {duration} {cmd:?}");
         assert_eq!(shell_status(theirs), want, "timeout(1) itself, {row}");
@@ -110,7 +112,7 @@ fn statuses_match_coreutils_timeout() {
         if theirs.signal().is_some() && theirs.signal() != Some(libc::SIGKILL) {
             assert_eq!(theirs.signal(), ours.signal(), "how it ended, {row}");
         }
-    }
+    });
 }
 
 #[test]
@@ -168,7 +170,8 @@ fn durations_and_their_mistakes() {
 #[test]
 fn timeout_signal_reaches_the_whole_tree() {
     // 2 s: the shell must have written its three pids before the HUP.
-    for m in mechanisms() {
+    // The mechanisms at once (each waits out its timeout).
+    at_once(mechanisms(), |m| {
         let file = pid_file();
         let out = pkit()
             .args(["run", "-q", "-s", "HUP", "--timeout", "2", "--mechanism", m])
@@ -183,5 +186,5 @@ fn timeout_signal_reaches_the_whole_tree() {
         let pids = read_pids(&file, 3);
         std::fs::remove_file(&file).unwrap();
         assert_all_gone(&pids);
-    }
+    });
 }

@@ -509,23 +509,29 @@ fn stdin_bytes_at_the_boundaries_whatever_the_child_does() {
         || {
             // Around the one-shot path's own limit (4 KiB) and a pipe's buffer
             // (64 KiB): read, never read, closed at once, closed after a
-            // while, or the child gone before reading.
-            for n in [0usize, 1, 4095, 4096, 4097, 65535, 65536, 65537] {
-                let input: Vec<u8> = (0..n as u32).map(|i| (i % 253) as u8).collect();
-                let [a, b] = both(&Command::new("cat").stdin_bytes(input.clone()));
-                same(&a, &b, &format!("cat of {n} bytes"));
-                assert_eq!(a.stdout(), &input[..], "cat of {n} bytes");
-                for script in [
-                    "exit 0",
-                    "exec 0<&-; echo closed",
-                    "sleep 0.2; echo unread",
-                    "exec 0<&-; sleep 0.2; echo closed",
-                ] {
-                    let [a, b] = both(&shell(script).stdin_bytes(input.clone()));
-                    same(&a, &b, &format!("{script} with {n} bytes"));
-                    assert_eq!(a.outcome(), Outcome::Exited(0), "{script} with {n} bytes");
+            // while, or the child gone before reading. The sizes at once,
+            // each on a thread of its own (each mostly waits on its
+            // children's `sleep 0.2`); a panic in one fails the test.
+            std::thread::scope(|s| {
+                for n in [0usize, 1, 4095, 4096, 4097, 65535, 65536, 65537] {
+                    s.spawn(move || {
+                        let input: Vec<u8> = (0..n as u32).map(|i| (i % 253) as u8).collect();
+                        let [a, b] = both(&Command::new("cat").stdin_bytes(input.clone()));
+                        same(&a, &b, &format!("cat of {n} bytes"));
+                        assert_eq!(a.stdout(), &input[..], "cat of {n} bytes");
+                        for script in [
+                            "exit 0",
+                            "exec 0<&-; echo closed",
+                            "sleep 0.2; echo unread",
+                            "exec 0<&-; sleep 0.2; echo closed",
+                        ] {
+                            let [a, b] = both(&shell(script).stdin_bytes(input.clone()));
+                            same(&a, &b, &format!("{script} with {n} bytes"));
+                            assert_eq!(a.outcome(), Outcome::Exited(0), "{script} with {n} bytes");
+                        }
+                    });
                 }
-            }
+            });
         },
     );
 }

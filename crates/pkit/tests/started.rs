@@ -26,7 +26,7 @@ fn bystander() -> Command {
 /// process again.
 async fn start_done_before_timeout(
     group: &mut Group,
-    fresh: Option<&dyn Fn() -> Group>,
+    fresh: Option<&(dyn Fn() -> Group + Sync)>,
     script: &str,
     first: Duration,
     bound: impl Fn(Command, Duration) -> Command,
@@ -85,7 +85,8 @@ async fn start_done_before_timeout(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_started_process_times_out_with_its_subtree_and_the_group_runs_on() {
     let suite = begin("a_started_process_times_out_with_its_subtree_and_the_group_runs_on").await;
-    for choice in mechanisms() {
+    // The mechanisms at once (each mostly waits out a timeout).
+    all_at_once(mechanisms(), |choice| async move {
         let mut group = group(choice);
         let other = group.start(&bystander()).unwrap();
         let (mut proc, pids, _file) = start_done_before_timeout(
@@ -106,14 +107,16 @@ async fn a_started_process_times_out_with_its_subtree_and_the_group_runs_on() {
         assert_alive(&[other.pid()], &format!("{choice}: the rest of the group"));
         drop((proc, other));
         group.close().await.unwrap();
-    }
+    })
+    .await;
     suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_started_process_gets_its_timeout_signal_and_grace() {
     let suite = begin("a_started_process_gets_its_timeout_signal_and_grace").await;
-    for choice in mechanisms() {
+    // The mechanisms at once (each mostly waits out a timeout).
+    all_at_once(mechanisms(), |choice| async move {
         let mut group = group(choice);
         // Ends on SIGINT within the grace.
         let polite = "trap 'echo got-int; exit 7' INT; echo ready; while :; do sleep 0.05; done";
@@ -165,7 +168,8 @@ async fn a_started_process_gets_its_timeout_signal_and_grace() {
         assert_gone(&pids, &format!("{choice}: after the grace")).await;
         drop(proc);
         group.close().await.unwrap();
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -209,7 +213,8 @@ async fn a_cancel_token_ends_a_started_process_and_wait_says_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_timeout_fires_even_when_nobody_waits() {
     let suite = begin("the_timeout_fires_even_when_nobody_waits").await;
-    for choice in mechanisms() {
+    // The mechanisms at once (each mostly waits out a timeout).
+    all_at_once(mechanisms(), |choice| async move {
         let mut group = group(choice);
         let (proc, pids, _file) = start_done_before_timeout(
             &mut group,
@@ -222,7 +227,8 @@ async fn the_timeout_fires_even_when_nobody_waits() {
         drop(proc);
         assert_gone(&pids, &format!("{choice}: a dropped handle's timeout")).await;
         group.close().await.unwrap();
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -269,7 +275,8 @@ async fn each_later_started_process_has_its_own_sub_cgroup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_started_process_ends_alone_with_its_subtree() {
     let suite = begin("the_first_started_process_ends_alone_with_its_subtree").await;
-    for choice in mechanisms() {
+    // The mechanisms at once (each mostly waits out a timeout).
+    all_at_once(mechanisms(), |choice| async move {
         let group = group(choice);
         let file = TempPath::new("started-first-kill-tree");
         let mut first = group
@@ -301,7 +308,8 @@ async fn the_first_started_process_ends_alone_with_its_subtree() {
         assert_alive(&[later.pid()], &format!("{choice}: the later process"));
         drop((first, later));
         group.close().await.unwrap();
-    }
+    })
+    .await;
     suite.end().await;
 }
 

@@ -17,8 +17,9 @@
 //!
 //! The bounded slice runs in the normal suite, time-boxed by
 //! `PKIT_STRESS_SECS` (default 30 s in all, split between the mechanisms;
-//! CI sets 60 for its default run, 15 for its process-group and portable
-//! runs, which test one mechanism each). The full 10,000 runs:
+//! CI keeps the default for its first pass, 15 s for each mechanism, and
+//! sets 15 for its process-group and portable passes, which test one
+//! mechanism each). The full 10,000 runs:
 //! `cargo test --release -p pkit --test stress -- --ignored stress`.
 
 mod common;

@@ -28,6 +28,19 @@ pub fn mechanisms() -> Vec<&'static str> {
     }
 }
 
+/// Runs `case` for each of `cases` at once, each on a thread of its own
+/// (for cases that mostly wait: a timeout, a grace, a program's linger),
+/// and fails if any failed (each panic's message is printed as it
+/// happens; the scope then panics).
+pub fn at_once<T: Send>(cases: impl IntoIterator<Item = T>, case: impl Fn(T) + Sync) {
+    std::thread::scope(|s| {
+        for c in cases {
+            let case = &case;
+            s.spawn(move || case(c));
+        }
+    });
+}
+
 /// The start of a Python driver that runs pkit (its `argv[1:]`) on a
 /// terminal of its own: it defines `out` (what the terminal showed),
 /// `read_until(needle, count=1, secs=20)`, `give_up(why)` (kills the

@@ -565,6 +565,32 @@ impl Suite {
     }
 }
 
+/// Runs `case` for each of `cases` at once, as tasks of the test's runtime
+/// (for cases that mostly wait: timeouts, graces, a program's linger), and
+/// once all have ended fails with the first panic, if any (each panic's
+/// message is printed as it happens).
+pub async fn all_at_once<T, F>(cases: impl IntoIterator<Item = T>, case: impl Fn(T) -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for c in cases {
+        set.spawn(case(c));
+    }
+    let mut failed = None;
+    while let Some(done) = set.join_next().await {
+        if let Err(e) = done {
+            failed.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failed {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("a case did not finish: {e}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Temp files
 // ---------------------------------------------------------------------------
