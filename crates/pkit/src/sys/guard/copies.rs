@@ -73,17 +73,24 @@ extern "C" fn at_fork() {
 }
 
 /// Replaces the owner's end of each guard's socket with a dead socket.
+/// First thing in a copy: a number the copy sets up for its own use (a
+/// start's stdio or `keep_fds` target) may be the owner's end's. Forgets
+/// the ends (in this copy's memory), so that copies of the copy never
+/// replace what the copy has put at those numbers since.
 ///
 /// # Safety
 /// Only in a forked copy of the owner (no `CLONE_VM`): async-signal-safe
 /// calls only; the owner's own descriptor must not be touched.
 pub(crate) unsafe fn in_forked_copy() {
     let dead = DEAD_END.load(Ordering::Acquire);
-    for owner in &OWNER_ENDS {
-        let owner = owner.load(Ordering::Acquire);
+    for end in &OWNER_ENDS {
+        let owner = end.load(Ordering::Acquire);
         if owner < 0 || dead < 0 {
             continue;
         }
+        // This copy's own memory: its own forks leave that number alone
+        // (the copy may close it and reuse it for a file of its own).
+        end.store(-1, Ordering::Relaxed);
         // Raw: in a forked child: async-signal-safe system calls, no
         // allocation.
         // SAFETY: dup3 atomically closes this copy's `owner` and makes it
