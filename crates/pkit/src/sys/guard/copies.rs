@@ -40,8 +40,8 @@ static OWNER_ENDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
 /// A socket whose peer is closed, put over [`OWNER_ENDS`] in a copy.
 static DEAD_END: AtomicI32 = AtomicI32::new(-1);
 /// Held while an owner's end is made or given up, and by a `fork` from
-/// its prepare handler to its parent handler: no fork copies this process
-/// in between.
+/// its prepare handler to its parent (or child) handler: no fork copies
+/// this process in between.
 static MAKING: AtomicBool = AtomicBool::new(false);
 
 /// The owner's end of a guard's socket, noted for forked copies (see the
@@ -95,10 +95,10 @@ pub(super) fn owner_pair(
         let dead: RawFd = std::os::fd::IntoRawFd::into_raw_fd(dead);
         DEAD_END.store(dead, Ordering::Release);
         // Raw: pthread_atfork has no rustix form.
-        // SAFETY: the handlers make atomic operations, sched_yield and
-        // dup3s only, which are async-signal-safe (all a forked child of a
-        // threaded process may do before exec).
-        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(at_fork)) };
+        // SAFETY: the handlers make atomic operations and sched_yield,
+        // pthread_sigmask and dup3 calls only, which are async-signal-safe
+        // (all a forked child of a threaded process may do before exec).
+        unsafe { libc::pthread_atfork(Some(acquire), Some(release), Some(at_fork)) };
     });
     let making = Making::enter();
     let (owner, guard) = pair()?;
@@ -113,36 +113,43 @@ pub(super) fn owner_pair(
     ))
 }
 
-/// [`MAKING`] held by this thread, with every signal blocked (a handler
-/// that forked on this thread meanwhile would wait for it for ever).
-struct Making(MaybeUninit<libc::sigset_t>);
+/// [`MAKING`] held by this thread (see [`acquire`]).
+struct Making;
 
 impl Making {
     fn enter() -> Making {
-        let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-        // Raw: rustix has no safe sigset nor pthread_sigmask.
-        // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
-        unsafe {
-            libc::sigfillset(all.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
-        }
-        before_fork();
-        Making(old)
+        acquire();
+        Making
     }
 }
 
 impl Drop for Making {
     fn drop(&mut self) {
-        MAKING.store(false, Ordering::Release);
-        // SAFETY: the mask pthread_sigmask wrote in `enter`.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, self.0.as_ptr(), std::ptr::null_mut()) };
+        release();
     }
 }
 
-/// The `pthread_atfork` prepare handler: waits until no owner's end is
-/// being made, and holds [`MAKING`] across the fork.
-extern "C" fn before_fork() {
+/// The signal mask of [`MAKING`]'s holder before [`acquire`]; only the
+/// holder reads or writes it.
+struct HeldMask(std::cell::UnsafeCell<MaybeUninit<libc::sigset_t>>);
+
+// SAFETY: accessed only by the thread holding MAKING (see `acquire`).
+unsafe impl Sync for HeldMask {}
+
+static HELD_MASK: HeldMask = HeldMask(std::cell::UnsafeCell::new(MaybeUninit::uninit()));
+
+/// Takes [`MAKING`], every signal blocked until [`release`]: a handler
+/// that forked on this thread meanwhile would wait for it for ever.
+/// Async-signal-safe (the `pthread_atfork` prepare handler).
+extern "C" fn acquire() {
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    // Raw: rustix has no safe sigset nor pthread_sigmask.
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
+    unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+    }
     while MAKING
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -151,11 +158,18 @@ extern "C" fn before_fork() {
         // SAFETY: no arguments, no memory.
         unsafe { libc::sched_yield() };
     }
+    // SAFETY: this thread holds MAKING: nobody else touches HELD_MASK.
+    unsafe { *HELD_MASK.0.get() = old };
 }
 
-/// The `pthread_atfork` parent handler.
-extern "C" fn after_fork() {
+/// Lets [`MAKING`] go and gives this thread its signal mask back (the
+/// `pthread_atfork` parent and, in the copy, child handlers).
+extern "C" fn release() {
+    // SAFETY: this thread holds MAKING (`acquire` wrote the mask).
+    let old = unsafe { *HELD_MASK.0.get() };
     MAKING.store(false, Ordering::Release);
+    // SAFETY: a mask pthread_sigmask wrote in `acquire`.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
 }
 
 /// A socket whose peer is closed, close-on-exec.
@@ -177,9 +191,9 @@ fn dead_socket() -> Option<OwnedFd> {
 
 /// The `pthread_atfork` child handler (the application's `fork`).
 extern "C" fn at_fork() {
-    MAKING.store(false, Ordering::Relaxed);
     // SAFETY: this is the child of a fork, a copy of the owner.
-    unsafe { in_forked_copy() }
+    unsafe { in_forked_copy() };
+    release();
 }
 
 /// Replaces the owner's end of each guard's socket with a dead socket.
