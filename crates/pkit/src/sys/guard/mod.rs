@@ -85,8 +85,11 @@
 //!   the guard's resident memory can grow towards the owner's size at that
 //!   moment, and it keeps the owner's memory mappings (a mapped, deleted
 //!   file keeps its space) until it exits.
-//! - A child the owner forks without exec inherits the owner's end of the
-//!   socket, so the guard fires only once that child is gone too. An owner
+//! - A child the owner forks without exec drops its copy of the owner's
+//!   end (`copies.rs`), even one forked while the guard starts, but not
+//!   a child made by `vfork`, a raw `clone` or `_Fork` (no `pthread_atfork`
+//!   handler runs there): the guard fires only once such a child has
+//!   exec'd or is gone too. An owner
 //!   that `exec`s closes its end (close-on-exec): the guard then tears the
 //!   groups down, since nothing in the new program knows about them.
 //! - A guard that is itself killed is noticed ([`Guard::alive`]); groups

@@ -136,6 +136,7 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
+use super::copies::{owner_pair, OwnerEnd, Which};
 use super::owner::{Guard, Started, State};
 use super::portable_process::{entry_address, entry_ran, guard_main, map_table, ENV, GUARD_FD};
 use super::wire::{recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
@@ -274,25 +275,22 @@ pub(super) fn in_main_executable(addr: usize) -> bool {
 
 /// A `SOCK_STREAM` pair, both ends close-on-exec, above stdio (and, on
 /// macOS, with `SO_NOSIGPIPE`): the owner's end and the guard's.
-fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
+fn socket_pair() -> Result<(OwnerEnd, OwnedFd), String> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     #[cfg(not(target_os = "macos"))]
     let flags = SocketFlags::CLOEXEC;
     #[cfg(target_os = "macos")]
     let flags = SocketFlags::empty();
-    let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, flags, None)
-        .map_err(|e| {
-            format!(
-                "cannot create the guard's socket pair: {}",
-                io::Error::from(e)
-            )
-        })?;
-    let err = |e: io::Error| format!("cannot set up the guard's socket: {e}");
-    // dup_above makes close-on-exec copies (on macOS the first time).
-    let owner_end = crate::sys::dup_above(a.as_raw_fd(), 3).map_err(err)?;
-    let guard_end = crate::sys::dup_above(b.as_raw_fd(), 3).map_err(err)?;
+    // Noted for forked copies (`copies.rs`); dup_above makes close-on-exec
+    // copies (on macOS the first time).
+    let (owner_end, guard_end) = owner_pair(Which::Portable, || {
+        let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+        let owner_end = crate::sys::dup_above(a.as_raw_fd(), 3)?;
+        Ok((owner_end, crate::sys::dup_above(b.as_raw_fd(), 3)?))
+    })
+    .map_err(|e| format!("cannot create the guard's socket pair: {e}"))?;
     #[cfg(target_os = "macos")]
-    for fd in [&owner_end, &guard_end] {
+    for fd in [owner_end.as_fd(), guard_end.as_fd()] {
         let _ = rustix::net::sockopt::set_socket_nosigpipe(fd, true);
     }
     Ok((owner_end, guard_end))
@@ -319,7 +317,7 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
     let hello = hello
         .filter(|_| ok)
         .ok_or("the executable run as the guard's launcher did not report in")?;
-    Ok(finish(owner_end, hello.pid, Started::PortableExec))
+    Ok(finish(owner_end.keep(), hello.pid, Started::PortableExec))
 }
 
 /// `posix_spawn` of the launcher: `path` with the owner's environment plus
@@ -449,7 +447,7 @@ pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
     let hello = recv_reply(owner_end.as_fd(), 10_000)
         .filter(|h| h.kind == REPLY_HELLO && h.pid > 0)
         .ok_or("the guard did not report in")?;
-    Ok(finish(owner_end, hello.pid, Started::Fork(why)))
+    Ok(finish(owner_end.keep(), hello.pid, Started::Fork(why)))
 }
 
 /// Reaps our child `pid` (the launcher, which exits at once), blocking;
@@ -477,7 +475,6 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
         crate::sys::unix::sigchld::ensure();
         crate::sys::unix::sigchld::reap_later(pid);
     }
-    super::copies::note_owner_end(super::copies::Which::Portable, &sock);
     Guard {
         owner: crate::sys::creator::Creator::here(),
         sock,

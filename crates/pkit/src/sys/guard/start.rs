@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
+use super::copies::{owner_pair, OwnerEnd, Which};
 use super::exec;
 use super::owner::{Guard, Started, State};
 use super::process::guard_main;
@@ -73,21 +74,19 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
 }
 
 /// A `SOCK_SEQPACKET` pair, both ends close-on-exec and above stdio: the
-/// owner's end and the guard's.
-fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
+/// owner's end (noted for forked copies, `copies.rs`) and the guard's.
+fn socket_pair() -> Result<(OwnerEnd, OwnedFd), String> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-    let (owner_end, guard_end) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("cannot create the guard's socket pair: {e}"))?;
-    let err = |e: io::Error| format!("cannot set up the guard's socket: {e}");
-    Ok((
-        above_stdio(owner_end).map_err(err)?,
-        above_stdio(guard_end).map_err(err)?,
-    ))
+    owner_pair(Which::Native, || {
+        let (owner_end, guard_end) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        Ok((above_stdio(owner_end)?, above_stdio(guard_end)?))
+    })
+    .map_err(|e| format!("cannot create the guard's socket pair: {e}"))
 }
 
 /// The guard's bell (see `process.rs`): an eventfd, close-on-exec, above
@@ -128,7 +127,7 @@ fn start_exec(exact_pgroup: bool, cap: usize) -> Result<Guard, String> {
         }
     }
     Ok(new_guard(
-        (owner_end, bell),
+        (owner_end.keep(), bell),
         pid,
         Some(pidfd),
         exact_pgroup,
@@ -209,7 +208,7 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
         reap_if_ours(hello.pid, fd);
     }
     Ok(new_guard(
-        (owner_end, bell),
+        (owner_end.keep(), bell),
         hello.pid,
         pidfd,
         exact_pgroup,
@@ -239,7 +238,6 @@ fn new_guard(
     cap: usize,
     started: Started,
 ) -> Guard {
-    super::copies::note_owner_end(super::copies::Which::Native, &sock);
     Guard {
         owner: crate::sys::creator::Creator::here(),
         sock,

@@ -208,6 +208,14 @@ impl StepCalls for RawCalls {
 /// async-signal-safe calls on the pre-built `plan` and never returns.
 pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
     let setup = plan.setup;
+    // A forked copy of the owner (for `pre_exec` hooks, the only ones): a
+    // hook that blocks or stops must not keep the owner's end of the
+    // guard's socket open after the owner's death. Replaced first, while
+    // the numbers are the owner's: a stdio or `keep_fds` target set up
+    // below may be that end's number, and is the child's from then on.
+    if !setup.pre_exec.is_empty() {
+        crate::sys::guard::in_forked_copy();
+    }
     // Stdio. Sources are all >= 3 (see SpawnSpec::stdio_fds), so no dup2
     // overwrites a source still to be used; dup2 clears close-on-exec.
     for (target, src) in plan.stdio.iter().enumerate() {
@@ -282,10 +290,6 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
     // group each time). The ones pending at the unmask were discarded
     // already; after the hooks they are caught again until the exec.
     if !setup.pre_exec.is_empty() {
-        // A forked copy of the owner: a hook that blocks or stops must
-        // not keep the owner's end of the guard's socket open after the
-        // owner's death (its registration, if it leads, is sent above).
-        crate::sys::guard::in_forked_copy();
         set_default(caught);
         for hook in &setup.pre_exec {
             if let Err(e) = hook() {
