@@ -401,9 +401,6 @@ async fn the_guard_is_not_woken_per_run() {
     let alone = begin_exclusive().await;
     const RUNS: u64 = 200;
     for choice in mechanisms() {
-        if skip_on_portable(choice, "the portable guard is woken per message") {
-            continue;
-        }
         let runner = Arc::new(pkit::SystemRunner::with_mechanism(choice));
         let cmd = Command::new("true").runner(runner);
         assert!(cmd.output().await.expect("warm-up").success());

@@ -58,8 +58,8 @@
 //! end of file, after every queued message has been read, every holder of
 //! the owner's end is gone, so the owner is dead: the guard kills every
 //! registered group, waits (bounded) for the cgroups to empty, removes
-//! their directories and exits. (The portable guard reads each message
-//! as it arrives.)
+//! their directories and exits. (The portable guard, which has no bell,
+//! rests the same way between reads; see `portable_process.rs`.)
 //!
 //! # What the guard may do
 //!

@@ -74,7 +74,9 @@
 //! the group exited and the leader's zombie was reaped (by init or a
 //! subreaper) after the owner's death and before the guard's `killpg` of
 //! that entry (the guard reads to end of file and walks its table, so the
-//! window grows with the queued messages and registered groups); pid
+//! window grows with the queued messages and registered groups, and
+//! outside Linux by up to the guard's quiet period, 20 ms, in which it may
+//! not look at its socket, see `portable_process.rs`); pid
 //! allocation reached that very number in between (a full wrap of
 //! `kernel.pid_max` on Linux, of 99999 pids on macOS and FreeBSD, or a
 //! random pick under FreeBSD's `kern.randompid`); the new process made

@@ -161,6 +161,9 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             // Cgroups are Linux's: never sent here.
             _ => {}
         }
+        if plan.quiet_ms > 0 && !readable(plan.sock) {
+            quiet(plan.sock, plan.quiet_ms);
+        }
     }
     // End of file: every holder of the owner's end is gone.
     for slot in table.iter() {
@@ -169,6 +172,39 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
         }
     }
     libc::_exit(0)
+}
+
+/// Whether a message (or the end of file) waits to be read on `sock`.
+///
+/// # Safety
+/// Guard only.
+unsafe fn readable(sock: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    libc::poll(&mut pfd, 1, 0) > 0
+}
+
+/// The quiet period once the guard has read all that was queued (see
+/// `QUIET_MS`): `sock` is left unwatched for `ms` milliseconds, so that the
+/// messages sent meanwhile wake nobody, and read again after it. A `poll`
+/// asking for no event: on Linux it returns early when the owner's end
+/// closes (a hang-up is reported whatever was asked for); elsewhere it may
+/// only sleep out the period, or return at once. Either way the next read
+/// sees every message and the end of file: only how soon it looks depends
+/// on it.
+///
+/// # Safety
+/// Guard only.
+unsafe fn quiet(sock: RawFd, ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd: sock,
+        events: 0,
+        revents: 0,
+    };
+    libc::poll(&mut pfd, 1, ms);
 }
 
 /// Reads one whole message; `None` at end of file (or an error).
