@@ -83,6 +83,7 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
                 _ => break,
             }
         }
+        let mut rung = false;
         if bell >= 0 {
             let ev = fds[1].revents;
             if ev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
@@ -91,13 +92,16 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             } else if ev & libc::POLLIN != 0 {
                 let mut rings = 0u64;
                 libc::read(bell, (&mut rings as *mut u64).cast(), size_of::<u64>());
+                rung = true;
             }
         }
         // Every message queued, in order; at the end of file (the owner is
         // gone) every one sent before it has been read, so a group
         // registered just before the owner died is in the table.
+        // (A ring that finds nothing, its messages read already, changes
+        // nothing: the quiet period goes on.)
         match drain(plan.sock, table, &mut lost) {
-            Some(read) => busy = read > 0,
+            Some(read) => busy = read > 0 || (rung && busy),
             None => break,
         }
     }
