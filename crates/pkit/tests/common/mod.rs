@@ -297,6 +297,27 @@ pub fn kill_pid(pid: u32) {
         .status();
 }
 
+/// The pids of the processes `holder` holds a pidfd for (from its
+/// `/proc/<pid>/fdinfo`: a pidfd's says `Pid:`): what an owner-death guard
+/// has read of the process-group registrations sent to it.
+pub fn pidfds_held(holder: u32) -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{holder}/fdinfo")) else {
+        return out;
+    };
+    for fd in fds.flatten() {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        if let Some(pid) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .and_then(|p| p.trim().parse().ok())
+        {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
 /// Kills the `sleep` processes it holds when dropped, unless they are gone:
 /// for processes a test lets escape on purpose, so that a failing assertion
 /// still leaves nothing running.

@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::portable::{env_plus, may_run_executable};
 use super::process::guard_main;
-use super::wire::{parse_start_bell, socket_of_kind, Plan, Slot, BUF_LEN};
+use super::wire::{parse_start_bell, socket_of_kind, split_quiet, Plan, Slot, BUF_LEN};
 use crate::sys::setup::dup_above;
 use crate::sys::{child_io, ChildSetup, IoRequest, SpawnError, SpawnSpec};
 
-/// Set in the guard's environment: `<fd>,<exact>,<cap>,<bell>` (the
-/// socket's descriptor, 1 if process groups are signalled exactly, the
-/// table's slots, the bell's descriptor: see `process.rs`).
+/// Set in the guard's environment: `<fd>,<exact>,<cap>,<bell>,<quiet>`
+/// (the socket's descriptor, 1 if process groups are signalled exactly,
+/// the table's slots, the bell's descriptor, the quiet period in
+/// milliseconds: see `process.rs`).
 const ENV: &str = "PKIT_OWNER_DEATH_GUARD";
 /// The descriptor the guard's socket gets in the new image.
 const GUARD_FD: RawFd = 3;
@@ -70,8 +71,10 @@ unsafe fn become_guard_if_asked() {
     if value.is_null() {
         return;
     }
-    let Some((sock, exact_pgroup, cap, bell)) = parse_start_bell(CStr::from_ptr(value).to_bytes())
-    else {
+    let Some((head, quiet_ms)) = split_quiet(CStr::from_ptr(value).to_bytes()) else {
+        return;
+    };
+    let Some((sock, exact_pgroup, cap, bell)) = parse_start_bell(head) else {
         return;
     };
     // Only on a socket of the kind the owner makes: anything else means
@@ -106,6 +109,7 @@ unsafe fn become_guard_if_asked() {
         buf,
         buf_len: BUF_LEN,
         exact_pgroup,
+        quiet_ms,
     };
     guard_main(&plan)
 }
@@ -127,9 +131,13 @@ pub(super) fn spawn_spec(
     bell: &OwnedFd,
     exact_pgroup: bool,
     cap: usize,
+    quiet_ms: i32,
 ) -> io::Result<SpawnSpec> {
     let cstr = |b: Vec<u8>| CString::new(b).map_err(io::Error::other);
-    let start = format!("{GUARD_FD},{},{cap},{BELL_FD}", u8::from(exact_pgroup));
+    let start = format!(
+        "{GUARD_FD},{},{cap},{BELL_FD},{quiet_ms}",
+        u8::from(exact_pgroup)
+    );
     let envp = env_plus(ENV, &start)?;
     let null = || child_io(IoRequest::Null, false).map(|(io, _)| io);
     // `keep` sources must be numbered above every target.
@@ -181,6 +189,19 @@ mod tests {
         assert_eq!(parse_start_bell(b"3,1,4096,3"), None);
         assert_eq!(parse_start_bell(b"3,1,4096,2"), None);
         assert_eq!(parse_start_bell(b"3,1,4096,x"), None);
+        assert_eq!(
+            split_quiet(b"3,1,4096,4,20"),
+            Some((&b"3,1,4096,4"[..], 20))
+        );
+        assert_eq!(split_quiet(b"3,0,4096,0"), Some((&b"3,0,4096"[..], 0)));
+        for bad in [
+            &b"3,1,4096,4,"[..],
+            b"20",
+            b"3,1,4096,4,-1",
+            b"3,4,1234567890",
+        ] {
+            assert_eq!(split_quiet(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
         assert_eq!(parse_start(b"3,1,4096"), Some((3, true, 4096)));
         assert_eq!(parse_start(b"7,0,1"), Some((7, false, 1)));
         for bad in [

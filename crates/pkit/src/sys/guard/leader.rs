@@ -58,7 +58,7 @@ impl Guard {
             }
             if by_leader {
                 // The leader's message counts towards the next ring.
-                self.count_sent(&mut state, true);
+                self.count_sent(&mut state);
             }
         }
         if by_leader {
@@ -77,7 +77,7 @@ impl Guard {
     /// may have sent before it failed.
     pub(crate) fn abandon_leader(&self, reg: LeaderRegistration) {
         if reg.sent.load(Ordering::Acquire) == 0 {
-            self.count_sent(&mut self.lock(), true);
+            self.count_sent(&mut self.lock());
             self.unregister(Ticket(reg.id));
         } else {
             self.unbook(reg.id);

@@ -38,21 +38,28 @@
 //! they can't be at once), so an owner killed in between leaves them to
 //! the guard, not behind. Each message has one fixed size ([`Msg`]).
 //!
-//! Linux's guard is not woken per message (a wake-up of another process
-//! costs a one-shot run tens of microseconds): it sleeps in `poll` on its
-//! socket asking for no event, which reports only the owner's end closing
-//! (a hang-up is reported whatever was asked; an arriving message wakes
-//! only a poller that asked for `POLLIN`), and on a "bell", an eventfd the
-//! owner writes to every [`BELL_EVERY`](wire::BELL_EVERY) messages (every
-//! [`BELL_EVERY_FDS`](wire::BELL_EVERY_FDS) that pass a pidfd: descriptors
-//! in flight count against the user's `RLIMIT_NOFILE`), before a query,
-//! when the socket is full, and when the kernel refuses a descriptor in
-//! flight (`ETOOMANYREFS`). Rung, it reads every queued
-//! message. (The portable guard reads each message as it arrives.) When
-//! the socket reaches end of file, after every queued message has been
-//! read, every holder of the owner's end is gone, so the owner is dead:
-//! the guard kills every registered group, waits (bounded) for the cgroups
-//! to empty, removes their directories and exits.
+//! A guard is not woken per message (a wake-up of another process costs a
+//! one-shot run tens of microseconds). Once it has read what was queued it
+//! leaves its socket unwatched for a quiet period
+//! ([`QUIET_MS`](wire::QUIET_MS), 20 ms), sleeping in `poll` on it asking
+//! for no event, which reports only the owner's end closing (a hang-up is
+//! reported whatever was asked; an arriving message wakes only a poller
+//! that asked for `POLLIN`); then it reads again. A read that found
+//! nothing makes it wait for the next message instead. So a busy owner
+//! wakes its guard at most twice per period, however many groups it
+//! starts, an idle one never, and no message waits longer than the period
+//! unread: a registration's pidfd (`SCM_RIGHTS`) counts, while in flight,
+//! against its user's `RLIMIT_NOFILE` (`ETOOMANYREFS`), so idle owners
+//! can't pile them up. Linux's guard also has a "bell", an eventfd the
+//! owner writes to before a status query, every
+//! [`BELL_EVERY`](wire::BELL_EVERY) messages (before a burst can fill the
+//! socket), when the socket is full, and when the kernel refuses a
+//! descriptor in flight; rung, it reads at once. When the socket reaches
+//! end of file, after every queued message has been read, every holder of
+//! the owner's end is gone, so the owner is dead: the guard kills every
+//! registered group, waits (bounded) for the cgroups to empty, removes
+//! their directories and exits. (The portable guard, which has no bell,
+//! rests the same way between reads; see `portable_process.rs`.)
 //!
 //! # What the guard may do
 //!

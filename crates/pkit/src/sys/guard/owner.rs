@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::wire::{
-    hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, BELL_EVERY, BELL_EVERY_FDS,
-    FLAG_HAS_KILL, OP_CGROUP, OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND,
-    SEND_FLAGS,
+    hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, BELL_EVERY, FLAG_HAS_KILL,
+    OP_CGROUP, OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND, SEND_FLAGS,
 };
 
 /// The owner's handle on its guard.
@@ -22,9 +21,9 @@ pub(crate) struct Guard {
     /// use the owner's guard: it would die with the owner, not with it).
     pub(super) owner: crate::sys::creator::Creator,
     pub(super) sock: OwnedFd,
-    /// The Linux guard's bell (an eventfd): the guard sleeps through the
-    /// messages sent until it rings (see `process.rs`). `None`: the
-    /// portable guard, woken by every message.
+    /// The Linux guard's bell (an eventfd): rung, the guard reads its
+    /// messages at once rather than at the end of its quiet period (see
+    /// `process.rs`). `None`: the portable guard.
     pub(super) bell: Option<OwnedFd>,
     pub(super) pid: i32,
     /// The guard's pidfd (Linux).
@@ -62,8 +61,6 @@ pub(super) struct State {
     pub(super) used: usize,
     /// Messages sent since the bell last rang.
     pub(super) unrung: usize,
-    /// Of those, the ones that passed a descriptor (a leader's pidfd).
-    pub(super) unrung_fds: usize,
     /// Set once a send failed: the guard is gone.
     pub(super) failed: Option<String>,
 }
@@ -218,7 +215,7 @@ impl Guard {
                     match self.try_send(&msgs[sent], fd) {
                         Ok(()) => {
                             sent += 1;
-                            self.count_sent(&mut state, fd.is_some());
+                            self.count_sent(&mut state);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             // The guard makes room once it reads.
@@ -228,7 +225,8 @@ impl Guard {
                         // The kernel counts the descriptors in flight on
                         // unix sockets per user, against the sender's
                         // RLIMIT_NOFILE: our pidfds the guard has not read
-                        // yet among them (other owners' too). Rung, the
+                        // yet among them (other owners' too, each read
+                        // within its guard's quiet period). Rung, the
                         // guard reads ours; the send is tried again.
                         Err(e) if e.raw_os_error() == Some(libc::ETOOMANYREFS) => {
                             self.ring(&mut state);
@@ -275,14 +273,12 @@ impl Guard {
         }
     }
 
-    /// Counts a message sent to the guard (`with_fd`: it passed a
-    /// descriptor): every [`BELL_EVERY`]th, or every
-    /// [`BELL_EVERY_FDS`]th passing a descriptor, rings the bell, so the
-    /// guard reads them before many pile up.
-    pub(super) fn count_sent(&self, state: &mut State, with_fd: bool) {
+    /// Counts a message sent to the guard: every [`BELL_EVERY`]th rings
+    /// the bell, so that a burst never fills the socket. (The guard reads
+    /// the others at the end of its quiet period.)
+    pub(super) fn count_sent(&self, state: &mut State) {
         state.unrung += 1;
-        state.unrung_fds += usize::from(with_fd);
-        if state.unrung >= BELL_EVERY || state.unrung_fds >= BELL_EVERY_FDS {
+        if state.unrung >= BELL_EVERY {
             self.ring(state);
         }
     }
@@ -292,7 +288,6 @@ impl Guard {
     /// noticed full or closed by the next send) changes nothing.
     pub(super) fn ring(&self, state: &mut State) {
         state.unrung = 0;
-        state.unrung_fds = 0;
         if let Some(bell) = &self.bell {
             let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
         }

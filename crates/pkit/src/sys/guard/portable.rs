@@ -74,7 +74,9 @@
 //! the group exited and the leader's zombie was reaped (by init or a
 //! subreaper) after the owner's death and before the guard's `killpg` of
 //! that entry (the guard reads to end of file and walks its table, so the
-//! window grows with the queued messages and registered groups); pid
+//! window grows with the queued messages and registered groups, and
+//! outside Linux by up to the guard's quiet period, 20 ms, in which it may
+//! not look at its socket, see `portable_process.rs`); pid
 //! allocation reached that very number in between (a full wrap of
 //! `kernel.pid_max` on Linux, of 99999 pids on macOS and FreeBSD, or a
 //! random pick under FreeBSD's `kern.randompid`); the new process made
@@ -139,7 +141,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use super::copies::{owner_pair, OwnerEnd, Which};
 use super::owner::{Guard, Started, State};
 use super::portable_process::{entry_address, entry_ran, guard_main, map_table, ENV, GUARD_FD};
-use super::wire::{recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
+use super::wire::{quiet_ms, recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
 
 /// `PKIT_GUARD_START=fork` makes the owner fork its guard (the way used
 /// where running the executable again is not possible), for tests and for
@@ -326,7 +328,7 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
 /// blocked.
 fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result<libc::pid_t> {
     use crate::sys::unix::spawn::Attrs;
-    let env = env_plus(ENV, &format!("{GUARD_FD},0,{cap}"))?;
+    let env = env_plus(ENV, &format!("{GUARD_FD},0,{cap},{}", quiet_ms()))?;
     let argv = [c"pkit-guard".as_ptr(), std::ptr::null()];
     let envp = env.pointers();
     // A source above the target: dup2 onto GUARD_FD then clears its
@@ -408,6 +410,7 @@ pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
         buf: std::ptr::null_mut(),
         buf_len: 0,
         exact_pgroup: false,
+        quiet_ms: quiet_ms(),
     };
     let mut all = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
@@ -489,7 +492,6 @@ fn finish(sock: OwnedFd, pid: i32, started: Started) -> Guard {
             live: Default::default(),
             used: 0,
             unrung: 0,
-            unrung_fds: 0,
             failed: None,
         }),
         query_lock: std::sync::Mutex::new(()),

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::start_time::birth;
 use super::wire::{
-    close_all_but, detach, parse_start, socket_of_kind, table_count, table_insert, table_remove,
-    Msg, Plan, Reply, Slot, IGNORED_SIGNALS, OP_PGROUP, OP_QUERY, OP_REMOVE, REPLY_COUNT,
-    REPLY_HELLO,
+    close_all_but, detach, parse_start, socket_of_kind, split_quiet, table_count, table_insert,
+    table_remove, Msg, Plan, Reply, Slot, IGNORED_SIGNALS, OP_PGROUP, OP_QUERY, OP_REMOVE,
+    REPLY_COUNT, REPLY_HELLO,
 };
 
-/// Set in the launched image's environment: `<fd>,0,<cap>` (the socket's
-/// descriptor, 0, the table's slots; the Linux guard's format).
+/// Set in the launched image's environment: `<fd>,0,<cap>,<quiet>` (the
+/// socket's descriptor, 0, the table's slots, the quiet period in
+/// milliseconds; the Linux guard's format, without the bell).
 pub(super) const ENV: &str = "PKIT_PORTABLE_GUARD";
 /// The descriptor the guard's socket gets in the launched image.
 pub(super) const GUARD_FD: RawFd = 3;
@@ -54,7 +55,10 @@ unsafe fn launch_if_asked() {
     if value.is_null() {
         return;
     }
-    let Some((sock, false, cap)) = parse_start(CStr::from_ptr(value).to_bytes()) else {
+    let Some((head, quiet_ms)) = split_quiet(CStr::from_ptr(value).to_bytes()) else {
+        return;
+    };
+    let Some((sock, false, cap)) = parse_start(head) else {
         return;
     };
     // Only on a socket of the kind the owner makes.
@@ -73,6 +77,7 @@ unsafe fn launch_if_asked() {
         buf: std::ptr::null_mut(),
         buf_len: 0,
         exact_pgroup: false,
+        quiet_ms,
     };
     match libc::fork() {
         0 => guard_main(&plan),
@@ -156,6 +161,9 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             // Cgroups are Linux's: never sent here.
             _ => {}
         }
+        if plan.quiet_ms > 0 && !readable(plan.sock) {
+            quiet(plan.sock, plan.quiet_ms);
+        }
     }
     // End of file: every holder of the owner's end is gone.
     for slot in table.iter() {
@@ -164,6 +172,39 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
         }
     }
     libc::_exit(0)
+}
+
+/// Whether a message (or the end of file) waits to be read on `sock`.
+///
+/// # Safety
+/// Guard only.
+unsafe fn readable(sock: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    libc::poll(&mut pfd, 1, 0) > 0
+}
+
+/// The quiet period once the guard has read all that was queued (see
+/// `QUIET_MS`): `sock` is left unwatched for `ms` milliseconds, so that the
+/// messages sent meanwhile wake nobody, and read again after it. A `poll`
+/// asking for no event: on Linux it returns early when the owner's end
+/// closes (a hang-up is reported whatever was asked for); elsewhere it may
+/// only sleep out the period, or return at once. Either way the next read
+/// sees every message and the end of file: only how soon it looks depends
+/// on it.
+///
+/// # Safety
+/// Guard only.
+unsafe fn quiet(sock: RawFd, ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd: sock,
+        events: 0,
+        revents: 0,
+    };
+    libc::poll(&mut pfd, 1, ms);
 }
 
 /// Reads one whole message; `None` at end of file (or an error).

@@ -53,16 +53,20 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     let buf = std::slice::from_raw_parts_mut(plan.buf, plan.buf_len);
     let mut lost: u32 = 0;
     let mut bell = plan.bell;
+    // Whether the last read found messages: then the socket is left
+    // unwatched for the quiet period, so that messages sent meanwhile
+    // wake nobody, and read at its end (or when the bell rings, or the
+    // owner's end closes); else the guard waits for the next message.
+    let mut busy = false;
     loop {
-        // Asleep until the owner rings the bell, or its end of the socket
-        // closes: POLLHUP is reported whatever was asked for, while a
-        // message arriving wakes only a poller that asked for POLLIN (the
-        // kernel's wake-up carries the event, and poll's waiters filter on
-        // it). Without a bell, every message wakes the guard.
+        // POLLHUP is reported whatever was asked for, while a message
+        // arriving wakes only a poller that asked for POLLIN (the kernel's
+        // wake-up carries the event, and poll's waiters filter on it).
+        let quiet = busy && plan.quiet_ms > 0;
         let mut fds = [
             libc::pollfd {
                 fd: plan.sock,
-                events: if bell < 0 { libc::POLLIN } else { 0 },
+                events: if quiet { 0 } else { libc::POLLIN },
                 revents: 0,
             },
             libc::pollfd {
@@ -72,27 +76,33 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             },
         ];
         let watched = if bell < 0 { 1 } else { 2 };
-        if libc::poll(fds.as_mut_ptr(), watched, -1) < 0 {
+        let timeout = if quiet { plan.quiet_ms } else { -1 };
+        if libc::poll(fds.as_mut_ptr(), watched, timeout) < 0 {
             match *libc::__errno_location() {
                 libc::EINTR | libc::ENOMEM | libc::EAGAIN => continue,
                 _ => break,
             }
         }
+        let mut rung = false;
         if bell >= 0 {
             let ev = fds[1].revents;
             if ev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                // Not a usable bell: read each message as it comes.
+                // Not a usable bell: the quiet period alone bounds a wait.
                 bell = -1;
             } else if ev & libc::POLLIN != 0 {
                 let mut rings = 0u64;
                 libc::read(bell, (&mut rings as *mut u64).cast(), size_of::<u64>());
+                rung = true;
             }
         }
         // Every message queued, in order; at the end of file (the owner is
         // gone) every one sent before it has been read, so a group
         // registered just before the owner died is in the table.
-        if !drain(plan.sock, table, &mut lost) {
-            break;
+        // (A ring that finds nothing, its messages read already, changes
+        // nothing: the quiet period goes on.)
+        match drain(plan.sock, table, &mut lost) {
+            Some(read) => busy = read > 0 || (rung && busy),
+            None => break,
         }
     }
     teardown(plan, table, buf);
@@ -100,11 +110,13 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
 }
 
 /// Reads and acts on every message queued in `sock`, without blocking:
-/// false once the owner's end is closed (end of file) or the socket fails.
+/// how many it read, or `None` once the owner's end is closed (end of
+/// file) or the socket fails.
 ///
 /// # Safety
 /// Guard only.
-unsafe fn drain(sock: RawFd, table: &mut [Slot], lost: &mut u32) -> bool {
+unsafe fn drain(sock: RawFd, table: &mut [Slot], lost: &mut u32) -> Option<usize> {
+    let mut read = 0;
     loop {
         let mut msg = Msg::EMPTY;
         let mut iov = libc::iovec {
@@ -119,7 +131,7 @@ unsafe fn drain(sock: RawFd, table: &mut [Slot], lost: &mut u32) -> bool {
         mh.msg_controllen = size_of::<[u64; 8]>() as _;
         let n = libc::recvmsg(sock, &mut mh, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT);
         if n == 0 {
-            return false; // every holder of the owner's end is gone
+            return None; // every holder of the owner's end is gone
         }
         if n < 0 {
             match *libc::__errno_location() {
@@ -128,10 +140,11 @@ unsafe fn drain(sock: RawFd, table: &mut [Slot], lost: &mut u32) -> bool {
                 // once, before the messages still queued here, which must
                 // all be read (registrations among them).
                 libc::EINTR | libc::ECONNRESET => continue,
-                libc::EAGAIN => return true,
-                _ => return false,
+                libc::EAGAIN => return Some(read),
+                _ => return None,
             }
         }
+        read += 1;
         // Take the first passed fd; close any other.
         let mut passed: RawFd = -1;
         let mut cm = libc::CMSG_FIRSTHDR(&mh);

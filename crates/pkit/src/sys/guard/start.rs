@@ -12,8 +12,8 @@ use super::exec;
 use super::owner::{Guard, Started, State};
 use super::process::guard_main;
 use super::wire::{
-    hung_up, pidfd_send, probe_exact_pgroup, recv_reply, Plan, Slot, BUF_LEN, REPLY_HELLO,
-    TABLE_CAP,
+    hung_up, pidfd_send, probe_exact_pgroup, quiet_ms, recv_reply, Plan, Slot, BUF_LEN,
+    REPLY_HELLO, TABLE_CAP,
 };
 use crate::sys::linux::orphan::spawn_orphan;
 use crate::sys::linux::spawn_steps;
@@ -60,8 +60,9 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let hard = nofile.maximum.unwrap_or(u64::MAX);
     let cap = TABLE_CAP.min(hard.saturating_sub(16) as usize).max(1);
+    let quiet = quiet_ms();
     let no_exec = match exec::usable() {
-        Ok(()) => match start_exec(exact_pgroup, cap) {
+        Ok(()) => match start_exec(exact_pgroup, cap, quiet) {
             Ok(guard) => return Ok(guard),
             Err(why) => {
                 tracing::debug!(target: "pkit", reason = %why, "owner-death guard: the executable could not be run as the guard; forking it");
@@ -70,7 +71,7 @@ pub(super) fn start_with(exact_pgroup: bool) -> Result<Guard, String> {
         },
         Err(why) => why,
     };
-    start_forked(exact_pgroup, cap, no_exec)
+    start_forked(exact_pgroup, cap, quiet, no_exec)
 }
 
 /// A `SOCK_SEQPACKET` pair, both ends close-on-exec and above stdio: the
@@ -100,10 +101,10 @@ fn bell() -> Result<OwnedFd, String> {
 
 /// Runs this program's executable as the guard (see `exec.rs`): no copy of
 /// the owner's memory.
-fn start_exec(exact_pgroup: bool, cap: usize) -> Result<Guard, String> {
+fn start_exec(exact_pgroup: bool, cap: usize, quiet_ms: i32) -> Result<Guard, String> {
     let (owner_end, guard_end) = socket_pair()?;
     let bell = bell()?;
-    let spec = exec::spawn_spec(&guard_end, &bell, exact_pgroup, cap)
+    let spec = exec::spawn_spec(&guard_end, &bell, exact_pgroup, cap, quiet_ms)
         .map_err(|e| format!("cannot prepare the guard's start: {e}"))?;
     let (pid, pidfd) = spawn_orphan(&spec).map_err(|e| {
         format!(
@@ -138,7 +139,12 @@ fn start_exec(exact_pgroup: bool, cap: usize) -> Result<Guard, String> {
 
 /// Forks the guard (twice, so that it is nobody's child here): the way
 /// used where the executable can't be run as the guard, given as `why`.
-fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, String> {
+fn start_forked(
+    exact_pgroup: bool,
+    cap: usize,
+    quiet_ms: i32,
+    why: String,
+) -> Result<Guard, String> {
     let (owner_end, guard_end) = socket_pair()?;
     let bell = bell()?;
     let table = ZeroedTable::new(cap)?;
@@ -151,6 +157,7 @@ fn start_forked(exact_pgroup: bool, cap: usize, why: String) -> Result<Guard, St
         buf: buf.as_mut_ptr(),
         buf_len: buf.len(),
         exact_pgroup,
+        quiet_ms,
     };
 
     let old_mask = spawn_steps::block_all_signals();
@@ -252,7 +259,6 @@ fn new_guard(
             live: BTreeMap::new(),
             used: 0,
             unrung: 0,
-            unrung_fds: 0,
             failed: None,
         }),
         query_lock: Mutex::new(()),

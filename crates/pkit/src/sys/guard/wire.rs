@@ -28,17 +28,57 @@ pub(super) const SEND_BOUND: std::time::Duration = std::time::Duration::from_sec
 /// How long the guard's teardown may wait for cgroups to empty.
 pub(super) const TEARDOWN_BOUND_MS: i64 = 10_000;
 /// The owner rings the Linux guard's bell at least every this many
-/// messages (see `process.rs`): few enough that the descriptors in flight
-/// (`SCM_RIGHTS`) and the socket's memory stay small, many enough that a
-/// one-shot run's two messages rarely wake the guard.
-pub(super) const BELL_EVERY: usize = 32;
-/// ... and at least every this many messages that pass a descriptor (a
-/// process group leader's pidfd). The kernel counts the descriptors in
-/// flight on unix sockets per user, against the sender's `RLIMIT_NOFILE`
-/// (root aside), and refuses more (`ETOOMANYREFS`): with at most 8 unread
-/// per owner, 128 idle owners of one user fit in the common soft limit of
-/// 1024, where 32 would let 32 fill it.
-pub(super) const BELL_EVERY_FDS: usize = 8;
+/// messages (see `process.rs`): well below what the socket holds (about
+/// 160 of them at the default `wmem_default`), so that a burst faster than
+/// the guard's [`QUIET_MS`] never finds it full and waits.
+pub(super) const BELL_EVERY: usize = 64;
+/// How long a guard that has just read messages leaves its socket
+/// unwatched (but for the owner's end closing and, on Linux, the bell)
+/// before it reads again. Messages sent meanwhile wake nobody (a wake-up of
+/// the guard costs a one-shot run tens of microseconds), yet none waits
+/// longer than this unread: the descriptors an idle owner's registrations
+/// pass stay in flight, where the kernel counts them per user against
+/// `RLIMIT_NOFILE` (`ETOOMANYREFS`), only this long. A busy owner wakes its
+/// guard at most twice per period; a guard whose last read found nothing
+/// waits for the next message.
+pub(super) const QUIET_MS: i32 = 20;
+/// Overrides [`QUIET_MS`] for the guards this process starts (whole
+/// milliseconds, at most 9 digits; 0: read every message as it arrives).
+/// For tests and measurements: a long period leaves registrations unread
+/// and their descriptors in flight that long, and the portable guard,
+/// which has no bell, is given up once its socket is full.
+pub(super) const QUIET_ENV_VAR: &str = "PKIT_GUARD_QUIET_MS";
+
+/// The quiet period for a guard started now: [`QUIET_ENV_VAR`] if set to
+/// a number (else a warning), else [`QUIET_MS`].
+pub(super) fn quiet_ms() -> i32 {
+    let Some(v) = std::env::var_os(QUIET_ENV_VAR) else {
+        return QUIET_MS;
+    };
+    match number(v.as_encoded_bytes()) {
+        Some(ms) => ms as i32,
+        None => {
+            tracing::warn!(target: "pkit", "{QUIET_ENV_VAR} is not a number of milliseconds (at most 9 digits); ignored");
+            QUIET_MS
+        }
+    }
+}
+
+/// A decimal number of 1 to 9 digits, strictly.
+fn number(text: &[u8]) -> Option<usize> {
+    if text.is_empty() || text.len() > 9 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(text.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
+}
+
+/// Splits a guard's start variable's last field, the quiet period in
+/// milliseconds (`<rest>,<quiet>`), off the rest, strictly.
+pub(super) fn split_quiet(text: &[u8]) -> Option<(&[u8], i32)> {
+    let comma = text.iter().rposition(|&b| b == b',')?;
+    let ms = number(&text[comma + 1..])?;
+    Some((&text[..comma], ms as i32))
+}
 
 pub(super) const OP_CGROUP: u32 = 1;
 pub(super) const OP_DIR: u32 = 2;
@@ -135,13 +175,15 @@ impl Slot {
 pub(super) struct Plan {
     pub(super) sock: RawFd,
     /// The bell (an eventfd the owner writes to when the guard should read
-    /// its messages; -1: none, the guard wakes for every message).
+    /// its messages at once; -1: none).
     pub(super) bell: RawFd,
     pub(super) table: *mut Slot,
     pub(super) cap: usize,
     pub(super) buf: *mut u8,
     pub(super) buf_len: usize,
     pub(super) exact_pgroup: bool,
+    /// [`QUIET_MS`], or what [`QUIET_ENV_VAR`] set.
+    pub(super) quiet_ms: i32,
 }
 
 /// The flags of every send to the guard: never blocking, and a dead peer
@@ -252,16 +294,10 @@ pub(super) fn recv_reply(sock: BorrowedFd<'_>, timeout_ms: i32) -> Option<Reply>
 /// slots), strictly.
 pub(super) fn parse_start(text: &[u8]) -> Option<(RawFd, bool, usize)> {
     let mut fields = text.split(|&b| b == b',');
-    let mut number = || -> Option<usize> {
-        let f = fields.next()?;
-        if f.is_empty() || f.len() > 9 || !f.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(f.iter().fold(0, |n, &d| n * 10 + usize::from(d - b'0')))
-    };
-    let fd = number()? as RawFd;
-    let exact = number()?;
-    let cap = number()?;
+    let mut next = || number(fields.next()?);
+    let fd = next()? as RawFd;
+    let exact = next()?;
+    let cap = next()?;
     if fields.next().is_some() || fd < 3 || exact > 1 || cap == 0 || cap > TABLE_CAP {
         return None;
     }
@@ -274,10 +310,7 @@ pub(super) fn parse_start_bell(text: &[u8]) -> Option<(RawFd, bool, usize, RawFd
     let comma = text.iter().rposition(|&b| b == b',')?;
     let (head, bell) = (&text[..comma], &text[comma + 1..]);
     let (sock, exact, cap) = parse_start(head)?;
-    if bell.is_empty() || bell.len() > 9 || !bell.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let bell = bell.iter().fold(0, |n, &d| n * 10 + RawFd::from(d - b'0'));
+    let bell = number(bell)? as RawFd;
     (bell >= 3 && bell != sock).then_some((sock, exact, cap, bell))
 }
 
