@@ -46,7 +46,7 @@ impl Cgroup {
             if !self.reusable
                 || self.killed.load(Ordering::Acquire)
                 || subtree::has_children_at(dir.as_fd(), &self.path)
-                || !limits_at_max(dir.as_fd())
+                || !self.limits_at_max(dir.as_fd())
             {
                 return false;
             }
@@ -57,6 +57,7 @@ impl Cgroup {
                 ticket: ticket.take(),
                 cpu_base: 0,
                 cpu_stat: self.kept_cpu_stat(),
+                limits: lock(&self.limits).clone(),
             };
             match super::super::cgroup_pool::offer(spare) {
                 // Marked before the hand-over ends: a concurrent close
@@ -95,6 +96,7 @@ impl Cgroup {
             lock(&self.dir).take();
             lock(&self.events).take();
             lock(&self.cpu_stat).take();
+            lock(&self.limits).take();
         }
     }
 
@@ -109,22 +111,35 @@ impl Cgroup {
     }
 }
 
-/// Whether the cgroup open as `dir` still has the sub-cgroup limits a new
-/// one has (`max`): a program of the run may lower its own cgroup's
-/// `cgroup.max.descendants` or `cgroup.max.depth`, and a spare that kept
-/// the limit would refuse the next group's sub-cgroups (its later starts'
-/// leaves, a nested pkit's groups). Unreadable counts as lowered.
-fn limits_at_max(dir: std::os::fd::BorrowedFd<'_>) -> bool {
-    use rustix::fs::{openat, Mode, OFlags};
-    ["cgroup.max.descendants", "cgroup.max.depth"]
-        .into_iter()
-        .all(|name| {
-            let Ok(fd) = openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
-                return false;
-            };
+impl Cgroup {
+    /// Whether the cgroup open as `dir` still has the sub-cgroup limits a
+    /// new one has (`max`): a program of the run may lower its own
+    /// cgroup's `cgroup.max.descendants` or `cgroup.max.depth`, and a
+    /// spare that kept the limit would refuse the next group's sub-cgroups
+    /// (its later starts' leaves, a nested pkit's groups). The two files
+    /// are opened the first time and kept with the directory, so a one-shot
+    /// run that reuses a spare pays two `pread`s here, not two opens.
+    /// Unreadable counts as lowered.
+    fn limits_at_max(&self, dir: std::os::fd::BorrowedFd<'_>) -> bool {
+        use rustix::fs::{openat, Mode, OFlags};
+        let mut kept = lock(&self.limits);
+        let fds = match &*kept {
+            Some(fds) => fds,
+            None => {
+                let open =
+                    |name| openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+                let (Ok(a), Ok(b)) = (open("cgroup.max.descendants"), open("cgroup.max.depth"))
+                else {
+                    return false;
+                };
+                kept.insert(Arc::new([a, b]))
+            }
+        };
+        fds.iter().all(|fd| {
             let mut buf = [0u8; 16];
-            matches!(rustix::io::read(&fd, &mut buf), Ok(n) if buf[..n] == *b"max\n")
+            matches!(rustix::io::pread(fd, &mut buf, 0), Ok(n) if buf[..n] == *b"max\n")
         })
+    }
 }
 
 /// Locks `m`, a poisoned lock included (what it guards is a descriptor).
