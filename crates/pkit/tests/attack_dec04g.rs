@@ -1,0 +1,103 @@
+//! Attack round dec04g: a hostile or careless user of the upper layers
+//! (retries, supervision, errors' messages), with real processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{Command, StopReason, Supervisor, SupervisorEvent};
+
+/// What the secret argument is in these tests.
+const TOKEN: &str = "tok-s3cret-4711";
+
+/// `backoff(Duration::ZERO, factor)` asks for no pause at all, whatever
+/// the factor. Before the fix the pause was `0 × factor^n`, and once
+/// `factor^n` overflowed to infinity (after two crashes with a factor of
+/// 1e200, after 1024 with a factor of 2) `0 × ∞` is NaN, which the cap
+/// took for "too long": every later pause was `max_backoff` (here an
+/// hour). Each pause announced must be zero.
+#[tokio::test]
+async fn a_zero_initial_backoff_stays_zero_however_large_the_factor() {
+    let suite = begin("a_zero_initial_backoff_stays_zero_however_large_the_factor").await;
+    for choice in mechanisms() {
+        let mut handle = Supervisor::new(sh(choice, "exit 1"))
+            .mechanism(choice)
+            .backoff(Duration::ZERO, 1e200)
+            .max_backoff(Duration::from_secs(3600))
+            .jitter(0.0)
+            .max_restarts(5)
+            .start();
+        let mut pauses = Vec::new();
+        loop {
+            let ev = tokio::time::timeout(DEADLINE * 3, handle.next_event())
+                .await
+                .expect("events keep coming")
+                .expect("the stream ends after Stopped");
+            match ev {
+                SupervisorEvent::BackingOff(d) => {
+                    pauses.push(d);
+                    assert_eq!(d, Duration::ZERO, "{choice}: pauses so far {pauses:?}");
+                }
+                SupervisorEvent::Stopped(why) => {
+                    assert_eq!(why, StopReason::RestartsExhausted, "{choice}");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(pauses.len(), 5, "{choice}: {pauses:?}");
+        let out = handle.wait().await.expect("supervised");
+        assert_eq!(out.restarts, 5, "{choice}");
+    }
+    suite.end().await;
+}
+
+/// Every failed attempt of a retried `run()` leaves a background
+/// grandchild (its output sent elsewhere, so the pipes close): each is
+/// gone by the time the verb returns its last error, not only the last
+/// attempt's. The retry path's per-attempt teardown had no test.
+#[tokio::test]
+async fn every_retried_attempt_leaves_no_grandchild() {
+    let suite = begin("every_retried_attempt_leaves_no_grandchild").await;
+    for choice in mechanisms() {
+        let pids = TempPath::new("retry-grandchildren");
+        let err = sh(
+            choice,
+            r#"sleep 300 >/dev/null 2>&1 </dev/null & echo $! >> "$1"; exit 5"#,
+        )
+        .arg(pids.as_str())
+        .retry(3, Duration::from_millis(5), |e| e.is_non_zero_exit())
+        .run()
+        .await
+        .expect_err("every attempt fails");
+        assert!(err.is_non_zero_exit(), "{choice}: {err}");
+        let pids = pid_lines(&std::fs::read_to_string(pids.path()).unwrap());
+        assert_eq!(pids.len(), 3, "{choice}: three attempts, three grandchildren");
+        let _cleanup = KillOnDrop(pids.clone());
+        assert_gone(&pids, &format!("{choice}: the attempts' grandchildren")).await;
+    }
+    suite.end().await;
+}
+
+/// `Command`'s `Debug` shows no argument (secret or not) and no
+/// environment value; nor does a `CliClient`'s. (Passing: kept because no
+/// test looked at `env` values in `Command`'s `Debug`.)
+#[test]
+fn debug_of_a_command_shows_no_argument_or_environment_value() {
+    let cmd = Command::new("tool")
+        .arg("--user=alice-visible")
+        .secret_arg(TOKEN)
+        .env("API_KEY", "envval-s3cret-99");
+    let shown = format!("{cmd:?} {cmd:#?}");
+    for secret in [TOKEN, "envval-s3cret-99", "alice-visible"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    let client = pkit::CliClient::new("tool")
+        .arg("--token=cli-s3cret")
+        .append_env("API_KEY", "envval-s3cret-99");
+    let shown = format!("{client:?} {:?}", client.command(["x"]));
+    for secret in ["cli-s3cret", "envval-s3cret-99"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
