@@ -563,6 +563,7 @@ impl Pipe {
     /// never has its stderr quoted by an error.
     fn secret(&self, mut out: Output) -> Output {
         out.secret_output = self.stages.iter().any(|c| c.spec.io.secret_output);
+        out.redact = self.stages.iter().flat_map(Command::secret_values).collect();
         out
     }
 }

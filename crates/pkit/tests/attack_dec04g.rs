@@ -11,6 +11,60 @@ use pkit::{Command, StopReason, Supervisor, SupervisorEvent};
 /// What the secret argument is in these tests.
 const TOKEN: &str = "tok-s3cret-4711";
 
+/// A failing tool that quotes its argument on stderr (as `curl -v` shows
+/// the header it sends, or a CLI says "invalid token: ..."): an error's
+/// message quotes the tail of stderr, and before the fix that tail showed
+/// the argument passed with `secret_arg` ("never shows or records") in
+/// the error's `Display` and its `diagnostic()`, of a command and of a
+/// pipeline whose last stage quotes an earlier stage's secret argument. The rest of the tail is still quoted, with `<secret>` in the
+/// argument's place, and the `Output` the error carries keeps the bytes.
+#[tokio::test]
+async fn a_secret_argument_echoed_on_stderr_is_not_in_the_error_message() {
+    let suite = begin("a_secret_argument_echoed_on_stderr_is_not_in_the_error_message").await;
+    for choice in mechanisms() {
+        let script = r#"echo "denied: bad token $1 (try again)" >&2; exit 3"#;
+        let err = sh(choice, script)
+            .secret_arg(TOKEN)
+            .run()
+            .await
+            .expect_err("exit 3 fails run()");
+        let shown = [
+            err.to_string(),
+            format!("{err:#}"),
+            format!("{err:?}"),
+            err.diagnostic(),
+        ];
+        for text in &shown {
+            assert!(!text.contains(TOKEN), "{choice}: the secret in {text:?}");
+        }
+        assert!(
+            shown[0].contains("denied: bad token <secret> (try again)"),
+            "{choice}: the tail is still quoted, the argument replaced: {:?}",
+            shown[0]
+        );
+        let out = err.output().expect("a failed run carries its output");
+        assert!(
+            out.stderr_str().contains(TOKEN),
+            "{choice}: the carried output keeps the bytes"
+        );
+
+    }
+    // A pipeline (the process-wide mechanism): a stage's secret argument,
+    // quoted by the last stage.
+    let plain = |script: &str| Command::new("sh").args(["-c", script, "sh"]);
+    let err = plain(r#"echo "$1""#)
+        .secret_arg(TOKEN)
+        .pipe(plain(r#"read t; echo "refused $t" >&2; exit 4"#))
+        .run()
+        .await
+        .expect_err("the last stage fails");
+    for text in [err.to_string(), err.diagnostic()] {
+        assert!(!text.contains(TOKEN), "pipeline: the secret in {text:?}");
+    }
+    assert!(err.to_string().contains("refused <secret>"), "{err}");
+    suite.end().await;
+}
+
 /// `backoff(Duration::ZERO, factor)` asks for no pause at all, whatever
 /// the factor. Before the fix the pause was `0 × factor^n`, and once
 /// `factor^n` overflowed to infinity (after two crashes with a factor of
