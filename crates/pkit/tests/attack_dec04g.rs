@@ -65,6 +65,25 @@ async fn a_secret_argument_echoed_on_stderr_is_not_in_the_error_message() {
     suite.end().await;
 }
 
+/// The same through `json_lines` (feature `json`), whose stream ends
+/// with the run's error: the secret argument echoed on stderr is
+/// `<secret>` in it.
+#[cfg(feature = "json")]
+#[tokio::test]
+async fn json_lines_error_leaves_out_a_secret_argument_echoed_on_stderr() {
+    let suite = begin("json_lines_error_leaves_out_a_secret_argument_echoed_on_stderr").await;
+    let mut lines = Command::new("sh")
+        .args(["-c", r#"echo 1; echo "denied: $1" >&2; exit 4"#, "sh"])
+        .secret_arg(TOKEN)
+        .json_lines::<u32>()
+        .expect("start");
+    assert_eq!(lines.next().await.expect("item").expect("1"), 1);
+    let err = lines.next().await.expect("the error").expect_err("failed");
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+    assert!(err.to_string().ends_with("denied: <secret>"), "{err}");
+    suite.end().await;
+}
+
 /// `backoff(Duration::ZERO, factor)` asks for no pause at all, whatever
 /// the factor. Before the fix the pause was `0 × factor^n`, and once
 /// `factor^n` overflowed to infinity (after two crashes with a factor of
