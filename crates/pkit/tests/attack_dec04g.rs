@@ -47,7 +47,6 @@ async fn a_secret_argument_echoed_on_stderr_is_not_in_the_error_message() {
             out.stderr_str().contains(TOKEN),
             "{choice}: the carried output keeps the bytes"
         );
-
     }
     // A pipeline (the process-wide mechanism): a stage's secret argument,
     // quoted by the last stage.
@@ -146,7 +145,11 @@ async fn every_retried_attempt_leaves_no_grandchild() {
         .expect_err("every attempt fails");
         assert!(err.is_non_zero_exit(), "{choice}: {err}");
         let pids = pid_lines(&std::fs::read_to_string(pids.path()).unwrap());
-        assert_eq!(pids.len(), 3, "{choice}: three attempts, three grandchildren");
+        assert_eq!(
+            pids.len(),
+            3,
+            "{choice}: three attempts, three grandchildren"
+        );
         let _cleanup = KillOnDrop(pids.clone());
         assert_gone(&pids, &format!("{choice}: the attempts' grandchildren")).await;
     }
