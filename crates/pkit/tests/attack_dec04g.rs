@@ -156,6 +156,36 @@ async fn every_retried_attempt_leaves_no_grandchild() {
     suite.end().await;
 }
 
+/// A retried command whose stdin is a `stdin_reader` (read once): the
+/// first attempt takes the reader, so no later attempt can be fed the same
+/// input. Before the fix the retry went on, the second attempt failed
+/// before spawning ("its stdin reader was already consumed by an earlier
+/// run", `InvalidInput`), and that was the error returned: the run's real
+/// failure (its exit code and stderr) was lost. Now an attempt that took
+/// the reader is the last one, and its error is returned.
+#[tokio::test]
+async fn a_retry_does_not_replace_the_real_failure_with_a_spent_stdin_reader() {
+    let suite = begin("a_retry_does_not_replace_the_real_failure_with_a_spent_stdin_reader").await;
+    for choice in mechanisms() {
+        let counter = TempPath::new("retry-reader");
+        let err = sh(
+            choice,
+            r#"echo x >> "$1"; c=$(cat | wc -c); echo "read $c bytes, failing" >&2; exit 6"#,
+        )
+        .arg(counter.as_str())
+        .stdin_reader(std::io::Cursor::new(b"hello\n".to_vec()))
+        .retry(3, Duration::from_millis(5), |e| e.is_non_zero_exit())
+        .run()
+        .await
+        .expect_err("the attempt fails");
+        assert!(err.is_non_zero_exit(), "{choice}: {err}");
+        assert!(err.to_string().contains("read 6 bytes"), "{choice}: {err}");
+        let attempts = std::fs::read_to_string(counter.path()).unwrap();
+        assert_eq!(attempts.lines().count(), 1, "{choice}: one attempt");
+    }
+    suite.end().await;
+}
+
 /// `Command`'s `Debug` shows no argument (secret or not) and no
 /// environment value; nor does a `CliClient`'s. (Passing: kept because no
 /// test looked at `env` values in `Command`'s `Debug`.)
