@@ -7,6 +7,7 @@
 //! left out for a command marked
 //! [`secret_output`](crate::Command::secret_output).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -50,8 +51,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// reaches the user by default (`anyhow`'s report of a `main` error, `{}`
 /// in a log line). A command marked
 /// [`secret_output`](crate::Command::secret_output) never has its stderr
-/// quoted. [`Error::diagnostic`] adds the duration, pid and mechanism, for
-/// logs. Neither ever carries arguments or environment values.
+/// quoted, and a [`secret_arg`](crate::Command::secret_arg) echoed on
+/// stderr is quoted as `<secret>` (the carried `Output` keeps the bytes).
+/// [`Error::diagnostic`] adds the duration, pid and mechanism, for logs.
+/// Neither ever carries arguments or environment values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -402,7 +405,7 @@ fn stderr_tail(out: &Output) -> Option<String> {
     if out.secret_output {
         return None;
     }
-    let text = String::from_utf8_lossy(out.stderr());
+    let text = redacted(String::from_utf8_lossy(out.stderr()), &out.redact);
     let text = text.trim_end_matches(['\n', '\r']);
     if text.trim().is_empty() {
         return None;
@@ -422,6 +425,22 @@ fn stderr_tail(out: &Output) -> Option<String> {
         tail = &tail[at..];
     }
     Some(inert(tail))
+}
+
+/// `text` with each of `secrets` (the `secret_arg` values, longest first)
+/// written `<secret>`; done before the tail is cut, so no part is left.
+fn redacted<'a>(text: Cow<'a, str>, secrets: &[String]) -> Cow<'a, str> {
+    let mut secrets: Vec<&str> = (secrets.iter().map(String::as_str))
+        .filter(|s| !s.is_empty())
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut text = text;
+    for secret in secrets {
+        if text.contains(secret) {
+            text = Cow::Owned(text.replace(secret, "<secret>"));
+        }
+    }
+    text
 }
 
 /// `text` with the control characters a terminal acts on (escape, bell,

@@ -119,7 +119,11 @@ impl Command {
     /// a `pkit::testing::RecordReplay` cassette writes `{"secret": true}`
     /// in its place and, on replay, matches any value there that the
     /// command also passes with `secret_arg` — so a test replays with a
-    /// dummy token where the recording had the real one.
+    /// dummy token where the recording had the real one. A program that
+    /// echoes the value on stderr doesn't carry it into an error's message
+    /// either: the quoted stderr shows `<secret>` in its place (the
+    /// carried [`Output`](crate::Output) keeps the bytes; its stdout and
+    /// stderr are the program's, not pkit's).
     ///
     /// ```
     /// let cmd = pkit::Command::new("curl")
@@ -137,7 +141,17 @@ impl Command {
     /// Marks a result for the verbs that may turn it into an error.
     pub(crate) fn secret(&self, mut out: Output) -> Output {
         out.secret_output = self.spec.io.secret_output;
+        out.redact = self.secret_values();
         out
+    }
+
+    /// The values of the arguments passed with [`secret_arg`](Self::secret_arg),
+    /// as text (what an error's quote of stderr leaves out).
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        (self.spec.secret_args.iter())
+            .filter_map(|&i| self.spec.args.get(i))
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 }
 

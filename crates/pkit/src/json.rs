@@ -90,6 +90,7 @@ impl Command {
             pid: proc.pid(),
             ok: self.ok().into(),
             secret: self.spec.io.secret_output,
+            redact: self.secret_values(),
             proc: Some(proc),
             lines,
             line: 0,
@@ -132,6 +133,8 @@ pub struct JsonLines<T> {
     pid: u32,
     ok: Arc<[i32]>,
     secret: bool,
+    /// The command's secret arguments (see `Output::redact`).
+    redact: Vec<String>,
     proc: Option<RunningProcess>,
     lines: Lines,
     /// Stdout lines seen so far.
@@ -191,6 +194,7 @@ impl<T: DeserializeOwned> JsonLines<T> {
         self.finishing = None;
         let checked = result.and_then(|mut out| {
             out.secret_output = self.secret;
+            out.redact = std::mem::take(&mut self.redact);
             if out.stderr.is_empty() {
                 for l in self.stderr_tail.drain(..) {
                     out.stderr.extend_from_slice(l.as_bytes());

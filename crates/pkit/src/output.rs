@@ -60,6 +60,10 @@ pub struct Output {
     /// Set by the verbs of a command marked `secret_output`: errors then
     /// never quote its stderr.
     pub(crate) secret_output: bool,
+    /// Set by the verbs: the values of the command's (a pipeline's
+    /// stages') `secret_arg`s, as text, which an error's quote of stderr
+    /// shows as `<secret>`.
+    pub(crate) redact: Vec<String>,
 }
 
 impl Output {
@@ -229,6 +233,7 @@ impl Output {
             killed_after_grace: self.killed_after_grace,
             inactivity_timed_out: self.inactivity_timed_out,
             secret_output: self.secret_output,
+            redact: self.redact.clone(),
         }
     }
 }

@@ -38,6 +38,7 @@ impl Output {
                 killed_after_grace: false,
                 inactivity_timed_out: false,
                 secret_output: false,
+                redact: Vec::new(),
             },
             stdout_total: None,
             stderr_total: None,

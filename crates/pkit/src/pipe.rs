@@ -560,9 +560,11 @@ impl Pipe {
 
 impl Pipe {
     /// Marks a result for the verbs: a chain with a `secret_output` stage
-    /// never has its stderr quoted by an error.
+    /// never has its stderr quoted by an error, nor any stage's secret args.
     fn secret(&self, mut out: Output) -> Output {
-        out.secret_output = self.stages.iter().any(|c| c.spec.io.secret_output);
+        let stages = self.stages.iter();
+        out.secret_output = stages.clone().any(|c| c.spec.io.secret_output);
+        out.redact = stages.flat_map(Command::secret_values).collect();
         out
     }
 }

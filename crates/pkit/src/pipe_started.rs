@@ -562,6 +562,7 @@ pub(crate) fn fold(
         killed_after_grace: false,
         inactivity_timed_out: false,
         secret_output: false,
+        redact: Vec::new(),
         stages,
     };
     (out, blame)

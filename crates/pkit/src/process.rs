@@ -424,6 +424,7 @@ impl RunningProcess {
             killed_after_grace: false,
             inactivity_timed_out: false,
             secret_output: false,
+            redact: Vec::new(),
         };
         log::finished(
             &self.program,

@@ -26,7 +26,8 @@ impl Command {
     /// dropping the verb's future ends it too (the current attempt's tree
     /// dies with it). Stdin given as bytes ([`stdin_bytes`](Self::stdin_bytes))
     /// is fed identically to every attempt; a
-    /// [`stdin_reader`](Self::stdin_reader) is consumed by the first.
+    /// [`stdin_reader`](Self::stdin_reader) is consumed by the first
+    /// attempt that starts, which is then the last (its error is returned).
     ///
     /// [`output`](Self::output) is not retried: a failed run is data there.
     /// Every attempt goes through the command's [`Runner`](crate::Runner).
@@ -148,7 +149,10 @@ where
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if err.is_cancelled() || tried >= policy.max_attempts || !(policy.retry_if)(&err) {
+        // An attempt that took a stdin reader is the last: the next could
+        // not be fed it, and its refusal would hide this failure.
+        let spent = cmd.spec.stdin.reader_taken();
+        if err.is_cancelled() || tried >= policy.max_attempts || spent || !(policy.retry_if)(&err) {
             return Err(err);
         }
         let pause = jittered(policy.backoff, policy.jitter);

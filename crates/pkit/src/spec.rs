@@ -66,6 +66,14 @@ pub(crate) enum Input {
 pub(crate) type SharedReader =
     Arc<std::sync::Mutex<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>>>;
 
+impl Input {
+    /// Whether this is a `stdin_reader` a run has taken: no later run can
+    /// be fed it (a retry stops there).
+    pub(crate) fn reader_taken(&self) -> bool {
+        matches!(self, Input::Reader(r) if r.lock().unwrap_or_else(|e| e.into_inner()).is_none())
+    }
+}
+
 /// A command's start data (see the module docs): everything of a
 /// [`Command`](crate::Command) that the start reads.
 #[derive(Clone)]

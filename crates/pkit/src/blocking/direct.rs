@@ -290,6 +290,7 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
         killed_after_grace,
         inactivity_timed_out: false,
         secret_output: false,
+        redact: Vec::new(),
     };
     crate::log::finished(
         &out.program,

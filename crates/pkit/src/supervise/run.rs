@@ -378,7 +378,12 @@ pub(super) async fn supervise(
 }
 
 /// The pause after the `n`th consecutive crash (0-based), before jitter.
+/// A zero initial pause stays zero (`0 × ∞` would be NaN, taken for "too
+/// long" by the cap).
 fn backoff(sup: &Supervisor, n: u32) -> Duration {
+    if sup.initial.is_zero() {
+        return Duration::ZERO;
+    }
     let factor = sup.factor.powi(n.min(1024) as i32);
     let secs = sup.initial.as_secs_f64() * factor;
     if !secs.is_finite() || secs >= sup.max_backoff.as_secs_f64() {
