@@ -207,3 +207,53 @@ fn debug_of_a_command_shows_no_argument_or_environment_value() {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
 }
+
+/// A supervised command whose stdin is a `stdin_reader` (read by one run):
+/// a restart could not feed it. Before, the first restart failed to start
+/// ("its stdin reader was already consumed", `InvalidInput`), the
+/// supervision stopped with `CannotStart`, and the crashed run's output
+/// was lost. Now such a supervisor is refused before anything starts
+/// (as one of a command with a retry policy is), unless its policy is
+/// `Restart::Never`, whose one run reads the reader.
+#[tokio::test]
+async fn a_supervisor_that_could_restart_refuses_a_stdin_reader() {
+    let suite = begin("a_supervisor_that_could_restart_refuses_a_stdin_reader").await;
+    for choice in mechanisms() {
+        let marker = TempPath::new("sup-reader");
+        let reader = || std::io::Cursor::new(b"hello\n".to_vec());
+        let script = r#"echo x >> "$1"; c=$(cat | wc -c); echo "read $c"; exit 5"#;
+        for restart in [pkit::Restart::OnCrash, pkit::Restart::Always] {
+            let err = Supervisor::new(
+                sh(choice, script)
+                    .arg(marker.as_str())
+                    .stdin_reader(reader()),
+            )
+            .restart(restart)
+            .mechanism(choice)
+            .backoff(Duration::from_millis(5), 1.0)
+            .run()
+            .await
+            .expect_err("refused");
+            assert!(
+                matches!(err, pkit::Error::InvalidInput(_)),
+                "{choice} {restart:?}: {err}"
+            );
+            assert!(err.to_string().contains("stdin_reader"), "{choice}: {err}");
+        }
+        assert!(!marker.path().exists(), "{choice}: nothing may start");
+        let outcome = Supervisor::new(
+            sh(choice, script)
+                .arg(marker.as_str())
+                .stdin_reader(reader()),
+        )
+        .restart(pkit::Restart::Never)
+        .mechanism(choice)
+        .run()
+        .await
+        .expect("one run");
+        let out = outcome.final_output.expect("the run's output");
+        assert_eq!(out.code(), Some(5), "{choice}");
+        assert_eq!(out.stdout_str().trim(), "read 6", "{choice}");
+    }
+    suite.end().await;
+}

@@ -278,6 +278,14 @@ pub(super) async fn supervise(
             sup.cmd.display_name()
         )));
     }
+    if matches!(sup.cmd.spec.stdin, crate::spec::Input::Reader(_)) && sup.restart != Restart::Never
+    {
+        return Err(crate::Error::InvalidInput(format!(
+            "{}: a stdin_reader is read by one run only, and a supervisor may start the command \
+             again: give it stdin bytes or a file, or supervise with Restart::Never",
+            sup.cmd.display_name()
+        )));
+    }
     let mut cmd = sup.cmd.clone();
     if matches!(sup.health, Some((Health::Line(_), _))) {
         cmd = cmd.stream_lines();
@@ -408,7 +416,10 @@ impl Supervisor {
     /// [`Error::ResourceLimit`](crate::Error::ResourceLimit) when a run's group can't be made;
     /// [`Error::InvalidInput`](crate::Error::InvalidInput), before anything starts, for a
     /// command with a [`retry`](crate::Command::retry) policy of more than one attempt (the
-    /// supervisor's own restart policy replaces it: set that instead).
+    /// supervisor's own restart policy replaces it: set that instead), and
+    /// for a command with a [`stdin_reader`](crate::Command::stdin_reader)
+    /// unless the policy is [`Restart::Never`](crate::Restart::Never) (the
+    /// reader is read by one run; a restart could not feed it).
     /// A program that can't start is not an error: it ends the supervision with
     /// [`StopReason::CannotStart`](crate::StopReason::CannotStart), or is a crash when the
     /// failure is transient.
