@@ -361,17 +361,15 @@ async fn an_owner_forking_while_its_guard_starts_takes_its_groups_when_killed() 
 }
 
 /// Starts while a thread of the owner forks copies of it (no exec) return,
-/// and the owner SIGKILLed takes them along.
-///
-/// Ignored: an open bug of the portable backend (`PKIT_MECHANISM=portable`,
-/// the only one on macOS and the BSDs). A start through the trampoline
-/// waits for end of file on its gate socket (`unix/spawn.rs`,
-/// `Gated::open`), and a copy forked while the child's end was open in the
-/// owner (from `gate_pair` until `posix_spawn` returned) holds that end
-/// for as long as it lives: the start never returns. Seen here: 'the owner
-/// never said ready', its thread in `recv` on the gate.
+/// and the owner SIGKILLed takes them along. (Failed before on the
+/// portable backend, `PKIT_MECHANISM=portable`, the only one on macOS and
+/// the BSDs: a start through the trampoline waited for end of file on its
+/// gate socket (`unix/spawn.rs`, `Gated::open`), and a copy forked while
+/// the child's end was open in the owner (from `gate_pair` until
+/// `posix_spawn` returned) held that end for as long as it lived: 'the
+/// owner never said ready', its thread in `recv` on the gate. The exec is
+/// now reported through a pipe the trampoline makes itself.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug: a portable start waits for a fork copy's gate socket end (see the docs)"]
 async fn starts_while_the_owner_forks_return() {
     if std::env::var(FORKING_OWNER).is_ok() {
         return;
@@ -387,5 +385,51 @@ async fn starts_while_the_owner_forks_return() {
             "a killed owner's processes outlived it"
         }
     );
+    suite.end().await;
+}
+
+/// A started program's descriptors, read from outside as soon as the
+/// start returns: its program is executed by then (`/proc/<pid>/exe` is
+/// `sleep`), and it holds its stdio and the descriptors it was given
+/// (`keep_fds`), nothing of the start (on the portable backend: neither
+/// the gate socket nor the exec report pipe the trampoline passes the
+/// owner). A guard of the exec report, with and without spawn options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_program_holds_only_its_stdio_and_kept_descriptors() {
+    if std::env::var(FORKING_OWNER).is_ok() {
+        return;
+    }
+    let suite = begin("a_started_program_holds_only_its_stdio_and_kept").await;
+    let file = TempPath::new("d04e-kept-only");
+    std::fs::write(file.path(), "kept").unwrap();
+    let kept = std::fs::File::open(file.path()).unwrap();
+    for choice in mechanisms() {
+        let group = group(choice);
+        let plain = pkit::Command::new("sleep").arg("300");
+        let with_fd = plain.clone().keep_fds([(kept.as_raw_fd(), 7)]);
+        for (cmd, want) in [(plain, vec![0, 1, 2]), (with_fd, vec![0, 1, 2, 7])] {
+            let p = group
+                .start(&cmd)
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            let pid = p.pid();
+            let _cleanup = KillOnDrop(vec![pid]);
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+            assert!(
+                exe.to_string_lossy().ends_with("/sleep"),
+                "{choice}: the start returned before the exec: {exe:?}"
+            );
+            let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+                .collect();
+            fds.sort_unstable();
+            let links: Vec<_> = fds
+                .iter()
+                .map(|n| std::fs::read_link(format!("/proc/{pid}/fd/{n}")))
+                .collect();
+            assert_eq!(fds, want, "{choice}: {links:?}");
+        }
+        group.close().await.unwrap();
+    }
     suite.end().await;
 }

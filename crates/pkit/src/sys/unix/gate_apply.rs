@@ -20,10 +20,11 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use libc::{c_int, c_ulong, gid_t};
+use libc::{c_char, c_int, c_ulong, gid_t};
 
 use super::gate_setup::{
-    CPUS, CTTY, GID, GROUPS, HEADER, IOPRIO, MAX_BLOCK, NICE, SETSID, UID, UMASK,
+    send_fd, CPUS, CTTY, EXEC_PIPE, FAILED, GID, GROUPS, HEADER, IOPRIO, MAX_BLOCK, NICE, SETSID,
+    UID, UMASK,
 };
 use crate::sys::setup_steps::{StepCalls, Steps};
 use crate::sys::step::FailedStep;
@@ -215,6 +216,75 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
         }
     }
     Setup::Done
+}
+
+/// The trampoline's sends on the gate: a dead owner's closed end is an
+/// EPIPE, not a SIGPIPE (at its default in this image): MSG_NOSIGNAL, or
+/// on macOS the socket's SO_NOSIGPIPE, set by the owner.
+#[cfg(not(target_os = "macos"))]
+pub(super) const NO_SIGPIPE: c_int = libc::MSG_NOSIGNAL;
+#[cfg(target_os = "macos")]
+pub(super) const NO_SIGPIPE: c_int = 0;
+
+/// Executes the real program, reported to the owner through a pipe that
+/// only this process ever holds the write end of: made here close-on-exec,
+/// its read end passed on the gate ([`EXEC_PIPE`]) and closed, then
+/// `execve`; a failed exec writes its code into the pipe (its end of file
+/// at the exec is the owner's word that the program runs; the gate's
+/// would not do, as a copy of the owner forked while the trampoline's end
+/// of it was open in the owner holds that end). Returns the code to send
+/// on the gate ([`report_failed`]) when the pipe could not be made or
+/// passed; `None` after a failed exec, reported in the pipe.
+///
+/// # Safety
+/// Trampoline only, after [`receive_and_apply`] said `Done`; `gate` is the
+/// gate's number, `path`, `argv` and `envp` as execve(2) takes them.
+pub(super) unsafe fn exec_reported(
+    gate: RawFd,
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> Option<c_int> {
+    let failed = |e: c_int| Some(FailedStep::Exec.pack(e));
+    let mut ends: [c_int; 2] = [-1, -1];
+    // SAFETY: pipe2(2) writes two descriptor numbers into `ends`.
+    #[cfg(not(target_os = "macos"))]
+    let made = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == 0;
+    // No pipe2 on macOS; the trampoline has one thread, which does not
+    // exec between the two calls.
+    // SAFETY: pipe(2) writes two descriptor numbers into `ends`; fcntl(2)
+    // on them.
+    #[cfg(target_os = "macos")]
+    let made = unsafe {
+        libc::pipe(ends.as_mut_ptr()) == 0
+            && libc::fcntl(ends[1], libc::F_SETFD, libc::FD_CLOEXEC) == 0
+    };
+    if !made {
+        return failed(errno());
+    }
+    if let Err(e) = send_fd(gate, EXEC_PIPE, ends[0]) {
+        return failed(e.raw_os_error().unwrap_or(libc::EIO));
+    }
+    // SAFETY: close(2) and fcntl(2) on our own descriptor numbers (the
+    // read end is the owner's now); `path`, `argv` and `envp` are the
+    // caller's promise; execve returns only on failure, with its errno.
+    unsafe {
+        libc::close(ends[0]);
+        libc::fcntl(gate, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::execve(path, argv, envp);
+    }
+    let code = FailedStep::Exec.pack(errno()).to_ne_bytes();
+    // SAFETY: write(2) reads the bytes of `code` (4: one atomic write).
+    unsafe { libc::write(ends[1], code.as_ptr().cast(), code.len()) };
+    None
+}
+
+/// Sends a failed step's `code` on the gate ([`FAILED`] and its bytes).
+pub(super) fn report_failed(gate: RawFd, code: c_int) {
+    let mut bytes = [FAILED; 5];
+    bytes[1..].copy_from_slice(&code.to_ne_bytes());
+    // SAFETY: send(2) reads the bytes of `bytes`.
+    unsafe { libc::send(gate, bytes.as_ptr().cast(), bytes.len(), NO_SIGPIPE) };
 }
 
 /// Reads exactly `len` bytes into `buf`; `false` at end of file or on an

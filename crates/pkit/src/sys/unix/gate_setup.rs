@@ -189,14 +189,16 @@ pub(crate) fn send_go(
         }
     }
     for (fd, _) in &setup.keep {
-        send_fd(sock, fd.as_raw_fd())?;
+        send_fd(sock.as_raw_fd(), 0, fd.as_raw_fd())?;
     }
     Ok(())
 }
 
-/// One byte carrying `fd` (`SCM_RIGHTS`).
-fn send_fd(sock: &OwnedFd, fd: RawFd) -> io::Result<()> {
-    let mut byte = [0u8];
+/// The byte `tag` carrying `fd` (`SCM_RIGHTS`) on the gate socket
+/// `sock`: the owner's passed descriptors, and the trampoline's exec
+/// report pipe ([`EXEC_PIPE`]; it allocates nothing).
+pub(super) fn send_fd(sock: RawFd, tag: u8, fd: RawFd) -> io::Result<()> {
+    let mut byte = [tag];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
@@ -211,7 +213,7 @@ fn send_fd(sock: &OwnedFd, fd: RawFd) -> io::Result<()> {
         mh.msg_iovlen = 1;
         crate::sys::guard::attach_fd(&mut mh, &mut control, fd);
         loop {
-            let n = libc::sendmsg(sock.as_raw_fd(), &mh, GO_FLAGS.bits() as _);
+            let n = libc::sendmsg(sock, &mh, GO_FLAGS.bits() as _);
             if n == 1 {
                 return Ok(());
             }
@@ -228,9 +230,184 @@ fn send_fd(sock: &OwnedFd, fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// The trampoline's report after the go byte, on the gate: this byte
+/// carrying the read end of a close-on-exec pipe that only the trampoline
+/// ever held the write end of (so no copy of the owner can keep it open):
+/// end of file there is the exec done, 4 bytes a failed exec's code
+/// ([`FailedStep::pack`](crate::sys::step::FailedStep::pack)).
+pub(super) const EXEC_PIPE: u8 = b'x';
+/// Or this byte and the 4 bytes of a failed step's code.
+pub(super) const FAILED: u8 = b'f';
+
+/// What the trampoline reported after the go byte.
+pub(super) enum Report {
+    /// The exec report pipe's read end ([`EXEC_PIPE`]).
+    Pipe(OwnedFd),
+    /// A failed step's code ([`FAILED`]).
+    Failed(c_int),
+    /// The pipe was sent, but could not be received here.
+    Lost(io::Error),
+    /// Nothing, or no report of this version: the trampoline ended.
+    Closed,
+}
+
+/// Waits until the gate socket `sock` has something to read, or the
+/// trampoline `pid` (our unreaped child) has ended with nothing left to
+/// read; whether there is something. Not end of file alone: a copy of
+/// the owner forked (without exec) while the trampoline's end was open in
+/// the owner holds that end as long as it lives.
+fn readable(sock: &OwnedFd, pid: c_int) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    // How often the trampoline's end is checked for while nothing comes.
+    let every = Timespec {
+        tv_sec: 0,
+        tv_nsec: 50_000_000,
+    };
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let mut ended = false;
+    loop {
+        let mut fds = [PollFd::new(sock, PollFlags::IN)];
+        match poll(&mut fds, Some(if ended { &zero } else { &every })) {
+            Ok(n) if n > 0 => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return true,
+            Ok(_) if ended => return false,
+            // Ended: one more look, for what it sent before it ended.
+            Ok(_) => ended = trampoline_ended(pid),
+        }
+    }
+}
+
+/// Whether our unreaped child `pid` has ended (or is no longer ours to
+/// wait for).
+fn trampoline_ended(pid: c_int) -> bool {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let Some(pid) = Pid::from_raw(pid) else {
+        return true;
+    };
+    // Not reaped (NOWAIT): the caller reaps it.
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
+}
+
+/// Fills `buf` from the gate socket of the trampoline `pid`: the bytes
+/// read before end of file or the trampoline's end ([`readable`]).
+pub(super) fn receive_all(sock: &OwnedFd, pid: c_int, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() && readable(sock, pid) {
+        match rustix::net::recv(sock, &mut buf[got..], rustix::net::RecvFlags::empty()) {
+            Ok((_, n)) if n > 0 => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => break,
+        }
+    }
+    got
+}
+
+/// Receives the trampoline's report after the go byte ([`EXEC_PIPE`] or
+/// [`FAILED`]).
+pub(super) fn receive_report(sock: &OwnedFd, pid: c_int) -> Report {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
+    if !readable(sock, pid) {
+        return Report::Closed;
+    }
+    let mut tag = [0u8];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    // Close-on-exec at once where the kernel can (not on macOS, where
+    // pkit's own spawns close every descriptor they don't place anyway).
+    #[cfg(not(target_os = "macos"))]
+    let flags = RecvFlags::CMSG_CLOEXEC;
+    #[cfg(target_os = "macos")]
+    let flags = RecvFlags::empty();
+    let got = loop {
+        let mut iov = [io::IoSliceMut::new(&mut tag)];
+        match recvmsg(sock, &mut iov, &mut control, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other,
+        }
+    };
+    let truncated = match got {
+        Ok(m) if m.bytes == 1 => m.flags.contains(rustix::net::ReturnFlags::CTRUNC),
+        _ => return Report::Closed,
+    };
+    let mut pipe = None;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            pipe = pipe.or_else(|| fds.next());
+        }
+    }
+    match (tag[0], pipe) {
+        (EXEC_PIPE, Some(fd)) => {
+            #[cfg(target_os = "macos")]
+            let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+            Report::Pipe(fd)
+        }
+        (EXEC_PIPE, None) if truncated => Report::Lost(io::Error::from_raw_os_error(libc::EMFILE)),
+        (EXEC_PIPE, None) => Report::Lost(io::Error::from_raw_os_error(libc::EBADMSG)),
+        (FAILED, _) => {
+            let mut code = [0u8; 4];
+            match receive_all(sock, pid, &mut code) {
+                4 => Report::Failed(c_int::from_ne_bytes(code)),
+                _ => Report::Closed,
+            }
+        }
+        _ => Report::Closed,
+    }
+}
+
+/// Reads the exec report pipe to its end: the code of a failed exec, or
+/// `Ok(None)` when the exec was done (or the trampoline ended without a
+/// word, which its exit status then says).
+pub(super) fn read_exec_report(pipe: &OwnedFd) -> io::Result<Option<c_int>> {
+    let mut code = [0u8; 4];
+    let mut got = 0;
+    while got < code.len() {
+        match rustix::io::read(pipe, &mut code[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((got == code.len()).then(|| c_int::from_ne_bytes(code)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A trampoline that ends while a copy of the owner holds its end of
+    /// the gate (here: the test's own copy of it): the owner's read takes
+    /// what it wrote before its end and returns, not waiting for an end of
+    /// file the copy holds off. (Before, the owner's read was a blocking
+    /// `recv` to end of file: it never returned.)
+    #[test]
+    fn the_owners_read_ends_with_the_trampoline_whoever_holds_its_end() {
+        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+        let (owner, end) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let copy = end.try_clone().unwrap();
+        let mut child = std::process::Command::new("printf")
+            .arg("ab")
+            .stdout(std::process::Stdio::from(end))
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 4];
+        let got = receive_all(&owner, child.id() as c_int, &mut buf);
+        assert_eq!(&buf[..got], b"ab");
+        child.wait().unwrap();
+        drop(copy);
+    }
 
     /// FreeBSD's and macOS's list (see `encode_into`): the effective gid
     /// first; an empty (clearing) list untouched, but the gid alone on

@@ -34,6 +34,7 @@ use std::ffi::{c_char, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::gate_setup::{read_exec_report, receive_all, receive_report, Report};
 use super::held_signals::blocked_at_start;
 use super::spawn_check as check;
 use super::spawn_pty::{group_flag, terminal};
@@ -261,7 +262,7 @@ impl Gated {
         // let go (an older one on disk would run the program without
         // them); one that never reached the gate is not sent the go byte.
         let mut ready = [0u8];
-        match receive_all(fd, &mut ready) {
+        match receive_all(fd, self.pid, &mut ready) {
             1 if ready[0] == READY => {}
             // Another version's trampoline (it reads the start otherwise):
             // broken at once, not after waiting to see it killed.
@@ -278,18 +279,24 @@ impl Gated {
             }
             _ => {}
         }
-        // End of file (the exec closed the child's end) or the code of the
-        // step that failed (`FailedStep::pack`).
-        let mut code = [0u8; 4];
-        match receive_all(fd, &mut code) {
-            0 => Passed::Running,
-            4 => Passed::Failed(match FailedStep::unpack(i32::from_ne_bytes(code)) {
-                (FailedStep::Setup(step), e) => SpawnError::Step(step, e),
-                (FailedStep::Chdir, e) => SpawnError::Chdir(e),
-                (FailedStep::Exec, e) => exec_error(spec, 0, e.raw_os_error().unwrap_or(libc::EIO)),
-            }),
-            _ => self.stopped_at_gate(),
-        }
+        // The code of the step that failed, or the exec report pipe: its
+        // end of file is the exec done (not the gate's, which a copy of
+        // this process forked meanwhile may hold open).
+        let code = match receive_report(fd, self.pid) {
+            Report::Pipe(pipe) => match read_exec_report(&pipe) {
+                Ok(None) => return Passed::Running,
+                Ok(Some(code)) => code,
+                Err(e) => return Passed::Failed(SpawnError::Os(e)),
+            },
+            Report::Failed(code) => code,
+            Report::Lost(e) => return Passed::Failed(SpawnError::Os(e)),
+            Report::Closed => return self.stopped_at_gate(),
+        };
+        Passed::Failed(match FailedStep::unpack(code) {
+            (FailedStep::Setup(step), e) => SpawnError::Step(step, e),
+            (FailedStep::Chdir, e) => SpawnError::Chdir(e),
+            (FailedStep::Exec, e) => exec_error(spec, 0, e.raw_os_error().unwrap_or(libc::EIO)),
+        })
     }
 
     /// A held child that did not pass the gate: killed there (a group kill
@@ -318,21 +325,8 @@ impl Gated {
     }
 }
 
-/// Fills `buf` from the gate socket: the bytes read before end of file.
-fn receive_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::net::recv(fd, &mut buf[got..], rustix::net::RecvFlags::WAITALL) {
-            Ok((_, n)) if n > 0 => got += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            _ => break,
-        }
-    }
-    got
-}
-
-/// Whether our child `pid`, which closed its end of the gate without a
-/// word, was killed by a signal (waited for up to a second, unreaped).
+/// Whether our child `pid`, which ended (or closed its end of the gate)
+/// without a word, was killed by a signal (waited for up to a second, unreaped).
 fn killed(pid: i32) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};

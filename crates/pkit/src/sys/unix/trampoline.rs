@@ -15,10 +15,15 @@
 //! owner's loader variables (below). End of file
 //! instead of the go byte means the owner died before it could register
 //! the group: the trampoline exits, and the program never runs. A setup
-//! step or an `execve` that fails sends back its code (the step and the
-//! errno, `FailedStep::pack`) and exits; an `execve` that succeeds
-//! closes the socket (close-on-exec), which the owner reads as success.
-//! The owner's half is in `spawn.rs` ([`Gated`](super::spawn::Gated)).
+//! step that fails sends back its code (the step and the errno,
+//! `FailedStep::pack`) and exits. Before the `execve` it makes a
+//! close-on-exec pipe and passes its read end to the owner on the socket
+//! (`gate_apply::exec_reported`): the pipe's end of file is the exec done,
+//! a code written there a failed exec. Not the socket's end of file: a
+//! copy of the owner forked (without exec) while this end of the socket
+//! was open in the owner holds it for as long as it lives, and the owner
+//! also stops waiting when the trampoline ends. The owner's half is in
+//! `spawn.rs` ([`Gated`](super::spawn::Gated)) and `gate_setup.rs`.
 //!
 //! A pty session's trampoline (the first field of [`ENV`] is 1) leads a
 //! new session before it says it is there (if the spawn did not), so that
@@ -58,6 +63,12 @@ use std::os::fd::RawFd;
 
 use libc::c_char;
 
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu"),
+    target_os = "macos",
+    target_os = "freebsd"
+))]
+use super::gate_apply::{exec_reported, Setup, NO_SIGPIPE};
 use crate::sys::{SpawnError, SpawnSpec};
 use std::sync::atomic::AtomicBool;
 #[cfg(any(
@@ -66,12 +77,6 @@ use std::sync::atomic::AtomicBool;
     target_os = "freebsd"
 ))]
 use std::sync::atomic::Ordering;
-#[cfg(any(
-    all(target_os = "linux", target_env = "gnu"),
-    target_os = "macos",
-    target_os = "freebsd"
-))]
-use {super::gate_apply::Setup, crate::sys::step::FailedStep};
 
 /// Put first in the trampoline's environment: `PKIT_TRAMPOLINE_EXEC=<path
 /// of the real program>`.
@@ -161,12 +166,13 @@ impl GateEnv {
 pub(crate) const GATE_FD: RawFd = 3;
 /// Sent by the trampoline when it reached the gate. Its value names the
 /// protocol: a trampoline that reads the session field of [`ENV`] and
-/// spawn options after the go byte, and unblocks a pty session's terminal
-/// signals, says `T`; an older executable on disk (replaced while its
-/// owner runs) said `S` (it would leave them blocked), `R` (no session
-/// field) or `r` (no spawn options) and would run the program wrongly, so
-/// the owner lets only `T` go on.
-pub(crate) const READY: u8 = b'T';
+/// spawn options after the go byte, unblocks a pty session's terminal
+/// signals and reports its exec through a pipe says `U`; an older
+/// executable on disk (replaced while its owner runs) said `T` (the exec
+/// told by the socket's end of file), `S` (it would leave them blocked),
+/// `R` (no session field) or `r` (no spawn options) and would run the
+/// program wrongly, so the owner lets only `U` go on.
+pub(crate) const READY: u8 = b'U';
 /// Sent by the owner: registered, go on.
 pub(crate) const GO: u8 = b'g';
 
@@ -316,9 +322,7 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     // terminal's signals, held back until now (`held_signals.rs`).
     // SAFETY: before `main`, in the trampoline, as it requires.
     unsafe { super::held_signals::release(session == 1) };
-    // A dead owner's closed end is an EPIPE here, not a SIGPIPE (which is
-    // at its default in this image): MSG_NOSIGNAL, or on macOS the
-    // socket's SO_NOSIGPIPE, set by the owner.
+    // A dead owner's closed end is an EPIPE here (`NO_SIGPIPE`).
     let ready = [READY];
     // SAFETY: send(2) reads the one byte of `ready`.
     if unsafe { libc::send(GATE_FD, ready.as_ptr().cast(), 1, NO_SIGPIPE) } != 1 {
@@ -350,19 +354,13 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
         // SAFETY: the gate's number, open (the setup used it); `path`,
         // `argv` and `child_env` are NUL-terminated strings and null-
         // terminated vectors of this process (the caller's promise, and
-        // the walk above), unchanged since; execve returns only on
-        // failure, with its errno in this thread's location.
-        Setup::Done => unsafe {
-            libc::fcntl(gate, libc::F_SETFD, libc::FD_CLOEXEC);
-            // The real program's environment: ours from the child's first
-            // entry on (its loader variables unprefixed above).
-            libc::execve(path, argv.cast(), child_env.cast());
-            FailedStep::Exec.pack(*errno_location())
+        // the walk above), unchanged since.
+        Setup::Done => match unsafe { exec_reported(gate, path, argv.cast(), child_env.cast()) } {
+            Some(code) => code,
+            None => give_up(),
         },
     };
-    let bytes = code.to_ne_bytes();
-    // SAFETY: send(2) reads the bytes of `bytes`.
-    unsafe { libc::send(gate, bytes.as_ptr().cast(), bytes.len(), NO_SIGPIPE) };
+    super::gate_apply::report_failed(gate, code);
     give_up()
 }
 
@@ -399,11 +397,6 @@ fn leading_number(text: &[u8]) -> Option<(usize, &[u8])> {
     }
     Some((n, &text[colon + 1..]))
 }
-
-#[cfg(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd"))]
-const NO_SIGPIPE: libc::c_int = libc::MSG_NOSIGNAL;
-#[cfg(target_os = "macos")]
-const NO_SIGPIPE: libc::c_int = 0;
 
 // Raw: the C library's errno after the gate's raw calls (above).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
