@@ -57,6 +57,9 @@ impl Cgroup {
                 ticket: ticket.take(),
                 cpu_base: 0,
                 cpu_stat: self.kept_cpu_stat(),
+                // Build fix for 262447e, whose change here did not land:
+                // the limits are still opened and read by `limits_at_max`.
+                limits: lock(&self.limits).clone(),
             };
             match super::super::cgroup_pool::offer(spare) {
                 // Marked before the hand-over ends: a concurrent close
