@@ -46,7 +46,7 @@ impl Cgroup {
             if !self.reusable
                 || self.killed.load(Ordering::Acquire)
                 || subtree::has_children_at(dir.as_fd(), &self.path)
-                || !limits_at_max(dir.as_fd())
+                || !self.limits_at_max(dir.as_fd())
             {
                 return false;
             }
@@ -57,8 +57,6 @@ impl Cgroup {
                 ticket: ticket.take(),
                 cpu_base: 0,
                 cpu_stat: self.kept_cpu_stat(),
-                // Build fix for 262447e, whose change here did not land:
-                // the limits are still opened and read by `limits_at_max`.
                 limits: lock(&self.limits).clone(),
             };
             match super::super::cgroup_pool::offer(spare) {
@@ -90,14 +88,16 @@ impl Cgroup {
 
 impl Cgroup {
     /// Closes the group's descriptors of the directory (the directory, its
-    /// kept `cgroup.events` and `cpu.stat`) once its teardown is done: removed, handed
-    /// to the reaper (which holds its own), or pooled (the pool holds its
-    /// own). A closed group that lives on holds none of them.
+    /// kept `cgroup.events`, `cpu.stat` and limits) once its teardown is
+    /// done: removed, handed to the reaper (which holds its own), or pooled
+    /// (the pool holds its own). A closed group that lives on holds none of
+    /// them.
     pub(crate) fn release_fds(&self) {
         if self.is_removed() {
             lock(&self.dir).take();
             lock(&self.events).take();
             lock(&self.cpu_stat).take();
+            lock(&self.limits).take();
         }
     }
 
@@ -112,22 +112,33 @@ impl Cgroup {
     }
 }
 
-/// Whether the cgroup open as `dir` still has the sub-cgroup limits a new
-/// one has (`max`): a program of the run may lower its own cgroup's
-/// `cgroup.max.descendants` or `cgroup.max.depth`, and a spare that kept
-/// the limit would refuse the next group's sub-cgroups (its later starts'
-/// leaves, a nested pkit's groups). Unreadable counts as lowered.
-fn limits_at_max(dir: std::os::fd::BorrowedFd<'_>) -> bool {
-    use rustix::fs::{openat, Mode, OFlags};
-    ["cgroup.max.descendants", "cgroup.max.depth"]
-        .into_iter()
-        .all(|name| {
-            let Ok(fd) = openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+/// The files [`Cgroup::limits_at_max`] reads, in the order it keeps them.
+const LIMITS: [&str; 2] = ["cgroup.max.descendants", "cgroup.max.depth"];
+
+impl Cgroup {
+    /// Whether the cgroup open as `dir` still has the sub-cgroup limits a
+    /// new one has (`max`): a program of the run may lower its own
+    /// cgroup's `cgroup.max.descendants` or `cgroup.max.depth`, and a spare
+    /// that kept the limit would refuse the next group's sub-cgroups (its
+    /// later starts' leaves, a nested pkit's groups). Unreadable counts as
+    /// lowered. The two files are opened the first time and kept with the
+    /// directory (through the pool too): each later check is two `pread`s.
+    fn limits_at_max(&self, dir: std::os::fd::BorrowedFd<'_>) -> bool {
+        use rustix::fs::{openat, Mode, OFlags};
+        let mut kept = lock(&self.limits);
+        if kept.is_none() {
+            let open = |name| openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+            let (Ok(descendants), Ok(depth)) = (open(LIMITS[0]), open(LIMITS[1])) else {
                 return false;
             };
+            *kept = Some(Arc::new([descendants, depth]));
+        }
+        let files = kept.as_ref().expect("just set");
+        files.iter().all(|fd| {
             let mut buf = [0u8; 16];
-            matches!(rustix::io::read(&fd, &mut buf), Ok(n) if buf[..n] == *b"max\n")
+            matches!(rustix::io::pread(fd, &mut buf, 0), Ok(n) if buf[..n] == *b"max\n")
         })
+    }
 }
 
 /// Locks `m`, a poisoned lock included (what it guards is a descriptor).
