@@ -481,3 +481,48 @@ async fn a_group_in_a_reused_directory_reports_only_its_own_cpu_time() {
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
 }
+
+/// How many of this process's descriptors name `file` (a path).
+fn fds_naming(file: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == file))
+        .count()
+}
+
+/// A pooled directory keeps its `cgroup.max.descendants` and
+/// `cgroup.max.depth` open (each retire's check is a `pread` of them, not
+/// an open, read and close), one descriptor each however often it is
+/// reused, and lets go of them when the spare is released. Before: the
+/// check opened and closed both files on every retire (none kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_directory_keeps_its_limits_files_open_once() {
+    if writable_parent("a_pooled_directory_keeps_its_limits_files_open_once").is_none() {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    pkit::release_spare_cgroups();
+    let mut first = Some(cgroup_group());
+    let dir = dir_of(first.as_ref().unwrap());
+    let files = [
+        dir.join("cgroup.max.descendants"),
+        dir.join("cgroup.max.depth"),
+    ];
+    for round in 0..3 {
+        let g = first.take().unwrap_or_else(cgroup_group);
+        assert_eq!(dir_of(&g), dir, "round {round}: the spare was reused");
+        drop(run_in(&g, "true").await);
+        g.close().await.expect("close");
+        drop(g);
+        assert!(dir.exists(), "round {round}: kept as a spare");
+        for f in &files {
+            assert_eq!(fds_naming(f), 1, "round {round}: {}", f.display());
+        }
+    }
+    pkit::release_spare_cgroups();
+    until("the released spare's limits files are closed", || {
+        files.iter().all(|f| fds_naming(f) == 0)
+    })
+    .await;
+}
