@@ -57,7 +57,7 @@ impl Cgroup {
                 ticket: ticket.take(),
                 cpu_base: 0,
                 cpu_stat: self.kept_cpu_stat(),
-                limits: None,
+                limits: lock(&self.limits).clone(),
             };
             match super::super::cgroup_pool::offer(spare) {
                 // Marked before the hand-over ends: a concurrent close
