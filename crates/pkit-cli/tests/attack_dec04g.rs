@@ -69,6 +69,10 @@ fn a_continue_right_after_a_stop_does_not_leave_pkit_stopped() {
              pkit running: {pkit_running})"
         );
         // sh ended by the forwarded SIGTERM: pkit ends by it too.
-        assert_eq!(status.signal(), Some(libc::SIGTERM), "{mechanism}: {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGTERM),
+            "{mechanism}: {status:?}"
+        );
     });
 }
