@@ -105,7 +105,11 @@ fn a_continue_right_after_a_stop_does_not_leave_pkit_stopped() {
 /// process group is orphaned. Fails today in all three mechanisms (pkit
 /// in state `T`, no exit 124); not fixed here: telling an orphaned group
 /// needs each member's parent's group and session (a /proc scan on Linux,
-/// nothing portable).
+/// nothing portable), and signals.rs's pty drivers run pkit as a pty's
+/// session leader, an orphaned group, and expect a Ctrl-Z to stop it:
+/// those drivers need a job-control parent first. (Tried: dropping the
+/// stop signal when a /proc scan finds the group orphaned passes this
+/// test in all three mechanisms and fails those two.)
 #[test]
 #[ignore = "bug: a SIGTSTP to pkit in an orphaned process group stops pkit for good"]
 fn a_stop_signal_in_an_orphaned_process_group_is_dropped() {
@@ -152,8 +156,9 @@ fn a_stop_signal_in_an_orphaned_process_group_is_dropped() {
                 libc::kill(child.id() as i32, libc::SIGKILL);
                 libc::kill(pid, libc::SIGKILL);
             }
-            child.wait().unwrap();
         }
+        // (The status try_wait saw, or the SIGKILL's.)
+        child.wait().unwrap();
         assert_all_gone(&[pid]);
         let _ = std::fs::remove_file(&file);
         assert_eq!(
