@@ -169,6 +169,7 @@ impl Forwarder<'_> {
         if let Some(t) = self.tty {
             t.take_back();
         }
+        crate::testpause::at("stopping");
         sys::stop_self();
         self.take_terminal();
         crate::testpause::at("continued");

@@ -10,7 +10,9 @@
 //! of the terminal failed, before it tells a read refused in the
 //! background from the end of the terminal) and `continued` (forward.rs:
 //! pkit has continued after its stop and taken the terminal again if it
-//! could, before the run loop reads the SIGCONT that woke it).
+//! could, before the run loop reads the SIGCONT that woke it) and `stopping`
+//! (forward.rs: pkit has stopped the tree on a stop signal and is about to
+//! stop itself).
 
 /// Pauses here if the tests asked for it (debug builds only).
 pub fn at(point: &str) {
