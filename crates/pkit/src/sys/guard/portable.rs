@@ -141,7 +141,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use super::copies::{owner_pair, OwnerEnd, Which};
 use super::owner::{Guard, Started, State};
 use super::portable_process::{entry_address, entry_ran, guard_main, map_table, ENV, GUARD_FD};
-use super::wire::{quiet_ms, recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
+use super::wire::{portable_quiet_ms, recv_reply, Plan, Slot, REPLY_HELLO, TABLE_CAP};
 
 /// `PKIT_GUARD_START=fork` makes the owner fork its guard (the way used
 /// where running the executable again is not possible), for tests and for
@@ -328,7 +328,7 @@ fn start_exec(cap: usize) -> Result<Guard, String> {
 /// blocked.
 fn spawn_launcher(path: &CString, guard_end: &OwnedFd, cap: usize) -> io::Result<libc::pid_t> {
     use crate::sys::unix::spawn::Attrs;
-    let env = env_plus(ENV, &format!("{GUARD_FD},0,{cap},{}", quiet_ms()))?;
+    let env = env_plus(ENV, &format!("{GUARD_FD},0,{cap},{}", portable_quiet_ms()))?;
     let argv = [c"pkit-guard".as_ptr(), std::ptr::null()];
     let envp = env.pointers();
     // A source above the target: dup2 onto GUARD_FD then clears its
@@ -410,7 +410,7 @@ pub(super) fn start_forked(cap: usize, why: String) -> Result<Guard, String> {
         buf: std::ptr::null_mut(),
         buf_len: 0,
         exact_pgroup: false,
-        quiet_ms: quiet_ms(),
+        quiet_ms: portable_quiet_ms(),
     };
     let mut all = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();

@@ -45,8 +45,8 @@ pub(super) const QUIET_MS: i32 = 20;
 /// Overrides [`QUIET_MS`] for the guards this process starts (whole
 /// milliseconds, at most 9 digits; 0: read every message as it arrives).
 /// For tests and measurements: a long period leaves registrations unread
-/// and their descriptors in flight that long, and the portable guard,
-/// which has no bell, is given up once its socket is full.
+/// and their descriptors in flight that long. The portable guard, which
+/// has no bell, takes at most 1 s (see [`portable_quiet_ms`]).
 pub(super) const QUIET_ENV_VAR: &str = "PKIT_GUARD_QUIET_MS";
 
 /// The quiet period for a guard started now: [`QUIET_ENV_VAR`] if set to
@@ -62,6 +62,14 @@ pub(super) fn quiet_ms() -> i32 {
             QUIET_MS
         }
     }
+}
+
+/// The quiet period for a portable guard started now: [`quiet_ms`], but
+/// at most 1 s. That guard has no bell, so a status query waits for the
+/// end of its quiet period: longer than the owner's wait for an answer,
+/// and the owner would give a working guard up.
+pub(super) fn portable_quiet_ms() -> i32 {
+    quiet_ms().min(1000)
 }
 
 /// A decimal number of 1 to 9 digits, strictly.
