@@ -46,11 +46,6 @@ const MAX_SIGNAL: usize = 64;
 /// Pending signals by number: [`FROM_KERNEL`] and/or [`FROM_PROCESS`].
 static PENDING: [AtomicU8; MAX_SIGNAL] = [const { AtomicU8::new(0) }; MAX_SIGNAL];
 
-/// Whether a SIGCONT is marked and not yet taken by the run loop.
-pub fn continue_pending() -> bool {
-    PENDING[libc::SIGCONT as usize].load(Ordering::Acquire) != 0
-}
-
 /// The pipe's write end, for the handler (-1 until installed).
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 /// The pipe's read end, from [`install`] until [`Signals::new`] takes it.

@@ -165,31 +165,12 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Stops pkit itself (as SIGTSTP would have, had it not been caught),
-/// unless a SIGCONT came after the stop signal (it is pending, not yet
-/// read): the kernel discards a pending stop signal when a SIGCONT comes,
-/// and a stop after that SIGCONT would wait for another one, forever if
-/// the sender (`kill -TSTP`, then `kill -CONT`, at once) sent just one.
-/// That SIGCONT is then read as the one that continued pkit.
+/// Stops pkit itself (as SIGTSTP would have, had it not been caught).
 pub fn stop_self() {
-    if super::sigpipe::continue_pending() || continue_blocked_pending() {
-        return;
-    }
     // Raw: raise is a C library call (rustix has none).
     // SAFETY: raise(3) of SIGSTOP on this process.
     unsafe {
         libc::raise(libc::SIGSTOP);
-    }
-}
-
-/// Whether a SIGCONT waits, blocked, to be read (the signalfd's).
-fn continue_blocked_pending() -> bool {
-    let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
-    // Raw: rustix has no sigpending.
-    // SAFETY: sigpending(2) fills the zeroed set; sigismember reads it.
-    unsafe {
-        libc::sigpending(set.as_mut_ptr()) == 0
-            && libc::sigismember(set.as_ptr(), libc::SIGCONT) == 1
     }
 }
 
