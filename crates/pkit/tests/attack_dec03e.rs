@@ -651,19 +651,7 @@ async fn a_non_root_owner() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("NOBODY tree ").nth(1) {
-                let _ = tx.send(rest.to_string());
-            }
-        }
-    });
+    let rx = tagged_lines(&mut child, "NOBODY tree ");
     let line = rx
         .recv_timeout(DEADLINE * 12)
         .expect("the helper's tree started");

@@ -531,32 +531,8 @@ async fn copy_holding_owner() {
 /// tree is gone: the owner is dead, whatever copy of its descriptors a
 /// fork of it still holds.
 async fn owner_killed_with_a_copy_about(mode: &str) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "copy_holding_owner",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(COPY_OWNER, mode)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("D04D ").nth(1) {
-                if tx.send(rest.to_string()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let mut child = helper_owner("copy_holding_owner", COPY_OWNER, mode);
+    let rx = tagged_lines(&mut child, "D04D ");
     let mut tree = Vec::new();
     let mut copies = Vec::new();
     loop {

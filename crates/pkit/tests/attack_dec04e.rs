@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -279,32 +278,8 @@ async fn forking_owner() {
 /// if it never gets ready (`Err(true)`), or if its processes outlive it
 /// (`Err(false)`).
 async fn owner_killed_after_forks(mode: &str) -> Result<usize, bool> {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "forking_owner",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(FORKING_OWNER, mode)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("D04E ").nth(1) {
-                if tx.send(rest.to_string()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let mut child = helper_owner("forking_owner", FORKING_OWNER, mode);
+    let rx = tagged_lines(&mut child, "D04E ");
     let mut tree = Vec::new();
     let mut copies = Vec::new();
     let ready = loop {

@@ -954,3 +954,41 @@ pub async fn owner_of_pty_starts_under_stops(choice: MechanismChoice) {
     }
     println!("owner: done");
 }
+
+/// This test binary run again as a helper owner: only the test `test`
+/// (`--exact`), with `key=value` in its environment, stdout piped (see
+/// [`tagged_lines`]), stderr discarded.
+#[allow(dead_code)]
+pub fn helper_owner(test: &str, key: &str, value: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(key, value)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the helper owner starts")
+}
+
+/// What follows `tag` on each line of `child`'s piped stdout, as the lines
+/// come, from a thread that reads the pipe to its end (so a helper that
+/// goes on writing never blocks on it).
+#[allow(dead_code)]
+pub fn tagged_lines(
+    child: &mut std::process::Child,
+    tag: &'static str,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split(tag).nth(1) {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    rx
+}
