@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::events::{recorder, Seen};
 use common::*;
 use pkit::{CancelToken, Command, Restart, Supervisor};
-use common::events::{recorder, Seen};
 use tracing::Level;
 
 const MARK: &str = "zqMARKq7";

@@ -805,7 +805,8 @@ async fn a_clients_secret_arguments_reach_the_program_and_nothing_else() {
     let suite = begin("a_clients_secret_arguments").await;
     const CALL_SECRET: &str = "otp-5c1e-never-shown";
     // $1 is the client's "--token", $2 its secret, then the call's own.
-    let script = r#"printf '%s\n' "$@" > "$OUT"; [ "$3" = fail ] || exit 0; echo "denied: $*" >&2; exit 3"#;
+    let script =
+        r#"printf '%s\n' "$@" > "$OUT"; [ "$3" = fail ] || exit 0; echo "denied: $*" >&2; exit 3"#;
     for choice in mechanisms() {
         let dir = TempPath::new("client-secret");
         std::fs::create_dir(dir.path()).unwrap();
@@ -833,13 +834,23 @@ async fn a_clients_secret_arguments_reach_the_program_and_nothing_else() {
         let want = format!("--token\n{SECRET}\nget\n-H\n{CALL_SECRET}\nx\n");
         assert_eq!(got(), want, "{choice}");
         let shown = format!("{tool:?} {call:?} {:?}", tool.command(["list"]));
-        assert!(!shown.contains(SECRET) && !shown.contains(CALL_SECRET), "{shown}");
+        assert!(
+            !shown.contains(SECRET) && !shown.contains(CALL_SECRET),
+            "{shown}"
+        );
 
         // The cassette has a mark in each secret's place, never its value.
         recorder.save().unwrap();
         let text = std::fs::read_to_string(&cassette).unwrap();
-        assert!(!text.contains(SECRET) && !text.contains(CALL_SECRET), "{choice}: {text}");
-        assert_eq!(text.matches(r#""secret": true"#).count(), 3, "{choice}: {text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains(CALL_SECRET),
+            "{choice}: {text}"
+        );
+        assert_eq!(
+            text.matches(r#""secret": true"#).count(),
+            3,
+            "{choice}: {text}"
+        );
 
         // A failed call whose program echoes both on stderr (run directly:
         // a cassette would record that stderr, the program's output).
@@ -852,7 +863,10 @@ async fn a_clients_secret_arguments_reach_the_program_and_nothing_else() {
         let stderr = err.output().expect("a failed run").stderr_str();
         assert!(stderr.contains(SECRET), "{choice}: the program did echo it");
         for text in [err.to_string(), err.diagnostic(), format!("{err:?}")] {
-            assert!(!text.contains(SECRET) && !text.contains(CALL_SECRET), "{choice}: {text}");
+            assert!(
+                !text.contains(SECRET) && !text.contains(CALL_SECRET),
+                "{choice}: {text}"
+            );
         }
         assert!(
             (err.to_string()).ends_with("denied: --token <secret> fail <secret>"),
@@ -880,7 +894,10 @@ async fn a_clients_secret_arguments_reach_the_program_and_nothing_else() {
         let seen = common::events::recorder().seen.lock().unwrap().clone();
         let finished = (seen.iter())
             .filter(|s| s.get("name") == Some(name.as_str()))
-            .filter(|s| s.get("message").is_some_and(|m| m.contains("process finished")))
+            .filter(|s| {
+                s.get("message")
+                    .is_some_and(|m| m.contains("process finished"))
+            })
             .count();
         assert_eq!(finished, 3, "{choice}");
     }
