@@ -73,3 +73,40 @@ pub const EXIT_KILLED: u8 = signalled(9);
 pub const fn signalled(sig: i32) -> u8 {
     128u8.saturating_add(sig as u8)
 }
+
+/// `pkit run`: pkit's own output of the run (the captured output it
+/// prints at the end, the report) could not be written because its reader
+/// went away (EPIPE: `pkit run --capture -- job | head -1`). 141, what a
+/// shell shows for a writer killed by SIGPIPE, as GNU tools end there with
+/// SIGPIPE at its default. pkit's own SIGPIPE is ignored (Rust's runtime
+/// sets that before `main`; the program gets the default back), so it is
+/// told by the write's EPIPE, and says so on stderr first, as GNU tools
+/// with SIGPIPE ignored do.
+pub const EXIT_BROKEN_PIPE: u8 = 128 + 13;
+
+/// pkit's own output of a run that could not be written: what, and why.
+/// Its status replaces the program's (as timeout(1)'s own write error
+/// does): the output asked for is lost.
+#[derive(Debug)]
+pub struct WriteFailed {
+    /// `the captured stdout`, `the captured stderr`, `the report`.
+    pub what: &'static str,
+    pub source: std::io::Error,
+}
+
+impl WriteFailed {
+    /// [`EXIT_BROKEN_PIPE`] when the reader went away; any other failure
+    /// (`>/dev/full`'s ENOSPC, EIO) is pkit's: [`EXIT_OWN_FAILURE`], as
+    /// timeout(1) and env(1) end on their own write error.
+    pub fn status(&self) -> u8 {
+        match self.source.kind() {
+            std::io::ErrorKind::BrokenPipe => EXIT_BROKEN_PIPE,
+            _ => EXIT_OWN_FAILURE,
+        }
+    }
+
+    /// Says so on stderr (when stderr itself can be written).
+    pub fn print(&self) {
+        eprintln!("pkit: cannot write {}: {}", self.what, self.source);
+    }
+}

@@ -9,6 +9,7 @@ use pkit::ErrorKind;
 use serde::Serialize;
 
 use crate::cgstats::TreeStats;
+use crate::exit::WriteFailed;
 
 /// The report's schema version; bumped on any incompatible change.
 pub const SCHEMA: u32 = 1;
@@ -211,12 +212,16 @@ impl Sink {
     }
 
     /// Writes `report` as one line.
-    pub fn write(&mut self, report: &Report) {
+    ///
+    /// # Errors
+    ///
+    /// The write's (its reader gone, a full disk); nothing is printed.
+    pub fn write(&mut self, report: &Report) -> Result<(), WriteFailed> {
         let mut line = match serde_json::to_vec(report) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("pkit: cannot encode the report: {e}");
-                return;
+                return Ok(());
             }
         };
         line.push(b'\n');
@@ -225,9 +230,10 @@ impl Sink {
             Sink::Stderr => io::stderr().lock().write_all(&line),
             Sink::File(f) => f.write_all(&line).and_then(|()| f.flush()),
         };
-        if let Err(e) = result {
-            eprintln!("pkit: cannot write the report: {e}");
-        }
+        result.map_err(|source| WriteFailed {
+            what: "the report",
+            source,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use pkit::{CapturePolicy, Command, Error, Mechanism, Outcome, Stdio};
 
 use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
-use crate::exit::{signalled, EXIT_KILLED, EXIT_TIMEOUT};
+use crate::exit::{signalled, WriteFailed, EXIT_KILLED, EXIT_TIMEOUT};
 use crate::forward::{on_signal, until, Forwarder, Run};
 use crate::orphans::Orphans;
 use crate::report::{kind_name, Kill, Report, Sink, Stream, SCHEMA};
@@ -310,6 +310,9 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
         }
     };
     let exit = exit_for(&args, &st, out.outcome());
+    // pkit's own output that could not be written: its status replaces
+    // the program's (see `WriteFailed`).
+    let mut lost = None;
     report.exit_status = match exit {
         Exit::Code(c) => c,
         // The report's status is a shell's `$?`: the low byte.
@@ -344,9 +347,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             out.stderr_truncated(),
         ));
         if !sink.is_some() {
-            let _ = std::io::stdout().write_all(out.stdout());
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().write_all(out.stderr());
+            lost = print_captured(out.stdout(), out.stderr());
         }
     }
     report.stats = stats;
@@ -359,8 +360,27 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             print_stats(s, report.duration_us);
         }
     }
-    sink.write(&report);
-    exit
+    if let Err(e) = sink.write(&report) {
+        lost = lost.or(Some(e));
+    }
+    match lost {
+        Some(e) => {
+            e.print();
+            Exit::Code(e.status())
+        }
+        None => exit,
+    }
+}
+
+/// Prints the captured output at the end of the run (no report to carry
+/// it): stdout, then stderr, both tried; the first failure is returned.
+fn print_captured(stdout: &[u8], stderr: &[u8]) -> Option<WriteFailed> {
+    let out = std::io::stdout().write_all(stdout);
+    let out = out.and_then(|()| std::io::stdout().flush());
+    let err = std::io::stderr().write_all(stderr);
+    let failed = |what| move |source| WriteFailed { what, source };
+    (out.map_err(failed("the captured stdout")).err())
+        .or(err.map_err(failed("the captured stderr")).err())
 }
 
 /// What ends the leftovers' grace early: TERM, INT, HUP or QUIT to pkit
@@ -543,6 +563,10 @@ fn error_end(
     if report.duration_us == 0 {
         report.duration_us = began.elapsed().as_micros() as u64;
     }
-    sink.write(&report);
+    // Already a failure with its own status: a report that can't be
+    // written is said, and changes nothing.
+    if let Err(e) = sink.write(&report) {
+        e.print();
+    }
     Exit::Code(code)
 }

@@ -1,14 +1,16 @@
 //! The JSON report: every kind of run is valid against the schema in the
 //! repository (checked by a small validator for the subset of JSON Schema
-//! that file uses), and it never shares stdout with the program.
+//! that file uses), and it never shares stdout with the program; pkit's own
+//! output (the report, the captured output) that can't be written is a
+//! failure with its own status.
 // Unix only: these run the Linux CLI (signals, /proc, ttys); Windows has
 // tests/windows.rs.
 #![cfg(unix)]
 
 mod common;
 
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -367,4 +369,101 @@ fn json_file_follows_a_symbolic_link_as_shell_redirection_does() {
     let last = err.lines().last().unwrap_or_default();
     let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {err}"));
     assert_eq!(v["exit_code"], 0);
+}
+
+/// The write end of a pipe whose reader went away (closed before pkit
+/// writes): a write to it fails with EPIPE.
+fn reader_gone() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both were just opened, and are owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Stdio::from(write)
+}
+
+/// pkit's own output to a real pipe whose reader is gone (`| true`): the
+/// captured output printed at the end, the report on stderr (`--json`) or
+/// on stdout (`--json-file /dev/stdout`). pkit says so on stderr when it
+/// can and ends 141, whatever the program's status: not 0 with the output
+/// lost, never a panic. The program's own write there kills it by SIGPIPE,
+/// which pkit passes on (141 too). `/dev/full` (ENOSPC) is 125; a stdout
+/// closed at the start (`>&-`) is /dev/null to pkit (Rust's runtime).
+#[test]
+fn own_output_whose_reader_went_away_is_a_failure_with_its_own_status() {
+    let said = |out: &std::process::Output, what: &str| {
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains("panicked"), "{text}");
+        assert!(
+            text.contains(&format!("pkit: cannot write {what}: ")),
+            "{text}"
+        );
+        text.into_owned()
+    };
+    for m in mechanisms() {
+        let pkit_m = |args: &[&str]| {
+            let mut cmd = pkit();
+            cmd.args(["run", "--mechanism", m]).args(args);
+            cmd
+        };
+        // Captured stdout, the program exiting 0 and 3.
+        for (script, code) in [("echo hi", 0), ("echo hi; echo err >&2; exit 3", 3)] {
+            let out = pkit_m(&["--capture", "--", "sh", "-c", script])
+                .stdout(reader_gone())
+                .output()
+                .unwrap();
+            let text = said(&out, "the captured stdout");
+            assert!(text.contains("Broken pipe"), "{m} {code}: {text}");
+            assert_eq!(shell_status(out.status), 141, "{m} {code}: {text}");
+            if code == 3 {
+                // Stderr still got its share.
+                assert!(text.contains("err\n"), "{m}: {text}");
+            }
+        }
+        // The report, on stderr (--json) and on stdout (--json-file).
+        let out = pkit_m(&["--json", "--capture", "--", "echo", "hi"])
+            .stderr(reader_gone())
+            .output()
+            .unwrap();
+        assert_eq!(shell_status(out.status), 141, "{m}");
+        assert!(out.stdout.is_empty(), "{m}");
+        let out = pkit_m(&[
+            "--json-file",
+            "/dev/stdout",
+            "--capture",
+            "--",
+            "echo",
+            "hi",
+        ])
+        .stdout(reader_gone())
+        .output()
+        .unwrap();
+        let text = said(&out, "the report");
+        assert_eq!(shell_status(out.status), 141, "{m}: {text}");
+        // The program's own write: it dies of SIGPIPE, pkit passes it on.
+        let out = pkit_m(&["--", "echo", "hi"])
+            .stdout(reader_gone())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{m}: {out:?}");
+        // Any other write failure is pkit's: 125.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = pkit_m(&["--capture", "--", "echo", "hi"])
+            .stdout(full)
+            .output()
+            .unwrap();
+        let text = said(&out, "the captured stdout");
+        assert_eq!(shell_status(out.status), 125, "{m}: {text}");
+        // A stdout closed at the start: /dev/null to pkit.
+        let out = std::process::Command::new("sh")
+            .args(["-c", r#"exec "$@" >&-"#, "sh", env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "--mechanism", m, "--capture", "--", "echo", "hi"])
+            .output()
+            .unwrap();
+        assert_eq!(shell_status(out.status), 0, "{m}: {out:?}");
+    }
 }

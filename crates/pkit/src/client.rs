@@ -20,6 +20,22 @@ use crate::runner::Runner;
 /// [`exit_code`](Self::exit_code), [`probe`](Self::probe)), so a wrapper
 /// type is only argument building and output parsing.
 ///
+/// A token the tool takes as an argument is given with
+/// [`secret_arg`](Self::secret_arg), for every call, or with
+/// [`Command::secret_arg`] on one call's [`command`](Self::command): the
+/// tool gets it as given, and pkit never shows or records it (no `Debug`,
+/// log event or error message, not even a quote of the tool's stderr that
+/// echoes it; a record/replay cassette writes `{"secret": true}`).
+///
+/// ```
+/// let deploy = pkit::CliClient::new("deployctl").arg("--token").secret_arg("tok-s3cret");
+/// // One call's own secret, on its command: `deployctl --token tok-s3cret
+/// // push --otp 123456 web`, run with `call.run().await`.
+/// let call = deploy.command(["push", "--otp"]).secret_arg("123456").arg("web");
+/// assert!(!format!("{deploy:?} {call:?}").contains("s3cret"));
+/// assert!(!format!("{call:?}").contains("123456"));
+/// ```
+///
 /// A wrapper built on it is testable without the tool: give the client
 /// another runner with [`with_runner`](Self::with_runner), for example a
 /// `ScriptedRunner` of `pkit::testing` (cargo feature `testing`), whose
@@ -58,7 +74,9 @@ use crate::runner::Runner;
 #[derive(Clone)]
 pub struct CliClient {
     program: OsString,
-    args: Vec<OsString>,
+    /// The default arguments, each with whether it is secret
+    /// ([`secret_arg`](Self::secret_arg)).
+    args: Vec<(OsString, bool)>,
     /// `Some`: the environment the tool starts with, instead of this
     /// process's.
     env: Option<Vec<(OsString, OsString)>>,
@@ -89,7 +107,27 @@ impl CliClient {
 
     /// Adds a default argument, given before each call's own.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> CliClient {
-        self.args.push(arg.as_ref().to_os_string());
+        self.args.push((arg.as_ref().to_os_string(), false));
+        self
+    }
+
+    /// Adds a default argument that pkit never shows or records, given
+    /// before each call's own (in its place among the other defaults):
+    /// every command of the client passes it with
+    /// [`Command::secret_arg`], so what that promises holds for each call
+    /// — no `Debug`, log event or error message shows it, and a
+    /// `pkit::testing::RecordReplay` cassette writes `{"secret": true}` in
+    /// its place (replayed with any secret there). A secret for one call
+    /// only: [`command`](Self::command), then [`Command::secret_arg`].
+    ///
+    /// ```
+    /// let deploy = pkit::CliClient::new("deployctl").arg("--token").secret_arg("tok-s3cret");
+    /// assert!(!format!("{deploy:?}").contains("tok-s3cret"));
+    /// let call = deploy.command(["status"]);
+    /// assert!(!format!("{call:?}").contains("tok-s3cret"));
+    /// ```
+    pub fn secret_arg(mut self, arg: impl AsRef<OsStr>) -> CliClient {
+        self.args.push((arg.as_ref().to_os_string(), true));
         self
     }
 
@@ -99,8 +137,7 @@ impl CliClient {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        (self.args).extend(args.into_iter().map(|a| (a.as_ref().to_os_string(), false)));
         self
     }
 
@@ -161,15 +198,36 @@ impl CliClient {
         &self.program
     }
 
-    /// A command for one call: the program, the default arguments, then
-    /// `args`, with the client's environment, directory, timeout and
-    /// runner. Adjust it further (stdin, a retry…) before running it.
+    /// A command for one call: the program, the default arguments (the
+    /// secret ones as [`Command::secret_arg`]), then `args`, with the
+    /// client's environment, directory, timeout and runner. Adjust it
+    /// further (stdin, a retry, a secret argument of this call's own…)
+    /// before running it:
+    ///
+    /// ```no_run
+    /// # async fn demo(token: &str) -> pkit::Result<()> {
+    /// let curl = pkit::CliClient::new("curl").arg("-sf");
+    /// let me = curl
+    ///     .command(["-H"])
+    ///     .secret_arg(format!("Authorization: Bearer {token}"))
+    ///     .arg("https://api.example.com/me")
+    ///     .run()
+    ///     .await?;
+    /// # let _ = me; Ok(()) }
+    /// ```
     pub fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(&self.program).args(&self.args).args(args);
+        let mut cmd = Command::new(&self.program);
+        for (arg, secret) in &self.args {
+            cmd = match secret {
+                true => cmd.secret_arg(arg),
+                false => cmd.arg(arg),
+            };
+        }
+        let mut cmd = cmd.args(args);
         if let Some(vars) = &self.env {
             cmd = cmd.env_clear().envs(vars.iter().map(|(k, v)| (k, v)));
         }

@@ -5,99 +5,14 @@
 
 mod common;
 
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use common::events::{recorder, Seen};
 use common::*;
 use pkit::{CancelToken, Command, Restart, Supervisor};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
+use tracing::Level;
 
 const MARK: &str = "zqMARKq7";
-
-#[derive(Debug, Clone)]
-struct Seen {
-    level: Level,
-    target: String,
-    /// `field=value` pairs, the message included.
-    fields: Vec<(String, String)>,
-}
-
-impl Seen {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-struct Fields(Vec<(String, String)>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let mut text = String::new();
-        let _ = write!(text, "{value:?}");
-        self.0.push((field.name().to_string(), text));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name().to_string(), value.to_string()));
-    }
-}
-
-/// Records every event and every span's fields.
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<Seen>>,
-}
-
-impl Subscriber for Recorder {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let mut f = Fields(Vec::new());
-        span.record(&mut f);
-        self.seen.lock().unwrap().push(Seen {
-            level: *span.metadata().level(),
-            target: span.metadata().target().to_string(),
-            fields: f.0,
-        });
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, values: &Record<'_>) {
-        let mut f = Fields(Vec::new());
-        values.record(&mut f);
-        self.seen.lock().unwrap().push(Seen {
-            level: Level::TRACE,
-            target: "span-record".into(),
-            fields: f.0,
-        });
-    }
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut f = Fields(Vec::new());
-        event.record(&mut f);
-        self.seen.lock().unwrap().push(Seen {
-            level: *event.metadata().level(),
-            target: event.metadata().target().to_string(),
-            fields: f.0,
-        });
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-fn recorder() -> &'static Arc<Recorder> {
-    static REC: OnceLock<Arc<Recorder>> = OnceLock::new();
-    REC.get_or_init(|| {
-        let rec = Arc::new(Recorder::default());
-        tracing::subscriber::set_global_default(rec.clone()).expect("the only subscriber");
-        rec
-    })
-}
 
 /// The events named `name`, with `message` containing `what`.
 fn find(name: &str, what: &str) -> Vec<Seen> {

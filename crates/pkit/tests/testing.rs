@@ -792,3 +792,124 @@ async fn a_cassette_refuses_to_save_secret_output() {
     assert!(err.to_string().contains("secret"), "{err}");
     assert!(!path.exists(), "nothing is written");
 }
+
+/// A `CliClient`'s secret arguments, a default one
+/// (`CliClient::secret_arg`) and one call's own (`command(..)` then
+/// `Command::secret_arg`), reach the program (it writes its arguments to a
+/// file) and nothing else: not the cassette (which replays with other
+/// secrets there), not the client's or a command's `Debug`, not a failed
+/// call's error (its program echoes them on stderr), not a log event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_secret_arguments_reach_the_program_and_nothing_else() {
+    common::events::recorder();
+    let suite = begin("a_clients_secret_arguments").await;
+    const CALL_SECRET: &str = "otp-5c1e-never-shown";
+    // $1 is the client's "--token", $2 its secret, then the call's own.
+    let script =
+        r#"printf '%s\n' "$@" > "$OUT"; [ "$3" = fail ] || exit 0; echo "denied: $*" >&2; exit 3"#;
+    for choice in mechanisms() {
+        let dir = TempPath::new("client-secret");
+        std::fs::create_dir(dir.path()).unwrap();
+        let out = dir.path().join("args");
+        let cassette = dir.path().join("runs.json");
+        let name = format!("client-secret-{choice}");
+        let client = |secret: &str, runner: Arc<dyn pkit::Runner>| {
+            CliClient::new("sh")
+                .args(["-c", script, "sh", "--token"])
+                .secret_arg(secret)
+                .append_env("OUT", &out)
+                .log_name(&name)
+                .with_runner(runner)
+        };
+        let got = || std::fs::read_to_string(&out).unwrap();
+        let system = || Arc::new(SystemRunner::with_mechanism(choice));
+        let recorder = Arc::new(RecordReplay::record(&cassette, system()));
+        let tool = client(SECRET, recorder.clone());
+
+        // Both reach the program, in their places.
+        tool.run(["list"]).await.unwrap();
+        assert_eq!(got(), format!("--token\n{SECRET}\nlist\n"), "{choice}");
+        let call = tool.command(["get", "-H"]).secret_arg(CALL_SECRET).arg("x");
+        call.run().await.unwrap();
+        let want = format!("--token\n{SECRET}\nget\n-H\n{CALL_SECRET}\nx\n");
+        assert_eq!(got(), want, "{choice}");
+        let shown = format!("{tool:?} {call:?} {:?}", tool.command(["list"]));
+        assert!(
+            !shown.contains(SECRET) && !shown.contains(CALL_SECRET),
+            "{shown}"
+        );
+
+        // The cassette has a mark in each secret's place, never its value.
+        recorder.save().unwrap();
+        let text = std::fs::read_to_string(&cassette).unwrap();
+        assert!(
+            !text.contains(SECRET) && !text.contains(CALL_SECRET),
+            "{choice}: {text}"
+        );
+        assert_eq!(
+            text.matches(r#""secret": true"#).count(),
+            3,
+            "{choice}: {text}"
+        );
+
+        // A failed call whose program echoes both on stderr (run directly:
+        // a cassette would record that stderr, the program's output).
+        let err = (client(SECRET, system()).command(["fail"]))
+            .secret_arg(CALL_SECRET)
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(got(), format!("--token\n{SECRET}\nfail\n{CALL_SECRET}\n"));
+        let stderr = err.output().expect("a failed run").stderr_str();
+        assert!(stderr.contains(SECRET), "{choice}: the program did echo it");
+        for text in [err.to_string(), err.diagnostic(), format!("{err:?}")] {
+            assert!(
+                !text.contains(SECRET) && !text.contains(CALL_SECRET),
+                "{choice}: {text}"
+            );
+        }
+        assert!(
+            (err.to_string()).ends_with("denied: --token <secret> fail <secret>"),
+            "{choice}: {err}"
+        );
+
+        // Replay: other secrets in those places match, and run nothing; a
+        // plain argument there does not.
+        std::fs::remove_file(&out).unwrap();
+        let replay = Arc::new(RecordReplay::replay(&cassette).unwrap());
+        let ci = client("dummy-token", replay.clone());
+        ci.run(["list"]).await.unwrap();
+        let call = ci.command(["get", "-H"]).secret_arg("dummy-otp").arg("x");
+        call.run().await.unwrap();
+        assert!(!out.exists(), "{choice}: a replay runs nothing");
+        let plain = (CliClient::new("sh").args(["-c", script, "sh", "--token", SECRET]))
+            .append_env("OUT", &out)
+            .with_runner(replay)
+            .run(["list"])
+            .await
+            .unwrap_err();
+        assert_eq!(plain.kind(), ErrorKind::CassetteMiss, "{choice}: {plain}");
+
+        // The three real runs were logged, under the client's name.
+        let seen = common::events::recorder().seen.lock().unwrap().clone();
+        let finished = (seen.iter())
+            .filter(|s| s.get("name") == Some(name.as_str()))
+            .filter(|s| {
+                s.get("message")
+                    .is_some_and(|m| m.contains("process finished"))
+            })
+            .count();
+        assert_eq!(finished, 3, "{choice}");
+    }
+    suite.end().await;
+    let seen = common::events::recorder().seen.lock().unwrap().clone();
+    for s in &seen {
+        for (k, v) in &s.fields {
+            let text = format!("{k}={v}");
+            assert!(
+                !text.contains(SECRET) && !text.contains(CALL_SECRET),
+                "a secret in an event: {s:?}"
+            );
+        }
+    }
+}

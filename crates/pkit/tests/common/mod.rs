@@ -14,6 +14,7 @@
 
 #[cfg(unix)]
 pub mod descriptors;
+pub mod events;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
