@@ -113,19 +113,30 @@ pub async fn probe(with: &str, runs: usize) {
     if with.contains('+') {
         let names: Vec<&str> = with.split('+').collect();
         let mut times = vec![Vec::with_capacity(runs + 1); names.len()];
-        for _ in 0..=runs {
-            for (name, times) in names.iter().zip(&mut times) {
+        // CPU time of the calling thread and of the whole process (every
+        // thread, children not counted) in each contender's runs, the first
+        // (warm-up) run left out: what load moves far less than the wall time.
+        let mut cpu = vec![(0u64, 0u64); names.len()];
+        for run in 0..=runs {
+            for ((name, times), cpu) in names.iter().zip(&mut times).zip(&mut cpu) {
+                let (thread, process) = (cpu_ns(THREAD), cpu_ns(PROCESS));
                 let t = Instant::now();
                 Box::pin(probe(name, 0)).await;
                 times.push(t.elapsed());
+                if run > 0 {
+                    cpu.0 += cpu_ns(THREAD).saturating_sub(thread);
+                    cpu.1 += cpu_ns(PROCESS).saturating_sub(process);
+                }
             }
         }
         if runs > 0 {
-            for (name, mut times) in names.iter().zip(times) {
+            for ((name, mut times), cpu) in names.iter().zip(times).zip(cpu) {
                 times.sort();
                 eprintln!(
-                    "  {name}: median {:.1} µs",
-                    times[times.len() / 2].as_nanos() as f64 / 1e3
+                    "  {name}: median {:.1} µs, CPU per run: this thread {:.1} µs, the process {:.1} µs",
+                    times[times.len() / 2].as_nanos() as f64 / 1e3,
+                    cpu.0 as f64 / runs as f64 / 1e3,
+                    cpu.1 as f64 / runs as f64 / 1e3,
                 );
             }
         }
@@ -180,6 +191,10 @@ pub async fn probe(with: &str, runs: usize) {
                 assert!(st.success());
             }
             "pkit" => pkit_true("/bin/true").await,
+            // The same through a runner naming the mechanism, so that one
+            // process can interleave the two (`pkit-cg+pkit-pg`).
+            "pkit-cg" => pkit_true_in("/bin/true", pkit::MechanismChoice::Cgroup).await,
+            "pkit-pg" => pkit_true_in("/bin/true", pkit::MechanismChoice::ProcessGroup).await,
             // The bench's idle pause before each round (`stats::ROUND_PAUSE`),
             // for a `+` list that starts its runs as a round does.
             "pause" => tokio::time::sleep(crate::stats::ROUND_PAUSE).await,
@@ -229,6 +244,12 @@ pub async fn probe(with: &str, runs: usize) {
             }
             "pkit-cat" => {
                 let _ = pkit_cat().await;
+            }
+            "pkit-cat-cg" => {
+                let _ = pkit_cat_in(pkit::MechanismChoice::Cgroup).await;
+            }
+            "pkit-cat-pg" => {
+                let _ = pkit_cat_in(pkit::MechanismChoice::ProcessGroup).await;
             }
             // Sixteen of them at once (the fan-out scenario's).
             "tokio-fanout" => {
@@ -292,8 +313,8 @@ pub async fn probe(with: &str, runs: usize) {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
             }
             other => panic!(
-                "--probe-with {other}: std, tokio, pkit, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
-                 std-cat, tokio-cat, pkit-cat, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
+                "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
+                 std-cat, tokio-cat, pkit-cat, pkit-cat-cg, pkit-cat-pg, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
         }
@@ -321,6 +342,49 @@ pub fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// `CLOCK_THREAD_CPUTIME_ID` and `CLOCK_PROCESS_CPUTIME_ID`, for [`cpu_ns`].
+const THREAD: libc::clockid_t = libc::CLOCK_THREAD_CPUTIME_ID;
+const PROCESS: libc::clockid_t = libc::CLOCK_PROCESS_CPUTIME_ID;
+
+/// The CPU time of `clock` so far, in ns.
+fn cpu_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; a CPU-time clock of this
+    // thread or process always exists.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// [`pkit_true`] through a `SystemRunner` of `mechanism`.
+async fn pkit_true_in(program: &str, mechanism: pkit::MechanismChoice) {
+    let code = pkit::Command::new(program)
+        .stdout(pkit::Stdio::Null)
+        .stderr(pkit::Stdio::Null)
+        .runner(std::sync::Arc::new(pkit::SystemRunner::with_mechanism(
+            mechanism,
+        )))
+        .exit_code()
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+}
+
+/// [`pkit_cat`] through a `SystemRunner` of `mechanism`.
+async fn pkit_cat_in(mechanism: pkit::MechanismChoice) {
+    let out = pkit::Command::new("cat")
+        .stdin_bytes(SMALL_INPUT)
+        .runner(std::sync::Arc::new(pkit::SystemRunner::with_mechanism(
+            mechanism,
+        )))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout(), SMALL_INPUT);
 }
 
 async fn pkit_true(program: &str) {

@@ -221,6 +221,73 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
     until("every spare is removed", || own_dirs().is_empty()).await;
 }
 
+/// A run that lowers its own cgroup's `cgroup.max.depth` or
+/// `cgroup.max.descendants` (and exits 0, its cgroup empty) leaves a
+/// directory that is never handed out again, and that is removed, not
+/// left behind: its limits are read when a spare is taken (two `pread`s
+/// that also tell a removed directory, where a `stat` per take did that
+/// before), and a lowered one is removed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_whose_limits_a_run_lowered_is_removed_not_reused() {
+    if writable_parent("a_spare_whose_limits_a_run_lowered_is_removed_not_reused").is_none() {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
+    pkit::release_spare_cgroups();
+    let root = pkit::host_containment().group_parent.unwrap();
+    for knob in ["cgroup.max.depth", "cgroup.max.descendants"] {
+        // Twice first: the directory is a spare with its limits' files
+        // open when the run that lowers a limit takes it.
+        let reused = cgroup_of_run(&runner, "0").await;
+        assert_eq!(cgroup_of_run(&runner, "0").await, reused, "{knob}: reused");
+        let script = format!(
+            "cg=$(grep '^0::' /proc/self/cgroup | cut -d: -f3); echo \"0::$cg\"; \
+             echo 0 > \"$1/${{cg##*/}}/{knob}\""
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script, "sh", root.to_str().unwrap()])
+            .runner(runner.clone())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.success(),
+            "{knob}: {:?} {}",
+            out.outcome(),
+            out.stderr_str()
+        );
+        let lowered = out.stdout_str().trim().to_string();
+        assert_eq!(lowered, reused, "{knob}: the lowering run had the spare");
+        let name = lowered.rsplit('/').next().unwrap().to_string();
+        // The next runs never get it, and it goes.
+        for _ in 0..3 {
+            assert_ne!(
+                cgroup_of_run(&runner, "0").await,
+                lowered,
+                "{knob}: not reused"
+            );
+        }
+        until("the directory with a lowered limit is removed", || {
+            !own_dirs().contains(&name)
+        })
+        .await;
+        // A run whose later starts need sub-cgroups works in what it gets.
+        let g = Group::builder()
+            .mechanism(MechanismChoice::Cgroup)
+            .build()
+            .unwrap();
+        let first = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let second = g.start(&Command::new("true"));
+        assert!(second.is_ok(), "{knob}: a second start: {:?}", second.err());
+        drop(first);
+        drop(second);
+        g.close().await.unwrap();
+    }
+    pkit::release_spare_cgroups();
+    until("every spare is removed", || own_dirs().is_empty()).await;
+}
+
 /// A closed group whose directory the spare pool handed to a newer group
 /// no longer names it: its description (and `Debug`) says it is closed,
 /// while the newer group's names the directory it now owns.

@@ -35,8 +35,11 @@
 //! - [`release_all`] removes the spares now (`pkit::release_spare_cgroups`);
 //!   one it cannot remove stays pooled and registered.
 //! - A spare someone else removed (`rmdir` by an administrator) is noticed
-//!   when it would be taken (its open directory has no `cgroup.events`
-//!   left) and dropped: the next group gets a fresh directory.
+//!   when it would be taken (its kept limits files answer `ENODEV`) and
+//!   dropped: the next group gets a fresh directory.
+//! - A spare whose `cgroup.max.descendants` or `cgroup.max.depth` a run
+//!   lowered is never handed out: both are read when it is taken (see
+//!   [`limits_at_max`]), and such a spare is removed instead.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -64,8 +67,9 @@ pub(crate) struct Spare {
     /// Its open `cpu.stat`, once a group that reports its stats took it
     /// (kept, as `events`, so each later measure is one `pread`).
     pub(crate) cpu_stat: Option<Arc<OwnedFd>>,
-    /// Its open `cgroup.max.descendants` and `cgroup.max.depth` (see
-    /// `cgroup_retire`), checked each time it comes back to the pool.
+    /// Its open `cgroup.max.descendants` and `cgroup.max.depth`, opened
+    /// when it was first pooled (see `cgroup_retire`) and read each time it
+    /// is taken (see [`limits_at_max`]).
     pub(crate) limits: Option<Arc<[OwnedFd; 2]>>,
 }
 
@@ -154,16 +158,69 @@ fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
             return None;
         }
         let mut spare = pool.spares.swap_remove(i);
-        if still_there(&spare.dir) {
-            if stats {
-                spare.cpu_base = cpu_usage(&mut spare);
+        match limits_at_max(&spare) {
+            Fit::Yes => {
+                if stats {
+                    spare.cpu_base = cpu_usage(&mut spare);
+                }
+                return Some(spare);
             }
-            return Some(spare);
+            Fit::Lowered => {
+                discard(spare);
+                continue;
+            }
+            Fit::Removed => {}
         }
         // Removed behind our back (an administrator's `rmdir`, a cleanup
         // script): its open fd names a dead cgroup, into which no child can
         // be placed. Forget it; the caller makes a fresh directory.
         tracing::debug!(target: "pkit", dir = %spare.path.display(), "a spare cgroup was removed by someone else");
+        unregister(spare.ticket);
+    }
+}
+
+/// What a spare's limits files say when it is taken.
+enum Fit {
+    /// Both `max`: the spare is as good as a new directory.
+    Yes,
+    /// The directory was removed behind our back: the files of a removed
+    /// cgroup, open or not, answer `ENODEV`.
+    Removed,
+    /// A run lowered a limit (or the files can't be read): not reused.
+    Lowered,
+}
+
+/// Whether the spare still has the sub-cgroup limits a new cgroup has
+/// (`max`), read through its kept `cgroup.max.descendants` and
+/// `cgroup.max.depth` (two `pread`s).
+///
+/// A program of the run may lower its own cgroup's limits, and a spare
+/// that kept one would refuse the next group's sub-cgroups (its later
+/// starts' leaves, a nested pkit's groups). Checked here, when the spare
+/// is taken, rather than when it came back: the same two reads then also
+/// tell whether the directory still exists, which took a `stat` of its
+/// own on every take before.
+fn limits_at_max(spare: &Spare) -> Fit {
+    let Some(fds) = &spare.limits else {
+        return Fit::Lowered;
+    };
+    for fd in fds.iter() {
+        let mut buf = [0u8; 16];
+        match rustix::io::pread(fd, &mut buf, 0) {
+            Ok(n) if buf[..n] == *b"max\n" => {}
+            Err(rustix::io::Errno::NODEV | rustix::io::Errno::NOENT) => return Fit::Removed,
+            _ => return Fit::Lowered,
+        }
+    }
+    Fit::Yes
+}
+
+/// Removes a spare that must not be reused, and then drops its guard
+/// registration. One that can't be removed keeps its registration (the
+/// guard removes it when this process ends), as `release_all` does.
+fn discard(spare: Spare) {
+    tracing::debug!(target: "pkit", dir = %spare.path.display(), "a spare cgroup's limits were lowered: removed, not reused");
+    if super::reaper::remove_tree(&spare.path).is_ok() {
         unregister(spare.ticket);
     }
 }
@@ -177,28 +234,19 @@ fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
 /// own cgroup, for ours). The kernel judges both through the files'
 /// inodes, and cgroupfs keeps no inode nobody holds: without a cached
 /// dentry each spawn allocates, initialises and frees two of them. A spare
-/// cgroup's own file is looked up when it is taken from the pool (see
-/// [`still_there`]); `parent`'s when no spare is left (see [`take`]).
-/// Nothing depends on it but speed: a dentry the kernel drops meanwhile
-/// (memory pressure) only brings the allocation back until the next look.
+/// cgroup's own file is looked up once, when the directory is first pooled
+/// (see [`warm_procs_inode_at`]); `parent`'s when no spare is left (see
+/// [`take`]). Nothing depends on it but speed: a dentry the kernel drops
+/// meanwhile (memory pressure) only brings the allocation back.
 fn warm_procs_inode(dir: &Path) {
     let _ = rustix::fs::stat(dir.join("cgroup.procs"));
 }
 
-/// Whether the open cgroup directory `dir` still exists: a removed
-/// cgroup's open directory has no files left (one `fstatat`).
-///
-/// The file looked at is `cgroup.procs`, for a second effect: the lookup
-/// leaves its dentry cached, and with it the kernel's inode of that file.
-/// Each `clone3(CLONE_INTO_CGROUP)` checks that we may write the target's
-/// `cgroup.procs` by its inode; with nothing holding that inode, the
-/// kernel allocates and frees one for every spawn (see
-/// [`warm_procs_inode`]).
-fn still_there(dir: &OwnedFd) -> bool {
-    match rustix::fs::statat(dir, "cgroup.procs", rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(_) => true,
-        Err(e) => e != rustix::io::Errno::NOENT && e != rustix::io::Errno::NODEV,
-    }
+/// [`warm_procs_inode`] for the open cgroup directory `dir` (one
+/// `fstatat`), once per directory: an unused dentry stays cached, and
+/// cgroupfs gives no reason to drop it, until the directory is removed.
+pub(crate) fn warm_procs_inode_at(dir: std::os::fd::BorrowedFd<'_>) {
+    let _ = rustix::fs::statat(dir, "cgroup.procs", rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
 }
 
 /// Offers an empty, unfrozen directory (its open fd, shared: the pool's

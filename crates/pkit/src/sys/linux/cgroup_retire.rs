@@ -40,13 +40,16 @@ impl Cgroup {
             // CLONE_INTO_CGROUP into a cgroup that once saw `cgroup.kill` is
             // SIGKILLed at birth. Nor one with sub-cgroups (a program of the
             // run made them): the next run must start in a clean directory.
+            // Lowered sub-cgroup limits are looked for when the spare is
+            // taken (`cgroup_pool::limits_at_max`), through the files opened
+            // here the first time.
             let Ok(dir) = self.dir() else {
                 return false;
             };
             if !self.reusable
                 || self.killed.load(Ordering::Acquire)
                 || subtree::has_children_at(dir.as_fd(), &self.path)
-                || !self.limits_at_max(dir.as_fd())
+                || !self.limits_open(dir.as_fd())
             {
                 return false;
             }
@@ -112,33 +115,26 @@ impl Cgroup {
 }
 
 impl Cgroup {
-    /// Whether the cgroup open as `dir` still has the sub-cgroup limits a
-    /// new one has (`max`): a program of the run may lower its own
-    /// cgroup's `cgroup.max.descendants` or `cgroup.max.depth`, and a
-    /// spare that kept the limit would refuse the next group's sub-cgroups
-    /// (its later starts' leaves, a nested pkit's groups). The two files
-    /// are opened the first time and kept with the directory, so a one-shot
-    /// run that reuses a spare pays two `pread`s here, not two opens.
-    /// Unreadable counts as lowered.
-    fn limits_at_max(&self, dir: std::os::fd::BorrowedFd<'_>) -> bool {
+    /// Opens `cgroup.max.descendants` and `cgroup.max.depth` of the cgroup
+    /// open as `dir` the first time it goes to the pool, to be kept with it
+    /// (each later take reads them with a `pread`: a program of a run may
+    /// lower its own cgroup's limits); false when they can't be opened
+    /// (such a directory is not pooled). The first time also looks
+    /// `cgroup.procs` up, for the placements into it (see
+    /// `cgroup_pool::warm_procs_inode`).
+    fn limits_open(&self, dir: std::os::fd::BorrowedFd<'_>) -> bool {
         use rustix::fs::{openat, Mode, OFlags};
         let mut kept = lock(&self.limits);
-        let fds = match &*kept {
-            Some(fds) => fds,
-            None => {
-                let open =
-                    |name| openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
-                let (Ok(a), Ok(b)) = (open("cgroup.max.descendants"), open("cgroup.max.depth"))
-                else {
-                    return false;
-                };
-                kept.insert(Arc::new([a, b]))
-            }
+        if kept.is_some() {
+            return true;
+        }
+        let open = |name| openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+        let (Ok(a), Ok(b)) = (open("cgroup.max.descendants"), open("cgroup.max.depth")) else {
+            return false;
         };
-        fds.iter().all(|fd| {
-            let mut buf = [0u8; 16];
-            matches!(rustix::io::pread(fd, &mut buf, 0), Ok(n) if buf[..n] == *b"max\n")
-        })
+        *kept = Some(Arc::new([a, b]));
+        super::super::cgroup_pool::warm_procs_inode_at(dir);
+        true
     }
 }
 
