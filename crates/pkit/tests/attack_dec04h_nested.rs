@@ -52,6 +52,9 @@ async fn inner_owner() {
             if round == 0 {
                 println!("INNER ready");
             }
+            if round % 5 == 4 {
+                println!("INNER round {round}");
+            }
             kept.push_back((group, p, pipe));
             if kept.len() > 3 {
                 kept.pop_front();
@@ -1100,4 +1103,91 @@ async fn inner_owner_under_a_tight_process_cap() {
         }
     }
     suite.end().await;
+}
+
+/// The outer group suspended and resumed again and again while the inner
+/// owner starts groups, processes and pipelines (frozen, or stopped, in
+/// the middle of a start): after each resume the inner owner goes on
+/// starting, and the outer kill then leaves nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outer_suspends_inner_mid_start() {
+    if std::env::var(INNER).is_ok() || std::env::var(OWNER).is_ok() {
+        return;
+    }
+    let suite = begin("outer_suspends_inner_mid_start").await;
+    for (o, i) in pairs() {
+        let token = format!("{}-suspend-{o}-{i}", std::process::id());
+        let what = format!("outer {o} inner {i}: suspended mid-start");
+        let outer = group(o);
+        let odir = cgroup_dir(&outer);
+        let mut p = outer
+            .start(
+                &Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env(INNER, format!("churn {token}"))
+                    .env("PKIT_MECHANISM", i.as_str())
+                    .env(CHURN_MARK, &token)
+                    .stream_lines(),
+            )
+            .unwrap();
+        let mut lines = p.lines();
+        assert_eq!(
+            next_round(&mut lines).await,
+            Ok(true),
+            "{what}: the inner owner starts"
+        );
+        for cycle in 0..8u64 {
+            tokio::time::sleep(Duration::from_millis(cycle * 3)).await;
+            outer.suspend().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            outer.resume().await.unwrap();
+            // Rounds said before the suspend may still be queued: two more.
+            for _ in 0..2 {
+                assert_eq!(
+                    next_round(&mut lines).await,
+                    Ok(true),
+                    "{what}: no progress after resume {cycle}"
+                );
+            }
+        }
+        drop(lines);
+        outer.kill().unwrap();
+        drop(outer);
+        drop(p);
+        let deadline = std::time::Instant::now() + DEADLINE * 3;
+        loop {
+            let left = marked(&token);
+            if left.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let detail: Vec<String> = left
+                    .iter()
+                    .map(|p| format!("{p} {:?} {:?}", comm(*p), stat(*p)))
+                    .collect();
+                for p in &left {
+                    kill_pid(*p);
+                }
+                panic!("{what}: alive: {detail:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        if let Some(d) = odir {
+            assert_dir_released(&d).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// Waits (with a deadline) for the inner owner's next `round` line.
+async fn next_round(lines: &mut pkit::Lines) -> Result<bool, tokio::time::error::Elapsed> {
+    tokio::time::timeout(DEADLINE * 3, async {
+        while let Some(l) = lines.next_line().await {
+            if l.text.contains("INNER round") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
 }
