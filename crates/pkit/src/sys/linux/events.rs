@@ -8,11 +8,29 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Removes directories, ignoring failures (already gone).
+/// Removes directories (a group's cgroup v1 ones), each with the
+/// sub-cgroups a program in the group made below it (a nested pkit's
+/// capped groups), deepest first; failures are ignored (already gone, or
+/// still populated).
 pub(crate) fn remove_dirs(dirs: &[PathBuf]) {
     for d in dirs {
-        let _ = rustix::fs::rmdir(d);
+        remove_dir_tree(d);
     }
+}
+
+/// Removes `dir` and every directory below it, deepest first (`rmdir`
+/// refuses a cgroup with sub-cgroups; in a cgroup hierarchy every
+/// sub-directory is one). Only empty cgroups go: the kernel refuses one
+/// with members, so this never takes a live group's directory away.
+pub(crate) fn remove_dir_tree(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dir_tree(&e.path());
+            }
+        }
+    }
+    let _ = rustix::fs::rmdir(dir);
 }
 
 /// Parsed `cgroup.events`.

@@ -103,13 +103,17 @@ pub(crate) fn spawn_orphan(spec: &SpawnSpec) -> Result<(i32, OwnedFd), SpawnErro
         let _ = launcher.wait_blocking(None);
     }
     let program = launch.pid.load(Ordering::Acquire);
-    // SAFETY: when nonnegative, the kernel stored a new pidfd (CLONE_PIDFD
-    // of the launcher's clone) in our shared descriptor table, owned by
-    // nobody else.
-    let pidfd = (launch.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(launch.pidfd) });
+    // A failed clone owns nothing: the kernel writes the pidfd's number
+    // before its last checks (a full `pids.max` refuses the fork after
+    // that), and on failure never installs it, so the number may name no
+    // descriptor, or another one of ours by the time we look.
     if program < 0 {
         return Err(SpawnError::Os(io::Error::from_raw_os_error(-program)));
     }
+    // SAFETY: the launcher's clone succeeded; when nonnegative, the kernel
+    // stored a new pidfd (CLONE_PIDFD) in our shared descriptor table,
+    // owned by nobody else.
+    let pidfd = (launch.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(launch.pidfd) });
     let Some(pidfd) = pidfd else {
         return Err(SpawnError::Os(io::Error::new(
             io::ErrorKind::Unsupported,

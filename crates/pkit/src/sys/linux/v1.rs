@@ -170,9 +170,11 @@ impl V1Cgroup {
     }
 
     /// Removes the directory (its processes must be gone; zombies don't
-    /// count in v1).
+    /// count in v1), with any sub-cgroups a program in the group made below
+    /// it (a nested pkit's capped groups: the kill that ended the group
+    /// ended that pkit and its guard too, so nobody else will).
     pub(crate) fn remove(&self) {
-        let _ = std::fs::remove_dir(&self.path);
+        super::events::remove_dir_tree(&self.path);
     }
 }
 
