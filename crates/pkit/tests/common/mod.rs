@@ -14,6 +14,8 @@
 
 #[cfg(unix)]
 pub mod descriptors;
+#[cfg(target_os = "linux")]
+pub mod fds;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
