@@ -28,11 +28,14 @@ use std::time::Instant;
 
 use super::{DEADLINE, POLL};
 
-/// One open descriptor: its number and what `/proc/self/fd` says it is.
+/// One open descriptor: its number, what `/proc/self/fd` says it is, and
+/// what tells it from another of its kind at that number (its inode and,
+/// a pidfd, its process, from `/proc/self/fdinfo`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Fd {
     pub num: i32,
     pub target: String,
+    pub id: String,
 }
 
 impl std::fmt::Display for Fd {
@@ -60,7 +63,11 @@ impl Snapshot {
                 let num = e.file_name().to_str()?.parse().ok()?;
                 let target = std::fs::read_link(e.path()).ok()?;
                 let target = target.to_string_lossy().into_owned();
-                (!target.starts_with(&listing)).then_some(Fd { num, target })
+                (!target.starts_with(&listing)).then(|| Fd {
+                    num,
+                    id: identity(num, &target),
+                    target,
+                })
             })
             .collect();
         fds.sort();
@@ -82,16 +89,32 @@ impl Snapshot {
         &self.fds
     }
 
-    fn target(&self, num: i32) -> Option<&str> {
-        self.fds
-            .iter()
-            .find(|fd| fd.num == num)
-            .map(|fd| fd.target.as_str())
+    fn fd(&self, num: i32) -> Option<&Fd> {
+        self.fds.iter().find(|fd| fd.num == num)
     }
 
-    fn count(&self, target: &str) -> usize {
-        self.fds.iter().filter(|fd| fd.target == target).count()
+    fn target(&self, num: i32) -> Option<&str> {
+        self.fd(num).map(|fd| fd.target.as_str())
     }
+}
+
+/// What tells descriptor `num` from an earlier one of its kind at that
+/// number: its `ino:`, `Pid:` (a pidfd) and `eventfd-id:` lines in
+/// `/proc/self/fdinfo` (an epoll set is told by what it watches, see
+/// [`opened_since`]).
+fn identity(num: i32, target: &str) -> String {
+    if target == "anon_inode:[eventpoll]" {
+        return String::new();
+    }
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{num}")).unwrap_or_default();
+    info.lines()
+        .filter(|l| {
+            ["ino:", "Pid:", "eventfd-id:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The descriptors (number, inode) epoll set `num` watches, from its
@@ -147,8 +170,8 @@ pub fn foreign_runtimes_allowed() -> usize {
     test_threads().saturating_sub(1).max(1)
 }
 
-/// The descriptors `now` holds that `before` did not (more of a target
-/// than before), leaving out up to [`foreign_runtimes_allowed`] tokio
+/// The descriptors `now` holds that `before` did not (by number and
+/// target), leaving out up to [`foreign_runtimes_allowed`] tokio
 /// runtimes' drivers made meanwhile (see the module's docs).
 pub fn opened_since(before: &Snapshot, now: &Snapshot) -> Vec<Fd> {
     opened_since_allowing(before, now, foreign_runtimes_allowed())
@@ -157,18 +180,36 @@ pub fn opened_since(before: &Snapshot, now: &Snapshot) -> Vec<Fd> {
 /// [`opened_since`], ignoring at most `runtimes` foreign runtimes.
 pub fn opened_since_allowing(before: &Snapshot, now: &Snapshot, runtimes: usize) -> Vec<Fd> {
     let old: BTreeSet<&Fd> = before.fds.iter().collect();
-    let new: Vec<&Fd> = now.fds.iter().filter(|fd| !old.contains(fd)).collect();
+    // An epoll set at a number an epoll set had before is that one if it
+    // watches a descriptor it watched (a runtime's waker stays), or both
+    // watch nothing.
+    let same_epoll = |num: i32| {
+        let (Some(was), Some(is)) = (before.watches.get(&num), now.watches.get(&num)) else {
+            return false;
+        };
+        (was.is_empty() && is.is_empty())
+            || is
+                .iter()
+                .any(|w| was.contains(w) && before.fd(w.0) == now.fd(w.0))
+    };
+    let new: Vec<&Fd> = now
+        .fds
+        .iter()
+        .filter(|fd| {
+            !old.contains(fd) || (fd.target == "anon_inode:[eventpoll]" && !same_epoll(fd.num))
+        })
+        .collect();
     let is_new = |num: i32| new.iter().any(|fd| fd.num == num);
     let old_sockets: BTreeSet<u64> = before
         .fds
         .iter()
         .filter_map(|fd| socket_inode(&fd.target))
         .collect();
-    // The new epoll sets shaped like a runtime's driver, by what they watch
+    // The epoll sets shaped like a runtime's driver, by what they watch
     // (an epoll set's second descriptor watches the same).
     let mut runtimes_seen: BTreeMap<&Vec<(i32, u64)>, Vec<i32>> = BTreeMap::new();
     for (&num, watched) in &now.watches {
-        if !is_new(num) || watched.is_empty() {
+        if watched.is_empty() {
             continue;
         }
         let mut eventfds = 0;
@@ -186,36 +227,26 @@ pub fn opened_since_allowing(before: &Snapshot, now: &Snapshot, runtimes: usize)
             runtimes_seen.entry(watched).or_default().push(num);
         }
     }
+    // Those that opened something since `before` (one may have been half
+    // made then: its epoll set old, its socket's descriptor new).
     let mut ignored: BTreeSet<i32> = BTreeSet::new();
-    for (watched, sets) in runtimes_seen.into_iter().take(runtimes) {
-        ignored.extend(sets);
+    let opened_meanwhile = runtimes_seen.into_iter().filter(|(watched, sets)| {
+        sets.iter()
+            .copied()
+            .chain(watched.iter().map(|&(tfd, _)| tfd))
+            .any(is_new)
+    });
+    for (watched, sets) in opened_meanwhile.take(runtimes) {
+        ignored.extend(sets.into_iter().filter(|&n| is_new(n)));
         ignored.extend(watched.iter().map(|&(tfd, _)| tfd).filter(|&n| is_new(n)));
     }
-    // Of each target, as many as are open beyond those before (and the
-    // ignored ones): a descriptor closed and another of the same target
-    // opened meanwhile is not a leak.
-    let mut out = Vec::new();
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    for fd in &new {
-        if !seen.insert(&fd.target) {
-            continue;
-        }
-        let candidates: Vec<&Fd> = new
-            .iter()
-            .copied()
-            .filter(|n| n.target == fd.target && !ignored.contains(&n.num))
-            .collect();
-        let ignored_here = new
-            .iter()
-            .filter(|n| n.target == fd.target && ignored.contains(&n.num))
-            .count();
-        let surplus = now
-            .count(&fd.target)
-            .saturating_sub(ignored_here)
-            .saturating_sub(before.count(&fd.target));
-        let skip = candidates.len().saturating_sub(surplus);
-        out.extend(candidates.into_iter().skip(skip).cloned());
-    }
+    // Strictly by number and target: a descriptor closed meanwhile and
+    // another of its kind opened (a pidfd for a pidfd) is still seen.
+    let mut out: Vec<Fd> = new
+        .into_iter()
+        .filter(|fd| !ignored.contains(&fd.num))
+        .cloned()
+        .collect();
     out.sort();
     out
 }
