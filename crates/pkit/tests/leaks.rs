@@ -287,31 +287,27 @@ async fn the_descriptor_check_ignores_another_tests_runtime_but_not_a_leak() {
         epoll::EventFlags::IN,
     )
     .expect("epoll add");
-    let leaks: Vec<(&str, Box<dyn Fn() -> Box<dyn std::any::Any>>, usize)> = vec![
-        (
-            "a pipe",
-            Box::new(|| Box::new(rustix::pipe::pipe().expect("pipe"))),
-            2,
-        ),
-        ("a pidfd", Box::new(move || Box::new(pidfd())), 1),
-        (
-            "a socket pair",
-            Box::new(|| Box::new(std::os::unix::net::UnixStream::pair().expect("pair"))),
-            2,
-        ),
-    ];
-    for (what, open, count) in leaks {
-        let held = open();
+    // The socket pair and the epoll set with its pidfd above are seen
+    // (2 + 2), and each of these beside them.
+    let check = |what: &str, count: usize| {
         let leaked = opened(&before, count + 2 + 2);
-        // The socket pair and epoll set opened above are seen too.
         assert_eq!(
             leaked.len(),
             count + 2 + 2,
             "{what}: {}",
             common::fds::list(&leaked)
         );
-        drop(held);
-    }
+    };
+    check("none more", 0);
+    let pipe = rustix::pipe::pipe().expect("pipe");
+    check("a pipe", 2);
+    drop(pipe);
+    let one = pidfd();
+    check("a pidfd", 1);
+    drop(one);
+    let pair = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    check("a socket pair", 2);
+    drop(pair);
     // A second descriptor of a socket that was open before, watched by no
     // runtime, is a leak.
     let second = socket.0.try_clone().expect("try_clone");
