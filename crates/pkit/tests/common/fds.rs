@@ -22,6 +22,13 @@
 //!
 //! The listing's own descriptor (`/proc/<pid>/fd`, which pkit never
 //! opens) is left out of every snapshot.
+//!
+//! Descriptors are compared by number, target and what `fdinfo` tells of
+//! them (inode, a pidfd's process, an eventfd's id, an epoll set's watch
+//! list), so one closed and another of its kind opened at its number
+//! still shows; only an exact double (the kernel reuses eventfd ids and
+//! numbers) passes for the old one, and that is no growth. Kernels older
+//! than pidfs (6.9) and eventfd ids tell those apart by number alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
