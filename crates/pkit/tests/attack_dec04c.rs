@@ -81,20 +81,6 @@ fn race(choice: MechanismChoice, rounds: usize, end: &str) {
     }
 }
 
-/// Runs `f` (blocking code, outside a runtime) between a suite's begin
-/// and end: other tests' checks that no child or cgroup of ours is left
-/// (and this test's own unsticking of every stopped child of ours, when
-/// it fails) must not see another test's.
-fn in_suite(name: &'static str, f: impl FnOnce()) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let suite = rt.block_on(begin(name));
-    f();
-    rt.block_on(suite.end());
-}
-
 #[test]
 fn a_close_racing_a_first_start_whose_child_stops_ends_both() {
     in_suite(

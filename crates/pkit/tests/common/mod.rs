@@ -588,6 +588,20 @@ impl Suite {
     }
 }
 
+/// Runs `f` (blocking code, outside a runtime) between a suite's begin
+/// and end, as a `#[test]` that starts processes (a helper run of this
+/// binary included) must: the other tests' checks that no child or
+/// cgroup of ours is left would see its own.
+pub fn in_suite(name: &'static str, f: impl FnOnce()) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let suite = rt.block_on(begin(name));
+    f();
+    rt.block_on(suite.end());
+}
+
 /// Runs `case` for each of `cases` at once, as tasks of the test's runtime
 /// (for cases that mostly wait: timeouts, graces, a program's linger), and
 /// once all have ended fails with the first panic, if any (each panic's
