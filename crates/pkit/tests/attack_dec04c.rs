@@ -83,22 +83,32 @@ fn race(choice: MechanismChoice, rounds: usize, end: &str) {
 
 #[test]
 fn a_close_racing_a_first_start_whose_child_stops_ends_both() {
-    for choice in mechanisms() {
-        if skip_on_portable(choice, "the portable backend runs no pre_exec hook") {
-            continue;
-        }
-        race(choice, 1000, "close");
-    }
+    in_suite(
+        "a_close_racing_a_first_start_whose_child_stops_ends_both",
+        || {
+            for choice in mechanisms() {
+                if skip_on_portable(choice, "the portable backend runs no pre_exec hook") {
+                    continue;
+                }
+                race(choice, 1000, "close");
+            }
+        },
+    );
 }
 
 #[test]
 fn a_kill_racing_a_first_start_whose_child_stops_ends_both() {
-    for choice in mechanisms() {
-        if skip_on_portable(choice, "the portable backend runs no pre_exec hook") {
-            continue;
-        }
-        race(choice, 1000, "kill");
-    }
+    in_suite(
+        "a_kill_racing_a_first_start_whose_child_stops_ends_both",
+        || {
+            for choice in mechanisms() {
+                if skip_on_portable(choice, "the portable backend runs no pre_exec hook") {
+                    continue;
+                }
+                race(choice, 1000, "kill");
+            }
+        },
+    );
 }
 
 /// What `run()` must give for `bytes`: the lossy text without its

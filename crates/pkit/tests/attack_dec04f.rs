@@ -195,26 +195,28 @@ echo ready >> "$1"; wait"#,
 
 #[test]
 fn sigchld_ignored_between_start_and_wait() {
-    let exe = std::env::current_exe().expect("test binary");
-    for disposition in ["ignore", "nocldwait"] {
-        let out = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "sigchld_after_start_inner",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("PKIT_ATTACK4_SIGCHLD", disposition)
-            .output()
-            .expect("re-run the test binary");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && text.contains("INNER-DONE"),
-            "SIGCHLD {disposition} after the start: {}\n{text}",
-            out.status
-        );
-    }
+    in_suite("sigchld_ignored_between_start_and_wait", || {
+        let exe = std::env::current_exe().expect("test binary");
+        for disposition in ["ignore", "nocldwait"] {
+            let out = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "sigchld_after_start_inner",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("PKIT_ATTACK4_SIGCHLD", disposition)
+                .output()
+                .expect("re-run the test binary");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && text.contains("INNER-DONE"),
+                "SIGCHLD {disposition} after the start: {}\n{text}",
+                out.status
+            );
+        }
+    });
 }
 
 /// Sets SIGCHLD's disposition; returns the previous one, to restore.

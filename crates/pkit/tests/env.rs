@@ -201,21 +201,26 @@ async fn current_dir_sets_the_working_directory() {
 /// so it runs itself again with one (`equals_name_helper`).
 #[test]
 fn env_remove_hides_an_inherited_variable_named_with_a_leading_equals_sign() {
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "equals_name_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("=LEAD", "1")
-        .env("PKIT_TEST_EQUALS_HELPER", "1")
-        .output()
-        .expect("helper");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("equals-helper-ran"), "{text}");
+    in_suite(
+        "env_remove_hides_an_inherited_variable_named_with_a_leading_equals_sign",
+        || {
+            let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "equals_name_helper",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("=LEAD", "1")
+                .env("PKIT_TEST_EQUALS_HELPER", "1")
+                .output()
+                .expect("helper");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("equals-helper-ran"), "{text}");
+        },
+    );
 }
 
 /// The helper of the test above: does nothing unless
@@ -249,31 +254,37 @@ async fn equals_name_helper() {
 /// itself again with them (`odd_environment_helper`).
 #[test]
 fn an_odd_and_large_inherited_environment_arrives_whole() {
-    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
-    child
-        .args([
-            "odd_environment_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("PKIT_TEST_ODD_HELPER", "1")
-        .env("PKIT_ODD_EMPTY", "")
-        .env(OsStr::from_bytes(b"PKIT_ODD_\xff\xfe"), "name not UTF-8")
-        .env("PKIT_ODD_RAW", OsStr::from_bytes(b"\x80value\xc3("))
-        .env("PKIT_ODD_LONG", "x".repeat(64 * 1024))
-        .env("PKIT_ODD_OVERRIDE", "inherited");
-    for i in 0..3000 {
-        child.env(
-            format!("PKIT_ODD_{i}"),
-            format!("{i}={}", "v".repeat(i % 97)),
-        );
-    }
-    let out = child.output().expect("helper");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("odd-environment-helper-ran"), "{text}");
+    in_suite(
+        "an_odd_and_large_inherited_environment_arrives_whole",
+        || {
+            let mut child =
+                std::process::Command::new(std::env::current_exe().expect("test binary"));
+            child
+                .args([
+                    "odd_environment_helper",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("PKIT_TEST_ODD_HELPER", "1")
+                .env("PKIT_ODD_EMPTY", "")
+                .env(OsStr::from_bytes(b"PKIT_ODD_\xff\xfe"), "name not UTF-8")
+                .env("PKIT_ODD_RAW", OsStr::from_bytes(b"\x80value\xc3("))
+                .env("PKIT_ODD_LONG", "x".repeat(64 * 1024))
+                .env("PKIT_ODD_OVERRIDE", "inherited");
+            for i in 0..3000 {
+                child.env(
+                    format!("PKIT_ODD_{i}"),
+                    format!("{i}={}", "v".repeat(i % 97)),
+                );
+            }
+            let out = child.output().expect("helper");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("odd-environment-helper-ran"), "{text}");
+        },
+    );
 }
 
 /// The helper of the test above: does nothing unless

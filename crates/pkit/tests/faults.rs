@@ -24,33 +24,19 @@ const ERRNOS: [(i32, &str); 6] = [
     (libc::ENOSPC, "ENOSPC"),
 ];
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("fd dir").count()
-}
-
-/// Clears the faults, then polls until nothing is left and the fds are back
-/// to `fds` (teardown may finish on the reaper thread); on a timeout, fails
-/// listing every open fd.
-async fn clean(what: &str, fds: usize) {
+/// Clears the faults, then polls until nothing is left and no descriptor
+/// is open that was not in `fds` (teardown may finish on the reaper
+/// thread; another test's runtime made meanwhile is not ours, see
+/// common::fds); on a timeout, fails listing them.
+async fn clean(what: &str, fds: &common::fds::Snapshot) {
     clear();
     assert_nothing_left(what).await;
-    let deadline = Instant::now() + DEADLINE;
-    while open_fds() > fds {
-        if Instant::now() >= deadline {
-            let links: Vec<String> = std::fs::read_dir("/proc/self/fd")
-                .unwrap()
-                .flatten()
-                .map(|e| format!("{:?}", std::fs::read_link(e.path())))
-                .collect();
-            panic!("{what}: {} fds open, {fds} before: {links:?}", open_fds());
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    common::fds::assert_none_opened_since(fds, what).await;
 }
 
 /// Makes the lazily created process-wide state (reaper, guard, probes) exist
 /// before fds are counted.
-async fn warm() -> usize {
+async fn warm() -> common::fds::Snapshot {
     // The cgroup tests below force the cgroup mechanism even in a
     // `PKIT_MECHANISM=portable` run, whose `mechanisms()` is the portable
     // backend alone: warm the cgroup mechanism too (its reaper thread's
@@ -86,7 +72,7 @@ async fn warm() -> usize {
             .unwrap();
     }
     assert_nothing_left("warm-up").await;
-    open_fds()
+    common::fds::Snapshot::take()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +112,7 @@ async fn cgroup_mkdir_failure_is_typed_or_a_reported_fallback() {
             let out = g.output(&Command::new("echo").arg("ok")).await.unwrap();
             assert_eq!(out.mechanism(), Mechanism::ProcessGroup, "{name}");
             assert_eq!(out.stdout_str(), "ok\n", "{name}");
-            clean(&format!("mkdir {name}"), fds).await;
+            clean(&format!("mkdir {name}"), &fds).await;
         }
     }
     end_exclusive(
@@ -159,7 +145,7 @@ async fn clone3_failure_is_typed_or_falls_back_to_joining() {
             g.close().await.unwrap();
             drop(g);
             assert_dir_released(&dir).await;
-            clean(&format!("clone3 {name}"), fds).await;
+            clean(&format!("clone3 {name}"), &fds).await;
         }
     }
     end_exclusive(alone, "clone3_failure_is_typed_or_falls_back_to_joining").await;
@@ -232,7 +218,7 @@ async fn first_process_clone3_failure_under_process_groups() {
             drop(p);
             g.close().await.unwrap();
             drop(g);
-            clean(&format!("first clone3 {what}"), fds).await;
+            clean(&format!("first clone3 {what}"), &fds).await;
         }
         for (errno, name) in ERRNOS.into_iter().filter(|(e, _)| *e != libc::EPERM) {
             let what = format!("{how}, {name}");
@@ -274,7 +260,7 @@ async fn first_process_clone3_failure_under_process_groups() {
             drop(p);
             g.close().await.unwrap();
             drop(g);
-            clean(&format!("first clone3 {what}"), fds).await;
+            clean(&format!("first clone3 {what}"), &fds).await;
         }
     }
     end_exclusive(alone, "first_process_clone3_failure_under_process_groups").await;
@@ -308,7 +294,7 @@ async fn pipe_failure_is_a_typed_error_and_leaks_nothing() {
                     ),
                     Ok(o) => panic!("{choice} {name}: ran without pipes: {:?}", o.outcome()),
                 }
-                clean(&format!("{choice}: pipe {name}"), fds).await;
+                clean(&format!("{choice}: pipe {name}"), &fds).await;
             }
         }
     }
@@ -339,7 +325,7 @@ async fn a_failed_stats_read_ends_the_sampler_with_the_error() {
         drop(samples);
         drop(p);
         drop(g);
-        clean(&format!("{choice}: stats read"), fds).await;
+        clean(&format!("{choice}: stats read"), &fds).await;
     }
     end_exclusive(alone, "a_failed_stats_read_ends_the_sampler_with_the_error").await;
 }
@@ -374,7 +360,7 @@ async fn cgroup_kill_failure_falls_back_to_killing_each_member() {
                 // A process dropped before its group hands its sub-cgroup to
                 // the reaper; the group's teardown removes that directory,
                 // and the reaper must then let go of its `cgroup.events`.
-                clean(&format!("cgroup.kill {name} {how}"), fds).await;
+                clean(&format!("cgroup.kill {name} {how}"), &fds).await;
             }
         }
     }
@@ -408,7 +394,7 @@ async fn rmdir_failure_is_retried_until_the_directory_goes() {
                 drop(g);
                 clear();
                 assert_dir_gone(&dir).await;
-                clean(&format!("rmdir {name} x{times}"), fds).await;
+                clean(&format!("rmdir {name} x{times}"), &fds).await;
             }
         }
     }
@@ -441,7 +427,7 @@ async fn a_busy_emptied_cgroup_is_removed_by_the_reaper_later() {
     assert!(dir.exists(), "removed while rmdir was failing");
     clear();
     assert_dir_gone(&dir).await;
-    clean(name, fds).await;
+    clean(name, &fds).await;
     end_exclusive(alone, name).await;
 }
 
@@ -475,7 +461,7 @@ async fn pidfd_open_failure_in_shutdown_and_kill_leaves_nothing() {
             let _ = p.wait().await;
             drop(p);
             drop(g);
-            clean(&format!("{choice}: pidfd_open {name}"), fds).await;
+            clean(&format!("{choice}: pidfd_open {name}"), &fds).await;
         }
     }
     end_exclusive(
@@ -618,7 +604,7 @@ async fn fresh_process_case() {
                     assert_nothing_left(&format!("{choice}: low nofile")).await;
                 }
                 assert!(errors > 0, "{choice}: 40 starts fit in 48 fds");
-                clean(&format!("{choice}: low nofile"), fds).await;
+                clean(&format!("{choice}: low nofile"), &fds).await;
                 // Usable again.
                 let out = sh(choice, "echo ok").output().await.unwrap();
                 assert_eq!(out.stdout_str(), "ok\n");
@@ -819,7 +805,7 @@ async fn a_thaw_without_a_free_descriptor_takes_the_reserve() {
             let _ = p.wait().await;
             drop((p, next));
             g.close().await.unwrap();
-            clean(&format!("thaw {how}"), fds).await;
+            clean(&format!("thaw {how}"), &fds).await;
         }
     }
     end_exclusive(alone, "a_thaw_without_a_free_descriptor_takes_the_reserve").await;

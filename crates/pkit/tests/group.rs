@@ -66,6 +66,7 @@ async fn a_group_describes_its_mechanism() {
 /// mechanism; a second group made after it describes itself as usual.
 #[tokio::test]
 async fn a_closed_group_says_it_is_closed() {
+    let suite = begin("a_closed_group_says_it_is_closed").await;
     for choice in mechanisms() {
         let first = group(choice);
         let mut p = first.start(&Command::new("true")).expect("start");
@@ -87,6 +88,7 @@ async fn a_closed_group_says_it_is_closed() {
         assert!(!second.description().contains("closed"), "{choice}");
         second.close().await.expect("close");
     }
+    suite.end().await;
 }
 
 #[tokio::test]

@@ -1126,24 +1126,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
 
-/// What this process's descriptors are (for a failure's message).
-fn fd_targets() -> Vec<String> {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .flatten()
-        .map(|e| {
-            let target = std::fs::read_link(e.path()).unwrap_or_default();
-            format!("{}: {}", e.file_name().to_string_lossy(), target.display())
-        })
-        .collect()
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
     let alone = begin_exclusive().await;
@@ -1165,8 +1147,7 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
         let _ = pkit::host_containment();
         pkit::release_spare_cgroups();
         assert_nothing_left("warm-up").await;
-        let before = open_fds();
-        let before_targets = fd_targets();
+        let before = common::fds::Snapshot::take();
         let host = pkit::host_containment();
         assert!(host.guard.running, "{:?}", host.guard);
         let guard_pid = host.guard.pid.expect("guard pid");
@@ -1249,19 +1230,10 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
             "the idle guard used CPU"
         );
         assert_nothing_left(&format!("{choice}: after 100 groups")).await;
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let now = open_fds();
-            if now <= before + 2 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{choice}: {now} fds open, {before} before 100 groups: {:?}, before: {before_targets:?}",
-                fd_targets()
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        // Another test's runtime, made while this one counts, is not ours
+        // (see common::fds).
+        common::fds::assert_none_opened_since(&before, &format!("{choice}: after 100 groups"))
+            .await;
     }
     end_exclusive(alone, "a_hundred_groups").await;
 }

@@ -360,6 +360,7 @@ async fn events_are_emitted_and_never_carry_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_events_name_the_program_pid_and_mechanism() {
+    let suite = begin("bound_events_name_the_program_pid_and_mechanism").await;
     recorder();
     for choice in mechanisms() {
         let mechanism = common::expected_mechanism(choice).as_str();
@@ -428,4 +429,5 @@ async fn bound_events_name_the_program_pid_and_mechanism() {
         assert_eq!(e[0].get("pid"), Some(head.to_string().as_str()), "{choice}");
         assert_eq!(e[0].get("mechanism"), Some(mechanism), "{choice}: {e:?}");
     }
+    suite.end().await;
 }

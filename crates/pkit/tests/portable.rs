@@ -308,21 +308,23 @@ async fn the_portable_backend() {
 /// runs in a process of its own (`no_trampoline_helper`).
 #[test]
 fn spawn_options_without_a_trampoline_are_refused() {
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "no_trampoline_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("PKIT_SPAWN_TRAMPOLINE", "off")
-        .env("PKIT_TEST_NO_TRAMPOLINE_HELPER", "1")
-        .output()
-        .expect("helper");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("no-trampoline-helper-ran"), "{text}");
+    in_suite("spawn_options_without_a_trampoline_are_refused", || {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "no_trampoline_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PKIT_SPAWN_TRAMPOLINE", "off")
+            .env("PKIT_TEST_NO_TRAMPOLINE_HELPER", "1")
+            .output()
+            .expect("helper");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("no-trampoline-helper-ran"), "{text}");
+    });
 }
 
 /// The helper of the test above: does nothing unless

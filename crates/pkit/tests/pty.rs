@@ -452,7 +452,6 @@ async fn a_terminal_excludes_other_stdio_settings() {
 #[tokio::test]
 async fn pty_sessions_leak_no_descriptor() {
     let alone = begin_exclusive().await;
-    let fds = || std::fs::read_dir("/proc/self/fd").expect("fds").count();
     // Warm up lazily opened descriptors (the guard, /dev/null...).
     for choice in mechanisms() {
         let _ = sh(choice, "echo warm").pty(24, 80).output().await;
@@ -460,7 +459,7 @@ async fn pty_sessions_leak_no_descriptor() {
     // Spare cgroups kept for reuse hold their directory open (its lock):
     // not leaks, and how many are kept varies; count without them.
     pkit::release_spare_cgroups();
-    let before = fds();
+    let before = common::fds::Snapshot::take();
     for choice in mechanisms() {
         for _ in 0..5 {
             let out = sh(choice, "echo hi")
@@ -482,15 +481,10 @@ async fn pty_sessions_leak_no_descriptor() {
         }
     }
     pkit::release_spare_cgroups();
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while fds() > before && std::time::Instant::now() < deadline {
-        tokio::time::sleep(POLL).await;
-    }
-    // Fewer is no leak: a descriptor held for a moment when `before` was
-    // counted (a dropped child's pidfd the reaper still waits on) may be
-    // gone by now.
-    let after = fds();
-    assert!(after <= before, "descriptors left open: {after} > {before}");
+    // What was open at `before` and is gone (a dropped child's pidfd the
+    // reaper still waited on) is no leak; another test's runtime made
+    // meanwhile neither (see common::fds).
+    common::fds::assert_none_opened_since(&before, "pty sessions").await;
     end_exclusive(alone, "pty_sessions_leak_no_descriptor").await;
 }
 

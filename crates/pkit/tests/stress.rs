@@ -37,9 +37,6 @@ const MARK: &str = "PKIT_STRESS_OWNER";
 const TASKS: usize = 16;
 /// How far resident memory may stay above the warmed-up baseline.
 const RSS_TOLERANCE_KIB: u64 = 48 * 1024;
-/// How many more fds than the baseline may be open after the runs (lazily
-/// created process-wide state is made during the warm-up).
-const FD_TOLERANCE: usize = 2;
 /// How many more threads than the baseline may remain.
 const THREAD_TOLERANCE: usize = 2;
 
@@ -217,12 +214,6 @@ async fn storm(choice: MechanismChoice, count: usize, until: Option<Instant>) ->
     total
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
@@ -301,7 +292,7 @@ async fn settle<T>(within: Duration, mut probe: impl FnMut() -> T, ok: impl Fn(&
 }
 
 struct Baseline {
-    fds: usize,
+    fds: common::fds::Snapshot,
     threads: usize,
     rss_kib: u64,
 }
@@ -313,7 +304,7 @@ async fn baseline(choice: MechanismChoice) -> Baseline {
     storm(choice, 8 * 12, None).await;
     assert_nothing_left(&format!("{choice}: stress warm-up")).await;
     Baseline {
-        fds: open_fds(),
+        fds: common::fds::Snapshot::take(),
         threads: threads(),
         rss_kib: rss_kib(),
     }
@@ -329,12 +320,9 @@ async fn check_after(choice: MechanismChoice, ran: usize, base: &Baseline) {
     );
     let v1 = settle(DEADLINE, own_v1_dirs, |v| v.is_empty()).await;
     assert!(v1.is_empty(), "{what}: v1 cgroup directories left: {v1:?}");
-    let fds = settle(DEADLINE, open_fds, |&n| n <= base.fds + FD_TOLERANCE).await;
-    assert!(
-        fds <= base.fds + FD_TOLERANCE,
-        "{what}: {fds} fds open, {} at the baseline",
-        base.fds
-    );
+    // Another test's runtime made meanwhile is not ours (common::fds).
+    common::fds::assert_none_opened_since(&base.fds, &what).await;
+    let fds = common::fds::Snapshot::take().len();
     let th = settle(Duration::from_secs(30), threads, |&n| {
         n <= base.threads + THREAD_TOLERANCE
     })
@@ -352,7 +340,7 @@ async fn check_after(choice: MechanismChoice, ran: usize, base: &Baseline) {
     );
     eprintln!(
         "{what}: fds {fds} (baseline {}), threads {th} (baseline {}), VmRSS {rss} KiB (baseline {} KiB)",
-        base.fds, base.threads, base.rss_kib
+        base.fds.len(), base.threads, base.rss_kib
     );
 }
 

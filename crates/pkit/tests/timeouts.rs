@@ -225,6 +225,13 @@ async fn any_duration_is_accepted() {
 /// ordinary case many times.
 #[test]
 fn a_child_that_exits_before_its_deadline_is_never_timed_out() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let suite = rt.block_on(begin(
+        "a_child_that_exits_before_its_deadline_is_never_timed_out",
+    ));
     let cmd = || {
         pkit::Command::new("sh")
             .args(["-c", "exit 3"])
@@ -234,16 +241,13 @@ fn a_child_that_exits_before_its_deadline_is_never_timed_out() {
         let out = cmd().blocking().output().unwrap();
         assert_eq!(out.outcome(), pkit::Outcome::Exited(3), "blocking run {i}");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async {
         for i in 0..100 {
             let out = cmd().output().await.unwrap();
             assert_eq!(out.outcome(), pkit::Outcome::Exited(3), "async run {i}");
         }
     });
+    rt.block_on(suite.end());
 }
 
 /// The inactivity timeout of

@@ -15,6 +15,8 @@
 #[cfg(unix)]
 pub mod descriptors;
 pub mod events;
+#[cfg(target_os = "linux")]
+pub mod fds;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -585,6 +587,20 @@ impl Suite {
         let _alone = SUITE.write().await;
         assert_nothing_left(self.name).await;
     }
+}
+
+/// Runs `f` (blocking code, outside a runtime) between a suite's begin
+/// and end, as a `#[test]` that starts processes (a helper run of this
+/// binary included) must: the other tests' checks that no child or
+/// cgroup of ours is left would see its own.
+pub fn in_suite(name: &'static str, f: impl FnOnce()) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let suite = rt.block_on(begin(name));
+    f();
+    rt.block_on(suite.end());
 }
 
 /// Runs `case` for each of `cases` at once, as tasks of the test's runtime

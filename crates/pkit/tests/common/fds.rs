@@ -1,0 +1,292 @@
+//! This process's descriptors, for the tests that check pkit leaves none
+//! open: a [`Snapshot`] of them by target, and what was opened since
+//! ([`opened_since`], [`assert_none_opened_since`]).
+//!
+//! A test that measures descriptors runs alone in its binary
+//! ([`super::begin_exclusive`]), but that excludes only other tests'
+//! bodies: a `#[tokio::test]` builds its runtime before its body waits on
+//! the suite lock, so another test's runtime may be made while the
+//! measured test counts. A tokio runtime's I/O driver opens an epoll set
+//! (and a second descriptor of it), the eventfd that wakes it and, with
+//! the signal driver, a second descriptor of the process-wide signal
+//! socket, both watched by that epoll set. Those are not pkit's, and are
+//! told apart by that shape, read from `/proc/self/fdinfo`: an epoll set
+//! that watches nothing but eventfds and sockets, an eventfd among them,
+//! with the descriptors it watches (a socket only if it was open before:
+//! a second descriptor of it). At most one such runtime per other test
+//! thread of the harness is ignored, so a runtime-shaped leak repeated
+//! per group or run still shows. Everything else that is new counts: a
+//! pidfd, a pipe, a new socket, a cgroup directory or file, `/dev/null`,
+//! a pty, an epoll set that watches a pidfd or a pipe, a second
+//! descriptor of a socket that no runtime watches.
+//!
+//! The listing's own descriptor (`/proc/<pid>/fd`, which pkit never
+//! opens) is left out of every snapshot.
+//!
+//! Descriptors are compared by number, target and what `fdinfo` tells of
+//! them (inode, a pidfd's process, an eventfd's id, an epoll set's watch
+//! list), so one closed and another of its kind opened at its number
+//! still shows; only an exact double (the kernel reuses eventfd ids and
+//! numbers) passes for the old one, and that is no growth. Kernels older
+//! than pidfs (6.9) and eventfd ids tell those apart by number alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use super::{DEADLINE, POLL};
+
+/// One open descriptor: its number, what `/proc/self/fd` says it is, and
+/// what tells it from another of its kind at that number (its inode and,
+/// a pidfd, its process, from `/proc/self/fdinfo`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fd {
+    pub num: i32,
+    pub target: String,
+    pub id: String,
+}
+
+impl std::fmt::Display for Fd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.num, self.target)
+    }
+}
+
+/// This process's descriptors at one moment, by number.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    fds: Vec<Fd>,
+    /// Of each epoll set: the descriptors it watches (number, inode).
+    watches: BTreeMap<i32, Vec<(i32, u64)>>,
+}
+
+impl Snapshot {
+    /// This process's descriptors now.
+    pub fn take() -> Snapshot {
+        let listing = format!("/proc/{}/fd", std::process::id());
+        let mut fds: Vec<Fd> = std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .flatten()
+            .filter_map(|e| {
+                let num = e.file_name().to_str()?.parse().ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                let target = target.to_string_lossy().into_owned();
+                (!target.starts_with(&listing)).then(|| Fd {
+                    num,
+                    id: identity(num, &target),
+                    target,
+                })
+            })
+            .collect();
+        fds.sort();
+        let watches = fds
+            .iter()
+            .filter(|fd| fd.target == "anon_inode:[eventpoll]")
+            .map(|fd| (fd.num, epoll_watches(fd.num)))
+            .collect();
+        Snapshot { fds, watches }
+    }
+
+    /// How many descriptors are open.
+    pub fn len(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// The descriptors, by number.
+    pub fn fds(&self) -> &[Fd] {
+        &self.fds
+    }
+
+    fn fd(&self, num: i32) -> Option<&Fd> {
+        self.fds.iter().find(|fd| fd.num == num)
+    }
+
+    fn target(&self, num: i32) -> Option<&str> {
+        self.fd(num).map(|fd| fd.target.as_str())
+    }
+}
+
+/// What tells descriptor `num` from an earlier one of its kind at that
+/// number: its `ino:`, `Pid:` (a pidfd) and `eventfd-id:` lines in
+/// `/proc/self/fdinfo` (an epoll set is told by what it watches, see
+/// [`opened_since`]).
+fn identity(num: i32, target: &str) -> String {
+    if target == "anon_inode:[eventpoll]" {
+        return String::new();
+    }
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{num}")).unwrap_or_default();
+    info.lines()
+        .filter(|l| {
+            ["ino:", "Pid:", "eventfd-id:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The descriptors (number, inode) epoll set `num` watches, from its
+/// `/proc/self/fdinfo` lines `tfd: N events: ... ino:HEX sdev:...`.
+fn epoll_watches(num: i32) -> Vec<(i32, u64)> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{num}")).unwrap_or_default();
+    let mut out: Vec<(i32, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let tfd = l
+                .strip_prefix("tfd:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let ino = l.split_whitespace().find_map(|w| w.strip_prefix("ino:"))?;
+            Some((tfd, u64::from_str_radix(ino, 16).ok()?))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The inode of a `socket:[N]` target.
+fn socket_inode(target: &str) -> Option<u64> {
+    target
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// How many tests the harness runs at once (`--test-threads`,
+/// `RUST_TEST_THREADS`, else the available parallelism).
+fn test_threads() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args =
+        args.iter()
+            .enumerate()
+            .find_map(|(i, a)| match a.strip_prefix("--test-threads") {
+                Some(rest) if rest.starts_with('=') => rest[1..].parse().ok(),
+                Some("") => args.get(i + 1)?.parse().ok(),
+                _ => None,
+            });
+    from_args
+        .or_else(|| std::env::var("RUST_TEST_THREADS").ok()?.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// How many runtimes of other tests may be being made at once: one per
+/// other test thread (at least one).
+pub fn foreign_runtimes_allowed() -> usize {
+    test_threads().saturating_sub(1).max(1)
+}
+
+/// The descriptors `now` holds that `before` did not (by number and
+/// target), leaving out up to [`foreign_runtimes_allowed`] tokio
+/// runtimes' drivers made meanwhile (see the module's docs).
+pub fn opened_since(before: &Snapshot, now: &Snapshot) -> Vec<Fd> {
+    opened_since_allowing(before, now, foreign_runtimes_allowed())
+}
+
+/// [`opened_since`], ignoring at most `runtimes` foreign runtimes.
+pub fn opened_since_allowing(before: &Snapshot, now: &Snapshot, runtimes: usize) -> Vec<Fd> {
+    let old: BTreeSet<&Fd> = before.fds.iter().collect();
+    // An epoll set at a number an epoll set had before is that one if it
+    // watches a descriptor it watched (a runtime's waker stays), or both
+    // watch nothing.
+    let same_epoll = |num: i32| {
+        let (Some(was), Some(is)) = (before.watches.get(&num), now.watches.get(&num)) else {
+            return false;
+        };
+        (was.is_empty() && is.is_empty())
+            || is
+                .iter()
+                .any(|w| was.contains(w) && before.fd(w.0) == now.fd(w.0))
+    };
+    let new: Vec<&Fd> = now
+        .fds
+        .iter()
+        .filter(|fd| {
+            !old.contains(fd) || (fd.target == "anon_inode:[eventpoll]" && !same_epoll(fd.num))
+        })
+        .collect();
+    let is_new = |num: i32| new.iter().any(|fd| fd.num == num);
+    let old_sockets: BTreeSet<u64> = before
+        .fds
+        .iter()
+        .filter_map(|fd| socket_inode(&fd.target))
+        .collect();
+    // The epoll sets shaped like a runtime's driver, by what they watch
+    // (an epoll set's second descriptor watches the same).
+    let mut runtimes_seen: BTreeMap<&Vec<(i32, u64)>, Vec<i32>> = BTreeMap::new();
+    for (&num, watched) in &now.watches {
+        if watched.is_empty() {
+            continue;
+        }
+        let mut eventfds = 0;
+        let shaped = watched.iter().all(|&(tfd, ino)| match now.target(tfd) {
+            Some("anon_inode:[eventfd]") => {
+                eventfds += 1;
+                true
+            }
+            // A socket it watches: one that was open before (the
+            // signal driver's second descriptor of the signal socket).
+            Some(t) => socket_inode(t).is_some_and(|s| s == ino && old_sockets.contains(&s)),
+            None => false,
+        });
+        if shaped && eventfds > 0 {
+            runtimes_seen.entry(watched).or_default().push(num);
+        }
+    }
+    // Those that opened something since `before` (one may have been half
+    // made then: its epoll set old, its socket's descriptor new).
+    let mut ignored: BTreeSet<i32> = BTreeSet::new();
+    let opened_meanwhile = runtimes_seen.into_iter().filter(|(watched, sets)| {
+        sets.iter()
+            .copied()
+            .chain(watched.iter().map(|&(tfd, _)| tfd))
+            .any(is_new)
+    });
+    for (watched, sets) in opened_meanwhile.take(runtimes) {
+        ignored.extend(sets.into_iter().filter(|&n| is_new(n)));
+        ignored.extend(watched.iter().map(|&(tfd, _)| tfd).filter(|&n| is_new(n)));
+    }
+    // Strictly by number and target: a descriptor closed meanwhile and
+    // another of its kind opened (a pidfd for a pidfd) is still seen.
+    let mut out: Vec<Fd> = new
+        .into_iter()
+        .filter(|fd| !ignored.contains(&fd.num))
+        .cloned()
+        .collect();
+    out.sort();
+    out
+}
+
+/// Polls (up to [`DEADLINE`]: teardown may finish on pkit's reaper
+/// thread) until no descriptor is open that was not in `before`
+/// ([`opened_since`]); panics with `what`, what is open beyond `before`,
+/// and both listings.
+pub async fn assert_none_opened_since(before: &Snapshot, what: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = Snapshot::take();
+        let leaked = opened_since(before, &now);
+        if leaked.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{what}: {} descriptor(s) left open after {DEADLINE:?}: {}\n\
+                 now ({}): {}\nbefore ({}): {}",
+                leaked.len(),
+                list(&leaked),
+                now.len(),
+                list(now.fds()),
+                before.len(),
+                list(before.fds()),
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `fds` as `num: target, ...`.
+pub fn list(fds: &[Fd]) -> String {
+    fds.iter().map(Fd::to_string).collect::<Vec<_>>().join(", ")
+}
