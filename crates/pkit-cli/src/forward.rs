@@ -162,7 +162,12 @@ impl Forwarder<'_> {
     /// continues (`fg`, or `bg`), it takes it again if its job is in the
     /// foreground, and continues the program's tree, once: the SIGCONT
     /// that woke pkit is not forwarded on top ([`Run::continued`]).
-    pub fn stop_pkit(&self, st: &mut Run) {
+    /// `signalled`: the stop is a stop signal's the run loop read (not the
+    /// terminal's stop of the program's group): a SIGCONT that came after
+    /// that signal, while pkit stopped the tree, cancels pkit's own stop,
+    /// as the kernel drops a stop signal a SIGCONT follows; the rest goes
+    /// on as if that SIGCONT had continued pkit.
+    pub fn stop_pkit(&self, st: &mut Run, signalled: bool) {
         if let Some(r) = self.relay {
             r.suspend();
         }
@@ -170,7 +175,11 @@ impl Forwarder<'_> {
             t.take_back();
         }
         crate::testpause::at("stopping");
-        sys::stop_self();
+        if !(signalled && sys::continued_since_stop()) {
+            sys::stop_self();
+        } else if self.verbose {
+            eprintln!("pkit: continued before it stopped: going on");
+        }
         self.take_terminal();
         crate::testpause::at("continued");
         if !self.same_pgrp || self.tree_stopped() {
@@ -266,7 +275,7 @@ pub fn on_signal(
             }
             // Stop pkit too, so the shell sees its job stop; `fg` sends
             // SIGCONT, which continues pkit, and pkit the tree.
-            fwd.stop_pkit(st);
+            fwd.stop_pkit(st, true);
         }
         sig::SIGCONT => {
             // `fg` of a job that ran on in the background (or that and
