@@ -270,6 +270,22 @@ pub fn on_signal(
     let delivered = r.from_kernel && fwd.same_pgrp;
     match s {
         sig::SIGTSTP | sig::SIGTTIN | sig::SIGTTOU => {
+            // In an orphaned process group (`setsid pkit run`, or a job
+            // whose shell is gone) the kernel discards a stop signal for a
+            // program that does not catch it: no shell could continue the
+            // job. pkit drops it the same way, neither stopping itself nor
+            // the tree (as timeout(1), which leaves SIGTSTP to the kernel:
+            // its --timeout still fires).
+            if sys::own_group_orphaned() {
+                if fwd.verbose {
+                    eprintln!(
+                        "pkit: {} dropped: pkit's process group is orphaned (no shell \
+                         could continue it)",
+                        signame::display(s)
+                    );
+                }
+                return;
+            }
             if !delivered {
                 fwd.forward(sig::SIGTSTP);
             }

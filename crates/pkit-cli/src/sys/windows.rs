@@ -149,6 +149,11 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
 /// No job control on Windows.
 pub fn stop_self() {}
 
+/// No process groups on Windows: never orphaned.
+pub fn own_group_orphaned() -> bool {
+    false
+}
+
 /// No stop signals on Windows: never.
 pub fn continued_since_stop() -> bool {
     false
