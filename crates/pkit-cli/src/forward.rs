@@ -175,6 +175,11 @@ impl Forwarder<'_> {
             t.take_back();
         }
         crate::testpause::at("stopping");
+        // (A SIGCONT between this look and the stop itself is still lost:
+        // any stop signal, pkit's SIGSTOP too, discards a pending SIGCONT,
+        // and no user-space stop can be made one step with the look. The
+        // window is these few instructions, where it was the whole stop of
+        // the tree.)
         if !(signalled && sys::continued_since_stop()) {
             sys::stop_self();
         } else if self.verbose {
