@@ -162,7 +162,12 @@ impl Forwarder<'_> {
     /// continues (`fg`, or `bg`), it takes it again if its job is in the
     /// foreground, and continues the program's tree, once: the SIGCONT
     /// that woke pkit is not forwarded on top ([`Run::continued`]).
-    pub fn stop_pkit(&self, st: &mut Run) {
+    /// `signalled`: the stop is a stop signal's the run loop read (not the
+    /// terminal's stop of the program's group): a SIGCONT that came after
+    /// that signal, while pkit stopped the tree, cancels pkit's own stop,
+    /// as the kernel drops a stop signal a SIGCONT follows; the rest goes
+    /// on as if that SIGCONT had continued pkit.
+    pub fn stop_pkit(&self, st: &mut Run, signalled: bool) {
         if let Some(r) = self.relay {
             r.suspend();
         }
@@ -170,7 +175,16 @@ impl Forwarder<'_> {
             t.take_back();
         }
         crate::testpause::at("stopping");
-        sys::stop_self();
+        // (A SIGCONT between this look and the stop itself is still lost:
+        // any stop signal, pkit's SIGSTOP too, discards a pending SIGCONT,
+        // and no user-space stop can be made one step with the look. The
+        // window is these few instructions, where it was the whole stop of
+        // the tree.)
+        if !(signalled && sys::continued_since_stop()) {
+            sys::stop_self();
+        } else if self.verbose {
+            eprintln!("pkit: continued before it stopped: going on");
+        }
         self.take_terminal();
         crate::testpause::at("continued");
         if !self.same_pgrp || self.tree_stopped() {
@@ -261,12 +275,28 @@ pub fn on_signal(
     let delivered = r.from_kernel && fwd.same_pgrp;
     match s {
         sig::SIGTSTP | sig::SIGTTIN | sig::SIGTTOU => {
+            // In an orphaned process group (`setsid pkit run`, or a job
+            // whose shell is gone) the kernel discards a stop signal for a
+            // program that does not catch it: no shell could continue the
+            // job. pkit drops it the same way, neither stopping itself nor
+            // the tree (as timeout(1), which leaves SIGTSTP to the kernel:
+            // its --timeout still fires).
+            if sys::own_group_orphaned() {
+                if fwd.verbose {
+                    eprintln!(
+                        "pkit: {} dropped: pkit's process group is orphaned (no shell \
+                         could continue it)",
+                        signame::display(s)
+                    );
+                }
+                return;
+            }
             if !delivered {
                 fwd.forward(sig::SIGTSTP);
             }
             // Stop pkit too, so the shell sees its job stop; `fg` sends
             // SIGCONT, which continues pkit, and pkit the tree.
-            fwd.stop_pkit(st);
+            fwd.stop_pkit(st, true);
         }
         sig::SIGCONT => {
             // `fg` of a job that ran on in the background (or that and

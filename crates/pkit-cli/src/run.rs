@@ -201,7 +201,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // wants for a group no job-control shell can continue.)
             () = tokio::time::sleep(Duration::from_millis(100)), if tty.is_some() => {
                 if sys::state_of(pid) == Some('T') {
-                    fwd.stop_pkit(&mut st);
+                    fwd.stop_pkit(&mut st, false);
                 }
             }
             r = signals.recv() => match r {

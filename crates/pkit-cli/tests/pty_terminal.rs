@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -114,6 +115,10 @@ fn text(out: &Arc<Mutex<Vec<u8>>>) -> String {
 fn raw_cat(m: &str, slave: &File) -> (Child, Arc<Mutex<Vec<u8>>>) {
     let mut pkit = pkit()
         .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
+        // A group of its own, whose parent (this test) is in another group
+        // of the session: not orphaned, whatever the harness's group is,
+        // so a stop signal stops it (pkit drops one in an orphaned group).
+        .process_group(0)
         .stdin(slave.try_clone().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -270,18 +270,44 @@ fn fg_after_a_stop_continues_the_program_once() {
     });
 }
 
+/// The rest of a small job-control shell on a pty after [`PY_JOB_IN_PTY`]
+/// (pkit its foreground job, in a process group of its own, whose parent,
+/// the shell, is in another group of the session: not orphaned, as a job
+/// of a real shell): it prints `job-stopped=1` at each stop of its job
+/// and `job-status=N;` at its end, then exits. For the driver,
+/// `job_status()` waits for that `N`.
+const PY_SHELL_WAITS: &str = r#"
+    while True:
+        _, st = os.waitpid(job, os.WUNTRACED)
+        if os.WIFSTOPPED(st):
+            print("job-stopped=1", flush=True)
+        else:
+            print("job-status=%d;" % os.waitstatus_to_exitcode(st), flush=True)
+            os._exit(0)
+def job_status():
+    read_until(b"job-status=")
+    while b";" not in out.split(b"job-status=")[1]:
+        read_until(b";", out.count(b";") + 1)
+    return int(out.split(b"job-status=")[1].split(b";")[0])
+"#;
+
 /// A Python REPL under `pkit run` on a real pseudo-terminal, in both
 /// mechanisms: Ctrl-C gives one KeyboardInterrupt and the REPL goes on, as
 /// without pkit; Ctrl-Z stops the job (pkit included, so a shell would get
 /// its prompt back) and SIGCONT to the job (what `fg` sends) resumes it.
+/// pkit runs as the foreground job of a small job-control shell on the
+/// terminal ([`PY_SHELL_WAITS`]), as from a real one: run as the
+/// terminal's session leader itself, its process group would be orphaned,
+/// where the kernel discards a Ctrl-Z for a program that does not catch
+/// it, and so does pkit.
 #[test]
 fn a_repl_survives_ctrl_c_and_ctrl_z_from_a_terminal() {
     let driver = [
         PY_PTY_DRIVER,
+        PY_JOB_IN_PTY,
+        PY_SHELL_WAITS,
         r#"
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
+read_job()
 read_until(b">>> ")
 os.write(fd, b"import time\n")
 read_until(b">>> ")
@@ -292,16 +318,17 @@ os.write(fd, b"\x03")
 read_until(b"KeyboardInterrupt")
 read_until(b">>> ")
 os.write(fd, b"\x1a")
-_, status = os.waitpid(pid, os.WUNTRACED)
-stopped = os.WIFSTOPPED(status)
-os.killpg(pid, signal.SIGCONT)
+read_until(b"job-stopped=1")
+stopped = out.count(b"job-stopped=1")
+os.killpg(job, signal.SIGCONT)
 os.write(fd, b"print(6 * 7)\n")
 read_until(b"42")
 os.write(fd, b"raise SystemExit(5)\n")
-_, status = os.waitpid(pid, 0)
+status = job_status()
+os.waitpid(pid, 0)
 sys.stdout.write("interrupts=%d stopped=%d status=%d resent=%d\n" % (
     out.count(b"KeyboardInterrupt"), stopped,
-    os.waitstatus_to_exitcode(status), out.count(b"sending SIGINT")))
+    status, out.count(b"sending SIGINT")))
 "#,
     ]
     .concat();
@@ -475,42 +502,44 @@ sys.stdout.write("ok\n")
 /// SIGCONT of one `fg` continues pkit and its program for good (before,
 /// the self-pipe of the portable backend had taken both and pkit stopped
 /// itself once for each: the user had to `fg` twice). pkit on a terminal
-/// of its own, in its foreground, as from a shell.
+/// of its own, the foreground job of a small job-control shell there
+/// ([`PY_SHELL_WAITS`]; as the terminal's session leader, pkit's group
+/// was orphaned, where stop signals are dropped).
 #[test]
 fn two_stop_signals_at_once_need_one_fg() {
     let driver = [
         PY_PTY_DRIVER,
+        PY_JOB_IN_PTY,
+        PY_SHELL_WAITS,
         r#"
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
 def stat():
-    with open("/proc/%d/stat" % pid) as f:
+    with open("/proc/%d/stat" % job) as f:
         return f.read().rsplit(")", 1)[1].split()[0]
-def wait_stopped():
-    _, st = os.waitpid(pid, os.WUNTRACED)
-    if not os.WIFSTOPPED(st):
-        give_up("pkit ended (%d) instead of stopping" % st)
+def wait_stopped(n):
+    # The shell's report of pkit's n-th stop (or of its end: then the
+    # wait gives up).
+    read_until(b"job-stopped=1", n)
 def ticks_go_on():
     # Five more lines of the program's output.
     read_until(b"tick", out.count(b"tick") + 5)
+read_job()
 read_until(b"tick", 3)
-os.kill(pid, signal.SIGTSTP)
-wait_stopped()
+os.kill(job, signal.SIGTSTP)
+wait_stopped(1)
 # `fg`; pkit is held up after its continue, before its next read of its
 # signals: both stops are pending there at once.
-os.killpg(pid, signal.SIGCONT)
-os.kill(pid, signal.SIGTSTP)
-os.kill(pid, signal.SIGTTIN)
-wait_stopped()
+os.killpg(job, signal.SIGCONT)
+os.kill(job, signal.SIGTSTP)
+os.kill(job, signal.SIGTTIN)
+wait_stopped(2)
 # One `fg`.
-os.killpg(pid, signal.SIGCONT)
+os.killpg(job, signal.SIGCONT)
 ticks_go_on()
-done, st = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
-if done != 0 or stat() == "T":
-    give_up("pkit stopped again (%d)" % st)
-os.kill(pid, signal.SIGTERM)
-_, st = os.waitpid(pid, 0)
+if out.count(b"job-stopped=1") != 2 or b"job-status=" in out or stat() == "T":
+    give_up("pkit stopped again, or ended")
+os.kill(job, signal.SIGTERM)
+job_status()
+os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
 "#,
     ]

@@ -6,6 +6,10 @@
 //! there).
 
 #[cfg(unix)]
+mod orphan;
+#[cfg(unix)]
+pub use orphan::own_group_orphaned;
+#[cfg(unix)]
 mod parent;
 #[cfg(target_os = "linux")]
 mod signalfd;

@@ -15,6 +15,13 @@
 //! signal, and a stop signal a pending SIGCONT, as the kernel does; the
 //! stop signals taken together are one stop (the kernel's SIGCONT would
 //! have dropped the rest after the first).
+//! Each delivery also takes a number from one counter (the order the
+//! handler saw the signals in: it runs with every caught signal blocked,
+//! so one delivery's handler never interrupts another's and the order is
+//! the kernel's), kept per signal number: the run loop, about to stop
+//! pkit on a stop signal it took, tells by it whether a SIGCONT came
+//! after that stop signal ([`continued_since_stop`]), which a mark can't
+//! (the SIGCONT that continued pkit before may still be marked).
 //! The caught signals stay blocked in every thread but
 //! one, `pkit-signals`, which only waits in pause(2): they are delivered
 //! there, and the other threads' terminal operations (tcsetpgrp from the
@@ -27,7 +34,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::io::unix::AsyncFd;
@@ -45,6 +52,23 @@ const STOPS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 const MAX_SIGNAL: usize = 64;
 /// Pending signals by number: [`FROM_KERNEL`] and/or [`FROM_PROCESS`].
 static PENDING: [AtomicU8; MAX_SIGNAL] = [const { AtomicU8::new(0) }; MAX_SIGNAL];
+/// The number of the last delivery handled (0: none yet).
+static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
+/// By signal number, the number of its last delivery (0: none yet).
+static LAST: [AtomicUsize; MAX_SIGNAL] = [const { AtomicUsize::new(0) }; MAX_SIGNAL];
+/// The number of the latest delivery among the stop signals the run loop
+/// took last ([`Signals::take_pending`]).
+static STOP_TAKEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a SIGCONT was delivered after the stop signal(s) the run loop
+/// took last: the kernel would have dropped that stop (a SIGCONT discards
+/// a pending stop signal), and pkit, acting on it, must not stop itself
+/// after that SIGCONT, which nobody sends again. A SIGCONT from before
+/// the stop signal (the one that continued pkit from an earlier stop, its
+/// mark not yet taken) does not count: the stop is the kernel's then.
+pub fn continued_since_stop() -> bool {
+    LAST[libc::SIGCONT as usize].load(Ordering::Acquire) > STOP_TAKEN.load(Ordering::Acquire)
+}
 
 /// The pipe's write end, for the handler (-1 until installed).
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -94,7 +118,17 @@ pub fn install(caught: &[i32]) -> io::Result<()> {
             let mut new: libc::sigaction = std::mem::zeroed();
             new.sa_sigaction = handler as *const () as usize;
             new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            // Every caught signal blocked while the handler runs: a
+            // delivery after this one waits for it to return, so the
+            // handlers run (and number the deliveries) in the kernel's
+            // order. (Unblocked, a SIGTSTP sent right after a SIGCONT
+            // could run its handler inside the SIGCONT's, before the
+            // SIGCONT's number and mark, which then dropped the later
+            // stop's mark and looked the later of the two.)
             libc::sigemptyset(&mut new.sa_mask);
+            for &c in caught {
+                libc::sigaddset(&mut new.sa_mask, c);
+            }
             libc::sigaction(s, &new, std::ptr::null_mut())
         };
         if rc != 0 {
@@ -149,9 +183,14 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     } else {
         FROM_PROCESS
     };
-    let Some(mark) = usize::try_from(sig).ok().and_then(|n| PENDING.get(n)) else {
+    let Some(n) = usize::try_from(sig).ok().filter(|&n| n < MAX_SIGNAL) else {
         return;
     };
+    let mark = &PENDING[n];
+    // This delivery's number, before its mark: whoever takes the mark
+    // reads a number at least this one's.
+    let number = DELIVERIES.fetch_add(1, Ordering::AcqRel) + 1;
+    LAST[n].store(number, Ordering::Release);
     // What the kernel does with pending signals: a continue drops a
     // pending stop, a stop a pending continue.
     if sig == libc::SIGCONT {
@@ -299,6 +338,10 @@ impl Signals {
             let origins = mark.swap(0, Ordering::AcqRel);
             let signo = signo as i32;
             if origins != 0 && STOPS.contains(&signo) {
+                // (Read after the mark: this delivery's number, or a later
+                // one's, whose stop is then taken with this one.)
+                let number = LAST[signo as usize].load(Ordering::Acquire);
+                STOP_TAKEN.fetch_max(number, Ordering::AcqRel);
                 let at = self.ready.len();
                 let (_, _, all) = stop.get_or_insert((signo, at, 0));
                 *all |= origins;

@@ -165,6 +165,34 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a SIGCONT came after the stop signal the run loop read last
+/// (and is about to stop pkit on): the kernel's rule is that a SIGCONT
+/// discards a stop signal pending before it, so pkit, which took the stop
+/// signal already, must not stop itself after that SIGCONT (nobody would
+/// continue it again). Through the self-pipe, the deliveries' order; through
+/// the signalfd, a SIGCONT still pending: the kernel discards a pending
+/// SIGCONT when a stop signal comes, so one pending now came after every
+/// stop signal, the one read included.
+pub fn continued_since_stop() -> bool {
+    #[cfg(target_os = "linux")]
+    if !super::sigpipe::installed() {
+        return continue_pending();
+    }
+    super::sigpipe::continued_since_stop()
+}
+
+/// Whether a SIGCONT waits, blocked, to be read (from the signalfd).
+#[cfg(target_os = "linux")]
+fn continue_pending() -> bool {
+    let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
+    // Raw: rustix has no sigpending.
+    // SAFETY: sigpending(2) fills the zeroed set; sigismember reads it.
+    unsafe {
+        libc::sigpending(set.as_mut_ptr()) == 0
+            && libc::sigismember(set.as_ptr(), libc::SIGCONT) == 1
+    }
+}
+
 /// Stops pkit itself (as SIGTSTP would have, had it not been caught).
 pub fn stop_self() {
     // Raw: raise is a C library call (rustix has none).

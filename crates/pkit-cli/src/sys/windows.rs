@@ -149,6 +149,16 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
 /// No job control on Windows.
 pub fn stop_self() {}
 
+/// No process groups on Windows: never orphaned.
+pub fn own_group_orphaned() -> bool {
+    false
+}
+
+/// No stop signals on Windows: never.
+pub fn continued_since_stop() -> bool {
+    false
+}
+
 /// No signal to end pkit by: the caller exits with 128+`sig` instead.
 pub fn reraise(_sig: i32) {}
 

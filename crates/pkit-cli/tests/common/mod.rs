@@ -115,7 +115,12 @@ if pid == 0:
     if job == 0:
         os.setpgid(0, 0)
         os.tcsetpgrp(0, os.getpgrp())
-        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        # The job's signals at their defaults, as `pkit()` starts pkit,
+        # whatever the suite inherited (a background job of a
+        # non-interactive shell starts with INT and QUIT ignored, which
+        # pkit would keep: Ctrl-C would reach nothing).
+        for s in (signal.SIGTTOU, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL)
         os.execv(sys.argv[1], sys.argv[1:])
     try:
         os.setpgid(job, job)
