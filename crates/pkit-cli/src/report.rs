@@ -215,7 +215,9 @@ impl Sink {
     ///
     /// # Errors
     ///
-    /// The write's (its reader gone, a full disk); nothing is printed.
+    /// The write's (its reader gone, a full disk) to a file or descriptor
+    /// chosen with `--json-file`/`--json-fd`; nothing is printed. A write
+    /// to stderr (`--json`) that fails is dropped.
     pub fn write(&mut self, report: &Report) -> Result<(), WriteFailed> {
         let mut line = match serde_json::to_vec(report) {
             Ok(v) => v,
@@ -227,7 +229,13 @@ impl Sink {
         line.push(b'\n');
         let result = match self {
             Sink::None => Ok(()),
-            Sink::Stderr => io::stderr().lock().write_all(&line),
+            // pkit's stderr is where it says what went wrong: a failure
+            // there has nowhere to be said and changes no status (as GNU
+            // tools check only their stdout at exit).
+            Sink::Stderr => {
+                let _ = io::stderr().lock().write_all(&line);
+                Ok(())
+            }
             Sink::File(f) => f.write_all(&line).and_then(|()| f.flush()),
         };
         result.map_err(|source| WriteFailed {

@@ -373,14 +373,17 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
 }
 
 /// Prints the captured output at the end of the run (no report to carry
-/// it): stdout, then stderr, both tried; the first failure is returned.
+/// it): stdout, then stderr, both tried; stdout's failure is returned. A
+/// failure on stderr, where pkit would say it, changes nothing (as a
+/// broken stderr changes no status elsewhere in pkit).
 fn print_captured(stdout: &[u8], stderr: &[u8]) -> Option<WriteFailed> {
     let out = std::io::stdout().write_all(stdout);
     let out = out.and_then(|()| std::io::stdout().flush());
-    let err = std::io::stderr().write_all(stderr);
-    let failed = |what| move |source| WriteFailed { what, source };
-    (out.map_err(failed("the captured stdout")).err())
-        .or(err.map_err(failed("the captured stderr")).err())
+    let _ = std::io::stderr().write_all(stderr);
+    out.err().map(|source| WriteFailed {
+        what: "the captured stdout",
+        source,
+    })
 }
 
 /// What ends the leftovers' grace early: TERM, INT, HUP or QUIT to pkit

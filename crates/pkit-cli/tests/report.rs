@@ -384,10 +384,11 @@ fn reader_gone() -> Stdio {
 }
 
 /// pkit's own output to a real pipe whose reader is gone (`| true`): the
-/// captured output printed at the end, the report on stderr (`--json`) or
-/// on stdout (`--json-file /dev/stdout`). pkit says so on stderr when it
-/// can and ends 141, whatever the program's status: not 0 with the output
-/// lost, never a panic. The program's own write there kills it by SIGPIPE,
+/// captured stdout printed at the end, the report on stdout
+/// (`--json-file /dev/stdout`). pkit says so on stderr and ends 141,
+/// whatever the program's status: not 0 with the output lost, never a
+/// panic. What goes to a broken stderr (the `--json` report, the captured
+/// stderr) is dropped and changes no status. The program's own write there kills it by SIGPIPE,
 /// which pkit passes on (141 too). `/dev/full` (ENOSPC) is 125; a stdout
 /// closed at the start (`>&-`) is /dev/null to pkit (Rust's runtime).
 #[test]
@@ -421,13 +422,28 @@ fn own_output_whose_reader_went_away_is_a_failure_with_its_own_status() {
                 assert!(text.contains("err\n"), "{m}: {text}");
             }
         }
-        // The report, on stderr (--json) and on stdout (--json-file).
-        let out = pkit_m(&["--json", "--capture", "--", "echo", "hi"])
-            .stderr(reader_gone())
-            .output()
-            .unwrap();
-        assert_eq!(shell_status(out.status), 141, "{m}");
-        assert!(out.stdout.is_empty(), "{m}");
+        // The report on stderr (--json: it carries the captured output),
+        // or the captured stderr, whose reader is gone: nowhere to say it,
+        // no status changed (as attack_dec03b's broken stderr); without a
+        // report the captured stdout is still printed.
+        let rows: [(&[&str], i32, &[u8]); 2] = [
+            (
+                &["--json", "--capture", "--", "sh", "-c", "echo hi; exit 3"],
+                3,
+                b"",
+            ),
+            (
+                &["--capture", "--", "sh", "-c", "echo hi; echo e >&2"],
+                0,
+                b"hi\n",
+            ),
+        ];
+        for (args, code, stdout) in rows {
+            let out = pkit_m(args).stderr(reader_gone()).output().unwrap();
+            assert_eq!(shell_status(out.status), code, "{m} {args:?}");
+            assert_eq!(out.stdout, stdout, "{m} {args:?}");
+        }
+        // The report on stdout (--json-file).
         let out = pkit_m(&[
             "--json-file",
             "/dev/stdout",
