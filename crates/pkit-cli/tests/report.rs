@@ -375,8 +375,19 @@ fn json_file_follows_a_symbolic_link_as_shell_redirection_does() {
 /// writes): a write to it fails with EPIPE.
 fn reader_gone() -> Stdio {
     let mut fds = [0; 2];
+    // Close-on-exec from the start where the system can (a child another
+    // test starts meanwhile must not hold the read end).
     // SAFETY: `fds` is two ints for pipe2 to fill.
+    #[cfg(target_os = "linux")]
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: as above; then each end marked close-on-exec.
+    #[cfg(not(target_os = "linux"))]
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        for fd in fds {
+            assert_eq!(libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC), 0);
+        }
+    }
     // SAFETY: both were just opened, and are owned by nothing else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     drop(read);
