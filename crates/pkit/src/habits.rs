@@ -120,10 +120,12 @@ impl Command {
     /// in its place and, on replay, matches any value there that the
     /// command also passes with `secret_arg` — so a test replays with a
     /// dummy token where the recording had the real one. A program that
-    /// echoes the value on stderr doesn't carry it into an error's message
-    /// either: the quoted stderr shows `<secret>` in its place (the
-    /// carried [`Output`](crate::Output) keeps the bytes; its stdout and
-    /// stderr are the program's, not pkit's).
+    /// echoes the value doesn't carry it into an error's message or a
+    /// cassette either: the quoted stderr, and the cassette's recorded
+    /// stdout and stderr (what its replay gives), show `<secret>` in its
+    /// place, every occurrence however short the value (the
+    /// [`Output`](crate::Output) of the real run keeps the bytes; its
+    /// stdout and stderr are the program's, not pkit's).
     ///
     /// ```
     /// let cmd = pkit::Command::new("curl")
@@ -146,11 +148,12 @@ impl Command {
     }
 
     /// The values of the arguments passed with [`secret_arg`](Self::secret_arg),
-    /// as text (what an error's quote of stderr leaves out).
-    pub(crate) fn secret_values(&self) -> Vec<String> {
+    /// as bytes (what an error's quote of stderr and a cassette's recorded
+    /// output leave out; see `crate::redact`).
+    pub(crate) fn secret_values(&self) -> Vec<Vec<u8>> {
         (self.spec.secret_args.iter())
             .filter_map(|&i| self.spec.args.get(i))
-            .map(|a| a.to_string_lossy().into_owned())
+            .map(|a| a.as_encoded_bytes().to_vec())
             .collect()
     }
 }
