@@ -991,3 +991,38 @@ async fn a_secret_argument_the_program_echoes_is_recorded_as_secret() {
     }
     suite.end().await;
 }
+
+/// `CliClient::secret_output` marks every call: a failed call's error
+/// quotes no stderr, and a cassette holding a call refuses to save.
+#[tokio::test]
+async fn a_clients_secret_output_marks_every_call() {
+    let dir = TempPath::new("client-secret-out");
+    std::fs::create_dir(dir.path()).unwrap();
+    let path = dir.path().join("runs.json");
+    let recorder = Arc::new(RecordReplay::record(
+        &path,
+        Arc::new(SystemRunner::default()),
+    ));
+    let client = CliClient::new("sh")
+        .args([
+            "-c",
+            r#"echo "password: $0"; echo "leaked $0" >&2; exit $1"#,
+        ])
+        .secret_output()
+        .with_runner(recorder.clone());
+    assert!(format!("{client:?}").contains("secret_output: true"));
+    let err = client.run([SECRET, "4"]).await.unwrap_err();
+    assert_eq!(err.output().unwrap().code(), Some(4));
+    let shown = format!("{err} {}", err.diagnostic());
+    assert!(
+        !shown.contains(SECRET) && !shown.contains("leaked"),
+        "{shown}"
+    );
+    assert_eq!(
+        client.run([SECRET, "0"]).await.unwrap(),
+        format!("password: {SECRET}")
+    );
+    let refused = recorder.save().unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{refused}");
+    assert!(!path.exists(), "nothing is written");
+}
