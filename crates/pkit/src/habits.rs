@@ -3,6 +3,7 @@
 //! [`secret_output`](Command::secret_output) and the conversion from
 //! `std::process::Command`.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 
 use crate::command::Command;
@@ -145,6 +146,23 @@ impl Command {
         out.secret_output = self.spec.io.secret_output;
         out.redact = self.secret_values();
         out
+    }
+
+    /// This command as stage of a pipeline whose stages' secret arguments
+    /// are `chain_secrets`: streaming its stdout as lines when `streams`
+    /// (the last stage of a started chain that streams), and knowing the
+    /// chain's secrets, which a recording runner leaves out of its output.
+    pub(crate) fn as_stage(&self, streams: bool, chain_secrets: &[Vec<u8>]) -> Cow<'_, Command> {
+        if !streams && chain_secrets.len() == self.spec.secret_args.len() {
+            return Cow::Borrowed(self);
+        }
+        let mut stage = self.clone();
+        if streams {
+            stage.spec.io.stream_lines = true;
+            stage.spec.io.stdout_lines_only = true;
+        }
+        stage.spec.io.chain_secrets = chain_secrets.to_vec();
+        Cow::Owned(stage)
     }
 
     /// The values of the arguments passed with [`secret_arg`](Self::secret_arg),

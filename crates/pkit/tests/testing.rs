@@ -992,6 +992,35 @@ async fn a_secret_argument_the_program_echoes_is_recorded_as_secret() {
     suite.end().await;
 }
 
+/// A pipeline stage that passes on an earlier stage's echoed secret (here
+/// `cat`) has it recorded as `<secret>` too; replay gives that.
+#[tokio::test]
+async fn a_secret_a_later_pipeline_stage_prints_is_recorded_as_secret() {
+    let suite = begin("a_secret_a_later_pipeline_stage_prints").await;
+    let chain = |secret: &str, runner: Arc<dyn pkit::Runner>| {
+        let head = Command::new("sh").args(["-c", r#"echo "token=$1""#, "sh"]);
+        let head = head.secret_arg(secret).runner(runner.clone());
+        head.pipe(Command::new("cat").runner(runner))
+    };
+    for choice in mechanisms() {
+        let dir = TempPath::new("cassette-pipe-echo");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("runs.json");
+        let system = Arc::new(SystemRunner::with_mechanism(choice));
+        let recorder = Arc::new(RecordReplay::record(&path, system));
+        let out = chain(SECRET, recorder.clone()).output().await.unwrap();
+        assert_eq!(out.stdout_str(), format!("token={SECRET}\n"), "{choice}");
+        recorder.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(SECRET), "{choice}: {text}");
+        assert!(text.contains(r#""stdout": "token=<secret>\n""#), "{text}");
+        let replay: Arc<dyn pkit::Runner> = Arc::new(RecordReplay::replay(&path).unwrap());
+        let again = chain("dummy", replay).output().await.unwrap();
+        assert_eq!(again.stdout_str(), "token=<secret>\n", "{choice}");
+    }
+    suite.end().await;
+}
+
 /// `CliClient::secret_output` marks every call: a failed call's error
 /// quotes no stderr, and a cassette holding a call refuses to save.
 #[tokio::test]

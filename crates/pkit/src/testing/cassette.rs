@@ -155,9 +155,10 @@ struct State {
 /// a secret argument (many CLIs print their command line on an error) has
 /// each occurrence of its value, byte for byte, recorded as `<secret>` —
 /// in `stdout`, `stderr` and a started run's `output` pieces (one that a
-/// read cut in two too), so in every line, JSON line or error quote a
-/// replay gives — as an error's quote of stderr shows it (the same
-/// redaction). Replay returns what was recorded: a test replaying such a
+/// read cut in two too; for a [`Pipe`](crate::Pipe) stage, every stage's
+/// secrets, as a later stage may pass an earlier one's echo on), so in
+/// every line, JSON line or error quote a replay gives — as an error's
+/// quote of stderr shows it (the same redaction). Replay returns what was recorded: a test replaying such a
 /// cassette sees `<secret>` where the program printed the token, never
 /// its dummy one; the byte totals count the recorded text. There is no
 /// minimum length: a secret of one character (`"1"`) turns every `1` of
@@ -345,7 +346,10 @@ impl RecordReplay {
     ) -> Result<RunningProcess> {
         let (recorded, log) = tape::recorded(cmd);
         let proc = inner.start(&recorded, launch)?;
-        let rec = Recording::new(run_of(cmd), cmd.secret_values(), log, &proc);
+        // A pipeline's stage: the other stages' secrets too.
+        let mut secrets = cmd.secret_values();
+        secrets.extend(cmd.spec.io.chain_secrets.iter().cloned());
+        let rec = Recording::new(run_of(cmd), secrets, log, &proc);
         self.state().runs.push(Entry::Started(rec));
         Ok(proc)
     }
