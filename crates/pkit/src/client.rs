@@ -25,7 +25,9 @@ use crate::runner::Runner;
 /// [`Command::secret_arg`] on one call's [`command`](Self::command): the
 /// tool gets it as given, and pkit never shows or records it (no `Debug`,
 /// log event or error message, not even a quote of the tool's stderr that
-/// echoes it; a record/replay cassette writes `{"secret": true}`).
+/// echoes it; a record/replay cassette writes `{"secret": true}`, and
+/// `<secret>` where the tool's recorded output echoed it). A tool whose
+/// output itself is secret: [`secret_output`](Self::secret_output).
 ///
 /// ```
 /// let deploy = pkit::CliClient::new("deployctl").arg("--token").secret_arg("tok-s3cret");
@@ -86,6 +88,8 @@ pub struct CliClient {
     timeout: Option<Duration>,
     runner: Option<Arc<dyn Runner>>,
     log_name: Option<String>,
+    /// Every call is marked [`Command::secret_output`].
+    secret_output: bool,
 }
 
 impl CliClient {
@@ -102,6 +106,7 @@ impl CliClient {
             timeout: None,
             runner: None,
             log_name: None,
+            secret_output: false,
         }
     }
 
@@ -117,7 +122,8 @@ impl CliClient {
     /// [`Command::secret_arg`], so what that promises holds for each call
     /// — no `Debug`, log event or error message shows it, and a
     /// `pkit::testing::RecordReplay` cassette writes `{"secret": true}` in
-    /// its place (replayed with any secret there). A secret for one call
+    /// its place (replayed with any secret there) and `<secret>` wherever
+    /// the tool's recorded output echoed it. A secret for one call
     /// only: [`command`](Self::command), then [`Command::secret_arg`].
     ///
     /// ```
@@ -128,6 +134,25 @@ impl CliClient {
     /// ```
     pub fn secret_arg(mut self, arg: impl AsRef<OsStr>) -> CliClient {
         self.args.push((arg.as_ref().to_os_string(), true));
+        self
+    }
+
+    /// Marks every call's output as secret, as
+    /// [`Command::secret_output`] marks one command's: a failed call's
+    /// error never quotes the tool's stderr, and a
+    /// `pkit::testing::RecordReplay` cassette refuses to save a recorded
+    /// call (script the tool's answers instead). For a tool that prints
+    /// credentials (`vault read`, `aws sts get-session-token`); a token
+    /// the tool only takes as an argument is a
+    /// [`secret_arg`](Self::secret_arg), whose echoes are redacted.
+    ///
+    /// ```
+    /// let vault = pkit::CliClient::new("vault").secret_output();
+    /// let call = vault.command(["read", "-field=password", "secret/db"]);
+    /// # let _ = call;
+    /// ```
+    pub fn secret_output(mut self) -> CliClient {
+        self.secret_output = true;
         self
     }
 
@@ -244,6 +269,9 @@ impl CliClient {
         if let Some(name) = &self.log_name {
             cmd = cmd.log_name(name.clone());
         }
+        if self.secret_output {
+            cmd = cmd.secret_output();
+        }
         cmd
     }
 
@@ -318,6 +346,7 @@ impl fmt::Debug for CliClient {
             .field("current_dir_set", &self.cwd.is_some())
             .field("timeout", &self.timeout)
             .field("custom_runner", &self.runner.is_some())
+            .field("secret_output", &self.secret_output)
             .finish()
     }
 }

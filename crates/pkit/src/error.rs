@@ -7,7 +7,6 @@
 //! left out for a command marked
 //! [`secret_output`](crate::Command::secret_output).
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -405,7 +404,9 @@ fn stderr_tail(out: &Output) -> Option<String> {
     if out.secret_output {
         return None;
     }
-    let text = redacted(String::from_utf8_lossy(out.stderr()), &out.redact);
+    // Redacted before the tail is cut, so no part of a secret is left.
+    let stderr = crate::redact::redact(out.stderr(), &out.redact);
+    let text = String::from_utf8_lossy(&stderr);
     let text = text.trim_end_matches(['\n', '\r']);
     if text.trim().is_empty() {
         return None;
@@ -425,22 +426,6 @@ fn stderr_tail(out: &Output) -> Option<String> {
         tail = &tail[at..];
     }
     Some(inert(tail))
-}
-
-/// `text` with each of `secrets` (the `secret_arg` values, longest first)
-/// written `<secret>`; done before the tail is cut, so no part is left.
-fn redacted<'a>(text: Cow<'a, str>, secrets: &[String]) -> Cow<'a, str> {
-    let mut secrets: Vec<&str> = (secrets.iter().map(String::as_str))
-        .filter(|s| !s.is_empty())
-        .collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut text = text;
-    for secret in secrets {
-        if text.contains(secret) {
-            text = Cow::Owned(text.replace(secret, "<secret>"));
-        }
-    }
-    text
 }
 
 /// `text` with the control characters a terminal acts on (escape, bell,

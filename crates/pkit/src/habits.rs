@@ -3,6 +3,7 @@
 //! [`secret_output`](Command::secret_output) and the conversion from
 //! `std::process::Command`.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 
 use crate::command::Command;
@@ -120,10 +121,12 @@ impl Command {
     /// in its place and, on replay, matches any value there that the
     /// command also passes with `secret_arg` — so a test replays with a
     /// dummy token where the recording had the real one. A program that
-    /// echoes the value on stderr doesn't carry it into an error's message
-    /// either: the quoted stderr shows `<secret>` in its place (the
-    /// carried [`Output`](crate::Output) keeps the bytes; its stdout and
-    /// stderr are the program's, not pkit's).
+    /// echoes the value doesn't carry it into an error's message or a
+    /// cassette either: the quoted stderr, and the cassette's recorded
+    /// stdout and stderr (what its replay gives), show `<secret>` in its
+    /// place, every occurrence however short the value (the
+    /// [`Output`](crate::Output) of the real run keeps the bytes; its
+    /// stdout and stderr are the program's, not pkit's).
     ///
     /// ```
     /// let cmd = pkit::Command::new("curl")
@@ -145,12 +148,30 @@ impl Command {
         out
     }
 
+    /// This command as stage of a pipeline whose stages' secret arguments
+    /// are `chain_secrets`: streaming its stdout as lines when `streams`
+    /// (the last stage of a started chain that streams), and knowing the
+    /// chain's secrets, which a recording runner leaves out of its output.
+    pub(crate) fn as_stage(&self, streams: bool, chain_secrets: &[Vec<u8>]) -> Cow<'_, Command> {
+        if !streams && chain_secrets.len() == self.spec.secret_args.len() {
+            return Cow::Borrowed(self);
+        }
+        let mut stage = self.clone();
+        if streams {
+            stage.spec.io.stream_lines = true;
+            stage.spec.io.stdout_lines_only = true;
+        }
+        stage.spec.io.chain_secrets = chain_secrets.to_vec();
+        Cow::Owned(stage)
+    }
+
     /// The values of the arguments passed with [`secret_arg`](Self::secret_arg),
-    /// as text (what an error's quote of stderr leaves out).
-    pub(crate) fn secret_values(&self) -> Vec<String> {
+    /// as bytes (what an error's quote of stderr and a cassette's recorded
+    /// output leave out; see `crate::redact`).
+    pub(crate) fn secret_values(&self) -> Vec<Vec<u8>> {
         (self.spec.secret_args.iter())
             .filter_map(|&i| self.spec.args.get(i))
-            .map(|a| a.to_string_lossy().into_owned())
+            .map(|a| a.as_encoded_bytes().to_vec())
             .collect()
     }
 }

@@ -134,7 +134,7 @@ pub struct JsonLines<T> {
     ok: Arc<[i32]>,
     secret: bool,
     /// The command's secret arguments (see `Output::redact`).
-    redact: Vec<String>,
+    redact: Vec<Vec<u8>>,
     proc: Option<RunningProcess>,
     lines: Lines,
     /// Stdout lines seen so far.

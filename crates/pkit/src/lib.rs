@@ -142,6 +142,7 @@ pub mod pty;
 mod pty_open;
 mod pump;
 mod raw_output;
+mod redact;
 mod retry;
 mod run_options;
 mod runner;

@@ -61,9 +61,9 @@ pub struct Output {
     /// never quote its stderr.
     pub(crate) secret_output: bool,
     /// Set by the verbs: the values of the command's (a pipeline's
-    /// stages') `secret_arg`s, as text, which an error's quote of stderr
-    /// shows as `<secret>`.
-    pub(crate) redact: Vec<String>,
+    /// stages') `secret_arg`s, as bytes, which an error's quote of stderr
+    /// shows as `<secret>` (`crate::redact`).
+    pub(crate) redact: Vec<Vec<u8>>,
 }
 
 impl Output {

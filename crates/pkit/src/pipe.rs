@@ -1,6 +1,5 @@
 //! [`Pipe`]: shell-free pipelines over real OS pipes.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -469,16 +468,14 @@ impl Pipe {
         let n = self.stages.len();
         let mut procs = Vec::with_capacity(n);
         let mut next_stdin = None;
+        let secrets: Vec<Vec<u8>> = self
+            .stages
+            .iter()
+            .flat_map(Command::secret_values)
+            .collect();
         for (i, cmd) in self.stages.iter().enumerate() {
             let streams = started && i + 1 == n && (self.stream_lines || cmd.spec.io.stream_lines);
-            let cmd: Cow<'_, Command> = if streams {
-                let mut last = cmd.clone();
-                last.spec.io.stream_lines = true;
-                last.spec.io.stdout_lines_only = true;
-                Cow::Owned(last)
-            } else {
-                Cow::Borrowed(cmd)
-            };
+            let cmd = cmd.as_stage(streams, &secrets);
             let cmd = cmd.as_ref();
             let (read, write) = if i + 1 < n {
                 let (r, w) = sys::stage_pipe().map_err(|e| {

@@ -33,6 +33,10 @@ pub(crate) struct OutputPlan {
     /// without one: set (never by users) on the last stage of a started
     /// pipeline, whose stream is the chain's output.
     pub stdout_lines_only: bool,
+    /// Every stage's `secret_arg` values, set (never by users) on each
+    /// stage of a pipeline: a stage's output may echo an earlier stage's
+    /// secret, and a cassette records it as `<secret>` too.
+    pub chain_secrets: Vec<Vec<u8>>,
 }
 
 /// The default capacity of the line stream, in lines.
@@ -66,6 +70,7 @@ impl Default for OutputPlan {
             secret_output: false,
             ok_codes: None,
             stdout_lines_only: false,
+            chain_secrets: Vec::new(),
         }
     }
 }

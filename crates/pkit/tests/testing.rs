@@ -913,3 +913,145 @@ async fn a_clients_secret_arguments_reach_the_program_and_nothing_else() {
         }
     }
 }
+
+/// A program that echoes a secret argument (on stdout and stderr, through
+/// a verb and started, the echo cut by a read of the other stream) has
+/// `<secret>` recorded in each place, never the value or a part of it;
+/// the caller's own `Output` keeps the bytes; replay gives the recorded
+/// `<secret>` (stdout, lines, the error's quote of stderr).
+#[tokio::test]
+async fn a_secret_argument_the_program_echoes_is_recorded_as_secret() {
+    let suite = begin("a_secret_argument_the_program_echoes").await;
+    let echo = r#"echo "using token $1"; echo "error: bad token $1 (try again)" >&2; exit 3"#;
+    // "split tok", then a stderr line, then (once $GO exists) "-9f3b-...".
+    let split = r#"s=$1; printf 'split %s' "${s%%-*}"; echo mark >&2
+        while [ ! -e "$GO" ]; do sleep 0.05; done; printf -- '-%s\n' "${s#*-}"; exit 3"#;
+    let cmd = |script: &str, secret: &str| {
+        Command::new("sh")
+            .args(["-c", script, "sh"])
+            .secret_arg(secret)
+    };
+    for choice in mechanisms() {
+        let dir = TempPath::new("cassette-echo");
+        std::fs::create_dir(dir.path()).unwrap();
+        let (path, go) = (dir.path().join("runs.json"), dir.path().join("go"));
+        let system = Arc::new(SystemRunner::with_mechanism(choice));
+        let recorder = Arc::new(RecordReplay::record(&path, system));
+
+        let out = cmd(echo, SECRET).runner(recorder.clone()).output().await;
+        let out = out.unwrap();
+        assert_eq!(
+            out.stdout_str(),
+            format!("using token {SECRET}\n"),
+            "{choice}"
+        );
+        let mut started = (cmd(split, SECRET).env("GO", &go).stream_lines())
+            .runner(recorder.clone())
+            .start()
+            .unwrap();
+        let mark = started.wait_for_line(|l| l.text == "mark", Duration::from_secs(30));
+        mark.await.unwrap();
+        std::fs::write(&go, "").unwrap();
+        let line = started.wait_for_line(|l| l.text.starts_with("split"), Duration::from_secs(30));
+        assert_eq!(line.await.unwrap().text, format!("split {SECRET}"));
+        assert_eq!(started.wait().await.unwrap().code(), Some(3), "{choice}");
+        recorder.save().unwrap();
+
+        let file = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&file);
+        for part in [SECRET, "tok-9f3b", "9f3b-never-shown"] {
+            assert!(!text.contains(part), "{choice}: {part} in {text}");
+        }
+        assert!(
+            text.contains(r#""stdout": "using token <secret>\n""#),
+            "{text}"
+        );
+        assert!(text.contains("bad token <secret> (try again)"), "{text}");
+        assert!(text.contains(r#""stdout": "split <secret>\n""#), "{text}");
+
+        // Replayed with a dummy secret: what was recorded.
+        let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+        let again = cmd(echo, "dummy").runner(replay.clone()).output().await;
+        let again = again.unwrap();
+        assert_eq!(again.stdout_str(), "using token <secret>\n", "{choice}");
+        assert!(!again.stdout_truncated() && !again.stderr_truncated());
+        let err = cmd(echo, "dummy").runner(replay.clone()).run().await;
+        let err = err.unwrap_err().to_string();
+        assert!(err.ends_with("bad token <secret> (try again)"), "{err}");
+        let mut played = (cmd(split, "dummy").env("GO", &go).stream_lines())
+            .runner(replay.clone())
+            .start()
+            .unwrap();
+        let line = played.wait_for_line(|l| l.text.starts_with("split"), Duration::from_secs(30));
+        assert_eq!(line.await.unwrap().text, "split <secret>", "{choice}");
+        assert_eq!(played.wait().await.unwrap().code(), Some(3), "{choice}");
+        // Its recording answers a verb too, with its whole stdout.
+        let whole = cmd(split, "dummy").runner(replay).output().await.unwrap();
+        assert_eq!(whole.stdout_str(), "split <secret>\n", "{choice}");
+    }
+    suite.end().await;
+}
+
+/// A pipeline stage that passes on an earlier stage's echoed secret (here
+/// `cat`) has it recorded as `<secret>` too; replay gives that.
+#[tokio::test]
+async fn a_secret_a_later_pipeline_stage_prints_is_recorded_as_secret() {
+    let suite = begin("a_secret_a_later_pipeline_stage_prints").await;
+    let chain = |secret: &str, runner: Arc<dyn pkit::Runner>| {
+        let head = Command::new("sh").args(["-c", r#"echo "token=$1""#, "sh"]);
+        let head = head.secret_arg(secret).runner(runner.clone());
+        head.pipe(Command::new("cat").runner(runner))
+    };
+    for choice in mechanisms() {
+        let dir = TempPath::new("cassette-pipe-echo");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("runs.json");
+        let system = Arc::new(SystemRunner::with_mechanism(choice));
+        let recorder = Arc::new(RecordReplay::record(&path, system));
+        let out = chain(SECRET, recorder.clone()).output().await.unwrap();
+        assert_eq!(out.stdout_str(), format!("token={SECRET}\n"), "{choice}");
+        recorder.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(SECRET), "{choice}: {text}");
+        assert!(text.contains(r#""stdout": "token=<secret>\n""#), "{text}");
+        let replay: Arc<dyn pkit::Runner> = Arc::new(RecordReplay::replay(&path).unwrap());
+        let again = chain("dummy", replay).output().await.unwrap();
+        assert_eq!(again.stdout_str(), "token=<secret>\n", "{choice}");
+    }
+    suite.end().await;
+}
+
+/// `CliClient::secret_output` marks every call: a failed call's error
+/// quotes no stderr, and a cassette holding a call refuses to save.
+#[tokio::test]
+async fn a_clients_secret_output_marks_every_call() {
+    let dir = TempPath::new("client-secret-out");
+    std::fs::create_dir(dir.path()).unwrap();
+    let path = dir.path().join("runs.json");
+    let recorder = Arc::new(RecordReplay::record(
+        &path,
+        Arc::new(SystemRunner::default()),
+    ));
+    let client = CliClient::new("sh")
+        .args([
+            "-c",
+            r#"echo "password: $0"; echo "leaked $0" >&2; exit $1"#,
+        ])
+        .secret_output()
+        .with_runner(recorder.clone());
+    assert!(format!("{client:?}").contains("secret_output: true"));
+    let err = client.run([SECRET, "4"]).await.unwrap_err();
+    assert_eq!(err.output().unwrap().code(), Some(4));
+    let shown = format!("{err} {}", err.diagnostic());
+    assert!(
+        !shown.contains(SECRET) && !shown.contains("leaked"),
+        "{shown}"
+    );
+    assert_eq!(
+        client.run([SECRET, "0"]).await.unwrap(),
+        format!("password: {SECRET}")
+    );
+    let refused = recorder.save().unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{refused}");
+    assert!(!path.exists(), "nothing is written");
+}

@@ -15,6 +15,7 @@ use crate::future::BoxFuture;
 use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
+use crate::redact::redact;
 
 use super::private_file::write_private;
 use super::runs::{Arg, Blob, RecordedOutcome, Run};
@@ -120,7 +121,8 @@ struct State {
 /// - A command not in the cassette is an
 ///   [`Error::CassetteMiss`] (not a not-found) and spawns nothing.
 /// - A replayed `Output` has the recorded outcome, stdout and stderr (byte
-///   for byte) and byte totals; through a verb, its
+///   for byte, so `<secret>` where the program echoed a secret argument:
+///   see **Secrets**) and byte totals; through a verb, its
 ///   [`duration`](Output::duration) is zero and its pid 0 (a started
 ///   replay is a scripted process: a pid no real process has, and the
 ///   moment it took to play).
@@ -149,13 +151,26 @@ struct State {
 /// only, never their values. An argument passed with
 /// [`Command::secret_arg`] is written as `{"secret": true}`, never its
 /// value, and replay matches it with any secret argument at the same
-/// place (so a test replays with a dummy token); [`save`](Self::save)
+/// place (so a test replays with a dummy token). A program that echoes
+/// a secret argument (many CLIs print their command line on an error) has
+/// each occurrence of its value, byte for byte, recorded as `<secret>` —
+/// in `stdout`, `stderr` and a started run's `output` pieces (one that a
+/// read cut in two too; for a [`Pipe`](crate::Pipe) stage, every stage's
+/// secrets, as a later stage may pass an earlier one's echo on), so in
+/// every line, JSON line or error quote a replay gives — as an error's
+/// quote of stderr shows it (the same redaction). Replay returns what was recorded: a test replaying such a
+/// cassette sees `<secret>` where the program printed the token, never
+/// its dummy one; the byte totals count the recorded text. There is no
+/// minimum length: a secret of one character (`"1"`) turns every `1` of
+/// that run's output into `<secret>`, so pass real secrets only. Only the
+/// value as passed is found: an echo the program transformed (quoted,
+/// escaped, encoded, cut at a capture limit) is not. [`save`](Self::save)
 /// refuses, writing nothing, when a recorded command is marked
 /// [`secret_output`](Command::secret_output) (its output is what a
 /// cassette stores: script that command instead). Everything else — the
-/// program, the other arguments, the working directory, stdout and stderr
-/// — is stored verbatim: a token passed as a plain argument, or printed by
-/// a tool not marked `secret_output`, is in the file.
+/// program, the other arguments, the working directory, the rest of
+/// stdout and stderr — is stored verbatim: a token passed as a plain
+/// argument, or printed by a tool on its own, is in the file.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -307,10 +322,17 @@ impl RecordReplay {
         let mut run = run_of(cmd);
         run.outcome = RecordedOutcome::of(out.outcome());
         run.inactivity_timed_out = out.inactivity_timed_out();
-        run.stdout = Blob::of(out.stdout());
-        run.stderr = Blob::of(out.stderr());
-        run.stdout_total_bytes = out.stdout_total_bytes();
-        run.stderr_total_bytes = out.stderr_total_bytes();
+        // Each secret argument the program echoed is recorded as
+        // `<secret>` (the caller's `Output` keeps the bytes); a total
+        // counts what is recorded, so a cut capture still says it was cut.
+        let secrets = cmd.secret_values();
+        let recorded = |bytes: &[u8], total: u64| {
+            let kept = redact(bytes, &secrets);
+            let total = total.saturating_sub(bytes.len() as u64) + kept.len() as u64;
+            (Blob::of(&kept), total)
+        };
+        (run.stdout, run.stdout_total_bytes) = recorded(out.stdout(), out.stdout_total_bytes());
+        (run.stderr, run.stderr_total_bytes) = recorded(out.stderr(), out.stderr_total_bytes());
         self.state().runs.push(Entry::Run(run));
         Ok(out)
     }
@@ -324,7 +346,10 @@ impl RecordReplay {
     ) -> Result<RunningProcess> {
         let (recorded, log) = tape::recorded(cmd);
         let proc = inner.start(&recorded, launch)?;
-        let rec = Recording::new(run_of(cmd), log, &proc);
+        // A pipeline's stage: the other stages' secrets too.
+        let mut secrets = cmd.secret_values();
+        secrets.extend(cmd.spec.io.chain_secrets.iter().cloned());
+        let rec = Recording::new(run_of(cmd), secrets, log, &proc);
         self.state().runs.push(Entry::Started(rec));
         Ok(proc)
     }

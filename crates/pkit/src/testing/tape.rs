@@ -11,6 +11,7 @@ use crate::command::Command;
 use crate::output::{Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::pump::{RecordChunk, StreamKind, Tee};
+use crate::redact::redact_parts;
 use crate::watch::{Ending, Verdict};
 
 /// What a started run wrote so far: consecutive reads of one stream
@@ -49,17 +50,26 @@ pub(super) fn recorded(cmd: &Command) -> (Command, Arc<Log>) {
 /// what it wrote so far, and how to tell how it ended.
 pub(super) struct Recording {
     run: Run,
+    /// The command's `secret_arg` values, recorded as `<secret>` wherever
+    /// the program wrote them (never written themselves).
+    secrets: Vec<Vec<u8>>,
     log: Arc<Log>,
     child: Child,
     verdict: Option<Verdict>,
 }
 
 impl Recording {
-    /// Records `proc`, started from `run`'s command with `log` recording
-    /// its output.
-    pub(super) fn new(run: Run, log: Arc<Log>, proc: &RunningProcess) -> Recording {
+    /// Records `proc`, started from `run`'s command (whose secret
+    /// arguments are `secrets`) with `log` recording its output.
+    pub(super) fn new(
+        run: Run,
+        secrets: Vec<Vec<u8>>,
+        log: Arc<Log>,
+        proc: &RunningProcess,
+    ) -> Recording {
         Recording {
             run,
+            secrets,
             log,
             child: proc.child.clone(),
             verdict: crate::watch::verdict(&proc.watch),
@@ -79,7 +89,7 @@ impl Recording {
                 Err(_) => return Some(None),
             },
         };
-        let pieces = self.log.pieces();
+        let pieces = redacted(self.log.pieces(), &self.secrets);
         let whole = |want: StreamKind| -> Vec<u8> {
             (pieces.iter())
                 .filter(|(k, _)| *k == want)
@@ -102,6 +112,31 @@ impl Recording {
             .collect();
         Some(Some(run))
     }
+}
+
+/// `pieces` with every secret in each stream written `<secret>`: a
+/// stream's pieces are redacted as the one text they make (a secret cut by
+/// a piece of the other stream is found too), and stay in their places.
+fn redacted(
+    mut pieces: Vec<(StreamKind, Vec<u8>)>,
+    secrets: &[Vec<u8>],
+) -> Vec<(StreamKind, Vec<u8>)> {
+    if secrets.is_empty() {
+        return pieces;
+    }
+    for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+        let of_kind = |p: &(StreamKind, Vec<u8>)| p.0 == kind;
+        let parts = (pieces.iter_mut().filter(|p| of_kind(p)))
+            .map(|p| std::mem::take(&mut p.1))
+            .collect();
+        let mut parts = redact_parts(parts, secrets).into_iter();
+        for piece in pieces.iter_mut().filter(|p| of_kind(p)) {
+            piece.1 = parts.next().unwrap_or_default();
+        }
+    }
+    // A piece wholly inside a secret is gone.
+    pieces.retain(|(_, bytes)| !bytes.is_empty());
+    pieces
 }
 
 /// How a started replay of `run` plays, answering as `out`: a started
