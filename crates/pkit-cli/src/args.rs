@@ -58,7 +58,8 @@ too long, any other exec failure; an executable file with neither #! nor
 an ELF header is run by /bin/sh, as timeout(1) does, but not
 with --uid/--gid); 127 not found (nothing at its path or in PATH; a path that
 can't be followed, ELOOP or ENAMETOOLONG, included); 141 when pkit's own
-output (--capture's output printed at the end, the report) could not be
+output (--capture's output printed at the end, the report, --pty's relay
+of the program's terminal to stdout) could not be
 written because its reader went away (EPIPE, as a shell shows a writer
 SIGPIPE killed), 125 when it could not be written for another reason (a
 full disk): either replaces the program's status, and pkit says so on
