@@ -59,11 +59,13 @@ an ELF header is run by /bin/sh, as timeout(1) does, but not
 with --uid/--gid); 127 not found (nothing at its path or in PATH; a path that
 can't be followed, ELOOP or ENAMETOOLONG, included); 141 when pkit's own
 output (the stdout --capture prints at the end, a report to a --json-file
-or --json-fd) could not be written because its reader went away (EPIPE, as
-a shell shows a writer SIGPIPE killed), 125 when it could not be written for another reason (a
+or --json-fd, --pty's relay of the program's terminal to stdout) could not
+be written because its reader went away (EPIPE, as a shell shows a writer
+SIGPIPE killed), 125 when it could not be written for another reason (a
 full disk): either replaces the program's status, and pkit says so on
-stderr (a failed write to stderr itself changes nothing). (A stdout closed when pkit starts, `>&-`, is /dev/null to it:
-Rust's runtime opens that in its place.)
+stderr (a failed write to stderr itself changes nothing). (A stdout closed
+when pkit starts, `>&-`, is /dev/null to it: Rust's runtime opens that in
+its place.)
 
 Sizes: K, M, G, T are powers of 1024 (512M); KB, MB, GB, TB powers of 1000;
 at most 8 EiB - 1 byte (9223372036854775807), the kernel's largest memory cap.

@@ -1,14 +1,45 @@
 //! `pkit doctor`.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use serde_json::json;
 
+use crate::exit::WriteFailed;
+
+/// A line of the findings, into a `String`.
+macro_rules! say {
+    ($o:ident, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+/// Prints the findings: written whole at the end, so that findings that
+/// can't be written (`pkit doctor | true`: the reader gone) are a failure
+/// with `pkit run`'s statuses, 141 for EPIPE, 125 otherwise, not status 0.
 pub fn main(as_json: bool) -> ExitCode {
     if let Err(msg) = crate::checks::clone3_env() {
         eprintln!("pkit: {msg}");
         return ExitCode::from(crate::EXIT_OWN_FAILURE);
     }
+    let mut text = String::new();
+    let status = findings(as_json, &mut text);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => status,
+        Err(source) => {
+            let e = WriteFailed {
+                what: "the findings",
+                source,
+            };
+            e.print();
+            ExitCode::from(e.status())
+        }
+    }
+}
+
+fn findings(as_json: bool, text: &mut String) -> ExitCode {
     let host = pkit::host_containment();
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
     if as_json {
@@ -40,42 +71,47 @@ pub fn main(as_json: bool) -> ExitCode {
                 "started": host.guard.started,
             }),
         });
-        println!("{v}");
+        say!(text, "{v}");
     } else {
         let yes = |b: bool| if b { "yes" } else { "no" };
         match host.mechanism {
-            Some(m) => println!("New groups get: {m}"),
-            None => println!("New groups get: nothing (creating a group fails)"),
+            Some(m) => say!(text, "New groups get: {m}"),
+            None => say!(text, "New groups get: nothing (creating a group fails)"),
         }
-        println!("  why: {}", host.reason);
+        say!(text, "  why: {}", host.reason);
         match pkit::MechanismChoice::from_env() {
-            Ok(_) => println!("  PKIT_MECHANISM: {}", host.choice),
-            Err(bad) => println!("  PKIT_MECHANISM: {bad:?} (not a choice)"),
+            Ok(_) => say!(text, "  PKIT_MECHANISM: {}", host.choice),
+            Err(bad) => say!(text, "  PKIT_MECHANISM: {bad:?} (not a choice)"),
         }
-        println!("  kernel: {}", host.kernel);
+        say!(text, "  kernel: {}", host.kernel);
         // Windows: none of the cgroup and clone3 lines apply.
         let job = host.mechanism == Some(pkit::Mechanism::JobObject);
         if job {
-            println!("  whole-tree kill: TerminateJobObject (atomic)");
-            println!("  placement at birth: created suspended, assigned to the job, then resumed");
+            say!(text, "  whole-tree kill: TerminateJobObject (atomic)");
+            say!(
+                text,
+                "  placement at birth: created suspended, assigned to the job, then resumed"
+            );
         }
         match &host.cgroup_mount {
             _ if job => {}
-            Some(m) => println!("  cgroup v2 mounted at: {}", m.display()),
-            None => println!("  cgroup v2 mounted at: (not mounted)"),
+            Some(m) => say!(text, "  cgroup v2 mounted at: {}", m.display()),
+            None => say!(text, "  cgroup v2 mounted at: (not mounted)"),
         }
         if let Some(o) = &host.owner_cgroup {
-            println!("  this process's cgroup: {}", o.display());
+            say!(text, "  this process's cgroup: {}", o.display());
         }
         if let Some(p) = &host.group_parent {
-            println!(
+            say!(
+                text,
                 "  groups are created under: {} (writable: {})",
                 p.display(),
                 yes(host.cgroup_writable)
             );
         }
         if !job {
-            println!(
+            say!(
+                text,
                 "  whole-tree kill: {}",
                 if host.cgroup_kill {
                     "cgroup.kill (atomic)"
@@ -86,12 +122,16 @@ pub fn main(as_json: bool) -> ExitCode {
         }
         match &host.clone3_error {
             _ if job => {}
-            None => println!("  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
-            Some(e) => println!("  placement at birth: no, children join before exec ({e})"),
+            None => say!(text, "  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
+            Some(e) => say!(
+                text,
+                "  placement at birth: no, children join before exec ({e})"
+            ),
         }
         let g = &host.guard;
         match (g.running, g.pid, &g.error) {
-            (true, Some(pid), _) => println!(
+            (true, Some(pid), _) => say!(
+                text,
                 "  owner-death guard: running (pid {pid}), covering {} group(s){}",
                 g.groups.len(),
                 if g.groups.is_empty() {
@@ -100,31 +140,39 @@ pub fn main(as_json: bool) -> ExitCode {
                     format!(": {}", g.groups.join(", "))
                 }
             ),
-            (_, _, Some(why)) => println!("  owner-death guard: not running: {why}"),
-            _ => println!(
+            (_, _, Some(why)) => say!(text, "  owner-death guard: not running: {why}"),
+            _ => say!(
+                text,
                 "  owner-death guard: not running in this process (every pkit process starts \
                  its own with its first group)"
             ),
         }
         if !g.started.is_empty() {
-            println!("  owner-death guard, started as: {}", g.started);
+            say!(text, "  owner-death guard, started as: {}", g.started);
         }
         if !job {
-            println!("  owner-death guard, process groups: {}", g.process_groups);
+            say!(
+                text,
+                "  owner-death guard, process groups: {}",
+                g.process_groups
+            );
         }
         if job {
-            println!("  resource caps (carried by the job):");
+            say!(text, "  resource caps (carried by the job):");
         } else {
-            println!("  resource caps (need a cgroup group):");
+            say!(text, "  resource caps (need a cgroup group):");
         }
         for c in &host.caps {
             match &c.enforced_by {
-                Some(how) => println!("    {:<14} yes, by {how} ({})", c.cap, c.reason),
-                None => println!("    {:<14} no: {}", c.cap, c.reason),
+                Some(how) => say!(text, "    {:<14} yes, by {how} ({})", c.cap, c.reason),
+                None => say!(text, "    {:<14} no: {}", c.cap, c.reason),
             }
         }
         if host.mechanism == Some(pkit::Mechanism::ProcessGroup) {
-            println!("  note: a process group does not hold a descendant that calls setsid");
+            say!(
+                text,
+                "  note: a process group does not hold a descendant that calls setsid"
+            );
         }
     }
     if host.mechanism.is_some() {

@@ -75,7 +75,8 @@ pub const fn signalled(sig: i32) -> u8 {
 }
 
 /// `pkit run`: pkit's own output of the run (the captured output it
-/// prints at the end, the report) could not be written because its reader
+/// prints at the end, the report, `--pty`'s relay of the program's
+/// terminal; `pkit doctor`'s findings) could not be written because its reader
 /// went away (EPIPE: `pkit run --capture -- job | head -1`). 141, what a
 /// shell shows for a writer killed by SIGPIPE, as GNU tools end there with
 /// SIGPIPE at its default. pkit's own SIGPIPE is ignored (Rust's runtime
@@ -89,7 +90,8 @@ pub const EXIT_BROKEN_PIPE: u8 = 128 + 13;
 /// does): the output asked for is lost.
 #[derive(Debug)]
 pub struct WriteFailed {
-    /// `the captured stdout`, `the captured stderr`, `the report`.
+    /// `the captured stdout`, `the captured stderr`, `the report`, `the
+    /// program's output` (`--pty`'s relay of its terminal).
     pub what: &'static str,
     pub source: std::io::Error,
 }
@@ -103,6 +105,15 @@ impl WriteFailed {
             std::io::ErrorKind::BrokenPipe => EXIT_BROKEN_PIPE,
             _ => EXIT_OWN_FAILURE,
         }
+    }
+
+    /// For an error the library kept (a tee's, in the run's `Output`).
+    pub fn copy(what: &'static str, e: &std::io::Error) -> WriteFailed {
+        let source = match e.raw_os_error() {
+            Some(n) => std::io::Error::from_raw_os_error(n),
+            None => std::io::Error::new(e.kind(), e.to_string()),
+        };
+        WriteFailed { what, source }
     }
 
     /// Says so on stderr (when stderr itself can be written).

@@ -1,21 +1,18 @@
 //! `pkit`: run programs contained, so nothing they spawn outlives them.
 
-// pkit's own printing never panics. std's `eprintln!` and `println!`
-// panic when the write fails, and a stream whose reader is gone (`pkit run
-// job 2>&1 | head -1`, `pkit doctor | head -1`) fails with EPIPE: pkit then
-// ended with status 101 instead of the program's. These shadow std's for
-// every module below (declared after them); what can't be written is
-// dropped, as the program's own output to the same pipe is.
+// pkit's own printing never panics. std's `eprintln!` panics when the
+// write fails, and a stream whose reader is gone (`pkit run job 2>&1 |
+// head -1`) fails with EPIPE: pkit then ended with status 101 instead of
+// the program's. This shadows std's for every module below (declared
+// after it); what can't be written to stderr is dropped, as the program's
+// own output to the same pipe is. pkit's output to stdout (the captured
+// output, a report, `--pty`'s relay, `pkit doctor`'s findings) is written
+// with its errors seen: one that can't be written is a failure
+// (`exit::WriteFailed`), not dropped.
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-macro_rules! println {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
 

@@ -349,6 +349,9 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
         if !sink.is_some() {
             lost = print_captured(out.stdout(), out.stderr());
         }
+    } else if let Some(e) = out.stdout_tee_error() {
+        // --pty: the terminal's output, teed to stdout as it came.
+        lost = Some(WriteFailed::copy("the program's output", e));
     }
     report.stats = stats;
 

@@ -494,3 +494,85 @@ fn own_output_whose_reader_went_away_is_a_failure_with_its_own_status() {
         assert_eq!(shell_status(out.status), 0, "{m}: {out:?}");
     }
 }
+
+/// `pkit run --pty` without `--capture` relays the program's terminal to
+/// its stdout as it comes; a relay that can't be written is pkit's own
+/// output lost, as `--capture`'s: 141 when the reader went away, 125 for
+/// `/dev/full`, with `pkit: cannot write the program's output: ...` on
+/// stderr, whatever the program's status. So for `pkit doctor`'s findings
+/// (`pkit doctor | true`). Both were status 0 and silent.
+#[test]
+fn a_relay_or_findings_whose_reader_went_away_is_a_failure_with_its_own_status() {
+    for m in mechanisms() {
+        for (script, code) in [("echo hi", 0), ("echo hi; exit 3", 3)] {
+            let out = pkit()
+                .args(["run", "--mechanism", m, "--pty", "--", "sh", "-c", script])
+                .stdin(Stdio::null())
+                .stdout(reader_gone())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                text.contains("pkit: cannot write the program's output: Broken pipe"),
+                "{m} {code}: {text}"
+            );
+            assert_eq!(shell_status(out.status), 141, "{m} {code}: {text}");
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = pkit()
+            .args(["run", "--mechanism", m, "--pty", "--", "echo", "hi"])
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("cannot write the program's output"),
+            "{m}: {text}"
+        );
+        assert_eq!(shell_status(out.status), 125, "{m}: {text}");
+        // Written: the program's status.
+        let out = pkit()
+            .args([
+                "run",
+                "--mechanism",
+                m,
+                "--pty",
+                "--",
+                "sh",
+                "-c",
+                "echo hi; exit 3",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(shell_status(out.status), 3, "{m}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hi"), "{m}");
+    }
+    for json in [false, true] {
+        let mut cmd = pkit();
+        cmd.arg("doctor");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.stdout(reader_gone()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("pkit: cannot write the findings: Broken pipe"),
+            "{json}: {text}"
+        );
+        assert_eq!(shell_status(out.status), 141, "{json}: {text}");
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = pkit().arg("doctor").stdout(full).output().unwrap();
+    assert_eq!(shell_status(out.status), 125, "{out:?}");
+    let out = pkit().arg("doctor").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("New groups get"));
+}

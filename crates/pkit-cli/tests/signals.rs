@@ -750,3 +750,67 @@ fn a_signal_ignored_when_pkit_starts_stays_ignored() {
         assert_all_gone(&[program]);
     }
 }
+
+/// The timeout's SIGTERM refused by a process of the tree (`EPERM`: here
+/// pkit runs as root without CAP_KILL, `setpriv --bounding-set=-kill`,
+/// and the tree holds a process of another user) does not end the others'
+/// grace: the program's trap, which takes a second, runs to its end, and
+/// the kill follows once `--kill-after` is over (137, `killed_after_grace`),
+/// the refusing process included. Before (`Sent::Denied` counted as a
+/// signal that missed the tree) the refusal killed the whole tree at once:
+/// no trap ran. (cgroup v2 only: see there.)
+#[test]
+fn a_signal_a_process_refuses_keeps_the_others_grace_and_the_kill_follows() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (to drop CAP_KILL and start another user's process)");
+        return;
+    }
+    if std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no setpriv");
+        return;
+    }
+    // Only the cgroup mechanism signals each member (through its pidfd)
+    // and so sees one refuse: a process group's killpg succeeds when any
+    // member got the signal.
+    if !mechanisms().contains(&"cgroup") {
+        eprintln!("skipped: the cgroup mechanism alone sees a member refuse");
+        return;
+    }
+    {
+        let m = "cgroup";
+        let (pids, mark) = (pid_file(), temp_path("trap-ran"));
+        let script = format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups sleep 300 & echo $! > {pids}; \
+             trap 'sleep 1; echo done > {mark}' TERM; \
+             while :; do sleep 0.1; done",
+            pids = pids.display(),
+            mark = mark.display()
+        );
+        let out = std::process::Command::new("setpriv")
+            .args(["--bounding-set=-kill", "--", env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "--mechanism", m, "--verbose", "--json"])
+            .args(["--timeout", "3s", "--kill-after", "10s", "--"])
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        let other = read_pids(&pids, 1)[0];
+        assert_all_gone(&[other]);
+        let trap = std::fs::read_to_string(&mark).unwrap_or_default();
+        assert_eq!(trap, "done\n", "{m}: the trap had no grace: {text}");
+        assert!(
+            text.contains("was refused by a process of the tree"),
+            "{m}: no EPERM seen: {text}"
+        );
+        assert_eq!(shell_status(out.status), 137, "{m}: {text}");
+        let r = report(&out);
+        assert_eq!(r["killed_after_grace"], true, "{m}: {r}");
+        let _ = std::fs::remove_file(&pids);
+        let _ = std::fs::remove_file(&mark);
+    }
+}

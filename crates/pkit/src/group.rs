@@ -157,6 +157,9 @@ impl Group {
     /// [`Error::Io`](crate::Error::Io) when listing, signalling or waiting for the group's
     /// processes, or closing the group, fails. A signal the mechanism can't send (Windows
     /// without a console) is not an error: the processes are terminated and counted as killed.
+    /// Nor is a member that refuses the signal (`EPERM`: a process of another user that this
+    /// owner may not signal): the others keep their grace, and it is killed with whatever is
+    /// left once the grace is over (counted as signalled, and killed).
     /// [`Error::Unsupported`](crate::Error::Unsupported) where the group's processes can't be
     /// listed at all (OpenBSD, NetBSD, DragonFly).
     pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport> {
@@ -183,7 +186,16 @@ impl Group {
         }
         if !members.is_empty() {
             match self.container.signal(signal.as_raw()) {
-                Ok(()) => {
+                // No such signal here (Windows: no console for a break, or
+                // a signal it lacks): straight to termination, unsignalled.
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => unasked = members.len(),
+                Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
+                    return Err(Error::io("signalling the group", e))
+                }
+                // Sent; or refused by a member this owner may not signal
+                // (EPERM: another user's process), which keeps no one else
+                // from their grace: the close kills it with the rest.
+                _ => {
                     let grace = grace.min(crate::timing::NO_DEADLINE);
                     remaining += self
                         .container
@@ -191,10 +203,6 @@ impl Group {
                         .await
                         .map_err(|e| Error::io("waiting for the group", e))?;
                 }
-                // No such signal here (Windows: no console for a break, or
-                // a signal it lacks): straight to termination, unsignalled.
-                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => unasked = members.len(),
-                Err(e) => return Err(Error::io("signalling the group", e)),
             }
         }
         self.close().await?;

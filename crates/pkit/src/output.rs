@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use crate::pump::TeeError;
 use crate::sys::{signal_name, Mechanism, TextBytes};
 
 /// How a run ended.
@@ -64,6 +65,9 @@ pub struct Output {
     /// stages') `secret_arg`s, as bytes, which an error's quote of stderr
     /// shows as `<secret>` (`crate::redact`).
     pub(crate) redact: Vec<Vec<u8>>,
+    /// The write errors that stopped the stdout and stderr tees.
+    pub(crate) stdout_tee_error: Option<TeeError>,
+    pub(crate) stderr_tee_error: Option<TeeError>,
 }
 
 impl Output {
@@ -211,6 +215,25 @@ impl Output {
     pub fn pid(&self) -> u32 {
         self.pid
     }
+
+    /// The write error that stopped the stdout tee
+    /// ([`Command::stdout_tee`](crate::Command::stdout_tee), or a
+    /// [`pty`](crate::Command::pty) session's output teed), if one did: a
+    /// reader that went away (`BrokenPipe`), a full disk. The run went on
+    /// (the output still read, captured and split into lines); what came
+    /// after the error was not written to the tee. `None` when every write
+    /// succeeded, or there was no tee. For a [`Pipe`](crate::Pipe), the
+    /// last stage's.
+    pub fn stdout_tee_error(&self) -> Option<&std::io::Error> {
+        self.stdout_tee_error.as_ref().map(|e| &*e.0)
+    }
+
+    /// The write error that stopped the stderr tee, if one did (see
+    /// [`stdout_tee_error`](Self::stdout_tee_error)). For a
+    /// [`Pipe`](crate::Pipe), the stage whose stderr this `Output` has.
+    pub fn stderr_tee_error(&self) -> Option<&std::io::Error> {
+        self.stderr_tee_error.as_ref().map(|e| &*e.0)
+    }
 }
 
 impl Output {
@@ -234,6 +257,8 @@ impl Output {
             inactivity_timed_out: self.inactivity_timed_out,
             secret_output: self.secret_output,
             redact: self.redact.clone(),
+            stdout_tee_error: self.stdout_tee_error.clone(),
+            stderr_tee_error: self.stderr_tee_error.clone(),
         }
     }
 }
@@ -256,6 +281,8 @@ impl fmt::Debug for Output {
             .field("oom_killed", &self.oom_killed)
             .field("killed_after_grace", &self.killed_after_grace)
             .field("inactivity_timed_out", &self.inactivity_timed_out)
+            .field("stdout_tee_error", &self.stdout_tee_error())
+            .field("stderr_tee_error", &self.stderr_tee_error())
             .field("stages", &self.stages)
             .finish()
     }

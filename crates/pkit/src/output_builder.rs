@@ -39,6 +39,8 @@ impl Output {
                 inactivity_timed_out: false,
                 secret_output: false,
                 redact: Vec::new(),
+                stdout_tee_error: None,
+                stderr_tee_error: None,
             },
             stdout_total: None,
             stderr_total: None,

@@ -563,6 +563,8 @@ pub(crate) fn fold(
         inactivity_timed_out: false,
         secret_output: false,
         redact: Vec::new(),
+        stdout_tee_error: l.stdout_tee_error.clone(),
+        stderr_tee_error: b.stderr_tee_error.clone(),
         stages,
     };
     (out, blame)

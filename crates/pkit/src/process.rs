@@ -425,6 +425,8 @@ impl RunningProcess {
             inactivity_timed_out: false,
             secret_output: false,
             redact: Vec::new(),
+            stdout_tee_error: stdout.tee_error,
+            stderr_tee_error: stderr.tee_error,
         };
         log::finished(
             &self.program,

@@ -462,3 +462,87 @@ async fn a_bad_group_name_is_refused_without_echoing_it() {
     }
     suite.end().await;
 }
+
+/// Drops CAP_KILL from this thread's effective set (threads it starts
+/// afterwards inherit that; other threads keep theirs).
+fn drop_cap_kill_here() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: a v3 header and two data structs, as capget and capset take.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+        d[0].effective &= !(1 << 5); // CAP_KILL
+        assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
+    }
+}
+
+/// A graceful shutdown whose SIGTERM a member refuses (`EPERM`: the owner,
+/// root without CAP_KILL here, and a member of another user) still gives
+/// the others their grace — the program's trap, which takes a second, runs
+/// to its end — and the kill follows, the refusing member included. Before,
+/// `shutdown` returned the refusal as an error at once: no grace, no kill
+/// (the tree lived on until the group was dropped). cgroup v2 only: it
+/// signals each member (a process group's killpg succeeds when any member
+/// got the signal).
+#[test]
+fn a_shutdown_whose_signal_a_member_refuses_keeps_the_grace_and_kills() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !mechanisms().contains(&MechanismChoice::Cgroup) {
+        skipped("a shutdown refused by a member", "needs root and cgroup v2");
+        return;
+    }
+    // On a thread of its own: it alone loses CAP_KILL.
+    std::thread::spawn(|| {
+        drop_cap_kill_here();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mark = TempPath::new("trap-ran");
+            let g = group(MechanismChoice::Cgroup);
+            let other = g
+                .start(&Command::new("sleep").arg("300").uid(65534).gid(65534))
+                .unwrap();
+            let script = format!(
+                "trap 'sleep 1; echo done > {}' TERM; echo ready; while :; do sleep 0.1; done",
+                mark.as_str()
+            );
+            let mut sh = g
+                .start(&Command::new("sh").args(["-c", &script]).stream_lines())
+                .unwrap();
+            sh.wait_for_line(|l| l.text == "ready", Duration::from_secs(30))
+                .await
+                .unwrap();
+            let report = g
+                .shutdown(Duration::from_secs(10))
+                .await
+                .expect("a refused signal is no error");
+            let trap = std::fs::read_to_string(mark.path()).unwrap_or_default();
+            assert_eq!(trap, "done\n", "the trap had its grace: {report:?}");
+            assert!(report.killed() >= 2, "the two at least: {report:?}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !(pid_gone(other.pid()) && pid_gone(sh.pid())) {
+                assert!(std::time::Instant::now() < deadline, "left alive");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    })
+    .join()
+    .unwrap();
+}

@@ -617,3 +617,76 @@ async fn bounded_capture_keeps_head_or_tail_or_fails() {
         assert!(out.stdout_truncated());
     }
 }
+
+/// The write end of a pipe whose reader is gone (`| true`).
+fn reader_gone() -> std::fs::File {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both were just opened, and are owned by nothing else.
+    let (read, write) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    write
+}
+
+/// A tee whose writes fail (its reader gone: EPIPE; a full disk: ENOSPC)
+/// no longer fails silently: the `Output` carries the error that stopped
+/// it, for that stream alone, while the run goes on and its capture is
+/// whole. A pty session's output teed likewise (what `pkit run --pty`
+/// relays to its stdout). Before, the error was only logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tee_whose_writes_fail_is_reported_in_the_output() {
+    for m in common::mechanisms() {
+        let tee_err = Shared::default();
+        let out = on(m, sh("echo a; echo e >&2; echo b; exit 3"))
+            .stdout_tee_blocking(reader_gone())
+            .stderr_tee_blocking(tee_err.clone())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.code(), Some(3), "{m}: the run goes on");
+        assert_eq!(out.stdout(), b"a\nb\n", "{m}: the capture is whole");
+        let e = out.stdout_tee_error().expect("the stdout tee's error");
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{m}: {e}");
+        assert!(out.stderr_tee_error().is_none(), "{m}: {out:?}");
+        assert_eq!(tee_err.bytes(), b"e\n", "{m}: the other tee works");
+        // Every write succeeded: none.
+        let fine = on(m, sh("echo a"))
+            .stdout_tee_blocking(Shared::default())
+            .output()
+            .await
+            .unwrap();
+        assert!(fine.stdout_tee_error().is_none(), "{m}: {fine:?}");
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = on(m, sh("echo e >&2"))
+            .stderr_tee_blocking(full)
+            .output()
+            .await
+            .unwrap();
+        let e = out.stderr_tee_error().expect("the stderr tee's error");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{m}: {e}");
+        assert!(out.stdout_tee_error().is_none(), "{m}");
+
+        // A pty session's output, teed.
+        let out = on(m, sh("echo on the terminal; exit 4"))
+            .pty(24, 80)
+            .stdout_tee_blocking(reader_gone())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.code(), Some(4), "{m}: {out:?}");
+        assert!(out.stdout_str().contains("on the terminal"), "{m}");
+        let e = out.stdout_tee_error().expect("the pty tee's error");
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{m}: {e}");
+    }
+}

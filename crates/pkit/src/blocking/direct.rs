@@ -291,6 +291,8 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
         inactivity_timed_out: false,
         secret_output: false,
         redact: Vec::new(),
+        stdout_tee_error: None,
+        stderr_tee_error: None,
     };
     crate::log::finished(
         &out.program,

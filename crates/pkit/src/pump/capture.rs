@@ -95,6 +95,7 @@ impl CaptureBuf {
             bytes: self.buf,
             seen: self.seen,
             truncated,
+            tee_error: None,
         }
     }
 }
@@ -105,7 +106,26 @@ pub(crate) struct Captured {
     pub bytes: TextBytes,
     pub seen: u64,
     pub truncated: bool,
+    /// The write error that stopped the stream's tee, if one did.
+    pub tee_error: Option<TeeError>,
 }
+
+/// A tee's write error, kept in an [`Output`](crate::Output) (which is
+/// `Clone` and `Eq`): shared, and equal to another of the same kind, OS
+/// error and message.
+#[derive(Debug, Clone)]
+pub(crate) struct TeeError(pub std::sync::Arc<std::io::Error>);
+
+impl PartialEq for TeeError {
+    fn eq(&self, other: &TeeError) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        a.kind() == b.kind()
+            && a.raw_os_error() == b.raw_os_error()
+            && a.to_string() == b.to_string()
+    }
+}
+
+impl Eq for TeeError {}
 
 #[cfg(test)]
 mod tests {

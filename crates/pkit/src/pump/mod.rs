@@ -39,7 +39,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 pub use capture::CapturePolicy;
-pub(crate) use capture::{CaptureBuf, Captured};
+pub(crate) use capture::{CaptureBuf, Captured, TeeError};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub(crate) use lazy::aside;
 pub(crate) use limit::LimitFlag;
@@ -296,6 +296,8 @@ struct Sinks {
     splitter: Splitter,
     limit: Arc<LimitFlag>,
     prompt: Option<PromptSink>,
+    /// The write error that disabled the tee.
+    tee_error: Option<io::Error>,
 }
 
 impl Sinks {
@@ -311,6 +313,7 @@ impl Sinks {
             splitter: Splitter::new(plan.max_line_bytes),
             limit: plan.limit,
             prompt: plan.prompt.map(PromptSink::new),
+            tee_error: None,
         }
     }
 
@@ -353,7 +356,7 @@ impl Sinks {
         if bytes.is_empty() {
             return;
         }
-        mirror(
+        let failed = mirror(
             self.kind,
             &mut self.tee,
             &mut self.capture,
@@ -361,6 +364,7 @@ impl Sinks {
             bytes,
         )
         .await;
+        self.tee_error = self.tee_error.take().or(failed);
         if !self.wants_lines() {
             return;
         }
@@ -385,7 +389,8 @@ impl Sinks {
             limit,
             ..
         } = self;
-        mirror(*kind, tee, capture, limit, &splitter.buffered()[from..]).await;
+        let failed = mirror(*kind, tee, capture, limit, &splitter.buffered()[from..]).await;
+        self.tee_error = self.tee_error.take().or(failed);
         self.split().await;
     }
 
@@ -416,12 +421,17 @@ impl Sinks {
             }
         }
         if let Some(Tee::Async(w)) = own_tee(&mut self.tee) {
-            let _ = w.lock().await.flush().await;
+            if let Err(e) = w.lock().await.flush().await {
+                self.tee_error = self.tee_error.take().or(Some(e));
+            }
         }
-        self.capture
+        let mut captured = self
+            .capture
             .take()
             .map(CaptureBuf::finish)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        captured.tee_error = self.tee_error.take().map(|e| TeeError(Arc::new(e)));
+        captured
     }
 
     /// Hands a batch of lines to the callback and the line stream.
@@ -444,24 +454,27 @@ impl Sinks {
     }
 }
 
-/// Hands a stream's raw bytes to its tee (disabled on a write error) and
-/// its capture (setting `limit` when a `Fail` limit is crossed).
+/// Hands a stream's raw bytes to its tee (disabled on a write error, which
+/// is returned) and its capture (setting `limit` when a `Fail` limit is
+/// crossed).
 async fn mirror(
     kind: StreamKind,
     tee: &mut Option<Tee>,
     capture: &mut Option<CaptureBuf>,
     limit: &LimitFlag,
     bytes: &[u8],
-) {
+) -> Option<io::Error> {
     #[cfg(feature = "testing")]
     if let Some(Tee::Recorded(record, _)) = tee {
         record(kind, bytes);
     }
     let tee = own_tee(tee);
+    let mut failed = None;
     if let Some(t) = tee {
         if let Err(e) = write_tee(t, bytes).await {
             tracing::warn!(target: "pkit", stream = %kind, error = %e, "tee write failed; tee disabled");
             *tee = None;
+            failed = Some(e);
         }
     }
     if let Some(c) = capture {
@@ -469,6 +482,7 @@ async fn mirror(
             limit.set();
         }
     }
+    failed
 }
 
 async fn write_tee(tee: &Tee, bytes: &[u8]) -> io::Result<()> {
