@@ -11,10 +11,14 @@
 //! the signal driver, a second descriptor of the process-wide signal
 //! socket, both watched by that epoll set. Those are not pkit's, and are
 //! told apart by that shape, read from `/proc/self/fdinfo`: an epoll set
-//! that watches nothing but eventfds and sockets, an eventfd among them,
-//! with the descriptors it watches (a socket only if it was open before:
-//! a second descriptor of it). At most one such runtime per other test
-//! thread of the harness is ignored, so a runtime-shaped leak repeated
+//! opened since (at most two descriptors of it) that watches exactly one
+//! eventfd and at most one socket that was open before (a second
+//! descriptor of it), with what it watches. An epoll set that was open
+//! before is never a runtime made meanwhile, so what an existing runtime
+//! (the measuring test's own included) is made to watch since (an
+//! eventfd in an `AsyncFd`, a new descriptor of an old socket) counts. At
+//! most one such runtime per other test thread of the harness is ignored
+//! (none when it runs one test thread), so a runtime-shaped leak repeated
 //! per group or run still shows. Everything else that is new counts: a
 //! pidfd, a pipe, a new socket, a cgroup directory or file, `/dev/null`,
 //! a pty, an epoll set that watches a pidfd or a pipe, a second
@@ -154,10 +158,17 @@ fn socket_inode(target: &str) -> Option<u64> {
         .ok()
 }
 
-/// How many tests the harness runs at once (`--test-threads`,
-/// `RUST_TEST_THREADS`, else the available parallelism).
-fn test_threads() -> usize {
+/// How many tests the harness runs at once, if this process's arguments
+/// (`--test-threads`) or `RUST_TEST_THREADS` say.
+pub fn test_threads() -> Option<usize> {
     let args: Vec<String> = std::env::args().collect();
+    let env = std::env::var("RUST_TEST_THREADS").ok();
+    test_threads_of(&args, env.as_deref())
+}
+
+/// [`test_threads`] of these arguments and `RUST_TEST_THREADS` value, as
+/// libtest reads them (the argument first).
+pub fn test_threads_of(args: &[String], env: Option<&str>) -> Option<usize> {
     let from_args =
         args.iter()
             .enumerate()
@@ -166,15 +177,27 @@ fn test_threads() -> usize {
                 Some("") => args.get(i + 1)?.parse().ok(),
                 _ => None,
             });
-    from_args
-        .or_else(|| std::env::var("RUST_TEST_THREADS").ok()?.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    from_args.or_else(|| env?.parse().ok())
 }
 
-/// How many runtimes of other tests may be being made at once: one per
-/// other test thread (at least one).
+/// How many runtimes of other tests may be being made at once, given how
+/// many tests the harness runs at once: one per other test thread (none
+/// when it runs one). Not known: one per other available core, at least
+/// one (the harness's default, or a runner that says otherwise).
+pub fn foreign_runtimes_allowed_for(test_threads: Option<usize>) -> usize {
+    match test_threads {
+        Some(n) => n.saturating_sub(1),
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1),
+    }
+}
+
+/// How many runtimes of other tests may be being made at once
+/// ([`foreign_runtimes_allowed_for`] this harness's test threads).
 pub fn foreign_runtimes_allowed() -> usize {
-    test_threads().saturating_sub(1).max(1)
+    foreign_runtimes_allowed_for(test_threads())
 }
 
 /// The descriptors `now` holds that `before` did not (by number and
@@ -212,38 +235,47 @@ pub fn opened_since_allowing(before: &Snapshot, now: &Snapshot, runtimes: usize)
         .iter()
         .filter_map(|fd| socket_inode(&fd.target))
         .collect();
-    // The epoll sets shaped like a runtime's driver, by what they watch
-    // (an epoll set's second descriptor watches the same).
+    // The epoll sets shaped like a runtime's driver made since `before`,
+    // by what they watch (an epoll set's second descriptor watches the
+    // same): exactly one eventfd, at most one socket that was open before
+    // (the signal driver's second descriptor of the signal socket).
     let mut runtimes_seen: BTreeMap<&Vec<(i32, u64)>, Vec<i32>> = BTreeMap::new();
     for (&num, watched) in &now.watches {
-        if watched.is_empty() {
-            continue;
-        }
-        let mut eventfds = 0;
+        let (mut eventfds, mut sockets) = (0, 0);
         let shaped = watched.iter().all(|&(tfd, ino)| match now.target(tfd) {
             Some("anon_inode:[eventfd]") => {
                 eventfds += 1;
                 true
             }
-            // A socket it watches: one that was open before (the
-            // signal driver's second descriptor of the signal socket).
-            Some(t) => socket_inode(t).is_some_and(|s| s == ino && old_sockets.contains(&s)),
+            Some(t) => {
+                sockets += 1;
+                socket_inode(t).is_some_and(|s| s == ino && old_sockets.contains(&s))
+            }
             None => false,
         });
-        if shaped && eventfds > 0 {
+        if shaped && eventfds == 1 && sockets <= 1 {
             runtimes_seen.entry(watched).or_default().push(num);
         }
     }
-    // Those that opened something since `before` (one may have been half
-    // made then: its epoll set old, its socket's descriptor new).
+    // Those whose epoll set is new, a runtime's two descriptors of it at
+    // most. One may have been half made at `before`: its epoll set, waker
+    // and the set's second descriptor old, its socket's descriptor not
+    // yet made (then the set watched its eventfd alone, which a made
+    // runtime's never does: tokio's signal driver is on in tests).
+    let half_made = |sets: &[i32], watched: &[(i32, u64)]| {
+        let was = sets.iter().find_map(|n| before.watches.get(n));
+        watched.iter().any(|&(tfd, _)| {
+            is_new(tfd)
+                && now.target(tfd).is_some_and(|t| t.starts_with("socket:"))
+                && watched.iter().all(|w| w.0 == tfd || !is_new(w.0))
+                && was.is_some_and(|was| was.iter().eq(watched.iter().filter(|w| w.0 != tfd)))
+        })
+    };
     let mut ignored: BTreeSet<i32> = BTreeSet::new();
-    let opened_meanwhile = runtimes_seen.into_iter().filter(|(watched, sets)| {
-        sets.iter()
-            .copied()
-            .chain(watched.iter().map(|&(tfd, _)| tfd))
-            .any(is_new)
+    let made_meanwhile = runtimes_seen.into_iter().filter(|(watched, sets)| {
+        sets.len() <= 2 && (sets.iter().copied().any(is_new) || half_made(sets, watched))
     });
-    for (watched, sets) in opened_meanwhile.take(runtimes) {
+    for (watched, sets) in made_meanwhile.take(runtimes) {
         ignored.extend(sets.into_iter().filter(|&n| is_new(n)));
         ignored.extend(watched.iter().map(|&(tfd, _)| tfd).filter(|&n| is_new(n)));
     }
