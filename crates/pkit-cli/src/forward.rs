@@ -212,9 +212,7 @@ impl Forwarder<'_> {
     /// still fires, and its ending continues the tree).
     pub fn program_stopped(&self, st: &mut Run) {
         let by = sys::stop_signal(self.pid);
-        let job_stop = by.is_some_and(|s| {
-            [sig::SIGTSTP, sig::SIGTTIN, sig::SIGTTOU].contains(&s)
-        });
+        let job_stop = by.is_some_and(|s| [sig::SIGTSTP, sig::SIGTTIN, sig::SIGTTOU].contains(&s));
         if st.left_stopped && !job_stop {
             return;
         }
