@@ -30,6 +30,10 @@ pub struct Run {
     /// parent, and when: the same signal relayed by the parent soon after
     /// is that one again ([`RELAYED_WITHIN`]).
     pub direct: Option<(i32, tokio::time::Instant)>,
+    /// The program is stopped by a SIGSTOP pkit leaves alone (its process
+    /// group orphaned: [`Forwarder::program_stopped`]): not looked at
+    /// again until that stop is over.
+    pub left_stopped: bool,
 }
 
 /// How soon after a request to end, the same signal from pkit's parent is
@@ -191,6 +195,50 @@ impl Forwarder<'_> {
             let _ = self.group.signal(Signal::Cont);
         }
         st.continued = true;
+    }
+
+    /// The program, holding the terminal in a process group of its own,
+    /// is stopped (seen by the run loop's look at it): pkit stops with it,
+    /// as a shell's job does ([`Self::stop_pkit`]), unless pkit's own
+    /// process group is orphaned (pkit leads its session: `ssh -t host
+    /// pkit run …`, `docker run -it`, `script -c`, a child of `pty.fork()`;
+    /// or its shell has gone), where nothing would ever continue pkit.
+    /// There the program's group is not orphaned (pkit, its parent, is in
+    /// another group of the session), so the kernel stopped it where it
+    /// would have dropped the stop had the program been in pkit's group,
+    /// as under a cgroup: a job-control stop (SIGTSTP from Ctrl-Z,
+    /// SIGTTIN, SIGTTOU) is undone, SIGCONT to the tree; a SIGSTOP, which
+    /// no kernel drops, is left as it is under a cgroup (`--timeout`
+    /// still fires, and its ending continues the tree).
+    pub fn program_stopped(&self, st: &mut Run) {
+        let by = sys::stop_signal(self.pid);
+        let job_stop = by.is_some_and(|s| [sig::SIGTSTP, sig::SIGTTIN, sig::SIGTTOU].contains(&s));
+        if st.left_stopped && !job_stop {
+            return;
+        }
+        st.left_stopped = false;
+        if !sys::own_group_orphaned() {
+            self.stop_pkit(st, false);
+            return;
+        }
+        let how = by.map_or_else(|| "a stop".to_string(), signame::display);
+        if job_stop {
+            if self.verbose {
+                eprintln!(
+                    "pkit: the program was stopped ({how}) while pkit's process group is \
+                     orphaned (no shell could continue it): continuing the whole tree"
+                );
+            }
+            let _ = self.group.signal(Signal::Cont);
+        } else {
+            if self.verbose {
+                eprintln!(
+                    "pkit: the program was stopped ({how}) while pkit's process group is \
+                     orphaned: pkit does not stop with it (no shell could continue pkit)"
+                );
+            }
+            st.left_stopped = true;
+        }
     }
 
     /// The terminal is the run's again if pkit's job is in its foreground

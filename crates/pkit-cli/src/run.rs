@@ -199,9 +199,13 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // is a byte for the program's own terminal, which does not stop
             // its session leader: its process group is orphaned, as POSIX
             // wants for a group no job-control shell can continue.)
+            // pkit leading its session, or its shell gone, stops with
+            // nothing: `Forwarder::program_stopped`.
             () = tokio::time::sleep(Duration::from_millis(100)), if tty.is_some() => {
                 if sys::state_of(pid) == Some('T') {
-                    fwd.stop_pkit(&mut st, false);
+                    fwd.program_stopped(&mut st);
+                } else {
+                    st.left_stopped = false;
                 }
             }
             r = signals.recv() => match r {

@@ -237,3 +237,127 @@ fn a_stop_signal_stops_pkit_in_a_scripts_group_that_is_not_orphaned() {
         );
     });
 }
+
+/// A pty driver: pkit leads the session of a terminal of its own (Python's
+/// `pty.fork()`, the child execs pkit: as under `ssh -t host pkit run …`,
+/// `docker run -it`, `script -c`), its process group orphaned. The program
+/// prints `pid=<its pid>;`. `ctrl-z`: once the program's group holds the
+/// terminal, a Ctrl-Z byte is typed. Then pkit is waited for (30 s at
+/// most; else it is SIGKILLed, its guard ending the tree) and the driver
+/// prints `prog=<pid> status=<pkit's $?> pkit=<pkit's state>` and what
+/// the terminal showed.
+const PY_SESSION_LEADER: &str = r#"
+import os, pty, re, select, signal, sys, time
+mode = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+out = b""
+def read_some(t):
+    global out
+    r, _, _ = select.select([fd], [], [], t)
+    if not r:
+        return None
+    try:
+        b = os.read(fd, 4096)
+    except OSError:
+        b = b""
+    out += b
+    return b
+end = time.time() + 30
+while re.search(rb"pid=(\d+);", out) is None and time.time() < end:
+    if read_some(0.1) == b"":
+        break
+m = re.search(rb"pid=(\d+);", out)
+prog = int(m.group(1)) if m else 0
+if mode == "ctrl-z" and prog:
+    end = time.time() + 30
+    while time.time() < end:
+        try:
+            if os.tcgetpgrp(fd) == os.getpgid(prog):
+                break
+        except OSError:
+            pass
+        time.sleep(0.02)
+    os.write(fd, b"\x1a")
+status = None
+end = time.time() + 30
+while time.time() < end:
+    read_some(0.05)
+    p, st = os.waitpid(pid, os.WNOHANG)
+    if p:
+        status = os.waitstatus_to_exitcode(st)
+        break
+state = "gone"
+if status is None:
+    try:
+        state = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        pass
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+while read_some(0.2):
+    pass
+sys.stdout.write("prog=%d status=%s pkit=%s\n" % (prog, status, state))
+sys.stdout.write(out.decode(errors="replace"))
+"#;
+
+/// pkit leading its terminal's session (its process group orphaned: no
+/// shell could continue it) under the process-group mechanisms, where the
+/// program leads a group of its own that holds the terminal: a stop of
+/// the program (Ctrl-Z typed, or its own `kill -STOP $$`) made pkit stop
+/// itself as a job does, and nothing ever continued it: `--timeout`
+/// never fired (pkit in state `T` 30 s on; failed before under pgroup and
+/// portable, both cases; passed under cgroup, where the program is in
+/// pkit's orphaned group). Now pkit never stops itself there, and does
+/// what the kernel does under a cgroup: Ctrl-Z (SIGTSTP, which the kernel
+/// drops in an orphaned group) is undone, the tree continued, and the
+/// program finishes (exit 0); a SIGSTOP the program sent itself is never
+/// dropped, so it stays stopped until the timeout's ending (exit 124).
+#[test]
+fn a_stopped_program_does_not_stop_a_session_leading_pkit() {
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|m| [(m, "ctrl-z"), (m, "self-stop")]);
+    at_once(cases, |(mechanism, mode)| {
+        let (timeout, program, want) = match mode {
+            "ctrl-z" => (
+                "60",
+                "echo pid=$$\\;; i=0; while [ $i -lt 20 ]; do sleep .1; i=$((i+1)); done; \
+                 echo finished",
+                "status=0 ",
+            ),
+            _ => (
+                "3",
+                "echo pid=$$\\;; sleep .5; kill -STOP $$; echo not-stopped; exec sleep 100",
+                "status=124 ",
+            ),
+        };
+        let out = std::process::Command::new("python3")
+            .args(["-c", PY_SESSION_LEADER, mode, env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "-v", "--timeout", timeout, "--mechanism", mechanism])
+            .args(["--", "sh", "-c", program])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let prog: i32 = text
+            .strip_prefix("prog=")
+            .and_then(|t| t.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let ok = text.contains(want)
+            && (mode != "ctrl-z" || text.contains("finished"))
+            && (mode == "ctrl-z" || !text.contains("not-stopped"));
+        if !ok && prog > 0 {
+            kill(prog as u32, libc::SIGKILL);
+        }
+        if prog > 0 {
+            assert_all_gone(&[prog]);
+        }
+        assert!(
+            ok,
+            "{mechanism} {mode}: want {want}\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}

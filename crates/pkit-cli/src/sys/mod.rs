@@ -8,7 +8,7 @@
 #[cfg(unix)]
 mod orphan;
 #[cfg(unix)]
-pub use orphan::own_group_orphaned;
+pub use orphan::{own_group_orphaned, stop_signal};
 #[cfg(unix)]
 mod parent;
 #[cfg(target_os = "linux")]

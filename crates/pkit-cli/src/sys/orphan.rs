@@ -32,6 +32,20 @@ pub fn own_group_orphaned() -> bool {
     others_orphaned(pgrp, sid)
 }
 
+/// The signal that stopped `pid`, a child of pkit, while it is stopped:
+/// `waitid(WSTOPPED | WNOHANG | WNOWAIT)`, which leaves the stop (and any
+/// exit) to be collected by the child's own waiter. `None` when it is not
+/// stopped, or can't be asked.
+pub fn stop_signal(pid: u32) -> Option<i32> {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
+    let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match waitid(WaitId::Pid(pid), options) {
+        Ok(Some(status)) => status.stopping_signal(),
+        _ => None,
+    }
+}
+
 /// `pid`'s process group (0: this process's), as this pid namespace
 /// numbers it. Raw: rustix's getpgid panics on a 0 answer (a leader
 /// outside the namespace: clippy.toml).

@@ -154,6 +154,11 @@ pub fn own_group_orphaned() -> bool {
     false
 }
 
+/// No stop signals on Windows: never stopped by one.
+pub fn stop_signal(_pid: u32) -> Option<i32> {
+    None
+}
+
 /// No stop signals on Windows: never.
 pub fn continued_since_stop() -> bool {
     false
