@@ -1,7 +1,8 @@
 //! Attack round dec04i: every path by which a `secret_arg` value a program
 //! echoes (or the output of a `secret_output` command) could reach text
 //! pkit shows, with real processes. An error that carries a run's
-//! `Output` quotes its stderr in `diagnostic()`.
+//! `Output` quotes its stderr in `diagnostic()`; a parse error carries the
+//! parser's own error, whose message may quote the text it was given.
 
 mod common;
 
@@ -162,4 +163,87 @@ fn a_blocking_run_crossing_its_limit_hides_an_echoed_secret() {
         check_limit_error(&format!("{choice}: blocking run"), &err, false);
     }
     rt.block_on(suite.end());
+}
+
+/// A port number, whose parse error quotes the text it was given (as
+/// many parsers' errors do: `semver`, `uuid`, hand-written ones).
+#[derive(Debug)]
+struct Port(#[allow(dead_code)] u16);
+
+#[derive(Debug)]
+struct NotAPort(String);
+
+impl std::fmt::Display for NotAPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a port: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for NotAPort {}
+
+impl std::str::FromStr for Port {
+    type Err = NotAPort;
+    fn from_str(s: &str) -> Result<Port, NotAPort> {
+        s.parse().map(Port).map_err(|_| NotAPort(s.to_string()))
+    }
+}
+
+/// `Command::parse` of a stdout that doesn't parse is an `Error::Parse`
+/// whose source is the parser's error; its message may quote the text.
+/// Before the fix a program that echoed its secret argument on stdout
+/// had the secret shown by the error's `Debug` and by its source (what
+/// `anyhow` prints as "Caused by"), and a `secret_output` command's whole
+/// output was. Now a secret in the parser's messages is `<secret>`, and a
+/// secret output's parser message is not shown at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parse_error_hides_an_echoed_secret_and_a_secret_output() {
+    let suite = begin("a_parse_error_hides_an_echoed_secret_and_a_secret_output").await;
+    for choice in mechanisms() {
+        let err = bounded(
+            "parse",
+            sh(choice, r#"echo "port for $1""#)
+                .secret_arg(TOKEN)
+                .parse::<Port>(),
+        )
+        .await
+        .expect_err("not a port");
+        assert_eq!(err.kind(), ErrorKind::Parse, "{choice}: {err}");
+        for text in shown(&err) {
+            assert!(!text.contains(TOKEN), "{choice}: the secret in {text:?}");
+        }
+        let source = std::error::Error::source(&err).expect("the parser's error");
+        assert_eq!(
+            source.to_string(),
+            r#"not a port: "port for <secret>""#,
+            "{choice}"
+        );
+        // Without a secret in its message, the parser's error is kept as is.
+        let err = bounded(
+            "parse",
+            sh(choice, "echo eighty").secret_arg(TOKEN).parse::<Port>(),
+        )
+        .await
+        .expect_err("not a port");
+        let source = std::error::Error::source(&err).expect("the parser's error");
+        assert!(source.is::<NotAPort>(), "{choice}: {source:?}");
+        // A secret output: the parser's message is not shown.
+        let password = "hunter2-pw-5150";
+        let err = bounded(
+            "parse",
+            sh(choice, "echo \"$1\"")
+                .arg(password)
+                .secret_output()
+                .parse::<Port>(),
+        )
+        .await
+        .expect_err("not a port");
+        assert_eq!(err.kind(), ErrorKind::Parse, "{choice}: {err}");
+        for text in shown(&err) {
+            assert!(
+                !text.contains(password),
+                "{choice}: the secret output in {text:?}"
+            );
+        }
+    }
+    suite.end().await;
 }
