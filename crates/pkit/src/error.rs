@@ -212,7 +212,10 @@ pub enum Error {
 
     /// The run succeeded but its stdout does not parse as the type asked of
     /// [`Command::parse`](crate::Command::parse). The message names the
-    /// type, never the text; the parser's own error is the `source`.
+    /// type, never the text; the parser's own error is the `source` —
+    /// unless its messages quote a `secret_arg` value (then a copy of them
+    /// with `<secret>` in its place) or the command is `secret_output`
+    /// (then a stand-in that shows nothing of the output).
     #[error("{program}: its output does not parse as {target}")]
     Parse {
         /// The program as given to `Command::new`.

@@ -104,8 +104,13 @@ impl Command {
     /// [`run`](Self::run), [`exit_code`](Self::exit_code) or
     /// [`probe`](Self::probe) then never quotes its stderr (by default the
     /// message ends with the last lines of it, see
-    /// [`Error`](crate::Error)), and a `pkit::testing::RecordReplay`
-    /// cassette refuses to save its recorded output.
+    /// [`Error`](crate::Error)), nor does [`parse`](Self::parse)'s error
+    /// show the parser's message (which may quote the output), and a
+    /// `pkit::testing::RecordReplay` cassette refuses to save its recorded
+    /// output. This holds for every
+    /// error that carries the run's [`Output`](crate::Output) (a crossed
+    /// capture limit's too), however the command was run (verb, started
+    /// process, pipeline stage).
     pub fn secret_output(mut self) -> Command {
         self.spec.io.secret_output = true;
         self
@@ -122,7 +127,10 @@ impl Command {
     /// command also passes with `secret_arg` — so a test replays with a
     /// dummy token where the recording had the real one. A program that
     /// echoes the value doesn't carry it into an error's message or a
-    /// cassette either: the quoted stderr, and the cassette's recorded
+    /// cassette either: the quoted stderr (of any error carrying the run's
+    /// `Output`, also of a started process or pipeline, where a stage's
+    /// output hides every stage's secrets), a parser's error quoting
+    /// stdout ([`parse`](Self::parse)), and the cassette's recorded
     /// stdout and stderr (what its replay gives), show `<secret>` in its
     /// place, every occurrence however short the value (the
     /// [`Output`](crate::Output) of the real run keeps the bytes; its
@@ -169,10 +177,7 @@ impl Command {
     /// as bytes (what an error's quote of stderr and a cassette's recorded
     /// output leave out; see `crate::redact`).
     pub(crate) fn secret_values(&self) -> Vec<Vec<u8>> {
-        (self.spec.secret_args.iter())
-            .filter_map(|&i| self.spec.args.get(i))
-            .map(|a| a.as_encoded_bytes().to_vec())
-            .collect()
+        self.spec.secret_values()
     }
 }
 

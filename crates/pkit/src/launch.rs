@@ -98,7 +98,7 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
     let mechanism = container.mechanism();
 
     let mut proc = RunningProcess::new(program, pid, mechanism, started, child.clone().into());
-    proc.log_name = cmd.log_name.clone();
+    (proc.log_name, proc.secrets) = (cmd.log_name.clone(), cmd.output_marks());
     proc.limit = limit.unwrap_or_default();
     // From here on, a failure must not leave the child running: the caller
     // gets an error, and the process is killed (and reaped on drop).

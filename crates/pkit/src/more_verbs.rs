@@ -44,7 +44,9 @@ impl Command {
     /// Runs the command like [`run`](Self::run), then parses its stdout,
     /// surrounding whitespace trimmed, as a `T`. A stdout that doesn't
     /// parse is an [`Error::Parse`] (naming the type, not the text; the
-    /// parser's error is its source).
+    /// parser's error is its source, with any [`secret_arg`](Self::secret_arg)
+    /// value it quotes as `<secret>`, and not shown for a
+    /// [`secret_output`](Self::secret_output) command).
     ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {
@@ -67,7 +69,11 @@ impl Command {
         text.trim().parse().map_err(|e: T::Err| Error::Parse {
             program: self.display_name(),
             target: std::any::type_name::<T>(),
-            source: Box::new(e),
+            source: crate::redact::parser_error(
+                Box::new(e),
+                &self.secret_values(),
+                self.spec.io.secret_output,
+            ),
         })
     }
 

@@ -58,12 +58,14 @@ pub struct Output {
     pub(crate) oom_killed: bool,
     pub(crate) killed_after_grace: bool,
     pub(crate) inactivity_timed_out: bool,
-    /// Set by the verbs of a command marked `secret_output`: errors then
-    /// never quote its stderr.
+    /// Whether the command was marked `secret_output`: errors then never
+    /// quote its stderr. Set where a run's `Output` is made (a process's
+    /// `finish`, a pipeline's fold) and again by the verbs (for the
+    /// `Output` of another `Runner`), so every error carrying one knows.
     pub(crate) secret_output: bool,
-    /// Set by the verbs: the values of the command's (a pipeline's
-    /// stages') `secret_arg`s, as bytes, which an error's quote of stderr
-    /// shows as `<secret>` (`crate::redact`).
+    /// Set with `secret_output`: the values of the command's (a
+    /// pipeline's stages') `secret_arg`s, as bytes, which an error's quote
+    /// of stderr shows as `<secret>` (`crate::redact`).
     pub(crate) redact: Vec<Vec<u8>>,
     /// The write errors that stopped the stdout and stderr tees.
     pub(crate) stdout_tee_error: Option<TeeError>,

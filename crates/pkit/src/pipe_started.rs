@@ -544,6 +544,10 @@ pub(crate) fn fold(
         .position(|((o, rule), cut)| rule.fails(o.outcome) && !cut)
         .unwrap_or(last);
     let stdout = std::mem::take(&mut stages[last].stdout);
+    // Any stage's secrets (each stage knows the chain's), once each.
+    let mut redact: Vec<Vec<u8>> = stages.iter().flat_map(|s| s.redact.clone()).collect();
+    redact.sort_unstable();
+    redact.dedup();
     let b = &stages[blame];
     let l = &stages[last];
     let out = Output {
@@ -561,8 +565,8 @@ pub(crate) fn fold(
         oom_killed: stages.iter().any(|s| s.oom_killed),
         killed_after_grace: false,
         inactivity_timed_out: false,
-        secret_output: false,
-        redact: Vec::new(),
+        secret_output: stages.iter().any(|s| s.secret_output),
+        redact,
         stdout_tee_error: l.stdout_tee_error.clone(),
         stderr_tee_error: b.stderr_tee_error.clone(),
         stages,

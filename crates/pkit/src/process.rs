@@ -67,6 +67,10 @@ pub struct RunningProcess {
     pub(crate) finished: Option<Output>,
     /// The command's `log_name`, for events.
     pub(crate) log_name: Option<Arc<str>>,
+    /// Its command's `secret_output`, and the secrets its output must not
+    /// show (`Spec::output_secrets`): every `Output` it gives carries them
+    /// (`Output::redact`), so an error made of one hides them.
+    pub(crate) secrets: (bool, Vec<Vec<u8>>),
     /// The private group of a process started with
     /// [`Command::start`](crate::Command::start): it ends (killing the
     /// tree) when this handle drops. Last, so it drops after the rest.
@@ -120,6 +124,7 @@ impl RunningProcess {
             kill_on_drop: false,
             made_by: sys::Creator::here(),
             log_name: None,
+            secrets: (false, Vec::new()),
             pty: None,
         }
     }
@@ -423,8 +428,8 @@ impl RunningProcess {
             oom_killed: false,
             killed_after_grace: false,
             inactivity_timed_out: false,
-            secret_output: false,
-            redact: Vec::new(),
+            secret_output: self.secrets.0,
+            redact: self.secrets.1.clone(),
             stdout_tee_error: stdout.tee_error,
             stderr_tee_error: stderr.tee_error,
         };

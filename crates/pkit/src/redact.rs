@@ -1,6 +1,7 @@
 //! The one redaction of [`secret_arg`](crate::Command::secret_arg) values
-//! in a program's output: an error's quote of stderr and a record/replay
-//! cassette's recorded output both write each one as [`MARK`].
+//! in a program's output: an error's quote of stderr, a parser's error
+//! (`Command::parse`) and a record/replay cassette's recorded output all
+//! write each one as [`MARK`].
 //!
 //! Every occurrence of every non-empty value is covered, byte for byte,
 //! however short the value (no minimum length): a secret is never left in
@@ -8,6 +9,8 @@
 //! that overlaps itself) become one mark; back-to-back ones stay two.
 
 use std::borrow::Cow;
+use std::error::Error;
+use std::fmt;
 use std::ops::Range;
 
 /// What a secret value is written as.
@@ -90,6 +93,77 @@ pub(crate) fn redact_parts(parts: Vec<Vec<u8>>, secrets: &[Vec<u8>]) -> Vec<Vec<
     out
 }
 
+/// A parser's error (`Command::parse`'s source) as it may be shown: kept
+/// as it is unless a message of it or of its sources (`Display` or
+/// `Debug`: parsers often quote the text they were given) holds one of
+/// `secrets`, which then becomes [`MARK`] in a stand-in. For output that
+/// is secret as a whole (`hide`), a stand-in that says nothing of it.
+pub(crate) fn parser_error(
+    error: Box<dyn Error + Send + Sync>,
+    secrets: &[Vec<u8>],
+    hide: bool,
+) -> Box<dyn Error + Send + Sync> {
+    if hide {
+        let said = "the parser's message is not shown: the output is secret (secret_output)";
+        return Box::new(Redacted {
+            display: said.into(),
+            debug: said.into(),
+            source: None,
+        });
+    }
+    let mut level: Option<&(dyn Error + 'static)> = Some(&*error);
+    let mut shows = false;
+    while let Some(e) = level {
+        shows |= [e.to_string(), format!("{e:?}")]
+            .iter()
+            .any(|t| !ranges(t.as_bytes(), secrets).is_empty());
+        level = e.source();
+    }
+    match shows {
+        true => Box::new(Redacted::of(&*error, secrets)),
+        false => error,
+    }
+}
+
+/// An error's messages, and its sources', with the secrets written
+/// [`MARK`].
+#[derive(Clone)]
+struct Redacted {
+    display: String,
+    debug: String,
+    source: Option<Box<Redacted>>,
+}
+
+impl Redacted {
+    fn of(error: &(dyn Error + 'static), secrets: &[Vec<u8>]) -> Redacted {
+        let clean =
+            |t: String| String::from_utf8_lossy(&redact(t.as_bytes(), secrets)).into_owned();
+        Redacted {
+            display: clean(error.to_string()),
+            debug: clean(format!("{error:?}")),
+            source: error.source().map(|s| Box::new(Redacted::of(s, secrets))),
+        }
+    }
+}
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.debug)
+    }
+}
+
+impl Error for Redacted {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn Error + 'static))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +200,20 @@ mod tests {
         let parts = s(&["tok-s3cretto", "k-s3cret"]);
         let got = redact_parts(parts, &s(&["tok-s3cret"]));
         assert_eq!(got, s(&["<secret><secret>", ""]));
+    }
+
+    #[test]
+    fn a_parsers_error_is_kept_unless_it_or_a_source_shows_a_secret() {
+        let io = |m: &str| std::io::Error::other(m.to_string());
+        let plain = parser_error(Box::new(io("no")), &s(&["tok"]), false);
+        assert!(plain.is::<std::io::Error>());
+        let inner = io("bad: tok!");
+        let outer = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
+        let got = parser_error(Box::new(outer), &s(&["tok"]), false);
+        assert_eq!(got.to_string(), "bad: <secret>!");
+        assert!(!format!("{got:?}").contains("tok"), "{got:?}");
+        let hidden = parser_error(Box::new(io("pw")), &[], true);
+        assert!(!hidden.to_string().contains("pw") && hidden.source().is_none());
     }
 
     #[test]

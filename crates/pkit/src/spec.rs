@@ -134,6 +134,31 @@ impl Spec {
         self.program.to_string_lossy().into_owned()
     }
 
+    /// The values of the arguments passed with `secret_arg`, as bytes
+    /// (what an error's quote of output and a cassette's recorded output
+    /// leave out; see `crate::redact`).
+    pub(crate) fn secret_values(&self) -> Vec<Vec<u8>> {
+        (self.secret_args.iter())
+            .filter_map(|&i| self.args.get(i))
+            .map(|a| a.as_encoded_bytes().to_vec())
+            .collect()
+    }
+
+    /// The secrets its run's output must not show: a pipeline stage's are
+    /// the chain's (`chain_secrets`, its own among them), else its own.
+    pub(crate) fn output_secrets(&self) -> Vec<Vec<u8>> {
+        match self.io.chain_secrets.is_empty() {
+            true => self.secret_values(),
+            false => self.io.chain_secrets.clone(),
+        }
+    }
+
+    /// What an `Output` of its run is marked with: `secret_output`, and
+    /// [`output_secrets`](Self::output_secrets).
+    pub(crate) fn output_marks(&self) -> (bool, Vec<Vec<u8>>) {
+        (self.io.secret_output, self.output_secrets())
+    }
+
     /// The name events about this command carry: its
     /// [`log_name`](crate::Command::log_name) (shared, not copied), else
     /// the program's name.

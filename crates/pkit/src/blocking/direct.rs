@@ -273,6 +273,7 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     };
     let usage = child.rusage();
     let [stdout, stderr] = streams.map(|s| s.capture.finish());
+    let (secret_output, redact) = spec.output_marks();
     let out = Output {
         program,
         outcome,
@@ -289,8 +290,8 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
         oom_killed: oom_before.is_some_and(|n| n > 0),
         killed_after_grace,
         inactivity_timed_out: false,
-        secret_output: false,
-        redact: Vec::new(),
+        secret_output,
+        redact,
         stdout_tee_error: None,
         stderr_tee_error: None,
     };

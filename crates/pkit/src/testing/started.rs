@@ -258,6 +258,7 @@ impl Script {
             crate::child::Child::Scripted(child.clone()),
         );
         proc.log_name = cmd.spec.log_name.clone();
+        proc.secrets = cmd.spec.output_marks();
         proc.limit = limit.unwrap_or_default();
         let pipes = Pipes {
             stdin: stdin_parent,
