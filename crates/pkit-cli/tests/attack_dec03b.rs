@@ -102,10 +102,13 @@ fn broken_pipe() -> std::process::Stdio {
     write.into()
 }
 
-/// pkit's notes, end-of-run messages and reports on a stderr (or doctor's
-/// answer on a stdout) nobody reads any more are dropped: the exit status
-/// is still the program's (3, 124 on timeout, supervise's last run's), not
-/// the 101 of a panicking `eprintln!`.
+/// pkit's notes and end-of-run messages on a stderr (or doctor's answer on
+/// a stdout) nobody reads any more are dropped: the exit status is still
+/// the program's (3, 124 on timeout, supervise's last run's), not the 101
+/// of a panicking `eprintln!`. The `--json` report is output asked for:
+/// lost, it is 141 (EPIPE, see tests/report.rs
+/// own_output_whose_reader_went_away_is_a_failure_with_its_own_status),
+/// still never 101.
 #[test]
 fn a_broken_stderr_leaves_the_exit_status_alone() {
     let rows: &[(&[&str], i32)] = &[
@@ -115,7 +118,8 @@ fn a_broken_stderr_leaves_the_exit_status_alone() {
             &["run", "--mechanism", "pgroup", "--", "sh", "-c", "exit 3"],
             3,
         ),
-        (&["run", "-v", "--json", "--", "sh", "-c", "exit 4"], 4),
+        (&["run", "-v", "--", "sh", "-c", "exit 4"], 4),
+        (&["run", "-v", "--json", "--", "sh", "-c", "exit 4"], 141),
         (&["run", "--stats", "--", "true"], 0),
         (&["run", "--timeout", "0.1", "--", "sleep", "30"], 124),
         (
