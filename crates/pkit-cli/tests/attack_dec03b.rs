@@ -116,6 +116,7 @@ fn a_broken_stderr_leaves_the_exit_status_alone() {
             &["run", "--mechanism", "pgroup", "--", "sh", "-c", "exit 3"],
             3,
         ),
+        (&["run", "-v", "--", "sh", "-c", "exit 4"], 4),
         (&["run", "-v", "--json", "--", "sh", "-c", "exit 4"], 4),
         (&["run", "--stats", "--", "true"], 0),
         (&["run", "--timeout", "0.1", "--", "sleep", "30"], 124),

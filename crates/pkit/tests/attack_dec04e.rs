@@ -393,11 +393,24 @@ async fn a_started_program_holds_only_its_stdio_and_kept_descriptors() {
                 exe.to_string_lossy().ends_with("/sleep"),
                 "{choice}: the start returned before the exec: {exe:?}"
             );
-            let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
-                .collect();
-            fds.sort_unstable();
+            // Polled: the program's own start-up (sleep's setlocale) opens
+            // and closes files of its own for a moment, which a loaded
+            // machine lets this read catch. A descriptor the start left it
+            // stays open, and fails the test at the deadline.
+            let fds_now = || {
+                let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+                    .collect();
+                fds.sort_unstable();
+                fds
+            };
+            let deadline = std::time::Instant::now() + DEADLINE;
+            let mut fds = fds_now();
+            while fds != want && std::time::Instant::now() < deadline {
+                tokio::time::sleep(POLL).await;
+                fds = fds_now();
+            }
             let links: Vec<_> = fds
                 .iter()
                 .map(|n| std::fs::read_link(format!("/proc/{pid}/fd/{n}")))

@@ -27,14 +27,29 @@ async fn a_big_capture_keeps_every_byte_when_no_descriptor_is_free() {
     let suite = begin("capture-emfile").await;
     for choice in mechanisms() {
         let old = set_nofile(1024);
-        // The program waits, so its output starts after every descriptor
-        // is taken; the capture passes its hand-off size then.
-        let script = format!("sleep 1; head -c {SIZE} /dev/zero");
-        let program = cmd(choice, "sh").args(["-c", &script]);
+        // The program says it runs (creates `$1`), then waits until `$1`
+        // is removed, so its output starts after every descriptor is taken
+        // (and its start before: on a loaded machine a fixed pause could
+        // end before the start, which then met no free descriptor); the
+        // capture passes its hand-off size then. Removing a file, and
+        // seeing whether it exists, take no descriptor.
+        let gate = TempPath::new("capture-emfile-gate");
+        let script = format!(
+            r#": > "$1"; while [ -e "$1" ]; do sleep 0.05; done; head -c {SIZE} /dev/zero"#
+        );
+        let program = cmd(choice, "sh").args(["-c", &script, "sh", gate.as_str()]);
         let run = tokio::spawn(async move { program.output().await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = std::time::Instant::now() + DEADLINE * 3;
+        while !gate.path().exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: the program did not start"
+            );
+            tokio::time::sleep(POLL).await;
+        }
         let held = fill();
         assert!(!held.is_empty(), "{choice}: nothing was filled");
+        let _ = std::fs::remove_file(gate.path());
         let result = tokio::time::timeout(Duration::from_secs(90), run).await;
         drop(held);
         set_nofile(old);
@@ -62,14 +77,24 @@ async fn a_big_capture_keeps_every_byte_when_no_descriptor_is_free() {
     for choice in mechanisms() {
         let group = group(choice);
         let old = set_nofile(1024);
+        let pid_file = TempPath::new("capture-emfile-sleep");
         let mut p = group
-            .start(&Command::new("sh").args(["-c", "sleep 0.2 & exit 0"]))
+            .start(&Command::new("sh").args([
+                "-c",
+                r#"sleep 0.2 & echo $! > "$1"; exit 0"#,
+                "sh",
+                pid_file.as_str(),
+            ]))
             .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
+        // Until the background sleep has exited too (polled: seeing it
+        // takes descriptors, so before they are all taken; a fixed pause
+        // could end before it on a loaded machine, and the close would
+        // then end a live member).
+        let sleep = pid_in_file(&pid_file, "the background sleep").await;
+        assert_gone(&[sleep], &format!("{choice}: the background sleep")).await;
         let held = fill();
         assert!(!held.is_empty(), "{choice}: nothing was filled");
         let status = p.wait().await;
-        // Until the background sleep has exited too.
-        tokio::time::sleep(Duration::from_millis(600)).await;
         // The wait may have given descriptors back: take them too.
         let more = fill();
         let closed = group.close().await;

@@ -76,10 +76,12 @@ async fn assert_no_dirs_left(what: &str) {
 /// `memory_max` made its (v1 or v2) directory: nothing may stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cap_that_fails_after_another_leaves_no_directory() {
+    // The lock first: the probe makes a cgroup group (pooled as a spare
+    // when dropped), which a test running alone must not see appear.
+    let alone = begin_exclusive().await;
     if !cgroup_usable() {
         return;
     }
-    let alone = begin_exclusive().await;
     assert_no_dirs_left("before").await;
     let err = Group::builder()
         .mechanism(MechanismChoice::Cgroup)
@@ -134,10 +136,12 @@ async fn poll_once_then_drop<F: std::future::Future>(fut: F) -> bool {
 /// dropped, and the process is gone. The group is guarded until then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_close_or_shutdown_leaves_nothing_after_drop() {
+    // The lock first: the probe makes a cgroup group (pooled as a spare
+    // when dropped), which a test running alone must not see appear.
+    let alone = begin_exclusive().await;
     if !cgroup_usable() {
         return;
     }
-    let alone = begin_exclusive().await;
     assert_no_dirs_left("before").await;
     for verb in ["close", "shutdown"] {
         // A SIGKILLed sleep can be gone before the first poll is over; try

@@ -753,10 +753,12 @@ async fn a_first_process_that_left_its_process_group_is_killed_with_its_owner() 
 
 #[tokio::test]
 async fn a_capped_group_loses_its_v1_cap_directories_too() {
+    // The lock first: the probe makes a cgroup group (pooled as a spare
+    // when dropped), which a test running alone must not see appear.
+    let suite = begin("capped").await;
     if !cgroup_usable() {
         return;
     }
-    let suite = begin("capped").await;
     let mut owner = start_owner("capped", MechanismChoice::Cgroup, false);
     if let Some(why) = &owner.skipped {
         skipped(
@@ -1368,10 +1370,12 @@ async fn stale_directories_of_dead_owners_are_swept() {
     // Only a fresh process sweeps (once, at its first cgroup): run the
     // helper owner in `exit` mode after planting a directory whose owner is
     // dead.
+    // The lock first: the probe makes a cgroup group (pooled as a spare
+    // when dropped), which a test running alone must not see appear.
+    let suite = begin("stale_dirs").await;
     if !cgroup_usable() {
         return;
     }
-    let suite = begin("stale_dirs").await;
     let parent = group_parent().expect("cgroup parent");
     // A pid that is surely dead: a process we started and reaped.
     let mut dead = std::process::Command::new("true").spawn().expect("true");
@@ -1400,10 +1404,12 @@ async fn stale_directories_of_dead_owners_are_swept() {
 /// after its guard was (so nobody cleaned up) is swept by a later owner.
 #[tokio::test]
 async fn a_named_group_of_a_dead_owner_is_swept_by_a_later_owner() {
+    // The lock first: the probe makes a cgroup group (pooled as a spare
+    // when dropped), which a test running alone must not see appear.
+    let suite = begin("named_swept").await;
     if !cgroup_usable() {
         return;
     }
-    let suite = begin("named_swept").await;
     let mut owner = start_owner("named", MechanismChoice::Cgroup, false);
     let dir = owner.cgroup.clone().expect("a cgroup");
     let last = dir
