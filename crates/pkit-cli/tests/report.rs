@@ -252,34 +252,37 @@ fn every_kind_of_run_is_valid_and_has_the_same_keys() {
     assert!(find("truncated")["stdout"]["bytes_total"].as_u64().unwrap() > 10);
 }
 
+/// Three SIGTERMs to pkit, whose tree ignores SIGTERM: the first is
+/// forwarded, the second ends the tree, the third kills it at once. The
+/// second and the third are each sent once pkit has said it acted on the
+/// one before (`-v`'s notes, on stderr in a file): signals
+/// sent faster than pkit runs are one pending signal to the kernel, and a
+/// loaded machine merged the old fixed 100 ms apart into one request that
+/// ended nothing (the tree's `sleep 300` ran out, 301 s).
 #[test]
 fn a_run_ended_by_signals_keeps_its_pid_and_duration() {
     for m in mechanisms() {
         let file = pid_file();
+        let notes = temp_path("signals-report");
         let script = format!("trap '' TERM; {}", tree_script(&file));
         let child = pkit()
-            .args([
-                "run",
-                "-q",
-                "--json",
-                "--mechanism",
-                m,
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
+            .args(["run", "-v", "--json", "--mechanism", m, "--", "sh", "-c"])
+            .arg(&script)
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&notes).unwrap())
             .spawn()
             .unwrap();
         let pids = read_pids(&file, 3);
-        for _ in 0..3 {
-            kill(child.id(), libc::SIGTERM);
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let out = child.wait_with_output().unwrap();
+        kill(child.id(), libc::SIGTERM);
+        wait_for_text(&notes, "pkit: sending SIGTERM to the");
+        kill(child.id(), libc::SIGTERM);
+        wait_for_text(&notes, "pkit: second SIGTERM: ending the whole tree");
+        // A third kills at once, rather than after the grace.
+        kill(child.id(), libc::SIGTERM);
+        let mut out = child.wait_with_output().unwrap();
+        out.stderr = std::fs::read(&notes).unwrap();
         std::fs::remove_file(&file).unwrap();
+        std::fs::remove_file(&notes).unwrap();
         assert_all_gone(&pids);
         let v = report(&out);
         assert_valid(&v, "ended by signals");
@@ -287,6 +290,7 @@ fn a_run_ended_by_signals_keeps_its_pid_and_duration() {
         assert_eq!(v["pid"].as_i64(), Some(i64::from(pids[2])), "{m}");
         assert!(v["duration_us"].as_u64().unwrap() > 0);
         assert_eq!(v["signals_received"][0], "SIGTERM");
+        assert_eq!(v["signals_received"][1], "SIGTERM", "{m}: {v}");
         assert_eq!(v["processes_left"], 0);
     }
 }
