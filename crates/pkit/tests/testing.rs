@@ -1025,6 +1025,7 @@ async fn a_secret_a_later_pipeline_stage_prints_is_recorded_as_secret() {
 /// quotes no stderr, and a cassette holding a call refuses to save.
 #[tokio::test]
 async fn a_clients_secret_output_marks_every_call() {
+    let suite = begin("a_clients_secret_output_marks_every_call").await;
     let dir = TempPath::new("client-secret-out");
     std::fs::create_dir(dir.path()).unwrap();
     let path = dir.path().join("runs.json");
@@ -1054,4 +1055,5 @@ async fn a_clients_secret_output_marks_every_call() {
     let refused = recorder.save().unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{refused}");
     assert!(!path.exists(), "nothing is written");
+    suite.end().await;
 }
