@@ -31,7 +31,8 @@
 //! them (inode, a pidfd's process, an eventfd's id, an epoll set's watch
 //! list), so one closed and another of its kind opened at its number
 //! still shows; only an exact double (the kernel reuses eventfd ids and
-//! numbers) passes for the old one, and that is no growth. Kernels older
+//! numbers) passes for the old one, and that is no growth; so does a file
+//! or directory closed and opened again at another number. Kernels older
 //! than pidfs (6.9) and eventfd ids tell those apart by number alone.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -280,12 +281,26 @@ pub fn opened_since_allowing(before: &Snapshot, now: &Snapshot, runtimes: usize)
         ignored.extend(watched.iter().map(|&(tfd, _)| tfd).filter(|&n| is_new(n)));
     }
     // Strictly by number and target: a descriptor closed meanwhile and
-    // another of its kind opened (a pidfd for a pidfd) is still seen.
-    let mut out: Vec<Fd> = new
-        .into_iter()
-        .filter(|fd| !ignored.contains(&fd.num))
-        .cloned()
+    // another of its kind opened (a pidfd for a pidfd) is still seen. A
+    // file or directory is the exception: one closed meanwhile and the
+    // same file (path and inode) opened again at another number is no
+    // growth (pkit's reserve descriptor, `/`, spent by a thaw and made
+    // again at the lowest free number: CI failed on that in faults.rs).
+    let mut moved: Vec<&Fd> = before
+        .fds
+        .iter()
+        .filter(|was| was.target.starts_with('/') && !now.fds.contains(was))
         .collect();
+    let mut out: Vec<Fd> = Vec::new();
+    for fd in new.into_iter().filter(|fd| !ignored.contains(&fd.num)) {
+        let same_file = |was: &&Fd| was.target == fd.target && was.id == fd.id;
+        match moved.iter().position(same_file) {
+            Some(i) if fd.target.starts_with('/') => {
+                moved.swap_remove(i);
+            }
+            _ => out.push(fd.clone()),
+        }
+    }
     out.sort();
     out
 }
