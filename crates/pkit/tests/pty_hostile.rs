@@ -21,21 +21,9 @@ fn blocking_group(choice: MechanismChoice) -> pkit::blocking::Group {
     pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group")
 }
 
-/// Runs `f` between a suite's begin and end (for the blocking tests,
-/// which must not run inside a runtime).
-fn blocking_suite(name: &'static str, f: impl FnOnce()) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let suite = rt.block_on(begin(name));
-    f();
-    rt.block_on(suite.end());
-}
-
 #[test]
 fn the_blocking_raw_master_is_read_and_written_with_a_real_program() {
-    blocking_suite(
+    in_suite(
         "the_blocking_raw_master_is_read_and_written_with_a_real_program",
         || {
             for choice in mechanisms() {
@@ -70,7 +58,7 @@ fn the_blocking_raw_master_is_read_and_written_with_a_real_program() {
 
 #[test]
 fn the_blocking_raw_master_is_read_on_one_thread_while_another_types() {
-    blocking_suite(
+    in_suite(
         "the_blocking_raw_master_is_read_on_one_thread_while_another_types",
         || {
             for choice in mechanisms() {
