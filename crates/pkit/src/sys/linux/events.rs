@@ -23,12 +23,8 @@ pub(crate) fn remove_dirs(dirs: &[PathBuf]) {
 /// sub-directory is one). Only empty cgroups go: the kernel refuses one
 /// with members, so this never takes a live group's directory away.
 pub(crate) fn remove_dir_tree(dir: &std::path::Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_dir_tree(&e.path());
-            }
-        }
+    for sub in super::subtree::descendants(dir) {
+        let _ = rustix::fs::rmdir(&sub);
     }
     let _ = rustix::fs::rmdir(dir);
 }
