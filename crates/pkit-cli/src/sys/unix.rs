@@ -391,18 +391,11 @@ pub fn state_of(pid: u32) -> Option<char> {
     stopped(pid)
 }
 
-/// `T` while `pid`, a child of pkit, is stopped, else `None`:
-/// `waitid(WSTOPPED | WNOHANG | WNOWAIT)`, which leaves the stop (and any
-/// exit) to be collected by the child's own waiter.
+/// `T` while `pid`, a child of pkit, is stopped, else `None`
+/// ([`super::stop_signal`]'s `waitid`, which leaves the stop to be
+/// collected by the child's own waiter).
 fn stopped(pid: u32) -> Option<char> {
-    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
-    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
-    // WNOWAIT leaves its state to be waited for again.
-    let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    match waitid(WaitId::Pid(pid), options) {
-        Ok(Some(status)) if status.stopped() => Some('T'),
-        _ => None,
-    }
+    super::stop_signal(pid).map(|_| 'T')
 }
 
 /// Makes pkit the child subreaper of everything it starts: an orphaned
