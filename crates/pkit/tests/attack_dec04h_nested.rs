@@ -423,9 +423,7 @@ async fn inner_host_containment() {
         inner.dirs.retain(|d| !v1.contains(d));
         ends(&what, &inner).await;
         if v1.iter().any(|d| d.exists()) {
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
-                .env(INNER, "sweep")
+            let status = helper_owner_command("inner_owner", INNER, "sweep")
                 .env("PKIT_SWEEP_MIN_AGE_SECS", "0")
                 .stdout(std::process::Stdio::null())
                 .status()
@@ -745,14 +743,7 @@ fn owner(
     Vec<u32>,
     std::sync::mpsc::Receiver<String>,
 ) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "signalled_owner",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(OWNER, what)
+    let mut child = helper_owner_command("signalled_owner", OWNER, what)
         .env("PKIT_MECHANISM", choice.as_str())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -977,13 +977,21 @@ pub async fn owner_of_pty_starts_under_stops(choice: MechanismChoice) {
 /// [`tagged_lines`]), stderr discarded.
 #[allow(dead_code)]
 pub fn helper_owner(test: &str, key: &str, value: &str) -> std::process::Child {
-    std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(key, value)
+    helper_owner_command(test, key, value)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the helper owner starts")
+}
+
+/// The command of [`helper_owner`], to be given more (an environment, its
+/// stdio) before it is started.
+#[allow(dead_code)]
+pub fn helper_owner_command(test: &str, key: &str, value: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("own path"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(key, value);
+    cmd
 }
 
 /// What follows `tag` on each line of `child`'s piped stdout, as the lines
