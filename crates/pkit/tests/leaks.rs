@@ -386,3 +386,50 @@ async fn the_descriptor_check_ignores_another_tests_runtime_but_not_a_leak() {
     }
     end_exclusive(alone, "the_descriptor_check").await;
 }
+
+/// A snapshot taken while another thread builds a runtime, at any point
+/// of its making, sees nothing once that runtime is made. (Before: the
+/// epoll sets' watch lists were read after the listing, so a runtime's
+/// socket copy made and registered in between was watched by a listed
+/// epoll set without being listed, and then looked like a lone leaked
+/// socket; CI failed so on the test above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_taken_while_a_runtime_is_made_sees_no_leak_once_it_is() {
+    let alone = begin_exclusive().await;
+    let baseline = Snapshot::take();
+    for round in 0..300u32 {
+        let (go, going) = std::sync::mpsc::channel::<()>();
+        let maker = std::thread::spawn(move || {
+            let _ = going.recv();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt
+        });
+        go.send(()).expect("go");
+        // Spin a little (by round) so the snapshot lands at every stage of
+        // the runtime's making.
+        for _ in 0..(round % 30) * 100 {
+            std::hint::spin_loop();
+        }
+        let before = Snapshot::take();
+        let rt = maker.join().expect("the runtime's thread");
+        let now = Snapshot::take();
+        assert_eq!(
+            common::fds::opened_since_allowing(&before, &now, 1),
+            [],
+            "round {round}\nnow: {now:?}\nbefore: {before:?}"
+        );
+        // Not dropped in this test's runtime, where tokio refuses to.
+        std::thread::spawn(move || drop(rt))
+            .join()
+            .expect("the runtime dropped");
+    }
+    assert_eq!(opened_since(&baseline, &Snapshot::take()), []);
+    end_exclusive(
+        alone,
+        "a_snapshot_taken_while_a_runtime_is_made_sees_no_leak_once_it_is",
+    )
+    .await;
+}

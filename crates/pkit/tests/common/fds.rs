@@ -66,29 +66,29 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// This process's descriptors now.
+    ///
+    /// The listing and the epoll sets' watch lists are read one after the
+    /// other, and another thread may open and register descriptors in
+    /// between: a runtime's socket copy made and registered after the
+    /// listing would be watched by an epoll set it was not listed beside,
+    /// and later look like a lone leaked socket (CI failed on that in
+    /// leaks.rs). So the listing is read again after the watch lists, and
+    /// the snapshot taken again until both listings agree.
     pub fn take() -> Snapshot {
-        let listing = format!("/proc/{}/fd", std::process::id());
-        let mut fds: Vec<Fd> = std::fs::read_dir("/proc/self/fd")
-            .expect("/proc/self/fd")
-            .flatten()
-            .filter_map(|e| {
-                let num = e.file_name().to_str()?.parse().ok()?;
-                let target = std::fs::read_link(e.path()).ok()?;
-                let target = target.to_string_lossy().into_owned();
-                (!target.starts_with(&listing)).then(|| Fd {
-                    num,
-                    id: identity(num, &target),
-                    target,
-                })
-            })
-            .collect();
-        fds.sort();
-        let watches = fds
-            .iter()
-            .filter(|fd| fd.target == "anon_inode:[eventpoll]")
-            .map(|fd| (fd.num, epoll_watches(fd.num)))
-            .collect();
-        Snapshot { fds, watches }
+        let mut tries = 0;
+        loop {
+            let fds = listing();
+            let watches = fds
+                .iter()
+                .filter(|fd| fd.target == "anon_inode:[eventpoll]")
+                .map(|fd| (fd.num, epoll_watches(fd.num)))
+                .collect();
+            tries += 1;
+            if listing() == fds || tries >= 1000 {
+                return Snapshot { fds, watches };
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 
     /// How many descriptors are open.
@@ -108,6 +108,27 @@ impl Snapshot {
     fn target(&self, num: i32) -> Option<&str> {
         self.fd(num).map(|fd| fd.target.as_str())
     }
+}
+
+/// This process's descriptors, by number, with their identities.
+fn listing() -> Vec<Fd> {
+    let own = format!("/proc/{}/fd", std::process::id());
+    let mut fds: Vec<Fd> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+        .filter_map(|e| {
+            let num = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            let target = target.to_string_lossy().into_owned();
+            (!target.starts_with(&own)).then(|| Fd {
+                num,
+                id: identity(num, &target),
+                target,
+            })
+        })
+        .collect();
+    fds.sort();
+    fds
 }
 
 /// What tells descriptor `num` from an earlier one of its kind at that
