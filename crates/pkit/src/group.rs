@@ -411,6 +411,11 @@ impl Group {
     /// The live processes in the group (under cgroup v2, in its cgroup and
     /// every cgroup below it), with their names where readable.
     ///
+    /// A name is what the OS shows now: a process started or adopted a
+    /// moment ago may still show the name of the thread that started it
+    /// (Linux renames a process late in its `exec`, after the starting
+    /// thread may already run on), so poll for a name you expect.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when the group's member list (`cgroup.procs`, or the
