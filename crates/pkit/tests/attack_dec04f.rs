@@ -109,7 +109,10 @@ fn group_placement_of_a_fresh_group() -> pkit::Placement {
 async fn a_subcgroup_the_program_froze_is_ended() {
     let suite = begin("a_subcgroup_the_program_froze_is_ended").await;
     if mechanisms().contains(&CG) {
-        for end in ["shutdown", "kill", "signal-kill", "close", "timeout"] {
+        // Each ending has its own group, sub-cgroup and frozen process,
+        // and most wait out a grace or a timeout: all at once.
+        let endings = ["shutdown", "kill", "signal-kill", "close", "timeout"];
+        all_at_once(endings, |end| async move {
             let group = group(CG);
             let dir = cgroup_dir(&group).unwrap();
             let file = TempPath::new("frozen-sub");
@@ -147,7 +150,7 @@ echo ready >> "$1"; wait"#,
                     "{end}: {out:?}"
                 );
                 drop(group);
-                continue;
+                return;
             }
             let p = group.start(&cmd).unwrap();
             let text = wait_ready(&file, end).await;
@@ -177,7 +180,8 @@ echo ready >> "$1"; wait"#,
                 .unwrap_or_else(|e| panic!("{end}: close: {e}"));
             assert_gone(&[sleep], end).await;
             assert!(!dir.exists(), "{end}: {} left", dir.display());
-        }
+        })
+        .await;
     }
     suite.end().await;
 }
@@ -197,17 +201,33 @@ echo ready >> "$1"; wait"#,
 fn sigchld_ignored_between_start_and_wait() {
     in_suite("sigchld_ignored_between_start_and_wait", || {
         let exe = std::env::current_exe().expect("test binary");
-        for disposition in ["ignore", "nocldwait"] {
-            let out = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "sigchld_after_start_inner",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("PKIT_ATTACK4_SIGCHLD", disposition)
-                .output()
-                .expect("re-run the test binary");
+        // Both dispositions' processes at once (each its own process,
+        // groups and children), then each one's result.
+        let runs: Vec<_> = ["ignore", "nocldwait"]
+            .into_iter()
+            .map(|disposition| {
+                let child = std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "sigchld_after_start_inner",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env("PKIT_ATTACK4_SIGCHLD", disposition)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("re-run the test binary");
+                (disposition, child)
+            })
+            .collect();
+        // Every run waited for before any check, so a failure leaves none.
+        let outs: Vec<_> = runs
+            .into_iter()
+            .map(|(disposition, child)| (disposition, child.wait_with_output()))
+            .collect();
+        for (disposition, out) in outs {
+            let out = out.expect("its output");
             let text = String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr);
             assert!(

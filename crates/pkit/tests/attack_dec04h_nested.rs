@@ -134,15 +134,25 @@ async fn inner_owner() {
             return;
         }
     };
+    let shell = p.pid();
     let mut lines = p.lines();
     // `exit`: a tree that can't be made whole (its shell's fork refused)
-    // may never say `ready`; the group's drop ends it.
+    // never says `ready`, and what it did start may hold its stdout open:
+    // its shell's end (or 5 s) ends the wait; the group's drop ends the
+    // tree. (Before, only the 5 s did: each such case took 5 s.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let shell_gone = async {
+        while !pid_gone(shell) {
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::pin!(shell_gone);
     loop {
         let l = if what == "exit" {
-            match tokio::time::timeout_at(deadline, lines.next_line()).await {
-                Ok(l) => l,
-                Err(_) => return,
+            tokio::select! {
+                l = lines.next_line() => l,
+                () = &mut shell_gone => return,
+                () = tokio::time::sleep_until(deadline) => return,
             }
         } else {
             lines.next_line().await
@@ -286,7 +296,8 @@ async fn inner_owner_killed() {
         return;
     }
     let suite = begin("inner_owner_killed").await;
-    for (o, i) in pairs() {
+    // Each pair's case has its own groups and pids: all at once.
+    all_at_once(pairs(), |(o, i)| async move {
         let what = format!("outer {o} inner {i}: inner owner SIGKILLed");
         let outer = group(o);
         let (mut p, inner) = start_inner(&outer, i, "plain").await;
@@ -301,7 +312,8 @@ async fn inner_owner_killed() {
         eprintln!("{what}: {}", out.outcome());
         ends(&what, &inner).await;
         drop(outer);
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -315,36 +327,38 @@ async fn inner_owner_spares() {
         return;
     }
     let suite = begin("inner_owner_spares").await;
-    for (o, i) in pairs() {
-        for ending in ["inner killed", "outer kill"] {
-            let what = format!("outer {o} inner {i} with spares: {ending}");
-            let outer = group(o);
-            let (mut p, inner) = start_inner(&outer, i, "spares").await;
-            let _cleanup = KillOnDrop(inner.pids.clone());
-            let parent = inner.said.iter().find_map(|l| {
-                let rest = l.strip_prefix("hc_parent Some(\"")?;
-                Some(PathBuf::from(rest.strip_suffix("\")")?))
-            });
-            let spares = parent
-                .as_ref()
-                .map(|d| cgroup_dirs_of(d, inner.owner))
-                .unwrap_or_default();
-            eprintln!("{what}: spares {spares:?} {:?}", inner.said);
-            if ending == "inner killed" {
-                kill_pid(inner.owner);
-                let _ = tokio::time::timeout(DEADLINE, p.wait())
-                    .await
-                    .expect("wait");
-            } else {
-                outer.kill().unwrap();
-                drop(outer);
-            }
-            ends(&what, &inner).await;
-            for d in &spares {
-                assert_dir_gone(d).await;
-            }
+    let cases = pairs()
+        .into_iter()
+        .flat_map(|(o, i)| ["inner killed", "outer kill"].map(|e| (o, i, e)));
+    all_at_once(cases, |(o, i, ending)| async move {
+        let what = format!("outer {o} inner {i} with spares: {ending}");
+        let outer = group(o);
+        let (mut p, inner) = start_inner(&outer, i, "spares").await;
+        let _cleanup = KillOnDrop(inner.pids.clone());
+        let parent = inner.said.iter().find_map(|l| {
+            let rest = l.strip_prefix("hc_parent Some(\"")?;
+            Some(PathBuf::from(rest.strip_suffix("\")")?))
+        });
+        let spares = parent
+            .as_ref()
+            .map(|d| cgroup_dirs_of(d, inner.owner))
+            .unwrap_or_default();
+        eprintln!("{what}: spares {spares:?} {:?}", inner.said);
+        if ending == "inner killed" {
+            kill_pid(inner.owner);
+            let _ = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .expect("wait");
+        } else {
+            outer.kill().unwrap();
+            drop(outer);
         }
-    }
+        ends(&what, &inner).await;
+        for d in &spares {
+            assert_dir_gone(d).await;
+        }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -356,37 +370,38 @@ async fn outer_ends_inner() {
         return;
     }
     let suite = begin("outer_ends_inner").await;
-    for (o, i) in pairs() {
-        for ending in ["kill", "close", "drop", "shutdown"] {
-            let what = format!("outer {o} inner {i}: outer {ending}");
-            let outer = group(o);
-            let (p, inner) = start_inner(&outer, i, "plain").await;
-            let _cleanup = KillOnDrop(inner.pids.clone());
-            let odir = cgroup_dir(&outer);
-            match ending {
-                "kill" => outer.kill().unwrap(),
-                "close" => tokio::time::timeout(DEADLINE * 3, outer.close())
+    let cases = pairs()
+        .into_iter()
+        .flat_map(|(o, i)| ["kill", "close", "drop", "shutdown"].map(|e| (o, i, e)));
+    all_at_once(cases, |(o, i, ending)| async move {
+        let what = format!("outer {o} inner {i}: outer {ending}");
+        let outer = group(o);
+        let (p, inner) = start_inner(&outer, i, "plain").await;
+        let _cleanup = KillOnDrop(inner.pids.clone());
+        let odir = cgroup_dir(&outer);
+        match ending {
+            "kill" => outer.kill().unwrap(),
+            "close" => tokio::time::timeout(DEADLINE * 3, outer.close())
+                .await
+                .expect("close")
+                .unwrap(),
+            "shutdown" => {
+                let r = tokio::time::timeout(DEADLINE * 3, outer.shutdown(Duration::from_secs(2)))
                     .await
-                    .expect("close")
-                    .unwrap(),
-                "shutdown" => {
-                    let r =
-                        tokio::time::timeout(DEADLINE * 3, outer.shutdown(Duration::from_secs(2)))
-                            .await
-                            .expect("shutdown");
-                    eprintln!("{what}: {r:?}");
-                    r.unwrap();
-                }
-                _ => {}
+                    .expect("shutdown");
+                eprintln!("{what}: {r:?}");
+                r.unwrap();
             }
-            drop(outer);
-            drop(p);
-            ends(&what, &inner).await;
-            if let Some(d) = odir {
-                assert_dir_released(&d).await;
-            }
+            _ => {}
         }
-    }
+        drop(outer);
+        drop(p);
+        ends(&what, &inner).await;
+        if let Some(d) = odir {
+            assert_dir_released(&d).await;
+        }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -403,7 +418,7 @@ async fn inner_host_containment() {
         return;
     }
     let suite = begin("inner_host_containment").await;
-    for (o, i) in pairs() {
+    all_at_once(pairs(), |(o, i)| async move {
         let what = format!("outer {o} inner {i}: host_containment");
         let outer = group(o);
         let (p, mut inner) = start_inner(&outer, i, "capped").await;
@@ -433,7 +448,8 @@ async fn inner_host_containment() {
         for d in &v1 {
             assert_dir_gone(d).await;
         }
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -454,50 +470,52 @@ async fn capped_outer_capped_inner() {
         suite.end().await;
         return;
     }
-    for i in [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup] {
-        for ending in ["kill", "close", "drop", "inner killed"] {
-            let what = format!("capped outer, inner {i}: {ending}");
-            let outer = pkit::Group::builder()
-                .mechanism(MechanismChoice::Cgroup)
-                .memory_max(1 << 30)
-                .max_processes(200)
-                .build()
-                .unwrap();
-            let mut odirs: Vec<PathBuf> = vec![];
-            for l in outer.limits() {
-                for part in l.enforced_by.split(" in ").skip(1) {
-                    odirs.push(PathBuf::from(part));
-                }
-            }
-            let odir = cgroup_dir(&outer);
-            let (mut p, inner) = start_inner(&outer, i, "capped").await;
-            let _cleanup = KillOnDrop(inner.pids.clone());
-            eprintln!("{what}: {:#?} outer {odirs:?}", inner.said);
-            if ending == "kill" {
-                outer.kill().unwrap();
-            } else if ending == "close" {
-                tokio::time::timeout(DEADLINE * 3, outer.close())
-                    .await
-                    .expect("close")
-                    .unwrap();
-            } else if ending == "inner killed" {
-                kill_pid(inner.owner);
-                let _ = tokio::time::timeout(DEADLINE, p.wait())
-                    .await
-                    .expect("wait");
-                ends(&what, &inner).await;
-                // The outer group is unharmed.
-                let out = outer.start(&Command::new("true")).unwrap().wait().await;
-                assert!(out.unwrap().success(), "{what}");
-            }
-            drop(outer);
-            drop(p);
-            ends(&what, &inner).await;
-            for d in odirs.iter().chain(odir.iter()) {
-                assert_dir_gone(d).await;
+    let cases = [MechanismChoice::Cgroup, MechanismChoice::ProcessGroup]
+        .into_iter()
+        .flat_map(|i| ["kill", "close", "drop", "inner killed"].map(|e| (i, e)));
+    all_at_once(cases, |(i, ending)| async move {
+        let what = format!("capped outer, inner {i}: {ending}");
+        let outer = pkit::Group::builder()
+            .mechanism(MechanismChoice::Cgroup)
+            .memory_max(1 << 30)
+            .max_processes(200)
+            .build()
+            .unwrap();
+        let mut odirs: Vec<PathBuf> = vec![];
+        for l in outer.limits() {
+            for part in l.enforced_by.split(" in ").skip(1) {
+                odirs.push(PathBuf::from(part));
             }
         }
-    }
+        let odir = cgroup_dir(&outer);
+        let (mut p, inner) = start_inner(&outer, i, "capped").await;
+        let _cleanup = KillOnDrop(inner.pids.clone());
+        eprintln!("{what}: {:#?} outer {odirs:?}", inner.said);
+        if ending == "kill" {
+            outer.kill().unwrap();
+        } else if ending == "close" {
+            tokio::time::timeout(DEADLINE * 3, outer.close())
+                .await
+                .expect("close")
+                .unwrap();
+        } else if ending == "inner killed" {
+            kill_pid(inner.owner);
+            let _ = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .expect("wait");
+            ends(&what, &inner).await;
+            // The outer group is unharmed.
+            let out = outer.start(&Command::new("true")).unwrap().wait().await;
+            assert!(out.unwrap().success(), "{what}");
+        }
+        drop(outer);
+        drop(p);
+        ends(&what, &inner).await;
+        for d in odirs.iter().chain(odir.iter()) {
+            assert_dir_gone(d).await;
+        }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -521,29 +539,30 @@ async fn nonroot_inner_owner() {
     } else {
         vec![MechanismChoice::Auto, MechanismChoice::ProcessGroup]
     };
-    for (o, i) in outers
+    let cases: Vec<_> = outers
         .iter()
         .flat_map(|o| inners.iter().map(move |i| (*o, *i)))
-    {
-        for ending in ["kill", "inner killed"] {
-            let what = format!("outer {o} non-root inner {i}: {ending}");
-            let outer = group(o);
-            let (mut p, inner) = start_inner_as(&outer, i, "capped", Some(65534)).await;
-            let _cleanup = KillOnDrop(inner.pids.clone());
-            eprintln!("{what}: {:#?}", inner.said);
-            if ending == "kill" {
-                outer.kill().unwrap();
-            } else {
-                kill_pid(inner.owner);
-                let _ = tokio::time::timeout(DEADLINE, p.wait())
-                    .await
-                    .expect("wait");
-            }
-            ends(&what, &inner).await;
-            drop(outer);
-            drop(p);
+        .flat_map(|(o, i)| ["kill", "inner killed"].map(|e| (o, i, e)))
+        .collect();
+    all_at_once(cases, |(o, i, ending)| async move {
+        let what = format!("outer {o} non-root inner {i}: {ending}");
+        let outer = group(o);
+        let (mut p, inner) = start_inner_as(&outer, i, "capped", Some(65534)).await;
+        let _cleanup = KillOnDrop(inner.pids.clone());
+        eprintln!("{what}: {:#?}", inner.said);
+        if ending == "kill" {
+            outer.kill().unwrap();
+        } else {
+            kill_pid(inner.owner);
+            let _ = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .expect("wait");
         }
-    }
+        ends(&what, &inner).await;
+        drop(outer);
+        drop(p);
+    })
+    .await;
     suite.end().await;
 }
 
@@ -653,8 +672,11 @@ async fn signalled_owner() {
                     .wait_for_line(|l| l.text == "up", DEADLINE * 6)
                     .await
                     .unwrap();
+                // The grace (100 ms) spans about five of the test's stop
+                // and continue cycles (one each 20 ms), as 300 ms did
+                // fifteen: each round's grace is still stopped in.
                 let report =
-                    tokio::time::timeout(DEADLINE * 6, group.shutdown(Duration::from_millis(300)))
+                    tokio::time::timeout(DEADLINE * 6, group.shutdown(Duration::from_millis(100)))
                         .await
                         .unwrap()
                         .unwrap();
@@ -733,6 +755,16 @@ impl tokio::io::AsyncRead for Counting {
     }
 }
 
+/// Runs `f` (blocking code) on the runtime's blocking threads, so that
+/// cases run at once do not hold its workers; a panic in `f` is the
+/// caller's.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Starts [`signalled_owner`] doing `what` under `choice`; returns it, the
 /// pids it said, and the rest of its lines.
 fn owner(
@@ -772,18 +804,26 @@ async fn owner_killed_mid_pipeline_and_feed() {
         return;
     }
     let suite = begin("owner_killed_mid_pipeline_and_feed").await;
-    for choice in mechanisms() {
-        for what in ["pipeline", "feed"] {
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|c| ["pipeline", "feed"].map(|w| (c, w)));
+    all_at_once(cases, |(choice, what)| async move {
+        // owner() blocks on the owner's lines: off the runtime's workers.
+        let pids = blocking(move || {
             let (mut child, pids, _said) = owner(what, choice);
-            let _cleanup = KillOnDrop(pids.clone());
-            assert_alive(&pids, what);
+            let mut cleanup = KillOnDrop(pids);
+            assert_alive(&cleanup.0, what);
             child.kill().unwrap();
             child.wait().unwrap();
-            if let Err(alive) = wait_gone(&pids, DEADLINE * 3).await {
-                panic!("{choice} {what}: alive after the owner's SIGKILL: {alive:?}");
-            }
+            std::mem::take(&mut cleanup.0)
+        })
+        .await;
+        let _cleanup = KillOnDrop(pids.clone());
+        if let Err(alive) = wait_gone(&pids, DEADLINE * 3).await {
+            panic!("{choice} {what}: alive after the owner's SIGKILL: {alive:?}");
         }
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -850,53 +890,63 @@ async fn owner_stopped_and_continued() {
         return;
     }
     let suite = begin("owner_stopped_and_continued").await;
-    for choice in mechanisms() {
-        let (mut child, mut pids, said) = owner("stops", choice);
-        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-        let deadline = std::time::Instant::now() + DEADLINE * 12;
-        let mut done = false;
-        let mut rounds = vec![];
-        while std::time::Instant::now() < deadline {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
-            std::thread::sleep(Duration::from_millis(7));
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
-            while let Ok(line) = said.try_recv() {
-                if let Some(p) = line.strip_prefix("pid ") {
-                    pids.push(p.parse().unwrap());
-                } else if line == "done" {
-                    done = true;
-                } else {
-                    rounds.push(line);
-                }
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(13));
-        }
+    all_at_once(mechanisms(), |choice| async move {
+        let pids = blocking(move || stop_and_continue(choice)).await;
         let _cleanup = KillOnDrop(pids.clone());
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
-        let status = child.try_wait().unwrap();
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Err(alive) = wait_gone(&pids, DEADLINE * 3).await {
+            panic!("{choice}: alive: {alive:?}");
         }
-        while let Ok(line) = said.recv_timeout(Duration::from_secs(1)) {
-            if line == "done" {
+    })
+    .await;
+    suite.end().await;
+}
+
+/// [`owner_stopped_and_continued`]'s case for `choice`, to the owner's
+/// end: stops and continues the owner until it has ended, checks that it
+/// did all its rounds, and returns the pids it said.
+fn stop_and_continue(choice: MechanismChoice) -> Vec<u32> {
+    let (mut child, mut pids, said) = owner("stops", choice);
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE * 12;
+    let mut done = false;
+    let mut rounds = vec![];
+    while std::time::Instant::now() < deadline {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+        std::thread::sleep(Duration::from_millis(7));
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        while let Ok(line) = said.try_recv() {
+            if let Some(p) = line.strip_prefix("pid ") {
+                pids.push(p.parse().unwrap());
+            } else if line == "done" {
                 done = true;
             } else {
                 rounds.push(line);
             }
         }
-        assert!(
-            done && status.is_some_and(|s| s.success()),
-            "{choice}: {status:?} {rounds:#?}"
-        );
-        if let Err(alive) = wait_gone(&pids, DEADLINE * 3).await {
-            panic!("{choice}: alive: {alive:?}");
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(13));
+    }
+    let mut cleanup = KillOnDrop(pids);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+    let status = child.try_wait().unwrap();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    while let Ok(line) = said.recv_timeout(Duration::from_secs(1)) {
+        if line == "done" {
+            done = true;
+        } else {
+            rounds.push(line);
         }
     }
-    suite.end().await;
+    assert!(
+        done && status.is_some_and(|s| s.success()),
+        "{choice}: {status:?} {rounds:#?}"
+    );
+    std::mem::take(&mut cleanup.0)
 }
 
 /// The first `n` pids written to `file`, once there are `n` (each line
@@ -949,73 +999,72 @@ async fn outer_ends_inner_mid_start() {
         return;
     }
     let suite = begin("outer_ends_inner_mid_start").await;
-    let mut n = 0;
-    for (o, i) in pairs() {
-        for ending in ["kill", "close", "drop", "shutdown"] {
-            for delay_ms in [0u64, 3, 20, 60] {
-                n += 1;
-                let token = format!("{}-{n}", std::process::id());
-                let what = format!("outer {o} inner {i}: outer {ending} after {delay_ms} ms");
-                let outer = group(o);
-                let odir = cgroup_dir(&outer);
-                let exe = std::env::current_exe().unwrap();
-                let mut p = outer
-                    .start(
-                        &Command::new(exe)
-                            .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
-                            .env(INNER, format!("churn {token}"))
-                            .env("PKIT_MECHANISM", i.as_str())
-                            .env(CHURN_MARK, &token)
-                            .stream_lines(),
-                    )
-                    .unwrap();
-                p.wait_for_line(|l| l.text.contains("INNER ready"), DEADLINE * 6)
+    let cases: Vec<_> = pairs()
+        .into_iter()
+        .flat_map(|(o, i)| ["kill", "close", "drop", "shutdown"].map(|e| (o, i, e)))
+        .flat_map(|(o, i, e)| [0u64, 3, 20, 60].map(|d| (o, i, e, d)))
+        .enumerate()
+        .collect();
+    // Each case's inner owner keeps a core busy: two at a time.
+    at_most_at_once(2, cases, |(n, (o, i, ending, delay_ms))| async move {
+        let token = format!("{}-{n}", std::process::id());
+        let what = format!("outer {o} inner {i}: outer {ending} after {delay_ms} ms");
+        let outer = group(o);
+        let odir = cgroup_dir(&outer);
+        let exe = std::env::current_exe().unwrap();
+        let mut p = outer
+            .start(
+                &Command::new(exe)
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env(INNER, format!("churn {token}"))
+                    .env("PKIT_MECHANISM", i.as_str())
+                    .env(CHURN_MARK, &token)
+                    .stream_lines(),
+            )
+            .unwrap();
+        p.wait_for_line(|l| l.text.contains("INNER ready"), DEADLINE * 6)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        match ending {
+            "kill" => outer.kill().unwrap(),
+            "close" => tokio::time::timeout(DEADLINE * 3, outer.close())
+                .await
+                .expect("close")
+                .unwrap(),
+            "shutdown" => {
+                tokio::time::timeout(DEADLINE * 3, outer.shutdown(Duration::from_millis(100)))
                     .await
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                match ending {
-                    "kill" => outer.kill().unwrap(),
-                    "close" => tokio::time::timeout(DEADLINE * 3, outer.close())
-                        .await
-                        .expect("close")
-                        .unwrap(),
-                    "shutdown" => {
-                        tokio::time::timeout(
-                            DEADLINE * 3,
-                            outer.shutdown(Duration::from_millis(100)),
-                        )
-                        .await
-                        .expect("shutdown")
-                        .unwrap();
-                    }
-                    _ => {}
-                }
-                drop(outer);
-                drop(p);
-                let deadline = std::time::Instant::now() + DEADLINE * 3;
-                loop {
-                    let left = marked(&token);
-                    if left.is_empty() {
-                        break;
-                    }
-                    if std::time::Instant::now() > deadline {
-                        let detail: Vec<String> = left
-                            .iter()
-                            .map(|p| format!("{p} {:?} {:?}", comm(*p), stat(*p)))
-                            .collect();
-                        for p in &left {
-                            kill_pid(*p);
-                        }
-                        panic!("{what}: alive: {detail:?}");
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-                if let Some(d) = odir {
-                    assert_dir_released(&d).await;
-                }
+                    .expect("shutdown")
+                    .unwrap();
             }
+            _ => {}
         }
-    }
+        drop(outer);
+        drop(p);
+        let deadline = std::time::Instant::now() + DEADLINE * 3;
+        loop {
+            let left = marked(&token);
+            if left.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let detail: Vec<String> = left
+                    .iter()
+                    .map(|p| format!("{p} {:?} {:?}", comm(*p), stat(*p)))
+                    .collect();
+                for p in &left {
+                    kill_pid(*p);
+                }
+                panic!("{what}: alive: {detail:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        if let Some(d) = odir {
+            assert_dir_released(&d).await;
+        }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -1049,50 +1098,53 @@ async fn inner_owner_under_a_tight_process_cap() {
         suite.end().await;
         return;
     }
-    for i in mechanisms() {
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|i| (4u64..=12).map(move |k| (i, k)));
+    // Each case has its own capped cgroup; most wait (a tree refused its
+    // fork is given 5 s): all at once.
+    all_at_once(cases, |(i, k)| async move {
         let inner = if i == MechanismChoice::Cgroup {
             "cgroup"
         } else {
             i.as_str()
         };
-        for k in 4u64..=12 {
-            let what = format!("inner {inner} under max_processes({k})");
-            let outer = pkit::Group::builder()
-                .mechanism(MechanismChoice::Cgroup)
-                .max_processes(k)
-                .build()
-                .unwrap();
-            let mut p = outer
-                .start(
-                    &Command::new(std::env::current_exe().unwrap())
-                        .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
-                        .env(INNER, "exit")
-                        .env("PKIT_MECHANISM", inner),
-                )
-                .unwrap();
-            let out = tokio::time::timeout(DEADLINE * 3, p.wait())
-                .await
-                .unwrap_or_else(|_| panic!("{what}: the inner owner hangs"))
-                .unwrap();
-            let stdout = out.stdout_str();
-            let said: Vec<String> = stdout
-                .lines()
-                .filter_map(|l| l.find("INNER ").map(|at| &l[at..]))
-                .filter(|l| !l.contains("hc_"))
-                .map(|l| l.chars().take(160).collect())
-                .collect();
-            let said = said.join("\n");
-            let stderr = out.stderr_str();
-            assert!(
-                !stderr.contains("fatal runtime error")
-                    && out.outcome() != pkit::Outcome::Signalled(6),
-                "{what}: {}\n{said}\n{stderr}",
-                out.outcome()
-            );
-            eprintln!("{what}: {}: {said}", out.outcome());
-            drop(outer);
-        }
-    }
+        let what = format!("inner {inner} under max_processes({k})");
+        let outer = pkit::Group::builder()
+            .mechanism(MechanismChoice::Cgroup)
+            .max_processes(k)
+            .build()
+            .unwrap();
+        let mut p = outer
+            .start(
+                &Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env(INNER, "exit")
+                    .env("PKIT_MECHANISM", inner),
+            )
+            .unwrap();
+        let out = tokio::time::timeout(DEADLINE * 3, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the inner owner hangs"))
+            .unwrap();
+        let stdout = out.stdout_str();
+        let said: Vec<String> = stdout
+            .lines()
+            .filter_map(|l| l.find("INNER ").map(|at| &l[at..]))
+            .filter(|l| !l.contains("hc_"))
+            .map(|l| l.chars().take(160).collect())
+            .collect();
+        let said = said.join("\n");
+        let stderr = out.stderr_str();
+        assert!(
+            !stderr.contains("fatal runtime error") && out.outcome() != pkit::Outcome::Signalled(6),
+            "{what}: {}\n{said}\n{stderr}",
+            out.outcome()
+        );
+        eprintln!("{what}: {}: {said}", out.outcome());
+        drop(outer);
+    })
+    .await;
     suite.end().await;
 }
 
@@ -1106,7 +1158,8 @@ async fn outer_suspends_inner_mid_start() {
         return;
     }
     let suite = begin("outer_suspends_inner_mid_start").await;
-    for (o, i) in pairs() {
+    // Each pair's inner owner keeps a core busy: two at a time.
+    at_most_at_once(2, pairs(), |(o, i)| async move {
         let token = format!("{}-suspend-{o}-{i}", std::process::id());
         let what = format!("outer {o} inner {i}: suspended mid-start");
         let outer = group(o);
@@ -1166,7 +1219,8 @@ async fn outer_suspends_inner_mid_start() {
         if let Some(d) = odir {
             assert_dir_released(&d).await;
         }
-    }
+    })
+    .await;
     suite.end().await;
 }
 

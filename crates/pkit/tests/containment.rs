@@ -149,7 +149,8 @@ async fn shutdown_kills_what_ignores_term_after_the_grace() {
     // The first sleep dies on SIGTERM; then the shell ignores TERM, and so
     // does the second sleep, which inherits the ignored disposition.
     let script = r#"sleep 300 & echo $! >> "$1"; trap "" TERM; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
-    for choice in mechanisms() {
+    // Each mechanism's case waits out its own grace: both at once.
+    all_at_once(mechanisms(), |choice| async move {
         let file = TempPath::new("ignore-term");
         let group = group(choice);
         let mut proc = group
@@ -167,7 +168,8 @@ async fn shutdown_kills_what_ignores_term_after_the_grace() {
         assert_gone(&pids, &format!("{choice}: after shutdown")).await;
         let out = proc.wait().await.expect("wait");
         assert_eq!(out.signal(), Some(9), "{choice}: {out:?}");
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -341,7 +343,8 @@ async fn timeout_with_grace_lets_a_term_handler_run() {
     let suite = begin("timeout_with_grace_lets_a_term_handler_run").await;
     let script =
         r#"trap "echo got-term; exit 0" TERM; echo $$; echo ready; while :; do sleep 0.1; done"#;
-    for choice in mechanisms() {
+    // Each mechanism's case waits out its own grace: both at once.
+    all_at_once(mechanisms(), |choice| async move {
         let what = format!("{choice}: timeout + grace, TERM handled");
         let (out, pids) = output_timing_out_after_ready(&what, |limit| {
             sh(choice, script)
@@ -358,7 +361,8 @@ async fn timeout_with_grace_lets_a_term_handler_run() {
         );
         assert_eq!(pids, vec![out.pid()]);
         assert_gone(&pids, &what).await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -367,7 +371,8 @@ async fn timeout_with_grace_kills_a_tree_that_ignores_term() {
     let suite = begin("timeout_with_grace_kills_a_tree_that_ignores_term").await;
     let script =
         r#"trap "" TERM; sleep 300 & echo $!; sleep 300 & echo $!; echo $$; echo ready; wait"#;
-    for choice in mechanisms() {
+    // Each mechanism's case waits out its own grace: both at once.
+    all_at_once(mechanisms(), |choice| async move {
         let what = format!("{choice}: timeout + grace, TERM ignored");
         let grace = Duration::from_millis(500);
         let (out, pids) = output_timing_out_after_ready(&what, |limit| {
@@ -392,7 +397,8 @@ async fn timeout_with_grace_kills_a_tree_that_ignores_term() {
         let mut pids = pid_lines(&out.stdout_str());
         pids.push(out.pid());
         assert_gone(&pids, &what).await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 

@@ -629,6 +629,30 @@ where
     }
 }
 
+/// As [`all_at_once`], with at most `limit` cases running at a time: for
+/// cases that each keep a core busy (a helper that starts processes
+/// without end), where all of them at once would only queue on the CPU
+/// and stretch each case's deadlines. `case` must do its work in the
+/// future it returns (each future is made up front, polled later).
+pub async fn at_most_at_once<T, F>(
+    limit: usize,
+    cases: impl IntoIterator<Item = T>,
+    case: impl Fn(T) -> F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+    all_at_once(cases, |c| {
+        let slots = slots.clone();
+        let run = case(c);
+        async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            run.await
+        }
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Temp files
 // ---------------------------------------------------------------------------
