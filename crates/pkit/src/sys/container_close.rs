@@ -116,11 +116,12 @@ impl Container {
             // The common end of a run: everything has exited already. The
             // kernel refuses to remove a populated cgroup, so a successful
             // rmdir proves there is nothing left to kill.
+            // A directory someone else removed held nothing either.
             let retired = if self.limits.info.is_empty() {
                 self.retire(cg)
             } else {
                 cg.remove().is_ok()
-            };
+            } || cg.removed_from_outside();
             if retired {
                 for (_, g) in &self.limits.v1 {
                     g.remove();

@@ -434,6 +434,25 @@ impl Cgroup {
     pub(crate) fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
     }
+
+    /// Whether someone else removed the directory (an administrator's
+    /// `rmdir`, a cleanup script): a name looked up through the kept fd of a
+    /// removed directory is not found. The kernel removes only a cgroup
+    /// without members or sub-cgroups, so nothing of the group is left to
+    /// end. Marks it removed.
+    pub(crate) fn removed_from_outside(&self) -> bool {
+        let Ok(dir) = self.dir() else {
+            return false;
+        };
+        let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        match rustix::fs::statat(&*dir, "cgroup.procs", flags) {
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NODEV) => {
+                self.removed.store(true, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Cgroup {

@@ -40,6 +40,10 @@
 //! - A spare whose `cgroup.max.descendants` or `cgroup.max.depth` a run
 //!   lowered is never handed out: both are read when it is taken (see
 //!   [`limits_at_max`]), and such a spare is removed instead.
+//! - A spare another root process froze, or moved a process into, while
+//!   it was pooled is never handed out either: its `cgroup.events` is read
+//!   when it is taken (see [`still_idle`]), and such a spare is removed
+//!   (one with a stranger in it can't be: it is only forgotten).
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -158,7 +162,11 @@ fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
             return None;
         }
         let mut spare = pool.spares.swap_remove(i);
-        match limits_at_max(&spare) {
+        let fit = match limits_at_max(&spare) {
+            Fit::Yes => still_idle(&mut spare),
+            other => other,
+        };
+        match fit {
             Fit::Yes => {
                 if stats {
                     spare.cpu_base = cpu_usage(&mut spare);
@@ -215,11 +223,46 @@ fn limits_at_max(spare: &Spare) -> Fit {
     Fit::Yes
 }
 
+/// [`Fit::Yes`] when the spare's `cgroup.events` still says `populated 0`
+/// and `frozen 0` (one `pread` of its kept file, opened now if its group
+/// never opened it); [`Fit::Lowered`] otherwise, so it is removed, not
+/// handed out.
+///
+/// A spare belongs to no group, so nothing of pkit's acts on it while it
+/// is pooled, but another root process may: one that froze it would have
+/// the next run's child born frozen, before its `exec`, and the spawn,
+/// which waits for that `exec`, blocked for good; one that moved a process
+/// of its own into it would have the next run share a container with that
+/// process, and its close kill it.
+fn still_idle(spare: &mut Spare) -> Fit {
+    if spare.events.is_none() {
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
+        match rustix::fs::openat(
+            &*spare.dir,
+            "cgroup.events",
+            flags,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => spare.events = Some(Arc::new(fd)),
+            Err(rustix::io::Errno::NODEV | rustix::io::Errno::NOENT) => return Fit::Removed,
+            Err(_) => return Fit::Lowered,
+        }
+    }
+    let Some(fd) = &spare.events else {
+        return Fit::Lowered;
+    };
+    match super::events::read_events(fd) {
+        Ok(ev) if !ev.populated && !ev.frozen => Fit::Yes,
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Fit::Removed,
+        _ => Fit::Lowered,
+    }
+}
+
 /// Removes a spare that must not be reused, and then drops its guard
 /// registration. One that can't be removed keeps its registration (the
 /// guard removes it when this process ends), as `release_all` does.
 fn discard(spare: Spare) {
-    tracing::debug!(target: "pkit", dir = %spare.path.display(), "a spare cgroup's limits were lowered: removed, not reused");
+    tracing::debug!(target: "pkit", dir = %spare.path.display(), "a spare cgroup's limits were lowered, or it was frozen or given a process from outside: removed, not reused");
     if super::reaper::remove_tree(&spare.path).is_ok() {
         unregister(spare.ticket);
     }
