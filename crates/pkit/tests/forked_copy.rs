@@ -20,6 +20,9 @@ fn a_forked_child_dropping_its_copies_leaves_the_parents_groups_alone() {
         .enable_all()
         .build()
         .unwrap();
+    // Alone in the binary: the other test's processes would be children
+    // of ours at this one's check, and its threads about at this fork.
+    let alone = rt.block_on(begin_exclusive());
     for choice in mechanisms() {
         let (group, mut p, dir) = rt.block_on(async {
             let group = group(choice);
@@ -78,7 +81,7 @@ fn a_forked_child_dropping_its_copies_leaves_the_parents_groups_alone() {
             }
         });
     }
-    rt.block_on(assert_nothing_left("forked_copy"));
+    rt.block_on(end_exclusive(alone, "forked_copy"));
 }
 
 /// Forks; the child runs `$drops` (drops of its copies of pkit handles)
@@ -127,6 +130,9 @@ fn a_forked_child_dropping_its_copies_of_kill_on_drop_processes_and_pipes_leaves
         .enable_all()
         .build()
         .unwrap();
+    // Alone in the binary: the other test's processes would be children
+    // of ours at this one's check, and its threads about at this fork.
+    let alone = rt.block_on(begin_exclusive());
     for choice in mechanisms() {
         let what = choice.to_string();
         let (group, in_group, ended, own, pipe, group_pids, own_pids, pipe_pids) =
@@ -218,5 +224,5 @@ fn a_forked_child_dropping_its_copies_of_kill_on_drop_processes_and_pipes_leaves
             group.close().await.unwrap();
         });
     }
-    rt.block_on(assert_nothing_left("forked_copy"));
+    rt.block_on(end_exclusive(alone, "forked_copy"));
 }

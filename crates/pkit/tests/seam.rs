@@ -794,6 +794,9 @@ async fn scripted_start_inherited_output_reaches_our_own_streams() {
         assert!(out.success() && out.stdout().is_empty() && out.stderr().is_empty());
         return;
     }
+    // The copy of this binary is a child of ours: the other tests' checks
+    // that none is left would see it.
+    let suite = begin("scripted_start_inherited_output_reaches_our_own_streams").await;
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "scripted_start_inherited_output_reaches_our_own_streams",
@@ -811,6 +814,7 @@ async fn scripted_start_inherited_output_reaches_our_own_streams() {
     assert!(stdout.contains("to-our-stdout-14\n"), "{stdout}");
     assert!(stderr.contains("to-our-stderr-14\n"), "{stderr}");
     assert!(!stdout.contains("to-our-stderr-14"), "{stdout}");
+    suite.end().await;
 }
 
 /// The lines of a started process, to their end.

@@ -765,6 +765,7 @@ async fn a_cassette_never_writes_a_secret_argument_and_replay_still_matches() {
 /// and writes nothing.
 #[tokio::test]
 async fn a_cassette_refuses_to_save_secret_output() {
+    let suite = begin("a_cassette_refuses_to_save_secret_output").await;
     let dir = TempPath::new("cassette-secret-out");
     std::fs::create_dir(dir.path()).unwrap();
     let path = dir.path().join("runs.json");
@@ -791,6 +792,7 @@ async fn a_cassette_refuses_to_save_secret_output() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("secret"), "{err}");
     assert!(!path.exists(), "nothing is written");
+    suite.end().await;
 }
 
 /// A `CliClient`'s secret arguments, a default one

@@ -234,15 +234,20 @@ pub fn opened_since_allowing(before: &Snapshot, now: &Snapshot, runtimes: usize)
     let old: BTreeSet<&Fd> = before.fds.iter().collect();
     // An epoll set at a number an epoll set had before is that one if it
     // watches a descriptor it watched (a runtime's waker stays), or both
-    // watch nothing.
+    // watch nothing. Not by a socket: every runtime's second descriptor of
+    // the process-wide signal socket is that socket (same inode), so a
+    // runtime dropped and another made at its numbers would pass for the
+    // old one, and its new eventfd for a lone leak.
     let same_epoll = |num: i32| {
         let (Some(was), Some(is)) = (before.watches.get(&num), now.watches.get(&num)) else {
             return false;
         };
         (was.is_empty() && is.is_empty())
-            || is
-                .iter()
-                .any(|w| was.contains(w) && before.fd(w.0) == now.fd(w.0))
+            || is.iter().any(|w| {
+                was.contains(w)
+                    && before.fd(w.0) == now.fd(w.0)
+                    && now.target(w.0).is_some_and(|t| socket_inode(t).is_none())
+            })
     };
     let new: Vec<&Fd> = now
         .fds
