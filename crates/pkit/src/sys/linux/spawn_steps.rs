@@ -107,11 +107,26 @@ pub(super) fn failure(code: i32) -> SpawnError {
 }
 
 /// The child's stack: uninitialised heap memory, 16-byte aligned.
+///
+/// One stack is kept for the next spawn when dropped (issue 20): a 64 KiB
+/// allocation and its free per spawn each made glibc consolidate its fast
+/// bins, which made the run's many small allocations (the environment
+/// copy's) take its slow path. Every spawner's clone has `CLONE_VFORK`, so
+/// once the clone returns no child runs on the stack any more and it can
+/// be handed to the next one. A spawn that finds the slot taken or busy
+/// (another thread's spawn) allocates its own, as before.
 pub(super) struct Stack(Vec<u128>);
+
+/// The kept stack (see [`Stack`]).
+static SPARE_STACK: std::sync::Mutex<Option<Vec<u128>>> = std::sync::Mutex::new(None);
 
 impl Stack {
     pub(super) fn new() -> Stack {
-        Stack(Vec::with_capacity(STACK_SIZE / 16))
+        let kept = match SPARE_STACK.try_lock() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        Stack(kept.unwrap_or_else(|| Vec::with_capacity(STACK_SIZE / 16)))
     }
 
     pub(super) fn base(&mut self) -> *mut u8 {
@@ -122,6 +137,18 @@ impl Stack {
         // SAFETY: one past the end of the allocation, which is STACK_SIZE
         // bytes long; the stack grows down from there.
         unsafe { self.base().add(STACK_SIZE).cast() }
+    }
+}
+
+impl Drop for Stack {
+    /// Keeps the stack for the next spawn if the slot is free (see
+    /// [`Stack`]); the caller drops it only after its clone returned.
+    fn drop(&mut self) {
+        if let Ok(mut slot) = SPARE_STACK.try_lock() {
+            if slot.is_none() {
+                *slot = Some(std::mem::take(&mut self.0));
+            }
+        }
     }
 }
 
