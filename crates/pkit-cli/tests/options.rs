@@ -756,7 +756,7 @@ fn the_programs_first_argument_is_never_taken_for_an_option_of_pkits() {
             let mut argv = vec!["run", "-q", "--mechanism", m, prog];
             argv.extend_from_slice(first);
             let out = run(&argv);
-            let want: String = first.iter().map(|a| format!("[{a}]")).collect();
+            let want: String = first.iter().flat_map(|a| ["[", *a, "]"]).collect();
             assert_eq!(printed(&out), want, "{m}: {first:?}");
             assert!(out.status.success(), "{m}: {first:?}: {out:?}");
             // supervise too (one clean run).

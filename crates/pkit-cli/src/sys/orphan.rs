@@ -36,6 +36,7 @@ pub fn own_group_orphaned() -> bool {
 /// `waitid(WSTOPPED | WNOHANG | WNOWAIT)`, which leaves the stop (and any
 /// exit) to be collected by the child's own waiter. `None` when it is not
 /// stopped, or can't be asked.
+#[cfg(not(any(target_os = "netbsd", target_os = "openbsd")))]
 pub fn stop_signal(pid: u32) -> Option<i32> {
     use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
     let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
@@ -44,6 +45,56 @@ pub fn stop_signal(pid: u32) -> Option<i32> {
         Ok(Some(status)) => status.stopping_signal(),
         _ => None,
     }
+}
+
+/// [`stop_signal`] on NetBSD and OpenBSD, through the C library: rustix
+/// has no `waitid` for OpenBSD, and on NetBSD its status has no accessors
+/// (nor the libc crate's `siginfo_t`). Type-checked in CI, not run.
+#[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+pub fn stop_signal(pid: u32) -> Option<i32> {
+    let pid = i32::try_from(pid).ok().filter(|&p| p > 0)? as libc::id_t;
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    let options = libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: waitid(2) writes at most one siginfo_t into ours.
+    if unsafe { libc::waitid(libc::P_PID, pid, info.as_mut_ptr(), options) } != 0 {
+        return None;
+    }
+    // SAFETY: zeroed, then (perhaps) filled by the kernel: plain data.
+    let info = unsafe { info.assume_init() };
+    let (child, code, status) = child_fields(&info);
+    // WNOHANG with nothing to report leaves the pid 0 (POSIX).
+    (child != 0 && code == libc::CLD_STOPPED).then_some(status)
+}
+
+/// The pid, code and status of a SIGCHLD `siginfo_t`: NetBSD's layout
+/// (sys/siginfo.h: number, code, errno, padding on LP64, then the child's
+/// pid, uid and status).
+#[cfg(target_os = "netbsd")]
+fn child_fields(info: &libc::siginfo_t) -> (libc::pid_t, i32, i32) {
+    #[repr(C)]
+    struct ChildInfo {
+        _signo: libc::c_int,
+        code: libc::c_int,
+        _errno: libc::c_int,
+        #[cfg(target_pointer_width = "64")]
+        _pad: libc::c_int,
+        pid: libc::pid_t,
+        _uid: libc::uid_t,
+        status: libc::c_int,
+    }
+    // SAFETY: `ChildInfo` is the head of NetBSD's siginfo_t for SIGCHLD,
+    // all plain integers, and smaller than the libc crate's siginfo_t.
+    let c = unsafe { &*(info as *const libc::siginfo_t).cast::<ChildInfo>() };
+    (c.pid, c.code, c.status)
+}
+
+/// The pid, code and status of a SIGCHLD `siginfo_t` (the libc crate's
+/// accessors for OpenBSD).
+#[cfg(target_os = "openbsd")]
+fn child_fields(info: &libc::siginfo_t) -> (libc::pid_t, i32, i32) {
+    // SAFETY: a SIGCHLD siginfo_t (or a zeroed one), whose child fields
+    // these read.
+    unsafe { (info.si_pid(), info.si_code(), info.si_status()) }
 }
 
 /// `pid`'s process group (0: this process's), as this pid namespace

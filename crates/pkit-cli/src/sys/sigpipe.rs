@@ -230,7 +230,24 @@ fn set_errno(e: i32) {
         {
             *libc::__error() = e;
         }
-        #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+        #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+        {
+            *libc::__errno() = e;
+        }
+        // DragonFly's C library exports `__errno_location` (its `__error`
+        // is an inline function of errno.h).
+        #[cfg(target_os = "dragonfly")]
+        {
+            *libc::__errno_location() = e;
+        }
+        #[cfg(not(any(
+            target_os = "linux",
+            target_os = "macos",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly"
+        )))]
         {
             let _ = e;
         }
@@ -259,7 +276,8 @@ fn from_kernel(code: i32, pid: i32) -> bool {
     // context the signal was sent, 0 for the kernel's own. (A terminal
     // emulator's pty can make its Ctrl-C look sent by the emulator: then
     // it counts as a request to end, whose first one is forwarded all the
-    // same.)
+    // same.) NetBSD, OpenBSD and DragonFly take the same test, not
+    // checked on them: a kill(2) fills in si_pid (POSIX's SI_USER).
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     {
         let _ = code;

@@ -415,13 +415,19 @@ pub fn set_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// No subreaper on macOS: an orphaned descendant goes to launchd.
+/// No subreaper on macOS, NetBSD and OpenBSD: an orphaned descendant goes
+/// to launchd or init. (DragonFly has FreeBSD's `procctl` reaper, but
+/// pkit does not read DragonFly's process table for the orphans it would
+/// adopt, so it does not take it.)
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 pub fn set_child_subreaper() -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "macOS has no subreaper",
-    ))
+    let why = if cfg!(target_os = "dragonfly") {
+        "pkit does not use DragonFly's procctl(PROC_REAP_ACQUIRE): it lists no orphans there"
+            .to_string()
+    } else {
+        format!("{} has no subreaper", std::env::consts::OS)
+    };
+    Err(io::Error::new(io::ErrorKind::Unsupported, why))
 }
 
 /// This process's children (pid, state letter with `Z` for a zombie,
@@ -484,7 +490,8 @@ pub fn children() -> Vec<(i32, char, String)> {
     Vec::new()
 }
 
-/// No subreaper on macOS, so no orphan of the run is pkit's child.
+/// No subreaper here (see [`set_child_subreaper`]), so no orphan of the
+/// run is pkit's child.
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 pub fn children() -> Vec<(i32, char, String)> {
     Vec::new()

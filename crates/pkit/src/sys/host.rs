@@ -175,6 +175,23 @@ pub fn host_containment() -> HostContainment {
     linux_host(choice)
 }
 
+/// What the portable backend can't do where pkit has no spawn trampoline
+/// at all (see `unix/spawn.rs`), said in the host report.
+#[cfg(any(target_os = "dragonfly", target_os = "netbsd", target_os = "openbsd"))]
+const NO_TRAMPOLINE_HERE: &str = "; no spawn trampoline on this system, so credentials, resource \
+     limits, the umask, nice, keep_fds, pty sessions and a working directory are refused \
+     (Unsupported), and the guard compares no group leader's start time";
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "linux",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))
+))]
+const NO_TRAMPOLINE_HERE: &str = "";
+
 /// What a group gets where only the portable backend exists.
 #[cfg(all(unix, not(target_os = "linux")))]
 fn portable_host(choice: Result<MechanismChoice, String>) -> HostContainment {
@@ -193,8 +210,11 @@ fn portable_host(choice: Result<MechanismChoice, String>) -> HostContainment {
         ),
         Ok(_) => (
             Some(Mechanism::ProcessGroup),
-            "process groups (the portable backend: posix_spawn, SIGCHLD waits); cgroups are Linux-only"
-                .to_string(),
+            format!(
+                "process groups (the portable backend: posix_spawn, kqueue and SIGCHLD waits); \
+                 cgroups are Linux-only{}",
+                NO_TRAMPOLINE_HERE
+            ),
         ),
     };
     HostContainment {

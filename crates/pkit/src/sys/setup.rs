@@ -115,7 +115,17 @@ pub(crate) fn resource_number(r: Resource) -> c_int {
         Resource::Nofile => libc::RLIMIT_NOFILE,
         Resource::Core => libc::RLIMIT_CORE,
         Resource::Cpu => libc::RLIMIT_CPU,
-        Resource::As => libc::RLIMIT_AS,
+        // OpenBSD has no address-space limit (getrlimit(2)).
+        Resource::As => {
+            #[cfg(not(target_os = "openbsd"))]
+            {
+                libc::RLIMIT_AS
+            }
+            #[cfg(target_os = "openbsd")]
+            {
+                NONE as _
+            }
+        }
         Resource::Nproc => libc::RLIMIT_NPROC,
         Resource::Fsize => libc::RLIMIT_FSIZE,
         Resource::Stack => libc::RLIMIT_STACK,

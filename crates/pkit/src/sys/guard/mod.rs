@@ -330,9 +330,18 @@ pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, &'static st
         let why = if off {
             Err(format!("{TRAMPOLINE_ENV_VAR}=off"))
         } else if entry_address() == 0 {
-            Err("pkit has no pre-main trampoline entry with this C library (musl hands \
+            Err(if cfg!(target_os = "linux") {
+                "pkit has no pre-main trampoline entry with this C library (musl hands \
                  .init_array functions no arguments)"
-                .into())
+                    .into()
+            } else {
+                format!(
+                    "pkit has no pre-main trampoline entry on {} (it needs the C library to hand \
+                     .init_array functions argc, argv and the environment, which pkit relies on \
+                     only where it was checked: glibc, macOS, FreeBSD)",
+                    std::env::consts::OS
+                )
+            })
         } else if !entry_ran() {
             Err("pkit's pre-main trampoline entry did not run in this process".into())
         } else if !portable::in_main_executable(entry_address()) {

@@ -213,6 +213,13 @@ pub(super) fn env_plus(name: &str, value: &str) -> io::Result<crate::sys::EnvBlo
     Ok(env.finish())
 }
 
+/// ELF's loadable segment type (the System V gABI's 1), which the libc
+/// crate does not define for DragonFly and NetBSD.
+#[cfg(any(target_os = "dragonfly", target_os = "netbsd"))]
+const PT_LOAD: u32 = 1;
+#[cfg(not(any(target_os = "macos", target_os = "dragonfly", target_os = "netbsd")))]
+use libc::PT_LOAD;
+
 /// Whether `addr` lies in the main executable (the first object
 /// `dl_iterate_phdr` reports).
 #[cfg(not(target_os = "macos"))]
@@ -233,7 +240,7 @@ pub(super) fn in_main_executable(addr: usize) -> bool {
         for i in 0..usize::from(info.dlpi_phnum) {
             // SAFETY: `dlpi_phdr` points at `dlpi_phnum` headers.
             let ph = unsafe { &*info.dlpi_phdr.add(i) };
-            if ph.p_type != libc::PT_LOAD {
+            if ph.p_type != PT_LOAD {
                 continue;
             }
             let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);

@@ -363,7 +363,7 @@ pub(super) const IGNORED_SIGNALS: [libc::c_int; 8] = [
 ];
 
 /// Closes every descriptor but `keep` (a forked guard holds copies of all
-/// the owner's): `close_range` on Linux, `closefrom` on FreeBSD, and
+/// the owner's): `close_range` on Linux, `closefrom` on the BSDs, and
 /// elsewhere (and on a Linux before 5.9) one `close` per number up to the
 /// real descriptor limit (`RLIMIT_NOFILE`'s soft limit, which on Linux
 /// can't exceed `fs.nr_open`; on macOS `getdtablesize`, that limit capped
@@ -413,6 +413,12 @@ pub(super) unsafe fn close_all_but_two(a: RawFd, b: RawFd) {
     #[cfg(target_os = "freebsd")]
     {
         libc::closefrom(from);
+        return;
+    }
+    // A system call on OpenBSD and DragonFly (closefrom(2)), fcntl's
+    // F_CLOSEM on NetBSD (closefrom(3)); these report failure.
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+    if libc::closefrom(from) == 0 {
         return;
     }
     #[allow(unreachable_code)]

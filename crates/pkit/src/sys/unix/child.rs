@@ -57,11 +57,17 @@ impl PortableChild {
             && matches!(peek(self.pid), Err(e) if e.raw_os_error() == Some(libc::ECHILD))
     }
 
-    /// Waits for the child to exit: on macOS and FreeBSD through a kqueue
+    /// Waits for the child to exit: on macOS and the BSDs through a kqueue
     /// `EVFILT_PROC` watch in the reactor; elsewhere (and where that can't
     /// be made) woken by SIGCHLD.
     pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {
-        #[cfg(any(target_os = "macos", target_os = "freebsd"))]
+        #[cfg(any(
+            target_os = "macos",
+            target_os = "freebsd",
+            target_os = "dragonfly",
+            target_os = "netbsd",
+            target_os = "openbsd"
+        ))]
         if self.cached().is_none() {
             if let Ok(Some(kq)) = super::kqueue::exit_watch(self.pid) {
                 if let Ok(afd) = super::register(kq, tokio::io::Interest::READABLE) {
@@ -132,6 +138,7 @@ fn reaped_elsewhere(e: io::Error) -> io::Error {
 
 /// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`: the exit status
 /// without reaping; `Ok(None)` while the child runs.
+#[cfg(not(any(target_os = "netbsd", target_os = "openbsd")))]
 fn peek(pid: i32) -> io::Result<Option<ExitStatus>> {
     use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
     let Some(pid) = Pid::from_raw(pid) else {
@@ -148,6 +155,19 @@ fn peek(pid: i32) -> io::Result<Option<ExitStatus>> {
         info.and_then(|st| match (st.exit_status(), st.terminating_signal()) {
             (Some(code), _) => Some(ExitStatus::Exited(code)),
             (None, Some(sig)) => Some(ExitStatus::Signalled(sig)),
+            _ => None,
+        }),
+    )
+}
+
+/// [`peek`] on NetBSD and OpenBSD, where rustix's `waitid` can't be used
+/// (see `waitid.rs`).
+#[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+fn peek(pid: i32) -> io::Result<Option<ExitStatus>> {
+    Ok(
+        super::waitid::peek_exit(pid)?.and_then(|(code, status)| match code {
+            libc::CLD_EXITED => Some(ExitStatus::Exited(status)),
+            libc::CLD_KILLED | libc::CLD_DUMPED => Some(ExitStatus::Signalled(status)),
             _ => None,
         }),
     )

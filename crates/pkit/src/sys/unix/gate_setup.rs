@@ -283,6 +283,14 @@ fn readable(sock: &OwnedFd, pid: c_int) -> bool {
 
 /// Whether our unreaped child `pid` has ended (or is no longer ours to
 /// wait for).
+#[cfg(target_os = "openbsd")]
+fn trampoline_ended(pid: c_int) -> bool {
+    !matches!(super::waitid::peek_exit(pid), Ok(None))
+}
+
+/// Whether our unreaped child `pid` has ended (or is no longer ours to
+/// wait for).
+#[cfg(not(target_os = "openbsd"))]
 fn trampoline_ended(pid: c_int) -> bool {
     use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
     let Some(pid) = Pid::from_raw(pid) else {

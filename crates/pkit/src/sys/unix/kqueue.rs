@@ -1,7 +1,9 @@
-//! Exit notification on macOS and FreeBSD: a kqueue with one `EVFILT_PROC`
-//! / `NOTE_EXIT` filter for the child, whose descriptor polls readable once
-//! the child has exited, so it can sit in tokio's reactor like a Linux
-//! pidfd. Where it can't be made, waits fall back to the SIGCHLD waiter.
+//! Exit notification on macOS and the BSDs: a kqueue with one
+//! `EVFILT_PROC` / `NOTE_EXIT` filter for the child (kqueue(2) documents
+//! both on FreeBSD, DragonFly, NetBSD and OpenBSD as on macOS), whose
+//! descriptor polls readable once the child has exited, so it can sit in
+//! tokio's reactor like a Linux pidfd. Where it can't be made, waits fall
+//! back to the SIGCHLD waiter.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -10,7 +12,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 /// process is already gone (nothing left to watch: its status is there).
 pub(crate) fn exit_watch(pid: i32) -> io::Result<Option<OwnedFd>> {
     // Raw: rustix's kevent is unsafe as well (its events carry a user pointer); the two calls stay
-    // together on the raw fd. macOS/FreeBSD only.
+    // together on the raw fd. macOS and the BSDs only.
     // SAFETY: kqueue(2) returns a new descriptor or -1.
     let raw = unsafe { libc::kqueue() };
     if raw < 0 {

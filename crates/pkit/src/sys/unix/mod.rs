@@ -7,14 +7,24 @@ pub(crate) mod child;
 mod gate_apply;
 mod gate_setup;
 pub(crate) mod held_signals;
-#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+#[cfg(any(
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
 mod kqueue;
 pub(crate) mod pgroup;
 pub(crate) mod ptable;
+#[cfg(any(target_os = "dragonfly", target_os = "netbsd", target_os = "openbsd"))]
+mod ptable_bsd;
 pub(crate) mod sigchld;
 pub(crate) mod spawn;
 pub(crate) mod spawn_pty;
 pub(crate) mod trampoline;
+#[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+pub(crate) mod waitid;
 
 /// A `posix_spawn` family call's result (the error number it returns).
 fn spawn_check(rc: libc::c_int) -> Result<(), crate::sys::SpawnError> {

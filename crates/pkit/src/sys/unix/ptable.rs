@@ -1,7 +1,8 @@
 //! The process table, as the process-group mechanism needs it: which live
 //! processes are in a process group, their parents, their names. Linux
 //! reads `/proc`; macOS asks libproc (`proc_listpids`, `proc_pidinfo`);
-//! FreeBSD the `kern.proc.pgrp` sysctl.
+//! FreeBSD the `kern.proc.pgrp` sysctl; DragonFly, NetBSD and OpenBSD
+//! theirs (`ptable_bsd.rs`).
 
 use std::io;
 
@@ -194,7 +195,17 @@ mod imp {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+#[cfg(any(target_os = "dragonfly", target_os = "netbsd", target_os = "openbsd"))]
+use super::ptable_bsd as imp;
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
 mod imp {
     use super::*;
 

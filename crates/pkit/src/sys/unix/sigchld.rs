@@ -223,7 +223,9 @@ pub(super) fn set_errno(e: i32) {
     // Raw: errno itself has no rustix form (restored after the handler's write).
     // SAFETY: each platform's errno location is this thread's own.
     unsafe {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // DragonFly's C library exports `__errno_location` too (its
+        // `__error` is an inline function of errno.h).
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "dragonfly"))]
         {
             *libc::__errno_location() = e;
         }
@@ -231,12 +233,19 @@ pub(super) fn set_errno(e: i32) {
         {
             *libc::__error() = e;
         }
+        #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+        {
+            *libc::__errno() = e;
+        }
         #[cfg(not(any(
             target_os = "linux",
             target_os = "android",
+            target_os = "dragonfly",
             target_os = "macos",
             target_os = "ios",
-            target_os = "freebsd"
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd"
         )))]
         {
             let _ = e;

@@ -65,8 +65,24 @@ extern "C" {
         from: libc::c_int,
     ) -> libc::c_int;
 }
-#[cfg(not(target_os = "freebsd"))]
+#[cfg(not(any(
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
 use libc::posix_spawn_file_actions_addchdir_np;
+
+/// Whether `posix_spawn` can enter the child's working directory itself
+/// (a chdir file action: glibc 2.29+, musl 1.1.24+, macOS 10.15+, FreeBSD
+/// 13.1+). The libc crate declares none for DragonFly, NetBSD and
+/// OpenBSD, and pkit declares none of its own there: a working directory
+/// is entered by the trampoline, or refused where there is none.
+pub(crate) const CHDIR_ACTION: bool = cfg!(not(any(
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)));
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) use libc::posix_spawn_file_actions_addclosefrom_np;
 
@@ -126,6 +142,8 @@ pub(crate) fn needs_trampoline(spec: &SpawnSpec) -> Option<&'static str> {
         Some("credentials (uid, gid, groups)")
     } else if !s.keep.is_empty() {
         Some("descriptors passed through (keep_fds)")
+    } else if spec.cwd.is_some() && !CHDIR_ACTION {
+        Some("the working directory (this C library's posix_spawn has no chdir file action)")
     } else {
         None
     }
@@ -329,15 +347,9 @@ impl Gated {
 /// without a word, was killed by a signal (waited for up to a second, unreaped).
 fn killed(pid: i32) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
-    let Some(pid) = Pid::from_raw(pid) else {
-        return false;
-    };
-    // Our own child, not reaped (NOWAIT).
-    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
     loop {
-        match waitid(WaitId::Pid(pid), options) {
-            Ok(Some(status)) => return status.killed() || status.dumped(),
+        match killed_now(pid) {
+            Ok(Some(by_signal)) => return by_signal,
             Ok(None) => {}
             Err(_) => return false,
         }
@@ -346,6 +358,24 @@ fn killed(pid: i32) -> bool {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// Whether our child `pid` was killed by a signal, if it has ended
+/// (`waitid`, not reaped: NOWAIT).
+#[cfg(not(target_os = "openbsd"))]
+fn killed_now(pid: i32) -> io::Result<Option<bool>> {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    Ok(waitid(WaitId::Pid(pid), options)?.map(|st| st.killed() || st.dumped()))
+}
+
+/// Whether our child `pid` was killed by a signal, if it has ended
+/// (`waitid`, not reaped: NOWAIT).
+#[cfg(target_os = "openbsd")]
+fn killed_now(pid: i32) -> io::Result<Option<bool>> {
+    Ok(super::waitid::peek_exit(pid)?
+        .map(|(code, _)| code == libc::CLD_KILLED || code == libc::CLD_DUMPED))
 }
 
 /// The error a failed `posix_spawn` (or the trampoline's `execve`) with
@@ -441,6 +471,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
     check(unsafe { posix_spawn_file_actions_addclosefrom_np(&mut a.actions, keep_below) })?;
     #[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "freebsd")))]
     let _ = keep_below;
+    #[cfg(not(any(target_os = "dragonfly", target_os = "netbsd", target_os = "openbsd")))]
     if let Some(dir) = spec.cwd.as_ref().filter(|_| !chdir_in_trampoline(spec)) {
         // SAFETY: a C string that outlives the call (copied by the C
         // library), and our initialised actions object.
@@ -488,7 +519,7 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
 /// rather than `posix_spawn`'s file actions (with the owner's).
 fn chdir_in_trampoline(spec: &SpawnSpec) -> bool {
     let s = &spec.setup;
-    s.uid.is_some() || s.gid.is_some() || s.groups.is_some()
+    !CHDIR_ACTION || s.uid.is_some() || s.gid.is_some() || s.groups.is_some()
 }
 
 /// Whether error `e` from a spawn with working directory `dir` is the
