@@ -336,3 +336,120 @@ async fn a_group_killed_from_outside_leaves_no_poisoned_spare() {
     )
     .await;
 }
+
+/// The helper of the test below, run as a process of its own: a stranger
+/// moved into its spare, one more run, then a normal exit. It prints the
+/// stranger's pid and the spare's directory.
+#[test]
+fn stranger_in_spare_owner() {
+    if std::env::var("PKIT_DEC05_STRANGER_OWNER").is_err() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runner = std::sync::Arc::new(pkit::SystemRunner::with_mechanism(MechanismChoice::Cgroup));
+    let (spare, _) = rt.block_on(fresh_spare(&runner));
+    let s = stranger();
+    println!("\nDEC05 stranger={s}");
+    println!("DEC05 spare={}", spare.display());
+    write_cg(&spare, "cgroup.procs", &s.to_string()).unwrap();
+    let out = run_printing_cgroup(&runner, || {});
+    assert!(out.success(), "{:?}", out.outcome());
+}
+
+/// A spare into which a stranger's process was moved is forgotten when
+/// taken, its guard registration dropped with it: the stranger outlives
+/// the owner's normal exit. Before: the spare kept its registration, and
+/// the owner-death guard tore the cgroup down when the owner ended,
+/// killing the stranger (rv12's probe: gone within 5 s of the exit).
+#[test]
+fn a_stranger_in_a_forgotten_spare_outlives_the_owner() {
+    if !mechanisms().contains(&MechanismChoice::Cgroup) {
+        skipped(
+            "a_stranger_in_a_forgotten_spare_outlives_the_owner",
+            "no cgroup here, or this run tests another mechanism",
+        );
+        return;
+    }
+    in_suite("a_stranger_in_a_forgotten_spare_outlives_the_owner", || {
+        let out = helper_owner_command("stranger_in_spare_owner", "PKIT_DEC05_STRANGER_OWNER", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| Some(&l[l.find(key)? + key.len()..]))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no {key:?} from the owner: {text}"))
+        };
+        let s: u32 = field("DEC05 stranger=").parse().unwrap();
+        let spare = PathBuf::from(field("DEC05 spare="));
+        assert!(out.status.success(), "the owner: {text}");
+        // The owner has exited; its guard acts within milliseconds of
+        // that. The stranger must still live well after.
+        std::thread::sleep(Duration::from_secs(2));
+        let alive = !pid_gone(s);
+        kill_pid(s);
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !pid_gone(s) && std::time::Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        // The forgotten directory: removed here once the stranger is gone.
+        while spare.exists()
+            && std::fs::remove_dir(&spare).is_err()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(POLL);
+        }
+        assert!(alive, "the stranger {s} was killed after the owner's exit");
+        assert!(!spare.exists(), "{} left", spare.display());
+    });
+}
+
+/// Root moves every process of a group out of its cgroup and removes the
+/// emptied directory: the close still ends the program the group started
+/// (pkit's own child, reached through its pidfd) and says `Ok`; the
+/// processes moved out are no longer the group's. Before: the close said
+/// `Ok` at once and ended nothing, the program included (rv12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_emptied_and_removed_from_outside_still_ends_its_program() {
+    let suite = begin("a_group_emptied_and_removed_from_outside_still_ends_its_program").await;
+    if let Some(g) = cgroup_group("a_group_emptied_and_removed_from_outside_still_ends_its_program")
+    {
+        let dir = cgroup_dir(&g).unwrap();
+        let (mut p, pids, _f) = start_tree(&g, "movedout").await;
+        let parent = group_parent().unwrap();
+        for pid in &pids {
+            write_cg(&parent, "cgroup.procs", &pid.to_string()).unwrap();
+        }
+        // Its sub-cgroups (a leaf) first, then the directory.
+        let mut subs = Vec::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    subs.push(e.path());
+                    stack.push(e.path());
+                }
+            }
+        }
+        for s in subs.iter().rev() {
+            std::fs::remove_dir(s).unwrap();
+        }
+        std::fs::remove_dir(&dir).unwrap();
+        let closed = bounded("close", g.close()).await;
+        let program = p.pid();
+        let out = bounded("wait", p.wait()).await.expect("wait");
+        let others: Vec<u32> = pids.iter().copied().filter(|&q| q != program).collect();
+        for q in &others {
+            kill_pid(*q);
+        }
+        assert_gone(&others, "the moved-out sleeps, ended by the test").await;
+        closed.expect("close");
+        assert_eq!(out.outcome(), pkit::Outcome::Signalled(9), "the program");
+        assert_gone(&[program], "the group's own program").await;
+    }
+    suite.end().await;
+}

@@ -255,7 +255,17 @@ async fn members_are_listed() {
             let procs = g.processes().unwrap();
             let other = procs.iter().find(|p| p.pid != a.pid() && p.pid != b.pid());
             grandchild = other.map(|p| p.pid);
-            procs.len() == 3 && other.and_then(|p| p.name.as_deref()) == Some("sleep")
+            let named = |pid, want| {
+                procs
+                    .iter()
+                    .any(|p| p.pid == pid && p.name.as_deref() == Some(want))
+            };
+            // Names polled too: a process just started may still show
+            // its starter's name (see Group::processes).
+            procs.len() == 3
+                && other.and_then(|p| p.name.as_deref()) == Some("sleep")
+                && named(a.pid(), "sleep")
+                && named(b.pid(), "sh")
         })
         .await;
         let procs = g.processes().unwrap();

@@ -197,11 +197,15 @@ pub fn report(out: &Output) -> serde_json::Value {
 /// A fresh temporary path.
 pub fn temp_path(what: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    std::env::temp_dir().join(format!(
+    let path = std::env::temp_dir().join(format!(
         "pkit-cli-{what}-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
-    ))
+    ));
+    // A file an earlier process with our pid left (killed before its
+    // cleanup) is not this test's.
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 /// Writes `text` to the file `path`, with permission bits `mode`.

@@ -163,7 +163,7 @@ impl Started {
     }
 
     /// The noted processes whose handles are still held somewhere.
-    fn live(&self) -> Vec<Arc<ChildHandle>> {
+    pub(super) fn live(&self) -> Vec<Arc<ChildHandle>> {
         let first = self.first.get().and_then(Weak::upgrade);
         let more = self.more.lock().unwrap_or_else(|e| e.into_inner());
         first

@@ -116,12 +116,28 @@ impl Container {
             // The common end of a run: everything has exited already. The
             // kernel refuses to remove a populated cgroup, so a successful
             // rmdir proves there is nothing left to kill.
-            // A directory someone else removed held nothing either.
-            let retired = if self.limits.info.is_empty() {
+            let mut retired = if self.limits.info.is_empty() {
                 self.retire(cg)
             } else {
                 cg.remove().is_ok()
-            } || cg.removed_from_outside();
+            };
+            if !retired && cg.removed_from_outside() {
+                // Someone else removed the directory, which the kernel
+                // allows only once it is empty: processes moved out of it
+                // are no longer the group's. The programs the group
+                // started are still pkit's children: they are ended
+                // through their pidfds, and waited for.
+                self.signal_started(cg, libc::SIGKILL);
+                let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+                let ended = || {
+                    self.started
+                        .live()
+                        .iter()
+                        .all(|c| !matches!(c.try_status(), Ok(None)))
+                };
+                super::nap::poll_until(ended, Some(deadline)).await;
+                retired = true;
+            }
             if retired {
                 for (_, g) in &self.limits.v1 {
                     g.remove();

@@ -84,9 +84,13 @@ impl Snapshot {
                 .map(|fd| (fd.num, epoll_watches(fd.num)))
                 .collect();
             tries += 1;
-            if listing() == fds || tries >= 1000 {
+            if listing() == fds {
                 return Snapshot { fds, watches };
             }
+            assert!(
+                tries < 1000,
+                "the descriptor list kept changing: no consistent snapshot in 1000 tries"
+            );
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }

@@ -661,11 +661,17 @@ pub async fn at_most_at_once<T, F>(
 pub struct TempPath(PathBuf);
 
 impl TempPath {
-    /// `<temp dir>/pkit-test-<our pid>-<counter>-<tag>`; nothing is created.
+    /// `<temp dir>/pkit-test-<our pid>-<counter>-<tag>`; nothing is created,
+    /// and a file left there is removed: an earlier process with our pid
+    /// (a helper owner SIGKILLed by its test) never removed its own, and a
+    /// script appending to it would follow that run's lines (CI's
+    /// attack_dec04h_nested read another run's pids so).
     pub fn new(tag: &str) -> TempPath {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        TempPath(std::env::temp_dir().join(format!("pkit-test-{}-{n}-{tag}", std::process::id())))
+        let path = std::env::temp_dir().join(format!("pkit-test-{}-{n}-{tag}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempPath(path)
     }
 
     pub fn path(&self) -> &Path {

@@ -43,7 +43,9 @@
 //! - A spare another root process froze, or moved a process into, while
 //!   it was pooled is never handed out either: its `cgroup.events` is read
 //!   when it is taken (see [`still_idle`]), and such a spare is removed
-//!   (one with a stranger in it can't be: it is only forgotten).
+//!   (one with a stranger in it is only forgotten, its guard registration
+//!   dropped: the stranger is not pkit's to end, now or when the owner
+//!   ends).
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -177,6 +179,16 @@ fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
                 discard(spare);
                 continue;
             }
+            Fit::Occupied => {
+                // Someone else's process is in it: the directory is no
+                // longer pkit's to tear down (the guard would kill that
+                // process when this one ends). Removed if it can be (the
+                // process may have left), forgotten either way.
+                tracing::debug!(target: "pkit", dir = %spare.path.display(), "a spare cgroup was given a process from outside: forgotten, not reused");
+                let _ = std::fs::remove_dir(&spare.path);
+                unregister(spare.ticket);
+                continue;
+            }
             Fit::Removed => {}
         }
         // Removed behind our back (an administrator's `rmdir`, a cleanup
@@ -194,8 +206,12 @@ enum Fit {
     /// The directory was removed behind our back: the files of a removed
     /// cgroup, open or not, answer `ENODEV`.
     Removed,
-    /// A run lowered a limit (or the files can't be read): not reused.
+    /// A run lowered a limit (or the files can't be read), or it was
+    /// frozen from outside: not reused.
     Lowered,
+    /// Someone else moved a process into it: not reused, and not torn
+    /// down by pkit or its guard either.
+    Occupied,
 }
 
 /// Whether the spare still has the sub-cgroup limits a new cgroup has
@@ -225,8 +241,8 @@ fn limits_at_max(spare: &Spare) -> Fit {
 
 /// [`Fit::Yes`] when the spare's `cgroup.events` still says `populated 0`
 /// and `frozen 0` (one `pread` of its kept file, opened now if its group
-/// never opened it); [`Fit::Lowered`] otherwise, so it is removed, not
-/// handed out.
+/// never opened it); [`Fit::Occupied`] when a process is in it,
+/// [`Fit::Lowered`] otherwise, so it is not handed out.
 ///
 /// A spare belongs to no group, so nothing of pkit's acts on it while it
 /// is pooled, but another root process may: one that froze it would have
@@ -253,6 +269,7 @@ fn still_idle(spare: &mut Spare) -> Fit {
     };
     match super::events::read_events(fd) {
         Ok(ev) if !ev.populated && !ev.frozen => Fit::Yes,
+        Ok(ev) if ev.populated => Fit::Occupied,
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Fit::Removed,
         _ => Fit::Lowered,
     }
