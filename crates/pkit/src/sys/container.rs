@@ -105,6 +105,11 @@ pub(crate) struct Container {
     /// (one that read `suspended` unset thawed the freeze a suspend had
     /// just made). Never held while waiting for a start.
     pub(super) freezing: Mutex<()>,
+    /// How many kills of the whole tree (`kill`, `kill_keep_usable`, and so
+    /// `close`) have begun: a start compares it across its clone to tell
+    /// the group's kill of its child from the kernel's (see
+    /// `spawn::spawn_into_cgroup`).
+    pub(super) kills: std::sync::atomic::AtomicU64,
     /// Held for the whole of a `close`: a second close (another task's
     /// `close` or `shutdown`) waits for the first and finds it finished,
     /// rather than killing and removing what the first just removed (it
@@ -353,6 +358,7 @@ impl Container {
 
     /// SIGKILL to the whole tree, now.
     pub(crate) fn kill(&self) -> io::Result<()> {
+        self.kills.fetch_add(1, Ordering::AcqRel);
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
@@ -367,6 +373,7 @@ impl Container {
     /// new children (so a cgroup is not killed through `cgroup.kill`; see
     /// [`Cgroup::kill_each`]).
     pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
+        self.kills.fetch_add(1, Ordering::AcqRel);
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
