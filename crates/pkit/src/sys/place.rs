@@ -187,7 +187,7 @@ impl Container {
                         || std::os::fd::AsFd::as_fd(&**held.as_ref().expect("held without a leaf")),
                         |l| l.dir_fd(),
                     );
-                    let kills = || self.kills.load(Ordering::Acquire);
+                    let kills = || self.kills();
                     match spawn::spawn_into_cgroup(spec, into, &join, &kills) {
                         Ok((pid, pidfd)) => {
                             let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));

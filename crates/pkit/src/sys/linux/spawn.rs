@@ -138,16 +138,16 @@ pub(crate) fn probe_clone3() -> Result<(), i32> {
 /// before it joined), which no cgroup file shows. The child sets
 /// `Plan::entered` first thing, so a clone that returns with it unset had
 /// a child that never ran: it can only have died of SIGKILL. `kills`
-/// counts the group's own kills (`Group::kill`, `close`): read before the
-/// clone and after it, an unchanged count means no kill of the group's
-/// could have reached the child, and it is reaped here and the start
-/// refused with that errno; a changed one leaves the child to its start,
-/// which then reports the kill as the child's fate.
+/// counts the group's own kills (`Group::kill`, `close`), `None` while one
+/// is under way: the same `Some` before the clone and after it means no
+/// kill of the group's could have reached the child, and it is reaped here
+/// and the start refused with that errno; else the child is left to its
+/// start, which then reports the kill as the child's fate.
 pub(crate) fn spawn_into_cgroup(
     spec: &SpawnSpec,
     cgroup_dir: BorrowedFd<'_>,
     join: &[RawFd],
-    kills: &dyn Fn() -> u64,
+    kills: &dyn Fn() -> Option<u64>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     if !spec.setup.pre_exec.is_empty() {
         // A hook needs a real fork; that child joins the cgroup itself.
@@ -199,7 +199,8 @@ pub(crate) fn spawn_into_cgroup(
     // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
     // owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    if !plan.entered.load(Ordering::Acquire) && kills() == kills_before {
+    let unkilled = matches!((kills_before, kills()), (Some(a), Some(b)) if a == b);
+    if !plan.entered.load(Ordering::Acquire) && unkilled {
         let child = super::child::PidfdChild::new(rc as i32, pidfd);
         let status = child.wait_blocking(None);
         tracing::debug!(target: "pkit", ?status, "a child placed with clone3(CLONE_INTO_CGROUP) was killed before it ran");
@@ -457,7 +458,7 @@ mod tests {
         killed.expect("moving a sleep in and killing it");
         let dir = cg.dir().unwrap();
         let spec = spec("/bin/true", None);
-        match spawn_into_cgroup(&spec, dir.as_fd(), &[], &|| 7) {
+        match spawn_into_cgroup(&spec, dir.as_fd(), &[], &|| Some(7)) {
             Err(SpawnError::Refused(e)) => {
                 assert_eq!(e.raw_os_error(), Some(CLONE3_BIRTH_KILLED))
             }
@@ -472,16 +473,20 @@ mod tests {
             }
             Err(e) => panic!("{e:?}"),
         }
+        // A kill begun during the clone, and one under way at its start.
         let kills = std::sync::atomic::AtomicU64::new(0);
-        let counting = || kills.fetch_add(1, Ordering::AcqRel);
-        let (pid, pidfd) =
-            spawn_into_cgroup(&spec, dir.as_fd(), &[], &counting).expect("the killed child");
-        let child = super::super::child::PidfdChild::new(pid, pidfd);
-        let status = child.wait_blocking(None).unwrap();
-        assert_eq!(
-            status,
-            Some(crate::sys::ExitStatus::Signalled(libc::SIGKILL))
-        );
+        let counting = || Some(kills.fetch_add(1, Ordering::AcqRel));
+        let under_way = || None;
+        for kills in [&counting as &dyn Fn() -> Option<u64>, &under_way] {
+            let (pid, pidfd) =
+                spawn_into_cgroup(&spec, dir.as_fd(), &[], kills).expect("the killed child");
+            let child = super::super::child::PidfdChild::new(pid, pidfd);
+            let status = child.wait_blocking(None).unwrap();
+            assert_eq!(
+                status,
+                Some(crate::sys::ExitStatus::Signalled(libc::SIGKILL))
+            );
+        }
         cg.remove().unwrap();
     }
 }
