@@ -303,15 +303,14 @@ async fn a_spare_given_a_stranger_is_not_reused() {
     end_exclusive(guard, "a_spare_given_a_stranger_is_not_reused").await;
 }
 
-/// LEFT (a kernel quirk pkit can't see): a group's directory written
-/// `cgroup.kill` from outside while its processes run, then ended
-/// normally (the processes' exits come first), is pooled as a spare, and on
-/// Linux 6.18 every child later placed into it with `CLONE_INTO_CGROUP`
-/// is SIGKILLed at birth: the next one-shot run (or group) of this process
-/// dies before its `exec`. pkit never pools a directory it killed itself,
-/// but no file of the cgroup shows an outside kill. Run with `--ignored`.
+/// A group's directory written `cgroup.kill` from outside while its
+/// processes run, then ended normally (the processes' exits come first),
+/// is pooled as a spare (no file of the cgroup shows an outside kill), and
+/// on Linux 6.18 a child placed into it with `CLONE_INTO_CGROUP` is
+/// SIGKILLed at birth. The next one-shot run still succeeds (before:
+/// Signalled(9)): pkit sees its child die before it ran, places it again
+/// by joining the cgroup before exec, and does not pool that spare again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known: an outside cgroup.kill poisons the spare on Linux 6.18; see the comment"]
 async fn a_group_killed_from_outside_leaves_no_poisoned_spare() {
     let guard = begin_exclusive().await;
     if let Some(g) = cgroup_group("a_group_killed_from_outside_leaves_no_poisoned_spare") {
@@ -327,8 +326,21 @@ async fn a_group_killed_from_outside_leaves_no_poisoned_spare() {
         let runner =
             std::sync::Arc::new(pkit::SystemRunner::with_mechanism(MechanismChoice::Cgroup));
         let next = run_printing_cgroup(&runner, || {});
+        let after = run_printing_cgroup(&runner, || {});
         pkit::release_spare_cgroups();
         assert!(next.success(), "the next run: {:?}", next.outcome());
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        let ran_in = next.stdout_str().trim().to_string();
+        assert!(
+            ran_in.ends_with(&format!("/{name}")),
+            "{ran_in}: not the spare {name}"
+        );
+        assert!(after.success(), "the run after: {:?}", after.outcome());
+        let ran_in = after.stdout_str().trim().to_string();
+        assert!(
+            !ran_in.ends_with(&format!("/{name}")),
+            "{ran_in}: the spare, pooled again"
+        );
     }
     end_exclusive(
         guard,

@@ -105,6 +105,11 @@ pub(crate) struct Container {
     /// (one that read `suspended` unset thawed the freeze a suspend had
     /// just made). Never held while waiting for a start.
     pub(super) freezing: Mutex<()>,
+    /// How many kills of the whole tree (`kill`, `kill_keep_usable`, and so
+    /// `close`) have begun, and how many are under way: a start compares
+    /// them across its clone to tell the group's kill of its child from the
+    /// kernel's (see [`kills`](Self::kills)).
+    pub(super) kills: [std::sync::atomic::AtomicU64; 2],
     /// Held for the whole of a `close`: a second close (another task's
     /// `close` or `shutdown`) waits for the first and finds it finished,
     /// rather than killing and removing what the first just removed (it
@@ -353,21 +358,40 @@ impl Container {
 
     /// SIGKILL to the whole tree, now.
     pub(crate) fn kill(&self) -> io::Result<()> {
-        match &self.kind {
+        self.counting_kill(|| match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 self.signal_started(cg, libc::SIGKILL);
                 cg.kill()
             }
             Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGKILL),
-        }
+        })
+    }
+
+    /// `kill` counted in `kills`, from before its first signal to after
+    /// its last.
+    fn counting_kill<T>(&self, kill: impl FnOnce() -> T) -> T {
+        self.kills[1].fetch_add(1, Ordering::AcqRel);
+        self.kills[0].fetch_add(1, Ordering::AcqRel);
+        let done = kill();
+        self.kills[1].fetch_sub(1, Ordering::AcqRel);
+        done
+    }
+
+    /// How many kills of the whole tree have begun; `None` while one is
+    /// under way. A start whose child died before it ran, with the same
+    /// `Some` before and after its clone, knows no kill of the group's
+    /// reached that child (see `spawn::spawn_into_cgroup`).
+    pub(super) fn kills(&self) -> Option<u64> {
+        let begun = self.kills[0].load(Ordering::Acquire);
+        (self.kills[1].load(Ordering::Acquire) == 0).then_some(begun)
     }
 
     /// SIGKILL to the whole tree, now, leaving the container usable for
     /// new children (so a cgroup is not killed through `cgroup.kill`; see
     /// [`Cgroup::kill_each`]).
     pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
-        match &self.kind {
+        self.counting_kill(|| match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 // See `signal`: the pass's thaw must not undo a suspend.
@@ -376,7 +400,7 @@ impl Container {
                 cg.kill_each(self.suspended.load(Ordering::Acquire))
             }
             Kind::Pgroup { .. } => self.kill(),
-        }
+        })
     }
 
     /// Sends `sig` to every process in the container. SIGKILL is

@@ -149,6 +149,7 @@ impl Container {
             #[cfg(target_os = "linux")]
             started: Default::default(),
             lifecycle: RwLock::new(()),
+            kills: Default::default(),
             freezing: Mutex::new(()),
             closing: std::panic::AssertUnwindSafe(tokio::sync::Mutex::new(())),
             owner: super::Creator::here(),

@@ -335,6 +335,20 @@ static CLONE3_REFUSED: AtomicI32 = AtomicI32::new(0);
 pub(crate) const CLONE3_DISABLED: i32 = i32::MAX;
 
 #[cfg(target_os = "linux")]
+/// After the kernel killed a child placed with clone3 at birth (see
+/// `spawn::spawn_into_cgroup`): whether to give clone3 up for every later
+/// start of this process. Yes when the target was made for this start (a
+/// new cgroup or leaf, which nobody can have killed: the owner's own
+/// cgroup is the one killed once, and every new cgroup would kill the
+/// same way), or on the second such kill; a spare (which may have been
+/// killed from outside while an earlier group used it) is discarded
+/// instead, the first time.
+pub(crate) fn birth_kill_is_owners(spare: bool) -> bool {
+    static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    SEEN.swap(true, Ordering::AcqRel) || !spare
+}
+
+#[cfg(target_os = "linux")]
 /// `PKIT_CLONE3=off` makes the cgroup mechanism use its second rung (a
 /// vfork-style clone that joins the cgroup itself before exec), as on a
 /// host whose seccomp filter refuses clone3; for tests and for comparing
@@ -381,6 +395,11 @@ pub(crate) fn mark_clone3_refused(errno: i32) {
 pub(crate) fn clone3_refusal(errno: i32) -> String {
     if errno == CLONE3_DISABLED {
         return format!("turned off by {CLONE3_ENV_VAR}=off");
+    }
+    if errno == spawn::CLONE3_BIRTH_KILLED {
+        return "the kernel killed a child placed by clone3(CLONE_INTO_CGROUP) at birth \
+                (a cgroup here was once written cgroup.kill)"
+            .to_string();
     }
     let name = match errno {
         libc::ENOSYS => "ENOSYS",

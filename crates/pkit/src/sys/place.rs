@@ -17,7 +17,7 @@ use super::container::{Container, GuardLink, Kind};
 #[cfg(unix)]
 use super::guard;
 #[cfg(target_os = "linux")]
-use super::host::{clone3_refusal, clone3_status, mark_clone3_refused};
+use super::host::{birth_kill_is_owners, clone3_refusal, clone3_status, mark_clone3_refused};
 #[cfg(target_os = "linux")]
 use super::linux::{child::PidfdChild, leaf::Leaf, spawn};
 #[cfg(unix)]
@@ -187,7 +187,8 @@ impl Container {
                         || std::os::fd::AsFd::as_fd(&**held.as_ref().expect("held without a leaf")),
                         |l| l.dir_fd(),
                     );
-                    match spawn::spawn_into_cgroup(spec, into, &join) {
+                    let kills = || self.kills();
+                    match spawn::spawn_into_cgroup(spec, into, &join, &kills) {
                         Ok((pid, pidfd)) => {
                             let child = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
                             self.note_started(&child);
@@ -195,7 +196,13 @@ impl Container {
                             return Ok((child, tree));
                         }
                         Err(SpawnError::Refused(e)) => {
-                            refused = Some(e.raw_os_error().unwrap_or(libc::ENOSYS));
+                            let errno = e.raw_os_error().unwrap_or(libc::ENOSYS);
+                            refused = Some(errno);
+                            if errno == spawn::CLONE3_BIRTH_KILLED {
+                                // The kernel's kill at birth: this child joins by the next rung.
+                                let spare = leaf.is_none() && cg.note_birth_kill();
+                                refused = birth_kill_is_owners(spare).then_some(errno);
+                            }
                         }
                         Err(e) => return Err(e),
                     }

@@ -41,6 +41,8 @@ pub(crate) struct Cgroup {
     /// Whether it was ever killed: such a cgroup is never pooled for reuse
     /// (see [`retire_if_empty`](Self::retire_if_empty)).
     killed: AtomicBool,
+    /// Whether it is a spare from the pool (not made for this group).
+    spare: bool,
     /// Whether it may go to the pool of spares when emptied: not a named
     /// one, whose name belongs to its group.
     reusable: bool,
@@ -96,6 +98,7 @@ impl Cgroup {
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
+                spare: true,
                 reusable: true,
                 tenure: Default::default(),
                 cpu_base: spare.cpu_base,
@@ -160,6 +163,7 @@ impl Cgroup {
                 has_kill,
                 removed: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
+                spare: false,
                 reusable: name.is_none(),
                 tenure: Default::default(),
                 cpu_base: 0,
@@ -190,6 +194,16 @@ impl Cgroup {
         lock(&self.dir)
             .clone()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the group's cgroup is closed"))
+    }
+
+    /// Notes that the kernel killed a child placed here with
+    /// `clone3(CLONE_INTO_CGROUP)` at birth (see
+    /// `spawn::spawn_into_cgroup`): the directory is not pooled, as one
+    /// pkit killed; and whether it was a spare (which someone may have
+    /// killed from outside while an earlier group used it).
+    pub(crate) fn note_birth_kill(&self) -> bool {
+        self.killed.store(true, Ordering::Release);
+        self.spare
     }
 
     /// Whether teardown uses `cgroup.kill` (else freeze + kill + thaw).

@@ -8,7 +8,7 @@
 use std::ffi::{c_int, c_void, CString};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::sys::guard::LeaderRegistration;
 use crate::sys::setup_steps::{self, StepCalls};
@@ -32,6 +32,10 @@ pub(super) struct Plan<'a> {
     keep: Vec<(RawFd, RawFd)>,
     /// The step that failed and its errno, or 0.
     pub(super) err: AtomicI32,
+    /// Set by the child first thing: a vfork-style clone that returns with
+    /// it unset had a child that never ran an instruction of ours (killed
+    /// by SIGKILL before it first ran; see `spawn::spawn_into_cgroup`).
+    pub(super) entered: AtomicBool,
     /// Forked children (no shared memory) report a failure here instead:
     /// the code as 4 bytes; the pipe closes at exec.
     report: RawFd,
@@ -61,6 +65,7 @@ impl<'a> Plan<'a> {
                 .map(|(src, target)| (src.as_raw_fd(), *target))
                 .collect(),
             err: AtomicI32::new(0),
+            entered: AtomicBool::new(false),
             report: -1,
             leader: None,
             exec_mask: crate::sys::unix::held_signals::blocked_at_start(false),
@@ -92,7 +97,10 @@ impl<'a> Plan<'a> {
 pub(super) extern "C" fn child_entry(plan: *mut c_void) -> c_int {
     // SAFETY: `plan` is the `Plan` the suspended parent passed to the clone;
     // it stays valid until this child execs or exits. We are the child.
-    unsafe { child_main(&*(plan as *const Plan<'_>)) }
+    let plan = unsafe { &*(plan as *const Plan<'_>) };
+    plan.entered.store(true, Ordering::Release);
+    // SAFETY: as above.
+    unsafe { child_main(plan) }
 }
 
 /// The credential system calls, by number: glibc's `setuid` family

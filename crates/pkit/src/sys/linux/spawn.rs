@@ -93,6 +93,10 @@ use crate::sys::guard::LeaderRegistration;
 /// a truncated `c_int` on some versions).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// The "errno" of a clone3 given up on because the kernel killed a child it
+/// placed in its cgroup at birth (see [`spawn_into_cgroup`]).
+pub(crate) const CLONE3_BIRTH_KILLED: i32 = i32::MAX - 1;
+
 /// Asks whether clone3 exists here without creating anything: a clone3 call
 /// with a too-small argument size fails with `EINVAL` where the system call
 /// is available, and with `ENOSYS` (or `EPERM` under some seccomp filters)
@@ -120,12 +124,30 @@ pub(crate) fn probe_clone3() -> Result<(), i32> {
 /// Rung 1: spawns `spec` into the cgroup whose directory is `cgroup_dir`,
 /// joining the v1 cgroups behind `join` before exec.
 ///
-/// `SpawnError::Refused` means clone3 itself was refused: the caller may
-/// take the next rung.
+/// `SpawnError::Refused` means clone3 itself was refused, or the kernel
+/// killed the child at birth (its errno is then [`CLONE3_BIRTH_KILLED`]):
+/// the caller may take the next rung.
+///
+/// # Killed at birth
+///
+/// Some kernels (seen on 6.18) SIGKILL a child placed with
+/// `CLONE_INTO_CGROUP` before it runs a single instruction whenever the
+/// parent's cgroup and the target cgroup have different kill sequences:
+/// one of them was written `cgroup.kill` at some time (a spare cgroup that
+/// someone killed from outside, or an owner that lives in a cgroup killed
+/// before it joined), which no cgroup file shows. The child sets
+/// `Plan::entered` first thing, so a clone that returns with it unset had
+/// a child that never ran: it can only have died of SIGKILL. `kills`
+/// counts the group's own kills (`Group::kill`, `close`), `None` while one
+/// is under way: the same `Some` before the clone and after it means no
+/// kill of the group's could have reached the child, and it is reaped here
+/// and the start refused with that errno; else the child is left to its
+/// start, which then reports the kill as the child's fate.
 pub(crate) fn spawn_into_cgroup(
     spec: &SpawnSpec,
     cgroup_dir: BorrowedFd<'_>,
     join: &[RawFd],
+    kills: &dyn Fn() -> Option<u64>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     if !spec.setup.pre_exec.is_empty() {
         // A hook needs a real fork; that child joins the cgroup itself.
@@ -159,6 +181,7 @@ pub(crate) fn spawn_into_cgroup(
     };
 
     let injected = crate::sys::fault::check(crate::sys::fault::Point::Clone3);
+    let kills_before = kills();
     let old_mask = block_all_signals();
     // SAFETY: `args` points at the stack and at `pidfd`, both alive until
     // the call returns; it has CLONE_VFORK.
@@ -176,6 +199,15 @@ pub(crate) fn spawn_into_cgroup(
     // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD) that nothing else
     // owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let unkilled = matches!((kills_before, kills()), (Some(a), Some(b)) if a == b);
+    if !plan.entered.load(Ordering::Acquire) && unkilled {
+        let child = super::child::PidfdChild::new(rc as i32, pidfd);
+        let status = child.wait_blocking(None);
+        tracing::debug!(target: "pkit", ?status, "a child placed with clone3(CLONE_INTO_CGROUP) was killed before it ran");
+        return Err(SpawnError::Refused(io::Error::from_raw_os_error(
+            CLONE3_BIRTH_KILLED,
+        )));
+    }
     finish(rc as i32, pidfd, &plan)
 }
 
@@ -330,7 +362,7 @@ mod tests {
     use super::*;
     use crate::sys::ChildIo;
     use std::ffi::CString;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
 
     fn spec(path: &str, cwd: Option<&str>) -> SpawnSpec {
         let c = |s: &str| CString::new(s).unwrap();
@@ -388,5 +420,73 @@ mod tests {
         let (pid, pidfd) = spawn_joining(&spec("/bin/true", None), &[], None, None, None).unwrap();
         let child = super::super::child::PidfdChild::new(pid, pidfd);
         child.wait_blocking(None).unwrap();
+    }
+
+    /// The kernel's kill at birth (a cgroup once written `cgroup.kill`,
+    /// ours never) is refused as such when the group's kill count stayed
+    /// the same across the clone, so the start takes the next rung; when it
+    /// changed (the group's own kill came meanwhile), the dead child is the
+    /// start's, to be reported as killed: never placed again.
+    #[test]
+    fn a_kill_at_birth_is_refused_unless_the_group_killed() {
+        let Ok(host) = super::super::host::cgroup_host() else {
+            eprintln!("skipped: no cgroup v2 here");
+            return;
+        };
+        let made = super::super::cgroup::Cgroup::create(
+            &host.parent_dir,
+            host.has_kill,
+            Some("kseq"),
+            None,
+            false,
+        );
+        let Ok((cg, None)) = made else {
+            eprintln!("skipped: cannot create cgroups here");
+            return;
+        };
+        // Killed once: a sleep moved in, then `cgroup.kill`.
+        let mut sleep = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let moved = cg.add_process(sleep.id() as i32);
+        let killed = moved.and_then(|()| std::fs::write(cg.path().join("cgroup.kill"), "1"));
+        if killed.is_err() {
+            let _ = sleep.kill();
+        }
+        let _ = sleep.wait();
+        killed.expect("moving a sleep in and killing it");
+        let dir = cg.dir().unwrap();
+        let spec = spec("/bin/true", None);
+        match spawn_into_cgroup(&spec, dir.as_fd(), &[], &|| Some(7)) {
+            Err(SpawnError::Refused(e)) => {
+                assert_eq!(e.raw_os_error(), Some(CLONE3_BIRTH_KILLED))
+            }
+            Ok((pid, pidfd)) => {
+                // A kernel that compares the right kill sequences.
+                let child = super::super::child::PidfdChild::new(pid, pidfd);
+                let status = child.wait_blocking(None).unwrap();
+                assert_eq!(status, Some(crate::sys::ExitStatus::Exited(0)));
+                eprintln!("skipped: this kernel does not kill at birth");
+                cg.remove().unwrap();
+                return;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+        // A kill begun during the clone, and one under way at its start.
+        let kills = std::sync::atomic::AtomicU64::new(0);
+        let counting = || Some(kills.fetch_add(1, Ordering::AcqRel));
+        let under_way = || None;
+        for kills in [&counting as &dyn Fn() -> Option<u64>, &under_way] {
+            let (pid, pidfd) =
+                spawn_into_cgroup(&spec, dir.as_fd(), &[], kills).expect("the killed child");
+            let child = super::super::child::PidfdChild::new(pid, pidfd);
+            let status = child.wait_blocking(None).unwrap();
+            assert_eq!(
+                status,
+                Some(crate::sys::ExitStatus::Signalled(libc::SIGKILL))
+            );
+        }
+        cg.remove().unwrap();
     }
 }
