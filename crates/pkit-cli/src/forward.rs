@@ -210,8 +210,8 @@ impl Forwarder<'_> {
     /// SIGTTIN, SIGTTOU) is undone, SIGCONT to the tree; a SIGSTOP, which
     /// no kernel drops, is left as it is under a cgroup (`--timeout`
     /// still fires, and its ending continues the tree).
-    pub fn program_stopped(&self, st: &mut Run) {
-        let by = sys::stop_signal(self.pid);
+    /// `by`: the signal that stopped it, if known.
+    pub fn program_stopped(&self, st: &mut Run, by: Option<i32>) {
         let job_stop = by.is_some_and(|s| [sig::SIGTSTP, sig::SIGTTIN, sig::SIGTTOU].contains(&s));
         if st.left_stopped && !job_stop {
             return;
@@ -252,6 +252,16 @@ impl Forwarder<'_> {
         if let Some(t) = self.tty {
             t.hand_over();
         }
+    }
+
+    /// The program, not stopped itself, can't run on because a child it
+    /// started with `vfork(2)` is stopped (a Ctrl-Z in that window:
+    /// `sys::held_by_stopped_child`): the stop signal that waits at the
+    /// program. The run loop takes that for the program's stop: the job
+    /// is stopped all the same.
+    pub fn held_by_stopped_child(&self) -> Option<i32> {
+        let members = self.group.pids().ok()?;
+        sys::held_by_stopped_child(self.pid, &members)
     }
 
     /// Whether a process of the tree is stopped. (In pkit's process group,

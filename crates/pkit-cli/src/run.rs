@@ -167,6 +167,8 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     let mut deadline = timeout.and_then(crate::forward::from_now);
     let mut st = Run::default();
 
+    let mut look = tokio::time::interval(Duration::from_millis(100));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let wait = proc.wait();
     tokio::pin!(wait);
     let result = loop {
@@ -201,9 +203,16 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // wants for a group no job-control shell can continue.)
             // pkit leading its session, or its shell gone, stops with
             // nothing: `Forwarder::program_stopped`.
-            () = tokio::time::sleep(Duration::from_millis(100)), if tty.is_some() => {
+            // (A program that sh started a command with vfork(2) is held,
+            // not stopped, when Ctrl-Z stops that child before its exec:
+            // `Forwarder::held_by_stopped_child`.) The look is a timer of
+            // its own: other branches (a stream of SIGCHLDs) don't put it
+            // off.
+            _ = look.tick(), if tty.is_some() => {
                 if sys::state_of(pid) == Some('T') {
-                    fwd.program_stopped(&mut st);
+                    fwd.program_stopped(&mut st, sys::stop_signal(pid));
+                } else if let Some(by) = fwd.held_by_stopped_child() {
+                    fwd.program_stopped(&mut st, Some(by));
                 } else {
                     st.left_stopped = false;
                 }

@@ -242,7 +242,8 @@ fn a_stop_signal_stops_pkit_in_a_scripts_group_that_is_not_orphaned() {
 /// `pty.fork()`, the child execs pkit: as under `ssh -t host pkit run …`,
 /// `docker run -it`, `script -c`), its process group orphaned. The program
 /// prints `pid=<its pid>;`. `ctrl-z`: once the program's group holds the
-/// terminal, a Ctrl-Z byte is typed. Then pkit is waited for (30 s at
+/// terminal, a Ctrl-Z byte is typed (`ctrl-z-many`: 30 of them, 150 ms
+/// apart). Then pkit is waited for (30 s at
 /// most; else it is SIGKILLed, its guard ending the tree) and the driver
 /// prints `prog=<pid> status=<pkit's $?> pkit=<pkit's state>` and what
 /// the terminal showed.
@@ -270,7 +271,7 @@ while re.search(rb"pid=(\d+);", out) is None and time.time() < end:
         break
 m = re.search(rb"pid=(\d+);", out)
 prog = int(m.group(1)) if m else 0
-if mode == "ctrl-z" and prog:
+if mode.startswith("ctrl-z") and prog:
     end = time.time() + 30
     while time.time() < end:
         try:
@@ -279,7 +280,13 @@ if mode == "ctrl-z" and prog:
         except OSError:
             pass
         time.sleep(0.02)
-    os.write(fd, b"\x1a")
+    if mode == "ctrl-z-many":
+        for _ in range(30):
+            os.write(fd, b"\x1a")
+            time.sleep(0.15)
+            read_some(0)
+    else:
+        os.write(fd, b"\x1a")
 status = None
 end = time.time() + 30
 while time.time() < end:
@@ -314,16 +321,32 @@ sys.stdout.write(out.decode(errors="replace"))
 /// drops in an orphaned group) is undone, the tree continued, and the
 /// program finishes (exit 0); a SIGSTOP the program sent itself is never
 /// dropped, so it stays stopped until the timeout's ending (exit 124).
+/// `ctrl-z-many`: a Ctrl-Z that stops a child sh vforked, before its
+/// exec, leaves sh held in the vfork (state `D`, SIGTSTP pending), never
+/// `T`: pkit never saw the program stopped and the run hung (the flake of
+/// the single `ctrl-z` case, 1 in 15; 3 in 3 with 30 presses). Where sh
+/// does not vfork, the case passes either way.
 #[test]
 fn a_stopped_program_does_not_stop_a_session_leading_pkit() {
     let cases = mechanisms()
         .into_iter()
-        .flat_map(|m| [(m, "ctrl-z"), (m, "self-stop")]);
+        .flat_map(|m| [(m, "ctrl-z"), (m, "ctrl-z-many"), (m, "self-stop")]);
     at_once(cases, |(mechanism, mode)| {
         let (timeout, program, want) = match mode {
             "ctrl-z" => (
                 "60",
                 "echo pid=$$\\;; i=0; while [ $i -lt 20 ]; do sleep .1; i=$((i+1)); done; \
+                 echo finished",
+                "status=0 ",
+            ),
+            // A loop of commands sh starts with vfork(2) (dash does): a
+            // Ctrl-Z between a vfork and its exec stops the child and
+            // leaves sh held in the vfork, in state D, not T. Of 30,
+            // one lands there in practice; before, pkit never saw the
+            // program stopped and the run hung (3 in 3).
+            "ctrl-z-many" => (
+                "60",
+                "echo pid=$$\\;; i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done; \
                  echo finished",
                 "status=0 ",
             ),
@@ -346,8 +369,8 @@ fn a_stopped_program_does_not_stop_a_session_leading_pkit() {
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         let ok = text.contains(want)
-            && (mode != "ctrl-z" || text.contains("finished"))
-            && (mode == "ctrl-z" || !text.contains("not-stopped"));
+            && (mode == "self-stop" || text.contains("finished"))
+            && (mode != "self-stop" || !text.contains("not-stopped"));
         if !ok && prog > 0 {
             kill(prog as u32, libc::SIGKILL);
         }

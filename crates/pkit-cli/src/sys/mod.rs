@@ -11,6 +11,10 @@ mod orphan;
 pub use orphan::{own_group_orphaned, stop_signal};
 #[cfg(unix)]
 mod parent;
+#[cfg(unix)]
+mod vfork;
+#[cfg(unix)]
+pub use vfork::held_by_stopped_child;
 #[cfg(target_os = "linux")]
 mod signalfd;
 #[cfg(unix)]

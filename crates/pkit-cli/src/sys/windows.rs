@@ -154,6 +154,11 @@ pub fn own_group_orphaned() -> bool {
     false
 }
 
+/// No `vfork` on Windows: never held by a stopped child.
+pub fn held_by_stopped_child(_pid: u32, _members: &[u32]) -> Option<i32> {
+    None
+}
+
 /// No stop signals on Windows: never stopped by one.
 pub fn stop_signal(_pid: u32) -> Option<i32> {
     None

@@ -1,0 +1,65 @@
+//! A program that can't stop because it waits in `vfork(2)`: dash, and
+//! other shells and C libraries' `posix_spawn`, start a command with
+//! `vfork`, whose parent sleeps uninterruptibly (state `D`) until the
+//! child execs or exits. A Ctrl-Z typed in that window stops the child
+//! (not yet exec'd) and leaves the SIGTSTP pending at the parent, which
+//! can act on it only once the child execs: never, while the child stays
+//! stopped. The program is then neither running nor stopped (`D`, not
+//! `T`), and the job is as stopped as if it were. Linux only (`/proc`);
+//! elsewhere this answers "no".
+
+#[cfg(target_os = "linux")]
+use super::sig;
+
+/// When `pid` (the program, a child of pkit) sleeps in the kernel (`D`)
+/// with a stop signal pending (SIGTSTP, SIGTTIN, SIGTTOU or SIGSTOP, in
+/// that order) and a stopped child among `members` (its tree): that
+/// signal, which went to the whole process group and stopped the child.
+/// `None` otherwise (a program in a disk wait whose child some other
+/// signal stopped is not held by it).
+#[cfg(target_os = "linux")]
+pub fn held_by_stopped_child(pid: u32, members: &[u32]) -> Option<i32> {
+    if stat(pid)?.0 != 'D' {
+        return None;
+    }
+    let by = pending_stop(pid)?;
+    members
+        .iter()
+        .any(|&m| m != pid && stat(m) == Some(('T', pid)))
+        .then_some(by)
+}
+
+/// Not Linux: no `/proc` to tell it by.
+#[cfg(not(target_os = "linux"))]
+pub fn held_by_stopped_child(_pid: u32, _members: &[u32]) -> Option<i32> {
+    None
+}
+
+/// The state letter and parent of `pid`, from `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// The first stop signal pending at `pid` (the process's shared queue,
+/// where a signal to its group waits, or its thread's own).
+#[cfg(target_os = "linux")]
+fn pending_stop(pid: u32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mut pending = 0u64;
+    for line in status.lines() {
+        if let Some(hex) = line
+            .strip_prefix("ShdPnd:")
+            .or_else(|| line.strip_prefix("SigPnd:"))
+        {
+            pending |= u64::from_str_radix(hex.trim(), 16).unwrap_or(0);
+        }
+    }
+    [sig::SIGTSTP, sig::SIGTTIN, sig::SIGTTOU, libc::SIGSTOP]
+        .into_iter()
+        .find(|&s| s > 0 && pending & (1u64 << (s - 1)) != 0)
+}
