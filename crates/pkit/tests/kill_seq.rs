@@ -149,3 +149,60 @@ async fn an_owner_in_a_killed_cgroup_runs_its_programs() {
     );
     suite.end().await;
 }
+
+/// A close racing a start: close writes `cgroup.kill`, after which the
+/// kernel kills every child placed in that directory at birth. Such a
+/// child is the close's kill, reported as the start's failure or the
+/// child's SIGKILL: never placed again by the second rung, and never a
+/// reason to give clone3 up for the process. (Before: a start that read
+/// the group's kill count between two of close's kills took the death for
+/// the kernel's own, ran the program after the close had begun, and
+/// switched the whole process to the second rung; rv13 saw it at
+/// iterations 109 to 305 of this loop.) Each group has a first process,
+/// so the racing start goes to a leaf of the group's directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_close_racing_a_start_never_restarts_it() {
+    let suite = begin("a_close_racing_a_start_never_restarts_it").await;
+    if !mechanisms().contains(&MechanismChoice::Cgroup) || !cgroup_usable() {
+        skipped(
+            "a_close_racing_a_start_never_restarts_it",
+            "no cgroup here, or this run tests another mechanism",
+        );
+        suite.end().await;
+        return;
+    }
+    let spin = |us: u64| {
+        let end = Instant::now() + Duration::from_micros(us);
+        while Instant::now() < end {
+            std::hint::spin_loop();
+        }
+    };
+    for i in 0..400u64 {
+        let g = std::sync::Arc::new(
+            Group::builder()
+                .mechanism(MechanismChoice::Cgroup)
+                .build()
+                .expect("group"),
+        );
+        assert_eq!(
+            g.placement(),
+            pkit::Placement::Clone3IntoCgroup,
+            "iteration {i}"
+        );
+        let first = g.start(&Command::new("sleep").arg("100")).expect("first");
+        let racing = g.clone();
+        let start = tokio::task::spawn_blocking(move || racing.start(&Command::new("true")));
+        spin((i * 37) % 1500);
+        g.close().await.expect("close");
+        if let Ok(mut p) = start.await.expect("the start's task") {
+            let _ = p.wait().await;
+        }
+        drop(first);
+        assert_eq!(
+            g.placement(),
+            pkit::Placement::Clone3IntoCgroup,
+            "a close racing a start (iteration {i}) gave clone3 up"
+        );
+    }
+    suite.end().await;
+}

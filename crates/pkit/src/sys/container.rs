@@ -382,9 +382,19 @@ impl Container {
     /// under way. A start whose child died before it ran, with the same
     /// `Some` before and after its clone, knows no kill of the group's
     /// reached that child (see `spawn::spawn_into_cgroup`).
+    ///
+    /// `None` too once the group is being closed (`torn_down`, set before
+    /// close's first kill): close writes `cgroup.kill`, after which the
+    /// kernel kills every child placed in that directory at birth, and a
+    /// start that read the count after one of close's kills ended and
+    /// before the next began took that for the kernel's own kill (rv13: the
+    /// program ran after the close began, and clone3 was given up for the
+    /// whole process).
     pub(super) fn kills(&self) -> Option<u64> {
         let begun = self.kills[0].load(Ordering::Acquire);
-        (self.kills[1].load(Ordering::Acquire) == 0).then_some(begun)
+        let quiet =
+            self.kills[1].load(Ordering::Acquire) == 0 && !self.torn_down.load(Ordering::Acquire);
+        quiet.then_some(begun)
     }
 
     /// SIGKILL to the whole tree, now, leaving the container usable for
