@@ -260,8 +260,7 @@ impl Forwarder<'_> {
     /// program. The run loop takes that for the program's stop: the job
     /// is stopped all the same.
     pub fn held_by_stopped_child(&self) -> Option<i32> {
-        let members = self.group.pids().ok()?;
-        sys::held_by_stopped_child(self.pid, &members)
+        sys::held_by_stopped_child(self.pid, &|| self.group.pids().ok())
     }
 
     /// Whether a process of the tree is stopped. (In pkit's process group,

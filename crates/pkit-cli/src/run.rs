@@ -209,12 +209,12 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // its own: other branches (a stream of SIGCHLDs) don't put it
             // off.
             _ = look.tick(), if tty.is_some() => {
-                if sys::state_of(pid) == Some('T') {
-                    fwd.program_stopped(&mut st, sys::stop_signal(pid));
-                } else if let Some(by) = fwd.held_by_stopped_child() {
-                    fwd.program_stopped(&mut st, Some(by));
-                } else {
-                    st.left_stopped = false;
+                let stopped = sys::state_of(pid) == Some('T');
+                let by = stopped.then(|| sys::stop_signal(pid)).flatten();
+                match by.or_else(|| fwd.held_by_stopped_child()) {
+                    Some(by) => fwd.program_stopped(&mut st, Some(by)),
+                    None if stopped => fwd.program_stopped(&mut st, None),
+                    None => st.left_stopped = false,
                 }
             }
             r = signals.recv() => match r {

@@ -11,19 +11,31 @@
 #[cfg(target_os = "linux")]
 use super::sig;
 
-/// When `pid` (the program, a child of pkit) sleeps in the kernel (`D`)
-/// with a stop signal pending (SIGTSTP, SIGTTIN, SIGTTOU or SIGSTOP, in
-/// that order) and a stopped child among `members` (its tree): that
-/// signal, which went to the whole process group and stopped the child.
-/// `None` otherwise (a program in a disk wait whose child some other
-/// signal stopped is not held by it).
+/// When `pid` (the program, a child of pkit) can't stop because of a
+/// child stopped inside its `vfork`: the stop signal its job got.
+///
+/// - Single-threaded: the program sleeps in the kernel (`D`) with a stop
+///   signal pending (SIGTSTP, SIGTTIN, SIGTTOU or SIGSTOP, in that order).
+/// - Multi-threaded (a thread of it in `posix_spawn`/`vfork`, as Python,
+///   Go or Java start programs): its other threads stopped (`T`) while
+///   that one sleeps in the kernel (`D`), so the stop never completes and
+///   `waitid` reports none; the pending stop signal if one is left, else
+///   SIGTSTP (the group stop began, which only a job-control stop or
+///   SIGSTOP begins, and SIGSTOP is not pkit's to undo either way).
+///
+/// Either way a stopped child of the program must be among `members()`
+/// (its tree), which is listed only when the program's own state says
+/// so (a process group's listing reads all of `/proc`). `None` otherwise
+/// (a program in a disk wait whose child some other signal stopped is not
+/// held by it).
 #[cfg(target_os = "linux")]
-pub fn held_by_stopped_child(pid: u32, members: &[u32]) -> Option<i32> {
-    if stat(pid)?.0 != 'D' {
-        return None;
-    }
-    let by = pending_stop(pid)?;
-    members
+pub fn held_by_stopped_child(pid: u32, members: &dyn Fn() -> Option<Vec<u32>>) -> Option<i32> {
+    let by = match stat(pid)?.0 {
+        'D' => pending_stop(pid)?,
+        'T' if a_thread_in_the_kernel(pid) => pending_stop(pid).unwrap_or(sig::SIGTSTP),
+        _ => return None,
+    };
+    members()?
         .iter()
         .any(|&m| m != pid && stat(m) == Some(('T', pid)))
         .then_some(by)
@@ -31,8 +43,23 @@ pub fn held_by_stopped_child(pid: u32, members: &[u32]) -> Option<i32> {
 
 /// Not Linux: no `/proc` to tell it by.
 #[cfg(not(target_os = "linux"))]
-pub fn held_by_stopped_child(_pid: u32, _members: &[u32]) -> Option<i32> {
+pub fn held_by_stopped_child(_pid: u32, _members: &dyn Fn() -> Option<Vec<u32>>) -> Option<i32> {
     None
+}
+
+/// Whether a thread of `pid` sleeps in the kernel (`D`).
+#[cfg(target_os = "linux")]
+fn a_thread_in_the_kernel(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                == Some("D")
+        })
+    })
 }
 
 /// The state letter and parent of `pid`, from `/proc/<pid>/stat`.

@@ -155,7 +155,7 @@ pub fn own_group_orphaned() -> bool {
 }
 
 /// No `vfork` on Windows: never held by a stopped child.
-pub fn held_by_stopped_child(_pid: u32, _members: &[u32]) -> Option<i32> {
+pub fn held_by_stopped_child(_pid: u32, _members: &dyn Fn() -> Option<Vec<u32>>) -> Option<i32> {
     None
 }
 

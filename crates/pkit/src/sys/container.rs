@@ -6,7 +6,6 @@ use std::io;
 #[cfg(target_os = "linux")]
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
-#[cfg(target_os = "linux")]
 use std::sync::atomic::Ordering;
 #[cfg(target_os = "linux")]
 use std::sync::Weak;
@@ -390,6 +389,7 @@ impl Container {
     /// before the next began took that for the kernel's own kill (rv13: the
     /// program ran after the close began, and clone3 was given up for the
     /// whole process).
+    #[cfg(target_os = "linux")]
     pub(super) fn kills(&self) -> Option<u64> {
         let begun = self.kills[0].load(Ordering::Acquire);
         let quiet =
