@@ -146,10 +146,7 @@ fn others_orphaned(pgrp: i32, sid: i32) -> bool {
             continue;
         }
         // (Gone meanwhile: not a member any more.)
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((state, ppid, group)) = parse_stat(&stat) else {
+        let Some((state, ppid, group)) = read_stat(pid as u32) else {
             continue;
         };
         if group != pgrp || state == 'Z' || state == 'X' {
@@ -182,6 +179,12 @@ fn parse_stat(stat: &str) -> Option<(char, i32, i32)> {
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some((state, ppid, pgrp))
+}
+
+/// [`parse_stat`] of `/proc/<pid>/stat`; `None` once `pid` is gone.
+#[cfg(target_os = "linux")]
+pub(super) fn read_stat(pid: u32) -> Option<(char, i32, i32)> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 #[cfg(all(test, target_os = "linux"))]

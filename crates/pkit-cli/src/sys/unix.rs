@@ -379,9 +379,7 @@ pub fn state_of(pid: u32) -> Option<char> {
     if super::sigpipe::installed() {
         return stopped(pid);
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().next()?.chars().next()
+    super::orphan::read_stat(pid).map(|(state, ..)| state)
 }
 
 /// The state of `pid` where there is no `/proc`: `T` while it is

@@ -62,14 +62,12 @@ fn a_thread_in_the_kernel(pid: u32) -> bool {
     })
 }
 
-/// The state letter and parent of `pid`, from `/proc/<pid>/stat`.
+/// The state letter and parent of `pid` (`orphan`'s reading of
+/// `/proc/<pid>/stat`).
 #[cfg(target_os = "linux")]
 fn stat(pid: u32) -> Option<(char, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    let (state, ppid, _) = super::orphan::read_stat(pid)?;
+    Some((state, ppid as u32))
 }
 
 /// The first stop signal pending at `pid` (the process's shared queue,

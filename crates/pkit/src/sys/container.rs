@@ -167,7 +167,7 @@ impl Started {
     }
 
     /// The noted processes whose handles are still held somewhere.
-    pub(super) fn live(&self) -> Vec<Arc<ChildHandle>> {
+    fn live(&self) -> Vec<Arc<ChildHandle>> {
         let first = self.first.get().and_then(Weak::upgrade);
         let more = self.more.lock().unwrap_or_else(|e| e.into_inner());
         first
@@ -327,18 +327,24 @@ impl Container {
         self.started.note(child);
     }
 
+    /// The processes this container started that have not ended (whose
+    /// handles are still held).
+    #[cfg(target_os = "linux")]
+    pub(super) fn started_running(&self) -> Vec<Arc<ChildHandle>> {
+        self.started
+            .live()
+            .into_iter()
+            .filter(|c| matches!(c.try_status(), Ok(None)))
+            .collect()
+    }
+
     /// Sends `sig` to the processes started in the cgroup that still run
     /// outside it (see `started`): SIGKILL to every one still running
     /// (once more is harmless to one inside), another signal only to
     /// those not found in the cgroup's subtree (never twice to one).
     #[cfg(target_os = "linux")]
     pub(super) fn signal_started(&self, cg: &super::linux::cgroup::Cgroup, sig: i32) {
-        let running: Vec<_> = self
-            .started
-            .live()
-            .into_iter()
-            .filter(|c| matches!(c.try_status(), Ok(None)))
-            .collect();
+        let running = self.started_running();
         if running.is_empty() {
             return;
         }

@@ -129,12 +129,7 @@ impl Container {
                 // through their pidfds, and waited for.
                 self.signal_started(cg, libc::SIGKILL);
                 let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
-                let ended = || {
-                    self.started
-                        .live()
-                        .iter()
-                        .all(|c| !matches!(c.try_status(), Ok(None)))
-                };
+                let ended = || self.started_running().is_empty();
                 super::nap::poll_until(ended, Some(deadline)).await;
                 retired = true;
             }
