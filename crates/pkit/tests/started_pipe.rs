@@ -144,6 +144,45 @@ async fn kill_ends_every_stage_and_a_middle_stages_grandchild() {
     suite.end().await;
 }
 
+/// Every stage of a killed chain shows the signal, however many there
+/// are: none sees its input end and exits by itself first. Before, the
+/// started stages got their signal one by one, head first, before the
+/// cgroup was frozen, so a middle stage could read end of file from its
+/// killed upstream and exit 0 before its own signal came (CI, 2026-12-05:
+/// `Exited(0)` where `Signalled(9)` was due). The same holds for SIGTERM
+/// through `signal`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stage_of_a_long_chain_shows_the_signal_it_was_sent() {
+    let suite = begin("every_stage_of_a_long_chain_shows_the_signal_it_was_sent").await;
+    for choice in mechanisms() {
+        for round in 0..40 {
+            let sig = if round % 2 == 0 { 9 } else { 15 };
+            let mut p = Pipe::new((0..8).map(|_| Command::new("cat")))
+                .stdin_piped()
+                .mechanism(choice)
+                .start()
+                .unwrap();
+            let pids = p.pids();
+            assert_alive(&pids, "the running chain");
+            if sig == 9 {
+                p.kill().unwrap();
+            } else {
+                p.signal(pkit::Signal::Term).unwrap();
+            }
+            let out = p.wait().await.unwrap();
+            for (i, s) in out.stages().iter().enumerate() {
+                assert_eq!(
+                    s.outcome(),
+                    Outcome::Signalled(sig),
+                    "{choice}, round {round}: stage {i} of 8"
+                );
+            }
+            assert_gone(&pids, "the signalled chain").await;
+        }
+    }
+    suite.end().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_handle_kills_the_chain_and_a_grandchild() {
     let suite = begin("dropping_the_handle_kills_the_chain_and_a_grandchild").await;

@@ -366,8 +366,12 @@ impl Container {
         self.counting_kill(|| match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
+                // The cgroup first: `cgroup.kill` reaches every member at
+                // once, where the started processes' signals go one by one
+                // (a stage killed first let the next exit 0 on end of file).
+                let killed = cg.kill();
                 self.signal_started(cg, libc::SIGKILL);
-                cg.kill()
+                killed
             }
             Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGKILL),
         })
@@ -412,8 +416,8 @@ impl Container {
             Kind::Cgroup(cg) => {
                 // See `signal`: the pass's thaw must not undo a suspend.
                 let _state = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
-                self.signal_started(cg, libc::SIGKILL);
-                cg.kill_each(self.suspended.load(Ordering::Acquire))
+                let suspended = self.suspended.load(Ordering::Acquire);
+                cg.kill_each_after(suspended, || self.signal_started(cg, libc::SIGKILL))
             }
             Kind::Pgroup { .. } => self.kill(),
         })
@@ -435,8 +439,8 @@ impl Container {
                 // just made (and its wait for `frozen 1` then hung until
                 // the group emptied). Not the lifecycle lock: see there.
                 let _state = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
-                self.signal_started(cg, sig);
-                cg.signal_each(sig, self.suspended.load(Ordering::Acquire))
+                let suspended = self.suspended.load(Ordering::Acquire);
+                cg.signal_each_after(sig, suspended, || self.signal_started(cg, sig))
             }
             Kind::Pgroup { .. } => self.signal_pgroup(sig),
         }

@@ -281,7 +281,7 @@ impl Cgroup {
                 }
             }
         }
-        self.kill_each_now(false)
+        self.kill_each_now(false, &mut None::<fn()>)
     }
 
     /// Kills every process in the cgroup and below it without
@@ -302,16 +302,46 @@ impl Cgroup {
     /// `cgroup.kill`, because the fork path compares the target cgroup's
     /// kill sequence with the parent's.
     pub(crate) fn kill_each(&self, user_frozen: bool) -> io::Result<()> {
-        if self.removed.load(Ordering::Acquire) {
-            return Ok(());
+        self.kill_each_after(user_frozen, || {})
+    }
+
+    /// [`kill_each`](Self::kill_each), with `first` run once the cgroup
+    /// is frozen, before any member is killed (at once when there is
+    /// nothing to freeze: the directory is gone or the group's tenure is
+    /// over). The group's own signals to the processes it started go
+    /// there: sent one by one before the freeze, the head of a pipeline
+    /// died first and the next stage read end of file and exited 0 before
+    /// its own SIGKILL came.
+    pub(crate) fn kill_each_after(
+        &self,
+        user_frozen: bool,
+        first: impl FnOnce(),
+    ) -> io::Result<()> {
+        let mut first = Some(first);
+        let killed = match self.removed.load(Ordering::Acquire) {
+            true => None,
+            false => self
+                .tenure
+                .during(|| self.kill_each_now(user_frozen, &mut first)),
+        };
+        if let Some(f) = first.take() {
+            f();
         }
-        let killed = self.tenure.during(|| self.kill_each_now(user_frozen));
         killed.unwrap_or(Ok(()))
     }
 
-    fn kill_each_now(&self, user_frozen: bool) -> io::Result<()> {
+    fn kill_each_now(
+        &self,
+        user_frozen: bool,
+        first: &mut Option<impl FnOnce()>,
+    ) -> io::Result<()> {
         self.killed.store(true, Ordering::Release);
-        let killed = self.while_frozen(user_frozen, || subtree::kill_members(&self.path));
+        let killed = self.while_frozen(user_frozen, || {
+            if let Some(f) = first.take() {
+                f();
+            }
+            subtree::kill_members(&self.path)
+        });
         let killed = subtree::at_the_limit(killed, &self.path, user_frozen, |on| self.freeze(on));
         subtree::unless_removed(&self.path, killed)
     }
@@ -325,16 +355,31 @@ impl Cgroup {
     /// so). A freeze that fails never leaves the cgroup frozen: it is
     /// thawed, and the signal still goes to every member listed. Every
     /// member is tried; the first error is reported after.
-    pub(crate) fn signal_each(&self, sig: i32, user_frozen: bool) -> io::Result<()> {
-        if self.removed.load(Ordering::Acquire) {
-            return Ok(());
+    ///
+    /// `first` runs once the cgroup is frozen, before any member is
+    /// signalled, as for [`kill_each_after`](Self::kill_each_after).
+    pub(crate) fn signal_each_after(
+        &self,
+        sig: i32,
+        user_frozen: bool,
+        first: impl FnOnce(),
+    ) -> io::Result<()> {
+        let mut first = Some(first);
+        let signalled = match self.removed.load(Ordering::Acquire) {
+            true => None,
+            false => self.tenure.during(|| {
+                let pass = self.while_frozen(user_frozen, || {
+                    if let Some(f) = first.take() {
+                        f();
+                    }
+                    subtree::signal_members(&self.path, sig).map(drop)
+                });
+                subtree::unless_removed(&self.path, pass)
+            }),
+        };
+        if let Some(f) = first.take() {
+            f();
         }
-        let signalled = self.tenure.during(|| {
-            let pass = self.while_frozen(user_frozen, || {
-                subtree::signal_members(&self.path, sig).map(drop)
-            });
-            subtree::unless_removed(&self.path, pass)
-        });
         signalled.unwrap_or(Ok(()))
     }
 
