@@ -1,13 +1,113 @@
-//! Freezing a cgroup around a signal or kill pass (see
+//! Killing and signalling a cgroup's members one by one while it is frozen,
+//! freezing a cgroup around such a pass (see
 //! [`Cgroup::while_frozen`]), and a user's freeze (`Group::suspend`),
 //! waited for asynchronously.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{read_events, subtree, wait_event_change, Cgroup, RECHECK};
 
 impl Cgroup {
+    /// Kills every process in the cgroup and below it without
+    /// `cgroup.kill`: freezes it so nobody forks while the pids are
+    /// collected, SIGKILLs each through a pidfd checked to name a member,
+    /// then thaws it. `user_frozen`: the user suspended the group, so it is
+    /// already frozen and stays frozen (a frozen task still dies of
+    /// SIGKILL).
+    ///
+    /// A freeze that fails (a task stuck in uninterruptible sleep keeps the
+    /// kernel from reporting `frozen 1` within 5 s) does not stop the kill:
+    /// the members are killed anyway, in repeated passes while new ones
+    /// appear, and the cgroup is thawed again.
+    ///
+    /// Used on kernels before 5.14, and for a cgroup that stays in use:
+    /// some kernels (seen on 6.18) SIGKILL every child later placed with
+    /// `clone3(CLONE_INTO_CGROUP)` into a cgroup that was ever written
+    /// `cgroup.kill`, because the fork path compares the target cgroup's
+    /// kill sequence with the parent's.
+    pub(crate) fn kill_each(&self, user_frozen: bool) -> io::Result<()> {
+        self.kill_each_after(user_frozen, || {})
+    }
+
+    /// [`kill_each`](Self::kill_each), with `first` run once the cgroup
+    /// is frozen, before any member is killed (at once when there is
+    /// nothing to freeze: the directory is gone or the group's tenure is
+    /// over). The group's own signals to the processes it started go
+    /// there: sent one by one before the freeze, the head of a pipeline
+    /// died first and the next stage read end of file and exited 0 before
+    /// its own SIGKILL came.
+    pub(crate) fn kill_each_after(
+        &self,
+        user_frozen: bool,
+        first: impl FnOnce(),
+    ) -> io::Result<()> {
+        let mut first = Some(first);
+        let killed = match self.removed.load(Ordering::Acquire) {
+            true => None,
+            false => self
+                .tenure
+                .during(|| self.kill_each_now(user_frozen, &mut first)),
+        };
+        if let Some(f) = first.take() {
+            f();
+        }
+        killed.unwrap_or(Ok(()))
+    }
+
+    pub(super) fn kill_each_now(
+        &self,
+        user_frozen: bool,
+        first: &mut Option<impl FnOnce()>,
+    ) -> io::Result<()> {
+        self.killed.store(true, Ordering::Release);
+        let killed = self.while_frozen(user_frozen, || {
+            if let Some(f) = first.take() {
+                f();
+            }
+            subtree::kill_members(&self.path)
+        });
+        let killed = subtree::at_the_limit(killed, &self.path, user_frozen, |on| self.freeze(on));
+        subtree::unless_removed(&self.path, killed)
+    }
+
+    /// Sends `sig` to every process in the cgroup and below it, each
+    /// through a pidfd checked to name a member (see
+    /// [`subtree::member_pidfds_but`]), but those in a nested pkit's group for
+    /// a signal `pkit run` relays (see [`subtree::Reach::of`]). The cgroup is frozen meanwhile so no
+    /// member forks an unsignalled child (signals queue while frozen and
+    /// act on thaw), unless `user_frozen` (it is frozen already and stays
+    /// so). A freeze that fails never leaves the cgroup frozen: it is
+    /// thawed, and the signal still goes to every member listed. Every
+    /// member is tried; the first error is reported after.
+    ///
+    /// `first` runs once the cgroup is frozen, before any member is
+    /// signalled, as for [`kill_each_after`](Self::kill_each_after).
+    pub(crate) fn signal_each_after(
+        &self,
+        sig: i32,
+        user_frozen: bool,
+        first: impl FnOnce(),
+    ) -> io::Result<()> {
+        let mut first = Some(first);
+        let signalled = match self.removed.load(Ordering::Acquire) {
+            true => None,
+            false => self.tenure.during(|| {
+                let pass = self.while_frozen(user_frozen, || {
+                    if let Some(f) = first.take() {
+                        f();
+                    }
+                    subtree::signal_members(&self.path, sig).map(drop)
+                });
+                subtree::unless_removed(&self.path, pass)
+            }),
+        };
+        if let Some(f) = first.take() {
+            f();
+        }
+        signalled.unwrap_or(Ok(()))
+    }
     /// Runs `pass` (a signal pass over the members) with the cgroup frozen,
     /// then thaws it, unless `user_frozen` (frozen already, and it stays
     /// so). A failed freeze is no reason to skip the pass; the thaw undoes
