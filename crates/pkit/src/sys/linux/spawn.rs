@@ -70,13 +70,14 @@
 //! One exception, glibc's own: its two internal signals (32 and 33, used for
 //! thread cancellation and for broadcasting credential changes) can be
 //! neither blocked through `pthread_sigmask` nor reset through `sigaction`,
-//! so glibc's handlers for them stay installed in the child until just
-//! before `execve`, where the raw `rt_sigaction` sets them to the default
-//! (an ignore inherited from a `posix_spawn` would outlive the exec). They
-//! are harmless there: each acts only on a signal its own process sent
-//! (it checks the sender's pid against `getpid()`), and the child sends
-//! none — the privilege drop uses the raw system calls, not glibc's
-//! broadcasting wrappers.
+//! so without `CLONE_CLEAR_SIGHAND` glibc's handlers for them stay
+//! installed in the child until just before `execve`, where the raw
+//! `rt_sigaction` sets them to the default (as it does in every child: an
+//! ignore inherited from a `posix_spawn`, which the flag keeps, would
+//! outlive the exec). They are harmless there: each acts only on a signal
+//! its own process sent (it checks the sender's pid against `getpid()`),
+//! and the child sends none — the privilege drop uses the raw system
+//! calls, not glibc's broadcasting wrappers.
 
 use std::ffi::{c_int, c_void};
 use std::io;
