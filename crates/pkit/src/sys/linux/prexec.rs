@@ -36,6 +36,10 @@ pub(super) struct Plan<'a> {
     /// it unset had a child that never ran an instruction of ours (killed
     /// by SIGKILL before it first ran; see `spawn::spawn_into_cgroup`).
     pub(super) entered: AtomicBool,
+    /// Set by the parent before a clone3 with `CLONE_CLEAR_SIGHAND`: the
+    /// kernel has reset the child's caught signals already (see
+    /// `spawn::vfork_clone3_clearing`), and only SIGPIPE is left to reset.
+    pub(super) handlers_cleared: AtomicBool,
     /// Forked children (no shared memory) report a failure here instead:
     /// the code as 4 bytes; the pipe closes at exec.
     report: RawFd,
@@ -66,6 +70,7 @@ impl<'a> Plan<'a> {
                 .collect(),
             err: AtomicI32::new(0),
             entered: AtomicBool::new(false),
+            handlers_cleared: AtomicBool::new(false),
             report: -1,
             leader: None,
             exec_mask: crate::sys::unix::held_signals::blocked_at_start(false),
@@ -268,7 +273,11 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Chdir);
         }
     }
-    reset_signal_dispositions();
+    if plan.handlers_cleared.load(Ordering::Relaxed) {
+        default_sigpipe();
+    } else {
+        reset_signal_dispositions();
+    }
     reset_glibc_internal_signals();
     // Any fd a library opened without O_CLOEXEC must not leak into the
     // program. Failure (kernels before 5.11) is harmless.
@@ -335,6 +344,19 @@ pub(crate) unsafe fn reset_signal_dispositions() {
     }
 }
 
+/// Puts SIGPIPE back to its default disposition (the Rust runtime ignores
+/// it; an ignore would outlive `execve`): what is left of
+/// [`reset_signal_dispositions`] in a child the kernel cloned with
+/// `CLONE_CLEAR_SIGHAND`.
+///
+/// # Safety
+/// Child only (see `child_main`).
+unsafe fn default_sigpipe() {
+    let mut new = MaybeUninit::<libc::sigaction>::zeroed();
+    new.assume_init_mut().sa_sigaction = libc::SIG_DFL;
+    libc::sigaction(libc::SIGPIPE, new.as_ptr(), std::ptr::null_mut());
+}
+
 /// Catches the terminal's stop signals (SIGTSTP, SIGTTIN, SIGTTOU) that
 /// are at their default action with a handler that does nothing, until
 /// `execve` puts the default back (it resets every caught signal).
@@ -353,7 +375,8 @@ pub(crate) unsafe fn reset_signal_dispositions() {
 /// child, as its sender meant.
 ///
 /// # Safety
-/// Child only (see `child_main`), after `reset_signal_dispositions`.
+/// Child only (see `child_main`), after `reset_signal_dispositions` (or,
+/// in a child cloned with `CLONE_CLEAR_SIGHAND`, `default_sigpipe`).
 unsafe fn catch_stops_until_exec() -> [bool; 3] {
     let mut caught = [false; 3];
     for (i, sig) in STOPS.into_iter().enumerate() {

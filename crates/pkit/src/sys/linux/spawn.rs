@@ -57,27 +57,32 @@
 //! # Signals
 //!
 //! The parent blocks every signal it can around the clone, so no handler of
-//! the application's runs in the child on shared memory. The child resets
-//! every caught signal, and SIGPIPE (which the Rust runtime ignores), to the
-//! default disposition — its handler table is a copy, as no `CLONE_SIGHAND`
-//! is asked for — keeps inherited ignores (the `nohup` convention), and
-//! unblocks all signals just before `execve`.
+//! the application's runs in the child on shared memory. Every caught
+//! signal, and SIGPIPE (which the Rust runtime ignores), is put back to the
+//! default disposition in the child — its handler table is a copy, as no
+//! `CLONE_SIGHAND` is asked for —, inherited ignores are kept (the `nohup`
+//! convention), and all signals are unblocked just before `execve`. Where
+//! clone3 takes `CLONE_CLEAR_SIGHAND` (Linux 5.5), the kernel resets the
+//! caught ones at the clone and the child only SIGPIPE; elsewhere the child
+//! asks for each signal's disposition and resets it (63 system calls with
+//! Rust's usual handlers, which the suspended parent waits through).
 //!
 //! One exception, glibc's own: its two internal signals (32 and 33, used for
 //! thread cancellation and for broadcasting credential changes) can be
 //! neither blocked through `pthread_sigmask` nor reset through `sigaction`,
-//! so glibc's handlers for them stay installed in the child until just
-//! before `execve`, where the raw `rt_sigaction` sets them to the default
-//! (an ignore inherited from a `posix_spawn` would outlive the exec). They
-//! are harmless there: each acts only on a signal its own process sent
-//! (it checks the sender's pid against `getpid()`), and the child sends
-//! none — the privilege drop uses the raw system calls, not glibc's
-//! broadcasting wrappers.
+//! so without `CLONE_CLEAR_SIGHAND` glibc's handlers for them stay
+//! installed in the child until just before `execve`, where the raw
+//! `rt_sigaction` sets them to the default (as it does in every child: an
+//! ignore inherited from a `posix_spawn`, which the flag keeps, would
+//! outlive the exec). They are harmless there: each acts only on a signal
+//! its own process sent (it checks the sender's pid against `getpid()`),
+//! and the child sends none — the privilege drop uses the raw system
+//! calls, not glibc's broadcasting wrappers.
 
 use std::ffi::{c_int, c_void};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::super::{ChildIo, SpawnError, SpawnSpec};
 use super::clone3::{self, CloneArgs};
@@ -92,6 +97,16 @@ use crate::sys::guard::LeaderRegistration;
 /// `CLONE_INTO_CGROUP` as the u64 the clone3 ABI wants (libc's constant is
 /// a truncated `c_int` on some versions).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `CLONE_CLEAR_SIGHAND` (Linux 5.5): the kernel starts the child with every
+/// caught signal at its default disposition (ignores kept), as the child's
+/// own loop over the signals does otherwise (see the module docs).
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// Set once a clone3 with [`CLONE_CLEAR_SIGHAND`] was refused with
+/// `EINVAL` (a kernel before 5.5, or a filter that knows the other flags
+/// only): every later clone3 goes without it.
+static CLEAR_SIGHAND_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// The "errno" of a clone3 given up on because the kernel killed a child it
 /// placed in its cgroup at birth (see [`spawn_into_cgroup`]).
@@ -185,7 +200,7 @@ pub(crate) fn spawn_into_cgroup(
     let old_mask = block_all_signals();
     // SAFETY: `args` points at the stack and at `pidfd`, both alive until
     // the call returns; it has CLONE_VFORK.
-    let rc = unsafe { vfork_clone3(injected, &mut args, &plan) };
+    let rc = unsafe { vfork_clone3_clearing(injected, &mut args, &plan) };
     restore_signals(&old_mask);
     drop(stack);
     if rc < 0 {
@@ -304,12 +319,47 @@ fn clone3_published(
     // SAFETY: `args` points at the stack and at `birth` (where the kernel
     // writes the pidfd and the pid), both alive until the call returns; it
     // has CLONE_VFORK.
-    let rc = unsafe { vfork_clone3(injected, &mut args, plan) };
+    let rc = unsafe { vfork_clone3_clearing(injected, &mut args, plan) };
     (rc >= 0 || !clone3::refused((-rc) as i32)).then_some(rc)
 }
 
-/// After the clone: reports the child's pre-exec failure, if any (the
-/// child has then exited; it is reaped here).
+/// [`vfork_clone3`] with [`CLONE_CLEAR_SIGHAND`] added where the kernel
+/// takes it, telling the child so (`Plan::handlers_cleared`): the child
+/// then makes one `sigaction` (SIGPIPE) instead of one or two per signal
+/// (63 calls with Rust's usual handlers), which the calling thread waits
+/// through: it is suspended until the child's `execve`. An `EINVAL` with
+/// the flag is taken for a kernel that doesn't know it: the clone is made
+/// again without it (nothing was cloned), and so are all later ones.
+///
+/// # Safety
+/// As for [`vfork_clone3`].
+unsafe fn vfork_clone3_clearing(
+    injected: Result<(), i32>,
+    args: &mut CloneArgs,
+    plan: &Plan<'_>,
+) -> isize {
+    if !CLEAR_SIGHAND_REFUSED.load(Ordering::Relaxed) {
+        args.flags |= CLONE_CLEAR_SIGHAND;
+        plan.handlers_cleared.store(true, Ordering::Relaxed);
+        // SAFETY: the caller's promise.
+        let rc = unsafe { vfork_clone3(injected, args, plan) };
+        if rc >= 0 {
+            return rc;
+        }
+        // Nothing was cloned: a child of the next rung, cloned with this
+        // plan, resets its handlers itself.
+        plan.handlers_cleared.store(false, Ordering::Relaxed);
+        args.flags &= !CLONE_CLEAR_SIGHAND;
+        // An injected fault says nothing about the flag.
+        if rc != -(libc::EINVAL as isize) || injected.is_err() {
+            return rc;
+        }
+        CLEAR_SIGHAND_REFUSED.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: the caller's promise.
+    unsafe { vfork_clone3(injected, args, plan) }
+}
+
 /// The vfork-style `clone3` of `args`, the child running
 /// `child_entry(plan)` on its own stack; an `injected` fault instead
 /// (`fault::Point::Clone3`) as its negative errno, as the call returns one.
