@@ -327,9 +327,10 @@ fn clone3_published(
 /// takes it, telling the child so (`Plan::handlers_cleared`): the child
 /// then makes one `sigaction` (SIGPIPE) instead of one or two per signal
 /// (63 calls with Rust's usual handlers), which the calling thread waits
-/// through: it is suspended until the child's `execve`. An `EINVAL` with
-/// the flag is taken for a kernel that doesn't know it: the clone is made
-/// again without it (nothing was cloned), and so are all later ones.
+/// through: it is suspended until the child's `execve`. After an `EINVAL`
+/// with the flag the clone is made again without it (nothing was cloned);
+/// if that one works, the kernel doesn't know the flag, and all later
+/// clones go without it.
 ///
 /// # Safety
 /// As for [`vfork_clone3`].
@@ -354,7 +355,14 @@ unsafe fn vfork_clone3_clearing(
         if rc != -(libc::EINVAL as isize) || injected.is_err() {
             return rc;
         }
-        CLEAR_SIGHAND_REFUSED.store(true, Ordering::Relaxed);
+        // SAFETY: the caller's promise.
+        let rc = unsafe { vfork_clone3(injected, args, plan) };
+        // The flag is given up on only if the clone works without it (an
+        // `EINVAL` for another reason says nothing about the flag either).
+        if rc >= 0 {
+            CLEAR_SIGHAND_REFUSED.store(true, Ordering::Relaxed);
+        }
+        return rc;
     }
     // SAFETY: the caller's promise.
     unsafe { vfork_clone3(injected, args, plan) }
