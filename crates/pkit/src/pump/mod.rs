@@ -169,9 +169,14 @@ impl Reader {
     pub(crate) async fn finish(self) -> Captured {
         self.control.stopping.store(true, Ordering::Release);
         self.control.stop.notify_one();
+        // No result: the task was dropped with the runtime it ran on.
+        let lost = || Captured {
+            lost: true,
+            ..Captured::default()
+        };
         match self.task {
-            Task::Own(task) => task.await.unwrap_or_default(),
-            Task::Half(done, _) => done.await.unwrap_or_default(),
+            Task::Own(task) => task.await.unwrap_or_else(|_| lost()),
+            Task::Half(done, _) => done.await.unwrap_or_else(|_| lost()),
         }
     }
 

@@ -1,0 +1,155 @@
+//! Attack round dec06: the library in a Rust program that uses it the ways
+//! such programs do: handles moved between runtimes (one of which is gone
+//! by then), groups shared by threads that start and end them at once.
+//! Every mechanism. (The cases that change something of the whole process
+//! are in `attack_dec06b.rs`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::Command;
+
+/// No case may take longer than this (a hang fails, never blocks).
+const LONG: Duration = Duration::from_secs(60);
+
+/// `f` on a fresh current-thread runtime of its own thread, which is shut
+/// down (and its thread ended) before this returns.
+fn on_short_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = rt.block_on(f());
+        drop(rt);
+        out
+    })
+    .join()
+    .expect("runtime thread")
+}
+
+/// The ways a process is started in [`a_process_waited_for_on_another_runtime_than_its_start`].
+#[derive(Debug, Clone, Copy)]
+enum Variant {
+    /// Output captured by pkit's readers (tasks of the start's runtime).
+    Captured,
+    /// Nothing for a task to do: stdio `/dev/null`, no bound.
+    Quiet,
+    /// 1 MiB of input, more than a pipe holds: a task writes the rest.
+    Input,
+    /// A timeout, watched by a task.
+    Timeout,
+    /// A cancel token, watched by a task.
+    Cancel,
+    /// Raw stdout, read by the caller.
+    Raw,
+}
+
+/// What a variant's process runs (`$1`: a file for its input's size).
+fn variant_cmd(v: Variant, file: &str, token: &pkit::CancelToken) -> Command {
+    let quiet = |c: Command| c.stdout(pkit::Stdio::Null).stderr(pkit::Stdio::Null);
+    let sh = |script: &str| Command::new("sh").args(["-c", script, "sh", file]);
+    match v {
+        Variant::Captured => sh("sleep 0.5; echo out; echo err >&2; exit 3"),
+        Variant::Quiet => quiet(sh("sleep 0.5; exit 3")),
+        Variant::Input => quiet(sh("sleep 0.5; wc -c > \"$1\"")).stdin_bytes(vec![b'x'; 1 << 20]),
+        Variant::Timeout => {
+            quiet(Command::new("sleep").arg("300")).timeout(Duration::from_millis(300))
+        }
+        Variant::Cancel => quiet(Command::new("sleep").arg("300")).cancel_token(token),
+        Variant::Raw => sh("sleep 0.5; echo out; exit 3")
+            .stdout(pkit::Stdio::Raw)
+            .stderr(pkit::Stdio::Null),
+    }
+}
+
+/// A process started on a runtime that is shut down (its thread ended)
+/// before the process is waited for, on another runtime: the wait gives
+/// the right outcome, or an error saying what was lost with the first
+/// runtime (its output, its input); never a hang (a timeout or a cancel
+/// token still ends it), never a success that hides a loss. Before: a
+/// captured process died of SIGPIPE once its readers went with their
+/// runtime, and the wait said `Signalled(13)` with empty output; a
+/// process fed a large input saw it cut short and the wait said success;
+/// a timeout or a cancellation never came, and the wait hung until the
+/// process ended on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_waited_for_on_another_runtime_than_its_start() {
+    let suite = begin("cross-runtime wait").await;
+    use Variant::*;
+    for choice in mechanisms() {
+        for variant in [Captured, Quiet, Input, Timeout, Cancel, Raw] {
+            let what = format!("{choice}: {variant:?}");
+            let file = TempPath::new("cross-runtime");
+            let token = pkit::CancelToken::new();
+            let cmd = variant_cmd(variant, file.as_str(), &token);
+            let (g, mut p) = on_short_runtime(move || {
+                Box::pin(async move {
+                    let g = group(choice);
+                    let p = g.start(&cmd).expect("start");
+                    (g, p)
+                })
+            });
+            let pid = p.pid();
+            token.cancel();
+            // Kept until the wait: dropping it would close the pipe.
+            let mut raw_out = p.take_stdout();
+            let raw = match &mut raw_out {
+                Some(raw) => {
+                    use tokio::io::AsyncReadExt;
+                    let mut bytes = Vec::new();
+                    let read = tokio::time::timeout(LONG, raw.read_to_end(&mut bytes))
+                        .await
+                        .unwrap_or_else(|_| panic!("{what}: raw read hangs"));
+                    Some(read.map(|_| bytes))
+                }
+                None => None,
+            };
+            let out = tokio::time::timeout(LONG, p.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: wait hangs"));
+            let lost = |out: &pkit::Result<pkit::Output>| match out {
+                Err(e) => e.kind() == pkit::ErrorKind::Io && e.to_string().contains("runtime"),
+                Ok(_) => false,
+            };
+            match variant {
+                Captured => assert!(lost(&out), "{what}: {out:?}"),
+                Quiet => assert_eq!(out.expect("wait").code(), Some(3), "{what}"),
+                // The program reads nothing for half a second: most of
+                // its input was still to be written when the runtime went.
+                Input => assert!(
+                    lost(&out),
+                    "{what}: {out:?}, its input cut short to {:?} bytes",
+                    std::fs::read_to_string(file.path())
+                        .unwrap_or_default()
+                        .trim()
+                ),
+                Timeout => assert!(out.expect("wait").timed_out(), "{what}"),
+                Cancel => assert_eq!(
+                    out.expect_err("cancelled").kind(),
+                    pkit::ErrorKind::Cancelled,
+                    "{what}"
+                ),
+                Raw => {
+                    assert_eq!(out.expect("wait").code(), Some(3), "{what}: {raw:?}");
+                    // The read end was made on the first runtime: read
+                    // there or refused, never hung.
+                    if let Some(Ok(bytes)) = raw {
+                        assert_eq!(bytes, b"out\n", "{what}");
+                    }
+                }
+            }
+            drop(p);
+            tokio::time::timeout(LONG, g.close())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: close hangs"))
+                .unwrap_or_else(|e| panic!("{what}: close: {e}"));
+            assert_gone(&[pid], &what).await;
+        }
+    }
+    suite.end().await;
+}
