@@ -153,3 +153,72 @@ async fn a_process_waited_for_on_another_runtime_than_its_start() {
     }
     suite.end().await;
 }
+
+/// A group made, and used, on a runtime that is gone, then used on
+/// another: its starts, waits, kill and close work there; and a pipeline
+/// started on the gone runtime and waited for on the other gives an error
+/// saying its driver went with that runtime (before: "task 5 was
+/// cancelled"), never a hang, and leaves nothing running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_and_a_pipeline_outliving_their_runtime() {
+    let suite = begin("group on another runtime").await;
+    for choice in mechanisms() {
+        let (g, pipe, first) = on_short_runtime(move || {
+            Box::pin(async move {
+                let g = group(choice);
+                let mut p = g
+                    .start(&Command::new("sh").args(["-c", "echo first"]))
+                    .expect("start");
+                let first = p.wait().await.expect("wait").stdout_str().into_owned();
+                let sleeper = g.start(&Command::new("sleep").arg("300")).expect("start");
+                let pipe = pkit::Pipe::new([
+                    cmd(choice, "sh").args(["-c", "sleep 0.5; echo piped"]),
+                    cmd(choice, "tr").args(["a-z", "A-Z"]),
+                ])
+                .start()
+                .expect("pipe start");
+                ((g, sleeper), pipe, first)
+            })
+        });
+        assert_eq!(first, "first\n", "{choice}");
+        let (g, sleeper) = g;
+        let mut pipe = pipe;
+        let pids = pipe.pids();
+        let out = tokio::time::timeout(LONG, pipe.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: pipe wait hangs"));
+        // Its driver (a task of the gone runtime) went with it: said so.
+        let e = out.expect_err("the pipeline's driver is gone");
+        assert!(
+            e.kind() == pkit::ErrorKind::Io && e.to_string().contains("runtime"),
+            "{choice}: {e}"
+        );
+        drop(pipe);
+        assert_gone(&pids, &format!("{choice}: pipeline")).await;
+        let mut p = g
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "cat; exit 4"])
+                    .stdin_str("again\n"),
+            )
+            .expect("start on the other runtime");
+        let out = tokio::time::timeout(LONG, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: wait hangs"))
+            .expect("wait");
+        assert_eq!(
+            (out.code(), out.stdout_str().as_ref()),
+            (Some(4), "again\n"),
+            "{choice}"
+        );
+        let spid = sleeper.pid();
+        g.kill().expect("kill");
+        assert_gone(&[spid], &format!("{choice}: killed")).await;
+        drop((p, sleeper));
+        tokio::time::timeout(LONG, g.close())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: close hangs"))
+            .expect("close");
+    }
+    suite.end().await;
+}
