@@ -61,6 +61,7 @@ fn inner() {
         "closed-before-pkit" => closed_stdio(Closed::BeforePkit),
         "closed-after-runs" => closed_stdio(Closed::AfterFirstRuns),
         "signals" => signals(),
+        "interrupted" => interrupted(),
         other => panic!("unknown case {other}"),
     }
     // On the kept stderr where fds 0-2 were closed.
@@ -667,4 +668,110 @@ fn signals() {
             .expect("blocking");
         assert_eq!(out.stdout_str(), expected, "{choice}: blocking");
     }
+}
+
+// ---------------------------------------------------------------------------
+// An owner whose system calls are interrupted all the time
+// ---------------------------------------------------------------------------
+
+#[test]
+fn an_owner_whose_calls_are_interrupted_all_the_time() {
+    rerun("interrupted");
+}
+
+/// SIGALRM caught by a handler installed without `SA_RESTART` (as a
+/// program that uses `alarm` for its own time-outs may), and an interval
+/// timer firing it every 200 µs from before pkit's first use: any system
+/// call pkit makes that blocks (a read or write of a pipe or socket, a
+/// `waitid`, a `poll`, the guard's start) fails with EINTR when the signal
+/// lands in it. Everything still works, in every mechanism, async and
+/// blocking.
+fn interrupted() {
+    // SAFETY: sigaction(2) with a handler that does nothing, and
+    // setitimer(2), in this fresh process.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = noop as *const () as usize;
+        sa.sa_flags = 0; // no SA_RESTART
+        assert_eq!(libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()), 0);
+        let every = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200,
+        };
+        let timer = libc::itimerval {
+            it_interval: every,
+            it_value: every,
+        };
+        assert_eq!(
+            libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()),
+            0
+        );
+    }
+    // The blocking facade first: the guard and the internal runtime are
+    // made under the storm.
+    for choice in mechanisms() {
+        for i in 0..20 {
+            let out = sh(
+                choice,
+                "cat; head -c 300000 /dev/zero; echo err >&2; exit 5",
+            )
+            .stdin_bytes(vec![b'x'; 200_000])
+            .blocking()
+            .output()
+            .unwrap_or_else(|e| panic!("{choice} #{i}: blocking output: {e}"));
+            assert_eq!(
+                (out.code(), out.stdout().len(), out.stderr_str().as_ref()),
+                (Some(5), 500_000, "err\n"),
+                "{choice} #{i}: blocking"
+            );
+        }
+    }
+    runtime().block_on(async {
+        for choice in mechanisms() {
+            for i in 0..20 {
+                let out = sh(choice, "cat; echo err >&2; exit 3")
+                    .stdin_bytes(vec![b'y'; 200_000])
+                    .output()
+                    .await
+                    .unwrap_or_else(|e| panic!("{choice} #{i}: output: {e}"));
+                assert_eq!(
+                    (out.code(), out.stdout().len(), out.stderr_str().as_ref()),
+                    (Some(3), 200_000, "err\n"),
+                    "{choice} #{i}"
+                );
+            }
+            let g = common::group(choice);
+            let file = TempPath::new("interrupted");
+            let mut tree = g
+                .start(&sh(
+                    choice,
+                    "sleep 300 & echo $! > \"$1\"; sleep 300 & echo $! >> \"$1\"; echo done >> \"$1\"; wait",
+                ).arg(file.as_str()))
+                .expect("start");
+            let pids = file.wait_pids().await;
+            let mut p = g.start(&sh(choice, "exit 6")).expect("start");
+            assert_eq!(p.wait().await.expect("wait").code(), Some(6), "{choice}");
+            let out = sh(choice, "exec sleep 300")
+                .timeout(Duration::from_millis(200))
+                .output()
+                .await
+                .expect("timeout");
+            assert!(out.timed_out(), "{choice}: {out:?}");
+            let out = sh(choice, "printf 'a\\nb\\n'")
+                .pty(24, 80)
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: pty: {e}"));
+            assert_eq!(String::from_utf8_lossy(out.stdout()), "a\r\nb\r\n", "{choice}");
+            let out = pkit::Pipe::new([sh(choice, "seq 1 1000"), sh(choice, "wc -l")])
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: pipe: {e}"));
+            assert_eq!(out.stdout_str().trim(), "1000", "{choice}");
+            g.close().await.unwrap_or_else(|e| panic!("{choice}: close: {e}"));
+            assert_gone(&pids, &format!("{choice}: closed")).await;
+            let out = tree.wait().await.expect("wait");
+            assert!(!out.success(), "{choice}: {out:?}");
+        }
+    });
 }
