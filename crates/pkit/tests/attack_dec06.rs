@@ -222,3 +222,84 @@ async fn a_group_and_a_pipeline_outliving_their_runtime() {
     }
     suite.end().await;
 }
+
+/// A tee writer that panics on its first write (a bug in the caller's
+/// writer).
+struct PanickingTee;
+
+impl std::io::Write for PanickingTee {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        panic!("the tee's own bug");
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tokio::io::AsyncWrite for PanickingTee {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        panic!("the tee's own bug");
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A tee writer that panics is disabled, as a line callback that panics
+/// is, and as a tee whose write fails is: the run goes on, its output is
+/// still captured whole, the child is not killed by a SIGPIPE, and the
+/// stream's `tee_error` says the tee panicked. Through a verb and a
+/// started process, blocking and async writers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tee_that_panics_is_disabled_and_the_run_goes_on() {
+    let suite = begin("panicking tee").await;
+    let script = "echo a; sleep 0.2; head -c 200000 /dev/zero; echo b >&2; exit 3";
+    for choice in mechanisms() {
+        for (how, started) in [("verb", false), ("start", true)] {
+            for blocking in [true, false] {
+                let what = format!("{choice}: {how}, blocking writer {blocking}");
+                let c = sh(choice, script);
+                let c = match blocking {
+                    true => c.stdout_tee_blocking(PanickingTee),
+                    false => c.stdout_tee(PanickingTee),
+                };
+                let run = async move {
+                    if started {
+                        let g = group(choice);
+                        let out = g.start(&c).expect("start").wait().await;
+                        g.close().await.expect("close");
+                        out
+                    } else {
+                        c.output().await
+                    }
+                };
+                let out = tokio::spawn(async move { tokio::time::timeout(LONG, run).await })
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: the run panicked: {e}"))
+                    .unwrap_or_else(|_| panic!("{what}: hangs"))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(out.code(), Some(3), "{what}: {out:?}");
+                assert_eq!(out.stdout().len(), 200_002, "{what}");
+                assert_eq!(out.stderr_str(), "b\n", "{what}");
+                let e = out
+                    .stdout_tee_error()
+                    .unwrap_or_else(|| panic!("{what}: no tee error"));
+                assert!(e.to_string().contains("panicked"), "{what}: {e}");
+            }
+        }
+    }
+    suite.end().await;
+}
