@@ -303,3 +303,79 @@ async fn a_tee_that_panics_is_disabled_and_the_run_goes_on() {
     }
     suite.end().await;
 }
+
+/// Eight threads, each with a runtime of its own, make groups, start in
+/// them, wait and drop them, and start in one group they share, while the
+/// test's thread kills that shared group again and again and then closes
+/// it: every call returns (a start into the closed group is refused with
+/// `Error::Spawn`), nothing panics, and nothing is left (the suite's end
+/// checks every child and cgroup of this process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_churning_groups_while_a_shared_one_is_killed_and_closed() {
+    let suite = begin("thread churn").await;
+    for choice in mechanisms() {
+        let shared = std::sync::Arc::new(group(choice));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (shared, stop) = (shared.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async move {
+                        let mut pids = Vec::new();
+                        let mut i = 0;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 5 {
+                            i += 1;
+                            let own = group(choice);
+                            let sleeper = own.start(&Command::new("sleep").arg("300")).expect("start");
+                            pids.push(sleeper.pid());
+                            let mut p = own
+                                .start(&Command::new("sh").args(["-c", "exit $1", "sh", &(i % 7).to_string()]))
+                                .expect("start");
+                            let out = tokio::time::timeout(LONG, p.wait())
+                                .await
+                                .unwrap_or_else(|_| panic!("{choice} thread {t}: wait hangs"))
+                                .unwrap_or_else(|e| panic!("{choice} thread {t}: wait: {e}"));
+                            assert_eq!(out.code(), Some(i % 7), "{choice} thread {t}");
+                            if t % 2 == 0 {
+                                drop((p, sleeper, own));
+                            } else {
+                                drop((p, sleeper));
+                                tokio::time::timeout(LONG, own.close())
+                                    .await
+                                    .unwrap_or_else(|_| panic!("{choice} thread {t}: close hangs"))
+                                    .expect("close");
+                            }
+                            match shared.start(&Command::new("sleep").arg("300")) {
+                                Ok(p) => pids.push(p.pid()),
+                                Err(e) => assert_eq!(e.kind(), pkit::ErrorKind::Spawn, "{choice}: {e}"),
+                            }
+                            if i > 200 {
+                                break;
+                            }
+                        }
+                        pids
+                    })
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            shared.kill().unwrap_or_else(|e| panic!("{choice}: kill: {e}"));
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tokio::time::timeout(LONG, shared.close())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: close hangs"))
+            .unwrap_or_else(|e| panic!("{choice}: close: {e}"));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut pids = Vec::new();
+        for t in threads {
+            pids.extend(tokio::task::spawn_blocking(move || t.join()).await.unwrap().expect("thread"));
+        }
+        assert_gone(&pids, &format!("{choice}: every sleep")).await;
+    }
+    suite.end().await;
+}
