@@ -330,10 +330,16 @@ async fn threads_churning_groups_while_a_shared_one_is_killed_and_closed() {
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 5 {
                             i += 1;
                             let own = group(choice);
-                            let sleeper = own.start(&Command::new("sleep").arg("300")).expect("start");
+                            let sleeper =
+                                own.start(&Command::new("sleep").arg("300")).expect("start");
                             pids.push(sleeper.pid());
                             let mut p = own
-                                .start(&Command::new("sh").args(["-c", "exit $1", "sh", &(i % 7).to_string()]))
+                                .start(&Command::new("sh").args([
+                                    "-c",
+                                    "exit $1",
+                                    "sh",
+                                    &(i % 7).to_string(),
+                                ]))
                                 .expect("start");
                             let out = tokio::time::timeout(LONG, p.wait())
                                 .await
@@ -351,7 +357,9 @@ async fn threads_churning_groups_while_a_shared_one_is_killed_and_closed() {
                             }
                             match shared.start(&Command::new("sleep").arg("300")) {
                                 Ok(p) => pids.push(p.pid()),
-                                Err(e) => assert_eq!(e.kind(), pkit::ErrorKind::Spawn, "{choice}: {e}"),
+                                Err(e) => {
+                                    assert_eq!(e.kind(), pkit::ErrorKind::Spawn, "{choice}: {e}")
+                                }
                             }
                             if i > 200 {
                                 break;
@@ -363,7 +371,9 @@ async fn threads_churning_groups_while_a_shared_one_is_killed_and_closed() {
             })
             .collect();
         for _ in 0..20 {
-            shared.kill().unwrap_or_else(|e| panic!("{choice}: kill: {e}"));
+            shared
+                .kill()
+                .unwrap_or_else(|e| panic!("{choice}: kill: {e}"));
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         tokio::time::timeout(LONG, shared.close())
@@ -373,9 +383,79 @@ async fn threads_churning_groups_while_a_shared_one_is_killed_and_closed() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut pids = Vec::new();
         for t in threads {
-            pids.extend(tokio::task::spawn_blocking(move || t.join()).await.unwrap().expect("thread"));
+            pids.extend(
+                tokio::task::spawn_blocking(move || t.join())
+                    .await
+                    .unwrap()
+                    .expect("thread"),
+            );
         }
         assert_gone(&pids, &format!("{choice}: every sleep")).await;
+    }
+    suite.end().await;
+}
+
+/// A group held by a task that never ends, on a runtime that is shut
+/// down: the task is dropped by the shutdown, and the group with it, in
+/// the runtime's last moments (its timers and I/O going away). The
+/// group's tree is still killed and its cgroup still removed (the suite's
+/// end checks the directories), as for any drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_dropped_by_its_runtimes_shutdown() {
+    let suite = begin("dropped by shutdown").await;
+    for choice in mechanisms() {
+        for flavor in ["current", "multi"] {
+            let file = TempPath::new("shutdown-drop");
+            let path = file.as_str().to_owned();
+            let path2 = path.clone();
+            std::thread::spawn(move || {
+                let rt = match flavor {
+                    "current" => tokio::runtime::Builder::new_current_thread(),
+                    _ => tokio::runtime::Builder::new_multi_thread(),
+                }
+                .enable_all()
+                .build()
+                .expect("runtime");
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                rt.spawn(async move {
+                    let g = group(choice);
+                    let mut p = g
+                        .start(
+                            &Command::new("sh")
+                                .args(["-c", TREE_TO_FILE, "sh", &path])
+                                .stream_lines(),
+                        )
+                        .expect("start");
+                    let _lines = p.lines();
+                    tx.send(()).expect("started");
+                    std::future::pending::<()>().await;
+                    drop((g, p));
+                });
+                // Driven (a current-thread runtime runs its tasks only
+                // within `block_on`) until the tree is up; the task then
+                // waits for ever.
+                rt.block_on(async {
+                    rx.await.expect("the task started its tree");
+                    let deadline = std::time::Instant::now() + DEADLINE;
+                    while !std::fs::read_to_string(&path2)
+                        .unwrap_or_default()
+                        .contains("done")
+                    {
+                        assert!(std::time::Instant::now() < deadline, "no tree");
+                        tokio::time::sleep(POLL).await;
+                    }
+                });
+                drop(rt);
+            })
+            .join()
+            .expect("runtime thread");
+            let pids = file.wait_pids().await;
+            assert_gone(
+                &pids,
+                &format!("{choice}: {flavor}: dropped by the shutdown"),
+            )
+            .await;
+        }
     }
     suite.end().await;
 }
