@@ -150,6 +150,28 @@ async fn a_process_waited_for_on_another_runtime_than_its_start() {
                 .unwrap_or_else(|e| panic!("{what}: close: {e}"));
             assert_gone(&[pid], &what).await;
         }
+        // `wait_any` too: it waits for a first exit, which only the timeout
+        // brings.
+        let token = pkit::CancelToken::new();
+        let cmd = variant_cmd(Timeout, "", &token);
+        let (g, p) = on_short_runtime(move || {
+            Box::pin(async move {
+                let g = group(choice);
+                let p = g.start(&cmd).expect("start");
+                (g, p)
+            })
+        });
+        let mut procs = [p];
+        let (i, out) = tokio::time::timeout(LONG, pkit::wait_any(&mut procs))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: wait_any hangs"))
+            .expect("wait_any");
+        assert!(
+            i == 0 && out.expect("wait").timed_out(),
+            "{choice}: wait_any"
+        );
+        drop(procs);
+        g.close().await.expect("close");
     }
     suite.end().await;
 }
