@@ -48,7 +48,9 @@ impl Command {
     }
 
     /// Mirrors stdout's raw bytes (not decoded, not split) to `writer`.
-    /// Clones of this command share the writer.
+    /// Clones of this command share the writer. A writer that fails or
+    /// panics is disabled and the run goes on (see
+    /// [`Output::stdout_tee_error`](crate::Output::stdout_tee_error)).
     pub fn stdout_tee(
         mut self,
         writer: impl tokio::io::AsyncWrite + Send + Unpin + 'static,

@@ -148,6 +148,11 @@ pub async fn wait_any(procs: &mut [RunningProcess]) -> Result<(usize, Result<Out
             "wait_any: no process to wait for".into(),
         ));
     }
+    // A bound whose watch went with the runtime a process was started on
+    // is watched again here (as `wait` does): its exit may be the first.
+    for p in procs.iter_mut() {
+        crate::watch::rearm(&mut p.watch);
+    }
     let first = first_exit(procs.iter()).await;
     let out = procs[first].wait().await;
     Ok((first, out))

@@ -221,7 +221,8 @@ impl Output {
     /// The write error that stopped the stdout tee
     /// ([`Command::stdout_tee`](crate::Command::stdout_tee), or a
     /// [`pty`](crate::Command::pty) session's output teed), if one did: a
-    /// reader that went away (`BrokenPipe`), a full disk. The run went on
+    /// reader that went away (`BrokenPipe`), a full disk, a writer that
+    /// panicked (an error saying so; the panic is not resumed). The run went on
     /// (the output still read, captured and split into lines); what came
     /// after the error was not written to the tee. `None` when every write
     /// succeeded, or there was no tee. For a [`Pipe`](crate::Pipe), the

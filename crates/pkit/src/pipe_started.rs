@@ -317,7 +317,9 @@ impl RunningPipe {
     /// # Errors
     ///
     /// [`Error::Cancelled`](crate::Error::Cancelled) when a cancel token ended the chain;
-    /// [`Error::Io`](crate::Error::Io) when waiting for a stage or ending the group fails. Each
+    /// [`Error::Io`](crate::Error::Io) when waiting for a stage or ending the group fails, or
+    /// when the runtime the pipeline was started on (where its driver runs) shut down
+    /// before this wait (the stages are killed with the driver). Each
     /// stage's failure is data in the [`Output`](crate::Output).
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
@@ -334,7 +336,14 @@ impl RunningPipe {
             match joined {
                 Ok(driven) => self.driven = Some(driven?),
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => return Err(Error::io("waiting for the pipeline", io::Error::other(e))),
+                Err(e) => {
+                    return Err(Error::io(
+                        "waiting for the pipeline: its driver, a task of the Tokio runtime the \
+                         pipeline was started on, ended with that runtime (shut down before \
+                         this wait)",
+                        io::Error::other(e),
+                    ))
+                }
             }
         }
         let Some(driven) = &self.driven else {

@@ -57,6 +57,9 @@ pub struct RunningProcess {
     pub(crate) stdin_task: Option<JoinHandle<()>>,
     /// Set when a `stdin_reader` failed (or panicked) before its end.
     pub(crate) input_failure: Option<InputFailure>,
+    /// What of its background work `finish` found gone with the runtime
+    /// it ran on (see `check_input`).
+    lost: Option<&'static str>,
     pub(crate) lines: Option<Lines>,
     pub(crate) dropped: Arc<AtomicU64>,
     pub(crate) limit: Arc<LimitFlag>,
@@ -114,6 +117,7 @@ impl RunningProcess {
             prompt_seen: None,
             stdin_task: None,
             input_failure: None,
+            lost: None,
             lines: None,
             dropped: Arc::new(AtomicU64::new(0)),
             limit: Arc::new(LimitFlag::default()),
@@ -251,8 +255,10 @@ impl RunningProcess {
     /// # Errors
     ///
     /// - [`Error::OutputLimit`] and [`Error::Cancelled`] as above;
-    /// - [`Error::Io`] when the exit status can't be read, or when a
-    ///   [`stdin_reader`](crate::Command::stdin_reader) failed (see above).
+    /// - [`Error::Io`] when the exit status can't be read, when a
+    ///   [`stdin_reader`](crate::Command::stdin_reader) failed (see above),
+    ///   or when the runtime it was started on shut down first, taking its
+    ///   output or input with it (see [`Group::start`](crate::Group::start)).
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             return Ok(out.clone());
@@ -262,6 +268,7 @@ impl RunningProcess {
         if let Some(rx) = self.lines.as_ref().and_then(|l| l.rx.as_ref()) {
             rx.let_go();
         }
+        crate::watch::rearm(&mut self.watch);
         let status = self.wait_status().await?;
         let (outcome, killed_after_grace, idle) =
             crate::watch::outcome(&mut self.watch, &self.program, outcome_of(status)).await?;
@@ -302,8 +309,19 @@ impl RunningProcess {
     /// `out`, or an error when a [`stdin_reader`](crate::Command::stdin_reader)
     /// failed or panicked and the process nonetheless succeeded: it read a
     /// truncated input, which must not pass for success. (A process that
-    /// failed anyway keeps its `Output`.)
+    /// failed anyway keeps its `Output`.) Always an error when its output
+    /// or input was lost with the runtime it was started on.
     pub(crate) fn check_input(&self, out: Output) -> Result<Output> {
+        if let Some(what) = self.lost {
+            return Err(Error::io(
+                format!(
+                    "{}: {what} was read or written by tasks of the Tokio runtime the process \
+                     was started on, which shut down before this wait: it is incomplete",
+                    self.program
+                ),
+                io::Error::other("the runtime that started the process has shut down"),
+            ));
+        }
         if !out.success() {
             return Ok(out);
         }
@@ -399,9 +417,16 @@ impl RunningProcess {
     /// Stops reading output (taking whatever is already buffered in the
     /// pipes) and builds the result.
     pub(crate) async fn finish(&mut self, outcome: Outcome) -> Output {
-        if let Some(task) = self.stdin_task.take() {
-            task.abort();
-        }
+        // Nothing but a shut-down runtime ends an input feed before its
+        // end without this abort.
+        let input_lost = match self.stdin_task.take() {
+            Some(task) if task.is_finished() => task.await.is_err(),
+            Some(task) => {
+                task.abort();
+                false
+            }
+            None => false,
+        };
         self.stdin = None;
         let usage = self.child.rusage();
         let stdout = match self.stdout.take() {
@@ -412,6 +437,13 @@ impl RunningProcess {
             Some(r) => r.finish().await,
             None => Captured::default(),
         };
+        self.lost = [
+            (stdout.lost, "its stdout"),
+            (stderr.lost, "its stderr"),
+            (input_lost, "its stdin input"),
+        ]
+        .into_iter()
+        .find_map(|(lost, what)| lost.then_some(what));
         let out = Output {
             program: self.program.clone(),
             outcome,

@@ -226,6 +226,17 @@ impl Group {
     /// [`capture_limit`](Command::capture_limit)): a process whose output
     /// nobody reads keeps running; see [`RunningProcess`].
     ///
+    /// That background work (reading its output, writing its
+    /// [`stdin_bytes`](Command::stdin_bytes) or
+    /// [`stdin_reader`](Command::stdin_reader) input, watching its bounds)
+    /// runs as tasks of the runtime `start` was called on. The handle may be
+    /// waited for on another runtime, but keep that one running until then:
+    /// if it shuts down first, its output is no longer read (a child that
+    /// writes more may die of SIGPIPE) nor its input written, and
+    /// [`RunningProcess::wait`] returns [`Error::Io`] saying so rather than
+    /// an incomplete `Output`; its timeout and cancel token are watched
+    /// again by that wait, on the runtime it runs on.
+    ///
     /// A start never blocks on the group's state; it is refused with
     /// [`Error::Spawn`] when the group
     /// - is closed or being closed ([`close`](Self::close),

@@ -23,6 +23,7 @@ use crate::output::Outcome;
 use crate::pump::LimitFlag;
 use crate::sys::{ChildHandle, ProcTree, Signal};
 use crate::timing::{deadline_after, sleep_until_or_never};
+use tokio::time::Instant;
 
 /// What the watch did.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +47,8 @@ pub(crate) struct Watch {
     tree: Arc<ProcTree>,
     state: Arc<Mutex<State>>,
     task: Option<JoinHandle<()>>,
+    /// What the task runs on, to start it again (see [`rearm`]).
+    armed: Option<Arc<Armed>>,
 }
 
 /// A started process's bounds, as plain values (taken from its command
@@ -74,6 +77,37 @@ pub(crate) type LogSubject<'a> = (
     crate::sys::Mechanism,
 );
 
+/// Everything a watch's task reads: its bounds as instants, so that a task
+/// started again keeps the first one's deadlines.
+struct Armed {
+    child: Arc<ChildHandle>,
+    tree: Arc<ProcTree>,
+    state: Arc<Mutex<State>>,
+    activity: Arc<LimitFlag>,
+    deadline: Option<Instant>,
+    start: Instant,
+    inactivity: Option<Duration>,
+    cancel: Option<CancelToken>,
+    /// How a timeout, and how a cancellation, end the subtree.
+    plans: [Option<(Signal, Duration)>; 2],
+    /// For the log: the name, the timeout, the program, the mechanism, the pid.
+    log: (
+        Arc<str>,
+        Option<Duration>,
+        String,
+        crate::sys::Mechanism,
+        u32,
+    ),
+}
+
+impl std::fmt::Debug for Armed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Armed")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The watch of a started process (`child`, `pid`, its output `activity`):
 /// its subtree, with the command's timeout and cancel token (`bounds`)
 /// armed on it (when it has either). `None` without a subtree.
@@ -90,63 +124,98 @@ pub(crate) fn attach(
     let deadline = bounds.timeout.and_then(deadline_after);
     let inactivity = bounds.inactivity.filter(|d| deadline_after(*d).is_some());
     let bounded = deadline.is_some() || inactivity.is_some() || bounds.cancel.is_some();
-    let task = bounded.then(|| {
-        let (child, tree, state) = (child.clone(), tree.clone(), state.clone());
-        let activity = activity.clone();
-        let cancel = bounds.cancel.cloned();
-        let plan = bounds.on_timeout;
+    let armed = bounded.then(|| {
         let (label, program, mechanism) = bounds.log;
-        let (name, limit, program) = (label(), bounds.timeout, program.to_owned());
-        let cancel_plan = bounds.on_cancel;
-        tokio::spawn(async move {
-            let timer = sleep_until_or_never(deadline);
-            let start = tokio::time::Instant::now();
-            let idle = activity.idle_for_or_never(start, inactivity);
-            let cancelled = CancelToken::cancelled_or_never(cancel.as_ref());
-            let fired = tokio::select! {
-                _ = child.wait() => return,
-                () = timer => State::TimedOut { late: false, idle: false },
-                () = idle => State::TimedOut { late: false, idle: true },
-                () = cancelled => State::Cancelled,
-            };
-            {
-                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                // Exited meanwhile, or `wait` already took the exit as is.
-                if !matches!(*s, State::Armed) || matches!(child.try_status(), Ok(Some(_))) {
-                    return;
-                }
-                *s = fired;
-            }
-            let who = crate::log::Subject::new(&program, &name)
-                .pid(pid)
-                .mechanism(mechanism);
-            match fired {
-                State::TimedOut { idle: false, .. } => crate::log::timed_out(who, limit),
-                State::TimedOut { .. } => crate::log::timed_out(who, inactivity),
-                _ => crate::log::cancelled(who),
-            }
-            let plan = match fired {
-                State::TimedOut { .. } => plan,
-                _ => cancel_plan,
-            };
-            let first = plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)));
-            // A subtree that could not be listed is not taken for ended
-            // within the grace: its root was killed, the rest unknown.
-            let late = tree.end(first).await.unwrap_or_else(|e| {
-                crate::log::tree_not_ended(who, &e);
-                true
-            });
-            if late {
-                crate::log::killed_after_grace(who);
-            }
-            if let State::TimedOut { late: l, .. } =
-                &mut *state.lock().unwrap_or_else(|e| e.into_inner())
-            {
-                *l = late;
-            }
+        Arc::new(Armed {
+            child: child.clone(),
+            tree: tree.clone(),
+            state: state.clone(),
+            activity: activity.clone(),
+            deadline,
+            start: Instant::now(),
+            inactivity,
+            cancel: bounds.cancel.cloned(),
+            plans: [bounds.on_timeout, bounds.on_cancel],
+            log: (label(), bounds.timeout, program.to_owned(), mechanism, pid),
         })
     });
-    Some(Watch { tree, state, task })
+    let task = armed.clone().map(|a| tokio::spawn(watching(a)));
+    Some(Watch {
+        tree,
+        state,
+        task,
+        armed,
+    })
+}
+
+/// Starts the watch's task again on the current runtime when it ended
+/// while armed: the runtime the process was started on (where the task
+/// ran) has shut down, and a wait on another runtime must still see the
+/// timeout and the cancel token end the process. (The task ends on its own
+/// only once the process has exited, or after recording why it ended it;
+/// started again after an exit, it sees the exit at once.)
+pub(crate) fn rearm(watch: &mut Option<Watch>) {
+    let Some(w) = watch else { return };
+    let (Some(task), Some(armed)) = (&w.task, &w.armed) else {
+        return;
+    };
+    let armed_still = matches!(
+        *w.state.lock().unwrap_or_else(|e| e.into_inner()),
+        State::Armed
+    );
+    if task.is_finished() && armed_still {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            w.task = Some(rt.spawn(watching(armed.clone())));
+        }
+    }
+}
+
+/// The watch's task: ends the subtree when a bound passes first.
+async fn watching(a: Arc<Armed>) {
+    let timer = sleep_until_or_never(a.deadline);
+    let idle = a.activity.idle_for_or_never(a.start, a.inactivity);
+    let cancelled = CancelToken::cancelled_or_never(a.cancel.as_ref());
+    let fired = tokio::select! {
+        _ = a.child.wait() => return,
+        () = timer => State::TimedOut { late: false, idle: false },
+        () = idle => State::TimedOut { late: false, idle: true },
+        () = cancelled => State::Cancelled,
+    };
+    {
+        let mut s = a.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Exited meanwhile, or `wait` already took the exit as is.
+        if !matches!(*s, State::Armed) || matches!(a.child.try_status(), Ok(Some(_))) {
+            return;
+        }
+        *s = fired;
+    }
+    let (name, limit, program, mechanism, pid) = &a.log;
+    let who = crate::log::Subject::new(program, name)
+        .pid(*pid)
+        .mechanism(*mechanism);
+    match fired {
+        State::TimedOut { idle: false, .. } => crate::log::timed_out(who, *limit),
+        State::TimedOut { .. } => crate::log::timed_out(who, a.inactivity),
+        _ => crate::log::cancelled(who),
+    }
+    let plan = match fired {
+        State::TimedOut { .. } => a.plans[0],
+        _ => a.plans[1],
+    };
+    let first = plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)));
+    // A subtree that could not be listed is not taken for ended
+    // within the grace: its root was killed, the rest unknown.
+    let late = a.tree.end(first).await.unwrap_or_else(|e| {
+        crate::log::tree_not_ended(who, &e);
+        true
+    });
+    if late {
+        crate::log::killed_after_grace(who);
+    }
+    if let State::TimedOut { late: l, .. } = &mut *a.state.lock().unwrap_or_else(|e| e.into_inner())
+    {
+        *l = late;
+    }
 }
 
 /// Whether the watch ended the process by its timeout, read after the

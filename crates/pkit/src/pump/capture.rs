@@ -96,6 +96,7 @@ impl CaptureBuf {
             seen: self.seen,
             truncated,
             tee_error: None,
+            lost: false,
         }
     }
 }
@@ -108,6 +109,9 @@ pub(crate) struct Captured {
     pub truncated: bool,
     /// The write error that stopped the stream's tee, if one did.
     pub tee_error: Option<TeeError>,
+    /// The reader's task ended without its result (the runtime it ran on
+    /// shut down): what it read is lost.
+    pub lost: bool,
 }
 
 /// A tee's write error, kept in an [`Output`](crate::Output) (which is

@@ -19,6 +19,7 @@ mod queue;
 mod source;
 mod split;
 mod thread;
+mod unwound;
 
 use thread::{Control, BIG_READ_CHUNK};
 
@@ -169,9 +170,19 @@ impl Reader {
     pub(crate) async fn finish(self) -> Captured {
         self.control.stopping.store(true, Ordering::Release);
         self.control.stop.notify_one();
+        // No result: the task was dropped with the runtime it ran on.
+        let lost = || Captured {
+            lost: true,
+            ..Captured::default()
+        };
         match self.task {
-            Task::Own(task) => task.await.unwrap_or_default(),
-            Task::Half(done, _) => done.await.unwrap_or_default(),
+            Task::Own(task) => match task.await {
+                Ok(captured) => captured,
+                // A bug of pkit's own: not hidden as an empty capture.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => lost(),
+            },
+            Task::Half(done, _) => done.await.unwrap_or_else(|_| lost()),
         }
     }
 
@@ -421,7 +432,8 @@ impl Sinks {
             }
         }
         if let Some(Tee::Async(w)) = own_tee(&mut self.tee) {
-            if let Err(e) = w.lock().await.flush().await {
+            let mut w = w.lock().await;
+            if let Err(e) = unwound::Unwound(std::pin::pin!(w.flush())).await {
                 self.tee_error = self.tee_error.take().or(Some(e));
             }
         }
@@ -487,8 +499,14 @@ async fn mirror(
 
 async fn write_tee(tee: &Tee, bytes: &[u8]) -> io::Result<()> {
     match tee {
-        Tee::Async(w) => w.lock().await.write_all(bytes).await,
-        Tee::Blocking(w) => w.lock().unwrap_or_else(|e| e.into_inner()).write_all(bytes),
+        Tee::Async(w) => {
+            let mut w = w.lock().await;
+            unwound::Unwound(std::pin::pin!(w.write_all(bytes))).await
+        }
+        Tee::Blocking(w) => {
+            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+            unwound::call(|| w.write_all(bytes))
+        }
         // Unwrapped by `own_tee` before writing.
         #[cfg(feature = "testing")]
         Tee::Recorded(..) => Ok(()),

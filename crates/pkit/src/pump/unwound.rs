@@ -1,0 +1,35 @@
+//! A caller's tee writer that panics: the panic is caught and taken as a
+//! failed write, so the tee is disabled and its stream goes on being read
+//! (as for a line callback that panics), instead of ending the reading
+//! task (whose pipe would close, killing the child with SIGPIPE).
+
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// The error a panicking writer's call becomes.
+pub(super) fn panicked() -> io::Error {
+    io::Error::other("the tee's writer panicked; tee disabled")
+}
+
+/// `f()`, a blocking writer's call, with a panic taken as [`panicked`].
+pub(super) fn call(f: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(panicked()))
+}
+
+/// An async writer's call (`write_all`, `flush`), with a panic in any of
+/// its polls taken as [`panicked`]. It is not polled again after one: the
+/// caller drops the tee.
+pub(super) struct Unwound<F>(pub(super) F);
+
+impl<F: Future<Output = io::Result<()>> + Unpin> Future for Unwound<F> {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let inner = &mut self.0;
+        std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx)))
+            .unwrap_or_else(|_| Poll::Ready(Err(panicked())))
+    }
+}
