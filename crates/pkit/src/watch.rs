@@ -163,7 +163,9 @@ pub(crate) fn rearm(watch: &mut Option<Watch>) {
         *w.state.lock().unwrap_or_else(|e| e.into_inner()),
         State::Armed
     );
-    if task.is_finished() && armed_still {
+    // A task that saw the exit ended while armed too: nothing to watch.
+    let exited = || matches!(armed.child.try_status(), Ok(Some(_)));
+    if task.is_finished() && armed_still && !exited() {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             w.task = Some(rt.spawn(watching(armed.clone())));
         }
