@@ -37,8 +37,10 @@ fn a_third_signal_after_the_timeout_is_said_to_kill_at_once() {
             "trap 'echo TERM >> {l}' TERM; while :; do sleep 0.05; done",
             l = log.display()
         );
+        // 1 s, not 0.2: a TERM that came before the trap (a loaded
+        // machine) would end the shell.
         let child = pkit()
-            .args(["run", "--json", "--mechanism", m, "--timeout", "0.2"])
+            .args(["run", "--json", "--mechanism", m, "--timeout", "1"])
             .args(["-k", "300", "--", "sh", "-c", &script])
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -71,8 +73,9 @@ fn a_third_signal_after_the_timeout_is_said_to_kill_at_once() {
 #[test]
 fn a_grace_that_runs_out_is_said_so() {
     for m in mechanisms() {
+        // (1 s: the trap is set first, as above.)
         let out = pkit()
-            .args(["run", "--json", "--mechanism", m, "--timeout", "0.2"])
+            .args(["run", "--json", "--mechanism", m, "--timeout", "1"])
             .args(["-k", "0.2", "--", "sh", "-c", "trap '' TERM; sleep 300"])
             .output()
             .unwrap();
