@@ -24,6 +24,7 @@ mod duration;
 mod events;
 mod exit;
 mod forward;
+mod grace;
 mod orphans;
 mod pty;
 mod report;

@@ -11,6 +11,7 @@ use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
 use crate::exit::{signalled, WriteFailed, EXIT_KILLED, EXIT_TIMEOUT};
 use crate::forward::{on_signal, until, Forwarder, Run};
+use crate::grace::{drain, Ending};
 use crate::orphans::Orphans;
 use crate::report::{kind_name, Kill, Report, Sink, Stream, SCHEMA};
 use crate::signame;
@@ -166,6 +167,8 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     let timeout = args.timeout.filter(|t| !t.is_zero() && *t != Duration::MAX);
     let mut deadline = timeout.and_then(crate::forward::from_now);
     let mut st = Run::default();
+    // A signal read once the program had ended, before its end was seen.
+    let mut early = None;
 
     let mut look = tokio::time::interval(Duration::from_millis(100));
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,8 +220,19 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                     None => st.left_stopped = false,
                 }
             }
-            r = signals.recv() => match r {
+            // What the loop reads after the program's end is the grace's
+            // (had pkit seen the end first, it would have been read there);
+            // acted on here after a second if that end is never seen.
+            () = until(early.map(|(_, at)| at)) => {
+                if let Some((r, _)) = early.take() {
+                    on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace);
+                }
+            }
+            r = signals.recv(), if early.is_none() => match r {
                 Ok(r) if r.signo == sig::SIGCHLD => orphans.reap_exited(),
+                Ok(r) if sys::exited(pid) => {
+                    early = Some((r, tokio::time::Instant::now() + Duration::from_secs(1)));
+                }
                 Ok(r) if r.signo == sig::SIGWINCH && relay.is_some() => {
                     relay.as_ref().map(crate::pty::Relay::follow_resize);
                 }
@@ -272,6 +286,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             Some(until) => {
                 let ending = Ending {
                     signals: &mut signals,
+                    first: early.take().map(|(r, _)| r),
                     received: &mut report.signals_received,
                     cut_short: &mut report.leftovers_cut_short,
                     quiet: args.quiet,
@@ -400,70 +415,6 @@ fn print_captured(stdout: &[u8], stderr: &[u8]) -> Option<WriteFailed> {
         what: "the captured stdout",
         source,
     })
-}
-
-/// What ends the leftovers' grace early: TERM, INT, HUP or QUIT to pkit
-/// (a user's Ctrl-C, a second `kill`), read while the grace runs.
-struct Ending<'a> {
-    signals: &'a mut Signals,
-    received: &'a mut Vec<String>,
-    /// Set to the signal that cut the grace short.
-    cut_short: &'a mut Option<i32>,
-    quiet: bool,
-}
-
-/// Waits until the group is empty or `until` passes (reaping adopted
-/// orphans meanwhile); returns how many processes were still there (then
-/// killed, by the group's teardown); no `until` is no deadline. When the
-/// group can't be listed, nobody can be seen leaving: the tree is killed
-/// now rather than waited on for nothing, and the count is unknown
-/// (`None`). The program has ended and its leftovers had `--signal`: TERM,
-/// INT, HUP or QUIT to pkit now kills them at once, as the third of a
-/// teardown does (they were not read before, and pkit sat out the whole
-/// grace).
-async fn drain(
-    group: &pkit::Group,
-    orphans: &Orphans,
-    until: Option<tokio::time::Instant>,
-    ending: Ending<'_>,
-) -> Option<u64> {
-    let mut reading = true;
-    loop {
-        orphans.reap_exited();
-        let Ok(pids) = group.pids() else {
-            let _ = group.kill();
-            return None;
-        };
-        let left = pids.len() as u64;
-        if left == 0 || until.is_some_and(|u| tokio::time::Instant::now() >= u) {
-            return Some(left);
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
-            r = ending.signals.recv(), if reading => match r {
-                Ok(r) if r.signo == sig::SIGCHLD => {}
-                Ok(r) => {
-                    let s = r.signo;
-                    // Only the ending signals are acted on here (the
-                    // program has ended: there is nothing to stop or
-                    // forward to), and only what was acted on is reported.
-                    if [sig::SIGTERM, sig::SIGINT, sig::SIGHUP, sig::SIGQUIT].contains(&s) {
-                        ending.received.push(signame::display(s));
-                        *ending.cut_short = Some(s);
-                        if !ending.quiet {
-                            eprintln!(
-                                "pkit: {}: the program has ended; killing what it left now",
-                                signame::display(s)
-                            );
-                        }
-                        let _ = group.kill();
-                        return Some(left);
-                    }
-                }
-                Err(_) => reading = false,
-            },
-        }
-    }
 }
 
 fn exit_for(args: &RunArgs, st: &Run, outcome: Outcome) -> Exit {

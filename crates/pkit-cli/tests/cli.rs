@@ -138,7 +138,8 @@ fn grace_lets_the_child_clean_up() {
         let out = run(&[
             "run",
             "--timeout",
-            "500ms",
+            // Time for the shell to set its trap (a loaded machine).
+            "1s",
             "--grace",
             "5s",
             "--mechanism",

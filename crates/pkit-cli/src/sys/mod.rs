@@ -8,7 +8,7 @@
 #[cfg(unix)]
 mod orphan;
 #[cfg(unix)]
-pub use orphan::{own_group_orphaned, stop_signal};
+pub use orphan::{exited, own_group_orphaned, stop_signal};
 #[cfg(unix)]
 mod parent;
 #[cfg(unix)]

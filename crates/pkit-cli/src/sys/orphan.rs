@@ -47,6 +47,26 @@ pub fn stop_signal(pid: u32) -> Option<i32> {
     }
 }
 
+/// Whether `pid`, a child of pkit not yet reaped, has exited:
+/// `waitid(WEXITED | WNOHANG | WNOWAIT)`, which leaves the exit to be
+/// collected by the child's own waiter. False when it can't be asked (not
+/// pkit's child, or NetBSD and OpenBSD).
+#[cfg(not(any(target_os = "netbsd", target_os = "openbsd")))]
+pub fn exited(pid: u32) -> bool {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    matches!(waitid(WaitId::Pid(pid), options), Ok(Some(_)))
+}
+
+/// [`exited`] where rustix has no `waitid` to ask: never known.
+#[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+pub fn exited(_pid: u32) -> bool {
+    false
+}
+
 /// [`stop_signal`] on NetBSD and OpenBSD, through the C library: rustix
 /// has no `waitid` for OpenBSD, and on NetBSD its status has no accessors
 /// (nor the libc crate's `siginfo_t`). Type-checked in CI, not run.

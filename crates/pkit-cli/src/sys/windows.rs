@@ -231,6 +231,12 @@ pub fn state_of(_pid: u32) -> Option<char> {
     None
 }
 
+/// Not asked on Windows (no `waitid` that leaves the exit to the child's
+/// own waiter): never known.
+pub fn exited(_pid: u32) -> bool {
+    false
+}
+
 /// No subreaper on Windows: the Job Object holds every descendant.
 pub fn set_child_subreaper() -> io::Result<()> {
     Err(unsupported(
