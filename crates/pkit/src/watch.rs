@@ -90,6 +90,8 @@ struct Armed {
     cancel: Option<CancelToken>,
     /// How a timeout, and how a cancellation, end the subtree.
     plans: [Option<(Signal, Duration)>; 2],
+    /// How far the task got in ending the subtree (see [`Phase`]).
+    phase: Mutex<Phase>,
     /// For the log: the name, the timeout, the program, the mechanism, the pid.
     log: (
         Arc<str>,
@@ -98,6 +100,22 @@ struct Armed {
         crate::sys::Mechanism,
         u32,
     ),
+}
+
+/// Where a fired watch is in ending the subtree: a task dropped with its
+/// runtime between the first signal and the SIGKILL after the grace left it
+/// `Ending`, and [`rearm`] finishes the end from there.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Not fired, or fired and the subtree ended.
+    Idle,
+    /// The first signal went out (or is about to): `deadline` ends the
+    /// grace (`None`: no grace, or one without end); `graceful`: there was
+    /// a first signal before SIGKILL.
+    Ending {
+        deadline: Option<Instant>,
+        graceful: bool,
+    },
 }
 
 impl std::fmt::Debug for Armed {
@@ -136,6 +154,7 @@ pub(crate) fn attach(
             inactivity,
             cancel: bounds.cancel.cloned(),
             plans: [bounds.on_timeout, bounds.on_cancel],
+            phase: Mutex::new(Phase::Idle),
             log: (label(), bounds.timeout, program.to_owned(), mechanism, pid),
         })
     });
@@ -149,26 +168,71 @@ pub(crate) fn attach(
 }
 
 /// Starts the watch's task again on the current runtime when it ended
-/// while armed: the runtime the process was started on (where the task
-/// ran) has shut down, and a wait on another runtime must still see the
-/// timeout and the cancel token end the process. (The task ends on its own
-/// only once the process has exited, or after recording why it ended it;
-/// started again after an exit, it sees the exit at once.)
+/// before its work was done: the runtime the process was started on (where
+/// the task ran) has shut down, and a wait on another runtime must still
+/// see the timeout and the cancel token end the process. A task dropped
+/// while armed is started again with the first one's deadlines; one
+/// dropped while ending the subtree (between the first signal and the
+/// SIGKILL after the grace) is finished by [`finishing`]. (A task that saw
+/// the exit ended while armed too: nothing is left to watch then.)
 pub(crate) fn rearm(watch: &mut Option<Watch>) {
     let Some(w) = watch else { return };
     let (Some(task), Some(armed)) = (&w.task, &w.armed) else {
         return;
     };
+    if !task.is_finished() {
+        return;
+    }
     let armed_still = matches!(
         *w.state.lock().unwrap_or_else(|e| e.into_inner()),
         State::Armed
     );
-    // A task that saw the exit ended while armed too: nothing to watch.
-    let exited = || matches!(armed.child.try_status(), Ok(Some(_)));
-    if task.is_finished() && armed_still && !exited() {
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+    let phase = *armed.phase.lock().unwrap_or_else(|e| e.into_inner());
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    match phase {
+        Phase::Ending { deadline, graceful } => {
+            w.task = Some(rt.spawn(finishing(armed.clone(), deadline, graceful)));
+        }
+        Phase::Idle if armed_still && !matches!(armed.child.try_status(), Ok(Some(_))) => {
             w.task = Some(rt.spawn(watching(armed.clone())));
         }
+        Phase::Idle => {}
+    }
+}
+
+/// Finishes an end of the subtree that a task dropped with its runtime
+/// left under way: waits for the process until the grace's `deadline`,
+/// then kills whatever of the subtree is left (what outlived the process
+/// gets no more of the grace: the signal's first pass can't be resumed).
+/// `late` is set when the process itself outlived the grace.
+async fn finishing(a: Arc<Armed>, deadline: Option<Instant>, graceful: bool) {
+    let late = graceful
+        && tokio::select! {
+            _ = a.child.wait() => false,
+            () = sleep_until_or_never(deadline) => true,
+        };
+    let (name, _, program, mechanism, pid) = &a.log;
+    let who = crate::log::Subject::new(program, name)
+        .pid(*pid)
+        .mechanism(*mechanism);
+    if let Err(e) = a.tree.end(None).await {
+        crate::log::tree_not_ended(who, &e);
+    }
+    if late {
+        crate::log::killed_after_grace(who);
+    }
+    ended(&a, late);
+}
+
+/// Records the subtree ended: `late` when SIGKILL was still needed after
+/// the grace.
+fn ended(a: &Armed, late: bool) {
+    *a.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Idle;
+    if let State::TimedOut { late: l, .. } = &mut *a.state.lock().unwrap_or_else(|e| e.into_inner())
+    {
+        *l = late;
     }
 }
 
@@ -205,6 +269,10 @@ async fn watching(a: Arc<Armed>) {
         _ => a.plans[1],
     };
     let first = plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)));
+    *a.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Ending {
+        deadline: first.and_then(|(_, d)| d),
+        graceful: first.is_some(),
+    };
     // A subtree that could not be listed is not taken for ended
     // within the grace: its root was killed, the rest unknown.
     let late = a.tree.end(first).await.unwrap_or_else(|e| {
@@ -214,10 +282,7 @@ async fn watching(a: Arc<Armed>) {
     if late {
         crate::log::killed_after_grace(who);
     }
-    if let State::TimedOut { late: l, .. } = &mut *a.state.lock().unwrap_or_else(|e| e.into_inner())
-    {
-        *l = late;
-    }
+    ended(&a, late);
 }
 
 /// Whether the watch ended the process by its timeout, read after the

@@ -176,6 +176,60 @@ async fn a_process_waited_for_on_another_runtime_than_its_start() {
     suite.end().await;
 }
 
+/// A timeout whose grace is under way when the start's runtime shuts down
+/// (the SIGTERM sent, the SIGKILL after the grace still to come): a wait on
+/// another runtime sees the SIGKILL come at the grace's end, and the
+/// output says it was needed. Before, the watch was started again only
+/// while armed, so nothing sent the SIGKILL and the wait hung on a program
+/// that ignores SIGTERM (rv14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_under_way_when_the_starts_runtime_goes() {
+    let suite = begin("a_grace_under_way_when_the_starts_runtime_goes").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("grace-under-way");
+        let script = "trap '' TERM; echo $$ > \"$1\"; exec sleep 300";
+        let cmd = Command::new("sh")
+            .args(["-c", script, "sh", file.as_str()])
+            .stdout(pkit::Stdio::Null)
+            .stderr(pkit::Stdio::Null)
+            .timeout(Duration::from_millis(200))
+            .timeout_signal(pkit::Signal::Term)
+            .grace(Duration::from_secs(2));
+        let path = file.path().to_path_buf();
+        let (g, mut p) = on_short_runtime(move || {
+            Box::pin(async move {
+                let g = group(choice);
+                let p = g.start(&cmd).expect("start");
+                // The timeout fires at 200 ms; the runtime goes once the
+                // SIGTERM is out (the program's pid file is written before
+                // its trap can be hit, so wait for the file, then past the
+                // timeout), well inside the 2 s grace.
+                let written = || std::fs::read_to_string(&path).is_ok_and(|s| s.ends_with('\n'));
+                let until = std::time::Instant::now() + DEADLINE;
+                while !written() && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                (g, p)
+            })
+        });
+        let pid = p.pid();
+        let out = tokio::time::timeout(LONG, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the wait hangs: no SIGKILL after the grace"))
+            .expect("wait");
+        assert!(out.timed_out(), "{choice}: {out:?}");
+        assert!(
+            out.killed_after_grace(),
+            "{choice}: SIGTERM was ignored: {out:?}"
+        );
+        drop(p);
+        g.close().await.expect("close");
+        assert_gone(&[pid], &choice.to_string()).await;
+    }
+    suite.end().await;
+}
+
 /// A group made, and used, on a runtime that is gone, then used on
 /// another: its starts, waits, kill and close work there; and a pipeline
 /// started on the gone runtime and waited for on the other gives an error
