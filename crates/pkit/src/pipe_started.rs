@@ -522,16 +522,37 @@ async fn cut_on_failure(
         if !failed {
             continue;
         }
-        for (j, s) in stages.iter().enumerate().take(i) {
-            // Not one that has exited already, if not yet seen to.
-            if waits[j].is_some() && !s.exited() && !cut[j].swap(true, Ordering::Relaxed) {
-                s.child
-                    .signal(Signal::Kill.as_raw())
-                    .map_err(|e| Error::io(format!("{}: kill", s.program), e))?;
-            }
-        }
+        // Not one that has exited already, if not yet seen to.
+        let to_cut: Vec<&StageWait> = (stages.iter().enumerate().take(i))
+            .filter(|&(j, s)| {
+                waits[j].is_some() && !s.exited() && !cut[j].swap(true, Ordering::Relaxed)
+            })
+            .map(|(_, s)| s)
+            .collect();
+        cut_short(&to_cut)?;
     }
     Ok(())
+}
+
+/// SIGKILL to each of `stages`, stopped first, all of them: a stage killed
+/// while the next still ran let that one read end of file and exit on its
+/// own (a grep, 1) before its own SIGKILL came, and be blamed for the
+/// chain. A stopped stage can't act on its input's end; SIGKILL ends it
+/// stopped. One the SIGKILL can't reach is let go on again.
+fn cut_short(stages: &[&StageWait]) -> Result<()> {
+    #[cfg(unix)]
+    for s in stages {
+        let _ = s.child.signal(Signal::Stop.as_raw());
+    }
+    let mut failed = None;
+    for s in stages {
+        if let Err(e) = s.child.signal(Signal::Kill.as_raw()) {
+            #[cfg(unix)]
+            let _ = s.child.signal(Signal::Cont.as_raw());
+            failed.get_or_insert(Error::io(format!("{}: kill", s.program), e));
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// The pipefail fold, and the stage whose outcome it took. A stage fails

@@ -554,3 +554,70 @@ fn a_shutdown_whose_signal_a_member_refuses_keeps_the_grace_and_kills() {
         },
     );
 }
+
+/// A dropped group kills its processes all at once: a chain of `cat`s the
+/// group started, joined by FIFOs, each shows the SIGKILL. Before, the drop
+/// sent the started processes their SIGKILL one by one, in start order,
+/// before the cgroup's kill: a `cat` whose upstream had died read end of
+/// file and exited 0 first (the class of CI's started_pipe failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_group_kills_a_chain_of_its_processes_at_once() {
+    let suite = begin("a_dropped_group_kills_a_chain_of_its_processes_at_once").await;
+    const CATS: usize = 7;
+    for choice in mechanisms() {
+        for round in 0..10 {
+            let dir = TempPath::new("fifo-chain");
+            std::fs::create_dir(dir.path()).expect("a directory");
+            let fifos: Vec<String> = (0..=CATS)
+                .map(|i| format!("{}/f{i}", dir.as_str()))
+                .collect();
+            let made = std::process::Command::new("mkfifo").args(&fifos).status();
+            assert!(made.expect("mkfifo").success());
+            let group = group(choice);
+            let mut scripts = vec![format!("exec sleep 300 > {}", fifos[0])];
+            scripts
+                .extend((1..=CATS).map(|i| format!("exec cat < {} > {}", fifos[i - 1], fifos[i])));
+            scripts.push(format!("exec cat < {}", fifos[CATS]));
+            let mut procs: Vec<_> = scripts
+                .iter()
+                .map(|s| {
+                    group
+                        .start(&Command::new("sh").args(["-c", s]))
+                        .expect("start")
+                })
+                .collect();
+            let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+            // Every FIFO opened at both ends: each has exec'd its program.
+            let deadline = std::time::Instant::now() + DEADLINE;
+            for &pid in &pids {
+                loop {
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    if comm == "cat\n" || comm == "sleep\n" {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{choice}: {pid} is {comm:?}"
+                    );
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            drop(group);
+            let mut outcomes = Vec::new();
+            for p in &mut procs {
+                let out = tokio::time::timeout(DEADLINE, p.wait())
+                    .await
+                    .expect("ends");
+                outcomes.push(out.expect("wait").outcome());
+            }
+            assert_eq!(
+                outcomes,
+                [Outcome::Signalled(9); CATS + 2],
+                "{choice}, round {round}"
+            );
+            assert_gone(&pids, "the dropped group's chain").await;
+        }
+    }
+    suite.end().await;
+}

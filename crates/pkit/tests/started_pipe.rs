@@ -199,6 +199,36 @@ async fn dropping_the_handle_kills_the_chain_and_a_grandchild() {
     suite.end().await;
 }
 
+/// A failed stage cuts every stage before it short, and each shows the
+/// SIGKILL that cut it, the failed stage blamed. The cut stages are
+/// greps, which exit 1 at once on end of file: killed one by one, head
+/// first, a grep whose upstream had died read end of file and exited 1
+/// before its own SIGKILL came, and was blamed for the chain (the same
+/// class as the group kill's one-by-one signals).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stage_cuts_a_long_chain_short_and_is_blamed() {
+    let suite = begin("a_failed_stage_cuts_a_long_chain_short_and_is_blamed").await;
+    for choice in mechanisms() {
+        for round in 0..20 {
+            let mut stages = vec![Command::new("sleep").arg("300")];
+            stages.extend((0..6).map(|_| Command::new("grep").arg("x")));
+            stages.push(shc("exit 3"));
+            let mut p = Pipe::new(stages).mechanism(choice).start().unwrap();
+            let pids = p.pids();
+            let out = p.wait().await.unwrap();
+            let outcomes: Vec<Outcome> = out.stages().iter().map(|s| s.outcome()).collect();
+            let cut_short = [Outcome::Signalled(9); 7];
+            assert_eq!(
+                (out.outcome(), out.program(), &outcomes[..7]),
+                (Outcome::Exited(3), "sh", &cut_short[..]),
+                "{choice}, round {round}: {outcomes:?}"
+            );
+            assert_gone(&pids, "the cut chain").await;
+        }
+    }
+    suite.end().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_reports_a_failing_middle_stage() {
     let suite = begin("wait_reports_a_failing_middle_stage").await;

@@ -183,19 +183,23 @@ impl Container {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
-        #[cfg(target_os = "linux")]
-        if let Kind::Cgroup(cg) = &self.kind {
-            self.signal_started(cg, libc::SIGKILL);
-        }
         match &self.kind {
-            // Emptied already: to the pool of spares, as `close` does.
+            // Emptied already: to the pool of spares, as `close` does (a
+            // started process still running is outside it).
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) if self.limits.info.is_empty() && self.retire(cg) => {
+                self.signal_started(cg, libc::SIGKILL);
                 self.release_guard();
                 cg.release_fds();
             }
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
+                // The cgroup's kill first, as `kill` does: reaching every
+                // member at once, where the started processes' SIGKILLs go
+                // one by one (before, a `cat` whose upstream they had killed
+                // read end of file and exited 0 first).
+                let _ = cg.kill();
+                self.signal_started(cg, libc::SIGKILL);
                 let v1 = self.limits.v1.iter().map(|(_, g)| g.path().to_path_buf());
                 // Killed; the guard's registration is dropped once the
                 // directories are removed (by the reaper, if they can't be
