@@ -4,7 +4,7 @@
 #[cfg(unix)]
 use std::ffi::OsStr;
 #[cfg(unix)]
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 #[cfg(unix)]
 use std::path::Path;
 use std::path::PathBuf;
@@ -106,31 +106,43 @@ fn resolve_with(
     }
     let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
     let mut not_executable = None;
-    let entries = search.as_bytes().split(|&b| b == b':').map(|dir| {
-        if dir.is_empty() {
-            Path::new(".")
-        } else {
-            Path::new(OsStr::from_bytes(dir))
-        }
-    });
-    // A directory named twice (a `PATH` that repeats an entry, as one
-    // extended by several profile scripts often does) is looked in once:
-    // the second look could only find what the first did.
-    let mut tried: Vec<&Path> = Vec::new();
-    for dir in first.iter().map(PathBuf::as_path).chain(entries) {
-        if tried.contains(&dir) {
+    let dirs = first
+        .iter()
+        .map(|p| p.as_os_str().as_bytes())
+        .chain(search.as_bytes().split(|&b| b == b':'))
+        .map(|dir| if dir.is_empty() { &b"."[..] } else { dir });
+    // Every candidate is built in this one buffer, which becomes the
+    // answer: no allocation per directory looked in.
+    let mut candidate: Vec<u8> = Vec::with_capacity(128);
+    for (i, dir) in dirs.clone().enumerate() {
+        // A directory named twice (a `PATH` that repeats an entry, as one
+        // extended by several profile scripts often does) is looked in
+        // once: the second look could only find what the first did. The
+        // names are compared as bytes (a `Path` comparison parses both
+        // into components), so `/usr/bin` and `/usr/bin/` are two looks.
+        if dirs.clone().take(i).any(|earlier| earlier == dir) {
             continue;
         }
-        tried.push(dir);
-        let candidate = match absolute(dir) {
-            Ok(d) => d.join(program),
-            // An entry we can't place is skipped, as a missing one is.
-            Err(_) => continue,
-        };
-        match check(&candidate) {
-            Check::Executable => return Ok(candidate),
+        candidate.clear();
+        if dir.first() == Some(&b'/') {
+            candidate.extend_from_slice(dir);
+        } else {
+            match absolute(Path::new(OsStr::from_bytes(dir))) {
+                Ok(d) => candidate.extend_from_slice(d.as_os_str().as_bytes()),
+                // An entry we can't place is skipped, as a missing one is.
+                Err(_) => continue,
+            }
+        }
+        if candidate.last() != Some(&b'/') {
+            candidate.push(b'/');
+        }
+        candidate.extend_from_slice(program.as_bytes());
+        match check(Path::new(OsStr::from_bytes(&candidate))) {
+            Check::Executable => {
+                return Ok(PathBuf::from(std::ffi::OsString::from_vec(candidate)));
+            }
             Check::NotExecutable => {
-                not_executable.get_or_insert(candidate);
+                not_executable.get_or_insert_with(|| PathBuf::from(OsStr::from_bytes(&candidate)));
             }
             Check::Missing => {}
         }
@@ -204,4 +216,47 @@ pub(crate) fn missing_interpreter(path: &Path) -> Option<String> {
     } else {
         "the file exists but the kernel could not find what it needs to run it".to_string()
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// The candidate built in one buffer is the path `Path::join` gives:
+    /// one separator after a directory with or without a trailing `/`,
+    /// repeated and missing entries skipped, a relative or empty entry
+    /// placed in this process's directory, `first` before `PATH`.
+    #[test]
+    fn a_path_search_names_the_file_as_join_would() {
+        let found = |first: &[PathBuf], path: &str| {
+            resolve("sh".as_ref(), first, Some(OsStr::new(path))).ok()
+        };
+        for path in [
+            "/usr/bin/",
+            "/usr/bin",
+            "/nonexistent-pkit:/usr/bin/:/usr/bin",
+        ] {
+            assert_eq!(
+                found(&[], path),
+                Some(PathBuf::from("/usr/bin/sh")),
+                "{path}"
+            );
+        }
+        let first = [PathBuf::from("/nonexistent-pkit"), PathBuf::from("/bin/")];
+        assert_eq!(found(&first, "/usr/bin"), Some(PathBuf::from("/bin/sh")));
+        let here = std::env::current_dir().unwrap();
+        let rel = Path::new("/usr/bin").strip_prefix("/").unwrap();
+        let mut up = PathBuf::new();
+        for _ in here.components().skip(1) {
+            up.push("..");
+        }
+        let rel_dir = up.join(rel);
+        assert_eq!(
+            found(&[], &format!("/nonexistent-pkit:{}", rel_dir.display())),
+            Some(here.join(&rel_dir).join("sh"))
+        );
+        assert_eq!(found(&[], "/nonexistent-pkit:/nonexistent-pkit"), None);
+        // An empty entry is this process's directory, where no `sh` is.
+        assert_eq!(found(&[], ":"), None);
+    }
 }
