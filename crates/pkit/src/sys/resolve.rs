@@ -45,7 +45,7 @@ pub(crate) fn resolve(
     first: &[PathBuf],
     path_var: Option<&OsStr>,
 ) -> Result<PathBuf, ResolveError> {
-    resolve_with(program, first, path_var, check)
+    resolve_with(program, first, path_var, |p| check(p))
 }
 
 #[cfg(unix)]
@@ -111,17 +111,26 @@ fn resolve_with(
         .map(|p| p.as_os_str().as_bytes())
         .chain(search.as_bytes().split(|&b| b == b':'))
         .map(|dir| if dir.is_empty() { &b"."[..] } else { dir });
-    // Every candidate is built in this one buffer, which becomes the
-    // answer: no allocation per directory looked in.
+    // A directory named twice (a `PATH` that repeats an entry, as one
+    // extended by several profile scripts often does) is looked in once:
+    // the second look could only find what the first did. The names are
+    // compared as bytes (a `Path` comparison parses both into components),
+    // so `/usr/bin` and `/usr/bin/` are two looks; past `SEEN` distinct
+    // entries, a repeat is looked in again (the same answer, one call more).
+    const SEEN: usize = 32;
+    let mut seen: [&[u8]; SEEN] = [&[]; SEEN];
+    let mut seen_len = 0;
+    // Every candidate is built in this one buffer, NUL-terminated for the
+    // system calls, and it becomes the answer: no allocation or copy per
+    // directory looked in.
     let mut candidate: Vec<u8> = Vec::with_capacity(128);
-    for (i, dir) in dirs.clone().enumerate() {
-        // A directory named twice (a `PATH` that repeats an entry, as one
-        // extended by several profile scripts often does) is looked in
-        // once: the second look could only find what the first did. The
-        // names are compared as bytes (a `Path` comparison parses both
-        // into components), so `/usr/bin` and `/usr/bin/` are two looks.
-        if dirs.clone().take(i).any(|earlier| earlier == dir) {
+    for dir in dirs {
+        if seen[..seen_len].contains(&dir) {
             continue;
+        }
+        if seen_len < SEEN {
+            seen[seen_len] = dir;
+            seen_len += 1;
         }
         candidate.clear();
         if dir.first() == Some(&b'/') {
@@ -137,7 +146,15 @@ fn resolve_with(
             candidate.push(b'/');
         }
         candidate.extend_from_slice(program.as_bytes());
-        match check(Path::new(OsStr::from_bytes(&candidate))) {
+        let len = candidate.len();
+        candidate.push(0);
+        // A NUL inside (a `PATH` entry or a name holding one) names no file.
+        let found = match std::ffi::CStr::from_bytes_with_nul(&candidate) {
+            Ok(c) => check(c),
+            Err(_) => Check::Missing,
+        };
+        candidate.truncate(len);
+        match found {
             Check::Executable => {
                 return Ok(PathBuf::from(std::ffi::OsString::from_vec(candidate)));
             }
@@ -164,13 +181,17 @@ enum Check {
 
 #[cfg(unix)]
 /// Whether `path` is a regular file this process may execute: a look at
-/// its type and mode (one `statx`; a file without any exec bit refuses
+/// its type and mode (one `stat`; a file without any exec bit refuses
 /// every user, root included), then `access` for what only the kernel can
-/// judge (owner and group, ACLs, a `noexec` mount).
-fn check(path: &Path) -> Check {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+/// judge (owner and group, ACLs, a `noexec` mount). A `&CStr` is passed
+/// to both calls as it is; a `&Path` is copied to a C string for each.
+fn check<P: rustix::path::Arg + Copy>(path: P) -> Check {
+    use rustix::fs::FileType;
+    match rustix::fs::stat(path) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                && st.st_mode & 0o111 != 0 =>
+        {
             if rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_err() {
                 Check::NotExecutable
             } else {
