@@ -249,35 +249,51 @@ mod tests {
     /// placed in this process's directory, `first` before `PATH`.
     #[test]
     fn a_path_search_names_the_file_as_join_would() {
+        use std::os::unix::fs::PermissionsExt;
+        // A directory of our own holding an executable `tool`, so that the
+        // answer doesn't depend on where this system keeps its programs.
+        let dir = std::env::temp_dir().join(format!("pkit-resolve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tool = dir.join("tool");
+        std::fs::write(&tool, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.to_str().unwrap();
         let found = |first: &[PathBuf], path: &str| {
-            resolve("sh".as_ref(), first, Some(OsStr::new(path))).ok()
+            resolve("tool".as_ref(), first, Some(OsStr::new(path))).ok()
         };
         for path in [
-            "/usr/bin/",
-            "/usr/bin",
-            "/nonexistent-pkit:/usr/bin/:/usr/bin",
+            format!("{d}/"),
+            d.to_string(),
+            format!("/nonexistent-pkit:{d}/:{d}"),
+            format!("/nonexistent-pkit:/nonexistent-pkit:{d}"),
         ] {
-            assert_eq!(
-                found(&[], path),
-                Some(PathBuf::from("/usr/bin/sh")),
-                "{path}"
-            );
+            assert_eq!(found(&[], &path), Some(tool.clone()), "{path}");
         }
-        let first = [PathBuf::from("/nonexistent-pkit"), PathBuf::from("/bin/")];
-        assert_eq!(found(&first, "/usr/bin"), Some(PathBuf::from("/bin/sh")));
+        let first = [
+            PathBuf::from("/nonexistent-pkit"),
+            PathBuf::from(format!("{d}/")),
+        ];
+        assert_eq!(found(&first, "/nonexistent-pkit"), Some(tool.clone()));
+        // A relative entry is placed in this process's directory.
         let here = std::env::current_dir().unwrap();
-        let rel = Path::new("/usr/bin").strip_prefix("/").unwrap();
-        let mut up = PathBuf::new();
+        let mut rel = PathBuf::new();
         for _ in here.components().skip(1) {
-            up.push("..");
+            rel.push("..");
         }
-        let rel_dir = up.join(rel);
+        let rel = rel.join(dir.strip_prefix("/").unwrap());
         assert_eq!(
-            found(&[], &format!("/nonexistent-pkit:{}", rel_dir.display())),
-            Some(here.join(&rel_dir).join("sh"))
+            found(&[], &format!("/nonexistent-pkit:{}", rel.display())),
+            Some(here.join(&rel).join("tool"))
         );
         assert_eq!(found(&[], "/nonexistent-pkit:/nonexistent-pkit"), None);
-        // An empty entry is this process's directory, where no `sh` is.
+        // An empty entry is this process's directory, where no `tool` is.
         assert_eq!(found(&[], ":"), None);
+        // A file without an exec bit is skipped, and named if nothing else is.
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            resolve("tool".as_ref(), &[], Some(OsStr::new(d))),
+            Err(ResolveError::NotExecutable(p)) if p == tool
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
