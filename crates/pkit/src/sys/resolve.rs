@@ -4,7 +4,7 @@
 #[cfg(unix)]
 use std::ffi::OsStr;
 #[cfg(unix)]
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 #[cfg(unix)]
 use std::path::Path;
 use std::path::PathBuf;
@@ -45,7 +45,7 @@ pub(crate) fn resolve(
     first: &[PathBuf],
     path_var: Option<&OsStr>,
 ) -> Result<PathBuf, ResolveError> {
-    resolve_with(program, first, path_var, check)
+    resolve_with(program, first, path_var, |p| check(p))
 }
 
 #[cfg(unix)]
@@ -106,31 +106,60 @@ fn resolve_with(
     }
     let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
     let mut not_executable = None;
-    let entries = search.as_bytes().split(|&b| b == b':').map(|dir| {
-        if dir.is_empty() {
-            Path::new(".")
-        } else {
-            Path::new(OsStr::from_bytes(dir))
-        }
-    });
+    let dirs = first
+        .iter()
+        .map(|p| p.as_os_str().as_bytes())
+        .chain(search.as_bytes().split(|&b| b == b':'))
+        .map(|dir| if dir.is_empty() { &b"."[..] } else { dir });
     // A directory named twice (a `PATH` that repeats an entry, as one
     // extended by several profile scripts often does) is looked in once:
-    // the second look could only find what the first did.
-    let mut tried: Vec<&Path> = Vec::new();
-    for dir in first.iter().map(PathBuf::as_path).chain(entries) {
-        if tried.contains(&dir) {
+    // the second look could only find what the first did. The names are
+    // compared as bytes (a `Path` comparison parses both into components),
+    // so `/usr/bin` and `/usr/bin/` are two looks; past `SEEN` distinct
+    // entries, a repeat is looked in again (the same answer, one call more).
+    const SEEN: usize = 32;
+    let mut seen: [&[u8]; SEEN] = [&[]; SEEN];
+    let mut seen_len = 0;
+    // Every candidate is built in this one buffer, NUL-terminated for the
+    // system calls, and it becomes the answer: no allocation or copy per
+    // directory looked in.
+    let mut candidate: Vec<u8> = Vec::with_capacity(128);
+    for dir in dirs {
+        if seen[..seen_len].contains(&dir) {
             continue;
         }
-        tried.push(dir);
-        let candidate = match absolute(dir) {
-            Ok(d) => d.join(program),
-            // An entry we can't place is skipped, as a missing one is.
-            Err(_) => continue,
+        if seen_len < SEEN {
+            seen[seen_len] = dir;
+            seen_len += 1;
+        }
+        candidate.clear();
+        if dir.first() == Some(&b'/') {
+            candidate.extend_from_slice(dir);
+        } else {
+            match absolute(Path::new(OsStr::from_bytes(dir))) {
+                Ok(d) => candidate.extend_from_slice(d.as_os_str().as_bytes()),
+                // An entry we can't place is skipped, as a missing one is.
+                Err(_) => continue,
+            }
+        }
+        if candidate.last() != Some(&b'/') {
+            candidate.push(b'/');
+        }
+        candidate.extend_from_slice(program.as_bytes());
+        let len = candidate.len();
+        candidate.push(0);
+        // A NUL inside (a `PATH` entry or a name holding one) names no file.
+        let found = match std::ffi::CStr::from_bytes_with_nul(&candidate) {
+            Ok(c) => check(c),
+            Err(_) => Check::Missing,
         };
-        match check(&candidate) {
-            Check::Executable => return Ok(candidate),
+        candidate.truncate(len);
+        match found {
+            Check::Executable => {
+                return Ok(PathBuf::from(std::ffi::OsString::from_vec(candidate)));
+            }
             Check::NotExecutable => {
-                not_executable.get_or_insert(candidate);
+                not_executable.get_or_insert_with(|| PathBuf::from(OsStr::from_bytes(&candidate)));
             }
             Check::Missing => {}
         }
@@ -152,13 +181,17 @@ enum Check {
 
 #[cfg(unix)]
 /// Whether `path` is a regular file this process may execute: a look at
-/// its type and mode (one `statx`; a file without any exec bit refuses
+/// its type and mode (one `stat`; a file without any exec bit refuses
 /// every user, root included), then `access` for what only the kernel can
-/// judge (owner and group, ACLs, a `noexec` mount).
-fn check(path: &Path) -> Check {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+/// judge (owner and group, ACLs, a `noexec` mount). A `&CStr` is passed
+/// to both calls as it is; a `&Path` is copied to a C string for each.
+fn check<P: rustix::path::Arg + Copy>(path: P) -> Check {
+    use rustix::fs::FileType;
+    match rustix::fs::stat(path) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                && st.st_mode & 0o111 != 0 =>
+        {
             if rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_err() {
                 Check::NotExecutable
             } else {
@@ -204,4 +237,63 @@ pub(crate) fn missing_interpreter(path: &Path) -> Option<String> {
     } else {
         "the file exists but the kernel could not find what it needs to run it".to_string()
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// The candidate built in one buffer is the path `Path::join` gives:
+    /// one separator after a directory with or without a trailing `/`,
+    /// repeated and missing entries skipped, a relative or empty entry
+    /// placed in this process's directory, `first` before `PATH`.
+    #[test]
+    fn a_path_search_names_the_file_as_join_would() {
+        use std::os::unix::fs::PermissionsExt;
+        // A directory of our own holding an executable `tool`, so that the
+        // answer doesn't depend on where this system keeps its programs.
+        let dir = std::env::temp_dir().join(format!("pkit-resolve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tool = dir.join("tool");
+        std::fs::write(&tool, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.to_str().unwrap();
+        let found = |first: &[PathBuf], path: &str| {
+            resolve("tool".as_ref(), first, Some(OsStr::new(path))).ok()
+        };
+        for path in [
+            format!("{d}/"),
+            d.to_string(),
+            format!("/nonexistent-pkit:{d}/:{d}"),
+            format!("/nonexistent-pkit:/nonexistent-pkit:{d}"),
+        ] {
+            assert_eq!(found(&[], &path), Some(tool.clone()), "{path}");
+        }
+        let first = [
+            PathBuf::from("/nonexistent-pkit"),
+            PathBuf::from(format!("{d}/")),
+        ];
+        assert_eq!(found(&first, "/nonexistent-pkit"), Some(tool.clone()));
+        // A relative entry is placed in this process's directory.
+        let here = std::env::current_dir().unwrap();
+        let mut rel = PathBuf::new();
+        for _ in here.components().skip(1) {
+            rel.push("..");
+        }
+        let rel = rel.join(dir.strip_prefix("/").unwrap());
+        assert_eq!(
+            found(&[], &format!("/nonexistent-pkit:{}", rel.display())),
+            Some(here.join(&rel).join("tool"))
+        );
+        assert_eq!(found(&[], "/nonexistent-pkit:/nonexistent-pkit"), None);
+        // An empty entry is this process's directory, where no `tool` is.
+        assert_eq!(found(&[], ":"), None);
+        // A file without an exec bit is skipped, and named if nothing else is.
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            resolve("tool".as_ref(), &[], Some(OsStr::new(d))),
+            Err(ResolveError::NotExecutable(p)) if p == tool
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
