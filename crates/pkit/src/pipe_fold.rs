@@ -1,0 +1,75 @@
+//! A pipeline's result from its stages' results: what each stage's end
+//! means to the chain, and the pipefail fold (which stage is blamed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::output::{Outcome, Output};
+
+/// What a stage's end means to the chain.
+#[derive(Clone)]
+pub(crate) struct StageRule {
+    /// Whether its failure fails the chain (not `unchecked_in_pipe`).
+    pub checked: bool,
+    /// The exit codes that count as its success (its `ok_codes`; 0
+    /// without).
+    pub ok: Option<Arc<[i32]>>,
+}
+
+impl StageRule {
+    /// Whether ending with `outcome` fails the chain: a checked stage that
+    /// did not exit with one of its accepted codes.
+    pub(crate) fn fails(&self, outcome: Outcome) -> bool {
+        let ok = self.ok.as_deref().unwrap_or(&[0]);
+        self.checked && !matches!(outcome, Outcome::Exited(c) if ok.contains(&c))
+    }
+}
+
+/// The pipefail fold, and the stage whose outcome it took. A stage fails
+/// by its rule (an exit code its `ok_codes` accept is a success); a stage
+/// the chain's end cut short (`cut`: killed because another stage failed)
+/// is never blamed. The last stage's stdout moves into the fold (its stage
+/// record keeps none), so a big output is held once.
+pub(crate) fn fold(
+    mut stages: Vec<Output>,
+    rules: &[StageRule],
+    cut: &[bool],
+    duration: Duration,
+) -> (Output, usize) {
+    let last = stages.len() - 1;
+    let blame = stages
+        .iter()
+        .zip(rules)
+        .zip(cut)
+        .position(|((o, rule), cut)| rule.fails(o.outcome) && !cut)
+        .unwrap_or(last);
+    let stdout = std::mem::take(&mut stages[last].stdout);
+    // Any stage's secrets (each stage knows the chain's), once each.
+    let mut redact: Vec<Vec<u8>> = stages.iter().flat_map(|s| s.redact.clone()).collect();
+    redact.sort_unstable();
+    redact.dedup();
+    let b = &stages[blame];
+    let l = &stages[last];
+    let out = Output {
+        program: b.program.clone(),
+        outcome: b.outcome,
+        stdout,
+        stderr: b.stderr.clone(),
+        duration,
+        mechanism: b.mechanism,
+        pid: b.pid,
+        stdout_seen: l.stdout_seen,
+        stderr_seen: b.stderr_seen,
+        cpu_time: stages.iter().map(|s| s.cpu_time).sum(),
+        peak_memory: stages.iter().map(|s| s.peak_memory).max().flatten(),
+        oom_killed: stages.iter().any(|s| s.oom_killed),
+        killed_after_grace: false,
+        inactivity_timed_out: false,
+        secret_output: stages.iter().any(|s| s.secret_output),
+        redact,
+        stdout_tee_error: l.stdout_tee_error.clone(),
+        stderr_tee_error: b.stderr_tee_error.clone(),
+        stages,
+    };
+    (out, blame)
+}
