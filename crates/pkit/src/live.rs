@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::output::{Outcome, Output};
 use crate::process::{outcome_of, RunningProcess};
 use crate::sys::Signal;
+use crate::timing::first_of;
 
 impl RunningProcess {
     /// How it ended, if it has exited; `None` while it runs. Never blocks
@@ -153,7 +154,21 @@ pub async fn wait_any(procs: &mut [RunningProcess]) -> Result<(usize, Result<Out
     for p in procs.iter_mut() {
         crate::watch::rearm(&mut p.watch);
     }
-    let first = first_exit(procs.iter()).await;
+    // Each watch's task is started again should its runtime shut down
+    // while this waits (see `watch::lost`).
+    let first = {
+        let (mut exits, mut lost): (Vec<_>, Vec<_>) = (procs.iter_mut())
+            .map(|p| {
+                let RunningProcess { child, watch, .. } = p;
+                let lost = Box::pin(crate::watch::lost(watch));
+                (Some(Box::pin(child.wait())), Some(lost))
+            })
+            .unzip();
+        tokio::select! {
+            (i, _) = first_of(&mut exits) => i,
+            _ = first_of(&mut lost) => unreachable!("never completes"),
+        }
+    };
     let out = procs[first].wait().await;
     Ok((first, out))
 }

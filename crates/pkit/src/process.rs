@@ -269,7 +269,12 @@ impl RunningProcess {
             rx.let_go();
         }
         crate::watch::rearm(&mut self.watch);
-        let status = self.wait_status().await?;
+        // The watch's task is started again should its runtime shut down
+        // while this waits (see `watch::lost`).
+        let status = tokio::select! {
+            s = self.child.wait() => s.map_err(|e| Error::io(format!("{}: wait", self.program), e))?,
+            () = crate::watch::lost(&mut self.watch) => unreachable!("never completes"),
+        };
         let (outcome, killed_after_grace, idle) =
             crate::watch::outcome(&mut self.watch, &self.program, outcome_of(status)).await?;
         let (outcome, script_idle) = self.child.reported(&self.program, outcome)?;

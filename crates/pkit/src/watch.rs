@@ -109,12 +109,12 @@ struct Armed {
 enum Phase {
     /// Not fired, or fired and the subtree ended.
     Idle,
-    /// The first signal went out (or is about to): `deadline` ends the
-    /// grace (`None`: no grace, or one without end); `graceful`: there was
-    /// a first signal before SIGKILL.
+    /// The first signal went out (or is about to): `signal`, if there was
+    /// one before SIGKILL; `deadline` ends its grace (`None`: one without
+    /// end).
     Ending {
         deadline: Option<Instant>,
-        graceful: bool,
+        signal: Option<i32>,
     },
 }
 
@@ -177,10 +177,9 @@ pub(crate) fn attach(
 /// the exit ended while armed too: nothing is left to watch then.)
 pub(crate) fn rearm(watch: &mut Option<Watch>) {
     let Some(w) = watch else { return };
-    let (Some(task), Some(armed)) = (&w.task, &w.armed) else {
-        return;
-    };
-    if !task.is_finished() {
+    let Some(armed) = &w.armed else { return };
+    // No task: one that ended was taken by `lost` or `outcome`.
+    if w.task.as_ref().is_some_and(|t| !t.is_finished()) {
         return;
     }
     let armed_still = matches!(
@@ -192,8 +191,8 @@ pub(crate) fn rearm(watch: &mut Option<Watch>) {
         return;
     };
     match phase {
-        Phase::Ending { deadline, graceful } => {
-            w.task = Some(rt.spawn(finishing(armed.clone(), deadline, graceful)));
+        Phase::Ending { deadline, signal } => {
+            w.task = Some(rt.spawn(finishing(armed.clone(), deadline, signal)));
         }
         Phase::Idle if armed_still && !matches!(armed.child.try_status(), Ok(Some(_))) => {
             w.task = Some(rt.spawn(watching(armed.clone())));
@@ -202,24 +201,47 @@ pub(crate) fn rearm(watch: &mut Option<Watch>) {
     }
 }
 
-/// Finishes an end of the subtree that a task dropped with its runtime
-/// left under way: waits for the process until the grace's `deadline`,
-/// then kills whatever of the subtree is left (what outlived the process
-/// gets no more of the grace: the signal's first pass can't be resumed).
-/// `late` is set when the process itself outlived the grace.
-async fn finishing(a: Arc<Armed>, deadline: Option<Instant>, graceful: bool) {
-    let late = graceful
-        && tokio::select! {
-            _ = a.child.wait() => false,
-            () = sleep_until_or_never(deadline) => true,
+/// Completes never, but starts the watch's task again (see [`rearm`])
+/// each time it goes with its runtime: raced against a wait for the exit,
+/// so that a runtime shut down while another waits still leaves the
+/// timeout and the cancel token watched.
+pub(crate) async fn lost(watch: &mut Option<Watch>) {
+    for _ in 0..RESTARTS {
+        let Some(task) = watch.as_mut().and_then(|w| w.task.as_mut()) else {
+            return std::future::pending().await;
         };
+        let gone = task.await.is_err_and(|e| e.is_cancelled());
+        if let Some(w) = watch.as_mut() {
+            w.task = None;
+        }
+        if !gone {
+            return std::future::pending().await;
+        }
+        rearm(watch);
+    }
+    std::future::pending().await
+}
+
+/// How many times [`lost`] and [`outcome`] start a watch's task again
+/// after it went with its runtime.
+const RESTARTS: usize = 4;
+
+/// Finishes an end of the subtree that a task dropped with its runtime
+/// left under way: the whole subtree gets the rest of the grace (no signal
+/// is sent again), then SIGKILL goes to what is left, which is `late`.
+async fn finishing(a: Arc<Armed>, deadline: Option<Instant>, signal: Option<i32>) {
     let (name, _, program, mechanism, pid) = &a.log;
     let who = crate::log::Subject::new(program, name)
         .pid(*pid)
         .mechanism(*mechanism);
-    if let Err(e) = a.tree.end(None).await {
+    let done = match signal {
+        Some(sig) => a.tree.end_after(sig, deadline).await,
+        None => a.tree.end(None).await,
+    };
+    let late = done.unwrap_or_else(|e| {
         crate::log::tree_not_ended(who, &e);
-    }
+        true
+    });
     if late {
         crate::log::killed_after_grace(who);
     }
@@ -271,7 +293,7 @@ async fn watching(a: Arc<Armed>) {
     let first = plan.map(|(sig, grace)| (sig.as_raw(), deadline_after(grace)));
     *a.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Ending {
         deadline: first.and_then(|(_, d)| d),
-        graceful: first.is_some(),
+        signal: first.map(|(sig, _)| sig),
     };
     // A subtree that could not be listed is not taken for ended
     // within the grace: its root was killed, the rest unknown.
@@ -353,9 +375,27 @@ pub(crate) async fn outcome(
             }
         }
     }
-    if let Some(task) = w.task.take() {
-        let _ = task.await;
+    // Kept until it completes: a second wait after a dropped one must
+    // still wait for the end under way. A task gone with its runtime is
+    // started again here (see `rearm`: an end under way is finished).
+    // Bounded: a task spawned on a runtime already shutting down is
+    // cancelled at once.
+    for _ in 0..RESTARTS {
+        let Some(task) = watch.as_mut().and_then(|w| w.task.as_mut()) else {
+            break;
+        };
+        let gone = task.await.is_err_and(|e| e.is_cancelled());
+        if let Some(w) = watch.as_mut() {
+            w.task = None;
+        }
+        if !gone {
+            break;
+        }
+        rearm(watch);
     }
+    let Some(w) = watch else {
+        return Ok((exited, false, false));
+    };
     let state = *w.state.lock().unwrap_or_else(|e| e.into_inner());
     match state {
         State::TimedOut { late, idle } => Ok((Outcome::TimedOut, late, idle)),

@@ -192,24 +192,23 @@ async fn a_grace_under_way_when_the_starts_runtime_goes() {
             .args(["-c", script, "sh", file.as_str()])
             .stdout(pkit::Stdio::Null)
             .stderr(pkit::Stdio::Null)
-            .timeout(Duration::from_millis(200))
+            .timeout(Duration::from_secs(1))
             .timeout_signal(pkit::Signal::Term)
-            .grace(Duration::from_secs(2));
+            .grace(Duration::from_secs(3));
         let path = file.path().to_path_buf();
         let (g, mut p) = on_short_runtime(move || {
             Box::pin(async move {
                 let g = group(choice);
                 let p = g.start(&cmd).expect("start");
-                // The timeout fires at 200 ms; the runtime goes once the
-                // SIGTERM is out (the program's pid file is written before
-                // its trap can be hit, so wait for the file, then past the
-                // timeout), well inside the 2 s grace.
+                // The timeout fires at 1 s (the shell has set its trap by
+                // then: it writes the file after); the runtime goes once
+                // the SIGTERM is out, well inside the 3 s grace.
                 let written = || std::fs::read_to_string(&path).is_ok_and(|s| s.ends_with('\n'));
                 let until = std::time::Instant::now() + DEADLINE;
                 while !written() && std::time::Instant::now() < until {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(600)).await;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
                 (g, p)
             })
         });

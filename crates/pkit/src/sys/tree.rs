@@ -150,10 +150,35 @@ impl ProcTree {
         &self,
         first: Option<(i32, Option<tokio::time::Instant>)>,
     ) -> std::io::Result<bool> {
-        let Some((sig, deadline)) = first else {
-            self.kill()?;
-            return Ok(false);
-        };
+        match first {
+            Some((sig, deadline)) => self.end_as(sig, sig, deadline).await,
+            None => self.kill().map(|()| false),
+        }
+    }
+
+    /// [`end`](Self::end) of a subtree that has had `sig` already (its
+    /// end was under way in a task dropped with its runtime): the same
+    /// wait, for the same processes, until `deadline`, then SIGKILL;
+    /// nothing is sent twice.
+    pub(crate) async fn end_after(
+        &self,
+        sig: i32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> std::io::Result<bool> {
+        self.end_as(sig, 0, deadline).await
+    }
+
+    /// `end` with `sig` deciding who is waited for and `send` sent (0:
+    /// nothing, the processes are only checked to be there).
+    async fn end_as(
+        &self,
+        sig: i32,
+        send: i32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> std::io::Result<bool> {
+        // Only a cgroup's listing tells apart whom the signal reaches.
+        #[cfg(not(target_os = "linux"))]
+        let _ = sig;
         let mut listed = Ok(());
         let pg_fds = self.pgroup_fds();
         let left = match self {
@@ -165,7 +190,7 @@ impl ProcTree {
                         vec![root.pid()]
                     }
                 };
-                portable_signal(root, *pgid, &pids, sig);
+                portable_signal(root, *pgid, &pids, send);
                 let left = || {
                     pids.iter()
                         .filter(|&&p| match p == root.pid() {
@@ -182,13 +207,13 @@ impl ProcTree {
             // too (through a copy of its pidfd).
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf, root) => {
-                let reached = leaf.signal(sig).unwrap_or_else(|e| {
+                let reached = leaf.signal(send).unwrap_or_else(|e| {
                     listed = Err(e);
                     Vec::new()
                 });
                 let outside = Self::escaped_root(root, &reached);
                 if let Some(r) = outside {
-                    let _ = r.signal(sig);
+                    let _ = r.signal(send);
                 }
                 let root_fd = outside
                     .and_then(|r| r.pidfd())
@@ -221,9 +246,9 @@ impl ProcTree {
                 root,
             } if pg_fds.is_none() => {
                 match Self::dir_pidfds(dir, leaves, tenure, root, Reach::of(sig)) {
-                    Ok(fds) => signal_and_wait(fds, sig, deadline).await,
+                    Ok(fds) => signal_and_wait(fds, send, deadline).await,
                     Err(_) => {
-                        listed = self.signal(sig);
+                        listed = self.signal(send);
                         let ended = || Self::dir_ended(dir, leaves, tenure, root);
                         !super::nap::poll_until(ended, deadline).await
                     }
@@ -233,7 +258,7 @@ impl ProcTree {
             // are re-parented and no longer found by links.
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } => {
-                signal_and_wait(pg_fds.unwrap_or_default(), sig, deadline).await
+                signal_and_wait(pg_fds.unwrap_or_default(), send, deadline).await
             }
             #[cfg(not(target_os = "linux"))]
             ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),

@@ -105,6 +105,30 @@ impl ProcTree {
             self.kill()?;
             return Ok(false);
         };
+        self.wait_then_kill(deadline).await
+    }
+
+    /// [`end`](Self::end) of a subtree that had its break already (its end
+    /// was under way in a task dropped with its runtime): the rest of the
+    /// wait until `deadline`, then termination; nothing is sent twice.
+    pub(crate) async fn end_after(
+        &self,
+        sig: i32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> std::io::Result<bool> {
+        if !ctrl::is_break(sig) {
+            self.kill()?;
+            return Ok(false);
+        }
+        self.wait_then_kill(deadline).await
+    }
+
+    /// Waits until the subtree is empty or `deadline` passes (`None`: no
+    /// deadline), then terminates what is left; whether anything was.
+    async fn wait_then_kill(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> std::io::Result<bool> {
         let emptied = async {
             while !self.empty() {
                 tokio::time::sleep(POLL).await;
