@@ -178,3 +178,45 @@ fn path_eacces_inner() {
         }
     });
 }
+
+/// A stage that fails while its producer is writing: `yes | sh -c 'exit 3'`.
+/// The producer dies of SIGPIPE on its next write, on its own, before the
+/// chain's cut (stop, then SIGKILL) reaches it: it is not marked cut, so
+/// the fold, which blames the first failing stage, blames `yes`
+/// (`Signalled(13)`) instead of the stage that failed (`Exited(3)`). The
+/// docs ("the stages cut short ... are never blamed: the fold's outcome is
+/// the failed stage's") and this round's CHANGELOG ("cuts the stages
+/// before it short all at once ... then blamed that stage instead of the
+/// one that failed") promise the failed stage. (`set -o pipefail` in a
+/// shell says 3 here.) pipe_fold.rs `fold` / pipe_started.rs
+/// `cut_on_failure`: a stage upstream of the failure that ended of SIGPIPE
+/// is the failure's consequence, not a failure of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "rv16 finding: a producer's own SIGPIPE death upstream of a failed stage is blamed"]
+async fn a_producer_that_dies_of_sigpipe_upstream_of_a_failure_is_not_blamed() {
+    let suite = begin("rv16 producer sigpipe blamed").await;
+    let mut wrong = Vec::new();
+    for choice in mechanisms() {
+        for round in 0..10 {
+            let p = pkit::Pipe::new([
+                Command::new("yes"),
+                Command::new("sh").args(["-c", "exit 3"]),
+            ])
+            .mechanism(choice);
+            let out = tokio::time::timeout(LONG, p.output())
+                .await
+                .expect("hang")
+                .expect("pipe");
+            let outcomes: Vec<pkit::Outcome> = out.stages().iter().map(|s| s.outcome()).collect();
+            if (out.outcome(), out.program()) != (pkit::Outcome::Exited(3), "sh") {
+                wrong.push(format!(
+                    "{choice} round {round}: {:?} blamed on {} (stages {outcomes:?})",
+                    out.outcome(),
+                    out.program()
+                ));
+            }
+        }
+    }
+    suite.end().await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
