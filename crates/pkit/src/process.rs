@@ -261,7 +261,9 @@ impl RunningProcess {
     ///   output or input with it (see [`Group::start`](crate::Group::start)).
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
-            return Ok(out.clone());
+            // The same answer as the first wait's: output or input lost
+            // with the start's runtime is an error again, never a success.
+            return self.check_input(out.clone());
         }
         // A line stream nobody took can't be read while we wait: it must
         // not hold the child back.

@@ -1,6 +1,6 @@
 //! rv16's hostile review of the unlanded work: each finding as a test that
-//! fails on the code as it was reviewed (`#[ignore]`d: the lead decides on
-//! the fix). Run with `--ignored`. Every mechanism.
+//! fails on the code as it was reviewed (`#[ignore]`d while unfixed: the
+//! lead decides on the fix; run with `--ignored`). Every mechanism.
 mod common;
 
 use std::time::Duration;
@@ -37,9 +37,9 @@ fn on_short_runtime<T: Send + 'static>(
 /// reported (the input cut short to 64 KiB, `wc -c` exits 0). The same
 /// holds after `wait_any` returned the error, should the caller wait again.
 /// process.rs `wait`: `self.finish(...)` stores `finished` before
-/// `check_input` fails.
+/// `check_input` fails. (Fixed on this branch: the early return checks
+/// again; failed in the three mechanisms before.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv16 finding: a second wait after a lost input or output is Ok"]
 async fn a_second_wait_after_a_lost_input_is_not_a_success() {
     let suite = begin("rv16 second wait after a loss").await;
     let mut wrong = Vec::new();
