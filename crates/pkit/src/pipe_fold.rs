@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::output::{Outcome, Output};
+use crate::sys::Signal;
 
 /// What a stage's end means to the chain.
 #[derive(Clone)]
@@ -28,8 +29,11 @@ impl StageRule {
 /// The pipefail fold, and the stage whose outcome it took. A stage fails
 /// by its rule (an exit code its `ok_codes` accept is a success); a stage
 /// the chain's end cut short (`cut`: killed because another stage failed)
-/// is never blamed. The last stage's stdout moves into the fold (its stage
-/// record keeps none), so a big output is held once.
+/// is never blamed, nor is one that died of SIGPIPE before a stage that
+/// failed: its reader went with that failure, and the SIGPIPE came before
+/// the cut could (`yes | sh -c 'exit 3'` is the `sh`'s 3). The last
+/// stage's stdout moves into the fold (its stage record keeps none), so a
+/// big output is held once.
 pub(crate) fn fold(
     mut stages: Vec<Output>,
     rules: &[StageRule],
@@ -37,11 +41,14 @@ pub(crate) fn fold(
     duration: Duration,
 ) -> (Output, usize) {
     let last = stages.len() - 1;
-    let blame = stages
-        .iter()
-        .zip(rules)
-        .zip(cut)
-        .position(|((o, rule), cut)| rule.fails(o.outcome) && !cut)
+    let failed: Vec<bool> = (stages.iter().zip(rules).zip(cut))
+        .map(|((o, rule), &cut)| rule.fails(o.outcome) && !cut)
+        .collect();
+    let broken_pipe = Outcome::Signalled(Signal::Pipe.as_raw());
+    let blame = (0..stages.len())
+        .find(|&i| {
+            failed[i] && !(stages[i].outcome == broken_pipe && failed[i + 1..].contains(&true))
+        })
         .unwrap_or(last);
     let stdout = std::mem::take(&mut stages[last].stdout);
     // Any stage's secrets (each stage knows the chain's), once each.
