@@ -294,7 +294,9 @@ impl RunningPipe {
     /// first stage that failed, and every stage's own result in
     /// [`Output::stages`]. When it returns, every stage and all they spawned
     /// are gone. A chain its cancel token ended is [`Error::Cancelled`].
-    /// Calling it again returns the same result without the bytes.
+    /// Calling it again returns the same result without the bytes, or the
+    /// same error (a stage over its [`CapturePolicy::Fail`](crate::CapturePolicy::Fail)
+    /// limit fails every call).
     ///
     /// # Errors
     ///
@@ -348,7 +350,14 @@ impl RunningPipe {
             } else {
                 outcome_of(status)
             };
-            let mut out = p.finish(outcome).await;
+            // A wait that failed before (a stage over its `Fail` limit,
+            // its input lost) finished the stages: their kept results
+            // fail it the same way again, where finishing anew would find
+            // nothing captured.
+            let mut out = match &p.finished {
+                Some(kept) => kept.clone(),
+                None => p.finish(outcome).await,
+            };
             out.inactivity_timed_out = inactive && running;
             let out = p.check_input(out)?;
             outs.push(p.check_limit(out)?);

@@ -229,9 +229,9 @@ async fn a_producer_that_dies_of_sigpipe_upstream_of_a_failure_is_not_blamed() {
 /// gone. pipe_started.rs `wait`: `self.finished` is set only on success
 /// and the stages are finished anew. (Not this round's diff; the same
 /// holds for a stage's `check_input`, where `RunningProcess::lost` is
-/// recomputed as `None` by the second `finish`.)
+/// recomputed as `None` by the second `finish`.) (Fixed: a later wait
+/// takes the stages' kept results instead of finishing them anew.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv16 finding (pre-existing): a second RunningPipe::wait after an OutputLimit is Ok"]
 async fn a_second_pipe_wait_after_an_output_limit_is_not_a_success() {
     let suite = begin("rv16 second pipe wait").await;
     let mut wrong = Vec::new();
