@@ -114,6 +114,7 @@ mod batch;
 pub mod blocking;
 mod cancel;
 mod child;
+mod child_stdin;
 mod client;
 mod command;
 mod command_output;

@@ -3,16 +3,14 @@
 
 use std::fmt;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 
 use crate::child::Child;
+pub use crate::child_stdin::ChildStdin;
 use crate::error::{Error, Result};
 use crate::future::BoxFuture;
 use crate::log;
@@ -558,42 +556,3 @@ pub(crate) fn outcome_of(status: ExitStatus) -> Outcome {
 
 /// Where a failed `stdin_reader` leaves its error (kind and text).
 pub(crate) type InputFailure = Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>;
-
-/// The write end of a child's stdin (see
-/// [`Command::stdin_piped`](crate::Command::stdin_piped)): an [`AsyncWrite`].
-/// Dropping it, or `shutdown`, sends end of file.
-pub struct ChildStdin {
-    tx: sys::PipeSender,
-}
-
-impl ChildStdin {
-    pub(crate) fn new(fd: sys::OwnedFd) -> io::Result<ChildStdin> {
-        Ok(ChildStdin {
-            tx: sys::pipe_sender(fd)?,
-        })
-    }
-}
-
-impl AsyncWrite for ChildStdin {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tx).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tx).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tx).poll_shutdown(cx)
-    }
-}
-
-impl fmt::Debug for ChildStdin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildStdin").finish_non_exhaustive()
-    }
-}
