@@ -236,7 +236,8 @@ impl RunningProcess {
     /// It returns once the process itself has exited: output that its
     /// descendants write afterwards (they live on until the group ends) is
     /// not included. The captured bytes are handed over once: calling it again
-    /// returns the same outcome, with empty stdout and stderr.
+    /// returns the same outcome, with empty stdout and stderr (or the same
+    /// error, as below).
     ///
     /// Under [`CapturePolicy::Fail`](crate::CapturePolicy::Fail), a stream
     /// that went over its limit makes this an [`Error::OutputLimit`] (the
@@ -260,8 +261,10 @@ impl RunningProcess {
     pub async fn wait(&mut self) -> Result<Output> {
         if let Some(out) = &self.finished {
             // The same answer as the first wait's: output or input lost
-            // with the start's runtime is an error again, never a success.
-            return self.check_input(out.clone());
+            // with the start's runtime, or output over a `Fail` limit, is
+            // an error again, never a success.
+            let out = self.check_input(out.clone())?;
+            return self.check_limit(out);
         }
         // A line stream nobody took can't be read while we wait: it must
         // not hold the child back.

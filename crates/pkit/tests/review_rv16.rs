@@ -262,3 +262,45 @@ async fn a_second_pipe_wait_after_an_output_limit_is_not_a_success() {
     suite.end().await;
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// The same for a started process: `RunningProcess::wait` over a
+/// `CapturePolicy::Fail` limit is `Error::OutputLimit`, and a second
+/// `wait` took the kept result (`finished`) through `check_input` only:
+/// `Ok`, the limit's failure gone. process.rs `wait`'s early return.
+/// (Fixed: it checks the limit again, on the kept byte counts.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_wait_after_an_output_limit_is_not_a_success() {
+    let suite = begin("rv16 second process wait").await;
+    let mut wrong = Vec::new();
+    for choice in mechanisms() {
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &Command::new("head")
+                    .args(["-c", "100000", "/dev/zero"])
+                    .capture_limit(1000, pkit::CapturePolicy::Fail),
+            )
+            .expect("start");
+        let pid = p.pid();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let out = tokio::time::timeout(LONG, p.wait()).await.expect("hang");
+            seen.push(match &out {
+                Err(e) => format!("{:?}", e.kind()),
+                Ok(o) => format!("Ok({:?})", o.outcome()),
+            });
+        }
+        eprintln!("{choice}: waits {seen:?}");
+        if seen.iter().any(|k| k != "OutputLimit") {
+            wrong.push(format!("{choice}: waits {seen:?}"));
+        }
+        drop(p);
+        tokio::time::timeout(LONG, g.close())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: close hangs"))
+            .unwrap_or_else(|e| panic!("{choice}: close: {e}"));
+        assert_gone(&[pid], &format!("{choice}")).await;
+    }
+    suite.end().await;
+    assert!(wrong.is_empty(), "a later wait hides the limit: {wrong:#?}");
+}
