@@ -69,12 +69,14 @@ pub enum Error {
     },
 
     /// The program exists but cannot be executed (no permission, not a
-    /// regular file, a bad executable format).
+    /// regular file, a bad executable format), or a directory it would be
+    /// in can't be searched by this user (`EACCES`, as `execvp` says, when
+    /// no later `PATH` entry has it).
     #[error("{program}: not executable ({})", .path.display())]
     NotExecutable {
         /// The program as given to `Command::new`.
         program: String,
-        /// The file that was found.
+        /// The file that was found (or that could not be looked at).
         path: PathBuf,
     },
 

@@ -105,9 +105,9 @@ async fn a_second_wait_after_a_lost_input_is_not_a_success() {
 /// resolve.rs `check`: `Err(_) => Check::Missing` for every `stat` error.
 /// (Not from this round's diff: the old `check` did the same.) Root
 /// searches every directory, so the case runs in a copy of this binary as
-/// user 65534; skipped when not root.
+/// user 65534; skipped when not root. (Fixed: `check` tells `EACCES`
+/// apart, and the search ends in `NotExecutable` as `execvp` does.)
 #[test]
-#[ignore = "rv16 finding (LOW): an unsearchable PATH directory is NotFound, not NotExecutable"]
 fn a_path_directory_that_cannot_be_searched_is_not_a_missing_program() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;

@@ -14,10 +14,13 @@ use std::path::PathBuf;
 pub(crate) enum ResolveError {
     /// Nothing of that name on the searched path (or at the given path).
     NotFound { path_searched: bool },
-    /// Found, but not executable by us.
+    /// Found, but not executable by us; or where it would be, a directory
+    /// on the way to it this user may not search (`EACCES`, as `execvp`
+    /// reports it).
     NotExecutable(PathBuf),
-    /// The program is relative (or `PATH` has a relative or empty entry)
-    /// and this process's working directory can't be read (removed?).
+    /// The program is named by a relative path and this process's working
+    /// directory can't be read (removed?). A relative or empty `PATH`
+    /// entry is skipped then, as a missing directory is.
     NoWorkingDir(std::io::Error),
 }
 
@@ -35,8 +38,12 @@ pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// depends on the platform). Any other name is looked up in each directory
 /// of `path_var` in order; a relative or empty entry (empty means the
 /// current directory, as in `execvp`) is relative to this process's
-/// working directory too. The result is always absolute, so the child
-/// executes exactly the file that was checked, whatever its directory.
+/// working directory too, and skipped when that can't be read (`execvp`
+/// would find nothing there either). A directory this user may not search
+/// is skipped as well, but remembered: when no later one holds the
+/// program, the answer is `NotExecutable` (`execvp`'s `EACCES`), not
+/// `NotFound`. The result is always absolute, so the child executes
+/// exactly the file that was checked, whatever its directory.
 ///
 /// `first` are directories searched before `PATH` (for a bare name only),
 /// under the same rules.
@@ -98,7 +105,7 @@ fn resolve_with(
         let full = absolute(Path::new(program))?;
         return match named(&full) {
             Check::Executable => Ok(full),
-            Check::NotExecutable => Err(ResolveError::NotExecutable(full)),
+            Check::NotExecutable | Check::Denied => Err(ResolveError::NotExecutable(full)),
             Check::Missing => Err(ResolveError::NotFound {
                 path_searched: false,
             }),
@@ -158,7 +165,9 @@ fn resolve_with(
             Check::Executable => {
                 return Ok(PathBuf::from(std::ffi::OsString::from_vec(candidate)));
             }
-            Check::NotExecutable => {
+            // A directory we may not search may hold it: as `execvp`
+            // does, the search goes on, and ends in `EACCES`.
+            Check::NotExecutable | Check::Denied => {
                 not_executable.get_or_insert_with(|| PathBuf::from(OsStr::from_bytes(&candidate)));
             }
             Check::Missing => {}
@@ -176,6 +185,8 @@ fn resolve_with(
 enum Check {
     Executable,
     NotExecutable,
+    /// `stat` said `EACCES`: a directory on the way may not be searched.
+    Denied,
     Missing,
 }
 
@@ -183,8 +194,10 @@ enum Check {
 /// Whether `path` is a regular file this process may execute: a look at
 /// its type and mode (one `stat`; a file without any exec bit refuses
 /// every user, root included), then `access` for what only the kernel can
-/// judge (owner and group, ACLs, a `noexec` mount). A `&CStr` is passed
-/// to both calls as it is; a `&Path` is copied to a C string for each.
+/// judge (owner and group, ACLs, a `noexec` mount). A `stat` refused for
+/// lack of search permission on a directory is `Denied`; any other failure
+/// is `Missing`. A `&CStr` is passed to both calls as it is; a `&Path` is
+/// copied to a C string for each.
 fn check<P: rustix::path::Arg + Copy>(path: P) -> Check {
     use rustix::fs::FileType;
     match rustix::fs::stat(path) {
@@ -199,6 +212,7 @@ fn check<P: rustix::path::Arg + Copy>(path: P) -> Check {
             }
         }
         Ok(_) => Check::NotExecutable,
+        Err(rustix::io::Errno::ACCESS) => Check::Denied,
         Err(_) => Check::Missing,
     }
 }
