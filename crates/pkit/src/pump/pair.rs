@@ -18,11 +18,12 @@
 //! task. What is still unread when the exit is seen (a big output, a pipe a
 //! descendant holds open) goes on in a task of its own, as before.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
 use super::lazy::{spawn_on_wake, Claimed};
-use super::{run, source::Source, Control, Reader, StreamKind, StreamPlan, Task};
+use super::{run, source::Source, Captured, Control, Reader, StreamKind, StreamPlan, Task};
 use crate::sys::OwnedFd;
 
 impl Reader {
@@ -59,17 +60,33 @@ impl Reader {
         };
         let out_rx = crate::sys::pipe_receiver(out)?;
         let err_rx = crate::sys::pipe_receiver(err)?;
+        let (out, err) = Reader::pair_of(
+            |c| run(Source::Pipe(out_rx), out_plan, c),
+            |c| run(Source::Pipe(err_rx), err_plan, c),
+        );
+        Ok((Some(out), Some(err)))
+    }
+
+    /// The two halves of one task running both readings, each made with
+    /// its half's control (see [`start_pair`](Self::start_pair)).
+    fn pair_of<O, E>(
+        out: impl FnOnce(Arc<Control>) -> O,
+        err: impl FnOnce(Arc<Control>) -> E,
+    ) -> (Reader, Reader)
+    where
+        O: Future<Output = Captured> + Send + 'static,
+        E: Future<Output = Captured> + Send + 'static,
+    {
         let out_ctl = Arc::new(Control::default());
         let err_ctl = Arc::new(Control::default());
         let (out_tx, out_done) = tokio::sync::oneshot::channel();
         let (err_tx, err_done) = tokio::sync::oneshot::channel();
-        let (out_c, err_c) = (out_ctl.clone(), err_ctl.clone());
+        let (out_read, err_read) = (out(out_ctl.clone()), err(err_ctl.clone()));
         let lazy = spawn_on_wake(async move {
             // A half whose owner is gone (detached) just fails to send.
-            tokio::join!(
-                async { drop(out_tx.send(run(Source::Pipe(out_rx), out_plan, out_c).await)) },
-                async { drop(err_tx.send(run(Source::Pipe(err_rx), err_plan, err_c).await)) },
-            );
+            tokio::join!(async { drop(out_tx.send(out_read.await)) }, async {
+                drop(err_tx.send(err_read.await))
+            },);
         });
         // The stdout half keeps the way to claim the task.
         let out = Reader {
@@ -80,7 +97,7 @@ impl Reader {
             task: Task::Half(err_done, None),
             control: err_ctl,
         };
-        Ok((Some(out), Some(err)))
+        (out, err)
     }
 
     /// Takes the task reading both streams of a pair (see
