@@ -131,11 +131,11 @@ pub(crate) struct Reader {
 enum Task {
     /// A task of its own.
     Own(JoinHandle<Captured>),
-    /// Its half of one task reading both streams (see `pair.rs`); the
-    /// stdout half holds the way to claim that task while it waits for its
-    /// first event.
+    /// Its half of one task reading both streams (see `pair.rs`), or the
+    /// panic that ended the half; the stdout half holds the way to claim
+    /// that task while it waits for its first event.
     Half(
-        tokio::sync::oneshot::Receiver<Captured>,
+        tokio::sync::oneshot::Receiver<std::thread::Result<Captured>>,
         Option<Arc<lazy::SpawnOnWake>>,
     ),
 }
@@ -182,7 +182,12 @@ impl Reader {
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => lost(),
             },
-            Task::Half(done, _) => done.await.unwrap_or_else(|_| lost()),
+            Task::Half(done, _) => match done.await {
+                Ok(Ok(captured)) => captured,
+                // Its half's panic, caught in the shared task: as above.
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => lost(),
+            },
         }
     }
 

@@ -20,7 +20,9 @@
 
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 
 use super::lazy::{spawn_on_wake, Claimed};
 use super::{run, source::Source, Captured, Control, Reader, StreamKind, StreamPlan, Task};
@@ -83,10 +85,12 @@ impl Reader {
         let (err_tx, err_done) = tokio::sync::oneshot::channel();
         let (out_read, err_read) = (out(out_ctl.clone()), err(err_ctl.clone()));
         let lazy = spawn_on_wake(async move {
-            // A half whose owner is gone (detached) just fails to send.
-            tokio::join!(async { drop(out_tx.send(out_read.await)) }, async {
-                drop(err_tx.send(err_read.await))
-            },);
+            // A half whose owner is gone (detached) just fails to send. A
+            // half's panic goes to its owner, as a task's own would (the
+            // other half reads on).
+            let out = async { drop(out_tx.send(caught(out_read).await)) };
+            let err = async { drop(err_tx.send(caught(err_read).await)) };
+            tokio::join!(out, err);
         });
         // The stdout half keeps the way to claim the task.
         let out = Reader {
@@ -110,5 +114,63 @@ impl Reader {
             return None;
         };
         lazy.claim()
+    }
+}
+
+/// `fut`'s output, or the panic one of its polls raised (not polled
+/// again after it).
+async fn caught<F: Future>(fut: F) -> std::thread::Result<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic in one half of the shared reading task (pkit's own bug) is
+    /// resumed by that half's `finish`, as a reader task's own panic is,
+    /// not taken for a capture lost with its runtime; the other half's
+    /// capture still comes back.
+    #[test]
+    fn a_half_that_panics_is_resumed_by_its_finish() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (out, err) = rt.block_on(async {
+            let (out, err) = Reader::pair_of(
+                |_| async {
+                    tokio::task::yield_now().await;
+                    panic!("pkit pair half")
+                },
+                |_| async {
+                    tokio::task::yield_now().await;
+                    Captured {
+                        seen: 3,
+                        ..Captured::default()
+                    }
+                },
+            );
+            let out = tokio::spawn(out.finish()).await;
+            let err = tokio::spawn(err.finish()).await;
+            (out, err)
+        });
+        let err = err.expect("the other half");
+        assert!(!err.lost && err.seen == 3, "the other half's capture");
+        let panic = match out {
+            Err(e) if e.is_panic() => e.into_panic(),
+            Err(e) => panic!("the half's finish: {e}"),
+            Ok(c) => panic!("the half's finish returned (lost: {})", c.lost),
+        };
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"pkit pair half"));
     }
 }
