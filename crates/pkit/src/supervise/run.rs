@@ -136,11 +136,16 @@ impl Loop {
     }
 
     /// Runs `work` until it ends, a cancel token fires, or a stop is asked.
+    /// A cancellation comes first when both are there, as at the top of
+    /// the loop: the outcome does not depend on which the select polled
+    /// first (a stop then a cancel in quick succession during a pause was
+    /// `StopRequested` or `Cancelled` by chance).
     async fn until<T>(&self, work: impl std::future::Future<Output = T>) -> Wake<T> {
         tokio::select! {
-            v = work => Wake::Done(v),
+            biased;
             () = self.cancel_fired() => Wake::Cancelled,
             () = self.stop.cancelled() => Wake::Stop,
+            v = work => Wake::Done(v),
         }
     }
 
