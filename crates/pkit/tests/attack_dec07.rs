@@ -160,10 +160,11 @@ fn run_on_fifo(
 /// and pkit opened it on the caller's thread before the spawn, where no
 /// bound of the run applied: a 1 s timeout or a cancel token held nothing,
 /// the verb, the blocking verb, `Group::start` and a pipeline's `output`
-/// never returned (a current-thread runtime was stuck with them). Now the wait gives up at
-/// the run's timeout (`Error::Io`, timed out) or when its cancel token
-/// fires (`Error::Cancelled`), nothing started. Before the fix: held past
-/// 30 s in the first case tried.
+/// never returned (a current-thread runtime was stuck with them). Now the
+/// wait gives up at the run's timeout (`Error::Io`, timed out) or when its
+/// cancel token fires (`Error::Cancelled`), nothing started, and no thread
+/// is left behind, even for a timeout that passes before the open began.
+/// Before the fix: held past 30 s in the first case tried.
 #[test]
 fn a_fifo_with_nobody_at_the_other_end_holds_no_run_past_its_bounds() {
     in_suite("a_fifo_with_nobody_at_the_other_end", || {
@@ -185,17 +186,59 @@ fn a_fifo_with_nobody_at_the_other_end_holds_no_run_past_its_bounds() {
                         if cancel {
                             assert_eq!(e.kind(), ErrorKind::Cancelled, "{what}: {e}");
                         } else {
-                            assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e}");
-                            let source = std::error::Error::source(&e)
-                                .and_then(|s| s.downcast_ref::<std::io::Error>())
-                                .map(|s| s.kind());
-                            assert_eq!(source, Some(std::io::ErrorKind::TimedOut), "{what}: {e}");
+                            assert_timed_out(&what, &e);
                         }
                     }
                 }
             }
+            // Bounds that pass before the open's thread is even in its
+            // open: the thread is still let go.
+            for limit in [Duration::ZERO, Duration::from_millis(1)] {
+                for for_stdin in [true, false] {
+                    let fifo = TempPath::new("fifo");
+                    mkfifo(&fifo);
+                    let c = if for_stdin {
+                        cmd(choice, "cat").stdin_file(fifo.path())
+                    } else {
+                        cmd(choice, "true").stdout_file(fifo.path(), FileMode::Append)
+                    };
+                    let e = c.timeout(limit).blocking().output().unwrap_err();
+                    assert_timed_out(&format!("{choice}: {limit:?}"), &e);
+                }
+            }
+        }
+        // No open's thread is left waiting on a FIFO.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while open_threads() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} FIFO open threads left",
+                open_threads()
+            );
+            std::thread::sleep(POLL);
         }
     });
+}
+
+/// Panics unless `e` is an `Error::Io` whose source timed out.
+fn assert_timed_out(what: &str, e: &pkit::Error) {
+    assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e}");
+    let source = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|s| s.kind());
+    assert_eq!(source, Some(std::io::ErrorKind::TimedOut), "{what}: {e}");
+}
+
+/// This process's threads that open a FIFO for a start (named so by pkit).
+fn open_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end() == "pkit-fifo-open")
+        })
+        .count()
 }
 
 /// The wait for a FIFO's other end is still the shell's: a writer that
@@ -303,7 +346,7 @@ async fn a_program_path_with_a_newline() {
     let suite = begin("a_program_path_with_a_newline").await;
     let dir = TempPath::new("nl-dir");
     std::fs::create_dir(dir.path()).unwrap();
-    let name = std::ffi::OsStr::from_bytes(b"odd\nname\t\xff");
+    let name = std::ffi::OsStr::from_bytes(b"odd\nna:1:me=x\t\xff");
     let prog = dir.path().join(name);
     std::fs::write(&prog, "#!/bin/sh\necho ran \"$@\"\n").unwrap();
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -67,7 +67,8 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// runs on a thread of its own while this one watches the bounds. Given
 /// up, the FIFO's other end is opened here for an instant (non-blocking,
 /// so it never waits), which lets the thread's open return; what it opened
-/// is closed.
+/// is closed. (A reader or writer of that FIFO elsewhere may see that
+/// instant's open: an end of file, a write that fails.)
 #[cfg(unix)]
 pub(crate) fn open(
     path: &std::path::Path,
@@ -110,11 +111,22 @@ pub(crate) fn open(
         } else {
             OFlags::WRONLY
         };
-        let unblock = rustix::fs::open(path, other | OFlags::NONBLOCK | OFlags::CLOEXEC, mode);
-        // The thread's open returns now (or never, if the path no longer
-        // names that FIFO: the thread is then left to it).
-        let _ = rx.recv_timeout(std::time::Duration::from_secs(1));
-        drop(unblock);
+        // The thread may not be in its open yet (a writer's non-blocking
+        // open fails while no reader is there): tried again until the
+        // thread's open returned, for up to a second; past that (the path
+        // no longer names that FIFO) the thread is left to it.
+        let tried_until = Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let unblock = rustix::fs::open(path, other | OFlags::NONBLOCK | OFlags::CLOEXEC, mode);
+            let returned = !matches!(
+                rx.recv_timeout(POLL),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            drop(unblock);
+            if returned || Instant::now() >= tried_until {
+                break;
+            }
+        }
         let kind = if cancelled {
             io::ErrorKind::Interrupted
         } else {
