@@ -176,7 +176,7 @@ impl Command {
         }
         let mut stage = self.clone();
         if bounded {
-            stage.spec.chain_open = Some((chain.0, chain.1.cloned()));
+            stage.spec.chain_open = Some((chain.0, chain.1.into_iter().cloned().collect()));
         }
         if streams {
             stage.spec.io.stream_lines = true;

@@ -101,10 +101,11 @@ pub(crate) struct Spec {
     pub(crate) spawn: SpawnOptions,
     /// The name events about this command carry: see `log.rs`.
     pub(crate) log_name: Option<Arc<str>>,
-    /// A pipeline stage's chain's timeout and cancel token, which bound
-    /// the wait for a FIFO's other end when its stdio files are opened
-    /// (`spawn_options::open_wait`), as the stage's own do.
-    pub(crate) chain_open: Option<(Option<Duration>, Option<CancelToken>)>,
+    /// The timeout and cancel tokens of what runs this command (a
+    /// pipeline, for a stage; a supervisor's stop and cancel tokens), which
+    /// bound the wait for a FIFO's other end when its stdio files are
+    /// opened ([`Spec::open_wait`]), as the command's own do.
+    pub(crate) chain_open: Option<(Option<Duration>, Vec<CancelToken>)>,
 }
 
 impl Spec {
@@ -141,7 +142,7 @@ impl Spec {
         let (chain_timeout, chain_cancel) = self
             .chain_open
             .as_ref()
-            .map_or((None, None), |(t, c)| (*t, c.as_ref()));
+            .map_or((None, &[][..]), |(t, c)| (*t, &c[..]));
         let timeout = match (self.timeout, chain_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -5,7 +5,9 @@
 //! the other end held the run's start forever (the open waited on the
 //! caller's thread, past the run's timeout and cancel token:
 //! [`a_fifo_with_nobody_at_the_other_end_holds_no_run_past_its_bounds`]).
-//! A stop then a cancel token during a supervisor's back-off pause ended
+//! A supervisor's stop and cancel token did not reach a start waiting so
+//! ([`a_supervisors_stop_reaches_a_start_waiting_on_a_fifo`]). A stop then
+//! a cancel token during a supervisor's back-off pause ended
 //! as either by chance
 //! ([`a_stop_then_a_cancel_during_a_pause_is_cancelled_every_time`]).
 //! The rest passed when written.
@@ -542,6 +544,49 @@ async fn a_stop_then_a_cancel_during_a_pause_is_cancelled_every_time() {
             token.cancel();
             let out = bounded("wait", h.wait()).await.unwrap();
             assert_eq!(out.stopped, pkit::StopReason::Cancelled, "{choice}");
+            assert_eq!(out.restarts, 0, "{choice}");
+        }
+    }
+    suite.end().await;
+}
+
+/// A supervised command whose stdin is a FIFO nobody writes to, with no
+/// bound of its own: the supervisor's start waits for a writer (as a
+/// shell's would), and the supervisor's `stop()` or cancel token gives
+/// that wait up (`StopRequested`, `Cancelled`). Before: they did not reach
+/// the start, which waited on the supervising task's thread (dropping the
+/// handle cannot abort a task blocked in a system call): `stop()` held
+/// past 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisors_stop_reaches_a_start_waiting_on_a_fifo() {
+    let suite = begin("a_supervisors_stop_reaches_a_start_waiting_on_a_fifo").await;
+    for choice in mechanisms() {
+        for cancel in [false, true] {
+            let fifo = TempPath::new("fifo");
+            mkfifo(&fifo);
+            let token = pkit::CancelToken::new();
+            let h = pkit::Supervisor::new(cmd(choice, "cat").stdin_file(fifo.path()))
+                .mechanism(choice)
+                .cancel_token(&token)
+                .start();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if cancel {
+                token.cancel();
+            }
+            let stopped = tokio::time::timeout(Duration::from_secs(10), h.stop()).await;
+            if stopped.is_err() {
+                // Let the blocked start go, so nothing is left behind.
+                open_other_end(fifo.path(), true);
+            }
+            let out = stopped
+                .unwrap_or_else(|_| panic!("{choice}: stop() held past 10 s by the FIFO's open"))
+                .unwrap();
+            let want = if cancel {
+                pkit::StopReason::Cancelled
+            } else {
+                pkit::StopReason::StopRequested
+            };
+            assert_eq!(out.stopped, want, "{choice}");
             assert_eq!(out.restarts, 0, "{choice}");
         }
     }

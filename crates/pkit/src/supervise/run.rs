@@ -135,11 +135,8 @@ impl Loop {
         crate::timing::first_of(&mut tokens).await;
     }
 
-    /// Runs `work` until it ends, a cancel token fires, or a stop is asked.
-    /// A cancellation comes first when both are there, as at the top of
-    /// the loop: the outcome does not depend on which the select polled
-    /// first (a stop then a cancel in quick succession during a pause was
-    /// `StopRequested` or `Cancelled` by chance).
+    /// Runs `work` until it ends, a cancel token fires, or a stop is asked;
+    /// a cancellation first when both are there, as at the top of the loop.
     async fn until<T>(&self, work: impl std::future::Future<Output = T>) -> Wake<T> {
         tokio::select! {
             biased;
@@ -167,7 +164,10 @@ impl Loop {
             Ok(p) => p,
             Err(e) => {
                 if e.is_cancelled() {
-                    end.interrupted = Some(StopReason::Cancelled);
+                    // A token, or a stop (a start waiting on a FIFO, below).
+                    let stop = self.stop.is_cancelled() && !self.cancelled();
+                    end.interrupted =
+                        Some([StopReason::Cancelled, StopReason::StopRequested][stop as usize]);
                 } else {
                     self.emit(SupervisorEvent::SpawnFailed { kind: e.kind() });
                     if !crate::retry::is_transient(&e) {
@@ -292,6 +292,9 @@ pub(super) async fn supervise(
         )));
     }
     let mut cmd = sup.cmd.clone();
+    // A start waiting for a FIFO's other end is given up at a stop too.
+    let tokens = [&stop].into_iter().chain(&sup.cancel).cloned().collect();
+    cmd.spec.chain_open = Some((None, tokens));
     if matches!(sup.health, Some((Health::Line(_), _))) {
         cmd = cmd.stream_lines();
     }
