@@ -205,7 +205,9 @@ impl Command {
     }
 
     /// The child reads this file as its stdin (opened at spawn and handed
-    /// over directly: no copy through the parent).
+    /// over directly: no copy through the parent). A FIFO waits for a
+    /// writer as [`stdout_file`](Self::stdout_file)'s waits for a reader,
+    /// up to the run's bounds.
     pub fn stdin_file(mut self, path: impl AsRef<Path>) -> Command {
         self.spec.stdin = Input::File(path.as_ref().to_path_buf());
         self

@@ -158,13 +158,26 @@ impl Command {
 
     /// This command as stage of a pipeline whose stages' secret arguments
     /// are `chain_secrets`: streaming its stdout as lines when `streams`
-    /// (the last stage of a started chain that streams), and knowing the
-    /// chain's secrets, which a recording runner leaves out of its output.
-    pub(crate) fn as_stage(&self, streams: bool, chain_secrets: &[Vec<u8>]) -> Cow<'_, Command> {
-        if !streams && chain_secrets.len() == self.spec.secret_args.len() {
+    /// (the last stage of a started chain that streams), knowing the
+    /// chain's secrets, which a recording runner leaves out of its output,
+    /// and, when it opens stdio files, the chain's timeout and cancel token
+    /// (`chain`), which bound the wait for a FIFO's other end.
+    pub(crate) fn as_stage(
+        &self,
+        streams: bool,
+        chain_secrets: &[Vec<u8>],
+        chain: (Option<std::time::Duration>, Option<&crate::CancelToken>),
+    ) -> Cow<'_, Command> {
+        let spec = &self.spec;
+        let files = matches!(spec.stdin, crate::spec::Input::File(_)) || spec.spawn.claims_output();
+        let bounded = files && (chain.0.is_some() || chain.1.is_some());
+        if !streams && !bounded && chain_secrets.len() == spec.secret_args.len() {
             return Cow::Borrowed(self);
         }
         let mut stage = self.clone();
+        if bounded {
+            stage.spec.chain_open = Some((chain.0, chain.1.into_iter().cloned().collect()));
+        }
         if streams {
             stage.spec.io.stream_lines = true;
             stage.spec.io.stdout_lines_only = true;

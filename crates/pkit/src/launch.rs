@@ -217,6 +217,8 @@ pub(crate) fn stdio(
     reader: &mut Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
 ) -> Result<(Ends, Ends, Ends)> {
     let io_err = |e: io::Error| Error::io(format!("{program}: setting up stdio"), e);
+    let wait = cmd.open_wait();
+    let file = |stream| cmd.spawn.output_file(stream, program, &wait);
     let (stdin_child, stdin_parent) = match &cmd.stdin {
         _ if stdin_over.is_some() => (stdin_over.expect("checked"), None),
         Input::Null => sys::child_io(IoRequest::Null, true).map_err(io_err)?,
@@ -227,23 +229,21 @@ pub(crate) fn stdio(
             sys::child_io(IoRequest::Pipe, true).map_err(io_err)?
         }
         Input::File(path) => (
-            sys::child_io_file(path)
-                .map_err(|e| Error::io(format!("{program}: opening its stdin file"), e))?,
+            crate::spawn_options::stdin_file(path, program, &wait)?,
             None,
         ),
     };
     let (stdout_child, stdout_parent) = match stdout_over {
         Some(fd) => (fd, None),
-        None => match cmd.spawn.output_file(crate::StreamKind::Stdout, program)? {
+        None => match file(crate::StreamKind::Stdout)? {
             Some(file) => (file, None),
             None => sys::child_io(output_request(cmd.stdout), false).map_err(io_err)?,
         },
     };
-    let (stderr_child, stderr_parent) =
-        match cmd.spawn.output_file(crate::StreamKind::Stderr, program)? {
-            Some(file) => (file, None),
-            None => sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?,
-        };
+    let (stderr_child, stderr_parent) = match file(crate::StreamKind::Stderr)? {
+        Some(file) => (file, None),
+        None => sys::child_io(output_request(cmd.stderr), false).map_err(io_err)?,
+    };
 
     Ok((
         (stdin_child, stdin_parent),

@@ -477,7 +477,7 @@ impl Pipe {
             .collect();
         for (i, cmd) in self.stages.iter().enumerate() {
             let streams = started && i + 1 == n && (self.stream_lines || cmd.spec.io.stream_lines);
-            let cmd = cmd.as_stage(streams, &secrets);
+            let cmd = cmd.as_stage(streams, &secrets, (self.timeout, self.cancel.as_ref()));
             let cmd = cmd.as_ref();
             let (read, write) = if i + 1 < n {
                 let (r, w) = sys::stage_pipe().map_err(|e| {

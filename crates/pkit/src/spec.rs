@@ -101,6 +101,11 @@ pub(crate) struct Spec {
     pub(crate) spawn: SpawnOptions,
     /// The name events about this command carry: see `log.rs`.
     pub(crate) log_name: Option<Arc<str>>,
+    /// The timeout and cancel tokens of what runs this command (a
+    /// pipeline, for a stage; a supervisor's stop and cancel tokens), which
+    /// bound the wait for a FIFO's other end when its stdio files are
+    /// opened ([`Spec::open_wait`]), as the command's own do.
+    pub(crate) chain_open: Option<(Option<Duration>, Vec<CancelToken>)>,
 }
 
 impl Spec {
@@ -125,6 +130,30 @@ impl Spec {
             io: OutputPlan::default(),
             spawn: Default::default(),
             log_name: None,
+            chain_open: None,
+        }
+    }
+
+    /// How long opening this command's stdio files may wait for a FIFO's
+    /// other end (see `sys/open_wait.rs`): until its timeout (or its
+    /// pipeline's) passes, counted from now, or its cancel token (or its
+    /// pipeline's) fires; without any, as long as it takes.
+    pub(crate) fn open_wait(&self) -> crate::sys::OpenWait<'_> {
+        let (chain_timeout, chain_cancel) = self
+            .chain_open
+            .as_ref()
+            .map_or((None, &[][..]), |(t, c)| (*t, &c[..]));
+        let timeout = match (self.timeout, chain_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let tokens: Vec<_> = self.cancel.iter().chain(chain_cancel).collect();
+        crate::sys::OpenWait {
+            deadline: timeout.and_then(|t| std::time::Instant::now().checked_add(t)),
+            given_up: (!tokens.is_empty()).then(|| {
+                Box::new(move || tokens.iter().any(|t| t.is_cancelled()))
+                    as Box<dyn Fn() -> bool + '_>
+            }),
         }
     }
 

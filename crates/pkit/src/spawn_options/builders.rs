@@ -184,7 +184,12 @@ impl Command {
     /// process, and the [`Output`](crate::Output) has no stdout. Replaces
     /// [`stdout`](Self::stdout)'s setting; opened (a relative path from
     /// this process's working directory) at each start, where a failure is
-    /// [`Error::Io`]. All platforms.
+    /// [`Error::Io`]. All platforms. A FIFO is opened as a shell opens it,
+    /// waiting for a reader, on the thread that starts the command; under
+    /// a [`timeout`](Self::timeout) or [`cancel_token`](Self::cancel_token)
+    /// (a pipeline's too) that wait gives up when the bound passes
+    /// ([`Error::Io`] whose source is [`std::io::ErrorKind::TimedOut`], or
+    /// [`Error::Cancelled`]), and nothing is started.
     pub fn stdout_file(mut self, path: impl AsRef<std::path::Path>, mode: FileMode) -> Command {
         self.spec.spawn.stdout_file = Some((path.as_ref().to_path_buf(), mode));
         self

@@ -71,12 +71,15 @@ impl Command {
         setup.setsid = true;
         let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
         let stdin = match &self.spec.stdin {
-            Input::File(path) => sys::child_io_file(path)
-                .map_err(|e| Error::io(format!("{program}: opening its stdin file"), e))?,
+            Input::File(path) => super::stdin_file(path, &program, &Default::default())?,
             _ => sys::child_io(IoRequest::Null, true).map_err(io_err)?.0,
         };
         let output = |stream: crate::StreamKind, stdio: Stdio| -> Result<ChildIo> {
-            if let Some(file) = self.spec.spawn.output_file(stream, &program)? {
+            if let Some(file) =
+                self.spec
+                    .spawn
+                    .output_file(stream, &program, &Default::default())?
+            {
                 return Ok(file);
             }
             let req = match stdio {

@@ -122,6 +122,26 @@ pub(crate) struct SpawnOptions {
     pub(crate) pre_exec: Vec<sys::PreExecHook>,
 }
 
+/// The stdin file `path` of `program`, opened up to `wait`'s bounds.
+pub(crate) fn stdin_file(
+    path: &std::path::Path,
+    program: &str,
+    wait: &sys::OpenWait<'_>,
+) -> Result<sys::ChildIo> {
+    sys::child_io_file(path, wait).map_err(|e| open_error(e, program, "its stdin file"))
+}
+
+/// A stdio file's open that failed: [`Error::Cancelled`] when a cancel
+/// token gave up its wait for a FIFO's other end, else [`Error::Io`].
+fn open_error(e: std::io::Error, program: &str, what: &str) -> Error {
+    if sys::GaveUp::of(&e).is_some_and(|g| g.cancelled) {
+        return Error::Cancelled {
+            program: program.to_string(),
+        };
+    }
+    Error::io(format!("{program}: opening {what}"), e)
+}
+
 impl SpawnOptions {
     /// What the child gets for stdout or stderr when a file option or
     /// `merge_stderr` decides it (`None`: the stream's [`crate::Stdio`]
@@ -130,6 +150,7 @@ impl SpawnOptions {
         &self,
         stream: crate::StreamKind,
         program: &str,
+        wait: &sys::OpenWait<'_>,
     ) -> Result<Option<sys::ChildIo>> {
         let file = match stream {
             crate::StreamKind::Stdout => &self.stdout_file,
@@ -141,9 +162,9 @@ impl SpawnOptions {
         let Some((path, mode)) = file else {
             return Ok(None);
         };
-        sys::child_io_output_file(path, *mode == FileMode::Append)
+        sys::child_io_output_file(path, *mode == FileMode::Append, wait)
             .map(Some)
-            .map_err(|e| Error::io(format!("{program}: opening its {stream} file"), e))
+            .map_err(|e| open_error(e, program, &format!("its {stream} file")))
     }
 
     /// Whether a stdout file was given.

@@ -135,12 +135,14 @@ impl Loop {
         crate::timing::first_of(&mut tokens).await;
     }
 
-    /// Runs `work` until it ends, a cancel token fires, or a stop is asked.
+    /// Runs `work` until it ends, a cancel token fires, or a stop is asked;
+    /// a cancellation first when both are there, as at the top of the loop.
     async fn until<T>(&self, work: impl std::future::Future<Output = T>) -> Wake<T> {
         tokio::select! {
-            v = work => Wake::Done(v),
+            biased;
             () = self.cancel_fired() => Wake::Cancelled,
             () = self.stop.cancelled() => Wake::Stop,
+            v = work => Wake::Done(v),
         }
     }
 
@@ -162,7 +164,10 @@ impl Loop {
             Ok(p) => p,
             Err(e) => {
                 if e.is_cancelled() {
-                    end.interrupted = Some(StopReason::Cancelled);
+                    // A token, or a stop (a start waiting on a FIFO, below).
+                    let stop = self.stop.is_cancelled() && !self.cancelled();
+                    end.interrupted =
+                        Some([StopReason::Cancelled, StopReason::StopRequested][stop as usize]);
                 } else {
                     self.emit(SupervisorEvent::SpawnFailed { kind: e.kind() });
                     if !crate::retry::is_transient(&e) {
@@ -287,6 +292,9 @@ pub(super) async fn supervise(
         )));
     }
     let mut cmd = sup.cmd.clone();
+    // A start waiting for a FIFO's other end is given up at a stop too.
+    let tokens = [&stop].into_iter().chain(&sup.cancel).cloned().collect();
+    cmd.spec.chain_open = Some((None, tokens));
     if matches!(sup.health, Some((Health::Line(_), _))) {
         cmd = cmd.stream_lines();
     }

@@ -357,26 +357,36 @@ pub(crate) fn drain_pipe(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> 
 }
 
 /// Opens (creates) `path` for writing, close-on-exec, as a child's stdout
-/// or stderr: appending, or truncated first.
-pub(crate) fn child_io_output_file(path: &std::path::Path, append: bool) -> io::Result<ChildIo> {
+/// or stderr: appending, or truncated first. A FIFO waits for a reader up
+/// to `wait`'s bounds (see `open_wait.rs`).
+pub(crate) fn child_io_output_file(
+    path: &std::path::Path,
+    append: bool,
+    wait: &super::OpenWait<'_>,
+) -> io::Result<ChildIo> {
     use rustix::fs::{Mode, OFlags};
     let how = if append {
         OFlags::APPEND
     } else {
         OFlags::TRUNC
     };
-    let fd = rustix::fs::open(
+    let fd = super::open_wait::open(
         path,
         OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | how,
         Mode::from_raw_mode(0o666),
+        wait,
     )?;
     Ok(ChildIo::Fd(above_stdio(fd)?))
 }
 
-/// Opens `path` for reading, close-on-exec, as a child's stdin.
-pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
+/// Opens `path` for reading, close-on-exec, as a child's stdin. A FIFO
+/// waits for a writer up to `wait`'s bounds (see `open_wait.rs`).
+pub(crate) fn child_io_file(
+    path: &std::path::Path,
+    wait: &super::OpenWait<'_>,
+) -> io::Result<ChildIo> {
     use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = super::open_wait::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), wait)?;
     Ok(ChildIo::Fd(above_stdio(fd)?))
 }
 

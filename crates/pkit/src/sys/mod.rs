@@ -43,6 +43,7 @@ mod limits;
 pub(crate) mod linux;
 #[cfg(unix)]
 mod nap;
+pub(crate) mod open_wait;
 #[cfg(target_os = "linux")]
 pub(crate) mod pid;
 mod place;
@@ -95,6 +96,7 @@ pub use limits::{CapSupport, LimitInfo};
 pub(crate) use linux::forked::spawn_detached;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::procfs::usage as proc_usage;
+pub(crate) use open_wait::{GaveUp, OpenWait};
 pub use place::Placement;
 pub(crate) use pty::{
     open as open_pty, refusal as pty_refusal, split as split_pty, MasterEnd, PtyIo,

@@ -100,7 +100,11 @@ fn output_end(
     program: &str,
 ) -> Result<(Option<Sink>, Option<OwnedFd>)> {
     let io_err = |e: std::io::Error| Error::io(format!("{program}: setting up stdio"), e);
-    match cmd.spec.spawn.output_file(kind, program)? {
+    match cmd
+        .spec
+        .spawn
+        .output_file(kind, program, &Default::default())?
+    {
         Some(ChildIo::SameAsStdout) => return Ok((Some(Sink::SameAsStdout), None)),
         Some(io) => return Ok((fd_of(io).map(|fd| Sink::File(Arc::new(fd.into()))), None)),
         None => {}
@@ -218,10 +222,11 @@ impl Script {
                 // Opened as for a real start (a missing file fails it),
                 // not read.
                 Input::File(path) => {
-                    held =
-                        fd_of(sys::child_io_file(path).map_err(|e| {
-                            Error::io(format!("{program}: opening its stdin file"), e)
-                        })?);
+                    held = fd_of(crate::spawn_options::stdin_file(
+                        path,
+                        &program,
+                        &Default::default(),
+                    )?);
                     (None, None)
                 }
                 // Nothing to read; the test's own stdin is never taken.

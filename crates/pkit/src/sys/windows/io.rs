@@ -234,7 +234,11 @@ const PIPE_BUFFER: u32 = 64 * 1024;
 
 /// Opens (creates) `path` for writing as a child's stdout or stderr:
 /// appending, or truncated first.
-pub(crate) fn child_io_output_file(path: &std::path::Path, append: bool) -> io::Result<ChildIo> {
+pub(crate) fn child_io_output_file(
+    path: &std::path::Path,
+    append: bool,
+    _wait: &crate::sys::OpenWait<'_>,
+) -> io::Result<ChildIo> {
     let mut o = std::fs::OpenOptions::new();
     o.create(true);
     if append {
@@ -246,7 +250,10 @@ pub(crate) fn child_io_output_file(path: &std::path::Path, append: bool) -> io::
 }
 
 /// Opens `path` for reading as a child's stdin.
-pub(crate) fn child_io_file(path: &std::path::Path) -> io::Result<ChildIo> {
+pub(crate) fn child_io_file(
+    path: &std::path::Path,
+    _wait: &crate::sys::OpenWait<'_>,
+) -> io::Result<ChildIo> {
     Ok(ChildIo::Fd(std::fs::File::open(path)?.into()))
 }
 
