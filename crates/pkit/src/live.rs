@@ -14,16 +14,6 @@ use crate::sys::Signal;
 use crate::timing::first_of;
 
 impl RunningProcess {
-    /// Leaves the reading of its output to the readers' tasks, should a
-    /// line stream's consumer have polled it and stopped (see
-    /// `pump/driven.rs`): what waits for the process must not depend on
-    /// that consumer.
-    pub(crate) fn kick_readers(&self) {
-        for r in [&self.stdout, &self.stderr].into_iter().flatten() {
-            r.kick();
-        }
-    }
-
     /// How it ended, if it has exited; `None` while it runs. Never blocks
     /// and does not collect the output (call [`wait`](Self::wait) for the
     /// [`Output`]). Like `std`'s `try_wait`, the outcome is the process's

@@ -312,7 +312,6 @@ impl RunningPipe {
         if let Some(rx) = self.tail().lines.as_ref().and_then(|l| l.rx.as_ref()) {
             rx.let_go();
         }
-        self.tail().kick_readers();
         if let Some(driver) = &mut self.driver {
             let joined = driver.await;
             self.driver = None;

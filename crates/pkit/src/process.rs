@@ -268,7 +268,6 @@ impl RunningProcess {
         if let Some(rx) = self.lines.as_ref().and_then(|l| l.rx.as_ref()) {
             rx.let_go();
         }
-        self.kick_readers(); // nor a taken one's consumer that stopped polling
         crate::watch::rearm(&mut self.watch);
         // The watch's task is started again should its runtime shut down
         // while this waits (see `watch::lost`).

@@ -8,7 +8,6 @@
 
 mod capture;
 mod decode;
-mod driven;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod lazy;
@@ -126,8 +125,6 @@ pub(crate) struct StreamPlan {
 pub(crate) struct Reader {
     task: Task,
     control: Arc<Control>,
-    /// The reading, when the line stream's consumer may poll it.
-    driven: Option<Arc<driven::Driven>>,
 }
 
 /// Where a reader's capture comes back from.
@@ -164,30 +161,8 @@ impl Reader {
 
     fn start_source(rx: source::Source, plan: StreamPlan) -> Reader {
         let control = Arc::new(Control::default());
-        // Bytes that feed nothing but a line stream under backpressure
-        // may be read by its consumer (see `driven.rs`).
-        let queue = plan
-            .lines
-            .as_ref()
-            .filter(|s| s.overflow == Overflow::Backpressure)
-            .filter(|_| plan.tee.is_none() && plan.callback.is_none())
-            .map(|s| s.tx.shared());
-        let Some(queue) = queue else {
-            let task = Task::Own(tokio::spawn(run(rx, plan, control.clone())));
-            return Reader {
-                task,
-                control,
-                driven: None,
-            };
-        };
-        let reading = run(rx, plan, control.clone());
-        let driven = driven::Driven::new(reading, queue.clone());
-        queue.add_driver(&driven);
-        Reader {
-            task: Task::Own(tokio::spawn(driven.clone().run())),
-            control,
-            driven: Some(driven),
-        }
+        let task = Task::Own(tokio::spawn(run(rx, plan, control.clone())));
+        Reader { task, control }
     }
 
     /// Stops reading — after taking what is already in the pipe, even if an
@@ -195,7 +170,6 @@ impl Reader {
     pub(crate) async fn finish(self) -> Captured {
         self.control.stopping.store(true, Ordering::Release);
         self.control.stop.notify_one();
-        self.kick();
         // No result: the task was dropped with the runtime it ran on.
         let lost = || Captured {
             lost: true,
@@ -209,15 +183,6 @@ impl Reader {
                 Err(_) => lost(),
             },
             Task::Half(done, _) => done.await.unwrap_or_else(|_| lost()),
-        }
-    }
-
-    /// Leaves the reading to the reader's task, should the line stream's
-    /// consumer poll it (see `driven.rs`): the owner waits for the process,
-    /// which must not be held back by a consumer that stopped polling.
-    pub(crate) fn kick(&self) {
-        if let Some(d) = &self.driven {
-            d.kick();
         }
     }
 
@@ -241,11 +206,6 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
     // chunks' worth, grow the pipe and read in bigger chunks.
     let mut read_size = FIRST_READ;
     let mut total = 0usize;
-    // One wait for the stop, kept across reads: registered once, not
-    // once per read.
-    let stop_on = control.clone();
-    let stop = stop_on.stop.notified();
-    tokio::pin!(stop);
     enum Step {
         Read(io::Result<usize>),
         Stop,
@@ -282,7 +242,7 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
                 tokio::select! {
                     biased;
                     read = target.read(&mut rx) => Step::Read(read),
-                    () = &mut stop => Step::Stop,
+                    _ = control.stop.notified() => Step::Stop,
                 }
             };
             (step, from)

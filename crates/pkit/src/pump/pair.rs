@@ -75,12 +75,10 @@ impl Reader {
         let out = Reader {
             task: Task::Half(out_done, lazy),
             control: out_ctl,
-            driven: None,
         };
         let err = Reader {
             task: Task::Half(err_done, None),
             control: err_ctl,
-            driven: None,
         };
         Ok((Some(out), Some(err)))
     }

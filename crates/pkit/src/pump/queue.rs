@@ -6,15 +6,13 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
-use super::driven::Driven;
 use super::split::Batch;
 use super::Line;
 
@@ -56,9 +54,7 @@ impl futures_core::Stream for Lines {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Line>> {
         match &mut self.rx {
-            // Not polled through a future of ours, whose drop says when it
-            // stops waiting: the readers' tasks read.
-            Some(rx) => rx.poll_recv(cx, false),
+            Some(rx) => rx.poll_recv(cx),
             None => Poll::Ready(None),
         }
     }
@@ -92,16 +88,9 @@ struct State {
     dropping: bool,
     /// The consumer, waiting for lines (or the end).
     consumer: Option<Waker>,
-    /// The consumer polls the readings itself (see `driven.rs`): their
-    /// wake-ups are left to it, until it stops (see `kick_drivers`).
-    engaged: bool,
-    /// And it waits for lines now: their next wake-up wakes it.
-    attending: bool,
-    /// The readings a consumer may poll (see `driven.rs`).
-    drivers: Vec<Weak<Driven>>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     state: Mutex<State>,
     /// Wakes the producers: room made, or the consumer gone.
     writable: Notify,
@@ -110,55 +99,6 @@ pub(crate) struct Shared {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Lets `driven` be polled by the consumer.
-    pub(super) fn add_driver(&self, driven: &Arc<Driven>) {
-        self.lock().drivers.push(Arc::downgrade(driven));
-    }
-
-    /// Leaves every reading to its reader's task (the consumer stops, or
-    /// may stop, polling them).
-    fn kick_drivers(&self) {
-        let drivers: Vec<Arc<Driven>> = {
-            let st = self.lock();
-            st.drivers.iter().filter_map(Weak::upgrade).collect()
-        };
-        for d in drivers {
-            d.kick();
-        }
-    }
-}
-
-impl super::driven::Consumer for Shared {
-    /// A reading was woken: true when its consumer polls it, which is
-    /// woken if it waits (once: it says so again when it waits again).
-    /// False when the wake-up is for the reader's task.
-    fn route_to_consumer(&self) -> bool {
-        let waker = {
-            let mut st = self.lock();
-            if !st.engaged {
-                return false;
-            }
-            if !std::mem::take(&mut st.attending) {
-                // Busy with the lines it has: it polls the reading when it
-                // wants more (as a pipe read with no waiter wakes nobody).
-                return true;
-            }
-            st.consumer.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        true
-    }
-
-    /// The consumer no longer polls the readings (for now): their
-    /// wake-ups go to the readers' tasks.
-    fn disengage(&self) {
-        let mut st = self.lock();
-        st.engaged = false;
-        st.attending = false;
     }
 }
 
@@ -181,9 +121,6 @@ pub(crate) fn queue(capacity: usize, overflow: Overflow) -> (Sender, Receiver) {
             held: false,
             dropping: false,
             consumer: None,
-            engaged: false,
-            attending: false,
-            drivers: Vec::new(),
         }),
         writable: Notify::new(),
     });
@@ -194,7 +131,6 @@ pub(crate) fn queue(capacity: usize, overflow: Overflow) -> (Sender, Receiver) {
         Receiver {
             shared,
             local: None,
-            drivers: Vec::new(),
         },
     )
 }
@@ -231,11 +167,6 @@ impl Drop for Sender {
 }
 
 impl Sender {
-    /// The queue, for a reading its consumer may poll.
-    pub(super) fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
-    }
-
     /// Queues `batch`. Under backpressure it queues what fits and waits for
     /// the consumer to make room for the rest; under `DropNewest` the lines
     /// that don't fit are counted in `dropped`. While nobody holds the
@@ -317,7 +248,6 @@ fn hold(shared: &Shared, held: bool) {
     }
     // Waiting producers re-evaluate under the new rule.
     shared.writable.notify_waiters();
-    shared.kick_drivers();
 }
 
 /// See [`Receiver::hold_for_now`].
@@ -336,42 +266,12 @@ pub(crate) struct Receiver {
     shared: Arc<Shared>,
     /// The batch taken from the queue, not yet all handed out.
     local: Option<Batch>,
-    /// The readings it polls while it waits (see `driven.rs`).
-    drivers: Vec<Arc<Driven>>,
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.shared.lock().receiver = false;
         self.shared.writable.notify_waiters();
-        self.shared.kick_drivers();
-    }
-}
-
-/// [`Receiver::recv`]'s future: dropped while it waits, it leaves the
-/// readings it polls to their tasks.
-pub(crate) struct Recv<'a> {
-    rx: &'a mut Receiver,
-    waiting: bool,
-}
-
-impl Future for Recv<'_> {
-    type Output = Option<Line>;
-
-    #[inline]
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Line>> {
-        let polled = self.rx.poll_recv(cx, true);
-        self.waiting = polled.is_pending();
-        polled
-    }
-}
-
-impl Drop for Recv<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.waiting {
-            self.rx.shared.kick_drivers();
-        }
     }
 }
 
@@ -395,7 +295,6 @@ impl Receiver {
             st.dropping = true;
         }
         self.shared.writable.notify_waiters();
-        self.shared.kick_drivers();
     }
 
     /// Holds the queue until the guard is dropped (a probe reading it in
@@ -408,84 +307,28 @@ impl Receiver {
     }
 
     /// The next line, or `None` once every reader is done.
-    pub(crate) fn recv(&mut self) -> Recv<'_> {
-        Recv {
-            rx: self,
-            waiting: false,
-        }
+    pub(crate) async fn recv(&mut self) -> Option<Line> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// The next line. With the queue empty, a consumer that takes the
-    /// stream's backpressure and `attend`s (its future leaves the
-    /// readings to their tasks when dropped: [`Recv`]) polls the readings
-    /// that were woken itself (see `driven.rs`), then waits for their next
-    /// wake-up.
-    #[inline]
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>, attend: bool) -> Poll<Option<Line>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Line>> {
         if let Some(line) = self.local.as_mut().and_then(Batch::pop) {
             return Poll::Ready(Some(line));
         }
-        self.poll_queue(cx, attend)
-    }
-
-    /// [`poll_recv`](Self::poll_recv) once the batch taken is all handed out.
-    fn poll_queue(&mut self, cx: &mut Context<'_>, attend: bool) -> Poll<Option<Line>> {
-        let mut rounds = 0;
-        loop {
-            let mut st = self.shared.lock();
-            st.attending = false;
-            if let Some(mut batch) = st.batches.pop_front() {
-                st.queued -= batch.len();
-                drop(st);
-                self.shared.writable.notify_waiters();
-                // Batches in the queue are never empty.
-                let line = batch.pop();
-                self.local = Some(batch);
-                return Poll::Ready(line);
-            }
+        let mut st = self.shared.lock();
+        let Some(mut batch) = st.batches.pop_front() else {
             if st.senders == 0 {
                 return Poll::Ready(None);
             }
-            let direct = attend
-                && st.held
-                && st.overflow == Overflow::Backpressure
-                && !st.drivers.is_empty();
-            if rounds > 0 || !direct {
-                if !st
-                    .consumer
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    st.consumer = Some(cx.waker().clone());
-                }
-                if !direct {
-                    return Poll::Pending;
-                }
-                st.attending = true;
-                drop(st);
-                // A reading woken before `attending` was set was left to
-                // this poll.
-                if !self.drivers.iter().any(|d| d.is_woken()) {
-                    return Poll::Pending;
-                }
-                if rounds > 3 {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                st = self.shared.lock();
-                st.attending = false;
-            }
-            st.engaged = true;
-            // Lines this poll queues are seen on the next round: no wake-up.
-            st.consumer = None;
-            if self.drivers.len() != st.drivers.len() {
-                self.drivers = st.drivers.iter().filter_map(Weak::upgrade).collect();
-            }
-            drop(st);
-            for d in &self.drivers {
-                d.drive();
-            }
-            rounds += 1;
-        }
+            st.consumer = Some(cx.waker().clone());
+            return Poll::Pending;
+        };
+        st.queued -= batch.len();
+        drop(st);
+        self.shared.writable.notify_waiters();
+        // Batches in the queue are never empty.
+        let line = batch.pop();
+        self.local = Some(batch);
+        Poll::Ready(line)
     }
 }
