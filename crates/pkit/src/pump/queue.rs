@@ -42,10 +42,13 @@ pub struct Lines {
 impl Lines {
     /// The next line, or `None` at the end.
     pub async fn next_line(&mut self) -> Option<Line> {
-        match &mut self.rx {
-            Some(rx) => rx.recv().await,
-            None => None,
-        }
+        // Polled in place (no future within the future): a line is moved
+        // out once, not once per layer.
+        std::future::poll_fn(|cx| match &mut self.rx {
+            Some(rx) => rx.poll_recv(cx),
+            None => Poll::Ready(None),
+        })
+        .await
     }
 }
 
@@ -311,10 +314,16 @@ impl Receiver {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Line>> {
         if let Some(line) = self.local.as_mut().and_then(Batch::pop) {
             return Poll::Ready(Some(line));
         }
+        self.poll_queue(cx)
+    }
+
+    /// [`poll_recv`](Self::poll_recv) once the batch taken is all handed out.
+    fn poll_queue(&mut self, cx: &mut Context<'_>) -> Poll<Option<Line>> {
         let mut st = self.shared.lock();
         let Some(mut batch) = st.batches.pop_front() else {
             if st.senders == 0 {

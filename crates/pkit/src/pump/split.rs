@@ -73,6 +73,7 @@ impl Batch {
     }
 
     /// Takes the next line.
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<Line> {
         if self.next == self.end {
             return None;
