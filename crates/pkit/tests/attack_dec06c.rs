@@ -200,3 +200,78 @@ async fn a_second_wait_after_a_dropped_one_waits_for_the_grace() {
     suite.end().await;
     assert!(bad.is_empty(), "{bad:?}");
 }
+
+/// The start's runtime goes during the grace, after the root exited at
+/// the timeout's SIGTERM and left a descendant that ignores it (re-parented
+/// now: no parent link leads to it from the root). The grace resumed on
+/// the wait's runtime must still end that descendant with SIGKILL at the
+/// grace's end, and say so. (Before, under a process group: the resumed
+/// grace listed the subtree afresh, found the root alone, and the
+/// descendant ran on until the group closed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_grace_ends_the_descendants_the_root_left() {
+    let suite = begin("a_resumed_grace_ends_the_descendants_the_root_left").await;
+    let mut bad = Vec::new();
+    for choice in mechanisms() {
+        let file = TempPath::new("resumed-orphan");
+        // The descendant is born ignoring SIGTERM (no moment when it could
+        // still die of it); the root traps it after the fork.
+        let script = "trap '' TERM; sleep 300 & echo $! > \"$1\"; trap 'exit 0' TERM; wait";
+        let cmd = Command::new("sh")
+            .args(["-c", script, "sh", file.as_str()])
+            .stdout(pkit::Stdio::Null)
+            .stderr(pkit::Stdio::Null)
+            .timeout(Duration::from_millis(1000))
+            .timeout_signal(pkit::Signal::Term)
+            .grace(Duration::from_secs(3));
+        let path = file.path().to_path_buf();
+        let (g, mut p, sleeper, began) = on_short_runtime(move || {
+            Box::pin(async move {
+                let began = std::time::Instant::now();
+                let g = group(choice);
+                let p = g.start(&cmd).expect("start");
+                let until = std::time::Instant::now() + DEADLINE;
+                while !written(&path) && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let sleeper: u32 = std::fs::read_to_string(&path)
+                    .expect("the descendant's pid")
+                    .trim()
+                    .parse()
+                    .expect("a pid");
+                // The root exits at the timeout's SIGTERM (1 s); the grace
+                // runs on (3 s) when this runtime goes.
+                while !p.has_exited() && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(p.has_exited(), "{choice}: the root should exit at SIGTERM");
+                (g, p, sleeper, began)
+            })
+        });
+        let _reap = KillOnDrop(vec![sleeper]);
+        assert_alive(
+            &[sleeper],
+            "the descendant that ignores SIGTERM, in the grace",
+        );
+        let out = tokio::time::timeout(LONG, p.wait())
+            .await
+            .expect("hang")
+            .expect("wait");
+        let after = began.elapsed();
+        let gone = wait_gone(&[sleeper], DEADLINE).await.is_ok();
+        eprintln!(
+            "{choice}: wait after {after:?}: timed_out {} killed_after_grace {}, descendant gone {gone}",
+            out.timed_out(),
+            out.killed_after_grace()
+        );
+        // The SIGKILL comes at the grace's end (4 s after the start).
+        if !gone || !out.timed_out() || !out.killed_after_grace() || after < Duration::from_secs(4)
+        {
+            bad.push(choice.to_string());
+        }
+        drop(p);
+        g.close().await.expect("close");
+    }
+    suite.end().await;
+    assert!(bad.is_empty(), "the descendant outlived the grace: {bad:?}");
+}
