@@ -14,22 +14,6 @@ use pkit::Command;
 
 const LONG: Duration = Duration::from_secs(20);
 
-fn on_short_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let out = rt.block_on(f());
-        drop(rt);
-        out
-    })
-    .join()
-    .expect("runtime thread")
-}
-
 fn written(p: &std::path::Path) -> bool {
     std::fs::read_to_string(p).is_ok_and(|s| s.ends_with('\n'))
 }
