@@ -251,7 +251,7 @@ impl ProcTree {
                         .count()
                 };
                 let left = !super::nap::poll_until(|| left() == 0, deadline).await;
-                portable_signal(root, *pgid, &pids, libc::SIGKILL);
+                portable_signal(root, *pgid, pids, libc::SIGKILL);
                 left
             }
             // A leaf whose root left it: the root's exit is waited for
