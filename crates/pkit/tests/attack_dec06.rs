@@ -170,13 +170,12 @@ async fn a_grace_under_way_when_the_starts_runtime_goes() {
     for choice in mechanisms() {
         let file = TempPath::new("grace-under-way");
         let script = "trap '' TERM; echo $$ > \"$1\"; exec sleep 300";
-        let cmd = Command::new("sh")
-            .args(["-c", script, "sh", file.as_str()])
-            .stdout(pkit::Stdio::Null)
-            .stderr(pkit::Stdio::Null)
-            .timeout(Duration::from_secs(1))
-            .timeout_signal(pkit::Signal::Term)
-            .grace(Duration::from_secs(3));
+        let cmd = graced_sh(
+            script,
+            &file,
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        );
         let path = file.path().to_path_buf();
         let (g, mut p) = on_short_runtime(move || {
             Box::pin(async move {

@@ -32,13 +32,12 @@ async fn a_wait_after_the_grace_says_what_the_grace_did() {
             let file = TempPath::new("after-grace");
             let script =
                 "trap 'sleep 0.5; exit 0' TERM; echo $$ > \"$1\"; while :; do sleep 0.05; done";
-            let cmd = Command::new("sh")
-                .args(["-c", script, "sh", file.as_str()])
-                .stdout(pkit::Stdio::Null)
-                .stderr(pkit::Stdio::Null)
-                .timeout(Duration::from_millis(200))
-                .timeout_signal(pkit::Signal::Term)
-                .grace(Duration::from_secs(1));
+            let cmd = graced_sh(
+                script,
+                &file,
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+            );
             let path = file.path().to_path_buf();
             let (g, mut p) = on_short_runtime(move || {
                 Box::pin(async move {
@@ -145,13 +144,12 @@ async fn a_second_wait_after_a_dropped_one_waits_for_the_grace() {
     for choice in mechanisms() {
         let file = TempPath::new("second-wait");
         let script = "trap 'exit 0' TERM; (trap '' TERM; exec sleep 300) & echo $! > \"$1\"; wait";
-        let cmd = Command::new("sh")
-            .args(["-c", script, "sh", file.as_str()])
-            .stdout(pkit::Stdio::Null)
-            .stderr(pkit::Stdio::Null)
-            .timeout(Duration::from_millis(300))
-            .timeout_signal(pkit::Signal::Term)
-            .grace(Duration::from_secs(3));
+        let cmd = graced_sh(
+            script,
+            &file,
+            Duration::from_millis(300),
+            Duration::from_secs(3),
+        );
         let g = group(choice);
         let mut p = g.start(&cmd).expect("start");
         let first = tokio::time::timeout(Duration::from_millis(1200), p.wait()).await;
@@ -201,13 +199,12 @@ async fn a_resumed_grace_ends_the_descendants_the_root_left() {
         // The descendant is born ignoring SIGTERM (no moment when it could
         // still die of it); the root traps it after the fork.
         let script = "trap '' TERM; sleep 300 & echo $! > \"$1\"; trap 'exit 0' TERM; wait";
-        let cmd = Command::new("sh")
-            .args(["-c", script, "sh", file.as_str()])
-            .stdout(pkit::Stdio::Null)
-            .stderr(pkit::Stdio::Null)
-            .timeout(Duration::from_millis(1000))
-            .timeout_signal(pkit::Signal::Term)
-            .grace(Duration::from_secs(3));
+        let cmd = graced_sh(
+            script,
+            &file,
+            Duration::from_millis(1000),
+            Duration::from_secs(3),
+        );
         let path = file.path().to_path_buf();
         let (g, mut p, sleeper, began) = on_short_runtime(move || {
             Box::pin(async move {

@@ -54,6 +54,16 @@ fn lines(file: &TempPath, what: &str) -> usize {
         .count()
 }
 
+/// Polls until `file` has a line `what`; fails saying `why` after
+/// [`DEADLINE`].
+async fn until_line(file: &TempPath, what: &str, why: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while lines(file, what) == 0 {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Resident memory of `pid` in KiB (0 once it is gone).
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -120,14 +130,8 @@ async fn a_process_group_without_free_descriptors_is_signalled_once_listed_and_c
             listed, running,
             "{choice}: the members pids() listed with no descriptor free"
         );
-        let deadline = std::time::Instant::now() + DEADLINE;
-        while lines(&file, "SIG") == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{choice}: the leader never got the signal"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        let why = format!("{choice}: the leader never got the signal");
+        until_line(&file, "SIG", &why).await;
         // A second delivery, were there one, was queued before the marker
         // is sent, and is counted before the marker is.
         let marked = std::process::Command::new("kill")
@@ -135,14 +139,8 @@ async fn a_process_group_without_free_descriptors_is_signalled_once_listed_and_c
             .status()
             .is_ok_and(|s| s.success());
         assert!(marked, "{choice}: the marker signal to {leader}");
-        let deadline = std::time::Instant::now() + DEADLINE;
-        while lines(&file, "MARK") == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{choice}: the leader never took the marker"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        let why = format!("{choice}: the leader never took the marker");
+        until_line(&file, "MARK", &why).await;
         assert_eq!(
             lines(&file, "SIG"),
             1,

@@ -622,6 +622,19 @@ pub fn on_short_runtime<T: Send + 'static>(
     .expect("runtime thread")
 }
 
+/// `sh -c script sh file` with its stdio on `/dev/null`, ended by its
+/// `timeout` with SIGTERM, then SIGKILL after `grace` (the runtime-loss
+/// tests' programs: attack_dec06 and attack_dec06c).
+pub fn graced_sh(script: &str, file: &TempPath, timeout: Duration, grace: Duration) -> Command {
+    Command::new("sh")
+        .args(["-c", script, "sh", file.as_str()])
+        .stdout(pkit::Stdio::Null)
+        .stderr(pkit::Stdio::Null)
+        .timeout(timeout)
+        .timeout_signal(pkit::Signal::Term)
+        .grace(grace)
+}
+
 /// Runs `case` for each of `cases` at once, as tasks of the test's runtime
 /// (for cases that mostly wait: timeouts, graces, a program's linger), and
 /// once all have ended fails with the first panic, if any (each panic's
