@@ -14,24 +14,6 @@ use pkit::Command;
 /// No case may take longer than this (a hang fails, never blocks).
 const LONG: Duration = Duration::from_secs(60);
 
-/// `f` on a fresh current-thread runtime of its own thread, which is shut
-/// down (and its thread ended) before this returns.
-fn on_short_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let out = rt.block_on(f());
-        drop(rt);
-        out
-    })
-    .join()
-    .expect("runtime thread")
-}
-
 /// The ways a process is started in [`a_process_waited_for_on_another_runtime_than_its_start`].
 #[derive(Debug, Clone, Copy)]
 enum Variant {
@@ -188,13 +170,12 @@ async fn a_grace_under_way_when_the_starts_runtime_goes() {
     for choice in mechanisms() {
         let file = TempPath::new("grace-under-way");
         let script = "trap '' TERM; echo $$ > \"$1\"; exec sleep 300";
-        let cmd = Command::new("sh")
-            .args(["-c", script, "sh", file.as_str()])
-            .stdout(pkit::Stdio::Null)
-            .stderr(pkit::Stdio::Null)
-            .timeout(Duration::from_secs(1))
-            .timeout_signal(pkit::Signal::Term)
-            .grace(Duration::from_secs(3));
+        let cmd = graced_sh(
+            script,
+            &file,
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        );
         let path = file.path().to_path_buf();
         let (g, mut p) = on_short_runtime(move || {
             Box::pin(async move {

@@ -14,22 +14,6 @@ use pkit::Command;
 
 const LONG: Duration = Duration::from_secs(20);
 
-fn on_short_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let out = rt.block_on(f());
-        drop(rt);
-        out
-    })
-    .join()
-    .expect("runtime thread")
-}
-
 fn written(p: &std::path::Path) -> bool {
     std::fs::read_to_string(p).is_ok_and(|s| s.ends_with('\n'))
 }
@@ -48,13 +32,12 @@ async fn a_wait_after_the_grace_says_what_the_grace_did() {
             let file = TempPath::new("after-grace");
             let script =
                 "trap 'sleep 0.5; exit 0' TERM; echo $$ > \"$1\"; while :; do sleep 0.05; done";
-            let cmd = Command::new("sh")
-                .args(["-c", script, "sh", file.as_str()])
-                .stdout(pkit::Stdio::Null)
-                .stderr(pkit::Stdio::Null)
-                .timeout(Duration::from_millis(200))
-                .timeout_signal(pkit::Signal::Term)
-                .grace(Duration::from_secs(1));
+            let cmd = graced_sh(
+                script,
+                &file,
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+            );
             let path = file.path().to_path_buf();
             let (g, mut p) = on_short_runtime(move || {
                 Box::pin(async move {
@@ -161,13 +144,12 @@ async fn a_second_wait_after_a_dropped_one_waits_for_the_grace() {
     for choice in mechanisms() {
         let file = TempPath::new("second-wait");
         let script = "trap 'exit 0' TERM; (trap '' TERM; exec sleep 300) & echo $! > \"$1\"; wait";
-        let cmd = Command::new("sh")
-            .args(["-c", script, "sh", file.as_str()])
-            .stdout(pkit::Stdio::Null)
-            .stderr(pkit::Stdio::Null)
-            .timeout(Duration::from_millis(300))
-            .timeout_signal(pkit::Signal::Term)
-            .grace(Duration::from_secs(3));
+        let cmd = graced_sh(
+            script,
+            &file,
+            Duration::from_millis(300),
+            Duration::from_secs(3),
+        );
         let g = group(choice);
         let mut p = g.start(&cmd).expect("start");
         let first = tokio::time::timeout(Duration::from_millis(1200), p.wait()).await;
@@ -199,4 +181,78 @@ async fn a_second_wait_after_a_dropped_one_waits_for_the_grace() {
     }
     suite.end().await;
     assert!(bad.is_empty(), "{bad:?}");
+}
+
+/// The start's runtime goes during the grace, after the root exited at
+/// the timeout's SIGTERM and left a descendant that ignores it (re-parented
+/// now: no parent link leads to it from the root). The grace resumed on
+/// the wait's runtime must still end that descendant with SIGKILL at the
+/// grace's end, and say so. (Before, under a process group: the resumed
+/// grace listed the subtree afresh, found the root alone, and the
+/// descendant ran on until the group closed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_grace_ends_the_descendants_the_root_left() {
+    let suite = begin("a_resumed_grace_ends_the_descendants_the_root_left").await;
+    let mut bad = Vec::new();
+    for choice in mechanisms() {
+        let file = TempPath::new("resumed-orphan");
+        // The descendant is born ignoring SIGTERM (no moment when it could
+        // still die of it); the root traps it after the fork.
+        let script = "trap '' TERM; sleep 300 & echo $! > \"$1\"; trap 'exit 0' TERM; wait";
+        let cmd = graced_sh(
+            script,
+            &file,
+            Duration::from_millis(1000),
+            Duration::from_secs(3),
+        );
+        let path = file.path().to_path_buf();
+        let (g, mut p, sleeper, began) = on_short_runtime(move || {
+            Box::pin(async move {
+                let began = std::time::Instant::now();
+                let g = group(choice);
+                let p = g.start(&cmd).expect("start");
+                let until = std::time::Instant::now() + DEADLINE;
+                while !written(&path) && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let sleeper: u32 = std::fs::read_to_string(&path)
+                    .expect("the descendant's pid")
+                    .trim()
+                    .parse()
+                    .expect("a pid");
+                // The root exits at the timeout's SIGTERM (1 s); the grace
+                // runs on (3 s) when this runtime goes.
+                while !p.has_exited() && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(p.has_exited(), "{choice}: the root should exit at SIGTERM");
+                (g, p, sleeper, began)
+            })
+        });
+        let _reap = KillOnDrop(vec![sleeper]);
+        assert_alive(
+            &[sleeper],
+            "the descendant that ignores SIGTERM, in the grace",
+        );
+        let out = tokio::time::timeout(LONG, p.wait())
+            .await
+            .expect("hang")
+            .expect("wait");
+        let after = began.elapsed();
+        let gone = wait_gone(&[sleeper], DEADLINE).await.is_ok();
+        eprintln!(
+            "{choice}: wait after {after:?}: timed_out {} killed_after_grace {}, descendant gone {gone}",
+            out.timed_out(),
+            out.killed_after_grace()
+        );
+        // The SIGKILL comes at the grace's end (4 s after the start).
+        if !gone || !out.timed_out() || !out.killed_after_grace() || after < Duration::from_secs(4)
+        {
+            bad.push(choice.to_string());
+        }
+        drop(p);
+        g.close().await.expect("close");
+    }
+    suite.end().await;
+    assert!(bad.is_empty(), "the descendant outlived the grace: {bad:?}");
 }

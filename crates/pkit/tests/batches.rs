@@ -16,6 +16,7 @@ fn sh(m: MechanismChoice, script: &str) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_in_input_order_with_bounded_concurrency() {
+    let suite = common::begin("results_in_input_order_with_bounded_concurrency").await;
     for m in common::mechanisms() {
         let log = std::env::temp_dir().join(format!("pkit-batch-{}-{m}", std::process::id()));
         let _ = std::fs::remove_file(&log);
@@ -45,10 +46,12 @@ async fn results_in_input_order_with_bounded_concurrency() {
         assert!(peak <= 3, "at most 3 at once, saw {peak}");
         assert!(peak >= 2, "they did run concurrently");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_order() {
+    let suite = common::begin("completion_order").await;
     for m in common::mechanisms() {
         let cmds = vec![sh(m, "sleep 1; echo slow"), sh(m, "echo fast")];
         let mut done = pkit::output_unordered(cmds, 2);
@@ -62,10 +65,12 @@ async fn completion_order() {
         assert_eq!(second, 0);
         assert!(done.next().await.is_none());
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_batch_tears_every_run_down() {
+    let suite = common::begin("dropping_the_batch_tears_every_run_down").await;
     for m in common::mechanisms() {
         let file = std::env::temp_dir().join(format!("pkit-batch-drop-{}-{m}", std::process::id()));
         let _ = std::fs::remove_file(&file);
@@ -91,10 +96,12 @@ async fn dropping_the_batch_tears_every_run_down() {
         std::fs::remove_file(&file).unwrap();
         common::assert_gone(&pids, "the torn-down tree").await;
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_command_keeps_its_own_containment() {
+    let suite = common::begin("each_command_keeps_its_own_containment").await;
     for m in common::mechanisms() {
         let dir = std::env::temp_dir().join(format!("pkit-batch-own-{}-{m}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -139,6 +146,7 @@ async fn each_command_keeps_its_own_containment() {
         keys.dedup();
         assert_eq!(keys.len(), 4, "{seen:?}");
     }
+    suite.end().await;
 }
 
 /// Outside a Tokio runtime, `output_unordered` does not panic and runs

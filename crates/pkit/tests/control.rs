@@ -52,6 +52,7 @@ fn all_stopped(g: &Group) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_reach_grandchildren() {
+    let suite = common::begin("signals_reach_grandchildren").await;
     for m in common::mechanisms() {
         let g = group(m);
         let (outer, inner, ready) = (temp("outer", m), temp("inner", m), temp("ready", m));
@@ -74,10 +75,12 @@ async fn signals_reach_grandchildren() {
             std::fs::remove_file(f).unwrap();
         }
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_stops_progress_and_resume_restarts_it() {
+    let suite = common::begin("suspend_stops_progress_and_resume_restarts_it").await;
     for m in common::mechanisms() {
         let g = group(m);
         let counter = temp("counter", m);
@@ -113,10 +116,12 @@ async fn suspend_stops_progress_and_resume_restarts_it() {
         let _ = std::fs::remove_file(&counter);
         let _ = std::fs::remove_file(format!("{c}.tmp"));
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_group_can_still_be_killed() {
+    let suite = common::begin("a_suspended_group_can_still_be_killed").await;
     for m in common::mechanisms() {
         let g = group(m);
         let mut p = g.start(&Command::new("sleep").arg("300")).unwrap();
@@ -135,52 +140,58 @@ async fn a_suspended_group_can_still_be_killed() {
             out.outcome()
         );
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopt_then_drop_kills_the_adopted_process() {
-    let g = group(MechanismChoice::Cgroup);
-    let mut outsider = std::process::Command::new("sleep")
-        .arg("300")
-        .spawn()
-        .unwrap();
-    g.adopt(outsider.id()).unwrap();
-    // Polled, and what was seen told: CI failed once on a single look, at
-    // load 30, with nothing to say what the listing held.
-    let mut seen = Vec::new();
-    eventually("the adopted sleep listed by name", || {
-        seen = g.processes().unwrap();
-        let listed = seen
-            .iter()
-            .any(|p| p.pid == outsider.id() && p.name.as_deref() == Some("sleep"));
-        if !listed {
-            eprintln!("adopted {}: listed {seen:?}", outsider.id());
-        }
-        listed
-    })
-    .await;
-    drop(g);
-    let status = outsider.wait().unwrap();
-    assert_eq!(status.signal(), Some(9));
+    let suite = common::begin("adopt_then_drop_kills_the_adopted_process").await;
+    // A block: what it started is dropped before the end's check.
+    {
+        let g = group(MechanismChoice::Cgroup);
+        let mut outsider = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        g.adopt(outsider.id()).unwrap();
+        // Polled, and what was seen told: CI failed once on a single look, at
+        // load 30, with nothing to say what the listing held.
+        let mut seen = Vec::new();
+        eventually("the adopted sleep listed by name", || {
+            seen = g.processes().unwrap();
+            let listed = seen
+                .iter()
+                .any(|p| p.pid == outsider.id() && p.name.as_deref() == Some("sleep"));
+            if !listed {
+                eprintln!("adopted {}: listed {seen:?}", outsider.id());
+            }
+            listed
+        })
+        .await;
+        drop(g);
+        let status = outsider.wait().unwrap();
+        assert_eq!(status.signal(), Some(9));
 
-    // A process group can't take a program that is already running.
-    let g = group(MechanismChoice::ProcessGroup);
-    let _first = g.start(&Command::new("sleep").arg("300")).unwrap();
-    let mut outsider = std::process::Command::new("sleep")
-        .arg("300")
-        .spawn()
-        .unwrap();
-    let err = g.adopt(outsider.id()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(err.to_string().contains("process-group"), "{err}");
-    outsider.kill().unwrap();
-    outsider.wait().unwrap();
+        // A process group can't take a program that is already running.
+        let g = group(MechanismChoice::ProcessGroup);
+        let _first = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let mut outsider = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let err = g.adopt(outsider.id()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("process-group"), "{err}");
+        outsider.kill().unwrap();
+        outsider.wait().unwrap();
 
-    let empty = group(MechanismChoice::ProcessGroup);
-    assert_eq!(
-        empty.adopt(std::process::id()).unwrap_err().kind(),
-        ErrorKind::Unsupported
-    );
+        let empty = group(MechanismChoice::ProcessGroup);
+        assert_eq!(
+            empty.adopt(std::process::id()).unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
+    }
+    suite.end().await;
 }
 
 /// Under cgroup v2 a group's first started process lives in the group's
@@ -189,62 +200,68 @@ async fn adopt_then_drop_kills_the_adopted_process() {
 /// after it must not land in that subtree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopted_after_the_first_start_is_not_in_its_subtree() {
-    if !common::mechanisms().contains(&MechanismChoice::Cgroup) {
-        return;
-    }
-    let g = group(MechanismChoice::Cgroup);
-    let first = g.start(&Command::new("sleep").arg("300")).unwrap();
-    let mut outsiders: Vec<_> = (0..2)
-        .map(|_| {
-            std::process::Command::new("sleep")
-                .arg("300")
-                .spawn()
-                .unwrap()
+    let suite = common::begin("adopted_after_the_first_start_is_not_in_its_subtree").await;
+    // A block: what it started is dropped before the end's check.
+    {
+        if !common::mechanisms().contains(&MechanismChoice::Cgroup) {
+            return;
+        }
+        let g = group(MechanismChoice::Cgroup);
+        let first = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let mut outsiders: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("300")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for o in &outsiders {
+            g.adopt(o.id()).unwrap();
+        }
+        let later = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let mut members: Vec<u32> = g.pids().unwrap();
+        members.sort();
+        let mut want = vec![
+            first.pid(),
+            later.pid(),
+            outsiders[0].id(),
+            outsiders[1].id(),
+        ];
+        want.sort();
+        assert_eq!(members, want, "the adopted processes are the group's");
+
+        first.kill_tree().unwrap();
+        eventually("the first started process killed", || {
+            !common::a_thread_runs(first.pid())
         })
-        .collect();
-    for o in &outsiders {
-        g.adopt(o.id()).unwrap();
-    }
-    let later = g.start(&Command::new("sleep").arg("300")).unwrap();
-    let mut members: Vec<u32> = g.pids().unwrap();
-    members.sort();
-    let mut want = vec![
-        first.pid(),
-        later.pid(),
-        outsiders[0].id(),
-        outsiders[1].id(),
-    ];
-    want.sort();
-    assert_eq!(members, want, "the adopted processes are the group's");
+        .await;
+        // Give a wrongly sent SIGKILL time to land.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for o in &mut outsiders {
+            assert!(
+                o.try_wait().unwrap().is_none(),
+                "the first process's kill_tree killed adopted pid {}",
+                o.id()
+            );
+        }
+        assert!(common::a_thread_runs(later.pid()), "a later process");
 
-    first.kill_tree().unwrap();
-    eventually("the first started process killed", || {
-        !common::a_thread_runs(first.pid())
-    })
-    .await;
-    // Give a wrongly sent SIGKILL time to land.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for o in &mut outsiders {
-        assert!(
-            o.try_wait().unwrap().is_none(),
-            "the first process's kill_tree killed adopted pid {}",
-            o.id()
-        );
+        // The group's own end still takes them, and leaves no directory.
+        let dir = common::cgroup_dir(&g).expect("a cgroup group");
+        drop((first, later));
+        drop(g);
+        for o in &mut outsiders {
+            assert_eq!(o.wait().unwrap().signal(), Some(9));
+        }
+        common::assert_dir_gone(&dir).await;
     }
-    assert!(common::a_thread_runs(later.pid()), "a later process");
-
-    // The group's own end still takes them, and leaves no directory.
-    let dir = common::cgroup_dir(&g).expect("a cgroup group");
-    drop((first, later));
-    drop(g);
-    for o in &mut outsiders {
-        assert_eq!(o.wait().unwrap().signal(), Some(9));
-    }
-    common::assert_dir_gone(&dir).await;
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_are_listed() {
+    let suite = common::begin("members_are_listed").await;
     for m in common::mechanisms() {
         let g = group(m);
         let a = g.start(&Command::new("sleep").arg("300")).unwrap();
@@ -281,6 +298,7 @@ async fn members_are_listed() {
         g.kill().unwrap();
         eventually("no members", || g.processes().unwrap().is_empty()).await;
     }
+    suite.end().await;
 }
 
 #[test]

@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pkit::fault::{clear, inject, Point};
+use pkit::fault::{clear, inject, pending, Point};
 use pkit::{Command, ErrorKind, Group, Mechanism, MechanismChoice};
 
 const ERRNOS: [(i32, &str); 6] = [
@@ -419,12 +419,24 @@ async fn a_busy_emptied_cgroup_is_removed_by_the_reaper_later() {
     let g = group(MechanismChoice::Cgroup);
     let dir = cgroup_dir(&g).unwrap();
     let p = g.start(&Command::new("sleep").arg("300")).unwrap();
-    inject(Point::Rmdir, libc::EBUSY, u32::MAX);
+    // Three refusals: more than the drop's own try and the reaper's first
+    // one, so that they are all used up only once the reaper has tried
+    // again (a reaper that gave up after one refusal leaves one pending).
+    inject(Point::Rmdir, libc::EBUSY, 3);
     drop(p);
     drop(g);
-    // Long enough for the reaper to see the cgroup empty and be refused.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(dir.exists(), "removed while rmdir was failing");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        // Seen before the refusals: if it was gone while some were still
+        // pending, it went while rmdir was failing.
+        let exists = dir.exists();
+        if !pending(Point::Rmdir) {
+            break;
+        }
+        assert!(exists, "removed while rmdir was failing");
+        assert!(Instant::now() < deadline, "the reaper never tried again");
+        tokio::time::sleep(POLL).await;
+    }
     clear();
     assert_dir_gone(&dir).await;
     clean(name, &fds).await;

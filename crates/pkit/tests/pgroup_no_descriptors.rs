@@ -22,15 +22,19 @@ use pkit::{MechanismChoice, Signal};
 /// Appends `SIG` to `$1` for each signal numbered `$2` it receives, a
 /// real-time one kept blocked and taken with sigtimedwait: each sending is
 /// queued and counted (a shell's trap, or two SIGUSR1, would merge two
-/// that arrive together); `ready` once it is blocked.
+/// that arrive together); `ready` once it is blocked. Signal `$2 + 1`, a
+/// marker, appends `MARK`: pending real-time signals are taken lowest
+/// number first, so once the marker is written, every `$2` sent before it
+/// has been counted.
 const COUNTS_RT: &str = r#"
 import signal, sys
 f, s = sys.argv[1], int(sys.argv[2])
-signal.pthread_sigmask(signal.SIG_BLOCK, [s])
+signal.pthread_sigmask(signal.SIG_BLOCK, [s, s + 1])
 open(f, "a").write("ready\n")
 while True:
-    if signal.sigtimedwait([s], 0.1):
-        open(f, "a").write("SIG\n")
+    got = signal.sigtimedwait([s, s + 1], 0.1)
+    if got:
+        open(f, "a").write("SIG\n" if got.si_signo == s else "MARK\n")
 "#;
 
 /// Ignores signal `$1` (the leader's count is of the group's signal) and
@@ -48,6 +52,16 @@ fn lines(file: &TempPath, what: &str) -> usize {
         .lines()
         .filter(|l| *l == what)
         .count()
+}
+
+/// Polls until `file` has a line `what`; fails saying `why` after
+/// [`DEADLINE`].
+async fn until_line(file: &TempPath, what: &str, why: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while lines(file, what) == 0 {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Resident memory of `pid` in KiB (0 once it is gone).
@@ -116,16 +130,17 @@ async fn a_process_group_without_free_descriptors_is_signalled_once_listed_and_c
             listed, running,
             "{choice}: the members pids() listed with no descriptor free"
         );
-        let deadline = std::time::Instant::now() + DEADLINE;
-        while lines(&file, "SIG") == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{choice}: the leader never got the signal"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-        // Room for a second delivery to show up, were there one.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let why = format!("{choice}: the leader never got the signal");
+        until_line(&file, "SIG", &why).await;
+        // A second delivery, were there one, was queued before the marker
+        // is sent, and is counted before the marker is.
+        let marked = std::process::Command::new("kill")
+            .args([format!("-{}", rt + 1), leader.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(marked, "{choice}: the marker signal to {leader}");
+        let why = format!("{choice}: the leader never took the marker");
+        until_line(&file, "MARK", &why).await;
         assert_eq!(
             lines(&file, "SIG"),
             1,

@@ -1,6 +1,7 @@
 //! Pipelines over real OS pipes: data intact, pipefail attribution in every
 //! position, unchecked producers, stdin to the head, whole-chain timeout.
-//! In both mechanisms.
+//! In both mechanisms. Every test that starts processes holds the suite
+//! lock (see `common::begin`).
 
 mod common;
 
@@ -34,6 +35,7 @@ fn named_stage(dir: &std::path::Path, i: usize, code: i32) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_flow_through_every_stage_intact() {
+    let suite = common::begin("bytes_flow_through_every_stage_intact").await;
     for m in common::mechanisms() {
         let data: Vec<u8> = (0..10 << 20).map(|i: u32| (i % 251) as u8).collect();
         let out = Pipe::new([
@@ -79,10 +81,12 @@ async fn bytes_flow_through_every_stage_intact() {
             .unwrap();
         assert_eq!(n.trim(), (3 << 20).to_string());
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipefail_attribution_in_every_position() {
+    let suite = common::begin("pipefail_attribution_in_every_position").await;
     let links = std::env::temp_dir().join(format!("pkit-pipes-{}", std::process::id()));
     std::fs::create_dir_all(&links).unwrap();
     for m in common::mechanisms() {
@@ -148,10 +152,12 @@ async fn pipefail_attribution_in_every_position() {
             .unwrap());
     }
     std::fs::remove_dir_all(&links).unwrap();
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchecked_producer_killed_by_sigpipe() {
+    let suite = common::begin("unchecked_producer_killed_by_sigpipe").await;
     for m in common::mechanisms() {
         let head = Command::new("head").args(["-n", "3"]);
         let out = Pipe::new([Command::new("yes").unchecked_in_pipe(), head.clone()])
@@ -180,10 +186,12 @@ async fn unchecked_producer_killed_by_sigpipe() {
         assert_eq!(out.program(), "yes");
         assert_eq!(out.stdout(), b"y\ny\ny\n");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_tears_down_every_stage_and_their_children() {
+    let suite = common::begin("timeout_tears_down_every_stage_and_their_children").await;
     for m in common::mechanisms() {
         let file = std::env::temp_dir().join(format!("pkit-pipe-pids-{}-{m}", std::process::id()));
         let _ = std::fs::remove_file(&file);
@@ -210,6 +218,7 @@ async fn timeout_tears_down_every_stage_and_their_children() {
         assert_eq!(pids.len(), 6, "three stages and a sleep each");
         common::assert_gone(&pids, "the torn-down tree").await;
     }
+    suite.end().await;
 }
 
 #[tokio::test]
@@ -220,6 +229,7 @@ async fn an_empty_pipe_is_invalid_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_over_its_capture_limit_ends_the_chain() {
+    let suite = common::begin("a_stage_over_its_capture_limit_ends_the_chain").await;
     for m in common::mechanisms() {
         let err = Pipe::new([
             Command::new("yes"),
@@ -232,10 +242,12 @@ async fn a_stage_over_its_capture_limit_ends_the_chain() {
         assert_eq!(err.kind(), pkit::ErrorKind::OutputLimit, "{m}: {err}");
         assert!(err.to_string().contains("cat"), "{err}");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_share_one_group_over_real_pipes() {
+    let suite = common::begin("stages_share_one_group_over_real_pipes").await;
     for m in common::mechanisms() {
         // Each stage tells (on stderr) what its shell's stdin and stdout
         // are, its v2 cgroup and its process group, then passes data on.
@@ -268,10 +280,12 @@ async fn stages_share_one_group_over_real_pipes() {
         }
         assert_ne!(seen[0][1], seen[1][1], "each link its own pipe");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stages_ok_codes_are_honoured() {
+    let suite = common::begin("a_stages_ok_codes_are_honoured").await;
     for m in common::mechanisms() {
         // grep finds nothing and exits 1, which it is told is fine: last
         // stage, then a middle one.
@@ -327,10 +341,12 @@ async fn a_stages_ok_codes_are_honoured() {
         );
         assert_eq!(out.outcome(), Outcome::Exited(1), "{m}: the last stage's");
     }
+    suite.end().await;
 }
 
 #[tokio::test]
 async fn a_stage_with_a_retry_policy_is_refused() {
+    let suite = common::begin("a_stage_with_a_retry_policy_is_refused").await;
     let retried = Command::new("true").retry(3, Duration::from_millis(1), |_| true);
     for chain in [
         Pipe::new([retried.clone(), Command::new("cat")]),
@@ -348,4 +364,5 @@ async fn a_stage_with_a_retry_policy_is_refused() {
         .await
         .unwrap()
         .success());
+    suite.end().await;
 }

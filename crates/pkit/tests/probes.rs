@@ -34,6 +34,7 @@ fn free_port() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_line() {
+    let suite = common::begin("wait_for_line").await;
     for m in common::mechanisms() {
         let g = group(m);
         let mut p = g
@@ -85,10 +86,12 @@ async fn wait_for_line() {
         );
         g.shutdown(Duration::from_secs(5)).await.unwrap();
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_port() {
+    let suite = common::begin("wait_for_port").await;
     for m in common::mechanisms() {
         let g = group(m);
         let addr = free_port();
@@ -114,10 +117,12 @@ async fn wait_for_port() {
         assert_eq!(reason(err), NotReadyReason::Exited(Outcome::Exited(4)));
         g.shutdown(Duration::from_secs(5)).await.unwrap();
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_custom_check() {
+    let suite = common::begin("wait_for_custom_check").await;
     for m in common::mechanisms() {
         let g = group(m);
         let flag = std::env::temp_dir().join(format!("pkit-probe-{}-{m}", std::process::id()));
@@ -150,4 +155,5 @@ async fn wait_for_custom_check() {
         assert_eq!(reason(err), NotReadyReason::Exited(Outcome::Signalled(15)));
         g.shutdown(Duration::from_secs(5)).await.unwrap();
     }
+    suite.end().await;
 }

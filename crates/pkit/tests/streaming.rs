@@ -94,6 +94,7 @@ impl std::io::Write for Shared {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_are_tagged_and_ordered_per_stream() {
+    let suite = common::begin("lines_are_tagged_and_ordered_per_stream").await;
     for m in common::mechanisms() {
         let g = group(m);
         let script =
@@ -116,10 +117,12 @@ async fn lines_are_tagged_and_ordered_per_stream() {
             "streamed output is not also captured"
         );
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_and_tees_see_the_same_output() {
+    let suite = common::begin("callbacks_and_tees_see_the_same_output").await;
     for m in common::mechanisms() {
         let count = Arc::new(AtomicUsize::new(0));
         let c = count.clone();
@@ -159,6 +162,7 @@ async fn callbacks_and_tees_see_the_same_output() {
             "capture still works with tees"
         );
     }
+    suite.end().await;
 }
 
 /// Bytes `pid` has written so far (`wchar` of `/proc/<pid>/io`).
@@ -171,6 +175,7 @@ fn written(pid: u32) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_stalls_a_child_until_read() {
+    let suite = common::begin("backpressure_stalls_a_child_until_read").await;
     for m in common::mechanisms() {
         let g = group(m);
         let n = 1_000_000; // 6.9 MB, far more than the pipe, a read and the queue
@@ -205,6 +210,7 @@ async fn backpressure_stalls_a_child_until_read() {
         assert_eq!(p.dropped_lines(), 0);
         assert!(p.wait().await.unwrap().success());
     }
+    suite.end().await;
 }
 
 /// A consumer that read a line and then went off to do something else must
@@ -214,6 +220,7 @@ async fn backpressure_stalls_a_child_until_read() {
 /// itself while it waits for lines must keep this.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_stops_polling_still_gets_the_queue_filled() {
+    let suite = common::begin("a_consumer_that_stops_polling_still_gets_the_queue_filled").await;
     for m in common::mechanisms() {
         let g = group(m);
         let marker =
@@ -253,6 +260,7 @@ async fn a_consumer_that_stops_polling_still_gets_the_queue_filled() {
         assert!(p.wait().await.unwrap().success());
         let _ = std::fs::remove_file(&marker);
     }
+    suite.end().await;
 }
 
 /// The same through [`futures_core::Stream`], where no future of the
@@ -265,54 +273,60 @@ async fn a_consumer_that_stops_polling_still_gets_the_queue_filled() {
 /// consumer that no longer polls.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_polled_once_and_left_still_gets_the_queue_filled() {
-    use futures_core::Stream;
-    for m in common::mechanisms() {
-        let g = group(m);
-        let marker =
-            std::env::temp_dir().join(format!("pkit-stream-left-{}-{m:?}", std::process::id()));
-        let _ = std::fs::remove_file(&marker);
-        let script = format!(
-            "read _ <&0 || true; i=0; while [ $i -lt 5000 ]; do \
+    let suite = common::begin("a_stream_polled_once_and_left_still_gets_the_queue_filled").await;
+    // A block: what it started is dropped before the end's check.
+    {
+        use futures_core::Stream;
+        for m in common::mechanisms() {
+            let g = group(m);
+            let marker =
+                std::env::temp_dir().join(format!("pkit-stream-left-{}-{m:?}", std::process::id()));
+            let _ = std::fs::remove_file(&marker);
+            let script = format!(
+                "read _ <&0 || true; i=0; while [ $i -lt 5000 ]; do \
              echo {pad}$i; i=$((i+1)); done; echo tail >&2; touch {m}; exit 3",
-            pad = "x".repeat(96),
-            m = marker.display()
-        );
-        let cmd = sh(&script)
-            .stdin_piped()
-            .stream_lines()
-            .buffer_lines(20_000);
-        let mut p = g.start(&cmd).unwrap();
-        let mut lines = p.lines();
-        let polled =
-            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut lines).poll_next(cx))).await;
-        assert!(polled.is_pending(), "nothing was written yet");
-        p.stdin().unwrap().write_all(b"go\n").await.unwrap();
-        eventually("the child finishes writing without the consumer", || {
-            marker.exists()
-        })
-        .await;
-        let out = tokio::time::timeout(Duration::from_secs(60), p.wait())
-            .await
-            .expect("the child exits and is waited for")
-            .unwrap();
-        assert_eq!(out.code(), Some(3));
-        let mut seen = Vec::new();
-        while let Some(l) = lines.next_line().await {
-            seen.push(l);
+                pad = "x".repeat(96),
+                m = marker.display()
+            );
+            let cmd = sh(&script)
+                .stdin_piped()
+                .stream_lines()
+                .buffer_lines(20_000);
+            let mut p = g.start(&cmd).unwrap();
+            let mut lines = p.lines();
+            let polled =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut lines).poll_next(cx))).await;
+            assert!(polled.is_pending(), "nothing was written yet");
+            p.stdin().unwrap().write_all(b"go\n").await.unwrap();
+            eventually("the child finishes writing without the consumer", || {
+                marker.exists()
+            })
+            .await;
+            let out = tokio::time::timeout(Duration::from_secs(60), p.wait())
+                .await
+                .expect("the child exits and is waited for")
+                .unwrap();
+            assert_eq!(out.code(), Some(3));
+            let mut seen = Vec::new();
+            while let Some(l) = lines.next_line().await {
+                seen.push(l);
+            }
+            let out_lines = texts(&seen, StreamKind::Stdout);
+            assert_eq!(out_lines.len(), 5000);
+            for (i, t) in out_lines.iter().enumerate() {
+                assert!(t.ends_with(&i.to_string()), "{t} at {i}");
+            }
+            assert_eq!(texts(&seen, StreamKind::Stderr), ["tail"]);
+            assert_eq!(p.dropped_lines(), 0);
+            let _ = std::fs::remove_file(&marker);
         }
-        let out_lines = texts(&seen, StreamKind::Stdout);
-        assert_eq!(out_lines.len(), 5000);
-        for (i, t) in out_lines.iter().enumerate() {
-            assert!(t.ends_with(&i.to_string()), "{t} at {i}");
-        }
-        assert_eq!(texts(&seen, StreamKind::Stderr), ["tail"]);
-        assert_eq!(p.dropped_lines(), 0);
-        let _ = std::fs::remove_file(&marker);
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_stream_never_stalls_the_child() {
+    let suite = common::begin("a_dropped_stream_never_stalls_the_child").await;
     for m in common::mechanisms() {
         let g = group(m);
         let cmd = sh("seq 1000000").stream_lines().buffer_lines(16);
@@ -327,32 +341,41 @@ async fn a_dropped_stream_never_stalls_the_child() {
             .unwrap();
         assert!(out.success());
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_is_a_futures_stream() {
-    use futures_core::Stream;
-    for m in common::mechanisms() {
-        let g = group(m);
-        let mut p = g.start(&sh("seq 3; echo x >&2").stream_lines()).unwrap();
-        let mut lines = p.lines();
-        let mut seen = Vec::new();
-        while let Some(line) = std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx)).await {
-            seen.push(line);
+    let suite = common::begin("lines_is_a_futures_stream").await;
+    // A block: what it started is dropped before the end's check.
+    {
+        use futures_core::Stream;
+        for m in common::mechanisms() {
+            let g = group(m);
+            let mut p = g.start(&sh("seq 3; echo x >&2").stream_lines()).unwrap();
+            let mut lines = p.lines();
+            let mut seen = Vec::new();
+            while let Some(line) =
+                std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx)).await
+            {
+                seen.push(line);
+            }
+            assert_eq!(texts(&seen, StreamKind::Stdout), ["1", "2", "3"]);
+            assert_eq!(texts(&seen, StreamKind::Stderr), ["x"]);
+            // Once ended, it stays ended.
+            assert!(
+                std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx))
+                    .await
+                    .is_none()
+            );
         }
-        assert_eq!(texts(&seen, StreamKind::Stdout), ["1", "2", "3"]);
-        assert_eq!(texts(&seen, StreamKind::Stderr), ["x"]);
-        // Once ended, it stays ended.
-        assert!(
-            std::future::poll_fn(|cx| Pin::new(&mut lines).poll_next(cx))
-                .await
-                .is_none()
-        );
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_newest_never_stalls_the_child() {
+    let suite = common::begin("drop_newest_never_stalls_the_child").await;
     for m in common::mechanisms() {
         let g = group(m);
         let n = 200_000;
@@ -367,50 +390,57 @@ async fn drop_newest_never_stalls_the_child() {
         assert_eq!(lines.len() as u64 + p.dropped_lines(), n as u64);
         assert_eq!(lines[0].text, "1", "the oldest lines are kept");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_is_replaced_and_decoders_apply() {
-    /// ISO-8859-1, by hand: every byte is the code point of the same value.
-    struct Latin1;
-    impl Decoder for Latin1 {
-        fn decode(&mut self, input: &[u8], _last: bool, out: &mut String) {
-            out.extend(input.iter().map(|&b| b as char));
+    let suite = common::begin("invalid_utf8_is_replaced_and_decoders_apply").await;
+    // A block: what it started is dropped before the end's check.
+    {
+        /// ISO-8859-1, by hand: every byte is the code point of the same value.
+        struct Latin1;
+        impl Decoder for Latin1 {
+            fn decode(&mut self, input: &[u8], _last: bool, out: &mut String) {
+                out.extend(input.iter().map(|&b| b as char));
+            }
         }
-    }
-    for m in common::mechanisms() {
-        let g = group(m);
-        let mut p = g
-            .start(&sh("printf 'caf\\351\\n\\377ok\\n'").stream_lines())
-            .unwrap();
-        let lines = collect(&mut p).await;
-        assert_eq!(
-            texts(&lines, StreamKind::Stdout),
-            ["caf\u{FFFD}", "\u{FFFD}ok"]
-        );
+        for m in common::mechanisms() {
+            let g = group(m);
+            let mut p = g
+                .start(&sh("printf 'caf\\351\\n\\377ok\\n'").stream_lines())
+                .unwrap();
+            let lines = collect(&mut p).await;
+            assert_eq!(
+                texts(&lines, StreamKind::Stdout),
+                ["caf\u{FFFD}", "\u{FFFD}ok"]
+            );
 
-        let cmd = sh("printf 'caf\\351\\n'")
-            .stream_lines()
-            .decoder(DecoderFactory::new(|| Latin1));
-        let mut p = g.start(&cmd).unwrap();
-        let lines = collect(&mut p).await;
-        assert_eq!(texts(&lines, StreamKind::Stdout), ["café"]);
-
-        #[cfg(feature = "encoding")]
-        {
-            // "日本" in Shift_JIS.
-            let cmd = sh("printf '\\223\\372\\226\\173\\n'")
+            let cmd = sh("printf 'caf\\351\\n'")
                 .stream_lines()
-                .decoder(DecoderFactory::encoding(encoding_rs::SHIFT_JIS));
+                .decoder(DecoderFactory::new(|| Latin1));
             let mut p = g.start(&cmd).unwrap();
             let lines = collect(&mut p).await;
-            assert_eq!(texts(&lines, StreamKind::Stdout), ["日本"]);
+            assert_eq!(texts(&lines, StreamKind::Stdout), ["café"]);
+
+            #[cfg(feature = "encoding")]
+            {
+                // "日本" in Shift_JIS.
+                let cmd = sh("printf '\\223\\372\\226\\173\\n'")
+                    .stream_lines()
+                    .decoder(DecoderFactory::encoding(encoding_rs::SHIFT_JIS));
+                let mut p = g.start(&cmd).unwrap();
+                let lines = collect(&mut p).await;
+                assert_eq!(texts(&lines, StreamKind::Stdout), ["日本"]);
+            }
         }
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_stream_and_a_tee_of_the_same_output() {
+    let suite = common::begin("a_line_stream_and_a_tee_of_the_same_output").await;
     for m in common::mechanisms() {
         let g = group(m);
         let tee = Shared::default();
@@ -439,10 +469,12 @@ async fn a_line_stream_and_a_tee_of_the_same_output() {
             [("abcdefghij", true), ("klmnopqrst", true), ("uvwxy", false)]
         );
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20mb_line_arrives_in_bounded_pieces() {
+    let suite = common::begin("a_20mb_line_arrives_in_bounded_pieces").await;
     for m in common::mechanisms() {
         let g = group(m);
         let size = 20 << 20;
@@ -461,10 +493,12 @@ async fn a_20mb_line_arrives_in_bounded_pieces() {
         assert!(!pieces.last().unwrap().partial);
         assert_eq!(lines.last().unwrap().text, "after");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_stdin_dialogue() {
+    let suite = common::begin("interactive_stdin_dialogue").await;
     for m in common::mechanisms() {
         let g = group(m);
         let mut p = g
@@ -488,10 +522,12 @@ async fn interactive_stdin_dialogue() {
         assert!(lines.next_line().await.is_none());
         assert!(p.wait().await.unwrap().success());
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piped_stdin_to_a_child_that_stops_reading() {
+    let suite = common::begin("piped_stdin_to_a_child_that_stops_reading").await;
     for m in common::mechanisms() {
         let g = group(m);
         let mut p = g
@@ -514,10 +550,12 @@ async fn piped_stdin_to_a_child_that_stops_reading() {
         assert!(out.success(), "{:?}", out.outcome());
         assert_eq!(out.stdout(), b"x");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_from_reader_and_file_and_unread_input() {
+    let suite = common::begin("stdin_from_reader_and_file_and_unread_input").await;
     for m in common::mechanisms() {
         let big = vec![b'z'; 10 << 20];
         // head reads one byte and exits: the rest is not an error.
@@ -560,10 +598,12 @@ async fn stdin_from_reader_and_file_and_unread_input() {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(text, "from a file");
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_capture_keeps_head_or_tail_or_fails() {
+    let suite = common::begin("bounded_capture_keeps_head_or_tail_or_fails").await;
     for m in common::mechanisms() {
         let script = "seq 1000000"; // 6.9 MB
         let out = on(m, sh(script))
@@ -616,6 +656,7 @@ async fn bounded_capture_keeps_head_or_tail_or_fails() {
         );
         assert!(out.stdout_truncated());
     }
+    suite.end().await;
 }
 
 /// The write end of a pipe whose reader is gone (`| true`).
@@ -642,6 +683,7 @@ fn reader_gone() -> std::fs::File {
 /// relays to its stdout). Before, the error was only logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tee_whose_writes_fail_is_reported_in_the_output() {
+    let suite = common::begin("a_tee_whose_writes_fail_is_reported_in_the_output").await;
     for m in common::mechanisms() {
         let tee_err = Shared::default();
         let out = on(m, sh("echo a; echo e >&2; echo b; exit 3"))
@@ -689,4 +731,5 @@ async fn a_tee_whose_writes_fail_is_reported_in_the_output() {
         let e = out.stdout_tee_error().expect("the pty tee's error");
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{m}: {e}");
     }
+    suite.end().await;
 }

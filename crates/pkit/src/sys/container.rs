@@ -417,7 +417,9 @@ impl Container {
                 // See `signal`: the pass's thaw must not undo a suspend.
                 let _state = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
                 let suspended = self.suspended.load(Ordering::Acquire);
-                cg.kill_each_after(suspended, || self.signal_started(cg, libc::SIGKILL))
+                cg.signal_each_after(libc::SIGKILL, suspended, || {
+                    self.signal_started(cg, libc::SIGKILL)
+                })
             }
             Kind::Pgroup { .. } => self.kill(),
         })

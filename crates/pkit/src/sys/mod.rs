@@ -67,6 +67,8 @@ mod text;
 mod transient;
 #[cfg(unix)]
 mod tree;
+#[cfg(unix)]
+mod tree_signalled;
 mod types;
 #[cfg(unix)]
 pub(crate) mod unix;

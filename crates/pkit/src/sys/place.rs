@@ -578,5 +578,5 @@ fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Tick
 /// have one (`own_tree`).
 #[cfg(unix)]
 fn pgroup_tree(own_tree: bool, root: Arc<ChildHandle>, pgid: i32) -> Option<ProcTree> {
-    own_tree.then_some(ProcTree::Pgroup { root, pgid })
+    own_tree.then(|| ProcTree::pgroup(root, pgid))
 }

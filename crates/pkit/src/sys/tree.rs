@@ -14,7 +14,9 @@
 //!   members (a `/proc` scan) and signalled through pidfds. A descendant
 //!   that is re-parented (its parent exited first) or that left the process
 //!   group is not found: the group's own teardown still ends the first, not
-//!   the second.
+//!   the second. An end's first signal goes to the members found then,
+//!   and those are waited for and killed after the grace even when that
+//!   end is resumed after their parent exited (see [`Signalled`]).
 
 #[cfg(target_os = "linux")]
 use std::os::fd::{AsFd, OwnedFd};
@@ -28,6 +30,7 @@ use super::linux::leaf::{Leaf, Leaves};
 use super::linux::subtree::Reach;
 #[cfg(target_os = "linux")]
 use super::linux::{child, signal::pidfd_signal};
+use super::tree_signalled::{Reached, Signalled};
 use super::unix::ptable;
 use super::ChildHandle;
 #[cfg(target_os = "linux")]
@@ -50,11 +53,25 @@ pub(crate) enum ProcTree {
         tenure: Arc<Tenure>,
         root: Arc<ChildHandle>,
     },
-    /// Its descendants in the group's process group `pgid`.
-    Pgroup { root: Arc<ChildHandle>, pgid: i32 },
+    /// Its descendants in the group's process group `pgid`; `signalled`:
+    /// those an end under way sent its first signal to.
+    Pgroup {
+        root: Arc<ChildHandle>,
+        pgid: i32,
+        signalled: Signalled,
+    },
 }
 
 impl ProcTree {
+    /// The subtree of `root`, started in process group `pgid`.
+    pub(crate) fn pgroup(root: Arc<ChildHandle>, pgid: i32) -> ProcTree {
+        ProcTree::Pgroup {
+            root,
+            pgid,
+            signalled: Signalled::default(),
+        }
+    }
+
     /// The started process itself when it is still running and was not
     /// among `reached`, the members a pass over its sub-cgroup found: a
     /// program run as root can write its pid into any other cgroup. It is
@@ -130,7 +147,7 @@ impl ProcTree {
     fn pgroup_fds(&self) -> Option<PgroupFds> {
         match self {
             #[cfg(target_os = "linux")]
-            ProcTree::Pgroup { root, pgid } if !root.is_portable() => {
+            ProcTree::Pgroup { root, pgid, .. } if !root.is_portable() => {
                 pgroup_pidfds(root, *pgid).ok()
             }
             _ => None,
@@ -169,7 +186,9 @@ impl ProcTree {
     }
 
     /// `end` with `sig` deciding who is waited for and `send` sent (0:
-    /// nothing, the processes are only checked to be there).
+    /// nothing, the processes are only checked to be there: an end
+    /// resumed, which under a process group also waits for, and kills,
+    /// those its first signal went to: see [`Signalled`]).
     async fn end_as(
         &self,
         sig: i32,
@@ -180,17 +199,49 @@ impl ProcTree {
         #[cfg(not(target_os = "linux"))]
         let _ = sig;
         let mut listed = Ok(());
+        let signalled = match self {
+            ProcTree::Pgroup { signalled, .. } => Some(signalled),
+            #[cfg(target_os = "linux")]
+            _ => None,
+        };
+        // Resumed: what the first signal went to. Begun: what it goes to
+        // (noted before it is sent).
+        let before = signalled.filter(|_| send == 0).and_then(Signalled::get);
+        let mut noted = None;
+        let mut note = |reached: Reached| {
+            let reached = Arc::new(reached);
+            if let (Some(s), true) = (signalled, send != 0) {
+                s.note(&reached);
+                noted = Some(reached.clone());
+            }
+            reached
+        };
         let pg_fds = self.pgroup_fds();
+        // A resumed end goes the way its first signal went: through the
+        // pidfds it had (even where no fresh ones can be had), or by number.
+        #[cfg(target_os = "linux")]
+        let pg_fds = match &before {
+            Some(b) if !b.fds.is_empty() => Some(pg_fds.unwrap_or_default()),
+            Some(b) if !b.pids.is_empty() => None,
+            _ => pg_fds,
+        };
         let left = match self {
-            ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
-                let pids = match portable_pids(root, *pgid) {
+            ProcTree::Pgroup { root, pgid, .. } if pg_fds.is_none() => {
+                let mut pids = match portable_pids(root, *pgid) {
                     Ok(pids) => pids,
                     Err(e) => {
                         listed = Err(e);
                         vec![root.pid()]
                     }
                 };
-                portable_signal(root, *pgid, &pids, send);
+                for &p in before.iter().flat_map(|b| &b.pids) {
+                    if !pids.contains(&p) {
+                        pids.push(p);
+                    }
+                }
+                let reached = note(Reached::by_number(pids));
+                let pids = &reached.pids;
+                portable_signal(root, *pgid, pids, send);
                 let left = || {
                     pids.iter()
                         .filter(|&&p| match p == root.pid() {
@@ -200,7 +251,7 @@ impl ProcTree {
                         .count()
                 };
                 let left = !super::nap::poll_until(|| left() == 0, deadline).await;
-                portable_signal(root, *pgid, &pids, libc::SIGKILL);
+                portable_signal(root, *pgid, pids, libc::SIGKILL);
                 left
             }
             // A leaf whose root left it: the root's exit is waited for
@@ -246,7 +297,9 @@ impl ProcTree {
                 root,
             } if pg_fds.is_none() => {
                 match Self::dir_pidfds(dir, leaves, tenure, root, Reach::of(sig)) {
-                    Ok(fds) => signal_and_wait(fds, send, deadline).await,
+                    Ok(fds) => {
+                        signal_and_wait(&fds.iter().collect::<Vec<_>>(), send, deadline).await
+                    }
                     Err(_) => {
                         listed = self.signal(send);
                         let ended = || Self::dir_ended(dir, leaves, tenure, root);
@@ -255,15 +308,26 @@ impl ProcTree {
                 }
             }
             // Found before the signal: once a parent exits, its children
-            // are re-parented and no longer found by links.
+            // are re-parented and no longer found by links (a resumed end
+            // has those its first signal went to).
             #[cfg(target_os = "linux")]
             ProcTree::Pgroup { .. } | ProcTree::GroupDir { .. } => {
-                signal_and_wait(pg_fds.unwrap_or_default(), send, deadline).await
+                let reached = note(Reached {
+                    pids: Vec::new(),
+                    fds: pg_fds.unwrap_or_default(),
+                });
+                let earlier = before.iter().flat_map(|b| &b.fds);
+                let fds: Vec<&OwnedFd> = reached.fds.iter().chain(earlier).collect();
+                signal_and_wait(&fds, send, deadline).await
             }
             #[cfg(not(target_os = "linux"))]
             ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
         };
         let killed = self.kill();
+        // The SIGKILL went out: nothing is left for a resumed end.
+        if let (Some(s), Some(r)) = (signalled, noted.as_ref().or(before.as_ref())) {
+            s.forget(r);
+        }
         listed.and(killed).map(|()| left)
     }
 
@@ -276,7 +340,7 @@ impl ProcTree {
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
         let pg_fds = self.pgroup_fds();
         match self {
-            ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
+            ProcTree::Pgroup { root, pgid, .. } if pg_fds.is_none() => {
                 portable_signal_tree(root, *pgid, sig)?;
             }
             #[cfg(target_os = "linux")]
@@ -318,7 +382,7 @@ impl ProcTree {
     pub(crate) fn kill(&self) -> std::io::Result<()> {
         let pg_fds = self.pgroup_fds();
         match self {
-            ProcTree::Pgroup { root, pgid } if pg_fds.is_none() => {
+            ProcTree::Pgroup { root, pgid, .. } if pg_fds.is_none() => {
                 portable_signal_tree(root, *pgid, libc::SIGKILL)?;
             }
             // The root through its handle too: exact, and it may have
@@ -358,15 +422,15 @@ impl ProcTree {
 /// whether any was left for the SIGKILL.
 #[cfg(target_os = "linux")]
 async fn signal_and_wait(
-    fds: Vec<OwnedFd>,
+    fds: &[&OwnedFd],
     sig: i32,
     deadline: Option<tokio::time::Instant>,
 ) -> bool {
-    for fd in &fds {
+    for fd in fds {
         let _ = pidfd_signal(fd.as_fd(), sig);
     }
     let all = async {
-        for fd in &fds {
+        for fd in fds {
             let _ = child::pidfd_exited(fd).await;
         }
     };
@@ -374,7 +438,7 @@ async fn signal_and_wait(
         () = all => false,
         () = until(deadline) => fds.iter().any(|fd| !child::pidfd_exited_now(fd)),
     };
-    for fd in &fds {
+    for fd in fds {
         let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
     }
     left

@@ -603,6 +603,38 @@ pub fn in_suite(name: &'static str, f: impl FnOnce()) {
     rt.block_on(suite.end());
 }
 
+/// `f` on a fresh current-thread runtime of its own thread, which is shut
+/// down (and its thread ended) before this returns: for a handle made
+/// there and used after its runtime has gone.
+pub fn on_short_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = rt.block_on(f());
+        drop(rt);
+        out
+    })
+    .join()
+    .expect("runtime thread")
+}
+
+/// `sh -c script sh file` with its stdio on `/dev/null`, ended by its
+/// `timeout` with SIGTERM, then SIGKILL after `grace` (the runtime-loss
+/// tests' programs: attack_dec06 and attack_dec06c).
+pub fn graced_sh(script: &str, file: &TempPath, timeout: Duration, grace: Duration) -> Command {
+    Command::new("sh")
+        .args(["-c", script, "sh", file.as_str()])
+        .stdout(pkit::Stdio::Null)
+        .stderr(pkit::Stdio::Null)
+        .timeout(timeout)
+        .timeout_signal(pkit::Signal::Term)
+        .grace(grace)
+}
+
 /// Runs `case` for each of `cases` at once, as tasks of the test's runtime
 /// (for cases that mostly wait: timeouts, graces, a program's linger), and
 /// once all have ended fails with the first panic, if any (each panic's

@@ -281,7 +281,7 @@ impl Cgroup {
                 }
             }
         }
-        self.kill_each_now(false, &mut None::<fn()>)
+        self.signal_each_now(libc::SIGKILL, false, &mut None::<fn()>)
     }
 
     /// Writes `cgroup.freeze` without waiting for the kernel to confirm.

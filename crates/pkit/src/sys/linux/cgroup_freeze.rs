@@ -28,48 +28,7 @@ impl Cgroup {
     /// `cgroup.kill`, because the fork path compares the target cgroup's
     /// kill sequence with the parent's.
     pub(crate) fn kill_each(&self, user_frozen: bool) -> io::Result<()> {
-        self.kill_each_after(user_frozen, || {})
-    }
-
-    /// [`kill_each`](Self::kill_each), with `first` run once the cgroup
-    /// is frozen, before any member is killed (at once when there is
-    /// nothing to freeze: the directory is gone or the group's tenure is
-    /// over). The group's own signals to the processes it started go
-    /// there: sent one by one before the freeze, the head of a pipeline
-    /// died first and the next stage read end of file and exited 0 before
-    /// its own SIGKILL came.
-    pub(crate) fn kill_each_after(
-        &self,
-        user_frozen: bool,
-        first: impl FnOnce(),
-    ) -> io::Result<()> {
-        let mut first = Some(first);
-        let killed = match self.removed.load(Ordering::Acquire) {
-            true => None,
-            false => self
-                .tenure
-                .during(|| self.kill_each_now(user_frozen, &mut first)),
-        };
-        if let Some(f) = first.take() {
-            f();
-        }
-        killed.unwrap_or(Ok(()))
-    }
-
-    pub(super) fn kill_each_now(
-        &self,
-        user_frozen: bool,
-        first: &mut Option<impl FnOnce()>,
-    ) -> io::Result<()> {
-        self.killed.store(true, Ordering::Release);
-        let killed = self.while_frozen(user_frozen, || {
-            if let Some(f) = first.take() {
-                f();
-            }
-            subtree::kill_members(&self.path)
-        });
-        let killed = subtree::at_the_limit(killed, &self.path, user_frozen, |on| self.freeze(on));
-        subtree::unless_removed(&self.path, killed)
+        self.signal_each_after(libc::SIGKILL, user_frozen, || {})
     }
 
     /// Sends `sig` to every process in the cgroup and below it, each
@@ -80,10 +39,17 @@ impl Cgroup {
     /// act on thaw), unless `user_frozen` (it is frozen already and stays
     /// so). A freeze that fails never leaves the cgroup frozen: it is
     /// thawed, and the signal still goes to every member listed. Every
-    /// member is tried; the first error is reported after.
+    /// member is tried; the first error is reported after. SIGKILL is
+    /// [`kill_each`](Self::kill_each)'s pass: repeated while new members
+    /// appear, by number where no descriptor is free, and the cgroup is
+    /// marked killed.
     ///
     /// `first` runs once the cgroup is frozen, before any member is
-    /// signalled, as for [`kill_each_after`](Self::kill_each_after).
+    /// signalled (at once when there is nothing to freeze: the directory
+    /// is gone or the group's tenure is over). The group's own signals to
+    /// the processes it started go there: sent one by one before the
+    /// freeze, the head of a pipeline died first and the next stage read
+    /// end of file and exited 0 before its own SIGKILL came.
     pub(crate) fn signal_each_after(
         &self,
         sig: i32,
@@ -91,23 +57,46 @@ impl Cgroup {
         first: impl FnOnce(),
     ) -> io::Result<()> {
         let mut first = Some(first);
-        let signalled = match self.removed.load(Ordering::Acquire) {
+        let done = match self.removed.load(Ordering::Acquire) {
             true => None,
-            false => self.tenure.during(|| {
-                let pass = self.while_frozen(user_frozen, || {
-                    if let Some(f) = first.take() {
-                        f();
-                    }
-                    subtree::signal_members(&self.path, sig).map(drop)
-                });
-                subtree::unless_removed(&self.path, pass)
-            }),
+            false => self
+                .tenure
+                .during(|| self.signal_each_now(sig, user_frozen, &mut first)),
         };
         if let Some(f) = first.take() {
             f();
         }
-        signalled.unwrap_or(Ok(()))
+        done.unwrap_or(Ok(()))
     }
+
+    /// [`signal_each_after`](Self::signal_each_after)'s pass, inside the
+    /// group's tenure.
+    pub(super) fn signal_each_now(
+        &self,
+        sig: i32,
+        user_frozen: bool,
+        first: &mut Option<impl FnOnce()>,
+    ) -> io::Result<()> {
+        let kill = sig == libc::SIGKILL;
+        if kill {
+            self.killed.store(true, Ordering::Release);
+        }
+        let pass = self.while_frozen(user_frozen, || {
+            if let Some(f) = first.take() {
+                f();
+            }
+            match kill {
+                true => subtree::kill_members(&self.path),
+                false => subtree::signal_members(&self.path, sig).map(drop),
+            }
+        });
+        let pass = match kill {
+            true => subtree::at_the_limit(pass, &self.path, user_frozen, |on| self.freeze(on)),
+            false => pass,
+        };
+        subtree::unless_removed(&self.path, pass)
+    }
+
     /// Runs `pass` (a signal pass over the members) with the cgroup frozen,
     /// then thaws it, unless `user_frozen` (frozen already, and it stays
     /// so). A failed freeze is no reason to skip the pass; the thaw undoes
