@@ -143,7 +143,9 @@ async fn a_second_wait_after_a_dropped_one_waits_for_the_grace() {
     let mut bad = Vec::new();
     for choice in mechanisms() {
         let file = TempPath::new("second-wait");
-        let script = "trap 'exit 0' TERM; (trap '' TERM; exec sleep 300) & echo $! > \"$1\"; wait";
+        // The descendant is born ignoring SIGTERM: a trap set inside it
+        // after the fork could come after the timeout's SIGTERM under load.
+        let script = "trap '' TERM; sleep 300 & echo $! > \"$1\"; trap 'exit 0' TERM; wait";
         let cmd = graced_sh(
             script,
             &file,
