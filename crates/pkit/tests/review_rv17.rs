@@ -430,3 +430,45 @@ fn a_second_wait_keeps_the_first_answer() {
         }
     });
 }
+
+/// A process its cancel token ended is `Cancelled` at every wait, not a
+/// success (nor a second reap's error) the second time; a pipeline too.
+#[test]
+fn a_second_wait_after_a_cancel_is_cancelled_again() {
+    in_suite("a_second_wait_after_a_cancel", || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for choice in mechanisms() {
+            rt.block_on(async {
+                let token = pkit::CancelToken::new();
+                let c = sh(choice, "echo out; sleep 30").cancel_token(&token);
+                let mut p = c.start().unwrap();
+                let t = token.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    t.cancel();
+                });
+                for n in 0..2 {
+                    let e = p.wait().await.expect_err("cancelled");
+                    assert_eq!(e.kind(), pkit::ErrorKind::Cancelled, "{choice} #{n}: {e}");
+                }
+                let token = pkit::CancelToken::new();
+                let mut p = pkit::Pipe::new([cmd(choice, "true"), sh(choice, "sleep 30")])
+                    .cancel_token(&token)
+                    .start()
+                    .unwrap();
+                let t = token.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    t.cancel();
+                });
+                for n in 0..2 {
+                    let e = p.wait().await.expect_err("cancelled");
+                    assert_eq!(e.kind(), pkit::ErrorKind::Cancelled, "{choice} #{n}: {e}");
+                }
+            });
+        }
+    });
+}
