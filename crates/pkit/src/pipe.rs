@@ -475,9 +475,12 @@ impl Pipe {
             .iter()
             .flat_map(Command::secret_values)
             .collect();
+        // The stages' FIFO opens share the chain's (soonest) timeout.
+        let (bound, began) = (self.time_bounds().0, std::time::Instant::now());
         for (i, cmd) in self.stages.iter().enumerate() {
             let streams = started && i + 1 == n && (self.stream_lines || cmd.spec.io.stream_lines);
-            let cmd = cmd.as_stage(streams, &secrets, (self.timeout, self.cancel.as_ref()));
+            let left = bound.map(|t| t.saturating_sub(began.elapsed()));
+            let cmd = cmd.as_stage(streams, &secrets, (left, self.cancel.as_ref()));
             let cmd = cmd.as_ref();
             let (read, write) = if i + 1 < n {
                 let (r, w) = sys::stage_pipe().map_err(|e| {
