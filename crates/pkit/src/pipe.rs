@@ -51,13 +51,13 @@ use crate::verbs;
 /// `sleep 5 | sh -c 'exit 3'` returns at once. The stages after it run on
 /// to the end of their input, as in a shell, so their output is kept
 /// (`false | wc -l` still prints `0`). The stages cut short show their
-/// SIGKILL in [`Output::stages`] (or their SIGPIPE, when one wrote before
-/// the cut reached it) but are never blamed: the fold's outcome is the
-/// failed stage's. A consumer that exits 0 early is not a failure
-/// (its producer then dies of SIGPIPE, which fails the chain unless that
-/// producer is `unchecked_in_pipe`, the `producer | head` case). What
-/// the killed stages spawned lives until the chain ends, like every
-/// stage's descendants.
+/// SIGKILL in [`Output::stages`] but are never blamed, nor is a stage that
+/// died of SIGPIPE upstream of the failed one, whenever it died (one that
+/// raised SIGPIPE itself is not told apart): the outcome is the failed
+/// stage's. A consumer that exits 0 early is not a failure (its producer
+/// then dies of SIGPIPE, which fails the chain unless that producer is
+/// `unchecked_in_pipe`, the `producer | head` case). What the killed
+/// stages spawned lives until the chain ends, like every stage's descendants.
 ///
 /// **Started live.** [`start`](Self::start) returns a [`RunningPipe`] at
 /// once: the last stage's stdout as lines, the head's stdin, the stages'

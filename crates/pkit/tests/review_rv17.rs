@@ -171,7 +171,7 @@ fn a_starts_fifo_waits_share_one_timeout() {
 /// takes the blame and the root cause's SIGPIPE is hidden. The chain still
 /// fails (no false success). Found by rv17 (pipe_fold.rs `fold`).
 #[test]
-#[ignore = "rv17 finding: a stage's own SIGPIPE is excused because a later stage failed after it"]
+#[ignore = "rv17 finding, kept as documented (Pipe docs): a stage that raised SIGPIPE itself upstream of a failed stage is not told apart from one cut by it"]
 fn a_stage_that_dies_of_its_own_sigpipe_before_its_reader_ends_is_blamed() {
     in_suite("a_stage_that_dies_of_its_own_sigpipe", || {
         for choice in mechanisms() {
