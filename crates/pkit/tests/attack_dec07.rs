@@ -592,3 +592,47 @@ async fn a_supervisors_stop_reaches_a_start_waiting_on_a_fifo() {
     }
     suite.end().await;
 }
+
+/// Dropping a supervisor's handle while its start waits for a FIFO's other
+/// end lets that wait go: aborting the supervising task cannot interrupt
+/// an open(2) it is blocked in, so the handle's drop gives the wait up
+/// itself, and no `pkit-fifo-open` thread (nor the runtime thread
+/// watching it) is left held. Before: the thread stayed until the test
+/// opened the FIFO's other end (first case, past 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_supervisor_handle_lets_a_fifo_wait_go() {
+    // Alone: the FIFO test above has open threads of its own.
+    let guard = begin_exclusive().await;
+    for choice in mechanisms() {
+        let fifo = TempPath::new("fifo");
+        mkfifo(&fifo);
+        let h = pkit::Supervisor::new(cmd(choice, "cat").stdin_file(fifo.path()))
+            .mechanism(choice)
+            .start();
+        // The start is waiting in the FIFO's open.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while open_threads() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: the start never waited on the FIFO"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        drop(h);
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut left = open_threads();
+        while left > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            left = open_threads();
+        }
+        if left > 0 {
+            // Let the blocked start go, so nothing is left behind.
+            open_other_end(fifo.path(), true);
+        }
+        assert_eq!(
+            left, 0,
+            "{choice}: FIFO open threads left 10 s after the drop"
+        );
+    }
+    end_exclusive(guard, "dropping_a_supervisor_handle_lets_a_fifo_wait_go").await;
+}
