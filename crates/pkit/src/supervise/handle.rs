@@ -60,7 +60,7 @@ impl Drop for EventSender {
     }
 }
 
-/// A running supervision (see [`Supervisor::start`]). Dropping it ends the
+/// A running supervision (see [`Supervisor::start`](crate::Supervisor::start)). Dropping it ends the
 /// supervision and kills the current run's tree.
 #[derive(Debug)]
 pub struct SupervisorHandle {
@@ -114,10 +114,10 @@ impl SupervisorHandle {
     /// [`timeout_signal`](crate::Command::timeout_signal) (SIGTERM unless set) and
     /// its [`grace`](crate::Command::grace) ([`DEFAULT_TIMEOUT_GRACE`](crate::DEFAULT_TIMEOUT_GRACE)
     /// unless set) before SIGKILL; a pause ends at once. A
-    /// [`cancel_token`](Supervisor::cancel_token) cancelled during the
+    /// [`cancel_token`](crate::Supervisor::cancel_token) cancelled during the
     /// grace cuts it short: the tree is killed at once and the outcome is
-    /// [`StopReason::Cancelled`]. Returns the outcome (usually
-    /// [`StopReason::StopRequested`], or how the supervision had ended
+    /// [`StopReason::Cancelled`](crate::StopReason::Cancelled). Returns the outcome (usually
+    /// [`StopReason::StopRequested`](crate::StopReason::StopRequested), or how the supervision had ended
     /// already).
     ///
     /// # Errors
