@@ -111,7 +111,8 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
     };
     let label = || cmd.log_label();
     let bounds = crate::watch::Bounds {
-        timeout: crate::timing::left_of(cmd.timeout, began),
+        timeout: cmd.timeout,
+        began,
         inactivity: cmd.run.inactivity,
         cancel: cmd.cancel.as_ref(),
         on_timeout: crate::timing::timeout_plan(cmd.timeout_signal, cmd.grace),

@@ -357,7 +357,7 @@ impl Pipe {
             .chain(self.inactivity)
             .min();
         let plan = Plan {
-            timeout: crate::timing::left_of(timeout, began),
+            timeout,
             timeout_signal,
             grace,
             inactivity,
