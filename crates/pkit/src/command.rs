@@ -205,9 +205,12 @@ impl Command {
     }
 
     /// The child reads this file as its stdin (opened at spawn and handed
-    /// over directly: no copy through the parent). A FIFO waits for a
-    /// writer as [`stdout_file`](Self::stdout_file)'s waits for a reader,
-    /// up to the run's bounds.
+    /// over directly: no copy through the parent). A FIFO (Unix) waits for
+    /// a writer, as a shell's `< fifo` does, within the run's timeout and
+    /// cancel token, and is given up by briefly opening its other end; see
+    /// [`stdout_file`](Self::stdout_file) for the whole rule, including
+    /// what another user of the FIFO may see and the unbounded wait of
+    /// [`spawn_detached`](Self::spawn_detached).
     pub fn stdin_file(mut self, path: impl AsRef<Path>) -> Command {
         self.spec.stdin = Input::File(path.as_ref().to_path_buf());
         self
@@ -229,6 +232,11 @@ impl Command {
     /// (see [`timeout_signal`](Self::timeout_signal) and
     /// [`grace`](Self::grace) for how), output reading stops, and the
     /// outcome is [`Outcome::TimedOut`](crate::Outcome::TimedOut).
+    /// `limit` is counted from the start call: a start that waited for a
+    /// FIFO's other end ([`stdin_file`](Self::stdin_file),
+    /// [`stdout_file`](Self::stdout_file)) leaves the program only what
+    /// is left of it, and a wait that outlasts it starts nothing (an
+    /// [`Error::Io`](crate::Error::Io) whose source is timed out).
     ///
     /// Any `Duration` is accepted: one too long for the clock (say
     /// `Duration::MAX`) is no timeout at all.

@@ -59,7 +59,7 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
         raw_output,
         text_stdout,
     } = opts;
-    let program = cmd.display_name();
+    let (program, began) = (cmd.display_name(), Instant::now());
     need_runtime(&program)?;
     let prepared = prepare(cmd, &program)?;
 
@@ -112,6 +112,7 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
     let label = || cmd.log_label();
     let bounds = crate::watch::Bounds {
         timeout: cmd.timeout,
+        began,
         inactivity: cmd.run.inactivity,
         cancel: cmd.cancel.as_ref(),
         on_timeout: crate::timing::timeout_plan(cmd.timeout_signal, cmd.grace),

@@ -343,7 +343,7 @@ impl Pipe {
         // One flag for every stage: any stage crossing a `Fail` capture
         // limit ends the chain.
         let limit = Arc::new(LimitFlag::default());
-        let mut procs = self.start_all(&group, &limit, started, text)?;
+        let mut procs = self.start_all(&group, &limit, (started, text), began)?;
         // Nobody can write to a verb's piped stdin: end of file at once.
         if !started {
             for p in &mut procs {
@@ -464,8 +464,8 @@ impl Pipe {
         &self,
         group: &Group,
         limit: &Arc<LimitFlag>,
-        started: bool,
-        text: bool,
+        (started, text): (bool, bool),
+        began: Instant,
     ) -> Result<Vec<RunningProcess>> {
         let n = self.stages.len();
         let mut procs = Vec::with_capacity(n);
@@ -475,11 +475,10 @@ impl Pipe {
             .iter()
             .flat_map(Command::secret_values)
             .collect();
-        // The stages' FIFO opens share the chain's (soonest) timeout.
-        let (bound, began) = (self.time_bounds().0, std::time::Instant::now());
         for (i, cmd) in self.stages.iter().enumerate() {
             let streams = started && i + 1 == n && (self.stream_lines || cmd.spec.io.stream_lines);
-            let left = bound.map(|t| t.saturating_sub(began.elapsed()));
+            // A stage's FIFO waits within what is left of the chain's timeout.
+            let left = crate::timing::left_of(self.time_bounds().0, began);
             let cmd = cmd.as_stage(streams, &secrets, (left, self.cancel.as_ref()));
             let cmd = cmd.as_ref();
             let (read, write) = if i + 1 < n {

@@ -160,7 +160,7 @@ impl RunningPipe {
             waits,
             cut.clone(),
             stopped.clone(),
-            plan,
+            (plan, began),
         ));
         RunningPipe {
             group,
@@ -442,10 +442,11 @@ async fn drive(
     stages: Vec<StageWait>,
     cut: Arc<[AtomicBool]>,
     stopped: Arc<AtomicBool>,
-    plan: Plan,
+    (plan, began): (Plan, Instant),
 ) -> Result<Driven> {
     let bounds = Bounds {
-        timeout: plan.timeout,
+        // What is left of it since the chain's start call.
+        timeout: crate::timing::left_of(plan.timeout, began),
         inactivity: plan.inactivity,
         cancel: plan.tokens.iter().collect(),
         limit: plan.limit.clone(),

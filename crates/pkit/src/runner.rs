@@ -306,7 +306,8 @@ fn who<'a>(proc: &'a RunningProcess, label: &'a str) -> crate::log::Subject<'a> 
 /// Runs `cmd` as `group`'s main process, bounded by its timeout and cancel
 /// token, and ends the group with it; `text` as for [`run_contained`].
 pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Output> {
-    let bounds = Bounds {
+    let began = std::time::Instant::now();
+    let mut bounds = Bounds {
         timeout: cmd.spec.timeout,
         inactivity: cmd.spec.run.inactivity,
         cancel: cmd.spec.cancel.iter().collect(),
@@ -326,6 +327,7 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
         ..Default::default()
     };
     let mut proc = group.start_with(&cmd.spec, opts)?;
+    bounds.timeout = crate::timing::left_of(bounds.timeout, began);
     // Nobody can write to a verb's piped stdin: end of file at once.
     drop(proc.take_stdin());
     let bounds = Bounds {

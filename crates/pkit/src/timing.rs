@@ -39,6 +39,16 @@ pub(crate) async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>)
 
 pub(crate) const NO_DEADLINE: Duration = Duration::from_secs(30 * 365 * 86_400);
 
+/// What is left of a run's `timeout` at this instant when the run's start
+/// call was at `began`: one budget from the start call, which the time a
+/// start waited for a FIFO's other end (`sys/open_wait.rs`) counts against.
+pub(crate) fn left_of(timeout: Option<Duration>, began: std::time::Instant) -> Option<Duration> {
+    timeout.map(|t| match t < NO_DEADLINE {
+        true => t.saturating_sub(began.elapsed()),
+        false => t,
+    })
+}
+
 /// `now + d`, or `None` (no deadline) when `d` reaches [`NO_DEADLINE`].
 pub(crate) fn deadline_after(d: Duration) -> Option<tokio::time::Instant> {
     (d < NO_DEADLINE).then(|| tokio::time::Instant::now() + d)

@@ -56,6 +56,9 @@ pub(crate) struct Watch {
 pub(crate) struct Bounds<'a> {
     /// The command's `timeout`.
     pub timeout: Option<Duration>,
+    /// When the start call began: the timeout counts from there (a wait
+    /// for a FIFO's other end before the spawn is part of it).
+    pub began: std::time::Instant,
     /// The command's inactivity timeout.
     pub inactivity: Option<Duration>,
     /// The command's cancel token.
@@ -139,7 +142,7 @@ pub(crate) fn attach(
     let tree = tree?;
     let tree = Arc::new(tree);
     let state = Arc::new(Mutex::new(State::Armed));
-    let deadline = bounds.timeout.and_then(deadline_after);
+    let deadline = crate::timing::left_of(bounds.timeout, bounds.began).and_then(deadline_after);
     let inactivity = bounds.inactivity.filter(|d| deadline_after(*d).is_some());
     let bounded = deadline.is_some() || inactivity.is_some() || bounds.cancel.is_some();
     let armed = bounded.then(|| {

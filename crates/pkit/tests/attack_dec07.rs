@@ -243,6 +243,86 @@ fn open_threads() -> usize {
         .count()
 }
 
+/// A run's timeout is one budget from the start call: the time its start
+/// waited for a FIFO's other end counts against it. A 5 s timeout, a
+/// writer that opens the stdin FIFO after 3 s (60%), and a program that
+/// then sleeps 3.5 s: the run times out (at ~5 s), through the verb, the
+/// blocking verb, `Group::start` and a pipeline. Before: the timeout was
+/// counted again from the spawn, and the run succeeded after ~6.5 s.
+#[test]
+fn a_fifo_wait_counts_against_the_runs_timeout() {
+    in_suite("a_fifo_wait_counts_against_the_runs_timeout", || {
+        for choice in mechanisms() {
+            // The four ways at once: each takes the whole timeout.
+            let runs: Vec<_> = [Via::Verb, Via::Blocking, Via::Start, Via::Pipe]
+                .into_iter()
+                .map(|via| std::thread::spawn(move || (via, fifo_then_sleep(choice, via))))
+                .collect();
+            for run in runs {
+                let (via, (timed_out, took)) = run.join().unwrap();
+                let what = format!("{choice}: {via:?}");
+                assert!(timed_out, "{what}: not timed out (after {took:?})");
+                assert!(took < Duration::from_secs(60), "{what}: took {took:?}");
+            }
+        }
+    });
+}
+
+/// `sleep 3.5` with its stdin from a FIFO whose writer comes after 3 s,
+/// under a 5 s timeout, through `via`: whether it timed out, and how long
+/// it took.
+fn fifo_then_sleep(choice: MechanismChoice, via: Via) -> (bool, Duration) {
+    let fifo = TempPath::new("fifo");
+    mkfifo(&fifo);
+    let path = fifo.path().to_path_buf();
+    let limit = Duration::from_secs(5);
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            // Held past the run (the program never reads it).
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            std::thread::sleep(Duration::from_secs(4));
+            drop(f);
+        })
+    };
+    let c = cmd(choice, "sleep")
+        .arg("3.5")
+        .stdin_file(&path)
+        .timeout(limit);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let began = std::time::Instant::now();
+    let got = match via {
+        Via::Verb => rt.block_on(c.output()),
+        Via::Blocking => c.blocking().output(),
+        Via::Pipe => rt.block_on(
+            pkit::Pipe::new([cmd(choice, "sleep").arg("3.5"), cmd(choice, "cat")])
+                .stdin_file(&path)
+                .timeout(limit)
+                .output(),
+        ),
+        Via::Start => rt.block_on(async {
+            let g = Group::builder().mechanism(choice).build().unwrap();
+            let r = match g.start(&c) {
+                Ok(mut p) => p.wait().await,
+                Err(e) => Err(e),
+            };
+            g.close().await.unwrap();
+            r
+        }),
+    };
+    let took = began.elapsed();
+    writer.join().unwrap();
+    let timed_out = match got {
+        Ok(out) => out.timed_out(),
+        Err(e) => e.kind() == ErrorKind::Timeout,
+    };
+    (timed_out, took)
+}
+
 /// The wait for a FIFO's other end is still the shell's: a writer that
 /// comes after the start (well within the timeout) is read from, and a
 /// reader that comes later gets the child's output.
@@ -593,4 +673,48 @@ async fn a_supervisors_stop_reaches_a_start_waiting_on_a_fifo() {
         }
     }
     suite.end().await;
+}
+
+/// Dropping a supervisor's handle while its start waits for a FIFO's other
+/// end lets that wait go: aborting the supervising task cannot interrupt
+/// an open(2) it is blocked in, so the handle's drop gives the wait up
+/// itself, and no `pkit-fifo-open` thread (nor the runtime thread
+/// watching it) is left held. Before: the thread stayed until the test
+/// opened the FIFO's other end (first case, past 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_supervisor_handle_lets_a_fifo_wait_go() {
+    // Alone: the FIFO test above has open threads of its own.
+    let guard = begin_exclusive().await;
+    for choice in mechanisms() {
+        let fifo = TempPath::new("fifo");
+        mkfifo(&fifo);
+        let h = pkit::Supervisor::new(cmd(choice, "cat").stdin_file(fifo.path()))
+            .mechanism(choice)
+            .start();
+        // The start is waiting in the FIFO's open.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while open_threads() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: the start never waited on the FIFO"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        drop(h);
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut left = open_threads();
+        while left > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            left = open_threads();
+        }
+        if left > 0 {
+            // Let the blocked start go, so nothing is left behind.
+            open_other_end(fifo.path(), true);
+        }
+        assert_eq!(
+            left, 0,
+            "{choice}: FIFO open threads left 10 s after the drop"
+        );
+    }
+    end_exclusive(guard, "dropping_a_supervisor_handle_lets_a_fifo_wait_go").await;
 }

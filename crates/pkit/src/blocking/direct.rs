@@ -230,6 +230,7 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let spec = &cmd.spec;
     let program = spec.display_name();
     group.check_open(spec)?;
+    let began = Instant::now();
     let (child, started, [stdin_parent, stdout_parent, stderr_parent]) =
         start(&group, spec, &program)?;
     let pid = child.pid() as u32;
@@ -245,7 +246,7 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let deadline = spec
         .timeout
         .filter(|t| *t < crate::timing::NO_DEADLINE)
-        .map(|t| Instant::now() + t);
+        .map(|t| began + t);
     let status = wait_until(&child, &mut streams, deadline).map_err(wait_error)?;
     let label = cmd.log_label();
     let who = crate::log::Subject::new(&program, &label)

@@ -184,12 +184,26 @@ impl Command {
     /// process, and the [`Output`](crate::Output) has no stdout. Replaces
     /// [`stdout`](Self::stdout)'s setting; opened (a relative path from
     /// this process's working directory) at each start, where a failure is
-    /// [`Error::Io`]. All platforms. A FIFO is opened as a shell opens it,
-    /// waiting for a reader, on the thread that starts the command; under
-    /// a [`timeout`](Self::timeout) or [`cancel_token`](Self::cancel_token)
-    /// (a pipeline's too) that wait gives up when the bound passes
-    /// ([`Error::Io`] whose source is [`std::io::ErrorKind::TimedOut`], or
-    /// [`Error::Cancelled`]), and nothing is started.
+    /// [`Error::Io`]. All platforms.
+    ///
+    /// **A FIFO** (Unix) is opened as a shell's `> fifo` opens it: the
+    /// start waits until a reader opens the other end, on the thread that
+    /// starts the command. That wait is bounded by the run's bounds: the
+    /// [`timeout`](Self::timeout) (a pipeline's too), which counts the wait
+    /// as part of the run, the [`cancel_token`](Self::cancel_token) (a
+    /// pipeline's too), and a [`Supervisor`](crate::Supervisor)'s stop,
+    /// cancel token and dropped handle. When one gives it up, the start
+    /// fails ([`Error::Io`] whose source is
+    /// [`std::io::ErrorKind::TimedOut`], or [`Error::Cancelled`]) and
+    /// nothing is started. To give up, pkit opens the FIFO's other end
+    /// itself for an instant (without waiting), which is what lets the
+    /// waiting open return: a reader or writer of the same FIFO elsewhere
+    /// may see that instant, as an end of file or a write that fails with
+    /// a broken pipe. Without any bound the wait has no end, as a shell's;
+    /// [`spawn_detached`](Self::spawn_detached) has no timeout or token,
+    /// so its wait is never bounded. The same holds for
+    /// [`stdin_file`](Self::stdin_file) (waiting for a writer) and
+    /// [`stderr_file`](Self::stderr_file).
     pub fn stdout_file(mut self, path: impl AsRef<std::path::Path>, mode: FileMode) -> Command {
         self.spec.spawn.stdout_file = Some((path.as_ref().to_path_buf(), mode));
         self

@@ -40,7 +40,9 @@ impl Command {
     /// [`stdout_file`](Self::stdout_file) / [`stderr_file`](Self::stderr_file)
     /// (a captured stream has no one to read it). A step that fails before
     /// the program runs is reported as for any start ([`Error::NotFound`],
-    /// [`Error::ChildSetup`]...).
+    /// [`Error::ChildSetup`]...). A stdio file that is a FIFO waits for its
+    /// other end on the calling thread with no bound at all (nothing here
+    /// has a timeout or a cancel token): see [`stdout_file`](Self::stdout_file).
     ///
     /// Use it only for what must survive the owner; everything else belongs
     /// in a [`Group`](crate::Group). Forks this process (twice): its cost

@@ -16,11 +16,12 @@ use crate::future::BoxFuture;
 use crate::output::{Outcome, Output};
 use crate::sys::MechanismChoice;
 
+mod handle;
 mod run;
 mod stop;
 mod storm;
 
-pub use run::{SupervisorHandle, EVENT_BUFFER};
+pub use handle::{SupervisorHandle, EVENT_BUFFER};
 pub use stop::StopReason;
 
 /// When a [`Supervisor`] starts its command again.

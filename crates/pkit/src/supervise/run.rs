@@ -1,12 +1,11 @@
 //! The restart loop behind [`Supervisor::run`] and [`Supervisor::start`].
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::handle::{EventQueue, EventSender, SupervisorHandle};
 use super::storm::Crashes;
 use super::{Health, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent};
 use crate::cancel::CancelToken;
@@ -59,56 +58,6 @@ struct Loop {
     name: Arc<str>,
     events: Option<EventSender>,
     stop: CancelToken,
-}
-
-/// How many events a [`SupervisorHandle`] keeps unread: past that, the
-/// oldest is dropped for each new one (the last, `Stopped`, is always
-/// kept), so a handle nobody reads events from holds a bounded amount.
-pub const EVENT_BUFFER: usize = 1024;
-
-/// The events not yet read, shared by the supervising task and its handle.
-#[derive(Debug, Default)]
-struct EventQueue {
-    state: Mutex<QueueState>,
-    notify: Notify,
-}
-
-#[derive(Debug, Default)]
-struct QueueState {
-    events: VecDeque<SupervisorEvent>,
-    /// The supervising task is gone: no event will come.
-    closed: bool,
-    dropped: u64,
-}
-
-impl EventQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The supervising task's end of the queue; dropping it closes the queue.
-pub(super) struct EventSender(Arc<EventQueue>);
-
-impl EventSender {
-    fn push(&self, event: SupervisorEvent) {
-        {
-            let mut s = self.0.lock();
-            if s.events.len() >= EVENT_BUFFER {
-                s.events.pop_front();
-                s.dropped += 1;
-            }
-            s.events.push_back(event);
-        }
-        self.0.notify.notify_one();
-    }
-}
-
-impl Drop for EventSender {
-    fn drop(&mut self) {
-        self.0.lock().closed = true;
-        self.0.notify.notify_one();
-    }
 }
 
 impl Loop {
@@ -272,10 +221,14 @@ async fn check(proc: &mut RunningProcess, health: &Health, timeout: Duration) ->
     }
 }
 
+/// Supervises `sup`; `stop` asks for a graceful stop, and `dropped` (its
+/// handle is gone) only gives up a start waiting for a FIFO's other end
+/// (the task is aborted then).
 pub(super) async fn supervise(
     sup: Supervisor,
     events: Option<EventSender>,
     stop: CancelToken,
+    dropped: CancelToken,
 ) -> Result<SupervisionOutcome> {
     if sup.cmd.retries() {
         return Err(crate::Error::InvalidInput(format!(
@@ -292,8 +245,13 @@ pub(super) async fn supervise(
         )));
     }
     let mut cmd = sup.cmd.clone();
-    // A start waiting for a FIFO's other end is given up at a stop too.
-    let tokens = [&stop].into_iter().chain(&sup.cancel).cloned().collect();
+    // A start waiting for a FIFO's other end is given up at a stop too,
+    // and when the handle is dropped.
+    let tokens = [&stop, &dropped]
+        .into_iter()
+        .chain(&sup.cancel)
+        .cloned()
+        .collect();
     cmd.spec.chain_open = Some((None, tokens));
     if matches!(sup.health, Some((Health::Line(_), _))) {
         cmd = cmd.stream_lines();
@@ -432,7 +390,7 @@ impl Supervisor {
     /// [`StopReason::CannotStart`](crate::StopReason::CannotStart), or is a crash when the
     /// failure is transient.
     pub async fn run(self) -> Result<SupervisionOutcome> {
-        supervise(self, None, CancelToken::new()).await
+        supervise(self, None, CancelToken::new(), CancelToken::new()).await
     }
 
     /// Supervises in a background task (needs a Tokio runtime) and returns
@@ -467,118 +425,17 @@ impl Supervisor {
     /// [`start`](crate::blocking::SupervisorVerbs::start) needs no runtime.)
     pub fn start(self) -> SupervisorHandle {
         let queue = Arc::new(EventQueue::default());
-        let stop = CancelToken::new();
+        let (stop, dropped) = (CancelToken::new(), CancelToken::new());
         let tx = EventSender(queue.clone());
         // Without a runtime the sender is dropped here, closing the
         // queue: no event will come.
         let task = crate::launch::need_runtime(&self.cmd.log_label())
-            .map(|()| tokio::spawn(supervise(self, Some(tx), stop.clone())));
+            .map(|()| tokio::spawn(supervise(self, Some(tx), stop.clone(), dropped.clone())));
         SupervisorHandle {
             events: queue,
             stop,
+            dropped,
             task: Some(task),
-        }
-    }
-}
-
-/// A running supervision (see [`Supervisor::start`]). Dropping it ends the
-/// supervision and kills the current run's tree.
-#[derive(Debug)]
-pub struct SupervisorHandle {
-    events: Arc<EventQueue>,
-    stop: CancelToken,
-    /// The supervising task, or why there is none (no runtime).
-    task: Option<Result<tokio::task::JoinHandle<Result<SupervisionOutcome>>>>,
-}
-
-impl SupervisorHandle {
-    /// The next event, in order; `None` once the supervision has ended
-    /// and every event was read. Events wait until read, up to
-    /// [`EVENT_BUFFER`] of them: past that the oldest unread one is dropped
-    /// for each new one (counted by [`events_dropped`](Self::events_dropped);
-    /// the last event, `Stopped`, is always kept).
-    pub async fn next_event(&mut self) -> Option<SupervisorEvent> {
-        loop {
-            let notified = self.events.notify.notified();
-            {
-                let mut s = self.events.lock();
-                if let Some(event) = s.events.pop_front() {
-                    return Some(event);
-                }
-                if s.closed {
-                    return None;
-                }
-            }
-            notified.await;
-        }
-    }
-
-    /// How many events were dropped unread because [`EVENT_BUFFER`] of them
-    /// were waiting already.
-    pub fn events_dropped(&self) -> u64 {
-        self.events.lock().dropped
-    }
-
-    /// Asks for the graceful stop of [`stop`](Self::stop) and returns at
-    /// once, keeping the handle: read the rest of the events (the stopped
-    /// run's [`SupervisorEvent::Exited`], with `crashed: false`, then
-    /// [`SupervisorEvent::Stopped`]), then [`wait`](Self::wait) for the
-    /// outcome. Asking again does nothing more.
-    pub fn request_stop(&self) {
-        self.stop.cancel();
-    }
-
-    /// Stops gracefully: the current run's tree gets the command's
-    /// [`timeout_signal`](Command::timeout_signal) (SIGTERM unless set) and
-    /// its [`grace`](Command::grace) ([`DEFAULT_TIMEOUT_GRACE`](crate::DEFAULT_TIMEOUT_GRACE)
-    /// unless set) before SIGKILL; a pause ends at once. A
-    /// [`cancel_token`](Supervisor::cancel_token) cancelled during the
-    /// grace cuts it short: the tree is killed at once and the outcome is
-    /// [`StopReason::Cancelled`]. Returns the outcome (usually
-    /// [`StopReason::StopRequested`], or how the supervision had ended
-    /// already).
-    ///
-    /// # Errors
-    ///
-    /// Those of [`run`](crate::Supervisor::run); [`Error::Io`](crate::Error::Io) when the
-    /// supervising task was cancelled (its runtime shut down);
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when
-    /// [`start`](crate::Supervisor::start) was called outside a Tokio runtime
-    /// (nothing ran). A panic in the task is resumed here.
-    pub async fn stop(mut self) -> Result<SupervisionOutcome> {
-        self.stop.cancel();
-        self.join().await
-    }
-
-    /// Waits for the supervision to end by itself.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`run`](crate::Supervisor::run); [`Error::Io`](crate::Error::Io) when the
-    /// supervising task was cancelled (its runtime shut down);
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when
-    /// [`start`](crate::Supervisor::start) was called outside a Tokio runtime
-    /// (nothing ran). A panic in the task is resumed here.
-    pub async fn wait(mut self) -> Result<SupervisionOutcome> {
-        self.join().await
-    }
-
-    async fn join(&mut self) -> Result<SupervisionOutcome> {
-        let task = self.task.take().expect("joined once")?;
-        match task.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::io("supervisor task", std::io::Error::other(e))),
-        }
-    }
-}
-
-impl Drop for SupervisorHandle {
-    fn drop(&mut self) {
-        if let Some(Ok(task)) = self.task.take() {
-            // Dropping the task's future drops the run's group: its tree
-            // is killed.
-            task.abort();
         }
     }
 }
