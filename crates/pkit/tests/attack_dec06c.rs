@@ -22,23 +22,40 @@ fn written(p: &std::path::Path) -> bool {
 /// 1 s grace), the start's runtime goes during the grace, the wait on
 /// another runtime comes after the grace's end: killed_after_grace must
 /// be false.
+///
+/// Under heavy load the trap itself (a fork and exec of `sleep`) may
+/// outlast the grace, and the shell may get the SIGTERM before it has set
+/// its trap: the script writes its pid once the trap is set, and a line
+/// `ended` when the trap is through. A round with no pid was not ready at
+/// the timeout (tried again, with a longer timeout); a round with a pid but
+/// no `ended` had its trap cut short by the SIGKILL, which
+/// killed_after_grace must then say (tried again, with a longer grace).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_after_the_grace_says_what_the_grace_did() {
     let suite = begin("a_wait_after_the_grace_says_what_the_grace_did").await;
     let mut wrong = 0;
     let rounds = 2;
     for choice in mechanisms() {
-        for _ in 0..rounds {
-            let file = TempPath::new("after-grace");
-            let script =
-                "trap 'sleep 0.5; exit 0' TERM; echo $$ > \"$1\"; while :; do sleep 0.05; done";
-            let cmd = graced_sh(
-                script,
-                &file,
-                Duration::from_millis(200),
-                Duration::from_secs(1),
+        let mut timeout = Duration::from_millis(200);
+        let mut grace = Duration::from_secs(1);
+        let mut done = 0;
+        while done < rounds {
+            assert!(
+                grace <= Duration::from_secs(16) && timeout <= Duration::from_secs(16),
+                "{choice}: never a round whose trap ended inside the grace"
             );
+            let file = TempPath::new("after-grace");
+            let script = "trap 'sleep 0.5; echo ended >> \"$1\"; exit 0' TERM; \
+                          echo $$ > \"$1\"; while :; do sleep 0.05; done";
+            let cmd = Command::new("sh")
+                .args(["-c", script, "sh", file.as_str()])
+                .stdout(pkit::Stdio::Null)
+                .stderr(pkit::Stdio::Null)
+                .timeout(timeout)
+                .timeout_signal(pkit::Signal::Term)
+                .grace(grace);
             let path = file.path().to_path_buf();
+            let began = std::time::Instant::now();
             let (g, mut p) = on_short_runtime(move || {
                 Box::pin(async move {
                     let g = group(choice);
@@ -51,21 +68,44 @@ async fn a_wait_after_the_grace_says_what_the_grace_did() {
                     (g, p)
                 })
             });
-            tokio::time::sleep(Duration::from_millis(2000)).await;
+            // Past the grace's end (the timeout, then the grace, from the
+            // start at the earliest), and a second more.
+            let after_grace = began + timeout + grace + Duration::from_secs(1);
+            tokio::time::sleep_until(after_grace.into()).await;
             let out = tokio::time::timeout(LONG, p.wait())
                 .await
                 .expect("hang")
                 .expect("wait");
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            let (ready, ended) = (
+                text.starts_with(|c: char| c.is_ascii_digit()),
+                text.contains("ended"),
+            );
             eprintln!(
-                "{choice}: timed_out {} killed_after_grace {}",
+                "{choice}: timeout {timeout:?} grace {grace:?}: ready {ready} trap ended {ended}: \
+                 timed_out {} killed_after_grace {}",
                 out.timed_out(),
                 out.killed_after_grace()
             );
+            drop(p);
+            g.close().await.expect("close");
+            if !ready {
+                timeout *= 2;
+                continue;
+            }
+            assert!(out.timed_out(), "{choice}: {out:?}");
+            if !ended {
+                assert!(
+                    out.killed_after_grace(),
+                    "{choice}: the trap was cut short, yet no SIGKILL said: {out:?}"
+                );
+                grace *= 2;
+                continue;
+            }
             if out.killed_after_grace() {
                 wrong += 1;
             }
-            drop(p);
-            g.close().await.expect("close");
+            done += 1;
         }
     }
     suite.end().await;
@@ -137,49 +177,70 @@ async fn the_starts_runtime_goes_after_the_wait_began() {
 /// SIGTERM, a descendant ignores it), then called again: it returns at the
 /// grace's end, saying SIGKILL was needed (before: at once, and saying it
 /// was not).
+///
+/// The descendant writes its pid once it ignores SIGTERM. A round without
+/// it was not ready when the timeout fired (under heavy load the shell may
+/// not have started its descendant within 300 ms: the whole tree then ends
+/// at the SIGTERM) and is tried again with a longer timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_wait_after_a_dropped_one_waits_for_the_grace() {
     let suite = begin("a_second_wait_after_a_dropped_one_waits_for_the_grace").await;
     let mut bad = Vec::new();
+    let grace = Duration::from_secs(3);
     for choice in mechanisms() {
-        let file = TempPath::new("second-wait");
-        // The descendant is born ignoring SIGTERM: a trap set inside it
-        // after the fork could come after the timeout's SIGTERM under load.
-        let script = "trap '' TERM; sleep 300 & echo $! > \"$1\"; trap 'exit 0' TERM; wait";
-        let cmd = graced_sh(
-            script,
-            &file,
-            Duration::from_millis(300),
-            Duration::from_secs(3),
-        );
-        let g = group(choice);
-        let mut p = g.start(&cmd).expect("start");
-        let first = tokio::time::timeout(Duration::from_millis(1200), p.wait()).await;
-        assert!(
-            first.is_err(),
-            "{choice}: the first wait should still be in the grace"
-        );
-        let t = std::time::Instant::now();
-        let out = p.wait().await.expect("wait");
-        let sleeper: i32 = std::fs::read_to_string(file.path())
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        // The SIGKILL after the grace (3.3 s after the start; the first
-        // wait gave up at 1.2 s) ended it: the second wait waited for it.
-        let waited = t.elapsed();
-        eprintln!(
-            "{choice}: second wait after {waited:?}: timed_out {} killed_after_grace {}",
-            out.timed_out(),
-            out.killed_after_grace()
-        );
-        if waited < Duration::from_millis(1500) || !out.killed_after_grace() || !out.timed_out() {
-            bad.push(choice.to_string());
+        let mut timeout = Duration::from_millis(300);
+        loop {
+            assert!(
+                timeout <= Duration::from_secs(16),
+                "{choice}: the descendant never ignored SIGTERM before the timeout"
+            );
+            let file = TempPath::new("second-wait");
+            let script = "trap 'exit 0' TERM; \
+                          (trap '' TERM; exec sh -c 'echo $$ > \"$1\"; exec sleep 300' sh \"$1\") & wait";
+            let cmd = Command::new("sh")
+                .args(["-c", script, "sh", file.as_str()])
+                .stdout(pkit::Stdio::Null)
+                .stderr(pkit::Stdio::Null)
+                .timeout(timeout)
+                .timeout_signal(pkit::Signal::Term)
+                .grace(grace);
+            let g = group(choice);
+            let began = std::time::Instant::now();
+            let mut p = g.start(&cmd).expect("start");
+            // Well inside the grace.
+            let first = tokio::time::timeout(timeout + Duration::from_millis(900), p.wait()).await;
+            let out = p.wait().await.expect("wait");
+            // The SIGKILL comes at the grace's end: the timeout, then the
+            // grace, after the start at the earliest.
+            let since_start = began.elapsed();
+            let sleeper = std::fs::read_to_string(file.path())
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            eprintln!(
+                "{choice}: timeout {timeout:?}: descendant {sleeper:?}: first wait ended {}; \
+                 second wait returned {since_start:?} after the start: timed_out {} \
+                 killed_after_grace {}",
+                first.is_ok(),
+                out.timed_out(),
+                out.killed_after_grace()
+            );
+            drop(p);
+            let Some(sleeper) = sleeper else {
+                g.close().await.expect("close");
+                timeout *= 2;
+                continue;
+            };
+            if first.is_ok()
+                || since_start < timeout + grace
+                || !out.killed_after_grace()
+                || !out.timed_out()
+            {
+                bad.push(choice.to_string());
+            }
+            assert_gone(&[sleeper], "the descendant that ignored SIGTERM").await;
+            g.close().await.expect("close");
+            break;
         }
-        assert_gone(&[sleeper as u32], "the descendant that ignored SIGTERM").await;
-        drop(p);
-        g.close().await.expect("close");
     }
     suite.end().await;
     assert!(bad.is_empty(), "{bad:?}");

@@ -836,19 +836,30 @@ async fn unread_events_are_bounded_oldest_dropped_first() {
     let suite = begin("supervise_event_bound").await;
     for choice in mechanisms() {
         let runs = 400u32;
-        let mut handle = Supervisor::new(Command::new("true"))
-            .mechanism(choice)
-            .restart(Restart::Always)
-            .backoff(Duration::ZERO, 1.0)
-            .max_backoff(Duration::ZERO)
-            .max_restarts(runs - 1)
-            .start();
+        // Each run appends a line: the wait below is bounded by a lack of
+        // progress, not by how fast 400 runs go on a loaded machine.
+        let file = TempPath::new("event-bound-runs");
+        let mut handle =
+            Supervisor::new(Command::new("sh").args(["-c", "echo >> \"$1\"", "sh", file.as_str()]))
+                .mechanism(choice)
+                .restart(Restart::Always)
+                .backoff(Duration::ZERO, 1.0)
+                .max_backoff(Duration::ZERO)
+                .max_restarts(runs - 1)
+                .start();
         // Two events a run at least: the bound is passed before the end.
-        let deadline = std::time::Instant::now() + DEADLINE * 6;
+        let (mut seen, mut progress) = (0, std::time::Instant::now());
         while handle.events_dropped() == 0 {
+            let done = std::fs::read_to_string(file.path())
+                .unwrap_or_default()
+                .lines()
+                .count();
+            if done > seen {
+                (seen, progress) = (done, std::time::Instant::now());
+            }
             assert!(
-                std::time::Instant::now() < deadline,
-                "{choice}: no event dropped"
+                progress.elapsed() < DEADLINE,
+                "{choice}: no event dropped, and no new run for {DEADLINE:?} after {seen} of {runs}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
