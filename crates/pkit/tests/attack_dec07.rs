@@ -231,18 +231,6 @@ fn assert_timed_out(what: &str, e: &pkit::Error) {
     assert_eq!(source, Some(std::io::ErrorKind::TimedOut), "{what}: {e}");
 }
 
-/// This process's threads that open a FIFO for a start (named so by pkit).
-fn open_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim_end() == "pkit-fifo-open")
-        })
-        .count()
-}
-
 /// A run's timeout is one budget from the start call: the time its start
 /// waited for a FIFO's other end counts against it. A 5 s timeout, a
 /// writer that opens the stdin FIFO after 3 s (60%), and a program that

@@ -11,24 +11,6 @@ use pkit::Command;
 /// No case may take longer than this (a hang fails, never blocks).
 const LONG: Duration = Duration::from_secs(60);
 
-/// `f` on a fresh current-thread runtime of its own thread, which is shut
-/// down (and its thread ended) before this returns.
-fn on_short_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let out = rt.block_on(f());
-        drop(rt);
-        out
-    })
-    .join()
-    .expect("runtime thread")
-}
-
 /// A process whose input (or captured output) went with the runtime it was
 /// started on: the first `wait` says so (`Error::Io`, "runtime"), but
 /// `finish` has already kept the `Output` in `finished`, so a second `wait`

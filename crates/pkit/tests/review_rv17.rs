@@ -19,18 +19,6 @@ fn mkfifo(path: &std::path::Path) {
     assert!(made.success(), "mkfifo {}", path.display());
 }
 
-/// This process's threads that open a FIFO for a start (named so by pkit).
-fn open_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim_end() == "pkit-fifo-open")
-        })
-        .count()
-}
-
 /// Polls `open_threads()` until it is `want` or 5 s passed; the count.
 fn open_threads_settle(want: usize) -> usize {
     let until = Instant::now() + Duration::from_secs(5);

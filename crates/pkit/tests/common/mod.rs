@@ -603,6 +603,19 @@ pub fn in_suite(name: &'static str, f: impl FnOnce()) {
     rt.block_on(suite.end());
 }
 
+/// This process's threads that open a FIFO for a start (pkit names them
+/// `pkit-fifo-open`).
+pub fn open_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end() == "pkit-fifo-open")
+        })
+        .count()
+}
+
 /// `f` on a fresh current-thread runtime of its own thread, which is shut
 /// down (and its thread ended) before this returns: for a handle made
 /// there and used after its runtime has gone.
