@@ -100,8 +100,15 @@ async fn a_cap_that_fails_after_another_leaves_no_directory() {
     end_exclusive(alone, "a failing cap").await;
 }
 
-/// Starts `sleep 300` in a group capped through a directory of its own in
-/// each hierarchy that carries the cap.
+/// How many `sleep`s the capped group's shell starts: a tree that takes
+/// the kernel a while to end after its SIGKILL, so that a verb's first
+/// poll can still find it there (with one `sleep`, a quiet CI machine ended
+/// it first in 20 of 20 tries).
+const SLEEPERS: usize = 40;
+
+/// Starts a shell with [`SLEEPERS`] `sleep 300`s in a group capped through
+/// a directory of its own in each hierarchy that carries the cap, and
+/// waits until they are all there.
 fn capped_group_with_a_sleep() -> Option<(Group, pkit::RunningProcess)> {
     let group = match Group::builder()
         .mechanism(MechanismChoice::Cgroup)
@@ -118,9 +125,18 @@ fn capped_group_with_a_sleep() -> Option<(Group, pkit::RunningProcess)> {
             return None;
         }
     };
+    let script = format!("i=0; while [ $i -lt {SLEEPERS} ]; do sleep 300 & i=$((i+1)); done; wait");
     let p = group
-        .start(&Command::new("sleep").arg("300"))
+        .start(&Command::new("sh").args(["-c", &script]))
         .expect("start");
+    let until = std::time::Instant::now() + DEADLINE;
+    while group.processes().expect("processes").len() < SLEEPERS + 1 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the sleeps never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     Some((group, p))
 }
 
@@ -152,7 +168,12 @@ async fn a_cancelled_close_or_shutdown_leaves_nothing_after_drop() {
                 end_exclusive(alone, "a cancelled close").await;
                 return;
             };
-            let pid = p.pid();
+            let pids: Vec<u32> = group
+                .processes()
+                .expect("processes")
+                .iter()
+                .map(|i| i.pid)
+                .collect();
             assert!(
                 !all_own_dirs().is_empty(),
                 "{verb}: the group has directories"
@@ -174,7 +195,7 @@ async fn a_cancelled_close_or_shutdown_leaves_nothing_after_drop() {
             drop(p);
             drop(group);
             let what = format!("{verb} (cancelled: {was_waiting}), then dropped");
-            assert_gone(&[pid], &what).await;
+            assert_gone(&pids, &what).await;
             assert_no_dirs_left(&what).await;
             if cancelled >= 3 {
                 break;
