@@ -137,8 +137,14 @@ impl Spec {
     /// How long opening this command's stdio files may wait for a FIFO's
     /// other end (see `sys/open_wait.rs`): until its timeout (or its
     /// pipeline's) passes, counted from now, or its cancel token (or its
-    /// pipeline's) fires; without any, as long as it takes.
+    /// pipeline's) fires; without any, as long as it takes. Worked out only
+    /// for a start that opens a stdio file (most open none: nothing is
+    /// allocated or read from the clock for them).
     pub(crate) fn open_wait(&self) -> crate::sys::OpenWait<'_> {
+        let opens_file = matches!(self.stdin, Input::File(_)) || self.spawn.has_output_file();
+        if !opens_file {
+            return crate::sys::OpenWait::default();
+        }
         let (chain_timeout, chain_cancel) = self
             .chain_open
             .as_ref()

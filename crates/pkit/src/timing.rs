@@ -43,9 +43,12 @@ pub(crate) const NO_DEADLINE: Duration = Duration::from_secs(30 * 365 * 86_400);
 /// call was at `began`: one budget from the start call, which the time a
 /// start waited for a FIFO's other end (`sys/open_wait.rs`) counts against.
 pub(crate) fn left_of(timeout: Option<Duration>, began: std::time::Instant) -> Option<Duration> {
-    timeout.map(|t| match t < NO_DEADLINE {
-        true => t.saturating_sub(began.elapsed()),
-        false => t,
+    timeout.map(|t| {
+        if t < NO_DEADLINE {
+            t.saturating_sub(began.elapsed())
+        } else {
+            t
+        }
     })
 }
 

@@ -167,6 +167,11 @@ impl SpawnOptions {
             .map_err(|e| open_error(e, program, &format!("its {stream} file")))
     }
 
+    /// Whether a stdout or stderr file was given.
+    pub(crate) fn has_output_file(&self) -> bool {
+        self.stdout_file.is_some() || self.stderr_file.is_some()
+    }
+
     /// Whether a stdout file was given.
     pub(crate) fn has_stdout_file(&self) -> bool {
         self.stdout_file.is_some()
