@@ -120,6 +120,7 @@ async fn a_fork_loop_never_exceeds_max_processes() {
         .unwrap();
     assert!(!out.stderr().is_empty(), "some forks were refused");
     g.close().await.unwrap();
+    drop(p);
     gone(&dirs).await;
     suite.end().await;
 }
@@ -132,7 +133,7 @@ async fn cpu_quota_holds_a_busy_loop_to_about_half_a_core() {
     }
     let g = capped().cpu_quota(0.5).build().unwrap();
     let dirs = limit_dirs(&g);
-    let _p = g
+    let p = g
         .start(&Command::new("sh").args(["-c", "while :; do :; done"]))
         .unwrap();
     let began = Instant::now();
@@ -155,6 +156,7 @@ async fn cpu_quota_holds_a_busy_loop_to_about_half_a_core() {
     assert!(share < 0.8, "the quota holds ({share:.2} cores)");
     assert!(!used.is_zero(), "it did run ({used:?} in {wall:?})");
     g.close().await.unwrap();
+    drop(p);
     gone(&dirs).await;
     suite.end().await;
 }
@@ -452,6 +454,7 @@ async fn memory_high_throttles_or_is_refused_by_name() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(high > 0, "memory.high was never crossed: {events}");
+    drop((p, g));
     suite.end().await;
 }
 

@@ -504,6 +504,7 @@ async fn a_closed_group_reaches_nothing_in_its_reused_directory() {
         .expect("wait");
     assert_eq!(out.signal(), Some(libc::SIGTERM), "{out:?}");
     b.close().await.expect("close");
+    drop(victim);
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
     common::end_exclusive(

@@ -153,12 +153,12 @@ async fn the_child_is_in_its_cgroup_from_birth() {
         (_, placement) => assert_eq!(placement, Placement::Clone3IntoCgroup),
     }
     // The child forks at once; its child reports where it is.
-    let mut p = g
+    let mut first = g
         .start(
             &Command::new("sh").args(["-c", "cat /proc/self/cgroup; grep '^0::' /proc/$$/cgroup"]),
         )
         .unwrap();
-    let out = p.wait().await.unwrap();
+    let out = first.wait().await.unwrap();
     let text = out.stdout_str();
     let v2: Vec<&str> = text.lines().filter(|l| l.starts_with("0::")).collect();
     assert_eq!(v2.len(), 2, "{text}");
@@ -185,6 +185,7 @@ async fn the_child_is_in_its_cgroup_from_birth() {
         "{text} (want {name}/{leaf})"
     );
     g.close().await.unwrap();
+    drop((first, p));
     suite.end().await;
 }
 
