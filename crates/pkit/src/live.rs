@@ -88,6 +88,18 @@ impl RunningProcess {
     /// stop first). A `grace` too long for the clock (`Duration::MAX`)
     /// waits without bound.
     ///
+    /// What the subtree is depends on the mechanism (as for
+    /// [`kill_tree`](Self::kill_tree)). Under cgroup v2 it is the
+    /// process's own cgroup, so a shutdown after the program has exited
+    /// still ends the processes it left running. Under a process group
+    /// (and the portable backend) it is found through parent links among
+    /// the group's members: a process whose parent exited first is no
+    /// longer found, so once the program itself has exited this reaches
+    /// none of what it left behind (a `sh -c 'sleep 300 & exit 0'` leaves
+    /// the `sleep` running). Those are still the group's:
+    /// [`Group::shutdown`](crate::Group::shutdown), `kill`, `close` or
+    /// dropping the group ends them.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when signalling the subtree or waiting for it fails,

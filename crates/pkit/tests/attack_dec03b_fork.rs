@@ -58,6 +58,16 @@ fn child_calls() -> i32 {
 
 #[test]
 fn a_forked_child_uses_the_blocking_api_and_its_parent_lives_on() {
+    // The suite's runtime is a current-thread one: no thread of its own
+    // is about at the fork.
+    in_suite(
+        "a_forked_child_uses_the_blocking_api_and_its_parent_lives_on",
+        fork_and_use_the_blocking_api,
+    );
+}
+
+/// The body of `a_forked_child_uses_the_blocking_api_and_its_parent_lives_on`.
+fn fork_and_use_the_blocking_api() {
     // The parent's runtime is built, and busy with a process, at the fork.
     let mut parent_first = Command::new("echo")
         .arg("p")
@@ -124,9 +134,4 @@ fn a_forked_child_uses_the_blocking_api_and_its_parent_lives_on() {
             std::thread::sleep(POLL);
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(assert_nothing_left("a_forked_child_uses_the_blocking_api"));
 }

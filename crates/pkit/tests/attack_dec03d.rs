@@ -495,3 +495,44 @@ async fn a_leader_that_left_and_called_setsid_is_no_pty_session() {
     }
     suite.end().await;
 }
+
+/// A cgroup's close and drop write `cgroup.kill`, which reaches only the
+/// processes in the cgroup; a started program that moved itself out (as
+/// root) is ended by the SIGKILL each started process also gets through
+/// its pidfd. With another process still in the cgroup the directory is
+/// not empty, so this is the kill path, not the emptied-group one. (The
+/// pidfd SIGKILL after a successful `cgroup.kill` looks redundant; it is
+/// not: without it, the close returned with the program running.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_left_its_cgroup_is_ended_by_a_close_that_kills_the_rest() {
+    let suite =
+        begin("a_program_that_left_its_cgroup_is_ended_by_a_close_that_kills_the_rest").await;
+    for choice in mechanisms() {
+        if choice != MechanismChoice::Cgroup {
+            continue;
+        }
+        let anchor = Anchor::new();
+        let Some(script) = leave(choice, &anchor) else {
+            skipped("a program leaving its cgroup", "needs root");
+            continue;
+        };
+        for close in [true, false] {
+            let what = format!("{choice}, closed: {close}");
+            let g = group(choice);
+            let inside = g.start(&sh(choice, "exec sleep 300")).unwrap();
+            let (p, _cleanup) = started_and_left(&g, choice, &script).await;
+            assert_alive(&[inside.pid()], &what);
+            if close {
+                tokio::time::timeout(DEADLINE * 3, g.close())
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: the close never returned"))
+                    .unwrap();
+            } else {
+                drop(g);
+            }
+            assert_gone(&[p.pid(), inside.pid()], &what).await;
+            drop((p, inside));
+        }
+    }
+    suite.end().await;
+}

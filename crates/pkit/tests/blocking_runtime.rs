@@ -23,7 +23,10 @@ const CHILD: &str = "PKIT_TEST_BLOCKING_RUNTIME_CHILD";
 
 #[test]
 fn a_blocking_call_without_free_descriptors_fails_and_the_next_one_works() {
-    run_child("starved_child", CHILD, "STARVED CHILD DONE");
+    in_suite(
+        "a_blocking_call_without_free_descriptors_fails_and_the_next_one_works",
+        || run_child("starved_child", CHILD, "STARVED CHILD DONE"),
+    );
 }
 
 /// Marks the re-run child of the few-descriptors test.
@@ -36,9 +39,15 @@ const FEW: &str = "PKIT_TEST_BLOCKING_RUNTIME_FEW";
 /// fails with the runtime's error until one builds it; none panics.
 #[test]
 fn a_blocking_call_with_a_few_free_descriptors_never_panics() {
-    run_child("few_child", FEW, "FEW CHILD DONE");
+    in_suite(
+        "a_blocking_call_with_a_few_free_descriptors_never_panics",
+        || run_child("few_child", FEW, "FEW CHILD DONE"),
+    );
 }
 
+// No suite lock: it runs alone, in a process of its own, and the suite's
+// runtime, built first, would take descriptors (and Tokio's signal pipe)
+// the shortage is about.
 #[test]
 #[ignore = "the child of a_blocking_call_with_a_few_free_descriptors_never_panics"]
 fn few_child() {
@@ -90,6 +99,9 @@ fn assert_refused<T: std::fmt::Debug>(got: pkit::Result<T>, what: &str) {
     );
 }
 
+// No suite lock: it runs alone, in a process of its own, and the suite's
+// runtime, built first, would take descriptors (and Tokio's signal pipe)
+// the shortage is about.
 #[test]
 #[ignore = "the child of a_blocking_call_without_free_descriptors_fails_and_the_next_one_works"]
 fn starved_child() {

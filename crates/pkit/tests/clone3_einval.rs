@@ -14,12 +14,20 @@ fn clone3_refused_with_einval_falls_to_the_second_rung() {
     if !common::cgroup_usable() {
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "inner", "--nocapture", "--test-threads=1"])
-        .env("PKIT_CLONE3_EINVAL_TEST", "1")
-        .env_remove("PKIT_CLONE3")
-        .output()
-        .expect("re-run the test binary");
+    let mut out = None;
+    common::in_suite(
+        "clone3_refused_with_einval_falls_to_the_second_rung",
+        || {
+            let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args(["--exact", "inner", "--nocapture", "--test-threads=1"])
+                .env("PKIT_CLONE3_EINVAL_TEST", "1")
+                .env_remove("PKIT_CLONE3")
+                .output()
+                .expect("re-run the test binary");
+            out = Some(run);
+        },
+    );
+    let out = out.expect("the re-run");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -108,6 +108,9 @@ async fn deployment_case() {
     let Ok(case) = std::env::var("PKIT_DEPLOY_CASE") else {
         return;
     };
+    // Alone: `starts_until_refused` checks that nothing of this process
+    // is left, mid-test.
+    let alone = begin_exclusive().await;
     let hc = pkit::host_containment();
     eprintln!(
         "{case}: uid {}, mechanism {:?} ({}), owner cgroup {:?}, group parent {:?}",
@@ -208,6 +211,6 @@ async fn deployment_case() {
         }
         other => panic!("unknown PKIT_DEPLOY_CASE {other}"),
     }
-    assert_nothing_left(&case).await;
+    end_exclusive(alone, &case).await;
     println!("DEPLOY-CASE-OK {case}");
 }

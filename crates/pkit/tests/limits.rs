@@ -46,6 +46,7 @@ async fn gone(dirs: &[PathBuf]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cap_oom_kills_and_says_so() {
+    let suite = common::begin("memory_cap_oom_kills_and_says_so").await;
     if !cgroups_here() {
         return;
     }
@@ -79,10 +80,12 @@ async fn memory_cap_oom_kills_and_says_so() {
         .unwrap();
     assert!(out.success());
     assert!(!out.oom_killed());
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_loop_never_exceeds_max_processes() {
+    let suite = common::begin("a_fork_loop_never_exceeds_max_processes").await;
     if !cgroups_here() {
         return;
     }
@@ -117,17 +120,20 @@ async fn a_fork_loop_never_exceeds_max_processes() {
         .unwrap();
     assert!(!out.stderr().is_empty(), "some forks were refused");
     g.close().await.unwrap();
+    drop(p);
     gone(&dirs).await;
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_quota_holds_a_busy_loop_to_about_half_a_core() {
+    let suite = common::begin("cpu_quota_holds_a_busy_loop_to_about_half_a_core").await;
     if !cgroups_here() {
         return;
     }
     let g = capped().cpu_quota(0.5).build().unwrap();
     let dirs = limit_dirs(&g);
-    let _p = g
+    let p = g
         .start(&Command::new("sh").args(["-c", "while :; do :; done"]))
         .unwrap();
     let began = Instant::now();
@@ -150,11 +156,14 @@ async fn cpu_quota_holds_a_busy_loop_to_about_half_a_core() {
     assert!(share < 0.8, "the quota holds ({share:.2} cores)");
     assert!(!used.is_zero(), "it did run ({used:?} in {wall:?})");
     g.close().await.unwrap();
+    drop(p);
     gone(&dirs).await;
+    suite.end().await;
 }
 
 #[tokio::test]
 async fn caps_are_refused_where_they_cannot_be_enforced() {
+    let suite = common::begin("caps_are_refused_where_they_cannot_be_enforced").await;
     let pg = || Group::builder().mechanism(MechanismChoice::ProcessGroup);
     for (name, builder) in [
         ("memory_max", pg().memory_max(100 * MIB)),
@@ -188,6 +197,7 @@ async fn caps_are_refused_where_they_cannot_be_enforced() {
         assert!(err.to_string().len() < 200, "{err}");
         assert!(!err.to_string().contains("cannot write"), "{err}");
     }
+    suite.end().await;
 }
 
 /// Touches 200 MB, then burns 1 s of CPU.
@@ -195,6 +205,7 @@ const HUNGRY: &str = "import time\nb = bytearray(200 << 20)\nfor i in range(0, l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_and_profiles_are_plausible() {
+    let suite = common::begin("stats_and_profiles_are_plausible").await;
     for m in common::mechanisms() {
         let g = Group::builder().mechanism(m).build().unwrap();
         let p = g.start(&py(HUNGRY)).unwrap();
@@ -254,10 +265,12 @@ async fn stats_and_profiles_are_plausible() {
             );
         }
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_carries_cpu_time_and_peak_memory() {
+    let suite = common::begin("output_carries_cpu_time_and_peak_memory").await;
     for m in common::mechanisms() {
         if common::skip_on_portable(
             m,
@@ -279,6 +292,7 @@ async fn output_carries_cpu_time_and_peak_memory() {
         );
         assert!(out.peak_memory_bytes().unwrap() >= 190 * MIB, "{out:?}");
     }
+    suite.end().await;
 }
 
 /// What this host says it can do for `cap`.
@@ -299,6 +313,7 @@ fn v2_dir(g: &Group) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpus_pins_the_tree_to_the_listed_cpus() {
+    let suite = common::begin("cpus_pins_the_tree_to_the_listed_cpus").await;
     if !cgroups_here() {
         return;
     }
@@ -311,6 +326,7 @@ async fn cpus_pins_the_tree_to_the_listed_cpus() {
                 assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{e}");
                 assert!(e.to_string().contains("cpus"), "{e}");
                 assert!(support("cpus").enforced_by.is_none(), "{e}");
+                suite.end().await;
                 return;
             }
         };
@@ -338,10 +354,12 @@ async fn cpus_pins_the_tree_to_the_listed_cpus() {
         assert_eq!(allowed, list, "{}", out.stdout_str());
         gone(&dirs).await;
     }
+    suite.end().await;
 }
 
 #[tokio::test]
 async fn a_bad_cpu_list_is_refused_by_name() {
+    let suite = common::begin("a_bad_cpu_list_is_refused_by_name").await;
     for list in ["", "x", "1-0", "0,,1", "4095"] {
         let err = capped().cpus(list).build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{list:?}: {err}");
@@ -360,12 +378,14 @@ async fn a_bad_cpu_list_is_refused_by_name() {
         assert!(text.contains(says), "{list:?}: {text}");
         assert!(!text.contains("os error"), "{list:?}: {text}");
     }
+    suite.end().await;
 }
 
 /// A memory cap above what the kernel takes as given (`i64::MAX` bytes;
 /// it clamps a larger one) is refused by name, whatever the mechanism.
 #[tokio::test]
 async fn a_memory_cap_past_the_kernels_largest_is_refused() {
+    let suite = common::begin("a_memory_cap_past_the_kernels_largest_is_refused").await;
     let over = i64::MAX as u64 + 1;
     for (cap, builder) in [
         ("memory_max", capped().memory_max(over)),
@@ -396,12 +416,14 @@ async fn a_memory_cap_past_the_kernels_largest_is_refused() {
         assert!(out.success(), "{out:?}");
         gone(&dirs).await;
     }
+    suite.end().await;
 }
 
 /// memory.high throttles without killing; cgroup v1 has no equivalent, so
 /// a v1 host refuses it by name (and says so in `host_containment`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_high_throttles_or_is_refused_by_name() {
+    let suite = common::begin("memory_high_throttles_or_is_refused_by_name").await;
     if !cgroups_here() {
         return;
     }
@@ -412,6 +434,7 @@ async fn memory_high_throttles_or_is_refused_by_name() {
             assert!(e.to_string().contains("memory_high"), "{e}");
             assert!(e.to_string().contains("v1"), "{e}");
             assert!(support("memory_high").enforced_by.is_none());
+            suite.end().await;
             return;
         }
     };
@@ -431,11 +454,14 @@ async fn memory_high_throttles_or_is_refused_by_name() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(high > 0, "memory.high was never crossed: {events}");
+    drop((p, g));
+    suite.end().await;
 }
 
 /// memory.swap.max is v2 only: on v1, memory and swap are capped together.
 #[tokio::test]
 async fn memory_swap_max_is_set_or_refused_by_name() {
+    let suite = common::begin("memory_swap_max_is_set_or_refused_by_name").await;
     if !cgroups_here() {
         return;
     }
@@ -460,6 +486,7 @@ async fn memory_swap_max_is_set_or_refused_by_name() {
             assert!(support("memory_swap_max").enforced_by.is_none());
         }
     }
+    suite.end().await;
 }
 
 /// A memory cap too small for anything: under a page it is refused at
@@ -467,6 +494,7 @@ async fn memory_swap_max_is_set_or_refused_by_name() {
 /// cap instead of only "Cannot allocate memory" or "Argument list too long".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_memory_cap_is_named_in_the_error() {
+    let suite = common::begin("a_tiny_memory_cap_is_named_in_the_error").await;
     if !cgroups_here() {
         return;
     }
@@ -486,6 +514,7 @@ async fn a_tiny_memory_cap_is_named_in_the_error() {
         );
         gone(&dirs).await;
     }
+    suite.end().await;
 }
 
 /// A profile's interval below the minimum (zero would sample in a busy
@@ -493,6 +522,7 @@ async fn a_tiny_memory_cap_is_named_in_the_error() {
 /// minimum itself works.
 #[tokio::test]
 async fn a_zero_profile_interval_is_refused() {
+    let suite = common::begin("a_zero_profile_interval_is_refused").await;
     for m in common::mechanisms() {
         let g = Group::builder().mechanism(m).build().unwrap();
         let p = g
@@ -515,6 +545,7 @@ async fn a_zero_profile_interval_is_refused() {
         assert!(prof.samples() >= 1, "{m}: {prof:?}");
         g.close().await.unwrap();
     }
+    suite.end().await;
 }
 
 /// Holds 96 MiB, every page touched, until its stdin closes; says `held`.
@@ -527,6 +558,7 @@ const HOLDS_96_MIB: &str = "import sys\nb = bytearray(96 << 20)\nfor i in range(
 /// `memory.usage_in_bytes` as on our machines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_memory_counts_what_a_member_holds() {
+    let suite = common::begin("current_memory_counts_what_a_member_holds").await;
     let mut builders: Vec<(String, pkit::GroupBuilder)> = common::mechanisms()
         .into_iter()
         .map(|m| (m.to_string(), Group::builder().mechanism(m)))
@@ -556,6 +588,7 @@ async fn current_memory_counts_what_a_member_holds() {
         assert!(after < current, "{what}: {after} after the exit");
         g.close().await.unwrap();
     }
+    suite.end().await;
 }
 
 /// The groups a one-command verb test runs in: each mechanism, and a
@@ -573,6 +606,7 @@ fn one_command_groups() -> Vec<(String, pkit::GroupBuilder)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_runs_one_command_with_run_and_exit_code() {
+    let suite = common::begin("a_group_runs_one_command_with_run_and_exit_code").await;
     let sh = |script: &str| Command::new("sh").args(["-c", script]);
     for (what, b) in one_command_groups() {
         let g = || b.clone().build().unwrap();
@@ -626,6 +660,7 @@ async fn a_group_runs_one_command_with_run_and_exit_code() {
         let real = sh("echo real").runner(std::sync::Arc::new(pkit::SystemRunner::default()));
         assert_eq!(g().run(&real).await.unwrap(), "real", "{what}");
     }
+    suite.end().await;
 }
 
 /// A runner that plays every run itself (a test double): never asked by a
@@ -640,11 +675,16 @@ impl pkit::Runner for Scripted {
 
 #[test]
 fn a_blocking_group_runs_one_command_with_run_and_exit_code() {
-    for (what, b) in one_command_groups() {
-        let g = || pkit::blocking::Group::with(b.clone()).unwrap();
-        let out = g().run(&Command::new("echo").arg("hi")).unwrap();
-        assert_eq!(out, "hi", "{what}");
-        let code = g().exit_code(&Command::new("sh").args(["-c", "exit 4"]));
-        assert_eq!(code.unwrap(), 4, "{what}");
-    }
+    common::in_suite(
+        "a_blocking_group_runs_one_command_with_run_and_exit_code",
+        || {
+            for (what, b) in one_command_groups() {
+                let g = || pkit::blocking::Group::with(b.clone()).unwrap();
+                let out = g().run(&Command::new("echo").arg("hi")).unwrap();
+                assert_eq!(out, "hi", "{what}");
+                let code = g().exit_code(&Command::new("sh").args(["-c", "exit 4"]));
+                assert_eq!(code.unwrap(), 4, "{what}");
+            }
+        },
+    );
 }

@@ -322,3 +322,53 @@ async fn a_shutdown_grace_too_long_for_the_clock_waits_without_bound() {
     }
     suite.end().await;
 }
+
+/// A shutdown after the program exited on its own, leaving a `sleep`
+/// running: under cgroup v2 it still ends the `sleep` (the process's own
+/// cgroup holds it); under a process group, where the subtree is found
+/// through living parents, it does not (as `RunningProcess::shutdown`'s
+/// docs say), and the group's shutdown does.
+#[tokio::test]
+async fn a_shutdown_after_the_exit_reaches_what_it_left_under_cgroup_only() {
+    let suite = begin("a_shutdown_after_the_exit_reaches_what_it_left_under_cgroup_only").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "sleep 300 >/dev/null 2>&1 & echo $!; exit 0"])
+                    .stream_lines(),
+            )
+            .expect("start");
+        let left = grandchild_of(&mut p).await;
+        let out = tokio::time::timeout(T, p.wait())
+            .await
+            .expect("the program exits")
+            .expect("wait");
+        assert_eq!(out.outcome(), Outcome::Exited(0), "{choice}");
+        assert_alive(&[left], &format!("{choice}: what the program left"));
+        let killed = p
+            .shutdown(Duration::from_millis(300))
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: shutdown: {e}"));
+        assert!(!killed, "{choice}: nothing outlived a TERM");
+        match choice {
+            pkit::MechanismChoice::Cgroup => {
+                assert_gone(&[left], &format!("{choice}: after the process's shutdown")).await;
+            }
+            _ => {
+                // The documented limit: its parent exited, so it is not
+                // found as the process's; it is still the group's.
+                assert_alive(
+                    &[left],
+                    &format!("{choice}: after the process's shutdown (see its docs)"),
+                );
+                let report = group.shutdown(T).await.expect("the group's shutdown");
+                assert!(report.signalled() >= 1, "{choice}: {report:?}");
+                assert_gone(&[left], &format!("{choice}: after the group's shutdown")).await;
+            }
+        }
+        drop(group);
+    }
+    suite.end().await;
+}

@@ -1,6 +1,6 @@
 //! Spare cgroups of one-shot runs: reused, never shared by two live runs,
 //! bounded, and removable on demand (its own test binary: it counts this
-//! process's cgroup directories).
+//! process's cgroup directories; each test runs alone, `begin_exclusive`).
 
 mod common;
 
@@ -8,9 +8,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use pkit::{Command, Group, MechanismChoice, SystemRunner};
-
-/// The tests here count this process's cgroup directories: one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Where this process's groups' cgroups go, if it can make them (not as
 /// an unprivileged user without a delegated cgroup: then every test here
@@ -69,7 +66,7 @@ async fn spares_are_reused_never_shared_and_bounded() {
     if writable_parent("spares_are_reused_never_shared_and_bounded").is_none() {
         return;
     }
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     // Sequential runs reuse one directory.
     let a = cgroup_of_run(&runner, "0").await;
@@ -142,6 +139,7 @@ async fn spares_are_reused_never_shared_and_bounded() {
 
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(one, "spares_are_reused_never_shared_and_bounded").await;
 }
 
 /// A run whose program leaves a sub-cgroup in its cgroup is never pooled
@@ -152,7 +150,7 @@ async fn a_spare_with_a_sub_cgroup_is_not_reused() {
     let Some(parent) = writable_parent("a_spare_with_a_sub_cgroup_is_not_reused") else {
         return;
     };
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     let make_sub = |keep: bool| {
@@ -185,6 +183,7 @@ async fn a_spare_with_a_sub_cgroup_is_not_reused() {
 
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(one, "a_spare_with_a_sub_cgroup_is_not_reused").await;
 }
 
 /// A spare removed by someone else (an administrator's `rmdir`, a cleanup
@@ -196,7 +195,7 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
     let Some(parent) = writable_parent("a_spare_removed_by_someone_else_is_replaced") else {
         return;
     };
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     for round in 0..3 {
@@ -219,6 +218,7 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
     }
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(one, "a_spare_removed_by_someone_else_is_replaced").await;
 }
 
 /// A run that lowers its own cgroup's `cgroup.max.depth` or
@@ -232,7 +232,7 @@ async fn a_spare_whose_limits_a_run_lowered_is_removed_not_reused() {
     if writable_parent("a_spare_whose_limits_a_run_lowered_is_removed_not_reused").is_none() {
         return;
     }
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     let root = pkit::host_containment().group_parent.unwrap();
@@ -286,6 +286,11 @@ async fn a_spare_whose_limits_a_run_lowered_is_removed_not_reused() {
     }
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(
+        one,
+        "a_spare_whose_limits_a_run_lowered_is_removed_not_reused",
+    )
+    .await;
 }
 
 /// A closed group whose directory the spare pool handed to a newer group
@@ -296,7 +301,7 @@ async fn a_closed_group_does_not_name_the_directory_a_newer_group_owns() {
     if writable_parent("a_closed_group_does_not_name_the_directory").is_none() {
         return;
     }
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     pkit::release_spare_cgroups();
     let a = cgroup_group();
     let dir = dir_of(&a);
@@ -320,6 +325,11 @@ async fn a_closed_group_does_not_name_the_directory_a_newer_group_owns() {
     }
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(
+        one,
+        "a_closed_group_does_not_name_the_directory_a_newer_group_owns",
+    )
+    .await;
 }
 
 /// The cgroup directory of a cgroup group.
@@ -352,7 +362,7 @@ async fn an_emptied_group_leaves_its_directory_to_the_next_group() {
     if writable_parent("an_emptied_group_leaves_its_directory_to_the_next_group").is_none() {
         return;
     }
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     pkit::release_spare_cgroups();
     let a = cgroup_group();
     let dir = dir_of(&a);
@@ -426,6 +436,11 @@ async fn an_emptied_group_leaves_its_directory_to_the_next_group() {
     }
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(
+        one,
+        "an_emptied_group_leaves_its_directory_to_the_next_group",
+    )
+    .await;
 }
 
 /// Once a closed group's directory is reused, nothing of the closed group
@@ -436,7 +451,7 @@ async fn a_closed_group_reaches_nothing_in_its_reused_directory() {
     if writable_parent("a_closed_group_reaches_nothing_in_its_reused_directory").is_none() {
         return;
     }
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     pkit::release_spare_cgroups();
     let a = cgroup_group();
     let dir = dir_of(&a);
@@ -489,8 +504,14 @@ async fn a_closed_group_reaches_nothing_in_its_reused_directory() {
         .expect("wait");
     assert_eq!(out.signal(), Some(libc::SIGTERM), "{out:?}");
     b.close().await.expect("close");
+    drop(victim);
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(
+        one,
+        "a_closed_group_reaches_nothing_in_its_reused_directory",
+    )
+    .await;
 }
 
 /// A group that gets a one-shot run's spare directory reports only its own
@@ -500,7 +521,7 @@ async fn a_group_in_a_reused_directory_reports_only_its_own_cpu_time() {
     if writable_parent("a_group_in_a_reused_directory_reports_only_its_own_cpu_time").is_none() {
         return;
     }
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     let burn = "grep '^0::' /proc/self/cgroup; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
@@ -547,6 +568,11 @@ async fn a_group_in_a_reused_directory_reports_only_its_own_cpu_time() {
     group.close().await.expect("close");
     pkit::release_spare_cgroups();
     until("every spare is removed", || own_dirs().is_empty()).await;
+    common::end_exclusive(
+        one,
+        "a_group_in_a_reused_directory_reports_only_its_own_cpu_time",
+    )
+    .await;
 }
 
 /// How many of this process's descriptors name `file` (a path).
@@ -568,7 +594,7 @@ async fn a_pooled_directory_keeps_its_limits_files_open_once() {
     if writable_parent("a_pooled_directory_keeps_its_limits_files_open_once").is_none() {
         return;
     }
-    let _one = SERIAL.lock().await;
+    let one = common::begin_exclusive().await;
     pkit::release_spare_cgroups();
     let mut first = Some(cgroup_group());
     let dir = dir_of(first.as_ref().unwrap());
@@ -592,4 +618,5 @@ async fn a_pooled_directory_keeps_its_limits_files_open_once() {
         files.iter().all(|f| fds_naming(f) == 0)
     })
     .await;
+    common::end_exclusive(one, "a_pooled_directory_keeps_its_limits_files_open_once").await;
 }

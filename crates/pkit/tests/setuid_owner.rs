@@ -87,6 +87,15 @@ fn helper_drops_privileges_then_starts_id() {
 
 #[test]
 fn children_of_a_privilege_dropped_set_user_id_owner_keep_its_credentials() {
+    in_suite(
+        "children_of_a_privilege_dropped_set_user_id_owner_keep_its_credentials",
+        set_user_id_owner,
+    );
+}
+
+/// The body of
+/// `children_of_a_privilege_dropped_set_user_id_owner_keep_its_credentials`.
+fn set_user_id_owner() {
     // SAFETY: a plain syscall.
     if unsafe { libc::geteuid() } != 0 {
         skipped(

@@ -18,6 +18,15 @@ use pkit::{Command, Group, MechanismChoice, Signal, SystemRunner};
 
 #[test]
 fn verbs_and_start_work_when_the_owner_ignores_sigchld() {
+    common::in_suite(
+        "verbs_and_start_work_when_the_owner_ignores_sigchld",
+        each_disposition_in_a_fresh_process,
+    );
+}
+
+/// Runs `inner` in a fresh copy of this binary for each disposition and
+/// spawn rung.
+fn each_disposition_in_a_fresh_process() {
     let exe = std::env::current_exe().expect("test binary");
     for disposition in ["ignore", "nocldwait"] {
         for clone3 in ["on", "off"] {

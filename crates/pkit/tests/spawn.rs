@@ -39,6 +39,7 @@ async fn start_failure(cmd: Command) -> pkit::Error {
 #[tokio::test]
 async fn exec_failures_are_typed_errors() {
     use std::os::unix::fs::PermissionsExt;
+    let suite = common::begin("exec_failures_are_typed_errors").await;
     for m in common::mechanisms() {
         // execve itself fails: an interpreter that doesn't exist (ENOENT)
         // is a start failure naming the interpreter, not a missing
@@ -68,6 +69,7 @@ async fn exec_failures_are_typed_errors() {
         assert_eq!(err.kind(), ErrorKind::NotExecutable, "{m}: {err}");
         std::fs::remove_file(&script).unwrap();
     }
+    suite.end().await;
 }
 
 /// The `Sig*` masks of a freshly exec'd program, from its own status file.
@@ -88,6 +90,7 @@ async fn signal_state(m: MechanismChoice) -> (u64, u64, u64) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_child_starts_with_a_clean_signal_state() {
+    let suite = common::begin("the_child_starts_with_a_clean_signal_state").await;
     // A handler in this process (tokio installs one for SIGUSR1), a signal
     // blocked in the spawning thread, and SIGPIPE ignored (Rust does that).
     let _usr1 =
@@ -123,10 +126,12 @@ async fn the_child_starts_with_a_clean_signal_state() {
             "{m}: a handled signal is default"
         );
     }
+    suite.end().await;
 }
 
 #[tokio::test]
 async fn the_child_is_in_its_cgroup_from_birth() {
+    let suite = common::begin("the_child_is_in_its_cgroup_from_birth").await;
     let g = Group::builder()
         .mechanism(MechanismChoice::Cgroup)
         .build()
@@ -148,12 +153,12 @@ async fn the_child_is_in_its_cgroup_from_birth() {
         (_, placement) => assert_eq!(placement, Placement::Clone3IntoCgroup),
     }
     // The child forks at once; its child reports where it is.
-    let mut p = g
+    let mut first = g
         .start(
             &Command::new("sh").args(["-c", "cat /proc/self/cgroup; grep '^0::' /proc/$$/cgroup"]),
         )
         .unwrap();
-    let out = p.wait().await.unwrap();
+    let out = first.wait().await.unwrap();
     let text = out.stdout_str();
     let v2: Vec<&str> = text.lines().filter(|l| l.starts_with("0::")).collect();
     assert_eq!(v2.len(), 2, "{text}");
@@ -180,10 +185,13 @@ async fn the_child_is_in_its_cgroup_from_birth() {
         "{text} (want {name}/{leaf})"
     );
     g.close().await.unwrap();
+    drop((first, p));
+    suite.end().await;
 }
 
 #[tokio::test]
 async fn stray_descriptors_are_not_inherited() {
+    let suite = common::begin("stray_descriptors_are_not_inherited").await;
     // An fd opened without close-on-exec, as a careless library might.
     // SAFETY: dup of our own open stdin... of /dev/null; the new fd is owned below.
     let raw = unsafe {
@@ -212,10 +220,12 @@ async fn stray_descriptors_are_not_inherited() {
             "{m}: only stdio and ls's own: {fds:?}"
         );
     }
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawning_while_another_thread_hammers_the_allocator() {
+    let suite = common::begin("spawning_while_another_thread_hammers_the_allocator").await;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let hammer = std::thread::spawn(move || {
@@ -239,4 +249,5 @@ async fn spawning_while_another_thread_hammers_the_allocator() {
     }
     stop.store(true, Ordering::Relaxed);
     hammer.join().unwrap();
+    suite.end().await;
 }

@@ -51,6 +51,7 @@ fn our_cgroups() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_spawns_leak_nothing() {
+    let alone = common::begin_exclusive().await;
     // Warm up lazily opened process-wide fds (/dev/null, the reaper).
     for m in common::mechanisms() {
         Command::new("true")
@@ -86,4 +87,5 @@ async fn two_thousand_spawns_leak_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    common::end_exclusive(alone, "two_thousand_spawns_leak_nothing").await;
 }

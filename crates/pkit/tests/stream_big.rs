@@ -19,6 +19,7 @@ fn peak_rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_streams_in_constant_memory() {
+    let alone = common::begin_exclusive().await;
     let before = peak_rss_kib();
     for m in common::mechanisms() {
         let g = Group::builder().mechanism(m).build().unwrap();
@@ -48,4 +49,5 @@ async fn one_gib_streams_in_constant_memory() {
         grown_mib < 64,
         "peak memory grew by {grown_mib} MiB for 2 GiB streamed"
     );
+    common::end_exclusive(alone, "one_gib_streams_in_constant_memory").await;
 }

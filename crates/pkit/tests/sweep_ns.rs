@@ -8,6 +8,8 @@
 //! is told to consider directories of any age (`PKIT_SWEEP_MIN_AGE_SECS=0`),
 //! so the lock, not the age rule, is what is tested.
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -67,6 +69,8 @@ async fn a_pkit_in_another_pid_namespace_leaves_our_live_directories_alone() {
         eprintln!("SKIPPED: no cgroup v2 here");
         return;
     };
+    // Alone: it counts this process's cgroup directories.
+    let alone = common::begin_exclusive().await;
     let probe = std::process::Command::new("unshare")
         .args(["-pf", "--mount-proc", "true"])
         .stdin(Stdio::null())
@@ -141,6 +145,8 @@ async fn a_pkit_in_another_pid_namespace_leaves_our_live_directories_alone() {
         .expect("start in the open group");
     p.wait().await.expect("wait");
     open.close().await.expect("close");
+    // Its handle holds the exited process until dropped.
+    drop(p);
     assert_eq!(run_in_cgroup(&runner).await, spare, "the spare was reused");
     pkit::release_spare_cgroups();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -152,4 +158,9 @@ async fn a_pkit_in_another_pid_namespace_leaves_our_live_directories_alone() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    common::end_exclusive(
+        alone,
+        "a_pkit_in_another_pid_namespace_leaves_our_live_directories_alone",
+    )
+    .await;
 }

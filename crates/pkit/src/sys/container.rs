@@ -369,6 +369,10 @@ impl Container {
                 // The cgroup first: `cgroup.kill` reaches every member at
                 // once, where the started processes' signals go one by one
                 // (a stage killed first let the next exit 0 on end of file).
+                // The started processes' SIGKILLs follow even when
+                // `cgroup.kill` was written: one that moved itself out of
+                // the cgroup (as root) is reached only so (attack_dec03d's
+                // a_program_that_left_its_cgroup_is_ended_by_a_close_...).
                 let killed = cg.kill();
                 self.signal_started(cg, libc::SIGKILL);
                 killed
