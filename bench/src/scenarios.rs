@@ -219,6 +219,29 @@ pub async fn probe(with: &str, runs: usize) {
                 }
                 assert_eq!(cmd.exit_code().await.unwrap(), 0);
             }
+            // The spawn-wait with no environment to copy (`env_clear`): what
+            // the inherited environment's copy under std's lock costs a run.
+            "pkit-envclear" => {
+                let code = pkit::Command::new("/bin/true")
+                    .env_clear()
+                    .stdout(pkit::Stdio::Null)
+                    .stderr(pkit::Stdio::Null)
+                    .exit_code()
+                    .await
+                    .unwrap();
+                assert_eq!(code, 0);
+            }
+            // The same row's "setsid alone": null stdio and `setsid`, no
+            // other option.
+            "pkit-setsid" => {
+                let mut cmd = pkit::Command::new("/bin/true")
+                    .stdout(pkit::Stdio::Null)
+                    .stderr(pkit::Stdio::Null);
+                if crate::options::setsid_ok() {
+                    cmd = cmd.setsid();
+                }
+                assert_eq!(cmd.exit_code().await.unwrap(), 0);
+            }
             // `echo hello` captured (the blocking scenario's, async).
             "std-output" => {
                 let out = std::process::Command::new("echo")
@@ -313,7 +336,7 @@ pub async fn probe(with: &str, runs: usize) {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
             }
             other => panic!(
-                "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, std-output, pkit-output, blocking, blocking-true, \
+                "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, pkit-setsid, pkit-envclear, std-output, pkit-output, blocking, blocking-true, \
                  std-cat, tokio-cat, pkit-cat, pkit-cat-cg, pkit-cat-pg, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
