@@ -822,3 +822,64 @@ async fn a_thaw_without_a_free_descriptor_takes_the_reserve() {
     }
     end_exclusive(alone, "a_thaw_without_a_free_descriptor_takes_the_reserve").await;
 }
+
+/// Without `/proc` (`Point::FifoProcFd`: the open and its give-up take the
+/// path), a stdin FIFO replaced during the wait: the give-up's open of the
+/// path reaches the new FIFO, which can't release the thread blocked on
+/// the old one, so the thread is signalled (`sys/unix/open_interrupt.rs`):
+/// the start fails as timed out, and neither the thread nor a descriptor
+/// is left once it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("fifodir");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("in");
+        let keep = dir.path().join("keep");
+        let other = dir.path().join("other");
+        for p in [&path, &other] {
+            let made = std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(made.success(), "mkfifo");
+        }
+        // Another name for the first FIFO, to release a thread left on it.
+        std::fs::hard_link(&path, &keep).unwrap();
+        inject(Point::FifoProcFd, libc::ENOENT, u32::MAX);
+        let swap = {
+            let (path, other) = (path.clone(), other.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::rename(&other, &path).unwrap();
+            })
+        };
+        let got = cmd(choice, "cat")
+            .stdin_file(&path)
+            .timeout(Duration::from_secs(1))
+            .output()
+            .await;
+        swap.join().unwrap();
+        let left = open_threads();
+        clear();
+        if left > 0 {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&keep);
+        }
+        let _ = std::fs::remove_dir_all(dir.path());
+        let e = got.expect_err("timed out");
+        assert_eq!(e.kind(), ErrorKind::Io, "{choice}: {e}");
+        assert_eq!(left, 0, "{choice}: FIFO open threads left");
+        clean(&format!("{choice}: FIFO without /proc"), &fds).await;
+    }
+    end_exclusive(
+        alone,
+        "a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread",
+    )
+    .await;
+}

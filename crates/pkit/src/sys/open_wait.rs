@@ -113,8 +113,9 @@ impl Fifo {
             let name =
                 std::path::PathBuf::from(format!("/proc/thread-self/fd/{}", held.as_raw_fd()));
             // The same file through /proc (mounted, and ours), or the path.
-            let same = rustix::fs::stat(&name)
-                .is_ok_and(|via| (via.st_dev, via.st_ino) == (st.st_dev, st.st_ino));
+            let same = super::fault::check(super::fault::Point::FifoProcFd).is_ok()
+                && rustix::fs::stat(&name)
+                    .is_ok_and(|via| (via.st_dev, via.st_ino) == (st.st_dev, st.st_ino));
             Some(if same {
                 Fifo {
                     _held: Some(held),
