@@ -207,7 +207,8 @@ impl Command {
     /// The child reads this file as its stdin (opened at spawn and handed
     /// over directly: no copy through the parent). A FIFO (Unix) waits for
     /// a writer, as a shell's `< fifo` does, within the run's timeout and
-    /// cancel token, and is given up by briefly opening its other end; see
+    /// cancel token, and is given up by briefly opening its other end (or
+    /// by signalling the thread that waits, when that end can't be); see
     /// [`stdout_file`](Self::stdout_file) for the whole rule, including
     /// what another user of the FIFO may see and the unbounded wait of
     /// [`spawn_detached`](Self::spawn_detached).

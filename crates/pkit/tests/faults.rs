@@ -822,3 +822,182 @@ async fn a_thaw_without_a_free_descriptor_takes_the_reserve() {
     }
     end_exclusive(alone, "a_thaw_without_a_free_descriptor_takes_the_reserve").await;
 }
+
+/// Without `/proc` (`Point::FifoProcFd`: the open and its give-up take the
+/// path), a stdin FIFO replaced during the wait: the give-up's open of the
+/// path reaches the new FIFO, which can't release the thread blocked on
+/// the old one, so the thread is signalled (`sys/unix/open_interrupt.rs`):
+/// the start fails as timed out, and neither the thread nor a descriptor
+/// is left once it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("fifodir");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("in");
+        let keep = dir.path().join("keep");
+        let other = dir.path().join("other");
+        for p in [&path, &other] {
+            let made = std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(made.success(), "mkfifo");
+        }
+        // Another name for the first FIFO, to release a thread left on it.
+        std::fs::hard_link(&path, &keep).unwrap();
+        inject(Point::FifoProcFd, libc::ENOENT, u32::MAX);
+        let swap = {
+            let (path, other) = (path.clone(), other.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::rename(&other, &path).unwrap();
+            })
+        };
+        let got = cmd(choice, "cat")
+            .stdin_file(&path)
+            .timeout(Duration::from_secs(1))
+            .output()
+            .await;
+        swap.join().unwrap();
+        let left = open_threads();
+        clear();
+        if left > 0 {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&keep);
+        }
+        let _ = std::fs::remove_dir_all(dir.path());
+        let e = got.expect_err("timed out");
+        assert_eq!(e.kind(), ErrorKind::Io, "{choice}: {e}");
+        assert_eq!(left, 0, "{choice}: FIFO open threads left");
+        clean(&format!("{choice}: FIFO without /proc"), &fds).await;
+    }
+    end_exclusive(
+        alone,
+        "a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread",
+    )
+    .await;
+}
+
+/// Set in the helper run of [`an_applications_sigurg_handler_is_left_alone`].
+const OWN_SIGURG: &str = "PKIT_FAULTS_OWN_SIGURG";
+
+/// SIGURGs the application's own handler caught (helper run).
+static APP_SIGURGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The application's own SIGURG handler (helper run).
+extern "C" fn app_sigurg(_: libc::c_int) {
+    APP_SIGURGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The handler SIGURG has now.
+fn sigurg_handler() -> libc::sighandler_t {
+    // SAFETY: a sigaction query into zeroed storage of our own.
+    unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(libc::SIGURG, std::ptr::null(), &mut now), 0);
+        now.sa_sigaction
+    }
+}
+
+/// An application with a SIGURG handler of its own: a FIFO open that only
+/// a signal could release (as in
+/// [`a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread`])
+/// leaves the application's handler in place and never signals the
+/// thread (which would run that handler there), so the thread is left
+/// waiting, as documented, until the FIFO's other end is opened. Run in a
+/// process of its own (the handler is process-wide, pkit's is installed
+/// once), process groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applications_sigurg_handler_is_left_alone() {
+    if std::env::var_os(OWN_SIGURG).is_some() {
+        // SAFETY: sigaction of this helper process: a handler that only
+        // bumps an atomic, an emptied mask, SA_RESTART as an application
+        // would ask.
+        let mine = unsafe {
+            let mut a: libc::sigaction = std::mem::zeroed();
+            a.sa_sigaction = app_sigurg as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            a.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut a.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGURG, &a, std::ptr::null_mut()), 0);
+            a.sa_sigaction
+        };
+        let dir = TempPath::new("fifodir");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("in");
+        let keep = dir.path().join("keep");
+        let other = dir.path().join("other");
+        for p in [&path, &other] {
+            let made = std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(made.success(), "mkfifo");
+        }
+        std::fs::hard_link(&path, &keep).unwrap();
+        inject(Point::FifoProcFd, libc::ENOENT, u32::MAX);
+        let swap = {
+            let (path, other) = (path.clone(), other.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::rename(&other, &path).unwrap();
+            })
+        };
+        let got = cmd(MechanismChoice::ProcessGroup, "cat")
+            .stdin_file(&path)
+            .timeout(Duration::from_secs(1))
+            .output()
+            .await;
+        swap.join().unwrap();
+        clear();
+        let left = open_threads();
+        let kept = sigurg_handler() == mine;
+        let caught = APP_SIGURGS.load(std::sync::atomic::Ordering::Relaxed);
+        // Released by its first FIFO's other name.
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&keep);
+        let until = Instant::now() + DEADLINE;
+        while open_threads() > 0 && Instant::now() < until {
+            std::thread::sleep(POLL);
+        }
+        let _ = std::fs::remove_dir_all(dir.path());
+        println!(
+            "SIGURG timed_out={} left={left} kept={kept} caught={caught} after={}",
+            got.is_err(),
+            open_threads()
+        );
+        return;
+    }
+    let alone = begin_exclusive().await;
+    let out = tokio::task::spawn_blocking(|| {
+        helper_owner_command(
+            "an_applications_sigurg_handler_is_left_alone",
+            OWN_SIGURG,
+            "1",
+        )
+        .env("PKIT_MECHANISM", "pgroup")
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("SIGURG timed_out=true left=1 kept=true caught=0 after=0"),
+        "{text}"
+    );
+    end_exclusive(alone, "an_applications_sigurg_handler_is_left_alone").await;
+}

@@ -32,15 +32,16 @@ fn open_threads_settle(want: usize) -> usize {
 }
 
 /// A FIFO that the stdin path names while the start waits, replaced (an
-/// atomic rename) by another FIFO before the timeout: the give-up opens the
-/// *new* FIFO's other end, which can't release the thread blocked on the
-/// old one, so a `pkit-fifo-open` thread is left blocked for good (the old
-/// FIFO is unlinked: nobody can ever open it). Each such run leaks a
-/// thread. Found by rv17 (open_wait.rs: the release re-opens by path).
+/// atomic rename) by another FIFO before the timeout: the give-up opened
+/// the *new* FIFO's other end, which can't release the thread blocked on
+/// the old one, so a `pkit-fifo-open` thread was left blocked for good
+/// (the old FIFO is unlinked: nobody can ever open it). Found by rv17
+/// (open_wait.rs: the release re-opened by path); fixed: the thread and
+/// the give-up both open the FIFO found at the start (`O_PATH`, through
+/// `/proc/thread-self/fd`).
 #[test]
-#[ignore = "rv17 finding: a FIFO replaced during the wait leaves the open's thread blocked forever"]
 fn a_fifo_replaced_while_its_open_waits_leaves_no_thread() {
-    in_suite("a_fifo_replaced_while_its_open_waits", || {
+    alone("a_fifo_replaced_while_its_open_waits", || {
         for choice in mechanisms() {
             let before = open_threads();
             let dir = TempPath::new("fifodir");
@@ -78,6 +79,203 @@ fn a_fifo_replaced_while_its_open_waits_leaves_no_thread() {
             assert_eq!(left, before, "{choice}: FIFO open threads left");
         }
     });
+}
+
+/// `f` alone in this binary (no other test's FIFO open threads to count),
+/// between [`begin_exclusive`] and [`end_exclusive`].
+fn alone(name: &'static str, f: impl FnOnce()) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = rt.block_on(begin_exclusive());
+    f();
+    rt.block_on(end_exclusive(guard, name));
+}
+
+/// A FIFO renamed away (to another name in its directory, nothing put
+/// in its place) while a start waits on it: a give-up by the timeout
+/// releases the thread all the same (it opened the path again, which
+/// named nothing: the thread stayed blocked); and a writer that comes to
+/// the renamed FIFO before the timeout is the start's stdin (the start
+/// holds the FIFO it found, not the path).
+#[test]
+fn a_fifo_renamed_away_while_its_open_waits() {
+    alone("a_fifo_renamed_away_while_its_open_waits", || {
+        for choice in mechanisms() {
+            for writer_comes in [false, true] {
+                let before = open_threads();
+                let dir = TempPath::new("fifodir");
+                std::fs::create_dir(dir.path()).unwrap();
+                let path = dir.path().join("in");
+                let moved = dir.path().join("moved");
+                mkfifo(&path);
+                let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+                let mover = {
+                    let (path, moved) = (path.clone(), moved.clone());
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(300));
+                        std::fs::rename(&path, &moved).unwrap();
+                        if writer_comes {
+                            use std::io::Write;
+                            let mut f = std::fs::OpenOptions::new()
+                                .write(true)
+                                .open(&moved)
+                                .unwrap();
+                            f.write_all(b"through the old name\n").unwrap();
+                        } else {
+                            let _ = done_rx.recv_timeout(Duration::from_secs(60));
+                        }
+                    })
+                };
+                let timeout = if writer_comes {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::from_secs(1)
+                };
+                let got = cmd(choice, "cat")
+                    .stdin_file(&path)
+                    .timeout(timeout)
+                    .blocking()
+                    .output();
+                let left = open_threads_settle(before);
+                if left != before {
+                    // Release it, so the test can end.
+                    let _ = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc_o_nonblock())
+                        .open(&moved);
+                }
+                let _ = done_tx.send(());
+                mover.join().unwrap();
+                let _ = std::fs::remove_dir_all(dir.path());
+                if writer_comes {
+                    let out = got.unwrap_or_else(|e| panic!("{choice}: {e}"));
+                    assert_eq!(out.stdout_str(), "through the old name\n", "{choice}");
+                } else {
+                    let e = got.expect_err("timed out");
+                    assert_eq!(e.kind(), pkit::ErrorKind::Io, "{choice}: {e}");
+                }
+                assert_eq!(
+                    left, before,
+                    "{choice} writer {writer_comes}: FIFO open threads left"
+                );
+            }
+        }
+    });
+}
+
+/// A FIFO with a partner is read and written as before, with a bound
+/// set: `cat` with its stdin from a FIFO whose writer comes after a
+/// while, and `echo` with its stdout to a FIFO whose reader comes after a
+/// while, each within a 30 s timeout; no open thread is left.
+#[test]
+fn a_fifo_with_a_partner_is_read_and_written() {
+    alone("a_fifo_with_a_partner_is_read_and_written", || {
+        for choice in mechanisms() {
+            let before = open_threads();
+            for stdin in [true, false] {
+                let dir = TempPath::new("fifodir");
+                std::fs::create_dir(dir.path()).unwrap();
+                let path = dir.path().join("fifo");
+                mkfifo(&path);
+                let partner = {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        std::thread::sleep(Duration::from_millis(300));
+                        let mut text = String::new();
+                        if stdin {
+                            let mut f =
+                                std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                            f.write_all(b"to stdin\n").unwrap();
+                        } else {
+                            let mut f = std::fs::File::open(&path).unwrap();
+                            f.read_to_string(&mut text).unwrap();
+                        }
+                        text
+                    })
+                };
+                let c = if stdin {
+                    cmd(choice, "cat").stdin_file(&path)
+                } else {
+                    cmd(choice, "echo")
+                        .arg("from stdout")
+                        .stdout_file(&path, FileMode::Truncate)
+                };
+                let got = c.timeout(Duration::from_secs(30)).blocking().output();
+                let read = partner.join().unwrap();
+                assert_eq!(fds_on(&path), 0, "{choice} stdin {stdin}: descriptors left");
+                let _ = std::fs::remove_dir_all(dir.path());
+                let out = got.unwrap_or_else(|e| panic!("{choice} stdin {stdin}: {e}"));
+                assert_eq!(out.outcome(), Outcome::Exited(0), "{choice} stdin {stdin}");
+                if stdin {
+                    assert_eq!(out.stdout_str(), "to stdin\n", "{choice}");
+                } else {
+                    assert_eq!(read, "from stdout\n", "{choice}");
+                }
+            }
+            assert_eq!(open_threads(), before, "{choice}: FIFO open threads left");
+        }
+    });
+}
+
+/// A timeout on a FIFO nobody opens, either way: the start fails as timed
+/// out within the bound (and a generous margin), and when it returns no
+/// `pkit-fifo-open` thread is left (the give-up waits for it).
+#[test]
+fn a_timeout_on_a_fifo_nobody_opens_leaves_no_thread() {
+    alone("a_timeout_on_a_fifo_nobody_opens", || {
+        for choice in mechanisms() {
+            let before = open_threads();
+            for stdin in [true, false] {
+                let dir = TempPath::new("fifodir");
+                std::fs::create_dir(dir.path()).unwrap();
+                let path = dir.path().join("fifo");
+                mkfifo(&path);
+                let c = if stdin {
+                    cmd(choice, "cat").stdin_file(&path)
+                } else {
+                    cmd(choice, "echo").stdout_file(&path, FileMode::Append)
+                };
+                let timeout = Duration::from_millis(500);
+                let began = Instant::now();
+                let got = c.timeout(timeout).blocking().output();
+                let took = began.elapsed();
+                let left = open_threads();
+                let fds = fds_on(&path);
+                let _ = std::fs::remove_dir_all(dir.path());
+                let e = got.expect_err("timed out");
+                assert_eq!(e.kind(), pkit::ErrorKind::Io, "{choice} stdin {stdin}: {e}");
+                let timed_out = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                assert!(timed_out, "{choice} stdin {stdin}: {e:?}");
+                assert!(
+                    took < timeout + Duration::from_secs(5),
+                    "{choice} stdin {stdin}: took {took:?}"
+                );
+                assert_eq!(
+                    left, before,
+                    "{choice} stdin {stdin}: FIFO open threads left"
+                );
+                assert_eq!(
+                    fds, 0,
+                    "{choice} stdin {stdin}: descriptors left on the FIFO"
+                );
+            }
+        }
+    });
+}
+
+/// How many of this process's descriptors are open on `path` (the FIFO's
+/// `O_PATH` descriptor included).
+fn fds_on(path: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == path))
+        .count()
 }
 
 /// O_NONBLOCK on Linux (the tests use no libc crate).
@@ -220,14 +418,13 @@ const AS_NOBODY: &str = "PKIT_RV17_AS_NOBODY";
 /// As a user who may open a FIFO only the way the child needs it (a
 /// stdout FIFO of mode 0200, a stdin FIFO of mode 0400, both the user's
 /// own), a start given up by its timeout can't open the other end to
-/// release its open's thread (EACCES): the `pkit-fifo-open` thread stays
-/// blocked until some reader (writer) comes, which then gets an end that
-/// is closed at once. Root skips the permission check, so the test runs
+/// release its open's thread (EACCES): the `pkit-fifo-open` thread stayed
+/// blocked until some reader (writer) came, which then got an end that
+/// was closed at once. Root skips the permission check, so the test runs
 /// this binary again as `nobody` (`setpriv`), process groups only. Found
-/// by rv17 (open_wait.rs: the release opens the FIFO by path, the other
-/// way).
+/// by rv17 (open_wait.rs: the release opened the FIFO by path, the other
+/// way); fixed: the thread is signalled (`unix/open_interrupt.rs`).
 #[test]
-#[ignore = "rv17 finding: a FIFO its user can't open the other way leaves the open's thread blocked"]
 fn a_fifo_its_user_may_open_one_way_only_leaves_no_thread() {
     if let Ok(dir) = std::env::var(AS_NOBODY) {
         // The non-root half: report the threads left, one line per case.
@@ -275,7 +472,6 @@ fn a_fifo_its_user_may_open_one_way_only_leaves_no_thread() {
             .args([
                 "--exact",
                 "a_fifo_its_user_may_open_one_way_only_leaves_no_thread",
-                "--include-ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])

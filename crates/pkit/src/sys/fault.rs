@@ -39,6 +39,10 @@ pub enum Point {
     /// FreeBSD, whose C library has none, and makes its session with its
     /// own `setsid` (the errno is not used).
     SpawnSetsid,
+    /// Reaching a stdio FIFO through `/proc/thread-self/fd` for a bounded
+    /// open (`sys/open_wait.rs`): armed, the open and its give-up take the
+    /// path, as where `/proc` is not mounted (the errno is not used).
+    FifoProcFd,
 }
 
 #[cfg(feature = "fault-injection")]

@@ -3,7 +3,9 @@
 //! writer for a reader), as a shell's `< fifo` does. That wait is kept,
 //! but a run bounded by a timeout or a cancel token gives it up when the
 //! bound passes, so a FIFO nobody opens never holds the caller's thread
-//! (and a current-thread runtime with it) past the run's bounds.
+//! (and a current-thread runtime with it) past the run's bounds, nor
+//! leaves the thread that waits in its `open` behind (see [`open`] for
+//! how it is released, and the one case where it can't be).
 
 use std::io;
 use std::time::Instant;
@@ -63,12 +65,97 @@ impl GaveUp {
 #[cfg(unix)]
 const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// How long a give-up tries to release the open's thread by opening the
+/// FIFO's other end before it signals the thread instead.
+#[cfg(unix)]
+const OTHER_END_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long a give-up tries to release the open's thread at all; past
+/// that the thread is left to its open.
+#[cfg(unix)]
+const RELEASE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The FIFO a bounded open waits on, and the name both the open's thread
+/// and a give-up open it by.
+#[cfg(unix)]
+struct Fifo {
+    /// On Linux, the FIFO itself (an `O_PATH` descriptor, which opening
+    /// never waits for): kept open while the thread or a give-up may
+    /// still open it through `name`, and closed after.
+    _held: Option<std::os::fd::OwnedFd>,
+    /// `/proc/thread-self/fd/<held>`, which reaches that very FIFO
+    /// whatever the path names by then (the threads share one descriptor
+    /// table); without a usable `/proc`, or off Linux, the path itself.
+    name: std::path::PathBuf,
+}
+
+#[cfg(unix)]
+impl Fifo {
+    /// The FIFO at `path`, or `None` when `path` names no FIFO (or can't
+    /// be looked at: then the plain open reports why).
+    fn at(path: &std::path::Path) -> Option<Fifo> {
+        use rustix::fs::FileType;
+        let fifo = |st: &rustix::fs::Stat| FileType::from_raw_mode(st.st_mode) == FileType::Fifo;
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::OFlags;
+            use std::os::fd::AsRawFd;
+            let held = rustix::fs::open(
+                path,
+                OFlags::PATH | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()?;
+            let st = rustix::fs::fstat(&held).ok()?;
+            if !fifo(&st) {
+                return None;
+            }
+            let name =
+                std::path::PathBuf::from(format!("/proc/thread-self/fd/{}", held.as_raw_fd()));
+            // The same file through /proc (mounted, and ours), or the path.
+            let same = super::fault::check(super::fault::Point::FifoProcFd).is_ok()
+                && rustix::fs::stat(&name)
+                    .is_ok_and(|via| (via.st_dev, via.st_ino) == (st.st_dev, st.st_ino));
+            Some(if same {
+                Fifo {
+                    _held: Some(held),
+                    name,
+                }
+            } else {
+                Fifo {
+                    _held: None,
+                    name: path.to_path_buf(),
+                }
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            rustix::fs::stat(path).ok().filter(fifo).map(|_| Fifo {
+                _held: None,
+                name: path.to_path_buf(),
+            })
+        }
+    }
+}
+
 /// `open(path, flags, mode)`; for a FIFO under a bounded `wait`, the open
-/// runs on a thread of its own while this one watches the bounds. Given
-/// up, the FIFO's other end is opened here for an instant (non-blocking,
-/// so it never waits), which lets the thread's open return; what it opened
-/// is closed. (A reader or writer of that FIFO elsewhere may see that
-/// instant's open: an end of file, a write that fails.)
+/// runs on a thread of its own while this one watches the bounds.
+///
+/// On Linux the FIFO is looked up once (`O_PATH`, which never waits), and
+/// the thread opens that very FIFO through `/proc/thread-self/fd`, so a
+/// path renamed or replaced meanwhile changes nothing. Without `/proc`
+/// (or off Linux) the thread opens the path, and a give-up opens the path
+/// too, which may name another file by then (see below).
+///
+/// Given up, the FIFO's other end is opened here for an instant
+/// (non-blocking, so it never waits), which lets the thread's open
+/// return; what it opened is closed. (A reader or writer of that FIFO
+/// elsewhere may see that instant's open: an end of file, a write that
+/// fails.) When that can't be opened (a FIFO its user may open one way
+/// only) or does not release the thread soon, the thread is signalled
+/// (`unix/open_interrupt.rs`), which ends its open with `EINTR`. A thread
+/// neither releases (an application's own SIGURG handler) is left to its
+/// open.
 #[cfg(unix)]
 pub(crate) fn open(
     path: &std::path::Path,
@@ -76,27 +163,42 @@ pub(crate) fn open(
     mode: rustix::fs::Mode,
     wait: &OpenWait<'_>,
 ) -> io::Result<std::os::fd::OwnedFd> {
-    use rustix::fs::{FileType, OFlags};
-    let fifo = || {
-        rustix::fs::stat(path).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
-    };
-    if wait.unbounded() || !fifo() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some(fifo) = (!wait.unbounded()).then(|| Fifo::at(path)).flatten() else {
         return Ok(rustix::fs::open(path, flags, mode)?);
-    }
+    };
+    let fifo = Arc::new(fifo);
+    let given_up = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let owned = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("pkit-fifo-open".into())
-        .spawn(move || {
-            // A result nobody takes (given up) is dropped: closed.
-            let _ = tx.send(rustix::fs::open(&owned, flags, mode));
-        })?;
+    let thread = {
+        let (fifo, given_up) = (Arc::clone(&fifo), Arc::clone(&given_up));
+        std::thread::Builder::new()
+            .name("pkit-fifo-open".into())
+            .spawn(move || {
+                super::unix::open_interrupt::accept_in_this_thread();
+                // A signal to the process that this thread took is no
+                // reason to stop waiting; the give-up's is.
+                let opened = loop {
+                    match rustix::fs::open(&fifo.name, flags, mode) {
+                        Err(rustix::io::Errno::INTR) if !given_up.load(Ordering::SeqCst) => {}
+                        opened => break opened,
+                    }
+                };
+                drop(fifo);
+                // A result nobody takes (given up) is dropped: closed.
+                let _ = tx.send(opened);
+            })?
+    };
     loop {
         let slice = wait.deadline.map_or(POLL, |d| {
             d.saturating_duration_since(Instant::now()).min(POLL)
         });
         match rx.recv_timeout(slice) {
-            Ok(opened) => return Ok(opened?),
+            Ok(opened) => {
+                let _ = thread.join();
+                return Ok(opened?);
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(io::Error::other("the FIFO's open ended without a result"))
@@ -106,26 +208,11 @@ pub(crate) fn open(
         if !cancelled && wait.deadline.is_none_or(|d| Instant::now() < d) {
             continue;
         }
-        let other = if flags.contains(OFlags::WRONLY) {
-            OFlags::RDONLY
+        given_up.store(true, Ordering::SeqCst);
+        if release(&fifo.name, flags, mode, &rx, &thread) {
+            let _ = thread.join();
         } else {
-            OFlags::WRONLY
-        };
-        // The thread may not be in its open yet (a writer's non-blocking
-        // open fails while no reader is there): tried again until the
-        // thread's open returned, for up to a second; past that (the path
-        // no longer names that FIFO) the thread is left to it.
-        let tried_until = Instant::now() + std::time::Duration::from_secs(1);
-        loop {
-            let unblock = rustix::fs::open(path, other | OFlags::NONBLOCK | OFlags::CLOEXEC, mode);
-            let returned = !matches!(
-                rx.recv_timeout(POLL),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-            );
-            drop(unblock);
-            if returned || Instant::now() >= tried_until {
-                break;
-            }
+            tracing::warn!(target: "pkit", path = %path.display(), "a FIFO's open could not be given up: its thread is left waiting for the other end");
         }
         let kind = if cancelled {
             io::ErrorKind::Interrupted
@@ -133,5 +220,53 @@ pub(crate) fn open(
             io::ErrorKind::TimedOut
         };
         return Err(io::Error::new(kind, GaveUp { cancelled }));
+    }
+}
+
+/// Makes the open's thread return: opens `name`'s other end for an
+/// instant, over and over (the thread may not be in its open yet: a
+/// writer's non-blocking open fails while no reader is there), and
+/// signals the thread too once that end can't be opened (then no longer
+/// tried) or has not released it within [`OTHER_END_FOR`]. Whether the
+/// thread's open returned within [`RELEASE_FOR`].
+#[cfg(unix)]
+fn release<T>(
+    name: &std::path::Path,
+    flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+    rx: &std::sync::mpsc::Receiver<T>,
+    thread: &std::thread::JoinHandle<()>,
+) -> bool {
+    use rustix::fs::OFlags;
+    use std::sync::mpsc::RecvTimeoutError;
+    let other = if flags.contains(OFlags::WRONLY) {
+        OFlags::RDONLY
+    } else {
+        OFlags::WRONLY
+    };
+    let began = Instant::now();
+    let mut other_end = true;
+    loop {
+        let mut unblock = None;
+        if other_end {
+            match rustix::fs::open(name, other | OFlags::NONBLOCK | OFlags::CLOEXEC, mode) {
+                Ok(fd) => unblock = Some(fd),
+                // No reader yet: the thread is not in its open yet.
+                Err(rustix::io::Errno::NXIO) => {}
+                // Not that way (EACCES), or not at all.
+                Err(_) => other_end = false,
+            }
+        }
+        if !other_end || began.elapsed() >= OTHER_END_FOR {
+            super::unix::open_interrupt::interrupt(thread);
+        }
+        let returned = !matches!(rx.recv_timeout(POLL), Err(RecvTimeoutError::Timeout));
+        drop(unblock);
+        if returned {
+            return true;
+        }
+        if began.elapsed() >= RELEASE_FOR {
+            return false;
+        }
     }
 }

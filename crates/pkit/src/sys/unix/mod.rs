@@ -15,6 +15,7 @@ pub(crate) mod held_signals;
     target_os = "openbsd"
 ))]
 mod kqueue;
+pub(crate) mod open_interrupt;
 pub(crate) mod pgroup;
 pub(crate) mod ptable;
 #[cfg(any(target_os = "dragonfly", target_os = "netbsd", target_os = "openbsd"))]
