@@ -25,15 +25,19 @@ impl Drop for Claimed {
 
 /// Runs `work` with the claimed reading task (see [`alongside`]) in a task
 /// spawned by their first wake-up (a pipe's event or `work`'s), and hands
-/// its result back through the channel returned. Must be called within a
-/// Tokio runtime.
-pub(crate) fn aside<T: Send + 'static>(
+/// the first half of its result back through the channel returned; the
+/// second half is dropped after that, so what its drop does (a
+/// deregistration from the reactor) comes after the receiver's wake-up, not
+/// before it. Must be called within a Tokio runtime.
+pub(crate) fn aside<T: Send + 'static, L: Send + 'static>(
     claimed: Claimed,
-    work: impl Future<Output = T> + Send + 'static,
+    work: impl Future<Output = (T, L)> + Send + 'static,
 ) -> tokio::sync::oneshot::Receiver<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     spawn_on_wake(async move {
-        drop(tx.send(alongside(claimed, work).await));
+        let (out, later) = alongside(claimed, work).await;
+        drop(tx.send(out));
+        drop(later);
     });
     rx
 }
