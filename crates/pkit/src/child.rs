@@ -17,6 +17,16 @@ pub(crate) struct Usage {
     pub max_rss_bytes: u64,
 }
 
+/// What [`Child::wait_keeping`] hands back with the status: on Linux the
+/// pidfd's registration with the reactor (if the wait made one), whose
+/// drop deregisters it, for the waiter to drop after handing the status on;
+/// nothing elsewhere.
+#[cfg(target_os = "linux")]
+pub(crate) type Kept = Option<crate::sys::KeptWatch>;
+/// See the Linux definition.
+#[cfg(not(target_os = "linux"))]
+pub(crate) type Kept = ();
+
 /// The process behind a [`RunningProcess`](crate::RunningProcess).
 #[derive(Clone)]
 pub(crate) enum Child {
@@ -40,6 +50,19 @@ impl Child {
             Child::Os(c) => c.wait().await,
             #[cfg(feature = "testing")]
             Child::Scripted(c) => Ok(c.wait().await),
+        }
+    }
+
+    /// Waits for the exit, and hands back with the status what must be
+    /// dropped once it is passed on (see [`Kept`]).
+    pub(crate) async fn wait_keeping(self) -> (io::Result<ExitStatus>, Kept) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Child::Os(c) => ChildHandle::wait_keeping(c).await,
+            #[cfg(not(target_os = "linux"))]
+            Child::Os(c) => (c.wait().await, ()),
+            #[cfg(feature = "testing")]
+            Child::Scripted(c) => (Ok(c.wait().await), Kept::default()),
         }
     }
 
@@ -71,6 +94,23 @@ impl Child {
             Child::Os(c) => c.reaped(),
             #[cfg(feature = "testing")]
             Child::Scripted(_) => false,
+        }
+    }
+
+    /// Reaps an exited OS child now (one held by its pidfd; see
+    /// `ChildHandle::reap_if_exited`), rather than when the last share of
+    /// its handle is dropped: a wait's kept registration (see
+    /// [`wait_keeping`](Self::wait_keeping)) holds a share that a worker may
+    /// drop after the waiter is done.
+    pub(crate) fn reap_if_exited(&self) {
+        // Elsewhere no wait keeps a share of the child past its output.
+        #[cfg(target_os = "linux")]
+        match self {
+            Child::Os(c) => {
+                c.reap_if_exited();
+            }
+            #[cfg(feature = "testing")]
+            Child::Scripted(_) => {}
         }
     }
 

@@ -412,7 +412,7 @@ impl RunningProcess {
     ) -> Option<impl std::future::Future<Output = Result<ExitStatus>> + Send + 'static> {
         let readers = self.stdout.as_ref().and_then(Reader::claim_pair)?;
         let child = self.child.clone();
-        let done = crate::pump::aside(readers, async move { child.wait().await });
+        let done = crate::pump::aside(readers, child.wait_keeping());
         let program = self.program.clone();
         Some(async move {
             let waited = done

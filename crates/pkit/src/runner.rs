@@ -389,6 +389,10 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     out.oom_killed = oom_before.is_some_and(|n| n > 0);
     out.killed_after_grace = killed_after_grace;
     out.inactivity_timed_out = inactive;
+    // Reaped here, not by the drop of the last share of the child: the
+    // worker that saw the exit may hold one a little longer (its kept
+    // registration, see `RunningProcess::wait_aside`).
+    proc.child.reap_if_exited();
     let out = proc.check_input(out)?;
     proc.check_limit(out)
 }

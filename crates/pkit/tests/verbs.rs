@@ -243,3 +243,36 @@ async fn many_concurrent_runs_each_get_their_own_result() {
     }
     suite.end().await;
 }
+
+/// A capture awaited outside the runtime's tasks (a multi-thread runtime's
+/// `block_on`: the worker that sees the exit reads the output in the same
+/// go, and drops its registration of the pidfd only after it has handed
+/// the exit over, still holding a share of the child) returns with its
+/// child reaped: right after each run the child's pid is no zombie of
+/// this process, whichever thread lets go of the child last.
+#[test]
+fn a_capture_from_block_on_returns_with_its_child_reaped() {
+    in_suite(
+        "a_capture_from_block_on_returns_with_its_child_reaped",
+        || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let me = std::process::id();
+            for choice in mechanisms() {
+                for i in 0..200 {
+                    let out = rt.block_on(sh(choice, "echo hi").output()).expect("output");
+                    assert_eq!(out.stdout(), b"hi\n", "{choice}: run {i}");
+                    let left = stat(out.pid()).filter(|s| s.ppid == me && s.state == 'Z');
+                    assert!(
+                        left.is_none(),
+                        "{choice}: run {i}: its child {} is still a zombie of this process",
+                        out.pid()
+                    );
+                }
+            }
+        },
+    );
+}

@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
+
+use super::source::Source;
 
 /// A pair's reading task taken back from its first wake-up: polled by
 /// [`alongside`], and spawned when dropped unfinished, so the pipes are
@@ -25,34 +27,40 @@ impl Drop for Claimed {
 
 /// Runs `work` with the claimed reading task (see [`alongside`]) in a task
 /// spawned by their first wake-up (a pipe's event or `work`'s), and hands
-/// its result back through the channel returned. Must be called within a
-/// Tokio runtime.
-pub(crate) fn aside<T: Send + 'static>(
+/// the first half of its result back through the channel returned; the
+/// second half, and the pipes the reading task read to their end, are
+/// dropped after that, so what their drops do (each a deregistration from
+/// the reactor; a pipe's `close`) comes after the receiver's wake-up, not
+/// before it. Must be called within a Tokio runtime.
+pub(crate) fn aside<T: Send + 'static, L: Send + 'static>(
     claimed: Claimed,
-    work: impl Future<Output = T> + Send + 'static,
+    work: impl Future<Output = (T, L)> + Send + 'static,
 ) -> tokio::sync::oneshot::Receiver<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     spawn_on_wake(async move {
-        drop(tx.send(alongside(claimed, work).await));
+        let ((out, later), ends) = alongside(claimed, work).await;
+        drop(tx.send(out));
+        drop(later);
+        drop(ends);
+        [None, None]
     });
     rx
 }
 
 /// Runs `work`, polling the claimed reading task along with it in
 /// the same task: the pipes' events wake this task, which reads them. When
-/// `work` is done, a reading task that has not finished is spawned.
-async fn alongside<F: Future>(mut claimed: Claimed, work: F) -> F::Output {
+/// `work` is done, a reading task that has not finished is spawned; the
+/// pipes of one that has are handed back with `work`'s output, still open.
+async fn alongside<F: Future>(mut claimed: Claimed, work: F) -> (F::Output, Ends) {
     let mut work = std::pin::pin!(work);
+    let mut ends: Ends = [None, None];
     let mut read = |cx: &mut Context<'_>| {
-        if claimed
-            .held
-            .as_mut()
-            .is_some_and(|f| f.as_mut().poll(cx).is_ready())
-        {
+        if let Some(Poll::Ready(done)) = claimed.held.as_mut().map(|f| f.as_mut().poll(cx)) {
+            ends = done;
             claimed.held = None;
         }
     };
-    std::future::poll_fn(|cx| {
+    let out = std::future::poll_fn(|cx| {
         // The reads first: when the exit and the pipes' end of file come
         // in one wake-up, the output is taken before the exit is seen.
         read(cx);
@@ -65,11 +73,18 @@ async fn alongside<F: Future>(mut claimed: Claimed, work: F) -> F::Output {
         }
         out
     })
-    .await
+    .await;
     // Dropping `claimed` spawns what is left.
+    drop(claimed);
+    (out, ends)
 }
 
-type Held = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// The pipes a pair's reading task read to their end (stdout's, stderr's),
+/// handed back open by the task (see `pair.rs`): what drops them closes
+/// them.
+pub(super) type Ends = [Option<Source>; 2];
+
+type Held = Pin<Box<dyn Future<Output = Ends> + Send>>;
 
 /// A future waiting for its first wake-up, which spawns it as a task.
 pub(crate) struct SpawnOnWake {
@@ -127,7 +142,7 @@ impl Wake for SpawnOnWake {
 /// poll is done; one woken during it is spawned at once. Returns the way
 /// to claim a future that is left held (see [`Reader::claim_pair`]).
 pub(super) fn spawn_on_wake(
-    fut: impl Future<Output = ()> + Send + 'static,
+    fut: impl Future<Output = Ends> + Send + 'static,
 ) -> Option<Arc<SpawnOnWake>> {
     let lazy = Arc::new(SpawnOnWake {
         state: Mutex::new(Lazy {

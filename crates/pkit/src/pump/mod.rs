@@ -204,7 +204,18 @@ impl Reader {
     }
 }
 
-async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) -> Captured {
+async fn run(rx: source::Source, plan: StreamPlan, control: Arc<Control>) -> Captured {
+    run_keeping(rx, plan, control).await.0
+}
+
+/// [`run`], handing back with the capture the source it read to its end
+/// (`None` when a thread took it over), for the caller to close when that
+/// costs its waiter nothing (see `lazy::aside`).
+async fn run_keeping(
+    mut rx: source::Source,
+    plan: StreamPlan,
+    control: Arc<Control>,
+) -> (Captured, Option<source::Source>) {
     let mut sinks = Sinks::new(plan);
     let mut chunk: Vec<u8> = Vec::new();
     // Small outputs use the pipe as made; once a stream has produced a few
@@ -290,14 +301,16 @@ async fn run(mut rx: source::Source, plan: StreamPlan, control: Arc<Control>) ->
                 .flatten();
             if let Some(handoff) = handoff {
                 let capture = sinks.capture.take().expect("checked by capture_only");
-                return match rx.into_pipe_fd() {
+                let captured = match rx.into_pipe_fd() {
                     Some(Ok(fd)) => handoff.run(fd, capture, sinks.limit, control).await,
                     _ => capture.finish(),
                 };
+                return (captured, None);
             }
         }
     }
-    sinks.finish().await
+    let captured = sinks.finish().await;
+    (captured, Some(rx))
 }
 
 /// The consumers of one stream, with the splitting and decoding state.

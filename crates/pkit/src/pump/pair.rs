@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use super::lazy::{spawn_on_wake, Claimed};
-use super::{run, source::Source, Captured, Control, Reader, StreamKind, StreamPlan, Task};
+use super::{run_keeping, source::Source, Captured, Control, Reader, StreamKind, StreamPlan, Task};
 use crate::sys::OwnedFd;
 
 impl Reader {
@@ -63,8 +63,8 @@ impl Reader {
         let out_rx = crate::sys::pipe_receiver(out)?;
         let err_rx = crate::sys::pipe_receiver(err)?;
         let (out, err) = Reader::pair_of(
-            |c| run(Source::Pipe(out_rx), out_plan, c),
-            |c| run(Source::Pipe(err_rx), err_plan, c),
+            |c| run_keeping(Source::Pipe(out_rx), out_plan, c),
+            |c| run_keeping(Source::Pipe(err_rx), err_plan, c),
         );
         Ok((Some(out), Some(err)))
     }
@@ -76,8 +76,8 @@ impl Reader {
         err: impl FnOnce(Arc<Control>) -> E,
     ) -> (Reader, Reader)
     where
-        O: Future<Output = Captured> + Send + 'static,
-        E: Future<Output = Captured> + Send + 'static,
+        O: Future<Output = (Captured, Option<Source>)> + Send + 'static,
+        E: Future<Output = (Captured, Option<Source>)> + Send + 'static,
     {
         let out_ctl = Arc::new(Control::default());
         let err_ctl = Arc::new(Control::default());
@@ -87,10 +87,21 @@ impl Reader {
         let lazy = spawn_on_wake(async move {
             // A half whose owner is gone (detached) just fails to send. A
             // half's panic goes to its owner, as a task's own would (the
-            // other half reads on).
-            let out = async { drop(out_tx.send(caught(out_read).await)) };
-            let err = async { drop(err_tx.send(caught(err_read).await)) };
-            tokio::join!(out, err);
+            // other half reads on). The pipes read to their end are handed
+            // back, to be closed after the exit is handed over when this
+            // task is claimed (`lazy::aside`).
+            let out = async {
+                let (captured, end) = parted(caught(out_read).await);
+                drop(out_tx.send(captured));
+                end
+            };
+            let err = async {
+                let (captured, end) = parted(caught(err_read).await);
+                drop(err_tx.send(captured));
+                end
+            };
+            let (out, err) = tokio::join!(out, err);
+            [out, err]
         });
         // The stdout half keeps the way to claim the task.
         let out = Reader {
@@ -114,6 +125,16 @@ impl Reader {
             return None;
         };
         lazy.claim()
+    }
+}
+
+/// A half's result for its owner, and the source it read to its end.
+fn parted(
+    read: std::thread::Result<(Captured, Option<Source>)>,
+) -> (std::thread::Result<Captured>, Option<Source>) {
+    match read {
+        Ok((captured, end)) => (Ok(captured), end),
+        Err(panic) => (Err(panic), None),
     }
 }
 
@@ -154,10 +175,11 @@ mod tests {
                 },
                 |_| async {
                     tokio::task::yield_now().await;
-                    Captured {
+                    let captured = Captured {
                         seen: 3,
                         ..Captured::default()
-                    }
+                    };
+                    (captured, None)
                 },
             );
             let out = tokio::spawn(out.finish()).await;

@@ -3,6 +3,8 @@
 //! with `PKIT_MECHANISM=portable`).
 
 use std::io;
+#[cfg(target_os = "linux")]
+use std::sync::Arc;
 
 #[cfg(target_os = "linux")]
 use super::linux::child::PidfdChild;
@@ -144,6 +146,48 @@ impl ChildHandle {
         }
     }
 
+    /// Waits for the child to exit, as [`wait`](Self::wait) does, and
+    /// hands back with the status the registration it waited on (a
+    /// pidfd-held child's; `None` for one held by its pid, or when a wait of
+    /// its own is registered already): the caller drops it once it has
+    /// passed the status on, so that the reactor's deregistration (an
+    /// `epoll_ctl`) comes after the hand-over, not before it.
+    #[cfg(target_os = "linux")]
+    pub(crate) async fn wait_keeping(
+        self: Arc<Self>,
+    ) -> (io::Result<ExitStatus>, Option<KeptWatch>) {
+        let ChildHandle::Pidfd(c) = &*self else {
+            return (self.wait().await, None);
+        };
+        if let Some(s) = c.cached() {
+            return (Ok(s), None);
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&c.pidfd());
+        let interest = tokio::io::Interest::READABLE;
+        // SAFETY: the registration lives no longer than this share of the
+        // handle: dropped before `self` if this future is dropped midway (a
+        // local goes before the arguments), else kept in a `KeptWatch` with
+        // `self` (its `_child`, dropped after its `_afd`). A `PidfdChild`'s
+        // pidfd is only taken out and closed by its `Drop`, so the
+        // descriptor stays open, and names the same pidfd, for as long as
+        // the registration lives; `FdNumber::as_raw_fd` always returns that
+        // same number.
+        let afd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(super::linux::FdNumber(fd), interest)
+        };
+        let afd = match afd {
+            Ok(afd) => afd,
+            // Registered already (another wait): a wait of its own.
+            Err(_) => return (self.wait().await, None),
+        };
+        let status = c.wait_on(&afd).await;
+        let kept = KeptWatch {
+            _afd: afd,
+            _child: self,
+        };
+        (status, Some(kept))
+    }
+
     /// Sends `sig` to the child (nothing happens once it has exited).
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         match self {
@@ -162,4 +206,14 @@ impl ChildHandle {
             ChildHandle::Portable(c) => c.signal_group(sig),
         }
     }
+}
+
+/// A pidfd's registration with the reactor kept past the wait on it (see
+/// [`ChildHandle::wait_keeping`]). Dropping it deregisters the pidfd; the
+/// share of the child it holds is dropped after that, so the pidfd is open
+/// until then.
+#[cfg(target_os = "linux")]
+pub(crate) struct KeptWatch {
+    _afd: tokio::io::unix::AsyncFd<super::linux::FdNumber>,
+    _child: Arc<ChildHandle>,
 }

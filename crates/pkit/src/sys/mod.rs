@@ -79,6 +79,8 @@ use windows::pty;
 
 #[cfg(unix)]
 pub(crate) use child::ChildHandle;
+#[cfg(target_os = "linux")]
+pub(crate) use child::KeptWatch;
 #[cfg(unix)]
 pub(crate) use container::{Container, CreateError};
 pub(crate) use control::ControlError;

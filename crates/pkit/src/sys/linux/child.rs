@@ -81,7 +81,8 @@ impl PidfdChild {
             .as_fd()
     }
 
-    fn cached(&self) -> Option<ExitStatus> {
+    /// The exit status, once a wait or a check has read it.
+    pub(crate) fn cached(&self) -> Option<ExitStatus> {
         self.status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -211,7 +212,9 @@ impl PidfdChild {
         }
     }
 
-    async fn wait_on<T: AsRawFd>(
+    /// Waits for the exit on `afd`, a registration of this child's pidfd
+    /// (or of a duplicate of it).
+    pub(crate) async fn wait_on<T: AsRawFd>(
         &self,
         afd: &tokio::io::unix::AsyncFd<T>,
     ) -> io::Result<ExitStatus> {

@@ -28,7 +28,7 @@ pub(crate) use super::unix::register;
 
 /// A descriptor borrowed by number, for [`register_borrowed`].
 #[derive(Debug)]
-pub(crate) struct FdNumber(std::os::fd::RawFd);
+pub(crate) struct FdNumber(pub(in crate::sys) std::os::fd::RawFd);
 
 impl std::os::fd::AsRawFd for FdNumber {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
