@@ -424,6 +424,11 @@ impl Sinks {
     }
 
     async fn split(&mut self) {
+        // A batch buffer the consumer gave back, for this batch or a later
+        // one (the splitter lets its oldest go when it holds enough).
+        if let Some(spare) = self.lines.as_ref().and_then(|sink| sink.tx.take_spare()) {
+            self.splitter.give_spare(spare);
+        }
         if let Some(batch) = self.splitter.split(self.kind) {
             self.deliver(batch).await;
         }

@@ -91,7 +91,15 @@ struct State {
     dropping: bool,
     /// The consumer, waiting for lines (or the end).
     consumer: Option<Waker>,
+    /// Emptied batch buffers the consumer gave back, for the readers'
+    /// next batches (at most [`SPARES`]).
+    spares: Vec<Vec<u8>>,
 }
+
+/// How many emptied batch buffers a queue keeps for its readers: one per
+/// stream is what a steady stream needs (one batch being read while the
+/// last one is handed out).
+const SPARES: usize = 2;
 
 struct Shared {
     state: Mutex<State>,
@@ -124,6 +132,7 @@ pub(crate) fn queue(capacity: usize, overflow: Overflow) -> (Sender, Receiver) {
             held: false,
             dropping: false,
             consumer: None,
+            spares: Vec::new(),
         }),
         writable: Notify::new(),
     });
@@ -170,6 +179,11 @@ impl Drop for Sender {
 }
 
 impl Sender {
+    /// An emptied batch buffer given back by the consumer, if one is kept.
+    pub(crate) fn take_spare(&self) -> Option<Vec<u8>> {
+        self.shared.lock().spares.pop()
+    }
+
     /// Queues `batch`. Under backpressure it queues what fits and waits for
     /// the consumer to make room for the rest; under `DropNewest` the lines
     /// that don't fit are counted in `dropped`. While nobody holds the
@@ -324,7 +338,14 @@ impl Receiver {
 
     /// [`poll_recv`](Self::poll_recv) once the batch taken is all handed out.
     fn poll_queue(&mut self, cx: &mut Context<'_>) -> Poll<Option<Line>> {
+        // The batch handed out is done with: its buffer goes back to the
+        // readers. (One not kept is freed after the lock is let go: `st`
+        // is dropped first.)
+        let mut spare = self.local.take().and_then(Batch::into_spare);
         let mut st = self.shared.lock();
+        if st.spares.len() < SPARES {
+            st.spares.extend(spare.take());
+        }
         let Some(mut batch) = st.batches.pop_front() else {
             if st.senders == 0 {
                 return Poll::Ready(None);

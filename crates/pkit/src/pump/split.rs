@@ -138,6 +138,18 @@ impl Batch {
         *self = Batch::new(self.stream, text, spans);
     }
 
+    /// The text buffer back, emptied, once every line was taken and no
+    /// other batch shares it (see [`Splitter::give_spare`]).
+    pub(crate) fn into_spare(self) -> Option<Vec<u8>> {
+        if self.next != self.end {
+            return None;
+        }
+        let text = Arc::try_unwrap(self.shared).ok()?.text;
+        let mut bytes = text.into_bytes();
+        bytes.clear();
+        (bytes.capacity() > 0).then_some(bytes)
+    }
+
     /// Moves the first `n` lines not yet taken into a batch of their own
     /// (sharing the buffer), leaving the rest here.
     pub(crate) fn split_front(&mut self, n: usize) -> Batch {
@@ -153,6 +165,9 @@ impl Batch {
     }
 }
 
+/// How many emptied batch buffers a splitter holds for its next batches.
+const SPARES: usize = 2;
+
 /// Incremental splitter: append input, take batches of complete lines.
 #[derive(Debug)]
 pub(crate) struct Splitter {
@@ -164,6 +179,11 @@ pub(crate) struct Splitter {
     max: usize,
     /// Lines completed so far (pieces of a cut line don't count).
     lines_done: u64,
+    /// Emptied batch buffers the consumer gave back, for the next
+    /// batches' text (see [`give_spare`](Self::give_spare)).
+    spares: Vec<Vec<u8>>,
+    /// How many lines the last batch had: the next one's first guess.
+    last_spans: usize,
 }
 
 impl Splitter {
@@ -173,7 +193,30 @@ impl Splitter {
             scanned: 0,
             max: max.max(4),
             lines_done: 0,
+            spares: Vec::new(),
+            last_spans: 0,
         }
+    }
+
+    /// Offers an emptied buffer for a later batch's text: used when its
+    /// room suits the lines (never more than twice their size, the rule a
+    /// handed-over read buffer keeps too), so a stream's batches reuse a
+    /// few buffers instead of allocating one per read (and freeing it on
+    /// the consumer's thread). Beyond [`SPARES`], the oldest is let go.
+    pub(crate) fn give_spare(&mut self, spare: Vec<u8>) {
+        if self.spares.len() >= SPARES {
+            self.spares.remove(0);
+        }
+        self.spares.push(spare);
+    }
+
+    /// A held spare with room for `min` bytes and at most `max`.
+    fn spare_within(&mut self, min: usize, max: usize) -> Option<Vec<u8>> {
+        let i = self
+            .spares
+            .iter()
+            .position(|v| (min..=max).contains(&v.capacity()))?;
+        Some(self.spares.swap_remove(i))
     }
 
     /// The input buffer: append to it (read straight into it), then call
@@ -211,7 +254,10 @@ impl Splitter {
     }
 
     fn split_lines(&mut self, stream: StreamKind, at_end: bool) -> Option<Batch> {
-        let mut spans = Vec::new();
+        // Sized as the last batch was: a stream's reads bring about as
+        // many lines each time, and growing the list line by line costs a
+        // reallocation at every doubling.
+        let mut spans = Vec::with_capacity(self.last_spans);
         let mut start = 0;
         let push_line = |spans: &mut Vec<Span>, start: usize, end: usize| {
             let end = if end > start && self.buf[end - 1] == b'\r' {
@@ -250,6 +296,7 @@ impl Splitter {
         }
         self.scanned = self.buf.len() - start;
         self.lines_done += spans.iter().filter(|s| !s.partial).count() as u64;
+        self.last_spans = spans.len();
         (!spans.is_empty()).then(|| self.take(start, spans, stream))
     }
 
@@ -274,14 +321,23 @@ impl Splitter {
         let bytes = if done * 2 >= self.buf.capacity() {
             // Well filled: hand the buffer itself over, carry the tail in a
             // new one as big (the next read needs the room anyway).
-            let mut rest = Vec::with_capacity(self.buf.capacity());
+            let room = self.buf.capacity();
+            let mut rest = self
+                .spare_within(room, usize::MAX)
+                .unwrap_or_else(|| Vec::with_capacity(room));
             rest.extend_from_slice(&self.buf[done..]);
             let mut bytes = std::mem::replace(&mut self.buf, rest);
             bytes.truncate(done);
             bytes
         } else {
             // Mostly room: copy the lines out, keep the buffer for reading.
-            let bytes = self.buf[..done].to_vec();
+            // Into a spare whose room suits them; else into a new buffer
+            // sized to the next power of two, so that batches of a size
+            // class share buffers when they come back.
+            let mut bytes = self
+                .spare_within(done, done.saturating_mul(2))
+                .unwrap_or_else(|| Vec::with_capacity(done.next_power_of_two()));
+            bytes.extend_from_slice(&self.buf[..done]);
             self.buf.drain(..done);
             bytes
         };
@@ -513,5 +569,28 @@ mod tests {
         );
         let texts: Vec<_> = s.finish(StreamKind::Stdout).into_iter().collect();
         assert!(texts.is_empty());
+    }
+
+    /// A batch's buffer, given back once its lines are taken, holds the
+    /// next batch of its size class (no new allocation).
+    #[test]
+    fn a_spare_comes_back_into_use() {
+        let mut s = Splitter::new(1 << 20);
+        let line = [b'x'; 127];
+        let feed = |s: &mut Splitter, n: usize| {
+            s.input().reserve(64 * 1024);
+            for _ in 0..n {
+                s.extend(&line);
+                s.extend(b"\n");
+            }
+            s.split(StreamKind::Stdout).unwrap()
+        };
+        let mut b = feed(&mut s, 100);
+        while b.pop().is_some() {}
+        let spare = b.into_spare().expect("a spare");
+        let ptr = spare.as_ptr();
+        s.give_spare(spare);
+        let b = feed(&mut s, 90);
+        assert_eq!(b.shared.text.as_ptr(), ptr);
     }
 }
