@@ -191,6 +191,7 @@ pub(crate) fn parser_error(
             source: None,
         });
     }
+    let secrets = &shown_forms(secrets);
     let mut level: Option<&(dyn Error + 'static)> = Some(&*error);
     let mut shows = false;
     while let Some(e) = level {
@@ -203,6 +204,35 @@ pub(crate) fn parser_error(
         true => Box::new(Redacted::of(&*error, secrets)),
         false => error,
     }
+}
+
+/// The forms a secret value takes in a parser's messages: as passed; as
+/// text, its bytes that are not UTF-8 replaced with U+FFFD (what
+/// `Command::run` hands a parser); and escaped as a `Debug` writes it
+/// (a `String` field's, and an `OsString` field's on Unix, `\xFF` for a
+/// byte that is not UTF-8), which is what `unwrap()` prints.
+fn shown_forms(secrets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let inner = |quoted: String| quoted[1..quoted.len() - 1].as_bytes().to_vec();
+    let mut forms = Vec::new();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let lossy = String::from_utf8_lossy(secret);
+        let mut os = Vec::new();
+        for chunk in secret.utf8_chunks() {
+            os.extend(inner(format!("{:?}", chunk.valid())));
+            for b in chunk.invalid() {
+                os.extend(format!("\\x{b:02X}").bytes());
+            }
+        }
+        forms.extend([
+            secret.clone(),
+            lossy.as_bytes().to_vec(),
+            inner(format!("{lossy:?}")),
+            os,
+        ]);
+    }
+    forms.sort_unstable();
+    forms.dedup();
+    forms
 }
 
 /// An error's messages, and its sources', with the secrets written
@@ -319,6 +349,27 @@ mod tests {
         assert_eq!(cut("bad tok-s3", &["tok-s3cret"], false), "bad tok-s3");
         assert_eq!(cut("nothing", &["tok", ""], true), "nothing");
         assert_eq!(cut("", &["tok"], true), "");
+    }
+
+    #[test]
+    fn a_parsers_escaped_or_lossy_quote_is_redacted() {
+        #[derive(Debug)]
+        struct Quoted(String);
+        impl fmt::Display for Quoted {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "bad: {}", self.0)
+            }
+        }
+        impl Error for Quoted {}
+        for secret in [&b"to\"k\n\\x"[..], b"to\xffk"] {
+            let given = String::from_utf8_lossy(secret).into_owned();
+            let got = parser_error(Box::new(Quoted(given)), &[secret.to_vec()], false);
+            let shown = format!("{got} {got:?}");
+            assert_eq!(shown.matches(MARK).count(), 2, "{shown}");
+            assert!(!shown.contains("to"), "{shown}");
+        }
+        let os = shown_forms(&[b"a\"\xffb".to_vec()]);
+        assert!(os.contains(&br#"a\"\xFFb"#.to_vec()), "{os:?}");
     }
 
     #[test]

@@ -372,3 +372,116 @@ async fn concurrent_saves_into_one_file_leave_one_whole_cassette() {
     std::fs::remove_dir_all(dir.path()).unwrap();
     suite.end().await;
 }
+
+/// Dropping a supervisor's handle while its readiness check runs a
+/// command of its own (which left a grandchild and hangs): the check's
+/// tree goes with the supervised run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_dropped_during_a_checks_command_leaves_nothing() {
+    let suite = begin("a_handle_dropped_during_a_checks_command_leaves_nothing").await;
+    for choice in mechanisms() {
+        let pids = TempPath::new("drop-check-pids");
+        let p = pids.as_str().to_string();
+        let script =
+            r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; sleep 300"#;
+        let check = move || {
+            let cmd = sh(choice, script).arg(&p);
+            async move { cmd.probe().await.unwrap_or(false) }
+        };
+        let mut handle = Supervisor::new(sh(choice, "sleep 300 & exec sleep 300"))
+            .mechanism(choice)
+            .ready_when(check, Duration::from_secs(3600))
+            .start();
+        let pid = match bounded("start", handle.next_event()).await {
+            Some(pkit::SupervisorEvent::Started { pid, .. }) => pid,
+            other => panic!("{choice}: {other:?}"),
+        };
+        let mut all = pids.wait_pids().await;
+        all.push(pid);
+        drop(handle);
+        assert_gone(&all, &format!("{choice}: the check's tree and the run")).await;
+    }
+    suite.end().await;
+}
+
+/// A command's timeout bounds each attempt of a retry, not the retry as a
+/// whole: three attempts each time out, and the last one's timeout is the
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_bounds_each_attempt_of_a_retry() {
+    let suite = begin("a_timeout_bounds_each_attempt_of_a_retry").await;
+    for choice in mechanisms() {
+        let count = TempPath::new("timeout-count");
+        let err = bounded(
+            "retried",
+            sh(choice, r#"echo x >> "$1"; exec sleep 30"#)
+                .arg(count.as_str())
+                .timeout(Duration::from_millis(300))
+                .retry(3, Duration::ZERO, Error::is_timeout)
+                .run(),
+        )
+        .await
+        .expect_err("timed out");
+        assert!(err.is_timeout(), "{choice}: {err}");
+        let lines = std::fs::read_to_string(count.path())
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(lines, 3, "{choice}: every attempt ran");
+    }
+    suite.end().await;
+}
+
+/// A parser's error that quotes the text it was given, with a derived
+/// `Debug` (as most error types have).
+#[derive(Debug)]
+struct Unparsed(String);
+
+impl std::fmt::Display for Unparsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a version: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unparsed {}
+
+/// Never parses; quotes the text.
+struct Version;
+
+impl std::str::FromStr for Version {
+    type Err = Unparsed;
+    fn from_str(s: &str) -> Result<Version, Unparsed> {
+        Err(Unparsed(s.to_string()))
+    }
+}
+
+/// A secret argument echoed on stdout and quoted by a parser's error: the
+/// error's `Debug` (what `unwrap()` prints) shows the parser's `Debug`,
+/// which writes a quote, a backslash or a line break of the value as an
+/// escape (`\"`, `\\`, `\n`), so the byte-for-byte redaction found nothing
+/// there and the rest of the value was shown; a value that is not UTF-8
+/// reaches the parser with U+FFFD in place of its bad bytes, in its
+/// `Display` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parsers_escaped_or_lossy_quote_of_a_secret_is_hidden() {
+    use std::os::unix::ffi::OsStrExt;
+    let suite = begin("a_parsers_escaped_or_lossy_quote_of_a_secret_is_hidden").await;
+    let escaped = "Q9Z7K\"W8X6V\\J5Y4\nZZ";
+    let lossy = std::ffi::OsStr::from_bytes(b"Q9Z7K\xffW8X6V-J5Y4");
+    for (what, secret) in [("escaped", std::ffi::OsStr::new(escaped)), ("lossy", lossy)] {
+        let err = Command::new("sh")
+            .args(["-c", r#"printf '%s' "$1""#, "sh"])
+            .secret_arg(secret)
+            .parse::<Version>()
+            .await
+            .err()
+            .expect("never parses");
+        assert_eq!(err.kind(), pkit::ErrorKind::Parse);
+        let text = shown(&err);
+        for piece in ["Q9Z", "W8X", "J5Y"] {
+            assert!(!text.contains(piece), "{what}: {piece} in {text}");
+        }
+        assert!(text.contains("<secret>"), "{what}: {text}");
+    }
+    suite.end().await;
+}
