@@ -485,3 +485,101 @@ async fn a_parsers_escaped_or_lossy_quote_of_a_secret_is_hidden() {
     }
     suite.end().await;
 }
+
+/// A handle dropped during a stop's grace (the run ignores SIGTERM, its
+/// grace is long): the run's tree is killed at once, async and blocking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_dropped_during_a_stops_grace_kills_the_tree() {
+    let suite = begin("a_handle_dropped_during_a_stops_grace_kills_the_tree").await;
+    let script =
+        r#"trap '' TERM; sleep 300 & echo $! > "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
+    for choice in mechanisms() {
+        for blocking in [false, true] {
+            let what = format!("{choice} (blocking: {blocking})");
+            let pids = TempPath::new("grace-pids");
+            let sup = Supervisor::new(
+                sh(choice, script)
+                    .arg(pids.as_str())
+                    .grace(Duration::from_secs(3600)),
+            )
+            .mechanism(choice);
+            let all = if blocking {
+                let handle = std::thread::spawn(move || sup.blocking().start())
+                    .join()
+                    .unwrap();
+                let all = pids.wait_pids().await;
+                handle.request_stop();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert_alive(&all, &format!("{what}: in the grace"));
+                std::thread::spawn(move || drop(handle)).join().unwrap();
+                all
+            } else {
+                let handle = sup.start();
+                let all = pids.wait_pids().await;
+                handle.request_stop();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert_alive(&all, &format!("{what}: in the grace"));
+                drop(handle);
+                all
+            };
+            assert_gone(&all, &format!("{what}: dropped in the grace")).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// A runner that panics on its command: a stand-in for a user's runner
+/// with a bug.
+struct PanickingRunner;
+
+impl pkit::Runner for PanickingRunner {
+    fn output<'a>(&'a self, _cmd: &'a Command) -> pkit::BoxFuture<'a, pkit::Result<pkit::Output>> {
+        Box::pin(async { panic!("attack12: the runner's own panic") })
+    }
+}
+
+/// A batch one of whose commands panics (its runner's bug): the panic
+/// reaches the caller, as a supervisor handle resumes its task's panic;
+/// before, `output_unordered` ended without ever reporting that index
+/// (the other results looked like the whole batch), and `output_all`
+/// panicked with its own "every command reports once".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_command_in_a_batch_is_not_silently_lost() {
+    let suite = begin("a_panicking_command_in_a_batch_is_not_silently_lost").await;
+    let cmds = || {
+        vec![
+            Command::new("true"),
+            Command::new("true").runner(Arc::new(PanickingRunner)),
+            Command::new("true"),
+        ]
+    };
+    // Unordered: the two good results, then the panic, never a quiet end.
+    let got = tokio::spawn(async move {
+        let mut stream = pkit::output_unordered(cmds(), 2);
+        let mut seen = Vec::new();
+        while let Some((i, r)) = stream.next().await {
+            assert!(r.expect("true runs").success());
+            seen.push(i);
+        }
+        seen
+    })
+    .await;
+    let panic = got.expect_err("the runner's panic reaches the caller");
+    let text = panic.into_panic();
+    let text = text
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| text.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(text.contains("the runner's own panic"), "{text}");
+    // In order: the runner's panic, not another one.
+    let all = tokio::spawn(pkit::output_all(cmds(), 2)).await;
+    let text = all.expect_err("the runner's panic").into_panic();
+    let text = text
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| text.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(text.contains("the runner's own panic"), "{text}");
+    suite.end().await;
+}
