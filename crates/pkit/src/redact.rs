@@ -212,7 +212,7 @@ pub(crate) fn parser_error(
 /// (a `String` field's, and an `OsString` field's on Unix, `\xFF` for a
 /// byte that is not UTF-8), which is what `unwrap()` prints.
 fn shown_forms(secrets: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let inner = |quoted: String| quoted[1..quoted.len() - 1].as_bytes().to_vec();
+    let inner = |quoted: String| quoted.as_bytes()[1..quoted.len() - 1].to_vec();
     let mut forms = Vec::new();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         let lossy = String::from_utf8_lossy(secret);

@@ -210,7 +210,7 @@ async fn a_stop_during_a_hanging_check_ends_at_once() {
     for choice in mechanisms() {
         let mut handle = Supervisor::new(sh(choice, "sleep 300 & exec sleep 300"))
             .mechanism(choice)
-            .ready_when(|| std::future::pending::<bool>(), Duration::from_secs(3600))
+            .ready_when(std::future::pending::<bool>, Duration::from_secs(3600))
             .start();
         let pid = match bounded("start", handle.next_event()).await {
             Some(pkit::SupervisorEvent::Started { pid, .. }) => pid,
