@@ -30,9 +30,10 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: hung"))
 }
 
-/// The error's message and its `Debug`, with its sources'.
+/// The error's message, its `Debug` and its `diagnostic`, with its
+/// sources' messages and `Debug`.
 fn shown(err: &Error) -> String {
-    let mut text = format!("{err}\n{err:?}");
+    let mut text = format!("{err}\n{err:?}\n{}", err.diagnostic());
     let mut src = std::error::Error::source(err);
     while let Some(s) = src {
         text.push_str(&format!("\n{s}\n{s:?}"));
