@@ -1,8 +1,9 @@
 //! Batches: many commands, at most N at once.
 
+use std::any::Any;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::sync::{mpsc, Semaphore};
@@ -15,7 +16,9 @@ use crate::output::Output;
 /// Runs every command (each in its own private group, as
 /// [`Command::output`] does) with at most `concurrency` running at once, and
 /// returns the results in input order. Dropping the future cancels the
-/// batch: every running command's tree is torn down.
+/// batch: every running command's tree is torn down. A command whose run
+/// panics (a bug in its [`Runner`](crate::Runner)) makes this panic with
+/// that panic, once the other commands have finished.
 ///
 /// ```
 /// # async fn demo() {
@@ -44,6 +47,11 @@ pub async fn output_all(
 /// Like [`output_all`], but yields `(index, result)` pairs in completion
 /// order, as each command finishes. Dropping the stream cancels the rest.
 ///
+/// A command whose run panics (a bug in its [`Runner`](crate::Runner),
+/// say) has no result: once every other command has reported, the stream
+/// resumes that panic in its consumer (in `output_all` too), rather than
+/// end as if the batch were whole.
+///
 /// Called outside a Tokio runtime, it runs nothing and does not panic:
 /// each command's result is [`Error::InvalidInput`](crate::Error::InvalidInput),
 /// as starting a command there is (the blocking facade's
@@ -64,9 +72,12 @@ pub fn output_unordered(
         return Completions {
             rx,
             driver: None,
+            panic: Panic::default(),
             len,
         };
     }
+    let panic = Panic::default();
+    let caught = panic.clone();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let driver = tokio::spawn(async move {
         let mut running = tokio::task::JoinSet::new();
@@ -79,14 +90,34 @@ pub fn output_unordered(
                 let _ = tx.send((i, result)).await;
             });
             // Reap finished tasks as we go so the set stays small.
-            while running.try_join_next().is_some() {}
+            while let Some(done) = running.try_join_next() {
+                keep_panic(&caught, done);
+            }
         }
-        while running.join_next().await.is_some() {}
+        while let Some(done) = running.join_next().await {
+            keep_panic(&caught, done);
+        }
+        // `tx` goes now: the stream ends after the payload is kept.
     });
     Completions {
         rx,
         driver: Some(driver),
+        panic,
         len,
+    }
+}
+
+/// The first panic of a command's task, kept for the consumer.
+#[derive(Clone, Default)]
+struct Panic(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+/// Keeps `done`'s panic, if it is the first.
+fn keep_panic(panic: &Panic, done: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            let mut kept = panic.0.lock().unwrap_or_else(|e| e.into_inner());
+            kept.get_or_insert(e.into_panic());
+        }
     }
 }
 
@@ -96,14 +127,34 @@ pub struct Completions {
     rx: mpsc::Receiver<(usize, Result<Output>)>,
     /// None when nothing runs (no runtime: every result is an error).
     driver: Option<JoinHandle<()>>,
+    /// A command's panic, resumed once every other result is out.
+    panic: Panic,
     len: usize,
 }
 
 impl Completions {
     /// The next finished command's index and result, or `None` when all
-    /// have been reported.
+    /// have been reported. Resumes the panic of a command whose run
+    /// panicked, once the others have been reported.
     pub async fn next(&mut self) -> Option<(usize, Result<Output>)> {
-        self.rx.recv().await
+        let next = self.rx.recv().await;
+        if next.is_none() {
+            self.resume_panic();
+        }
+        next
+    }
+
+    /// Resumes a command's panic, if one was kept.
+    fn resume_panic(&self) {
+        let kept = self
+            .panic
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(payload) = kept {
+            std::panic::resume_unwind(payload);
+        }
     }
 
     /// How many commands the batch has in all.
@@ -121,7 +172,11 @@ impl futures_core::Stream for Completions {
     type Item = (usize, Result<Output>);
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        let next = self.rx.poll_recv(cx);
+        if let Poll::Ready(None) = next {
+            self.resume_panic();
+        }
+        next
     }
 }
 

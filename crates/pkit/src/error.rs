@@ -409,8 +409,9 @@ fn stderr_tail(out: &Output) -> Option<String> {
     if out.secret_output {
         return None;
     }
-    // Redacted before the tail is cut, so no part of a secret is left.
-    let stderr = crate::redact::redact(out.stderr(), &out.redact);
+    // Redacted before the tail is cut, so no part of a secret is left;
+    // a capture limit's cut may have left a piece of one at an edge.
+    let stderr = crate::redact::redact_cut(out.stderr(), &out.redact, out.stderr_truncated());
     let text = String::from_utf8_lossy(&stderr);
     let text = text.trim_end_matches(['\n', '\r']);
     if text.trim().is_empty() {

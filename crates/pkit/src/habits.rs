@@ -132,7 +132,9 @@ impl Command {
     /// output hides every stage's secrets), a parser's error quoting
     /// stdout ([`parse`](Self::parse)), and the cassette's recorded
     /// stdout and stderr (what its replay gives), show `<secret>` in its
-    /// place, every occurrence however short the value (the
+    /// place, every occurrence however short the value — and, in a
+    /// stream its [`capture_limit`](Self::capture_limit) cut, a piece of
+    /// the value the cut left at the kept text's edge (the
     /// [`Output`](crate::Output) of the real run keeps the bytes; its
     /// stdout and stderr are the program's, not pkit's).
     ///

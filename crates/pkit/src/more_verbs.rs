@@ -45,7 +45,9 @@ impl Command {
     /// surrounding whitespace trimmed, as a `T`. A stdout that doesn't
     /// parse is an [`Error::Parse`] (naming the type, not the text; the
     /// parser's error is its source, with any [`secret_arg`](Self::secret_arg)
-    /// value it quotes as `<secret>`, and not shown for a
+    /// value it quotes as `<secret>` — as given, as text with U+FFFD for
+    /// bytes that are not UTF-8, or escaped as a `Debug` writes it
+    /// (`\"`, `\n`: what `unwrap()` prints) — and not shown for a
     /// [`secret_output`](Self::secret_output) command).
     ///
     /// ```

@@ -7,6 +7,9 @@
 //! however short the value (no minimum length): a secret is never left in
 //! part. Occurrences that overlap (two secrets sharing bytes, a value
 //! that overlaps itself) become one mark; back-to-back ones stay two.
+//! A capture a limit cut may hold a piece of a secret at its edge (the cut
+//! fell inside an echo): the error's quote and the cassette mark that
+//! piece too ([`redact_cut`]).
 
 use std::borrow::Cow;
 use std::error::Error;
@@ -19,7 +22,15 @@ pub(crate) const MARK: &str = "<secret>";
 /// Where `secrets` occur in `text`: every occurrence of every non-empty
 /// value, overlapping ones joined, in order.
 fn ranges(text: &[u8], secrets: &[Vec<u8>]) -> Vec<Range<usize>> {
-    let mut found = Vec::new();
+    ranges_with(text, secrets, Vec::new())
+}
+
+/// [`ranges`], joined with `found` (ranges already known to be secret).
+fn ranges_with(
+    text: &[u8],
+    secrets: &[Vec<u8>],
+    mut found: Vec<Range<usize>>,
+) -> Vec<Range<usize>> {
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         let finder = memchr::memmem::Finder::new(secret);
         let mut from = 0;
@@ -46,6 +57,75 @@ pub(crate) fn redact<'a>(text: &'a [u8], secrets: &[Vec<u8>]) -> Cow<'a, [u8]> {
         Some(out) if out != text => Cow::Owned(out),
         _ => Cow::Borrowed(text),
     }
+}
+
+/// `text`, a capture that a limit cut (`cut`: the stream had more bytes
+/// than it holds, dropped before or after them), with every occurrence of
+/// `secrets` written [`MARK`] — and, when `cut`, also a piece of one the
+/// cut left at either edge: a text that starts with the end of a secret,
+/// or ends with its start, has that piece marked too (whichever end was
+/// cut: a capture keeps its head or its tail). Like [`redact`], no
+/// minimum length: a one-byte piece is marked.
+pub(crate) fn redact_cut<'a>(text: &'a [u8], secrets: &[Vec<u8>], cut: bool) -> Cow<'a, [u8]> {
+    if !cut {
+        return redact(text, secrets);
+    }
+    let mut edges = Vec::new();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        // The longest piece at each edge (a whole secret is found anyway).
+        let window = secret.len().min(text.len());
+        let rev = |b: &[u8]| b.iter().rev().copied().collect::<Vec<u8>>();
+        let head = prefix_at_end(&rev(&text[..window]), &rev(secret));
+        if head > 0 {
+            edges.push(0..head);
+        }
+        let tail = prefix_at_end(&text[text.len() - window..], secret);
+        if tail > 0 {
+            edges.push(text.len() - tail..text.len());
+        }
+    }
+    let found = ranges_with(text, secrets, edges);
+    if found.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0;
+    for r in found {
+        out.extend_from_slice(&text[at..r.start]);
+        out.extend_from_slice(MARK.as_bytes());
+        at = r.end;
+    }
+    out.extend_from_slice(&text[at..]);
+    Cow::Owned(out)
+}
+
+/// The length of the longest start of `pat` that `text` ends with (a
+/// Knuth-Morris-Pratt scan: linear, however long the secret).
+fn prefix_at_end(text: &[u8], pat: &[u8]) -> usize {
+    let m = pat.len();
+    if m == 0 {
+        return 0;
+    }
+    // fail[i]: the longest proper start of pat[..=i] that also ends it.
+    let mut fail = vec![0usize; m];
+    for i in 1..m {
+        let mut k = fail[i - 1];
+        while k > 0 && pat[i] != pat[k] {
+            k = fail[k - 1];
+        }
+        fail[i] = k + usize::from(pat[i] == pat[k]);
+    }
+    let mut q = 0;
+    for &c in text {
+        if q == m {
+            q = fail[m - 1];
+        }
+        while q > 0 && pat[q] != c {
+            q = fail[q - 1];
+        }
+        q += usize::from(pat[q] == c);
+    }
+    q
 }
 
 /// `parts`, consecutive pieces of one stream (split wherever reads fell),
@@ -111,6 +191,7 @@ pub(crate) fn parser_error(
             source: None,
         });
     }
+    let secrets = &shown_forms(secrets);
     let mut level: Option<&(dyn Error + 'static)> = Some(&*error);
     let mut shows = false;
     while let Some(e) = level {
@@ -123,6 +204,35 @@ pub(crate) fn parser_error(
         true => Box::new(Redacted::of(&*error, secrets)),
         false => error,
     }
+}
+
+/// The forms a secret value takes in a parser's messages: as passed; as
+/// text, its bytes that are not UTF-8 replaced with U+FFFD (what
+/// `Command::run` hands a parser); and escaped as a `Debug` writes it
+/// (a `String` field's, and an `OsString` field's on Unix, `\xFF` for a
+/// byte that is not UTF-8), which is what `unwrap()` prints.
+fn shown_forms(secrets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let inner = |quoted: String| quoted.as_bytes()[1..quoted.len() - 1].to_vec();
+    let mut forms = Vec::new();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let lossy = String::from_utf8_lossy(secret);
+        let mut os = Vec::new();
+        for chunk in secret.utf8_chunks() {
+            os.extend(inner(format!("{:?}", chunk.valid())));
+            for b in chunk.invalid() {
+                os.extend(format!("\\x{b:02X}").bytes());
+            }
+        }
+        forms.extend([
+            secret.clone(),
+            lossy.as_bytes().to_vec(),
+            inner(format!("{lossy:?}")),
+            os,
+        ]);
+    }
+    forms.sort_unstable();
+    forms.dedup();
+    forms
 }
 
 /// An error's messages, and its sources', with the secrets written
@@ -214,6 +324,52 @@ mod tests {
         assert!(!format!("{got:?}").contains("tok"), "{got:?}");
         let hidden = parser_error(Box::new(io("pw")), &[], true);
         assert!(!hidden.to_string().contains("pw") && hidden.source().is_none());
+    }
+
+    #[test]
+    fn a_cut_capture_has_the_pieces_of_a_secret_at_its_edges_marked() {
+        let cut = |t: &str, sec: &[&str], cut: bool| {
+            String::from_utf8(redact_cut(t.as_bytes(), &s(sec), cut).into_owned()).unwrap()
+        };
+        assert_eq!(cut("bad tok-s3", &["tok-s3cret"], true), "bad <secret>");
+        assert_eq!(cut("3cret bad", &["tok-s3cret"], true), "<secret> bad");
+        assert_eq!(cut("cret", &["tok-s3cret"], true), "<secret>");
+        assert_eq!(
+            cut("tok-s3cret x tok", &["tok-s3cret"], true),
+            "<secret> x <secret>"
+        );
+        assert_eq!(cut("t", &["tok"], true), "<secret>");
+        assert_eq!(cut("xaab", &["aaba"], true), "x<secret>");
+        assert_eq!(cut("abaab", &["aabaa"], true), "<secret>");
+        assert_eq!(
+            cut("bcd tok", &["abc", "tok-s"], true),
+            "<secret>d <secret>"
+        );
+        // Not cut: only whole occurrences.
+        assert_eq!(cut("bad tok-s3", &["tok-s3cret"], false), "bad tok-s3");
+        assert_eq!(cut("nothing", &["tok", ""], true), "nothing");
+        assert_eq!(cut("", &["tok"], true), "");
+    }
+
+    #[test]
+    fn a_parsers_escaped_or_lossy_quote_is_redacted() {
+        #[derive(Debug)]
+        struct Quoted(String);
+        impl fmt::Display for Quoted {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "bad: {}", self.0)
+            }
+        }
+        impl Error for Quoted {}
+        for secret in [&b"to\"k\n\\x"[..], b"to\xffk"] {
+            let given = String::from_utf8_lossy(secret).into_owned();
+            let got = parser_error(Box::new(Quoted(given)), &[secret.to_vec()], false);
+            let shown = format!("{got} {got:?}");
+            assert_eq!(shown.matches(MARK).count(), 2, "{shown}");
+            assert!(!shown.contains("to"), "{shown}");
+        }
+        let os = shown_forms(&[b"a\"\xffb".to_vec()]);
+        assert!(os.contains(&br#"a\"\xFFb"#.to_vec()), "{os:?}");
     }
 
     #[test]

@@ -29,6 +29,12 @@ impl Command {
     /// [`stdin_reader`](Self::stdin_reader) is consumed by the first
     /// attempt that starts, which is then the last (its error is returned).
     ///
+    /// The command's [`timeout`](Self::timeout) bounds each attempt, not
+    /// the retry as a whole: `max_attempts` attempts that each time out
+    /// take `max_attempts` timeouts (and their graces), plus the pauses.
+    /// For an overall bound, cancel a [`CancelToken`](crate::CancelToken)
+    /// or drop the future.
+    ///
     /// [`output`](Self::output) is not retried: a failed run is data there.
     /// Every attempt goes through the command's [`Runner`](crate::Runner).
     ///

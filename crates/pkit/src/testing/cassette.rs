@@ -15,7 +15,7 @@ use crate::future::BoxFuture;
 use crate::launch_spec::Launch;
 use crate::output::{Outcome, Output};
 use crate::process::RunningProcess;
-use crate::redact::redact;
+use crate::redact::redact_cut;
 
 use super::private_file::write_private;
 use super::runs::{Arg, Blob, RecordedOutcome, Run};
@@ -164,7 +164,11 @@ struct State {
 /// minimum length: a secret of one character (`"1"`) turns every `1` of
 /// that run's output into `<secret>`, so pass real secrets only. Only the
 /// value as passed is found: an echo the program transformed (quoted,
-/// escaped, encoded, cut at a capture limit) is not. [`save`](Self::save)
+/// escaped, encoded) is not. A stream its
+/// [`capture_limit`](Command::capture_limit) cut may have lost part of an
+/// echo: the piece left at the cut's edge is recorded as `<secret>` too
+/// (when a stream was cut, a start of a secret's value at its end and an
+/// end of one at its start, however short). [`save`](Self::save)
 /// refuses, writing nothing, when a recorded command is marked
 /// [`secret_output`](Command::secret_output) (its output is what a
 /// cassette stores: script that command instead). Everything else — the
@@ -327,7 +331,8 @@ impl RecordReplay {
         // counts what is recorded, so a cut capture still says it was cut.
         let secrets = cmd.secret_values();
         let recorded = |bytes: &[u8], total: u64| {
-            let kept = redact(bytes, &secrets);
+            // A capture limit's cut may have left a piece of one at an edge.
+            let kept = redact_cut(bytes, &secrets, total > bytes.len() as u64);
             let total = total.saturating_sub(bytes.len() as u64) + kept.len() as u64;
             (Blob::of(&kept), total)
         };
