@@ -1,0 +1,248 @@
+//! Review rv18: the FIFO open's give-up by signal (`sys/open_wait.rs`,
+//! `sys/unix/open_interrupt.rs`), probed with real programs. Tests that
+//! showed a fault and are not fixed here are `#[ignore]`d, each with what
+//! it found.
+
+mod common;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::{FileMode, MechanismChoice};
+
+/// Makes a FIFO at `path` with `mode` (umask 022 leaves the modes used).
+fn mkfifo(path: &std::path::Path, mode: libc::mode_t) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), mode) }, 0, "mkfifo");
+}
+
+/// The threads of this process now in `open(2)` or `openat(2)` (x86_64:
+/// 2 or 257, rustix takes `open`; aarch64: 56), read from
+/// `/proc/self/task/*/syscall`.
+fn threads_in_openat() -> Vec<i32> {
+    let nrs: &[&str] = if cfg!(target_arch = "aarch64") {
+        &["56 "]
+    } else {
+        &["2 ", "257 "]
+    };
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("syscall"))
+                .is_ok_and(|s| nrs.iter().any(|nr| s.starts_with(nr)))
+        })
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Set in the helper run of
+/// [`a_sigurg_once_pkits_handler_is_in_does_not_fail_an_unbounded_fifo_start`].
+const UNBOUNDED: &str = "PKIT_RV18_UNBOUNDED";
+
+/// The helper's body (run as `nobody`, process groups): a give-up that
+/// only a signal releases (a stdout FIFO of mode 0200: its reading end
+/// can't be opened) installs pkit's SIGURG handler (no `SA_RESTART`);
+/// then a start with no timeout or token waits on a stdin FIFO (the
+/// plain `open` on the caller's thread, `open_wait.rs`), and the thread
+/// in that open takes a SIGURG (as it may take one sent to the process:
+/// `tgkill` to the thread in `openat`). Prints what happened.
+fn unbounded_helper() {
+    let dir = std::env::temp_dir().join(format!("pkit-rv18-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let out = dir.join("out");
+    let inp = dir.join("in");
+    mkfifo(&out, 0o200);
+    mkfifo(&inp, 0o600);
+    let gave_up = cmd(MechanismChoice::ProcessGroup, "true")
+        .stdout_file(&out, FileMode::Truncate)
+        .timeout(Duration::from_millis(500))
+        .blocking()
+        .output();
+    // SAFETY: a sigaction(2) query into zeroed storage of our own.
+    let (installed, restart) = unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(libc::SIGURG, std::ptr::null(), &mut now), 0);
+        (
+            now.sa_sigaction != libc::SIG_DFL && now.sa_sigaction != libc::SIG_IGN,
+            now.sa_flags & libc::SA_RESTART != 0,
+        )
+    };
+    let start = {
+        let inp = inp.clone();
+        std::thread::spawn(move || {
+            cmd(MechanismChoice::ProcessGroup, "cat")
+                .stdin_file(&inp)
+                .blocking()
+                .output()
+        })
+    };
+    // The SIGURG, a few times, to the thread in its open.
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut sent = 0;
+    while Instant::now() < until {
+        for tid in threads_in_openat() {
+            // SAFETY: tgkill(2) of a thread of this process, a signal
+            // whose handler (pkit's) does nothing.
+            unsafe {
+                libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGURG);
+            }
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A writer that writes a line and goes, for a start still waiting.
+    if let Ok(mut w) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&inp)
+    {
+        use std::io::Write;
+        let _ = w.write_all(b"written\n");
+    }
+    let got = start.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let unbounded = match &got {
+        Ok(o) => format!("ok:{}", String::from_utf8_lossy(o.stdout()).trim()),
+        Err(e) => format!("err:{e}"),
+    };
+    println!(
+        "RV18 gave_up={} installed={installed} restart={restart} sent={} unbounded={unbounded}",
+        gave_up.is_err(),
+        sent > 0
+    );
+}
+
+/// Once pkit has installed its SIGURG handler (a give-up that only a
+/// signal could release: a FIFO its user may open one way only), a
+/// SIGURG that a thread in the plain `open` of an unbounded FIFO start
+/// takes (a start with no timeout or cancel token, or `spawn_detached`)
+/// failed that start with "Interrupted system call": the open at
+/// `open_wait.rs` (the `unbounded()` path) did not retry `EINTR`, which
+/// `std::fs::File::open` does, and pkit's handler has no `SA_RESTART`.
+/// Before the handler, SIGURG was ignored and the wait went on. Found by
+/// rv18; fixed: that open retries `EINTR`. Run as `nobody` (root opens
+/// a 0200 FIFO for reading all the same), process groups.
+#[test]
+fn a_sigurg_once_pkits_handler_is_in_does_not_fail_an_unbounded_fifo_start() {
+    if std::env::var_os(UNBOUNDED).is_some() {
+        unbounded_helper();
+        return;
+    }
+    // SAFETY: a plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        skipped(
+            "rv18 unbounded FIFO",
+            "needs root to run the helper as nobody",
+        );
+        return;
+    }
+    let mut out = None;
+    in_suite(
+        "a_sigurg_once_pkits_handler_is_in_does_not_fail_an_unbounded_fifo_start",
+        || {
+            let run = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "a_sigurg_once_pkits_handler_is_in_does_not_fail_an_unbounded_fifo_start",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(UNBOUNDED, "1")
+                .env("PKIT_MECHANISM", "pgroup")
+                .env("TMPDIR", "/tmp")
+                .output()
+                .unwrap();
+            out = Some(run);
+        },
+    );
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "RV18 gave_up=true installed=true restart=false sent=true unbounded=ok:written"
+        ),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two starts wait on the same stdin FIFO, one with a short timeout,
+/// one with a long one. The first one's give-up opens the FIFO's writing
+/// end for an instant, which ends the *second* start's wait too: its
+/// `cat` reads an end of file at once and the run succeeds with nothing
+/// read, though nobody ever wrote and its own timeout is far off; the
+/// line a writer sends later goes nowhere. The docs say a reader or
+/// writer of the FIFO "elsewhere" may see that instant; here it is pkit's
+/// own other start. Found by rv18 (LOW; not fixed: a give-up that
+/// signals its own thread first, and opens the other end only when it
+/// can't, would leave the other start alone).
+#[test]
+#[ignore = "rv18 LOW: one start's FIFO give-up ends another start's wait on the same FIFO (reads EOF)"]
+fn a_give_up_leaves_another_start_on_the_same_fifo_waiting() {
+    in_suite(
+        "a_give_up_leaves_another_start_on_the_same_fifo_waiting",
+        || {
+            for choice in mechanisms() {
+                let dir = TempPath::new("rv18-two");
+                std::fs::create_dir(dir.path()).unwrap();
+                let path = dir.path().join("in");
+                mkfifo(&path, 0o600);
+                let spawn = |timeout: u64| {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        cmd(choice, "cat")
+                            .stdin_file(&path)
+                            .timeout(Duration::from_secs(timeout))
+                            .blocking()
+                            .output()
+                    })
+                };
+                let short = spawn(1);
+                let long = spawn(30);
+                let short = short.join().unwrap();
+                // Long after the short one gave up, a writer comes.
+                std::thread::sleep(Duration::from_millis(500));
+                let long_done_early = long.is_finished();
+                {
+                    use std::io::Write;
+                    // Blocks until a reader is there (the long start's
+                    // child); nonblocking would fail with none.
+                    let writer = {
+                        let path = path.clone();
+                        std::thread::spawn(move || {
+                            if let Ok(mut w) = std::fs::OpenOptions::new()
+                                .write(true)
+                                .custom_flags(libc::O_NONBLOCK)
+                                .open(&path)
+                            {
+                                let _ = w.write_all(b"written\n");
+                            }
+                        })
+                    };
+                    writer.join().unwrap();
+                }
+                let long = long.join().unwrap();
+                let _ = std::fs::remove_dir_all(dir.path());
+                assert!(short.is_err(), "{choice}: the short start timed out");
+                let long = long.expect("the long start");
+                assert!(
+                    !long_done_early && long.stdout() == b"written\n",
+                    "{choice}: the long start ended early={long_done_early}, read {:?}",
+                    String::from_utf8_lossy(long.stdout())
+                );
+            }
+        },
+    );
+}
