@@ -133,48 +133,130 @@ fn a_sigurg_once_pkits_handler_is_in_does_not_fail_an_unbounded_fifo_start() {
         unbounded_helper();
         return;
     }
-    // SAFETY: a plain syscall.
-    if unsafe { libc::geteuid() } != 0 {
-        skipped(
-            "rv18 unbounded FIFO",
-            "needs root to run the helper as nobody",
-        );
-        return;
-    }
-    let mut out = None;
-    in_suite(
+    let Some(text) = as_nobody(
         "a_sigurg_once_pkits_handler_is_in_does_not_fail_an_unbounded_fifo_start",
-        || {
-            let run = std::process::Command::new("setpriv")
-                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "a_sigurg_once_pkits_handler_is_in_does_not_fail_an_unbounded_fifo_start",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(UNBOUNDED, "1")
-                .env("PKIT_MECHANISM", "pgroup")
-                .env("TMPDIR", "/tmp")
-                .output()
-                .unwrap();
-            out = Some(run);
-        },
-    );
-    let out = out.unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        UNBOUNDED,
+    ) else {
+        return;
+    };
     assert!(
         text.contains(
             "RV18 gave_up=true installed=true restart=false sent=true unbounded=ok:written"
         ),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{text}"
+    );
+}
+
+/// Runs the test `name` of this binary again as `nobody` (process
+/// groups) with `marker` set, between a suite's begin and end; its
+/// stdout and stderr, once it succeeded; `None` when not root.
+fn as_nobody(name: &'static str, marker: &str) -> Option<String> {
+    // SAFETY: a plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        skipped(name, "needs root to run the helper as nobody");
+        return None;
+    }
+    let mut out = None;
+    in_suite(name, || {
+        let run = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(marker, "1")
+            .env("PKIT_MECHANISM", "pgroup")
+            .env("TMPDIR", "/tmp")
+            .output()
+            .unwrap();
+        out = Some(run);
+    });
+    let out = out.unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    Some(text)
+}
+
+/// Set in the helper run of [`many_give_ups_by_signal_at_once_leave_nothing`].
+const MANY: &str = "PKIT_RV18_MANY";
+
+/// This process's open descriptors.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// What this process's descriptors name.
+fn fd_targets() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{:?}->{:?}",
+                e.file_name(),
+                std::fs::read_link(e.path()).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Sixteen starts at once, each waiting on a stdout FIFO of mode 0200 of
+/// its own (only a signal releases them: `nobody` can't open the reading
+/// end), each given up by its timeout: all time out, no `pkit-fifo-open`
+/// thread and no descriptor is left, and a second round does the same
+/// (the handler installed once). Run as `nobody`, process groups.
+#[test]
+fn many_give_ups_by_signal_at_once_leave_nothing() {
+    if std::env::var_os(MANY).is_some() {
+        let dir = std::env::temp_dir().join(format!("pkit-rv18m-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        // A start first: what pkit keeps open from the first one on.
+        cmd(MechanismChoice::ProcessGroup, "true")
+            .blocking()
+            .output()
+            .unwrap();
+        let fds = open_fds();
+        let before = fd_targets();
+        let mut timed_out = 0;
+        for round in 0..2 {
+            let starts: Vec<_> = (0..16)
+                .map(|i| {
+                    let out = dir.join(format!("out{round}-{i}"));
+                    mkfifo(&out, 0o200);
+                    std::thread::spawn(move || {
+                        cmd(MechanismChoice::ProcessGroup, "true")
+                            .stdout_file(&out, FileMode::Append)
+                            .timeout(Duration::from_millis(300 + 20 * i))
+                            .blocking()
+                            .output()
+                    })
+                })
+                .collect();
+            for s in starts {
+                timed_out += usize::from(s.join().unwrap().is_err());
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        while (open_threads() > 0 || open_fds() > fds) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut more = fd_targets();
+        more.retain(|f| !before.contains(f));
+        eprintln!("descriptors opened meanwhile: {more:?}");
+        println!(
+            "RV18 timed_out={timed_out} threads={} fds_more={}",
+            open_threads(),
+            open_fds().saturating_sub(fds)
+        );
+        return;
+    }
+    let Some(text) = as_nobody("many_give_ups_by_signal_at_once_leave_nothing", MANY) else {
+        return;
+    };
+    assert!(
+        text.contains("RV18 timed_out=32 threads=0 fds_more=0"),
+        "{text}"
     );
 }
 
