@@ -328,3 +328,120 @@ fn a_give_up_leaves_another_start_on_the_same_fifo_waiting() {
         },
     );
 }
+
+/// Set in the helper run of
+/// [`a_process_sigurg_an_application_takes_by_signalfd_is_not_stolen`].
+const SIGNALFD: &str = "PKIT_RV18_SIGNALFD";
+
+/// An application that blocks SIGURG in every thread and takes it from a
+/// `signalfd` (started with it blocked: every thread inherits that mask).
+/// While a bounded start waits on a stdin FIFO, a SIGURG is sent to the
+/// process, five times: the application's `signalfd` should read each.
+/// The `pkit-fifo-open` thread unblocks SIGURG for itself
+/// (`open_interrupt::accept_in_this_thread`, from its first instant, given
+/// up or not), so the kernel hands a process-directed SIGURG to that
+/// thread, the one thread that does not block it: it is discarded there
+/// (its default action, or pkit's handler), and the `signalfd` mostly
+/// reads nothing. Found by rv18 (LOW: only SIGURG, only while a bounded
+/// FIFO open waits, only for an application that takes SIGURG
+/// synchronously; inherent to interrupting the open by signal, so rather
+/// a line in the docs than a fix).
+#[test]
+#[ignore = "rv18 LOW: a FIFO open's thread takes process-directed SIGURGs an application's signalfd waits for"]
+fn a_process_sigurg_an_application_takes_by_signalfd_is_not_stolen() {
+    if std::env::var_os(SIGNALFD).is_some() {
+        signalfd_helper();
+        return;
+    }
+    in_suite(
+        "a_process_sigurg_an_application_takes_by_signalfd_is_not_stolen",
+        || {
+            use std::os::unix::process::CommandExt;
+            let mut helper = std::process::Command::new(std::env::current_exe().unwrap());
+            helper
+                .args([
+                    "--exact",
+                    "a_process_sigurg_an_application_takes_by_signalfd_is_not_stolen",
+                    "--include-ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(SIGNALFD, "1")
+                .env("PKIT_MECHANISM", "pgroup");
+            // SAFETY: pthread_sigmask(3) in the forked child before its
+            // exec, on storage of its own (async-signal-safe calls).
+            unsafe {
+                helper.pre_exec(|| {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGURG);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                    Ok(())
+                });
+            }
+            let out = helper.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("RV18 read=5 of 5"), "{text}");
+        },
+    );
+}
+
+/// The body of the helper run (SIGURG blocked in every thread).
+fn signalfd_helper() {
+    // SAFETY: signalfd(2) on a set of our own; the descriptor is ours.
+    let sfd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGURG);
+        let mut now: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
+        assert_eq!(libc::sigismember(&now, libc::SIGURG), 1, "SIGURG blocked");
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    assert!(sfd >= 0);
+    let dir = TempPath::new("rv18-sfd");
+    std::fs::create_dir(dir.path()).unwrap();
+    let mut read = 0;
+    for i in 0..5 {
+        let path = dir.path().join(format!("in{i}"));
+        mkfifo(&path, 0o600);
+        let start = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                cmd(MechanismChoice::ProcessGroup, "cat")
+                    .stdin_file(&path)
+                    .timeout(Duration::from_millis(1500))
+                    .blocking()
+                    .output()
+            })
+        };
+        let until = Instant::now() + Duration::from_secs(5);
+        while open_threads() == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        // From another process, as a SIGURG comes (sent by this thread,
+        // the signal would be there for its own signalfd read at once).
+        let sent = std::process::Command::new("kill")
+            .args(["-URG", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let mut pfd = libc::pollfd {
+            fd: sfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut info = [0u8; 128];
+        // SAFETY: poll(2) and read(2) on our signalfd into our buffer.
+        let got = unsafe {
+            libc::poll(&mut pfd, 1, 500);
+            libc::read(sfd, info.as_mut_ptr().cast(), info.len()) > 0
+        };
+        read += usize::from(got);
+        let _ = start.join().unwrap();
+    }
+    println!("RV18 read={read} of 5");
+}
