@@ -445,3 +445,72 @@ fn signalfd_helper() {
     }
     println!("RV18 read={read} of 5");
 }
+
+/// Set in the helper run of [`tokio_sigurg_after_pkits_handler`].
+const TOKIO: &str = "PKIT_RV18_TOKIO";
+
+/// Gives up a start on a fresh stdout FIFO of mode 0200 in `dir` (only a
+/// signal releases it, run as `nobody`): whether it timed out.
+fn give_up_0200(dir: &std::path::Path, name: &str) -> bool {
+    let out = dir.join(name);
+    mkfifo(&out, 0o200);
+    cmd(MechanismChoice::ProcessGroup, "true")
+        .stdout_file(&out, FileMode::Append)
+        .timeout(Duration::from_millis(300))
+        .blocking()
+        .output()
+        .is_err()
+}
+
+/// An application that listens for SIGURG with `tokio::signal` after
+/// pkit installed its handler: Tokio's registration chains to pkit's
+/// handler, and a SIGURG sent to the process reaches the application's
+/// stream; from then on a give-up that only a signal releases leaves its
+/// thread, as documented (pkit's handler is no longer SIGURG's). Run as
+/// `nobody`, process groups. (Passes: no fault; it pins the documented
+/// behaviour.)
+#[test]
+fn tokio_sigurg_after_pkits_handler() {
+    if std::env::var_os(TOKIO).is_some() {
+        let dir = std::env::temp_dir().join(format!("pkit-rv18t-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let first = give_up_0200(&dir, "a");
+        let first_left = open_threads();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let heard = rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut urg = signal(SignalKind::from_raw(libc::SIGURG)).unwrap();
+            let sent = tokio::task::spawn_blocking(|| {
+                std::process::Command::new("kill")
+                    .args(["-URG", &std::process::id().to_string()])
+                    .status()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            assert!(sent.success());
+            tokio::time::timeout(Duration::from_secs(5), urg.recv())
+                .await
+                .is_ok()
+        });
+        let second = give_up_0200(&dir, "b");
+        let second_left = open_threads();
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "RV18 first={first} first_left={first_left} heard={heard} second={second} second_left={second_left}"
+        );
+        return;
+    }
+    let Some(text) = as_nobody("tokio_sigurg_after_pkits_handler", TOKIO) else {
+        return;
+    };
+    assert!(
+        text.contains("RV18 first=true first_left=0 heard=true second=true second_left=1"),
+        "{text}"
+    );
+}
