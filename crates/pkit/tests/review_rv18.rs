@@ -161,7 +161,13 @@ fn as_nobody(name: &'static str, marker: &str) -> Option<String> {
         let run = std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                name,
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(marker, "1")
             .env("PKIT_MECHANISM", "pgroup")
             .env("TMPDIR", "/tmp")
@@ -518,4 +524,82 @@ fn tokio_sigurg_after_pkits_handler() {
         text.contains("RV18 first=true first_left=0 heard=true second=true second_left=1"),
         "{text}"
     );
+}
+
+/// Set in the helper run of [`pkit_never_replaces_an_applications_sigurg_handler`].
+const SWAP: &str = "PKIT_RV18_SWAP";
+
+/// The application's SIGURG handler in the helper run: does nothing.
+extern "C" fn app_sigurg(_: libc::c_int) {}
+
+/// SIGURG's handler now.
+fn sigurg_now() -> libc::sighandler_t {
+    // SAFETY: a sigaction(2) query into zeroed storage of our own.
+    unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGURG, std::ptr::null(), &mut now);
+        now.sa_sigaction
+    }
+}
+
+/// An application with its own SIGURG handler: pkit's first give-up that
+/// needs a signal (`open_interrupt::installed`) installs its handler and
+/// only then looks at what it replaced, putting the application's back:
+/// for that instant SIGURG's handler is pkit's, and a SIGURG sent then
+/// runs pkit's handler instead of the application's (lost to it); an
+/// application thread installing a handler in that instant has it
+/// overwritten by the restore. A thread that watches SIGURG's handler
+/// saw pkit's (at the first try, mostly). Found by rv18 (LOW: one
+/// instant per process, once); fixed: SIGURG's handler is looked at
+/// first (`sigaction(SIGURG, NULL, &old)`) and pkit's installed only
+/// over the default or an ignore. Run as `nobody` (a 0200 FIFO: only a
+/// signal releases it), process groups; tried in five processes.
+#[test]
+fn pkit_never_replaces_an_applications_sigurg_handler() {
+    if std::env::var_os(SWAP).is_some() {
+        let mine = app_sigurg as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: sigaction(2) of this helper: a handler that does
+        // nothing, an emptied mask, SA_RESTART.
+        unsafe {
+            let mut a: libc::sigaction = std::mem::zeroed();
+            a.sa_sigaction = mine;
+            a.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut a.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGURG, &a, std::ptr::null_mut()), 0);
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen_other = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if sigurg_now() != mine {
+                        seen_other += 1;
+                    }
+                }
+                seen_other
+            })
+        };
+        let dir = std::env::temp_dir().join(format!("pkit-rv18s-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let timed_out = give_up_0200(&dir, "a");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "RV18 timed_out={timed_out} kept={} swapped={}",
+            sigurg_now() == mine,
+            seen > 0
+        );
+        return;
+    }
+    for _ in 0..5 {
+        let Some(text) = as_nobody("pkit_never_replaces_an_applications_sigurg_handler", SWAP)
+        else {
+            return;
+        };
+        assert!(text.contains("RV18 timed_out=true kept=true"), "{text}");
+        assert!(text.contains("swapped=false"), "{text}");
+    }
 }
