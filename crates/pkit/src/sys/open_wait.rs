@@ -166,7 +166,15 @@ pub(crate) fn open(
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let Some(fifo) = (!wait.unbounded()).then(|| Fifo::at(path)).flatten() else {
-        return Ok(rustix::fs::open(path, flags, mode)?);
+        // A caught signal is no reason to stop an unbounded FIFO's wait
+        // (retried as `std::fs::File::open` does): pkit's own SIGURG
+        // handler has no SA_RESTART (`unix/open_interrupt.rs`).
+        loop {
+            match rustix::fs::open(path, flags, mode) {
+                Err(rustix::io::Errno::INTR) => {}
+                opened => return Ok(opened?),
+            }
+        }
     };
     let fifo = Arc::new(fifo);
     let given_up = Arc::new(AtomicBool::new(false));

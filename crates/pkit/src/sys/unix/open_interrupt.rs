@@ -37,20 +37,28 @@ fn handler() -> libc::sighandler_t {
 fn installed() -> bool {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
     *INSTALLED.get_or_init(|| {
+        let free = |a: &libc::sigaction| {
+            a.sa_sigaction == libc::SIG_DFL || a.sa_sigaction == libc::SIG_IGN
+        };
         // SAFETY: sigaction(2) of this process with actions that live on
         // this stack for the calls: `ours` is zeroed (no flags, so no
         // SA_RESTART) with an emptied mask and a handler that touches no
-        // memory; `old` is what the kernel filled in, put back as it was
-        // when it is an application's handler.
+        // memory; `old` is what the kernel filled in. An application's
+        // handler is looked at first and never replaced, even for an
+        // instant (a SIGURG then would run ours, not its); one installed
+        // between the look and ours is put back as it was.
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(SIGNAL, std::ptr::null(), &mut old) != 0 || !free(&old) {
+                return false;
+            }
             let mut ours: libc::sigaction = std::mem::zeroed();
             ours.sa_sigaction = handler();
             libc::sigemptyset(&mut ours.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(SIGNAL, &ours, &mut old) != 0 {
                 return false;
             }
-            if old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN {
+            if free(&old) {
                 return true;
             }
             libc::sigaction(SIGNAL, &old, std::ptr::null_mut());
