@@ -1,0 +1,377 @@
+//! Review rv19: the spare2 merge (the async worker hands a one-shot run its
+//! exit before it deregisters the pidfd and closes the drained pipes; the
+//! watch keeps a share of the child; `run_in` reaps the child itself),
+//! probed with real programs from a multi-thread runtime's `block_on` (the
+//! only way a run takes that path). Tests that showed a fault and are not
+//! fixed here are `#[ignore]`d, each with what it found.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fds::{assert_none_opened_since, Snapshot};
+use common::*;
+use pkit::{CancelToken, CapturePolicy, ErrorKind};
+
+/// Runs `f` alone in this binary (it counts this process's descriptors
+/// and zombies), then checks nothing is left.
+fn alone(name: &'static str, f: impl FnOnce()) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = rt.block_on(begin_exclusive());
+    f();
+    rt.block_on(end_exclusive(guard, name));
+}
+
+/// A multi-thread runtime with one worker: its `block_on` is the path
+/// under review (`RunningProcess::wait_aside`).
+fn multi() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// This process's children that are zombies right now.
+fn zombies() -> Vec<u32> {
+    own_children()
+        .into_iter()
+        .filter(|(_, s)| s.is_some_and(|s| s.state == 'Z'))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// This process's descriptors, with no spare cgroup kept (a spare made
+/// by another run would count as opened since).
+fn snapshot() -> Snapshot {
+    pkit::release_spare_cgroups();
+    Snapshot::take()
+}
+
+/// Checks, on a throwaway runtime, that no descriptor opened since
+/// `before` is left (polled).
+fn no_fds_since(before: &Snapshot, what: &str) {
+    pkit::release_spare_cgroups();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(assert_none_opened_since(before, what));
+}
+
+/// The control: a capture that ends normally (and one that times out)
+/// returns with its child reaped, every time (`run_in`'s reap).
+#[test]
+fn finished_and_timed_out_captures_return_with_no_zombie() {
+    alone(
+        "finished_and_timed_out_captures_return_with_no_zombie",
+        || {
+            let rt = multi();
+            for choice in mechanisms() {
+                for i in 0..40 {
+                    let out = rt.block_on(sh(choice, "echo hi").output()).expect("output");
+                    assert_eq!(out.stdout(), b"hi\n");
+                    assert_eq!(zombies(), Vec::<u32>::new(), "{choice}: run {i}");
+                }
+                for i in 0..10 {
+                    let cmd = sh(choice, "sleep 30").timeout(Duration::from_millis(30));
+                    let out = rt.block_on(cmd.output()).expect("output");
+                    assert!(out.timed_out(), "{choice}: {out:?}");
+                    assert_eq!(zombies(), Vec::<u32>::new(), "{choice}: timeout {i}");
+                }
+            }
+        },
+    );
+}
+
+/// A run ended by its cancel token returned `Err(Cancelled)` from the
+/// early return in `run_in` (the `Ended::Cancelled` arm), which skipped
+/// the merge's `proc.child.reap_if_exited()`: the worker's aside task
+/// still held a share of the child (its `wait_keeping` future), so the
+/// child was reaped only when that worker let go, after the run returned:
+/// right after `block_on` returned, the child was sometimes still a zombie
+/// of this process (both mechanisms; before the merge too, as timeouts
+/// were). Found by rv19; fixed: that arm reaps too.
+#[test]
+fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
+    alone(
+        "a_cancelled_capture_from_block_on_returns_with_its_child_reaped",
+        || {
+            let rt = multi();
+            for choice in mechanisms() {
+                let mut seen = Vec::new();
+                for i in 0..150 {
+                    let token = CancelToken::new();
+                    let later = token.clone();
+                    let t = std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(40));
+                        later.cancel();
+                    });
+                    let cmd = sh(choice, "sleep 30").cancel_token(&token);
+                    let err = rt.block_on(cmd.output()).expect_err("cancelled");
+                    let left = zombies();
+                    t.join().unwrap();
+                    assert_eq!(err.kind(), ErrorKind::Cancelled, "{choice}: {err}");
+                    if !left.is_empty() {
+                        seen.push((i, left));
+                    }
+                }
+                assert!(
+                    seen.is_empty(),
+                    "{choice}: cancelled runs that returned with a zombie child of ours: {seen:?}"
+                );
+            }
+        },
+    );
+}
+
+/// A run whose `block_on` future is dropped (the caller's own timeout
+/// around it): the drop kills the tree, but the aside task keeps a share
+/// of the child, so the child is reaped by that worker later, not by the
+/// drop. Reported as what it is; the child must at least be reaped soon.
+#[test]
+fn a_dropped_capture_from_block_on_leaves_no_zombie_for_long() {
+    alone(
+        "a_dropped_capture_from_block_on_leaves_no_zombie_for_long",
+        || {
+            let rt = multi();
+            for choice in mechanisms() {
+                rt.block_on(sh(choice, "echo warm").output()).unwrap();
+            }
+            let before = snapshot();
+            let mut right_after = 0;
+            for choice in mechanisms() {
+                for _ in 0..20 {
+                    let cmd = sh(choice, "sleep 30");
+                    let run = async {
+                        tokio::time::timeout(Duration::from_millis(40), cmd.output()).await
+                    };
+                    assert!(rt.block_on(run).is_err(), "{choice}: not cut short");
+                    right_after += usize::from(!zombies().is_empty());
+                    let until = std::time::Instant::now() + Duration::from_secs(10);
+                    while !zombies().is_empty() && std::time::Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    assert_eq!(zombies(), Vec::<u32>::new(), "{choice}: a zombie stays");
+                }
+            }
+            eprintln!("rv19: dropped runs with a zombie right after the drop: {right_after}");
+            drop(rt);
+            no_fds_since(&before, "dropped captures");
+        },
+    );
+}
+
+/// 1000 captures from `block_on` leave no descriptor behind (the kept
+/// registration and pipes are dropped by the worker after the hand-over).
+#[test]
+fn a_thousand_captures_from_block_on_leave_no_descriptor() {
+    alone(
+        "a_thousand_captures_from_block_on_leave_no_descriptor",
+        || {
+            let rt = multi();
+            let choices = mechanisms();
+            // Warm up: the reaper thread, the runtime's own descriptors.
+            for choice in &choices {
+                rt.block_on(sh(*choice, "echo warm").output()).unwrap();
+            }
+            let before = snapshot();
+            for i in 0..1000 {
+                let choice = choices[i % choices.len()];
+                let out = rt
+                    .block_on(sh(choice, "echo out; echo err >&2").output())
+                    .expect("output");
+                assert_eq!(out.stdout(), b"out\n", "{choice}: run {i}");
+                assert_eq!(out.stderr(), b"err\n", "{choice}: run {i}");
+            }
+            no_fds_since(&before, "1000 captures");
+            assert_eq!(zombies(), Vec::<u32>::new());
+            drop(rt);
+        },
+    );
+}
+
+/// A runtime dropped (or shut down in the background) right after the run
+/// came back, while its worker may still be dropping the kept watch and
+/// pipes; and one dropped while the aside task is still waiting (a run
+/// cut short by a timeout, the task not yet woken by the exit): no
+/// descriptor and no zombie is left once the reaper is done.
+#[test]
+fn runtimes_dropped_right_after_the_hand_over_leave_nothing() {
+    alone(
+        "runtimes_dropped_right_after_the_hand_over_leave_nothing",
+        || {
+            let choices = mechanisms();
+            for choice in &choices {
+                let rt = multi();
+                rt.block_on(sh(*choice, "echo warm").output()).unwrap();
+                drop(rt);
+            }
+            let before = snapshot();
+            for i in 0..120 {
+                let choice = choices[i % choices.len()];
+                let rt = multi();
+                match i % 3 {
+                    0 => {
+                        let out = rt.block_on(sh(choice, "echo hi").output()).unwrap();
+                        assert_eq!(out.stdout(), b"hi\n");
+                        drop(rt);
+                    }
+                    1 => {
+                        let out = rt.block_on(sh(choice, "echo hi").output()).unwrap();
+                        assert_eq!(out.stdout(), b"hi\n");
+                        rt.shutdown_background();
+                    }
+                    _ => {
+                        let cmd = sh(choice, "exec 2>&-; echo x; sleep 30")
+                            .timeout(Duration::from_millis(20));
+                        let out = rt.block_on(cmd.output()).unwrap();
+                        assert!(out.timed_out(), "{choice}: {out:?}");
+                        rt.shutdown_timeout(Duration::ZERO);
+                    }
+                }
+            }
+            no_fds_since(&before, "runtimes dropped after the hand-over");
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !zombies().is_empty() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(zombies(), Vec::<u32>::new());
+        },
+    );
+}
+
+/// Cancelled runs, timed-out runs and runs that hit a failing capture
+/// limit (their tree killed: `Ended::OutputLimit`) leave no descriptor.
+#[test]
+fn cut_short_captures_from_block_on_leave_no_descriptor() {
+    alone(
+        "cut_short_captures_from_block_on_leave_no_descriptor",
+        || {
+            let rt = multi();
+            let choices = mechanisms();
+            for choice in &choices {
+                rt.block_on(sh(*choice, "echo warm").output()).unwrap();
+            }
+            let before = snapshot();
+            for i in 0..90 {
+                let choice = choices[i % choices.len()];
+                match i % 3 {
+                    0 => {
+                        let token = CancelToken::new();
+                        let later = token.clone();
+                        let t = std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(20));
+                            later.cancel();
+                        });
+                        let cmd = sh(choice, "echo x; sleep 30").cancel_token(&token);
+                        let err = rt.block_on(cmd.output()).expect_err("cancelled");
+                        assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+                        t.join().unwrap();
+                    }
+                    1 => {
+                        let cmd = sh(choice, "echo x; sleep 30").timeout(Duration::from_millis(20));
+                        assert!(rt.block_on(cmd.output()).unwrap().timed_out());
+                    }
+                    _ => {
+                        let cmd =
+                            sh(choice, "yes; sleep 30").capture_limit(4096, CapturePolicy::Fail);
+                        // An error or a killed run; either way it ends.
+                        drop(rt.block_on(cmd.output()));
+                    }
+                }
+            }
+            no_fds_since(&before, "cut-short captures");
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !zombies().is_empty() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(zombies(), Vec::<u32>::new());
+            drop(rt);
+        },
+    );
+}
+
+/// Under a low `RLIMIT_NOFILE` (a few descriptors above those open), each
+/// capture from `block_on` fails or succeeds, and none hangs; once the
+/// limit is back, nothing is left open and no child is a zombie.
+#[test]
+fn captures_under_a_low_descriptor_limit_end_and_leave_nothing() {
+    alone(
+        "captures_under_a_low_descriptor_limit_end_and_leave_nothing",
+        || {
+            use common::descriptors::{highest_fd, set_nofile};
+            let rt = multi();
+            let choices = mechanisms();
+            for choice in &choices {
+                rt.block_on(sh(*choice, "echo warm").output()).unwrap();
+            }
+            let before = snapshot();
+            let (mut ok, mut failed) = (0, 0);
+            for spare in 0..14 {
+                for choice in &choices {
+                    let old = set_nofile(highest_fd() + 1 + spare);
+                    for _ in 0..4 {
+                        let cmd = sh(*choice, "echo hi; echo there >&2");
+                        let run = async {
+                            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
+                        };
+                        match rt.block_on(run).expect("a capture hangs") {
+                            Ok(out) => {
+                                assert_eq!(out.stdout(), b"hi\n", "{choice}: spare {spare}");
+                                ok += 1;
+                            }
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    set_nofile(old);
+                }
+            }
+            eprintln!("rv19: under a low limit: {ok} ran, {failed} failed");
+            no_fds_since(&before, "captures under a low limit");
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !zombies().is_empty() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(zombies(), Vec::<u32>::new());
+            drop(rt);
+        },
+    );
+}
+
+/// The documented side effect: a program that closes stdout and stderr
+/// early and keeps running keeps both read ends open until it exits. What
+/// else could wait on them: the capture (taken at the end of file), the
+/// exit (handed over), an inactivity timeout (the program is silent), a
+/// descendant that still writes to a duplicate of stdout. All as before.
+#[test]
+fn a_program_that_closes_its_outputs_early_is_captured_as_before() {
+    alone(
+        "a_program_that_closes_its_outputs_early_is_captured_as_before",
+        || {
+            let rt = multi();
+            for choice in mechanisms() {
+                let out = rt
+                    .block_on(sh(choice, "echo a; echo b >&2; exec >&- 2>&-; sleep 0.5").output())
+                    .unwrap();
+                assert_eq!((out.stdout(), out.stderr()), (&b"a\n"[..], &b"b\n"[..]));
+                assert!(out.success(), "{choice}: {out:?}");
+                // Silent after closing: the inactivity bound still fires.
+                let cmd = sh(choice, "echo a; exec >&- 2>&-; sleep 30")
+                    .inactivity_timeout(Duration::from_millis(300));
+                let out = rt.block_on(cmd.output()).unwrap();
+                assert!(out.timed_out(), "{choice}: {out:?}");
+                assert_eq!(out.stdout(), b"a\n");
+                // The parent closes its outputs; a child keeps writing to
+                // its own copy for a while, then both exit.
+                let script = "(sleep 0.3; echo late) & exec >&- 2>&-; wait";
+                let out = rt.block_on(sh(choice, script).output()).unwrap();
+                assert_eq!(out.stdout(), b"late\n", "{choice}: {out:?}");
+                assert_eq!(zombies(), Vec::<u32>::new(), "{choice}");
+            }
+        },
+    );
+}
