@@ -578,3 +578,40 @@ async fn a_line_stream_ends_at_the_outputs_end_of_file_not_at_the_exit() {
     }
     suite.end().await;
 }
+
+/// With SIGCHLD ignored (the kernel reaps every child at its exit),
+/// captures from `block_on` still come back with their exit code: the
+/// worker's `WNOWAIT` wait and `run_in`'s reap both meet `ECHILD` and read
+/// the pidfd (Linux 6.15). Not the portable backend (documented: it needs
+/// SIGCHLD).
+#[test]
+fn captures_from_block_on_with_sigchld_ignored_keep_their_code() {
+    alone(
+        "captures_from_block_on_with_sigchld_ignored_keep_their_code",
+        |_| {
+            let choices: Vec<_> = mechanisms()
+                .into_iter()
+                .filter(|c| *c != MechanismChoice::Portable)
+                .collect();
+            if choices.is_empty() {
+                return;
+            }
+            let rt = multi();
+            // SAFETY: setting a signal's disposition to SIG_IGN, restored below.
+            let old = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+            let mut failures = Vec::new();
+            for choice in &choices {
+                for i in 0..50 {
+                    match rt.block_on(sh(*choice, "echo hi; exit 4").output()) {
+                        Ok(out) if out.code() == Some(4) && out.stdout() == b"hi\n" => {}
+                        other => failures.push(format!("{choice}: run {i}: {other:?}")),
+                    }
+                }
+            }
+            // SAFETY: restoring the disposition read above.
+            unsafe { libc::signal(libc::SIGCHLD, old) };
+            drop(rt);
+            assert!(failures.is_empty(), "{failures:#?}");
+        },
+    );
+}
