@@ -102,7 +102,7 @@ fn finished_and_timed_out_captures_return_with_no_zombie() {
 fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
     alone(
         "a_cancelled_capture_from_block_on_returns_with_its_child_reaped",
-        |check| {
+        |_| {
             let rt = multi();
             let choices = mechanisms()
                 .into_iter()
@@ -425,7 +425,7 @@ fn captures_under_a_low_descriptor_limit_end_and_leave_nothing() {
 fn a_program_that_closes_its_outputs_early_is_captured_as_before() {
     alone(
         "a_program_that_closes_its_outputs_early_is_captured_as_before",
-        |check| {
+        |_| {
             let rt = multi();
             for choice in mechanisms() {
                 let out = rt
