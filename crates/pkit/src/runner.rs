@@ -365,6 +365,9 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
         if end_group(&group, true, signal, grace).await? {
             crate::log::killed_after_grace(who());
         }
+        // As below: the worker that awaits the exit may hold a share of
+        // the child past this return.
+        proc.child.reap_if_exited();
         return Err(Error::Cancelled {
             program: cmd.display_name(),
         });
