@@ -6,9 +6,11 @@
 //!
 //! What broke: a program stopped (SIGSTOP, a terminal stop) when its
 //! timeout or its group's shutdown came got the signal but no SIGCONT, so
-//! a handler could not run: the whole grace was waited, then SIGKILL
+//! a handler could not run: the whole grace was waited, then SIGKILL; a
+//! cancel token likewise
 //! ([`a_stopped_program_at_its_timeout_gets_the_signal_and_its_grace`],
-//! [`a_stopped_program_at_a_shutdown_gets_the_signal_and_its_grace`]);
+//! [`a_stopped_program_at_a_shutdown_gets_the_signal_and_its_grace`],
+//! [`a_stopped_program_cancelled_gets_the_signal_and_its_grace`]);
 //! timeout(1) and `pkit run` send SIGCONT after the signal. Still open:
 //! a group the caller suspended is not resumed by a shutdown (any
 //! mechanism) nor by a started process's timeout (cgroup: the freeze
@@ -411,6 +413,29 @@ async fn a_tree_forking_all_the_time_is_killed_whole() {
             tokio::time::sleep(POLL).await;
         }
         bounded("close", g.close()).await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_stopped_program_cancelled_gets_the_signal_and_its_grace() {
+    let suite = begin("a_stopped_program_cancelled_gets_the_signal_and_its_grace").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("dec08-stop-cancel");
+        let pidf = TempPath::new("dec08-stop-cancel-pid");
+        let token = pkit::CancelToken::new();
+        let cmd = stopping_trap(choice, &file, &pidf)
+            .cancel_token(&token)
+            .cancel_grace(NEVER);
+        let run = tokio::spawn(async move { cmd.output().await });
+        let pid = pid_in_file(&pidf, "cancelled").await;
+        wait_stopped(pid, &format!("{choice}")).await;
+        token.cancel();
+        let r = bounded("a cancelled stopped program", run).await.unwrap();
+        let e = r.expect_err("cancelled");
+        assert_eq!(e.kind(), ErrorKind::Cancelled, "{choice}: {e}");
+        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+        assert_eq!(said, "term\n", "{choice}: the trap never ran");
     }
     suite.end().await;
 }
