@@ -439,3 +439,44 @@ async fn a_stopped_program_cancelled_gets_the_signal_and_its_grace() {
     }
     suite.end().await;
 }
+
+#[tokio::test]
+async fn a_stopped_stage_or_blocking_run_at_its_timeout_gets_the_signal_and_its_grace() {
+    let suite = begin("a_stopped_stage_or_blocking_run_at_its_timeout_gets_the_signal").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("dec08-stop-pipe");
+        let pidf = TempPath::new("dec08-stop-pipe-pid");
+        let out = bounded(
+            "a pipeline whose head is stopped at its timeout",
+            pkit::Pipe::new([stopping_trap(choice, &file, &pidf), cmd(choice, "cat")])
+                .timeout(Duration::from_secs(1))
+                .grace(NEVER)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{choice}: pipe: {e}"));
+        assert!(out.timed_out(), "{choice}: pipe: {out:?}");
+        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+        assert_eq!(said, "term\n", "{choice}: pipe: the trap never ran");
+        let _ = std::fs::remove_file(file.path());
+        let c = stopping_trap(choice, &file, &pidf)
+            .timeout(Duration::from_secs(1))
+            .grace(NEVER);
+        let out = bounded(
+            "a blocking run stopped at its timeout",
+            tokio::task::spawn_blocking(move || {
+                // A thread of its own: no runtime context there.
+                std::thread::spawn(move || c.blocking().output()).join()
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{choice}: blocking: {e}"));
+        assert!(out.timed_out(), "{choice}: blocking: {out:?}");
+        assert!(!out.killed_after_grace(), "{choice}: blocking: {out:?}");
+        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+        assert_eq!(said, "term\n", "{choice}: blocking: the trap never ran");
+    }
+    suite.end().await;
+}
