@@ -166,6 +166,24 @@ impl Group {
         self.shutdown_with(Signal::Term, grace).await
     }
 
+    /// After a shutdown's `signal`, SIGCONT to the group (as timeout(1)
+    /// sends after its signal): a member stopped by SIGSTOP or a terminal
+    /// stop would otherwise hold its signal unhandled for the whole grace
+    /// and then be killed. Not to a group the caller suspended (it stays as
+    /// [`suspend`](Self::suspend) left it), nor after a stop or SIGKILL.
+    fn continue_stopped(&self, signal: Signal) {
+        #[cfg(unix)]
+        if ![Signal::Kill, Signal::Stop, Signal::Cont, Signal::Tstp]
+            .iter()
+            .any(|s| s.as_raw() == signal.as_raw())
+            && !self.is_suspended()
+        {
+            let _ = self.container.signal(Signal::Cont.as_raw());
+        }
+        #[cfg(not(unix))]
+        let _ = signal;
+    }
+
     /// [`shutdown`](Self::shutdown) with `signal` in place of SIGTERM (a
     /// timed-out run's [`Command::timeout_signal`]). A `grace` too long for
     /// the clock waits without bound.
@@ -196,6 +214,7 @@ impl Group {
                 // (EPERM: another user's process), which keeps no one else
                 // from their grace: the close kills it with the rest.
                 _ => {
+                    self.continue_stopped(signal);
                     let grace = grace.min(crate::timing::NO_DEADLINE);
                     remaining += self
                         .container

@@ -242,6 +242,9 @@ impl ProcTree {
                 let reached = note(Reached::by_number(pids));
                 let pids = &reached.pids;
                 portable_signal(root, *pgid, pids, send);
+                if continues(send) {
+                    portable_signal(root, *pgid, pids, libc::SIGCONT);
+                }
                 let left = || {
                     pids.iter()
                         .filter(|&&p| match p == root.pid() {
@@ -262,9 +265,15 @@ impl ProcTree {
                     listed = Err(e);
                     Vec::new()
                 });
+                if continues(send) {
+                    let _ = leaf.signal(libc::SIGCONT);
+                }
                 let outside = Self::escaped_root(root, &reached);
                 if let Some(r) = outside {
                     let _ = r.signal(send);
+                    if continues(send) {
+                        let _ = r.signal(libc::SIGCONT);
+                    }
                 }
                 let root_fd = outside
                     .and_then(|r| r.pidfd())
@@ -302,6 +311,9 @@ impl ProcTree {
                     }
                     Err(_) => {
                         listed = self.signal(send);
+                        if continues(send) {
+                            let _ = self.signal(libc::SIGCONT);
+                        }
                         let ended = || Self::dir_ended(dir, leaves, tenure, root);
                         !super::nap::poll_until(ended, deadline).await
                     }
@@ -429,6 +441,11 @@ async fn signal_and_wait(
     for fd in fds {
         let _ = pidfd_signal(fd.as_fd(), sig);
     }
+    if continues(sig) {
+        for fd in fds {
+            let _ = pidfd_signal(fd.as_fd(), libc::SIGCONT);
+        }
+    }
     let all = async {
         for fd in fds {
             let _ = child::pidfd_exited(fd).await;
@@ -442,6 +459,23 @@ async fn signal_and_wait(
         let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
     }
     left
+}
+
+/// Whether an end's first signal `sig` is followed by SIGCONT, as
+/// timeout(1) does: a stopped process would otherwise hold it unhandled
+/// for the whole grace and then be killed. Not after nothing (0), SIGKILL,
+/// SIGCONT itself or a stop signal.
+fn continues(sig: i32) -> bool {
+    ![
+        0,
+        libc::SIGKILL,
+        libc::SIGCONT,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ]
+    .contains(&sig)
 }
 
 /// Sleeps until `deadline`, forever without one.
