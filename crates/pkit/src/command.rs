@@ -210,7 +210,8 @@ impl Command {
     /// cancel token, and is given up by briefly opening its other end (or
     /// by signalling the thread that waits, when that end can't be); see
     /// [`stdout_file`](Self::stdout_file) for the whole rule, including
-    /// what another user of the FIFO may see and the unbounded wait of
+    /// what another user of the FIFO (another start of this process
+    /// waiting on it too) may see, SIGURG, and the unbounded wait of
     /// [`spawn_detached`](Self::spawn_detached).
     pub fn stdin_file(mut self, path: impl AsRef<Path>) -> Command {
         self.spec.stdin = Input::File(path.as_ref().to_path_buf());

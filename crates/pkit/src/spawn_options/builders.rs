@@ -199,18 +199,24 @@ impl Command {
     /// itself for an instant (without waiting), which is what lets the
     /// waiting open return: a reader or writer of the same FIFO elsewhere
     /// may see that instant, as an end of file or a write that fails with
-    /// a broken pipe. On Linux (with `/proc` mounted) the FIFO waited on
+    /// a broken pipe, and so may another start of this process waiting on
+    /// the same FIFO: its wait ends too, and its child starts to read an
+    /// end of file (stdin) or to write into a broken pipe (stdout). On Linux (with `/proc` mounted) the FIFO waited on
     /// and given up is the one the path named at the start, even if it is
     /// renamed or replaced meanwhile (elsewhere the path is opened again).
     /// Where that other end can't be opened (a FIFO its user may open only
     /// the child's way, such as mode 0200 for a stdout file) or does not
     /// end the wait, pkit sends SIGURG to its own waiting thread instead,
-    /// for which it installs, the first time it needs to, a handler that
-    /// does nothing. From then on a SIGURG sent to the whole process
-    /// interrupts a blocking call of the thread that takes it (`EINTR`)
-    /// rather than being ignored; an application's own SIGURG handler is
-    /// left in place, and then the waiting thread is left until the FIFO's
-    /// other end is opened. Without any bound the wait has no end, as a
+    /// for which it installs, when it needs to, a handler that does
+    /// nothing. From then on a SIGURG sent to the whole process interrupts
+    /// a blocking call of the thread that takes it (`EINTR`) rather than
+    /// being ignored. An application's own SIGURG handler is left in place
+    /// (looked at again at each such give-up: one put back to the default
+    /// lets pkit's in), and a thread that blocks SIGURG (the waiting
+    /// thread inherits the starting thread's mask) is not signalled, so
+    /// an application reading SIGURG from a `signalfd` loses none; in
+    /// both cases the waiting thread is left until the FIFO's other end is
+    /// opened (with a warning), and the start fails at its bound. Without any bound the wait has no end, as a
     /// shell's; [`spawn_detached`](Self::spawn_detached) has no timeout or
     /// token, so its wait is never bounded. The same holds for
     /// [`stdin_file`](Self::stdin_file) (waiting for a writer) and

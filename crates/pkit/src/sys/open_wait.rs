@@ -153,9 +153,14 @@ impl Fifo {
 /// elsewhere may see that instant's open: an end of file, a write that
 /// fails.) When that can't be opened (a FIFO its user may open one way
 /// only) or does not release the thread soon, the thread is signalled
-/// (`unix/open_interrupt.rs`), which ends its open with `EINTR`. A thread
-/// neither releases (an application's own SIGURG handler) is left to its
-/// open.
+/// (`unix/open_interrupt.rs`), which ends its open with `EINTR`; the
+/// thread keeps the signal mask it inherited from the caller, so one that
+/// blocks SIGURG is not signalled. A thread neither releases (an
+/// application's own SIGURG handler, or SIGURG blocked in the calling
+/// thread) is left to its open, with a warning; when the other end can't
+/// be opened either, the give-up returns at once rather than trying on.
+/// (Another start of this process waiting on the same FIFO is released by
+/// the other end's instant too.)
 #[cfg(unix)]
 pub(crate) fn open(
     path: &std::path::Path,
@@ -177,6 +182,10 @@ pub(crate) fn open(
         }
     };
     let fifo = Arc::new(fifo);
+    // The thread inherits this thread's mask: SIGURG blocked here (an
+    // application that takes it from a `signalfd`, say) stays blocked
+    // there, and then it is not signalled.
+    let signal = !super::unix::open_interrupt::blocked_here();
     let given_up = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let thread = {
@@ -184,7 +193,6 @@ pub(crate) fn open(
         std::thread::Builder::new()
             .name("pkit-fifo-open".into())
             .spawn(move || {
-                super::unix::open_interrupt::accept_in_this_thread();
                 // A signal to the process that this thread took is no
                 // reason to stop waiting; the give-up's is.
                 let opened = loop {
@@ -217,10 +225,10 @@ pub(crate) fn open(
             continue;
         }
         given_up.store(true, Ordering::SeqCst);
-        if release(&fifo.name, flags, mode, &rx, &thread) {
+        if release(&fifo.name, flags, mode, signal, &rx, &thread) {
             let _ = thread.join();
         } else {
-            tracing::warn!(target: "pkit", path = %path.display(), "a FIFO's open could not be given up: its thread is left waiting for the other end");
+            tracing::warn!(target: "pkit", path = %path.display(), sigurg_blocked = !signal, "a FIFO's open could not be given up: its thread is left waiting for the other end");
         }
         let kind = if cancelled {
             io::ErrorKind::Interrupted
@@ -234,14 +242,17 @@ pub(crate) fn open(
 /// Makes the open's thread return: opens `name`'s other end for an
 /// instant, over and over (the thread may not be in its open yet: a
 /// writer's non-blocking open fails while no reader is there), and
-/// signals the thread too once that end can't be opened (then no longer
-/// tried) or has not released it within [`OTHER_END_FOR`]. Whether the
-/// thread's open returned within [`RELEASE_FOR`].
+/// signals the thread too (when `signal`: it does not block the signal)
+/// once that end can't be opened (then no longer tried) or has not
+/// released it within [`OTHER_END_FOR`]. Whether the thread's open
+/// returned within [`RELEASE_FOR`]; `false` at once when neither way can
+/// be used (the end can't be opened, and the signal not sent).
 #[cfg(unix)]
 fn release<T>(
     name: &std::path::Path,
     flags: rustix::fs::OFlags,
     mode: rustix::fs::Mode,
+    signal: bool,
     rx: &std::sync::mpsc::Receiver<T>,
     thread: &std::thread::JoinHandle<()>,
 ) -> bool {
@@ -265,15 +276,18 @@ fn release<T>(
                 Err(_) => other_end = false,
             }
         }
+        let mut signalled = false;
         if !other_end || began.elapsed() >= OTHER_END_FOR {
-            super::unix::open_interrupt::interrupt(thread);
+            signalled = signal && super::unix::open_interrupt::interrupt(thread);
         }
         let returned = !matches!(rx.recv_timeout(POLL), Err(RecvTimeoutError::Timeout));
         drop(unblock);
         if returned {
             return true;
         }
-        if began.elapsed() >= RELEASE_FOR {
+        // Nothing left to try: no other end, no signal (blocked, or an
+        // application's own handler).
+        if (!other_end && !signalled) || began.elapsed() >= RELEASE_FOR {
             return false;
         }
     }
