@@ -255,3 +255,54 @@ async fn a_stopped_program_gets_a_custom_ending_signal() {
     }
     suite.end().await;
 }
+
+/// A program that stops itself again on every SIGCONT still runs its
+/// SIGTERM trap (the kernel delivers the lower-numbered SIGTERM first); a
+/// job-control shell (`bash -m`) with a stopped job of its own process
+/// group ends within the grace, its job too.
+#[tokio::test]
+async fn sigcont_handlers_and_job_control_shells_at_a_shutdown() {
+    let suite = begin("sigcont_handlers_and_job_control_shells_at_a_shutdown").await;
+    let bash = std::path::Path::new("/bin/bash").exists();
+    for choice in mechanisms() {
+        let file = TempPath::new("rv20-restop");
+        let pidf = TempPath::new("rv20-restop-pid");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &sh(
+                    choice,
+                    "trap 'kill -STOP $$' CONT; trap 'echo term > \"$1\"; exit 7' TERM; \
+                     echo $$ > \"$2\"; kill -STOP $$; while :; do sleep 0.1 & wait $!; done",
+                )
+                .args([file.as_str(), pidf.as_str()]),
+            )
+            .unwrap();
+        let pid = pid_in_file(&pidf, "re-stopping").await;
+        wait_stopped(pid, &format!("{choice}")).await;
+        let report = bounded("re-stopping", g.shutdown(NEVER)).await.unwrap();
+        assert_eq!(report.killed(), 0, "{choice}: {report:?}");
+        let out = bounded("wait", p.wait()).await.unwrap();
+        assert_eq!(out.code(), Some(7), "{choice}: {out:?}");
+        if !bash {
+            continue;
+        }
+        let jobf = TempPath::new("rv20-job-pid");
+        let g = group(choice);
+        let p = g
+            .start(&cmd(choice, "bash").args([
+                "-mc",
+                "sleep 300 & echo $! > \"$1\"; kill -STOP $!; wait",
+                "bash",
+                jobf.as_str(),
+            ]))
+            .unwrap();
+        let job = pid_in_file(&jobf, "job").await;
+        wait_stopped(job, &format!("{choice}: job")).await;
+        let report = bounded("bash -m", g.shutdown(NEVER)).await.unwrap();
+        assert_eq!(report.killed(), 0, "{choice}: bash -m: {report:?}");
+        drop(p);
+        assert_gone(&[job], &format!("{choice}: bash -m's job")).await;
+    }
+    suite.end().await;
+}
