@@ -170,14 +170,11 @@ impl Group {
     /// sends after its signal): a member stopped by SIGSTOP or a terminal
     /// stop would otherwise hold its signal unhandled for the whole grace
     /// and then be killed. Not to a group the caller suspended (it stays as
-    /// [`suspend`](Self::suspend) left it), nor after a stop or SIGKILL.
+    /// [`suspend`](Self::suspend) left it), nor after signal 0, a stop
+    /// signal or SIGKILL (as a started process's own end).
     fn continue_stopped(&self, signal: Signal) {
         #[cfg(unix)]
-        if ![Signal::Kill, Signal::Stop, Signal::Cont, Signal::Tstp]
-            .iter()
-            .any(|s| s.as_raw() == signal.as_raw())
-            && !self.is_suspended()
-        {
+        if signal.continued_after() && !self.is_suspended() {
             let _ = self.container.signal(Signal::Cont.as_raw());
         }
         #[cfg(not(unix))]

@@ -124,6 +124,25 @@ impl Signal {
             .find(|s| s.as_raw() == n)
             .unwrap_or(Signal::Raw(n))
     }
+
+    /// Whether an end whose first signal is this one follows it with
+    /// SIGCONT, as timeout(1) does: a stopped process would otherwise hold
+    /// it unhandled for the whole grace and then be killed. Not after
+    /// nothing (0), SIGKILL, SIGCONT itself or a stop signal (the SIGCONT
+    /// would discard a pending SIGTSTP, SIGTTIN or SIGTTOU unhandled).
+    #[cfg(unix)]
+    pub(crate) fn continued_after(self) -> bool {
+        ![
+            0,
+            nums::SIGKILL,
+            nums::SIGCONT,
+            nums::SIGSTOP,
+            nums::SIGTSTP,
+            nums::SIGTTIN,
+            nums::SIGTTOU,
+        ]
+        .contains(&self.as_raw())
+    }
 }
 
 /// The signals `pkit run` catches and passes on (to its program, or to its

@@ -461,21 +461,11 @@ async fn signal_and_wait(
     left
 }
 
-/// Whether an end's first signal `sig` is followed by SIGCONT, as
-/// timeout(1) does: a stopped process would otherwise hold it unhandled
-/// for the whole grace and then be killed. Not after nothing (0), SIGKILL,
-/// SIGCONT itself or a stop signal.
+/// Whether an end's first signal `sig` is followed by SIGCONT (see
+/// [`Signal::continued_after`](crate::Signal::continued_after), which a
+/// group's shutdown follows too).
 fn continues(sig: i32) -> bool {
-    ![
-        0,
-        libc::SIGKILL,
-        libc::SIGCONT,
-        libc::SIGSTOP,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-    ]
-    .contains(&sig)
+    crate::Signal::Raw(sig).continued_after()
 }
 
 /// Sleeps until `deadline`, forever without one.
