@@ -192,6 +192,40 @@ async fn a_suspended_group_at_its_timeout_gets_the_signal_and_its_grace() {
     suite.end().await;
 }
 
+#[tokio::test]
+async fn a_suspended_group_at_a_process_shutdown_gets_the_signal_and_its_grace() {
+    let suite =
+        begin("a_suspended_group_at_a_process_shutdown_gets_the_signal_and_its_grace").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("dec08-susp-pshutdown");
+        let pidf = TempPath::new("dec08-susp-pshutdown-pid");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &sh(
+                    choice,
+                    "trap 'echo term > \"$1\"; exit 7' TERM; echo $$ > \"$2\"; \
+                     while :; do sleep 0.1; done",
+                )
+                .args([file.as_str(), pidf.as_str()]),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        pid_in_file(&pidf, "suspended").await;
+        g.suspend().await.unwrap();
+        let late = bounded("process shutdown in a suspended group", p.shutdown(NEVER))
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(!late, "{choice}: killed after the grace");
+        assert!(!g.is_suspended(), "{choice}: still reported suspended");
+        let out = bounded("wait", p.wait()).await.unwrap();
+        assert_eq!(out.code(), Some(7), "{choice}: {out:?}");
+        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+        assert_eq!(said, "term\n", "{choice}: the trap never ran");
+        g.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
 /// `n` bytes no shift of which repeats within 251.
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
