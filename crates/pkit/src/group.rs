@@ -36,7 +36,9 @@ use crate::sys::{
 /// # Ok(()) }
 /// ```
 pub struct Group {
-    container: Container,
+    /// Shared with its started processes' watches, which resume it when
+    /// an end's signal goes to a suspended group (see [`Group::suspend`]).
+    container: Arc<Container>,
     name: Option<String>,
     /// The name its lifecycle events carry, if any
     /// (see `GroupBuilder::log_name`).
@@ -53,7 +55,7 @@ impl Group {
         log_name: Option<Arc<str>>,
     ) -> Group {
         Group {
-            container,
+            container: Arc::new(container),
             name,
             log_name,
             scripted: Default::default(),
@@ -61,7 +63,7 @@ impl Group {
     }
 
     /// The group's OS container.
-    pub(crate) fn container(&self) -> &Container {
+    pub(crate) fn container(&self) -> &Arc<Container> {
         &self.container
     }
 
@@ -142,7 +144,10 @@ impl Group {
     /// pkit's group through its owner alone, as for [`signal`](Self::signal)),
     /// up to `grace` for them to exit, then SIGKILL to whatever is left,
     /// nested groups included; then the container is removed. The group
-    /// can't start processes afterwards.
+    /// can't start processes afterwards. On Unix, right after the signal the group
+    /// is continued (SIGCONT, as timeout(1) sends), and a group
+    /// [`suspend`](Self::suspend)ed is resumed (thawed, or SIGCONT) and no
+    /// longer suspended: its programs get their grace to handle the signal.
     /// On Windows each started process's console group gets a
     /// `CTRL_BREAK_EVENT` for SIGTERM (console programs only), then the
     /// grace, then the job is terminated; where no break can be sent (no
@@ -169,13 +174,20 @@ impl Group {
     /// After a shutdown's `signal`, SIGCONT to the group (as timeout(1)
     /// sends after its signal): a member stopped by SIGSTOP or a terminal
     /// stop would otherwise hold its signal unhandled for the whole grace
-    /// and then be killed. Not to a group the caller suspended (it stays as
-    /// [`suspend`](Self::suspend) left it), nor after signal 0, a stop
+    /// and then be killed. A group the caller suspended is resumed (thawed,
+    /// or SIGCONT), and no longer suspended. Not after signal 0, a stop
     /// signal or SIGKILL (as a started process's own end).
     fn continue_stopped(&self, signal: Signal) {
         #[cfg(unix)]
-        if signal.continued_after() && !self.is_suspended() {
-            let _ = self.container.signal(Signal::Cont.as_raw());
+        if signal.continued_after() {
+            // Checked and resumed under the container's own lock: a
+            // suspend racing this comes wholly before it or after.
+            if self.is_suspended() {
+                let _ = self.container.thaw_suspended();
+            }
+            if !self.is_suspended() {
+                let _ = self.container.signal(Signal::Cont.as_raw());
+            }
         }
         #[cfg(not(unix))]
         let _ = signal;
@@ -355,7 +367,14 @@ impl Group {
     /// thread created later, such as the one Windows starts in a console
     /// process to handle a Ctrl-Break, runs. While suspended, [`start`](Self::start)
     /// is refused (an [`Error::Spawn`] of kind `WouldBlock`), and
-    /// [`kill`](Self::kill) kills without resuming. Suspending a suspended
+    /// [`kill`](Self::kill) kills without resuming. An end that gives a
+    /// grace resumes the group right after its signal, as timeout(1)
+    /// does, so the programs can handle it (a frozen or stopped one would
+    /// hold it for the whole grace and then be killed): a
+    /// [`shutdown`](Self::shutdown), and on Unix a started process's end
+    /// with a grace ([`RunningProcess::shutdown`](crate::RunningProcess::shutdown),
+    /// its timeout or cancel token). The whole group runs again then, and
+    /// is no longer suspended. Suspending a suspended
     /// group does nothing. A closed group has nothing left to stop: it is
     /// only marked suspended, and this succeeds.
     ///

@@ -47,8 +47,9 @@ pub(crate) struct StartOpts {
     pub text_stdout: bool,
 }
 
-/// Starts `cmd` in `container`. Must be called within a Tokio runtime.
-pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Result<RunningProcess> {
+/// Starts `cmd` in `group`'s container. Must be called within a Tokio runtime.
+pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Result<RunningProcess> {
+    let container: &Container = group;
     let StartOpts {
         stream_lines,
         stdin: stdin_over,
@@ -118,6 +119,7 @@ pub(crate) fn start(container: &Container, cmd: &Spec, opts: StartOpts) -> Resul
         on_timeout: crate::timing::timeout_plan(cmd.timeout_signal, cmd.grace),
         on_cancel: crate::timing::timeout_plan(cmd.run.cancel_signal, cmd.run.cancel_grace),
         log: (&label, proc.program(), mechanism),
+        group: Arc::downgrade(group),
     };
     proc.watch = crate::watch::attach(&child, &proc.limit, pid, bounds, tree);
     if let Err(e) = wire(

@@ -109,9 +109,12 @@ impl RunningProcess {
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
         // A grace too long for the clock (`Duration::MAX`) is no bound.
         let deadline = crate::timing::deadline_after(grace);
+        let group = crate::watch::group(&self.watch);
         match crate::watch::tree(&self.watch) {
             Some(tree) => tree
-                .end(Some((Signal::Term.as_raw(), deadline)))
+                .end(Some((Signal::Term.as_raw(), deadline)), &|| {
+                    crate::watch::thaw(&group)
+                })
                 .await
                 .map_err(|e| Error::io(format!("{}: shutdown", self.program()), e)),
             None => {

@@ -12,7 +12,7 @@
 //! [`RunningProcess::wait`](crate::RunningProcess::wait) to report. The rest of the group runs on. The
 //! task runs whether or not anyone waits, and ends when the process does.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -21,7 +21,7 @@ use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
 use crate::pump::LimitFlag;
-use crate::sys::{ChildHandle, ProcTree, Signal};
+use crate::sys::{ChildHandle, Container, ProcTree, Signal};
 use crate::timing::{deadline_after, sleep_until_or_never};
 use tokio::time::Instant;
 
@@ -46,6 +46,8 @@ pub(crate) struct Watch {
     /// its sub-cgroup once empty.
     tree: Arc<ProcTree>,
     state: Arc<Mutex<State>>,
+    /// The group it was started in (see [`thaw`]).
+    group: Weak<Container>,
     task: Option<JoinHandle<()>>,
     /// What the task runs on, to start it again (see [`rearm`]).
     armed: Option<Arc<Armed>>,
@@ -71,6 +73,9 @@ pub(crate) struct Bounds<'a> {
     /// For the log: the command's name (made only when a bound is armed),
     /// the program, and the mechanism.
     pub log: LogSubject<'a>,
+    /// The group it was started in, resumed when an end's signal goes to
+    /// it while suspended (see [`thaw`]).
+    pub group: Weak<Container>,
 }
 
 /// What [`Bounds::log`] holds.
@@ -86,6 +91,7 @@ struct Armed {
     child: Arc<ChildHandle>,
     tree: Arc<ProcTree>,
     state: Arc<Mutex<State>>,
+    group: Weak<Container>,
     activity: Arc<LimitFlag>,
     deadline: Option<Instant>,
     start: Instant,
@@ -151,6 +157,7 @@ pub(crate) fn attach(
             child: child.clone(),
             tree: tree.clone(),
             state: state.clone(),
+            group: bounds.group.clone(),
             activity: activity.clone(),
             deadline,
             start: Instant::now(),
@@ -165,6 +172,7 @@ pub(crate) fn attach(
     Some(Watch {
         tree,
         state,
+        group: bounds.group,
         task,
         armed,
     })
@@ -239,7 +247,7 @@ async fn finishing(a: Arc<Armed>, deadline: Option<Instant>, signal: Option<i32>
         .mechanism(*mechanism);
     let done = match signal {
         Some(sig) => a.tree.end_after(sig, deadline).await,
-        None => a.tree.end(None).await,
+        None => a.tree.end(None, &|| ()).await,
     };
     let late = done.unwrap_or_else(|e| {
         crate::log::tree_not_ended(who, &e);
@@ -300,7 +308,8 @@ async fn watching(a: Arc<Armed>) {
     };
     // A subtree that could not be listed is not taken for ended
     // within the grace: its root was killed, the rest unknown.
-    let late = a.tree.end(first).await.unwrap_or_else(|e| {
+    let late = a.tree.end(first, &|| thaw(&a.group)).await;
+    let late = late.unwrap_or_else(|e| {
         crate::log::tree_not_ended(who, &e);
         true
     });
@@ -353,6 +362,27 @@ pub(crate) fn verdict(watch: &Option<Watch>) -> Option<Verdict> {
 /// The started process's subtree, when it has one.
 pub(crate) fn tree(watch: &Option<Watch>) -> Option<&ProcTree> {
     watch.as_ref().map(|w| &*w.tree)
+}
+
+/// What [`thaw`] resumes for the started process: its group (nothing
+/// without a watch).
+pub(crate) fn group(watch: &Option<Watch>) -> Weak<Container> {
+    watch.as_ref().map(|w| w.group.clone()).unwrap_or_default()
+}
+
+/// Run right after an end's signal went to a started process's subtree
+/// (one followed by SIGCONT: see [`ProcTree::end`]): a group the caller
+/// suspended is resumed and no longer suspended, so the signal is
+/// handled within the grace rather than held through it, under every
+/// mechanism alike (as [`Group::shutdown`](crate::Group::shutdown) does).
+/// Nothing once the group is gone.
+pub(crate) fn thaw(group: &Weak<Container>) {
+    #[cfg(unix)]
+    if let Some(c) = group.upgrade() {
+        let _ = c.thaw_suspended();
+    }
+    #[cfg(not(unix))]
+    let _ = group;
 }
 
 /// The outcome to report for a process that exited with `exited`: the

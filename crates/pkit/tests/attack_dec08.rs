@@ -11,11 +11,12 @@
 //! ([`a_stopped_program_at_its_timeout_gets_the_signal_and_its_grace`],
 //! [`a_stopped_program_at_a_shutdown_gets_the_signal_and_its_grace`],
 //! [`a_stopped_program_cancelled_gets_the_signal_and_its_grace`]);
-//! timeout(1) and `pkit run` send SIGCONT after the signal. Still open:
-//! a group the caller suspended is not resumed by a shutdown (any
-//! mechanism) nor by a started process's timeout (cgroup: the freeze
-//! holds; a process group is resumed by that SIGCONT), the two ignored
-//! tests. The rest passed when written.
+//! timeout(1) and `pkit run` send SIGCONT after the signal. A group the
+//! caller suspended was not resumed by a shutdown (any mechanism) nor by
+//! a started process's timeout (cgroup: the freeze held; a process group
+//! was resumed by that SIGCONT): both hung out the grace (thaw's fix: the
+//! end resumes the group after its signal, which is then no longer
+//! suspended). The rest passed when written.
 
 mod common;
 
@@ -126,7 +127,6 @@ async fn a_stopped_program_at_a_shutdown_gets_the_signal_and_its_grace() {
 }
 
 #[tokio::test]
-#[ignore = "attack11: shutdown of a suspended group neither resumes it: the SIGTERM waits out the whole grace, then SIGKILL"]
 async fn a_suspended_group_at_a_shutdown_gets_the_signal_and_its_grace() {
     let suite = begin("a_suspended_group_at_a_shutdown_gets_the_signal_and_its_grace").await;
     for choice in mechanisms() {
@@ -149,6 +149,7 @@ async fn a_suspended_group_at_a_shutdown_gets_the_signal_and_its_grace() {
             .await
             .unwrap_or_else(|e| panic!("{choice}: {e}"));
         assert_eq!(report.killed(), 0, "{choice}: {report:?}");
+        assert!(!g.is_suspended(), "{choice}: still reported suspended");
         let out = bounded("wait", p.wait()).await.unwrap();
         assert_eq!(out.code(), Some(7), "{choice}: {out:?}");
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -158,7 +159,6 @@ async fn a_suspended_group_at_a_shutdown_gets_the_signal_and_its_grace() {
 }
 
 #[tokio::test]
-#[ignore = "attack11: a timeout in a suspended group neither resumes it: the signal waits out the whole grace, then SIGKILL"]
 async fn a_suspended_group_at_its_timeout_gets_the_signal_and_its_grace() {
     let suite = begin("a_suspended_group_at_its_timeout_gets_the_signal_and_its_grace").await;
     for choice in mechanisms() {
@@ -184,6 +184,41 @@ async fn a_suspended_group_at_its_timeout_gets_the_signal_and_its_grace() {
             .unwrap_or_else(|e| panic!("{choice}: {e}"));
         assert!(out.timed_out(), "{choice}: {out:?}");
         assert!(!out.killed_after_grace(), "{choice}: {out:?}");
+        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+        assert_eq!(said, "term\n", "{choice}: the trap never ran");
+        assert!(!g.is_suspended(), "{choice}: still reported suspended");
+        g.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+#[tokio::test]
+async fn a_suspended_group_at_a_process_shutdown_gets_the_signal_and_its_grace() {
+    let suite =
+        begin("a_suspended_group_at_a_process_shutdown_gets_the_signal_and_its_grace").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("dec08-susp-pshutdown");
+        let pidf = TempPath::new("dec08-susp-pshutdown-pid");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &sh(
+                    choice,
+                    "trap 'echo term > \"$1\"; exit 7' TERM; echo $$ > \"$2\"; \
+                     while :; do sleep 0.1; done",
+                )
+                .args([file.as_str(), pidf.as_str()]),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        pid_in_file(&pidf, "suspended").await;
+        g.suspend().await.unwrap();
+        let late = bounded("process shutdown in a suspended group", p.shutdown(NEVER))
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(!late, "{choice}: killed after the grace");
+        assert!(!g.is_suspended(), "{choice}: still reported suspended");
+        let out = bounded("wait", p.wait()).await.unwrap();
+        assert_eq!(out.code(), Some(7), "{choice}: {out:?}");
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
         assert_eq!(said, "term\n", "{choice}: the trap never ran");
         g.close().await.unwrap();

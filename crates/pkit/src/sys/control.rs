@@ -100,6 +100,28 @@ impl Container {
         thawed
     }
 
+    /// Lets a group the caller suspended run again after an end's signal
+    /// went to it (or to a started process's subtree in it), as
+    /// [`resume`](Self::resume) does: the signal is then handled, not held
+    /// through the grace. Nothing for a group not suspended, or closed.
+    ///
+    /// It sends SIGCONT (a thaw or a process group's), so, like a signal
+    /// pass, it takes only `freezing`, never `lifecycle` (see there).
+    pub(crate) fn thaw_suspended(&self) -> io::Result<()> {
+        let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.suspended.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let thawed = match &self.kind {
+            _ if self.torn_down.load(Ordering::Acquire) => Ok(()),
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(cg) => cg.write_freeze(false),
+            Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGCONT),
+        };
+        self.suspended.store(false, Ordering::Release);
+        thawed
+    }
+
     pub(crate) fn is_suspended(&self) -> bool {
         self.suspended.load(Ordering::Acquire)
     }

@@ -158,6 +158,9 @@ impl ProcTree {
     /// and waits until every process of it has exited or `deadline`
     /// (`None`: no deadline) passes; then SIGKILLs whatever is left.
     /// Returns whether anything was left for SIGKILL after a signal.
+    /// `then` runs right after a signal that is followed by SIGCONT (see
+    /// [`continues`]) went out, before the wait: the group resumed, if the
+    /// caller suspended it.
     ///
     /// An error when the subtree could not be listed or reached (no
     /// descriptor free, under a cgroup not even the reserve's): the root
@@ -166,9 +169,10 @@ impl ProcTree {
     pub(crate) async fn end(
         &self,
         first: Option<(i32, Option<tokio::time::Instant>)>,
+        then: &(dyn Fn() + Send + Sync),
     ) -> std::io::Result<bool> {
         match first {
-            Some((sig, deadline)) => self.end_as(sig, sig, deadline).await,
+            Some((sig, deadline)) => self.end_as(sig, sig, deadline, then).await,
             None => self.kill().map(|()| false),
         }
     }
@@ -182,7 +186,7 @@ impl ProcTree {
         sig: i32,
         deadline: Option<tokio::time::Instant>,
     ) -> std::io::Result<bool> {
-        self.end_as(sig, 0, deadline).await
+        self.end_as(sig, 0, deadline, &|| ()).await
     }
 
     /// `end` with `sig` deciding who is waited for and `send` sent (0:
@@ -194,6 +198,7 @@ impl ProcTree {
         sig: i32,
         send: i32,
         deadline: Option<tokio::time::Instant>,
+        then: &(dyn Fn() + Send + Sync),
     ) -> std::io::Result<bool> {
         // Only a cgroup's listing tells apart whom the signal reaches.
         #[cfg(not(target_os = "linux"))]
@@ -244,6 +249,7 @@ impl ProcTree {
                 portable_signal(root, *pgid, pids, send);
                 if continues(send) {
                     portable_signal(root, *pgid, pids, libc::SIGCONT);
+                    then();
                 }
                 let left = || {
                     pids.iter()
@@ -274,6 +280,9 @@ impl ProcTree {
                     if continues(send) {
                         let _ = r.signal(libc::SIGCONT);
                     }
+                }
+                if continues(send) {
+                    then();
                 }
                 let root_fd = outside
                     .and_then(|r| r.pidfd())
@@ -307,12 +316,14 @@ impl ProcTree {
             } if pg_fds.is_none() => {
                 match Self::dir_pidfds(dir, leaves, tenure, root, Reach::of(sig)) {
                     Ok(fds) => {
-                        signal_and_wait(&fds.iter().collect::<Vec<_>>(), send, deadline).await
+                        let fds = fds.iter().collect::<Vec<_>>();
+                        signal_and_wait(&fds, send, deadline, then).await
                     }
                     Err(_) => {
                         listed = self.signal(send);
                         if continues(send) {
                             let _ = self.signal(libc::SIGCONT);
+                            then();
                         }
                         let ended = || Self::dir_ended(dir, leaves, tenure, root);
                         !super::nap::poll_until(ended, deadline).await
@@ -330,7 +341,7 @@ impl ProcTree {
                 });
                 let earlier = before.iter().flat_map(|b| &b.fds);
                 let fds: Vec<&OwnedFd> = reached.fds.iter().chain(earlier).collect();
-                signal_and_wait(&fds, send, deadline).await
+                signal_and_wait(&fds, send, deadline, then).await
             }
             #[cfg(not(target_os = "linux"))]
             ProcTree::Pgroup { .. } => unreachable!("off Linux every child is held by pid"),
@@ -431,12 +442,14 @@ impl ProcTree {
 
 /// Sends `sig` through each of `fds` (a subtree's pidfds), waits until
 /// every one has exited or `deadline` passes, then SIGKILLs them all;
-/// whether any was left for the SIGKILL.
+/// whether any was left for the SIGKILL. `then` runs after a signal
+/// followed by SIGCONT, before the wait (see [`ProcTree::end`]).
 #[cfg(target_os = "linux")]
 async fn signal_and_wait(
     fds: &[&OwnedFd],
     sig: i32,
     deadline: Option<tokio::time::Instant>,
+    then: &(dyn Fn() + Send + Sync),
 ) -> bool {
     for fd in fds {
         let _ = pidfd_signal(fd.as_fd(), sig);
@@ -445,6 +458,7 @@ async fn signal_and_wait(
         for fd in fds {
             let _ = pidfd_signal(fd.as_fd(), libc::SIGCONT);
         }
+        then();
     }
     let all = async {
         for fd in fds {
