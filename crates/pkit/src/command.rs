@@ -274,6 +274,9 @@ impl Command {
     /// [`Signal::Kill`] always kills at once (there is nothing to wait
     /// for). The grace ends early once every process of the tree has
     /// exited. Without a [`timeout`](Self::timeout) this does nothing.
+    /// On Unix the signal is followed by SIGCONT (as timeout(1) sends), so
+    /// a stopped program can handle it, and a [suspended](crate::Group::suspend)
+    /// group is resumed; not after signal 0, a stop signal or SIGKILL.
     ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {

@@ -86,7 +86,9 @@ impl RunningProcess {
     /// (see [`Group::shutdown`](crate::Group::shutdown)) the subtree is
     /// terminated at once and this returns `false` (nothing was asked to
     /// stop first). A `grace` too long for the clock (`Duration::MAX`)
-    /// waits without bound.
+    /// waits without bound. On Unix the SIGTERM is followed by SIGCONT (as
+    /// timeout(1) sends), so a stopped program can handle it, and a
+    /// [suspended](crate::Group::suspend) group is resumed.
     ///
     /// What the subtree is depends on the mechanism (as for
     /// [`kill_tree`](Self::kill_tree)). Under cgroup v2 it is the
