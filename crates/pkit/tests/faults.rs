@@ -823,12 +823,36 @@ async fn a_thaw_without_a_free_descriptor_takes_the_reserve() {
     end_exclusive(alone, "a_thaw_without_a_free_descriptor_takes_the_reserve").await;
 }
 
+/// A thread that, once a `pkit-fifo-open` thread waits in its open of
+/// `path` (not before: the thread would open the new FIFO), moves `other`
+/// over `path`, then cancels the token it returns (given to the start, so
+/// the give-up comes only after the swap, however loaded the machine);
+/// it returns whether the open was seen waiting (if not, it cancels after
+/// a long backstop without swapping).
+fn swap_then_give_up(
+    path: &std::path::Path,
+    other: &std::path::Path,
+) -> (std::thread::JoinHandle<bool>, pkit::CancelToken) {
+    let token = pkit::CancelToken::new();
+    let (path, other, cancel) = (path.to_owned(), other.to_owned(), token.clone());
+    let swap = std::thread::spawn(move || {
+        let waiting = wait_for_an_open_thread_in_open();
+        if waiting {
+            std::fs::rename(&other, &path).unwrap();
+        }
+        cancel.cancel();
+        waiting
+    });
+    (swap, token)
+}
+
 /// Without `/proc` (`Point::FifoProcFd`: the open and its give-up take the
 /// path), a stdin FIFO replaced during the wait: the give-up's open of the
 /// path reaches the new FIFO, which can't release the thread blocked on
 /// the old one, so the thread is signalled (`sys/unix/open_interrupt.rs`):
-/// the start fails as timed out, and neither the thread nor a descriptor
-/// is left once it returns.
+/// the start fails as given up (a cancel token, fired once the FIFO was
+/// replaced; a timeout's give-up is the same), and neither the thread nor
+/// a descriptor is left once it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread() {
     let alone = begin_exclusive().await;
@@ -849,19 +873,13 @@ async fn a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread() {
         // Another name for the first FIFO, to release a thread left on it.
         std::fs::hard_link(&path, &keep).unwrap();
         inject(Point::FifoProcFd, libc::ENOENT, u32::MAX);
-        let swap = {
-            let (path, other) = (path.clone(), other.clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                std::fs::rename(&other, &path).unwrap();
-            })
-        };
+        let (swap, token) = swap_then_give_up(&path, &other);
         let got = cmd(choice, "cat")
             .stdin_file(&path)
-            .timeout(Duration::from_secs(1))
+            .cancel_token(&token)
             .output()
             .await;
-        swap.join().unwrap();
+        let swapped = swap.join().unwrap();
         let left = open_threads();
         clear();
         if left > 0 {
@@ -872,8 +890,9 @@ async fn a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread() {
                 .open(&keep);
         }
         let _ = std::fs::remove_dir_all(dir.path());
-        let e = got.expect_err("timed out");
-        assert_eq!(e.kind(), ErrorKind::Io, "{choice}: {e}");
+        assert!(swapped, "{choice}: the FIFO's open never waited");
+        let e = got.expect_err("given up");
+        assert_eq!(e.kind(), ErrorKind::Cancelled, "{choice}: {e}");
         assert_eq!(left, 0, "{choice}: FIFO open threads left");
         clean(&format!("{choice}: FIFO without /proc"), &fds).await;
     }
@@ -941,19 +960,13 @@ async fn an_applications_sigurg_handler_is_left_alone() {
         }
         std::fs::hard_link(&path, &keep).unwrap();
         inject(Point::FifoProcFd, libc::ENOENT, u32::MAX);
-        let swap = {
-            let (path, other) = (path.clone(), other.clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                std::fs::rename(&other, &path).unwrap();
-            })
-        };
+        let (swap, token) = swap_then_give_up(&path, &other);
         let got = cmd(MechanismChoice::ProcessGroup, "cat")
             .stdin_file(&path)
-            .timeout(Duration::from_secs(1))
+            .cancel_token(&token)
             .output()
             .await;
-        swap.join().unwrap();
+        let swapped = swap.join().unwrap();
         clear();
         let left = open_threads();
         let kept = sigurg_handler() == mine;
@@ -970,7 +983,7 @@ async fn an_applications_sigurg_handler_is_left_alone() {
         }
         let _ = std::fs::remove_dir_all(dir.path());
         println!(
-            "SIGURG timed_out={} left={left} kept={kept} caught={caught} after={}",
+            "SIGURG swapped={swapped} given_up={} left={left} kept={kept} caught={caught} after={}",
             got.is_err(),
             open_threads()
         );
@@ -996,7 +1009,7 @@ async fn an_applications_sigurg_handler_is_left_alone() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("SIGURG timed_out=true left=1 kept=true caught=0 after=0"),
+        text.contains("SIGURG swapped=true given_up=true left=1 kept=true caught=0 after=0"),
         "{text}"
     );
     end_exclusive(alone, "an_applications_sigurg_handler_is_left_alone").await;

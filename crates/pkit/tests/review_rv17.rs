@@ -573,17 +573,19 @@ fn a_second_wait_keeps_the_first_answer() {
             .build()
             .unwrap();
         for choice in mechanisms() {
+            // Bounds long enough for a loaded machine's `sh` to print
+            // first (300 ms sometimes ended it before its `echo`).
             let cases: Vec<(&str, pkit::Command)> = vec![
                 ("exit 3", sh(choice, "echo out; exit 3")),
                 (
                     "grace",
                     sh(choice, "trap '' TERM; echo out; sleep 30")
-                        .timeout(Duration::from_millis(300))
+                        .timeout(Duration::from_secs(2))
                         .grace(Duration::from_millis(200)),
                 ),
                 (
                     "idle",
-                    sh(choice, "echo out; sleep 30").inactivity_timeout(Duration::from_millis(300)),
+                    sh(choice, "echo out; sleep 30").inactivity_timeout(Duration::from_secs(2)),
                 ),
             ];
             for (what, c) in cases {

@@ -81,10 +81,14 @@ fn unbounded_helper() {
                 .output()
         })
     };
-    // The SIGURG, a few times, to the thread in its open.
-    let until = Instant::now() + Duration::from_secs(1);
+    // The SIGURG, a few times (for a second, and until one went out: a
+    // loaded machine may be slow to bring the thread to its open), to the
+    // thread in its open.
+    let began = Instant::now();
     let mut sent = 0;
-    while Instant::now() < until {
+    while began.elapsed() < Duration::from_secs(1)
+        || (sent == 0 && began.elapsed() < Duration::from_secs(60))
+    {
         for tid in threads_in_openat() {
             // SAFETY: tgkill(2) of a thread of this process, a signal
             // whose handler (pkit's) does nothing.
@@ -95,14 +99,21 @@ fn unbounded_helper() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // A writer that writes a line and goes, for a start still waiting.
-    if let Ok(mut w) = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&inp)
-    {
-        use std::io::Write;
-        let _ = w.write_all(b"written\n");
+    // A writer that writes a line and goes, for a start still waiting
+    // (its non-blocking open fails while no reader is there: tried again
+    // until the start's open is, or the start has ended).
+    let began = Instant::now();
+    while !start.is_finished() && began.elapsed() < Duration::from_secs(60) {
+        if let Ok(mut w) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&inp)
+        {
+            use std::io::Write;
+            let _ = w.write_all(b"written\n");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let got = start.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

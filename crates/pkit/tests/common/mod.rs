@@ -603,6 +603,40 @@ pub fn in_suite(name: &'static str, f: impl FnOnce()) {
     rt.block_on(suite.end());
 }
 
+/// Waits (up to a minute, a backstop for a loaded machine) until one of
+/// this process's `pkit-fifo-open` threads is blocked in its `open`
+/// (`/proc/self/task/*/syscall`, asleep there); whether one was. A test that changes
+/// what the FIFO's name names must do it only then, or the thread opens
+/// the new file instead.
+pub fn wait_for_an_open_thread_in_open() -> bool {
+    let nrs: &[&str] = if cfg!(target_arch = "aarch64") {
+        &["56 "]
+    } else {
+        &["2 ", "257 "]
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let in_open = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .any(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim_end() == "pkit-fifo-open")
+                    && std::fs::read_to_string(t.path().join("syscall"))
+                        .is_ok_and(|s| nrs.iter().any(|nr| s.starts_with(nr)))
+                    // Asleep there (not preempted in its path's lookup).
+                    && std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                        s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'))
+                    })
+            });
+        if in_open {
+            return true;
+        }
+        std::thread::sleep(POLL);
+    }
+    false
+}
+
 /// This process's threads that open a FIFO for a start (pkit names them
 /// `pkit-fifo-open`).
 pub fn open_threads() -> usize {
