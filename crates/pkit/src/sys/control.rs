@@ -90,14 +90,7 @@ impl Container {
     pub(crate) async fn resume(&self) -> io::Result<()> {
         let _state = self.lifecycle.read().unwrap_or_else(|e| e.into_inner());
         let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
-        let thawed = match &self.kind {
-            _ if self.torn_down.load(Ordering::Acquire) => Ok(()),
-            #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) => cg.write_freeze(false),
-            Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGCONT),
-        };
-        self.suspended.store(false, Ordering::Release);
-        thawed
+        self.thaw_held()
     }
 
     /// Lets a group the caller suspended run again after an end's signal
@@ -112,6 +105,13 @@ impl Container {
         if !self.suspended.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.thaw_held()
+    }
+
+    /// Thaws the cgroup (or continues the process group), unless the group
+    /// is torn down, and marks it not suspended. The caller holds
+    /// `freezing`.
+    fn thaw_held(&self) -> io::Result<()> {
         let thawed = match &self.kind {
             _ if self.torn_down.load(Ordering::Acquire) => Ok(()),
             #[cfg(target_os = "linux")]
