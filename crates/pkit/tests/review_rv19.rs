@@ -201,6 +201,15 @@ fn a_dropped_capture_from_block_on_leaves_no_zombie_for_long() {
                 rt.block_on(sh(choice, "echo warm").output()).unwrap();
             }
             let before = snapshot();
+            // Children from before (the owner-death guard): not the runs'.
+            let kept: Vec<u32> = own_children().into_iter().map(|(pid, _)| pid).collect();
+            let runs_children = || -> Vec<u32> {
+                own_children()
+                    .into_iter()
+                    .map(|(pid, _)| pid)
+                    .filter(|pid| !kept.contains(pid))
+                    .collect()
+            };
             let mut right_after = 0;
             for choice in mechanisms() {
                 for _ in 0..20 {
@@ -210,10 +219,18 @@ fn a_dropped_capture_from_block_on_leaves_no_zombie_for_long() {
                     };
                     assert!(rt.block_on(run).is_err(), "{choice}: not cut short");
                     right_after += usize::from(!zombies().is_empty());
+                    // Until the child is gone altogether: right after the
+                    // drop it may still be dying (not yet a zombie), so "no
+                    // zombie" alone would pass too early.
                     let until = std::time::Instant::now() + Duration::from_secs(10);
-                    while !zombies().is_empty() && std::time::Instant::now() < until {
+                    while !runs_children().is_empty() && std::time::Instant::now() < until {
                         std::thread::sleep(Duration::from_millis(10));
                     }
+                    assert_eq!(
+                        runs_children(),
+                        Vec::<u32>::new(),
+                        "{choice}: a child stays"
+                    );
                     assert_eq!(zombies(), Vec::<u32>::new(), "{choice}: a zombie stays");
                 }
             }
