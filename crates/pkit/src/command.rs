@@ -275,8 +275,11 @@ impl Command {
     /// for). The grace ends early once every process of the tree has
     /// exited. Without a [`timeout`](Self::timeout) this does nothing.
     /// On Unix the signal is followed by SIGCONT (as timeout(1) sends), so
-    /// a stopped program can handle it, and a [suspended](crate::Group::suspend)
-    /// group is resumed; not after signal 0, a stop signal or SIGKILL.
+    /// a stopped program can handle it. A [suspended](crate::Group::suspend)
+    /// group is resumed right after the signal (on Windows after the
+    /// `CTRL_BREAK_EVENT`; where none can be sent the tree is terminated at
+    /// once and the group stays suspended); not after signal 0, a stop
+    /// signal or SIGKILL.
     ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {

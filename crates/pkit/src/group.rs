@@ -144,15 +144,16 @@ impl Group {
     /// pkit's group through its owner alone, as for [`signal`](Self::signal)),
     /// up to `grace` for them to exit, then SIGKILL to whatever is left,
     /// nested groups included; then the container is removed. The group
-    /// can't start processes afterwards. On Unix, right after the signal the group
-    /// is continued (SIGCONT, as timeout(1) sends), and a group
-    /// [`suspend`](Self::suspend)ed is resumed (thawed, or SIGCONT) and no
-    /// longer suspended: its programs get their grace to handle the signal.
+    /// can't start processes afterwards. Right after the signal a group
+    /// [`suspend`](Self::suspend)ed is resumed (thawed, SIGCONT, or on
+    /// Windows each process it suspended resumed) and no longer suspended:
+    /// its programs get their grace to handle the signal. On Unix the group
+    /// is also continued (SIGCONT, as timeout(1) sends).
     /// On Windows each started process's console group gets a
     /// `CTRL_BREAK_EVENT` for SIGTERM (console programs only), then the
     /// grace, then the job is terminated; where no break can be sent (no
     /// console, GUI programs only, Wine) it is terminated at once, every
-    /// process counted as killed.
+    /// process counted as killed, and nothing is resumed.
     ///
     /// Any `grace` is accepted: one too long for the clock
     /// (`Duration::MAX`) waits for the processes without bound.
@@ -176,7 +177,10 @@ impl Group {
     /// stop would otherwise hold its signal unhandled for the whole grace
     /// and then be killed. A group the caller suspended is resumed (thawed,
     /// or SIGCONT), and no longer suspended. Not after signal 0, a stop
-    /// signal or SIGKILL (as a started process's own end).
+    /// signal or SIGKILL (as a started process's own end). On Windows,
+    /// after a break (SIGTERM, SIGINT), a suspended group's processes are
+    /// resumed and it is no longer suspended; Windows has no SIGCONT to
+    /// send (what [`Signal::Stop`] holds stays held until [`Signal::Cont`]).
     fn continue_stopped(&self, signal: Signal) {
         #[cfg(unix)]
         if signal.continued_after() {
@@ -190,7 +194,9 @@ impl Group {
             }
         }
         #[cfg(not(unix))]
-        let _ = signal;
+        if signal.continued_after() {
+            let _ = self.container.thaw_suspended();
+        }
     }
 
     /// [`shutdown`](Self::shutdown) with `signal` in place of SIGTERM (a
@@ -371,10 +377,12 @@ impl Group {
     /// grace resumes the group right after its signal, as timeout(1)
     /// does, so the programs can handle it (a frozen or stopped one would
     /// hold it for the whole grace and then be killed): a
-    /// [`shutdown`](Self::shutdown), and on Unix a started process's end
+    /// [`shutdown`](Self::shutdown), and a started process's end
     /// with a grace ([`RunningProcess::shutdown`](crate::RunningProcess::shutdown),
     /// its timeout or cancel token). The whole group runs again then, and
-    /// is no longer suspended. Suspending a suspended
+    /// is no longer suspended. (On Windows that signal is a
+    /// `CTRL_BREAK_EVENT`: where none can be sent, the end is a termination
+    /// at once, which resumes nothing, as a kill.) Suspending a suspended
     /// group does nothing. A closed group has nothing left to stop: it is
     /// only marked suspended, and this succeeds.
     ///

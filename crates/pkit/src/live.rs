@@ -87,8 +87,10 @@ impl RunningProcess {
     /// terminated at once and this returns `false` (nothing was asked to
     /// stop first). A `grace` too long for the clock (`Duration::MAX`)
     /// waits without bound. On Unix the SIGTERM is followed by SIGCONT (as
-    /// timeout(1) sends), so a stopped program can handle it, and a
-    /// [suspended](crate::Group::suspend) group is resumed.
+    /// timeout(1) sends), so a stopped program can handle it. A
+    /// [suspended](crate::Group::suspend) group is resumed right after the
+    /// SIGTERM or the break, and is no longer suspended (not when no break
+    /// could be sent: the termination resumes nothing).
     ///
     /// What the subtree is depends on the mechanism (as for
     /// [`kill_tree`](Self::kill_tree)). Under cgroup v2 it is the

@@ -371,18 +371,16 @@ pub(crate) fn group(watch: &Option<Watch>) -> Weak<Container> {
 }
 
 /// Run right after an end's signal went to a started process's subtree
-/// (one followed by SIGCONT: see [`ProcTree::end`]): a group the caller
+/// (on Unix one followed by SIGCONT, on Windows a CTRL_BREAK: see
+/// [`ProcTree::end`]): a group the caller
 /// suspended is resumed and no longer suspended, so the signal is
 /// handled within the grace rather than held through it, under every
 /// mechanism alike (as [`Group::shutdown`](crate::Group::shutdown) does).
 /// Nothing once the group is gone.
 pub(crate) fn thaw(group: &Weak<Container>) {
-    #[cfg(unix)]
     if let Some(c) = group.upgrade() {
         let _ = c.thaw_suspended();
     }
-    #[cfg(not(unix))]
-    let _ = group;
 }
 
 /// The outcome to report for a process that exited with `exited`: the

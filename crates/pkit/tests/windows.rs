@@ -120,6 +120,29 @@ fn helper() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        "tidy" => {
+            // A console program whose CTRL_BREAK handler only raises a
+            // flag: the main thread sees it, writes CLEAN to the file
+            // `MARK` names and exits 0. Windows runs a handler in a thread
+            // it creates for the break, which a suspension made before
+            // does not hold: the cleanup (the main thread) it does hold.
+            // SAFETY: installs a handler routine that lives as long as the
+            // program (a plain function).
+            let ok = unsafe {
+                windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(on_break_flag), 1)
+            };
+            assert_ne!(ok, 0, "SetConsoleCtrlHandler failed");
+            writeln!(out.lock(), "READY").unwrap();
+            out.lock().flush().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while Instant::now() < deadline {
+                if BROKEN.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::fs::write(std::env::var(MARK).unwrap(), "CLEAN").unwrap();
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         "count_parent" => {
             // A `count` grandchild of the test (its output is this
             // process's), then sleeps.
@@ -348,6 +371,19 @@ unsafe extern "system" fn on_break_exit(event: u32) -> windows_sys::core::BOOL {
     let _ = writeln!(out, "BREAK {event}");
     let _ = out.flush();
     std::process::exit(42);
+}
+
+/// Raised by the `tidy` helper's handler.
+static BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Env var naming the file a `tidy` helper writes as it ends.
+const MARK: &str = "PKIT_WIN_MARK";
+
+/// The `tidy` helper's handler: raises [`BROKEN`], and the event is
+/// handled (the main thread ends the program).
+unsafe extern "system" fn on_break_flag(_event: u32) -> windows_sys::core::BOOL {
+    BROKEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    1
 }
 
 /// The `stubborn` helper's handler: the event is handled, nothing done.
@@ -965,6 +1001,131 @@ async fn a_suspended_group_can_be_killed() {
         .unwrap();
     assert_eq!(out.signal(), Some(9), "{out:?}");
     assert!(group.is_suspended(), "a kill does not resume the group");
+}
+
+/// Where a `tidy` helper writes as it ends; removed on drop.
+struct Mark(std::path::PathBuf);
+
+impl Mark {
+    fn new(what: &str) -> Mark {
+        let path = std::env::temp_dir().join(format!("pkit-tidy-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Mark(path)
+    }
+
+    /// What the helper wrote, if it did.
+    fn read(&self) -> Option<String> {
+        std::fs::read_to_string(&self.0).ok()
+    }
+}
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A `tidy` helper writing to `mark`, as `cmd` builds it from this
+/// binary, once its handler is installed.
+async fn tidy(
+    group: &Group,
+    mark: &Mark,
+    cmd: impl FnOnce(Command) -> Command,
+) -> pkit::RunningProcess {
+    let mut p = group
+        .start(&cmd(me("tidy").env(MARK, &mark.0).stream_lines()))
+        .unwrap();
+    ready(&mut p).await;
+    p
+}
+
+/// A suspended group's shutdown sends the break, then resumes the group:
+/// the program handles the break within the grace (before, a suspended
+/// program sat through the whole grace and was terminated at its end,
+/// its cleanup never run). Under Wine no break can be sent: the shutdown
+/// terminates the suspended program at once, and that is what is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_groups_shutdown_resumes_it_for_the_grace() {
+    let group = Group::new().unwrap();
+    let mark = Mark::new("shutdown");
+    let mut p = tidy(&group, &mark, |c| c).await;
+    group.suspend().await.unwrap();
+    let report = group.shutdown(Duration::from_secs(60)).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("the process ended")
+        .unwrap();
+    match no_break_here() {
+        None => {
+            assert_eq!(report.killed(), 0, "{report:?}");
+            assert_eq!(report.exited_in_grace(), 1, "{report:?}");
+            assert_eq!(out.code(), Some(0), "{out:?}");
+            assert_eq!(mark.read().as_deref(), Some("CLEAN"), "{out:?}");
+            assert!(!group.is_suspended(), "the shutdown resumed the group");
+        }
+        Some(why) => {
+            println!("no break delivered ({why}): checking the fallback, straight to termination");
+            assert_eq!(report.killed(), 1, "{report:?}");
+            assert!(report.elapsed() < Duration::from_secs(50), "{report:?}");
+            assert_eq!(out.signal(), Some(9), "{out:?}");
+            assert_eq!(mark.read(), None, "{out:?}");
+        }
+    }
+}
+
+/// A started process's end with a grace in a suspended group (its own
+/// shutdown, its cancel token) sends the break to its tree, then resumes
+/// the whole group, as on Unix: the program cleans up and exits within
+/// the grace, another of the group runs on, and the group is no longer
+/// suspended. Under Wine no break can be sent: the process is terminated
+/// at once, and the group, like a killed one, stays suspended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_groups_process_ends_resume_it_for_the_grace() {
+    let group = Group::new().unwrap();
+    let mut counter = group.start(&me("count").stream_lines()).unwrap();
+    let mut lines = counter.lines();
+    let first = next_count(&mut lines).await;
+    let token = pkit::CancelToken::new();
+    let (shut, cancelled) = (Mark::new("process"), Mark::new("cancel"));
+    let mut a = tidy(&group, &shut, |c| c).await;
+    let mut b = tidy(&group, &cancelled, |c| {
+        c.cancel_token(&token).cancel_grace(Duration::from_secs(60))
+    })
+    .await;
+    group.suspend().await.unwrap();
+    let last = assert_stopped(&mut lines, first).await;
+    let killed = a.shutdown(Duration::from_secs(60)).await.unwrap();
+    let out = a.wait().await.unwrap();
+    assert!(!killed, "{out:?}");
+    match no_break_here() {
+        None => {
+            assert_eq!(out.code(), Some(0), "{out:?}");
+            assert_eq!(shut.read().as_deref(), Some("CLEAN"), "{out:?}");
+            assert!(!group.is_suspended(), "the end resumed the group");
+            let again = next_count(&mut lines).await;
+            assert!(again > last, "counted {again} after {last}");
+            // Suspended again: a cancelled process gets its grace too.
+            group.suspend().await.unwrap();
+            token.cancel();
+            let err = b.wait().await.unwrap_err();
+            assert!(err.is_cancelled(), "{err:?}");
+            assert_eq!(cancelled.read().as_deref(), Some("CLEAN"), "{err:?}");
+            assert!(!group.is_suspended(), "the cancel resumed the group");
+        }
+        Some(why) => {
+            println!("no break delivered ({why}): checking the fallback, straight to termination");
+            assert_eq!(out.signal(), Some(9), "{out:?}");
+            assert_eq!(shut.read(), None, "{out:?}");
+            assert!(group.is_suspended(), "a termination resumes nothing");
+            assert_stopped(&mut lines, last).await;
+            token.cancel();
+            let err = b.wait().await.unwrap_err();
+            assert!(err.is_cancelled(), "{err:?}");
+            assert_eq!(cancelled.read(), None, "{err:?}");
+            assert!(group.is_suspended(), "a termination resumes nothing");
+        }
+    }
+    kill_and_wait(&group, &mut counter).await;
 }
 
 /// Kills the group and waits for `p`, killed.

@@ -130,7 +130,10 @@ impl Signal {
     /// it unhandled for the whole grace and then be killed. Not after
     /// nothing (0), SIGKILL, SIGCONT itself or a stop signal (the SIGCONT
     /// would discard a pending SIGTSTP, SIGTTIN or SIGTTOU unhandled).
-    #[cfg(unix)]
+    /// On Windows, which sends no SIGCONT, whether a group the caller
+    /// suspended is resumed after it: true of the two that go as a
+    /// CTRL_BREAK (SIGTERM, SIGINT), false of SIGKILL, SIGSTOP and
+    /// SIGCONT (the rest can't be sent there at all).
     pub(crate) fn continued_after(self) -> bool {
         ![
             0,

@@ -28,9 +28,10 @@ pub(crate) struct Container {
     torn_down: AtomicBool,
     /// Set once a teardown has completed.
     finished: AtomicBool,
-    /// While the group is suspended (set and taken under the lifecycle
-    /// lock): the processes suspended, which a resumption resumes (and no
-    /// other). Starts are refused meanwhile.
+    /// While the group is suspended (set under the lifecycle lock; taken
+    /// under it by `resume`, without it after an end's break: see
+    /// `thaw_suspended`): the processes suspended, which a resumption
+    /// resumes (and no other). Starts are refused meanwhile.
     suspended: Mutex<Option<Vec<OwnedHandle>>>,
     /// What `Signal::Stop` to the group holds suspended, until
     /// `Signal::Cont` resumes exactly these: a hold of its own, apart from
@@ -366,12 +367,24 @@ impl Container {
     /// the close terminates the processes, suspended or not.
     pub(crate) async fn resume(&self) -> io::Result<()> {
         let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
-        let taken = self
-            .suspended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match taken {
+        self.thaw_suspended()
+    }
+
+    /// Lets a group the caller suspended run again after a break went to
+    /// it (or to a started process's subtree in it), as
+    /// [`resume`](Self::resume) does: its programs then handle the break
+    /// within their grace, rather than sit suspended through it and be
+    /// terminated at its end. Nothing for a group not suspended; a closed
+    /// group's mark is lifted and nothing resumed.
+    ///
+    /// It takes only `suspended`'s lock, held while the processes are
+    /// resumed (a shutdown and a started process's end call it, as the
+    /// Unix backend's, without the lifecycle lock): a suspension racing
+    /// it, which holds that lock while it suspends, comes wholly before
+    /// it (and is undone) or after it (and stands).
+    pub(crate) fn thaw_suspended(&self) -> io::Result<()> {
+        let mut suspended = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
+        match suspended.take() {
             Some(held) if !self.is_closed() => suspend::resume(held),
             _ => Ok(()),
         }

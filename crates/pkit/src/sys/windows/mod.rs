@@ -16,7 +16,10 @@
 //!
 //! A group's suspension, and `Signal::Stop`/`Signal::Cont` to the group
 //! or to a started process's tree, suspend every process of the job one by
-//! one (`suspend.rs`); each of the three holds its own suspensions.
+//! one (`suspend.rs`); each of the three holds its own suspensions. A
+//! graceful stop of a suspended group (its shutdown, or a started
+//! process's end with a grace) resumes the group's suspension right after
+//! the break, so the programs can handle it within the grace.
 //!
 //! What Windows can't do is refused with a typed error, never skipped:
 //! other signals, the Unix spawn options, and caps the job

@@ -91,14 +91,14 @@ impl ProcTree {
     /// left for termination after a break. Where no break can be sent (see
     /// `ctrl.rs`), or for any other signal, it is terminated at once and
     /// `false` is returned (nothing was asked to stop first).
-    /// `then` is not run: Windows sends no SIGCONT (the Unix tree's
-    /// `end` runs it after one).
+    /// `then` runs right after a break went out, before the wait (the
+    /// group resumed, if the caller suspended it, as the Unix tree's `end`
+    /// runs it after its signal and SIGCONT); never when none did.
     pub(crate) async fn end(
         &self,
         first: Option<(i32, Option<tokio::time::Instant>)>,
         then: &(dyn Fn() + Send + Sync),
     ) -> std::io::Result<bool> {
-        let _ = then;
         let sent = match first {
             Some((sig, deadline)) if ctrl::is_break(sig) => {
                 self.send_break().ok().map(|()| deadline)
@@ -109,6 +109,7 @@ impl ProcTree {
             self.kill()?;
             return Ok(false);
         };
+        then();
         self.wait_then_kill(deadline).await
     }
 
