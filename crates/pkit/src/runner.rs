@@ -296,6 +296,31 @@ pub(crate) async fn run_contained(
     run_in(builder.build()?, cmd, text).await
 }
 
+/// Reaps a run's child when dropped, if it has exited, rather than leaving
+/// that to the drop of the last share of its handle: the worker that saw
+/// the exit may hold one a little longer (its kept registration, see
+/// `RunningProcess::wait_aside`). `run_in` drops it last, after its group,
+/// at whichever return: a run that ends, is cancelled or fails after the
+/// start returns with its child reaped.
+#[derive(Default)]
+struct ReapAtEnd(Option<crate::child::Child>);
+
+impl ReapAtEnd {
+    /// Makes the drop reap `child` (a share of its handle, not a system
+    /// call).
+    fn arm(&mut self, child: &crate::child::Child) {
+        self.0 = Some(child.clone());
+    }
+}
+
+impl Drop for ReapAtEnd {
+    fn drop(&mut self) {
+        if let Some(child) = &self.0 {
+            child.reap_if_exited();
+        }
+    }
+}
+
 /// `proc`'s log subject, labelled `label`.
 fn who<'a>(proc: &'a RunningProcess, label: &'a str) -> crate::log::Subject<'a> {
     crate::log::Subject::new(proc.program(), label)
@@ -319,14 +344,20 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
             program: cmd.display_name(),
         });
     }
+    // Declared before `group` and `proc`, so dropped after both: every
+    // return from here on (an error's included) reaps the child once the
+    // group is gone, if it has exited.
+    let mut reap = ReapAtEnd::default();
     // Dropping this future drops `group` (and `proc`): the tree is killed
     // synchronously and the container removed.
+    let group = group;
     // A verb has no consumer for a line stream: it captures instead.
     let opts = StartOpts {
         text_stdout: text,
         ..Default::default()
     };
     let mut proc = group.start_with(&cmd.spec, opts)?;
+    reap.arm(&proc.child);
     bounds.timeout = crate::timing::left_of(bounds.timeout, began);
     // Nobody can write to a verb's piped stdin: end of file at once.
     drop(proc.take_stdin());
@@ -365,9 +396,6 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
         if end_group(&group, true, signal, grace).await? {
             crate::log::killed_after_grace(who());
         }
-        // As below: the worker that awaits the exit may hold a share of
-        // the child past this return.
-        proc.child.reap_if_exited();
         return Err(Error::Cancelled {
             program: cmd.display_name(),
         });
@@ -392,10 +420,6 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     out.oom_killed = oom_before.is_some_and(|n| n > 0);
     out.killed_after_grace = killed_after_grace;
     out.inactivity_timed_out = inactive;
-    // Reaped here, not by the drop of the last share of the child: the
-    // worker that saw the exit may hold one a little longer (its kept
-    // registration, see `RunningProcess::wait_aside`).
-    proc.child.reap_if_exited();
     let out = proc.check_input(out)?;
     proc.check_limit(out)
 }

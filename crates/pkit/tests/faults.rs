@@ -1014,3 +1014,72 @@ async fn an_applications_sigurg_handler_is_left_alone() {
     );
     end_exclusive(alone, "an_applications_sigurg_handler_is_left_alone").await;
 }
+
+/// A one-shot run whose group's end fails after its program has exited
+/// (a capped cgroup whose `rmdir`, `cgroup.kill` and thaw are refused:
+/// the close's kill pass fails) returns that error with its child reaped,
+/// as a run that ends well does. Awaited from a multi-thread runtime's
+/// `block_on`, where the worker that saw the exit may hold a share of the
+/// child past the return. Before: `run_in` reaped only on its normal end
+/// and its cancel branch, and the early return left the child a zombie of
+/// this process (until that worker let go).
+#[test]
+fn a_run_whose_group_end_fails_returns_with_its_child_reaped() {
+    let name = "a_run_whose_group_end_fails_returns_with_its_child_reaped";
+    let check = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let alone = check.block_on(begin_exclusive());
+    if !cgroup_usable() {
+        skipped(name, "no cgroup v2 here");
+        check.block_on(end_exclusive(alone, name));
+        return;
+    }
+    let fds = check.block_on(warm());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let zombies = || {
+        own_children()
+            .into_iter()
+            .filter(|(_, s)| s.is_some_and(|s| s.state == 'Z'))
+            .map(|(pid, _)| pid)
+            .collect::<Vec<u32>>()
+    };
+    let mut left = Vec::new();
+    for i in 0..400 {
+        let g = rt.block_on(async {
+            Group::builder()
+                .mechanism(MechanismChoice::Cgroup)
+                .memory_max(1 << 30)
+                .build()
+                .unwrap()
+        });
+        let dir = cgroup_dir(&g).unwrap();
+        for point in [Point::Rmdir, Point::CgroupKill, Point::Thaw] {
+            inject(point, libc::EIO, u32::MAX);
+        }
+        let run = rt.block_on(g.output(&Command::new("true")));
+        let found = zombies();
+        clear();
+        let err = run.expect_err("the group's end was made to fail");
+        if !found.is_empty() {
+            left.push((i, found));
+        }
+        if i == 0 {
+            eprintln!("{name}: the run's error: {err}");
+        }
+        check.block_on(assert_dir_gone(&dir));
+        check.block_on(clean(&format!("{name}: run {i}"), &fds));
+    }
+    drop(rt);
+    assert_eq!(
+        left,
+        Vec::new(),
+        "runs that returned with a zombie child of ours (run, pids)"
+    );
+    check.block_on(end_exclusive(alone, name));
+}

@@ -642,6 +642,69 @@ fn corrupt_and_future_cassettes_are_clear_errors() {
     assert!(err.to_string().starts_with("reading the cassette"), "{err}");
 }
 
+/// A signal number no process can be ended by (0, negative, past 64,
+/// Linux's `SIGRTMAX`) and a format below 1 are corrupt cassettes, each
+/// an `InvalidData` error naming the field; the signals 1 and 64 and the
+/// formats 1 to 3 load. Before, all of them loaded (and a replay gave
+/// `Signalled(-9)`).
+#[test]
+fn impossible_signals_and_format_0_are_refused_naming_the_field() {
+    let path = TempPath::new("cassette-bad-outcome.json");
+    let cassette = |format: i64, outcome: &str| {
+        format!(
+            r#"{{"format": {format}, "runs": [{{"program": "tool", "args": [], "cwd": null,
+            "env_names": [], "outcome": {outcome}, "stdout": "", "stderr": "",
+            "stdout_total_bytes": 0, "stderr_total_bytes": 0}}]}}"#
+        )
+    };
+    let refused = |text: String, says: &str| {
+        std::fs::write(path.path(), &text).unwrap();
+        match RecordReplay::replay(path.path()) {
+            Err(pkit::Error::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::InvalidData, "{text}");
+                assert!(source.to_string().contains(says), "{text}: {source}");
+            }
+            Err(e) => panic!("{text}: {e:?}"),
+            Ok(r) => panic!("{text}: loaded as {r:?}"),
+        }
+    };
+    for sig in [0, -9, -1, 65, 1000, i32::MIN, i32::MAX] {
+        refused(
+            cassette(3, &format!(r#"{{"signalled": {sig}}}"#)),
+            &format!(r#"corrupt cassette: runs[0].outcome: "signalled": {sig} is no signal"#),
+        );
+    }
+    refused(
+        cassette(0, r#"{"exited": 0}"#),
+        "not a cassette (format 0: the cassette formats are 1 to 3)",
+    );
+    refused(
+        r#"{"format": 0, "runs": []}"#.to_string(),
+        "not a cassette (format 0",
+    );
+    for (format, outcome) in [
+        (1, r#"{"signalled": 1}"#),
+        (2, r#"{"signalled": 64}"#),
+        (3, r#"{"signalled": 9}"#),
+        (3, r#"{"exited": -1}"#),
+        (1, r#""timed_out""#),
+    ] {
+        std::fs::write(path.path(), cassette(format, outcome)).unwrap();
+        let replay = RecordReplay::replay(path.path())
+            .unwrap_or_else(|e| panic!("format {format}, {outcome}: {e}"));
+        assert_eq!(replay.len(), 1);
+    }
+    // A run past a good one is named by its own place.
+    let two = cassette(3, r#"{"signalled": 15}"#).replace(
+        "}]}",
+        r#"}, {"program": "b", "args": [], "cwd": null, "env_names": [],
+        "outcome": {"signalled": 99}, "stdout": "", "stderr": "",
+        "stdout_total_bytes": 0, "stderr_total_bytes": 0}]}"#,
+    );
+    refused(two, "runs[1].outcome");
+    std::fs::remove_file(path.path()).unwrap();
+}
+
 /// An argument object other than `{"secret": true}` is refused, naming
 /// its place: never read as a secret (or as anything else).
 #[test]

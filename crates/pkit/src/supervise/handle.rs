@@ -45,7 +45,7 @@ impl EventSender {
             let mut s = self.0.lock();
             if s.events.len() >= EVENT_BUFFER {
                 s.events.pop_front();
-                s.dropped += 1;
+                s.dropped = s.dropped.saturating_add(1);
             }
             s.events.push_back(event);
         }

@@ -50,7 +50,8 @@ pub struct SupervisionOutcome {
     /// The error of the last run when it had no `Output`: it could not
     /// start, or waiting for it failed.
     pub final_error: Option<Error>,
-    /// How many times the command was started again after its first run.
+    /// How many times the command was started again after its first run
+    /// (it stops at `u32::MAX`, never wraps).
     pub restarts: u32,
     /// Whether the last run failed its readiness check (see
     /// [`Supervisor::ready_when_line`] and the like). Such a run is a

@@ -275,7 +275,7 @@ pub(super) async fn supervise(
         if lp.stop.is_cancelled() {
             break StopReason::StopRequested;
         }
-        let end = lp.one_run(restarts + 1).await?;
+        let end = lp.one_run(one_more(restarts)).await?;
         let ended = Instant::now();
         if let Some(reason) = end.interrupted {
             last = Some(end);
@@ -310,7 +310,7 @@ pub(super) async fn supervise(
             pause = lp.sup.initial;
         } else {
             pause = backoff(&lp.sup, consecutive);
-            consecutive = consecutive.saturating_add(1);
+            consecutive = one_more(consecutive);
             // Counted only for the guard, if it is on.
             storm = lp.sup.storm_pause.is_some() && crashes.storm_after(ended);
         }
@@ -329,7 +329,7 @@ pub(super) async fn supervise(
             Wake::Cancelled => break StopReason::Cancelled,
             Wake::Stop => break StopReason::StopRequested,
         }
-        restarts += 1;
+        restarts = one_more(restarts);
         log::restart(&lp.name, restarts, pause);
     };
     log::supervisor_stopped(&lp.name, stopped.as_str(), restarts);
@@ -349,6 +349,14 @@ pub(super) async fn supervise(
         final_unhealthy,
         final_crashed,
     })
+}
+
+/// `n` counted up by one, saturating: a supervision that has restarted its
+/// command `u32::MAX` times (years of quick crashes) goes on saying so,
+/// where a wrap would report 0 restarts and number the next run 0 (and a
+/// debug build would panic).
+fn one_more(n: u32) -> u32 {
+    n.saturating_add(1)
 }
 
 /// The pause after the `n`th consecutive crash (0-based), before jitter.
@@ -452,5 +460,20 @@ fn capped_jitter(pause: Duration, jitter: f64, max: Duration) -> Duration {
         max.saturating_sub(p - max)
     } else {
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_more;
+
+    #[test]
+    fn the_restart_counts_saturate_instead_of_wrapping() {
+        assert_eq!(one_more(0), 1);
+        assert_eq!(one_more(41), 42);
+        assert_eq!(one_more(u32::MAX - 1), u32::MAX);
+        // The run after the last countable restart keeps the top number.
+        assert_eq!(one_more(u32::MAX), u32::MAX);
+        assert_eq!(one_more(one_more(u32::MAX)), u32::MAX);
     }
 }

@@ -134,9 +134,10 @@ struct State {
 ///
 /// **Format.** A JSON object: `"format"` and `"runs"`, each run with
 /// `program`, `args`, `cwd`, `env_names`, `outcome` (`{"exited": 0}`,
-/// `{"signalled": 9}` or `"timed_out"`), `inactivity_timed_out` (only
-/// when true), `stdout`, `stderr` (a string when UTF-8, else an array of
-/// bytes), `stdout_total_bytes` and `stderr_total_bytes`. Format 2 adds,
+/// `{"signalled": 9}` with a signal 1 to 64, or `"timed_out"`),
+/// `inactivity_timed_out` (only when true), `stdout`, `stderr` (a string
+/// when UTF-8, else an array of bytes), `stdout_total_bytes` and
+/// `stderr_total_bytes`. Format 2 adds,
 /// for a started run, `output`: its pieces in order, each
 /// `{"stdout": ...}` or `{"stderr": ...}` (`stdout` and `stderr` still
 /// hold each stream whole). Format 3 adds secret arguments: one in
@@ -145,7 +146,7 @@ struct State {
 /// error naming its place (`runs[0].args[1]`). A cassette is written in
 /// the oldest format that holds it — 3 with a secret argument, else 2 with
 /// a started run, else 1 — so older pkit reads what it can; older formats
-/// load as before.
+/// load as before. A format below 1 is no cassette.
 ///
 /// **Secrets.** The cassette stores the environment's variable *names*
 /// only, never their values. An argument passed with
@@ -249,7 +250,8 @@ impl RecordReplay {
     /// # Errors
     ///
     /// The file can't be read ([`Error::Io`]); it is not a
-    /// cassette, or is corrupt, or was written in a newer format
+    /// cassette (format 0 included), or is corrupt (a signal number
+    /// outside 1 to 64 included), or was written in a newer format
     /// ([`Error::Io`] with [`InvalidData`](std::io::ErrorKind::InvalidData),
     /// saying which).
     pub fn replay(path: impl AsRef<Path>) -> Result<RecordReplay> {
@@ -488,9 +490,15 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Run>, String> {
             "cassette format {format} is newer than this pkit reads (up to {FORMAT}): upgrade pkit or record it again"
         ));
     }
+    if format < FORMAT_VERBS_ONLY {
+        return Err(format!(
+            "not a cassette (format {format}: the cassette formats are {FORMAT_VERBS_ONLY} to {FORMAT})"
+        ));
+    }
     super::runs::check_args(&value)?;
     let cassette: Cassette =
         serde_json::from_value(value).map_err(|e| format!("corrupt cassette: {e}"))?;
+    super::runs::check_outcomes(&cassette.runs)?;
     Ok(cassette.runs)
 }
 

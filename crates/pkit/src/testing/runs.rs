@@ -99,6 +99,27 @@ pub(super) fn check_args(cassette: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The highest signal number a recorded run can show: no platform pkit
+/// runs on numbers one above 64 (Linux's `SIGRTMAX`).
+const MAX_SIGNAL: i32 = 64;
+
+/// Refuses, naming its place, a run whose outcome no process can have: a
+/// signal numbered 0, below it, or above [`MAX_SIGNAL`] (replayed, it
+/// would be an `Outcome` no real run gives).
+pub(super) fn check_outcomes(runs: &[Run]) -> Result<(), String> {
+    for (i, run) in runs.iter().enumerate() {
+        if let RecordedOutcome::Signalled(sig) = run.outcome {
+            if !(1..=MAX_SIGNAL).contains(&sig) {
+                return Err(format!(
+                    "corrupt cassette: runs[{i}].outcome: \"signalled\": {sig} is no signal \
+                     (1 to {MAX_SIGNAL})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Arg {
     pub(super) const SECRET: Arg = Arg::Secret(SecretMark { secret: true });
 }
