@@ -657,9 +657,9 @@ fn freeze_of(dir: &std::path::Path) -> Option<String> {
 /// A regression guard, not a fix: no failure was seen, even with the thaw
 /// made to sleep 30 ms before writing `cgroup.freeze 0` by path (past the
 /// tenure and the torn-down check). A directory goes to the pool only
-/// unfrozen (`retire_if_empty`), so after the suspend's thaw, which marks
-/// the group not suspended under the same `freezing` lock, so no later
-/// thaw of the closed group writes anything; and every `cgroup.freeze`
+/// unfrozen (`retire_if_empty`), that is after the suspend's thaw, which
+/// marks the group not suspended under the same `freezing` lock: no later
+/// thaw of the closed group writes anything. And every `cgroup.freeze`
 /// write goes through the directory's tenure (`sys/linux/tenure.rs`),
 /// which the hand-over to the pool waits for and which turns every later
 /// write away. Most later groups here reuse an old group's directory.
