@@ -903,6 +903,178 @@ async fn a_fifo_replaced_while_its_open_waits_without_proc_leaves_no_thread() {
     .await;
 }
 
+/// Runs `c` on a thread of its own while its stdio path is changed between
+/// the open's one look at it and its open (`Point::StdioLookedUp`, held
+/// there while `change` runs): its result, or `None` when the start was
+/// still held 20 s after the change (then `unblock` is run, over and over,
+/// until it returns).
+fn changed_after_lookup(
+    c: Command,
+    change: impl FnOnce(),
+    unblock: impl Fn(),
+) -> Option<pkit::Result<pkit::Output>> {
+    use pkit::fault::{hold, reached, release};
+    hold(Point::StdioLookedUp);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = tx.send(rt.block_on(c.output()));
+    });
+    let until = Instant::now() + Duration::from_secs(60);
+    while !reached(Point::StdioLookedUp) {
+        if Instant::now() > until {
+            clear();
+            panic!("the start never looked its stdio path up");
+        }
+        std::thread::sleep(POLL);
+    }
+    change();
+    release(Point::StdioLookedUp);
+    let got = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(got) => Some(got),
+        Err(_) => loop {
+            unblock();
+            if rx.recv_timeout(POLL).is_ok() {
+                break None;
+            }
+        },
+    };
+    run.join().unwrap();
+    got
+}
+
+/// Opens the FIFO at `path` for an instant, non-blocking: for writing
+/// (`for_write`), which releases an open waiting to read it, or reading.
+fn open_for_an_instant(path: &std::path::Path, for_write: bool) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .read(!for_write)
+        .write(for_write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+}
+
+/// A bounded start's stdin, a regular file when the open looks it up and
+/// a FIFO (nobody writes to) by the time it opens it: the file looked up
+/// is what is opened (on Linux: once, through `/proc/thread-self/fd`), so
+/// the program reads it. Before: a non-FIFO was opened again by its path,
+/// with no bound, and the start waited on the FIFO past its 30 s timeout
+/// (held 20 s after the swap here, then let go).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdin_file_replaced_by_a_fifo_after_its_lookup_is_read_as_found() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("fifodir");
+        std::fs::create_dir(dir.path()).unwrap();
+        let (path, fifo, keep) = (
+            dir.path().join("in"),
+            dir.path().join("fifo"),
+            dir.path().join("keep"),
+        );
+        std::fs::write(&path, "looked up\n").unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        std::fs::hard_link(&fifo, &keep).unwrap();
+        let c = cmd(choice, "cat")
+            .stdin_file(&path)
+            .timeout(Duration::from_secs(30));
+        let got = tokio::task::spawn_blocking({
+            let (path, keep) = (path.clone(), keep.clone());
+            move || {
+                changed_after_lookup(
+                    c,
+                    || std::fs::rename(&fifo, &path).unwrap(),
+                    || open_for_an_instant(&keep, true),
+                )
+            }
+        })
+        .await
+        .unwrap();
+        let _ = std::fs::remove_dir_all(dir.path());
+        let out = got
+            .unwrap_or_else(|| panic!("{choice}: held on the FIFO put in the file's place"))
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: {}", out.outcome());
+        assert_eq!(out.stdout_str(), "looked up\n", "{choice}");
+        clean(&format!("{choice}: stdin swapped after its lookup"), &fds).await;
+    }
+    end_exclusive(
+        alone,
+        "a_stdin_file_replaced_by_a_fifo_after_its_lookup_is_read_as_found",
+    )
+    .await;
+}
+
+/// A bounded start's stdout, a path that names nothing when the open looks
+/// it up and a FIFO (nobody reads) by the time it creates the file: the
+/// file is created with `O_EXCL`, which fails on the FIFO, so the path is
+/// looked up again and the FIFO waited on within the run's 2 s timeout
+/// (given up, timed out). Before: `O_CREAT` opened the FIFO with no bound
+/// (held 20 s after the `mkfifo` here, then let go).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_path_made_a_fifo_after_its_lookup_is_given_up_in_time() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("fifodir");
+        std::fs::create_dir(dir.path()).unwrap();
+        let (path, keep) = (dir.path().join("out"), dir.path().join("keep"));
+        let c = cmd(choice, "echo")
+            .arg("hi")
+            .stdout_file(&path, pkit::FileMode::Truncate)
+            .timeout(Duration::from_secs(2));
+        let got = tokio::task::spawn_blocking({
+            let (path, keep) = (path.clone(), keep.clone());
+            move || {
+                changed_after_lookup(
+                    c,
+                    || {
+                        let made = std::process::Command::new("mkfifo")
+                            .arg(&path)
+                            .status()
+                            .unwrap();
+                        assert!(made.success(), "mkfifo");
+                        std::fs::hard_link(&path, &keep).unwrap();
+                    },
+                    || open_for_an_instant(&keep, false),
+                )
+            }
+        })
+        .await
+        .unwrap();
+        let left = open_threads();
+        let _ = std::fs::remove_dir_all(dir.path());
+        let got = got.unwrap_or_else(|| panic!("{choice}: held on the FIFO made at the path"));
+        let e = match got {
+            Ok(out) => panic!("{choice}: ran: {}", out.outcome()),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), ErrorKind::Io, "{choice}: {e}");
+        let source = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .map(|s| s.kind());
+        assert_eq!(source, Some(std::io::ErrorKind::TimedOut), "{choice}: {e}");
+        assert_eq!(left, 0, "{choice}: FIFO open threads left");
+        clean(
+            &format!("{choice}: stdout made a FIFO after its lookup"),
+            &fds,
+        )
+        .await;
+    }
+    end_exclusive(
+        alone,
+        "a_stdout_path_made_a_fifo_after_its_lookup_is_given_up_in_time",
+    )
+    .await;
+}
+
 /// Set in the helper run of [`an_applications_sigurg_handler_is_left_alone`].
 const OWN_SIGURG: &str = "PKIT_FAULTS_OWN_SIGURG";
 

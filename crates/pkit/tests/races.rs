@@ -634,3 +634,129 @@ async fn owner_race_round(choice: MechanismChoice, i: u64, v1_parents: &[std::pa
         }
     }
 }
+
+/// `cgroup.freeze` of the cgroup directory `dir` (`None` once it is gone).
+fn freeze_of(dir: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("cgroup.freeze"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Suspended cgroup groups, each thawed by an end's resume (a started
+/// process's `shutdown`, which thaws its suspended group, for a group
+/// whose process has exited; `Group::shutdown` for one whose process
+/// still runs) while another task closes or drops it, and meanwhile later
+/// groups (from the spare pool when one is there) emptied and suspended.
+/// The thaw takes only the `freezing` lock, not close's; a thaw landing
+/// after the close handed the directory to the pool would thaw, or later
+/// freeze, another group's cgroup. Every round: the later groups are still
+/// frozen (no old group's thaw reached them), a later run is not frozen,
+/// and every directory left (spares, and those awaiting removal) ends up
+/// thawed or gone: no frozen directory went to the pool. Cgroup v2 only.
+///
+/// A regression guard, not a fix: no failure was seen, even with the thaw
+/// made to sleep 30 ms before writing `cgroup.freeze 0` by path (past the
+/// tenure and the torn-down check). A directory goes to the pool only
+/// unfrozen (`retire_if_empty`), that is after the suspend's thaw, which
+/// marks the group not suspended under the same `freezing` lock: no later
+/// thaw of the closed group writes anything. And every `cgroup.freeze`
+/// write goes through the directory's tenure (`sys/linux/tenure.rs`),
+/// which the hand-over to the pool waits for and which turns every later
+/// write away. Most later groups here reuse an old group's directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thaw_racing_close_reaches_no_pooled_or_later_group() {
+    if !cgroup_usable() {
+        skipped(
+            "a_thaw_racing_close_reaches_no_pooled_or_later_group",
+            "no usable cgroup v2",
+        );
+        return;
+    }
+    let alone = begin_exclusive().await;
+    let choice = MechanismChoice::Cgroup;
+    let parent = group_parent().expect("a cgroup parent");
+    let grace = std::time::Duration::from_secs(5);
+    for round in 0..25 {
+        let mut set = tokio::task::JoinSet::new();
+        for k in 0..4 {
+            let g = Arc::new(group(choice));
+            let emptied = k % 2 == 0;
+            let program = match emptied {
+                true => Command::new("true"),
+                false => Command::new("sleep").arg("300"),
+            };
+            let mut p = g.start(&program).unwrap();
+            if emptied {
+                p.wait().await.unwrap();
+            }
+            g.suspend()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: suspend: {e}"));
+            let g2 = g.clone();
+            set.spawn(async move {
+                if emptied {
+                    let _ = p.shutdown(grace).await;
+                } else {
+                    let _ = g2.shutdown(grace).await;
+                }
+            });
+            set.spawn(async move {
+                tokio::task::yield_now().await;
+                match round % 2 {
+                    0 => g.close().await.unwrap(),
+                    _ => drop(g),
+                }
+            });
+        }
+        let mut later = Vec::new();
+        for _ in 0..2 {
+            let h = group(choice);
+            let mut q = h.start(&Command::new("true")).unwrap();
+            q.wait().await.unwrap();
+            h.suspend().await.unwrap();
+            later.push(h);
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        for h in &later {
+            let dir = cgroup_dir(h).expect("a cgroup group's directory");
+            assert_eq!(
+                freeze_of(&dir).as_deref(),
+                Some("1"),
+                "round {round}: a later suspended group was thawed ({})",
+                dir.display()
+            );
+            h.resume().await.unwrap();
+            h.close().await.unwrap();
+        }
+        let out = cmd(choice, "echo")
+            .arg("ok")
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: a later run: {e}"));
+        assert_eq!(out.stdout_str(), "ok\n", "round {round}: {}", out.outcome());
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let frozen: Vec<_> = cgroup_dirs_of(&parent, std::process::id())
+                .into_iter()
+                .filter(|d| freeze_of(d).as_deref() == Some("1"))
+                .collect();
+            if frozen.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: frozen directories left: {frozen:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    assert_nothing_left("a thaw racing close").await;
+    end_exclusive(
+        alone,
+        "a_thaw_racing_close_reaches_no_pooled_or_later_group",
+    )
+    .await;
+}

@@ -100,6 +100,12 @@ impl Container {
     ///
     /// It sends SIGCONT (a thaw or a process group's), so, like a signal
     /// pass, it takes only `freezing`, never `lifecycle` (see there).
+    /// Nor does it need close's: a cgroup goes to the pool of spares only
+    /// unfrozen, so after the thaw that marked the group not suspended
+    /// (under `freezing`, which a later thaw then finds), and the write
+    /// goes through the directory's tenure, which the hand-over waits for
+    /// and which refuses every write after it (`linux/tenure.rs`; the
+    /// `races` test `a_thaw_racing_close_reaches_no_pooled_or_later_group`).
     pub(crate) fn thaw_suspended(&self) -> io::Result<()> {
         let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
         if !self.suspended.load(Ordering::Acquire) {

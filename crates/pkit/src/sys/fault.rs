@@ -39,17 +39,23 @@ pub enum Point {
     /// FreeBSD, whose C library has none, and makes its session with its
     /// own `setsid` (the errno is not used).
     SpawnSetsid,
-    /// Reaching a stdio FIFO through `/proc/thread-self/fd` for a bounded
-    /// open (`sys/open_wait.rs`): armed, the open and its give-up take the
-    /// path, as where `/proc` is not mounted (the errno is not used).
+    /// Reaching a stdio file (a FIFO, or any other) through
+    /// `/proc/thread-self/fd` for a bounded open (`sys/open_wait.rs`):
+    /// armed, the open and its give-up take the path, as where `/proc` is
+    /// not mounted (the errno is not used).
     FifoProcFd,
+    /// Between a bounded stdio open's one look at its path (`O_PATH` on
+    /// Linux: is it a FIFO?) and its open of what it found
+    /// (`sys/open_wait.rs`): a `hold` here pauses the open, so a test can
+    /// change what the path names meanwhile (the errno is not used).
+    StdioLookedUp,
 }
 
 #[cfg(feature = "fault-injection")]
 mod armed {
     use super::Point;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Mutex;
+    use std::sync::{Condvar, Mutex};
 
     static ANY: AtomicBool = AtomicBool::new(false);
     /// (point, errno, failures left; `u32::MAX`: every call).
@@ -64,10 +70,59 @@ mod armed {
         ANY.store(true, Ordering::Release);
     }
 
-    /// Removes every injected fault.
+    /// Removes every injected fault, and releases every [`hold`].
     pub fn clear() {
         FAULTS.lock().unwrap_or_else(|e| e.into_inner()).clear();
         ANY.store(false, Ordering::Release);
+        HOLDS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        HELD.notify_all();
+    }
+
+    /// Points held (see [`hold`]), each with whether a call reached it.
+    static HOLDS: Mutex<Vec<(Point, bool)>> = Mutex::new(Vec::new());
+    static HELD: Condvar = Condvar::new();
+
+    /// Makes the next call that reaches `point`'s [`pause`] wait there
+    /// until [`release`] (or [`clear`]; a minute at most).
+    pub fn hold(point: Point) {
+        let mut h = HOLDS.lock().unwrap_or_else(|e| e.into_inner());
+        h.retain(|(p, _)| *p != point);
+        h.push((point, false));
+    }
+
+    /// Whether a call waits at the held `point` (see [`hold`]).
+    pub fn reached(point: Point) -> bool {
+        let h = HOLDS.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().any(|&(p, at)| p == point && at)
+    }
+
+    /// Lets the call held at `point` go on (see [`hold`]).
+    pub fn release(point: Point) {
+        HOLDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(p, _)| *p != point);
+        HELD.notify_all();
+    }
+
+    /// Waits here while `point` is held (see [`hold`]); at once otherwise.
+    pub(crate) fn pause(point: Point) {
+        let mut h = HOLDS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = h.iter().position(|&(p, at)| p == point && !at) else {
+            return;
+        };
+        h[i].1 = true;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while h.iter().any(|&(p, _)| p == point) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            h = HELD
+                .wait_timeout(h, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// Whether a fault armed at `point` is still waiting for its call.
@@ -94,9 +149,9 @@ mod armed {
 }
 
 #[cfg(feature = "fault-injection")]
-pub(crate) use armed::check;
+pub(crate) use armed::{check, pause};
 #[cfg(feature = "fault-injection")]
-pub use armed::{clear, inject, pending};
+pub use armed::{clear, hold, inject, pending, reached, release};
 
 /// Always `Ok` in a normal build.
 #[cfg(not(feature = "fault-injection"))]
@@ -104,6 +159,12 @@ pub use armed::{clear, inject, pending};
 pub(crate) fn check(_point: Point) -> Result<(), i32> {
     Ok(())
 }
+
+/// Never waits in a normal build.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) fn pause(_point: Point) {}
 
 /// `check` as an `io::Result`.
 #[inline(always)]

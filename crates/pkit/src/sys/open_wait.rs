@@ -75,25 +75,28 @@ const OTHER_END_FOR: std::time::Duration = std::time::Duration::from_millis(250)
 #[cfg(unix)]
 const RELEASE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The FIFO a bounded open waits on, and the name both the open's thread
-/// and a give-up open it by.
+/// What a bounded open found at its path, looked up once, and the name
+/// the open then reaches that very file by.
 #[cfg(unix)]
-struct Fifo {
-    /// On Linux, the FIFO itself (an `O_PATH` descriptor, which opening
-    /// never waits for): kept open while the thread or a give-up may
-    /// still open it through `name`, and closed after.
+struct Found {
+    /// Whether it is a FIFO (opened on a thread of its own, within the
+    /// open's bounds; anything else is opened at once).
+    fifo: bool,
+    /// On Linux, the file itself (an `O_PATH` descriptor, which opening
+    /// never waits for): kept open while the open, the FIFO's thread or a
+    /// give-up may still open it through `name`, and closed after.
     _held: Option<std::os::fd::OwnedFd>,
-    /// `/proc/thread-self/fd/<held>`, which reaches that very FIFO
+    /// `/proc/thread-self/fd/<held>`, which reaches that very file
     /// whatever the path names by then (the threads share one descriptor
     /// table); without a usable `/proc`, or off Linux, the path itself.
     name: std::path::PathBuf,
 }
 
 #[cfg(unix)]
-impl Fifo {
-    /// The FIFO at `path`, or `None` when `path` names no FIFO (or can't
-    /// be looked at: then the plain open reports why).
-    fn at(path: &std::path::Path) -> Option<Fifo> {
+impl Found {
+    /// The file at `path`, or why it can't be looked at (the errno the
+    /// open of the path would report too).
+    fn at(path: &std::path::Path) -> Result<Found, rustix::io::Errno> {
         use rustix::fs::FileType;
         let fifo = |st: &rustix::fs::Stat| FileType::from_raw_mode(st.st_mode) == FileType::Fifo;
         #[cfg(target_os = "linux")]
@@ -104,25 +107,23 @@ impl Fifo {
                 path,
                 OFlags::PATH | OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
-            )
-            .ok()?;
-            let st = rustix::fs::fstat(&held).ok()?;
-            if !fifo(&st) {
-                return None;
-            }
+            )?;
+            let st = rustix::fs::fstat(&held)?;
             let name =
                 std::path::PathBuf::from(format!("/proc/thread-self/fd/{}", held.as_raw_fd()));
             // The same file through /proc (mounted, and ours), or the path.
             let same = super::fault::check(super::fault::Point::FifoProcFd).is_ok()
                 && rustix::fs::stat(&name)
                     .is_ok_and(|via| (via.st_dev, via.st_ino) == (st.st_dev, st.st_ino));
-            Some(if same {
-                Fifo {
+            Ok(if same {
+                Found {
+                    fifo: fifo(&st),
                     _held: Some(held),
                     name,
                 }
             } else {
-                Fifo {
+                Found {
+                    fifo: fifo(&st),
                     _held: None,
                     name: path.to_path_buf(),
                 }
@@ -130,7 +131,9 @@ impl Fifo {
         }
         #[cfg(not(target_os = "linux"))]
         {
-            rustix::fs::stat(path).ok().filter(fifo).map(|_| Fifo {
+            let st = rustix::fs::stat(path)?;
+            Ok(Found {
+                fifo: fifo(&st),
                 _held: None,
                 name: path.to_path_buf(),
             })
@@ -138,13 +141,72 @@ impl Fifo {
     }
 }
 
+/// A bounded open's look at its path: what it found, or the file it
+/// created (a path that named nothing yet).
+#[cfg(unix)]
+enum Looked {
+    Found(Found),
+    Opened(std::os::fd::OwnedFd),
+}
+
+/// Looks `path` up once for a bounded open (see [`Found`]). A path that
+/// names nothing yet, to be created (`O_CREAT`), is created here with
+/// `O_EXCL` too: a new regular file, never a FIFO made meanwhile at that
+/// name (which is then looked up again). A name that exists yet can't be
+/// looked up (a dangling symbolic link, whose target the open creates) is
+/// opened by its path after a few looks, as an unbounded open is.
+#[cfg(unix)]
+fn look(
+    path: &std::path::Path,
+    flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+) -> io::Result<Looked> {
+    use rustix::fs::OFlags;
+    for _ in 0..3 {
+        let found = Found::at(path);
+        super::fault::pause(super::fault::Point::StdioLookedUp);
+        match found {
+            Ok(found) => return Ok(Looked::Found(found)),
+            Err(rustix::io::Errno::NOENT) if flags.contains(OFlags::CREATE) => {
+                match open_now(path, flags | OFlags::EXCL, mode) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    opened => return opened.map(Looked::Opened),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    open_now(path, flags, mode).map(Looked::Opened)
+}
+
+/// `open(2)`, retried when a caught signal interrupts it (as
+/// `std::fs::File::open` does): pkit's own SIGURG handler has no
+/// SA_RESTART (`unix/open_interrupt.rs`), and a caught signal is no reason
+/// to stop an unbounded FIFO's wait.
+#[cfg(unix)]
+fn open_now(
+    name: &std::path::Path,
+    flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+) -> io::Result<std::os::fd::OwnedFd> {
+    loop {
+        match rustix::fs::open(name, flags, mode) {
+            Err(rustix::io::Errno::INTR) => {}
+            opened => return Ok(opened?),
+        }
+    }
+}
+
 /// `open(path, flags, mode)`; for a FIFO under a bounded `wait`, the open
 /// runs on a thread of its own while this one watches the bounds.
 ///
-/// On Linux the FIFO is looked up once (`O_PATH`, which never waits), and
-/// the thread opens that very FIFO through `/proc/thread-self/fd`, so a
-/// path renamed or replaced meanwhile changes nothing. Without `/proc`
-/// (or off Linux) the thread opens the path, and a give-up opens the path
+/// On Linux the path is looked up once (`O_PATH`, which never waits), and
+/// what is found there is opened through `/proc/thread-self/fd`: a FIFO
+/// by the thread, anything else at once, so a path renamed or replaced
+/// meanwhile changes nothing (a regular file replaced by a FIFO never
+/// makes the open wait unbounded). A path that names nothing yet is
+/// created with `O_EXCL` (see [`look`]). Without `/proc` (or off Linux)
+/// the file found is opened by its path, and a give-up opens the path
 /// too, which may name another file by then (see below).
 ///
 /// Given up, the FIFO's other end is opened here for an instant
@@ -170,16 +232,15 @@ pub(crate) fn open(
 ) -> io::Result<std::os::fd::OwnedFd> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let Some(fifo) = (!wait.unbounded()).then(|| Fifo::at(path)).flatten() else {
-        // A caught signal is no reason to stop an unbounded FIFO's wait
-        // (retried as `std::fs::File::open` does): pkit's own SIGURG
-        // handler has no SA_RESTART (`unix/open_interrupt.rs`).
-        loop {
-            match rustix::fs::open(path, flags, mode) {
-                Err(rustix::io::Errno::INTR) => {}
-                opened => return Ok(opened?),
-            }
-        }
+    if wait.unbounded() {
+        return open_now(path, flags, mode);
+    }
+    let fifo = match look(path, flags, mode)? {
+        Looked::Found(found) if found.fifo => found,
+        // Never waits for another end: opened at once, the very file
+        // looked at (a FIFO put in its place meanwhile is not reached).
+        Looked::Found(other) => return open_now(&other.name, flags, mode),
+        Looked::Opened(fd) => return Ok(fd),
     };
     let fifo = Arc::new(fifo);
     // The thread inherits this thread's mask: SIGURG blocked here (an
