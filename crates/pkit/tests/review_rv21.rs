@@ -1,0 +1,416 @@
+//! rv21's hostile review of the reap, races and cassette merges (46b9406..
+//! 595e27b): each probe as a test. A finding that fails on the reviewed
+//! code is `#[ignore]`d (the lead decides on the fix; run with
+//! `--ignored`); the rest pin what was probed and held. Every mechanism.
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::{FileMode, MechanismChoice};
+
+/// A run's bound: long enough never to pass here; its only effect is to
+/// make the stdio open a bounded one (`sys/open_wait.rs` `look`).
+const BOUND: Duration = Duration::from_secs(60);
+
+/// What a stdio path kind is made of before each run (`dir` is fresh).
+type Setup = fn(&Path) -> std::path::PathBuf;
+
+/// The open's result as compared: the target file's content and mode
+/// afterwards, or the error's text (the path is the same in both runs).
+async fn outcome_of(
+    choice: MechanismChoice,
+    dir: &Path,
+    setup: Setup,
+    stdin: bool,
+    mode: FileMode,
+    bounded: bool,
+) -> String {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir(dir).unwrap();
+    let path = setup(dir);
+    let mut c = if stdin {
+        cmd(choice, "cat").stdin_file(&path)
+    } else {
+        cmd(choice, "echo").arg("new").stdout_file(&path, mode)
+    };
+    if bounded {
+        c = c.timeout(BOUND);
+    }
+    let got = match tokio::time::timeout(BOUND, c.output()).await {
+        Err(_) => return "hung".into(),
+        Ok(Ok(out)) => format!("ok {} stdout={:?}", out.outcome(), out.stdout_str()),
+        Ok(Err(e)) => format!("err {e}"),
+    };
+    // What the target (through any link) holds now, and its mode.
+    let target = dir.join("target");
+    let after = match std::fs::metadata(&target) {
+        Ok(m) => format!(
+            "target={:?} mode={:o}",
+            std::fs::read_to_string(&target).unwrap_or_else(|e| format!("<{e}>")),
+            m.permissions().mode() & 0o7777
+        ),
+        Err(_) => "no target".into(),
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    format!("{got}; {after}")
+}
+
+/// Every stdio path kind a bounded open now looks up once and reopens
+/// through `/proc/thread-self/fd` (or creates with `O_EXCL`) behaves as
+/// the unbounded open (a plain `open(2)` of the path) does: content,
+/// append/truncate, the created file's mode under the umask, errors.
+/// Probed and held in the three mechanisms (no finding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stdio_path_kind_opens_bounded_as_unbounded() {
+    let suite = begin("rv21 stdio path kinds").await;
+    let cases: Vec<(&str, Setup, bool, FileMode)> = vec![
+        (
+            "regular, truncate",
+            |d| {
+                std::fs::write(d.join("target"), "old old old\n").unwrap();
+                d.join("target")
+            },
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "regular, append",
+            |d| {
+                std::fs::write(d.join("target"), "old\n").unwrap();
+                d.join("target")
+            },
+            false,
+            FileMode::Append,
+        ),
+        (
+            "missing, created (umask)",
+            |d| d.join("target"),
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "write-only 0200",
+            |d| {
+                std::fs::write(d.join("target"), "old\n").unwrap();
+                std::fs::set_permissions(d.join("target"), PermissionsExt::from_mode(0o200))
+                    .unwrap();
+                d.join("target")
+            },
+            false,
+            FileMode::Append,
+        ),
+        (
+            "symlink to regular",
+            |d| {
+                std::fs::write(d.join("target"), "old\n").unwrap();
+                std::os::unix::fs::symlink("target", d.join("link")).unwrap();
+                d.join("link")
+            },
+            false,
+            FileMode::Append,
+        ),
+        (
+            "dangling symlink (created through)",
+            |d| {
+                std::os::unix::fs::symlink("target", d.join("link")).unwrap();
+                d.join("link")
+            },
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "symlink loop",
+            |d| {
+                std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+                d.join("loop")
+            },
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "/dev/null",
+            |_| "/dev/null".into(),
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "symlink to /dev/null",
+            |d| {
+                std::os::unix::fs::symlink("/dev/null", d.join("link")).unwrap();
+                d.join("link")
+            },
+            false,
+            FileMode::Append,
+        ),
+        (
+            "a directory",
+            |d| {
+                std::fs::create_dir(d.join("sub")).unwrap();
+                d.join("sub")
+            },
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "a trailing slash on a missing name",
+            |d| d.join("target/"),
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "a missing parent",
+            |d| d.join("nodir/target"),
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "a socket",
+            |d| {
+                let p = d.join("sock");
+                std::mem::forget(std::os::unix::net::UnixListener::bind(&p).unwrap());
+                p
+            },
+            false,
+            FileMode::Truncate,
+        ),
+        (
+            "stdin: regular",
+            |d| {
+                std::fs::write(d.join("target"), "in\n").unwrap();
+                d.join("target")
+            },
+            true,
+            FileMode::Truncate,
+        ),
+        (
+            "stdin: missing",
+            |d| d.join("target"),
+            true,
+            FileMode::Truncate,
+        ),
+        (
+            "stdin: a directory",
+            |d| {
+                std::fs::create_dir(d.join("sub")).unwrap();
+                d.join("sub")
+            },
+            true,
+            FileMode::Truncate,
+        ),
+        (
+            "stdin: a socket",
+            |d| {
+                let p = d.join("sock");
+                std::mem::forget(std::os::unix::net::UnixListener::bind(&p).unwrap());
+                p
+            },
+            true,
+            FileMode::Truncate,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for choice in mechanisms() {
+        for (what, setup, stdin, mode) in &cases {
+            let dir = TempPath::new("rv21-kinds");
+            let plain = outcome_of(choice, dir.path(), *setup, *stdin, *mode, false).await;
+            let bounded = outcome_of(choice, dir.path(), *setup, *stdin, *mode, true).await;
+            eprintln!("{choice}: {what}: {bounded}");
+            if plain != bounded {
+                wrong.push(format!(
+                    "{choice}: {what}:\n  unbounded: {plain}\n  bounded:   {bounded}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    suite.end().await;
+}
+
+/// Starts racing to one new stdout path, each bounded: the loser of the
+/// `O_EXCL` create looks again and opens the winner's file; none fails
+/// with `EEXIST` (a plain `O_CREAT` open never did). Probed and held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_racing_to_create_one_stdout_path_all_succeed() {
+    let suite = begin("rv21 racing creates").await;
+    for choice in mechanisms() {
+        for round in 0..10 {
+            let dir = TempPath::new("rv21-race");
+            std::fs::create_dir(dir.path()).unwrap();
+            let path = dir.path().join("out");
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..6 {
+                let c = cmd(choice, "echo")
+                    .arg("x")
+                    .stdout_file(&path, FileMode::Append)
+                    .timeout(BOUND);
+                set.spawn(async move { c.output().await.map(|o| o.outcome().to_string()) });
+            }
+            while let Some(r) = set.join_next().await {
+                let r = r.unwrap();
+                assert!(r.is_ok(), "{choice} round {round}: {r:?}");
+            }
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                "x\n".repeat(6),
+                "{choice} round {round}"
+            );
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+    suite.end().await;
+}
+
+/// The pid a shell script wrote to `file` (polled).
+async fn pid_written(file: &Path) -> u32 {
+    let until = Instant::now() + DEADLINE * 6;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < until, "no pid in {}", file.display());
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `pid` is neither running nor a zombie of ours (reaped), polled.
+async fn reaped_within(pid: u32, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if stat(pid).is_none() {
+            return true;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    false
+}
+
+/// A verb's future dropped mid-run (`tokio::time::timeout` around it, and
+/// a `select!` losing branch), on a multi-thread runtime's task, its
+/// `block_on`, and a current-thread runtime: the child is killed with its
+/// group and reaped (by `ReapAtEnd` if it has exited by then, else by the
+/// last share's drop, the reaper thread), no zombie left. Probed and held.
+#[test]
+fn a_run_dropped_mid_await_leaves_no_zombie() {
+    in_suite("rv21 dropped runs", || {
+        for choice in mechanisms() {
+            for flavor in ["task", "block_on", "current"] {
+                for how in ["timeout", "select"] {
+                    let what = format!("{choice} {flavor} {how}");
+                    let file = TempPath::new("rv21-drop");
+                    let c = cmd(choice, "sh").args([
+                        "-c",
+                        "echo $$ > \"$1\"; exec sleep 300",
+                        "sh",
+                        file.as_str(),
+                    ]);
+                    let body = {
+                        let file = file.path().to_path_buf();
+                        let what = what.clone();
+                        async move {
+                            let run = c.output();
+                            let waited = async {
+                                let pid = pid_written(&file).await;
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                pid
+                            };
+                            let pid = if how == "timeout" {
+                                let pid = std::sync::Arc::new(std::sync::Mutex::new(0));
+                                let p2 = pid.clone();
+                                let both = async move {
+                                    tokio::join!(run, async {
+                                        *p2.lock().unwrap() = waited.await;
+                                    })
+                                };
+                                let r = tokio::time::timeout(Duration::from_secs(1), both).await;
+                                assert!(r.is_err(), "{what}: the run ended");
+                                let pid = *pid.lock().unwrap();
+                                assert!(pid != 0, "{what}: no pid within a second");
+                                pid
+                            } else {
+                                tokio::select! {
+                                    r = run => panic!("{what}: the run ended: {:?}", r.map(|o| o.outcome().to_string())),
+                                    pid = waited => pid,
+                                }
+                            };
+                            assert!(
+                                reaped_within(pid, DEADLINE * 3).await,
+                                "{what}: pid {pid} left: {:?}",
+                                stat(pid).map(|s| s.state)
+                            );
+                        }
+                    };
+                    match flavor {
+                        "task" => {
+                            let rt = tokio::runtime::Builder::new_multi_thread()
+                                .worker_threads(2)
+                                .enable_all()
+                                .build()
+                                .unwrap();
+                            rt.block_on(async { tokio::spawn(body).await.unwrap() });
+                        }
+                        "block_on" => {
+                            let rt = tokio::runtime::Builder::new_multi_thread()
+                                .worker_threads(2)
+                                .enable_all()
+                                .build()
+                                .unwrap();
+                            rt.block_on(body);
+                        }
+                        _ => {
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .unwrap();
+                            rt.block_on(body);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// FINDING (MEDIUM): a cassette recorded from a scripted run ending by
+/// signal 0, -9 or 65 (`Reply::signalled(sig)`, which takes any `i32`)
+/// saves without complaint (`RecordReplay::save`, cassette.rs:288) and
+/// then can't be loaded by `RecordReplay::replay`: `check_outcomes`
+/// (testing/runs.rs:109) refuses it as corrupt. pkit writes a file it
+/// calls corrupt itself; the refusal belongs at `Reply::signalled` or at
+/// `save` too (or the load should take what the save writes). Fails on
+/// the reviewed code for every such signal.
+#[cfg(feature = "testing")]
+#[tokio::test]
+#[ignore = "rv21 finding: a cassette pkit saves is refused by its own replay"]
+async fn a_saved_cassette_of_a_scripted_signal_loads_again() {
+    use pkit::testing::{RecordReplay, Reply, ScriptedRunner};
+    use std::sync::Arc;
+    let mut wrong = Vec::new();
+    for sig in [0, -9, 65, 9] {
+        let path = TempPath::new("rv21-cassette.json");
+        let recorder = Arc::new(RecordReplay::record(
+            path.path(),
+            Arc::new(ScriptedRunner::new().fallback(Reply::signalled(sig))),
+        ));
+        let out = pkit::Command::new("tool")
+            .runner(recorder.clone())
+            .output()
+            .await;
+        let saved = recorder.save();
+        let loaded = RecordReplay::replay(path.path());
+        if saved.is_ok() && loaded.is_err() {
+            wrong.push(format!(
+                "signal {sig}: run {:?}, saved, then refused: {}",
+                out.map(|o| o.outcome().to_string()),
+                loaded.unwrap_err()
+            ));
+        }
+        let _ = std::fs::remove_file(path.path());
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
