@@ -370,9 +370,12 @@ pub(crate) fn child_io_output_file(
     } else {
         OFlags::TRUNC
     };
+    // NOCTTY: a terminal opened here is the child's, never this
+    // process's controlling terminal (a session leader without one would
+    // take it, and its hangups).
     let fd = super::open_wait::open(
         path,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | how,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY | how,
         Mode::from_raw_mode(0o666),
         wait,
     )?;
@@ -386,7 +389,9 @@ pub(crate) fn child_io_file(
     wait: &super::OpenWait<'_>,
 ) -> io::Result<ChildIo> {
     use rustix::fs::{Mode, OFlags};
-    let fd = super::open_wait::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), wait)?;
+    // NOCTTY: as for an output file (`child_io_output_file`).
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = super::open_wait::open(path, flags, Mode::empty(), wait)?;
     Ok(ChildIo::Fd(above_stdio(fd)?))
 }
 
