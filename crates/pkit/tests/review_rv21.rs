@@ -663,3 +663,117 @@ async fn without_proc_a_stdin_file_swapped_for_a_fifo_is_opened_within_the_bound
     .await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// How a reap probe's run is driven.
+#[derive(Clone, Copy, Debug)]
+enum Driver {
+    /// `output().await` in a multi-thread runtime's task.
+    Task,
+    /// A multi-thread runtime's `block_on` (the exit awaited aside).
+    BlockOn,
+    /// A current-thread runtime's `block_on`.
+    Current,
+    /// `cmd.blocking().output()`.
+    Blocking,
+}
+
+/// `c`'s output, driven by `how`.
+fn drive(how: Driver, c: pkit::Command) -> pkit::Result<pkit::Output> {
+    let multi = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    match how {
+        Driver::Task => multi().block_on(async {
+            tokio::spawn(async move { c.output().await })
+                .await
+                .unwrap()
+        }),
+        Driver::BlockOn => multi().block_on(c.output()),
+        Driver::Current => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(c.output()),
+        Driver::Blocking => c.blocking().output(),
+    }
+}
+
+/// `ReapAtEnd`'s promise (runner.rs: "a run that ends, is cancelled or
+/// fails after the start returns with its child reaped"), checked at the
+/// very return, not polled: the child exits 0, is timed out, or is
+/// cancelled by its token; driven on a runtime's task, a multi-thread
+/// `block_on`, a current-thread `block_on`, and the blocking facade (its
+/// direct path for the exit, the engine's for the bounded runs). Probed
+/// and held in the three mechanisms.
+#[test]
+fn every_way_a_run_ends_returns_with_its_child_reaped() {
+    in_suite("rv21 reaped at return", || {
+        let mut wrong = Vec::new();
+        for choice in mechanisms() {
+            for how in [
+                Driver::Task,
+                Driver::BlockOn,
+                Driver::Current,
+                Driver::Blocking,
+            ] {
+                for end in ["exit", "timeout", "cancel"] {
+                    let file = TempPath::new("rv21-reaped");
+                    let script = match end {
+                        "exit" => "echo $$ > \"$1\"; exit 0",
+                        _ => "echo $$ > \"$1\"; exec sleep 300",
+                    };
+                    let mut c = cmd(choice, "sh").args(["-c", script, "sh", file.as_str()]);
+                    let token = pkit::CancelToken::new();
+                    let canceller = match end {
+                        "timeout" => {
+                            c = c.timeout(Duration::from_millis(500));
+                            None
+                        }
+                        "cancel" => {
+                            c = c.cancel_token(&token);
+                            let (token, file) = (token.clone(), file.path().to_path_buf());
+                            Some(std::thread::spawn(move || {
+                                let until = Instant::now() + DEADLINE * 6;
+                                while std::fs::read_to_string(&file)
+                                    .map_or(true, |s| !s.ends_with('\n'))
+                                    && Instant::now() < until
+                                {
+                                    std::thread::sleep(POLL);
+                                }
+                                token.cancel();
+                            }))
+                        }
+                        _ => None,
+                    };
+                    let got = drive(how, c);
+                    // At the return: the child must be reaped already.
+                    let pid: Option<u32> = std::fs::read_to_string(file.path())
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok());
+                    let left = pid.and_then(|p| stat(p).map(|s| (p, s.state)));
+                    if let Some(t) = canceller {
+                        t.join().unwrap();
+                    }
+                    let what = format!("{choice} {how:?} {end}");
+                    match (pid, left) {
+                        (None, _) => wrong.push(format!("{what}: no pid ({got:?})")),
+                        (_, Some((p, state))) => {
+                            wrong.push(format!("{what}: pid {p} in state {state} at the return"));
+                            // Not left for the suite's end to find.
+                            let until = Instant::now() + DEADLINE * 3;
+                            while stat(p).is_some() && Instant::now() < until {
+                                std::thread::sleep(POLL);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    });
+}
