@@ -465,11 +465,10 @@ async fn a_saved_cassette_of_a_scripted_signal_loads_again() {
             .await;
         let saved = recorder.save();
         let loaded = RecordReplay::replay(path.path());
-        if saved.is_ok() && loaded.is_err() {
+        if let (Ok(()), Err(refused)) = (&saved, &loaded) {
             wrong.push(format!(
-                "signal {sig}: run {:?}, saved, then refused: {}",
+                "signal {sig}: run {:?}, saved, then refused: {refused}",
                 out.map(|o| o.outcome().to_string()),
-                loaded.unwrap_err()
             ));
         }
         let _ = std::fs::remove_file(path.path());
@@ -497,10 +496,7 @@ fn new_pty() -> (std::fs::File, std::path::PathBuf) {
         assert_eq!(libc::grantpt(m), 0);
         assert_eq!(libc::unlockpt(m), 0);
         let mut buf = [0u8; 128];
-        assert_eq!(
-            libc::ptsname_r(m, buf.as_mut_ptr().cast(), buf.len()),
-            0
-        );
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr().cast(), buf.len()), 0);
         let end = buf.iter().position(|&b| b == 0).unwrap();
         let path = std::path::PathBuf::from(String::from_utf8_lossy(&buf[..end]).into_owned());
         (std::fs::File::from_raw_fd(m), path)
@@ -530,7 +526,10 @@ fn a_terminal_stdin_path_is_not_taken_as_the_controlling_terminal() {
         // SAFETY: setting a signal's disposition to SIG_IGN.
         unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
         let (tty, leader) = ctty_and_leader();
-        assert!(leader && tty == 0, "not a session leader without a terminal");
+        assert!(
+            leader && tty == 0,
+            "not a session leader without a terminal"
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -551,7 +550,10 @@ fn a_terminal_stdin_path_is_not_taken_as_the_controlling_terminal() {
         // The probe's control: a plain open for reading takes one.
         let (_master, slave) = new_pty();
         let _f = std::fs::File::open(&slave).unwrap();
-        assert!(ctty_and_leader().0 != 0, "the control open took no terminal");
+        assert!(
+            ctty_and_leader().0 != 0,
+            "the control open took no terminal"
+        );
         return;
     }
     in_suite("rv21 ctty", || {
@@ -634,7 +636,7 @@ async fn without_proc_a_stdin_file_swapped_for_a_fifo_is_opened_within_the_bound
             release(Point::StdioLookedUp);
             let got = rx.recv_timeout(Duration::from_secs(20));
             let held = got.is_err();
-            while held {
+            while got.is_err() {
                 // Lets the open go: a writer for an instant.
                 use std::os::unix::fs::OpenOptionsExt;
                 let _ = std::fs::OpenOptions::new()
@@ -687,11 +689,9 @@ fn drive(how: Driver, c: pkit::Command) -> pkit::Result<pkit::Output> {
             .unwrap()
     };
     match how {
-        Driver::Task => multi().block_on(async {
-            tokio::spawn(async move { c.output().await })
-                .await
-                .unwrap()
-        }),
+        Driver::Task => {
+            multi().block_on(async { tokio::spawn(async move { c.output().await }).await.unwrap() })
+        }
         Driver::BlockOn => multi().block_on(c.output()),
         Driver::Current => tokio::runtime::Builder::new_current_thread()
             .enable_all()
