@@ -453,7 +453,6 @@ fn a_run_dropped_mid_await_leaves_no_zombie() {
 /// and saved, and its cassette then refused.
 #[cfg(feature = "testing")]
 #[tokio::test]
-#[ignore = "rv21 finding: a cassette pkit saves is refused by its own replay"]
 async fn a_saved_cassette_of_a_scripted_signal_loads_again() {
     use pkit::testing::{RecordReplay, Reply, ScriptedRunner};
     use std::sync::Arc;

@@ -668,7 +668,7 @@ fn impossible_signals_and_format_0_are_refused_naming_the_field() {
             Ok(r) => panic!("{text}: loaded as {r:?}"),
         }
     };
-    for sig in [0, -9, -1, 65, 1000, i32::MIN, i32::MAX] {
+    for sig in [0, -9, -1, 128, 1000, i32::MIN, i32::MAX] {
         refused(
             cassette(3, &format!(r#"{{"signalled": {sig}}}"#)),
             &format!(r#"corrupt cassette: runs[0].outcome: "signalled": {sig} is no signal"#),
@@ -685,6 +685,8 @@ fn impossible_signals_and_format_0_are_refused_naming_the_field() {
     for (format, outcome) in [
         (1, r#"{"signalled": 1}"#),
         (2, r#"{"signalled": 64}"#),
+        (2, r#"{"signalled": 126}"#),
+        (3, r#"{"signalled": 127}"#),
         (3, r#"{"signalled": 9}"#),
         (3, r#"{"exited": -1}"#),
         (1, r#""timed_out""#),
@@ -698,7 +700,7 @@ fn impossible_signals_and_format_0_are_refused_naming_the_field() {
     let two = cassette(3, r#"{"signalled": 15}"#).replace(
         "}]}",
         r#"}, {"program": "b", "args": [], "cwd": null, "env_names": [],
-        "outcome": {"signalled": 99}, "stdout": "", "stderr": "",
+        "outcome": {"signalled": 199}, "stdout": "", "stderr": "",
         "stdout_total_bytes": 0, "stderr_total_bytes": 0}]}"#,
     );
     refused(two, "runs[1].outcome");

@@ -284,7 +284,9 @@ impl RecordReplay {
     /// [`Error::Io`](crate::Error::Io) when the cassette can't be written (its directory, a
     /// symbolic link at `path`, a full disk) or its runs can't be encoded;
     /// [`Error::InvalidInput`](crate::Error::InvalidInput), writing nothing, when a recorded
-    /// run's command is marked [`secret_output`](Command::secret_output).
+    /// run's command is marked [`secret_output`](Command::secret_output), or a run ended by
+    /// a signal no process can have (a scripted [`Reply::signalled`](super::Reply::signalled)
+    /// outside 1 to 127), which replay would refuse.
     pub fn save(&self) -> Result<()> {
         let runs = self.state().runs();
         if let Some(run) = runs.iter().find(|r| r.secret_output) {
@@ -294,6 +296,12 @@ impl RecordReplay {
                  write it to disk: nothing was saved; answer that command with a ScriptedRunner"
             )));
         }
+        // A scripted reply can hold a signal no run can have: refused here,
+        // as replay would refuse the file.
+        super::runs::check_outcomes(&runs).map_err(|why| {
+            let why = why.trim_start_matches("corrupt cassette: ");
+            Error::InvalidInput(format!("{why}: nothing was saved"))
+        })?;
         let started = runs.iter().any(|r| !r.output.is_empty());
         let secret = runs.iter().any(|r| r.args.contains(&Arg::SECRET));
         let format = match (secret, started) {

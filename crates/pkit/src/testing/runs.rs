@@ -99,9 +99,10 @@ pub(super) fn check_args(cassette: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The highest signal number a recorded run can show: no platform pkit
-/// runs on numbers one above 64 (Linux's `SIGRTMAX`).
-const MAX_SIGNAL: i32 = 64;
+/// The highest signal number a recorded run can show: a wait status holds
+/// the signal in 7 bits, and the platforms pkit runs on number theirs up
+/// to 64 (Linux), 126 (FreeBSD, DragonFly) or 127 (Linux on MIPS).
+const MAX_SIGNAL: i32 = 127;
 
 /// Refuses, naming its place, a run whose outcome no process can have: a
 /// signal numbered 0, below it, or above [`MAX_SIGNAL`] (replayed, it
