@@ -93,3 +93,15 @@ impl Target<'_> {
         }
     }
 }
+
+/// `fut`'s output; sets `waited` when one of its polls returned pending
+/// (the task was suspended in it, and other tasks could run).
+pub(super) async fn noting_wait<F: std::future::Future>(fut: F, waited: &mut bool) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let out = fut.as_mut().poll(cx);
+        *waited |= out.is_pending();
+        out
+    })
+    .await
+}
