@@ -288,7 +288,10 @@ async fn run_keeping(
         // wakes another worker (the task goes where it can be stolen).
         let busy = matches!(step, Step::Read(Ok(n)) if n >= READ_CHUNK && !direct);
         match step {
-            Step::Read(Ok(0)) => break,
+            Step::Read(Ok(0)) => {
+                control.ended.store(true, Ordering::Release);
+                break;
+            }
             Step::Read(Ok(n)) if direct => sinks.note_direct(n),
             Step::Read(Ok(_)) if in_place => {
                 source::noting_wait(sinks.feed_in_place(from), &mut waited).await

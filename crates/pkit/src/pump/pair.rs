@@ -140,6 +140,14 @@ impl Reader {
         }
     }
 
+    /// Whether this reader has met its stream's end of file: every
+    /// writer closed it, the process most likely by exiting.
+    pub(crate) fn ended(&self) -> bool {
+        self.control
+            .ended
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Takes the task reading both streams of a pair (see
     /// [`start_pair`](Self::start_pair)) when no event has spawned it yet,
     /// to be driven by the caller with [`aside`](super::lazy::aside).
