@@ -226,8 +226,9 @@ async fn run_keeping(
     let mut read_size = FIRST_READ;
     let mut total = 0usize;
     // The task waited (for the pipe, or for room in the line queue) in
-    // this turn: other tasks ran meanwhile, no yield is owed.
-    let mut waited;
+    // this turn: other tasks ran meanwhile. Big reads since it last did.
+    let (mut waited, mut unwaited);
+    unwaited = 0;
     enum Step {
         Read(io::Result<usize>),
         Stop,
@@ -283,9 +284,8 @@ async fn run_keeping(
         // Splitting a big read into lines is real work, and when nothing
         // makes the task wait (lines dropped, or no line consumer that
         // pushes back), the read alone yields only every 128 reads: let
-        // the runtime's other tasks run between big reads. Only when the
-        // task did not wait anyway: on a multi-thread runtime a yield
-        // wakes another worker (the task goes where it can be stolen).
+        // the runtime's other tasks run between big reads: after a few
+        // with no wait between them (see `source::BIG_READS_PER_YIELD`).
         let busy = matches!(step, Step::Read(Ok(n)) if n >= READ_CHUNK && !direct);
         match step {
             Step::Read(Ok(0)) => {
@@ -306,7 +306,13 @@ async fn run_keeping(
                 break;
             }
         }
-        if busy && !waited {
+        unwaited = if waited {
+            0
+        } else {
+            unwaited + u32::from(busy)
+        };
+        if unwaited >= source::BIG_READS_PER_YIELD {
+            unwaited = 0;
             tokio::task::yield_now().await;
         }
         if read_size < BIG_READ_CHUNK && total >= HANDOFF_BYTES && rx.is_pipe() {
