@@ -284,8 +284,8 @@ async fn run_keeping(
         // Splitting a big read into lines is real work, and when nothing
         // makes the task wait (lines dropped, or no line consumer that
         // pushes back), the read alone yields only every 128 reads: let
-        // the runtime's other tasks run between big reads: after a few
-        // with no wait between them (see `source::BIG_READS_PER_YIELD`).
+        // the runtime's other tasks run after a few big reads with no wait
+        // between them (see `source::BIG_READS_PER_YIELD`).
         let busy = matches!(step, Step::Read(Ok(n)) if n >= READ_CHUNK && !direct);
         match step {
             Step::Read(Ok(0)) => {
@@ -306,11 +306,7 @@ async fn run_keeping(
                 break;
             }
         }
-        unwaited = if waited {
-            0
-        } else {
-            unwaited + u32::from(busy)
-        };
+        unwaited = source::unwaited_after(unwaited, busy, waited);
         if unwaited >= source::BIG_READS_PER_YIELD {
             unwaited = 0;
             tokio::task::yield_now().await;

@@ -101,6 +101,16 @@ impl Target<'_> {
 /// producer faster than its reader makes such reads back to back.
 pub(super) const BIG_READS_PER_YIELD: u32 = 4;
 
+/// The count of big reads in a row without a wait after one more turn of
+/// a reader: none after a turn that waited.
+pub(super) fn unwaited_after(before: u32, big_read: bool, waited: bool) -> u32 {
+    if waited {
+        0
+    } else {
+        before + u32::from(big_read)
+    }
+}
+
 /// `fut`'s output; sets `waited` when one of its polls returned pending
 /// (the task was suspended in it, and other tasks could run).
 pub(super) async fn noting_wait<F: std::future::Future>(fut: F, waited: &mut bool) -> F::Output {
