@@ -272,6 +272,15 @@ impl RunningProcess {
             rx.let_go();
         }
         crate::watch::rearm(&mut self.watch);
+        // Its outputs read to their end, the child has most likely exited:
+        // a status check now (kept by the child) spares the reactor's round
+        // trip, a worker woken by the exit's event only to wake this thread.
+        let outputs = [&self.stdout, &self.stderr];
+        if outputs.iter().any(|r| r.is_some())
+            && outputs.iter().all(|r| r.as_ref().is_none_or(Reader::ended))
+        {
+            let _ = self.child.try_status();
+        }
         // The watch's task is started again should its runtime shut down
         // while this waits (see `watch::lost`).
         let status = tokio::select! {

@@ -133,7 +133,8 @@ enum Task {
     Own(JoinHandle<Captured>),
     /// Its half of one task reading both streams (see `pair.rs`), or the
     /// panic that ended the half; the stdout half holds the way to claim
-    /// that task while it waits for its first event.
+    /// that task while it waits for its first event. Also a lone reader's
+    /// task spawned by its first event (`Reader::start_lazy`).
     Half(
         tokio::sync::oneshot::Receiver<std::thread::Result<Captured>>,
         Option<Arc<lazy::SpawnOnWake>>,
@@ -149,9 +150,11 @@ const HANDOFF_BYTES: usize = 4 * READ_CHUNK;
 
 impl Reader {
     /// Starts reading `fd` (the parent's end of an output pipe).
+    /// Its task is spawned by the pipe's first event (see
+    /// [`start_lazy`](Self::start_lazy)).
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
         let rx = crate::sys::pipe_receiver(fd)?;
-        Ok(Reader::start_source(source::Source::Pipe(rx), plan))
+        Ok(Reader::start_lazy(source::Source::Pipe(rx), plan))
     }
 
     /// Starts reading a pseudo-terminal's master (a pty session's output).
@@ -222,6 +225,10 @@ async fn run_keeping(
     // chunks' worth, grow the pipe and read in bigger chunks.
     let mut read_size = FIRST_READ;
     let mut total = 0usize;
+    // The task waited (for the pipe, or for room in the line queue) in
+    // this turn: other tasks ran meanwhile. Big reads since it last did.
+    let (mut waited, mut unwaited);
+    unwaited = 0;
     enum Step {
         Read(io::Result<usize>),
         Stop,
@@ -252,14 +259,18 @@ async fn run_keeping(
             let from = target.reserve(if in_place { READ_CHUNK } else { read_size });
             // The flag first: a stream that is always ready to read would
             // otherwise never let the select see the stop.
+            waited = false;
             let step = if control.stopping() {
                 Step::Stop
             } else {
-                tokio::select! {
-                    biased;
-                    read = target.read(&mut rx) => Step::Read(read),
-                    _ = control.stop.notified() => Step::Stop,
-                }
+                let read = async {
+                    tokio::select! {
+                        biased;
+                        read = target.read(&mut rx) => Step::Read(read),
+                        _ = control.stop.notified() => Step::Stop,
+                    }
+                };
+                source::noting_wait(read, &mut waited).await
             };
             (step, from)
         };
@@ -273,13 +284,19 @@ async fn run_keeping(
         // Splitting a big read into lines is real work, and when nothing
         // makes the task wait (lines dropped, or no line consumer that
         // pushes back), the read alone yields only every 128 reads: let
-        // the runtime's other tasks run between big reads.
+        // the runtime's other tasks run after a few big reads with no wait
+        // between them (see `source::BIG_READS_PER_YIELD`).
         let busy = matches!(step, Step::Read(Ok(n)) if n >= READ_CHUNK && !direct);
         match step {
-            Step::Read(Ok(0)) => break,
+            Step::Read(Ok(0)) => {
+                control.ended.store(true, Ordering::Release);
+                break;
+            }
             Step::Read(Ok(n)) if direct => sinks.note_direct(n),
-            Step::Read(Ok(_)) if in_place => sinks.feed_in_place(from).await,
-            Step::Read(Ok(_)) => sinks.feed(&chunk).await,
+            Step::Read(Ok(_)) if in_place => {
+                source::noting_wait(sinks.feed_in_place(from), &mut waited).await
+            }
+            Step::Read(Ok(_)) => source::noting_wait(sinks.feed(&chunk), &mut waited).await,
             Step::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Step::Read(Err(_)) => break,
             Step::Stop => {
@@ -289,7 +306,9 @@ async fn run_keeping(
                 break;
             }
         }
-        if busy {
+        unwaited = source::unwaited_after(unwaited, busy, waited);
+        if unwaited >= source::BIG_READS_PER_YIELD {
+            unwaited = 0;
             tokio::task::yield_now().await;
         }
         if read_size < BIG_READ_CHUNK && total >= HANDOFF_BYTES && rx.is_pipe() {

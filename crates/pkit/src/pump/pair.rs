@@ -115,6 +115,39 @@ impl Reader {
         (out, err)
     }
 
+    /// Starts reading `rx` in a task of its own, spawned by the source's
+    /// first event (data, end of file, a stop) rather than here: a task
+    /// spawned from outside the runtime's workers (a `block_on` thread)
+    /// wakes a worker, which as the last one searching for work wakes the
+    /// other, only for the reader to find the pipe still empty. Spawned by
+    /// the reactor's event, it runs on the worker that saw the event, and
+    /// no other is woken.
+    pub(super) fn start_lazy(rx: Source, plan: StreamPlan) -> Reader {
+        let control = Arc::new(Control::default());
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let read = run_keeping(rx, plan, control.clone());
+        // The source read to its end is closed when the task ends (the
+        // handle for claiming is not kept: nothing claims a lone reader).
+        drop(spawn_on_wake(async move {
+            let (captured, end) = parted(caught(read).await);
+            // An owner gone (detached, or dropped) just fails to take it.
+            drop(tx.send(captured));
+            [end, None]
+        }));
+        Reader {
+            task: Task::Half(done, None),
+            control,
+        }
+    }
+
+    /// Whether this reader has met its stream's end of file: every
+    /// writer closed it, the process most likely by exiting.
+    pub(crate) fn ended(&self) -> bool {
+        self.control
+            .ended
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Takes the task reading both streams of a pair (see
     /// [`start_pair`](Self::start_pair)) when no event has spawned it yet,
     /// to be driven by the caller with [`aside`](super::lazy::aside).

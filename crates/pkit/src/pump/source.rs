@@ -93,3 +93,32 @@ impl Target<'_> {
         }
     }
 }
+
+/// How many big reads a reader makes in a row without waiting (for its
+/// pipe, or for room in the line queue) before it yields to the runtime's
+/// other tasks. Not one: on a multi-thread runtime each yield wakes another
+/// worker (the yielded task is queued where it can be stolen), and a
+/// producer faster than its reader makes such reads back to back.
+pub(super) const BIG_READS_PER_YIELD: u32 = 4;
+
+/// The count of big reads in a row without a wait after one more turn of
+/// a reader: none after a turn that waited.
+pub(super) fn unwaited_after(before: u32, big_read: bool, waited: bool) -> u32 {
+    if waited {
+        0
+    } else {
+        before + u32::from(big_read)
+    }
+}
+
+/// `fut`'s output; sets `waited` when one of its polls returned pending
+/// (the task was suspended in it, and other tasks could run).
+pub(super) async fn noting_wait<F: std::future::Future>(fut: F, waited: &mut bool) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let out = fut.as_mut().poll(cx);
+        *waited |= out.is_pending();
+        out
+    })
+    .await
+}

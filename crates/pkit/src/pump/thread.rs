@@ -26,6 +26,8 @@ pub(super) struct Control {
     /// Set when the process's handle is dropped: the reader goes on
     /// draining the pipe until end of file, but keeps nothing.
     pub(super) detached: AtomicBool,
+    /// Set when the reader on the runtime met its stream's end of file.
+    pub(super) ended: AtomicBool,
 }
 
 impl Control {
