@@ -19,6 +19,11 @@ pub struct Run {
     /// TERM/HUP, or INT/QUIT sent by a process: requests to end.
     pub end_requests: u32,
     pub kill_at: Option<tokio::time::Instant>,
+    /// The whole tree was sent --signal (a timeout without --foreground,
+    /// a teardown): its leftovers had their ending already. A first
+    /// request to end with -k arms `kill_at` having signalled the program
+    /// alone: then its leftovers still get --signal when it ends.
+    pub tree_ended: bool,
     /// pkit was stopped with its job and has continued the program's tree
     /// itself: the SIGCONT that woke pkit (the shell's `fg` or `bg`),
     /// read next, is not forwarded again unless a process of the tree is
@@ -423,6 +428,7 @@ pub fn on_signal(
                     if tree.send_ending(term_signal) {
                         st.kill = Some(Kill::Unreachable(term_signal));
                     }
+                    st.tree_ended = true;
                     st.arm(grace);
                 }
                 _ => {

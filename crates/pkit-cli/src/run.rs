@@ -188,6 +188,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 // still a timeout's ending (124, as before), not a SIGKILL
                 // after a grace.
                 fwd.send_ending(term_signal);
+                st.tree_ended |= !fwd.foreground;
                 st.arm(grace);
             }
             () = until(st.kill_at) => {
@@ -253,8 +254,10 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     }
 
     // The program has ended. What it left running gets the grace: the rest
-    // of one already armed (timeout, teardown, -k), else --signal now and
-    // the whole --kill-after; then SIGKILL. The tree's figures are read
+    // of one already armed (timeout, teardown, -k), else the whole
+    // --kill-after; then SIGKILL. It gets --signal now unless the whole
+    // tree had it already (a request to end that -k armed went to the
+    // program alone, as did a --foreground timeout's signal). The tree's figures are read
     // before the teardown removes its cgroups, and it is checked gone.
     let oom = args
         .memory_max
@@ -267,8 +270,8 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     let leftovers = group.pids().ok().map(|p| p.len() as u64);
     if leftovers != Some(0) {
         let until = match st.kill_at {
-            Some(at) => Some(Some(at)),
-            None => {
+            Some(at) if st.tree_ended => Some(Some(at)),
+            armed => {
                 if args.verbose {
                     eprintln!("pkit: the program ended; its leftovers get the grace");
                 }
@@ -279,7 +282,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 .send_ending(term_signal);
                 // Killed at once, every one of them: no grace to wait out.
                 report.leftovers_killed_at_once = killed;
-                (!killed).then(|| crate::forward::from_now(grace))
+                (!killed).then(|| armed.or_else(|| crate::forward::from_now(grace)))
             }
         };
         report.leftovers_killed = match until {
