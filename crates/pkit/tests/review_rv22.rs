@@ -114,18 +114,29 @@ async fn closing_stdout_early_then_running_on_is_waited_for() {
 async fn a_grandchild_holding_the_pipe_does_not_hold_wait() {
     let suite = begin("rv22 grandchild holds pipe").await;
     for choice in mechanisms() {
-        let what = format!("{choice}: grandchild holds stdout");
-        let g = group(choice);
-        let mut p = g
-            .start(&lone(choice, "sleep 300 & echo hi; exit 4"))
-            .unwrap();
-        let out = tokio::time::timeout(DEADLINE, p.wait())
-            .await
-            .expect("wait hung")
-            .expect("wait");
-        assert_eq!(out.code(), Some(4), "{what}: {out:?}");
-        drop(p);
-        drop(g);
+        // Silent: no event ever spawned the reader; `wait`'s stop does.
+        for (script, said) in [
+            ("sleep 300 & echo hi; exit 4", "hi\n"),
+            ("sleep 300 & exit 4", ""),
+        ] {
+            let what = format!("{choice}: grandchild holds stdout: {script}");
+            let g = group(choice);
+            let mut p = g
+                .start(
+                    &sh(choice, script)
+                        .stderr(Stdio::Null)
+                        .on_stdout_line(|_| ()),
+                )
+                .unwrap();
+            let out = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .expect("wait hung")
+                .expect("wait");
+            assert_eq!(out.code(), Some(4), "{what}: {out:?}");
+            assert_eq!(out.stdout_str(), said, "{what}");
+            drop(p);
+            drop(g);
+        }
     }
     suite.end().await;
 }
@@ -439,6 +450,45 @@ async fn a_line_callback_never_runs_inside_start() {
             inside, 0,
             "{choice}: {inside} of 200 callbacks ran inside start"
         );
+    }
+    suite.end().await;
+}
+
+/// A handle dropped (its reader detached) before any event, its line
+/// stream taken and dropped too: the reader, spawned later by the first
+/// write, still drains the pipe, so a child that then writes far more
+/// than a pipe holds neither blocks nor dies of SIGPIPE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_dropped_before_any_event_still_drains() {
+    let suite = begin("rv22 dropped before event").await;
+    for choice in mechanisms() {
+        let what = format!("{choice}: dropped, then 8 MiB written");
+        let marker = TempPath::new("rv22-drained");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &lone(
+                    choice,
+                    "sleep 0.5; head -c 8388608 /dev/zero | tr '\\0' 'x' | fold -w 100 && \
+                     echo done > \"$1\"",
+                )
+                .arg(marker.path()),
+            )
+            .unwrap();
+        drop(p.lines());
+        drop(p);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(marker.path()).ok().as_deref() != Some("done\n")
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(POLL).await;
+        }
+        assert_eq!(
+            std::fs::read_to_string(marker.path()).ok().as_deref(),
+            Some("done\n"),
+            "{what}: the child did not finish its writes"
+        );
+        drop(g);
     }
     suite.end().await;
 }
