@@ -440,7 +440,6 @@ async fn callbacks_run_inside_start(choice: MechanismChoice, n: usize) -> usize 
 /// callback runs inside `start`, on the caller's (possibly async) thread.
 /// A caller that holds a lock the callback takes around `start` then
 /// deadlocks (before perf20 the callback waited on a worker).
-#[ignore = "rv22 finding: callbacks can run inside start() on the caller's thread"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_callback_never_runs_inside_start() {
     let suite = begin("rv22 callback inside start").await;

@@ -29,7 +29,6 @@ use thread::{Control, BIG_READ_CHUNK};
 /// the way — before it reports the exit.
 pub(crate) const AFTER_EXIT_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
 
-use crate::sys::OwnedFd;
 use std::fmt;
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -149,20 +148,12 @@ const FIRST_READ: usize = 8 * 1024;
 const HANDOFF_BYTES: usize = 4 * READ_CHUNK;
 
 impl Reader {
-    /// Starts reading `fd` (the parent's end of an output pipe).
-    /// Its task is spawned by the pipe's first event (see
-    /// [`start_lazy`](Self::start_lazy)).
-    pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
-        let rx = crate::sys::pipe_receiver(fd)?;
-        Ok(Reader::start_lazy(source::Source::Pipe(rx), plan))
-    }
-
     /// Starts reading a pseudo-terminal's master (a pty session's output).
     pub(crate) fn start_pty(pty: crate::sys::PtyIo, plan: StreamPlan) -> Reader {
         Reader::start_source(source::Source::Pty(pty), plan)
     }
 
-    fn start_source(rx: source::Source, plan: StreamPlan) -> Reader {
+    pub(super) fn start_source(rx: source::Source, plan: StreamPlan) -> Reader {
         let control = Arc::new(Control::default());
         let task = Task::Own(tokio::spawn(run(rx, plan, control.clone())));
         Reader { task, control }
@@ -570,7 +561,8 @@ mod tests {
             .build()
             .expect("runtime");
         let stopped = rt.block_on(async {
-            let zero: OwnedFd = std::fs::File::open("/dev/zero").expect("/dev/zero").into();
+            let zero: crate::sys::OwnedFd =
+                std::fs::File::open("/dev/zero").expect("/dev/zero").into();
             let control = Arc::new(Control::default());
             let capture = CaptureBuf::new(Some(1 << 20), CapturePolicy::KeepHead);
             let reading = tokio::spawn({

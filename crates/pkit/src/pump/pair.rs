@@ -29,6 +29,20 @@ use super::{run_keeping, source::Source, Captured, Control, Reader, StreamKind, 
 use crate::sys::OwnedFd;
 
 impl Reader {
+    /// Starts reading `fd` (the parent's end of an output pipe), in a task
+    /// spawned by the pipe's first event ([`start_lazy`](Self::start_lazy),
+    /// whose first poll, made here on the caller's thread, may read) unless
+    /// the caller's code (tee, callback, decoder) runs in it: never in `start`.
+    pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
+        let rx = Source::Pipe(crate::sys::pipe_receiver(fd)?);
+        let lazy = plan.tee.is_none() && plan.callback.is_none() && plan.decoder.is_none();
+        Ok(if lazy {
+            Reader::start_lazy(rx, plan)
+        } else {
+            Reader::start_source(rx, plan)
+        })
+    }
+
     /// Whether `plan` only feeds a capture, so its stream may share a task
     /// (nothing of the caller's runs in it, nothing pushes back on it).
     pub(crate) fn capture_only(plan: &StreamPlan) -> bool {
