@@ -364,47 +364,59 @@ fn a_run_dropped_mid_await_leaves_no_zombie() {
             for flavor in ["task", "block_on", "current"] {
                 for how in ["timeout", "select"] {
                     let what = format!("{choice} {flavor} {how}");
-                    let file = TempPath::new("rv21-drop");
-                    let c = cmd(choice, "sh").args([
-                        "-c",
-                        "echo $$ > \"$1\"; exec sleep 300",
-                        "sh",
-                        file.as_str(),
-                    ]);
                     let body = {
-                        let file = file.path().to_path_buf();
                         let what = what.clone();
+                        // A timeout that passes before the shell has
+                        // written its pid (a loaded machine) drops the run
+                        // too early to prove anything: tried again with a
+                        // longer one.
+                        let mut bound = Duration::from_secs(1);
                         async move {
-                            let run = c.output();
-                            let waited = async {
-                                let pid = pid_written(&file).await;
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                pid
-                            };
-                            let pid = if how == "timeout" {
-                                let pid = std::sync::Arc::new(std::sync::Mutex::new(0));
-                                let p2 = pid.clone();
-                                let both = async move {
-                                    tokio::join!(run, async {
-                                        *p2.lock().unwrap() = waited.await;
-                                    })
+                            loop {
+                                let file = TempPath::new("rv21-drop");
+                                let c = cmd(choice, "sh").args([
+                                    "-c",
+                                    "echo $$ > \"$1\"; exec sleep 300",
+                                    "sh",
+                                    file.as_str(),
+                                ]);
+                                let file = file.path().to_path_buf();
+                                let run = c.output();
+                                let waited = async {
+                                    let pid = pid_written(&file).await;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    pid
                                 };
-                                let r = tokio::time::timeout(Duration::from_secs(1), both).await;
-                                assert!(r.is_err(), "{what}: the run ended");
-                                let pid = *pid.lock().unwrap();
-                                assert!(pid != 0, "{what}: no pid within a second");
-                                pid
-                            } else {
-                                tokio::select! {
-                                    r = run => panic!("{what}: the run ended: {:?}", r.map(|o| o.outcome().to_string())),
-                                    pid = waited => pid,
-                                }
-                            };
-                            assert!(
-                                reaped_within(pid, DEADLINE * 3).await,
-                                "{what}: pid {pid} left: {:?}",
-                                stat(pid).map(|s| s.state)
-                            );
+                                let pid = if how == "timeout" {
+                                    let pid = std::sync::Arc::new(std::sync::Mutex::new(0));
+                                    let p2 = pid.clone();
+                                    let both = async move {
+                                        tokio::join!(run, async {
+                                            *p2.lock().unwrap() = waited.await;
+                                        })
+                                    };
+                                    let r = tokio::time::timeout(bound, both).await;
+                                    assert!(r.is_err(), "{what}: the run ended");
+                                    let pid = *pid.lock().unwrap();
+                                    if pid == 0 && bound < DEADLINE * 3 {
+                                        bound *= 4;
+                                        continue;
+                                    }
+                                    assert!(pid != 0, "{what}: no pid within {bound:?}");
+                                    pid
+                                } else {
+                                    tokio::select! {
+                                        r = run => panic!("{what}: the run ended: {:?}", r.map(|o| o.outcome().to_string())),
+                                        pid = waited => pid,
+                                    }
+                                };
+                                assert!(
+                                    reaped_within(pid, DEADLINE * 3).await,
+                                    "{what}: pid {pid} left: {:?}",
+                                    stat(pid).map(|s| s.state)
+                                );
+                                break;
+                            }
                         }
                     };
                     match flavor {
@@ -725,43 +737,54 @@ fn every_way_a_run_ends_returns_with_its_child_reaped() {
                 Driver::Blocking,
             ] {
                 for end in ["exit", "timeout", "cancel"] {
-                    let file = TempPath::new("rv21-reaped");
-                    let script = match end {
-                        "exit" => "echo $$ > \"$1\"; exit 0",
-                        _ => "echo $$ > \"$1\"; exec sleep 300",
-                    };
-                    let mut c = cmd(choice, "sh").args(["-c", script, "sh", file.as_str()]);
-                    let token = pkit::CancelToken::new();
-                    let canceller = match end {
-                        "timeout" => {
-                            c = c.timeout(Duration::from_millis(500));
-                            None
+                    // A timeout that passes before the shell has written
+                    // its pid (a loaded machine) proves nothing: tried
+                    // again with a longer one.
+                    let mut bound = Duration::from_millis(500);
+                    let (got, pid, left) = loop {
+                        let file = TempPath::new("rv21-reaped");
+                        let script = match end {
+                            "exit" => "echo $$ > \"$1\"; exit 0",
+                            _ => "echo $$ > \"$1\"; exec sleep 300",
+                        };
+                        let mut c = cmd(choice, "sh").args(["-c", script, "sh", file.as_str()]);
+                        let token = pkit::CancelToken::new();
+                        let canceller = match end {
+                            "timeout" => {
+                                c = c.timeout(bound);
+                                None
+                            }
+                            "cancel" => {
+                                c = c.cancel_token(&token);
+                                let (token, file) = (token.clone(), file.path().to_path_buf());
+                                Some(std::thread::spawn(move || {
+                                    let until = Instant::now() + DEADLINE * 6;
+                                    while std::fs::read_to_string(&file)
+                                        .map_or(true, |s| !s.ends_with('\n'))
+                                        && Instant::now() < until
+                                    {
+                                        std::thread::sleep(POLL);
+                                    }
+                                    token.cancel();
+                                }))
+                            }
+                            _ => None,
+                        };
+                        let got = drive(how, c);
+                        // At the return: the child must be reaped already.
+                        let pid: Option<u32> = std::fs::read_to_string(file.path())
+                            .ok()
+                            .and_then(|s| s.trim().parse().ok());
+                        let left = pid.and_then(|p| stat(p).map(|s| (p, s.state)));
+                        if let Some(t) = canceller {
+                            t.join().unwrap();
                         }
-                        "cancel" => {
-                            c = c.cancel_token(&token);
-                            let (token, file) = (token.clone(), file.path().to_path_buf());
-                            Some(std::thread::spawn(move || {
-                                let until = Instant::now() + DEADLINE * 6;
-                                while std::fs::read_to_string(&file)
-                                    .map_or(true, |s| !s.ends_with('\n'))
-                                    && Instant::now() < until
-                                {
-                                    std::thread::sleep(POLL);
-                                }
-                                token.cancel();
-                            }))
+                        if pid.is_none() && end == "timeout" && bound < DEADLINE * 3 {
+                            bound *= 4;
+                            continue;
                         }
-                        _ => None,
+                        break (got, pid, left);
                     };
-                    let got = drive(how, c);
-                    // At the return: the child must be reaped already.
-                    let pid: Option<u32> = std::fs::read_to_string(file.path())
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok());
-                    let left = pid.and_then(|p| stat(p).map(|s| (p, s.state)));
-                    if let Some(t) = canceller {
-                        t.join().unwrap();
-                    }
                     let what = format!("{choice} {how:?} {end}");
                     match (pid, left) {
                         (None, _) => wrong.push(format!("{what}: no pid ({got:?})")),
