@@ -1208,6 +1208,14 @@ fn a_run_whose_group_end_fails_returns_with_its_child_reaped() {
         check.block_on(end_exclusive(alone, name));
         return;
     }
+    // It forces the cgroup mechanism: the process-group and portable
+    // passes would repeat the very same runs (up to 12 minutes at CI's
+    // load), so it runs in the default pass only.
+    if std::env::var_os("PKIT_MECHANISM").is_some_and(|m| !m.is_empty()) {
+        skipped(name, "forces cgroup: runs in the default pass");
+        check.block_on(end_exclusive(alone, name));
+        return;
+    }
     let fds = check.block_on(warm());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -1222,7 +1230,9 @@ fn a_run_whose_group_end_fails_returns_with_its_child_reaped() {
             .collect::<Vec<u32>>()
     };
     let mut left = Vec::new();
-    for i in 0..400 {
+    // Before the fix 9-15 of 400 runs left a zombie: 150 catch it all but
+    // about once in thirty.
+    for i in 0..150 {
         let g = rt.block_on(async {
             Group::builder()
                 .mechanism(MechanismChoice::Cgroup)
