@@ -118,6 +118,19 @@ pub fn spawn_options(mut cmd: Command, args: &RunArgs, ids: &Ids) -> Command {
     if let Some(n) = args.nice {
         cmd = cmd.priority(n);
     }
+    // The descriptor limit pkit was given, when pkit raised its own
+    // (`sys::raise_nofile`): the program gets it back, unless the user
+    // names NOFILE (whose entry would replace this one anyway).
+    #[cfg(target_os = "linux")]
+    if let Some((soft, hard)) = crate::sys::original_nofile() {
+        if !args
+            .rlimit
+            .iter()
+            .any(|&(r, ..)| r == pkit::Resource::Nofile)
+        {
+            cmd = cmd.rlimit(pkit::Resource::Nofile, soft, hard);
+        }
+    }
     for &(res, soft, hard) in &args.rlimit {
         cmd = cmd.rlimit(res, soft, hard.unwrap_or(soft));
     }

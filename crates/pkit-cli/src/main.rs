@@ -80,6 +80,15 @@ fn main() -> ExitCode {
             ExitCode::from(rt.block_on(supervise::main(*args)))
         }
         Cmd::Run(args) => {
+            // Room for pkit's own ~20 descriptors under a small soft
+            // RLIMIT_NOFILE: its soft limit goes up to the hard one, and the
+            // program gets the original pair back (`checks::spawn_options`).
+            // Not for the portable backend: a limit to restore would force
+            // its trampoline. Opens nothing, so it may come first.
+            #[cfg(target_os = "linux")]
+            if !sys::signal_pipe_wanted(args.mechanism.map(Into::into)) {
+                sys::raise_nofile();
+            }
             // First, while pkit holds no descriptor of its own: an
             // inherited --json-fd N that is not open would otherwise be
             // found open once the signal pipe or the runtime took number

@@ -238,17 +238,16 @@ fn nobody_gets_a_process_group_and_leaves_nothing() {
     );
 }
 
-/// LOW, not fixed. A soft `RLIMIT_NOFILE` of 20 (the hard limit far
-/// above) leaves the cgroup mechanism no descriptor to start a program
-/// with: `prlimit --nofile=20:1024 pkit run -- true` is a 125 ("true:
-/// cannot start: Too many open files"), where `timeout 5 true` runs. pkit
-/// holds about 21 descriptors of its own for one run (runtime, signals,
-/// guard socket, the cgroup directory, pidfds) and does not raise its own
-/// soft limit toward the hard one (handing the program the soft limit it
-/// was given), as long-running supervisors do. The failure is typed and
-/// leaves nothing; a process group works at 20.
+/// LOW, fixed. A soft `RLIMIT_NOFILE` of 20 (the hard limit far above)
+/// left the cgroup mechanism no descriptor to start a program with:
+/// `prlimit --nofile=20:1024 pkit run -- true` was a 125 ("true: cannot
+/// start: Too many open files"), where `timeout 5 true` runs. pkit holds
+/// about 21 descriptors of its own for one run (runtime, signals, guard
+/// socket, the cgroup directory, pidfds). pkit now raises its own soft
+/// limit to the hard one (not for the portable backend) and hands the
+/// program the pair it was given: `ulimit -n` 20, `ulimit -Hn` 1024.
+/// Failed before with 125 under the cgroup mechanism.
 #[test]
-#[ignore = "attack13: LOW: soft RLIMIT_NOFILE 20 (hard 1024) makes the cgroup mechanism fail every start"]
 fn a_soft_descriptor_limit_of_20_still_runs_the_program() {
     let have_prlimit = std::process::Command::new("prlimit")
         .arg("--version")
@@ -262,7 +261,7 @@ fn a_soft_descriptor_limit_of_20_still_runs_the_program() {
         let out = std::process::Command::new("prlimit")
             .args(["--nofile=20:1024", env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "-q", "--mechanism", mechanism, "--"])
-            .args(["sh", "-c", "ulimit -n"])
+            .args(["sh", "-c", "ulimit -n; ulimit -Hn"])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -270,10 +269,45 @@ fn a_soft_descriptor_limit_of_20_still_runs_the_program() {
             continue;
         }
         assert_eq!(out.status.code(), Some(0), "{mechanism}: {stderr}");
-        // The program still gets the limit pkit was given.
+        // The program still gets the limits pkit was given.
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
-            "20",
+            "20\n1024",
+            "{mechanism}"
+        );
+    }
+}
+
+/// Under the same small soft limit, a `--rlimit NOFILE=30` still decides
+/// the program's limit: pkit's restoring of the limit it was given does
+/// not override the user's.
+#[test]
+fn a_users_nofile_rlimit_wins_over_the_restored_one() {
+    let have_prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_prlimit {
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    for mechanism in mechanisms() {
+        let out = std::process::Command::new("prlimit")
+            .args(["--nofile=20:1024", env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "-q", "--mechanism", mechanism])
+            .args(["--rlimit", "NOFILE=30", "--"])
+            .args(["sh", "-c", "ulimit -n; ulimit -Hn"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("containment unavailable") {
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "{mechanism}: {stderr}");
+        // NOFILE=30 sets both limits, as prlimit does.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "30\n30",
             "{mechanism}"
         );
     }

@@ -5,6 +5,10 @@
 //! the same functions (the terminal and subreaper ones answer "none"
 //! there).
 
+#[cfg(target_os = "linux")]
+mod nofile;
+#[cfg(target_os = "linux")]
+pub use nofile::{original as original_nofile, raise_nofile};
 #[cfg(unix)]
 mod orphan;
 #[cfg(unix)]
