@@ -412,14 +412,18 @@ async fn a_hundred_thousand_arguments_and_one_of_a_mebibyte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_path_with_a_newline() {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::PermissionsExt;
     let suite = begin("a_program_path_with_a_newline").await;
     let dir = TempPath::new("nl-dir");
     std::fs::create_dir(dir.path()).unwrap();
     let name = std::ffi::OsStr::from_bytes(b"odd\nna:1:me=x\t\xff");
     let prog = dir.path().join(name);
-    std::fs::write(&prog, "#!/bin/sh\necho ran \"$@\"\n").unwrap();
-    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Written by another process, then renamed (the odd name isn't UTF-8):
+    // a file this process wrote could be held open for writing by a child
+    // another test's thread forked meanwhile, and its exec fail with
+    // ETXTBSY (failed CI's process-group pass once).
+    let plain = dir.path().join("plain");
+    write_file_externally(&plain, "#!/bin/sh\necho ran \"$@\"\n", 0o755);
+    std::fs::rename(&plain, &prog).unwrap();
     for choice in mechanisms() {
         let out = bounded(
             "nl program",
