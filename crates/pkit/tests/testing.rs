@@ -1124,3 +1124,34 @@ async fn a_clients_secret_output_marks_every_call() {
     assert!(!path.exists(), "nothing is written");
     suite.end().await;
 }
+
+/// A cassette recorded from a scripted run ending by a signal no process
+/// can have (`Reply::signalled(0)`, `-9`) is refused at `save`, writing
+/// nothing, rather than saved and then refused as corrupt by `replay`
+/// (review rv21); a signal up to 127 (FreeBSD and DragonFly number theirs
+/// to 126) saves and loads again.
+#[tokio::test]
+async fn a_saved_cassette_of_a_scripted_signal_loads_again() {
+    let mut wrong = Vec::new();
+    for sig in [0, -9, 65, 9] {
+        let path = TempPath::new("rv21-cassette.json");
+        let recorder = Arc::new(RecordReplay::record(
+            path.path(),
+            Arc::new(ScriptedRunner::new().fallback(Reply::signalled(sig))),
+        ));
+        let out = pkit::Command::new("tool")
+            .runner(recorder.clone())
+            .output()
+            .await;
+        let saved = recorder.save();
+        let loaded = RecordReplay::replay(path.path());
+        if let (Ok(()), Err(refused)) = (&saved, &loaded) {
+            wrong.push(format!(
+                "signal {sig}: run {:?}, saved, then refused: {refused}",
+                out.map(|o| o.outcome().to_string()),
+            ));
+        }
+        let _ = std::fs::remove_file(path.path());
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
