@@ -218,8 +218,8 @@ async fn run_keeping(
     let mut total = 0usize;
     // The task waited (for the pipe, or for room in the line queue) in
     // this turn: other tasks ran meanwhile. Big reads since it last did.
-    let (mut waited, mut unwaited);
-    unwaited = 0;
+    let mut waited;
+    let mut unwaited = 0;
     enum Step {
         Read(io::Result<usize>),
         Stop,

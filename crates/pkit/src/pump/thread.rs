@@ -26,7 +26,8 @@ pub(super) struct Control {
     /// Set when the process's handle is dropped: the reader goes on
     /// draining the pipe until end of file, but keeps nothing.
     pub(super) detached: AtomicBool,
-    /// Set when the reader on the runtime met its stream's end of file.
+    /// Set when the reader (on the runtime or on its thread) met its
+    /// stream's end of file.
     pub(super) ended: AtomicBool,
 }
 
@@ -166,7 +167,13 @@ fn capture_blocking(
                 }
                 break;
             }
-            Ok(ReadStep::Eof) | Err(_) => break,
+            Ok(ReadStep::Eof) => {
+                control
+                    .ended
+                    .store(true, std::sync::atomic::Ordering::Release);
+                break;
+            }
+            Err(_) => break,
         }
     }
     capture.finish()
