@@ -968,20 +968,7 @@ async fn a_stdin_file_replaced_by_a_fifo_after_its_lookup_is_read_as_found() {
     let alone = begin_exclusive().await;
     let fds = warm().await;
     for choice in mechanisms() {
-        let dir = TempPath::new("fifodir");
-        std::fs::create_dir(dir.path()).unwrap();
-        let (path, fifo, keep) = (
-            dir.path().join("in"),
-            dir.path().join("fifo"),
-            dir.path().join("keep"),
-        );
-        std::fs::write(&path, "looked up\n").unwrap();
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success(), "mkfifo");
-        std::fs::hard_link(&fifo, &keep).unwrap();
+        let (dir, path, fifo, keep) = fifo_swap_dir("fifodir");
         let c = cmd(choice, "cat")
             .stdin_file(&path)
             .timeout(Duration::from_secs(30));

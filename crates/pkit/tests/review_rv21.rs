@@ -573,20 +573,7 @@ async fn without_proc_a_stdin_file_swapped_for_a_fifo_is_opened_within_the_bound
     let alone = begin_exclusive().await;
     let mut wrong = Vec::new();
     for choice in mechanisms() {
-        let dir = TempPath::new("rv21-noproc");
-        std::fs::create_dir(dir.path()).unwrap();
-        let (path, fifo, keep) = (
-            dir.path().join("in"),
-            dir.path().join("fifo"),
-            dir.path().join("keep"),
-        );
-        std::fs::write(&path, "looked up\n").unwrap();
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success(), "mkfifo");
-        std::fs::hard_link(&fifo, &keep).unwrap();
+        let (dir, path, fifo, keep) = fifo_swap_dir("rv21-noproc");
         inject(Point::FifoProcFd, libc::ENOENT, u32::MAX);
         hold(Point::StdioLookedUp);
         let c = cmd(choice, "cat")

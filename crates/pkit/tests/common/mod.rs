@@ -1126,3 +1126,24 @@ pub fn tagged_lines(
     });
     rx
 }
+
+/// A directory for swapping a stdio file for a FIFO under pkit's open: a
+/// regular file `in` (holding "looked up\n"), a FIFO `fifo`, and `keep`,
+/// a second name of that FIFO that survives a rename of `fifo` over `in`.
+pub fn fifo_swap_dir(tag: &str) -> (TempPath, PathBuf, PathBuf, PathBuf) {
+    let dir = TempPath::new(tag);
+    std::fs::create_dir(dir.path()).unwrap();
+    let (path, fifo, keep) = (
+        dir.path().join("in"),
+        dir.path().join("fifo"),
+        dir.path().join("keep"),
+    );
+    std::fs::write(&path, "looked up\n").unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    std::fs::hard_link(&fifo, &keep).unwrap();
+    (dir, path, fifo, keep)
+}
