@@ -167,7 +167,9 @@ pub fn give_back_nofile() -> bool {
     #[cfg(target_os = "linux")]
     return crate::sys::give_back_nofile();
     #[cfg(not(target_os = "linux"))]
-    false
+    {
+        false
+    }
 }
 
 /// `--uid` and `--gid`, as numbers.
