@@ -119,17 +119,10 @@ pub fn spawn_options(mut cmd: Command, args: &RunArgs, ids: &Ids) -> Command {
         cmd = cmd.priority(n);
     }
     // The descriptor limit pkit was given, when pkit raised its own
-    // (`sys::raise_nofile`): the program gets it back, unless the user
-    // names NOFILE (whose entry would replace this one anyway).
+    // (`sys::raise_nofile`): the program gets it back.
     #[cfg(target_os = "linux")]
-    if let Some((soft, hard)) = crate::sys::original_nofile() {
-        if !args
-            .rlimit
-            .iter()
-            .any(|&(r, ..)| r == pkit::Resource::Nofile)
-        {
-            cmd = cmd.rlimit(pkit::Resource::Nofile, soft, hard);
-        }
+    if let Some((soft, hard)) = crate::sys::original_nofile().filter(|_| restores_nofile(args)) {
+        cmd = cmd.rlimit(pkit::Resource::Nofile, soft, hard);
     }
     for &(res, soft, hard) in &args.rlimit {
         cmd = cmd.rlimit(res, soft, hard.unwrap_or(soft));
@@ -147,6 +140,36 @@ pub fn spawn_options(mut cmd: Command, args: &RunArgs, ids: &Ids) -> Command {
         cmd = cmd.keep_fds(args.keep_fd.iter().map(|&fd| (fd, fd)));
     }
     cmd
+}
+
+/// Whether the program's start carries the descriptor limit pkit was
+/// given, to undo pkit's raise of its own (Linux): pkit raised it and has
+/// not given it back, and the user names no NOFILE (whose entry would
+/// replace this one anyway).
+pub fn restores_nofile(args: &RunArgs) -> bool {
+    #[cfg(target_os = "linux")]
+    return crate::sys::original_nofile().is_some()
+        && !args
+            .rlimit
+            .iter()
+            .any(|&(r, ..)| r == pkit::Resource::Nofile);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = args;
+        false
+    }
+}
+
+/// Puts pkit's own descriptor limit back to the one it was given (see
+/// `sys::give_back_nofile`), for a start that can't restore it in the
+/// program; whether it is back (never raised: false).
+pub fn give_back_nofile() -> bool {
+    #[cfg(target_os = "linux")]
+    return crate::sys::give_back_nofile();
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
 }
 
 /// `--uid` and `--gid`, as numbers.

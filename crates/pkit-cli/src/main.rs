@@ -82,13 +82,12 @@ fn main() -> ExitCode {
         Cmd::Run(args) => {
             // Room for pkit's own ~20 descriptors under a small soft
             // RLIMIT_NOFILE: its soft limit goes up to the hard one, and the
-            // program gets the original pair back (`checks::spawn_options`).
-            // Not for the portable backend: a limit to restore would force
-            // its trampoline. Opens nothing, so it may come first.
+            // program gets the original pair back (`checks::spawn_options`;
+            // the portable backend's trampoline applies it, and where there
+            // is none `run::start` gives pkit's own back first). Opens
+            // nothing, so it may come first.
             #[cfg(target_os = "linux")]
-            if !sys::signal_pipe_wanted(args.mechanism.map(Into::into)) {
-                sys::raise_nofile();
-            }
+            sys::raise_nofile();
             // First, while pkit holds no descriptor of its own: an
             // inherited --json-fd N that is not open would otherwise be
             // found open once the signal pipe or the runtime took number
@@ -168,10 +167,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("it panicked");
-        Err(std::io::Error::other(text.to_owned()))
+        Err(std::io::Error::other(plain(text)))
     });
     built.map_err(|e| {
         eprintln!("pkit: cannot start the async runtime: {e}");
         ExitCode::from(EXIT_OWN_FAILURE)
     })
+}
+
+/// A panic's text with an `io::Error` printed in its Debug form (tokio's
+/// `failed to create UnixStream: Os { code: 24, kind: Uncategorized, ..
+/// }`) given that error's plain message instead (`Too many open files (os
+/// error 24)`); any other text as it is.
+fn plain(text: &str) -> String {
+    const OS: &str = "Os { code: ";
+    if let Some(at) = text.find(OS) {
+        let digits: String = text[at + OS.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(code) = digits.parse::<i32>() {
+            let e = std::io::Error::from_raw_os_error(code);
+            return format!("{}{e}", &text[..at]);
+        }
+    }
+    text.to_owned()
 }

@@ -457,12 +457,37 @@ fn start(
     args: &RunArgs,
     ids: &crate::checks::Ids,
 ) -> pkit::Result<pkit::RunningProcess> {
-    match group.start(&command(args, ids, None)) {
+    match start_restoring(group, args, ids, None) {
         Err(e) => match crate::script::fallback(&e, ids.uid.is_some() || ids.gid.is_some()) {
-            Some(path) => group.start(&command(args, ids, Some(&path))),
+            Some(path) => start_restoring(group, args, ids, Some(&path)),
             None => Err(e),
         },
         ok => ok,
+    }
+}
+
+/// Starts the program with the descriptor limit pkit was given restored
+/// in it (`sys::original_nofile`). The portable backend applies that in
+/// its trampoline; where it has none, the start is refused
+/// (`Unsupported`) before anything runs: pkit then gives its own raised
+/// limit back and starts the program without the restore, so that it
+/// inherits the original pair. The user's own options that need the
+/// trampoline are refused again, as they would have been.
+fn start_restoring(
+    group: &pkit::Group,
+    args: &RunArgs,
+    ids: &crate::checks::Ids,
+    script: Option<&Path>,
+) -> pkit::Result<pkit::RunningProcess> {
+    let restoring = crate::checks::restores_nofile(args);
+    match group.start(&command(args, ids, script)) {
+        Err(Error::Unsupported {
+            operation: "spawn options",
+            ..
+        }) if restoring && crate::checks::give_back_nofile() => {
+            group.start(&command(args, ids, script))
+        }
+        other => other,
     }
 }
 

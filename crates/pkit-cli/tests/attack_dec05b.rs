@@ -244,7 +244,7 @@ fn nobody_gets_a_process_group_and_leaves_nothing() {
 /// start: Too many open files"), where `timeout 5 true` runs. pkit holds
 /// about 21 descriptors of its own for one run (runtime, signals, guard
 /// socket, the cgroup directory, pidfds). pkit now raises its own soft
-/// limit to the hard one (not for the portable backend) and hands the
+/// limit to the hard one (every mechanism since review rv23) and hands the
 /// program the pair it was given: `ulimit -n` 20, `ulimit -Hn` 1024.
 /// Failed before with 125 under the cgroup mechanism.
 #[test]

@@ -158,6 +158,27 @@ async fn umask_limits_and_priority_reach_the_child() {
     suite.end().await;
 }
 
+/// A descriptor limit that leaves the child only its stdio and one more
+/// (`NOFILE` 4:4, as `prlimit --nofile=4` lets `true` run): the program
+/// runs with it in every mechanism. The portable backend's trampoline made
+/// its exec report pipe after applying the limit, so every such start
+/// failed there ("cannot start: Too many open files", soft 5 or less).
+#[tokio::test]
+async fn a_descriptor_limit_of_four_still_starts_the_program() {
+    let suite = begin("a_descriptor_limit_of_four_still_starts_the_program").await;
+    for choice in mechanisms() {
+        for n in [4, 5] {
+            let out = sh(choice, "ulimit -n; ulimit -Hn")
+                .rlimit(Resource::Nofile, n, n)
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("{choice} {n}: {e}"));
+            assert_eq!(out.stdout_str(), format!("{n}\n{n}\n"), "{choice} {n}");
+        }
+    }
+    suite.end().await;
+}
+
 #[tokio::test]
 async fn a_new_session_under_cgroups_and_a_refusal_under_process_groups() {
     let suite = begin("a_new_session_under_cgroups_and_a_refusal_under_process_groups").await;

@@ -30,10 +30,15 @@ use crate::sys::setup_steps::{StepCalls, Steps};
 use crate::sys::step::FailedStep;
 use crate::sys::{ChildStep, Rlimit};
 
+/// The exec report pipe (see [`exec_reported`]): its read end, its
+/// write end.
+pub(super) type ExecPipe = [c_int; 2];
+
 /// How the trampoline's setup went.
 pub(super) enum Setup {
-    /// Applied: exec the program.
-    Done,
+    /// Applied: exec the program, reporting through this pipe when the
+    /// setup made it (before a descriptor limit could leave no room).
+    Done(Option<ExecPipe>),
     /// A step failed: send this code back (see [`FailedStep::pack`]) and
     /// exit.
     Failed(c_int),
@@ -64,7 +69,7 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
     }
     let len = u64::from_ne_bytes(len);
     if len == 0 {
-        return Setup::Done;
+        return Setup::Done(None);
     }
     if len > MAX_BLOCK || len < (HEADER * 8) as u64 {
         return malformed();
@@ -162,8 +167,8 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
     };
     // The passed descriptors: received, then (with the gate) moved above
     // every target, so that no placement overwrites one still to be used.
+    let above = keep.iter().map(|k| k[0]).max().unwrap_or(0).max(*gate) + 1;
     if !keep.is_empty() {
-        let above = keep.iter().map(|k| k[0]).max().unwrap_or(0).max(*gate) + 1;
         // SAFETY: fcntl(2) on a descriptor number; a closed one is EBADF.
         let moved = unsafe { libc::fcntl(*gate, libc::F_DUPFD_CLOEXEC, above) };
         if moved < 0 {
@@ -193,6 +198,13 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
             k[1] = moved;
         }
     }
+    // The exec report pipe, before the limits (`--rlimit NOFILE=4` leaves
+    // no number free for it) and above every placed descriptor.
+    // SAFETY: in the trampoline, as this function.
+    let pipe = match unsafe { exec_pipe(if keep.is_empty() { 0 } else { above }) } {
+        Ok(pipe) => pipe,
+        Err(e) => return Setup::Failed(FailedStep::Exec.pack(e)),
+    };
     // The session first, as Linux's spawner takes it right after stdio: a
     // pty session's trampoline leads one already (see `trampoline.rs`).
     if let Err(step) = crate::sys::setup_steps::session(has(SETSID), has(CTTY), &LibcCalls) {
@@ -215,7 +227,7 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
             return Setup::Failed(FailedStep::Setup(ChildStep::KeepFds).pack(errno()));
         }
     }
-    Setup::Done
+    Setup::Done(Some(pipe))
 }
 
 /// The trampoline's sends on the gate: a dead owner's closed end is an
@@ -227,41 +239,33 @@ pub(super) const NO_SIGPIPE: c_int = libc::MSG_NOSIGNAL;
 pub(super) const NO_SIGPIPE: c_int = 0;
 
 /// Executes the real program, reported to the owner through a pipe that
-/// only this process ever holds the write end of: made here close-on-exec,
-/// its read end passed on the gate ([`EXEC_PIPE`]) and closed, then
-/// `execve`; a failed exec writes its code into the pipe (its end of file
-/// at the exec is the owner's word that the program runs; the gate's
-/// would not do, as a copy of the owner forked while the trampoline's end
-/// of it was open in the owner holds that end). Returns the code to send
-/// on the gate ([`report_failed`]) when the pipe could not be made or
-/// passed; `None` after a failed exec, reported in the pipe.
+/// only this process ever holds the write end of: `pipe` (made by the
+/// setup), or made here; its read end passed on the gate ([`EXEC_PIPE`])
+/// and closed, then `execve`; a failed exec writes its code into the pipe
+/// (its end of file at the exec is the owner's word that the program
+/// runs; the gate's would not do, as a copy of the owner forked while the
+/// trampoline's end of it was open in the owner holds that end). Returns
+/// the code to send on the gate ([`report_failed`]) when the pipe could
+/// not be made or passed; `None` after a failed exec, reported in the
+/// pipe.
 ///
 /// # Safety
 /// Trampoline only, after [`receive_and_apply`] said `Done`; `gate` is the
-/// gate's number, `path`, `argv` and `envp` as execve(2) takes them.
+/// gate's number, `pipe` what `Done` held, `path`, `argv` and `envp` as
+/// execve(2) takes them.
 pub(super) unsafe fn exec_reported(
     gate: RawFd,
+    pipe: Option<ExecPipe>,
     path: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> Option<c_int> {
     let failed = |e: c_int| Some(FailedStep::Exec.pack(e));
-    let mut ends: [c_int; 2] = [-1, -1];
-    // SAFETY: pipe2(2) writes two descriptor numbers into `ends`.
-    #[cfg(not(target_os = "macos"))]
-    let made = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == 0;
-    // No pipe2 on macOS; the trampoline has one thread, which does not
-    // exec between the two calls.
-    // SAFETY: pipe(2) writes two descriptor numbers into `ends`; fcntl(2)
-    // on them.
-    #[cfg(target_os = "macos")]
-    let made = unsafe {
-        libc::pipe(ends.as_mut_ptr()) == 0
-            && libc::fcntl(ends[1], libc::F_SETFD, libc::FD_CLOEXEC) == 0
+    // SAFETY: in the trampoline, as this function.
+    let ends = match pipe.map_or_else(|| unsafe { exec_pipe(0) }, Ok) {
+        Ok(ends) => ends,
+        Err(e) => return failed(e),
     };
-    if !made {
-        return failed(errno());
-    }
     if let Err(e) = send_fd(gate, EXEC_PIPE, ends[0]) {
         return failed(e.raw_os_error().unwrap_or(libc::EIO));
     }
@@ -277,6 +281,44 @@ pub(super) unsafe fn exec_reported(
     // SAFETY: write(2) reads the bytes of `code` (4: one atomic write).
     unsafe { libc::write(ends[1], code.as_ptr().cast(), code.len()) };
     None
+}
+
+/// The exec report pipe ([`exec_reported`]), its write end close-on-exec,
+/// both ends numbered `floor` or above; the errno when it can't be made.
+///
+/// # Safety
+/// Trampoline only (one thread, between the go byte and the exec).
+unsafe fn exec_pipe(floor: c_int) -> Result<ExecPipe, c_int> {
+    let mut ends: [c_int; 2] = [-1, -1];
+    // SAFETY: pipe2(2) writes two descriptor numbers into `ends`.
+    #[cfg(not(target_os = "macos"))]
+    let made = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == 0;
+    // No pipe2 on macOS; the trampoline has one thread, which does not
+    // exec between the two calls.
+    // SAFETY: pipe(2) writes two descriptor numbers into `ends`; fcntl(2)
+    // on them.
+    #[cfg(target_os = "macos")]
+    let made = unsafe {
+        libc::pipe(ends.as_mut_ptr()) == 0
+            && libc::fcntl(ends[1], libc::F_SETFD, libc::FD_CLOEXEC) == 0
+    };
+    if !made {
+        return Err(errno());
+    }
+    for end in ends.iter_mut().filter(|end| **end < floor) {
+        // SAFETY: fcntl(2) and close(2) on our own new descriptor: its
+        // copy at `floor` or above replaces it.
+        unsafe {
+            let moved = libc::fcntl(*end, libc::F_DUPFD_CLOEXEC, floor);
+            let e = errno();
+            libc::close(*end);
+            if moved < 0 {
+                return Err(e);
+            }
+            *end = moved;
+        }
+    }
+    Ok(ends)
 }
 
 /// Sends a failed step's `code` on the gate ([`FAILED`] and its bytes).

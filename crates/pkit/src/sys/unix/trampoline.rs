@@ -351,14 +351,16 @@ unsafe fn gate_if_asked(argv: *const *const libc::c_char, envp: *mut *const libc
     let code = match unsafe { super::gate_apply::receive_and_apply(&mut gate) } {
         Setup::Gone => give_up(),
         Setup::Failed(code) => code,
-        // SAFETY: the gate's number, open (the setup used it); `path`,
-        // `argv` and `child_env` are NUL-terminated strings and null-
-        // terminated vectors of this process (the caller's promise, and
-        // the walk above), unchanged since.
-        Setup::Done => match unsafe { exec_reported(gate, path, argv.cast(), child_env.cast()) } {
-            Some(code) => code,
-            None => give_up(),
-        },
+        Setup::Done(pipe) => {
+            // SAFETY: the gate's number, open (the setup used it), and the
+            // setup's pipe; `path`, `argv` and `child_env` are NUL-terminated
+            // strings and null-terminated vectors of this process (the
+            // caller's promise, and the walk above), unchanged since.
+            match unsafe { exec_reported(gate, pipe, path, argv.cast(), child_env.cast()) } {
+                Some(code) => code,
+                None => give_up(),
+            }
+        }
     };
     super::gate_apply::report_failed(gate, code);
     give_up()
