@@ -110,8 +110,11 @@ async fn a_stop_racing_the_first_run_leaves_nothing() {
     for choice in mechanisms() {
         for i in 0..10u32 {
             let pids = TempPath::new("sup-race");
-            let cmd = sh(choice, r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; wait"#)
-                .arg(pids.as_str());
+            let cmd = sh(
+                choice,
+                r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; wait"#,
+            )
+            .arg(pids.as_str());
             let handle = Supervisor::new(cmd)
                 .mechanism(choice)
                 .restart(Restart::Always)
@@ -201,7 +204,9 @@ async fn a_recorded_retry_replays_its_attempts_in_order() {
         rec.save().unwrap();
         std::fs::remove_file(&counter).unwrap();
         let replay = Arc::new(RecordReplay::replay(&path).unwrap());
-        let again = bounded("replay", flaky(replay.clone()).run()).await.unwrap();
+        let again = bounded("replay", flaky(replay.clone()).run())
+            .await
+            .unwrap();
         assert_eq!(again, "try 3", "{choice}");
         assert!(!counter.exists(), "{choice}: replay ran the command");
         std::fs::remove_dir_all(dir.path()).unwrap();
@@ -234,7 +239,10 @@ async fn probes_racing_an_exit_answer_by_the_exit_not_the_deadline() {
                 .await
                 .unwrap_err();
             assert!(
-                matches!(reason(err), NotReadyReason::Exited(pkit::Outcome::Exited(0))),
+                matches!(
+                    reason(err),
+                    NotReadyReason::Exited(pkit::Outcome::Exited(0))
+                ),
                 "{choice} #{i}"
             );
             p.wait().await.unwrap();
@@ -364,7 +372,10 @@ async fn hand_edited_cassettes_replay_consistently() {
         Command::new("tool").arg("a").arg("dummy"),
         Command::new("tool").secret_arg("dummy").arg("a"),
         Command::new("tool").arg("a"),
-        Command::new("tool").arg("a").secret_arg("x").secret_arg("y"),
+        Command::new("tool")
+            .arg("a")
+            .secret_arg("x")
+            .secret_arg("y"),
     ] {
         let miss = cmd.runner(replay.clone()).output().await.unwrap_err();
         assert_eq!(miss.kind(), ErrorKind::CassetteMiss);
@@ -449,7 +460,11 @@ async fn a_supervised_runs_echoed_secret_is_not_recorded() {
             Arc::new(SystemRunner::with_mechanism(choice)),
         ));
         let cmd = Command::new("sh")
-            .args(["-c", r#"printf 'x%s' "$1"; printf '%s\n' "$1" >&2; echo; exit 1"#, "sh"])
+            .args([
+                "-c",
+                r#"printf 'x%s' "$1"; printf '%s\n' "$1" >&2; echo; exit 1"#,
+                "sh",
+            ])
             .secret_arg(SECRET)
             .runner(rec.clone());
         let out = bounded(
@@ -480,7 +495,8 @@ async fn a_supervised_runs_echoed_secret_is_not_recorded() {
 /// wait on the orphan's pipe forever), and every orphan is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervised_program_that_forks_and_exits_restarts_and_leaves_nothing() {
-    let suite = begin("a_supervised_program_that_forks_and_exits_restarts_and_leaves_nothing").await;
+    let suite =
+        begin("a_supervised_program_that_forks_and_exits_restarts_and_leaves_nothing").await;
     for choice in mechanisms() {
         let pids = TempPath::new("sup-fork");
         let cmd = sh(choice, r#"sleep 300 & echo $! >> "$1"; exit 0"#).arg(pids.as_str());
@@ -562,6 +578,60 @@ async fn a_recorder_holds_no_zombie_of_a_finished_started_run() {
             pids.len()
         );
         std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
+
+/// An executable still open for writing (ETXTBSY: `is_transient`), and
+/// the writer that holds it: dropping the writer lets it run.
+fn busy_script(tag: &str, body: &str) -> (TempPath, std::fs::File) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let exe = TempPath::new(tag);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(exe.path())
+        .unwrap();
+    f.write_all(body.as_bytes()).unwrap();
+    (exe, f)
+}
+
+/// MEDIUM (fixed): a retried command with a `stdin_reader` whose first
+/// attempt failed to spawn (a transient failure: ETXTBSY) gave up at
+/// once with that error — the failed spawn had taken the reader, though
+/// nothing read it, and the retry stops once the reader is taken. The
+/// documentation promises the reader goes to "the first attempt that
+/// starts". Now a start that fails before the child exists hands the
+/// reader back: the next attempt runs and reads it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdin_reader_survives_an_attempt_that_failed_to_spawn() {
+    let suite = begin("a_stdin_reader_survives_an_attempt_that_failed_to_spawn").await;
+    for choice in mechanisms() {
+        let (exe, writer) = busy_script("txtbsy-reader", "#!/bin/sh\nwc -c\n");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // Closes the writer once the retry asks about the first failure
+        // (or gives up without asking).
+        let closer = std::thread::spawn(move || {
+            let _ = rx.recv();
+            drop(writer);
+        });
+        let data: Vec<u8> = vec![b'r'; 200_000];
+        let got = bounded(
+            "retry",
+            cmd(choice, exe.as_str())
+                .stdin_reader(std::io::Cursor::new(data))
+                .retry(50, Duration::from_millis(20), move |e| {
+                    let _ = tx.send(());
+                    pkit::is_transient(e)
+                })
+                .run(),
+        )
+        .await;
+        closer.join().unwrap();
+        let got = got.unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(got.trim(), "200000", "{choice}");
     }
     suite.end().await;
 }
