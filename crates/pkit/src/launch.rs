@@ -363,9 +363,7 @@ pub(crate) fn wire(
     drop(line_tx); // the readers hold the only senders: the stream ends with them
     proc.lines = Some(Lines { rx: line_rx });
     proc.dropped = dropped;
-    proc.fail_limit = plan
-        .capture_limit
-        .filter(|_| plan.capture_policy == CapturePolicy::Fail && !stream_lines);
+    proc.fail_limit = plan.fail_limit(stream_lines);
     if let Some(fd) = stdin {
         match (&cmd.stdin, reader) {
             (Input::Bytes(bytes), _) => proc.stdin_task = feed_bytes(fd, bytes.clone())?,

@@ -635,3 +635,38 @@ async fn a_stdin_reader_survives_an_attempt_that_failed_to_spawn() {
     }
     suite.end().await;
 }
+
+/// MEDIUM (fixed): a run whose `CapturePolicy::Fail` limit failed it
+/// (`Error::OutputLimit`, which carries the run's `Output`) was not
+/// recorded, so its replay was a `CassetteMiss` where the recording saw
+/// `OutputLimit`. Now it is recorded, and replays as the same error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_a_failing_capture_limit_replays_as_recorded() {
+    let suite = begin("a_run_over_a_failing_capture_limit_replays_as_recorded").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("limit-cassette");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("c.json");
+        let cmd = || {
+            Command::new("sh")
+                .args(["-c", "head -c 5000 /dev/zero | tr '\\0' a; echo; exit 0"])
+                .capture_limit(100, pkit::CapturePolicy::Fail)
+        };
+        let rec = Arc::new(RecordReplay::record(
+            &path,
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let first = bounded("record", cmd().runner(rec.clone()).output()).await;
+        let first_kind = first.as_ref().map(|o| o.outcome()).map_err(|e| e.kind());
+        rec.save().unwrap();
+        let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+        let again = bounded("replay", cmd().runner(replay.clone()).output()).await;
+        let again_kind = again.as_ref().map(|o| o.outcome()).map_err(|e| e.kind());
+        assert_eq!(
+            again_kind, first_kind,
+            "{choice}: recorded {first:?}, replayed {again:?}"
+        );
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
