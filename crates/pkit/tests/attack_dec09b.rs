@@ -670,3 +670,155 @@ async fn a_run_over_a_failing_capture_limit_replays_as_recorded() {
     }
     suite.end().await;
 }
+
+/// The same through a started run: recorded, then replayed, a started
+/// run its `CapturePolicy::Fail` limit ended waits to the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_run_over_a_failing_capture_limit_replays_as_recorded() {
+    let suite = begin("a_started_run_over_a_failing_capture_limit_replays_as_recorded").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("limit-started");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("c.json");
+        let cmd = || {
+            Command::new("sh")
+                .args(["-c", "head -c 5000 /dev/zero | tr '\\0' a; echo; exit 0"])
+                .capture_limit(100, pkit::CapturePolicy::Fail)
+        };
+        let rec = Arc::new(RecordReplay::record(
+            &path,
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let g = group(choice);
+        let mut p = g.start(&cmd().runner(rec.clone())).unwrap();
+        let first = bounded("record", p.wait()).await;
+        let first_kind = first.as_ref().map(|o| o.outcome()).map_err(|e| e.kind());
+        drop(p);
+        bounded("close", g.close()).await.unwrap();
+        rec.save().unwrap();
+        let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+        let g = group(choice);
+        let mut p = g.start(&cmd().runner(replay.clone())).unwrap();
+        let again = bounded("replay", p.wait()).await;
+        let again_kind = again.as_ref().map(|o| o.outcome()).map_err(|e| e.kind());
+        drop(p);
+        bounded("close", g.close()).await.unwrap();
+        assert_eq!(
+            again_kind, first_kind,
+            "{choice}: recorded {first:?}, replayed {again:?}"
+        );
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
+
+/// The kind of each event, for comparing a recorded supervision with its
+/// replay (pids and pauses differ).
+fn shapes(events: &[SupervisorEvent]) -> Vec<String> {
+    (events.iter())
+        .map(|e| match e {
+            SupervisorEvent::Started { run, .. } => format!("started {run}"),
+            SupervisorEvent::Ready { .. } => "ready".into(),
+            SupervisorEvent::Unhealthy { .. } => "unhealthy".into(),
+            SupervisorEvent::Exited {
+                outcome, crashed, ..
+            } => format!("exited {outcome} crashed={crashed}"),
+            SupervisorEvent::BackingOff(_) => "backoff".into(),
+            SupervisorEvent::StormPause(_) => "storm".into(),
+            SupervisorEvent::Stopped(r) => format!("stopped {r:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// A supervision with a readiness line, recorded and then replayed: the
+/// same events in the same order (ready, crashed, restarted, gave up),
+/// with nothing run by the replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_supervision_replays_its_events() {
+    let suite = begin("a_recorded_supervision_replays_its_events").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("sup-replay");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("c.json");
+        let marker = dir.path().join("ran");
+        let script = r#"echo booting; echo ready; touch "$1"; echo bye >&2; exit 3"#;
+        let supervise = |runner: Arc<dyn pkit::Runner>| {
+            let cmd = Command::new("sh")
+                .args(["-c", script, "sh"])
+                .arg(&marker)
+                .runner(runner);
+            Supervisor::new(cmd)
+                .mechanism(choice)
+                .max_restarts(2)
+                .backoff(Duration::from_millis(1), 1.0)
+                .ready_when_line(|l| l == "ready", Duration::from_secs(60))
+                .start()
+        };
+        let rec = Arc::new(RecordReplay::record(
+            &path,
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let mut h = supervise(rec.clone());
+        let want = shapes(&all_events(&mut h).await);
+        let out = bounded("wait", h.wait()).await.unwrap();
+        assert_eq!(out.stopped, StopReason::RestartsExhausted, "{choice}");
+        assert_eq!(rec.len(), 3, "{choice}");
+        rec.save().unwrap();
+        std::fs::remove_file(&marker).unwrap();
+
+        let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+        let mut h = supervise(replay);
+        let got = shapes(&all_events(&mut h).await);
+        let again = bounded("wait", h.wait()).await.unwrap();
+        assert_eq!(got, want, "{choice}");
+        assert_eq!(again.restarts, out.restarts, "{choice}");
+        let (a, b) = (again.final_output.unwrap(), out.final_output.unwrap());
+        assert_eq!(
+            (a.outcome(), a.stderr()),
+            (b.outcome(), b.stderr()),
+            "{choice}"
+        );
+        assert!(!marker.exists(), "{choice}: replay ran it");
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
+
+/// Replay does not match on stdin (documented): the same command fed
+/// different bytes is answered in capture order, then with the last. And
+/// a big recorded answer (16 MiB) comes back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_ignores_stdin_and_returns_a_big_answer_whole() {
+    let suite = begin("replay_ignores_stdin_and_returns_a_big_answer_whole").await;
+    let dir = TempPath::new("stdin-cassette");
+    std::fs::create_dir(dir.path()).unwrap();
+    let path = dir.path().join("c.json");
+    let rec = Arc::new(RecordReplay::record(
+        &path,
+        Arc::new(SystemRunner::default()),
+    ));
+    let cat = |input: &str| Command::new("cat").stdin_bytes(input.as_bytes().to_vec());
+    for input in ["first", "second"] {
+        let got = cat(input).runner(rec.clone()).run().await.unwrap();
+        assert_eq!(got, input);
+    }
+    let big = Command::new("sh").args(["-c", "head -c 16777216 /dev/zero | tr '\\0' z"]);
+    let want = big.clone().runner(rec.clone()).output().await.unwrap();
+    assert_eq!(want.stdout().len(), 16 << 20);
+    rec.save().unwrap();
+    let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+    let answers: Vec<String> = {
+        let mut v = Vec::new();
+        for input in ["third", "fourth", "fifth"] {
+            v.push(cat(input).runner(replay.clone()).run().await.unwrap());
+        }
+        v
+    };
+    assert_eq!(answers, ["first", "second", "second"]);
+    let got = big.runner(replay.clone()).output().await.unwrap();
+    assert!(got.stdout() == want.stdout(), "the big answer differs");
+    assert_eq!(got.stdout_total_bytes(), want.stdout_total_bytes());
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    suite.end().await;
+}

@@ -91,7 +91,7 @@ struct State {
 /// one with no subprocess ([`replay`](Self::replay)).
 ///
 /// - Runs are matched on program + arguments + working directory (not the
-///   environment). A command recorded several times replays its results in
+///   environment, nor stdin). A command recorded several times replays its results in
 ///   capture order, then repeats the last.
 /// - Only runs that completed with an [`Output`] are recorded: non-zero
 ///   exits, signals, timeouts and [`Error::OutputLimit`] are; spawn
