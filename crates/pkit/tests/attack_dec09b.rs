@@ -822,3 +822,110 @@ async fn replay_ignores_stdin_and_returns_a_big_answer_whole() {
     std::fs::remove_dir_all(dir.path()).unwrap();
     suite.end().await;
 }
+
+/// Hostile supervisor settings — an infinite or NaN backoff factor, an
+/// initial pause of `Duration::MAX` capped at zero, a storm limit of 0
+/// crashes in a zero window, a zero reset time, a NaN jitter — neither
+/// panic nor hang: the budget of restarts is used and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_supervisor_settings_neither_panic_nor_hang() {
+    let suite = begin("hostile_supervisor_settings_neither_panic_nor_hang").await;
+    for choice in mechanisms() {
+        for (i, factor) in [f64::INFINITY, f64::NAN, f64::MAX, -1.0]
+            .into_iter()
+            .enumerate()
+        {
+            let out = bounded(
+                "supervise",
+                Supervisor::new(sh(choice, "exit 1"))
+                    .mechanism(choice)
+                    .restart(Restart::Always)
+                    .max_restarts(3)
+                    .backoff(Duration::MAX, factor)
+                    .max_backoff(Duration::ZERO)
+                    .storm_limit(0, Duration::ZERO)
+                    .storm_pause(Duration::ZERO)
+                    .reset_after(Duration::ZERO)
+                    .jitter(f64::NAN)
+                    .run(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{choice} #{i}: {e}"));
+            assert_eq!(out.restarts, 3, "{choice} #{i}");
+            assert_eq!(out.stopped, StopReason::RestartsExhausted, "{choice} #{i}");
+            assert!(out.final_crashed, "{choice} #{i}");
+        }
+    }
+    suite.end().await;
+}
+
+/// A supervised program that can't start for now (ETXTBSY, transient):
+/// the supervisor backs off and tries again, and once the writer lets go
+/// the run starts and its clean exit satisfies the policy; a start that
+/// can never succeed stops at once (guarded elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_spawn_failure_is_restarted_not_given_up() {
+    let suite = begin("a_transient_spawn_failure_is_restarted_not_given_up").await;
+    for choice in mechanisms() {
+        let (exe, writer) = busy_script("txtbsy-sup", "#!/bin/sh\necho up\n");
+        let mut h = Supervisor::new(Command::new(exe.path()))
+            .mechanism(choice)
+            .backoff(Duration::from_millis(20), 1.0)
+            .start();
+        let first = tokio::time::timeout(Duration::from_secs(60), h.next_event())
+            .await
+            .expect("an event")
+            .expect("not ended");
+        assert!(
+            matches!(first, SupervisorEvent::SpawnFailed { .. }),
+            "{choice}: {first:?}"
+        );
+        drop(writer);
+        let events = all_events(&mut h).await;
+        let out = bounded("wait", h.wait()).await.unwrap();
+        assert_eq!(
+            out.stopped,
+            StopReason::PolicySatisfied,
+            "{choice}: {events:?}"
+        );
+        assert!(out.restarts >= 1, "{choice}");
+        assert!(!out.final_crashed, "{choice}: {out:?}");
+        assert_eq!(out.final_output.unwrap().stdout(), b"up\n", "{choice}");
+    }
+    suite.end().await;
+}
+
+/// LOW (not fixed): `first_line` ignores the command's retry policy
+/// without a word. It fails "as `run` would", but runs once: a flaky
+/// command whose first attempt fails comes back as that failure, where
+/// `run` would have retried it — while the group verbs and a supervisor
+/// refuse a retry policy (`InvalidInput`) rather than ignore it. Either
+/// retrying or refusing would do; this asserts "not silently once".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "attack15: first_line ignores a retry policy silently (LOW)"]
+async fn first_line_does_not_ignore_a_retry_policy() {
+    let suite = begin("first_line_does_not_ignore_a_retry_policy").await;
+    for choice in mechanisms() {
+        let counter = TempPath::new("first-line-retry");
+        let got = bounded(
+            "first_line",
+            sh(
+                choice,
+                r#"n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge 2 ] || exit 5; echo found"#,
+            )
+            .arg(counter.as_str())
+            .retry(3, Duration::from_millis(1), |e| e.kind() == ErrorKind::NonZeroExit)
+            .first_line(|l| l == "found"),
+        )
+        .await;
+        match got {
+            Ok(line) => assert_eq!(line.as_deref(), Some("found"), "{choice}"),
+            Err(e) => assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidInput,
+                "{choice}: ran once and gave up: {e}"
+            ),
+        }
+    }
+    suite.end().await;
+}
