@@ -187,8 +187,10 @@ impl Command {
     }
 
     /// Streams the child's stdin from `reader`. The reader is consumed by
-    /// the first run of this command (and of its clones); a later run fails
-    /// with [`Error::InvalidInput`](crate::Error::InvalidInput). A child that stops reading early is not
+    /// the first run of this command (and of its clones) that starts; a later run fails
+    /// with [`Error::InvalidInput`](crate::Error::InvalidInput). A run that fails to
+    /// start (a missing program, a spawn failure) leaves the reader unread for the next
+    /// (a [`retry`](Self::retry)'s next attempt). A child that stops reading early is not
     /// an error.
     ///
     /// A reader that fails or panics ends the child's stdin (end of file)

@@ -64,8 +64,7 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
     need_runtime(&program)?;
     let prepared = prepare(cmd, &program)?;
 
-    // A reader is taken now, so a second run of the same reader fails
-    // before anything is spawned.
+    // A reader is taken now (a later run fails before spawning); a failed start gives it back.
     let mut reader = None;
     let in_pipe = stdin_over.is_some() || stdout_over.is_some();
     let (
@@ -82,7 +81,8 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
         ),
         None => {
             let (stdin, stdout, stderr) =
-                stdio(cmd, &program, stdin_over, stdout_over, &mut reader)?;
+                stdio(cmd, &program, stdin_over, stdout_over, &mut reader)
+                    .inspect_err(|_| cmd.stdin.give_back(reader.take()))?;
             (stdin, stdout, stderr, None)
         }
     };
@@ -94,7 +94,8 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
         prepared,
         [stdin_child, stdout_child, stderr_child],
         own_tree,
-    )?;
+    )
+    .inspect_err(|_| cmd.stdin.give_back(reader.take()))?;
     let pid = child.pid() as u32;
     let mechanism = container.mechanism();
 
@@ -362,9 +363,7 @@ pub(crate) fn wire(
     drop(line_tx); // the readers hold the only senders: the stream ends with them
     proc.lines = Some(Lines { rx: line_rx });
     proc.dropped = dropped;
-    proc.fail_limit = plan
-        .capture_limit
-        .filter(|_| plan.capture_policy == CapturePolicy::Fail && !stream_lines);
+    proc.fail_limit = plan.fail_limit(stream_lines);
     if let Some(fd) = stdin {
         match (&cmd.stdin, reader) {
             (Input::Bytes(bytes), _) => proc.stdin_task = feed_bytes(fd, bytes.clone())?,

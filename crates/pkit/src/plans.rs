@@ -53,6 +53,14 @@ pub const DEFAULT_START_CAPTURE_BYTES: usize = 1 << 20;
 /// without a [`Command::grace`](crate::Command::grace): 10 s, as `docker stop`.
 pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 
+impl OutputPlan {
+    /// The limit a [`CapturePolicy::Fail`] capture fails a run at (none
+    /// when its lines are streamed: a line stream is not captured).
+    pub(crate) fn fail_limit(&self, stream_lines: bool) -> Option<usize> {
+        (self.capture_limit).filter(|_| self.capture_policy == CapturePolicy::Fail && !stream_lines)
+    }
+}
+
 impl Default for OutputPlan {
     fn default() -> Self {
         OutputPlan {

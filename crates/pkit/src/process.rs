@@ -305,22 +305,7 @@ impl RunningProcess {
     /// `out`, or the error for a crossed `Fail` capture limit (carrying
     /// `out`) if one was.
     pub(crate) fn check_limit(&self, out: Output) -> Result<Output> {
-        let Some(limit) = self.fail_limit else {
-            return Ok(out);
-        };
-        let stream = if out.stdout_seen > limit as u64 {
-            StreamKind::Stdout
-        } else if out.stderr_seen > limit as u64 {
-            StreamKind::Stderr
-        } else {
-            return Ok(out);
-        };
-        Err(Error::OutputLimit {
-            program: self.program.clone(),
-            stream,
-            limit,
-            output: Box::new(out),
-        })
+        over_limit(&self.program, self.fail_limit, out)
     }
 
     /// `out`, or an error when a [`stdin_reader`](crate::Command::stdin_reader)
@@ -568,3 +553,24 @@ pub(crate) fn outcome_of(status: ExitStatus) -> Outcome {
 
 /// Where a failed `stdin_reader` leaves its error (kind and text).
 pub(crate) type InputFailure = Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>;
+
+/// `out`, or [`Error::OutputLimit`] when a stream saw more than `limit`
+/// (a [`CapturePolicy::Fail`](crate::CapturePolicy::Fail) limit; `None`: no such limit).
+pub(crate) fn over_limit(program: &str, limit: Option<usize>, out: Output) -> Result<Output> {
+    let Some(limit) = limit else {
+        return Ok(out);
+    };
+    let stream = if out.stdout_seen > limit as u64 {
+        StreamKind::Stdout
+    } else if out.stderr_seen > limit as u64 {
+        StreamKind::Stderr
+    } else {
+        return Ok(out);
+    };
+    Err(Error::OutputLimit {
+        program: program.to_string(),
+        stream,
+        limit,
+        output: Box::new(out),
+    })
+}

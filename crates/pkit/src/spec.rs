@@ -72,6 +72,15 @@ impl Input {
     pub(crate) fn reader_taken(&self) -> bool {
         matches!(self, Input::Reader(r) if r.lock().unwrap_or_else(|e| e.into_inner()).is_none())
     }
+
+    /// Puts back a `stdin_reader` taken by a start that failed before its
+    /// child existed: nothing read it, so the next run (a retry's next
+    /// attempt) gets it.
+    pub(crate) fn give_back(&self, reader: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>) {
+        if let (Input::Reader(shared), Some(reader)) = (self, reader) {
+            *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
+        }
+    }
 }
 
 /// A command's start data (see the module docs): everything of a

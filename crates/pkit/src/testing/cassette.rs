@@ -91,11 +91,11 @@ struct State {
 /// one with no subprocess ([`replay`](Self::replay)).
 ///
 /// - Runs are matched on program + arguments + working directory (not the
-///   environment). A command recorded several times replays its results in
+///   environment, nor stdin). A command recorded several times replays its results in
 ///   capture order, then repeats the last.
 /// - Only runs that completed with an [`Output`] are recorded: non-zero
-///   exits, signals and timeouts are; spawn failures, a missing program
-///   and cancellations are not.
+///   exits, signals, timeouts and [`Error::OutputLimit`] are; spawn
+///   failures, a missing program and cancellations are not.
 /// - Started runs ([`Group::start`](crate::Group::start),
 ///   [`Command::start`], [`Pipe`](crate::Pipe) stages, a
 ///   [`Supervisor`](crate::Supervisor)'s runs) are recorded too: their
@@ -332,7 +332,12 @@ impl RecordReplay {
     }
 
     async fn record_one(&self, inner: &dyn Runner, cmd: &Command) -> Result<Output> {
-        let out = inner.output(cmd).await?;
+        let result = inner.output(cmd).await;
+        let out = match &result {
+            Ok(out) => out,
+            Err(Error::OutputLimit { output, .. }) => &**output, // replayed as this error
+            Err(_) => return result,
+        };
         let mut run = run_of(cmd);
         run.outcome = RecordedOutcome::of(out.outcome());
         run.inactivity_timed_out = out.inactivity_timed_out();
@@ -349,7 +354,7 @@ impl RecordReplay {
         (run.stdout, run.stdout_total_bytes) = recorded(out.stdout(), out.stdout_total_bytes());
         (run.stderr, run.stderr_total_bytes) = recorded(out.stderr(), out.stderr_total_bytes());
         self.state().runs.push(Entry::Run(run));
-        Ok(out)
+        result
     }
 
     /// Starts `cmd` with `inner`, recording its output as it is read.
@@ -370,7 +375,9 @@ impl RecordReplay {
     }
 
     fn replay_one(&self, cmd: &Command) -> Result<Output> {
-        self.replay_run(cmd).map(|(_, out)| out)
+        // A stream recorded longer than a `CapturePolicy::Fail` limit fails it, as it did.
+        let (io, (_, out)) = (&cmd.spec.io, self.replay_run(cmd)?);
+        crate::process::over_limit(&cmd.display_name(), io.fail_limit(io.stream_lines), out)
     }
 
     /// The recorded run answering `cmd`, and its `Output`.
