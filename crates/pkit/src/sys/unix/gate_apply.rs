@@ -199,9 +199,10 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
         }
     }
     // The exec report pipe, before the limits (`--rlimit NOFILE=4` leaves
-    // no number free for it) and above every placed descriptor.
+    // no number free for it), on no target (above them all only when it
+    // would take one: near the descriptor limit there may be no room).
     // SAFETY: in the trampoline, as this function.
-    let pipe = match unsafe { exec_pipe(if keep.is_empty() { 0 } else { above }) } {
+    let pipe = match unsafe { exec_pipe(keep, above) } {
         Ok(pipe) => pipe,
         Err(e) => return Setup::Failed(FailedStep::Exec.pack(e)),
     };
@@ -262,7 +263,7 @@ pub(super) unsafe fn exec_reported(
 ) -> Option<c_int> {
     let failed = |e: c_int| Some(FailedStep::Exec.pack(e));
     // SAFETY: in the trampoline, as this function.
-    let ends = match pipe.map_or_else(|| unsafe { exec_pipe(0) }, Ok) {
+    let ends = match pipe.map_or_else(|| unsafe { exec_pipe(&[], 0) }, Ok) {
         Ok(ends) => ends,
         Err(e) => return failed(e),
     };
@@ -284,11 +285,12 @@ pub(super) unsafe fn exec_reported(
 }
 
 /// The exec report pipe ([`exec_reported`]), its write end close-on-exec,
-/// both ends numbered `floor` or above; the errno when it can't be made.
+/// neither end numbered as a target of `keep` (an end that would be is
+/// moved to `floor` or above); the errno when it can't be made.
 ///
 /// # Safety
 /// Trampoline only (one thread, between the go byte and the exec).
-unsafe fn exec_pipe(floor: c_int) -> Result<ExecPipe, c_int> {
+unsafe fn exec_pipe(keep: &[[c_int; 2]], floor: c_int) -> Result<ExecPipe, c_int> {
     let mut ends: [c_int; 2] = [-1, -1];
     // SAFETY: pipe2(2) writes two descriptor numbers into `ends`.
     #[cfg(not(target_os = "macos"))]
@@ -305,7 +307,10 @@ unsafe fn exec_pipe(floor: c_int) -> Result<ExecPipe, c_int> {
     if !made {
         return Err(errno());
     }
-    for end in ends.iter_mut().filter(|end| **end < floor) {
+    for end in ends
+        .iter_mut()
+        .filter(|end| keep.iter().any(|k| k[0] == **end))
+    {
         // SAFETY: fcntl(2) and close(2) on our own new descriptor: its
         // copy at `floor` or above replaces it.
         unsafe {
