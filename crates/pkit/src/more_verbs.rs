@@ -101,8 +101,22 @@ impl Command {
     ///
     /// Those of [`start`](Self::start) when it can't start; without a match,
     /// those of [`run`](Self::run) (a non-zero exit, a signal, a timeout);
-    /// [`Error::Cancelled`] when the cancel token fires first.
-    pub async fn first_line(&self, mut pred: impl FnMut(&str) -> bool) -> Result<Option<String>> {
+    /// [`Error::Cancelled`] when the cancel token fires first. Under a
+    /// [`retry`](Self::retry) policy an attempt that fails without a match
+    /// is replayed as a failed [`run`](Self::run) is (`pred` then sees the
+    /// next attempt's lines too); a match ends the retries.
+    pub async fn first_line(&self, pred: impl FnMut(&str) -> bool) -> Result<Option<String>> {
+        // Called by one attempt at a time; the lock is never held across
+        // an await.
+        let pred = std::sync::Mutex::new(pred);
+        crate::retry::with_retry(self, || self.first_line_once(&pred)).await
+    }
+
+    /// One attempt of [`first_line`](Self::first_line).
+    async fn first_line_once(
+        &self,
+        pred: &std::sync::Mutex<impl FnMut(&str) -> bool>,
+    ) -> Result<Option<String>> {
         let mut p = self.clone().stream_lines().start()?;
         let mut lines = p.lines();
         // The line stream takes the stderr a failed run's error quotes:
@@ -116,7 +130,13 @@ impl Command {
                 stderr_tail.push_back(line.text);
                 continue;
             }
-            if pred(&line.text) {
+            let matched = {
+                let mut pred = pred
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (*pred)(&line.text)
+            };
+            if matched {
                 drop(lines);
                 if let Some(group) = p.own_group.take() {
                     group.close().await?;

@@ -12,7 +12,8 @@ use crate::plans::RetryPolicy;
 impl Command {
     /// Replays a failed run: the success-requiring verbs
     /// ([`run`](Self::run), [`exit_code`](Self::exit_code),
-    /// [`probe`](Self::probe)) run the command at most `max_attempts` times
+    /// [`probe`](Self::probe), and [`first_line`](Self::first_line) when
+    /// no line matched) run the command at most `max_attempts` times
     /// in all (0 counts as 1), pausing `backoff` between attempts, and
     /// stop at the first success, at the first failure `retry_if` rejects,
     /// or when the attempts are used up. The error returned is the last
@@ -36,6 +37,9 @@ impl Command {
     /// or drop the future.
     ///
     /// [`output`](Self::output) is not retried: a failed run is data there.
+    /// Nor is what hands out a running process or a stream
+    /// ([`start`](Self::start), `json_lines`): what it
+    /// gave out can't be taken back.
     /// Every attempt goes through the command's [`Runner`](crate::Runner).
     ///
     /// ```

@@ -895,14 +895,11 @@ async fn a_transient_spawn_failure_is_restarted_not_given_up() {
     suite.end().await;
 }
 
-/// LOW (not fixed): `first_line` ignores the command's retry policy
-/// without a word. It fails "as `run` would", but runs once: a flaky
-/// command whose first attempt fails comes back as that failure, where
-/// `run` would have retried it — while the group verbs and a supervisor
-/// refuse a retry policy (`InvalidInput`) rather than ignore it. Either
-/// retrying or refusing would do; this asserts "not silently once".
+/// LOW, fixed: `first_line` ignored the command's retry policy (one
+/// attempt, its error returned), where `run`, `exit_code` and `probe` replay
+/// a failure. An attempt that fails without a match is now replayed: the
+/// second attempt here prints the line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack15: first_line ignores a retry policy silently (LOW)"]
 async fn first_line_does_not_ignore_a_retry_policy() {
     let suite = begin("first_line_does_not_ignore_a_retry_policy").await;
     for choice in mechanisms() {
@@ -920,12 +917,14 @@ async fn first_line_does_not_ignore_a_retry_policy() {
         .await;
         match got {
             Ok(line) => assert_eq!(line.as_deref(), Some("found"), "{choice}"),
-            Err(e) => assert_eq!(
-                e.kind(),
-                ErrorKind::InvalidInput,
-                "{choice}: ran once and gave up: {e}"
-            ),
+            Err(e) => panic!("{choice}: ran once and gave up: {e}"),
         }
+        let runs = std::fs::read_to_string(counter.as_str()).expect("the counter");
+        assert_eq!(
+            runs.trim(),
+            "2",
+            "{choice}: one failed attempt, then the match"
+        );
     }
     suite.end().await;
 }
