@@ -315,6 +315,11 @@ pub async fn probe(with: &str, runs: usize) {
             "pkit-lines" => {
                 let _ = pkit_lines(LINES, None).await;
             }
+            // The same stream with stderr at `/dev/null`: `tokio-lines`
+            // pipes stdout only, so this prices pkit's second pipe.
+            "pkit-lines-nostderr" => {
+                let _ = pkit_lines_with(LINES, None, pkit::Stdio::Null).await;
+            }
             "pkit-pgroup-lines" => {
                 let _ = pkit_lines(LINES, Some(pkit::MechanismChoice::ProcessGroup)).await;
             }
@@ -338,7 +343,7 @@ pub async fn probe(with: &str, runs: usize) {
             other => panic!(
                 "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, pkit-setsid, pkit-envclear, std-output, pkit-output, blocking, blocking-true, \
                  std-cat, tokio-cat, pkit-cat, pkit-cat-cg, pkit-cat-pg, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
-                 pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
+                 pkit-lines-nostderr, pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
         }
     }
@@ -664,6 +669,16 @@ async fn tokio_lines(lines: usize) -> Duration {
 }
 
 async fn pkit_lines(lines: usize, mechanism: Option<pkit::MechanismChoice>) -> Duration {
+    pkit_lines_with(lines, mechanism, pkit::Stdio::Piped).await
+}
+
+/// [`pkit_lines`] with stderr set to `stderr` (`Piped`: both outputs are
+/// read into the stream).
+async fn pkit_lines_with(
+    lines: usize,
+    mechanism: Option<pkit::MechanismChoice>,
+    stderr: pkit::Stdio,
+) -> Duration {
     let t = Instant::now();
     let group = match mechanism {
         Some(m) => pkit::Group::builder().mechanism(m).build().unwrap(),
@@ -671,6 +686,7 @@ async fn pkit_lines(lines: usize, mechanism: Option<pkit::MechanismChoice>) -> D
     };
     let cmd = pkit::Command::new("sh")
         .args(["-c", &line_script(lines)])
+        .stderr(stderr)
         .stream_lines();
     let mut p = group.start(&cmd).unwrap();
     let mut stream = p.lines();

@@ -224,6 +224,10 @@ async fn run_keeping(
         Read(io::Result<usize>),
         Stop,
     }
+    // One registration on the stop for the whole stream, not one per
+    // pending read; let go before a thread takes over (it waits on the
+    // stop itself).
+    let mut stop = std::pin::pin!(Some(control.stop.notified()));
     loop {
         if sinks.capture.is_some() && control.detached() {
             // Nobody will collect the capture: free it, keep draining.
@@ -258,7 +262,7 @@ async fn run_keeping(
                     tokio::select! {
                         biased;
                         read = target.read(&mut rx) => Step::Read(read),
-                        _ = control.stop.notified() => Step::Stop,
+                        _ = stop.as_mut().as_pin_mut().expect("until a handoff") => Step::Stop,
                     }
                 };
                 source::noting_wait(read, &mut waited).await
@@ -311,8 +315,9 @@ async fn run_keeping(
                 .flatten();
             if let Some(handoff) = handoff {
                 let capture = sinks.capture.take().expect("checked by capture_only");
+                stop.set(None);
                 let captured = match rx.into_pipe_fd() {
-                    Some(Ok(fd)) => handoff.run(fd, capture, sinks.limit, control).await,
+                    Some(Ok(fd)) => handoff.run(fd, capture, sinks.limit, control.clone()).await,
                     _ => capture.finish(),
                 };
                 return (captured, None);
@@ -434,11 +439,6 @@ impl Sinks {
     }
 
     async fn split(&mut self) {
-        // A batch buffer the consumer gave back, for this batch or a later
-        // one (the splitter lets its oldest go when it holds enough).
-        if let Some(spare) = self.lines.as_ref().and_then(|sink| sink.tx.take_spare()) {
-            self.splitter.give_spare(spare);
-        }
         if let Some(batch) = self.splitter.split(self.kind) {
             self.deliver(batch).await;
         }
@@ -491,7 +491,13 @@ impl Sinks {
             }
         }
         let Some(sink) = &self.lines else { return };
-        if !sink.tx.send(batch, sink.overflow, &sink.dropped).await {
+        let (open, spare) = sink.tx.send(batch, sink.overflow, &sink.dropped).await;
+        // A batch buffer the consumer gave back, for a later batch (the
+        // splitter lets its oldest go when it holds enough).
+        if let Some(spare) = spare {
+            self.splitter.give_spare(spare);
+        }
+        if !open {
             // Nobody listens any more; keep draining the pipe regardless,
             // so the child never blocks on a full pipe.
             self.lines = None;
