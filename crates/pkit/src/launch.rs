@@ -4,7 +4,6 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -99,9 +98,9 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
     let pid = child.pid() as u32;
     let mechanism = container.mechanism();
 
-    let mut proc = RunningProcess::new(program, pid, mechanism, started, child.clone().into());
+    let (limit, at) = (limit.unwrap_or_default(), started);
+    let mut proc = RunningProcess::new(program, pid, mechanism, at, child.clone().into(), limit);
     (proc.log_name, proc.secrets) = (cmd.log_name.clone(), cmd.output_marks());
-    proc.limit = limit.unwrap_or_default();
     // From here on, a failure must not leave the child running: the caller
     // gets an error, and the process is killed (and reaped on drop).
     let pipes = Pipes {
@@ -288,7 +287,7 @@ pub(crate) fn wire(
     } else {
         (None, None)
     };
-    let dropped = Arc::new(AtomicU64::new(0));
+    let dropped = proc.dropped.clone(); // the handle's own, made with it
     let limit = proc.limit.clone();
     // A line stream's partial lines, for wait_for_prompt.
     let prompt = stream_lines.then(|| Arc::new(crate::pump::PromptSlot::default()));
@@ -362,7 +361,6 @@ pub(crate) fn wire(
     }
     drop(line_tx); // the readers hold the only senders: the stream ends with them
     proc.lines = Some(Lines { rx: line_rx });
-    proc.dropped = dropped;
     proc.fail_limit = plan.fail_limit(stream_lines);
     if let Some(fd) = stdin {
         match (&cmd.stdin, reader) {

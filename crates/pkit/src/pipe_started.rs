@@ -450,6 +450,8 @@ async fn drive(
         inactivity: plan.inactivity,
         cancel: plan.tokens.iter().collect(),
         limit: plan.limit.clone(),
+        // A stage's `Fail` capture limit raises the chain's flag.
+        fail: true,
     };
     // A bound that fires as the last stage exits is no timeout.
     let all_exited = || stages.iter().all(StageWait::exited).then_some(());

@@ -93,12 +93,15 @@ pub(crate) trait OwnGroup: Send + Sync {
 }
 
 impl RunningProcess {
+    /// A handle with nothing wired yet; `limit` is the flag its readers
+    /// and watch share (a pipeline's stages share one).
     pub(crate) fn new(
         program: String,
         pid: u32,
         mechanism: Mechanism,
         started: Instant,
         child: Child,
+        limit: Arc<LimitFlag>,
     ) -> RunningProcess {
         RunningProcess {
             program,
@@ -118,7 +121,7 @@ impl RunningProcess {
             lost: None,
             lines: None,
             dropped: Arc::new(AtomicU64::new(0)),
-            limit: Arc::new(LimitFlag::default()),
+            limit,
             fail_limit: None,
             watch: None,
             finished: None,
@@ -387,10 +390,7 @@ impl RunningProcess {
 
     /// Waits for the exit status only.
     pub(crate) async fn wait_status(&self) -> Result<ExitStatus> {
-        self.child
-            .wait()
-            .await
-            .map_err(|e| Error::io(format!("{}: wait", self.program), e))
+        self.child.wait().await.map_err(|e| self.wait_error(e))
     }
 
     /// Waits for the exit in the task that reads the output, when both
@@ -401,19 +401,23 @@ impl RunningProcess {
     /// `block_on`), which is then woken once, with both, instead of for the
     /// exit and again for the output. `None` when there is no such task.
     /// Dropping the returned future leaves the task to end with the process.
+    /// Its error is the wait's own: the caller names the program (see
+    /// [`wait_error`](Self::wait_error)).
     pub(crate) fn wait_aside(
         &self,
-    ) -> Option<impl std::future::Future<Output = Result<ExitStatus>> + Send + 'static> {
+    ) -> Option<impl std::future::Future<Output = io::Result<ExitStatus>> + Send + 'static> {
         let readers = self.stdout.as_ref().and_then(Reader::claim_pair)?;
         let child = self.child.clone();
         let done = crate::pump::aside(readers, child.wait_keeping());
-        let program = self.program.clone();
         Some(async move {
-            let waited = done
-                .await
-                .unwrap_or_else(|_| Err(io::Error::other("the runtime is shutting down")));
-            waited.map_err(|e| Error::io(format!("{program}: wait"), e))
+            done.await
+                .unwrap_or_else(|_| Err(io::Error::other("the runtime is shutting down")))
         })
+    }
+
+    /// A failed wait for the exit, naming the program.
+    pub(crate) fn wait_error(&self, e: io::Error) -> Error {
+        Error::io(format!("{}: wait", self.program), e)
     }
 
     /// Stops reading output (taking whatever is already buffered in the

@@ -77,6 +77,9 @@ pub(crate) struct Bounds<'a> {
     pub cancel: Vec<&'a crate::CancelToken>,
     /// Raised when a `CapturePolicy::Fail` limit is crossed.
     pub limit: std::sync::Arc<crate::pump::LimitFlag>,
+    /// Whether a `Fail` limit can raise `limit`: without one it is not
+    /// waited on (its output activity still is, for `inactivity`).
+    pub fail: bool,
 }
 
 impl Bounds<'_> {
@@ -118,7 +121,7 @@ impl Bounds<'_> {
             () = timer => Ended::TimedOut,
             () = idle => Ended::Inactive,
             () = cancelled => Ended::Cancelled,
-            () = self.limit.wait() => Ended::OutputLimit,
+            () = self.limit.wait(), if self.fail => Ended::OutputLimit,
         };
         Ok(match ended {
             Ended::TimedOut | Ended::Inactive => done().map_or(ended, Ended::Done),
@@ -332,14 +335,9 @@ fn who<'a>(proc: &'a RunningProcess, label: &'a str) -> crate::log::Subject<'a> 
 /// token, and ends the group with it; `text` as for [`run_contained`].
 pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let began = std::time::Instant::now();
-    let mut bounds = Bounds {
-        timeout: cmd.spec.timeout,
-        inactivity: cmd.spec.run.inactivity,
-        cancel: cmd.spec.cancel.iter().collect(),
-        limit: Default::default(),
-    };
+    let cancel: Vec<_> = cmd.spec.cancel.iter().collect();
     // Checked before anything is spawned: a cancelled run has no effects.
-    if bounds.cancelled() {
+    if cancel.iter().any(|t| t.is_cancelled()) {
         return Err(Error::Cancelled {
             program: cmd.display_name(),
         });
@@ -358,12 +356,14 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     };
     let mut proc = group.start_with(&cmd.spec, opts)?;
     reap.arm(&proc.child);
-    bounds.timeout = crate::timing::left_of(bounds.timeout, began);
     // Nobody can write to a verb's piped stdin: end of file at once.
     drop(proc.take_stdin());
     let bounds = Bounds {
+        timeout: crate::timing::left_of(cmd.spec.timeout, began),
+        inactivity: cmd.spec.run.inactivity,
+        cancel,
         limit: proc.limit.clone(),
-        ..bounds
+        fail: proc.fail_limit.is_some(),
     };
     // Outside the runtime's tasks (a multi-thread runtime's `block_on`),
     // the exit is awaited where the output is read, on a worker: this
@@ -374,7 +374,10 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     let waiting = if aside { proc.wait_aside() } else { None };
     let exited = || proc.child.try_status().ok().flatten();
     let ended = match waiting {
-        Some(waiting) => bounds.wait(waiting, exited).await?,
+        Some(waiting) => {
+            let waiting = async { waiting.await.map_err(|e| proc.wait_error(e)) };
+            bounds.wait(waiting, exited).await?
+        }
         None => bounds.wait(proc.wait_status(), exited).await?,
     };
     let oom_before = group.oom_kills();

@@ -533,15 +533,11 @@ fn ours_to(target: &str) -> usize {
 
 /// A started process (both streams piped: one reading task for the pair,
 /// never claimed) that closes its stdout early and keeps stderr open:
-/// before the merge the stdout pipe's read end was closed at its end of
-/// file; now the pair's task hands each read end back and `join!`s both
-/// halves, so stdout's read end stays open (and registered) until stderr
-/// ends too: here until the process exits, seconds later. Not just the
-/// claimed (`aside`) case that the merge describes: every started
-/// process with both streams piped. One descriptor a process, for as long
-/// as its other stream lives.
+/// stdout's read end is closed at its end of file, not held (and
+/// registered) until stderr ends too, here at the exit seconds later. Only
+/// a pair claimed by a verb's wait (`aside`) hands its read ends back open
+/// (rv19; fixed by perf22: an unclaimed half closes its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv19: an unclaimed pair keeps stdout's read end open until stderr's end"]
 async fn a_started_process_stdout_read_end_closes_at_its_own_end_of_file() {
     let suite = begin("a_started_process_stdout_read_end_closes_at_its_own_end_of_file").await;
     for choice in mechanisms() {

@@ -231,8 +231,8 @@ fn a_runtime_shut_down_before_any_event_closes_the_pipe() {
 }
 
 /// A fast producer on stdout and a slow one on stderr, streamed together
-/// (two lone readers): each stderr line, stamped when written, arrives
-/// within a generous bound.
+/// (one task reads both since perf22): each stderr line, stamped when
+/// written, arrives within a generous bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_stream_is_not_starved_by_a_fast_one() {
     let suite = begin("rv22 fairness").await;

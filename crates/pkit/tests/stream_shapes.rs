@@ -179,3 +179,58 @@ async fn a_stream_dropped_mid_way_leaves_nothing_running() {
     }
     suite.end().await;
 }
+
+/// A line stream whose stdout never runs dry (`yes`, with a consumer
+/// keeping up) while stderr gets one line, later, and then its end of
+/// file: the stderr line arrives (the two streams share one reading task,
+/// which must take turns), and stderr's read end is closed at its own end
+/// of file, while stdout is still being read (its half does not hold it
+/// open for the other's end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_stdout_lets_stderr_through_and_its_pipe_close() {
+    let suite = begin("a_flooding_stdout_lets_stderr_through").await;
+    for m in mechanisms() {
+        let g = group(m);
+        let script = "yes 0123456789 2>&- & sleep 1; echo from-stderr >&2; exec 2>&-; wait";
+        let mut p = g.start(&sh(m, script).stream_lines()).unwrap();
+        let link = std::fs::read_link(format!("/proc/{}/fd/2", p.pid())).expect("its fd 2");
+        let target = link.to_str().unwrap().to_owned();
+        assert!(target.starts_with("pipe:"), "{m:?}: stderr is {target}");
+        assert_eq!(ours_to(&target), 1, "{m:?}: our read end of {target}");
+        let mut lines = p.lines();
+        let mut flood = 0usize;
+        loop {
+            let l = within("stderr's line", lines.next_line()).await;
+            let l = l.unwrap_or_else(|| panic!("{m:?}: the stream ended"));
+            if l.stream == StreamKind::Stderr {
+                assert_eq!(l.text, "from-stderr", "{m:?}");
+                break;
+            }
+            assert_eq!(l.text, "0123456789", "{m:?}");
+            flood += 1;
+        }
+        assert!(flood > 0, "{m:?}: stdout was read meanwhile");
+        // Stdout goes on: read it while stderr's read end is watched.
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while ours_to(&target) > 0 && std::time::Instant::now() < until {
+            let l = within("stdout's lines", lines.next_line()).await;
+            assert!(l.is_some(), "{m:?}: the stream ended");
+        }
+        assert_eq!(ours_to(&target), 0, "{m:?}: stderr's read end still open");
+        assert!(!p.has_exited(), "{m:?}: it exited");
+        drop(lines);
+        p.kill_tree().unwrap();
+        within("wait", p.wait()).await.unwrap();
+        g.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    suite.end().await;
+}
+
+/// How many of this process's descriptors are `target` (a `pipe:[n]`).
+fn ours_to(target: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_str() == Some(target)))
+        .count()
+}

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -37,13 +38,16 @@ pub(crate) fn aside<T: Send + 'static, L: Send + 'static>(
     work: impl Future<Output = (T, L)> + Send + 'static,
 ) -> tokio::sync::oneshot::Receiver<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    spawn_on_wake(async move {
-        let ((out, later), ends) = alongside(claimed, work).await;
-        drop(tx.send(out));
-        drop(later);
-        drop(ends);
-        [None, None]
-    });
+    spawn_on_wake(
+        async move {
+            let ((out, later), ends) = alongside(claimed, work).await;
+            drop(tx.send(out));
+            drop(later);
+            drop(ends);
+            [None, None]
+        },
+        None,
+    );
     rx
 }
 
@@ -90,6 +94,8 @@ type Held = Pin<Box<dyn Future<Output = Ends> + Send>>;
 pub(crate) struct SpawnOnWake {
     state: Mutex<Lazy>,
     runtime: tokio::runtime::Handle,
+    /// Set when the future is claimed (the future's own way to know it).
+    claimed: Option<Arc<AtomicBool>>,
 }
 
 struct Lazy {
@@ -109,6 +115,10 @@ impl SpawnOnWake {
             .unwrap_or_else(PoisonError::into_inner)
             .held
             .take()?;
+        // Before the claimed future's next poll, which is the claimer's.
+        if let Some(flag) = &self.claimed {
+            flag.store(true, Ordering::Release);
+        }
         Some(Claimed {
             held: Some(held),
             runtime: self.runtime.clone(),
@@ -140,9 +150,11 @@ impl Wake for SpawnOnWake {
 /// Polls `fut` once here, then leaves it to be spawned by its first
 /// wake-up (see the module doc). A future that finishes in that first
 /// poll is done; one woken during it is spawned at once. Returns the way
-/// to claim a future that is left held (see [`Reader::claim_pair`]).
+/// to claim a future that is left held (see [`Reader::claim_pair`]), which
+/// sets `claimed` if given.
 pub(super) fn spawn_on_wake(
     fut: impl Future<Output = Ends> + Send + 'static,
+    claimed: Option<Arc<AtomicBool>>,
 ) -> Option<Arc<SpawnOnWake>> {
     let lazy = Arc::new(SpawnOnWake {
         state: Mutex::new(Lazy {
@@ -150,6 +162,7 @@ pub(super) fn spawn_on_wake(
             woken: false,
         }),
         runtime: tokio::runtime::Handle::current(),
+        claimed,
     });
     let waker = Waker::from(lazy.clone());
     let mut fut: Held = Box::pin(fut);

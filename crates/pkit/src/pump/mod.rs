@@ -1,7 +1,7 @@
 //! The line pump: read -> (tee) -> (capture) -> decode -> split -> sinks.
 //!
-//! One reader task per piped output stream (one for both when both only
-//! feed a capture, as the verbs' do). Every consumer of a process's
+//! One reader task per piped output stream (one for both when no code of
+//! the caller's runs in either: see `pair.rs`). Every consumer of a process's
 //! output — the captured `Output`, tees, per-line callbacks, the merged
 //! line stream and the readiness probe that waits for a line — is fed from
 //! here, so they all see the same bytes and the same split.

@@ -1,6 +1,8 @@
-//! The verbs' two streams, stdout and stderr, when both only feed a
-//! capture: one task reads both, and it is spawned by the first event on
-//! either (data, end of file, a stop), not when the process starts.
+//! A process's two streams, stdout and stderr, when nothing of the
+//! caller's runs where they are read (a capture, a line stream, a prompt;
+//! no tee, callback or decoder): one task reads both, and it is spawned by
+//! the first event on either (data, end of file, a stop), not when the
+//! process starts.
 //!
 //! A task spawned at start wakes a runtime worker (and that worker another)
 //! only to find the pipes empty: a one-shot capture of a small program
@@ -9,8 +11,8 @@
 //! spawns the task; the reactor's first event on a pipe spawns it on the
 //! worker that saw the event, and that worker runs it at once.
 //!
-//! A verb awaited outside the runtime's tasks (a multi-thread runtime's
-//! `block_on`) claims that task before its first event
+//! When both only feed a capture (the verbs'), a verb awaited outside the
+//! runtime's tasks (a multi-thread runtime's `block_on`) claims that task before its first event
 //! ([`Reader::claim_pair`]) and puts it, with its wait for the exit, into
 //! one task spawned the same way (`lazy::aside`): the worker that sees the
 //! exit has the output read in the same go, and the verb's thread is woken
@@ -21,6 +23,7 @@
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -35,17 +38,24 @@ impl Reader {
     /// the caller's code (tee, callback, decoder) runs in it: never in `start`.
     pub(crate) fn start(fd: OwnedFd, plan: StreamPlan) -> io::Result<Reader> {
         let rx = Source::Pipe(crate::sys::pipe_receiver(fd)?);
-        let lazy = plan.tee.is_none() && plan.callback.is_none() && plan.decoder.is_none();
-        Ok(if lazy {
+        Ok(if Reader::shareable(&plan) {
             Reader::start_lazy(rx, plan)
         } else {
             Reader::start_source(rx, plan)
         })
     }
 
-    /// Whether `plan` only feeds a capture, so its stream may share a task
-    /// (nothing of the caller's runs in it, nothing pushes back on it).
-    pub(crate) fn capture_only(plan: &StreamPlan) -> bool {
+    /// Whether nothing of the caller's (tee, callback, decoder) runs where
+    /// `plan`'s stream is read: its reading may then start inside `start`
+    /// (its first poll) and share a task with the other stream's.
+    fn shareable(plan: &StreamPlan) -> bool {
+        plan.tee.is_none() && plan.callback.is_none() && plan.decoder.is_none()
+    }
+
+    /// Whether `plan` only feeds a capture: a pair of such streams is what
+    /// a verb may claim ([`claim_pair`](Self::claim_pair)), nothing pushing
+    /// back on its reading.
+    fn capture_only(plan: &StreamPlan) -> bool {
         plan.capture.is_some()
             && plan.tee.is_none()
             && plan.callback.is_none()
@@ -55,10 +65,15 @@ impl Reader {
 
     /// Starts reading stdout's and stderr's pipes in one task spawned by
     /// their first event, when both are there and both plans (made by
-    /// `plan`) only feed a capture (see [`capture_only`](Self::capture_only));
-    /// the pipes are taken then. Otherwise leaves them, and returns no
-    /// readers. Each half is still finished, stopped and detached on its
-    /// own. Must be called within a Tokio runtime.
+    /// `plan`) are [shareable](Self::shareable): a capture, a line stream,
+    /// a prompt; the pipes are taken then. Otherwise leaves them, and
+    /// returns no readers. Each half is still finished, stopped and
+    /// detached on its own. Must be called within a Tokio runtime.
+    ///
+    /// The halves take turns: the task's polls poll both (`join!` starts
+    /// with each in turn), and a half that keeps reading without waiting
+    /// yields after a few big reads, which lets the other read; both feed
+    /// one line queue, so room there holds back both, as with two tasks.
     pub(crate) fn start_pair(
         stdout: &mut Option<OwnedFd>,
         stderr: &mut Option<OwnedFd>,
@@ -68,9 +83,10 @@ impl Reader {
             return Ok((None, None));
         }
         let (out_plan, err_plan) = (plan(StreamKind::Stdout), plan(StreamKind::Stderr));
-        if !Reader::capture_only(&out_plan) || !Reader::capture_only(&err_plan) {
+        if !Reader::shareable(&out_plan) || !Reader::shareable(&err_plan) {
             return Ok((None, None));
         }
+        let claimable = Reader::capture_only(&out_plan) && Reader::capture_only(&err_plan);
         let (Some(out), Some(err)) = (stdout.take(), stderr.take()) else {
             return Ok((None, None));
         };
@@ -79,15 +95,21 @@ impl Reader {
         let (out, err) = Reader::pair_of(
             |c| run_keeping(Source::Pipe(out_rx), out_plan, c),
             |c| run_keeping(Source::Pipe(err_rx), err_plan, c),
+            claimable,
         );
         Ok((Some(out), Some(err)))
     }
 
     /// The two halves of one task running both readings, each made with
-    /// its half's control (see [`start_pair`](Self::start_pair)).
+    /// its half's control (see [`start_pair`](Self::start_pair)). Only a
+    /// `claimable` pair's task may be claimed by a verb's wait; claimed, it
+    /// hands its pipes back open at its end (see `lazy::aside`). Otherwise
+    /// each half closes its pipe at its own end, not at the other's: a
+    /// stream closed early is not held open while the other lives on.
     fn pair_of<O, E>(
         out: impl FnOnce(Arc<Control>) -> O,
         err: impl FnOnce(Arc<Control>) -> E,
+        claimable: bool,
     ) -> (Reader, Reader)
     where
         O: Future<Output = (Captured, Option<Source>)> + Send + 'static,
@@ -98,28 +120,35 @@ impl Reader {
         let (out_tx, out_done) = tokio::sync::oneshot::channel();
         let (err_tx, err_done) = tokio::sync::oneshot::channel();
         let (out_read, err_read) = (out(out_ctl.clone()), err(err_ctl.clone()));
-        let lazy = spawn_on_wake(async move {
-            // A half whose owner is gone (detached) just fails to send. A
-            // half's panic goes to its owner, as a task's own would (the
-            // other half reads on). The pipes read to their end are handed
-            // back, to be closed after the exit is handed over when this
-            // task is claimed (`lazy::aside`).
-            let out = async {
-                let (captured, end) = parted(caught(out_read).await);
-                drop(out_tx.send(captured));
-                end
-            };
-            let err = async {
-                let (captured, end) = parted(caught(err_read).await);
-                drop(err_tx.send(captured));
-                end
-            };
-            let (out, err) = tokio::join!(out, err);
-            [out, err]
-        });
-        // The stdout half keeps the way to claim the task.
+        let claimed = claimable.then(|| Arc::new(AtomicBool::new(false)));
+        let kept = claimed.clone();
+        let keep = move || kept.as_ref().is_some_and(|k| k.load(Ordering::Acquire));
+        let lazy = spawn_on_wake(
+            async move {
+                // A half whose owner is gone (detached) just fails to send.
+                // A half's panic goes to its owner, as a task's own would
+                // (the other half reads on). A claimed task hands the pipes
+                // read to their end back, to be closed after the exit is
+                // handed over (`lazy::aside`); else each closes at its end.
+                let out = async {
+                    let (captured, end) = parted(caught(out_read).await);
+                    drop(out_tx.send(captured));
+                    end.filter(|_| keep())
+                };
+                let err = async {
+                    let (captured, end) = parted(caught(err_read).await);
+                    drop(err_tx.send(captured));
+                    end.filter(|_| keep())
+                };
+                let (out, err) = tokio::join!(out, err);
+                [out, err]
+            },
+            claimed,
+        );
+        // The stdout half keeps the way to claim the task (a claimable
+        // pair's only).
         let out = Reader {
-            task: Task::Half(out_done, lazy),
+            task: Task::Half(out_done, lazy.filter(|_| claimable)),
             control: out_ctl,
         };
         let err = Reader {
@@ -142,12 +171,15 @@ impl Reader {
         let read = run_keeping(rx, plan, control.clone());
         // The source read to its end is closed when the task ends (the
         // handle for claiming is not kept: nothing claims a lone reader).
-        drop(spawn_on_wake(async move {
-            let (captured, end) = parted(caught(read).await);
-            // An owner gone (detached, or dropped) just fails to take it.
-            drop(tx.send(captured));
-            [end, None]
-        }));
+        drop(spawn_on_wake(
+            async move {
+                let (captured, end) = parted(caught(read).await);
+                // An owner gone (detached, or dropped) just fails to take it.
+                drop(tx.send(captured));
+                [end, None]
+            },
+            None,
+        ));
         Reader {
             task: Task::Half(done, None),
             control,
@@ -228,6 +260,7 @@ mod tests {
                     };
                     (captured, None)
                 },
+                true,
             );
             let out = tokio::spawn(out.finish()).await;
             let err = tokio::spawn(err.finish()).await;

@@ -261,10 +261,10 @@ impl Script {
             mechanism,
             Instant::now(),
             crate::child::Child::Scripted(child.clone()),
+            limit.unwrap_or_default(),
         );
         proc.log_name = cmd.spec.log_name.clone();
         proc.secrets = cmd.spec.output_marks();
-        proc.limit = limit.unwrap_or_default();
         let pipes = Pipes {
             stdin: stdin_parent,
             reader,
