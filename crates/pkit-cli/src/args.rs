@@ -181,6 +181,10 @@ pub struct SuperviseArgs {
     /// Containment mechanism (default: PKIT_MECHANISM, else auto).
     #[arg(long, value_enum)]
     pub mechanism: Option<MechanismArg>,
+    /// Set a resource limit for every run, as `pkit run --rlimit`:
+    /// NOFILE=1024, CORE=0, AS=2G:4G, CPU=unlimited (repeatable).
+    #[arg(long, value_name = "RES=SOFT[:HARD]", value_parser = parse_rlimit)]
+    pub rlimit: Vec<(pkit::Resource, u64, Option<u64>)>,
     /// One JSON object per event on stderr instead of text lines.
     #[arg(long)]
     pub json: bool,

@@ -118,15 +118,7 @@ pub fn spawn_options(mut cmd: Command, args: &RunArgs, ids: &Ids) -> Command {
     if let Some(n) = args.nice {
         cmd = cmd.priority(n);
     }
-    // The descriptor limit pkit was given, when pkit raised its own
-    // (`sys::raise_nofile`): the program gets it back.
-    #[cfg(target_os = "linux")]
-    if let Some((soft, hard)) = crate::sys::original_nofile().filter(|_| restores_nofile(args)) {
-        cmd = cmd.rlimit(pkit::Resource::Nofile, soft, hard);
-    }
-    for &(res, soft, hard) in &args.rlimit {
-        cmd = cmd.rlimit(res, soft, hard.unwrap_or(soft));
-    }
+    cmd = rlimits(cmd, &args.rlimit);
     if args.setsid {
         cmd = cmd.setsid();
     }
@@ -142,28 +134,60 @@ pub fn spawn_options(mut cmd: Command, args: &RunArgs, ids: &Ids) -> Command {
     cmd
 }
 
+/// A user's `--rlimit` (`RES`, soft, hard; no hard: the soft one).
+pub type Rlimit = (pkit::Resource, u64, Option<u64>);
+
+/// `cmd` with its resource limits, for `pkit run` and every run of `pkit
+/// supervise`: the descriptor limit pkit was given, when pkit raised its
+/// own (`sys::raise_nofile`) and the user names no NOFILE, then the
+/// user's `--rlimit`s.
+pub fn rlimits(mut cmd: Command, user: &[Rlimit]) -> Command {
+    #[cfg(target_os = "linux")]
+    if let Some((soft, hard)) = crate::sys::original_nofile().filter(|_| restores_nofile(user)) {
+        cmd = cmd.rlimit(pkit::Resource::Nofile, soft, hard);
+    }
+    for &(res, soft, hard) in user {
+        cmd = cmd.rlimit(res, soft, hard.unwrap_or(soft));
+    }
+    cmd
+}
+
 /// Whether the program's start carries the descriptor limit pkit was
 /// given, to undo pkit's raise of its own (Linux): pkit raised it and has
-/// not given it back, and the user names no NOFILE (whose entry would
-/// replace this one anyway).
-pub fn restores_nofile(args: &RunArgs) -> bool {
+/// not given it back, and the user's `--rlimit`s (`user`) name no NOFILE
+/// (whose entry would replace this one anyway).
+pub fn restores_nofile(user: &[Rlimit]) -> bool {
     #[cfg(target_os = "linux")]
     return crate::sys::original_nofile().is_some()
-        && !args
-            .rlimit
-            .iter()
-            .any(|&(r, ..)| r == pkit::Resource::Nofile);
+        && !user.iter().any(|&(r, ..)| r == pkit::Resource::Nofile);
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = args;
+        let _ = user;
         false
     }
+}
+
+/// Whether a start refused with `e` should go again without the restore
+/// of the descriptor limit: the start carried it (`restoring`, see
+/// [`restores_nofile`]), the mechanism can't apply spawn options (the
+/// portable backend without its trampoline, which refuses before anything
+/// runs), and pkit's own limit is now back to the one it was given
+/// ([`give_back_nofile`], done here), so that the program inherits it.
+pub fn start_again_unrestored(e: &Error, restoring: bool) -> bool {
+    matches!(
+        e,
+        Error::Unsupported {
+            operation: "spawn options",
+            ..
+        }
+    ) && restoring
+        && give_back_nofile()
 }
 
 /// Puts pkit's own descriptor limit back to the one it was given (see
 /// `sys::give_back_nofile`), for a start that can't restore it in the
 /// program; whether it is back (never raised: false).
-pub fn give_back_nofile() -> bool {
+fn give_back_nofile() -> bool {
     #[cfg(target_os = "linux")]
     return crate::sys::give_back_nofile();
     #[cfg(not(target_os = "linux"))]

@@ -70,6 +70,11 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Doctor { json } => doctor::main(json),
         Cmd::Supervise(args) => {
+            // As for `run` (below): every run gets the original pair back
+            // (`checks::rlimits`; without a trampoline `supervise::main`
+            // gives pkit's own back and supervises again).
+            #[cfg(target_os = "linux")]
+            sys::raise_nofile();
             if args.verbose {
                 events::install(args.json);
             }
@@ -82,7 +87,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => {
             // Room for pkit's own ~20 descriptors under a small soft
             // RLIMIT_NOFILE: its soft limit goes up to the hard one, and the
-            // program gets the original pair back (`checks::spawn_options`;
+            // program gets the original pair back (`checks::rlimits`;
             // the portable backend's trampoline applies it, and where there
             // is none `run::start` gives pkit's own back first). Opens
             // nothing, so it may come first.

@@ -479,12 +479,9 @@ fn start_restoring(
     ids: &crate::checks::Ids,
     script: Option<&Path>,
 ) -> pkit::Result<pkit::RunningProcess> {
-    let restoring = crate::checks::restores_nofile(args);
+    let restoring = crate::checks::restores_nofile(&args.rlimit);
     match group.start(&command(args, ids, script)) {
-        Err(Error::Unsupported {
-            operation: "spawn options",
-            ..
-        }) if restoring && crate::checks::give_back_nofile() => {
+        Err(e) if crate::checks::start_again_unrestored(&e, restoring) => {
             group.start(&command(args, ids, script))
         }
         other => other,

@@ -34,6 +34,9 @@ fn supervisor(args: &SuperviseArgs, script: Option<&Path>) -> Supervisor {
     if let Some(grace) = args.kill_after {
         cmd = cmd.grace(grace);
     }
+    // Every run gets the descriptor limit pkit was given (pkit raised its
+    // own at start), or the user's NOFILE.
+    cmd = crate::checks::rlimits(cmd, &args.rlimit);
     let mut sup = Supervisor::new(cmd).restart(match args.restart {
         RestartArg::OnCrash => Restart::OnCrash,
         RestartArg::Always => Restart::Always,
@@ -104,20 +107,26 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     // then it is supervised as `/bin/sh script`, as `pkit run` runs it.
     let mut script: Option<PathBuf> = None;
     let result = loop {
+        // Whether the runs restore the descriptor limit pkit was given
+        // (false again once pkit gave its own back, below).
+        let restoring = crate::checks::restores_nofile(&args.rlimit);
         let mut handle = supervisor(&args, script.as_deref())
             .cancel_token(&kill_now)
             .start();
-        // A start refused as not executable, held back until the
-        // supervision says why it ended: when that was the first start
-        // of a script /bin/sh runs, it is not reported (as `pkit run`
-        // reports no such first try).
+        // A start refused as not executable, or (restoring) as
+        // unsupported, held back until the supervision says why it ended:
+        // when that was the first start of a script /bin/sh runs, or of a
+        // program whose limit the mechanism can't restore (started again
+        // without the restore), it is not reported (as `pkit run` reports
+        // no such first try).
         let mut held = None;
         loop {
             tokio::select! {
                 event = handle.next_event() => match event {
                     Some(SupervisorEvent::Stopped(_)) | None => break,
-                    Some(event @ SupervisorEvent::SpawnFailed { kind: ErrorKind::NotExecutable })
-                        if script.is_none() =>
+                    Some(event @ SupervisorEvent::SpawnFailed { kind })
+                        if (kind == ErrorKind::NotExecutable && script.is_none())
+                            || (kind == ErrorKind::Unsupported && restoring) =>
                     {
                         if let Some(earlier) = held.replace(event) {
                             say.event(&earlier);
@@ -149,16 +158,26 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         }
         let result = handle.wait().await;
         if let Some(event) = held {
-            let script_path = match &result {
-                Ok(o) if o.stopped == StopReason::CannotStart && o.restarts == 0 => o
-                    .final_error
-                    .as_ref()
-                    .and_then(|e| crate::script::fallback(e, false)),
+            // The first run's start failed: nothing ran yet.
+            let first = match &result {
+                Ok(o) if o.stopped == StopReason::CannotStart && o.restarts == 0 => {
+                    o.final_error.as_ref()
+                }
                 _ => None,
             };
-            if script_path.is_some() && !say.stopping {
-                script = script_path;
-                continue;
+            if let Some(e) = first.filter(|_| !say.stopping) {
+                if let Some(path) = crate::script::fallback(e, false) {
+                    script = Some(path);
+                    continue;
+                }
+                // No trampoline to restore the limit in (the portable
+                // backend's): the supervision starts again with pkit's own
+                // limit given back, which every run then inherits. A later
+                // run's refusal (the trampoline broke meanwhile) ends the
+                // supervision as any start that can't succeed.
+                if crate::checks::start_again_unrestored(e, restoring) {
+                    continue;
+                }
             }
             say.event(&event);
         }

@@ -171,8 +171,9 @@ fn the_users_nofile_in_any_spelling_decides_and_another_resource_does_not() {
 }
 
 /// A grandchild, a `pkit run` inside `pkit run`, a shell script without
-/// `#!` (run by `/bin/sh`), and `pkit supervise` (which raises nothing):
-/// none of them starts a program with pkit's raised limit.
+/// `#!` (run by `/bin/sh`), and `pkit supervise` (which raises its own
+/// too since nofile3: see `supervise_nofile.rs`): none of them starts a
+/// program with pkit's raised limit.
 #[test]
 fn no_program_pkit_starts_gets_the_raised_limit() {
     if !have("prlimit", "--version") {

@@ -1,18 +1,21 @@
-//! `pkit run`'s own descriptor room (Linux). A run holds about 20
-//! descriptors of pkit's own (signals, runtime, guard, reaper, group), so
-//! under a small soft `RLIMIT_NOFILE` (`ulimit -n 20`) every start failed
-//! with EMFILE. pkit raises its own soft limit to the hard one at start,
-//! as long-running supervisors do, and hands the program the pair it was
-//! given ([`original`], restored in the child by `checks::spawn_options`).
-//! The CLI does this, never the library: a library must not change its
-//! process's limits.
+//! `pkit run`'s and `pkit supervise`'s own descriptor room (Linux). A
+//! run holds about 20 descriptors of pkit's own (signals, runtime, guard,
+//! reaper, group), so under a small soft `RLIMIT_NOFILE` (`ulimit -n 20`)
+//! every start failed with EMFILE. pkit raises its own soft limit to the
+//! hard one at start, as long-running supervisors do, and hands the
+//! program the pair it was given ([`original`], restored in the child by
+//! `checks::rlimits`, in every run of a supervision too). The CLI does
+//! this, never the library: a library must not change its process's
+//! limits.
 //!
 //! Every mechanism: the portable backend restores the pair in its
 //! trampoline, as every other spawn option. Where it has none (e.g.
 //! `PKIT_SPAWN_TRAMPOLINE=off`) the restore is refused; pkit then puts
 //! its own soft limit back ([`give_back`]) and starts the program without
-//! it, so that the program inherits the pair (`run::start`). Either way
-//! the program gets exactly what pkit got.
+//! it, so that the program inherits the pair (`run::start`; `pkit
+//! supervise` supervises again, its first start refused before anything
+//! ran: `supervise::main`). Either way the program gets exactly what pkit
+//! got.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
