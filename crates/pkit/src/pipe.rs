@@ -380,8 +380,8 @@ impl Pipe {
     /// Refuses a stage whose own stdin or stdout the chain would replace
     /// (the head's stdin and the last stage's stdout are its own): ignored,
     /// its input would silently never arrive, its output file never be
-    /// written, its tee and stdout callback never be called. Refuses a
-    /// stage with a retry policy too: it would silently never be retried.
+    /// written, its tee and stdout callback never be called. Refuses a pty
+    /// stage and one with a retry policy too, before any stage runs.
     fn check_wiring(&self) -> Result<()> {
         let last = self.stages.len() - 1;
         for (i, cmd) in self.stages.iter().enumerate() {
@@ -394,8 +394,10 @@ impl Pipe {
                     || spec.io.on_stdout_line.is_some());
             // A stage can't be replayed alone: its input is gone.
             let retried = cmd.retries();
+            let pty = last > 0 && spec.spawn.pty.is_some();
             let what = match (stdin_set, stdout_set) {
                 _ if retried => "it can't be retried alone (its input went by once); a pipeline is not retried",
+                _ if pty => "a pty session's stdio is its terminal, and a stage's are the chain's pipes",
                 (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",
                 (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout, nor to a stdout tee or line callback",
                 _ => continue,
