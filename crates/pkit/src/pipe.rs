@@ -25,8 +25,8 @@ use crate::verbs;
 ///
 /// The verbs mirror [`Command`]'s and return one [`Output`] folded the
 /// `pipefail` way: stdout is always the last stage's; the program, stderr
-/// and outcome are those of the first stage that failed (or of the last
-/// stage when all succeeded). A stage fails when it does not exit with one
+/// and outcome are those of the first stage that failed (when none did, of
+/// the last stage that succeeded). A stage fails when it does not exit with one
 /// of its [`ok_codes`](Command::ok_codes) (0 without them): `grep` that
 /// finds nothing, given `ok_codes([0, 1])`, does not fail the chain, and
 /// [`run`](Self::run) and [`exit_code`](Self::exit_code) accept the codes
