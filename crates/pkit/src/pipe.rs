@@ -31,8 +31,8 @@ use crate::verbs;
 /// finds nothing, given `ok_codes([0, 1])`, does not fail the chain, and
 /// [`run`](Self::run) and [`exit_code`](Self::exit_code) accept the codes
 /// of the stage the outcome is from. A stage marked
-/// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain.
-/// Every stage's own result is in [`Output::stages`].
+/// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain
+/// (a timeout that ends it times the chain out). Each stage's result is in [`Output::stages`].
 ///
 /// The chain owns the stages' joints: a stage after the head that sets a
 /// stdin of its own, or a stage before the last that sends its stdout to a

@@ -19,9 +19,10 @@ pub(crate) struct StageRule {
 
 impl StageRule {
     /// Whether ending with `outcome` fails the chain: a checked stage that
-    /// did not exit with one of its accepted codes.
+    /// did not exit with one of its accepted codes, or any stage the
+    /// chain's timeout ended (an unchecked one too: the chain timed out).
     pub(crate) fn fails(&self, outcome: Outcome) -> bool {
-        self.checked && !self.accepts(outcome)
+        (self.checked || outcome == Outcome::TimedOut) && !self.accepts(outcome)
     }
 
     /// Whether `outcome` is a success for this stage: an exit with one of

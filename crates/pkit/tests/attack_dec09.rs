@@ -821,3 +821,87 @@ async fn a_stage_with_a_nul_argument_is_refused_before_any_stage_starts() {
     }
     s.end().await;
 }
+
+/// A chain that times out is timed out, whichever stage was still running:
+/// an unchecked stage that outlived the timeout too (`producer | head`
+/// where the producer hangs without writing, or an unchecked last stage).
+#[tokio::test]
+async fn a_timed_out_chain_is_timed_out_whatever_stage_was_unchecked() {
+    let s = begin("a_timed_out_chain_is_timed_out_whatever_stage_was_unchecked").await;
+    for choice in mechanisms() {
+        let cases = [
+            (
+                "unchecked head",
+                Command::new("sleep").arg("300").unchecked_in_pipe(),
+                Command::new("true"),
+            ),
+            (
+                "unchecked last",
+                Command::new("echo").arg("x"),
+                Command::new("sleep").arg("300").unchecked_in_pipe(),
+            ),
+        ];
+        for (what, a, b) in cases {
+            let chain = Pipe::new([a, b])
+                .timeout(Duration::from_millis(500))
+                .mechanism(choice);
+            let out = bounded(what, chain.output()).await.expect("output");
+            assert_eq!(
+                out.outcome(),
+                Outcome::TimedOut,
+                "{choice}: {what}: from {}",
+                out.program()
+            );
+            let err = bounded(what, chain.run()).await.expect_err("run");
+            assert_eq!(err.kind(), ErrorKind::Timeout, "{choice}: {what}: {err}");
+        }
+    }
+    s.end().await;
+}
+
+/// A line callback of a blocking run that itself calls the blocking API
+/// (it runs on the facade's own runtime thread): refused with the clear
+/// panic, never a deadlock; the outer run completes.
+#[test]
+fn a_blocking_call_inside_a_blocking_runs_callback_is_refused_not_deadlocked() {
+    use std::sync::{Arc, Mutex};
+    in_suite(
+        "a_blocking_call_inside_a_blocking_runs_callback_is_refused_not_deadlocked",
+        || {
+            for choice in mechanisms() {
+                let seen = Arc::new(Mutex::new(Vec::new()));
+                let (tx, rx) = std::sync::mpsc::channel();
+                let seen2 = seen.clone();
+                std::thread::spawn(move || {
+                    let out = sh(choice, "echo a; echo b")
+                        .on_stdout_line(move |_| {
+                            let r = std::panic::catch_unwind(|| {
+                                Command::new("echo").arg("inner").blocking().run()
+                            });
+                            let what = match r {
+                                Ok(r) => format!("ran: {r:?}"),
+                                Err(p) => p
+                                    .downcast_ref::<String>()
+                                    .cloned()
+                                    .unwrap_or_else(|| "a panic".into()),
+                            };
+                            seen2.lock().unwrap().push(what);
+                        })
+                        .blocking()
+                        .output();
+                    let _ = tx.send(out.map(|o| o.stdout_str().into_owned()));
+                });
+                let out = rx
+                    .recv_timeout(LONG)
+                    .unwrap_or_else(|_| panic!("{choice}: the nested blocking call deadlocked"));
+                assert_eq!(out.expect("outer run"), "a\nb\n", "{choice}");
+                let seen = seen.lock().unwrap();
+                assert_eq!(seen.len(), 2, "{choice}: {seen:?}");
+                assert!(
+                    seen.iter().all(|s| s.contains("inside a Tokio runtime")),
+                    "{choice}: {seen:?}"
+                );
+            }
+        },
+    );
+}
