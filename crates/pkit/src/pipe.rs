@@ -394,10 +394,9 @@ impl Pipe {
                     || spec.io.on_stdout_line.is_some());
             // A stage can't be replayed alone: its input is gone.
             let retried = cmd.retries();
-            let pty = last > 0 && spec.spawn.pty.is_some();
             let what = match (stdin_set, stdout_set) {
                 _ if retried => "it can't be retried alone (its input went by once); a pipeline is not retried",
-                _ if pty => "a pty session's stdio is its terminal, and a stage's are the chain's pipes",
+                _ if last > 0 && spec.spawn.pty.is_some() => "a pty session's stdio is its terminal, and a stage's are the chain's pipes",
                 (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",
                 (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout, nor to a stdout tee or line callback",
                 _ => continue,

@@ -905,3 +905,77 @@ fn a_blocking_call_inside_a_blocking_runs_callback_is_refused_not_deadlocked() {
         },
     );
 }
+
+/// A `wait` abandoned (its future dropped: a caller's own timeout) while
+/// the output is being collected, then called again: the second wait must
+/// not pass off a lost output as an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_abandoned_while_collecting_output_never_loses_it_silently() {
+    use tokio::io::AsyncReadExt;
+    let s = begin("a_wait_abandoned_while_collecting_output_never_loses_it_silently").await;
+    for choice in mechanisms() {
+        // The tee's reader is read only later: its writes block at 1 KiB.
+        let (tee, mut tee_rx) = tokio::io::duplex(1024);
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "head -c 60000 /dev/zero | tr '\\0' x"])
+                    .stdout_tee(tee),
+            )
+            .expect("start");
+        let first = tokio::time::timeout(Duration::from_millis(1500), p.wait()).await;
+        let drain = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let _ = tee_rx.read_to_end(&mut all).await;
+            all.len()
+        });
+        let out = match first {
+            Ok(out) => out.expect("first wait"),
+            Err(_) => bounded("second wait", p.wait()).await.expect("second wait"),
+        };
+        assert!(out.success(), "{choice}: {out:?}");
+        assert_eq!(
+            out.stdout().len(),
+            60000,
+            "{choice}: stdout after an abandoned wait"
+        );
+        drop(p);
+        drop(group);
+        let _ = bounded("drain", drain).await;
+
+        // The same for a started chain: every stage's result is kept.
+        let (tee, mut tee_rx) = tokio::io::duplex(1024);
+        let mut p = Pipe::new([
+            st("echo err0 >&2; head -c 60000 /dev/zero | tr '\\0' x"),
+            Command::new("cat").stdout_tee(tee),
+        ])
+        .mechanism(choice)
+        .start()
+        .expect("start");
+        let first = tokio::time::timeout(Duration::from_millis(1500), p.wait()).await;
+        let drain = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let _ = tee_rx.read_to_end(&mut all).await;
+            all.len()
+        });
+        let out = match first {
+            Ok(out) => out.expect("first wait"),
+            Err(_) => bounded("second wait", p.wait()).await.expect("second wait"),
+        };
+        assert!(out.success(), "{choice}: {out:?}");
+        assert_eq!(
+            out.stdout().len(),
+            60000,
+            "{choice}: chain stdout after an abandoned wait"
+        );
+        assert_eq!(
+            out.stages()[0].stderr_str(),
+            "err0\n",
+            "{choice}: the head's stderr"
+        );
+        drop(p);
+        let _ = bounded("drain", drain).await;
+    }
+    s.end().await;
+}
