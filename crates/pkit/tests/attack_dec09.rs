@@ -1,5 +1,17 @@
 //! Attack round dec09 (attack14): shell-free pipelines, the blocking
 //! facade and the pty, as a hostile user drives them. Every mechanism.
+//!
+//! What broke (fixed): a pty stage of a chain was refused only after the
+//! stages ahead of it had started; an unchecked last stage that failed
+//! failed the chain; a chain timed out while only an unchecked stage ran
+//! reported success; a `wait` abandoned while it collected the output
+//! (a caller's own timeout) lost it, and the next `wait` reported success
+//! with nothing captured. Left (ignored, rated): an interactive shell's
+//! background job on a pty outlives a process group (MEDIUM); a slow line
+//! callback of one thread's blocking run stalls every other thread's
+//! blocking runs, timeouts included (MEDIUM); a NUL byte in a later
+//! stage's argument is refused after the stages ahead of it started (LOW).
+//! The rest passed when written.
 
 mod common;
 
