@@ -378,6 +378,7 @@ impl Command {
     /// Marks this command, as a stage of a [`Pipe`](crate::Pipe), as one
     /// whose failure does not fail the chain: the `producer | head` case,
     /// where the producer dies of SIGPIPE once the consumer stops reading.
+    /// (The chain's timeout ending it still times the chain out.)
     pub fn unchecked_in_pipe(mut self) -> Command {
         self.unchecked_in_pipe = true;
         self

@@ -25,14 +25,14 @@ use crate::verbs;
 ///
 /// The verbs mirror [`Command`]'s and return one [`Output`] folded the
 /// `pipefail` way: stdout is always the last stage's; the program, stderr
-/// and outcome are those of the first stage that failed (or of the last
-/// stage when all succeeded). A stage fails when it does not exit with one
+/// and outcome are those of the first stage that failed (when none did, of
+/// the last stage that succeeded). A stage fails when it does not exit with one
 /// of its [`ok_codes`](Command::ok_codes) (0 without them): `grep` that
 /// finds nothing, given `ok_codes([0, 1])`, does not fail the chain, and
 /// [`run`](Self::run) and [`exit_code`](Self::exit_code) accept the codes
 /// of the stage the outcome is from. A stage marked
-/// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain.
-/// Every stage's own result is in [`Output::stages`].
+/// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain
+/// (a timeout that ends it times the chain out). Each stage's result is in [`Output::stages`].
 ///
 /// The chain owns the stages' joints: a stage after the head that sets a
 /// stdin of its own, or a stage before the last that sends its stdout to a
@@ -380,8 +380,8 @@ impl Pipe {
     /// Refuses a stage whose own stdin or stdout the chain would replace
     /// (the head's stdin and the last stage's stdout are its own): ignored,
     /// its input would silently never arrive, its output file never be
-    /// written, its tee and stdout callback never be called. Refuses a
-    /// stage with a retry policy too: it would silently never be retried.
+    /// written, its tee and stdout callback never be called. Refuses a pty
+    /// stage and one with a retry policy too, before any stage runs.
     fn check_wiring(&self) -> Result<()> {
         let last = self.stages.len() - 1;
         for (i, cmd) in self.stages.iter().enumerate() {
@@ -396,6 +396,7 @@ impl Pipe {
             let retried = cmd.retries();
             let what = match (stdin_set, stdout_set) {
                 _ if retried => "it can't be retried alone (its input went by once); a pipeline is not retried",
+                _ if last > 0 && spec.spawn.pty.is_some() => "a pty session's stdio is its terminal, and a stage's are the chain's pipes",
                 (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",
                 (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout, nor to a stdout tee or line callback",
                 _ => continue,

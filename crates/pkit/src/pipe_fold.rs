@@ -19,10 +19,17 @@ pub(crate) struct StageRule {
 
 impl StageRule {
     /// Whether ending with `outcome` fails the chain: a checked stage that
-    /// did not exit with one of its accepted codes.
+    /// did not exit with one of its accepted codes, or any stage the
+    /// chain's timeout ended (an unchecked one too: the chain timed out).
     pub(crate) fn fails(&self, outcome: Outcome) -> bool {
+        (self.checked || outcome == Outcome::TimedOut) && !self.accepts(outcome)
+    }
+
+    /// Whether `outcome` is a success for this stage: an exit with one of
+    /// its accepted codes (checked or not).
+    fn accepts(&self, outcome: Outcome) -> bool {
         let ok = self.ok.as_deref().unwrap_or(&[0]);
-        self.checked && !matches!(outcome, Outcome::Exited(c) if ok.contains(&c))
+        matches!(outcome, Outcome::Exited(c) if ok.contains(&c))
     }
 }
 
@@ -31,9 +38,11 @@ impl StageRule {
 /// the chain's end cut short (`cut`: killed because another stage failed)
 /// is never blamed, nor is one that died of SIGPIPE before a stage that
 /// failed: its reader went with that failure, and the SIGPIPE came before
-/// the cut could (`yes | sh -c 'exit 3'` is the `sh`'s 3). The last
-/// stage's stdout moves into the fold (its stage record keeps none), so a
-/// big output is held once.
+/// the cut could (`yes | sh -c 'exit 3'` is the `sh`'s 3). When no stage
+/// failed, the outcome is the last stage's that succeeded: an unchecked
+/// last stage that failed fails nothing (the last stage when none
+/// succeeded). The last stage's stdout moves into the fold (its stage
+/// record keeps none), so a big output is held once.
 pub(crate) fn fold(
     mut stages: Vec<Output>,
     rules: &[StageRule],
@@ -48,6 +57,11 @@ pub(crate) fn fold(
     let blame = (0..stages.len())
         .find(|&i| {
             failed[i] && !(stages[i].outcome == broken_pipe && failed[i + 1..].contains(&true))
+        })
+        .or_else(|| {
+            (0..=last)
+                .rev()
+                .find(|&i| rules[i].accepts(stages[i].outcome))
         })
         .unwrap_or(last);
     let stdout = std::mem::take(&mut stages[last].stdout);

@@ -89,6 +89,8 @@ pub struct RunningPipe {
     /// once `wait` has its result.
     driver: Option<JoinHandle<Result<Driven>>>,
     driven: Option<Driven>,
+    /// Each stage's result as `wait` collects it (see there).
+    collected: Vec<Option<Output>>,
     /// The folded result, without its bytes, for a later `wait`.
     finished: Option<Output>,
     /// The process that started it: a copy in a child forked without
@@ -165,6 +167,7 @@ impl RunningPipe {
         RunningPipe {
             group,
             head: procs[0].program().to_string(),
+            collected: procs.iter().map(|_| None).collect(),
             procs,
             rules,
             blamed: None,
@@ -342,8 +345,13 @@ impl RunningPipe {
         }
         let inactive = matches!(driven.ended, Ended::Inactive);
         let timed_out = inactive || matches!(driven.ended, Ended::TimedOut);
-        let mut outs = Vec::with_capacity(self.procs.len());
-        for (p, &running) in self.procs.iter_mut().zip(&driven.running) {
+        // Each stage's result is kept in `collected` as it comes: a wait
+        // dropped half way (a caller's own timeout) loses none of them.
+        let stages = self.procs.iter_mut().zip(&driven.running);
+        for ((p, &running), slot) in stages.zip(&mut self.collected) {
+            if slot.is_some() {
+                continue;
+            }
             let status = p.wait_status().await?;
             let outcome = if timed_out && running {
                 Outcome::TimedOut
@@ -354,10 +362,15 @@ impl RunningPipe {
             // its input lost) finished the stages: their kept results
             // fail it the same way again, where finishing anew would find
             // nothing captured.
-            let mut out = match &p.finished {
+            *slot = Some(match &p.finished {
                 Some(kept) => kept.clone(),
                 None => p.finish(outcome).await,
-            };
+            });
+        }
+        let mut outs = Vec::with_capacity(self.procs.len());
+        let stages = self.procs.iter().zip(&driven.running);
+        for ((p, &running), slot) in stages.zip(&mut self.collected) {
+            let mut out = slot.take().expect("collected above");
             out.inactivity_timed_out = inactive && running;
             let out = p.check_input(out)?;
             outs.push(p.check_limit(out)?);

@@ -44,6 +44,8 @@ pub struct RunningProcess {
     pub(crate) child: Child,
     pub(crate) stdout: Option<Reader>,
     pub(crate) stderr: Option<Reader>,
+    /// Stdout's and stderr's captures as `finish` collects them (see there).
+    collected: [Option<Captured>; 2],
     pub(crate) stdin: Option<ChildStdin>,
     /// The read ends of [`Stdio::Raw`](crate::Stdio::Raw) streams, until taken.
     pub(crate) raw_stdout: Option<crate::raw_output::ChildOutput>,
@@ -111,6 +113,7 @@ impl RunningProcess {
             child,
             stdout: None,
             stderr: None,
+            collected: [None, None],
             stdin: None,
             raw_stdout: None,
             raw_stderr: None,
@@ -435,14 +438,17 @@ impl RunningProcess {
         };
         self.stdin = None;
         let usage = self.child.rusage();
-        let stdout = match self.stdout.take() {
-            Some(r) => r.finish().await,
-            None => Captured::default(),
-        };
-        let stderr = match self.stderr.take() {
-            Some(r) => r.finish().await,
-            None => Captured::default(),
-        };
+        // A reader's capture is kept here before the reader goes: a wait
+        // dropped half way (a caller's own timeout) loses none of it, and
+        // the next wait takes it.
+        let readers = [&mut self.stdout, &mut self.stderr];
+        for (reader, kept) in readers.into_iter().zip(&mut self.collected) {
+            if let Some(r) = reader {
+                *kept = Some(r.finish().await);
+                *reader = None;
+            }
+        }
+        let [stdout, stderr] = std::mem::take(&mut self.collected).map(Option::unwrap_or_default);
         self.lost = [
             (stdout.lost, "its stdout"),
             (stderr.lost, "its stderr"),

@@ -161,7 +161,9 @@ impl Reader {
 
     /// Stops reading — after taking what is already in the pipe, even if an
     /// escaped process still holds its write end — and returns the capture.
-    pub(crate) async fn finish(self) -> Captured {
+    /// Cancel-safe: dropped before its end, it can be called again (drop
+    /// the reader only once it has returned; it must not be polled again).
+    pub(crate) async fn finish(&mut self) -> Captured {
         self.control.stopping.store(true, Ordering::Release);
         self.control.stop.notify_one();
         // No result: the task was dropped with the runtime it ran on.
@@ -169,7 +171,7 @@ impl Reader {
             lost: true,
             ..Captured::default()
         };
-        match self.task {
+        match &mut self.task {
             Task::Own(task) => match task.await {
                 Ok(captured) => captured,
                 // A bug of pkit's own: not hidden as an empty capture.
