@@ -369,3 +369,99 @@ fn a_fail_limit_ends_a_blocking_run_over_an_endless_stream() {
     });
 }
 
+
+/// A taken stream left full (both halves waiting for room), then dropped:
+/// both halves are let go and the child runs to its end; and a stream
+/// nobody takes while both flood (finitely) does not hold `wait` back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_dropped_or_never_taken_releases_both_halves() {
+    let suite = begin("rv26 full stream dropped").await;
+    for m in mechanisms() {
+        let script = "seq 1 300000 & seq 1 300000 >&2; wait";
+        let g = group(m);
+        let cmd = sh(m, script).stream_lines().buffer_lines(2);
+        let mut p = g.start(&cmd).unwrap();
+        let lines = p.lines();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(lines);
+        let out = within(&format!("{m:?}: wait after the drop"), p.wait()).await;
+        assert!(out.unwrap().success(), "{m:?}");
+        let mut p = g.start(&cmd).unwrap();
+        let out = within(&format!("{m:?}: wait, stream untaken"), p.wait()).await;
+        assert!(out.unwrap().success(), "{m:?}");
+        g.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    suite.end().await;
+}
+
+/// The stream kept while the process and its group are dropped mid-flood
+/// (both streams): it ends (the tree is gone, the pipes close), and the
+/// floods are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_outliving_its_group_ends_mid_flood() {
+    let suite = begin("rv26 stream outlives group").await;
+    for m in mechanisms() {
+        let file = TempPath::new("rv26-outlive");
+        let script = "yes out & echo $! > \"$1\"; yes err >&2 & echo $! >> \"$1\"; wait";
+        let g = group(m);
+        let mut p = g.start(&sh(m, script).arg(file.path()).stream_lines()).unwrap();
+        let pids = pids_in(&file, 2, &format!("{m:?}")).await;
+        let mut lines = p.lines();
+        for _ in 0..1000 {
+            within("the flood", lines.next_line()).await.expect("a line");
+        }
+        drop(p);
+        drop(g);
+        assert_gone(&pids, &format!("{m:?}: after the group's drop")).await;
+        let until = Instant::now() + HANG;
+        while within("the end", lines.next_line()).await.is_some() {
+            assert!(Instant::now() < until, "{m:?}: the stream never ends");
+        }
+    }
+    suite.end().await;
+}
+
+/// A consumer that only wants stderr (`split_lines`, stdout's stream
+/// dropped) while stdout floods for ever: stderr's lines arrive, and the
+/// stream ends once the tree is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_only_consumer_gets_its_lines_while_stdout_floods() {
+    stderr_only(Overflow::Backpressure).await;
+}
+
+/// The same under `DropNewest`: `split_lines`' doc says a full side's new
+/// lines are dropped "and the other stream goes on", but the merged queue
+/// behind the router fills with the flooding (discarded) stdout lines, and
+/// stderr's lines are dropped there (`err1`, often `err2`, sometimes all),
+/// though stderr's consumer keeps up. Pre-existing (the merged queue is
+/// shared by two tasks as by one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "rv26: under DropNewest a stderr-only split_lines consumer loses stderr lines to stdout's flood in the merged queue"]
+async fn a_stderr_only_consumer_gets_its_lines_under_drop_newest() {
+    stderr_only(Overflow::DropNewest).await;
+}
+
+async fn stderr_only(overflow: Overflow) {
+    let suite = begin("rv26 stderr only").await;
+    for m in mechanisms() {
+        {
+            let what = format!("{m:?} {overflow:?}");
+            let g = group(m);
+            let script = "yes 0123456789 & for i in 1 2 3; do sleep 0.3; echo err$i >&2; done; wait";
+            let cmd = sh(m, script).stream_lines().overflow(overflow);
+            let mut p = g.start(&cmd).unwrap();
+            let (out, mut err) = p.split_lines();
+            drop(out);
+            for i in 1..=3 {
+                let l = within(&format!("{what}: err{i}"), err.next_line()).await.expect("a stderr line");
+                assert_eq!(l.text, format!("err{i}"), "{what}");
+            }
+            p.kill_tree().unwrap();
+            g.kill().unwrap();
+            let end = within(&format!("{what}: the end"), err.next_line()).await;
+            assert!(end.is_none(), "{what}");
+            within("wait", p.wait()).await.ok();
+        }
+    }
+    suite.end().await;
+}
