@@ -48,7 +48,10 @@ async fn pids_in(file: &TempPath, n: usize, what: &str) -> Vec<u32> {
         if pids.len() >= n {
             return pids;
         }
-        assert!(Instant::now() < until, "{what}: pids never written ({text:?})");
+        assert!(
+            Instant::now() < until,
+            "{what}: pids never written ({text:?})"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -127,7 +130,11 @@ async fn first_line_finds_stdout_while_stderr_floods() {
         let file = TempPath::new("rv26-first");
         let script = "yes 0123456789 >&2 & echo $! > \"$1\"; sleep 0.5; echo want; wait";
         let cmd = sh(m, script).arg(file.path());
-        let got = within(&format!("{m:?}: first_line"), cmd.first_line(|l| l == "want")).await;
+        let got = within(
+            &format!("{m:?}: first_line"),
+            cmd.first_line(|l| l == "want"),
+        )
+        .await;
         assert_eq!(got.unwrap().as_deref(), Some("want"), "{m:?}");
         let pids = pids_in(&file, 1, &format!("{m:?}")).await;
         assert_gone(&pids, &format!("{m:?}: the flood after first_line")).await;
@@ -145,13 +152,17 @@ async fn both_flooding_streams_take_turns_and_die_with_the_group() {
         let file = TempPath::new("rv26-both");
         let script = "yes out & echo $! > \"$1\"; yes err >&2 & echo $! >> \"$1\"; wait";
         let g = group(m);
-        let mut p = g.start(&sh(m, script).arg(file.path()).stream_lines()).unwrap();
+        let mut p = g
+            .start(&sh(m, script).arg(file.path()).stream_lines())
+            .unwrap();
         let pids = pids_in(&file, 2, &format!("{m:?}")).await;
         let mut lines = p.lines();
         let (mut out, mut err) = (0usize, 0usize);
         let mut seen = 0usize;
         while (out < 1000 || err < 1000) && seen < 50_000_000 {
-            let l = within("the flood", lines.next_line()).await.expect("a line");
+            let l = within("the flood", lines.next_line())
+                .await
+                .expect("a line");
             match l.stream {
                 StreamKind::Stdout => out += 1,
                 StreamKind::Stderr => err += 1,
@@ -186,7 +197,9 @@ async fn a_half_held_by_a_full_queue_ends_once_read() {
         let mut lines = p.lines();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         loop {
-            let l = within("stderr's line", lines.next_line()).await.expect("a line");
+            let l = within("stderr's line", lines.next_line())
+                .await
+                .expect("a line");
             if l.stream == StreamKind::Stderr {
                 assert_eq!(l.text, "b", "{m:?}");
                 break;
@@ -194,7 +207,9 @@ async fn a_half_held_by_a_full_queue_ends_once_read() {
         }
         let until = Instant::now() + Duration::from_secs(10);
         while ours_to(&target) > 0 && Instant::now() < until {
-            within("stdout's lines", lines.next_line()).await.expect("a line");
+            within("stdout's lines", lines.next_line())
+                .await
+                .expect("a line");
         }
         assert_eq!(ours_to(&target), 0, "{m:?}: stderr's read end still open");
         drop(lines);
@@ -251,7 +266,11 @@ async fn a_pipelines_stream_ends_at_stdouts_end_while_stderr_floods() {
         let mut started = chain.start().unwrap();
         let mut lines = started.lines();
         let l = within("hi", lines.next_line()).await.expect("a line");
-        assert_eq!((l.stream, l.text.as_str()), (StreamKind::Stdout, "hi"), "{m:?}");
+        assert_eq!(
+            (l.stream, l.text.as_str()),
+            (StreamKind::Stdout, "hi"),
+            "{m:?}"
+        );
         let end = within("the stream's end", lines.next_line()).await;
         assert!(end.is_none(), "{m:?}: {end:?}");
         assert!(started.is_running(), "{m:?}: the chain ended");
@@ -266,7 +285,8 @@ async fn a_pipelines_stream_ends_at_stdouts_end_while_stderr_floods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fail_limit_still_ends_every_run_over_an_endless_stream() {
     let suite = begin("rv26 fail limit").await;
-    let is_limit = |r: &pkit::Result<pkit::Output>| matches!(r, Err(pkit::Error::OutputLimit { .. }));
+    let is_limit =
+        |r: &pkit::Result<pkit::Output>| matches!(r, Err(pkit::Error::OutputLimit { .. }));
     for m in mechanisms() {
         for script in ["exec yes", "exec yes >&2", "yes & exec yes >&2"] {
             let what = |verb: &str| format!("{m:?} {script:?}: {verb}");
@@ -303,7 +323,9 @@ async fn a_streamed_pipelines_stderr_fail_limit_is_reported() {
     let suite = begin("rv26 streamed pipeline fail limit").await;
     for m in mechanisms() {
         let last = sh(m, "exec yes >&2").capture_limit(10_000, CapturePolicy::Fail);
-        let chain = Pipe::new([sh(m, "echo x"), last]).mechanism(m).stream_lines();
+        let chain = Pipe::new([sh(m, "echo x"), last])
+            .mechanism(m)
+            .stream_lines();
         let mut started = chain.start().unwrap();
         let r = within("streamed pipeline wait", started.wait()).await;
         assert!(
@@ -369,7 +391,6 @@ fn a_fail_limit_ends_a_blocking_run_over_an_endless_stream() {
     });
 }
 
-
 /// A taken stream left full (both halves waiting for room), then dropped:
 /// both halves are let go and the child runs to its end; and a stream
 /// nobody takes while both flood (finitely) does not hold `wait` back.
@@ -404,11 +425,15 @@ async fn a_stream_outliving_its_group_ends_mid_flood() {
         let file = TempPath::new("rv26-outlive");
         let script = "yes out & echo $! > \"$1\"; yes err >&2 & echo $! >> \"$1\"; wait";
         let g = group(m);
-        let mut p = g.start(&sh(m, script).arg(file.path()).stream_lines()).unwrap();
+        let mut p = g
+            .start(&sh(m, script).arg(file.path()).stream_lines())
+            .unwrap();
         let pids = pids_in(&file, 2, &format!("{m:?}")).await;
         let mut lines = p.lines();
         for _ in 0..1000 {
-            within("the flood", lines.next_line()).await.expect("a line");
+            within("the flood", lines.next_line())
+                .await
+                .expect("a line");
         }
         drop(p);
         drop(g);
@@ -447,13 +472,16 @@ async fn stderr_only(overflow: Overflow) {
         {
             let what = format!("{m:?} {overflow:?}");
             let g = group(m);
-            let script = "yes 0123456789 & for i in 1 2 3; do sleep 0.3; echo err$i >&2; done; wait";
+            let script =
+                "yes 0123456789 & for i in 1 2 3; do sleep 0.3; echo err$i >&2; done; wait";
             let cmd = sh(m, script).stream_lines().overflow(overflow);
             let mut p = g.start(&cmd).unwrap();
             let (out, mut err) = p.split_lines();
             drop(out);
             for i in 1..=3 {
-                let l = within(&format!("{what}: err{i}"), err.next_line()).await.expect("a stderr line");
+                let l = within(&format!("{what}: err{i}"), err.next_line())
+                    .await
+                    .expect("a stderr line");
                 assert_eq!(l.text, format!("err{i}"), "{what}");
             }
             p.kill_tree().unwrap();
@@ -462,6 +490,43 @@ async fn stderr_only(overflow: Overflow) {
             assert!(end.is_none(), "{what}");
             within("wait", p.wait()).await.ok();
         }
+    }
+    suite.end().await;
+}
+
+/// `wait_for_line` for a stderr line while stdout floods (the probe holds
+/// the shared queue and reads past stdout's lines): it comes back; and a
+/// line stream whose two pipes stay silent is still ended by its
+/// inactivity timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_and_an_inactivity_timeout_see_through_the_shared_task() {
+    let suite = begin("rv26 probe and inactivity").await;
+    for m in mechanisms() {
+        let g = group(m);
+        let script = "yes 0123456789 & sleep 0.5; echo ready >&2; wait";
+        let mut p = g.start(&sh(m, script).stream_lines()).unwrap();
+        let probe = p.wait_for_line(
+            |l| l.stream == StreamKind::Stderr && l.text == "ready",
+            Duration::from_secs(20),
+        );
+        let got = within(&format!("{m:?}: wait_for_line"), probe).await;
+        assert_eq!(got.unwrap().text, "ready", "{m:?}");
+        p.kill_tree().unwrap();
+        within("wait", p.wait()).await.ok();
+        let cmd = sh(m, "exec sleep 300")
+            .stream_lines()
+            .inactivity_timeout(Duration::from_millis(800));
+        let mut p = g.start(&cmd).unwrap();
+        let mut lines = p.lines();
+        assert!(
+            within("the silent stream", lines.next_line())
+                .await
+                .is_none(),
+            "{m:?}"
+        );
+        let out = within("wait", p.wait()).await.unwrap();
+        assert!(out.inactivity_timed_out(), "{m:?}: {out:?}");
+        g.shutdown(Duration::from_secs(5)).await.unwrap();
     }
     suite.end().await;
 }
