@@ -530,3 +530,35 @@ async fn a_probe_and_an_inactivity_timeout_see_through_the_shared_task() {
     }
     suite.end().await;
 }
+
+/// On a current-thread runtime (one thread for the shared reading task and
+/// the consumer): a stdout line behind stderr's endless flood, and a
+/// stderr line behind stdout's, both arrive.
+#[tokio::test(flavor = "current_thread")]
+async fn the_shared_task_takes_turns_on_a_current_thread_runtime() {
+    let suite = begin("rv26 current thread").await;
+    for m in mechanisms() {
+        for (flood, want, kind) in [
+            ("yes 0123456789 >&2", "echo want", StreamKind::Stdout),
+            ("yes 0123456789", "echo want >&2", StreamKind::Stderr),
+        ] {
+            let what = format!("{m:?} {flood:?}");
+            let g = group(m);
+            let script = format!("{flood} & sleep 0.5; {want}; wait");
+            let mut p = g.start(&sh(m, &script).stream_lines()).unwrap();
+            let mut lines = p.lines();
+            loop {
+                let l = within(&what, lines.next_line()).await.expect("a line");
+                if l.stream == kind {
+                    assert_eq!(l.text, "want", "{what}");
+                    break;
+                }
+            }
+            drop(lines);
+            p.kill_tree().unwrap();
+            within("wait", p.wait()).await.ok();
+            g.shutdown(Duration::from_secs(5)).await.unwrap();
+        }
+    }
+    suite.end().await;
+}
