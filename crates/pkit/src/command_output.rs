@@ -36,12 +36,20 @@ impl Command {
 
     /// Calls `f` once per stdout line (the same lines the stream sees). A
     /// callback that panics is disabled; the run goes on.
+    ///
+    /// `f` runs on the task that reads the pipe, so keep it fast: while it
+    /// runs, that stream is not read. Under the [blocking](crate::blocking)
+    /// API every run's readers share the facade's one runtime thread, so a
+    /// slow callback also delays the other blocking runs of the process,
+    /// their timeouts included. Send slow work elsewhere (a channel, a
+    /// thread).
     pub fn on_stdout_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
         self.spec.io.on_stdout_line = Some(Arc::new(f));
         self
     }
 
     /// Calls `f` once per stderr line. A callback that panics is disabled.
+    /// Keep it fast, as for [`on_stdout_line`](Self::on_stdout_line).
     pub fn on_stderr_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
         self.spec.io.on_stderr_line = Some(Arc::new(f));
         self

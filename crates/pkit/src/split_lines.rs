@@ -53,7 +53,12 @@ impl RunningProcess {
     /// a dropped stream's lines are discarded; under
     /// [`Overflow::DropNewest`] the full stream's new lines are dropped and
     /// counted in [`dropped_lines`](Self::dropped_lines), and the other
-    /// stream goes on.
+    /// stream goes on. Before they are split, both streams' lines share the
+    /// command's one line queue ([`buffer_lines`](crate::Command::buffer_lines)),
+    /// so under `DropNewest` a stream that floods can fill it and have the
+    /// other stream's lines dropped there too, even when the other's
+    /// consumer keeps up; to keep one stream whole while the other floods,
+    /// use backpressure and drop the unwanted stream.
     /// Needs a Tokio runtime (a small task routes the lines).
     ///
     /// # Panics

@@ -722,7 +722,7 @@ async fn a_stopped_middle_stage_at_the_chains_timeout_runs_its_handler() {
 /// (their timeouts, output, waits) until it returns; nothing in
 /// `on_stdout_line`'s docs says so (the blocking tee's do: "keep it fast").
 #[test]
-#[ignore = "attack14: MEDIUM: a blocking line callback stalls every other thread's blocking runs (their timeouts too): one shared runtime thread"]
+#[ignore = "attack14: MEDIUM, documented on on_stdout_line: a blocking line callback stalls every other thread's blocking runs (their timeouts too): one shared runtime thread"]
 fn a_slow_callback_on_one_thread_does_not_stall_another_threads_timeout() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

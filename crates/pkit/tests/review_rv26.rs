@@ -461,7 +461,7 @@ async fn a_stderr_only_consumer_gets_its_lines_while_stdout_floods() {
 /// though stderr's consumer keeps up. Pre-existing (the merged queue is
 /// shared by two tasks as by one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv26: under DropNewest a stderr-only split_lines consumer loses stderr lines to stdout's flood in the merged queue"]
+#[ignore = "rv26 (LOW, documented on split_lines): under DropNewest a stderr-only consumer loses stderr lines to stdout's flood in the shared queue"]
 async fn a_stderr_only_consumer_gets_its_lines_under_drop_newest() {
     stderr_only(Overflow::DropNewest).await;
 }
