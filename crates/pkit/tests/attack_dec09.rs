@@ -514,7 +514,7 @@ async fn an_unread_flooding_pty_child_is_killed_and_dropped() {
 /// background job outlives the group (its own process group, same
 /// session; the foreground one dies of the terminal's hangup).
 #[tokio::test]
-#[ignore = "attack14: MEDIUM: under process groups a pty interactive shell's background job (job control: a process group of its own) outlives the group"]
+#[ignore = "attack14: MEDIUM (a documented escape: README Mechanisms): under process groups a pty interactive shell's background job (job control: a process group of its own) outlives the group"]
 async fn jobs_of_an_interactive_shell_on_a_pty_die_with_the_group() {
     let s = begin("jobs_of_an_interactive_shell_on_a_pty_die_with_the_group").await;
     for choice in mechanisms() {
