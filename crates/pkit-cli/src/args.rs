@@ -475,7 +475,22 @@ fn parse_rlimit(text: &str) -> Result<(pkit::Resource, u64, Option<u64>), String
         }
     };
     match values.split_once(':') {
-        Some((soft, hard)) => Ok((res, value(soft)?, Some(value(hard)?))),
+        // Refused here, with its reason, rather than by every start (a
+        // supervision would name only the refusal's kind).
+        Some((soft, hard)) => match (value(soft)?, value(hard)?) {
+            (soft, hard) if soft > hard => {
+                let text = |v: u64| match v {
+                    u64::MAX => "unlimited".to_string(),
+                    v => v.to_string(),
+                };
+                Err(format!(
+                    "the soft limit {} is above the hard one {}",
+                    text(soft),
+                    text(hard)
+                ))
+            }
+            (soft, hard) => Ok((res, soft, Some(hard))),
+        },
         None => Ok((res, value(values)?, None)),
     }
 }
