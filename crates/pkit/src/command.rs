@@ -378,7 +378,9 @@ impl Command {
     /// Marks this command, as a stage of a [`Pipe`](crate::Pipe), as one
     /// whose failure does not fail the chain: the `producer | head` case,
     /// where the producer dies of SIGPIPE once the consumer stops reading.
-    /// (The chain's timeout ending it still times the chain out.)
+    /// (The chain's timeout ending it still times the chain out; a chain
+    /// whose every stage failed, none of them checked, has no success to
+    /// report: it fails as its last stage did.)
     pub fn unchecked_in_pipe(mut self) -> Command {
         self.unchecked_in_pipe = true;
         self

@@ -30,9 +30,9 @@ use crate::verbs;
 /// of its [`ok_codes`](Command::ok_codes) (0 without them): `grep` that
 /// finds nothing, given `ok_codes([0, 1])`, does not fail the chain, and
 /// [`run`](Self::run) and [`exit_code`](Self::exit_code) accept the codes
-/// of the stage the outcome is from. A stage marked
-/// [`unchecked_in_pipe`](Command::unchecked_in_pipe) never fails the chain
-/// (a timeout that ends it times the chain out). Each stage's result is in [`Output::stages`].
+/// of the stage the outcome is from. A stage marked [`unchecked_in_pipe`](Command::unchecked_in_pipe)
+/// never fails the chain (a timeout that ends it times the chain out; when every stage failed and
+/// none was checked, the last one's failure is the chain's). Each stage's result is in [`Output::stages`].
 ///
 /// The chain owns the stages' joints: a stage after the head that sets a
 /// stdin of its own, or a stage before the last that sends its stdout to a

