@@ -54,11 +54,35 @@ pub const DEFAULT_START_CAPTURE_BYTES: usize = 1 << 20;
 pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 
 impl OutputPlan {
-    /// The limit a [`CapturePolicy::Fail`] capture fails a run at (none
-    /// when its lines are streamed: a line stream is not captured).
-    pub(crate) fn fail_limit(&self, stream_lines: bool) -> Option<usize> {
-        (self.capture_limit).filter(|_| self.capture_policy == CapturePolicy::Fail && !stream_lines)
+    /// The limit a [`CapturePolicy::Fail`] capture fails a run at, judged
+    /// on the captured streams only: a line stream is not captured, so a
+    /// streamed stdout (`stdout_lines_only`) leaves the limit to stderr,
+    /// and streaming both leaves no limit.
+    pub(crate) fn fail_limit(&self, stream_lines: bool) -> Option<FailLimit> {
+        let bytes = self
+            .capture_limit
+            .filter(|_| self.capture_policy == CapturePolicy::Fail)?;
+        match (stream_lines, self.stdout_lines_only) {
+            (false, _) => Some(FailLimit {
+                bytes,
+                stderr_only: false,
+            }),
+            (true, true) => Some(FailLimit {
+                bytes,
+                stderr_only: true,
+            }),
+            (true, false) => None,
+        }
     }
+}
+
+/// A [`CapturePolicy::Fail`] capture limit and the streams it judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FailLimit {
+    /// The bytes a captured stream may see.
+    pub bytes: usize,
+    /// Stdout is streamed as lines, not captured: only stderr can cross.
+    pub stderr_only: bool,
 }
 
 impl Default for OutputPlan {

@@ -64,7 +64,7 @@ pub struct RunningProcess {
     pub(crate) dropped: Arc<AtomicU64>,
     pub(crate) limit: Arc<LimitFlag>,
     /// The capture limit, when crossing it fails the run.
-    pub(crate) fail_limit: Option<usize>,
+    pub(crate) fail_limit: Option<crate::plans::FailLimit>,
     /// Its own subtree and the bounds armed on it (started processes).
     pub(crate) watch: Option<crate::watch::Watch>,
     pub(crate) finished: Option<Output>,
@@ -564,13 +564,22 @@ pub(crate) fn outcome_of(status: ExitStatus) -> Outcome {
 /// Where a failed `stdin_reader` leaves its error (kind and text).
 pub(crate) type InputFailure = Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>;
 
-/// `out`, or [`Error::OutputLimit`] when a stream saw more than `limit`
-/// (a [`CapturePolicy::Fail`](crate::CapturePolicy::Fail) limit; `None`: no such limit).
-pub(crate) fn over_limit(program: &str, limit: Option<usize>, out: Output) -> Result<Output> {
-    let Some(limit) = limit else {
+/// `out`, or [`Error::OutputLimit`] when a captured stream saw more than
+/// `limit` (a [`CapturePolicy::Fail`](crate::CapturePolicy::Fail) limit;
+/// `None`: no such limit). A streamed stdout's bytes never cross it.
+pub(crate) fn over_limit(
+    program: &str,
+    limit: Option<crate::plans::FailLimit>,
+    out: Output,
+) -> Result<Output> {
+    let Some(crate::plans::FailLimit {
+        bytes: limit,
+        stderr_only,
+    }) = limit
+    else {
         return Ok(out);
     };
-    let stream = if out.stdout_seen > limit as u64 {
+    let stream = if !stderr_only && out.stdout_seen > limit as u64 {
         StreamKind::Stdout
     } else if out.stderr_seen > limit as u64 {
         StreamKind::Stderr

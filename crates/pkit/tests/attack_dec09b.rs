@@ -671,6 +671,44 @@ async fn a_run_over_a_failing_capture_limit_replays_as_recorded() {
     suite.end().await;
 }
 
+/// The same for a command that asks for a line stream: a verb has no
+/// consumer for one and captures instead, so the live run fails its
+/// `Fail` limit; its replay did not (the replay judged the limit as if
+/// the lines were streamed) and answered `Ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_commands_failing_capture_limit_replays_as_recorded() {
+    let suite = begin("a_streaming_commands_failing_capture_limit_replays_as_recorded").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("limit-cassette-lines");
+        std::fs::create_dir(dir.path()).unwrap();
+        let path = dir.path().join("c.json");
+        let cmd = || {
+            Command::new("sh")
+                .args(["-c", "head -c 5000 /dev/zero | tr '\\0' a; echo; exit 0"])
+                .stream_lines()
+                .capture_limit(100, pkit::CapturePolicy::Fail)
+        };
+        let rec = Arc::new(RecordReplay::record(
+            &path,
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let first = bounded("record", cmd().runner(rec.clone()).output()).await;
+        assert!(
+            matches!(first, Err(Error::OutputLimit { .. })),
+            "{choice}: recorded {first:?}"
+        );
+        rec.save().unwrap();
+        let replay = Arc::new(RecordReplay::replay(&path).unwrap());
+        let again = bounded("replay", cmd().runner(replay.clone()).output()).await;
+        assert!(
+            matches!(again, Err(Error::OutputLimit { .. })),
+            "{choice}: recorded {first:?}, replayed {again:?}"
+        );
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+    suite.end().await;
+}
+
 /// The same through a started run: recorded, then replayed, a started
 /// run its `CapturePolicy::Fail` limit ended waits to the same answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

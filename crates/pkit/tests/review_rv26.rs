@@ -22,6 +22,15 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: still not done after {HANG:?}"))
 }
 
+/// `f`'s result, run on a thread of its own outside any runtime (the
+/// blocking facade refuses a runtime's threads).
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let thread = std::thread::spawn(f);
+    tokio::task::spawn_blocking(move || thread.join().expect("the thread"))
+        .await
+        .expect("joined")
+}
+
 /// How many of this process's descriptors are `target` (a `pipe:[n]`).
 fn ours_to(target: &str) -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -312,26 +321,88 @@ async fn a_fail_limit_still_ends_every_run_over_an_endless_stream() {
 
 /// A streamed pipeline's last stage whose captured stderr crosses its
 /// `Fail` limit (its stdout a line stream; the shared task's capture half
-/// raises the chain's flag): the chain is killed at once, but `wait`
-/// returns `Ok` with the stage `Signalled(9)`, not `OutputLimit` — the
-/// stage's `fail_limit` is `None` because it streams lines
-/// (`OutputPlan::fail_limit(stream_lines)`), though its stderr is captured
-/// under the limit (`stdout_lines_only`). Pre-existing (not D3/Q2).
+/// raises the chain's flag): the chain is killed and `wait` reports
+/// `OutputLimit` on stderr, async and blocking, and so does a one-stage
+/// chain. (It returned `Ok` with the stage `Signalled(9)`: the stage's
+/// `fail_limit` was dropped whenever it streamed lines, though its stderr
+/// is captured under the limit.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv26: a streamed pipeline killed by its last stage's stderr Fail limit reports Ok(Signalled(9)), not OutputLimit"]
 async fn a_streamed_pipelines_stderr_fail_limit_is_reported() {
     let suite = begin("rv26 streamed pipeline fail limit").await;
+    let on_stderr = |r: &pkit::Result<pkit::Output>| {
+        matches!(
+            r,
+            Err(pkit::Error::OutputLimit {
+                stream: StreamKind::Stderr,
+                limit: 10_000,
+                ..
+            })
+        )
+    };
     for m in mechanisms() {
         let last = sh(m, "exec yes >&2").capture_limit(10_000, CapturePolicy::Fail);
-        let chain = Pipe::new([sh(m, "echo x"), last])
+        let chain = Pipe::new([sh(m, "echo x"), last.clone()])
             .mechanism(m)
             .stream_lines();
         let mut started = chain.start().unwrap();
         let r = within("streamed pipeline wait", started.wait()).await;
-        assert!(
-            matches!(r, Err(pkit::Error::OutputLimit { .. })),
-            "{m:?}: streamed pipeline: {r:?}"
-        );
+        assert!(on_stderr(&r), "{m:?}: streamed pipeline: {r:?}");
+        let r = within("streamed pipeline wait again", started.wait()).await;
+        assert!(on_stderr(&r), "{m:?}: streamed pipeline again: {r:?}");
+        let one = Pipe::new([last.clone()]).mechanism(m).stream_lines();
+        let r = within("one stage", async { one.start().unwrap().wait().await }).await;
+        assert!(on_stderr(&r), "{m:?}: one streamed stage: {r:?}");
+        let r = within(
+            "blocking streamed pipeline",
+            off_runtime(move || chain.blocking().start().unwrap().wait()),
+        )
+        .await;
+        assert!(on_stderr(&r), "{m:?}: blocking streamed pipeline: {r:?}");
+    }
+    suite.end().await;
+}
+
+/// The guard beside it: a streamed stdout far bigger than the last stage's
+/// `Fail` limit is not captured, so it crosses nothing — `wait` succeeds,
+/// every line read, async and blocking; its captured stderr under the
+/// limit does not fail it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_stdout_past_a_fail_limit_does_not_fail() {
+    let suite = begin("rv26 streamed stdout under fail limit").await;
+    const LINES: usize = 20_000; // 40 kB of "y\n": four times the limit
+    for m in mechanisms() {
+        let script = format!("yes | head -n {LINES}; echo small >&2");
+        let last = sh(m, &script).capture_limit(10_000, CapturePolicy::Fail);
+        let chain = Pipe::new([sh(m, "echo x"), last])
+            .mechanism(m)
+            .stream_lines();
+        let mut started = chain.start().unwrap();
+        let mut lines = started.lines();
+        let read = within("lines", async {
+            let mut n = 0;
+            while lines.next_line().await.is_some() {
+                n += 1;
+            }
+            n
+        })
+        .await;
+        assert_eq!(read, LINES, "{m:?}: lines streamed");
+        let r = within("streamed pipeline wait", started.wait()).await;
+        let out = r.unwrap_or_else(|e| panic!("{m:?}: streamed stdout failed: {e:?}"));
+        assert!(out.success(), "{m:?}: {out:?}");
+        let r = within(
+            "blocking streamed pipeline",
+            off_runtime(move || {
+                let mut p = chain.blocking().start().unwrap();
+                let n = p.lines().count();
+                (n, p.wait())
+            }),
+        )
+        .await;
+        assert_eq!(r.0, LINES, "{m:?}: blocking lines streamed");
+        let out =
+            r.1.unwrap_or_else(|e| panic!("{m:?}: blocking streamed stdout failed: {e:?}"));
+        assert!(out.success(), "{m:?}: blocking: {out:?}");
     }
     suite.end().await;
 }

@@ -375,9 +375,9 @@ impl RecordReplay {
     }
 
     fn replay_one(&self, cmd: &Command) -> Result<Output> {
-        // A stream recorded longer than a `CapturePolicy::Fail` limit fails it, as it did.
+        // Over a `Fail` limit fails it, as live: a verb captures even a `stream_lines` command.
         let (io, (_, out)) = (&cmd.spec.io, self.replay_run(cmd)?);
-        crate::process::over_limit(&cmd.display_name(), io.fail_limit(io.stream_lines), out)
+        crate::process::over_limit(&cmd.display_name(), io.fail_limit(false), out)
     }
 
     /// The recorded run answering `cmd`, and its `Output`.
