@@ -51,7 +51,10 @@ async fn drain_slowly(
     let mut count: HashMap<StreamKind, u64> = HashMap::new();
     let read = async {
         while let Some(line) = lines.next_line().await {
-            let n: u64 = line.text.parse().unwrap_or_else(|_| panic!("{what}: {line:?}"));
+            let n: u64 = line
+                .text
+                .parse()
+                .unwrap_or_else(|_| panic!("{what}: {line:?}"));
             let prev = last.entry(line.stream).or_insert(0);
             if all {
                 assert_eq!(n, *prev + 1, "{what}: {:?} out of order", line.stream);
@@ -235,11 +238,13 @@ async fn wait_stops_readers_blocked_on_a_held_full_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_short_streams_each_end() {
     let suite = begin("rv25 thousand short").await;
-    let runs = if mechanisms().len() > 1 { 500 } else { 1000 };
+    let runs = 1000;
     for choice in mechanisms() {
         let g = std::sync::Arc::new(group(choice));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         at_most_at_once(8, 0..runs, |i| {
             let g = g.clone();
+            let done = done.clone();
             async move {
                 let what = format!("{choice}: short stream {i}");
                 let cmd = sh(choice, "echo a; echo b >&2; echo c")
@@ -263,9 +268,246 @@ async fn a_thousand_short_streams_each_end() {
                     .unwrap_or_else(|_| panic!("{what}: wait hung"))
                     .expect("wait");
                 assert_eq!(out.code(), Some(0), "{what}: {out:?}");
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         })
         .await;
+        assert_eq!(
+            done.load(std::sync::atomic::Ordering::Relaxed),
+            runs,
+            "{choice}"
+        );
+        eprintln!("{choice}: {runs} short streams ended");
+    }
+    suite.end().await;
+}
+
+/// `wait_for_line` (the queue held for now, a probe popping it) on a
+/// 2-line queue that both outputs flood, for a line deep in stderr: it is
+/// found; the stream taken after it goes on from there to the end with
+/// nothing dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_on_a_flooded_tiny_queue_finds_a_deep_line() {
+    let suite = begin("rv25 probe").await;
+    const N: usize = 20_000;
+    for choice in mechanisms() {
+        let what = format!("{choice}: probe");
+        let g = group(choice);
+        let mut p = g.start(&both(choice, N).buffer_lines(2)).expect("start");
+        let line = p
+            .wait_for_line(
+                |l| l.stream == StreamKind::Stderr && l.text == "15000",
+                DEADLINE,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(line.text, "15000", "{what}");
+        // Taken at once: the queue is held again before a second's patience
+        // runs out, so nothing is dropped.
+        let count = drain_slowly(&mut p, 5, false, &what).await;
+        let out = tokio::time::timeout(DEADLINE, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: wait hung"))
+            .expect("wait");
+        assert_eq!(out.code(), Some(0), "{what}: {out:?}");
+        assert!(
+            count.get(&StreamKind::Stderr).copied().unwrap_or(0) > 0,
+            "{what}"
+        );
+    }
+    suite.end().await;
+}
+
+/// The stream not taken while both outputs flood a 3-line queue: taken
+/// after 0.3 s (within the patience) or 1.5 s (past it), then read slowly:
+/// the lines seen and the lines dropped are all the lines written. And
+/// `wait` with the stream never taken lets the full queue go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unheld_full_queue_taken_late_or_never_ends() {
+    let suite = begin("rv25 unheld").await;
+    const N: usize = 5_000;
+    for choice in mechanisms() {
+        for late in [300u64, 1_500] {
+            let what = format!("{choice}: taken after {late} ms");
+            let g = group(choice);
+            let mut p = g.start(&both(choice, N).buffer_lines(3)).expect("start");
+            tokio::time::sleep(Duration::from_millis(late)).await;
+            let count = drain_slowly(&mut p, late, false, &what).await;
+            let out = tokio::time::timeout(DEADLINE, p.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: wait hung"))
+                .expect("wait");
+            assert_eq!(out.code(), Some(0), "{what}: {out:?}");
+            let seen: u64 = count.values().sum();
+            assert_eq!(seen + p.dropped_lines(), 2 * N as u64, "{what}: {count:?}");
+        }
+        let what = format!("{choice}: never taken");
+        let g = group(choice);
+        let mut p = g
+            .start(&both(choice, 200_000).buffer_lines(1))
+            .expect("start");
+        let out = tokio::time::timeout(DEADLINE, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: wait hung"))
+            .expect("wait");
+        assert_eq!(out.code(), Some(0), "{what}: {out:?}");
+        assert!(p.dropped_lines() > 0, "{what}");
+    }
+    suite.end().await;
+}
+
+/// `split_lines` over a 1-line merged queue while both outputs flood, the
+/// two streams read concurrently at random pace: each gets all its lines
+/// in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_lines_over_a_one_line_queue_deliver_everything() {
+    let suite = begin("rv25 split").await;
+    const N: u64 = 5_000;
+    for choice in mechanisms() {
+        let what = format!("{choice}: split_lines");
+        let g = group(choice);
+        let mut p = g
+            .start(&both(choice, N as usize).buffer_lines(1))
+            .expect("start");
+        let (out, err) = p.split_lines();
+        let read = |mut s: pkit::StreamLines, seed: u64| async move {
+            let mut rng = Rng(seed);
+            let mut n = 0u64;
+            while let Some(l) = s.next_line().await {
+                n += 1;
+                assert_eq!(l.text, n.to_string());
+                if rng.next() % 4 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            n
+        };
+        let both_read = async { tokio::join!(read(out, 3), read(err, 5)) };
+        let (o, e) = tokio::time::timeout(DEADLINE, both_read)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: hung"));
+        assert_eq!((o, e), (N, N), "{what}");
+        let res = tokio::time::timeout(DEADLINE, p.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: wait hung"))
+            .expect("wait");
+        assert_eq!(res.code(), Some(0), "{what}: {res:?}");
+    }
+    suite.end().await;
+}
+
+/// The runtime that runs the readers shut down while both wait for room
+/// in a full, held 2-line queue (their `send`s dropped while counted):
+/// the stream, read on another runtime, gives what was queued and ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_dropped_while_waiting_for_room_end_the_stream() {
+    let suite = begin("rv25 runtime gone").await;
+    for choice in mechanisms() {
+        let what = format!("{choice}: runtime gone");
+        let g = std::sync::Arc::new(group(choice));
+        let g2 = g.clone();
+        let (mut p, mut lines) = tokio::task::spawn_blocking(move || {
+            on_short_runtime(move || {
+                Box::pin(async move {
+                    let mut p = g2
+                        .start(&both(choice, 1_000_000).buffer_lines(2))
+                        .expect("start");
+                    let mut lines = p.lines();
+                    for _ in 0..5 {
+                        lines.next_line().await.expect("a line");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    (p, lines)
+                })
+            })
+        })
+        .await
+        .expect("short runtime");
+        let rest = async {
+            let mut n = 0u64;
+            while lines.next_line().await.is_some() {
+                n += 1;
+            }
+            n
+        };
+        tokio::time::timeout(DEADLINE, rest)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the stream never ended"));
+        p.kill().expect("kill");
+        let _ = tokio::time::timeout(DEADLINE, p.wait()).await;
+        drop(p);
+        drop(g);
+    }
+    suite.end().await;
+}
+
+/// The blocking API's line iterator over a 1-line queue both outputs
+/// flood: every line, each stream in order (a watchdog fails a hang).
+#[test]
+fn blocking_lines_over_a_one_line_queue_deliver_everything() {
+    in_suite("rv25 blocking", || {
+        const N: u64 = 5_000;
+        for choice in mechanisms() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut p = both(choice, N as usize)
+                    .buffer_lines(1)
+                    .blocking()
+                    .start()
+                    .expect("start");
+                let mut last: HashMap<StreamKind, u64> = HashMap::new();
+                for l in p.lines() {
+                    let n: u64 = l.text.parse().expect("a number");
+                    let prev = last.entry(l.stream).or_insert(0);
+                    assert_eq!(n, *prev + 1, "{choice}: in order");
+                    *prev = n;
+                }
+                let out = p.wait().expect("wait");
+                let _ = tx.send((last, out.code()));
+            });
+            let (last, code) = rx
+                .recv_timeout(DEADLINE)
+                .unwrap_or_else(|e| panic!("{choice}: blocking lines hung or failed: {e}"));
+            assert_eq!(last.get(&StreamKind::Stdout), Some(&N), "{choice}");
+            assert_eq!(last.get(&StreamKind::Stderr), Some(&N), "{choice}");
+            assert_eq!(code, Some(0), "{choice}");
+        }
+    });
+}
+
+/// A capture-only run whose outputs pass the handoff size (a blocking
+/// thread takes each capture over, the pinned stop registration let go
+/// first) and are then held open by an escaped descendant, silent or
+/// writing without end, the shell exiting at once: the stop still reaches
+/// each capture, whether it comes before, during or after the takeover.
+/// 20 rounds per mechanism to cross the race window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_near_the_capture_takeover_still_ends_the_read() {
+    let suite = begin("rv25 handoff stop").await;
+    for choice in mechanisms() {
+        for round in 0..20 {
+            let holder = if round % 2 == 0 { "sleep 300" } else { "yes" };
+            let what = format!("{choice}: round {round}, held by {holder}");
+            let script = format!(
+                "head -c $((600000 + {round} * 4096)) /dev/zero; \
+                 head -c 600000 /dev/zero >&2; {holder} & {holder} >&2 & exit 0"
+            );
+            let out = tokio::time::timeout(DEADLINE, sh(choice, &script).output())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: output hung"))
+                .expect("output");
+            assert_eq!(out.code(), Some(0), "{what}");
+            assert!(
+                out.stdout().len() >= 600_000,
+                "{what}: {}",
+                out.stdout().len()
+            );
+            assert!(
+                out.stderr().len() >= 600_000,
+                "{what}: {}",
+                out.stderr().len()
+            );
+        }
     }
     suite.end().await;
 }
