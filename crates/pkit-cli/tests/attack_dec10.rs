@@ -142,7 +142,10 @@ fn doctor_as_a_non_root_user_is_valid_json_and_agrees_with_a_run() {
         let out = as_nobody(choice, &["run", "-q", "--max-procs", "50", "--", "true"]);
         assert_eq!(out.status.code(), Some(125), "{choice:?}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("cannot cap max_processes"), "{choice:?}: {err}");
+        assert!(
+            err.contains("cannot cap max_processes"),
+            "{choice:?}: {err}"
+        );
         let out = as_nobody(choice, &["doctor"]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -183,7 +186,16 @@ fn doctor_json_under_every_mechanism_agrees_with_capped_runs() {
             ("max_processes", "--max-procs", "50"),
         ] {
             let out = pkit()
-                .args(["run", "-q", "--mechanism", "cgroup", flag, value, "--", "true"])
+                .args([
+                    "run",
+                    "-q",
+                    "--mechanism",
+                    "cgroup",
+                    flag,
+                    value,
+                    "--",
+                    "true",
+                ])
                 .env("PKIT_MECHANISM", choice)
                 .output()
                 .unwrap();
@@ -191,7 +203,10 @@ fn doctor_json_under_every_mechanism_agrees_with_capped_runs() {
             assert_eq!(out.status.code(), Some(want), "{choice} {cap}: {out:?} {v}");
             if want == 125 {
                 let err = String::from_utf8_lossy(&out.stderr);
-                assert!(err.contains(&format!("cannot cap {cap}")), "{choice}: {err}");
+                assert!(
+                    err.contains(&format!("cannot cap {cap}")),
+                    "{choice}: {err}"
+                );
             }
         }
     }

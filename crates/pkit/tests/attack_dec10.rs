@@ -35,8 +35,11 @@ fn a16_owner() {
         return;
     };
     let out = PathBuf::from(std::env::var_os("PKIT_A16_OUT").expect("PKIT_A16_OUT"));
-    let tag: &'static str =
-        Box::leak(std::env::var("PKIT_A16_WANT").expect("PKIT_A16_WANT").into_boxed_str());
+    let tag: &'static str = Box::leak(
+        std::env::var("PKIT_A16_WANT")
+            .expect("PKIT_A16_WANT")
+            .into_boxed_str(),
+    );
     let choice = MechanismChoice::parse(&std::env::var("PKIT_A16_MECH").expect("mech"))
         .expect("a mechanism");
     let say = move |line: String| {
@@ -81,6 +84,24 @@ fn a16_owner() {
             assert!(g.is_suspended());
             keep.push((g, p));
         }
+        "suspended-capped" => {
+            // A capped group (cgroup v1 caps on hybrid hosts), suspended.
+            let g = Group::builder()
+                .mechanism(choice)
+                .memory_max(256 << 20)
+                .max_processes(64)
+                .build()
+                .expect("a capped group");
+            for limit in g.limits() {
+                if let Some((_, dir)) = limit.enforced_by.split_once(" in ") {
+                    say(format!("v1 {dir}"));
+                }
+            }
+            let p = g.start(&tree()).expect("start");
+            members(&g, 3);
+            rt.block_on(g.suspend()).expect("suspend");
+            keep.push((g, p));
+        }
         "two" => {
             for _ in 0..2 {
                 let g = group();
@@ -113,6 +134,23 @@ fn a16_owner() {
             std::thread::sleep(Duration::from_secs(300));
             drop(p);
             return;
+        }
+        "exhaust" => {
+            // Groups until a start or a build fails (the owner runs under a
+            // low descriptor limit): each says whether it is guarded.
+            for _ in 0..400 {
+                let Ok(g) = Group::builder().mechanism(choice).build() else {
+                    break;
+                };
+                let Ok(p) = g.start(&sleep()) else {
+                    break;
+                };
+                if !g.guarded() {
+                    say(format!("unguarded {}", p.pid()));
+                }
+                keep.push((g, p));
+            }
+            say(format!("count {}", keep.len()));
         }
         "starting" => {
             // Starts go on, on a thread, while the owner is killed.
@@ -168,11 +206,19 @@ struct Owner {
     child: std::process::Child,
     tag: String,
     guard: u32,
+    /// What the owner said.
+    text: String,
     _out: TempPath,
 }
 
 impl Owner {
     fn start(mode: &str, choice: MechanismChoice) -> Owner {
+        Owner::start_under(mode, choice, &[])
+    }
+
+    /// [`start`](Self::start), the owner run under `wrapper` (a program
+    /// and its arguments that then run the rest, as `prlimit` does).
+    fn start_under(mode: &str, choice: MechanismChoice, wrapper: &[&str]) -> Owner {
         static N: AtomicU64 = AtomicU64::new(0);
         let tag = format!(
             "{}-{}-{mode}",
@@ -180,7 +226,16 @@ impl Owner {
             N.fetch_add(1, Ordering::Relaxed)
         );
         let out = TempPath::new("a16-owner");
-        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        let exe = std::env::current_exe().expect("test binary");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = std::process::Command::new(first);
+                c.args(rest).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        let mut child = cmd
             .args(["a16_owner", "--exact", "--nocapture", "--test-threads=1"])
             .env("PKIT_A16_MODE", mode)
             .env("PKIT_A16_OUT", out.path())
@@ -215,6 +270,7 @@ impl Owner {
             child,
             tag,
             guard,
+            text,
             _out: out,
         }
     }
@@ -303,6 +359,39 @@ async fn owner_killed_leaves_nothing(mode: &str, at_least: usize) {
 async fn a_killed_owners_suspended_group_is_killed_not_left_stopped() {
     let suite = begin("suspended").await;
     owner_killed_leaves_nothing("suspended", 3).await;
+    suite.end().await;
+}
+
+/// The same with a capped group: its cgroup v1 cap directories go too.
+#[tokio::test]
+async fn a_killed_owners_suspended_capped_group_leaves_no_cap_directory() {
+    let suite = begin("suspended_capped").await;
+    if cgroup_caps_here() {
+        let mut owner = Owner::start("suspended-capped", MechanismChoice::Cgroup);
+        let v1: Vec<PathBuf> = owner
+            .text
+            .lines()
+            .filter_map(|l| l.strip_prefix("v1 "))
+            .map(PathBuf::from)
+            .collect();
+        println!("cap directories: {v1:?}");
+        assert_eq!(tagged(&owner.tag).len(), 3);
+        owner.kill();
+        if let Err(alive) = owner.wait_tree_gone(DEADLINE * 3).await {
+            panic!("left after the owner's death: {alive:?}");
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while let Some(d) = v1
+            .iter()
+            .chain(&owner.cgroups_left())
+            .find(|d| d.exists())
+            .cloned()
+        {
+            assert!(Instant::now() < deadline, "{} left", d.display());
+            tokio::time::sleep(POLL).await;
+        }
+        assert_gone(&[owner.guard], "the guard").await;
+    }
     suite.end().await;
 }
 
@@ -395,7 +484,11 @@ async fn caps_under_a_process_group_backend_are_typed_errors() {
             ("cpus", b().cpus("0")),
         ] {
             let err = builder.build().expect_err(name);
-            assert_eq!(err.kind(), ErrorKind::ResourceLimit, "{choice} {name}: {err}");
+            assert_eq!(
+                err.kind(),
+                ErrorKind::ResourceLimit,
+                "{choice} {name}: {err}"
+            );
             assert!(err.to_string().contains(name), "{choice}: {err}");
         }
     }
@@ -473,10 +566,15 @@ async fn stats_of_an_emptied_and_of_a_suspended_group() {
         assert!(p.wait().await.expect("wait").success());
         let s = g.stats().unwrap_or_else(|e| panic!("{choice}: stats: {e}"));
         assert_eq!(s.active_processes(), 0, "{choice}: {s:?}");
-        let p2 = g.start(&Command::new("sh").args(["-c", TREE])).expect("start");
+        let p2 = g
+            .start(&Command::new("sh").args(["-c", TREE]))
+            .expect("start");
         let deadline = Instant::now() + DEADLINE;
         while g.pids().expect("pids").len() < 3 {
-            assert!(Instant::now() < deadline, "{choice}: the tree never started");
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: the tree never started"
+            );
             tokio::time::sleep(POLL).await;
         }
         g.suspend().await.expect("suspend");
@@ -526,9 +624,11 @@ async fn a_probe_never_ready_or_dropped_leaves_the_process_alone() {
             ),
             "{choice}: {err:?}"
         );
-        let dropped =
-            tokio::time::timeout(Duration::from_millis(100), p.wait_for_line(|_| false, DEADLINE))
-                .await;
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(100),
+            p.wait_for_line(|_| false, DEADLINE),
+        )
+        .await;
         assert!(dropped.is_err(), "{choice}: {dropped:?}");
         assert!(p.try_wait().expect("try_wait").is_none(), "{choice}");
         let line = p
@@ -580,8 +680,8 @@ async fn a_program_exiting_before_ready_ends_the_port_probe() {
 
 /// A port someone else already listens on passes `wait_for_port` at once,
 /// whatever the program does (it exits 1 here, as a server that can't bind
-/// would): the probe can only say a connection succeeded, which its docs
-/// say.
+/// would), and a supervisor's `ready_when_port` reports the run ready:
+/// the probe can only say a connection succeeded, which its docs now say.
 #[tokio::test]
 async fn a_port_taken_by_a_stranger_passes_the_port_probe_as_documented() {
     let suite = begin("probe_taken").await;
@@ -596,6 +696,17 @@ async fn a_port_taken_by_a_stranger_passes_the_port_probe_as_documented() {
         assert!(ready.is_ok(), "{choice}: {ready:?}");
         assert!(!p.wait().await.expect("wait").success());
         g.close().await.expect("close");
+        // A supervisor's port check likewise: the run is ready, then
+        // crashes.
+        let out = Supervisor::new(Command::new("sh").args(["-c", "sleep 0.2; exit 1"]))
+            .mechanism(choice)
+            .ready_when_port(addr, DEADLINE)
+            .max_restarts(0)
+            .run()
+            .await
+            .expect("supervise");
+        assert!(!out.final_unhealthy, "{choice}: {out:?}");
+        assert!(out.final_crashed, "{choice}: {out:?}");
     }
     suite.end().await;
 }
@@ -629,7 +740,10 @@ async fn dropping_a_supervision_during_its_readiness_check_ends_the_tree() {
             if tagged(&tag).len() == 3 {
                 break;
             }
-            assert!(Instant::now() < deadline, "{choice}: the tree never started");
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: the tree never started"
+            );
         }
         let pids = tagged(&tag);
         drop(run);
@@ -667,6 +781,231 @@ async fn a_restart_storm_ends_at_its_bound_and_leaves_nothing() {
             );
             tokio::time::sleep(POLL).await;
         }
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// Second pass
+// ---------------------------------------------------------------------------
+
+/// A member's unreaped child (a zombie: its parent `exec`ed `sleep` and
+/// never waits) is no live process: `active_processes`, `pids` and
+/// `processes` leave it out under every mechanism alike.
+#[tokio::test]
+async fn a_members_zombie_child_is_not_counted_live() {
+    let suite = begin("zombie_member").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let p = g
+            .start(&Command::new("sh").args(["-c", "sleep 0.1 & exec sleep 300"]))
+            .expect("start");
+        // Wait until the background sleep has exited (a zombie of ours).
+        let deadline = Instant::now() + DEADLINE;
+        let zombie = loop {
+            let children: Vec<u32> =
+                std::fs::read_to_string(format!("/proc/{}/task/{}/children", p.pid(), p.pid()))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+            if let Some(&z) = children
+                .iter()
+                .find(|&&c| stat(c).is_some_and(|s| s.state == 'Z'))
+            {
+                break z;
+            }
+            assert!(Instant::now() < deadline, "{choice}: no zombie child");
+            tokio::time::sleep(POLL).await;
+        };
+        let s = g.stats().expect("stats");
+        let pids = g.pids().expect("pids");
+        let procs = g.processes().expect("processes");
+        assert!(
+            !pids.contains(&zombie),
+            "{choice}: pids {pids:?} has the zombie {zombie}"
+        );
+        assert_eq!(s.active_processes(), 1, "{choice}: {s:?} (zombie {zombie})");
+        assert_eq!(procs.len(), 1, "{choice}: {procs:?}");
+        g.close().await.expect("close");
+        drop(p);
+    }
+    suite.end().await;
+}
+
+/// A closed group: stats, pids, suspend and resume give an answer or a
+/// typed error, never a panic or a hang; a double suspend needs one resume.
+#[tokio::test]
+async fn a_closed_or_doubly_suspended_group_answers() {
+    let suite = begin("closed_group").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let mut p = g
+            .start(&Command::new("sh").args(["-c", "while :; do sleep 0.05; done"]))
+            .expect("start");
+        g.suspend().await.expect("suspend");
+        g.suspend().await.expect("suspend again");
+        g.resume().await.expect("resume");
+        assert!(!g.is_suspended(), "{choice}");
+        // Running again: it goes on forking sleeps.
+        let before = g.stats().expect("stats");
+        assert!(before.active_processes() >= 1, "{choice}: {before:?}");
+        g.close().await.expect("close");
+        assert!(p.wait().await.is_ok() || p.try_wait().is_ok(), "{choice}");
+        let after = tokio::time::timeout(DEADLINE, async {
+            (
+                g.stats().map(|s| s.active_processes()),
+                g.pids().map(|p| p.len()),
+            )
+        })
+        .await
+        .expect("hung");
+        match after {
+            (Ok(n), Ok(m)) => assert_eq!((n, m), (0, 0), "{choice}"),
+            (s, l) => {
+                for e in [s.err(), l.err()].into_iter().flatten() {
+                    assert!(
+                        matches!(e.kind(), ErrorKind::Io | ErrorKind::Unsupported),
+                        "{choice}: {e}"
+                    );
+                }
+            }
+        }
+        let sus = tokio::time::timeout(DEADLINE, g.suspend())
+            .await
+            .expect("hung");
+        if let Err(e) = &sus {
+            assert!(
+                matches!(e.kind(), ErrorKind::Io | ErrorKind::Unsupported),
+                "{choice}: {e}"
+            );
+        }
+        let res = tokio::time::timeout(DEADLINE, g.resume())
+            .await
+            .expect("hung");
+        assert!(res.is_ok(), "{choice}: resuming a closed group: {res:?}");
+    }
+    suite.end().await;
+}
+
+/// Probes with the longest timeout there is: no overflow panic, and the
+/// exit or the line still ends them.
+#[tokio::test]
+async fn probes_with_duration_max_do_not_overflow() {
+    let suite = begin("probe_max").await;
+    let addr: SocketAddr = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    for choice in mechanisms() {
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &Command::new("sh")
+                    .args(["-c", "echo ready; sleep 0.3; exit 0"])
+                    .stream_lines(),
+            )
+            .expect("start");
+        let line = tokio::time::timeout(
+            DEADLINE,
+            p.wait_for_line(|l| l.text == "ready", Duration::MAX),
+        )
+        .await
+        .expect("hung")
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(line.text, "ready");
+        let err = tokio::time::timeout(DEADLINE, p.wait_for_port(addr, Duration::MAX))
+            .await
+            .expect("hung")
+            .expect_err("exits first");
+        assert!(
+            matches!(
+                err,
+                pkit::Error::NotReady {
+                    reason: NotReadyReason::Exited(_),
+                    ..
+                }
+            ),
+            "{choice}: {err:?}"
+        );
+        g.close().await.expect("close");
+    }
+    let out = tokio::time::timeout(
+        DEADLINE,
+        Supervisor::new(Command::new("true"))
+            .ready_when_port(addr, Duration::MAX)
+            .max_restarts(0)
+            .run(),
+    )
+    .await
+    .expect("hung")
+    .expect("supervise");
+    assert!(out.final_unhealthy, "{out:?}");
+    suite.end().await;
+}
+
+/// The CPU quota's bounds themselves are taken where cgroups cap CPU, and
+/// a run under each works.
+#[tokio::test]
+async fn cpu_quota_bounds_themselves_are_taken() {
+    let suite = begin("cpu_bounds").await;
+    let cpu = pkit::host_containment()
+        .caps
+        .iter()
+        .any(|c| c.cap == "cpu_quota" && c.enforced_by.is_some());
+    if mechanisms().contains(&MechanismChoice::Cgroup) && cpu {
+        for cores in [0.01, 175_921_860.0] {
+            let g = Group::builder()
+                .mechanism(MechanismChoice::Cgroup)
+                .cpu_quota(cores)
+                .build()
+                .unwrap_or_else(|e| panic!("cpu_quota({cores}): {e}"));
+            let out = g.output(&Command::new("true")).await.expect("run");
+            assert!(out.success(), "{cores}: {out:?}");
+        }
+    }
+    suite.end().await;
+}
+
+/// An owner out of descriptors (soft and hard limit 128): its groups are
+/// guarded or say they are not; every guarded one goes with the owner.
+#[tokio::test]
+async fn an_owner_out_of_descriptors_loses_no_guarded_group() {
+    let suite = begin("exhaust").await;
+    for choice in mechanisms() {
+        let mut owner = Owner::start_under("exhaust", choice, &["prlimit", "--nofile=128:128"]);
+        let count: usize = owner
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("count "))
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        let unguarded: Vec<u32> = owner
+            .text
+            .lines()
+            .filter_map(|l| l.strip_prefix("unguarded "))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        println!("{choice}: {count} groups, {} unguarded", unguarded.len());
+        assert!(count > 10, "{choice}: only {count} groups");
+        owner.kill();
+        let alive = owner
+            .wait_tree_gone(DEADLINE * 3)
+            .await
+            .err()
+            .unwrap_or_default();
+        let guarded_alive: Vec<u32> = alive
+            .iter()
+            .copied()
+            .filter(|p| !unguarded.contains(p))
+            .collect();
+        assert!(
+            guarded_alive.is_empty(),
+            "{choice}: {} guarded groups' processes outlived the owner ({} groups, {} unguarded): {guarded_alive:?}",
+            guarded_alive.len(),
+            count,
+            unguarded.len()
+        );
     }
     suite.end().await;
 }
