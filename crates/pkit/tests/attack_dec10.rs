@@ -4,6 +4,13 @@
 //! its guard stopped), resource caps of odd values and stats of odd
 //! groups, and the readiness probes. Every mechanism.
 //!
+//! What broke (fixed): `max_processes` above Linux's largest process count
+//! (`u64::MAX` among them) reached the kernel and failed as a write error
+//! ([`odd_process_caps_are_refused_by_name_or_enforced`]); a CPU list with a
+//! `+` did too ([`odd_cpu_lists_build_and_run_or_are_refused_by_name`]).
+//! Documented: a port probe passes on any listener, a stranger's included
+//! ([`a_port_taken_by_a_stranger_passes_the_port_probe_as_documented`]).
+//!
 //! Owners are this test binary run again ([`a16_owner`], which does
 //! nothing unless `PKIT_A16_MODE` is set). Every process an owner starts
 //! carries `PKIT_A16_TAG=<tag>` in its environment, so the test finds
@@ -1006,6 +1013,51 @@ async fn an_owner_out_of_descriptors_loses_no_guarded_group() {
             count,
             unguarded.len()
         );
+    }
+    suite.end().await;
+}
+
+/// Odd CPU lists: each builds a group that runs, or is refused by name
+/// with no kernel error text (`os error`, `cannot write`). Before, `+0`
+/// passed pkit's check (`u32::from_str` takes a `+`) and failed as the
+/// kernel's "cannot write +0 to .../cpuset.cpus: Invalid argument".
+#[tokio::test]
+async fn odd_cpu_lists_build_and_run_or_are_refused_by_name() {
+    let suite = begin("odd_cpus").await;
+    let cpus = pkit::host_containment()
+        .caps
+        .iter()
+        .any(|c| c.cap == "cpus" && c.enforced_by.is_some());
+    if mechanisms().contains(&MechanismChoice::Cgroup) && cpus {
+        for list in [
+            " 0", "0\n", "0,0", "00", "+0", "0x1", "0-0", "0-1:1/2", "0-1:1", "0 ,1", "-0", "1,0",
+            "0-", ",0",
+        ] {
+            match Group::builder()
+                .mechanism(MechanismChoice::Cgroup)
+                .cpus(list)
+                .build()
+            {
+                Ok(g) => {
+                    let out = g
+                        .output(&Command::new("true"))
+                        .await
+                        .unwrap_or_else(|e| panic!("{list:?}: built, then: {e}"));
+                    println!("{list:?}: taken");
+                    assert!(out.success(), "{list:?}: {out:?}");
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    println!("{list:?}: {text}");
+                    assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{list:?}: {text}");
+                    assert!(text.contains("cpus"), "{list:?}: {text}");
+                    assert!(
+                        !text.contains("os error") && !text.contains("cannot write"),
+                        "{list:?}: {text}"
+                    );
+                }
+            }
+        }
     }
     suite.end().await;
 }
