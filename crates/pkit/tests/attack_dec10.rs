@@ -97,6 +97,8 @@ fn a16_owner() {
                 .mechanism(choice)
                 .memory_max(256 << 20)
                 .max_processes(64)
+                .cpu_quota(1.0)
+                .cpus("0")
                 .build()
                 .expect("a capped group");
             for limit in g.limits() {
@@ -369,11 +371,12 @@ async fn a_killed_owners_suspended_group_is_killed_not_left_stopped() {
     suite.end().await;
 }
 
-/// The same with a capped group: its cgroup v1 cap directories go too.
+/// The same with a group with every cap this host's cgroup v1 hierarchies
+/// carry (memory, pids, cpu, cpuset): its v1 directories go too.
 #[tokio::test]
 async fn a_killed_owners_suspended_capped_group_leaves_no_cap_directory() {
     let suite = begin("suspended_capped").await;
-    if cgroup_caps_here() {
+    if cgroup_caps_here_for(&["memory_max", "max_processes", "cpu_quota", "cpus"]) {
         let mut owner = Owner::start("suspended-capped", MechanismChoice::Cgroup);
         let v1: Vec<PathBuf> = owner
             .text
@@ -502,13 +505,21 @@ async fn caps_under_a_process_group_backend_are_typed_errors() {
     suite.end().await;
 }
 
-fn cgroup_caps_here() -> bool {
+/// Whether this run tests cgroup groups and every one of `caps` can be
+/// enforced here.
+fn cgroup_caps_here_for(caps: &[&str]) -> bool {
+    let host = pkit::host_containment();
     mechanisms().contains(&MechanismChoice::Cgroup)
-        && pkit::host_containment()
-            .caps
-            .iter()
-            .find(|c| c.cap == "max_processes")
-            .is_some_and(|c| c.enforced_by.is_some())
+        && caps.iter().all(|cap| {
+            host.caps
+                .iter()
+                .any(|c| c.cap == *cap && c.enforced_by.is_some())
+        })
+}
+
+/// Whether cgroup groups with a process cap are tested here.
+fn cgroup_caps_here() -> bool {
+    cgroup_caps_here_for(&["max_processes"])
 }
 
 /// Odd process caps: above Linux's largest (`PID_MAX_LIMIT`, 2^22;
