@@ -111,6 +111,30 @@ fn a16_owner() {
             rt.block_on(g.suspend()).expect("suspend");
             keep.push((g, p));
         }
+        "adopt-detach" => {
+            // A process adopted into the group (cgroup only: a process
+            // group takes no running program), and a detached one.
+            let g = group();
+            let p = g.start(&tree()).expect("start");
+            members(&g, 3);
+            if choice == MechanismChoice::Cgroup {
+                #[allow(clippy::zombie_processes)]
+                let stranger = std::process::Command::new("sleep")
+                    .arg("300")
+                    .env("PKIT_A16_TAG", tag)
+                    .spawn()
+                    .expect("std spawn");
+                g.adopt(stranger.id()).expect("adopt");
+                say(format!("adopted {}", stranger.id()));
+            }
+            let detached = Command::new("sleep")
+                .arg("300")
+                .env("PKIT_A16_DETACHED", tag)
+                .spawn_detached()
+                .expect("spawn_detached");
+            say(format!("detached {}", detached.pid()));
+            keep.push((g, p));
+        }
         "two" => {
             for _ in 0..2 {
                 let g = group();
@@ -401,6 +425,36 @@ async fn a_killed_owners_suspended_capped_group_leaves_no_cap_directory() {
             tokio::time::sleep(POLL).await;
         }
         assert_gone(&[owner.guard], "the guard").await;
+    }
+    suite.end().await;
+}
+
+/// A process adopted into a killed owner's group goes with it; one it
+/// started detached (`spawn_detached`) stays, as documented.
+#[tokio::test]
+async fn a_killed_owners_adopted_process_goes_and_its_detached_one_stays() {
+    let suite = begin("adopt_detach").await;
+    for choice in mechanisms() {
+        let mut owner = Owner::start("adopt-detach", choice);
+        let num = |key: &str| {
+            owner
+                .text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|p| p.parse::<u32>().ok())
+        };
+        let detached = num("detached ").expect("a detached pid");
+        let _reap = KillOnDrop(vec![detached]);
+        let adopted = num("adopted ");
+        assert_eq!(adopted.is_some(), choice == MechanismChoice::Cgroup);
+        assert_eq!(tagged(&owner.tag).len(), 3 + adopted.iter().count());
+        owner.kill();
+        if let Err(alive) = owner.wait_tree_gone(DEADLINE * 3).await {
+            panic!("{choice}: left after the owner's death: {alive:?} (adopted {adopted:?})");
+        }
+        assert_gone(&[owner.guard], "the guard").await;
+        assert_alive(&[detached], &format!("{choice}: the detached process"));
+        assert_eq!(comm(detached).as_deref(), Some("sleep"));
     }
     suite.end().await;
 }
