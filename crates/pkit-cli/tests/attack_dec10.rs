@@ -234,3 +234,50 @@ fn doctor_json_with_a_bad_clone3_variable_is_still_one_object() {
         "{v}"
     );
 }
+
+/// With the cgroup v2 mount read-only (a bind mount remounted so) and the
+/// v1 hierarchies still writable, no cgroup group can be made, so no cap
+/// can be had: doctor says so, as the capped run that fails shows. Before,
+/// its caps said "yes, by cgroup v1 memory controller" (and the like)
+/// while every capped run failed with status 125.
+#[test]
+fn doctor_with_a_read_only_cgroup_v2_claims_no_cap() {
+    if euid() != Some(0) || !have("unshare", &["--version"]) {
+        eprintln!("SKIPPED doctor_with_a_read_only_cgroup_v2: needs root and unshare");
+        return;
+    }
+    let host = json_of(&run(&["doctor", "--json"]), "doctor --json");
+    let Some(mount) = host["cgroup_mount"].as_str().map(str::to_string) else {
+        eprintln!("SKIPPED doctor_with_a_read_only_cgroup_v2: no cgroup v2 mount");
+        return;
+    };
+    let in_ns = |script: &str| {
+        std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c"])
+            .arg(format!(
+                "mount --make-rprivate / && mount --bind \"$M\" \"$M\" && \
+                 mount -o bind,remount,ro \"$M\" && {script}"
+            ))
+            .env("M", &mount)
+            .env("PKIT", env!("CARGO_BIN_EXE_pkit"))
+            .env_remove("PKIT_MECHANISM")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = in_ns(r#""$PKIT" doctor --json"#);
+    assert!(out.status.success(), "{out:?}");
+    let v = json_of(&out, "doctor --json, v2 read-only");
+    assert_eq!(v["cgroup_writable"], false, "{v}");
+    assert_eq!(v["mechanism"], "process-group", "{v}");
+    for cap in ["memory_max", "max_processes", "cpu_quota", "cpus"] {
+        assert!(!cap_enforced(&v, cap), "{cap}: {v}");
+    }
+    for flags in [["--memory-max", "64M"], ["--max-procs", "50"]] {
+        let out = in_ns(&format!(
+            r#""$PKIT" run -q {} {} -- true"#,
+            flags[0], flags[1]
+        ));
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {out:?}");
+    }
+}
