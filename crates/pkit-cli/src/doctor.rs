@@ -112,7 +112,10 @@ fn findings(as_json: bool, text: &mut String) -> ExitCode {
         // No cgroup can be made here (none mounted, or not writable): the
         // cgroup teardown and placement would describe groups nobody gets.
         let no_cgroup = !job && !host.cgroup_writable;
-        if no_cgroup {
+        if no_cgroup && host.mechanism.is_none() {
+            // No group at all (a forced cgroup where none can be made):
+            // no kill to describe.
+        } else if no_cgroup {
             say!(
                 text,
                 "  whole-tree kill: SIGKILL to the process group (no cgroup can be made here)"

@@ -156,6 +156,14 @@ fn doctor_as_a_non_root_user_is_valid_json_and_agrees_with_a_run() {
         assert_eq!(out.status.code(), Some(0), "{choice:?}: {out:?}");
         assert_eq!(out.stdout, b"ran\n");
     }
+    // A forced cgroup: nothing can run, and no kill is described.
+    let out = as_nobody(Some("cgroup"), &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(json_of(&out, "cgroup")["mechanism"].is_null());
+    let out = as_nobody(Some("cgroup"), &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("New groups get: nothing"), "{text}");
+    assert!(!text.contains("whole-tree kill"), "{text}");
 }
 
 /// Under every `PKIT_MECHANISM` (and a bad one): one valid JSON object
