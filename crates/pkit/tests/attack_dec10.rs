@@ -1133,3 +1133,52 @@ async fn odd_cpu_lists_build_and_run_or_are_refused_by_name() {
     }
     suite.end().await;
 }
+
+/// A readiness check that panics: the panic reaches the caller (`wait`
+/// resumes it) and the run's tree is gone; a handle dropped while its
+/// check is pending ends the tree too.
+#[tokio::test]
+async fn a_panicking_or_abandoned_readiness_check_leaves_no_tree() {
+    let suite = begin("check_panics").await;
+    for choice in mechanisms() {
+        for panics in [true, false] {
+            let tag = format!("{}-check-{choice}-{panics}", std::process::id());
+            let handle = Supervisor::new(
+                Command::new("sh")
+                    .args(["-c", TREE])
+                    .env("PKIT_A16_TAG", &tag),
+            )
+            .mechanism(choice)
+            .ready_when(
+                move || async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if panics {
+                        panic!("a16: the check panics");
+                    }
+                    false
+                },
+                Duration::from_secs(600),
+            )
+            .start();
+            let deadline = Instant::now() + DEADLINE;
+            while tagged(&tag).len() < 3 {
+                assert!(Instant::now() < deadline, "{choice}: the tree never started");
+                tokio::time::sleep(POLL).await;
+            }
+            let pids = tagged(&tag);
+            if panics {
+                let joined = tokio::time::timeout(DEADLINE, tokio::spawn(handle.wait()))
+                    .await
+                    .expect("wait hung");
+                assert!(
+                    joined.as_ref().is_err_and(|e| e.is_panic()),
+                    "{choice}: {joined:?}"
+                );
+            } else {
+                drop(handle);
+            }
+            assert_gone(&pids, &format!("{choice}, panics {panics}: the tree")).await;
+        }
+    }
+    suite.end().await;
+}
