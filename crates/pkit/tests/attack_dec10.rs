@@ -144,7 +144,8 @@ fn a16_owner() {
             }
         }
         "many" => {
-            for _ in 0..120 {
+            let n = std::env::var("PKIT_A16_GROUPS").map_or(120, |n| n.parse().expect("a count"));
+            for _ in 0..n {
                 let g = group();
                 let p = g.start(&sleep()).expect("start");
                 keep.push((g, p));
