@@ -931,7 +931,8 @@ async fn a_closed_or_doubly_suspended_group_answers() {
         let before = g.stats().expect("stats");
         assert!(before.active_processes() >= 1, "{choice}: {before:?}");
         g.close().await.expect("close");
-        assert!(p.wait().await.is_ok() || p.try_wait().is_ok(), "{choice}");
+        let out = p.wait().await.expect("wait");
+        assert!(!out.success(), "{choice}: the closed group's loop: {out:?}");
         let after = tokio::time::timeout(DEADLINE, async {
             (
                 g.stats().map(|s| s.active_processes()),
@@ -1163,7 +1164,10 @@ async fn a_panicking_or_abandoned_readiness_check_leaves_no_tree() {
             .start();
             let deadline = Instant::now() + DEADLINE;
             while tagged(&tag).len() < 3 {
-                assert!(Instant::now() < deadline, "{choice}: the tree never started");
+                assert!(
+                    Instant::now() < deadline,
+                    "{choice}: the tree never started"
+                );
                 tokio::time::sleep(POLL).await;
             }
             let pids = tagged(&tag);
@@ -1180,6 +1184,36 @@ async fn a_panicking_or_abandoned_readiness_check_leaves_no_tree() {
             }
             assert_gone(&pids, &format!("{choice}, panics {panics}: the tree")).await;
         }
+    }
+    suite.end().await;
+}
+
+/// A member stopped by someone else (SIGSTOP) before a suspend stays
+/// stopped after the resume, as on Windows ("one suspended by other means
+/// as well stays suspended") and under cgroup v2 (a thaw sends no
+/// SIGCONT). Under a process group the resume's SIGCONT continues it too.
+#[tokio::test]
+#[ignore = "attack16: LOW: under a process group, resume() also continues a member someone else had SIGSTOPped before the suspend (cgroup and Windows leave it stopped)"]
+async fn a_member_stopped_before_a_suspend_stays_stopped_after_the_resume() {
+    let suite = begin("stopped_member").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let p = g.start(&Command::new("sleep").arg("300")).expect("start");
+        let stopped_state = |pid: u32| stat(pid).map(|s| s.state);
+        let _ = std::process::Command::new("kill")
+            .args(["-STOP", &p.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + DEADLINE;
+        while stopped_state(p.pid()) != Some('T') {
+            assert!(Instant::now() < deadline, "{choice}: never stopped");
+            tokio::time::sleep(POLL).await;
+        }
+        g.suspend().await.expect("suspend");
+        g.resume().await.expect("resume");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let state = stopped_state(p.pid());
+        g.close().await.expect("close");
+        assert_eq!(state, Some('T'), "{choice}: the member was continued");
     }
     suite.end().await;
 }
