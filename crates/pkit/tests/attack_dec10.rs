@@ -10,6 +10,9 @@
 //! `+` did too ([`odd_cpu_lists_build_and_run_or_are_refused_by_name`]).
 //! Documented: a port probe passes on any listener, a stranger's included
 //! ([`a_port_taken_by_a_stranger_passes_the_port_probe_as_documented`]).
+//! Left (ignored, LOW): a process group's `resume` continues a member that
+//! someone else had stopped before the suspend
+//! ([`a_member_stopped_before_a_suspend_stays_stopped_after_the_resume`]).
 //!
 //! Owners are this test binary run again ([`a16_owner`], which does
 //! nothing unless `PKIT_A16_MODE` is set). Every process an owner starts
