@@ -109,7 +109,18 @@ fn findings(as_json: bool, text: &mut String) -> ExitCode {
                 yes(host.cgroup_writable)
             );
         }
-        if !job {
+        // No cgroup can be made here (none mounted, or not writable): the
+        // cgroup teardown and placement would describe groups nobody gets.
+        let no_cgroup = !job && !host.cgroup_writable;
+        if no_cgroup && host.mechanism.is_none() {
+            // No group at all (a forced cgroup where none can be made):
+            // no kill to describe.
+        } else if no_cgroup {
+            say!(
+                text,
+                "  whole-tree kill: SIGKILL to the process group (no cgroup can be made here)"
+            );
+        } else if !job {
             say!(
                 text,
                 "  whole-tree kill: {}",
@@ -121,7 +132,7 @@ fn findings(as_json: bool, text: &mut String) -> ExitCode {
             );
         }
         match &host.clone3_error {
-            _ if job => {}
+            _ if job || no_cgroup => {}
             None => say!(text, "  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
             Some(e) => say!(
                 text,

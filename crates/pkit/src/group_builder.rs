@@ -105,7 +105,10 @@ impl GroupBuilder {
     }
 
     /// Caps the number of live processes (and threads) in the whole tree;
-    /// a `fork` past it fails with `EAGAIN`. On Windows it is the job's
+    /// a `fork` past it fails with `EAGAIN`. On Linux at most 4194304
+    /// (`PID_MAX_LIMIT`, as many tasks as the kernel can have): a larger
+    /// number makes [`build`](Self::build) fail with
+    /// [`Error::ResourceLimit`]. On Windows it is the job's
     /// active process limit (processes only); Wine accepts one but does not
     /// enforce it, so there [`build`](Self::build) fails with
     /// [`Error::ResourceLimit`] saying so.

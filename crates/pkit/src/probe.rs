@@ -121,6 +121,13 @@ impl RunningProcess {
     /// closed at once). Gives up with [`Error::NotReady`] on `timeout` or if
     /// the process exits first.
     ///
+    /// Any listener counts, not only this process's: a port another
+    /// process already listens on (a stale instance, a stranger) passes at
+    /// once, even if this process then fails to bind it and exits. Where
+    /// that can happen, wait for the line the program prints once it
+    /// listens ([`wait_for_line`](Self::wait_for_line)), or ask it
+    /// something only it answers ([`wait_for`](Self::wait_for)).
+    ///
     /// # Errors
     ///
     /// [`Error::NotReady`] when `timeout` passes or the process exits first;

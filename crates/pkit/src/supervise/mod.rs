@@ -332,7 +332,9 @@ impl Supervisor {
 
     /// After each start, waits up to `timeout` for a TCP connection to
     /// `addr` to succeed; otherwise the run is killed and counts as a
-    /// crash.
+    /// crash. Any listener counts: a port another process already listens
+    /// on makes every run ready at once (see
+    /// [`RunningProcess::wait_for_port`](crate::RunningProcess::wait_for_port)).
     pub fn ready_when_port(mut self, addr: SocketAddr, timeout: Duration) -> Supervisor {
         self.health = Some((Health::Port(addr), timeout));
         self

@@ -37,7 +37,13 @@ fn highest(list: &str) -> Result<u32, String> {
     let mut highest = 0;
     for part in list.trim().split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        // Digits only: `u32::from_str` also takes a leading `+`, which
+        // the kernel refuses ("+0": a bare "Invalid argument").
+        let cpu = |s: &str| match s.bytes().all(|c| c.is_ascii_digit()) {
+            true => s.parse::<u32>().map_err(|_| bad()),
+            false => Err(bad()),
+        };
+        let (a, b) = (cpu(a)?, cpu(b)?);
         if a > b {
             return Err(bad());
         }
@@ -64,7 +70,18 @@ mod tests {
         assert_eq!(check("0"), Ok(()));
         assert_eq!(check("0-1"), Ok(()));
         assert_eq!(check(" 0,0-0 "), Ok(()));
-        for bad in ["", " ", "x", "1-0", "0-", "-1", "0,,1", "4294967296"] {
+        for bad in [
+            "",
+            " ",
+            "x",
+            "1-0",
+            "0-",
+            "-1",
+            "0,,1",
+            "4294967296",
+            "+0",
+            "0-+1",
+        ] {
             assert!(check(bad).is_err(), "{bad:?}");
         }
         let err = check("0-99999999").unwrap_err();

@@ -150,7 +150,9 @@ pub struct HostContainment {
     /// Why `clone3` is refused, when it is.
     pub clone3_error: Option<String>,
     /// Which resource caps a cgroup group could carry here, and how. Caps
-    /// need a cgroup: under the process-group mechanism none can be had.
+    /// need a cgroup: under the process-group mechanism none can be had,
+    /// and where no cgroup can be made (see `reason`) none is listed as
+    /// enforced, whatever cgroup v1 hierarchies are writable.
     pub caps: Vec<super::limits::CapSupport>,
     /// This process's owner-death guard: whether it runs, its pid, and the
     /// groups it covers. It starts with the process's first group.
@@ -278,6 +280,14 @@ fn linux_host(choice: Result<MechanismChoice, String>) -> HostContainment {
     };
     report.caps =
         super::limits::cap_support(report.group_parent.as_deref().filter(|_| cgroup.is_ok()));
+    // No cgroup group can be made here: a writable cgroup v1 hierarchy
+    // enforces nothing without one (a capped group fails to build).
+    if let Err(why) = &cgroup {
+        for cap in report.caps.iter_mut().filter(|c| c.enforced_by.is_some()) {
+            cap.enforced_by = None;
+            cap.reason = format!("caps need a cgroup, and none can be made here: {why}");
+        }
+    }
     match (choice, cgroup) {
         (Err(bad), _) => {
             report.reason = format!(

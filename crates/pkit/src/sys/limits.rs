@@ -33,6 +33,10 @@ const PAGE: u64 = 4096;
 /// above it, it clamps.
 const MAX_MEMORY: u64 = i64::MAX as u64;
 
+/// The largest process cap Linux takes (`PID_MAX_LIMIT`, 2^22).
+#[cfg(target_os = "linux")]
+const MAX_PROCESSES: u64 = 1 << 22;
+
 impl Limits {
     pub(crate) fn is_empty(&self) -> bool {
         *self == Limits::default()
@@ -91,6 +95,15 @@ impl Limits {
         }
         if self.max_processes == Some(0) {
             return Err(LimitError::new("max_processes", "must be at least 1"));
+        }
+        // `pids.max` takes at most PID_MAX_LIMIT, as many tasks as the
+        // kernel can have: a larger number is a write error, not "max".
+        #[cfg(target_os = "linux")]
+        if let Some(n) = self.max_processes.filter(|&n| n > MAX_PROCESSES) {
+            return Err(LimitError::new(
+                "max_processes",
+                format!("{n} is above the kernel's largest process cap ({MAX_PROCESSES}, PID_MAX_LIMIT)"),
+            ));
         }
         if let Some(cores) = self.cpu_quota {
             if !cores.is_finite() || cores <= 0.0 {
