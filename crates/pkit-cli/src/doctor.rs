@@ -19,12 +19,16 @@ macro_rules! say {
 /// can't be written (`pkit doctor | true`: the reader gone) are a failure
 /// with `pkit run`'s statuses, 141 for EPIPE, 125 otherwise, not status 0.
 pub fn main(as_json: bool) -> ExitCode {
-    if let Err(msg) = crate::checks::clone3_env() {
+    // A bad PKIT_CLONE3 refuses every run: in prose, said on stderr; in
+    // JSON, still one object (no mechanism, the refusal as the reason), as
+    // for a bad PKIT_MECHANISM.
+    let refused = crate::checks::clone3_env().err();
+    if let (Some(msg), false) = (&refused, as_json) {
         eprintln!("pkit: {msg}");
         return ExitCode::from(crate::EXIT_OWN_FAILURE);
     }
     let mut text = String::new();
-    let status = findings(as_json, &mut text);
+    let status = findings(as_json, refused, &mut text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => status,
@@ -39,8 +43,12 @@ pub fn main(as_json: bool) -> ExitCode {
     }
 }
 
-fn findings(as_json: bool, text: &mut String) -> ExitCode {
-    let host = pkit::host_containment();
+fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCode {
+    let mut host = pkit::host_containment();
+    if let Some(msg) = refused {
+        host.mechanism = None;
+        host.reason = msg;
+    }
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
     if as_json {
         let v = json!({

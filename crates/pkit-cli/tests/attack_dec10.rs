@@ -223,12 +223,11 @@ fn doctor_json_under_every_mechanism_agrees_with_capped_runs() {
     }
 }
 
-/// A bad `PKIT_CLONE3` makes `pkit doctor --json` print nothing on stdout
-/// (the message goes to stderr, status 125), where a bad `PKIT_MECHANISM`
-/// still gives one JSON object that says why nothing can run (mechanism
-/// null, the reason): a consumer parsing the output gets no object.
+/// LOW, fixed: a bad `PKIT_CLONE3` made `pkit doctor --json` print nothing
+/// on stdout (the message went to stderr, status 125), where a bad
+/// `PKIT_MECHANISM` still gives one JSON object that says why nothing can
+/// run (mechanism null, the reason). Now both do.
 #[test]
-#[ignore = "attack16: LOW: a bad PKIT_CLONE3 leaves `pkit doctor --json` with no JSON on stdout (a bad PKIT_MECHANISM gives an object)"]
 fn doctor_json_with_a_bad_clone3_variable_is_still_one_object() {
     let out = pkit()
         .args(["doctor", "--json"])
