@@ -206,10 +206,10 @@ async fn a_timed_out_pty_shell_ends_its_jobs_while_the_group_stays_open() {
             assert!(out.timed_out(), "{choice}: {out:?}");
             let text = std::fs::read_to_string(file.path()).unwrap_or_default();
             let pids: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
-            let _escaped = KillOnDrop(pids.clone());
             if text.lines().any(|l| l == "done") {
                 break (p.pid(), pids);
             }
+            let _escaped = KillOnDrop(pids.clone());
             assert_gone(&pids, &format!("{choice}: jobs timed out early")).await;
             assert!(
                 limit < Duration::from_secs(16),

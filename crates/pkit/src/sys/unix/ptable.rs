@@ -420,3 +420,56 @@ pub(crate) fn is_live_member(pid: i32, scope: Scope) -> bool {
         Scope::Session(_) => scope.holds(pid) && matches!(pgid_of(pid), Some((false, _))),
     }
 }
+
+#[cfg(all(
+    test,
+    any(target_os = "linux", target_os = "macos", target_os = "freebsd")
+))]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// A session made by a child of the test (`setsid`) holds its
+    /// grandchild in a process group of its own: the session's listing
+    /// finds both, and none of the test's processes; the process group's
+    /// doesn't find the grandchild.
+    #[test]
+    fn a_session_listing_finds_a_grandchild_in_another_process_group_and_not_ours() {
+        let script = r#"use POSIX; setsid() or exit 9; my $p = fork; if (!$p) { setpgrp(0, 0); exec "sleep", "300" } $| = 1; print "$p\n"; exec "sleep", "300""#;
+        let mut child = std::process::Command::new("perl")
+            .args(["-e", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("perl");
+        let sid = child.id() as i32;
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read");
+        let grandchild: i32 = line.trim().parse().expect("a pid");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while super::super::pgroup::group_of(grandchild) != Some(grandchild)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let scope = Scope::Session(sid);
+        let found = members(scope);
+        let tree = descendants(scope, sid);
+        let in_pgroup = members(Scope::Pgroup(sid));
+        let live = [grandchild, std::process::id() as i32].map(|p| is_live_member(p, scope));
+        let _ = super::super::pgroup::kill(grandchild, libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
+        let found = found.expect("listing");
+        assert!(
+            found.contains(&sid) && found.contains(&grandchild),
+            "{found:?}"
+        );
+        assert!(!found.contains(&(std::process::id() as i32)), "{found:?}");
+        assert!(tree.expect("tree").contains(&grandchild));
+        assert!(!in_pgroup.expect("pgroup").contains(&grandchild));
+        assert_eq!(live, [true, false]);
+    }
+}
