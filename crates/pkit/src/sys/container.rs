@@ -12,7 +12,6 @@ use std::sync::Weak;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use super::container_session::poll_members;
 use super::former::Former;
 use super::limits::{Applied, LimitError};
 #[cfg(target_os = "linux")]
@@ -565,7 +564,7 @@ impl Container {
                         // descriptors held so far given back first.
                         Err(_) => {
                             drop(fds);
-                            return Ok(poll_members(pids, scope, deadline).await);
+                            return Ok(Self::poll_members(pids, scope, deadline).await);
                         }
                     }
                 }
@@ -576,7 +575,7 @@ impl Container {
                     Ok(n) => Ok(n),
                     Err(_) => {
                         drop(fds);
-                        Ok(poll_members(pids, scope, deadline).await)
+                        Ok(Self::poll_members(pids, scope, deadline).await)
                     }
                 }
             }
@@ -586,7 +585,7 @@ impl Container {
                 let Some(scope) = self.scope() else {
                     return Ok(0);
                 };
-                Ok(poll_members(pids, scope, deadline).await)
+                Ok(Self::poll_members(pids, scope, deadline).await)
             }
         }
     }

@@ -80,6 +80,22 @@ impl Container {
         }
     }
 
+    /// Polls until none of `pids` is a running member of `scope` any more,
+    /// or `deadline`; how many still are.
+    pub(super) async fn poll_members(
+        pids: &[i32],
+        scope: Scope,
+        deadline: tokio::time::Instant,
+    ) -> usize {
+        let left = || {
+            pids.iter()
+                .filter(|&&p| ptable::is_live_member(p, scope))
+                .count()
+        };
+        super::nap::poll_until(|| left() == 0, Some(deadline)).await;
+        left()
+    }
+
     /// Sends `sig` to `pid`, listed as a member of `scope`, if it still is
     /// one: through a pidfd opened and then checked (never a reused
     /// number) where the group holds its children so, else by number
@@ -122,20 +138,4 @@ pub(super) fn leader_scope(leader: &ChildHandle, session: bool) -> Scope {
         true => Scope::Session(n),
         false => Scope::Pgroup(n),
     }
-}
-
-/// Polls until none of `pids` is a running member of `scope` any more,
-/// or `deadline`; how many still are.
-pub(super) async fn poll_members(
-    pids: &[i32],
-    scope: Scope,
-    deadline: tokio::time::Instant,
-) -> usize {
-    let left = || {
-        pids.iter()
-            .filter(|&&p| ptable::is_live_member(p, scope))
-            .count()
-    };
-    super::nap::poll_until(|| left() == 0, Some(deadline)).await;
-    left()
 }
