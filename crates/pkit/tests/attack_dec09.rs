@@ -6,8 +6,8 @@
 //! failed the chain; a chain timed out while only an unchecked stage ran
 //! reported success; a `wait` abandoned while it collected the output
 //! (a caller's own timeout) lost it, and the next `wait` reported success
-//! with nothing captured. Left (ignored, rated): an interactive shell's
-//! background job on a pty outlives a process group (MEDIUM); a slow line
+//! with nothing captured; an interactive shell's background job on a pty
+//! outlived a process group (MEDIUM). Left (ignored, rated): a slow line
 //! callback of one thread's blocking run stalls every other thread's
 //! blocking runs, timeouts included (MEDIUM); a NUL byte in a later
 //! stage's argument is refused after the stages ahead of it started (LOW).
@@ -507,14 +507,15 @@ async fn an_unread_flooding_pty_child_is_killed_and_dropped() {
 
 /// An interactive shell on a pty (job control on, as any interactive
 /// shell has it on a terminal) runs a background job and a foreground
-/// one; each job gets a process group of its own. Ending the group ends
-/// both, whatever the mechanism.
+/// one; each job gets a process group of its own. Ending the group (a
+/// drop: the teardown that can't wait) ends both, whatever the mechanism.
+/// Both jobs ignore SIGHUP, so the terminal's hangup ends neither: only
+/// the sweep of the pty's session reaches them under process groups.
 ///
-/// MEDIUM, unfixed: under process groups (pgroup, portable) the
-/// background job outlives the group (its own process group, same
-/// session; the foreground one dies of the terminal's hangup).
+/// MEDIUM (attack14), fixed: under process groups (pgroup, portable) the
+/// background job outlived the group (its own process group, same
+/// session), as did a foreground job that ignored the hangup.
 #[tokio::test]
-#[ignore = "attack14: MEDIUM (a documented escape: README Mechanisms): under process groups a pty interactive shell's background job (job control: a process group of its own) outlives the group"]
 async fn jobs_of_an_interactive_shell_on_a_pty_die_with_the_group() {
     let s = begin("jobs_of_an_interactive_shell_on_a_pty_die_with_the_group").await;
     for choice in mechanisms() {
@@ -533,7 +534,7 @@ async fn jobs_of_an_interactive_shell_on_a_pty_die_with_the_group() {
             .expect("start");
         let pty = p.pty().expect("pty");
         let line = format!(
-            "sleep 300 & echo $! >> {0}; (echo $(sh -c 'echo $PPID') >> {0}; echo done >> {0}; exec sleep 301)",
+            "trap '' HUP; sleep 300 & echo $! >> {0}; (echo $(sh -c 'echo $PPID') >> {0}; echo done >> {0}; exec sleep 301)",
             pids.as_str()
         );
         pty.write_line(&line).await.expect("type");

@@ -312,7 +312,11 @@ impl Container {
                     None => format!("{name} (none started yet)"),
                 };
                 s.push_str(self.backend_note());
-                s.push_str("; teardown by killpg; a descendant that calls setsid escapes it");
+                s.push_str(match self.leader_started_session() {
+                    true => "; teardown by killpg and a sweep of its (pty) session",
+                    false => "; teardown by killpg",
+                });
+                s.push_str("; a descendant that calls setsid escapes it");
                 if let Some(why) = &self.fallback {
                     s.push_str(&format!("; chosen because cgroup v2 is unusable: {why}"));
                 }
@@ -470,8 +474,9 @@ impl Container {
                     .collect())
             }
             Kind::Pgroup { .. } => {
-                let mut members = match self.pgid() {
-                    Some(pgid) => ptable::members(pgid)?,
+                // A pty-led group's whole session (see `Scope`).
+                let mut members = match self.scope() {
+                    Some(scope) => ptable::members(scope)?,
                     None => Vec::new(),
                 };
                 // The former leaders still running are members too,
@@ -527,7 +532,7 @@ impl Container {
             Kind::Pgroup {
                 portable: false, ..
             } => {
-                let Some(pgid) = self.pgid() else {
+                let Some(scope) = self.scope() else {
                     return Ok(0);
                 };
                 let mut fds: Vec<OwnedFd> = Vec::with_capacity(pids.len());
@@ -545,9 +550,10 @@ impl Container {
                         // The pid was listed before the pidfd was opened:
                         // make sure it is still a member and not a reused
                         // number (one that has exited since reads ready at
-                        // once).
+                        // once). A pty session's job counts (dropped, the
+                        // close's scan found it again: a busy loop).
                         Ok(fd) => {
-                            if super::unix::pgroup::group_of(p) == Some(pgid) {
+                            if scope.holds(p) {
                                 fds.push(fd);
                             }
                         }
@@ -558,7 +564,7 @@ impl Container {
                         // descriptors held so far given back first.
                         Err(_) => {
                             drop(fds);
-                            return Ok(poll_members(pids, pgid, deadline).await);
+                            return Ok(Self::poll_members(pids, scope, deadline).await);
                         }
                     }
                 }
@@ -569,30 +575,18 @@ impl Container {
                     Ok(n) => Ok(n),
                     Err(_) => {
                         drop(fds);
-                        Ok(poll_members(pids, pgid, deadline).await)
+                        Ok(Self::poll_members(pids, scope, deadline).await)
                     }
                 }
             }
             Kind::Pgroup { .. } => {
                 // No pidfds: the members are not our children, so they are
                 // polled (is each still a running member of the group?).
-                let Some(pgid) = self.pgid() else {
+                let Some(scope) = self.scope() else {
                     return Ok(0);
                 };
-                Ok(poll_members(pids, pgid, deadline).await)
+                Ok(Self::poll_members(pids, scope, deadline).await)
             }
         }
     }
-}
-
-/// Polls until none of `pids` is a running member of process group
-/// `pgid` any more, or `deadline`; how many still are.
-async fn poll_members(pids: &[i32], pgid: i32, deadline: tokio::time::Instant) -> usize {
-    let left = || {
-        pids.iter()
-            .filter(|&&p| ptable::is_live_member(p, pgid))
-            .count()
-    };
-    super::nap::poll_until(|| left() == 0, Some(deadline)).await;
-    left()
 }

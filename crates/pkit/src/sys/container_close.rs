@@ -209,6 +209,9 @@ impl Container {
             }
             Kind::Pgroup { leader, .. } => {
                 let _ = self.kill();
+                // A pty-led group's session, until no job is left that
+                // its kill's pass missed (nothing waits here).
+                self.sweep_session();
                 self.release_guard();
                 leader.lock().unwrap_or_else(|e| e.into_inner()).take();
                 self.drop_former_leaders();

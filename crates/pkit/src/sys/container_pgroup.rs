@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::container::{Container, GuardLink, Kind};
 use super::former::Former;
 use super::guard;
-use super::unix::ptable;
+use super::unix::ptable::{self, Scope};
 use super::ChildHandle;
 
 impl Kind {
@@ -228,6 +228,11 @@ impl Container {
             let Some(leader) = leader.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
                 return false;
             };
+            // No kernel call says a session is empty, and reaping the
+            // leader would unpin its number: a pty session is scanned.
+            if matches!(self.session_scope(&leader), Scope::Session(_)) {
+                return false;
+            }
             if !crate::sys::linux::signal::exact_pgroup_signals()
                 || !matches!(leader.try_status(), Ok(Some(_)))
             {
@@ -246,8 +251,13 @@ impl Container {
     /// unreaped leader keeps the number from being reused) and waited for
     /// through pidfds; a second scan confirms. No new member can appear: a
     /// fork racing the `killpg` is killed with its parent.
+    ///
+    /// A pty-led group's session (see [`Scope`]) is scanned each turn, and
+    /// its members outside the process group, which the `killpg` did not
+    /// reach, are killed: a job forked while the first kill went round is
+    /// caught so.
     pub(super) async fn wait_pgroup_gone(&self, deadline: Instant) -> io::Result<()> {
-        let Some(pgid) = self.pgid() else {
+        let Some(scope) = self.scope() else {
             return Ok(());
         };
         #[cfg(target_os = "linux")]
@@ -262,7 +272,9 @@ impl Container {
         loop {
             // An empty group needs no scan (where the kernel can say so).
             #[cfg(target_os = "linux")]
-            if leader.as_ref().and_then(|l| l.group_occupied()) == Some(false) {
+            if matches!(scope, Scope::Pgroup(_))
+                && leader.as_ref().and_then(|l| l.group_occupied()) == Some(false)
+            {
                 return Ok(());
             }
             // The listing needs no fresh descriptor where `/proc` was
@@ -270,9 +282,12 @@ impl Container {
             // (none was free even then) fails the close at once: waiting
             // for a descriptor to free up made a run that used up its
             // descriptor limit end only at the deadline.
-            let members = ptable::running_members(pgid)?;
+            let members = ptable::running_members(scope)?;
             if members.is_empty() || Instant::now() >= deadline {
                 return Ok(());
+            }
+            if let Scope::Session(sid) = scope {
+                self.kill_session_members(sid, &members);
             }
             self.wait_members(&members, deadline).await?;
         }
@@ -312,10 +327,16 @@ impl Container {
         for f in &former {
             let _ = signal_led(f, sig, pgid);
         }
-        match leader {
-            Some(l) => signal_led(&l, sig, None),
-            None => sent,
+        let Some(leader) = leader else {
+            return sent;
+        };
+        let sent = signal_led(&leader, sig, None);
+        // After the process group's signal: a job between its fork and
+        // its `setpgid` gets it twice rather than never.
+        if let Scope::Session(sid) = self.session_scope(&leader) {
+            let _ = self.signal_session(sid, sig, &Default::default());
         }
+        sent
     }
 
     /// `at_birth`'s answer while the group's first start waits for its
@@ -355,15 +376,18 @@ impl Container {
         }
     }
 
-    /// The group's process group: its leader's pid, or while the group's
-    /// first start waits for its `exec`, the pid of its child, which is to
-    /// lead it (see [`birth_or_leader`](Self::birth_or_leader)).
-    pub(super) fn pgid(&self) -> Option<i32> {
+    /// What the group reaches (see [`Scope`]): its process group (its
+    /// leader's pid, or while the group's first start waits for its
+    /// `exec`, the pid of its child, which is to lead it: see
+    /// [`birth_or_leader`](Self::birth_or_leader)), or its leader's pty
+    /// session (see [`session_scope`](Self::session_scope)); nothing
+    /// before its first start.
+    pub(super) fn scope(&self) -> Option<Scope> {
         match &self.kind {
             Kind::Pgroup { leader, .. } => self.birth_or_leader(
                 leader,
-                || self.at_birth(Some),
-                |leader| leader.map(|l| l.pid()),
+                || self.at_birth(|pid| Some(Scope::Pgroup(pid))),
+                |leader| leader.map(|l| self.session_scope(&l)),
             ),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(_) => None,

@@ -23,6 +23,8 @@ mod container_close;
 mod container_create;
 #[cfg(unix)]
 mod container_pgroup;
+#[cfg(unix)]
+mod container_session;
 mod control;
 mod cpu_list;
 mod creator;

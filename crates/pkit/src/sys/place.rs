@@ -25,6 +25,8 @@ use super::tree::ProcTree;
 #[cfg(unix)]
 use super::unix::child::PortableChild;
 #[cfg(unix)]
+use super::unix::ptable::Scope;
+#[cfg(unix)]
 use super::{ChildHandle, SpawnError, SpawnSpec};
 #[cfg(unix)]
 use crate::sys::ChildStep;
@@ -251,8 +253,8 @@ impl Container {
                     let handle = self.spawn_leader(spec)?;
                     *held = Some(handle.clone());
                     self.note_leader_session(spec.setup.setsid);
-                    let pgid = handle.pid();
-                    return Ok((handle.clone(), pgroup_tree(own_tree, handle, pgid)));
+                    let scope = Scope::new(handle.pid(), spec.setup.setsid);
+                    return Ok((handle.clone(), pgroup_tree(own_tree, handle, scope)));
                 };
                 drop(held);
                 let pgid = current.pid();
@@ -273,7 +275,10 @@ impl Container {
                     other => {
                         let (pid, pidfd) = other?;
                         let handle = Arc::new(ChildHandle::Pidfd(PidfdChild::new(pid, pidfd)));
-                        return Ok((handle.clone(), pgroup_tree(own_tree, handle, pgid)));
+                        return Ok((
+                            handle.clone(),
+                            pgroup_tree(own_tree, handle, Scope::Pgroup(pgid)),
+                        ));
                     }
                 }
             },
@@ -287,7 +292,8 @@ impl Container {
                     *held = Some(handle.clone());
                     self.note_leader_session(spec.setup.setsid);
                     self.register_leader(&handle);
-                    return Ok((handle.clone(), pgroup_tree(own_tree, handle, pid)));
+                    let scope = Scope::new(pid, spec.setup.setsid);
+                    return Ok((handle.clone(), pgroup_tree(own_tree, handle, scope)));
                 };
                 drop(held);
                 let pgid = current.pid();
@@ -299,7 +305,10 @@ impl Container {
                     }
                     other => {
                         let handle = Arc::new(ChildHandle::Portable(PortableChild::new(other?)));
-                        return Ok((handle.clone(), pgroup_tree(own_tree, handle, pgid)));
+                        return Ok((
+                            handle.clone(),
+                            pgroup_tree(own_tree, handle, Scope::Pgroup(pgid)),
+                        ));
                     }
                 }
             },
@@ -574,9 +583,9 @@ fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Tick
     g.register_pgroup_number(leader.pid(), leader_session(leader))
 }
 
-/// The subtree of a child started in process group `pgid`, when it is to
-/// have one (`own_tree`).
+/// The subtree of a child started in `scope` (see [`Scope`]), when it is
+/// to have one (`own_tree`).
 #[cfg(unix)]
-fn pgroup_tree(own_tree: bool, root: Arc<ChildHandle>, pgid: i32) -> Option<ProcTree> {
-    own_tree.then(|| ProcTree::pgroup(root, pgid))
+fn pgroup_tree(own_tree: bool, root: Arc<ChildHandle>, scope: Scope) -> Option<ProcTree> {
+    own_tree.then(|| ProcTree::pgroup(root, scope))
 }

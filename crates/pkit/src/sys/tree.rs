@@ -31,7 +31,7 @@ use super::linux::subtree::Reach;
 #[cfg(target_os = "linux")]
 use super::linux::{child, signal::pidfd_signal};
 use super::tree_signalled::{Reached, Signalled};
-use super::unix::ptable;
+use super::unix::ptable::{self, Scope};
 use super::ChildHandle;
 #[cfg(target_os = "linux")]
 use std::path::PathBuf;
@@ -53,21 +53,23 @@ pub(crate) enum ProcTree {
         tenure: Arc<Tenure>,
         root: Arc<ChildHandle>,
     },
-    /// Its descendants in the group's process group `pgid`; `signalled`:
-    /// those an end under way sent its first signal to.
+    /// Its descendants in the group's process group, or for a pty-led
+    /// group's leader its whole session (`scope`); `signalled`: those an
+    /// end under way sent its first signal to.
     Pgroup {
         root: Arc<ChildHandle>,
-        pgid: i32,
+        scope: Scope,
         signalled: Signalled,
     },
 }
 
 impl ProcTree {
-    /// The subtree of `root`, started in process group `pgid`.
-    pub(crate) fn pgroup(root: Arc<ChildHandle>, pgid: i32) -> ProcTree {
+    /// The subtree of `root`, started in `scope`: its process group, or
+    /// the session a pty-led group's leader leads (all of it).
+    pub(crate) fn pgroup(root: Arc<ChildHandle>, scope: Scope) -> ProcTree {
         ProcTree::Pgroup {
             root,
-            pgid,
+            scope,
             signalled: Signalled::default(),
         }
     }
@@ -147,8 +149,8 @@ impl ProcTree {
     fn pgroup_fds(&self) -> Option<PgroupFds> {
         match self {
             #[cfg(target_os = "linux")]
-            ProcTree::Pgroup { root, pgid, .. } if !root.is_portable() => {
-                pgroup_pidfds(root, *pgid).ok()
+            ProcTree::Pgroup { root, scope, .. } if !root.is_portable() => {
+                pgroup_pidfds(root, scope_now(root, *scope)).ok()
             }
             _ => None,
         }
@@ -231,8 +233,8 @@ impl ProcTree {
             _ => pg_fds,
         };
         let left = match self {
-            ProcTree::Pgroup { root, pgid, .. } if pg_fds.is_none() => {
-                let mut pids = match portable_pids(root, *pgid) {
+            ProcTree::Pgroup { root, scope, .. } if pg_fds.is_none() => {
+                let mut pids = match portable_pids(root, scope_now(root, *scope)) {
                     Ok(pids) => pids,
                     Err(e) => {
                         listed = Err(e);
@@ -246,21 +248,21 @@ impl ProcTree {
                 }
                 let reached = note(Reached::by_number(pids));
                 let pids = &reached.pids;
-                portable_signal(root, *pgid, pids, send);
+                portable_signal(root, scope_now(root, *scope), pids, send);
                 if continues(send) {
-                    portable_signal(root, *pgid, pids, libc::SIGCONT);
+                    portable_signal(root, scope_now(root, *scope), pids, libc::SIGCONT);
                     then();
                 }
                 let left = || {
                     pids.iter()
                         .filter(|&&p| match p == root.pid() {
                             true => !matches!(root.try_status(), Ok(Some(_))),
-                            false => ptable::is_live_member(p, *pgid),
+                            false => ptable::is_live_member(p, scope_now(root, *scope)),
                         })
                         .count()
                 };
                 let left = !super::nap::poll_until(|| left() == 0, deadline).await;
-                portable_signal(root, *pgid, pids, libc::SIGKILL);
+                portable_signal(root, scope_now(root, *scope), pids, libc::SIGKILL);
                 left
             }
             // A leaf whose root left it: the root's exit is waited for
@@ -363,8 +365,8 @@ impl ProcTree {
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
         let pg_fds = self.pgroup_fds();
         match self {
-            ProcTree::Pgroup { root, pgid, .. } if pg_fds.is_none() => {
-                portable_signal_tree(root, *pgid, sig)?;
+            ProcTree::Pgroup { root, scope, .. } if pg_fds.is_none() => {
+                portable_signal_tree(root, scope_now(root, *scope), sig)?;
             }
             #[cfg(target_os = "linux")]
             ProcTree::Leaf(leaf, root) => {
@@ -405,8 +407,8 @@ impl ProcTree {
     pub(crate) fn kill(&self) -> std::io::Result<()> {
         let pg_fds = self.pgroup_fds();
         match self {
-            ProcTree::Pgroup { root, pgid, .. } if pg_fds.is_none() => {
-                portable_signal_tree(root, *pgid, libc::SIGKILL)?;
+            ProcTree::Pgroup { root, scope, .. } if pg_fds.is_none() => {
+                portable_signal_tree(root, scope_now(root, *scope), libc::SIGKILL)?;
             }
             // The root through its handle too: exact, and it may have
             // left the cgroup (see `escaped_root`).
@@ -501,10 +503,10 @@ type PgroupFds = std::convert::Infallible;
 /// Sends `sig` to a process group's subtree the portable way (see
 /// [`portable_signal`]); where it can't be listed, to the root alone
 /// (through its handle), then the listing's error.
-fn portable_signal_tree(root: &ChildHandle, pgid: i32, sig: i32) -> std::io::Result<()> {
-    let found = portable_pids(root, pgid);
+fn portable_signal_tree(root: &ChildHandle, scope: Scope, sig: i32) -> std::io::Result<()> {
+    let found = portable_pids(root, scope);
     let alone = [root.pid()];
-    portable_signal(root, pgid, found.as_deref().unwrap_or(&alone), sig);
+    portable_signal(root, scope, found.as_deref().unwrap_or(&alone), sig);
     found.map(drop)
 }
 
@@ -512,8 +514,8 @@ fn portable_signal_tree(root: &ChildHandle, pgid: i32, sig: i32) -> std::io::Res
 /// descendants in the process group, by pid. An error when they can't be
 /// listed (no descriptor free), except where no process group can be
 /// listed at all (`Unsupported`: the root alone, as ever).
-fn portable_pids(root: &ChildHandle, pgid: i32) -> std::io::Result<Vec<i32>> {
-    let mut pids = match ptable::descendants(pgid, root.pid()) {
+fn portable_pids(root: &ChildHandle, scope: Scope) -> std::io::Result<Vec<i32>> {
+    let mut pids = match ptable::descendants(scope, root.pid()) {
         Ok(pids) => pids,
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Vec::new(),
         Err(e) => return Err(e),
@@ -530,12 +532,12 @@ fn portable_pids(root: &ChildHandle, pgid: i32) -> std::io::Result<Vec<i32>> {
 /// descriptor free for one, or to list the descendants): a subtree taken
 /// as only those found would leave the rest running.
 #[cfg(target_os = "linux")]
-fn pgroup_pidfds(root: &ChildHandle, pgid: i32) -> std::io::Result<Vec<OwnedFd>> {
+fn pgroup_pidfds(root: &ChildHandle, scope: Scope) -> std::io::Result<Vec<OwnedFd>> {
     let mut fds = Vec::new();
     if let Some(p) = root.pidfd() {
         fds.push(rustix::io::fcntl_dupfd_cloexec(p, 3)?);
     }
-    let found = ptable::descendants(pgid, root.pid())?;
+    let found = ptable::descendants(scope, root.pid())?;
     for pid in found.into_iter().filter(|&p| p != root.pid()) {
         let Some(p) = rustix::process::Pid::from_raw(pid) else {
             continue;
@@ -544,7 +546,7 @@ fn pgroup_pidfds(root: &ChildHandle, pgid: i32) -> std::io::Result<Vec<OwnedFd>>
             // Listed before the pidfd was opened: still a member, not a
             // reused number?
             Ok(fd) => {
-                if ptable::is_live_member(pid, pgid) {
+                if ptable::is_live_member(pid, scope) {
                     fds.push(fd);
                 }
             }
@@ -560,12 +562,22 @@ fn pgroup_pidfds(root: &ChildHandle, pgid: i32) -> std::io::Result<Vec<OwnedFd>>
 /// live member of the group (without pidfds, a member that exits and is
 /// reaped between that check and the signal could have its number reused:
 /// a window of microseconds, which the Linux pidfd path doesn't have).
-fn portable_signal(root: &ChildHandle, pgid: i32, pids: &[i32], sig: i32) {
+fn portable_signal(root: &ChildHandle, scope: Scope, pids: &[i32], sig: i32) {
     for &pid in pids {
         if pid == root.pid() {
             let _ = root.signal(sig);
-        } else if ptable::is_live_member(pid, pgid) {
+        } else if ptable::is_live_member(pid, scope) {
             let _ = super::unix::pgroup::kill(pid, sig);
         }
+    }
+}
+
+/// `scope` as it stands for `root`, its leader (see
+/// `container_session::leader_scope`: a session whose leader the kernel
+/// reaped and whose number a stranger holds now is not swept).
+fn scope_now(root: &ChildHandle, scope: Scope) -> Scope {
+    match scope {
+        Scope::Session(_) => super::container_session::leader_scope(root, true),
+        pgroup => pgroup,
     }
 }

@@ -122,6 +122,16 @@ pub(crate) fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
     Ok(out)
 }
 
+/// The processes of session `sid` that are still running (not zombies),
+/// from one pass over `/proc`: each process on the machine costs one
+/// `getsid`, as [`pgroup_members`] costs one `getpgid` (no file read).
+/// Only a pty-led group's sweep asks (see `ptable::Scope`).
+pub(crate) fn session_members(sid: i32) -> io::Result<Vec<i32>> {
+    let mut out = all_pids()?;
+    out.retain(|&pid| crate::sys::unix::pgroup::session_of(pid) == Some(sid) && !exited(pid));
+    Ok(out)
+}
+
 /// `/proc`, opened once by the process that uses it ([`Creator`]) and
 /// kept, so that a listing needs no free descriptor: a close that comes
 /// when the program used up the descriptor limit still lists its group

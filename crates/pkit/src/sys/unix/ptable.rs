@@ -1,8 +1,9 @@
 //! The process table, as the process-group mechanism needs it: which live
-//! processes are in a process group, their parents, their names. Linux
-//! reads `/proc`; macOS asks libproc (`proc_listpids`, `proc_pidinfo`);
-//! FreeBSD the `kern.proc.pgrp` sysctl; DragonFly, NetBSD and OpenBSD
-//! theirs (`ptable_bsd.rs`).
+//! processes are in a process group, or in a pty session ([`Scope`]),
+//! their parents, their names. Linux reads `/proc`; macOS asks libproc
+//! (`proc_listpids`, `proc_pidinfo`); FreeBSD the `kern.proc.pgrp` and
+//! `kern.proc.session` sysctls; DragonFly, NetBSD and OpenBSD theirs
+//! (`ptable_bsd.rs`).
 
 use std::io;
 
@@ -24,8 +25,8 @@ mod imp {
         procfs::pgroup_members(pgid)
     }
 
-    pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
-        procfs::pgroup_members(pgid)
+    pub(crate) fn session_members(sid: i32) -> io::Result<Vec<i32>> {
+        procfs::session_members(sid)
     }
 
     pub(crate) fn descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
@@ -67,34 +68,68 @@ mod imp {
         (n == size).then(|| unsafe { info.assume_init() })
     }
 
-    pub(crate) fn entries(pgid: i32) -> io::Result<Vec<Entry>> {
+    /// libproc's `PROC_ALL_PIDS` (sys/proc_info.h; not in the libc crate).
+    const PROC_ALL_PIDS: u32 = 1;
+
+    /// The pids `list` writes (a libproc call given a buffer and its size
+    /// in bytes, answering the bytes it filled), in a buffer grown until
+    /// they fit.
+    fn listed(
+        mut list: impl FnMut(*mut libc::c_void, libc::c_int) -> libc::c_int,
+    ) -> io::Result<Vec<i32>> {
         let mut pids = vec![0 as libc::pid_t; 256];
         loop {
             let bytes = (pids.len() * std::mem::size_of::<libc::pid_t>()) as libc::c_int;
-            // Raw: macOS's process table: no rustix form.
-            // SAFETY: the buffer holds `bytes` bytes of pids.
-            let n = unsafe { libc::proc_listpgrppids(pgid, pids.as_mut_ptr().cast(), bytes) };
+            let n = list(pids.as_mut_ptr().cast(), bytes);
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
             let count = n as usize / std::mem::size_of::<libc::pid_t>();
             if count < pids.len() {
                 pids.truncate(count);
-                break;
+                return Ok(pids.into_iter().filter(|&p| p > 0).collect());
             }
             pids.resize(pids.len() * 2, 0);
         }
-        Ok(pids
-            .into_iter()
-            .filter(|&p| p > 0)
+    }
+
+    /// The live (non-zombie) processes among `pids` that `keep` accepts.
+    fn live(pids: Vec<i32>, keep: impl Fn(&libc::proc_bsdinfo) -> bool) -> Vec<Entry> {
+        pids.into_iter()
             .filter_map(info)
-            .filter(|i| i.pbi_status != libc::SZOMB && i.pbi_pgid as i32 == pgid)
+            .filter(|i| i.pbi_status != libc::SZOMB && keep(i))
             .map(|i| Entry {
                 pid: i.pbi_pid as i32,
                 ppid: i.pbi_ppid as i32,
                 pgid: i.pbi_pgid as i32,
             })
-            .collect())
+            .collect()
+    }
+
+    pub(crate) fn entries(pgid: i32) -> io::Result<Vec<Entry>> {
+        let pids = listed(|buf, bytes| {
+            // Raw: macOS's process table: no rustix form.
+            // SAFETY: the buffer holds `bytes` bytes of pids.
+            unsafe { libc::proc_listpgrppids(pgid, buf, bytes) }
+        })?;
+        Ok(live(pids, |i| i.pbi_pgid as i32 == pgid))
+    }
+
+    /// The live members of session `sid`: every pid (`PROC_ALL_PIDS`),
+    /// each asked its session (`proc_bsdinfo` has none). Not the 4.4BSD
+    /// `KERN_PROC_SESSION`, which may match on the session leader's pid
+    /// (none once it has exited).
+    pub(crate) fn session_entries(sid: i32) -> io::Result<Vec<Entry>> {
+        let pids = listed(|buf, bytes| {
+            // Raw: as above.
+            // SAFETY: the buffer holds `bytes` bytes of pids.
+            unsafe { libc::proc_listpids(PROC_ALL_PIDS, 0, buf, bytes) }
+        })?;
+        let pids = pids
+            .into_iter()
+            .filter(|&p| crate::sys::unix::pgroup::session_of(p) == Some(sid))
+            .collect();
+        Ok(live(pids, |_| true))
     }
 
     pub(crate) fn pgid_of(pid: i32) -> Option<(bool, i32)> {
@@ -178,6 +213,20 @@ mod imp {
             .collect())
     }
 
+    /// The live members of session `sid` (`kern.proc.session`, which
+    /// FreeBSD matches on the session's id, not on its leader).
+    pub(crate) fn session_entries(sid: i32) -> io::Result<Vec<Entry>> {
+        Ok(query(libc::KERN_PROC_SESSION, sid)?
+            .into_iter()
+            .filter(|k| k.ki_stat != libc::SZOMB && k.ki_sid == sid)
+            .map(|k| Entry {
+                pid: k.ki_pid,
+                ppid: k.ki_ppid,
+                pgid: k.ki_pgid,
+            })
+            .collect())
+    }
+
     pub(crate) fn pgid_of(pid: i32) -> Option<(bool, i32)> {
         let k = query(libc::KERN_PROC_PID, pid).ok()?.into_iter().next()?;
         Some((k.ki_stat == libc::SZOMB, k.ki_pgid))
@@ -219,6 +268,10 @@ mod imp {
         ))
     }
 
+    pub(crate) fn session_entries(_sid: i32) -> io::Result<Vec<Entry>> {
+        entries(0)
+    }
+
     pub(crate) fn pgid_of(_pid: i32) -> Option<(bool, i32)> {
         None
     }
@@ -232,40 +285,122 @@ mod imp {
 pub(crate) use imp::info;
 pub(crate) use imp::{comm, pgid_of};
 
+/// What a process-group container reaches: its process group, or, when
+/// its leader was started leading a session of its own (a pty), that
+/// whole session, whose number is the leader's pid, as the group's is.
+/// A job-control shell on the pty puts each job in a process group of
+/// its own, in its session: only the session takes them in. The session
+/// is chosen only from how the leader was started, never from what a
+/// process reports: a non-pty group's session is the owner's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Process group `pgid`.
+    Pgroup(i32),
+    /// Session `sid` (a pty-led group: its leader's, the same number as
+    /// its process group).
+    Session(i32),
+}
+
+impl Scope {
+    /// Process group `pgid`, or, when its leader was started leading a
+    /// session of its own (`session`), that session.
+    pub(crate) fn new(pgid: i32, session: bool) -> Scope {
+        match session {
+            true => Scope::Session(pgid),
+            false => Scope::Pgroup(pgid),
+        }
+    }
+
+    /// Whether `pid` is in it now (zombies included). Never a process of
+    /// the owner's own session (see [`sweepable`]).
+    pub(crate) fn holds(self, pid: i32) -> bool {
+        use super::pgroup::{group_of, session_of};
+        match self {
+            Scope::Pgroup(pgid) => group_of(pid) == Some(pgid),
+            Scope::Session(sid) => sweepable(sid) && session_of(pid) == Some(sid),
+        }
+    }
+}
+
+/// Whether session `sid` may be swept: never the owner's own (that is
+/// its shell's, its terminal's, its test harness's), nor 0 (a session
+/// led outside this pid namespace) or 1. A pty-led group's session is
+/// made by its leader's `setsid`, so this holds by construction; a
+/// debug build asserts it, and a release build sweeps nothing rather
+/// than that.
+pub(crate) fn sweepable(sid: i32) -> bool {
+    let own = super::pgroup::session_of(0);
+    debug_assert_ne!(own, Some(sid), "a session sweep of the owner's own session");
+    sid > 1 && own != Some(sid)
+}
+
+/// The live (non-zombie) members of `scope`.
+pub(crate) fn members(scope: Scope) -> io::Result<Vec<i32>> {
+    match scope {
+        Scope::Pgroup(pgid) => pgroup_members(pgid),
+        Scope::Session(sid) if !sweepable(sid) => Ok(Vec::new()),
+        Scope::Session(sid) => session_members(sid),
+    }
+}
+
 /// The live (non-zombie) members of process group `pgid`.
 #[cfg(target_os = "linux")]
-pub(crate) fn members(pgid: i32) -> io::Result<Vec<i32>> {
+fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
     imp::members(pgid)
 }
 
 /// The live (non-zombie) members of process group `pgid`.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn members(pgid: i32) -> io::Result<Vec<i32>> {
+fn pgroup_members(pgid: i32) -> io::Result<Vec<i32>> {
     Ok(imp::entries(pgid)?.into_iter().map(|e| e.pid).collect())
+}
+
+/// The live (non-zombie) members of session `sid`.
+#[cfg(target_os = "linux")]
+fn session_members(sid: i32) -> io::Result<Vec<i32>> {
+    imp::session_members(sid)
+}
+
+/// The live (non-zombie) members of session `sid`.
+#[cfg(not(target_os = "linux"))]
+fn session_members(sid: i32) -> io::Result<Vec<i32>> {
+    Ok(imp::session_entries(sid)?
+        .into_iter()
+        .map(|e| e.pid)
+        .collect())
 }
 
 /// [`members`], by the cheapest scan there is (made for the end of every
 /// run under this mechanism).
-pub(crate) fn running_members(pgid: i32) -> io::Result<Vec<i32>> {
-    #[cfg(target_os = "linux")]
-    return imp::running_members(pgid);
-    #[cfg(not(target_os = "linux"))]
-    members(pgid)
+pub(crate) fn running_members(scope: Scope) -> io::Result<Vec<i32>> {
+    members(scope)
 }
 
-/// Live members of `pgid` descended from `root` (itself included), by
-/// parent links among the members: one whose parent exited first was
-/// re-parented and is not found.
+/// Live members of `scope` descended from `root` (itself included). In a
+/// process group, by parent links among the members: one whose parent
+/// exited first was re-parented and is not found. In a session, every
+/// member: each one descends from its leader, `root` (a session is
+/// entered only by a fork from a member), re-parented ones too.
+pub(crate) fn descendants(scope: Scope, root: i32) -> io::Result<Vec<i32>> {
+    let mut found = match scope {
+        Scope::Pgroup(pgid) => pgroup_descendants(pgid, root)?,
+        Scope::Session(_) => members(scope)?,
+    };
+    if !found.contains(&root) {
+        found.insert(0, root);
+    }
+    Ok(found)
+}
+
+/// Live members of `pgid` descended from `root` (itself included).
 #[cfg(target_os = "linux")]
-pub(crate) fn descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
+fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
     imp::descendants(pgid, root)
 }
 
-/// Live members of `pgid` descended from `root` (itself included), by
-/// parent links among the members: one whose parent exited first was
-/// re-parented and is not found.
+/// Live members of `pgid` descended from `root` (itself included).
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
+fn pgroup_descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
     let members = imp::entries(pgid)?;
     let mut found = vec![root];
     let mut i = 0;
@@ -277,8 +412,64 @@ pub(crate) fn descendants(pgid: i32, root: i32) -> io::Result<Vec<i32>> {
     Ok(found)
 }
 
-/// Whether `pid` is still a live member of `pgid` (not exited, not a
-/// zombie, not a reused number now in another group).
-pub(crate) fn is_live_member(pid: i32, pgid: i32) -> bool {
-    matches!(pgid_of(pid), Some((false, g)) if g == pgid)
+/// Whether `pid` is still a live member of `scope` (not exited, not a
+/// zombie, not a reused number now elsewhere).
+pub(crate) fn is_live_member(pid: i32, scope: Scope) -> bool {
+    match scope {
+        Scope::Pgroup(pgid) => matches!(pgid_of(pid), Some((false, g)) if g == pgid),
+        Scope::Session(_) => scope.holds(pid) && matches!(pgid_of(pid), Some((false, _))),
+    }
+}
+
+#[cfg(all(
+    test,
+    any(target_os = "linux", target_os = "macos", target_os = "freebsd")
+))]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// A session made by a child of the test (`setsid`) holds its
+    /// grandchild in a process group of its own: the session's listing
+    /// finds both, and none of the test's processes; the process group's
+    /// doesn't find the grandchild.
+    #[test]
+    fn a_session_listing_finds_a_grandchild_in_another_process_group_and_not_ours() {
+        let script = r#"use POSIX; setsid() or exit 9; my $p = fork; if (!$p) { setpgrp(0, 0); exec "sleep", "300" } $| = 1; print "$p\n"; exec "sleep", "300""#;
+        let mut child = std::process::Command::new("perl")
+            .args(["-e", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("perl");
+        let sid = child.id() as i32;
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read");
+        let grandchild: i32 = line.trim().parse().expect("a pid");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while super::super::pgroup::group_of(grandchild) != Some(grandchild)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let scope = Scope::Session(sid);
+        let found = members(scope);
+        let tree = descendants(scope, sid);
+        let in_pgroup = members(Scope::Pgroup(sid));
+        let live = [grandchild, std::process::id() as i32].map(|p| is_live_member(p, scope));
+        let _ = super::super::pgroup::kill(grandchild, libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
+        let found = found.expect("listing");
+        assert!(
+            found.contains(&sid) && found.contains(&grandchild),
+            "{found:?}"
+        );
+        assert!(!found.contains(&(std::process::id() as i32)), "{found:?}");
+        assert!(tree.expect("tree").contains(&grandchild));
+        assert!(!in_pgroup.expect("pgroup").contains(&grandchild));
+        assert_eq!(live, [true, false]);
+    }
 }

@@ -33,7 +33,7 @@ const NETBSD_GONE: [i8; 3] = [3 /* SDYING */, 5 /* SZOMB */, 6 /* SDEAD */];
 const PS_ZOMBIE: u32 = 0x0004_0000;
 
 /// The sysctl name for records of kind `what` (`KERN_PROC_PGRP`,
-/// `KERN_PROC_PID`) about `id` (DragonFly's has no room count).
+/// `KERN_PROC_PID`, `KERN_PROC_ALL`) about `id` (DragonFly's has no room count).
 #[cfg(target_os = "dragonfly")]
 fn name(what: c_int, id: i32, _count: usize) -> Vec<c_int> {
     vec![libc::CTL_KERN, libc::KERN_PROC, what, id]
@@ -133,6 +133,29 @@ fn read(r: &Record) -> (Entry, bool, &[libc::c_char]) {
     #[cfg(target_os = "openbsd")]
     let zombie = r.p_psflags & PS_ZOMBIE != 0;
     (e, zombie, &r.p_comm)
+}
+
+/// A record's session id.
+fn sid_of(r: &Record) -> i32 {
+    #[cfg(target_os = "dragonfly")]
+    return r.kp_sid;
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+    return r.p_sid;
+}
+
+/// The live (non-zombie) processes in session `sid`, once each: every
+/// process (`KERN_PROC_ALL`), filtered on the record's session id. Not
+/// `KERN_PROC_SESSION`, which these match on the session leader's pid:
+/// nothing once the leader has exited, which is when it matters.
+pub(crate) fn session_entries(sid: i32) -> io::Result<Vec<Entry>> {
+    let mut out: Vec<Entry> = Vec::new();
+    for r in query(libc::KERN_PROC_ALL, 0)? {
+        let (e, zombie, _) = read(&r);
+        if !zombie && sid_of(&r) == sid && !out.iter().any(|o| o.pid == e.pid) {
+            out.push(e);
+        }
+    }
+    Ok(out)
 }
 
 /// The live (non-zombie) processes in process group `pgid`, once each.
