@@ -228,6 +228,55 @@ fn a_descriptor_kept_at_the_limit_minus_2_is_passed_under_portable() {
     assert_eq!(listed(&out), [0, 1, 2, 3, 62].into());
 }
 
+/// Descriptors kept up to the last number below the limit (`prlimit
+/// --nofile=64:64`, `--keep-fd` 3, 4, 62 and 63, given out of order),
+/// under every mechanism: each reaches the program as the file it was.
+/// Before the fix pkit copied every passed descriptor above the highest
+/// target in the owner (and the forked child's report pipe too): 63 left
+/// no number, and every mechanism refused it with 125 "keep_fds:
+/// descriptor 63 can't be passed: Invalid argument".
+#[test]
+fn descriptors_kept_up_to_the_limit_are_passed_under_every_mechanism() {
+    if !have("prlimit", "--version") || !have("bash", "--version") {
+        eprintln!("skipped: no prlimit or bash");
+        return;
+    }
+    let fds = [63u32, 3, 62, 4];
+    let files: Vec<_> = fds
+        .iter()
+        .map(|fd| {
+            let path = temp_path(&format!("rv24-kept-{fd}"));
+            write_file(&path, "", 0o644);
+            path
+        })
+        .collect();
+    let mut open = String::new();
+    for (fd, path) in fds.iter().zip(&files) {
+        open.push_str(&format!("exec {fd}<{}; ", path.display()));
+    }
+    let show = "for fd in 63 3 62 4; do readlink /proc/$$/fd/$fd; done";
+    for mech in mechanisms() {
+        let script = format!("{open}exec prlimit --nofile=64:64 \"$@\"");
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script, "bash", env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "--mechanism", mech])
+            .args(fds.iter().flat_map(|fd| ["--keep-fd".to_string(), fd.to_string()]))
+            .args(["--", "sh", "-c", show])
+            .env_remove("PKIT_MECHANISM");
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("containment unavailable") {
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "{mech}: {stderr}");
+        let want: String = files.iter().map(|p| format!("{}\n", p.display())).collect();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{mech}: {stderr}");
+    }
+    for path in files {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
 /// Not fixed (as before nofile2): without a trampoline pkit gives its own
 /// soft limit back just before the start, when its ~18 descriptors already
 /// hold the low numbers, so `--capture`'s pipes find none below a soft
