@@ -260,7 +260,10 @@ fn descriptors_kept_up_to_the_limit_are_passed_under_every_mechanism() {
         let mut cmd = Command::new("bash");
         cmd.args(["-c", &script, "bash", env!("CARGO_BIN_EXE_pkit")])
             .args(["run", "--mechanism", mech])
-            .args(fds.iter().flat_map(|fd| ["--keep-fd".to_string(), fd.to_string()]))
+            .args(
+                fds.iter()
+                    .flat_map(|fd| ["--keep-fd".to_string(), fd.to_string()]),
+            )
             .args(["--", "sh", "-c", show])
             .env_remove("PKIT_MECHANISM");
         let out = cmd.output().unwrap();
@@ -270,7 +273,11 @@ fn descriptors_kept_up_to_the_limit_are_passed_under_every_mechanism() {
         }
         assert_eq!(out.status.code(), Some(0), "{mech}: {stderr}");
         let want: String = files.iter().map(|p| format!("{}\n", p.display())).collect();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{mech}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "{mech}: {stderr}"
+        );
     }
     for path in files {
         std::fs::remove_file(path).unwrap();

@@ -46,16 +46,6 @@ use super::trampoline::{GateEnv, GATE_FD, GO, READY};
 use crate::sys::step::FailedStep;
 use crate::sys::{SpawnError, SpawnSpec};
 
-#[cfg(target_os = "macos")]
-extern "C" {
-    // macOS 10.15+: keep `fd` open in the child despite
-    // POSIX_SPAWN_CLOEXEC_DEFAULT (not in the libc crate).
-    pub(super) fn posix_spawn_file_actions_addinherit_np(
-        actions: *mut libc::posix_spawn_file_actions_t,
-        fd: libc::c_int,
-    ) -> libc::c_int;
-}
-
 #[cfg(target_os = "freebsd")]
 extern "C" {
     // FreeBSD 13.1+ (not in the libc crate for FreeBSD).
@@ -461,7 +451,13 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
     } else {
         place(&mut a.actions, &spec.stdin, 0, None, &mut low)?;
         place(&mut a.actions, &spec.stdout, 1, None, &mut low)?;
-        place(&mut a.actions, &spec.stderr, 2, Some(&spec.stdout), &mut low)?;
+        place(
+            &mut a.actions,
+            &spec.stderr,
+            2,
+            Some(&spec.stdout),
+            &mut low,
+        )?;
     }
     // After the stdio moves (a source may be GATE_FD): the gate socket.
     let mut keep_below = 3;

@@ -4,10 +4,18 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-#[cfg(target_os = "macos")]
-use super::spawn::posix_spawn_file_actions_addinherit_np;
 use super::spawn_check as check;
 use crate::sys::{ChildIo, SpawnError};
+
+#[cfg(target_os = "macos")]
+extern "C" {
+    // macOS 10.15+: keep `fd` open in the child despite
+    // POSIX_SPAWN_CLOEXEC_DEFAULT (not in the libc crate).
+    fn posix_spawn_file_actions_addinherit_np(
+        actions: *mut libc::posix_spawn_file_actions_t,
+        fd: libc::c_int,
+    ) -> libc::c_int;
+}
 
 /// The child's `target` stdio fd gets `io`. A source the C library
 /// refuses as out of range although it is open is placed from a copy
