@@ -74,7 +74,10 @@ fn main() -> ExitCode {
             // (`checks::rlimits`; without a trampoline `supervise::main`
             // gives pkit's own back and supervises again).
             #[cfg(target_os = "linux")]
-            sys::raise_nofile();
+            {
+                sys::raise_nofile();
+                sys::reserve_low();
+            }
             if args.verbose {
                 events::install(args.json);
             }
@@ -111,6 +114,11 @@ fn main() -> ExitCode {
                     .find(|&fd| fd > 2 && !sys::fd_open(fd));
                 args
             };
+            // Then, before pkit opens anything of its own: its own
+            // descriptors go above a small original limit, below which a
+            // run that gets the limit by inheriting it finds room.
+            #[cfg(target_os = "linux")]
+            sys::reserve_low();
             if args.verbose {
                 events::install(false);
             }

@@ -113,6 +113,11 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         let mut handle = supervisor(&args, script.as_deref())
             .cancel_token(&kill_now)
             .start();
+        if say.stopping {
+            // A stop came while the first start was being refused and
+            // tried again (below): the stop wins, nothing more starts.
+            handle.request_stop();
+        }
         // A start refused as not executable, or (restoring) as
         // unsupported, held back until the supervision says why it ended:
         // when that was the first start of a script /bin/sh runs, or of a
@@ -124,7 +129,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
             tokio::select! {
                 event = handle.next_event() => match event {
                     Some(SupervisorEvent::Stopped(_)) | None => break,
-                    Some(event @ SupervisorEvent::SpawnFailed { kind })
+                    Some(event @ SupervisorEvent::SpawnFailed { kind, .. })
                         if (kind == ErrorKind::NotExecutable && script.is_none())
                             || (kind == ErrorKind::Unsupported && restoring) =>
                     {
@@ -165,7 +170,10 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                 }
                 _ => None,
             };
-            if let Some(e) = first.filter(|_| !say.stopping) {
+            // Tried again even after a stop came: the next supervision is
+            // stopped before it starts anything (above), and reports the
+            // stop, not this first try.
+            if let Some(e) = first {
                 if let Some(path) = crate::script::fallback(e, false) {
                     script = Some(path);
                     continue;
@@ -282,9 +290,9 @@ impl Say {
                     "exit_code": match outcome { Outcome::Exited(c) => Some(*c), _ => None },
                     "signal": match outcome { Outcome::Signalled(s) => Some(*s), _ => None },
                 }),
-                SupervisorEvent::SpawnFailed { kind } => {
-                    json!({"event": "spawn_failed", "error_kind": kind_name(*kind)})
-                }
+                SupervisorEvent::SpawnFailed { kind, message } => json!({
+                    "event": "spawn_failed", "error_kind": kind_name(*kind), "message": message,
+                }),
                 SupervisorEvent::BackingOff(d) => json!({"event": "backoff", "secs": secs(*d)}),
                 SupervisorEvent::StormPause(d) => {
                     json!({"event": "storm_pause", "secs": secs(*d)})
@@ -327,8 +335,12 @@ impl Say {
                 };
                 self.ended = Some(format!("{run} {} ({what})", outcome_text(outcome)));
             }
-            SupervisorEvent::SpawnFailed { kind } => {
-                self.ended = Some(format!("a run could not start ({})", kind_name(*kind)));
+            SupervisorEvent::SpawnFailed { kind, message } => {
+                // Why, as `pkit run` says it.
+                self.ended = Some(format!(
+                    "a run could not start ({}): {message}",
+                    kind_name(*kind)
+                ));
             }
             SupervisorEvent::BackingOff(d) => self.next(&format!("restart in {:.3}s", secs(*d))),
             SupervisorEvent::StormPause(d) => {

@@ -204,13 +204,13 @@ fn the_start_again_without_a_trampoline_keeps_everything_else() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{stderr}");
 }
 
-/// Not fixed (pre-existing, before nofile2 too): a descriptor kept at the
-/// limit minus 2 (`prlimit --nofile=64:64`, `--keep-fd 62`) starts under
-/// cgroup and pgroup, but the portable trampoline moves the gate and the
-/// passed copy above every target (63, then none left): 125 "passing a
-/// descriptor through: Too many open files".
+/// A descriptor kept at the limit minus 2 (`prlimit --nofile=64:64`,
+/// `--keep-fd 62`) starts under portable as under cgroup and pgroup.
+/// Before the fix (pre-existing, before nofile2 too) the portable
+/// trampoline moved the gate and the passed copy above every target (63,
+/// then none left): 125 "passing a descriptor through: Too many open
+/// files". Now each goes to the lowest free number that is no target.
 #[test]
-#[ignore = "rv24: the portable trampoline needs two numbers above the highest kept target"]
 fn a_descriptor_kept_at_the_limit_minus_2_is_passed_under_portable() {
     if !have("prlimit", "--version") || !have("bash", "--version") {
         eprintln!("skipped: no prlimit or bash");
@@ -228,33 +228,98 @@ fn a_descriptor_kept_at_the_limit_minus_2_is_passed_under_portable() {
     assert_eq!(listed(&out), [0, 1, 2, 3, 62].into());
 }
 
-/// Not fixed (as before nofile2): without a trampoline pkit gives its own
-/// soft limit back just before the start, when its ~18 descriptors already
-/// hold the low numbers, so `--capture`'s pipes find none below a soft
-/// limit of 18 or less: 125 "setting up stdio: Too many open files" (the
-/// trampoline, cgroup and pgroup start it down to soft 4).
+/// Descriptors kept up to the last number below the limit (`prlimit
+/// --nofile=64:64`, `--keep-fd` 3, 4, 62 and 63, given out of order),
+/// under every mechanism: each reaches the program as the file it was.
+/// Before the fix pkit copied every passed descriptor above the highest
+/// target in the owner (and the forked child's report pipe too): 63 left
+/// no number, and every mechanism refused it with 125 "keep_fds:
+/// descriptor 63 can't be passed: Invalid argument".
 #[test]
-#[ignore = "rv24: no trampoline: --capture under soft <= 18 fails setting up stdio"]
+fn descriptors_kept_up_to_the_limit_are_passed_under_every_mechanism() {
+    if !have("prlimit", "--version") || !have("bash", "--version") {
+        eprintln!("skipped: no prlimit or bash");
+        return;
+    }
+    let fds = [63u32, 3, 62, 4];
+    let files: Vec<_> = fds
+        .iter()
+        .map(|fd| {
+            let path = temp_path(&format!("rv24-kept-{fd}"));
+            write_file(&path, "", 0o644);
+            path
+        })
+        .collect();
+    let mut open = String::new();
+    for (fd, path) in fds.iter().zip(&files) {
+        open.push_str(&format!("exec {fd}<{}; ", path.display()));
+    }
+    let show = "for fd in 63 3 62 4; do readlink /proc/$$/fd/$fd; done";
+    for mech in mechanisms() {
+        let script = format!("{open}exec prlimit --nofile=64:64 \"$@\"");
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script, "bash", env!("CARGO_BIN_EXE_pkit")])
+            .args(["run", "--mechanism", mech])
+            .args(
+                fds.iter()
+                    .flat_map(|fd| ["--keep-fd".to_string(), fd.to_string()]),
+            )
+            .args(["--", "sh", "-c", show])
+            .env_remove("PKIT_MECHANISM");
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("containment unavailable") {
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "{mech}: {stderr}");
+        let want: String = files.iter().map(|p| format!("{}\n", p.display())).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "{mech}: {stderr}"
+        );
+    }
+    for path in files {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+/// Without a trampoline pkit gives its own soft limit back just before
+/// the start; `--capture`'s pipes then need numbers below that limit.
+/// Before the fix (as before nofile2) pkit's own ~18 descriptors held them
+/// all under a soft limit of 18 or less: 125 "setting up stdio: Too many
+/// open files" (the trampoline, cgroup and pgroup start it down to soft
+/// 4). Now pkit's own go above a small limit (`sys::reserve_low`), and the
+/// program still gets exactly the pair pkit was given. (Soft 6 or less
+/// leaves no room for the two pipes at all: 3 numbers.)
+#[test]
 fn capture_without_a_trampoline_under_a_small_soft_limit() {
     if !have("prlimit", "--version") || !have("bash", "--version") {
         eprintln!("skipped: no prlimit or bash");
         return;
     }
-    let out = run_with_fd(
-        0,
-        "16:1024",
-        &[("PKIT_SPAWN_TRAMPOLINE", "off")],
-        &[
-            "run",
-            "--mechanism",
-            "portable",
-            "--capture",
-            "--",
-            "echo",
-            "hi",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    for soft in [8, 12, 16, 18] {
+        let out = run_with_fd(
+            0,
+            &format!("{soft}:1024"),
+            &[("PKIT_SPAWN_TRAMPOLINE", "off")],
+            &[
+                "run",
+                "--mechanism",
+                "portable",
+                "--capture",
+                "--",
+                "sh",
+                "-c",
+                "echo hi; echo \"$(ulimit -Sn):$(ulimit -Hn)\"",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "soft {soft}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("hi\n{soft}:1024\n"),
+            "soft {soft}: {stderr}"
+        );
+    }
 }

@@ -144,14 +144,14 @@ fn every_run_of_a_restart_storm_gets_the_pair() {
 /// `stop_requested`), never a refused start (125, `spawn_failed`
 /// `unsupported`, `cannot_start`).
 ///
-/// LOW, unfixed: when the signal lands before the first start's refusal
-/// is handled (the first few ms), `say.stopping` keeps the held
-/// `unsupported` refusal from being retried and reports it as the end:
-/// exit 125 and a `spawn_failed` for what was only pkit's own first try
-/// (14-16 of these 40 rounds, every mechanism). The same holds for the
-/// older held refusal, a script without `#!` (`not_executable`).
+/// Before the fix (rv27 LOW): when the signal landed before the first
+/// start's refusal was handled (the first few ms), the held `unsupported`
+/// refusal was not tried again and was reported as the end: exit 125 and
+/// a `spawn_failed` for what was only pkit's own first try (9-16 of these
+/// 40 rounds). The same held for the older held refusal, a script without
+/// `#!` (`not_executable`). Now the start is tried again, stopped before
+/// it starts anything.
 #[test]
-#[ignore = "rv27: LOW: a SIGTERM during supervise's no-trampoline retry is reported as a refused start (125, spawn_failed unsupported)"]
 fn a_stop_during_the_no_trampoline_retry_is_a_stop() {
     if !have_prlimit() {
         return;
@@ -190,13 +190,11 @@ fn a_stop_during_the_no_trampoline_retry_is_a_stop() {
 
 /// A limit the system refuses at every start (a hard NOFILE above
 /// `fs.nr_open`): `pkit run` says why ("setting a resource limit:
-/// Operation not permitted"); `pkit supervise` should too.
-///
-/// LOW, unfixed: supervise prints only the refusal's kind ("a run could
-/// not start (child_setup)"; `--json`: `spawn_failed` with `error_kind`):
-/// `SupervisorEvent::SpawnFailed` carries no message (a library change).
+/// Operation not permitted"); `pkit supervise` does too, in prose and in
+/// `--json` (the `spawn_failed` event's `message`). Before the fix (rv27
+/// LOW) it printed only the refusal's kind ("a run could not start
+/// (child_setup)"; `--json`: `spawn_failed` with `error_kind` alone).
 #[test]
-#[ignore = "rv27: LOW: supervise names only the kind of a refused start (child_setup), never its reason"]
 fn a_refused_start_under_supervise_says_why() {
     let out = pkit()
         .args(["supervise", "--max-restarts", "1", "--rlimit"])
@@ -205,5 +203,26 @@ fn a_refused_start_under_supervise_says_why() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{stderr}");
-    assert!(stderr.contains("resource limit"), "no reason: {stderr}");
+    assert!(
+        stderr.contains("could not start (child_setup): true: ")
+            && stderr.contains("resource limit"),
+        "no reason: {stderr}"
+    );
+
+    let out = pkit()
+        .args(["supervise", "--json", "--max-restarts", "1", "--rlimit"])
+        .args(["NOFILE=4000000000:4000000000", "--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    let failed: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "spawn_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{stderr}");
+    assert_eq!(failed[0]["error_kind"], "child_setup", "{stderr}");
+    let message = failed[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("resource limit"), "no reason: {stderr}");
 }

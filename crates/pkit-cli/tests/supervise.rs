@@ -238,7 +238,8 @@ fn a_program_that_cannot_start_stops_at_once() {
     assert_eq!(out.status.code(), Some(127), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("could not start (not_found); stopping: cannot start after 0 restarts"),
+        err.contains("could not start (not_found): /nonexistent/pkit-prog: ")
+            && err.contains("; stopping: cannot start after 0 restarts"),
         "{err}"
     );
 }

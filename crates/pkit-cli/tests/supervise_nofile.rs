@@ -254,29 +254,30 @@ fn without_a_trampoline_the_users_own_limit_is_still_refused() {
     assert!(!marker.exists(), "the program ran without its --rlimit");
 }
 
-/// Not fixed: without a trampoline pkit gives its own limit back only
-/// after the first start was refused, when its own descriptors (runtime,
-/// signals, the shared `/dev/null` a run's stdin gets) already hold every
-/// number below 13: under a soft limit of 12 or less no run can start
-/// (125, "a run could not start (spawn)": `posix_spawn` takes no
-/// descriptor at or above the soft limit as a source). Before nofile3
-/// soft 12 started (without an owner-death guard or a SIGCHLD handler,
-/// as soft 13 to 15 still do), 11 or less did not. Soft 16 and up work
-/// in full (above); the trampoline, cgroup and pgroup start at soft 8.
+/// Without a trampoline pkit gives its own limit back only after the
+/// first start was refused; the runs then need numbers below it. Before
+/// the fix pkit's own descriptors (runtime, signals, the shared
+/// `/dev/null` a run's stdin gets) held every number below 13: under a
+/// soft limit of 12 or less no run could start (125, "a run could not
+/// start (spawn)": glibc's `posix_spawn` takes no descriptor at or above
+/// the soft limit as a source). Now pkit's own go above a small limit
+/// (`sys::reserve_low`) and a source above it is copied below it for the
+/// spawn: soft 8 and 12 start every run, each with exactly the pair.
 #[test]
-#[ignore = "nofile3: no trampoline: supervise under soft <= 12 can't start a run"]
 fn without_a_trampoline_soft_8_starts() {
     if !have_prlimit() {
         return;
     }
     let hard = hard();
-    let out = supervise(
-        8,
-        hard,
-        &[("PKIT_SPAWN_TRAMPOLINE", "off")],
-        &["--mechanism", "portable"],
-        &["sh", "-c", SHOW],
-    );
-    let got = three_runs(&out, "no trampoline 8").unwrap();
-    assert_eq!(got, pairs(8, hard));
+    for soft in [8, 12] {
+        let out = supervise(
+            soft,
+            hard,
+            &[("PKIT_SPAWN_TRAMPOLINE", "off")],
+            &["--mechanism", "portable"],
+            &["sh", "-c", SHOW],
+        );
+        let got = three_runs(&out, &format!("no trampoline {soft}")).unwrap();
+        assert_eq!(got, pairs(soft, hard));
+    }
 }

@@ -472,11 +472,16 @@ async fn a_start_that_cannot_succeed_stops_at_once() {
             let out = handle.wait().await.unwrap();
             assert_eq!(out.stopped, StopReason::CannotStart, "{choice}: {events:?}");
             assert_eq!(out.restarts, 0);
-            assert_eq!(out.final_error.unwrap().kind(), kind, "{choice}");
+            let error = out.final_error.unwrap();
+            assert_eq!(error.kind(), kind, "{choice}");
+            // The event says why, as the error does.
             assert_eq!(
                 events,
                 [
-                    SupervisorEvent::SpawnFailed { kind },
+                    SupervisorEvent::SpawnFailed {
+                        kind,
+                        message: error.to_string()
+                    },
                     SupervisorEvent::Stopped(StopReason::CannotStart)
                 ],
                 "{choice}"

@@ -8,7 +8,9 @@
 #[cfg(target_os = "linux")]
 mod nofile;
 #[cfg(target_os = "linux")]
-pub use nofile::{give_back as give_back_nofile, original as original_nofile, raise_nofile};
+pub use nofile::{
+    give_back as give_back_nofile, original as original_nofile, raise_nofile, reserve_low,
+};
 #[cfg(unix)]
 mod orphan;
 #[cfg(unix)]

@@ -16,11 +16,27 @@
 //! supervise` supervises again, its first start refused before anything
 //! ran: `supervise::main`). Either way the program gets exactly what pkit
 //! got.
+//!
+//! Given back, pkit's new descriptors (a run's pipes, each restart's) must
+//! fit below the original soft limit again, where pkit's own (~20) would
+//! leave a small one no room. So under a small soft limit pkit first
+//! holds every free number below it ([`reserve_low`], before it opens
+//! anything of its own), so that its own descriptors are numbered above
+//! it, and lets them go when it gives the limit back: then the runs have
+//! the room the limit gives, as a program started without pkit would.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+/// The largest original soft limit [`reserve_low`] holds the numbers
+/// below: above it pkit's own descriptors leave a run room enough.
+const RESERVE_BELOW: u64 = 64;
+
+/// The numbers held by [`reserve_low`] until [`give_back`].
+static RESERVED: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 
 /// The soft and hard limit pkit started with, when it raised its own.
 static ORIGINAL: OnceLock<(u64, u64)> = OnceLock::new();
@@ -51,6 +67,44 @@ pub fn raise_nofile() {
     }
 }
 
+/// After [`raise_nofile`] raised a soft limit of at most [`RESERVE_BELOW`]:
+/// holds every free descriptor number below that original limit (copies
+/// of one `/dev/null`, close-on-exec), so that what pkit opens from now
+/// on is numbered above it, until [`give_back`] lets them go. Call it
+/// before pkit opens anything of its own, once inherited descriptors have
+/// been looked at (a number held here looks open). Best effort: a failed
+/// open or copy holds what it has.
+pub fn reserve_low() {
+    let Some(&(soft, _)) = ORIGINAL.get() else {
+        return;
+    };
+    if soft > RESERVE_BELOW {
+        return;
+    }
+    let mut held = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    let Ok(null) = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return;
+    };
+    // The copies take the lowest free numbers, one by one.
+    let mut next = null;
+    while (rustix::fd::AsRawFd::as_raw_fd(&next) as u64) < soft {
+        let Ok(copy) = rustix::io::fcntl_dupfd_cloexec(&next, 3) else {
+            break;
+        };
+        held.push(next);
+        next = copy;
+    }
+    // `next` is the first at or above the limit (or the last one held when
+    // a copy failed): not needed, closed.
+    if (rustix::fd::AsRawFd::as_raw_fd(&next) as u64) < soft {
+        held.push(next);
+    }
+}
+
 /// The `(soft, hard)` `RLIMIT_NOFILE` pkit started with, if [`raise_nofile`]
 /// changed pkit's own (and [`give_back`] has not put it back); the program
 /// gets this pair back. `u64::MAX` stands for unlimited, as in the
@@ -72,6 +126,8 @@ pub fn give_back() -> bool {
     let Some(&(soft, _)) = ORIGINAL.get() else {
         return false;
     };
+    // The numbers below the limit are the runs' again (see `reserve_low`).
+    RESERVED.lock().unwrap_or_else(|e| e.into_inner()).clear();
     // The hard limit was never changed: only the soft one goes back (it
     // was below the hard one, so finite).
     let now = getrlimit(Resource::Nofile);

@@ -312,14 +312,7 @@ impl SpawnOptions {
             },
         };
         let mut keep = Vec::with_capacity(self.keep_fds.len());
-        let min = self
-            .keep_fds
-            .iter()
-            .map(|&(_, c)| c)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1)
-            .max(3);
+        let targets: Vec<RawFd> = self.keep_fds.iter().map(|&(_, c)| c).collect();
         for (i, &(parent, child)) in self.keep_fds.iter().enumerate() {
             if child < 3 {
                 return Err(invalid(format!(
@@ -331,7 +324,7 @@ impl SpawnOptions {
                     "keep_fds: child descriptor {child} is given twice"
                 )));
             }
-            let dup = sys::dup_above(parent, min).map_err(|e| {
+            let dup = sys::dup_off_targets(parent, &targets).map_err(|e| {
                 let why = if e.raw_os_error() == Some(libc::EBADF) {
                     "is not open in this process \
                      (pass the number of a descriptor it holds open)"

@@ -110,6 +110,10 @@ pub enum SupervisorEvent {
     SpawnFailed {
         /// What kind of failure.
         kind: ErrorKind,
+        /// Why: the error's text, as its `Display` gives it (the whole
+        /// error, when the start ends the supervision, is the outcome's
+        /// [`final_error`](SupervisionOutcome::final_error)).
+        message: String,
     },
     /// Waiting this long before the next run.
     BackingOff(Duration),

@@ -118,7 +118,10 @@ impl Loop {
                     end.interrupted =
                         Some([StopReason::Cancelled, StopReason::StopRequested][stop as usize]);
                 } else {
-                    self.emit(SupervisorEvent::SpawnFailed { kind: e.kind() });
+                    self.emit(SupervisorEvent::SpawnFailed {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    });
                     if !crate::retry::is_transient(&e) {
                         log::cannot_start(&self.name, e.kind());
                         end.interrupted = Some(StopReason::CannotStart);

@@ -111,7 +111,8 @@ pub(crate) use resolve::ResolveError;
 #[cfg(unix)]
 pub(crate) use resolve::{missing_interpreter, resolve, resolve_to_start};
 pub(crate) use setup::{
-    cpu_mask, dup_above, ioprio_value, resource_number, ChildSetup, PreExecHook, Rlimit,
+    cpu_mask, dup_above, dup_off_targets, ioprio_value, resource_number, ChildSetup, PreExecHook,
+    Rlimit,
 };
 /// Signal numbers by name (Linux's numbers on Windows, see `signal.rs`).
 #[cfg(feature = "testing")]

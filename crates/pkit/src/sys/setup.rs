@@ -52,8 +52,9 @@ pub(crate) struct ChildSetup {
     /// `setresuid(uid, uid, uid)`.
     pub uid: Option<uid_t>,
     /// (source, target): the child `dup2`s each source onto its target.
-    /// Every source is a close-on-exec duplicate numbered above every
-    /// target, so no `dup2` overwrites a source still to be used.
+    /// Every source is a close-on-exec duplicate numbered as no target
+    /// ([`dup_off_targets`]), so no `dup2` overwrites a source still to be
+    /// used.
     pub keep: Vec<(OwnedFd, RawFd)>,
     /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, value)`.
     pub ioprio: Option<c_int>,
@@ -193,6 +194,32 @@ pub(crate) fn resource_number(r: Resource) -> c_int {
             }
         }
     }) as c_int
+}
+
+#[cfg(unix)]
+/// A close-on-exec duplicate of the caller's `fd` on the lowest free
+/// number from 3 on that is none of `targets` (a child's `keep_fds`
+/// targets: its `dup2`s then never overwrite a source still to be used),
+/// so a target just below the descriptor limit leaves room. `EBADF` when
+/// `fd` is not open, `EMFILE` when no such number is free.
+pub(crate) fn dup_off_targets(fd: RawFd, targets: &[RawFd]) -> io::Result<OwnedFd> {
+    let mut floor = 3;
+    // Each round steps over one more target: at most `targets.len()` + 1.
+    loop {
+        let copy = dup_above(fd, floor)?;
+        let at = std::os::fd::AsRawFd::as_raw_fd(&copy);
+        if !targets.contains(&at) {
+            return Ok(copy);
+        }
+        // Closed (the number stays free for the target); look above it.
+        floor = at + 1;
+    }
+}
+
+/// Windows has no descriptor numbers to keep: `keep_fds` is refused there.
+#[cfg(windows)]
+pub(crate) fn dup_off_targets(fd: RawFd, _targets: &[RawFd]) -> io::Result<OwnedFd> {
+    dup_above(fd, 0)
 }
 
 /// Windows has no descriptor numbers to keep: `keep_fds` is refused there.

@@ -163,24 +163,16 @@ unsafe fn fork_vfork(
 }
 
 /// The pipe a forked child reports a failed step on: non-blocking,
-/// close-on-exec, its write end moved above stdio and every kept
+/// close-on-exec, its write end moved off stdio and every kept
 /// descriptor's target, so no dup2 of the child's setup overwrites it.
 fn report_pipe(spec: &SpawnSpec) -> Result<(OwnedFd, OwnedFd), SpawnError> {
     let (read, write) = rustix::pipe::pipe_with(
         rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
     )
     .map_err(|e| SpawnError::Os(e.into()))?;
-    let above = spec
-        .setup
-        .keep
-        .iter()
-        .map(|(_, target)| *target)
-        .max()
-        .unwrap_or(0)
-        .max(2)
-        + 1;
-    let high = crate::sys::dup_above(write.as_raw_fd(), above).map_err(SpawnError::Os)?;
-    Ok((read, high))
+    let targets: Vec<_> = spec.setup.keep.iter().map(|(_, target)| *target).collect();
+    let off = crate::sys::dup_off_targets(write.as_raw_fd(), &targets).map_err(SpawnError::Os)?;
+    Ok((read, off))
 }
 
 /// Starts `spec` outside any container and outside this process's

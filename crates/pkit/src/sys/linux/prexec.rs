@@ -92,7 +92,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Makes a forked child report a failed step on `fd` (a pipe's write
-    /// end, close-on-exec, numbered above every `keep_fds` target).
+    /// end, close-on-exec, numbered as no `keep_fds` target).
     pub(super) fn report_to(&mut self, fd: RawFd) {
         self.report = fd;
     }
@@ -288,7 +288,7 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
         libc::CLOSE_RANGE_CLOEXEC,
     );
     // Descriptors passed through: after close_range, as dup2 clears the
-    // target's close-on-exec flag. Sources are numbered above every target.
+    // target's close-on-exec flag. No source is numbered as a target.
     for &(src, target) in &plan.keep {
         if libc::dup2(src, target) < 0 {
             fail(plan, Step::Setup(ChildStep::KeepFds));

@@ -165,20 +165,17 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
         gid: some(GID, word(4)).map(|v| v as gid_t),
         uid: some(UID, word(5)).map(|v| v as libc::uid_t),
     };
-    // The passed descriptors: received, then (with the gate) moved above
-    // every target, so that no placement overwrites one still to be used.
-    let above = keep.iter().map(|k| k[0]).max().unwrap_or(0).max(*gate) + 1;
+    // The passed descriptors: received, each (and the gate) moved off
+    // every target number, so that no placement overwrites one still to be
+    // used: onto the lowest free number that is no target (not above them
+    // all: a target just below the descriptor limit leaves no room there).
     if !keep.is_empty() {
-        // SAFETY: fcntl(2) on a descriptor number; a closed one is EBADF.
-        let moved = unsafe { libc::fcntl(*gate, libc::F_DUPFD_CLOEXEC, above) };
-        if moved < 0 {
-            return Setup::Failed(FailedStep::Setup(ChildStep::KeepFds).pack(errno()));
-        }
-        // SAFETY: the gate's old number, replaced by its copy `moved`:
-        // nothing here uses it again.
-        unsafe { libc::close(*gate) };
-        *gate = moved;
-        for k in keep.iter_mut() {
+        // SAFETY: in the trampoline, as this function.
+        *gate = match unsafe { off_targets(*gate, keep) } {
+            Ok(fd) => fd,
+            Err(e) => return Setup::Failed(FailedStep::Setup(ChildStep::KeepFds).pack(e)),
+        };
+        for i in 0..keep.len() {
             // SAFETY: in the trampoline, as this function.
             let got = match unsafe { receive_fd(*gate) } {
                 Ok(fd) => fd,
@@ -187,22 +184,25 @@ pub(super) unsafe fn receive_and_apply(gate: &mut RawFd) -> Setup {
                     return Setup::Failed(FailedStep::Setup(ChildStep::KeepFds).pack(e));
                 }
             };
-            // SAFETY: as for the gate; `got` was just received, ours.
-            let moved = unsafe { libc::fcntl(got, libc::F_DUPFD_CLOEXEC, above) };
-            let e = errno();
-            // SAFETY: `got`, replaced by its copy `moved`.
-            unsafe { libc::close(got) };
-            if moved < 0 {
-                return Setup::Failed(FailedStep::Setup(ChildStep::KeepFds).pack(e));
+            // SAFETY: in the trampoline; `got` was just received, ours.
+            let placed = unsafe { off_targets(got, keep) }.and_then(|fd| {
+                // Not the program's: only the placement's copy is.
+                // SAFETY: fcntl(2) on our own descriptor.
+                match unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } {
+                    0 => Ok(fd),
+                    _ => Err(errno()),
+                }
+            });
+            match placed {
+                Ok(fd) => keep[i][1] = fd,
+                Err(e) => return Setup::Failed(FailedStep::Setup(ChildStep::KeepFds).pack(e)),
             }
-            k[1] = moved;
         }
     }
     // The exec report pipe, before the limits (`--rlimit NOFILE=4` leaves
-    // no number free for it), on no target (above them all only when it
-    // would take one: near the descriptor limit there may be no room).
+    // no number free for it), on no target.
     // SAFETY: in the trampoline, as this function.
-    let pipe = match unsafe { exec_pipe(keep, above) } {
+    let pipe = match unsafe { exec_pipe(keep) } {
         Ok(pipe) => pipe,
         Err(e) => return Setup::Failed(FailedStep::Exec.pack(e)),
     };
@@ -263,7 +263,7 @@ pub(super) unsafe fn exec_reported(
 ) -> Option<c_int> {
     let failed = |e: c_int| Some(FailedStep::Exec.pack(e));
     // SAFETY: in the trampoline, as this function.
-    let ends = match pipe.map_or_else(|| unsafe { exec_pipe(&[], 0) }, Ok) {
+    let ends = match pipe.map_or_else(|| unsafe { exec_pipe(&[]) }, Ok) {
         Ok(ends) => ends,
         Err(e) => return failed(e),
     };
@@ -285,12 +285,12 @@ pub(super) unsafe fn exec_reported(
 }
 
 /// The exec report pipe ([`exec_reported`]), its write end close-on-exec,
-/// neither end numbered as a target of `keep` (an end that would be is
-/// moved to `floor` or above); the errno when it can't be made.
+/// neither end numbered as a target of `keep` (see [`off_targets`]); the
+/// errno when it can't be made.
 ///
 /// # Safety
 /// Trampoline only (one thread, between the go byte and the exec).
-unsafe fn exec_pipe(keep: &[[c_int; 2]], floor: c_int) -> Result<ExecPipe, c_int> {
+unsafe fn exec_pipe(keep: &[[c_int; 2]]) -> Result<ExecPipe, c_int> {
     let mut ends: [c_int; 2] = [-1, -1];
     // SAFETY: pipe2(2) writes two descriptor numbers into `ends`.
     #[cfg(not(target_os = "macos"))]
@@ -307,23 +307,46 @@ unsafe fn exec_pipe(keep: &[[c_int; 2]], floor: c_int) -> Result<ExecPipe, c_int
     if !made {
         return Err(errno());
     }
-    for end in ends
-        .iter_mut()
-        .filter(|end| keep.iter().any(|k| k[0] == **end))
-    {
-        // SAFETY: fcntl(2) and close(2) on our own new descriptor: its
-        // copy at `floor` or above replaces it.
-        unsafe {
-            let moved = libc::fcntl(*end, libc::F_DUPFD_CLOEXEC, floor);
-            let e = errno();
-            libc::close(*end);
-            if moved < 0 {
-                return Err(e);
-            }
-            *end = moved;
-        }
+    for end in ends.iter_mut() {
+        // SAFETY: in the trampoline, as this function; our own new end.
+        *end = unsafe { off_targets(*end, keep) }?;
     }
     Ok(ends)
+}
+
+/// `fd` where it is, or, when its number is a target of `keep` (a
+/// placement would overwrite it), a close-on-exec copy on the lowest
+/// number that is free and no target, `fd` itself closed. The errno when
+/// no such number is left below the descriptor limit (`fd` closed too).
+///
+/// # Safety
+/// Trampoline only (one thread, between the go byte and the exec); `fd`
+/// is ours, open, and nothing else uses its number.
+unsafe fn off_targets(fd: c_int, keep: &[[c_int; 2]]) -> Result<c_int, c_int> {
+    let target = |n: c_int| keep.iter().any(|k| k[0] == n);
+    if !target(fd) {
+        return Ok(fd);
+    }
+    let mut floor = 0;
+    // Each round steps over one more target: at most `keep.len()` rounds.
+    let moved = loop {
+        // SAFETY: fcntl(2) on our own descriptor.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+        if copy < 0 || !target(copy) {
+            break copy;
+        }
+        // SAFETY: the copy just made, ours; its number is a target, left
+        // free for the placement.
+        unsafe { libc::close(copy) };
+        floor = copy + 1;
+    };
+    let e = errno();
+    // SAFETY: `fd`, replaced by its copy (or given up with it).
+    unsafe { libc::close(fd) };
+    if moved < 0 {
+        return Err(e);
+    }
+    Ok(moved)
 }
 
 /// Sends a failed step's `code` on the gate ([`FAILED`] and its bytes).

@@ -18,7 +18,7 @@
 //! The trampoline (`gate_apply.rs`, this file's other half) reads the
 //! block into memory it maps itself (it runs
 //! before `main` and allocates nothing), moves the gate socket and every
-//! received descriptor above all target numbers (close-on-exec), and then
+//! received descriptor off the target numbers (close-on-exec), and then
 //! applies the options in the order Linux's spawner does
 //! (`setup_steps.rs`: the session and its controlling terminal, limits,
 //! priority, umask, groups, group id, user id),

@@ -22,6 +22,7 @@ pub(crate) mod ptable;
 mod ptable_bsd;
 pub(crate) mod sigchld;
 pub(crate) mod spawn;
+mod spawn_place;
 pub(crate) mod spawn_pty;
 pub(crate) mod trampoline;
 #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]

@@ -37,21 +37,14 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use super::gate_setup::{read_exec_report, receive_all, receive_report, Report};
 use super::held_signals::blocked_at_start;
 use super::spawn_check as check;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+use super::spawn_place::add_glibc_internal;
+use super::spawn_place::place;
 use super::spawn_pty::{group_flag, terminal};
 use super::trampoline::{GateEnv, GATE_FD, GO, READY};
 
 use crate::sys::step::FailedStep;
-use crate::sys::{ChildIo, SpawnError, SpawnSpec};
-
-#[cfg(target_os = "macos")]
-extern "C" {
-    // macOS 10.15+: keep `fd` open in the child despite
-    // POSIX_SPAWN_CLOEXEC_DEFAULT (not in the libc crate).
-    fn posix_spawn_file_actions_addinherit_np(
-        actions: *mut libc::posix_spawn_file_actions_t,
-        fd: libc::c_int,
-    ) -> libc::c_int;
-}
+use crate::sys::{SpawnError, SpawnSpec};
 
 #[cfg(target_os = "freebsd")]
 extern "C" {
@@ -450,12 +443,21 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         add_glibc_internal(&mut pipe);
         check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &pipe))?;
     }
+    // Copies of stdio sources made below the descriptor limit (see
+    // `place`), open until the spawn returns.
+    let mut low = Vec::new();
     if ctty && !in_trampoline {
         terminal(&mut a.actions, &spec.stdin)?;
     } else {
-        place(&mut a.actions, &spec.stdin, 0, None)?;
-        place(&mut a.actions, &spec.stdout, 1, None)?;
-        place(&mut a.actions, &spec.stderr, 2, Some(&spec.stdout))?;
+        place(&mut a.actions, &spec.stdin, 0, None, &mut low)?;
+        place(&mut a.actions, &spec.stdout, 1, None, &mut low)?;
+        place(
+            &mut a.actions,
+            &spec.stderr,
+            2,
+            Some(&spec.stdout),
+            &mut low,
+        )?;
     }
     // After the stdio moves (a source may be GATE_FD): the gate socket.
     let mut keep_below = 3;
@@ -532,59 +534,4 @@ fn cwd_error(dir: Option<&CString>, e: i32) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(dir.as_bytes()));
     !path.is_dir() || rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_err()
-}
-
-/// The child's `target` stdio fd gets `io`.
-fn place(
-    actions: &mut libc::posix_spawn_file_actions_t,
-    io: &ChildIo,
-    target: libc::c_int,
-    stdout: Option<&ChildIo>,
-) -> Result<(), SpawnError> {
-    use std::os::fd::AsRawFd;
-    let source = match io {
-        ChildIo::Inherit => {
-            #[cfg(target_os = "macos")]
-            {
-                // SAFETY: our initialised actions object and an fd number.
-                return check(unsafe { posix_spawn_file_actions_addinherit_np(actions, target) });
-            }
-            #[cfg(not(target_os = "macos"))]
-            return Ok(());
-        }
-        ChildIo::Fd(fd) => fd.as_raw_fd(),
-        ChildIo::Null(fd) => *fd,
-        ChildIo::SameAsStdout => match stdout {
-            // Whatever stdout got, placed before this: its fd 1.
-            Some(_) => 1,
-            None => return Err(SpawnError::Os(io::Error::from_raw_os_error(libc::EINVAL))),
-        },
-    };
-    // SAFETY: our initialised actions object and two fd numbers; the
-    // source stays open until posix_spawn returns (owned by the spec or
-    // the shared /dev/null descriptor). Sources are >= 3 (or stdout's 1),
-    // so no dup2 overwrites a source still to be placed.
-    check(unsafe { libc::posix_spawn_file_actions_adddup2(actions, source, target) })
-}
-
-/// Adds glibc's two internal signals (32 and 33: thread cancellation,
-/// credential broadcasts) to `set`, for `posix_spawnattr_setsigdefault`.
-/// glibc's `posix_spawn` sets them to SIG_IGN in the child unless they are
-/// in that set, and an ignored signal stays ignored across `exec`: every
-/// program started would begin with them ignored. `sigaddset` refuses
-/// them (EINVAL), hence the bits are set by hand.
-///
-/// # Safety
-/// `set` is an initialised glibc `sigset_t`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-unsafe fn add_glibc_internal(set: &mut libc::sigset_t) {
-    let bits = 8 * std::mem::size_of::<libc::c_ulong>();
-    let words = (set as *mut libc::sigset_t).cast::<libc::c_ulong>();
-    for sig in [32usize, 33] {
-        let n = sig - 1;
-        // Raw: glibc's sigset_t is an array of unsigned longs, signal n+1
-        // at bit n; its field is private in the libc crate.
-        // SAFETY: `n / bits` is 0 or 1, inside the 1024-bit set.
-        unsafe { *words.add(n / bits) |= 1 << (n % bits) };
-    }
 }
