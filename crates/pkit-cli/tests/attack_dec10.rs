@@ -9,8 +9,9 @@
 //! "placement at birth (clone3 CLONE_INTO_CGROUP): yes", which no group
 //! here could get; with the cgroup v2 mount read-only and cgroup v1
 //! hierarchies writable, its caps said "yes, by cgroup v1 ..." while every
-//! capped run failed. Left (ignored, LOW): a bad `PKIT_CLONE3` leaves
-//! `doctor --json` with no JSON on stdout.
+//! capped run failed; a bad `PKIT_CLONE3` left `doctor --json` with no JSON
+//! on stdout.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -110,9 +110,10 @@ pub(crate) use pty::{
 pub(crate) use resolve::ResolveError;
 #[cfg(unix)]
 pub(crate) use resolve::{missing_interpreter, resolve, resolve_to_start};
+#[cfg(unix)]
+pub(crate) use setup::dup_above;
 pub(crate) use setup::{
-    cpu_mask, dup_above, dup_off_targets, ioprio_value, resource_number, ChildSetup, PreExecHook,
-    Rlimit,
+    cpu_mask, dup_off_targets, ioprio_value, resource_number, ChildSetup, PreExecHook, Rlimit,
 };
 /// Signal numbers by name (Linux's numbers on Windows, see `signal.rs`).
 #[cfg(feature = "testing")]

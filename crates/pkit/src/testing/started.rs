@@ -472,6 +472,20 @@ impl Player {
                 Chunk::Pause(d) => sleep_until_or_never(deadline_after(*d)).await,
             }
         }
+        // A process's last writes are read before its pipes close at its
+        // exit: a partial line the other stream holds until end of file
+        // comes after the last stream's lines, as recorded.
+        #[cfg(unix)]
+        if !matches!(script.end, End::Pending) {
+            let written = match last {
+                Some(StreamKind::Stdout) => &*stdout,
+                Some(StreamKind::Stderr) => &*stderr,
+                None => &None,
+            };
+            if let Some(Sink::Pipe(tx)) = written {
+                read_by_now(tx).await;
+            }
+        }
         match &script.end {
             End::Exit(outcome) => Ended::Exit(*outcome),
             End::Output(o) => Ended::Exit(o.outcome()),
