@@ -6,12 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::RecordReplay;
 use crate::error::{Error, Result};
 use crate::testing::runs::{self, Run};
 
 /// The newest cassette format this pkit reads, and the one it writes when
-/// the cassette holds a secret argument (see [`RecordReplay`]).
+/// the cassette holds a secret argument (see [`RecordReplay`](super::RecordReplay)).
 pub(super) const FORMAT: u64 = 3;
 /// The format written when the cassette holds a started run and no secret
 /// argument: what pkit before format 3 reads.
@@ -26,15 +25,11 @@ pub(super) struct Cassette {
     pub(super) runs: Vec<Run>,
 }
 
-impl RecordReplay {
-    /// The largest cassette file [`replay`](Self::replay) reads, and
-    /// [`save`](Self::save) writes: 64 MiB. A larger one is refused
-    /// rather than read into memory whole.
-    pub const MAX_BYTES: u64 = 64 << 20;
-}
+/// `RecordReplay::MAX_BYTES`: the largest cassette file read or written.
+pub(super) const MAX_BYTES: u64 = 64 << 20;
 
 /// The bytes of the cassette at `path`: a regular file of at most
-/// [`RecordReplay::MAX_BYTES`]. Anything else (a directory, a device such
+/// [`MAX_BYTES`]. Anything else (a directory, a device such
 /// as `/dev/zero`, a FIFO or socket) is refused without a read; on Unix
 /// it is opened non-blocking, so a FIFO nobody writes to does not hang
 /// the open, and a file that grows while read is cut at the limit and
@@ -61,19 +56,19 @@ pub(super) fn read(path: &Path) -> Result<Vec<u8>> {
             io::ErrorKind::FileTooLarge,
             format!(
                 "over {} bytes, the most a cassette may hold (RecordReplay::MAX_BYTES)",
-                RecordReplay::MAX_BYTES
+                MAX_BYTES
             ),
         ))
     };
-    if meta.len() > RecordReplay::MAX_BYTES {
+    if meta.len() > MAX_BYTES {
         return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // One byte past the limit tells a file that grew past it.
-    file.take(RecordReplay::MAX_BYTES + 1)
+    file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(refused)?;
-    if bytes.len() as u64 > RecordReplay::MAX_BYTES {
+    if bytes.len() as u64 > MAX_BYTES {
         return Err(too_large());
     }
     Ok(bytes)

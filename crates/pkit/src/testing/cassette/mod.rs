@@ -235,6 +235,11 @@ impl RecordReplay {
         }
     }
 
+    /// The largest cassette file [`replay`](Self::replay) reads, and
+    /// [`save`](Self::save) writes: 64 MiB. A larger one is refused
+    /// rather than read into memory whole.
+    pub const MAX_BYTES: u64 = file::MAX_BYTES;
+
     /// Answers every command from the cassette at `path`, running nothing.
     ///
     /// # Errors
