@@ -462,7 +462,7 @@ pub(crate) struct Prepared {
 /// Checks and converts everything before spawning, so the failures a
 /// caller can act on are typed errors and not an exec errno.
 pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
-    cmd.check_program()?;
+    cmd.check_passable(program)?;
     if let Some(dir) = &cmd.cwd {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
@@ -499,20 +499,6 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
     argv.push(c(arg0, &|| "the program name".into())?);
     for (i, a) in cmd.args.iter().enumerate() {
         argv.push(c(a, &|| format!("argument {}", i + 1))?);
-    }
-    // Only the names the caller set are checked: an inherited one is passed
-    // on as it came, as std does (`vars_os` names a raw `=LEAD=1` entry
-    // `=LEAD`, and cmd.exe's `=C:` variables look the same), which joins
-    // back into the same entry; and a name to remove (`None`) may be such
-    // an inherited one.
-    if cmd
-        .env
-        .iter()
-        .any(|(k, v)| v.is_some() && (k.is_empty() || k.to_string_lossy().contains('=')))
-    {
-        return Err(Error::InvalidInput(
-            "an environment variable name is empty or contains '='".into(),
-        ));
     }
     let envp = match env {
         None => sys::inherited_env(),

@@ -135,6 +135,7 @@ mod more_verbs;
 mod output;
 mod output_builder;
 mod pipe;
+mod pipe_check;
 mod pipe_fold;
 mod pipe_started;
 mod plans;

@@ -15,7 +15,6 @@ use crate::pipe_fold::StageRule;
 use crate::pipe_started::{Plan, RunningPipe};
 use crate::process::RunningProcess;
 use crate::pump::LimitFlag;
-use crate::spec::{Input, Stdio};
 use crate::sys::{self, MechanismChoice, Signal};
 use crate::verbs;
 
@@ -263,7 +262,9 @@ impl Pipe {
     /// [`Error::Cancelled`](crate::Error::Cancelled) when a cancel token (the chain's or a
     /// stage's) fires, before anything is started or during the run; the start errors of
     /// [`Command::output`](crate::Command::output) for a stage that can't be started (the
-    /// stages already started are ended); [`Error::Io`](crate::Error::Io) when making a pipe or
+    /// stages already started are ended; a NUL byte in any stage's program, arguments,
+    /// environment or working directory, or an empty program name, is refused before any
+    /// stage starts); [`Error::Io`](crate::Error::Io) when making a pipe or
     /// managing the group fails. A stage's own failure is data in the
     /// [`Output`](crate::Output).
     pub async fn output(&self) -> Result<Output> {
@@ -318,7 +319,7 @@ impl Pipe {
                 "a pipeline needs at least one stage".into(),
             ));
         }
-        self.check_wiring()?;
+        crate::pipe_check::check_stages(&self.stages)?;
         // The chain's token and every stage's own.
         let tokens: Vec<CancelToken> = self
             .cancel
@@ -375,39 +376,6 @@ impl Pipe {
             })
             .collect();
         Ok(RunningPipe::new(group, procs, rules, began, plan))
-    }
-
-    /// Refuses a stage whose own stdin or stdout the chain would replace
-    /// (the head's stdin and the last stage's stdout are its own): ignored,
-    /// its input would silently never arrive, its output file never be
-    /// written, its tee and stdout callback never be called. Refuses a pty
-    /// stage and one with a retry policy too, before any stage runs.
-    fn check_wiring(&self) -> Result<()> {
-        let last = self.stages.len() - 1;
-        for (i, cmd) in self.stages.iter().enumerate() {
-            let spec = &cmd.spec;
-            let stdin_set = i > 0 && !matches!(spec.stdin, Input::Null);
-            let stdout_set = i < last
-                && (spec.spawn.has_stdout_file()
-                    || matches!(spec.stdout, Stdio::Null | Stdio::Inherit)
-                    || spec.io.stdout_tee.is_some()
-                    || spec.io.on_stdout_line.is_some());
-            // A stage can't be replayed alone: its input is gone.
-            let retried = cmd.retries();
-            let what = match (stdin_set, stdout_set) {
-                _ if retried => "it can't be retried alone (its input went by once); a pipeline is not retried",
-                _ if last > 0 && spec.spawn.pty.is_some() => "a pty session's stdio is its terminal, and a stage's are the chain's pipes",
-                (true, _) => "its stdin is the previous stage's stdout, so it can't have stdin of its own (give the head its input)",
-                (_, true) => "its stdout goes to the next stage, so it can't go to a file, /dev/null or the parent's stdout, nor to a stdout tee or line callback",
-                _ => continue,
-            };
-            return Err(Error::InvalidInput(format!(
-                "pipeline stage {} ({}): {what}",
-                i + 1,
-                cmd.display_name()
-            )));
-        }
-        Ok(())
     }
 
     /// The chain's timeout — its own or the soonest of its stages' (all

@@ -227,6 +227,54 @@ impl Spec {
         Err(crate::error::Error::InvalidInput(why.into()))
     }
 
+    /// Refuses what no OS can be given, from the strings alone (no look
+    /// at the file system): the program name ([`check_program`](Self::check_program)),
+    /// a NUL byte in `arg0`, an argument, a variable set (its name or
+    /// value) or the working directory, a variable name that is empty or
+    /// holds `=`. The start makes these checks first (`launch::prepare`),
+    /// and a pipeline makes them for every stage before it starts any.
+    pub(crate) fn check_passable(&self, program: &str) -> crate::error::Result<()> {
+        use crate::error::Error;
+        self.check_program()?;
+        let nul = |s: &OsStr| s.as_encoded_bytes().contains(&0);
+        let refused =
+            |what: String| Err(Error::InvalidInput(format!("{what} contains a NUL byte")));
+        if let Some(dir) = self.cwd.as_deref().filter(|d| nul(d.as_os_str())) {
+            return Err(Error::CurrentDir {
+                program: program.into(),
+                dir: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the working directory contains a NUL byte",
+                ),
+            });
+        }
+        if self.spawn.arg0().is_some_and(nul) {
+            return refused("the program name".into());
+        }
+        if let Some(i) = self.args.iter().position(|a| nul(a)) {
+            return refused(format!("argument {}", i + 1));
+        }
+        // Only the names the caller set are checked: an inherited one is
+        // passed on as it came, as std does (`vars_os` names a raw
+        // `=LEAD=1` entry `=LEAD`, and cmd.exe's `=C:` variables look the
+        // same), which joins back into the same entry; and a name to
+        // remove (`None`) may be such an inherited one.
+        let set = self.env.iter().filter_map(|(k, v)| Some((k, v.as_ref()?)));
+        if set
+            .clone()
+            .any(|(k, _)| k.is_empty() || k.to_string_lossy().contains('='))
+        {
+            return Err(Error::InvalidInput(
+                "an environment variable name is empty or contains '='".into(),
+            ));
+        }
+        if set.into_iter().any(|(k, v)| nul(k) || nul(v)) {
+            return refused("an environment variable".into());
+        }
+        Ok(())
+    }
+
     /// Records a change of variable `name` (`None`: removed). On Windows a
     /// change of the same variable under another spelling is replaced.
     pub(crate) fn set_env(&mut self, name: &OsStr, change: Option<OsString>) {

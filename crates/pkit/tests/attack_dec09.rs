@@ -7,10 +7,10 @@
 //! reported success; a `wait` abandoned while it collected the output
 //! (a caller's own timeout) lost it, and the next `wait` reported success
 //! with nothing captured; an interactive shell's background job on a pty
-//! outlived a process group (MEDIUM). Left (ignored, rated): a slow line
-//! callback of one thread's blocking run stalls every other thread's
-//! blocking runs, timeouts included (MEDIUM); a NUL byte in a later
-//! stage's argument is refused after the stages ahead of it started (LOW).
+//! outlived a process group (MEDIUM); a NUL byte in a later stage's
+//! argument was refused after the stages ahead of it started (LOW). Left
+//! (ignored, rated): a slow line callback of one thread's blocking run
+//! stalls every other thread's blocking runs, timeouts included (MEDIUM).
 //! The rest passed when written.
 
 mod common;
@@ -806,31 +806,74 @@ async fn an_unchecked_last_stage_never_fails_the_chain() {
 }
 
 /// A later stage with an argument no OS can take (a NUL byte) is refused
-/// as invalid input, like a pty stage, before any stage runs.
-///
-/// LOW, unfixed: the stages ahead of it are started (and killed at once)
-/// before the refusal; the head's side effects happen (here: the stderr
-/// file its start creates). The same holds for a missing program, which
-/// the docs name ("the stages already started are ended").
+/// as invalid input, like a pty stage, before any stage runs: the head's
+/// side effects (here: the stderr file its start creates) never happen.
+/// So is a NUL byte in its program, `arg0`, a variable's name or value,
+/// and its working directory (that one with the start's typed error,
+/// `CurrentDir`), through the verbs and `start`. A missing program is
+/// still found missing only at its stage's start, as the docs say ("the
+/// stages already started are ended").
 #[tokio::test]
-#[ignore = "attack14: LOW: a NUL byte in a later stage's argument is refused only after the stages ahead of it were started"]
 async fn a_stage_with_a_nul_argument_is_refused_before_any_stage_starts() {
     let s = begin("a_stage_with_a_nul_argument_is_refused_before_any_stage_starts").await;
-    for choice in mechanisms() {
-        let file = TempPath::new("nul-stage-head");
-        let chain = Pipe::new([
-            Command::new("true").stderr_file(file.path(), pkit::FileMode::Truncate),
+    let cases = [
+        (
+            "argument",
             Command::new("cat").arg("a\0b"),
-        ])
-        .mechanism(choice);
-        let err = bounded("nul stage", chain.output())
-            .await
-            .expect_err("refused");
-        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{choice}: {err}");
-        assert!(
-            !file.path().exists(),
-            "{choice}: the head was started before the chain was refused ({err})"
-        );
+            ErrorKind::InvalidInput,
+        ),
+        ("program", Command::new("c\0at"), ErrorKind::InvalidInput),
+        (
+            "arg0",
+            Command::new("cat").arg0("c\0at"),
+            ErrorKind::InvalidInput,
+        ),
+        (
+            "env name",
+            Command::new("cat").env("A\0B", "1"),
+            ErrorKind::InvalidInput,
+        ),
+        (
+            "env value",
+            Command::new("cat").env("AB", "1\0x"),
+            ErrorKind::InvalidInput,
+        ),
+        (
+            "cwd",
+            Command::new("cat").current_dir("/\0tmp"),
+            ErrorKind::CurrentDir,
+        ),
+    ];
+    for choice in mechanisms() {
+        for (what, bad, kind) in &cases {
+            for started in [false, true] {
+                let file = TempPath::new("nul-stage-head");
+                let chain = Pipe::new([
+                    Command::new("true").stderr_file(file.path(), pkit::FileMode::Truncate),
+                    Command::new("cat"),
+                    bad.clone(),
+                ])
+                .mechanism(choice);
+                let err = match started {
+                    false => bounded("nul stage", chain.output())
+                        .await
+                        .expect_err("refused"),
+                    true => chain.start().map(drop).expect_err("refused"),
+                };
+                assert!(
+                    !file.path().exists(),
+                    "{choice}: {what} (start: {started}): the head was started before the chain was refused ({err})"
+                );
+                assert_eq!(err.kind(), *kind, "{choice}: {what}: {err}");
+                if *kind == ErrorKind::InvalidInput {
+                    assert!(
+                        err.to_string().contains("pipeline stage 3 (")
+                            && err.to_string().contains("NUL byte"),
+                        "{choice}: {what}: {err}"
+                    );
+                }
+            }
+        }
     }
     s.end().await;
 }

@@ -553,21 +553,21 @@ fn a_terminal_stdin_path_is_not_taken_as_the_controlling_terminal() {
     });
 }
 
-/// FINDING (LOW): without a usable `/proc` (`Point::FifoProcFd` armed, as
-/// where it is not mounted), a bounded start's stdin that is a regular
-/// file when looked up and a FIFO (nobody writes to) by the time it is
-/// opened is still opened by its path on the caller's thread with no
+/// FINDING (LOW, fixed): without a usable `/proc` (`Point::FifoProcFd`
+/// armed, as where it is not mounted), a bounded start's stdin that is a
+/// regular file when looked up and a FIFO (nobody writes to) by the time
+/// it is opened was opened by its path on the caller's thread with no
 /// bound (sys/open_wait.rs `open`: `Looked::Found(other) => open_now(&
-/// other.name, ..)`, `name` the path then): the start waits past its 2 s
-/// timeout, as before the races merge, which closed this only where
-/// `/proc` works. Held 20 s past the swap here, then let go (by opening
-/// the FIFO's other end through a second name). A dangling stdout link
-/// (`look`'s fallback `open_now(path, ..)` after three looks) has the same
-/// unbounded open, if a FIFO appears at its target between the third look
-/// and that open (a race, not reproduced here).
+/// other.name, ..)`, `name` the path then): the start waited past its 2 s
+/// timeout. Now that open is non-blocking (`open_unless_fifo`), and a
+/// FIFO found so is opened within the bounds as one the look found is.
+/// Held 20 s past the swap here before, then let go (by opening the
+/// FIFO's other end through a second name). A dangling stdout link
+/// (`look`'s fallback open by its path after three looks) goes the same
+/// way, if a FIFO appears at its target between the third look and that
+/// open (a race, not reproduced here).
 #[cfg(feature = "fault-injection")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv21 finding: without /proc a file swapped for a FIFO after the lookup waits unbounded"]
 async fn without_proc_a_stdin_file_swapped_for_a_fifo_is_opened_within_the_bound() {
     use pkit::fault::{clear, hold, inject, reached, release, Point};
     let alone = begin_exclusive().await;

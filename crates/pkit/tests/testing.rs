@@ -642,6 +642,84 @@ fn corrupt_and_future_cassettes_are_clear_errors() {
     assert!(err.to_string().starts_with("reading the cassette"), "{err}");
 }
 
+/// A cassette path that is no regular file, or a file over
+/// `RecordReplay::MAX_BYTES`, is refused with an `Io` error naming the
+/// path (and the limit), never read into memory whole and never waited
+/// on: a FIFO nobody writes to, `/dev/zero`, a directory, a sparse file
+/// one byte over the limit. A file of exactly the limit is read (and is
+/// then no cassette). Before, replay read the whole file: `/dev/zero`
+/// until memory ran out, a FIFO forever. A cassette `save` would make
+/// over the limit is refused, writing nothing.
+#[tokio::test]
+async fn a_cassette_that_is_no_file_or_over_the_limit_is_refused_unread() {
+    let dir = TempPath::new("cassette-odd");
+    std::fs::create_dir(dir.path()).unwrap();
+    let fifo = dir.path().join("fifo.json");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let over = dir.path().join("over.json");
+    let at = dir.path().join("at.json");
+    for (path, len) in [
+        (&over, RecordReplay::MAX_BYTES + 1),
+        (&at, RecordReplay::MAX_BYTES),
+    ] {
+        std::fs::File::create(path).unwrap().set_len(len).unwrap(); // sparse
+    }
+    let cases = [
+        (
+            fifo.clone(),
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ),
+        (
+            "/dev/zero".into(),
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ),
+        (
+            dir.path().to_path_buf(),
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ),
+        (over.clone(), std::io::ErrorKind::FileTooLarge, "67108864"),
+        (at.clone(), std::io::ErrorKind::InvalidData, "corrupt JSON"),
+    ];
+    for (path, io_kind, says) in cases {
+        // On a thread: a replay that waits on the FIFO fails the test, not hangs it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || tx.send(RecordReplay::replay(&p).map(drop)));
+        let got = rx.recv_timeout(DEADLINE);
+        let err = match got {
+            Ok(r) => r.expect_err("refused"),
+            Err(_) => panic!(
+                "{}: replay still reading after {DEADLINE:?}",
+                path.display()
+            ),
+        };
+        assert_eq!(err.kind(), ErrorKind::Io, "{}: {err}", path.display());
+        let Error::Io { source, .. } = &err else {
+            unreachable!()
+        };
+        assert_eq!(source.kind(), io_kind, "{}: {err}", path.display());
+        let text = err.to_string();
+        assert!(text.contains(says), "{}: {text}", path.display());
+        assert!(text.contains(path.to_str().unwrap()), "{text}");
+    }
+    // save: refused, nothing written.
+    let big = dir.path().join("big.json");
+    let inner = ScriptedRunner::new().on(["tool"], Reply::ok(vec![b'x'; 65 << 20]));
+    let recorder = Arc::new(RecordReplay::record(&big, Arc::new(inner)));
+    let out = Command::new("tool").runner(recorder.clone()).output().await;
+    assert_eq!(out.unwrap().stdout().len(), 65 << 20);
+    let err = recorder.save().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("MAX_BYTES"), "{err}");
+    assert!(!big.exists());
+    std::fs::remove_dir_all(dir.path()).unwrap();
+}
+
 /// A signal number no process can be ended by (0, negative, past 64,
 /// Linux's `SIGRTMAX`) and a format below 1 are corrupt cassettes, each
 /// an `InvalidData` error naming the field; the signals 1 and 64 and the

@@ -203,7 +203,9 @@ impl Command {
     /// the same FIFO: its wait ends too, and its child starts to read an
     /// end of file (stdin) or to write into a broken pipe (stdout). On Linux (with `/proc` mounted) the FIFO waited on
     /// and given up is the one the path named at the start, even if it is
-    /// renamed or replaced meanwhile (elsewhere the path is opened again).
+    /// renamed or replaced meanwhile (elsewhere the path is opened again;
+    /// a FIFO put in place of a file after it was looked up is then waited
+    /// on within the same bounds).
     /// Where that other end can't be opened (a FIFO its user may open only
     /// the child's way, such as mode 0200 for a stdout file) or does not
     /// end the wait, pkit sends SIGURG to its own waiting thread instead,

@@ -85,7 +85,7 @@ struct Found {
     /// On Linux, the file itself (an `O_PATH` descriptor, which opening
     /// never waits for): kept open while the open, the FIFO's thread or a
     /// give-up may still open it through `name`, and closed after.
-    _held: Option<std::os::fd::OwnedFd>,
+    held: Option<std::os::fd::OwnedFd>,
     /// `/proc/thread-self/fd/<held>`, which reaches that very file
     /// whatever the path names by then (the threads share one descriptor
     /// table); without a usable `/proc`, or off Linux, the path itself.
@@ -94,6 +94,21 @@ struct Found {
 
 #[cfg(unix)]
 impl Found {
+    /// A FIFO found at `path` by opening it (see [`open_unless_fifo`]).
+    fn fifo_at(path: &std::path::Path) -> Found {
+        Found {
+            fifo: true,
+            held: None,
+            name: path.to_path_buf(),
+        }
+    }
+
+    /// Whether `name` is the path, not the file looked at (no usable
+    /// `/proc`, or not Linux): what it names may have changed since.
+    fn by_path(&self) -> bool {
+        self.held.is_none()
+    }
+
     /// The file at `path`, or why it can't be looked at (the errno the
     /// open of the path would report too).
     fn at(path: &std::path::Path) -> Result<Found, rustix::io::Errno> {
@@ -118,13 +133,13 @@ impl Found {
             Ok(if same {
                 Found {
                     fifo: fifo(&st),
-                    _held: Some(held),
+                    held: Some(held),
                     name,
                 }
             } else {
                 Found {
                     fifo: fifo(&st),
-                    _held: None,
+                    held: None,
                     name: path.to_path_buf(),
                 }
             })
@@ -134,7 +149,7 @@ impl Found {
             let st = rustix::fs::stat(path)?;
             Ok(Found {
                 fifo: fifo(&st),
-                _held: None,
+                held: None,
                 name: path.to_path_buf(),
             })
         }
@@ -154,7 +169,9 @@ enum Looked {
 /// `O_EXCL` too: a new regular file, never a FIFO made meanwhile at that
 /// name (which is then looked up again). A name that exists yet can't be
 /// looked up (a dangling symbolic link, whose target the open creates) is
-/// opened by its path after a few looks, as an unbounded open is.
+/// opened by its path after a few looks, as an unbounded open is, except
+/// that a FIFO found there by then is left to the bounded open
+/// ([`open_unless_fifo`]).
 #[cfg(unix)]
 fn look(
     path: &std::path::Path,
@@ -176,7 +193,41 @@ fn look(
             Err(e) => return Err(e.into()),
         }
     }
-    open_now(path, flags, mode).map(Looked::Opened)
+    Ok(match open_unless_fifo(path, flags, mode)? {
+        Some(fd) => Looked::Opened(fd),
+        None => Looked::Found(Found::fifo_at(path)),
+    })
+}
+
+/// Opens `name` (a path, which may name another file than the one looked
+/// at by now) without waiting for a FIFO's other end: non-blocking, then
+/// made blocking again (unless `flags` ask for non-blocking). `None` when
+/// it is a FIFO (put there since the look): that open is closed at once
+/// (a writer waiting in its own open of it may have been let through by
+/// that instant) and the FIFO is left to the bounded open, as one found
+/// by the look is.
+#[cfg(unix)]
+fn open_unless_fifo(
+    name: &std::path::Path,
+    flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+) -> io::Result<Option<std::os::fd::OwnedFd>> {
+    use rustix::fs::{FileType, OFlags};
+    let fd = match open_now(name, flags | OFlags::NONBLOCK, mode) {
+        // A FIFO's write end with no reader (or a device or socket that
+        // is not there, which the bounded open finds out again).
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok(None),
+        opened => opened?,
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Fifo {
+        return Ok(None);
+    }
+    if !flags.contains(OFlags::NONBLOCK) {
+        let now = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, now - OFlags::NONBLOCK)?;
+    }
+    Ok(Some(fd))
 }
 
 /// `open(2)`, retried when a caught signal interrupts it (as
@@ -206,7 +257,9 @@ fn open_now(
 /// meanwhile changes nothing (a regular file replaced by a FIFO never
 /// makes the open wait unbounded). A path that names nothing yet is
 /// created with `O_EXCL` (see [`look`]). Without `/proc` (or off Linux)
-/// the file found is opened by its path, and a give-up opens the path
+/// the file found is opened by its path, non-blocking (a FIFO put there
+/// meanwhile is then opened as a FIFO found by the look is, on the thread,
+/// within the bounds: [`open_unless_fifo`]), and a give-up opens the path
 /// too, which may name another file by then (see below).
 ///
 /// Given up, the FIFO's other end is opened here for an instant
@@ -237,6 +290,13 @@ pub(crate) fn open(
     }
     let fifo = match look(path, flags, mode)? {
         Looked::Found(found) if found.fifo => found,
+        // By its path: a FIFO put there since the look is opened as one.
+        Looked::Found(other) if other.by_path() => {
+            match open_unless_fifo(&other.name, flags, mode)? {
+                Some(fd) => return Ok(fd),
+                None => Found::fifo_at(path),
+            }
+        }
         // Never waits for another end: opened at once, the very file
         // looked at (a FIFO put in its place meanwhile is not reached).
         Looked::Found(other) => return open_now(&other.name, flags, mode),

@@ -6,8 +6,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-
 use crate::command::Command;
 use crate::command::Runner;
 use crate::error::{ArgList, Error, Result};
@@ -20,22 +18,11 @@ use crate::redact::redact_cut;
 use super::private_file::write_private;
 use super::runs::{Arg, Blob, RecordedOutcome, Run};
 use super::tape::{self, Recording};
+use file::{Cassette, FORMAT, FORMAT_STARTED, FORMAT_VERBS_ONLY};
 
-/// The newest cassette format this pkit reads, and the one it writes when
-/// the cassette holds a secret argument (see [`RecordReplay`]).
-const FORMAT: u64 = 3;
-/// The format written when the cassette holds a started run and no secret
-/// argument: what pkit before format 3 reads.
-const FORMAT_STARTED: u64 = 2;
-/// The format written when every run came through a verb: what pkit
-/// before format 2 reads.
-const FORMAT_VERBS_ONLY: u64 = 1;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Cassette {
-    format: u64,
-    runs: Vec<Run>,
-}
+mod file;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 
 /// What a run is matched on: program, arguments (a secret one as
 /// [`Arg::SECRET`], whatever its value), working directory.
@@ -128,7 +115,10 @@ struct State {
 ///   moment it took to play).
 /// - The file is written owner-only (mode 0600), through a temporary file
 ///   in the same directory renamed into place; a cassette path that is a
-///   symbolic link is refused. It has a format version: a cassette from a
+///   symbolic link is refused. It holds at most
+///   [`MAX_BYTES`](Self::MAX_BYTES) (64 MiB): replay refuses a larger
+///   file, reading no more than that, and one that is not a regular file
+///   (a device, a FIFO) without reading it. It has a format version: a cassette from a
 ///   newer pkit, or a corrupt one, is a clear error. On Windows there is no
 ///   mode: the file gets the permissions (ACL) its directory passes on.
 ///
@@ -245,21 +235,32 @@ impl RecordReplay {
         }
     }
 
+    /// The largest cassette file [`replay`](Self::replay) reads, and
+    /// [`save`](Self::save) writes: 64 MiB. A larger one is refused
+    /// rather than read into memory whole.
+    pub const MAX_BYTES: u64 = file::MAX_BYTES;
+
     /// Answers every command from the cassette at `path`, running nothing.
     ///
     /// # Errors
     ///
-    /// The file can't be read ([`Error::Io`]); it is not a
+    /// The file can't be read ([`Error::Io`]); it is not a regular file
+    /// (a directory, a device such as `/dev/zero`, a FIFO: [`Error::Io`]
+    /// with [`InvalidInput`](std::io::ErrorKind::InvalidInput), nothing
+    /// read, a FIFO nobody writes to included), or holds more than
+    /// [`MAX_BYTES`](Self::MAX_BYTES) ([`Error::Io`] with
+    /// [`FileTooLarge`](std::io::ErrorKind::FileTooLarge), no more than
+    /// that read); it is not a
     /// cassette (format 0 included), or is corrupt (a signal number
     /// outside 1 to 64 included), or was written in a newer format
     /// ([`Error::Io`] with [`InvalidData`](std::io::ErrorKind::InvalidData),
-    /// saying which).
+    /// saying which). Each error's message names the path.
     pub fn replay(path: impl AsRef<Path>) -> Result<RecordReplay> {
         let path = path.as_ref();
-        let text = std::fs::read(path).map_err(|e| Error::io("reading the cassette", e))?;
-        let runs = parse(&text).map_err(|why| {
+        let text = file::read(path)?;
+        let runs = file::parse(&text).map_err(|why| {
             Error::io(
-                "reading the cassette",
+                format!("reading the cassette {}", path.display()),
                 io::Error::new(io::ErrorKind::InvalidData, why),
             )
         })?;
@@ -286,7 +287,8 @@ impl RecordReplay {
     /// [`Error::InvalidInput`](crate::Error::InvalidInput), writing nothing, when a recorded
     /// run's command is marked [`secret_output`](Command::secret_output), or a run ended by
     /// a signal no process can have (a scripted [`Reply::signalled`](super::Reply::signalled)
-    /// outside 1 to 127), which replay would refuse.
+    /// outside 1 to 127), or a cassette over [`MAX_BYTES`](Self::MAX_BYTES), which replay
+    /// would refuse.
     pub fn save(&self) -> Result<()> {
         let runs = self.state().runs();
         if let Some(run) = runs.iter().find(|r| r.secret_output) {
@@ -313,6 +315,14 @@ impl RecordReplay {
         let mut json = serde_json::to_vec_pretty(&cassette)
             .map_err(|e| Error::io("saving the cassette", io::Error::other(e)))?;
         json.push(b'\n');
+        if json.len() as u64 > Self::MAX_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "the cassette would be {} bytes, over {} (RecordReplay::MAX_BYTES), which replay \
+                 refuses: nothing was saved",
+                json.len(),
+                Self::MAX_BYTES
+            )));
+        }
         write_private(&self.path, &json).map_err(|e| Error::io("saving the cassette", e))
     }
 
@@ -487,113 +497,5 @@ fn run_of(cmd: &Command) -> Run {
         stderr_total_bytes: 0,
         output: Vec::new(),
         secret_output: cmd.spec.io.secret_output,
-    }
-}
-
-/// The runs of a cassette file, or why it is not one.
-fn parse(bytes: &[u8]) -> std::result::Result<Vec<Run>, String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not a cassette (corrupt JSON at line {})", e.line()))?;
-    let format = match value.get("format") {
-        Some(v) => v
-            .as_u64()
-            .ok_or("not a cassette (its format version is not a number)")?,
-        None => return Err("not a cassette (no format version)".into()),
-    };
-    if format > FORMAT {
-        return Err(format!(
-            "cassette format {format} is newer than this pkit reads (up to {FORMAT}): upgrade pkit or record it again"
-        ));
-    }
-    if format < FORMAT_VERBS_ONLY {
-        return Err(format!(
-            "not a cassette (format {format}: the cassette formats are {FORMAT_VERBS_ONLY} to {FORMAT})"
-        ));
-    }
-    super::runs::check_args(&value)?;
-    let cassette: Cassette =
-        serde_json::from_value(value).map_err(|e| format!("corrupt cassette: {e}"))?;
-    super::runs::check_outcomes(&cassette.runs)?;
-    Ok(cassette.runs)
-}
-
-/// Entry points for the cassette fuzz target (hidden `fuzzing` feature).
-#[cfg(feature = "fuzzing")]
-pub(crate) mod fuzzing {
-    use std::ffi::OsString;
-    use std::os::unix::ffi::OsStringExt;
-
-    use super::{parse, Cassette, Mode, RecordReplay, RecordedOutcome, State, FORMAT};
-    use crate::output::Outcome;
-    use crate::Command;
-
-    /// Loads a cassette's bytes as [`RecordReplay::replay`] does, then
-    /// replays every run it holds and checks the answer is the recorded
-    /// one (outcome, stdout and stderr byte for byte, byte totals). On
-    /// success: the cassette as [`RecordReplay::save`] would write it.
-    pub fn cassette_load(bytes: &[u8]) -> Result<Vec<u8>, String> {
-        let runs = parse(bytes)?;
-        let replay = RecordReplay {
-            path: "fuzz.cassette.json".into(),
-            mode: Mode::Replay,
-            state: std::sync::Mutex::new(State {
-                runs: runs.iter().cloned().map(super::Entry::Run).collect(),
-                answered: Default::default(),
-            }),
-        };
-        for (i, run) in runs.iter().enumerate() {
-            // The first recorded run of this command answers it the first
-            // time: replay only the first run of each key.
-            if runs[..i]
-                .iter()
-                .any(|r| super::key_of_run(r) == super::key_of_run(run))
-            {
-                continue;
-            }
-            let os = |b: &super::Blob| OsString::from_vec(b.clone().into_bytes());
-            let mut cmd = Command::new(os(&run.program));
-            for arg in &run.args {
-                cmd = match arg {
-                    super::Arg::Plain(b) => cmd.arg(os(b)),
-                    super::Arg::Secret(_) => cmd.secret_arg("replayed"),
-                };
-            }
-            if let Some(cwd) = &run.cwd {
-                cmd = cmd.current_dir(os(cwd));
-            }
-            let out = replay
-                .replay_one(&cmd)
-                .map_err(|e| format!("run {i} not replayed: {e}"))?;
-            let want = match run.outcome {
-                RecordedOutcome::Exited(c) => Outcome::Exited(c),
-                RecordedOutcome::Signalled(s) => Outcome::Signalled(s),
-                RecordedOutcome::TimedOut => Outcome::TimedOut,
-            };
-            assert_eq!(out.outcome(), want, "run {i}: outcome");
-            let (stdout, stderr) = (
-                run.stdout.clone().into_bytes(),
-                run.stderr.clone().into_bytes(),
-            );
-            assert_eq!(out.stdout(), &stdout[..], "run {i}");
-            assert_eq!(out.stderr(), &stderr[..], "run {i}");
-            // A total is never less than the bytes captured (an edited
-            // cassette may say less).
-            let total = |n: u64, b: &[u8]| n.max(b.len() as u64);
-            assert_eq!(
-                out.stdout_total_bytes(),
-                total(run.stdout_total_bytes, &stdout),
-                "run {i}"
-            );
-            assert_eq!(
-                out.stderr_total_bytes(),
-                total(run.stderr_total_bytes, &stderr),
-                "run {i}"
-            );
-        }
-        let cassette = Cassette {
-            format: FORMAT,
-            runs,
-        };
-        serde_json::to_vec_pretty(&cassette).map_err(|e| format!("not written back: {e}"))
     }
 }
