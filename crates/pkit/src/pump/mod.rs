@@ -284,7 +284,8 @@ async fn run_keeping(
         // the runtime's other tasks run after a few big reads with no wait
         // between them (see `source::BIG_READS_PER_YIELD`).
         let busy = match step {
-            // A read in place that filled the largest class's room.
+            // A read in place that filled a room of half the largest
+            // class or more (the pipe may hold more).
             Step::Read(Ok(n)) if in_place => {
                 sinks.splitter.note_read(n) && n >= split::MAX_CLASS / 2
             }
