@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use super::split::Batch;
+use super::batch::Batch;
 use super::Line;
 
 /// What happens when the line stream's buffer is full.
@@ -101,10 +101,10 @@ struct State {
     spares: Vec<Vec<u8>>,
 }
 
-/// How many emptied batch buffers a queue keeps for its readers: one per
-/// stream is what a steady stream needs (one batch being read while the
-/// last one is handed out).
-const SPARES: usize = 2;
+/// How many emptied batch buffers a queue keeps for its readers: a read
+/// buffer becomes its batch (see `Splitter::read_room`), so a steady stream
+/// needs one back per batch, and two streams share the queue.
+const SPARES: usize = 4;
 
 struct Shared {
     state: Mutex<State>,

@@ -16,157 +16,23 @@
 //! release happen on one thread (the allocator's fast path) and the reader
 //! makes a few allocations per read instead of one per line.
 
-use std::sync::Arc;
+use super::batch::{Batch, Span};
+use super::StreamKind;
 
-use super::{Line, StreamKind};
+/// How many emptied batch buffers a splitter holds for its next batches
+/// and reads: one being read into, one or two queued, one handed out.
+/// (With fewer, most reads would allocate a buffer of 4 KiB or more, and
+/// such allocations and frees set off the allocator's consolidation.)
+const SPARES: usize = 4;
 
-/// Where one line (or piece of an over-long line) lies in a batch's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    end: usize,
-    /// More of the same line follows (the cap cut it).
-    partial: bool,
-}
-
-/// Whole lines of one stream, in order, sharing one text buffer.
-///
-/// Splitting a batch (when the queue has room for only part of it) shares
-/// the buffer instead of copying it.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    stream: StreamKind,
-    shared: Arc<BatchText>,
-    /// The lines `next..end` of `shared` are this batch's, not yet taken.
-    next: usize,
-    end: usize,
-}
-
-#[derive(Debug)]
-struct BatchText {
-    text: String,
-    spans: Vec<Span>,
-}
-
-impl Batch {
-    fn new(stream: StreamKind, text: String, spans: Vec<Span>) -> Batch {
-        let end = spans.len();
-        Batch {
-            stream,
-            shared: Arc::new(BatchText { text, spans }),
-            next: 0,
-            end,
-        }
-    }
-
-    /// Lines not yet taken.
-    pub(crate) fn len(&self) -> usize {
-        self.end - self.next
-    }
-
-    /// The text of the lines not yet taken, without taking them.
-    pub(crate) fn texts(&self) -> impl Iterator<Item = &str> {
-        let BatchText { text, spans } = &*self.shared;
-        spans[self.next..self.end]
-            .iter()
-            .map(|s| text.get(s.start..s.end).unwrap_or_default())
-    }
-
-    /// Takes the next line.
-    #[inline]
-    pub(crate) fn pop(&mut self) -> Option<Line> {
-        if self.next == self.end {
-            return None;
-        }
-        let span = self.shared.spans[self.next];
-        self.next += 1;
-        // A batch of one line (what a trickle of lines brings) gives its
-        // buffer to the line, no copy. (Checked before `get_mut`, which
-        // costs two atomic operations: not something to do per line.)
-        let whole = self.shared.spans.len() == 1 && span.start == 0;
-        let own = if whole {
-            Arc::get_mut(&mut self.shared)
-        } else {
-            None
-        };
-        let text = match own {
-            Some(own) => {
-                let mut text = std::mem::take(&mut own.text);
-                text.truncate(span.end);
-                text
-            }
-            None => self
-                .shared
-                .text
-                .get(span.start..span.end)
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        Some(Line {
-            stream: self.stream,
-            text,
-            partial: span.partial,
-        })
-    }
-
-    /// Copies this batch's lines into a buffer of their own when they are
-    /// a small part of the one they share (after the rest was dropped), so
-    /// a queue of a few lines never holds whole read buffers.
-    pub(crate) fn compact(&mut self) {
-        let spans = &self.shared.spans[self.next..self.end];
-        let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
-            return;
-        };
-        let (from, to) = (first.start, last.end);
-        if (to - from) * 2 >= self.shared.text.capacity() {
-            return;
-        }
-        let text = self
-            .shared
-            .text
-            .get(from..to)
-            .unwrap_or_default()
-            .to_owned();
-        let spans = spans
-            .iter()
-            .map(|s| Span {
-                start: s.start - from,
-                end: s.end - from,
-                partial: s.partial,
-            })
-            .collect();
-        *self = Batch::new(self.stream, text, spans);
-    }
-
-    /// The text buffer back, emptied, once every line was taken and no
-    /// other batch shares it (see [`Splitter::give_spare`]).
-    pub(crate) fn into_spare(self) -> Option<Vec<u8>> {
-        if self.next != self.end {
-            return None;
-        }
-        let text = Arc::try_unwrap(self.shared).ok()?.text;
-        let mut bytes = text.into_bytes();
-        bytes.clear();
-        (bytes.capacity() > 0).then_some(bytes)
-    }
-
-    /// Moves the first `n` lines not yet taken into a batch of their own
-    /// (sharing the buffer), leaving the rest here.
-    pub(crate) fn split_front(&mut self, n: usize) -> Batch {
-        let n = n.min(self.len());
-        let front = Batch {
-            stream: self.stream,
-            shared: self.shared.clone(),
-            next: self.next,
-            end: self.next + n,
-        };
-        self.next += n;
-        front
-    }
-}
-
-/// How many emptied batch buffers a splitter holds for its next batches.
-const SPARES: usize = 2;
+/// The read classes (see [`Splitter::read_room`]): the smallest, the first
+/// (most streams are small, stderr often empty) and the largest. Lines read
+/// in place keep to these small reads: each read's buffer travels to the
+/// consumer with its lines, so big reads would hold megabytes in the queue
+/// (a line consumer gains nothing from them; a capture or a forward does).
+const MIN_CLASS: usize = 4 * 1024;
+const FIRST_CLASS: usize = 8 * 1024;
+pub(super) const MAX_CLASS: usize = 64 * 1024;
 
 /// Incremental splitter: append input, take batches of complete lines.
 #[derive(Debug)]
@@ -184,6 +50,11 @@ pub(crate) struct Splitter {
     spares: Vec<Vec<u8>>,
     /// How many lines the last batch had: the next one's first guess.
     last_spans: usize,
+    /// The read class: a power of two, what the next read in place is
+    /// expected to bring at most (see [`read_room`](Self::read_room)).
+    class: usize,
+    /// The room the last [`read_room`](Self::read_room) offered.
+    room: usize,
 }
 
 impl Splitter {
@@ -195,7 +66,75 @@ impl Splitter {
             lines_done: 0,
             spares: Vec::new(),
             last_spans: 0,
+            class: FIRST_CLASS,
+            room: 0,
         }
+    }
+
+    /// Makes the input buffer ready for one read in place, and returns
+    /// where that read's bytes will start (the carried tail's length).
+    ///
+    /// The buffer is sized to the read class: room for the tail and at
+    /// least half a class, a power of two (or a spare of up to twice that).
+    /// A read that brings about as much as the last ones then fills at
+    /// least half of the buffer, and the buffer itself becomes the batch
+    /// (see `take`) instead of its lines being copied out. The class is the
+    /// next power of two of the last read when that is more, doubled after
+    /// a read that filled its room, and one step less after a read under
+    /// half of it, from [`MIN_CLASS`] to [`MAX_CLASS`] (see
+    /// [`note_read`](Self::note_read)).
+    pub(crate) fn read_room(&mut self) -> usize {
+        let tail = self.buf.len();
+        let want = self.class_room(tail);
+        if !(want..want * 2).contains(&self.buf.capacity()) {
+            // Sized for another class (or empty): the tail moves to one
+            // that suits, and the old buffer is kept as a spare.
+            let fresh = self.carry(tail, want);
+            let mut old = std::mem::replace(&mut self.buf, fresh);
+            if old.capacity() > 0 {
+                old.clear();
+                self.give_spare(old);
+            }
+        }
+        self.room = self.buf.capacity() - tail;
+        tail
+    }
+
+    /// Notes what the read after [`read_room`](Self::read_room) brought,
+    /// for the next read's class; true when it filled its room (the pipe
+    /// may hold more).
+    pub(crate) fn note_read(&mut self, n: usize) -> bool {
+        let filled = n >= self.room;
+        let fit = n.next_power_of_two().clamp(MIN_CLASS, MAX_CLASS);
+        // Up at once, down a step a read: a class that fell to one small
+        // read's size would make the next bigger read fill its room and
+        // take a second read (measured: twice the reads, with more reads
+        // copied). A filled room (smaller than the class when a long
+        // line's tail takes part of it) doubles the class whatever the
+        // read's size.
+        self.class = if filled {
+            (fit.max(self.class) * 2).min(MAX_CLASS)
+        } else if fit < self.class {
+            (self.class / 2).max(MIN_CLASS)
+        } else {
+            fit
+        };
+        filled
+    }
+
+    /// The capacity a read buffer of the class carrying `tail` bytes gets.
+    fn class_room(&self, tail: usize) -> usize {
+        (tail + self.class / 2).next_power_of_two().max(self.class)
+    }
+
+    /// A buffer of capacity `want` (a spare of up to twice that, else a new
+    /// one) holding `buf[len - tail..]`.
+    fn carry(&mut self, tail: usize, want: usize) -> Vec<u8> {
+        let mut fresh = self
+            .spare_within(want, want * 2 - 1)
+            .unwrap_or_else(|| Vec::with_capacity(want));
+        fresh.extend_from_slice(&self.buf[self.buf.len() - tail..]);
+        fresh
     }
 
     /// Offers an emptied buffer for a later batch's text: used when its
@@ -319,13 +258,10 @@ impl Splitter {
     /// Makes a batch of `buf[..done]`, keeping the rest as the carried tail.
     fn take(&mut self, done: usize, mut spans: Vec<Span>, stream: StreamKind) -> Batch {
         let bytes = if done * 2 >= self.buf.capacity() {
-            // Well filled: hand the buffer itself over, carry the tail in a
-            // new one as big (the next read needs the room anyway).
-            let room = self.buf.capacity();
-            let mut rest = self
-                .spare_within(room, usize::MAX)
-                .unwrap_or_else(|| Vec::with_capacity(room));
-            rest.extend_from_slice(&self.buf[done..]);
+            // Well filled: hand the buffer itself over, carry the tail in
+            // one sized to the read class (the next read needs the room).
+            let tail = self.buf.len() - done;
+            let rest = self.carry(tail, self.class_room(tail));
             let mut bytes = std::mem::replace(&mut self.buf, rest);
             bytes.truncate(done);
             bytes
@@ -383,214 +319,5 @@ fn char_boundary(buf: &[u8]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn split(chunks: &[&[u8]], max: usize) -> Vec<(String, bool)> {
-        let mut s = Splitter::new(max);
-        let mut out = Vec::new();
-        let mut take = |b: Option<Batch>| {
-            if let Some(mut b) = b {
-                while let Some(l) = b.pop() {
-                    out.push((l.text, l.partial));
-                }
-            }
-        };
-        for c in chunks {
-            s.extend(c);
-            take(s.split(StreamKind::Stdout));
-        }
-        take(s.finish(StreamKind::Stdout));
-        out
-    }
-
-    fn whole(v: &[&str]) -> Vec<(String, bool)> {
-        v.iter().map(|s| (s.to_string(), false)).collect()
-    }
-
-    #[test]
-    fn lines_across_chunks() {
-        assert_eq!(
-            split(&[b"a\nb", b"c\r\n", b"\nd"], 100),
-            whole(&["a", "bc", "", "d"])
-        );
-        assert_eq!(split(&[b"x\n"], 100), whole(&["x"]));
-        assert_eq!(split(&[b""], 100), whole(&[]));
-        assert_eq!(split(&[b"\r\r\n"], 100), whole(&["\r"]));
-        assert_eq!(
-            split(&[b"a\n", b"b\nc\n", b"d"], 100),
-            whole(&["a", "b", "c", "d"])
-        );
-    }
-
-    #[test]
-    fn long_lines_are_cut_into_pieces() {
-        let out = split(&[b"abcdefghij", b"klm\nz\n"], 4);
-        assert_eq!(
-            out,
-            vec![
-                ("abcd".into(), true),
-                ("efgh".into(), true),
-                ("ijkl".into(), true),
-                ("m".into(), false),
-                ("z".into(), false)
-            ]
-        );
-        // A tail longer than the cap at end of input.
-        let out = split(&[b"abcdefghij"], 4);
-        assert_eq!(
-            out,
-            vec![
-                ("abcd".into(), true),
-                ("efgh".into(), true),
-                ("ij".into(), false)
-            ]
-        );
-    }
-
-    /// Review F10: the `\r` of a CRLF ending does not count against the
-    /// cap, however the input is chunked.
-    #[test]
-    fn a_crlf_line_at_the_cap_is_one_line() {
-        let want = whole(&["abcd", "xy"]);
-        for chunks in [
-            &[&b"abcd\r\nxy\r\n"[..]][..],
-            &[b"abcd\r", b"\nxy\r\n"],
-            &[b"abcd", b"\r\nxy\r\n"],
-            &[b"ab", b"cd\r", b"\n", b"xy\r\n"],
-        ] {
-            assert_eq!(split(chunks, 4), want, "{chunks:?}");
-        }
-        // At multiples of the cap: pieces, the last one whole.
-        let want = vec![("abcd".to_string(), true), ("efgh".to_string(), false)];
-        assert_eq!(split(&[b"abcdefgh\r\n"], 4), want);
-        assert_eq!(split(&[b"abcdefgh\r", b"\n"], 4), want);
-        assert_eq!(split(&[b"abcdefgh", b"\r\n"], 4), want);
-        // A lone `\r` is text: it counts, and is cut like any byte.
-        assert_eq!(
-            split(&[b"abcd\rx\n"], 4),
-            vec![("abcd".to_string(), true), ("\rx".to_string(), false)]
-        );
-        assert_eq!(
-            split(&[b"abcd\r", b"x\n"], 4),
-            vec![("abcd".to_string(), true), ("\rx".to_string(), false)]
-        );
-    }
-
-    /// Review (appendix B): the split never depends on how the input is
-    /// chunked.
-    #[test]
-    fn chunking_never_changes_the_split() {
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let alphabet: &[&[u8]] = &[
-            b"a",
-            b"b",
-            b"\n",
-            b"\r",
-            b"\r\n",
-            "\u{e9}".as_bytes(),
-            "\u{20ac}".as_bytes(),
-            "\u{1F600}".as_bytes(),
-            b"\xff",
-            b"\xe2\x82",
-        ];
-        for case in 0..20_000 {
-            let mut input = Vec::new();
-            for _ in 0..rnd() % 40 {
-                input.extend_from_slice(alphabet[(rnd() % alphabet.len() as u64) as usize]);
-            }
-            let max = 4 + (rnd() % 6) as usize;
-            let mut chunks: Vec<&[u8]> = Vec::new();
-            let mut i = 0;
-            while i < input.len() {
-                let j = (i + 1 + (rnd() % 7) as usize).min(input.len());
-                chunks.push(&input[i..j]);
-                i = j;
-            }
-            assert_eq!(
-                split(&[&input], max),
-                split(&chunks, max),
-                "case {case}, max {max}, input {input:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn cuts_respect_utf8() {
-        // "ééé" is 6 bytes; a cap of 5 must not split the third é.
-        let out = split(&["ééé\n".as_bytes()], 5);
-        assert_eq!(out, vec![("éé".into(), true), ("é".into(), false)]);
-    }
-
-    #[test]
-    fn invalid_sequences_are_replaced_per_line() {
-        assert_eq!(
-            split(&[b"caf\xe9\nok\n\xff"], 100),
-            whole(&["caf\u{FFFD}", "ok", "\u{FFFD}"])
-        );
-        // A character split across reads comes out whole.
-        let e = "é".as_bytes();
-        assert_eq!(split(&[&[b'a', e[0]], &[e[1], b'\n']], 100), whole(&["aé"]));
-    }
-
-    /// The partial line a prompt probe sees, and how many lines came
-    /// before it (pieces of a cut line don't count).
-    #[test]
-    fn the_tail_and_its_line_number() {
-        let mut s = Splitter::new(4);
-        s.extend(b"ab\ncdefgh\nPass");
-        let _ = s.split(StreamKind::Stdout);
-        assert_eq!(s.tail(), (2, &b"Pass"[..]));
-        s.extend(b"\n");
-        let _ = s.split(StreamKind::Stdout);
-        assert_eq!(s.tail(), (3, &b""[..]));
-    }
-
-    #[test]
-    fn a_batch_splits_at_a_line() {
-        let mut s = Splitter::new(100);
-        s.extend(b"one\ntwo\nthree\n");
-        let mut b = s.split(StreamKind::Stderr).unwrap();
-        let mut front = b.split_front(2);
-        assert_eq!((front.len(), b.len()), (2, 1));
-        assert_eq!(front.pop().unwrap().text, "one");
-        assert_eq!(front.pop().unwrap().text, "two");
-        assert!(front.pop().is_none());
-        let three = b.pop().unwrap();
-        assert_eq!(
-            (three.text.as_str(), three.stream),
-            ("three", StreamKind::Stderr)
-        );
-        let texts: Vec<_> = s.finish(StreamKind::Stdout).into_iter().collect();
-        assert!(texts.is_empty());
-    }
-
-    /// A batch's buffer, given back once its lines are taken, holds the
-    /// next batch of its size class (no new allocation).
-    #[test]
-    fn a_spare_comes_back_into_use() {
-        let mut s = Splitter::new(1 << 20);
-        let line = [b'x'; 127];
-        let feed = |s: &mut Splitter, n: usize| {
-            s.input().reserve(64 * 1024);
-            for _ in 0..n {
-                s.extend(&line);
-                s.extend(b"\n");
-            }
-            s.split(StreamKind::Stdout).unwrap()
-        };
-        let mut b = feed(&mut s, 100);
-        while b.pop().is_some() {}
-        let spare = b.into_spare().expect("a spare");
-        let ptr = spare.as_ptr();
-        s.give_spare(spare);
-        let b = feed(&mut s, 90);
-        assert_eq!(b.shared.text.as_ptr(), ptr);
-    }
-}
+#[path = "split_tests.rs"]
+mod tests;

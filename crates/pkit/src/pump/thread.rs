@@ -178,3 +178,45 @@ fn capture_blocking(
     }
     capture.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review R3: a stream that never runs dry (here `/dev/zero`; in life a
+    /// descendant writing without pause) must not keep the blocking
+    /// capture reading past its stop.
+    #[test]
+    fn the_blocking_capture_stops_on_a_stream_that_never_runs_dry() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let stopped = rt.block_on(async {
+            let zero: crate::sys::OwnedFd =
+                std::fs::File::open("/dev/zero").expect("/dev/zero").into();
+            let control = Arc::new(Control::default());
+            let capture = CaptureBuf::new(Some(1 << 20), CapturePolicy::KeepHead);
+            let reading = tokio::spawn({
+                let control = control.clone();
+                async move {
+                    let limit = Arc::new(LimitFlag::default());
+                    let handoff = Handoff::prepare().expect("a thread and a pipe");
+                    handoff.run(zero, capture, limit, control).await
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            control.stopping.store(true, Ordering::Release);
+            control.stop.notify_one();
+            tokio::time::timeout(std::time::Duration::from_secs(10), reading).await
+        });
+        // Don't wait for a thread that would read for ever.
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        let captured = stopped
+            .expect("the capture thread did not stop")
+            .expect("join");
+        assert_eq!(captured.bytes.len(), 1 << 20);
+        assert!(captured.seen > 1 << 20, "it read until stopped");
+    }
+}
