@@ -206,6 +206,56 @@ async fn listings_race_exiting_jobs_of_a_pty_session() {
     s.end().await;
 }
 
+/// The pty leader exits at once (left a zombie, its number pinned),
+/// leaving a job that ignores SIGHUP: the group still lists it, and close
+/// ends it; a second pty start in the group is refused (it would lead a
+/// session of its own, outside the group), and so is a plain one (it
+/// can't join a process group of another session); nothing leaks.
+#[tokio::test]
+async fn a_pty_leader_that_exits_leaves_its_jobs_in_reach_and_a_second_start_is_refused() {
+    let s = begin("a_pty_leader_that_exits_leaves_its_jobs_in_reach_and_a_second_start_is_refused")
+        .await;
+    for choice in mechanisms() {
+        let file = TempPath::new("rv28-leader-exits");
+        let script = format!(
+            "set -m; trap '' HUP; sleep 300 & echo $! >> {0}; echo done >> {0}; exit 0",
+            file.as_str()
+        );
+        let (group, mut p) = start_pty_sh(choice, &script);
+        let sid = p.pid();
+        let jobs = file.wait_pids().await;
+        let _k = KillOnDrop(jobs.clone());
+        tokio::time::timeout(Duration::from_secs(60), p.wait())
+            .await
+            .expect("wait hung")
+            .expect("wait");
+        assert_alive(&jobs, &format!("{choice}: the job after its shell exited"));
+        let pids = group.pids().expect("pids");
+        assert!(
+            pids.contains(&jobs[0]),
+            "{choice}: {jobs:?} not in {pids:?}"
+        );
+        if choice != MechanismChoice::Cgroup {
+            let again = group.start(&Command::new("sh").args(["-c", "sleep 306"]).pty(24, 80));
+            assert!(again.is_err(), "{choice}: a second pty start was let in");
+            let plain = group.start(&Command::new("sleep").arg("307"));
+            assert!(
+                plain.is_err(),
+                "{choice}: a plain start joined another session"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(60), group.close())
+            .await
+            .expect("close hung")
+            .expect("close");
+        drop(p);
+        let left = session_emptied(sid, DEADLINE).await;
+        kill_session(sid);
+        assert_eq!(left, Ok(()), "{choice}");
+    }
+    s.end().await;
+}
+
 // ---------------------------------------------------------------------------
 // A stranger's session with the leader's old number (owner ignores SIGCHLD)
 // ---------------------------------------------------------------------------
@@ -213,11 +263,13 @@ async fn listings_race_exiting_jobs_of_a_pty_session() {
 /// A daemon that took a kernel-reaped pty leader's number: the classic
 /// double fork (fork, `setsid`, fork, the session leader exits) leaves a
 /// session numbered like the group's old one, with no process holding the
-/// number. The group's `pids`, `kill` and `close` sweep it as its own and
-/// kill the daemon. Process-wide SIGCHLD disposition: run in a fresh copy
+/// number (`leader_scope` then sweeps the session). The group's `pids`
+/// lists the daemon; in the leader's old process group, `close` waits its
+/// whole deadline for it (5 s); leading a process group of its own (a
+/// job), `kill` and `close` SIGKILL it. Process-wide SIGCHLD disposition: run in a fresh copy
 /// of this binary (`inner_stranger`).
 #[test]
-#[ignore = "rv28: HIGH: a double-forked daemon that reused a kernel-reaped pty leader's pid is swept as the group's session (pids lists it, kill/close SIGKILL it)"]
+#[ignore = "rv28: HIGH: owner ignores SIGCHLD: a stranger's double-forked daemon in a session numbered like a kernel-reaped pty leader is taken for the group's: pids() lists it, close() waits its whole deadline on it, kill()/close() SIGKILL it once it leads a process group of its own"]
 fn a_daemon_in_a_reused_session_number_is_not_swept() {
     in_suite("a_daemon_in_a_reused_session_number_is_not_swept", || {
         if portable_run() {
@@ -352,4 +404,197 @@ async fn stranger_case(own_pgroup: bool) -> Option<String> {
              = {found:?}; close took {took:?}"
         )
     })
+}
+
+// ---------------------------------------------------------------------------
+// No session scan for a group not started on a pty
+// ---------------------------------------------------------------------------
+
+/// A group not started on a pty never scans for a session: a fresh copy of
+/// this binary (`inner_nonpty`: start, pids, stats, signal, suspend,
+/// resume, a timed-out process's tree, kill, close, Drop) run under
+/// `strace -f -e trace=getsid` makes a handful of `getsid` calls, where
+/// one session scan makes one per process on the host.
+#[test]
+fn non_pty_groups_make_no_session_scan() {
+    in_suite("non_pty_groups_make_no_session_scan", || {
+        let strace = std::process::Command::new("strace").arg("-V").output();
+        if !strace.is_ok_and(|o| o.status.success()) {
+            skipped("the getsid count", "no strace here");
+            return;
+        }
+        let non_pty = getsid_calls("non-pty");
+        // The control: one pty group's signal makes a session scan.
+        let pty = getsid_calls("pty");
+        let Some((non_pty, pty)) = non_pty.zip(pty) else {
+            skipped("the getsid count", "ptrace is not permitted here");
+            return;
+        };
+        assert!(
+            pty > 8,
+            "the control saw no session scan: {pty} getsid calls"
+        );
+        assert!(
+            non_pty < 8,
+            "{non_pty} getsid calls for non-pty groups (a pty group's signal: {pty})"
+        );
+    });
+}
+
+/// How many `getsid` calls `inner_nonpty` makes in `case`, run under
+/// strace; `None` where ptrace is refused.
+fn getsid_calls(case: &str) -> Option<usize> {
+    let exe = std::env::current_exe().expect("test binary");
+    let log = TempPath::new("rv28-strace");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=getsid", "-o", log.as_str()])
+        .arg(&exe)
+        .args(["--exact", "inner_nonpty", "--nocapture", "--test-threads=1"])
+        .env("PKIT_RV28_NONPTY", case)
+        .output()
+        .expect("strace the test binary");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if text.contains("PTRACE_TRACEME") || text.contains("Operation not permitted") {
+        return None;
+    }
+    assert!(
+        out.status.success() && text.contains("INNER-DONE"),
+        "{case}: {}\n{text}",
+        out.status
+    );
+    Some(
+        std::fs::read_to_string(log.path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("getsid("))
+            .count(),
+    )
+}
+
+#[test]
+fn inner_nonpty() {
+    let Ok(case) = std::env::var("PKIT_RV28_NONPTY") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for choice in mechanisms() {
+            if case == "pty" {
+                if choice == MechanismChoice::Cgroup {
+                    continue;
+                }
+                let (group, p) = start_pty_sh(choice, "sleep 300");
+                group.signal(Signal::Hup).expect("signal");
+                group.close().await.expect("close");
+                drop(p);
+                continue;
+            }
+            let group = group(choice);
+            let p = group
+                .start(&Command::new("sh").args(["-c", "sleep 300 & sleep 301; wait"]))
+                .expect("start");
+            let mut t = group
+                .start(
+                    &Command::new("sh")
+                        .args(["-c", "sleep 302 & sleep 303"])
+                        .timeout(Duration::from_millis(300)),
+                )
+                .expect("start");
+            group.pids().expect("pids");
+            group.stats().expect("stats");
+            group.suspend().await.expect("suspend");
+            group.resume().await.expect("resume");
+            group.signal(Signal::Hup).expect("signal");
+            t.wait().await.expect("wait");
+            group.kill().expect("kill");
+            group.close().await.expect("close");
+            drop(p);
+            let dropped = crate::group(choice);
+            let q = dropped
+                .start(&Command::new("sh").args(["-c", "sleep 304 & sleep 305"]))
+                .expect("start");
+            drop(q);
+            drop(dropped);
+        }
+    });
+    println!("INNER-DONE");
+}
+
+// ---------------------------------------------------------------------------
+// Owner death
+// ---------------------------------------------------------------------------
+
+/// The owner SIGKILLed while a pty group's shell has a job in a process
+/// group of its own (ignoring SIGHUP, as `nohup` makes it): the
+/// owner-death guard ends the group, and under process groups kills only
+/// its process group (`killpg`), not the session the merge takes in
+/// everywhere else: the job outlives its owner (a cgroup ends it).
+#[test]
+#[ignore = "rv28: MEDIUM: owner death: the guard kills the pty leader's process group only; the session's job-control jobs (HUP ignored) outlive the owner under pgroup/portable"]
+fn owner_death_ends_a_pty_sessions_jobs() {
+    in_suite("owner_death_ends_a_pty_sessions_jobs", || {
+        let exe = std::env::current_exe().expect("test binary");
+        let mut failed = Vec::new();
+        for choice in mechanisms() {
+            let file = TempPath::new("rv28-owner");
+            let mut owner = std::process::Command::new(&exe)
+                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                .env("PKIT_RV28_OWNER", file.as_str())
+                .env("PKIT_RV28_CHOICE", choice.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("owner");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let jobs: Vec<u32> = loop {
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                if text.lines().any(|l| l == "done") {
+                    break text.lines().filter_map(|l| l.parse().ok()).collect();
+                }
+                assert!(Instant::now() < deadline, "{choice}: owner never ready");
+                std::thread::sleep(POLL);
+            };
+            let _k = KillOnDrop(jobs.clone());
+            let _ = owner.kill();
+            let _ = owner.wait();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            if let Err(alive) = rt.block_on(wait_gone(&jobs, Duration::from_secs(20))) {
+                let st: Vec<_> = alive.iter().map(|&p| stat(p)).collect();
+                failed.push(format!(
+                    "{choice}: jobs {alive:?} outlived their owner: {st:?}"
+                ));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    });
+}
+
+#[test]
+fn inner_owner() {
+    let Ok(file) = std::env::var("PKIT_RV28_OWNER") else {
+        return;
+    };
+    let choice = MechanismChoice::parse(&std::env::var("PKIT_RV28_CHOICE").expect("choice"))
+        .expect("a mechanism");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let script = format!(
+            "set -m; trap '' HUP; sleep 300 & echo $! >> {0}; sleep 301 & echo $! >> {0}; echo done >> {0}; wait",
+            file
+        );
+        let (_group, _p) = start_pty_sh(choice, &script);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
 }
