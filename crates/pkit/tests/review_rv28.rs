@@ -365,11 +365,12 @@ async fn stranger_case(own_pgroup: bool) -> Option<String> {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("perl");
-        // No wait: SIGCHLD is ignored (the kernel reaps it).
         let got = child.id();
         let mut line = String::new();
         use std::io::BufRead;
         let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+        // ECHILD once it has exited (the kernel reaped it).
+        let _ = child.wait();
         if got == number {
             break line.trim().parse().expect("the daemon's pid");
         }
