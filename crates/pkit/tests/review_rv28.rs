@@ -599,3 +599,46 @@ fn inner_owner() {
         tokio::time::sleep(Duration::from_secs(120)).await;
     });
 }
+
+/// A second pkit inside a pty session (this binary's `inner_owner`, whose
+/// own pty group's shell has two HUP-ignoring jobs): the outer group's
+/// close ends its whole session, the inner pkit with it; the inner pty
+/// session's jobs are then left to the inner pkit's guard, which (as
+/// above) kills only their shell's process group under process groups.
+#[tokio::test]
+#[ignore = "rv28: MEDIUM (same cause as owner_death_ends_a_pty_sessions_jobs): a nested pkit's pty jobs outlive the outer pty group's close under pgroup/portable"]
+async fn a_nested_pkits_pty_jobs_end_with_the_outer_pty_group() {
+    let s = begin("a_nested_pkits_pty_jobs_end_with_the_outer_pty_group").await;
+    let exe = std::env::current_exe().expect("test binary");
+    let mut failed = Vec::new();
+    for choice in mechanisms() {
+        let file = TempPath::new("rv28-nested");
+        let group = group(choice);
+        let p = group
+            .start(
+                &Command::new(&exe)
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env("PKIT_RV28_OWNER", file.as_str())
+                    .env("PKIT_RV28_CHOICE", choice.to_string())
+                    .pty(24, 80),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
+        let sid = p.pid();
+        let jobs = file.wait_pids().await;
+        let _k = KillOnDrop(jobs.clone());
+        tokio::time::timeout(Duration::from_secs(60), group.close())
+            .await
+            .expect("close hung")
+            .expect("close");
+        drop(p);
+        let outer = session_emptied(sid, DEADLINE).await;
+        kill_session(sid);
+        assert_eq!(outer, Ok(()), "{choice}: the outer session outlived close");
+        if let Err(alive) = wait_gone(&jobs, Duration::from_secs(20)).await {
+            let st: Vec<_> = alive.iter().map(|&p| stat(p)).collect();
+            failed.push(format!("{choice}: inner jobs {alive:?} outlived: {st:?}"));
+        }
+    }
+    s.end().await;
+    assert!(failed.is_empty(), "{failed:#?}");
+}
