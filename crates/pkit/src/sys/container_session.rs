@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::io;
 
 use super::container::Container;
-use super::unix::pgroup::{group_of, session_of};
+use super::unix::pgroup::group_of;
 use super::unix::ptable::{self, Scope};
 use super::ChildHandle;
 
@@ -125,16 +125,15 @@ impl Container {
 
 /// What the group led by `leader` reaches: its session when the leader
 /// was started leading one (`session`: a pty), else its process group.
-/// A leader the kernel reaped (the owner ignores SIGCHLD) no longer pins
-/// its number: a process that holds that pid now is a stranger, so
-/// nothing of ours is left in a session of that number, and only the
-/// process group is reached (as before). With no process holding it, the
-/// session is swept: what is in it is ours, but for a stranger that took
-/// the number, made a session, forked and died, all in that window.
+/// The session is ours only while the leader's pid is pinned: a leader
+/// the owner has not reaped (a zombie at worst) holds it. A leader the
+/// kernel reaped (the owner ignores SIGCHLD) pins nothing: its number may
+/// already be a stranger's session (a daemon's fork, `setsid`, fork and
+/// exit leaves a live session whose leader pid nobody holds: rv28), so
+/// then only the process group is reached, as before the sweep existed.
 pub(super) fn leader_scope(leader: &ChildHandle, session: bool) -> Scope {
     let n = leader.pid();
-    let stranger = || leader.reaped_by_kernel() && session_of(n).is_some();
-    match session && !stranger() {
+    match session && !leader.reaped_by_kernel() {
         true => Scope::Session(n),
         false => Scope::Pgroup(n),
     }
