@@ -214,54 +214,34 @@ type Record = libc::kinfo_proc;
 #[cfg(target_os = "netbsd")]
 type Record = libc::kinfo_proc2;
 
-/// The sysctl name of the records listed (room for `count` on NetBSD and
-/// OpenBSD), and how many of its ints are used.
-#[cfg(any(
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd"
-))]
-fn name(sid: i32, count: usize) -> ([libc::c_int; 6], libc::c_uint) {
-    let _ = count;
-    #[cfg(target_os = "freebsd")]
-    return (
-        [
-            libc::CTL_KERN,
-            libc::KERN_PROC,
-            libc::KERN_PROC_SESSION,
-            sid,
-            0,
-            0,
-        ],
-        4,
-    );
-    #[cfg(target_os = "dragonfly")]
-    return (
-        [
-            libc::CTL_KERN,
-            libc::KERN_PROC,
-            libc::KERN_PROC_ALL,
-            0,
-            0,
-            0,
-        ],
-        4,
-    );
-    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
-    {
-        let _ = sid;
-        #[cfg(target_os = "netbsd")]
-        let table = libc::KERN_PROC2;
-        #[cfg(target_os = "openbsd")]
-        let table = libc::KERN_PROC;
-        let each = std::mem::size_of::<Record>() as libc::c_int;
-        let count = libc::c_int::try_from(count).unwrap_or(libc::c_int::MAX);
-        (
-            [libc::CTL_KERN, table, libc::KERN_PROC_ALL, 0, each, count],
-            6,
-        )
-    }
+/// The sysctl name of the records listed (FreeBSD: the session's), and
+/// how many of its ints are used.
+#[cfg(target_os = "freebsd")]
+fn name(sid: i32, _count: usize) -> ([libc::c_int; 6], libc::c_uint) {
+    let what = libc::KERN_PROC_SESSION;
+    ([libc::CTL_KERN, libc::KERN_PROC, what, sid, 0, 0], 4)
+}
+
+/// The sysctl name of the records listed (DragonFly: every process's),
+/// and how many of its ints are used.
+#[cfg(target_os = "dragonfly")]
+fn name(_sid: i32, _count: usize) -> ([libc::c_int; 6], libc::c_uint) {
+    let what = libc::KERN_PROC_ALL;
+    ([libc::CTL_KERN, libc::KERN_PROC, what, 0, 0, 0], 4)
+}
+
+/// The sysctl name of the records listed (every process's, room for
+/// `count`), and how many of its ints are used.
+#[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+fn name(_sid: i32, count: usize) -> ([libc::c_int; 6], libc::c_uint) {
+    #[cfg(target_os = "netbsd")]
+    let table = libc::KERN_PROC2;
+    #[cfg(target_os = "openbsd")]
+    let table = libc::KERN_PROC;
+    let each = std::mem::size_of::<Record>() as libc::c_int;
+    let count = libc::c_int::try_from(count).unwrap_or(libc::c_int::MAX);
+    let what = libc::KERN_PROC_ALL;
+    ([libc::CTL_KERN, table, what, 0, each, count], 6)
 }
 
 /// A record's pid, session and whether it is live (not a zombie; as
@@ -278,7 +258,7 @@ fn read(r: &Record) -> (i32, i32, bool) {
 #[cfg(target_os = "netbsd")]
 fn read(r: &Record) -> (i32, i32, bool) {
     // SDYING, SZOMB, SDEAD (sys/proc.h).
-    let zombie = [3i8, 5, 6].contains(&(r.p_stat as i8));
+    let zombie = [3i8, 5, 6].contains(&r.p_stat);
     (r.p_pid, r.p_sid, !zombie)
 }
 #[cfg(target_os = "openbsd")]
