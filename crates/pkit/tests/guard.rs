@@ -32,6 +32,11 @@ const TREE: &str = r#"trap '' INT; $2 sleep 300 & echo $! >> "$1"; sleep 300 & e
 /// of it, and only the guard can.
 const PTY_TREE: &str = r#"trap '' INT HUP; sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
 
+/// [`PTY_TREE`] with job control (`set -m`): each job is put in a process
+/// group of its own, in the pty's session, where the guard's kill of the
+/// group's process group does not reach it; the guard sweeps the session.
+const PTY_JOBS_TREE: &str = r#"set -m; trap '' INT HUP; sleep 300 & echo $! >> "$1"; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; wait"#;
+
 /// A tree whose main process (a process group's leader) exits at once,
 /// leaving its children in the group.
 const LEADER_EXITS: &str =
@@ -132,13 +137,14 @@ fn guard_helper_owner() {
         "nested" => NESTED,
         "main-thread-ends" => MAIN_THREAD_ENDS,
         "pty" => PTY_TREE,
+        "pty-jobs" => PTY_JOBS_TREE,
         _ if mode.starts_with("former") => former.as_deref().expect("PKIT_GUARD_ANCHOR"),
         _ => TREE,
     };
     let dir = cgroup_dir(&group).unwrap_or_default();
     let mut cmd =
         Command::new("sh").args(["-c", script, "sh", &pids, prefix, &dir.to_string_lossy()]);
-    if mode == "pty" {
+    if mode == "pty" || mode == "pty-jobs" {
         cmd = cmd.pty(24, 80);
     }
     let proc = group.start(&cmd).expect("start");
@@ -527,6 +533,41 @@ async fn a_killed_owners_pty_session_is_killed_by_the_guard() {
         assert_alive(&owner.all(), "before the owner dies");
         owner.kill();
         assert_guard_cleaned_up(&owner, &format!("{choice}: pty session, owner SIGKILLed")).await;
+    }
+    suite.end().await;
+}
+
+/// A pty session's job-control jobs die with its owner: the shell (`set
+/// -m`) puts each job in a process group of its own, in its session, out
+/// of reach of the kill of the group's process group; both guards (Linux's
+/// for `pgroup`, the portable one for `portable`) sweep the leader's
+/// session. (Under cgroups the jobs are in the cgroup anyway.)
+#[tokio::test]
+async fn a_killed_owners_pty_jobs_are_killed_by_the_guard() {
+    let suite = begin("a_killed_owners_pty_jobs_are_killed_by_the_guard").await;
+    for choice in mechanisms() {
+        let mut owner = start_owner("pty-jobs", choice, false);
+        assert_eq!(owner.tree.len(), 3, "{choice}: {:?}", owner.tree);
+        assert_alive(&owner.all(), "before the owner dies");
+        // The jobs lead process groups of their own, in the shell's session.
+        let shell = stat(owner.main).expect("the shell's stat");
+        for &job in &owner.tree[..2] {
+            let s = stat(job).expect("a job's stat");
+            assert_eq!(
+                s.pgrp, job,
+                "{choice}: job {job} leads no process group: {s:?}"
+            );
+            assert_ne!(
+                s.pgrp, shell.pgrp,
+                "{choice}: job {job} in the shell's group"
+            );
+            assert_eq!(
+                s.session, shell.session,
+                "{choice}: job {job} outside the session"
+            );
+        }
+        owner.kill();
+        assert_guard_cleaned_up(&owner, &format!("{choice}: pty jobs, owner SIGKILLed")).await;
     }
     suite.end().await;
 }

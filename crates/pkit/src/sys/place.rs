@@ -339,7 +339,7 @@ impl Container {
         let g = pending.then(guard::get).and_then(Result::ok);
         // A refusal here (a failed guard, a full table) is met again by
         // `register_leader` below, which reports it.
-        let reg = g.and_then(|g| g.prepare_leader().ok());
+        let reg = g.and_then(|g| g.prepare_leader(spec.setup.setsid).ok());
         // Published while its start waits for its exec (see `birth.rs`).
         let birth = self.begin_birth();
         let spawned = spawn::spawn_joining(spec, &[], Some(0), reg.as_ref(), birth.as_deref());
@@ -374,7 +374,7 @@ impl Container {
                 if let (Some(g), Some(reg)) = (g, reg) {
                     g.abandon_leader(reg);
                 }
-                self.register_leader(&handle);
+                self.register_leader_with(|g| register_pgroup(g, &handle, spec.setup.setsid));
             }
         }
         Ok(handle)
@@ -480,9 +480,10 @@ impl Container {
         }
     }
 
-    /// Registers a process group's new leader with the guard.
+    /// Registers a process group's new leader with the portable guard
+    /// (which asks the leader for its session: no session flag here).
     fn register_leader(&self, leader: &ChildHandle) {
-        self.register_leader_with(|g| register_pgroup(g, leader));
+        self.register_leader_with(|g| register_pgroup(g, leader, false));
     }
 
     /// Registers a process group with the guard through `register`, if it
@@ -558,20 +559,26 @@ fn leader_session(leader: &ChildHandle) -> Option<i32> {
 
 /// Registers a process group's leader with the guard, which on Linux
 /// holds the leader's pidfd (opened here for a pid-held child: exact, as
-/// the child is unreaped).
+/// the child is unreaped). `session`: the leader was started leading a
+/// session of its own (a pty), which Linux's guard sweeps too (the
+/// portable guard asks the leader, see [`leader_session`]).
 #[cfg(target_os = "linux")]
-fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
+fn register_pgroup(
+    g: &guard::Guard,
+    leader: &ChildHandle,
+    session: bool,
+) -> Result<guard::Ticket, String> {
     if g.is_portable() {
         return g.register_pgroup_number(leader.pid(), leader_session(leader));
     }
     match leader.pidfd() {
-        Some(fd) => g.register_pgroup(fd, leader.pid()),
+        Some(fd) => g.register_pgroup(fd, leader.pid(), session),
         None => {
             let pid = rustix::process::Pid::from_raw(leader.pid())
                 .ok_or_else(|| "no leader pid".to_string())?;
             let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
                 .map_err(|e| format!("pidfd_open of the group's leader: {e}"))?;
-            g.register_pgroup(std::os::fd::AsFd::as_fd(&fd), leader.pid())
+            g.register_pgroup(std::os::fd::AsFd::as_fd(&fd), leader.pid(), session)
         }
     }
 }
@@ -579,7 +586,11 @@ fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Tick
 /// Registers a process group's leader with the (portable) guard, by
 /// number.
 #[cfg(all(unix, not(target_os = "linux")))]
-fn register_pgroup(g: &guard::Guard, leader: &ChildHandle) -> Result<guard::Ticket, String> {
+fn register_pgroup(
+    g: &guard::Guard,
+    leader: &ChildHandle,
+    _session: bool,
+) -> Result<guard::Ticket, String> {
     g.register_pgroup_number(leader.pid(), leader_session(leader))
 }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::owner::{attach_fd, Guard, Ticket, NEXT_ID};
-use super::wire::{Msg, OP_PGROUP, SEND_FLAGS};
+use super::wire::{Msg, FLAG_SESSION, OP_PGROUP, SEND_FLAGS};
 
 /// A process group's registration made before its leader exists: booked
 /// here, then sent by the leader itself between its `setpgid` and its
@@ -26,13 +26,15 @@ pub(crate) struct LeaderRegistration {
 
 impl Guard {
     /// Books a registration for a process group whose leader is about to
-    /// be spawned.
-    pub(crate) fn prepare_leader(&self) -> Result<LeaderRegistration, String> {
+    /// be spawned; `session`: the leader will lead a session of its own (a
+    /// pty), which the guard then sweeps too ([`FLAG_SESSION`]).
+    pub(crate) fn prepare_leader(&self, session: bool) -> Result<LeaderRegistration, String> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         self.book(id, "process group (starting)".into(), 1)?;
         let mut msg = Msg::EMPTY;
         msg.op = OP_PGROUP;
         msg.id = id;
+        msg.flags = if session { FLAG_SESSION } else { 0 };
         Ok(LeaderRegistration {
             id,
             sock: self.sock.as_raw_fd(),

@@ -135,6 +135,17 @@
 //! process group such a leader leads after a `setsid` is numbered by its
 //! pid, the same `struct pid`: the group signal reaches it.
 //!
+//! A group whose leader was started leading a session of its own (a pty)
+//! is registered so (`FLAG_SESSION`; the portable guard's registration
+//! carries the session, the leader's number), and before the group the
+//! guard sweeps that session: a job-control shell there puts each job in
+//! a process group of its own, out of the group signal's reach. Only
+//! while the session is surely ours: the leader unreaped (its pidfd
+//! answers) and leading it, or no process holding its number; never the
+//! guard's own session nor the one it was started in. See `session.rs`.
+//! A process that calls `setsid` itself still escapes (as from
+//! `Group::kill`; a cgroup catches it).
+//!
 //! Which entries can the guard still hold when it acts? The owner
 //! unregisters a group before it releases (reaps) the leader, and the guard
 //! reads every queued message before it sees end of file, so each process
@@ -187,6 +198,9 @@ mod portable_process;
 mod process;
 #[cfg(all(test, target_os = "linux"))]
 mod reuse_tests;
+mod session;
+#[cfg(all(test, target_os = "linux"))]
+mod session_tests;
 #[cfg(target_os = "linux")]
 mod start;
 mod start_time;

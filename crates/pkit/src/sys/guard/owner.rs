@@ -343,14 +343,22 @@ impl Guard {
         Ok(Ticket(id))
     }
 
-    /// Registers a process group by its leader's pidfd.
+    /// Registers a process group by its leader's pidfd; `session`: the
+    /// leader was started leading a session of its own (a pty), which the
+    /// guard then sweeps too (`FLAG_SESSION`).
     #[cfg(target_os = "linux")]
     pub(crate) fn register_pgroup(
         &self,
         leader: BorrowedFd<'_>,
         pgid: i32,
+        session: bool,
     ) -> Result<Ticket, String> {
-        self.register_pgroup_msg(pgid, 0, 0, Some(leader))
+        let flags = if session {
+            super::wire::FLAG_SESSION
+        } else {
+            0
+        };
+        self.register_pgroup_msg(pgid, flags, 0, Some(leader))
     }
 
     /// Registers a process group by number with the portable guard, which
@@ -383,7 +391,7 @@ impl Guard {
     }
 
     /// Books and sends one process group's registration: `flags` (the
-    /// portable guard's session id; 0 for the Linux guard), `start` (the
+    /// portable guard's session id; the Linux guard's `FLAG_SESSION` or 0), `start` (the
     /// portable guard's leader start time; 0 for none) and the leader's
     /// pidfd where the Linux guard holds one.
     fn register_pgroup_msg(

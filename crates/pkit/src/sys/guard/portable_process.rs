@@ -12,11 +12,12 @@ use std::mem::{size_of, MaybeUninit};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::session::{may_sweep, now_ms, sweep_mapped, Mapped};
 use super::start_time::birth;
 use super::wire::{
     close_all_but, detach, parse_start, socket_of_kind, split_quiet, table_count, table_insert,
     table_remove, Msg, Plan, Reply, Slot, IGNORED_SIGNALS, OP_PGROUP, OP_QUERY, OP_REMOVE,
-    REPLY_COUNT, REPLY_HELLO,
+    REPLY_COUNT, REPLY_HELLO, TEARDOWN_BOUND_MS,
 };
 
 /// Set in the launched image's environment: `<fd>,0,<cap>,<quiet>` (the
@@ -112,6 +113,9 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     // Keep only the socket (a forked guard holds copies of all the owner's
     // descriptors), stdio on /dev/null.
     close_all_but(plan.sock);
+    // The session of the guard's launcher until now (the owner's), never
+    // swept.
+    let started_in = libc::getsid(0);
     detach();
     // Every signal at its default (the owner's handlers are not ours), but
     // the ones a terminal or a careless `kill` sends: ignored (see
@@ -166,11 +170,15 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
         }
     }
     // End of file: every holder of the owner's end is gone.
+    let deadline = now_ms() + TEARDOWN_BOUND_MS;
+    // Mapped only if a pty session is swept.
+    let mut buf = Mapped::none();
     for slot in table.iter() {
         if slot.op == OP_PGROUP {
-            kill_pgroup(slot);
+            kill_pgroup(slot, &mut buf, deadline, started_in);
         }
     }
+    drop(buf);
     libc::_exit(0)
 }
 
@@ -237,15 +245,50 @@ unsafe fn reply(sock: RawFd, r: &Reply) {
 
 /// SIGKILLs a registered process group by number, unless [`spares`] says
 /// the number now names a stranger: see the module docs of `portable.rs`.
-/// Then the leader itself, wherever it went ([`kill_leader`]).
+/// Then the leader itself, wherever it went ([`kill_leader`]). A leader
+/// registered leading its own session (a pty: the session is the number)
+/// has its session swept first ([`sweep_session`]).
 ///
 /// # Safety
 /// Guard only.
-unsafe fn kill_pgroup(slot: &Slot) {
+unsafe fn kill_pgroup(slot: &Slot, buf: &mut Mapped, deadline: i64, started_in: i32) {
     if !spares(slot) {
+        if slot.flags as i32 == slot.pgid {
+            sweep_session(slot, buf, deadline, started_in);
+        }
         libc::killpg(slot.pgid, libc::SIGKILL);
     }
     kill_leader(slot);
+}
+
+/// Sweeps the session of `slot`'s leader (see `session.rs`), if it is
+/// surely ours: the process holding the number is our leader (its start
+/// time, known, is the registered one), or no process holds it (the
+/// leader was reaped: the session of that number, if any, is what is left
+/// of ours, as with the process group, see `portable.rs`). A number held
+/// by anyone else (another start time, or one not known) is not swept:
+/// the session may be a stranger's. Never the guard's own session nor its
+/// launcher's (the owner's). Our leader is stopped first, so it starts no
+/// new job while its session's members are killed by number; it dies
+/// after, with its process group.
+///
+/// # Safety
+/// Guard only.
+unsafe fn sweep_session(slot: &Slot, buf: &mut Mapped, deadline: i64, started_in: i32) {
+    let sid = slot.pgid;
+    let held = libc::getsid(sid);
+    let leader =
+        held == sid && slot.start != 0 && matches!(birth(sid), Some(b) if b.time == slot.start);
+    let nobody = held < 0 && errno() == libc::ESRCH;
+    if !(leader || nobody) || !may_sweep(sid, started_in) {
+        return;
+    }
+    if leader {
+        libc::kill(sid, libc::SIGSTOP);
+    }
+    sweep_mapped(sid, buf, deadline, &mut |pid| {
+        libc::kill(pid, libc::SIGKILL);
+    });
 }
 
 /// SIGKILLs the registered leader by its number, if the process holding

@@ -8,6 +8,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
+use super::session::{may_sweep, sweep};
 use super::walk::{for_each_dir, kill_listed, pread_all, remove_tree};
 use super::wire::*;
 use crate::sys::linux::spawn;
@@ -21,6 +22,8 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     // Keep only our socket and bell: no pipe, cgroup or pidfd of the
     // owner's stays open here (stdio becomes /dev/null).
     close_all_but_two(plan.sock, if plan.bell < 0 { plan.sock } else { plan.bell });
+    // A forked guard's session until now is its owner's, never swept.
+    let started_in = libc::getsid(0);
     detach();
     // Room for one pidfd per slot.
     let mut lim = MaybeUninit::<libc::rlimit>::zeroed();
@@ -105,7 +108,7 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
             None => break,
         }
     }
-    teardown(plan, table, buf);
+    teardown(plan, table, buf, started_in);
     libc::_exit(0)
 }
 
@@ -238,11 +241,11 @@ unsafe fn reply(sock: RawFd, r: &Reply) {
 }
 
 /// Kills everything registered, waits for the cgroups to empty, removes
-/// the directories.
+/// the directories. `started_in`: the session the guard was started in.
 ///
 /// # Safety
 /// Guard only.
-unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
+unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8], started_in: i32) {
     let deadline = now_ms() + TEARDOWN_BOUND_MS;
     for slot in table.iter() {
         if slot.op == OP_CGROUP {
@@ -251,7 +254,7 @@ unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
     }
     for slot in table.iter() {
         if slot.op == OP_PGROUP {
-            kill_pgroup(slot, plan.exact_pgroup);
+            kill_pgroup(slot, plan.exact_pgroup, buf, deadline, started_in);
         }
     }
     for slot in table.iter() {
@@ -285,9 +288,13 @@ unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8]) {
 /// `struct pid` the pidfd pins. (The group first: on a kernel before 6.9
 /// the `killpg` by number needs the leader unreaped.)
 ///
+/// A leader started leading a session of its own (a pty: `FLAG_SESSION`)
+/// has its session swept before (`session.rs`): a job-control shell's
+/// jobs are in process groups of their own there.
+///
 /// # Safety
 /// Guard only.
-unsafe fn kill_pgroup(slot: &Slot, exact: bool) {
+unsafe fn kill_pgroup(slot: &Slot, exact: bool, buf: &mut [u8], deadline: i64, started_in: i32) {
     let sig = |s: i32, flags: libc::c_uint| {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
@@ -297,6 +304,9 @@ unsafe fn kill_pgroup(slot: &Slot, exact: bool) {
             flags,
         )
     };
+    if slot.flags & FLAG_SESSION != 0 {
+        sweep_session(slot, buf, deadline, started_in);
+    }
     if exact {
         sig(libc::SIGKILL, PIDFD_SIGNAL_PROCESS_GROUP);
     } else if sig(0, 0) == 0 {
@@ -304,6 +314,63 @@ unsafe fn kill_pgroup(slot: &Slot, exact: bool) {
         libc::killpg(slot.pgid, libc::SIGKILL);
     }
     sig(libc::SIGKILL, 0);
+}
+
+/// Sweeps the session of `slot`'s leader (see `session.rs`), if it is
+/// surely ours: either the leader is unreaped (its pidfd answers signal
+/// 0), so its number is pinned, and it leads the session of that number;
+/// or no process holds the number (the leader was reaped, and the session
+/// of that number, if any, is what is left of ours: a stranger's would
+/// need a new process given the number, leading a session and gone, all
+/// since the owner died). Never the guard's own session nor the one it
+/// was started in. The leader is stopped first (through its pidfd), so
+/// it starts no new job while its members are killed; it dies after, with
+/// its process group. Each member is signalled through a pidfd opened
+/// and then checked to be in the session still.
+///
+/// # Safety
+/// Guard only.
+unsafe fn sweep_session(slot: &Slot, buf: &mut [u8], deadline: i64, started_in: i32) {
+    let sid = slot.pgid;
+    let sig = |s: i32| {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            slot.pidfd,
+            s,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    let unreaped = sig(0) == 0;
+    let held = libc::getsid(sid);
+    let ours = if unreaped {
+        held == sid
+    } else {
+        held < 0 && *libc::__errno_location() == libc::ESRCH
+    };
+    if !ours || !may_sweep(sid, started_in) {
+        return;
+    }
+    if unreaped {
+        sig(libc::SIGSTOP);
+    }
+    sweep(sid, buf, deadline, &mut |pid| {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0u32);
+        if fd >= 0 {
+            if libc::getsid(pid) == sid {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd as RawFd,
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                );
+            }
+            libc::close(fd as RawFd);
+        } else if *libc::__errno_location() == libc::ENOSYS {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    });
 }
 
 /// `dir/name` as a NUL-terminated string in `out`; false if it won't fit.

@@ -91,7 +91,7 @@ fn exact_mode_reaches_a_group_whose_leader_was_reaped() {
     let (pidfd, pgid, member) = group_with_reaped_leader();
     let guard = start_with(true).expect("guard");
     guard
-        .register_pgroup(pidfd.as_fd(), pgid)
+        .register_pgroup(pidfd.as_fd(), pgid, false)
         .expect("register");
     drop(guard); // the owner's end closes: the guard acts
     assert!(
@@ -108,7 +108,7 @@ fn fallback_mode_never_signals_a_group_it_cannot_prove_is_ours() {
     let guard = start_with(false).expect("guard");
     let guard_pid = guard.pid() as u32;
     guard
-        .register_pgroup(pidfd.as_fd(), pgid)
+        .register_pgroup(pidfd.as_fd(), pgid, false)
         .expect("register");
     drop(guard);
     assert!(wait_gone(guard_pid), "the guard did not exit");
@@ -206,7 +206,7 @@ fn fallback_mode_kills_a_group_with_an_unreaped_leader() {
     let (mut leader, pidfd, pgid, member) = group_of("sleep 300 & echo $!; wait");
     let guard = start_with(false).expect("guard");
     guard
-        .register_pgroup(pidfd.as_fd(), pgid)
+        .register_pgroup(pidfd.as_fd(), pgid, false)
         .expect("register");
     drop(guard);
     let killed = wait_gone(member);

@@ -96,6 +96,11 @@ pub(super) const OP_QUERY: u32 = 5;
 
 /// `Msg::flags` for `OP_CGROUP`: the cgroup has `cgroup.kill`.
 pub(super) const FLAG_HAS_KILL: u32 = 1;
+/// `Msg::flags` for the Linux guard's `OP_PGROUP`: the leader was started
+/// leading a session of its own (a pty), numbered as the process group;
+/// its session's members are swept too (see `session.rs`). (The portable
+/// guard's `flags` is the session id itself.)
+pub(super) const FLAG_SESSION: u32 = 2;
 
 pub(super) const REPLY_HELLO: u32 = 1;
 pub(super) const REPLY_COUNT: u32 = 2;

@@ -1,0 +1,171 @@
+//! Unit tests of the guards' session sweep (`session.rs`) with real
+//! processes: a session of its own whose job leads a process group of its
+//! own, as a job-control shell's job in a pty does.
+
+use super::wire::probe_exact_pgroup;
+use std::io::BufRead;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+/// Perl leading a session of its own (`setsid`): it forks a job that
+/// leads a process group of its own and execs `sleep`, prints the job's
+/// pid, then `$then` (`exec "sleep", "300"`: runs on; `exit 0`: exits).
+/// The leader, its pidfd (opened while it is unreaped) and the job's pid,
+/// once the job leads its process group.
+fn session_with_a_job(then: &str) -> (std::process::Child, OwnedFd, u32) {
+    // setsid in perl, not in a `pre_exec` hook: a fork would run the
+    // guard's fork handler, which in a test that started and dropped a
+    // guard replaces that guard's old descriptor number (`copies.rs`),
+    // maybe this pipe's by now.
+    let script = format!(
+        r#"POSIX::setsid() > 0 or exit 8; my $c = fork(); defined $c or exit 7; if ($c == 0) {{ setpgrp(0, 0); exec "sleep", "300" }} print "$c\n"; close STDOUT; {then}"#
+    );
+    let mut leader = std::process::Command::new("perl")
+        .args(["-MPOSIX", "-e", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("perl");
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(leader.id() as i32).expect("pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd");
+    let mut line = String::new();
+    std::io::BufReader::new(leader.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the job's pid");
+    let job: u32 = line.trim().parse().expect("a pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pgrp_and_session(job).map(|(g, _)| g) != Some(job) {
+        assert!(Instant::now() < deadline, "the job never led its group");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        pgrp_and_session(job).map(|(_, s)| s),
+        Some(leader.id()),
+        "the job is in the leader's session"
+    );
+    (leader, pidfd, job)
+}
+
+/// `/proc/<pid>/stat`'s process group and session.
+fn pgrp_and_session(pid: u32) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = text[text.rfind(')')? + 1..].split_whitespace().skip(2);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// Whether `pid` is alive (not gone, not a zombie) after the guard of
+/// pid `guard` has exited (it is not our child: waited for by number).
+fn alive_after_guard(guard: i32, pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let g = rustix::process::Pid::from_raw(guard).expect("a guard pid");
+    while rustix::process::test_kill_process(g).is_ok() {
+        assert!(Instant::now() < deadline, "the guard did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|t| {
+        !matches!(
+            t[t.rfind(')').unwrap_or(0) + 1..]
+                .trim_start()
+                .chars()
+                .next(),
+            Some('Z' | 'X')
+        )
+    })
+}
+
+/// SIGKILLs what a test left (the job is not our child).
+fn cleanup(leader: &mut std::process::Child, job: u32) {
+    if let Some(job) = rustix::process::Pid::from_raw(job as i32) {
+        let _ = rustix::process::kill_process(job, rustix::process::Signal::KILL);
+    }
+    let _ = leader.kill();
+    let _ = leader.wait();
+}
+
+/// The Linux guard sweeps a registered pty leader's session
+/// (`FLAG_SESSION`): the job in its own process group dies, while its
+/// leader is unreaped (pinned); and the same group registered without
+/// the flag (not a pty) is not swept.
+#[test]
+fn the_linux_guard_sweeps_a_session_only_when_told() {
+    for session in [false, true] {
+        let (mut leader, pidfd, job) = session_with_a_job(r#"exec "sleep", "300""#);
+        let g = super::start::start_with(probe_exact_pgroup()).expect("guard");
+        let guard = g.pid;
+        let pid = leader.id() as i32;
+        let _t = g
+            .register_pgroup(pidfd.as_fd(), pid, session)
+            .expect("register");
+        drop(g);
+        let job_alive = alive_after_guard(guard, job);
+        let status = leader.wait().expect("reap the leader");
+        cleanup(&mut leader, job);
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the leader was killed"
+        );
+        assert_eq!(
+            job_alive, !session,
+            "session flag {session}: job alive {job_alive}"
+        );
+    }
+}
+
+/// The Linux guard sweeps a pty leader's session whose leader was reaped
+/// before the owner died (the number then held by nobody): what is left
+/// in that session is ours.
+#[test]
+fn the_linux_guard_sweeps_a_session_whose_leader_was_reaped() {
+    let (mut leader, pidfd, job) = session_with_a_job("exit 0");
+    let pid = leader.id() as i32;
+    leader.wait().expect("reap the leader");
+    let g = super::start::start_with(probe_exact_pgroup()).expect("guard");
+    let guard = g.pid;
+    let _t = g
+        .register_pgroup(pidfd.as_fd(), pid, true)
+        .expect("register");
+    drop(g);
+    let job_alive = alive_after_guard(guard, job);
+    cleanup(&mut leader, job);
+    assert!(!job_alive, "the job of a reaped leader's session survived");
+}
+
+/// The portable guard: a registered pty session (session = the number)
+/// whose number names a process of another start time (a stranger that
+/// took the number and called `setsid`) is spared whole, its leader and
+/// its job; one registered with no start time (0, unknown) has its
+/// process group killed by number as before (the session check alone),
+/// but its session is not swept (that needs the leader's start time); and
+/// one registered as pkit does (the start time read) is swept.
+#[test]
+fn the_portable_guard_sweeps_only_a_session_it_knows_is_ours() {
+    // (start time, leader killed, job killed)
+    for (start, leader_dies, job_dies) in [
+        (Some(1), false, false),
+        (Some(0), true, false),
+        (None, true, true),
+    ] {
+        let (mut leader, _pidfd, job) = session_with_a_job(r#"exec "sleep", "300""#);
+        let pid = leader.id() as i32;
+        let g = super::portable::start().expect("the portable guard");
+        let guard = g.pid;
+        let _t = match start {
+            Some(start) => g.register_pgroup_started(pid, pid, start),
+            None => g.register_pgroup_number(pid, Some(pid)),
+        }
+        .expect("register");
+        drop(g);
+        let job_alive = alive_after_guard(guard, job);
+        let leader_alive = leader.try_wait().expect("try_wait").is_none();
+        cleanup(&mut leader, job);
+        assert_eq!(
+            (!leader_alive, !job_alive),
+            (leader_dies, job_dies),
+            "start {start:?}: (leader killed, job killed)"
+        );
+    }
+}
