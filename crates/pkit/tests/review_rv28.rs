@@ -535,13 +535,12 @@ fn inner_nonpty() {
 // Owner death
 // ---------------------------------------------------------------------------
 
-/// The owner SIGKILLed while a pty group's shell has a job in a process
-/// group of its own (ignoring SIGHUP, as `nohup` makes it): the
-/// owner-death guard ends the group, and under process groups kills only
-/// its process group (`killpg`), not the session the merge takes in
-/// everywhere else: the job outlives its owner (a cgroup ends it).
+/// MEDIUM, fixed (the guards sweep the session, pty2): the owner SIGKILLed
+/// while a pty group's shell has a job in a process group of its own
+/// (ignoring SIGHUP, as `nohup` makes it): the owner-death guard ended the
+/// group, and under process groups killed only its process group
+/// (`killpg`), not the session: the job outlived its owner.
 #[test]
-#[ignore = "rv28: MEDIUM: owner death: the guard kills the pty leader's process group only; the session's job-control jobs (HUP ignored) outlive the owner under pgroup/portable"]
 fn owner_death_ends_a_pty_sessions_jobs() {
     in_suite("owner_death_ends_a_pty_sessions_jobs", || {
         let exe = std::env::current_exe().expect("test binary");
@@ -609,9 +608,9 @@ fn inner_owner() {
 /// own pty group's shell has two HUP-ignoring jobs): the outer group's
 /// close ends its whole session, the inner pkit with it; the inner pty
 /// session's jobs are then left to the inner pkit's guard, which (as
-/// above) kills only their shell's process group under process groups.
+/// above, MEDIUM, fixed) killed only their shell's process group under
+/// process groups.
 #[tokio::test]
-#[ignore = "rv28: MEDIUM (same cause as owner_death_ends_a_pty_sessions_jobs): a nested pkit's pty jobs outlive the outer pty group's close under pgroup/portable"]
 async fn a_nested_pkits_pty_jobs_end_with_the_outer_pty_group() {
     let s = begin("a_nested_pkits_pty_jobs_end_with_the_outer_pty_group").await;
     let exe = std::env::current_exe().expect("test binary");

@@ -49,6 +49,8 @@ pub(crate) mod open_wait;
 #[cfg(target_os = "linux")]
 pub(crate) mod pid;
 mod place;
+#[cfg(unix)]
+mod place_guard;
 mod pre_exec;
 #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
 pub(crate) mod pty;

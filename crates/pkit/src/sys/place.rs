@@ -20,6 +20,10 @@ use super::guard;
 use super::host::{birth_kill_is_owners, clone3_refusal, clone3_status, mark_clone3_refused};
 #[cfg(target_os = "linux")]
 use super::linux::{child::PidfdChild, leaf::Leaf, spawn};
+#[cfg(target_os = "linux")]
+use super::place_guard::guard_session;
+#[cfg(unix)]
+use super::place_guard::register_pgroup;
 #[cfg(unix)]
 use super::tree::ProcTree;
 #[cfg(unix)]
@@ -339,7 +343,7 @@ impl Container {
         let g = pending.then(guard::get).and_then(Result::ok);
         // A refusal here (a failed guard, a full table) is met again by
         // `register_leader` below, which reports it.
-        let reg = g.and_then(|g| g.prepare_leader(spec.setup.setsid).ok());
+        let reg = g.and_then(|g| g.prepare_leader(guard_session(spec.setup.setsid)).ok());
         // Published while its start waits for its exec (see `birth.rs`).
         let birth = self.begin_birth();
         let spawned = spawn::spawn_joining(spec, &[], Some(0), reg.as_ref(), birth.as_deref());
@@ -374,7 +378,9 @@ impl Container {
                 if let (Some(g), Some(reg)) = (g, reg) {
                     g.abandon_leader(reg);
                 }
-                self.register_leader_with(|g| register_pgroup(g, &handle, spec.setup.setsid));
+                self.register_leader_with(|g| {
+                    register_pgroup(g, &handle, guard_session(spec.setup.setsid))
+                });
             }
         }
         Ok(handle)
@@ -547,51 +553,6 @@ fn pty_session_check(
         );
     }
     Ok(())
-}
-
-/// The session a new group's leader is in, for the portable guard: its
-/// own when it leads one (a pty session), else `None` (the owner's). Asked
-/// while the leader is unreaped, so its number is exact.
-#[cfg(unix)]
-fn leader_session(leader: &ChildHandle) -> Option<i32> {
-    leader.leads_session().then_some(leader.pid())
-}
-
-/// Registers a process group's leader with the guard, which on Linux
-/// holds the leader's pidfd (opened here for a pid-held child: exact, as
-/// the child is unreaped). `session`: the leader was started leading a
-/// session of its own (a pty), which Linux's guard sweeps too (the
-/// portable guard asks the leader, see [`leader_session`]).
-#[cfg(target_os = "linux")]
-fn register_pgroup(
-    g: &guard::Guard,
-    leader: &ChildHandle,
-    session: bool,
-) -> Result<guard::Ticket, String> {
-    if g.is_portable() {
-        return g.register_pgroup_number(leader.pid(), leader_session(leader));
-    }
-    match leader.pidfd() {
-        Some(fd) => g.register_pgroup(fd, leader.pid(), session),
-        None => {
-            let pid = rustix::process::Pid::from_raw(leader.pid())
-                .ok_or_else(|| "no leader pid".to_string())?;
-            let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-                .map_err(|e| format!("pidfd_open of the group's leader: {e}"))?;
-            g.register_pgroup(std::os::fd::AsFd::as_fd(&fd), leader.pid(), session)
-        }
-    }
-}
-
-/// Registers a process group's leader with the (portable) guard, by
-/// number.
-#[cfg(all(unix, not(target_os = "linux")))]
-fn register_pgroup(
-    g: &guard::Guard,
-    leader: &ChildHandle,
-    _session: bool,
-) -> Result<guard::Ticket, String> {
-    g.register_pgroup_number(leader.pid(), leader_session(leader))
 }
 
 /// The subtree of a child started in `scope` (see [`Scope`]), when it is

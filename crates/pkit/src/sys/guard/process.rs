@@ -322,7 +322,9 @@ unsafe fn kill_pgroup(slot: &Slot, exact: bool, buf: &mut [u8], deadline: i64, s
 /// or no process holds the number (the leader was reaped, and the session
 /// of that number, if any, is what is left of ours: a stranger's would
 /// need a new process given the number, leading a session and gone, all
-/// since the owner died). Never the guard's own session nor the one it
+/// since the owner died; an owner whose children the kernel reaps, which
+/// frees the number long before, never sets the flag: see
+/// `place_guard::guard_session`). Never the guard's own session nor the one it
 /// was started in. The leader is stopped first (through its pidfd), so
 /// it starts no new job while its members are killed; it dies after, with
 /// its process group. Each member is signalled through a pidfd opened
