@@ -343,37 +343,9 @@ async fn stranger_case(own_pgroup: bool) -> Option<String> {
     // Reaped by the kernel (SIGCHLD ignored), no job left: the number is
     // free. A daemon's middle process takes it, leads a session, forks
     // the daemon and exits.
-    let daemonize = r#"use POSIX; exit 3 unless $$ == $ARGV[0]; POSIX::setsid() or exit 9; my $p = fork; if (!$p) { setpgrp(0, 0) if $ARGV[1]; open STDOUT, ">", "/dev/null"; exec "sleep", "120" } $| = 1; print "$p\n"; exit 0"#;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let daemon: u32 = loop {
-        assert!(
-            Instant::now() < deadline,
-            "could not get pid {number} again"
-        );
-        if std::fs::write("/proc/sys/kernel/ns_last_pid", (number - 1).to_string()).is_err() {
-            eprintln!("skipped: ns_last_pid is not writable here");
-            return None;
-        }
-        let mut child = std::process::Command::new("perl")
-            .args([
-                "-e",
-                daemonize,
-                &number.to_string(),
-                if own_pgroup { "1" } else { "" },
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("perl");
-        let got = child.id();
-        let mut line = String::new();
-        use std::io::BufRead;
-        let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
-        // ECHILD once it has exited (the kernel reaped it).
-        let _ = child.wait();
-        if got == number {
-            break line.trim().parse().expect("the daemon's pid");
-        }
+    let Some(daemon) = take_number(number, own_pgroup) else {
+        eprintln!("skipped: ns_last_pid is not writable here");
+        return None;
     };
     let _daemon = KillOnDrop(vec![daemon]);
     // Its session is the group's old number; no process holds that pid.
@@ -410,6 +382,185 @@ async fn stranger_case(own_pgroup: bool) -> Option<String> {
              = {found:?}; close took {took:?}"
         )
     })
+}
+
+/// Gives pid `number` (free: its holder was reaped) to a daemon's middle
+/// process (ns_last_pid, a perl double fork): it leads a session, which is
+/// numbered `number`, forks the daemon (a `sleep 120`, leading a process
+/// group of its own if `own_pgroup`) and exits. The daemon's pid; `None`
+/// where ns_last_pid is not writable.
+pub(crate) fn take_number(number: u32, own_pgroup: bool) -> Option<u32> {
+    let daemonize = r#"use POSIX; exit 3 unless $$ == $ARGV[0]; POSIX::setsid() or exit 9; my $p = fork; if (!$p) { setpgrp(0, 0) if $ARGV[1]; open STDOUT, ">", "/dev/null"; exec "sleep", "120" } $| = 1; print "$p\n"; exit 0"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "could not get pid {number} again"
+        );
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", (number - 1).to_string()).is_err() {
+            return None;
+        }
+        let mut child = std::process::Command::new("perl")
+            .args([
+                "-e",
+                daemonize,
+                &number.to_string(),
+                if own_pgroup { "1" } else { "" },
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perl");
+        let got = child.id();
+        let mut line = String::new();
+        use std::io::BufRead;
+        let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+        // ECHILD once it has exited (the kernel reaped it).
+        let _ = child.wait();
+        if got == number {
+            break Some(line.trim().parse().expect("the daemon's pid"));
+        }
+    }
+}
+
+/// rv29: the guard's twin of the HIGH above (fixed by
+/// `place_guard::guard_session`): an owner that ignores SIGCHLD
+/// (`inner_guard_stranger`, a fresh copy of this binary) starts a pty group
+/// under process groups whose leader exits, kernel-reaped; a stranger's
+/// daemon then takes the leader's number as its session, and the owner is
+/// SIGKILLed. Linux's guard, told to sweep the leader's session, swept the
+/// daemon's: it must survive the guard (watched 5 s after the guard exits).
+#[test]
+fn the_guard_spares_a_daemon_in_a_reused_session_number() {
+    in_suite(
+        "the_guard_spares_a_daemon_in_a_reused_session_number",
+        || {
+            if portable_run() {
+                skipped(
+                    "the guard's reused-session test",
+                    "the portable backend's SIGCHLD handler replaces SIG_IGN",
+                );
+                return;
+            }
+            let exe = std::env::current_exe().expect("test binary");
+            let file = TempPath::new("rv29-guard-stranger");
+            let mut owner = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "inner_guard_stranger",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("PKIT_RV29_GUARD_STRANGER", file.as_str())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("owner");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let text = loop {
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                if text.lines().any(|l| l == "done" || l == "skip") {
+                    break text;
+                }
+                if Instant::now() >= deadline {
+                    let _ = owner.kill();
+                    let _ = owner.wait();
+                    panic!("the owner never got ready: {text:?}");
+                }
+                std::thread::sleep(POLL);
+            };
+            if text.lines().any(|l| l == "skip") {
+                let _ = owner.kill();
+                let _ = owner.wait();
+                skipped(
+                    "the guard's reused-session test",
+                    "ns_last_pid is not writable here",
+                );
+                return;
+            }
+            let nums: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+            let [number, daemon, guard] = nums[..] else {
+                panic!("owner wrote {text:?}");
+            };
+            let _daemon = KillOnDrop(vec![daemon]);
+            assert_eq!(
+                stat(daemon).map(|s| (s.session, s.pgrp)),
+                Some((number, daemon)),
+                "the daemon is not in the leader's old session number"
+            );
+            assert!(stat(number).is_none(), "pid {number} is held");
+            assert!(!pid_gone(guard), "no guard {guard}");
+            let _ = owner.kill();
+            let _ = owner.wait();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !pid_gone(guard) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the guard {guard} outlived its owner"
+                );
+                std::thread::sleep(POLL);
+            }
+            let guard_gone = Instant::now();
+            let watch = guard_gone + Duration::from_secs(5);
+            let mut killed = None;
+            while Instant::now() < watch {
+                if pid_gone(daemon) {
+                    killed = Some(guard_gone.elapsed());
+                    break;
+                }
+                std::thread::sleep(POLL);
+            }
+            let survived = !pid_gone(daemon);
+            kill_pid(daemon);
+            assert!(
+                survived,
+                "the guard swept a stranger's daemon {daemon} in a session numbered {number} \
+                 (the kernel-reaped leader's): gone {killed:?} after the guard's exit"
+            );
+        },
+    );
+}
+
+#[test]
+fn inner_guard_stranger() {
+    let Ok(file) = std::env::var("PKIT_RV29_GUARD_STRANGER") else {
+        return;
+    };
+    // SAFETY: test-only, in a fresh process, before any runtime thread.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_IGN;
+        assert_eq!(libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()), 0);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let group = group(MechanismChoice::ProcessGroup);
+        let mut leader = group
+            .start(&Command::new("sh").args(["-c", "exit 0"]).pty(24, 80))
+            .expect("start");
+        let number = leader.pid();
+        leader.wait().await.expect("wait");
+        let deadline = Instant::now() + DEADLINE;
+        while stat(number).is_some() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        let Some(daemon) = take_number(number, true) else {
+            std::fs::write(&file, "skip\n").expect("write");
+            return;
+        };
+        while stat(daemon).is_some_and(|s| s.pgrp != daemon) && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        let guard = pkit::host_containment().guard.pid.expect("the guard's pid");
+        std::fs::write(&file, format!("{number}\n{daemon}\n{guard}\ndone\n")).expect("write");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(leader);
+        drop(group);
+    });
 }
 
 // ---------------------------------------------------------------------------
