@@ -47,13 +47,13 @@ fn kill_session(sid: u32) {
 /// A job-control `sh` on a pty: 50 `sleep` jobs ignoring HUP and TERM (a
 /// few of them stopped by SIGTSTP), and one job forking a `sleep` every
 /// 20 ms (200 at most); `done` in `file` once all are up.
-fn crowd_script(file: &TempPath) -> String {
+fn crowd_script(file: &str) -> String {
     format!(
         "set -m; trap '' HUP TERM; i=0; while [ $i -lt 50 ]; do sleep 300 & echo $! >> {0}; i=$((i+1)); done; \
          kill -TSTP $(head -n 5 {0}); \
          (n=0; while [ $n -lt 200 ]; do sleep 300 & n=$((n+1)); sleep 0.02; done; wait) & \
          echo done >> {0}; wait",
-        file.as_str()
+        file
     )
 }
 
@@ -65,7 +65,7 @@ async fn close_ends_a_crowded_pty_session_with_a_forking_job() {
     let s = begin("close_ends_a_crowded_pty_session_with_a_forking_job").await;
     for choice in mechanisms() {
         let file = TempPath::new("rv28-crowd-close");
-        let (group, p) = start_pty_sh(choice, &crowd_script(&file));
+        let (group, p) = start_pty_sh(choice, &crowd_script(file.as_str()));
         let sid = p.pid();
         let jobs = file.wait_pids().await;
         assert_eq!(jobs.len(), 50, "{choice}: {jobs:?}");
@@ -88,7 +88,7 @@ async fn drop_ends_a_crowded_pty_session_with_a_forking_job() {
     let s = begin("drop_ends_a_crowded_pty_session_with_a_forking_job").await;
     for choice in mechanisms() {
         let file = TempPath::new("rv28-crowd-drop");
-        let (group, p) = start_pty_sh(choice, &crowd_script(&file));
+        let (group, p) = start_pty_sh(choice, &crowd_script(file.as_str()));
         let sid = p.pid();
         let jobs = file.wait_pids().await;
         assert_eq!(jobs.len(), 50, "{choice}: {jobs:?}");
@@ -733,6 +733,63 @@ fn owner_death_ends_a_pty_sessions_jobs() {
     });
 }
 
+/// rv29 probe: the owner SIGKILLed while its pty group's shell has 50
+/// jobs ignoring HUP and TERM (5 of them stopped) and one job forking a
+/// `sleep` every 20 ms: the guard's session sweep, pass after pass, leaves
+/// no process of the session (each mechanism's guard).
+#[test]
+fn owner_death_ends_a_crowded_forking_pty_session() {
+    in_suite("owner_death_ends_a_crowded_forking_pty_session", || {
+        let exe = std::env::current_exe().expect("test binary");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut failed = Vec::new();
+        for choice in mechanisms() {
+            let file = TempPath::new("rv29-crowd");
+            let mut owner = std::process::Command::new(&exe)
+                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                .env("PKIT_RV28_OWNER", file.as_str())
+                .env("PKIT_RV28_CHOICE", choice.to_string())
+                .env("PKIT_RV29_CROWD", "1")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("owner");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let jobs: Vec<u32> = loop {
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                if text.lines().any(|l| l == "done") {
+                    break text.lines().filter_map(|l| l.parse().ok()).collect();
+                }
+                if Instant::now() >= deadline {
+                    let _ = owner.kill();
+                    let _ = owner.wait();
+                    panic!("{choice}: owner never ready");
+                }
+                std::thread::sleep(POLL);
+            };
+            let sid = stat(jobs[0]).expect("a job").session;
+            assert_ne!(sid, std::process::id(), "{choice}: not a pty session");
+            // The forker is at work.
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = owner.kill();
+            let _ = owner.wait();
+            let left = rt.block_on(session_emptied(sid, Duration::from_secs(20)));
+            kill_session(sid);
+            if let Err(left) = left {
+                failed.push(format!(
+                    "{choice}: {} processes of session {sid} outlived their owner: {:?}",
+                    left.len(),
+                    &left[..left.len().min(5)]
+                ));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    });
+}
+
 #[test]
 fn inner_owner() {
     let Ok(file) = std::env::var("PKIT_RV28_OWNER") else {
@@ -746,10 +803,14 @@ fn inner_owner() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let script = format!(
-            "set -m; trap '' HUP; sleep 300 & echo $! >> {0}; sleep 301 & echo $! >> {0}; echo done >> {0}; wait",
-            file
-        );
+        let script = if std::env::var_os("PKIT_RV29_CROWD").is_some() {
+            crowd_script(&file)
+        } else {
+            format!(
+                "set -m; trap '' HUP; sleep 300 & echo $! >> {0}; sleep 301 & echo $! >> {0}; echo done >> {0}; wait",
+                file
+            )
+        };
         let (_group, _p) = start_pty_sh(choice, &script);
         tokio::time::sleep(Duration::from_secs(120)).await;
     });
