@@ -47,13 +47,13 @@ fn kill_session(sid: u32) {
 /// A job-control `sh` on a pty: 50 `sleep` jobs ignoring HUP and TERM (a
 /// few of them stopped by SIGTSTP), and one job forking a `sleep` every
 /// 20 ms (200 at most); `done` in `file` once all are up.
-fn crowd_script(file: &TempPath) -> String {
+fn crowd_script(file: &str) -> String {
     format!(
         "set -m; trap '' HUP TERM; i=0; while [ $i -lt 50 ]; do sleep 300 & echo $! >> {0}; i=$((i+1)); done; \
          kill -TSTP $(head -n 5 {0}); \
          (n=0; while [ $n -lt 200 ]; do sleep 300 & n=$((n+1)); sleep 0.02; done; wait) & \
          echo done >> {0}; wait",
-        file.as_str()
+        file
     )
 }
 
@@ -65,7 +65,7 @@ async fn close_ends_a_crowded_pty_session_with_a_forking_job() {
     let s = begin("close_ends_a_crowded_pty_session_with_a_forking_job").await;
     for choice in mechanisms() {
         let file = TempPath::new("rv28-crowd-close");
-        let (group, p) = start_pty_sh(choice, &crowd_script(&file));
+        let (group, p) = start_pty_sh(choice, &crowd_script(file.as_str()));
         let sid = p.pid();
         let jobs = file.wait_pids().await;
         assert_eq!(jobs.len(), 50, "{choice}: {jobs:?}");
@@ -88,7 +88,7 @@ async fn drop_ends_a_crowded_pty_session_with_a_forking_job() {
     let s = begin("drop_ends_a_crowded_pty_session_with_a_forking_job").await;
     for choice in mechanisms() {
         let file = TempPath::new("rv28-crowd-drop");
-        let (group, p) = start_pty_sh(choice, &crowd_script(&file));
+        let (group, p) = start_pty_sh(choice, &crowd_script(file.as_str()));
         let sid = p.pid();
         let jobs = file.wait_pids().await;
         assert_eq!(jobs.len(), 50, "{choice}: {jobs:?}");
@@ -343,37 +343,9 @@ async fn stranger_case(own_pgroup: bool) -> Option<String> {
     // Reaped by the kernel (SIGCHLD ignored), no job left: the number is
     // free. A daemon's middle process takes it, leads a session, forks
     // the daemon and exits.
-    let daemonize = r#"use POSIX; exit 3 unless $$ == $ARGV[0]; POSIX::setsid() or exit 9; my $p = fork; if (!$p) { setpgrp(0, 0) if $ARGV[1]; open STDOUT, ">", "/dev/null"; exec "sleep", "120" } $| = 1; print "$p\n"; exit 0"#;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let daemon: u32 = loop {
-        assert!(
-            Instant::now() < deadline,
-            "could not get pid {number} again"
-        );
-        if std::fs::write("/proc/sys/kernel/ns_last_pid", (number - 1).to_string()).is_err() {
-            eprintln!("skipped: ns_last_pid is not writable here");
-            return None;
-        }
-        let mut child = std::process::Command::new("perl")
-            .args([
-                "-e",
-                daemonize,
-                &number.to_string(),
-                if own_pgroup { "1" } else { "" },
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("perl");
-        let got = child.id();
-        let mut line = String::new();
-        use std::io::BufRead;
-        let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
-        // ECHILD once it has exited (the kernel reaped it).
-        let _ = child.wait();
-        if got == number {
-            break line.trim().parse().expect("the daemon's pid");
-        }
+    let Some(daemon) = take_number(number, own_pgroup) else {
+        eprintln!("skipped: ns_last_pid is not writable here");
+        return None;
     };
     let _daemon = KillOnDrop(vec![daemon]);
     // Its session is the group's old number; no process holds that pid.
@@ -410,6 +382,185 @@ async fn stranger_case(own_pgroup: bool) -> Option<String> {
              = {found:?}; close took {took:?}"
         )
     })
+}
+
+/// Gives pid `number` (free: its holder was reaped) to a daemon's middle
+/// process (ns_last_pid, a perl double fork): it leads a session, which is
+/// numbered `number`, forks the daemon (a `sleep 120`, leading a process
+/// group of its own if `own_pgroup`) and exits. The daemon's pid; `None`
+/// where ns_last_pid is not writable.
+pub(crate) fn take_number(number: u32, own_pgroup: bool) -> Option<u32> {
+    let daemonize = r#"use POSIX; exit 3 unless $$ == $ARGV[0]; POSIX::setsid() or exit 9; my $p = fork; if (!$p) { setpgrp(0, 0) if $ARGV[1]; open STDOUT, ">", "/dev/null"; exec "sleep", "120" } $| = 1; print "$p\n"; exit 0"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "could not get pid {number} again"
+        );
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", (number - 1).to_string()).is_err() {
+            return None;
+        }
+        let mut child = std::process::Command::new("perl")
+            .args([
+                "-e",
+                daemonize,
+                &number.to_string(),
+                if own_pgroup { "1" } else { "" },
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perl");
+        let got = child.id();
+        let mut line = String::new();
+        use std::io::BufRead;
+        let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+        // ECHILD once it has exited (the kernel reaped it).
+        let _ = child.wait();
+        if got == number {
+            break Some(line.trim().parse().expect("the daemon's pid"));
+        }
+    }
+}
+
+/// rv29: the guard's twin of the HIGH above (fixed by
+/// `place_guard::guard_session`): an owner that ignores SIGCHLD
+/// (`inner_guard_stranger`, a fresh copy of this binary) starts a pty group
+/// under process groups whose leader exits, kernel-reaped; a stranger's
+/// daemon then takes the leader's number as its session, and the owner is
+/// SIGKILLed. Linux's guard, told to sweep the leader's session, swept the
+/// daemon's: it must survive the guard (watched 5 s after the guard exits).
+#[test]
+fn the_guard_spares_a_daemon_in_a_reused_session_number() {
+    in_suite(
+        "the_guard_spares_a_daemon_in_a_reused_session_number",
+        || {
+            if portable_run() {
+                skipped(
+                    "the guard's reused-session test",
+                    "the portable backend's SIGCHLD handler replaces SIG_IGN",
+                );
+                return;
+            }
+            let exe = std::env::current_exe().expect("test binary");
+            let file = TempPath::new("rv29-guard-stranger");
+            let mut owner = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "inner_guard_stranger",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("PKIT_RV29_GUARD_STRANGER", file.as_str())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("owner");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let text = loop {
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                if text.lines().any(|l| l == "done" || l == "skip") {
+                    break text;
+                }
+                if Instant::now() >= deadline {
+                    let _ = owner.kill();
+                    let _ = owner.wait();
+                    panic!("the owner never got ready: {text:?}");
+                }
+                std::thread::sleep(POLL);
+            };
+            if text.lines().any(|l| l == "skip") {
+                let _ = owner.kill();
+                let _ = owner.wait();
+                skipped(
+                    "the guard's reused-session test",
+                    "ns_last_pid is not writable here",
+                );
+                return;
+            }
+            let nums: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+            let [number, daemon, guard] = nums[..] else {
+                panic!("owner wrote {text:?}");
+            };
+            let _daemon = KillOnDrop(vec![daemon]);
+            assert_eq!(
+                stat(daemon).map(|s| (s.session, s.pgrp)),
+                Some((number, daemon)),
+                "the daemon is not in the leader's old session number"
+            );
+            assert!(stat(number).is_none(), "pid {number} is held");
+            assert!(!pid_gone(guard), "no guard {guard}");
+            let _ = owner.kill();
+            let _ = owner.wait();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !pid_gone(guard) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the guard {guard} outlived its owner"
+                );
+                std::thread::sleep(POLL);
+            }
+            let guard_gone = Instant::now();
+            let watch = guard_gone + Duration::from_secs(5);
+            let mut killed = None;
+            while Instant::now() < watch {
+                if pid_gone(daemon) {
+                    killed = Some(guard_gone.elapsed());
+                    break;
+                }
+                std::thread::sleep(POLL);
+            }
+            let survived = !pid_gone(daemon);
+            kill_pid(daemon);
+            assert!(
+                survived,
+                "the guard swept a stranger's daemon {daemon} in a session numbered {number} \
+                 (the kernel-reaped leader's): gone {killed:?} after the guard's exit"
+            );
+        },
+    );
+}
+
+#[test]
+fn inner_guard_stranger() {
+    let Ok(file) = std::env::var("PKIT_RV29_GUARD_STRANGER") else {
+        return;
+    };
+    // SAFETY: test-only, in a fresh process, before any runtime thread.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_IGN;
+        assert_eq!(libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()), 0);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let group = group(MechanismChoice::ProcessGroup);
+        let mut leader = group
+            .start(&Command::new("sh").args(["-c", "exit 0"]).pty(24, 80))
+            .expect("start");
+        let number = leader.pid();
+        leader.wait().await.expect("wait");
+        let deadline = Instant::now() + DEADLINE;
+        while stat(number).is_some() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        let Some(daemon) = take_number(number, true) else {
+            std::fs::write(&file, "skip\n").expect("write");
+            return;
+        };
+        while stat(daemon).is_some_and(|s| s.pgrp != daemon) && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        let guard = pkit::host_containment().guard.pid.expect("the guard's pid");
+        std::fs::write(&file, format!("{number}\n{daemon}\n{guard}\ndone\n")).expect("write");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(leader);
+        drop(group);
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -582,6 +733,63 @@ fn owner_death_ends_a_pty_sessions_jobs() {
     });
 }
 
+/// rv29 probe: the owner SIGKILLed while its pty group's shell has 50
+/// jobs ignoring HUP and TERM (5 of them stopped) and one job forking a
+/// `sleep` every 20 ms: the guard's session sweep, pass after pass, leaves
+/// no process of the session (each mechanism's guard).
+#[test]
+fn owner_death_ends_a_crowded_forking_pty_session() {
+    in_suite("owner_death_ends_a_crowded_forking_pty_session", || {
+        let exe = std::env::current_exe().expect("test binary");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut failed = Vec::new();
+        for choice in mechanisms() {
+            let file = TempPath::new("rv29-crowd");
+            let mut owner = std::process::Command::new(&exe)
+                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                .env("PKIT_RV28_OWNER", file.as_str())
+                .env("PKIT_RV28_CHOICE", choice.to_string())
+                .env("PKIT_RV29_CROWD", "1")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("owner");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let jobs: Vec<u32> = loop {
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                if text.lines().any(|l| l == "done") {
+                    break text.lines().filter_map(|l| l.parse().ok()).collect();
+                }
+                if Instant::now() >= deadline {
+                    let _ = owner.kill();
+                    let _ = owner.wait();
+                    panic!("{choice}: owner never ready");
+                }
+                std::thread::sleep(POLL);
+            };
+            let sid = stat(jobs[0]).expect("a job").session;
+            assert_ne!(sid, std::process::id(), "{choice}: not a pty session");
+            // The forker is at work.
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = owner.kill();
+            let _ = owner.wait();
+            let left = rt.block_on(session_emptied(sid, Duration::from_secs(20)));
+            kill_session(sid);
+            if let Err(left) = left {
+                failed.push(format!(
+                    "{choice}: {} processes of session {sid} outlived their owner: {:?}",
+                    left.len(),
+                    &left[..left.len().min(5)]
+                ));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    });
+}
+
 #[test]
 fn inner_owner() {
     let Ok(file) = std::env::var("PKIT_RV28_OWNER") else {
@@ -595,10 +803,14 @@ fn inner_owner() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let script = format!(
-            "set -m; trap '' HUP; sleep 300 & echo $! >> {0}; sleep 301 & echo $! >> {0}; echo done >> {0}; wait",
-            file
-        );
+        let script = if std::env::var_os("PKIT_RV29_CROWD").is_some() {
+            crowd_script(&file)
+        } else {
+            format!(
+                "set -m; trap '' HUP; sleep 300 & echo $! >> {0}; sleep 301 & echo $! >> {0}; echo done >> {0}; wait",
+                file
+            )
+        };
         let (_group, _p) = start_pty_sh(choice, &script);
         tokio::time::sleep(Duration::from_secs(120)).await;
     });
@@ -645,4 +857,151 @@ async fn a_nested_pkits_pty_jobs_end_with_the_outer_pty_group() {
     }
     s.end().await;
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// rv29: a session member the guard may not kill
+// ---------------------------------------------------------------------------
+
+/// rv29 probe/finding: an owner running as `nobody` (`inner_eperm_owner`)
+/// has a pty group whose shell's job became root (a setuid copy of
+/// `setpriv`, as `sudo` does), so the guard's SIGKILL gets `EPERM`; a
+/// second, plain group is registered after it. The guard's sweep sees the
+/// root job live pass after pass and loops to its teardown bound (10 s)
+/// before it reaches the later group: that group's process outlives its
+/// owner by ~10 s (and the guard lists `/proc` every 16 ms meanwhile).
+#[test]
+#[ignore = "rv29: MEDIUM: one unkillable pty-session member (another user's: EPERM) holds the guard's sweep to its 10 s teardown bound; every later group outlives its owner that long"]
+fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
+    in_suite(
+        "an_unkillable_session_member_does_not_hold_the_guards_other_groups",
+        || {
+            let setpriv = TempPath::new("rv29-setpriv");
+            let cp = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    &format!(
+                        "cp \"$(command -v setpriv)\" {0} && chmod 4755 {0}",
+                        setpriv.as_str()
+                    ),
+                ])
+                .status();
+            if !cp.is_ok_and(|s| s.success())
+                || std::os::unix::fs::MetadataExt::uid(
+                    &std::fs::metadata("/proc/self").expect("/proc"),
+                ) != 0
+            {
+                skipped("the EPERM sweep test", "needs root and setpriv");
+                return;
+            }
+            let exe = std::env::current_exe().expect("test binary");
+            let mut failed = Vec::new();
+            for choice in mechanisms() {
+                if choice == MechanismChoice::Cgroup {
+                    continue;
+                }
+                let file = TempPath::new("rv29-eperm");
+                std::fs::write(file.path(), "").expect("file");
+                let _ = std::process::Command::new("chmod")
+                    .args(["666", file.as_str()])
+                    .status();
+                let mut owner = std::process::Command::new("setpriv")
+                    .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(&exe)
+                    .args([
+                        "--exact",
+                        "inner_eperm_owner",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env("PKIT_RV29_EPERM", file.as_str())
+                    .env("PKIT_RV29_SETPRIV", setpriv.as_str())
+                    .env("PKIT_RV29_CHOICE", choice.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let pids: Vec<u32> = loop {
+                    let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                    if text.lines().any(|l| l == "done") {
+                        break text.lines().filter_map(|l| l.parse().ok()).collect();
+                    }
+                    if Instant::now() >= deadline {
+                        let _ = owner.kill();
+                        let _ = owner.wait();
+                        panic!("{choice}: the owner never got ready: {text:?}");
+                    }
+                    std::thread::sleep(POLL);
+                };
+                let _k = KillOnDrop(pids.clone());
+                let [root_job, later] = pids[..] else {
+                    panic!("{choice}: owner wrote {pids:?}");
+                };
+                assert_eq!(
+                    std::fs::read_to_string(format!("/proc/{root_job}/status"))
+                        .unwrap_or_default()
+                        .lines()
+                        .find(|l| l.starts_with("Uid:"))
+                        .map(|l| l.split_whitespace().nth(1) == Some("0")),
+                    Some(true),
+                    "{choice}: the job is not root's"
+                );
+                let _ = owner.kill();
+                let _ = owner.wait();
+                let t = Instant::now();
+                let deadline = t + Duration::from_secs(20);
+                while !pid_gone(later) && Instant::now() < deadline {
+                    std::thread::sleep(POLL);
+                }
+                let took = t.elapsed();
+                kill_pid(root_job);
+                kill_pid(later);
+                if took > Duration::from_secs(5) {
+                    failed.push(format!(
+                        "{choice}: a later group's process outlived its owner by {took:?} \
+                         (a pty session member of root's, unkillable by the guard, in an earlier group)"
+                    ));
+                }
+            }
+            assert!(failed.is_empty(), "{failed:#?}");
+        },
+    );
+}
+
+#[test]
+fn inner_eperm_owner() {
+    let Ok(file) = std::env::var("PKIT_RV29_EPERM") else {
+        return;
+    };
+    let setpriv = std::env::var("PKIT_RV29_SETPRIV").expect("setpriv");
+    let choice = MechanismChoice::parse(&std::env::var("PKIT_RV29_CHOICE").expect("choice"))
+        .expect("a mechanism");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let script = format!(
+            "set -m; {setpriv} --reuid=0 --regid=0 --clear-groups sleep 300 & echo $! >> {file}; wait"
+        );
+        let (_a, _p) = start_pty_sh(choice, &script);
+        let deadline = Instant::now() + DEADLINE;
+        while std::fs::read_to_string(&file).unwrap_or_default().lines().count() < 1 {
+            assert!(Instant::now() < deadline, "no root job");
+            tokio::time::sleep(POLL).await;
+        }
+        let b = group(choice);
+        let q = b
+            .start(&Command::new("sleep").arg("301"))
+            .expect("start");
+        let later = q.pid();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&file).expect("file");
+        use std::io::Write;
+        writeln!(f, "{later}\ndone").expect("write");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(q);
+        drop(b);
+    });
 }
