@@ -287,7 +287,7 @@ unsafe fn sweep_session(slot: &Slot, buf: &mut Mapped, deadline: i64, started_in
         libc::kill(sid, libc::SIGSTOP);
     }
     sweep_mapped(sid, buf, deadline, &mut |pid| {
-        libc::kill(pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL) == 0
     });
 }
 

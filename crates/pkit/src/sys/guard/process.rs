@@ -359,18 +359,20 @@ unsafe fn sweep_session(slot: &Slot, buf: &mut [u8], deadline: i64, started_in: 
     sweep(sid, buf, deadline, &mut |pid| {
         let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0u32);
         if fd >= 0 {
-            if libc::getsid(pid) == sid {
-                libc::syscall(
+            let sent = libc::getsid(pid) == sid
+                && libc::syscall(
                     libc::SYS_pidfd_send_signal,
                     fd as RawFd,
                     libc::SIGKILL,
                     std::ptr::null::<libc::siginfo_t>(),
                     0u32,
-                );
-            }
+                ) == 0;
             libc::close(fd as RawFd);
+            sent
         } else if *libc::__errno_location() == libc::ENOSYS {
-            libc::kill(pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL) == 0
+        } else {
+            false
         }
     });
 }

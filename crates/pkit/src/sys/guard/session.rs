@@ -49,9 +49,12 @@ pub(super) fn may_sweep(sid: i32, started_in: i32) -> bool {
 
 /// SIGKILLs (through `kill`) every live member of session `sid` but the
 /// leader `sid` itself (killed after, with its process group, by the
-/// caller) and this process, pass after pass, until a pass finds none
-/// live (a member forked during a pass is found by the next one), the
-/// listing fails, or `deadline_ms` ([`now_ms`]) passes. `buf` holds the
+/// caller) and this process, pass after pass, until a pass signals none
+/// (a member forked during a pass is found by the next one), the listing
+/// fails, or `deadline_ms` ([`now_ms`]) passes. `kill` says whether it
+/// signalled the member: one it may not signal (EPERM: another user's, a
+/// `sudo` in the shell) or that left is not waited for, so it does not
+/// hold the teardown of the groups after this one until the deadline. `buf` holds the
 /// listing; `Listed::TooSmall` if it was too small for one.
 ///
 /// # Safety
@@ -60,16 +63,15 @@ pub(super) unsafe fn sweep(
     sid: i32,
     buf: &mut [u8],
     deadline_ms: i64,
-    kill: &mut dyn FnMut(i32),
+    kill: &mut dyn FnMut(i32) -> bool,
 ) -> Listed {
     let me = libc::getpid();
     let mut nap = 1;
     loop {
         let mut live = false;
         let listed = members(sid, buf, &mut |pid| {
-            if pid != sid && pid != me {
+            if pid != sid && pid != me && kill(pid) {
                 live = true;
-                kill(pid);
             }
         });
         if listed != Listed::Whole || !live || now_ms() >= deadline_ms {
@@ -402,7 +404,7 @@ pub(super) unsafe fn sweep_mapped(
     sid: i32,
     buf: &mut Mapped,
     deadline_ms: i64,
-    kill: &mut dyn FnMut(i32),
+    kill: &mut dyn FnMut(i32) -> bool,
 ) {
     let mut grow = false;
     while let Some(b) = buf.get(grow) {
