@@ -153,6 +153,98 @@ fn owner_death_ends_many_pty_sessions_and_their_stopped_leaders() {
     );
 }
 
+/// The pids whose environment holds `RV30_CHURN=<mark>`.
+fn marked(mark: &str) -> Vec<u32> {
+    let needle = format!("RV30_CHURN={mark}\0");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                && !pid_gone(p)
+        })
+        .collect()
+}
+
+/// rv30 probe: an owner starting pty groups (each a job-control `sh`
+/// with two HUP-ignoring jobs) one after another, SIGKILLed at varying
+/// points of a start (registration half-done included): nothing started
+/// for it (found by a mark in the environment) outlives it.
+#[test]
+fn an_owner_killed_during_pty_starts_leaves_nothing() {
+    in_suite("an_owner_killed_during_pty_starts_leaves_nothing", || {
+        let mut failed = Vec::new();
+        for choice in mechanisms() {
+            for round in 0..3u64 {
+                let file = TempPath::new("rv30-churn");
+                let mark = format!("{}-{round}-{choice}", std::process::id());
+                let exe = std::env::current_exe().expect("test binary");
+                let mut owner = std::process::Command::new(&exe)
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env("PKIT_RV30_OWNER", file.as_str())
+                    .env("PKIT_RV30_CHOICE", choice.to_string())
+                    .env("PKIT_RV30_CASE", "churn")
+                    .env("PKIT_RV30_MARK", &mark)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while std::fs::read_to_string(file.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .and_then(|l| l.parse::<u32>().ok())
+                    .is_none_or(|n| n < 2)
+                {
+                    if Instant::now() >= deadline {
+                        let _ = owner.kill();
+                        let _ = owner.wait();
+                        panic!("{choice}: the owner never started two groups");
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // The mark is seen (the first groups' shells and jobs).
+                let seen_by = Instant::now() + DEADLINE;
+                while marked(&mark).len() < 3 {
+                    if Instant::now() >= seen_by {
+                        let _ = owner.kill();
+                        let _ = owner.wait();
+                        panic!("{choice}: the mark is never seen");
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let before = marked(&mark).len();
+                eprintln!("rv30 churn {choice} round {round}: {before} marked before the kill");
+                std::thread::sleep(Duration::from_millis(7 * round + 3));
+                let _ = owner.kill();
+                let _ = owner.wait();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let left = loop {
+                    let left = marked(&mark);
+                    if left.is_empty() || Instant::now() >= deadline {
+                        break left;
+                    }
+                    std::thread::sleep(POLL);
+                };
+                let st: Vec<_> = left.iter().map(|&p| (p, stat(p))).collect();
+                for &p in &left {
+                    kill_pid(p);
+                }
+                if !left.is_empty() {
+                    failed.push(format!(
+                        "{choice} round {round}: of {before}+ marked, outlived their owner: {st:?}"
+                    ));
+                }
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    });
+}
+
 #[test]
 fn inner_owner() {
     let Ok(file) = std::env::var("PKIT_RV30_OWNER") else {
@@ -168,7 +260,22 @@ fn inner_owner() {
         .unwrap();
     rt.block_on(async {
         let mut keep = Vec::new();
-        if case == "zl" {
+        if case == "churn" {
+            // pty groups started one after another until killed: the
+            // owner dies at some point of a start.
+            let mark = std::env::var("PKIT_RV30_MARK").expect("mark");
+            for i in 0u32.. {
+                let g = group(choice);
+                let cmd = pkit::Command::new("sh")
+                    .args(["-c", "set -m; trap '' HUP; sleep 300 & sleep 301 & wait"])
+                    .env("RV30_CHURN", &mark)
+                    .pty(24, 80);
+                let p = g.start(&cmd).expect("start");
+                keep.push((g, p));
+                std::fs::write(format!("{file}.t"), format!("{i}\ndone\n")).expect("write");
+                std::fs::rename(format!("{file}.t"), &file).expect("rename");
+            }
+        } else if case == "zl" {
             let py = std::env::var("PKIT_RV30_PYTHON").expect("python");
             let script = format!("{file}.py");
             std::fs::write(&script, ZL_JOB).expect("script");
