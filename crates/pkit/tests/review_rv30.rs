@@ -69,7 +69,8 @@ fn left_after(pids: &[u32], within: Duration) -> Vec<u32> {
     }
 }
 
-/// rv30 finding: a pty session's job (its own process group, SIGHUP
+/// rv30 MEDIUM, fixed (a `Z` main thread with more threads counts as
+/// live): a pty session's job (its own process group, SIGHUP
 /// ignored) whose main thread has ended while another thread runs on
 /// (`pthread_exit` in `main`; `ps` shows `Zl`) outlives its owner's death
 /// under process groups and the portable backend. The guards' Linux
@@ -78,7 +79,6 @@ fn left_after(pids: &[u32], within: Duration) -> Vec<u32> {
 /// zombie and never signals it; the process group kill does not reach a
 /// job. (tests/common's `pid_gone` knows this shape; the guard does not.)
 #[test]
-#[ignore = "rv30: MEDIUM: the guards' session sweep skips a member whose main thread exited (stat says Z) while its other threads run: it outlives the owner (session.rs exited ~163)"]
 fn owner_death_ends_a_pty_job_whose_main_thread_ended() {
     in_suite("owner_death_ends_a_pty_job_whose_main_thread_ended", || {
         if python().is_none() {

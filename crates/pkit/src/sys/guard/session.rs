@@ -122,7 +122,12 @@ unsafe fn members(sid: i32, buf: &mut [u8], f: &mut dyn FnMut(i32)) -> Listed {
     }
     loop {
         let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
-        if n <= 0 {
+        if n < 0 {
+            // A listing cut short is not a whole one (rv30).
+            libc::close(dir);
+            return Listed::Failed;
+        }
+        if n == 0 {
             break;
         }
         let mut off = 0usize;
@@ -171,9 +176,38 @@ unsafe fn exited(pid: i32) -> bool {
     libc::close(fd);
     let text = &text[..n.max(0) as usize];
     match text.iter().rposition(|&b| b == b')') {
-        Some(close) => matches!(text.get(close + 2), Some(b'Z' | b'X')),
+        // A main thread that ended while other threads run shows `Z` too
+        // (`ps`: `Zl`): live while its task directory lists more than it.
+        Some(close) => match text.get(close + 2) {
+            Some(b'X') => true,
+            Some(b'Z') => !more_threads(path.to_bytes()),
+            _ => false,
+        },
         None => true,
     }
+}
+
+/// Whether the process whose `/proc/<pid>/stat` path is `stat` has more
+/// than one thread: its `/proc/<pid>/task` directory links two more than
+/// it has threads (a zombie keeps its main one).
+///
+/// # Safety
+/// Guard only.
+#[cfg(target_os = "linux")]
+unsafe fn more_threads(stat: &[u8]) -> bool {
+    let mut task = [0u8; 32];
+    let len = stat.len().min(task.len() - 1);
+    task[..len].copy_from_slice(&stat[..len]);
+    // ".../stat" and ".../task" have the same length.
+    if len < 4 {
+        return false;
+    }
+    task[len - 4..len].copy_from_slice(b"task");
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    if libc::stat(task.as_ptr().cast(), st.as_mut_ptr()) != 0 {
+        return false;
+    }
+    st.assume_init().st_nlink > 3
 }
 
 /// Calls `f` with each live (non-zombie) member of session `sid`.
