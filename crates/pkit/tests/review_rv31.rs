@@ -169,3 +169,49 @@ mod cassette {
         });
     }
 }
+
+/// rv31 (h/lows): one file kept as every number from 3 to 60 at once, and
+/// a second file swapped in as the lowest targets: the targets cover
+/// every descriptor pkit itself holds while it starts (its pidfds, guard
+/// socket, pipes, runtime), so each copy made off the targets
+/// (`dup_off_targets`, the trampoline's lowest free non-target) must step
+/// over all of them. Each target in the child names the file it was
+/// given, in every mechanism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "rv31 probe (passes): keep_fds onto every number 3..=60 at once (pkit's own fds among them) lands each file right"]
+async fn keep_fds_onto_every_low_number_at_once() {
+    use std::os::fd::AsRawFd;
+    let suite = begin("keep_fds_onto_every_low_number_at_once").await;
+    let a = TempPath::new("rv31-keep-a");
+    let b = TempPath::new("rv31-keep-b");
+    std::fs::write(a.path(), "A").unwrap();
+    std::fs::write(b.path(), "B").unwrap();
+    let fa = std::fs::File::open(a.path()).unwrap();
+    let fb = std::fs::File::open(b.path()).unwrap();
+    for m in mechanisms() {
+        // 3..=5 get B, 6..=60 get A.
+        let pairs = (3..=60).map(|n| {
+            if n <= 5 {
+                (fb.as_raw_fd(), n)
+            } else {
+                (fa.as_raw_fd(), n)
+            }
+        });
+        let out = sh(
+            m,
+            "n=3; while [ $n -le 60 ]; do printf '%s ' $n; cat /proc/self/fd/$n; echo; n=$((n+1)); done",
+        )
+        .keep_fds(pairs)
+        .output()
+        .await
+        .unwrap();
+        assert!(out.success(), "{m}: {out:?}");
+        let text = String::from_utf8_lossy(out.stdout()).into_owned();
+        let want: String = (3..=60)
+            .map(|n| format!("{n} {}\n", if n <= 5 { "B" } else { "A" }))
+            .collect();
+        assert_eq!(text, want, "{m}");
+    }
+    drop((fa, fb));
+    suite.end().await;
+}
