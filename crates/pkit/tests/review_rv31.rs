@@ -81,7 +81,11 @@ async fn a_directory_program_and_an_empty_arg0() {
             .await
             .unwrap();
         assert!(out.success(), "{m}: {out:?}");
-        assert_eq!(out.stdout(), b"\0/proc/self/cmdline\0", "{m}: arg0 not passed as empty");
+        assert_eq!(
+            out.stdout(),
+            b"\0/proc/self/cmdline\0",
+            "{m}: arg0 not passed as empty"
+        );
     }
     suite.end().await;
 }
@@ -100,6 +104,15 @@ mod cassette {
         });
         rx.recv_timeout(Duration::from_secs(20))
             .expect("replay hung")
+    }
+
+    /// The error of [`replay_bounded`], or a panic naming `what` when the
+    /// cassette was replayed.
+    fn refused(path: std::path::PathBuf, what: &str) -> Error {
+        match replay_bounded(path) {
+            Err(e) => e,
+            Ok(_) => panic!("{what}: replayed"),
+        }
     }
 
     fn mkfifo(path: &std::path::Path) {
@@ -124,7 +137,7 @@ mod cassette {
             mkfifo(&fifo);
             let link = dir.path().join("link");
             std::os::unix::fs::symlink(&fifo, &link).unwrap();
-            let err = replay_bounded(link.clone()).err().expect("a FIFO replayed");
+            let err = refused(link.clone(), "a FIFO replayed");
             assert!(err.to_string().contains("not a regular file"), "{err}");
 
             // A writer blocked in its open of the FIFO: still refused.
@@ -134,13 +147,13 @@ mod cassette {
                 .spawn()
                 .unwrap();
             std::thread::sleep(Duration::from_millis(200));
-            let err = replay_bounded(link).err().expect("a FIFO replayed");
+            let err = refused(link, "a FIFO replayed");
             assert!(err.to_string().contains("not a regular file"), "{err}");
             let _ = writer.kill();
             let _ = writer.wait();
 
             for p in ["/dev/zero", "/proc/self/status"] {
-                let err = replay_bounded(p.into()).err().expect(p);
+                let err = refused(p.into(), p);
                 let kind = match &err {
                     Error::Io { source, .. } => source.kind(),
                     other => panic!("{p}: {other:?}"),
@@ -153,8 +166,11 @@ mod cassette {
                     "{p}: {err}"
                 );
             }
-            let err = replay_bounded(dir.path().to_path_buf()).err().expect("a dir");
-            assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+            let err = refused(dir.path().to_path_buf(), "a dir");
+            assert!(
+                err.to_string().contains(&dir.path().display().to_string()),
+                "{err}"
+            );
 
             let big = dir.path().join("big");
             let f = std::fs::File::create(&big).unwrap();
