@@ -282,7 +282,7 @@ impl Container {
             // (none was free even then) fails the close at once: waiting
             // for a descriptor to free up made a run that used up its
             // descriptor limit end only at the deadline.
-            let members = ptable::running_members(scope)?;
+            let members = ptable::members(scope)?;
             if members.is_empty() || Instant::now() >= deadline {
                 return Ok(());
             }

@@ -42,7 +42,7 @@ impl Container {
     ) -> io::Result<Vec<i32>> {
         let scope = Scope::Session(sid);
         let mut sent = Vec::new();
-        for pid in ptable::running_members(scope)? {
+        for pid in ptable::members(scope)? {
             if skip.contains(&pid) || group_of(pid) == Some(sid) {
                 continue;
             }
@@ -131,9 +131,11 @@ impl Container {
 /// already be a stranger's session (a daemon's fork, `setsid`, fork and
 /// exit leaves a live session whose leader pid nobody holds: rv28), so
 /// then only the process group is reached, as before the sweep existed.
+/// Never the owner's own session ([`ptable::sweepable`]): the one check
+/// every session scope passes.
 pub(super) fn leader_scope(leader: &ChildHandle, session: bool) -> Scope {
     let n = leader.pid();
-    match session && !leader.reaped_by_kernel() {
+    match session && !leader.reaped_by_kernel() && ptable::sweepable(n) {
         true => Scope::Session(n),
         false => Scope::Pgroup(n),
     }

@@ -311,13 +311,14 @@ impl Scope {
         }
     }
 
-    /// Whether `pid` is in it now (zombies included). Never a process of
-    /// the owner's own session (see [`sweepable`]).
+    /// Whether `pid` is in it now (zombies included). A session scope is
+    /// only ever made for a sweepable session (see [`sweepable`], asked
+    /// once where the scope is chosen, not per process).
     pub(crate) fn holds(self, pid: i32) -> bool {
         use super::pgroup::{group_of, session_of};
         match self {
             Scope::Pgroup(pgid) => group_of(pid) == Some(pgid),
-            Scope::Session(sid) => sweepable(sid) && session_of(pid) == Some(sid),
+            Scope::Session(sid) => session_of(pid) == Some(sid),
         }
     }
 }
@@ -368,12 +369,6 @@ fn session_members(sid: i32) -> io::Result<Vec<i32>> {
         .into_iter()
         .map(|e| e.pid)
         .collect())
-}
-
-/// [`members`], by the cheapest scan there is (made for the end of every
-/// run under this mechanism).
-pub(crate) fn running_members(scope: Scope) -> io::Result<Vec<i32>> {
-    members(scope)
 }
 
 /// Live members of `scope` descended from `root` (itself included). In a
