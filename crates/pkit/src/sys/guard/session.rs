@@ -120,41 +120,25 @@ unsafe fn members(sid: i32, buf: &mut [u8], f: &mut dyn FnMut(i32)) -> Listed {
     if dir < 0 {
         return Listed::Failed;
     }
-    loop {
-        let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
-        if n < 0 {
-            // A listing cut short is not a whole one (rv30).
-            libc::close(dir);
-            return Listed::Failed;
+    // A listing cut short by a failed read is not a whole one (rv30).
+    let whole = super::walk::for_each_entry(dir, buf, &mut |name, _| {
+        let pid = name
+            .iter()
+            .try_fold(0i32, |acc, &b| {
+                b.is_ascii_digit()
+                    .then(|| acc.saturating_mul(10).saturating_add(i32::from(b - b'0')))
+            })
+            .unwrap_or(0);
+        if pid > 0 && libc::getsid(pid) == sid && !exited(pid) {
+            f(pid);
         }
-        if n == 0 {
-            break;
-        }
-        let mut off = 0usize;
-        while off + 19 < n as usize {
-            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type,
-            // then the NUL-terminated name.
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 {
-                break;
-            }
-            let name = &buf[off + 19..(off + reclen).min(n as usize)];
-            let pid = name
-                .iter()
-                .take_while(|&&b| b != 0)
-                .try_fold(0i32, |acc, &b| {
-                    b.is_ascii_digit()
-                        .then(|| acc.saturating_mul(10).saturating_add(i32::from(b - b'0')))
-                })
-                .unwrap_or(0);
-            if pid > 0 && libc::getsid(pid) == sid && !exited(pid) {
-                f(pid);
-            }
-            off += reclen;
-        }
-    }
+        true
+    });
     libc::close(dir);
-    Listed::Whole
+    match whole {
+        true => Listed::Whole,
+        false => Listed::Failed,
+    }
 }
 
 /// Whether process `pid` is gone or a zombie (`/proc/<pid>/stat`'s state

@@ -146,32 +146,53 @@ pub(super) unsafe fn for_each_dir(dir: RawFd, depth: u32, f: &mut dyn FnMut(RawF
     }
     let mut buf = [0u8; 2048];
     libc::lseek(dir, 0, libc::SEEK_SET);
+    for_each_entry(dir, &mut buf, &mut |name, kind| {
+        if kind == libc::DT_DIR && name != b"." && name != b".." {
+            // `name` is NUL-terminated in the buffer (see `for_each_entry`).
+            let sub = libc::openat(
+                dir,
+                name.as_ptr().cast(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if sub >= 0 {
+                for_each_dir(sub, depth + 1, f);
+                libc::close(sub);
+            }
+        }
+        true
+    });
+}
+
+/// Calls `f` with the name (without its NUL, which follows it in `buf`)
+/// and the type (`DT_*`) of each entry the open directory `dir` lists
+/// from where it stands, read with raw `getdents64` into `buf`, until `f`
+/// says false or the listing ends. False if a read failed.
+///
+/// # Safety
+/// Guard only; `dir` is an open directory fd.
+pub(super) unsafe fn for_each_entry(
+    dir: RawFd,
+    buf: &mut [u8],
+    f: &mut dyn FnMut(&[u8], u8) -> bool,
+) -> bool {
     loop {
         let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
         if n <= 0 {
-            return;
+            return n == 0;
         }
+        let n = n as usize;
         let mut off = 0usize;
-        while off + 19 < n as usize {
+        while off + 19 < n {
             // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type,
             // then the NUL-terminated name.
             let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
             if reclen == 0 {
-                return;
+                return true;
             }
-            let name = buf.as_ptr().add(off + 19).cast::<libc::c_char>();
-            let dot = buf[off + 19] == b'.'
-                && (buf[off + 20] == 0 || (buf[off + 20] == b'.' && buf[off + 21] == 0));
-            if buf[off + 18] == libc::DT_DIR && !dot {
-                let sub = libc::openat(
-                    dir,
-                    name,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                );
-                if sub >= 0 {
-                    for_each_dir(sub, depth + 1, f);
-                    libc::close(sub);
-                }
+            let field = &buf[off + 19..(off + reclen).min(n)];
+            let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+            if !f(&field[..len], buf[off + 18]) {
+                return true;
             }
             off += reclen;
         }
