@@ -14,8 +14,9 @@ use crate::error::Result;
 use crate::output::Output;
 
 /// Runs every command (each in its own private group, as
-/// [`Command::output`] does) with at most `concurrency` running at once, and
-/// returns the results in input order. Dropping the future cancels the
+/// [`Command::output`] does) with at most `concurrency` running at once (0
+/// counts as 1; `usize::MAX` bounds nothing), and returns the results in
+/// input order. Dropping the future cancels the
 /// batch: every running command's tree is torn down. A command whose run
 /// panics (a bug in its [`Runner`](crate::Runner)) makes this panic with
 /// that panic, once the other commands have finished.
@@ -78,7 +79,9 @@ pub fn output_unordered(
     }
     let panic = Panic::default();
     let caught = panic.clone();
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    // 0 runs one at a time; a bound past Tokio's largest (`usize::MAX`
+    // for "no bound") lets every command run at once.
+    let permits = Arc::new(Semaphore::new(concurrency.clamp(1, Semaphore::MAX_PERMITS)));
     let driver = tokio::spawn(async move {
         let mut running = tokio::task::JoinSet::new();
         for (i, cmd) in commands.into_iter().enumerate() {
