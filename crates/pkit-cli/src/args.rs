@@ -4,7 +4,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{duration, signame, size};
@@ -325,7 +324,7 @@ pub struct RunArgs {
     pub chdir: Option<PathBuf>,
     /// Set an environment variable for the program (repeatable).
     #[arg(short = 'E', long = "env", value_name = "K=V",
-          value_parser = clap::builder::OsStringValueParser::new().try_map(parse_env))]
+          value_parser = crate::env_arg::EnvParser)]
     pub env: Vec<(OsString, OsString)>,
     /// Start the program with an empty environment (then -E adds to it).
     #[arg(short = 'i', long)]
@@ -430,29 +429,6 @@ fn parse_cpu(text: &str) -> Result<f64, String> {
         ));
     }
     Ok(cores)
-}
-
-/// `K=V`, split at the first `=`. On Unix the name and the value are any
-/// bytes (an environment is bytes there); elsewhere they must be text.
-fn parse_env(arg: OsString) -> Result<(OsString, OsString), String> {
-    #[cfg(unix)]
-    let split = {
-        use std::os::unix::ffi::OsStringExt;
-        let mut name = arg.into_vec();
-        let at = name.iter().position(|&b| b == b'=').filter(|&i| i > 0);
-        at.map(|i| {
-            let value = name.split_off(i + 1);
-            name.truncate(i);
-            (OsString::from_vec(name), OsString::from_vec(value))
-        })
-    };
-    #[cfg(not(unix))]
-    let split = arg
-        .to_str()
-        .and_then(|text| text.split_once('='))
-        .filter(|(k, _)| !k.is_empty())
-        .map(|(k, v)| (k.into(), v.into()));
-    split.ok_or_else(|| "expected K=V".to_string())
 }
 
 /// `RES=SOFT[:HARD]`; values are numbers, sizes (`2G`) or `unlimited`.

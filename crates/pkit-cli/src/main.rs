@@ -21,6 +21,7 @@ mod cgstats;
 mod checks;
 mod doctor;
 mod duration;
+mod env_arg;
 mod events;
 mod exit;
 mod forward;
