@@ -53,8 +53,16 @@ pub struct Events {
     exited: Option<Outcome>,
     verdict: Option<Verdict>,
     quiet: Pin<Box<tokio::time::Sleep>>,
+    /// When the exit is told whatever descendants still write: the exit
+    /// plus [`AFTER_EXIT_MOST`].
+    last_call: Option<tokio::time::Instant>,
     done: bool,
 }
+
+/// How long after the exit the stream keeps waiting for descendants'
+/// lines, at most, however often they come: a background job that writes
+/// on must not hold the exit back for good.
+const AFTER_EXIT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl RunningProcess {
     /// The process's life as one stream, for UIs: [`ProcessEvent::Started`]
@@ -64,8 +72,9 @@ impl RunningProcess {
     /// [`ProcessEvent::Exited`] with its outcome, last. The lines the
     /// process wrote before exiting all come before the exit; output that
     /// descendants write after it (they may live on in the group) is read
-    /// until the pipes close or stay quiet for a moment, then the stream
-    /// ends. The process itself is left alone: reading or dropping the
+    /// until the pipes close or stay quiet for a moment (the exit waits
+    /// 2 s at most for them: then, once no line is at hand, it comes), then
+    /// the stream ends. The process itself is left alone: reading or dropping the
     /// stream changes nothing about it, and [`wait`](Self::wait) still
     /// works (its output capture holds no bytes the stream took).
     ///
@@ -98,6 +107,7 @@ impl RunningProcess {
             exited: None,
             verdict: crate::watch::verdict(&self.watch),
             quiet: Box::pin(tokio::time::sleep(AFTER_EXIT_QUIET)),
+            last_call: None,
             done: false,
         }
     }
@@ -127,16 +137,17 @@ impl Events {
                     Err(_) => Outcome::Signalled(crate::sys::Signal::Kill.as_raw()),
                 };
                 self.exited = Some(outcome);
-                let until = tokio::time::Instant::now() + AFTER_EXIT_QUIET;
-                self.quiet.as_mut().reset(until);
+                let now = tokio::time::Instant::now();
+                self.last_call = Some(now + AFTER_EXIT_MOST);
+                self.quiet.as_mut().reset(now + AFTER_EXIT_QUIET);
             }
         }
         if !self.lines_done {
             match Pin::new(&mut self.lines).poll_next(cx) {
                 Poll::Ready(Some(line)) => {
-                    if self.exited.is_some() {
+                    if let Some(last) = self.last_call {
                         let until = tokio::time::Instant::now() + AFTER_EXIT_QUIET;
-                        self.quiet.as_mut().reset(until);
+                        self.quiet.as_mut().reset(until.min(last));
                     }
                     return Poll::Ready(Some(ProcessEvent::Line(line)));
                 }

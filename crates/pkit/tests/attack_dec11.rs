@@ -818,3 +818,202 @@ fn blocking_lines_of_many_processes_at_once_arrive_once() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------
+// More probes
+// ---------------------------------------------------------------------------
+
+/// A secret argument of one stage of a pipeline, echoed on another
+/// stage's stderr by a failing chain, is quoted as `<secret>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stages_secret_echoed_by_another_stage_is_redacted() {
+    let suite = begin("a_stages_secret_echoed_by_another_stage_is_redacted").await;
+    for choice in mechanisms() {
+        let first = sh(choice, r#"printf '%s\n' "$1""#).secret_arg(SECRET);
+        let second = sh(choice, "cat >&2; exit 5");
+        let e = pkit::Pipe::new([first, second]).run().await.unwrap_err();
+        let shown = format!("{e} | {e:?} | {}", e.diagnostic());
+        assert!(!shown.contains("a17-tok"), "{choice}: {shown}");
+        assert!(shown.contains("<secret>"), "{choice}: {shown}");
+    }
+    suite.end().await;
+}
+
+/// A batch whose commands share a cancel token, cancelled mid-run: every
+/// command reports `Cancelled`, the running ones' trees are gone, and the
+/// ones still waiting for a slot never start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cancelled_through_a_shared_token_starts_nothing_more() {
+    let suite = begin("a_batch_cancelled_through_a_shared_token_starts_nothing_more").await;
+    for choice in mechanisms() {
+        let token = pkit::CancelToken::new();
+        let files: Vec<TempPath> = (0..6).map(|_| TempPath::new("a17-token")).collect();
+        let cmds: Vec<Command> = files
+            .iter()
+            .map(|f| {
+                let script = format!("sleep 300 & echo $! > {}; wait", f.path().display());
+                sh(choice, &script).cancel_token(&token)
+            })
+            .collect();
+        let batch = tokio::spawn(pkit::output_all(cmds, 2));
+        let ready =
+            |f: &TempPath| std::fs::read_to_string(f.path()).is_ok_and(|s| s.ends_with('\n'));
+        let deadline = Instant::now() + DEADLINE;
+        while files.iter().filter(|f| ready(f)).count() < 2 {
+            assert!(Instant::now() < deadline, "{choice}: never started");
+            tokio::time::sleep(POLL).await;
+        }
+        token.cancel();
+        let got = tokio::time::timeout(DEADLINE, batch)
+            .await
+            .unwrap()
+            .unwrap();
+        for r in &got {
+            let e = r.as_ref().unwrap_err();
+            assert!(e.is_cancelled(), "{choice}: {e}");
+        }
+        let mut pids = Vec::new();
+        for f in files.iter().filter(|f| ready(f)) {
+            pids.push(pid_of(f).await);
+        }
+        assert_eq!(
+            pids.len(),
+            2,
+            "{choice}: a command started after the cancel"
+        );
+        assert_gone(&pids, "a cancelled batch's processes").await;
+    }
+    suite.end().await;
+}
+
+/// Blocking runs from eight threads at once, each timed out with a tree
+/// that ignores SIGTERM: each reports its timeout, and no tree is left.
+#[test]
+fn blocking_timeouts_on_many_threads_leave_no_tree() {
+    in_suite("blocking_timeouts_on_many_threads_leave_no_tree", || {
+        for choice in mechanisms() {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        let file = TempPath::new("a17-btimeout");
+                        let script = format!(
+                            "trap '' TERM; sleep 300 & echo $! > {}; wait",
+                            file.path().display()
+                        );
+                        let out = sh(choice, &script)
+                            .timeout(Duration::from_millis(300))
+                            .grace(Duration::from_millis(100))
+                            .blocking()
+                            .output()
+                            .unwrap();
+                        assert!(out.timed_out(), "{choice}: {out:?}");
+                        let pid: u32 = std::fs::read_to_string(file.path())
+                            .unwrap()
+                            .trim()
+                            .parse()
+                            .unwrap();
+                        pid
+                    })
+                })
+                .collect();
+            let pids: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let deadline = Instant::now() + DEADLINE;
+            while !pids.iter().all(|&p| pid_gone(p)) {
+                assert!(Instant::now() < deadline, "{choice}: left: {pids:?}");
+                std::thread::sleep(POLL);
+            }
+        }
+    });
+}
+
+/// A stream taken after `wait` returned tells the start and the same
+/// outcome the wait did (a timeout's included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_after_wait_tell_what_the_wait_did() {
+    let suite = begin("events_after_wait_tell_what_the_wait_did").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let cmd = Command::new("sleep")
+            .arg("300")
+            .timeout(Duration::from_millis(200));
+        let mut p = g.start(&cmd).unwrap();
+        let pid = p.pid();
+        let out = p.wait().await.unwrap();
+        assert!(out.timed_out(), "{choice}");
+        let seen = all_events(&mut p.events()).await;
+        let want = [
+            ProcessEvent::Started { pid },
+            ProcessEvent::Exited {
+                pid,
+                outcome: Outcome::TimedOut,
+            },
+        ];
+        assert_eq!(seen, want, "{choice}");
+        g.close().await.unwrap();
+    }
+    suite.end().await;
+}
+
+/// A process that exits while a background descendant of it (in its group)
+/// keeps printing a line every 50 ms: the events stream tells the exit
+/// within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exit_event_comes_while_a_descendant_chatters_on() {
+    let suite = begin("the_exit_event_comes_while_a_descendant_chatters_on").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let script = "(while :; do echo chatter; sleep 0.05; done) & echo main; exit 7";
+        let cmd = Command::new("sh").args(["-c", script]).stream_lines();
+        let mut p = g.start(&cmd).unwrap();
+        let pid = p.pid();
+        let mut events = p.events();
+        let exited = ProcessEvent::Exited {
+            pid,
+            outcome: Outcome::Exited(7),
+        };
+        let found = tokio::time::timeout(DEADLINE, async {
+            while let Some(e) = events.next_event().await {
+                if e == exited {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        drop(events);
+        g.kill().unwrap();
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        assert_eq!(
+            found,
+            Ok(true),
+            "{choice}: no exit event within {DEADLINE:?}"
+        );
+    }
+    suite.end().await;
+}
+
+/// The same for a handle dropped while its stream is read: the stream ends
+/// with the kill of the handle's own group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_outlive_their_dropped_handle_and_end_with_its_kill() {
+    let suite = begin("events_outlive_their_dropped_handle_and_end_with_its_kill").await;
+    for choice in mechanisms() {
+        let mut p = cmd(choice, "sleep").arg("300").start().unwrap();
+        let pid = p.pid();
+        let mut events = p.events();
+        drop(p);
+        let seen = all_events(&mut events).await;
+        assert_eq!(
+            seen.first(),
+            Some(&ProcessEvent::Started { pid }),
+            "{choice}"
+        );
+        assert!(
+            matches!(seen.last(), Some(ProcessEvent::Exited { pid: p, outcome: Outcome::Signalled(9) }) if *p == pid),
+            "{choice}: {seen:?}"
+        );
+        assert_gone(&[pid], "a dropped handle's process").await;
+    }
+    suite.end().await;
+}
