@@ -11,7 +11,7 @@ use futures_core::Stream;
 
 use crate::output::Outcome;
 use crate::process::{outcome_of, RunningProcess};
-use crate::pump::{Line, Lines, AFTER_EXIT_QUIET};
+use crate::pump::{Line, Lines, AFTER_EXIT_MOST, AFTER_EXIT_QUIET};
 use crate::watch::Verdict;
 
 /// What happens to a started process, in order: see
@@ -58,11 +58,6 @@ pub struct Events {
     last_call: Option<tokio::time::Instant>,
     done: bool,
 }
-
-/// How long after the exit the stream keeps waiting for descendants'
-/// lines, at most, however often they come: a background job that writes
-/// on must not hold the exit back for good.
-const AFTER_EXIT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl RunningProcess {
     /// The process's life as one stream, for UIs: [`ProcessEvent::Started`]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, NotReadyReason, Result};
 use crate::process::{outcome_of, RunningProcess};
-use crate::pump::{Line, AFTER_EXIT_QUIET};
+use crate::pump::{Line, AFTER_EXIT_MOST, AFTER_EXIT_QUIET};
 
 /// How often [`wait_for_port`](RunningProcess::wait_for_port) and
 /// [`wait_for`](RunningProcess::wait_for) retry. There is no kernel event
@@ -31,8 +31,9 @@ impl RunningProcess {
     /// by them for more than a second.
     ///
     /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
-    /// process exits first (after looking at every line it wrote), or when
-    /// its output ends.
+    /// process exits first (after looking at every line it wrote, and at
+    /// what descendants still write for up to 2 s), or when its output
+    /// ends.
     ///
     /// # Errors
     ///
@@ -68,12 +69,16 @@ impl RunningProcess {
         // Once the process has exited, the lines it wrote are still on their
         // way through the pump: keep reading until the stream ends, or until
         // it has been quiet for a while (a background descendant may hold
-        // the pipe open).
+        // the pipe open), or for as long as one may keep writing.
         let mut exited = None;
+        let mut last_call = None;
         loop {
             let quiet = async {
-                match exited {
-                    Some(_) => tokio::time::sleep(AFTER_EXIT_QUIET).await,
+                match last_call {
+                    Some(last) => {
+                        let quiet = tokio::time::Instant::now() + AFTER_EXIT_QUIET;
+                        tokio::time::sleep_until(quiet.min(last)).await;
+                    }
                     None => std::future::pending().await,
                 }
             };
@@ -107,6 +112,7 @@ impl RunningProcess {
                 },
                 status = child.wait(), if exited.is_none() => {
                     exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
+                    last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
                 }
                 () = quiet => {
                     let st = exited.expect("quiet only runs after the exit");

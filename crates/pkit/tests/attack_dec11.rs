@@ -1017,3 +1017,33 @@ async fn events_outlive_their_dropped_handle_and_end_with_its_kill() {
     }
     suite.end().await;
 }
+
+/// `wait_for_line` on a process that exits without the line while a
+/// background descendant keeps printing other lines: it says the process
+/// ended first, well before its deadline (it waited the whole deadline
+/// and then said the process was still running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_line_tells_the_exit_while_a_descendant_chatters_on() {
+    let suite = begin("wait_for_line_tells_the_exit_while_a_descendant_chatters_on").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let script = "(while :; do echo chatter; sleep 0.05; done) & exit 7";
+        let cmd = Command::new("sh").args(["-c", script]).stream_lines();
+        let mut p = g.start(&cmd).unwrap();
+        let e = p
+            .wait_for_line(|l| l.text == "ready", Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        g.kill().unwrap();
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        match e {
+            pkit::Error::NotReady {
+                reason: pkit::NotReadyReason::Exited(outcome),
+                ..
+            } => assert_eq!(outcome, Outcome::Exited(7), "{choice}"),
+            e => panic!("{choice}: {e}"),
+        }
+    }
+    suite.end().await;
+}

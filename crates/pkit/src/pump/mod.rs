@@ -30,6 +30,11 @@ use thread::{Control, BIG_READ_CHUNK};
 /// the way — before it reports the exit.
 pub(crate) const AFTER_EXIT_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How long after the exit such a reader keeps waiting for lines, at most,
+/// however often they come: a background job that writes on must not hold
+/// the exit back for good.
+pub(crate) const AFTER_EXIT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
+
 use std::fmt;
 use std::io;
 use std::panic::AssertUnwindSafe;
