@@ -4,7 +4,7 @@
 
 use std::ffi::{OsStr, OsString};
 
-/// The value parser of `-E`: [`split`], refused by name alone.
+/// The value parser of `-E`: [`key_value`], refused by name alone.
 #[derive(Clone, Copy, Debug)]
 pub struct EnvParser;
 
@@ -17,7 +17,7 @@ impl clap::builder::TypedValueParser for EnvParser {
         arg: Option<&clap::Arg>,
         value: &OsStr,
     ) -> Result<Self::Value, clap::Error> {
-        split(value.to_os_string()).ok_or_else(|| {
+        key_value(value).ok_or_else(|| {
             let arg = arg.map_or_else(|| "--env <K=V>".to_string(), ToString::to_string);
             let why = format!(
                 "invalid value for '{arg}': expected K=V, K not empty \
@@ -30,11 +30,11 @@ impl clap::builder::TypedValueParser for EnvParser {
 
 /// `K=V`, split at the first `=`. On Unix the name and the value are any
 /// bytes (an environment is bytes there); elsewhere they must be text.
-fn split(arg: OsString) -> Option<(OsString, OsString)> {
+fn key_value(arg: &OsStr) -> Option<(OsString, OsString)> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStringExt;
-        let mut name = arg.into_vec();
+        let mut name = arg.to_os_string().into_vec();
         let at = name.iter().position(|&b| b == b'=').filter(|&i| i > 0);
         at.map(|i| {
             let value = name.split_off(i + 1);
