@@ -1098,3 +1098,78 @@ async fn a_program_names_terminal_controls_are_inert_in_messages() {
     );
     suite.end().await;
 }
+
+/// A blocking process's lines read on another thread end when the handle
+/// is dropped (its own group killed); a blocking batch's iterator dropped
+/// mid-run leaves no process.
+#[test]
+fn blocking_lines_and_batches_end_with_their_dropped_handles() {
+    in_suite(
+        "blocking_lines_and_batches_end_with_their_dropped_handles",
+        || {
+            for choice in mechanisms() {
+                let up = TempPath::new("a17-blines");
+                let script = format!(
+                    "echo first; sleep 300 & echo $!; touch {}; wait",
+                    up.path().display()
+                );
+                let mut p = sh(choice, &script)
+                    .stream_lines()
+                    .blocking()
+                    .start()
+                    .unwrap();
+                let lines = p.lines();
+                let reader = std::thread::spawn(move || lines.map(|l| l.text).collect::<Vec<_>>());
+                let pid = p.pid();
+                let deadline = Instant::now() + DEADLINE;
+                while !up.path().exists() {
+                    assert!(Instant::now() < deadline, "{choice}: never up");
+                    std::thread::sleep(POLL);
+                }
+                drop(p);
+                let got = reader.join().unwrap();
+                assert_eq!(got.first().map(String::as_str), Some("first"), "{choice}");
+                let child: u32 = got[1].parse().unwrap();
+                let deadline = Instant::now() + DEADLINE;
+                while !(pid_gone(pid) && pid_gone(child)) {
+                    assert!(Instant::now() < deadline, "{choice}: left after the drop");
+                    std::thread::sleep(POLL);
+                }
+
+                let files: Vec<TempPath> = (0..4).map(|_| TempPath::new("a17-bbatch")).collect();
+                let cmds = files.iter().map(|f| {
+                    sh(
+                        choice,
+                        &format!("sleep 300 & echo $! > {}; wait", f.path().display()),
+                    )
+                });
+                let batch = pkit::blocking::output_unordered(cmds.collect::<Vec<_>>(), 2);
+                let ready = |f: &TempPath| {
+                    std::fs::read_to_string(f.path()).is_ok_and(|s| s.ends_with('\n'))
+                };
+                let deadline = Instant::now() + DEADLINE;
+                while files.iter().filter(|f| ready(f)).count() < 2 {
+                    assert!(Instant::now() < deadline, "{choice}: never started");
+                    std::thread::sleep(POLL);
+                }
+                drop(batch);
+                let pids: Vec<u32> = files
+                    .iter()
+                    .filter(|f| ready(f))
+                    .map(|f| {
+                        std::fs::read_to_string(f.path())
+                            .unwrap()
+                            .trim()
+                            .parse()
+                            .unwrap()
+                    })
+                    .collect();
+                let deadline = Instant::now() + DEADLINE;
+                while !pids.iter().all(|&p| pid_gone(p)) {
+                    assert!(Instant::now() < deadline, "{choice}: {pids:?} left");
+                    std::thread::sleep(POLL);
+                }
+            }
+        },
+    );
+}
