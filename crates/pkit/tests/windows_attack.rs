@@ -73,6 +73,7 @@ fn helper() {
             drop(out);
             std::thread::sleep(Duration::from_secs(300));
             let _ = child.kill();
+            let _ = child.wait();
         }
         other => panic!("unknown role {other}"),
     }
