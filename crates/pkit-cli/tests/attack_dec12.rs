@@ -342,3 +342,92 @@ fn the_outer_pkit_killed_while_the_inner_starts_leaves_nothing() {
         }
     }
 }
+
+/// Not a test: a library program that uses pkit itself, run by the tests
+/// below under `pkit run` (a no-op unless `PKIT_A18_OWNER` names a file).
+/// It makes a group of the mechanism `PKIT_A18_INNER` names, starts a
+/// shell with a background sleep in it, and waits; the shell writes its
+/// pids to the file.
+#[test]
+fn a18_owner() {
+    let Some(file) = std::env::var_os("PKIT_A18_OWNER") else {
+        return;
+    };
+    let inner = std::env::var("PKIT_A18_INNER").unwrap();
+    let choice = MechanismChoice::parse(&inner).expect("a mechanism");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let group = Group::builder().mechanism(choice).build().unwrap();
+        let _p = group
+            .start(
+                &Command::new("sh")
+                    .args([
+                        "-c",
+                        r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; wait"#,
+                        "sh",
+                    ])
+                    .arg(&file),
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(300)).await;
+    });
+}
+
+/// A library program that uses pkit (a group of each mechanism), itself
+/// run by `pkit run`, whose timeout or SIGKILL ends it: the program's
+/// group's processes are gone (its owner-death guard, or the outer's
+/// cgroup), and no cgroup directory of either is left.
+#[test]
+fn a_library_owner_under_pkit_run_leaves_nothing_when_the_run_ends() {
+    let _one = SERIAL.blocking_lock();
+    let me = std::env::current_exe().unwrap();
+    for inner in MECHANISMS {
+        for how in ["timeout", "SIGKILL"] {
+            let what = format!("inner {inner}, the outer's {how}");
+            let tag = format!("lib-{}-{inner}-{how}", std::process::id());
+            let file = fresh("a18-lib");
+            let mut cmd = std::process::Command::new(PKIT);
+            cmd.args(["run", "-q"]);
+            if how == "timeout" {
+                cmd.args(["--timeout", "1s"]);
+            }
+            let mut child = cmd
+                .arg("--")
+                .arg(&me)
+                .args(["--exact", "a18_owner", "--nocapture", "--test-threads=1"])
+                .env("PKIT_A18_OWNER", &file)
+                .env("PKIT_A18_INNER", inner)
+                .env("PKIT_A18_TAG", &tag)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let outer = child.id();
+            let pids = read_pids(&file, 2);
+            let owner = ppid(pids[1]).unwrap_or_else(|| panic!("{what}: no owner"));
+            if how == "SIGKILL" {
+                kill(outer, libc::SIGKILL);
+            }
+            let status = child.wait().unwrap();
+            if how == "timeout" {
+                assert_eq!(status.code(), Some(124), "{what}: {status:?}");
+            }
+            assert_all_gone(&pids);
+            assert_none_tagged(&tag, &what);
+            let owners = [outer, owner as u32];
+            let deadline = Instant::now() + DEADLINE;
+            while !pkit_dirs_of(&owners).is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: left {:?}",
+                    pkit_dirs_of(&owners)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+}
