@@ -431,3 +431,135 @@ fn a_library_owner_under_pkit_run_leaves_nothing_when_the_run_ends() {
         }
     }
 }
+
+/// As `nobody` in a cgroup v2 subtree delegated to it (chowned, the user's
+/// shell moved in, as systemd's `Delegate=yes`): `pkit run --json` reports
+/// the cgroup mechanism; a pkit inside it too; the outer's timeout ends
+/// the nested tree and leaves no directory in the subtree; a cap the
+/// subtree has no controller for is a typed refusal (125, resource_limit),
+/// or enforced. Needs root, setpriv and a writable v2 mount.
+#[test]
+fn nobody_in_a_delegated_subtree_gets_cgroups_nested_and_leaves_nothing() {
+    let _one = SERIAL.blocking_lock();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let Some(mount) = v2_mount().filter(|_| root && setpriv) else {
+        eprintln!("SKIPPED: needs root, setpriv and cgroup v2");
+        return;
+    };
+    let sub = mount.join(format!("a18-delegated-{}", std::process::id()));
+    if std::fs::create_dir(&sub).is_err() {
+        eprintln!("SKIPPED: the v2 mount is not writable");
+        return;
+    }
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        std::os::unix::fs::chown(sub.join(f), Some(65534), Some(65534)).unwrap();
+    }
+    let dir = temp_path("a18-nobody");
+    std::fs::create_dir(&dir).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let file = dir.join("pids");
+    // `sh` moves itself into the subtree, then becomes nobody's pkit.
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#,
+                "sh",
+            ])
+            .arg(&sub)
+            .args([
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ])
+            .args([
+                "env",
+                "-u",
+                "PKIT_MECHANISM",
+                &format!("TMPDIR={}", dir.display()),
+            ])
+            .arg(PKIT)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let tree = tree_script(&file);
+    let out = as_nobody(&[
+        "run",
+        "--json",
+        "--timeout",
+        "1s",
+        "--",
+        PKIT,
+        "run",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        &tree,
+    ]);
+    let pids = read_pids(&file, 3);
+    assert_all_gone(&pids);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let reports: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // The inner's report (it ended on the outer's SIGTERM), the outer's.
+    let outer = reports
+        .last()
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    assert_eq!(outer["mechanism"], "cgroup-v2", "{stderr}");
+    assert!(
+        reports.iter().all(|r| r["mechanism"] == "cgroup-v2"),
+        "{stderr}"
+    );
+    let deadline = Instant::now() + DEADLINE;
+    let subdirs = || {
+        std::fs::read_dir(&sub)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    while !subdirs().is_empty() {
+        assert!(Instant::now() < deadline, "left {:?}", subdirs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = as_nobody(&["run", "--json", "--memory-max", "100M", "--", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .last()
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    match out.status.code() {
+        Some(0) => assert_eq!(report["mechanism"], "cgroup-v2", "{stderr}"),
+        Some(125) => assert_eq!(report["error_kind"], "resource_limit", "{stderr}"),
+        other => panic!("{other:?}: {stderr}"),
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    while !subdirs().is_empty() {
+        assert!(Instant::now() < deadline, "left {:?}", subdirs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir(&sub).unwrap();
+}
