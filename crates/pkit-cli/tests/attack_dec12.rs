@@ -547,8 +547,8 @@ fn nobody_in_a_delegated_subtree_gets_cgroups_nested_and_leaves_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let report: serde_json::Value = stderr
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no report: {stderr}"));
     match out.status.code() {
         Some(0) => assert_eq!(report["mechanism"], "cgroup-v2", "{stderr}"),
