@@ -143,7 +143,10 @@ impl Command {
 
     /// The name the program sees as its own (`argv[0]`), instead of the
     /// program as given to [`new`](Self::new), which still says what runs
-    /// and names it in errors and logs. All platforms.
+    /// and names it in errors and logs. Unix (both mechanisms and the
+    /// portable backend); on Windows a start with it is refused
+    /// ([`Error::Unsupported`]): the command line a child reads its
+    /// `argv[0]` from starts with the program's path there.
     pub fn arg0(mut self, name: impl AsRef<OsStr>) -> Command {
         self.spec.spawn.arg0 = Some(name.as_ref().to_os_string());
         self

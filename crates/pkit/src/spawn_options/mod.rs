@@ -250,7 +250,9 @@ impl SpawnOptions {
     pub(crate) fn prepare(&self, program: &str, mechanism: Mechanism) -> Result<ChildSetup> {
         let invalid = |what: String| Error::InvalidInput(format!("{program}: {what}"));
         // A pty session is the platform's to refuse (`sys::pty_refusal`).
-        if cfg!(windows) && !self.is_empty_but_pty() {
+        // `arg0` too: std writes the program's path as the command line's
+        // first word, and a child reads its argv[0] from there.
+        if cfg!(windows) && (!self.is_empty_but_pty() || self.arg0.is_some()) {
             return Err(Error::Unsupported {
                 operation: "spawn options",
                 mechanism,
