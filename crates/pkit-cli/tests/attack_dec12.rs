@@ -561,5 +561,10 @@ fn nobody_in_a_delegated_subtree_gets_cgroups_nested_and_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::remove_dir(&sub).unwrap();
+    // The last process to leave `sub` has been reaped, but the kernel may
+    // still count it there for a moment (EBUSY): retry until the deadline.
+    while let Err(e) = std::fs::remove_dir(&sub) {
+        assert!(Instant::now() < deadline, "{}: {e}", sub.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
