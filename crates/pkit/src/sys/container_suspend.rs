@@ -49,7 +49,7 @@ impl Container {
     /// suspend's SIGSTOP. A listing that fails notes nothing: the resume
     /// then continues every member, as before this existed.
     pub(super) fn note_stopped_before(&self) {
-        let Kind::Pgroup { stopped_before, .. } = &self.kind else {
+        let Some(stopped_before) = self.stopped_before() else {
             return;
         };
         let found = match cfg!(target_os = "linux") {
@@ -68,7 +68,7 @@ impl Container {
     /// continues the whole group: better a member continued than a group
     /// left stopped.
     pub(super) fn continue_pgroup(&self) -> io::Result<()> {
-        let Kind::Pgroup { stopped_before, .. } = &self.kind else {
+        let Some(stopped_before) = self.stopped_before() else {
             return Ok(());
         };
         let before = std::mem::take(&mut *stopped_before.lock().unwrap_or_else(|e| e.into_inner()));
@@ -92,6 +92,15 @@ impl Container {
             }
         }
         Ok(())
+    }
+
+    /// The members a suspend noted (see `Kind::Pgroup::stopped_before`).
+    fn stopped_before(&self) -> Option<&std::sync::Mutex<Vec<(i32, u64)>>> {
+        match &self.kind {
+            Kind::Pgroup { stopped_before, .. } => Some(stopped_before),
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => None,
+        }
     }
 
     /// Every member a process group's signal reaches (see `signal_pgroup`):
