@@ -1222,7 +1222,10 @@ async fn a_member_stopped_before_a_suspend_stays_stopped_after_the_resume() {
         g.resume().await.expect("resume");
         let deadline = Instant::now() + DEADLINE;
         while state(q.pid()) == Some('T') {
-            assert!(Instant::now() < deadline, "{choice}: the other member was not resumed");
+            assert!(
+                Instant::now() < deadline,
+                "{choice}: the other member was not resumed"
+            );
             tokio::time::sleep(POLL).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -110,7 +110,11 @@ impl Container {
     fn reach(&self) -> io::Result<Vec<Reach>> {
         let mut reach: Vec<Reach> = Vec::new();
         if let Some(scope) = self.scope() {
-            reach.extend(ptable::members(scope)?.into_iter().map(|p| Reach::Member(p, scope)));
+            reach.extend(
+                ptable::members(scope)?
+                    .into_iter()
+                    .map(|p| Reach::Member(p, scope)),
+            );
         }
         for f in self.live_former_leaders() {
             let led = Scope::Pgroup(f.pid());

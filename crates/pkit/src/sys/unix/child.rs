@@ -75,7 +75,8 @@ impl PortableChild {
         }
         // Exited, its status kept: reaped now (ECHILD: by someone else).
         sigchld::reap_now(self.pid);
-        self.reaped.store(true, std::sync::atomic::Ordering::Release);
+        self.reaped
+            .store(true, std::sync::atomic::Ordering::Release);
         true
     }
 
