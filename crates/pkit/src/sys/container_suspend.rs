@@ -16,9 +16,11 @@
 //! backends; elsewhere nothing is noted and the resume continues every
 //! member); a member stopped by someone else between the listing and the
 //! suspend's SIGSTOP, or while the group is suspended, is continued (the
-//! stop signals of the two can't be told apart); a start time is counted in
-//! clock ticks (1/100 s), so a noted pid reused within one tick by another
-//! of the group's members would be left stopped.
+//! stop signals of the two can't be told apart), and one noted stopped but
+//! continued by someone else just before that SIGSTOP stays stopped; a
+//! start time is counted in clock ticks (1/100 s), so a noted pid reused
+//! within one tick by another of the group's members would be left
+//! stopped.
 
 use std::io;
 
