@@ -1,9 +1,9 @@
 //! rv31: hostile review of h/lows (the CLI's reservation of low numbers
 //! under a small soft `RLIMIT_NOFILE`, keep-fd placement) at main 76d14b5,
 //! with the real binary under `prlimit`. Findings are `#[ignore =
-//! "rv31: ..."]`d tests that fail on 76d14b5; probes that pass are
-//! `#[ignore = "rv31 probe (passes): ..."]` (added while a CI run was under
-//! way); run both with `--ignored`.
+//! "rv31: ..."]`d tests that fail on 76d14b5 (run with `--ignored`); the
+//! probes that passed, ignored at first only because a CI run was under
+//! way, run with the suite.
 
 #![cfg(target_os = "linux")]
 
@@ -53,7 +53,6 @@ fn lacks(out: &Output) -> bool {
 /// last one is the dynamic loader's room), and the program gets each of
 /// them and the soft limit pkit was given.
 #[test]
-#[ignore = "rv31 probe (passes): --keep-fd of every number up to the soft limit at once, soft 4..10 and 64, every mechanism"]
 fn keep_every_number_below_a_tiny_limit() {
     if !have_prlimit() {
         return;
@@ -94,7 +93,6 @@ fn keep_every_number_below_a_tiny_limit() {
 /// of the second's (one closing as the next run starts may show; a leak
 /// would add one per restart, 19 in all), and no run failed to start.
 #[test]
-#[ignore = "rv31 probe (passes): supervise under soft 8/10/64: pkit's fd count is flat over 20 restarts, every mechanism"]
 fn no_descriptor_leaks_across_restarts_under_a_tiny_limit() {
     if !have_prlimit() {
         return;

@@ -97,14 +97,13 @@ impl Child {
         }
     }
 
-    /// Reaps an exited OS child now (one held by its pidfd; see
+    /// Reaps an exited OS child now (see
     /// `ChildHandle::reap_if_exited`), rather than when the last share of
     /// its handle is dropped: a wait's kept registration (see
     /// [`wait_keeping`](Self::wait_keeping)) holds a share that a worker may
     /// drop after the waiter is done.
     pub(crate) fn reap_if_exited(&self) {
-        // Elsewhere no wait keeps a share of the child past its output.
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         match self {
             Child::Os(c) => {
                 c.reap_if_exited();

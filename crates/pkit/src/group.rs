@@ -406,6 +406,14 @@ impl Group {
     /// parent created suspended, is left as it is). A closed group's mark
     /// is lifted, and nothing resumed.
     ///
+    /// A member someone else had stopped (SIGSTOP) before the suspend stays
+    /// stopped, as under a cgroup's thaw: a process group's suspend notes
+    /// the members stopped then (on Linux: elsewhere the resume's SIGCONT
+    /// continues them too), and its resume then continues the others one
+    /// by one. A member stopped by someone else while the group is
+    /// suspended (or during the suspend itself) is continued under a
+    /// process group: the two stops can't be told apart.
+    ///
     /// # Errors
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) where the OS can't resume (a

@@ -135,15 +135,12 @@ fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
 }
 
 /// The same under the portable backend: its child is held by its pid
-/// alone, so `reap_if_exited` leaves it unreaped on purpose (a reap would
-/// free the number that the worker's `waitid(P_PID, WNOWAIT)` still asks
-/// about), and the worker's wait holds a share of the child until it sees
-/// the exit: a cancelled run (here 7 to 20 in 150) or a timed-out one
-/// (about 4 in 150) returns with its child a zombie, reaped a moment later
-/// by that worker's drop. Before the merge too. Not fixed: it needs the worker's share let go, or the wait
-/// to reap it, not a one-line change.
+/// alone, and the worker's wait holds a share of the child until it sees
+/// the exit: a cancelled run (7 to 20 in 150) or a timed-out one (about 4
+/// in 150) returned with its child a zombie, reaped a moment later by that
+/// worker's drop. The run's end now reaps it (`PortableChild::reap_if_exited`,
+/// its status kept, its number never used again).
 #[test]
-#[ignore = "rv19: portable: a cancelled or timed-out capture from block_on can return with its child a zombie"]
 fn a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped() {
     alone(
         "a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped",

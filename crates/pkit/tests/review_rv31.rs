@@ -1,8 +1,8 @@
 //! rv31: hostile review of h/nul (`Spec::check_passable`, the pipeline's
 //! check of every stage before any start, the bounded cassette read) at
 //! main 76d14b5. Every test here is a probe that passes (real assertions),
-//! `#[ignore]`d only because a CI run was under way when they were added;
-//! run them with `--ignored`.
+//! ignored at first only because a CI run was under way when they were
+//! added; they run with the suite.
 
 #![cfg(unix)]
 
@@ -25,7 +25,6 @@ fn with_nul() -> &'static OsStr {
 /// NUL in an environment value, an environment name, an argument, arg0
 /// and the working directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv31 probe (passes): a NUL anywhere in a later stage's strings refuses the chain before its head starts"]
 async fn a_nul_in_a_later_stage_starts_nothing() {
     let suite = begin("a_nul_in_a_later_stage_starts_nothing").await;
     type Bad = fn(Command) -> Command;
@@ -62,7 +61,6 @@ async fn a_nul_in_a_later_stage_starts_nothing() {
 /// typed start error (no hang, nothing left), the second is passed as is
 /// (Linux allows an empty argv[0]), in every mechanism.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv31 probe (passes): a directory as the program is a typed error; an empty arg0 reaches the program"]
 async fn a_directory_program_and_an_empty_arg0() {
     let suite = begin("a_directory_program_and_an_empty_arg0").await;
     for m in mechanisms() {
@@ -128,7 +126,6 @@ mod cassette {
     /// file, and a sparse file one byte over the limit: each refused
     /// promptly (the sparse file without a read), never hanging.
     #[test]
-    #[ignore = "rv31 probe (passes): FIFO via symlink, /dev/zero, /proc, dir, sparse over-limit: refused, no hang"]
     fn replay_refuses_what_is_not_a_bounded_file() {
         in_suite("replay_refuses_what_is_not_a_bounded_file", || {
             let dir = TempPath::new("rv31-cassette");
@@ -194,7 +191,6 @@ mod cassette {
 /// over all of them. Each target in the child names the file it was
 /// given, in every mechanism.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv31 probe (passes): keep_fds onto every number 3..=60 at once (pkit's own fds among them) lands each file right"]
 async fn keep_fds_onto_every_low_number_at_once() {
     use std::os::fd::AsRawFd;
     let suite = begin("keep_fds_onto_every_low_number_at_once").await;

@@ -111,18 +111,19 @@ impl ChildHandle {
         match self {
             #[cfg(target_os = "linux")]
             ChildHandle::Pidfd(c) => c.reaped(),
-            ChildHandle::Portable(_) => false,
+            ChildHandle::Portable(c) => c.reaped(),
         }
     }
 
     /// Reaps the child now if it has exited, keeping its status and usage
-    /// for later questions (a pidfd-held child only: one held by its pid
-    /// alone must stay unreaped to keep its number); whether it is reaped.
-    #[cfg(target_os = "linux")]
+    /// for later questions; whether it is reaped. A child held by its pid
+    /// alone is then never signalled or asked about by number again (see
+    /// `PortableChild::reap_if_exited`).
     pub(crate) fn reap_if_exited(&self) -> bool {
         match self {
+            #[cfg(target_os = "linux")]
             ChildHandle::Pidfd(c) => c.reap_if_exited(),
-            ChildHandle::Portable(_) => false,
+            ChildHandle::Portable(c) => c.reap_if_exited(),
         }
     }
 

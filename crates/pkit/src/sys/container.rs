@@ -41,6 +41,9 @@ pub(super) enum Kind {
         /// `setsid` itself, after it left the group (see
         /// `Container::leader_left`).
         leader_session: AtomicBool,
+        /// Members found stopped (pid, start time) by a `suspend`, before
+        /// its SIGSTOP: its `resume` leaves them stopped (see `control.rs`).
+        stopped_before: Mutex<Vec<(i32, u64)>>,
         /// Run by the portable backend (posix_spawn, pid-held children):
         /// always off Linux, and on Linux when forced.
         portable: bool,

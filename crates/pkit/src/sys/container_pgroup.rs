@@ -36,6 +36,7 @@ impl Container {
             birth: std::sync::Mutex::new(None),
             former: std::sync::Mutex::new(Vec::new()),
             leader_session: std::sync::atomic::AtomicBool::new(false),
+            stopped_before: std::sync::Mutex::new(Vec::new()),
             portable,
         }
     }

@@ -101,7 +101,7 @@ impl Container {
     /// number) where the group holds its children so, else by number
     /// after the check (a window of microseconds, as for the portable
     /// backend's process groups). Whether it was sent.
-    fn signal_member(&self, pid: i32, scope: Scope, sig: i32) -> bool {
+    pub(super) fn signal_member(&self, pid: i32, scope: Scope, sig: i32) -> bool {
         #[cfg(target_os = "linux")]
         if self.holds_pidfds() {
             use rustix::process::{pidfd_open, Pid, PidfdFlags};

@@ -36,7 +36,9 @@ pub struct ProcessInfo {
 #[cfg(unix)]
 impl Container {
     /// Stops every process: cgroup v2 freezes the cgroup and waits until
-    /// the kernel reports `frozen 1`; a process group gets SIGSTOP.
+    /// the kernel reports `frozen 1`; a process group gets SIGSTOP (its
+    /// members already stopped are noted first, for the resume to leave
+    /// them so: see `container_suspend.rs`).
     ///
     /// From here until [`resume`](Self::resume), starts are refused (see
     /// [`spawn`](Container::spawn)): the flag is set under the lifecycle
@@ -58,7 +60,10 @@ impl Container {
                 _ if closed => Ok(()),
                 #[cfg(target_os = "linux")]
                 Kind::Cgroup(cg) => cg.write_freeze(true),
-                Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGSTOP),
+                Kind::Pgroup { .. } => {
+                    self.note_stopped_before();
+                    self.signal_pgroup(libc::SIGSTOP)
+                }
             };
             (stopped, closed)
         };
@@ -122,7 +127,7 @@ impl Container {
             _ if self.torn_down.load(Ordering::Acquire) => Ok(()),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.write_freeze(false),
-            Kind::Pgroup { .. } => self.signal_pgroup(libc::SIGCONT),
+            Kind::Pgroup { .. } => self.continue_pgroup(),
         };
         self.suspended.store(false, Ordering::Release);
         thawed

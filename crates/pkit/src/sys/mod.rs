@@ -25,6 +25,8 @@ mod container_create;
 mod container_pgroup;
 #[cfg(unix)]
 mod container_session;
+#[cfg(unix)]
+mod container_suspend;
 mod control;
 mod cpu_list;
 mod creator;

@@ -12,7 +12,7 @@ use std::mem::{size_of, MaybeUninit};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::session::{may_sweep, now_ms, sweep_mapped, Mapped};
+use super::session::{may_sweep, now_ms, sweep_deadline, sweep_mapped, Mapped};
 use super::start_time::birth;
 use super::wire::{
     close_all_but, detach, parse_start, socket_of_kind, split_quiet, table_count, table_insert,
@@ -173,9 +173,15 @@ pub(super) unsafe fn guard_main(plan: &Plan) -> ! {
     let deadline = now_ms() + TEARDOWN_BOUND_MS;
     // Mapped only if a pty session is swept.
     let mut buf = Mapped::none();
+    // Each pty session's sweep has its share of the bound (see
+    // `sweep_deadline`).
+    let swept = |s: &Slot| s.op == OP_PGROUP && s.flags as i32 == s.pgid;
+    let mut sessions = table.iter().filter(|s| swept(s)).count();
     for slot in table.iter() {
         if slot.op == OP_PGROUP {
-            kill_pgroup(slot, &mut buf, deadline, started_in);
+            let own = sweep_deadline(now_ms(), deadline, sessions);
+            sessions -= usize::from(swept(slot));
+            kill_pgroup(slot, &mut buf, own, started_in);
         }
     }
     drop(buf);

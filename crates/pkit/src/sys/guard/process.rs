@@ -8,7 +8,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
-use super::session::{may_sweep, sweep};
+use super::session::{may_sweep, sweep, sweep_deadline};
 use super::walk::{for_each_dir, kill_listed, pread_all, remove_tree};
 use super::wire::*;
 use crate::sys::linux::spawn;
@@ -252,9 +252,15 @@ unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8], started_in: 
             kill_cgroup(slot, buf, deadline);
         }
     }
+    // Each pty session's sweep has its share of the bound (see
+    // `sweep_deadline`).
+    let swept = |s: &Slot| s.op == OP_PGROUP && s.flags & FLAG_SESSION != 0;
+    let mut sessions = table.iter().filter(|s| swept(s)).count();
     for slot in table.iter() {
         if slot.op == OP_PGROUP {
-            kill_pgroup(slot, plan.exact_pgroup, buf, deadline, started_in);
+            let own = sweep_deadline(now_ms(), deadline, sessions);
+            sessions -= usize::from(swept(slot));
+            kill_pgroup(slot, plan.exact_pgroup, buf, own, started_in);
         }
     }
     for slot in table.iter() {
@@ -371,6 +377,14 @@ unsafe fn sweep_session(slot: &Slot, buf: &mut [u8], deadline: i64, started_in: 
             sent
         } else if *libc::__errno_location() == libc::ENOSYS {
             libc::kill(pid, libc::SIGKILL) == 0
+        } else if super::walk::no_room(*libc::__errno_location()) {
+            // No pidfd (no descriptor or memory left): by number, if the
+            // process is the same (start time) and still in the session
+            // (rv30 LOW: it was skipped).
+            let was = super::start_time::birth(pid).map(|b| b.time);
+            libc::getsid(pid) == sid
+                && super::start_time::birth(pid).map(|b| b.time) == was
+                && libc::kill(pid, libc::SIGKILL) == 0
         } else {
             false
         }

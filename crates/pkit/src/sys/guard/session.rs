@@ -83,6 +83,20 @@ pub(super) unsafe fn sweep(
     }
 }
 
+/// The most one session's sweep may take of a teardown's bound.
+pub(super) const SWEEP_CAP_MS: i64 = 2_000;
+
+/// The deadline of one session's sweep, at `now` (ms, [`now_ms`]), in a
+/// teardown bounded by `deadline`, with `left` sweeps still to make (this
+/// one included): an equal share of what is left of the bound, and at
+/// most [`SWEEP_CAP_MS`], so that one slow session (a member in
+/// uninterruptible sleep, which a SIGKILL does not end at once) leaves the
+/// sessions and groups after it their own time. Never past `deadline`.
+pub(super) fn sweep_deadline(now: i64, deadline: i64, left: usize) -> i64 {
+    let share = (deadline - now).max(0) / left.max(1) as i64;
+    now + share.min(SWEEP_CAP_MS)
+}
+
 /// Sleeps `ms` milliseconds (async-signal-safe).
 fn nap_ms(ms: i64) {
     let ts = libc::timespec {

@@ -169,3 +169,34 @@ fn the_portable_guard_sweeps_only_a_session_it_knows_is_ours() {
         );
     }
 }
+
+/// Each session's sweep gets its own share of the teardown's bound, at
+/// most `SWEEP_CAP_MS`, never past the bound: a slow first session (one
+/// that uses its whole share) leaves every later one a share of its own,
+/// and all of them together stay within the bound (rv30 LOW: the first
+/// could take the whole bound, leaving the rest one pass).
+#[test]
+fn each_session_sweep_has_its_own_share_of_the_teardown_bound() {
+    use super::session::{sweep_deadline, SWEEP_CAP_MS};
+    use super::wire::TEARDOWN_BOUND_MS;
+    for sessions in [1usize, 2, 3, 5, 8, 100, 4096] {
+        let deadline = TEARDOWN_BOUND_MS;
+        let mut now = 0;
+        for left in (1..=sessions).rev() {
+            let own = sweep_deadline(now, deadline, left);
+            assert!(own <= deadline, "{sessions}: past the bound");
+            assert!(own - now <= SWEEP_CAP_MS, "{sessions}: over the cap");
+            // The fair share of what is left, or the cap.
+            let fair = (deadline - now) / left as i64;
+            assert_eq!(own - now, fair.min(SWEEP_CAP_MS), "{sessions}, {left} left");
+            // Each slow session uses up its share.
+            now = own;
+        }
+        assert!(now <= deadline);
+    }
+    // Past the bound: no time, never a deadline behind `now`.
+    assert_eq!(sweep_deadline(20_000, 10_000, 3), 20_000);
+    // Two sessions with the whole bound: the first may not take it all.
+    assert!(sweep_deadline(0, 10_000, 2) < 10_000);
+    assert!(sweep_deadline(0, 10_000, 1) <= SWEEP_CAP_MS);
+}

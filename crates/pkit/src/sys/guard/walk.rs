@@ -60,23 +60,38 @@ pub(super) unsafe fn kill_listed(dir: RawFd, buf: &mut [u8]) -> bool {
         }
     });
     let mut fds = [-1 as RawFd; KILL_BATCH];
+    // A member no pidfd could be opened for (no descriptor or memory
+    // left: a cgroup of more members than the guard may hold descriptors)
+    // by number, if still listed with the same start time (rv30 LOW: it
+    // was skipped).
+    let mut born = [None::<u64>; KILL_BATCH];
+    let mut by_number = [false; KILL_BATCH];
     for i in 0..count {
         let fd = libc::syscall(libc::SYS_pidfd_open, pids[i], 0u32);
         if fd >= 0 {
             fds[i] = fd as RawFd;
         } else if *libc::__errno_location() == libc::ENOSYS {
             libc::kill(pids[i], libc::SIGKILL);
+        } else if no_room(*libc::__errno_location()) {
+            born[i] = super::start_time::birth(pids[i]).map(|b| b.time);
+            by_number[i] = true;
         }
     }
     let again = read_procs(dir, buf).unwrap_or(0);
     for i in 0..count {
-        if fds[i] < 0 {
+        if fds[i] < 0 && !by_number[i] {
             continue;
         }
         let mut listed = false;
         for_each_pid(&buf[..again], again < buf.len(), &mut |pid| {
             listed |= pid == pids[i];
         });
+        if by_number[i] {
+            if listed && super::start_time::birth(pids[i]).map(|b| b.time) == born[i] {
+                libc::kill(pids[i], libc::SIGKILL);
+            }
+            continue;
+        }
         if listed {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
@@ -89,6 +104,13 @@ pub(super) unsafe fn kill_listed(dir: RawFd, buf: &mut [u8]) -> bool {
         libc::close(fds[i]);
     }
     complete
+}
+
+/// Whether a failed `pidfd_open`'s `errno` says only that no descriptor or
+/// memory was left (the process may well be there): the guards then
+/// signal it by number, after a check that it is the same process.
+pub(super) fn no_room(errno: i32) -> bool {
+    matches!(errno, libc::EMFILE | libc::ENFILE | libc::ENOMEM)
 }
 
 /// Reads the `cgroup.procs` of the open directory `dir` into `buf`; the

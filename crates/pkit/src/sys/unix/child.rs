@@ -18,7 +18,14 @@ use crate::sys::ExitStatus;
 #[derive(Debug)]
 pub(crate) struct PortableChild {
     pid: i32,
+    /// The exit status once read; held across each `waitid` of the child,
+    /// so that [`reap_if_exited`](Self::reap_if_exited) never reaps it
+    /// between another caller's look at the cache and its `waitid` (which
+    /// would then ask about a number that may be another child's).
     status: Mutex<Option<ExitStatus>>,
+    /// Set (under `status`) once [`reap_if_exited`](Self::reap_if_exited)
+    /// reaped it: its number is no longer ours.
+    reaped: std::sync::atomic::AtomicBool,
 }
 
 impl PortableChild {
@@ -27,6 +34,7 @@ impl PortableChild {
         PortableChild {
             pid,
             status: Mutex::new(None),
+            reaped: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -40,14 +48,41 @@ impl PortableChild {
 
     /// The exit status if the child has exited, without blocking or reaping.
     pub(crate) fn try_status(&self) -> io::Result<Option<ExitStatus>> {
-        if let Some(s) = self.cached() {
+        let mut cached = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = *cached {
             return Ok(Some(s));
         }
         let status = peek(self.pid).map_err(reaped_elsewhere)?;
-        if let Some(s) = status {
-            *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
-        }
+        *cached = status;
         Ok(status)
+    }
+
+    /// Reaps the child now if it has exited, keeping its status (a run's
+    /// end: a worker's wait may hold a share of the handle a moment
+    /// longer, and the child would stay a zombie until that share goes);
+    /// whether it is reaped. From then on nothing here asks about or
+    /// signals its number, which may be another process's.
+    pub(crate) fn reap_if_exited(&self) -> bool {
+        let mut cached = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if self.reaped.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        if cached.is_none() {
+            match peek(self.pid) {
+                Ok(Some(s)) => *cached = Some(s),
+                _ => return false,
+            }
+        }
+        // Exited, its status kept: reaped now (ECHILD: by someone else).
+        sigchld::reap_now(self.pid);
+        self.reaped
+            .store(true, std::sync::atomic::Ordering::Release);
+        true
+    }
+
+    /// Whether [`reap_if_exited`](Self::reap_if_exited) reaped it.
+    pub(crate) fn reaped(&self) -> bool {
+        self.reaped.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether someone else (the kernel, with SIGCHLD ignored, or a
@@ -105,12 +140,20 @@ impl PortableChild {
     /// Sends `sig` to the process group this child leads, by number: exact
     /// while the child is unreaped (its zombie keeps the number).
     pub(crate) fn signal_group(&self, sig: i32) -> io::Result<()> {
+        // Reaped: the number is no longer ours (see `reap_if_exited`).
+        if self.reaped() {
+            return Ok(());
+        }
         super::pgroup::killpg(self.pid, sig)
     }
 }
 
 impl Drop for PortableChild {
     fn drop(&mut self) {
+        // Reaped already: the number may be another child's by now.
+        if self.reaped() {
+            return;
+        }
         if !sigchld::reap_now(self.pid) {
             sigchld::reap_later(self.pid);
         }

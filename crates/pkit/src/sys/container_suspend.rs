@@ -1,0 +1,153 @@
+//! A process group's suspend and resume leave a member stopped by someone
+//! else stopped, as cgroup v2 does (a thaw sends no SIGCONT) and Windows
+//! does (a thread suspended by other means as well stays suspended).
+//!
+//! A process group's suspend is a SIGSTOP and its resume a SIGCONT, which
+//! would continue every member, also one that someone else had stopped
+//! before the suspend (a job control shell's `kill -STOP`, a debugger
+//! stopping a child). So the suspend first notes the members stopped then
+//! (pid and start time, from the group's listing and `/proc/<pid>/stat`),
+//! and the resume, when it noted any, sends SIGCONT to the other members
+//! one by one (a process group's signal otherwise: the common case costs
+//! no listing at the resume). The listing is a suspend's and a resume's
+//! cost only, never a start's or a signal's.
+//!
+//! Limits, documented on `Group::resume`: Linux only (both process-group
+//! backends; elsewhere nothing is noted and the resume continues every
+//! member); a member stopped by someone else between the listing and the
+//! suspend's SIGSTOP, or while the group is suspended, is continued (the
+//! stop signals of the two can't be told apart), and one noted stopped but
+//! continued by someone else just before that SIGSTOP stays stopped; a
+//! start time is counted in clock ticks (1/100 s), so a noted pid reused
+//! within one tick by another of the group's members would be left
+//! stopped.
+
+use std::io;
+
+use super::container::{Container, Kind};
+use super::unix::ptable::{self, Scope};
+use super::ChildHandle;
+
+/// Whom a process group's signal reaches, for one-by-one signals: every
+/// listed member, by its scope, or by its handle (a former leader).
+enum Reach {
+    /// A member of `Scope`, signalled after a check that it still is one.
+    Member(i32, Scope),
+    /// A former leader (see `Kind::Pgroup::former`), through its handle.
+    Former(std::sync::Arc<ChildHandle>),
+}
+
+impl Reach {
+    fn pid(&self) -> i32 {
+        match self {
+            Reach::Member(pid, _) => *pid,
+            Reach::Former(f) => f.pid(),
+        }
+    }
+}
+
+impl Container {
+    /// Notes the members stopped now (see the module docs), before a
+    /// suspend's SIGSTOP. A listing that fails notes nothing: the resume
+    /// then continues every member, as before this existed.
+    pub(super) fn note_stopped_before(&self) {
+        let Some(stopped_before) = self.stopped_before() else {
+            return;
+        };
+        let found = match cfg!(target_os = "linux") {
+            true => self
+                .reach()
+                .map(|r| r.iter().filter_map(|r| stopped(r.pid())).collect())
+                .unwrap_or_default(),
+            false => Vec::new(),
+        };
+        *stopped_before.lock().unwrap_or_else(|e| e.into_inner()) = found;
+    }
+
+    /// A resume's SIGCONT: to the process group (and its session, former
+    /// leaders: see `signal_pgroup`), or, when the suspend noted members
+    /// stopped before it, to each other member. A listing that fails
+    /// continues the whole group: better a member continued than a group
+    /// left stopped.
+    pub(super) fn continue_pgroup(&self) -> io::Result<()> {
+        let Some(stopped_before) = self.stopped_before() else {
+            return Ok(());
+        };
+        let before = std::mem::take(&mut *stopped_before.lock().unwrap_or_else(|e| e.into_inner()));
+        if before.is_empty() {
+            return self.signal_pgroup(libc::SIGCONT);
+        }
+        let Ok(reach) = self.reach() else {
+            return self.signal_pgroup(libc::SIGCONT);
+        };
+        for r in reach {
+            if stopped(r.pid()).is_some_and(|was| before.contains(&was)) {
+                continue;
+            }
+            match r {
+                Reach::Member(pid, scope) => {
+                    self.signal_member(pid, scope, libc::SIGCONT);
+                }
+                Reach::Former(f) => {
+                    let _ = f.signal(libc::SIGCONT);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The members a suspend noted (see `Kind::Pgroup::stopped_before`).
+    fn stopped_before(&self) -> Option<&std::sync::Mutex<Vec<(i32, u64)>>> {
+        match &self.kind {
+            Kind::Pgroup { stopped_before, .. } => Some(stopped_before),
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(_) => None,
+        }
+    }
+
+    /// Every member a process group's signal reaches (see `signal_pgroup`):
+    /// the listed members of its scope (its session, for a pty group),
+    /// the former leaders still running, and the members of a process group
+    /// a former leader leads.
+    fn reach(&self) -> io::Result<Vec<Reach>> {
+        let mut reach: Vec<Reach> = Vec::new();
+        if let Some(scope) = self.scope() {
+            reach.extend(
+                ptable::members(scope)?
+                    .into_iter()
+                    .map(|p| Reach::Member(p, scope)),
+            );
+        }
+        for f in self.live_former_leaders() {
+            let led = Scope::Pgroup(f.pid());
+            if super::unix::pgroup::group_of(f.pid()) == Some(f.pid()) {
+                for pid in ptable::members(led)? {
+                    if pid != f.pid() && !reach.iter().any(|r| r.pid() == pid) {
+                        reach.push(Reach::Member(pid, led));
+                    }
+                }
+            }
+            reach.retain(|r| r.pid() != f.pid());
+            reach.push(Reach::Former(f));
+        }
+        Ok(reach)
+    }
+}
+
+/// `pid`'s identity (pid, start time) if it is stopped (state `T`: by a
+/// signal; not `t`, a tracer's stop, which SIGCONT does not end).
+#[cfg(target_os = "linux")]
+fn stopped(pid: i32) -> Option<(i32, u64)> {
+    let fields = super::linux::procfs::stat_fields(pid).ok()?;
+    if fields.first().map(String::as_str) != Some("T") {
+        return None;
+    }
+    // Field 22 of proc(5), the start time: `fields[19]`.
+    Some((pid, fields.get(19)?.parse().ok()?))
+}
+
+/// Not noted off Linux (see the module docs).
+#[cfg(not(target_os = "linux"))]
+fn stopped(_pid: i32) -> Option<(i32, u64)> {
+    None
+}
