@@ -126,6 +126,15 @@ impl ChildHandle {
         }
     }
 
+    /// Has a wait that sees the exit reap it (a pidfd-held child only; see
+    /// `PidfdChild::reap_when_seen`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn reap_when_seen(&self) {
+        if let ChildHandle::Pidfd(c) = self {
+            c.reap_when_seen();
+        }
+    }
+
     /// Whether any process still belongs to the process group this child
     /// leads, asked exactly through its pidfd; `None` where that can't be
     /// asked (a kernel before 6.9, a child held by its pid alone).
@@ -180,7 +189,9 @@ impl ChildHandle {
             // Registered already (another wait): a wait of its own.
             Err(_) => return (self.wait().await, None),
         };
-        let status = c.wait_on(&afd).await;
+        // Not reaped here even when asked (see `reap_when_seen`): the
+        // status is handed on first, and the `KeptWatch`'s drop reaps.
+        let status = c.wait_on(&afd, false).await;
         let kept = KeptWatch {
             _afd: afd,
             _child: self,
@@ -209,11 +220,26 @@ impl ChildHandle {
 }
 
 /// A pidfd's registration with the reactor kept past the wait on it (see
-/// [`ChildHandle::wait_keeping`]). Dropping it deregisters the pidfd; the
-/// share of the child it holds is dropped after that, so the pidfd is open
-/// until then.
+/// [`ChildHandle::wait_keeping`]). Dropping it reaps the child first when
+/// it was asked to be reaped once seen (`PidfdChild::reap_when_seen`) and
+/// has exited: after the status was handed on, so off the waiter's path
+/// (a waiter that reaps first finds it reaped, or waits for this reap, and
+/// this one then finds it reaped). Then it deregisters the pidfd; the
+/// share of the child it holds is dropped after that, so the pidfd is
+/// open until then.
 #[cfg(target_os = "linux")]
 pub(crate) struct KeptWatch {
     _afd: tokio::io::unix::AsyncFd<super::linux::FdNumber>,
     _child: Arc<ChildHandle>,
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for KeptWatch {
+    fn drop(&mut self) {
+        if let ChildHandle::Pidfd(c) = &*self._child {
+            if c.reaps_when_seen() {
+                c.reap_if_exited();
+            }
+        }
+    }
 }
