@@ -54,9 +54,10 @@ impl PidfdChild {
         }
     }
 
-    /// From now on a wait that sees the exit reaps it (the waiter on the
-    /// calling thread at once, in the same `waitid`; a worker's kept wait
-    /// after it has handed the exit on, see `KeptWatch`), keeping the status
+    /// From now on a wait that sees the exit reaps it (a wait of its own in
+    /// one `waitid` that also reads the status; a worker's kept wait after
+    /// it has handed the exit on, see `KeptWatch`), each after the pidfd's
+    /// registration with the reactor is dropped, keeping the status
     /// and resource usage as [`reap_if_exited`](Self::reap_if_exited) does.
     /// For a child whose number nothing asks for after its exit: a one-shot
     /// run's under cgroup v2, whose proof that the tree is gone is the
@@ -256,34 +257,53 @@ impl PidfdChild {
         if let Some(s) = self.cached() {
             return Ok(s);
         }
+        if self.reaps_when_seen() {
+            return self.wait_and_reap().await;
+        }
         let interest = tokio::io::Interest::READABLE;
-        let reap = self.reaps_when_seen();
         match super::register_borrowed(self.fd(), interest) {
-            Ok(reg) => self.wait_on(reg.get(), reap).await,
+            Ok(reg) => self.wait_on(reg.get()).await,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let dup = rustix::io::fcntl_dupfd_cloexec(self.fd(), 3)?;
-                self.wait_on(&super::register(dup, interest)?, reap).await
+                self.wait_on(&super::register(dup, interest)?).await
             }
             Err(e) => Err(e),
         }
     }
 
+    /// [`wait`](Self::wait) for a child to be reaped once seen (see
+    /// [`reap_when_seen`](Self::reap_when_seen)): the pidfd's readiness
+    /// (it polls readable once the child has exited) is awaited, the
+    /// registration dropped, and the child reaped in one `waitid`, which
+    /// reads its status and usage. In that order: a reap makes the pidfd
+    /// report again (`EPOLLHUP`), which would wake the reactor's thread for
+    /// nothing while it is registered.
+    async fn wait_and_reap(&self) -> io::Result<ExitStatus> {
+        let interest = tokio::io::Interest::READABLE;
+        loop {
+            match super::register_borrowed(self.fd(), interest) {
+                Ok(reg) => drop(reg.get().readable().await?),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let dup = rustix::io::fcntl_dupfd_cloexec(self.fd(), 3)?;
+                    drop(super::register(dup, interest)?.readable().await?);
+                }
+                Err(e) => return Err(e),
+            }
+            if let Some(s) = self.reap_now()? {
+                return Ok(s);
+            }
+        }
+    }
+
     /// Waits for the exit on `afd`, a registration of this child's pidfd
-    /// (or of a duplicate of it); `reap`: reaps it in the same `waitid`
-    /// (see [`reap_when_seen`](Self::reap_when_seen)).
+    /// (or of a duplicate of it).
     pub(crate) async fn wait_on<T: AsRawFd>(
         &self,
         afd: &tokio::io::unix::AsyncFd<T>,
-        reap: bool,
     ) -> io::Result<ExitStatus> {
         loop {
             let mut guard = afd.readable().await?;
-            let seen = if reap {
-                self.reap_now()?
-            } else {
-                self.try_status()?
-            };
-            if let Some(s) = seen {
+            if let Some(s) = self.try_status()? {
                 return Ok(s);
             }
             guard.clear_ready();
