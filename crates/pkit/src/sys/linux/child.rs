@@ -5,7 +5,9 @@
 //! until its handle is dropped. That keeps its pid (and, for a process-group
 //! leader, its process group id) reserved for as long as pkit might still
 //! signal it. Dropping the handle reaps it, or hands it to the reaper thread
-//! if it is still running. (Not when the application sets SIGCHLD to
+//! if it is still running. (A one-shot run under cgroup v2, which nothing
+//! signals by number after the exit, has its child reaped by the wait that
+//! sees the exit instead: see `PidfdChild::reap_when_seen`.) (Not when the application sets SIGCHLD to
 //! `SIG_IGN` or `SA_NOCLDWAIT`: the kernel then reaps every child as it
 //! exits, and the exit status is read from the pidfd; see `wait_raw`.)
 //!
