@@ -113,6 +113,18 @@ impl Child {
         }
     }
 
+    /// Has a wait that sees the OS child's exit reap it at once (a
+    /// pidfd-held child under Linux; see `PidfdChild::reap_when_seen`):
+    /// only for a run that reaps it before it returns anyway, in a cgroup.
+    pub(crate) fn reap_when_seen(&self) {
+        #[cfg(target_os = "linux")]
+        match self {
+            Child::Os(c) => c.reap_when_seen(),
+            #[cfg(feature = "testing")]
+            Child::Scripted(_) => {}
+        }
+    }
+
     /// CPU time and peak memory once exited (never for a scripted one).
     pub(crate) fn rusage(&self) -> Option<Usage> {
         match self {

@@ -32,6 +32,12 @@ use crate::error::ErrorKind;
 use crate::output::Outcome;
 use crate::sys::Mechanism;
 
+/// Whether any of a group's events (at Warn or Debug) would be recorded
+/// now: without, a run needn't build the name they carry.
+pub(crate) fn group_events_enabled() -> bool {
+    tracing::enabled!(target: "pkit", tracing::Level::WARN)
+}
+
 /// A group was created. `name`: the command's log label when the group
 /// was made for one command's run, else the group's own name, if any (as
 /// in the group's other events).

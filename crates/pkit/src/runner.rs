@@ -292,7 +292,12 @@ pub(crate) async fn run_contained(
             program: cmd.display_name(),
         });
     }
-    let mut builder = Group::builder().log_name(cmd.log_label()).one_shot();
+    let mut builder = Group::builder().one_shot();
+    // The group's events carry the command's label: built (from the
+    // program's name, without a `log_name`) only when they can be seen.
+    if cmd.spec.log_name.is_some() || crate::log::group_events_enabled() {
+        builder = builder.log_name(cmd.log_label());
+    }
     if let Some(choice) = mechanism {
         builder = builder.mechanism(choice);
     }
@@ -356,6 +361,14 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     };
     let mut proc = group.start_with(&cmd.spec, opts)?;
     reap.arm(&proc.child);
+    // Under cgroup v2 the proof that the tree is gone is the cgroup's
+    // (`populated 0`), whatever became of the child: the wait that sees the
+    // exit reaps it (a worker's after handing the exit on), and the reap
+    // at the end finds it done. A process group keeps its leader's zombie
+    // (the group's number) until its close.
+    if proc.mechanism() == crate::sys::Mechanism::CgroupV2 {
+        proc.child.reap_when_seen();
+    }
     // Nobody can write to a verb's piped stdin: end of file at once.
     drop(proc.take_stdin());
     let bounds = Bounds {

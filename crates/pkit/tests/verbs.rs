@@ -276,3 +276,44 @@ fn a_capture_from_block_on_returns_with_its_child_reaped() {
         },
     );
 }
+
+/// The same for a run with no output to read (null stdio, as
+/// `exit_code()` is often run), whose exit a worker awaits alone from
+/// `block_on` and, under cgroup v2, reaps after handing it on: each run
+/// returns its exit status and resource usage, with its child reaped.
+#[test]
+fn a_run_without_output_from_block_on_returns_its_status_and_usage_with_its_child_reaped() {
+    in_suite(
+        "a_run_without_output_from_block_on_returns_its_status_and_usage_with_its_child_reaped",
+        || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let me = std::process::id();
+            for choice in mechanisms() {
+                for i in 0..200 {
+                    let cmd = sh(choice, "exit 3")
+                        .stdout(pkit::Stdio::Null)
+                        .stderr(pkit::Stdio::Null);
+                    let out = rt.block_on(cmd.output()).expect("output");
+                    assert_eq!(out.code(), Some(3), "{choice}: run {i}");
+                    if choice != pkit::MechanismChoice::Portable {
+                        assert!(out.cpu_time().is_some(), "{choice}: run {i}: no CPU time");
+                        assert!(
+                            out.peak_memory_bytes().is_some_and(|b| b > 0),
+                            "{choice}: run {i}: no peak memory"
+                        );
+                    }
+                    let left = stat(out.pid()).filter(|s| s.ppid == me && s.state == 'Z');
+                    assert!(
+                        left.is_none(),
+                        "{choice}: run {i}: its child {} is still a zombie of this process",
+                        out.pid()
+                    );
+                }
+            }
+        },
+    );
+}

@@ -127,6 +127,15 @@ impl ChildHandle {
         }
     }
 
+    /// Has a wait that sees the exit reap it (a pidfd-held child only; see
+    /// `PidfdChild::reap_when_seen`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn reap_when_seen(&self) {
+        if let ChildHandle::Pidfd(c) = self {
+            c.reap_when_seen();
+        }
+    }
+
     /// Whether any process still belongs to the process group this child
     /// leads, asked exactly through its pidfd; `None` where that can't be
     /// asked (a kernel before 6.9, a child held by its pid alone).
@@ -168,7 +177,8 @@ impl ChildHandle {
         // SAFETY: the registration lives no longer than this share of the
         // handle: dropped before `self` if this future is dropped midway (a
         // local goes before the arguments), else kept in a `KeptWatch` with
-        // `self` (its `_child`, dropped after its `_afd`). A `PidfdChild`'s
+        // `self` (its `child`, dropped after its `afd`, which its drop takes
+        // and drops first). A `PidfdChild`'s
         // pidfd is only taken out and closed by its `Drop`, so the
         // descriptor stays open, and names the same pidfd, for as long as
         // the registration lives; `FdNumber::as_raw_fd` always returns that
@@ -181,10 +191,12 @@ impl ChildHandle {
             // Registered already (another wait): a wait of its own.
             Err(_) => return (self.wait().await, None),
         };
+        // Not reaped here even when asked (see `reap_when_seen`): the
+        // status is handed on first, and the `KeptWatch`'s drop reaps.
         let status = c.wait_on(&afd).await;
         let kept = KeptWatch {
-            _afd: afd,
-            _child: self,
+            afd: Some(afd),
+            child: self,
         };
         (status, Some(kept))
     }
@@ -210,11 +222,29 @@ impl ChildHandle {
 }
 
 /// A pidfd's registration with the reactor kept past the wait on it (see
-/// [`ChildHandle::wait_keeping`]). Dropping it deregisters the pidfd; the
-/// share of the child it holds is dropped after that, so the pidfd is open
-/// until then.
+/// [`ChildHandle::wait_keeping`]). Dropping it deregisters the pidfd, then
+/// reaps the child when it was asked to be reaped once seen
+/// (`PidfdChild::reap_when_seen`) and has exited: after the status was
+/// handed on, so off the waiter's path (a waiter that reaps first finds it
+/// reaped, or waits for this reap, and this one then finds it reaped), and
+/// after the deregistration, since a reap makes a registered pidfd report
+/// again. The share of the child it holds is dropped last, so the pidfd is
+/// open until then.
 #[cfg(target_os = "linux")]
 pub(crate) struct KeptWatch {
-    _afd: tokio::io::unix::AsyncFd<super::linux::FdNumber>,
-    _child: Arc<ChildHandle>,
+    /// Taken (and dropped) first by the drop.
+    afd: Option<tokio::io::unix::AsyncFd<super::linux::FdNumber>>,
+    child: Arc<ChildHandle>,
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for KeptWatch {
+    fn drop(&mut self) {
+        drop(self.afd.take());
+        if let ChildHandle::Pidfd(c) = &*self.child {
+            if c.reaps_when_seen() {
+                c.reap_if_exited();
+            }
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! until its handle is dropped. That keeps its pid (and, for a process-group
 //! leader, its process group id) reserved for as long as pkit might still
 //! signal it. Dropping the handle reaps it, or hands it to the reaper thread
-//! if it is still running. (Not when the application sets SIGCHLD to
+//! if it is still running. (A one-shot run under cgroup v2, which nothing
+//! signals by number after the exit, has its child reaped by the wait that
+//! sees the exit instead: see `PidfdChild::reap_when_seen`.) (Not when the application sets SIGCHLD to
 //! `SIG_IGN` or `SA_NOCLDWAIT`: the kernel then reaps every child as it
 //! exits, and the exit status is read from the pidfd; see `wait_raw`.)
 //!
@@ -19,6 +21,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -37,6 +40,9 @@ pub(crate) struct PidfdChild {
     /// resource usage read by that reap (`None` inside when the kernel had
     /// reaped the child itself).
     reaped: Mutex<Option<Option<Usage>>>,
+    /// Set by [`reap_when_seen`](Self::reap_when_seen): the exit is reaped
+    /// as soon as a wait sees it, not left a zombie until the drop.
+    reap_early: AtomicBool,
 }
 
 impl PidfdChild {
@@ -46,7 +52,28 @@ impl PidfdChild {
             pidfd: Some(pidfd),
             status: Mutex::new(None),
             reaped: Mutex::new(None),
+            reap_early: AtomicBool::new(false),
         }
+    }
+
+    /// From now on a wait that sees the exit reaps it (a wait of its own in
+    /// one `waitid` that also reads the status; a worker's kept wait after
+    /// it has handed the exit on, see `KeptWatch`), each after the pidfd's
+    /// registration with the reactor is dropped, keeping the status
+    /// and resource usage as [`reap_if_exited`](Self::reap_if_exited) does.
+    /// For a child whose number nothing asks for after its exit: a one-shot
+    /// run's under cgroup v2, whose proof that the tree is gone is the
+    /// cgroup's `populated 0` (an exiting task leaves its cgroup at its
+    /// exit, not at its reap), and which reaps it before it returns anyway.
+    /// Never for a process-group leader, whose zombie keeps the group's
+    /// number until the group's close.
+    pub(crate) fn reap_when_seen(&self) {
+        self.reap_early.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`reap_when_seen`](Self::reap_when_seen) was asked.
+    pub(crate) fn reaps_when_seen(&self) -> bool {
+        self.reap_early.load(Ordering::Relaxed)
     }
 
     pub(crate) fn pid(&self) -> i32 {
@@ -178,6 +205,37 @@ impl PidfdChild {
         }
     }
 
+    /// The exit status if the child has exited, reaping it in the same
+    /// `waitid` (no `WNOWAIT`), with its status and resource usage kept as
+    /// [`reap_if_exited`](Self::reap_if_exited) keeps them. One system call
+    /// where a look and a reap take two.
+    fn reap_now(&self) -> io::Result<Option<ExitStatus>> {
+        let Some(pidfd) = self.pidfd.as_ref() else {
+            return self.try_status();
+        };
+        let mut reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
+        if reaped.is_some() {
+            // Reaped only after its status was kept.
+            return Ok(self.cached());
+        }
+        match wait_raw(pidfd.as_fd(), libc::WNOHANG) {
+            Ok(Some((status, usage))) => {
+                let usage = usage.map(usage_of);
+                *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some((status, usage));
+                *reaped = Some(usage);
+                Ok(Some(status))
+            }
+            Ok(None) => Ok(None),
+            // ECHILD: the kernel reaped it (this process ignores SIGCHLD):
+            // the status is the pidfd's, as for any look.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                drop(reaped);
+                self.try_status()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether any process still belongs to the process group this child
     /// leads (an exited one not yet reaped by its parent counts), asked
     /// through the pidfd (`PIDFD_SIGNAL_PROCESS_GROUP` with signal 0): exact
@@ -201,6 +259,9 @@ impl PidfdChild {
         if let Some(s) = self.cached() {
             return Ok(s);
         }
+        if self.reaps_when_seen() {
+            return self.wait_and_reap().await;
+        }
         let interest = tokio::io::Interest::READABLE;
         match super::register_borrowed(self.fd(), interest) {
             Ok(reg) => self.wait_on(reg.get()).await,
@@ -209,6 +270,30 @@ impl PidfdChild {
                 self.wait_on(&super::register(dup, interest)?).await
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// [`wait`](Self::wait) for a child to be reaped once seen (see
+    /// [`reap_when_seen`](Self::reap_when_seen)): the pidfd's readiness
+    /// (it polls readable once the child has exited) is awaited, the
+    /// registration dropped, and the child reaped in one `waitid`, which
+    /// reads its status and usage. In that order: a reap makes the pidfd
+    /// report again (`EPOLLHUP`), which would wake the reactor's thread for
+    /// nothing while it is registered.
+    async fn wait_and_reap(&self) -> io::Result<ExitStatus> {
+        let interest = tokio::io::Interest::READABLE;
+        loop {
+            match super::register_borrowed(self.fd(), interest) {
+                Ok(reg) => drop(reg.get().readable().await?),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let dup = rustix::io::fcntl_dupfd_cloexec(self.fd(), 3)?;
+                    drop(super::register(dup, interest)?.readable().await?);
+                }
+                Err(e) => return Err(e),
+            }
+            if let Some(s) = self.reap_now()? {
+                return Ok(s);
+            }
         }
     }
 
@@ -474,3 +559,7 @@ pub(crate) fn pidfd_exited_now(pidfd: &OwnedFd) -> bool {
     };
     matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
+
+#[cfg(test)]
+#[path = "child_tests.rs"]
+mod tests;
