@@ -56,24 +56,35 @@ fn trapping(choice: MechanismChoice, sig: &str, file: &TempPath, pid: &TempPath)
     sh(choice, &script).args([file.as_str(), pid.as_str()])
 }
 
-#[tokio::test]
+/// Under a cgroup each case lasts its whole 10 s grace (the trapping
+/// shell's background `sleep`, stopped by the same signal, holds the
+/// group until the grace kills it): the cases (mechanism x signal x verb
+/// or started) run at once, each with its own files, group and program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caught_ttin_as_the_timeout_signal_reaches_the_program() {
     let suite = begin("a_caught_ttin_as_the_timeout_signal_reaches_the_program").await;
+    let mut cases = Vec::new();
     for choice in mechanisms() {
-        for (name, num) in [("TTIN", libc::SIGTTIN), ("TTOU", libc::SIGTTOU)] {
-            let file = TempPath::new("rv20-ttin");
-            let pidf = TempPath::new("rv20-ttin-pid");
+        for sig in [("TTIN", libc::SIGTTIN), ("TTOU", libc::SIGTTOU)] {
+            for started in [false, true] {
+                cases.push((choice, sig, started));
+            }
+        }
+    }
+    all_at_once(cases, |(choice, (name, num), started)| async move {
+        let file = TempPath::new("rv20-ttin");
+        let pidf = TempPath::new("rv20-ttin-pid");
+        let ending = || {
+            trapping(choice, name, &file, &pidf)
+                .timeout(Duration::from_secs(1))
+                .timeout_signal(Signal::Raw(num))
+                .grace(Duration::from_secs(10))
+        };
+        if !started {
             // The verbs' timeout (the group's shutdown with the signal).
-            let out = bounded(
-                "verb",
-                trapping(choice, name, &file, &pidf)
-                    .timeout(Duration::from_secs(1))
-                    .timeout_signal(Signal::Raw(num))
-                    .grace(Duration::from_secs(10))
-                    .output(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{choice} {name}: {e}"));
+            let out = bounded("verb", ending().output())
+                .await
+                .unwrap_or_else(|e| panic!("{choice} {name}: {e}"));
             assert!(out.timed_out(), "{choice} {name}: {out:?}");
             let said = std::fs::read_to_string(file.path()).unwrap_or_default();
             assert_eq!(
@@ -83,27 +94,23 @@ async fn a_caught_ttin_as_the_timeout_signal_reaches_the_program() {
             );
             // (Its `sleep`, stopped by the same signal, may be killed
             // after the grace.)
-            // A started process's own timeout.
-            let _ = std::fs::remove_file(file.path());
-            let g = group(choice);
-            let mut p = g
-                .start(
-                    &trapping(choice, name, &file, &pidf)
-                        .timeout(Duration::from_secs(1))
-                        .timeout_signal(Signal::Raw(num))
-                        .grace(Duration::from_secs(10)),
-                )
-                .unwrap_or_else(|e| panic!("{choice}: {e}"));
-            let out = bounded("started", p.wait()).await.unwrap();
-            let said = std::fs::read_to_string(file.path()).unwrap_or_default();
-            assert_eq!(
-                said,
-                format!("{name}\n"),
-                "{choice} {name}: started: {out:?}"
-            );
-            g.close().await.unwrap();
+            return;
         }
-    }
+        // A started process's own timeout.
+        let g = group(choice);
+        let mut p = g
+            .start(&ending())
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let out = bounded("started", p.wait()).await.unwrap();
+        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+        assert_eq!(
+            said,
+            format!("{name}\n"),
+            "{choice} {name}: started: {out:?}"
+        );
+        g.close().await.unwrap();
+    })
+    .await;
     suite.end().await;
 }
 

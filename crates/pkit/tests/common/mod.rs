@@ -552,28 +552,57 @@ static SUITE: LazyLock<RwLock<()>> = LazyLock::new(|| RwLock::new(()));
 /// A running test. Tests of one binary run concurrently (each holds a read
 /// lock); [`end`](Self::end) waits for exclusive access and checks that
 /// nothing is left behind.
+///
+/// The lock has a second, cross-process half (Linux): each test also holds
+/// a shared `flock` on the suite's lock file ([`suite_lock_path`]), and a
+/// test begun with [`begin_exclusive`] an exclusive one, so that it runs
+/// alone among the test binaries run at once too (`.ci/par-test`), not
+/// only in its own. The in-process half is taken first, then the file's:
+/// the same order everywhere.
 pub struct Suite {
     name: &'static str,
+    // Dropped before `running` (fields drop in order): the file's half
+    // first, then the in-process half.
+    cross: Option<CrossLock>,
     running: Option<RwLockReadGuard<'static, ()>>,
 }
 
 /// Starts a test (see [`Suite`]).
 pub async fn begin(name: &'static str) -> Suite {
+    let running = SUITE.read().await;
+    let cross = cross_lock(false).await;
     Suite {
         name,
-        running: Some(SUITE.read().await),
+        cross: Some(cross),
+        running: Some(running),
     }
 }
 
-/// Starts a test that must run alone in its binary (it measures
-/// process-wide state such as open fds); pair it with [`end_exclusive`].
-pub async fn begin_exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
-    SUITE.write().await
+/// A test running alone (see [`begin_exclusive`]): the in-process lock's
+/// write half, and the suite lock file's exclusive `flock`.
+pub struct Exclusive {
+    // Dropped first (fields drop in order): the file's half, then the
+    // in-process half.
+    _cross: CrossLock,
+    _alone: tokio::sync::RwLockWriteGuard<'static, ()>,
+}
+
+/// Starts a test that must run alone (it measures process-wide state such
+/// as open fds, or steers what is machine-wide, as pid allocation): alone
+/// in its binary, and among the test binaries run at once with the same
+/// suite lock file (see [`Suite`]); pair it with [`end_exclusive`].
+pub async fn begin_exclusive() -> Exclusive {
+    let alone = SUITE.write().await;
+    let cross = cross_lock(true).await;
+    Exclusive {
+        _cross: cross,
+        _alone: alone,
+    }
 }
 
 /// Ends a test started with [`begin_exclusive`], checking that nothing is
 /// left behind.
-pub async fn end_exclusive(guard: tokio::sync::RwLockWriteGuard<'static, ()>, name: &str) {
+pub async fn end_exclusive(guard: Exclusive, name: &str) {
     assert_nothing_left(name).await;
     drop(guard);
 }
@@ -581,12 +610,115 @@ pub async fn end_exclusive(guard: tokio::sync::RwLockWriteGuard<'static, ()>, na
 impl Suite {
     /// Waits until no other test of this binary is running, then checks
     /// that no cgroup directory of this process and no child process of it
-    /// (zombies included) is left.
+    /// (zombies included) is left. (What it checks is this process's own:
+    /// the cross-process half is let go first.)
     pub async fn end(mut self) {
+        self.cross.take();
         self.running.take();
         let _alone = SUITE.write().await;
         assert_nothing_left(self.name).await;
     }
+}
+
+/// The suite lock file that the test binaries run at once agree on:
+/// `PKIT_TEST_LOCK` if set (`.ci/par-test` sets it), else `pkit-suite.lock`
+/// in the build's `CARGO_TARGET_TMPDIR` (shared by every test binary of
+/// one target directory).
+pub fn suite_lock_path() -> PathBuf {
+    std::env::var_os("PKIT_TEST_LOCK").map_or_else(
+        || Path::new(env!("CARGO_TARGET_TMPDIR")).join("pkit-suite.lock"),
+        PathBuf::from,
+    )
+}
+
+/// The cross-process half of the suite lock: an open file description of
+/// the suite lock file with a `flock` on it (none where there is no such
+/// half), let go when dropped (closed).
+pub struct CrossLock(Option<std::fs::File>);
+
+/// Takes the suite lock file's `flock`, shared or exclusive, off the async
+/// threads. Linux only (CI's parallel passes run there). Not in a helper
+/// run of a test binary (a process one of whose ancestors runs the same
+/// executable): the test that started it holds the lock already, and an
+/// exclusive one would wait for itself.
+#[cfg(target_os = "linux")]
+async fn cross_lock(exclusive: bool) -> CrossLock {
+    use std::os::fd::AsRawFd;
+    if helper_run() {
+        return CrossLock(None);
+    }
+    let path = suite_lock_path();
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        // Close-on-exec (std's default): no child holds it.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("the suite lock file {}: {e}", path.display()));
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        loop {
+            // SAFETY: flock(2) on a descriptor `file` owns and keeps open
+            // for the call; it touches no memory of ours.
+            if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+                return CrossLock(Some(file));
+            }
+            let err = std::io::Error::last_os_error();
+            assert!(
+                err.kind() == std::io::ErrorKind::Interrupted,
+                "flock on the suite lock file {}: {err}",
+                path.display()
+            );
+        }
+    })
+    .await
+    .expect("the suite lock's thread")
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn cross_lock(_exclusive: bool) -> CrossLock {
+    CrossLock(None)
+}
+
+/// Whether one of this process's ancestors runs this executable (this is a
+/// helper run of a test, started by it or by its processes).
+#[cfg(target_os = "linux")]
+fn helper_run() -> bool {
+    static HELPER: OnceLock<bool> = OnceLock::new();
+    *HELPER.get_or_init(|| {
+        let Ok(me) = std::fs::read_link("/proc/self/exe") else {
+            return false;
+        };
+        let mut pid = std::process::id();
+        // Bounded: a pid chain ends at 1 (or at a parent we may not read).
+        for _ in 0..64 {
+            let Some(ppid) = parent_of(pid) else {
+                return false;
+            };
+            if ppid <= 1 {
+                return false;
+            }
+            if std::fs::read_link(format!("/proc/{ppid}/exe")).is_ok_and(|exe| exe == me) {
+                return true;
+            }
+            pid = ppid;
+        }
+        false
+    })
+}
+
+/// `pid`'s parent (`/proc/<pid>/stat`'s fourth field), if it can be read.
+#[cfg(target_os = "linux")]
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Runs `f` (blocking code, outside a runtime) between a suite's begin
