@@ -259,8 +259,9 @@ async fn wait_for_line_ends_after_250_ms_of_quiet_after_the_exit() {
     suite.end().await;
 }
 
-/// `wait_for_prompt` on a process that floods its output without pause
-/// (and never prompts): it gives up on its own deadline, and when the
+/// `wait_for_prompt` with a predicate that takes a little time on a process
+/// that floods its output without pause (and never prompts; `yes`'s writes
+/// end mid-line, so the partial line changes all the time): it gives up on its own deadline, and when the
 /// process exits first (its descendant flooding on), on the exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_prompt_returns_while_a_flood_never_pauses() {
@@ -271,7 +272,16 @@ async fn wait_for_prompt_returns_while_a_flood_never_pauses() {
             let cmd = Command::new("sh").args(["-c", script]).stream_lines();
             let mut p = g.start(&cmd).unwrap();
             let probe = tokio::spawn(async move {
-                let r = p.wait_for_prompt(|_| false, Duration::from_secs(1)).await;
+                // A predicate that takes a little time (~20 µs), as for
+                // `wait_for_line` above.
+                let slow = |_: &str| {
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < Duration::from_micros(20) {
+                        std::hint::spin_loop();
+                    }
+                    false
+                };
+                let r = p.wait_for_prompt(slow, Duration::from_secs(1)).await;
                 (p, r)
             });
             tokio::pin!(probe);
