@@ -323,7 +323,9 @@ pub struct RunArgs {
     #[arg(short = 'C', long, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
     /// Set an environment variable for the program (repeatable).
-    #[arg(short = 'E', long = "env", value_name = "K=V",
+    // A value that starts with '-' is still this option's (never taken for
+    // an option, whose refusal would quote it: it may be a secret).
+    #[arg(short = 'E', long = "env", value_name = "K=V", allow_hyphen_values = true,
           value_parser = crate::env_arg::EnvParser)]
     pub env: Vec<(OsString, OsString)>,
     /// Start the program with an empty environment (then -E adds to it).

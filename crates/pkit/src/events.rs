@@ -64,12 +64,19 @@ impl RunningProcess {
     /// with its pid, then each line of its output as it comes (needs
     /// [`Command::stream_lines`](crate::Command::stream_lines); it takes
     /// the line stream, as [`lines`](Self::lines) does), then
-    /// [`ProcessEvent::Exited`] with its outcome, last. The lines the
-    /// process wrote before exiting all come before the exit; output that
-    /// descendants write after it (they may live on in the group) is read
-    /// until the pipes close or stay quiet for a moment (the exit waits
-    /// 2 s at most for them: then, once no line is at hand, it comes), then
-    /// the stream ends. The process itself is left alone: reading or dropping the
+    /// [`ProcessEvent::Exited`] with its outcome, last.
+    ///
+    /// After the exit, lines are still told until the pipes close (every
+    /// descendant holding them is gone) or stay quiet for 250 ms (no line
+    /// at hand), and for 2 s at most: 2 s after the stream first sees the
+    /// exit (reading it is what sees it), the exit comes next, ahead of
+    /// any line still waiting, and the stream ends (those lines are not
+    /// told). The lines the process wrote before exiting are queued ahead
+    /// of anything written after the exit, so they all come before the
+    /// exit unless telling the ones still waiting when it was seen takes
+    /// the reader more than 2 s. A descendant that writes without a pause
+    /// (a flood) can't hold the exit back past the 2 s; a line it writes
+    /// after 250 ms of quiet is not told. The process itself is left alone: reading or dropping the
     /// stream changes nothing about it, and [`wait`](Self::wait) still
     /// works (its output capture holds no bytes the stream took).
     ///
@@ -137,7 +144,13 @@ impl Events {
                 self.quiet.as_mut().reset(now + AFTER_EXIT_QUIET);
             }
         }
-        if !self.lines_done {
+        // Past the cap, the exit comes ahead of any line still waiting: a
+        // descendant that floods the pipe without a pause would otherwise
+        // hold it back for good (a line is always at hand).
+        let capped = self
+            .last_call
+            .is_some_and(|last| tokio::time::Instant::now() >= last);
+        if !self.lines_done && !capped {
             match Pin::new(&mut self.lines).poll_next(cx) {
                 Poll::Ready(Some(line)) => {
                     if let Some(last) = self.last_call {
@@ -153,7 +166,7 @@ impl Events {
         let Some(outcome) = self.exited else {
             return Poll::Pending;
         };
-        if !self.lines_done && self.quiet.as_mut().poll(cx).is_pending() {
+        if !self.lines_done && !capped && self.quiet.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         self.done = true;

@@ -31,9 +31,14 @@ impl RunningProcess {
     /// by them for more than a second.
     ///
     /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
-    /// process exits first (after looking at every line it wrote, and at
-    /// what descendants still write for up to 2 s), or when its output
-    /// ends.
+    /// process exits first, or when its output ends. After the exit it
+    /// still looks at the lines that come until the output stays quiet
+    /// for 250 ms, and for 2 s at most (lines still waiting then are not
+    /// looked at): every line the process wrote, unless the predicate is
+    /// too slow to go through the ones still waiting at the exit within
+    /// 2 s, and what descendants write without a 250 ms pause. A
+    /// descendant that floods the output holds the answer back 2 s at
+    /// most; the `timeout` is kept under any flood.
     ///
     /// # Errors
     ///
@@ -70,9 +75,26 @@ impl RunningProcess {
         // way through the pump: keep reading until the stream ends, or until
         // it has been quiet for a while (a background descendant may hold
         // the pipe open), or for as long as one may keep writing.
+        //
+        // A flood (a line always at hand) must starve neither the deadline
+        // nor the exit nor the cap: they are looked at on every turn, ahead
+        // of the next line, and the task gives way to others when its
+        // budget is spent (the line queue alone never makes it).
         let mut exited = None;
         let mut last_call = None;
+        let wait = child.wait();
+        tokio::pin!(wait);
         loop {
+            tokio::task::consume_budget().await;
+            let now = tokio::time::Instant::now();
+            if now >= deadline.deadline() {
+                return Err(not_ready(NotReadyReason::Deadline(timeout)));
+            }
+            if let (Some(st), Some(last)) = (exited, last_call) {
+                if now >= last {
+                    return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+                }
+            }
             let quiet = async {
                 match last_call {
                     Some(last) => {
@@ -84,6 +106,10 @@ impl RunningProcess {
             };
             tokio::select! {
                 biased;
+                status = &mut wait, if exited.is_none() => {
+                    exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
+                    last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
+                }
                 line = lines.recv() => match line {
                     Some(line) if pred(&line) => return Ok(line),
                     Some(_) => {}
@@ -110,10 +136,6 @@ impl RunningProcess {
                         return Err(not_ready(reason));
                     }
                 },
-                status = child.wait(), if exited.is_none() => {
-                    exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
-                    last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
-                }
                 () = quiet => {
                     let st = exited.expect("quiet only runs after the exit");
                     return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
@@ -213,8 +235,9 @@ impl RunningProcess {
     /// an answer that a pipe does not echo: `User: ` then `Password: `
     /// arrive as one line) or on a new one — so it waits for the next
     /// prompt even if the process has not answered yet. Gives up with
-    /// [`Error::NotReady`] when `timeout` passes, or when the process
-    /// exits first.
+    /// [`Error::NotReady`] when `timeout` passes (kept under any flood of
+    /// output), or when the process exits first (what comes within 250 ms
+    /// of the exit is still looked at).
     ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {
@@ -264,7 +287,19 @@ impl RunningProcess {
         let quiet = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(quiet);
         let mut exited = None;
+        // As in `wait_for_line`: a flood (a change always at hand) starves
+        // neither the deadline nor the exit nor the quiet after it.
+        let wait = child.wait();
+        tokio::pin!(wait);
         loop {
+            tokio::task::consume_budget().await;
+            let now = tokio::time::Instant::now();
+            if now >= deadline.deadline() {
+                return Err(not_ready(NotReadyReason::Deadline(timeout)));
+            }
+            if let Some(st) = exited.filter(|_| now >= quiet.deadline()) {
+                return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
+            }
             let changed = slot.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
@@ -284,11 +319,11 @@ impl RunningProcess {
             }
             tokio::select! {
                 biased;
-                () = &mut changed => {}
-                status = child.wait(), if exited.is_none() => {
+                status = &mut wait, if exited.is_none() => {
                     exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
                     quiet.as_mut().reset(tokio::time::Instant::now() + AFTER_EXIT_QUIET);
                 }
+                () = &mut changed => {}
                 () = &mut quiet, if exited.is_some() => {
                     let st = exited.expect("checked");
                     return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));
