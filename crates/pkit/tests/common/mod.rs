@@ -643,38 +643,40 @@ pub struct CrossLock(Option<std::fs::File>);
 /// exclusive one would wait for itself.
 #[cfg(target_os = "linux")]
 async fn cross_lock(exclusive: bool) -> CrossLock {
-    use std::os::fd::AsRawFd;
     if helper_run() {
         return CrossLock(None);
     }
     let path = suite_lock_path();
     tokio::task::spawn_blocking(move || {
+        use rustix::fs::{flock, FlockOperation};
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        // Close-on-exec (std's default): no child holds it.
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("the suite lock file {}: {e}", path.display()));
+        // Close-on-exec (std's default): no child holds it. Read-only
+        // when another user made it (a flock needs no write access); a
+        // run that can't open it at all (an unprivileged deployment case,
+        // run alone by .ci/deploy) takes no cross-process lock.
+        let open = |write: bool| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .create(write)
+                .open(&path)
+        };
+        let Ok(file) = open(true).or_else(|_| open(false)) else {
+            return CrossLock(None);
+        };
         let op = if exclusive {
-            libc::LOCK_EX
+            FlockOperation::LockExclusive
         } else {
-            libc::LOCK_SH
+            FlockOperation::LockShared
         };
         loop {
-            // SAFETY: flock(2) on a descriptor `file` owns and keeps open
-            // for the call; it touches no memory of ours.
-            if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-                return CrossLock(Some(file));
+            match flock(&file, op) {
+                Ok(()) => return CrossLock(Some(file)),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => panic!("flock on the suite lock file {}: {e}", path.display()),
             }
-            let err = std::io::Error::last_os_error();
-            assert!(
-                err.kind() == std::io::ErrorKind::Interrupted,
-                "flock on the suite lock file {}: {err}",
-                path.display()
-            );
         }
     })
     .await
