@@ -156,6 +156,52 @@ async fn the_exit_event_comes_while_a_descendant_floods_a_fast_reader() {
     suite.end().await;
 }
 
+/// A predicate that takes a little time (~20 µs, about a regex's) and never
+/// matches.
+fn slow<T: ?Sized>(_: &T) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_micros(20) {
+        std::hint::spin_loop();
+    }
+    false
+}
+
+/// Runs `probe` (a `wait_for_*` with [`slow`] and a 1 s timeout) on a
+/// process that floods its output without pause, once with the flood in a
+/// descendant after the process exits 7 and once in the process itself:
+/// the probe must give up (`NotReady`) within [`DEADLINE`], before the
+/// group is killed.
+async fn flood_probe<T, F, Fut>(choice: pkit::MechanismChoice, what: &str, probe: F)
+where
+    T: std::fmt::Debug + Send + 'static,
+    F: Fn(pkit::RunningProcess) -> Fut,
+    Fut: std::future::Future<Output = (pkit::RunningProcess, pkit::Result<T>)> + Send + 'static,
+{
+    for script in ["(yes flood &); exit 7", "exec yes flood"] {
+        let g = group(choice);
+        let cmd = Command::new("sh").args(["-c", script]).stream_lines();
+        let probe = tokio::spawn(probe(g.start(&cmd).unwrap()));
+        tokio::pin!(probe);
+        let got = tokio::time::timeout(DEADLINE, &mut probe).await;
+        g.kill().unwrap();
+        let (mut p, r) = match got {
+            Ok(done) => done.unwrap(),
+            Err(_) => {
+                let (mut p, r) = probe.await.unwrap();
+                let _ = p.wait().await;
+                g.close().await.unwrap();
+                panic!("{choice} {script:?}: {what} still running after {DEADLINE:?} (then {r:?})");
+            }
+        };
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        assert!(
+            matches!(r, Err(pkit::Error::NotReady { .. })),
+            "{choice} {script:?}: {what}: {r:?}"
+        );
+    }
+}
+
 /// `wait_for_line` with a predicate that takes a little time (~20 µs, a
 /// regex say) on a process whose descendant floods without pause: the
 /// `biased` select polls the lines first, a line is always at hand, so
@@ -167,40 +213,13 @@ async fn the_exit_event_comes_while_a_descendant_floods_a_fast_reader() {
 async fn wait_for_line_returns_while_a_flood_never_pauses() {
     let suite = begin("wait_for_line_returns_while_a_flood_never_pauses").await;
     for choice in mechanisms() {
-        for script in ["(yes flood &); exit 7", "exec yes flood"] {
-            let g = group(choice);
-            let cmd = Command::new("sh").args(["-c", script]).stream_lines();
-            let mut p = g.start(&cmd).unwrap();
-            let probe = tokio::spawn(async move {
-                let slow = |_: &pkit::Line| {
-                    let t = std::time::Instant::now();
-                    while t.elapsed() < Duration::from_micros(20) {
-                        std::hint::spin_loop();
-                    }
-                    false
-                };
-                let r = p.wait_for_line(slow, Duration::from_secs(1)).await;
-                (p, r)
-            });
-            tokio::pin!(probe);
-            let got = tokio::time::timeout(DEADLINE, &mut probe).await;
-            g.kill().unwrap();
-            let (mut p, r) = match got {
-                Ok(done) => done.unwrap(),
-                Err(_) => {
-                    let (mut p, r) = probe.await.unwrap();
-                    let _ = p.wait().await;
-                    g.close().await.unwrap();
-                    panic!("{choice} {script:?}: wait_for_line still running after {DEADLINE:?} (then {r:?})");
-                }
-            };
-            let _ = p.wait().await;
-            g.close().await.unwrap();
-            assert!(
-                matches!(r, Err(pkit::Error::NotReady { .. })),
-                "{choice} {script:?}: {r:?}"
-            );
-        }
+        flood_probe(choice, "wait_for_line", |mut p| async move {
+            let r = p
+                .wait_for_line(slow::<pkit::Line>, Duration::from_secs(1))
+                .await;
+            (p, r)
+        })
+        .await;
     }
     suite.end().await;
 }
@@ -267,42 +286,11 @@ async fn wait_for_line_ends_after_250_ms_of_quiet_after_the_exit() {
 async fn wait_for_prompt_returns_while_a_flood_never_pauses() {
     let suite = begin("wait_for_prompt_returns_while_a_flood_never_pauses").await;
     for choice in mechanisms() {
-        for script in ["(yes flood &); exit 7", "exec yes flood"] {
-            let g = group(choice);
-            let cmd = Command::new("sh").args(["-c", script]).stream_lines();
-            let mut p = g.start(&cmd).unwrap();
-            let probe = tokio::spawn(async move {
-                // A predicate that takes a little time (~20 µs), as for
-                // `wait_for_line` above.
-                let slow = |_: &str| {
-                    let t = std::time::Instant::now();
-                    while t.elapsed() < Duration::from_micros(20) {
-                        std::hint::spin_loop();
-                    }
-                    false
-                };
-                let r = p.wait_for_prompt(slow, Duration::from_secs(1)).await;
-                (p, r)
-            });
-            tokio::pin!(probe);
-            let got = tokio::time::timeout(DEADLINE, &mut probe).await;
-            g.kill().unwrap();
-            let (mut p, r) = match got {
-                Ok(done) => done.unwrap(),
-                Err(_) => {
-                    let (mut p, r) = probe.await.unwrap();
-                    let _ = p.wait().await;
-                    g.close().await.unwrap();
-                    panic!("{choice} {script:?}: wait_for_prompt still running after {DEADLINE:?} (then {r:?})");
-                }
-            };
-            let _ = p.wait().await;
-            g.close().await.unwrap();
-            assert!(
-                matches!(r, Err(pkit::Error::NotReady { .. })),
-                "{choice} {script:?}: {r:?}"
-            );
-        }
+        flood_probe(choice, "wait_for_prompt", |mut p| async move {
+            let r = p.wait_for_prompt(slow::<str>, Duration::from_secs(1)).await;
+            (p, r)
+        })
+        .await;
     }
     suite.end().await;
 }
