@@ -6,7 +6,9 @@
 //! A minimal `tracing` subscriber of our own: pkit's events are flat (no
 //! spans), so the few lines here do what a subscriber crate would. The
 //! events carry only what pkit lets them carry (names, pids, outcomes,
-//! durations), never arguments, environment or output.
+//! durations), never arguments, environment or output. The text lines
+//! show every value with its control characters escaped
+//! ([`pkit::escape_controls`]); the JSON objects carry the exact values.
 
 use std::io::Write;
 
@@ -34,9 +36,14 @@ struct Fields {
 }
 
 impl Fields {
+    /// A field: `shown` goes to the text line with its control characters
+    /// escaped (a program name's escape sequences can't act on the
+    /// terminal or forge a line), `value` to the JSON object as it is
+    /// (JSON escapes them itself).
     fn add(&mut self, field: &Field, shown: String, value: serde_json::Value) {
+        let shown = pkit::escape_controls(&shown);
         if field.name() == "message" {
-            self.message = shown;
+            self.message = shown.into_owned();
             return;
         }
         self.text.push_str(&format!(" {}={shown}", field.name()));
