@@ -107,7 +107,11 @@ impl Subscriber for Printer {
             obj.insert("level".into(), level.into());
             obj.insert("message".into(), fields.message.into());
             obj.extend(fields.json);
-            let _ = writeln!(err, "{}", serde_json::Value::Object(obj));
+            let line = crate::json_line::to_line(&serde_json::Value::Object(obj));
+            if let Ok(line) = line {
+                let _ = err.write_all(&line);
+                let _ = err.write_all(b"\n");
+            }
         } else {
             let _ = writeln!(err, "pkit: [{level}] {}{}", fields.message, fields.text);
         }

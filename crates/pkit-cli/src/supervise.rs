@@ -259,7 +259,10 @@ fn secs(d: Duration) -> f64 {
 impl Say {
     fn json_line(&self, value: serde_json::Value) {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{value}");
+        if let Ok(line) = crate::json_line::to_line(&value) {
+            let _ = err.write_all(&line);
+            let _ = err.write_all(b"\n");
+        }
     }
 
     fn event(&mut self, event: &SupervisorEvent) {

@@ -1,7 +1,7 @@
 //! A program whose name carries terminal controls: `pkit run`'s own lines
 //! (an error, the end-of-run line, a timeout, `-v`'s event lines) show it
 //! escaped (`\u{1b}`), as the library's messages do; `--json` keeps the
-//! exact name.
+//! exact name, in JSON text with every control escaped.
 
 #![cfg(target_os = "linux")]
 
@@ -21,16 +21,21 @@ const SHOWN: &str = r"m\u{1b}]0;pwned\u{7}\r\u{8}\nFORGED\u{9b}2J\u{202e}é";
 /// Whether `c` may not reach pkit's own text lines raw (line breaks end
 /// them; nothing in these runs writes a tab).
 fn raw_control(c: char) -> bool {
-    (c.is_control() && c != '\n')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    (c.is_control() && c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Asserts that `stderr` holds none of `HOSTILE`'s controls, no forged
 /// line, and `want` (a line's text).
 fn assert_inert(what: &str, stderr: &[u8], want: &str) {
     let text = String::from_utf8_lossy(stderr);
-    assert!(!text.chars().any(raw_control), "{what}: raw control in {text:?}");
-    assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{what}: {text:?}");
+    assert!(
+        !text.chars().any(raw_control),
+        "{what}: raw control in {text:?}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("FORGED")),
+        "{what}: {text:?}"
+    );
     assert!(text.contains(want), "{what}: {want:?} not in {text:?}");
 }
 
@@ -95,13 +100,38 @@ fn a_hostile_program_name_is_escaped_in_pkits_lines() {
         let shown = format!("{}/missing-{SHOWN}: program not found", dir.0.display());
         assert_inert(m, &out.stderr, &format!("pkit: {shown}"));
 
-        // --json: the report keeps the exact name.
+        // --json: the exact name, in JSON text that escapes every control
+        // (DEL, C1 and the bidirectional ones too, which JSON would let
+        // through raw).
         let out = pkit()
             .args(["run", "--json", "--mechanism", m, "--"])
             .arg(&fails)
             .output()
             .unwrap();
+        assert_inert(m, &out.stderr, r#""program":"#);
         let r = report(&out);
         assert_eq!(r["program"], fails.to_str().unwrap(), "{m}: {r}");
+
+        // supervise --json -v: the events as JSON, the same way.
+        let out = pkit()
+            .args(["supervise", "--restart", "never", "--json", "-v"])
+            .args(["--mechanism", m, "--"])
+            .arg(&fails)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{m}: {out:?}");
+        assert_inert(m, &out.stderr, r#""program":"#);
+        let text = String::from_utf8_lossy(&out.stderr);
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| l.starts_with(r#"{"event":"log""#))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| e["program"] == fails.to_str().unwrap()),
+            "{m}: {text:?}"
+        );
     }
 }

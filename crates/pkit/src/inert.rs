@@ -1,35 +1,35 @@
 //! Text made inert for messages: the one rule by which pkit's messages
 //! (an [`Error`](crate::Error)'s `Display` and
 //! [`diagnostic`](crate::Error::diagnostic), the CLI's lines) show program
-//! names, arguments, paths and working directories, and the quoted tail of
-//! a failed run's stderr.
-//!
-//! The control characters a terminal acts on — C0 (escape, bell, carriage
-//! return, backspace, line feed, tab...), DEL and C1 — and Unicode's
-//! bidirectional controls (ALM, LRM, RLM, the embeddings and overrides
-//! U+202A–U+202E, the isolates U+2066–U+2069) are written out as Rust
-//! escapes (`\u{1b}`, `\n`, `\u{202e}`); everything else, non-ASCII letters
-//! included, is shown as it is. A name (a file name from an untrusted
-//! directory, a tool named in a config file) then can't retitle the
-//! terminal, move the cursor, reorder the text shown or start a forged
-//! line of a log. Invalid UTF-8 was replaced by U+FFFD before (a name is
-//! shown lossily, as `Path::display` shows it).
-//!
-//! ```
-//! assert_eq!(pkit::escape_controls("x\u{1b}]0;pwned\u{7}"), r"x\u{1b}]0;pwned\u{7}");
-//! assert_eq!(pkit::escape_controls("a\nb\u{202e}c"), r"a\nb\u{202e}c");
-//! assert_eq!(pkit::escape_controls("café 日本"), "café 日本");
-//! ```
+//! names, arguments, paths and working directories ([`escape_controls`],
+//! [`Shown`], [`shown_path`]), and the quoted tail of a failed run's
+//! stderr ([`inert_lines`]).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 
-/// `text` as pkit's messages show a program name, an argument or a path:
-/// every control character (C0 — line breaks and tabs too —, DEL, C1) and
-/// every bidirectional control written out as an escape (`\u{1b}`, `\n`),
-/// the rest unchanged; borrowed when there is nothing to escape. See the
-/// [module documentation](self) for the rule.
+/// `text` as pkit's messages show a program name, an argument, a path or
+/// a working directory (an [`Error`](crate::Error)'s `Display` and
+/// [`diagnostic`](crate::Error::diagnostic), `pkit run`'s lines): borrowed
+/// when there is nothing to escape.
+///
+/// The control characters a terminal acts on — C0 (escape, bell, carriage
+/// return, backspace, line feed, tab...), DEL and C1 — and Unicode's
+/// bidirectional controls (ALM, LRM, RLM, the embeddings and overrides
+/// U+202A–U+202E, the isolates U+2066–U+2069) are written out as Rust
+/// escapes (`\u{1b}`, `\n`, `\u{202e}`, as a failed run's quoted stderr
+/// shows them); everything else, non-ASCII letters included, is shown as
+/// it is. A name (a file name from an untrusted directory, a tool named in
+/// a config file) then can't retitle the terminal, move the cursor,
+/// reorder the text shown or start a forged line of a log. Text that was
+/// not UTF-8 is shown lossily first (U+FFFD), as `Path::display` shows it.
+///
+/// ```
+/// assert_eq!(pkit::escape_controls("x\u{1b}]0;pwned\u{7}"), r"x\u{1b}]0;pwned\u{7}");
+/// assert_eq!(pkit::escape_controls("a\nb\u{202e}c"), r"a\nb\u{202e}c");
+/// assert_eq!(pkit::escape_controls("café 日本"), "café 日本");
+/// ```
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn names_have_every_control_escaped() {
-        let raw = "a\u{1b}[2J\u{7}\r\u{8}\n\t\u{7f}\u{85}\u{9b}\u{202a}\u{202e}\u{2066}\u{2069}\u{200f}z";
+        let raw =
+            "a\u{1b}[2J\u{7}\r\u{8}\n\t\u{7f}\u{85}\u{9b}\u{202a}\u{202e}\u{2066}\u{2069}\u{200f}z";
         let shown = escape_controls(raw);
         assert_eq!(
             shown,

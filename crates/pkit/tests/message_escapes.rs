@@ -29,10 +29,19 @@ fn raw_control(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Why `text` is not inert or does not show `shown`, if so.
+fn not_inert(what: &str, text: &str, shown: &str) -> Option<String> {
+    if text.chars().any(raw_control) {
+        return Some(format!("{what}: raw control in {text:?}"));
+    }
+    (!text.contains(shown)).then(|| format!("{what}: {shown:?} not in {text:?}"))
+}
+
 /// Asserts that `text` has no raw control and shows `shown`.
 fn assert_inert(what: &str, text: &str, shown: &str) {
-    assert!(!text.chars().any(raw_control), "{what}: raw control in {text:?}");
-    assert!(text.contains(shown), "{what}: {shown:?} not in {text:?}");
+    if let Some(why) = not_inert(what, text, shown) {
+        panic!("{why}");
+    }
 }
 
 /// Every variant that shows a name, a path or a text it was given, built
@@ -134,16 +143,18 @@ async fn every_error_shows_names_and_paths_escaped() {
     let errors = every_variant();
     let kinds: std::collections::HashSet<ErrorKind> = errors.iter().map(Error::kind).collect();
     assert_eq!(kinds.len(), 20, "one error of each kind");
+    // Every kind's failures, reported together.
+    let mut failed = Vec::new();
     for e in &errors {
         let what = format!("{:?}", e.kind());
-        assert_inert(&what, &e.to_string(), SHOWN);
-        assert_inert(&what, &format!("{e:#}"), SHOWN);
-        assert_inert(&what, &e.diagnostic(), SHOWN);
+        let texts = [e.to_string(), format!("{e:#}"), e.diagnostic()];
+        failed.extend(texts.iter().filter_map(|t| not_inert(&what, t, SHOWN)));
         // Debug escapes on its own (Rust's string Debug).
         assert!(!format!("{e:?}").chars().any(raw_control), "{what}");
         match e {
             Error::NotExecutable { program, path } => {
-                assert_inert(&what, &e.to_string(), &format!("(/d/{SHOWN})"));
+                let path_shown = format!("(/d/{SHOWN})");
+                failed.extend(not_inert(&what, &e.to_string(), &path_shown));
                 assert_eq!(program, HOSTILE);
                 assert_eq!(path, Path::new(&format!("/d/{HOSTILE}")));
             }
@@ -156,6 +167,7 @@ async fn every_error_shows_names_and_paths_escaped() {
             assert_eq!(out.program(), HOSTILE, "{what}");
         }
     }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
     suite.end().await;
 }
 
@@ -232,7 +244,11 @@ async fn real_failures_show_hostile_names_escaped() {
         let e = c(&fails).run().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NonZeroExit, "{choice}: {e}");
         let msg = e.to_string();
-        assert_inert("exit", &msg, &format!("{}: exited(3): oops", dir.shown("fails")));
+        assert_inert(
+            "exit",
+            &msg,
+            &format!("{}: exited(3): oops", dir.shown("fails")),
+        );
         assert_inert("exit", &e.diagnostic(), &dir.shown("fails"));
         assert_eq!(e.output().unwrap().program(), fails);
 
@@ -326,7 +342,10 @@ async fn events_carry_names_as_string_fields() {
     let d = Command::new(&quick).spawn_detached().unwrap();
     let deadline = std::time::Instant::now() + DEADLINE;
     while !pid_gone(d.pid()) {
-        assert!(std::time::Instant::now() < deadline, "the detached run never ended");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detached run never ended"
+        );
         tokio::time::sleep(POLL).await;
     }
     let events = EVENTS.get().unwrap().lock().unwrap().clone();
