@@ -107,13 +107,15 @@ impl Subscriber for Printer {
             obj.insert("level".into(), level.into());
             obj.insert("message".into(), fields.message.into());
             obj.extend(fields.json);
-            let line = crate::json_line::to_line(&serde_json::Value::Object(obj));
-            if let Ok(line) = line {
+            // One write, the line feed included: a line the program
+            // writes to the same stderr meanwhile can't land inside it.
+            if let Ok(mut line) = crate::json_line::to_line(&serde_json::Value::Object(obj)) {
+                line.push(b'\n');
                 let _ = err.write_all(&line);
-                let _ = err.write_all(b"\n");
             }
         } else {
-            let _ = writeln!(err, "pkit: [{level}] {}{}", fields.message, fields.text);
+            let line = format!("pkit: [{level}] {}{}\n", fields.message, fields.text);
+            let _ = err.write_all(line.as_bytes());
         }
     }
 

@@ -259,9 +259,10 @@ fn secs(d: Duration) -> f64 {
 impl Say {
     fn json_line(&self, value: serde_json::Value) {
         let mut err = std::io::stderr().lock();
-        if let Ok(line) = crate::json_line::to_line(&value) {
+        // One write, the line feed included (as the events' lines).
+        if let Ok(mut line) = crate::json_line::to_line(&value) {
+            line.push(b'\n');
             let _ = err.write_all(&line);
-            let _ = err.write_all(b"\n");
         }
     }
 
