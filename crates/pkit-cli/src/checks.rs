@@ -269,7 +269,10 @@ fn cap_flag(args: &RunArgs, cap: &str) -> Option<(&'static str, String)> {
 pub fn explain(args: &RunArgs, e: &Error) -> String {
     match e {
         Error::ResourceLimit { cap, reason } => match cap_flag(args, cap) {
-            Some((flag, value)) => format!("{flag} ({value}): cannot cap {cap}: {reason}"),
+            Some((flag, value)) => format!(
+                "{flag} ({value}): cannot cap {cap}: {}",
+                pkit::escape_controls(reason)
+            ),
             None => e.to_string(),
         },
         Error::MechanismUnavailable { .. } if args.mechanism.is_some() => {

@@ -6,7 +6,9 @@
 //! A minimal `tracing` subscriber of our own: pkit's events are flat (no
 //! spans), so the few lines here do what a subscriber crate would. The
 //! events carry only what pkit lets them carry (names, pids, outcomes,
-//! durations), never arguments, environment or output.
+//! durations), never arguments, environment or output. The text lines
+//! show every value with its control characters escaped
+//! ([`pkit::escape_controls`]); the JSON objects carry the exact values.
 
 use std::io::Write;
 
@@ -34,9 +36,14 @@ struct Fields {
 }
 
 impl Fields {
+    /// A field: `shown` goes to the text line with its control characters
+    /// escaped (a program name's escape sequences can't act on the
+    /// terminal or forge a line), `value` to the JSON object as it is
+    /// (JSON escapes them itself).
     fn add(&mut self, field: &Field, shown: String, value: serde_json::Value) {
+        let shown = pkit::escape_controls(&shown);
         if field.name() == "message" {
-            self.message = shown;
+            self.message = shown.into_owned();
             return;
         }
         self.text.push_str(&format!(" {}={shown}", field.name()));
@@ -100,9 +107,15 @@ impl Subscriber for Printer {
             obj.insert("level".into(), level.into());
             obj.insert("message".into(), fields.message.into());
             obj.extend(fields.json);
-            let _ = writeln!(err, "{}", serde_json::Value::Object(obj));
+            // One write, the line feed included: a line the program
+            // writes to the same stderr meanwhile can't land inside it.
+            if let Ok(mut line) = crate::json_line::to_line(&serde_json::Value::Object(obj)) {
+                line.push(b'\n');
+                let _ = err.write_all(&line);
+            }
         } else {
-            let _ = writeln!(err, "pkit: [{level}] {}{}", fields.message, fields.text);
+            let line = format!("pkit: [{level}] {}{}\n", fields.message, fields.text);
+            let _ = err.write_all(line.as_bytes());
         }
     }
 

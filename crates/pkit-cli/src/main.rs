@@ -26,6 +26,7 @@ mod events;
 mod exit;
 mod forward;
 mod grace;
+mod json_line;
 mod orphans;
 mod pty;
 mod report;

@@ -219,7 +219,7 @@ impl Sink {
     /// chosen with `--json-file`/`--json-fd`; nothing is printed. A write
     /// to stderr (`--json`) that fails is dropped.
     pub fn write(&mut self, report: &Report) -> Result<(), WriteFailed> {
-        let mut line = match serde_json::to_vec(report) {
+        let mut line = match crate::json_line::to_line(report) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("pkit: cannot encode the report: {e}");

@@ -10,6 +10,8 @@ use crate::report::Report;
 
 /// The end-of-run lines on stderr: what happened and what was verified.
 pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit::Result<()>) {
+    // The program as the lines show it: control characters escaped.
+    let program = pkit::escape_controls(&report.program);
     let container = match group.mechanism() {
         Mechanism::CgroupV2 => "the cgroup",
         _ => "the process group",
@@ -33,8 +35,7 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
     }
     if report.timed_out {
         eprintln!(
-            "pkit: {} timed out after {:.3}s{}; {check}",
-            report.program,
+            "pkit: {program} timed out after {:.3}s{}; {check}",
             report.duration_us as f64 / 1e6,
             match report.kill {
                 Some(k) => format!("; {}", k.describe()),
@@ -63,13 +64,10 @@ pub fn messages(args: &RunArgs, report: &Report, group: &Group, verified: &pkit:
             Some(n) => format!("{n} leftover process{}", if n == 1 { "" } else { "es" }),
             None => "an unknown number of leftover processes (they could not be listed)".into(),
         };
-        eprintln!("pkit: {} ended; {left}{how}; {check}", report.program);
+        eprintln!("pkit: {program} ended; {left}{how}; {check}");
     }
     if report.oom_killed == Some(true) {
-        eprintln!(
-            "pkit: {} was killed by the OOM killer (memory cap)",
-            report.program
-        );
+        eprintln!("pkit: {program} was killed by the OOM killer (memory cap)");
     }
 }
 

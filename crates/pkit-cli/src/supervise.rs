@@ -259,7 +259,11 @@ fn secs(d: Duration) -> f64 {
 impl Say {
     fn json_line(&self, value: serde_json::Value) {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{value}");
+        // One write, the line feed included (as the events' lines).
+        if let Ok(mut line) = crate::json_line::to_line(&value) {
+            line.push(b'\n');
+            let _ = err.write_all(&line);
+        }
     }
 
     fn event(&mut self, event: &SupervisorEvent) {

@@ -6,11 +6,18 @@
 //! message carries is the tail of a failed run's stderr (see [`Error`]),
 //! left out for a command marked
 //! [`secret_output`](crate::Command::secret_output).
+//!
+//! A message shows the program's name, a path and every other text it was
+//! given with its control and bidirectional characters escaped
+//! ([`escape_controls`](crate::escape_controls): `\u{1b}`, `\n`), so
+//! printing it can't act on a terminal or forge a line of a log; the
+//! fields (`program`, `path`, `dir`, ...) keep the exact values.
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::inert::{inert_lines, shown_path, Shown};
 use crate::output::Output;
 use crate::sys::Mechanism;
 
@@ -59,7 +66,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The program does not exist in any directory of `PATH` (or at the
     /// path given). The message names the variable, never its value.
-    #[error("{program}: program not found{}", if *.path_searched { " in any directory of PATH" } else { "" })]
+    #[error("{}: program not found{}", Shown(.program), if *.path_searched { " in any directory of PATH" } else { "" })]
     NotFound {
         /// The program as given to `Command::new`.
         program: String,
@@ -72,7 +79,7 @@ pub enum Error {
     /// regular file, a bad executable format), or a directory it would be
     /// in can't be searched by this user (`EACCES`, as `execvp` says, when
     /// no later `PATH` entry has it).
-    #[error("{program}: not executable ({})", .path.display())]
+    #[error("{}: not executable ({})", Shown(.program), shown_path(.path))]
     NotExecutable {
         /// The program as given to `Command::new`.
         program: String,
@@ -84,7 +91,7 @@ pub enum Error {
     /// a directory, or can't be entered. The message does not repeat the
     /// directory (messages never carry working directories); it is in
     /// `dir`.
-    #[error("{program}: its working directory (current_dir) is not usable: {source}")]
+    #[error("{}: its working directory (current_dir) is not usable: {source}", Shown(.program))]
     CurrentDir {
         /// The program as given to `Command::new`.
         program: String,
@@ -96,7 +103,7 @@ pub enum Error {
 
     /// Starting the process failed for another reason (an OS limit, an
     /// exec failure after the checks passed).
-    #[error("{program}: cannot start: {source}")]
+    #[error("{}: cannot start: {source}", Shown(.program))]
     Spawn {
         /// The program as given to `Command::new`.
         program: String,
@@ -108,7 +115,7 @@ pub enum Error {
     /// failed (a privilege drop, a resource limit, joining its container):
     /// the step is named, and the child has exited without running the
     /// program.
-    #[error("{program}: cannot start: {step}: {source}")]
+    #[error("{}: cannot start: {step}: {source}", Shown(.program))]
     ChildSetup {
         /// The program as given to `Command::new`.
         program: String,
@@ -120,22 +127,22 @@ pub enum Error {
 
     /// The program exited with a non-zero code, and the verb requires
     /// success. The whole result (stderr included) is carried.
-    #[error("{}", tailed(format!("{}: {}", .0.program(), .0.outcome()), .0))]
+    #[error("{}", tailed(format!("{}: {}", Shown(.0.program()), .0.outcome()), .0))]
     NonZeroExit(Box<Output>),
 
     /// The program was killed by a signal, and the verb requires it to
     /// exit.
-    #[error("{}", tailed(format!("{}: {}", .0.program(), .0.outcome()), .0))]
+    #[error("{}", tailed(format!("{}: {}", Shown(.0.program()), .0.outcome()), .0))]
     Signalled(Box<Output>),
 
     /// The run exceeded its timeout; its tree was torn down. Returned by the
     /// verbs that require an exit (`output()` reports a timeout as data).
-    #[error("{}", tailed(format!("{}: timed out after {:?}", .0.program(), .0.duration()), .0))]
+    #[error("{}", tailed(format!("{}: timed out after {:?}", Shown(.0.program()), .0.duration()), .0))]
     Timeout(Box<Output>),
 
     /// The run was cancelled through its [`CancelToken`](crate::CancelToken);
     /// its tree was torn down.
-    #[error("{program}: cancelled")]
+    #[error("{}: cancelled", Shown(.program))]
     Cancelled {
         /// The program as given to `Command::new`.
         program: String,
@@ -144,7 +151,7 @@ pub enum Error {
     /// A captured stream exceeded its limit under
     /// [`CapturePolicy::Fail`](crate::CapturePolicy::Fail); the run's tree
     /// was torn down.
-    #[error("{program}: {stream} exceeded the capture limit of {limit} bytes")]
+    #[error("{}: {stream} exceeded the capture limit of {limit} bytes", Shown(.program))]
     OutputLimit {
         /// The program as given to `Command::new`.
         program: String,
@@ -162,7 +169,7 @@ pub enum Error {
 
     /// A readiness probe gave up: its deadline passed, or the process
     /// exited first. The process itself is left alone.
-    #[error("{program}: not ready: {reason}")]
+    #[error("{}: not ready: {reason}", Shown(.program))]
     NotReady {
         /// The program as given to `Command::new`.
         program: String,
@@ -172,7 +179,7 @@ pub enum Error {
 
     /// The group's mechanism can't do what was asked (never a silent
     /// no-op).
-    #[error("{operation} is not supported by the {mechanism} mechanism: {reason}")]
+    #[error("{operation} is not supported by the {mechanism} mechanism: {}", Shown(.reason))]
     Unsupported {
         /// What was asked, e.g. `adopt`.
         operation: &'static str,
@@ -184,7 +191,7 @@ pub enum Error {
 
     /// A resource cap can't be enforced here, or its value is invalid.
     /// Never an uncapped group the caller believes capped.
-    #[error("cannot cap {cap}: {reason}")]
+    #[error("cannot cap {cap}: {}", Shown(.reason))]
     ResourceLimit {
         /// Which cap: `memory_max`, `memory_high`, `memory_swap_max`,
         /// `max_processes`, `cpu_quota` or `cpus`.
@@ -196,7 +203,7 @@ pub enum Error {
     /// The requested containment mechanism can't be had here (for example
     /// cgroup v2 forced where no cgroup can be created). Never a silent
     /// fallback.
-    #[error("containment unavailable: {reason}")]
+    #[error("containment unavailable: {}", Shown(.reason))]
     MechanismUnavailable {
         /// The mechanism that was asked for, when one was: the forced
         /// [`MechanismChoice`](crate::MechanismChoice)'s (a process group
@@ -209,7 +216,7 @@ pub enum Error {
 
     /// An argument to pkit itself was invalid (for example a NUL byte in an
     /// argument, or an unparseable `PKIT_MECHANISM`).
-    #[error("invalid input: {0}")]
+    #[error("invalid input: {}", Shown(.0))]
     InvalidInput(String),
 
     /// The run succeeded but its stdout does not parse as the type asked of
@@ -218,7 +225,7 @@ pub enum Error {
     /// unless its messages quote a `secret_arg` value (then a copy of them
     /// with `<secret>` in its place) or the command is `secret_output`
     /// (then a stand-in that shows nothing of the output).
-    #[error("{program}: its output does not parse as {target}")]
+    #[error("{}: its output does not parse as {target}", Shown(.program))]
     Parse {
         /// The program as given to `Command::new`.
         program: String,
@@ -234,7 +241,7 @@ pub enum Error {
     /// The message names the type and where the problem is, never the
     /// text (serde's own message may quote it, so it is not carried).
     #[error(
-        "{program}: its output is not JSON for {target}: {problem} at line {line}, column {column}"
+        "{}: its output is not JSON for {target}: {problem} at line {line}, column {column}", Shown(.program)
     )]
     Json {
         /// The program as given to `Command::new`.
@@ -258,7 +265,7 @@ pub enum Error {
     /// `testing`) was asked to run a command it has no reply
     /// for and no fallback. The message names the program and says how
     /// many arguments it had; the arguments themselves are in `args`.
-    #[error("{program}: unexpected command ({} arguments): the scripted runner has no reply for it and no fallback", .args.len())]
+    #[error("{}: unexpected command ({} arguments): the scripted runner has no reply for it and no fallback", Shown(.program), .args.len())]
     Unscripted {
         /// The program as given to `Command::new`.
         program: String,
@@ -270,7 +277,7 @@ pub enum Error {
     /// has no recorded run for this command (matched on program,
     /// arguments and working directory). Nothing was spawned. The message
     /// names the program and says how many arguments it had.
-    #[error("{program}: not in the cassette ({} arguments; replay matches program, arguments and working directory)", .args.len())]
+    #[error("{}: not in the cassette ({} arguments; replay matches program, arguments and working directory)", Shown(.program), .args.len())]
     CassetteMiss {
         /// The program as given to `Command::new`.
         program: String,
@@ -282,7 +289,7 @@ pub enum Error {
     },
 
     /// An I/O error while managing a process or its container.
-    #[error("{context}: {source}")]
+    #[error("{}: {source}", Shown(.context))]
     Io {
         /// What pkit was doing.
         context: String,
@@ -404,7 +411,7 @@ const TAIL_BYTES: usize = 2048;
 
 /// The last lines of a run's stderr (at most `TAIL_LINES` lines and
 /// `TAIL_BYTES` bytes, cut at a character boundary, control characters
-/// made [`inert`]), or `None` when there is none or the output is secret.
+/// made inert: `inert_lines`), or `None` when there is none or the output is secret.
 fn stderr_tail(out: &Output) -> Option<String> {
     if out.secret_output {
         return None;
@@ -431,33 +438,7 @@ fn stderr_tail(out: &Output) -> Option<String> {
         }
         tail = &tail[at..];
     }
-    Some(inert(tail))
-}
-
-/// `text` with the control characters a terminal acts on (escape, bell,
-/// carriage return, backspace, C1 codes...) and the bidirectional controls
-/// (marks, embeddings, overrides, isolates) written out as escapes
-/// (`\u{1b}`), so a quoted stderr can't retitle a window, move the cursor,
-/// reorder or overwrite the message it ends; line breaks and tabs stay,
-/// and a carriage return before a line break is dropped.
-fn inert(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() || is_bidi_control(c) => out.extend(c.escape_default()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Unicode's bidirectional formatting characters: ALM, LRM, RLM, the
-/// embeddings and overrides, the isolates.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    Some(inert_lines(tail))
 }
 
 /// `head`, then the stderr tail: after `: ` when it is one line, else on
@@ -486,9 +467,9 @@ impl Error {
             _ => return self.to_string(),
         };
         let head = match self {
-            Error::Timeout(_) => format!("{}: timed out", out.program()),
+            Error::Timeout(_) => format!("{}: timed out", Shown(out.program())),
             Error::OutputLimit { .. } => self.to_string(),
-            _ => format!("{}: {}", out.program(), out.outcome()),
+            _ => format!("{}: {}", Shown(out.program()), out.outcome()),
         };
         tailed(
             format!(

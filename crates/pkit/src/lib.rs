@@ -125,6 +125,7 @@ mod group;
 mod group_builder;
 mod group_start;
 mod habits;
+mod inert;
 #[cfg(feature = "json")]
 mod json;
 mod launch;
@@ -195,6 +196,7 @@ pub use events::{Events, ProcessEvent};
 pub use future::BoxFuture;
 pub use group::{Group, ShutdownReport};
 pub use group_builder::GroupBuilder;
+pub use inert::escape_controls;
 #[cfg(feature = "json")]
 pub use json::JsonLines;
 pub use launch_spec::Launch;

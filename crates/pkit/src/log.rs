@@ -12,6 +12,13 @@
 //! the small enums `Mechanism`, `Outcome`, `ErrorKind` (a supervisor's stop
 //! reason comes as its fixed words, a `&'static str`).
 //!
+//! A name (the program, a log name, a path) is recorded as a string
+//! field, its exact value, never formatted into the message or recorded
+//! with `%` (Display): a subscriber's text output shows string fields
+//! escaped (`tracing-subscriber`'s `fmt` quotes them as Rust's `Debug`
+//! does, `pkit -v` through [`escape_controls`](crate::escape_controls)),
+//! so a name's control characters can't act on a terminal or forge a line.
+//!
 //! Ordinary lifecycle events are at Debug; anomalies (a timeout, a tree
 //! that needed SIGKILL after its grace, a failed readiness check, a crash
 //! storm, a supervised command that cannot start) at Warn. See the crate documentation for how to see them.

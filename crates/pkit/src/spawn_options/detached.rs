@@ -103,7 +103,7 @@ impl Command {
         let pid = sys::spawn_detached(&spec).map_err(|e| {
             crate::launch::spawn_error(e, &program, &prepared.resolved, self.spec.cwd.as_deref())
         })?;
-        tracing::warn!(target: "pkit", program = %program, pid, "started detached: outside containment");
+        tracing::warn!(target: "pkit", program = program.as_str(), pid, "started detached: outside containment");
         Ok(Detached { pid: pid as u32 })
     }
 }

@@ -349,7 +349,7 @@ pub(crate) fn open(
         if release(&fifo.name, flags, mode, signal, &rx, &thread) {
             let _ = thread.join();
         } else {
-            tracing::warn!(target: "pkit", path = %path.display(), sigurg_blocked = !signal, "a FIFO's open could not be given up: its thread is left waiting for the other end");
+            tracing::warn!(target: "pkit", path = &*path.to_string_lossy(), sigurg_blocked = !signal, "a FIFO's open could not be given up: its thread is left waiting for the other end");
         }
         let kind = if cancelled {
             io::ErrorKind::Interrupted
