@@ -399,6 +399,249 @@ async fn suspend_and_resume_racing_a_forking_member() {
     suite.end().await;
 }
 
+/// rv33 probe: a pty group's session (an interactive shell's jobs, each in
+/// a process group of its own): a job the shell stopped (`kill -STOP`)
+/// before the suspend stays stopped after the resume, while the shell and
+/// its other job run again and the shell still answers, in every
+/// mechanism (the resume's one-by-one path through the session).
+#[tokio::test]
+async fn a_pty_shells_job_stopped_before_a_suspend_stays_stopped() {
+    let suite = begin("rv33_pty_job").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("rv33-pty-job");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &Command::new("sh")
+                    .arg("-i")
+                    .env("PS1", "$ ")
+                    .env("ENV", "/dev/null")
+                    .pty(24, 80)
+                    .stream_lines()
+                    .decoder(pkit::DecoderFactory::utf8_strip_vt()),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
+        let line = format!(
+            "trap '' HUP; sleep 300 & echo $! >> {0}; kill -STOP $!; sleep 300 & echo $! >> {0}; echo done >> {0}",
+            file.as_str()
+        );
+        p.pty().expect("pty").write_line(&line).await.expect("type");
+        let jobs = file.wait_pids().await;
+        assert_eq!(jobs.len(), 2, "{choice}: {jobs:?}");
+        let _escaped = KillOnDrop(jobs.clone());
+        let (stopped, running) = (jobs[0], jobs[1]);
+        assert_ne!(
+            stat(running).map(|s| s.pgrp),
+            stat(p.pid()).map(|s| s.pgrp),
+            "{choice}: no job control"
+        );
+        until_stopped(&[stopped], &format!("{choice}: the shell's kill -STOP")).await;
+        g.suspend().await.expect("suspend");
+        if choice != MechanismChoice::Cgroup {
+            until_stopped(&[running, p.pid()], &format!("{choice}: the suspend")).await;
+        }
+        g.resume().await.expect("resume");
+        let left = still_stopped_after(&[running, p.pid()], DEADLINE).await;
+        assert!(left.is_empty(), "{choice}: not resumed: {left:?}");
+        p.pty()
+            .expect("pty")
+            .write_line("echo alive-$((40+2))")
+            .await
+            .expect("type");
+        let answer = p
+            .wait_for_line(|l| l.text.contains("alive-42"), DEADLINE)
+            .await;
+        let st = state(stopped);
+        g.close().await.expect("close");
+        assert!(
+            answer.is_ok(),
+            "{choice}: the shell did not answer: {answer:?}"
+        );
+        assert_eq!(
+            st,
+            Some('T'),
+            "{choice}: the job the shell stopped was continued"
+        );
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// A(3). lows2: Linux's guard kills a member by number when no pidfd can be had
+// ---------------------------------------------------------------------------
+
+/// In the helper owner of [`guard_sweep_with_free_descriptors`]: the file
+/// it writes the job's and the shell's pids to.
+const GUARD_HELPER: &str = "PKIT_RV33_GUARD_HELPER";
+
+/// The helper owner: a pty group (pgroup) of an interactive shell with one
+/// background job (a process group of its own in the shell's session,
+/// SIGHUP ignored), the job's and the shell's pids written to the file;
+/// then it waits to be SIGKILLed.
+#[test]
+fn rv33_guard_helper() {
+    let Some(file) = std::env::var_os(GUARD_HELPER) else {
+        return;
+    };
+    let file = file.to_str().expect("UTF-8").to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let g = group(MechanismChoice::ProcessGroup);
+        let p = g
+            .start(
+                &Command::new("sh")
+                    .arg("-i")
+                    .env("PS1", "$ ")
+                    .env("ENV", "/dev/null")
+                    .pty(24, 80)
+                    .stream_lines(),
+            )
+            .expect("start");
+        let line = format!(
+            "trap '' HUP; sleep 300 & echo $! >> {file}; echo $$ >> {file}; echo done >> {file}"
+        );
+        p.pty().expect("pty").write_line(&line).await.expect("type");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop((g, p));
+    });
+}
+
+/// The owner-death guard (a `pkit-guard` process) that holds a pidfd for
+/// `leader`.
+fn guard_of(leader: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        (cmdline.starts_with(b"pkit-guard") && pidfds_held(pid).contains(&leader)).then_some(pid)
+    })
+}
+
+/// Starts the helper owner, leaves its guard exactly `free` descriptor
+/// numbers below its new `RLIMIT_NOFILE` (`prlimit` on the guard), SIGKILLs
+/// the owner, and says whether the shell's job (outside the leader's
+/// process group: only the guard's session sweep reaches it) was killed.
+fn guard_sweep_with_free_descriptors(free: usize) -> Result<bool, String> {
+    let file = TempPath::new("rv33-guard");
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "rv33_guard_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(GUARD_HELPER, file.as_str())
+        .env_remove("PKIT_MECHANISM")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the helper owner");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pids = rt.block_on(file.wait_pids());
+    let (job, shell) = (pids[0], pids[1]);
+    let _escaped = KillOnDrop(vec![job]);
+    let deadline = Instant::now() + DEADLINE;
+    let guard = loop {
+        if let Some(g) = guard_of(shell) {
+            break g;
+        }
+        if Instant::now() > deadline {
+            let _ = owner.kill();
+            let _ = owner.wait();
+            return Err("no guard holds the shell's pidfd".into());
+        }
+        std::thread::sleep(POLL);
+    };
+    let fds: Vec<usize> = std::fs::read_dir(format!("/proc/{guard}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    // The smallest limit with exactly `free` numbers unused below it.
+    let limit = (1..)
+        .find(|&l| l - fds.iter().filter(|&&fd| fd < l).count() == free)
+        .unwrap();
+    let set = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &guard.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !set {
+        let _ = owner.kill();
+        let _ = owner.wait();
+        return Err("prlimit on the guard failed".into());
+    }
+    let _ = owner.kill();
+    let _ = owner.wait();
+    // The leader goes with its process group; the job only by the sweep,
+    // which comes first.
+    let _ = rt.block_on(wait_gone(&[shell], DEADLINE));
+    let killed = rt
+        .block_on(wait_gone(&[job], Duration::from_secs(3)))
+        .is_ok();
+    Ok(killed)
+}
+
+/// rv33 probe: the setup of the finding below is right: with two numbers
+/// free under its limit the guard's session sweep still kills the job (a
+/// listing of `/proc`, then one more descriptor at a time).
+#[test]
+fn a_guard_with_two_descriptors_left_still_sweeps_the_session() {
+    in_suite("rv33_guard_two_free", || {
+        if portable_run() {
+            skipped(
+                "the Linux guard's sweep at its descriptor limit",
+                "portable run",
+            );
+            return;
+        }
+        match guard_sweep_with_free_descriptors(2) {
+            Ok(killed) => assert!(killed, "the job outlived its owner with 2 descriptors free"),
+            Err(why) => skipped("the Linux guard's sweep at its descriptor limit", &why),
+        }
+    });
+}
+
+/// rv33 LOW: lows2 (9b353dd) says Linux's guard now kills a session member
+/// no pidfd can be opened for (EMFILE) by number instead of skipping it
+/// (rv30 LOW). That branch is never reached for EMFILE: the sweep's
+/// listing asks `exited(pid)` first, which opens `/proc/<pid>/stat` and
+/// takes a failed open for "gone", so at the descriptor limit every member
+/// is still skipped, and the job outlives its owner. (Likewise in the
+/// cgroup fallback `kill_listed`: `birth()` opens `/proc/<pid>/stat`, and
+/// the second read of `cgroup.procs` needs a descriptor the batch's pidfds
+/// took, so at the limit that pass kills nobody, not even the members it
+/// holds pidfds for; reached only without `cgroup.kill`, not tested here.)
+#[test]
+#[ignore = "rv33: LOW: Linux guard at EMFILE: the session sweep still skips every member (exited() opens /proc/<pid>/stat first and takes EMFILE for gone): lows2's by-number fallback is never reached"]
+fn a_guard_at_its_descriptor_limit_still_sweeps_the_session() {
+    in_suite("rv33_guard_one_free", || {
+        if portable_run() {
+            skipped(
+                "the Linux guard's sweep at its descriptor limit",
+                "portable run",
+            );
+            return;
+        }
+        match guard_sweep_with_free_descriptors(1) {
+            Ok(killed) => assert!(
+                killed,
+                "the job outlived its owner: the guard at its descriptor limit skipped it"
+            ),
+            Err(why) => skipped("the Linux guard's sweep at its descriptor limit", &why),
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------
 // A(4). lows2: the portable backend's reap at a run's end, every blocking verb
 // ---------------------------------------------------------------------------
@@ -537,7 +780,7 @@ fn one_shot_cgroup_runs_with_a_timeout_racing_the_exit() {
                 .build()
                 .unwrap();
             let (mut exited, mut timed_out) = (0, 0);
-            for i in 0..120u64 {
+            for i in 0..80u64 {
                 let cmd = sh(MechanismChoice::Cgroup, "sleep 0.02; exit 0")
                     .timeout(Duration::from_millis(15 + i % 12));
                 let rt = if i % 2 == 0 { &current } else { &multi };
