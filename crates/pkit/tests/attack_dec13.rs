@@ -1,0 +1,168 @@
+#![cfg(target_os = "linux")]
+//! attack19: a hostile round on pty sessions and on caps and stats on a
+//! hybrid host (cgroup v2 without controllers, memory/pids/cpu on v1),
+//! every mechanism (`mechanisms()`; the three runs of the binary: unset,
+//! `PKIT_MECHANISM=pgroup`, `PKIT_MECHANISM=portable`).
+//!
+//! Nothing here broke (what did, `pkit supervise` leaving a `setsid`
+//! daemon per run under process groups, is in the CLI's
+//! `tests/attack_dec13.rs`): these stay as regular tests.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{Error, Outcome, Output};
+
+/// The run's `Output`, from an error that carries one too (a timeout).
+fn output_of(r: pkit::Result<Output>, what: &str) -> Output {
+    match r {
+        Ok(out) => out,
+        Err(e) => {
+            let shown = e.to_string();
+            e.into_output()
+                .unwrap_or_else(|| panic!("{what}: no output: {shown}"))
+        }
+    }
+}
+
+/// A pty program that exits while a background child of its own still
+/// holds the terminal open: the run ends with the program (its output
+/// read, its status), and the child dies with the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_run_ends_with_its_program_while_a_child_holds_the_terminal() {
+    let suite = begin("a_pty_run_ends_with_its_program_while_a_child_holds_the_terminal").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("a19-pty-holder");
+        let cmd = sh(choice, r#"sleep 300 & echo $! > "$1"; echo bye; exit 4"#)
+            .arg(file.as_str())
+            .pty(24, 80)
+            .timeout(Duration::from_secs(20));
+        let out = output_of(cmd.output().await, &format!("{choice}"));
+        let holder = pid_in_file(&file, "the holder").await;
+        assert_eq!(out.outcome(), Outcome::Exited(4), "{choice}");
+        assert!(out.stdout_str().contains("bye"), "{choice}: {out:?}");
+        assert_gone(&[holder], &format!("{choice}: the terminal's holder")).await;
+    }
+    suite.end().await;
+}
+
+/// A pty program that closes its terminal (every standard stream to
+/// /dev/null) and goes on: its timeout still ends it, with what it wrote
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_program_that_closes_its_terminal_still_times_out() {
+    let suite = begin("a_pty_program_that_closes_its_terminal_still_times_out").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("a19-pty-closer");
+        let cmd = sh(
+            choice,
+            r#"echo up; exec </dev/null >/dev/null 2>&1; echo $$ > "$1"; exec sleep 300"#,
+        )
+        .arg(file.as_str())
+        .pty(24, 80)
+        .timeout(Duration::from_secs(2));
+        let out = output_of(cmd.output().await, &format!("{choice}"));
+        let pid = pid_in_file(&file, "the closer").await;
+        assert_eq!(out.outcome(), Outcome::TimedOut, "{choice}");
+        assert!(out.stdout_str().contains("up"), "{choice}: {out:?}");
+        assert_gone(&[pid], &format!("{choice}: the closer")).await;
+    }
+    suite.end().await;
+}
+
+/// A pty flood with no newline comes whole, byte for byte; a program
+/// that sets its terminal raw gets its `\n` through untranslated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_flood_without_newline_and_a_raw_terminal_come_as_written() {
+    let suite = begin("a_pty_flood_without_newline_and_a_raw_terminal_come_as_written").await;
+    for choice in mechanisms() {
+        let flood = sh(choice, "head -c 3000000 /dev/zero | tr '\\0' x")
+            .pty(24, 80)
+            .timeout(Duration::from_secs(60));
+        let out = output_of(flood.output().await, &format!("{choice}: flood"));
+        assert_eq!(out.outcome(), Outcome::Exited(0), "{choice}");
+        assert_eq!(out.stdout().len(), 3_000_000, "{choice}");
+        assert!(out.stdout().iter().all(|&b| b == b'x'), "{choice}");
+        let raw = sh(choice, r"stty raw -echo; printf 'a\nb\n'")
+            .pty(24, 80)
+            .timeout(Duration::from_secs(20));
+        let out = output_of(raw.output().await, &format!("{choice}: raw"));
+        assert_eq!(out.outcome(), Outcome::Exited(0), "{choice}");
+        assert_eq!(out.stdout(), b"a\nb\n", "{choice}");
+    }
+    suite.end().await;
+}
+
+/// A pty session's background job in a process group of its own (a
+/// shell with job control) dies with the run's group, in every mechanism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_sessions_own_job_dies_with_the_group() {
+    let suite = begin("a_pty_sessions_own_job_dies_with_the_group").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("a19-pty-job");
+        let script = format!(
+            "set -m; sleep 300 & echo $! > {}; echo ready; exec sleep 300",
+            file.as_str()
+        );
+        let (group, mut proc) = start_pty_sh(choice, &script);
+        proc.wait_for_line(|l| l.text == "ready", DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let job = pid_in_file(&file, "the job").await;
+        let stat = stat(job).expect("the job runs");
+        assert_eq!(stat.pgrp, job, "{choice}: the job leads a group of its own");
+        group.kill().unwrap();
+        let _ = proc.wait().await;
+        group.close().await.unwrap();
+        assert_gone(&[job], &format!("{choice}: the pty session's job")).await;
+    }
+    suite.end().await;
+}
+
+/// Each cap, on this host (wherever the suite runs: here cgroup v2
+/// without controllers, memory, pids, cpu and cpuset on v1): a group
+/// carrying it is built exactly when `host_containment` lists what
+/// enforces it, and is otherwise refused with a `ResourceLimit` naming
+/// that cap (never accepted and ignored); under process groups every cap
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cap_is_built_exactly_where_the_host_says_it_is_enforced() {
+    let suite = begin("every_cap_is_built_exactly_where_the_host_says_it_is_enforced").await;
+    let host = pkit::host_containment();
+    type Cap = fn(pkit::GroupBuilder) -> pkit::GroupBuilder;
+    let caps: [(&str, Cap); 6] = [
+        ("memory_max", |b| b.memory_max(256 << 20)),
+        ("memory_high", |b| b.memory_high(256 << 20)),
+        ("memory_swap_max", |b| b.memory_swap_max(0)),
+        ("max_processes", |b| b.max_processes(64)),
+        ("cpu_quota", |b| b.cpu_quota(0.5)),
+        ("cpus", |b| b.cpus("0")),
+    ];
+    for choice in mechanisms() {
+        for (name, with) in caps {
+            let support = host.caps.iter().find(|c| c.cap == name);
+            let enforced = support.is_some_and(|c| c.enforced_by.is_some());
+            let cgroup = choice == pkit::MechanismChoice::Cgroup;
+            match with(pkit::Group::builder().mechanism(choice)).build() {
+                Ok(group) => {
+                    assert!(
+                        cgroup && enforced,
+                        "{choice}: {name} accepted where the host lists {support:?}"
+                    );
+                    group.close().await.unwrap();
+                }
+                Err(Error::ResourceLimit { cap, reason }) => {
+                    assert_eq!(cap, name, "{choice}: {reason}");
+                    assert!(
+                        !(cgroup && enforced),
+                        "{choice}: {name} refused ({reason}) where the host lists {support:?}"
+                    );
+                }
+                Err(e) => panic!("{choice}: {name}: not a ResourceLimit: {e:?}"),
+            }
+        }
+    }
+    suite.end().await;
+}
