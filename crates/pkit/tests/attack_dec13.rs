@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pkit::{Error, Outcome, Output};
+use pkit::{Command, Error, Outcome, Output};
 
 /// The run's `Output`, from an error that carries one too (a timeout).
 fn output_of(r: pkit::Result<Output>, what: &str) -> Output {
@@ -163,6 +163,140 @@ async fn every_cap_is_built_exactly_where_the_host_says_it_is_enforced() {
                 Err(e) => panic!("{choice}: {name}: not a ResourceLimit: {e:?}"),
             }
         }
+    }
+    suite.end().await;
+}
+
+/// A hand-edited cassette (format 2) whose started run is hostile: NUL
+/// bytes, invalid UTF-8 as byte arrays, a 1 MiB piece with no newline,
+/// pieces that disagree with the whole `stdout`, totals below what it
+/// holds. Replayed started (through the line pump) and through a verb,
+/// it gives lines and outputs, never a panic; a command it lacks is a
+/// `CassetteMiss`; truncated, it is an `InvalidData` error naming no
+/// content.
+#[cfg(feature = "testing")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_cassette_replays_or_is_refused_never_panics() {
+    use std::sync::Arc;
+
+    use pkit::testing::RecordReplay;
+    use pkit::{Command, ErrorKind};
+
+    let suite = begin("a_hostile_cassette_replays_or_is_refused_never_panics").await;
+    let big = "x".repeat(1 << 20);
+    let cassette = serde_json::json!({
+        "format": 2,
+        "runs": [{
+            "program": "tool", "args": ["-c", "../../etc/passwd"], "cwd": "../..",
+            "env_names": ["A\u{0}B"], "outcome": {"exited": 0},
+            "stdout": "a\u{0}b", "stderr": [255, 0, 10],
+            "stdout_total_bytes": 0, "stderr_total_bytes": 1,
+            "output": [
+                {"stdout": "one\n"}, {"stderr": [255, 0, 10]}, {"stdout": big},
+                {"stdout": "\u{1b}[2J\r\n"}, {"stderr": []}
+            ]
+        }]
+    });
+    let file = TempPath::new("a19-cassette");
+    std::fs::write(file.path(), serde_json::to_vec(&cassette).unwrap()).unwrap();
+    let replay = Arc::new(RecordReplay::replay(file.path()).expect("it loads"));
+    let cmd = || {
+        Command::new("tool")
+            .args(["-c", "../../etc/passwd"])
+            .current_dir("../..")
+            .runner(replay.clone())
+    };
+    // Started: every piece comes through the pump as lines.
+    let mut proc = cmd().stream_lines().start().expect("replayed");
+    let mut lines = proc.lines();
+    let mut got = Vec::new();
+    while let Some(line) = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("the replay's lines end")
+    {
+        got.push(line.text);
+    }
+    let out = proc.wait().await.expect("the replay ends");
+    assert_eq!(out.outcome(), Outcome::Exited(0));
+    // A started command's one-shot group lives as long as its handle.
+    drop((lines, proc));
+    assert!(got.iter().any(|l| l == "one"), "{:?}", &got[..1]);
+    assert!(got.iter().any(|l| l.len() >= 1 << 20), "the long piece");
+    // A verb: the whole stdout and stderr, totals never below them.
+    let out = cmd().output().await.expect("replayed");
+    assert_eq!(out.stdout(), b"a\0b");
+    assert_eq!(out.stderr(), [255, 0, 10]);
+    assert!(out.stdout_total_bytes() >= 3 && out.stderr_total_bytes() >= 3);
+    // Another command: a typed miss, nothing run.
+    let miss = Command::new("tool")
+        .runner(replay.clone())
+        .output()
+        .await
+        .unwrap_err();
+    assert_eq!(miss.kind(), ErrorKind::CassetteMiss);
+    // Truncated anywhere: refused with InvalidData (a few cuts).
+    let whole = serde_json::to_vec(&cassette).unwrap();
+    for cut in [1, 10, whole.len() / 2, whole.len() - 1] {
+        std::fs::write(file.path(), &whole[..cut]).unwrap();
+        match RecordReplay::replay(file.path()) {
+            Err(Error::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::InvalidData, "cut {cut}");
+                assert!(!source.to_string().contains("passwd"), "cut {cut}: {source}");
+            }
+            Err(e) => panic!("cut at {cut}: not an Io error: {e:?}"),
+            Ok(_) => panic!("cut at {cut}: loaded"),
+        }
+    }
+    // Wrong types where runs are: refused the same way.
+    for wrong in [
+        serde_json::json!({"format": 2, "runs": {"program": "tool"}}),
+        serde_json::json!({"format": 2, "runs": [{"program": 7}]}),
+        serde_json::json!({"format": "2", "runs": []}),
+        serde_json::json!({"format": 3, "runs": [{"program": "t", "args": [{"secret": "yes"}]}]}),
+    ] {
+        std::fs::write(file.path(), serde_json::to_vec(&wrong).unwrap()).unwrap();
+        let err = RecordReplay::replay(file.path()).err().expect("refused");
+        assert_eq!(err.kind(), ErrorKind::Io, "{wrong}: {err}");
+    }
+    suite.end().await;
+}
+
+/// A secret argument the program echoes one byte at a time (each byte
+/// its own read), on both streams, through a started run and a verb:
+/// the cassette file never holds it.
+#[cfg(feature = "testing")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_echoed_a_byte_at_a_time_never_reaches_the_cassette() {
+    use std::sync::Arc;
+
+    use pkit::testing::RecordReplay;
+    use pkit::SystemRunner;
+
+    const SECRET: &str = "a19-Sekr3t-Tok";
+    let suite = begin("a_secret_echoed_a_byte_at_a_time_never_reaches_the_cassette").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("a19-secret-cassette");
+        let rec = Arc::new(RecordReplay::record(
+            file.path(),
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let script = r#"s=$1; while [ -n "$s" ]; do r=${s#?}; printf '%s' "${s%"$r"}"; printf '%s' "${s%"$r"}" >&2; s=$r; sleep 0.02; done; echo"#;
+        let cmd = || {
+            Command::new("sh")
+                .args(["-c", script, "sh"])
+                .secret_arg(SECRET)
+                .runner(rec.clone())
+        };
+        let out = cmd().output().await.expect("the verb runs");
+        assert!(out.stdout_str().contains(SECRET), "{choice}: the caller sees it");
+        let mut proc = cmd().stream_lines().start().expect("started");
+        proc.wait().await.expect("the started run ends");
+        drop(proc);
+        rec.save().expect("saved");
+        let text = std::fs::read(file.path()).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(!text.contains(SECRET), "{choice}: the secret is in the cassette");
+        assert!(text.contains("<secret>"), "{choice}: {text}");
     }
     suite.end().await;
 }
