@@ -93,6 +93,14 @@ fn supervisor(args: &SuperviseArgs, script: Option<&Path>, orphans: Option<Orpha
     sup
 }
 
+/// The next exit of a child `exits` hears of; never, without it.
+async fn child_exit(exits: &mut Option<crate::sys::ChildExits>) {
+    match exits {
+        Some(e) => e.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Whether the runs are contained by process groups, which a `setsid`
 /// descendant leaves: asked as each run's group is made.
 fn process_groups(args: &SuperviseArgs) -> bool {
@@ -132,11 +140,8 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     // left the run's group with setsid), as `pkit run` does. (A cgroup
     // holds them all.) Linux and FreeBSD.
     let orphans = (process_groups(&args) && Orphans::adopt()).then(|| Orphans::of_runs(true));
-    let mut strays = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
-    strays.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Heard only with `orphans`: reaped as they exit.
+    let mut exits = orphans.map(|_| crate::sys::ChildExits::new());
     // Set once the program turned out to be a script without a `#!` line:
     // then it is supervised as `/bin/sh script`, as `pkit run` runs it.
     let mut script: Option<PathBuf> = None;
@@ -179,7 +184,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                     }
                 },
                 // The orphans that exited while a run goes on.
-                _ = strays.tick(), if orphans.is_some() => {
+                () = child_exit(&mut exits) => {
                     orphans.as_ref().map(Orphans::reap_exited_strays);
                 }
                 second = stops.recv() => {

@@ -241,7 +241,10 @@ async fn a_hostile_cassette_replays_or_is_refused_never_panics() {
         match RecordReplay::replay(file.path()) {
             Err(Error::Io { source, .. }) => {
                 assert_eq!(source.kind(), std::io::ErrorKind::InvalidData, "cut {cut}");
-                assert!(!source.to_string().contains("passwd"), "cut {cut}: {source}");
+                assert!(
+                    !source.to_string().contains("passwd"),
+                    "cut {cut}: {source}"
+                );
             }
             Err(e) => panic!("cut at {cut}: not an Io error: {e:?}"),
             Ok(_) => panic!("cut at {cut}: loaded"),
@@ -288,14 +291,20 @@ async fn a_secret_echoed_a_byte_at_a_time_never_reaches_the_cassette() {
                 .runner(rec.clone())
         };
         let out = cmd().output().await.expect("the verb runs");
-        assert!(out.stdout_str().contains(SECRET), "{choice}: the caller sees it");
+        assert!(
+            out.stdout_str().contains(SECRET),
+            "{choice}: the caller sees it"
+        );
         let mut proc = cmd().stream_lines().start().expect("started");
         proc.wait().await.expect("the started run ends");
         drop(proc);
         rec.save().expect("saved");
         let text = std::fs::read(file.path()).unwrap();
         let text = String::from_utf8_lossy(&text);
-        assert!(!text.contains(SECRET), "{choice}: the secret is in the cassette");
+        assert!(
+            !text.contains(SECRET),
+            "{choice}: the secret is in the cassette"
+        );
         assert!(text.contains("<secret>"), "{choice}: {text}");
     }
     suite.end().await;
