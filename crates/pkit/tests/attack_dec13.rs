@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pkit::{Command, Error, Outcome, Output};
+use pkit::{Error, Outcome, Output};
 
 /// The run's `Output`, from an error that carries one too (a timeout).
 fn output_of(r: pkit::Result<Output>, what: &str) -> Output {
@@ -258,7 +258,7 @@ async fn a_hostile_cassette_replays_or_is_refused_never_panics() {
         serde_json::json!({"format": 3, "runs": [{"program": "t", "args": [{"secret": "yes"}]}]}),
     ] {
         std::fs::write(file.path(), serde_json::to_vec(&wrong).unwrap()).unwrap();
-        let err = RecordReplay::replay(file.path()).err().expect("refused");
+        let err = RecordReplay::replay(file.path()).expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::Io, "{wrong}: {err}");
     }
     suite.end().await;
@@ -273,7 +273,7 @@ async fn a_secret_echoed_a_byte_at_a_time_never_reaches_the_cassette() {
     use std::sync::Arc;
 
     use pkit::testing::RecordReplay;
-    use pkit::SystemRunner;
+    use pkit::{Command, SystemRunner};
 
     const SECRET: &str = "a19-Sekr3t-Tok";
     let suite = begin("a_secret_echoed_a_byte_at_a_time_never_reaches_the_cassette").await;
