@@ -151,3 +151,147 @@ fn a_runs_exited_orphans_are_reaped_while_it_runs() {
         assert_eq!(status.code(), Some(0), "{mech}: a stop is status 0");
     });
 }
+
+/// `pkit supervise --json` on `args`, stderr to a file (read back by the
+/// test as the events come).
+fn supervise_json(mech: &str, args: &[&str], err: &Path) -> std::process::Child {
+    pkit()
+        .args(["supervise", "--json", "--mechanism", mech])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(err).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// The exit status of `child`, waited for up to `within` (killed and
+/// `None` after that).
+fn status_within(child: &mut std::process::Child, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(shell_status(s));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A SIGTERM during a long backoff (30 s) ends `pkit supervise` at once
+/// with status 0, `stop_requested`, and nothing started again.
+#[test]
+fn a_stop_during_the_backoff_ends_it_at_once() {
+    at_once(mechanisms(), |mech| {
+        let err = temp_path("a19-backoff");
+        let mut child = supervise_json(mech, &["--backoff", "30s,1", "--", "false"], &err);
+        wait_for_text(&err, "\"backoff\"");
+        kill(child.id(), libc::SIGTERM);
+        let status = status_within(&mut child, Duration::from_secs(15));
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        let _ = std::fs::remove_file(&err);
+        assert_eq!(status, Some(0), "{mech}: {text}");
+        assert_eq!(text.matches("\"started\"").count(), 1, "{mech}: {text}");
+        assert!(text.contains("\"stop_requested\""), "{mech}: {text}");
+    });
+}
+
+/// A program and its child that both ignore SIGTERM: the stop's grace
+/// (`--kill-after 1s`) ends in SIGKILL for the whole tree, status 0.
+#[test]
+fn a_stop_kills_a_tree_that_ignores_sigterm_after_the_grace() {
+    at_once(mechanisms(), |mech| {
+        let err = temp_path("a19-ignorer");
+        let pids = pid_file();
+        let script = format!(
+            "trap '' TERM; sh -c 'trap \"\" TERM; echo $$ >> {p}; exec sleep 300' & \
+             echo $$ >> {p}; while :; do sleep 0.1; done",
+            p = pids.display()
+        );
+        let mut child = supervise_json(
+            mech,
+            &["--kill-after", "1s", "--", "sh", "-c", &script],
+            &err,
+        );
+        let tree = read_pids(&pids, 2);
+        kill(child.id(), libc::SIGTERM);
+        let status = status_within(&mut child, Duration::from_secs(20));
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        let _ = std::fs::remove_file(&err);
+        let _ = std::fs::remove_file(&pids);
+        assert_eq!(status, Some(0), "{mech}: {text}");
+        assert!(text.contains("\"signal\":9"), "{mech}: SIGKILLed: {text}");
+        assert_all_gone(&tree);
+    });
+}
+
+/// A restart storm with no backoff at all is bounded by
+/// `--max-restarts`: it ends with `restarts_exhausted` after exactly that
+/// many restarts, every run's start and exit reported.
+#[test]
+fn a_restart_storm_without_backoff_is_bounded() {
+    at_once(mechanisms(), |mech| {
+        let err = temp_path("a19-storm");
+        let mut child = supervise_json(
+            mech,
+            &["--backoff", "0,1", "--max-restarts", "100", "--", "false"],
+            &err,
+        );
+        let status = status_within(&mut child, Duration::from_secs(60));
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        let _ = std::fs::remove_file(&err);
+        assert_eq!(status, Some(1), "{mech}: the last run's status");
+        assert!(
+            text.contains("\"reason\":\"restarts_exhausted\",\"restarts\":100"),
+            "{mech}: {}",
+            text.lines().last().unwrap_or_default()
+        );
+        assert_eq!(text.matches("\"started\"").count(), 101, "{mech}");
+        assert_eq!(text.matches("\"exited\"").count(), 101, "{mech}");
+    });
+}
+
+/// SIGTERM at every moment of a start (0 to 45 ms after `pkit supervise`
+/// was spawned: before its handlers, during the first group's creation,
+/// the spawn, the program's first instructions): it ends with 0 (or, when
+/// the signal came before pkit caught it, killed by it), and the program,
+/// if it ran, is gone.
+#[test]
+fn a_stop_at_any_moment_of_the_start_leaves_nothing() {
+    at_once(mechanisms(), |mech| {
+        for delay in (0..=45).step_by(5) {
+            let pids = pid_file();
+            let script = format!("echo $$ >> {}; exec sleep 300", pids.display());
+            let mut child = pkit()
+                .args(["supervise", "-q", "--mechanism", mech, "--", "sh", "-c"])
+                .arg(&script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(delay));
+            kill(child.id(), libc::SIGTERM);
+            let status = status_within(&mut child, Duration::from_secs(20));
+            // Killed with pkit or not at all: looked at before the cleanup.
+            let alive: Vec<i32> = pids_in(&pids)
+                .into_iter()
+                .filter(|&p| !pid_gone(p))
+                .collect();
+            kill_all(&pids);
+            let _ = std::fs::remove_file(&pids);
+            assert!(
+                matches!(status, Some(0 | 143)),
+                "{mech}, TERM after {delay} ms: status {status:?}"
+            );
+            assert!(
+                alive.is_empty(),
+                "{mech}, TERM after {delay} ms: left {alive:?}"
+            );
+        }
+    });
+}
