@@ -9,8 +9,10 @@
 //! ([`a_setsid_daemon_dies_with_each_run`]). The fix makes pkit the
 //! runs' subreaper there: [`a_runs_exited_orphans_are_reaped_while_it_runs`]
 //! checks that the orphans it adopts are reaped as they exit, not kept as
-//! zombies until the run ends. Everything else here probed and held:
-//! these stay as regular tests.
+//! zombies until the run ends. Everything else here probed and held (a
+//! stop during a long backoff, a tree that ignores SIGTERM, a restart
+//! storm with no backoff, SIGTERM at every moment of a start): these stay
+//! as regular tests.
 
 mod common;
 
