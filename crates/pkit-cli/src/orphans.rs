@@ -16,6 +16,7 @@ use crate::sys::{self, sig};
 
 /// The run's adopted orphans; `main` is the program (the library's child,
 /// reaped by the library).
+#[derive(Clone, Copy)]
 pub struct Orphans {
     main: u32,
     guard: Option<u32>,
@@ -60,7 +61,57 @@ fn children() -> Vec<(i32, char, String)> {
     out
 }
 
+/// The process group and session of `pid` (Linux: `/proc/<pid>/stat`).
+#[cfg(target_os = "linux")]
+fn group_and_session(pid: &str) -> Option<(String, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace().skip(2);
+    Some((f.next()?.to_string(), f.next()?.to_string()))
+}
+
+/// Whether child `pid` may be a run's program under process groups: it
+/// leads a process group in pkit's session, as each run's program does
+/// (where this can't be read: yes).
+#[cfg(target_os = "linux")]
+fn may_be_a_program(pid: i32) -> bool {
+    let (Some((group, session)), Some((_, own))) = (
+        group_and_session(&pid.to_string()),
+        group_and_session("self"),
+    ) else {
+        return true;
+    };
+    group == pid.to_string() && session == own
+}
+
+#[cfg(not(target_os = "linux"))]
+fn may_be_a_program(_pid: i32) -> bool {
+    true
+}
+
 impl Orphans {
+    /// For `pkit supervise`: the orphans of its runs, which come one after
+    /// another. Which pid is a run's program is not known here (the
+    /// library reaps those): none is taken for one by
+    /// [`sweep`](Self::sweep), which runs between the runs and after the
+    /// last; [`reap_exited_strays`](Self::reap_exited_strays) reaps only
+    /// what can't be one.
+    pub fn of_runs(subreaper: bool) -> Orphans {
+        Orphans::new(0, subreaper)
+    }
+
+    /// While a run goes on ([`of_runs`](Self::of_runs)): reaps the adopted
+    /// orphans that have exited and can't be a run's program. Under
+    /// process groups a run's program leads a process group in pkit's
+    /// session; an exited orphan that does too is left to the sweep after
+    /// its run.
+    pub fn reap_exited_strays(&self) {
+        for (pid, state) in self.adopted() {
+            if state == 'Z' && !may_be_a_program(pid) {
+                sys::reap_if_exited(pid);
+            }
+        }
+    }
+
     /// Becomes the subreaper; false if this platform or kernel can't.
     pub fn adopt() -> bool {
         sys::set_child_subreaper().is_ok()

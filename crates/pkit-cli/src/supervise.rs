@@ -11,6 +11,7 @@ use pkit::{
 
 use crate::args::{RestartArg, SuperviseArgs};
 use crate::exit::{signalled, EXIT_TIMEOUT};
+use crate::orphans::Orphans;
 use crate::report::kind_name;
 use crate::{signame, EXIT_OWN_FAILURE};
 
@@ -19,8 +20,9 @@ use crate::{signame, EXIT_OWN_FAILURE};
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The supervisor of the program; with `script`, of `/bin/sh script
-/// ARGS...` (see [`crate::script`]).
-fn supervisor(args: &SuperviseArgs, script: Option<&Path>) -> Supervisor {
+/// ARGS...` (see [`crate::script`]); `orphans`, when pkit is the runs'
+/// subreaper, swept after each run.
+fn supervisor(args: &SuperviseArgs, script: Option<&Path>, orphans: Option<Orphans>) -> Supervisor {
     let mut cmd = crate::script::command(args.program(), args.args(), script);
     // The program's output is the user's: passed through as it comes.
     cmd = if args.health_line.is_some() {
@@ -60,6 +62,16 @@ fn supervisor(args: &SuperviseArgs, script: Option<&Path>) -> Supervisor {
     if let Some(uptime) = args.reset_after {
         sup = sup.reset_after(uptime);
     }
+    if let Some(orphans) = orphans {
+        // Called after each run's group was closed and before anything
+        // else starts: what left the run's process group (a `setsid`
+        // daemon), orphaned to pkit, is killed with its run, as `pkit run`
+        // kills it. It never stops the supervision.
+        sup = sup.stop_when(move |_| {
+            orphans.sweep();
+            false
+        });
+    }
     let timeout = args.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
     if let Some(pattern) = &args.health_line {
         let pattern = pattern.clone();
@@ -79,6 +91,26 @@ fn supervisor(args: &SuperviseArgs, script: Option<&Path>) -> Supervisor {
         sup = sup.ready_when_port(addr, timeout);
     }
     sup
+}
+
+/// The next exit of a child `exits` hears of; never, without it.
+async fn child_exit(exits: &mut Option<crate::sys::ChildExits>) {
+    match exits {
+        Some(e) => e.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the runs are contained by process groups, which a `setsid`
+/// descendant leaves: asked as each run's group is made.
+fn process_groups(args: &SuperviseArgs) -> bool {
+    let mut builder = pkit::Group::builder();
+    if let Some(m) = args.mechanism {
+        builder = builder.mechanism(m.into());
+    }
+    builder
+        .build()
+        .is_ok_and(|g| g.mechanism() == pkit::Mechanism::ProcessGroup)
 }
 
 /// Whether `pattern` has none of the characters a regular expression
@@ -103,6 +135,13 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         stopping: false,
         unhealthy: false,
     };
+    // Under process groups, the runs' orphans come to pkit, which reaps
+    // them and kills what is left of each run after it (a descendant that
+    // left the run's group with setsid), as `pkit run` does. (A cgroup
+    // holds them all.) Linux and FreeBSD.
+    let orphans = (process_groups(&args) && Orphans::adopt()).then(|| Orphans::of_runs(true));
+    // Heard only with `orphans`: reaped as they exit.
+    let mut exits = orphans.map(|_| crate::sys::ChildExits::new());
     // Set once the program turned out to be a script without a `#!` line:
     // then it is supervised as `/bin/sh script`, as `pkit run` runs it.
     let mut script: Option<PathBuf> = None;
@@ -110,7 +149,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         // Whether the runs restore the descriptor limit pkit was given
         // (false again once pkit gave its own back, below).
         let restoring = crate::checks::restores_nofile(&args.rlimit);
-        let mut handle = supervisor(&args, script.as_deref())
+        let mut handle = supervisor(&args, script.as_deref(), orphans)
             .cancel_token(&kill_now)
             .start();
         if say.stopping {
@@ -144,6 +183,10 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                         say.event(&event);
                     }
                 },
+                // The orphans that exited while a run goes on.
+                () = child_exit(&mut exits) => {
+                    orphans.as_ref().map(Orphans::reap_exited_strays);
+                }
                 second = stops.recv() => {
                     if !say.stopping {
                         // A graceful stop: the run gets SIGTERM and its grace
@@ -191,6 +234,11 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         }
         break result;
     };
+    // After the last run (one a stop or cancel ended is not followed by
+    // the sweep in `supervisor`).
+    if let Some(orphans) = &orphans {
+        orphans.sweep();
+    }
     match result {
         Ok(outcome) => {
             let code = status(&outcome);

@@ -520,6 +520,29 @@ pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
     (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
+/// Children's exits (SIGCHLD), for `pkit supervise` to reap the runs'
+/// orphans as they end.
+pub struct ChildExits(Option<tokio::signal::unix::Signal>);
+
+impl ChildExits {
+    /// Catches SIGCHLD from now on (where it can't, [`recv`](Self::recv)
+    /// never ends). Needs a Tokio runtime.
+    pub fn new() -> ChildExits {
+        use tokio::signal::unix::{signal, SignalKind};
+        ChildExits(signal(SignalKind::child()).ok())
+    }
+
+    /// The next exit (or several: they coalesce).
+    pub async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// What asks `pkit supervise` to stop: SIGTERM, SIGINT, SIGHUP; each
 /// only if [`caught`] has it (one ignored when pkit started stays ignored,
 /// in pkit and in the program).

@@ -82,6 +82,22 @@ impl Signals {
     }
 }
 
+/// Children's exits: nothing to hear on Windows (pkit is no subreaper
+/// there); [`recv`](Self::recv) never ends.
+pub struct ChildExits;
+
+impl ChildExits {
+    /// As on Unix.
+    pub fn new() -> ChildExits {
+        ChildExits
+    }
+
+    /// Never ends.
+    pub async fn recv(&mut self) {
+        std::future::pending().await
+    }
+}
+
 /// What asks `pkit supervise` to stop: Ctrl-C, Ctrl-Break, closing the
 /// console (named INT, TERM and HUP, as in [`Signals`]).
 pub struct StopRequests(Signals);
