@@ -17,7 +17,7 @@ use crate::pump::{
     CaptureBuf, CapturePolicy, LimitFlag, LineSink, Lines, Reader, StreamKind, StreamPlan,
 };
 use crate::spec::{Input, SharedReader, Spec, Stdio};
-use crate::sys::{self, Container, IoRequest, OwnedFd};
+use crate::sys::{self, ChildHandle, ChildIo, Container, IoRequest, OwnedFd, ProcTree};
 
 /// How a start differs from what the command itself says.
 #[derive(Default)]
@@ -86,13 +86,15 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
         }
     };
 
-    let (child, tree, started) = spawn_in(
+    // Bytes for stdin: the child's end is kept open for their write (`sys::write_now`).
+    let keep_stdin = cfg!(unix) && stdin_parent.is_some() && matches!(cmd.stdin, Input::Bytes(_));
+    let (child, tree, started, stdin_held) = spawn_in(
         container,
         cmd,
         &program,
         prepared,
         [stdin_child, stdout_child, stderr_child],
-        own_tree,
+        (own_tree, keep_stdin),
     )
     .inspect_err(|_| cmd.stdin.give_back(reader.take()))?;
     let pid = child.pid() as u32;
@@ -105,6 +107,7 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
     // gets an error, and the process is killed (and reaped on drop).
     let pipes = Pipes {
         stdin: stdin_parent,
+        stdin_held,
         reader,
         stdout: stdout_parent,
         stderr: stderr_parent,
@@ -137,20 +140,24 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
     Ok(proc)
 }
 
+/// What [`spawn_in`] gives: the child, its tree, when it started, the kept stdin end.
+type Spawned = (Arc<ChildHandle>, Option<ProcTree>, Instant, Option<ChildIo>);
+
 /// The spawn itself, shared by [`start`] and the blocking facade's
 /// one-shot runs: the child is born in `container` with the stdio ends
 /// given (stdin, stdout, stderr), its start logged; the parent's copies of
-/// those ends are closed when this returns.
+/// those ends are closed when this returns, but stdin's with `keep_stdin`:
+/// returned, held by the caller through its first write (`sys::write_now`).
 pub(crate) fn spawn_in(
     container: &Container,
     cmd: &Spec,
     program: &str,
     prepared: Prepared,
     [stdin, stdout, stderr]: [sys::ChildIo; 3],
-    own_tree: bool,
-) -> Result<(Arc<sys::ChildHandle>, Option<sys::ProcTree>, Instant)> {
+    (own_tree, keep_stdin): (bool, bool),
+) -> Result<Spawned> {
     let setup = cmd.spawn.prepare(program, container.mechanism())?;
-    let spec = sys::SpawnSpec {
+    let mut spec = sys::SpawnSpec {
         path: prepared.path,
         argv: prepared.argv,
         envp: prepared.envp,
@@ -164,11 +171,13 @@ pub(crate) fn spawn_in(
     let (child, tree) = container
         .spawn(&spec, own_tree)
         .map_err(|e| spawn_error(e, program, &prepared.resolved, cmd.cwd.as_deref()))?;
-    // The child has its copies; ours must close so EOF can arrive.
+    // The child has its copies; ours must close so EOF can arrive (a kept
+    // stdin end delays none: the child reads that pipe).
+    let stdin_held = keep_stdin.then(|| std::mem::replace(&mut spec.stdin, sys::ChildIo::Inherit));
     drop(spec);
     let pid = child.pid() as u32;
     log::started(program, cmd.log_name.as_deref(), pid, container.mechanism());
-    Ok((child, tree, started))
+    Ok((child, tree, started, stdin_held))
 }
 
 /// Refuses a start outside a Tokio runtime. The readers and waits run on
@@ -258,6 +267,8 @@ pub(crate) fn stdio(
 /// The parent's ends of the child's stdio.
 pub(crate) struct Pipes {
     pub(crate) stdin: Option<OwnedFd>,
+    /// The child's end of the stdin pipe, kept open for the bytes' first write.
+    pub(crate) stdin_held: Option<sys::ChildIo>,
     pub(crate) reader: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
@@ -275,6 +286,7 @@ pub(crate) fn wire(
 ) -> io::Result<()> {
     let Pipes {
         stdin,
+        stdin_held,
         reader,
         stdout,
         stderr,
@@ -364,7 +376,9 @@ pub(crate) fn wire(
     proc.fail_limit = plan.fail_limit(stream_lines);
     if let Some(fd) = stdin {
         match (&cmd.stdin, reader) {
-            (Input::Bytes(bytes), _) => proc.stdin_task = feed_bytes(fd, bytes.clone())?,
+            (Input::Bytes(bytes), _) => {
+                proc.stdin_task = feed_bytes(fd, bytes.clone(), stdin_held)?
+            }
             (_, Some(r)) => {
                 let failure = InputFailure::default();
                 proc.input_failure = Some(failure.clone());
@@ -376,15 +390,19 @@ pub(crate) fn wire(
     Ok(())
 }
 
+/// A stdin feeding's task, when one is needed.
+type Feeding = io::Result<Option<JoinHandle<()>>>;
+
 /// Writes `bytes` to the child's stdin, then closes it. A child that exits
 /// (or closes stdin) without reading is not an error: the write just stops.
 ///
 /// Most inputs fit in the pipe's buffer: they are written here and now
 /// (see `sys::write_now`), with no task. The rest of a bigger one is
-/// written by a task.
-fn feed_bytes(fd: OwnedFd, bytes: Arc<[u8]>) -> io::Result<Option<JoinHandle<()>>> {
+/// written by a task. `held`: the child's end, open for the first write.
+fn feed_bytes(fd: OwnedFd, bytes: Arc<[u8]>, held: Option<sys::ChildIo>) -> Feeding {
     // An error leaves it all to the async write, which ends quietly on one.
-    let done = sys::write_now(&fd, &bytes).unwrap_or_default();
+    let done = sys::write_now(&fd, &bytes, held.as_ref()).unwrap_or_default();
+    drop(held);
     if done >= bytes.len() {
         return Ok(None); // dropping `fd` sends end of file
     }

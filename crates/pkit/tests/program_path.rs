@@ -96,3 +96,82 @@ async fn a_relative_program_is_resolved_before_current_dir_applies() {
     }
     suite.end().await;
 }
+
+/// The search's rules for what it meets on the way (pinned for any change
+/// of where the search runs: issue 20 looked at moving it into the child).
+/// A directory and a file without an exec bit are passed over, as
+/// `execvp`'s `EACCES` is, and the first one is named when nothing later
+/// runs; the first executable file found is the one started, and its own
+/// failure is the start's: a script whose `#!` interpreter is missing, or
+/// a file with exec bits that the kernel can't run (`ENOEXEC`, not handed
+/// to `/bin/sh`), is not skipped for a later directory's program.
+#[tokio::test]
+async fn a_path_search_passes_over_what_cannot_run_and_stops_at_the_first_program() {
+    use pkit::Error;
+    let suite = begin("a_path_search_passes_over_what_cannot_run").await;
+    for choice in mechanisms() {
+        let root = TempPath::new("path-rules");
+        let dir = |name: &str| {
+            let d = root.path().join(name);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            d
+        };
+        let (a_dir, plain, no_interp, no_format, good) = (
+            dir("a-dir"),
+            dir("plain"),
+            dir("no-interp"),
+            dir("no-format"),
+            dir("good"),
+        );
+        std::fs::create_dir(a_dir.join("tool")).expect("mkdir tool");
+        write_file_externally(&plain.join("tool"), "#!/bin/sh\necho wrong\n", 0o644);
+        write_file_externally(
+            &no_interp.join("tool"),
+            "#!/nonexistent-pkit/interpreter\necho wrong\n",
+            0o755,
+        );
+        write_file_externally(&no_format.join("tool"), "echo wrong\n", 0o755);
+        script(&good.join("tool"), "right");
+        let search = |dirs: &[&Path]| {
+            let path = std::env::join_paths(dirs).expect("PATH");
+            cmd(choice, "tool").env("PATH", path)
+        };
+
+        // A directory, then a file without an exec bit, then the program.
+        let got = search(&[&a_dir, &plain, &good])
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: passed over: {e}"));
+        assert!(got.starts_with("right "), "{choice}: {got}");
+        // Nothing that runs: not executable, naming the first passed over.
+        let err = search(&[&a_dir, &plain])
+            .output()
+            .await
+            .expect_err("none runs");
+        assert!(
+            matches!(&err, Error::NotExecutable { program, path }
+                if program == "tool" && *path == a_dir.join("tool")),
+            "{choice}: {err:?}"
+        );
+        // The first executable file is the one started.
+        let err = search(&[&no_interp, &good])
+            .output()
+            .await
+            .expect_err("its interpreter is missing");
+        assert_eq!(err.kind(), ErrorKind::Spawn, "{choice}: {err:?}");
+        assert!(
+            err.to_string().contains("/nonexistent-pkit/interpreter"),
+            "{choice}: {err}"
+        );
+        let err = search(&[&no_format, &good])
+            .output()
+            .await
+            .expect_err("no format the kernel runs");
+        assert!(
+            matches!(&err, Error::NotExecutable { path, .. } if *path == no_format.join("tool")),
+            "{choice}: {err:?}"
+        );
+        std::fs::remove_dir_all(root.path()).unwrap();
+    }
+    suite.end().await;
+}

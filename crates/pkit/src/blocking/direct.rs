@@ -16,6 +16,7 @@
 //! rest go to the engine unchanged.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::command::Command;
@@ -24,6 +25,7 @@ use crate::group::Group;
 use crate::output::{Outcome, Output};
 use crate::pump::{CaptureBuf, CapturePolicy};
 use crate::spec::{Input, Spec};
+use crate::sys::{ChildHandle, ChildIo};
 
 /// How a blocking one-shot run is carried out.
 enum Choice {
@@ -198,30 +200,37 @@ fn wait_until(
     }
 }
 
+/// What [`start`] gives.
+type Started = (Arc<ChildHandle>, Instant, [Option<OwnedFd>; 3], Option<ChildIo>);
+
 /// Starts `spec` in `group` with the stdio it asks for: the child, when
-/// it started, and the parent's ends of its stdin, stdout and stderr.
+/// it started, the parent's ends of its stdin, stdout and stderr, and the
+/// child's end of a stdin pipe for bytes, kept open for their write (see
+/// `sys::write_small`).
 fn start(
     group: &Group,
     spec: &Spec,
     program: &str,
-) -> Result<(
-    std::sync::Arc<crate::sys::ChildHandle>,
-    Instant,
-    [Option<OwnedFd>; 3],
-)> {
+) -> Result<Started> {
     let prepared = crate::launch::prepare(spec, program)?;
     let mut no_reader = None;
     let ((stdin, stdin_parent), (stdout, stdout_parent), (stderr, stderr_parent)) =
         crate::launch::stdio(spec, program, None, None, &mut no_reader)?;
-    let (child, _, started) = crate::launch::spawn_in(
+    let keep_stdin = stdin_parent.is_some() && matches!(spec.stdin, Input::Bytes(_));
+    let (child, _, started, stdin_held) = crate::launch::spawn_in(
         group.container(),
         spec,
         program,
         prepared,
         [stdin, stdout, stderr],
-        false,
+        (false, keep_stdin),
     )?;
-    Ok((child, started, [stdin_parent, stdout_parent, stderr_parent]))
+    Ok((
+        child,
+        started,
+        [stdin_parent, stdout_parent, stderr_parent],
+        stdin_held,
+    ))
 }
 
 /// The run itself, in `group` (whose children have pidfds).
@@ -231,13 +240,14 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let program = spec.display_name();
     group.check_open(spec)?;
     let began = Instant::now();
-    let (child, started, [stdin_parent, stdout_parent, stderr_parent]) =
+    let (child, started, [stdin_parent, stdout_parent, stderr_parent], stdin_held) =
         start(&group, spec, &program)?;
     let pid = child.pid() as u32;
     // A small input fits the fresh pipe: written now, then end of file.
     if let (Some(fd), Input::Bytes(bytes)) = (stdin_parent, &spec.stdin) {
-        crate::sys::write_small(fd.as_fd(), bytes);
+        crate::sys::write_small(fd.as_fd(), bytes, stdin_held.as_ref());
     }
+    drop(stdin_held);
     let mut streams = [
         Stream::new(stdout_parent, spec, text),
         Stream::new(stderr_parent, spec, false),
@@ -328,7 +338,7 @@ mod tests {
         if !group.container().holds_pidfds() {
             return; // the portable backend: never the direct path
         }
-        let (child, _, _) = super::start(&group, spec, &program).unwrap();
+        let (child, _, _, _) = super::start(&group, spec, &program).unwrap();
         // Exited (its pidfd readable), not yet looked at.
         let ready =
             crate::sys::poll_readable([None, None, child.pidfd()], Some(Duration::from_secs(60)))

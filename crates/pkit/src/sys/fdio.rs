@@ -175,6 +175,22 @@ pub(crate) fn write_quiet(fd: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> io::
     }
 }
 
+/// [`write_quiet`], or a plain `write` when `held` is the pipe's read end
+/// (the child's stdin as spawned) open in this process for the call: with
+/// a reader open a pipe write can't fail with `EPIPE`, so it raises no
+/// SIGPIPE whatever the disposition, and needs no `sigaction` query.
+/// Bytes a gone child never read are freed with the pipe's last end.
+fn write_held(
+    fd: std::os::fd::BorrowedFd<'_>,
+    bytes: &[u8],
+    held: Option<&ChildIo>,
+) -> io::Result<usize> {
+    match held {
+        Some(ChildIo::Fd(_)) => rustix::io::write(fd, bytes).map_err(io::Error::from),
+        _ => write_quiet(fd, bytes),
+    }
+}
+
 /// Whether SIGPIPE is pending for this thread or the process.
 fn sigpipe_pending() -> bool {
     // SAFETY: fills a local set.
@@ -209,10 +225,19 @@ pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<PipeSender> {
 /// no task and no wait for the reactor. Returns how many bytes went in (0
 /// when the pipe is full). A child that closed its stdin (`EPIPE`) counts
 /// as all written, as the async write gives up on it too; it raises no
-/// SIGPIPE here (see [`write_quiet`]).
-pub(crate) fn write_now(fd: &OwnedFd, bytes: &[u8]) -> io::Result<usize> {
+/// SIGPIPE here (see [`write_quiet`] and [`write_held`]).
+///
+/// `held` (the pipe's read end, open here: see [`write_held`]): on Linux
+/// an input of at most `SMALL_WRITE` bytes, which the fresh pipe takes
+/// whole, is one plain `write` on the blocking end: no `fcntl`, no query.
+pub(crate) fn write_now(fd: &OwnedFd, bytes: &[u8], held: Option<&ChildIo>) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if matches!(held, Some(ChildIo::Fd(_))) && bytes.len() <= SMALL_WRITE {
+        write_small(fd.as_fd(), bytes, held);
+        return Ok(bytes.len());
+    }
     rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
-    match write_quiet(fd.as_fd(), bytes) {
+    match write_held(fd.as_fd(), bytes, held) {
         Ok(n) => Ok(n),
         Err(e) => match e.raw_os_error() {
             Some(libc::EPIPE) => Ok(bytes.len()),
@@ -557,11 +582,15 @@ pub(crate) const SMALL_WRITE: usize = 4096;
 
 /// Writes `bytes` (at most [`SMALL_WRITE`]) to a fresh pipe `fd` at once;
 /// a reader already gone is not an error (the write just stops, and
-/// raises no SIGPIPE here: see [`write_quiet`]).
+/// raises no SIGPIPE here), `held` as [`write_held`] takes it.
 #[cfg(target_os = "linux")]
-pub(crate) fn write_small(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) {
+pub(crate) fn write_small(
+    fd: std::os::fd::BorrowedFd<'_>,
+    mut bytes: &[u8],
+    held: Option<&ChildIo>,
+) {
     while !bytes.is_empty() {
-        match write_quiet(fd, bytes) {
+        match write_held(fd, bytes, held) {
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,

@@ -267,6 +267,7 @@ impl Script {
         proc.secrets = cmd.spec.output_marks();
         let pipes = Pipes {
             stdin: stdin_parent,
+            stdin_held: None,
             reader,
             stdout: stdout_r,
             stderr: stderr_r,

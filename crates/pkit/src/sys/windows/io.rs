@@ -294,7 +294,13 @@ pub(crate) fn pipe_receiver(fd: OwnedFd) -> io::Result<PipeReceiver> {
 /// Writes what fits of `bytes` into a child's input pipe at once, before
 /// it is registered: here nothing (the pipe is an overlapped named pipe,
 /// written through the runtime only); the caller's task writes it all.
-pub(crate) fn write_now(_fd: &OwnedFd, _bytes: &[u8]) -> io::Result<usize> {
+/// `_held` (the child's stdin as spawned, which a Unix write keeps open)
+/// is not used here.
+pub(crate) fn write_now(
+    _fd: &OwnedFd,
+    _bytes: &[u8],
+    _held: Option<&ChildIo>,
+) -> io::Result<usize> {
     Ok(0)
 }
 
