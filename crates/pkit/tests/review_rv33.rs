@@ -159,8 +159,15 @@ async fn two_suspends_at_once_then_a_resume_lets_the_group_run_again() {
             if !left.is_empty() || st != Some('T') {
                 g.close().await.expect("close");
             }
-            assert!(left.is_empty(), "{what}: still stopped after the resume: {left:?}");
-            assert_eq!(st, Some('T'), "{what}: the member stopped before was continued");
+            assert!(
+                left.is_empty(),
+                "{what}: still stopped after the resume: {left:?}"
+            );
+            assert_eq!(
+                st,
+                Some('T'),
+                "{what}: the member stopped before was continued"
+            );
         }
         g.close().await.expect("close");
     }
@@ -211,7 +218,11 @@ async fn a_former_leader_stopped_before_a_suspend_stays_stopped() {
         let again = g.start(&sh(choice, "exec sleep 300")).expect("start");
         let third = g.start(&sh(choice, "exec sleep 300")).expect("start");
         let (former, a, b) = (first.pid(), again.pid(), third.pid());
-        assert_eq!(stat(a).map(|s| s.pgrp), Some(a), "{choice}: a new process group");
+        assert_eq!(
+            stat(a).map(|s| s.pgrp),
+            Some(a),
+            "{choice}: a new process group"
+        );
         assert!(g.pids().expect("pids").contains(&former), "{choice}");
 
         kill_with("STOP", former);
@@ -234,9 +245,20 @@ async fn a_former_leader_stopped_before_a_suspend_stays_stopped() {
         let st2 = state(b);
         g.close().await.expect("close");
         assert!(left.is_empty(), "{choice}: not resumed: {left:?}");
-        assert_eq!(st, Some('T'), "{choice}: the former leader stopped before was continued");
-        assert!(left2.is_empty(), "{choice}: not resumed: {left2:?} (former leader {former})");
-        assert_eq!(st2, Some('T'), "{choice}: the member stopped before was continued");
+        assert_eq!(
+            st,
+            Some('T'),
+            "{choice}: the former leader stopped before was continued"
+        );
+        assert!(
+            left2.is_empty(),
+            "{choice}: not resumed: {left2:?} (former leader {former})"
+        );
+        assert_eq!(
+            st2,
+            Some('T'),
+            "{choice}: the member stopped before was continued"
+        );
     }
     suite.end().await;
 }
