@@ -404,7 +404,10 @@ impl Group {
     /// suspended by other means as well, such as its parent, stays
     /// suspended, and one that joined the job since, such as a child its
     /// parent created suspended, is left as it is). A closed group's mark
-    /// is lifted, and nothing resumed.
+    /// is lifted, and nothing resumed. A group not suspended is left as it
+    /// is: a process group gets no SIGCONT (as an unfrozen cgroup's thaw
+    /// continues nothing), so this never lifts a [`Signal::Stop`](crate::Signal::Stop)
+    /// sent to the group or a stop by someone else.
     ///
     /// A member someone else had stopped (SIGSTOP) before the suspend stays
     /// stopped, as under a cgroup's thaw: a process group's suspend notes

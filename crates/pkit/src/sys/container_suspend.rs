@@ -12,6 +12,20 @@
 //! no listing at the resume). The listing is a suspend's and a resume's
 //! cost only, never a start's or a signal's.
 //!
+//! A suspend of a suspended group does nothing, as a cgroup's freeze of a
+//! frozen one: it would note every member, all stopped by the first, as
+//! stopped by someone else, and the resume would continue none. The
+//! state's check and the noting are one step: a suspend holds the
+//! lifecycle lock's exclusive side and `freezing` throughout, and a resume
+//! `freezing` while it takes the notes and marks the group not suspended.
+//! A resume of a group not suspended does nothing either (an unfrozen
+//! cgroup's thaw sends no SIGCONT): its members' stops are someone else's.
+//!
+//! A member's stop shows in its main thread's state (`/proc/<pid>/stat`),
+//! unless that thread has ended while others run on (`Zl` in ps: the state
+//! is `Z`); then in the other threads' (`/proc/<pid>/task/*/stat`), read
+//! only for such a member (or a zombie).
+//!
 //! Limits, documented on `Group::resume`: Linux only (both process-group
 //! backends; elsewhere nothing is noted and the resume continues every
 //! member); a member stopped by someone else between the listing and the
@@ -47,10 +61,29 @@ impl Reach {
 }
 
 impl Container {
+    /// A process group's suspend, under the lifecycle lock's exclusive
+    /// side and `freezing` (see the module docs): nothing when `was`
+    /// suspended already; else the note, then SIGSTOP. A SIGSTOP that
+    /// fails (the suspend then fails and the group is not suspended) is
+    /// undone: a member it stopped (a former leader, a session's member,
+    /// each signalled on its own) would otherwise stay stopped, since a
+    /// resume of a group not suspended continues nothing.
+    pub(super) fn stop_pgroup(&self, was: bool) -> io::Result<()> {
+        if was {
+            return Ok(());
+        }
+        self.note_stopped_before();
+        let stopped = self.signal_pgroup(libc::SIGSTOP);
+        if stopped.is_err() {
+            let _ = self.continue_pgroup();
+        }
+        stopped
+    }
+
     /// Notes the members stopped now (see the module docs), before a
     /// suspend's SIGSTOP. A listing that fails notes nothing: the resume
     /// then continues every member, as before this existed.
-    pub(super) fn note_stopped_before(&self) {
+    fn note_stopped_before(&self) {
         let Some(stopped_before) = self.stopped_before() else {
             return;
         };
@@ -135,15 +168,44 @@ impl Container {
 }
 
 /// `pid`'s identity (pid, start time) if it is stopped (state `T`: by a
-/// signal; not `t`, a tracer's stop, which SIGCONT does not end).
+/// signal; not `t`, a tracer's stop, which SIGCONT does not end). With
+/// its main thread ended (`Z`), if another thread is (see the module
+/// docs).
 #[cfg(target_os = "linux")]
 fn stopped(pid: i32) -> Option<(i32, u64)> {
     let fields = super::linux::procfs::stat_fields(pid).ok()?;
-    if fields.first().map(String::as_str) != Some("T") {
-        return None;
+    match fields.first().map(String::as_str) {
+        Some("T") => {}
+        Some("Z") if other_thread_stopped(pid) => {}
+        _ => return None,
     }
     // Field 22 of proc(5), the start time: `fields[19]`.
     Some((pid, fields.get(19)?.parse().ok()?))
+}
+
+/// Whether a thread of `pid` other than its main thread is stopped by a
+/// signal (a stop reaches every thread; one may show it before another).
+/// False for a zombie: its task directory lists the main thread alone, or
+/// nothing.
+#[cfg(target_os = "linux")]
+fn other_thread_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&tid| tid != pid)
+        .any(|tid| {
+            let Ok(text) = std::fs::read(format!("/proc/{pid}/task/{tid}/stat")) else {
+                return false;
+            };
+            // The state follows the command name's closing `) `.
+            text.iter()
+                .rposition(|&b| b == b')')
+                .and_then(|close| text.get(close + 2))
+                == Some(&b'T')
+        })
 }
 
 /// Not noted off Linux (see the module docs).

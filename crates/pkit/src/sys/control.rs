@@ -38,7 +38,8 @@ impl Container {
     /// Stops every process: cgroup v2 freezes the cgroup and waits until
     /// the kernel reports `frozen 1`; a process group gets SIGSTOP (its
     /// members already stopped are noted first, for the resume to leave
-    /// them so: see `container_suspend.rs`).
+    /// them so; a process group already suspended gets neither: see
+    /// `container_suspend.rs`).
     ///
     /// From here until [`resume`](Self::resume), starts are refused (see
     /// [`spawn`](Container::spawn)): the flag is set under the lifecycle
@@ -51,7 +52,7 @@ impl Container {
         let (stopped, closed) = {
             let _state = self.lifecycle.write().unwrap_or_else(|e| e.into_inner());
             let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
-            self.suspended.store(true, Ordering::Release);
+            let was = self.suspended.swap(true, Ordering::AcqRel);
             let closed = self.torn_down.load(Ordering::Acquire);
             // Closed (a close has begun: it marks the group closed before
             // it waits for this lock): nothing is left to stop, and the
@@ -60,10 +61,7 @@ impl Container {
                 _ if closed => Ok(()),
                 #[cfg(target_os = "linux")]
                 Kind::Cgroup(cg) => cg.write_freeze(true),
-                Kind::Pgroup { .. } => {
-                    self.note_stopped_before();
-                    self.signal_pgroup(libc::SIGSTOP)
-                }
+                Kind::Pgroup { .. } => self.stop_pgroup(was),
             };
             (stopped, closed)
         };
@@ -119,14 +117,17 @@ impl Container {
         self.thaw_held()
     }
 
-    /// Thaws the cgroup (or continues the process group), unless the group
-    /// is torn down, and marks it not suspended. The caller holds
-    /// `freezing`.
+    /// Thaws the cgroup (or continues the process group, when suspended:
+    /// a resume without a suspend leaves its members as they are, as an
+    /// unfrozen cgroup's thaw does), unless the group is torn down, and
+    /// marks it not suspended. The caller holds `freezing`.
     fn thaw_held(&self) -> io::Result<()> {
         let thawed = match &self.kind {
             _ if self.torn_down.load(Ordering::Acquire) => Ok(()),
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.write_freeze(false),
+            // Not suspended: its stops are someone else's (see there).
+            Kind::Pgroup { .. } if !self.suspended.load(Ordering::Acquire) => Ok(()),
             Kind::Pgroup { .. } => self.continue_pgroup(),
         };
         self.suspended.store(false, Ordering::Release);
