@@ -4,11 +4,11 @@
 //! last, the reaping of exited strays on SIGCHLD).
 //!
 //! Findings (ignored, failing on 6baadcc):
-//! - [`a_run_that_joins_pkits_process_group_keeps_its_exit_status`]: the
+//! - [`a_run_that_joins_pkits_process_group_keeps_its_exit_status`][]: the
 //!   stray reaping takes a run's program for a stray when it is no group
 //!   leader in pkit's session any more, and reaps its zombie before the
 //!   library: under `portable` the run's exit status is lost.
-//! - [`an_orphan_named_pkit_guard_is_swept_too`]: the sweep spares any
+//! - [`an_orphan_named_pkit_guard_is_swept_too`][]: the sweep spares any
 //!   child whose name is `pkit-guard`, so a daemon that takes the name
 //!   outlives every run and pkit.
 //!
