@@ -9,11 +9,11 @@
 //!
 //! What broke in this round (`pkit supervise` leaving a `setsid` daemon
 //! per run under process groups, fixed) is in the CLI's
-//! `tests/attack_dec13.rs`. Left (ignored, LOW): once every member of a
-//! group exited, `Group::stats` gives `Some(0)` for the CPU time and peak
-//! memory it reads from `/proc` (live members only) instead of `None`
-//! ([`stats_after_every_member_exited_are_unknown_not_zero`]). Everything
-//! else here probed and held: these stay as regular tests.
+//! `tests/attack_dec13.rs`. Also found, LOW, fixed by stats0: once every
+//! member of a group exited, `Group::stats` gave `Some(0)` for the CPU time
+//! and peak memory it reads from `/proc` (live members only) instead of
+//! `None` ([`stats_after_every_member_exited_are_unknown_not_zero`]).
+//! Everything else here probed and held: these stay as regular tests.
 
 mod common;
 
@@ -361,11 +361,11 @@ async fn stats_report_real_figures_with_their_sources() {
 /// (live members only: the process-group mechanism's CPU time, and the
 /// memory figures wherever the cgroup has no memory accounting, as under
 /// cgroup v2 without the memory controller) can't be known, and should be
-/// `None`; it is `Some(0)`, a zero presented as a measurement of a run
+/// `None`; it was `Some(0)`, a zero presented as a measurement of a run
 /// that used 0.3 s of CPU and memory. (`peak_memory_bytes` calls it "an
-/// upper bound", which 0 is not once members exited.)
+/// upper bound", which 0 is not once members exited.) The memory in use
+/// stays 0: an exited process holds none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack19: LOW: Group::stats gives Some(0) for /proc-sourced CPU and memory once every member exited, not None"]
 async fn stats_after_every_member_exited_are_unknown_not_zero() {
     let suite = begin("stats_after_every_member_exited_are_unknown_not_zero").await;
     for choice in mechanisms() {
@@ -379,11 +379,18 @@ async fn stats_after_every_member_exited_are_unknown_not_zero() {
         group.close().await.unwrap();
         assert_eq!(stats.active_processes(), 0, "{choice}");
         let live_only = |source: &str| source.contains("live members");
+        if choice != pkit::MechanismChoice::Cgroup {
+            // A process group has nothing but `/proc`: never vacuous there.
+            assert!(live_only(stats.cpu_source()), "{choice}: {stats:?}");
+            assert!(live_only(stats.memory_source()), "{choice}: {stats:?}");
+        }
         if live_only(stats.cpu_source()) {
             assert_eq!(stats.cpu_time(), None, "{choice}: {stats:?}");
         }
         if live_only(stats.memory_source()) {
             assert_eq!(stats.peak_memory_bytes(), None, "{choice}: {stats:?}");
+            // What is in use now is known: nothing alive, nothing held.
+            assert_eq!(stats.current_memory_bytes(), Some(0), "{choice}: {stats:?}");
         }
     }
     suite.end().await;

@@ -10,7 +10,9 @@ use super::container::Container;
 use super::container::Kind;
 
 /// A snapshot of a group's resource use. A metric this host can't read is
-/// `None`, never an error.
+/// `None`, never an error; so is one read from `/proc` (live members only)
+/// when no member was left to read: the CPU time and peak of a group whose
+/// members all exited are unknown there, not 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
     pub(crate) active: usize,
@@ -35,7 +37,9 @@ impl Stats {
 
     /// CPU time used by the group. For a cgroup this counts every process
     /// that ever ran in it (`cpu.stat`, or v1 `cpuacct.usage`); for a process
-    /// group, only the live members (from `/proc`).
+    /// group, only the live members (from `/proc`): `None` once every
+    /// member exited (nothing left to measure), and a lower bound while
+    /// some have.
     pub fn cpu_time(&self) -> Option<Duration> {
         self.cpu
     }
@@ -43,19 +47,24 @@ impl Stats {
     /// The group's peak memory: the cgroup's own high-water mark
     /// (`memory.peak`, or v1 `memory.max_usage_in_bytes`) where it has
     /// memory accounting; otherwise, from `/proc`, the sum of each live
-    /// member's own peak (an upper bound that forgets exited members).
+    /// member's own peak (an upper bound on the live members' peak, which
+    /// forgets exited members), and `None` once no live member is left to
+    /// read (every member exited, or only zombies remain).
     pub fn peak_memory_bytes(&self) -> Option<u64> {
         self.peak
     }
 
     /// The group's memory in use now (`memory.current`, v1
     /// `memory.usage_in_bytes`, or the sum of the live members' resident
-    /// sets).
+    /// sets: 0 once every member exited, as a process no longer alive holds
+    /// none).
     pub fn current_memory_bytes(&self) -> Option<u64> {
         self.current
     }
 
-    /// Where the CPU figure came from (`cgroup v2 cpu.stat`, `/proc`, …).
+    /// Where the CPU figure came from (`cgroup v2 cpu.stat`, `/proc`, …),
+    /// or would have: a `/proc (live members)` figure is `None` when no
+    /// member was left to read.
     pub fn cpu_source(&self) -> &'static str {
         self.sources.cpu
     }
@@ -101,21 +110,27 @@ impl Container {
         // Off Linux: the count only (as the model's macOS column says).
         #[cfg(target_os = "linux")]
         if stats.cpu.is_none() || stats.current.is_none() {
-            let (mut cpu, mut rss, mut hwm) = (Duration::ZERO, 0u64, 0u64);
+            // CPU time and peak are sums over the members read: with none
+            // read (every member exited), nothing was measured, and they
+            // are unknown, not 0. The memory in use is 0 then: a process
+            // not alive holds none.
+            let (mut cpu, mut rss, mut hwm) = (None::<Duration>, 0u64, None::<u64>);
             for &pid in &members {
                 if let Some((c, r, h)) = super::proc_usage(pid) {
-                    cpu += c;
+                    cpu = Some(cpu.unwrap_or_default() + c);
                     rss += r.unwrap_or(0);
-                    hwm += h.unwrap_or(0);
+                    if let Some(h) = h {
+                        hwm = Some(hwm.unwrap_or(0) + h);
+                    }
                 }
             }
             if stats.cpu.is_none() {
-                stats.cpu = Some(cpu);
+                stats.cpu = cpu;
                 stats.sources.cpu = "/proc (live members)";
             }
             if stats.current.is_none() {
                 stats.current = Some(rss);
-                stats.peak = Some(hwm);
+                stats.peak = hwm;
                 stats.sources.memory = "/proc (live members)";
             }
         }
