@@ -182,6 +182,8 @@
 
 use std::sync::OnceLock;
 
+#[cfg(target_os = "linux")]
+mod claim;
 mod copies;
 #[cfg(target_os = "linux")]
 pub(crate) use copies::in_forked_copy;
