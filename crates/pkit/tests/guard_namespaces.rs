@@ -195,7 +195,10 @@ fn a_killed_owners_registered_name_another_owner_made_is_left_alone() {
         let _ = sleep.kill();
         let _ = sleep.wait();
         drop(lock);
-        wait_for(|| std::fs::remove_dir(&dir).is_ok() || !dir.exists(), "rmdir");
+        wait_for(
+            || std::fs::remove_dir(&dir).is_ok() || !dir.exists(),
+            "rmdir",
+        );
         assert!(alive, "the guard killed the other owner's process");
         assert!(kept, "the guard removed the other owner's directory");
     });
