@@ -67,7 +67,10 @@ unsafe fn same_inode(slot: &Slot) -> bool {
     if libc::stat(slot.path.as_ptr().cast(), st.as_mut_ptr()) != 0 {
         return !matches!(*libc::__errno_location(), libc::ENOENT | libc::ENOTDIR);
     }
-    st.assume_init().st_ino as u64 == slot.start
+    // ino_t is u64 where pkit builds for 64-bit targets, narrower on some.
+    #[allow(clippy::unnecessary_cast)]
+    let ino = st.assume_init().st_ino as u64;
+    ino == slot.start
 }
 
 /// Removes `slot`'s directory (and its sub-cgroups) under an exclusive

@@ -494,6 +494,8 @@ impl Cgroup {
 }
 
 /// The inode number of the open directory `dir`.
+// ino_t is u64 where pkit builds for 64-bit targets, narrower on some.
+#[allow(clippy::unnecessary_cast)]
 fn ino_of(dir: &OwnedFd) -> Option<u64> {
     rustix::fs::fstat(dir).ok().map(|st| st.st_ino as u64)
 }
