@@ -25,7 +25,8 @@
 //!   on each directory it keeps (see `linux/cgroup.rs`), so another owner's
 //!   live directory is left alone, and `rmdir` refuses a populated one
 //!   anyway. (Left: another owner's directory in the microseconds between
-//!   its `mkdir` and its lock, while empty.)
+//!   its `mkdir` and its lock, while empty. An empty one of our owner's
+//!   that a forked copy still holds locked is left to the stale sweep.)
 //!
 //! Raw: every libc call in this file stays raw on purpose: the guard's
 //! async-signal-safe teardown (see `process.rs`).
@@ -58,7 +59,8 @@ pub(super) unsafe fn settle(table: &mut [Slot]) {
 
 /// Whether `slot`'s path still names the directory its owner made (one
 /// that can't be looked at for another reason than its absence counts as
-/// the owner's, as before).
+/// the owner's, as before, as does one whose inode the owner could not
+/// read: 0).
 ///
 /// # Safety
 /// Guard only.
@@ -70,7 +72,7 @@ unsafe fn same_inode(slot: &Slot) -> bool {
     // ino_t is u64 where pkit builds for 64-bit targets, narrower on some.
     #[allow(clippy::unnecessary_cast)]
     let ino = st.assume_init().st_ino as u64;
-    ino == slot.start
+    slot.start == 0 || ino == slot.start
 }
 
 /// Removes `slot`'s directory (and its sub-cgroups) under an exclusive

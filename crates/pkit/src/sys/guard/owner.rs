@@ -306,7 +306,7 @@ impl Guard {
 
     /// Registers a cgroup (and the v1 directories to remove after it).
     /// `made`: the directory exists, made by this process, with that inode
-    /// number; `None`: registered before its `mkdir`, which
+    /// number (0: unknown); `None`: registered before its `mkdir`, which
     /// [`made`](Self::made) confirms (the guard ends only a directory it
     /// knows its owner made; see `claim.rs`).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -354,7 +354,8 @@ impl Guard {
     }
 
     /// Tells the guard that the directory of a cgroup registered before its
-    /// `mkdir` now exists, made by this process, with inode number `ino`:
+    /// `mkdir` now exists, made by this process, with inode number `ino`
+    /// (0: unknown, not compared):
     /// sent before any process is put in it. Never blocks for long.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn made(&self, ticket: &Ticket, ino: u64) {

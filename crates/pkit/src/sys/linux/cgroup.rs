@@ -161,8 +161,8 @@ impl Cgroup {
             // it knows this process made (a name is unique per pid
             // namespace only; see `guard/claim.rs`).
             crate::sys::fault::pause(crate::sys::fault::Point::CgroupMade);
-            if let (Some(t), Some(g), Some(ino)) = (&ticket, guard, ino_of(&dir)) {
-                g.made(t, ino);
+            if let (Some(t), Some(g)) = (&ticket, guard) {
+                g.made(t, ino_of(&dir));
             }
             let cg = Cgroup {
                 path,
@@ -187,9 +187,9 @@ impl Cgroup {
     }
 
     /// The directory's inode number (for the guard's registration of the
-    /// existing directory); `None` if it can't be had.
-    pub(crate) fn ino(&self) -> Option<u64> {
-        ino_of(&*self.dir().ok()?)
+    /// existing directory); 0 if it can't be had.
+    pub(crate) fn ino(&self) -> u64 {
+        self.dir().map_or(0, |dir| ino_of(&dir))
     }
 
     /// The group's hold on the directory (see [`Tenure`]).
@@ -493,11 +493,12 @@ impl Cgroup {
     }
 }
 
-/// The inode number of the open directory `dir`.
+/// The inode number of the open directory `dir`; 0 (not compared by the
+/// guard) if `fstat` fails.
 // ino_t is u64 where pkit builds for 64-bit targets, narrower on some.
 #[allow(clippy::unnecessary_cast)]
-fn ino_of(dir: &OwnedFd) -> Option<u64> {
-    rustix::fs::fstat(dir).ok().map(|st| st.st_ino as u64)
+fn ino_of(dir: &OwnedFd) -> u64 {
+    rustix::fs::fstat(dir).map_or(0, |st| st.st_ino as u64)
 }
 
 /// The cgroup is removed: removes `then_remove` and calls `after`.
