@@ -125,7 +125,7 @@ impl Container {
                         .iter()
                         .map(|(_, g)| g.path().to_path_buf())
                         .collect();
-                    match g.register_cgroup(cg.path(), cg.has_kill(), &v1) {
+                    match g.register_cgroup(cg.path(), cg.has_kill(), &v1, Some(cg.ino())) {
                         Ok(t) => GuardLink::On(t),
                         Err(why) => {
                             tracing::warn!(target: "pkit", reason = %why, "group not covered by the owner-death guard");

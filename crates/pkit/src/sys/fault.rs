@@ -49,6 +49,14 @@ pub enum Point {
     /// (`sys/open_wait.rs`): a `hold` here pauses the open, so a test can
     /// change what the path names meanwhile (the errno is not used).
     StdioLookedUp,
+    /// Between a new cgroup's registration with the owner-death guard and
+    /// its `mkdir` (`linux/cgroup.rs`): a `hold` here pauses the creation
+    /// (the errno is not used).
+    GuardRegistered,
+    /// Between a new cgroup's `mkdir` and the guard's being told it was
+    /// made (`linux/cgroup.rs`): a `hold` here pauses the creation (the
+    /// errno is not used).
+    CgroupMade,
 }
 
 #[cfg(feature = "fault-injection")]

@@ -373,7 +373,7 @@ pub(crate) fn guard_v1_first(
     let (false, Ok(g)) = (v1.is_empty(), super::guard::get()) else {
         return false;
     };
-    let Ok(ticket) = g.register_cgroup(cg.path(), cg.has_kill(), &v1) else {
+    let Ok(ticket) = g.register_cgroup(cg.path(), cg.has_kill(), &v1, Some(cg.ino())) else {
         return false;
     };
     if let Some(earlier) = kept.replace(ticket) {

@@ -167,7 +167,10 @@
 //!
 //! - A cgroup is registered by its path before its `mkdir` (the guard's
 //!   teardown skips a path that was never made), and the guard itself is
-//!   started before the first one.
+//!   started before the first one. The owner confirms the `mkdir`, with
+//!   the directory's inode number, before anything is put in it: names
+//!   are unique per pid namespace only, and the teardown ends only a
+//!   directory its owner made (see `claim.rs`).
 //! - A process group's registration is booked before its leader is
 //!   spawned, and sent by the leader itself: the vfork-style child, once it
 //!   leads its process group and before it `exec`s, opens a pidfd for
@@ -182,6 +185,8 @@
 
 use std::sync::OnceLock;
 
+#[cfg(target_os = "linux")]
+mod claim;
 mod copies;
 #[cfg(target_os = "linux")]
 pub(crate) use copies::in_forked_copy;

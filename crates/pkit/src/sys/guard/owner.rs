@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use super::wire::{
     hung_up, peer_closed, recv_reply, remove_msg, wait_writable, Msg, BELL_EVERY, FLAG_HAS_KILL,
-    OP_CGROUP, OP_DIR, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND, SEND_FLAGS,
+    FLAG_MADE, OP_CGROUP, OP_DIR, OP_MADE, OP_PGROUP, OP_QUERY, PATH_LEN, REPLY_COUNT, SEND_BOUND,
+    SEND_FLAGS,
 };
 
 /// The owner's handle on its guard.
@@ -304,12 +305,17 @@ impl Guard {
     }
 
     /// Registers a cgroup (and the v1 directories to remove after it).
+    /// `made`: the directory exists, made by this process, with that inode
+    /// number (0: unknown); `None`: registered before its `mkdir`, which
+    /// [`made`](Self::made) confirms (the guard ends only a directory it
+    /// knows its owner made; see `claim.rs`).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn register_cgroup(
         &self,
         dir: &Path,
         has_kill: bool,
         then_remove: &[PathBuf],
+        made: Option<u64>,
     ) -> Result<Ticket, String> {
         let mut msgs = Vec::with_capacity(1 + then_remove.len());
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -320,6 +326,10 @@ impl Guard {
             let mut m = Msg::EMPTY;
             m.op = if i == 0 { OP_CGROUP } else { OP_DIR };
             m.flags = if has_kill { FLAG_HAS_KILL } else { 0 };
+            if let (0, Some(ino)) = (i, made) {
+                m.flags |= FLAG_MADE;
+                m.start = ino;
+            }
             m.id = id;
             let bytes = path.as_os_str().as_bytes();
             if bytes.len() >= PATH_LEN || bytes.contains(&0) {
@@ -341,6 +351,19 @@ impl Guard {
             return Err(e);
         }
         Ok(Ticket(id))
+    }
+
+    /// Tells the guard that the directory of a cgroup registered before its
+    /// `mkdir` now exists, made by this process, with inode number `ino`
+    /// (0: unknown, not compared):
+    /// sent before any process is put in it. Never blocks for long.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn made(&self, ticket: &Ticket, ino: u64) {
+        let mut m = Msg::EMPTY;
+        m.op = OP_MADE;
+        m.id = ticket.0;
+        m.start = ino;
+        let _ = self.deliver(&[m], None);
     }
 
     /// Registers a process group by its leader's pidfd; `session`: the

@@ -204,6 +204,10 @@ unsafe fn act(sock: RawFd, table: &mut [Slot], lost: &mut u32, msg: &Msg, passed
                 }
             });
         }
+        OP_MADE => {
+            close_fd(passed);
+            table_made(table, msg.id, msg.start);
+        }
         OP_QUERY => {
             close_fd(passed);
             let count = table_count(table);
@@ -247,6 +251,8 @@ unsafe fn reply(sock: RawFd, r: &Reply) {
 /// Guard only.
 unsafe fn teardown(plan: &Plan, table: &mut [Slot], buf: &mut [u8], started_in: i32) {
     let deadline = now_ms() + TEARDOWN_BOUND_MS;
+    // Only directories the owner made are ended (see `claim.rs`).
+    super::claim::settle(table);
     for slot in table.iter() {
         if slot.op == OP_CGROUP {
             kill_cgroup(slot, buf, deadline);

@@ -126,7 +126,7 @@ pub(super) fn now_ms() -> i64 {
 /// # Safety
 /// Guard only: raw calls on `buf`.
 #[cfg(target_os = "linux")]
-unsafe fn members(sid: i32, buf: &mut [u8], f: &mut dyn FnMut(i32)) -> Listed {
+pub(super) unsafe fn members(sid: i32, buf: &mut [u8], f: &mut dyn FnMut(i32)) -> Listed {
     let dir = libc::open(
         c"/proc".as_ptr(),
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -155,23 +155,32 @@ unsafe fn members(sid: i32, buf: &mut [u8], f: &mut dyn FnMut(i32)) -> Listed {
     }
 }
 
-/// Whether process `pid` is gone or a zombie (`/proc/<pid>/stat`'s state
-/// `Z` or `X`).
+/// Whether process `pid` is known gone or a zombie (`/proc/<pid>/stat`'s
+/// state `Z` or `X`). A `/proc/<pid>/stat` that can't be opened or read
+/// for another reason than the process's absence (`EMFILE`, `ENFILE`,
+/// `ENOMEM`: the guard at its descriptor limit) is not: the member is
+/// listed, and the sweep's kill signals it by number once it can't have a
+/// pidfd either (see `process.rs`), instead of skipping a live member.
 ///
 /// # Safety
 /// Guard only.
 #[cfg(target_os = "linux")]
 unsafe fn exited(pid: i32) -> bool {
+    let absent = || matches!(*libc::__errno_location(), libc::ENOENT | libc::ESRCH);
     let mut path = [0u8; 32];
     let path = crate::sys::linux::procfs::format_pid_stat(pid, &mut path);
     let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
     if fd < 0 {
-        return true;
+        return absent();
     }
     // The comm is at most 15 bytes: the state is within the first 64.
     let mut text = [0u8; 128];
     let n = libc::pread(fd, text.as_mut_ptr().cast(), text.len(), 0);
+    let unread = n < 0 && !absent();
     libc::close(fd);
+    if unread {
+        return false;
+    }
     let text = &text[..n.max(0) as usize];
     match text.iter().rposition(|&b| b == b')') {
         // A main thread that ended while other threads run shows `Z` too

@@ -200,3 +200,67 @@ fn each_session_sweep_has_its_own_share_of_the_teardown_bound() {
     assert!(sweep_deadline(0, 10_000, 2) < 10_000);
     assert!(sweep_deadline(0, 10_000, 1) <= SWEEP_CAP_MS);
 }
+
+/// At the descriptor limit (`EMFILE`), a session member whose
+/// `/proc/<pid>/stat` can't be opened is listed, not taken for gone (the
+/// sweep then kills it by number): the listing runs in a forked child with
+/// exactly one descriptor free, which the listing's `/proc` takes, and
+/// must list this process, alive in the child's session.
+#[test]
+fn a_member_whose_stat_cant_be_opened_is_listed() {
+    let mut buf = vec![0u8; super::wire::BUF_LEN];
+    let parent = std::process::id() as i32;
+    // Raw: the listing under test runs in a forked child that exhausts its
+    // own descriptors (rustix has no fork).
+    // SAFETY: fork(2); the child makes async-signal-safe calls only, on
+    // memory allocated before the fork, and leaves with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    if child == 0 {
+        // SAFETY: the forked child (see above).
+        unsafe {
+            let mut lim = std::mem::MaybeUninit::<libc::rlimit>::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) != 0 {
+                libc::_exit(4);
+            }
+            let mut lim = lim.assume_init();
+            lim.rlim_cur = lim.rlim_cur.min(64);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                libc::_exit(4);
+            }
+            let mut last = -1;
+            for _ in 0..64 {
+                let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                if fd < 0 {
+                    break;
+                }
+                last = fd;
+            }
+            if last < 0 || libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) >= 0 {
+                libc::_exit(3);
+            }
+            // One free: the listing's /proc.
+            libc::close(last);
+            let mut seen = false;
+            let listed = super::session::members(libc::getsid(0), &mut buf, &mut |pid| {
+                seen |= pid == parent;
+            });
+            libc::_exit(match (listed == super::session::Listed::Whole, seen) {
+                (false, _) => 2,
+                (true, false) => 1,
+                (true, true) => 0,
+            });
+        }
+    }
+    let mut status = 0;
+    // Raw: the wait for the test's own raw fork.
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(libc::WIFEXITED(status), "the child: {status:#x}");
+    let code = libc::WEXITSTATUS(status);
+    assert_ne!(
+        code, 1,
+        "a live member with no descriptor free was taken for gone"
+    );
+    assert_eq!(code, 0, "the child could not run the listing (exit {code})");
+}

@@ -172,7 +172,7 @@ fn fallback_kills_and_removes(sub: &str) {
     let member: u32 = line.trim().parse().expect("a pid");
     let guard = start_with(false).expect("guard");
     guard
-        .register_cgroup(&dir, false, std::slice::from_ref(&extra))
+        .register_cgroup(&dir, false, std::slice::from_ref(&extra), ino(&dir))
         .expect("register");
     drop(guard);
     let killed = wait_gone(member);
@@ -377,4 +377,10 @@ fn a_forked_portable_guard_closes_descriptors_above_65536() {
     drop(high);
     assert!(wait_gone(guard_pid), "the guard exits at end of file");
     assert!(!held, "the forked guard kept descriptor {HIGH}");
+}
+
+/// A directory's inode number (a registration of an existing directory).
+fn ino(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(std::fs::metadata(dir).expect("the directory").ino())
 }

@@ -93,6 +93,10 @@ pub(super) const OP_DIR: u32 = 2;
 pub(super) const OP_PGROUP: u32 = 3;
 pub(super) const OP_REMOVE: u32 = 4;
 pub(super) const OP_QUERY: u32 = 5;
+/// The Linux guard: the owner made the directory of an `OP_CGROUP`
+/// registration (sent after its `mkdir`, before any process is put in
+/// it); `start` carries its inode number (see `claim.rs`).
+pub(super) const OP_MADE: u32 = 6;
 
 /// `Msg::flags` for `OP_CGROUP`: the cgroup has `cgroup.kill`.
 pub(super) const FLAG_HAS_KILL: u32 = 1;
@@ -101,6 +105,10 @@ pub(super) const FLAG_HAS_KILL: u32 = 1;
 /// its session's members are swept too (see `session.rs`). (The portable
 /// guard's `flags` is the session id itself.)
 pub(super) const FLAG_SESSION: u32 = 2;
+/// `Msg::flags` and `Slot::flags` for the Linux guard's `OP_CGROUP`: the
+/// owner made the directory, whose inode number is in `start` (set by the
+/// registration of an existing directory, or by `OP_MADE`).
+pub(super) const FLAG_MADE: u32 = 4;
 
 pub(super) const REPLY_HELLO: u32 = 1;
 pub(super) const REPLY_COUNT: u32 = 2;
@@ -126,7 +134,8 @@ pub(super) struct Msg {
     // session id (see `portable.rs`).
     pub(super) _pad: u32,
     /// For the portable guard's `OP_PGROUP`: the leader's start time as
-    /// `start_time::birth` gives it (0: unknown, not compared).
+    /// `start_time::birth` gives it (0: unknown, not compared). For
+    /// `OP_MADE`, and `OP_CGROUP` with `FLAG_MADE`: the directory's inode.
     pub(super) start: u64,
     /// NUL-terminated directory path, for `OP_CGROUP` and `OP_DIR`.
     pub(super) path: [u8; PATH_LEN],
@@ -167,7 +176,7 @@ pub(super) struct Slot {
     pub(super) pgid: i32,
     pub(super) pidfd: RawFd,
     /// The leader's start time (the portable guard's `OP_PGROUP`; 0 if
-    /// unknown).
+    /// unknown); an `OP_CGROUP`'s inode number once `FLAG_MADE`.
     pub(super) start: u64,
     pub(super) path: [u8; PATH_LEN],
 }
@@ -511,6 +520,17 @@ pub(super) fn table_remove(table: &mut [Slot], id: u64, mut release: impl FnMut(
         if slot.op != 0 && slot.id == id {
             release(slot);
             *slot = Slot::FREE;
+        }
+    }
+}
+
+/// The guard's table: notes that the directory of registration `id`'s
+/// `OP_CGROUP` slot was made, with inode number `ino`. Async-signal-safe.
+pub(super) fn table_made(table: &mut [Slot], id: u64, ino: u64) {
+    for slot in table.iter_mut() {
+        if slot.op == OP_CGROUP && slot.id == id {
+            slot.flags |= FLAG_MADE;
+            slot.start = ino;
         }
     }
 }

@@ -116,7 +116,8 @@ impl Cgroup {
             };
             // Registered first: a failed registration leaves the group
             // unguarded, which the container reports (it tries again).
-            let ticket = guard.and_then(|g| g.register_cgroup(&path, has_kill, &[]).ok());
+            let ticket = guard.and_then(|g| g.register_cgroup(&path, has_kill, &[], None).ok());
+            crate::sys::fault::pause(crate::sys::fault::Point::GuardRegistered);
             let forget = |ticket: Option<Ticket>| {
                 if let (Some(t), Some(g)) = (ticket, guard) {
                     g.unregister(t);
@@ -156,6 +157,13 @@ impl Cgroup {
             // leaves a directory this young alone (so this can't fail on
             // its account); a failure only leaves the age rule to protect it.
             let _ = rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared);
+            // Before any process is in it: the guard ends only a directory
+            // it knows this process made (a name is unique per pid
+            // namespace only; see `guard/claim.rs`).
+            crate::sys::fault::pause(crate::sys::fault::Point::CgroupMade);
+            if let (Some(t), Some(g)) = (&ticket, guard) {
+                g.made(t, ino_of(&dir));
+            }
             let cg = Cgroup {
                 path,
                 dir: Mutex::new(Some(Arc::new(dir))),
@@ -176,6 +184,12 @@ impl Cgroup {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory's inode number (for the guard's registration of the
+    /// existing directory); 0 if it can't be had.
+    pub(crate) fn ino(&self) -> u64 {
+        self.dir().map_or(0, |dir| ino_of(&dir))
     }
 
     /// The group's hold on the directory (see [`Tenure`]).
@@ -477,6 +491,14 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// The inode number of the open directory `dir`; 0 (not compared by the
+/// guard) if `fstat` fails.
+// ino_t is u64 where pkit builds for 64-bit targets, narrower on some.
+#[allow(clippy::unnecessary_cast)]
+fn ino_of(dir: &OwnedFd) -> u64 {
+    rustix::fs::fstat(dir).map_or(0, |st| st.st_ino as u64)
 }
 
 /// The cgroup is removed: removes `then_remove` and calls `after`.
