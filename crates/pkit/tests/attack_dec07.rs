@@ -170,29 +170,37 @@ fn run_on_fifo(
 #[test]
 fn a_fifo_with_nobody_at_the_other_end_holds_no_run_past_its_bounds() {
     in_suite("a_fifo_with_nobody_at_the_other_end", || {
+        // Every case at once, each on a thread of its own with its own FIFO
+        // (they mostly wait: a 1 s timeout or a 0.3 s cancel each).
+        let mut cases = Vec::new();
         for choice in mechanisms() {
             for via in [Via::Verb, Via::Blocking, Via::Start, Via::Pipe] {
                 for for_stdin in [true, false] {
                     for cancel in [false, true] {
-                        let what = format!(
-                            "{choice}: {via:?}: {} FIFO, {}",
-                            if for_stdin { "stdin" } else { "stdout" },
-                            if cancel { "cancel token" } else { "timeout" }
-                        );
-                        let got = run_on_fifo(choice, via, for_stdin, cancel)
-                            .unwrap_or_else(|| panic!("{what}: held past 30 s"));
-                        let e = match got {
-                            Ok(out) => panic!("{what}: ran: {}", out.outcome()),
-                            Err(e) => e,
-                        };
-                        if cancel {
-                            assert_eq!(e.kind(), ErrorKind::Cancelled, "{what}: {e}");
-                        } else {
-                            assert_timed_out(&what, &e);
-                        }
+                        cases.push((choice, via, for_stdin, cancel));
                     }
                 }
             }
+        }
+        at_once(cases, |(choice, via, for_stdin, cancel)| {
+            let what = format!(
+                "{choice}: {via:?}: {} FIFO, {}",
+                if for_stdin { "stdin" } else { "stdout" },
+                if cancel { "cancel token" } else { "timeout" }
+            );
+            let got = run_on_fifo(choice, via, for_stdin, cancel)
+                .unwrap_or_else(|| panic!("{what}: held past 30 s"));
+            let e = match got {
+                Ok(out) => panic!("{what}: ran: {}", out.outcome()),
+                Err(e) => e,
+            };
+            if cancel {
+                assert_eq!(e.kind(), ErrorKind::Cancelled, "{what}: {e}");
+            } else {
+                assert_timed_out(&what, &e);
+            }
+        });
+        for choice in mechanisms() {
             // Bounds that pass before the open's thread is even in its
             // open: the thread is still let go.
             for limit in [Duration::ZERO, Duration::from_millis(1)] {
@@ -240,18 +248,22 @@ fn assert_timed_out(what: &str, e: &pkit::Error) {
 #[test]
 fn a_fifo_wait_counts_against_the_runs_timeout() {
     in_suite("a_fifo_wait_counts_against_the_runs_timeout", || {
-        for choice in mechanisms() {
-            // The four ways at once: each takes the whole timeout.
-            let runs: Vec<_> = [Via::Verb, Via::Blocking, Via::Start, Via::Pipe]
-                .into_iter()
-                .map(|via| std::thread::spawn(move || (via, fifo_then_sleep(choice, via))))
-                .collect();
-            for run in runs {
-                let (via, (timed_out, took)) = run.join().unwrap();
-                let what = format!("{choice}: {via:?}");
-                assert!(timed_out, "{what}: not timed out (after {took:?})");
-                assert!(took < Duration::from_secs(60), "{what}: took {took:?}");
-            }
+        // The four ways of every mechanism at once: each takes the whole
+        // timeout.
+        let runs: Vec<_> = mechanisms()
+            .into_iter()
+            .flat_map(|choice| {
+                [Via::Verb, Via::Blocking, Via::Start, Via::Pipe].map(|via| (choice, via))
+            })
+            .map(|(choice, via)| {
+                std::thread::spawn(move || (choice, via, fifo_then_sleep(choice, via)))
+            })
+            .collect();
+        for run in runs {
+            let (choice, via, (timed_out, took)) = run.join().unwrap();
+            let what = format!("{choice}: {via:?}");
+            assert!(timed_out, "{what}: not timed out (after {took:?})");
+            assert!(took < Duration::from_secs(60), "{what}: took {took:?}");
         }
     });
 }
@@ -454,43 +466,42 @@ async fn a_program_path_with_a_newline() {
     suite.end().await;
 }
 
-/// Marks a run of this binary as [`exec_owner`].
+/// Marks a run of this binary as [`exec_owner`]; its value is the
+/// mechanism the owner's group is of.
 const EXEC_OWNER: &str = "PKIT_DEC07_EXEC_OWNER";
 
-/// Runs as an owner when [`EXEC_OWNER`] is set: a group of each mechanism
-/// this run tests, each with a tree running; says the tree's pids and the
-/// groups' cgroup directories, then replaces itself with `sleep 300`
-/// (`exec`, the groups still open: nothing of pkit's runs after it).
+/// Runs as an owner when [`EXEC_OWNER`] is set: a group of the mechanism
+/// it names, with a tree running; says the tree's pids and the group's
+/// cgroup directory, then replaces itself with `sleep 300` (`exec`, the
+/// group still open: nothing of pkit's runs after it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_owner() {
-    if std::env::var_os(EXEC_OWNER).is_none() {
+    let Some(choice) = std::env::var_os(EXEC_OWNER) else {
         return;
-    }
+    };
     use std::os::unix::process::CommandExt;
-    let mut keep = Vec::new();
-    for choice in mechanisms() {
-        let g = group(choice);
-        let mut p = g
-            .start(
-                &Command::new("sh")
-                    .args(["-c", TREE_TO_STDOUT])
-                    .stream_lines(),
-            )
-            .unwrap();
-        let mut lines = p.lines();
-        println!("DEC07 tree {}", p.pid());
-        while let Some(l) = lines.next_line().await {
-            if l.text == "ready" {
-                break;
-            }
-            println!("DEC07 tree {}", l.text);
+    let choice = MechanismChoice::parse(choice.to_str().expect("UTF-8")).expect("a mechanism");
+    let g = group(choice);
+    let mut p = g
+        .start(
+            &Command::new("sh")
+                .args(["-c", TREE_TO_STDOUT])
+                .stream_lines(),
+        )
+        .unwrap();
+    let mut lines = p.lines();
+    println!("DEC07 tree {}", p.pid());
+    while let Some(l) = lines.next_line().await {
+        if l.text == "ready" {
+            break;
         }
-        if let Some(dir) = cgroup_dir(&g) {
-            println!("DEC07 dir {}", dir.display());
-        }
-        assert!(g.guarded(), "{choice}: {}", g.description());
-        keep.push((g, p, lines));
+        println!("DEC07 tree {}", l.text);
     }
+    if let Some(dir) = cgroup_dir(&g) {
+        println!("DEC07 dir {}", dir.display());
+    }
+    assert!(g.guarded(), "{choice}: {}", g.description());
+    let _keep = (g, p, lines);
     println!("DEC07 ready");
     use std::io::Write;
     std::io::stdout().flush().unwrap();
@@ -501,38 +512,57 @@ async fn exec_owner() {
 /// An owner that `exec`s another program while its groups are open (the
 /// program pkit was in is gone; nobody can end those groups any more):
 /// the owner-death guard ends every tree and removes every cgroup
-/// directory, as when the owner dies. Passed when written.
+/// directory, as when the owner dies. One owner per mechanism, all at
+/// once, each with its own group. Passed when written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_that_execs_with_groups_open_leaves_nothing() {
     if std::env::var_os(EXEC_OWNER).is_some() {
         return;
     }
     let suite = begin("an_owner_that_execs_with_groups_open").await;
-    let mut child = helper_owner("exec_owner", EXEC_OWNER, "1");
+    all_at_once(mechanisms(), owner_that_execs).await;
+    suite.end().await;
+}
+
+/// [`an_owner_that_execs_with_groups_open_leaves_nothing`]'s case: an
+/// owner of a `choice` group that `exec`s.
+async fn owner_that_execs(choice: MechanismChoice) {
+    let mut child = helper_owner("exec_owner", EXEC_OWNER, choice.as_str());
     let rx = tagged_lines(&mut child, "DEC07 ");
-    let mut tree = Vec::new();
-    let mut dirs = Vec::new();
-    loop {
-        let Ok(line) = rx.recv_timeout(DEADLINE * 6) else {
+    // Its lines until `ready`, read off the async threads.
+    let (mut child, heard) = tokio::task::spawn_blocking(move || {
+        let mut tree = Vec::new();
+        let mut dirs = Vec::new();
+        loop {
+            let Ok(line) = rx.recv_timeout(DEADLINE * 6) else {
+                return (child, Err(tree));
+            };
+            match line.split_once(' ') {
+                Some(("tree", pid)) => tree.push(pid.parse::<u32>().unwrap()),
+                Some(("dir", d)) => dirs.push(std::path::PathBuf::from(d)),
+                _ if line == "ready" => return (child, Ok((tree, dirs))),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the reading thread");
+    let (tree, dirs) = match heard {
+        Ok(heard) => heard,
+        Err(tree) => {
             let _ = child.kill();
             let _ = child.wait();
-            let _cleanup = KillOnDrop(tree.clone());
-            panic!("the owner never said ready");
-        };
-        match line.split_once(' ') {
-            Some(("tree", pid)) => tree.push(pid.parse::<u32>().unwrap()),
-            Some(("dir", d)) => dirs.push(std::path::PathBuf::from(d)),
-            _ if line == "ready" => break,
-            _ => {}
+            let _cleanup = KillOnDrop(tree);
+            panic!("{choice}: the owner never said ready");
         }
-    }
+    };
     let _cleanup = KillOnDrop(tree.clone());
     // The owner is `sleep` now.
     let deadline = std::time::Instant::now() + DEADLINE;
     while comm(child.id()).as_deref() != Some("sleep") {
         assert!(
             std::time::Instant::now() < deadline,
-            "the owner never exec'd"
+            "{choice}: the owner never exec'd"
         );
         tokio::time::sleep(POLL).await;
     }
@@ -547,9 +577,15 @@ async fn an_owner_that_execs_with_groups_open_leaves_nothing() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(gone, Ok(()), "the trees outlived the owner's exec");
-    assert!(left.is_empty(), "cgroup directories left: {left:?}");
-    suite.end().await;
+    assert_eq!(
+        gone,
+        Ok(()),
+        "{choice}: the trees outlived the owner's exec"
+    );
+    assert!(
+        left.is_empty(),
+        "{choice}: cgroup directories left: {left:?}"
+    );
 }
 
 /// A pipeline whose middle stage dies of SIGKILL before its `exec` (a

@@ -297,8 +297,9 @@ fn a_starts_fifo_waits_share_one_timeout() {
     in_suite("a_starts_fifo_waits_share_one_timeout", || {
         let choice = mechanisms()[0];
         let timeout = Duration::from_secs(3);
-        let mut held = Vec::new();
-        for pipeline in [true, false] {
+        let held = std::sync::Mutex::new(Vec::new());
+        // The pipeline and the control at once, each with its own FIFOs.
+        at_once([true, false], |pipeline| {
             let dir = TempPath::new("fifodir");
             std::fs::create_dir(dir.path()).unwrap();
             let a = dir.path().join("a");
@@ -341,9 +342,12 @@ fn a_starts_fifo_waits_share_one_timeout() {
             assert!(got.is_err(), "pipeline {pipeline}: {got:?}");
             // The bound plus a generous 1.5 s; the fault takes ~2.6 + 3 s.
             if took >= timeout + Duration::from_millis(1500) {
-                held.push(format!("pipeline {pipeline}: held {took:?}: {got:?}"));
+                held.lock()
+                    .unwrap()
+                    .push(format!("pipeline {pipeline}: held {took:?}: {got:?}"));
             }
-        }
+        });
+        let held = held.into_inner().unwrap();
         assert!(held.is_empty(), "a {timeout:?} timeout: {held:#?}");
     });
 }
@@ -572,48 +576,51 @@ fn a_second_wait_keeps_the_first_answer() {
             .enable_all()
             .build()
             .unwrap();
+        let mut cases: Vec<(pkit::MechanismChoice, &str, pkit::Command)> = Vec::new();
         for choice in mechanisms() {
             // Bounds long enough for a loaded machine's `sh` to print
             // first (300 ms sometimes ended it before its `echo`).
-            let cases: Vec<(&str, pkit::Command)> = vec![
-                ("exit 3", sh(choice, "echo out; exit 3")),
+            cases.extend([
+                (choice, "exit 3", sh(choice, "echo out; exit 3")),
                 (
+                    choice,
                     "grace",
                     sh(choice, "trap '' TERM; echo out; sleep 30")
                         .timeout(Duration::from_secs(2))
                         .grace(Duration::from_millis(200)),
                 ),
                 (
+                    choice,
                     "idle",
                     sh(choice, "echo out; sleep 30").inactivity_timeout(Duration::from_secs(2)),
                 ),
-            ];
-            for (what, c) in cases {
-                let key = |o: &pkit::Output| {
-                    (
-                        o.outcome(),
-                        o.killed_after_grace(),
-                        o.inactivity_timed_out(),
-                    )
-                };
-                rt.block_on(async {
-                    let mut p = c.start().unwrap();
-                    let first = p.wait().await.unwrap();
-                    let second = p.wait().await.unwrap();
-                    assert_eq!(key(&first), key(&second), "{choice} {what}: process");
-                    assert_eq!(first.stdout_str(), "out\n", "{choice} {what}");
-                    assert_eq!(second.stdout_str(), "", "{choice} {what}");
-                    let mut p = pkit::Pipe::new([cmd(choice, "true"), c.clone()])
-                        .start()
-                        .unwrap();
-                    let first = p.wait().await.unwrap();
-                    let second = p.wait().await.unwrap();
-                    assert_eq!(key(&first), key(&second), "{choice} {what}: pipeline");
-                    let stages = |o: &pkit::Output| o.stages().iter().map(key).collect::<Vec<_>>();
-                    assert_eq!(stages(&first), stages(&second), "{choice} {what}");
-                });
-            }
+            ]);
         }
+        // Every case at once (each waits out its bound), each with its own
+        // process and pipeline, one after the other.
+        rt.block_on(all_at_once(cases, |(choice, what, c)| async move {
+            let key = |o: &pkit::Output| {
+                (
+                    o.outcome(),
+                    o.killed_after_grace(),
+                    o.inactivity_timed_out(),
+                )
+            };
+            let mut p = c.start().unwrap();
+            let first = p.wait().await.unwrap();
+            let second = p.wait().await.unwrap();
+            assert_eq!(key(&first), key(&second), "{choice} {what}: process");
+            assert_eq!(first.stdout_str(), "out\n", "{choice} {what}");
+            assert_eq!(second.stdout_str(), "", "{choice} {what}");
+            let mut p = pkit::Pipe::new([cmd(choice, "true"), c.clone()])
+                .start()
+                .unwrap();
+            let first = p.wait().await.unwrap();
+            let second = p.wait().await.unwrap();
+            assert_eq!(key(&first), key(&second), "{choice} {what}: pipeline");
+            let stages = |o: &pkit::Output| o.stages().iter().map(key).collect::<Vec<_>>();
+            assert_eq!(stages(&first), stages(&second), "{choice} {what}");
+        }));
     });
 }
 

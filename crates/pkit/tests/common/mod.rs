@@ -557,8 +557,10 @@ static SUITE: LazyLock<RwLock<()>> = LazyLock::new(|| RwLock::new(()));
 /// a shared `flock` on the suite's lock file ([`suite_lock_path`]), and a
 /// test begun with [`begin_exclusive`] an exclusive one, so that it runs
 /// alone among the test binaries run at once too (`.ci/par-test`), not
-/// only in its own. The in-process half is taken first, then the file's:
-/// the same order everywhere.
+/// only in its own. The in-process half is taken first, then the file's
+/// (through its gate, which gives an exclusive taker priority over the
+/// shared takers that come after it: see `cross_lock`): the same order
+/// everywhere.
 pub struct Suite {
     name: &'static str,
     // Dropped before `running` (fields drop in order): the file's half
@@ -621,14 +623,22 @@ impl Suite {
 }
 
 /// The suite lock file that the test binaries run at once agree on:
-/// `PKIT_TEST_LOCK` if set (`.ci/par-test` sets it), else `pkit-suite.lock`
-/// in the build's `CARGO_TARGET_TMPDIR` (shared by every test binary of
-/// one target directory).
+/// `PKIT_TEST_LOCK` if set, else `pkit-suite.lock` in the build's
+/// `CARGO_TARGET_TMPDIR` (shared by every test binary of one target
+/// directory).
 pub fn suite_lock_path() -> PathBuf {
     std::env::var_os("PKIT_TEST_LOCK").map_or_else(
         || Path::new(env!("CARGO_TARGET_TMPDIR")).join("pkit-suite.lock"),
         PathBuf::from,
     )
+}
+
+/// The suite lock's gate, beside its file (`<suite lock file>.gate`): see
+/// [`cross_lock`].
+pub fn suite_gate_path() -> PathBuf {
+    let mut gate = suite_lock_path().into_os_string();
+    gate.push(".gate");
+    PathBuf::from(gate)
 }
 
 /// The cross-process half of the suite lock: an open file description of
@@ -641,29 +651,32 @@ pub struct CrossLock(Option<std::fs::File>);
 /// run of a test binary (a process one of whose ancestors runs the same
 /// executable): the test that started it holds the lock already, and an
 /// exclusive one would wait for itself.
+///
+/// Writer priority, through a second file, the gate ([`suite_gate_path`]):
+/// a shared taker holds the gate shared only while it takes the suite
+/// file's `flock` (it lets it go once it has that), an exclusive taker holds
+/// it exclusively until it has the suite file's `flock`. Linux `flock` has
+/// no writer priority of its own: without the gate an exclusive test waited
+/// until no test of any other binary held the shared lock, and as those
+/// binaries kept beginning tests it waited for most of their run, holding
+/// its own binary's other tests (its in-process write lock) meanwhile. With
+/// it, the tests begun after an exclusive taker wait behind it; it waits
+/// only for those running. The order is the same everywhere: the
+/// in-process lock, the gate, the suite file. A gate that can't be opened
+/// is done without (the lock is then as it was without it).
 #[cfg(target_os = "linux")]
 async fn cross_lock(exclusive: bool) -> CrossLock {
     if helper_run() {
         return CrossLock(None);
     }
     let path = suite_lock_path();
+    let gate_path = suite_gate_path();
     tokio::task::spawn_blocking(move || {
-        use rustix::fs::{flock, FlockOperation};
+        use rustix::fs::FlockOperation;
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        // Close-on-exec (std's default): no child holds it. Read-only
-        // when another user made it (a flock needs no write access); a
-        // run that can't open it at all (an unprivileged deployment case,
-        // run alone by .ci/deploy) takes no cross-process lock.
-        let open = |write: bool| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(write)
-                .create(write)
-                .open(&path)
-        };
-        let Ok(file) = open(true).or_else(|_| open(false)) else {
+        let Some(file) = open_lock_file(&path) else {
             return CrossLock(None);
         };
         let op = if exclusive {
@@ -671,16 +684,45 @@ async fn cross_lock(exclusive: bool) -> CrossLock {
         } else {
             FlockOperation::LockShared
         };
-        loop {
-            match flock(&file, op) {
-                Ok(()) => return CrossLock(Some(file)),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => panic!("flock on the suite lock file {}: {e}", path.display()),
-            }
+        let gate = open_lock_file(&gate_path);
+        if let Some(gate) = &gate {
+            lock_file(gate, op, &gate_path);
         }
+        lock_file(&file, op, &path);
+        // Closing it lets the gate go.
+        drop(gate);
+        CrossLock(Some(file))
     })
     .await
     .expect("the suite lock's thread")
+}
+
+/// Opens a lock file, close-on-exec (std's default: no child holds it).
+/// Read-only when another user made it (a `flock` needs no write access);
+/// `None` when it can't be opened at all (an unprivileged deployment case,
+/// run alone by .ci/deploy: it then takes no cross-process lock).
+#[cfg(target_os = "linux")]
+fn open_lock_file(path: &Path) -> Option<std::fs::File> {
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .create(write)
+            .open(path)
+    };
+    open(true).or_else(|_| open(false)).ok()
+}
+
+/// `flock(file, op)`, retried when interrupted.
+#[cfg(target_os = "linux")]
+fn lock_file(file: &std::fs::File, op: rustix::fs::FlockOperation, path: &Path) {
+    loop {
+        match rustix::fs::flock(file, op) {
+            Ok(()) => return,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("flock on the suite lock file {}: {e}", path.display()),
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -814,6 +856,19 @@ pub fn graced_sh(script: &str, file: &TempPath, timeout: Duration, grace: Durati
         .timeout(timeout)
         .timeout_signal(pkit::Signal::Term)
         .grace(grace)
+}
+
+/// Runs `case` for each of `cases` at once, each on a thread of its own
+/// (for blocking cases that mostly wait), and returns once all have ended;
+/// if any panicked (each panic's message is printed as it happens), it
+/// panics then.
+pub fn at_once<T: Send>(cases: impl IntoIterator<Item = T>, case: impl Fn(T) + Sync) {
+    std::thread::scope(|s| {
+        for c in cases {
+            let case = &case;
+            s.spawn(move || case(c));
+        }
+    });
 }
 
 /// Runs `case` for each of `cases` at once, as tasks of the test's runtime
