@@ -23,8 +23,9 @@ use std::path::Path;
 /// quoted stderr shows them); everything else, non-ASCII letters included,
 /// is shown as it is. A name (a file name from an untrusted directory, a
 /// tool named in a config file) then can't retitle the terminal, move the
-/// cursor, reorder the text shown or start a forged line of a log. Text that was
-/// not UTF-8 is shown lossily first (U+FFFD), as `Path::display` shows it.
+/// cursor, reorder the text shown or start a forged line of a log. Text
+/// that was not UTF-8 is shown lossily first (U+FFFD), as `Path::display`
+/// shows it.
 ///
 /// ```
 /// assert_eq!(pkit::escape_controls("x\u{1b}]0;pwned\u{7}"), r"x\u{1b}]0;pwned\u{7}");

@@ -298,9 +298,12 @@ impl Slot {
 /// The pids of this process's owner-death guards that were started (on
 /// Linux up to two: the one for cgroups and pidfd-held process groups,
 /// and the portable backend's), without starting one or asking it
-/// anything: a guard, once started, stays this process's child for its
-/// life, so a subreaper that kills its adopted orphans (`pkit run`,
-/// `pkit supervise`) can spare exactly these. Cheap: no system call.
+/// anything. A guard leaves this process by a double fork: where this
+/// process is a child subreaper, it is adopted as an orphan, and a
+/// subreaper that kills its adopted orphans (`pkit run`, `pkit
+/// supervise`) spares exactly these. A guard once started keeps its pid
+/// for the life of this process (none is started again). Cheap: no
+/// system call.
 pub fn guard_pids() -> Vec<u32> {
     let mut pids = Vec::new();
     #[cfg(target_os = "linux")]
