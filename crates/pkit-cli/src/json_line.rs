@@ -1,10 +1,11 @@
 //! JSON text for a terminal: the `--json` report and event lines, which go
 //! to stderr by default. serde_json escapes C0 controls itself (`\u001b`);
 //! these lines also escape what JSON lets through raw but a terminal acts
-//! on — DEL, the C1 controls (U+009B is a CSI) and the bidirectional
-//! controls (U+202E reorders the text shown) — as `\u009b`, the characters
-//! pkit's messages escape (`pkit::escape_controls`). A JSON reader gets
-//! the exact value back.
+//! on — DEL, the C1 controls (U+009B is a CSI), the bidirectional
+//! controls (U+202E reorders the text shown) and the line and paragraph
+//! separators U+2028, U+2029 — as `\u009b`, the characters pkit's messages
+//! escape (`pkit::escape_controls`). A JSON reader gets the exact value
+//! back.
 
 use std::borrow::Cow;
 use std::io;

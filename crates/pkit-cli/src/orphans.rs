@@ -19,10 +19,20 @@ use crate::sys::{self, sig};
 #[derive(Clone, Copy)]
 pub struct Orphans {
     main: u32,
-    guard: Option<u32>,
     /// pkit is the subreaper ([`Orphans::adopt`] succeeded).
     subreaper: bool,
 }
+
+/// How long an exited child of `pkit supervise` stays a zombie before
+/// [`Orphans::reap_exited_strays`] may reap it: the library reaps a run's
+/// program as soon as it exits, so a zombie that lingers this long is
+/// none the library waits for.
+pub const STRAY_AGE: Duration = Duration::from_secs(1);
+
+/// The zombies [`Orphans::reap_exited_strays`] has seen and left, with
+/// when it first saw each.
+#[derive(Default)]
+pub struct Strays(std::collections::HashMap<i32, Instant>);
 
 /// This process's children (elsewhere: from the platform's process table).
 #[cfg(not(target_os = "linux"))]
@@ -100,16 +110,41 @@ impl Orphans {
     }
 
     /// While a run goes on ([`of_runs`](Self::of_runs)): reaps the adopted
-    /// orphans that have exited and can't be a run's program. Under
-    /// process groups a run's program leads a process group in pkit's
-    /// session; an exited orphan that does too is left to the sweep after
-    /// its run.
-    pub fn reap_exited_strays(&self) {
-        for (pid, state) in self.adopted() {
-            if state == 'Z' && !may_be_a_program(pid) {
+    /// orphans that have exited and can't be a run's program, and returns
+    /// when to look again (`None`: nothing is waiting). A run's program is
+    /// the library's child, whose exit status only the library may take:
+    /// never reaped here are the `programs` (the pids of the runs started
+    /// and not ended, from the supervisor's events), a zombie that leads a
+    /// process group in pkit's session (as a program under process groups
+    /// does; left to the sweep after its run), and a zombie not seen a
+    /// zombie for [`STRAY_AGE`] already (`seen`, kept between calls): a
+    /// program that left its group (`setpgid` into pkit's) and exited
+    /// before its start event was read is reaped by the library by then.
+    pub fn reap_exited_strays(
+        &self,
+        programs: &std::collections::HashSet<u32>,
+        seen: &mut Strays,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let zombies: Vec<i32> = self
+            .adopted()
+            .into_iter()
+            .filter(|&(pid, state)| {
+                state == 'Z' && !programs.contains(&(pid as u32)) && !may_be_a_program(pid)
+            })
+            .map(|(pid, _)| pid)
+            .collect();
+        // A pid no longer a zombie was reaped (by the library): forgotten,
+        // so that a new child given the same pid starts its own wait.
+        seen.0.retain(|pid, _| zombies.contains(pid));
+        for pid in zombies {
+            let since = *seen.0.entry(pid).or_insert(now);
+            if now.duration_since(since) >= STRAY_AGE {
                 sys::reap_if_exited(pid);
+                seen.0.remove(&pid);
             }
         }
+        seen.0.values().map(|&since| since + STRAY_AGE).min()
     }
 
     /// Becomes the subreaper; false if this platform or kernel can't.
@@ -120,24 +155,21 @@ impl Orphans {
     /// After the program started (so the owner-death guard, if any, runs);
     /// `subreaper`: what [`Orphans::adopt`] returned.
     pub fn new(main: u32, subreaper: bool) -> Orphans {
-        Orphans {
-            main,
-            guard: pkit::host_containment().guard.pid,
-            subreaper,
-        }
+        Orphans { main, subreaper }
     }
 
-    /// Children that are orphans of the run: not the program, not the
-    /// owner-death guard.
+    /// Children that are orphans of the run: not the program, not an
+    /// owner-death guard of this process (their pids read at each look,
+    /// so a guard started after [`Orphans::new`] is spared too; by pid,
+    /// not by name, which any orphan can take).
     fn adopted(&self) -> Vec<(i32, char)> {
         if !self.subreaper {
             return Vec::new();
         }
+        let guards = pkit::guard_pids();
         children()
             .into_iter()
-            .filter(|(pid, _, comm)| {
-                *pid as u32 != self.main && Some(*pid as u32) != self.guard && comm != "pkit-guard"
-            })
+            .filter(|(pid, _, _)| *pid as u32 != self.main && !guards.contains(&(*pid as u32)))
             .map(|(pid, state, _)| (pid, state))
             .collect()
     }
@@ -155,6 +187,13 @@ impl Orphans {
     /// still alive (their own orphans come to pkit in turn), until none is
     /// left or 5 s have passed. Returns how many were killed (`None` when
     /// pkit is no subreaper: none was looked for) and whether none is left.
+    ///
+    /// It blocks the calling thread while it waits (10 ms at a time): on
+    /// the CLI's single-threaded runtime (`pkit supervise`'s `stop_when`
+    /// hook) nothing else runs meanwhile. That is bounded (an orphan
+    /// dies within a moment of its SIGKILL; 5 s at most) and happens only
+    /// between runs, when no program runs and no event is due; a signal
+    /// that comes meanwhile is queued and handled after it.
     pub fn sweep(&self) -> (Option<u64>, bool) {
         if !self.subreaper {
             return (None, true);

@@ -1,6 +1,7 @@
 //! `pkit supervise`: keep a program running across crashes, one line on
 //! stderr per run that ended (or JSON lines with `--json`).
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use pkit::{
 
 use crate::args::{RestartArg, SuperviseArgs};
 use crate::exit::{signalled, EXIT_TIMEOUT};
-use crate::orphans::Orphans;
+use crate::orphans::{Orphans, Strays};
 use crate::report::kind_name;
 use crate::{signame, EXIT_OWN_FAILURE};
 
@@ -66,7 +67,8 @@ fn supervisor(args: &SuperviseArgs, script: Option<&Path>, orphans: Option<Orpha
         // Called after each run's group was closed and before anything
         // else starts: what left the run's process group (a `setsid`
         // daemon), orphaned to pkit, is killed with its run, as `pkit run`
-        // kills it. It never stops the supervision.
+        // kills it. It never stops the supervision. The sweep blocks the
+        // (single-threaded) runtime while it waits: see `Orphans::sweep`.
         sup = sup.stop_when(move |_| {
             orphans.sweep();
             false
@@ -97,6 +99,14 @@ fn supervisor(args: &SuperviseArgs, script: Option<&Path>, orphans: Option<Orpha
 async fn child_exit(exits: &mut Option<crate::sys::ChildExits>) {
     match exits {
         Some(e) => e.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// At `at`, when the strays are looked at again; never, without it.
+async fn look_again(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -142,6 +152,11 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     let orphans = (process_groups(&args) && Orphans::adopt()).then(|| Orphans::of_runs(true));
     // Heard only with `orphans`: reaped as they exit.
     let mut exits = orphans.map(|_| crate::sys::ChildExits::new());
+    // The runs started and not ended (their programs are the library's to
+    // reap), the zombies seen and left so far, and when to look again.
+    let mut programs = HashSet::new();
+    let mut strays = Strays::default();
+    let mut again = None;
     // Set once the program turned out to be a script without a `#!` line:
     // then it is supervised as `/bin/sh script`, as `pkit run` runs it.
     let mut script: Option<PathBuf> = None;
@@ -177,15 +192,31 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                         }
                     }
                     Some(event) => {
+                        match event {
+                            // One run at a time: an earlier run's pid
+                            // (its exit event lost to a full buffer) goes.
+                            SupervisorEvent::Started { pid, .. } => {
+                                programs.clear();
+                                programs.insert(pid);
+                            }
+                            SupervisorEvent::Exited { pid, .. } => {
+                                programs.remove(&pid);
+                            }
+                            _ => {}
+                        }
                         if let Some(earlier) = held.take() {
                             say.event(&earlier);
                         }
                         say.event(&event);
                     }
                 },
-                // The orphans that exited while a run goes on.
+                // The orphans that exited while a run goes on, looked at
+                // as they exit and again once a zombie left lingered.
                 () = child_exit(&mut exits) => {
-                    orphans.as_ref().map(Orphans::reap_exited_strays);
+                    again = orphans.and_then(|o| o.reap_exited_strays(&programs, &mut strays));
+                }
+                () = look_again(again) => {
+                    again = orphans.and_then(|o| o.reap_exited_strays(&programs, &mut strays));
                 }
                 second = stops.recv() => {
                     if !say.stopping {

@@ -3,7 +3,7 @@
 //! groups as the runs' subreaper: the sweep between runs and after the
 //! last, the reaping of exited strays on SIGCHLD).
 //!
-//! Findings (ignored, failing on 6baadcc):
+//! Findings (failing on 6baadcc, fixed by sup2):
 //! - [`a_run_that_joins_pkits_process_group_keeps_its_exit_status`][]: the
 //!   stray reaping takes a run's program for a stray when it is no group
 //!   leader in pkit's session any more, and reaps its zombie before the
@@ -30,7 +30,6 @@ use common::*;
 /// 125 (its own failure) instead of 7. (Under `pgroup` the library's
 /// pidfd wait wins the race here.)
 #[test]
-#[ignore = "rv34: MEDIUM: supervise's stray reaping steals a run's exit status when the program left its group (portable: exit 125, no code)"]
 fn a_run_that_joins_pkits_process_group_keeps_its_exit_status() {
     let prog = "import os, time\n\
                 os.setpgid(0, os.getpgid(os.getppid()))\n\
@@ -61,7 +60,6 @@ fn a_run_that_joins_pkits_process_group_keeps_its_exit_status() {
 /// that name): killed when its run ends, as any other daemon is. The
 /// sweep knows the guard's pid, yet spares every child by that name.
 #[test]
-#[ignore = "rv34: LOW: the sweep (supervise, and run's) spares any orphan whose comm is pkit-guard: such a daemon outlives pkit"]
 fn an_orphan_named_pkit_guard_is_swept_too() {
     let dir = temp_path("rv34-guardname");
     std::fs::create_dir_all(&dir).unwrap();

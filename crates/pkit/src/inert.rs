@@ -17,17 +17,20 @@ use std::path::Path;
 /// The control characters a terminal acts on — C0 (escape, bell, carriage
 /// return, backspace, line feed, tab...), DEL and C1 — and Unicode's
 /// bidirectional controls (ALM, LRM, RLM, the embeddings and overrides
-/// U+202A–U+202E, the isolates U+2066–U+2069) are written out as Rust
-/// escapes (`\u{1b}`, `\n`, `\u{202e}`, as a failed run's quoted stderr
-/// shows them); everything else, non-ASCII letters included, is shown as
-/// it is. A name (a file name from an untrusted directory, a tool named in
-/// a config file) then can't retitle the terminal, move the cursor,
-/// reorder the text shown or start a forged line of a log. Text that was
-/// not UTF-8 is shown lossily first (U+FFFD), as `Path::display` shows it.
+/// U+202A–U+202E, the isolates U+2066–U+2069) and its line breaks (LINE
+/// SEPARATOR U+2028, PARAGRAPH SEPARATOR U+2029) are written out as Rust
+/// escapes (`\u{1b}`, `\n`, `\u{202e}`, `\u{2028}`, as a failed run's
+/// quoted stderr shows them); everything else, non-ASCII letters included,
+/// is shown as it is. A name (a file name from an untrusted directory, a
+/// tool named in a config file) then can't retitle the terminal, move the
+/// cursor, reorder the text shown or start a forged line of a log. Text
+/// that was not UTF-8 is shown lossily first (U+FFFD), as `Path::display`
+/// shows it.
 ///
 /// ```
 /// assert_eq!(pkit::escape_controls("x\u{1b}]0;pwned\u{7}"), r"x\u{1b}]0;pwned\u{7}");
 /// assert_eq!(pkit::escape_controls("a\nb\u{202e}c"), r"a\nb\u{202e}c");
+/// assert_eq!(pkit::escape_controls("a\u{2028}b"), r"a\u{2028}b");
 /// assert_eq!(pkit::escape_controls("café 日本"), "café 日本");
 /// ```
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
@@ -85,9 +88,11 @@ fn write_inert(out: &mut impl fmt::Write, text: &str, keep_lines: bool) -> fmt::
     Ok(())
 }
 
-/// A control character (C0, DEL, C1) or a bidirectional control.
+/// A control character (C0, DEL, C1), a bidirectional control, or
+/// Unicode's LINE SEPARATOR or PARAGRAPH SEPARATOR (U+2028, U+2029: line
+/// breaks to a log viewer or editor that honours them).
 fn needs_escape(c: char) -> bool {
-    c.is_control() || is_bidi_control(c)
+    c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Unicode's bidirectional formatting characters: ALM, LRM, RLM, the

@@ -223,7 +223,7 @@ pub use supervise::{
     DEFAULT_MAX_BACKOFF, EVENT_BUFFER,
 };
 pub use sys::{
-    host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment, LimitInfo,
-    Mechanism, MechanismChoice, Placement, ProcessInfo, Signal, Stats,
+    guard_pids, host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment,
+    LimitInfo, Mechanism, MechanismChoice, Placement, ProcessInfo, Signal, Stats,
 };
 pub use vt::{strip_vt, VtStripper};

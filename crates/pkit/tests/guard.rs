@@ -1752,3 +1752,33 @@ async fn groups_with_the_guard_off_start_no_guard() {
     }
     suite.end().await;
 }
+
+/// `guard_pids` names the guard a guarded group got (the one
+/// `host_containment` reports among them), each running: what `pkit
+/// run`'s and `pkit supervise`'s sweeps spare (a guard leaves its owner
+/// by a double fork, so it is the owner's child only where the owner is a
+/// subreaper, as those are).
+#[tokio::test]
+async fn guard_pids_names_the_started_guards() {
+    let suite = begin("guard_pids_names_the_started_guards").await;
+    for choice in mechanisms() {
+        let g = Group::builder().mechanism(choice).build().expect("group");
+        let mut p = g.start(&Command::new("true")).expect("start");
+        p.wait().await.expect("wait");
+        let pids = pkit::guard_pids();
+        if g.guarded() {
+            assert!(!pids.is_empty(), "{choice}: a guarded group, no guard pid");
+        }
+        if let Some(pid) = pkit::host_containment().guard.pid {
+            assert!(pids.contains(&pid), "{choice}: {pid} not in {pids:?}");
+        }
+        for pid in &pids {
+            assert!(
+                std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "{choice}: guard {pid} is not running"
+            );
+        }
+        g.close().await.expect("close");
+    }
+    suite.end().await;
+}

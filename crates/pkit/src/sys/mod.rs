@@ -96,6 +96,8 @@ pub(crate) use creator::Creator;
 pub(crate) use env_block::EnvBlock;
 #[cfg(unix)]
 pub(crate) use fdio::*;
+#[cfg(unix)]
+pub use guard::guard_pids;
 pub use guard_status::GuardStatus;
 #[cfg(unix)]
 pub use host::host_containment;
@@ -138,6 +140,12 @@ pub use types::Mechanism;
 pub(crate) use types::{ChildEnv, ExitStatus, IoRequest, ReadStep, SpawnError, Special};
 #[cfg(windows)]
 pub use windows::host_containment;
+/// The pids of this process's owner-death guards: none on Windows (a job
+/// object needs no guard process).
+#[cfg(windows)]
+pub fn guard_pids() -> Vec<u32> {
+    Vec::new()
+}
 /// A start resolves as [`resolve`] does on Windows.
 #[cfg(windows)]
 pub(crate) use windows::resolve as resolve_to_start;

@@ -300,6 +300,27 @@ impl Slot {
     }
 }
 
+/// The pids of this process's owner-death guards that were started (on
+/// Linux up to two: the one for cgroups and pidfd-held process groups,
+/// and the portable backend's), without starting one or asking it
+/// anything. A guard leaves this process by a double fork: where this
+/// process is a child subreaper, it is adopted as an orphan, and a
+/// subreaper that kills its adopted orphans (`pkit run`, `pkit
+/// supervise`) spares exactly these. A guard once started keeps its pid
+/// for the life of this process (none is started again). Cheap: no
+/// system call.
+pub fn guard_pids() -> Vec<u32> {
+    let mut pids = Vec::new();
+    #[cfg(target_os = "linux")]
+    if let Some(g) = GUARD.started.get() {
+        pids.push(g.pid as u32);
+    }
+    if let Some(g) = PORTABLE.started.get() {
+        pids.push(g.pid as u32);
+    }
+    pids
+}
+
 /// This process's guard for groups of the portable backend (`portable`)
 /// or the others; everywhere but Linux there is only the portable one.
 pub(crate) fn get_for(portable: bool) -> Result<&'static Guard, String> {
