@@ -70,10 +70,12 @@ fn rv35_helper() {
         };
         let procs = if i % 3 == 1 { 2 } else { 1 };
         let mut started = 0;
+        let mut pids = Vec::new();
         for _ in 0..procs {
             match rt.block_on(async { group.start(&sleep()) }) {
                 Ok(p) => {
                     started += 1;
+                    pids.push(p.pid().to_string());
                     std::mem::forget(p);
                 }
                 Err(e) => eprintln!("rv35 helper: start in group {i}: {e}"),
@@ -84,6 +86,10 @@ fn rv35_helper() {
             rt.block_on(async { drop(group) });
         } else {
             live += started;
+            let dir = common::cgroup_dir(&group).unwrap_or_default();
+            if std::env::var_os("PKIT_RV35_QUIET").is_none() {
+                say(format!("rv35g {i} {} {}", dir.display(), pids.join(" ")));
+            }
             kept.push(group);
         }
     }
@@ -174,6 +180,43 @@ fn wait_line(out: &mut BufReader<ChildStdout>, word: &str) -> String {
             other => panic!("the helper ended before `{word}`: {other:?}"),
         }
     }
+}
+
+/// The helper's `rv35g` lines until its `rv35done`: its live count and
+/// each kept group (`<i> <dir> <pids>`).
+fn groups_until_done(out: &mut BufReader<ChildStdout>) -> (usize, Vec<String>) {
+    let mut groups = Vec::new();
+    loop {
+        let mut line = String::new();
+        match out.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                if let Some(at) = line.find("rv35g ") {
+                    groups.push(line[at + 6..].trim().to_string());
+                } else if let Some(at) = line.find("rv35done ") {
+                    let live = line[at + 9..].trim().parse().expect("count");
+                    return (live, groups);
+                }
+            }
+            other => panic!("the helper ended before `rv35done`: {other:?}"),
+        }
+    }
+}
+
+/// Every member of the cgroup `dir` and its sub-cgroups.
+fn procs_in_tree(dir: &Path) -> Vec<u32> {
+    let mut found: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                found.extend(procs_in_tree(&e.path()));
+            }
+        }
+    }
+    found
 }
 
 /// Live (non-zombie) processes whose command line is `sleep 300.<tag>`.
@@ -377,9 +420,18 @@ fn owners_in_two_pid_namespaces_racing_for_names() {
             let us = rng.below(400_000);
             std::thread::sleep(Duration::from_micros(us));
             kill(owner_a);
-            let live_b: usize = wait_line(&mut b_out, "rv35done").parse().expect("count");
+            let (live_b, groups_b) = groups_until_done(&mut b_out);
             let a_gone = poll(Duration::from_secs(15), || marked(&tag_a).is_empty());
+            // A lost process stays lost: polled, so that a look that
+            // misses one for another reason can't fail the round.
+            let first_look = marked(&tag_b).len();
+            let _ = poll(Duration::from_secs(2), || marked(&tag_b).len() >= live_b);
             let b_alive = marked(&tag_b).len();
+            if first_look < live_b {
+                eprintln!(
+                    "rv35: round {round}: first look {first_look} of {live_b}, then {b_alive}"
+                );
+            }
             if !a_gone {
                 failures.push(format!(
                     "round {round} (killed at {us} µs): the killed owner's {:?} survive",
@@ -387,8 +439,25 @@ fn owners_in_two_pid_namespaces_racing_for_names() {
                 ));
             }
             if b_alive < live_b {
+                // (The helper's pids are its namespace's: count by cgroup.)
+                let about: Vec<String> = groups_b
+                    .iter()
+                    .filter_map(|g| {
+                        let want = g.split(' ').skip(2).count();
+                        let dir = PathBuf::from(g.split(' ').nth(1).unwrap_or(""));
+                        let procs = procs_in_tree(&dir);
+                        (procs.len() < want).then(|| {
+                            format!("group {g}: now {procs:?}, dir exists {}", dir.exists())
+                        })
+                    })
+                    .collect();
+                let all: Vec<String> = leftover_dirs(2)
+                    .iter()
+                    .map(|d| format!("{} {:?}", d.display(), procs_in_tree(d)))
+                    .collect();
+                eprintln!("rv35: round {round}: pkit-2-* now: {all:#?}");
                 failures.push(format!(
-                    "round {round} (killed at {us} µs): the live owner has {b_alive} of its {live_b} processes"
+                    "round {round} (killed at {us} µs): the live owner has {b_alive} of its {live_b} processes; lost: {about:?}"
                 ));
             }
             // The other owner killed too: nothing of either is left.
