@@ -1,0 +1,603 @@
+//! rv35: hostile review of guard3 (the Linux owner-death guard ends only a
+//! cgroup directory its owner confirmed making, `OP_MADE`; see
+//! `sys/guard/claim.rs`).
+//!
+//! An owner (this binary run again as a helper) creates cgroup groups in a
+//! loop, each with a marked `sleep` (`sleep 300.<tag>`; some groups with a
+//! second process in a sub-cgroup, some capped (a v1 directory where v2
+//! has no controller), some dropped so their directories go to the pool
+//! and are reused), and is SIGKILLed at a random microsecond offset. Then
+//! no marked process of its may survive and no directory of its may be
+//! left. The same, with two such owners in two pid namespaces under one
+//! parent cgroup (`unshare -pf --mount-proc`): both are pid 2, so their
+//! names collide; the killed one's guard must end all of its own and
+//! none of the other's.
+//!
+//! Run: `cargo test -p pkit --test review_rv35` (rounds:
+//! `RV35_ROUNDS`, default 12; `RV35_NS_ROUNDS`, default 3). Cgroup only:
+//! skipped (saying so) in the process-group and portable passes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cgroup_usable, skipped};
+use pkit::{Command, Group, MechanismChoice};
+
+const HELPER_VAR: &str = "PKIT_RV35_HELPER";
+
+/// The helper owner: prints `rv35go`, then creates groups (`PKIT_RV35_COUNT`
+/// of them, or without end if 0), each running `sleep 300.<PKIT_RV35_TAG>`;
+/// then prints `rv35done <live marked processes>` and waits to be killed.
+#[test]
+fn rv35_helper() {
+    let Ok(tag) = std::env::var(HELPER_VAR) else {
+        return;
+    };
+    let count: usize = std::env::var("PKIT_RV35_COUNT")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let say = |line: String| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").expect("stdout");
+        out.flush().expect("stdout");
+    };
+    say("rv35go".to_string());
+    let sleep = || Command::new("sleep").arg(format!("300.{tag}"));
+    let mut kept = Vec::new();
+    let mut live = 0usize;
+    let mut i = 0usize;
+    while count == 0 || i < count {
+        i += 1;
+        let mut b = Group::builder().mechanism(MechanismChoice::Cgroup);
+        if i % 5 == 2 {
+            b = b.memory_max(256 << 20);
+        }
+        let group = match b.build() {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("rv35 helper: group {i}: {e}");
+                continue;
+            }
+        };
+        let procs = if i % 3 == 1 { 2 } else { 1 };
+        let mut started = 0;
+        let mut pids = Vec::new();
+        for _ in 0..procs {
+            match rt.block_on(async { group.start(&sleep()) }) {
+                Ok(p) => {
+                    started += 1;
+                    pids.push(p.pid().to_string());
+                    std::mem::forget(p);
+                }
+                Err(e) => eprintln!("rv35 helper: start in group {i}: {e}"),
+            }
+        }
+        if i % 4 == 3 {
+            // Ended, its directory to the pool: a later group reuses it.
+            rt.block_on(async { drop(group) });
+        } else {
+            live += started;
+            let dir = common::cgroup_dir(&group).unwrap_or_default();
+            if std::env::var_os("PKIT_RV35_QUIET").is_none() {
+                say(format!("rv35g {i} {} {}", dir.display(), pids.join(" ")));
+            }
+            kept.push(group);
+        }
+    }
+    say(format!("rv35done {live}"));
+    let guard = pkit::host_containment().guard.pid.unwrap_or(0);
+    say(format!("rv35guard {guard}"));
+    std::thread::sleep(Duration::from_secs(120));
+    drop(kept);
+}
+
+/// Whether this pass runs the cgroup-only tests (saying why not).
+fn runs_here(name: &str) -> bool {
+    if std::env::var_os("PKIT_MECHANISM").is_some_and(|m| !m.is_empty()) {
+        skipped(name, "cgroup only: runs in the default pass");
+        return false;
+    }
+    if !cgroup_usable() {
+        skipped(name, "no cgroup v2 here");
+        return false;
+    }
+    true
+}
+
+fn rounds(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small xorshift seeded from the clock (no dependency for this).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64;
+        Rng(t | 1)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Starts the helper (`wrap`: a command to run it under, e.g. `unshare`)
+/// with marker `tag` and `count` groups; returns it and its stdout once it
+/// printed `rv35go`.
+fn helper(wrap: &[&str], tag: &str, count: usize) -> (Child, BufReader<ChildStdout>) {
+    let exe = std::env::current_exe().expect("test binary");
+    let args = ["rv35_helper", "--exact", "--nocapture", "--test-threads=1"];
+    let mut cmd = match wrap.split_first() {
+        None => std::process::Command::new(&exe),
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg(&exe);
+            c
+        }
+    };
+    let mut child = cmd
+        .args(args)
+        .env(HELPER_VAR, tag)
+        .env("PKIT_RV35_COUNT", count.to_string())
+        .env_remove("PKIT_MECHANISM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the helper");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_line(&mut out, "rv35go");
+    (child, out)
+}
+
+/// Reads `out` until a line holding `word`; what follows it.
+fn wait_line(out: &mut BufReader<ChildStdout>, word: &str) -> String {
+    loop {
+        let mut line = String::new();
+        match out.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                if let Some(at) = line.find(word) {
+                    return line[at + word.len()..].trim().to_string();
+                }
+            }
+            other => panic!("the helper ended before `{word}`: {other:?}"),
+        }
+    }
+}
+
+/// The helper's `rv35g` lines until its `rv35done`: its live count and
+/// each kept group (`<i> <dir> <pids>`).
+fn groups_until_done(out: &mut BufReader<ChildStdout>) -> (usize, Vec<String>) {
+    let mut groups = Vec::new();
+    loop {
+        let mut line = String::new();
+        match out.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                if let Some(at) = line.find("rv35g ") {
+                    groups.push(line[at + 6..].trim().to_string());
+                } else if let Some(at) = line.find("rv35done ") {
+                    let live = line[at + 9..].trim().parse().expect("count");
+                    return (live, groups);
+                }
+            }
+            other => panic!("the helper ended before `rv35done`: {other:?}"),
+        }
+    }
+}
+
+/// Every member of the cgroup `dir` and its sub-cgroups.
+fn procs_in_tree(dir: &Path) -> Vec<u32> {
+    let mut found: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                found.extend(procs_in_tree(&e.path()));
+            }
+        }
+    }
+    found
+}
+
+/// Live (non-zombie) processes whose command line is `sleep 300.<tag>`.
+fn marked(tag: &str) -> Vec<u32> {
+    let want = format!("sleep\0300.{tag}\0");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline == want.as_bytes() && !common::pid_gone(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Each process whose parent is `ppid` (host `/proc`).
+fn children_of(ppid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if common::stat(pid).is_some_and(|s| s.ppid == ppid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn poll(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(pid: u32) {
+    // SAFETY: kill(2) of a pid this test started (or its ns init).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+/// Kills `pids` and removes `dirs` (depth-first), what a failed round left.
+fn clean(pids: &[u32], dirs: &[PathBuf]) {
+    for &p in pids {
+        kill(p);
+    }
+    for d in dirs {
+        let _ = poll(Duration::from_secs(5), || remove_tree(d));
+    }
+}
+
+fn remove_tree(d: &Path) -> bool {
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    std::fs::remove_dir(d).is_ok() || !d.exists()
+}
+
+/// Every `pkit-<owner>-*` directory under `/sys/fs/cgroup` (v2 groups
+/// and their v1 cap directories), a few levels down.
+fn leftover_dirs(owner: u32) -> Vec<PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: u32, found: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), prefix, depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        Path::new("/sys/fs/cgroup"),
+        &format!("pkit-{owner}-"),
+        4,
+        &mut found,
+    );
+    found
+}
+
+/// Reaps whatever zombie children this process was handed (it is then a
+/// subreaper); a no-op otherwise.
+fn reap_orphans() {
+    for (pid, _) in common::own_children() {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+        }
+    }
+}
+
+/// An owner SIGKILLed at a random point of its groups' creation (at any
+/// step: registration, `mkdir`, lock, `OP_MADE`, start, sub-cgroup, cap,
+/// pool reuse) leaves none of its processes running and none of its
+/// directories behind.
+#[test]
+fn an_owner_killed_anywhere_in_creation_leaves_nothing() {
+    let name = "an_owner_killed_anywhere_in_creation_leaves_nothing";
+    common::in_suite("review_rv35", || {
+        if !runs_here(name) {
+            return;
+        }
+        let mut rng = Rng::new();
+        let mut failures = Vec::new();
+        let n = rounds("RV35_ROUNDS", 12);
+        for round in 0..n {
+            let tag = format!("{}{round:04}", std::process::id());
+            let (mut child, _out) = helper(&[], &tag, 0);
+            let owner = child.id();
+            // Mostly within the first creations (the guard's start, the
+            // first registration), sometimes deep in the loop.
+            let us = if round % 4 == 0 {
+                rng.below(300_000)
+            } else {
+                rng.below(40_000)
+            };
+            std::thread::sleep(Duration::from_micros(us));
+            child.kill().expect("kill the helper");
+            child.wait().expect("reap the helper");
+            let ok = poll(Duration::from_secs(15), || {
+                marked(&tag).is_empty() && leftover_dirs(owner).is_empty()
+            });
+            if !ok {
+                let alive = marked(&tag);
+                let dirs = leftover_dirs(owner);
+                failures.push(format!(
+                    "round {round} (killed at {us} µs): alive {alive:?}, dirs {dirs:?}"
+                ));
+                clean(&alive, &dirs);
+            }
+            reap_orphans();
+        }
+        reap_orphans();
+        assert!(failures.is_empty(), "{n} rounds: {failures:#?}");
+    });
+}
+
+/// Two owners in two pid namespaces under one parent cgroup, both pid 2
+/// (their names `pkit-2-<n>` collide): one creates a fixed number of
+/// groups and keeps them, the other churns and is SIGKILLed at a random
+/// point. The killed one's guard ends all of its processes and none of the
+/// other's; once the other is killed too, no `pkit-2-*` directory is left.
+#[test]
+fn owners_in_two_pid_namespaces_racing_for_names() {
+    let name = "owners_in_two_pid_namespaces_racing_for_names";
+    common::in_suite("review_rv35", || {
+        if !runs_here(name) {
+            return;
+        }
+        let probe = std::process::Command::new("unshare")
+            .args(["-pf", "--mount-proc", "true"])
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            skipped(name, "no `unshare -pf --mount-proc` here");
+            return;
+        }
+        let mut rng = Rng::new();
+        let mut failures = Vec::new();
+        let n = rounds("RV35_NS_ROUNDS", 3);
+        // `sh` is the namespace's pid 1 (it execs a sleep), the helper pid 2.
+        let wrap = [
+            "unshare",
+            "-pf",
+            "--mount-proc",
+            "sh",
+            "-c",
+            "\"$0\" \"$@\" & exec sleep 600",
+        ];
+        for round in 0..n {
+            let (tag_a, tag_b) = (
+                format!("{}{round:03}1", std::process::id()),
+                format!("{}{round:03}2", std::process::id()),
+            );
+            let (mut b, mut b_out) = helper(&wrap, &tag_b, 24);
+            let (mut a, _a_out) = helper(&wrap, &tag_a, 0);
+            // unshare -> ns init (sleep) -> helper.
+            let init_of = |c: &Child| children_of(c.id()).first().copied().expect("ns init");
+            let (init_a, init_b) = (init_of(&a), init_of(&b));
+            let owner_a = children_of(init_a)
+                .into_iter()
+                .find(|&p| common::comm(p).is_some_and(|c| !c.starts_with("sleep")))
+                .expect("helper a");
+            let us = rng.below(400_000);
+            std::thread::sleep(Duration::from_micros(us));
+            kill(owner_a);
+            let (live_b, groups_b) = groups_until_done(&mut b_out);
+            let a_gone = poll(Duration::from_secs(15), || marked(&tag_a).is_empty());
+            // A lost process stays lost: polled, so that a look that
+            // misses one for another reason can't fail the round.
+            let first_look = marked(&tag_b).len();
+            let _ = poll(Duration::from_secs(2), || marked(&tag_b).len() >= live_b);
+            let b_alive = marked(&tag_b).len();
+            if first_look < live_b {
+                eprintln!(
+                    "rv35: round {round}: first look {first_look} of {live_b}, then {b_alive}"
+                );
+            }
+            if !a_gone {
+                failures.push(format!(
+                    "round {round} (killed at {us} µs): the killed owner's {:?} survive",
+                    marked(&tag_a)
+                ));
+            }
+            if b_alive < live_b {
+                // (The helper's pids are its namespace's: count by cgroup.)
+                let about: Vec<String> = groups_b
+                    .iter()
+                    .filter_map(|g| {
+                        let want = g.split(' ').skip(2).count();
+                        let dir = PathBuf::from(g.split(' ').nth(1).unwrap_or(""));
+                        let procs = procs_in_tree(&dir);
+                        (procs.len() < want).then(|| {
+                            format!("group {g}: now {procs:?}, dir exists {}", dir.exists())
+                        })
+                    })
+                    .collect();
+                let all: Vec<String> = leftover_dirs(2)
+                    .iter()
+                    .map(|d| format!("{} {:?}", d.display(), procs_in_tree(d)))
+                    .collect();
+                eprintln!("rv35: round {round}: pkit-2-* now: {all:#?}");
+                failures.push(format!(
+                    "round {round} (killed at {us} µs): the live owner has {b_alive} of its {live_b} processes; lost: {about:?}"
+                ));
+            }
+            // The other owner killed too: nothing of either is left.
+            let owner_b = children_of(init_b)
+                .into_iter()
+                .find(|&p| common::comm(p).is_some_and(|c| !c.starts_with("sleep")))
+                .expect("helper b");
+            kill(owner_b);
+            let clear = poll(Duration::from_secs(15), || {
+                marked(&tag_b).is_empty() && leftover_dirs(2).is_empty()
+            });
+            if !clear {
+                let dirs = leftover_dirs(2);
+                let alive = marked(&tag_b);
+                failures.push(format!(
+                    "round {round}: after both were killed: alive {alive:?}, dirs {dirs:?}"
+                ));
+                clean(&alive, &dirs);
+            }
+            for (init, child) in [(init_a, &mut a), (init_b, &mut b)] {
+                kill(init);
+                let _ = child.wait();
+            }
+            reap_orphans();
+        }
+        reap_orphans();
+        assert!(failures.is_empty(), "{n} rounds: {failures:#?}");
+    });
+}
+
+/// The helper's one kept group (count 1: two processes, the second in a
+/// sub-cgroup), once made: the helper, its guard's pid and its directory.
+fn one_group(tag: &str) -> (Child, u32, PathBuf) {
+    let (child, mut out) = helper(&[], tag, 1);
+    let live: usize = wait_line(&mut out, "rv35done").parse().expect("count");
+    assert_eq!(live, 2, "the helper's group runs its two sleeps");
+    let guard: u32 = wait_line(&mut out, "rv35guard").parse().expect("pid");
+    assert!(guard > 0, "the helper has a guard");
+    let dirs = common::cgroup_dirs_of(&common::group_parent().expect("a group parent"), child.id());
+    assert_eq!(dirs.len(), 1, "the helper's one directory: {dirs:?}");
+    let dir = dirs.into_iter().next().expect("checked");
+    (child, guard, dir)
+}
+
+fn ino(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).expect("stat").ino()
+}
+
+/// Someone else removes an owner's (emptied) group directory and makes
+/// another of the same name, holding it as a live owner does, with a
+/// process in it: cgroupfs gives the new one another inode, and the
+/// owner's guard leaves it (and its process) alone when the owner dies.
+#[test]
+fn a_name_remade_by_someone_else_is_left_alone() {
+    let name = "a_name_remade_by_someone_else_is_left_alone";
+    common::in_suite("review_rv35", || {
+        if !runs_here(name) {
+            return;
+        }
+        let tag = format!("{}9001", std::process::id());
+        let (mut child, guard, dir) = one_group(&tag);
+        let first = ino(&dir);
+        // Emptied (its processes moved to our own cgroup), then removed
+        // and made again under the same name.
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+        let own = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a v2 cgroup")
+            .to_string();
+        let root = dir
+            .ancestors()
+            .find(|a| {
+                a.join("cgroup.controllers").exists()
+                    && !a.join("..").join("cgroup.controllers").exists()
+            })
+            .map(Path::to_path_buf)
+            .expect("the cgroup2 mount");
+        let home = root.join(own.trim_start_matches('/'));
+        let moved: Vec<u32> = marked(&tag);
+        for &p in &moved {
+            std::fs::write(home.join("cgroup.procs"), p.to_string()).expect("move out");
+        }
+        let removed = poll(Duration::from_secs(10), || remove_tree(&dir));
+        assert!(removed, "the owner's directory emptied and removed");
+        std::fs::create_dir(&dir).expect("made again");
+        let second = ino(&dir);
+        let lock = std::fs::File::open(&dir).expect("open");
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockShared)
+            .expect("its shared lock");
+        let mut other = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .expect("sleep");
+        std::fs::write(dir.join("cgroup.procs"), other.id().to_string()).expect("join");
+        child.kill().expect("kill the helper");
+        child.wait().expect("reap");
+        let torn_down = poll(Duration::from_secs(15), || common::pid_gone(guard));
+        let alive = !common::pid_gone(other.id());
+        let kept = dir.is_dir();
+        let _ = other.kill();
+        let _ = other.wait();
+        for &p in &moved {
+            kill(p);
+        }
+        drop(lock);
+        let _ = poll(Duration::from_secs(10), || remove_tree(&dir));
+        reap_orphans();
+        assert!(torn_down, "the helper's guard did not exit");
+        assert_ne!(
+            first, second,
+            "cgroupfs reused an inode number for the name"
+        );
+        assert!(
+            alive,
+            "the guard killed another's process in a remade directory"
+        );
+        assert!(kept, "the guard removed another's remade directory");
+    });
+}
+
+/// Renaming a group directory, which would hide it from the guard's
+/// path lookup, is refused by cgroup v2 (`EPERM`, renames are v1 only): no
+/// one can move an owner's group out from under its guard's path.
+#[test]
+fn cgroup_v2_refuses_to_rename_a_group_directory() {
+    let name = "cgroup_v2_refuses_to_rename_a_group_directory";
+    common::in_suite("review_rv35", || {
+        if !runs_here(name) {
+            return;
+        }
+        let parent = common::group_parent().expect("a group parent");
+        let dir = parent.join(format!("pkit-{}-rv35-rename", std::process::id()));
+        std::fs::create_dir(&dir).expect("mkdir");
+        let to = dir.with_file_name(format!("rv35-renamed-{}", std::process::id()));
+        let renamed = std::fs::rename(&dir, &to);
+        let _ = std::fs::remove_dir(&dir);
+        let _ = std::fs::remove_dir(&to);
+        let err = renamed.expect_err("cgroup v2 renamed a directory");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    });
+}
