@@ -343,21 +343,41 @@ async fn the_descriptor_check_ignores_another_tests_runtime_but_not_a_leak() {
     // just before it is made: one closed meanwhile, such as the previous
     // test's as this one began, may leave numbers and fdinfo that a new
     // one takes again exactly, eventfd ids included.)
-    let (before_one, now) = std::thread::spawn(|| {
-        let before_one = Snapshot::take();
-        let _one = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        (before_one, Snapshot::take())
-    })
-    .join()
-    .expect("a runtime's thread");
-    assert!(
-        !common::fds::opened_since_allowing(&before_one, &now, 0).is_empty(),
+    // Allowed one, it alone is ignored. Another test's runtime made in
+    // the same window (a harness thread beginning its next test, which
+    // then waits for the lock) is a second one, and is seen: looked at
+    // again, up to 20 times, until a window has none (each look has
+    // this one; failed so once in 20 runs of this binary, two at once,
+    // under load).
+    let one_runtime = || {
+        std::thread::spawn(|| {
+            let before_one = Snapshot::take();
+            let _one = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            (before_one, Snapshot::take())
+        })
+        .join()
+        .expect("a runtime's thread")
+    };
+    let mut looks = 0;
+    let (before_one, now) = loop {
+        let (before_one, now) = one_runtime();
+        assert!(
+            !common::fds::opened_since_allowing(&before_one, &now, 0).is_empty(),
+            "now: {now:?}\nbefore: {before_one:?}"
+        );
+        looks += 1;
+        if looks == 20 || common::fds::opened_since_allowing(&before_one, &now, 1).is_empty() {
+            break (before_one, now);
+        }
+    };
+    assert_eq!(
+        common::fds::opened_since_allowing(&before_one, &now, 1),
+        [],
         "now: {now:?}\nbefore: {before_one:?}"
     );
-    assert_eq!(common::fds::opened_since_allowing(&before_one, &now, 1), []);
     // With one test thread no other test's runtime can be being made, so
     // none is ignored: one whole runtime made meanwhile is a leak (a
     // second runtime made per call would show). (Before: at least one was
