@@ -36,13 +36,13 @@ pub struct Strays(std::collections::HashMap<i32, Instant>);
 
 /// This process's children (elsewhere: from the platform's process table).
 #[cfg(not(target_os = "linux"))]
-fn children() -> Vec<(i32, char, String)> {
+fn children() -> Vec<(i32, char)> {
     sys::children()
 }
 
 /// This process's children, with their state letters.
 #[cfg(target_os = "linux")]
-fn children() -> Vec<(i32, char, String)> {
+fn children() -> Vec<(i32, char)> {
     let me = std::process::id().to_string();
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -56,16 +56,15 @@ fn children() -> Vec<(i32, char, String)> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some(close) = stat.rfind(')') else {
             continue;
         };
-        let comm = stat[open + 1..close].to_string();
         let mut f = stat[close + 1..].split_whitespace();
         let (Some(state), Some(ppid)) = (f.next(), f.next()) else {
             continue;
         };
         if ppid == me {
-            out.push((pid, state.chars().next().unwrap_or('?'), comm));
+            out.push((pid, state.chars().next().unwrap_or('?')));
         }
     }
     out
@@ -169,8 +168,7 @@ impl Orphans {
         let guards = pkit::guard_pids();
         children()
             .into_iter()
-            .filter(|(pid, _, _)| *pid as u32 != self.main && !guards.contains(&(*pid as u32)))
-            .map(|(pid, state, _)| (pid, state))
+            .filter(|(pid, _)| *pid as u32 != self.main && !guards.contains(&(*pid as u32)))
             .collect()
     }
 

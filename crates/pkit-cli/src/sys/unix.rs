@@ -428,10 +428,10 @@ pub fn set_child_subreaper() -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, why))
 }
 
-/// This process's children (pid, state letter with `Z` for a zombie,
-/// name), from the `kern.proc.proc` sysctl.
+/// This process's children (pid, state letter with `Z` for a zombie),
+/// from the `kern.proc.proc` sysctl.
 #[cfg(target_os = "freebsd")]
-pub fn children() -> Vec<(i32, char, String)> {
+pub fn children() -> Vec<(i32, char)> {
     let mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PROC];
     let each = std::mem::size_of::<libc::kinfo_proc>();
     let me = std::process::id() as libc::pid_t;
@@ -477,12 +477,7 @@ pub fn children() -> Vec<(i32, char, String)> {
         return buf
             .iter()
             .filter(|k| k.ki_ppid == me)
-            .map(|k| {
-                let state = if k.ki_stat == libc::SZOMB { 'Z' } else { 'R' };
-                // SAFETY: ki_comm is a NUL-terminated C string in the record.
-                let name = unsafe { std::ffi::CStr::from_ptr(k.ki_comm.as_ptr()) };
-                (k.ki_pid, state, name.to_string_lossy().into_owned())
-            })
+            .map(|k| (k.ki_pid, if k.ki_stat == libc::SZOMB { 'Z' } else { 'R' }))
             .collect();
     }
     Vec::new()
@@ -491,7 +486,7 @@ pub fn children() -> Vec<(i32, char, String)> {
 /// No subreaper here (see [`set_child_subreaper`]), so no orphan of the
 /// run is pkit's child.
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-pub fn children() -> Vec<(i32, char, String)> {
+pub fn children() -> Vec<(i32, char)> {
     Vec::new()
 }
 

@@ -261,7 +261,7 @@ pub fn set_child_subreaper() -> io::Result<()> {
 }
 
 /// No subreaper on Windows, so no orphan of the run is pkit's child.
-pub fn children() -> Vec<(i32, char, String)> {
+pub fn children() -> Vec<(i32, char)> {
     Vec::new()
 }
 
