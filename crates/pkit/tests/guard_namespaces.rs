@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cgroup_usable, kill_pid, pid_gone, skipped};
+use common::{kill_pid, pid_gone};
 use pkit::fault::{hold, reached, Point};
 use pkit::{Command, Group, MechanismChoice};
 
@@ -110,29 +110,9 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
     }
 }
 
-/// Whether this pass runs the cgroup-only tests (saying why not).
-fn runs_here(name: &str) -> bool {
-    if std::env::var_os("PKIT_MECHANISM").is_some_and(|m| !m.is_empty()) {
-        skipped(name, "cgroup only: runs in the default pass");
-        return false;
-    }
-    if !cgroup_usable() {
-        skipped(name, "no cgroup v2 here");
-        return false;
-    }
-    true
-}
-
 /// Starts the helper in `mode`; returns it and its `ready` line's fields.
 fn helper(mode: &str) -> (Child, Vec<String>) {
-    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "guard_ns_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER_VAR, mode)
+    let mut child = common::helper_owner_command("guard_ns_helper", HELPER_VAR, mode)
         .env_remove("PKIT_MECHANISM")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -172,7 +152,7 @@ fn join(dir: &Path, pid: u32) {
 fn a_killed_owners_registered_name_another_owner_made_is_left_alone() {
     let name = "a_killed_owners_registered_name_another_owner_made_is_left_alone";
     common::in_suite("guard_namespaces", || {
-        if !runs_here(name) {
+        if !common::cgroup_pass(name) {
             return;
         }
         let (helper, ready) = helper("registered");
@@ -208,7 +188,7 @@ fn a_killed_owners_registered_name_another_owner_made_is_left_alone() {
 fn an_owner_killed_before_telling_its_guard_leaves_no_directory() {
     let name = "an_owner_killed_before_telling_its_guard_leaves_no_directory";
     common::in_suite("guard_namespaces", || {
-        if !runs_here(name) {
+        if !common::cgroup_pass(name) {
             return;
         }
         let (helper, ready) = helper("made");
@@ -226,7 +206,7 @@ fn an_owner_killed_before_telling_its_guard_leaves_no_directory() {
 fn a_forked_copy_holding_the_lock_does_not_keep_the_group_alive() {
     let name = "a_forked_copy_holding_the_lock_does_not_keep_the_group_alive";
     common::in_suite("guard_namespaces", || {
-        if !runs_here(name) {
+        if !common::cgroup_pass(name) {
             return;
         }
         let (helper, ready) = helper("forked");

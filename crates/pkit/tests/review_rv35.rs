@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cgroup_usable, skipped};
 use pkit::{Command, Group, MechanismChoice};
 
 const HELPER_VAR: &str = "PKIT_RV35_HELPER";
@@ -98,19 +97,6 @@ fn rv35_helper() {
     say(format!("rv35guard {guard}"));
     std::thread::sleep(Duration::from_secs(120));
     drop(kept);
-}
-
-/// Whether this pass runs the cgroup-only tests (saying why not).
-fn runs_here(name: &str) -> bool {
-    if std::env::var_os("PKIT_MECHANISM").is_some_and(|m| !m.is_empty()) {
-        skipped(name, "cgroup only: runs in the default pass");
-        return false;
-    }
-    if !cgroup_usable() {
-        skipped(name, "no cgroup v2 here");
-        return false;
-    }
-    true
 }
 
 fn rounds(var: &str, default: usize) -> usize {
@@ -334,7 +320,7 @@ fn reap_orphans() {
 fn an_owner_killed_anywhere_in_creation_leaves_nothing() {
     let name = "an_owner_killed_anywhere_in_creation_leaves_nothing";
     common::in_suite("review_rv35", || {
-        if !runs_here(name) {
+        if !common::cgroup_pass(name) {
             return;
         }
         let mut rng = Rng::new();
@@ -381,14 +367,14 @@ fn an_owner_killed_anywhere_in_creation_leaves_nothing() {
 fn owners_in_two_pid_namespaces_racing_for_names() {
     let name = "owners_in_two_pid_namespaces_racing_for_names";
     common::in_suite("review_rv35", || {
-        if !runs_here(name) {
+        if !common::cgroup_pass(name) {
             return;
         }
         let probe = std::process::Command::new("unshare")
             .args(["-pf", "--mount-proc", "true"])
             .status();
         if !probe.is_ok_and(|s| s.success()) {
-            skipped(name, "no `unshare -pf --mount-proc` here");
+            common::skipped(name, "no `unshare -pf --mount-proc` here");
             return;
         }
         let mut rng = Rng::new();
@@ -515,7 +501,7 @@ fn ino(p: &Path) -> u64 {
 fn a_name_remade_by_someone_else_is_left_alone() {
     let name = "a_name_remade_by_someone_else_is_left_alone";
     common::in_suite("review_rv35", || {
-        if !runs_here(name) {
+        if !common::cgroup_pass(name) {
             return;
         }
         let tag = format!("{}9001", std::process::id());
@@ -587,7 +573,7 @@ fn a_name_remade_by_someone_else_is_left_alone() {
 fn cgroup_v2_refuses_to_rename_a_group_directory() {
     let name = "cgroup_v2_refuses_to_rename_a_group_directory";
     common::in_suite("review_rv35", || {
-        if !runs_here(name) {
+        if !common::cgroup_pass(name) {
             return;
         }
         let parent = common::group_parent().expect("a group parent");

@@ -71,6 +71,22 @@ pub fn cgroup_usable() -> bool {
     }
 }
 
+/// Whether this pass runs test `name`, which needs the cgroup mechanism and
+/// runs in the default pass only (the others force theirs with
+/// `PKIT_MECHANISM`); says why not through [`skipped`].
+#[allow(dead_code)]
+pub fn cgroup_pass(name: &str) -> bool {
+    if std::env::var_os("PKIT_MECHANISM").is_some_and(|m| !m.is_empty()) {
+        skipped(name, "cgroup only: runs in the default pass");
+        return false;
+    }
+    if !cgroup_usable() {
+        skipped(name, "no cgroup v2 here");
+        return false;
+    }
+    true
+}
+
 /// Reports something this test binary skips, and why, once per binary and
 /// `what`: on the real stderr, so a plain `cargo test` shows it (the test
 /// harness captures `eprintln!` output of passing tests).
