@@ -63,14 +63,15 @@ impl Container {
                 Kind::Cgroup(cg) => cg.write_freeze(true),
                 Kind::Pgroup { .. } => self.stop_pgroup(was),
             };
+            if stopped.is_err() {
+                // Not frozen (nor stopped): don't claim it is. Under the
+                // same locks, so no other suspend finds the flag set
+                // meanwhile and takes the group for suspended.
+                self.suspended.store(false, Ordering::Release);
+            }
             (stopped, closed)
         };
-        if let Err(e) = stopped {
-            // Not frozen (nor stopped): don't claim it is.
-            let _freezing = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
-            self.suspended.store(false, Ordering::Release);
-            return Err(e);
-        }
+        stopped?;
         if closed {
             return Ok(());
         }
