@@ -103,9 +103,10 @@ impl Orphans {
     /// library reaps those): none is taken for one by
     /// [`sweep`](Self::sweep), which runs between the runs and after the
     /// last; [`reap_exited_strays`](Self::reap_exited_strays) reaps only
-    /// what can't be one.
-    pub fn of_runs(subreaper: bool) -> Orphans {
-        Orphans::new(0, subreaper)
+    /// what can't be one. Only once pkit is the subreaper
+    /// ([`adopt`](Self::adopt) succeeded).
+    pub fn of_runs() -> Orphans {
+        Orphans::new(0, true)
     }
 
     /// While a run goes on ([`of_runs`](Self::of_runs)): reaps the adopted

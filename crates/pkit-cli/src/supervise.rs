@@ -149,7 +149,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     // them and kills what is left of each run after it (a descendant that
     // left the run's group with setsid), as `pkit run` does. (A cgroup
     // holds them all.) Linux and FreeBSD.
-    let orphans = (process_groups(&args) && Orphans::adopt()).then(|| Orphans::of_runs(true));
+    let orphans = (process_groups(&args) && Orphans::adopt()).then(Orphans::of_runs);
     // Heard only with `orphans`: reaped as they exit.
     let mut exits = orphans.map(|_| crate::sys::ChildExits::new());
     // The runs started and not ended (their programs are the library's to
