@@ -299,14 +299,24 @@ fn an_exit_seen_with_its_bound_is_not_a_timeout() {
 
                 let what = format!("{choice}: one-shot run, run {i}");
                 let file = TempPath::new("exit-seen-with-bound");
+                let go = TempPath::new("exit-seen-with-bound-go");
                 let since = std::time::Instant::now();
-                let cmd = sh(choice, r#"echo $$ > "$1"; exit 3"#)
-                    .arg(file.as_str())
-                    .inactivity_timeout(IDLE);
+                // The child waits for `go` before it exits: on a loaded
+                // machine it could otherwise end before the first poll
+                // returns, and the run would end at that poll (seen in CI,
+                // 1 run in 40).
+                let cmd = sh(
+                    choice,
+                    r#"echo $$ > "$1"; while [ ! -e "$2" ]; do sleep 0.01; done; exit 3"#,
+                )
+                .arg(file.as_str())
+                .arg(go.as_str())
+                .inactivity_timeout(IDLE);
                 let mut run = std::pin::pin!(cmd.output());
                 // One poll: the child starts and the bounds are armed.
                 let polled = tokio::time::timeout(Duration::ZERO, &mut run).await;
                 assert!(polled.is_err(), "{what}: ended at its first poll");
+                std::fs::write(go.path(), b"").unwrap();
                 let pid = loop {
                     let text = std::fs::read_to_string(file.path()).unwrap_or_default();
                     if let Ok(pid) = text.trim().parse() {
