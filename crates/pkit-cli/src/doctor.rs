@@ -18,6 +18,15 @@ macro_rules! say {
 /// Prints the findings: written whole at the end, so that findings that
 /// can't be written (`pkit doctor | true`: the reader gone) are a failure
 /// with `pkit run`'s statuses, 141 for EPIPE, 125 otherwise, not status 0.
+/// (A stdout closed when pkit starts, `>&-`, is `/dev/null` to it, as to
+/// `pkit run`: Rust's runtime opens that there before `main`, so nothing
+/// fails and the status is the findings', as with `>/dev/null`.)
+///
+/// What the system said (paths from `/proc/self/mountinfo` and
+/// `/proc/self/cgroup`, which can hold any bytes, reasons and errors that
+/// quote them) is shown with control and bidi characters escaped
+/// (`pkit::escape_controls`), as pkit's other lines; the JSON keeps the
+/// exact values, its text escaped as `pkit run --json`'s.
 pub fn main(as_json: bool) -> ExitCode {
     // A bad PKIT_CLONE3 refuses every run: in prose, said on stderr; in
     // JSON, still one object (no mechanism, the refusal as the reason), as
@@ -50,6 +59,9 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
         host.reason = msg;
     }
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    // What the system said, for a terminal.
+    let esc = |t: &str| pkit::escape_controls(t).into_owned();
+    let shown = |p: &std::path::Path| esc(&p.to_string_lossy());
     if as_json {
         let v = json!({
             "mechanism": host.mechanism.map(|m| m.as_str()),
@@ -79,19 +91,21 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
                 "started": host.guard.started,
             }),
         });
-        say!(text, "{v}");
+        // Always serializable (plain values); compact, as `{v}` was.
+        let line = crate::json_line::to_line(&v).unwrap_or_default();
+        say!(text, "{}", String::from_utf8_lossy(&line));
     } else {
         let yes = |b: bool| if b { "yes" } else { "no" };
         match host.mechanism {
             Some(m) => say!(text, "New groups get: {m}"),
             None => say!(text, "New groups get: nothing (creating a group fails)"),
         }
-        say!(text, "  why: {}", host.reason);
+        say!(text, "  why: {}", esc(&host.reason));
         match pkit::MechanismChoice::from_env() {
             Ok(_) => say!(text, "  PKIT_MECHANISM: {}", host.choice),
             Err(bad) => say!(text, "  PKIT_MECHANISM: {bad:?} (not a choice)"),
         }
-        say!(text, "  kernel: {}", host.kernel);
+        say!(text, "  kernel: {}", esc(&host.kernel));
         // Windows: none of the cgroup and clone3 lines apply.
         let job = host.mechanism == Some(pkit::Mechanism::JobObject);
         if job {
@@ -103,17 +117,17 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
         }
         match &host.cgroup_mount {
             _ if job => {}
-            Some(m) => say!(text, "  cgroup v2 mounted at: {}", m.display()),
+            Some(m) => say!(text, "  cgroup v2 mounted at: {}", shown(m)),
             None => say!(text, "  cgroup v2 mounted at: (not mounted)"),
         }
         if let Some(o) = &host.owner_cgroup {
-            say!(text, "  this process's cgroup: {}", o.display());
+            say!(text, "  this process's cgroup: {}", shown(o));
         }
         if let Some(p) = &host.group_parent {
             say!(
                 text,
                 "  groups are created under: {} (writable: {})",
-                p.display(),
+                shown(p),
                 yes(host.cgroup_writable)
             );
         }
@@ -144,7 +158,8 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
             None => say!(text, "  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
             Some(e) => say!(
                 text,
-                "  placement at birth: no, children join before exec ({e})"
+                "  placement at birth: no, children join before exec ({})",
+                esc(e)
             ),
         }
         let g = &host.guard;
@@ -156,10 +171,10 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
                 if g.groups.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", g.groups.join(", "))
+                    format!(": {}", esc(&g.groups.join(", ")))
                 }
             ),
-            (_, _, Some(why)) => say!(text, "  owner-death guard: not running: {why}"),
+            (_, _, Some(why)) => say!(text, "  owner-death guard: not running: {}", esc(why)),
             _ => say!(
                 text,
                 "  owner-death guard: not running in this process (every pkit process starts \
@@ -167,13 +182,13 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
             ),
         }
         if !g.started.is_empty() {
-            say!(text, "  owner-death guard, started as: {}", g.started);
+            say!(text, "  owner-death guard, started as: {}", esc(&g.started));
         }
         if !job {
             say!(
                 text,
                 "  owner-death guard, process groups: {}",
-                g.process_groups
+                esc(&g.process_groups)
             );
         }
         if job {
@@ -183,8 +198,14 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
         }
         for c in &host.caps {
             match &c.enforced_by {
-                Some(how) => say!(text, "    {:<14} yes, by {how} ({})", c.cap, c.reason),
-                None => say!(text, "    {:<14} no: {}", c.cap, c.reason),
+                Some(how) => say!(
+                    text,
+                    "    {:<14} yes, by {} ({})",
+                    c.cap,
+                    esc(how),
+                    esc(&c.reason)
+                ),
+                None => say!(text, "    {:<14} no: {}", c.cap, esc(&c.reason)),
             }
         }
         if host.mechanism == Some(pkit::Mechanism::ProcessGroup) {

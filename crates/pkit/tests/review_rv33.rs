@@ -5,7 +5,9 @@
 //! the wait that sees its exit) and the cross-process suite lock.
 //!
 //! Findings are `#[ignore = "rv33: ..."]`d tests that fail on 03b5b34; the
-//! rest are probes that found the merges sound.
+//! rest are probes that found the merges sound. Both findings are fixed
+//! since (guard3: the guard's sweep at its descriptor limit; ci2: the suite
+//! lock's gate) and run as regular tests.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -757,18 +759,19 @@ fn a_guard_with_two_descriptors_left_still_sweeps_the_session() {
     });
 }
 
-/// rv33 LOW: lows2 (9b353dd) says Linux's guard now kills a session member
-/// no pidfd can be opened for (EMFILE) by number instead of skipping it
-/// (rv30 LOW). That branch is never reached for EMFILE: the sweep's
-/// listing asks `exited(pid)` first, which opens `/proc/<pid>/stat` and
-/// takes a failed open for "gone", so at the descriptor limit every member
-/// is still skipped, and the job outlives its owner. (Likewise in the
-/// cgroup fallback `kill_listed`: `birth()` opens `/proc/<pid>/stat`, and
-/// the second read of `cgroup.procs` needs a descriptor the batch's pidfds
-/// took, so at the limit that pass kills nobody, not even the members it
-/// holds pidfds for; reached only without `cgroup.kill`, not tested here.)
+/// rv33 LOW, fixed by guard3 (39f1860, `sys/guard/session.rs`): lows2
+/// (9b353dd) says Linux's guard kills a session member no pidfd can be
+/// opened for (EMFILE) by number instead of skipping it (rv30 LOW). That
+/// branch was never reached for EMFILE: the sweep's listing asked
+/// `exited(pid)` first, which opened `/proc/<pid>/stat` and took a failed
+/// open for "gone", so at the descriptor limit every member was still
+/// skipped, and the job outlived its owner. `exited` now takes only
+/// ENOENT/ESRCH for gone; a member it can't ask about is listed and killed
+/// by number after the session check. (Not tested here and not changed:
+/// the cgroup fallback `kill_listed`, reached only without `cgroup.kill`,
+/// whose second read of `cgroup.procs` needs a descriptor the batch's
+/// pidfds took, so at the limit that pass lists, and kills, nobody.)
 #[test]
-#[ignore = "rv33: LOW: Linux guard at EMFILE: the session sweep still skips every member (exited() opens /proc/<pid>/stat first and takes EMFILE for gone): lows2's by-number fallback is never reached"]
 fn a_guard_at_its_descriptor_limit_still_sweeps_the_session() {
     in_suite("rv33_guard_one_free", || {
         if portable_run() {
@@ -1085,54 +1088,90 @@ fn a_library_reaping_any_child_never_hangs_a_one_shot_run() {
 // C. The cross-process suite lock (tests/common)
 // ---------------------------------------------------------------------------
 
-/// rv33 LOW (test infrastructure, CI time only): Linux's `flock` grants a
-/// shared lock while an exclusive one waits, so a test begun with
-/// `begin_exclusive` can be overtaken for as long as the other binaries
-/// run at once (`.ci/par-test`) keep some shared lock held, one test's
-/// overlapping the next's; meanwhile it holds its own binary's in-process
-/// write lock, so that whole binary waits too. No deadlock (the others'
-/// tests end), a starvation: here a shared lock asked for after the
-/// exclusive one waits is granted at once.
+/// Whether `/proc/locks` lists a process waiting (`->`) for a `flock` on
+/// the file at `path` (matched by inode).
+fn flock_waiter_on(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ino) = std::fs::metadata(path).map(|m| m.ino().to_string()) else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
+        locks.lines().any(|l| {
+            l.contains("-> FLOCK")
+                && l.split_whitespace()
+                    .any(|f| f.rsplit(':').next() == Some(ino.as_str()) && f.contains(':'))
+        })
+    })
+}
+
+/// rv33 LOW (test infrastructure, CI time only), fixed by ci2 (b2f4780,
+/// `tests/common`: the suite lock's gate): Linux's `flock` grants a shared
+/// lock while an exclusive one waits, so a test begun with
+/// `begin_exclusive` could be overtaken for as long as the other binaries
+/// run at once (`.ci/par-test`) kept some shared lock held, one test's
+/// overlapping the next's; meanwhile it held its own binary's in-process
+/// write lock, so that whole binary waited too. Now an exclusive taker
+/// holds the gate (`<lock file>.gate`) exclusively until it has its
+/// `flock`, and a shared taker takes the gate shared before its own
+/// `flock`: here a later test of another binary, taking the lock that way
+/// without waiting, is refused while `begin_exclusive` waits for a shared
+/// lock taken before it. (As found, the later taker took the lock file's
+/// `flock` alone, as every test did then, and was granted it at once.)
+///
+/// The other binaries' tests are played here by open file descriptions of
+/// the lock files with `flock`s on them (no child process, which the other
+/// tests' leftover checks would see).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv33: LOW: the suite lock: a begin_exclusive waiting on the lock file is overtaken by shared locks asked for later (flock has no writer preference): starvation under .ci/par-test"]
 async fn an_exclusive_test_is_not_overtaken_by_shared_ones_asked_for_later() {
-    use std::io::BufRead;
+    use rustix::fs::{flock, FlockOperation};
     let path = suite_lock_path();
-    // Another binary's test: a shared lock, held until we let it go.
-    let mut held = std::process::Command::new("flock")
-        .args(["-s"])
-        .arg(&path)
-        .args(["-c", "echo held; read _"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock(1)");
-    let mut said = String::new();
-    std::io::BufReader::new(held.stdout.take().unwrap())
-        .read_line(&mut said)
-        .expect("its line");
-    assert_eq!(said.trim(), "held");
+    let gate = suite_gate_path();
+    // As `common` opens them: read-only when another user made them.
+    let open = |p: &std::path::Path| {
+        let open = |write: bool| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .create(write)
+                .truncate(false)
+                .open(p)
+        };
+        open(true).or_else(|_| open(false))
+    };
+    let (Ok(held), Ok(_)) = (open(&path), open(&gate)) else {
+        // `common` then takes no cross-process lock: nothing to check.
+        skipped(
+            "the suite lock's writer priority",
+            "its files can't be opened",
+        );
+        return;
+    };
+    // Another binary's running test: a shared lock, held until we let it
+    // go (past the gate: a shared taker lets it go once it has its lock).
+    flock(&held, FlockOperation::LockShared).expect("a shared lock");
     let exclusive = tokio::spawn(begin_exclusive());
-    // Until the exclusive request waits in the kernel (`/proc/locks`
-    // lists a waiter with `->`).
-    let deadline = Instant::now() + DEADLINE;
-    while !std::fs::read_to_string("/proc/locks").is_ok_and(|l| l.contains("-> FLOCK")) {
+    // Until the exclusive request waits in the kernel for the lock file
+    // (`/proc/locks` lists a waiter with `->`); it holds the gate by then.
+    // First it waits for this binary's running tests to end (the
+    // in-process half): a deadline for them too.
+    let deadline = Instant::now() + 20 * DEADLINE;
+    while !flock_waiter_on(&path) {
         assert!(Instant::now() < deadline, "the exclusive lock never waited");
         tokio::time::sleep(POLL).await;
     }
-    // A later test's shared lock, asked for without waiting.
-    let later = std::process::Command::new("flock")
-        .args(["-s", "-n"])
-        .arg(&path)
-        .arg("true")
-        .status()
-        .expect("flock(1)");
-    drop(held.stdin.take());
-    let _ = held.wait();
+    // A later test's shared lock, asked for without waiting, the way
+    // `common` takes it: the gate shared, then the lock file's.
+    let later = {
+        let (gate, file) = (open(&gate).unwrap(), open(&path).unwrap());
+        flock(&gate, FlockOperation::NonBlockingLockShared)
+            .and_then(|()| flock(&file, FlockOperation::NonBlockingLockShared))
+    };
+    // The running test ends.
+    drop(held);
     let alone = exclusive.await.expect("begin_exclusive");
     end_exclusive(alone, "rv33_exclusive_overtaken").await;
     assert!(
-        !later.success(),
+        later.is_err(),
         "a shared lock asked for after the waiting exclusive one was granted first"
     );
 }
