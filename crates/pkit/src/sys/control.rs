@@ -60,7 +60,8 @@ impl Container {
             let stopped = match &self.kind {
                 _ if closed => Ok(()),
                 #[cfg(target_os = "linux")]
-                Kind::Cgroup(cg) => cg.write_freeze(true),
+                Kind::Cgroup(cg) => super::fault::io_check(super::fault::Point::SuspendStop)
+                    .and_then(|()| cg.write_freeze(true)),
                 Kind::Pgroup { .. } => self.stop_pgroup(was),
             };
             if stopped.is_err() {
@@ -71,6 +72,10 @@ impl Container {
             }
             (stopped, closed)
         };
+        if stopped.is_err() {
+            // A test's hold (fault injection; nothing otherwise).
+            super::fault::pause(super::fault::Point::SuspendFailed);
+        }
         stopped?;
         if closed {
             return Ok(());
