@@ -1468,3 +1468,42 @@ async fn a_suspend_racing_a_failed_one_never_reports_ok_with_members_running() {
     )
     .await;
 }
+
+/// A suspend of a suspended group does nothing, as documented, also where
+/// its stop would fail (`Point::SuspendStop` armed): it reports `Ok`, and
+/// the group stays suspended and held (a start refused), until the
+/// resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspend_of_a_suspended_group_does_nothing_where_its_stop_would_fail() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        let what = format!("{choice}");
+        let g = suspendable(choice).await;
+        g.suspend()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: suspend: {e}"));
+        until(&g, &format!("{what}: held by the suspend"), held).await;
+        inject(Point::SuspendStop, libc::EBUSY, u32::MAX);
+        let again = g.suspend().await;
+        clear();
+        again.unwrap_or_else(|e| panic!("{what}: a suspend of a suspended group: {e}"));
+        assert!(g.is_suspended(), "{what}: no longer suspended");
+        assert!(held(&g), "{what}: no longer held");
+        let e = g
+            .start(&cmd(choice, "true"))
+            .expect_err("a suspended group refuses a start");
+        assert_eq!(e.kind(), ErrorKind::Spawn, "{what}: {e}");
+        g.resume()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: resume: {e}"));
+        until(&g, &format!("{what}: continued by the resume"), runs).await;
+        g.close().await.unwrap();
+        clean(&what, &fds).await;
+    }
+    end_exclusive(
+        alone,
+        "a_suspend_of_a_suspended_group_does_nothing_where_its_stop_would_fail",
+    )
+    .await;
+}
