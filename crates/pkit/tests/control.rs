@@ -308,3 +308,160 @@ fn signal_names() {
     assert_eq!(Signal::from_raw(40), Signal::Raw(40));
     assert_eq!(Signal::Raw(15).as_raw(), Signal::Term.as_raw());
 }
+
+/// `pid`'s state letter (`/proc/<pid>/stat`), `None` once gone.
+fn state(pid: u32) -> Option<char> {
+    common::stat(pid).map(|s| s.state)
+}
+
+/// Sends `SIG<sig>` to `pid` (a member the test stops or continues itself).
+fn kill(pid: u32, sig: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -{sig} {pid}");
+}
+
+/// Whether `pids` are held by the group's suspend: its cgroup frozen
+/// (`frozen 1` in `cgroup.events`), or each of them in state `T`.
+fn held(g: &Group, pids: &[u32]) -> bool {
+    match common::cgroup_dir(g) {
+        Some(dir) => std::fs::read_to_string(dir.join("cgroup.events"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == "frozen 1"),
+        None => pids.iter().all(|&p| state(p) == Some('T')),
+    }
+}
+
+/// Whether `pids` all run (none in state `T`), the cgroup not frozen.
+fn running(g: &Group, pids: &[u32]) -> bool {
+    let thawed = common::cgroup_dir(g).is_none_or(|dir| {
+        std::fs::read_to_string(dir.join("cgroup.events"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == "frozen 0")
+    });
+    thawed && pids.iter().all(|&p| state(p).is_some_and(|s| s != 'T'))
+}
+
+/// Under a process group, a group's first process that left its process
+/// group (into another of the session, the anchor's), then called
+/// `setsid` and forked two `sleep`s into the process group it now leads,
+/// is a former leader once a later start led a new process group. A
+/// suspend stops it and its two children, a resume continues them; when
+/// another member was stopped before the suspend (the resume continues
+/// the members one by one, over a listing that takes in the process group
+/// a former leader leads), and when one of its children was (noted from
+/// that listing: it stays stopped, the others run again). In every
+/// mechanism (a cgroup holds them all whatever their process groups).
+/// Needs perl (the shell has no `setpgid`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_leaders_own_process_group_is_suspended_and_resumed() {
+    let suite = common::begin("a_former_leaders_own_process_group_is_suspended_and_resumed").await;
+    let perl = std::process::Command::new("perl")
+        .args(["-MPOSIX", "-e", ""])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !perl {
+        common::skipped(
+            "a former leader's own process group suspended",
+            "needs perl",
+        );
+        suite.end().await;
+        return;
+    }
+    for m in common::mechanisms() {
+        let anchor = common::Anchor::new();
+        let pids_file = temp("former-pids", m);
+        let _ = std::fs::remove_file(&pids_file);
+        let g = group(m);
+        let script = format!(
+            "exec perl -MPOSIX -e 'setpgrp(0, {}) or exit 9; POSIX::setsid() > 0 or exit 8; \
+             open F, \">>\", $ARGV[0] or exit 6; for (1..2) {{ my $c = fork(); \
+             defined $c or exit 7; if ($c == 0) {{ exec \"sleep\", \"300\" }} print F \"$c\\n\" }} \
+             print F \"done\\n\"; close F; exec \"sleep\", \"300\"' \"$1\"",
+            anchor.pgid()
+        );
+        let first = g
+            .start(
+                &Command::new("sh")
+                    .args(["-c", &script, "sh"])
+                    .arg(&pids_file),
+            )
+            .unwrap_or_else(|e| panic!("{m}: start: {e}"));
+        let former = first.pid();
+        let mut kids: Vec<u32> = Vec::new();
+        eventually("the first process made its own process group", || {
+            let text = std::fs::read_to_string(&pids_file).unwrap_or_default();
+            kids = text.lines().filter_map(|l| l.parse().ok()).collect();
+            text.lines().any(|l| l == "done") && common::comm(former).as_deref() == Some("sleep")
+        })
+        .await;
+        let _cleanup = common::KillOnDrop(kids.iter().copied().chain([former]).collect());
+        assert_eq!(kids.len(), 2, "{m}: {kids:?}");
+        for &p in kids.iter().chain([&former]) {
+            let s = common::stat(p).unwrap_or_else(|| panic!("{m}: {p} gone"));
+            assert_eq!((s.pgrp, s.session), (former, former), "{m}: {p}: {s:?}");
+        }
+        // Later starts: a new process group (the first process is then a
+        // former leader), and a member of it.
+        let again = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let third = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let (a, b) = (again.pid(), third.pid());
+        if m != MechanismChoice::Cgroup {
+            assert_eq!(common::stat(a).map(|s| s.pgrp), Some(a), "{m}");
+        }
+        let all = [former, kids[0], kids[1], a, b];
+
+        g.suspend().await.unwrap();
+        eventually(&format!("{m}: all held by the suspend"), || held(&g, &all)).await;
+        g.resume().await.unwrap();
+        eventually(&format!("{m}: all continued"), || running(&g, &all)).await;
+
+        // Stopped before the suspend, each in turn: another member (the
+        // resume then continues the rest one by one), and a child of the
+        // former leader (noted: it stays stopped).
+        for stopped in [b, kids[0]] {
+            kill(stopped, "STOP");
+            eventually(&format!("{m}: {stopped} stopped"), || {
+                state(stopped) == Some('T')
+            })
+            .await;
+            g.suspend().await.unwrap();
+            eventually(&format!("{m}: all held ({stopped} before)"), || {
+                held(&g, &all)
+            })
+            .await;
+            g.resume().await.unwrap();
+            let rest: Vec<u32> = all.iter().copied().filter(|&p| p != stopped).collect();
+            eventually(
+                &format!("{m}: the others continued ({stopped} before)"),
+                || running(&g, &rest),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                state(stopped),
+                Some('T'),
+                "{m}: {stopped}, stopped before the suspend, was continued"
+            );
+            kill(stopped, "CONT");
+            eventually(&format!("{m}: {stopped} continued"), || {
+                running(&g, &[stopped])
+            })
+            .await;
+        }
+        g.close().await.unwrap();
+        for &p in &all {
+            eventually(&format!("{m}: {p} ended with the group"), || {
+                common::pid_gone(p)
+            })
+            .await;
+        }
+        drop((first, again, third, anchor));
+        let _ = std::fs::remove_file(&pids_file);
+    }
+    suite.end().await;
+}

@@ -1,7 +1,7 @@
 //! Fault injection (the hidden `fault-injection` feature): cgroup creation,
 //! `clone3` (into a cgroup, and a process group's first process's),
 //! `pidfd_open`, `cgroup.kill`, `rmdir`, the guard's socket and pipe
-//! creation fail with chosen errnos. Every failure must give a typed
+//! creation, a suspend's freeze or SIGSTOP fail with chosen errnos. Every failure must give a typed
 //! error or a reported fallback, and leave no process, zombie, fd or cgroup
 //! directory behind. Faults are process-wide: every test runs alone.
 //!
@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pkit::fault::{clear, inject, pending, Point};
+use pkit::fault::{clear, hold, inject, pending, reached, release, Point};
 use pkit::{Command, ErrorKind, Group, Mechanism, MechanismChoice};
 
 const ERRNOS: [(i32, &str); 6] = [
@@ -913,7 +913,6 @@ fn changed_after_lookup(
     change: impl FnOnce(),
     unblock: impl Fn(),
 ) -> Option<pkit::Result<pkit::Output>> {
-    use pkit::fault::{hold, reached, release};
     hold(Point::StdioLookedUp);
     let (tx, rx) = std::sync::mpsc::channel();
     let run = std::thread::spawn(move || {
@@ -1251,4 +1250,260 @@ fn a_run_whose_group_end_fails_returns_with_its_child_reaped() {
         "runs that returned with a zombie child of ours (run, pids)"
     );
     check.block_on(end_exclusive(alone, name));
+}
+
+/// A group of `choice` running a shell with two background `sleep`s and a
+/// `sleep` of its own, once every member has started (four processes).
+async fn suspendable(choice: MechanismChoice) -> Group {
+    let g = group(choice);
+    drop(
+        g.start(&sh(choice, "sleep 300 & sleep 300 & wait"))
+            .unwrap_or_else(|e| panic!("{choice}: start: {e}")),
+    );
+    drop(
+        g.start(&cmd(choice, "sleep").arg("300"))
+            .unwrap_or_else(|e| panic!("{choice}: start: {e}")),
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while g.pids().map_or(0, |p| p.len()) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "{choice}: the members never started"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    g
+}
+
+/// Whether every member of `g` is held: its cgroup frozen (`cgroup.events`
+/// says `frozen 1`), or under a process group each member in state `T`
+/// (stopped by a signal).
+fn held(g: &Group) -> bool {
+    if let Some(dir) = cgroup_dir(g) {
+        let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+        return events.lines().any(|l| l == "frozen 1");
+    }
+    let pids = g.pids().unwrap();
+    !pids.is_empty() && pids.iter().all(|&p| stat(p).is_none_or(|s| s.state == 'T'))
+}
+
+/// Whether no member of `g` is held: its cgroup not frozen, and no member
+/// in state `T`.
+fn runs(g: &Group) -> bool {
+    if let Some(dir) = cgroup_dir(g) {
+        let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+        if !events.lines().any(|l| l == "frozen 0") {
+            return false;
+        }
+    }
+    let pids = g.pids().unwrap();
+    !pids.is_empty()
+        && pids
+            .iter()
+            .all(|&p| stat(p).is_some_and(|s| s.state != 'T'))
+}
+
+/// Polls `cond` on `g` until it holds, or panics saying `what`.
+async fn until(g: &Group, what: &str, cond: fn(&Group) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond(g) {
+        assert!(Instant::now() < deadline, "{what}: not after {DEADLINE:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether `e` is the `Error::Io` of an injected `errno`.
+fn injected(e: &pkit::Error, errno: i32) -> bool {
+    matches!(e, pkit::Error::Io { source, .. } if source.raw_os_error() == Some(errno))
+}
+
+/// A suspend whose stop fails (`Point::SuspendStop`: the cgroup's freeze
+/// write, or the process group's SIGSTOP, which the suspend then undoes)
+/// returns an `Error::Io` with the errno, and leaves the group running and
+/// not suspended: a start is taken, and the next suspend really stops the
+/// members (a process group's is not skipped as a suspended group's
+/// would be), its resume continues them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_suspend_leaves_the_group_running_and_not_suspended() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        for (errno, name) in [(libc::EPERM, "EPERM"), (libc::EBUSY, "EBUSY")] {
+            let what = format!("{choice}, {name}");
+            let g = suspendable(choice).await;
+            inject(Point::SuspendStop, errno, 1);
+            let e = g.suspend().await.expect_err(&what);
+            clear();
+            assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e}");
+            assert!(injected(&e, errno), "{what}: {e:?}");
+            assert!(
+                !g.is_suspended(),
+                "{what}: suspended after a failed suspend"
+            );
+            // Still running a while later (a process group's SIGSTOP was
+            // undone by a SIGCONT, which also discards a pending stop).
+            until(&g, &format!("{what}: running after the failure"), runs).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                runs(&g),
+                "{what}: a member stopped after the failed suspend"
+            );
+            // Starts are taken (a suspended group refuses them).
+            drop(
+                g.start(&cmd(choice, "sleep").arg("300"))
+                    .unwrap_or_else(|e| panic!("{what}: a start after the failure: {e}")),
+            );
+            g.suspend()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: the next suspend: {e}"));
+            assert!(g.is_suspended(), "{what}");
+            until(&g, &format!("{what}: stopped by the next suspend"), held).await;
+            g.resume()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: resume: {e}"));
+            assert!(!g.is_suspended(), "{what}");
+            until(&g, &format!("{what}: continued by the resume"), runs).await;
+            g.close().await.unwrap();
+            clean(&what, &fds).await;
+        }
+    }
+    end_exclusive(
+        alone,
+        "a_failed_suspend_leaves_the_group_running_and_not_suspended",
+    )
+    .await;
+}
+
+/// A suspend racing one whose stop fails: whichever reports `Ok` left the
+/// group suspended and its members really stopped (after both returned);
+/// never `Ok` with the members running. In each round, once with the
+/// failing suspend held after its failure (`Point::SuspendFailed`, its
+/// locks let go, its error not yet returned) while the other runs, once
+/// with the two issued together. Before aee2037 the failing suspend
+/// cleared the "suspended" mark only after letting go of the locks: the
+/// other, in between, took the group for suspended and did nothing (a
+/// process group's got no SIGSTOP), returned `Ok`, and the mark was then
+/// cleared under it. `PKIT_SUSPEND_RACE_ROUNDS` rounds (20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspend_racing_a_failed_one_never_reports_ok_with_members_running() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    let rounds: u32 = std::env::var("PKIT_SUSPEND_RACE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    for choice in mechanisms() {
+        for round in 0..rounds {
+            for held_after_failure in [true, false] {
+                let what = format!("{choice}, round {round}, held {held_after_failure}");
+                let g = std::sync::Arc::new(suspendable(choice).await);
+                inject(Point::SuspendStop, libc::EPERM, 1);
+                let failing = {
+                    let g = g.clone();
+                    if held_after_failure {
+                        hold(Point::SuspendFailed);
+                    }
+                    // Off the runtime's workers: the hold blocks its thread.
+                    let rt = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || rt.block_on(g.suspend()))
+                };
+                if held_after_failure {
+                    let deadline = Instant::now() + DEADLINE;
+                    while !reached(Point::SuspendFailed) {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{what}: the failing suspend never reached its hold"
+                        );
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                let other = {
+                    let g = g.clone();
+                    tokio::spawn(async move { g.suspend().await })
+                };
+                let other = tokio::time::timeout(DEADLINE, other)
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: the other suspend hangs"))
+                    .unwrap();
+                release(Point::SuspendFailed);
+                let first = tokio::time::timeout(DEADLINE, failing)
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: the failing suspend hangs"))
+                    .unwrap();
+                // Not consumed when the other suspended the process group
+                // first (a suspended group's suspend does nothing).
+                clear();
+                let results = [("first", &first), ("other", &other)];
+                for (who, r) in results {
+                    if let Err(e) = r {
+                        assert!(injected(e, libc::EPERM), "{what}: {who}: {e:?}");
+                    }
+                }
+                if held_after_failure {
+                    assert!(first.is_err(), "{what}: the held suspend did not fail");
+                }
+                if first.is_ok() || other.is_ok() {
+                    let results = format!("{first:?}, {other:?}");
+                    until(&g, &format!("{what}: held after an Ok ({results})"), held).await;
+                    assert!(
+                        g.is_suspended(),
+                        "{what}: a suspend reported Ok ({results}), the group is not suspended"
+                    );
+                } else {
+                    assert!(!g.is_suspended(), "{what}: both failed, yet suspended");
+                }
+                g.resume()
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: resume: {e}"));
+                until(&g, &format!("{what}: continued by the resume"), runs).await;
+                let g = std::sync::Arc::into_inner(g).expect("the tasks let go");
+                g.close().await.unwrap();
+                clean(&what, &fds).await;
+            }
+        }
+    }
+    end_exclusive(
+        alone,
+        "a_suspend_racing_a_failed_one_never_reports_ok_with_members_running",
+    )
+    .await;
+}
+
+/// A suspend of a suspended group does nothing, as documented, also where
+/// its stop would fail (`Point::SuspendStop` armed): it reports `Ok`, and
+/// the group stays suspended and held (a start refused), until the
+/// resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspend_of_a_suspended_group_does_nothing_where_its_stop_would_fail() {
+    let alone = begin_exclusive().await;
+    let fds = warm().await;
+    for choice in mechanisms() {
+        let what = format!("{choice}");
+        let g = suspendable(choice).await;
+        g.suspend()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: suspend: {e}"));
+        until(&g, &format!("{what}: held by the suspend"), held).await;
+        inject(Point::SuspendStop, libc::EBUSY, u32::MAX);
+        let again = g.suspend().await;
+        clear();
+        again.unwrap_or_else(|e| panic!("{what}: a suspend of a suspended group: {e}"));
+        assert!(g.is_suspended(), "{what}: no longer suspended");
+        assert!(held(&g), "{what}: no longer held");
+        let e = g
+            .start(&cmd(choice, "true"))
+            .expect_err("a suspended group refuses a start");
+        assert_eq!(e.kind(), ErrorKind::Spawn, "{what}: {e}");
+        g.resume()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: resume: {e}"));
+        until(&g, &format!("{what}: continued by the resume"), runs).await;
+        g.close().await.unwrap();
+        clean(&what, &fds).await;
+    }
+    end_exclusive(
+        alone,
+        "a_suspend_of_a_suspended_group_does_nothing_where_its_stop_would_fail",
+    )
+    .await;
 }

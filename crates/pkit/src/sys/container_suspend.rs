@@ -73,7 +73,9 @@ impl Container {
             return Ok(());
         }
         self.note_stopped_before();
-        let stopped = self.signal_pgroup(libc::SIGSTOP);
+        let stopped = self
+            .signal_pgroup(libc::SIGSTOP)
+            .and_then(|()| super::fault::io_check(super::fault::Point::SuspendStop));
         if stopped.is_err() {
             let _ = self.continue_pgroup();
         }

@@ -38,8 +38,8 @@ impl Container {
     /// Stops every process: cgroup v2 freezes the cgroup and waits until
     /// the kernel reports `frozen 1`; a process group gets SIGSTOP (its
     /// members already stopped are noted first, for the resume to leave
-    /// them so; a process group already suspended gets neither: see
-    /// `container_suspend.rs`).
+    /// them so: see `container_suspend.rs`). A group suspended already gets
+    /// neither (a cgroup's suspend still waits for `frozen 1`).
     ///
     /// From here until [`resume`](Self::resume), starts are refused (see
     /// [`spawn`](Container::spawn)): the flag is set under the lifecycle
@@ -59,8 +59,16 @@ impl Container {
             // cgroup may be gone (see `closed`).
             let stopped = match &self.kind {
                 _ if closed => Ok(()),
+                // Suspended already: frozen by that suspend, which set the
+                // flag under these locks (a thaw clears it under
+                // `freezing`). Nothing to do, as for a process group (a
+                // write that failed here cleared the flag of a group left
+                // frozen).
                 #[cfg(target_os = "linux")]
-                Kind::Cgroup(cg) => cg.write_freeze(true),
+                Kind::Cgroup(_) if was => Ok(()),
+                #[cfg(target_os = "linux")]
+                Kind::Cgroup(cg) => super::fault::io_check(super::fault::Point::SuspendStop)
+                    .and_then(|()| cg.write_freeze(true)),
                 Kind::Pgroup { .. } => self.stop_pgroup(was),
             };
             if stopped.is_err() {
@@ -71,6 +79,10 @@ impl Container {
             }
             (stopped, closed)
         };
+        if stopped.is_err() {
+            // A test's hold (fault injection; nothing otherwise).
+            super::fault::pause(super::fault::Point::SuspendFailed);
+        }
         stopped?;
         if closed {
             return Ok(());

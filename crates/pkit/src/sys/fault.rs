@@ -57,6 +57,16 @@ pub enum Point {
     /// made (`linux/cgroup.rs`): a `hold` here pauses the creation (the
     /// errno is not used).
     CgroupMade,
+    /// A suspend's stop (`sys/control.rs`): the write of `cgroup.freeze`
+    /// that freezes the cgroup (armed, it is not made), or the process
+    /// group's SIGSTOP (sent, then reported failed, so the suspend undoes
+    /// it: see `container_suspend.rs`). The suspend fails with the errno.
+    SuspendStop,
+    /// A suspend whose stop failed, once it has let go of the group's
+    /// locks and before it returns the error (`sys/control.rs`): a `hold`
+    /// here pauses it, so a test can run another suspend meanwhile (the
+    /// errno is not used).
+    SuspendFailed,
 }
 
 #[cfg(feature = "fault-injection")]
