@@ -72,7 +72,9 @@ async fn a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once() {
             for &pid in &pids {
                 kill_pid(pid);
             }
-            panic!("{choice}: the cancelled run still waits out its timeout's grace after {PROMPT:?}");
+            panic!(
+                "{choice}: the cancelled run still waits out its timeout's grace after {PROMPT:?}"
+            );
         };
         let r = ended.expect("the run's task");
         assert!(
@@ -156,7 +158,10 @@ async fn a_timeout_during_a_cancels_grace_leaves_it_cancelled() {
             .expect("the run's task");
         assert!(matches!(&r, Err(e) if e.is_cancelled()), "{choice}: {r:?}");
         let text = std::fs::read_to_string(file.path()).unwrap_or_default();
-        assert!(text.contains("bye"), "{choice}: the trap's work was cut: {text:?}");
+        assert!(
+            text.contains("bye"),
+            "{choice}: the trap's work was cut: {text:?}"
+        );
         assert_gone(&pids, &format!("{choice}: the cancelled tree")).await;
     }
     suite.end().await;
@@ -210,7 +215,10 @@ async fn a_stray_escape_before_a_line_feed_keeps_the_lines_apart() {
         for (script, what) in [
             (r"printf 'a\033\nready\n'", "a lone ESC"),
             (r"printf 'a\033[\nready\n'", "ESC ["),
-            (r"printf 'a\033[1;3\nready\n'", "a CSI cut in its parameters"),
+            (
+                r"printf 'a\033[1;3\nready\n'",
+                "a CSI cut in its parameters",
+            ),
             (r"printf 'a\033(\nready\n'", "ESC ( with no final byte"),
         ] {
             let got = lines_of(choice, script, Some(DecoderFactory::utf8_strip_vt())).await;
@@ -336,7 +344,10 @@ async fn a_write_blocked_on_a_child_that_never_reads_fails_when_it_times_out() {
         let e = wrote.expect_err("a write of 8 MiB to a child that never read it succeeded");
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {e}");
         let again = stdin.write_all(b"more").await;
-        assert!(again.is_err(), "{choice}: a write after the child's end succeeded");
+        assert!(
+            again.is_err(),
+            "{choice}: a write after the child's end succeeded"
+        );
         let out = proc
             .wait()
             .await
@@ -371,7 +382,10 @@ async fn shutdown_of_a_childs_stdin_sends_end_of_file() {
         stdin.write_all(b"hello").await.expect("a write");
         stdin.shutdown().await.expect("the shutdown");
         // A write after the shutdown is an error, not a write.
-        let e = stdin.write_all(b"more").await.expect_err("a write after shutdown");
+        let e = stdin
+            .write_all(b"more")
+            .await
+            .expect_err("a write after shutdown");
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {e}");
         let out = tokio::time::timeout(PROMPT, proc.wait())
             .await
@@ -446,7 +460,10 @@ async fn first_line_closes_a_piped_stdin_as_the_other_verbs_do() {
             .stdin_piped()
             .timeout(Duration::from_secs(60));
         assert_eq!(
-            quick.run().await.unwrap_or_else(|e| panic!("{choice}: {e}")),
+            quick
+                .run()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: {e}")),
             "after-eof",
             "{choice}"
         );
@@ -508,7 +525,11 @@ async fn first_line_without_a_match_ends_by_the_timeout_or_the_exit() {
         assert_gone(&pids, &format!("{choice}: the closer")).await;
 
         let three = sh(choice, "echo nope; exit 3").timeout(Duration::from_secs(30));
-        let r = three.clone().ok_codes([0, 3]).first_line(|l| l == "yes").await;
+        let r = three
+            .clone()
+            .ok_codes([0, 3])
+            .first_line(|l| l == "yes")
+            .await;
         assert!(matches!(r, Ok(None)), "{choice}: {r:?}");
         let r = three.first_line(|l| l == "yes").await;
         assert!(
@@ -549,6 +570,176 @@ async fn odd_ok_codes_and_a_crlf_answer_behave_as_documented() {
             .await
             .unwrap_or_else(|e| panic!("{choice}: {e}"));
         assert_eq!(n, 42, "{choice}");
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// Hostile decoders and tees
+// ---------------------------------------------------------------------------
+
+/// A decoder that panics (a caller's own `Decoder`, on its first input):
+/// the run neither hangs nor takes this process down; the line stream
+/// ends, `wait` returns within the command's timeout, and the tree is
+/// gone. Held but for the last: `wait` resumes the decoder's panic in the
+/// caller (where a line callback's panic, a tee's and a stdin reader's
+/// are contained: the callback or tee disabled, the reader an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "attack20: LOW: a Decoder's panic is resumed by RunningProcess::wait in the caller (callbacks', tees' and readers' panics are contained)"]
+async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
+    struct Panics;
+    impl pkit::Decoder for Panics {
+        fn decode(&mut self, input: &[u8], _last: bool, _out: &mut String) {
+            if !input.is_empty() {
+                panic!("attack20: a hostile decoder");
+            }
+        }
+    }
+    let suite = begin("a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("a20-decoder");
+        let cmd = Command::new("sh")
+            .args([
+                "-c",
+                r#"sleep 300 & echo $! > "$1"; echo done >> "$1"; for i in 1 2 3; do echo line $i; done; yes | head -c 1000000; wait"#,
+                "sh",
+                file.as_str(),
+            ])
+            .stream_lines()
+            .decoder(DecoderFactory::new(|| Panics))
+            .timeout(Duration::from_secs(2));
+        let group = group(choice);
+        let mut proc = group
+            .start(&cmd)
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let pids = file.wait_pids().await;
+        let mut lines = proc.lines();
+        let drained = tokio::time::timeout(DEADLINE * 2, async {
+            while lines.next_line().await.is_some() {}
+        })
+        .await;
+        assert!(drained.is_ok(), "{choice}: the line stream never ended");
+        drop(lines);
+        // On a task of its own: a panic resumed by `wait` shows as one.
+        let waited = tokio::spawn(async move {
+            let r = proc.wait().await;
+            (r, proc)
+        });
+        let waited = tokio::time::timeout(DEADLINE * 2, waited)
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: wait hangs after the decoder's panic"));
+        match waited {
+            Ok((r, proc)) => {
+                if let Ok(out) = &r {
+                    assert!(!out.success(), "{choice}: {out:?}");
+                }
+                drop(proc);
+            }
+            Err(e) => panic!("{choice}: wait panicked with the decoder ({e})"),
+        }
+        drop(group);
+        assert_gone(&pids, &format!("{choice}: the tree")).await;
+    }
+    suite.end().await;
+}
+
+/// A tee whose writer never takes a byte (a socket whose peer stopped
+/// reading: here a duplex pipe nobody reads) holds the stream's reading;
+/// the program then blocks on its full pipe, and the command's timeout
+/// must still end the run: `output` returns `TimedOut`, the tree is gone.
+/// It never returned: the run waits for the stream's reader, which waits
+/// on the tee's write for ever (the tree itself was killed at the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "attack20: MEDIUM: a tee writer that never accepts a byte holds output() for ever, past the command's timeout"]
+async fn a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout() {
+    let suite = begin("a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("a20-tee");
+        let (stuck, peer) = tokio::io::duplex(64);
+        let cmd = sh(
+            choice,
+            r#"echo $$ > "$1"; echo done >> "$1"; yes | head -c 10000000"#,
+        )
+        .arg(file.as_str())
+        .stdout_tee(stuck)
+        .timeout(Duration::from_secs(2));
+        let run = tokio::spawn(async move { cmd.output().await });
+        let pids = file.wait_pids().await;
+        let ended = tokio::time::timeout(DEADLINE * 2, run).await;
+        let Ok(ended) = ended else {
+            let alive: Vec<u32> = pids.iter().copied().filter(|&p| !pid_gone(p)).collect();
+            drop(peer);
+            for &pid in &alive {
+                kill_pid(pid);
+            }
+            panic!("{choice}: a stuck tee held the run past its timeout (the program's tree left alive: {alive:?})");
+        };
+        let r = ended.expect("the run's task");
+        match &r {
+            Ok(out) => assert_eq!(out.outcome(), Outcome::TimedOut, "{choice}: {out:?}"),
+            Err(e) => panic!("{choice}: {e}"),
+        }
+        drop(peer);
+        assert_gone(&pids, &format!("{choice}: the teed tree")).await;
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// A root owner dropping to nobody
+// ---------------------------------------------------------------------------
+
+/// Two directories on the command's `PATH` hold a program of one name: the
+/// first only root may execute (0700), the second anyone. Run as nobody
+/// (`uid(65534)`), `execvp` would skip the first (`EACCES`) and run the
+/// second; pkit looks the program up in the owner, with root's rights, so
+/// it picked the first and the child's exec failed as nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "attack20: LOW: a PATH lookup for a child that drops privileges (uid) judges candidates with the owner's rights, not the child's"]
+async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let suite = begin("a_path_lookup_for_nobody_skips_what_only_root_may_run").await;
+    if !rustix::process::geteuid().is_root() {
+        skipped(
+            "a_path_lookup_for_nobody_skips_what_only_root_may_run",
+            "not root",
+        );
+        suite.end().await;
+        return;
+    }
+    let first = TempPath::new("a20-path-root");
+    let second = TempPath::new("a20-path-all");
+    for (dir, word, mode) in [(&first, "root", 0o700), (&second, "anyone", 0o755)] {
+        std::fs::create_dir(dir.path()).expect("a PATH directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tool = dir.path().join("a20tool");
+        std::fs::write(&tool, format!("#!/bin/sh\necho {word}\n")).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let path = format!("{}:{}:/usr/bin:/bin", first.as_str(), second.as_str());
+    for choice in mechanisms() {
+        // As root, the first is found and run.
+        let out = cmd(choice, "a20tool")
+            .env("PATH", &path)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: as root: {e}"));
+        assert_eq!(out.stdout_str(), "root\n", "{choice}");
+        // As nobody, the first can't be run: the second is what execvp runs.
+        let r = cmd(choice, "a20tool")
+            .env("PATH", &path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .await;
+        match r {
+            Ok(out) => assert_eq!(out.stdout_str(), "anyone\n", "{choice}: {out:?}"),
+            Err(e) => panic!("{choice}: as nobody: {e}"),
+        }
+    }
+    for dir in [&first, &second] {
+        let _ = std::fs::remove_file(dir.path().join("a20tool"));
+        let _ = std::fs::remove_dir(dir.path());
     }
     suite.end().await;
 }
