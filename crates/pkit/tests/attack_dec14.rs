@@ -837,3 +837,53 @@ async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
     }
     suite.end().await;
 }
+
+/// Probe: a started child's stdin handle used after the runtime it was
+/// started on shut down (its pipe was registered with that runtime's
+/// reactor): a write, and a write to a full pipe, end in an error or a
+/// write, never a hang; the shutdown (or the drop) still gives the child
+/// its end of file, and `wait` on this runtime reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_stdin_used_after_its_runtime_is_gone_neither_hangs_nor_loses_the_eof() {
+    let suite =
+        begin("a_childs_stdin_used_after_its_runtime_is_gone_neither_hangs_nor_loses_the_eof")
+            .await;
+    for choice in mechanisms() {
+        let (group, mut proc) = on_short_runtime(move || {
+            Box::pin(async move {
+                let group = group(choice);
+                let cmd = Command::new("wc")
+                    .arg("-c")
+                    .stdin_piped()
+                    .timeout(Duration::from_secs(60));
+                let proc = group
+                    .start(&cmd)
+                    .unwrap_or_else(|e| panic!("{choice}: {e}"));
+                (group, proc)
+            })
+        });
+        let stdin = proc.stdin().expect("a piped stdin");
+        let small = tokio::time::timeout(PROMPT, stdin.write_all(b"abc"))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: a small write hangs"));
+        let big = tokio::time::timeout(PROMPT, stdin.write_all(&vec![b'y'; 1 << 20]))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: a write to a full pipe hangs"));
+        let shut = tokio::time::timeout(PROMPT, stdin.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the shutdown hangs"));
+        let r = tokio::time::timeout(PROMPT, proc.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{choice}: wc never saw its end of file ({small:?}, {big:?}, {shut:?})")
+            });
+        // Its output was read by the gone runtime's tasks: an error then
+        // (documented), or the count.
+        if let Ok(out) = &r {
+            assert_eq!(out.outcome(), Outcome::Exited(0), "{choice}: {out:?}");
+        }
+        drop(proc);
+        drop(group);
+    }
+    suite.end().await;
+}
