@@ -12,15 +12,18 @@ use crate::sys;
 
 /// The write end of a child's stdin (see
 /// [`Command::stdin_piped`](crate::Command::stdin_piped)): an [`AsyncWrite`].
-/// Dropping it, or `shutdown`, sends end of file.
+/// Dropping it, or `shutdown`, sends end of file; a write after the
+/// `shutdown` fails with `BrokenPipe`.
 pub struct ChildStdin {
-    tx: sys::PipeSender,
+    /// `None` once shut down: the pipe's write end is closed then (the
+    /// pipe's own `shutdown` leaves it open on Unix).
+    tx: Option<sys::PipeSender>,
 }
 
 impl ChildStdin {
     pub(crate) fn new(fd: sys::OwnedFd) -> io::Result<ChildStdin> {
         Ok(ChildStdin {
-            tx: sys::pipe_sender(fd)?,
+            tx: Some(sys::pipe_sender(fd)?),
         })
     }
 }
@@ -31,15 +34,27 @@ impl AsyncWrite for ChildStdin {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tx).poll_write(cx, buf)
+        match self.tx.as_mut() {
+            Some(tx) => Pin::new(tx).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tx).poll_flush(cx)
+        match self.tx.as_mut() {
+            Some(tx) => Pin::new(tx).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
+    /// Sends end of file: the pipe's write end is closed (once what the
+    /// pipe itself holds back is flushed).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tx).poll_shutdown(cx)
+        if let Some(tx) = self.tx.as_mut() {
+            std::task::ready!(Pin::new(tx).poll_shutdown(cx))?;
+        }
+        self.tx = None;
+        Poll::Ready(Ok(()))
     }
 }
 

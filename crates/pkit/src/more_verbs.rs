@@ -118,6 +118,9 @@ impl Command {
         pred: &std::sync::Mutex<impl FnMut(&str) -> bool>,
     ) -> Result<Option<String>> {
         let mut p = self.clone().stream_lines().start()?;
+        // Nobody can write to a verb's piped stdin: end of file at once,
+        // as the other verbs give it.
+        drop(p.take_stdin());
         let mut lines = p.lines();
         // The line stream takes the stderr a failed run's error quotes:
         // keep its last lines for that.

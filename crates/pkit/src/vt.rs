@@ -35,7 +35,10 @@ enum State {
 /// A stateful remover of terminal escape sequences (ECMA-48: CSI, OSC,
 /// DCS and the other strings, two- and three-byte escapes) and of control
 /// characters other than tab, line feed and carriage return. A sequence
-/// split across two pieces of text is removed whole.
+/// split across two pieces of text is removed whole. A tab or line ending
+/// inside an escape or control sequence ends it and is kept (a sequence
+/// cut short does not swallow the end of its line); CAN and SUB cancel any
+/// sequence, an OSC or DCS string included.
 ///
 /// ```
 /// let mut vt = pkit::VtStripper::new();
@@ -70,12 +73,23 @@ impl VtStripper {
                     }
                     State::Ground
                 }
+                // CAN and SUB cancel any sequence, a string included
+                // (ECMA-48; the DEC parser's "anywhere" transitions).
+                (_, '\x18' | '\x1a') => State::Ground,
+                // A tab or line ending inside an escape or control
+                // sequence: a terminal executes it, so a sequence the
+                // program cut short ends there and the character stays
+                // (a line feed after a stray ESC still ends the line).
+                (State::Escape | State::EscapeIntermediate | State::Csi, '\t' | '\n' | '\r') => {
+                    out.push(c);
+                    State::Ground
+                }
                 (State::Escape, '[') => State::Csi,
                 (State::Escape, ']' | 'P' | 'X' | '^' | '_') => State::String,
                 (State::Escape, ' '..='/') => State::EscapeIntermediate,
-                (State::Escape, '\x1b') => State::Escape,
-                // A two-byte escape (ESC 7, ESC =, ESC M...), or a control
-                // character that cancels it: either way, done.
+                (State::Escape | State::EscapeIntermediate, '\x1b') => State::Escape,
+                // A two-byte escape (ESC 7, ESC =, ESC M...), or another
+                // control character that cancels it: either way, done.
                 (State::Escape, _) | (State::EscapeIntermediate, _) => State::Ground,
                 // Parameters and intermediates: 0x20..=0x3f; final: 0x40..=0x7e.
                 (State::Csi, ' '..='?') => State::Csi,
@@ -148,6 +162,24 @@ mod tests {
             ("bell\x07 back\x08space\ttab\r\n", "bell backspace\ttab\r\n"),
             ("\u{9b}31mc1\u{9b}0m", "c1"),
             ("caf\u{e9} \x1b[1m\u{2713}\x1b[0m", "caf\u{e9} \u{2713}"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(strip_vt(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn a_cut_sequence_keeps_the_line_ending_and_can_sub_cancel() {
+        let cases = [
+            ("a\x1b\nb", "a\nb"),
+            ("a\x1b[\r\nb", "a\r\nb"),
+            ("a\x1b[1;3\nb", "a\nb"),
+            ("a\x1b(\tb", "a\tb"),
+            ("a\x1b(\x1b[1mb", "ab"),
+            ("\x1b]0;title\x18after\n", "after\n"),
+            ("\x1bPq#0\x1aafter", "after"),
+            ("\x1b[1\x18m", "m"),
+            ("a\x1b]0;two\nlines\x07b", "ab"),
         ];
         for (input, want) in cases {
             assert_eq!(strip_vt(input), want, "{input:?}");
