@@ -13,11 +13,31 @@
 //! names collide; the killed one's guard must end all of its own and
 //! none of the other's.
 //!
+//! The pid-namespace race counts the live owner's processes by command
+//! line, and polls before it counts one lost: its newest one may not have
+//! its command line yet (see the test). It watches the owner's children as
+//! it runs (`rv35_watch`, ns23): a round in which it has fewer processes
+//! than it started says which went, how (its zombie's exit code: a
+//! SIGKILL from a guard or `cgroup.kill` shows as signal 9), when against
+//! the other owner's kill and its guard's exit, in which cgroup and
+//! whether that directory is still the one it was (its inode); a
+//! directory left at the end says whose it was (which helper announced
+//! it, kept or dropped) and when it was made. Either also names any helper
+//! of another run on the machine: the suite lock is per target directory, and another worktree's
+//! or CI's run of this test (or of guard_namespaces) under the same parent
+//! cgroup has owners of pid 2 too, whose `pkit-2-*` directories this one
+//! would count as left over. The owners are found as their namespaces'
+//! pid 2: found by command name, the killed owner's guard (`pkit-guard`,
+//! or a copy of the helper while it starts) could be taken for it when
+//! its pid came first (after the pid numbers wrapped), and the test then
+//! killed the guard while the owner ran on.
+//!
 //! Run: `cargo test -p pkit --test review_rv35` (rounds:
 //! `RV35_ROUNDS`, default 12; `RV35_NS_ROUNDS`, default 3). Cgroup only:
 //! skipped (saying so) in the process-group and portable passes.
 
 mod common;
+mod rv35_watch;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -63,7 +83,7 @@ fn rv35_helper() {
         let group = match b.build() {
             Ok(g) => g,
             Err(e) => {
-                eprintln!("rv35 helper: group {i}: {e}");
+                eprintln!("rv35 helper {tag}: group {i}: {e}");
                 continue;
             }
         };
@@ -77,12 +97,16 @@ fn rv35_helper() {
                     pids.push(p.pid().to_string());
                     std::mem::forget(p);
                 }
-                Err(e) => eprintln!("rv35 helper: start in group {i}: {e}"),
+                Err(e) => eprintln!("rv35 helper {tag}: start in group {i}: {e}"),
             }
         }
         if i % 4 == 3 {
             // Ended, its directory to the pool: a later group reuses it.
+            let dir = common::cgroup_dir(&group).unwrap_or_default();
             rt.block_on(async { drop(group) });
+            if std::env::var_os("PKIT_RV35_QUIET").is_none() {
+                say(format!("rv35x {i} {}", dir.display()));
+            }
         } else {
             live += started;
             let dir = common::cgroup_dir(&group).unwrap_or_default();
@@ -168,23 +192,66 @@ fn wait_line(out: &mut BufReader<ChildStdout>, word: &str) -> String {
     }
 }
 
-/// The helper's `rv35g` lines until its `rv35done`: its live count and
-/// each kept group (`<i> <dir> <pids>`).
-fn groups_until_done(out: &mut BufReader<ChildStdout>) -> (usize, Vec<String>) {
+/// The helper's `rv35g` lines until its `rv35done`: its live count, each
+/// kept group (`<i> <dir> <pids>`) and its `rv35x` lines (each dropped
+/// group, `rv35x <i> <dir>`).
+fn groups_until_done(out: &mut BufReader<ChildStdout>) -> (usize, Vec<String>, Vec<String>) {
     let mut groups = Vec::new();
+    let mut dropped = Vec::new();
     loop {
         let mut line = String::new();
         match out.read_line(&mut line) {
             Ok(n) if n > 0 => {
                 if let Some(at) = line.find("rv35g ") {
                     groups.push(line[at + 6..].trim().to_string());
+                } else if let Some(at) = line.find("rv35x ") {
+                    dropped.push(line[at..].trim().to_string());
                 } else if let Some(at) = line.find("rv35done ") {
                     let live = line[at + 9..].trim().parse().expect("count");
-                    return (live, groups);
+                    return (live, groups, dropped);
                 }
             }
             other => panic!("the helper ended before `rv35done`: {other:?}"),
         }
+    }
+}
+
+/// The `rv35g`/`rv35x` lines the helper wrote so far, without waiting for
+/// more (its stdout made non-blocking; at most a few thousand, as a helper
+/// that was not killed writes on): `rv35g|rv35x <i> <dir> ...`.
+fn said_so_far(out: &mut BufReader<ChildStdout>) -> Vec<String> {
+    use std::os::fd::AsFd;
+    let _ = rustix::fs::fcntl_setfl(out.get_ref().as_fd(), rustix::fs::OFlags::NONBLOCK);
+    let mut lines = Vec::new();
+    for _ in 0..5000 {
+        let mut line = String::new();
+        match out.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                for word in ["rv35g ", "rv35x "] {
+                    if let Some(at) = line.find(word) {
+                        lines.push(line[at..].trim().to_string());
+                    }
+                }
+            }
+            _ => break,
+        }
+    }
+    lines
+}
+
+/// When directory `d` was made (its ctime), against `at`.
+fn made_vs(d: &Path, at: std::time::SystemTime) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(d) else {
+        return "gone now".to_string();
+    };
+    let made = std::time::UNIX_EPOCH + Duration::new(m.ctime() as u64, m.ctime_nsec() as u32);
+    match made.duration_since(at) {
+        Ok(after) => format!("made {:.1} ms after the kill", after.as_secs_f64() * 1e3),
+        Err(e) => format!(
+            "made {:.1} ms before the kill",
+            e.duration().as_secs_f64() * 1e3
+        ),
     }
 }
 
@@ -395,28 +462,75 @@ fn owners_in_two_pid_namespaces_racing_for_names() {
                 format!("{}{round:03}2", std::process::id()),
             );
             let (mut b, mut b_out) = helper(&wrap, &tag_b, 24);
-            let (mut a, _a_out) = helper(&wrap, &tag_a, 0);
+            let (mut a, mut a_out) = helper(&wrap, &tag_a, 0);
             // unshare -> ns init (sleep) -> helper.
             let init_of = |c: &Child| children_of(c.id()).first().copied().expect("ns init");
             let (init_a, init_b) = (init_of(&a), init_of(&b));
-            let owner_a = children_of(init_a)
-                .into_iter()
-                .find(|&p| common::comm(p).is_some_and(|c| !c.starts_with("sleep")))
-                .expect("helper a");
+            // The helper is its namespace's pid 2 (ns23: found by its
+            // command name, its guard, `pkit-guard`, or the guard's
+            // launcher, a copy of the helper, was taken for it when its pid
+            // came first: the test then killed the guard and the owner ran
+            // on).
+            let helper_in = |init: u32| {
+                children_of(init)
+                    .into_iter()
+                    .find(|&p| rv35_watch::ns_pid(p) == Some(2))
+            };
+            let owner_a = helper_in(init_a).expect("helper a");
+            let owner_b = helper_in(init_b).expect("helper b");
+            // Which of b's processes ends, how and when (ns23).
+            let watch = rv35_watch::Watch::start(owner_b, init_a, owner_a);
             let us = rng.below(400_000);
             std::thread::sleep(Duration::from_micros(us));
+            let killed_at = watch.ms(Instant::now());
+            let killed_wall = std::time::SystemTime::now();
             kill(owner_a);
-            let (live_b, groups_b) = groups_until_done(&mut b_out);
+            let (live_b, groups_b, dropped_b) = groups_until_done(&mut b_out);
             let a_gone = poll(Duration::from_secs(15), || marked(&tag_a).is_empty());
-            // A lost process stays lost: polled, so that a look that
-            // misses one for another reason can't fail the round.
-            let first_look = marked(&tag_b).len();
-            let _ = poll(Duration::from_secs(2), || marked(&tag_b).len() >= live_b);
+            let a_said = said_so_far(&mut a_out);
+            // A lost process stays lost: polled, as a look can miss the
+            // live owner's newest process (ns23: "23 of 24", 3 of ~145
+            // rounds on a loaded machine, 6 of 250 with two CPU hogs, each
+            // time its last group's `sleep`, started 20-400 ms before,
+            // alive, its command line complete a moment later, none of its
+            // processes ended): the helper says `rv35done` once its last
+            // start returned, when the kernel has let the child's `vfork`
+            // go but may not yet have set up its new command line, which
+            // reads empty until then (`/proc/<pid>/cmdline`). A real loss
+            // is a zombie child of the helper (it reaps none), which the
+            // watch's report names.
+            let first = marked(&tag_b);
+            let first_look = first.len();
+            // What the look missed, looked at at once (ns23).
+            let missed = if first_look < live_b {
+                rv35_watch::unmarked(owner_b, &first)
+            } else {
+                Vec::new()
+            };
+            let _ = poll(Duration::from_secs(10), || marked(&tag_b).len() >= live_b);
             let b_alive = marked(&tag_b).len();
-            if first_look < live_b {
+            let log = watch.finish();
+            if first_look < live_b || b_alive < live_b {
                 eprintln!(
-                    "rv35: round {round}: first look {first_look} of {live_b}, then {b_alive}"
+                    "rv35: round {round} (killed at {us} µs): first look {first_look} of {live_b}, then {b_alive}"
                 );
+                for (ns, what) in &missed {
+                    let group = groups_b
+                        .iter()
+                        .find(|g| g.split(' ').skip(2).any(|p| p.parse().ok() == *ns));
+                    eprintln!("rv35: round {round}: the first look missed {what}, of group {group:?} (b's last group: {:?})", groups_b.last());
+                }
+                // Each kept group: `<i> <dir> <pids in b's namespace>`.
+                let kept: Vec<u32> = groups_b
+                    .iter()
+                    .flat_map(|g| g.split(' ').skip(2).filter_map(|p| p.parse().ok()))
+                    .collect();
+                for line in rv35_watch::report(&log, &kept, killed_at, None) {
+                    eprintln!("rv35: round {round}: {line}");
+                }
+            }
+            if round % 50 == 49 {
+                eprintln!("rv35: {} of {n} rounds", round + 1);
             }
             if !a_gone {
                 failures.push(format!(
@@ -447,10 +561,6 @@ fn owners_in_two_pid_namespaces_racing_for_names() {
                 ));
             }
             // The other owner killed too: nothing of either is left.
-            let owner_b = children_of(init_b)
-                .into_iter()
-                .find(|&p| common::comm(p).is_some_and(|c| !c.starts_with("sleep")))
-                .expect("helper b");
             kill(owner_b);
             let clear = poll(Duration::from_secs(15), || {
                 marked(&tag_b).is_empty() && leftover_dirs(2).is_empty()
@@ -458,8 +568,31 @@ fn owners_in_two_pid_namespaces_racing_for_names() {
             if !clear {
                 let dirs = leftover_dirs(2);
                 let alive = marked(&tag_b);
+                // Whose each directory was (ns23).
+                let whose: Vec<String> = dirs
+                    .iter()
+                    .map(|d| {
+                        let of = |lines: &[String], who: &str| {
+                            lines.iter().find_map(|l| {
+                                let mut f = l.split(' ');
+                                let (kind, _, dir) = (f.next()?, f.next()?, f.next()?);
+                                (Path::new(dir) == d).then(|| format!("{who} {kind}"))
+                            })
+                        };
+                        let owner = of(&a_said, "a")
+                            .or_else(|| {
+                                let mut b_lines: Vec<String> =
+                                    groups_b.iter().map(|g| format!("rv35g {g}")).collect();
+                                b_lines.extend(dropped_b.iter().cloned());
+                                of(&b_lines, "b")
+                            })
+                            .unwrap_or_else(|| "announced by neither".to_string());
+                        format!("{} ({owner}, {})", d.display(), made_vs(d, killed_wall))
+                    })
+                    .collect();
                 failures.push(format!(
-                    "round {round}: after both were killed: alive {alive:?}, dirs {dirs:?}"
+                    "round {round}: after both were killed: alive {alive:?}, dirs {whose:?}; other runs' helpers now: {:?}",
+                    rv35_watch::foreign_helpers()
                 ));
                 clean(&alive, &dirs);
             }
