@@ -90,6 +90,47 @@ fn finished_and_timed_out_captures_return_with_no_zombie() {
     );
 }
 
+/// The environment of a helper run of a test of this file: which of its
+/// series of rounds it runs.
+const SERIES: &str = "PKIT_RV19_SERIES";
+
+/// Runs `test`'s series `names` at once, each in a helper run of `test`
+/// (this binary run again, the test alone, [`SERIES`] set): a process of
+/// its own, whose children and zombies, what a series counts, are its
+/// own. Each series keeps its rounds, one after another. Fails with the
+/// output of each series that failed.
+fn series_at_once(test: &str, names: &[&str]) {
+    let helpers: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let helper = helper_owner_command(test, SERIES, name)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("the helper starts");
+            (*name, helper)
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (name, helper) in helpers {
+        let out = helper.wait_with_output().expect("the helper's end");
+        if !out.status.success() {
+            eprintln!(
+                "series {name}: {}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            failed.push(name);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{test}: series failed (their output above): {failed:?}"
+    );
+}
+
 /// A run ended by its cancel token returned `Err(Cancelled)` from the
 /// early return in `run_in` (the `Ended::Cancelled` arm), which skipped
 /// the merge's `proc.child.reap_if_exited()`: the worker's aside task
@@ -98,40 +139,49 @@ fn finished_and_timed_out_captures_return_with_no_zombie() {
 /// right after `block_on` returned, the child was sometimes still a zombie
 /// of this process (both mechanisms; before the merge too, as timeouts
 /// were). Found by rv19; fixed: that arm reaps too.
+///
+/// Each mechanism's 150 rounds run one after another in a helper process
+/// of their own ([`series_at_once`]), the mechanisms at once.
 #[test]
 fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
-    alone(
-        "a_cancelled_capture_from_block_on_returns_with_its_child_reaped",
-        |_| {
-            let rt = multi();
-            let choices = mechanisms()
-                .into_iter()
-                .filter(|c| *c != MechanismChoice::Portable);
-            for choice in choices {
-                let mut seen = Vec::new();
-                for i in 0..150 {
-                    let token = CancelToken::new();
-                    let later = token.clone();
-                    let t = std::thread::spawn(move || {
-                        std::thread::sleep(Duration::from_millis(40));
-                        later.cancel();
-                    });
-                    let cmd = sh(choice, "sleep 30").cancel_token(&token);
-                    let err = rt.block_on(cmd.output()).expect_err("cancelled");
-                    let left = zombies();
-                    t.join().unwrap();
-                    assert_eq!(err.kind(), ErrorKind::Cancelled, "{choice}: {err}");
-                    if !left.is_empty() {
-                        seen.push((i, left));
-                    }
-                }
-                assert!(
-                    seen.is_empty(),
-                    "{choice}: cancelled runs that returned with a zombie child of ours: {seen:?}"
-                );
+    const TEST: &str = "a_cancelled_capture_from_block_on_returns_with_its_child_reaped";
+    alone(TEST, |_| {
+        let choices: Vec<MechanismChoice> = mechanisms()
+            .into_iter()
+            .filter(|c| *c != MechanismChoice::Portable)
+            .collect();
+        let Ok(name) = std::env::var(SERIES) else {
+            let names: Vec<&str> = choices.iter().map(|c| c.as_str()).collect();
+            series_at_once(TEST, &names);
+            return;
+        };
+        let choice = *choices
+            .iter()
+            .find(|c| c.as_str() == name)
+            .expect("a mechanism of this run");
+        let rt = multi();
+        let mut seen = Vec::new();
+        for i in 0..150 {
+            let token = CancelToken::new();
+            let later = token.clone();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(40));
+                later.cancel();
+            });
+            let cmd = sh(choice, "sleep 30").cancel_token(&token);
+            let err = rt.block_on(cmd.output()).expect_err("cancelled");
+            let left = zombies();
+            t.join().unwrap();
+            assert_eq!(err.kind(), ErrorKind::Cancelled, "{choice}: {err}");
+            if !left.is_empty() {
+                seen.push((i, left));
             }
-        },
-    );
+        }
+        assert!(
+            seen.is_empty(),
+            "{choice}: cancelled runs that returned with a zombie child of ours: {seen:?}"
+        );
+    });
 }
 
 /// The same under the portable backend: its child is held by its pid
@@ -140,12 +190,20 @@ fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
 /// in 150) returned with its child a zombie, reaped a moment later by that
 /// worker's drop. The run's end now reaps it (`PortableChild::reap_if_exited`,
 /// its status kept, its number never used again).
+///
+/// The cancelled and the timed-out series (150 rounds each, one after
+/// another) run at once, each in a helper process of its own
+/// ([`series_at_once`]).
 #[test]
 fn a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped() {
-    alone(
-        "a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped",
-        |_| {
-            let rt = multi();
+    const TEST: &str = "a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped";
+    alone(TEST, |_| {
+        let Ok(series) = std::env::var(SERIES) else {
+            series_at_once(TEST, &["cancelled", "timed out"]);
+            return;
+        };
+        let rt = multi();
+        if series == "cancelled" {
             let mut seen = Vec::new();
             for i in 0..150 {
                 let token = CancelToken::new();
@@ -163,25 +221,29 @@ fn a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped() {
                     seen.push((i, left));
                 }
             }
-            // Timed out: the same share, the same window?
-            let mut timed = Vec::new();
-            for i in 0..150 {
-                let cmd =
-                    sh(MechanismChoice::Portable, "sleep 30").timeout(Duration::from_millis(40));
-                let out = rt.block_on(cmd.output()).expect("output");
-                let left = zombies();
-                assert!(out.timed_out(), "{out:?}");
-                if !left.is_empty() {
-                    timed.push((i, left));
-                }
-            }
             assert!(
-                seen.is_empty() && timed.is_empty(),
-                "portable: runs that returned with a zombie child of ours: \
-                 cancelled {seen:?}, timed out {timed:?}"
+                seen.is_empty(),
+                "portable: cancelled runs that returned with a zombie child of ours: {seen:?}"
             );
-        },
-    );
+            return;
+        }
+        // Timed out: the same share, the same window?
+        assert_eq!(series, "timed out");
+        let mut timed = Vec::new();
+        for i in 0..150 {
+            let cmd = sh(MechanismChoice::Portable, "sleep 30").timeout(Duration::from_millis(40));
+            let out = rt.block_on(cmd.output()).expect("output");
+            let left = zombies();
+            assert!(out.timed_out(), "{out:?}");
+            if !left.is_empty() {
+                timed.push((i, left));
+            }
+        }
+        assert!(
+            timed.is_empty(),
+            "portable: timed-out runs that returned with a zombie child of ours: {timed:?}"
+        );
+    });
 }
 
 /// A run whose `block_on` future is dropped (the caller's own timeout

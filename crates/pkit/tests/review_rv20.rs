@@ -56,10 +56,12 @@ fn trapping(choice: MechanismChoice, sig: &str, file: &TempPath, pid: &TempPath)
     sh(choice, &script).args([file.as_str(), pid.as_str()])
 }
 
-/// Under a cgroup each case lasts its whole 10 s grace (the trapping
-/// shell's background `sleep`, stopped by the same signal, holds the
-/// group until the grace kills it): the cases (mechanism x signal x verb
-/// or started) run at once, each with its own files, group and program.
+/// Under a cgroup each case lasts its whole grace (the trapping shell's
+/// background `sleep`, stopped by the same signal, holds the group until
+/// the grace kills it): the cases (mechanism x signal x verb or started)
+/// run at once, each with its own files, group and program, and the grace
+/// is 4 s (was 10 s: waited out by every case that passes; the trap runs
+/// at the SIGCONT that follows the signal, a few milliseconds in).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caught_ttin_as_the_timeout_signal_reaches_the_program() {
     let suite = begin("a_caught_ttin_as_the_timeout_signal_reaches_the_program").await;
@@ -78,7 +80,7 @@ async fn a_caught_ttin_as_the_timeout_signal_reaches_the_program() {
             trapping(choice, name, &file, &pidf)
                 .timeout(Duration::from_secs(1))
                 .timeout_signal(Signal::Raw(num))
-                .grace(Duration::from_secs(10))
+                .grace(Duration::from_secs(4))
         };
         if !started {
             // The verbs' timeout (the group's shutdown with the signal).
@@ -124,34 +126,38 @@ fn stopping(choice: MechanismChoice, file: &TempPath, pid: &TempPath) -> Command
     .args([file.as_str(), pid.as_str()])
 }
 
-#[tokio::test]
+/// Each case waits out its timeout and its 2 s grace (the stopped program
+/// is killed after it): the cases (mechanism x verb or started) run at
+/// once, each with its own files, group and program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_zero_at_a_timeout_does_not_continue_a_stopped_program() {
     let suite = begin("signal_zero_at_a_timeout_does_not_continue_a_stopped_program").await;
+    let mut cases = Vec::new();
     for choice in mechanisms() {
+        for started in [false, true] {
+            cases.push((choice, started));
+        }
+    }
+    all_at_once(cases, |(choice, started)| async move {
         let file = TempPath::new("rv20-zero");
         let pidf = TempPath::new("rv20-zero-pid");
-        let out = bounded(
-            "verb",
+        let ending = || {
             stopping(choice, &file, &pidf)
                 .timeout(Duration::from_secs(1))
                 .timeout_signal(Signal::Raw(0))
                 .grace(Duration::from_secs(2))
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{choice}: {e}"));
-        assert!(out.timed_out(), "{choice}: {out:?}");
-        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
-        assert_eq!(said, "", "{choice}: verb: signal 0 continued it: {out:?}");
+        };
+        if !started {
+            let out = bounded("verb", ending().output())
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert!(out.timed_out(), "{choice}: {out:?}");
+            let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+            assert_eq!(said, "", "{choice}: verb: signal 0 continued it: {out:?}");
+            return;
+        }
         let g = group(choice);
-        let mut p = g
-            .start(
-                &stopping(choice, &file, &pidf)
-                    .timeout(Duration::from_secs(1))
-                    .timeout_signal(Signal::Raw(0))
-                    .grace(Duration::from_secs(2)),
-            )
-            .unwrap();
+        let mut p = g.start(&ending()).unwrap();
         let out = bounded("started", p.wait()).await.unwrap();
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
         assert_eq!(
@@ -159,16 +165,26 @@ async fn signal_zero_at_a_timeout_does_not_continue_a_stopped_program() {
             "{choice}: started: signal 0 continued it: {out:?}"
         );
         g.close().await.unwrap();
-    }
+    })
+    .await;
     suite.end().await;
 }
 
 /// A stopped program that ignores the ending signal runs once continued,
 /// and is still killed once the grace is over (verb, started, shutdown).
-#[tokio::test]
+/// The cases (mechanism x verb, shutdown or started shutdown) run at once,
+/// each with its own files, group and program: two of them wait out a 2 s
+/// grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_program_ignoring_the_signal_is_killed_after_the_grace() {
     let suite = begin("a_stopped_program_ignoring_the_signal_is_killed_after_the_grace").await;
+    let mut cases = Vec::new();
     for choice in mechanisms() {
+        for way in ["verb", "shutdown", "started shutdown"] {
+            cases.push((choice, way));
+        }
+    }
+    all_at_once(cases, |(choice, way)| async move {
         let file = TempPath::new("rv20-ign");
         let pidf = TempPath::new("rv20-ign-pid");
         let ignoring = |f: &TempPath, p: &TempPath| {
@@ -179,120 +195,139 @@ async fn a_stopped_program_ignoring_the_signal_is_killed_after_the_grace() {
             )
             .args([f.as_str(), p.as_str()])
         };
-        let out = bounded(
-            "verb",
-            ignoring(&file, &pidf)
-                .timeout(Duration::from_secs(1))
-                .grace(Duration::from_secs(2))
-                .output(),
-        )
-        .await
-        .unwrap();
-        assert!(out.timed_out(), "{choice}: {out:?}");
-        assert!(out.killed_after_grace(), "{choice}: {out:?}");
-        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
-        assert_eq!(said, "cont\n", "{choice}: verb: never continued: {out:?}");
-        let _ = std::fs::remove_file(file.path());
-        let _ = std::fs::remove_file(pidf.path());
-        let g = group(choice);
-        let mut p = g.start(&ignoring(&file, &pidf)).unwrap();
-        let pid = pid_in_file(&pidf, "shutdown").await;
-        wait_stopped(pid, &format!("{choice}")).await;
-        let report = bounded("shutdown", g.shutdown(Duration::from_millis(0)))
-            .await
-            .unwrap();
-        // Under a cgroup the count is of every member after the grace,
-        // the `sleep` the continued shell forked in it too (more than
-        // were signalled: see the report).
-        assert!(report.killed() >= 1, "{choice}: grace 0: {report:?}");
-        let out = bounded("wait", p.wait()).await.unwrap();
-        assert!(out.signal().is_some(), "{choice}: {out:?}");
-        assert_gone(&[pid], &format!("{choice}: grace 0")).await;
-        // A started process's shutdown, grace 2 s.
-        let _ = std::fs::remove_file(file.path());
-        let _ = std::fs::remove_file(pidf.path());
-        let g = group(choice);
-        let p = g.start(&ignoring(&file, &pidf)).unwrap();
-        let pid = pid_in_file(&pidf, "started shutdown").await;
-        wait_stopped(pid, &format!("{choice}")).await;
-        let late = bounded("started shutdown", p.shutdown(Duration::from_secs(2)))
-            .await
-            .unwrap();
-        assert!(late, "{choice}: shutdown said it exited in its grace");
-        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
-        assert_eq!(said, "cont\n", "{choice}: started: never continued");
-        assert_gone(&[pid], &format!("{choice}: started")).await;
-        g.close().await.unwrap();
-    }
+        match way {
+            "verb" => {
+                let out = bounded(
+                    "verb",
+                    ignoring(&file, &pidf)
+                        .timeout(Duration::from_secs(1))
+                        .grace(Duration::from_secs(2))
+                        .output(),
+                )
+                .await
+                .unwrap();
+                assert!(out.timed_out(), "{choice}: {out:?}");
+                assert!(out.killed_after_grace(), "{choice}: {out:?}");
+                let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+                assert_eq!(said, "cont\n", "{choice}: verb: never continued: {out:?}");
+            }
+            "shutdown" => {
+                let g = group(choice);
+                let mut p = g.start(&ignoring(&file, &pidf)).unwrap();
+                let pid = pid_in_file(&pidf, "shutdown").await;
+                wait_stopped(pid, &format!("{choice}")).await;
+                let report = bounded("shutdown", g.shutdown(Duration::from_millis(0)))
+                    .await
+                    .unwrap();
+                // Under a cgroup the count is of every member after the
+                // grace, the `sleep` the continued shell forked in it too
+                // (more than were signalled: see the report).
+                assert!(report.killed() >= 1, "{choice}: grace 0: {report:?}");
+                let out = bounded("wait", p.wait()).await.unwrap();
+                assert!(out.signal().is_some(), "{choice}: {out:?}");
+                assert_gone(&[pid], &format!("{choice}: grace 0")).await;
+            }
+            _ => {
+                // A started process's shutdown, grace 2 s.
+                let g = group(choice);
+                let p = g.start(&ignoring(&file, &pidf)).unwrap();
+                let pid = pid_in_file(&pidf, "started shutdown").await;
+                wait_stopped(pid, &format!("{choice}")).await;
+                let late = bounded("started shutdown", p.shutdown(Duration::from_secs(2)))
+                    .await
+                    .unwrap();
+                assert!(late, "{choice}: shutdown said it exited in its grace");
+                let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+                assert_eq!(said, "cont\n", "{choice}: started: never continued");
+                assert_gone(&[pid], &format!("{choice}: started")).await;
+                g.close().await.unwrap();
+            }
+        }
+    })
+    .await;
     suite.end().await;
 }
 
-/// Custom ending signals reach a stopped program's handler.
-#[tokio::test]
+/// Custom ending signals reach a stopped program's handler. The cases
+/// (mechanism x signal) run at once, each with its own files and program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_program_gets_a_custom_ending_signal() {
     let suite = begin("a_stopped_program_gets_a_custom_ending_signal").await;
+    let mut cases = Vec::new();
     for choice in mechanisms() {
-        for (name, sig) in [
+        for sig in [
             ("HUP", Signal::Hup),
             ("INT", Signal::Int),
             ("USR1", Signal::Usr1),
         ] {
-            let file = TempPath::new("rv20-custom");
-            let pidf = TempPath::new("rv20-custom-pid");
-            let script = format!(
-                "trap 'echo {name} > \"$1\"; exit 7' {name}; echo $$ > \"$2\"; \
-                 kill -STOP $$; while :; do sleep 0.1; done"
-            );
-            let out = bounded(
-                "custom",
-                sh(choice, &script)
-                    .args([file.as_str(), pidf.as_str()])
-                    .timeout(Duration::from_secs(1))
-                    .timeout_signal(sig)
-                    .grace(NEVER)
-                    .output(),
-            )
-            .await
-            .unwrap();
-            assert!(out.timed_out(), "{choice} {name}: {out:?}");
-            assert!(!out.killed_after_grace(), "{choice} {name}: {out:?}");
-            let said = std::fs::read_to_string(file.path()).unwrap_or_default();
-            assert_eq!(said, format!("{name}\n"), "{choice} {name}: {out:?}");
+            cases.push((choice, sig));
         }
     }
+    all_at_once(cases, |(choice, (name, sig))| async move {
+        let file = TempPath::new("rv20-custom");
+        let pidf = TempPath::new("rv20-custom-pid");
+        let script = format!(
+            "trap 'echo {name} > \"$1\"; exit 7' {name}; echo $$ > \"$2\"; \
+             kill -STOP $$; while :; do sleep 0.1; done"
+        );
+        let out = bounded(
+            "custom",
+            sh(choice, &script)
+                .args([file.as_str(), pidf.as_str()])
+                .timeout(Duration::from_secs(1))
+                .timeout_signal(sig)
+                .grace(NEVER)
+                .output(),
+        )
+        .await
+        .unwrap();
+        assert!(out.timed_out(), "{choice} {name}: {out:?}");
+        assert!(!out.killed_after_grace(), "{choice} {name}: {out:?}");
+        let said = std::fs::read_to_string(file.path()).unwrap_or_default();
+        assert_eq!(said, format!("{name}\n"), "{choice} {name}: {out:?}");
+    })
+    .await;
     suite.end().await;
 }
 
 /// A program that stops itself again on every SIGCONT still runs its
 /// SIGTERM trap (the kernel delivers the lower-numbered SIGTERM first); a
 /// job-control shell (`bash -m`) with a stopped job of its own process
-/// group ends within the grace, its job too.
-#[tokio::test]
+/// group ends within the grace, its job too. The cases (mechanism x
+/// program) run at once, each with its own files and group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigcont_handlers_and_job_control_shells_at_a_shutdown() {
     let suite = begin("sigcont_handlers_and_job_control_shells_at_a_shutdown").await;
     let bash = std::path::Path::new("/bin/bash").exists();
+    let mut cases = Vec::new();
     for choice in mechanisms() {
-        let file = TempPath::new("rv20-restop");
-        let pidf = TempPath::new("rv20-restop-pid");
-        let g = group(choice);
-        let mut p = g
-            .start(
-                &sh(
-                    choice,
-                    "trap 'kill -STOP $$' CONT; trap 'echo term > \"$1\"; exit 7' TERM; \
-                     echo $$ > \"$2\"; kill -STOP $$; while :; do sleep 0.1 & wait $!; done",
+        cases.push((choice, false));
+        if bash {
+            cases.push((choice, true));
+        }
+    }
+    all_at_once(cases, |(choice, job_control)| async move {
+        if !job_control {
+            let file = TempPath::new("rv20-restop");
+            let pidf = TempPath::new("rv20-restop-pid");
+            let g = group(choice);
+            let mut p = g
+                .start(
+                    &sh(
+                        choice,
+                        "trap 'kill -STOP $$' CONT; trap 'echo term > \"$1\"; exit 7' TERM; \
+                         echo $$ > \"$2\"; kill -STOP $$; while :; do sleep 0.1 & wait $!; done",
+                    )
+                    .args([file.as_str(), pidf.as_str()]),
                 )
-                .args([file.as_str(), pidf.as_str()]),
-            )
-            .unwrap();
-        let pid = pid_in_file(&pidf, "re-stopping").await;
-        wait_stopped(pid, &format!("{choice}")).await;
-        let report = bounded("re-stopping", g.shutdown(NEVER)).await.unwrap();
-        assert_eq!(report.killed(), 0, "{choice}: {report:?}");
-        let out = bounded("wait", p.wait()).await.unwrap();
-        assert_eq!(out.code(), Some(7), "{choice}: {out:?}");
-        if !bash {
-            continue;
+                .unwrap();
+            let pid = pid_in_file(&pidf, "re-stopping").await;
+            wait_stopped(pid, &format!("{choice}")).await;
+            let report = bounded("re-stopping", g.shutdown(NEVER)).await.unwrap();
+            assert_eq!(report.killed(), 0, "{choice}: {report:?}");
+            let out = bounded("wait", p.wait()).await.unwrap();
+            assert_eq!(out.code(), Some(7), "{choice}: {out:?}");
+            return;
         }
         let jobf = TempPath::new("rv20-job-pid");
         let g = group(choice);
@@ -310,6 +345,7 @@ async fn sigcont_handlers_and_job_control_shells_at_a_shutdown() {
         assert_eq!(report.killed(), 0, "{choice}: bash -m: {report:?}");
         drop(p);
         assert_gone(&[job], &format!("{choice}: bash -m's job")).await;
-    }
+    })
+    .await;
     suite.end().await;
 }

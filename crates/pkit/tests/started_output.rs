@@ -82,18 +82,85 @@ async fn yes_unread(choice: MechanismChoice, stream_lines: bool) {
     );
 }
 
+/// The case a helper run of
+/// [`an_unread_started_process_costs_bounded_memory_and_keeps_running`]
+/// measures, in its environment: `<mechanism> <stream_lines>`.
+const UNREAD_CASE: &str = "PKIT_STARTED_OUTPUT_UNREAD_CASE";
+
+/// Each case (mechanism x line stream or not) watches its owner's memory
+/// for 5 s, so each runs in a process of its own, a helper run of this
+/// test: the memory measured is that process's alone, and the cases run
+/// at once (they ran one after another, alone in this binary, 20 s in
+/// all). Each helper runs its case alone in its process
+/// (`begin_exclusive`, its checks that nothing is left included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unread_started_process_costs_bounded_memory_and_keeps_running() {
-    let alone = begin_exclusive().await;
-    for choice in mechanisms() {
-        yes_unread(choice, false).await;
-        yes_unread(choice, true).await;
+    const TEST: &str = "an_unread_started_process_costs_bounded_memory_and_keeps_running";
+    if let Ok(case) = std::env::var(UNREAD_CASE) {
+        let alone = begin_exclusive().await;
+        let (name, stream) = case.split_once(' ').expect("<mechanism> <stream_lines>");
+        let choice = [
+            MechanismChoice::Cgroup,
+            MechanismChoice::ProcessGroup,
+            MechanismChoice::Portable,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .expect("a mechanism");
+        yes_unread(choice, stream == "true").await;
+        end_exclusive(alone, TEST).await;
+        return;
     }
-    end_exclusive(
-        alone,
-        "an_unread_started_process_costs_bounded_memory_and_keeps_running",
-    )
-    .await;
+    let suite = begin(TEST).await;
+    let cases: Vec<String> = mechanisms()
+        .into_iter()
+        .flat_map(|c| [format!("{c} false"), format!("{c} true")])
+        .collect();
+    let ends = tokio::task::spawn_blocking(move || {
+        let helpers: Vec<_> = cases
+            .iter()
+            .map(|case| {
+                let helper = helper_owner_command(TEST, UNREAD_CASE, case)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("the helper starts");
+                (case.clone(), helper)
+            })
+            .collect();
+        helpers
+            .into_iter()
+            .map(|(case, helper)| (case, helper.wait_with_output().expect("the helper's end")))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("the helpers' thread");
+    let mut failed = Vec::new();
+    for (case, out) in &ends {
+        let text = String::from_utf8_lossy(&out.stderr);
+        // The case's own line (memory, bytes written), and all of its
+        // output when it failed.
+        for line in text
+            .lines()
+            .filter(|l| l.contains("yes started, never read"))
+        {
+            eprintln!("{line}");
+        }
+        if !out.status.success() {
+            eprintln!(
+                "case {case}: {}\n{}{text}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            );
+            failed.push(case.clone());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "cases failed (their output above): {failed:?}"
+    );
+    suite.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1046,7 +1046,18 @@ pub async fn output_timing_out_after_ready(
     what: &str,
     make: impl Fn(Duration) -> Command,
 ) -> (pkit::Output, Vec<u32>) {
-    let mut limit = Duration::from_millis(500);
+    output_timing_out_after_ready_from(Duration::from_millis(500), what, make).await
+}
+
+/// As [`output_timing_out_after_ready`], with `first` the first attempt's
+/// timeout (for a test of many runs whose script is ready at once: each
+/// run lasts its whole timeout).
+pub async fn output_timing_out_after_ready_from(
+    first: Duration,
+    what: &str,
+    make: impl Fn(Duration) -> Command,
+) -> (pkit::Output, Vec<u32>) {
+    let mut limit = first;
     loop {
         let out = make(limit)
             .output()
