@@ -1,6 +1,5 @@
-//! Findings of the 2026-12-06 audit (docs/spec-coverage.md) that still
-//! reproduce on main: each a failing test, ignored with its severity until
-//! it is fixed.
+//! Findings of the 2026-12-06 audit (docs/spec-coverage.md): each a test,
+//! ignored with its severity while it still reproduces.
 
 mod common;
 
@@ -8,19 +7,18 @@ use std::path::{Path, PathBuf};
 
 use pkit::{Group, MechanismChoice};
 
-/// DESIGN.md: "A group is a child directory of the owner's cgroup". The
-/// owner's cgroup is read once per process (`sys/linux/host.rs`,
-/// `cgroup_host`), so an owner moved to another cgroup (adopted by an outer
-/// pkit's group, moved by a service manager) keeps making its groups under
-/// the cgroup it has left: outside the cgroup that now holds it, so a kill
-/// of that cgroup's subtree (the outer group's teardown) misses them (the
-/// review's R9 "stale host cache").
+/// DESIGN.md: "A group is a child directory of the owner's cgroup", also
+/// after the owner was moved to another cgroup (adopted by an outer pkit's
+/// group, moved by a service manager). The owner's cgroup was read once per
+/// process (`sys/linux/host.rs`, `cgroup_host`), so a moved owner kept
+/// making its groups under the cgroup it had left: outside the one that
+/// now holds it, where a kill of that one's subtree (the outer group's
+/// teardown) misses them (the review's R9 "stale host cache").
 ///
 /// Moving a process is process-wide, so the case runs in a fresh copy of
 /// this test binary (`inner_moved_owner`, which does nothing unless
 /// `PKIT_AUDIT_MOVED` is set).
 #[test]
-#[ignore = "audit: LOW: an owner moved to another cgroup keeps making groups under the one it left (R9 stale host cache)"]
 fn an_owner_moved_to_another_cgroup_makes_groups_there() {
     if !common::cgroup_pass("an_owner_moved_to_another_cgroup_makes_groups_there") {
         return;
@@ -85,6 +83,8 @@ fn inner_moved_owner() {
         if let Some(Ok(g)) = second {
             g.close().await.expect("close the second group");
         }
+        // A spare kept for reuse would hold the new cgroup.
+        pkit::release_spare_cgroups();
 
         // Back home, and the new cgroup removed, before any assertion.
         std::fs::write(home.join("cgroup.procs"), &pid).expect("move back");
