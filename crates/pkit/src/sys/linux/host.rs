@@ -20,18 +20,64 @@ pub(crate) struct CgroupHost {
     pub has_kill: bool,
 }
 
-/// The outcome of looking for cgroup v2: found, or why not.
+/// The outcome of looking for cgroup v2 for this process's cgroup now:
+/// found, or why not.
+///
+/// `/proc/self/cgroup` is read at each call (groups are made in the
+/// owner's cgroup, and an owner can be moved: adopted by an outer group, or
+/// by a service manager); the rest is looked for again only when it
+/// changed. When it can't be read (no descriptor free), the last answer
+/// stands.
 pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
-    static HOST: OnceLock<Result<CgroupHost, String>> = OnceLock::new();
-    HOST.get_or_init(discover)
+    static FIRST: OnceLock<&'static Found> = OnceLock::new();
+    let now = std::fs::read("/proc/self/cgroup");
+    let mut last: &'static Found = FIRST.get_or_init(|| Found::leak(&now));
+    loop {
+        if let Some(&next) = last.next.get() {
+            last = next;
+            continue;
+        }
+        match &now {
+            Ok(text) if last.cgroup.as_ref() != Some(text) => {
+                let fresh = Found::leak(&now);
+                // Another thread may have linked its own first: walk on
+                // to it (this one is a few bytes lost, once per move).
+                if last.next.set(fresh).is_ok() {
+                    return &fresh.host;
+                }
+            }
+            _ => return &last.host,
+        }
+    }
 }
 
-fn discover() -> Result<CgroupHost, String> {
+/// One answer of [`cgroup_host`], for the `/proc/self/cgroup` text it was
+/// found for, and the next (after a move), if any. Never freed: a caller
+/// may hold the answer for ever, and an owner is moved rarely.
+struct Found {
+    cgroup: Option<Vec<u8>>,
+    host: Result<CgroupHost, String>,
+    next: OnceLock<&'static Found>,
+}
+
+impl Found {
+    fn leak(cgroup: &io::Result<Vec<u8>>) -> &'static Found {
+        Box::leak(Box::new(Found {
+            cgroup: cgroup.as_ref().ok().cloned(),
+            host: discover(cgroup),
+            next: OnceLock::new(),
+        }))
+    }
+}
+
+/// `cgroup`: the reading of `/proc/self/cgroup`.
+fn discover(cgroup: &io::Result<Vec<u8>>) -> Result<CgroupHost, String> {
     let mountinfo = std::fs::read("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    let cgroup = std::fs::read("/proc/self/cgroup")
+    let cgroup = cgroup
+        .as_ref()
         .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-    let owner = find_v2_cgroup(&cgroup)
+    let owner = find_v2_cgroup(cgroup)
         .ok_or_else(|| "/proc/self/cgroup has no cgroup v2 (0::) entry".to_string())?;
     let (mount_root, mount) = find_cgroup2_mount(&mountinfo, &owner)
         .ok_or_else(|| "no cgroup2 file system is mounted".to_string())?;
