@@ -93,7 +93,9 @@ async fn lines_queued_at_the_exit_all_come_to_a_slow_reader() {
         assert!(in_time, "{choice}: no end within {LONG:?}");
         assert_eq!((out.len(), err), (200_000, 1), "{choice}");
         assert!(
-            out.iter().enumerate().all(|(i, t)| *t == (i + 1).to_string()),
+            out.iter()
+                .enumerate()
+                .all(|(i, t)| *t == (i + 1).to_string()),
             "{choice}: out of order"
         );
         assert_eq!(exit, Some(Outcome::Exited(3)), "{choice}");
@@ -133,7 +135,9 @@ async fn a_flood_after_the_exit_still_lets_the_exit_come() {
         let own: Vec<&String> = out.iter().filter(|t| *t != "x").collect();
         assert_eq!(own.len(), 5000, "{choice}");
         assert!(
-            own.iter().enumerate().all(|(i, t)| **t == (i + 1).to_string()),
+            own.iter()
+                .enumerate()
+                .all(|(i, t)| **t == (i + 1).to_string()),
             "{choice}: out of order"
         );
     }
