@@ -53,8 +53,11 @@ pub struct Events {
     exited: Option<Outcome>,
     verdict: Option<Verdict>,
     quiet: Pin<Box<tokio::time::Sleep>>,
-    /// When the exit is told whatever descendants still write: the exit
-    /// plus [`AFTER_EXIT_MOST`].
+    /// Lines queued when the exit was seen and not yet told: they all come
+    /// before the exit, however slowly the stream is read.
+    owed: usize,
+    /// When the exit is told whatever descendants still write: the moment
+    /// the owed lines are all told plus [`AFTER_EXIT_MOST`].
     last_call: Option<tokio::time::Instant>,
     done: bool,
 }
@@ -66,19 +69,22 @@ impl RunningProcess {
     /// the line stream, as [`lines`](Self::lines) does), then
     /// [`ProcessEvent::Exited`] with its outcome, last.
     ///
-    /// After the exit, lines are still told until the pipes close (every
-    /// descendant holding them is gone) or stay quiet for 250 ms (no line
-    /// at hand), and for 2 s at most: 2 s after the stream first sees the
-    /// exit (reading it is what sees it), the exit comes next, ahead of
-    /// any line still waiting, and the stream ends (those lines are not
-    /// told). The lines the process wrote before exiting are queued ahead
-    /// of anything written after the exit, so they all come before the
-    /// exit unless telling the ones still waiting when it was seen takes
-    /// the reader more than 2 s. A descendant that writes without a pause
-    /// (a flood) can't hold the exit back past the 2 s; a line it writes
-    /// after 250 ms of quiet is not told. The process itself is left alone: reading or dropping the
-    /// stream changes nothing about it, and [`wait`](Self::wait) still
-    /// works (its output capture holds no bytes the stream took).
+    /// Every line queued when the stream first sees the exit (reading it
+    /// is what sees it) is told before the exit, however slowly the stream
+    /// is read: the lines the process wrote before exiting are queued
+    /// ahead of anything written after the exit (the last ones may still
+    /// be in the pipe when the exit is seen: those come under the rule
+    /// that follows). After the owed lines, lines are still told until the pipes close (every descendant
+    /// holding them is gone) or stay quiet for 250 ms (no line at hand),
+    /// and for 2 s at most: 2 s after the owed lines are told, the exit
+    /// comes next, ahead of any line still waiting, and the stream ends
+    /// (those lines are not told). A descendant that writes without a
+    /// pause (a flood) can't hold the exit back more than 2 s past the
+    /// owed lines (at most the [`buffer_lines`](crate::Command::buffer_lines)
+    /// queued); a line it writes after 250 ms of quiet is not told. The
+    /// process itself is left alone: reading or dropping the stream
+    /// changes nothing about it, and [`wait`](Self::wait) still works (its
+    /// output capture holds no bytes the stream took).
     ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {
@@ -109,6 +115,7 @@ impl RunningProcess {
             exited: None,
             verdict: crate::watch::verdict(&self.watch),
             quiet: Box::pin(tokio::time::sleep(AFTER_EXIT_QUIET)),
+            owed: 0,
             last_call: None,
             done: false,
         }
@@ -116,6 +123,14 @@ impl RunningProcess {
 }
 
 impl Events {
+    /// The owed lines are all told: from now on, lines are told until 250 ms
+    /// of quiet, and for 2 s at most.
+    fn start_cap(&mut self) {
+        let now = tokio::time::Instant::now();
+        self.last_call = Some(now + AFTER_EXIT_MOST);
+        self.quiet.as_mut().reset(now + AFTER_EXIT_QUIET);
+    }
+
     /// The next event, or `None` after [`ProcessEvent::Exited`].
     pub async fn next_event(&mut self) -> Option<ProcessEvent> {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
@@ -139,9 +154,12 @@ impl Events {
                     Err(_) => Outcome::Signalled(crate::sys::Signal::Kill.as_raw()),
                 };
                 self.exited = Some(outcome);
-                let now = tokio::time::Instant::now();
-                self.last_call = Some(now + AFTER_EXIT_MOST);
-                self.quiet.as_mut().reset(now + AFTER_EXIT_QUIET);
+                // What is queued now was written before the exit was seen
+                // (by the process, or by a descendant before it): owed.
+                self.owed = self.lines.queued();
+                if self.owed == 0 {
+                    self.start_cap();
+                }
             }
         }
         // Past the cap, the exit comes ahead of any line still waiting: a
@@ -153,7 +171,12 @@ impl Events {
         if !self.lines_done && !capped {
             match Pin::new(&mut self.lines).poll_next(cx) {
                 Poll::Ready(Some(line)) => {
-                    if let Some(last) = self.last_call {
+                    if self.owed > 0 {
+                        self.owed -= 1;
+                        if self.owed == 0 {
+                            self.start_cap();
+                        }
+                    } else if let Some(last) = self.last_call {
                         let until = tokio::time::Instant::now() + AFTER_EXIT_QUIET;
                         self.quiet.as_mut().reset(until.min(last));
                     }
@@ -166,7 +189,10 @@ impl Events {
         let Some(outcome) = self.exited else {
             return Poll::Pending;
         };
-        if !self.lines_done && !capped && self.quiet.as_mut().poll(cx).is_pending() {
+        // Owed lines are waited for whatever the time (they are queued:
+        // the stream never waits long for one).
+        let waiting = self.owed > 0 || (!capped && self.quiet.as_mut().poll(cx).is_pending());
+        if !self.lines_done && waiting {
             return Poll::Pending;
         }
         self.done = true;

@@ -32,13 +32,14 @@ impl RunningProcess {
     ///
     /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
     /// process exits first, or when its output ends. After the exit it
-    /// still looks at the lines that come until the output stays quiet
-    /// for 250 ms, and for 2 s at most (lines still waiting then are not
-    /// looked at): every line the process wrote, unless the predicate is
-    /// too slow to go through the ones still waiting at the exit within
-    /// 2 s, and what descendants write without a 250 ms pause. A
-    /// descendant that floods the output holds the answer back 2 s at
-    /// most; the `timeout` is kept under any flood.
+    /// still looks at every line queued when it saw the exit, however slow
+    /// the predicate, then at the lines that come until the output stays
+    /// quiet for 250 ms, and for 2 s at most (lines still waiting then are
+    /// not looked at): every line the process wrote (the last ones may
+    /// still be in the pipe at the exit: those count to the 2 s), and
+    /// what descendants write without a 250 ms pause. A descendant that
+    /// floods the output holds the answer back 2 s at most past the lines
+    /// queued at the exit; the `timeout` is kept under any flood.
     ///
     /// # Errors
     ///
@@ -82,6 +83,9 @@ impl RunningProcess {
         // budget is spent (the line queue alone never makes it).
         let mut exited = None;
         let mut last_call = None;
+        // Lines queued when the exit was seen and not yet looked at: all
+        // looked at, however slow the predicate, before the cap starts.
+        let mut owed = 0usize;
         let wait = child.wait();
         tokio::pin!(wait);
         loop {
@@ -108,11 +112,21 @@ impl RunningProcess {
                 biased;
                 status = &mut wait, if exited.is_none() => {
                     exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
-                    last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
+                    owed = lines.len();
+                    if owed == 0 {
+                        last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
+                    }
                 }
                 line = lines.recv() => match line {
                     Some(line) if pred(&line) => return Ok(line),
-                    Some(_) => {}
+                    Some(_) => {
+                        if owed > 0 {
+                            owed -= 1;
+                            if owed == 0 {
+                                last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
+                            }
+                        }
+                    }
                     None => {
                         // The output ended: the process is exiting (its
                         // status follows its closing of the pipes), or it

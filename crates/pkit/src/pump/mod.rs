@@ -31,8 +31,9 @@ use thread::{Control, BIG_READ_CHUNK};
 pub(crate) const AFTER_EXIT_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How long after the exit such a reader keeps waiting for lines, at most,
-/// however often they come: a background job that writes on must not hold
-/// the exit back for good.
+/// however often they come, counted once it has taken the lines queued when
+/// it saw the exit (those are owed): a background job that writes on must
+/// not hold the exit back for good.
 pub(crate) const AFTER_EXIT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
 
 use std::fmt;

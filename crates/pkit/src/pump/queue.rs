@@ -53,6 +53,14 @@ impl Lines {
     }
 }
 
+impl Lines {
+    /// Lines queued and not yet taken (none without a queue): what a
+    /// reader of this stream is owed at the exit (see `Events`).
+    pub(crate) fn queued(&self) -> usize {
+        self.rx.as_ref().map_or(0, Receiver::len)
+    }
+}
+
 impl futures_core::Stream for Lines {
     type Item = Line;
 
@@ -377,6 +385,13 @@ impl Receiver {
         HoldGuard {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Lines queued and not yet handed out (counted in lines, not batches,
+    /// with what is left of the batch being handed out).
+    pub(crate) fn len(&self) -> usize {
+        let queued = self.shared.lock().queued;
+        queued + self.local.as_ref().map_or(0, Batch::len)
     }
 
     /// The next line, or `None` once every reader is done.

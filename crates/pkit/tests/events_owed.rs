@@ -1,0 +1,180 @@
+//! evq: the lines queued when the exit is seen are owed: `events` tells them
+//! all before the exit, and `wait_for_line` looks at them all, however slow
+//! the reader; the 2 s cap (for descendants that write on after the exit)
+//! counts only from there.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{Command, Outcome, ProcessEvent, StreamKind};
+
+/// Generous: telling the owed lines takes a few seconds on purpose.
+const LONG: Duration = Duration::from_secs(120);
+
+/// Reads `p`'s events in a task of its own: first waits `before` (the
+/// process has written its lines and exited by then, so they are all
+/// queued when the stream sees the exit), then sleeps `pause` after every
+/// `every` lines. Returns the stdout lines (as text), the stderr count, the
+/// exit, and whether the stream ended within [`LONG`] (else the group is
+/// killed, which ends it anyway).
+async fn read_slowly(
+    g: &pkit::Group,
+    p: &mut pkit::RunningProcess,
+    before: Duration,
+    every: u64,
+    pause: Duration,
+) -> (Vec<String>, usize, Option<Outcome>, bool) {
+    let mut events = p.events();
+    let task = tokio::spawn(async move {
+        let (mut out, mut err, mut exit) = (Vec::new(), 0, None);
+        let mut n = 0u64;
+        let mut first = true;
+        while let Some(e) = events.next_event().await {
+            if first {
+                first = false;
+                tokio::time::sleep(before).await;
+            }
+            match e {
+                ProcessEvent::Line(l) => {
+                    assert!(exit.is_none(), "a line after the exit");
+                    match l.stream {
+                        StreamKind::Stdout => out.push(l.text),
+                        _ => err += 1,
+                    }
+                    n += 1;
+                    if n % every == 0 {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                ProcessEvent::Exited { outcome, .. } => exit = Some(outcome),
+                _ => {}
+            }
+        }
+        (out, err, exit)
+    });
+    tokio::pin!(task);
+    let (in_time, got) = match tokio::time::timeout(LONG, &mut task).await {
+        Ok(got) => (true, got.unwrap()),
+        Err(_) => {
+            g.kill().unwrap();
+            (false, task.await.unwrap())
+        }
+    };
+    (got.0, got.1, got.2, in_time)
+}
+
+/// 200k lines all queued when the stream sees the exit, told to a consumer
+/// that takes about 4 s over them (2 ms every 100 lines): every one comes,
+/// in order, then the exit (before evq the exit came 2 s after it was seen,
+/// and the lines still queued then were never told).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_queued_at_the_exit_all_come_to_a_slow_reader() {
+    let suite = begin("lines_queued_at_the_exit_all_come_to_a_slow_reader").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let cmd = Command::new("sh")
+            .args(["-c", "seq 1 200000; echo e >&2; sleep 0.3; exit 3"])
+            .stream_lines()
+            .buffer_lines(1 << 20);
+        let mut p = g.start(&cmd).unwrap();
+        let (out, err, exit, in_time) = read_slowly(
+            &g,
+            &mut p,
+            Duration::from_secs(2),
+            100,
+            Duration::from_millis(2),
+        )
+        .await;
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        assert!(in_time, "{choice}: no end within {LONG:?}");
+        assert_eq!((out.len(), err), (200_000, 1), "{choice}");
+        assert!(
+            out.iter()
+                .enumerate()
+                .all(|(i, t)| *t == (i + 1).to_string()),
+            "{choice}: out of order"
+        );
+        assert_eq!(exit, Some(Outcome::Exited(3)), "{choice}");
+    }
+    suite.end().await;
+}
+
+/// A descendant floods the pipe (`while :; do echo x; done`) after the
+/// process wrote its own lines and exited; the consumer is slow (1 ms every
+/// 64 lines). The process's own lines all come, then the exit: the flood
+/// holds it back no more than the lines queued at the exit (a 20k-line
+/// queue) and the 2 s cap; "it ends" is all that is timed, generously.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_after_the_exit_still_lets_the_exit_come() {
+    let suite = begin("a_flood_after_the_exit_still_lets_the_exit_come").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let script = "seq 1 5000; (while :; do echo x; done) & sleep 0.3; exit 5";
+        let cmd = Command::new("sh")
+            .args(["-c", script])
+            .stream_lines()
+            .buffer_lines(20_000);
+        let mut p = g.start(&cmd).unwrap();
+        let (out, _, exit, in_time) = read_slowly(
+            &g,
+            &mut p,
+            Duration::from_secs(1),
+            64,
+            Duration::from_millis(1),
+        )
+        .await;
+        g.kill().unwrap();
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        assert!(in_time, "{choice}: the exit not told within {LONG:?}");
+        assert_eq!(exit, Some(Outcome::Exited(5)), "{choice}");
+        let own: Vec<&String> = out.iter().filter(|t| *t != "x").collect();
+        assert_eq!(own.len(), 5000, "{choice}");
+        assert!(
+            own.iter()
+                .enumerate()
+                .all(|(i, t)| **t == (i + 1).to_string()),
+            "{choice}: out of order"
+        );
+    }
+    suite.end().await;
+}
+
+/// A predicate that takes 20 µs (spinning) and matches only `the-end`.
+fn slow_match(line: &pkit::Line) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_micros(20) {
+        std::hint::spin_loop();
+    }
+    line.text == "the-end"
+}
+
+/// `wait_for_line` with a predicate that takes ~4 s over the 200k lines
+/// queued when the probe sees the exit: it still finds the process's last
+/// line (before evq it gave up 2 s after the exit with `NotReady`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_line_looks_at_every_line_queued_at_the_exit() {
+    let suite = begin("wait_for_line_looks_at_every_line_queued_at_the_exit").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let cmd = Command::new("sh")
+            .args(["-c", "seq 1 200000; echo the-end; sleep 0.3; exit 3"])
+            .stream_lines()
+            .buffer_lines(1 << 20);
+        let mut p = g.start(&cmd).unwrap();
+        // Let it write everything and exit first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let got = p.wait_for_line(slow_match, LONG).await;
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        match got {
+            Ok(line) => assert_eq!(line.text, "the-end", "{choice}"),
+            Err(e) => panic!("{choice}: {e}"),
+        }
+    }
+    suite.end().await;
+}
