@@ -30,7 +30,7 @@ pub(crate) struct CgroupHost {
 /// stands.
 pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
     static FIRST: OnceLock<&'static Found> = OnceLock::new();
-    let now = std::fs::read("/proc/self/cgroup");
+    let now = own_cgroup();
     let mut last: &'static Found = FIRST.get_or_init(|| Found::leak(&now));
     loop {
         if let Some(&next) = last.next.get() {
@@ -49,6 +49,40 @@ pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
             _ => return &last.host,
         }
     }
+}
+
+/// `/proc/self/cgroup` now: one `pread` of a descriptor kept open for it
+/// (every group's creation asks: an `open`, a `read` to the end and a
+/// `close` each time cost a one-shot run three calls more than this one),
+/// else a whole fresh read. The descriptor is this process's: a copy forked
+/// without exec inherits one that names its parent's file, and opens its
+/// own (closing its duplicate). Taken with `try_lock`, so a forked copy
+/// whose parent held the lock at the fork doesn't wait for ever: it reads
+/// afresh.
+fn own_cgroup() -> io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    static KEPT: std::sync::Mutex<Option<(u32, rustix::fd::OwnedFd)>> = std::sync::Mutex::new(None);
+    const PATH: &str = "/proc/self/cgroup";
+    let pid = crate::sys::pid::current();
+    if let Ok(mut kept) = KEPT.try_lock() {
+        if kept.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+            *kept = rustix::fs::open(PATH, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .ok()
+                .map(|fd| (pid, fd));
+        }
+        if let Some((_, fd)) = kept.as_ref() {
+            // The whole text (a few hundred bytes, a line per hierarchy)
+            // comes in one read of a seq file from offset 0; a full buffer
+            // may have more: read afresh then.
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = rustix::io::pread(fd, &mut buf, 0) {
+                if n < buf.len() {
+                    return Ok(buf[..n].to_vec());
+                }
+            }
+        }
+    }
+    std::fs::read(PATH)
 }
 
 /// One answer of [`cgroup_host`], for the `/proc/self/cgroup` text it was
