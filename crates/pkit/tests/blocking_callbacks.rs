@@ -209,7 +209,8 @@ fn slow_code_in_a_blocking_run_does_not_stall_another_threads_timeout() {
 }
 
 /// The same for a started process (the handle-returning blocking API), a
-/// pty session's included: while its callback blocks, another thread's
+/// pty session's and a decoder of a line stream included: while its
+/// callback blocks, another thread's
 /// blocking run times out on time and the handle answers; once the
 /// callback returns, `wait` has every line. A handle (kill on drop)
 /// dropped while its callback blocks takes its tree down at once, not when
@@ -221,10 +222,10 @@ fn a_slow_callback_of_a_started_process_does_not_stall_another_threads_timeout()
         || {
             for choice in mechanisms() {
                 // A pty child must be its group's first process: a group each.
-                let group =
+                let new_group =
                     || pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice));
                 for pty in [false, true] {
-                    let group = group().expect("group");
+                    let group = new_group().expect("group");
                     let what = if pty { "pty" } else { "pipes" };
                     let gate = Arc::new(Gate::default());
                     let _open = OpenOnDrop(gate.clone());
@@ -248,8 +249,25 @@ fn a_slow_callback_of_a_started_process_does_not_stall_another_threads_timeout()
                     let lines = seen.lock().unwrap().clone();
                     assert_eq!(lines, ["one", "two"], "{choice} {what}");
                 }
+                // A decoder of a started process's line stream (no callback).
+                let group = new_group().expect("group");
+                let gate = Arc::new(Gate::default());
+                let _open = OpenOnDrop(gate.clone());
+                let g = gate.clone();
+                let cmd = Command::new("sh")
+                    .args(["-c", "echo one; echo two"])
+                    .stream_lines()
+                    .decoder(DecoderFactory::new(move || {
+                        GatedDecoder(g.clone(), Utf8Decoder::default())
+                    }));
+                let mut p = group.start(&cmd).expect("start");
+                gate.wait_entered("decoder");
+                another_threads_timeout_fires(choice, &gate, "decoder of a line stream");
+                let lines: Vec<String> = p.lines().map(|l| l.text).collect();
+                assert_eq!(lines, ["one", "two"], "{choice}: decoder");
+                assert!(p.wait().expect("wait").success(), "{choice}: decoder");
                 // Dropped while the callback blocks.
-                let group = group().expect("group");
+                let group = new_group().expect("group");
                 let gate = Arc::new(Gate::default());
                 let _open = OpenOnDrop(gate.clone());
                 let g = gate.clone();
