@@ -51,8 +51,8 @@
 //! yours that a task polls (a [`stdin_reader`](crate::Command::stdin_reader),
 //! which must not block in `poll_read`), and the predicates a supervision
 //! or a batch calls from its task (a supervisor's `stop_when`, its
-//! readiness line predicate and check, a retry's error classifier inside
-//! [`output_all`] or a supervisor). Keep those fast; in the verbs you call
+//! readiness line predicate and check, the retry classifier of a run
+//! inside [`output_all`]). Keep those fast; in the verbs you call
 //! yourself, a [`first_line`](Verbs::first_line) or
 //! [`wait_for_line`](RunningProcess::wait_for_line) predicate runs on your
 //! own thread.
