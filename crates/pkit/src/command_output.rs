@@ -34,22 +34,29 @@ impl Command {
         self
     }
 
-    /// Calls `f` once per stdout line (the same lines the stream sees). A
-    /// callback that panics is disabled; the run goes on.
+    /// Calls `f` once per stdout line (the same lines the stream sees), in
+    /// order, one call at a time. A callback that panics is disabled; the
+    /// run goes on.
     ///
-    /// `f` runs on the task that reads the pipe, so keep it fast: while it
-    /// runs, that stream is not read. Under the [blocking](crate::blocking)
-    /// API every run's readers share the facade's one runtime thread, so a
-    /// slow callback also delays the other blocking runs of the process,
-    /// their timeouts included. Send slow work elsewhere (a channel, a
-    /// thread).
+    /// Where `f` runs: in the async API, on the task that reads the pipe, a
+    /// task of your runtime, so keep it fast: while it runs, that stream is
+    /// not read and that task's worker thread runs nothing else (on a
+    /// current-thread runtime, nothing at all: a callback that blocks stalls
+    /// every task of that runtime, timers included). Under the
+    /// [blocking](crate::blocking) API, on a thread of the stream's reader's
+    /// own (not the facade's shared runtime thread): a slow callback holds
+    /// back only this stream, and the run's end waits for it, but other
+    /// runs, other threads and this run's own timeout are not delayed (see
+    /// the blocking module's "One engine"). Either way, send slow work
+    /// elsewhere (a channel, a thread) to keep the stream flowing.
     pub fn on_stdout_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
         self.spec.io.on_stdout_line = Some(Arc::new(f));
         self
     }
 
     /// Calls `f` once per stderr line. A callback that panics is disabled.
-    /// Keep it fast, as for [`on_stdout_line`](Self::on_stdout_line).
+    /// It runs where [`on_stdout_line`](Self::on_stdout_line)'s does (on
+    /// its own stream's reader); keep it fast, as that one.
     pub fn on_stderr_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
         self.spec.io.on_stderr_line = Some(Arc::new(f));
         self
@@ -81,7 +88,11 @@ impl Command {
     }
 
     /// Mirrors stdout's raw bytes to a blocking writer (called on the
-    /// reading task: keep it fast, e.g. a file or a buffer).
+    /// reading task: keep it fast, e.g. a file or a buffer). It runs where a
+    /// line callback does (see [`on_stdout_line`](Self::on_stdout_line)):
+    /// on your runtime's task in the async API, where a slow write stalls
+    /// that task's thread; on the stream's own reader thread under the
+    /// blocking API, where it holds back only this stream.
     pub fn stdout_tee_blocking(mut self, writer: impl std::io::Write + Send + 'static) -> Command {
         self.spec.io.stdout_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
             writer,

@@ -8,9 +8,9 @@
 //! (a caller's own timeout) lost it, and the next `wait` reported success
 //! with nothing captured; an interactive shell's background job on a pty
 //! outlived a process group (MEDIUM); a NUL byte in a later stage's
-//! argument was refused after the stages ahead of it started (LOW). Left
-//! (ignored, rated): a slow line callback of one thread's blocking run
-//! stalls every other thread's blocking runs, timeouts included (MEDIUM).
+//! argument was refused after the stages ahead of it started (LOW); a
+//! slow line callback of one thread's blocking run stalled every other
+//! thread's blocking runs, timeouts included (MEDIUM, fixed by blkcb).
 //! The rest passed when written.
 
 mod common;
@@ -717,13 +717,12 @@ async fn a_stopped_middle_stage_at_the_chains_timeout_runs_its_handler() {
 /// another thread's blocking run: that run's timeout fires on time, long
 /// before the callback returns.
 ///
-/// MEDIUM, unfixed: the blocking facade runs every thread's output
+/// MEDIUM, fixed (blkcb): the blocking facade ran every thread's output
 /// readers, line callbacks included, on its one internal runtime thread,
-/// so a callback that blocks stalls every blocking run of the process
-/// (their timeouts, output, waits) until it returns; nothing in
-/// `on_stdout_line`'s docs says so (the blocking tee's do: "keep it fast").
+/// so a callback that blocks stalled every blocking run of the process
+/// (their timeouts, output, waits) until it returned. A reader that runs
+/// the caller's code now runs on a thread of its own (`pump/apart.rs`).
 #[test]
-#[ignore = "attack14: MEDIUM, documented on on_stdout_line: a blocking line callback stalls every other thread's blocking runs (their timeouts too): one shared runtime thread"]
 fn a_slow_callback_on_one_thread_does_not_stall_another_threads_timeout() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

@@ -31,6 +31,32 @@
 //! multi-thread runtime) is all that work needs, and it needs no more of
 //! Tokio than the async API already does.
 //!
+//! The code of yours that a stream's reading calls — a line callback
+//! ([`on_stdout_line`](crate::Command::on_stdout_line),
+//! [`on_stderr_line`](crate::Command::on_stderr_line)), a tee's writer
+//! (blocking or async), a [`decoder`](crate::Command::decoder) — does not
+//! run on that shared thread: the reader of such a stream runs on a thread
+//! of its own (`pkit-reader`, one per such stream of a run, for as long as
+//! the stream is read), driving itself as the calling threads do. A slow
+//! or blocked callback therefore holds back only its own stream (a full
+//! pipe stops its child's writes; the run's end waits for the callback to
+//! return), never another run, another thread, or its own run's timeout,
+//! which still kills the child on time. This holds for every blocking
+//! entry point: the verbs, a started [`RunningProcess`], a [`Pty`], a
+//! [`RunningPipe`], a [`Group`]'s starts, batches and supervisors. (Only
+//! when no thread can be had, the process being at its limit, does such a
+//! reader run on the shared thread.)
+//!
+//! Still run on the shared thread, inside pkit's own tasks: async code of
+//! yours that a task polls (a [`stdin_reader`](crate::Command::stdin_reader),
+//! which must not block in `poll_read`), and the predicates a supervision
+//! or a batch calls from its task (a supervisor's `stop_when`, its
+//! readiness line predicate and check, the retry classifier of a run
+//! inside [`output_all`]). Keep those fast; in the verbs you call
+//! yourself, a [`first_line`](Verbs::first_line) or
+//! [`wait_for_line`](RunningProcess::wait_for_line) predicate runs on your
+//! own thread.
+//!
 //! One exception, for speed: on Linux (cgroup v2 or process group), a
 //! one-shot verb (`output`, `run`, `exit_code`, `probe`, `status`) whose
 //! run needs nothing driven (no cancel token, inactivity timeout, stdin

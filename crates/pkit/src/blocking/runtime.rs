@@ -1,6 +1,9 @@
 //! The blocking facade's internal runtime: one current-thread Tokio
 //! runtime on its own thread, created on first use, and the ways the
 //! facade uses it (drive a future, enter for a start, enter for a drop).
+//! Its thread, and a thread while it drives or enters it, is marked
+//! (`pump::marked`): a reader started there that runs the caller's code
+//! (a line callback, a tee, a decoder) runs on a thread of its own.
 //!
 //! Building it takes file descriptors (an epoll instance, an eventfd; with
 //! Tokio's `signal` feature on, a socket pair too) and a thread. When the process has none to spare at the first blocking
@@ -67,9 +70,12 @@ fn handle(what: &str) -> Result<&'static Handle> {
         )
     };
     spare_descriptors().map_err(|e| failed("build its internal Tokio runtime", e))?;
+    // Its threads (this one's and its blocking pool's) are marked: a reader
+    // started there runs the caller's code on a thread of its own.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("pkit-blocking")
+        .on_thread_start(crate::pump::mark_thread)
         .build()
         .map_err(|e| failed("build its internal Tokio runtime", e))?;
     let built = Built {
@@ -79,7 +85,10 @@ fn handle(what: &str) -> Result<&'static Handle> {
     // On failure the closure, and the runtime in it, is dropped here.
     std::thread::Builder::new()
         .name("pkit-blocking".into())
-        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .spawn(move || {
+            crate::pump::mark_thread();
+            rt.block_on(std::future::pending::<()>())
+        })
         .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
     // The process's first runtime; a forked child's (FIRST holds its
     // parent's) is leaked and kept apart.
@@ -141,7 +150,8 @@ pub(crate) fn refuse_inside_runtime(what: &str) {
 #[track_caller]
 pub(crate) fn block_on<T>(what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
     refuse_inside_runtime(what);
-    handle(what)?.block_on(fut)
+    let handle = handle(what)?;
+    crate::pump::marked(|| handle.block_on(fut))
 }
 
 /// Drives `fut`, a call on something made in the runtime (see
@@ -149,14 +159,15 @@ pub(crate) fn block_on<T>(what: &str, fut: impl Future<Output = Result<T>>) -> R
 #[track_caller]
 pub(crate) fn block_on_made<F: Future>(what: &str, fut: F) -> F::Output {
     refuse_inside_runtime(what);
-    built().block_on(fut)
+    crate::pump::marked(|| built().block_on(fut))
 }
 
 crate::sys::with_direct_wait! {
     /// Drives `fut` to completion on this thread, once
     /// [`refuse_inside_runtime`] has passed.
     pub(crate) fn drive<F: Future>(what: &str, fut: F) -> Result<F::Output> {
-        Ok(handle(what)?.block_on(fut))
+        let handle = handle(what)?;
+        Ok(crate::pump::marked(|| handle.block_on(fut)))
     }
 }
 
@@ -166,7 +177,7 @@ crate::sys::with_direct_wait! {
 pub(crate) fn enter<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
     refuse_inside_runtime(what);
     let _guard = handle(what)?.enter();
-    Ok(f())
+    Ok(crate::pump::marked(f))
 }
 
 /// Like `enter`, for a call on something made in the runtime (see
@@ -175,7 +186,7 @@ pub(crate) fn enter<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
 pub(crate) fn enter_made<T>(what: &str, f: impl FnOnce() -> T) -> T {
     refuse_inside_runtime(what);
     let _guard = built().enter();
-    f()
+    crate::pump::marked(f)
 }
 
 /// Drops `value` inside the internal runtime's context when it is built

@@ -6,6 +6,7 @@
 //! line stream and the readiness probe that waits for a line — is fed from
 //! here, so they all see the same bytes and the same split.
 
+mod apart;
 mod batch;
 mod capture;
 mod decode;
@@ -45,6 +46,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+pub(crate) use apart::{mark_thread, marked};
 use batch::Batch;
 pub use capture::CapturePolicy;
 pub(crate) use capture::{CaptureBuf, Captured, TeeError};
@@ -141,7 +143,8 @@ enum Task {
     /// Its half of one task reading both streams (see `pair.rs`), or the
     /// panic that ended the half; the stdout half holds the way to claim
     /// that task while it waits for its first event. Also a lone reader's
-    /// task spawned by its first event (`Reader::start_lazy`).
+    /// task spawned by its first event (`Reader::start_lazy`), or a
+    /// reader running the caller's code on a thread of its own (`apart.rs`).
     Half(
         tokio::sync::oneshot::Receiver<std::thread::Result<Captured>>,
         Option<Arc<lazy::SpawnOnWake>>,
@@ -163,7 +166,17 @@ impl Reader {
 
     pub(super) fn start_source(rx: source::Source, plan: StreamPlan) -> Reader {
         let control = Arc::new(Control::default());
-        let task = Task::Own(tokio::spawn(run(rx, plan, control.clone())));
+        let callers = plan.tee.is_some() || plan.callback.is_some() || plan.decoder.is_some();
+        let read = run(rx, plan, control.clone());
+        // The caller's code, under the blocking API: on a thread of its own.
+        let task = match if callers {
+            apart::start(read)
+        } else {
+            Err(read)
+        } {
+            Ok(done) => Task::Half(done, None),
+            Err(read) => Task::Own(tokio::spawn(read)),
+        };
         Reader { task, control }
     }
 

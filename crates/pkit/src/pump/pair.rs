@@ -22,11 +22,10 @@
 
 use std::future::Future;
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 
+use super::apart::caught;
 use super::lazy::{spawn_on_wake, Claimed};
 use super::{run_keeping, source::Source, Captured, Control, Reader, StreamKind, StreamPlan, Task};
 use crate::sys::OwnedFd;
@@ -215,20 +214,6 @@ fn parted(
         Ok((captured, end)) => (Ok(captured), end),
         Err(panic) => (Err(panic), None),
     }
-}
-
-/// `fut`'s output, or the panic one of its polls raised (not polled
-/// again after it).
-async fn caught<F: Future>(fut: F) -> std::thread::Result<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    })
-    .await
 }
 
 #[cfg(test)]
