@@ -184,6 +184,8 @@ impl Cgroup {
             let ino = ino_of(&dir);
             let kept = locked != Err(rustix::io::Errno::WOULDBLOCK)
                 && match rustix::fs::stat(&path) {
+                    // As in `ino_of`.
+                    #[allow(clippy::unnecessary_cast)]
                     Ok(st) => st.st_ino as u64 == ino,
                     Err(rustix::io::Errno::NOENT) => false,
                     // Not known to be ours: not removed (the stale sweep
