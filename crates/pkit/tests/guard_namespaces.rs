@@ -9,6 +9,12 @@
 //! name, the test makes that directory, holds its shared `flock` as a live
 //! owner does, and puts a `sleep` in it; then it SIGKILLs the helper.
 //!
+//! And an owner whose fresh directory a dead owner's guard removed between
+//! its `mkdir` and its `flock` (that guard may remove an unconfirmed empty
+//! directory of the name it registered) makes its group under another
+//! name; if another owner made a directory of that name meanwhile, it is
+//! neither used nor removed.
+//!
 //! The common paths are pinned too: an owner killed between its `mkdir`
 //! and telling its guard leaves no directory, and a group's directory is
 //! ended even while a child the owner forked without `exec` holds a copy
@@ -25,7 +31,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{kill_pid, pid_gone};
-use pkit::fault::{hold, reached, Point};
+use pkit::fault::{hold, reached, release, Point};
 use pkit::{Command, Group, MechanismChoice};
 
 const HELPER_VAR: &str = "PKIT_GUARD_NS_HELPER";
@@ -236,4 +242,98 @@ fn reap_orphans() {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
         }
     }
+}
+
+/// A named group (no spare from the pool: a fresh `mkdir`) whose directory
+/// the test removes while its creation waits between the `mkdir` and the
+/// `flock` (and, if `other`, makes another owner's of the same name in its
+/// place). The group is made anyway, under another name, and contains what
+/// it starts; the other owner's directory is left alone.
+fn removed_before_the_lock(name: &'static str, other: bool) {
+    common::in_suite("guard_namespaces", || {
+        if !common::cgroup_pass(name) {
+            return;
+        }
+        let label = if other { "claim2-other" } else { "claim2-gone" };
+        hold(Point::CgroupUnlocked);
+        let build = std::thread::spawn(move || {
+            Group::builder()
+                .mechanism(MechanismChoice::Cgroup)
+                .name(label)
+                .build()
+        });
+        wait_for(|| reached(Point::CgroupUnlocked), "the hold");
+        let registered = || -> Vec<PathBuf> {
+            pkit::host_containment()
+                .guard
+                .groups
+                .iter()
+                .filter_map(|g| g.strip_prefix("cgroup "))
+                .filter(|g| g.ends_with(&format!("-{label}")))
+                .map(PathBuf::from)
+                .collect()
+        };
+        let fresh = registered();
+        assert_eq!(fresh.len(), 1, "one registered directory: {fresh:?}");
+        let dir = fresh[0].clone();
+        std::fs::remove_dir(&dir).expect("remove the fresh directory");
+        if other {
+            std::fs::create_dir(&dir).expect("the other owner's directory");
+        }
+        release(Point::CgroupUnlocked);
+        let group = build.join().expect("the builder thread");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let outcome = group.map_err(|e| e.to_string()).and_then(|group| {
+            let started = rt
+                .block_on(async { group.start(&Command::new("sleep").arg("300")) })
+                .map(|sleep| sleep.pid())
+                .map_err(|e| e.to_string());
+            let found = started.as_ref().ok().map(|&pid| {
+                let procs =
+                    |d: &Path| std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                let holds = |d: &Path| procs(d).lines().any(|l| l == pid.to_string());
+                let ours: Vec<PathBuf> = registered().into_iter().filter(|d| *d != dir).collect();
+                (
+                    ours.len() == 1 && holds(&ours[0]),
+                    holds(&dir),
+                    format!("{ours:?}"),
+                )
+            });
+            let _ = group.kill();
+            rt.block_on(group.shutdown(Duration::from_secs(10)))
+                .expect("shutdown");
+            drop(group);
+            started.map(|_| found.expect("a start"))
+        });
+        let kept = dir.is_dir();
+        if other {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        let (contained, in_other, ours) = outcome.expect("the group and its start");
+        assert!(
+            contained,
+            "the start is not in the group's directory {ours}"
+        );
+        assert!(!in_other, "the start went into {}", dir.display());
+        assert_eq!(kept, other, "{} kept: {kept}", dir.display());
+    });
+}
+
+#[test]
+fn a_fresh_directory_removed_before_its_lock_is_not_used() {
+    removed_before_the_lock(
+        "a_fresh_directory_removed_before_its_lock_is_not_used",
+        false,
+    );
+}
+
+#[test]
+fn another_owners_directory_made_in_its_place_is_left_alone() {
+    removed_before_the_lock(
+        "another_owners_directory_made_in_its_place_is_left_alone",
+        true,
+    );
 }

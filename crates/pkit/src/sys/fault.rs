@@ -53,6 +53,12 @@ pub enum Point {
     /// its `mkdir` (`linux/cgroup.rs`): a `hold` here pauses the creation
     /// (the errno is not used).
     GuardRegistered,
+    /// Between a new cgroup's `mkdir` (and `open`) and its shared `flock`
+    /// (`linux/cgroup.rs`): a `hold` here pauses the creation, so a test
+    /// can remove the fresh directory (as a dead owner's guard may) or put
+    /// another owner's of the same name in its place (the errno is not
+    /// used).
+    CgroupUnlocked,
     /// Between a new cgroup's `mkdir` and the guard's being told it was
     /// made (`linux/cgroup.rs`): a `hold` here pauses the creation (the
     /// errno is not used).

@@ -24,9 +24,14 @@
 //!   without waiting: a live owner, in any pid namespace, holds a shared one
 //!   on each directory it keeps (see `linux/cgroup.rs`), so another owner's
 //!   live directory is left alone, and `rmdir` refuses a populated one
-//!   anyway. (Left: another owner's directory in the microseconds between
-//!   its `mkdir` and its lock, while empty. An empty one of our owner's
-//!   that a forked copy still holds locked is left to the stale sweep.)
+//!   anyway. Another owner's directory in the microseconds between its
+//!   `mkdir` and its lock can still be removed (it is empty); that owner
+//!   then sees, once locked, that the path no longer names the directory
+//!   it holds (gone, or another owner's of the name made since), drops
+//!   it and makes the next name (`Cgroup::create`). (Left: a third owner's
+//!   directory of the same name made between that owner's `mkdir` and its
+//!   `open` would be taken for its own. An empty one of our owner's that a
+//!   forked copy still holds locked is left to the stale sweep.)
 //!
 //! Raw: every libc call in this file stays raw on purpose: the guard's
 //! async-signal-safe teardown (see `process.rs`).

@@ -24,6 +24,10 @@ use retire::lock;
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// How many fresh directories [`Cgroup::create`] lets be removed under it
+/// (between its `mkdir` and its lock) before it gives up.
+const MAX_LOST: u32 = 16;
+
 /// One cgroup v2 directory owned by a group.
 #[derive(Debug)]
 pub(crate) struct Cgroup {
@@ -108,6 +112,9 @@ impl Cgroup {
             return Ok((cg, spare.ticket));
         }
         let pid = crate::sys::pid::current();
+        // Fresh directories removed under us (see below); bounded, so a
+        // hostile loop of removals can't keep us here.
+        let mut lost = 0;
         loop {
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
             let path = match name {
@@ -145,24 +152,64 @@ impl Cgroup {
                 Mode::empty(),
             ) {
                 Ok(fd) => fd,
+                // Removed already (see below): nothing of ours to remove.
+                Err(rustix::io::Errno::NOENT) => {
+                    forget(ticket);
+                    lost += 1;
+                    if lost > MAX_LOST {
+                        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let _ = rustix::fs::rmdir(&path);
                     forget(ticket);
                     return Err(e.into());
                 }
             };
+            crate::sys::fault::pause(crate::sys::fault::Point::CgroupUnlocked);
             // Held while any fd of ours is open on it: tells the stale
             // sweep of a pkit in another pid namespace, which can't judge
-            // our pid, that the directory is alive. Never blocks: a sweep
-            // leaves a directory this young alone (so this can't fail on
-            // its account); a failure only leaves the age rule to protect it.
-            let _ = rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared);
+            // our pid, that the directory is alive. A sweep leaves a
+            // directory this young alone, so only a dead owner's guard can
+            // hold it exclusively: one that registered this name (in its
+            // own pid namespace) and is removing it (`guard/claim.rs`).
+            let locked = rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared);
+            // Once locked, no guard's rmdir can take it; but one may have
+            // in the microseconds since our `mkdir`, and a directory of the
+            // name made since is another owner's. So the path must still
+            // name the directory we hold. One `stat` per fresh directory
+            // (spares skip it): the `mkdir` costs far more.
+            // Held exclusively: that guard is removing it.
+            let ino = ino_of(&dir);
+            let kept = locked != Err(rustix::io::Errno::WOULDBLOCK)
+                && match rustix::fs::stat(&path) {
+                    // As in `ino_of`.
+                    #[allow(clippy::unnecessary_cast)]
+                    Ok(st) => st.st_ino as u64 == ino,
+                    Err(rustix::io::Errno::NOENT) => false,
+                    // Not known to be ours: not removed (the stale sweep
+                    // takes it once we are gone).
+                    Err(e) => {
+                        forget(ticket);
+                        return Err(e.into());
+                    }
+                };
+            if !kept {
+                drop(dir);
+                forget(ticket);
+                lost += 1;
+                if lost > MAX_LOST {
+                    return Err(io::Error::from_raw_os_error(libc::ENOENT));
+                }
+                continue;
+            }
             // Before any process is in it: the guard ends only a directory
             // it knows this process made (a name is unique per pid
             // namespace only; see `guard/claim.rs`).
             crate::sys::fault::pause(crate::sys::fault::Point::CgroupMade);
             if let (Some(t), Some(g)) = (&ticket, guard) {
-                g.made(t, ino_of(&dir));
+                g.made(t, ino);
             }
             let cg = Cgroup {
                 path,
