@@ -17,11 +17,27 @@ use pkit::{CancelToken, CapturePolicy, ErrorKind, MechanismChoice};
 /// and zombies), then checks nothing is left.
 /// `f` gets the runtime that checks descriptors ([`no_fds_since`]), made
 /// before any snapshot so that it is none of what is counted.
+///
+/// The runtime is built before the lock is taken, so a test holding it
+/// with `RLIMIT_NOFILE` lowered (see
+/// [`captures_under_a_low_descriptor_limit_end_and_leave_nothing`]) can
+/// make the build fail with `EMFILE`: it is tried again until that test
+/// has put the limit back.
 fn alone(name: &'static str, f: impl FnOnce(&tokio::runtime::Runtime)) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let rt = loop {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => break rt,
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                assert!(std::time::Instant::now() < deadline, "{name}: {e}");
+                std::thread::sleep(POLL);
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+    };
     let guard = rt.block_on(begin_exclusive());
     f(&rt);
     rt.block_on(end_exclusive(guard, name));
