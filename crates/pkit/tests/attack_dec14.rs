@@ -749,7 +749,6 @@ async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
 /// It never returned: the run waits for the stream's reader, which waits
 /// on the tee's write for ever (the tree itself was killed at the timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: MEDIUM: a tee writer that never accepts a byte holds output() for ever, past the command's timeout"]
 async fn a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout() {
     let suite = begin("a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout").await;
     for choice in mechanisms() {

@@ -170,7 +170,13 @@ impl Reader {
     /// escaped process still holds its write end — and returns the capture.
     /// Cancel-safe: dropped before its end, it can be called again (drop
     /// the reader only once it has returned; it must not be polled again).
-    pub(crate) async fn finish(&mut self) -> Captured {
+    ///
+    /// `timed_out`: the run ended by its timeout and its tree is gone (see
+    /// [`abandon_tee`](Self::abandon_tee)).
+    pub(crate) async fn finish(&mut self, timed_out: bool) -> Captured {
+        if timed_out {
+            self.abandon_tee();
+        }
         self.control.stopping.store(true, Ordering::Release);
         self.control.stop.notify_one();
         // No result: the task was dropped with the runtime it ran on.
@@ -192,6 +198,15 @@ impl Reader {
                 Err(_) => lost(),
             },
         }
+    }
+
+    /// Abandons the stream's async tee once its write (or flush) is under
+    /// way and blocked, or at its next: the run ended by a bound (its
+    /// timeout, or a cancellation) and its tree is gone, so a writer that
+    /// takes no bytes must not hold the run. The tee is disabled, its
+    /// error says so (`TimedOut`), and what was left is not written.
+    fn abandon_tee(&self) {
+        self.control.tee_cut.notify_one();
     }
 
     /// Lets the reader go on without its owner: it drops what it captured
@@ -219,7 +234,7 @@ async fn run_keeping(
     plan: StreamPlan,
     control: Arc<Control>,
 ) -> (Captured, Option<source::Source>) {
-    let mut sinks = Sinks::new(plan);
+    let mut sinks = Sinks::new(plan, control.clone());
     let mut chunk: Vec<u8> = Vec::new();
     // Small outputs use the pipe as made; once a stream has produced a few
     // chunks' worth, grow the pipe and read in bigger chunks.
@@ -357,10 +372,12 @@ struct Sinks {
     prompt: Option<PromptSink>,
     /// The write error that disabled the tee.
     tee_error: Option<io::Error>,
+    /// Its reader's control (see `Reader::abandon_tee`).
+    control: Arc<Control>,
 }
 
 impl Sinks {
-    fn new(plan: StreamPlan) -> Sinks {
+    fn new(plan: StreamPlan, control: Arc<Control>) -> Sinks {
         Sinks {
             kind: plan.kind,
             capture: plan.capture,
@@ -373,6 +390,7 @@ impl Sinks {
             limit: plan.limit,
             prompt: plan.prompt.map(PromptSink::new),
             tee_error: None,
+            control,
         }
     }
 
@@ -416,7 +434,7 @@ impl Sinks {
             return;
         }
         let failed = mirror(
-            self.kind,
+            (self.kind, &self.control),
             &mut self.tee,
             &mut self.capture,
             &self.limit,
@@ -446,9 +464,11 @@ impl Sinks {
             tee,
             splitter,
             limit,
+            control,
             ..
         } = self;
-        let failed = mirror(*kind, tee, capture, limit, &splitter.buffered()[from..]).await;
+        let bytes = &splitter.buffered()[from..];
+        let failed = mirror((*kind, control), tee, capture, limit, bytes).await;
         self.tee_error = self.tee_error.take().or(failed);
         self.split().await;
     }
@@ -480,8 +500,11 @@ impl Sinks {
             }
         }
         if let Some(Tee::Async(w)) = own_tee(&mut self.tee) {
-            let mut w = w.lock().await;
-            if let Err(e) = unwound::Unwound(std::pin::pin!(w.flush())).await {
+            let flushed = async {
+                let mut w = w.lock().await;
+                unwound::Unwound(std::pin::pin!(w.flush())).await
+            };
+            if let Err(e) = unwound::cut_short(flushed, &self.control).await {
                 self.tee_error = self.tee_error.take().or(Some(e));
             }
         }
@@ -524,7 +547,7 @@ impl Sinks {
 /// is returned) and its capture (setting `limit` when a `Fail` limit is
 /// crossed).
 async fn mirror(
-    kind: StreamKind,
+    (kind, control): (StreamKind, &Control),
     tee: &mut Option<Tee>,
     capture: &mut Option<CaptureBuf>,
     limit: &LimitFlag,
@@ -537,7 +560,7 @@ async fn mirror(
     let tee = own_tee(tee);
     let mut failed = None;
     if let Some(t) = tee {
-        if let Err(e) = write_tee(t, bytes).await {
+        if let Err(e) = unwound::cut_short(write_tee(t, bytes), control).await {
             tracing::warn!(target: "pkit", stream = %kind, error = %e, "tee write failed; tee disabled");
             *tee = None;
             failed = Some(e);
