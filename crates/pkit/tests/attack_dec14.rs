@@ -684,7 +684,6 @@ async fn odd_ok_codes_and_a_crlf_answer_behave_as_documented() {
 /// caller (where a line callback's panic, a tee's and a stdin reader's
 /// are contained: the callback or tee disabled, the reader an error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: LOW: a Decoder's panic is resumed by RunningProcess::wait in the caller (callbacks', tees' and readers' panics are contained)"]
 async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
     struct Panics;
     impl pkit::Decoder for Panics {

@@ -445,15 +445,28 @@ impl Sinks {
         if !self.wants_lines() {
             return;
         }
-        match &mut self.decoder {
-            None => self.splitter.extend(bytes),
-            Some(d) => {
-                d.decode(bytes, false, &mut self.text);
-                self.splitter.extend(self.text.as_bytes());
-                self.text.clear();
-            }
+        if self.decoder.is_none() {
+            self.splitter.extend(bytes);
+        } else if !self.decode(bytes, false) {
+            return;
         }
         self.split().await;
+    }
+
+    /// Decodes `bytes` into the splitter (with a decoder). One that panics
+    /// is disabled with the lines it feeds (see [`Decoder`]): `false`.
+    fn decode(&mut self, bytes: &[u8], last: bool) -> bool {
+        let Some(d) = &mut self.decoder else {
+            return true;
+        };
+        if !decode::contained(&mut **d, bytes, last, &mut self.text) {
+            tracing::warn!(target: "pkit", stream = %self.kind, "decoder panicked; its lines end");
+            (self.decoder, self.callback, self.lines) = (None, None, None);
+            return false;
+        }
+        self.splitter.extend(self.text.as_bytes());
+        self.text.clear();
+        true
     }
 
     /// Feeds the bytes read into the splitter's buffer from `from` on.
@@ -485,12 +498,7 @@ impl Sinks {
     }
 
     async fn finish(mut self) -> Captured {
-        if self.wants_lines() {
-            if let Some(d) = &mut self.decoder {
-                d.decode(&[], true, &mut self.text);
-                self.splitter.extend(self.text.as_bytes());
-                self.text.clear();
-            }
+        if self.wants_lines() && self.decode(&[], true) {
             if let Some(batch) = self.splitter.finish(self.kind) {
                 self.deliver(batch).await;
             }
