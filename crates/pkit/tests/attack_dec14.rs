@@ -30,13 +30,16 @@
 //! ([`a_stray_escape_before_a_line_feed_keeps_the_lines_apart`],
 //! [`can_and_sub_end_an_escape_string`], LOW).
 //!
-//! Left (`#[ignore = "attack20: ..."]`, failing on main at 1dff79c and
-//! here): a cancel token cancelled during a timeout's grace waits out the
-//! grace, in verbs, started processes and pipelines (MEDIUM); a tee writer
-//! that never takes a byte holds `output` for ever past its timeout
-//! (MEDIUM); a decoder's panic is resumed in `wait` (LOW); `first_line`
-//! takes the last piece of a cut line for a line (LOW); a PATH lookup for a
-//! child that drops to nobody judges candidates with root's rights (LOW).
+//! Fixed since (grace2): a cancel token cancelled during a timeout's grace
+//! waited out the grace, in verbs, started processes and pipelines
+//! (MEDIUM; the rule is now symmetric: a timeout's deadline ends a cancel's
+//! grace too, [`a_timeout_during_a_cancels_grace_ends_it_and_leaves_it_cancelled`]);
+//! a tee writer that never takes a byte held `output` for ever past its
+//! timeout (MEDIUM); a decoder's panic was resumed in `wait` (LOW).
+//!
+//! Left (`#[ignore = "attack20: ..."]`): `first_line` takes the last piece
+//! of a cut line for a line (LOW); a PATH lookup for a child that drops to
+//! nobody judges candidates with root's rights (LOW).
 //! The rest are probes that held.
 
 mod common;
