@@ -257,7 +257,12 @@ impl Command {
     ///
     /// [`Output::killed_after_grace`](crate::Output::killed_after_grace)
     /// says whether SIGKILL was still needed. `Duration::MAX` waits for the
-    /// tree without bound (as `timeout(1)` without `-k`).
+    /// tree without bound (as `timeout(1)` without `-k`) — unless the
+    /// run's [cancel token](Self::cancel_token) is cancelled during the
+    /// grace: that ends it at once, what is left gets SIGKILL (and
+    /// `killed_after_grace` says so), and the outcome stays
+    /// [`Outcome::TimedOut`](crate::Outcome::TimedOut) (the timeout came
+    /// first). This holds for a verb, a started process and a pipeline.
     pub fn grace(mut self, grace: Duration) -> Command {
         self.spec.grace = Some(grace);
         self
@@ -309,6 +314,17 @@ impl Command {
     /// (SIGKILL at once, unless [`cancel_signal`](Self::cancel_signal) or
     /// [`cancel_grace`](Self::cancel_grace) say otherwise) and the verb
     /// returns [`Error::Cancelled`](crate::Error::Cancelled).
+    ///
+    /// Two bounds, one grace: whichever of the timeout and the token comes
+    /// first ends the run its own way and decides the outcome; the other,
+    /// passing during that one's grace, ends the grace at once (SIGKILL to
+    /// what is left). A token cancelled during a timeout's
+    /// [`grace`](Self::grace) so leaves the run
+    /// [`TimedOut`](crate::Outcome::TimedOut); a
+    /// [`timeout`](Self::timeout) whose deadline passes during a
+    /// [`cancel_grace`](Self::cancel_grace) leaves it
+    /// [`Error::Cancelled`](crate::Error::Cancelled). (The inactivity
+    /// timeout ends no grace.)
     pub fn cancel_token(mut self, token: &CancelToken) -> Command {
         self.spec.cancel = Some(token.clone());
         self

@@ -66,6 +66,15 @@ impl Command {
     /// Clones of this command share the writer. A writer that fails or
     /// panics is disabled and the run goes on (see
     /// [`Output::stdout_tee_error`](crate::Output::stdout_tee_error)).
+    ///
+    /// A writer that takes no bytes holds the stream's reading, and the
+    /// run waits for it to take what was read: the writer is the caller's.
+    /// The run's bounds bound it too: once the run ended by its
+    /// [`timeout`](Self::timeout) and the tree is gone, a write still
+    /// blocked is abandoned (what was left of it, and the rest, is not
+    /// written; the tee error says so, [`std::io::ErrorKind::TimedOut`])
+    /// and the run returns; a cancelled run returns at once and leaves the
+    /// write to its reader. A run without bounds waits for the writer.
     pub fn stdout_tee(
         mut self,
         writer: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -76,7 +85,9 @@ impl Command {
         self
     }
 
-    /// Mirrors stderr's raw bytes to `writer`.
+    /// Mirrors stderr's raw bytes to `writer`, as
+    /// [`stdout_tee`](Self::stdout_tee) does stdout's (a stuck writer
+    /// included).
     pub fn stderr_tee(
         mut self,
         writer: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -92,7 +103,10 @@ impl Command {
     /// line callback does (see [`on_stdout_line`](Self::on_stdout_line)):
     /// on your runtime's task in the async API, where a slow write stalls
     /// that task's thread; on the stream's own reader thread under the
-    /// blocking API, where it holds back only this stream.
+    /// blocking API, where it holds back only this stream. A call that
+    /// never returns can't be abandoned as an async tee's write is (see
+    /// [`stdout_tee`](Self::stdout_tee)): it holds the run, and a thread,
+    /// whatever the bounds.
     pub fn stdout_tee_blocking(mut self, writer: impl std::io::Write + Send + 'static) -> Command {
         self.spec.io.stdout_tee = Some(Tee::Blocking(Arc::new(std::sync::Mutex::new(Box::new(
             writer,

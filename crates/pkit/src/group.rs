@@ -169,7 +169,8 @@ impl Group {
     /// [`Error::Unsupported`](crate::Error::Unsupported) where the group's processes can't be
     /// listed at all (OpenBSD, NetBSD, DragonFly).
     pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport> {
-        self.shutdown_with(Signal::Term, grace).await
+        self.shutdown_with(Signal::Term, grace, std::future::pending())
+            .await
     }
 
     /// After a shutdown's `signal`, SIGCONT to the group (as timeout(1)
@@ -201,13 +202,17 @@ impl Group {
 
     /// [`shutdown`](Self::shutdown) with `signal` in place of SIGTERM (a
     /// timed-out run's [`Command::timeout_signal`]). A `grace` too long for
-    /// the clock waits without bound.
+    /// the clock waits without bound. The grace ends early when `cut`
+    /// completes (another bound of the run passed: its cancel token, or
+    /// its timeout during a cancel's grace): what is left is killed then.
     pub(crate) async fn shutdown_with(
         &self,
         signal: Signal,
         grace: Duration,
+        cut: impl std::future::Future<Output = ()>,
     ) -> Result<ShutdownReport> {
         let began = Instant::now();
+        let mut cut = std::pin::pin!(cut);
         let members = self.members("shutdown")?;
         let scripted = self.scripted.count();
         // Signalled and still there after the grace; killed unsignalled.
@@ -215,7 +220,10 @@ impl Group {
         if scripted > 0 {
             self.scripted.signal(signal.as_raw());
             let grace = grace.min(crate::timing::NO_DEADLINE);
-            remaining += self.scripted.wait_until(Instant::now() + grace).await;
+            remaining += tokio::select! {
+                left = self.scripted.wait_until(Instant::now() + grace) => left,
+                () = cut.as_mut() => self.scripted.wait_until(Instant::now()).await,
+            };
         }
         if !members.is_empty() {
             match self.container.signal(signal.as_raw()) {
@@ -231,11 +239,12 @@ impl Group {
                 _ => {
                     self.continue_stopped(signal);
                     let grace = grace.min(crate::timing::NO_DEADLINE);
-                    remaining += self
-                        .container
-                        .wait_members(&members, Instant::now() + grace)
-                        .await
-                        .map_err(|e| Error::io("waiting for the group", e))?;
+                    let left = tokio::select! {
+                        left = self.container.wait_members(&members, Instant::now() + grace) => left,
+                        // Those still there now are killed by the close.
+                        () = cut.as_mut() => self.container.wait_members(&members, Instant::now()).await,
+                    };
+                    remaining += left.map_err(|e| Error::io("waiting for the group", e))?;
                 }
             }
         }

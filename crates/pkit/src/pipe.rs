@@ -200,7 +200,10 @@ impl Pipe {
     /// On timeout, send the timeout signal (SIGTERM unless
     /// [`timeout_signal`](Self::timeout_signal) says otherwise) to the
     /// whole chain and wait up to `grace` before SIGKILL; the rule is
-    /// [`Command::timeout_signal`]'s.
+    /// [`Command::timeout_signal`]'s. A cancel token cancelled during the
+    /// grace ends it at once, and a timeout passing during a
+    /// [`cancel_grace`](Self::cancel_grace) ends that (see
+    /// [`Command::cancel_token`]).
     pub fn grace(mut self, grace: Duration) -> Pipe {
         self.grace = Some(grace);
         self

@@ -480,7 +480,11 @@ async fn drive(
     if let Ended::Cancelled = ended {
         crate::log::cancelled(who);
         let (signal, grace) = plan.cancel;
-        if end_group(&group, true, signal, grace).await? {
+        // A timeout whose deadline passes during its grace ends it.
+        let deadline =
+            crate::timing::left_of(plan.timeout, began).and_then(crate::timing::deadline_after);
+        let cut = bounds.cut(&ended, deadline);
+        if end_group(&group, true, signal, grace, cut).await? {
             crate::log::killed_after_grace(who);
         }
         return Ok(Driven {
@@ -495,7 +499,10 @@ async fn drive(
         _ => {}
     }
     let timed_out = matches!(ended, Ended::TimedOut | Ended::Inactive);
-    let killed_after_grace = end_group(&group, timed_out, plan.timeout_signal, plan.grace).await?;
+    // A cancel token cancelled during a timeout's grace ends it.
+    let cut = bounds.cut(&ended, None);
+    let killed_after_grace =
+        end_group(&group, timed_out, plan.timeout_signal, plan.grace, cut).await?;
     if killed_after_grace {
         crate::log::killed_after_grace(who);
     }

@@ -444,7 +444,8 @@ impl RunningProcess {
         let readers = [&mut self.stdout, &mut self.stderr];
         for (reader, kept) in readers.into_iter().zip(&mut self.collected) {
             if let Some(r) = reader {
-                *kept = Some(r.finish().await);
+                // Timed out, the tree gone: a tee's stuck write is abandoned.
+                *kept = Some(r.finish(outcome == Outcome::TimedOut).await);
                 *reader = None;
             }
         }

@@ -26,6 +26,9 @@ impl Command {
     /// The verb (or [`RunningProcess::wait`](crate::RunningProcess::wait)
     /// for a started process, whose own subtree gets the signal) returns
     /// [`Error::Cancelled`](crate::Error::Cancelled) once the tree is gone.
+    /// A [`timeout`](Self::timeout) whose deadline passes during the grace
+    /// ends it at once (SIGKILL); the run stays cancelled (see
+    /// [`cancel_token`](Self::cancel_token)).
     ///
     /// Only a cancel **token** gets the grace. Dropping a verb's future (or
     /// its group) cannot wait for anything: its tree is SIGKILLed at once,

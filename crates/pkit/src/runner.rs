@@ -88,6 +88,28 @@ impl Bounds<'_> {
         self.cancel.iter().any(|t| t.is_cancelled())
     }
 
+    /// Completes when any of the tokens is cancelled (never without one).
+    pub(crate) async fn any_cancelled(&self) {
+        let mut tokens: Vec<_> = self
+            .cancel
+            .iter()
+            .map(|t| Some(Box::pin(t.cancelled())))
+            .collect();
+        first_of(&mut tokens).await;
+    }
+
+    /// Ends the grace of a run ended by `ended` (see [`end_group`]): for a
+    /// timeout's (overall or inactivity), a cancel token; for a cancel's,
+    /// the timeout's deadline (`deadline`, what is left of the timeout
+    /// when called); never for the others, which have none.
+    pub(crate) async fn cut<T>(&self, ended: &Ended<T>, deadline: Option<tokio::time::Instant>) {
+        match ended {
+            Ended::TimedOut | Ended::Inactive => self.any_cancelled().await,
+            Ended::Cancelled => sleep_until_or_never(deadline).await,
+            Ended::Done(_) | Ended::OutputLimit => std::future::pending().await,
+        }
+    }
+
     /// Runs `work` until it finishes or a bound is hit. A time bound that
     /// fires as the work ends (the timer and the exit in one wake-up, or
     /// the exit just after the timer's) is settled by one look without
@@ -108,14 +130,7 @@ impl Bounds<'_> {
         let start = tokio::time::Instant::now();
         let inactivity = self.inactivity.filter(|d| *d < NO_DEADLINE);
         let idle = self.limit.idle_for_or_never(start, inactivity);
-        let cancelled = async {
-            let mut tokens: Vec<_> = self
-                .cancel
-                .iter()
-                .map(|t| Some(Box::pin(t.cancelled())))
-                .collect();
-            first_of(&mut tokens).await;
-        };
+        let cancelled = self.any_cancelled();
         let ended = tokio::select! {
             finished = work => Ended::Done(finished?),
             () = timer => Ended::TimedOut,
@@ -132,16 +147,19 @@ impl Bounds<'_> {
 
 /// Ends a group after its run; after a timeout, as
 /// [`Command::timeout_signal`] says. Returns whether SIGKILL was still
-/// needed after a grace.
+/// needed after a grace. The grace ends early, and what is left is killed,
+/// when `cut` completes: another bound of the run passed during it (see
+/// [`Bounds::cut`]).
 pub(crate) async fn end_group(
     group: &Group,
     timed_out: bool,
     signal: Option<Signal>,
     grace: Option<Duration>,
+    cut: impl Future<Output = ()>,
 ) -> Result<bool> {
     match timeout_plan(signal, grace) {
         Some((signal, grace)) if timed_out => {
-            let report = group.shutdown_with(signal, grace).await?;
+            let report = group.shutdown_with(signal, grace, cut).await?;
             Ok(report.outlived_grace())
         }
         _ => group.close().await.map(|()| false),
@@ -409,15 +427,20 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     if matches!(ended, Ended::Cancelled) {
         // A cancel token's tree gets the command's cancel signal and grace.
         let (signal, grace) = (cmd.spec.run.cancel_signal, cmd.spec.run.cancel_grace);
-        if end_group(&group, true, signal, grace).await? {
+        // A timeout whose deadline passes during its grace ends it.
+        let deadline = crate::timing::left_of(cmd.spec.timeout, began).and_then(deadline_after);
+        let cut = bounds.cut(&ended, deadline);
+        if end_group(&group, true, signal, grace, cut).await? {
             crate::log::killed_after_grace(who());
         }
         return Err(Error::Cancelled {
             program: cmd.display_name(),
         });
     }
-    let killed_after_grace =
-        end_group(&group, timed_out, cmd.spec.timeout_signal, cmd.spec.grace).await?;
+    // A cancel token cancelled during a timeout's grace ends it.
+    let (signal, grace) = (cmd.spec.timeout_signal, cmd.spec.grace);
+    let cut = bounds.cut(&ended, None);
+    let killed_after_grace = end_group(&group, timed_out, signal, grace, cut).await?;
     if killed_after_grace {
         crate::log::killed_after_grace(who());
     }

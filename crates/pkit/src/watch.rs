@@ -245,8 +245,15 @@ async fn finishing(a: Arc<Armed>, deadline: Option<Instant>, signal: Option<i32>
     let who = crate::log::Subject::new(program, name)
         .pid(*pid)
         .mechanism(*mechanism);
+    let timed_out = matches!(
+        *a.state.lock().unwrap_or_else(|e| e.into_inner()),
+        State::TimedOut { .. }
+    );
     let done = match signal {
-        Some(sig) => a.tree.end_after(sig, deadline).await,
+        Some(sig) => tokio::select! {
+            done = a.tree.end_after(sig, deadline) => done,
+            () = other_bound(&a, timed_out) => a.tree.end_after(sig, Some(Instant::now())).await,
+        },
         None => a.tree.end(None, &|| ()).await,
     };
     let late = done.unwrap_or_else(|e| {
@@ -308,7 +315,18 @@ async fn watching(a: Arc<Armed>) {
     };
     // A subtree that could not be listed is not taken for ended
     // within the grace: its root was killed, the rest unknown.
-    let late = a.tree.end(first, &|| thaw(&a.group)).await;
+    let then = || thaw(&a.group);
+    let ending = a.tree.end(first, &then);
+    let timed_out = matches!(fired, State::TimedOut { .. });
+    let late = tokio::select! {
+        late = ending => late,
+        // The other bound passed during the grace: it ends there (the
+        // first signal's processes, as a resumed end's, get SIGKILL).
+        () = other_bound(&a, timed_out), if first.is_some() => {
+            let sig = first.map_or(0, |(sig, _)| sig);
+            a.tree.end_after(sig, Some(Instant::now())).await
+        }
+    };
     let late = late.unwrap_or_else(|e| {
         crate::log::tree_not_ended(who, &e);
         true
@@ -317,6 +335,16 @@ async fn watching(a: Arc<Armed>) {
         crate::log::killed_after_grace(who);
     }
     ended(&a, late);
+}
+
+/// Completes when the bound other than the one that fired passes, to end
+/// the fired one's grace at once: after a timeout (overall or inactivity)
+/// the cancel token, after a cancellation the timeout's deadline.
+async fn other_bound(a: &Armed, timed_out: bool) {
+    match timed_out {
+        true => CancelToken::cancelled_or_never(a.cancel.as_ref()).await,
+        false => sleep_until_or_never(a.deadline).await,
+    }
 }
 
 /// Whether the watch ended the process by its timeout, read after the

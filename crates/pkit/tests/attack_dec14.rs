@@ -30,13 +30,16 @@
 //! ([`a_stray_escape_before_a_line_feed_keeps_the_lines_apart`],
 //! [`can_and_sub_end_an_escape_string`], LOW).
 //!
-//! Left (`#[ignore = "attack20: ..."]`, failing on main at 1dff79c and
-//! here): a cancel token cancelled during a timeout's grace waits out the
-//! grace, in verbs, started processes and pipelines (MEDIUM); a tee writer
-//! that never takes a byte holds `output` for ever past its timeout
-//! (MEDIUM); a decoder's panic is resumed in `wait` (LOW); `first_line`
-//! takes the last piece of a cut line for a line (LOW); a PATH lookup for a
-//! child that drops to nobody judges candidates with root's rights (LOW).
+//! Fixed since (grace2): a cancel token cancelled during a timeout's grace
+//! waited out the grace, in verbs, started processes and pipelines
+//! (MEDIUM; the rule is now symmetric: a timeout's deadline ends a cancel's
+//! grace too, [`a_timeout_during_a_cancels_grace_ends_it_and_leaves_it_cancelled`]);
+//! a tee writer that never takes a byte held `output` for ever past its
+//! timeout (MEDIUM); a decoder's panic was resumed in `wait` (LOW).
+//!
+//! Left (`#[ignore = "attack20: ..."]`): `first_line` takes the last piece
+//! of a cut line for a line (LOW); a PATH lookup for a child that drops to
+//! nobody judges candidates with root's rights (LOW).
 //! The rest are probes that held.
 
 mod common;
@@ -72,7 +75,6 @@ async fn wait_for_file(path: &str, what: &str) {
 /// ignores SIGTERM: cancelling the token then ends the run at once (the
 /// token's default is SIGKILL at once), not after the timeout's grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: MEDIUM: a cancel token cancelled during a verb's timeout grace is ignored until the grace ends (Duration::MAX: never)"]
 async fn a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once() {
     let suite = begin("a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once").await;
     for choice in mechanisms() {
@@ -118,7 +120,6 @@ async fn a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once() {
 /// ignores SIGTERM, the token is cancelled during the grace: `wait`
 /// returns at once and the subtree is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: MEDIUM: a cancel token cancelled during a started process's timeout grace is ignored until the grace ends"]
 async fn a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once() {
     let suite = begin("a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once").await;
     for choice in mechanisms() {
@@ -160,7 +161,6 @@ async fn a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once() {
 /// The same for a pipeline (`Pipe::output`): its timeout fired, a stage
 /// ignores SIGTERM, the token is cancelled during the grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: MEDIUM: a cancel token cancelled during a pipeline's timeout grace is ignored until the grace ends"]
 async fn a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once() {
     let suite = begin("a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once").await;
     for choice in mechanisms() {
@@ -198,39 +198,47 @@ async fn a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once() {
     suite.end().await;
 }
 
-/// Probe: a cancel during a cancel's own grace changes nothing (a token is
-/// cancelled once), and a timeout that would fire during it does not turn
-/// the cancellation into a timeout: the run is `Cancelled` after the
-/// trap's work.
+/// The mirror of the three above (grace2: the rule made symmetric): a
+/// timeout whose deadline passes during a cancel's grace ends that grace
+/// at once (SIGKILL), and the run stays `Cancelled` (the cancel came
+/// first). A cancel's grace that ends before the deadline is kept whole.
+/// (attack20's probe held the other way: the timeout waited for the
+/// cancel's grace; a run with a timeout then had no bound during it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_during_a_cancels_grace_leaves_it_cancelled() {
-    let suite = begin("a_timeout_during_a_cancels_grace_leaves_it_cancelled").await;
+async fn a_timeout_during_a_cancels_grace_ends_it_and_leaves_it_cancelled() {
+    let suite = begin("a_timeout_during_a_cancels_grace_ends_it_and_leaves_it_cancelled").await;
     for choice in mechanisms() {
-        let file = TempPath::new("a20-cancel-grace");
-        let token = CancelToken::new();
-        // Ends 1.5 s after its SIGINT: past the timeout (1 s after start).
-        let script = r#"trap 'kill $!; sleep 1.5; echo bye >> "$1"; exit 0' INT; sleep 300 & echo $$ > "$1"; echo done >> "$1"; wait"#;
-        let cmd = sh(choice, script)
-            .arg(file.as_str())
-            .stdout(pkit::Stdio::Null)
-            .timeout(Duration::from_secs(1))
-            .cancel_token(&token)
-            .cancel_signal(Signal::Int)
-            .cancel_grace(Duration::from_secs(30));
-        let run = tokio::spawn(async move { cmd.output().await });
-        let pids = file.wait_pids().await;
-        token.cancel();
-        let r = tokio::time::timeout(DEADLINE * 3, run)
-            .await
-            .unwrap_or_else(|_| panic!("{choice}: the cancelled run never ended"))
-            .expect("the run's task");
-        assert!(matches!(&r, Err(e) if e.is_cancelled()), "{choice}: {r:?}");
-        let text = std::fs::read_to_string(file.path()).unwrap_or_default();
-        assert!(
-            text.contains("bye"),
-            "{choice}: the trap's work was cut: {text:?}"
-        );
-        assert_gone(&pids, &format!("{choice}: the cancelled tree")).await;
+        // The trap's work takes 8 s: past the timeout (4 s after start),
+        // whose deadline cuts it; then 1 s, within a 60 s timeout.
+        for (timeout, work, cut) in [(4, 8, true), (60, 1, false)] {
+            let file = TempPath::new("a20-cancel-grace");
+            let token = CancelToken::new();
+            let script = format!(
+                r#"trap 'kill $!; sleep {work}; echo bye >> "$1"; exit 0' INT; sleep 300 & echo $$ > "$1"; echo done >> "$1"; wait"#
+            );
+            let cmd = sh(choice, &script)
+                .arg(file.as_str())
+                .stdout(pkit::Stdio::Null)
+                .timeout(Duration::from_secs(timeout))
+                .cancel_token(&token)
+                .cancel_signal(Signal::Int)
+                .cancel_grace(Duration::from_secs(30));
+            let run = tokio::spawn(async move { cmd.output().await });
+            let pids = file.wait_pids().await;
+            token.cancel();
+            let r = tokio::time::timeout(DEADLINE * 3, run)
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: the cancelled run never ended"))
+                .expect("the run's task");
+            assert!(matches!(&r, Err(e) if e.is_cancelled()), "{choice}: {r:?}");
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            assert_eq!(
+                !text.contains("bye"),
+                cut,
+                "{choice}: timeout {timeout} s, the trap's work {work} s: {text:?}"
+            );
+            assert_gone(&pids, &format!("{choice}: the cancelled tree")).await;
+        }
     }
     suite.end().await;
 }
@@ -679,7 +687,6 @@ async fn odd_ok_codes_and_a_crlf_answer_behave_as_documented() {
 /// caller (where a line callback's panic, a tee's and a stdin reader's
 /// are contained: the callback or tee disabled, the reader an error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: LOW: a Decoder's panic is resumed by RunningProcess::wait in the caller (callbacks', tees' and readers' panics are contained)"]
 async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
     struct Panics;
     impl pkit::Decoder for Panics {
@@ -744,7 +751,6 @@ async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
 /// It never returned: the run waits for the stream's reader, which waits
 /// on the tee's write for ever (the tree itself was killed at the timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: MEDIUM: a tee writer that never accepts a byte holds output() for ever, past the command's timeout"]
 async fn a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout() {
     let suite = begin("a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout").await;
     for choice in mechanisms() {

@@ -270,7 +270,8 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     // tree ended with its main process (a cgroup emptied, a process group
     // gone with its leader); it waits, on the engine's driver, only for a
     // tree that outlived it or timed out.
-    let end = crate::runner::end_group(&group, status.is_none(), spec.timeout_signal, spec.grace);
+    let (timed_out, never) = (status.is_none(), std::future::pending());
+    let end = crate::runner::end_group(&group, timed_out, spec.timeout_signal, spec.grace, never);
     let killed_after_grace = super::runtime::drive(what, end)??;
     if killed_after_grace {
         crate::log::killed_after_grace(who);

@@ -9,9 +9,21 @@ use std::sync::Arc;
 /// whole, so keep the incomplete tail of `input` until the next call.
 /// `last` is true once, at end of file. Each stream of each run gets its
 /// own decoder (see [`DecoderFactory`]).
+///
+/// A decoder that panics is disabled, as a line callback that panics is:
+/// the panic is caught (never resumed in the caller), its stream's lines
+/// end there (its line callback and the line stream get no more of that
+/// stream), and the stream goes on being read, captured and teed; the run
+/// goes on.
 pub trait Decoder: Send {
     /// Decodes `input`, appending the text to `out`.
     fn decode(&mut self, input: &[u8], last: bool, out: &mut String);
+}
+
+/// `d.decode(..)` with a panic caught: `false` then (see [`Decoder`]).
+pub(super) fn contained(d: &mut dyn Decoder, input: &[u8], last: bool, out: &mut String) -> bool {
+    let call = std::panic::AssertUnwindSafe(|| d.decode(input, last, out));
+    std::panic::catch_unwind(call).is_ok()
 }
 
 /// Makes a fresh [`Decoder`] for each stream of each run.

@@ -20,6 +20,7 @@ mod prompt;
 mod queue;
 mod source;
 mod split;
+mod tee;
 mod thread;
 mod unwound;
 
@@ -37,13 +38,12 @@ pub(crate) const AFTER_EXIT_QUIET: std::time::Duration = std::time::Duration::fr
 /// not hold the exit back for good.
 pub(crate) const AFTER_EXIT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
 
-use std::fmt;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 pub(crate) use apart::{mark_thread, marked};
@@ -58,49 +58,13 @@ pub(crate) use prompt::{PromptSink, PromptSlot};
 pub(crate) use queue::queue;
 pub use queue::{Lines, Overflow};
 use split::Splitter;
+#[cfg(feature = "testing")]
+pub(crate) use tee::RecordChunk;
+pub(crate) use tee::Tee;
+use tee::{mirror, own_tee};
 
 /// Called once per line of one stream.
 pub(crate) type LineCallback = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// Where a stream's raw bytes are mirrored.
-#[derive(Clone)]
-pub(crate) enum Tee {
-    Async(Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>),
-    Blocking(Arc<Mutex<Box<dyn io::Write + Send>>>),
-    /// Records every chunk (a cassette recording a started run, feature
-    /// `testing`), then hands it on to the command's own tee, if any.
-    #[cfg(feature = "testing")]
-    Recorded(RecordChunk, Box<Option<Tee>>),
-}
-
-/// Takes one chunk of a stream's bytes, as read.
-#[cfg(feature = "testing")]
-pub(crate) type RecordChunk = Arc<dyn Fn(StreamKind, &[u8]) + Send + Sync>;
-
-/// The tee written after a recording one (the tee itself otherwise).
-#[cfg(feature = "testing")]
-fn own_tee(tee: &mut Option<Tee>) -> &mut Option<Tee> {
-    match tee {
-        Some(Tee::Recorded(_, next)) => next,
-        other => other,
-    }
-}
-
-#[cfg(not(feature = "testing"))]
-fn own_tee(tee: &mut Option<Tee>) -> &mut Option<Tee> {
-    tee
-}
-
-impl fmt::Debug for Tee {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Tee::Async(_) => "Tee::Async",
-            Tee::Blocking(_) => "Tee::Blocking",
-            #[cfg(feature = "testing")]
-            Tee::Recorded(..) => "Tee::Recorded",
-        })
-    }
-}
 
 /// The sending side of a process's merged line stream.
 #[derive(Clone)]
@@ -184,7 +148,13 @@ impl Reader {
     /// escaped process still holds its write end — and returns the capture.
     /// Cancel-safe: dropped before its end, it can be called again (drop
     /// the reader only once it has returned; it must not be polled again).
-    pub(crate) async fn finish(&mut self) -> Captured {
+    ///
+    /// `timed_out`: the run ended by its timeout and its tree is gone (see
+    /// [`abandon_tee`](Self::abandon_tee)).
+    pub(crate) async fn finish(&mut self, timed_out: bool) -> Captured {
+        if timed_out {
+            self.abandon_tee();
+        }
         self.control.stopping.store(true, Ordering::Release);
         self.control.stop.notify_one();
         // No result: the task was dropped with the runtime it ran on.
@@ -206,6 +176,15 @@ impl Reader {
                 Err(_) => lost(),
             },
         }
+    }
+
+    /// Abandons the stream's async tee once its write (or flush) is under
+    /// way and blocked, or at its next: the run ended by a bound (its
+    /// timeout, or a cancellation) and its tree is gone, so a writer that
+    /// takes no bytes must not hold the run. The tee is disabled, its
+    /// error says so (`TimedOut`), and what was left is not written.
+    fn abandon_tee(&self) {
+        self.control.tee_cut.notify_one();
     }
 
     /// Lets the reader go on without its owner: it drops what it captured
@@ -233,7 +212,7 @@ async fn run_keeping(
     plan: StreamPlan,
     control: Arc<Control>,
 ) -> (Captured, Option<source::Source>) {
-    let mut sinks = Sinks::new(plan);
+    let mut sinks = Sinks::new(plan, control.clone());
     let mut chunk: Vec<u8> = Vec::new();
     // Small outputs use the pipe as made; once a stream has produced a few
     // chunks' worth, grow the pipe and read in bigger chunks.
@@ -371,10 +350,12 @@ struct Sinks {
     prompt: Option<PromptSink>,
     /// The write error that disabled the tee.
     tee_error: Option<io::Error>,
+    /// Its reader's control (see `Reader::abandon_tee`).
+    control: Arc<Control>,
 }
 
 impl Sinks {
-    fn new(plan: StreamPlan) -> Sinks {
+    fn new(plan: StreamPlan, control: Arc<Control>) -> Sinks {
         Sinks {
             kind: plan.kind,
             capture: plan.capture,
@@ -387,6 +368,7 @@ impl Sinks {
             limit: plan.limit,
             prompt: plan.prompt.map(PromptSink::new),
             tee_error: None,
+            control,
         }
     }
 
@@ -430,7 +412,7 @@ impl Sinks {
             return;
         }
         let failed = mirror(
-            self.kind,
+            (self.kind, &self.control),
             &mut self.tee,
             &mut self.capture,
             &self.limit,
@@ -441,15 +423,28 @@ impl Sinks {
         if !self.wants_lines() {
             return;
         }
-        match &mut self.decoder {
-            None => self.splitter.extend(bytes),
-            Some(d) => {
-                d.decode(bytes, false, &mut self.text);
-                self.splitter.extend(self.text.as_bytes());
-                self.text.clear();
-            }
+        if self.decoder.is_none() {
+            self.splitter.extend(bytes);
+        } else if !self.decode(bytes, false) {
+            return;
         }
         self.split().await;
+    }
+
+    /// Decodes `bytes` into the splitter (with a decoder). One that panics
+    /// is disabled with the lines it feeds (see [`Decoder`]): `false`.
+    fn decode(&mut self, bytes: &[u8], last: bool) -> bool {
+        let Some(d) = &mut self.decoder else {
+            return true;
+        };
+        if !decode::contained(&mut **d, bytes, last, &mut self.text) {
+            tracing::warn!(target: "pkit", stream = %self.kind, "decoder panicked; its lines end");
+            (self.decoder, self.callback, self.lines) = (None, None, None);
+            return false;
+        }
+        self.splitter.extend(self.text.as_bytes());
+        self.text.clear();
+        true
     }
 
     /// Feeds the bytes read into the splitter's buffer from `from` on.
@@ -460,9 +455,11 @@ impl Sinks {
             tee,
             splitter,
             limit,
+            control,
             ..
         } = self;
-        let failed = mirror(*kind, tee, capture, limit, &splitter.buffered()[from..]).await;
+        let bytes = &splitter.buffered()[from..];
+        let failed = mirror((*kind, control), tee, capture, limit, bytes).await;
         self.tee_error = self.tee_error.take().or(failed);
         self.split().await;
     }
@@ -479,12 +476,7 @@ impl Sinks {
     }
 
     async fn finish(mut self) -> Captured {
-        if self.wants_lines() {
-            if let Some(d) = &mut self.decoder {
-                d.decode(&[], true, &mut self.text);
-                self.splitter.extend(self.text.as_bytes());
-                self.text.clear();
-            }
+        if self.wants_lines() && self.decode(&[], true) {
             if let Some(batch) = self.splitter.finish(self.kind) {
                 self.deliver(batch).await;
             }
@@ -494,8 +486,11 @@ impl Sinks {
             }
         }
         if let Some(Tee::Async(w)) = own_tee(&mut self.tee) {
-            let mut w = w.lock().await;
-            if let Err(e) = unwound::Unwound(std::pin::pin!(w.flush())).await {
+            let flushed = async {
+                let mut w = w.lock().await;
+                unwound::Unwound(std::pin::pin!(w.flush())).await
+            };
+            if let Err(e) = unwound::cut_short(flushed, &self.control).await {
                 self.tee_error = self.tee_error.take().or(Some(e));
             }
         }
@@ -531,52 +526,5 @@ impl Sinks {
             // so the child never blocks on a full pipe.
             self.lines = None;
         }
-    }
-}
-
-/// Hands a stream's raw bytes to its tee (disabled on a write error, which
-/// is returned) and its capture (setting `limit` when a `Fail` limit is
-/// crossed).
-async fn mirror(
-    kind: StreamKind,
-    tee: &mut Option<Tee>,
-    capture: &mut Option<CaptureBuf>,
-    limit: &LimitFlag,
-    bytes: &[u8],
-) -> Option<io::Error> {
-    #[cfg(feature = "testing")]
-    if let Some(Tee::Recorded(record, _)) = tee {
-        record(kind, bytes);
-    }
-    let tee = own_tee(tee);
-    let mut failed = None;
-    if let Some(t) = tee {
-        if let Err(e) = write_tee(t, bytes).await {
-            tracing::warn!(target: "pkit", stream = %kind, error = %e, "tee write failed; tee disabled");
-            *tee = None;
-            failed = Some(e);
-        }
-    }
-    if let Some(c) = capture {
-        if !c.push(bytes) && !limit.is_hit() {
-            limit.set();
-        }
-    }
-    failed
-}
-
-async fn write_tee(tee: &Tee, bytes: &[u8]) -> io::Result<()> {
-    match tee {
-        Tee::Async(w) => {
-            let mut w = w.lock().await;
-            unwound::Unwound(std::pin::pin!(w.write_all(bytes))).await
-        }
-        Tee::Blocking(w) => {
-            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
-            unwound::call(|| w.write_all(bytes))
-        }
-        // Unwrapped by `own_tee` before writing.
-        #[cfg(feature = "testing")]
-        Tee::Recorded(..) => Ok(()),
     }
 }

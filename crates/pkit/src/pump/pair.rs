@@ -247,8 +247,8 @@ mod tests {
                 },
                 true,
             );
-            let out = tokio::spawn(async move { { out }.finish().await }).await;
-            let err = tokio::spawn(async move { { err }.finish().await }).await;
+            let out = tokio::spawn(async move { { out }.finish(false).await }).await;
+            let err = tokio::spawn(async move { { err }.finish(false).await }).await;
             (out, err)
         });
         let err = err.expect("the other half");

@@ -29,6 +29,9 @@ pub(super) struct Control {
     /// Set when the reader (on the runtime or on its thread) met its
     /// stream's end of file.
     pub(super) ended: AtomicBool,
+    /// Ends an async tee's write (or flush) under way, or the next one:
+    /// the run ended by a bound (see `Reader::abandon_tee`).
+    pub(super) tee_cut: Notify,
 }
 
 impl Control {

@@ -33,3 +33,19 @@ impl<F: Future<Output = io::Result<()>> + Unpin> Future for Unwound<F> {
             .unwrap_or_else(|_| Poll::Ready(Err(panicked())))
     }
 }
+
+/// An async tee's `write`, unless [`Reader::abandon_tee`] comes first (a
+/// blocking tee's call ends first: it can't be cut).
+pub(super) async fn cut_short(
+    write: impl Future<Output = io::Result<()>>,
+    control: &super::thread::Control,
+) -> io::Result<()> {
+    tokio::select! {
+        r = write => r,
+        () = control.tee_cut.notified() => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the tee's writer took no more bytes when the run ended by its timeout or \
+             cancellation: its write was abandoned, and the rest not written",
+        )),
+    }
+}

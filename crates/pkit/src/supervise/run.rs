@@ -177,7 +177,7 @@ impl Loop {
                 // A cancel token fired during the grace cuts it short: the
                 // tree is killed at once (a second Ctrl-C, say).
                 tokio::select! {
-                    r = group.shutdown_with(signal, grace) => { r?; }
+                    r = group.shutdown_with(signal, grace, std::future::pending()) => { r?; }
                     () = self.cancel_fired() => {
                         log_cancelled();
                         group.kill()?;
