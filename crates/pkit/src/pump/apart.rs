@@ -21,7 +21,9 @@ use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 
 thread_local! {
-    /// Readers started on this thread run the caller's code apart.
+    // Readers started on this thread run the caller's code apart (a
+    // plain comment: an older clippy takes a doc comment here for a
+    // non-const initializer).
     static APART: Cell<bool> = const { Cell::new(false) };
 }
 
