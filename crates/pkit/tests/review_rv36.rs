@@ -1,0 +1,462 @@
+#![cfg(target_os = "linux")]
+//! rv36: a hostile review of this session's merges (grace2: a second bound
+//! ends the first one's grace, a timed-out run abandons a stuck tee; blkcb:
+//! a blocking run's callbacks on `pkit-reader` threads; evq: the lines
+//! queued at the exit are owed). Findings are `#[ignore = "rv36: ..."]`
+//! tests that fail on main; the rest are probes that held, every
+//! mechanism (`mechanisms()`; the binary's three runs: unset,
+//! `PKIT_MECHANISM=pgroup`, `PKIT_MECHANISM=portable`).
+//!
+//! Findings (ignored, fail on main in all three runs):
+//! - MEDIUM [`a_stuck_tee_holds_no_run_past_its_timeout_when_the_program_exits_first`]:
+//!   the stuck-tee cut applies only to a run that ended by its timeout; a
+//!   program that writes less than a pipe's worth and exits first leaves
+//!   `output` (and a started process's `wait`) on the tee's write for ever.
+//!   Pipelines have the same hole for a stage that exited before the
+//!   timeout (`pipe_started.rs`: `finish(outcome)` with its own outcome).
+//! - MEDIUM [`a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte`]:
+//!   `abandon_tee` is a `notify_one`, which stores a permit when no write
+//!   is under way; every later write and the flush race it in an unbiased
+//!   `select!`, so a healthy tee loses bytes and reports a false
+//!   `TimedOut`. (Passes with the `notify_one` removed.)
+//! - LOW [`an_escape_inside_an_osc_string_ends_the_string`]: the VT
+//!   stripper's `StringEscape` goes back into the string on any byte but
+//!   `\`.
+//!
+//! Probes that held: a cancel at the timeout's moment (verb, started
+//! process; `killed_after_grace` when the timeout came first), many
+//! blocking runs with callbacks and dropped blocking starts (no
+//! `pkit-reader` thread left), evq's owed lines under `DropNewest`.
+
+mod common;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::{CancelToken, Outcome, Overflow, ProcessEvent, Signal};
+
+/// How long a promptly ended run may take here (generous: a loaded
+/// machine), far below the graces the tests set.
+const PROMPT: Duration = Duration::from_secs(15);
+
+/// A healthy async tee: every write and flush is taken at once.
+#[derive(Clone, Default)]
+struct Healthy(Arc<Mutex<Vec<u8>>>);
+
+impl tokio::io::AsyncWrite for Healthy {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// grace2's stuck-tee fix (`Reader::finish(timed_out)` → `abandon_tee`,
+/// a `Notify::notify_one`) stores a permit when no tee write is under way,
+/// and every later write or flush of the tee is raced against it
+/// (`unwound::cut_short`, an unbiased `select!`): a healthy tee, one that
+/// takes every byte at once, loses the rest of the output at random and
+/// the run reports a `TimedOut` tee error ("took no more bytes") it never
+/// earned. Here the reader is busy in the first line's callback when the
+/// timeout ends the tree; the lines still in the pipe, and the flush, go
+/// through the cut afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "rv36: MEDIUM: a timed-out run's healthy async tee is abandoned at random (a stored tee_cut permit): bytes lost, a false TimedOut tee error"]
+async fn a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte() {
+    let suite = begin("rv36_a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte").await;
+    let mut failures = Vec::new();
+    for choice in mechanisms() {
+        for round in 0..6 {
+            let file = TempPath::new("rv36-tee");
+            let (tee, err_tee) = (Healthy::default(), Healthy::default());
+            // Each stream's reader is held in its first line's callback
+            // past the timeout (the tree is killed meanwhile); later lines
+            // are quick.
+            let slow = |first: Arc<AtomicBool>| {
+                move |_: &str| {
+                    if first.swap(false, Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1200));
+                    }
+                }
+            };
+            let cmd = sh(
+                choice,
+                r#"echo $$ > "$1"; echo done >> "$1"; echo first; echo first >&2; sleep 0.3; seq 1 3000; seq 1 3000 >&2; exec sleep 300"#,
+            )
+            .arg(file.as_str())
+            .stdout_tee(tee.clone())
+            .stderr_tee(err_tee.clone())
+            .on_stdout_line(slow(Arc::new(AtomicBool::new(true))))
+            .on_stderr_line(slow(Arc::new(AtomicBool::new(true))))
+            .timeout(Duration::from_millis(500));
+            let run = tokio::spawn(async move { cmd.output().await });
+            let pids = file.wait_pids().await;
+            let ended = tokio::time::timeout(PROMPT, run).await;
+            let Ok(ended) = ended else {
+                for &pid in &pids {
+                    kill_pid(pid);
+                }
+                panic!("{choice}: round {round}: the run never ended");
+            };
+            let out = ended
+                .expect("the run's task")
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert_eq!(out.outcome(), Outcome::TimedOut, "{choice}: {out:?}");
+            let teed = tee.0.lock().unwrap().clone();
+            if teed != out.stdout() || out.stdout_tee_error().is_some() {
+                failures.push(format!(
+                    "{choice} round {round}: stdout captured {} bytes, teed {}, tee error {:?}",
+                    out.stdout().len(),
+                    teed.len(),
+                    out.stdout_tee_error()
+                ));
+            }
+            let teed = err_tee.0.lock().unwrap().clone();
+            if teed != out.stderr() || out.stderr_tee_error().is_some() {
+                failures.push(format!(
+                    "{choice} round {round}: stderr captured {} bytes, teed {}, tee error {:?}",
+                    out.stderr().len(),
+                    teed.len(),
+                    out.stderr_tee_error()
+                ));
+            }
+            assert_gone(&pids, &format!("{choice}: the tree")).await;
+        }
+    }
+    suite.end().await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A script that records its pid and its `sleep` child's in `$1`, ignores
+/// SIGTERM, and waits.
+const IGNORES_TERM: &str = r#"trap '' TERM; sleep 300 & echo $$ > "$1"; echo $! >> "$1"; echo done >> "$1"; while :; do wait; done"#;
+
+/// The cancel token cancelled at the moment the timeout fires (a timer
+/// task of the same length), round after round: whichever bound is seen
+/// first, the other ends its grace (120 s for the timeout's SIGTERM, which
+/// the tree ignores; the cancel's is a long SIGTERM too): the verb returns
+/// promptly, cancelled or timed out, and the tree is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_at_the_timeouts_moment_ends_a_verb_promptly() {
+    let suite = begin("rv36_a_cancel_at_the_timeouts_moment_ends_a_verb_promptly").await;
+    for choice in mechanisms() {
+        for round in 0..6 {
+            let file = TempPath::new("rv36-both");
+            let token = CancelToken::new();
+            let cmd = sh(choice, IGNORES_TERM)
+                .arg(file.as_str())
+                .stdout(pkit::Stdio::Null)
+                .timeout(Duration::from_millis(400))
+                .timeout_signal(Signal::Term)
+                .grace(Duration::from_secs(120))
+                .cancel_token(&token)
+                .cancel_signal(Signal::Term)
+                .cancel_grace(Duration::from_secs(120));
+            let run = tokio::spawn(async move { cmd.output().await });
+            let pids = file.wait_pids().await;
+            let began = Instant::now();
+            // The timeout counts from the start, a little before: cancel
+            // about when it fires.
+            tokio::time::sleep(Duration::from_millis(300 + 20 * round)).await;
+            token.cancel();
+            let ended = tokio::time::timeout(PROMPT, run).await;
+            let Ok(ended) = ended else {
+                for &pid in &pids {
+                    kill_pid(pid);
+                }
+                panic!("{choice}: round {round}: a bound's grace was waited out");
+            };
+            let r = ended.expect("the run's task");
+            assert!(
+                matches!(&r, Err(e) if e.is_cancelled())
+                    || matches!(&r, Ok(out) if out.timed_out()),
+                "{choice}: round {round}: {r:?}"
+            );
+            // Timed out first: the tree ignored the SIGTERM, so the cancel
+            // ended the grace with SIGKILL, and the run says so.
+            if let Ok(out) = &r {
+                assert!(out.killed_after_grace(), "{choice}: round {round}: {out:?}");
+            }
+            assert!(began.elapsed() < PROMPT, "{choice}");
+            assert_gone(&pids, &format!("{choice}: round {round}: the tree")).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// The same for a started process (its watch): timeout and cancel at about
+/// the same moment, both with long SIGTERM graces the tree ignores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_at_the_timeouts_moment_ends_a_started_process_promptly() {
+    let suite = begin("rv36_a_cancel_at_the_timeouts_moment_ends_a_started_process").await;
+    for choice in mechanisms() {
+        for round in 0..6 {
+            let file = TempPath::new("rv36-both-started");
+            let token = CancelToken::new();
+            let cmd = pkit::Command::new("sh")
+                .args(["-c", IGNORES_TERM, "sh", file.as_str()])
+                .stdout(pkit::Stdio::Null)
+                .timeout(Duration::from_millis(400))
+                .timeout_signal(Signal::Term)
+                .grace(Duration::from_secs(120))
+                .cancel_token(&token)
+                .cancel_signal(Signal::Term)
+                .cancel_grace(Duration::from_secs(120));
+            let group = group(choice);
+            let mut proc = group
+                .start(&cmd)
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            let pids = file.wait_pids().await;
+            tokio::time::sleep(Duration::from_millis(300 + 20 * round)).await;
+            token.cancel();
+            let waited = tokio::time::timeout(PROMPT, proc.wait()).await;
+            let Ok(waited) = waited else {
+                for &pid in &pids {
+                    kill_pid(pid);
+                }
+                panic!("{choice}: round {round}: a bound's grace was waited out");
+            };
+            // Either ending is fine (timed out, the cancel then ending the
+            // grace: SIGKILL was needed; or cancelled); a hang is not.
+            match waited {
+                Ok(out) => {
+                    assert_eq!(out.outcome(), Outcome::TimedOut, "{choice}: round {round}");
+                    assert!(out.killed_after_grace(), "{choice}: round {round}: {out:?}");
+                }
+                Err(e) => assert!(e.is_cancelled(), "{choice}: round {round}: {e}"),
+            }
+            drop(proc);
+            drop(group);
+            assert_gone(&pids, &format!("{choice}: round {round}: the tree")).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// `pkit-reader` threads of this process now.
+fn reader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "pkit-reader")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Many blocking runs with line callbacks at once (a `pkit-reader` thread
+/// per stream each): every run's lines all come, and once the runs are
+/// done no reader thread is left (they end with their streams).
+#[test]
+fn many_blocking_runs_with_callbacks_leave_no_reader_threads() {
+    in_suite("rv36_many_blocking_runs_with_callbacks", || {
+        for choice in mechanisms() {
+            let runs: Vec<_> = (0..24)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        let count = Arc::new(Mutex::new((0usize, 0usize)));
+                        let (o, e) = (count.clone(), count.clone());
+                        let out = sh(choice, "seq 1 200; seq 1 50 >&2")
+                            .on_stdout_line(move |_| o.lock().unwrap().0 += 1)
+                            .on_stderr_line(move |_| e.lock().unwrap().1 += 1)
+                            .blocking()
+                            .output()
+                            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+                        assert!(out.success(), "{choice}: {out:?}");
+                        let n = *count.lock().unwrap();
+                        drop(count);
+                        n
+                    })
+                })
+                .collect();
+            for r in runs {
+                assert_eq!(r.join().expect("a run's thread"), (200, 50), "{choice}");
+            }
+            // Started and dropped at once (a blocking start's drop takes
+            // its tree with it): the readers end with the tree's pipes.
+            let mut pids = Vec::new();
+            for _ in 0..8 {
+                let file = TempPath::new("rv36-dropped");
+                let proc = sh(
+                    choice,
+                    r#"echo $$ > "$1"; echo done >> "$1"; echo hi; exec sleep 300"#,
+                )
+                .arg(file.as_str())
+                .on_stdout_line(|_| ())
+                .on_stderr_line(|_| ())
+                .blocking()
+                .start()
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+                let until = Instant::now() + DEADLINE;
+                let pid: u32 = loop {
+                    let text = std::fs::read_to_string(file.as_str()).unwrap_or_default();
+                    if text.lines().any(|l| l == "done") {
+                        break text.lines().next().unwrap().trim().parse().unwrap();
+                    }
+                    assert!(Instant::now() < until, "{choice}: no pid");
+                    std::thread::sleep(POLL);
+                };
+                drop(proc);
+                pids.push(pid);
+            }
+            let until = Instant::now() + DEADLINE * 3;
+            while !pids.iter().all(|&p| pid_gone(p)) {
+                assert!(
+                    Instant::now() < until,
+                    "{choice}: a dropped start's tree lives on"
+                );
+                std::thread::sleep(POLL);
+            }
+            let until = Instant::now() + DEADLINE * 3;
+            while reader_threads() > 0 {
+                assert!(
+                    Instant::now() < until,
+                    "{choice}: {} pkit-reader threads left after every run ended",
+                    reader_threads()
+                );
+                std::thread::sleep(POLL);
+            }
+        }
+    });
+}
+
+/// evq under `Overflow::DropNewest`: the lines queued when the exit is
+/// seen are all told before the exit by a reader slower than the 2 s cap
+/// (none were dropped: the buffer holds them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owed_lines_under_drop_newest_all_come_before_the_exit() {
+    let suite = begin("rv36_owed_lines_under_drop_newest").await;
+    for choice in mechanisms() {
+        let cmd = pkit::Command::new("sh")
+            .args(["-c", "seq 1 70"])
+            .stream_lines()
+            .buffer_lines(100)
+            .overflow(Overflow::DropNewest);
+        let group = group(choice);
+        let mut proc = group
+            .start(&cmd)
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut events = proc.events();
+        let read = tokio::spawn(async move {
+            let mut lines = Vec::new();
+            let mut exit = None;
+            let mut first = true;
+            while let Some(e) = events.next_event().await {
+                if first {
+                    first = false;
+                    // The process writes its lines and exits meanwhile.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                match e {
+                    ProcessEvent::Line(l) => {
+                        assert!(exit.is_none(), "a line after the exit");
+                        lines.push(l.text);
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                    }
+                    ProcessEvent::Exited { outcome, .. } => exit = Some(outcome),
+                    _ => {}
+                }
+            }
+            (lines, exit)
+        });
+        let (lines, exit) = tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the events never ended"))
+            .expect("the reading task");
+        let want: Vec<String> = (1..=70).map(|i| i.to_string()).collect();
+        assert_eq!(lines, want, "{choice}");
+        assert_eq!(exit, Some(Outcome::Exited(0)), "{choice}");
+        assert_eq!(proc.dropped_lines(), 0, "{choice}");
+        let _ = proc.wait().await;
+        drop(group);
+    }
+    suite.end().await;
+}
+
+/// grace2 bounds a stuck tee only when the run ended by its timeout
+/// (`Reader::finish(timed_out)`): a program that writes less than a pipe's
+/// worth and exits at once, before the timeout, leaves its reader on the
+/// tee's write with the rest still in the pipe; the run is `Done`, its
+/// readers are finished without the cut, and `output` waits on that write
+/// for ever, past the timeout that "bounds the whole run" (the tee's docs:
+/// "The run's bounds bound it too"). The same for a started process's
+/// `wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "rv36: MEDIUM: a stuck async tee holds a run for ever past its timeout when the program exits before the timeout (verb and started process)"]
+async fn a_stuck_tee_holds_no_run_past_its_timeout_when_the_program_exits_first() {
+    let suite = begin("rv36_a_stuck_tee_when_the_program_exits_first").await;
+    let mut failures = Vec::new();
+    for choice in mechanisms() {
+        for started in [false, true] {
+            let (stuck, peer) = tokio::io::duplex(64);
+            let cmd = pkit::Command::new("sh")
+                .args(["-c", "head -c 20000 /dev/zero"])
+                .stdout_tee(stuck)
+                .timeout(Duration::from_secs(1));
+            let group = started.then(|| group(choice));
+            let mut run = match &group {
+                Some(group) => {
+                    let mut proc = group
+                        .start(&cmd)
+                        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+                    tokio::spawn(async move { proc.wait().await })
+                }
+                None => {
+                    let cmd = cmd.runner(Arc::new(pkit::SystemRunner::with_mechanism(choice)));
+                    tokio::spawn(async move { cmd.output().await })
+                }
+            };
+            let way = if started { "wait" } else { "output" };
+            let bound = Duration::from_secs(10);
+            if tokio::time::timeout(bound, &mut run).await.is_err() {
+                failures.push(format!(
+                    "{choice}: {way} still waits on the stuck tee {bound:?} after its 1 s timeout"
+                ));
+            }
+            // The peer gone, the tee's write fails and the run ends.
+            drop(peer);
+            let r = tokio::time::timeout(PROMPT, run)
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: {way}: no end even with the tee's peer gone"))
+                .expect("the run's task");
+            if let Err(e) = r {
+                failures.push(format!("{choice}: {way}: {e}"));
+            }
+            drop(group);
+        }
+    }
+    suite.end().await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The VT stripper (attack20 made CAN and SUB end a string): inside an OSC
+/// or DCS string, an ESC that does not start the string terminator (ESC \)
+/// starts a new escape sequence, ending the string, as a terminal's parser
+/// does (the DEC parser's "anywhere" ESC; xterm and VTE alike). pkit's
+/// stripper goes back into the string instead (`StringEscape` + any other
+/// character → `String`), so an OSC a program leaves unterminated and
+/// follows with a CSI (a title set cut short, then colours) swallows every
+/// line after it, up to the next BEL: here, all of them.
+#[test]
+#[ignore = "rv36: LOW: an ESC inside an OSC/DCS string (not ESC \\) does not end it: an unterminated title followed by a CSI swallows all later lines"]
+fn an_escape_inside_an_osc_string_ends_the_string() {
+    let got = pkit::strip_vt("\x1b]0;title\x1b[1mbold\x1b[0m\nnext line\nlast\n");
+    assert_eq!(got, "bold\nnext line\nlast\n");
+}
