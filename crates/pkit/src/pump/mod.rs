@@ -184,7 +184,8 @@ impl Reader {
     /// takes no bytes must not hold the run. The tee is disabled, its
     /// error says so (`TimedOut`), and what was left is not written.
     fn abandon_tee(&self) {
-        self.control.tee_cut.notify_one();
+        self.control.tee_cutting.store(true, Ordering::Release);
+        self.control.tee_cut.notify_waiters();
     }
 
     /// Lets the reader go on without its owner: it drops what it captured

@@ -29,8 +29,12 @@ pub(super) struct Control {
     /// Set when the reader (on the runtime or on its thread) met its
     /// stream's end of file.
     pub(super) ended: AtomicBool,
-    /// Ends an async tee's write (or flush) under way, or the next one:
-    /// the run ended by a bound (see `Reader::abandon_tee`).
+    /// Ends an async tee's write (or flush) under way, or a later one that
+    /// doesn't complete at once: the run ended by a bound (see
+    /// `Reader::abandon_tee`). Set, then `tee_cut` notified (waiters only:
+    /// a stored permit would cut a healthy tee's next write, rv36).
+    pub(super) tee_cutting: AtomicBool,
+    /// Wakes a tee write waiting when `tee_cutting` is set.
     pub(super) tee_cut: Notify,
 }
 

@@ -40,9 +40,19 @@ pub(super) async fn cut_short(
     write: impl Future<Output = io::Result<()>>,
     control: &super::thread::Control,
 ) -> io::Result<()> {
+    // Created before the flag is looked at: a cut between the look and the
+    // wait still wakes it (`notify_waiters` ends every `Notified` made
+    // before it). The write is polled first, so one that completes at
+    // once is never cut.
+    let notified = control.tee_cut.notified();
     tokio::select! {
+        biased;
         r = write => r,
-        () = control.tee_cut.notified() => Err(io::Error::new(
+        () = async {
+            if !control.tee_cutting.load(std::sync::atomic::Ordering::Acquire) {
+                notified.await;
+            }
+        } => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "the tee's writer took no more bytes when the run ended by its timeout or \
              cancellation: its write was abandoned, and the rest not written",
