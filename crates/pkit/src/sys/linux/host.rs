@@ -1,11 +1,12 @@
 //! Discovering what this Linux host offers: the cgroup v2 mount, the owner's
 //! cgroup, `cgroup.kill`, and whether `clone3` is allowed.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, RwLock};
 
 /// Where cgroup v2 lives for this process, as read from `/proc/self`.
 #[derive(Debug, Clone)]
@@ -26,42 +27,46 @@ pub(crate) struct CgroupHost {
 /// `/proc/self/cgroup` is read at each call (groups are made in the
 /// owner's cgroup, and an owner can be moved: adopted by an outer group, or
 /// by a service manager); the rest is looked for again only when it
-/// changed. When it can't be read (no descriptor free), the last answer
-/// stands.
+/// changed since the last answer. When it can't be read (no descriptor
+/// free), the last answer stands.
 pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
-    static FIRST: OnceLock<&'static Found> = OnceLock::new();
-    let now = own_cgroup();
-    let mut last: &'static Found = FIRST.get_or_init(|| Found::leak(&now));
-    loop {
-        if let Some(&next) = last.next.get() {
-            last = next;
-            continue;
-        }
+    // The newest answer. Taken with `try_`: a copy forked without exec
+    // whose parent held the lock at the fork finds its own answer instead
+    // of waiting for ever.
+    static LATEST: RwLock<Option<&'static Found>> = RwLock::new(None);
+    let mut buf = [0u8; 4096];
+    let now = own_cgroup(&mut buf);
+    let latest = LATEST.try_read().ok().and_then(|l| *l);
+    if let Some(found) = latest {
         match &now {
-            Ok(text) if last.cgroup.as_ref() != Some(text) => {
-                let fresh = Found::leak(&now);
-                // Another thread may have linked its own first: walk on
-                // to it (this one is a few bytes lost, once per move).
-                if last.next.set(fresh).is_ok() {
-                    return &fresh.host;
-                }
-            }
-            _ => return &last.host,
+            Ok(text) if found.cgroup.as_deref() != Some(&text[..]) => {}
+            _ => return &found.host,
         }
     }
+    // Never freed: a caller may hold the answer for ever, and an owner is
+    // moved rarely. Two threads that see the same move each keep their own
+    // (both right); the last one stored is the next calls' answer.
+    let fresh: &'static Found = Box::leak(Box::new(Found {
+        cgroup: now.as_ref().ok().map(|t| t.to_vec()),
+        host: discover(now.as_deref()),
+    }));
+    if let Ok(mut l) = LATEST.try_write() {
+        *l = Some(fresh);
+    }
+    &fresh.host
 }
 
-/// `/proc/self/cgroup` now: one `pread` of a descriptor kept open for it
-/// (every group's creation asks: an `open`, a `read` to the end and a
-/// `close` each time cost a one-shot run three calls more than this one),
-/// else a whole fresh read. The descriptor is this process's: a copy forked
-/// without exec inherits one that names its parent's file, and opens its
-/// own (closing its duplicate). Taken with `try_lock`, so a forked copy
-/// whose parent held the lock at the fork doesn't wait for ever: it reads
-/// afresh.
-fn own_cgroup() -> io::Result<Vec<u8>> {
+/// `/proc/self/cgroup` now, in `buf`: one `pread` of a descriptor kept open
+/// for it (every group's creation asks: an `open`, a `read` to the end and
+/// a `close` each time cost a one-shot run three calls more than this
+/// one), else a whole fresh read. The descriptor is this process's: a copy
+/// forked without exec inherits one that names its parent's file, and
+/// opens its own (closing its duplicate). Taken with `try_lock`, so a
+/// forked copy whose parent held the lock at the fork doesn't wait for
+/// ever: it reads afresh.
+fn own_cgroup(buf: &mut [u8; 4096]) -> io::Result<Cow<'_, [u8]>> {
     use rustix::fs::{Mode, OFlags};
-    static KEPT: std::sync::Mutex<Option<(u32, rustix::fd::OwnedFd)>> = std::sync::Mutex::new(None);
+    static KEPT: Mutex<Option<(u32, rustix::fd::OwnedFd)>> = Mutex::new(None);
     const PATH: &str = "/proc/self/cgroup";
     let pid = crate::sys::pid::current();
     if let Ok(mut kept) = KEPT.try_lock() {
@@ -74,43 +79,28 @@ fn own_cgroup() -> io::Result<Vec<u8>> {
             // The whole text (a few hundred bytes, a line per hierarchy)
             // comes in one read of a seq file from offset 0; a full buffer
             // may have more: read afresh then.
-            let mut buf = [0u8; 4096];
-            if let Ok(n) = rustix::io::pread(fd, &mut buf, 0) {
+            if let Ok(n) = rustix::io::pread(fd, &mut buf[..], 0) {
                 if n < buf.len() {
-                    return Ok(buf[..n].to_vec());
+                    return Ok(Cow::Borrowed(&buf[..n]));
                 }
             }
         }
     }
-    std::fs::read(PATH)
+    std::fs::read(PATH).map(Cow::Owned)
 }
 
-/// One answer of [`cgroup_host`], for the `/proc/self/cgroup` text it was
-/// found for, and the next (after a move), if any. Never freed: a caller
-/// may hold the answer for ever, and an owner is moved rarely.
+/// One answer of [`cgroup_host`], and the `/proc/self/cgroup` text it was
+/// found for (`None`: that text could not be read).
 struct Found {
     cgroup: Option<Vec<u8>>,
     host: Result<CgroupHost, String>,
-    next: OnceLock<&'static Found>,
-}
-
-impl Found {
-    fn leak(cgroup: &io::Result<Vec<u8>>) -> &'static Found {
-        Box::leak(Box::new(Found {
-            cgroup: cgroup.as_ref().ok().cloned(),
-            host: discover(cgroup),
-            next: OnceLock::new(),
-        }))
-    }
 }
 
 /// `cgroup`: the reading of `/proc/self/cgroup`.
-fn discover(cgroup: &io::Result<Vec<u8>>) -> Result<CgroupHost, String> {
+fn discover(cgroup: Result<&[u8], &io::Error>) -> Result<CgroupHost, String> {
     let mountinfo = std::fs::read("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    let cgroup = cgroup
-        .as_ref()
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let cgroup = cgroup.map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
     let owner = find_v2_cgroup(cgroup)
         .ok_or_else(|| "/proc/self/cgroup has no cgroup v2 (0::) entry".to_string())?;
     let (mount_root, mount) = find_cgroup2_mount(&mountinfo, &owner)
