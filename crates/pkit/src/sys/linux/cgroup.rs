@@ -28,6 +28,16 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 /// (between its `mkdir` and its lock) before it gives up.
 const MAX_LOST: u32 = 16;
 
+/// Counts a fresh directory removed under [`Cgroup::create`]: an error
+/// (`ENOENT`, what a start in it would meet) past [`MAX_LOST`].
+fn lost_one(lost: &mut u32) -> io::Result<()> {
+    *lost += 1;
+    if *lost > MAX_LOST {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    Ok(())
+}
+
 /// One cgroup v2 directory owned by a group.
 #[derive(Debug)]
 pub(crate) struct Cgroup {
@@ -155,10 +165,7 @@ impl Cgroup {
                 // Removed already (see below): nothing of ours to remove.
                 Err(rustix::io::Errno::NOENT) => {
                     forget(ticket);
-                    lost += 1;
-                    if lost > MAX_LOST {
-                        return Err(io::Error::from_raw_os_error(libc::ENOENT));
-                    }
+                    lost_one(&mut lost)?;
                     continue;
                 }
                 Err(e) => {
@@ -198,10 +205,7 @@ impl Cgroup {
             if !kept {
                 drop(dir);
                 forget(ticket);
-                lost += 1;
-                if lost > MAX_LOST {
-                    return Err(io::Error::from_raw_os_error(libc::ENOENT));
-                }
+                lost_one(&mut lost)?;
                 continue;
             }
             // Before any process is in it: the guard ends only a directory
