@@ -905,7 +905,7 @@ fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
                 let _ = std::process::Command::new("chmod")
                     .args(["666", file.as_str()])
                     .status();
-                let mut owner = std::process::Command::new("setpriv")
+                let owner = std::process::Command::new("setpriv")
                     .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
                     .arg(&exe)
                     .args([
@@ -921,6 +921,10 @@ fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .expect("owner");
+                // Killed and reaped however this round ends (a failed
+                // assertion below must not leave the owner to the next test).
+                let mut owner = ChildOnDrop(owner);
+                let owner = &mut owner.0;
                 let deadline = Instant::now() + Duration::from_secs(30);
                 let pids: Vec<u32> = loop {
                     let text = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -938,15 +942,20 @@ fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
                 let [root_job, later] = pids[..] else {
                     panic!("{choice}: owner wrote {pids:?}");
                 };
-                assert_eq!(
+                // `$!` is written right after the shell's fork: on a loaded
+                // machine the job may not have run the setuid `setpriv` yet.
+                let is_roots = || {
                     std::fs::read_to_string(format!("/proc/{root_job}/status"))
                         .unwrap_or_default()
                         .lines()
                         .find(|l| l.starts_with("Uid:"))
-                        .map(|l| l.split_whitespace().nth(1) == Some("0")),
-                    Some(true),
-                    "{choice}: the job is not root's"
-                );
+                        .map(|l| l.split_whitespace().nth(1) == Some("0"))
+                };
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while is_roots() != Some(true) && Instant::now() < deadline {
+                    std::thread::sleep(POLL);
+                }
+                assert_eq!(is_roots(), Some(true), "{choice}: the job is not root's");
                 let _ = owner.kill();
                 let _ = owner.wait();
                 let t = Instant::now();
@@ -967,6 +976,16 @@ fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
             assert!(failed.is_empty(), "{failed:#?}");
         },
     );
+}
+
+/// A `std` child killed and reaped when dropped.
+struct ChildOnDrop(std::process::Child);
+
+impl Drop for ChildOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
