@@ -37,9 +37,10 @@
 //! callback runs its own blocking runtime, and the parent goes on
 //! (blkcb, fork); a blocking call inside a blocking run's line callback is
 //! refused (a caught panic), never stuck, and the run tells every line
-//! (blkcb, nesting); blocking runs with callbacks in a `pids` cgroup with
-//! no task to spare for the reader threads (blkcb's fallback: a clean
-//! spawn error or every line told once); a stuck async tee of blocking
+//! (blkcb, nesting); blocking runs with callbacks in a `pids` cgroup, and
+//! as nobody at its `RLIMIT_NPROC`, with no task to spare for the reader
+//! threads (blkcb's fallback: a clean spawn error or every line told
+//! once); a stuck async tee of blocking
 //! runs and starts (on reader threads) abandoned at the timeout, four at
 //! once, no reader thread left (grace2 x blkcb); the VT stripper on
 //! random CSI/ESC/CAN/SUB text keeps every line feed and leaves no ESC,
@@ -635,6 +636,58 @@ fn a_blocking_call_inside_a_blocking_runs_callback_is_refused_not_stuck() {
     });
 }
 
+/// A blocking run with line callbacks on both streams, 2,000 lines each
+/// (builtins only: the shell forks nothing): "ok <success> <stdout lines>
+/// <stdout callbacks> <stderr callbacks>", or "err <error>".
+fn callbacks_run() -> String {
+    let (o, e) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (oc, ec) = (o.clone(), e.clone());
+    let r = Command::new("sh")
+        .args([
+            "-c",
+            "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo $i; echo $i >&2; done",
+        ])
+        .timeout(Duration::from_secs(20))
+        .on_stdout_line(move |_| {
+            oc.fetch_add(1, Ordering::SeqCst);
+        })
+        .on_stderr_line(move |_| {
+            ec.fetch_add(1, Ordering::SeqCst);
+        })
+        .blocking()
+        .output();
+    match r {
+        Ok(out) => format!(
+            "ok {} {} {} {}",
+            out.success(),
+            out.stdout_str().lines().count(),
+            o.load(Ordering::SeqCst),
+            e.load(Ordering::SeqCst)
+        ),
+        Err(err) => format!("err {err}"),
+    }
+}
+
+/// Checks a helper's "warm" and "extra 0..4" lines (see [`callbacks_run`]):
+/// each run either failed cleanly or told every line once.
+fn check_exhaustion_lines(ok: bool, lines: &[String]) {
+    assert!(ok, "the helper failed or hung: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l == "warm ok true 2000 2000 2000"),
+        "{lines:#?}"
+    );
+    for extra in 0..4 {
+        let l = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("extra {extra}: ")))
+            .unwrap_or_else(|| panic!("{lines:#?}"));
+        assert!(
+            l.ends_with("ok true 2000 2000 2000") || l.contains(": err "),
+            "{lines:#?}"
+        );
+    }
+}
+
 /// Probe (blkcb, thread exhaustion): an owner in a v1 `pids` cgroup whose
 /// limit leaves room for the child and no, one or two more tasks: a
 /// blocking run with line callbacks on both streams either fails to
@@ -647,36 +700,7 @@ fn blocking_callbacks_with_no_thread_to_spare_fall_back_and_tell_every_line() {
     if role().as_deref() == Some("pids") {
         let dir = PathBuf::from(std::env::var("RV37_PIDS").unwrap());
         std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).unwrap();
-        let run = || {
-            let (o, e) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-            let (oc, ec) = (o.clone(), e.clone());
-            let r = Command::new("sh")
-                // Builtins only: the shell forks nothing.
-                .args([
-                    "-c",
-                    "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo $i; echo $i >&2; done",
-                ])
-                .timeout(Duration::from_secs(20))
-                .on_stdout_line(move |_| {
-                    oc.fetch_add(1, Ordering::SeqCst);
-                })
-                .on_stderr_line(move |_| {
-                    ec.fetch_add(1, Ordering::SeqCst);
-                })
-                .blocking()
-                .output();
-            match r {
-                Ok(out) => format!(
-                    "ok {} {} {} {}",
-                    out.success(),
-                    out.stdout_str().lines().count(),
-                    o.load(Ordering::SeqCst),
-                    e.load(Ordering::SeqCst)
-                ),
-                Err(err) => format!("err {err}"),
-            }
-        };
-        say(&format!("warm {}", run()));
+        say(&format!("warm {}", callbacks_run()));
         for extra in 0..4 {
             let current: u64 = std::fs::read_to_string(dir.join("pids.current"))
                 .unwrap()
@@ -684,7 +708,7 @@ fn blocking_callbacks_with_no_thread_to_spare_fall_back_and_tell_every_line() {
                 .parse()
                 .unwrap();
             std::fs::write(dir.join("pids.max"), (current + extra).to_string()).unwrap();
-            say(&format!("extra {extra}: {}", run()));
+            say(&format!("extra {extra}: {}", callbacks_run()));
             std::fs::write(dir.join("pids.max"), "max").unwrap();
         }
         std::fs::write(
@@ -713,21 +737,86 @@ fn blocking_callbacks_with_no_thread_to_spare_fall_back_and_tell_every_line() {
         while std::fs::remove_dir(&dir).is_err() && Instant::now() < end {
             std::thread::sleep(POLL);
         }
-        assert!(ok, "the helper failed or hung: {lines:#?}");
-        assert!(
-            lines.iter().any(|l| l == "warm ok true 2000 2000 2000"),
-            "{lines:#?}"
-        );
-        for extra in 0..4 {
-            let l = lines
-                .iter()
-                .find(|l| l.starts_with(&format!("extra {extra}: ")))
-                .unwrap_or_else(|| panic!("{lines:#?}"));
-            assert!(
-                l.ends_with("ok true 2000 2000 2000") || l.contains(": err "),
-                "{lines:#?}"
-            );
+        check_exhaustion_lines(ok, &lines);
+    });
+}
+
+/// The number of tasks (threads) of processes of user `uid` now.
+fn tasks_of(uid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut n = 0;
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if p.metadata().is_ok_and(|m| m.uid() == uid)
+            && p.file_name().to_string_lossy().parse::<u32>().is_ok()
+        {
+            n += std::fs::read_dir(p.path().join("task")).map_or(0, |t| t.count() as u64);
         }
+    }
+    n
+}
+
+/// Probe (blkcb, thread exhaustion, non-root): the owner runs as nobody
+/// (`setpriv --reuid=65534`) and lowers its `RLIMIT_NPROC` to the tasks
+/// its user has now plus 0 to 3: each blocking run with callbacks fails
+/// cleanly or tells every line once (reader threads refused: the shared
+/// thread reads); no panic, no hang.
+#[test]
+fn a_non_root_owner_at_its_nproc_limit_runs_blocking_callbacks_or_fails_cleanly() {
+    let name = "a_non_root_owner_at_its_nproc_limit_runs_blocking_callbacks_or_fails_cleanly";
+    if role().as_deref() == Some("nproc") {
+        // SAFETY: plain values.
+        let uid = unsafe { libc::getuid() };
+        say(&format!("warm {}", callbacks_run()));
+        let mut hard = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid rlimit to fill.
+        unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut hard) };
+        for extra in 0..4 {
+            let lim = libc::rlimit {
+                rlim_cur: tasks_of(uid) + extra,
+                rlim_max: hard.rlim_max,
+            };
+            // SAFETY: a valid rlimit.
+            unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &lim) };
+            say(&format!("extra {extra}: {}", callbacks_run()));
+            // SAFETY: as above.
+            unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &hard) };
+        }
+        return;
+    }
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        // A nobody's owner-death guard of an earlier run may still be
+        // ending.
+        let end = Instant::now() + DEADLINE;
+        while is_root() && tasks_of(65534) != 0 && Instant::now() < end {
+            std::thread::sleep(POLL);
+        }
+        if !is_root() || tasks_of(65534) != 0 {
+            skipped(
+                name,
+                "needs root (to become nobody) and no process of nobody's",
+            );
+            return;
+        }
+        let mut cmd = helper_cmd(
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ],
+            name,
+            "nproc",
+            &[],
+        );
+        cmd.current_dir("/");
+        let (ok, lines) = run_helper(cmd, Duration::from_secs(90));
+        check_exhaustion_lines(ok, &lines);
     });
 }
 
