@@ -38,7 +38,7 @@ fn alone(name: &'static str, f: impl FnOnce(&tokio::runtime::Runtime)) {
             Err(e) => panic!("{name}: {e}"),
         }
     };
-    let guard = rt.block_on(begin_exclusive());
+    let guard = rt.block_on(begin_alone_in_binary());
     f(&rt);
     rt.block_on(end_exclusive(guard, name));
 }
