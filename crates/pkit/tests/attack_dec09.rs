@@ -732,13 +732,20 @@ fn a_slow_callback_on_one_thread_does_not_stall_another_threads_timeout() {
             for choice in mechanisms() {
                 let entered = Arc::new(AtomicBool::new(false));
                 let returned = Arc::new(AtomicBool::new(false));
+                // The callback blocks for 20 s, or until this test has
+                // looked (after the other thread's timed run returned):
+                // a stall still waits out the 20 s (nobody lets it go
+                // before), a pass no longer does.
+                let (release, released) = std::sync::mpsc::channel::<()>();
+                let released = std::sync::Mutex::new(released);
                 let slow = {
                     let (entered, returned) = (entered.clone(), returned.clone());
                     std::thread::spawn(move || {
                         sh(choice, "echo a")
                             .on_stdout_line(move |_| {
                                 entered.store(true, Ordering::SeqCst);
-                                std::thread::sleep(Duration::from_secs(20));
+                                let released = released.lock().unwrap_or_else(|e| e.into_inner());
+                                let _ = released.recv_timeout(Duration::from_secs(20));
                                 returned.store(true, Ordering::SeqCst);
                             })
                             .blocking()
@@ -761,6 +768,7 @@ fn a_slow_callback_on_one_thread_does_not_stall_another_threads_timeout() {
                     .output()
                     .expect("timed run");
                 let stalled = returned.load(Ordering::SeqCst);
+                let _ = release.send(());
                 assert_eq!(out.outcome(), Outcome::TimedOut, "{choice}");
                 slow.join().expect("slow thread");
                 assert!(
@@ -883,7 +891,8 @@ async fn a_stage_with_a_nul_argument_is_refused_before_any_stage_starts() {
 #[tokio::test]
 async fn a_timed_out_chain_is_timed_out_whatever_stage_was_unchecked() {
     let s = begin("a_timed_out_chain_is_timed_out_whatever_stage_was_unchecked").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and chain.
+    all_at_once(mechanisms(), |choice| async move {
         let cases = [
             (
                 "unchecked head",
@@ -910,7 +919,8 @@ async fn a_timed_out_chain_is_timed_out_whatever_stage_was_unchecked() {
             let err = bounded(what, chain.run()).await.expect_err("run");
             assert_eq!(err.kind(), ErrorKind::Timeout, "{choice}: {what}: {err}");
         }
-    }
+    })
+    .await;
     s.end().await;
 }
 
@@ -968,7 +978,8 @@ fn a_blocking_call_inside_a_blocking_runs_callback_is_refused_not_deadlocked() {
 async fn a_wait_abandoned_while_collecting_output_never_loses_it_silently() {
     use tokio::io::AsyncReadExt;
     let s = begin("a_wait_abandoned_while_collecting_output_never_loses_it_silently").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and chain.
+    all_at_once(mechanisms(), |choice| async move {
         // The tee's reader is read only later: its writes block at 1 KiB.
         let (tee, mut tee_rx) = tokio::io::duplex(1024);
         let group = group(choice);
@@ -1031,6 +1042,7 @@ async fn a_wait_abandoned_while_collecting_output_never_loses_it_silently() {
         );
         drop(p);
         let _ = bounded("drain", drain).await;
-    }
+    })
+    .await;
     s.end().await;
 }

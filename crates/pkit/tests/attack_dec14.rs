@@ -77,7 +77,8 @@ async fn wait_for_file(path: &str, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once() {
     let suite = begin("a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let file = TempPath::new("a20-verb-grace");
         let term = format!("{}.term", file.as_str());
         let token = CancelToken::new();
@@ -112,7 +113,8 @@ async fn a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once() {
         );
         assert!(cancelled_at.elapsed() < PROMPT, "{choice}");
         assert_gone(&pids, &format!("{choice}: the cancelled tree")).await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -122,7 +124,8 @@ async fn a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once() {
     let suite = begin("a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let file = TempPath::new("a20-start-grace");
         let term = format!("{}.term", file.as_str());
         let token = CancelToken::new();
@@ -154,7 +157,8 @@ async fn a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once() {
         assert_gone(&pids, &format!("{choice}: the cancelled subtree")).await;
         drop(proc);
         drop(group);
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -163,7 +167,8 @@ async fn a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once() {
     let suite = begin("a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let file = TempPath::new("a20-pipe-grace");
         let term = format!("{}.term", file.as_str());
         let token = CancelToken::new();
@@ -194,7 +199,8 @@ async fn a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once() {
             "{choice}: {r:?}"
         );
         assert_gone(&pids, &format!("{choice}: the cancelled pipeline")).await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -207,10 +213,14 @@ async fn a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_during_a_cancels_grace_ends_it_and_leaves_it_cancelled() {
     let suite = begin("a_timeout_during_a_cancels_grace_ends_it_and_leaves_it_cancelled").await;
-    for choice in mechanisms() {
-        // The trap's work takes 8 s: past the timeout (4 s after start),
-        // whose deadline cuts it; then 1 s, within a 60 s timeout.
-        for (timeout, work, cut) in [(4, 8, true), (60, 1, false)] {
+    // The trap's work takes 8 s: past the timeout (4 s after start), whose
+    // deadline cuts it; then 1 s, within a 60 s timeout. Every mechanism's
+    // two cases at once, each with its own file, token and run.
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|c| [(c, 4, 8, true), (c, 60, 1, false)]);
+    all_at_once(cases, |(choice, timeout, work, cut)| async move {
+        {
             let file = TempPath::new("a20-cancel-grace");
             let token = CancelToken::new();
             let script = format!(
@@ -239,7 +249,8 @@ async fn a_timeout_during_a_cancels_grace_ends_it_and_leaves_it_cancelled() {
             );
             assert_gone(&pids, &format!("{choice}: the cancelled tree")).await;
         }
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -335,7 +346,8 @@ async fn crlf_split_across_reads_and_odd_bytes_split_as_documented() {
     // A `\r` that ends the output (no `\n` after it) goes as a line
     // ending too.
     let want = ["a", "b\r", "c\rd", "n\0u\0l", "", "e", "last"];
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let plain = lines_of(choice, script, None).await;
         let plain_want: Vec<String> = want
             .iter()
@@ -362,7 +374,8 @@ async fn crlf_split_across_reads_and_odd_bytes_split_as_documented() {
             })
             .collect();
         assert_eq!(stripped, stripped_want, "{choice}: utf8_strip_vt");
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -374,7 +387,8 @@ async fn crlf_split_across_reads_and_odd_bytes_split_as_documented() {
 async fn a_character_and_a_sequence_cut_across_reads_are_stripped_whole() {
     let suite = begin("a_character_and_a_sequence_cut_across_reads_are_stripped_whole").await;
     let script = r"printf '\342\234'; sleep 0.3; printf '\223 \033[38;5'; sleep 0.3; printf ';196mred\033]0;ti'; sleep 0.3; printf 'tle\033'; sleep 0.3; printf '\\ok\n'";
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let got = lines_of(choice, script, Some(DecoderFactory::utf8_strip_vt())).await;
         assert_eq!(got, ["\u{2713} redok"], "{choice}");
         let out = sh(choice, script)
@@ -387,7 +401,8 @@ async fn a_character_and_a_sequence_cut_across_reads_are_stripped_whole() {
             "\u{2713} \x1b[38;5;196mred\x1b]0;title\x1b\\ok\n".as_bytes(),
             "{choice}"
         );
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -402,7 +417,8 @@ async fn a_character_and_a_sequence_cut_across_reads_are_stripped_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_blocked_on_a_child_that_never_reads_fails_when_it_times_out() {
     let suite = begin("a_write_blocked_on_a_child_that_never_reads_fails_when_it_times_out").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let cmd = Command::new("sleep")
             .arg("300")
             .stdin_piped()
@@ -433,7 +449,8 @@ async fn a_write_blocked_on_a_child_that_never_reads_fails_when_it_times_out() {
         drop(stdin);
         drop(proc);
         drop(group);
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -611,7 +628,8 @@ async fn first_line_does_not_take_a_piece_of_a_cut_line_for_a_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_line_without_a_match_ends_by_the_timeout_or_the_exit() {
     let suite = begin("first_line_without_a_match_ends_by_the_timeout_or_the_exit").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let file = TempPath::new("a20-first-closed");
         let cmd = sh(
             choice,
@@ -638,7 +656,8 @@ async fn first_line_without_a_match_ends_by_the_timeout_or_the_exit() {
             matches!(&r, Err(Error::NonZeroExit(out)) if out.code() == Some(3)),
             "{choice}: {r:?}"
         );
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -697,7 +716,8 @@ async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
         }
     }
     let suite = begin("a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let file = TempPath::new("a20-decoder");
         let cmd = Command::new("sh")
             .args([
@@ -740,7 +760,8 @@ async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
         }
         drop(group);
         assert_gone(&pids, &format!("{choice}: the tree")).await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -753,7 +774,8 @@ async fn a_decoder_that_panics_ends_neither_in_a_hang_nor_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout() {
     let suite = begin("a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and files.
+    all_at_once(mechanisms(), |choice| async move {
         let file = TempPath::new("a20-tee");
         let (stuck, peer) = tokio::io::duplex(64);
         let cmd = sh(
@@ -781,7 +803,8 @@ async fn a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout() {
         }
         drop(peer);
         assert_gone(&pids, &format!("{choice}: the teed tree")).await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 

@@ -14,19 +14,36 @@ use pkit::{Command, Outcome, ProcessEvent, StreamKind};
 /// Generous: telling the owed lines takes a few seconds on purpose.
 const LONG: Duration = Duration::from_secs(120);
 
-/// Reads `p`'s events in a task of its own: first waits `before` (the
-/// process has written its lines and exited by then, so they are all
-/// queued when the stream sees the exit), then sleeps `pause` after every
-/// `every` lines. Returns the stdout lines (as text), the stderr count, the
-/// exit, and whether the stream ended within [`LONG`] (else the group is
-/// killed, which ends it anyway).
+/// Waits until the process `pid` has exited (gone or a zombie: it has
+/// written all its lines), then [`SETTLE`] more, for the stream to see the
+/// exit: the lines are all queued then. Polled, where a fixed 1-2 s wait
+/// was: the scripts exit 0.3 s after their last line.
+async fn exited(pid: u32) {
+    let deadline = std::time::Instant::now() + LONG;
+    while !pid_gone(pid) {
+        assert!(std::time::Instant::now() < deadline, "{pid} never exited");
+        tokio::time::sleep(POLL).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+}
+
+/// After the exit, before the reading starts: the stream sees the exit
+/// through its pidfd (or SIGCHLD) in milliseconds.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Reads `p`'s events in a task of its own: first waits until the process
+/// has written its lines and exited ([`exited`]: so they are all queued
+/// when the stream sees the exit), then sleeps `pause` after every `every`
+/// lines. Returns the stdout lines (as text), the stderr count, the exit,
+/// and whether the stream ended within [`LONG`] (else the group is killed,
+/// which ends it anyway).
 async fn read_slowly(
     g: &pkit::Group,
     p: &mut pkit::RunningProcess,
-    before: Duration,
     every: u64,
     pause: Duration,
 ) -> (Vec<String>, usize, Option<Outcome>, bool) {
+    let pid = p.pid();
     let mut events = p.events();
     let task = tokio::spawn(async move {
         let (mut out, mut err, mut exit) = (Vec::new(), 0, None);
@@ -35,7 +52,7 @@ async fn read_slowly(
         while let Some(e) = events.next_event().await {
             if first {
                 first = false;
-                tokio::time::sleep(before).await;
+                exited(pid).await;
             }
             match e {
                 ProcessEvent::Line(l) => {
@@ -73,21 +90,16 @@ async fn read_slowly(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_queued_at_the_exit_all_come_to_a_slow_reader() {
     let suite = begin("lines_queued_at_the_exit_all_come_to_a_slow_reader").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and process.
+    all_at_once(mechanisms(), |choice| async move {
         let g = group(choice);
         let cmd = Command::new("sh")
             .args(["-c", "seq 1 200000; echo e >&2; sleep 0.3; exit 3"])
             .stream_lines()
             .buffer_lines(1 << 20);
         let mut p = g.start(&cmd).unwrap();
-        let (out, err, exit, in_time) = read_slowly(
-            &g,
-            &mut p,
-            Duration::from_secs(2),
-            100,
-            Duration::from_millis(2),
-        )
-        .await;
+        let (out, err, exit, in_time) =
+            read_slowly(&g, &mut p, 100, Duration::from_millis(2)).await;
         let _ = p.wait().await;
         g.close().await.unwrap();
         assert!(in_time, "{choice}: no end within {LONG:?}");
@@ -99,7 +111,8 @@ async fn lines_queued_at_the_exit_all_come_to_a_slow_reader() {
             "{choice}: out of order"
         );
         assert_eq!(exit, Some(Outcome::Exited(3)), "{choice}");
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -111,7 +124,8 @@ async fn lines_queued_at_the_exit_all_come_to_a_slow_reader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_after_the_exit_still_lets_the_exit_come() {
     let suite = begin("a_flood_after_the_exit_still_lets_the_exit_come").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and process.
+    all_at_once(mechanisms(), |choice| async move {
         let g = group(choice);
         let script = "seq 1 5000; (while :; do echo x; done) & sleep 0.3; exit 5";
         let cmd = Command::new("sh")
@@ -119,14 +133,7 @@ async fn a_flood_after_the_exit_still_lets_the_exit_come() {
             .stream_lines()
             .buffer_lines(20_000);
         let mut p = g.start(&cmd).unwrap();
-        let (out, _, exit, in_time) = read_slowly(
-            &g,
-            &mut p,
-            Duration::from_secs(1),
-            64,
-            Duration::from_millis(1),
-        )
-        .await;
+        let (out, _, exit, in_time) = read_slowly(&g, &mut p, 64, Duration::from_millis(1)).await;
         g.kill().unwrap();
         let _ = p.wait().await;
         g.close().await.unwrap();
@@ -140,7 +147,8 @@ async fn a_flood_after_the_exit_still_lets_the_exit_come() {
                 .all(|(i, t)| **t == (i + 1).to_string()),
             "{choice}: out of order"
         );
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -159,6 +167,8 @@ fn slow_match(line: &pkit::Line) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_line_looks_at_every_line_queued_at_the_exit() {
     let suite = begin("wait_for_line_looks_at_every_line_queued_at_the_exit").await;
+    // One mechanism after the other: the predicate spins (CPU-bound; at
+    // once they took longer than in turn on a loaded 2-core machine).
     for choice in mechanisms() {
         let g = group(choice);
         let cmd = Command::new("sh")
@@ -167,7 +177,7 @@ async fn wait_for_line_looks_at_every_line_queued_at_the_exit() {
             .buffer_lines(1 << 20);
         let mut p = g.start(&cmd).unwrap();
         // Let it write everything and exit first.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        exited(p.pid()).await;
         let got = p.wait_for_line(slow_match, LONG).await;
         let _ = p.wait().await;
         g.close().await.unwrap();

@@ -33,7 +33,7 @@ async fn one_round(choice: pkit::MechanismChoice, i: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_groups_and_fifty_runs_leak_nothing() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     for choice in mechanisms() {
         // Warm up: lazily created process-wide state (the reaper thread and
         // its pipe, the clone3 probe, the runtime's drivers) is not a leak.
@@ -128,7 +128,7 @@ fn one_thread_here(choice: pkit::MechanismChoice, i: usize) {
 /// and cancelled runs included, many threads at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_that_run_one_blocking_verb_and_exit_leave_nothing() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     for choice in mechanisms() {
         // Warm up: process-wide state (the reaper, the shared runtime).
         for i in 0..3 {
@@ -235,7 +235,7 @@ async fn threads_that_run_one_blocking_verb_and_exit_leave_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_descriptor_check_ignores_another_tests_runtime_but_not_a_leak() {
     use rustix::event::epoll;
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     let before = Snapshot::take();
     // Another test's runtime, made on a thread of its own as the harness
     // does, alive while this test looks.
@@ -415,7 +415,7 @@ async fn the_descriptor_check_ignores_another_tests_runtime_but_not_a_leak() {
 /// socket; CI failed so on the test above.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_taken_while_a_runtime_is_made_sees_no_leak_once_it_is() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     let baseline = Snapshot::take();
     for round in 0..300u32 {
         let (go, going) = std::sync::mpsc::channel::<()>();
@@ -468,7 +468,7 @@ async fn a_snapshot_taken_while_a_runtime_is_made_sees_no_leak_once_it_is() {
 /// above, portable run, under load.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_dropped_and_another_made_at_its_numbers_is_no_leak() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     let make = || {
         std::thread::spawn(|| {
             tokio::runtime::Builder::new_current_thread()

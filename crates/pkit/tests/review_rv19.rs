@@ -38,7 +38,7 @@ fn alone(name: &'static str, f: impl FnOnce(&tokio::runtime::Runtime)) {
             Err(e) => panic!("{name}: {e}"),
         }
     };
-    let guard = rt.block_on(begin_exclusive());
+    let guard = rt.block_on(begin_alone_in_binary());
     f(&rt);
     rt.block_on(end_exclusive(guard, name));
 }
@@ -107,25 +107,44 @@ fn finished_and_timed_out_captures_return_with_no_zombie() {
 }
 
 /// The environment of a helper run of a test of this file: which of its
-/// series of rounds it runs.
+/// series of rounds it runs, and which part of them (`<series>:<part>`).
 const SERIES: &str = "PKIT_RV19_SERIES";
 
-/// Runs `test`'s series `names` at once, each in a helper run of `test`
-/// (this binary run again, the test alone, [`SERIES`] set): a process of
-/// its own, whose children and zombies, what a series counts, are its
-/// own. Each series keeps its rounds, one after another. Fails with the
-/// output of each series that failed.
+/// Rounds per series: 150, in [`PARTS`] parts of one helper each.
+const ROUNDS: usize = 150;
+
+/// Each series' rounds run in this many helpers at once, each its share of
+/// the rounds one after another (the rounds wait: a 40 ms cancel or
+/// timeout and the run's end each). Every round is still run and checked,
+/// each in a process of its own whose zombies are its own.
+const PARTS: usize = 3;
+
+/// This helper run's series and its part of the rounds (from [`SERIES`]).
+fn series_part() -> Option<(String, std::ops::Range<usize>)> {
+    let value = std::env::var(SERIES).ok()?;
+    let (name, part) = value.rsplit_once(':').expect("<series>:<part>");
+    let part: usize = part.parse().expect("a part number");
+    let per = ROUNDS.div_ceil(PARTS);
+    Some((name.to_string(), part * per..((part + 1) * per).min(ROUNDS)))
+}
+
+/// Runs `test`'s series `names` at once, each in [`PARTS`] helper runs of
+/// `test` (this binary run again, the test alone, [`SERIES`] set to the
+/// series and part): each a process of its own, whose children and
+/// zombies, what a series counts, are its own. Each part runs its rounds
+/// one after another. Fails with the output of each part that failed.
 fn series_at_once(test: &str, names: &[&str]) {
     let helpers: Vec<_> = names
         .iter()
+        .flat_map(|name| (0..PARTS).map(move |part| format!("{name}:{part}")))
         .map(|name| {
-            let helper = helper_owner_command(test, SERIES, name)
+            let helper = helper_owner_command(test, SERIES, &name)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .expect("the helper starts");
-            (*name, helper)
+            (name, helper)
         })
         .collect();
     let mut failed = Vec::new();
@@ -156,8 +175,8 @@ fn series_at_once(test: &str, names: &[&str]) {
 /// of this process (both mechanisms; before the merge too, as timeouts
 /// were). Found by rv19; fixed: that arm reaps too.
 ///
-/// Each mechanism's 150 rounds run one after another in a helper process
-/// of their own ([`series_at_once`]), the mechanisms at once.
+/// Each mechanism's 150 rounds run in [`PARTS`] helper processes of their
+/// own, each its share one after another ([`series_at_once`]), all at once.
 #[test]
 fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
     const TEST: &str = "a_cancelled_capture_from_block_on_returns_with_its_child_reaped";
@@ -166,7 +185,7 @@ fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
             .into_iter()
             .filter(|c| *c != MechanismChoice::Portable)
             .collect();
-        let Ok(name) = std::env::var(SERIES) else {
+        let Some((name, rounds)) = series_part() else {
             let names: Vec<&str> = choices.iter().map(|c| c.as_str()).collect();
             series_at_once(TEST, &names);
             return;
@@ -177,7 +196,7 @@ fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
             .expect("a mechanism of this run");
         let rt = multi();
         let mut seen = Vec::new();
-        for i in 0..150 {
+        for i in rounds {
             let token = CancelToken::new();
             let later = token.clone();
             let t = std::thread::spawn(move || {
@@ -207,21 +226,21 @@ fn a_cancelled_capture_from_block_on_returns_with_its_child_reaped() {
 /// worker's drop. The run's end now reaps it (`PortableChild::reap_if_exited`,
 /// its status kept, its number never used again).
 ///
-/// The cancelled and the timed-out series (150 rounds each, one after
-/// another) run at once, each in a helper process of its own
-/// ([`series_at_once`]).
+/// The cancelled and the timed-out series (150 rounds each) run at once,
+/// each in [`PARTS`] helper processes of their own, each its share of the
+/// rounds one after another ([`series_at_once`]).
 #[test]
 fn a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped() {
     const TEST: &str = "a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped";
     alone(TEST, |_| {
-        let Ok(series) = std::env::var(SERIES) else {
+        let Some((series, rounds)) = series_part() else {
             series_at_once(TEST, &["cancelled", "timed out"]);
             return;
         };
         let rt = multi();
         if series == "cancelled" {
             let mut seen = Vec::new();
-            for i in 0..150 {
+            for i in rounds {
                 let token = CancelToken::new();
                 let later = token.clone();
                 let t = std::thread::spawn(move || {
@@ -246,7 +265,7 @@ fn a_cancelled_portable_capture_from_block_on_returns_with_its_child_reaped() {
         // Timed out: the same share, the same window?
         assert_eq!(series, "timed out");
         let mut timed = Vec::new();
-        for i in 0..150 {
+        for i in rounds {
             let cmd = sh(MechanismChoice::Portable, "sleep 30").timeout(Duration::from_millis(40));
             let out = rt.block_on(cmd.output()).expect("output");
             let left = zombies();

@@ -169,14 +169,17 @@ async fn a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner() {
 }
 
 /// `pids()` and `stats()` while the session's jobs exit all the time: no
-/// error, no hang; then close leaves nothing.
+/// error, no hang; then close leaves nothing. The listings go on while the
+/// 400 jobs start and exit, until the shell has waited for them all (it
+/// writes `exited`), at most 3 s: a fixed 3 s window, before, listed a
+/// quiet session once the jobs were gone (under a second, idle).
 #[tokio::test]
 async fn listings_race_exiting_jobs_of_a_pty_session() {
     let s = begin("listings_race_exiting_jobs_of_a_pty_session").await;
     for choice in mechanisms() {
         let file = TempPath::new("rv28-race");
         let script = format!(
-            "set -m; trap '' HUP; echo done >> {0}; n=0; while [ $n -lt 400 ]; do true & n=$((n+1)); done; wait; sleep 300",
+            "set -m; trap '' HUP; echo done >> {0}; n=0; while [ $n -lt 400 ]; do true & n=$((n+1)); done; wait; echo exited >> {0}; sleep 300",
             file.as_str()
         );
         let (group, p) = start_pty_sh(choice, &script);
@@ -184,7 +187,15 @@ async fn listings_race_exiting_jobs_of_a_pty_session() {
         file.wait_pids().await;
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut turns = 0;
+        let mut looked = Instant::now();
         while Instant::now() < deadline {
+            if looked.elapsed() >= POLL {
+                looked = Instant::now();
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                if text.lines().any(|l| l == "exited") {
+                    break;
+                }
+            }
             group
                 .pids()
                 .unwrap_or_else(|e| panic!("{choice}: pids: {e}"));
@@ -429,7 +440,9 @@ pub(crate) fn take_number(number: u32, own_pgroup: bool) -> Option<u32> {
 /// under process groups whose leader exits, kernel-reaped; a stranger's
 /// daemon then takes the leader's number as its session, and the owner is
 /// SIGKILLed. Linux's guard, told to sweep the leader's session, swept the
-/// daemon's: it must survive the guard (watched 5 s after the guard exits).
+/// daemon's: it must survive the guard (watched 1 s after the guard exits:
+/// a gone guard sends nothing more, and a SIGKILL it sent before its exit
+/// ends its target in milliseconds; 5 s before, all of it waiting).
 #[test]
 fn the_guard_spares_a_daemon_in_a_reused_session_number() {
     in_suite(
@@ -501,7 +514,7 @@ fn the_guard_spares_a_daemon_in_a_reused_session_number() {
                 std::thread::sleep(POLL);
             }
             let guard_gone = Instant::now();
-            let watch = guard_gone + Duration::from_secs(5);
+            let watch = guard_gone + Duration::from_secs(1);
             let mut killed = None;
             while Instant::now() < watch {
                 if pid_gone(daemon) {
@@ -580,9 +593,16 @@ fn non_pty_groups_make_no_session_scan() {
             skipped("the getsid count", "no strace here");
             return;
         }
-        let non_pty = getsid_calls("non-pty");
-        // The control: one pty group's signal makes a session scan.
-        let pty = getsid_calls("pty");
+        // The case and its control (one pty group's signal makes a session
+        // scan) at once: two processes, each traced on its own.
+        let (non_pty, pty) = std::thread::scope(|s| {
+            let non_pty = s.spawn(|| getsid_calls("non-pty"));
+            let pty = s.spawn(|| getsid_calls("pty"));
+            (
+                non_pty.join().expect("the non-pty run"),
+                pty.join().expect("the pty run"),
+            )
+        });
         let Some((non_pty, pty)) = non_pty.zip(pty) else {
             skipped("the getsid count", "ptrace is not permitted here");
             return;
@@ -695,8 +715,9 @@ fn inner_nonpty() {
 fn owner_death_ends_a_pty_sessions_jobs() {
     in_suite("owner_death_ends_a_pty_sessions_jobs", || {
         let exe = std::env::current_exe().expect("test binary");
-        let mut failed = Vec::new();
-        for choice in mechanisms() {
+        let failed = std::sync::Mutex::new(Vec::new());
+        // The mechanisms at once: each its own owner, pty session and jobs.
+        at_once(mechanisms(), |choice| {
             let file = TempPath::new("rv28-owner");
             let mut owner = std::process::Command::new(&exe)
                 .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
@@ -724,11 +745,12 @@ fn owner_death_ends_a_pty_sessions_jobs() {
                 .unwrap();
             if let Err(alive) = rt.block_on(wait_gone(&jobs, Duration::from_secs(20))) {
                 let st: Vec<_> = alive.iter().map(|&p| stat(p)).collect();
-                failed.push(format!(
+                failed.lock().unwrap().push(format!(
                     "{choice}: jobs {alive:?} outlived their owner: {st:?}"
                 ));
             }
-        }
+        });
+        let failed = failed.into_inner().unwrap();
         assert!(failed.is_empty(), "{failed:#?}");
     });
 }

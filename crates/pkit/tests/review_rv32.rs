@@ -90,7 +90,8 @@ async fn a_final_burst_on_both_streams_all_comes_before_the_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_unread_at_the_exit_all_come_before_it() {
     let suite = begin("lines_unread_at_the_exit_all_come_before_it").await;
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and process.
+    all_at_once(mechanisms(), |choice| async move {
         let g = group(choice);
         let cmd = Command::new("sh")
             .args(["-c", "seq 1 5000; seq 1 5000 >&2; exit 4"])
@@ -105,7 +106,8 @@ async fn lines_unread_at_the_exit_all_come_before_it() {
         assert!(in_time, "{choice}");
         assert_eq!((out, err), (5000, 5000), "{choice}");
         assert_eq!(exit, Some(Outcome::Exited(4)), "{choice}");
-    }
+    })
+    .await;
     suite.end().await;
 }
 

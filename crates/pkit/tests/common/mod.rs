@@ -618,8 +618,29 @@ pub async fn begin_exclusive() -> Exclusive {
     }
 }
 
-/// Ends a test started with [`begin_exclusive`], checking that nothing is
-/// left behind.
+/// Starts a test that must run alone in its binary only: what it checks is
+/// this process's own (its descriptors, threads, children and zombies, its
+/// resource limits, a process-wide disposition), which another process's
+/// tests do not change. The in-process lock's write half, as
+/// [`begin_exclusive`], with the suite lock file's shared `flock`, as
+/// [`begin`]: the other test binaries run at once (`.ci/par-test`) keep
+/// running beside it, and it does not make them all wait for it (an
+/// exclusive `flock` waits until every test of every other binary running
+/// has ended, and holds the tests begun meanwhile). A test whose checks
+/// another process could disturb (machine-wide state, pid allocation, a
+/// time bound on a quiet machine) takes [`begin_exclusive`]. Pair it with
+/// [`end_exclusive`].
+pub async fn begin_alone_in_binary() -> Exclusive {
+    let alone = SUITE.write().await;
+    let cross = cross_lock(false).await;
+    Exclusive {
+        _cross: cross,
+        _alone: alone,
+    }
+}
+
+/// Ends a test started with [`begin_exclusive`] or
+/// [`begin_alone_in_binary`], checking that nothing is left behind.
 pub async fn end_exclusive(guard: Exclusive, name: &str) {
     assert_nothing_left(name).await;
     drop(guard);
