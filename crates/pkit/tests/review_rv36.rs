@@ -477,6 +477,48 @@ fn cut_tee_of_an_exit(out: &pkit::Output, len: usize, not_before: Duration) -> O
         .then(|| format!("not an exit with a cut tee: {out:?}, tee error {kind:?}"))
 }
 
+/// The same under the blocking API, whose reader of a stream with a tee
+/// runs on a thread of its own (teefin): an async tee stuck after the
+/// exit is cut when the timeout passes, and the blocking verb returns.
+#[test]
+fn a_stuck_async_tee_holds_no_blocking_run_past_its_timeout() {
+    in_suite("rv36_a_stuck_async_tee_holds_no_blocking_run", || {
+        let mut failures = Vec::new();
+        for choice in mechanisms() {
+            let (stuck, peer) = tokio::io::duplex(64);
+            let cmd = sh(choice, "head -c 20000 /dev/zero")
+                .stdout_tee(stuck)
+                .timeout(Duration::from_secs(1));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let run = std::thread::spawn(move || {
+                let _ = tx.send(cmd.blocking().output());
+            });
+            let r = match rx.recv_timeout(PROMPT) {
+                Ok(r) => r,
+                Err(_) => {
+                    failures.push(format!("{choice}: still waits on the stuck tee"));
+                    drop(peer);
+                    let _ = rx.recv_timeout(PROMPT);
+                    let _ = run.join();
+                    continue;
+                }
+            };
+            run.join().expect("the run's thread");
+            drop(peer);
+            match r {
+                Err(e) => failures.push(format!("{choice}: {e}")),
+                Ok(out) => {
+                    let not_before = Duration::from_millis(900);
+                    if let Some(why) = cut_tee_of_an_exit(&out, 20000, not_before) {
+                        failures.push(format!("{choice}: {why}"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    });
+}
+
 /// The same for a pipeline (teefin): a stage that exits before the chain's
 /// timeout, its stderr tee stuck, holds no `output` (nor a started
 /// chain's `wait`) past the timeout: when the whole chain is done before
