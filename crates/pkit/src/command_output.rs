@@ -69,11 +69,19 @@ impl Command {
     ///
     /// A writer that takes no bytes holds the stream's reading, and the
     /// run waits for it to take what was read: the writer is the caller's.
-    /// The run's bounds bound it too: once the run ended by its
-    /// [`timeout`](Self::timeout) and the tree is gone, a write still
-    /// blocked is abandoned (what was left of it, and the rest, is not
-    /// written; the tee error says so, [`std::io::ErrorKind::TimedOut`])
-    /// and the run returns; a cancelled run returns at once and leaves the
+    /// The run's bounds bound it too, also after the program exited
+    /// (`output`, [`RunningProcess::wait`](crate::RunningProcess::wait), a
+    /// pipeline's stages alike): when the [`timeout`](Self::timeout) passes
+    /// (the tree is then gone), or the
+    /// [`inactivity_timeout`](Self::inactivity_timeout) (no output read for
+    /// that long), or the [cancel token](Self::cancel_token) fires once the
+    /// program has exited, a write still blocked is abandoned (what was
+    /// left of it, and the rest, is not written, though captured; the tee
+    /// error says so, [`std::io::ErrorKind::TimedOut`]) and the run
+    /// returns. The outcome is what ended the program: `TimedOut` when the
+    /// timeout did, the exit's own when it exited first (only the tee was
+    /// cut). A run cancelled while its program runs returns
+    /// [`Error::Cancelled`](crate::Error::Cancelled) at once and leaves the
     /// write to its reader. A run without bounds waits for the writer.
     pub fn stdout_tee(
         mut self,

@@ -110,6 +110,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::missing_errors_doc)]
 
+mod after_exit;
 mod batch;
 pub mod blocking;
 mod cancel;

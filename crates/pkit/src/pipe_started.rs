@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use crate::after_exit::AfterExit;
 use crate::cancel::CancelToken;
 use crate::child::Child;
 use crate::error::{Error, Result};
@@ -96,6 +97,8 @@ pub struct RunningPipe {
     /// The process that started it: a copy in a child forked without
     /// `exec` kills nothing when dropped.
     made_by: crate::sys::Creator,
+    /// The chain's bounds after its stages exited (see `AfterExit`).
+    after: AfterExit,
 }
 
 /// How the chain ended, as the driver saw it.
@@ -145,6 +148,14 @@ impl RunningPipe {
         plan: Plan,
     ) -> RunningPipe {
         let group = Arc::new(group);
+        let after = AfterExit {
+            deadline: crate::timing::left_of(plan.timeout, began)
+                .and_then(crate::timing::deadline_after),
+            inactivity: (plan.inactivity.filter(|d| *d < crate::timing::NO_DEADLINE))
+                .map(|d| (tokio::time::Instant::from_std(began), d)),
+            activity: Some(plan.limit.clone()),
+            cancel: plan.tokens.clone(),
+        };
         let cut: Arc<[AtomicBool]> = procs.iter().map(|_| AtomicBool::new(false)).collect();
         let stopped = Arc::new(AtomicBool::new(false));
         let waits = procs
@@ -178,6 +189,7 @@ impl RunningPipe {
             driven: None,
             finished: None,
             made_by: crate::sys::Creator::here(),
+            after,
         }
     }
 
@@ -364,7 +376,10 @@ impl RunningPipe {
             // nothing captured.
             *slot = Some(match &p.finished {
                 Some(kept) => kept.clone(),
-                None => p.finish(outcome).await,
+                // A bound that passed (the chain's timeout) or passes now
+                // cuts a stuck tee, also a stage's that exited first.
+                None if timed_out => p.finish(outcome, async {}).await,
+                None => p.finish(outcome, self.after.passed()).await,
             });
         }
         let mut outs = Vec::with_capacity(self.procs.len());

@@ -2,6 +2,7 @@
 //! and the plumbing that turns a [`Command`] into one.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -297,7 +298,8 @@ impl RunningProcess {
             crate::watch::outcome(&mut self.watch, &self.program, outcome_of(status)).await?;
         let (outcome, script_idle) = self.child.reported(&self.program, outcome)?;
         let idle = idle || script_idle;
-        let mut out = self.finish(outcome).await;
+        let after = crate::watch::after_exit(&self.watch);
+        let mut out = self.finish(outcome, after.passed()).await;
         out.killed_after_grace = killed_after_grace;
         out.inactivity_timed_out = idle;
         if let Some(kept) = &mut self.finished {
@@ -424,8 +426,9 @@ impl RunningProcess {
     }
 
     /// Stops reading output (taking whatever is already buffered in the
-    /// pipes) and builds the result.
-    pub(crate) async fn finish(&mut self, outcome: Outcome) -> Output {
+    /// pipes) and builds the result. A tee's stuck write is abandoned if
+    /// it timed out, or once `bound` (see `AfterExit`) completes.
+    pub(crate) async fn finish(&mut self, outcome: Outcome, bound: impl Future) -> Output {
         // Nothing but a shut-down runtime ends an input feed before its
         // end without this abort.
         let input_lost = match self.stdin_task.take() {
@@ -442,10 +445,10 @@ impl RunningProcess {
         // dropped half way (a caller's own timeout) loses none of it, and
         // the next wait takes it.
         let readers = [&mut self.stdout, &mut self.stderr];
+        let (mut bound, mut passed) = (std::pin::pin!(bound), outcome == Outcome::TimedOut);
         for (reader, kept) in readers.into_iter().zip(&mut self.collected) {
             if let Some(r) = reader {
-                // Timed out, the tree gone: a tee's stuck write is abandoned.
-                *kept = Some(r.finish(outcome == Outcome::TimedOut).await);
+                *kept = Some(r.finish_within(&mut passed, bound.as_mut()).await);
                 *reader = None;
             }
         }

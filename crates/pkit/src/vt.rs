@@ -28,7 +28,8 @@ enum State {
     Csi,
     /// A string (OSC, DCS, SOS, PM, APC) until BEL or ST (`ESC \`).
     String,
-    /// ESC inside a string: `\` ends it.
+    /// ESC inside a string: `\` ends it (ST); anything else ends it too,
+    /// and starts a new escape sequence.
     StringEscape,
 }
 
@@ -38,7 +39,9 @@ enum State {
 /// split across two pieces of text is removed whole. A tab or line ending
 /// inside an escape or control sequence ends it and is kept (a sequence
 /// cut short does not swallow the end of its line); CAN and SUB cancel any
-/// sequence, an OSC or DCS string included.
+/// sequence, an OSC or DCS string included; an ESC inside a string that
+/// is not its terminator (`ESC \`) ends the string and starts a new
+/// escape sequence, as a terminal does.
 ///
 /// ```
 /// let mut vt = pkit::VtStripper::new();
@@ -61,47 +64,7 @@ impl VtStripper {
     /// Appends `text` without its escape sequences to `out`.
     pub fn strip_into(&mut self, text: &str, out: &mut String) {
         for c in text.chars() {
-            self.state = match (self.state, c) {
-                (State::Ground, '\x1b') => State::Escape,
-                (State::Ground, '\u{9b}') => State::Csi,
-                (State::Ground, '\u{90}' | '\u{9d}' | '\u{98}' | '\u{9e}' | '\u{9f}') => {
-                    State::String
-                }
-                (State::Ground, c) => {
-                    if !c.is_control() || matches!(c, '\t' | '\n' | '\r') {
-                        out.push(c);
-                    }
-                    State::Ground
-                }
-                // CAN and SUB cancel any sequence, a string included
-                // (ECMA-48; the DEC parser's "anywhere" transitions).
-                (_, '\x18' | '\x1a') => State::Ground,
-                // A tab or line ending inside an escape or control
-                // sequence: a terminal executes it, so a sequence the
-                // program cut short ends there and the character stays
-                // (a line feed after a stray ESC still ends the line).
-                (State::Escape | State::EscapeIntermediate | State::Csi, '\t' | '\n' | '\r') => {
-                    out.push(c);
-                    State::Ground
-                }
-                (State::Escape, '[') => State::Csi,
-                (State::Escape, ']' | 'P' | 'X' | '^' | '_') => State::String,
-                (State::Escape, ' '..='/') => State::EscapeIntermediate,
-                (State::Escape | State::EscapeIntermediate, '\x1b') => State::Escape,
-                // A two-byte escape (ESC 7, ESC =, ESC M...), or another
-                // control character that cancels it: either way, done.
-                (State::Escape, _) | (State::EscapeIntermediate, _) => State::Ground,
-                // Parameters and intermediates: 0x20..=0x3f; final: 0x40..=0x7e.
-                (State::Csi, ' '..='?') => State::Csi,
-                (State::Csi, '\x1b') => State::Escape,
-                (State::Csi, _) => State::Ground,
-                (State::String, '\x07' | '\u{9c}') => State::Ground,
-                (State::String, '\x1b') => State::StringEscape,
-                (State::String, _) => State::String,
-                (State::StringEscape, '\\') => State::Ground,
-                (State::StringEscape, '\x1b') => State::StringEscape,
-                (State::StringEscape, _) => State::String,
-            };
+            self.state = step(self.state, c, out);
         }
     }
 
@@ -110,6 +73,53 @@ impl VtStripper {
         let mut out = String::with_capacity(text.len());
         self.strip_into(text, &mut out);
         out
+    }
+}
+
+/// The stripper's state after `c` in `state`, with what `c` leaves in
+/// the text appended to `out`.
+fn step(state: State, c: char, out: &mut String) -> State {
+    match (state, c) {
+        (State::Ground, '\x1b') => State::Escape,
+        (State::Ground, '\u{9b}') => State::Csi,
+        (State::Ground, '\u{90}' | '\u{9d}' | '\u{98}' | '\u{9e}' | '\u{9f}') => State::String,
+        (State::Ground, c) => {
+            if !c.is_control() || matches!(c, '\t' | '\n' | '\r') {
+                out.push(c);
+            }
+            State::Ground
+        }
+        // CAN and SUB cancel any sequence, a string included
+        // (ECMA-48; the DEC parser's "anywhere" transitions).
+        (_, '\x18' | '\x1a') => State::Ground,
+        // A tab or line ending inside an escape or control
+        // sequence: a terminal executes it, so a sequence the
+        // program cut short ends there and the character stays
+        // (a line feed after a stray ESC still ends the line).
+        (State::Escape | State::EscapeIntermediate | State::Csi, '\t' | '\n' | '\r') => {
+            out.push(c);
+            State::Ground
+        }
+        (State::Escape, '[') => State::Csi,
+        (State::Escape, ']' | 'P' | 'X' | '^' | '_') => State::String,
+        (State::Escape, ' '..='/') => State::EscapeIntermediate,
+        (State::Escape | State::EscapeIntermediate, '\x1b') => State::Escape,
+        // A two-byte escape (ESC 7, ESC =, ESC M...), or another
+        // control character that cancels it: either way, done.
+        (State::Escape, _) | (State::EscapeIntermediate, _) => State::Ground,
+        // Parameters and intermediates: 0x20..=0x3f; final: 0x40..=0x7e.
+        (State::Csi, ' '..='?') => State::Csi,
+        (State::Csi, '\x1b') => State::Escape,
+        (State::Csi, _) => State::Ground,
+        (State::String, '\x07' | '\u{9c}') => State::Ground,
+        (State::String, '\x1b') => State::StringEscape,
+        (State::String, _) => State::String,
+        (State::StringEscape, '\\') => State::Ground,
+        // Any other: the ESC ends the string and starts a new escape
+        // sequence, whose first character this is (the DEC parser's
+        // "anywhere" ESC, as xterm and VTE do): an OSC a program leaves
+        // unterminated does not swallow what follows up to the next BEL.
+        (State::StringEscape, c) => step(State::Escape, c, out),
     }
 }
 

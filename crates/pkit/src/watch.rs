@@ -387,6 +387,19 @@ pub(crate) fn verdict(watch: &Option<Watch>) -> Option<Verdict> {
     watch.as_ref().map(|w| Verdict(w.state.clone()))
 }
 
+/// The started process's bounds after its exit (none without a watch).
+pub(crate) fn after_exit(watch: &Option<Watch>) -> crate::after_exit::AfterExit {
+    let Some(a) = watch.as_ref().and_then(|w| w.armed.as_ref()) else {
+        return Default::default();
+    };
+    crate::after_exit::AfterExit {
+        deadline: a.deadline,
+        inactivity: a.inactivity.map(|d| (a.start, d)),
+        activity: Some(a.activity.clone()),
+        cancel: a.cancel.iter().cloned().collect(),
+    }
+}
+
 /// The started process's subtree, when it has one.
 pub(crate) fn tree(watch: &Option<Watch>) -> Option<&ProcTree> {
     watch.as_ref().map(|w| &*w.tree)

@@ -149,8 +149,9 @@ impl Reader {
     /// Cancel-safe: dropped before its end, it can be called again (drop
     /// the reader only once it has returned; it must not be polled again).
     ///
-    /// `timed_out`: the run ended by its timeout and its tree is gone (see
-    /// [`abandon_tee`](Self::abandon_tee)).
+    /// `timed_out`: a bound of the run passed (its timeout: the tree is
+    /// gone; or any after the exit, see [`finish_within`](Self::finish_within)):
+    /// the tee is cut (see [`abandon_tee`](Self::abandon_tee)).
     pub(crate) async fn finish(&mut self, timed_out: bool) -> Captured {
         if timed_out {
             self.abandon_tee();
@@ -178,10 +179,32 @@ impl Reader {
         }
     }
 
+    /// [`finish`](Self::finish), with the stream's async tee abandoned
+    /// (see [`abandon_tee`](Self::abandon_tee)) once `bound` completes
+    /// before the finish does, or at once when `*passed` already: a bound
+    /// of the run passed after its process exited. Sets `*passed` when
+    /// `bound` completes, for the next stream's finish. A finish that
+    /// completes at the first look is never cut.
+    pub(crate) async fn finish_within(
+        &mut self,
+        passed: &mut bool,
+        bound: std::pin::Pin<&mut impl std::future::Future>,
+    ) -> Captured {
+        if !*passed {
+            // `finish` is cancel-safe: called again below, cutting.
+            tokio::select! {
+                biased;
+                captured = self.finish(false) => return captured,
+                _ = bound => *passed = true,
+            }
+        }
+        self.finish(true).await
+    }
+
     /// Abandons the stream's async tee once its write (or flush) is under
-    /// way and blocked, or at its next: the run ended by a bound (its
-    /// timeout, or a cancellation) and its tree is gone, so a writer that
-    /// takes no bytes must not hold the run. The tee is disabled, its
+    /// way and blocked, or at its next: a bound of the run passed (it ended
+    /// by its timeout and its tree is gone, or one passed after its process
+    /// exited), so a writer that takes no bytes must not hold the run. The tee is disabled, its
     /// error says so (`TimedOut`), and what was left is not written.
     fn abandon_tee(&self) {
         self.control.tee_cutting.store(true, Ordering::Release);

@@ -54,8 +54,9 @@ pub(super) async fn cut_short(
             }
         } => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            "the tee's writer took no more bytes when the run ended by its timeout or \
-             cancellation: its write was abandoned, and the rest not written",
+            "the tee's writer took no more bytes before a bound of the run passed (its \
+             timeout or inactivity timeout, or a cancellation, also after the program \
+             exited): its write was abandoned, and the rest not written",
         )),
     }
 }
