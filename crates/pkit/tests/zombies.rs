@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use pkit::{Command, MechanismChoice};
+use pkit::{CancelToken, Command, MechanismChoice, ProcessEvent, Signal};
 
 /// Our children that are zombies, by pid.
 fn own_zombies() -> Vec<u32> {
@@ -120,6 +120,80 @@ async fn closing_after_the_leader_exited_reaps_it_and_ends_what_it_left() {
         drop(p);
     }
     end_exclusive(alone, "zombies_close").await;
+}
+
+/// Waits until each of `pids` is reaped (no zombie either), up to
+/// [`DEADLINE`]; the ones left, with their state.
+async fn wait_reaped(pids: &[u32]) -> Result<(), Vec<(u32, Option<Stat>)>> {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left: Vec<_> = pids
+            .iter()
+            .map(|&p| (p, stat(p)))
+            .filter(|(_, s)| s.is_some())
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(left);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A started process cancelled with a signal and a grace, whose end its
+/// `events()` reported, is reaped once its handles are dropped and its
+/// group is closed: not kept a zombie for the rest of a grace that has
+/// nothing left to end. Under cgroup v2 the watch ending its subtree waited
+/// for its leaf's `populated 0` notification, which the kernel holds back
+/// when it follows the start's within 10 ms, and loses when the close
+/// removes the emptied leaf first: the watch then waited out the whole
+/// grace (here an hour) holding the process's handle. Each process is
+/// cancelled right after its start, the group closed right after the ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_process_whose_end_was_reported_is_reaped_at_the_close() {
+    let alone = begin_exclusive().await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        // The group's first process: the later ones get leaves of their own.
+        let mut first = group.start(&Command::new("true")).expect("start");
+        first.wait().await.expect("wait");
+        let mut pids = vec![first.pid()];
+        drop(first);
+        for _ in 0..5 {
+            let token = CancelToken::new();
+            let cmd = Command::new("sleep")
+                .arg("300")
+                .cancel_token(&token)
+                .cancel_signal(Signal::Int)
+                .cancel_grace(std::time::Duration::from_secs(3600));
+            let mut p = group.start(&cmd).expect("start");
+            pids.push(p.pid());
+            let mut events = p.events();
+            assert!(matches!(
+                events.next_event().await,
+                Some(ProcessEvent::Started { .. })
+            ));
+            token.cancel();
+            let mut last = None;
+            while let Some(e) = tokio::time::timeout(DEADLINE, events.next_event())
+                .await
+                .expect("the events end")
+            {
+                last = Some(e);
+            }
+            assert!(
+                matches!(last, Some(ProcessEvent::Exited { .. })),
+                "{choice}: the last event is the exit: {last:?}"
+            );
+        }
+        group.close().await.expect("close");
+        if let Err(left) = wait_reaped(&pids).await {
+            panic!("{choice}: not reaped within {DEADLINE:?} after the close: {left:?}");
+        }
+    }
+    end_exclusive(alone, "zombies_cancelled").await;
 }
 
 /// The v1 pids hierarchy's mount point, if this host has one.

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
-pub(crate) use super::events::{read_events, remove_dirs, wait_event_change, Events};
+pub(crate) use super::events::{
+    is_empty_or_gone, read_events, remove_dirs, wait_event_change, Events, RECHECK,
+};
 pub(crate) use super::names::NAME_PREFIX;
 use super::reaper::{self, AfterRemoval};
 use super::subtree;
@@ -400,8 +402,9 @@ impl Cgroup {
 
     /// Waits asynchronously until the cgroup is empty (or gone: only an
     /// empty cgroup can be removed, by whoever removed it). The change
-    /// notification is the wake-up; a re-read every [`RECHECK`] is the
-    /// safety net, so a notification that never comes can't hang a close.
+    /// notification is the wake-up; re-reads without one are the safety
+    /// net (see [`wait_empty_or_gone`](super::events::wait_empty_or_gone)),
+    /// so a notification that never comes can't hang a close.
     /// At the descriptor limit the reserve's slot serves (see
     /// [`reserve`](super::reserve)), taken back once the wait is over (or
     /// dropped), for the next group's last resort.
@@ -410,15 +413,7 @@ impl Cgroup {
         let _refill = super::reserve::Refill;
         let events = super::reserve::with_reserve(|| self.open_events())?;
         let afd = super::register(events, tokio::io::Interest::PRIORITY)?;
-        loop {
-            if is_empty_or_gone(afd.get_ref())? {
-                return Ok(());
-            }
-            let ready = afd.ready(tokio::io::Interest::PRIORITY);
-            if let Ok(guard) = tokio::time::timeout(RECHECK, ready).await {
-                guard?.clear_ready();
-            }
-        }
+        super::events::wait_empty_or_gone(&afd).await
     }
 
     /// Waits until the cgroup, killed with [`kill`](Self::kill), is empty.
@@ -569,21 +564,6 @@ impl Drop for Cgroup {
 /// How long `Drop` waits for a killed cgroup to empty before handing the
 /// directory to the reaper thread.
 const DROP_WAIT: Duration = Duration::from_millis(10);
-
-/// How often a wait for an empty cgroup re-reads `cgroup.events` without
-/// a notification.
-const RECHECK: Duration = Duration::from_secs(1);
-
-/// Whether the cgroup behind `events` has no process left: its
-/// `cgroup.events` says so, or the cgroup was removed (`ENODEV` on an open
-/// file of a removed cgroup; only an empty one can be removed).
-fn is_empty_or_gone(events: &OwnedFd) -> io::Result<bool> {
-    match read_events(events) {
-        Ok(ev) => Ok(!ev.populated),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => Ok(true),
-        Err(e) => Err(e),
-    }
-}
 
 #[path = "cgroup_freeze.rs"]
 mod freeze;

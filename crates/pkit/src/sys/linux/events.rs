@@ -6,7 +6,57 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// The longest a wait for an empty cgroup goes without re-reading
+/// `cgroup.events`.
+pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+
+/// How long the kernel may hold a change of `cgroup.events` back: it
+/// notifies a file at most once per 10 ms, deferring a change that comes
+/// sooner by a timer, which the cgroup's removal cancels. So a cgroup
+/// emptied within 10 ms of its previous notification (a process cancelled
+/// just after its start: the start populated it) and removed before the
+/// timer fires (its group closed at once) is never announced as empty.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Waits until the cgroup behind `afd` (its `cgroup.events`, registered
+/// for [`Interest::PRIORITY`]) is empty or gone. The change notification
+/// is the wake-up. The safety net is a re-read without one: on naps that
+/// start at the kernel's [`NOTIFY_INTERVAL`] (again after each
+/// notification, which may hold the next one back) and double up to
+/// [`RECHECK`], so an emptying whose notification was held back and lost
+/// with the cgroup's removal is seen at once, and a long wait costs few
+/// wake-ups.
+pub(crate) async fn wait_empty_or_gone(afd: &AsyncFd<OwnedFd>) -> io::Result<()> {
+    let mut nap = NOTIFY_INTERVAL;
+    loop {
+        if is_empty_or_gone(afd.get_ref())? {
+            return Ok(());
+        }
+        match tokio::time::timeout(nap, afd.ready(Interest::PRIORITY)).await {
+            Ok(guard) => {
+                guard?.clear_ready();
+                nap = NOTIFY_INTERVAL;
+            }
+            Err(_) => nap = (nap * 2).min(RECHECK),
+        }
+    }
+}
+
+/// Whether the cgroup behind `events` has no process left: its
+/// `cgroup.events` says so, or the cgroup was removed (`ENODEV` on an open
+/// file of a removed cgroup; only an empty one can be removed).
+pub(crate) fn is_empty_or_gone(events: &OwnedFd) -> io::Result<bool> {
+    match read_events(events) {
+        Ok(ev) => Ok(!ev.populated),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
 
 /// Removes directories (a group's cgroup v1 ones), each with the
 /// sub-cgroups a program in the group made below it (a nested pkit's

@@ -132,21 +132,19 @@ impl Leaf {
         last.map_err(|_| e)
     }
 
-    /// Waits asynchronously until the leaf is empty. At the descriptor
-    /// limit the reserve's slot serves (see [`reserve`](super::reserve)),
-    /// taken back once the wait is over or dropped.
+    /// Waits asynchronously until the leaf is empty, or gone: the group's
+    /// close removes an emptied leaf at once, and a notification the
+    /// kernel held back is lost with it, so the wait re-reads without one
+    /// too (see [`wait_empty_or_gone`](super::events::wait_empty_or_gone)).
+    /// At the descriptor limit the reserve's slot serves (see
+    /// [`reserve`](super::reserve)), taken back once the wait is over or
+    /// dropped.
     pub(crate) async fn wait_empty(&self) -> io::Result<()> {
         // Declared first, so dropped last: after the descriptor it frees.
         let _refill = super::reserve::Refill;
         let events = super::reserve::with_reserve(|| self.open_events())?;
         let afd = super::register(events, tokio::io::Interest::PRIORITY)?;
-        loop {
-            if !super::cgroup::read_events(afd.get_ref())?.populated {
-                return Ok(());
-            }
-            let mut guard = afd.ready(tokio::io::Interest::PRIORITY).await?;
-            guard.clear_ready();
-        }
+        super::events::wait_empty_or_gone(&afd).await
     }
 }
 
