@@ -1,12 +1,13 @@
 #![cfg(target_os = "linux")]
 //! rv37: a hostile review of the last session's merges (attack20, grace2,
-//! blkcb, evq, susp2, claim2, audit's R9, lows3). Findings are
-//! `#[ignore = "rv37: ..."]` tests that fail on main; the rest are probes
-//! that held. Run in the three passes (unset, `PKIT_MECHANISM=pgroup`,
+//! blkcb, evq, susp2, claim2, audit's R9, lows3). Findings were
+//! `#[ignore = "rv37: ..."]` tests that failed on main (fixed by forkgen:
+//! identity by pid and fork generation; a panicking factory contained);
+//! the rest are probes that held. Run in the three passes (unset, `PKIT_MECHANISM=pgroup`,
 //! `PKIT_MECHANISM=portable`); the helper runs of this binary play a
 //! `RV37_ROLE`.
 //!
-//! Findings (ignored; they fail on main):
+//! Findings (fixed; they failed on main):
 //! - HIGH (narrow trigger) [`a_pid_one_owners_copy_in_a_new_pid_namespace_builds_its_own_blocking_runtime`]:
 //!   pkit tells a forked copy from its maker by the pid alone
 //!   (`sys::pid::current`, `Creator::is_here`). An owner that is pid 1 of
@@ -261,7 +262,6 @@ fn own_pid() -> u32 {
 /// its own, it still makes its groups in the parent's: the R9 fix undone.
 /// (Before 0416767 each call opened `/proc/self/cgroup` afresh.)
 #[test]
-#[ignore = "rv37: LOW: a pid-1 owner's copy forked into a new pid namespace (pid 1 too) reads its parent's /proc/<pid>/cgroup through the kept descriptor: moved elsewhere, it makes its groups in the parent's cgroup"]
 fn a_pid_one_owners_copy_in_a_new_pid_namespace_reads_its_own_cgroup() {
     let name = "a_pid_one_owners_copy_in_a_new_pid_namespace_reads_its_own_cgroup";
     if role().as_deref() == Some("pidns-cgroup") {
@@ -329,7 +329,6 @@ fn a_pid_one_owners_copy_in_a_new_pid_namespace_reads_its_own_cgroup() {
 /// is not in the copy; its epoll instance is shared with the parent, which
 /// runtime.rs says once killed a parent by SIGSEGV).
 #[test]
-#[ignore = "rv37: HIGH: a pid-1 owner's copy forked into a new pid namespace (pid 1 too) takes the parent's blocking runtime for its own: its blocking call never returns, and the parent then hangs or dies of SIGSEGV"]
 fn a_pid_one_owners_copy_in_a_new_pid_namespace_builds_its_own_blocking_runtime() {
     let name = "a_pid_one_owners_copy_in_a_new_pid_namespace_builds_its_own_blocking_runtime";
     if role().as_deref() == Some("pidns-blocking") {
@@ -954,7 +953,6 @@ fn the_vt_stripper_keeps_every_line_and_leaves_no_control_in_random_csi() {
 /// too, and is called on the reader (`Sinks::new`): a factory that panics
 /// there ends the reader.
 #[test]
-#[ignore = "rv37: LOW: a DecoderFactory that panics (in make) is not contained as a panicking Decoder is: the run's output() panics (async: on the caller's thread; blocking: on pkit-reader, resumed in the caller)"]
 fn a_panicking_decoder_factory_is_contained_as_a_panicking_decoder_is() {
     if role().is_some() {
         return;

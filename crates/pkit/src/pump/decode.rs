@@ -14,10 +14,17 @@ use std::sync::Arc;
 /// the panic is caught (never resumed in the caller), its stream's lines
 /// end there (its line callback and the line stream get no more of that
 /// stream), and the stream goes on being read, captured and teed; the run
-/// goes on.
+/// goes on. So is a [`DecoderFactory`] that panics making a stream's
+/// decoder: that stream has no lines.
 pub trait Decoder: Send {
     /// Decodes `input`, appending the text to `out`.
     fn decode(&mut self, input: &[u8], last: bool, out: &mut String);
+}
+
+/// `factory.make()` with a panic caught: `None` then. A factory that
+/// panics is contained as a decoder that panics is (see [`Decoder`]).
+pub(super) fn made(factory: &DecoderFactory) -> Option<Box<dyn Decoder>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory.make())).ok()
 }
 
 /// `d.decode(..)` with a panic caught: `false` then (see [`Decoder`]).

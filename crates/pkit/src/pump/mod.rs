@@ -380,13 +380,23 @@ struct Sinks {
 
 impl Sinks {
     fn new(plan: StreamPlan, control: Arc<Control>) -> Sinks {
+        let (mut callback, mut lines) = (plan.callback, plan.lines);
+        let decoder = plan.decoder.and_then(|factory| {
+            let made = decode::made(&factory);
+            if made.is_none() {
+                // Contained as a decoder that panics is (see `decode`).
+                tracing::warn!(target: "pkit", stream = %plan.kind, "decoder factory panicked; its lines end");
+                (callback, lines) = (None, None);
+            }
+            made
+        });
         Sinks {
             kind: plan.kind,
             capture: plan.capture,
             tee: plan.tee,
-            callback: plan.callback,
-            lines: plan.lines,
-            decoder: plan.decoder.map(|d| d.make()),
+            callback,
+            lines,
+            decoder,
             text: String::new(),
             splitter: Splitter::new(plan.max_line_bytes),
             limit: plan.limit,

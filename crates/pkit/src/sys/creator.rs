@@ -6,35 +6,38 @@
 /// v1 cgroup). A child an application forks without `exec` gets copies of
 /// its parent's handles; a drop that kills or removes something asks
 /// [`is_here`](Self::is_here) first, so such a copy does nothing to its
-/// parent's processes or directories.
+/// parent's processes or directories. Told apart by the pid and the fork
+/// generation (`sys::pid::identity`), not by the pid alone: a copy forked
+/// into a new pid namespace may have its maker's pid number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Creator(u32);
+pub(crate) struct Creator(u64);
 
 impl Creator {
     /// This process.
     pub(crate) fn here() -> Creator {
-        Creator(this_pid())
+        Creator(this_process())
     }
 
     /// Whether this process made the handle (it is not a forked copy).
     pub(crate) fn is_here(self) -> bool {
-        self.0 == this_pid()
+        self.0 == this_process()
     }
 
     /// The maker's process id.
     pub(crate) fn pid(self) -> u32 {
-        self.0
+        self.0 as u32
     }
 }
 
-/// This process's id (the kept one, which a fork forgets).
+/// This process's identity: its pid in the low half, its fork generation
+/// in the high half (the kept ones, which a fork forgets and bumps).
 #[cfg(target_os = "linux")]
-fn this_pid() -> u32 {
-    super::pid::current()
+fn this_process() -> u64 {
+    super::pid::identity()
 }
 
-/// This process's id.
+/// This process's identity: its pid (no pid namespaces here).
 #[cfg(not(target_os = "linux"))]
-fn this_pid() -> u32 {
-    std::process::id()
+fn this_process() -> u64 {
+    u64::from(std::process::id())
 }

@@ -1,57 +1,86 @@
-//! This process's pid, asked of the kernel once rather than on every run.
+//! This process's pid, asked of the kernel once rather than on every run,
+//! and its fork generation: together, its identity.
 //!
-//! A one-shot run compares the pid with the owner of process-wide state
-//! (the pool of spare cgroups, the owner-death guard) several times: a copy
-//! forked without exec must not use its parent's. Each of those comparisons
-//! was a `getpid` system call. The pid is now kept here, and forgotten in
-//! the child of every `fork` that runs `pthread_atfork` handlers (`fork(3)`
-//! and everything built on it), so a forked copy asks the kernel again.
+//! A one-shot run compares the owner of process-wide state (the pool of
+//! spare cgroups, the owner-death guard) with this process several times:
+//! a copy forked without exec must not use its parent's. Each of those
+//! comparisons was a `getpid` system call. The pid is now kept here, and
+//! forgotten in the child of every `fork` that runs `pthread_atfork`
+//! handlers (`fork(3)` and everything built on it), so a forked copy asks
+//! the kernel again.
+//!
+//! The pid alone does not tell a copy from its maker: a pid-1 owner (a
+//! container's init) whose copy is forked into a new pid namespace
+//! (`unshare(CLONE_NEWPID)`, then `fork`) has a copy that is pid 1 too.
+//! The same handler therefore counts a generation, and the identity
+//! ([`identity`]) is the pair.
+//!
+//! A child made without those handlers (a raw `clone`, `vfork`, `_Fork`)
+//! can't be told from its maker when its pid is the same number; see the
+//! forked copies section of the crate docs.
 //!
 //! pkit's own raw forks (the guard's fallback start, the `pre_exec` spawn)
 //! run no such handler; their children only make raw system calls and
 //! exec or exit, and never read this. A vfork-style child shares this
 //! memory with its parent, so it must not write it, and does not.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
-/// The kept pid; 0 when not known (at start, and in a forked child).
-static PID: AtomicU32 = AtomicU32::new(0);
+/// The kept identity: the fork generation in the high half, the pid in
+/// the low half (0 when not known: at start, and in a forked child). One
+/// word, so that the common case is one relaxed load.
+static ID: AtomicU64 = AtomicU64::new(0);
 
 /// This process's pid (what `std::process::id()` returns).
 pub(crate) fn current() -> u32 {
-    match PID.load(Ordering::Relaxed) {
-        0 => ask(),
-        pid => pid,
+    identity() as u32
+}
+
+/// This process's identity: its pid and its fork generation (how many
+/// forks that ran the `pthread_atfork` handlers lie between it and the
+/// process it was copied from first). A forked copy never has the identity
+/// of the process it was copied from, even where its pid is the same
+/// number: a pid-1 owner's copy forked into a new pid namespace is pid 1
+/// too.
+pub(crate) fn identity() -> u64 {
+    match ID.load(Ordering::Relaxed) {
+        id if id as u32 == 0 => ask(),
+        id => id,
     }
 }
 
 #[cold]
-fn ask() -> u32 {
+fn ask() -> u64 {
     static HOOK: Once = Once::new();
     static HOOKED: AtomicU32 = AtomicU32::new(0);
     HOOK.call_once(|| {
         // Raw: pthread_atfork has no rustix form.
         // SAFETY: registers a child-side handler only: `forget` is an
-        // `extern "C" fn` without state that makes one atomic store, which
-        // is async-signal-safe (all a forked child of a threaded process
-        // may do before exec).
+        // `extern "C" fn` without state that makes one atomic load and one
+        // store, which are async-signal-safe (all a forked child of a
+        // threaded process may do before exec).
         if unsafe { libc::pthread_atfork(None, None, Some(forget)) } == 0 {
             HOOKED.store(1, Ordering::Release);
         }
     });
     let pid = std::process::id();
+    // The generation changes only in a forked child's handler, before any
+    // other thread of that child exists.
+    let id = (ID.load(Ordering::Relaxed) & !u64::from(u32::MAX)) | u64::from(pid);
     // Without the handler a forked child could read its parent's pid:
     // keep nothing then, and ask every time.
     if HOOKED.load(Ordering::Acquire) == 1 {
-        PID.store(pid, Ordering::Relaxed);
+        ID.store(id, Ordering::Relaxed);
     }
-    pid
+    id
 }
 
-/// The `pthread_atfork` child handler: the pid is the parent's no more.
+/// The `pthread_atfork` child handler: the pid is the parent's no more,
+/// and this is a new generation.
 extern "C" fn forget() {
-    PID.store(0, Ordering::Relaxed);
+    let generation = (ID.load(Ordering::Relaxed) >> 32).wrapping_add(1);
+    ID.store(generation << 32, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -63,10 +92,11 @@ mod tests {
     }
 
     /// A child forked after the pid was kept reads its own, not the
-    /// parent's.
+    /// parent's, and is a generation on.
     #[test]
     fn a_forked_child_reads_its_own_pid() {
         let parent = super::current();
+        let parent_gen = super::identity() >> 32;
         // Raw: libc's fork (running the atfork handlers) is what is tested; rustix has no fork.
         // SAFETY: the child only loads atomics, calls getpid and `_exit`s
         // (async-signal-safe); the parent waits for it below.
@@ -77,7 +107,8 @@ mod tests {
             // beside the raw fork.
             // SAFETY: as above.
             let own = unsafe { libc::getpid() } as u32;
-            let code = if super::current() == own && own != parent {
+            let generation = super::identity() >> 32;
+            let code = if super::current() == own && own != parent && generation == parent_gen + 1 {
                 0
             } else {
                 1

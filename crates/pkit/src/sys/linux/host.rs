@@ -61,19 +61,21 @@ pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
 /// a `close` each time cost a one-shot run three calls more than this
 /// one), else a whole fresh read. The descriptor is this process's: a copy
 /// forked without exec inherits one that names its parent's file, and
-/// opens its own (closing its duplicate). Taken with `try_lock`, so a
+/// opens its own (closing its duplicate); told apart by pid and fork
+/// generation (`sys::pid::identity`: a copy forked into a new pid
+/// namespace may have its parent's pid number). Taken with `try_lock`, so a
 /// forked copy whose parent held the lock at the fork doesn't wait for
 /// ever: it reads afresh.
 fn own_cgroup(buf: &mut [u8; 4096]) -> io::Result<Cow<'_, [u8]>> {
     use rustix::fs::{Mode, OFlags};
-    static KEPT: Mutex<Option<(u32, rustix::fd::OwnedFd)>> = Mutex::new(None);
+    static KEPT: Mutex<Option<(u64, rustix::fd::OwnedFd)>> = Mutex::new(None);
     const PATH: &str = "/proc/self/cgroup";
-    let pid = crate::sys::pid::current();
+    let me = crate::sys::pid::identity();
     if let Ok(mut kept) = KEPT.try_lock() {
-        if kept.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+        if kept.as_ref().is_none_or(|(owner, _)| *owner != me) {
             *kept = rustix::fs::open(PATH, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
                 .ok()
-                .map(|fd| (pid, fd));
+                .map(|fd| (me, fd));
         }
         if let Some((_, fd)) = kept.as_ref() {
             // The whole text (a few hundred bytes, a line per hierarchy)
