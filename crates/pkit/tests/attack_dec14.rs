@@ -37,9 +37,12 @@
 //! a tee writer that never takes a byte held `output` for ever past its
 //! timeout (MEDIUM); a decoder's panic was resumed in `wait` (LOW).
 //!
-//! Left (`#[ignore = "attack20: ..."]`): `first_line` takes the last piece
-//! of a cut line for a line (LOW); a PATH lookup for a child that drops to
-//! nobody judges candidates with root's rights (LOW).
+//! Fixed since (lows4): `first_line` took the last piece of a cut line for
+//! a line (LOW; a cut line is now offered as its first piece only,
+//! [`first_line_does_not_take_a_piece_of_a_cut_line_for_a_line`]).
+//!
+//! Left (`#[ignore = "attack20: ..."]`): a PATH lookup for a child that
+//! drops to nobody judges candidates with root's rights (LOW).
 //! The rest are probes that held.
 
 mod common;
@@ -586,9 +589,10 @@ async fn first_line_closes_a_piped_stdin_as_the_other_verbs_do() {
 /// `partial` mark a line stream has: the last piece of a line cut by
 /// `max_line_bytes` passes for a line of its own. A program writing
 /// `<16 x>ready` on one line made `first_line(|l| l == "ready")` answer
-/// `ready`, a line it never wrote.
+/// `ready`, a line it never wrote. Fixed (lows4): a cut line is offered as
+/// its first piece only (documented); the pieces after it are skipped, and
+/// the line after the cut one is offered as itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: LOW: first_line takes the last piece of a line cut by max_line_bytes for a whole line"]
 async fn first_line_does_not_take_a_piece_of_a_cut_line_for_a_line() {
     let suite = begin("first_line_does_not_take_a_piece_of_a_cut_line_for_a_line").await;
     for choice in mechanisms() {
@@ -600,6 +604,33 @@ async fn first_line_does_not_take_a_piece_of_a_cut_line_for_a_line() {
             .await
             .unwrap_or_else(|e| panic!("{choice}: {e}"));
         assert_eq!(found, None, "{choice}: no line `ready` was written");
+        // Three pieces: only the first is offered, and it is what a match
+        // returns; the line after the cut one is a line again.
+        let cmd = sh(
+            choice,
+            "printf 'aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbcc\\n'; echo cc; echo bbbbbbbbbbbbbbbb",
+        )
+        .max_line_bytes(16)
+        .timeout(Duration::from_secs(30));
+        let mut seen = Vec::new();
+        let found = cmd
+            .first_line(|l| {
+                seen.push(l.to_owned());
+                l.starts_with('b')
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(found.as_deref(), Some("bbbbbbbbbbbbbbbb"), "{choice}");
+        assert_eq!(
+            seen,
+            ["aaaaaaaaaaaaaaaa", "cc", "bbbbbbbbbbbbbbbb"],
+            "{choice}: the lines offered"
+        );
+        let found = cmd
+            .first_line(|l| l.starts_with('a'))
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(found.as_deref(), Some("aaaaaaaaaaaaaaaa"), "{choice}");
     }
     suite.end().await;
 }
