@@ -9,6 +9,7 @@ mod events;
 pub(crate) mod exits;
 pub(crate) mod forked;
 pub(crate) mod host;
+pub(crate) mod ids_thread;
 pub(crate) mod leaf;
 pub(crate) mod leaves;
 pub(crate) mod names;
