@@ -849,7 +849,12 @@ async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let path = format!("{}:{}:/usr/bin:/bin", first.as_str(), second.as_str());
+    // SAFETY: PR_GET_DUMPABLE reads a flag of this process.
+    let dumpable = || unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
     for choice in mechanisms() {
+        // SAFETY: PR_SET_DUMPABLE sets a flag of this test process (as it
+        // was at its start).
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
         // As root, the first is found and run.
         let out = cmd(choice, "a20tool")
             .env("PATH", &path)
@@ -918,13 +923,14 @@ async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
         );
         let root = cmd(choice, "a20tool").env("PATH", &only).resolve_program();
         assert_eq!(root.ok().as_ref(), Some(&tool), "{choice}");
-        // The lookup's thread takes other ids, which makes the kernel mark
-        // the whole process not dumpable: the mark is undone. (A start
-        // with a uid leaves it too, by the child sharing this process's
-        // memory until its exec: not the lookup's, so only the lookup
-        // here.)
-        // SAFETY: PR_SET_DUMPABLE sets a flag of this test process.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
+        // A child taking other ids in this process's memory (until its
+        // exec), and the lookup's thread, make the kernel mark the whole
+        // process not dumpable: the mark is undone after each.
+        assert_eq!(
+            dumpable(),
+            1,
+            "{choice}: the starts with other ids (their lookups, their children) left this process not dumpable"
+        );
         let nobody = cmd(choice, "a20tool")
             .env("PATH", &path)
             .uid(65534)
@@ -934,10 +940,9 @@ async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
             Some(second.path().join("a20tool")),
             "{choice}"
         );
-        // SAFETY: PR_GET_DUMPABLE reads a flag of this process.
-        let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
         assert_eq!(
-            dumpable, 1,
+            dumpable(),
+            1,
             "{choice}: the lookup left this process not dumpable"
         );
     }

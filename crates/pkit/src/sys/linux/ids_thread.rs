@@ -6,7 +6,7 @@
 //! kernel itself judges what the child may search and execute (the mode
 //! bits, ACLs, a `noexec` mount, a security module), not the owner's
 //! rights. The one mark the thread leaves on the process, which the kernel
-//! makes not dumpable, is undone once it is gone.
+//! makes not dumpable, is undone once it is gone (`dumpable.rs`).
 
 use super::prexec::{id, nr};
 
@@ -31,45 +31,31 @@ where
     // Left here when the thread does not run it (a refused id, or no
     // thread), for the caller's fallback.
     let slot = std::sync::Mutex::new(Some(look));
-    // A thread taking another effective id makes the kernel mark the
-    // whole process not dumpable (`commit_creds`: no core dump, no
-    // `ptrace` by its own user, `/proc/<pid>` owned by root): the flag is
-    // put back once the thread is gone. One look at a time, so that one
-    // look can't read the flag another's thread has just changed.
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // SAFETY: PR_GET_DUMPABLE reads a flag of this process.
-    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
-    let ran = std::thread::scope(|scope| {
-        let thread = std::thread::Builder::new()
-            .name("pkit-look-as".into())
-            .stack_size(STACK)
-            .spawn_scoped(scope, || {
-                if !take(&ids) {
-                    return None;
-                }
-                let look = slot
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take()?;
-                Some(look())
-            });
-        match thread {
-            Ok(thread) => thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Err(_) => None,
-        }
+    // The thread's new ids make the kernel mark the whole process not
+    // dumpable: `kept` puts the flag back once the thread is gone.
+    let ran = super::dumpable::kept(true, || {
+        std::thread::scope(|scope| {
+            let thread = std::thread::Builder::new()
+                .name("pkit-look-as".into())
+                .stack_size(STACK)
+                .spawn_scoped(scope, || {
+                    if !take(&ids) {
+                        return None;
+                    }
+                    let look = slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take()?;
+                    Some(look())
+                });
+            match thread {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => None,
+            }
+        })
     });
-    // Only 0 and 1 can be set (2, root-only dumps, comes from the
-    // kernel's `suid_dumpable` alone).
-    if matches!(dumpable, 0 | 1) {
-        // SAFETY: PR_SET_DUMPABLE sets a flag of this process, back to
-        // the value it had.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(dumpable == 1)) };
-    }
     match ran {
         Some(t) => Ok(t),
         None => Err(slot

@@ -5,6 +5,7 @@ pub(crate) mod cgroup;
 pub(crate) mod cgroup_pool;
 pub(crate) mod child;
 mod clone3;
+mod dumpable;
 mod events;
 pub(crate) mod exits;
 pub(crate) mod forked;
