@@ -87,6 +87,13 @@ impl Command {
     /// `Ok(None)` if it succeeded, else its error (as [`run`](Self::run)
     /// would give it). The command's timeout and cancel token apply.
     ///
+    /// A line longer than [`max_line_bytes`](Self::max_line_bytes) (1 MiB
+    /// unless set) is offered to `pred` as its first piece only: its first
+    /// `max_line_bytes` bytes, cut at a character boundary, which is what a
+    /// match returns. The pieces after the first are not offered: they are
+    /// not lines the program wrote (a line `<16 x>ready` cut at 16 bytes
+    /// never matches `l == "ready"`).
+    ///
     /// ```
     /// # async fn demo() -> pkit::Result<()> {
     /// let line = pkit::Command::new("sh")
@@ -125,12 +132,20 @@ impl Command {
         // The line stream takes the stderr a failed run's error quotes:
         // keep its last lines for that.
         let mut stderr_tail = std::collections::VecDeque::new();
+        // Within a line cut by `max_line_bytes`: its first piece was
+        // offered; the pieces after it are no lines the program wrote.
+        let mut in_cut_line = false;
         while let Some(line) = lines.next_line().await {
             if line.stream == StreamKind::Stderr {
                 if stderr_tail.len() == 10 {
                     stderr_tail.pop_front();
                 }
                 stderr_tail.push_back(line.text);
+                continue;
+            }
+            let rest_of_cut_line = in_cut_line;
+            in_cut_line = line.partial;
+            if rest_of_cut_line {
                 continue;
             }
             let matched = {

@@ -37,9 +37,13 @@
 //! a tee writer that never takes a byte held `output` for ever past its
 //! timeout (MEDIUM); a decoder's panic was resumed in `wait` (LOW).
 //!
-//! Left (`#[ignore = "attack20: ..."]`): `first_line` takes the last piece
-//! of a cut line for a line (LOW); a PATH lookup for a child that drops to
-//! nobody judges candidates with root's rights (LOW).
+//! Fixed since (lows4): `first_line` took the last piece of a cut line for
+//! a line (LOW; a cut line is now offered as its first piece only,
+//! [`first_line_does_not_take_a_piece_of_a_cut_line_for_a_line`]).
+//!
+//! Fixed since (lows4), too: a PATH lookup for a child that drops to
+//! nobody judged candidates with root's rights (LOW; it is now judged with
+//! the child's ids, [`a_path_lookup_for_nobody_skips_what_only_root_may_run`]).
 //! The rest are probes that held.
 
 mod common;
@@ -603,9 +607,10 @@ async fn first_line_closes_a_piped_stdin_as_the_other_verbs_do() {
 /// `partial` mark a line stream has: the last piece of a line cut by
 /// `max_line_bytes` passes for a line of its own. A program writing
 /// `<16 x>ready` on one line made `first_line(|l| l == "ready")` answer
-/// `ready`, a line it never wrote.
+/// `ready`, a line it never wrote. Fixed (lows4): a cut line is offered as
+/// its first piece only (documented); the pieces after it are skipped, and
+/// the line after the cut one is offered as itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: LOW: first_line takes the last piece of a line cut by max_line_bytes for a whole line"]
 async fn first_line_does_not_take_a_piece_of_a_cut_line_for_a_line() {
     let suite = begin("first_line_does_not_take_a_piece_of_a_cut_line_for_a_line").await;
     for choice in mechanisms() {
@@ -617,6 +622,33 @@ async fn first_line_does_not_take_a_piece_of_a_cut_line_for_a_line() {
             .await
             .unwrap_or_else(|e| panic!("{choice}: {e}"));
         assert_eq!(found, None, "{choice}: no line `ready` was written");
+        // Three pieces: only the first is offered, and it is what a match
+        // returns; the line after the cut one is a line again.
+        let cmd = sh(
+            choice,
+            "printf 'aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbcc\\n'; echo cc; echo bbbbbbbbbbbbbbbb",
+        )
+        .max_line_bytes(16)
+        .timeout(Duration::from_secs(30));
+        let mut seen = Vec::new();
+        let found = cmd
+            .first_line(|l| {
+                seen.push(l.to_owned());
+                l.starts_with('b')
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(found.as_deref(), Some("bbbbbbbbbbbbbbbb"), "{choice}");
+        assert_eq!(
+            seen,
+            ["aaaaaaaaaaaaaaaa", "cc", "bbbbbbbbbbbbbbbb"],
+            "{choice}: the lines offered"
+        );
+        let found = cmd
+            .first_line(|l| l.starts_with('a'))
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(found.as_deref(), Some("aaaaaaaaaaaaaaaa"), "{choice}");
     }
     suite.end().await;
 }
@@ -816,9 +848,9 @@ async fn a_tee_that_never_takes_a_byte_holds_no_run_past_its_timeout() {
 /// first only root may execute (0700), the second anyone. Run as nobody
 /// (`uid(65534)`), `execvp` would skip the first (`EACCES`) and run the
 /// second; pkit looks the program up in the owner, with root's rights, so
-/// it picked the first and the child's exec failed as nobody.
+/// it picked the first and the child's exec failed as nobody. Fixed
+/// (lows4): the lookup is made on a thread holding the child's ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "attack20: LOW: a PATH lookup for a child that drops privileges (uid) judges candidates with the owner's rights, not the child's"]
 async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
     use std::os::unix::fs::PermissionsExt;
     let suite = begin("a_path_lookup_for_nobody_skips_what_only_root_may_run").await;
@@ -840,7 +872,12 @@ async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let path = format!("{}:{}:/usr/bin:/bin", first.as_str(), second.as_str());
+    // SAFETY: PR_GET_DUMPABLE reads a flag of this process.
+    let dumpable = || unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
     for choice in mechanisms() {
+        // SAFETY: PR_SET_DUMPABLE sets a flag of this test process (as it
+        // was at its start).
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
         // As root, the first is found and run.
         let out = cmd(choice, "a20tool")
             .env("PATH", &path)
@@ -859,6 +896,78 @@ async fn a_path_lookup_for_nobody_skips_what_only_root_may_run() {
             Ok(out) => assert_eq!(out.stdout_str(), "anyone\n", "{choice}: {out:?}"),
             Err(e) => panic!("{choice}: as nobody: {e}"),
         }
+        // A group's right counts: the first made the group's (root:nogroup
+        // 0750) runs for a child of that group, as its gid or one of its
+        // groups, and not for one without it.
+        let tool = first.path().join("a20tool");
+        std::os::unix::fs::chown(&tool, Some(0), Some(65534)).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o750)).unwrap();
+        for (how, nobody) in [
+            ("gid", cmd(choice, "a20tool").uid(65534).gid(65534)),
+            (
+                "groups",
+                cmd(choice, "a20tool").uid(65534).gid(1).groups([65534]),
+            ),
+        ] {
+            let out = nobody
+                .env("PATH", &path)
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: the group's, by {how}: {e}"));
+            assert_eq!(out.stdout_str(), "root\n", "{choice}: by {how}");
+        }
+        let out = cmd(choice, "a20tool")
+            .uid(65534)
+            .gid(1)
+            .env("PATH", &path)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: outside the group: {e}"));
+        assert_eq!(out.stdout_str(), "anyone\n", "{choice}: outside the group");
+        std::os::unix::fs::chown(&tool, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Only the first on the path: nobody may run nothing, so the start
+        // fails as `execvp` would (`EACCES`), naming the file, and
+        // `resolve_program` says the same; root's finds it.
+        let only = format!("{}:/usr/bin:/bin", first.as_str());
+        let nobody = cmd(choice, "a20tool")
+            .env("PATH", &only)
+            .uid(65534)
+            .gid(65534);
+        let r = nobody.output().await;
+        assert!(
+            matches!(&r, Err(Error::NotExecutable { path, .. }) if *path == tool),
+            "{choice}: {r:?}"
+        );
+        let r = nobody.resolve_program();
+        assert!(
+            matches!(&r, Err(Error::NotExecutable { path, .. }) if *path == tool),
+            "{choice}: {r:?}"
+        );
+        let root = cmd(choice, "a20tool").env("PATH", &only).resolve_program();
+        assert_eq!(root.ok().as_ref(), Some(&tool), "{choice}");
+        // A child taking other ids in this process's memory (until its
+        // exec), and the lookup's thread, make the kernel mark the whole
+        // process not dumpable: the mark is undone after each.
+        assert_eq!(
+            dumpable(),
+            1,
+            "{choice}: the starts with other ids (their lookups, their children) left this process not dumpable"
+        );
+        let nobody = cmd(choice, "a20tool")
+            .env("PATH", &path)
+            .uid(65534)
+            .gid(65534);
+        assert_eq!(
+            nobody.resolve_program().ok(),
+            Some(second.path().join("a20tool")),
+            "{choice}"
+        );
+        assert_eq!(
+            dumpable(),
+            1,
+            "{choice}: the lookup left this process not dumpable"
+        );
     }
     for dir in [&first, &second] {
         let _ = std::fs::remove_file(dir.path().join("a20tool"));

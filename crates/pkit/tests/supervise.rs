@@ -393,6 +393,46 @@ async fn readiness_checks_pass_or_count_as_crashes() {
     suite.end().await;
 }
 
+/// A readiness line is a line the program wrote: the last piece of a line
+/// cut by `max_line_bytes` (`<16 x>listening` at 16 bytes) is not taken
+/// for `listening` (it was: the run was reported ready), and the line after
+/// the cut one is offered as itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readiness_line_is_never_a_piece_of_a_cut_line() {
+    let suite = begin("a_readiness_line_is_never_a_piece_of_a_cut_line").await;
+    for choice in mechanisms() {
+        for (script, ready) in [
+            (
+                "printf 'xxxxxxxxxxxxxxxxlistening\\n'; exec sleep 300",
+                false,
+            ),
+            (
+                "printf 'xxxxxxxxxxxxxxxxlistening\\n'; echo listening; exec sleep 300",
+                true,
+            ),
+        ] {
+            let mut handle = sup(choice, sh(script).max_line_bytes(16))
+                .ready_when_line(|l| l == "listening", Duration::from_secs(1))
+                .restart(Restart::Never)
+                .start();
+            let SupervisorEvent::Started { pid, .. } = next(&mut handle).await else {
+                panic!("{choice}: start")
+            };
+            let ev = next(&mut handle).await;
+            if ready {
+                assert_eq!(ev, SupervisorEvent::Ready { pid }, "{choice}: {script}");
+            } else {
+                assert!(
+                    matches!(ev, SupervisorEvent::Unhealthy { .. }),
+                    "{choice}: {script}: {ev:?}"
+                );
+            }
+            handle.stop().await.unwrap();
+        }
+    }
+    suite.end().await;
+}
+
 /// A real server: after `$2` seconds it listens on 127.0.0.1:`$1` (perl is
 /// part of every Debian system), prints `up`, and runs until killed.
 const LISTENER: &str = r#"sleep "$2"; exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die "listen: $!"; $| = 1; print "up\n"; sleep 300' "$1""#;

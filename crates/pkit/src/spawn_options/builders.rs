@@ -22,6 +22,16 @@ impl Command {
     /// refusal is [`Error::ChildSetup`] with [`ChildStep::Uid`](crate::ChildStep::Uid). The working
     /// directory is entered after the change, with the new user's rights.
     ///
+    /// A program named without a `/` is looked up on `PATH` with the
+    /// rights the child will have (this user id, [`gid`](Self::gid) and
+    /// [`groups`](Self::groups)), as `execvp` in the child would judge: a
+    /// file only the owner may execute is skipped for the next directory,
+    /// and when none is left the start fails with [`Error::NotExecutable`].
+    /// On Linux the lookup runs on a short-lived thread holding those ids
+    /// (an owner that may not take them looks with its own rights; the
+    /// child's setup is then refused anyway). On macOS and the BSDs, whose
+    /// ids belong to the whole process, the owner's rights judge.
+    ///
     /// Unix: Linux (both mechanisms) and the
     /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn uid(mut self, uid: u32) -> Command {
@@ -30,7 +40,8 @@ impl Command {
     }
 
     /// Runs the child with group id `gid` (`setresgid`), set after the
-    /// supplementary groups and before the user id. Unix: Linux (both mechanisms) and the
+    /// supplementary groups and before the user id; a `PATH` lookup is
+    /// judged with it (see [`uid`](Self::uid)). Unix: Linux (both mechanisms) and the
     /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn gid(mut self, gid: u32) -> Command {
         self.spec.spawn.gid = Some(gid);
@@ -39,7 +50,8 @@ impl Command {
 
     /// Sets the child's supplementary groups (`setgroups`; an empty list
     /// clears them), the first step of a privilege drop (groups, then
-    /// [`gid`](Self::gid), then [`uid`](Self::uid)). Unix: Linux (both mechanisms) and the
+    /// [`gid`](Self::gid), then [`uid`](Self::uid)); a `PATH` lookup is
+    /// judged with them (see [`uid`](Self::uid)). Unix: Linux (both mechanisms) and the
     /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     /// On FreeBSD the list is sent with the child's effective gid in front
     /// (the [`gid`](Self::gid) given, else the inherited one), so that a
@@ -293,7 +305,9 @@ impl Command {
     /// same rules (the command's own `PATH` if it sets one, else this
     /// process's; a relative path against this process's working
     /// directory; see [`new`](Self::new)). The errors are the ones a start
-    /// would give: [`Error::NotFound`], [`Error::NotExecutable`].
+    /// would give: [`Error::NotFound`], [`Error::NotExecutable`]; a command
+    /// that runs as another user or group is judged with the child's
+    /// rights, as its start is (see [`uid`](Self::uid)).
     ///
     /// # Errors
     ///

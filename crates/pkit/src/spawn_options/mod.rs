@@ -190,7 +190,8 @@ impl SpawnOptions {
 
     /// Resolves `program` with these options' preferred directories and
     /// the `PATH` of `env` (the child's environment; `None`: it inherits
-    /// this process's), as a start does;
+    /// this process's), as a start does, with the rights of the child's
+    /// ids where they differ (see `sys::look_as`);
     /// `display` names it in errors. `to_start`: the result is executed at
     /// once, so a program named by its path that can't be executed for a
     /// reason only `execve` tells may pass here (the start then fails with
@@ -218,7 +219,16 @@ impl SpawnOptions {
         } else {
             sys::resolve
         };
-        resolve(program, &self.prefer, path_var).map_err(|e| match e {
+        // Judged with the rights of the child (its uid, gid and groups),
+        // as `execvp` in the child would judge: a candidate only the owner
+        // may execute is skipped for the next directory.
+        let ids = sys::ChildIds {
+            uid: self.uid,
+            gid: self.gid,
+            groups: self.groups.as_deref(),
+        };
+        let prefer = &self.prefer;
+        sys::look_as(&ids, || resolve(program, prefer, path_var)).map_err(|e| match e {
             sys::ResolveError::NotFound { path_searched } => Error::NotFound {
                 program: display.into(),
                 path_searched,

@@ -320,7 +320,9 @@ impl Supervisor {
     }
 
     /// After each start, waits up to `timeout` for a stdout or stderr line
-    /// for which `pred` holds; a run whose line does not come in time (or
+    /// for which `pred` holds (a line longer than the command's
+    /// [`max_line_bytes`](Command::max_line_bytes) is offered as its first
+    /// piece only, as [`Command::first_line`] offers it); a run whose line does not come in time (or
     /// that exits first) is killed and counts as a crash. Turns on the
     /// command's [`stream_lines`](Command::stream_lines): the lines go to
     /// the stream (and are dropped once nobody reads them), not to the

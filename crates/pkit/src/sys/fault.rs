@@ -27,6 +27,15 @@ pub enum Point {
     /// The write of `cgroup.freeze` that thaws a cgroup after a signal or
     /// kill pass froze it.
     Thaw,
+    /// The freeze before a signal or kill pass (`linux/cgroup_freeze.rs`):
+    /// armed, `cgroup.freeze` is written and the wait for the kernel's
+    /// `frozen 1` fails with the errno at once, as it does after 5 s for a
+    /// member that can't be frozen.
+    Freeze,
+    /// One member's signal in a signal pass over a cgroup's members
+    /// (`linux/subtree.rs`): armed, that member is not signalled and the
+    /// pass has the errno for its error.
+    SignalMember,
     /// The owner-death guard's `socketpair`.
     GuardSocket,
     /// A pipe for a child's stdio or between pipeline stages.

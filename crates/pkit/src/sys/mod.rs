@@ -45,6 +45,7 @@ mod host;
 mod limits;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
+mod look_as;
 #[cfg(unix)]
 mod nap;
 pub(crate) mod open_wait;
@@ -108,6 +109,7 @@ pub use limits::{CapSupport, LimitInfo};
 pub(crate) use linux::forked::spawn_detached;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::procfs::usage as proc_usage;
+pub(crate) use look_as::{look_as, ChildIds};
 pub(crate) use open_wait::{GaveUp, OpenWait};
 pub use place::Placement;
 pub(crate) use pty::{

@@ -64,6 +64,15 @@ pub(crate) struct ChildSetup {
     pub pre_exec: Vec<PreExecHook>,
 }
 
+impl ChildSetup {
+    /// Whether the child takes ids other than the owner's (user, group or
+    /// supplementary groups).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn changes_ids(&self) -> bool {
+        self.uid.is_some() || self.gid.is_some() || self.groups.is_some()
+    }
+}
+
 impl std::fmt::Debug for ChildSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChildSetup")

@@ -3,8 +3,8 @@
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 pub(super) use crate::sys::linux::names::owner_of;
 
@@ -16,9 +16,12 @@ const SWEEP_LIMIT: usize = 4096;
 /// after the `mkdir`). `PKIT_SWEEP_MIN_AGE_SECS` overrides it (for tests).
 const MIN_AGE_SECS: i64 = 60;
 
-/// Once per process: removes empty `pkit-<pid>-<seq>` directories under
-/// `parent` whose owner is dead (left by an owner killed before the guard
-/// existed, or whose guard was itself killed).
+/// Once per process and parent cgroup: removes empty `pkit-<pid>-<seq>`
+/// directories under `parent` whose owner is dead (left by an owner killed
+/// before the guard existed, or whose guard was itself killed). An owner
+/// moved to another cgroup makes its groups there (`host::cgroup_host`),
+/// and sweeps that parent too, at its first group there; the v1
+/// hierarchies are swept at the first call only.
 ///
 /// An owner holds a shared `flock` on every directory it keeps (its open
 /// directory fd; for a v1 directory, its open `cgroup.procs`), spares
@@ -31,10 +34,19 @@ const MIN_AGE_SECS: i64 = 60;
 /// namespace, a CI job in a pid namespace) never removes a live owner's
 /// directories, though it can't judge that owner's pid.
 pub(crate) fn sweep_stale_once(parent: &Path) {
-    static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
+    // The parents swept (the owner's cgroups so far: one, unless it was
+    // moved), and at most so many: an owner moved among more sweeps the
+    // first ones only.
+    const PARENTS: usize = 64;
+    static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let first = {
+        let mut swept = SWEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        if swept.len() >= PARENTS || swept.iter().any(|p| p == parent) {
+            return;
+        }
+        swept.push(parent.to_path_buf());
+        swept.len() == 1
+    };
     let min_age = std::env::var("PKIT_SWEEP_MIN_AGE_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -43,11 +55,13 @@ pub(crate) fn sweep_stale_once(parent: &Path) {
     let mut dirs = vec![(parent.to_path_buf(), Lock::Dir)];
     // The v1 directories that carried caps have the same names; their
     // owner locks their `cgroup.procs`, the file it keeps open.
-    dirs.extend(
-        crate::sys::linux::v1::hierarchies()
-            .values()
-            .map(|h| (h.owner_dir.clone(), Lock::Procs)),
-    );
+    if first {
+        dirs.extend(
+            crate::sys::linux::v1::hierarchies()
+                .values()
+                .map(|h| (h.owner_dir.clone(), Lock::Procs)),
+        );
+    }
     for (dir, lock) in dirs {
         let removed = sweep(&dir, lock, min_age, &mut budget);
         if removed > 0 {

@@ -133,6 +133,7 @@ impl Cgroup {
         }
         self.write_file("cgroup.freeze", if on { b"1" } else { b"0" })?;
         if on {
+            crate::sys::fault::io_check(crate::sys::fault::Point::Freeze)?;
             let events = self.open_events()?;
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {

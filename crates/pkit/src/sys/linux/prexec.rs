@@ -112,13 +112,13 @@ pub(super) extern "C" fn child_entry(plan: *mut c_void) -> c_int {
 /// broadcasts the change to every thread of the (parent's) process, which
 /// must not happen from a child sharing the parent's memory; the raw calls
 /// change this process only.
-mod nr {
+pub(super) mod nr {
     #[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
-    pub(super) use libc::{
+    pub(in crate::sys::linux) use libc::{
         SYS_setgroups as SETGROUPS, SYS_setresgid as SETRESGID, SYS_setresuid as SETRESUID,
     };
     #[cfg(any(target_arch = "x86", target_arch = "arm"))]
-    pub(super) use libc::{
+    pub(in crate::sys::linux) use libc::{
         SYS_setgroups32 as SETGROUPS, SYS_setresgid32 as SETRESGID, SYS_setresuid32 as SETRESUID,
     };
 }
@@ -130,7 +130,7 @@ fn arg(v: libc::c_int) -> libc::c_long {
 }
 
 /// A user or group id as a full-register system call argument.
-fn id(v: u32) -> libc::c_long {
+pub(super) fn id(v: u32) -> libc::c_long {
     libc::c_long::from(v)
 }
 

@@ -164,6 +164,19 @@ pub(crate) fn spawn_into_cgroup(
     join: &[RawFd],
     kills: &dyn Fn() -> Option<u64>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
+    // A child taking other ids in our memory marks us not dumpable.
+    super::dumpable::kept(spec.setup.changes_ids(), || {
+        into_cgroup(spec, cgroup_dir, join, kills)
+    })
+}
+
+/// [`spawn_into_cgroup`], the dumpable flag aside.
+fn into_cgroup(
+    spec: &SpawnSpec,
+    cgroup_dir: BorrowedFd<'_>,
+    join: &[RawFd],
+    kills: &dyn Fn() -> Option<u64>,
+) -> Result<(i32, OwnedFd), SpawnError> {
     if !spec.setup.pre_exec.is_empty() {
         // A hook needs a real fork; that child joins the cgroup itself.
         let procs = rustix::fs::openat(
@@ -235,6 +248,20 @@ pub(crate) fn spawn_into_cgroup(
 /// it is allowed (the glibc clone, this rung's own, can't publish both
 /// the pidfd and the pid).
 pub(crate) fn spawn_joining(
+    spec: &SpawnSpec,
+    join: &[RawFd],
+    pgid: Option<i32>,
+    leader: Option<&LeaderRegistration>,
+    birth: Option<&super::birth::Birth>,
+) -> Result<(i32, OwnedFd), SpawnError> {
+    // A child taking other ids in our memory marks us not dumpable.
+    super::dumpable::kept(spec.setup.changes_ids(), || {
+        joining(spec, join, pgid, leader, birth)
+    })
+}
+
+/// [`spawn_joining`], the dumpable flag aside.
+fn joining(
     spec: &SpawnSpec,
     join: &[RawFd],
     pgid: Option<i32>,

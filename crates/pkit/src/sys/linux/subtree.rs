@@ -281,7 +281,9 @@ pub(crate) fn signal_members_but(
     let mut done = Vec::new();
     let (fds, unpinned) = members(dir, skip, Reach::of(sig))?;
     for (pid, fd) in fds {
-        match super::signal::pidfd_signal(fd.as_fd(), sig) {
+        let sent = crate::sys::fault::io_check(crate::sys::fault::Point::SignalMember)
+            .and_then(|()| super::signal::pidfd_signal(fd.as_fd(), sig));
+        match sent {
             Ok(()) => done.push(pid),
             Err(e) => {
                 first_err.get_or_insert(e);
