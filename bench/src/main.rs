@@ -17,6 +17,7 @@
 //!     [--first-group-mib 256,8192] [--vs PREFIX]
 //! ```
 
+mod callbacks;
 mod first_group;
 mod options;
 mod scenarios;
@@ -209,19 +210,13 @@ fn main() {
     }
 }
 
-/// Allocates and touches `bytes` so they are resident.
 /// The CPU time all threads of this process have run so far, in
-/// nanoseconds (the scheduler's exact count, `/proc/self/task/*/schedstat`;
-/// a thread that has ended is not counted).
+/// nanoseconds (`CLOCK_PROCESS_CPUTIME_ID`, the scheduler's exact count;
+/// threads that have ended are counted too, such as a reader thread of a
+/// run's own, which `/proc/self/task/*/schedstat`, read here before, left
+/// out).
 fn own_cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    scenarios::process_cpu_ns()
 }
 
 /// How many times this process's main thread and its other threads were
@@ -309,6 +304,7 @@ fn per_thread(
     parts.join(", ")
 }
 
+/// Allocates and touches `bytes` so they are resident.
 pub fn touch_memory(bytes: u64) -> Vec<u8> {
     let mut v = vec![0u8; bytes as usize];
     for i in (0..v.len()).step_by(4096) {

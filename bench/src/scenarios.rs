@@ -59,6 +59,9 @@ pub fn all() -> Vec<Scenario> {
         tree_teardown(),
         crate::shutdown::scenario(),
     ]
+    .into_iter()
+    .chain(crate::callbacks::scenarios())
+    .collect()
 }
 
 /// Spawn `program` with null stdio and wait for its exit.
@@ -148,6 +151,22 @@ pub async fn probe(with: &str, runs: usize) {
         std::thread::spawn(move || {
             for _ in 0..=runs {
                 blocking_spawn_wait("/bin/true");
+            }
+        })
+        .join()
+        .unwrap();
+        return;
+    }
+    if let Some(lines) = match with {
+        "blocking-cb" => Some(crate::callbacks::SHORT),
+        "blocking-cb-8000" => Some(crate::callbacks::LONG),
+        _ => None,
+    } {
+        // A blocking run of `seq 1 100` (or 8,000 lines) with a line
+        // callback, all runs on one plain thread.
+        std::thread::spawn(move || {
+            for _ in 0..=runs {
+                crate::callbacks::blocking_callback(lines);
             }
         })
         .join()
@@ -258,6 +277,17 @@ pub async fn probe(with: &str, runs: usize) {
                     .unwrap();
                 assert_eq!(out.stdout(), b"hello\n");
             }
+            // The blocking line callback scenario's std and async rows
+            // (`seq 1 100`; `-8000`: 8,000 lines of 128 bytes).
+            "std-cb" => {
+                let _ = crate::callbacks::std_lines(crate::callbacks::SHORT);
+            }
+            "std-cb-8000" => {
+                let _ = crate::callbacks::std_lines(crate::callbacks::LONG);
+            }
+            "pkit-cb" => {
+                let _ = crate::callbacks::async_callback(crate::callbacks::SHORT).await;
+            }
             // `cat` with 32 bytes in (the small capture scenario's).
             "std-cat" => {
                 let _ = std_cat();
@@ -341,7 +371,7 @@ pub async fn probe(with: &str, runs: usize) {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
             }
             other => panic!(
-                "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, pkit-setsid, pkit-envclear, std-output, pkit-output, blocking, blocking-true, \
+                "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, pkit-setsid, pkit-envclear, std-output, pkit-output, blocking, blocking-true, std-cb, std-cb-8000, pkit-cb, blocking-cb, blocking-cb-8000, \
                  std-cat, tokio-cat, pkit-cat, pkit-cat-cg, pkit-cat-pg, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-lines-nostderr, pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),
@@ -375,6 +405,12 @@ pub fn peak_rss_kib() -> u64 {
 /// `CLOCK_THREAD_CPUTIME_ID` and `CLOCK_PROCESS_CPUTIME_ID`, for [`cpu_ns`].
 const THREAD: libc::clockid_t = libc::CLOCK_THREAD_CPUTIME_ID;
 const PROCESS: libc::clockid_t = libc::CLOCK_PROCESS_CPUTIME_ID;
+
+/// The CPU time of this whole process so far (every thread, ended ones
+/// included; children not counted), in ns.
+pub fn process_cpu_ns() -> u64 {
+    cpu_ns(PROCESS)
+}
 
 /// The CPU time of `clock` so far, in ns.
 fn cpu_ns(clock: libc::clockid_t) -> u64 {
@@ -1018,7 +1054,7 @@ fn blocking_cat() -> Duration {
 /// Runs `job` on one long-lived plain thread (the blocking facade refuses
 /// to run where a runtime is current) and returns what it timed; the
 /// hand-over to and from that thread is outside the timed part.
-fn on_plain_thread(job: impl FnOnce() -> Duration + Send + 'static) -> Duration {
+pub(crate) fn on_plain_thread(job: impl FnOnce() -> Duration + Send + 'static) -> Duration {
     use std::sync::mpsc::{channel, Receiver, Sender};
     use std::sync::Mutex;
     type Job = Box<dyn FnOnce() -> Duration + Send>;

@@ -482,3 +482,114 @@ impl Decoder for NotingDecoder {
         self.1.decode(input, last, out);
     }
 }
+
+/// `pkit-reader` threads of this process now.
+fn reader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "pkit-reader")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The reader threads a blocking run's callbacks ran on are kept a short
+/// while for the next ones (perf38: a thread's start and end cost each such
+/// run a dozen system calls and more): runs one after another reuse a few
+/// threads instead of starting one each. A reader thread is never handed a
+/// second reader while its first one's callback runs: while one run's
+/// callback blocks, runs of another thread get threads of their own and
+/// complete. Idle threads exit after a while.
+#[test]
+fn reader_threads_are_reused_and_never_shared() {
+    const RUNS: usize = 12;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let alone = rt.block_on(begin_exclusive());
+    let ids = |choice: MechanismChoice| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let out = sh(choice, "echo a")
+            .on_stdout_line(move |_| s.lock().unwrap().push(std::thread::current().id()))
+            .blocking()
+            .output()
+            .expect("output");
+        assert_eq!(out.stdout_str(), "a\n", "{choice}");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{choice}");
+        seen[0]
+    };
+    for choice in mechanisms() {
+        let mut used: Vec<_> = (0..RUNS).map(|_| ids(choice)).collect();
+        used.sort_unstable_by_key(|id| format!("{id:?}"));
+        used.dedup();
+        assert!(
+            used.len() <= RUNS / 2,
+            "{choice}: {RUNS} runs one after another used {} reader threads",
+            used.len()
+        );
+
+        // Once idle a while, the threads exit (none is left: no other test
+        // runs meanwhile)...
+        let until = Instant::now() + BACKSTOP;
+        while reader_threads() > 0 {
+            assert!(
+                Instant::now() < until,
+                "{choice}: {} idle reader threads never exited",
+                reader_threads()
+            );
+            std::thread::sleep(POLL);
+        }
+        // ...then one run's callback blocks on the reader thread it was
+        // given (a new one)...
+        let gate = Arc::new(Gate::default());
+        let _open = OpenOnDrop(gate.clone());
+        let (g, blocked_on) = (gate.clone(), Arc::new(Mutex::new(None)));
+        let b = blocked_on.clone();
+        let slow = std::thread::spawn(move || {
+            sh(choice, "echo a")
+                .on_stdout_line(move |_| {
+                    *b.lock().unwrap() = Some(std::thread::current().id());
+                    g.block();
+                })
+                .blocking()
+                .output()
+        });
+        gate.wait_entered("the slow run");
+        let busy = blocked_on
+            .lock()
+            .unwrap()
+            .expect("the slow callback's thread");
+        // ...and the runs of another thread, meanwhile, get other threads
+        // (the first a new one: no thread was idle).
+        let (done, came) = mpsc::channel();
+        let others = std::thread::spawn(move || {
+            let used: Vec<_> = (0..4).map(|_| ids(choice)).collect();
+            let _ = done.send(());
+            used
+        });
+        let in_time = came.recv_timeout(BACKSTOP).is_ok();
+        gate.open();
+        let used = others.join().expect("the other runs");
+        assert!(
+            in_time,
+            "{choice}: runs waited for another run's blocked callback"
+        );
+        assert!(
+            !used.contains(&busy),
+            "{choice}: a reader was handed to the thread of a callback still running"
+        );
+        let out = slow.join().expect("the slow thread").expect("the slow run");
+        assert_eq!(out.stdout_str(), "a\n", "{choice}");
+    }
+    rt.block_on(end_exclusive(
+        alone,
+        "reader_threads_are_reused_and_never_shared",
+    ));
+}

@@ -171,3 +171,56 @@ async fn pre_exec_hooks_see_the_stop_signals_at_their_default() {
     }
     suite.end().await;
 }
+
+/// Set in the re-run that ignores the stop signals: the mechanism it
+/// starts with.
+const IGNORING: &str = "PKIT_TEST_STOPS_IGNORED";
+
+/// An owner that ignores the terminal's stop signals starts programs that
+/// ignore them too, as `std::process::Command` does (an ignore survives
+/// `execve`): the child's catch of them until its exec puts an ignore back.
+/// (perf38: the catch sets its handler and reads the old disposition in
+/// one call; without the put-back, the program starts with all three at
+/// their default.) Run in a re-run of this binary, as an ignore is
+/// inherited by every child of the process that sets it.
+#[tokio::test]
+async fn an_owner_that_ignores_the_stop_signals_starts_programs_that_ignore_them() {
+    const NAME: &str = "an_owner_that_ignores_the_stop_signals_starts_programs_that_ignore_them";
+    if let Ok(choice) = std::env::var(IGNORING) {
+        let choice = MechanismChoice::parse(&choice).expect("a mechanism");
+        for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            // SAFETY: test-only, in a process of its own that runs this
+            // test alone; SIG_IGN needs no handler.
+            unsafe { libc::signal(sig, libc::SIG_IGN) };
+        }
+        let status = cmd(choice, "cat")
+            .arg("/proc/self/status")
+            .run()
+            .await
+            .expect("cat");
+        let ignored = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .expect("SigIgn");
+        // SIGTSTP, SIGTTIN, SIGTTOU: 20, 21, 22.
+        println!("stops ignored: {}", (ignored >> 19) & 0b111);
+        return;
+    }
+    let suite = begin(NAME).await;
+    for choice in mechanisms() {
+        let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .args(["--exact", NAME, "--nocapture"])
+            .env(IGNORING, choice.as_str())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("the re-run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{choice}: {:?}: {text}", out.status);
+        assert!(
+            text.contains("stops ignored: 7"),
+            "{choice}: the program's ignored stop signals: {text}"
+        );
+    }
+    suite.end().await;
+}

@@ -193,7 +193,7 @@ fn wait_until(
             }
         }
         if ready[2] {
-            if let Some(status) = child.try_status()? {
+            if let Some(status) = child.seen_status()? {
                 return Ok(Some(status));
             }
         }
@@ -243,6 +243,14 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let (child, started, [stdin_parent, stdout_parent, stderr_parent], stdin_held) =
         start(&group, spec, &program)?;
     let pid = child.pid() as u32;
+    // Under cgroup v2 the proof that the tree is gone is the cgroup's
+    // (`populated 0`), and nothing asks for the child by number after its
+    // exit: the look that sees the exit reaps it (one `waitid`, not a look
+    // and a reap at the end), as the engine's one-shot runs do. A process
+    // group keeps its leader's zombie (the group's number) until its close.
+    if group.mechanism() == crate::sys::Mechanism::CgroupV2 {
+        child.reap_when_seen();
+    }
     // A small input fits the fresh pipe: written now, then end of file.
     if let (Some(fd), Input::Bytes(bytes)) = (stdin_parent, &spec.stdin) {
         crate::sys::write_small(fd.as_fd(), bytes, stdin_held.as_ref());

@@ -37,7 +37,9 @@
 //! (blocking or async), a [`decoder`](crate::Command::decoder) — does not
 //! run on that shared thread: the reader of such a stream runs on a thread
 //! of its own (`pkit-reader`, one per such stream of a run, for as long as
-//! the stream is read), driving itself as the calling threads do. A slow
+//! the stream is read; a thread whose stream ended waits up to a second
+//! for the next such stream, and at most four wait), driving itself as the
+//! calling threads do. A slow
 //! or blocked callback therefore holds back only its own stream (a full
 //! pipe stops its child's writes; the run's end waits for the callback to
 //! return), never another run, another thread, or its own run's timeout,

@@ -14,11 +14,20 @@
 //! callers do: the shared thread only dispatches its wake-ups, and a slow
 //! callback holds back its own stream alone. The async API is untouched:
 //! there the caller owns the runtime its readers run on.
+//!
+//! A reader thread whose reader ended waits a short while for the next one
+//! ([`Pool`]): repeated blocking runs with a callback reuse a few threads
+//! instead of starting and ending one each. A waiting thread takes one
+//! reader, and only while it waits, so no reader ever waits behind
+//! another's callback.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 thread_local! {
     /// Readers started on this thread run the caller's code apart.
@@ -62,6 +71,10 @@ pub(super) type Done<T> = tokio::sync::oneshot::Receiver<std::thread::Result<T>>
 /// marked; gives it back, to be spawned as a task, when it is not or when
 /// no thread can be had (the process is out of them: the reader then runs
 /// where it always did). Must be called within a Tokio runtime.
+///
+/// The thread is an idle one that an earlier reader ran on, when there is
+/// one (see [`Pool`]), else a new one; either way it runs this reader alone
+/// until the reader ends.
 pub(super) fn start<F>(read: F) -> Result<Done<F::Output>, F>
 where
     F: Future + Send + 'static,
@@ -70,25 +83,152 @@ where
     if !here() {
         return Err(read);
     }
-    let handle = tokio::runtime::Handle::current();
+    let (report, done) = tokio::sync::oneshot::channel();
+    let reading = Reading {
+        read,
+        handle: tokio::runtime::Handle::current(),
+        report,
+    };
+    let pool = Pool::here();
+    let reading = match pool {
+        Some(pool) => match pool.hand_over(reading) {
+            Ok(()) => return Ok(done),
+            Err(reading) => reading,
+        },
+        None => reading,
+    };
     // The reader is handed over once the thread exists, so that a thread
     // that can't be had loses nothing.
-    let (job, jobs) = std::sync::mpsc::sync_channel::<F>(1);
-    let (report, done) = tokio::sync::oneshot::channel();
+    let (first, jobs) = std::sync::mpsc::sync_channel::<Reading<F>>(1);
     let spawned = std::thread::Builder::new()
         .name("pkit-reader".into())
         .spawn(move || {
-            let Ok(read) = jobs.recv() else { return };
-            // An owner gone (detached, or dropped) just fails to take it.
-            drop(report.send(handle.block_on(caught(read))));
+            let Ok(reading) = jobs.recv() else { return };
+            reading.run();
+            if let Some(pool) = pool {
+                pool.serve();
+            }
         });
     if spawned.is_err() {
-        return Err(read);
+        return Err(reading.read);
     }
-    match job.send(read) {
+    match first.send(reading) {
         Ok(()) => Ok(done),
         // The thread is gone (it can't be: it waits for this).
-        Err(std::sync::mpsc::SendError(read)) => Err(read),
+        Err(std::sync::mpsc::SendError(reading)) => Err(reading.read),
+    }
+}
+
+/// A reader to run on a thread of its own, and where its output goes.
+struct Reading<F: Future> {
+    read: F,
+    handle: tokio::runtime::Handle,
+    report: tokio::sync::oneshot::Sender<std::thread::Result<F::Output>>,
+}
+
+impl<F: Future> Reading<F> {
+    /// Drives the reader to its end on this thread and hands its output
+    /// over (an owner gone, detached or dropped, just fails to take it).
+    fn run(self) {
+        drop(self.report.send(self.handle.block_on(caught(self.read))));
+    }
+}
+
+/// How long a reader thread whose reader ended waits for another one
+/// before it exits.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// At most this many reader threads wait idle at once; a reader thread
+/// whose reader ends with this many waiting exits at once.
+const MAX_IDLE: usize = 4;
+
+/// The reader threads that wait idle for another reader, for a short
+/// while after theirs ended: a blocking run with a callback, repeated,
+/// then costs a hand-over to a waiting thread instead of a thread's start
+/// and end (a dozen system calls and more). A waiting thread takes one
+/// reader at a time, and only while it waits: a reader is never queued
+/// behind another one's callback.
+struct Pool {
+    /// The process the threads are in: a child forked without `exec` has
+    /// none of them (its copy of the pool is never used; its readers get a
+    /// thread each, which then exits).
+    owner: crate::sys::Creator,
+    idle: Mutex<Idle>,
+    wake: Condvar,
+}
+
+struct Idle {
+    /// Readers handed over and not yet taken: never more than `waiting`.
+    jobs: VecDeque<Box<dyn FnOnce() + Send>>,
+    /// The threads waiting for a reader.
+    waiting: usize,
+}
+
+impl Pool {
+    /// This process's pool (`None` in a forked child: see `owner`).
+    fn here() -> Option<&'static Pool> {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        let pool = POOL.get_or_init(|| Pool {
+            owner: crate::sys::Creator::here(),
+            idle: Mutex::new(Idle {
+                jobs: VecDeque::new(),
+                waiting: 0,
+            }),
+            wake: Condvar::new(),
+        });
+        pool.owner.is_here().then_some(pool)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands `reading` to a waiting thread that no other reader has been
+    /// handed to; gives it back when there is none.
+    fn hand_over<F>(&self, reading: Reading<F>) -> Result<(), Reading<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut idle = self.lock();
+        if idle.waiting <= idle.jobs.len() {
+            return Err(reading);
+        }
+        idle.jobs.push_back(Box::new(move || reading.run()));
+        drop(idle);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A reader thread's life after its first reader: waits (up to
+    /// [`KEEP_ALIVE`]) for another and runs it, again and again, and exits
+    /// once none came, or at once when [`MAX_IDLE`] threads wait already.
+    fn serve(&self) {
+        let mut idle = self.lock();
+        while idle.waiting < MAX_IDLE {
+            idle.waiting += 1;
+            let until = Instant::now() + KEEP_ALIVE;
+            let job = loop {
+                if let Some(job) = idle.jobs.pop_front() {
+                    break Some(job);
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break None;
+                }
+                idle = self
+                    .wake
+                    .wait_timeout(idle, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            };
+            // Taken with the job (the two stay paired), or with none left.
+            idle.waiting -= 1;
+            let Some(job) = job else { return };
+            drop(idle);
+            job();
+            idle = self.lock();
+        }
     }
 }
 

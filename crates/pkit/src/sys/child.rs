@@ -55,6 +55,18 @@ impl ChildHandle {
         }
     }
 
+    /// [`try_status`](Self::try_status) for a wait that saw the child's
+    /// pidfd ready: reaps it in the same call when
+    /// [`reap_when_seen`](Self::reap_when_seen) was asked (see
+    /// `PidfdChild::seen_status`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn seen_status(&self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            ChildHandle::Pidfd(c) => c.seen_status(),
+            ChildHandle::Portable(c) => c.try_status(),
+        }
+    }
+
     /// Whether the child was reaped by someone else (this process ignores
     /// SIGCHLD), so that its pid, and the process group it led, may be
     /// gone.

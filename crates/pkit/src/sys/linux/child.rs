@@ -236,6 +236,19 @@ impl PidfdChild {
         }
     }
 
+    /// The exit status if the child has exited, without blocking: reaped
+    /// in the same `waitid` when [`reap_when_seen`](Self::reap_when_seen)
+    /// was asked (a wait that saw its pidfd ready, with no reactor
+    /// registration to drop first), else left a zombie as by
+    /// [`try_status`](Self::try_status).
+    pub(crate) fn seen_status(&self) -> io::Result<Option<ExitStatus>> {
+        if self.reaps_when_seen() {
+            self.reap_now()
+        } else {
+            self.try_status()
+        }
+    }
+
     /// Whether any process still belongs to the process group this child
     /// leads (an exited one not yet reaped by its parent counts), asked
     /// through the pidfd (`PIDFD_SIGNAL_PROCESS_GROUP` with signal 0): exact

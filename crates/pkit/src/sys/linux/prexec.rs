@@ -294,7 +294,7 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
             fail(plan, Step::Setup(ChildStep::KeepFds));
         }
     }
-    let caught = catch_stops_until_exec();
+    let caught = catch_stops_while_blocked();
     // Empty, unless the terminal's signals stay held (prepared before the
     // clone).
     libc::pthread_sigmask(libc::SIG_SETMASK, &plan.exec_mask, std::ptr::null_mut());
@@ -393,6 +393,40 @@ unsafe fn catch_stops_until_exec() -> [bool; 3] {
         action.sa_sigaction = discard as extern "C" fn(c_int) as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
         caught[i] = libc::sigaction(sig, catch.as_ptr(), std::ptr::null_mut()) == 0;
+    }
+    caught
+}
+
+/// [`catch_stops_until_exec`] in one `sigaction` per signal, not two,
+/// while every signal is still blocked (the clone's mask, before the
+/// unmask): the handler is set and the old disposition read at once, and
+/// a signal that was not at its default gets its old disposition back.
+/// Blocked, no signal can meet the handler in between. A child cloned
+/// with `CLONE_CLEAR_SIGHAND`, or after `reset_signal_dispositions`, has no
+/// handler left, so the old one is the default or an ignore; the put-back
+/// is for an ignore alone (an ignored stop stays ignored, as there). Every
+/// spawn makes these calls while the owner's thread waits for the exec.
+///
+/// # Safety
+/// As [`catch_stops_until_exec`], with every signal blocked.
+unsafe fn catch_stops_while_blocked() -> [bool; 3] {
+    let mut caught = [false; 3];
+    // Zeroed: an empty mask; SA_RESTART: no call before the exec fails
+    // with EINTR for it.
+    let mut catch = MaybeUninit::<libc::sigaction>::zeroed();
+    let action = catch.assume_init_mut();
+    action.sa_sigaction = discard as extern "C" fn(c_int) as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART;
+    for (i, sig) in STOPS.into_iter().enumerate() {
+        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+        if libc::sigaction(sig, catch.as_ptr(), old.as_mut_ptr()) != 0 {
+            continue;
+        }
+        if old.assume_init_ref().sa_sigaction == libc::SIG_DFL {
+            caught[i] = true;
+        } else {
+            libc::sigaction(sig, old.as_ptr(), std::ptr::null_mut());
+        }
     }
     caught
 }
