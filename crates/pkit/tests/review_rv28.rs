@@ -144,10 +144,12 @@ async fn a_suspended_pty_session_closes_and_drops_clean() {
 async fn a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner() {
     let s = begin("a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner").await;
     for choice in mechanisms() {
-        let mut own = std::process::Command::new("sleep")
-            .arg("310")
-            .spawn()
-            .expect("sleep");
+        let mut own = ChildOnDrop(
+            std::process::Command::new("sleep")
+                .arg("310")
+                .spawn()
+                .expect("sleep"),
+        );
         let file = TempPath::new("rv28-hup");
         let script = format!(
             "set -m; sleep 300 & echo $! >> {0}; sleep 301 & echo $! >> {0}; echo done >> {0}; wait",
@@ -444,18 +446,20 @@ fn the_guard_spares_a_daemon_in_a_reused_session_number() {
             }
             let exe = std::env::current_exe().expect("test binary");
             let file = TempPath::new("rv29-guard-stranger");
-            let mut owner = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "inner_guard_stranger",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("PKIT_RV29_GUARD_STRANGER", file.as_str())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("owner");
+            let mut owner = ChildOnDrop(
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "inner_guard_stranger",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env("PKIT_RV29_GUARD_STRANGER", file.as_str())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner"),
+            );
             let deadline = Instant::now() + Duration::from_secs(60);
             let text = loop {
                 let text = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -698,14 +702,16 @@ fn owner_death_ends_a_pty_sessions_jobs() {
         let mut failed = Vec::new();
         for choice in mechanisms() {
             let file = TempPath::new("rv28-owner");
-            let mut owner = std::process::Command::new(&exe)
-                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
-                .env("PKIT_RV28_OWNER", file.as_str())
-                .env("PKIT_RV28_CHOICE", choice.to_string())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("owner");
+            let mut owner = ChildOnDrop(
+                std::process::Command::new(&exe)
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env("PKIT_RV28_OWNER", file.as_str())
+                    .env("PKIT_RV28_CHOICE", choice.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner"),
+            );
             let deadline = Instant::now() + Duration::from_secs(30);
             let jobs: Vec<u32> = loop {
                 let text = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -748,15 +754,17 @@ fn owner_death_ends_a_crowded_forking_pty_session() {
         let mut failed = Vec::new();
         for choice in mechanisms() {
             let file = TempPath::new("rv29-crowd");
-            let mut owner = std::process::Command::new(&exe)
-                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
-                .env("PKIT_RV28_OWNER", file.as_str())
-                .env("PKIT_RV28_CHOICE", choice.to_string())
-                .env("PKIT_RV29_CROWD", "1")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("owner");
+            let mut owner = ChildOnDrop(
+                std::process::Command::new(&exe)
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env("PKIT_RV28_OWNER", file.as_str())
+                    .env("PKIT_RV28_CHOICE", choice.to_string())
+                    .env("PKIT_RV29_CROWD", "1")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner"),
+            );
             let deadline = Instant::now() + Duration::from_secs(60);
             let jobs: Vec<u32> = loop {
                 let text = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -976,16 +984,6 @@ fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
             assert!(failed.is_empty(), "{failed:#?}");
         },
     );
-}
-
-/// A `std` child killed and reaped when dropped.
-struct ChildOnDrop(std::process::Child);
-
-impl Drop for ChildOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
