@@ -273,7 +273,8 @@ async fn a_pty_leader_that_exits_leaves_its_jobs_in_reach_and_a_second_start_is_
 /// (`inner_stranger`).
 #[test]
 fn a_daemon_in_a_reused_session_number_is_not_swept() {
-    in_suite("a_daemon_in_a_reused_session_number_is_not_swept", || {
+    // Alone: it steers pid allocation (`take_number`).
+    in_suite_exclusive("a_daemon_in_a_reused_session_number_is_not_swept", || {
         if portable_run() {
             skipped(
                 "the reused-session test",
@@ -434,7 +435,8 @@ pub(crate) fn take_number(number: u32, own_pgroup: bool) -> Option<u32> {
 /// daemon's: it must survive the guard (watched 5 s after the guard exits).
 #[test]
 fn the_guard_spares_a_daemon_in_a_reused_session_number() {
-    in_suite(
+    // Alone: its owner steers pid allocation (`take_number`).
+    in_suite_exclusive(
         "the_guard_spares_a_daemon_in_a_reused_session_number",
         || {
             if portable_run() {

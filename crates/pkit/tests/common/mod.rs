@@ -821,6 +821,20 @@ pub fn in_suite(name: &'static str, f: impl FnOnce()) {
     rt.block_on(suite.end());
 }
 
+/// [`in_suite`] for a test that must run alone ([`begin_exclusive`]): one
+/// that steers what is machine-wide, as pid allocation (`ns_last_pid`),
+/// where another test's fork, in this binary or in one run at once, would
+/// take the pid meant for it (and keep it, a `sleep 300`).
+pub fn in_suite_exclusive(name: &'static str, f: impl FnOnce()) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let alone = rt.block_on(begin_exclusive());
+    f();
+    rt.block_on(end_exclusive(alone, name));
+}
+
 /// Waits (up to a minute, a backstop for a loaded machine) until one of
 /// this process's `pkit-fifo-open` threads is blocked in its `open`
 /// (`/proc/self/task/*/syscall`, asleep there); whether one was. A test that changes
