@@ -160,12 +160,29 @@ async fn a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner() {
         let _k = KillOnDrop(jobs.clone());
         group.signal(Signal::Hup).expect("signal");
         let gone = wait_gone(&jobs, DEADLINE).await;
+        // What a job that outlived the hangup was (state, command name,
+        // signal masks), before the close below ends it.
+        let seen: Vec<String> = gone
+            .as_ref()
+            .err()
+            .into_iter()
+            .flatten()
+            .map(|&j| {
+                let masks = std::fs::read_to_string(format!("/proc/{j}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("Sig") || l.starts_with("ShdPnd"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("{j} {:?} {:?} {masks}", stat(j), comm(j))
+            })
+            .collect();
         assert_alive(&[own.id()], &format!("{choice}: the owner's own sleep"));
         let _ = own.kill();
         let _ = own.wait();
         group.close().await.expect("close");
         drop(p);
-        assert_eq!(gone, Ok(()), "{choice}: SIGINT missed jobs");
+        assert_eq!(gone, Ok(()), "{choice}: SIGHUP missed jobs: {seen:?}");
     }
     s.end().await;
 }
