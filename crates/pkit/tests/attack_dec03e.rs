@@ -646,11 +646,13 @@ async fn a_non_root_owner() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Killed with a tree running.
-    let mut child = run("die")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildOnDrop(
+        run("die")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let rx = tagged_lines(&mut child, "NOBODY tree ");
     let line = rx
         .recv_timeout(DEADLINE * 12)

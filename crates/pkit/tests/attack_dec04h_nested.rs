@@ -768,21 +768,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
-/// Starts [`signalled_owner`] doing `what` under `choice`; returns it, the
+/// Starts [`signalled_owner`] doing `what` under `choice`; returns it
+/// (killed and reaped when dropped, a failed check included), the
 /// pids it said, and the rest of its lines.
 fn owner(
     what: &str,
     choice: MechanismChoice,
-) -> (
-    std::process::Child,
-    Vec<u32>,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut child = helper_owner_command("signalled_owner", OWNER, what)
-        .env("PKIT_MECHANISM", choice.as_str())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+) -> (ChildOnDrop, Vec<u32>, std::sync::mpsc::Receiver<String>) {
+    let mut child = ChildOnDrop(
+        helper_owner_command("signalled_owner", OWNER, what)
+            .env("PKIT_MECHANISM", choice.as_str())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let said = tagged_lines(&mut child, "OWNER ");
     let mut pids = vec![];
     loop {
@@ -846,18 +845,20 @@ async fn owner_killed_with_capped_nest() {
         suite.end().await;
         return;
     }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "signalled_owner",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(OWNER, "nest")
-        .env("PKIT_MECHANISM", "cgroup")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildOnDrop(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "signalled_owner",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(OWNER, "nest")
+            .env("PKIT_MECHANISM", "cgroup")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let said = tagged_lines(&mut child, "OWNER ");
     let (mut pids, mut dirs) = (vec![child.id()], vec![]);
     loop {

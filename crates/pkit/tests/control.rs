@@ -149,10 +149,12 @@ async fn adopt_then_drop_kills_the_adopted_process() {
     // A block: what it started is dropped before the end's check.
     {
         let g = group(MechanismChoice::Cgroup);
-        let mut outsider = std::process::Command::new("sleep")
-            .arg("300")
-            .spawn()
-            .unwrap();
+        let mut outsider = common::ChildOnDrop(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .unwrap(),
+        );
         g.adopt(outsider.id()).unwrap();
         // Polled, and what was seen told: CI failed once on a single look, at
         // load 30, with nothing to say what the listing held.
@@ -175,10 +177,12 @@ async fn adopt_then_drop_kills_the_adopted_process() {
         // A process group can't take a program that is already running.
         let g = group(MechanismChoice::ProcessGroup);
         let _first = g.start(&Command::new("sleep").arg("300")).unwrap();
-        let mut outsider = std::process::Command::new("sleep")
-            .arg("300")
-            .spawn()
-            .unwrap();
+        let mut outsider = common::ChildOnDrop(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .unwrap(),
+        );
         let err = g.adopt(outsider.id()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(err.to_string().contains("process-group"), "{err}");
@@ -210,10 +214,12 @@ async fn adopted_after_the_first_start_is_not_in_its_subtree() {
         let first = g.start(&Command::new("sleep").arg("300")).unwrap();
         let mut outsiders: Vec<_> = (0..2)
             .map(|_| {
-                std::process::Command::new("sleep")
-                    .arg("300")
-                    .spawn()
-                    .unwrap()
+                common::ChildOnDrop(
+                    std::process::Command::new("sleep")
+                        .arg("300")
+                        .spawn()
+                        .unwrap(),
+                )
             })
             .collect();
         for o in &outsiders {

@@ -666,12 +666,14 @@ async fn killed_owner_leaves_no_directory(helper: &str, name: &str) {
         return;
     }
     let out = TempPath::new("unremovable-owner");
-    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([helper, "--exact", "--nocapture", "--test-threads=1"])
-        .env("PKIT_FAULT_OWNER_OUT", out.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut owner = ChildOnDrop(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([helper, "--exact", "--nocapture", "--test-threads=1"])
+            .env("PKIT_FAULT_OWNER_OUT", out.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + DEADLINE * 3;
     let dir = loop {
         let text = std::fs::read_to_string(out.path()).unwrap_or_default();

@@ -27,7 +27,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{kill_pid, pid_gone};
@@ -116,14 +116,17 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
     }
 }
 
-/// Starts the helper in `mode`; returns it and its `ready` line's fields.
-fn helper(mode: &str) -> (Child, Vec<String>) {
-    let mut child = common::helper_owner_command("guard_ns_helper", HELPER_VAR, mode)
-        .env_remove("PKIT_MECHANISM")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the helper");
+/// Starts the helper in `mode`; returns it (killed and reaped when
+/// dropped, a failed check included) and its `ready` line's fields.
+fn helper(mode: &str) -> (common::ChildOnDrop, Vec<String>) {
+    let mut child = common::ChildOnDrop(
+        common::helper_owner_command("guard_ns_helper", HELPER_VAR, mode)
+            .env_remove("PKIT_MECHANISM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the helper"),
+    );
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let ready = loop {
         match lines.next() {
@@ -143,7 +146,7 @@ fn helper(mode: &str) -> (Child, Vec<String>) {
 }
 
 /// SIGKILLs the helper, reaps it, and waits until its guard has exited.
-fn kill_helper(mut child: Child, guard: u32) {
+fn kill_helper(mut child: common::ChildOnDrop, guard: u32) {
     child.kill().expect("kill the helper");
     child.wait().expect("reap the helper");
     wait_for(|| pid_gone(guard), "the guard's exit");
@@ -170,10 +173,12 @@ fn a_killed_owners_registered_name_another_owner_made_is_left_alone() {
         let lock = std::fs::File::open(&dir).expect("open the directory");
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockShared)
             .expect("its shared lock");
-        let mut sleep = std::process::Command::new("sleep")
-            .arg("300")
-            .spawn()
-            .expect("sleep");
+        let mut sleep = common::ChildOnDrop(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .expect("sleep"),
+        );
         join(&dir, sleep.id());
         kill_helper(helper, guard);
         let alive = !pid_gone(sleep.id());

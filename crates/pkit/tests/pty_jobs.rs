@@ -236,10 +236,12 @@ async fn a_timed_out_pty_shell_ends_its_jobs_while_the_group_stays_open() {
 async fn no_sweep_reaches_the_owners_session() {
     let s = begin("no_sweep_reaches_the_owners_session").await;
     for choice in mechanisms() {
-        let mut own = std::process::Command::new("sleep")
-            .arg("302")
-            .spawn()
-            .expect("sleep");
+        let mut own = ChildOnDrop(
+            std::process::Command::new("sleep")
+                .arg("302")
+                .spawn()
+                .expect("sleep"),
+        );
         let own_pid = own.id();
         let file = TempPath::new("pty-jobs-away");
         let away = group(choice);

@@ -560,20 +560,22 @@ async fn owner_race_round(choice: MechanismChoice, i: u64, v1_parents: &[std::pa
         random_below(1 << 40)
     );
     let (name, value) = tag.split_once('=').unwrap();
-    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "race_owner_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("PKIT_RACE_OWNER", choice.as_str())
-        .env("PKIT_RACE_OUT", out.path())
-        .env(name, value)
-        .envs((!v1_parents.is_empty()).then_some(("PKIT_RACE_CAPPED", "1")))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut owner = ChildOnDrop(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "race_owner_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PKIT_RACE_OWNER", choice.as_str())
+            .env("PKIT_RACE_OUT", out.path())
+            .env(name, value)
+            .envs((!v1_parents.is_empty()).then_some(("PKIT_RACE_CAPPED", "1")))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let owner_pid = owner.id();
     // Some rounds strike during the owner's first group (and its
     // guard's start); the rest once it is looping.

@@ -144,10 +144,12 @@ async fn a_suspended_pty_session_closes_and_drops_clean() {
 async fn a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner() {
     let s = begin("a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner").await;
     for choice in mechanisms() {
-        let mut own = std::process::Command::new("sleep")
-            .arg("310")
-            .spawn()
-            .expect("sleep");
+        let mut own = ChildOnDrop(
+            std::process::Command::new("sleep")
+                .arg("310")
+                .spawn()
+                .expect("sleep"),
+        );
         let file = TempPath::new("rv28-hup");
         let script = format!(
             "set -m; sleep 300 & echo $! >> {0}; sleep 301 & echo $! >> {0}; echo done >> {0}; wait",
@@ -158,12 +160,29 @@ async fn a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner() {
         let _k = KillOnDrop(jobs.clone());
         group.signal(Signal::Hup).expect("signal");
         let gone = wait_gone(&jobs, DEADLINE).await;
+        // What a job that outlived the hangup was (state, command name,
+        // signal masks), before the close below ends it.
+        let seen: Vec<String> = gone
+            .as_ref()
+            .err()
+            .into_iter()
+            .flatten()
+            .map(|&j| {
+                let masks = std::fs::read_to_string(format!("/proc/{j}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("Sig") || l.starts_with("ShdPnd"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("{j} {:?} {:?} {masks}", stat(j), comm(j))
+            })
+            .collect();
         assert_alive(&[own.id()], &format!("{choice}: the owner's own sleep"));
         let _ = own.kill();
         let _ = own.wait();
         group.close().await.expect("close");
         drop(p);
-        assert_eq!(gone, Ok(()), "{choice}: SIGINT missed jobs");
+        assert_eq!(gone, Ok(()), "{choice}: SIGHUP missed jobs: {seen:?}");
     }
     s.end().await;
 }
@@ -282,7 +301,8 @@ async fn a_pty_leader_that_exits_leaves_its_jobs_in_reach_and_a_second_start_is_
 /// (`inner_stranger`).
 #[test]
 fn a_daemon_in_a_reused_session_number_is_not_swept() {
-    in_suite("a_daemon_in_a_reused_session_number_is_not_swept", || {
+    // Alone: it steers pid allocation (`take_number`).
+    in_suite_exclusive("a_daemon_in_a_reused_session_number_is_not_swept", || {
         if portable_run() {
             skipped(
                 "the reused-session test",
@@ -445,7 +465,8 @@ pub(crate) fn take_number(number: u32, own_pgroup: bool) -> Option<u32> {
 /// ends its target in milliseconds; 5 s before, all of it waiting).
 #[test]
 fn the_guard_spares_a_daemon_in_a_reused_session_number() {
-    in_suite(
+    // Alone: its owner steers pid allocation (`take_number`).
+    in_suite_exclusive(
         "the_guard_spares_a_daemon_in_a_reused_session_number",
         || {
             if portable_run() {
@@ -457,18 +478,20 @@ fn the_guard_spares_a_daemon_in_a_reused_session_number() {
             }
             let exe = std::env::current_exe().expect("test binary");
             let file = TempPath::new("rv29-guard-stranger");
-            let mut owner = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "inner_guard_stranger",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("PKIT_RV29_GUARD_STRANGER", file.as_str())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("owner");
+            let mut owner = ChildOnDrop(
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "inner_guard_stranger",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env("PKIT_RV29_GUARD_STRANGER", file.as_str())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner"),
+            );
             let deadline = Instant::now() + Duration::from_secs(60);
             let text = loop {
                 let text = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -719,14 +742,16 @@ fn owner_death_ends_a_pty_sessions_jobs() {
         // The mechanisms at once: each its own owner, pty session and jobs.
         at_once(mechanisms(), |choice| {
             let file = TempPath::new("rv28-owner");
-            let mut owner = std::process::Command::new(&exe)
-                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
-                .env("PKIT_RV28_OWNER", file.as_str())
-                .env("PKIT_RV28_CHOICE", choice.to_string())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("owner");
+            let mut owner = ChildOnDrop(
+                std::process::Command::new(&exe)
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env("PKIT_RV28_OWNER", file.as_str())
+                    .env("PKIT_RV28_CHOICE", choice.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner"),
+            );
             let deadline = Instant::now() + Duration::from_secs(30);
             let jobs: Vec<u32> = loop {
                 let text = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -770,15 +795,17 @@ fn owner_death_ends_a_crowded_forking_pty_session() {
         let mut failed = Vec::new();
         for choice in mechanisms() {
             let file = TempPath::new("rv29-crowd");
-            let mut owner = std::process::Command::new(&exe)
-                .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
-                .env("PKIT_RV28_OWNER", file.as_str())
-                .env("PKIT_RV28_CHOICE", choice.to_string())
-                .env("PKIT_RV29_CROWD", "1")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("owner");
+            let mut owner = ChildOnDrop(
+                std::process::Command::new(&exe)
+                    .args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
+                    .env("PKIT_RV28_OWNER", file.as_str())
+                    .env("PKIT_RV28_CHOICE", choice.to_string())
+                    .env("PKIT_RV29_CROWD", "1")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("owner"),
+            );
             let deadline = Instant::now() + Duration::from_secs(60);
             let jobs: Vec<u32> = loop {
                 let text = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -998,16 +1025,6 @@ fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
             assert!(failed.is_empty(), "{failed:#?}");
         },
     );
-}
-
-/// A `std` child killed and reaped when dropped.
-struct ChildOnDrop(std::process::Child);
-
-impl Drop for ChildOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -22,13 +22,9 @@ fn python() -> Option<String> {
 
 /// Runs `inner_owner` (a fresh copy of this binary) for `case` under
 /// `choice` and waits until it wrote `done`; the owner and the numbers it
-/// wrote. (The caller kills and waits the owner it is given.)
-#[allow(clippy::zombie_processes)]
-fn start_owner(
-    case: &str,
-    choice: MechanismChoice,
-    file: &TempPath,
-) -> (std::process::Child, Vec<u32>) {
+/// wrote. (The caller kills and waits the owner it is given; dropped, it
+/// is killed and reaped, a failed check included.)
+fn start_owner(case: &str, choice: MechanismChoice, file: &TempPath) -> (ChildOnDrop, Vec<u32>) {
     let exe = std::env::current_exe().expect("test binary");
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["--exact", "inner_owner", "--nocapture", "--test-threads=1"])
@@ -40,7 +36,7 @@ fn start_owner(
     if let Some(py) = python() {
         cmd.env("PKIT_RV30_PYTHON", py);
     }
-    let mut owner = cmd.spawn().expect("owner");
+    let mut owner = ChildOnDrop(cmd.spawn().expect("owner"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(file.path()).unwrap_or_default();

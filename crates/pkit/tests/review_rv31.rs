@@ -138,11 +138,13 @@ mod cassette {
             assert!(err.to_string().contains("not a regular file"), "{err}");
 
             // A writer blocked in its open of the FIFO: still refused.
-            let mut writer = std::process::Command::new("sh")
-                .args(["-c", "echo '{}' > \"$1\"", "sh"])
-                .arg(&fifo)
-                .spawn()
-                .unwrap();
+            let mut writer = ChildOnDrop(
+                std::process::Command::new("sh")
+                    .args(["-c", "echo '{}' > \"$1\"", "sh"])
+                    .arg(&fifo)
+                    .spawn()
+                    .unwrap(),
+            );
             std::thread::sleep(Duration::from_millis(200));
             let err = refused(link, "a FIFO replayed");
             assert!(err.to_string().contains("not a regular file"), "{err}");

@@ -674,19 +674,21 @@ fn guard_of(leader: u32) -> Option<u32> {
 /// process group: only the guard's session sweep reaches it) was killed.
 fn guard_sweep_with_free_descriptors(free: usize) -> Result<bool, String> {
     let file = TempPath::new("rv33-guard");
-    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "rv33_guard_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(GUARD_HELPER, file.as_str())
-        .env_remove("PKIT_MECHANISM")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the helper owner");
+    let mut owner = ChildOnDrop(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "rv33_guard_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(GUARD_HELPER, file.as_str())
+            .env_remove("PKIT_MECHANISM")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the helper owner"),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -41,7 +41,9 @@ mod rv35_watch;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::{ChildStdout, Stdio};
+
+use common::ChildOnDrop;
 use std::time::{Duration, Instant};
 
 use pkit::{Command, Group, MechanismChoice};
@@ -150,9 +152,10 @@ impl Rng {
 }
 
 /// Starts the helper (`wrap`: a command to run it under, e.g. `unshare`)
-/// with marker `tag` and `count` groups; returns it and its stdout once it
-/// printed `rv35go`.
-fn helper(wrap: &[&str], tag: &str, count: usize) -> (Child, BufReader<ChildStdout>) {
+/// with marker `tag` and `count` groups; returns it (killed and reaped
+/// when dropped, a failed check included) and its stdout once it printed
+/// `rv35go`.
+fn helper(wrap: &[&str], tag: &str, count: usize) -> (ChildOnDrop, BufReader<ChildStdout>) {
     let exe = std::env::current_exe().expect("test binary");
     let args = ["rv35_helper", "--exact", "--nocapture", "--test-threads=1"];
     let mut cmd = match wrap.split_first() {
@@ -163,15 +166,16 @@ fn helper(wrap: &[&str], tag: &str, count: usize) -> (Child, BufReader<ChildStdo
             c
         }
     };
-    let mut child = cmd
-        .args(args)
-        .env(HELPER_VAR, tag)
-        .env("PKIT_RV35_COUNT", count.to_string())
-        .env_remove("PKIT_MECHANISM")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the helper");
+    let mut child = ChildOnDrop(
+        cmd.args(args)
+            .env(HELPER_VAR, tag)
+            .env("PKIT_RV35_COUNT", count.to_string())
+            .env_remove("PKIT_MECHANISM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the helper"),
+    );
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     wait_line(&mut out, "rv35go");
     (child, out)
@@ -464,7 +468,7 @@ fn owners_in_two_pid_namespaces_racing_for_names() {
             let (mut b, mut b_out) = helper(&wrap, &tag_b, 24);
             let (mut a, mut a_out) = helper(&wrap, &tag_a, 0);
             // unshare -> ns init (sleep) -> helper.
-            let init_of = |c: &Child| children_of(c.id()).first().copied().expect("ns init");
+            let init_of = |c: &ChildOnDrop| children_of(c.id()).first().copied().expect("ns init");
             let (init_a, init_b) = (init_of(&a), init_of(&b));
             // The helper is its namespace's pid 2 (ns23: found by its
             // command name, its guard, `pkit-guard`, or the guard's
@@ -609,7 +613,7 @@ fn owners_in_two_pid_namespaces_racing_for_names() {
 
 /// The helper's one kept group (count 1: two processes, the second in a
 /// sub-cgroup), once made: the helper, its guard's pid and its directory.
-fn one_group(tag: &str) -> (Child, u32, PathBuf) {
+fn one_group(tag: &str) -> (ChildOnDrop, u32, PathBuf) {
     let (child, mut out) = helper(&[], tag, 1);
     let live: usize = wait_line(&mut out, "rv35done").parse().expect("count");
     assert_eq!(live, 2, "the helper's group runs its two sleeps");

@@ -18,7 +18,9 @@ use pkit::{Command, Group, MechanismChoice, Signal, SystemRunner};
 
 #[test]
 fn verbs_and_start_work_when_the_owner_ignores_sigchld() {
-    common::in_suite(
+    // Alone: each fresh copy steers pid allocation (`ns_last_pid`, for
+    // `stranger_with_the_old_group_number_is_left_alone`).
+    common::in_suite_exclusive(
         "verbs_and_start_work_when_the_owner_ignores_sigchld",
         each_disposition_in_a_fresh_process,
     );

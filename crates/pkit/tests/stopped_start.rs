@@ -197,10 +197,12 @@ fn one(choice: MechanismChoice, then: Then, joins: bool) {
             kill_group(&g, &what);
         }
         Then::Adopt => {
-            let mut other = std::process::Command::new("sleep")
-                .arg("300")
-                .spawn()
-                .expect("sleep");
+            let mut other = ChildOnDrop(
+                std::process::Command::new("sleep")
+                    .arg("300")
+                    .spawn()
+                    .expect("sleep"),
+            );
             let pid = other.id();
             let gc = g.clone();
             let adopted = within(&format!("{what}: adopt"), move || gc.adopt(pid));

@@ -402,6 +402,32 @@ impl Drop for Anchor {
     }
 }
 
+/// A `std` child (a helper owner, an inner run of the test binary, a
+/// `sleep` of the test's own) killed and reaped when dropped: a failed
+/// assertion between its start and the test's own kill must not leave it
+/// to the next test's leak check. Derefs to the child.
+pub struct ChildOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for ChildOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Child processes of this test process, zombies included (pkit must reap
 /// every child it started).
 pub fn own_children() -> Vec<(u32, Option<Stat>)> {
@@ -814,6 +840,20 @@ pub fn in_suite(name: &'static str, f: impl FnOnce()) {
     let suite = rt.block_on(begin(name));
     f();
     rt.block_on(suite.end());
+}
+
+/// [`in_suite`] for a test that must run alone ([`begin_exclusive`]): one
+/// that steers what is machine-wide, as pid allocation (`ns_last_pid`),
+/// where another test's fork, in this binary or in one run at once, would
+/// take the pid meant for it (and keep it, a `sleep 300`).
+pub fn in_suite_exclusive(name: &'static str, f: impl FnOnce()) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let alone = rt.block_on(begin_exclusive());
+    f();
+    rt.block_on(end_exclusive(alone, name));
 }
 
 /// Waits (up to a minute, a backstop for a loaded machine) until one of
@@ -1320,14 +1360,16 @@ pub async fn owner_of_pty_starts_under_stops(choice: MechanismChoice) {
 
 /// This test binary run again as a helper owner: only the test `test`
 /// (`--exact`), with `key=value` in its environment, stdout piped (see
-/// [`tagged_lines`]), stderr discarded.
+/// [`tagged_lines`]), stderr discarded; killed and reaped when dropped.
 #[allow(dead_code)]
-pub fn helper_owner(test: &str, key: &str, value: &str) -> std::process::Child {
-    helper_owner_command(test, key, value)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the helper owner starts")
+pub fn helper_owner(test: &str, key: &str, value: &str) -> ChildOnDrop {
+    ChildOnDrop(
+        helper_owner_command(test, key, value)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the helper owner starts"),
+    )
 }
 
 /// The command of [`helper_owner`], to be given more (an environment, its
