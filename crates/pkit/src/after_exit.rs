@@ -29,6 +29,27 @@ pub(crate) struct AfterExit {
 }
 
 impl AfterExit {
+    /// The bounds of a run whose start call was at `began`, with its
+    /// `timeout` (what is left of it now), its `inactivity` timeout, the
+    /// output `activity` that resets that, and its cancel tokens: a verb's
+    /// run and a started chain's.
+    pub(crate) fn of_run(
+        timeout: Option<Duration>,
+        inactivity: Option<Duration>,
+        began: std::time::Instant,
+        activity: Arc<LimitFlag>,
+        cancel: Vec<CancelToken>,
+    ) -> AfterExit {
+        AfterExit {
+            deadline: crate::timing::left_of(timeout, began)
+                .and_then(crate::timing::deadline_after),
+            inactivity: (inactivity.filter(|d| *d < crate::timing::NO_DEADLINE))
+                .map(|d| (Instant::from_std(began), d)),
+            activity: Some(activity),
+            cancel,
+        }
+    }
+
     /// Completes when one of the bounds passes (never without one).
     pub(crate) async fn passed(&self) {
         let timer = sleep_until_or_never(self.deadline);

@@ -148,14 +148,13 @@ impl RunningPipe {
         plan: Plan,
     ) -> RunningPipe {
         let group = Arc::new(group);
-        let after = AfterExit {
-            deadline: crate::timing::left_of(plan.timeout, began)
-                .and_then(crate::timing::deadline_after),
-            inactivity: (plan.inactivity.filter(|d| *d < crate::timing::NO_DEADLINE))
-                .map(|d| (tokio::time::Instant::from_std(began), d)),
-            activity: Some(plan.limit.clone()),
-            cancel: plan.tokens.clone(),
-        };
+        let after = AfterExit::of_run(
+            plan.timeout,
+            plan.inactivity,
+            began,
+            plan.limit.clone(),
+            plan.tokens.clone(),
+        );
         let cut: Arc<[AtomicBool]> = procs.iter().map(|_| AtomicBool::new(false)).collect();
         let stopped = Arc::new(AtomicBool::new(false));
         let waits = procs

@@ -458,13 +458,13 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     // gone: the rest of the timeout, the inactivity timeout and a cancel
     // still bound the end of the run, when a tee takes no more bytes (the
     // outcome stays the exit's; the tee's error says its write was cut).
-    let after = crate::after_exit::AfterExit {
-        deadline: crate::timing::left_of(cmd.spec.timeout, began).and_then(deadline_after),
-        inactivity: (bounds.inactivity.filter(|d| *d < NO_DEADLINE))
-            .map(|d| (tokio::time::Instant::from_std(began), d)),
-        activity: Some(proc.limit.clone()),
-        cancel: cmd.spec.cancel.iter().cloned().collect(),
-    };
+    let after = crate::after_exit::AfterExit::of_run(
+        cmd.spec.timeout,
+        bounds.inactivity,
+        began,
+        proc.limit.clone(),
+        cmd.spec.cancel.iter().cloned().collect(),
+    );
     let mut out = proc.finish(outcome, after.passed()).await;
     // Only what the run itself provoked: read before teardown's SIGKILLs.
     out.oom_killed = oom_before.is_some_and(|n| n > 0);
