@@ -132,9 +132,9 @@ impl Command {
         // The line stream takes the stderr a failed run's error quotes:
         // keep its last lines for that.
         let mut stderr_tail = std::collections::VecDeque::new();
-        // Within a line cut by `max_line_bytes`: its first piece was
-        // offered; the pieces after it are no lines the program wrote.
-        let mut in_cut_line = false;
+        // A line cut by `max_line_bytes`: the pieces after its first are
+        // no lines the program wrote.
+        let mut first_pieces = crate::pump::FirstPieces::default();
         while let Some(line) = lines.next_line().await {
             if line.stream == StreamKind::Stderr {
                 if stderr_tail.len() == 10 {
@@ -143,9 +143,7 @@ impl Command {
                 stderr_tail.push_back(line.text);
                 continue;
             }
-            let rest_of_cut_line = in_cut_line;
-            in_cut_line = line.partial;
-            if rest_of_cut_line {
+            if !first_pieces.offers(&line) {
                 continue;
             }
             let matched = {

@@ -33,3 +33,23 @@ pub struct Line {
     /// piece of it that more pieces follow.
     pub partial: bool,
 }
+
+/// Tells the lines a program wrote from the later pieces of a line cut by
+/// `max_line_bytes`, stream by stream (their pieces interleave): a
+/// predicate that sees text only (`first_line`, a supervisor's
+/// `ready_when_line`) is offered a cut line's first piece alone.
+#[derive(Debug, Default)]
+pub(crate) struct FirstPieces {
+    /// Per stream (stdout, stderr): the last line seen was a piece that
+    /// more pieces follow.
+    in_cut_line: [bool; 2],
+}
+
+impl FirstPieces {
+    /// Whether `line` is to be offered: a whole line, or the first piece of
+    /// a cut one.
+    pub(crate) fn offers(&mut self, line: &Line) -> bool {
+        let rest = &mut self.in_cut_line[usize::from(line.stream == StreamKind::Stderr)];
+        !std::mem::replace(rest, line.partial)
+    }
+}

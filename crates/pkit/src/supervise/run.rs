@@ -221,14 +221,9 @@ async fn check(proc: &mut RunningProcess, health: &Health, timeout: Duration) ->
         Health::Line(pred) => {
             // A line cut by `max_line_bytes` is offered as its first piece
             // only (as `first_line` does): the pieces after it are no
-            // lines the program wrote. Per stream: they interleave.
-            let mut in_cut_line = [false; 2];
-            let mut offered = |l: &crate::pump::Line| {
-                let rest =
-                    &mut in_cut_line[usize::from(l.stream == crate::pump::StreamKind::Stderr)];
-                let skip = std::mem::replace(rest, l.partial);
-                !skip && pred(&l.text)
-            };
+            // lines the program wrote.
+            let mut first_pieces = crate::pump::FirstPieces::default();
+            let mut offered = |l: &crate::pump::Line| first_pieces.offers(l) && pred(&l.text);
             proc.wait_for_line(&mut offered, timeout).await.is_ok()
         }
         Health::Port(addr) => proc.wait_for_port(*addr, timeout).await.is_ok(),
