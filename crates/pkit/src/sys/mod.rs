@@ -109,7 +109,7 @@ pub use limits::{CapSupport, LimitInfo};
 pub(crate) use linux::forked::spawn_detached;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::procfs::usage as proc_usage;
-pub(crate) use look_as::{look_as, ChildIds};
+pub(crate) use look_as::look_as;
 pub(crate) use open_wait::{GaveUp, OpenWait};
 pub use place::Placement;
 pub(crate) use pty::{
@@ -139,7 +139,7 @@ pub(crate) use transient::is_transient_os_error;
 #[cfg(unix)]
 pub(crate) use tree::ProcTree;
 pub use types::Mechanism;
-pub(crate) use types::{ChildEnv, ExitStatus, IoRequest, ReadStep, SpawnError, Special};
+pub(crate) use types::{ChildEnv, ChildIds, ExitStatus, IoRequest, ReadStep, SpawnError, Special};
 #[cfg(windows)]
 pub use windows::host_containment;
 /// The pids of this process's owner-death guards: none on Windows (a job

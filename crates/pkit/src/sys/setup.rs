@@ -65,11 +65,14 @@ pub(crate) struct ChildSetup {
 }
 
 impl ChildSetup {
-    /// Whether the child takes ids other than the owner's (user, group or
-    /// supplementary groups).
+    /// The ids the child takes (user, group, supplementary groups).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn changes_ids(&self) -> bool {
-        self.uid.is_some() || self.gid.is_some() || self.groups.is_some()
+    pub(crate) fn ids(&self) -> super::ChildIds<'_> {
+        super::ChildIds {
+            uid: self.uid,
+            gid: self.gid,
+            groups: self.groups.as_deref(),
+        }
     }
 }
 

@@ -136,3 +136,19 @@ pub(crate) enum Special {
     Susp,
     Quit,
 }
+
+/// The ids a child takes before exec (`Command::uid`, `gid`, `groups`;
+/// `None`: kept).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ChildIds<'a> {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub groups: Option<&'a [u32]>,
+}
+
+impl ChildIds<'_> {
+    /// Whether the child runs with ids other than the owner's.
+    pub(crate) fn change(&self) -> bool {
+        self.uid.is_some() || self.gid.is_some() || self.groups.is_some()
+    }
+}

@@ -10,8 +10,7 @@
 
 use super::prexec::{id, nr};
 
-/// The ids to take: user, group, supplementary groups (`None`: kept).
-pub(crate) type Ids<'a> = (Option<u32>, Option<u32>, Option<&'a [u32]>);
+use crate::sys::types::ChildIds;
 
 /// How much stack the scratch thread gets: a `PATH` search holds a few
 /// paths on the heap and little on the stack.
@@ -23,7 +22,7 @@ const STACK: usize = 128 * 1024;
 /// not run, when the thread could not take an id the child is to have (an
 /// owner without the privilege: the child's own setup then fails, and says
 /// so) or could not be started.
-pub(crate) fn look_as<T, F>(ids: Ids<'_>, look: F) -> Result<T, F>
+pub(crate) fn look_as<T, F>(ids: &ChildIds<'_>, look: F) -> Result<T, F>
 where
     T: Send,
     F: FnOnce() -> T + Send,
@@ -39,7 +38,7 @@ where
                 .name("pkit-look-as".into())
                 .stack_size(STACK)
                 .spawn_scoped(scope, || {
-                    if !take(&ids) {
+                    if !take(ids) {
                         return None;
                     }
                     let look = slot
@@ -67,8 +66,8 @@ where
 
 /// Takes `ids` on the calling thread (and only there); false when an id
 /// the child is to have was refused.
-fn take(ids: &Ids<'_>) -> bool {
-    let (uid, gid, groups) = *ids;
+fn take(ids: &ChildIds<'_>) -> bool {
+    let ChildIds { uid, gid, groups } = *ids;
     match groups {
         // SAFETY: setgroups of the calling thread only (the raw system
         // call, not glibc's process-wide wrapper), reading `list`.

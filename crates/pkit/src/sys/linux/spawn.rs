@@ -165,7 +165,7 @@ pub(crate) fn spawn_into_cgroup(
     kills: &dyn Fn() -> Option<u64>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     // A child taking other ids in our memory marks us not dumpable.
-    super::dumpable::kept(spec.setup.changes_ids(), || {
+    super::dumpable::kept(spec.setup.ids().change(), || {
         into_cgroup(spec, cgroup_dir, join, kills)
     })
 }
@@ -255,7 +255,7 @@ pub(crate) fn spawn_joining(
     birth: Option<&super::birth::Birth>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     // A child taking other ids in our memory marks us not dumpable.
-    super::dumpable::kept(spec.setup.changes_ids(), || {
+    super::dumpable::kept(spec.setup.ids().change(), || {
         joining(spec, join, pgid, leader, birth)
     })
 }
