@@ -60,7 +60,14 @@
 //! jobs leaves none (perf38's reap); a pkit inside a pkit run does all of
 //! the above's kinds of work; an owner that handles SIGTSTP and ignores
 //! SIGTTIN starts programs with SIGTSTP default, SIGTTIN ignored, nothing
-//! blocked or caught (perf38's prexec).
+//! blocked or caught (perf38's prexec); an owner that ignores SIGCHLD
+//! (children reaped by the kernel) gets exit codes from the blocking direct
+//! path, the engine and async (perf38's reap); 70,000 supplementary groups
+//! fail cleanly, 60,000 run, the owner dumpable (lows4); the VT stripper on
+//! random string introducers (7- and 8-bit), whole and cut, leaves no
+//! control and cuts as whole, and an OSC ended by an ESC keeps the lines
+//! after it (teefin; a line feed inside an unterminated string is
+//! swallowed, as a terminal's parser does and the docs say).
 
 mod common;
 
@@ -1781,6 +1788,174 @@ fn a_childs_stop_signals_follow_the_owners_dispositions() {
                 "{choice}: tstp ignored false ttin ignored true ttou ignored false blocked 0x0 caught 0x0"
             );
             assert!(lines.contains(&want), "{want}: {lines:#?}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// teefin: the VT stripper's strings
+// ---------------------------------------------------------------------------
+
+/// Probe (teefin's stripper fix): random text of string introducers (OSC,
+/// DCS, SOS, PM, APC, 7- and 8-bit), ST, BEL, ESC, CSI pieces, CAN, SUB,
+/// tabs and line endings: no ESC, CAN, SUB or C1 control is left,
+/// stripping in random cuts (a `VtStripper` fed piece by piece) gives what
+/// stripping the whole text gives, and text with no string introducer
+/// keeps every line feed. (A line feed inside a string is swallowed, as a
+/// terminal's parser ignores it there, and documented so: an OSC left
+/// unterminated swallows the lines after it up to the next BEL, ST, ESC,
+/// CAN or SUB; an ESC, the usual next thing, ends it: checked below.)
+#[test]
+fn the_vt_stripper_leaves_no_control_and_strips_cut_text_as_whole_in_random_strings() {
+    if role().is_some() {
+        return;
+    }
+    const ALPHABET: &[char] = &[
+        'a', 'Z', ' ', '\n', '\t', '\r', '\x1b', ']', 'P', 'X', '^', '_', '\\', '\x07', '[', '0',
+        ';', 'm', '\x18', '\x1a', '\u{9b}', '\u{9d}', '\u{90}', '\u{9c}', '\u{98}', 'é',
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut bad = Vec::new();
+    for round in 0..4000 {
+        let len = (next() % 48) as usize;
+        let text: String = (0..len)
+            .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+            .collect();
+        let whole = pkit::strip_vt(&text);
+        let chars: Vec<char> = text.chars().collect();
+        let mut vt = pkit::VtStripper::new();
+        let mut cut = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let n = 1 + (next() % 5) as usize;
+            let piece: String = chars[i..(i + n).min(chars.len())].iter().collect();
+            vt.strip_into(&piece, &mut cut);
+            i += n;
+        }
+        let left = whole
+            .chars()
+            .any(|c| matches!(c, '\x1b' | '\x18' | '\x1a' | '\u{80}'..='\u{9f}'));
+        let strings = text.contains(['\u{90}', '\u{9d}', '\u{98}'])
+            || ["\x1b]", "\x1bP", "\x1bX", "\x1b^", "\x1b_"]
+                .iter()
+                .any(|i| text.contains(i));
+        let lines_lost = whole.matches('\n').count() != text.matches('\n').count();
+        if (lines_lost && !strings) || left || cut != whole {
+            bad.push(format!(
+                "round {round}: {text:?} -> {whole:?} (cut: {cut:?})"
+            ));
+        }
+    }
+    for (input, want) in [
+        ("\x1b]0;title\x1b[0mready\n", "ready\n"),
+        ("\u{9d}0;title\x1b[1mready\nnext\n", "ready\nnext\n"),
+        ("\x1bPq#0\x1b\\ready\n", "ready\n"),
+    ] {
+        if pkit::strip_vt(input) != want {
+            bad.push(format!("{input:?} -> {:?}", pkit::strip_vt(input)));
+        }
+    }
+    bad.truncate(10);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// Probe (lows4, odd ids): a root owner starting a program found on `PATH`
+/// with more supplementary groups than the kernel takes (70,000: the
+/// lookup's thread is refused them, the child's setup too) gets a clean
+/// error; with 60,000 (under `NGROUPS_MAX`) the run goes; the owner stays
+/// dumpable either way.
+#[test]
+fn too_many_groups_fail_cleanly_and_leave_the_owner_dumpable() {
+    let name = "too_many_groups_fail_cleanly_and_leave_the_owner_dumpable";
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        if !is_root() {
+            skipped(name, "needs root");
+            return;
+        }
+        for choice in mechanisms() {
+            let r = cmd(choice, "true")
+                .uid(65534)
+                .groups(0..70_000u32)
+                .blocking()
+                .output();
+            assert!(r.is_err(), "{choice}: {r:?}");
+            let r = cmd(choice, "id")
+                .arg("-G")
+                .uid(65534)
+                .groups(1000..61_000u32)
+                .blocking()
+                .output()
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert!(r.success(), "{choice}: {r:?}");
+            // The primary group and the 60,000.
+            assert_eq!(
+                r.stdout_str().split_whitespace().count(),
+                60_001,
+                "{choice}"
+            );
+            assert_eq!(dumpable(), 1, "{choice}");
+        }
+    });
+}
+
+/// Probe (perf38's reap at the look that sees the exit): an owner whose
+/// SIGCHLD is ignored (the kernel reaps its children itself) gets each
+/// run's exit code, or a clean error, from the blocking direct path, a
+/// blocking run through the engine and an async run; no hang.
+#[test]
+fn an_owner_that_ignores_sigchld_gets_exit_codes_or_clean_errors() {
+    let name = "an_owner_that_ignores_sigchld_gets_exit_codes_or_clean_errors";
+    if role().as_deref() == Some("sigchld-ign") {
+        // SAFETY: in this helper process only.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        for choice in mechanisms() {
+            let show = |r: pkit::Result<pkit::Output>| match r {
+                Ok(o) => format!("{}", o.outcome()),
+                Err(e) => format!("err {e}"),
+            };
+            let direct = show(cmd(choice, "sh").args(["-c", "exit 3"]).blocking().output());
+            let engine = show(
+                cmd(choice, "sh")
+                    .args(["-c", "echo x; exit 3"])
+                    .on_stdout_line(|_| {})
+                    .blocking()
+                    .output(),
+            );
+            let asynch = show(rt().block_on(cmd(choice, "sh").args(["-c", "exit 3"]).output()));
+            say(&format!("{choice}: {direct} | {engine} | {asynch}"));
+        }
+        return;
+    }
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        let (ok, lines) = run_helper(
+            helper_cmd(&[], name, "sigchld-ign", &[]),
+            Duration::from_secs(60),
+        );
+        eprintln!("rv38: {lines:#?}");
+        assert!(ok, "{lines:#?}");
+        for choice in mechanisms() {
+            let l = lines
+                .iter()
+                .find(|l| l.starts_with(&format!("{choice}: ")))
+                .unwrap_or_else(|| panic!("{choice}: {lines:#?}"));
+            for part in l[choice.to_string().len() + 2..].split(" | ") {
+                assert!(
+                    part == "exited(3)" || part.starts_with("err "),
+                    "{lines:#?}"
+                );
+            }
         }
     });
 }
