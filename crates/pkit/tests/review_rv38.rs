@@ -45,7 +45,9 @@
 //! Probes that held: a cancel racing the timeout or the inactivity
 //! timeout after the exit (from 40 ms before to 50 ms after), blocking
 //! and async, `output`, `wait` and a two-stage chain: the exit's outcome
-//! and the tee cut, every time; a slow healthy tee cut after the exit
+//! and the tee cut, every time; the exit's own outcome kept when the
+//! timeout cuts the tee after it (`Signalled`, a `NonZeroExit` of `run`,
+//! under a retry policy too); a slow healthy tee cut after the exit
 //! leaves the capture whole; inactivity after the exit with a background
 //! job (gone with the tree at the exit); a started process's `wait`
 //! dropped every 50 ms during the after-exit and called again ends at the
@@ -350,6 +352,76 @@ fn a_cancel_racing_the_timeout_after_the_exit_keeps_the_exits_outcome() {
                         t0.elapsed()
                     ));
                 }
+            }
+        });
+        let bad = bad.into_inner().unwrap();
+        assert!(bad.is_empty(), "{bad:#?}");
+    });
+}
+
+/// Probe (teefin, "the outcome stays the exit's"): a stuck stdout tee cut
+/// by the timeout after the program ended by itself: killed by its own
+/// SIGTERM (`Signalled`, not `TimedOut`); exited 4 under `run` (a
+/// `NonZeroExit` error whose output has the tee's error); and the same
+/// under a retry policy of 3 attempts, each cut in turn (the tee, shared by
+/// the attempts, is left by each abandoned write): `NonZeroExit` in the
+/// end, within 10 s.
+#[test]
+fn the_exits_own_outcome_stays_when_the_timeout_cuts_the_tee_after_it() {
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        let bad = Mutex::new(Vec::new());
+        let cases: Vec<(MechanismChoice, u8)> = mechanisms()
+            .into_iter()
+            .flat_map(|c| [(c, 0), (c, 1), (c, 2)])
+            .collect();
+        at_once(cases, |(choice, case)| {
+            let t0 = Instant::now();
+            let got = match case {
+                0 => rt()
+                    .block_on(
+                        sh(choice, "echo hi; kill -TERM $$")
+                            .stdout_tee(Stuck)
+                            .timeout(Duration::from_millis(300))
+                            .output(),
+                    )
+                    .map(|o| format!("{} cut {}", o.outcome(), tee_cut(&o)))
+                    .unwrap_or_else(|e| format!("err {e}")),
+                _ => {
+                    let mut c = sh(choice, "echo hi; exit 4")
+                        .stdout_tee(Stuck)
+                        .timeout(Duration::from_millis(300));
+                    if case == 2 {
+                        c = c.retry(3, Duration::from_millis(1), |e| {
+                            e.kind() == pkit::ErrorKind::NonZeroExit
+                        });
+                    }
+                    match c.blocking().run() {
+                        Ok(s) => format!("ok {s:?}"),
+                        Err(e) => {
+                            let kind = e.kind();
+                            let out = e.into_output();
+                            format!(
+                                "{kind:?} {} cut {}",
+                                out.as_ref()
+                                    .map_or("none".into(), |o| o.outcome().to_string()),
+                                out.as_ref().is_some_and(tee_cut)
+                            )
+                        }
+                    }
+                }
+            };
+            let want = match case {
+                0 => "signalled(SIGTERM) cut true",
+                _ => "NonZeroExit exited(4) cut true",
+            };
+            if got != want || t0.elapsed() > Duration::from_secs(10) {
+                bad.lock().unwrap().push(format!(
+                    "{choice} case {case}: {got} after {:?}",
+                    t0.elapsed()
+                ));
             }
         });
         let bad = bad.into_inner().unwrap();
