@@ -13,6 +13,8 @@
 //!   is stopped by SIGTTIN; pkit looks for that stop only in the same
 //!   case, so it neither stops with it nor continues it, and Ctrl-C is
 //!   forwarded to a stopped tree: nothing happens until Ctrl-Z and a kill.
+//!   (As nobody here, `pkit run` with no flags is in this case: auto falls
+//!   back to a process group.)
 //! - MEDIUM [`a_pipeline_reader_of_the_terminal_is_not_sent_to_the_background`]:
 //!   under process groups, `pkit run -- job | less` (any later stage of the
 //!   shell's job that reads `/dev/tty`): pkit makes its program's group
@@ -20,6 +22,11 @@
 //!   job in the background: the reader is stopped by SIGTTIN, the shell
 //!   reports the job `Stopped` (status 147) once pkit ends, and the keys
 //!   typed meanwhile go to the shell as a command line.
+//! - MEDIUM [`supervise_survives_a_usr1`]: `pkit supervise` leaves USR1,
+//!   USR2, ALRM (and QUIT, WINCH) at their default: `kill -USR1` to the
+//!   supervisor (the log-reopen habit; `pkit run` forwards it to the
+//!   program) ends pkit by that signal (138) and its guard SIGKILLs the
+//!   service: no SIGTERM, no grace, no restart.
 //! - LOW [`what_follows_the_program_is_never_read_as_pkits_duration`]: the
 //!   check for a unit written apart (`--timeout 5 s`) reads past PROGRAM
 //!   when there is no `--`: `pkit run printf %s --timeout 5 s` is refused
@@ -482,4 +489,58 @@ fn odd_durations_are_refused_or_run_as_documented() {
         }
     }
     let _ = std::fs::remove_file(&marker);
+}
+
+/// A `pkit supervise` child, killed (SIGKILL) and reaped when dropped.
+struct Supervisor(std::process::Child);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "rv39: MEDIUM: kill -USR1 to `pkit supervise` kills pkit (default disposition) and SIGKILLs the service; pkit run forwards it"]
+fn supervise_survives_a_usr1() {
+    for m in mechanisms() {
+        let pids = Reap::new("rv39-sup-pids");
+        let seen = temp_path("rv39-sup-seen");
+        let script = format!(
+            "trap 'echo USR1 >> {s}' USR1; trap 'exit 0' TERM; echo $$ >> {p}; \
+             while :; do sleep 0.1; done",
+            s = seen.display(),
+            p = pids.path()
+        );
+        let mut sup = Supervisor(
+            pkit()
+                .args([
+                    "supervise",
+                    "-q",
+                    "--mechanism",
+                    m,
+                    "--",
+                    "sh",
+                    "-c",
+                    &script,
+                ])
+                .spawn()
+                .unwrap(),
+        );
+        let program = common::read_pids(&pids.0, 1)[0];
+        common::kill(sup.0.id(), libc::SIGUSR1);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let pkit_alive = sup.0.try_wait().unwrap().is_none();
+        let program_alive = !common::pid_gone(program);
+        let _ = std::fs::remove_file(&seen);
+        assert!(
+            pkit_alive && program_alive,
+            "{m}: after USR1: pkit {:?}, program alive {program_alive}",
+            sup.0.try_wait()
+        );
+        // A clean stop.
+        common::kill(sup.0.id(), libc::SIGTERM);
+        assert_eq!(sup.0.wait().unwrap().code(), Some(0), "{m}");
+    }
 }
