@@ -77,6 +77,20 @@
 //! bytes reach the program exactly; other ignored signals stay ignored;
 //! the same terminal cases under a cgroup.
 //!
+//! Probed by hand and held (no test here): SIGTERM at every moment of
+//! the start-up (40 runs a mechanism: 143, nothing left); three TERMs in a
+//! row (the kernel merges them: one request); three nested `pkit run`s
+//! with a timeout at each level, the outer's `-k 1` ending all (137 in
+//! about 2 s, nothing left); `bash -i`: Ctrl-Z then `kill %1` reaches the
+//! program's trap, `cmd &` then `fg` reads the terminal; TSTP and CONT by
+//! `kill` from a script stop and continue the tree; as nobody in a cgroup
+//! delegated to nobody (a sub-cgroup, removed); `--pty` to a reader that
+//! stops reading (pkit's memory bounded, EPIPE said); odd `-s`, `--nice`,
+//! `--rlimit`, `--keep-fd`, `--json-fd`, size and `--backoff` values
+//! (refused with 125 and a message, or sound). Noted, not findings:
+//! `pkit run ''` is 125 where timeout(1) gives 127; `-s 32`/`-s 33`
+//! (glibc's reserved signals) are taken where timeout(1) refuses them.
+//!
 //! Every process a case starts is killed at its end, on a failed
 //! assertion too ([`Reap`]; the pty driver kills its session and job).
 
