@@ -197,3 +197,113 @@ fn inner_moved_owner_sweeps() {
         println!("INNER-DONE");
     });
 }
+
+/// The owner's cgroup is told by asking the kernel for this process's
+/// cgroup id (`PIDFD_GET_INFO` through a pidfd of its own, kept open) and
+/// comparing it with the id of the directory the last answer named
+/// (issue 20: `/proc/self/cgroup` is read only when they differ). A copy
+/// forked without exec inherits that pidfd, which names its parent: moved
+/// to another cgroup, the copy must still make its groups where it is, not
+/// where its parent is (the parent stays home). No `unshare` needed (rv37
+/// has the pid-1 copy in a new pid namespace).
+#[test]
+fn a_forked_copy_moved_to_another_cgroup_makes_groups_there() {
+    let name = "a_forked_copy_moved_to_another_cgroup_makes_groups_there";
+    if !common::cgroup_pass(name) {
+        return;
+    }
+    common::in_suite(name, || {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "inner_forked_copy_moved",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PKIT_AUDIT_FORKED_MOVED", "1")
+            .output()
+            .expect("re-run the test binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains("INNER-DONE"),
+            "{}\n{text}",
+            out.status
+        );
+    });
+}
+
+#[test]
+fn inner_forked_copy_moved() {
+    if std::env::var_os("PKIT_AUDIT_FORKED_MOVED").is_none() {
+        return;
+    }
+    let cgroup = || Group::builder().mechanism(MechanismChoice::Cgroup).build();
+    // The parent's first group: its answer (and its pidfd) are kept.
+    let first = cgroup().expect("a cgroup group");
+    let home = parent_of(&first).expect("the first group's parent");
+    drop(first);
+    let moved = home.join(format!("audit-forked-{}", std::process::id()));
+    std::fs::create_dir(&moved).expect("make the new cgroup");
+    let procs = std::ffi::CString::new(
+        moved
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    let want = std::ffi::CString::new(moved.clone().into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a forked copy of this (threaded) process, which pkit supports;
+    // the copy moves itself (a write of "0": the writer), makes a group,
+    // compares its parent directory with `want` and `_exit`s with the
+    // answer: 0 there, 1 elsewhere, 2 no group, 3 not moved.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        // SAFETY: `open` of a C string we own, and `write` of one byte
+        // from a static buffer to the descriptor it returned.
+        let moved_in = unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1
+        };
+        let code = match (moved_in, cgroup()) {
+            (false, _) => 3,
+            (true, Err(_)) => 2,
+            (true, Ok(g)) => {
+                let there = parent_of(&g)
+                    .is_some_and(|p| p.as_os_str().as_encoded_bytes() == want.as_bytes());
+                drop(g);
+                if there {
+                    0
+                } else {
+                    1
+                }
+            }
+        };
+        // SAFETY: ends the copy without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    // The copy is gone: its cgroup empties (retried: the exit's last steps).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::remove_dir(&moved).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!moved.exists(), "the copy's cgroup was not removed");
+    assert!(libc::WIFEXITED(status), "the copy: {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the forked copy, moved to {moved:?}, did not make its group there (1: elsewhere, \
+         2: no group, 3: not moved)"
+    );
+    // And the parent, which stayed home, still makes its groups there.
+    let again = cgroup().expect("a cgroup group");
+    assert_eq!(parent_of(&again).as_deref(), Some(home.as_path()));
+    drop(again);
+    pkit::release_spare_cgroups();
+    println!("INNER-DONE");
+}

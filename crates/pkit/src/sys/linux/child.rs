@@ -28,6 +28,8 @@ use std::time::Instant;
 use crate::sys::child::Usage;
 use crate::sys::ExitStatus;
 
+use super::pidfd_info::PIDFD_INFO_EXIT;
+
 /// A child process we spawned and have not yet reaped.
 #[derive(Debug)]
 pub(crate) struct PidfdChild {
@@ -473,22 +475,6 @@ fn wait_raw(
     Ok(Some((status, Some(usage))))
 }
 
-/// `struct pidfd_info` as of its first version (64 bytes, `exit_code`
-/// included).
-#[repr(C)]
-#[derive(Default)]
-struct PidfdInfo {
-    mask: u64,
-    cgroupid: u64,
-    ids: [u32; 11],
-    exit_code: i32,
-}
-
-/// `PIDFD_GET_INFO`: `_IOWR(0xFF, 11, struct pidfd_info)`.
-const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
-/// The `mask` bit asking for (and reporting) the exit status.
-const PIDFD_INFO_EXIT: u64 = 1 << 3;
-
 /// The exit status of a process that exited and was reaped by the kernel
 /// (SIGCHLD ignored), read from its pidfd, which keeps it from Linux 6.15.
 /// `Ok(None)` while the process runs. Between the exit and the reap there
@@ -497,34 +483,20 @@ const PIDFD_INFO_EXIT: u64 = 1 << 3;
 fn exit_of_reaped(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
     let deadline = Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let mut info = PidfdInfo {
-            mask: PIDFD_INFO_EXIT,
-            ..PidfdInfo::default()
-        };
-        // Raw: rustix has no PIDFD_GET_INFO (only its generic, unsafe ioctl).
-        // SAFETY: PIDFD_GET_INFO fills at most size_of::<PidfdInfo>() (the
-        // size encoded in the request) bytes of `info`, which is ours.
-        let rc = unsafe {
-            libc::ioctl(
-                pidfd.as_raw_fd(),
-                PIDFD_GET_INFO as _,
-                &mut info as *mut PidfdInfo,
-            )
-        };
+        let info = super::pidfd_info::pidfd_info(pidfd, PIDFD_INFO_EXIT);
         let exited = pidfd_is_readable(pidfd);
-        if rc == 0 && info.mask & PIDFD_INFO_EXIT != 0 {
-            let code = info.exit_code;
-            return Ok(Some(if code & 0x7f == 0 {
-                ExitStatus::Exited((code >> 8) & 0xff)
-            } else {
-                ExitStatus::Signalled(code & 0x7f)
-            }));
-        }
-        let unsupported = rc != 0
-            && matches!(
-                io::Error::last_os_error().raw_os_error(),
-                Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
-            );
+        let info = match info {
+            Ok(info) if info.mask & PIDFD_INFO_EXIT != 0 => {
+                let code = info.exit_code;
+                return Ok(Some(if code & 0x7f == 0 {
+                    ExitStatus::Exited((code >> 8) & 0xff)
+                } else {
+                    ExitStatus::Signalled(code & 0x7f)
+                }));
+            }
+            info => info,
+        };
+        let unsupported = info.as_ref().is_err_and(super::pidfd_info::unsupported);
         if !exited {
             return Ok(None);
         }

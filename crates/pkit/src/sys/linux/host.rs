@@ -24,19 +24,35 @@ pub(crate) struct CgroupHost {
 /// The outcome of looking for cgroup v2 for this process's cgroup now:
 /// found, or why not.
 ///
-/// `/proc/self/cgroup` is read at each call (groups are made in the
-/// owner's cgroup, and an owner can be moved: adopted by an outer group, or
-/// by a service manager); the rest is looked for again only when it
-/// changed since the last answer. When it can't be read (no descriptor
-/// free), the last answer stands.
+/// The answer is for this process's cgroup at the call (groups are made in
+/// the owner's cgroup, and an owner can be moved: adopted by an outer
+/// group, or by a service manager). Where the kernel tells a process's
+/// cgroup v2 id through a pidfd (`PIDFD_GET_INFO`, Linux 6.13), that id is
+/// asked, from a pidfd of this process kept open for it: while it is the
+/// id of the directory the last answer names, that answer stands, and
+/// nothing else is read. Otherwise `/proc/self/cgroup` is read (whose
+/// kernel side takes the kernel's global `css_set_lock` and writes a line
+/// per hierarchy, ten on a host that mounts the v1 controllers too: under
+/// load, a one-shot run's costliest call after the spawn, issue 20); the
+/// rest is looked for again only when that text changed since the last
+/// answer. When it can't be read (no descriptor free), the last answer
+/// stands.
 pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
     // The newest answer. Taken with `try_`: a copy forked without exec
     // whose parent held the lock at the fork finds its own answer instead
     // of waiting for ever.
     static LATEST: RwLock<Option<&'static Found>> = RwLock::new(None);
+    let id = own_cgroup_id();
+    let latest = LATEST.try_read().ok().and_then(|l| *l);
+    if let (Some(found), Some(id)) = (latest, id) {
+        // The cgroup the answer names, by its directory's identity (an id
+        // is never given to another cgroup): the owner is still there.
+        if found.dir_id == Some(id) {
+            return &found.host;
+        }
+    }
     let mut buf = [0u8; 4096];
     let now = own_cgroup(&mut buf);
-    let latest = LATEST.try_read().ok().and_then(|l| *l);
     if let Some(found) = latest {
         match &now {
             Ok(text) if found.cgroup.as_deref() != Some(&text[..]) => {}
@@ -46,9 +62,11 @@ pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
     // Never freed: a caller may hold the answer for ever, and an owner is
     // moved rarely. Two threads that see the same move each keep their own
     // (both right); the last one stored is the next calls' answer.
+    let host = discover(now.as_deref());
     let fresh: &'static Found = Box::leak(Box::new(Found {
         cgroup: now.as_ref().ok().map(|t| t.to_vec()),
-        host: discover(now.as_deref()),
+        dir_id: host.as_ref().ok().and_then(|h| dir_id(&h.parent_dir)),
+        host,
     }));
     if let Ok(mut l) = LATEST.try_write() {
         *l = Some(fresh);
@@ -56,10 +74,67 @@ pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
     &fresh.host
 }
 
+/// This process's cgroup v2 id now, through a pidfd of its own kept open
+/// for it (`PIDFD_GET_INFO`); `None` where the kernel can't tell it
+/// (before Linux 6.13: asked once) or no pidfd can be had. The pidfd is
+/// this process's: a copy forked without exec inherits one that names its
+/// parent, and opens its own (closing its duplicate); told apart as
+/// `own_cgroup`'s descriptor is (`sys::pid::identity`). Taken with
+/// `try_lock`, so a forked copy whose parent held the lock at the fork
+/// doesn't wait for ever (it reads `/proc/self/cgroup` then).
+fn own_cgroup_id() -> Option<u64> {
+    use super::pidfd_info::{pidfd_info, unsupported, PIDFD_INFO_CGROUPID};
+    use std::os::fd::AsFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static KEPT: Mutex<Option<(u64, rustix::fd::OwnedFd)>> = Mutex::new(None);
+    static NONE_HERE: AtomicBool = AtomicBool::new(false);
+    if NONE_HERE.load(Ordering::Relaxed) {
+        return None;
+    }
+    let me = crate::sys::pid::identity();
+    let mut kept = KEPT.try_lock().ok()?;
+    if kept.as_ref().is_none_or(|(owner, _)| *owner != me) {
+        let pid = rustix::process::getpid();
+        *kept = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .ok()
+            .map(|fd| (me, fd));
+    }
+    let (_, fd) = kept.as_ref()?;
+    match pidfd_info(fd.as_fd(), PIDFD_INFO_CGROUPID) {
+        Ok(info) if info.mask & PIDFD_INFO_CGROUPID != 0 => Some(info.cgroupid),
+        Ok(_) => {
+            // A kernel built without cgroups: nothing to ask again.
+            NONE_HERE.store(true, Ordering::Relaxed);
+            *kept = None;
+            None
+        }
+        Err(e) => {
+            if unsupported(&e) {
+                NONE_HERE.store(true, Ordering::Relaxed);
+                *kept = None;
+            }
+            None
+        }
+    }
+}
+
+/// The cgroup id of the cgroup v2 directory `dir`: its inode number (the
+/// kernel's `cgroup_id` is its kernfs node's id, which is the inode number
+/// where an inode number has 64 bits). `None` on 32-bit targets, where it is
+/// cut to 32 bits.
+fn dir_id(dir: &Path) -> Option<u64> {
+    if cfg!(target_pointer_width = "64") {
+        rustix::fs::stat(dir).ok().map(|st| st.st_ino)
+    } else {
+        None
+    }
+}
+
 /// `/proc/self/cgroup` now, in `buf`: one `pread` of a descriptor kept open
-/// for it (every group's creation asks: an `open`, a `read` to the end and
-/// a `close` each time cost a one-shot run three calls more than this
-/// one), else a whole fresh read. The descriptor is this process's: a copy
+/// for it (every group's creation asks where the kernel has no
+/// `PIDFD_GET_INFO`: an `open`, a `read` to the end and a `close` each time
+/// cost a one-shot run three calls more than this one), else a whole fresh
+/// read. The descriptor is this process's: a copy
 /// forked without exec inherits one that names its parent's file, and
 /// opens its own (closing its duplicate); told apart by pid and fork
 /// generation (`sys::pid::identity`: a copy forked into a new pid
@@ -95,6 +170,9 @@ fn own_cgroup(buf: &mut [u8; 4096]) -> io::Result<Cow<'_, [u8]>> {
 /// found for (`None`: that text could not be read).
 struct Found {
     cgroup: Option<Vec<u8>>,
+    /// The cgroup id of the directory `host` names (`parent_dir`), where
+    /// known.
+    dir_id: Option<u64>,
     host: Result<CgroupHost, String>,
 }
 

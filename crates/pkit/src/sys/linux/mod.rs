@@ -15,6 +15,7 @@ pub(crate) mod leaf;
 pub(crate) mod leaves;
 pub(crate) mod names;
 pub(crate) mod orphan;
+mod pidfd_info;
 mod prexec;
 pub(crate) mod procfs;
 pub(crate) mod reaper;
