@@ -307,6 +307,15 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let spec = &cmd.spec;
     let program = spec.display_name();
     group.check_open(spec)?;
+    // The runtime whose context line callbacks run in: built (or its
+    // failure told) before the child starts.
+    let io = &spec.io;
+    let context = if io.on_stdout_line.is_some() || io.on_stderr_line.is_some() {
+        Some(super::runtime::context(what)?)
+    } else {
+        None
+    };
+    let cx = context.as_ref();
     let began = Instant::now();
     let (child, started, [stdin_parent, stdout_parent, stderr_parent], stdin_held) =
         start(&group, spec, &program)?;
@@ -324,13 +333,6 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
         crate::sys::write_small(fd.as_fd(), bytes, stdin_held.as_ref());
     }
     drop(stdin_held);
-    let io = &spec.io;
-    let context = if io.on_stdout_line.is_some() || io.on_stderr_line.is_some() {
-        Some(super::runtime::context(what)?)
-    } else {
-        None
-    };
-    let cx = context.as_ref();
     let mut streams = [
         Stream::new(stdout_parent, spec, text).calling(
             StreamKind::Stdout,
