@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use super::batch::Batch;
 use super::lines::StreamKind;
-use super::split::Splitter;
 
 /// Called once per line of one stream.
 pub(crate) type LineCallback = Arc<dyn Fn(&str) + Send + Sync>;
@@ -31,78 +30,84 @@ pub(super) fn call_back(callback: &mut Option<LineCallback>, kind: StreamKind, b
     }
 }
 
-/// One stream's bytes, as read, split into lines for its callback.
-pub(crate) struct LineFeed {
-    kind: StreamKind,
-    splitter: Splitter,
-    callback: Option<LineCallback>,
-    /// The runtime whose context the callback runs in, as a reader's
-    /// does: a blocking call of pkit's inside it is refused the same way
-    /// (see `blocking::runtime::refuse_inside_runtime`).
-    context: tokio::runtime::Handle,
-    /// Where the last read's bytes start in the splitter's buffer.
-    from: usize,
-}
+// Linux alone has the blocking direct path (elsewhere every run is the
+// engine's).
+crate::sys::with_direct_wait! {
+    use super::split::Splitter;
 
-impl LineFeed {
-    pub(crate) fn new(
+    /// One stream's bytes, as read, split into lines for its callback.
+    pub(crate) struct LineFeed {
         kind: StreamKind,
-        callback: LineCallback,
-        max_line_bytes: usize,
+        splitter: Splitter,
+        callback: Option<LineCallback>,
+        /// The runtime whose context the callback runs in, as a reader's
+        /// does: a blocking call of pkit's inside it is refused the same way
+        /// (see `blocking::runtime::refuse_inside_runtime`).
         context: tokio::runtime::Handle,
-    ) -> LineFeed {
-        LineFeed {
-            kind,
-            splitter: Splitter::new(max_line_bytes),
-            callback: Some(callback),
-            context,
-            from: 0,
-        }
+        /// Where the last read's bytes start in the splitter's buffer.
+        from: usize,
     }
 
-    /// The callback is still called (it has not panicked).
-    pub(crate) fn wanted(&self) -> bool {
-        self.callback.is_some()
-    }
-
-    /// The buffer for the next read, sized as a reader task's read in
-    /// place (see [`Splitter::read_room`]): read into its spare capacity,
-    /// then call [`read`](Self::read).
-    pub(crate) fn room(&mut self) -> &mut Vec<u8> {
-        self.from = self.splitter.read_room();
-        self.splitter.input()
-    }
-
-    /// After a read of `n` bytes into [`room`](Self::room): hands those
-    /// bytes to `keep` (the capture), then their whole lines to the
-    /// callback.
-    pub(crate) fn read(&mut self, n: usize, keep: impl FnOnce(&[u8])) {
-        keep(&self.splitter.buffered()[self.from..]);
-        self.splitter.note_read(n);
-        if let Some(batch) = self.splitter.split(self.kind) {
-            self.deliver(batch);
+    impl LineFeed {
+        pub(crate) fn new(
+            kind: StreamKind,
+            callback: LineCallback,
+            max_line_bytes: usize,
+            context: tokio::runtime::Handle,
+        ) -> LineFeed {
+            LineFeed {
+                kind,
+                splitter: Splitter::new(max_line_bytes),
+                callback: Some(callback),
+                context,
+                from: 0,
+            }
         }
-    }
 
-    /// End of the stream: the last line, unterminated, to the callback.
-    pub(crate) fn finish(&mut self) {
-        if !self.wanted() {
-            return;
+        /// The callback is still called (it has not panicked).
+        pub(crate) fn wanted(&self) -> bool {
+            self.callback.is_some()
         }
-        if let Some(batch) = self.splitter.finish(self.kind) {
-            self.deliver(batch);
-        }
-    }
 
-    fn deliver(&mut self, batch: Batch) {
-        {
-            let _cx = self.context.enter();
-            call_back(&mut self.callback, self.kind, &batch);
+        /// The buffer for the next read, sized as a reader task's read in
+        /// place (see [`Splitter::read_room`]): read into its spare capacity,
+        /// then call [`read`](Self::read).
+        pub(crate) fn room(&mut self) -> &mut Vec<u8> {
+            self.from = self.splitter.read_room();
+            self.splitter.input()
         }
-        // The callback had every line: the batch's buffer is the
-        // splitter's again, for a later read.
-        if let Some(spare) = batch.spent() {
-            self.splitter.give_spare(spare);
+
+        /// After a read of `n` bytes into [`room`](Self::room): hands those
+        /// bytes to `keep` (the capture), then their whole lines to the
+        /// callback.
+        pub(crate) fn read(&mut self, n: usize, keep: impl FnOnce(&[u8])) {
+            keep(&self.splitter.buffered()[self.from..]);
+            self.splitter.note_read(n);
+            if let Some(batch) = self.splitter.split(self.kind) {
+                self.deliver(batch);
+            }
+        }
+
+        /// End of the stream: the last line, unterminated, to the callback.
+        pub(crate) fn finish(&mut self) {
+            if !self.wanted() {
+                return;
+            }
+            if let Some(batch) = self.splitter.finish(self.kind) {
+                self.deliver(batch);
+            }
+        }
+
+        fn deliver(&mut self, batch: Batch) {
+            {
+                let _cx = self.context.enter();
+                call_back(&mut self.callback, self.kind, &batch);
+            }
+            // The callback had every line: the batch's buffer is the
+            // splitter's again, for a later read.
+            if let Some(spare) = batch.spent() {
+                self.splitter.give_spare(spare);
+            }
         }
     }
 }

@@ -53,7 +53,10 @@ pub(crate) use capture::{CaptureBuf, Captured, TeeError};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub(crate) use lazy::aside;
 pub(crate) use limit::LimitFlag;
-pub(crate) use line_feed::{LineCallback, LineFeed};
+pub(crate) use line_feed::LineCallback;
+crate::sys::with_direct_wait! {
+    pub(crate) use line_feed::LineFeed;
+}
 pub(crate) use lines::FirstPieces;
 pub use lines::{Line, StreamKind};
 pub(crate) use prompt::{PromptSink, PromptSlot};
