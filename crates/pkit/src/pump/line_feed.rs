@@ -2,7 +2,7 @@
 //! blocking facade's one-shot runs read their pipes on the calling thread
 //! (`blocking/direct.rs`) and, when a line callback is all the caller's
 //! code in them, call it there too, with no reader task or thread. The
-//! lines are the reader tasks' own: the same [`Splitter`] (the pipe read
+//! lines are the reader tasks' own: the same `Splitter` (the pipe read
 //! straight into its buffer, as a task reads undecoded lines), the same
 //! cut at `max_line_bytes`, the same containment of a callback that
 //! panics ([`call_back`], which the tasks call too).
