@@ -1,11 +1,11 @@
 //! Lines handed to a closure from blocking code: pkit's blocking facade
 //! with [`on_stdout_line`](pkit::Command::on_stdout_line) against
 //! `std::process` reading the same lines with `BufRead::lines` on the
-//! caller's thread. Under the blocking facade such a callback runs on a
-//! `pkit-reader` thread of the stream's own (never on the facade's shared
-//! runtime thread, so that a slow callback stalls no other run): this row
-//! prices that hand-off. The async API (for reference) runs the callback
-//! on the runtime's worker that reads the pipe.
+//! caller's thread. A blocking one-shot verb with no timeout calls such a
+//! callback on the calling thread, between its reads of the pipe, as std's
+//! loop does (before perfb, on a `pkit-reader` thread of the stream's own,
+//! which a run with a timeout still uses). The async API (for reference)
+//! runs the callback on the runtime's worker that reads the pipe.
 //!
 //! Two sizes: `seq 1 100` (a short run, where a per-run cost shows) and
 //! the streaming scenario's 8,000 lines of 128 bytes.

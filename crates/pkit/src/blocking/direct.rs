@@ -12,6 +12,12 @@
 //! teardown, and after a timeout the signal and grace, are the engine's
 //! own code, which only waits when the tree outlives its main process).
 //!
+//! A line callback ([`on_stdout_line`](Command::on_stdout_line),
+//! [`on_stderr_line`](Command::on_stderr_line)) of such a run without a
+//! bound is called here too, between the reads (see [`choose`]): the pipe
+//! is read into the line splitter's buffer and the lines handed over as a
+//! reader's are (`pump::LineFeed`), with no reader thread.
+//!
 //! [`choose`] is the one place that decides which runs go this way; the
 //! rest go to the engine unchanged.
 
@@ -23,7 +29,7 @@ use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::output::{Outcome, Output};
-use crate::pump::{CaptureBuf, CapturePolicy};
+use crate::pump::{CaptureBuf, CapturePolicy, LineCallback, LineFeed, StreamKind};
 use crate::spec::{Input, Spec};
 use crate::sys::{ChildHandle, ChildIo};
 
@@ -39,13 +45,29 @@ enum Choice {
 
 /// The one decision (Linux; elsewhere every run is the engine's): a run
 /// with nothing for the engine to drive (no runner of its own, cancel
-/// token, inactivity bound, pty, tee, line callback, decoder or fail-fast
-/// capture limit; no stdin to feed beyond a few bytes a fresh pipe takes
-/// at once) is waited for on the calling thread when its children are
-/// held by pidfds (cgroup v2 or process group, not the portable backend);
-/// any other goes to the engine.
+/// token, inactivity bound, pty, tee, decoder or fail-fast capture limit;
+/// no stdin to feed beyond a few bytes a fresh pipe takes at once) is
+/// waited for on the calling thread when its children are held by pidfds
+/// (cgroup v2 or process group, not the portable backend); any other goes
+/// to the engine.
+///
+/// Line callbacks (one stream's or both) are called on the calling
+/// thread too, but only in a run with no timeout: a callback there holds
+/// the thread that would end the run at its deadline, and the engine's
+/// promise is that the timeout kills the tree on time while a callback
+/// blocks (its reader thread blocks, not the run). A run with a timeout
+/// and a callback is the engine's, its callbacks on `pkit-reader` threads.
+/// The rest of the engine's promise holds here: the lines, their order and
+/// cuts, a panicking callback disabled; nothing else of the process waits
+/// for a callback of this run. What differs: the run's two streams are
+/// read by one thread, so a callback that blocks holds back both (the run
+/// waits for it either way), and the two callbacks never run at once.
 fn choose(cmd: &Command) -> Result<Choice> {
     let (spec, io) = (&cmd.spec, &cmd.spec.io);
+    let callbacks = io.on_stdout_line.is_some() || io.on_stderr_line.is_some();
+    let unbounded = spec
+        .timeout
+        .is_none_or(|t| t >= crate::timing::NO_DEADLINE);
     let plain = cmd.runner.is_none()
         && spec.cancel.is_none()
         && spec.run.inactivity.is_none()
@@ -57,8 +79,7 @@ fn choose(cmd: &Command) -> Result<Choice> {
         && spec.spawn.pty.is_none()
         && io.stdout_tee.is_none()
         && io.stderr_tee.is_none()
-        && io.on_stdout_line.is_none()
-        && io.on_stderr_line.is_none()
+        && (unbounded || !callbacks)
         && io.decoder.is_none()
         && io.capture_policy != CapturePolicy::Fail;
     if !plain {
@@ -97,6 +118,9 @@ struct Stream {
     capture: CaptureBuf,
     /// Where a bounded capture reads before keeping what it may.
     scratch: Vec<u8>,
+    /// Its line callback, while it is called: the reads go to its
+    /// splitter's buffer, then to the capture.
+    lines: Option<LineFeed>,
 }
 
 /// The first read's room; later reads get what the buffer has grown to.
@@ -113,14 +137,65 @@ impl Stream {
             fd,
             capture: CaptureBuf::new(spec.io.capture_limit, spec.io.capture_policy).text_if(text),
             scratch: Vec::new(),
+            lines: None,
         }
     }
 
+    /// With `callback` called for each line read (in `context`).
+    fn calling(
+        mut self,
+        kind: StreamKind,
+        callback: Option<&LineCallback>,
+        spec: &Spec,
+        context: Option<&tokio::runtime::Handle>,
+    ) -> Stream {
+        if let (Some(cb), Some(cx), Some(_)) = (callback, context, &self.fd) {
+            let max = spec.io.max_line_bytes;
+            self.lines = Some(LineFeed::new(kind, cb.clone(), max, cx.clone()));
+        }
+        self
+    }
+
     /// One read of a pipe `poll` found ready; the bytes read (0 once it is
-    /// at its end, or failed: then it is closed).
+    /// at its end, or failed: then it is closed, and its last line told).
     fn read(&mut self) -> usize {
         let Some(fd) = &self.fd else { return 0 };
-        let got = match self.capture.direct() {
+        if self.lines.as_ref().is_some_and(|l| !l.wanted()) {
+            self.lines = None; // it panicked: the capture alone from here
+        }
+        let got = if let Some(lines) = &mut self.lines {
+            let got = crate::sys::read_ready(fd.as_fd(), lines.room(), 0);
+            if let Ok(n) = got {
+                let capture = &mut self.capture;
+                lines.read(n, |bytes| {
+                    capture.push(bytes);
+                });
+            }
+            got
+        } else {
+            self.read_captured()
+        };
+        match got {
+            Ok(n) if n > 0 => n,
+            _ => {
+                self.fd = None;
+                self.finish_lines();
+                0
+            }
+        }
+    }
+
+    /// The last line, unterminated, to the callback (once).
+    fn finish_lines(&mut self) {
+        if let Some(mut lines) = self.lines.take() {
+            lines.finish();
+        }
+    }
+
+    /// One read of a pipe into the capture alone.
+    fn read_captured(&mut self) -> std::io::Result<usize> {
+        let Some(fd) = &self.fd else { return Ok(0) };
+        match self.capture.direct() {
             Some(buf) => {
                 let got = buf.read_ready(fd.as_fd(), FIRST_READ);
                 if let Ok(n) = got {
@@ -133,13 +208,6 @@ impl Stream {
                 let got = crate::sys::read_ready(fd.as_fd(), &mut self.scratch, 64 * 1024);
                 self.capture.push(&self.scratch);
                 got
-            }
-        };
-        match got {
-            Ok(n) if n > 0 => n,
-            _ => {
-                self.fd = None;
-                0
             }
         }
     }
@@ -239,6 +307,15 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let spec = &cmd.spec;
     let program = spec.display_name();
     group.check_open(spec)?;
+    // The runtime whose context line callbacks run in: built (or its
+    // failure told) before the child starts.
+    let io = &spec.io;
+    let context = if io.on_stdout_line.is_some() || io.on_stderr_line.is_some() {
+        Some(super::runtime::context(what)?)
+    } else {
+        None
+    };
+    let cx = context.as_ref();
     let began = Instant::now();
     let (child, started, [stdin_parent, stdout_parent, stderr_parent], stdin_held) =
         start(&group, spec, &program)?;
@@ -257,8 +334,18 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     }
     drop(stdin_held);
     let mut streams = [
-        Stream::new(stdout_parent, spec, text),
-        Stream::new(stderr_parent, spec, false),
+        Stream::new(stdout_parent, spec, text).calling(
+            StreamKind::Stdout,
+            io.on_stdout_line.as_ref(),
+            spec,
+            cx,
+        ),
+        Stream::new(stderr_parent, spec, false).calling(
+            StreamKind::Stderr,
+            io.on_stderr_line.as_ref(),
+            spec,
+            cx,
+        ),
     ];
     let wait_error = |e| Error::io(format!("{program}: wait"), e);
     let deadline = spec
@@ -286,6 +373,7 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     }
     for stream in &mut streams {
         stream.drain();
+        stream.finish_lines();
     }
     let outcome = match status {
         Some(status) => crate::process::outcome_of(status),

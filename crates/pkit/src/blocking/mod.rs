@@ -47,7 +47,8 @@
 //! entry point: the verbs, a started [`RunningProcess`], a [`Pty`], a
 //! [`RunningPipe`], a [`Group`]'s starts, batches and supervisors. (Only
 //! when no thread can be had, the process being at its limit, does such a
-//! reader run on the shared thread.)
+//! reader run on the shared thread; and a one-shot verb with no timeout
+//! calls its line callbacks on your own thread, see below.)
 //!
 //! Still run on the shared thread, inside pkit's own tasks: async code of
 //! yours that a task polls (a [`stdin_reader`](crate::Command::stdin_reader),
@@ -62,14 +63,23 @@
 //! One exception, for speed: on Linux (cgroup v2 or process group), a
 //! one-shot verb (`output`, `run`, `exit_code`, `probe`, `status`) whose
 //! run needs nothing driven (no cancel token, inactivity timeout, stdin
-//! reader or larger input, pty, tee, line callback, decoder, fail-fast
-//! capture limit, runner or retry policy of its own) is spawned by the same
-//! launch code into the same private group, then waited for by the calling
-//! thread alone, with `poll(2)` on the child's pipes and pidfd, as
+//! reader or larger input, pty, tee, decoder, fail-fast capture limit,
+//! runner or retry policy of its own) is spawned by the same launch code
+//! into the same private group, then waited for by the calling thread
+//! alone, with `poll(2)` on the child's pipes and pidfd, as
 //! `std::process::Command::output` waits. Its results, errors, timeouts
 //! and log events are the engine's; the group's teardown is the engine's
 //! own code (driven here, it waits only for a tree that outlived its main
-//! process or timed out).
+//! process or timed out). Such a run's line callbacks, when it has no
+//! [`timeout`](crate::Command::timeout), are called on the calling thread
+//! too, between its reads, as a reader thread would call them (the same
+//! lines, in order, a panicking callback disabled, a blocking call of
+//! pkit's inside one refused): no `pkit-reader` thread is involved. There
+//! the run's two streams are read by one thread: a callback that blocks
+//! holds back both of its run's streams (never anything else), and its
+//! two callbacks never run at once. With a timeout, the callbacks run on
+//! `pkit-reader` threads, so that the timeout still fires while one
+//! blocks.
 //!
 //! Building the runtime takes a few file descriptors (two, or five with
 //! Tokio's `signal` feature on) and a thread. A blocking call that needs it while the process has none to spare (at

@@ -169,6 +169,13 @@ crate::sys::with_direct_wait! {
         let handle = handle(what)?;
         Ok(crate::pump::marked(|| handle.block_on(fut)))
     }
+
+    /// The runtime's handle, for the caller's code that a one-shot run
+    /// calls on this thread (a line callback: see `direct.rs`) inside the
+    /// runtime's context, as a reader thread calls it.
+    pub(crate) fn context(what: &str) -> Result<Handle> {
+        handle(what).cloned()
+    }
 }
 
 /// Runs `f` (synchronous, but needing a runtime: a start) inside the

@@ -136,6 +136,16 @@ impl Batch {
         (bytes.capacity() > 0).then_some(bytes)
     }
 
+    crate::sys::with_direct_wait! {
+        /// The text buffer back, emptied, once a consumer had every line
+        /// without taking them (a callback: see `line_feed.rs`), when no
+        /// other batch shares it.
+        pub(crate) fn spent(mut self) -> Option<Vec<u8>> {
+            self.next = self.end;
+            self.into_spare()
+        }
+    }
+
     /// Moves the first `n` lines not yet taken into a batch of their own
     /// (sharing the buffer), leaving the rest here.
     pub(crate) fn split_front(&mut self, n: usize) -> Batch {

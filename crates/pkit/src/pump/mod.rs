@@ -14,6 +14,7 @@ mod decode;
 pub mod fuzzing;
 mod lazy;
 mod limit;
+mod line_feed;
 mod lines;
 mod pair;
 mod prompt;
@@ -39,7 +40,6 @@ pub(crate) const AFTER_EXIT_QUIET: std::time::Duration = std::time::Duration::fr
 pub(crate) const AFTER_EXIT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
 
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -53,6 +53,10 @@ pub(crate) use capture::{CaptureBuf, Captured, TeeError};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub(crate) use lazy::aside;
 pub(crate) use limit::LimitFlag;
+pub(crate) use line_feed::LineCallback;
+crate::sys::with_direct_wait! {
+    pub(crate) use line_feed::LineFeed;
+}
 pub(crate) use lines::FirstPieces;
 pub use lines::{Line, StreamKind};
 pub(crate) use prompt::{PromptSink, PromptSlot};
@@ -63,9 +67,6 @@ use split::Splitter;
 pub(crate) use tee::RecordChunk;
 pub(crate) use tee::Tee;
 use tee::{mirror, own_tee};
-
-/// Called once per line of one stream.
-pub(crate) type LineCallback = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The sending side of a process's merged line stream.
 #[derive(Clone)]
@@ -540,15 +541,7 @@ impl Sinks {
 
     /// Hands a batch of lines to the callback and the line stream.
     async fn deliver(&mut self, batch: Batch) {
-        if let Some(cb) = &self.callback {
-            for text in batch.texts() {
-                if std::panic::catch_unwind(AssertUnwindSafe(|| cb(text))).is_err() {
-                    tracing::warn!(target: "pkit", stream = %self.kind, "line callback panicked; callback disabled");
-                    self.callback = None;
-                    break;
-                }
-            }
-        }
+        line_feed::call_back(&mut self.callback, self.kind, &batch);
         let Some(sink) = &self.lines else { return };
         let (open, spare) = sink.tx.send(batch, sink.overflow, &sink.dropped).await;
         // A batch buffer the consumer gave back, for a later batch (the
