@@ -48,11 +48,12 @@ impl Command {
     /// back only this stream, and the run's end waits for it, but other
     /// runs, other threads and this run's own timeout are not delayed (see
     /// the blocking module's "One engine"). Except in a one-shot blocking
-    /// verb (`cmd.blocking().output()`, `.run()`...) with no timeout, on
-    /// Linux (cgroup v2 or process group; not the portable mechanism) and
-    /// with no tee or decoder: there it runs on the thread that called the verb, between its
-    /// reads of the child's pipes, and a slow callback holds back both of
-    /// the run's streams (nothing else). Either way, send slow work
+    /// verb (`cmd.blocking().output()`, `.run()`...) with no timeout and a
+    /// callback on one stream only, on Linux (cgroup v2 or process group;
+    /// not the portable mechanism) and with no tee or decoder: there it
+    /// runs on the thread that called the verb, between its reads of the
+    /// child's pipes, and a slow callback holds back the run's other
+    /// stream too (nothing else). Either way, send slow work
     /// elsewhere (a channel, a thread) to keep the stream flowing.
     pub fn on_stdout_line(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Command {
         self.spec.io.on_stdout_line = Some(Arc::new(f));

@@ -1,7 +1,9 @@
-//! The line callbacks of a blocking one-shot verb with no timeout, called
-//! on the calling thread (perfb): the direct path reads the child's pipes
-//! there and hands their lines to the callbacks itself, with no
-//! `pkit-reader` thread. Every case runs twice, as a plain command (the
+//! The line callback of a blocking one-shot verb with no timeout and a
+//! callback on one stream only, called on the calling thread (perfb): the
+//! direct path reads the child's pipes there and hands their lines to the
+//! callback itself, with no `pkit-reader` thread. With callbacks on both
+//! streams the run keeps them on reader threads (one never holds back the
+//! other). Every case runs twice, as a plain command (the
 //! direct path where it applies: Linux, cgroup v2 or process group) and
 //! with a `SystemRunner` of its own (always the engine, its callbacks on
 //! reader threads), and the lines and results must agree. The mechanism
@@ -78,8 +80,16 @@ struct Seen {
     overlapped: bool,
 }
 
-/// `cmd` with callbacks on both streams noting into `seen`.
-fn noted(cmd: Command, seen: &Arc<Mutex<Seen>>) -> Command {
+/// Which streams get a noting callback.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Which {
+    Stdout,
+    Stderr,
+    Both,
+}
+
+/// `cmd` with callbacks on the `which` streams noting into `seen`.
+fn noted(cmd: Command, seen: &Arc<Mutex<Seen>>, which: Which) -> Command {
     let running = Arc::new(AtomicBool::new(false));
     let note = |err: bool| {
         let (seen, running) = (seen.clone(), running.clone());
@@ -101,15 +111,19 @@ fn noted(cmd: Command, seen: &Arc<Mutex<Seen>>) -> Command {
             running.store(false, Ordering::SeqCst);
         }
     };
-    cmd.on_stdout_line(note(false)).on_stderr_line(note(true))
+    match which {
+        Which::Stdout => cmd.on_stdout_line(note(false)),
+        Which::Stderr => cmd.on_stderr_line(note(true)),
+        Which::Both => cmd.on_stdout_line(note(false)).on_stderr_line(note(true)),
+    }
 }
 
 /// `cmd`'s blocking `output()` with noting callbacks: the plain command
 /// (direct), then the engine's; each with what its callbacks saw.
-fn both(cmd: &Command, what: &str) -> [(Output, Seen); 2] {
+fn both(cmd: &Command, what: &str, which: Which) -> [(Output, Seen); 2] {
     let run = |cmd: Command| {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let out = noted(cmd, &seen)
+        let out = noted(cmd, &seen, which)
             .blocking()
             .output()
             .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -121,10 +135,21 @@ fn both(cmd: &Command, what: &str) -> [(Output, Seen); 2] {
     [direct, engine]
 }
 
-/// The two runs agree, their lines are `stdout` and `stderr`, and the
-/// direct run's callbacks ran on this thread, one at a time, with no
-/// `pkit-reader` thread in the process (the engine's on reader threads).
-fn agree(runs: &[(Output, Seen); 2], stdout: &[String], stderr: &[String], what: &str) {
+/// The two runs agree, their callbacks' lines are `stdout` and `stderr`
+/// (none where `which` set no callback), and the direct run's callback ran
+/// on this thread, with no `pkit-reader` thread in the process; with both
+/// callbacks, on reader threads, as the engine's always are.
+fn agree(
+    runs: &[(Output, Seen); 2],
+    stdout: &[String],
+    stderr: &[String],
+    what: &str,
+    which: Which,
+) {
+    let what = &format!("{what} ({which:?})");
+    let none: &[String] = &[];
+    let stdout = if which == Which::Stderr { none } else { stdout };
+    let stderr = if which == Which::Stdout { none } else { stderr };
     let [(a, sa), (b, sb)] = runs;
     assert_eq!(a.outcome(), b.outcome(), "{what}: outcome");
     assert_eq!(a.stdout(), b.stdout(), "{what}: stdout");
@@ -141,7 +166,7 @@ fn agree(runs: &[(Output, Seen); 2], stdout: &[String], stderr: &[String], what:
         }
     }
     let here = std::thread::current().id();
-    if direct_here() {
+    if direct_here() && which != Which::Both {
         assert!(
             sa.threads.iter().all(|t| *t == here),
             "{what}: a direct run's callback ran off the calling thread"
@@ -159,6 +184,12 @@ fn agree(runs: &[(Output, Seen); 2], stdout: &[String], stderr: &[String], what:
         !sb.threads.contains(&here),
         "{what}: the engine's callback ran on the calling thread"
     );
+    if which == Which::Both {
+        assert!(
+            !sa.threads.contains(&here),
+            "{what}: with both callbacks, one ran on the calling thread"
+        );
+    }
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -178,11 +209,13 @@ fn alone(name: &'static str, body: impl FnOnce()) {
     rt.block_on(end_exclusive(guard, name));
 }
 
-/// 100 and 100,000 lines (both streams at once), a line longer than
+/// 100 and 100,000 lines (on both streams at once), a line longer than
 /// `max_line_bytes` (cut at a character boundary), a last line with no
-/// newline, CRLF endings, invalid UTF-8 and a NUL: the direct path's
-/// callbacks get the lines the engine's get, in order, from the calling
-/// thread, and no `pkit-reader` thread appears.
+/// newline, CRLF endings, invalid UTF-8 and a NUL, each with a callback on
+/// stdout, then on stderr: the direct path's callback gets the lines the
+/// engine's gets, in order, from the calling thread, and no `pkit-reader`
+/// thread appears. With callbacks on both streams (the 100,000 lines): the
+/// same lines, from reader threads.
 #[test]
 fn the_direct_paths_callbacks_get_the_engines_lines_on_the_calling_thread() {
     alone(
@@ -232,14 +265,20 @@ fn the_direct_paths_callbacks_get_the_engines_lines_on_the_calling_thread() {
             ];
             no_reader_threads("before");
             for (what, cmd, out, err) in cases {
-                let runs = both(&cmd, what);
-                agree(&runs, &out, &err, what);
-                // The engine's reader threads go idle, then exit.
-                no_reader_threads(what);
+                let mut which = vec![Which::Stdout, Which::Stderr];
+                if what.starts_with("100,000") {
+                    which.push(Which::Both);
+                }
+                for which in which {
+                    let runs = both(&cmd, what, which);
+                    agree(&runs, &out, &err, what, which);
+                    // The engine's reader threads go idle, then exit.
+                    no_reader_threads(what);
+                }
             }
             // `run()`'s text capture beside a callback.
             let seen = Arc::new(Mutex::new(Seen::default()));
-            let text = noted(shell("echo one; echo two"), &seen)
+            let text = noted(shell("echo one; echo two"), &seen, Which::Stdout)
                 .blocking()
                 .run()
                 .expect("run");
@@ -251,8 +290,8 @@ fn the_direct_paths_callbacks_get_the_engines_lines_on_the_calling_thread() {
 
 /// A callback that panics is disabled and the run goes on, as on the
 /// engine's reader thread (`blocking_callbacks.rs` pins it there): its
-/// stream is read to its end and captured whole, the other stream's
-/// callback keeps its lines, the outcome is the exit's.
+/// stream is read to its end and captured whole, the other stream
+/// captured whole too, the outcome is the exit's.
 #[test]
 fn a_panicking_callback_is_disabled_and_the_run_goes_on() {
     plain_suite(
@@ -261,14 +300,12 @@ fn a_panicking_callback_is_disabled_and_the_run_goes_on() {
             let script = "printf 'a\\nb\\nc\\n'; echo x >&2; echo y >&2; exit 4";
             for cmd in [shell(script), engine(&shell(script))] {
                 let calls = Arc::new(AtomicUsize::new(0));
-                let errs = Arc::new(Mutex::new(Vec::new()));
-                let (c, e) = (calls.clone(), errs.clone());
+                let c = calls.clone();
                 let out = cmd
                     .on_stdout_line(move |l| {
                         c.fetch_add(1, Ordering::SeqCst);
                         assert_ne!(l, "b", "perfb: a callback's panic");
                     })
-                    .on_stderr_line(move |l| e.lock().unwrap().push(l.to_owned()))
                     .blocking()
                     .output()
                     .expect("output");
@@ -276,7 +313,6 @@ fn a_panicking_callback_is_disabled_and_the_run_goes_on() {
                 assert_eq!(out.stdout_str(), "a\nb\nc\n");
                 assert_eq!(out.stderr_str(), "x\ny\n");
                 assert_eq!(calls.load(Ordering::SeqCst), 2, "a, b");
-                assert_eq!(*errs.lock().unwrap(), ["x", "y"]);
             }
         },
     );
@@ -365,6 +401,44 @@ fn a_timeout_fires_while_a_callback_blocks() {
         drop(opener);
         let out = run.join().expect("the run's thread").expect("output");
         assert_eq!(out.outcome(), Outcome::TimedOut);
+    });
+}
+
+/// Callbacks on both streams keep running apart: a stdout callback that
+/// waits for the stderr callback's line gets it (the run keeps them on
+/// reader threads; read by the calling thread alone, the stderr line
+/// would wait behind the blocked stdout callback).
+#[test]
+fn a_callback_waiting_for_the_other_streams_gets_its_line() {
+    plain_suite("a_callback_waiting_for_the_other_streams_gets_its_line", || {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let (g_out, g_err) = (gate.clone(), gate.clone());
+        let waited = Arc::new(AtomicBool::new(false));
+        let w = waited.clone();
+        let out = shell("echo a; sleep 0.2; echo ready >&2")
+            .on_stdout_line(move |_| {
+                let (open, changed) = &*g_out;
+                let open = open.lock().unwrap();
+                let (open, _) = changed
+                    .wait_timeout_while(open, Duration::from_secs(20), |o| !*o)
+                    .unwrap();
+                w.store(*open, Ordering::SeqCst);
+            })
+            .on_stderr_line(move |l| {
+                if l == "ready" {
+                    let (open, changed) = &*g_err;
+                    *open.lock().unwrap() = true;
+                    changed.notify_all();
+                }
+            })
+            .blocking()
+            .output()
+            .expect("output");
+        assert!(out.success(), "{out:?}");
+        assert!(
+            waited.load(Ordering::SeqCst),
+            "the stdout callback never saw the stderr callback's line"
+        );
     });
 }
 

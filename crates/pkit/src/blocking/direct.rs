@@ -51,17 +51,20 @@ enum Choice {
 /// (cgroup v2 or process group, not the portable backend); any other goes
 /// to the engine.
 ///
-/// Line callbacks (one stream's or both) are called on the calling
-/// thread too, but only in a run with no timeout: a callback there holds
-/// the thread that would end the run at its deadline, and the engine's
-/// promise is that the timeout kills the tree on time while a callback
-/// blocks (its reader thread blocks, not the run). A run with a timeout
-/// and a callback is the engine's, its callbacks on `pkit-reader` threads.
-/// The rest of the engine's promise holds here: the lines, their order and
-/// cuts, a panicking callback disabled; nothing else of the process waits
-/// for a callback of this run. What differs: the run's two streams are
-/// read by one thread, so a callback that blocks holds back both (the run
-/// waits for it either way), and the two callbacks never run at once.
+/// A line callback is called on the calling thread too, but only in a run
+/// with no timeout and a callback on one stream alone. With a timeout: a
+/// callback there holds the thread that would end the run at its
+/// deadline, and the engine's promise is that the timeout kills the tree
+/// on time while a callback blocks (its reader thread blocks, not the
+/// run). With two callbacks: the engine calls each from its stream's own
+/// reader, so one that blocks never holds back the other (which may be
+/// waiting for it). Those runs are the engine's, their callbacks on
+/// `pkit-reader` threads. The rest of the engine's promise holds here: the
+/// lines, their order and cuts, a panicking callback disabled; nothing
+/// else of the process waits for the callback. What differs: the run's
+/// other stream is read by the same thread, so while the callback blocks
+/// that stream's capture waits too (a full pipe stops the child's writes
+/// there; the run waits for the callback either way).
 fn choose(cmd: &Command) -> Result<Choice> {
     let (spec, io) = (&cmd.spec, &cmd.spec.io);
     let callbacks = io.on_stdout_line.is_some() || io.on_stderr_line.is_some();
@@ -80,6 +83,10 @@ fn choose(cmd: &Command) -> Result<Choice> {
         && io.stdout_tee.is_none()
         && io.stderr_tee.is_none()
         && (unbounded || !callbacks)
+        // One callback at most: the calling thread reads both streams, and
+        // two callbacks called from it would no longer run apart (one
+        // blocked would hold back the other, which may be waiting for it).
+        && !(io.on_stdout_line.is_some() && io.on_stderr_line.is_some())
         && io.decoder.is_none()
         && io.capture_policy != CapturePolicy::Fail;
     if !plain {

@@ -70,16 +70,17 @@
 //! `std::process::Command::output` waits. Its results, errors, timeouts
 //! and log events are the engine's; the group's teardown is the engine's
 //! own code (driven here, it waits only for a tree that outlived its main
-//! process or timed out). Such a run's line callbacks, when it has no
-//! [`timeout`](crate::Command::timeout), are called on the calling thread
-//! too, between its reads, as a reader thread would call them (the same
-//! lines, in order, a panicking callback disabled, a blocking call of
-//! pkit's inside one refused): no `pkit-reader` thread is involved. There
-//! the run's two streams are read by one thread: a callback that blocks
-//! holds back both of its run's streams (never anything else), and its
-//! two callbacks never run at once. With a timeout, the callbacks run on
-//! `pkit-reader` threads, so that the timeout still fires while one
-//! blocks.
+//! process or timed out). Such a run's line callback, when it has no
+//! [`timeout`](crate::Command::timeout) and a callback on one stream only,
+//! is called on the calling thread too, between its reads, as a reader
+//! thread would call it (the same lines, in order, a panicking callback
+//! disabled, a blocking call of pkit's inside one refused): no
+//! `pkit-reader` thread is involved. The run's other stream is read by the
+//! same thread, so while the callback blocks, that stream's capture waits
+//! too (never anything else). With a timeout, or callbacks on both
+//! streams, the callbacks run on `pkit-reader` threads: the timeout still
+//! fires while one blocks, and one stream's callback never holds back the
+//! other's.
 //!
 //! Building the runtime takes a few file descriptors (two, or five with
 //! Tokio's `signal` feature on) and a thread. A blocking call that needs it while the process has none to spare (at
