@@ -125,6 +125,23 @@ impl Child {
         }
     }
 
+    /// Runs `work` (the end of the run's tree), and when `reap` reaps the
+    /// OS child as soon as it exits meanwhile (see
+    /// `ChildHandle::reaped_during`): for a one-shot run's child under
+    /// cgroup v2, asked to be reaped once seen (see
+    /// [`reap_when_seen`](Self::reap_when_seen)), which nothing would
+    /// see during the grace.
+    pub(crate) async fn reaped_during<T>(
+        &self,
+        reap: bool,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        match self {
+            Child::Os(c) if reap => c.reaped_during(work).await,
+            _ => work.await,
+        }
+    }
+
     /// CPU time and peak memory once exited (never for a scripted one).
     pub(crate) fn rusage(&self) -> Option<Usage> {
         match self {
