@@ -602,6 +602,11 @@ async fn grace_case(choice: MechanismChoice, case: GraceCase) {
             Some(pkit::Outcome::Signalled(libc::SIGTERM)),
             "{what}: once reaped"
         );
+        assert!(p.cpu_time().is_some(), "{what}: cpu time kept");
+        assert!(
+            p.peak_memory_bytes().is_some_and(|b| b > 0),
+            "{what}: peak memory kept"
+        );
     }
     // The wait reports the end, after the grace, the descendant killed.
     for round in 0..2 {
@@ -663,6 +668,8 @@ enum VerbCase {
     /// (`blocking/direct.rs`), in the process's default mechanism (so run
     /// only for the mechanism that is the default in this pass).
     BlockingDirectTimedOut,
+    /// A pipeline's `output` (the first stage's process checked), cancelled.
+    PipeCancelled,
 }
 
 /// Whether a command given no runner runs under `choice` in this pass.
@@ -687,6 +694,7 @@ async fn a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends() {
             VerbCase::Cancelled,
             VerbCase::TimedOut,
             VerbCase::BlockingTimedOut,
+            VerbCase::PipeCancelled,
         ];
         if is_default(choice) {
             cases.push(VerbCase::BlockingDirectTimedOut);
@@ -716,7 +724,7 @@ async fn verb_case(choice: MechanismChoice, case: VerbCase) {
     }
     .arg(file.as_str());
     let cmd = match case {
-        VerbCase::Cancelled => base
+        VerbCase::Cancelled | VerbCase::PipeCancelled => base
             .cancel_token(&token)
             .cancel_signal(Signal::Term)
             .cancel_grace(grace),
@@ -734,6 +742,12 @@ async fn verb_case(choice: MechanismChoice, case: VerbCase) {
                 let _ = done.send(cmd.blocking().output());
             }))
         }
+        VerbCase::PipeCancelled => {
+            let pipe = pkit::Pipe::new([cmd, self::cmd(choice, "cat")]);
+            drop(tokio::spawn(async move {
+                let _ = done.send(pipe.output().await);
+            }))
+        }
         _ => drop(tokio::spawn(async move {
             let _ = done.send(cmd.output().await);
         })),
@@ -745,7 +759,7 @@ async fn verb_case(choice: MechanismChoice, case: VerbCase) {
     let _kill = KillOnDrop(vec![descendant]);
     // When the end began (at the latest).
     let ended = match case {
-        VerbCase::Cancelled => {
+        VerbCase::Cancelled | VerbCase::PipeCancelled => {
             token.cancel();
             Instant::now()
         }
@@ -765,7 +779,7 @@ async fn verb_case(choice: MechanismChoice, case: VerbCase) {
         assert_alive(&[descendant], &format!("{what}: in the grace"));
     }
     match (case, run.await.expect("the run ends")) {
-        (VerbCase::Cancelled, Err(e)) if e.is_cancelled() => {}
+        (VerbCase::Cancelled | VerbCase::PipeCancelled, Err(e)) if e.is_cancelled() => {}
         (_, Ok(out)) => {
             assert_eq!(out.outcome(), pkit::Outcome::TimedOut, "{what}");
             assert!(out.killed_after_grace(), "{what}: {out:?}");

@@ -176,14 +176,20 @@ impl ChildHandle {
     /// nothing asks for after its exit (a cgroup's: see
     /// `ProcTree::reaps_root_early`).
     pub(crate) async fn reaped_during<T>(&self, work: impl std::future::Future<Output = T>) -> T {
-        let mut work = std::pin::pin!(work);
         tokio::select! {
-            out = &mut work => return out,
-            Ok(_) = self.wait() => {
-                self.reap_if_exited();
-            }
+            out = work => out,
+            () = self.reap_at_exit() => unreachable!("never completes"),
         }
-        work.await
+    }
+
+    /// Waits for the child's exit and reaps it (see
+    /// [`reaped_during`](Self::reaped_during)), then never completes (nor
+    /// after a wait that failed: the child is then left to its handle).
+    pub(crate) async fn reap_at_exit(&self) {
+        if self.wait().await.is_ok() {
+            self.reap_if_exited();
+        }
+        std::future::pending().await
     }
 
     /// Waits for the child to exit, as [`wait`](Self::wait) does, and
