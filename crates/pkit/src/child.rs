@@ -125,6 +125,49 @@ impl Child {
         }
     }
 
+    /// Runs `work` (the end of the run's tree), and when `reap` reaps the
+    /// OS child as soon as it exits meanwhile (see
+    /// `ChildHandle::reaped_during`): for a one-shot run's child under
+    /// cgroup v2, asked to be reaped once seen (see
+    /// [`reap_when_seen`](Self::reap_when_seen)), which nothing would
+    /// see during the grace.
+    pub(crate) async fn reaped_during<T>(
+        &self,
+        reap: bool,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        match self {
+            Child::Os(c) if reap => c.reaped_during(work).await,
+            _ => work.await,
+        }
+    }
+
+    /// [`reaped_during`](Self::reaped_during) for several children (a
+    /// pipeline's stages under cgroup v2): each OS child is reaped as it
+    /// exits while `work` runs.
+    pub(crate) async fn all_reaped_during<T>(
+        children: &[Child],
+        reap: bool,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let os = children.iter().filter_map(|c| match c {
+            Child::Os(c) if reap => Some(Box::pin(c.reap_at_exit())),
+            _ => None,
+        });
+        let mut waits: Vec<_> = os.collect();
+        // Each never completes (see `reap_at_exit`): polled together.
+        let all = std::future::poll_fn(|cx| {
+            for w in &mut waits {
+                let _ = std::future::Future::poll(w.as_mut(), cx);
+            }
+            std::task::Poll::<()>::Pending
+        });
+        tokio::select! {
+            out = work => out,
+            () = all => unreachable!("never completes"),
+        }
+    }
+
     /// CPU time and peak memory once exited (never for a scripted one).
     pub(crate) fn rusage(&self) -> Option<Usage> {
         match self {

@@ -491,6 +491,10 @@ async fn drive(
     let who = crate::log::Subject::new(program, &plan.name)
         .pid(head)
         .mechanism(group.mechanism());
+    // Under cgroup v2 a stage that exits during the end's grace is reaped
+    // then (see `Child::all_reaped_during`); process groups keep it.
+    let reap = group.mechanism() == crate::sys::Mechanism::CgroupV2;
+    let children: Vec<Child> = stages.iter().map(|s| s.child.clone()).collect();
     if let Ended::Cancelled = ended {
         crate::log::cancelled(who);
         let (signal, grace) = plan.cancel;
@@ -498,7 +502,8 @@ async fn drive(
         let deadline =
             crate::timing::left_of(plan.timeout, began).and_then(crate::timing::deadline_after);
         let cut = bounds.cut(&ended, deadline);
-        if end_group(&group, true, signal, grace, cut).await? {
+        let end = end_group(&group, true, signal, grace, cut);
+        if Child::all_reaped_during(&children, reap, end).await? {
             crate::log::killed_after_grace(who);
         }
         return Ok(Driven {
@@ -515,8 +520,8 @@ async fn drive(
     let timed_out = matches!(ended, Ended::TimedOut | Ended::Inactive);
     // A cancel token cancelled during a timeout's grace ends it.
     let cut = bounds.cut(&ended, None);
-    let killed_after_grace =
-        end_group(&group, timed_out, plan.timeout_signal, plan.grace, cut).await?;
+    let end = end_group(&group, timed_out, plan.timeout_signal, plan.grace, cut);
+    let killed_after_grace = Child::all_reaped_during(&children, reap, end).await?;
     if killed_after_grace {
         crate::log::killed_after_grace(who);
     }

@@ -384,7 +384,9 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     // exit reaps it (a worker's after handing the exit on), and the reap
     // at the end finds it done. A process group keeps its leader's zombie
     // (the group's number) until its close.
-    if proc.mechanism() == crate::sys::Mechanism::CgroupV2 {
+    // Nothing sees the exit during an end's grace: the end reaps it then.
+    let reap_early = proc.mechanism() == crate::sys::Mechanism::CgroupV2;
+    if reap_early {
         proc.child.reap_when_seen();
     }
     // Nobody can write to a verb's piped stdin: end of file at once.
@@ -430,7 +432,8 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
         // A timeout whose deadline passes during its grace ends it.
         let deadline = crate::timing::left_of(cmd.spec.timeout, began).and_then(deadline_after);
         let cut = bounds.cut(&ended, deadline);
-        if end_group(&group, true, signal, grace, cut).await? {
+        let end = end_group(&group, true, signal, grace, cut);
+        if proc.child.reaped_during(reap_early, end).await? {
             crate::log::killed_after_grace(who());
         }
         return Err(Error::Cancelled {
@@ -440,7 +443,8 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
     // A cancel token cancelled during a timeout's grace ends it.
     let (signal, grace) = (cmd.spec.timeout_signal, cmd.spec.grace);
     let cut = bounds.cut(&ended, None);
-    let killed_after_grace = end_group(&group, timed_out, signal, grace, cut).await?;
+    let end = end_group(&group, timed_out, signal, grace, cut);
+    let killed_after_grace = proc.child.reaped_during(reap_early, end).await?;
     if killed_after_grace {
         crate::log::killed_after_grace(who());
     }

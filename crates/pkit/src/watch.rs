@@ -249,13 +249,16 @@ async fn finishing(a: Arc<Armed>, deadline: Option<Instant>, signal: Option<i32>
         *a.state.lock().unwrap_or_else(|e| e.into_inner()),
         State::TimedOut { .. }
     );
-    let done = match signal {
-        Some(sig) => tokio::select! {
-            done = a.tree.end_after(sig, deadline) => done,
-            () = other_bound(&a, timed_out) => a.tree.end_after(sig, Some(Instant::now())).await,
-        },
-        None => a.tree.end(None, &|| ()).await,
-    };
+    let done = reaping_root(&a, async {
+        match signal {
+            Some(sig) => tokio::select! {
+                done = a.tree.end_after(sig, deadline) => done,
+                () = other_bound(&a, timed_out) => a.tree.end_after(sig, Some(Instant::now())).await,
+            },
+            None => a.tree.end(None, &|| ()).await,
+        }
+    })
+    .await;
     let late = done.unwrap_or_else(|e| {
         crate::log::tree_not_ended(who, &e);
         true
@@ -318,15 +321,18 @@ async fn watching(a: Arc<Armed>) {
     let then = || thaw(&a.group);
     let ending = a.tree.end(first, &then);
     let timed_out = matches!(fired, State::TimedOut { .. });
-    let late = tokio::select! {
-        late = ending => late,
-        // The other bound passed during the grace: it ends there (the
-        // first signal's processes, as a resumed end's, get SIGKILL).
-        () = other_bound(&a, timed_out), if first.is_some() => {
-            let sig = first.map_or(0, |(sig, _)| sig);
-            a.tree.end_after(sig, Some(Instant::now())).await
+    let late = reaping_root(&a, async {
+        tokio::select! {
+            late = ending => late,
+            // The other bound passed during the grace: it ends there (the
+            // first signal's processes, as a resumed end's, get SIGKILL).
+            () = other_bound(&a, timed_out), if first.is_some() => {
+                let sig = first.map_or(0, |(sig, _)| sig);
+                a.tree.end_after(sig, Some(Instant::now())).await
+            }
         }
-    };
+    })
+    .await;
     let late = late.unwrap_or_else(|e| {
         crate::log::tree_not_ended(who, &e);
         true
@@ -335,6 +341,20 @@ async fn watching(a: Arc<Armed>) {
         crate::log::killed_after_grace(who);
     }
     ended(&a, late);
+}
+
+/// Runs `ending`, an end of the subtree, and reaps the started process as
+/// soon as it exits meanwhile where nothing of the end asks for it by
+/// number (a cgroup's subtree: see `ProcTree::reaps_root_early`): one that
+/// exits on the end's signal while a descendant ignores it is not kept a
+/// zombie for the rest of the grace (see `ChildHandle::reaped_during`).
+/// Under process groups it stays unreaped until the last share of its
+/// handle goes (a group's first process until the group ends).
+async fn reaping_root<T>(a: &Armed, ending: impl std::future::Future<Output = T>) -> T {
+    match a.tree.reaps_root_early() {
+        true => a.child.reaped_during(ending).await,
+        false => ending.await,
+    }
 }
 
 /// Completes when the bound other than the one that fired passes, to end

@@ -427,3 +427,368 @@ async fn dropping_a_group_ends_a_process_whose_main_thread_ended() {
     }
     suite.end().await;
 }
+
+/// The started process exits on SIGTERM at once (`sleep`, exec'd) and
+/// leaves a child that ignores it (set before that child prints its pid,
+/// the only line of output; its own output goes to /dev/null, so the
+/// pipes close with the process itself).
+const EXITS_LEAVING_ONE_IGNORING_TERM: &str = r#"(trap '' TERM; exec sh -c 'echo $$; exec sleep 300 >/dev/null 2>&1') &
+exec sleep 300"#;
+
+/// How a [`a_process_ended_during_a_grace_is_reaped_before_the_grace_ends`] case
+/// starts its process and ends it.
+#[derive(Debug, Clone, Copy)]
+enum GraceCase {
+    /// A group's first process (under cgroup v2 its group's directory),
+    /// cancelled.
+    FirstCancelled,
+    /// A group's later process (under cgroup v2 a leaf of its own),
+    /// cancelled.
+    LaterCancelled,
+    /// A group's later process, ended by its timeout.
+    LaterTimedOut,
+    /// [`Command::start`]: the first process of a private group, cancelled.
+    PrivateCancelled,
+}
+
+/// Whether `choice` reaps a started process that exits during the grace
+/// of an end before that grace is over. Under process groups (the native
+/// ones and the portable backend) it is kept, by design: the grace's
+/// SIGKILL finds the process's descendants by their parent's number
+/// (`/proc` or the process table, within the group), and a group's first
+/// process's number is the group's own (it leads it); its zombie keeps
+/// that number from naming another process until the end.
+fn reaps_during_the_grace(choice: MechanismChoice) -> bool {
+    choice == MechanismChoice::Cgroup
+}
+
+/// A started process whose end (its cancel token's signal, or its
+/// timeout's) it does not outlive, while a descendant ignores the signal,
+/// is reaped as soon as it exits under cgroup v2, not kept a zombie for
+/// the rest of the grace, which goes on for the descendant: that one is
+/// still killed at the grace's end. Its exit status stays the real one
+/// (SIGTERM), `events()` tells the exit once, and `wait` reports the
+/// cancellation (or the timeout) as ever. Before, the watch ending the
+/// subtree held a share of the process's handle until the SIGKILL after
+/// the grace, and only the last share's drop reaped it. Under process
+/// groups the zombie is kept on purpose (see [`reaps_during_the_grace`]):
+/// the rest is checked there with a short grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_ended_during_a_grace_is_reaped_before_the_grace_ends() {
+    let suite = begin("a_process_ended_during_a_grace_is_reaped_before_the_grace_ends").await;
+    let cases = [
+        GraceCase::FirstCancelled,
+        GraceCase::LaterCancelled,
+        GraceCase::LaterTimedOut,
+        GraceCase::PrivateCancelled,
+    ];
+    for choice in mechanisms() {
+        if !reaps_during_the_grace(choice) {
+            skipped(
+                "the reap within the grace under process groups",
+                "kept by design: the grace's SIGKILL finds descendants by their parent's \
+                 number, and a group's first process's number is the group's",
+            );
+        }
+        all_at_once(cases, |case| grace_case(choice, case)).await;
+    }
+    suite.end().await;
+}
+
+/// One case of [`a_process_ended_during_a_grace_is_reaped_before_the_grace_ends`].
+async fn grace_case(choice: MechanismChoice, case: GraceCase) {
+    use std::time::{Duration, Instant};
+    let what = format!("{choice}: {case:?}");
+    let reaps = reaps_during_the_grace(choice);
+    // Long where the reap is checked: it must come well before the end.
+    let grace = match reaps {
+        true => Duration::from_secs(8),
+        false => Duration::from_millis(1500),
+    };
+    let token = CancelToken::new();
+    let base = Command::new("sh")
+        .args(["-c", EXITS_LEAVING_ONE_IGNORING_TERM])
+        .stream_lines();
+    let cmd = match case {
+        GraceCase::LaterTimedOut => base
+            .timeout(Duration::from_secs(3))
+            .timeout_signal(Signal::Term)
+            .grace(grace),
+        _ => base
+            .cancel_token(&token)
+            .cancel_signal(Signal::Term)
+            .cancel_grace(grace),
+    };
+    let group = self::group(choice);
+    let began = Instant::now();
+    let mut p = match case {
+        GraceCase::PrivateCancelled => cmd
+            .runner(std::sync::Arc::new(pkit::SystemRunner::with_mechanism(
+                choice,
+            )))
+            .start()
+            .expect("start"),
+        GraceCase::FirstCancelled => group.start(&cmd).expect("start"),
+        GraceCase::LaterCancelled | GraceCase::LaterTimedOut => {
+            let mut first = group.start(&Command::new("true")).expect("start");
+            first.wait().await.expect("wait");
+            drop(first);
+            group.start(&cmd).expect("start")
+        }
+    };
+    let pid = p.pid();
+    let mut events = p.events();
+    let mut seen = Vec::new();
+    let descendant: u32 = loop {
+        let e = next_within(&mut events)
+            .await
+            .expect("the descendant's pid");
+        if let ProcessEvent::Line(l) = &e {
+            break l.text.trim().parse().expect("a pid");
+        }
+        seen.push(e);
+    };
+    let _kill = KillOnDrop(vec![descendant]);
+    // When the end began (at the latest).
+    let ended = match case {
+        GraceCase::LaterTimedOut => began + Duration::from_secs(3),
+        _ => {
+            token.cancel();
+            Instant::now()
+        }
+    };
+    // The exit is told, and it is the real one.
+    while let Some(e) = next_within(&mut events).await {
+        seen.push(e);
+    }
+    let exits: Vec<_> = seen
+        .iter()
+        .filter(|e| matches!(e, ProcessEvent::Exited { .. }))
+        .collect();
+    let told = match case {
+        GraceCase::LaterTimedOut => pkit::Outcome::TimedOut,
+        _ => pkit::Outcome::Signalled(libc::SIGTERM),
+    };
+    assert!(
+        matches!(exits[..], [ProcessEvent::Exited { outcome, .. }] if *outcome == told),
+        "{what}: one exit, {told}: {seen:?}"
+    );
+    assert_eq!(
+        p.try_wait().expect("try_wait"),
+        Some(pkit::Outcome::Signalled(libc::SIGTERM)),
+        "{what}"
+    );
+    if reaps {
+        // Reaped well before the grace ends (half of it after the end
+        // began; the grace is long so that a loaded machine can't fail it),
+        // while the grace still goes on for the descendant.
+        let within = grace / 2;
+        while stat(pid).is_some() {
+            assert!(
+                ended.elapsed() < within,
+                "{what}: {pid} not reaped within {within:?} of its end's signal \
+                 (grace {grace:?}): {:?}",
+                stat(pid)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        assert!(
+            ended.elapsed() < grace,
+            "{what}: the reap came after the grace"
+        );
+        assert_alive(&[descendant], &format!("{what}: in the grace"));
+        assert_eq!(
+            p.try_wait().expect("try_wait"),
+            Some(pkit::Outcome::Signalled(libc::SIGTERM)),
+            "{what}: once reaped"
+        );
+        assert!(p.cpu_time().is_some(), "{what}: cpu time kept");
+        assert!(
+            p.peak_memory_bytes().is_some_and(|b| b > 0),
+            "{what}: peak memory kept"
+        );
+    }
+    // The wait reports the end, after the grace, the descendant killed.
+    for round in 0..2 {
+        match (case, p.wait().await) {
+            (GraceCase::LaterTimedOut, Ok(out)) => {
+                assert_eq!(out.outcome(), pkit::Outcome::TimedOut, "{what}");
+                assert!(out.killed_after_grace(), "{what}: {out:?}");
+            }
+            (_, Err(e)) if e.is_cancelled() => {}
+            (_, other) => panic!("{what}: wait {round}: {other:?}"),
+        }
+        assert!(ended.elapsed() >= grace, "{what}: the grace was cut short");
+        assert_gone(&[descendant], &format!("{what}: after the grace")).await;
+    }
+    // After a wait that gave an `Output`, its outcome (`TimedOut`).
+    let after = match case {
+        GraceCase::LaterTimedOut => pkit::Outcome::TimedOut,
+        _ => pkit::Outcome::Signalled(libc::SIGTERM),
+    };
+    assert_eq!(
+        p.try_wait().expect("try_wait"),
+        Some(after),
+        "{what}: after the wait"
+    );
+    drop(p);
+    group.close().await.expect("close");
+    if let Err(left) = wait_reaped(&[pid]).await {
+        panic!("{what}: not reaped after the close: {left:?}");
+    }
+}
+
+/// The next event, within [`DEADLINE`].
+async fn next_within(events: &mut pkit::Events) -> Option<ProcessEvent> {
+    tokio::time::timeout(DEADLINE, events.next_event())
+        .await
+        .unwrap_or_else(|_| panic!("an event within {DEADLINE:?}"))
+}
+
+/// Writes its pid to `$1`, then leaves a child that ignores SIGTERM (set
+/// before that child writes its pid, then `done`), and exits on SIGTERM at
+/// once (`sleep`, exec'd).
+const VERB_EXITS_LEAVING_ONE_IGNORING_TERM: &str = r#"echo $$ >> "$1"
+(trap '' TERM; exec sh -c 'echo $$ >> "$1"; echo done >> "$1"; exec sleep 300 >/dev/null 2>&1' sh "$1") &
+exec sleep 300"#;
+
+/// How a [`a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends`]
+/// case runs its command and ends it.
+#[derive(Debug, Clone, Copy)]
+enum VerbCase {
+    /// `output`, cancelled.
+    Cancelled,
+    /// `output`, ended by its timeout.
+    TimedOut,
+    /// `blocking().output()` (of a command given a runner: the engine's
+    /// run), ended by its timeout.
+    BlockingTimedOut,
+    /// `blocking().output()` of a plain command, ended by its timeout:
+    /// with pidfds, waited for on the calling thread
+    /// (`blocking/direct.rs`), in the process's default mechanism (so run
+    /// only for the mechanism that is the default in this pass).
+    BlockingDirectTimedOut,
+    /// A pipeline's `output` (the first stage's process checked), cancelled.
+    PipeCancelled,
+}
+
+/// Whether a command given no runner runs under `choice` in this pass.
+fn is_default(choice: MechanismChoice) -> bool {
+    match MechanismChoice::from_env() {
+        Ok(MechanismChoice::Auto) => choice == MechanismChoice::Cgroup,
+        env => env == Ok(choice),
+    }
+}
+
+/// [`a_process_ended_during_a_grace_is_reaped_before_the_grace_ends`] for
+/// the one-shot verbs, ended by their cancel token's or their timeout's
+/// SIGTERM and a grace: under cgroup v2 the run's process, which exits on
+/// the signal, is reaped before the grace ends; the descendant that
+/// ignores it is killed at the grace's end. Before, nothing saw the exit
+/// during the grace, and the process was reaped at the run's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends() {
+    let suite = begin("a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends").await;
+    for choice in mechanisms() {
+        let mut cases = vec![
+            VerbCase::Cancelled,
+            VerbCase::TimedOut,
+            VerbCase::BlockingTimedOut,
+            VerbCase::PipeCancelled,
+        ];
+        if is_default(choice) {
+            cases.push(VerbCase::BlockingDirectTimedOut);
+        }
+        all_at_once(cases, |case| verb_case(choice, case)).await;
+    }
+    suite.end().await;
+}
+
+/// One case of [`a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends`].
+async fn verb_case(choice: MechanismChoice, case: VerbCase) {
+    use std::time::{Duration, Instant};
+    let what = format!("{choice}: {case:?}");
+    let reaps = reaps_during_the_grace(choice);
+    let grace = match reaps {
+        true => Duration::from_secs(8),
+        false => Duration::from_millis(1500),
+    };
+    let file = TempPath::new("zomb-verb");
+    let token = CancelToken::new();
+    let limit = Duration::from_secs(3);
+    let base = match case {
+        VerbCase::BlockingDirectTimedOut => {
+            Command::new("sh").args(["-c", VERB_EXITS_LEAVING_ONE_IGNORING_TERM, "sh"])
+        }
+        _ => sh(choice, VERB_EXITS_LEAVING_ONE_IGNORING_TERM),
+    }
+    .arg(file.as_str());
+    let cmd = match case {
+        VerbCase::Cancelled | VerbCase::PipeCancelled => base
+            .cancel_token(&token)
+            .cancel_signal(Signal::Term)
+            .cancel_grace(grace),
+        _ => base
+            .timeout(limit)
+            .timeout_signal(Signal::Term)
+            .grace(grace),
+    };
+    let began = Instant::now();
+    let (done, run) = tokio::sync::oneshot::channel();
+    match case {
+        // On a thread without a runtime, as a blocking caller's.
+        VerbCase::BlockingTimedOut | VerbCase::BlockingDirectTimedOut => {
+            drop(std::thread::spawn(move || {
+                let _ = done.send(cmd.blocking().output());
+            }))
+        }
+        VerbCase::PipeCancelled => {
+            let pipe = pkit::Pipe::new([cmd, self::cmd(choice, "cat")]);
+            drop(tokio::spawn(async move {
+                let _ = done.send(pipe.output().await);
+            }))
+        }
+        _ => drop(tokio::spawn(async move {
+            let _ = done.send(cmd.output().await);
+        })),
+    }
+    let pids = file.wait_pids().await;
+    let [pid, descendant] = pids[..] else {
+        panic!("{what}: two pids: {pids:?}");
+    };
+    let _kill = KillOnDrop(vec![descendant]);
+    // When the end began (at the latest).
+    let ended = match case {
+        VerbCase::Cancelled | VerbCase::PipeCancelled => {
+            token.cancel();
+            Instant::now()
+        }
+        _ => began + limit,
+    };
+    if reaps {
+        let within = grace / 2;
+        while stat(pid).is_some() {
+            assert!(
+                ended.elapsed() < within,
+                "{what}: {pid} not reaped within {within:?} of its end's signal \
+                 (grace {grace:?}): {:?}",
+                stat(pid)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        assert_alive(&[descendant], &format!("{what}: in the grace"));
+    }
+    match (case, run.await.expect("the run ends")) {
+        (VerbCase::Cancelled | VerbCase::PipeCancelled, Err(e)) if e.is_cancelled() => {}
+        (_, Ok(out)) => {
+            assert_eq!(out.outcome(), pkit::Outcome::TimedOut, "{what}");
+            assert!(out.killed_after_grace(), "{what}: {out:?}");
+        }
+        (_, other) => panic!("{what}: {other:?}"),
+    }
+    assert!(ended.elapsed() >= grace, "{what}: the grace was cut short");
+    assert_gone(&[descendant], &format!("{what}: after the grace")).await;
+    if let Err(left) = wait_reaped(&[pid]).await {
+        panic!("{what}: not reaped after the run: {left:?}");
+    }
+}

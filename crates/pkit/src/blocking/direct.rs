@@ -332,7 +332,8 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     // exit: the look that sees the exit reaps it (one `waitid`, not a look
     // and a reap at the end), as the engine's one-shot runs do. A process
     // group keeps its leader's zombie (the group's number) until its close.
-    if group.mechanism() == crate::sys::Mechanism::CgroupV2 {
+    let reap_early = group.mechanism() == crate::sys::Mechanism::CgroupV2;
+    if reap_early {
         child.reap_when_seen();
     }
     // A small input fits the fresh pipe: written now, then end of file.
@@ -374,6 +375,14 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     // tree that outlived it or timed out.
     let (timed_out, never) = (status.is_none(), std::future::pending());
     let end = crate::runner::end_group(&group, timed_out, spec.timeout_signal, spec.grace, never);
+    // A child that exits during a timeout's grace is reaped then (nothing
+    // else sees its exit until the end), under cgroup v2.
+    let end = async {
+        match reap_early {
+            true => child.reaped_during(end).await,
+            false => end.await,
+        }
+    };
     let killed_after_grace = super::runtime::drive(what, end)??;
     if killed_after_grace {
         crate::log::killed_after_grace(who);

@@ -168,6 +168,30 @@ impl ChildHandle {
         }
     }
 
+    /// Runs `work` (an end of the child's tree under way) and reaps the
+    /// child as soon as it exits meanwhile, keeping its status and usage
+    /// (see [`reap_if_exited`](Self::reap_if_exited)): a child that exits on
+    /// the end's first signal while a descendant ignores it is not kept a
+    /// zombie for the rest of the grace. Only for a child whose number
+    /// nothing asks for after its exit (a cgroup's: see
+    /// `ProcTree::reaps_root_early`).
+    pub(crate) async fn reaped_during<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::select! {
+            out = work => out,
+            () = self.reap_at_exit() => unreachable!("never completes"),
+        }
+    }
+
+    /// Waits for the child's exit and reaps it (see
+    /// [`reaped_during`](Self::reaped_during)), then never completes (nor
+    /// after a wait that failed: the child is then left to its handle).
+    pub(crate) async fn reap_at_exit(&self) {
+        if self.wait().await.is_ok() {
+            self.reap_if_exited();
+        }
+        std::future::pending().await
+    }
+
     /// Waits for the child to exit, as [`wait`](Self::wait) does, and
     /// hands back with the status the registration it waited on (a
     /// pidfd-held child's; `None` for one held by its pid, or when a wait of

@@ -74,6 +74,20 @@ impl ProcTree {
         }
     }
 
+    /// Whether the root may be reaped as soon as it exits while an end of
+    /// the subtree goes on: a cgroup's subtree is listed from its cgroup,
+    /// its root reached through its pidfd, never by number. Not a process
+    /// group's: its members are found by their parents' numbers (a reaped
+    /// root's could name a process of another subtree), and a group's first
+    /// process's number is the group's id, kept by its zombie until the end.
+    pub(crate) fn reaps_root_early(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            ProcTree::Leaf(..) | ProcTree::GroupDir { .. } => true,
+            ProcTree::Pgroup { .. } => false,
+        }
+    }
+
     /// The started process itself when it is still running and was not
     /// among `reached`, the members a pass over its sub-cgroup found: a
     /// program run as root can write its pid into any other cgroup. It is

@@ -7,7 +7,13 @@
 //! signal it. Dropping the handle reaps it, or hands it to the reaper thread
 //! if it is still running. (A one-shot run under cgroup v2, which nothing
 //! signals by number after the exit, has its child reaped by the wait that
-//! sees the exit instead: see `PidfdChild::reap_when_seen`.) (Not when the application sets SIGCHLD to
+//! sees the exit instead: see `PidfdChild::reap_when_seen`; and under
+//! cgroup v2 a child that exits while an end of its tree is under way, its
+//! grace going on for a descendant, is reaped at its exit: see
+//! `ChildHandle::reaped_during`. Under process groups it is not: the end
+//! finds descendants by their parents' numbers, and a group leader's
+//! zombie keeps the group's number, which killpg and the close's scans of
+//! the group use, from reuse.) (Not when the application sets SIGCHLD to
 //! `SIG_IGN` or `SA_NOCLDWAIT`: the kernel then reaps every child as it
 //! exits, and the exit status is read from the pidfd; see `wait_raw`.)
 //!
