@@ -1551,8 +1551,11 @@ fn a_blocking_direct_run_whose_leader_exits_before_its_jobs_leaves_nothing() {
 /// reach the stuck write, and `stop()`/`wait()` never return (the tree is
 /// long gone; only the tee holds). Control: the command's own cancel token
 /// does end it. Every pass; restart `Always` and `Never` alike.
+///
+/// Fixed (supfix): the supervisor's stop and cancel tokens bound the
+/// run's finish after the exit too. The outcome is the exit's, the tee
+/// cut; the blocking facade's supervisor (the same loop) likewise.
 #[test]
-#[ignore = "rv38: MEDIUM: a supervisor's stop()/cancel_token never returns while a run's async tee is stuck after its exit (only the command's own tokens cut it)"]
 fn a_supervisor_stop_returns_while_a_runs_tee_is_stuck_after_its_exit() {
     if role().is_some() {
         return;
@@ -1600,12 +1603,73 @@ fn a_supervisor_stop_returns_while_a_runs_tee_is_stuck_after_its_exit() {
                     token.cancel();
                     tokio::time::timeout(Duration::from_secs(5), handle.wait()).await
                 };
-                if ended.is_err() {
-                    bad.lock().unwrap().push(format!(
+                match ended {
+                    Err(_) => bad.lock().unwrap().push(format!(
                         "{choice} {how} ({restart:?}): still waits after 5 s"
-                    ));
+                    )),
+                    Ok(r) => {
+                        let out = r.as_ref().ok().and_then(|o| o.final_output.as_ref());
+                        if !out.is_some_and(|o| o.outcome() == Outcome::Exited(0) && tee_cut(o)) {
+                            bad.lock()
+                                .unwrap()
+                                .push(format!("{choice} {how} ({restart:?}): {r:?}"));
+                        }
+                    }
                 }
             });
+        });
+        let bad = bad.into_inner().unwrap();
+        assert!(bad.is_empty(), "{bad:#?}");
+    });
+}
+
+/// The blocking facade's supervisor runs the same loop (on pkit's
+/// internal runtime): its `stop()` returns too while a run's async tee is
+/// stuck after the exit, with the exit's outcome (supfix).
+#[test]
+fn a_blocking_supervisor_stop_returns_while_a_runs_tee_is_stuck_after_its_exit() {
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        let bad = Mutex::new(Vec::new());
+        let cases: Vec<(MechanismChoice, pkit::Restart)> = mechanisms()
+            .into_iter()
+            .flat_map(|c| [(c, pkit::Restart::Always), (c, pkit::Restart::Never)])
+            .collect();
+        at_once(cases, |(choice, restart)| {
+            let cmd = Command::new("sh").args(["-c", "echo hi"]).stdout_tee(Stuck);
+            let mut handle = pkit::Supervisor::new(cmd)
+                .mechanism(choice)
+                .restart(restart)
+                .backoff(Duration::from_millis(5), 1.0)
+                .blocking()
+                .start();
+            let first = handle.next_event();
+            if !matches!(first, Some(pkit::SupervisorEvent::Started { .. })) {
+                bad.lock()
+                    .unwrap()
+                    .push(format!("{choice} {restart:?}: first event {first:?}"));
+            }
+            // The program has exited; its run waits on the tee.
+            std::thread::sleep(Duration::from_millis(500));
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(handle.stop());
+            });
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Err(_) => bad.lock().unwrap().push(format!(
+                    "{choice} blocking ({restart:?}): still waits after 5 s"
+                )),
+                Ok(r) => {
+                    let out = r.as_ref().ok().and_then(|o| o.final_output.as_ref());
+                    if !out.is_some_and(|o| o.outcome() == Outcome::Exited(0) && tee_cut(o)) {
+                        bad.lock()
+                            .unwrap()
+                            .push(format!("{choice} blocking ({restart:?}): {r:?}"));
+                    }
+                }
+            }
         });
         let bad = bad.into_inner().unwrap();
         assert!(bad.is_empty(), "{bad:#?}");
