@@ -138,3 +138,33 @@ impl fmt::Debug for RetryPolicy {
             .finish_non_exhaustive()
     }
 }
+
+/// `out`, or [`Error::OutputLimit`] when a captured stream saw more than
+/// `limit` (a [`CapturePolicy::Fail`](crate::CapturePolicy::Fail) limit;
+/// `None`: no such limit). A streamed stdout's bytes never cross it.
+pub(crate) fn over_limit(
+    program: &str,
+    limit: Option<FailLimit>,
+    out: crate::output::Output,
+) -> crate::error::Result<crate::output::Output> {
+    let Some(FailLimit {
+        bytes: limit,
+        stderr_only,
+    }) = limit
+    else {
+        return Ok(out);
+    };
+    let stream = if !stderr_only && out.stdout_seen > limit as u64 {
+        crate::pump::StreamKind::Stdout
+    } else if out.stderr_seen > limit as u64 {
+        crate::pump::StreamKind::Stderr
+    } else {
+        return Ok(out);
+    };
+    Err(Error::OutputLimit {
+        program: program.to_string(),
+        stream,
+        limit,
+        output: Box::new(out),
+    })
+}

@@ -266,6 +266,13 @@ impl RunningProcess {
     ///   or when the runtime it was started on shut down first, taking its
     ///   output or input with it (see [`Group::start`](crate::Group::start)).
     pub async fn wait(&mut self) -> Result<Output> {
+        self.wait_within(std::future::pending::<()>()).await
+    }
+
+    /// [`wait`](Self::wait), with `also` bounding the output's finish after
+    /// the exit besides the command's own bounds (see `AfterExit`): a
+    /// supervisor's stop and cancel tokens.
+    pub(crate) async fn wait_within(&mut self, also: impl Future) -> Result<Output> {
         if let Some(out) = &self.finished {
             // The same answer as the first wait's: output or input lost
             // with the start's runtime, or output over a `Fail` limit, is
@@ -299,7 +306,10 @@ impl RunningProcess {
         let (outcome, script_idle) = self.child.reported(&self.program, outcome)?;
         let idle = idle || script_idle;
         let after = crate::watch::after_exit(&self.watch);
-        let mut out = self.finish(outcome, after.passed()).await;
+        let bound = async {
+            tokio::select! { () = after.passed() => {}, _ = also => {} }
+        };
+        let mut out = self.finish(outcome, bound).await;
         out.killed_after_grace = killed_after_grace;
         out.inactivity_timed_out = idle;
         if let Some(kept) = &mut self.finished {
@@ -313,7 +323,7 @@ impl RunningProcess {
     /// `out`, or the error for a crossed `Fail` capture limit (carrying
     /// `out`) if one was.
     pub(crate) fn check_limit(&self, out: Output) -> Result<Output> {
-        over_limit(&self.program, self.fail_limit, out)
+        crate::plans::over_limit(&self.program, self.fail_limit, out)
     }
 
     /// `out`, or an error when a [`stdin_reader`](crate::Command::stdin_reader)
@@ -567,33 +577,3 @@ pub(crate) fn outcome_of(status: ExitStatus) -> Outcome {
 
 /// Where a failed `stdin_reader` leaves its error (kind and text).
 pub(crate) type InputFailure = Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>;
-
-/// `out`, or [`Error::OutputLimit`] when a captured stream saw more than
-/// `limit` (a [`CapturePolicy::Fail`](crate::CapturePolicy::Fail) limit;
-/// `None`: no such limit). A streamed stdout's bytes never cross it.
-pub(crate) fn over_limit(
-    program: &str,
-    limit: Option<crate::plans::FailLimit>,
-    out: Output,
-) -> Result<Output> {
-    let Some(crate::plans::FailLimit {
-        bytes: limit,
-        stderr_only,
-    }) = limit
-    else {
-        return Ok(out);
-    };
-    let stream = if !stderr_only && out.stdout_seen > limit as u64 {
-        StreamKind::Stdout
-    } else if out.stderr_seen > limit as u64 {
-        StreamKind::Stderr
-    } else {
-        return Ok(out);
-    };
-    Err(Error::OutputLimit {
-        program: program.to_string(),
-        stream,
-        limit,
-        output: Box::new(out),
-    })
-}

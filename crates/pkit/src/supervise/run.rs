@@ -186,7 +186,16 @@ impl Loop {
                 }
             }
         }
-        match proc.wait().await {
+        // A tee stuck after the exit is cut by a stop or a cancel too, as by
+        // the command's own tokens: the outcome stays the exit's, and the
+        // loop ends at its top (or by its policy).
+        let cut = async {
+            tokio::select! {
+                () = self.cancel_fired() => {}
+                () = self.stop.cancelled() => {}
+            }
+        };
+        match proc.wait_within(cut).await {
             Ok(out) => end.output = Some(out),
             Err(e) if e.is_cancelled() => {
                 end.interrupted = Some(StopReason::Cancelled);

@@ -15,8 +15,8 @@
 //! (pkit needs their exit statuses), as with tokio's process support.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 #[cfg(test)]
@@ -38,26 +38,56 @@ struct Notifier {
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// The previous `sigaction`, for chaining (boxed, leaked, set once).
 static PREVIOUS: AtomicUsize = AtomicUsize::new(0);
+/// Whether the handler is installed: set once, and inherited with it by a
+/// forked copy.
+static HANDLER: AtomicBool = AtomicBool::new(false);
 /// Wake-ups seen, for tests.
 static WAKES: AtomicU64 = AtomicU64::new(0);
 
-static NOTIFIER: OnceLock<Option<Notifier>> = OnceLock::new();
+/// This process's notifier (leaked; null: none could be made, exits are
+/// polled), valid when [`READY`] is this process's identity.
+static CURRENT: AtomicPtr<Notifier> = AtomicPtr::new(std::ptr::null_mut());
+/// The identity (`sys::pid::identity`) whose notifier [`CURRENT`] is.
+static READY: AtomicU64 = AtomicU64::new(0);
+/// The identity of the process making its notifier.
+static CLAIM: AtomicU64 = AtomicU64::new(0);
 
+/// This process's notifier, made at the first use. A copy forked (plain
+/// `fork`) after its maker's first use inherits the notifier's memory and
+/// the handler, but not the thread that reads the pipe: it makes its own
+/// (a new pipe, whose write end the handler is given, and a new thread),
+/// as a first use would, and never uses its maker's state (whose locks a
+/// thread it does not have may hold). A copy forked while its maker was
+/// making one makes its own too. (Atomics rather than a `OnceLock`, whose
+/// initialisation a copy forked half way would wait for for ever.)
 fn notifier() -> Option<&'static Notifier> {
-    NOTIFIER
-        .get_or_init(|| match install() {
-            Ok(()) => Some(Notifier {
-                notify: tokio::sync::Notify::new(),
-                generation: Mutex::new(0),
-                changed: Condvar::new(),
-                orphans: Mutex::new(Vec::new()),
-            }),
-            Err(e) => {
-                tracing::warn!(target: "pkit", error = %e, "no SIGCHLD handler: child exits are found by polling");
-                None
-            }
-        })
-        .as_ref()
+    let me = crate::sys::pid::identity();
+    loop {
+        if READY.load(Ordering::Acquire) == me {
+            // SAFETY: a leaked `Notifier`, never freed, or null.
+            return unsafe { CURRENT.load(Ordering::Acquire).as_ref() };
+        }
+        let claimed = CLAIM.load(Ordering::Acquire);
+        if claimed == me {
+            // Another thread of this process is making it.
+            std::thread::yield_now();
+            continue;
+        }
+        if CLAIM
+            .compare_exchange(claimed, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let made = match install() {
+                Ok(n) => n as *const Notifier as *mut Notifier,
+                Err(e) => {
+                    tracing::warn!(target: "pkit", error = %e, "no SIGCHLD handler: child exits are found by polling");
+                    std::ptr::null_mut()
+                }
+            };
+            CURRENT.store(made, Ordering::Release);
+            READY.store(me, Ordering::Release);
+        }
+    }
 }
 
 /// Makes sure the handler is installed (before the first spawn, so no exit
@@ -152,16 +182,31 @@ pub(crate) fn wakes() -> u64 {
     WAKES.load(Ordering::Relaxed)
 }
 
-fn install() -> std::io::Result<()> {
+/// Makes this process's notifier: a pipe, the thread that reads it, and
+/// the handler that writes to it (installed once; a forked copy has its
+/// maker's).
+fn install() -> std::io::Result<&'static Notifier> {
     let (r, w) = super::super::stop_pipe()?;
     let r: OwnedFd = r;
     // The reader blocks: clear O_NONBLOCK on its end only.
     rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::empty())?;
-    WAKE_FD.store(w.as_raw_fd(), Ordering::Release);
-    std::mem::forget(w); // the handler may write to it for the process's life
+    let n: &'static Notifier = Box::leak(Box::new(Notifier {
+        notify: tokio::sync::Notify::new(),
+        generation: Mutex::new(0),
+        changed: Condvar::new(),
+        orphans: Mutex::new(Vec::new()),
+    }));
     std::thread::Builder::new()
         .name("pkit-sigchld".into())
-        .spawn(move || pump(r))?;
+        .spawn(move || pump(r, n))?;
+    // A copy's handler wrote to its maker's pipe, read by its maker's
+    // thread: now to this one. (That write end stays open: a handler
+    // running now may still write to it.)
+    WAKE_FD.store(w.as_raw_fd(), Ordering::Release);
+    std::mem::forget(w); // the handler may write to it for the process's life
+    if HANDLER.load(Ordering::Acquire) {
+        return Ok(n);
+    }
     // SAFETY: sigaction(2) with a zeroed struct filled with our handler, an
     // empty mask and flags; the old action is written into a buffer we own.
     // The handler only calls async-signal-safe functions (write, and the
@@ -178,9 +223,16 @@ fn install() -> std::io::Result<()> {
             drop(Box::from_raw(old));
             return Err(e);
         }
-        PREVIOUS.store(old as usize, Ordering::Release);
+        // Our own handler already (a copy forked half way through its
+        // maker's install): nothing to chain to.
+        if (*old).sa_sigaction == handler as *const () as usize {
+            drop(Box::from_raw(old));
+        } else {
+            PREVIOUS.store(old as usize, Ordering::Release);
+        }
     }
-    Ok(())
+    HANDLER.store(true, Ordering::Release);
+    Ok(n)
 }
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -254,7 +306,7 @@ pub(super) fn set_errno(e: i32) {
 }
 
 /// The notifier thread: one wake-up per batch of bytes read.
-fn pump(r: OwnedFd) {
+fn pump(r: OwnedFd, n: &'static Notifier) {
     let mut buf = [0u8; 64];
     loop {
         match rustix::io::read(&r, &mut buf) {
@@ -263,9 +315,6 @@ fn pump(r: OwnedFd) {
             Err(_) => std::thread::sleep(RECHECK),
         }
         WAKES.fetch_add(1, Ordering::Relaxed);
-        let Some(n) = NOTIFIER.get().and_then(Option::as_ref) else {
-            continue;
-        };
         {
             let mut g = n.generation.lock().unwrap_or_else(|e| e.into_inner());
             *g += 1;

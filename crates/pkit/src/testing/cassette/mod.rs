@@ -387,7 +387,7 @@ impl RecordReplay {
     fn replay_one(&self, cmd: &Command) -> Result<Output> {
         // Over a `Fail` limit fails it, as live: a verb captures even a `stream_lines` command.
         let (io, (_, out)) = (&cmd.spec.io, self.replay_run(cmd)?);
-        crate::process::over_limit(&cmd.display_name(), io.fail_limit(false), out)
+        crate::plans::over_limit(&cmd.display_name(), io.fail_limit(false), out)
     }
 
     /// The recorded run answering `cmd`, and its `Output`.
