@@ -201,7 +201,7 @@ async fn dropping_json_lines_ends_the_tree() {
     let grandchild = lines.next().await.expect("item").expect("pid");
     let shell = lines.next().await.expect("item").expect("pid");
     assert_eq!(shell, lines.pid());
-    let _guard = KillOnDrop(vec![grandchild]);
+    let _guard = KillOnDrop::new(vec![grandchild]);
     assert_alive(&[grandchild, shell], "before the drop");
     drop(lines);
     assert_gone(&[grandchild, shell], "after the drop").await;
