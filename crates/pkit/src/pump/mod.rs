@@ -53,7 +53,6 @@ pub(crate) use capture::{CaptureBuf, Captured, TeeError};
 pub use decode::{Decoder, DecoderFactory, Utf8Decoder};
 pub(crate) use lazy::aside;
 pub(crate) use limit::LimitFlag;
-pub(crate) use lines::FirstPieces;
 pub use lines::{Line, StreamKind};
 pub(crate) use prompt::{PromptSink, PromptSlot};
 pub(crate) use queue::queue;
