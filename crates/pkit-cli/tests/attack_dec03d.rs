@@ -139,6 +139,7 @@ fn a_program_that_leaves_its_container_still_ends_at_the_timeout() {
                 .args(["sh", "-c", &script, "sh"])
                 .arg(&pids)
                 .spawn()
+                .map(Started::new)
                 .expect("pkit runs");
             let program = read_pids(&pids, 1)[0];
             let whereabouts = pid_and_whereabouts(&pids);

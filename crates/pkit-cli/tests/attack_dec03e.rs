@@ -26,6 +26,7 @@ fn term_during_the_leftovers_grace_kills_them_at_once() {
             .args(["run", "-q", "--mechanism", m, "-k", "300", "--"])
             .args(["sh", "-c", &script])
             .spawn()
+            .map(Started::new)
             .expect("pkit runs");
         let got = read_pids(&pids, 2);
         let _ = std::fs::remove_file(&pids);
@@ -90,6 +91,7 @@ fn one_int_to_the_job_of_a_nested_run_is_one_request() {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
+            .map(Started::new)
             .expect("pkit runs");
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::fs::read_to_string(&pids).map_or(true, |s| !s.ends_with('\n')) {

@@ -65,6 +65,7 @@ fn a_continue_right_after_a_stop_does_not_leave_pkit_stopped() {
             // group of the session: not orphaned, so a stop signal stops.
             .process_group(0)
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         let sh = pids[2];
@@ -145,7 +146,7 @@ fn a_stop_signal_in_an_orphaned_process_group_is_dropped() {
                 Ok(())
             });
         }
-        let mut child = child.spawn().unwrap();
+        let mut child = child.spawn().map(Started::new).unwrap();
         let pid = read_pids(&file, 1)[0];
         kill(child.id(), libc::SIGTSTP);
         // The timeout fires within 3 s unless pkit is stopped.
@@ -211,7 +212,7 @@ fn a_stop_signal_stops_pkit_in_a_scripts_group_that_is_not_orphaned() {
                 Ok(())
             });
         }
-        let mut sh = sh.spawn().unwrap();
+        let mut sh = sh.spawn().map(Started::new).unwrap();
         let pkit_pid = read_pids(&pkit_file, 1)[0];
         let pid = read_pids(&file, 1)[0];
         kill(pkit_pid as u32, libc::SIGTSTP);

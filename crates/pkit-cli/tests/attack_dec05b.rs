@@ -50,6 +50,7 @@ fn leftovers_of_a_program_ended_by_a_forwarded_term_get_the_signal_with_k() {
             .args(["sh", "-c", &term_noting_tree(&file)])
             .stderr(Stdio::piped())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 2);
         kill(child.id(), libc::SIGTERM);
@@ -110,6 +111,7 @@ fn a_second_term_still_ends_the_tree_once() {
             .args(["run", "-q", "-k", "2", "--mechanism", mechanism, "--"])
             .args(["sh", "-c", &script])
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 2);
         kill(child.id(), libc::SIGTERM);
@@ -147,6 +149,7 @@ fn a_nested_pkit_whose_outer_is_killed_early_leaves_nothing() {
                 ])
                 .args(["sh", "-c", &tree_script(&file)])
                 .spawn()
+                .map(Started::new)
                 .unwrap();
             std::thread::sleep(Duration::from_millis(delay_ms));
             kill(child.id(), libc::SIGKILL);

@@ -264,7 +264,7 @@ fn three_pkits_deep_of_mixed_mechanisms_leave_nothing_after_a_timeout() {
             .env("PKIT_MECHANISM", order[0])
             .env("PKIT_A18_TAG", &tag)
             .stdin(std::process::Stdio::null());
-        let mut child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().map(Started::new).unwrap();
         let outer = child.id();
         let pids = read_pids(&file, 3);
         // The three pkits: the shell's parent, its parent, the outer.
@@ -319,6 +319,7 @@ fn the_outer_pkit_killed_while_the_inner_starts_leaves_nothing() {
                 .env("PKIT_A18_TAG", &tag)
                 .stdin(std::process::Stdio::null())
                 .spawn()
+                .map(Started::new)
                 .unwrap();
             let outer = child.id();
             // 0, 20 or 40 ms after the start: the inner pkit is somewhere in
@@ -404,6 +405,7 @@ fn a_library_owner_under_pkit_run_leaves_nothing_when_the_run_ends() {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .spawn()
+                .map(Started::new)
                 .unwrap();
             let outer = child.id();
             let pids = read_pids(&file, 2);

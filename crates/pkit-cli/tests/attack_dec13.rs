@@ -134,6 +134,7 @@ fn a_runs_exited_orphans_are_reaped_while_it_runs() {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Started::new)
             .unwrap();
         wait_for_text(&marks, "done");
         // Reaped within the deadline: none left for good.
@@ -156,7 +157,7 @@ fn a_runs_exited_orphans_are_reaped_while_it_runs() {
 
 /// `pkit supervise --json` on `args`, stderr to a file (read back by the
 /// test as the events come).
-fn supervise_json(mech: &str, args: &[&str], err: &Path) -> std::process::Child {
+fn supervise_json(mech: &str, args: &[&str], err: &Path) -> Started {
     pkit()
         .args(["supervise", "--json", "--mechanism", mech])
         .args(args)
@@ -164,6 +165,7 @@ fn supervise_json(mech: &str, args: &[&str], err: &Path) -> std::process::Child 
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(err).unwrap())
         .spawn()
+        .map(Started::new)
         .unwrap()
 }
 
@@ -275,6 +277,7 @@ fn a_stop_at_any_moment_of_the_start_leaves_nothing() {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
+                .map(Started::new)
                 .unwrap();
             std::thread::sleep(Duration::from_millis(delay));
             kill(child.id(), libc::SIGTERM);

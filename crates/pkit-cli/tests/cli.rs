@@ -242,6 +242,7 @@ fn passes_stdio_through_without_capture() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Started::new)
         .and_then(|mut child| {
             use std::io::Write;
             child.stdin.take().unwrap().write_all(b"through\n")?;
@@ -273,6 +274,7 @@ fn a_signal_that_ends_the_program_ends_the_tree_and_pkit() {
                 ])
                 .stdin(Stdio::null())
                 .spawn()
+                .map(Started::new)
                 .unwrap();
             let pids = read_pids(&file, 3);
             kill(child.id(), sig);
@@ -467,6 +469,7 @@ fn no_cgroup_directory_is_left_behind() {
             "sleep 300 & wait",
         ])
         .spawn()
+        .map(Started::new)
         .unwrap();
     let pid = child.id();
     assert_eq!(child.wait().unwrap().code(), Some(124));
@@ -633,6 +636,7 @@ fn a_sigkilled_pkit_run_leaves_nothing_behind() {
             .env("PKIT_TEST_TAG", &tag)
             .stdin(Stdio::null())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         let guard = guard_of(&tag);
@@ -669,6 +673,7 @@ fn a_pkit_killed_by_its_program_at_once_leaves_nothing_behind() {
                 .env("PKIT_TEST_TAG", &tag)
                 .stdin(Stdio::null())
                 .spawn()
+                .map(Started::new)
                 .unwrap();
             let status = child.wait().unwrap();
             assert_eq!(status.signal(), Some(libc::SIGKILL), "{m} round {round}");
@@ -702,6 +707,7 @@ fn ctrl_c_to_a_foreground_pkit_run_does_not_stop_its_guard() {
             .stdin(Stdio::null())
             .process_group(0)
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         let guard = guard_of(&tag);
@@ -754,4 +760,34 @@ fn doctor_reports_the_guard() {
     assert!(guard["process_groups"].as_str().is_some(), "{v}");
     let text = String::from_utf8_lossy(&run(&["doctor"]).stdout).into_owned();
     assert!(text.contains("owner-death guard"), "{text}");
+}
+
+/// The suite's own guard, `common::Started`: a `pkit run` dropped before
+/// it was waited for (as at a failing assertion) is killed with its tree,
+/// and reaped: nothing of it is left to the next test.
+#[test]
+fn a_started_pkit_dropped_unfinished_leaves_nothing_running() {
+    for m in mechanisms() {
+        let file = pid_file();
+        let child = pkit()
+            .args(["run", "-q", "--mechanism", m, "--", "sh", "-c"])
+            .arg(tree_script(&file))
+            .stdin(Stdio::null())
+            .spawn()
+            .map(Started::new)
+            .unwrap();
+        let pkit_pid = child.id() as i32;
+        let pids = read_pids(&file, 3);
+        drop(child);
+        let _ = std::fs::remove_file(&file);
+        assert_all_gone(&pids);
+        // Reaped: no child of ours (a number given on names another's).
+        let stat = std::fs::read_to_string(format!("/proc/{pkit_pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|f| f.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        assert_ne!(ppid, Some(std::process::id()), "{m}: pkit was not reaped");
+    }
 }

@@ -66,6 +66,7 @@ fn a_run_starts_only_the_guard_its_mechanism_uses() {
             .env("PKIT_TEST_TAG", &tag)
             .stdin(Stdio::null())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 1);
         // The guards start before the program; give a slow second one time
@@ -214,7 +215,7 @@ fn signals_ignored_at_start_stay_ignored_in_the_program() {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().map(Started::new).unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -355,6 +356,7 @@ fn a_run_at_the_descriptor_limit_never_waits_a_grace_for_nothing() {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
+                .map(Started::new)
                 .unwrap();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             let status = loop {

@@ -44,6 +44,7 @@ fn a_third_signal_after_the_timeout_is_said_to_kill_at_once() {
             .args(["-k", "300", "--", "sh", "-c", &script])
             .stderr(std::process::Stdio::piped())
             .spawn()
+            .map(Started::new)
             .expect("pkit runs");
         // The timeout's TERM, then each request in turn once the program
         // saw the one before (standard signals sent at once may merge).
@@ -113,6 +114,7 @@ fn leftovers_killed_on_a_signal_are_said_so() {
             .args(["sh", "-c", &script])
             .stderr(std::process::Stdio::piped())
             .spawn()
+            .map(Started::new)
             .expect("pkit runs");
         let got = read_pids(&pids, 2);
         let _ = std::fs::remove_file(&pids);

@@ -6,6 +6,8 @@
 // tests/windows.rs.
 #![cfg(unix)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -237,6 +239,7 @@ async fn the_outer_pkit_signalled_ends_the_inner_pkit_and_its_tree() {
                 .env("PKIT_MECHANISM", mech)
                 .stdout(std::process::Stdio::piped())
                 .spawn()
+                .map(common::Started::new)
                 .unwrap();
             let stdout = outer.stdout.take().unwrap();
             let lines = tokio::task::spawn_blocking(move || {

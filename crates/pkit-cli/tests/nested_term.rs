@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_all_gone, at_once, pid_gone, temp_path};
+use common::{assert_all_gone, at_once, pid_gone, temp_path, Started};
 use pkit::{Command, Group, MechanismChoice, SystemRunner};
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -224,6 +224,7 @@ fn the_kill_after_the_grace_ends_a_nested_pkit_that_ignores_term() {
             .env("PKIT_MECHANISM", mech)
             .stderr(std::process::Stdio::piped())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let rec = wait_ready(&file, &what);
         assert_eq!(rec.pids.len(), 3, "{what}");

@@ -28,6 +28,7 @@ fn capture_leaves_stdin_alone_and_is_bounded() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Started::new)
         .unwrap();
     child
         .stdin

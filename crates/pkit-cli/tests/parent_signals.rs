@@ -27,6 +27,7 @@ fn a_parents_second_int_soon_after_the_first_is_a_second_request() {
             .args(["run", "-q", "--mechanism", m, "-k", "300", "--"])
             .args(["sh", "-c", &script])
             .spawn()
+            .map(Started::new)
             .expect("pkit runs");
         wait_for_text(&log, "up");
         // From a process other than pkit's parent: kill(1).

@@ -51,6 +51,7 @@ fn stdin_is_typed_into_the_terminal_and_its_end_ends_cat() {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
+            .map(Started::new)
             .expect("pkit runs");
         child
             .stdin

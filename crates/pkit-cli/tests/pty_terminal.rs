@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,7 @@ fn text(out: &Arc<Mutex<Vec<u8>>>) -> String {
 
 /// `pkit run --pty -- cat` under mechanism `m` on the user's terminal
 /// `slave`, once that is raw: pkit and what it writes.
-fn raw_cat(m: &str, slave: &File) -> (Child, Arc<Mutex<Vec<u8>>>) {
+fn raw_cat(m: &str, slave: &File) -> (Started, Arc<Mutex<Vec<u8>>>) {
     let mut pkit = pkit()
         .args(["run", "-q", "--pty", "--mechanism", m, "--", "cat"])
         // A group of its own, whose parent (this test) is in another group
@@ -123,6 +123,7 @@ fn raw_cat(m: &str, slave: &File) -> (Child, Arc<Mutex<Vec<u8>>>) {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(Started::new)
         .unwrap();
     let out = collect(pkit.stdout.take().unwrap());
     poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));
@@ -145,6 +146,7 @@ fn a_sigkilled_pkit_leaves_the_terminal_as_it_found_it_and_no_tree() {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         poll("raw mode", || is_raw(&settings(slave.as_raw_fd())));

@@ -272,6 +272,7 @@ fn a_run_ended_by_signals_keeps_its_pid_and_duration() {
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(&notes).unwrap())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         kill(child.id(), libc::SIGTERM);

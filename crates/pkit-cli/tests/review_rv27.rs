@@ -169,6 +169,7 @@ fn a_stop_during_the_no_trampoline_retry_is_a_stop() {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
+            .map(Started::new)
             .unwrap();
         std::thread::sleep(Duration::from_micros(500 * (round % 20)));
         let _ = Command::new("kill")

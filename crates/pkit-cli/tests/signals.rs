@@ -33,6 +33,7 @@ fn term_reaches_the_programs_trap_and_its_exit_is_pkits() {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
+            .map(Started::new)
             .unwrap();
         wait_for_text(&ready, "up");
         kill(child.id(), libc::SIGTERM);
@@ -64,6 +65,7 @@ fn other_signals_reach_the_program_and_do_not_end_pkit() {
             .args(["run", "-q", "--mechanism", m, "--", "sh", "-c", &script])
             .stdin(Stdio::null())
             .spawn()
+            .map(Started::new)
             .unwrap();
         wait_for_text(&log, "up");
         for (sig, name) in [
@@ -101,6 +103,7 @@ fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
             .args(["--", "sh", "-c", &script])
             .stdin(Stdio::null())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         kill(child.id(), libc::SIGTERM);
@@ -123,6 +126,7 @@ fn a_second_term_tears_the_tree_down_and_a_first_does_not() {
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         kill(child.id(), libc::SIGTERM);
@@ -171,6 +175,7 @@ fn tstp_stops_the_tree_and_pkit_and_cont_resumes_both() {
             .stdin(Stdio::null())
             .process_group(0)
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 2);
         let (bg, sh) = (pids[0], pids[1]);
@@ -237,6 +242,7 @@ fn fg_after_a_stop_continues_the_program_once() {
             .stdout(Stdio::null())
             .process_group(0)
             .spawn()
+            .map(Started::new)
             .unwrap();
         let what = format!("{m} pty={pty}");
         let text = wait_for_text(&log, "\n");
@@ -590,7 +596,7 @@ fn the_portable_backend_reads_signals_through_the_self_pipe() {
         if let Some(v) = env {
             cmd.env("PKIT_MECHANISM", v);
         }
-        let mut child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().map(Started::new).unwrap();
         wait_for_text(&ready, "up");
         let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
             .unwrap()
@@ -628,6 +634,7 @@ fn a_term_after_a_flood_of_winch_is_not_lost() {
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
+            .map(Started::new)
             .unwrap();
         wait_for_text(&ready, "up");
         // Five kinds at a time (the kernel keeps one of each pending),

@@ -180,6 +180,7 @@ fn term_to_pkit_stops_the_run_and_its_tree() {
         .arg(tree_script(&file))
         .stderr(Stdio::piped())
         .spawn()
+        .map(Started::new)
         .unwrap();
     let pids = read_pids(&file, 3);
     kill(child.id(), libc::SIGTERM);
@@ -333,7 +334,7 @@ fn verbose_prints_the_lifecycle_events_and_no_secrets() {
 }
 
 /// Waits (bounded) for `child` to exit, killing it on the deadline.
-fn wait_bounded(mut child: std::process::Child, what: &str) -> std::process::Output {
+fn wait_bounded(mut child: Started, what: &str) -> std::process::Output {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
@@ -354,6 +355,7 @@ fn int_or_hup_to_pkit_stops_the_run_and_its_tree() {
             .arg(tree_script(&file))
             .stderr(Stdio::piped())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         kill(child.id(), sig);
@@ -375,6 +377,7 @@ fn a_signal_during_a_backoff_pause_stops_at_once() {
         .arg(format!("echo $$ >> {}; exit 3", file.display()))
         .stderr(Stdio::piped())
         .spawn()
+        .map(Started::new)
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = Vec::new();
@@ -431,6 +434,7 @@ fn the_health_port_waits_for_a_listener_or_counts_a_crash() {
         .args([LISTENER, "sh", &port.to_string(), "0.3"])
         .stderr(Stdio::piped())
         .spawn()
+        .map(Started::new)
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = Vec::new();
@@ -683,7 +687,7 @@ fn a_second_signal_during_the_grace_kills_at_once() {
             f = file.display()
         ))
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn().map(Started::new)
         .unwrap();
     let pids = read_pids(&file, 2);
     kill(child.id(), libc::SIGTERM);
@@ -746,6 +750,7 @@ fn sigkill_to_pkit_still_ends_the_current_runs_tree() {
         .arg(tree_script(&file))
         .stderr(Stdio::null())
         .spawn()
+        .map(Started::new)
         .unwrap();
     let pids = read_pids(&file, 3);
     kill(child.id(), libc::SIGKILL);
@@ -770,7 +775,7 @@ fn grace_sets_how_long_a_stop_waits() {
                 f = file.display()
             ))
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn().map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 2);
         kill(child.id(), libc::SIGTERM);
@@ -806,6 +811,7 @@ fn the_run_a_stop_ends_is_reported_as_ended() {
             .arg(tree_script(&file))
             .stderr(Stdio::piped())
             .spawn()
+            .map(Started::new)
             .unwrap();
         let pids = read_pids(&file, 3);
         kill(child.id(), libc::SIGTERM);
@@ -886,6 +892,7 @@ fn hup_ignored_when_pkit_starts_stops_nothing() {
         .arg(tree_script(&file))
         .stderr(Stdio::piped())
         .spawn()
+        .map(Started::new)
         .unwrap();
     let pids = read_pids(&file, 3);
     let hup_ignored_in_program = in_mask(pids[2], "SigIgn:", libc::SIGHUP);

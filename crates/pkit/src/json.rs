@@ -94,7 +94,6 @@ impl Command {
             proc: Some(proc),
             lines,
             line: 0,
-            long_line: false,
             stderr_tail: VecDeque::new(),
             finishing: None,
             done: false,
@@ -139,8 +138,6 @@ pub struct JsonLines<T> {
     lines: Lines,
     /// Stdout lines seen so far.
     line: usize,
-    /// Inside an over-long line (its pieces are skipped).
-    long_line: bool,
     stderr_tail: VecDeque<String>,
     finishing: Option<Finishing>,
     done: bool,
@@ -179,6 +176,11 @@ impl<T: DeserializeOwned> JsonLines<T> {
                     self.stderr_tail.push_back(line.text);
                     continue;
                 }
+                // The later pieces of an over-long line: reported with its
+                // first piece (or dropped with it, under `DropNewest`).
+                if !line.begins_a_line() {
+                    continue;
+                }
                 if let Some(item) = self.parse(line.text, line.partial) {
                     return Poll::Ready(Some(item));
                 }
@@ -206,16 +208,11 @@ impl<T: DeserializeOwned> JsonLines<T> {
         Poll::Ready(checked.err().map(Err))
     }
 
-    /// One stdout line (or piece of one): the item it gives, if any.
+    /// One stdout line (or the first piece of one cut by `max_line_bytes`):
+    /// the item it gives, if any.
     fn parse(&mut self, text: String, partial: bool) -> Option<Result<T>> {
-        if self.long_line {
-            // The rest of a line already reported.
-            self.long_line = partial;
-            return None;
-        }
         self.line += 1;
         if partial {
-            self.long_line = true;
             return Some(Err(Error::Json {
                 program: self.program.clone(),
                 target: std::any::type_name::<T>(),

@@ -132,9 +132,6 @@ impl Command {
         // The line stream takes the stderr a failed run's error quotes:
         // keep its last lines for that.
         let mut stderr_tail = std::collections::VecDeque::new();
-        // A line cut by `max_line_bytes`: the pieces after its first are
-        // no lines the program wrote.
-        let mut first_pieces = crate::pump::FirstPieces::default();
         while let Some(line) = lines.next_line().await {
             if line.stream == StreamKind::Stderr {
                 if stderr_tail.len() == 10 {
@@ -143,7 +140,9 @@ impl Command {
                 stderr_tail.push_back(line.text);
                 continue;
             }
-            if !first_pieces.offers(&line) {
+            // A line cut by `max_line_bytes`: the pieces after its first are
+            // no lines the program wrote.
+            if !line.begins_a_line() {
                 continue;
             }
             let matched = {

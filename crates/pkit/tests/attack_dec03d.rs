@@ -104,7 +104,7 @@ async fn started_and_left(
     script: &str,
 ) -> (pkit::RunningProcess, KillOnDrop) {
     let p = g.start(&sh(choice, script)).unwrap();
-    let cleanup = KillOnDrop(vec![p.pid()]);
+    let cleanup = KillOnDrop::new(vec![p.pid()]);
     wait_left(p.pid(), choice).await;
     (p, cleanup)
 }
@@ -147,7 +147,7 @@ async fn a_program_that_leaves_its_container_still_ends_at_its_timeout() {
             .start()
             .unwrap();
         let pid = p.pid();
-        let _cleanup = KillOnDrop(vec![pid]);
+        let _cleanup = KillOnDrop::new(vec![pid]);
         wait_left(pid, choice).await;
         let out = tokio::time::timeout(DEADLINE * 3, p.wait())
             .await
@@ -261,7 +261,7 @@ async fn a_group_whose_leader_left_and_runs_on_starts_again_and_ends_both() {
             let p = g.start(&sh(choice, "exec sleep 300")).unwrap_or_else(|e| {
                 panic!("{choice}: a start after the leader left (still running): {e}")
             });
-            let cleanup = KillOnDrop(vec![p.pid()]);
+            let cleanup = KillOnDrop::new(vec![p.pid()]);
             (p, cleanup)
         };
 
@@ -358,7 +358,7 @@ async fn a_former_leader_is_a_member_and_gets_its_grace() {
                 let p = g
                     .start(&sh(choice, body))
                     .unwrap_or_else(|e| panic!("{what}: a start after the leader left: {e}"));
-                let cleanup = KillOnDrop(vec![p.pid()]);
+                let cleanup = KillOnDrop::new(vec![p.pid()]);
                 (p, cleanup)
             };
             if current_empty {
@@ -433,7 +433,7 @@ async fn a_leader_that_left_and_called_setsid_is_no_pty_session() {
             let what = format!("{choice}, closed: {close}");
             let g = group(choice);
             let first = g.start(&sh(choice, &script)).unwrap();
-            let _cleanup = KillOnDrop(vec![first.pid()]);
+            let _cleanup = KillOnDrop::new(vec![first.pid()]);
             let deadline = std::time::Instant::now() + DEADLINE;
             // In a session of its own, as `sleep`.
             while !(stat(first.pid()).is_some_and(|s| s.session == first.pid())
@@ -454,7 +454,7 @@ async fn a_leader_that_left_and_called_setsid_is_no_pty_session() {
                     })
                 })
                 .collect();
-            let _cleanup2 = KillOnDrop(starts.iter().map(|p| p.pid()).collect());
+            let _cleanup2 = KillOnDrop::new(starts.iter().map(|p| p.pid()).collect());
             let new_group = stat(starts[0].pid()).expect("the new start runs").pgrp;
             assert_eq!(
                 new_group,

@@ -664,7 +664,7 @@ async fn a_non_root_owner() {
         .split(',')
         .map(|p| p.parse().unwrap())
         .collect();
-    let _cleanup = KillOnDrop(pids.clone());
+    let _cleanup = KillOnDrop::new(pids.clone());
     child.kill().unwrap();
     child.wait().unwrap();
     assert_gone(&pids, "a tree of nobody's owner killed by SIGKILL").await;
@@ -760,7 +760,7 @@ async fn three_levels_of_pkit() {
             Ok(true),
             "{choice}: the innermost tree started: {said:#?}"
         );
-        let _cleanup = KillOnDrop(pids.clone());
+        let _cleanup = KillOnDrop::new(pids.clone());
         // 3 levels + their guards + 2 sleeps and their shell.
         assert_eq!(pids.len(), 1 + 3 + 3 + 3, "{choice}: {said:#?}");
         assert_alive(&pids, "every level before the kill");

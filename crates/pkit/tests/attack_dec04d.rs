@@ -168,7 +168,7 @@ async fn non_root_owners_with_unread_registrations_past_their_fd_limit() {
             &mut unguarded,
         );
     }
-    let _cleanup = KillOnDrop(sleeps.clone());
+    let _cleanup = KillOnDrop::new(sleeps.clone());
     for o in &mut owners {
         o.kill().unwrap();
         o.wait().unwrap();
@@ -244,7 +244,7 @@ fn nobody_owner(
                     let _ = o.kill();
                     let _ = o.wait();
                 }
-                let _cleanup = KillOnDrop(pids.clone());
+                let _cleanup = KillOnDrop::new(pids.clone());
                 panic!("an owner ({mode}) never said ready ({e}): {unguarded:?}");
             }
         };
@@ -309,7 +309,7 @@ async fn a_non_root_owner_past_its_users_descriptors_in_flight_stays_guarded() {
             &mut unguarded,
         );
     }
-    let _cleanup = KillOnDrop(sleeps.clone());
+    let _cleanup = KillOnDrop::new(sleeps.clone());
     let mut runs = Vec::new();
     let mut runs_unguarded = Vec::new();
     nobody_owner(
@@ -387,7 +387,7 @@ async fn idle_owners_leave_no_descriptors_in_flight_for_a_new_owner() {
         );
         guards.push(guard.expect("an idle owner's guard"));
     }
-    let _cleanup = KillOnDrop(sleeps.clone());
+    let _cleanup = KillOnDrop::new(sleeps.clone());
     // Every leader's pidfd reaches its guard (none rung since its query).
     let deadline = Instant::now() + DEADLINE;
     let unread = loop {
@@ -540,7 +540,7 @@ async fn owner_killed_with_a_copy_about(mode: &str) {
         let Ok(line) = line else {
             let _ = child.kill();
             let _ = child.wait();
-            let _cleanup = KillOnDrop(tree.clone());
+            let _cleanup = KillOnDrop::new(tree.clone());
             panic!("the owner never said ready");
         };
         match line.split_once(' ') {
@@ -550,7 +550,7 @@ async fn owner_killed_with_a_copy_about(mode: &str) {
             _ => {}
         }
     }
-    let _cleanup = KillOnDrop(tree.clone());
+    let _cleanup = KillOnDrop::new(tree.clone());
     if mode == "pre-exec" {
         // The second start's child, stopped before its exec (a fork of
         // the owner that is no `sleep` yet).
@@ -697,7 +697,7 @@ async fn argv_and_env_pass_a_start_intact() {
         for _ in 0..3 {
             started.push(group.start(&cmd).unwrap());
         }
-        let _cleanup = KillOnDrop(started.iter().map(|p| p.pid()).collect());
+        let _cleanup = KillOnDrop::new(started.iter().map(|p| p.pid()).collect());
         let mut want_env: Vec<Vec<u8>> = env.iter().map(|(k, v)| [*k, b"=", *v].concat()).collect();
         want_env.sort();
         for (i, p) in started.iter().enumerate() {
@@ -820,7 +820,7 @@ async fn a_stopped_guard_past_a_full_socket() {
             }
             let _ = child.kill();
             let _ = child.wait();
-            let _cleanup = KillOnDrop(all);
+            let _cleanup = KillOnDrop::new(all);
             panic!("{why}");
         };
     loop {
@@ -858,7 +858,7 @@ async fn a_stopped_guard_past_a_full_socket() {
         }
     }
     let guard = guard.unwrap();
-    let _cleanup = KillOnDrop([&guarded[..], &unguarded[..]].concat());
+    let _cleanup = KillOnDrop::new([&guarded[..], &unguarded[..]].concat());
     let _ = std::process::Command::new("kill")
         .args(["-CONT", &guard.to_string()])
         .status();

@@ -293,7 +293,7 @@ async fn owner_killed_after_forks(mode: &str) -> Result<usize, bool> {
             _ => {}
         }
     };
-    let _cleanup = KillOnDrop(tree.clone());
+    let _cleanup = KillOnDrop::new(tree.clone());
     if !ready {
         // Its copies are printed once the forks stop: kill its children.
         copies.extend(children_of(child.id()).into_iter().map(|(pid, _, _)| pid));
@@ -387,7 +387,7 @@ async fn a_started_program_holds_only_its_stdio_and_kept_descriptors() {
                 .start(&cmd)
                 .unwrap_or_else(|e| panic!("{choice}: {e}"));
             let pid = p.pid();
-            let _cleanup = KillOnDrop(vec![pid]);
+            let _cleanup = KillOnDrop::new(vec![pid]);
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
             assert!(
                 exe.to_string_lossy().ends_with("/sleep"),

@@ -150,7 +150,7 @@ async fn every_retried_attempt_leaves_no_grandchild() {
             3,
             "{choice}: three attempts, three grandchildren"
         );
-        let _cleanup = KillOnDrop(pids.clone());
+        let _cleanup = KillOnDrop::new(pids.clone());
         assert_gone(&pids, &format!("{choice}: the attempts' grandchildren")).await;
     }
     suite.end().await;

@@ -301,7 +301,7 @@ async fn inner_owner_killed() {
         let what = format!("outer {o} inner {i}: inner owner SIGKILLed");
         let outer = group(o);
         let (mut p, inner) = start_inner(&outer, i, "plain").await;
-        let _cleanup = KillOnDrop(inner.pids.clone());
+        let _cleanup = KillOnDrop::new(inner.pids.clone());
         eprintln!("{what}: {:?}", inner.said);
         assert_alive(&inner.pids, &what);
         kill_pid(inner.owner);
@@ -334,7 +334,7 @@ async fn inner_owner_spares() {
         let what = format!("outer {o} inner {i} with spares: {ending}");
         let outer = group(o);
         let (mut p, inner) = start_inner(&outer, i, "spares").await;
-        let _cleanup = KillOnDrop(inner.pids.clone());
+        let _cleanup = KillOnDrop::new(inner.pids.clone());
         let parent = inner.said.iter().find_map(|l| {
             let rest = l.strip_prefix("hc_parent Some(\"")?;
             Some(PathBuf::from(rest.strip_suffix("\")")?))
@@ -377,7 +377,7 @@ async fn outer_ends_inner() {
         let what = format!("outer {o} inner {i}: outer {ending}");
         let outer = group(o);
         let (p, inner) = start_inner(&outer, i, "plain").await;
-        let _cleanup = KillOnDrop(inner.pids.clone());
+        let _cleanup = KillOnDrop::new(inner.pids.clone());
         let odir = cgroup_dir(&outer);
         match ending {
             "kill" => outer.kill().unwrap(),
@@ -422,7 +422,7 @@ async fn inner_host_containment() {
         let what = format!("outer {o} inner {i}: host_containment");
         let outer = group(o);
         let (mut p, mut inner) = start_inner(&outer, i, "capped").await;
-        let _cleanup = KillOnDrop(inner.pids.clone());
+        let _cleanup = KillOnDrop::new(inner.pids.clone());
         eprintln!("{what}: {:#?}", inner.said);
         outer.kill().unwrap();
         // Reaped before the sweep below: it takes a zombie owner for a
@@ -492,7 +492,7 @@ async fn capped_outer_capped_inner() {
         }
         let odir = cgroup_dir(&outer);
         let (mut p, inner) = start_inner(&outer, i, "capped").await;
-        let _cleanup = KillOnDrop(inner.pids.clone());
+        let _cleanup = KillOnDrop::new(inner.pids.clone());
         eprintln!("{what}: {:#?} outer {odirs:?}", inner.said);
         if ending == "kill" {
             outer.kill().unwrap();
@@ -551,7 +551,7 @@ async fn nonroot_inner_owner() {
         let what = format!("outer {o} non-root inner {i}: {ending}");
         let outer = group(o);
         let (mut p, inner) = start_inner_as(&outer, i, "capped", Some(65534)).await;
-        let _cleanup = KillOnDrop(inner.pids.clone());
+        let _cleanup = KillOnDrop::new(inner.pids.clone());
         eprintln!("{what}: {:#?}", inner.said);
         if ending == "kill" {
             outer.kill().unwrap();
@@ -813,14 +813,14 @@ async fn owner_killed_mid_pipeline_and_feed() {
         // owner() blocks on the owner's lines: off the runtime's workers.
         let pids = blocking(move || {
             let (mut child, pids, _said) = owner(what, choice);
-            let mut cleanup = KillOnDrop(pids);
-            assert_alive(&cleanup.0, what);
+            let mut cleanup = KillOnDrop::new(pids);
+            assert_alive(&cleanup.pids(), what);
             child.kill().unwrap();
             child.wait().unwrap();
-            std::mem::take(&mut cleanup.0)
+            cleanup.release()
         })
         .await;
-        let _cleanup = KillOnDrop(pids.clone());
+        let _cleanup = KillOnDrop::new(pids.clone());
         if let Err(alive) = wait_gone(&pids, DEADLINE * 3).await {
             panic!("{choice} {what}: alive after the owner's SIGKILL: {alive:?}");
         }
@@ -871,7 +871,7 @@ async fn owner_killed_with_capped_nest() {
             break;
         }
     }
-    let _cleanup = KillOnDrop(pids.clone());
+    let _cleanup = KillOnDrop::new(pids.clone());
     eprintln!("pids {pids:?} dirs {dirs:#?}");
     assert!(dirs.len() >= 4, "{dirs:?}");
     child.kill().unwrap();
@@ -896,7 +896,7 @@ async fn owner_stopped_and_continued() {
     let suite = begin("owner_stopped_and_continued").await;
     all_at_once(mechanisms(), |choice| async move {
         let pids = blocking(move || stop_and_continue(choice)).await;
-        let _cleanup = KillOnDrop(pids.clone());
+        let _cleanup = KillOnDrop::new(pids.clone());
         if let Err(alive) = wait_gone(&pids, DEADLINE * 3).await {
             panic!("{choice}: alive: {alive:?}");
         }
@@ -932,7 +932,7 @@ fn stop_and_continue(choice: MechanismChoice) -> Vec<u32> {
         }
         std::thread::sleep(Duration::from_millis(13));
     }
-    let mut cleanup = KillOnDrop(pids);
+    let mut cleanup = KillOnDrop::new(pids);
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
     let status = child.try_wait().unwrap();
     if status.is_none() {
@@ -950,7 +950,7 @@ fn stop_and_continue(choice: MechanismChoice) -> Vec<u32> {
         done && status.is_some_and(|s| s.success()),
         "{choice}: {status:?} {rounds:#?}"
     );
-    std::mem::take(&mut cleanup.0)
+    cleanup.release()
 }
 
 /// The first `n` pids written to `file`, once there are `n` (each line

@@ -292,7 +292,7 @@ async fn a_resumed_grace_ends_the_descendants_the_root_left() {
                 (g, p, sleeper, began)
             })
         });
-        let _reap = KillOnDrop(vec![sleeper]);
+        let _reap = KillOnDrop::new(vec![sleeper]);
         assert_alive(
             &[sleeper],
             "the descendant that ignores SIGTERM, in the grace",

@@ -552,11 +552,11 @@ async fn owner_that_execs(choice: MechanismChoice) {
         Err(tree) => {
             let _ = child.kill();
             let _ = child.wait();
-            let _cleanup = KillOnDrop(tree);
+            let _cleanup = KillOnDrop::new(tree);
             panic!("{choice}: the owner never said ready");
         }
     };
-    let _cleanup = KillOnDrop(tree.clone());
+    let _cleanup = KillOnDrop::new(tree.clone());
     // The owner is `sleep` now.
     let deadline = std::time::Instant::now() + DEADLINE;
     while comm(child.id()).as_deref() != Some("sleep") {

@@ -455,7 +455,7 @@ async fn a_killed_owners_adopted_process_goes_and_its_detached_one_stays() {
                 .and_then(|p| p.parse::<u32>().ok())
         };
         let detached = num("detached ").expect("a detached pid");
-        let _reap = KillOnDrop(vec![detached]);
+        let _reap = KillOnDrop::new(vec![detached]);
         let adopted = num("adopted ");
         assert_eq!(adopted.is_some(), choice == MechanismChoice::Cgroup);
         assert_eq!(tagged(&owner.tag).len(), 3 + adopted.iter().count());

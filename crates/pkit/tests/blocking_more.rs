@@ -151,7 +151,7 @@ fn output_unordered_iterates_in_completion_order_and_drop_cancels() {
                     assert!(Instant::now() < deadline, "{choice}: pids written");
                     std::thread::sleep(Duration::from_millis(20));
                 };
-                let _guard = KillOnDrop(started.clone());
+                let _guard = KillOnDrop::new(started.clone());
                 drop(done);
                 wait_gone_blocking(&started, "the batch dropped");
             }
@@ -225,7 +225,7 @@ fn a_supervisor_blocks() {
                 assert!(Instant::now() < deadline, "{choice}: grandchild pid");
                 std::thread::sleep(Duration::from_millis(20));
             };
-            let _guard = KillOnDrop(vec![grandchild]);
+            let _guard = KillOnDrop::new(vec![grandchild]);
             assert_alive(&[pid, grandchild], "supervised");
             let outcome = handle.stop().expect("stop");
             assert_eq!(outcome.stopped, StopReason::StopRequested, "{choice}");

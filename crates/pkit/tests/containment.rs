@@ -432,7 +432,7 @@ async fn a_setsid_grandchild_escapes_a_process_group_but_not_a_cgroup() {
         let pids = file.wait_pids().await;
         assert_eq!(pids.len(), 3);
         let escapee = pids[1];
-        let _guard = KillOnDrop(vec![escapee]);
+        let _guard = KillOnDrop::new(vec![escapee]);
         assert!(
             is_setsid_sleep(escapee).await,
             "{choice}: {escapee} is not a setsid'ed sleep: {:?} {:?}",
@@ -498,7 +498,7 @@ async fn a_setsid_grandchild_holding_stdout_does_not_hang_a_verb() {
 /// process group (then killed here), gone in a cgroup.
 async fn check_escapee(choice: MechanismChoice, stdout: &str) {
     let escapee = pid_lines(stdout)[0];
-    let _guard = KillOnDrop(vec![escapee]);
+    let _guard = KillOnDrop::new(vec![escapee]);
     match expected_mechanism(choice) {
         Mechanism::ProcessGroup => {
             assert!(is_setsid_sleep(escapee).await, "{choice}: {escapee}");

@@ -405,7 +405,7 @@ async fn a_former_leaders_own_process_group_is_suspended_and_resumed() {
             text.lines().any(|l| l == "done") && common::comm(former).as_deref() == Some("sleep")
         })
         .await;
-        let _cleanup = common::KillOnDrop(kids.iter().copied().chain([former]).collect());
+        let _cleanup = common::KillOnDrop::new(kids.iter().copied().chain([former]).collect());
         assert_eq!(kids.len(), 2, "{m}: {kids:?}");
         for &p in kids.iter().chain([&former]) {
             let s = common::stat(p).unwrap_or_else(|| panic!("{m}: {p} gone"));

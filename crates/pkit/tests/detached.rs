@@ -22,7 +22,7 @@ async fn a_detached_process_escapes_and_failures_are_typed() {
         .spawn_detached()
         .expect("detached");
     let pid = d.pid();
-    let _cleanup = KillOnDrop(vec![pid]);
+    let _cleanup = KillOnDrop::new(vec![pid]);
     let deadline = Instant::now() + DEADLINE;
     while std::fs::read_to_string(&out).unwrap_or_default() != format!("started {pid}\n") {
         assert!(Instant::now() < deadline, "the daemon never wrote its pid");

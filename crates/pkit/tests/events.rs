@@ -91,7 +91,7 @@ async fn a_timeout_shows_as_timed_out_and_the_tree_is_gone() {
             ProcessEvent::Line(l) => l.text.parse().expect("pid"),
             other => panic!("{choice}: {other:?}"),
         };
-        let _guard = KillOnDrop(vec![grandchild]);
+        let _guard = KillOnDrop::new(vec![grandchild]);
         assert!(
             matches!(
                 seen.last(),
@@ -131,7 +131,7 @@ async fn the_exit_is_reported_while_a_descendant_holds_the_pipes() {
         assert_eq!(texts.len(), 2, "{choice}: {seen:?}");
         assert_eq!(texts[1], "bye");
         let sleeper: u32 = texts[0].parse().expect("pid");
-        let _guard = KillOnDrop(vec![sleeper]);
+        let _guard = KillOnDrop::new(vec![sleeper]);
         assert!(matches!(
             seen.last(),
             Some(ProcessEvent::Exited {

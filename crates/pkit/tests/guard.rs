@@ -828,7 +828,7 @@ async fn setsid_grandchild_is_caught_in_a_cgroup_and_escapes_a_process_group() {
             sid = stat(escaped).expect("the setsid grandchild").session;
         }
         assert_eq!(sid, escaped, "{choice}: the grandchild has its own session");
-        let _cleanup = KillOnDrop(vec![escaped]);
+        let _cleanup = KillOnDrop::new(vec![escaped]);
         owner.kill();
         let what = format!("{choice}: owner SIGKILLed, setsid grandchild");
         if choice == MechanismChoice::Cgroup {
@@ -925,7 +925,7 @@ async fn children_started_outside_pkit_do_not_hold_the_guard_open() {
     for choice in mechanisms() {
         let mut owner = start_owner("std-child", choice, false);
         let std_child = owner.std_child.expect("the std child's pid");
-        let _cleanup = KillOnDrop(vec![std_child]);
+        let _cleanup = KillOnDrop::new(vec![std_child]);
         let owners = socket_inodes(owner.child.id());
         assert!(
             !owners.is_empty(),
@@ -1307,7 +1307,7 @@ async fn a_former_leaders_registration_ends_with_its_group() {
                 anchor.pgid()
             );
             let first = g.start(&sh(choice, &script)).expect("start");
-            let _cleanup = KillOnDrop(vec![first.pid()]);
+            let _cleanup = KillOnDrop::new(vec![first.pid()]);
             let deadline = Instant::now() + DEADLINE;
             while stat(first.pid()).map(|s| s.pgrp) != Some(anchor.pgid()) {
                 assert!(!pid_gone(first.pid()), "{what}: the first process ended");
@@ -1315,7 +1315,7 @@ async fn a_former_leaders_registration_ends_with_its_group() {
                 tokio::time::sleep(POLL).await;
             }
             let again = g.start(&Command::new("sleep").arg("300")).expect("again");
-            let _cleanup2 = KillOnDrop(vec![again.pid()]);
+            let _cleanup2 = KillOnDrop::new(vec![again.pid()]);
             let host = pkit::host_containment();
             let former = format!("former leader {} of a process group", first.pid());
             assert!(

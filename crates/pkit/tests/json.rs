@@ -191,6 +191,58 @@ async fn json_lines_ends_with_the_runs_error() {
     suite.end().await;
 }
 
+/// Under `Overflow::DropNewest`, a line after an over-long one whose last
+/// pieces were dropped is parsed (it was skipped as the rest of the long
+/// line), and the later pieces of one whose first piece was dropped are
+/// not parsed as lines of their own (they were: a parse error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lines_under_drop_newest_tell_pieces_from_lines() {
+    let suite = begin("json_lines_under_drop_newest_tell_pieces_from_lines").await;
+    for choice in mechanisms() {
+        // A line cut into six pieces in one write: the queue of one line
+        // keeps the first, drops the others.
+        let mut lines = sh(
+            choice,
+            "printf '77777777777777777777777777777777777777777777\\n'; sleep 1; echo 8",
+        )
+        .max_line_bytes(8)
+        .buffer_lines(1)
+        .overflow(pkit::Overflow::DropNewest)
+        .json_lines::<u64>()
+        .expect("start");
+        let mut got = Vec::new();
+        while let Some(item) = lines.next().await {
+            got.push(item.map_err(|e| e.to_string()));
+        }
+        assert_eq!(got.len(), 2, "{choice}: {got:?}");
+        assert!(got[0].is_err(), "{choice}: {got:?}");
+        assert_eq!(got[1], Ok(8), "{choice}: {got:?}");
+        // `1`, taken and kept waiting on; `2`, which fills the queue; the
+        // first piece of a cut line, dropped; later, the rest of that line
+        // (`99999999` and `9`), then `3`.
+        let mut lines = sh(
+            choice,
+            "echo 1; sleep 0.2; echo 2; sleep 0.2; printf 777777779999; sleep 3; \
+             printf '99999\\n'; sleep 1; echo 3",
+        )
+        .max_line_bytes(8)
+        .buffer_lines(1)
+        .overflow(pkit::Overflow::DropNewest)
+        .json_lines::<u64>()
+        .expect("start");
+        let mut got = Vec::new();
+        while let Some(item) = lines.next().await {
+            let item = item.map_err(|e| e.to_string());
+            if item == Ok(1) {
+                tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            }
+            got.push(item);
+        }
+        assert_eq!(got, [Ok(1), Ok(2), Ok(3)], "{choice}");
+    }
+    suite.end().await;
+}
+
 #[tokio::test]
 async fn dropping_json_lines_ends_the_tree() {
     let suite = begin("dropping_json_lines_ends_the_tree").await;
@@ -201,7 +253,7 @@ async fn dropping_json_lines_ends_the_tree() {
     let grandchild = lines.next().await.expect("item").expect("pid");
     let shell = lines.next().await.expect("item").expect("pid");
     assert_eq!(shell, lines.pid());
-    let _guard = KillOnDrop(vec![grandchild]);
+    let _guard = KillOnDrop::new(vec![grandchild]);
     assert_alive(&[grandchild, shell], "before the drop");
     drop(lines);
     assert_gone(&[grandchild, shell], "after the drop").await;

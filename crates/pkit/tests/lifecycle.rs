@@ -143,7 +143,7 @@ async fn a_start_racing_close_is_ended_by_it_or_refused() {
                 assert!(err.to_string().contains("closed"), "{choice}: {err}");
                 pids.extend(started.iter().map(|p| p.pid()));
             }
-            let _guard = KillOnDrop(pids.clone());
+            let _guard = KillOnDrop::new(pids.clone());
             assert_gone(
                 &pids,
                 &format!("{choice}: round {round}: starts racing close"),

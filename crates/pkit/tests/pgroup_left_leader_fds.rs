@@ -42,7 +42,7 @@ async fn a_leader_that_left_then_starts_at_the_descriptor_limit() {
                 &format!("exec perl -e 'setpgrp(0, {to}) or exit 9; exec \"sleep\", \"300\"'"),
             ))
             .unwrap();
-        let _cleanup = KillOnDrop(vec![first.pid()]);
+        let _cleanup = KillOnDrop::new(vec![first.pid()]);
         let deadline = std::time::Instant::now() + DEADLINE;
         while stat(first.pid()).map(|s| s.pgrp) != Some(to)
             || comm(first.pid()).as_deref() != Some("sleep")
@@ -85,7 +85,7 @@ async fn a_leader_that_left_then_starts_at_the_descriptor_limit() {
         // And with every descriptor to be had.
         started.push(g.start(&sh(choice, "exec sleep 300")).unwrap());
         let pids: Vec<u32> = started.iter().map(|p| p.pid()).collect();
-        let _cleanup2 = KillOnDrop(pids.clone());
+        let _cleanup2 = KillOnDrop::new(pids.clone());
         let new = pids[0];
         for &pid in &pids {
             let pgrp = stat(pid).map(|s| s.pgrp);

@@ -69,7 +69,7 @@ async fn close_ends_every_job_of_an_interactive_pty_shell() {
     for choice in mechanisms() {
         let file = TempPath::new("pty-jobs-close");
         let (group, p, jobs) = interactive(choice, &file, "HUP").await;
-        let _escaped = KillOnDrop(jobs.clone());
+        let _escaped = KillOnDrop::new(jobs.clone());
         tokio::time::timeout(Duration::from_secs(60), group.close())
             .await
             .expect("close hung")
@@ -91,7 +91,7 @@ async fn a_shutdown_waits_for_and_counts_every_job_of_a_pty_shell() {
     for choice in mechanisms() {
         let file = TempPath::new("pty-jobs-shutdown");
         let (group, p, jobs) = interactive(choice, &file, "HUP TERM").await;
-        let _escaped = KillOnDrop(jobs.clone());
+        let _escaped = KillOnDrop::new(jobs.clone());
         let report = tokio::time::timeout(
             Duration::from_secs(60),
             group.shutdown(Duration::from_millis(500)),
@@ -135,7 +135,7 @@ async fn listings_suspend_and_signals_reach_a_pty_shells_jobs() {
     for choice in mechanisms() {
         let file = TempPath::new("pty-jobs-signals");
         let (group, p, jobs) = interactive(choice, &file, "HUP").await;
-        let _escaped = KillOnDrop(jobs.clone());
+        let _escaped = KillOnDrop::new(jobs.clone());
         let pids = group.pids().expect("pids");
         for j in &jobs {
             assert!(pids.contains(j), "{choice}: job {j} not in {pids:?}");
@@ -209,7 +209,7 @@ async fn a_timed_out_pty_shell_ends_its_jobs_while_the_group_stays_open() {
             if text.lines().any(|l| l == "done") {
                 break (p.pid(), pids);
             }
-            let _escaped = KillOnDrop(pids.clone());
+            let _escaped = KillOnDrop::new(pids.clone());
             assert_gone(&pids, &format!("{choice}: jobs timed out early")).await;
             assert!(
                 limit < Duration::from_secs(16),
@@ -217,7 +217,7 @@ async fn a_timed_out_pty_shell_ends_its_jobs_while_the_group_stays_open() {
             );
             limit *= 2;
         };
-        let _escaped = KillOnDrop(jobs.clone());
+        let _escaped = KillOnDrop::new(jobs.clone());
         assert_eq!(jobs.len(), 2, "{choice}: {jobs:?}");
         if let Err(alive) = wait_gone(&jobs, DEADLINE).await {
             let st: Vec<_> = alive.iter().map(|&j| stat(j)).collect();
@@ -254,7 +254,7 @@ async fn no_sweep_reaches_the_owners_session() {
             ]))
             .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
         let left = file.wait_pids().await;
-        let _escaped = KillOnDrop(left.clone());
+        let _escaped = KillOnDrop::new(left.clone());
         // perl may not have called setpgrp yet.
         assert!(
             until_all(&left, |l| stat(l).is_some_and(|st| st.pgrp == l)).await,
@@ -262,7 +262,7 @@ async fn no_sweep_reaches_the_owners_session() {
         );
         let pty_file = TempPath::new("pty-jobs-neighbour");
         let (pty_group, shell, jobs) = interactive(choice, &pty_file, "HUP").await;
-        let _jobs = KillOnDrop(jobs.clone());
+        let _jobs = KillOnDrop::new(jobs.clone());
         pty_group.close().await.expect("close pty group");
         drop(shell);
         away.close().await.expect("close");
@@ -295,7 +295,7 @@ async fn a_pty_session_member_that_calls_setsid_escapes_process_groups() {
         );
         let (group, p) = start_pty_sh(choice, &script);
         let gone_away = pid_in_file(&file, "the setsid sleep").await;
-        let _escaped = KillOnDrop(vec![gone_away]);
+        let _escaped = KillOnDrop::new(vec![gone_away]);
         let job_file = format!("{}.job", file.as_str());
         let deadline = std::time::Instant::now() + DEADLINE;
         let job: u32 = loop {
@@ -309,7 +309,7 @@ async fn a_pty_session_member_that_calls_setsid_escapes_process_groups() {
             tokio::time::sleep(POLL).await;
         };
         let _ = std::fs::remove_file(&job_file);
-        let _job = KillOnDrop(vec![job]);
+        let _job = KillOnDrop::new(vec![job]);
         assert!(
             until_all(&[gone_away], |g| stat(g).is_some_and(|st| st.session == g)).await,
             "{choice}: {gone_away} made no session"

@@ -157,7 +157,7 @@ async fn a_hangup_to_a_pty_group_reaches_its_jobs_and_not_the_owner() {
         );
         let (group, p) = start_pty_sh(choice, &script);
         let jobs = file.wait_pids().await;
-        let _k = KillOnDrop(jobs.clone());
+        let _k = KillOnDrop::new(jobs.clone());
         group.signal(Signal::Hup).expect("signal");
         let gone = wait_gone(&jobs, DEADLINE).await;
         // What a job that outlived the hangup was (state, command name,
@@ -254,7 +254,7 @@ async fn a_pty_leader_that_exits_leaves_its_jobs_in_reach_and_a_second_start_is_
         let (group, mut p) = start_pty_sh(choice, &script);
         let sid = p.pid();
         let jobs = file.wait_pids().await;
-        let _k = KillOnDrop(jobs.clone());
+        let _k = KillOnDrop::new(jobs.clone());
         tokio::time::timeout(Duration::from_secs(60), p.wait())
             .await
             .expect("wait hung")
@@ -378,7 +378,7 @@ async fn stranger_case(own_pgroup: bool) -> Option<String> {
         eprintln!("skipped: ns_last_pid is not writable here");
         return None;
     };
-    let _daemon = KillOnDrop(vec![daemon]);
+    let _daemon = KillOnDrop::new(vec![daemon]);
     // Its session is the group's old number; no process holds that pid.
     let deadline = Instant::now() + DEADLINE;
     while stat(number).is_some() && Instant::now() < deadline {
@@ -518,7 +518,7 @@ fn the_guard_spares_a_daemon_in_a_reused_session_number() {
             let [number, daemon, guard] = nums[..] else {
                 panic!("owner wrote {text:?}");
             };
-            let _daemon = KillOnDrop(vec![daemon]);
+            let _daemon = KillOnDrop::new(vec![daemon]);
             assert_eq!(
                 stat(daemon).map(|s| (s.session, s.pgrp)),
                 Some((number, daemon)),
@@ -761,7 +761,7 @@ fn owner_death_ends_a_pty_sessions_jobs() {
                 assert!(Instant::now() < deadline, "{choice}: owner never ready");
                 std::thread::sleep(POLL);
             };
-            let _k = KillOnDrop(jobs.clone());
+            let _k = KillOnDrop::new(jobs.clone());
             let _ = owner.kill();
             let _ = owner.wait();
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -890,7 +890,7 @@ async fn a_nested_pkits_pty_jobs_end_with_the_outer_pty_group() {
             .unwrap_or_else(|e| panic!("{choice}: start: {e}"));
         let sid = p.pid();
         let jobs = file.wait_pids().await;
-        let _k = KillOnDrop(jobs.clone());
+        let _k = KillOnDrop::new(jobs.clone());
         tokio::time::timeout(Duration::from_secs(60), group.close())
             .await
             .expect("close hung")
@@ -987,7 +987,7 @@ fn an_unkillable_session_member_does_not_hold_the_guards_other_groups() {
                     }
                     std::thread::sleep(POLL);
                 };
-                let _k = KillOnDrop(pids.clone());
+                let _k = KillOnDrop::new(pids.clone());
                 let [root_job, later] = pids[..] else {
                     panic!("{choice}: owner wrote {pids:?}");
                 };

@@ -132,7 +132,7 @@ fn owner_death_ends_many_pty_sessions_and_their_stopped_leaders() {
                     let _ = std::fs::remove_file(format!("{}.{i}", file.as_str()));
                 }
                 assert_eq!(pids.len(), 16, "{choice}: owner wrote {pids:?}");
-                let _k = KillOnDrop(pids.clone());
+                let _k = KillOnDrop::new(pids.clone());
                 let _ = owner.kill();
                 let _ = owner.wait();
                 let left = left_after(&pids, Duration::from_secs(20));

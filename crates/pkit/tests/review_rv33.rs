@@ -205,7 +205,7 @@ async fn a_former_leader_stopped_before_a_suspend_stays_stopped() {
             anchor.pgid()
         );
         let first = g.start(&sh(choice, &script)).expect("start");
-        let _cleanup = KillOnDrop(vec![first.pid()]);
+        let _cleanup = KillOnDrop::new(vec![first.pid()]);
         let deadline = Instant::now() + DEADLINE;
         while !(stat(first.pid()).is_some_and(|s| s.pgrp != first.pid())
             && comm(first.pid()).as_deref() == Some("sleep"))
@@ -576,7 +576,7 @@ async fn a_pty_shells_job_stopped_before_a_suspend_stays_stopped() {
         p.pty().expect("pty").write_line(&line).await.expect("type");
         let jobs = file.wait_pids().await;
         assert_eq!(jobs.len(), 2, "{choice}: {jobs:?}");
-        let _escaped = KillOnDrop(jobs.clone());
+        let _escaped = KillOnDrop::new(jobs.clone());
         let (stopped, running) = (jobs[0], jobs[1]);
         assert_ne!(
             stat(running).map(|s| s.pgrp),
@@ -695,7 +695,7 @@ fn guard_sweep_with_free_descriptors(free: usize) -> Result<bool, String> {
         .unwrap();
     let pids = rt.block_on(file.wait_pids());
     let (job, shell) = (pids[0], pids[1]);
-    let _escaped = KillOnDrop(vec![job]);
+    let _escaped = KillOnDrop::new(vec![job]);
     let deadline = Instant::now() + DEADLINE;
     let guard = loop {
         if let Some(g) = guard_of(shell) {

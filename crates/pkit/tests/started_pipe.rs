@@ -124,7 +124,7 @@ async fn kill_ends_every_stage_and_a_middle_stages_grandchild() {
     for choice in mechanisms() {
         let mut p = chain_with_grandchild(choice).start().unwrap();
         let gc = grandchild_of(&mut p).await;
-        let _guard = KillOnDrop(vec![gc]);
+        let _guard = KillOnDrop::new(vec![gc]);
         let mut pids = p.pids();
         assert_alive(&pids, "the running chain");
         assert_alive(&[gc], "the grandchild");
@@ -189,7 +189,7 @@ async fn dropping_the_handle_kills_the_chain_and_a_grandchild() {
     for choice in mechanisms() {
         let mut p = chain_with_grandchild(choice).start().unwrap();
         let gc = grandchild_of(&mut p).await;
-        let _guard = KillOnDrop(vec![gc]);
+        let _guard = KillOnDrop::new(vec![gc]);
         let mut pids = p.pids();
         pids.push(gc);
         assert_alive(&pids, "the running chain");
@@ -360,7 +360,7 @@ async fn signal_and_cancel_reach_every_stage_and_a_grandchild() {
         // SIGTERM to the whole chain, the grandchild included.
         let mut p = chain_with_grandchild(choice).start().unwrap();
         let gc = grandchild_of(&mut p).await;
-        let _guard = KillOnDrop(vec![gc]);
+        let _guard = KillOnDrop::new(vec![gc]);
         let mut pids = p.pids();
         pids.push(gc);
         p.signal(pkit::Signal::Term).unwrap();
@@ -385,7 +385,7 @@ async fn signal_and_cancel_reach_every_stage_and_a_grandchild() {
             .start()
             .unwrap();
         let gc = grandchild_of(&mut p).await;
-        let _guard = KillOnDrop(vec![gc]);
+        let _guard = KillOnDrop::new(vec![gc]);
         let mut pids = p.pids();
         pids.push(gc);
         token.cancel();
@@ -440,7 +440,7 @@ fn the_blocking_form_from_a_plain_thread() {
                 .text[3..]
                 .parse()
                 .unwrap();
-            let _guard = KillOnDrop(vec![gc]);
+            let _guard = KillOnDrop::new(vec![gc]);
             let mut stdin = p.take_stdin().unwrap();
             stdin.write_all(b"ping\n").unwrap();
             let line = p.wait_for_line(|_| true, DEADLINE).unwrap();

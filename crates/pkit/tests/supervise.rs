@@ -628,7 +628,7 @@ async fn a_daemonized_grandchild_is_gone_before_the_next_run() {
                     .unwrap()
             })
             .collect();
-        let _guard = KillOnDrop(daemons.clone());
+        let _guard = KillOnDrop::new(daemons.clone());
         let checked = std::fs::read_to_string(dir.path().join("checked")).unwrap_or_default();
         assert_eq!(checked.lines().count(), 2, "{choice}");
         assert!(

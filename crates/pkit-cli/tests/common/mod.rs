@@ -372,3 +372,124 @@ pub fn guards_tagged(tag: &str) -> Vec<i32> {
     }
     found
 }
+
+/// A started `pkit` (or a program that runs one: a terminal driver, a
+/// shell): when dropped before it was waited for, as at a failing
+/// assertion, it is killed with its tree, and reaped, so that nothing of
+/// it is left to the next test. Derefs to the [`Child`](std::process::Child);
+/// its [`wait_with_output`](Self::wait_with_output) takes it, as the
+/// child's does.
+///
+/// Only what this test started is killed, by pid: the child (not reaped
+/// yet, so its pid is its own), then the processes below it as they were
+/// just before (read from `/proc`), each only if its start time is still
+/// the one read then (not a later process given the number).
+pub struct Started(Option<std::process::Child>);
+
+impl Started {
+    /// Guards `child` (a `.spawn()`'s).
+    pub fn new(child: std::process::Child) -> Started {
+        Started(Some(child))
+    }
+
+    /// The child, no longer guarded (for a function that takes one).
+    pub fn into_child(mut self) -> std::process::Child {
+        self.0.take().expect("present until taken")
+    }
+
+    /// [`Child::wait_with_output`](std::process::Child::wait_with_output):
+    /// once it returns, the child is reaped, and nothing is left to kill.
+    pub fn wait_with_output(self) -> std::io::Result<Output> {
+        self.into_child().wait_with_output()
+    }
+}
+
+impl std::ops::Deref for Started {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("present until taken")
+    }
+}
+
+impl std::ops::DerefMut for Started {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("present until taken")
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let tree = descendants(child.id());
+        // The child first: a supervisor restarts nothing once it is gone.
+        let _ = child.kill();
+        let still: Vec<String> = tree
+            .into_iter()
+            .filter(|&(pid, start)| start_time(pid) == Some(start))
+            .map(|(pid, _)| pid.to_string())
+            .collect();
+        if !still.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-9")
+                .args(&still)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = child.wait();
+    }
+}
+
+/// The start time of `pid` (`/proc/<pid>/stat` field 22); `None` when it
+/// is gone.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    // Fields after the command name start at field 3 (the state).
+    after.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// The processes below `root` now (children, their children, ...), each
+/// with its start time.
+pub fn descendants(root: u32) -> Vec<(u32, u64)> {
+    let mut parents = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            let mut f = after.split_whitespace();
+            let ppid = f.nth(1).and_then(|p| p.parse::<u32>().ok());
+            let start = f.nth(22 - 5).and_then(|t| t.parse::<u64>().ok());
+            if let (Some(ppid), Some(start)) = (ppid, start) {
+                parents.push((pid, ppid, start));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, start) in &parents {
+            if ppid == parent && !found.iter().any(|&(p, _)| p == pid) {
+                found.push((pid, start));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}

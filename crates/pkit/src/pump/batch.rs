@@ -32,14 +32,26 @@ pub(crate) struct Batch {
 struct BatchText {
     text: String,
     spans: Vec<Span>,
+    /// The first span is a later piece of a line cut in an earlier batch
+    /// (the splitter's last piece before it was partial).
+    continued: bool,
 }
 
 impl Batch {
-    pub(super) fn new(stream: StreamKind, text: String, spans: Vec<Span>) -> Batch {
+    pub(super) fn new(
+        stream: StreamKind,
+        text: String,
+        spans: Vec<Span>,
+        continued: bool,
+    ) -> Batch {
         let end = spans.len();
         Batch {
             stream,
-            shared: Arc::new(BatchText { text, spans }),
+            shared: Arc::new(BatchText {
+                text,
+                spans,
+                continued,
+            }),
             next: 0,
             end,
         }
@@ -52,7 +64,7 @@ impl Batch {
 
     /// The text of the lines not yet taken, without taking them.
     pub(crate) fn texts(&self) -> impl Iterator<Item = &str> {
-        let BatchText { text, spans } = &*self.shared;
+        let BatchText { text, spans, .. } = &*self.shared;
         spans[self.next..self.end]
             .iter()
             .map(|s| text.get(s.start..s.end).unwrap_or_default())
@@ -65,6 +77,7 @@ impl Batch {
             return None;
         }
         let span = self.shared.spans[self.next];
+        let continued = self.continued(self.next);
         self.next += 1;
         // A batch of one line (what a trickle of lines brings) gives its
         // buffer to the line, no copy. (Checked before `get_mut`, which
@@ -92,7 +105,17 @@ impl Batch {
             stream: self.stream,
             text,
             partial: span.partial,
+            continued,
         })
+    }
+
+    /// Whether line `i` of the shared spans is a later piece of a cut line
+    /// (the piece before it, kept or dropped, was partial).
+    fn continued(&self, i: usize) -> bool {
+        match i.checked_sub(1) {
+            Some(before) => self.shared.spans[before].partial,
+            None => self.shared.continued,
+        }
     }
 
     /// Copies this batch's lines into a buffer of their own when they are
@@ -121,7 +144,8 @@ impl Batch {
                 partial: s.partial,
             })
             .collect();
-        *self = Batch::new(self.stream, text, spans);
+        let continued = self.continued(self.next);
+        *self = Batch::new(self.stream, text, spans, continued);
     }
 
     /// The text buffer back, emptied, once every line was taken and no

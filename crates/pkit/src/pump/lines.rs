@@ -22,7 +22,7 @@ impl fmt::Display for StreamKind {
 }
 
 /// One line of a child's output, without its line ending.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Line {
     /// The stream it came from.
@@ -32,24 +32,31 @@ pub struct Line {
     /// True when the line was longer than `max_line_bytes` and this is a
     /// piece of it that more pieces follow.
     pub partial: bool,
+    /// A later piece of a line cut by `max_line_bytes`: the piece before it
+    /// in its stream was partial. Set where the line is cut, so that it
+    /// holds when pieces in between were dropped (`Overflow::DropNewest`):
+    /// the previous line taken from the stream need not be the one before.
+    pub(crate) continued: bool,
 }
 
-/// Tells the lines a program wrote from the later pieces of a line cut by
-/// `max_line_bytes`, stream by stream (their pieces interleave): a
-/// predicate that sees text only (`first_line`, a supervisor's
-/// `ready_when_line`) is offered a cut line's first piece alone.
-#[derive(Debug, Default)]
-pub(crate) struct FirstPieces {
-    /// Per stream (stdout, stderr): the last line seen was a piece that
-    /// more pieces follow.
-    in_cut_line: [bool; 2],
+impl fmt::Debug for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Line")
+            .field("stream", &self.stream)
+            .field("text", &self.text)
+            .field("partial", &self.partial)
+            .finish()
+    }
 }
 
-impl FirstPieces {
-    /// Whether `line` is to be offered: a whole line, or the first piece of
-    /// a cut one.
-    pub(crate) fn offers(&mut self, line: &Line) -> bool {
-        let rest = &mut self.in_cut_line[usize::from(line.stream == StreamKind::Stderr)];
-        !std::mem::replace(rest, line.partial)
+impl Line {
+    /// Whether this is a line the program wrote: a whole line, or the first
+    /// piece of one cut by `max_line_bytes`, not a later piece. A predicate
+    /// that sees text only (`first_line`, a supervisor's `ready_when_line`)
+    /// is offered these alone. (Read from the line itself, not from the
+    /// line taken before it: under `Overflow::DropNewest` pieces in between
+    /// may have been dropped.)
+    pub(crate) fn begins_a_line(&self) -> bool {
+        !self.continued
     }
 }

@@ -57,7 +57,6 @@ pub(crate) use line_feed::LineCallback;
 crate::sys::with_direct_wait! {
     pub(crate) use line_feed::LineFeed;
 }
-pub(crate) use lines::FirstPieces;
 pub use lines::{Line, StreamKind};
 pub(crate) use prompt::{PromptSink, PromptSlot};
 pub(crate) use queue::queue;

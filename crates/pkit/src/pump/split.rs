@@ -55,6 +55,9 @@ pub(crate) struct Splitter {
     class: usize,
     /// The room the last [`read_room`](Self::read_room) offered.
     room: usize,
+    /// The last piece split off was partial: the next batch begins with a
+    /// later piece of that line (see `Line::continued`).
+    in_cut: bool,
 }
 
 impl Splitter {
@@ -68,6 +71,7 @@ impl Splitter {
             last_spans: 0,
             class: FIRST_CLASS,
             room: 0,
+            in_cut: false,
         }
     }
 
@@ -236,7 +240,11 @@ impl Splitter {
         self.scanned = self.buf.len() - start;
         self.lines_done += spans.iter().filter(|s| !s.partial).count() as u64;
         self.last_spans = spans.len();
-        (!spans.is_empty()).then(|| self.take(start, spans, stream))
+        let continued = self.in_cut;
+        if let Some(last) = spans.last() {
+            self.in_cut = last.partial;
+        }
+        (!spans.is_empty()).then(|| self.take(start, spans, stream, continued))
     }
 
     /// Emits pieces of at most `max` bytes from the line starting at
@@ -256,7 +264,13 @@ impl Splitter {
     }
 
     /// Makes a batch of `buf[..done]`, keeping the rest as the carried tail.
-    fn take(&mut self, done: usize, mut spans: Vec<Span>, stream: StreamKind) -> Batch {
+    fn take(
+        &mut self,
+        done: usize,
+        mut spans: Vec<Span>,
+        stream: StreamKind,
+        continued: bool,
+    ) -> Batch {
         let bytes = if done * 2 >= self.buf.capacity() {
             // Well filled: hand the buffer itself over, carry the tail in
             // one sized to the read class (the next read needs the room).
@@ -292,7 +306,7 @@ impl Splitter {
                 text
             }
         };
-        Batch::new(stream, text, spans)
+        Batch::new(stream, text, spans, continued)
     }
 }
 

@@ -388,3 +388,41 @@ fn lines_across_reads_of_every_class_arrive_intact() {
         );
     }
 }
+
+/// Each line says whether it is a later piece of a cut line, across
+/// batches and after a batch's tail was dropped (as the line queue drops
+/// it under `Overflow::DropNewest`): the flag comes from the splitter, not
+/// from the line taken before.
+#[test]
+fn a_piece_says_it_continues_a_cut_line_whatever_was_dropped() {
+    let mut s = Splitter::new(8);
+    let mut taken = Vec::new();
+    // `a`, then the first piece of a cut line: the batch's tail (the
+    // piece) dropped, its front kept.
+    s.extend(b"a\nHEADBBBBCCCC");
+    let mut b = s.split(StreamKind::Stdout).expect("a batch");
+    let mut front = b.split_front(1);
+    drop(b);
+    front.compact();
+    taken.extend(std::iter::from_fn(|| front.pop()));
+    // The rest of the cut line, a whole line, and a line cut in two whose
+    // first piece alone is kept.
+    s.extend(b"CCCCDD\nREADY\n0123456789\n");
+    let mut b = s.split(StreamKind::Stdout).expect("a batch");
+    taken.extend(std::iter::from_fn(|| b.pop()));
+    let got: Vec<(&str, bool, bool)> = taken
+        .iter()
+        .map(|l| (l.text.as_str(), l.partial, l.begins_a_line()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", false, true),
+            ("CCCCCCCC", true, false),
+            ("DD", false, false),
+            ("READY", false, true),
+            ("01234567", true, true),
+            ("89", false, false),
+        ]
+    );
+}

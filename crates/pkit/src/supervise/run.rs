@@ -231,8 +231,7 @@ async fn check(proc: &mut RunningProcess, health: &Health, timeout: Duration) ->
             // A line cut by `max_line_bytes` is offered as its first piece
             // only (as `first_line` does): the pieces after it are no
             // lines the program wrote.
-            let mut first_pieces = crate::pump::FirstPieces::default();
-            let mut offered = |l: &crate::pump::Line| first_pieces.offers(l) && pred(&l.text);
+            let mut offered = |l: &crate::pump::Line| l.begins_a_line() && pred(&l.text);
             proc.wait_for_line(&mut offered, timeout).await.is_ok()
         }
         Health::Port(addr) => proc.wait_for_port(*addr, timeout).await.is_ok(),

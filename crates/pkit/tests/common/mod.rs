@@ -17,6 +17,10 @@ pub mod descriptors;
 pub mod events;
 #[cfg(target_os = "linux")]
 pub mod fds;
+pub mod kill_on_drop;
+
+#[allow(unused_imports)]
+pub use kill_on_drop::KillOnDrop;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -335,21 +339,6 @@ pub fn pidfds_held(holder: u32) -> BTreeSet<u32> {
         }
     }
     out
-}
-
-/// Kills the `sleep` processes it holds when dropped, unless they are gone:
-/// for processes a test lets escape on purpose, so that a failing assertion
-/// still leaves nothing running.
-pub struct KillOnDrop(pub Vec<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for &p in &self.0 {
-            if !pid_gone(p) && comm(p).as_deref() == Some("sleep") {
-                kill_pid(p);
-            }
-        }
-    }
 }
 
 /// Polls `file` (up to [`DEADLINE`]) until it holds a pid, as a script's

@@ -128,6 +128,13 @@ const IN_NAMESPACE: &str = "PKIT_TEST_REUSE_IN_PID_NAMESPACE";
 /// stranger; a guard registered without one (the session check alone, as
 /// before start times) kills it, which shows the number was reused.
 /// Skipped, saying why, where no pid namespace can be made.
+///
+/// It takes no suite lock (the unit tests have none) and needs none: it
+/// writes `ns_last_pid` only inside the namespace `unshare` made (the
+/// probe's `sh` and the inner run alike), and a write there steers that
+/// namespace's numbers alone, not those the integration tests run at once
+/// (`.ci/par-test`) steer in theirs under `begin_exclusive`. Where no
+/// namespace can be made it skips, never falling back to this one's.
 #[test]
 fn a_number_reused_in_a_pid_namespace_is_spared() {
     if std::env::var_os(IN_NAMESPACE).is_some() {
