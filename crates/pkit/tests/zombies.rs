@@ -548,7 +548,7 @@ async fn grace_case(choice: MechanismChoice, case: GraceCase) {
         }
         seen.push(e);
     };
-    let _kill = KillOnDrop(vec![descendant]);
+    let _kill = KillOnDrop::new(vec![descendant]);
     // When the end began (at the latest).
     let ended = match case {
         GraceCase::LaterTimedOut => began + Duration::from_secs(3),
@@ -756,7 +756,7 @@ async fn verb_case(choice: MechanismChoice, case: VerbCase) {
     let [pid, descendant] = pids[..] else {
         panic!("{what}: two pids: {pids:?}");
     };
-    let _kill = KillOnDrop(vec![descendant]);
+    let _kill = KillOnDrop::new(vec![descendant]);
     // When the end began (at the latest).
     let ended = match case {
         VerbCase::Cancelled | VerbCase::PipeCancelled => {
