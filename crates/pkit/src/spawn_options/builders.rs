@@ -32,6 +32,14 @@ impl Command {
     /// child's setup is then refused anyway). On macOS and the BSDs, whose
     /// ids belong to the whole process, the owner's rights judge.
     ///
+    /// On Linux the kernel marks the owner not dumpable (`PR_GET_DUMPABLE`)
+    /// while that thread, or the child before its exec, holds other ids in
+    /// the owner's memory; the flag is put back once the last such start
+    /// under way has ended. The flag is one bit: a
+    /// `prctl(PR_SET_DUMPABLE, 0)` the owner makes on another thread
+    /// meanwhile can't be told from the kernel's mark and is undone with
+    /// it. Make it before such starts, or again after.
+    ///
     /// Unix: Linux (both mechanisms) and the
     /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn uid(mut self, uid: u32) -> Command {

@@ -164,10 +164,10 @@ pub(crate) fn spawn_into_cgroup(
     join: &[RawFd],
     kills: &dyn Fn() -> Option<u64>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
-    // A child taking other ids in our memory marks us not dumpable.
-    super::dumpable::kept(spec.setup.ids().change(), || {
-        into_cgroup(spec, cgroup_dir, join, kills)
-    })
+    // A child taking other ids in our memory marks us not dumpable (a
+    // forked one, for hooks, has memory of its own).
+    let ids = spec.setup.ids().change() && spec.setup.pre_exec.is_empty();
+    super::dumpable::kept(ids, || into_cgroup(spec, cgroup_dir, join, kills))
 }
 
 /// [`spawn_into_cgroup`], the dumpable flag aside.
@@ -254,10 +254,10 @@ pub(crate) fn spawn_joining(
     leader: Option<&LeaderRegistration>,
     birth: Option<&super::birth::Birth>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
-    // A child taking other ids in our memory marks us not dumpable.
-    super::dumpable::kept(spec.setup.ids().change(), || {
-        joining(spec, join, pgid, leader, birth)
-    })
+    // A child taking other ids in our memory marks us not dumpable (a
+    // forked one, for hooks, has memory of its own).
+    let ids = spec.setup.ids().change() && spec.setup.pre_exec.is_empty();
+    super::dumpable::kept(ids, || joining(spec, join, pgid, leader, birth))
 }
 
 /// [`spawn_joining`], the dumpable flag aside.
