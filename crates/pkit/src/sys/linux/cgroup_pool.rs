@@ -24,7 +24,8 @@
 //!   place of opening the paths again.
 //! - The pool belongs to the process that filled it: a child forked
 //!   without exec (which inherits a copy of the list) neither takes from
-//!   it, adds to it, nor empties it at its exit.
+//!   it, adds to it, nor empties it at its exit; nor does it take the
+//!   pool's lock, which it may have inherited held.
 //! - A pooled directory keeps its registration with the owner-death guard
 //!   (if its group had one), so reusing it costs no message to the guard,
 //!   and a process killed outright still has its spares removed — by the
@@ -49,6 +50,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::sys::creator::Creator;
@@ -102,6 +104,20 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     owner: None,
 });
 
+/// The identity (`sys::pid::identity`) of the process that filled the
+/// pool, 0 before; outside the lock, so that a forked copy tells it is one
+/// without taking the lock, which it may have inherited held (a fork while
+/// another thread of its parent was taking or offering a spare): it would
+/// wait for ever.
+static FILLED_BY: AtomicU64 = AtomicU64::new(0);
+
+/// Whether this process is a forked copy of the one that filled the pool
+/// (the pool is not ours, and its lock is not to be taken).
+fn a_copy() -> bool {
+    let by = FILLED_BY.load(Ordering::Relaxed);
+    by != 0 && by != crate::sys::pid::identity()
+}
+
 /// A spare directory under `parent`, open (and still locked), with its
 /// guard registration, if there is one.
 ///
@@ -148,6 +164,9 @@ fn cpu_usage(spare: &mut Spare) -> u64 {
 }
 
 fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
+    if a_copy() {
+        return None;
+    }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if !pool.ours() {
         // Empty, or a forked child's copy of its parent's list: those
@@ -315,6 +334,9 @@ pub(crate) fn warm_procs_inode_at(dir: std::os::fd::BorrowedFd<'_>) {
 /// gives the ticket back when the pool is full or closed.
 pub(crate) fn offer(spare: Spare) -> Result<(), Option<Ticket>> {
     let ticket = spare.ticket;
+    if a_copy() {
+        return Err(ticket);
+    }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if pool.closed || pool.spares.len() >= MAX {
         return Err(ticket);
@@ -331,6 +353,7 @@ pub(crate) fn offer(spare: Spare) -> Result<(), Option<Ticket>> {
             return Err(ticket);
         }
         pool.owner = Some(Creator::here());
+        FILLED_BY.store(crate::sys::pid::identity(), Ordering::Relaxed);
     }
     if let Some(t) = &ticket {
         if let Ok(g) = guard::get() {
@@ -372,6 +395,9 @@ extern "C" fn remove_all_at_exit() {
 /// the owner-death guard: it still exists, so the guard (or a later
 /// release, or the exit handler) must still cover it.
 pub(crate) fn release_all() {
+    if a_copy() {
+        return;
+    }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if !pool.ours() {
         return;
