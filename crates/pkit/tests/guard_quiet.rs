@@ -398,7 +398,7 @@ async fn a_group_started_just_before_its_owner_is_killed_dies_with_it() {
 /// its quiet period (or the bell).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_is_not_woken_per_run() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     const RUNS: u64 = 200;
     for choice in mechanisms() {
         let runner = Arc::new(pkit::SystemRunner::with_mechanism(choice));
@@ -446,7 +446,7 @@ async fn the_guard_is_not_woken_per_run() {
 /// 7 stayed unread for as long as the owner was idle.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_owners_registrations_are_read_unrung() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     let choice = MechanismChoice::ProcessGroup;
     if portable_run() {
         skipped(
@@ -498,7 +498,7 @@ async fn an_idle_owners_registrations_are_read_unrung() {
 /// messages than one ring's worth: live groups, spares, removals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guards_count_is_exact_after_many_starts_and_closes() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     for choice in mechanisms() {
         pkit::release_spare_cgroups();
         let mut live = Vec::new();

@@ -1,6 +1,8 @@
 //! Spare cgroups of one-shot runs: reused, never shared by two live runs,
 //! bounded, and removable on demand (its own test binary: it counts this
-//! process's cgroup directories; each test runs alone, `begin_exclusive`).
+//! process's cgroup directories; each test runs alone in the binary,
+//! `begin_alone_in_binary`: what it counts is this process's own, which
+//! the other test binaries run at once do not change).
 
 mod common;
 
@@ -66,7 +68,7 @@ async fn spares_are_reused_never_shared_and_bounded() {
     if writable_parent("spares_are_reused_never_shared_and_bounded").is_none() {
         return;
     }
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     // Sequential runs reuse one directory.
     let a = cgroup_of_run(&runner, "0").await;
@@ -150,7 +152,7 @@ async fn a_spare_with_a_sub_cgroup_is_not_reused() {
     let Some(parent) = writable_parent("a_spare_with_a_sub_cgroup_is_not_reused") else {
         return;
     };
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     let make_sub = |keep: bool| {
@@ -195,7 +197,7 @@ async fn a_spare_removed_by_someone_else_is_replaced() {
     let Some(parent) = writable_parent("a_spare_removed_by_someone_else_is_replaced") else {
         return;
     };
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     for round in 0..3 {
@@ -232,7 +234,7 @@ async fn a_spare_whose_limits_a_run_lowered_is_removed_not_reused() {
     if writable_parent("a_spare_whose_limits_a_run_lowered_is_removed_not_reused").is_none() {
         return;
     }
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     let root = pkit::host_containment().group_parent.unwrap();
@@ -301,7 +303,7 @@ async fn a_closed_group_does_not_name_the_directory_a_newer_group_owns() {
     if writable_parent("a_closed_group_does_not_name_the_directory").is_none() {
         return;
     }
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     pkit::release_spare_cgroups();
     let a = cgroup_group();
     let dir = dir_of(&a);
@@ -362,7 +364,7 @@ async fn an_emptied_group_leaves_its_directory_to_the_next_group() {
     if writable_parent("an_emptied_group_leaves_its_directory_to_the_next_group").is_none() {
         return;
     }
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     pkit::release_spare_cgroups();
     let a = cgroup_group();
     let dir = dir_of(&a);
@@ -451,7 +453,7 @@ async fn a_closed_group_reaches_nothing_in_its_reused_directory() {
     if writable_parent("a_closed_group_reaches_nothing_in_its_reused_directory").is_none() {
         return;
     }
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     pkit::release_spare_cgroups();
     let a = cgroup_group();
     let dir = dir_of(&a);
@@ -521,7 +523,7 @@ async fn a_group_in_a_reused_directory_reports_only_its_own_cpu_time() {
     if writable_parent("a_group_in_a_reused_directory_reports_only_its_own_cpu_time").is_none() {
         return;
     }
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     let runner = Arc::new(SystemRunner::with_mechanism(MechanismChoice::Cgroup));
     pkit::release_spare_cgroups();
     let burn = "grep '^0::' /proc/self/cgroup; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
@@ -594,7 +596,7 @@ async fn a_pooled_directory_keeps_its_limits_files_open_once() {
     if writable_parent("a_pooled_directory_keeps_its_limits_files_open_once").is_none() {
         return;
     }
-    let one = common::begin_exclusive().await;
+    let one = common::begin_alone_in_binary().await;
     pkit::release_spare_cgroups();
     let mut first = Some(cgroup_group());
     let dir = dir_of(first.as_ref().unwrap());

@@ -798,7 +798,8 @@ fn a_guard_at_its_descriptor_limit_still_sweeps_the_session() {
 // ---------------------------------------------------------------------------
 
 /// The zombie children of this process (only meaningful while the test
-/// runs alone: `begin_exclusive`).
+/// runs alone in the binary: `begin_alone_in_binary`; another process's
+/// tests make no children of ours).
 fn zombies() -> Vec<u32> {
     own_children()
         .into_iter()
@@ -807,14 +808,15 @@ fn zombies() -> Vec<u32> {
         .collect()
 }
 
-/// Runs `f` alone in the binary (and among the binaries sharing the suite
-/// lock), outside any runtime, then checks nothing is left.
+/// Runs `f` alone in the binary (the other binaries sharing the suite lock
+/// run beside it: what it checks, our zombies, is this process's own),
+/// outside any runtime, then checks nothing is left.
 fn alone(name: &'static str, f: impl FnOnce()) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let guard = rt.block_on(begin_exclusive());
+    let guard = rt.block_on(begin_alone_in_binary());
     f();
     rt.block_on(end_exclusive(guard, name));
 }

@@ -22,7 +22,7 @@ fn own_zombies() -> Vec<u32> {
 /// zombie (none under cgroup), and the group's end reaps that too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_group_keeps_at_most_its_leader_as_a_zombie() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     for choice in mechanisms() {
         let group = group(choice);
         let mut first = group.start(&Command::new("true")).expect("start");
@@ -63,7 +63,7 @@ async fn a_live_group_keeps_at_most_its_leader_as_a_zombie() {
 /// A member left behind by an exited leader is still ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_after_the_leader_exited_reaps_it_and_ends_what_it_left() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     for choice in mechanisms() {
         // Alone in its group.
         let group = group(choice);
@@ -153,7 +153,7 @@ async fn wait_reaped(pids: &[u32]) -> Result<(), Vec<(u32, Option<Stat>)>> {
 /// cancelled right after its start, the group closed right after the ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_process_whose_end_was_reported_is_reaped_at_the_close() {
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     for choice in mechanisms() {
         let group = group(choice);
         // The group's first process: the later ones get leaves of their own.
@@ -223,7 +223,7 @@ async fn children_dropped_at_a_full_pids_max_are_reaped() {
         skipped("pids.max test", "cannot make a v1 pids cgroup (not root?)");
         return;
     }
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     std::fs::write(dir.join("pids.max"), "48").expect("pids.max");
     let exe = std::env::current_exe().unwrap();
     let d = dir.clone();
