@@ -3,7 +3,8 @@
 //!
 //! Findings (`#[ignore = "rv39: ..."]`, failing on 0c1c081; run them with
 //! `--ignored`):
-//! - HIGH [`a_program_reading_the_terminal_with_stdin_redirected_runs`]:
+//! - HIGH [`a_program_reading_the_terminal_with_stdin_redirected_runs`]
+//!   (fixed by clitty: the hand-over goes by the controlling terminal):
 //!   under process groups (`pgroup`, `portable`: the fallback of every
 //!   user without a writable cgroup), `echo x | pkit run -- prog` (or
 //!   `</dev/null`, `<file`) from an interactive shell, where `prog` opens
@@ -250,7 +251,6 @@ fn cgroup_only() -> Vec<&'static str> {
 }
 
 #[test]
-#[ignore = "rv39: HIGH: pgroup/portable: `echo x | pkit run -- prog` whose prog reads /dev/tty hangs stopped by SIGTTIN; Ctrl-C does nothing"]
 fn a_program_reading_the_terminal_with_stdin_redirected_runs() {
     at_once(process_group_mechanisms(), stdin_redirected);
 }
