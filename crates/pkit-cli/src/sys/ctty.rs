@@ -36,3 +36,48 @@ impl Ctty {
         Ok(())
     }
 }
+
+/// The other live processes of pkit's process group (its job's other
+/// members: a pipeline's other stages, a shell waiting for pkit), each
+/// with, for one of pkit's ancestors, how far up it is (1: pkit's
+/// parent); zombies left out. `None` where they can't be listed (no
+/// `/proc`).
+#[cfg(target_os = "linux")]
+pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
+    use super::orphan::read_stat;
+    let me = std::process::id();
+    let pgrp = super::own_pgrp();
+    let mut ancestors = Vec::new();
+    let mut up = read_stat(me).map(|(_, ppid, _)| ppid);
+    while let Some(p) = up.filter(|&p| p > 1 && ancestors.len() < 4096) {
+        ancestors.push(p as u32);
+        up = read_stat(p as u32).map(|(_, ppid, _)| ppid);
+    }
+    let mut mates = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // (Gone meanwhile: not a member any more.)
+        match read_stat(pid) {
+            Some((state, _, group)) if group == pgrp && state != 'Z' && state != 'X' => {
+                mates.push((pid, ancestors.iter().position(|&a| a == pid).map(|i| i + 1)));
+            }
+            _ => {}
+        }
+    }
+    Some(mates)
+}
+
+/// Where processes can't be listed: unknown.
+#[cfg(not(target_os = "linux"))]
+pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
+    None
+}

@@ -181,6 +181,19 @@ pub fn continued_since_stop() -> bool {
     super::sigpipe::continued_since_stop()
 }
 
+/// Marks the stop pkit is about to make of its job, no stop signal read
+/// (its program's group stopped): a SIGCONT from now on makes
+/// [`continued_since_stop`] true. False when that can't be told (a
+/// SIGCONT pending, not yet read, already).
+pub fn mark_stop() -> bool {
+    #[cfg(target_os = "linux")]
+    if !super::sigpipe::installed() {
+        return !continue_pending();
+    }
+    super::sigpipe::mark_stop();
+    true
+}
+
 /// Whether a SIGCONT waits, blocked, to be read (from the signalfd).
 #[cfg(target_os = "linux")]
 fn continue_pending() -> bool {

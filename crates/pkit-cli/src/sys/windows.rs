@@ -222,6 +222,16 @@ pub fn pgrp_of_pid(_pid: u32) -> Option<i32> {
     None
 }
 
+/// No job control on Windows: nothing to mark.
+pub fn mark_stop() -> bool {
+    false
+}
+
+/// No process groups to share on Windows.
+pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
+    None
+}
+
 /// No controlling terminal on Windows.
 pub struct Ctty;
 
