@@ -19,7 +19,9 @@
 //! job is brought back to the foreground (`fg`), the program gets the
 //! terminal: it asked for it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+
+use crate::fgwatch::Watcher;
 
 use crate::sys;
 
@@ -33,6 +35,9 @@ pub struct Terminal {
     /// The program was stopped reading the terminal pkit's job kept (a
     /// pipeline): it gets it next time the job is in the foreground.
     asked: Cell<bool>,
+    /// Gives the terminal back to pkit's job if pkit dies holding it
+    /// handed over (`fgwatch.rs`); started at the first hand-over.
+    watcher: RefCell<Option<Watcher>>,
 }
 
 impl Terminal {
@@ -53,6 +58,7 @@ impl Terminal {
             program,
             handed: Cell::new(false),
             asked: Cell::new(false),
+            watcher: RefCell::new(None),
         };
         t.hand_over();
         Some(t)
@@ -61,10 +67,17 @@ impl Terminal {
     /// Gives the terminal to the program's group if pkit's group has it,
     /// and pkit is alone in its job or the program asked for it.
     pub fn hand_over(&self) {
-        if self.tty.foreground() == Some(self.own)
-            && (self.asked.get() || alone())
-            && self.tty.set_foreground(self.program).is_ok()
-        {
+        if self.tty.foreground() != Some(self.own) || !(self.asked.get() || alone()) {
+            return;
+        }
+        // The watcher first: from the hand-over on, a SIGKILLed pkit
+        // would leave the terminal to its program's dead group. (A
+        // watcher that can't start: the hand-over goes on without.)
+        let mut watcher = self.watcher.borrow_mut();
+        if watcher.is_none() {
+            *watcher = Watcher::start(self.own, self.program).ok();
+        }
+        if self.tty.set_foreground(self.program).is_ok() {
             self.handed.set(true);
         }
     }
@@ -97,6 +110,9 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         self.take_back();
+        if let Some(w) = self.watcher.take() {
+            w.finish();
+        }
     }
 }
 

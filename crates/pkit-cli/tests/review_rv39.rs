@@ -30,7 +30,8 @@
 //!   with it, `cat` runs on, so the shell never sees its job stopped and
 //!   gives no prompt back (a second Ctrl-Z does:
 //!   [`ctrl_z_stops_a_pipeline_with_pkit_in_it`]).
-//! - MEDIUM [`a_sigkilled_pkit_leaves_the_terminal_to_its_job`]: under
+//! - MEDIUM [`a_sigkilled_pkit_leaves_the_terminal_to_its_job`] (fixed by
+//!   clitty: a watcher, `src/fgwatch.rs`, gives the terminal back): under
 //!   process groups, a `pkit run` SIGKILLed (the OOM killer, `kill -9`)
 //!   while its program holds the terminal leaves the terminal's
 //!   foreground group the dead program's (no watcher gives it back, as
@@ -305,7 +306,6 @@ fn ctrl_z_stops_a_pipeline_with_pkit_in_it() {
 }
 
 #[test]
-#[ignore = "rv39: MEDIUM: pgroup/portable: pkit SIGKILLed leaves the terminal's foreground group its dead program's: the shell's job stops on its next read"]
 fn a_sigkilled_pkit_leaves_the_terminal_to_its_job() {
     at_once(process_group_mechanisms(), killed_then_read);
 }

@@ -81,3 +81,10 @@ pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
 pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
     None
 }
+
+/// Continues process group `pgid` (SIGCONT); nothing if it is gone.
+pub fn continue_group(pgid: i32) {
+    if let Some(pgid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::CONT);
+    }
+}
