@@ -176,13 +176,26 @@ impl Forwarder<'_> {
     /// that signal, while pkit stopped the tree, cancels pkit's own stop,
     /// as the kernel drops a stop signal a SIGCONT follows; the rest goes
     /// on as if that SIGCONT had continued pkit.
-    pub fn stop_pkit(&self, st: &mut Run, signalled: bool) {
+    /// `mates`: the signal the rest of pkit's job (its process group) gets
+    /// first, when the stop is the program's group's: a SIGCONT after
+    /// that cancels pkit's own stop likewise.
+    pub fn stop_pkit(&self, st: &mut Run, signalled: bool, mates: Option<i32>) {
         if let Some(r) = self.relay {
             r.suspend();
         }
         if let Some(t) = self.tty {
             t.take_back();
         }
+        // The terminal is back with pkit's job before its other processes
+        // stop, so the shell, seeing them stopped, takes it from there.
+        let signalled = match mates {
+            Some(sig) => {
+                let marked = sys::mark_stop();
+                crate::tty::stop_job_mates(sig);
+                marked
+            }
+            None => signalled,
+        };
         crate::testpause::at("stopping");
         // (A SIGCONT between this look and the stop itself is still lost:
         // any stop signal, pkit's SIGSTOP too, discards a pending SIGCONT,
@@ -222,8 +235,22 @@ impl Forwarder<'_> {
             return;
         }
         st.left_stopped = false;
+        // Stopped reading (or setting) the terminal pkit did not hand it
+        // (kept for a pipeline, or pkit's job was in the background): it
+        // gets it now if pkit's job has it and pkit is alone there, and
+        // goes on; else on the job's next `fg` (`tty.rs`).
+        let for_terminal = by.is_some_and(|s| s == sig::SIGTTIN || s == sig::SIGTTOU);
+        if for_terminal && self.tty.is_some_and(Terminal::claim) {
+            let _ = self.group.signal(Signal::Cont);
+            return;
+        }
         if !sys::own_group_orphaned() {
-            self.stop_pkit(st, false);
+            // The rest of pkit's job (a pipeline's other stages, a shell
+            // waiting for pkit) stops too, by the same signal: the
+            // terminal's Ctrl-Z reached the program's group alone, and a
+            // read from the background stops the whole job. The shell sees
+            // its job stopped only once every process of it is.
+            self.stop_pkit(st, false, Some(by.unwrap_or(sig::SIGTSTP)));
             return;
         }
         let how = by.map_or_else(|| "a stop".to_string(), signame::display);
@@ -358,7 +385,7 @@ pub fn on_signal(
             }
             // Stop pkit too, so the shell sees its job stop; `fg` sends
             // SIGCONT, which continues pkit, and pkit the tree.
-            fwd.stop_pkit(st, true);
+            fwd.stop_pkit(st, true, None);
         }
         sig::SIGCONT => {
             // `fg` of a job that ran on in the background (or that and

@@ -24,6 +24,7 @@ mod duration;
 mod env_arg;
 mod events;
 mod exit;
+mod fgwatch;
 mod forward;
 mod grace;
 mod json_line;
@@ -53,6 +54,9 @@ pub use exit::EXIT_OWN_FAILURE;
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(termwatch::ARG)) {
         return termwatch::main();
+    }
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(fgwatch::ARG)) {
+        return fgwatch::main();
     }
     if let Err(msg) = args::check_raw(std::env::args_os().skip(1)) {
         eprintln!("pkit: {msg}");

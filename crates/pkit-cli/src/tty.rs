@@ -3,51 +3,106 @@
 //! gets Ctrl-C and Ctrl-Z) when pkit makes that group the terminal's
 //! foreground group, as a shell does for a job. Under the cgroup mechanism
 //! the program shares pkit's group and none of this is needed.
+//!
+//! The terminal is pkit's controlling terminal (`/dev/tty`), whatever
+//! pkit's stdin is: `echo x | pkit run -- ssh host` still has ssh ask
+//! for its password there.
+//!
+//! The rule: pkit hands the terminal over when its job holds it and pkit
+//! is alone in that job (its process group), but for the shells waiting
+//! for it (`sh -c 'pkit run …; …'`). In a pipeline (`pkit run -- job |
+//! less`) the terminal stays with the job, so that its other stages keep
+//! it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
+//! program then reads the terminal (or changes its settings), it is
+//! stopped for it, and pkit stops its whole job with it, as the shell
+//! reports a job that reads the terminal from the background; once the
+//! job is brought back to the foreground (`fg`), the program gets the
+//! terminal: it asked for it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+
+use crate::fgwatch::Watcher;
 
 use crate::sys;
 
-/// The terminal on stdin, with a program in another process group.
+/// pkit's controlling terminal, with a program in another process group.
 pub struct Terminal {
+    tty: sys::Ctty,
     own: i32,
     program: i32,
     /// The program's group is the terminal's foreground group, by pkit.
     handed: Cell<bool>,
+    /// The program was stopped reading the terminal pkit's job kept (a
+    /// pipeline): it gets it next time the job is in the foreground.
+    asked: Cell<bool>,
+    /// Gives the terminal back to pkit's job if pkit dies holding it
+    /// handed over (`fgwatch.rs`); started at the first hand-over.
+    watcher: RefCell<Option<Watcher>>,
 }
 
 impl Terminal {
-    /// When stdin is a terminal and `pid` leads another process group;
-    /// hands it the terminal if pkit holds it (is in the foreground).
+    /// When pkit has a controlling terminal and `pid` leads another
+    /// process group; hands it the terminal if pkit holds it (is in the
+    /// foreground) and is alone in its job.
     pub fn new(pid: u32) -> Option<Terminal> {
-        sys::tty_foreground()?;
+        let tty = sys::Ctty::open()?;
+        tty.foreground()?;
         let own = sys::own_pgrp();
         let program = sys::pgrp_of_pid(pid)?;
         if program == own {
             return None;
         }
         let t = Terminal {
+            tty,
             own,
             program,
             handed: Cell::new(false),
+            asked: Cell::new(false),
+            watcher: RefCell::new(None),
         };
         t.hand_over();
         Some(t)
     }
 
-    /// Gives the terminal to the program's group if pkit's group has it.
+    /// Gives the terminal to the program's group if pkit's group has it,
+    /// and pkit is alone in its job or the program asked for it.
     pub fn hand_over(&self) {
-        if sys::tty_foreground() == Some(self.own) && sys::set_tty_foreground(self.program).is_ok()
-        {
+        if self.tty.foreground() != Some(self.own) || !(self.asked.get() || alone()) {
+            return;
+        }
+        // The watcher first: from the hand-over on, a SIGKILLed pkit
+        // would leave the terminal to its program's dead group. (A
+        // watcher that can't start: the hand-over goes on without.)
+        let mut watcher = self.watcher.borrow_mut();
+        if watcher.is_none() {
+            *watcher = Watcher::start(self.own, self.program).ok();
+        }
+        if self.tty.set_foreground(self.program).is_ok() {
             self.handed.set(true);
         }
+    }
+
+    /// The program was stopped for reading the terminal (or changing
+    /// it), which pkit did not hand it: true if it has it now (pkit's job
+    /// in the foreground, pkit alone in it: a pipeline's stage that ended
+    /// since, say). Otherwise it gets it once the job is back in the
+    /// foreground ([`Terminal::hand_over`]).
+    pub fn claim(&self) -> bool {
+        if self.handed.get() {
+            return false;
+        }
+        self.hand_over();
+        if !self.handed.get() {
+            self.asked.set(true);
+        }
+        self.handed.get()
     }
 
     /// Takes the terminal back for pkit's group if it was handed over
     /// (before pkit stops, so that the shell gets it; at the end).
     pub fn take_back(&self) {
         if self.handed.replace(false) {
-            let _ = sys::set_tty_foreground(self.own);
+            let _ = self.tty.set_foreground(self.own);
         }
     }
 }
@@ -55,5 +110,29 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         self.take_back();
+        if let Some(w) = self.watcher.take() {
+            w.finish();
+        }
+    }
+}
+
+/// Whether pkit is alone in its job: no other process of its group runs
+/// but its ancestors (shells waiting for it). Unknown (no `/proc`) is
+/// alone, the hand-over as a shell's job of one process gets.
+fn alone() -> bool {
+    sys::job_mates().is_none_or(|mates| mates.iter().all(|(_, up)| up.is_some()))
+}
+
+/// Stops the other processes of pkit's job with `sig` (the program's stop
+/// signal: pkit stops with its program, and so does its job, as the whole
+/// job would have without pkit between them). A pipeline's other stages
+/// first, then the shells waiting for pkit, the nearest first: the shell
+/// that sees its job stopped and continues it (`fg`) waits for the
+/// farthest, so none of the others is stopped after that.
+pub fn stop_job_mates(sig: i32) {
+    let mut mates = sys::job_mates().unwrap_or_default();
+    mates.sort_by_key(|&(_, up)| up.unwrap_or(0));
+    for (pid, _) in mates {
+        let _ = sys::kill(pid, sig);
     }
 }

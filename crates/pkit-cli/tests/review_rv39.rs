@@ -3,7 +3,8 @@
 //!
 //! Findings (`#[ignore = "rv39: ..."]`, failing on 0c1c081; run them with
 //! `--ignored`):
-//! - HIGH [`a_program_reading_the_terminal_with_stdin_redirected_runs`]:
+//! - HIGH [`a_program_reading_the_terminal_with_stdin_redirected_runs`]
+//!   (fixed by clitty: the hand-over goes by the controlling terminal):
 //!   under process groups (`pgroup`, `portable`: the fallback of every
 //!   user without a writable cgroup), `echo x | pkit run -- prog` (or
 //!   `</dev/null`, `<file`) from an interactive shell, where `prog` opens
@@ -15,7 +16,10 @@
 //!   forwarded to a stopped tree: nothing happens until Ctrl-Z and a kill.
 //!   (As nobody here, `pkit run` with no flags is in this case: auto falls
 //!   back to a process group.)
-//! - MEDIUM [`a_pipeline_reader_of_the_terminal_is_not_sent_to_the_background`]:
+//! - MEDIUM [`a_pipeline_reader_of_the_terminal_is_not_sent_to_the_background`]
+//!   and [`ctrl_z_stops_a_pipeline_with_pkit_in_it`] (fixed by clitty: pkit
+//!   hands the terminal over only when alone in its job, and stops its job
+//!   with its program; see `tests/terminal_job.rs`):
 //!   under process groups, `pkit run -- job | less` (any later stage of the
 //!   shell's job that reads `/dev/tty`): pkit makes its program's group
 //!   the terminal's foreground group, which puts the rest of pkit's own
@@ -26,7 +30,8 @@
 //!   with it, `cat` runs on, so the shell never sees its job stopped and
 //!   gives no prompt back (a second Ctrl-Z does:
 //!   [`ctrl_z_stops_a_pipeline_with_pkit_in_it`]).
-//! - MEDIUM [`a_sigkilled_pkit_leaves_the_terminal_to_its_job`]: under
+//! - MEDIUM [`a_sigkilled_pkit_leaves_the_terminal_to_its_job`] (fixed by
+//!   clitty: a watcher, `src/fgwatch.rs`, gives the terminal back): under
 //!   process groups, a `pkit run` SIGKILLed (the OOM killer, `kill -9`)
 //!   while its program holds the terminal leaves the terminal's
 //!   foreground group the dead program's (no watcher gives it back, as
@@ -250,13 +255,11 @@ fn cgroup_only() -> Vec<&'static str> {
 }
 
 #[test]
-#[ignore = "rv39: HIGH: pgroup/portable: `echo x | pkit run -- prog` whose prog reads /dev/tty hangs stopped by SIGTTIN; Ctrl-C does nothing"]
 fn a_program_reading_the_terminal_with_stdin_redirected_runs() {
     at_once(process_group_mechanisms(), stdin_redirected);
 }
 
 #[test]
-#[ignore = "rv39: MEDIUM: pgroup/portable: `pkit run -- job | less` stops less (SIGTTIN): pkit takes the terminal from its own job"]
 fn a_pipeline_reader_of_the_terminal_is_not_sent_to_the_background() {
     at_once(process_group_mechanisms(), pipeline_reader);
 }
@@ -298,13 +301,11 @@ sys.stdout.write("ok\n")
 }
 
 #[test]
-#[ignore = "rv39: MEDIUM: pgroup/portable: Ctrl-Z on `pkit run -- job | cat` stops pkit and job only; cat runs on, the shell gets no prompt"]
 fn ctrl_z_stops_a_pipeline_with_pkit_in_it() {
     at_once(process_group_mechanisms(), ctrl_z_in_pipeline);
 }
 
 #[test]
-#[ignore = "rv39: MEDIUM: pgroup/portable: pkit SIGKILLed leaves the terminal's foreground group its dead program's: the shell's job stops on its next read"]
 fn a_sigkilled_pkit_leaves_the_terminal_to_its_job() {
     at_once(process_group_mechanisms(), killed_then_read);
 }

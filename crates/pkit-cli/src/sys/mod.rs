@@ -12,6 +12,10 @@ pub use nofile::{
     give_back as give_back_nofile, original as original_nofile, raise_nofile, reserve_low,
 };
 #[cfg(unix)]
+mod ctty;
+#[cfg(unix)]
+pub use ctty::{continue_group, job_mates, Ctty};
+#[cfg(unix)]
 mod orphan;
 #[cfg(unix)]
 pub use orphan::{exited, own_group_orphaned, stop_signal};

@@ -70,6 +70,12 @@ pub fn continued_since_stop() -> bool {
     LAST[libc::SIGCONT as usize].load(Ordering::Acquire) > STOP_TAKEN.load(Ordering::Acquire)
 }
 
+/// Marks a stop pkit makes of its own (no stop signal read): a SIGCONT
+/// delivered from now on makes [`continued_since_stop`] true.
+pub fn mark_stop() {
+    STOP_TAKEN.fetch_max(DELIVERIES.load(Ordering::Acquire), Ordering::AcqRel);
+}
+
 /// The pipe's write end, for the handler (-1 until installed).
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 /// The pipe's read end, from [`install`] until [`Signals::new`] takes it.

@@ -181,6 +181,19 @@ pub fn continued_since_stop() -> bool {
     super::sigpipe::continued_since_stop()
 }
 
+/// Marks the stop pkit is about to make of its job, no stop signal read
+/// (its program's group stopped): a SIGCONT from now on makes
+/// [`continued_since_stop`] true. False when that can't be told (a
+/// SIGCONT pending, not yet read, already).
+pub fn mark_stop() -> bool {
+    #[cfg(target_os = "linux")]
+    if !super::sigpipe::installed() {
+        return !continue_pending();
+    }
+    super::sigpipe::mark_stop();
+    true
+}
+
 /// Whether a SIGCONT waits, blocked, to be read (from the signalfd).
 #[cfg(target_os = "linux")]
 fn continue_pending() -> bool {
@@ -337,20 +350,6 @@ pub fn pgrp_of_pid(pid: u32) -> Option<i32> {
     (pg > 0).then_some(pg)
 }
 
-/// The foreground process group of the terminal on stdin, if stdin is one.
-pub fn tty_foreground() -> Option<i32> {
-    use std::os::fd::AsFd;
-    let stdin = io::stdin();
-    if !rustix::termios::isatty(stdin.as_fd()) {
-        return None;
-    }
-    // A 0 answer (no foreground group, or one led from outside this pid
-    // namespace) is an error here too.
-    rustix::termios::tcgetpgrp(stdin.as_fd())
-        .ok()
-        .map(|pg| pg.as_raw_nonzero().get())
-}
-
 /// Whether stdin is pkit's controlling terminal, still there: a hung-up
 /// terminal answers no more (EIO), nor does one that is not pkit's.
 pub fn stdin_is_own_terminal() -> bool {
@@ -358,17 +357,6 @@ pub fn stdin_is_own_terminal() -> bool {
     // session led from outside this pid namespace, which is an answer.
     // SAFETY: tcgetsid(3) on a plain fd number; it only asks.
     unsafe { libc::tcgetsid(0) != -1 }
-}
-
-/// Makes `pgid` the terminal's foreground process group. pkit blocks
-/// SIGTTOU in this thread (every thread but the portable signal receiver,
-/// `sigpipe.rs`), so this works from the background too.
-pub fn set_tty_foreground(pgid: i32) -> io::Result<()> {
-    use std::os::fd::AsFd;
-    let pgid = rustix::process::Pid::from_raw(pgid)
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    rustix::termios::tcsetpgrp(io::stdin().as_fd(), pgid)?;
-    Ok(())
 }
 
 /// The state letter of `pid` (`R`, `S`, `T`, …) from `/proc`; under

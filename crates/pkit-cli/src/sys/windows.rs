@@ -222,19 +222,39 @@ pub fn pgrp_of_pid(_pid: u32) -> Option<i32> {
     None
 }
 
-/// No terminal job control on Windows.
-pub fn tty_foreground() -> Option<i32> {
+/// No job control on Windows: nothing to mark.
+pub fn mark_stop() -> bool {
+    false
+}
+
+/// No process groups to share on Windows.
+pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
     None
+}
+
+/// No controlling terminal on Windows.
+pub struct Ctty;
+
+impl Ctty {
+    /// Never one on Windows.
+    pub fn open() -> Option<Ctty> {
+        None
+    }
+
+    /// No terminal job control on Windows.
+    pub fn foreground(&self) -> Option<i32> {
+        None
+    }
+
+    /// No terminal job control on Windows.
+    pub fn set_foreground(&self, _pgid: i32) -> io::Result<()> {
+        Err(unsupported("no terminal job control on Windows"))
+    }
 }
 
 /// No job control on Windows: no read is refused for it.
 pub fn stdin_is_own_terminal() -> bool {
     false
-}
-
-/// No terminal job control on Windows.
-pub fn set_tty_foreground(_pgid: i32) -> io::Result<()> {
-    Err(unsupported("no terminal job control on Windows"))
 }
 
 /// Windows runs no file without a known format through a shell.

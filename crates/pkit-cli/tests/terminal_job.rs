@@ -1,0 +1,127 @@
+//! `pkit run` in a shell's job on a terminal, under process groups (the
+//! program in a group of its own, handed the terminal by pkit): the rule
+//! of `src/tty.rs`. pkit hands the terminal over only when it is alone in
+//! its job (but for the shells waiting for it); in a pipeline the job
+//! keeps it, and a program that reads it stops the whole job, which gets
+//! it on `fg`. A stop of the program's group stops pkit's whole job.
+//! (rv39's cases: `review_rv39.rs`.)
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{at_once, mechanisms, temp_path, PY_JOB_IN_PTY, PY_PTY_DRIVER};
+
+const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
+
+fn process_group_mechanisms() -> Vec<&'static str> {
+    mechanisms()
+        .into_iter()
+        .filter(|m| *m != "cgroup")
+        .collect()
+}
+
+/// Kills (SIGKILL) every pid its file lists when dropped (the programs a
+/// case started, on a failed assertion too).
+struct Reap(std::path::PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if pid > 1 && !common::pid_gone(pid) {
+                // SAFETY: kill(2) of a pid this case's program wrote.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `driver` (after the pty driver and the job's start) with `job`
+/// as the job's `sh -c` script; its stdout.
+fn drive(job: &str, driver: &str) -> String {
+    let script = [PY_PTY_DRIVER, PY_JOB_IN_PTY, driver].concat();
+    let out = Command::new("python3")
+        .args(["-c", &script, "/bin/sh", "-c", job])
+        .env_remove("PKIT_TEST_PAUSE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pkit run -- sh -c 'read x </dev/tty' | cat`: the job keeps the
+/// terminal (cat's, the shell's as much as the program's); the program's
+/// read stops the whole job (the shell sees it stopped, by SIGTTIN, as a
+/// job reading from the background); `fg` gives the program the terminal
+/// and the read goes through.
+fn pipeline_read_stops_the_job_then_reads_on_fg(m: &str) {
+    let pids = Reap(temp_path("tty-job-read"));
+    let job = format!(
+        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat",
+        p = pids.0.display()
+    );
+    let driver = r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("stopped=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
+    # The shell takes the terminal back, then `fg`: gives it to the job.
+    os.tcsetpgrp(0, os.getpgrp())
+    os.tcsetpgrp(0, job)
+    os.killpg(job, signal.SIGCONT)
+    _, st = os.waitpid(job, 0)
+    print("job-status=%d;" % os.waitstatus_to_exitcode(st), flush=True)
+    os._exit(0)
+read_job()
+read_until(b"stopped=1,%d;" % signal.SIGTTIN, 1, 10)
+time.sleep(0.3)
+os.write(fd, b"abc\n")
+read_until(b"got=abc", 1, 10)
+read_until(b"job-status=0;", 1, 20)
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#;
+    let text = drive(&job, driver);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+}
+
+#[test]
+fn a_pipeline_stage_reading_the_terminal_stops_the_job_and_reads_after_fg() {
+    at_once(
+        process_group_mechanisms(),
+        pipeline_read_stops_the_job_then_reads_on_fg,
+    );
+}
+
+/// `sh -c 'pkit run -- sleep 100; echo after'`: pkit, alone in the job
+/// but for the shell waiting for it, hands its program the terminal; a
+/// Ctrl-Z stops the program's group, and pkit stops with it the rest of
+/// its job, the waiting shell too: the job's shell sees its job stopped.
+fn ctrl_z_stops_the_waiting_shell(m: &str) {
+    let pids = Reap(temp_path("tty-job-ctrlz"));
+    let job = format!(
+        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100'; echo after",
+        p = pids.0.display()
+    );
+    let driver = r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("stopped=%d;" % os.WIFSTOPPED(st), flush=True)
+    os.killpg(job, signal.SIGKILL)
+    os._exit(0)
+read_job()
+time.sleep(1)
+os.write(fd, b"\x1a")
+read_until(b"stopped=1;", 1, 8)
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#;
+    let text = drive(&job, driver);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+}
+
+#[test]
+fn ctrl_z_stops_the_shell_waiting_for_pkit() {
+    at_once(process_group_mechanisms(), ctrl_z_stops_the_waiting_shell);
+}
