@@ -410,36 +410,39 @@ fn a_timeout_fires_while_a_callback_blocks() {
 /// would wait behind the blocked stdout callback).
 #[test]
 fn a_callback_waiting_for_the_other_streams_gets_its_line() {
-    plain_suite("a_callback_waiting_for_the_other_streams_gets_its_line", || {
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let (g_out, g_err) = (gate.clone(), gate.clone());
-        let waited = Arc::new(AtomicBool::new(false));
-        let w = waited.clone();
-        let out = shell("echo a; sleep 0.2; echo ready >&2")
-            .on_stdout_line(move |_| {
-                let (open, changed) = &*g_out;
-                let open = open.lock().unwrap();
-                let (open, _) = changed
-                    .wait_timeout_while(open, Duration::from_secs(20), |o| !*o)
-                    .unwrap();
-                w.store(*open, Ordering::SeqCst);
-            })
-            .on_stderr_line(move |l| {
-                if l == "ready" {
-                    let (open, changed) = &*g_err;
-                    *open.lock().unwrap() = true;
-                    changed.notify_all();
-                }
-            })
-            .blocking()
-            .output()
-            .expect("output");
-        assert!(out.success(), "{out:?}");
-        assert!(
-            waited.load(Ordering::SeqCst),
-            "the stdout callback never saw the stderr callback's line"
-        );
-    });
+    plain_suite(
+        "a_callback_waiting_for_the_other_streams_gets_its_line",
+        || {
+            let gate = Arc::new((Mutex::new(false), Condvar::new()));
+            let (g_out, g_err) = (gate.clone(), gate.clone());
+            let waited = Arc::new(AtomicBool::new(false));
+            let w = waited.clone();
+            let out = shell("echo a; sleep 0.2; echo ready >&2")
+                .on_stdout_line(move |_| {
+                    let (open, changed) = &*g_out;
+                    let open = open.lock().unwrap();
+                    let (open, _) = changed
+                        .wait_timeout_while(open, Duration::from_secs(20), |o| !*o)
+                        .unwrap();
+                    w.store(*open, Ordering::SeqCst);
+                })
+                .on_stderr_line(move |l| {
+                    if l == "ready" {
+                        let (open, changed) = &*g_err;
+                        *open.lock().unwrap() = true;
+                        changed.notify_all();
+                    }
+                })
+                .blocking()
+                .output()
+                .expect("output");
+            assert!(out.success(), "{out:?}");
+            assert!(
+                waited.load(Ordering::SeqCst),
+                "the stdout callback never saw the stderr callback's line"
+            );
+        },
+    );
 }
 
 /// Opens a gate (see `a_timeout_fires_while_a_callback_blocks`) when
