@@ -29,6 +29,7 @@ mod grace;
 mod json_line;
 mod orphans;
 mod pty;
+mod raw_args;
 mod report;
 mod run;
 mod script;
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(termwatch::ARG)) {
         return termwatch::main();
     }
-    if let Err(msg) = args::check_raw(std::env::args_os().skip(1)) {
+    if let Err(msg) = raw_args::check_raw(std::env::args_os().skip(1)) {
         eprintln!("pkit: {msg}");
         return ExitCode::from(EXIT_OWN_FAILURE);
     }
