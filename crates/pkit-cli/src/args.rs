@@ -43,7 +43,8 @@ ends, what it left running gets --signal and the rest of the grace, then
 SIGKILL. A signal ignored when pkit starts (nohup's HUP, a shell's `cmd &`
 INT and QUIT) stays ignored: pkit neither forwards nor acts on it, and the
 program inherits it ignored, as without pkit (`nohup pkit run job`
-survives a hangup).
+survives a hangup). Not SIGPIPE and SIGCHLD: the program always starts
+with those at their default.
 
 Exit status: the program's own code; 124 on timeout (the program's status
 with --preserve-status); 137 when the timeout's SIGKILL ended it (after
