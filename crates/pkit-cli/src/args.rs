@@ -43,7 +43,8 @@ ends, what it left running gets --signal and the rest of the grace, then
 SIGKILL. A signal ignored when pkit starts (nohup's HUP, a shell's `cmd &`
 INT and QUIT) stays ignored: pkit neither forwards nor acts on it, and the
 program inherits it ignored, as without pkit (`nohup pkit run job`
-survives a hangup).
+survives a hangup). Not SIGPIPE and SIGCHLD: the program always starts
+with those at their default.
 
 Exit status: the program's own code; 124 on timeout (the program's status
 with --preserve-status); 137 when the timeout's SIGKILL ended it (after
@@ -100,9 +101,10 @@ pub enum Cmd {
     /// Each run is contained as with `pkit run` (its whole tree is gone
     /// before the next starts). A crash is any run that is not a clean
     /// exit 0, or that fails its health check. One line on stderr per run
-    /// that ended (--json: one JSON object per event). TERM, INT or HUP to
-    /// pkit stop it: the run gets SIGTERM, then SIGKILL after 10 s or -k
-    /// (a second signal: SIGKILL at once).
+    /// that ended (--json: one JSON object per event). TERM, INT, HUP or
+    /// QUIT to pkit stop it: the run gets SIGTERM, then SIGKILL after 10 s
+    /// or -k (a second signal: SIGKILL at once). USR1, USR2, ALRM and WINCH
+    /// are passed on to the current run's program.
     #[command(after_help = SUPERVISE_EXAMPLES)]
     Supervise(Box<SuperviseArgs>),
     /// Say what containment this host offers, and why.
@@ -130,8 +132,10 @@ with code 0); else the last run's (a program killed by signal N: 128+N, so
 137 when a second signal killed it); 126/127 when it could not start; 125
 pkit failed. The --json \"stopped\" event carries it as exit_status.
 
-TERM, INT or HUP stop the supervision, unless ignored when pkit starts (as
-under nohup): such a signal stays ignored, by pkit and by the program.";
+TERM, INT, HUP or QUIT stop the supervision; USR1, USR2, ALRM and WINCH go
+to the current run's program (as `pkit run` passes them on; between runs
+they are dropped). A signal ignored when pkit starts (as HUP under nohup)
+stays ignored, by pkit and by the program.";
 
 #[derive(clap::Args)]
 pub struct SuperviseArgs {
@@ -167,7 +171,8 @@ pub struct SuperviseArgs {
     /// Healthy once a TCP connection to ADDR (127.0.0.1:8080) succeeds.
     #[arg(long, value_name = "ADDR")]
     pub health_port: Option<std::net::SocketAddr>,
-    /// How long a run has to become healthy [default: 30s].
+    /// How long a run has to become healthy [default: 30s; 0 or inf: no
+    /// bound, the run waited for until it passes or ends].
     #[arg(long, value_parser = duration::parse, value_name = "DUR",
           allow_hyphen_values = true)]
     pub health_timeout: Option<Duration>,
@@ -473,75 +478,9 @@ fn parse_rlimit(text: &str) -> Result<(pkit::Resource, u64, Option<u64>), String
     }
 }
 
-/// The duration flags whose value a unit word may wrongly follow.
-const DURATION_FLAGS: [&str; 4] = ["--timeout", "--kill-after", "--grace", "-k"];
-
-/// Unit words that, right after a bare number, are a misplaced unit rather
-/// than a program.
-const UNIT_WORDS: [&str; 14] = [
-    "ms", "s", "m", "h", "d", "sec", "secs", "second", "seconds", "min", "mins", "minutes",
-    "hours", "days",
-];
-
-/// Checks clap can't make: `--timeout 2 s` would otherwise run a program
-/// named `s`. Refused, with the fix; `--timeout 2 -- s` still runs `s`.
-pub fn check_raw(args: impl Iterator<Item = OsString>) -> Result<(), String> {
-    let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if a == "--" {
-            break;
-        }
-        let (flag, value, next) = if DURATION_FLAGS.contains(&a.as_str()) {
-            (a.as_str(), args.get(i + 1), args.get(i + 2))
-        } else if let Some((flag, _)) = a.split_once('=') {
-            if !DURATION_FLAGS.contains(&flag) {
-                i += 1;
-                continue;
-            }
-            (flag, Some(&args[i]), args.get(i + 1))
-        } else {
-            i += 1;
-            continue;
-        };
-        let value = value.map(|v| v.split_once('=').map_or(v.as_str(), |(_, v)| v));
-        if let (Some(v), Some(n)) = (value, next) {
-            if duration::is_unitless(v) && UNIT_WORDS.contains(&n.as_str()) {
-                return Err(format!(
-                    "`{flag} {v} {n}`: write the unit attached ({v}{u}); to run a program \
-                     named `{n}`, put `--` before it",
-                    u = n.chars().next().unwrap_or('s')
-                ));
-            }
-        }
-        i += 1;
-    }
-    Ok(())
-}
-
 /// A `--health-line` pattern, refused at parse time when it does not compile.
 fn parse_regex(pattern: &str) -> Result<regex_lite::Regex, String> {
     regex_lite::Regex::new(pattern).map_err(|e| format!("not a regular expression: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_raw;
-
-    fn check(args: &[&str]) -> Result<(), String> {
-        check_raw(args.iter().map(Into::into))
-    }
-
-    #[test]
-    fn unit_words_after_a_bare_number() {
-        assert!(check(&["run", "--timeout", "2", "s"]).is_err());
-        assert!(check(&["run", "--timeout=2", "s"]).is_err());
-        assert!(check(&["run", "-k", "1", "seconds", "x"]).is_err());
-        assert!(check(&["run", "--timeout", "2", "--", "s"]).is_ok());
-        assert!(check(&["run", "--timeout", "2s", "s"]).is_ok());
-        assert!(check(&["run", "--timeout", "2", "sleep", "1"]).is_ok());
-    }
 }
 
 /// The program and its arguments, split from the one positional that holds

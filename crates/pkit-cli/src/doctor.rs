@@ -211,7 +211,7 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
         if host.mechanism == Some(pkit::Mechanism::ProcessGroup) {
             say!(
                 text,
-                "  note: a process group does not hold a descendant that calls setsid"
+                "  note: a process group does not hold a descendant that calls setsid or setpgid"
             );
         }
     }

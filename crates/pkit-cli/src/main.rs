@@ -30,6 +30,7 @@ mod grace;
 mod json_line;
 mod orphans;
 mod pty;
+mod raw_args;
 mod report;
 mod run;
 mod script;
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(fgwatch::ARG)) {
         return fgwatch::main();
     }
-    if let Err(msg) = args::check_raw(std::env::args_os().skip(1)) {
+    if let Err(msg) = raw_args::check_raw(std::env::args_os().skip(1)) {
         eprintln!("pkit: {msg}");
         return ExitCode::from(EXIT_OWN_FAILURE);
     }

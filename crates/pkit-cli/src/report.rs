@@ -233,6 +233,12 @@ impl Sink {
             // there has nowhere to be said and changes no status (as GNU
             // tools check only their stdout at exit).
             Sink::Stderr => {
+                // The program shares stderr: one that ended mid-line (a
+                // progress meter's `\r`, cut short) must not have the
+                // report glued to its text.
+                if report.pid.is_some() && stderr_mid_line() != Some(false) {
+                    line.insert(0, b'\n');
+                }
                 let _ = io::stderr().lock().write_all(&line);
                 Ok(())
             }
@@ -243,6 +249,38 @@ impl Sink {
             source,
         })
     }
+}
+
+/// Whether stderr's last byte is no line feed, as far as pkit can tell:
+/// known for a regular file (read back: the shell's `2>file` and
+/// `>>file 2>&1`), unknown (None) for a pipe, a terminal or a socket,
+/// whose past pkit can't read. The `--json` report, which must be a line
+/// of its own, is begun with a line feed unless stderr is known to end
+/// one (or is empty): JSON readers take the leading line feed as the
+/// whitespace it is (`jq`, a whole-stream parse, `tail -1`), where a
+/// report glued to a program's unfinished line is no JSON at all.
+/// `pkit supervise --json`'s events, a stream of lines, take the same
+/// look and add the line feed only when it is known to be missing: there
+/// an empty line between events would break a line-by-line reader.
+pub fn stderr_mid_line() -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::FileExt;
+        let meta = std::fs::metadata("/proc/self/fd/2").ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        if meta.len() == 0 {
+            return Some(false);
+        }
+        // Opened anew for reading: stderr itself is often write-only.
+        let file = File::open("/proc/self/fd/2").ok()?;
+        let mut last = [0u8];
+        file.read_exact_at(&mut last, meta.len() - 1).ok()?;
+        Some(last[0] != b'\n')
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 /// snake_case names for the report.

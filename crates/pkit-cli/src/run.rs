@@ -107,14 +107,14 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     }
     if group.mechanism() == Mechanism::ProcessGroup && !args.quiet && subreaper {
         eprintln!(
-            "pkit: note: contained by a process group: a descendant that calls setsid(2) leaves \
-             it; pkit, its subreaper, kills it once orphaned when the run ends, but it outlives \
+            "pkit: note: contained by a process group: a descendant that calls setsid(2) or \
+             setpgid(2) (timeout(1), a `set -m` shell's jobs) leaves it; pkit, its subreaper, kills it once orphaned when the run ends, but it outlives \
              a SIGKILLed pkit (a cgroup would hold it; see `pkit doctor`)"
         );
     } else if group.mechanism() == Mechanism::ProcessGroup && !args.quiet {
         eprintln!(
-            "pkit: note: contained by a process group: a descendant that calls setsid(2) leaves \
-             it and outlives the run (pkit can be no subreaper here to catch it; see `pkit \
+            "pkit: note: contained by a process group: a descendant that calls setsid(2) or \
+             setpgid(2) (timeout(1), a `set -m` shell's jobs) leaves it and outlives the run (pkit can be no subreaper here to catch it; see `pkit \
              doctor`)"
         );
     }

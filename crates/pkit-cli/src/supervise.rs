@@ -74,7 +74,12 @@ fn supervisor(args: &SuperviseArgs, script: Option<&Path>, orphans: Option<Orpha
             false
         });
     }
-    let timeout = args.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    // 0 is no bound, as for every duration of pkit's (`run --timeout 0`):
+    // the run is waited for until it passes the check or ends.
+    let timeout = match args.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT) {
+        d if d.is_zero() => Duration::MAX,
+        d => d,
+    };
     if let Some(pattern) = &args.health_line {
         let pattern = pattern.clone();
         // A pattern that is plain text is looked for as text: the same
@@ -218,7 +223,14 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                 () = look_again(again) => {
                     again = orphans.and_then(|o| o.reap_exited_strays(&programs, &mut strays));
                 }
-                second = stops.recv() => {
+                heard = stops.recv() => {
+                    if crate::sys::for_the_program(heard) {
+                        // USR1, USR2, ALRM, WINCH: the current run's
+                        // program's (a log reopen, a reload), as `pkit
+                        // run` passes them on; between runs, nobody's.
+                        forward(&programs, heard, &args);
+                        continue;
+                    }
                     if !say.stopping {
                         // A graceful stop: the run gets SIGTERM and its grace
                         // (which ends in SIGKILL). The events go on: the
@@ -229,7 +241,10 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                     }
                     // A second signal meanwhile kills the tree at once.
                     if !kill_now.is_cancelled() && !args.quiet && !args.json {
-                        eprintln!("pkit: second SIG{second}: killing the run now");
+                        eprintln!(
+                            "pkit: second {}: killing the run now",
+                            signame::display(heard)
+                        );
                     }
                     kill_now.cancel();
                 }
@@ -280,6 +295,27 @@ pub async fn main(args: SuperviseArgs) -> u8 {
             eprintln!("pkit: {e}");
             EXIT_OWN_FAILURE
         }
+    }
+}
+
+/// Sends `sig` to the current run's program (none between runs); says
+/// so with `--verbose`.
+fn forward(programs: &HashSet<u32>, sig: i32, args: &SuperviseArgs) {
+    let name = signame::display(sig);
+    match programs.iter().next() {
+        Some(&pid) => match crate::sys::kill(pid, sig) {
+            Ok(()) if args.verbose && !args.json => {
+                eprintln!("pkit: {name} passed on to the program (pid {pid})")
+            }
+            Err(e) if !args.quiet && !args.json => {
+                eprintln!("pkit: {name} could not be passed on to pid {pid}: {e}")
+            }
+            _ => {}
+        },
+        None if args.verbose && !args.json => {
+            eprintln!("pkit: {name} dropped: no run is going on")
+        }
+        None => {}
     }
 }
 
@@ -341,6 +377,11 @@ impl Say {
         // One write, the line feed included (as the events' lines).
         if let Ok(mut line) = crate::json_line::to_line(&value) {
             line.push(b'\n');
+            // A line of its own after a run's unfinished last line, where
+            // pkit can tell (`report::stderr_mid_line`).
+            if crate::report::stderr_mid_line() == Some(true) {
+                line.insert(0, b'\n');
+            }
             let _ = err.write_all(&line);
         }
     }

@@ -582,3 +582,61 @@ fn a_relay_or_findings_whose_reader_went_away_is_a_failure_with_its_own_status()
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("New groups get"));
 }
+
+/// pkit's stderr a regular file: the `--json` report starts a line of its
+/// own after a program's unfinished last line, and follows a finished one
+/// (or a quiet program) with no empty line; `supervise --json`'s events
+/// likewise.
+#[test]
+fn the_report_in_a_file_is_a_line_of_its_own_and_no_more() {
+    for (script, want_prefix) in [
+        ("printf '50%%\\r' >&2; exit 3", "50%\r\n{"),
+        ("echo done >&2; exit 3", "done\n{"),
+        ("exit 3", "{"),
+    ] {
+        for m in mechanisms() {
+            let err = temp_path("json-fresh-line");
+            let out = pkit()
+                .args(["run", "-q", "--json", "--mechanism", m, "--"])
+                .args(["sh", "-c", script])
+                .stderr(std::fs::File::create(&err).unwrap())
+                .output()
+                .unwrap();
+            let text = std::fs::read_to_string(&err).unwrap();
+            let _ = std::fs::remove_file(&err);
+            assert_eq!(out.status.code(), Some(3), "{m}: {out:?}");
+            assert!(text.starts_with(want_prefix), "{m}: {script}: {text:?}");
+            let last = text.trim_end_matches('\n').rsplit('\n').next().unwrap();
+            assert!(
+                serde_json::from_str::<Value>(last).is_ok(),
+                "{m}: {script}: {text:?}"
+            );
+        }
+    }
+}
+
+/// `supervise --json` with its stderr a regular file: the events after a
+/// run's unfinished last line start a line of their own.
+#[test]
+fn supervise_events_in_a_file_are_lines_of_their_own() {
+    let err = temp_path("json-fresh-events");
+    let out = pkit()
+        .args(["supervise", "--json", "--restart", "never", "--"])
+        .args(["sh", "-c", "printf '50%%\\r' >&2; exit 3"])
+        .stderr(std::fs::File::create(&err).unwrap())
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&err).unwrap();
+    let _ = std::fs::remove_file(&err);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // (`lines` takes the `\r\n` after the meter for a line's end.)
+    let lines: Vec<&str> = text.lines().filter(|l| *l != "50%").collect();
+    assert!(!lines.is_empty(), "{text:?}");
+    for l in lines {
+        assert!(
+            serde_json::from_str::<Value>(l).is_ok(),
+            "not a JSON line: {l:?} in {text:?}"
+        );
+    }
+    assert!(!text.contains("\n\n"), "an empty line: {text:?}");
+}

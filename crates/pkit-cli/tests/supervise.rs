@@ -347,8 +347,8 @@ fn wait_bounded(mut child: Started, what: &str) -> std::process::Output {
 }
 
 #[test]
-fn int_or_hup_to_pkit_stops_the_run_and_its_tree() {
-    for sig in [libc::SIGINT, libc::SIGHUP] {
+fn int_hup_or_quit_to_pkit_stops_the_run_and_its_tree() {
+    for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
         let file = pid_file();
         let child = pkit()
             .args(["supervise", "--json", "--", "sh", "-c"])
@@ -366,6 +366,50 @@ fn int_or_hup_to_pkit_stops_the_run_and_its_tree() {
         let events = json_lines(&out.stderr);
         assert_eq!(events.last().unwrap()["reason"], "stop_requested", "{sig}");
     }
+}
+
+/// USR1, USR2 and ALRM to pkit reach the run's program, as `pkit run`
+/// passes them on (a log reopen), and the supervision goes on.
+#[test]
+fn usr1_usr2_and_alrm_reach_the_program() {
+    let file = pid_file();
+    let seen = temp_path("sup-seen");
+    let script = format!(
+        "for s in USR1 USR2 ALRM; do trap \"echo $s >> {s}\" $s; done; \
+         trap 'exit 0' TERM; echo $$ >> {p}; while :; do sleep 0.05; done",
+        s = seen.display(),
+        p = file.display()
+    );
+    let child = pkit()
+        .args(["supervise", "--json", "--", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Started::new)
+        .unwrap();
+    let pids = read_pids(&file, 1);
+    for (sig, name) in [
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGUSR2, "USR2"),
+        (libc::SIGALRM, "ALRM"),
+    ] {
+        kill(child.id(), sig);
+        wait_for_text(&seen, name);
+    }
+    kill(child.id(), libc::SIGTERM);
+    let out = wait_bounded(child, "a stop after USR1, USR2, ALRM");
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&seen);
+    assert_all_gone(&pids);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The events; not sh's own "Terminated" for its `sleep` at the stop.
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let runs = events.iter().filter(|e| e["event"] == "started").count();
+    assert_eq!(runs, 1, "one run, never restarted: {events:?}");
+    assert_eq!(events.last().unwrap()["reason"], "stop_requested");
 }
 
 #[test]

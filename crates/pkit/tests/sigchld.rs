@@ -2,7 +2,8 @@
 //! many servers do: every verb and `start` still work in both mechanisms
 //! and on both spawn rungs, exit statuses are intact (read from the pidfd,
 //! which keeps them from Linux 6.15, once the kernel has reaped the child),
-//! and no child is left behind (review F4).
+//! and no child is left behind (review F4). The program starts with
+//! SIGCHLD at its default under every mechanism (rv39).
 //!
 //! The disposition is process-wide, so each case runs in a fresh copy of
 //! this test binary (the `inner` test, which does nothing unless
@@ -82,6 +83,21 @@ fn inner() {
         for choice in common::mechanisms() {
             let runner = Arc::new(SystemRunner::with_mechanism(choice));
             let on = |c: Command| c.runner(runner.clone());
+            // The program starts with SIGCHLD at its default under every
+            // mechanism (the portable backend's `posix_spawn` can't ignore
+            // it), whatever the owner's disposition: its own children are
+            // its to wait for (rv39).
+            let status = on(Command::new("grep").args(["SigIgn:", "/proc/self/status"]))
+                .run()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: SigIgn: {e}"));
+            let hex = status.split_whitespace().nth(1).unwrap_or_default();
+            let ignored = u64::from_str_radix(hex, 16).expect("SigIgn's mask");
+            assert_eq!(
+                ignored & (1 << (libc::SIGCHLD - 1)),
+                0,
+                "{choice}: SIGCHLD {how} in the owner is inherited: SigIgn {hex}"
+            );
             let out = on(Command::new("sh").args(["-c", "echo hi; exit 3"]))
                 .output()
                 .await

@@ -526,44 +526,51 @@ impl ChildExits {
     }
 }
 
-/// What asks `pkit supervise` to stop: SIGTERM, SIGINT, SIGHUP; each
-/// only if [`caught`] has it (one ignored when pkit started stays ignored,
-/// in pkit and in the program).
-pub struct StopRequests([Option<tokio::signal::unix::Signal>; 3]);
+/// What `pkit supervise` hears: SIGTERM, SIGINT, SIGHUP and SIGQUIT ask
+/// it to stop; SIGUSR1, SIGUSR2, SIGALRM and SIGWINCH are for the current
+/// run's program ([`for_the_program`]); each only if [`caught`] has it
+/// (one ignored when pkit started stays ignored, in pkit and in the
+/// program).
+pub struct StopRequests(Vec<(i32, tokio::signal::unix::Signal)>);
 
 impl StopRequests {
     /// Catches them from now on. Needs a Tokio runtime.
     pub fn new() -> io::Result<StopRequests> {
         use tokio::signal::unix::{signal, SignalKind};
-        let catch = |sig: i32| {
+        let mut heard = Vec::new();
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGALRM,
+            libc::SIGWINCH,
+        ] {
             if caught().contains(&sig) {
-                signal(SignalKind::from_raw(sig)).map(Some)
-            } else {
-                Ok(None)
+                heard.push((sig, signal(SignalKind::from_raw(sig))?));
             }
-        };
-        Ok(StopRequests([
-            catch(libc::SIGTERM)?,
-            catch(libc::SIGINT)?,
-            catch(libc::SIGHUP)?,
-        ]))
+        }
+        Ok(StopRequests(heard))
     }
 
-    /// The next request: the signal's name without `SIG`.
-    pub async fn recv(&mut self) -> &'static str {
-        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
-            match s {
-                Some(s) => {
-                    s.recv().await;
+    /// The next signal heard, by number.
+    pub async fn recv(&mut self) -> i32 {
+        std::future::poll_fn(|cx| {
+            for (sig, s) in &mut self.0 {
+                if s.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*sig);
                 }
-                None => std::future::pending().await,
             }
-        }
-        let [term, int, hup] = &mut self.0;
-        tokio::select! {
-            () = next(term) => "TERM",
-            () = next(int) => "INT",
-            () = next(hup) => "HUP",
-        }
+            std::task::Poll::Pending
+        })
+        .await
     }
+}
+
+/// Whether `sig`, heard by `pkit supervise`, is passed on to the current
+/// run's program (as `pkit run` passes it on) rather than a stop request.
+pub fn for_the_program(sig: i32) -> bool {
+    [libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGWINCH].contains(&sig)
 }

@@ -108,20 +108,19 @@ impl StopRequests {
         Signals::new().map(StopRequests)
     }
 
-    /// The next request: the name of the signal it stands for, without
-    /// `SIG`.
-    pub async fn recv(&mut self) -> &'static str {
+    /// The next request: the number of the signal it stands for.
+    pub async fn recv(&mut self) -> i32 {
         match self.0.recv().await {
-            Ok(Received {
-                signo: sig::SIGINT, ..
-            }) => "INT",
-            Ok(Received {
-                signo: sig::SIGTERM,
-                ..
-            }) => "TERM",
-            _ => "HUP",
+            Ok(Received { signo, .. }) => signo,
+            Err(_) => sig::SIGHUP,
         }
     }
+}
+
+/// Whether `sig` is passed on to the current run's program: none of the
+/// console's events is.
+pub fn for_the_program(_sig: i32) -> bool {
+    false
 }
 
 /// Sends `sig` to the program alone: SIGKILL terminates it; SIGTERM and

@@ -319,7 +319,7 @@ impl Container {
                     true => "; teardown by killpg and a sweep of its (pty) session",
                     false => "; teardown by killpg",
                 });
-                s.push_str("; a descendant that calls setsid escapes it");
+                s.push_str("; a descendant that calls setsid or setpgid escapes it");
                 if let Some(why) = &self.fallback {
                     s.push_str(&format!("; chosen because cgroup v2 is unusable: {why}"));
                 }

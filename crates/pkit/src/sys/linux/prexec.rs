@@ -320,7 +320,15 @@ pub(super) unsafe fn child_main(plan: &Plan<'_>) -> ! {
     fail(plan, Step::Exec)
 }
 
-/// Resets caught signals, and SIGPIPE, to their default disposition.
+/// Resets caught signals, and SIGPIPE and SIGCHLD, to their default
+/// disposition.
+///
+/// SIGCHLD even when ignored: the portable backend (`posix_spawn`, which
+/// can put a signal back to its default but never ignore it) starts every
+/// program with it at its default (its own SIGCHLD handler replaced an
+/// ignore in the owner), and each mechanism starts a program alike. A
+/// program that inherited it ignored would have its children reaped by the
+/// kernel, its `wait` failing with ECHILD.
 ///
 /// # Safety
 /// Child only (see `child_main`).
@@ -336,7 +344,10 @@ pub(crate) unsafe fn reset_signal_dispositions() {
             continue;
         }
         let handler = old.assume_init_ref().sa_sigaction;
-        if sig == libc::SIGPIPE || (handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
+        if sig == libc::SIGPIPE
+            || sig == libc::SIGCHLD
+            || (handler != libc::SIG_DFL && handler != libc::SIG_IGN)
+        {
             let mut new = MaybeUninit::<libc::sigaction>::zeroed();
             new.assume_init_mut().sa_sigaction = libc::SIG_DFL;
             libc::sigaction(sig, new.as_ptr(), std::ptr::null_mut());
@@ -344,9 +355,9 @@ pub(crate) unsafe fn reset_signal_dispositions() {
     }
 }
 
-/// Puts SIGPIPE back to its default disposition (the Rust runtime ignores
-/// it; an ignore would outlive `execve`): what is left of
-/// [`reset_signal_dispositions`] in a child the kernel cloned with
+/// Puts SIGPIPE (the Rust runtime ignores it; an ignore would outlive
+/// `execve`) and SIGCHLD back to their default disposition: what is left
+/// of [`reset_signal_dispositions`] in a child the kernel cloned with
 /// `CLONE_CLEAR_SIGHAND`.
 ///
 /// # Safety
@@ -355,6 +366,7 @@ unsafe fn default_sigpipe() {
     let mut new = MaybeUninit::<libc::sigaction>::zeroed();
     new.assume_init_mut().sa_sigaction = libc::SIG_DFL;
     libc::sigaction(libc::SIGPIPE, new.as_ptr(), std::ptr::null_mut());
+    libc::sigaction(libc::SIGCHLD, new.as_ptr(), std::ptr::null_mut());
 }
 
 /// Catches the terminal's stop signals (SIGTSTP, SIGTTIN, SIGTTOU) that

@@ -439,6 +439,9 @@ fn start(spec: &SpawnSpec, pgid: i32, via: Option<(&CString, RawFd)>) -> Result<
         let mut pipe: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut pipe);
         libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        // At its default under every mechanism (see the Linux backend's
+        // `reset_signal_dispositions`), even if pkit's handler is missing.
+        libc::sigaddset(&mut pipe, libc::SIGCHLD);
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         add_glibc_internal(&mut pipe);
         check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &pipe))?;
