@@ -19,7 +19,7 @@
 //! that group (a process of it that read the terminal meanwhile was
 //! stopped by SIGTTIN).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,7 @@ impl Watcher {
 #[cfg(unix)]
 pub fn main() -> ExitCode {
     use crate::sys;
+    use std::io::Read;
     sys::ignore_job_signals();
     sys::set_name(c"pkit-fgwatch");
     let mut args = std::env::args().skip(2).map(|a| a.parse::<i32>().ok());

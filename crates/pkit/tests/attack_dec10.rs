@@ -52,12 +52,17 @@ fn a16_owner() {
     );
     let choice = MechanismChoice::parse(&std::env::var("PKIT_A16_MECH").expect("mech"))
         .expect("a mechanism");
-    let say = move |line: String| {
-        let mut f = std::fs::OpenOptions::new()
+    // Opened once, before anything else: the "exhaust" mode reports after
+    // its groups took every descriptor it may have.
+    let report = std::sync::Arc::new(std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&out)
-            .expect("helper output");
+            .expect("helper output"),
+    ));
+    let say = move |line: String| {
+        let mut f = report.lock().unwrap();
         writeln!(f, "{line}").expect("write");
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -49,7 +49,7 @@ mod look_as;
 #[cfg(unix)]
 mod nap;
 pub(crate) mod open_wait;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub(crate) mod pid;
 mod place;
 #[cfg(unix)]

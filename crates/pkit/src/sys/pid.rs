@@ -33,6 +33,7 @@ use std::sync::Once;
 static ID: AtomicU64 = AtomicU64::new(0);
 
 /// This process's pid (what `std::process::id()` returns).
+#[cfg(target_os = "linux")]
 pub(crate) fn current() -> u32 {
     identity() as u32
 }
@@ -87,15 +88,15 @@ extern "C" fn forget() {
 mod tests {
     #[test]
     fn is_the_process_id() {
-        assert_eq!(super::current(), std::process::id());
-        assert_eq!(super::current(), std::process::id());
+        assert_eq!(super::identity() as u32, std::process::id());
+        assert_eq!(super::identity() as u32, std::process::id());
     }
 
     /// A child forked after the pid was kept reads its own, not the
     /// parent's, and is a generation on.
     #[test]
     fn a_forked_child_reads_its_own_pid() {
-        let parent = super::current();
+        let parent = super::identity() as u32;
         let parent_gen = super::identity() >> 32;
         // Raw: libc's fork (running the atfork handlers) is what is tested; rustix has no fork.
         // SAFETY: the child only loads atomics, calls getpid and `_exit`s
@@ -108,11 +109,13 @@ mod tests {
             // SAFETY: as above.
             let own = unsafe { libc::getpid() } as u32;
             let generation = super::identity() >> 32;
-            let code = if super::current() == own && own != parent && generation == parent_gen + 1 {
-                0
-            } else {
-                1
-            };
+            let code =
+                if super::identity() as u32 == own && own != parent && generation == parent_gen + 1
+                {
+                    0
+                } else {
+                    1
+                };
             unsafe { libc::_exit(code) };
         }
         let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
@@ -121,6 +124,6 @@ mod tests {
                 .expect("waitpid")
                 .expect("a status");
         assert_eq!(status.exit_status(), Some(0), "{status:?}");
-        assert_eq!(super::current(), parent);
+        assert_eq!(super::identity() as u32, parent);
     }
 }

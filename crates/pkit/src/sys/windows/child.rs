@@ -128,6 +128,20 @@ impl ChildHandle {
         })
     }
 
+    /// Runs `work` (an end of the child's tree under way): as the Unix
+    /// backends' does, less the early reap, which Windows has no need of
+    /// (an exited process keeps no slot the system waits for its parent to
+    /// free; its handle is closed with this one).
+    pub(crate) async fn reaped_during<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        work.await
+    }
+
+    /// Never completes: nothing to reap early here (see
+    /// [`reaped_during`](Self::reaped_during)).
+    pub(crate) async fn reap_at_exit(&self) {
+        std::future::pending().await
+    }
+
     /// Waits for the child to exit: a thread-pool wait on the process
     /// handle (`RegisterWaitForSingleObject`) wakes the task.
     pub(crate) async fn wait(&self) -> io::Result<ExitStatus> {

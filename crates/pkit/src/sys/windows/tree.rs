@@ -39,6 +39,12 @@ enum Reach {
 }
 
 impl ProcTree {
+    /// Whether the root may be reaped as soon as it exits while an end of
+    /// the tree goes on (see the Unix backends'): never needed here.
+    pub(crate) fn reaps_root_early(&self) -> bool {
+        false
+    }
+
     /// The tree of `child`, which is already in its group's job.
     pub(crate) fn new(child: &Arc<ChildHandle>) -> ProcTree {
         let nested = Job::create(false, JobCaps::default()).and_then(|job| {
