@@ -48,7 +48,8 @@
 //! [`RunningPipe`], a [`Group`]'s starts, batches and supervisors. (Only
 //! when no thread can be had, the process being at its limit, does such a
 //! reader run on the shared thread; and a one-shot verb with no timeout
-//! calls its line callbacks on your own thread, see below.)
+//! and a line callback on one stream only calls it on your own thread, see
+//! below.)
 //!
 //! Still run on the shared thread, inside pkit's own tasks: async code of
 //! yours that a task polls (a [`stdin_reader`](crate::Command::stdin_reader),
