@@ -19,60 +19,24 @@
 //! that group (a process of it that read the terminal meanwhile was
 //! stopped by SIGTTIN).
 
-use std::io::Write;
-use std::process::{Child, ChildStdin, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ExitCode, Stdio};
+
+use crate::watcher::Watcher;
 
 /// pkit's first argument when it runs as the watcher.
 pub const ARG: &str = "__pkit-foreground-watcher";
-/// pkit ends as it should: leave the terminal alone, end.
-const DONE: u8 = b'D';
 
-/// pkit's side of the watcher: the child and the pipe's write end.
-pub struct Watcher {
-    child: Child,
-    pipe: ChildStdin,
-}
-
-impl Watcher {
-    /// Starts the watcher for pkit's group `own` and the program's
-    /// `program`.
-    pub fn start(own: i32, program: i32) -> std::io::Result<Watcher> {
-        let mut cmd = std::process::Command::new("/proc/self/exe");
-        cmd.arg(ARG)
-            .arg(own.to_string())
-            .arg(program.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn()?;
-        let pipe = child.stdin.take().expect("stdin was piped");
-        Ok(Watcher { child, pipe })
-    }
-
-    /// Tells the watcher pkit is done, and waits (briefly) for it to end.
-    pub fn finish(mut self) {
-        // An ended watcher makes it fail (EPIPE), which changes nothing.
-        let _ = self.pipe.write_all(&[DONE]);
-        drop(self.pipe);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-                // Ended (or reaped already as an orphan of the run).
-                _ => return,
-            }
-        }
-    }
+/// Starts the watcher for pkit's group `own` and the program's `program`.
+pub fn start(own: i32, program: i32) -> std::io::Result<Watcher> {
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg(ARG)
+        .arg(own.to_string())
+        .arg(program.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    Watcher::start(&mut cmd)
 }
 
 /// The watcher: stdin is the pipe from pkit; its arguments (after
@@ -91,7 +55,7 @@ pub fn main() -> ExitCode {
     // Until "done", or the end of the pipe (or an error).
     loop {
         match std::io::stdin().lock().read(&mut tag) {
-            Ok(1) if tag[0] == DONE => return ExitCode::SUCCESS,
+            Ok(1) if tag[0] == crate::watcher::DONE => return ExitCode::SUCCESS,
             Ok(1) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             _ => break,

@@ -43,6 +43,7 @@ mod sys;
 mod termwatch;
 mod testpause;
 mod tty;
+mod watcher;
 
 use std::process::ExitCode;
 

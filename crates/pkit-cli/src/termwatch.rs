@@ -18,12 +18,12 @@
 //! continues in the foreground it reads them again (the user may have
 //! changed them meanwhile), tells the watcher and goes raw again.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ExitCode, Stdio};
 
 use crate::sys::{self, TermSettings as Settings};
+use crate::watcher::Watcher;
 
 /// pkit's first argument when it runs as the watcher.
 pub const ARG: &str = "__pkit-terminal-watcher";
@@ -31,8 +31,6 @@ pub const ARG: &str = "__pkit-terminal-watcher";
 const SAVE: u8 = b'S';
 /// pkit stopped with the settings put back: leave the terminal alone.
 const PAUSE: u8 = b'P';
-/// pkit put the settings back and ends: leave the terminal alone, end.
-const DONE: u8 = b'D';
 
 /// The terminal on stdin in raw mode, its settings restored on drop (or by
 /// the watcher, if pkit dies without dropping it).
@@ -52,7 +50,7 @@ impl Raw {
         let saved = Settings::of(0)?;
         // Raw mode still goes on without a watcher, but not silently: the
         // user learns that a killed pkit would leave the terminal raw.
-        let watcher = match Watcher::start(&saved) {
+        let watcher = match start_watcher(&saved) {
             Ok(w) => Some(w),
             Err(e) => {
                 eprintln!(
@@ -95,7 +93,7 @@ impl Raw {
         let Some(now) = Settings::of(0) else { return };
         self.saved = now;
         if let Some(w) = &mut self.watcher {
-            w.arm(&now);
+            arm(w, &now);
         }
         self.raw = now.raw().apply(0).is_ok();
     }
@@ -112,64 +110,27 @@ impl Drop for Raw {
     }
 }
 
-/// pkit's side of the watcher: the child and the pipe's write end.
-struct Watcher {
-    child: Child,
-    pipe: ChildStdin,
-}
-
-impl Watcher {
-    /// Starts the watcher, armed with `saved`; the error if it can't start
-    /// (raw mode goes on without one, with a warning).
-    fn start(saved: &Settings) -> std::io::Result<Watcher> {
-        let tty = std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?;
-        // std's pipe: both ends close-on-exec, the write end pkit's alone.
-        let mut child = std::process::Command::new("/proc/self/exe")
+/// Starts the watcher, armed with `saved`; the error if it can't start
+/// (raw mode goes on without one, with a warning).
+fn start_watcher(saved: &Settings) -> std::io::Result<Watcher> {
+    let tty = std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?;
+    let mut watcher = Watcher::start(
+        std::process::Command::new("/proc/self/exe")
             .arg(ARG)
-            .stdin(Stdio::piped())
             .stdout(Stdio::from(tty))
             .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()?;
-        let pipe = child.stdin.take().expect("stdin was piped");
-        let mut watcher = Watcher { child, pipe };
-        watcher.arm(saved);
-        Ok(watcher)
-    }
+            .process_group(0),
+    )?;
+    arm(&mut watcher, saved);
+    Ok(watcher)
+}
 
-    fn arm(&mut self, saved: &Settings) {
-        let mut msg = Vec::with_capacity(1 + Settings::LEN);
-        msg.push(SAVE);
-        msg.extend_from_slice(saved.as_bytes());
-        self.send(&msg);
-    }
-
-    /// A message, whole (a pipe takes 4 KiB at once); an ended watcher
-    /// makes it fail (EPIPE), which changes nothing.
-    fn send(&mut self, msg: &[u8]) {
-        let _ = self.pipe.write_all(msg);
-    }
-
-    /// Tells the watcher pkit is done, and waits (briefly) for it to end.
-    fn finish(mut self) {
-        self.send(&[DONE]);
-        drop(self.pipe);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-                // Ended (or reaped already as an orphan of the run).
-                _ => return,
-            }
-        }
-    }
+/// Gives the watcher the settings to put back (it is armed).
+fn arm(watcher: &mut Watcher, saved: &Settings) {
+    let mut msg = Vec::with_capacity(1 + Settings::LEN);
+    msg.push(SAVE);
+    msg.extend_from_slice(saved.as_bytes());
+    watcher.send(&msg);
 }
 
 /// The watcher: stdin is the pipe from pkit, stdout the terminal.
@@ -191,7 +152,7 @@ pub fn main() -> ExitCode {
                 armed = Settings::from_bytes(&bytes);
             }
             PAUSE => armed = None,
-            // DONE, or anything pkit never writes: leave the terminal be.
+            // `watcher::DONE`, or anything pkit never writes: leave the terminal be.
             _ => return ExitCode::SUCCESS,
         }
     }

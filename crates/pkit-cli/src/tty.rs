@@ -21,7 +21,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use crate::fgwatch::Watcher;
+use crate::watcher::Watcher;
 
 use crate::sys;
 
@@ -75,7 +75,7 @@ impl Terminal {
         // watcher that can't start: the hand-over goes on without.)
         let mut watcher = self.watcher.borrow_mut();
         if watcher.is_none() {
-            *watcher = Watcher::start(self.own, self.program).ok();
+            *watcher = crate::fgwatch::start(self.own, self.program).ok();
         }
         if self.tty.set_foreground(self.program).is_ok() {
             self.handed.set(true);
