@@ -4,8 +4,13 @@
 //! reallocating and freeing at that moment: starts failed with EFAULT,
 //! or a child could begin with a half-written environment.
 //!
-//! Alone in its binary: the churn changes this whole process's
-//! environment.
+//! And a variable changed between two runs reaches the second child,
+//! whatever the change did to the C library's vector (an entry added, one
+//! replaced in place, one removed): each child starts with the environment
+//! as it is at its start, never a copy kept from an earlier one.
+//!
+//! Alone in its binary: these tests change this whole process's
+//! environment (each its own variables).
 
 #![cfg(unix)]
 
@@ -50,5 +55,69 @@ async fn children_start_while_another_thread_changes_the_environment() {
     }
     stop.store(true, Ordering::Relaxed);
     churn.join().expect("the churning thread");
+    suite.end().await;
+}
+
+/// What `PKIT_BETWEEN` is in a child started now, three ways: a plain
+/// command (the process-wide mechanism), one with a runner of its own
+/// (`choice`), and the blocking facade's.
+async fn seen_now(choice: pkit::MechanismChoice) -> [String; 3] {
+    const SCRIPT: &str = "printf '%s' \"${PKIT_BETWEEN-unset}\"";
+    let plain = pkit::Command::new("sh")
+        .args(["-c", SCRIPT])
+        .output()
+        .await
+        .expect("a plain run");
+    let own = sh(choice, SCRIPT)
+        .output()
+        .await
+        .expect("a run with a runner");
+    let blocking = std::thread::spawn(|| {
+        pkit::Command::new("sh")
+            .args(["-c", SCRIPT])
+            .blocking()
+            .output()
+            .expect("a blocking run")
+    })
+    .join()
+    .expect("the blocking run's thread");
+    [plain, own, blocking].map(|out| {
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        out.stdout_str().into_owned()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_changed_between_two_runs_reaches_the_second_child() {
+    let suite = begin("a_variable_changed_between_two_runs_reaches_the_second_child").await;
+    for choice in mechanisms() {
+        std::env::remove_var("PKIT_BETWEEN");
+        let steps: [(&str, Option<&str>); 5] = [
+            // Not set yet.
+            ("unset", None),
+            // Added: the vector grows by one entry.
+            ("added", Some("one")),
+            // Replaced by a value of the same length: glibc writes the
+            // new string's pointer into the same slot of the same vector,
+            // which keeps its address and its length.
+            ("replaced in place", Some("two")),
+            ("replaced, longer", Some("a longer value")),
+            // Removed: the later entries move down one slot.
+            ("removed", None),
+        ];
+        for (what, value) in steps {
+            if what != "unset" {
+                match value {
+                    Some(v) => std::env::set_var("PKIT_BETWEEN", v),
+                    None => std::env::remove_var("PKIT_BETWEEN"),
+                }
+            }
+            let want = value.unwrap_or("unset");
+            for seen in seen_now(choice).await {
+                assert_eq!(seen, want, "{choice}: after the variable was {what}");
+            }
+        }
+    }
+    std::env::remove_var("PKIT_BETWEEN");
     suite.end().await;
 }
