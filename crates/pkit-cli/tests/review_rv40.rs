@@ -1,0 +1,463 @@
+//! rv40: a hostile review of the last session's merges (CLI half: clitty,
+//! clifix). Findings are `#[ignore = "rv40: ..."]` tests that fail on
+//! main; the rest are probes that held. Run in the three passes.
+//!
+//! FINDINGS-PLACEHOLDER
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{at_once, mechanisms, pkit, temp_path, Started, PY_JOB_IN_PTY, PY_PTY_DRIVER};
+
+const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
+
+fn process_group_mechanisms() -> Vec<&'static str> {
+    mechanisms()
+        .into_iter()
+        .filter(|m| *m != "cgroup")
+        .collect()
+}
+
+/// Kills (SIGKILL) every pid its file lists when dropped (the programs a
+/// case started, on a failed assertion too).
+struct Reap(std::path::PathBuf);
+
+impl Reap {
+    fn new(what: &str) -> Reap {
+        Reap(temp_path(what))
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if pid > 1 && !common::pid_gone(pid) {
+                // SAFETY: kill(2) of a pid this case's program wrote.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `driver` (after the pty driver and the job's start) with `job`
+/// as the job's `sh -c` script; its stdout.
+fn drive(job: &str, driver: &str) -> String {
+    let script = [PY_PTY_DRIVER, PY_JOB_IN_PTY, driver].concat();
+    let out = Command::new("python3")
+        .args(["-c", &script, "/bin/sh", "-c", job])
+        .env_remove("PKIT_TEST_PAUSE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A script that started a background job (`sleep &`, a spinner, a
+/// `tee` of a process substitution) before `pkit run`: its program reads
+/// the terminal at once, as it does without pkit between (the control
+/// below); the job is not stopped for it.
+fn a_background_job_before_pkit(m: &str) {
+    let pids = Reap::new("rv40-bg-before");
+    for (what, run) in [
+        (
+            "control",
+            "sh -c 'read x </dev/tty; echo got=$x'".to_string(),
+        ),
+        (
+            "pkit",
+            format!("{PKIT} run -q --mechanism {m} -- sh -c 'read x </dev/tty; echo got=$x'"),
+        ),
+    ] {
+        let job = format!("sleep 60 & echo $! >> {p}; {run}; kill $!", p = pids.path());
+        let driver = r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
+    if os.WIFSTOPPED(st):
+        os.killpg(job, signal.SIGKILL)
+    os._exit(0)
+read_job()
+time.sleep(1)
+os.write(fd, b"abc\n")
+read_until(b"status=", 1, 20)
+read_until(b";", 2, 5)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace") + "\nok\n")
+"#;
+        let text = drive(&job, driver);
+        assert!(text.ends_with("ok\n"), "{m} {what}: {text}");
+        assert!(
+            text.contains("got=abc") && text.contains("status=0,0;"),
+            "{m} {what}: the read did not go through (status=1,21 is a stop by SIGTTIN): {text}"
+        );
+    }
+}
+
+/// MEDIUM: clitty's rule (hand the terminal over only when pkit is alone
+/// in its job but for the shells waiting for it) takes a script's own
+/// background job for a pipeline's stage: `sh -c 'sleep 60 & pkit run --
+/// prog'`, with `prog` reading the terminal, stops the whole job by
+/// SIGTTIN (the shell prints "Stopped"; the user has to `fg` it), where
+/// without pkit the read goes through. Any script that started a helper in
+/// the background first (a spinner, `ssh-agent`, a watchdog, a `tee` of
+/// a process substitution) is affected. Under process groups (pgroup,
+/// portable).
+#[test]
+#[ignore = "rv40: MEDIUM: a script's background job (sleep &) before pkit run makes pkit keep the terminal: the program's first read stops the job (SIGTTIN)"]
+fn a_script_with_a_background_job_gives_pkits_program_the_terminal() {
+    at_once(process_group_mechanisms(), a_background_job_before_pkit);
+}
+
+/// A Python driver of a real job-control shell (`bash --norc -i`, prompt
+/// `PROMPT> `) on a pty of its own: `read_until(needle, secs, count=1)`
+/// (false at the deadline), `out` (what the terminal showed), `finish(ok)`
+/// (prints `OK` or `FAIL` with the tail of `out`, then SIGKILLs every
+/// process of the terminal's session: bash, its jobs, pkit's watchers);
+/// a 90 s alarm. The body (`body`) follows at the top level; `sys.argv[1]`
+/// is the command line to type.
+fn bash_driver(body: &str) -> String {
+    const HEAD: &str = r#"
+import os, pty, select, signal, sys, time
+out = b""
+def read_until(needle, secs, count=1):
+    global out
+    end = time.time() + secs
+    while out.count(needle) < count:
+        left = end - time.time()
+        if left <= 0:
+            return False
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return False
+    return True
+def finish(ok):
+    sys.stdout.write("OK\n" if ok else "FAIL %r\n" % out[-600:])
+    sys.stdout.flush()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            s = open("/proc/%s/stat" % d).read()
+        except Exception:
+            continue
+        f = s[s.rfind(")") + 2:].split()
+        if int(f[3]) == pid:
+            try:
+                os.kill(int(d), signal.SIGKILL)
+            except Exception:
+                pass
+    os.waitpid(pid, 0)
+    os._exit(0)
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["PS1"] = "PROMPT> "
+    for s in (signal.SIGTTOU, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-i"])
+signal.signal(signal.SIGALRM, lambda *_: finish(False))
+signal.alarm(90)
+read_until(b"PROMPT> ", 20)
+os.write(fd, (sys.argv[1] + "\n").encode())
+"#;
+    [HEAD, body].concat()
+}
+
+/// Runs a [`bash_driver`] with `body` typing `line`; its stdout.
+fn drive_bash(line: &str, body: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", &bash_driver(body), line])
+        .env_remove("PKIT_TEST_PAUSE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn have_bash() -> bool {
+    std::path::Path::new("/bin/bash").exists()
+}
+
+/// Two pkits in one pipeline under bash (`pkit run -- reader | pkit run
+/// -- cat`): neither is alone in the job, so the job keeps the terminal;
+/// the first program's read stops the whole job (bash: "Stopped"), `fg`
+/// gives it the terminal, the read goes through and the second pkit's
+/// `cat` prints it. (With a tiny shell that waits for the pipeline's
+/// first process alone, the two pkits' stops of each other can leave one
+/// stopped after `fg`; bash waits for every stage, and never did in 80
+/// runs.)
+fn two_pkits_read_after_fg(m: &str) {
+    let line = format!(
+        "{PKIT} run -q --mechanism {m} -- sh -c 'read x </dev/tty; echo got=$x' \
+         | {PKIT} run -q --mechanism {m} -- cat"
+    );
+    let body = r#"
+ok = read_until(b"Stopped", 20)
+if ok:
+    read_until(b"PROMPT> ", 10, 2)
+    os.write(fd, b"fg\n")
+    time.sleep(0.5)
+    os.write(fd, b"abc\n")
+    ok = read_until(b"got=abc", 20)
+finish(ok)
+"#;
+    let text = drive_bash(&line, body);
+    assert_eq!(text, "OK\n", "{m}");
+}
+
+#[test]
+fn two_pkits_in_a_pipeline_read_the_terminal_after_fg() {
+    if !have_bash() {
+        eprintln!("skipped: no /bin/bash");
+        return;
+    }
+    at_once(process_group_mechanisms(), two_pkits_read_after_fg);
+}
+
+/// Ctrl-Z pressed right after `fg` (once bash has printed the job's
+/// command line, as a user's quick second Ctrl-Z): the job stops again,
+/// `Stopped` twice. `runs` tries, three at once; how many lost it.
+fn ctrl_z_after_fg_lost(program: &str, runs: usize) -> usize {
+    let body = r#"
+time.sleep(1)
+os.write(fd, b"\x1a")
+ok = read_until(b"Stopped", 20)
+if ok:
+    read_until(b"PROMPT> ", 10, 2)
+    os.write(fd, b"fg\n")
+    read_until(b"read x", 10, 3)
+    os.write(fd, b"\x1a")
+    ok = read_until(b"Stopped", 10, 2)
+finish(ok)
+"#;
+    let lost = std::sync::atomic::AtomicUsize::new(0);
+    at_once(0..runs, |_| {
+        let text = drive_bash(program, body);
+        if text != "OK\n" {
+            lost.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    lost.into_inner()
+}
+
+/// LOW (maybe older than clitty): a Ctrl-Z pressed right after `fg` is
+/// lost under process groups. On `fg` pkit (`forward.rs`, `stop_pkit`'s
+/// end) takes the terminal for its program's group (`take_terminal`)
+/// before it sends that group SIGCONT: a Ctrl-Z in between sends SIGTSTP
+/// to a group still stopped, and the SIGCONT that follows discards it
+/// (pending stop signals are dropped by a SIGCONT). The job runs on; the
+/// user has to press Ctrl-Z again. With bash, the second Ctrl-Z typed once
+/// bash has echoed the job's command: lost in 5 of 24 runs with pkit
+/// (`pkit run -v` prints "sending SIGCONT to the whole tree" right after
+/// the `^Z`), none of 24 without (the control). pgroup and portable.
+#[test]
+#[ignore = "rv40: LOW: a Ctrl-Z right after fg is lost under process groups (terminal handed to the still-stopped program, then SIGCONT discards the SIGTSTP)"]
+fn ctrl_z_right_after_fg_stops_the_job_again() {
+    if !have_bash() {
+        eprintln!("skipped: no /bin/bash");
+        return;
+    }
+    let control = ctrl_z_after_fg_lost("sh -c 'read x; echo got=$x'", 6);
+    assert_eq!(control, 0, "the control (no pkit) lost a Ctrl-Z");
+    for m in process_group_mechanisms() {
+        let line = format!("{PKIT} run -q --mechanism {m} -- sh -c 'read x; echo got=$x'");
+        let lost = ctrl_z_after_fg_lost(&line, 12);
+        assert_eq!(lost, 0, "{m}: Ctrl-Z lost after fg in {lost} of 12 runs");
+    }
+}
+
+/// pkit (alone in its job, its program handed the terminal, the
+/// foreground watcher started) stopped by Ctrl-Z, then SIGKILLed while
+/// stopped: its watcher (`pkit-fgwatch`, a process group of its own)
+/// does not outlive it, and neither does its program.
+fn watcher_gone_after_a_stopped_pkit_is_killed(m: &str) {
+    let pids = Reap::new("rv40-watch-kill");
+    let job = format!(
+        "exec {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100'",
+        p = pids.path()
+    );
+    let driver = format!(
+        r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    os.tcsetpgrp(0, os.getpgrp())
+    w = []
+    for d in os.listdir("/proc"):
+        try:
+            s = open("/proc/%s/stat" % d).read()
+        except Exception:
+            continue
+        f = s[s.rfind(")") + 2:].split()
+        if "pkit-fgwatch" in s and int(f[1]) == job:
+            w.append(d)
+    for x in w:
+        open("{p}", "a").write(x + "\n")
+    print("stopped=%d;watchers=%s;" % (os.WIFSTOPPED(st), ",".join(w)), flush=True)
+    os.kill(job, signal.SIGKILL)
+    os.waitpid(job, 0)
+    print("killed;", flush=True)
+    os._exit(0)
+read_job()
+time.sleep(1)
+os.write(fd, b"\x1a")
+read_until(b"killed;", 1, 20)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace") + "\nok\n")
+"#,
+        p = pids.path()
+    );
+    let text = drive(&job, &driver);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+    let watchers: Vec<i32> = text
+        .split("watchers=")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(
+        text.contains("stopped=1;") && watchers.len() == 1,
+        "{m}: one watcher expected: {text}"
+    );
+    let program = common::read_pids(&pids.0, 1)[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(common::pid_gone(watchers[0]) && common::pid_gone(program)) {
+        assert!(
+            Instant::now() < deadline,
+            "{m}: left after pkit's SIGKILL: watcher {} ({:?}), program {} ({:?})",
+            watchers[0],
+            common::state(watchers[0]),
+            program,
+            common::state(program)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_watcher_and_program_end_when_a_stopped_pkit_is_killed() {
+    at_once(
+        process_group_mechanisms(),
+        watcher_gone_after_a_stopped_pkit_is_killed,
+    );
+}
+
+/// clifix: a flood of USR1 (300, as fast as kill(2) goes) to `pkit
+/// supervise`: pkit stays up, the run's program stays up and gets some of
+/// them, and TERM still stops it cleanly (0).
+fn supervise_usr1_flood(m: &str) {
+    let pids = Reap::new("rv40-sup-flood");
+    let seen = temp_path("rv40-sup-seen");
+    let script = format!(
+        "trap 'echo U >> {s}' USR1; trap 'exit 0' TERM; echo $$ >> {p}; \
+         while :; do sleep 0.1; done",
+        s = seen.display(),
+        p = pids.path()
+    );
+    let mut sup = Started::new(
+        pkit()
+            .args([
+                "supervise",
+                "-q",
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let program = common::read_pids(&pids.0, 1)[0];
+    for _ in 0..300 {
+        common::kill(sup.id(), libc::SIGUSR1);
+    }
+    common::wait_for_text(&seen, "U");
+    std::thread::sleep(Duration::from_millis(500));
+    let alive = (
+        sup.try_wait().unwrap().is_none(),
+        !common::pid_gone(program),
+    );
+    let _ = std::fs::remove_file(&seen);
+    assert_eq!(alive, (true, true), "{m}: pkit, program after the flood");
+    common::kill(sup.id(), libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = sup.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{m}: TERM did not stop it");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{m}");
+}
+
+#[test]
+fn supervise_takes_a_flood_of_usr1() {
+    at_once(mechanisms(), supervise_usr1_flood);
+}
+
+/// clifix: USR1, USR2, ALRM and WINCH to `pkit supervise` between runs (a
+/// run crashed, the backoff of 2 s under way: no current run): pkit stays
+/// up, the next run starts, and TERM stops it (pkit's status that of a
+/// stop: 0 or the last run's).
+fn supervise_signals_between_runs(m: &str) {
+    let pids = Reap::new("rv40-sup-between");
+    let script = format!("echo $$ >> {p}; exit 3", p = pids.path());
+    let mut sup = Started::new(
+        pkit()
+            .args(["supervise", "-q", "--backoff", "2s", "--mechanism", m, "--"])
+            .args(["sh", "-c", &script])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let first = common::read_pids(&pids.0, 1)[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !common::pid_gone(first) {
+        assert!(Instant::now() < deadline, "{m}: the first run never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for sig in [libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGWINCH] {
+        common::kill(sup.id(), sig);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        sup.try_wait().unwrap().is_none(),
+        "{m}: pkit ended by a signal between runs: {:?}",
+        sup.try_wait()
+    );
+    // The next run starts after the backoff.
+    common::read_pids(&pids.0, 2);
+    common::kill(sup.id(), libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = sup.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{m}: TERM did not stop it");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.code().is_some(),
+        "{m}: ended by a signal: {status:?}"
+    );
+}
+
+#[test]
+fn supervise_takes_its_passed_signals_between_runs() {
+    at_once(mechanisms(), supervise_signals_between_runs);
+}
