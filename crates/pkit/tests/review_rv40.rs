@@ -6,7 +6,46 @@
 //! `PKIT_MECHANISM=pgroup`, `PKIT_MECHANISM=portable`); the helper runs of
 //! this binary play a `RV40_ROLE`.
 //!
-//! FINDINGS-PLACEHOLDER
+//! Findings (each fails on main in every pass unless said):
+//! - HIGH (narrow trigger) [`a_copy_forked_while_the_guard_starts_makes_its_own_runs`]:
+//!   the owner-death guard's `Slot::get_or_start` (`sys/guard/mod.rs`)
+//!   holds its `failed` mutex across `start()` (a guard process started and
+//!   handshaken: milliseconds). A copy forked (plain `fork`, supported
+//!   since forkgen) while another thread makes the process's first run (so
+//!   starts the guard) inherits that mutex held by a thread it does not
+//!   have: its own first run blocks in `guard::get` for ever (gdb: futex
+//!   wait in `Slot::get_or_start`, `guard/mod.rs:268`, from
+//!   `container_create` under cgroup/pgroup and `guard::get_for` from the
+//!   portable direct path). Copies forked 0.3 ms apart from the first
+//!   moment of a fresh process whose other thread loops plain runs: 40, 28
+//!   and 11 of 160 hung (default, pgroup, portable). The sibling of rv38's
+//!   HIGH (dumpable's lock), which dumpfix fixed; becc073 fixed the pool's.
+//!   Reproduce: `cargo test -p pkit --test review_rv40 -- --ignored
+//!   a_copy_forked_while_the_guard_starts` (any pass).
+//!
+//! Probes that held (every pass unless said): six threads at once making
+//! uid/gid starts by `PATH` and by path, failing ones (no such path, not
+//! on `PATH`, a root-only script nobody can't exec after taking its ids)
+//! and plain ones leave the dumpable flag as it was, for an original 1 and
+//! an original 0 (dumpfix; root); copies forked 10 ms apart while the
+//! parent's thread loops cgroup runs make their own cgroup runs, and so do
+//! copies forked 0.3 ms apart around the parent's first offer to the pool
+//! with the guard started first (FILLED_BY; cgroup pass); a program whose
+//! background job holds the pipe after its exit (a late line, five quiet
+//! minutes, no newline and a non-zero exit) gives the same outcome,
+//! capture and callback lines on the direct path as on the engine, and
+//! both return (perfb); a callback that spawns an async pkit run on
+//! `Handle::current()` and waits for it gets its output on both paths
+//! (perfb); `first_line` with `DropNewest` at queues of 1 and 2 lines and
+//! cuts of 4 and 8 bytes over lines of every length up to three cuts is
+//! offered line starts only and finds the marker after them (hyg); a
+//! started process reaped at its exit during a cancel's hour-long grace,
+//! its number then given to a stranger in the same pid namespace
+//! (`unshare --pid --fork --mount-proc`, `ns_last_pid` there):
+//! `signal(TERM)`, `signal(KILL)` and `kill` return Ok and never reach the
+//! stranger, `pid()` stays the old number, `try_wait` tells
+//! `Signalled(15)` and `wait` the documented `Cancelled` (zomb2; root,
+//! cgroup pass).
 
 mod common;
 
@@ -377,8 +416,8 @@ fn fresh_helpers(name: &str, role: &str, n: usize) -> Vec<u32> {
 /// own first run blocks in `guard::get` for ever (gdb: `Slot::get_or_start`
 /// at `guard/mod.rs:268`, futex). Here copies forked 0.3 ms apart from
 /// the first moment of a fresh process whose other thread loops plain
-/// runs: 35 of 160 copies hung (default pass). Every pass (the portable
-/// backend's guard has a `Slot` of its own).
+/// runs: 40, 28 and 11 of 160 copies hung (default, pgroup, portable
+/// passes; the portable backend's guard has a `Slot` of its own).
 #[test]
 #[ignore = "rv40: HIGH: a copy forked while another thread starts the owner-death guard hangs at its first run (Slot::get_or_start's mutex)"]
 fn a_copy_forked_while_the_guard_starts_makes_its_own_runs() {
