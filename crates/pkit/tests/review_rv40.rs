@@ -735,6 +735,16 @@ fn signals_after_an_early_reap_never_reach_a_reused_number() {
             Duration::from_secs(120),
         );
         assert!(status.is_some(), "the helper hung: {text}");
+        if text.contains("ns_last_pid not writable")
+            || text.contains("no reuse")
+            || !text.contains("rv40: ")
+        {
+            skipped(
+                name,
+                &format!("no pid namespace to reuse a number in: {text}"),
+            );
+            return;
+        }
         let line = text
             .lines()
             .find(|l| l.contains("stranger alive"))
