@@ -29,16 +29,29 @@
 //!   echoes the job's command on `fg`: lost in 5 of 24 runs with pkit,
 //!   none of 24 without (`-v` shows `^Z` then "sending SIGCONT to the
 //!   whole tree"). A second Ctrl-Z works.
+//! - LOW [`a_usr1_right_after_a_runs_start_reaches_its_program`] (clifix):
+//!   `pkit supervise` passes USR1/USR2/ALRM/WINCH on only to a run whose
+//!   `SupervisorEvent::Started` it has handled (`supervise.rs`'s
+//!   `programs`, in the same `select!` as the signals): one sent once the
+//!   program runs (trap set, pid written) but before that is dropped (`-v`:
+//!   "SIGUSR1 dropped: no run is going on", 7 of 30 by hand with `kill`
+//!   from bash); 1-2 of 20 starts per mechanism in the test, every
+//!   mechanism. By reading, the other edge: between a run's reap and the
+//!   handling of its `Exited` event the signal goes by number
+//!   (`sys::kill(pid)`) to a pid that may have been reused.
 //!
 //! Probes that held: two pkits in one pipeline under bash (`pkit run --
 //! reader | pkit run -- cat`): Stopped, `fg`, the read goes through (80
 //! runs by hand, pgroup and portable; a tiny shell that waits for the
 //! first stage alone can leave one pkit stopped after `fg`, as any shell
 //! not waiting for every stage of its job would); a nested pkit not in a
-//! pipeline (bash, by hand): never stopped; pkit stopped by Ctrl-Z and then
+//! pipeline (bash, by hand): never stopped; Ctrl-Z then `bg` under bash:
+//! the program's read from the background stops the job, `fg` reads, and
+//! no `pkit-fgwatch` is left in the session after the job; pkit stopped by Ctrl-Z and then
 //! SIGKILLed: its `pkit-fgwatch` and its program are gone (the watcher a
 //! zombie of pid 1 for a moment); `pkit supervise` and a flood of 300
-//! USR1: pkit and the program stay up, TERM stops it with 0; USR1, USR2,
+//! USR1 two seconds into a run: pkit and the program stay up, the program
+//! gets some, TERM stops it with 0; USR1, USR2,
 //! ALRM and WINCH between runs (a backoff under way) and 400 of them
 //! during runs restarted every 20 ms: pkit stays up, runs go on, TERM
 //! stops it (every mechanism).
@@ -421,10 +434,35 @@ fn supervise_usr1_flood(m: &str) {
             .unwrap(),
     );
     let program = common::read_pids(&pids.0, 1)[0];
+    // Well after the start: a USR1 right at it can be lost (the finding
+    // below).
+    std::thread::sleep(Duration::from_secs(2));
     for _ in 0..300 {
         common::kill(sup.id(), libc::SIGUSR1);
     }
-    common::wait_for_text(&seen, "U");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&seen).is_ok_and(|t| t.contains('U')) {
+        if Instant::now() > deadline {
+            let status = |pid: u32| {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("Sig") || l.starts_with("ShdPnd") || l.starts_with("State")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            panic!(
+                "{m}: the program never got a USR1: pkit {:?} [{}]; program {program} [{}]; pids {:?}",
+                sup.try_wait(),
+                status(sup.id()),
+                status(program as u32),
+                std::fs::read_to_string(&pids.0)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(500));
     let alive = (
         sup.try_wait().unwrap().is_none(),
@@ -607,4 +645,137 @@ fn supervise_signals_during_restarts(m: &str) {
 #[test]
 fn supervise_takes_its_passed_signals_during_restarts() {
     at_once(mechanisms(), supervise_signals_during_restarts);
+}
+
+/// `bg` under bash: pkit alone in its job (the terminal handed to its
+/// program, the foreground watcher started), Ctrl-Z, `bg`: the program
+/// runs on in the background, its read of the terminal stops the job
+/// again (bash: "Stopped"), `fg` lets it read; once the job ended no
+/// `pkit-fgwatch` is left in the terminal's session.
+fn bg_then_read_then_fg(m: &str) {
+    let line =
+        format!("{PKIT} run -q --mechanism {m} -- sh -c 'sleep 1; read x </dev/tty; echo got=$x'");
+    let body = r#"
+time.sleep(0.5)
+os.write(fd, b"\x1a")
+ok = read_until(b"Stopped", 20)
+if ok:
+    read_until(b"PROMPT> ", 10, 2)
+    os.write(fd, b"bg\n")
+    # bash tells a background job's stop at its next prompt: ask.
+    end = time.time() + 30
+    while out.count(b"Stopped") < 2 and time.time() < end:
+        time.sleep(1)
+        os.write(fd, b"jobs\n")
+        read_until(b"PROMPT> ", 5, out.count(b"PROMPT> ") + 1)
+    ok = out.count(b"Stopped") >= 2
+if ok:
+    time.sleep(0.3)
+    os.write(fd, b"fg\n")
+    time.sleep(0.5)
+    os.write(fd, b"abc\n")
+    n = out.count(b"PROMPT> ")
+    ok = read_until(b"got=abc", 20) and read_until(b"PROMPT> ", 20, n + 1)
+def watchers():
+    w = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            s = open("/proc/%s/stat" % d).read()
+        except Exception:
+            continue
+        f = s[s.rfind(")") + 2:].split()
+        if int(f[3]) == pid and "pkit-fgwatch" in s and f[0] != "Z":
+            w.append(d)
+    return w
+end = time.time() + 20
+while ok and watchers() and time.time() < end:
+    time.sleep(0.1)
+if ok and watchers():
+    out += b" watchers left: " + ",".join(watchers()).encode()
+    ok = False
+finish(ok)
+"#;
+    let text = drive_bash(&line, body);
+    assert_eq!(text, "OK\n", "{m}");
+}
+
+#[test]
+fn bg_then_a_read_stops_the_job_and_fg_reads() {
+    if !have_bash() {
+        eprintln!("skipped: no /bin/bash");
+        return;
+    }
+    at_once(process_group_mechanisms(), bg_then_read_then_fg);
+}
+
+/// One `pkit supervise` whose program traps USR1 and then writes its pid;
+/// a single USR1 sent as soon as the pid is there. Whether the program
+/// got it within 10 s.
+fn usr1_at_the_start_reaches_the_program(m: &str) -> bool {
+    let pids = Reap::new("rv40-sup-early");
+    let seen = temp_path("rv40-sup-early-seen");
+    let script = format!(
+        "trap 'echo U >> {s}' USR1; echo $$ >> {p}; while :; do sleep 0.05; done",
+        s = seen.display(),
+        p = pids.path()
+    );
+    let mut sup = Started::new(
+        pkit()
+            .args([
+                "supervise",
+                "-q",
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&pids.0).is_ok_and(|t| t.ends_with('\n')) {
+        assert!(Instant::now() < deadline, "{m}: the program never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    common::kill(sup.id(), libc::SIGUSR1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = false;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(&seen).is_ok_and(|t| t.contains('U')) {
+            got = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&seen);
+    common::kill(sup.id(), libc::SIGKILL);
+    let _ = sup.wait();
+    got
+}
+
+/// LOW: `pkit supervise` passes USR1/USR2/ALRM/WINCH on only to the run it
+/// has heard start (`supervise.rs`: `programs`, filled when its
+/// `SupervisorEvent::Started` is handled, in the same `select!` as the
+/// signals): one that comes once the program runs (it has set its trap and
+/// written its pid) but before pkit handled that event is dropped ("no
+/// run is going on", said with -v only). Seen with a flood of 300 USR1
+/// sent as soon as the program's pid was written: none reached it (cgroup,
+/// about 1 in 10 runs); here 20 starts per mechanism, one USR1 each.
+/// (The other edge, by reading: between a run's reap and the handling of
+/// its `Exited` event the signal goes by number to a pid that may be
+/// reused.)
+#[test]
+#[ignore = "rv40: LOW: a USR1 to pkit supervise right after a run started (its program running) is dropped until pkit handled the Started event"]
+fn a_usr1_right_after_a_runs_start_reaches_its_program() {
+    at_once(mechanisms(), |m| {
+        let lost = (0..20)
+            .filter(|_| !usr1_at_the_start_reaches_the_program(m))
+            .count();
+        assert_eq!(lost, 0, "{m}: USR1 lost in {lost} of 20 starts");
+    });
 }
