@@ -133,9 +133,9 @@ with code 0); else the last run's (a program killed by signal N: 128+N, so
 pkit failed. The --json \"stopped\" event carries it as exit_status.
 
 TERM, INT, HUP or QUIT stop the supervision; USR1, USR2, ALRM and WINCH go
-to the current run's program (as `pkit run` passes them on; between runs
-they are dropped). A signal ignored when pkit starts (as HUP under nohup)
-stays ignored, by pkit and by the program.";
+to the current run's program (as `pkit run` passes them on; between runs,
+and once the program has exited, they are dropped). A signal ignored when
+pkit starts (as HUP under nohup) stays ignored, by pkit and by the program.";
 
 #[derive(clap::Args)]
 pub struct SuperviseArgs {

@@ -158,7 +158,8 @@ pub async fn main(args: SuperviseArgs) -> u8 {
     // Heard only with `orphans`: reaped as they exit.
     let mut exits = orphans.map(|_| crate::sys::ChildExits::new());
     // The runs started and not ended (their programs are the library's to
-    // reap), the zombies seen and left so far, and when to look again.
+    // reap: the orphan sweep leaves them), the zombies seen and left so
+    // far, and when to look again.
     let mut programs = HashSet::new();
     let mut strays = Strays::default();
     let mut again = None;
@@ -228,7 +229,7 @@ pub async fn main(args: SuperviseArgs) -> u8 {
                         // USR1, USR2, ALRM, WINCH: the current run's
                         // program's (a log reopen, a reload), as `pkit
                         // run` passes them on; between runs, nobody's.
-                        forward(&programs, heard, &args);
+                        forward(&handle, heard, &args);
                         continue;
                     }
                     if !say.stopping {
@@ -299,23 +300,22 @@ pub async fn main(args: SuperviseArgs) -> u8 {
 }
 
 /// Sends `sig` to the current run's program (none between runs); says
-/// so with `--verbose`.
-fn forward(programs: &HashSet<u32>, sig: i32, args: &SuperviseArgs) {
+/// so with `--verbose`. The library signals the run it has going, through
+/// its own record of the process: never a pid from an event, which may
+/// have been reaped (and handed on) before its `Exited` event is read.
+fn forward(handle: &pkit::SupervisorHandle, sig: i32, args: &SuperviseArgs) {
     let name = signame::display(sig);
-    match programs.iter().next() {
-        Some(&pid) => match crate::sys::kill(pid, sig) {
-            Ok(()) if args.verbose && !args.json => {
-                eprintln!("pkit: {name} passed on to the program (pid {pid})")
-            }
-            Err(e) if !args.quiet && !args.json => {
-                eprintln!("pkit: {name} could not be passed on to pid {pid}: {e}")
-            }
-            _ => {}
-        },
-        None if args.verbose && !args.json => {
-            eprintln!("pkit: {name} dropped: no run is going on")
+    match handle.signal_program(pkit::Signal::Raw(sig)) {
+        Ok(Some(pid)) if args.verbose && !args.json => {
+            eprintln!("pkit: {name} passed on to the program (pid {pid})")
         }
-        None => {}
+        Err(e) if !args.quiet && !args.json => {
+            eprintln!("pkit: {name} could not be passed on to the program: {e}")
+        }
+        Ok(None) if args.verbose && !args.json => {
+            eprintln!("pkit: {name} dropped: the program is not running")
+        }
+        _ => {}
     }
 }
 

@@ -412,6 +412,167 @@ fn usr1_usr2_and_alrm_reach_the_program() {
     assert_eq!(events.last().unwrap()["reason"], "stop_requested");
 }
 
+/// pkit's stderr lines, as a reader thread hands them on.
+fn stderr_lines(child: &mut Started) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line that contains `needle` (the lines before it in `seen`).
+fn line_with(
+    rx: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    seen: &mut Vec<String>,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no line with {needle:?} ({e}): {seen:?}"),
+        }
+    }
+}
+
+/// USR1 to pkit reaches the run going on (`--verbose` names its pid), and
+/// between runs nobody: the library, which knows when it reaped a run,
+/// is asked, so a run that has ended (its exit reported or not) never
+/// gets a signal meant for the program, and a number the system may have
+/// handed on since is never signalled.
+#[test]
+fn usr1_goes_to_the_run_going_on_and_is_dropped_between_runs() {
+    for mechanism in mechanisms() {
+        let file = pid_file();
+        let seen = temp_path("sup-usr1-seen");
+        // Exits 3 on the USR1, after saying so.
+        let script = format!(
+            "trap 'echo USR1 >> {s}; exit 3' USR1; echo $$ >> {p}; while :; do sleep 0.05; done",
+            s = seen.display(),
+            p = file.display()
+        );
+        let mut child = pkit()
+            .args(["supervise", "--verbose", "--mechanism", mechanism])
+            .args(["--backoff", "300s", "--", "sh", "-c", &script])
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(Started::new)
+            .unwrap();
+        let lines = stderr_lines(&mut child);
+        let mut said = Vec::new();
+        let pid = read_pids(&file, 1)[0];
+        kill(child.id(), libc::SIGUSR1);
+        let passed = line_with(&lines, "SIGUSR1 passed on", &mut said);
+        assert!(
+            passed.ends_with(&format!("passed on to the program (pid {pid})")),
+            "{mechanism}: {passed}"
+        );
+        wait_for_text(&seen, "USR1");
+        // The run ended (a crash): the pause before the next one.
+        line_with(&lines, "restart in", &mut said);
+        kill(child.id(), libc::SIGUSR1);
+        line_with(
+            &lines,
+            "SIGUSR1 dropped: the program is not running",
+            &mut said,
+        );
+        kill(child.id(), libc::SIGTERM);
+        let out = wait_bounded(child, "a stop after a USR1 between runs");
+        // Up to the end of pkit's stderr (the reader's end).
+        let mut rest = Vec::new();
+        while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(30)) {
+            rest.push(line);
+        }
+        let runs = std::fs::read_to_string(&file).unwrap_or_default();
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(&seen);
+        assert_eq!(out.status.code(), Some(0), "{mechanism}: {out:?}");
+        assert_eq!(runs.lines().count(), 1, "{mechanism}: no second run");
+        assert!(
+            !said
+                .iter()
+                .chain(&rest)
+                .any(|l| l.contains("could not be passed on")),
+            "{mechanism}: {said:?} {rest:?}"
+        );
+    }
+}
+
+/// In a stop's grace, held by a helper that ignores the SIGTERM, the
+/// program that exited on it is not running: a USR1 to pkit then is
+/// dropped, not sent to the program's pid (which pkit's library may have
+/// reaped already, and the system handed on), though the run's exit is
+/// not reported yet.
+#[test]
+fn usr1_in_a_stops_grace_after_the_program_exited_is_dropped() {
+    for mechanism in mechanisms() {
+        let file = pid_file();
+        // The helper writes its pid once it ignores SIGTERM; the program
+        // waits for that, then writes its own.
+        let script = format!(
+            "sh -c 'trap \"\" TERM; echo $$ >> {p}; exec sleep 300' & \
+             until [ -s {p} ]; do sleep 0.01; done; echo $$ >> {p}; \
+             while :; do sleep 0.05; done",
+            p = file.display()
+        );
+        let mut child = pkit()
+            .args(["supervise", "--verbose", "--mechanism", mechanism])
+            .args(["--kill-after", "300s", "--", "sh", "-c", &script])
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(Started::new)
+            .unwrap();
+        let lines = stderr_lines(&mut child);
+        let mut said = Vec::new();
+        let pids = read_pids(&file, 2);
+        let (helper, program) = (pids[0], pids[1]);
+        kill(child.id(), libc::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while state(program).is_some_and(|s| s != 'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mechanism}: the program never exited on the stop's SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        kill(child.id(), libc::SIGUSR1);
+        line_with(
+            &lines,
+            "SIGUSR1 dropped: the program is not running",
+            &mut said,
+        );
+        assert!(
+            state(helper).is_some_and(|s| s != 'Z'),
+            "{mechanism}: the helper is in its grace"
+        );
+        // A second stop signal ends the grace at once.
+        kill(child.id(), libc::SIGTERM);
+        let out = wait_bounded(child, "a second stop signal in the grace");
+        let mut rest = Vec::new();
+        while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(30)) {
+            rest.push(line);
+        }
+        let _ = std::fs::remove_file(&file);
+        assert_all_gone(&pids);
+        assert!(
+            !said
+                .iter()
+                .chain(&rest)
+                .any(|l| l.contains("SIGUSR1 passed on") || l.contains("could not be passed on")),
+            "{mechanism}: {out:?} {said:?} {rest:?}"
+        );
+    }
+}
+
 #[test]
 fn a_signal_during_a_backoff_pause_stops_at_once() {
     use std::io::BufRead;

@@ -17,16 +17,18 @@ impl RunningProcess {
     /// How it ended, if it has exited; `None` while it runs. Never blocks
     /// and does not collect the output (call [`wait`](Self::wait) for the
     /// [`Output`]). Like `std`'s `try_wait`, the outcome is the process's
-    /// own exit: a process ended by its command's timeout shows the signal
-    /// that ended it here, and `TimedOut` in `wait`'s `Output`.
+    /// own exit, the same before and after a [`wait`](Self::wait): a
+    /// process ended by its command's timeout shows the signal that ended
+    /// it here (`Signalled(SIGTERM)`, say), and `TimedOut` in `wait`'s
+    /// `Output`, which is where pkit's reading of the end (timed out,
+    /// cancelled, killed after its grace) is.
     ///
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when the process's state can't be read.
     pub fn try_wait(&self) -> Result<Option<Outcome>> {
-        if let Some(out) = &self.finished {
-            return Ok(Some(out.outcome()));
-        }
+        // The child keeps the status a wait read: after `wait` too this is
+        // the exit itself, not the `Output`'s reading of it.
         self.child
             .try_status()
             .map(|s| s.map(outcome_of))

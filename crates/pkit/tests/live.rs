@@ -60,6 +60,45 @@ async fn try_wait_and_is_running_follow_the_process() {
     suite.end().await;
 }
 
+/// `try_wait` is the process's own exit, before a wait and after it
+/// alike: a process its command's timeout ended shows the signal that
+/// ended it, while `wait`'s `Output` says `TimedOut` (it said `TimedOut`
+/// after the wait, the signal before).
+#[tokio::test]
+async fn try_wait_shows_a_timeouts_signal_before_and_after_the_wait() {
+    let suite = begin("try_wait_shows_a_timeouts_signal_before_and_after_the_wait").await;
+    for choice in mechanisms() {
+        let group = group(choice);
+        let mut p = group
+            .start(
+                &Command::new("sleep")
+                    .arg("300")
+                    .timeout(Duration::from_millis(100))
+                    .timeout_signal(Signal::Term),
+            )
+            .expect("start");
+        let deadline = std::time::Instant::now() + T;
+        let before = loop {
+            if let Some(o) = p.try_wait().expect("try_wait") {
+                break o;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(before, Outcome::Signalled(libc::SIGTERM), "{choice}");
+        assert_eq!(p.wait().await.expect("wait").outcome(), Outcome::TimedOut);
+        assert_eq!(
+            p.try_wait().expect("after the wait"),
+            Some(Outcome::Signalled(libc::SIGTERM)),
+            "{choice}: after the wait"
+        );
+    }
+    suite.end().await;
+}
+
 #[tokio::test]
 async fn signal_and_shutdown_reach_the_subtree_only() {
     let suite = begin("signal_and_shutdown_reach_the_subtree_only").await;

@@ -1167,3 +1167,266 @@ async fn a_retry_policy_is_refused_not_ignored() {
         assert_eq!(runs(&counter), 0, "{choice}: nothing ran");
     }
 }
+
+/// Polls `file` until it has a line `line`.
+async fn wait_for_line(file: &TempPath, line: &str, what: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE * 3;
+    loop {
+        let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no line {line:?} in {text:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How many lines `line` the file has.
+fn lines_of(file: &TempPath, line: &str) -> usize {
+    std::fs::read_to_string(file.path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == line)
+        .count()
+}
+
+/// Traps USR1 (a line `usr1` in `$1`), starts a `sleep 300` helper, and
+/// writes the helper's pid, its own, then `done` to `$1`; then runs on.
+const TRAPS_USR1: &str = r#"trap 'echo usr1 >> "$1"' USR1; sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; echo done >> "$1"; while :; do sleep 0.05; done"#;
+
+/// `SupervisorHandle::signal_program` signals the current run's program,
+/// not its helpers (USR1 would end a `sleep`), and only while it runs:
+/// before the first start, once the program has exited and been reaped
+/// (its `Exited` event not read yet), during the backoff pause and after
+/// the end nothing is sent and the answer is `None`. A program the signal
+/// ends crashed.
+#[tokio::test]
+async fn signal_program_reaches_the_current_runs_program_only_while_it_runs() {
+    let suite = begin("signal_program_reaches_the_current_runs_program_only_while_it_runs").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("sigprog");
+        let mut handle = sup(choice, sh(TRAPS_USR1).arg(file.as_str()))
+            .restart(Restart::Always)
+            .backoff(Duration::from_secs(300), 1.0)
+            .max_backoff(Duration::from_secs(300))
+            .start();
+        // This (current-thread) test has not let the supervising task run
+        // yet: nothing started.
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Usr1).unwrap(),
+            None,
+            "{choice}: before the first start"
+        );
+        let SupervisorEvent::Started { pid, run: 1 } = next(&mut handle).await else {
+            panic!("{choice}: the first event is the start")
+        };
+        let pids = file.wait_pids().await;
+        let helper = pids[0];
+        assert_eq!(pids[1], pid, "{choice}: the program is the run's");
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Usr1).unwrap(),
+            Some(pid),
+            "{choice}: a run going on"
+        );
+        wait_for_line(&file, "usr1", &format!("{choice}: the program's trap")).await;
+        assert_alive(&[pid, helper], &format!("{choice}: the program only"));
+        // SIGTERM ends the program (no trap): a crash, then the pause.
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Term).unwrap(),
+            Some(pid),
+            "{choice}"
+        );
+        // Reaped by the supervisor (its zombie gone), its exit not read.
+        let deadline = std::time::Instant::now() + DEADLINE * 3;
+        while stat(pid).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: {pid} never reaped"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Usr1).unwrap(),
+            None,
+            "{choice}: a reaped program, its exit unread"
+        );
+        assert_eq!(
+            next(&mut handle).await,
+            SupervisorEvent::Exited {
+                pid,
+                outcome: Outcome::Signalled(libc::SIGTERM),
+                crashed: true,
+            },
+            "{choice}"
+        );
+        assert!(
+            matches!(next(&mut handle).await, SupervisorEvent::BackingOff(_)),
+            "{choice}"
+        );
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Usr1).unwrap(),
+            None,
+            "{choice}: between runs"
+        );
+        handle.request_stop();
+        let events = all_events(&mut handle).await;
+        assert_eq!(
+            events,
+            [SupervisorEvent::Stopped(StopReason::StopRequested)],
+            "{choice}"
+        );
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Usr1).unwrap(),
+            None,
+            "{choice}: after the end"
+        );
+        let out = handle.wait().await.unwrap();
+        assert_eq!(out.restarts, 0, "{choice}");
+        assert_eq!(lines_of(&file, "usr1"), 1, "{choice}: one USR1 got through");
+        assert_gone(&[pid, helper], &format!("{choice}: the run's tree")).await;
+    }
+    suite.end().await;
+}
+
+/// In a stop's grace held by a helper that ignores the stop's SIGTERM, a
+/// program that has exited on it is no program to signal, though its run
+/// has not ended (no `Exited` yet): `None`, and nothing is sent.
+#[tokio::test]
+async fn signal_program_skips_a_program_that_exited_in_its_stops_grace() {
+    let suite = begin("signal_program_skips_a_program_that_exited_in_its_stops_grace").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("sigprog-exited");
+        // The helper writes its pid once it ignores SIGTERM; the program
+        // waits for that, then writes its own.
+        let script = r#"sh -c 'trap "" TERM; echo $$ >> "$1"; exec sleep 300' sh "$1" & until [ -s "$1" ]; do sleep 0.01; done; echo $$ >> "$1"; echo done >> "$1"; while :; do sleep 0.05; done"#;
+        let token = CancelToken::new();
+        // A grace no loaded machine outlasts; the token ends it.
+        let cmd = sh(script)
+            .arg(file.as_str())
+            .grace(Duration::from_secs(300));
+        let mut handle = sup(choice, cmd).cancel_token(&token).start();
+        let SupervisorEvent::Started { pid, .. } = next(&mut handle).await else {
+            panic!("{choice}: the first event is the start")
+        };
+        let pids = file.wait_pids().await;
+        assert_eq!(pids[1], pid, "{choice}");
+        handle.request_stop();
+        let deadline = std::time::Instant::now() + DEADLINE * 3;
+        while stat(pid).is_some_and(|s| s.state != 'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice}: the program never exited on the stop's SIGTERM"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Usr1).unwrap(),
+            None,
+            "{choice}: its program exited, its run in the grace"
+        );
+        assert_alive(&pids[..1], &format!("{choice}: the helper, in the grace"));
+        token.cancel();
+        let events = all_events(&mut handle).await;
+        assert_eq!(
+            events,
+            [
+                SupervisorEvent::Exited {
+                    pid,
+                    outcome: Outcome::Signalled(libc::SIGTERM),
+                    crashed: false,
+                },
+                SupervisorEvent::Stopped(StopReason::Cancelled),
+            ],
+            "{choice}"
+        );
+        handle.wait().await.unwrap();
+        assert_gone(&pids[..1], &format!("{choice}: the helper")).await;
+    }
+    suite.end().await;
+}
+
+/// A run in the grace of a stop is still the current run: a signal sent
+/// then reaches its program (which here exits on it, cleanly, ending the
+/// stop before its grace does).
+#[tokio::test]
+async fn signal_program_reaches_a_run_in_its_stops_grace() {
+    let suite = begin("signal_program_reaches_a_run_in_its_stops_grace").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("sigprog-grace");
+        let script = r#"trap 'echo term >> "$1"' TERM; trap 'echo usr1 >> "$1"; exit 0' USR1; echo $$ >> "$1"; echo done >> "$1"; while :; do sleep 0.05; done"#;
+        // A grace no loaded machine outlasts.
+        let cmd = sh(script)
+            .arg(file.as_str())
+            .grace(Duration::from_secs(300));
+        let mut handle = sup(choice, cmd).start();
+        let SupervisorEvent::Started { pid, .. } = next(&mut handle).await else {
+            panic!("{choice}: the first event is the start")
+        };
+        assert_eq!(file.wait_pids().await, [pid], "{choice}");
+        handle.request_stop();
+        wait_for_line(&file, "term", &format!("{choice}: the stop's SIGTERM")).await;
+        assert_eq!(
+            handle.signal_program(pkit::Signal::Usr1).unwrap(),
+            Some(pid),
+            "{choice}: in the grace"
+        );
+        let events = all_events(&mut handle).await;
+        assert_eq!(
+            events,
+            [
+                SupervisorEvent::Exited {
+                    pid,
+                    outcome: Outcome::Exited(0),
+                    crashed: false,
+                },
+                SupervisorEvent::Stopped(StopReason::StopRequested),
+            ],
+            "{choice}"
+        );
+        let out = handle.wait().await.unwrap();
+        assert_eq!(out.stopped, StopReason::StopRequested, "{choice}");
+        assert_eq!(lines_of(&file, "usr1"), 1, "{choice}");
+    }
+    suite.end().await;
+}
+
+/// The blocking handle's `signal_program` is the async one's.
+#[test]
+fn signal_program_blocking() {
+    in_suite("signal_program_blocking", || {
+        for choice in mechanisms() {
+            let file = TempPath::new("sigprog-blocking");
+            let mut handle = sup(choice, sh(TRAPS_USR1).arg(file.as_str()))
+                .blocking()
+                .start();
+            let Some(SupervisorEvent::Started { pid, .. }) = handle.next_event() else {
+                panic!("{choice}: the first event is the start")
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let pids = rt.block_on(file.wait_pids());
+            assert_eq!(pids[1], pid, "{choice}");
+            assert_eq!(
+                handle.signal_program(pkit::Signal::Usr1).unwrap(),
+                Some(pid),
+                "{choice}"
+            );
+            rt.block_on(wait_for_line(&file, "usr1", &format!("{choice}: blocking")));
+            handle.request_stop();
+            while handle.next_event().is_some() {}
+            assert_eq!(
+                handle.signal_program(pkit::Signal::Usr1).unwrap(),
+                None,
+                "{choice}: after the end"
+            );
+            let out = handle.wait().unwrap();
+            assert_eq!(out.stopped, StopReason::StopRequested, "{choice}");
+            rt.block_on(assert_gone(&pids, &format!("{choice}: blocking")));
+        }
+    });
+}

@@ -852,6 +852,43 @@ async fn other_signals_are_refused() {
     assert_gone(pid, "the sleeper");
 }
 
+/// A supervisor's `signal_program` on Windows: Kill terminates the run's
+/// program (a crash, reported as SIGKILL), a signal Windows can't send is
+/// `Unsupported` and leaves it running, and with no run going on the
+/// answer is `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisors_signal_program_kills_or_is_refused() {
+    use pkit::{Outcome, Restart, StopReason, Supervisor, SupervisorEvent};
+    let mut handle = Supervisor::new(me("sleep")).restart(Restart::Never).start();
+    async fn next(h: &mut pkit::SupervisorHandle) -> Option<SupervisorEvent> {
+        tokio::time::timeout(Duration::from_secs(60), h.next_event())
+            .await
+            .expect("an event in time")
+    }
+    let Some(SupervisorEvent::Started { pid, .. }) = next(&mut handle).await else {
+        panic!("the first event is the start")
+    };
+    let err = handle.signal_program(Signal::Usr1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(!gone(pid), "a refused signal must not end the program");
+    assert_eq!(handle.signal_program(Signal::Kill).unwrap(), Some(pid));
+    assert_eq!(
+        next(&mut handle).await,
+        Some(SupervisorEvent::Exited {
+            pid,
+            outcome: Outcome::Signalled(9),
+            crashed: true,
+        })
+    );
+    assert_eq!(
+        next(&mut handle).await,
+        Some(SupervisorEvent::Stopped(StopReason::PolicySatisfied))
+    );
+    assert_eq!(handle.signal_program(Signal::Kill).unwrap(), None);
+    handle.wait().await.unwrap();
+    assert_gone(pid, "the supervised sleeper");
+}
+
 /// A closed group has nothing left to signal: every signal Windows can
 /// send (Kill, Term, Int, Stop, Cont) is `Ok` and does nothing, as on
 /// Unix, where a closed group's signals all succeed (Term and Int used to

@@ -621,14 +621,11 @@ async fn grace_case(choice: MechanismChoice, case: GraceCase) {
         assert!(ended.elapsed() >= grace, "{what}: the grace was cut short");
         assert_gone(&[descendant], &format!("{what}: after the grace")).await;
     }
-    // After a wait that gave an `Output`, its outcome (`TimedOut`).
-    let after = match case {
-        GraceCase::LaterTimedOut => pkit::Outcome::TimedOut,
-        _ => pkit::Outcome::Signalled(libc::SIGTERM),
-    };
+    // After a wait too, the process's own exit (the signal that ended
+    // it), as before the wait: `TimedOut` is the `Output`'s reading.
     assert_eq!(
         p.try_wait().expect("try_wait"),
-        Some(after),
+        Some(pkit::Outcome::Signalled(libc::SIGTERM)),
         "{what}: after the wait"
     );
     drop(p);

@@ -287,6 +287,23 @@ impl SupervisorHandle {
         }
     }
 
+    /// Sends `signal` to the current run's program and returns its pid;
+    /// `Ok(None)` when no run is going on
+    /// ([`crate::SupervisorHandle::signal_program`]), and once the handle
+    /// was consumed or when nothing started. Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SupervisorHandle::signal_program`](crate::SupervisorHandle::signal_program).
+    #[doc(alias = "signal")]
+    #[doc(alias = "kill")]
+    pub fn signal_program(&self, signal: crate::Signal) -> Result<Option<u32>> {
+        match &self.inner {
+            Some(inner) => inner.signal_program(signal),
+            None => Ok(None),
+        }
+    }
+
     /// Stops gracefully and returns the outcome
     /// ([`crate::SupervisorHandle::stop`]).
     ///

@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use super::current::CurrentRun;
 use super::{SupervisionOutcome, SupervisorEvent};
 use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
+use crate::sys::Signal;
 
 /// How many events a [`SupervisorHandle`] keeps unread: past that, the
 /// oldest is dropped for each new one (the last, `Stopped`, is always
@@ -69,6 +71,8 @@ pub struct SupervisorHandle {
     /// Cancelled when the handle is dropped: gives up a start waiting for
     /// a FIFO's other end, which aborting the task cannot interrupt.
     pub(super) dropped: CancelToken,
+    /// The run going on, if any (see [`signal_program`](Self::signal_program)).
+    pub(super) current: Arc<CurrentRun>,
     /// The supervising task, or why there is none (no runtime).
     pub(super) task: Option<Result<tokio::task::JoinHandle<Result<SupervisionOutcome>>>>,
 }
@@ -108,6 +112,61 @@ impl SupervisorHandle {
     /// outcome. Asking again does nothing more.
     pub fn request_stop(&self) {
         self.stop.cancel();
+    }
+
+    /// Sends `signal` to the current run's program — the process the
+    /// supervisor started, as [`SupervisorEvent::Started`] reported it —
+    /// and returns its pid; `Ok(None)` when no run is going on: before the
+    /// first start, during a backoff pause between runs, after the
+    /// supervision ended, and as soon as the run's program has exited,
+    /// even before its [`SupervisorEvent::Exited`] was read (or sent).
+    /// Nothing is sent then: the supervisor signals the process through
+    /// its own record of it (a pidfd on Linux, its unreaped child
+    /// elsewhere), never a pid that may have been handed to another
+    /// process meanwhile. A run in the grace of a
+    /// [`stop`](Self::stop) is still going on and gets the signal.
+    ///
+    /// The program only, not its children: this is for the signals a
+    /// service handles itself — SIGHUP to reload, SIGUSR1 to reopen its
+    /// logs — as `pkit run` and `pkit supervise` pass them on. Sent to the
+    /// whole tree, such a signal would also reach helpers that do not
+    /// expect it, and its default action (for SIGHUP, SIGUSR1, SIGUSR2,
+    /// SIGALRM) ends them; a program that runs workers relays it to them
+    /// as it sees fit. Ending the run is what [`stop`](Self::stop) (the
+    /// tree gets the signal and the grace) and the cancel token are for.
+    /// A program this signal ends (SIGKILL, or any it does not handle)
+    /// ended on its own as far as the policy is concerned: a crash.
+    ///
+    /// On Windows [`Signal::Kill`] terminates the program,
+    /// [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT` to
+    /// its console process group (console programs only), and any other
+    /// signal is [`Error::Unsupported`](crate::Error::Unsupported).
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use pkit::{Command, Signal, Supervisor, SupervisorEvent};
+    ///
+    /// let script = "trap 'echo reloaded' HUP; while :; do sleep 0.1; done";
+    /// let mut handle = Supervisor::new(Command::new("sh").args(["-c", script])).start();
+    /// let Some(SupervisorEvent::Started { pid, .. }) = handle.next_event().await else {
+    ///     panic!("the first event is the start")
+    /// };
+    /// assert_eq!(handle.signal_program(Signal::Hup)?, Some(pid));
+    /// handle.stop().await?;
+    /// # Ok(()) }
+    /// # #[cfg(unix)]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for a signal the
+    /// platform can't send to one process (above); [`Error::Io`](crate::Error::Io)
+    /// when the OS refuses it, or the program's state can't be read.
+    #[doc(alias = "signal")]
+    #[doc(alias = "kill")]
+    pub fn signal_program(&self, signal: Signal) -> Result<Option<u32>> {
+        self.current.signal(signal)
     }
 
     /// Stops gracefully: the current run's tree gets the command's

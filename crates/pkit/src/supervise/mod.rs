@@ -16,6 +16,7 @@ use crate::future::BoxFuture;
 use crate::output::{Outcome, Output};
 use crate::sys::MechanismChoice;
 
+mod current;
 mod handle;
 mod run;
 mod stop;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::current::CurrentRun;
 use super::handle::{EventQueue, EventSender, SupervisorHandle};
 use super::storm::Crashes;
 use super::{Health, Restart, StopReason, SupervisionOutcome, Supervisor, SupervisorEvent};
@@ -58,6 +59,8 @@ struct Loop {
     name: Arc<str>,
     events: Option<EventSender>,
     stop: CancelToken,
+    /// The run going on, for the handle's `signal_program`.
+    current: Arc<CurrentRun>,
 }
 
 impl Loop {
@@ -133,6 +136,11 @@ impl Loop {
             }
         };
         let pid = proc.pid();
+        // The current run from before its `Started` event until its exit
+        // is collected (below), or this future ends on the way.
+        let recorded =
+            self.current
+                .record(pid, proc.child.clone(), proc.program(), group.mechanism());
         self.emit(SupervisorEvent::Started { run, pid });
         let mut wake = Wake::Done(());
         if let Some((health, timeout)) = &self.sup.health {
@@ -195,7 +203,11 @@ impl Loop {
                 () = self.stop.cancelled() => {}
             }
         };
-        match proc.wait_within(cut).await {
+        let waited = proc.wait_within(cut).await;
+        // Its exit collected: no longer a run to signal (its tree may
+        // still be ended by the close below).
+        drop(recorded);
+        match waited {
             Ok(out) => end.output = Some(out),
             Err(e) if e.is_cancelled() => {
                 end.interrupted = Some(StopReason::Cancelled);
@@ -247,6 +259,7 @@ pub(super) async fn supervise(
     events: Option<EventSender>,
     stop: CancelToken,
     dropped: CancelToken,
+    current: Arc<CurrentRun>,
 ) -> Result<SupervisionOutcome> {
     if sup.cmd.retries() {
         return Err(crate::Error::InvalidInput(format!(
@@ -281,6 +294,7 @@ pub(super) async fn supervise(
         name,
         events,
         stop,
+        current,
     };
     let mut restarts = 0u32;
     let mut consecutive = 0u32;
@@ -416,7 +430,14 @@ impl Supervisor {
     /// [`StopReason::CannotStart`](crate::StopReason::CannotStart), or is a crash when the
     /// failure is transient.
     pub async fn run(self) -> Result<SupervisionOutcome> {
-        supervise(self, None, CancelToken::new(), CancelToken::new()).await
+        supervise(
+            self,
+            None,
+            CancelToken::new(),
+            CancelToken::new(),
+            Arc::default(),
+        )
+        .await
     }
 
     /// Supervises in a background task (needs a Tokio runtime) and returns
@@ -452,15 +473,19 @@ impl Supervisor {
     pub fn start(self) -> SupervisorHandle {
         let queue = Arc::new(EventQueue::default());
         let (stop, dropped) = (CancelToken::new(), CancelToken::new());
+        let current = Arc::new(CurrentRun::default());
         let tx = EventSender(queue.clone());
         // Without a runtime the sender is dropped here, closing the
         // queue: no event will come.
-        let task = crate::launch::need_runtime(&self.cmd.log_label())
-            .map(|()| tokio::spawn(supervise(self, Some(tx), stop.clone(), dropped.clone())));
+        let task = crate::launch::need_runtime(&self.cmd.log_label()).map(|()| {
+            let (stop, dropped, current) = (stop.clone(), dropped.clone(), current.clone());
+            tokio::spawn(supervise(self, Some(tx), stop, dropped, current))
+        });
         SupervisorHandle {
             events: queue,
             stop,
             dropped,
+            current,
             task: Some(task),
         }
     }

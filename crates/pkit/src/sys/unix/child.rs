@@ -127,10 +127,17 @@ impl PortableChild {
 
     /// Sends `sig` to the child (nothing happens once it has exited).
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
-        // Reaped by someone else (see `reaped_elsewhere`): it has exited,
-        // and its number is no longer ours to signal. (Such a reap between
-        // this look and the kill can't be seen: no pidfd here.)
-        if self.cached().is_some() || self.reaped_by_kernel() {
+        // Held through the kill: `reap_if_exited` reaps only under this
+        // lock, so it can't reap the child (and free its number) between
+        // this look and the kill.
+        let cached = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        // Exited and read (reaped or not): nothing to signal. Reaped by
+        // someone else (see `reaped_elsewhere`): its number is no longer
+        // ours to signal. (Such a reap between this look and the kill
+        // can't be seen: no pidfd here.)
+        if cached.is_some()
+            || matches!(peek(self.pid), Err(e) if e.raw_os_error() == Some(libc::ECHILD))
+        {
             return Ok(());
         }
         // The pid is our unreaped child's, so it names no other process.
