@@ -29,7 +29,7 @@
 //!   echoes the job's command on `fg`: lost in 5 of 24 runs with pkit,
 //!   none of 24 without (`-v` shows `^Z` then "sending SIGCONT to the
 //!   whole tree"). A second Ctrl-Z works.
-//! - LOW [`a_usr1_right_after_a_runs_start_reaches_its_program`] (clifix):
+//! - LOW [`a_usr1_right_after_a_runs_start_reaches_its_program`] (clifix; fixed by runsig, the test runs):
 //!   `pkit supervise` passes USR1/USR2/ALRM/WINCH on only to a run whose
 //!   `SupervisorEvent::Started` it has handled (`supervise.rs`'s
 //!   `programs`, in the same `select!` as the signals): one sent once the
@@ -758,7 +758,8 @@ fn usr1_at_the_start_reaches_the_program(m: &str) -> bool {
     got
 }
 
-/// LOW: `pkit supervise` passes USR1/USR2/ALRM/WINCH on only to the run it
+/// LOW (fixed by runsig: `SupervisorHandle::signal_program` knows the run
+/// from before its Started event): `pkit supervise` passed USR1/USR2/ALRM/WINCH on only to the run it
 /// has heard start (`supervise.rs`: `programs`, filled when its
 /// `SupervisorEvent::Started` is handled, in the same `select!` as the
 /// signals): one that comes once the program runs (it has set its trap and
@@ -770,7 +771,6 @@ fn usr1_at_the_start_reaches_the_program(m: &str) -> bool {
 /// its `Exited` event the signal goes by number to a pid that may be
 /// reused.)
 #[test]
-#[ignore = "rv40: LOW: a USR1 to pkit supervise right after a run started (its program running) is dropped until pkit handled the Started event"]
 fn a_usr1_right_after_a_runs_start_reaches_its_program() {
     at_once(mechanisms(), |m| {
         let lost = (0..20)
