@@ -127,6 +127,13 @@ impl Cgroup {
     /// Freezes (`true`) or thaws the cgroup and waits for the kernel to
     /// confirm a freeze (`frozen 1` in `cgroup.events`). Only inside the
     /// group's tenure (see [`while_frozen`](Self::while_frozen)'s callers).
+    ///
+    /// The wait re-reads `cgroup.events` after naps of 10 ms doubling up
+    /// to [`RECHECK`], not only on its change notification: a cgroup
+    /// emptied and removed by a close on another thread (its notification
+    /// held back by the kernel's 10 ms spacing, then dropped with the
+    /// removed file) sends none, and the signal pass waited out the whole
+    /// 5 s before (a `signal` racing a `close`).
     pub(super) fn freeze(&self, on: bool) -> io::Result<()> {
         if !on {
             crate::sys::fault::io_check(crate::sys::fault::Point::Thaw)?;
@@ -136,16 +143,23 @@ impl Cgroup {
             crate::sys::fault::io_check(crate::sys::fault::Point::Freeze)?;
             let events = self.open_events()?;
             let deadline = Instant::now() + Duration::from_secs(5);
+            let mut nap = Duration::from_millis(10);
             loop {
                 let ev = read_events(&events)?;
                 if ev.frozen || !ev.populated {
                     return Ok(());
                 }
-                if !wait_event_change(&events, deadline)? {
+                let now = Instant::now();
+                if now >= deadline {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "cgroup did not report frozen within 5 s",
                     ));
+                }
+                if wait_event_change(&events, deadline.min(now + nap))? {
+                    nap = Duration::from_millis(10);
+                } else {
+                    nap = (nap * 2).min(RECHECK);
                 }
             }
         }
