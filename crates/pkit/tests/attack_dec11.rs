@@ -896,6 +896,11 @@ async fn a_batch_cancelled_through_a_shared_token_starts_nothing_more() {
 
 /// Blocking runs from eight threads at once, each timed out with a tree
 /// that ignores SIGTERM: each reports its timeout, and no tree is left.
+///
+/// A run whose shell had not yet written its `sleep`'s pid when the
+/// timeout came (started no tree: a 300 ms timeout against a shell's
+/// start-up on a loaded machine, portable, CI's parallel stage) is tried
+/// again with a longer timeout (3 s, then 10 s).
 #[test]
 fn blocking_timeouts_on_many_threads_leave_no_tree() {
     in_suite("blocking_timeouts_on_many_threads_leave_no_tree", || {
@@ -903,24 +908,27 @@ fn blocking_timeouts_on_many_threads_leave_no_tree() {
             let threads: Vec<_> = (0..8)
                 .map(|_| {
                     std::thread::spawn(move || {
-                        let file = TempPath::new("a17-btimeout");
-                        let script = format!(
-                            "trap '' TERM; sleep 300 & echo $! > {}; wait",
-                            file.path().display()
-                        );
-                        let out = sh(choice, &script)
-                            .timeout(Duration::from_millis(300))
-                            .grace(Duration::from_millis(100))
-                            .blocking()
-                            .output()
-                            .unwrap();
-                        assert!(out.timed_out(), "{choice}: {out:?}");
-                        let pid: u32 = std::fs::read_to_string(file.path())
-                            .unwrap()
-                            .trim()
-                            .parse()
-                            .unwrap();
-                        pid
+                        for timeout in [300, 3_000, 10_000] {
+                            let file = TempPath::new("a17-btimeout");
+                            let script = format!(
+                                "trap '' TERM; sleep 300 & echo $! > {}; wait",
+                                file.path().display()
+                            );
+                            let out = sh(choice, &script)
+                                .timeout(Duration::from_millis(timeout))
+                                .grace(Duration::from_millis(100))
+                                .blocking()
+                                .output()
+                                .unwrap();
+                            assert!(out.timed_out(), "{choice}: {out:?}");
+                            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                            if text.trim().is_empty() {
+                                continue;
+                            }
+                            let pid: u32 = text.trim().parse().unwrap();
+                            return pid;
+                        }
+                        panic!("{choice}: the shell never wrote its sleep's pid");
                     })
                 })
                 .collect();

@@ -290,6 +290,13 @@ async fn a_thousand_short_streams_each_end() {
 /// 2-line queue that both outputs flood, for a line deep in stderr: it is
 /// found; the stream taken after it goes on from there to the end with
 /// nothing dropped.
+///
+/// The script stays until the probe has returned (it waits for a file the
+/// test makes then): were it to end first, the probe would have only its
+/// 2 s after the exit for the up to 64 KiB per stream still in the pipes
+/// (some 22,000 lines through a 2-line queue), which a starved reader
+/// missed at load 39 ("the process ended first", portable). What the
+/// probe does after an exit is not this test's subject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_on_a_flooded_tiny_queue_finds_a_deep_line() {
     let suite = begin("rv25 probe").await;
@@ -297,7 +304,16 @@ async fn a_probe_on_a_flooded_tiny_queue_finds_a_deep_line() {
     for choice in mechanisms() {
         let what = format!("{choice}: probe");
         let g = group(choice);
-        let mut p = g.start(&both(choice, N).buffer_lines(2)).expect("start");
+        let found = TempPath::new("rv25-probe-found");
+        let cmd = sh(
+            choice,
+            "seq 1 \"$1\" & seq 1 \"$1\" >&2; wait; \
+             while [ ! -e \"$2\" ]; do sleep 0.02; done",
+        )
+        .args([N.to_string().as_str(), found.as_str()])
+        .stream_lines()
+        .buffer_lines(2);
+        let mut p = g.start(&cmd).expect("start");
         let line = p
             .wait_for_line(
                 |l| l.stream == StreamKind::Stderr && l.text == "15000",
@@ -306,6 +322,7 @@ async fn a_probe_on_a_flooded_tiny_queue_finds_a_deep_line() {
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(line.text, "15000", "{what}");
+        std::fs::write(found.path(), "").expect("the probe's file");
         // Taken at once: the queue is held again before a second's patience
         // runs out, so nothing is dropped.
         let count = drain_slowly(&mut p, 5, false, &what).await;

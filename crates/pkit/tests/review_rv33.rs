@@ -22,6 +22,37 @@ fn state(pid: u32) -> Option<char> {
     stat(pid).map(|s| s.state)
 }
 
+/// The pids a script appends to `file`, one a line, then `done`, as
+/// [`TempPath::wait_pids`] reads them, but failing only when the file has
+/// not grown for [`DEADLINE`] (or after 12 times that in all): 1000 forks
+/// by one shell took longer than the 10 s of `wait_pids` in all under
+/// load (some 700 pids after 10 s at load 25, pgroup, CI's parallel
+/// stage).
+async fn wait_many_pids(file: &TempPath) -> Vec<u32> {
+    let last = Instant::now() + DEADLINE * 12;
+    let mut deadline = Instant::now() + DEADLINE;
+    let mut len = 0;
+    loop {
+        let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+        if text.lines().any(|l| l == "done") {
+            return file.wait_pids().await;
+        }
+        if text.len() > len {
+            len = text.len();
+            deadline = (Instant::now() + DEADLINE).min(last);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no `done` line, and no new pid for {DEADLINE:?} (or {:?} in all): \
+             {} lines",
+            file.as_str(),
+            DEADLINE * 12,
+            text.lines().count()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Polls until every one of `pids` is in state `T` (stopped by a signal),
 /// or panics saying `what`.
 async fn until_stopped(pids: &[u32], what: &str) {
@@ -395,7 +426,7 @@ async fn many_members_one_stopped_before_a_suspend() {
         let _p = g
             .start(&Command::new("sh").args(["-c", &script, "sh", file.as_str()]))
             .expect("start");
-        let pids = file.wait_pids().await;
+        let pids = wait_many_pids(&file).await;
         assert_eq!(pids.len(), N, "{choice}");
         let stopped = pids[N / 2];
         kill_with("STOP", stopped);
