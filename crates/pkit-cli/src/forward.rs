@@ -188,13 +188,16 @@ impl Forwarder<'_> {
         }
         // The terminal is back with pkit's job before its other processes
         // stop, so the shell, seeing them stopped, takes it from there.
-        let signalled = match mates {
+        // (With the shells waiting for pkit left to the watcher, to stop
+        // once pkit is, pkit stops whatever comes: nobody has seen its job
+        // stopped yet, so no SIGCONT can be the one that continues it.)
+        let (signalled, deferred) = match mates {
             Some(sig) => {
                 let marked = sys::mark_stop();
-                crate::tty::stop_job_mates(sig);
-                marked
+                let deferred = crate::tty::stop_job_mates(sig, self.tty);
+                (marked && !deferred, deferred)
             }
-            None => signalled,
+            None => (signalled, false),
         };
         crate::testpause::at("stopping");
         // (A SIGCONT between this look and the stop itself is still lost:
@@ -203,9 +206,13 @@ impl Forwarder<'_> {
         // window is these few instructions, where it was the whole stop of
         // the tree.)
         if !(signalled && sys::continued_since_stop()) {
+            crate::testpause::at("self-stop");
             sys::stop_self();
         } else if self.verbose {
             eprintln!("pkit: continued before it stopped: going on");
+        }
+        if let Some(t) = self.tty.filter(|_| deferred) {
+            t.continued();
         }
         self.take_terminal();
         crate::testpause::at("continued");
