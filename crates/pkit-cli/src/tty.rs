@@ -85,17 +85,25 @@ impl Terminal {
     /// The program was stopped for reading the terminal (or changing
     /// it), which pkit did not hand it: true if it has it now (pkit's job
     /// in the foreground, pkit alone in it: a pipeline's stage that ended
-    /// since, say). Otherwise it gets it once the job is back in the
-    /// foreground ([`Terminal::hand_over`]).
+    /// since, say). Otherwise, once pkit [`Terminal::ask`]s for it, it gets
+    /// it when the job is back in the foreground ([`Terminal::hand_over`]).
     pub fn claim(&self) -> bool {
         if self.handed.get() {
             return false;
         }
         self.hand_over();
-        if !self.handed.get() {
-            self.asked.set(true);
-        }
         self.handed.get()
+    }
+
+    /// Whether pkit's job is the terminal's foreground job.
+    pub fn job_in_foreground(&self) -> bool {
+        self.tty.foreground() == Some(self.own)
+    }
+
+    /// The program asked for the terminal ([`Terminal::claim`] could not
+    /// give it): it gets it at the next hand-over, alone in the job or not.
+    pub fn ask(&self) {
+        self.asked.set(true);
     }
 
     /// Has the watcher (started now if it was not) stop `pids` with `sig`

@@ -170,3 +170,40 @@ sys.stdout.write("ok\n")
 fn ctrl_z_stops_the_shell_waiting_for_pkit() {
     at_once(process_group_mechanisms(), ctrl_z_stops_the_waiting_shell);
 }
+
+/// `… | pkit run -- sh -c 'read x </dev/tty'`, the stage before pkit
+/// still there (on a loaded machine, `echo x`'s subshell can be) when the
+/// program first reads the terminal, and gone 0.2 s later: pkit waits a
+/// moment for it before it stops its job for the read (no shell here
+/// would continue it), and the read goes through, as it does without
+/// pkit.
+fn an_ending_stage_before_pkit(m: &str) {
+    let pids = Reap(temp_path("tty-job-ending"));
+    let flag = temp_path("tty-job-ending-flag");
+    let job = format!(
+        "sh -c 'while [ ! -s {f} ]; do sleep 0.05; done; sleep 0.2' | \
+         {PKIT} run -q --mechanism {m} -- \
+         sh -c 'echo $$ >> {p}; echo 1 > {f}; read x </dev/tty; echo got=$x'",
+        p = pids.0.display(),
+        f = flag.display()
+    );
+    let driver = r#"
+    _, st = os.waitpid(job, 0)
+    print("job-status=%d;" % os.waitstatus_to_exitcode(st), flush=True)
+    os._exit(0)
+read_job()
+os.write(fd, b"abc\n")
+read_until(b"got=abc", 1, 10)
+read_until(b"job-status=0;", 1, 20)
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#;
+    let text = drive(&job, driver);
+    let _ = std::fs::remove_file(&flag);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+}
+
+#[test]
+fn a_stage_before_pkit_that_ends_does_not_stop_the_job_for_a_read() {
+    at_once(process_group_mechanisms(), an_ending_stage_before_pkit);
+}
