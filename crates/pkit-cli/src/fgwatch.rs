@@ -18,6 +18,13 @@
 //! again (it shares pkit's session and controlling terminal) and continues
 //! that group (a process of it that read the terminal meanwhile was
 //! stopped by SIGTTIN).
+//!
+//! It also stops the shells waiting for pkit in its job once pkit has
+//! stopped (`tty::stop_job_mates`): pkit, about to stop with its program,
+//! sends [`STOP`] (`S<pkit's pid> <signal> <pid>…\n`); the watcher looks
+//! at pkit's state every millisecond until it is stopped, then sends the
+//! signal to each pid in turn. [`CONTINUED`] (pkit continued) calls off a
+//! stop not yet seen. Started then if it was not yet.
 
 use std::process::{ExitCode, Stdio};
 
@@ -25,6 +32,23 @@ use crate::watcher::Watcher;
 
 /// pkit's first argument when it runs as the watcher.
 pub const ARG: &str = "__pkit-foreground-watcher";
+/// pkit is about to stop: stop these processes once it is.
+const STOP: u8 = b'S';
+/// pkit continued: a [`STOP`] not yet carried out is off.
+pub const CONTINUED: u8 = b'C';
+
+/// The [`STOP`] message: once `pkit` is stopped, `sig` to each of `pids`,
+/// in their order.
+pub fn stop_message(pkit: u32, sig: i32, pids: &[u32]) -> Vec<u8> {
+    let mut text = format!("{pkit} {sig}");
+    for p in pids {
+        text.push_str(&format!(" {p}"));
+    }
+    let mut msg = vec![STOP];
+    msg.extend_from_slice(text.as_bytes());
+    msg.push(b'\n');
+    msg
+}
 
 /// Starts the watcher for pkit's group `own` and the program's `program`.
 pub fn start(own: i32, program: i32) -> std::io::Result<Watcher> {
@@ -44,21 +68,42 @@ pub fn start(own: i32, program: i32) -> std::io::Result<Watcher> {
 #[cfg(unix)]
 pub fn main() -> ExitCode {
     use crate::sys;
-    use std::io::Read;
     sys::ignore_job_signals();
     sys::set_name(c"pkit-fgwatch");
     let mut args = std::env::args().skip(2).map(|a| a.parse::<i32>().ok());
     let (Some(Some(own)), Some(Some(program))) = (args.next(), args.next()) else {
         return ExitCode::FAILURE;
     };
-    let mut tag = [0u8];
+    let mut pipe = Pipe::default();
+    // A stop to make once pkit is stopped: pkit's pid, the signal, the pids.
+    let mut stop: Option<Vec<i64>> = None;
     // Until "done", or the end of the pipe (or an error).
-    loop {
-        match std::io::stdin().lock().read(&mut tag) {
-            Ok(1) if tag[0] == crate::watcher::DONE => return ExitCode::SUCCESS,
-            Ok(1) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            _ => break,
+    while let Some(more) = pipe.fill(stop.is_some()) {
+        if more {
+            while let Some(msg) = pipe.next() {
+                match msg {
+                    Msg::Done => return ExitCode::SUCCESS,
+                    Msg::Continued => stop = None,
+                    Msg::Stop(numbers) => stop = Some(numbers),
+                }
+            }
+        }
+        if let Some([pkit, sig, pids @ ..]) = stop.as_deref() {
+            match u32::try_from(*pkit).ok().and_then(sys::state_of) {
+                Some('T') => {
+                    for &pid in pids {
+                        if let (Ok(pid), Ok(sig)) = (u32::try_from(pid), i32::try_from(*sig)) {
+                            let _ = sys::kill(pid, sig);
+                        }
+                    }
+                    stop = None;
+                }
+                // Gone (or a zombie): the end of the pipe comes next.
+                None | Some('Z' | 'X') => stop = None,
+                Some(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        } else {
+            stop = None;
         }
     }
     // pkit is gone: its job gets the terminal back from its program.
@@ -68,6 +113,81 @@ pub fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A message from pkit.
+#[cfg(unix)]
+enum Msg {
+    Done,
+    Continued,
+    /// pkit's pid, the signal, the pids.
+    Stop(Vec<i64>),
+}
+
+/// The pipe from pkit (stdin), read whole messages at a time.
+#[cfg(unix)]
+#[derive(Default)]
+struct Pipe {
+    bytes: Vec<u8>,
+    nonblocking: bool,
+}
+
+#[cfg(unix)]
+impl Pipe {
+    /// Reads what the pipe has: waits for it unless `poll`; `None` at its
+    /// end (or an error), else whether anything came.
+    fn fill(&mut self, poll: bool) -> Option<bool> {
+        use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+        use rustix::io::Errno;
+        let stdin = std::io::stdin();
+        let fd = std::os::fd::AsFd::as_fd(&stdin);
+        if poll != self.nonblocking {
+            let flags = fcntl_getfl(fd).ok()?;
+            let flags = if poll {
+                flags | OFlags::NONBLOCK
+            } else {
+                flags - OFlags::NONBLOCK
+            };
+            fcntl_setfl(fd, flags).ok()?;
+            self.nonblocking = poll;
+        }
+        let mut buf = [0u8; 512];
+        loop {
+            return match rustix::io::read(fd, &mut buf) {
+                Ok(0) => None,
+                Ok(n) => {
+                    self.bytes.extend_from_slice(&buf[..n]);
+                    Some(true)
+                }
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => Some(false),
+                Err(_) => None,
+            };
+        }
+    }
+
+    /// The next whole message read, if any (a byte pkit never sends is
+    /// passed over).
+    fn next(&mut self) -> Option<Msg> {
+        loop {
+            let tag = *self.bytes.first()?;
+            if tag == STOP {
+                let end = self.bytes.iter().position(|&b| b == b'\n')?;
+                let line: Vec<u8> = self.bytes.drain(..=end).collect();
+                let numbers = String::from_utf8_lossy(&line[1..end])
+                    .split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                return Some(Msg::Stop(numbers));
+            }
+            self.bytes.remove(0);
+            match tag {
+                crate::watcher::DONE => return Some(Msg::Done),
+                CONTINUED => return Some(Msg::Continued),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// No terminal to watch on Windows.

@@ -39,7 +39,19 @@ pub struct Run {
     /// group orphaned: [`Forwarder::program_stopped`]): not looked at
     /// again until that stop is over.
     pub left_stopped: bool,
+    /// When the program was first seen stopped for the terminal its job
+    /// keeps, pkit not alone in that job: the stop of the job waits a
+    /// moment ([`TERMINAL_WAIT`]) for a stage about to end.
+    pub terminal_wait: Option<tokio::time::Instant>,
 }
+
+/// How long a program stopped for the terminal waits for pkit to be alone
+/// in its job before pkit stops the job: a pipeline's stage before pkit
+/// that has done its part (`echo x | pkit run -- …`: the subshell of
+/// `echo`) can still be there, on a loaded machine, when the program
+/// first reads the terminal; the job would have been stopped for a read
+/// that goes through without pkit.
+const TERMINAL_WAIT: Duration = Duration::from_secs(1);
 
 /// How soon after a request to end, the same signal from pkit's parent is
 /// taken for the parent's relay of it. A nested `pkit run` in its outer's
@@ -188,13 +200,16 @@ impl Forwarder<'_> {
         }
         // The terminal is back with pkit's job before its other processes
         // stop, so the shell, seeing them stopped, takes it from there.
-        let signalled = match mates {
+        // (With the shells waiting for pkit left to the watcher, to stop
+        // once pkit is, pkit stops whatever comes: nobody has seen its job
+        // stopped yet, so no SIGCONT can be the one that continues it.)
+        let (signalled, deferred) = match mates {
             Some(sig) => {
                 let marked = sys::mark_stop();
-                crate::tty::stop_job_mates(sig);
-                marked
+                let deferred = crate::tty::stop_job_mates(sig, self.tty);
+                (marked && !deferred, deferred)
             }
-            None => signalled,
+            None => (signalled, false),
         };
         crate::testpause::at("stopping");
         // (A SIGCONT between this look and the stop itself is still lost:
@@ -203,9 +218,13 @@ impl Forwarder<'_> {
         // window is these few instructions, where it was the whole stop of
         // the tree.)
         if !(signalled && sys::continued_since_stop()) {
+            crate::testpause::at("self-stop");
             sys::stop_self();
         } else if self.verbose {
             eprintln!("pkit: continued before it stopped: going on");
+        }
+        if let Some(t) = self.tty.filter(|_| deferred) {
+            t.continued();
         }
         self.take_terminal();
         crate::testpause::at("continued");
@@ -240,10 +259,26 @@ impl Forwarder<'_> {
         // gets it now if pkit's job has it and pkit is alone there, and
         // goes on; else on the job's next `fg` (`tty.rs`).
         let for_terminal = by.is_some_and(|s| s == sig::SIGTTIN || s == sig::SIGTTOU);
-        if for_terminal && self.tty.is_some_and(Terminal::claim) {
-            let _ = self.group.signal(Signal::Cont);
-            return;
+        if let Some(t) = self.tty.filter(|_| for_terminal) {
+            if t.claim() {
+                st.terminal_wait = None;
+                let _ = self.group.signal(Signal::Cont);
+                return;
+            }
+            // pkit's job in the foreground, pkit not alone in it: looked
+            // at again at the run loop's next looks, for a moment.
+            let first = *st
+                .terminal_wait
+                .get_or_insert_with(tokio::time::Instant::now);
+            if first.elapsed() < TERMINAL_WAIT
+                && t.job_in_foreground()
+                && !sys::own_group_orphaned()
+            {
+                return;
+            }
+            t.ask();
         }
+        st.terminal_wait = None;
         if !sys::own_group_orphaned() {
             // The rest of pkit's job (a pipeline's other stages, a shell
             // waiting for pkit) stops too, by the same signal: the

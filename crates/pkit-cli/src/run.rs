@@ -218,7 +218,10 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 match by.or_else(|| fwd.held_by_stopped_child()) {
                     Some(by) => fwd.program_stopped(&mut st, Some(by)),
                     None if stopped => fwd.program_stopped(&mut st, None),
-                    None => st.left_stopped = false,
+                    None => {
+                        st.left_stopped = false;
+                        st.terminal_wait = None;
+                    }
                 }
             }
             // What the loop reads after the program's end is the grace's

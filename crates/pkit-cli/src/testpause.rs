@@ -12,7 +12,8 @@
 //! pkit has continued after its stop and taken the terminal again if it
 //! could, before the run loop reads the SIGCONT that woke it) and `stopping`
 //! (forward.rs: pkit has stopped the tree on a stop signal and is about to
-//! stop itself).
+//! stop itself) and `self-stop` (forward.rs: pkit has looked for a SIGCONT
+//! that would call its stop off, found none, and is about to stop itself).
 
 /// Pauses here if the tests asked for it (debug builds only).
 pub fn at(point: &str) {

@@ -85,17 +85,46 @@ impl Terminal {
     /// The program was stopped for reading the terminal (or changing
     /// it), which pkit did not hand it: true if it has it now (pkit's job
     /// in the foreground, pkit alone in it: a pipeline's stage that ended
-    /// since, say). Otherwise it gets it once the job is back in the
-    /// foreground ([`Terminal::hand_over`]).
+    /// since, say). Otherwise, once pkit [`Terminal::ask`]s for it, it gets
+    /// it when the job is back in the foreground ([`Terminal::hand_over`]).
     pub fn claim(&self) -> bool {
         if self.handed.get() {
             return false;
         }
         self.hand_over();
-        if !self.handed.get() {
-            self.asked.set(true);
-        }
         self.handed.get()
+    }
+
+    /// Whether pkit's job is the terminal's foreground job.
+    pub fn job_in_foreground(&self) -> bool {
+        self.tty.foreground() == Some(self.own)
+    }
+
+    /// The program asked for the terminal ([`Terminal::claim`] could not
+    /// give it): it gets it at the next hand-over, alone in the job or not.
+    pub fn ask(&self) {
+        self.asked.set(true);
+    }
+
+    /// Has the watcher (started now if it was not) stop `pids` with `sig`
+    /// once pkit is stopped ([`stop_job_mates`]); false if there is no
+    /// watcher to do it.
+    fn stop_after_pkit(&self, sig: i32, pids: &[u32]) -> bool {
+        let mut watcher = self.watcher.borrow_mut();
+        if watcher.is_none() {
+            *watcher = crate::fgwatch::start(self.own, self.program).ok();
+        }
+        let msg = crate::fgwatch::stop_message(std::process::id(), sig, pids);
+        watcher.as_mut().is_some_and(|w| w.send(&msg))
+    }
+
+    /// pkit continued after a stop that had the watcher stop the shells
+    /// waiting for it: a stop it has yet to see (pkit stopped and
+    /// continued by someone else in between) is off.
+    pub fn continued(&self) {
+        if let Some(w) = self.watcher.borrow_mut().as_mut() {
+            w.send(&[crate::fgwatch::CONTINUED]);
+        }
     }
 
     /// Takes the terminal back for pkit's group if it was handed over
@@ -125,14 +154,33 @@ fn alone() -> bool {
 
 /// Stops the other processes of pkit's job with `sig` (the program's stop
 /// signal: pkit stops with its program, and so does its job, as the whole
-/// job would have without pkit between them). A pipeline's other stages
-/// first, then the shells waiting for pkit, the nearest first: the shell
-/// that sees its job stopped and continues it (`fg`) waits for the
-/// farthest, so none of the others is stopped after that.
-pub fn stop_job_mates(sig: i32) {
+/// job would have without pkit between them), all but the shells waiting
+/// for pkit, and has those stopped once pkit is: true when the watcher
+/// took that on (pkit must then stop itself, whatever comes meanwhile).
+/// A shell that sees its job stopped continues it (`fg`) with a SIGCONT
+/// that must come after pkit's own stop: one that came before it is lost
+/// to it (a stop signal discards a pending SIGCONT), and pkit, stopped
+/// for good, would hold its job with it. The shell waiting for pkit
+/// (`sh -c 'pkit run … | cat'`) is what the job's shell sees stopped, and
+/// is stopped after pkit by the watcher (`fgwatch.rs`), the nearest
+/// first: the farthest, the one the job's shell waits for, last. (A
+/// pipeline's other stages are stopped first, by pkit: a shell that waits
+/// for them waits for pkit too.) Without a watcher pkit stops them all
+/// itself, in that order, before its own stop.
+pub fn stop_job_mates(sig: i32, tty: Option<&Terminal>) -> bool {
     let mut mates = sys::job_mates().unwrap_or_default();
     mates.sort_by_key(|&(_, up)| up.unwrap_or(0));
-    for (pid, _) in mates {
+    let shells = mates.iter().position(|(_, up)| up.is_some());
+    let (stages, shells) = mates.split_at(shells.unwrap_or(mates.len()));
+    for &(pid, _) in stages {
         let _ = sys::kill(pid, sig);
     }
+    let shells: Vec<u32> = shells.iter().map(|&(pid, _)| pid).collect();
+    if shells.is_empty() || tty.is_some_and(|t| t.stop_after_pkit(sig, &shells)) {
+        return !shells.is_empty();
+    }
+    for pid in shells {
+        let _ = sys::kill(pid, sig);
+    }
+    false
 }

@@ -31,9 +31,9 @@ impl Watcher {
     }
 
     /// A message, whole (a pipe takes 4 KiB at once); an ended watcher
-    /// makes it fail (EPIPE), which changes nothing.
-    pub fn send(&mut self, msg: &[u8]) {
-        let _ = self.pipe.write_all(msg);
+    /// makes it fail (EPIPE), which changes nothing: false then.
+    pub fn send(&mut self, msg: &[u8]) -> bool {
+        self.pipe.write_all(msg).is_ok()
     }
 
     /// Tells the watcher pkit is done, and waits (briefly) for it to end.

@@ -173,12 +173,15 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
 /// the signalfd, a SIGCONT still pending: the kernel discards a pending
 /// SIGCONT when a stop signal comes, so one pending now came after every
 /// stop signal, the one read included.
+/// Through the self-pipe, a SIGCONT still pending too: delivered to the
+/// signal thread, it is not numbered until that thread runs its handler,
+/// which on a loaded machine can come after this look.
 pub fn continued_since_stop() -> bool {
     #[cfg(target_os = "linux")]
     if !super::sigpipe::installed() {
         return continue_pending();
     }
-    super::sigpipe::continued_since_stop()
+    super::sigpipe::continued_since_stop() || continue_pending()
 }
 
 /// Marks the stop pkit is about to make of its job, no stop signal read
@@ -191,11 +194,11 @@ pub fn mark_stop() -> bool {
         return !continue_pending();
     }
     super::sigpipe::mark_stop();
-    true
+    !continue_pending()
 }
 
-/// Whether a SIGCONT waits, blocked, to be read (from the signalfd).
-#[cfg(target_os = "linux")]
+/// Whether a SIGCONT waits, blocked in this thread, to be read (from the
+/// signalfd) or handled (by the self-pipe's signal thread).
 fn continue_pending() -> bool {
     let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
     // Raw: rustix has no sigpending.
