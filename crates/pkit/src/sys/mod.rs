@@ -28,6 +28,7 @@ mod container_session;
 #[cfg(unix)]
 mod container_suspend;
 mod control;
+pub(crate) mod copy_lock;
 mod cpu_list;
 mod creator;
 #[cfg(unix)]
