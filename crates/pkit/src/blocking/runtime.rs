@@ -10,7 +10,7 @@
 //! call, that call returns [`Error::Io`] saying so, and the next call
 //! tries again: a failure is never kept.
 
-use crate::sys::copy_lock::{CopyLock, Leaked};
+use crate::sys::{CopyLock, Leaked};
 use std::future::Future;
 use std::io;
 

@@ -147,11 +147,13 @@ impl<T: Sync + 'static> Leaked<T> {
 /// computes it (a probe, a read: a slow step) computes its own instead of
 /// waiting for ever on the `Once`. A value computed before the fork is the
 /// copy's too (what these hold is a fact about the host or the program).
+#[cfg(unix)]
 pub(crate) struct CopyOnce<T: 'static> {
     value: Leaked<T>,
     lock: CopyLock<()>,
 }
 
+#[cfg(unix)]
 impl<T: Sync + 'static> CopyOnce<T> {
     pub(crate) const fn new() -> CopyOnce<T> {
         CopyOnce {

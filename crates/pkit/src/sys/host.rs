@@ -368,7 +368,7 @@ pub(crate) const CLONE3_ENV_VAR: &str = "PKIT_CLONE3";
 /// refused.
 pub(crate) fn clone3_status() -> Result<(), i32> {
     // Not a `OnceLock`: see `CopyOnce`.
-    static PROBED: crate::sys::copy_lock::CopyOnce<()> = crate::sys::copy_lock::CopyOnce::new();
+    static PROBED: crate::sys::CopyOnce<()> = crate::sys::CopyOnce::new();
     PROBED.get_or_init(|| {
         let off = match std::env::var_os(CLONE3_ENV_VAR) {
             None => false,

@@ -28,7 +28,10 @@ mod container_session;
 #[cfg(unix)]
 mod container_suspend;
 mod control;
-pub(crate) mod copy_lock;
+mod copy_lock;
+#[cfg(unix)]
+pub(crate) use copy_lock::CopyOnce;
+pub(crate) use copy_lock::{CopyLock, Leaked};
 mod cpu_list;
 mod creator;
 #[cfg(unix)]

@@ -18,7 +18,7 @@
 //! (the guard's start failed) is un-noted before it is closed, so its
 //! number, free again, is never replaced in a copy.
 
-use crate::sys::copy_lock::CopyLock;
+use crate::sys::CopyLock;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

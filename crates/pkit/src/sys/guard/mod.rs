@@ -234,12 +234,9 @@ static GUARD: Slot = Slot::new();
 /// Linux's portable backend (`PKIT_MECHANISM=portable`).
 static PORTABLE: Slot = Slot::new();
 
-/// How long after a failed start of a guard the next group tries again.
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
 // Where a guard is kept once started (`slot.rs`). A start that failed is
 // not kept: the failure may be a moment's shortage (no free descriptor,
-// memory or process slot), so a group made [`RETRY_AFTER`] or more later
+// memory or process slot), so a group made `slot::RETRY_AFTER` or more later
 // tries again (groups made meanwhile are unguarded and say why). Before,
 // the first failure was kept for the life of the process.
 use slot::Slot;
@@ -279,7 +276,7 @@ pub(crate) fn get_for(portable: bool) -> Result<&'static Guard, String> {
 /// This process's guard, started on first use: on Linux the one for
 /// cgroups and pidfd-held process groups, elsewhere the portable one.
 /// `Err` says why there is none (each failed start is logged as a
-/// warning; one is tried at most every [`RETRY_AFTER`]).
+/// warning; one is tried at most every [`RETRY_AFTER`](slot::RETRY_AFTER)).
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn get() -> Result<&'static Guard, String> {
     get_for(true)
@@ -305,8 +302,8 @@ static TRAMPOLINE_BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::Ato
 /// trampoline are refused.
 pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, &'static str> {
     // Not a `OnceLock`: see `CopyOnce` (this reads the executable).
-    static EXE: crate::sys::copy_lock::CopyOnce<Result<std::ffi::CString, String>> =
-        crate::sys::copy_lock::CopyOnce::new();
+    static EXE: crate::sys::CopyOnce<Result<std::ffi::CString, String>> =
+        crate::sys::CopyOnce::new();
     if TRAMPOLINE_BROKEN.load(std::sync::atomic::Ordering::Relaxed) {
         return Err("this program's executable did not run as a trampoline");
     }
@@ -356,34 +353,9 @@ pub(crate) fn trampoline_broken() {
     }
 }
 
-/// Logs how a guard's start went.
-fn announce(r: Result<Guard, String>) -> Result<Guard, String> {
-    match &r {
-        Ok(g) => tracing::debug!(target: "pkit", pid = g.pid, "owner-death guard started"),
-        Err(why) => tracing::warn!(
-            target: "pkit",
-            reason = %why,
-            "no owner-death guard: groups will not outlive a killed owner's teardown"
-        ),
-    }
-    r
-}
-
-/// The guard, if this process is the one that started it.
-fn owned(g: &'static Guard) -> Result<&'static Guard, String> {
-    if g.owner.is_here() {
-        Ok(g)
-    } else {
-        Err(format!(
-            "this process is a fork of pkit process {} and can't share its owner-death guard",
-            g.owner.pid()
-        ))
-    }
-}
-
 /// This process's guard, started on first use. `Err` says why there is
 /// none (each failed start is logged as a warning; one is tried at most
-/// every [`RETRY_AFTER`]).
+/// every [`RETRY_AFTER`](slot::RETRY_AFTER)).
 #[cfg(target_os = "linux")]
 pub(crate) fn get() -> Result<&'static Guard, String> {
     GUARD.get_or_start(start::start)

@@ -16,7 +16,10 @@
 use std::time::Instant;
 
 use super::Guard;
-use crate::sys::copy_lock::{CopyLock, Leaked};
+use crate::sys::{CopyLock, Leaked};
+
+/// How long after a failed start of a guard the next group tries again.
+pub(super) const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) struct Slot {
     /// The started guard (set once, under the lock).
@@ -45,25 +48,25 @@ impl Slot {
         start: impl FnOnce() -> Result<Guard, String>,
     ) -> Result<&'static Guard, String> {
         if let Some(g) = self.started() {
-            return super::owned(g);
+            return owned(g);
         }
         let mut failed = self.failed.lock();
         if let Some(g) = self.started() {
-            return super::owned(g);
+            return owned(g);
         }
         if let Some((at, why)) = &*failed {
-            if at.elapsed() < super::RETRY_AFTER {
+            if at.elapsed() < RETRY_AFTER {
                 return Err(why.clone());
             }
         }
-        match super::announce(start()) {
+        match announce(start()) {
             Err(why) => {
                 *failed = Some((Instant::now(), why.clone()));
                 Err(why)
             }
             Ok(g) => {
                 *failed = None;
-                super::owned(self.started.set(g))
+                owned(self.started.set(g))
             }
         }
     }
@@ -75,5 +78,30 @@ impl Slot {
         }
         let failed = self.failed.lock();
         failed.as_ref().map(|(_, why)| Err(why.clone()))
+    }
+}
+
+/// Logs how a guard's start went.
+fn announce(r: Result<Guard, String>) -> Result<Guard, String> {
+    match &r {
+        Ok(g) => tracing::debug!(target: "pkit", pid = g.pid, "owner-death guard started"),
+        Err(why) => tracing::warn!(
+            target: "pkit",
+            reason = %why,
+            "no owner-death guard: groups will not outlive a killed owner's teardown"
+        ),
+    }
+    r
+}
+
+/// The guard, if this process is the one that started it.
+fn owned(g: &'static Guard) -> Result<&'static Guard, String> {
+    if g.owner.is_here() {
+        Ok(g)
+    } else {
+        Err(format!(
+            "this process is a fork of pkit process {} and can't share its owner-death guard",
+            g.owner.pid()
+        ))
     }
 }

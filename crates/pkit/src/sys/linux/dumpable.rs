@@ -32,7 +32,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::sys::copy_lock::CopyLock;
+use crate::sys::CopyLock;
 
 /// Runs `change` (something that changes ids in this process's memory, when
 /// `ids` says so), then puts the dumpable flag back as it was before the

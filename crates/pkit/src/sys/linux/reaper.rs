@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
-use crate::sys::copy_lock::CopyLock;
 use crate::sys::creator::Creator;
+use crate::sys::CopyLock;
 
 enum Work {
     /// An unreaped child: reap it once it exits.

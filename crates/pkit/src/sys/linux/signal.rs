@@ -57,7 +57,7 @@ pub(crate) fn pidfd_signal_raw(pidfd: BorrowedFd<'_>, sig: i32, flags: libc::c_u
 /// answers 0 or `ESRCH` where the flag is known, `EINVAL` where not.
 pub(crate) fn exact_pgroup_signals() -> bool {
     // Not a `OnceLock`: see `CopyOnce`.
-    static EXACT: crate::sys::copy_lock::CopyOnce<bool> = crate::sys::copy_lock::CopyOnce::new();
+    static EXACT: crate::sys::CopyOnce<bool> = crate::sys::CopyOnce::new();
     *EXACT.get_or_init(|| {
         let me = rustix::process::getpid();
         let Ok(fd) = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) else {

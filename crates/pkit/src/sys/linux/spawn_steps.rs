@@ -19,8 +19,7 @@ use crate::sys::SpawnError;
 /// an answer: that spawn fails with it, and the next one asks again.
 pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
     // Not a `OnceLock`: see `CopyOnce`.
-    static REFUSED: crate::sys::copy_lock::CopyOnce<Option<i32>> =
-        crate::sys::copy_lock::CopyOnce::new();
+    static REFUSED: crate::sys::CopyOnce<Option<i32>> = crate::sys::CopyOnce::new();
     let refused = match REFUSED.get() {
         Some(refused) => *refused,
         None => {

@@ -25,8 +25,7 @@ pub(crate) struct V1Hierarchy {
 /// The v1 hierarchies by controller name (`memory`, `pids`, `cpu`, …).
 pub(crate) fn hierarchies() -> &'static HashMap<String, V1Hierarchy> {
     // Not a `OnceLock`: see `CopyOnce` (this reads files).
-    static H: crate::sys::copy_lock::CopyOnce<HashMap<String, V1Hierarchy>> =
-        crate::sys::copy_lock::CopyOnce::new();
+    static H: crate::sys::CopyOnce<HashMap<String, V1Hierarchy>> = crate::sys::CopyOnce::new();
     H.get_or_init(|| {
         let (Ok(mountinfo), Ok(cgroup)) = (
             std::fs::read("/proc/self/mountinfo"),
