@@ -20,8 +20,11 @@
 //!   moment of a fresh process whose other thread loops plain runs: 40, 28
 //!   and 11 of 160 hung (default, pgroup, portable). The sibling of rv38's
 //!   HIGH (dumpable's lock), which dumpfix fixed; becc073 fixed the pool's.
-//!   Reproduce: `cargo test -p pkit --test review_rv40 -- --ignored
-//!   a_copy_forked_while_the_guard_starts` (any pass).
+//!   Fixed (guardfix: `sys/copy_lock.rs`, a lock and a once-cell a copy
+//!   takes over, for the guard's slot and the other first-use steps a
+//!   copy met: the blocking runtime's build, the reaper, the fork hooks,
+//!   once-probes); the test runs now (Tokio's own signal registry, the
+//!   one such step out of pkit's reach, is set up before the copies).
 //!
 //! Probes that held (every pass unless said): six threads at once making
 //! uid/gid starts by `PATH` and by path, failing ones (no such path, not
