@@ -320,12 +320,14 @@ fn pool_copies_helper(copies: usize, gap: Duration, fresh: bool, runs: Runs, pre
     say(&format!("copies {codes:?}"));
 }
 
-/// A copy's alarm: 5 s (`RV40_ALARM` to look at a hung one).
+/// A copy's alarm: 30 s (`RV40_ALARM` to look at a hung one): a hung
+/// copy waits for ever, and 40 copies each starting a guard at load 20
+/// can take seconds.
 fn alarm_secs() -> u32 {
     std::env::var("RV40_ALARM")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(30)
 }
 
 /// Waits for `pids` (our forked copies), counting their codes.
