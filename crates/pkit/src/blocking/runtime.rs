@@ -10,9 +10,9 @@
 //! call, that call returns [`Error::Io`] saying so, and the next call
 //! tries again: a failure is never kept.
 
+use crate::sys::{CopyLock, Leaked};
 use std::future::Future;
 use std::io;
-use std::sync::{Mutex, OnceLock};
 
 use tokio::runtime::Handle;
 
@@ -24,12 +24,17 @@ struct Built {
     owner: crate::sys::Creator,
 }
 
-/// The runtime, once it is built (it is never taken down).
-static FIRST: OnceLock<Built> = OnceLock::new();
+/// The latest runtime built, by this process or (in a child forked
+/// without `exec`) by one it was copied from: leaked, never taken down. A
+/// value set under [`BUILDING`], no `Once` or `Mutex`, which a copy
+/// forked while one is set or held would wait on for ever.
+static LATEST: Leaked<Built> = Leaked::new();
 
-/// A child forked without `exec` from a process that had built the
-/// runtime: that one's own (see [`current`]), leaked once per such process.
-static FORKED: Mutex<Option<&'static Built>> = Mutex::new(None);
+/// One builder at a time: two threads' first calls must not both start a
+/// runtime thread. A [`CopyLock`]: held across a build (a thread started:
+/// milliseconds), a `Mutex` was inherited held by a copy forked then,
+/// whose first blocking call waited on it for ever.
+static BUILDING: CopyLock<()> = CopyLock::new(());
 
 /// This process's runtime, if it built one. A forked child's copy of its
 /// parent's is not: its thread is not in the child, and the epoll
@@ -38,12 +43,8 @@ static FORKED: Mutex<Option<&'static Built>> = Mutex::new(None);
 /// thread with a token that is an address in the child's memory, and the
 /// parent would follow it (seen: the parent killed by SIGSEGV).
 fn current() -> Option<&'static Handle> {
-    let first = FIRST.get()?;
-    if first.owner.is_here() {
-        return Some(&first.handle);
-    }
-    let forked = *FORKED.lock().unwrap_or_else(|e| e.into_inner());
-    forked.filter(|b| b.owner.is_here()).map(|b| &b.handle)
+    let built = LATEST.get()?;
+    built.owner.is_here().then_some(&built.handle)
 }
 
 /// The handle of the internal runtime, built on first use (in a forked
@@ -53,10 +54,7 @@ fn handle(what: &str) -> Result<&'static Handle> {
     if let Some(handle) = current() {
         return Ok(handle);
     }
-    // One builder at a time: two threads' first calls must not both start
-    // a runtime thread.
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = BUILDING.lock();
     if let Some(handle) = current() {
         return Ok(handle);
     }
@@ -90,14 +88,9 @@ fn handle(what: &str) -> Result<&'static Handle> {
             rt.block_on(std::future::pending::<()>())
         })
         .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
-    // The process's first runtime; a forked child's (FIRST holds its
-    // parent's) is leaked and kept apart.
-    let built = match FIRST.set(built) {
-        Ok(()) => return Ok(&FIRST.get().expect("FIRST was just set").handle),
-        Err(built) => built,
-    };
-    let built: &'static Built = Box::leak(Box::new(built));
-    *FORKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(built);
+    // A forked child's own replaces (in its memory) its parent's, which
+    // is leaked there.
+    let built = LATEST.set(built);
     Ok(&built.handle)
 }
 

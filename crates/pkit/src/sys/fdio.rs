@@ -330,7 +330,7 @@ pub(crate) fn child_io(req: IoRequest, input: bool) -> io::Result<(ChildIo, Opti
 fn dev_null() -> Option<std::os::fd::RawFd> {
     use rustix::fs::{Mode, OFlags};
     use std::os::fd::AsRawFd;
-    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    static NULL: crate::sys::CopyOnce<Option<OwnedFd>> = crate::sys::CopyOnce::new();
     NULL.get_or_init(|| {
         let fd =
             rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).ok()?;

@@ -4,8 +4,6 @@ use std::fmt;
 use std::path::PathBuf;
 #[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicI32, Ordering};
-#[cfg(target_os = "linux")]
-use std::sync::OnceLock;
 
 #[cfg(target_os = "linux")]
 use super::linux::{host, spawn};
@@ -369,7 +367,8 @@ pub(crate) const CLONE3_ENV_VAR: &str = "PKIT_CLONE3";
 /// Whether clone3 may be used: probed once, then updated if a real spawn is
 /// refused.
 pub(crate) fn clone3_status() -> Result<(), i32> {
-    static PROBED: OnceLock<()> = OnceLock::new();
+    // Not a `OnceLock`: see `CopyOnce`.
+    static PROBED: crate::sys::CopyOnce<()> = crate::sys::CopyOnce::new();
     PROBED.get_or_init(|| {
         let off = match std::env::var_os(CLONE3_ENV_VAR) {
             None => false,

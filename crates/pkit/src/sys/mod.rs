@@ -28,6 +28,10 @@ mod container_session;
 #[cfg(unix)]
 mod container_suspend;
 mod control;
+mod copy_lock;
+#[cfg(unix)]
+pub(crate) use copy_lock::CopyOnce;
+pub(crate) use copy_lock::{CopyLock, Leaked};
 mod cpu_list;
 mod creator;
 #[cfg(unix)]

@@ -25,12 +25,15 @@
 //! memory with its parent, so it must not write it, and does not.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Once;
 
 /// The kept identity: the fork generation in the high half, the pid in
 /// the low half (0 when not known: at start, and in a forked child). One
 /// word, so that the common case is one relaxed load.
 static ID: AtomicU64 = AtomicU64::new(0);
+/// 1 once the `pthread_atfork` handler ([`forget`]) is registered.
+static HOOKED: AtomicU32 = AtomicU32::new(0);
+/// The pid of the process that tried to register it, 0 before.
+static TRIED_BY: AtomicU32 = AtomicU32::new(0);
 
 /// This process's pid (what `std::process::id()` returns).
 #[cfg(target_os = "linux")]
@@ -53,19 +56,30 @@ pub(crate) fn identity() -> u64 {
 
 #[cold]
 fn ask() -> u64 {
-    static HOOK: Once = Once::new();
-    static HOOKED: AtomicU32 = AtomicU32::new(0);
-    HOOK.call_once(|| {
-        // Raw: pthread_atfork has no rustix form.
-        // SAFETY: registers a child-side handler only: `forget` is an
-        // `extern "C" fn` without state that makes one atomic load and one
-        // store, which are async-signal-safe (all a forked child of a
-        // threaded process may do before exec).
-        if unsafe { libc::pthread_atfork(None, None, Some(forget)) } == 0 {
-            HOOKED.store(1, Ordering::Release);
-        }
-    });
     let pid = std::process::id();
+    // Not a `Once`: a copy forked while another thread of its parent
+    // registers the handler would wait on it for ever. Whoever finds no
+    // attempt by this pid makes one; the others don't wait for it (they
+    // keep nothing meanwhile: see below). A copy forked before the
+    // registration (a pid of its own) tries again; one forked after it
+    // has the handler, which marks it hooked.
+    if HOOKED.load(Ordering::Acquire) == 0 {
+        let tried = TRIED_BY.load(Ordering::Relaxed);
+        if tried != pid
+            && TRIED_BY
+                .compare_exchange(tried, pid, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // Raw: pthread_atfork has no rustix form.
+            // SAFETY: registers a child-side handler only: `forget` is an
+            // `extern "C" fn` without state that makes atomic loads and
+            // stores, which are async-signal-safe (all a forked child of a
+            // threaded process may do before exec).
+            if unsafe { libc::pthread_atfork(None, None, Some(forget)) } == 0 {
+                HOOKED.store(1, Ordering::Release);
+            }
+        }
+    }
     // The generation changes only in a forked child's handler, before any
     // other thread of that child exists.
     let id = (ID.load(Ordering::Relaxed) & !u64::from(u32::MAX)) | u64::from(pid);
@@ -82,6 +96,7 @@ fn ask() -> u64 {
 extern "C" fn forget() {
     let generation = (ID.load(Ordering::Relaxed) >> 32).wrapping_add(1);
     ID.store(generation << 32, Ordering::Relaxed);
+    HOOKED.store(1, Ordering::Release);
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@
 //! (the guard's start failed) is un-noted before it is closed, so its
 //! number, free again, is never replaced in a copy.
 
+use crate::sys::CopyLock;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Once;
 
 /// Which guard a socket end is: a process may have both (Linux: groups of
 /// the portable backend beside the others), each with its own socket.
@@ -43,6 +43,9 @@ static DEAD_END: AtomicI32 = AtomicI32::new(-1);
 /// its prepare handler to its parent (or child) handler: no fork copies
 /// this process in between.
 static MAKING: AtomicBool = AtomicBool::new(false);
+/// Whether the `pthread_atfork` handlers are registered (set in a copy by
+/// [`at_fork`]: a copy forked as they were being registered has them).
+static REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// The owner's end of a guard's socket, noted for forked copies (see the
 /// module docs) until it is dropped; [`OwnerEnd::keep`] keeps it noted.
@@ -86,20 +89,18 @@ pub(super) fn owner_pair(
     which: Which,
     pair: impl FnOnce() -> io::Result<(OwnedFd, OwnedFd)>,
 ) -> io::Result<(OwnerEnd, OwnedFd)> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let Some(dead) = dead_socket() else {
-            return;
-        };
-        // Kept for the process's life (a copy may be forked at any time).
-        let dead: RawFd = std::os::fd::IntoRawFd::into_raw_fd(dead);
-        DEAD_END.store(dead, Ordering::Release);
-        // Raw: pthread_atfork has no rustix form.
-        // SAFETY: the handlers make atomic operations and sched_yield,
-        // pthread_sigmask and dup3 calls only, which are async-signal-safe
-        // (all a forked child of a threaded process may do before exec).
-        unsafe { libc::pthread_atfork(Some(acquire), Some(release), Some(at_fork)) };
-    });
+    // Not a `Once`: a copy forked while another thread of its parent runs
+    // this (its first guard's start) would wait on it for ever. A copy
+    // takes the lock over (with `false`), and registers the handlers
+    // unless they were at the fork ([`at_fork`] ran in it).
+    static HOOK: CopyLock<bool> = CopyLock::new(false);
+    if !REGISTERED.load(Ordering::Acquire) {
+        let mut tried = HOOK.lock();
+        if !*tried && !REGISTERED.load(Ordering::Acquire) {
+            *tried = true;
+            hook();
+        }
+    }
     let making = Making::enter();
     let (owner, guard) = pair()?;
     OWNER_ENDS[which as usize].store(owner.as_raw_fd(), Ordering::Release);
@@ -111,6 +112,23 @@ pub(super) fn owner_pair(
         },
         guard,
     ))
+}
+
+/// Makes the dead socket and registers the `pthread_atfork` handlers.
+fn hook() {
+    let Some(dead) = dead_socket() else {
+        return;
+    };
+    // Kept for the process's life (a copy may be forked at any time).
+    let dead: RawFd = std::os::fd::IntoRawFd::into_raw_fd(dead);
+    DEAD_END.store(dead, Ordering::Release);
+    // Raw: pthread_atfork has no rustix form.
+    // SAFETY: the handlers make atomic operations and sched_yield,
+    // pthread_sigmask and dup3 calls only, which are async-signal-safe
+    // (all a forked child of a threaded process may do before exec).
+    if unsafe { libc::pthread_atfork(Some(acquire), Some(release), Some(at_fork)) } == 0 {
+        REGISTERED.store(true, Ordering::Release);
+    }
 }
 
 /// [`MAKING`] held by this thread (see [`acquire`]).
@@ -193,6 +211,7 @@ fn dead_socket() -> Option<OwnedFd> {
 extern "C" fn at_fork() {
     // SAFETY: this is the child of a fork, a copy of the owner.
     unsafe { in_forked_copy() };
+    REGISTERED.store(true, Ordering::Release);
     release();
 }
 

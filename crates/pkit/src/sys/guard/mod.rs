@@ -183,8 +183,6 @@
 //!   as does the portable backend (`posix_spawn` runs no code of ours in
 //!   the child).
 
-use std::sync::OnceLock;
-
 #[cfg(target_os = "linux")]
 mod claim;
 mod copies;
@@ -206,6 +204,7 @@ mod reuse_tests;
 mod session;
 #[cfg(all(test, target_os = "linux"))]
 mod session_tests;
+mod slot;
 #[cfg(target_os = "linux")]
 mod start;
 mod start_time;
@@ -235,70 +234,12 @@ static GUARD: Slot = Slot::new();
 /// Linux's portable backend (`PKIT_MECHANISM=portable`).
 static PORTABLE: Slot = Slot::new();
 
-/// How long after a failed start of a guard the next group tries again.
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Where a guard is kept once started. A start that failed is not kept:
-/// the failure may be a moment's shortage (no free descriptor, memory or
-/// process slot), so a group made [`RETRY_AFTER`] or more later tries
-/// again (groups made meanwhile are unguarded and say why). Before, the
-/// first failure was kept for the life of the process.
-struct Slot {
-    started: OnceLock<Guard>,
-    failed: std::sync::Mutex<Option<(std::time::Instant, String)>>,
-}
-
-impl Slot {
-    const fn new() -> Slot {
-        Slot {
-            started: OnceLock::new(),
-            failed: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// The guard, started by `start` if none is yet (and the last failed
-    /// start is not too recent).
-    fn get_or_start(
-        &'static self,
-        start: impl FnOnce() -> Result<Guard, String>,
-    ) -> Result<&'static Guard, String> {
-        if let Some(g) = self.started.get() {
-            return owned(g);
-        }
-        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(g) = self.started.get() {
-            return owned(g);
-        }
-        if let Some((at, why)) = &*failed {
-            if at.elapsed() < RETRY_AFTER {
-                return Err(why.clone());
-            }
-        }
-        match announce(start()) {
-            Err(why) => {
-                *failed = Some((std::time::Instant::now(), why.clone()));
-                Err(why)
-            }
-            Ok(g) => {
-                *failed = None;
-                owned(self.started.get_or_init(|| g))
-            }
-        }
-    }
-
-    /// The guard, or why the last start failed; `None` before any start.
-    fn get(&self) -> Option<Result<&Guard, String>> {
-        match self.started.get() {
-            Some(g) => Some(Ok(g)),
-            None => self
-                .failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|(_, why)| Err(why.clone())),
-        }
-    }
-}
+// Where a guard is kept once started (`slot.rs`). A start that failed is
+// not kept: the failure may be a moment's shortage (no free descriptor,
+// memory or process slot), so a group made `slot::RETRY_AFTER` or more later
+// tries again (groups made meanwhile are unguarded and say why). Before,
+// the first failure was kept for the life of the process.
+use slot::Slot;
 
 /// The pids of this process's owner-death guards that were started (on
 /// Linux up to two: the one for cgroups and pidfd-held process groups,
@@ -312,10 +253,10 @@ impl Slot {
 pub fn guard_pids() -> Vec<u32> {
     let mut pids = Vec::new();
     #[cfg(target_os = "linux")]
-    if let Some(g) = GUARD.started.get() {
+    if let Some(g) = GUARD.started() {
         pids.push(g.pid as u32);
     }
-    if let Some(g) = PORTABLE.started.get() {
+    if let Some(g) = PORTABLE.started() {
         pids.push(g.pid as u32);
     }
     pids
@@ -335,7 +276,7 @@ pub(crate) fn get_for(portable: bool) -> Result<&'static Guard, String> {
 /// This process's guard, started on first use: on Linux the one for
 /// cgroups and pidfd-held process groups, elsewhere the portable one.
 /// `Err` says why there is none (each failed start is logged as a
-/// warning; one is tried at most every [`RETRY_AFTER`]).
+/// warning; one is tried at most every [`RETRY_AFTER`](slot::RETRY_AFTER)).
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn get() -> Result<&'static Guard, String> {
     get_for(true)
@@ -360,7 +301,9 @@ static TRAMPOLINE_BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::Ato
 /// (the window `portable.rs` describes), and spawn options that need the
 /// trampoline are refused.
 pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, &'static str> {
-    static EXE: OnceLock<Result<std::ffi::CString, String>> = OnceLock::new();
+    // Not a `OnceLock`: see `CopyOnce` (this reads the executable).
+    static EXE: crate::sys::CopyOnce<Result<std::ffi::CString, String>> =
+        crate::sys::CopyOnce::new();
     if TRAMPOLINE_BROKEN.load(std::sync::atomic::Ordering::Relaxed) {
         return Err("this program's executable did not run as a trampoline");
     }
@@ -410,34 +353,9 @@ pub(crate) fn trampoline_broken() {
     }
 }
 
-/// Logs how a guard's start went.
-fn announce(r: Result<Guard, String>) -> Result<Guard, String> {
-    match &r {
-        Ok(g) => tracing::debug!(target: "pkit", pid = g.pid, "owner-death guard started"),
-        Err(why) => tracing::warn!(
-            target: "pkit",
-            reason = %why,
-            "no owner-death guard: groups will not outlive a killed owner's teardown"
-        ),
-    }
-    r
-}
-
-/// The guard, if this process is the one that started it.
-fn owned(g: &'static Guard) -> Result<&'static Guard, String> {
-    if g.owner.is_here() {
-        Ok(g)
-    } else {
-        Err(format!(
-            "this process is a fork of pkit process {} and can't share its owner-death guard",
-            g.owner.pid()
-        ))
-    }
-}
-
 /// This process's guard, started on first use. `Err` says why there is
 /// none (each failed start is logged as a warning; one is tried at most
-/// every [`RETRY_AFTER`]).
+/// every [`RETRY_AFTER`](slot::RETRY_AFTER)).
 #[cfg(target_os = "linux")]
 pub(crate) fn get() -> Result<&'static Guard, String> {
     GUARD.get_or_start(start::start)

@@ -4,7 +4,6 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 pub(super) use crate::sys::linux::names::owner_of;
 
@@ -38,9 +37,11 @@ pub(crate) fn sweep_stale_once(parent: &Path) {
     // moved), and at most so many: an owner moved among more sweeps the
     // first ones only.
     const PARENTS: usize = 64;
-    static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    // A `CopyLock`: a copy forked while another thread held a `Mutex` here
+    // (a push allocates) waited on it for ever at its first cgroup.
+    static SWEPT: crate::sys::CopyLock<Vec<PathBuf>> = crate::sys::CopyLock::new(Vec::new());
     let first = {
-        let mut swept = SWEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut swept = SWEPT.lock();
         if swept.len() >= PARENTS || swept.iter().any(|p| p == parent) {
             return;
         }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::sys::creator::Creator;
+use crate::sys::CopyLock;
 
 enum Work {
     /// An unreaped child: reap it once it exits.
@@ -77,15 +78,18 @@ struct Reaper {
 }
 
 /// This process's reaper, started on first use. `None` before that, or
-/// while no thread could be started.
-static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
+/// while no thread could be started. A [`CopyLock`], held across a
+/// thread's start: a `Mutex` was inherited held by a copy forked then,
+/// whose first group waited on it for ever.
+static REAPER: CopyLock<Option<Reaper>> = CopyLock::new(None);
 
 /// Work that found no reaper thread (none could be started): retried,
 /// without blocking, whenever more work comes, and handed to a thread as
 /// soon as one can be started. With the process it is for: a child forked
 /// without `exec` inherits a copy of its parent's list, whose work (the
 /// parent's children and directories) is not its own to do.
-static STRANDED: Mutex<(Option<Creator>, Vec<Work>)> = Mutex::new((None, Vec::new()));
+/// A [`CopyLock`] too: held across [`reaper`].
+static STRANDED: CopyLock<(Option<Creator>, Vec<Work>)> = CopyLock::new((None, Vec::new()));
 
 /// How many `RemoveCgroup` items are queued and not yet finished: while
 /// none is, [`recheck`] has nothing to wake the thread for. (A forked
@@ -96,7 +100,7 @@ static WATCHED: AtomicUsize = AtomicUsize::new(0);
 /// This process's reaper thread, started (or, in a forked child, started
 /// anew) if needed; `None` when no thread can be started.
 fn reaper() -> Option<Arc<Shared>> {
-    let mut current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut current = REAPER.lock();
     match &*current {
         Some(r) if r.owner.is_here() => return Some(r.shared.clone()),
         Some(inherited) => {
@@ -105,12 +109,11 @@ fn reaper() -> Option<Arc<Shared>> {
             // parent's (its children, its directories, which its own
             // thread serves): drop our copies of those fds. (The copies of
             // the parent's wake pipe stay open in this child: two fds.)
-            inherited
-                .shared
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            // Not waiting for the queue's lock: held at the fork, it is
+            // held here for ever (the fds are then kept).
+            if let Ok(mut queue) = inherited.shared.queue.try_lock() {
+                queue.clear();
+            }
             *current = None;
         }
         None => {}
@@ -136,7 +139,7 @@ fn reaper() -> Option<Arc<Shared>> {
 }
 
 fn submit(work: Work) {
-    let mut mine = STRANDED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut mine = STRANDED.lock();
     if !mine.0.is_some_and(Creator::is_here) {
         // Empty, or a forked child's copy of its parent's list: drop our
         // copies of the parent's descriptors, and do none of its work.
@@ -178,7 +181,7 @@ pub(crate) fn recheck() {
     if WATCHED.load(Ordering::SeqCst) == 0 {
         return;
     }
-    let current = REAPER.lock().unwrap_or_else(|e| e.into_inner());
+    let current = REAPER.lock();
     if let Some(r) = &*current {
         if r.owner.is_here() {
             let _ = rustix::io::write(&r.shared.wake_tx, &[1]);

@@ -56,7 +56,8 @@ pub(crate) fn pidfd_signal_raw(pidfd: BorrowedFd<'_>, sig: i32, flags: libc::c_u
 /// our own pidfd to the group our pid would lead delivers nothing, and
 /// answers 0 or `ESRCH` where the flag is known, `EINVAL` where not.
 pub(crate) fn exact_pgroup_signals() -> bool {
-    static EXACT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // Not a `OnceLock`: see `CopyOnce`.
+    static EXACT: crate::sys::CopyOnce<bool> = crate::sys::CopyOnce::new();
     *EXACT.get_or_init(|| {
         let me = rustix::process::getpid();
         let Ok(fd) = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()) else {

@@ -18,7 +18,8 @@ use crate::sys::SpawnError;
 /// once given; a moment's shortage (no free descriptor or memory) is not
 /// an answer: that spawn fails with it, and the next one asks again.
 pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
-    static REFUSED: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+    // Not a `OnceLock`: see `CopyOnce`.
+    static REFUSED: crate::sys::CopyOnce<Option<i32>> = crate::sys::CopyOnce::new();
     let refused = match REFUSED.get() {
         Some(refused) => *refused,
         None => {

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -25,7 +24,8 @@ pub(crate) struct V1Hierarchy {
 
 /// The v1 hierarchies by controller name (`memory`, `pids`, `cpu`, …).
 pub(crate) fn hierarchies() -> &'static HashMap<String, V1Hierarchy> {
-    static H: OnceLock<HashMap<String, V1Hierarchy>> = OnceLock::new();
+    // Not a `OnceLock`: see `CopyOnce` (this reads files).
+    static H: crate::sys::CopyOnce<HashMap<String, V1Hierarchy>> = crate::sys::CopyOnce::new();
     H.get_or_init(|| {
         let (Ok(mountinfo), Ok(cgroup)) = (
             std::fs::read("/proc/self/mountinfo"),

@@ -1,0 +1,224 @@
+//! A lock that a forked copy never waits on for ever ([`CopyLock`]).
+//!
+//! A `std::sync::Mutex` held by one thread while another forks (plain
+//! `fork`, which pkit supports) is held in the copy too, by a thread the
+//! copy does not have: the copy's first attempt to take it waits for
+//! ever. For a lock held across a slow step (starting the owner-death
+//! guard, building the blocking facade's runtime: milliseconds) that is a
+//! hang a copy forked at the wrong moment meets at its first run.
+//!
+//! This lock is one word holding the identity ([`identity`]: pid and fork
+//! generation) of the process whose thread holds it, 0 when free. A
+//! thread that finds its own process's identity there waits (polling: the
+//! locks this serves are taken around a step made once, or once a
+//! second); one that finds another process's (its parent's, held at the
+//! fork, or an ancestor's) knows that holder is not in this process, and
+//! takes the lock over. The value may have been half written at the fork:
+//! it is replaced by its default, the old one leaked, not dropped.
+//!
+//! A child made without `pthread_atfork` handlers (a raw `clone`, `vfork`,
+//! `_Fork`) keeps its parent's identity where its pid is the same number
+//! (see `pid.rs`), and would wait like a thread of its parent: such
+//! children are not supported copies anyway.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::time::Duration;
+
+pub(crate) struct CopyLock<T> {
+    /// The identity of the process whose thread holds the lock, 0 when
+    /// free.
+    held_by: AtomicU64,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a `CopyGuard`, which one
+// thread at a time holds (`held_by`), as with a `Mutex`.
+unsafe impl<T: Send> Sync for CopyLock<T> {}
+
+/// This process's identity: never 0.
+fn me() -> u64 {
+    #[cfg(unix)]
+    {
+        crate::sys::pid::identity()
+    }
+    // No fork here: one process.
+    #[cfg(not(unix))]
+    {
+        1
+    }
+}
+
+impl<T: Default> CopyLock<T> {
+    pub(crate) const fn new(value: T) -> CopyLock<T> {
+        CopyLock {
+            held_by: AtomicU64::new(0),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock: waits while another thread of this process holds
+    /// it, takes it over from a process this one was forked from.
+    pub(crate) fn lock(&self) -> CopyGuard<'_, T> {
+        let me = me();
+        loop {
+            let seen =
+                match self
+                    .held_by
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                {
+                    Ok(_) => return CopyGuard(self),
+                    Err(seen) => seen,
+                };
+            if seen == me {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if self
+                .held_by
+                .compare_exchange(seen, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                // SAFETY: this thread holds the lock now; the old value is
+                // overwritten without being read or dropped (it may be
+                // half written).
+                unsafe { std::ptr::write(self.value.get(), T::default()) };
+                return CopyGuard(self);
+            }
+        }
+    }
+}
+
+/// The lock, held: released when dropped (on a panic too: there is no
+/// poisoning).
+pub(crate) struct CopyGuard<'a, T>(&'a CopyLock<T>);
+
+impl<T> std::ops::Deref for CopyGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard's thread is the lock's only holder.
+        unsafe { &*self.0.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for CopyGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`.
+        unsafe { &mut *self.0.value.get() }
+    }
+}
+
+impl<T> Drop for CopyGuard<'_, T> {
+    fn drop(&mut self) {
+        self.0.held_by.store(0, Ordering::Release);
+    }
+}
+
+/// A value set (and set again) without a lock or a `Once`, each value
+/// leaked (kept for the life of the process): a copy forked while one is
+/// being set never waits on it. For what is set rarely (once per process,
+/// or once per forked copy).
+pub(crate) struct Leaked<T: 'static>(AtomicPtr<T>);
+
+impl<T: Sync + 'static> Leaked<T> {
+    pub(crate) const fn new() -> Leaked<T> {
+        Leaked(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// The value last set, if any.
+    pub(crate) fn get(&self) -> Option<&'static T> {
+        let p = self.0.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer is a leaked `Box<T>`, never freed.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// Sets `value` (leaked), replacing the one there was (which stays,
+    /// leaked, for whoever holds it).
+    pub(crate) fn set(&self, value: T) -> &'static T {
+        let value: &'static T = Box::leak(Box::new(value));
+        self.0
+            .store(std::ptr::from_ref(value).cast_mut(), Ordering::Release);
+        value
+    }
+}
+
+/// A value computed once, as by `OnceLock::get_or_init`, but under a
+/// [`CopyLock`]: a copy forked while another thread of its parent
+/// computes it (a probe, a read: a slow step) computes its own instead of
+/// waiting for ever on the `Once`. A value computed before the fork is the
+/// copy's too (what these hold is a fact about the host or the program).
+#[cfg(unix)]
+pub(crate) struct CopyOnce<T: 'static> {
+    value: Leaked<T>,
+    lock: CopyLock<()>,
+}
+
+#[cfg(unix)]
+impl<T: Sync + 'static> CopyOnce<T> {
+    pub(crate) const fn new() -> CopyOnce<T> {
+        CopyOnce {
+            value: Leaked::new(),
+            lock: CopyLock::new(()),
+        }
+    }
+
+    /// The value, if it was computed.
+    pub(crate) fn get(&self) -> Option<&'static T> {
+        self.value.get()
+    }
+
+    /// The value, computed by `init` if it is not yet.
+    pub(crate) fn get_or_init(&self, init: impl FnOnce() -> T) -> &'static T {
+        if let Some(v) = self.value.get() {
+            return v;
+        }
+        let _one = self.lock.lock();
+        if let Some(v) = self.value.get() {
+            return v;
+        }
+        self.value.set(init())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::CopyLock;
+
+    /// A copy forked while another thread holds the lock takes it (and
+    /// finds the value reset); the parent's holder is undisturbed.
+    #[test]
+    fn a_copy_takes_over_a_lock_its_parent_held() {
+        static LOCK: CopyLock<Option<u32>> = CopyLock::new(None);
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut g = LOCK.lock();
+            *g = Some(7);
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            assert_eq!(*g, Some(7));
+        });
+        held_rx.recv().unwrap();
+        // Raw: libc's fork (running the atfork handlers) is what is tested; rustix has no fork.
+        // SAFETY: the child only takes the lock (atomics; no allocation:
+        // the default is `None`), reads it and `_exit`s; bounded by alarm.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // Raw: the C library's alarm and _exit in the forked child.
+            // SAFETY: as above.
+            unsafe { libc::alarm(30) };
+            let code = if LOCK.lock().is_none() { 0 } else { 1 };
+            unsafe { libc::_exit(code) };
+        }
+        let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
+        let (_, status) =
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+                .expect("waitpid")
+                .expect("a status");
+        assert_eq!(status.exit_status(), Some(0), "{status:?}");
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(*LOCK.lock(), Some(7));
+    }
+}
