@@ -230,22 +230,52 @@ async fn wait_for_line_returns_while_a_flood_never_pauses() {
 /// later than the 250 ms quiet rule alone would look, while it chatters
 /// (no quiet gap): the 2 s cap doesn't cut it. 15 rounds (~0.3 s plus the
 /// forks): 50 took more than the 2 s cap once under load (ci2, `-j 6`).
+///
+/// Under load the chatter itself can stall (a fork of `sleep`, or the
+/// subshell's start, taking over 250 ms: the documented quiet rule then
+/// ends the look, `NotReady(Exited)`, as it should; seen at load 18-38,
+/// portable): such a try is tried again, up to 8 tries, each with a log of
+/// when the shell exited and each line was written (`/proc/uptime`) for
+/// the failure's message; one try must match.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_line_matches_a_chattering_descendants_line_after_the_exit() {
     let suite = begin("wait_for_line_matches_a_chattering_descendants_line_after_the_exit").await;
     for choice in mechanisms() {
-        let g = group(choice);
-        let script = "(i=0; while [ $i -lt 15 ]; do echo c; sleep 0.02; i=$((i+1)); done; \
-                      echo ready; sleep 300) & exit 0";
-        let cmd = Command::new("sh").args(["-c", script]).stream_lines();
-        let mut p = g.start(&cmd).unwrap();
-        let r = p
-            .wait_for_line(|l| l.text == "ready", Duration::from_secs(30))
-            .await;
-        g.kill().unwrap();
-        let _ = p.wait().await;
-        g.close().await.unwrap();
-        assert_eq!(r.map(|l| l.text).ok().as_deref(), Some("ready"), "{choice}");
+        let mut tries = Vec::new();
+        for _ in 0..8 {
+            let g = group(choice);
+            let log = TempPath::new("rv32-chatter");
+            let script = "(i=0; while [ $i -lt 15 ]; do echo c; read u _ < /proc/uptime; \
+                          echo \"c $u\" >> \"$1\"; sleep 0.02; i=$((i+1)); done; \
+                          echo ready; read u _ < /proc/uptime; echo \"ready $u\" >> \"$1\"; \
+                          sleep 300) & read u _ < /proc/uptime; echo \"exit $u\" >> \"$1\"; exit 0";
+            let cmd = Command::new("sh")
+                .args(["-c", script, "sh", log.as_str()])
+                .stream_lines();
+            let mut p = g.start(&cmd).unwrap();
+            let r = p
+                .wait_for_line(|l| l.text == "ready", Duration::from_secs(30))
+                .await;
+            g.kill().unwrap();
+            let _ = p.wait().await;
+            g.close().await.unwrap();
+            let r = r.map(|l| l.text);
+            let stalled = matches!(
+                r,
+                Err(pkit::Error::NotReady {
+                    reason: pkit::NotReadyReason::Exited(Outcome::Exited(0)),
+                    ..
+                })
+            );
+            let written = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let _ = std::fs::remove_file(log.path());
+            if r.as_deref().ok() == Some("ready") {
+                break;
+            }
+            assert!(stalled, "{choice}: {r:?}\n{written}");
+            tries.push(written.replace('\n', ", "));
+        }
+        assert!(tries.len() < 8, "{choice}: never matched: {tries:#?}");
     }
     suite.end().await;
 }

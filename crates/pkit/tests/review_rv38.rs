@@ -286,7 +286,9 @@ fn tee_cut(out: &pkit::Output) -> bool {
 /// steps): whichever cuts the tee, the run returns with the exit's outcome
 /// and the tee's error; blocking and async, `output` and a started
 /// process's `wait`, and a two-stage chain whose first stage (the teed
-/// one) exited first.
+/// one) exited first. The cancel is armed only when every process of the
+/// run was seen gone before it was due (each writes its pid); a try whose
+/// shell was slower (under load) is void and tried again.
 #[test]
 fn a_cancel_racing_the_timeout_after_the_exit_keeps_the_exits_outcome() {
     if role().is_some() {
@@ -296,68 +298,115 @@ fn a_cancel_racing_the_timeout_after_the_exit_keeps_the_exits_outcome() {
         let bad = Mutex::new(Vec::new());
         at_once(mechanisms(), |choice| {
             for round in 0..10u64 {
-                let token = pkit::CancelToken::new();
-                let t = token.clone();
-                let at = Duration::from_millis(210 + round * 10);
-                let canceller = std::thread::spawn(move || {
-                    std::thread::sleep(at);
-                    t.cancel();
-                });
-                let bound = Duration::from_millis(250);
-                let idle = round % 2 == 1;
-                let mut cmd = sh(choice, "echo hi").stdout_tee(Stuck).cancel_token(&token);
-                cmd = if idle {
-                    cmd.inactivity_timeout(bound)
-                } else {
-                    cmd.timeout(bound)
-                };
-                let t0 = Instant::now();
-                let way = round % 5;
-                let r = match way {
-                    0..=3 => {
-                        let r = match way {
-                            0 => cmd.blocking().output(),
-                            1 => cmd.blocking().start().and_then(|mut p| p.wait()),
-                            2 => rt().block_on(cmd.output()),
-                            _ => rt().block_on(async {
-                                let mut p = cmd.start()?;
-                                p.wait().await
-                            }),
+                // A try whose program had not exited when the cancel was due
+                // (a slow shell under load) is void: no cancel, tried again.
+                for attempt in 1..=40 {
+                    let token = pkit::CancelToken::new();
+                    let t = token.clone();
+                    let at = Duration::from_millis(210 + round * 10);
+                    let pidfiles = [TempPath::new("rv38-head"), TempPath::new("rv38-tail")];
+                    let watched: Vec<PathBuf> = pidfiles
+                        .iter()
+                        .take(if round % 5 == 4 { 2 } else { 1 })
+                        .map(|f| f.path().to_path_buf())
+                        .collect();
+                    let canceller = std::thread::spawn(move || {
+                        // The cancel is armed only once every process of the
+                        // run has been seen gone by `at` (the timeout's 250 ms
+                        // counts from later, the start): it then races the
+                        // timeout after the exit, as the probe means.
+                        let c0 = Instant::now();
+                        let exited = || {
+                            watched.iter().all(|f| {
+                                std::fs::read_to_string(f)
+                                    .ok()
+                                    .and_then(|s| s.trim().parse::<u32>().ok())
+                                    .is_some_and(pid_gone)
+                            })
                         };
-                        r.map(|out| (out.outcome(), out.stdout_str().to_string(), tee_cut(&out)))
-                    }
-                    _ => {
-                        let mut chain = pkit::Pipe::new([
-                            Command::new("sh")
-                                .args(["-c", "echo x >&2; echo hi"])
-                                .stderr_tee(Stuck),
-                            Command::new("cat"),
-                        ])
-                        .mechanism(choice)
+                        while c0.elapsed() < at && !exited() {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        if c0.elapsed() >= at {
+                            return false;
+                        }
+                        std::thread::sleep(at.saturating_sub(c0.elapsed()));
+                        t.cancel();
+                        true
+                    });
+                    let bound = Duration::from_millis(250);
+                    let idle = round % 2 == 1;
+                    let mut cmd = sh(choice, "echo $$ > \"$1\"; echo hi")
+                        .arg(pidfiles[0].as_str())
+                        .stdout_tee(Stuck)
                         .cancel_token(&token);
-                        chain = if idle {
-                            chain.inactivity_timeout(bound)
-                        } else {
-                            chain.timeout(bound)
-                        };
-                        rt().block_on(chain.output()).map(|out| {
-                            let head = &out.stages()[0];
-                            let cut = head
-                                .stderr_tee_error()
-                                .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
-                            let head_ok = head.outcome() == Outcome::Exited(0);
-                            (out.outcome(), out.stdout_str().to_string(), cut && head_ok)
-                        })
+                    cmd = if idle {
+                        cmd.inactivity_timeout(bound)
+                    } else {
+                        cmd.timeout(bound)
+                    };
+                    let t0 = Instant::now();
+                    let way = round % 5;
+                    let r = match way {
+                        0..=3 => {
+                            let r = match way {
+                                0 => cmd.blocking().output(),
+                                1 => cmd.blocking().start().and_then(|mut p| p.wait()),
+                                2 => rt().block_on(cmd.output()),
+                                _ => rt().block_on(async {
+                                    let mut p = cmd.start()?;
+                                    p.wait().await
+                                }),
+                            };
+                            r.map(|out| {
+                                (out.outcome(), out.stdout_str().to_string(), tee_cut(&out))
+                            })
+                        }
+                        _ => {
+                            let mut chain = pkit::Pipe::new([
+                                Command::new("sh")
+                                    .args(["-c", "echo $$ > \"$1\"; echo x >&2; echo hi", "sh"])
+                                    .arg(pidfiles[0].as_str())
+                                    .stderr_tee(Stuck),
+                                Command::new("sh")
+                                    .args(["-c", "echo $$ > \"$1\"; exec cat", "sh"])
+                                    .arg(pidfiles[1].as_str()),
+                            ])
+                            .mechanism(choice)
+                            .cancel_token(&token);
+                            chain = if idle {
+                                chain.inactivity_timeout(bound)
+                            } else {
+                                chain.timeout(bound)
+                            };
+                            rt().block_on(chain.output()).map(|out| {
+                                let head = &out.stages()[0];
+                                let cut = head
+                                    .stderr_tee_error()
+                                    .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
+                                let head_ok = head.outcome() == Outcome::Exited(0);
+                                (out.outcome(), out.stdout_str().to_string(), cut && head_ok)
+                            })
+                        }
+                    };
+                    let armed = canceller.join().unwrap();
+                    if !armed {
+                        if attempt == 40 {
+                            bad.lock().unwrap().push(format!(
+                            "{choice} round {round}: the program never exited before its cancel in 40 tries"
+                        ));
+                        }
+                        continue;
                     }
-                };
-                canceller.join().unwrap();
-                let ok = matches!(&r, Ok((outcome, stdout, cut)) if *outcome == Outcome::Exited(0)
+                    let ok = matches!(&r, Ok((outcome, stdout, cut)) if *outcome == Outcome::Exited(0)
                     && stdout == "hi\n" && *cut);
-                if !ok || t0.elapsed() > Duration::from_secs(10) {
-                    bad.lock().unwrap().push(format!(
+                    if !ok || t0.elapsed() > Duration::from_secs(10) {
+                        bad.lock().unwrap().push(format!(
                         "{choice} round {round} (way {way}, inactivity {idle}): {r:?} after {:?}",
                         t0.elapsed()
                     ));
+                    }
+                    break;
                 }
             }
         });
