@@ -9,9 +9,9 @@
 //!
 //! This lock is one word holding the identity ([`identity`]: pid and fork
 //! generation) of the process whose thread holds it, 0 when free. A
-//! thread that finds its own process's identity there waits (polling: the
-//! locks this serves are taken around a step made once, or once a
-//! second); one that finds another process's (its parent's, held at the
+//! thread that finds its own process's identity there waits (yielding,
+//! then polling: the locks this serves are held briefly, or around a
+//! step made once); one that finds another process's (its parent's, held at the
 //! fork, or an ancestor's) knows that holder is not in this process, and
 //! takes the lock over. The value may have been half written at the fork:
 //! it is replaced by its default, the old one leaked, not dropped.
@@ -61,6 +61,7 @@ impl<T: Default> CopyLock<T> {
     /// it, takes it over from a process this one was forked from.
     pub(crate) fn lock(&self) -> CopyGuard<'_, T> {
         let me = me();
+        let mut waits = 0u32;
         loop {
             let seen =
                 match self
@@ -71,7 +72,17 @@ impl<T: Default> CopyLock<T> {
                     Err(seen) => seen,
                 };
             if seen == me {
-                std::thread::sleep(Duration::from_millis(1));
+                // Another thread of this process: the holds of the
+                // busier locks (the reaper's queue of work) are short, so
+                // yield first, then nap 50 us doubling to 1 ms (a guard's
+                // or a thread's start).
+                waits += 1;
+                if waits <= 64 {
+                    std::thread::yield_now();
+                } else {
+                    let nap = 50u64 << (waits - 65).min(4);
+                    std::thread::sleep(Duration::from_micros(nap.min(1000)));
+                }
                 continue;
             }
             if self
