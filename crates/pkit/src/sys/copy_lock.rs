@@ -174,6 +174,7 @@ impl<T: Sync + 'static> CopyOnce<T> {
     }
 
     /// The value, if it was computed.
+    #[cfg(target_os = "linux")]
     pub(crate) fn get(&self) -> Option<&'static T> {
         self.value.get()
     }
