@@ -14,8 +14,12 @@
 //! less`) the terminal stays with the job, so that its other stages keep
 //! it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
 //! program then reads the terminal (or changes its settings), it is
-//! stopped for it, and pkit stops its whole job with it, as the shell
-//! reports a job that reads the terminal from the background; once the
+//! stopped for it, and pkit stops its whole job with it (after up to
+//! `forward.rs`'s `TERMINAL_WAIT` for a stage before pkit that is ending;
+//! the shells waiting for pkit last, by the foreground watcher once pkit
+//! is stopped, so that a quick `fg` can't come before pkit's own stop),
+//! as the shell reports a job that reads the terminal from the
+//! background; once the
 //! job is brought back to the foreground (`fg`), the program gets the
 //! terminal: it asked for it.
 
