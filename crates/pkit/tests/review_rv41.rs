@@ -447,17 +447,20 @@ fn suspend_resume_storms_with_members_exiting() {
             };
             grows("before");
             let threads: Vec<_> = (0..4)
-                .map(|_| {
+                .map(|i| {
                     let g = g.clone();
                     std::thread::spawn(move || {
                         let mut errs = Vec::new();
                         for _ in 0..10 {
-                            if let Err(e) = g.suspend() {
-                                errs.push(e.to_string());
-                            }
-                            if let Err(e) = g.resume() {
-                                errs.push(e.to_string());
-                            }
+                            // Two threads suspend and resume, two signal
+                            // (a pass that freezes and thaws a cgroup).
+                            let (a, b) = if i % 2 == 0 {
+                                (g.suspend(), g.resume())
+                            } else {
+                                (g.signal(Signal::Winch), g.signal(Signal::Winch))
+                            };
+                            errs.extend(a.err().map(|e| e.to_string()));
+                            errs.extend(b.err().map(|e| e.to_string()));
                         }
                         errs
                     })
@@ -468,6 +471,44 @@ fn suspend_resume_storms_with_members_exiting() {
                 .flat_map(|t| t.join().unwrap())
                 .collect();
             assert!(errs.is_empty(), "{choice}: {errs:?}");
+            // A final suspend holds: the shell is stopped (process group)
+            // or the cgroup frozen, and a signal pass leaves it so.
+            g.suspend().expect("suspend");
+            g.signal(Signal::Winch).expect("a signal while suspended");
+            assert!(g.is_suspended(), "{choice}");
+            let end = Instant::now() + BACKSTOP;
+            loop {
+                let frozen = match cgroup_dir(g.as_async()) {
+                    Some(dir) => std::fs::read_to_string(dir.join("cgroup.events"))
+                        .unwrap_or_default()
+                        .contains("frozen 1"),
+                    // Every member stopped, but a shell waiting in its
+                    // vfork (dash) for a child stopped before its exec
+                    // ('D' while the child is 'T').
+                    None => {
+                        let states: Vec<char> = g
+                            .pids()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|q| stat(q).map(|s| s.state))
+                            .collect();
+                        states.contains(&'T') && states.iter().all(|c| matches!(c, 'T' | 'D'))
+                    }
+                };
+                if frozen {
+                    break;
+                }
+                assert!(
+                    Instant::now() < end,
+                    "{choice}: suspended, never stopped: {:?}",
+                    g.pids()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|q| (q, stat(q).map(|s| s.state)))
+                        .collect::<Vec<_>>()
+                );
+                std::thread::sleep(POLL);
+            }
             g.resume().expect("resume");
             grows("after the storm and a resume");
             // Emptied: the shell ends; a suspend of the empty group returns.
