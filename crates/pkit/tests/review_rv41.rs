@@ -784,3 +784,49 @@ async fn try_wait_after_an_abandoned_wait() {
     }
     suite.end().await;
 }
+
+/// Probe (runsig): a program the caller stopped through the handle
+/// (`signal_program(Stop)`), then the supervision stopped: the stop's
+/// SIGTERM still ends it (the tree is continued after the signal), not the
+/// SIGKILL after the (30 s) grace: its `Exited` says SIGTERM.
+#[test]
+fn a_program_stopped_through_the_handle_still_ends_by_the_stops_term() {
+    in_suite(SUITE, || {
+        for choice in mechanisms() {
+            let mut handle = Supervisor::new(
+                cmd(choice, "sleep")
+                    .arg("300")
+                    .grace(Duration::from_secs(30)),
+            )
+            .mechanism(choice)
+            .blocking()
+            .start();
+            let Some(SupervisorEvent::Started { pid, .. }) = handle.next_event() else {
+                panic!("{choice}: no start")
+            };
+            assert_eq!(
+                handle.signal_program(Signal::Stop).unwrap(),
+                Some(pid),
+                "{choice}"
+            );
+            let end = Instant::now() + BACKSTOP;
+            while stat(pid).is_some_and(|s| s.state != 'T') {
+                assert!(Instant::now() < end, "{choice}: never stopped");
+                std::thread::sleep(POLL);
+            }
+            handle.request_stop();
+            let mut exited = None;
+            while let Some(e) = handle.next_event() {
+                if let SupervisorEvent::Exited { outcome, .. } = e {
+                    exited = Some(outcome);
+                }
+            }
+            let _ = handle.wait();
+            assert_eq!(
+                exited,
+                Some(pkit::Outcome::Signalled(libc::SIGTERM)),
+                "{choice}"
+            );
+        }
+    });
+}
