@@ -24,7 +24,10 @@
 //! the job is seen stopped pkit and both shells are stopped (`T`), `fg`
 //! reads, both shells go on (with and without `self-stop:1500`); a Ctrl-C
 //! typed while pkit waits (`TERMINAL_WAIT`) with its program stopped for
-//! the terminal ends the job (no stop, no read).
+//! the terminal ends the job (no stop, no read); under a real `bash -i`,
+//! `sh script` whose script is `pkit run -- reader | cat; echo after=$?`:
+//! bash says Stopped, `fg` reads, the script goes on (with and without
+//! `self-stop:1500`).
 
 mod common;
 
@@ -291,4 +294,117 @@ fn ctrl_c_while_pkit_waits_for_the_terminal_ends_the_job() {
             "{m}: not ended by the Ctrl-C: {text}"
         );
     });
+}
+
+/// A Python driver of a real job-control shell (`bash --norc -i`, prompt
+/// `PROMPT> `) on a pty of its own: `read_until(needle, secs, count=1)`
+/// (false at the deadline), `out` (what the terminal showed), `finish(ok)`
+/// (prints `OK` or `FAIL` with the tail of `out`, then SIGKILLs every
+/// process of the terminal's session: bash, its jobs, pkit's watchers);
+/// a 90 s alarm. The body (`body`) follows at the top level; `sys.argv[1]`
+/// is the command line to type.
+fn bash_driver(body: &str) -> String {
+    const HEAD: &str = r#"
+import os, pty, select, signal, sys, time
+out = b""
+def read_until(needle, secs, count=1):
+    global out
+    end = time.time() + secs
+    while out.count(needle) < count:
+        left = end - time.time()
+        if left <= 0:
+            return False
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return False
+    return True
+def finish(ok):
+    sys.stdout.write("OK\n" if ok else "FAIL %r\n" % out[-600:])
+    sys.stdout.flush()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            s = open("/proc/%s/stat" % d).read()
+        except Exception:
+            continue
+        f = s[s.rfind(")") + 2:].split()
+        if int(f[3]) == pid:
+            try:
+                os.kill(int(d), signal.SIGKILL)
+            except Exception:
+                pass
+    os.waitpid(pid, 0)
+    os._exit(0)
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["PS1"] = "PROMPT> "
+    for s in (signal.SIGTTOU, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-i"])
+signal.signal(signal.SIGALRM, lambda *_: finish(False))
+signal.alarm(90)
+read_until(b"PROMPT> ", 20)
+os.write(fd, (sys.argv[1] + "\n").encode())
+"#;
+    [HEAD, body].concat()
+}
+
+/// Runs a [`bash_driver`] with `body` typing `line`; its stdout.
+fn drive_bash(line: &str, body: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", &bash_driver(body), line])
+        .env_remove("PKIT_TEST_PAUSE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn have_bash() -> bool {
+    std::path::Path::new("/bin/bash").exists()
+}
+
+/// ttyfix under a real job-control shell (`bash -i` on a pty): `sh
+/// script` typed at the prompt, the script `pkit run -- reader | cat;
+/// echo after=$?` (a shell waiting for pkit in the job, stopped by the
+/// watcher after pkit): bash says Stopped, `fg`, the read goes through and
+/// the script goes on. With pkit held 1.5 s before its own stop
+/// (`self-stop`) and without.
+fn bash_job_with_a_waiting_shell(m: &str, pause: &str) {
+    let mut pids = Reap::new("rv41-bash-job");
+    let script = pids.script(&format!(
+        "{pause} {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat\n\
+         echo after=$?\n",
+        p = pids.path()
+    ));
+    let line = format!("sh {script}");
+    let body = r#"
+ok = read_until(b"Stopped", 30)
+if ok:
+    read_until(b"PROMPT> ", 10, 2)
+    os.write(fd, b"fg\n")
+    time.sleep(0.5)
+    os.write(fd, b"abc\n")
+    ok = read_until(b"got=abc", 20) and read_until(b"after=0", 20)
+finish(ok)
+"#;
+    let text = drive_bash(&line, body);
+    assert_eq!(text, "OK\n", "{m} {pause:?}");
+}
+
+#[test]
+fn bash_a_job_whose_shell_waits_for_pkit_stops_and_reads_on_fg() {
+    if !have_bash() {
+        eprintln!("skipped: no /bin/bash");
+        return;
+    }
+    let cases: Vec<_> = process_group_mechanisms()
+        .into_iter()
+        .flat_map(|m| [(m, ""), (m, "PKIT_TEST_PAUSE=self-stop:1500")])
+        .collect();
+    at_once(cases, |(m, pause)| bash_job_with_a_waiting_shell(m, pause));
 }
