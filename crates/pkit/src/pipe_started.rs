@@ -444,7 +444,7 @@ impl Drop for RunningPipe {
     /// chain is its parent's.
     fn drop(&mut self) {
         if let Some(driver) = self.driver.take() {
-            if !driver.is_finished() && self.made_by.is_here() {
+            if !driver.is_finished() && self.made_by.is_here_confirmed() {
                 driver.abort();
                 let _ = self.group.kill();
             }

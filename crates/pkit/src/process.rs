@@ -543,7 +543,7 @@ impl Drop for RunningProcess {
     /// A copy in a child the application forked without `exec` kills
     /// nothing, `set_kill_on_drop` or not: the process is its parent's.
     fn drop(&mut self) {
-        if self.kill_on_drop && self.made_by.is_here() {
+        if self.kill_on_drop && self.made_by.is_here_confirmed() {
             let _ = self.kill_tree();
         }
         for r in [self.stdout.take(), self.stderr.take()]

@@ -7,8 +7,9 @@
 //! `PKIT_MECHANISM=portable`); the helper runs of this binary play an
 //! `RV41_ROLE`.
 //!
-//! Findings (each fails on main in every pass):
-//! - LOW (docs; children pkit does not support)
+//! Findings (each failed on main in every pass):
+//! - LOW, fixed (the drops that kill or remove confirm the pid with the
+//!   kernel: `Creator::is_here_confirmed`; README and `pid.rs` reworded)
 //!   [`a_raw_clone_child_with_its_own_pid_is_told_from_its_maker`]: a child
 //!   made by a raw `clone(SIGCHLD)` (no `pthread_atfork` handlers: `_Fork`,
 //!   a container runtime's raw clone/clone3) is taken for its maker even
@@ -345,7 +346,6 @@ fn fork_and_drop(p: pkit::blocking::RunningProcess, raw: bool) -> u32 {
 /// and `pid.rs` say only a child "that has its maker's pid number" can't
 /// be told apart.
 #[test]
-#[ignore = "rv41: LOW: a raw-clone child with its own pid number is taken for its maker (its drop kills the maker's process); docs say only a same-number child"]
 fn a_raw_clone_child_with_its_own_pid_is_told_from_its_maker() {
     let name = "a_raw_clone_child_with_its_own_pid_is_told_from_its_maker";
     if role().as_deref() == Some("raw-clone") {

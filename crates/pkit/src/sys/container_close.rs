@@ -225,7 +225,7 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if !self.owner.is_here() {
+        if !self.owner.is_here_confirmed() {
             // A copy in a child the application forked without `exec`:
             // the group is the parent's, which still runs it. Nothing is
             // killed, removed or unregistered; only this copy's

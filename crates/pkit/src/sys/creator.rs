@@ -23,6 +23,17 @@ impl Creator {
         self.0 == this_process()
     }
 
+    /// Whether this process made the handle, its pid confirmed with the
+    /// kernel: for a drop that kills or removes something. A child made
+    /// without the `pthread_atfork` handlers (a raw `clone`, `_Fork`)
+    /// keeps its maker's identity in memory; one with a pid number of its
+    /// own is caught here and does nothing to its maker's processes or
+    /// directories. (One system call, on drops only: a run's hot checks
+    /// use [`is_here`](Self::is_here).)
+    pub(crate) fn is_here_confirmed(self) -> bool {
+        self.is_here() && confirmed(self.pid())
+    }
+
     /// The maker's process id.
     pub(crate) fn pid(self) -> u32 {
         self.0 as u32
@@ -40,4 +51,16 @@ fn this_process() -> u64 {
 #[cfg(not(target_os = "linux"))]
 fn this_process() -> u64 {
     u64::from(std::process::id())
+}
+
+/// Whether `pid` is this process's, as the kernel says.
+#[cfg(target_os = "linux")]
+fn confirmed(pid: u32) -> bool {
+    pid == std::process::id()
+}
+
+/// Always: `this_process` asked the kernel already.
+#[cfg(not(target_os = "linux"))]
+fn confirmed(_pid: u32) -> bool {
+    true
 }

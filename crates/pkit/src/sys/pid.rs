@@ -15,9 +15,12 @@
 //! The same handler therefore counts a generation, and the identity
 //! ([`identity`]) is the pair.
 //!
-//! A child made without those handlers (a raw `clone`, `vfork`, `_Fork`)
-//! can't be told from its maker when its pid is the same number; see the
-//! forked copies section of the crate docs.
+//! A child made without those handlers (a raw `clone`, `_Fork`) keeps its
+//! maker's identity here, whatever its pid. The drops that kill or remove
+//! something confirm the pid with the kernel
+//! (`Creator::is_here_confirmed`), so such a child with a pid number of
+//! its own does nothing to its maker's; one with its maker's number can't
+//! be told apart. See the forked copies section of the crate docs.
 //!
 //! pkit's own raw forks (the guard's fallback start, the `pre_exec` spawn)
 //! run no such handler; their children only make raw system calls and

@@ -194,7 +194,7 @@ pub(crate) fn adopt_into_leaf(group: &Path, leaves: &Leaves, pid: i32) -> io::Re
 
 impl Drop for Leaf {
     fn drop(&mut self) {
-        if !self.owner.is_here() {
+        if !self.owner.is_here_confirmed() {
             return; // a forked child's copy: the directory is its parent's
         }
         // Most leaves are empty and have no sub-cgroup by now, or are gone

@@ -186,7 +186,7 @@ impl V1Cgroup {
 /// handed the path by [`Cgroup::teardown`](super::cgroup::Cgroup::teardown)).
 impl Drop for V1Cgroup {
     fn drop(&mut self) {
-        if !self.owner.is_here() {
+        if !self.owner.is_here_confirmed() {
             return;
         }
         self.remove();
