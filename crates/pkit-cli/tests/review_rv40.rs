@@ -4,7 +4,7 @@
 //!
 //! Findings (each fails on main; under process groups: `--mechanism
 //! pgroup` and `portable`, the terminal needs no hand-over under cgroup):
-//! - MEDIUM [`a_nested_pkit_in_a_pipeline_reads_the_terminal_after_fg`]:
+//! - MEDIUM [`a_nested_pkit_in_a_pipeline_reads_the_terminal_after_fg`] (fixed by tty3: a pkit stopped for its program's read stops by SIGTTIN; the test runs):
 //!   `pkit run -- pkit run -- sh -c 'read x </dev/tty' | cat` in bash: the
 //!   reader never gets the terminal. The outer pkit keeps it for the job
 //!   (not alone); the inner pkit, alone in the outer's program group, hands
@@ -13,7 +13,7 @@
 //!   and the inner pkit stops itself with SIGSTOP). Every `fg` continues
 //!   the job and it stops again at once (3 of 3; `Stopped` each time).
 //!   Every run.
-//! - MEDIUM [`a_script_with_a_background_job_gives_pkits_program_the_terminal`]:
+//! - MEDIUM [`a_script_with_a_background_job_gives_pkits_program_the_terminal`] (fixed by tty3: a shell's background command is no stage; the test runs):
 //!   clitty's alone-in-the-job rule counts a script's own background job
 //!   as a pipeline stage: `sh -c 'sleep 60 & pkit run -- sh -c "read x
 //!   </dev/tty"'` stops the whole job by SIGTTIN at the first read (the
@@ -21,7 +21,7 @@
 //!   control in the same test) the read goes through. Any script that
 //!   starts a helper in the background first (a spinner, an agent, a
 //!   watchdog, a process substitution's `tee`). Every run.
-//! - LOW, maybe older than clitty [`ctrl_z_right_after_fg_stops_the_job_again`]:
+//! - LOW, maybe older than clitty [`ctrl_z_right_after_fg_stops_the_job_again`] (fixed by tty3: the tree continued before the hand-over; the test runs):
 //!   on `fg` pkit gives its program's group the terminal
 //!   (`take_terminal`) before it sends that group SIGCONT (`stop_pkit`'s
 //!   end): a Ctrl-Z in between sends SIGTSTP to the still-stopped group and
