@@ -168,6 +168,43 @@ fn a_script_with_a_background_job_gives_pkits_program_the_terminal() {
     at_once(process_group_mechanisms(), a_background_job_before_pkit);
 }
 
+/// The script's background job and a pipeline after it (`sleep 60 & pkit
+/// run -- reader | cat`): `cat` is a stage (Ctrl-C reaches it, its stdin
+/// is not `/dev/null`), so the job keeps the terminal and the read stops
+/// it by SIGTTIN, as in clitty's pipeline test: the background job does
+/// not make every job mate one.
+fn a_background_job_and_a_pipeline(m: &str) {
+    let pids = Reap::new("rv40-bg-pipeline");
+    let job = format!(
+        "sleep 60 & echo $! >> {p}; \
+         {PKIT} run -q --mechanism {m} -- sh -c 'read x </dev/tty; echo got=$x' | cat; kill $!",
+        p = pids.path()
+    );
+    let driver = r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
+    if os.WIFSTOPPED(st):
+        os.killpg(job, signal.SIGKILL)
+    os._exit(0)
+read_job()
+read_until(b"status=", 1, 30)
+read_until(b";", 2, 5)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace") + "\nok\n")
+"#;
+    let text = drive(&job, driver);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+    assert!(
+        text.contains("status=1,21;") && !text.contains("got="),
+        "{m}: the job was not stopped by SIGTTIN for the pipeline's read: {text}"
+    );
+}
+
+#[test]
+fn a_script_with_a_background_job_keeps_the_terminal_for_a_pipeline() {
+    at_once(process_group_mechanisms(), a_background_job_and_a_pipeline);
+}
+
 /// A Python driver of a real job-control shell (`bash --norc -i`, prompt
 /// `PROMPT> `) on a pty of its own: `read_until(needle, secs, count=1)`
 /// (false at the deadline), `out` (what the terminal showed), `finish(ok)`
