@@ -43,6 +43,9 @@ pub struct Run {
     /// keeps, pkit not alone in that job: the stop of the job waits a
     /// moment ([`TERMINAL_WAIT`]) for a stage about to end.
     pub terminal_wait: Option<tokio::time::Instant>,
+    /// When the program was first seen stopped with no stop to read yet
+    /// ([`STOP_WAIT`]).
+    pub stop_unknown: Option<tokio::time::Instant>,
 }
 
 /// How long a program stopped for the terminal waits for pkit to be alone
@@ -52,6 +55,14 @@ pub struct Run {
 /// first reads the terminal; the job would have been stopped for a read
 /// that goes through without pkit.
 const TERMINAL_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a program seen stopped (`/proc`) whose stop `waitid` does not
+/// report yet is looked at again before pkit takes it for a Ctrl-Z: a
+/// program of several threads (a nested pkit) stops one thread at a time,
+/// and its parent hears of the stop, and of its signal, once every thread
+/// has. A nested pkit's stop for its program's read of the terminal
+/// (SIGTTIN) taken for a Ctrl-Z had the job stopped again after `fg`.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// How soon after a request to end, the same signal from pkit's parent is
 /// taken for the parent's relay of it. A nested `pkit run` in its outer's
@@ -268,6 +279,15 @@ impl Forwarder<'_> {
             return;
         }
         st.left_stopped = false;
+        if by.is_none() {
+            let first = *st
+                .stop_unknown
+                .get_or_insert_with(tokio::time::Instant::now);
+            if first.elapsed() < STOP_WAIT {
+                return;
+            }
+        }
+        st.stop_unknown = None;
         // Stopped reading (or setting) the terminal pkit did not hand it
         // (kept for a pipeline, or pkit's job was in the background): it
         // gets it now if pkit's job has it and pkit is alone there, and
