@@ -43,6 +43,9 @@ pub struct Run {
     /// keeps, pkit not alone in that job: the stop of the job waits a
     /// moment ([`TERMINAL_WAIT`]) for a stage about to end.
     pub terminal_wait: Option<tokio::time::Instant>,
+    /// When the program was first seen stopped with no stop to read yet
+    /// ([`STOP_WAIT`]).
+    pub stop_unknown: Option<tokio::time::Instant>,
 }
 
 /// How long a program stopped for the terminal waits for pkit to be alone
@@ -52,6 +55,14 @@ pub struct Run {
 /// first reads the terminal; the job would have been stopped for a read
 /// that goes through without pkit.
 const TERMINAL_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a program seen stopped (`/proc`) whose stop `waitid` does not
+/// report yet is looked at again before pkit takes it for a Ctrl-Z: a
+/// program of several threads (a nested pkit) stops one thread at a time,
+/// and its parent hears of the stop, and of its signal, once every thread
+/// has. A nested pkit's stop for its program's read of the terminal
+/// (SIGTTIN) taken for a Ctrl-Z had the job stopped again after `fg`.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// How soon after a request to end, the same signal from pkit's parent is
 /// taken for the parent's relay of it. A nested `pkit run` in its outer's
@@ -217,20 +228,34 @@ impl Forwarder<'_> {
         // and no user-space stop can be made one step with the look. The
         // window is these few instructions, where it was the whole stop of
         // the tree.)
+        // Stopped for the terminal, pkit stops by the program's signal
+        // (SIGTTIN, SIGTTOU), else by SIGSTOP: an outer pkit whose program
+        // this pkit is sees that its program asked for the terminal.
         if !(signalled && sys::continued_since_stop()) {
             crate::testpause::at("self-stop");
-            sys::stop_self();
+            match mates {
+                Some(sig) => sys::stop_self_for_terminal(sig),
+                None => sys::stop_self(),
+            }
         } else if self.verbose {
             eprintln!("pkit: continued before it stopped: going on");
         }
         if let Some(t) = self.tty.filter(|_| deferred) {
             t.continued();
         }
-        self.take_terminal();
-        crate::testpause::at("continued");
+        // The tree is continued before the program's group gets the
+        // terminal: a Ctrl-Z before the hand-over reaches pkit's job (pkit
+        // passes it on and stops), one after it the running program. (The
+        // other way round, a Ctrl-Z between the two reached a group still
+        // stopped, and the SIGCONT discarded it.) A read of the terminal
+        // the program retried before the hand-over stopped it: the run
+        // loop continues it ([`Self::program_stopped`]).
         if !self.same_pgrp || self.tree_stopped() {
             let _ = self.group.signal(Signal::Cont);
         }
+        crate::testpause::at("continued");
+        self.take_terminal();
+        crate::testpause::at("handed");
         st.continued = true;
     }
 
@@ -254,29 +279,46 @@ impl Forwarder<'_> {
             return;
         }
         st.left_stopped = false;
+        if by.is_none() {
+            let first = *st
+                .stop_unknown
+                .get_or_insert_with(tokio::time::Instant::now);
+            if first.elapsed() < STOP_WAIT {
+                return;
+            }
+        }
+        st.stop_unknown = None;
         // Stopped reading (or setting) the terminal pkit did not hand it
         // (kept for a pipeline, or pkit's job was in the background): it
         // gets it now if pkit's job has it and pkit is alone there, and
         // goes on; else on the job's next `fg` (`tty.rs`).
         let for_terminal = by.is_some_and(|s| s == sig::SIGTTIN || s == sig::SIGTTOU);
+        let mut by = by;
         if let Some(t) = self.tty.filter(|_| for_terminal) {
             if t.claim() {
                 st.terminal_wait = None;
-                let _ = self.group.signal(Signal::Cont);
-                return;
+                // A Ctrl-Z since, at the program stopped, waits there: the
+                // SIGCONT would discard it. It stops the job instead.
+                if !self.stop_pending() {
+                    let _ = self.group.signal(Signal::Cont);
+                    return;
+                }
+                by = Some(sig::SIGTSTP);
+            } else {
+                // pkit's job in the foreground, pkit not alone in it:
+                // looked at again at the run loop's next looks, for a
+                // moment.
+                let first = *st
+                    .terminal_wait
+                    .get_or_insert_with(tokio::time::Instant::now);
+                if first.elapsed() < TERMINAL_WAIT
+                    && t.job_in_foreground()
+                    && !sys::own_group_orphaned()
+                {
+                    return;
+                }
+                t.ask();
             }
-            // pkit's job in the foreground, pkit not alone in it: looked
-            // at again at the run loop's next looks, for a moment.
-            let first = *st
-                .terminal_wait
-                .get_or_insert_with(tokio::time::Instant::now);
-            if first.elapsed() < TERMINAL_WAIT
-                && t.job_in_foreground()
-                && !sys::own_group_orphaned()
-            {
-                return;
-            }
-            t.ask();
         }
         st.terminal_wait = None;
         if !sys::own_group_orphaned() {
@@ -328,6 +370,12 @@ impl Forwarder<'_> {
     /// is stopped all the same.
     pub fn held_by_stopped_child(&self) -> Option<i32> {
         sys::held_by_stopped_child(self.pid, &|| self.group.pids().ok())
+    }
+
+    /// Whether a stop signal waits at a process of the tree (sent while it
+    /// was stopped).
+    fn stop_pending(&self) -> bool {
+        self.group.pids().is_ok_and(|pids| sys::stop_pending(&pids))
     }
 
     /// Whether a process of the tree is stopped. (In pkit's process group,
@@ -423,16 +471,21 @@ pub fn on_signal(
             fwd.stop_pkit(st, true, None);
         }
         sig::SIGCONT => {
-            // `fg` of a job that ran on in the background (or that and
-            // the SIGCONT that woke pkit after a stop, pending at once:
-            // one signal): the terminal is pkit's again.
-            fwd.take_terminal();
             // The SIGCONT that continued pkit after a stop: the tree was
-            // continued already, and is not again unless it stopped since.
+            // continued already, and is not again unless it stopped since
+            // (not while its program held the terminal: a Ctrl-Z there
+            // stops the job, and a read from before the hand-over is
+            // the run loop's look's).
             let woke = std::mem::take(&mut st.continued);
-            if !delivered && (!woke || fwd.tree_stopped()) {
+            let held = fwd.tty.is_some_and(Terminal::program_holds);
+            if !delivered && (!woke || (!held && fwd.tree_stopped())) {
                 fwd.forward(s);
             }
+            // `fg` of a job that ran on in the background (or that and
+            // the SIGCONT that woke pkit after a stop, pending at once:
+            // one signal): the terminal is pkit's again, once the tree is
+            // continued (see `stop_pkit`).
+            fwd.take_terminal();
         }
         sig::SIGINT | sig::SIGQUIT if r.from_kernel => {
             // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL

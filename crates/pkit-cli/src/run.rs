@@ -221,6 +221,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                     None => {
                         st.left_stopped = false;
                         st.terminal_wait = None;
+                        st.stop_unknown = None;
                     }
                 }
             }

@@ -9,8 +9,10 @@
 //! The points: `stdin-error` (pty.rs: `--pty`'s stdin relay, after a read
 //! of the terminal failed, before it tells a read refused in the
 //! background from the end of the terminal) and `continued` (forward.rs:
-//! pkit has continued after its stop and taken the terminal again if it
-//! could, before the run loop reads the SIGCONT that woke it) and `stopping`
+//! pkit has continued after its stop, and the program's tree with it,
+//! before it takes the terminal again if it can and the run loop reads the
+//! SIGCONT that woke it) and `handed` (forward.rs: the same, the
+//! terminal taken again) and `stopping`
 //! (forward.rs: pkit has stopped the tree on a stop signal and is about to
 //! stop itself) and `self-stop` (forward.rs: pkit has looked for a SIGCONT
 //! that would call its stop off, found none, and is about to stop itself).

@@ -10,7 +10,10 @@
 //!
 //! The rule: pkit hands the terminal over when its job holds it and pkit
 //! is alone in that job (its process group), but for the shells waiting
-//! for it (`sh -c 'pkit run …; …'`). In a pipeline (`pkit run -- job |
+//! for it (`sh -c 'pkit run …; …'`) and the background commands of a
+//! shell without job control (`sh -c 'helper & pkit run …'`: SIGINT and
+//! SIGQUIT ignored, stdin not the terminal, as such a shell starts them;
+//! the terminal is not theirs). In a pipeline (`pkit run -- job |
 //! less`) the terminal stays with the job, so that its other stages keep
 //! it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
 //! program then reads the terminal (or changes its settings), it is
@@ -19,9 +22,16 @@
 //! the shells waiting for pkit last, by the foreground watcher once pkit
 //! is stopped, so that a quick `fg` can't come before pkit's own stop),
 //! as the shell reports a job that reads the terminal from the
-//! background; once the
-//! job is brought back to the foreground (`fg`), the program gets the
-//! terminal: it asked for it.
+//! background; pkit stops by the program's own signal then (SIGTTIN,
+//! SIGTTOU), so that an outer pkit whose program it is (`pkit run --
+//! pkit run -- reader | cat`) sees its program asked for the terminal.
+//! Once the job is brought back to the foreground (`fg`), the program
+//! gets the terminal: it asked for it. On `fg` pkit continues the
+//! program's tree first and then hands it the terminal, so that a Ctrl-Z
+//! right after `fg` is never sent to a group still stopped (whose SIGCONT
+//! would discard it); a read the program retried in between stopped it,
+//! and pkit continues it once it holds the terminal (unless a stop waits
+//! at it: a Ctrl-Z, which stops the job).
 
 use std::cell::{Cell, RefCell};
 
@@ -71,7 +81,7 @@ impl Terminal {
     /// Gives the terminal to the program's group if pkit's group has it,
     /// and pkit is alone in its job or the program asked for it.
     pub fn hand_over(&self) {
-        if self.tty.foreground() != Some(self.own) || !(self.asked.get() || alone()) {
+        if self.tty.foreground() != Some(self.own) || !(self.asked.get() || alone(&self.tty)) {
             return;
         }
         // The watcher first: from the hand-over on, a SIGKILLed pkit
@@ -87,16 +97,24 @@ impl Terminal {
     }
 
     /// The program was stopped for reading the terminal (or changing
-    /// it), which pkit did not hand it: true if it has it now (pkit's job
-    /// in the foreground, pkit alone in it: a pipeline's stage that ended
-    /// since, say). Otherwise, once pkit [`Terminal::ask`]s for it, it gets
-    /// it when the job is back in the foreground ([`Terminal::hand_over`]).
+    /// it): true if it has it now: it had it already (the read came before
+    /// the hand-over: pkit continues the program's group first, then
+    /// hands it the terminal), or pkit's job is in the foreground and pkit
+    /// alone in it (a pipeline's stage that ended since, say). Otherwise,
+    /// once pkit [`Terminal::ask`]s for it, it gets it when the job is
+    /// back in the foreground ([`Terminal::hand_over`]).
     pub fn claim(&self) -> bool {
         if self.handed.get() {
-            return false;
+            return self.program_holds();
         }
         self.hand_over();
         self.handed.get()
+    }
+
+    /// Whether the program's group is the terminal's foreground group, by
+    /// pkit's hand-over.
+    pub fn program_holds(&self) -> bool {
+        self.handed.get() && self.tty.foreground() == Some(self.program)
     }
 
     /// Whether pkit's job is the terminal's foreground job.
@@ -150,10 +168,18 @@ impl Drop for Terminal {
 }
 
 /// Whether pkit is alone in its job: no other process of its group runs
-/// but its ancestors (shells waiting for it). Unknown (no `/proc`) is
-/// alone, the hand-over as a shell's job of one process gets.
-fn alone() -> bool {
-    sys::job_mates().is_none_or(|mates| mates.iter().all(|(_, up)| up.is_some()))
+/// but its ancestors (shells waiting for it) and the background commands
+/// of a shell without job control (`sh -c 'helper & pkit run …'`: Ctrl-C
+/// and Ctrl-\ ignored, stdin not the terminal; `Ctty::shell_background`),
+/// which the terminal is not for: without pkit between, the program would
+/// read it from that same job. Unknown (no `/proc`) is alone, the
+/// hand-over as a shell's job of one process gets.
+fn alone(tty: &sys::Ctty) -> bool {
+    sys::job_mates().is_none_or(|mates| {
+        mates
+            .iter()
+            .all(|&(pid, up)| up.is_some() || tty.shell_background(pid))
+    })
 }
 
 /// Stops the other processes of pkit's job with `sig` (the program's stop

@@ -35,6 +35,48 @@ impl Ctty {
         rustix::termios::tcsetpgrp(&self.0, pgid)?;
         Ok(())
     }
+
+    /// Whether `pid`, of pkit's job, is a background command of a shell
+    /// without job control (`sh -c 'helper & pkit run …'`): such a shell
+    /// starts it with SIGINT and SIGQUIT ignored and its stdin on
+    /// `/dev/null` (POSIX, "Asynchronous Lists"; dash and bash do). It
+    /// takes neither Ctrl-C nor Ctrl-\, and does not read this terminal
+    /// through its stdin: the job's terminal is not its, as it is a
+    /// pipeline stage's. Told by both: SIGINT and SIGQUIT ignored, stdin
+    /// not this terminal (nor `/dev/tty`; closed counts as not). False
+    /// where that can't be read (another user's process).
+    #[cfg(target_os = "linux")]
+    pub fn shell_background(&self, pid: u32) -> bool {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        const INT_QUIT: u64 = (1 << (libc::SIGINT - 1)) | (1 << (libc::SIGQUIT - 1));
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return false;
+        };
+        let ignored = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+        if ignored.is_none_or(|mask| mask & INT_QUIT != INT_QUIT) {
+            return false;
+        }
+        let Ok(own) = rustix::fs::fstat(&self.0) else {
+            return false;
+        };
+        let any_tty = std::fs::metadata("/dev/tty").map(|m| m.rdev()).ok();
+        match std::fs::metadata(format!("/proc/{pid}/fd/0")) {
+            Ok(m) => {
+                let rdev = m.rdev();
+                !(m.file_type().is_char_device() && (rdev == own.st_rdev || Some(rdev) == any_tty))
+            }
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+
+    /// Where processes can't be looked at: none is known to be one.
+    #[cfg(not(target_os = "linux"))]
+    pub fn shell_background(&self, _pid: u32) -> bool {
+        false
+    }
 }
 
 /// The other live processes of pkit's process group (its job's other
@@ -76,10 +118,80 @@ pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
     Some(mates)
 }
 
+/// Whether a stop signal (SIGTSTP, SIGTTIN, SIGTTOU, SIGSTOP) is pending
+/// at one of `pids`: sent to it while it was stopped already (a Ctrl-Z at
+/// a program stopped by a read of the terminal), it waits there, and the
+/// next SIGCONT would discard it. False where that can't be read.
+#[cfg(target_os = "linux")]
+pub fn stop_pending(pids: &[u32]) -> bool {
+    const STOPS: u64 = (1 << (libc::SIGTSTP - 1))
+        | (1 << (libc::SIGTTIN - 1))
+        | (1 << (libc::SIGTTOU - 1))
+        | (1 << (libc::SIGSTOP - 1));
+    pids.iter().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+            status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("ShdPnd:")
+                        .or_else(|| l.strip_prefix("SigPnd:"))
+                })
+                .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .any(|mask| mask & STOPS != 0)
+        })
+    })
+}
+
+/// Where processes can't be looked at: none known.
+#[cfg(not(target_os = "linux"))]
+pub fn stop_pending(_pids: &[u32]) -> bool {
+    false
+}
+
 /// Where processes can't be listed: unknown.
 #[cfg(not(target_os = "linux"))]
 pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
     None
+}
+
+/// Stops pkit itself by `sig`, SIGTTIN or SIGTTOU (its program's stop for
+/// the terminal), where [`super::stop_self`] stops it by SIGSTOP: what
+/// waits for pkit sees the stop it would have seen of the program. An
+/// outer `pkit run` whose program is this pkit takes it for a program
+/// that asked for the terminal (and hands it over on `fg`); a shell says
+/// "Stopped (tty input)". pkit catches (or blocks) both signals: the
+/// default action is put back and the signal unblocked in this thread
+/// alone for the raise, which stops pkit before it returns, and both
+/// restored once pkit continues. (One sent to pkit meanwhile stops it
+/// too, as it would have stopped pkit's job.) Any other `sig`: SIGSTOP.
+pub fn stop_self_for_terminal(sig: i32) {
+    if sig != libc::SIGTTIN && sig != libc::SIGTTOU {
+        super::stop_self();
+        return;
+    }
+    // Raw: rustix has no safe sigaction nor sigprocmask, and no raise.
+    // SAFETY: sigaction(2) and pthread_sigmask(3) on zeroed, initialised
+    // structs and sets (sigemptyset, sigaddset of a valid number); raise(3)
+    // of a stop signal on this thread; both put back as they were after.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut default.sa_mask);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(sig, &default, &mut old) != 0 {
+            super::stop_self();
+            return;
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut mask);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut mask);
+        libc::raise(sig);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+        libc::sigaction(sig, &old, std::ptr::null_mut());
+    }
 }
 
 /// Continues process group `pgid` (SIGCONT); nothing if it is gone.

@@ -14,7 +14,7 @@ pub use nofile::{
 #[cfg(unix)]
 mod ctty;
 #[cfg(unix)]
-pub use ctty::{continue_group, job_mates, Ctty};
+pub use ctty::{continue_group, job_mates, stop_pending, stop_self_for_terminal, Ctty};
 #[cfg(unix)]
 mod orphan;
 #[cfg(unix)]

@@ -164,6 +164,14 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
 /// No job control on Windows.
 pub fn stop_self() {}
 
+/// No job control on Windows.
+pub fn stop_self_for_terminal(_sig: i32) {}
+
+/// No stop signals on Windows.
+pub fn stop_pending(_pids: &[u32]) -> bool {
+    false
+}
+
 /// No process groups on Windows: never orphaned.
 pub fn own_group_orphaned() -> bool {
     false
@@ -248,6 +256,11 @@ impl Ctty {
     /// No terminal job control on Windows.
     pub fn set_foreground(&self, _pgid: i32) -> io::Result<()> {
         Err(unsupported("no terminal job control on Windows"))
+    }
+
+    /// No shell's background commands share a job on Windows.
+    pub fn shell_background(&self, _pid: u32) -> bool {
+        false
     }
 }
 
