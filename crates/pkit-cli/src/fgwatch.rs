@@ -24,7 +24,10 @@
 //! sends [`STOP`] (`S<pkit's pid> <signal> <pid>…\n`); the watcher looks
 //! at pkit's state every millisecond until it is stopped, then sends the
 //! signal to each pid in turn. [`CONTINUED`] (pkit continued) calls off a
-//! stop not yet seen. Started then if it was not yet.
+//! stop not yet seen. If pkit dies instead of stopping, the watcher
+//! continues pkit's job (the stages pkit stopped already would otherwise
+//! stay stopped, their shell waiting on them). Started then if it was not
+//! yet.
 
 use std::process::{ExitCode, Stdio};
 
@@ -77,6 +80,8 @@ pub fn main() -> ExitCode {
     let mut pipe = Pipe::default();
     // A stop to make once pkit is stopped: pkit's pid, the signal, the pids.
     let mut stop: Option<Vec<i64>> = None;
+    // pkit was seen gone with a stop pending.
+    let mut died_stopping = false;
     // Until "done", or the end of the pipe (or an error).
     while let Some(more) = pipe.fill(stop.is_some()) {
         if more {
@@ -98,8 +103,12 @@ pub fn main() -> ExitCode {
                     }
                     stop = None;
                 }
-                // Gone (or a zombie): the end of the pipe comes next.
-                None | Some('Z' | 'X') => stop = None,
+                // Gone (or a zombie) before its stop: the end of the pipe
+                // comes next (see below).
+                None | Some('Z' | 'X') => {
+                    died_stopping = true;
+                    stop = None;
+                }
                 Some(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         } else {
@@ -111,6 +120,12 @@ pub fn main() -> ExitCode {
         if tty.foreground() == Some(program) && tty.set_foreground(own).is_ok() {
             sys::continue_group(own);
         }
+    }
+    // Gone before its stop: what pkit stopped of its job already (a
+    // pipeline's other stage) would stay stopped for ever, its shells
+    // neither stopped nor told: the job goes on.
+    if died_stopping || stop.is_some() {
+        sys::continue_group(own);
     }
     ExitCode::SUCCESS
 }

@@ -5,9 +5,10 @@
 //! Findings are `#[ignore = "rv41: ..."]` tests that fail on main; the
 //! rest are probes that held. Run in the three passes.
 //!
-//! Findings (each fails on main; under process groups: pgroup and
+//! Findings (each failed on main; under process groups: pgroup and
 //! portable, the terminal needs no hand-over under cgroup):
-//! - LOW (ttyfix's other edge)
+//! - LOW, fixed (the watcher continues pkit's job when pkit dies with a
+//!   stop pending: `fgwatch.rs`) (ttyfix's other edge)
 //!   [`pkit_killed_while_stopping_its_job_leaves_no_stage_stopped`]: in
 //!   `pkit run -- sh -c 'read x </dev/tty' | cat; echo after=$?`, pkit
 //!   SIGKILLed (the OOM killer, a `kill -9`) while it stops its job for
@@ -227,7 +228,6 @@ sys.stdout.write(out.decode(errors="replace") + "\nok\n")
 /// stopped (the user's terminal hangs until Ctrl-C). The watcher, seeing
 /// pkit gone with a stop pending, continues nothing.
 #[test]
-#[ignore = "rv41: LOW: pkit killed while stopping its job (a pipeline's read) leaves the other stage stopped for ever; the shell waits on it, the job never ends"]
 fn pkit_killed_while_stopping_its_job_leaves_no_stage_stopped() {
     at_once(process_group_mechanisms(), |m| {
         let text = killed_while_the_watcher_waits(m);
