@@ -141,7 +141,16 @@ fn nested_shells_stop_after_pkit(m: &str, pause: Option<&str>) {
     _, st = os.waitpid(job, os.WUNTRACED)
     states = procs(job)
     pk = [s for (_, c, s) in states if c == "pkit"]
-    shells = [s for (_, c, s) in states if c == "sh"]
+    # The watcher signals the shells in turn, the nearest first; one
+    # signalled may not have run to its stop yet when the outer one is
+    # seen stopped: pkit's state is the first look's, the shells' are
+    # waited for.
+    end = time.time() + 10
+    while True:
+        shells = [s for (_, c, s) in procs(job) if c == "sh"]
+        if all(s == "T" for s in shells) or time.time() > end:
+            break
+        time.sleep(0.01)
     print("stopped=%d,%s,%s;" % (os.WIFSTOPPED(st), "".join(pk), "".join(shells)), flush=True)
     os.tcsetpgrp(0, os.getpgrp())
     os.tcsetpgrp(0, job)
