@@ -22,7 +22,7 @@
 //! children are not supported copies anyway.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub(crate) struct CopyLock<T> {
@@ -213,7 +213,7 @@ impl<T: Sync + 'static> CopyOnce<T> {
 #[cfg(unix)]
 pub(crate) struct AtForkOnce {
     /// Whether the handlers are registered.
-    registered: AtomicBool,
+    registered: std::sync::atomic::AtomicBool,
     /// Whether this process tried (held across the try).
     tried: CopyLock<bool>,
 }
@@ -222,7 +222,7 @@ pub(crate) struct AtForkOnce {
 impl AtForkOnce {
     pub(crate) const fn new() -> AtForkOnce {
         AtForkOnce {
-            registered: AtomicBool::new(false),
+            registered: std::sync::atomic::AtomicBool::new(false),
             tried: CopyLock::new(false),
         }
     }
