@@ -111,40 +111,15 @@ mod common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{at_once, mechanisms, pkit, shell_status, temp_path, PY_JOB_IN_PTY, PY_PTY_DRIVER};
+use common::{
+    at_once, drive, mechanisms, pkit, process_group_mechanisms, shell_status, temp_path, Reap,
+    PY_CTRL_Z_STOPS_THE_JOB, PY_JOB_IN_PTY, PY_PTY_DRIVER,
+};
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
-
-/// Kills (SIGKILL) every pid written to its file, one a line, when
-/// dropped: the processes a case's program recorded, on a failed
-/// assertion too.
-struct Reap(PathBuf);
-
-impl Reap {
-    fn new(what: &str) -> Reap {
-        Reap(temp_path(what))
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if pid > 1 && !common::pid_gone(pid) {
-                // SAFETY: kill(2) of a pid this case's program wrote.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Runs `job` (a `sh -c` script) as a job of a tiny job-control shell on a
 /// terminal of its own (in the terminal's foreground, as `bash -i` starts
@@ -246,13 +221,6 @@ fn killed_then_read(m: &str) {
     assert!(text.ends_with("ok\n"), "{m}: {text}");
 }
 
-fn process_group_mechanisms() -> Vec<&'static str> {
-    mechanisms()
-        .into_iter()
-        .filter(|m| *m != "cgroup")
-        .collect()
-}
-
 fn cgroup_only() -> Vec<&'static str> {
     mechanisms()
         .into_iter()
@@ -279,30 +247,7 @@ fn ctrl_z_in_pipeline(m: &str) {
         "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100' | cat",
         p = pids.path()
     );
-    let driver = [
-        PY_PTY_DRIVER,
-        PY_JOB_IN_PTY,
-        r#"
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("stopped=%d;" % os.WIFSTOPPED(st), flush=True)
-    os.killpg(job, signal.SIGKILL)
-    os._exit(0)
-read_job()
-time.sleep(1)
-os.write(fd, b"\x1a")
-read_until(b"stopped=1;", 1, 8)
-os.waitpid(pid, 0)
-sys.stdout.write("ok\n")
-"#,
-    ]
-    .concat();
-    let out = Command::new("python3")
-        .args(["-c", &driver, "/bin/sh", "-c", &job])
-        .env_remove("PKIT_TEST_PAUSE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = drive(&job, PY_CTRL_Z_STOPS_THE_JOB);
     assert!(text.ends_with("ok\n"), "{m}: {text}");
 }
 

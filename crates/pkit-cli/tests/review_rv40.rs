@@ -63,56 +63,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{at_once, mechanisms, pkit, temp_path, Started, PY_JOB_IN_PTY, PY_PTY_DRIVER};
+use common::{
+    at_once, drive, mechanisms, pkit, process_group_mechanisms, temp_path, Reap, Started,
+};
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
-
-fn process_group_mechanisms() -> Vec<&'static str> {
-    mechanisms()
-        .into_iter()
-        .filter(|m| *m != "cgroup")
-        .collect()
-}
-
-/// Kills (SIGKILL) every pid its file lists when dropped (the programs a
-/// case started, on a failed assertion too).
-struct Reap(std::path::PathBuf);
-
-impl Reap {
-    fn new(what: &str) -> Reap {
-        Reap(temp_path(what))
-    }
-
-    fn path(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if pid > 1 && !common::pid_gone(pid) {
-                // SAFETY: kill(2) of a pid this case's program wrote.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Runs `driver` (after the pty driver and the job's start) with `job`
-/// as the job's `sh -c` script; its stdout.
-fn drive(job: &str, driver: &str) -> String {
-    let script = [PY_PTY_DRIVER, PY_JOB_IN_PTY, driver].concat();
-    let out = Command::new("python3")
-        .args(["-c", &script, "/bin/sh", "-c", job])
-        .env_remove("PKIT_TEST_PAUSE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3 runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A script that started a background job (`sleep &`, a spinner, a
 /// `tee` of a process substitution) before `pkit run`: its program reads

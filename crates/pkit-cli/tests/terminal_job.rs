@@ -10,57 +10,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
-use common::{at_once, mechanisms, temp_path, PY_JOB_IN_PTY, PY_PTY_DRIVER};
+use common::{
+    at_once, drive, drive_paused, process_group_mechanisms, temp_path, Reap,
+    PY_CTRL_Z_STOPS_THE_JOB,
+};
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
-
-fn process_group_mechanisms() -> Vec<&'static str> {
-    mechanisms()
-        .into_iter()
-        .filter(|m| *m != "cgroup")
-        .collect()
-}
-
-/// Kills (SIGKILL) every pid its file lists when dropped (the programs a
-/// case started, on a failed assertion too).
-struct Reap(std::path::PathBuf);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if pid > 1 && !common::pid_gone(pid) {
-                // SAFETY: kill(2) of a pid this case's program wrote.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Runs `driver` (after the pty driver and the job's start) with `job`
-/// as the job's `sh -c` script; its stdout.
-fn drive(job: &str, driver: &str) -> String {
-    drive_paused(job, driver, None)
-}
-
-/// [`drive`], with `pause` as pkit's `PKIT_TEST_PAUSE`.
-fn drive_paused(job: &str, driver: &str, pause: Option<&str>) -> String {
-    let script = [PY_PTY_DRIVER, PY_JOB_IN_PTY, driver].concat();
-    let mut cmd = Command::new("python3");
-    match pause {
-        Some(p) => cmd.env("PKIT_TEST_PAUSE", p),
-        None => cmd.env_remove("PKIT_TEST_PAUSE"),
-    };
-    let out = cmd
-        .args(["-c", &script, "/bin/sh", "-c", job])
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3 runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `pkit run -- sh -c 'read x </dev/tty' | cat`: the job keeps the
 /// terminal (cat's, the shell's as much as the program's); the program's
@@ -72,10 +27,10 @@ fn pipeline_read_stops_the_job_then_reads_on_fg(m: &str) {
 }
 
 fn pipeline_read_then_fg(m: &str, pause: Option<&str>) {
-    let pids = Reap(temp_path("tty-job-read"));
+    let pids = Reap::new("tty-job-read");
     let job = format!(
         "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat",
-        p = pids.0.display()
+        p = pids.path()
     );
     let driver = r#"
     _, st = os.waitpid(job, os.WUNTRACED)
@@ -145,24 +100,12 @@ fn the_shell_waiting_for_pkit_stops_after_pkit() {
 /// Ctrl-Z stops the program's group, and pkit stops with it the rest of
 /// its job, the waiting shell too: the job's shell sees its job stopped.
 fn ctrl_z_stops_the_waiting_shell(m: &str) {
-    let pids = Reap(temp_path("tty-job-ctrlz"));
+    let pids = Reap::new("tty-job-ctrlz");
     let job = format!(
         "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100'; echo after",
-        p = pids.0.display()
+        p = pids.path()
     );
-    let driver = r#"
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("stopped=%d;" % os.WIFSTOPPED(st), flush=True)
-    os.killpg(job, signal.SIGKILL)
-    os._exit(0)
-read_job()
-time.sleep(1)
-os.write(fd, b"\x1a")
-read_until(b"stopped=1;", 1, 8)
-os.waitpid(pid, 0)
-sys.stdout.write("ok\n")
-"#;
-    let text = drive(&job, driver);
+    let text = drive(&job, PY_CTRL_Z_STOPS_THE_JOB);
     assert!(text.ends_with("ok\n"), "{m}: {text}");
 }
 
@@ -178,13 +121,13 @@ fn ctrl_z_stops_the_shell_waiting_for_pkit() {
 /// would continue it), and the read goes through, as it does without
 /// pkit.
 fn an_ending_stage_before_pkit(m: &str) {
-    let pids = Reap(temp_path("tty-job-ending"));
+    let pids = Reap::new("tty-job-ending");
     let flag = temp_path("tty-job-ending-flag");
     let job = format!(
         "sh -c 'while [ ! -s {f} ]; do sleep 0.05; done; sleep 0.2' | \
          {PKIT} run -q --mechanism {m} -- \
          sh -c 'echo $$ >> {p}; echo 1 > {f}; read x </dev/tty; echo got=$x'",
-        p = pids.0.display(),
+        p = pids.path(),
         f = flag.display()
     );
     let driver = r#"

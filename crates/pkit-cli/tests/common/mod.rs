@@ -128,6 +128,83 @@ if pid == 0:
         pass
     print("job=%d;" % job, flush=True)"#;
 
+/// Runs `driver` (after [`PY_PTY_DRIVER`] and [`PY_JOB_IN_PTY`]) with
+/// `job` as the job's `sh -c` script; its stdout.
+pub fn drive(job: &str, driver: &str) -> String {
+    drive_paused(job, driver, None)
+}
+
+/// [`drive`], with `pause` as pkit's `PKIT_TEST_PAUSE`.
+pub fn drive_paused(job: &str, driver: &str, pause: Option<&str>) -> String {
+    let script = [PY_PTY_DRIVER, PY_JOB_IN_PTY, driver].concat();
+    let mut cmd = Command::new("python3");
+    match pause {
+        Some(p) => cmd.env("PKIT_TEST_PAUSE", p),
+        None => cmd.env_remove("PKIT_TEST_PAUSE"),
+    };
+    let out = cmd
+        .args(["-c", &script, "/bin/sh", "-c", job])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A [`drive`] driver: the job's shell waits for the job to stop and
+/// prints `stopped=1;` (then kills it); the driver types Ctrl-Z a second
+/// after the job's start and ends `ok` once the shell saw the stop within
+/// 8 s.
+pub const PY_CTRL_Z_STOPS_THE_JOB: &str = r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("stopped=%d;" % os.WIFSTOPPED(st), flush=True)
+    os.killpg(job, signal.SIGKILL)
+    os._exit(0)
+read_job()
+time.sleep(1)
+os.write(fd, b"\x1a")
+read_until(b"stopped=1;", 1, 8)
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#;
+
+/// The mechanisms of [`mechanisms`] that put the program in a process
+/// group of its own (pgroup, portable): those the terminal's rule is for.
+pub fn process_group_mechanisms() -> Vec<&'static str> {
+    mechanisms()
+        .into_iter()
+        .filter(|m| *m != "cgroup")
+        .collect()
+}
+
+/// Kills (SIGKILL) every pid written to its file, one a line, when
+/// dropped: the processes a case's program recorded, on a failed
+/// assertion too.
+pub struct Reap(pub PathBuf);
+
+impl Reap {
+    /// A file of [`temp_path`]`(what)`.
+    pub fn new(what: &str) -> Reap {
+        Reap(temp_path(what))
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if pid > 1 && !pid_gone(pid) {
+                // SAFETY: kill(2) of a pid this case's program wrote.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The `pkit` binary, started with HUP, INT, QUIT and TERM at their
 /// default disposition whatever the suite inherited: pkit keeps a signal
 /// ignored when it starts ignored (so `nohup cargo test`, or the suite run

@@ -25,7 +25,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -153,6 +153,8 @@ struct Pool {
     /// none of them (its copy of the pool is never used; its readers get a
     /// thread each, which then exits).
     owner: crate::sys::Creator,
+    /// A `Mutex`, not a `CopyLock`: a copy may inherit it held by one of
+    /// the threads, but never takes it (see `owner`).
     idle: Mutex<Idle>,
     wake: Condvar,
 }
@@ -167,7 +169,9 @@ struct Idle {
 impl Pool {
     /// This process's pool (`None` in a forked child: see `owner`).
     fn here() -> Option<&'static Pool> {
-        static POOL: OnceLock<Pool> = OnceLock::new();
+        // Not a `OnceLock`: see `CopyOnce` (a copy forked while another
+        // thread makes the pool asks it for its owner).
+        static POOL: crate::sys::CopyOnce<Pool> = crate::sys::CopyOnce::new();
         let pool = POOL.get_or_init(|| Pool {
             owner: crate::sys::Creator::here(),
             idle: Mutex::new(Idle {

@@ -18,7 +18,9 @@ pub(crate) struct LimitFlag {
 
 /// The instant output times are counted from.
 fn activity_base() -> tokio::time::Instant {
-    static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    // Not a `OnceLock`: see `CopyOnce` (a copy forked while another thread
+    // takes the instant reads output times too).
+    static BASE: crate::sys::CopyOnce<tokio::time::Instant> = crate::sys::CopyOnce::new();
     *BASE.get_or_init(tokio::time::Instant::now)
 }
 

@@ -157,14 +157,13 @@ impl<T: Sync + 'static> Leaked<T> {
 /// [`CopyLock`]: a copy forked while another thread of its parent
 /// computes it (a probe, a read: a slow step) computes its own instead of
 /// waiting for ever on the `Once`. A value computed before the fork is the
-/// copy's too (what these hold is a fact about the host or the program).
-#[cfg(unix)]
+/// copy's too (what these hold is a fact about the host or the program,
+/// or names the process it is for: the readers' pool in `pump/apart.rs`).
 pub(crate) struct CopyOnce<T: 'static> {
     value: Leaked<T>,
     lock: CopyLock<()>,
 }
 
-#[cfg(unix)]
 impl<T: Sync + 'static> CopyOnce<T> {
     pub(crate) const fn new() -> CopyOnce<T> {
         CopyOnce {
@@ -173,22 +172,83 @@ impl<T: Sync + 'static> CopyOnce<T> {
         }
     }
 
-    /// The value, if it was computed.
-    #[cfg(target_os = "linux")]
-    pub(crate) fn get(&self) -> Option<&'static T> {
-        self.value.get()
-    }
-
     /// The value, computed by `init` if it is not yet.
     pub(crate) fn get_or_init(&self, init: impl FnOnce() -> T) -> &'static T {
+        match self.get_or_try_init(|| Ok::<T, std::convert::Infallible>(init())) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The value, computed by `init` if it is not yet; an error `init`
+    /// returns is handed back and nothing kept (the next call computes
+    /// again).
+    pub(crate) fn get_or_try_init<E>(
+        &self,
+        init: impl FnOnce() -> Result<T, E>,
+    ) -> Result<&'static T, E> {
         if let Some(v) = self.value.get() {
-            return v;
+            return Ok(v);
         }
         let _one = self.lock.lock();
         if let Some(v) = self.value.get() {
-            return v;
+            return Ok(v);
         }
-        self.value.set(init())
+        Ok(self.value.set(init()?))
+    }
+}
+
+/// `pthread_atfork` handlers registered once per process, without a
+/// `Once`: a copy forked while another thread of its parent registers them
+/// would wait on the `Once` for ever. Here a copy takes the lock over (see
+/// [`CopyLock`]) and registers them itself, unless they were registered
+/// at the fork: their child handler calls [`forked`](Self::forked), so a
+/// copy forked as they were being registered has them, and knows it.
+/// A thread of the same process waits for the one registering them, so
+/// that none goes on before they are (a fork could then copy what they
+/// are there to mend).
+///
+/// `sys::pid`'s handler is registered otherwise: this lock asks for the
+/// identity that handler keeps.
+#[cfg(unix)]
+pub(crate) struct AtForkOnce {
+    /// Whether the handlers are registered.
+    registered: std::sync::atomic::AtomicBool,
+    /// Whether this process tried (held across the try).
+    tried: CopyLock<bool>,
+}
+
+#[cfg(unix)]
+impl AtForkOnce {
+    pub(crate) const fn new() -> AtForkOnce {
+        AtForkOnce {
+            registered: std::sync::atomic::AtomicBool::new(false),
+            tried: CopyLock::new(false),
+        }
+    }
+
+    /// Runs `register` (which registers the handlers and tells whether
+    /// `pthread_atfork` took them) unless they are registered or this
+    /// process tried already (a copy forked while its parent's thread
+    /// tried, and did not register them before the fork, tries itself).
+    pub(crate) fn register(&self, register: impl FnOnce() -> bool) {
+        if self.registered.load(Ordering::Acquire) {
+            return;
+        }
+        let mut tried = self.tried.lock();
+        if *tried || self.registered.load(Ordering::Acquire) {
+            return;
+        }
+        *tried = true;
+        if register() {
+            self.registered.store(true, Ordering::Release);
+        }
+    }
+
+    /// Notes, from the handlers' child handler, that this copy has them.
+    /// One atomic store: async-signal-safe.
+    pub(crate) fn forked(&self) {
+        self.registered.store(true, Ordering::Release);
     }
 }
 

@@ -30,8 +30,8 @@ mod container_suspend;
 mod control;
 mod copy_lock;
 #[cfg(unix)]
-pub(crate) use copy_lock::CopyOnce;
-pub(crate) use copy_lock::{CopyLock, Leaked};
+pub(crate) use copy_lock::AtForkOnce;
+pub(crate) use copy_lock::{CopyLock, CopyOnce, Leaked};
 mod cpu_list;
 mod creator;
 #[cfg(unix)]

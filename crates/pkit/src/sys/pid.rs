@@ -65,7 +65,8 @@ fn ask() -> u64 {
     // attempt by this pid makes one; the others don't wait for it (they
     // keep nothing meanwhile: see below). A copy forked before the
     // registration (a pid of its own) tries again; one forked after it
-    // has the handler, which marks it hooked.
+    // has the handler, which marks it hooked. Nor an `AtForkOnce` (the
+    // other hooks' way): its lock asks for the identity this keeps.
     if HOOKED.load(Ordering::Acquire) == 0 {
         let tried = TRIED_BY.load(Ordering::Relaxed);
         if tried != pid

@@ -18,7 +18,7 @@
 //! (the guard's start failed) is un-noted before it is closed, so its
 //! number, free again, is never replaced in a copy.
 
-use crate::sys::CopyLock;
+use crate::sys::AtForkOnce;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -43,9 +43,10 @@ static DEAD_END: AtomicI32 = AtomicI32::new(-1);
 /// its prepare handler to its parent (or child) handler: no fork copies
 /// this process in between.
 static MAKING: AtomicBool = AtomicBool::new(false);
-/// Whether the `pthread_atfork` handlers are registered (set in a copy by
-/// [`at_fork`]: a copy forked as they were being registered has them).
-static REGISTERED: AtomicBool = AtomicBool::new(false);
+/// The `pthread_atfork` handlers, registered by the first guard's start
+/// (noted in a copy by [`at_fork`]: a copy forked as they were being
+/// registered has them).
+static HOOKS: AtForkOnce = AtForkOnce::new();
 
 /// The owner's end of a guard's socket, noted for forked copies (see the
 /// module docs) until it is dropped; [`OwnerEnd::keep`] keeps it noted.
@@ -89,18 +90,10 @@ pub(super) fn owner_pair(
     which: Which,
     pair: impl FnOnce() -> io::Result<(OwnedFd, OwnedFd)>,
 ) -> io::Result<(OwnerEnd, OwnedFd)> {
-    // Not a `Once`: a copy forked while another thread of its parent runs
-    // this (its first guard's start) would wait on it for ever. A copy
-    // takes the lock over (with `false`), and registers the handlers
-    // unless they were at the fork ([`at_fork`] ran in it).
-    static HOOK: CopyLock<bool> = CopyLock::new(false);
-    if !REGISTERED.load(Ordering::Acquire) {
-        let mut tried = HOOK.lock();
-        if !*tried && !REGISTERED.load(Ordering::Acquire) {
-            *tried = true;
-            hook();
-        }
-    }
+    // Not a `Once` (see `AtForkOnce`): a copy forked while another thread
+    // of its parent runs this (its first guard's start) registers the
+    // handlers unless they were at the fork ([`at_fork`] ran in it).
+    HOOKS.register(hook);
     let making = Making::enter();
     let (owner, guard) = pair()?;
     OWNER_ENDS[which as usize].store(owner.as_raw_fd(), Ordering::Release);
@@ -114,10 +107,11 @@ pub(super) fn owner_pair(
     ))
 }
 
-/// Makes the dead socket and registers the `pthread_atfork` handlers.
-fn hook() {
+/// Makes the dead socket and registers the `pthread_atfork` handlers;
+/// whether they are.
+fn hook() -> bool {
     let Some(dead) = dead_socket() else {
-        return;
+        return false;
     };
     // Kept for the process's life (a copy may be forked at any time).
     let dead: RawFd = std::os::fd::IntoRawFd::into_raw_fd(dead);
@@ -126,9 +120,8 @@ fn hook() {
     // SAFETY: the handlers make atomic operations and sched_yield,
     // pthread_sigmask and dup3 calls only, which are async-signal-safe
     // (all a forked child of a threaded process may do before exec).
-    if unsafe { libc::pthread_atfork(Some(acquire), Some(release), Some(at_fork)) } == 0 {
-        REGISTERED.store(true, Ordering::Release);
-    }
+    let rc = unsafe { libc::pthread_atfork(Some(acquire), Some(release), Some(at_fork)) };
+    rc == 0
 }
 
 /// [`MAKING`] held by this thread (see [`acquire`]).
@@ -211,7 +204,7 @@ fn dead_socket() -> Option<OwnedFd> {
 extern "C" fn at_fork() {
     // SAFETY: this is the child of a fork, a copy of the owner.
     unsafe { in_forked_copy() };
-    REGISTERED.store(true, Ordering::Release);
+    HOOKS.forked();
     release();
 }
 

@@ -30,9 +30,9 @@
 //! again after).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::sys::CopyLock;
+use crate::sys::AtForkOnce;
 
 /// Runs `change` (something that changes ids in this process's memory, when
 /// `ids` says so), then puts the dumpable flag back as it was before the
@@ -215,35 +215,26 @@ fn take_over(seen: u64, w: Word, generation: u16) {
 /// Registers [`forking`] and [`forked`] once, before the first change
 /// begins (so before any fork could copy one under way).
 fn watch_forks() {
-    // Not a `Once`: a copy forked while another thread of its parent
-    // registers them would wait on it for ever. A copy takes the lock
-    // over, and registers them unless they were at the fork ([`forked`]
-    // ran in it).
-    static HOOK: CopyLock<bool> = CopyLock::new(false);
-    if REGISTERED.load(Ordering::Acquire) {
-        return;
-    }
-    let mut tried = HOOK.lock();
-    if *tried || REGISTERED.load(Ordering::Acquire) {
-        return;
-    }
-    *tried = true;
-    // Raw: pthread_atfork has no rustix form.
-    // SAFETY: registers two `extern "C" fn`s without state: `forking`
-    // (run before a fork by the forking thread) stores one word in a
-    // thread-local; `forked` (run in the child) makes atomic loads and
-    // stores, a thread-local read and `prctl` calls, which are
-    // async-signal-safe (all a forked child of a threaded process may
-    // do before exec). If they can't be registered, the generation in
-    // the word still tells a copy.
-    if unsafe { libc::pthread_atfork(Some(forking), None, Some(forked)) } == 0 {
-        REGISTERED.store(true, Ordering::Release);
-    }
+    // Not a `Once` (see `AtForkOnce`): a copy forked while another thread
+    // of its parent registers them registers them itself, unless they
+    // were at the fork ([`forked`] ran in it).
+    HOOKS.register(|| {
+        // Raw: pthread_atfork has no rustix form.
+        // SAFETY: registers two `extern "C" fn`s without state: `forking`
+        // (run before a fork by the forking thread) stores one word in a
+        // thread-local; `forked` (run in the child) makes atomic loads and
+        // stores, a thread-local read and `prctl` calls, which are
+        // async-signal-safe (all a forked child of a threaded process may
+        // do before exec). If they can't be registered, the generation in
+        // the word still tells a copy.
+        let rc = unsafe { libc::pthread_atfork(Some(forking), None, Some(forked)) };
+        rc == 0
+    });
 }
 
-/// Whether [`forking`] and [`forked`] are registered (set in a copy by
-/// [`forked`]: a copy forked as they were being registered has them).
-static REGISTERED: AtomicBool = AtomicBool::new(false);
+/// [`forking`] and [`forked`] (noted in a copy by [`forked`]: a copy
+/// forked as they were being registered has them).
+static HOOKS: AtForkOnce = AtForkOnce::new();
 
 thread_local! {
     /// The word as the forking thread saw it just before its fork.
@@ -262,7 +253,7 @@ extern "C" fn forking() {
 /// any change seen under way, begun or ended between the word noted
 /// before the fork and the copy's, counts.
 extern "C" fn forked() {
-    REGISTERED.store(true, Ordering::Release);
+    HOOKS.forked();
     let w = Word::unpack(STATE.load(Ordering::Acquire));
     let before = BEFORE_FORK.try_with(Cell::take).ok().flatten();
     let moved = before.map(Word::unpack).is_some_and(|b| {

@@ -20,24 +20,23 @@ use crate::sys::SpawnError;
 pub(super) fn pidfds_supported() -> Result<(), SpawnError> {
     // Not a `OnceLock`: see `CopyOnce`.
     static REFUSED: crate::sys::CopyOnce<Option<i32>> = crate::sys::CopyOnce::new();
-    let refused = match REFUSED.get() {
-        Some(refused) => *refused,
-        None => {
-            let errno = match crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen) {
-                Err(errno) => Some(errno),
-                Ok(()) => {
-                    let me = rustix::process::getpid();
-                    rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty())
-                        .err()
-                        .map(|e| e.raw_os_error())
-                }
-            };
-            if let Some(e @ (libc::EMFILE | libc::ENFILE | libc::ENOMEM)) = errno {
-                return Err(SpawnError::Os(io::Error::from_raw_os_error(e)));
+    let refused = *REFUSED.get_or_try_init(|| {
+        let errno = match crate::sys::fault::check(crate::sys::fault::Point::PidfdOpen) {
+            Err(errno) => Some(errno),
+            Ok(()) => {
+                let me = rustix::process::getpid();
+                rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty())
+                    .err()
+                    .map(|e| e.raw_os_error())
             }
-            *REFUSED.get_or_init(|| errno)
+        };
+        match errno {
+            Some(e @ (libc::EMFILE | libc::ENFILE | libc::ENOMEM)) => {
+                Err(SpawnError::Os(io::Error::from_raw_os_error(e)))
+            }
+            answer => Ok(answer),
         }
-    };
+    })?;
     match refused {
         None => Ok(()),
         Some(errno) => {
