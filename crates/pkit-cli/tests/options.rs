@@ -41,15 +41,17 @@ fn capture_leaves_stdin_alone_and_is_bounded() {
     assert_eq!(out.stderr, b"err\n");
 
     // `yes` would fill memory: the default bound holds it (16M per stream).
+    // 40 MiB of it, not a second's worth (at load 40 a second gave 9.7 MB,
+    // under the bound: portable, par stage).
     let out = run(&[
         "run",
         "-q",
         "--json",
         "--capture",
-        "--timeout",
-        "1",
         "--",
-        "yes",
+        "sh",
+        "-c",
+        "yes | head -c 41943040",
     ]);
     let v = report(&out);
     assert_eq!(

@@ -91,8 +91,10 @@ fn an_orphan_named_pkit_guard_is_swept_too() {
                 .trim()
                 .parse()
                 .unwrap();
-            // Given a moment to die, as a SIGKILL takes.
-            let deadline = Instant::now() + Duration::from_secs(2);
+            // Given a moment to die, as a SIGKILL takes (generous: on a
+            // loaded machine the killed process can wait seconds for the
+            // CPU it needs to exit).
+            let deadline = Instant::now() + Duration::from_secs(30);
             while !pid_gone(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }

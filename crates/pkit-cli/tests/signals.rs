@@ -10,7 +10,7 @@ mod common;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -598,12 +598,33 @@ fn the_portable_backend_reads_signals_through_the_self_pipe() {
         }
         let mut child = cmd.spawn().map(Started::new).unwrap();
         wait_for_text(&ready, "up");
-        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
-            .unwrap()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-            .map(|c| c.trim().to_string())
-            .collect();
+        // A thread started with a name takes it itself once it first runs
+        // (std sets it from inside the new thread): on a loaded machine
+        // it can exist for a while under its parent's name (`pkit`). So
+        // the names are read once every thread but the main one has its
+        // own (pkit names each of its threads), generously polled.
+        let pid = child.id();
+        let names = || -> Vec<(bool, String)> {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .flatten()
+                .filter_map(|t| {
+                    let main = t.file_name().to_string_lossy() == pid.to_string();
+                    let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                    Some((main, comm.trim().to_string()))
+                })
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let threads: Vec<String> = loop {
+            let seen = names();
+            let main = seen.iter().find(|(m, _)| *m).map(|(_, c)| c.clone());
+            let unnamed = seen.iter().any(|(m, c)| !m && Some(c) == main.as_ref());
+            if !unnamed || Instant::now() > deadline {
+                break seen.into_iter().map(|(_, c)| c).collect();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         kill(child.id(), libc::SIGTERM);
         let status = child.wait().unwrap();
         std::fs::remove_file(&ready).unwrap();

@@ -412,23 +412,33 @@ async fn a_handle_dropped_during_a_checks_command_leaves_nothing() {
 async fn a_timeout_bounds_each_attempt_of_a_retry() {
     let suite = begin("a_timeout_bounds_each_attempt_of_a_retry").await;
     for choice in mechanisms() {
-        let count = TempPath::new("timeout-count");
-        let err = bounded(
-            "retried",
-            sh(choice, r#"echo x >> "$1"; exec sleep 30"#)
-                .arg(count.as_str())
-                .timeout(Duration::from_millis(300))
-                .retry(3, Duration::ZERO, Error::is_timeout)
-                .run(),
-        )
-        .await
-        .expect_err("timed out");
-        assert!(err.is_timeout(), "{choice}: {err}");
-        let lines = std::fs::read_to_string(count.path())
-            .unwrap()
-            .lines()
-            .count();
-        assert_eq!(lines, 3, "{choice}: every attempt ran");
+        // Each attempt's shell must write its line before the timeout:
+        // a try where one had not (its start-up slow on a loaded machine)
+        // is made again with the timeout doubled.
+        let mut timeout = Duration::from_millis(300);
+        loop {
+            let count = TempPath::new("timeout-count");
+            let err = bounded(
+                "retried",
+                sh(choice, r#"echo x >> "$1"; exec sleep 30"#)
+                    .arg(count.as_str())
+                    .timeout(timeout)
+                    .retry(3, Duration::ZERO, Error::is_timeout)
+                    .run(),
+            )
+            .await
+            .expect_err("timed out");
+            assert!(err.is_timeout(), "{choice}: {err}");
+            let lines = std::fs::read_to_string(count.path())
+                .unwrap_or_default()
+                .lines()
+                .count();
+            if lines == 3 || timeout >= Duration::from_secs(5) {
+                assert_eq!(lines, 3, "{choice}: every attempt ran");
+                break;
+            }
+            timeout *= 2;
+        }
     }
     suite.end().await;
 }

@@ -62,6 +62,11 @@ const PROMPT: Duration = Duration::from_secs(12);
 /// SIGTERM (writing `term` to `$1.term` when it arrives), and waits.
 const IGNORES_TERM: &str = r#"trap 'echo term > "$1.term"' TERM; sleep 300 & echo $$ > "$1"; echo $! >> "$1"; echo done >> "$1"; while :; do wait; done"#;
 
+/// The timeout of a run of [`IGNORES_TERM`]: its shell must have set its
+/// trap by then (a loaded machine can hold a shell's start-up up for a
+/// second; killed by the SIGTERM before, it never writes its pids).
+const SHELL_READY: Duration = Duration::from_secs(2);
+
 /// Waits until `path` exists (the trap's mark).
 async fn wait_for_file(path: &str, what: &str) {
     let deadline = Instant::now() + DEADLINE * 3;
@@ -89,7 +94,7 @@ async fn a_cancel_during_a_verbs_timeout_grace_ends_the_run_at_once() {
         let cmd = sh(choice, IGNORES_TERM)
             .arg(file.as_str())
             .stdout(pkit::Stdio::Null)
-            .timeout(Duration::from_millis(500))
+            .timeout(SHELL_READY)
             .timeout_signal(Signal::Term)
             .grace(Duration::from_secs(120))
             .cancel_token(&token);
@@ -136,7 +141,7 @@ async fn a_cancel_during_a_started_processs_timeout_grace_ends_it_at_once() {
         let cmd = Command::new("sh")
             .args(["-c", IGNORES_TERM, "sh", file.as_str()])
             .stdout(pkit::Stdio::Null)
-            .timeout(Duration::from_millis(500))
+            .timeout(SHELL_READY)
             .timeout_signal(Signal::Term)
             .grace(Duration::from_secs(120))
             .cancel_token(&token);
@@ -181,7 +186,7 @@ async fn a_cancel_during_a_pipelines_timeout_grace_ends_it_at_once() {
             Command::new("cat"),
         ])
         .mechanism(choice)
-        .timeout(Duration::from_millis(500))
+        .timeout(SHELL_READY)
         .timeout_signal(Signal::Term)
         .grace(Duration::from_secs(120))
         .cancel_token(&token);

@@ -67,13 +67,23 @@ fn the_verbs_block_from_a_plain_thread() {
             assert_eq!(err.to_string(), "sh: exited(2): nope");
 
             // A timeout kills the whole tree, grandchild included.
-            let out = sh(choice, "sleep 300 & echo $!; sleep 300")
-                .timeout(Duration::from_millis(300))
-                .blocking()
-                .output()
-                .expect("output");
-            assert!(out.timed_out(), "{choice}");
-            let grandchild: u32 = out.stdout_str().trim().parse().expect("pid");
+            // (A try whose shell had not printed the pid when the timeout
+            // came, its start-up slow on a loaded machine, is made again
+            // with the timeout doubled.)
+            let mut timeout = Duration::from_millis(300);
+            let grandchild: u32 = loop {
+                let out = sh(choice, "sleep 300 & echo $!; sleep 300")
+                    .timeout(timeout)
+                    .blocking()
+                    .output()
+                    .expect("output");
+                assert!(out.timed_out(), "{choice}");
+                if let Ok(pid) = out.stdout_str().trim().parse() {
+                    break pid;
+                }
+                assert!(timeout < Duration::from_secs(5), "{choice}: {out:?}");
+                timeout *= 2;
+            };
             wait_gone_blocking(&[grandchild], "after the timeout");
 
             // A pipe and a batch.

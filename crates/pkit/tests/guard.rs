@@ -1169,6 +1169,37 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
 
+/// `pid`'s voluntary context switches (how often it has gone to sleep).
+fn sleeps(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Waits (generously) until `pid` is asleep and has not woken for 200 ms
+/// (ten guard quiet periods: a timer due in that time would have woken it,
+/// showing it runnable or counted).
+async fn settled(pid: u32) {
+    let deadline = Instant::now() + DEADLINE * 3;
+    loop {
+        let before = sleeps(pid);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let asleep = stat(pid).is_some_and(|s| s.state == 'S');
+        if asleep && before.is_some() && sleeps(pid) == before {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pid} never settled: {:?}",
+            stat(pid)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
     let alone = begin_exclusive().await;
@@ -1259,7 +1290,11 @@ async fn a_hundred_groups_leave_the_guard_table_empty_and_no_fd_behind() {
             std::fs::read_link(format!("/proc/{guard_pid}/cwd")).ok(),
             Some(PathBuf::from("/"))
         );
-        // Idle with no groups: asleep, and using no CPU time at all.
+        // Idle with no groups: asleep, and using no CPU time at all. (First
+        // past the quiet period that followed the status queries above:
+        // its end wakes the guard once, which a loaded machine can put
+        // off into the window measured.)
+        settled(guard_pid).await;
         let before_ticks = cpu_ticks(guard_pid);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(

@@ -211,11 +211,22 @@ async fn a_failed_run_message_ends_with_its_stderr_tail() {
             .await
             .expect_err("fails");
         assert_eq!(err.to_string(), "sh: signalled(SIGKILL): dying", "{choice}");
-        let err = sh(choice, "echo slow >&2; sleep 300")
-            .timeout(Duration::from_millis(300))
-            .run()
-            .await
-            .expect_err("fails");
+        // (A try whose shell had not written its line when the timeout
+        // came, its start-up slow on a loaded machine, is made again with
+        // the timeout doubled.)
+        let mut timeout = Duration::from_millis(300);
+        let err = loop {
+            let err = sh(choice, "echo slow >&2; sleep 300")
+                .timeout(timeout)
+                .run()
+                .await
+                .expect_err("fails");
+            if err.output().is_some_and(|o| !o.stderr().is_empty()) {
+                break err;
+            }
+            assert!(timeout < Duration::from_secs(5), "{choice}: {err}");
+            timeout *= 2;
+        };
         assert!(err.to_string().ends_with(": slow"), "{choice}: {err}");
         // An empty stderr adds nothing.
         let err = sh(choice, "exit 5").run().await.expect_err("fails");

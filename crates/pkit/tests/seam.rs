@@ -857,6 +857,10 @@ async fn recorded_started_runs_replay_their_lines() {
     let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; printf 'three\\nfour'; \
                   sleep 0.2; echo five >&2; exit 3";
     let slow = "echo before; sleep 30";
+    // The recorded run must have written its line before its timeout (a
+    // loaded machine can hold a shell's start-up up for a second); the
+    // replay, with the same command, takes no time.
+    let slow_timeout = Duration::from_secs(2);
     for choice in mechanisms() {
         let cassette = TempPath::new("started-cassette.json");
         let rec = Arc::new(RecordReplay::record(
@@ -888,11 +892,7 @@ async fn recorded_started_runs_replay_their_lines() {
         );
         // Timed out: recorded as such. Cancelled: not recorded.
         let mut p = group
-            .start(
-                &sh(choice, slow)
-                    .timeout(Duration::from_millis(300))
-                    .runner(rec.clone()),
-            )
+            .start(&sh(choice, slow).timeout(slow_timeout).runner(rec.clone()))
             .unwrap();
         assert_eq!(p.wait().await.unwrap().outcome(), Outcome::TimedOut);
         let token = CancelToken::new();
@@ -950,7 +950,7 @@ async fn recorded_started_runs_replay_their_lines() {
         // The timed-out run replays as timed out, events included.
         let timed = || {
             sh(choice, slow)
-                .timeout(Duration::from_millis(300))
+                .timeout(slow_timeout)
                 .stream_lines()
                 .runner(rep.clone())
         };

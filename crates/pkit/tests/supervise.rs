@@ -647,21 +647,31 @@ async fn a_daemonized_grandchild_is_gone_before_the_next_run() {
 async fn a_run_that_times_out_is_a_crash() {
     let suite = begin("a_run_that_times_out_is_a_crash").await;
     for choice in mechanisms() {
-        let counter = TempPath::new("timeout-crash");
-        let cmd = sh(r#"echo x >> "$1"; exec sleep 300"#)
-            .arg(counter.as_str())
-            .timeout(Duration::from_millis(100))
-            .grace(Duration::from_millis(100));
-        let mut handle = sup(choice, cmd).max_restarts(1).start();
-        let events = all_events(&mut handle).await;
-        let out = handle.wait().await.unwrap();
-        assert_eq!(
-            out.stopped,
-            StopReason::RestartsExhausted,
-            "{choice}: {events:?}"
-        );
-        let lines = std::fs::read_to_string(counter.path()).unwrap();
-        assert_eq!(lines.lines().count(), 2, "{choice}: two runs");
+        // Each run's shell must write its line before the timeout: a try
+        // where one had not (its start-up slow on a loaded machine) is
+        // made again with the timeout doubled.
+        let mut timeout = Duration::from_millis(100);
+        let (events, out) = loop {
+            let counter = TempPath::new("timeout-crash");
+            let cmd = sh(r#"echo x >> "$1"; exec sleep 300"#)
+                .arg(counter.as_str())
+                .timeout(timeout)
+                .grace(Duration::from_millis(100));
+            let mut handle = sup(choice, cmd).max_restarts(1).start();
+            let events = all_events(&mut handle).await;
+            let out = handle.wait().await.unwrap();
+            assert_eq!(
+                out.stopped,
+                StopReason::RestartsExhausted,
+                "{choice}: {events:?}"
+            );
+            let lines = std::fs::read_to_string(counter.path()).unwrap_or_default();
+            if lines.lines().count() == 2 || timeout >= Duration::from_secs(3) {
+                assert_eq!(lines.lines().count(), 2, "{choice}: two runs");
+                break (events, out);
+            }
+            timeout *= 2;
+        };
         let crashes = events
             .iter()
             .filter(|e| matches!(e, SupervisorEvent::Exited { crashed: true, .. }))
