@@ -37,8 +37,10 @@
 //! stopped for good (a pkit owner in the group waited for ever on its
 //! start's child, stopped before its `exec`). Once every member is
 //! stopped, no fork is in progress and the child is a member the resume's
-//! SIGCONT reaches. A thread blocked inside a fork (state `D`, on a
-//! kernel lock) is taken for stopped: that narrower window remains.
+//! SIGCONT reaches. A thread blocked in a fork's system call (state `D`:
+//! on a kernel lock, such as a cgroup's for `CLONE_INTO_CGROUP`) counts
+//! as running too, unless it is a `vfork`'s wait for a child born
+//! already (see [`runs`]).
 //!
 //! Limits, documented on `Group::resume`: Linux only (both process-group
 //! backends; elsewhere nothing is noted and the resume continues every
@@ -98,8 +100,8 @@ impl Container {
     }
 
     /// Waits until the suspend's SIGSTOP has taken (see the module docs):
-    /// no thread of a member in state `R`, the members listed anew on each
-    /// look. Not past [`SETTLE_FOR`] (a thread busy in the kernel), nor
+    /// no thread of a member running or in a fork ([`runs`]), the members
+    /// listed anew on each look. Not past [`SETTLE_FOR`] (a thread busy in the kernel), nor
     /// once the group is resumed or closed meanwhile, nor when the members
     /// can't be listed. Nothing off Linux.
     pub(super) async fn wait_stopped(&self) {
@@ -210,8 +212,11 @@ impl Container {
 /// [`Container::wait_stopped`]).
 const SETTLE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Whether a thread of `pid` is running or runnable (state `R`). A thread
-/// list that can't be read (the process is gone) runs nothing.
+/// Whether a thread of `pid` may still be in a fork whose child is not a
+/// member yet: running or runnable (state `R`), or blocked (`D`, on a
+/// kernel lock) in a fork's system call anywhere but a `vfork`'s wait for
+/// its child (born already). A thread list that can't be read (the
+/// process is gone) runs nothing.
 #[cfg(target_os = "linux")]
 fn runs(pid: i32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -220,7 +225,44 @@ fn runs(pid: i32) -> bool {
     tasks
         .flatten()
         .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
-        .any(|tid| thread_state(pid, tid) == Some(b'R'))
+        .any(|tid| match thread_state(pid, tid) {
+            Some(b'R') => true,
+            Some(b'D') => in_fork(pid, tid),
+            _ => false,
+        })
+}
+
+/// Whether blocked thread `tid` of `pid` is inside a fork (see [`runs`]):
+/// its system call (`/proc/<pid>/task/<tid>/syscall`, readable where a
+/// tracer could attach; else no) is a fork's, and where it blocks
+/// (`wchan`) is not the `vfork` wait (`wait_for_vfork_done`, or
+/// `kernel_clone` where that is inlined).
+#[cfg(target_os = "linux")]
+fn in_fork(pid: i32, tid: i32) -> bool {
+    let Ok(call) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
+        return false;
+    };
+    let Some(Ok(nr)) = call.split_ascii_whitespace().next().map(str::parse::<i64>) else {
+        return false;
+    };
+    #[cfg(target_arch = "x86_64")]
+    let forks = [
+        libc::SYS_clone,
+        libc::SYS_clone3,
+        libc::SYS_fork,
+        libc::SYS_vfork,
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    let forks = [libc::SYS_clone, libc::SYS_clone3];
+    if !forks.contains(&nr) {
+        return false;
+    }
+    let wchan =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
+    !matches!(
+        wchan.trim(),
+        "wait_for_vfork_done" | "kernel_clone" | "_do_fork" | "do_fork"
+    )
 }
 
 /// Not looked at off Linux (see [`Container::wait_stopped`]).
