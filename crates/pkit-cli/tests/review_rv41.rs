@@ -34,16 +34,9 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{at_once, mechanisms, temp_path, PY_JOB_IN_PTY, PY_PTY_DRIVER};
+use common::{at_once, process_group_mechanisms, temp_path, PY_JOB_IN_PTY, PY_PTY_DRIVER};
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
-
-fn process_group_mechanisms() -> Vec<&'static str> {
-    mechanisms()
-        .into_iter()
-        .filter(|m| *m != "cgroup")
-        .collect()
-}
 
 /// Kills (SIGKILL) every pid its file lists when dropped (the programs a
 /// case started, on a failed assertion too), and removes its other files.
