@@ -124,22 +124,8 @@ pub fn job_mates() -> Option<Vec<(u32, Option<usize>)>> {
 /// next SIGCONT would discard it. False where that can't be read.
 #[cfg(target_os = "linux")]
 pub fn stop_pending(pids: &[u32]) -> bool {
-    const STOPS: u64 = (1 << (libc::SIGTSTP - 1))
-        | (1 << (libc::SIGTTIN - 1))
-        | (1 << (libc::SIGTTOU - 1))
-        | (1 << (libc::SIGSTOP - 1));
-    pids.iter().any(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
-            status
-                .lines()
-                .filter_map(|l| {
-                    l.strip_prefix("ShdPnd:")
-                        .or_else(|| l.strip_prefix("SigPnd:"))
-                })
-                .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-                .any(|mask| mask & STOPS != 0)
-        })
-    })
+    pids.iter()
+        .any(|&pid| super::vfork::pending_stop(pid).is_some())
 }
 
 /// Where processes can't be looked at: none known.

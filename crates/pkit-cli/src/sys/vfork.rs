@@ -73,7 +73,7 @@ fn stat(pid: u32) -> Option<(char, u32)> {
 /// The first stop signal pending at `pid` (the process's shared queue,
 /// where a signal to its group waits, or its thread's own).
 #[cfg(target_os = "linux")]
-fn pending_stop(pid: u32) -> Option<i32> {
+pub(super) fn pending_stop(pid: u32) -> Option<i32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let mut pending = 0u64;
     for line in status.lines() {
