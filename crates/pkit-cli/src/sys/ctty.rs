@@ -52,10 +52,7 @@ impl Ctty {
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
             return false;
         };
-        let ignored = status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigIgn:"))
-            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+        let ignored = super::vfork::signal_mask(&status, "SigIgn:");
         if ignored.is_none_or(|mask| mask & INT_QUIT != INT_QUIT) {
             return false;
         }

@@ -75,16 +75,17 @@ fn stat(pid: u32) -> Option<(char, u32)> {
 #[cfg(target_os = "linux")]
 pub(super) fn pending_stop(pid: u32) -> Option<i32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mut pending = 0u64;
-    for line in status.lines() {
-        if let Some(hex) = line
-            .strip_prefix("ShdPnd:")
-            .or_else(|| line.strip_prefix("SigPnd:"))
-        {
-            pending |= u64::from_str_radix(hex.trim(), 16).unwrap_or(0);
-        }
-    }
+    let pending =
+        signal_mask(&status, "ShdPnd:").unwrap_or(0) | signal_mask(&status, "SigPnd:").unwrap_or(0);
     [sig::SIGTSTP, sig::SIGTTIN, sig::SIGTTOU, libc::SIGSTOP]
         .into_iter()
         .find(|&s| s > 0 && pending & (1u64 << (s - 1)) != 0)
+}
+
+/// A signal mask of a `/proc/<pid>/status` text (`field` with its colon:
+/// `SigIgn:`, `ShdPnd:`...; bit `n - 1` is signal `n`), if it has one.
+#[cfg(target_os = "linux")]
+pub(super) fn signal_mask(status: &str, field: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix(field))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
