@@ -52,7 +52,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,48 +110,7 @@ fn helper_run(
     wrap: &[&str],
     within: Duration,
 ) -> (Option<std::process::ExitStatus>, String) {
-    let exe = std::env::current_exe().expect("own path");
-    let mut argv: Vec<String> = wrap.iter().map(|s| s.to_string()).collect();
-    argv.push(exe.to_string_lossy().into_owned());
-    argv.extend(
-        [
-            "--exact",
-            name,
-            "--nocapture",
-            "--test-threads=1",
-            "--include-ignored",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    let mut child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env("RV40_ROLE", role)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the helper starts");
-    let mut out = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let mut held = ChildOnDrop(child);
-    let end = Instant::now() + within;
-    let status = loop {
-        if let Some(s) = held.0.try_wait().expect("try_wait") {
-            break Some(s);
-        }
-        if Instant::now() > end {
-            let _ = held.0.kill();
-            let _ = held.0.wait();
-            break None;
-        }
-        std::thread::sleep(POLL);
-    };
-    drop(held);
-    (status, reader.join().unwrap_or_default())
+    run_self_as(name, ("RV40_ROLE", role), wrap, within)
 }
 
 // ---------------------------------------------------------------------------

@@ -417,6 +417,60 @@ impl Drop for ChildOnDrop {
     }
 }
 
+/// Runs this test binary's test `name` alone as a helper process, with
+/// environment variable `var` set to `role` (the test reads it to play
+/// that role), under the `wrap` command if any (`unshare`...): stdout
+/// piped and read whole, stderr dropped, killed after `within`. Its exit
+/// status (None: killed at the bound) and its stdout.
+pub fn run_self_as(
+    name: &str,
+    (var, role): (&str, &str),
+    wrap: &[&str],
+    within: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::Read;
+    let exe = std::env::current_exe().expect("own path");
+    let mut argv: Vec<String> = wrap.iter().map(|s| s.to_string()).collect();
+    argv.push(exe.to_string_lossy().into_owned());
+    for a in [
+        "--exact",
+        name,
+        "--nocapture",
+        "--test-threads=1",
+        "--include-ignored",
+    ] {
+        argv.push(a.to_string());
+    }
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env(var, role)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the helper starts");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut held = ChildOnDrop(child);
+    let end = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = held.0.try_wait().expect("try_wait") {
+            break Some(s);
+        }
+        if Instant::now() > end {
+            let _ = held.0.kill();
+            let _ = held.0.wait();
+            break None;
+        }
+        std::thread::sleep(POLL);
+    };
+    drop(held);
+    (status, reader.join().unwrap_or_default())
+}
+
 /// Child processes of this test process, zombies included (pkit must reap
 /// every child it started).
 pub fn own_children() -> Vec<(u32, Option<Stat>)> {
