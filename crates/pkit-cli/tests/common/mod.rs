@@ -570,3 +570,83 @@ pub fn descendants(root: u32) -> Vec<(u32, u64)> {
     }
     found
 }
+
+/// A Python driver of a real job-control shell (`bash --norc -i`, prompt
+/// `PROMPT> `) on a pty of its own: `read_until(needle, secs, count=1)`
+/// (false at the deadline), `out` (what the terminal showed), `finish(ok)`
+/// (prints `OK` or `FAIL` with the tail of `out`, then SIGKILLs every
+/// process of the terminal's session: bash, its jobs, pkit's watchers);
+/// a 90 s alarm. The body (`body`) follows at the top level; `sys.argv[1]`
+/// is the command line to type.
+pub fn bash_driver(body: &str) -> String {
+    const HEAD: &str = r#"
+import os, pty, select, signal, sys, time
+out = b""
+def read_until(needle, secs, count=1):
+    global out
+    end = time.time() + secs
+    while out.count(needle) < count:
+        left = end - time.time()
+        if left <= 0:
+            return False
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return False
+    return True
+def finish(ok):
+    sys.stdout.write("OK\n" if ok else "FAIL %r\n" % out[-600:])
+    sys.stdout.flush()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            s = open("/proc/%s/stat" % d).read()
+        except Exception:
+            continue
+        f = s[s.rfind(")") + 2:].split()
+        if int(f[3]) == pid:
+            try:
+                os.kill(int(d), signal.SIGKILL)
+            except Exception:
+                pass
+    os.waitpid(pid, 0)
+    os._exit(0)
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["PS1"] = "PROMPT> "
+    for s in (signal.SIGTTOU, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-i"])
+signal.signal(signal.SIGALRM, lambda *_: finish(False))
+signal.alarm(90)
+read_until(b"PROMPT> ", 20)
+os.write(fd, (sys.argv[1] + "\n").encode())
+"#;
+    [HEAD, body].concat()
+}
+
+/// Runs a [`bash_driver`] with `body` typing `line`; its stdout.
+pub fn drive_bash(line: &str, body: &str) -> String {
+    drive_bash_paused(line, body, None)
+}
+
+/// [`drive_bash`] with `PKIT_TEST_PAUSE` set to `pause`, if any.
+pub fn drive_bash_paused(line: &str, body: &str, pause: Option<&str>) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", &bash_driver(body), line])
+        .env_remove("PKIT_TEST_PAUSE")
+        .stdin(std::process::Stdio::null());
+    if let Some(p) = pause {
+        cmd.env("PKIT_TEST_PAUSE", p);
+    }
+    let out = cmd.output().expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether there is a `/bin/bash` (the job-control shell tests need it).
+pub fn have_bash() -> bool {
+    std::path::Path::new("/bin/bash").exists()
+}
