@@ -30,6 +30,15 @@ impl Source {
         }
     }
 
+    /// How many bytes the source holds unread now (none where that can't
+    /// be told): see `owed.rs`.
+    pub(crate) fn unread(&self) -> usize {
+        match self {
+            Source::Pipe(rx) => crate::sys::receiver_unread(rx),
+            Source::Pty(pty) => pty.unread(),
+        }
+    }
+
     /// Takes what is already buffered (see `sys::drain_receiver`: on
     /// Windows, what is still on its way too).
     pub(crate) async fn drain(&mut self, buf: &mut Vec<u8>) {
