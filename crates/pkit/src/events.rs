@@ -44,6 +44,12 @@ type ExitWait = Pin<Box<dyn Future<Output = io::Result<Outcome>> + Send>>;
 /// The stream of a started process's [`ProcessEvent`]s, from
 /// [`RunningProcess::events`]. It implements [`futures_core::Stream`];
 /// [`next_event`](Self::next_event) needs no extra crate.
+///
+/// Every line the process itself wrote before it exited comes before
+/// [`ProcessEvent::Exited`], however slowly the stream is read: those
+/// queued when the stream sees the exit and those of the output still in
+/// its pipes then. Lines its descendants write after those are told for
+/// 2 s at most, until 250 ms of quiet (see [`RunningProcess::events`]).
 pub struct Events {
     pid: u32,
     started: bool,
@@ -80,9 +86,9 @@ impl RunningProcess {
     /// comes next, ahead of any line still waiting, and the stream ends
     /// (those lines are not told). A descendant that writes without a
     /// pause (a flood) can't hold the exit back more than 2 s past the
-    /// owed lines (which it can make no more than what its pipes held at
-    /// the exit and the [`buffer_lines`](crate::Command::buffer_lines)
-    /// queued); a line it writes after 250 ms of quiet is not told. A
+    /// owed lines (to which it adds at most what the pipes held at the
+    /// exit and the [`buffer_lines`](crate::Command::buffer_lines) queued
+    /// meanwhile); a line it writes after 250 ms of quiet is not told. A
     /// [tee](crate::Command::stdout_tee) that takes no bytes holds the
     /// owed lines, and so the exit, back until it does. On a pseudo-terminal
     /// ([`Command::pty`](crate::Command::pty)), output the terminal had not

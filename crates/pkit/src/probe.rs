@@ -40,9 +40,9 @@ impl RunningProcess {
     /// that come until the output stays quiet for 250 ms, and for 2 s at
     /// most (lines still waiting then are not looked at): what descendants
     /// write without a 250 ms pause. A descendant that floods the output
-    /// holds the answer back 2 s at most past those owed lines (which it
-    /// can make no more than what the pipes held at the exit and the
-    /// `buffer_lines` queued); the `timeout` is kept under any flood.
+    /// holds the answer back 2 s at most past those owed lines (to which it
+    /// adds at most what the pipes held at the exit and the `buffer_lines`
+    /// queued meanwhile); the `timeout` is kept under any flood.
     ///
     /// # Errors
     ///

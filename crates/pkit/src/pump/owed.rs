@@ -144,3 +144,68 @@ impl OwedWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::super::{queue, Overflow};
+    use super::*;
+    use crate::pump::split::Splitter;
+    use crate::pump::StreamKind;
+
+    /// A batch of `n` lines.
+    fn batch(n: usize) -> Batch {
+        let mut s = Splitter::new(1024);
+        for i in 0..n {
+            s.extend(format!("{i}\n").as_bytes());
+        }
+        s.split(StreamKind::Stdout).expect("whole lines")
+    }
+
+    /// The owed lines are those queued by the last answer (a sender's own,
+    /// or its end), less those taken since; none are owed until every
+    /// sender has answered; a later ask counts afresh.
+    #[test]
+    fn the_lines_queued_by_the_last_answer_are_owed() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (mut tx, mut rx) = queue(100, Overflow::Backpressure);
+            rx.hold(true);
+            let other = tx.clone();
+            let dropped = AtomicU64::new(0);
+            tx.send(batch(3), Overflow::Backpressure, &dropped).await;
+            rx.recv().await.expect("a line");
+            rx.ask_owed();
+            assert_eq!(rx.owed(), None, "nobody answered");
+            assert!(tx.take_ask() && !tx.take_ask(), "one ask, taken once");
+            tx.answer();
+            assert_eq!(rx.owed(), None, "one sender to answer");
+            tx.send(batch(2), Overflow::Backpressure, &dropped).await;
+            // Its end answers for the other sender.
+            drop(other);
+            assert_eq!(rx.owed(), Some(4));
+            for _ in 0..3 {
+                rx.recv().await.expect("a line");
+            }
+            assert_eq!(rx.owed(), Some(1));
+            tx.send(batch(5), Overflow::Backpressure, &dropped).await;
+            rx.recv().await.expect("a line");
+            assert_eq!(
+                rx.owed(),
+                Some(0),
+                "the lines after the answer are not owed"
+            );
+            rx.ask_owed();
+            assert_eq!(rx.owed(), None);
+            assert!(tx.take_ask());
+            tx.answer();
+            assert_eq!(rx.owed(), Some(5), "what is queued at the new answer");
+            drop(tx);
+            rx.ask_owed();
+            assert_eq!(rx.owed(), Some(5), "no sender left: what is queued");
+        });
+    }
+}
