@@ -1,7 +1,8 @@
 //! evq: the lines queued when the exit is seen are owed: `events` tells them
 //! all before the exit, and `wait_for_line` looks at them all, however slow
 //! the reader; the 2 s cap (for descendants that write on after the exit)
-//! counts only from there.
+//! counts only from there. burst: so are the lines of the output still in
+//! the pipes (or held by the pump) when the exit is seen.
 #![cfg(target_os = "linux")]
 
 mod common;
