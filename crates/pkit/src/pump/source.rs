@@ -34,7 +34,9 @@ impl Source {
     /// be told): see `owed.rs`.
     pub(crate) fn unread(&self) -> usize {
         match self {
-            Source::Pipe(rx) => crate::sys::receiver_unread(rx),
+            Source::Pipe(rx) => {
+                crate::sys::pipe_unread(rx).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            }
             Source::Pty(pty) => pty.unread(),
         }
     }

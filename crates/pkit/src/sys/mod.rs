@@ -83,8 +83,7 @@ mod tree_signalled;
 mod types;
 #[cfg(unix)]
 pub(crate) mod unix;
-#[cfg(unix)]
-mod unread;
+
 #[cfg(windows)]
 pub(crate) mod windows;
 #[cfg(windows)]
@@ -146,8 +145,6 @@ pub(crate) use transient::is_transient_os_error;
 pub(crate) use tree::ProcTree;
 pub use types::Mechanism;
 pub(crate) use types::{ChildEnv, ChildIds, ExitStatus, IoRequest, ReadStep, SpawnError, Special};
-#[cfg(unix)]
-pub(crate) use unread::receiver_unread;
 #[cfg(windows)]
 pub use windows::host_containment;
 /// The pids of this process's owner-death guards: none on Windows (a job

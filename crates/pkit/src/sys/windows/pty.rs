@@ -140,7 +140,7 @@ impl PtyIo {
         }
     }
 
-    /// None counted: as for a pipe (see `receiver_unread`).
+    /// None counted: as for a pipe (see `pipe_unread`).
     pub(crate) fn unread(&self) -> usize {
         0
     }
