@@ -44,6 +44,12 @@ type ExitWait = Pin<Box<dyn Future<Output = io::Result<Outcome>> + Send>>;
 /// The stream of a started process's [`ProcessEvent`]s, from
 /// [`RunningProcess::events`]. It implements [`futures_core::Stream`];
 /// [`next_event`](Self::next_event) needs no extra crate.
+///
+/// Every line the process itself wrote before it exited comes before
+/// [`ProcessEvent::Exited`], however slowly the stream is read: those
+/// queued when the stream sees the exit and those of the output still in
+/// its pipes then. Lines its descendants write after those are told for
+/// 2 s at most, until 250 ms of quiet (see [`RunningProcess::events`]).
 pub struct Events {
     pid: u32,
     started: bool,
@@ -53,11 +59,9 @@ pub struct Events {
     exited: Option<Outcome>,
     verdict: Option<Verdict>,
     quiet: Pin<Box<tokio::time::Sleep>>,
-    /// Lines queued when the exit was seen and not yet told: they all come
-    /// before the exit, however slowly the stream is read.
-    owed: usize,
     /// When the exit is told whatever descendants still write: the moment
-    /// the owed lines are all told plus [`AFTER_EXIT_MOST`].
+    /// the owed lines (see `pump/owed.rs`) are all told plus
+    /// [`AFTER_EXIT_MOST`].
     last_call: Option<tokio::time::Instant>,
     done: bool,
 }
@@ -69,19 +73,27 @@ impl RunningProcess {
     /// the line stream, as [`lines`](Self::lines) does), then
     /// [`ProcessEvent::Exited`] with its outcome, last.
     ///
-    /// Every line queued when the stream first sees the exit (reading it
-    /// is what sees it) is told before the exit, however slowly the stream
-    /// is read: the lines the process wrote before exiting are queued
-    /// ahead of anything written after the exit (the last ones may still
-    /// be in the pipe when the exit is seen: those come under the rule
-    /// that follows). After the owed lines, lines are still told until the pipes close (every descendant
+    /// Every line the process wrote before it exited is told before the
+    /// exit, however slowly the stream is read: when the stream first
+    /// sees the exit (reading it is what sees it), the lines queued then
+    /// and those of the output still in its pipes then (up to 1 MiB a
+    /// pipe) are owed; the stream waits, whatever the time, for the pump
+    /// to read and queue that output, and tells every owed line (with any
+    /// a descendant wrote before them) before the exit. After the owed
+    /// lines, lines are still told until the pipes close (every descendant
     /// holding them is gone) or stay quiet for 250 ms (no line at hand),
     /// and for 2 s at most: 2 s after the owed lines are told, the exit
     /// comes next, ahead of any line still waiting, and the stream ends
     /// (those lines are not told). A descendant that writes without a
     /// pause (a flood) can't hold the exit back more than 2 s past the
-    /// owed lines (at most the [`buffer_lines`](crate::Command::buffer_lines)
-    /// queued); a line it writes after 250 ms of quiet is not told. The
+    /// owed lines (to which it adds at most what the pipes held at the
+    /// exit and the [`buffer_lines`](crate::Command::buffer_lines) queued
+    /// meanwhile); a line it writes after 250 ms of quiet is not told. A
+    /// [tee](crate::Command::stdout_tee) that takes no bytes holds the
+    /// owed lines, and so the exit, back until it does. On a pseudo-terminal
+    /// ([`Command::pty`](crate::Command::pty)), output the terminal had not
+    /// yet passed on at the exit, and on Windows output still in the pipes
+    /// at the exit, is not owed: it comes under the 2 s rule. The
     /// process itself is left alone: reading or dropping the stream
     /// changes nothing about it, and [`wait`](Self::wait) still works (its
     /// output capture holds no bytes the stream took).
@@ -115,7 +127,6 @@ impl RunningProcess {
             exited: None,
             verdict: crate::watch::verdict(&self.watch),
             quiet: Box::pin(tokio::time::sleep(AFTER_EXIT_QUIET)),
-            owed: 0,
             last_call: None,
             done: false,
         }
@@ -129,6 +140,14 @@ impl Events {
         let now = tokio::time::Instant::now();
         self.last_call = Some(now + AFTER_EXIT_MOST);
         self.quiet.as_mut().reset(now + AFTER_EXIT_QUIET);
+    }
+
+    /// Starts the cap once the exit is seen, every reader has queued what
+    /// its pipe held then, and the owed lines are all told.
+    fn cap_once_owed_told(&mut self) {
+        if self.exited.is_some() && self.last_call.is_none() && self.lines.owed() == Some(0) {
+            self.start_cap();
+        }
     }
 
     /// The next event, or `None` after [`ProcessEvent::Exited`].
@@ -154,14 +173,15 @@ impl Events {
                     Err(_) => Outcome::Signalled(crate::sys::Signal::Kill.as_raw()),
                 };
                 self.exited = Some(outcome);
-                // What is queued now was written before the exit was seen
-                // (by the process, or by a descendant before it): owed.
-                self.owed = self.lines.queued();
-                if self.owed == 0 {
-                    self.start_cap();
-                }
+                // What is queued now, or still in the pipes, was written
+                // before the exit was seen (by the process, or by a
+                // descendant before it): owed. The readers say when they
+                // have queued it (the last answer wakes this task).
+                self.lines.ask_owed();
             }
         }
+        // Ahead of the next line: a flood always has one at hand.
+        self.cap_once_owed_told();
         // Past the cap, the exit comes ahead of any line still waiting: a
         // descendant that floods the pipe without a pause would otherwise
         // hold it back for good (a line is always at hand).
@@ -171,12 +191,7 @@ impl Events {
         if !self.lines_done && !capped {
             match Pin::new(&mut self.lines).poll_next(cx) {
                 Poll::Ready(Some(line)) => {
-                    if self.owed > 0 {
-                        self.owed -= 1;
-                        if self.owed == 0 {
-                            self.start_cap();
-                        }
-                    } else if let Some(last) = self.last_call {
+                    if let Some(last) = self.last_call {
                         let until = tokio::time::Instant::now() + AFTER_EXIT_QUIET;
                         self.quiet.as_mut().reset(until.min(last));
                     }
@@ -189,9 +204,13 @@ impl Events {
         let Some(outcome) = self.exited else {
             return Poll::Pending;
         };
-        // Owed lines are waited for whatever the time (they are queued:
-        // the stream never waits long for one).
-        let waiting = self.owed > 0 || (!capped && self.quiet.as_mut().poll(cx).is_pending());
+        // The last answer may have come since the look above (it wakes
+        // this task only once the line queue has its waker).
+        self.cap_once_owed_told();
+        // Owed lines are waited for whatever the time (queued, or being
+        // read: the stream never waits long for one).
+        let waiting =
+            self.last_call.is_none() || (!capped && self.quiet.as_mut().poll(cx).is_pending());
         if !self.lines_done && waiting {
             return Poll::Pending;
         }

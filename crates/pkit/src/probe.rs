@@ -32,14 +32,17 @@ impl RunningProcess {
     ///
     /// Gives up with [`Error::NotReady`] when `timeout` passes, when the
     /// process exits first, or when its output ends. After the exit it
-    /// still looks at every line queued when it saw the exit, however slow
-    /// the predicate, then at the lines that come until the output stays
-    /// quiet for 250 ms, and for 2 s at most (lines still waiting then are
-    /// not looked at): every line the process wrote (the last ones may
-    /// still be in the pipe at the exit: those count to the 2 s), and
-    /// what descendants write without a 250 ms pause. A descendant that
-    /// floods the output holds the answer back 2 s at most past the lines
-    /// queued at the exit; the `timeout` is kept under any flood.
+    /// still looks at every line the process wrote, however slow the
+    /// predicate (within `timeout`): the lines queued when it saw the exit
+    /// and those of the output still in the pipes then (up to 1 MiB a
+    /// pipe; as for [`events`](Self::events), not on Windows nor what a
+    /// pseudo-terminal had not yet passed on). Then it looks at the lines
+    /// that come until the output stays quiet for 250 ms, and for 2 s at
+    /// most (lines still waiting then are not looked at): what descendants
+    /// write without a 250 ms pause. A descendant that floods the output
+    /// holds the answer back 2 s at most past those owed lines (to which it
+    /// adds at most what the pipes held at the exit and the `buffer_lines`
+    /// queued meanwhile); the `timeout` is kept under any flood.
     ///
     /// # Errors
     ///
@@ -83,9 +86,11 @@ impl RunningProcess {
         // budget is spent (the line queue alone never makes it).
         let mut exited = None;
         let mut last_call = None;
-        // Lines queued when the exit was seen and not yet looked at: all
-        // looked at, however slow the predicate, before the cap starts.
-        let mut owed = 0usize;
+        // The lines of all the process wrote (queued, or still in the
+        // pipes, when the exit was seen) are owed: all looked at, however
+        // slow the predicate, before the cap starts (see `pump/owed.rs`).
+        // The readers' answers come through `answers`.
+        let answers = lines.owed_watch();
         let wait = child.wait();
         tokio::pin!(wait);
         loop {
@@ -93,6 +98,15 @@ impl RunningProcess {
             let now = tokio::time::Instant::now();
             if now >= deadline.deadline() {
                 return Err(not_ready(NotReadyReason::Deadline(timeout)));
+            }
+            // Not yet answered by every reader (the exit seen): `None`.
+            let owed = exited.and(if last_call.is_none() {
+                lines.owed()
+            } else {
+                Some(0)
+            });
+            if exited.is_some() && last_call.is_none() && owed == Some(0) {
+                last_call = Some(now + AFTER_EXIT_MOST);
             }
             if let (Some(st), Some(last)) = (exited, last_call) {
                 if now >= last {
@@ -112,21 +126,11 @@ impl RunningProcess {
                 biased;
                 status = &mut wait, if exited.is_none() => {
                     exited = Some(status.map_err(|e| Error::io(format!("{program}: wait"), e))?);
-                    owed = lines.len();
-                    if owed == 0 {
-                        last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
-                    }
+                    lines.ask_owed();
                 }
                 line = lines.recv() => match line {
                     Some(line) if pred(&line) => return Ok(line),
-                    Some(_) => {
-                        if owed > 0 {
-                            owed -= 1;
-                            if owed == 0 {
-                                last_call = Some(tokio::time::Instant::now() + AFTER_EXIT_MOST);
-                            }
-                        }
-                    }
+                    Some(_) => {}
                     None => {
                         // The output ended: the process is exiting (its
                         // status follows its closing of the pipes), or it
@@ -150,6 +154,9 @@ impl RunningProcess {
                         return Err(not_ready(reason));
                     }
                 },
+                // Every reader answered: the next turn starts the cap once
+                // the owed lines are looked at.
+                () = answers.answered(), if exited.is_some() && owed.is_none() => {}
                 () = quiet => {
                     let st = exited.expect("quiet only runs after the exit");
                     return Err(not_ready(NotReadyReason::Exited(outcome_of(st))));

@@ -1,7 +1,8 @@
 //! evq: the lines queued when the exit is seen are owed: `events` tells them
 //! all before the exit, and `wait_for_line` looks at them all, however slow
 //! the reader; the 2 s cap (for descendants that write on after the exit)
-//! counts only from there.
+//! counts only from there. burst: so are the lines of the output still in
+//! the pipes (or held by the pump) when the exit is seen.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -184,6 +185,125 @@ async fn wait_for_line_looks_at_every_line_queued_at_the_exit() {
         match got {
             Ok(line) => assert_eq!(line.text, "the-end", "{choice}"),
             Err(e) => panic!("{choice}: {e}"),
+        }
+    }
+    suite.end().await;
+}
+
+/// A process that writes `BURST_LINES` lines of 100 bytes (`000…0001` to
+/// `000…12000`, 1.2 MB) and exits 6. With a 4000-line queue, most of them
+/// are still in the pipe (grown to 1 MiB once 256 KiB were read) or held
+/// by the pump, not queued, when the process exits while nobody reads.
+fn burst(choice: pkit::MechanismChoice) -> (pkit::Group, Command) {
+    let script = format!(
+        "awk 'BEGIN {{ for (i = 1; i <= {BURST_LINES}; i++) printf \"%099d\\n\", i }}'; exit 6"
+    );
+    let cmd = Command::new("sh")
+        .args(["-c", &script])
+        .stream_lines()
+        .buffer_lines(4000);
+    (group(choice), cmd)
+}
+
+const BURST_LINES: usize = 12_000;
+/// Where the consumer (or predicate) of a [`burst`] stops for [`STALL`]:
+/// past the 4000 lines that can be queued when it sees the exit.
+const STALL_AT: usize = 8000;
+/// Longer than the 2 s cap after the exit.
+const STALL: Duration = Duration::from_secs(3);
+
+/// A process's own output still in its pipe when it exits (the pipe holds
+/// up to 1 MiB) is owed like the lines queued then: a consumer that first
+/// waits for the exit, then stops for 3 s at line 8000 (past what the
+/// queue held at the exit, longer than the 2 s cap), gets all 12,000
+/// lines, in order, then the exit. (Before, only the lines queued at the
+/// exit were owed: the cap started once they were told, and the exit came
+/// after line 8000.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_still_in_the_pipe_at_the_exit_all_comes_before_it() {
+    let suite = begin("output_still_in_the_pipe_at_the_exit_all_comes_before_it").await;
+    // The mechanisms at once, each with its own group and process.
+    all_at_once(mechanisms(), |choice| async move {
+        let (g, cmd) = burst(choice);
+        let mut p = g.start(&cmd).unwrap();
+        let pid = p.pid();
+        let mut events = p.events();
+        let task = tokio::spawn(async move {
+            let (mut n, mut exit, mut wrong) = (0usize, None, None);
+            while let Some(e) = events.next_event().await {
+                match e {
+                    ProcessEvent::Line(l) => {
+                        assert!(exit.is_none(), "a line after the exit");
+                        n += 1;
+                        if wrong.is_none() && l.text.parse::<usize>().ok() != Some(n) {
+                            wrong = Some((n, l.text));
+                        }
+                        if n == 1 {
+                            // It writes the rest and exits meanwhile.
+                            exited(pid).await;
+                        } else if n == STALL_AT {
+                            tokio::time::sleep(STALL).await;
+                        }
+                    }
+                    ProcessEvent::Exited { outcome, .. } => exit = Some(outcome),
+                    _ => {}
+                }
+            }
+            (n, exit, wrong)
+        });
+        tokio::pin!(task);
+        let (in_time, (n, exit, wrong)) = match tokio::time::timeout(LONG, &mut task).await {
+            Ok(got) => (true, got.unwrap()),
+            Err(_) => {
+                g.kill().unwrap();
+                (false, task.await.unwrap())
+            }
+        };
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        assert!(in_time, "{choice}: no end within {LONG:?}");
+        assert_eq!(wrong, None, "{choice}: out of order");
+        assert_eq!(n, BURST_LINES, "{choice}: lines before the exit");
+        assert_eq!(exit, Some(Outcome::Exited(6)), "{choice}");
+    })
+    .await;
+    suite.end().await;
+}
+
+/// The same for `wait_for_line`: a predicate that waits for the exit at
+/// the first line and stalls 3 s at line 8000 still finds the process's
+/// last line, which was in the pipe at the exit (before, it gave up with
+/// `NotReady(Exited)` 2 s after the lines queued at the exit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_line_looks_at_output_still_in_the_pipe_at_the_exit() {
+    let suite = begin("wait_for_line_looks_at_output_still_in_the_pipe_at_the_exit").await;
+    // One mechanism after the other, on the test's own thread (not a
+    // runtime worker: the predicate blocks it).
+    for choice in mechanisms() {
+        let (g, cmd) = burst(choice);
+        let mut p = g.start(&cmd).unwrap();
+        let pid = p.pid();
+        let last = format!("{BURST_LINES:099}");
+        let mut n = 0usize;
+        let pred = |l: &pkit::Line| {
+            n += 1;
+            if n == 1 {
+                let deadline = std::time::Instant::now() + LONG;
+                while !pid_gone(pid) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(POLL);
+                }
+                std::thread::sleep(SETTLE);
+            } else if n == STALL_AT {
+                std::thread::sleep(STALL);
+            }
+            l.text == last
+        };
+        let got = p.wait_for_line(pred, LONG).await;
+        let _ = p.wait().await;
+        g.close().await.unwrap();
+        match got {
+            Ok(line) => assert_eq!(line.text, last, "{choice}"),
+            Err(e) => panic!("{choice}: {e} (after {n} lines)"),
         }
     }
     suite.end().await;

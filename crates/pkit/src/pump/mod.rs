@@ -250,16 +250,25 @@ async fn run_keeping(
     enum Step {
         Read(io::Result<usize>),
         Stop,
+        Asked,
     }
     // One registration on the stop for the whole stream, not one per
     // pending read; let go before a thread takes over (it waits on the
     // stop itself).
     let mut stop = std::pin::pin!(Some(control.stop.notified()));
+    // The line stream's consumer asks, at the exit, what it is owed (see
+    // `owed.rs`): the ask wakes a read waiting for the pipe.
+    let asking = sinks.lines.as_ref().map(|l| l.tx.asking());
+    let mut asked = std::pin::pin!(asking.as_ref().map(queue::Asking::notified));
+    // Bytes read once the pipe's content when the ask was taken on is.
+    let mut owing = None;
     loop {
         if sinks.capture.is_some() && control.detached() {
             // Nobody will collect the capture: free it, keep draining.
             sinks.capture = None;
         }
+        // Everything read so far is fed (its lines queued).
+        sinks.answer_owed(&rx, total, &mut owing);
         // Where the read goes: straight into an unbounded capture when
         // nothing else is fed (no copy), into the splitter's buffer when
         // undecoded lines are wanted, else into a chunk buffer.
@@ -288,6 +297,12 @@ async fn run_keeping(
                         biased;
                         read = target.read(&mut rx) => Step::Read(read),
                         _ = stop.as_mut().as_pin_mut().expect("until a handoff") => Step::Stop,
+                        _ = async {
+                            match asked.as_mut().as_pin_mut() {
+                                Some(asked) => asked.await,
+                                None => std::future::pending().await,
+                            }
+                        } => Step::Asked,
                     }
                 };
                 source::noting_wait(read, &mut waited).await
@@ -327,6 +342,7 @@ async fn run_keeping(
             Step::Read(Ok(_)) => source::noting_wait(sinks.feed(&chunk), &mut waited).await,
             Step::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Step::Read(Err(_)) => break,
+            Step::Asked => asked.set(asking.as_ref().map(queue::Asking::notified)),
             Step::Stop => {
                 let mut rest = Vec::new();
                 rx.drain(&mut rest).await;
@@ -433,6 +449,21 @@ impl Sinks {
     fn note_direct(&mut self, n: usize) {
         if let Some(c) = &mut self.capture {
             c.note_direct(n);
+        }
+    }
+
+    /// Takes on the line stream's consumer's ask for what it is owed at
+    /// the exit (see `owed.rs`): `owing` becomes the bytes read once what
+    /// `rx` holds now is; answers once `total` (all read and fed) reaches
+    /// that.
+    fn answer_owed(&mut self, rx: &source::Source, total: usize, owing: &mut Option<usize>) {
+        let Some(sink) = &mut self.lines else { return };
+        if sink.tx.take_ask() {
+            *owing = Some(total.saturating_add(rx.unread()));
+        }
+        if owing.is_some_and(|o| total >= o) {
+            *owing = None;
+            sink.tx.answer();
         }
     }
 

@@ -17,6 +17,10 @@ use tokio::sync::Notify;
 use super::batch::Batch;
 use super::Line;
 
+#[path = "owed.rs"]
+mod owed;
+pub(crate) use owed::Asking;
+
 /// What happens when the line stream's buffer is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -50,14 +54,6 @@ impl Lines {
             None => Poll::Ready(None),
         })
         .await
-    }
-}
-
-impl Lines {
-    /// Lines queued and not yet taken (none without a queue): what a
-    /// reader of this stream is owed at the exit (see `Events`).
-    pub(crate) fn queued(&self) -> usize {
-        self.rx.as_ref().map_or(0, Receiver::len)
     }
 }
 
@@ -107,6 +103,16 @@ struct State {
     /// Emptied batch buffers the consumer gave back, for the readers'
     /// next batches (at most [`SPARES`]).
     spares: Vec<Vec<u8>>,
+    /// Lines ever queued, and ever taken out of `batches` (see
+    /// [`Receiver::owed`]).
+    pushed: u64,
+    popped: u64,
+    /// The latest ask for what is owed ([`Receiver::ask_owed`]), the
+    /// senders yet to answer it, and the lines owed: the first
+    /// `owed_until` ever queued.
+    asked: u64,
+    unanswered: usize,
+    owed_until: u64,
 }
 
 /// How many emptied batch buffers a queue keeps for its readers: a read
@@ -118,6 +124,13 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the producers: room made, or the consumer gone.
     writable: Notify,
+    /// `State::asked`, for the readers to look at without the lock.
+    asks: AtomicU64,
+    /// Wakes the readers (waiting for their pipes) when the consumer asks
+    /// what is owed.
+    asking: Notify,
+    /// Wakes an [`OwedWatch`] when the last sender answers.
+    answered: Notify,
 }
 
 impl Shared {
@@ -147,12 +160,22 @@ pub(crate) fn queue(capacity: usize, overflow: Overflow) -> (Sender, Receiver) {
             consumer: None,
             producers_waiting: 0,
             spares: Vec::new(),
+            pushed: 0,
+            popped: 0,
+            asked: 0,
+            unanswered: 0,
+            owed_until: 0,
         }),
         writable: Notify::new(),
+        asks: AtomicU64::new(0),
+        asking: Notify::new(),
+        answered: Notify::new(),
     });
     (
         Sender {
             shared: shared.clone(),
+            seen: 0,
+            answered: 0,
         },
         Receiver {
             shared,
@@ -164,28 +187,46 @@ pub(crate) fn queue(capacity: usize, overflow: Overflow) -> (Sender, Receiver) {
 /// A reader's end.
 pub(crate) struct Sender {
     shared: Arc<Shared>,
+    /// The latest ask for what is owed this sender took on, and the latest
+    /// it answered (see [`Receiver::ask_owed`]).
+    seen: u64,
+    answered: u64,
 }
 
 impl Clone for Sender {
     fn clone(&self) -> Self {
-        self.shared.lock().senders += 1;
+        let asked = {
+            let mut st = self.shared.lock();
+            st.senders += 1;
+            st.asked
+        };
+        // Not counted in an ask made before it: none to answer.
         Sender {
             shared: self.shared.clone(),
+            seen: asked,
+            answered: asked,
         }
     }
 }
 
 impl Drop for Sender {
+    /// A sender's end answers the ask it has not answered: all its lines
+    /// are queued.
     fn drop(&mut self) {
-        let waker = {
+        let (waker, answered) = {
             let mut st = self.shared.lock();
             st.senders -= 1;
-            if st.senders == 0 {
+            let answered = self.answered < st.asked && st.answer();
+            let waker = if st.senders == 0 || answered {
                 st.consumer.take()
             } else {
                 None
-            }
+            };
+            (waker, answered)
         };
+        if answered {
+            self.shared.answered.notify_waiters();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -264,6 +305,7 @@ impl Sender {
                 }
                 let waker = part.filter(|p| p.len() > 0).and_then(|part| {
                     st.queued += part.len();
+                    st.pushed += part.len() as u64;
                     st.batches.push_back(part);
                     st.consumer.take()
                 });
@@ -387,13 +429,6 @@ impl Receiver {
         }
     }
 
-    /// Lines queued and not yet handed out (counted in lines, not batches,
-    /// with what is left of the batch being handed out).
-    pub(crate) fn len(&self) -> usize {
-        let queued = self.shared.lock().queued;
-        queued + self.local.as_ref().map_or(0, Batch::len)
-    }
-
     /// The next line, or `None` once every reader is done.
     pub(crate) async fn recv(&mut self) -> Option<Line> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
@@ -425,6 +460,7 @@ impl Receiver {
             return Poll::Pending;
         };
         st.queued -= batch.len();
+        st.popped += batch.len() as u64;
         // Senders wait for half the queue, not for every batch taken: one
         // wake-up lets them fill it again (see `Sender::send`).
         let wake = st.producers_waiting > 0 && st.queued <= st.capacity / 2;

@@ -30,6 +30,17 @@ impl Source {
         }
     }
 
+    /// How many bytes the source holds unread now (none where that can't
+    /// be told): see `owed.rs`.
+    pub(crate) fn unread(&self) -> usize {
+        match self {
+            Source::Pipe(rx) => {
+                crate::sys::pipe_unread(rx).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            }
+            Source::Pty(pty) => pty.unread(),
+        }
+    }
+
     /// Takes what is already buffered (see `sys::drain_receiver`: on
     /// Windows, what is still on its way too).
     pub(crate) async fn drain(&mut self, buf: &mut Vec<u8>) {

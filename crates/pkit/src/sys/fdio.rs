@@ -420,9 +420,9 @@ pub(crate) fn child_io_file(
     Ok(ChildIo::Fd(above_stdio(fd)?))
 }
 
-/// How many bytes wait unread in the pipe `fd` is an end of (feature
-/// `testing`: a scripted process keeps its two streams' order).
-#[cfg(feature = "testing")]
+/// How many bytes wait unread in the pipe `fd` is an end of: what a line
+/// stream's reader still owes at the exit (the pump's `owed.rs`); with
+/// `testing`, how a scripted process keeps its two streams' order.
 pub(crate) fn pipe_unread(fd: impl AsFd) -> io::Result<u64> {
     rustix::io::ioctl_fionread(fd).map_err(io::Error::from)
 }

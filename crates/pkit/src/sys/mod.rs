@@ -83,6 +83,7 @@ mod tree_signalled;
 mod types;
 #[cfg(unix)]
 pub(crate) mod unix;
+
 #[cfg(windows)]
 pub(crate) mod windows;
 #[cfg(windows)]

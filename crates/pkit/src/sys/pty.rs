@@ -190,6 +190,14 @@ impl PtyIo {
         Ok(special_char(self.fd(), which))
     }
 
+    /// The bytes the master holds unread now (`FIONREAD`; none when that
+    /// can't be told). What the terminal has not yet passed to the master
+    /// (its line discipline's work, done apart) is not counted.
+    pub(crate) fn unread(&self) -> usize {
+        rustix::io::ioctl_fionread(self.fd())
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     /// Reads what the master already holds into `buf`, without waiting
     /// (at most 1 MiB, so a writer that never stops can't keep us here).
     pub(crate) async fn drain(&self, buf: &mut Vec<u8>) {

@@ -51,6 +51,10 @@ impl PtyIo {
         match *self {}
     }
 
+    pub(crate) fn unread(&self) -> usize {
+        match *self {}
+    }
+
     #[allow(clippy::ptr_arg)] // the Unix function's signature
     pub(crate) async fn drain(&self, _buf: &mut Vec<u8>) {
         match *self {}

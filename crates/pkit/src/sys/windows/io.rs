@@ -404,6 +404,13 @@ pub(super) async fn drain_chunks(
 /// The pipe's size is fixed when it is made.
 pub(crate) fn grow_receiver(_rx: &PipeReceiver) {}
 
+/// What a named pipe holds reaches us through overlapped reads: it is not
+/// counted (a line stream's consumer is owed, at the exit, what the reader
+/// has queued when it looks; see the pump's `owed.rs`).
+pub(crate) fn pipe_unread(_rx: &PipeReceiver) -> io::Result<u64> {
+    Err(unsupported("a named pipe's unread bytes are not counted"))
+}
+
 /// Never called ([`BLOCKING_HANDOFF`] is false).
 #[allow(clippy::ptr_arg)] // the Unix function's signature
 pub(crate) fn read_or_stop(

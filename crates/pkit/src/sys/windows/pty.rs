@@ -140,6 +140,11 @@ impl PtyIo {
         }
     }
 
+    /// None counted: as for a pipe (see `pipe_unread`).
+    pub(crate) fn unread(&self) -> usize {
+        0
+    }
+
     /// Reads what the console still sends, until the end of the pipe
     /// (the console is closed once the program exited, which ends it),
     /// [`DRAIN_LIMIT`], or `DRAIN_BUDGET` bytes (see [`drain_chunks`]).
