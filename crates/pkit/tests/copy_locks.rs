@@ -240,3 +240,102 @@ fn copies_forked_while_threads_use_pkit_never_hang() {
         }
     });
 }
+
+/// How many of this process's open descriptors are pipes.
+fn pipes() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("pipe:"))
+        })
+        .count()
+}
+
+/// The helper of [`copies_of_copies_keep_no_pipe_of_their_makers`]: a
+/// supervisor runs a program, then a copy is forked, which forks a copy,
+/// which forks one (three generations); each does all three kinds of
+/// [`work`] and tells how many pipes it holds.
+fn generations() {
+    let choice = helper_mechanism();
+    for i in 0..3 {
+        work(choice, i);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sup = {
+        let _in = rt.enter();
+        pkit::Supervisor::new(cmd(choice, "sleep").arg("300"))
+            .mechanism(choice)
+            .start()
+    };
+    // Its program running (a child `sleep`), so that the copies have its
+    // pipes too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !own_children()
+        .iter()
+        .any(|(pid, _)| comm(*pid).as_deref() == Some("sleep"))
+    {
+        assert!(Instant::now() < deadline, "the supervised program started");
+        std::thread::sleep(POLL);
+    }
+    fn generation(choice: MechanismChoice, n: u32) -> i32 {
+        in_copy(move || {
+            let ok = (0..3).all(|i| work(choice, i));
+            say(&format!("gen {n} ok {ok} pipes {}", pipes()));
+            ok && (n == 3 || generation(choice, n + 1) == 0)
+        })
+    }
+    say(&format!("copies {}", generation(choice, 1)));
+    rt.block_on(sup.stop()).expect("the supervisor stops");
+}
+
+/// A copy forked (plain `fork`) after its maker used pkit makes its own
+/// exit notifier (the portable backend) and reaper (Linux) when it first
+/// runs something: a pipe each, read by a thread of its own. It closes its
+/// copies of its maker's pipe then (the read end is its maker's thread's,
+/// which is not in the copy; nothing else would ever close them): before,
+/// each generation of copies kept its makers' two ends open, two more
+/// descriptors per generation (supfix's copies leaked 2 fds). Here three
+/// generations, forked while the first maker runs a supervisor, hold as
+/// many pipes each.
+#[test]
+fn copies_of_copies_keep_no_pipe_of_their_makers() {
+    let name = "copies_of_copies_keep_no_pipe_of_their_makers";
+    if role().as_deref() == Some("generations") {
+        generations();
+        return;
+    }
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        for choice in mechanisms() {
+            let (ok, lines) = run_helper(
+                name,
+                "generations",
+                choice,
+                COPY_LIMIT * 3 + Duration::from_secs(120),
+            );
+            assert!(ok, "{choice}: {lines:#?}");
+            assert!(
+                lines.iter().any(|l| l == "copies 0"),
+                "{choice}: {lines:#?}"
+            );
+            let counts: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("gen ")?.split_once(" ok true pipes "))
+                .map(|(_, n)| n)
+                .collect();
+            assert_eq!(counts.len(), 3, "{choice}: {lines:#?}");
+            assert!(
+                counts.iter().all(|n| *n == counts[0]),
+                "{choice}: each generation holds as many pipes: {lines:#?}"
+            );
+        }
+    });
+}
