@@ -252,6 +252,53 @@ impl AtForkOnce {
     }
 }
 
+/// The identity of the file descriptor `fd` names (device and inode), for
+/// telling later whether a descriptor number a forked copy inherited still
+/// names it ([`close_inherited`]).
+#[cfg(unix)]
+pub(crate) fn file_id(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Some((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// Whether descriptor number `fd` names the file `id` ([`file_id`]) now.
+#[cfg(unix)]
+pub(crate) fn names_file(fd: std::os::fd::RawFd, id: (u64, u64)) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // Raw: a number that may name nothing open (no `BorrowedFd` for it).
+    // SAFETY: fstat(2) writes `st` or fails (EBADF for a number not open).
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded: `st` is written.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let named = (st.st_dev as u64, st.st_ino as u64);
+    named == id
+}
+
+/// Closes descriptor `fd`, a forked copy's copy of one its parent's pkit
+/// thread owned (a pipe that thread read: the thread is not in the copy,
+/// so nothing here ever closes it), if it still names the file `id`
+/// ([`names_file`]): an application that closed it and opened something
+/// else on that number keeps what it opened. Whether it was closed.
+#[cfg(unix)]
+pub(crate) fn close_inherited(fd: std::os::fd::RawFd, id: (u64, u64)) -> bool {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if !names_file(fd, id) {
+        return false;
+    }
+    // SAFETY: the descriptor names the inherited file, and its owner (a
+    // thread of the parent, or a value the caller never drops) never
+    // closes it in this process: this is its only close here.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    true
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::CopyLock;

@@ -105,10 +105,14 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
 });
 
 /// The identity (`sys::pid::identity`) of the process that filled the
-/// pool, 0 before; outside the lock, so that a forked copy tells it is one
-/// without taking the lock, which it may have inherited held (a fork while
-/// another thread of its parent was taking or offering a spare): it would
-/// wait for ever.
+/// pool, 0 before; outside the lock, so that a forked copy tells whose the
+/// pool is without taking the lock, which it may have inherited held (a
+/// fork while another thread of its parent was taking or offering a
+/// spare): it would wait for ever. The lock is waited for only by the
+/// process that filled the pool ([`filled_here`]: it took the lock itself,
+/// after any fork it came from, so only its own threads hold it); before
+/// any process did, nothing is pooled, and the first fill only tries it
+/// (see [`offer`]).
 static FILLED_BY: AtomicU64 = AtomicU64::new(0);
 
 /// Whether this process is a forked copy of the one that filled the pool
@@ -116,6 +120,12 @@ static FILLED_BY: AtomicU64 = AtomicU64::new(0);
 fn a_copy() -> bool {
     let by = FILLED_BY.load(Ordering::Relaxed);
     by != 0 && by != crate::sys::pid::identity()
+}
+
+/// Whether this process filled the pool: the only one that waits for its
+/// lock (see [`FILLED_BY`]).
+fn filled_here() -> bool {
+    FILLED_BY.load(Ordering::Relaxed) == crate::sys::pid::identity()
 }
 
 /// A spare directory under `parent`, open (and still locked), with its
@@ -164,7 +174,11 @@ fn cpu_usage(spare: &mut Spare) -> u64 {
 }
 
 fn take_spare(parent: &Path, stats: bool) -> Option<Spare> {
-    if a_copy() {
+    // Not filled by this process: nothing here is ours to take (empty, or
+    // a forked copy's list), and the lock may be held by a thread of the
+    // parent this process was copied from (a copy forked while that thread
+    // looked into the still empty pool waited for it for ever).
+    if !filled_here() {
         return None;
     }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
@@ -337,7 +351,19 @@ pub(crate) fn offer(spare: Spare) -> Result<(), Option<Ticket>> {
     if a_copy() {
         return Err(ticket);
     }
-    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pool = if filled_here() {
+        POOL.lock().unwrap_or_else(|e| e.into_inner())
+    } else {
+        // The first fill, or a forked copy's (its parent filled none before
+        // the fork): only tried, as the lock may be held for ever by a
+        // thread of the parent (forked while it was taking from or filling
+        // the pool). Busy, the directory is removed instead of pooled.
+        match POOL.try_lock() {
+            Ok(pool) => pool,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(ticket),
+        }
+    };
     if pool.closed || pool.spares.len() >= MAX {
         return Err(ticket);
     }
@@ -395,7 +421,8 @@ extern "C" fn remove_all_at_exit() {
 /// the owner-death guard: it still exists, so the guard (or a later
 /// release, or the exit handler) must still cover it.
 pub(crate) fn release_all() {
-    if a_copy() {
+    // Nothing pooled by this process (see `take_spare`).
+    if !filled_here() {
         return;
     }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());

@@ -75,6 +75,9 @@ struct Reaper {
     /// inherits this record but not the thread: it must start its own.
     owner: Creator,
     shared: Arc<Shared>,
+    /// The wake pipe's read end, which the thread owns (a forked copy
+    /// closes its copy: see [`reaper`]).
+    rx: std::os::fd::RawFd,
 }
 
 /// This process's reaper, started on first use. `None` before that, or
@@ -107,14 +110,23 @@ fn reaper() -> Option<Arc<Shared>> {
             // A forked child's copy of its parent's reaper, whose thread
             // does not exist here. What the parent had queued is the
             // parent's (its children, its directories, which its own
-            // thread serves): drop our copies of those fds. (The copies of
-            // the parent's wake pipe stay open in this child: two fds.)
-            // Not waiting for the queue's lock: held at the fork, it is
-            // held here for ever (the fds are then kept).
+            // thread serves): drop our copies of those fds. Not waiting
+            // for the queue's lock: held at the fork, it is held here for
+            // ever (the fds are then kept).
             if let Ok(mut queue) = inherited.shared.queue.try_lock() {
                 queue.clear();
             }
-            *current = None;
+            // And our copies of the parent's wake pipe (one kept per
+            // forked generation, before): the read end is the absent
+            // thread's; the write end's owner, this record's `Shared`, is
+            // never dropped here (the absent thread holds it too, and this
+            // record is forgotten), so closing it is its only close.
+            if let Some(id) = crate::sys::file_id(inherited.shared.wake_tx.as_fd()) {
+                use std::os::fd::AsRawFd;
+                crate::sys::close_inherited(inherited.rx, id);
+                crate::sys::close_inherited(inherited.shared.wake_tx.as_raw_fd(), id);
+            }
+            std::mem::forget(current.take());
         }
         None => {}
     }
@@ -127,6 +139,7 @@ fn reaper() -> Option<Arc<Shared>> {
         wake_tx: tx,
     });
     let theirs = shared.clone();
+    let rx_fd = std::os::fd::AsRawFd::as_raw_fd(&rx);
     std::thread::Builder::new()
         .name("pkit-reaper".into())
         .spawn(move || run(&theirs, rx))
@@ -134,6 +147,7 @@ fn reaper() -> Option<Arc<Shared>> {
     *current = Some(Reaper {
         owner: Creator::here(),
         shared: shared.clone(),
+        rx: rx_fd,
     });
     Some(shared)
 }

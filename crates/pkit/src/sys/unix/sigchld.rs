@@ -14,7 +14,7 @@
 //! SIGCHLD to `SIG_IGN`: its children are no longer reaped by the kernel
 //! (pkit needs their exit statuses), as with tokio's process support.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -36,6 +36,13 @@ struct Notifier {
 
 /// The pipe's write end, for the handler (-1 until installed).
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The pipe's read end (-1 until installed), which the notifier thread
+/// owns, and the pipe's identity (`sys::file_id`): a forked copy, which
+/// has its maker's pipe but not its thread, closes its copies of both
+/// ends once it made its own (see [`install`]).
+static READ_FD: AtomicI32 = AtomicI32::new(-1);
+static PIPE_DEV: AtomicU64 = AtomicU64::new(0);
+static PIPE_INO: AtomicU64 = AtomicU64::new(0);
 /// The previous `sigaction`, for chaining (boxed, leaked, set once).
 static PREVIOUS: AtomicUsize = AtomicUsize::new(0);
 /// Whether the handler is installed: set once, and inherited with it by a
@@ -196,14 +203,37 @@ fn install() -> std::io::Result<&'static Notifier> {
         changed: Condvar::new(),
         orphans: Mutex::new(Vec::new()),
     }));
+    let (read_fd, id) = (r.as_raw_fd(), crate::sys::file_id(r.as_fd()));
     std::thread::Builder::new()
         .name("pkit-sigchld".into())
         .spawn(move || pump(r, n))?;
+    // A copy's maker's pipe (none in the process that made the first): its
+    // read end, owned by a thread that is not here, and its write end.
+    let inherited = (
+        PIPE_DEV.load(Ordering::Acquire),
+        PIPE_INO.load(Ordering::Acquire),
+    );
+    let old_read = READ_FD.swap(read_fd, Ordering::AcqRel);
+    if let Some((dev, ino)) = id {
+        PIPE_DEV.store(dev, Ordering::Release);
+        PIPE_INO.store(ino, Ordering::Release);
+    }
     // A copy's handler wrote to its maker's pipe, read by its maker's
-    // thread: now to this one. (That write end stays open: a handler
-    // running now may still write to it.)
-    WAKE_FD.store(w.as_raw_fd(), Ordering::Release);
-    std::mem::forget(w); // the handler may write to it for the process's life
+    // thread: now to this one. Onto the same number where it still names
+    // the maker's pipe (`dup3` replaces it at once: a handler running now
+    // writes to one pipe or the other, never to a closed or reused
+    // number), the new one closed then; else the new one's number.
+    let old_wake = WAKE_FD.load(Ordering::Acquire);
+    if old_wake >= 0 && redirect(&w, old_wake, inherited) {
+        drop(w);
+    } else {
+        WAKE_FD.store(w.as_raw_fd(), Ordering::Release);
+        std::mem::forget(w); // the handler may write to it for the process's life
+    }
+    // The maker's read end: no thread here reads it (its copy in this
+    // process kept a pipe of the maker's open for ever, one per forked
+    // generation).
+    crate::sys::close_inherited(old_read, inherited);
     if HANDLER.load(Ordering::Acquire) {
         return Ok(n);
     }
@@ -233,6 +263,31 @@ fn install() -> std::io::Result<&'static Notifier> {
     }
     HANDLER.store(true, Ordering::Release);
     Ok(n)
+}
+
+/// Puts the write end `w` on `old`, the number of an inherited write end,
+/// if it still names the pipe `inherited` (see `sys::close_inherited`);
+/// whether it did.
+fn redirect(w: &OwnedFd, old: RawFd, inherited: (u64, u64)) -> bool {
+    crate::sys::names_file(old, inherited) && dup_onto(w, old)
+}
+
+/// `dup3(w, old, O_CLOEXEC)`: whether it did.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn dup_onto(w: &OwnedFd, old: RawFd) -> bool {
+    // Raw: dup3 onto a number no `OwnedFd` here holds (rustix's wants one
+    // for the target).
+    // SAFETY: `old` names the maker's pipe, which nothing of this process
+    // owns but the handler (through WAKE_FD); replacing it atomically is
+    // what the handler needs.
+    unsafe { libc::dup3(w.as_raw_fd(), old, libc::O_CLOEXEC) == old }
+}
+
+/// No `dup3` (close-on-exec set atomically) everywhere: the maker's write
+/// end stays open there.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn dup_onto(_: &OwnedFd, _: RawFd) -> bool {
+    false
 }
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {

@@ -1,0 +1,368 @@
+#![cfg(target_os = "linux")]
+//! Copies forked (plain `fork`, no `exec`) while other threads use pkit,
+//! which then use pkit themselves (copies2). A `std::sync::Mutex` another
+//! thread holds at the fork stays held for ever in the copy: a copy's
+//! pkit call that waits for one hangs. And the descriptors a copy inherits
+//! from its parent's pkit threads (pipes their threads read, which the
+//! copy does not have) are closed once the copy makes its own.
+//!
+//! Each test runs helper runs of this binary (`COPY_LOCKS_ROLE`): a
+//! helper's threads make runs, group closes and stats in a loop while it
+//! forks copies; each copy uses pkit with a watchdog (its own thread
+//! bounded by [`COPY_LIMIT`], and an alarm past it), so a hang counts as
+//! one, never as a hung test.
+
+mod common;
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pkit::MechanismChoice;
+
+const SUITE: &str = "copy_locks";
+
+/// How long a copy's pkit calls may take before the copy counts as hung
+/// (a hang is for ever; a loaded machine can hold a fork, an exec and a
+/// reap up for seconds), and the alarm that ends a copy stuck past it.
+const COPY_LIMIT: Duration = Duration::from_secs(20);
+const COPY_ALARM: u32 = 40;
+
+/// The role this run of the binary plays (a helper run), if any.
+fn role() -> Option<String> {
+    std::env::var("COPY_LOCKS_ROLE").ok()
+}
+
+/// Writes `s` and a line feed to fd 1 with one write(2) (safe in a forked
+/// copy).
+fn say(s: &str) {
+    let line = format!("copy_locks: {s}\n");
+    // SAFETY: a valid buffer of that length.
+    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+}
+
+/// Runs this binary again, test `test` alone in role `role` with the
+/// mechanism `choice` forced, for at most `limit` (killed then): whether
+/// it exited with success, and its stdout's `copy_locks: ` lines.
+fn run_helper(
+    test: &str,
+    role: &str,
+    choice: MechanismChoice,
+    limit: Duration,
+) -> (bool, Vec<String>) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = std::process::Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("COPY_LOCKS_ROLE", role)
+        .env("COPY_LOCKS_MECHANISM", choice.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the helper starts");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break Some(s);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(POLL);
+    };
+    let text = reader.join().unwrap_or_default();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.find("copy_locks: ").map(|i| l[i + 12..].to_owned()))
+        .collect();
+    lines.push(format!("(helper: {status:?})"));
+    (status.is_some_and(|s| s.success()), lines)
+}
+
+/// The mechanism a helper run forces.
+fn helper_mechanism() -> MechanismChoice {
+    match std::env::var("COPY_LOCKS_MECHANISM").as_deref() {
+        Ok("cgroup") => MechanismChoice::Cgroup,
+        Ok("portable") => MechanismChoice::Portable,
+        _ => MechanismChoice::ProcessGroup,
+    }
+}
+
+/// One piece of work of kind `i % 3` under `choice`: a one-shot run (the
+/// spawn, a group made and closed: a spare cgroup taken and offered), a
+/// group started, waited for, measured and closed (its stats; a process
+/// group's close lists `/proc`), a blocking run; whether it went.
+fn work(choice: MechanismChoice, i: usize) -> bool {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    match i % 3 {
+        0 => rt()
+            .block_on(cmd(choice, "true").output())
+            .is_ok_and(|o| o.success()),
+        1 => rt().block_on(async {
+            let Ok(g) = pkit::Group::builder().mechanism(choice).build() else {
+                return false;
+            };
+            let Ok(mut p) = g.start(&cmd(choice, "true")) else {
+                return false;
+            };
+            let ok = p.wait().await.is_ok_and(|s| s.success());
+            let _ = g.stats();
+            ok && g.close().await.is_ok()
+        }),
+        _ => cmd(choice, "true")
+            .blocking()
+            .output()
+            .is_ok_and(|o| o.success()),
+    }
+}
+
+/// Forks a copy that runs `f` on a thread of its own, bounded by `limit`
+/// (and an alarm past it); the copy's exit code: 0 when `f` returned
+/// true, 1 when false, 2 when it hung.
+fn in_copy(limit: Duration, f: impl FnOnce() -> bool + Send + 'static) -> i32 {
+    // SAFETY: a forked copy of a threaded process, as pkit supports; it
+    // leaves with `_exit`, bounded by a wait and an alarm.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: plain values.
+        unsafe { libc::alarm(COPY_ALARM.max(limit.as_secs() as u32 * 2)) };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        let code = match rx.recv_timeout(limit) {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(_) => 2,
+        };
+        // SAFETY: ends the copy.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        2
+    }
+}
+
+/// The helper of [`copies_forked_while_threads_use_pkit_never_hang`]: two
+/// threads do [`work`] in a loop; once both began, 12 copies are forked,
+/// one every 5 ms (the first ones while the threads make their first
+/// groups: the pool of spare cgroups is being filled), each doing all
+/// three kinds of work.
+fn hammer_and_fork() {
+    let choice = helper_mechanism();
+    let stop = Arc::new(AtomicBool::new(false));
+    let begun = Arc::new(AtomicUsize::new(0));
+    let loopers: Vec<_> = (0..2)
+        .map(|t| {
+            let stop = stop.clone();
+            let begun = begun.clone();
+            std::thread::spawn(move || {
+                begun.fetch_add(1, Ordering::SeqCst);
+                let mut i = t;
+                while !stop.load(Ordering::SeqCst) {
+                    work(choice, i);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    while begun.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    let mut codes = [0u32; 3];
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(5));
+        let code = in_copy(COPY_LIMIT, move || (0..3).all(|i| work(choice, i)));
+        codes[(code as usize).min(2)] += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for l in loopers {
+        l.join().unwrap();
+    }
+    say(&format!(
+        "fine {} failed {} hung {}",
+        codes[0], codes[1], codes[2]
+    ));
+}
+
+/// Copies forked while two threads make one-shot runs, group closes
+/// with stats and blocking runs (fresh helper processes, so that the
+/// first forks come while the threads make their first groups) make all
+/// three themselves: none hangs, none fails. Every lock these paths take
+/// is one a copy never waits on for ever (a `CopyLock`, a `try_lock`
+/// with a fallback, or one a copy tells is its parent's without taking
+/// it).
+#[test]
+fn copies_forked_while_threads_use_pkit_never_hang() {
+    let name = "copies_forked_while_threads_use_pkit_never_hang";
+    if role().as_deref() == Some("hammer") {
+        hammer_and_fork();
+        return;
+    }
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        for choice in mechanisms() {
+            for round in 0..3 {
+                let (ok, lines) = run_helper(
+                    name,
+                    "hammer",
+                    choice,
+                    COPY_LIMIT * 12 + Duration::from_secs(120),
+                );
+                assert!(ok, "{choice} round {round}: {lines:#?}");
+                assert!(
+                    lines.iter().any(|l| l == "fine 12 failed 0 hung 0"),
+                    "{choice} round {round}: {lines:#?}"
+                );
+            }
+        }
+    });
+}
+
+/// How many of this process's open descriptors are pipes.
+fn pipes() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("pipe:"))
+        })
+        .count()
+}
+
+/// Waits (up to 10 s) until this process holds at most `most` pipes: a
+/// run's pipes are closed by its threads, which can lag behind its end;
+/// the count then.
+fn pipes_settled(most: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = pipes();
+        if n <= most || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The helper of [`copies_of_copies_keep_no_pipe_of_their_makers`]: a
+/// supervisor runs a program, then a copy is forked, which forks a copy,
+/// which forks one (three generations); each does all three kinds of
+/// [`work`] and tells how many pipes it holds once its runs' pipes are
+/// closed (at most as many as the first maker held at the first fork, as
+/// what a copy inherits open it keeps: it waits for that first, to fork
+/// the next with none of its own runs' pipes).
+fn generations() {
+    let choice = helper_mechanism();
+    for i in 0..3 {
+        work(choice, i);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sup = {
+        let _in = rt.enter();
+        pkit::Supervisor::new(cmd(choice, "sleep").arg("300"))
+            .mechanism(choice)
+            .start()
+    };
+    // Its program running (a child `sleep`), so that the copies have its
+    // pipes too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !own_children()
+        .iter()
+        .any(|(pid, _)| comm(*pid).as_deref() == Some("sleep"))
+    {
+        assert!(Instant::now() < deadline, "the supervised program started");
+        std::thread::sleep(POLL);
+    }
+    fn generation(choice: MechanismChoice, base: usize, n: u32) -> i32 {
+        // Each generation waits for the next ones too.
+        let limit = COPY_LIMIT * (4 - n);
+        in_copy(limit, move || {
+            let ok = (0..3).all(|i| work(choice, i));
+            say(&format!("gen {n} ok {ok} pipes {}", pipes_settled(base)));
+            ok && (n == 3 || generation(choice, base, n + 1) == 0)
+        })
+    }
+    let base = pipes();
+    say(&format!("maker pipes {base}"));
+    say(&format!("copies {}", generation(choice, base, 1)));
+    rt.block_on(sup.stop()).expect("the supervisor stops");
+}
+
+/// A copy forked (plain `fork`) after its maker used pkit makes its own
+/// exit notifier (the portable backend) and reaper (Linux) when it first
+/// runs something: a pipe each, read by a thread of its own. It closes its
+/// copies of its maker's pipe then (the read end is its maker's thread's,
+/// which is not in the copy; nothing else would ever close them): before,
+/// each generation of copies kept its makers' two ends open, two more
+/// descriptors per generation (supfix's copies leaked 2 fds). Here three
+/// generations, forked while the first maker runs a supervisor, hold no
+/// more pipes than the maker.
+#[test]
+fn copies_of_copies_keep_no_pipe_of_their_makers() {
+    let name = "copies_of_copies_keep_no_pipe_of_their_makers";
+    if role().as_deref() == Some("generations") {
+        generations();
+        return;
+    }
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        for choice in mechanisms() {
+            let (ok, lines) = run_helper(
+                name,
+                "generations",
+                choice,
+                COPY_LIMIT * 3 + Duration::from_secs(120),
+            );
+            assert!(ok, "{choice}: {lines:#?}");
+            assert!(
+                lines.iter().any(|l| l == "copies 0"),
+                "{choice}: {lines:#?}"
+            );
+            let number = |l: &str| l.parse::<usize>().expect("a count");
+            let base = lines
+                .iter()
+                .find_map(|l| l.strip_prefix("maker pipes "))
+                .map(number)
+                .unwrap_or_else(|| panic!("{choice}: {lines:#?}"));
+            let counts: Vec<usize> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("gen ")?.split_once(" ok true pipes "))
+                .map(|(_, n)| number(n))
+                .collect();
+            assert_eq!(counts.len(), 3, "{choice}: {lines:#?}");
+            assert!(
+                counts.iter().all(|n| *n <= base),
+                "{choice}: no generation holds more pipes than the maker: {lines:#?}"
+            );
+        }
+    });
+}
