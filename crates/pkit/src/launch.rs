@@ -501,11 +501,11 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
         }
     }
     // `None`: a command that changes no variable (`sys::inherited_env`
-    // gives its child this process's environment).
+    // gives its child this process's environment, made with the search).
     let env = cmd.effective_env();
-    let resolved = cmd
-        .spawn
-        .resolve(&cmd.program, program, env.as_deref(), true)?;
+    let (resolved, inherited) =
+        cmd.spawn
+            .resolve_to_start(&cmd.program, program, env.as_deref())?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         sys::native_string(s)
@@ -518,9 +518,9 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
     for (i, a) in cmd.args.iter().enumerate() {
         argv.push(c(a, &|| format!("argument {}", i + 1))?);
     }
-    let envp = match env {
-        None => sys::inherited_env(),
-        Some(env) => sys::exact_env(&env).ok_or_else(|| {
+    let envp = match inherited {
+        Some(envp) => envp,
+        None => sys::exact_env(env.as_deref().unwrap_or_default()).ok_or_else(|| {
             Error::InvalidInput("an environment variable contains a NUL byte".into())
         })?,
     };

@@ -214,6 +214,39 @@ impl SpawnOptions {
                 ours.as_deref()
             }
         };
+        self.resolve_on(program, display, path_var, to_start)
+    }
+
+    /// [`resolve`](Self::resolve) for a start: with `env` `None` (the
+    /// child inherits this process's environment), the inherited copy
+    /// (`sys::inherited_env`) is made first and its `PATH` searched, so a
+    /// start reads the environment once, under std's lock, and searches
+    /// the `PATH` its child gets; returned with the path.
+    pub(crate) fn resolve_to_start(
+        &self,
+        program: &OsStr,
+        display: &str,
+        env: Option<&[(OsString, OsString)]>,
+    ) -> Result<(PathBuf, Option<sys::ChildEnv>)> {
+        if env.is_some() {
+            return Ok((self.resolve(program, display, env, true)?, None));
+        }
+        let inherited = sys::inherited_env();
+        let path_var = inherited.inherited_path_var();
+        let resolved = self.resolve_on(program, display, path_var.as_deref(), true)?;
+        drop(path_var);
+        Ok((resolved, Some(inherited)))
+    }
+
+    /// [`resolve`](Self::resolve) on the search path `path_var` (the
+    /// value of the child's `PATH`; `None`: it has none).
+    fn resolve_on(
+        &self,
+        program: &OsStr,
+        display: &str,
+        path_var: Option<&OsStr>,
+        to_start: bool,
+    ) -> Result<PathBuf> {
         let resolve = if to_start {
             sys::resolve_to_start
         } else {

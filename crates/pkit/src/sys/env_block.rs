@@ -226,6 +226,29 @@ mod tests {
     }
 
     #[test]
+    fn the_path_searched_is_the_first_path_entry_of_the_copy() {
+        use std::ffi::OsStr;
+        let env = |vars: &[(&str, &str)]| crate::sys::ChildEnv::Exactly(exact(vars).unwrap());
+        let both = env(&[
+            ("XPATH", "/x"),
+            ("PATHX", "/y"),
+            ("PATH", "/a:/b"),
+            ("PATH", "/c"),
+        ]);
+        assert_eq!(
+            both.inherited_path_var().as_deref(),
+            Some(OsStr::new("/a:/b"))
+        );
+        assert_eq!(env(&[("HOME", "/h")]).inherited_path_var(), None);
+        let empty = env(&[("PATH", "")]);
+        assert_eq!(empty.inherited_path_var().as_deref(), Some(OsStr::new("")));
+        // In the copy of this process's environment: the value std reads.
+        let ours = crate::sys::inherited_env();
+        let path = ours.inherited_path_var().map(|p| p.into_owned());
+        assert_eq!(path, std::env::var_os("PATH"));
+    }
+
+    #[test]
     fn the_inherited_copy_is_this_process_environment() {
         use std::os::unix::ffi::OsStrExt;
         let block = inherited();

@@ -97,6 +97,27 @@ impl ChildEnv {
         let ChildEnv::Exactly(block) = self;
         block
     }
+
+    /// The value of `PATH` for a child given this environment, one that
+    /// `sys::inherited_env` made: its first `PATH` entry, as `getenv`
+    /// finds it (`None`: it has none). No second read of this process's
+    /// environment (the copy was made under std's lock).
+    pub(crate) fn inherited_path_var(&self) -> Option<std::borrow::Cow<'_, std::ffi::OsStr>> {
+        use std::os::unix::ffi::OsStrExt;
+        self.block()
+            .entries()
+            .find_map(|e| e.strip_prefix(b"PATH="))
+            .map(|v| std::borrow::Cow::Borrowed(std::ffi::OsStr::from_bytes(v)))
+    }
+}
+
+#[cfg(not(unix))]
+impl ChildEnv {
+    /// The value of `PATH` for a child given this process's environment
+    /// (`sys::inherited_env`'s), read now (`None`: it has none).
+    pub(crate) fn inherited_path_var(&self) -> Option<std::borrow::Cow<'_, std::ffi::OsStr>> {
+        std::env::var_os("PATH").map(std::borrow::Cow::Owned)
+    }
 }
 
 /// Requested stdio for one stream.
