@@ -12,11 +12,12 @@
 //! is alone in that job (its process group), but for the shells waiting
 //! for it (`sh -c 'pkit run …; …'`) and the background commands of a
 //! shell without job control (`sh -c 'helper & pkit run …'`: the terminal
-//! is not theirs): told apart from a pipeline's stages by the pipes, a
-//! stage's stdin being one pkit's side writes to (or its stdout one pkit's
-//! side reads), or its stdin the terminal. In a pipeline (`pkit run -- job
-//! | less`) the terminal stays with the job, so that its other stages keep
-//! it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
+//! is not theirs). A pipeline's stages are told from those by their
+//! pipes: a stage's stdin is a pipe pkit's side (pkit, the shells waiting
+//! for it) writes to, or its stdout one that side reads, or its stdin is
+//! the terminal (`Ctty::job_has_stage`). In a pipeline (`pkit run --
+//! job | less`) the terminal stays with the job, so that its other stages
+//! keep it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
 //! program then reads the terminal (or changes its settings), it is
 //! stopped for it, and pkit stops its whole job with it (after up to
 //! `forward.rs`'s `TERMINAL_WAIT` for a stage before pkit that is ending;
