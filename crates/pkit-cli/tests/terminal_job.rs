@@ -277,3 +277,23 @@ fn first_stage_from_a_file(m: &str) {
 fn a_first_stage_with_stdin_from_a_file_keeps_the_terminal() {
     at_once(process_group_mechanisms(), first_stage_from_a_file);
 }
+
+/// `sh -c 'helper <&3 & pkit run -- reader'`, 3 the script's stdin (a
+/// background command's stdin is `/dev/null` before its redirections, so
+/// `<&0` would not do): a background helper with
+/// its stdin on the terminal (the pty itself, not `/dev/tty`) may read it:
+/// a job mate, the job keeps the terminal and the read stops it.
+fn helper_on_the_terminal(m: &str) {
+    let pids = Reap::new("tty-job-helper-tty");
+    let job = format!(
+        "exec 3<&0; sleep 60 <&3 3<&- & echo $! >> {p}; {PKIT} run -q --mechanism {m} -- {r}; kill $!",
+        p = pids.path(),
+        r = reader(&pids)
+    );
+    stops_for_the_read(m, &job);
+}
+
+#[test]
+fn a_background_helper_with_stdin_on_the_terminal_keeps_it_for_the_job() {
+    at_once(process_group_mechanisms(), helper_on_the_terminal);
+}

@@ -56,8 +56,8 @@ impl Ctty {
     pub fn job_has_stage(&self, mates: &[(u32, Option<usize>)]) -> bool {
         use std::os::unix::fs::MetadataExt;
         let ttys = [
-            rustix::fs::fstat(&self.0).ok().map(|st| st.st_rdev),
-            std::fs::metadata("/dev/tty").ok().map(|m| m.rdev()),
+            controlling_terminal(),
+            std::fs::metadata("/dev/tty").ok().map(|m| device(m.rdev())),
         ];
         let mut side = stdio_ends(std::process::id(), &ttys, false);
         for &(pid, _) in mates.iter().filter(|m| m.1.is_some()) {
@@ -132,7 +132,7 @@ impl End {
 /// `None` where they can't be read (another user's process); closed, or
 /// the process gone: [`End::Other`].
 #[cfg(target_os = "linux")]
-fn stdio_ends(pid: u32, ttys: &[Option<u64>], saved: bool) -> Option<Vec<End>> {
+fn stdio_ends(pid: u32, ttys: &[Option<(u32, u32)>], saved: bool) -> Option<Vec<End>> {
     let mut ends = Vec::new();
     for fd in 0..3 {
         ends.push(fd_end(pid, fd, ttys)?);
@@ -156,6 +156,23 @@ fn stdio_ends(pid: u32, ttys: &[Option<u64>], saved: bool) -> Option<Vec<End>> {
     Some(ends)
 }
 
+/// A device number's major and minor.
+#[cfg(target_os = "linux")]
+fn device(rdev: u64) -> (u32, u32) {
+    (rustix::fs::major(rdev), rustix::fs::minor(rdev))
+}
+
+/// pkit's controlling terminal's major and minor (`/proc/self/stat`'s
+/// `tty_nr`: the `Ctty` descriptor, opened as `/dev/tty`, is that
+/// device's, not the terminal's).
+#[cfg(target_os = "linux")]
+fn controlling_terminal() -> Option<(u32, u32)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let nr: u32 = rest.split_whitespace().nth(4)?.parse::<i64>().ok()? as u32;
+    (nr != 0).then_some(((nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xfff00)))
+}
+
 /// fdinfo's close-on-exec flag (octal, as `flags:` shows it).
 #[cfg(target_os = "linux")]
 const O_CLOEXEC: u32 = 0o2000000;
@@ -170,7 +187,7 @@ fn fd_flags(pid: u32, fd: u32) -> Option<u32> {
 
 /// Descriptor `fd` of process `pid`; `None` where it can't be read.
 #[cfg(target_os = "linux")]
-fn fd_end(pid: u32, fd: u32, ttys: &[Option<u64>]) -> Option<End> {
+fn fd_end(pid: u32, fd: u32, ttys: &[Option<(u32, u32)>]) -> Option<End> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let m = match std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) {
         Ok(m) => m,
@@ -178,20 +195,22 @@ fn fd_end(pid: u32, fd: u32, ttys: &[Option<u64>]) -> Option<End> {
         Err(_) => return None,
     };
     let kind = m.file_type();
-    Some(if kind.is_char_device() && ttys.contains(&Some(m.rdev())) {
-        End::Terminal
-    } else if kind.is_fifo() {
-        let mode = fd_flags(pid, fd).map(|f| f & 3);
-        End::Pipe {
-            id: (m.dev(), m.ino()),
-            reads: mode != Some(1),
-            writes: mode.is_none_or(|m| m != 0),
-        }
-    } else if kind.is_socket() {
-        End::Socket
-    } else {
-        End::Other
-    })
+    Some(
+        if kind.is_char_device() && ttys.contains(&Some(device(m.rdev()))) {
+            End::Terminal
+        } else if kind.is_fifo() {
+            let mode = fd_flags(pid, fd).map(|f| f & 3);
+            End::Pipe {
+                id: (m.dev(), m.ino()),
+                reads: mode != Some(1),
+                writes: mode.is_none_or(|m| m != 0),
+            }
+        } else if kind.is_socket() {
+            End::Socket
+        } else {
+            End::Other
+        },
+    )
 }
 
 /// The other live processes of pkit's process group (its job's other
