@@ -11,11 +11,13 @@
 //! The rule: pkit hands the terminal over when its job holds it and pkit
 //! is alone in that job (its process group), but for the shells waiting
 //! for it (`sh -c 'pkit run …; …'`) and the background commands of a
-//! shell without job control (`sh -c 'helper & pkit run …'`: SIGINT and
-//! SIGQUIT ignored, stdin not the terminal, as such a shell starts them;
-//! the terminal is not theirs). In a pipeline (`pkit run -- job |
-//! less`) the terminal stays with the job, so that its other stages keep
-//! it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
+//! shell without job control (`sh -c 'helper & pkit run …'`: the terminal
+//! is not theirs). A pipeline's stages are told from those by their
+//! pipes: a stage's stdin is a pipe pkit's side (pkit, the shells waiting
+//! for it) writes to, or its stdout one that side reads, or its stdin is
+//! the terminal (`Ctty::job_has_stage`). In a pipeline (`pkit run --
+//! job | less`) the terminal stays with the job, so that its other stages
+//! keep it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
 //! program then reads the terminal (or changes its settings), it is
 //! stopped for it, and pkit stops its whole job with it (after up to
 //! `forward.rs`'s `TERMINAL_WAIT` for a stage before pkit that is ending;
@@ -167,19 +169,16 @@ impl Drop for Terminal {
     }
 }
 
-/// Whether pkit is alone in its job: no other process of its group runs
-/// but its ancestors (shells waiting for it) and the background commands
-/// of a shell without job control (`sh -c 'helper & pkit run …'`: Ctrl-C
-/// and Ctrl-\ ignored, stdin not the terminal; `Ctty::shell_background`),
-/// which the terminal is not for: without pkit between, the program would
-/// read it from that same job. Unknown (no `/proc`) is alone, the
-/// hand-over as a shell's job of one process gets.
+/// Whether pkit is alone in its job: no process of its group but its
+/// ancestors (the shells waiting for it) is a stage of its pipeline
+/// (`Ctty::job_has_stage`: joined to pkit's side by a pipe, or reading
+/// the terminal). The others (a script's background commands, `sh -c
+/// 'helper & pkit run …'`: stdin on `/dev/null`) are not the terminal's:
+/// without pkit between, the program would read it from that same job.
+/// Unknown (no `/proc`) is alone, the hand-over as a shell's job of one
+/// process gets.
 fn alone(tty: &sys::Ctty) -> bool {
-    sys::job_mates().is_none_or(|mates| {
-        mates
-            .iter()
-            .all(|&(pid, up)| up.is_some() || tty.shell_background(pid))
-    })
+    sys::job_mates().is_none_or(|mates| !tty.job_has_stage(&mates))
 }
 
 /// Stops the other processes of pkit's job with `sig` (the program's stop

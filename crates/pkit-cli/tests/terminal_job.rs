@@ -150,3 +150,150 @@ sys.stdout.write("ok\n")
 fn a_stage_before_pkit_that_ends_does_not_stop_the_job_for_a_read() {
     at_once(process_group_mechanisms(), an_ending_stage_before_pkit);
 }
+
+/// A [`drive`] driver: the job's shell waits for the job to end or stop,
+/// prints `status=<stopped>,<signal>;` and kills a stopped job; the
+/// driver types `typed` at once, waits for that line (60 s) and prints
+/// what the terminal showed, then `ok`.
+fn ends_or_stops(typed: &str) -> String {
+    format!(
+        r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
+    if os.WIFSTOPPED(st):
+        os.killpg(job, signal.SIGKILL)
+    os._exit(0)
+read_job()
+os.write(fd, b"{typed}")
+read_until(b"status=", 1, 60)
+read_until(b";", 2, 5)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace") + "\nok\n")
+"#
+    )
+}
+
+/// The program of the tests below: records its pid, reads a line of the
+/// terminal, and says what it got (on stderr, the terminal: its stdout
+/// may go elsewhere).
+fn reader(pids: &Reap) -> String {
+    format!(
+        "sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x >&2'",
+        p = pids.path()
+    )
+}
+
+/// `job`, driven with a line typed at once, must stop by SIGTTIN at the
+/// program's read: pkit's job keeps the terminal for a stage.
+fn stops_for_the_read(m: &str, job: &str) {
+    let text = drive(job, &ends_or_stops("abc\\n"));
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+    assert!(
+        text.contains("status=1,21;") && !text.contains("got="),
+        "{m}: the job was not stopped by SIGTTIN for the pipeline's read: {text}"
+    );
+}
+
+/// `{ pkit run -- reader >/dev/null; echo done; } | cat`: pkit's stdout
+/// is not the pipe, the subshell waiting for it writes to it: `cat` is
+/// joined to pkit's side of the job through that shell, a stage: the read
+/// stops the job.
+fn joined_through_the_waiting_shell(m: &str) {
+    let pids = Reap::new("tty-job-subshell");
+    let job = format!(
+        "{{ {PKIT} run -q --mechanism {m} -- {r} >/dev/null; echo done; }} | cat",
+        r = reader(&pids)
+    );
+    stops_for_the_read(m, &job);
+}
+
+#[test]
+fn a_stage_joined_through_the_shell_waiting_for_pkit_keeps_the_terminal() {
+    at_once(process_group_mechanisms(), joined_through_the_waiting_shell);
+}
+
+/// `sh -c 'helper & pkit run -- reader' | cat`: the helper writes to the
+/// same pipe as pkit (a co-writer, not joined by it), `cat` reads it (a
+/// stage): the job keeps the terminal and the read stops it.
+fn co_writer_and_a_stage(m: &str) {
+    let pids = Reap::new("tty-job-cowriter");
+    let job = format!(
+        "sh -c 'sleep 60 & echo $! >> {p}; {PKIT} run -q --mechanism {m} -- {r}; kill $!' | cat",
+        p = pids.path(),
+        r = reader(&pids).replace('\'', "'\\''")
+    );
+    stops_for_the_read(m, &job);
+}
+
+#[test]
+fn a_background_helper_writing_to_pkits_pipe_does_not_hide_the_stage_reading_it() {
+    at_once(process_group_mechanisms(), co_writer_and_a_stage);
+}
+
+/// `sh -c 'helper & pkit run -- reader' >fifo`, the FIFO read by a
+/// background `cat` (stdin on `/dev/null`, the FIFO opened by name): the helper shares pkit's stdout pipe (a co-writer) and
+/// nothing of the job reads it through its stdin: pkit is alone, hands
+/// its program the terminal, and the read goes through, as it does
+/// without pkit.
+fn co_writer_alone(m: &str) {
+    let pids = Reap::new("tty-job-cowriter-alone");
+    let fifo = temp_path("tty-job-fifo");
+    let f = fifo.display();
+    let job = format!(
+        "mkfifo {f} && {{ cat {f} >/dev/null & echo $! >> {p}; }}; \
+         sh -c 'sleep 60 & echo $! >> {p}; {PKIT} run -q --mechanism {m} -- {r}; kill $!' >{f}; \
+         wait",
+        p = pids.path(),
+        r = reader(&pids).replace('\'', "'\\''")
+    );
+    let text = drive(&job, &ends_or_stops("abc\\n"));
+    let _ = std::fs::remove_file(&fifo);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+    assert!(
+        text.contains("got=abc") && text.contains("status=0,0;"),
+        "{m}: the read did not go through (status=1,21 is a stop by SIGTTIN): {text}"
+    );
+}
+
+#[test]
+fn a_background_helper_writing_to_pkits_pipe_is_no_stage() {
+    at_once(process_group_mechanisms(), co_writer_alone);
+}
+
+/// `sleep 60 </dev/null | pkit run -- reader`: a first stage with its
+/// stdin from a file (as a shell's background command has it) writes to
+/// pkit's stdin: a stage, the job keeps the terminal and the read stops
+/// it.
+fn first_stage_from_a_file(m: &str) {
+    let pids = Reap::new("tty-job-first-stage");
+    let job = format!(
+        "sleep 60 </dev/null | {PKIT} run -q --mechanism {m} -- {r}",
+        r = reader(&pids)
+    );
+    stops_for_the_read(m, &job);
+}
+
+#[test]
+fn a_first_stage_with_stdin_from_a_file_keeps_the_terminal() {
+    at_once(process_group_mechanisms(), first_stage_from_a_file);
+}
+
+/// `sh -c 'helper <&3 & pkit run -- reader'`, 3 the script's stdin (a
+/// background command's stdin is `/dev/null` before its redirections, so
+/// `<&0` would not do): a background helper with
+/// its stdin on the terminal (the pty itself, not `/dev/tty`) may read it:
+/// a job mate, the job keeps the terminal and the read stops it.
+fn helper_on_the_terminal(m: &str) {
+    let pids = Reap::new("tty-job-helper-tty");
+    let job = format!(
+        "exec 3<&0; sleep 60 <&3 3<&- & echo $! >> {p}; {PKIT} run -q --mechanism {m} -- {r}; kill $!",
+        p = pids.path(),
+        r = reader(&pids)
+    );
+    stops_for_the_read(m, &job);
+}
+
+#[test]
+fn a_background_helper_with_stdin_on_the_terminal_keeps_it_for_the_job() {
+    at_once(process_group_mechanisms(), helper_on_the_terminal);
+}

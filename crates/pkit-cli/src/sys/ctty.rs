@@ -36,44 +36,181 @@ impl Ctty {
         Ok(())
     }
 
-    /// Whether `pid`, of pkit's job, is a background command of a shell
-    /// without job control (`sh -c 'helper & pkit run …'`): such a shell
-    /// starts it with SIGINT and SIGQUIT ignored and its stdin on
-    /// `/dev/null` (POSIX, "Asynchronous Lists"; dash and bash do). It
-    /// takes neither Ctrl-C nor Ctrl-\, and does not read this terminal
-    /// through its stdin: the job's terminal is not its, as it is a
-    /// pipeline stage's. Told by both: SIGINT and SIGQUIT ignored, stdin
-    /// not this terminal (nor `/dev/tty`; closed counts as not). False
-    /// where that can't be read (another user's process).
+    /// Whether one of `mates` (pkit's job's other processes, as
+    /// [`job_mates`] lists them) is a stage of pkit's pipeline, whose
+    /// terminal the job's is: pkit then keeps it for the job. The pkit
+    /// side is pkit and the shells waiting for it (`up` given); any other
+    /// mate is a stage when its stdin is this terminal (or `/dev/tty`), or
+    /// when a pipe joins one of its stdio to the pkit side's in the
+    /// pipeline's direction: its stdin a pipe the pkit side writes to, or
+    /// its stdout or stderr one the pkit side reads. A script's background
+    /// command (`sh -c 'helper & pkit run …'`: stdin on `/dev/null`) is
+    /// none, even when it writes to pkit's pipe (`… | tee`: a co-writer,
+    /// not joined by it; `tee` is). Told by the pipes, not by the signals
+    /// a shell ignores in its background commands: a script may ignore
+    /// Ctrl-C itself (`trap '' INT QUIT`), and a helper may catch it. One
+    /// stage joined to pkit is enough (`a | b | pkit run …`: `b`); a mate
+    /// whose descriptors can't be read (another user's) is one, and so is
+    /// every mate when a shell of the pkit side can't be read.
     #[cfg(target_os = "linux")]
-    pub fn shell_background(&self, pid: u32) -> bool {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        const INT_QUIT: u64 = (1 << (libc::SIGINT - 1)) | (1 << (libc::SIGQUIT - 1));
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-            return false;
-        };
-        let ignored = super::vfork::signal_mask(&status, "SigIgn:");
-        if ignored.is_none_or(|mask| mask & INT_QUIT != INT_QUIT) {
-            return false;
-        }
-        let Ok(own) = rustix::fs::fstat(&self.0) else {
-            return false;
-        };
-        let any_tty = std::fs::metadata("/dev/tty").map(|m| m.rdev()).ok();
-        match std::fs::metadata(format!("/proc/{pid}/fd/0")) {
-            Ok(m) => {
-                let rdev = m.rdev();
-                !(m.file_type().is_char_device() && (rdev == own.st_rdev || Some(rdev) == any_tty))
+    pub fn job_has_stage(&self, mates: &[(u32, Option<usize>)]) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ttys = [
+            controlling_terminal(),
+            std::fs::metadata("/dev/tty").ok().map(|m| device(m.rdev())),
+        ];
+        let mut side = stdio_ends(std::process::id(), &ttys, false);
+        for &(pid, _) in mates.iter().filter(|m| m.1.is_some()) {
+            match (side.as_mut(), stdio_ends(pid, &ttys, true)) {
+                (Some(side), Some(ends)) => side.extend(ends),
+                _ => side = None,
             }
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
+        let stage = |pid: u32| {
+            let Some(ends) = stdio_ends(pid, &ttys, false) else {
+                return true;
+            };
+            ends[0] == End::Terminal
+                || side
+                    .as_ref()
+                    .is_none_or(|s| ends.iter().any(|e| e.joined(s)))
+        };
+        mates.iter().any(|&(pid, up)| up.is_none() && stage(pid))
     }
 
-    /// Where processes can't be looked at: none is known to be one.
+    /// Where processes can't be looked at: any mate but the shells waiting
+    /// for pkit is one.
     #[cfg(not(target_os = "linux"))]
-    pub fn shell_background(&self, _pid: u32) -> bool {
-        false
+    pub fn job_has_stage(&self, mates: &[(u32, Option<usize>)]) -> bool {
+        mates.iter().any(|&(_, up)| up.is_none())
     }
+}
+
+/// What one of a process's descriptors is, for telling a stage of pkit's
+/// pipeline ([`Ctty::job_has_stage`]).
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// pkit's terminal (or `/dev/tty`).
+    Terminal,
+    /// A pipe (or FIFO): its device and inode, the same at both ends, and
+    /// whether this end reads it, writes it (both when unknown).
+    Pipe {
+        id: (u64, u64),
+        reads: bool,
+        writes: bool,
+    },
+    /// A socket: some shells (ksh93) join a pipeline's stages by socket
+    /// pairs, whose two ends are two inodes.
+    Socket,
+    /// Anything else, or closed.
+    Other,
+}
+
+#[cfg(target_os = "linux")]
+impl End {
+    /// Whether this end and one of `others` are a pipe's writer and its
+    /// reader (two writers of one pipe are not joined by it). (Any two
+    /// sockets may be: a socket pair can't be told from here.)
+    fn joined(self, others: &[End]) -> bool {
+        match self {
+            End::Pipe { id, reads, writes } => others.iter().any(|o| {
+                matches!(*o, End::Pipe { id: i, reads: r, writes: w }
+                    if i == id && ((reads && w) || (writes && r)))
+            }),
+            End::Socket => others.contains(&End::Socket),
+            _ => false,
+        }
+    }
+}
+
+/// The ends of `pid`'s stdin, stdout and stderr, in that order; with
+/// `saved`, a shell waiting for pkit, then its close-on-exec pipes too:
+/// a shell's stdio saved aside while a command's redirections hold its
+/// own (dash's `{ pkit run … >/dev/null; echo; } | cat` waits with its
+/// stdout on `/dev/null`, the pipe to `cat` moved to descriptor 10).
+/// `None` where they can't be read (another user's process); closed, or
+/// the process gone: [`End::Other`].
+#[cfg(target_os = "linux")]
+fn stdio_ends(pid: u32, ttys: &[Option<(u32, u32)>], saved: bool) -> Option<Vec<End>> {
+    let mut ends = Vec::new();
+    for fd in 0..3 {
+        ends.push(fd_end(pid, fd, ttys)?);
+    }
+    if saved {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return Some(ends);
+        };
+        for fd in dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        {
+            if fd > 2 && fd_flags(pid, fd).is_some_and(|f| f & O_CLOEXEC != 0) {
+                let end = fd_end(pid, fd, ttys)?;
+                if matches!(end, End::Pipe { .. }) {
+                    ends.push(end);
+                }
+            }
+        }
+    }
+    Some(ends)
+}
+
+/// A device number's major and minor.
+#[cfg(target_os = "linux")]
+fn device(rdev: u64) -> (u32, u32) {
+    (rustix::fs::major(rdev), rustix::fs::minor(rdev))
+}
+
+/// pkit's controlling terminal's major and minor (`/proc/self/stat`'s
+/// `tty_nr`: the `Ctty` descriptor, opened as `/dev/tty`, is that
+/// device's, not the terminal's).
+#[cfg(target_os = "linux")]
+fn controlling_terminal() -> Option<(u32, u32)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let nr: u32 = rest.split_whitespace().nth(4)?.parse::<i64>().ok()? as u32;
+    (nr != 0).then_some(((nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xfff00)))
+}
+
+/// fdinfo's close-on-exec flag (octal, as `flags:` shows it).
+#[cfg(target_os = "linux")]
+const O_CLOEXEC: u32 = 0o2000000;
+
+/// The open flags of `pid`'s descriptor `fd` (`/proc/<pid>/fdinfo`).
+#[cfg(target_os = "linux")]
+fn fd_flags(pid: u32, fd: u32) -> Option<u32> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+    u32::from_str_radix(flags.trim(), 8).ok()
+}
+
+/// Descriptor `fd` of process `pid`; `None` where it can't be read.
+#[cfg(target_os = "linux")]
+fn fd_end(pid: u32, fd: u32, ttys: &[Option<(u32, u32)>]) -> Option<End> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = match std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(End::Other),
+        Err(_) => return None,
+    };
+    let kind = m.file_type();
+    Some(
+        if kind.is_char_device() && ttys.contains(&Some(device(m.rdev()))) {
+            End::Terminal
+        } else if kind.is_fifo() {
+            let mode = fd_flags(pid, fd).map(|f| f & 3);
+            End::Pipe {
+                id: (m.dev(), m.ino()),
+                reads: mode != Some(1),
+                writes: mode.is_none_or(|m| m != 0),
+            }
+        } else if kind.is_socket() {
+            End::Socket
+        } else {
+            End::Other
+        },
+    )
 }
 
 /// The other live processes of pkit's process group (its job's other

@@ -258,8 +258,8 @@ impl Ctty {
         Err(unsupported("no terminal job control on Windows"))
     }
 
-    /// No shell's background commands share a job on Windows.
-    pub fn shell_background(&self, _pid: u32) -> bool {
+    /// No pipeline shares a job on Windows.
+    pub fn job_has_stage(&self, _mates: &[(u32, Option<usize>)]) -> bool {
         false
     }
 }
