@@ -26,21 +26,22 @@
 //! is `Z`); then in the other threads' (`/proc/<pid>/task/*/stat`), read
 //! only for such a member (or a zombie).
 //!
-//! A suspend waits until the SIGSTOP has taken: on Linux, until no thread
-//! of a member is running (state `R`), re-listing the members meanwhile
-//! ([`wait_stopped`](Container::wait_stopped)). A member's fork caught by
-//! the SIGSTOP is then over: the kernel gives a child forked while a
-//! signal goes to its process group that signal once the fork is done,
-//! but it drops a SIGCONT the forking process ignores (the default) from
-//! that set, not the stop before it. A resume during such a fork then
-//! continued the parent, and the child, born with the stop, stayed
+//! A suspend waits until the SIGSTOP has taken: on Linux, until every
+//! thread of every member is stopped (or ended, or blocked where no fork
+//! of its own is under way: see [`unstopped`]), re-listing the members
+//! meanwhile ([`wait_stopped`](Container::wait_stopped)). A member's fork
+//! caught by the SIGSTOP is then over: the kernel gives a child forked
+//! while a signal goes to its process group that signal once the fork is
+//! done, but it drops a SIGCONT the forking process ignores (the default)
+//! from that set, not the stop before it. A resume during such a fork
+//! then continued the parent, and the child, born with the stop, stayed
 //! stopped for good (a pkit owner in the group waited for ever on its
 //! start's child, stopped before its `exec`). Once every member is
 //! stopped, no fork is in progress and the child is a member the resume's
 //! SIGCONT reaches. A thread blocked in a fork's system call (state `D`:
-//! on a kernel lock, such as a cgroup's for `CLONE_INTO_CGROUP`) counts
-//! as running too, unless it is a `vfork`'s wait for a child born
-//! already (see [`runs`]).
+//! on a kernel lock, such as a cgroup's for `CLONE_INTO_CGROUP`) has not
+//! stopped either, unless it is a `vfork`'s wait for a child born
+//! already.
 //!
 //! Limits, documented on `Group::resume`: Linux only (both process-group
 //! backends; elsewhere nothing is noted and the resume continues every
@@ -100,10 +101,11 @@ impl Container {
     }
 
     /// Waits until the suspend's SIGSTOP has taken (see the module docs):
-    /// no thread of a member running or in a fork ([`runs`]), the members
-    /// listed anew on each look. Not past [`SETTLE_FOR`] (a thread busy in the kernel), nor
-    /// once the group is resumed or closed meanwhile, nor when the members
-    /// can't be listed. Nothing off Linux.
+    /// every thread of every member stopped, ended, or blocked outside a
+    /// fork of its own ([`unstopped`]), the members listed anew on each
+    /// look. Not past [`SETTLE_FOR`] (a thread busy or blocked in the
+    /// kernel), nor once the group is resumed or closed meanwhile, nor
+    /// when the members can't be listed. Nothing off Linux.
     pub(super) async fn wait_stopped(&self) {
         if !cfg!(target_os = "linux") {
             return;
@@ -113,11 +115,11 @@ impl Container {
                 || self.torn_down.load(Ordering::Acquire)
                 || self
                     .reach()
-                    .map_or(true, |r| r.iter().all(|r| !runs(r.pid())))
+                    .map_or(true, |r| r.iter().all(|r| !unstopped(r.pid())))
         };
         let deadline = tokio::time::Instant::now() + SETTLE_FOR;
         if !super::nap::poll_until(settled, Some(deadline)).await {
-            tracing::debug!(target: "pkit", "a suspended group's member still runs after {SETTLE_FOR:?}");
+            tracing::debug!(target: "pkit", "a suspended group's member has not stopped after {SETTLE_FOR:?}");
         }
     }
 
@@ -212,13 +214,22 @@ impl Container {
 /// [`Container::wait_stopped`]).
 const SETTLE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Whether a thread of `pid` may still be in a fork whose child is not a
-/// member yet: running or runnable (state `R`), or blocked (`D`, on a
-/// kernel lock) in a fork's system call anywhere but a `vfork`'s wait for
-/// its child (born already). A thread list that can't be read (the
-/// process is gone) runs nothing.
+/// Whether a thread of `pid` has yet to take the suspend's stop (see
+/// [`Container::wait_stopped`]). Every thread must be stopped (`T`, or `t`
+/// by a tracer) or ended (`Z`, `X`, or its files gone), or blocked (`D`)
+/// where no fork of its own can be under way ([`blocked_outside_fork`]);
+/// a thread running, runnable or asleep (`R`, `S`) has not taken it (an
+/// asleep one is woken by the stop). A thread list that can't be read
+/// (the process is gone) has nothing left to stop.
+///
+/// Not merely "no thread running": a thread blocked for a moment inside
+/// a fork (`D`, under load) and running again when its system call was
+/// read (which then says `running`) was taken for stopped, and the wait
+/// ended with the fork under way: the resume's SIGCONT came before the
+/// child was born, and the child stayed stopped (seen in both
+/// process-group backends, about one run of `suspend_mid_fork` in 30).
 #[cfg(target_os = "linux")]
-fn runs(pid: i32) -> bool {
+fn unstopped(pid: i32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };
@@ -226,19 +237,32 @@ fn runs(pid: i32) -> bool {
         .flatten()
         .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
         .any(|tid| match thread_state(pid, tid) {
-            Some(b'R') => true,
-            Some(b'D') => in_fork(pid, tid),
-            _ => false,
+            None | Some(b'T' | b't' | b'Z' | b'X' | b'x') => false,
+            Some(b'D') => !blocked_outside_fork(pid, tid),
+            Some(_) => true,
         })
 }
 
-/// Whether blocked thread `tid` of `pid` is inside a fork (see [`runs`]):
-/// its system call (`/proc/<pid>/task/<tid>/syscall`, readable where a
-/// tracer could attach; else no) is a fork's, and where it blocks
-/// (`wchan`) is not the `vfork` wait (`wait_for_vfork_done`, or
-/// `kernel_clone` where that is inlined).
+/// Whether blocked thread `tid` of `pid` was seen where no fork of its
+/// own is under way (see [`unstopped`]): at a `vfork`'s wait for its
+/// child, born already and a member (`wchan` `wait_for_vfork_done`, or
+/// `kernel_clone` where that is inlined), or blocked in a system call
+/// other than a fork's (`/proc/<pid>/task/<tid>/syscall`, which says
+/// `running` for a thread no longer blocked, and is readable only where a
+/// tracer could attach): once the stop is sent, a fork it begins is
+/// restarted after the stop, and its thread stops first. Not so for a
+/// fork's system call blocked on a kernel lock (such as a cgroup's, for
+/// `CLONE_INTO_CGROUP`), nor when neither can be read.
 #[cfg(target_os = "linux")]
-fn in_fork(pid: i32, tid: i32) -> bool {
+fn blocked_outside_fork(pid: i32, tid: i32) -> bool {
+    let wchan =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
+    if matches!(
+        wchan.trim(),
+        "wait_for_vfork_done" | "kernel_clone" | "_do_fork" | "do_fork"
+    ) {
+        return true;
+    }
     let Ok(call) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
         return false;
     };
@@ -254,20 +278,12 @@ fn in_fork(pid: i32, tid: i32) -> bool {
     ];
     #[cfg(not(target_arch = "x86_64"))]
     let forks = [libc::SYS_clone, libc::SYS_clone3];
-    if !forks.contains(&nr) {
-        return false;
-    }
-    let wchan =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
-    !matches!(
-        wchan.trim(),
-        "wait_for_vfork_done" | "kernel_clone" | "_do_fork" | "do_fork"
-    )
+    !forks.contains(&nr)
 }
 
 /// Not looked at off Linux (see [`Container::wait_stopped`]).
 #[cfg(not(target_os = "linux"))]
-fn runs(_pid: i32) -> bool {
+fn unstopped(_pid: i32) -> bool {
     false
 }
 
