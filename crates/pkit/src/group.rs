@@ -375,7 +375,12 @@ impl Group {
 
     /// Stops every process in the group until [`resume`](Self::resume):
     /// cgroup v2 freezes the cgroup (waiting until the kernel reports it
-    /// frozen; the processes can't tell); a process group gets SIGSTOP; a
+    /// frozen; the processes can't tell); a process group gets SIGSTOP
+    /// (on Linux the suspend returns once every thread of every member
+    /// has stopped, or ended, or is blocked in the kernel outside a fork
+    /// of its own, such as on a disk read or at a `vfork`'s wait for its
+    /// child; up to 5 s: a member's fork is over then, and its child is
+    /// resumed with the rest, where before it could stay stopped); a
     /// Job Object's processes are each suspended (`NtSuspendProcess`, the
     /// job listed again until none is left running; a process adopted
     /// meanwhile is suspended too): the threads each has then, while a

@@ -26,6 +26,23 @@
 //! is `Z`); then in the other threads' (`/proc/<pid>/task/*/stat`), read
 //! only for such a member (or a zombie).
 //!
+//! A suspend waits until the SIGSTOP has taken: on Linux, until every
+//! thread of every member is stopped (or ended, or blocked where no fork
+//! of its own is under way: see [`unstopped`]), re-listing the members
+//! meanwhile ([`wait_stopped`](Container::wait_stopped)). A member's fork
+//! caught by the SIGSTOP is then over: the kernel gives a child forked
+//! while a signal goes to its process group that signal once the fork is
+//! done, but it drops a SIGCONT the forking process ignores (the default)
+//! from that set, not the stop before it. A resume during such a fork
+//! then continued the parent, and the child, born with the stop, stayed
+//! stopped for good (a pkit owner in the group waited for ever on its
+//! start's child, stopped before its `exec`). Once every member is
+//! stopped, no fork is in progress and the child is a member the resume's
+//! SIGCONT reaches. A thread blocked in a fork's system call (state `D`:
+//! on a kernel lock, such as a cgroup's for `CLONE_INTO_CGROUP`) has not
+//! stopped either, unless it is a `vfork`'s wait for a child born
+//! already.
+//!
 //! Limits, documented on `Group::resume`: Linux only (both process-group
 //! backends; elsewhere nothing is noted and the resume continues every
 //! member); a member stopped by someone else between the listing and the
@@ -37,6 +54,7 @@
 //! stopped.
 
 use std::io;
+use std::sync::atomic::Ordering;
 
 use super::container::{Container, Kind};
 use super::unix::ptable::{self, Scope};
@@ -80,6 +98,29 @@ impl Container {
             let _ = self.continue_pgroup();
         }
         stopped
+    }
+
+    /// Waits until the suspend's SIGSTOP has taken (see the module docs):
+    /// every thread of every member stopped, ended, or blocked outside a
+    /// fork of its own ([`unstopped`]), the members listed anew on each
+    /// look. Not past [`SETTLE_FOR`] (a thread busy or blocked in the
+    /// kernel), nor once the group is resumed or closed meanwhile, nor
+    /// when the members can't be listed. Nothing off Linux.
+    pub(super) async fn wait_stopped(&self) {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let settled = || {
+            !self.suspended.load(Ordering::Acquire)
+                || self.torn_down.load(Ordering::Acquire)
+                || self
+                    .reach()
+                    .map_or(true, |r| r.iter().all(|r| !unstopped(r.pid())))
+        };
+        let deadline = tokio::time::Instant::now() + SETTLE_FOR;
+        if !super::nap::poll_until(settled, Some(deadline)).await {
+            tracing::debug!(target: "pkit", "a suspended group's member has not stopped after {SETTLE_FOR:?}");
+        }
     }
 
     /// Notes the members stopped now (see the module docs), before a
@@ -169,6 +210,92 @@ impl Container {
     }
 }
 
+/// How long a suspend waits for its SIGSTOP to take (see
+/// [`Container::wait_stopped`]).
+const SETTLE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a thread of `pid` has yet to take the suspend's stop (see
+/// [`Container::wait_stopped`]). Every thread must be stopped (`T`, or `t`
+/// by a tracer) or ended (`Z`, `X`, or its files gone), or blocked (`D`)
+/// where no fork of its own can be under way ([`blocked_outside_fork`]);
+/// a thread running, runnable or asleep (`R`, `S`) has not taken it (an
+/// asleep one is woken by the stop). A thread list that can't be read
+/// (the process is gone) has nothing left to stop.
+///
+/// Not merely "no thread running": a thread blocked for a moment inside
+/// a fork (`D`, under load) and running again when its system call was
+/// read (which then says `running`) was taken for stopped, and the wait
+/// ended with the fork under way: the resume's SIGCONT came before the
+/// child was born, and the child stayed stopped (seen in both
+/// process-group backends, about one run of `suspend_mid_fork` in 30).
+#[cfg(target_os = "linux")]
+fn unstopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+        .any(|tid| match thread_state(pid, tid) {
+            None | Some(b'T' | b't' | b'Z' | b'X' | b'x') => false,
+            Some(b'D') => !blocked_outside_fork(pid, tid),
+            Some(_) => true,
+        })
+}
+
+/// Whether blocked thread `tid` of `pid` was seen where no fork of its
+/// own is under way (see [`unstopped`]): at a `vfork`'s wait for its
+/// child, born already and a member (`wchan` `wait_for_vfork_done`, or
+/// `kernel_clone` where that is inlined), or blocked in a system call
+/// other than a fork's (`/proc/<pid>/task/<tid>/syscall`, which says
+/// `running` for a thread no longer blocked, and is readable only where a
+/// tracer could attach): once the stop is sent, a fork it begins is
+/// restarted after the stop, and its thread stops first. Not so for a
+/// fork's system call blocked on a kernel lock (such as a cgroup's, for
+/// `CLONE_INTO_CGROUP`), nor when neither can be read.
+#[cfg(target_os = "linux")]
+fn blocked_outside_fork(pid: i32, tid: i32) -> bool {
+    let wchan =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
+    if matches!(
+        wchan.trim(),
+        "wait_for_vfork_done" | "kernel_clone" | "_do_fork" | "do_fork"
+    ) {
+        return true;
+    }
+    let Ok(call) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
+        return false;
+    };
+    let Some(Ok(nr)) = call.split_ascii_whitespace().next().map(str::parse::<i64>) else {
+        return false;
+    };
+    #[cfg(target_arch = "x86_64")]
+    let forks = [
+        libc::SYS_clone,
+        libc::SYS_clone3,
+        libc::SYS_fork,
+        libc::SYS_vfork,
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    let forks = [libc::SYS_clone, libc::SYS_clone3];
+    !forks.contains(&nr)
+}
+
+/// Not looked at off Linux (see [`Container::wait_stopped`]).
+#[cfg(not(target_os = "linux"))]
+fn unstopped(_pid: i32) -> bool {
+    false
+}
+
+/// The state letter of thread `tid` of `pid` (`/proc/<pid>/task/<tid>/stat`).
+#[cfg(target_os = "linux")]
+fn thread_state(pid: i32, tid: i32) -> Option<u8> {
+    let text = std::fs::read(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // The state follows the command name's closing `) `.
+    let close = text.iter().rposition(|&b| b == b')')?;
+    text.get(close + 2).copied()
+}
+
 /// `pid`'s identity (pid, start time) if it is stopped (state `T`: by a
 /// signal; not `t`, a tracer's stop, which SIGCONT does not end). With
 /// its main thread ended (`Z`), if another thread is (see the module
@@ -198,16 +325,7 @@ fn other_thread_stopped(pid: i32) -> bool {
         .flatten()
         .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&tid| tid != pid)
-        .any(|tid| {
-            let Ok(text) = std::fs::read(format!("/proc/{pid}/task/{tid}/stat")) else {
-                return false;
-            };
-            // The state follows the command name's closing `) `.
-            text.iter()
-                .rposition(|&b| b == b')')
-                .and_then(|close| text.get(close + 2))
-                == Some(&b'T')
-        })
+        .any(|tid| thread_state(pid, tid) == Some(b'T'))
 }
 
 /// Not noted off Linux (see the module docs).

@@ -38,8 +38,9 @@ impl Container {
     /// Stops every process: cgroup v2 freezes the cgroup and waits until
     /// the kernel reports `frozen 1`; a process group gets SIGSTOP (its
     /// members already stopped are noted first, for the resume to leave
-    /// them so: see `container_suspend.rs`). A group suspended already gets
-    /// neither (a cgroup's suspend still waits for `frozen 1`).
+    /// them so) and, on Linux, waits until none of its members' threads
+    /// runs any more (see `container_suspend.rs`). A group suspended
+    /// already gets neither (the wait is still done).
     ///
     /// From here until [`resume`](Self::resume), starts are refused (see
     /// [`spawn`](Container::spawn)): the flag is set under the lifecycle
@@ -90,7 +91,10 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => cg.wait_frozen().await,
-            Kind::Pgroup { .. } => Ok(()),
+            Kind::Pgroup { .. } => {
+                self.wait_stopped().await;
+                Ok(())
+            }
         }
     }
 
