@@ -83,9 +83,9 @@ pub(super) fn pending_stop(pid: u32) -> Option<i32> {
 }
 
 /// A signal mask of a `/proc/<pid>/status` text (`field` with its colon:
-/// `SigIgn:`, `ShdPnd:`...; bit `n - 1` is signal `n`), if it has one.
+/// `ShdPnd:`, `SigPnd:`...; bit `n - 1` is signal `n`), if it has one.
 #[cfg(target_os = "linux")]
-pub(super) fn signal_mask(status: &str, field: &str) -> Option<u64> {
+fn signal_mask(status: &str, field: &str) -> Option<u64> {
     let hex = status.lines().find_map(|l| l.strip_prefix(field))?;
     u64::from_str_radix(hex.trim(), 16).ok()
 }
