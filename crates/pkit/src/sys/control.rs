@@ -38,8 +38,8 @@ impl Container {
     /// Stops every process: cgroup v2 freezes the cgroup and waits until
     /// the kernel reports `frozen 1`; a process group gets SIGSTOP (its
     /// members already stopped are noted first, for the resume to leave
-    /// them so) and, on Linux, waits until none of its members' threads
-    /// runs any more (see `container_suspend.rs`). A group suspended
+    /// them so) and, on Linux, waits until every thread of its members
+    /// has stopped (see `container_suspend.rs`). A group suspended
     /// already gets neither (the wait is still done).
     ///
     /// From here until [`resume`](Self::resume), starts are refused (see
