@@ -36,9 +36,7 @@ fn role() -> Option<String> {
 /// Writes `s` and a line feed to fd 1 with one write(2) (safe in a forked
 /// copy).
 fn say(s: &str) {
-    let line = format!("copy_locks: {s}\n");
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("copy_locks", s);
 }
 
 /// Runs this binary again, test `test` alone in role `role` with the

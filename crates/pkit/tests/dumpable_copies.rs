@@ -28,9 +28,7 @@ fn is_root() -> bool {
 
 /// Writes `s` and a line feed to fd 1 with one write(2).
 fn say(s: &str) {
-    let line = format!("dumpfix: {s}\n");
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("dumpfix", s);
 }
 
 /// The helper: one thread makes starts with other ids in a loop (found on

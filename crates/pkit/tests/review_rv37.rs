@@ -73,10 +73,7 @@ fn is_root() -> bool {
 /// Writes `s` and a line feed to fd 1 with one write(2) (safe in a forked
 /// child, where std's stdout lock may be held by a thread that is gone).
 fn say(s: &str) {
-    let line = format!("rv37: {s}\n");
-    // Raw: write(2) in a forked child.
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("rv37", s);
 }
 
 /// Moves this whole process into the cgroup v2 directory `dir`.
