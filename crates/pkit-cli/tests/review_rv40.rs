@@ -64,8 +64,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    at_once, drive, drive_bash, drive_bash_paused, have_bash, mechanisms, pkit,
-    process_group_mechanisms, temp_path, Reap, Started,
+    assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, drive_bash,
+    drive_bash_paused, ends_or_stops, have_bash, mechanisms, pkit, process_group_mechanisms,
+    temp_path, Reap, Started,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -87,26 +88,8 @@ fn a_background_job_before_pkit(m: &str) {
         ),
     ] {
         let job = format!("sleep 60 & echo $! >> {p}; {run}; kill $!", p = pids.path());
-        let driver = r#"
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
-    if os.WIFSTOPPED(st):
-        os.killpg(job, signal.SIGKILL)
-    os._exit(0)
-read_job()
-time.sleep(1)
-os.write(fd, b"abc\n")
-read_until(b"status=", 1, 20)
-read_until(b";", 2, 5)
-os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace") + "\nok\n")
-"#;
-        let text = drive(&job, driver);
-        assert!(text.ends_with("ok\n"), "{m} {what}: {text}");
-        assert!(
-            text.contains("got=abc") && text.contains("status=0,0;"),
-            "{m} {what}: the read did not go through (status=1,21 is a stop by SIGTTIN): {text}"
-        );
+        let text = drive(&job, &ends_or_stops("abc\\n", 1, 20));
+        assert_the_read_went_through(&format!("{m} {what}"), &text);
     }
 }
 
@@ -136,24 +119,8 @@ fn a_background_job_and_a_pipeline(m: &str) {
          {PKIT} run -q --mechanism {m} -- sh -c 'read x </dev/tty; echo got=$x' | cat; kill $!",
         p = pids.path()
     );
-    let driver = r#"
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
-    if os.WIFSTOPPED(st):
-        os.killpg(job, signal.SIGKILL)
-    os._exit(0)
-read_job()
-read_until(b"status=", 1, 30)
-read_until(b";", 2, 5)
-os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace") + "\nok\n")
-"#;
-    let text = drive(&job, driver);
-    assert!(text.ends_with("ok\n"), "{m}: {text}");
-    assert!(
-        text.contains("status=1,21;") && !text.contains("got="),
-        "{m}: the job was not stopped by SIGTTIN for the pipeline's read: {text}"
-    );
+    let text = drive(&job, &ends_or_stops("", 0, 30));
+    assert_stopped_for_the_read(m, &text);
 }
 
 #[test]
@@ -629,18 +596,7 @@ if ok:
     n = out.count(b"PROMPT> ")
     ok = read_until(b"got=abc", 20) and read_until(b"PROMPT> ", 20, n + 1)
 def watchers():
-    w = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            s = open("/proc/%s/stat" % d).read()
-        except Exception:
-            continue
-        f = s[s.rfind(")") + 2:].split()
-        if int(f[3]) == pid and "pkit-fgwatch" in s and f[0] != "Z":
-            w.append(d)
-    return w
+    return [d for d, f, s in session() if "pkit-fgwatch" in s and f[0] != "Z"]
 end = time.time() + 20
 while ok and watchers() and time.time() < end:
     time.sleep(0.1)

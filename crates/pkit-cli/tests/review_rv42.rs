@@ -61,31 +61,12 @@
 
 mod common;
 
-use common::{at_once, drive, process_group_mechanisms, temp_path, write_file, Reap};
+use common::{
+    assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, ends_or_stops,
+    process_group_mechanisms, temp_path, write_file, Reap,
+};
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
-
-/// The tiny shell's part of a driver: waits for the job (the `sh -c`
-/// script) to end or stop, prints `status=<stopped>,<signal>;`, kills a
-/// stopped job; the driver waits for that line (60 s) and prints what
-/// the terminal showed, then `ok`. `typed`: a line typed at once.
-fn ends_or_stops(typed: &str) -> String {
-    format!(
-        r#"
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
-    if os.WIFSTOPPED(st):
-        os.killpg(job, signal.SIGKILL)
-    os._exit(0)
-read_job()
-os.write(fd, b"{typed}")
-read_until(b"status=", 1, 60)
-read_until(b";", 2, 5)
-os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace") + "\nok\n")
-"#
-    )
-}
 
 /// A program (Python) that records its pid, waits (up to 5 s: a pkit that
 /// keeps the terminal for its job never hands it over) until its process
@@ -122,7 +103,7 @@ fn tostop_pipeline(m: &str) {
         ),
     ] {
         let job = format!("stty tostop; trap '' INT QUIT; {run} | cat; echo end");
-        let text = drive(&job, &ends_or_stops(""));
+        let text = drive(&job, &ends_or_stops("", 0, 60));
         assert!(text.ends_with("ok\n"), "{m} {what}: {text}");
         assert!(
             text.contains("status=0,0;") && text.contains("hi") && text.contains("end"),
@@ -173,12 +154,8 @@ fn helper_with_handler(m: &str) {
              n=0; while [ ! -s {p} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; \
              {run}; kill $!"
         );
-        let text = drive(&job, &ends_or_stops("abc\\n"));
-        assert!(text.ends_with("ok\n"), "{m} {what}: {text}");
-        assert!(
-            text.contains("got=abc") && text.contains("status=0,0;"),
-            "{m} {what}: the read did not go through (status=1,21 is a stop by SIGTTIN): {text}"
-        );
+        let text = drive(&job, &ends_or_stops("abc\\n", 0, 60));
+        assert_the_read_went_through(&format!("{m} {what}"), &text);
     }
     let _ = std::fs::remove_file(&helper);
 }
@@ -213,13 +190,9 @@ fn bash_script_background(m: &str) {
         0o644,
     );
     let job = format!("exec /bin/bash {}", script.display());
-    let text = drive(&job, &ends_or_stops("abc\\n"));
+    let text = drive(&job, &ends_or_stops("abc\\n", 0, 60));
     let _ = std::fs::remove_file(&script);
-    assert!(text.ends_with("ok\n"), "{m}: {text}");
-    assert!(
-        text.contains("got=abc") && text.contains("status=0,0;"),
-        "{m}: the read did not go through under bash: {text}"
-    );
+    assert_the_read_went_through(&format!("{m} (bash)"), &text);
 }
 
 #[test]
@@ -238,12 +211,8 @@ fn int_only_pipeline(m: &str) {
          {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat",
         p = pids.path()
     );
-    let text = drive(&job, &ends_or_stops(""));
-    assert!(text.ends_with("ok\n"), "{m}: {text}");
-    assert!(
-        text.contains("status=1,21;") && !text.contains("got="),
-        "{m}: the job was not stopped by SIGTTIN for the pipeline's read: {text}"
-    );
+    let text = drive(&job, &ends_or_stops("", 0, 60));
+    assert_stopped_for_the_read(m, &text);
 }
 
 #[test]

@@ -11,8 +11,8 @@
 mod common;
 
 use common::{
-    at_once, drive, drive_paused, process_group_mechanisms, temp_path, Reap,
-    PY_CTRL_Z_STOPS_THE_JOB,
+    assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, drive_paused,
+    ends_or_stops, process_group_mechanisms, temp_path, Reap, PY_CTRL_Z_STOPS_THE_JOB,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -151,28 +151,6 @@ fn a_stage_before_pkit_that_ends_does_not_stop_the_job_for_a_read() {
     at_once(process_group_mechanisms(), an_ending_stage_before_pkit);
 }
 
-/// A [`drive`] driver: the job's shell waits for the job to end or stop,
-/// prints `status=<stopped>,<signal>;` and kills a stopped job; the
-/// driver types `typed` at once, waits for that line (60 s) and prints
-/// what the terminal showed, then `ok`.
-fn ends_or_stops(typed: &str) -> String {
-    format!(
-        r#"
-    _, st = os.waitpid(job, os.WUNTRACED)
-    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
-    if os.WIFSTOPPED(st):
-        os.killpg(job, signal.SIGKILL)
-    os._exit(0)
-read_job()
-os.write(fd, b"{typed}")
-read_until(b"status=", 1, 60)
-read_until(b";", 2, 5)
-os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace") + "\nok\n")
-"#
-    )
-}
-
 /// The program of the tests below: records its pid, reads a line of the
 /// terminal, and says what it got (on stderr, the terminal: its stdout
 /// may go elsewhere).
@@ -186,12 +164,8 @@ fn reader(pids: &Reap) -> String {
 /// `job`, driven with a line typed at once, must stop by SIGTTIN at the
 /// program's read: pkit's job keeps the terminal for a stage.
 fn stops_for_the_read(m: &str, job: &str) {
-    let text = drive(job, &ends_or_stops("abc\\n"));
-    assert!(text.ends_with("ok\n"), "{m}: {text}");
-    assert!(
-        text.contains("status=1,21;") && !text.contains("got="),
-        "{m}: the job was not stopped by SIGTTIN for the pipeline's read: {text}"
-    );
+    let text = drive(job, &ends_or_stops("abc\\n", 0, 60));
+    assert_stopped_for_the_read(m, &text);
 }
 
 /// `{ pkit run -- reader >/dev/null; echo done; } | cat`: pkit's stdout
@@ -246,13 +220,9 @@ fn co_writer_alone(m: &str) {
         p = pids.path(),
         r = reader(&pids).replace('\'', "'\\''")
     );
-    let text = drive(&job, &ends_or_stops("abc\\n"));
+    let text = drive(&job, &ends_or_stops("abc\\n", 0, 60));
     let _ = std::fs::remove_file(&fifo);
-    assert!(text.ends_with("ok\n"), "{m}: {text}");
-    assert!(
-        text.contains("got=abc") && text.contains("status=0,0;"),
-        "{m}: the read did not go through (status=1,21 is a stop by SIGTTIN): {text}"
-    );
+    assert_the_read_went_through(m, &text);
 }
 
 #[test]

@@ -14,11 +14,9 @@
 
 mod common;
 
-use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::copies::{self, copies_while_looping, Copies, Reaped};
 use common::*;
 use pkit::MechanismChoice;
 
@@ -38,9 +36,7 @@ fn role() -> Option<String> {
 /// Writes `s` and a line feed to fd 1 with one write(2) (safe in a forked
 /// copy).
 fn say(s: &str) {
-    let line = format!("copy_locks: {s}\n");
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("copy_locks", s);
 }
 
 /// Runs this binary again, test `test` alone in role `role` with the
@@ -52,40 +48,10 @@ fn run_helper(
     choice: MechanismChoice,
     limit: Duration,
 ) -> (bool, Vec<String>) {
-    let exe = std::env::current_exe().expect("own path");
-    let mut child = std::process::Command::new(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("COPY_LOCKS_ROLE", role)
-        .env("COPY_LOCKS_MECHANISM", choice.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the helper starts");
-    let mut out = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break Some(s);
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(POLL);
-    };
-    let text = reader.join().unwrap_or_default();
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.find("copy_locks: ").map(|i| l[i + 12..].to_owned()))
-        .collect();
-    lines.push(format!("(helper: {status:?})"));
-    (status.is_some_and(|s| s.success()), lines)
+    let mut cmd = self_as(test, ("COPY_LOCKS_ROLE", role), &[]);
+    cmd.env("COPY_LOCKS_MECHANISM", choice.to_string());
+    let (status, text) = run_helper_cmd(cmd, limit);
+    helper_said(status, &text, "copy_locks: ")
 }
 
 /// The mechanism a helper run forces.
@@ -134,33 +100,8 @@ fn work(choice: MechanismChoice, i: usize) -> bool {
 /// (and an alarm past it); the copy's exit code: 0 when `f` returned
 /// true, 1 when false, 2 when it hung.
 fn in_copy(limit: Duration, f: impl FnOnce() -> bool + Send + 'static) -> i32 {
-    // SAFETY: a forked copy of a threaded process, as pkit supports; it
-    // leaves with `_exit`, bounded by a wait and an alarm.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork");
-    if pid == 0 {
-        // SAFETY: plain values.
-        unsafe { libc::alarm(COPY_ALARM.max(limit.as_secs() as u32 * 2)) };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(f());
-        });
-        let code = match rx.recv_timeout(limit) {
-            Ok(true) => 0,
-            Ok(false) => 1,
-            Err(_) => 2,
-        };
-        // SAFETY: ends the copy.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        2
-    }
+    let alarm = COPY_ALARM.max(limit.as_secs() as u32 * 2);
+    copies::in_copy(alarm, limit, f)
 }
 
 /// The helper of [`copies_forked_while_threads_use_pkit_never_hang`]: two
@@ -170,34 +111,23 @@ fn in_copy(limit: Duration, f: impl FnOnce() -> bool + Send + 'static) -> i32 {
 /// three kinds of work.
 fn hammer_and_fork() {
     let choice = helper_mechanism();
-    let stop = Arc::new(AtomicBool::new(false));
-    let begun = Arc::new(AtomicUsize::new(0));
-    let loopers: Vec<_> = (0..2)
-        .map(|t| {
-            let stop = stop.clone();
-            let begun = begun.clone();
-            std::thread::spawn(move || {
-                begun.fetch_add(1, Ordering::SeqCst);
-                let mut i = t;
-                while !stop.load(Ordering::SeqCst) {
-                    work(choice, i);
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    while begun.load(Ordering::SeqCst) < 2 {
-        std::thread::yield_now();
-    }
+    let spec = Copies {
+        n: 12,
+        gap: Duration::from_millis(5),
+        loopers: 2,
+        begun: true,
+        warm_up: Duration::ZERO,
+        alarm: COPY_ALARM,
+        killed: copies::HUNG,
+        reaped: Reaped::EachFirst,
+    };
     let mut codes = [0u32; 3];
-    for _ in 0..12 {
-        std::thread::sleep(Duration::from_millis(5));
-        let code = in_copy(COPY_LIMIT, move || (0..3).all(|i| work(choice, i)));
-        codes[(code as usize).min(2)] += 1;
-    }
-    stop.store(true, Ordering::SeqCst);
-    for l in loopers {
-        l.join().unwrap();
+    let body = move |i| {
+        work(choice, i);
+    };
+    let copy = || copies::watched(COPY_LIMIT, move || (0..3).all(|i| work(choice, i)));
+    for code in copies_while_looping(spec, body, copy) {
+        codes[code as usize] += 1;
     }
     say(&format!(
         "fine {} failed {} hung {}",

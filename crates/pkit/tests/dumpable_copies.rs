@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::copies::{copies_while_looping, Copies, Reaped};
 use common::*;
 use pkit::{Command, MechanismChoice};
 
@@ -30,9 +28,7 @@ fn is_root() -> bool {
 
 /// Writes `s` and a line feed to fd 1 with one write(2).
 fn say(s: &str) {
-    let line = format!("dumpfix: {s}\n");
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("dumpfix", s);
 }
 
 /// The helper: one thread makes starts with other ids in a loop (found on
@@ -42,65 +38,48 @@ fn say(s: &str) {
 /// start ran, 1 when the first read 0, 2 when the second did, 3 when the
 /// start failed; a copy that hangs is killed by its alarm (5).
 fn helper() {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let looper = std::thread::spawn(move || {
-        let mut i = 0u32;
-        while !s2.load(Ordering::SeqCst) {
-            let program = if i % 2 == 0 { "true" } else { "/bin/true" };
-            let _ = Command::new(program)
-                .uid(65534)
-                .gid(65534)
-                .blocking()
-                .output();
-            i += 1;
-        }
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let mut codes = [0u32; 6];
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(10));
-        // SAFETY: a forked copy of a threaded process, as pkit supports;
-        // bounded by alarm and a 3 s wait, then `_exit`.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            // The copy starts no thread of its own (a program by path: no
-            // lookup thread), and takes no spare cgroup: std's thread
-            // bookkeeping and the pool of spare cgroups may have been
-            // copied in use by the looping thread (other findings). SIGALRM
-            // ends a copy that hangs (code 5).
-            // SAFETY: plain values.
-            unsafe { libc::alarm(5) };
-            let first = dumpable();
-            let choice = if portable_run() {
-                MechanismChoice::Portable
-            } else {
-                MechanismChoice::ProcessGroup
-            };
-            let r = cmd(choice, "/bin/true").uid(65534).blocking().output();
-            let code = match r {
-                Ok(o) if !o.success() => 3,
-                Ok(_) if first != 1 => 1,
-                Ok(_) if dumpable() != 1 => 2,
-                Ok(_) => 0,
-                Err(_) => 3,
-            };
-            // SAFETY: ends the copy.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status).min(5)
+    let spec = Copies {
+        n: 40,
+        gap: Duration::from_millis(10),
+        loopers: 1,
+        begun: false,
+        warm_up: Duration::from_millis(100),
+        alarm: 5,
+        killed: 5,
+        reaped: Reaped::EachFirst,
+    };
+    let body = |i: usize| {
+        let program = if i % 2 == 0 { "true" } else { "/bin/true" };
+        let _ = Command::new(program)
+            .uid(65534)
+            .gid(65534)
+            .blocking()
+            .output();
+    };
+    // The copy starts no thread of its own (a program by path: no lookup
+    // thread), and takes no spare cgroup: std's thread bookkeeping and the
+    // pool of spare cgroups may have been copied in use by the looping
+    // thread (other findings). SIGALRM ends a copy that hangs (code 5).
+    let copy = || {
+        let first = dumpable();
+        let choice = if portable_run() {
+            MechanismChoice::Portable
         } else {
-            5
+            MechanismChoice::ProcessGroup
         };
+        let r = cmd(choice, "/bin/true").uid(65534).blocking().output();
+        match r {
+            Ok(o) if !o.success() => 3,
+            Ok(_) if first != 1 => 1,
+            Ok(_) if dumpable() != 1 => 2,
+            Ok(_) => 0,
+            Err(_) => 3,
+        }
+    };
+    let mut codes = [0u32; 6];
+    for code in copies_while_looping(spec, body, copy) {
         codes[code as usize] += 1;
     }
-    stop.store(true, Ordering::SeqCst);
-    looper.join().unwrap();
     say(&format!("copies {codes:?} owner {}", dumpable()));
 }
 
@@ -116,33 +95,12 @@ fn a_copy_forked_during_id_starts_is_dumpable_and_makes_its_own() {
             skipped(name, "needs root");
             return;
         }
-        let exe = std::env::current_exe().expect("own path");
-        let mut child = std::process::Command::new(exe)
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env("DUMPFIX_ROLE", "copies")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the helper starts");
-        let mut out = child.stdout.take().expect("stdout");
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let end = Instant::now() + Duration::from_secs(200);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break Some(s);
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(POLL);
-        };
-        let text = reader.join().unwrap_or_default();
+        let (status, text) = run_self_as(
+            name,
+            ("DUMPFIX_ROLE", "copies"),
+            &[],
+            Duration::from_secs(200),
+        );
         assert!(status.is_some_and(|s| s.success()), "{status:?}: {text}");
         // Every copy that ran its start: dumpable at once and after it; the
         // owner dumpable at the end. A rare copy hangs for other reasons

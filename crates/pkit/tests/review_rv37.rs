@@ -49,7 +49,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -74,10 +73,7 @@ fn is_root() -> bool {
 /// Writes `s` and a line feed to fd 1 with one write(2) (safe in a forked
 /// child, where std's stdout lock may be held by a thread that is gone).
 fn say(s: &str) {
-    let line = format!("rv37: {s}\n");
-    // Raw: write(2) in a forked child.
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("rv37", s);
 }
 
 /// Moves this whole process into the cgroup v2 directory `dir`.
@@ -129,38 +125,12 @@ impl Drop for TwoDirs {
     }
 }
 
-/// Runs `cmd` (stdout piped, stderr inherited) for at most `limit`
+/// Runs `cmd` (stdout piped, stderr dropped) for at most `limit`
 /// (killed then): whether it exited with success, and its stdout's
 /// `rv37: ` lines.
-fn run_helper(mut cmd: std::process::Command, limit: Duration) -> (bool, Vec<String>) {
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("the helper starts");
-    let mut out = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break Some(s);
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(POLL);
-    };
-    let text = reader.join().unwrap_or_default();
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.find("rv37: ").map(|i| l[i + 6..].to_owned()))
-        .collect();
-    lines.push(format!("(helper: {status:?})"));
-    (status.is_some_and(|s| s.success()), lines)
+fn run_helper(cmd: std::process::Command, limit: Duration) -> (bool, Vec<String>) {
+    let (status, text) = run_helper_cmd(cmd, limit);
+    helper_said(status, &text, "rv37: ")
 }
 
 /// This binary again, running only test `test` in role `role`, with
@@ -171,26 +141,8 @@ fn helper_cmd(
     role: &str,
     envs: &[(&str, &str)],
 ) -> std::process::Command {
-    let exe = std::env::current_exe().expect("own path");
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut c = std::process::Command::new(first);
-            c.args(rest).arg(exe);
-            c
-        }
-        None => std::process::Command::new(exe),
-    };
-    cmd.args([
-        "--exact",
-        test,
-        "--nocapture",
-        "--include-ignored",
-        "--test-threads=1",
-    ])
-    .env("RV37_ROLE", role);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
+    let mut cmd = self_as(test, ("RV37_ROLE", role), prefix);
+    cmd.envs(envs.iter().copied());
     cmd
 }
 

@@ -89,7 +89,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -97,6 +96,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use common::copies::{self, copies_while_looping, Copies, Reaped};
 use common::*;
 use pkit::{Command, MechanismChoice, Outcome};
 
@@ -136,9 +136,7 @@ fn set_dumpable(on: bool) {
 /// Writes `s` and a line feed to fd 1 with one write(2) (safe in a forked
 /// child).
 fn say(s: &str) {
-    let line = format!("rv38: {s}\n");
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("rv38", s);
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -163,35 +161,9 @@ fn readers() -> usize {
 
 /// Runs `cmd` (stdout piped) for at most `limit` (killed then): whether it
 /// exited with success, and its stdout's `rv38: ` lines.
-fn run_helper(mut cmd: std::process::Command, limit: Duration) -> (bool, Vec<String>) {
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("the helper starts");
-    let mut out = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break Some(s);
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(POLL);
-    };
-    let text = reader.join().unwrap_or_default();
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.find("rv38: ").map(|i| l[i + 6..].to_owned()))
-        .collect();
-    lines.push(format!("(helper: {status:?})"));
-    (status.is_some_and(|s| s.success()), lines)
+fn run_helper(cmd: std::process::Command, limit: Duration) -> (bool, Vec<String>) {
+    let (status, text) = run_helper_cmd(cmd, limit);
+    helper_said(status, &text, "rv38: ")
 }
 
 /// This binary again, running only test `test` in role `role`, under
@@ -202,26 +174,8 @@ fn helper_cmd(
     role: &str,
     envs: &[(&str, &str)],
 ) -> std::process::Command {
-    let exe = std::env::current_exe().expect("own path");
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut c = std::process::Command::new(first);
-            c.args(rest).arg(exe);
-            c
-        }
-        None => std::process::Command::new(exe),
-    };
-    cmd.args([
-        "--exact",
-        test,
-        "--nocapture",
-        "--include-ignored",
-        "--test-threads=1",
-    ])
-    .env("RV38_ROLE", role);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
+    let mut cmd = self_as(test, ("RV38_ROLE", role), prefix);
+    cmd.envs(envs.iter().copied());
     cmd
 }
 
@@ -1142,60 +1096,44 @@ fn an_id_start_held_before_its_exec_does_not_hold_other_threads_id_starts() {
 fn a_copy_forked_during_an_id_start_can_start_with_ids() {
     let name = "a_copy_forked_during_an_id_start_can_start_with_ids";
     if role().as_deref() == Some("fork-ids") {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let looper = std::thread::spawn(move || {
-            while !s2.load(Ordering::SeqCst) {
-                let c = Command::new("true");
-                let c = if std::env::var_os("RV38_LOOP_PLAIN").is_some() {
+        let spec = Copies {
+            n: 12,
+            gap: Duration::from_millis(20),
+            loopers: 1,
+            begun: false,
+            warm_up: Duration::from_millis(100),
+            alarm: COPY_ALARM,
+            killed: copies::HUNG,
+            reaped: Reaped::EachFirst,
+        };
+        let body = |_| {
+            let c = Command::new("true");
+            let c = if std::env::var_os("RV38_LOOP_PLAIN").is_some() {
+                c
+            } else {
+                c.uid(65534).gid(65534)
+            };
+            let _ = c.blocking().output();
+        };
+        let copy = || {
+            copies::watched(COPY_LIMIT, || {
+                let c = Command::new("/bin/true");
+                let c = if std::env::var_os("RV38_COPY_PLAIN").is_some() {
                     c
                 } else {
-                    c.uid(65534).gid(65534)
+                    c.uid(65534)
                 };
-                let _ = c.blocking().output();
-            }
-        });
-        std::thread::sleep(Duration::from_millis(100));
+                c.blocking().output().is_ok_and(|o| o.success())
+            })
+        };
         let (mut hung, mut fine) = (0, 0);
-        for _ in 0..12 {
-            std::thread::sleep(Duration::from_millis(20));
-            // SAFETY: a forked copy of a threaded process, as pkit
-            // supports; bounded by a wait (COPY_LIMIT), then `_exit`.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork");
-            if pid == 0 {
-                // SAFETY: plain values.
-                unsafe { libc::alarm(COPY_ALARM) };
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::spawn(move || {
-                    let c = Command::new("/bin/true");
-                    let c = if std::env::var_os("RV38_COPY_PLAIN").is_some() {
-                        c
-                    } else {
-                        c.uid(65534)
-                    };
-                    let r = c.blocking().output();
-                    let _ = tx.send(r.is_ok_and(|o| o.success()));
-                });
-                let code = match rx.recv_timeout(COPY_LIMIT) {
-                    Ok(true) => 0,
-                    Ok(false) => 1,
-                    Err(_) => 2,
-                };
-                // SAFETY: ends the copy.
-                unsafe { libc::_exit(code) };
-            }
-            let mut status = 0;
-            // SAFETY: waits for our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            match libc::WEXITSTATUS(status) {
+        for code in copies_while_looping(spec, body, copy) {
+            match code {
                 0 => fine += 1,
-                2 => hung += 1,
-                _ => say(&format!("copy status {status:#x}")),
+                copies::HUNG => hung += 1,
+                _ => say(&format!("copy code {code}")),
             }
         }
-        stop.store(true, Ordering::SeqCst);
-        looper.join().unwrap();
         say(&format!("copies hung {hung} fine {fine}"));
         return;
     }
@@ -2224,54 +2162,27 @@ fn plain_run(i: usize) -> bool {
 fn copies_forked_during_plain_runs_of_every_kind_make_their_own() {
     let name = "copies_forked_during_plain_runs_of_every_kind_make_their_own";
     if role().as_deref() == Some("fork-plain") {
-        let stop = Arc::new(AtomicBool::new(false));
-        let loopers: Vec<_> = (0..2)
-            .map(|t| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut i = t;
-                    while !stop.load(Ordering::SeqCst) {
-                        plain_run(i);
-                        i += 1;
-                    }
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(100));
+        let spec = Copies {
+            n: 6,
+            gap: Duration::from_millis(20),
+            loopers: 2,
+            begun: false,
+            warm_up: Duration::from_millis(100),
+            alarm: COPY_ALARM,
+            killed: copies::HUNG,
+            reaped: Reaped::EachFirst,
+        };
+        let body = |i| {
+            plain_run(i);
+        };
+        let copy = || copies::watched(COPY_LIMIT, || (0..4).all(plain_run));
         let (mut hung, mut fine, mut failed) = (0, 0, 0);
-        for _ in 0..6 {
-            std::thread::sleep(Duration::from_millis(20));
-            // SAFETY: a forked copy of a threaded process, as pkit
-            // supports; bounded by a wait (COPY_LIMIT), then `_exit`.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork");
-            if pid == 0 {
-                // SAFETY: plain values.
-                unsafe { libc::alarm(COPY_ALARM) };
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::spawn(move || {
-                    let _ = tx.send((0..4).all(plain_run));
-                });
-                let code = match rx.recv_timeout(COPY_LIMIT) {
-                    Ok(true) => 0,
-                    Ok(false) => 1,
-                    Err(_) => 2,
-                };
-                // SAFETY: ends the copy.
-                unsafe { libc::_exit(code) };
-            }
-            let mut status = 0;
-            // SAFETY: waits for our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            match libc::WEXITSTATUS(status) {
+        for code in copies_while_looping(spec, body, copy) {
+            match code {
                 0 => fine += 1,
-                2 => hung += 1,
+                copies::HUNG => hung += 1,
                 _ => failed += 1,
             }
-        }
-        stop.store(true, Ordering::SeqCst);
-        for l in loopers {
-            l.join().unwrap();
         }
         say(&format!("copies hung {hung} failed {failed} fine {fine}"));
         return;

@@ -52,10 +52,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::copies::{copies_while_looping, Copies, Reaped};
 use common::*;
 use pkit::{CancelToken, Command, MechanismChoice, Outcome, Overflow, ProcessEvent, Signal};
 
@@ -96,9 +97,7 @@ impl Drop for DumpableOnDrop {
 /// Writes `s` and a line feed to fd 1 with one write(2) (safe in a forked
 /// child).
 fn say(s: &str) {
-    let line = format!("rv40: {s}\n");
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("rv40", s);
 }
 
 /// Runs this binary's test `name` as a helper playing `role` (stdout
@@ -239,42 +238,35 @@ fn pool_copies_helper(copies: usize, gap: Duration, fresh: bool, runs: Runs, pre
             .blocking()
             .output();
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let looper = std::thread::spawn(move || {
-        while !s2.load(Ordering::SeqCst) {
-            let _ = one_run(runs);
-        }
-    });
-    if !fresh {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut pids = Vec::new();
+    let spec = Copies {
+        n: copies,
+        gap,
+        loopers: 1,
+        begun: false,
+        warm_up: if fresh {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        },
+        alarm: alarm_secs(),
+        killed: 5,
+        reaped: if fresh {
+            Reaped::AfterAll
+        } else {
+            Reaped::EachFirst
+        },
+    };
+    let body = move |_| {
+        let _ = one_run(runs);
+    };
+    let copy = || match one_run(runs) {
+        Ok(o) if o.success() => 0,
+        _ => 3,
+    };
     let mut codes = [0u32; 6];
-    for _ in 0..copies {
-        std::thread::sleep(gap);
-        // SAFETY: a forked copy of a threaded process, as pkit supports;
-        // bounded by alarm, then `_exit`.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            // SAFETY: plain values.
-            unsafe { libc::alarm(alarm_secs()) };
-            let code = match one_run(runs) {
-                Ok(o) if o.success() => 0,
-                _ => 3,
-            };
-            // SAFETY: ends the copy.
-            unsafe { libc::_exit(code) };
-        }
-        pids.push(pid);
-        if !fresh {
-            wait_copies(&mut pids, &mut codes);
-        }
+    for code in copies_while_looping(spec, body, copy) {
+        codes[code as usize] += 1;
     }
-    wait_copies(&mut pids, &mut codes);
-    stop.store(true, Ordering::SeqCst);
-    looper.join().unwrap();
     say(&format!("copies {codes:?}"));
 }
 
@@ -286,21 +278,6 @@ fn alarm_secs() -> u32 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30)
-}
-
-/// Waits for `pids` (our forked copies), counting their codes.
-fn wait_copies(pids: &mut Vec<i32>, codes: &mut [u32; 6]) {
-    for pid in pids.drain(..) {
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status).min(5)
-        } else {
-            5
-        };
-        codes[code as usize] += 1;
-    }
 }
 
 fn parse_codes(text: &str) -> Vec<u32> {

@@ -56,6 +56,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::copies::{self, Copies, Reaped};
 use common::*;
 use pkit::{Command, Restart, Signal, Supervisor, SupervisorEvent};
 
@@ -69,9 +70,7 @@ fn role() -> Option<String> {
 }
 
 fn say(s: &str) {
-    let line = format!("rv41: {s}\n");
-    // SAFETY: a valid buffer of that length.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    copies::say("rv41", s);
 }
 
 /// Runs this binary's test `name` as a helper playing `role` (stdout
@@ -94,50 +93,27 @@ fn one_run() -> i32 {
     }
 }
 
-/// Waits for our forked copy `pid`: its exit code, 5 for a signal (a hung
-/// copy's alarm).
-fn reap(pid: i32) -> i32 {
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status).min(5)
-    } else {
-        5
-    }
-}
-
 /// Forks `n` copies `gap` apart while a thread of this process loops plain
 /// runs (so holds pkit's first-use locks now and then); each copy runs
-/// `copy` and `_exit`s its code (bounded by a 40 s alarm). The codes.
+/// `copy` and `_exit`s its code (bounded by a 40 s alarm: 5). The codes.
 fn copies_while_looping(n: usize, gap: Duration, copy: fn() -> i32) -> Vec<i32> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let looper = std::thread::spawn(move || {
-        while !s2.load(Ordering::SeqCst) {
+    let spec = Copies {
+        n,
+        gap,
+        loopers: 1,
+        begun: false,
+        warm_up: Duration::ZERO,
+        alarm: 40,
+        killed: 5,
+        reaped: Reaped::AfterAll,
+    };
+    copies::copies_while_looping(
+        spec,
+        |_| {
             let _ = one_run();
-        }
-    });
-    let mut pids = Vec::new();
-    for _ in 0..n {
-        std::thread::sleep(gap);
-        // SAFETY: a forked copy of a threaded process, as pkit supports;
-        // bounded by alarm, then `_exit`.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            // SAFETY: plain values.
-            unsafe { libc::alarm(40) };
-            let code = copy();
-            // SAFETY: ends the copy.
-            unsafe { libc::_exit(code) };
-        }
-        pids.push(pid);
-    }
-    let codes = pids.into_iter().map(reap).collect();
-    stop.store(true, Ordering::SeqCst);
-    looper.join().unwrap();
-    codes
+        },
+        copy,
+    )
 }
 
 /// A copy that forks copies of its own (while its own thread loops runs,
@@ -285,7 +261,7 @@ fn fork_and_drop(p: pkit::blocking::RunningProcess, raw: bool) -> u32 {
         // SAFETY: ends the child.
         unsafe { libc::_exit(0) };
     }
-    let code = reap(child);
+    let code = copies::reap(child, 5);
     say(&format!(
         "child {} ended {code}",
         if raw { "clone" } else { "fork" }
@@ -572,20 +548,17 @@ fn pid1_copy_helper() {
         kill_pid(sleep);
         return;
     }
-    // SAFETY: a plain fork, as pkit supports; bounded by alarm.
-    let child = unsafe { libc::fork() };
-    assert!(child >= 0, "fork");
-    if child == 0 {
-        // SAFETY: plain values.
-        unsafe { libc::alarm(40) };
+    let child = copies::fork_copy(40, move || {
         // SAFETY: no arguments.
         let own = unsafe { libc::getpid() };
         drop(std::mem::ManuallyDrop::into_inner(p));
-        let code = if own != 1 { 4 } else { one_run() };
-        // SAFETY: ends the copy.
-        unsafe { libc::_exit(code) };
-    }
-    let code = reap(child);
+        if own != 1 {
+            4
+        } else {
+            one_run()
+        }
+    });
+    let code = copies::reap(child, 5);
     std::thread::sleep(Duration::from_millis(200));
     say(&format!("copy {code} sleep alive {}", !pid_gone(sleep)));
     kill_pid(sleep);

@@ -167,6 +167,63 @@ os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
 "#;
 
+/// A [`drive`] driver: the job's shell waits for the job to end or stop,
+/// prints `status=<stopped>,<signal>;` and kills a stopped job; the
+/// driver, `delay` seconds after the job's start (at once: 0), types
+/// `typed` (a Python bytes literal's text, `abc\n`; nothing when empty),
+/// waits for that line (`within` seconds) and prints what the terminal
+/// showed, then `ok`.
+pub fn ends_or_stops(typed: &str, delay: u32, within: u32) -> String {
+    let sleep = if delay > 0 {
+        format!("time.sleep({delay})\n")
+    } else {
+        String::new()
+    };
+    let write = if typed.is_empty() {
+        String::new()
+    } else {
+        format!("os.write(fd, b\"{typed}\")\n")
+    };
+    format!(
+        r#"
+    _, st = os.waitpid(job, os.WUNTRACED)
+    print("status=%d,%d;" % (os.WIFSTOPPED(st), os.WSTOPSIG(st) if os.WIFSTOPPED(st) else 0), flush=True)
+    if os.WIFSTOPPED(st):
+        os.killpg(job, signal.SIGKILL)
+    os._exit(0)
+read_job()
+{sleep}{write}read_until(b"status=", 1, {within})
+read_until(b";", 2, 5)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace") + "\nok\n")
+"#
+    )
+}
+
+/// Asserts that a job [`drive`]n with [`ends_or_stops`] typing `abc`
+/// ended by itself (`status=0,0;`) and that its program's read of the
+/// terminal went through (`got=abc`); `case` names the case. `text`: what
+/// the driver printed.
+pub fn assert_the_read_went_through(case: &str, text: &str) {
+    assert!(text.ends_with("ok\n"), "{case}: {text}");
+    assert!(
+        text.contains("got=abc") && text.contains("status=0,0;"),
+        "{case}: the read did not go through (status=1,21 is a stop by SIGTTIN): {text}"
+    );
+}
+
+/// Asserts that a job [`drive`]n with [`ends_or_stops`] was stopped by
+/// SIGTTIN (`status=1,21;`) at its program's read of the terminal, which
+/// did not go through (no `got=`); `case` names the case. `text`: what
+/// the driver printed.
+pub fn assert_stopped_for_the_read(case: &str, text: &str) {
+    assert!(text.ends_with("ok\n"), "{case}: {text}");
+    assert!(
+        text.contains("status=1,21;") && !text.contains("got="),
+        "{case}: the job was not stopped by SIGTTIN for the pipeline's read: {text}"
+    );
+}
+
 /// The mechanisms of [`mechanisms`] that put the program in a process
 /// group of its own (pgroup, portable): those the terminal's rule is for.
 pub fn process_group_mechanisms() -> Vec<&'static str> {
@@ -573,7 +630,9 @@ pub fn descendants(root: u32) -> Vec<(u32, u64)> {
 
 /// A Python driver of a real job-control shell (`bash --norc -i`, prompt
 /// `PROMPT> `) on a pty of its own: `read_until(needle, secs, count=1)`
-/// (false at the deadline), `out` (what the terminal showed), `finish(ok)`
+/// (false at the deadline), `out` (what the terminal showed), `session()`
+/// (each process of the terminal's session: its pid as a string, its stat
+/// fields after the name, its whole stat line), `finish(ok)`
 /// (prints `OK` or `FAIL` with the tail of `out`, then SIGKILLs every
 /// process of the terminal's session: bash, its jobs, pkit's watchers);
 /// a 90 s alarm. The body (`body`) follows at the top level; `sys.argv[1]`
@@ -596,9 +655,7 @@ def read_until(needle, secs, count=1):
             except OSError:
                 return False
     return True
-def finish(ok):
-    sys.stdout.write("OK\n" if ok else "FAIL %r\n" % out[-600:])
-    sys.stdout.flush()
+def session():
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -608,10 +665,15 @@ def finish(ok):
             continue
         f = s[s.rfind(")") + 2:].split()
         if int(f[3]) == pid:
-            try:
-                os.kill(int(d), signal.SIGKILL)
-            except Exception:
-                pass
+            yield d, f, s
+def finish(ok):
+    sys.stdout.write("OK\n" if ok else "FAIL %r\n" % out[-600:])
+    sys.stdout.flush()
+    for d, _, _ in session():
+        try:
+            os.kill(int(d), signal.SIGKILL)
+        except Exception:
+            pass
     os.waitpid(pid, 0)
     os._exit(0)
 pid, fd = pty.fork()

@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(target_os = "linux")]
+pub mod copies;
 #[cfg(unix)]
 pub mod descriptors;
 pub mod events;
@@ -424,37 +426,57 @@ impl Drop for ChildOnDrop {
 /// status (None: killed at the bound) and its stdout.
 pub fn run_self_as(
     name: &str,
-    (var, role): (&str, &str),
+    role: (&str, &str),
     wrap: &[&str],
     within: Duration,
 ) -> (Option<std::process::ExitStatus>, String) {
-    use std::io::Read;
+    run_helper_cmd(self_as(name, role, wrap), within)
+}
+
+/// The command of [`run_self_as`]: this test binary, running its test
+/// `name` alone (ignored or not) with `var` set to `role`, under `wrap`
+/// if any.
+pub fn self_as(name: &str, (var, role): (&str, &str), wrap: &[&str]) -> std::process::Command {
     let exe = std::env::current_exe().expect("own path");
-    let mut argv: Vec<String> = wrap.iter().map(|s| s.to_string()).collect();
-    argv.push(exe.to_string_lossy().into_owned());
-    for a in [
+    let mut cmd = match wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    cmd.args([
         "--exact",
         name,
         "--nocapture",
         "--test-threads=1",
         "--include-ignored",
-    ] {
-        argv.push(a.to_string());
-    }
-    let mut child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env(var, role)
+    ])
+    .env(var, role);
+    cmd
+}
+
+/// Runs the helper `cmd` (see [`self_as`]): stdout piped and read whole,
+/// stderr dropped, killed after `within`. Its exit status (None: killed
+/// at the bound) and its stdout.
+pub fn run_helper_cmd(
+    mut cmd: std::process::Command,
+    within: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::Read;
+    let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the helper starts");
-    let mut out = child.stdout.take().expect("stdout");
+    let mut held = ChildOnDrop(child);
+    let mut out = held.0.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
         s
     });
-    let mut held = ChildOnDrop(child);
     let end = Instant::now() + within;
     let status = loop {
         if let Some(s) = held.0.try_wait().expect("try_wait") {
@@ -469,6 +491,22 @@ pub fn run_self_as(
     };
     drop(held);
     (status, reader.join().unwrap_or_default())
+}
+
+/// A helper's outcome as its asserts read it: whether it exited with
+/// success, and what follows `tag` in each line of its stdout `text` that
+/// has it, then `(helper: <status>)`.
+pub fn helper_said(
+    status: Option<std::process::ExitStatus>,
+    text: &str,
+    tag: &str,
+) -> (bool, Vec<String>) {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.find(tag).map(|i| l[i + tag.len()..].to_owned()))
+        .collect();
+    lines.push(format!("(helper: {status:?})"));
+    (status.is_some_and(|s| s.success()), lines)
 }
 
 /// Child processes of this test process, zombies included (pkit must reap
