@@ -313,7 +313,9 @@ impl Command {
     /// Cancels the run when `token` is cancelled: the tree is torn down
     /// (SIGKILL at once, unless [`cancel_signal`](Self::cancel_signal) or
     /// [`cancel_grace`](Self::cancel_grace) say otherwise) and the verb
-    /// returns [`Error::Cancelled`](crate::Error::Cancelled).
+    /// returns [`Error::Cancelled`](crate::Error::Cancelled). A token
+    /// cancelled once the program has exited (even before the run has
+    /// seen the exit) leaves the exit's outcome.
     ///
     /// Two bounds, one grace: whichever of the timeout and the token comes
     /// first ends the run its own way and decides the outcome; the other,

@@ -216,7 +216,9 @@ impl Pipe {
         self
     }
 
-    /// Cancels the chain when `token` is cancelled.
+    /// Cancels the chain when `token` is cancelled (as
+    /// [`Command::cancel_token`]: once every stage has exited, their
+    /// outcomes stand).
     pub fn cancel_token(mut self, token: &CancelToken) -> Pipe {
         self.cancel = Some(token.clone());
         self

@@ -110,20 +110,26 @@ impl Bounds<'_> {
         }
     }
 
-    /// Runs `work` until it finishes or a bound is hit. A time bound that
-    /// fires as the work ends (the timer and the exit in one wake-up, or
-    /// the exit just after the timer's) is settled by one look without
-    /// waiting: `done` says whether the work is already over (`Some`: its
-    /// result), and then it is `Done`, not a timeout.
+    /// Runs `work` until it finishes or a bound is hit. A bound that fires
+    /// as the work ends (the timer or the token and the exit in one
+    /// wake-up, the exit just after the timer's, or an exit this task has
+    /// not been woken for yet: a loaded machine can hold that up for
+    /// hundreds of milliseconds) is settled by one look without waiting:
+    /// `done` says whether the work is already over (`Some`: its result),
+    /// and then it is `Done`, not a timeout nor a cancel (the README: the
+    /// exit's outcome if the program had exited by then; a started
+    /// process's watch looks the same way).
     pub(crate) async fn wait<T>(
         &self,
         work: impl Future<Output = Result<T>>,
         done: impl FnOnce() -> Option<T>,
     ) -> Result<Ended<T>> {
-        // Checked first: a token cancelled before the run is never raced
-        // against work that is already done.
+        // Checked first, and settled by the same look without racing the
+        // work: a token cancelled since the start (the callers start
+        // nothing for one cancelled before it), e.g. before a chain's
+        // driver first ran.
         if self.cancelled() {
-            return Ok(Ended::Cancelled);
+            return Ok(done().map_or(Ended::Cancelled, Ended::Done));
         }
         let deadline = self.timeout.and_then(deadline_after);
         let timer = sleep_until_or_never(deadline);
@@ -139,7 +145,9 @@ impl Bounds<'_> {
             () = self.limit.wait(), if self.fail => Ended::OutputLimit,
         };
         Ok(match ended {
-            Ended::TimedOut | Ended::Inactive => done().map_or(ended, Ended::Done),
+            Ended::TimedOut | Ended::Inactive | Ended::Cancelled => {
+                done().map_or(ended, Ended::Done)
+            }
             ended => ended,
         })
     }
