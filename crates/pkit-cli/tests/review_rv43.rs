@@ -6,8 +6,8 @@
 //! `PKIT_MECHANISM=portable`); the terminal rule is for process groups, so
 //! each case runs `--mechanism pgroup` and `portable`.
 //!
-//! Finding (failed 6 of 6 runs, pgroup and portable; the control without
-//! pkit ended by itself each time):
+//! Finding (failed 8 of 8 runs, 4 pgroup and 4 portable, load 30-65; the
+//! control without pkit ended by itself each time):
 //! - LOW [`a_stage_that_closes_its_stdin_keeps_the_terminal_for_the_job`]:
 //!   a stage after pkit that closes its stdin at once, stdout and stderr
 //!   on the terminal (`stty tostop; { sleep 1; exec pkit run -- prog; } |

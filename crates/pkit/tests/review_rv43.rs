@@ -41,7 +41,8 @@
 //! - burst: a newline-less flood after the exit (`cat /dev/zero` in the
 //!   background) still lets the exit come; stderr-only output of 1.2 MB
 //!   with a partial last line and the pipes closed at the exit comes
-//!   whole, in order, before the exit; dropping the events while 1 MB is
+//!   whole, in order, before the exit, with a tee on that stream too
+//!   (every byte teed); dropping the events while 1 MB is
 //!   owed returns, `wait` ends, nothing left.
 //! - f5df99b: a bare name found on a non-UTF-8 `PATH` entry and after
 //!   empty entries (`.env("PATH", ..)`), with `env_remove("PATH")` and
@@ -272,7 +273,8 @@ async fn a_vfork_parent_whose_child_never_execs_does_not_hold_the_suspend() {
 }
 
 /// The `owner` role, run as another user than root (`nobody`): starts
-/// the `vfork-nodump` role in a process-group group, waits until its
+/// the `vfork-nodump` role in a group of this pass's process-group
+/// mechanism (pgroup, or portable), waits until its
 /// parent is blocked in the `vfork` (`D`) and the child waits (`S`), then
 /// suspends and resumes the group and prints `CAPS <n>` (the suspend's
 /// 5 s caps logged meanwhile) and the threads' states after the suspend.
@@ -283,7 +285,7 @@ fn owner() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let g = group(MechanismChoice::ProcessGroup);
+        let g = group(pgroup_mechanisms()[0]);
         let mut p = g.start(&role("vfork-nodump")).unwrap();
         let leader = p.pid();
         let ready = poll(|| {
@@ -316,10 +318,6 @@ fn owner() {
 #[ignore = "rv43: LOW: a non-dumpable member blocked in vfork makes every process-group suspend wait out the 5 s cap (non-root owner can't read its wchan/syscall)"]
 fn a_non_dumpable_vfork_parent_does_not_hold_the_suspend_for_a_user() {
     if std::env::var_os(ROLE).is_some() {
-        return;
-    }
-    if portable_run() {
-        // The owner forces the process-group mechanism; once is enough.
         return;
     }
     in_suite(SUITE, || {
@@ -601,6 +599,57 @@ async fn stderr_only_burst_with_a_partial_last_line_comes_whole() {
         let _ = tokio::time::timeout(LONG, p.wait()).await;
         g.close().await.unwrap();
         check_stderr_burst(&format!("{choice}"), got);
+    })
+    .await;
+    suite.end().await;
+}
+
+/// A tee's writer that counts the bytes it takes.
+#[derive(Clone, Default)]
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Probe: a tee on the same stream (`stderr_tee`, counting its bytes) beside the
+/// events of a [`stderr_burst`] read after the exit: the events get
+/// every line, `tail` last, before the exit, and the tee every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tee_on_the_owed_stream_gets_every_byte_and_the_events_every_line() {
+    let suite = begin(SUITE).await;
+    all_at_once(mechanisms(), |choice| async move {
+        let counted = Counted::default();
+        let g = group(choice);
+        let mut p = g
+            .start(&stderr_burst(false).stderr_tee(counted.clone()))
+            .unwrap();
+        let got = all_events(&mut p, Duration::ZERO).await;
+        let _ = tokio::time::timeout(LONG, p.wait()).await;
+        g.close().await.unwrap();
+        let teed = counted.0.load(std::sync::atomic::Ordering::SeqCst);
+        check_stderr_burst(&format!("{choice} with a tee"), got);
+        assert_eq!(teed, BURST as u64 * 100 + 4, "{choice}: the tee's bytes");
     })
     .await;
     suite.end().await;
