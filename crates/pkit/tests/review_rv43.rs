@@ -28,6 +28,16 @@
 //!   suspend waits out the 5 s cap (`CAPS 1`), though nothing can run.
 //!   Run as `nobody` through `setpriv`; the same member under root is
 //!   told at once ([`a_vfork_parent_whose_child_never_execs_does_not_hold_the_suspend`]).
+//! - LOW [`a_copy_that_exits_leaves_no_spare_cgroup`] (cgroup pass): a
+//!   forked copy that filled its own pool of spare cgroups (its parent
+//!   had made no group before the fork) and leaves with `_exit`, as a
+//!   forked child does, leaves its pooled directories (empty
+//!   `pkit-<copy pid>-<n>`) behind: no `atexit` handler runs and a copy
+//!   has no owner-death guard. They stay until another pkit process's
+//!   stale sweep (seen past 60 s here). Failed 11 of 16 runs; the others
+//!   had the directory swept within the test's 2 s by some other pkit
+//!   process (this machine runs several suites at once). Not new with
+//!   8eb3b1e (a copy filled its own pool before too).
 //!
 //! Probes that held (every pass, several runs at load 30-80):
 //! - nest2: a `vfork` parent whose child never `exec`s (`D` for as long
@@ -38,6 +48,9 @@
 //!   (every thread `T`, ended, or `D` outside a fork) and none stays
 //!   stopped after each resume; a suspend racing `close` or `kill`
 //!   returns.
+//! - copies2 (8eb3b1e): copies of a copy that fills its own pool of spare
+//!   cgroups, forked while two of its threads make and close groups,
+//!   make groups themselves: none hangs, none fails.
 //! - burst: a newline-less flood after the exit (`cat /dev/zero` in the
 //!   background) still lets the exit come; stderr-only output of 1.2 MB
 //!   with a partial last line and the pipes closed at the exit comes
@@ -113,6 +126,9 @@ fn roles() {
             unsafe { libc::_exit(0) };
         }
         Ok("owner") => owner(),
+        Ok("gen2:cgroup") => gen2(MechanismChoice::Cgroup),
+        Ok("gen2:portable") => gen2(MechanismChoice::Portable),
+        Ok(r) if r.starts_with("gen2:") => gen2(MechanismChoice::ProcessGroup),
         Ok("threads") => {
             let spinners: Vec<_> = (0..4)
                 .map(|_| {
@@ -465,6 +481,217 @@ async fn a_suspend_racing_close_or_kill_returns() {
         }
     }
     suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// copies2: the spare pool's lock in copies of copies
+// ---------------------------------------------------------------------------
+
+/// One group made under `choice`, `true` started in it and waited for,
+/// the group measured and closed (a spare cgroup taken and offered under
+/// cgroup v2); whether it all went.
+fn group_work(choice: MechanismChoice) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok(g) = pkit::Group::builder().mechanism(choice).build() else {
+            return false;
+        };
+        let Ok(mut p) = g.start(&Command::new("true")) else {
+            return false;
+        };
+        let ok = p.wait().await.is_ok_and(|s| s.success());
+        let _ = g.stats();
+        ok && g.close().await.is_ok()
+    })
+}
+
+/// Forks (plain `fork`) a copy that runs `f` and `_exit`s with its
+/// answer (0 or 1), ended by an alarm after `alarm` s (a hang: 14); the
+/// copy's pid and exit code (128 + a signal that ended it).
+fn fork_running(alarm: u32, f: impl FnOnce() -> i32) -> (i32, i32) {
+    // SAFETY: a forked copy of a threaded process, as pkit supports; it
+    // leaves with `_exit`, bounded by an alarm.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: plain values; then ends the copy.
+        unsafe {
+            libc::alarm(alarm);
+            libc::_exit(f());
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    (pid, code)
+}
+
+/// The `gen2:<mechanism>` role: a copy (forked before this process used
+/// pkit, so the copy fills its own pool) runs two threads that make and
+/// close groups without a pause, and meanwhile forks six copies of
+/// itself, 5 ms apart (the first while its threads fill its pool), each
+/// making three groups, then makes one group itself, alone; prints `GEN2 <codes>` (0 each: none failed, none
+/// hung) and `PIDS <pids>`, said by the first copy with one write, then
+/// `GEN2 first copy <code>` and `PIDS <its pid>`.
+fn gen2(choice: MechanismChoice) {
+    let (first, code) = fork_running(240, move || {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let begun = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (stop, begun) = (stop.clone(), begun.clone());
+                std::thread::spawn(move || {
+                    begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        group_work(choice);
+                    }
+                })
+            })
+            .collect();
+        while begun.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
+        let (mut codes, mut pids) = (vec![], vec![]);
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(5));
+            let (pid, code) =
+                fork_running(60, move || i32::from(!(0..3).all(|_| group_work(choice))));
+            codes.push(code);
+            pids.push(pid);
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in threads {
+            let _ = t.join();
+        }
+        // One more group, alone: its close pools its directory (the
+        // copy's own pool), so a spare is surely left at the `_exit`.
+        codes.push(i32::from(!group_work(choice)));
+        let line = format!("GEN2 {codes:?}\nPIDS {pids:?} {}\n", std::process::id());
+        // SAFETY: a valid buffer of that length.
+        unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+        0
+    });
+    println!("GEN2 first copy {code}\nPIDS [{first}]");
+}
+
+/// Runs the `gen2` role (see [`gen2`]) for each mechanism of the pass,
+/// twice: no copy hangs or fails; with `check_dirs`, none of the copies'
+/// `pkit-<pid>-*` cgroup directories is left 2 s after they are gone
+/// (not longer: any pkit process's stale sweep, other tests' on this
+/// machine included, removes them sooner or later, which would hide
+/// them).
+fn copies_of_a_copy(check_dirs: bool) {
+    if std::env::var_os(ROLE).is_some() {
+        return;
+    }
+    // With `check_dirs`, alone in this binary: another test's helper,
+    // a new pkit process, would sweep the copies' directories meanwhile.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let alone = check_dirs.then(|| rt.block_on(begin_alone_in_binary()));
+    let suite = (!check_dirs).then(|| rt.block_on(begin(SUITE)));
+    {
+        for choice in mechanisms() {
+            for round in 0..2 {
+                let (status, out) = run_self_as(
+                    "roles",
+                    (ROLE, &format!("gen2:{choice}")),
+                    &[],
+                    Duration::from_secs(300),
+                );
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "{choice} {round}: {out}"
+                );
+                assert!(
+                    out.contains("GEN2 [0, 0, 0, 0, 0, 0, 0]") && out.contains("GEN2 first copy 0"),
+                    "{choice} {round}: {out}"
+                );
+                // The copies' cgroup directories (their groups', their
+                // pools' spares) are gone once the copies are.
+                let pids: Vec<String> = out
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("PIDS "))
+                    .flat_map(|l| {
+                        l.split(|c: char| !c.is_ascii_digit())
+                            .filter(|p| !p.is_empty())
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert_eq!(pids.len(), 8, "{choice} {round}: {out}");
+                if let Some(parent) = group_parent().filter(|_| check_dirs) {
+                    let left = || -> Vec<String> {
+                        std::fs::read_dir(&parent)
+                            .map(|d| {
+                                d.flatten()
+                                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                                    .filter(|n| {
+                                        pids.iter().any(|p| n.starts_with(&format!("pkit-{p}-")))
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    let end = Instant::now() + Duration::from_secs(2);
+                    let gone = loop {
+                        if left().is_empty() {
+                            break true;
+                        }
+                        if Instant::now() > end {
+                            break false;
+                        }
+                        std::thread::sleep(POLL);
+                    };
+                    assert!(
+                        gone,
+                        "{choice} {round}: the copies' cgroups left: {:?}",
+                        left()
+                    );
+                }
+            }
+        }
+    }
+    if let Some(alone) = alone {
+        rt.block_on(end_exclusive(alone, SUITE));
+    }
+    if let Some(suite) = suite {
+        rt.block_on(suite.end());
+    }
+}
+
+/// Probe (copies2, 8eb3b1e): copies of a copy that fills its own pool
+/// of spare cgroups, forked while two of its threads make and close
+/// groups (cgroup groups in the default pass): none hangs at its first
+/// group, none fails.
+#[test]
+fn copies_of_a_copy_that_fills_its_own_pool_never_hang() {
+    copies_of_a_copy(false);
+}
+
+/// LOW: a forked copy that filled its own pool of spare cgroups (its
+/// parent had made no group before the fork) and leaves with `_exit`, as
+/// a forked child does, leaves its pooled spare directories behind
+/// (empty, `pkit-<copy pid>-<n>`): no `atexit` handler runs, and a copy
+/// has no owner-death guard (`guarded() == false`). They stay until some
+/// later pkit process's stale sweep (seen lingering past 60 s on this
+/// busy machine; one per run, the first copy's). Cgroup pass only. A
+/// copy that never pooled (it lets each group's directory go at its
+/// close) would leave none.
+#[test]
+#[ignore = "rv43: LOW: a forked copy that pooled spare cgroups and _exits leaves them behind (no atexit, no guard) until another pkit's stale sweep"]
+fn a_copy_that_exits_leaves_no_spare_cgroup() {
+    copies_of_a_copy(true);
 }
 
 // ---------------------------------------------------------------------------
