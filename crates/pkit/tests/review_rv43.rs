@@ -7,19 +7,20 @@
 //! `PKIT_MECHANISM=pgroup`, `PKIT_MECHANISM=portable`).
 //!
 //! Findings (each failed in every pass it runs in, every run):
-//! - MEDIUM [`stderr_burst_with_a_partial_last_line_and_a_quiet_holder`]
+//! - MEDIUM, fixed (owed2) [`stderr_burst_with_a_partial_last_line_and_a_quiet_holder`]
 //!   (and [`blocking_events_with_a_partial_last_line_and_a_quiet_holder`],
 //!   [`wait_for_line_finds_a_partial_last_line_with_a_quiet_holder`]): a
 //!   last line without a newline that the process itself wrote before it
-//!   exited (`sh -c '…; printf tail >&2; (exec sleep 30) & exit 6'`) is
+//!   exited (`sh -c '…; printf tail >&2; (exec sleep 30) & exit 6'`) was
 //!   never told when a quiet descendant keeps the pipe open: `events`
-//!   tells every complete line, then the exit 250 ms later, and ends;
-//!   `wait_for_line(|l| l.text == "tail")` gives up with
+//!   told every complete line, then the exit 250 ms later, and ended;
+//!   `wait_for_line(|l| l.text == "tail")` gave up with
 //!   `NotReady(exited(6))`. Without the holder (end of file at the exit)
-//!   `tail` comes, last, before the exit. The docs promise "every line
+//!   `tail` came, last, before the exit. The docs promise "every line
 //!   the process wrote before it exited"; the bytes were in the pipe at
-//!   the exit (burst's FIONREAD counts them), but a partial line is only
-//!   queued at the end of file. Not checked whether it predates burst.
+//!   the exit (burst's FIONREAD counts them), but a partial line was only
+//!   queued at the end of file. Now a reader that has read what it owes
+//!   at the exit tells its partial line as a line before it answers.
 //! - LOW [`a_non_dumpable_vfork_parent_does_not_hold_the_suspend_for_a_user`]:
 //!   a pkit owner that is not root can't read a non-dumpable member's
 //!   `wchan` and `syscall` (ptrace rights), so a member blocked in its
@@ -811,6 +812,7 @@ fn check_stderr_burst(
         Some(&"tail"),
         "{what}: the last, partial line"
     );
+    assert_eq!(texts.len(), numbered + 1, "{what}: lines after `tail`");
 }
 
 /// Probe: stderr only, 1.2 MB and a partial last line, the pipes closed
@@ -888,7 +890,6 @@ async fn a_tee_on_the_owed_stream_gets_every_byte_and_the_events_every_line() {
 /// told: the stream tells the 12,000 lines, then the exit 250 ms later,
 /// and ends (without the holder it is told, at the end of file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv43: MEDIUM: a partial last line (no newline) the process wrote before its exit is never told by events when a quiet descendant keeps the pipe open"]
 async fn stderr_burst_with_a_partial_last_line_and_a_quiet_holder() {
     let suite = begin(SUITE).await;
     all_at_once(mechanisms(), |choice| async move {
@@ -907,7 +908,6 @@ async fn stderr_burst_with_a_partial_last_line_and_a_quiet_holder() {
 /// MEDIUM (the same finding): the blocking facade's events, same holder
 /// case, on a plain thread.
 #[test]
-#[ignore = "rv43: MEDIUM: blocking events: a partial last line is never told when a quiet descendant keeps the pipe open"]
 fn blocking_events_with_a_partial_last_line_and_a_quiet_holder() {
     in_suite(SUITE, || {
         for choice in mechanisms() {
@@ -948,7 +948,6 @@ fn blocking_events_with_a_partial_last_line_and_a_quiet_holder() {
 /// with `NotReady` (the exit) though the process wrote `tail` before it
 /// exited; without the holder it finds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rv43: MEDIUM: wait_for_line never sees a partial last line the process wrote before its exit when a quiet descendant keeps the pipe open"]
 async fn wait_for_line_finds_a_partial_last_line_with_a_quiet_holder() {
     let suite = begin(SUITE).await;
     all_at_once(mechanisms(), |choice| async move {
@@ -970,6 +969,47 @@ async fn wait_for_line_finds_a_partial_last_line_with_a_quiet_holder() {
             ],
             "{choice}"
         );
+    })
+    .await;
+    suite.end().await;
+}
+
+/// owed2 (the fix's other half): the partial last line told at the exit
+/// is a line of its own; what the holder writes after it, on the same line
+/// (`printf ' more\n'` once the test has seen `tail`), comes as a line of
+/// its own, and the line stream then ends (the holder gone): `tail` is
+/// told once, not again with what followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_holder_writes_after_the_told_partial_line_is_a_new_line() {
+    let suite = begin(SUITE).await;
+    all_at_once(mechanisms(), |choice| async move {
+        let go =
+            std::env::temp_dir().join(format!("pkit-rv43-more-{}-{choice}", std::process::id()));
+        let _ = std::fs::remove_file(&go);
+        let script = format!(
+            "printf tail; (while [ ! -e '{go}' ]; do sleep 0.02; done; printf ' more\\n') & exit 6",
+            go = go.display()
+        );
+        let g = group(choice);
+        let mut p = g
+            .start(&Command::new("sh").args(["-c", &script]).stream_lines())
+            .unwrap();
+        let found = p.wait_for_line(|l| l.text == "tail", LONG).await;
+        std::fs::write(&go, b"").unwrap();
+        let mut lines = p.lines();
+        let mut after = vec![];
+        while let Ok(Some(l)) = tokio::time::timeout(LONG, lines.next_line()).await {
+            after.push(l.text);
+        }
+        let _ = tokio::time::timeout(LONG, p.wait()).await;
+        g.close().await.unwrap();
+        let _ = std::fs::remove_file(&go);
+        assert_eq!(
+            found.map(|l| l.text).ok(),
+            Some("tail".to_string()),
+            "{choice}"
+        );
+        assert_eq!(after, vec![" more".to_string()], "{choice}: after `tail`");
     })
     .await;
     suite.end().await;

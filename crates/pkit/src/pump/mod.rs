@@ -16,6 +16,7 @@ mod lazy;
 mod limit;
 mod line_feed;
 mod lines;
+mod owing;
 mod pair;
 mod prompt;
 mod queue;
@@ -268,7 +269,7 @@ async fn run_keeping(
             sinks.capture = None;
         }
         // Everything read so far is fed (its lines queued).
-        sinks.answer_owed(&rx, total, &mut owing);
+        sinks.answer_owed(&rx, total, &mut owing).await;
         // Where the read goes: straight into an unbounded capture when
         // nothing else is fed (no copy), into the splitter's buffer when
         // undecoded lines are wanted, else into a chunk buffer.
@@ -449,21 +450,6 @@ impl Sinks {
     fn note_direct(&mut self, n: usize) {
         if let Some(c) = &mut self.capture {
             c.note_direct(n);
-        }
-    }
-
-    /// Takes on the line stream's consumer's ask for what it is owed at
-    /// the exit (see `owed.rs`): `owing` becomes the bytes read once what
-    /// `rx` holds now is; answers once `total` (all read and fed) reaches
-    /// that.
-    fn answer_owed(&mut self, rx: &source::Source, total: usize, owing: &mut Option<usize>) {
-        let Some(sink) = &mut self.lines else { return };
-        if sink.tx.take_ask() {
-            *owing = Some(total.saturating_add(rx.unread()));
-        }
-        if owing.is_some_and(|o| total >= o) {
-            *owing = None;
-            sink.tx.answer();
         }
     }
 

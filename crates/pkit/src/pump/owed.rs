@@ -6,8 +6,9 @@
 //! pipe), notes how many bytes its pipe holds then, and answers
 //! ([`Sender::answer`]) once it has read and queued that many more, or
 //! when it ends (its sender dropped). The exited process wrote nothing
-//! after its exit, so by then the lines of all it wrote are queued: every
-//! line queued at the last answer is owed. A descendant still writing adds
+//! after its exit, so by then the lines of all it wrote are queued (a
+//! reader tells its partial last line as a line before it answers: see
+//! `pump/owing.rs`): every line queued at the last answer is owed. A descendant still writing adds
 //! at most a pipe's worth (what the pipe held when the reader looked).
 
 use std::sync::atomic::Ordering;
