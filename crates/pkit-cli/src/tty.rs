@@ -15,7 +15,9 @@
 //! is not theirs). A pipeline's stages are told from those by their
 //! pipes: a stage's stdin is a pipe pkit's side (pkit, the shells waiting
 //! for it) writes to, or its stdout one that side reads, or its stdin is
-//! the terminal (`Ctty::job_has_stage`). In a pipeline (`pkit run --
+//! the terminal, or its stdin is no pipe while that side writes to a pipe
+//! nothing reads (a stage after pkit that let go of it: `| stage <file`)
+//! (`Ctty::job_has_stage`). In a pipeline (`pkit run --
 //! job | less`) the terminal stays with the job, so that its other stages
 //! keep it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
 //! program then reads the terminal (or changes its settings), it is

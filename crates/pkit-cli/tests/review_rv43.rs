@@ -17,7 +17,10 @@
 //!   the terminal stops the whole job by SIGTTOU (`status=1,22`), where
 //!   without pkit nothing stops. By the code (not run), a stage with its
 //!   stdin redirected from a file (`pkit run -- prog | stage <file`) is
-//!   the same case.
+//!   the same case. Fixed by tty5 (both cases now tests that fail without
+//!   the fix): while the pkit side writes to a pipe that nothing reads
+//!   any more, a job mate whose stdin is no pipe is the stage that let go
+//!   of it.
 //!
 //! Probes that held (pgroup, portable): a stage before pkit with stdin on
 //! `/dev/null` (`producer </dev/null | pkit run -- …`) keeps the terminal
@@ -31,18 +34,20 @@ use common::{at_once, drive, process_group_mechanisms, temp_path, write_file, Re
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
 
-/// A stage (Python) of the job: records its pid (`argv[1]`), closes its
-/// stdin at once when `argv[2]` is `close`, then waits (up to 5 s) until
+/// A stage (Python) of the job: opens the terminal (before: a descriptor
+/// opened after the close would be its stdin again), closes its stdin at
+/// once when `argv[2]` is `close`, then records its pid (`argv[1]`: once
+/// it is there, the stage has let go of pkit's pipe), then waits (up to 5 s) until
 /// its process group no longer holds the terminal (pkit handed it to its
 /// program), and writes `stage-out` to its stderr, the terminal. Under
 /// `stty tostop` that write from outside the foreground group stops the
 /// job by SIGTTOU.
 const STAGE: &str = r#"
 import os, sys, time
-open(sys.argv[1], "a").write("%d\n" % os.getpid())
 tty = os.open("/dev/tty", os.O_RDONLY)
 if sys.argv[2] == "close":
     os.close(0)
+open(sys.argv[1], "a").write("%d\n" % os.getpid())
 end = time.time() + 5
 while os.tcgetpgrp(tty) == os.getpgrp() and time.time() < end:
     time.sleep(0.02)
@@ -66,8 +71,8 @@ os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace") + "\ndone\n")
 "#;
 
-/// Runs `job` (an `sh -c` script, `{stage}` and `{p}` standing for the
-/// stage program and the pid file) without pkit (`{run}` replaced by
+/// Runs `job` (an `sh -c` script, `{stage}`, `{p}` and `{file}` standing
+/// for the stage program, the pid file and a regular file) without pkit (`{run}` replaced by
 /// `control`) and with it (`{run}`: `pkit run -q --mechanism m --`),
 /// under `stty tostop`; both must end by themselves with `stage-out`
 /// shown.
@@ -82,7 +87,8 @@ fn ends_in_both(m: &str, what: &str, job: &str) {
         let job = job
             .replace("{run}", &run)
             .replace("{stage}", &format!("python3 {}", stage.display()))
-            .replace("{p}", pids.path());
+            .replace("{p}", pids.path())
+            .replace("{file}", stage.to_str().unwrap());
         let text = drive(&format!("stty tostop; {job}"), ENDS_OR_STOPS);
         assert!(text.ends_with("done\n"), "{m} {what} {how}: {text}");
         assert!(
@@ -94,6 +100,11 @@ fn ends_in_both(m: &str, what: &str, job: &str) {
     let _ = std::fs::remove_file(&stage);
 }
 
+/// Waits (up to 30 s) until the stage has recorded its pid (and so let go
+/// of pkit's pipe, if it does), for the job's side of pkit to start then.
+const STAGE_STARTED: &str =
+    "n=0; until [ -s {p} ] || [ $n -ge 600 ]; do sleep 0.05; n=$((n+1)); done";
+
 /// A program for pkit to run: records its pid, sleeps 7 s.
 const SLEEPER: &str = "python3 -c 'import os, sys, time; open(sys.argv[1], \"a\").write(\"%d\\n\" % os.getpid()); time.sleep(7)' {p}";
 
@@ -103,16 +114,39 @@ const SLEEPER: &str = "python3 -c 'import os, sys, time; open(sys.argv[1], \"a\"
 /// (its stdin closed, not the terminal): pkit takes it for a script's
 /// background command, hands its program the terminal, and the stage's
 /// write to the terminal under `tostop` stops the job (SIGTTOU), where
-/// without pkit nothing stops. (pkit starts 1 s after the stage, which
-/// has closed its stdin by then.)
+/// without pkit nothing stops. (pkit starts once the stage has closed its
+/// stdin.) Fixed by tty5: the pkit side writes to a pipe nothing reads
+/// any more, so a mate whose stdin is no pipe is the stage that let go of
+/// it.
 #[test]
-#[ignore = "rv43: LOW: a stage that closes its stdin at once is taken for a background command: pkit hands over the terminal and the stage's write stops the job under tostop"]
 fn a_stage_that_closes_its_stdin_keeps_the_terminal_for_the_job() {
     at_once(process_group_mechanisms(), |m| {
         ends_in_both(
             m,
             "stdin closed",
-            &format!("{{ sleep 1; exec {{run}} {SLEEPER}; }} | {{stage}} {{p}} close; echo end"),
+            &format!(
+                "{{ {STAGE_STARTED}; exec {{run}} {SLEEPER}; }} | {{stage}} {{p}} close; echo end"
+            ),
+        )
+    });
+}
+
+/// The header's case read, not run: a stage after pkit with its stdin
+/// redirected from a file (`pkit run -- prog | stage <file`) is joined to
+/// pkit by no pipe either (the shell closed the pipe's reading end for
+/// the redirection); its write under `tostop` must not stop the job. Here
+/// pkit's stdout is `/dev/null` and the shell waiting for it holds the
+/// pipe (dash keeps it aside on a descriptor of its own): the pipe nothing
+/// reads is found on the waiting shell.
+#[test]
+fn a_stage_with_stdin_from_a_file_keeps_the_terminal_for_the_job() {
+    at_once(process_group_mechanisms(), |m| {
+        ends_in_both(
+            m,
+            "stdin from a file",
+            &format!(
+                "{{ {STAGE_STARTED}; {{run}} {SLEEPER} >/dev/null; echo; }} | {{stage}} {{p}} keep <{{file}}; echo end"
+            ),
         )
     });
 }

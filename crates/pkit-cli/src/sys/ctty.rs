@@ -43,10 +43,15 @@ impl Ctty {
     /// mate is a stage when its stdin is this terminal (or `/dev/tty`), or
     /// when a pipe joins one of its stdio to the pkit side's in the
     /// pipeline's direction: its stdin a pipe the pkit side writes to, or
-    /// its stdout or stderr one the pkit side reads. A script's background
-    /// command (`sh -c 'helper & pkit run …'`: stdin on `/dev/null`) is
-    /// none, even when it writes to pkit's pipe (`… | tee`: a co-writer,
-    /// not joined by it; `tee` is). Told by the pipes, not by the signals
+    /// its stdout or stderr one the pkit side reads. A mate whose stdin is
+    /// no pipe (closed, a file, `/dev/null`) is a stage too while the pkit
+    /// side writes to a pipe that nothing reads any more: the stage after
+    /// pkit let go of it (`pkit run -- prog | stage <file`, or a stage
+    /// that closed its stdin), joined to pkit by no pipe now (that it has
+    /// ended instead is a dying pipeline: it errs on the stage's side). A
+    /// script's background command (`sh -c 'helper & pkit run …'`: stdin
+    /// on `/dev/null`) is none, even when it writes to pkit's pipe (`… |
+    /// tee`: a co-writer, not joined by it; `tee` is). Told by the pipes, not by the signals
     /// a shell ignores in its background commands: a script may ignore
     /// Ctrl-C itself (`trap '' INT QUIT`), and a helper may catch it. One
     /// stage joined to pkit is enough (`a | b | pkit run …`: `b`); a mate
@@ -66,6 +71,9 @@ impl Ctty {
                 _ => side = None,
             }
         }
+        // Whether the pkit side writes to a pipe nothing reads any more
+        // (looked at once, for the first mate it may decide).
+        let unread = std::cell::OnceCell::new();
         let stage = |pid: u32| {
             let Some(ends) = stdio_ends(pid, &ttys, false) else {
                 return true;
@@ -74,6 +82,8 @@ impl Ctty {
                 || side
                     .as_ref()
                     .is_none_or(|s| ends.iter().any(|e| e.joined(s)))
+                || (!matches!(ends[0], End::Pipe { .. } | End::Socket)
+                    && *unread.get_or_init(|| side_writes_unread(mates)))
         };
         mates.iter().any(|&(pid, up)| up.is_none() && stage(pid))
     }
@@ -84,6 +94,64 @@ impl Ctty {
     pub fn job_has_stage(&self, mates: &[(u32, Option<usize>)]) -> bool {
         mates.iter().any(|&(_, up)| up.is_none())
     }
+}
+
+/// Whether pkit or a shell waiting for it (`mates` with `up` given) holds
+/// the write end of a pipe that nothing reads any more (its stdout or
+/// stderr, or a shell's saved stdio): the stage after pkit let go of it
+/// (closed its stdin, or took it from a file: `pkit run -- prog | stage
+/// <file`), or ended. Asked by opening the pipe again for writing
+/// without blocking ([`unread_pipe`]; closed again at once, nothing
+/// written).
+#[cfg(target_os = "linux")]
+fn side_writes_unread(mates: &[(u32, Option<usize>)]) -> bool {
+    let mut side = std::iter::once(std::process::id())
+        .chain(mates.iter().filter(|m| m.1.is_some()).map(|m| m.0));
+    side.any(|pid| {
+        let mut fds = vec![0, 1, 2];
+        if pid != std::process::id() {
+            if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                fds.extend(
+                    dir.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                        .filter(|&fd| {
+                            fd > 2 && fd_flags(pid, fd).is_some_and(|f| f & O_CLOEXEC != 0)
+                        }),
+                );
+            }
+        }
+        fds.into_iter().any(|fd| unread_pipe(pid, fd))
+    })
+}
+
+/// Whether `pid`'s descriptor `fd` writes to a pipe (or FIFO) that has no
+/// reader left: opened again for writing (through `/proc`, which for a
+/// pipe neither waits for a reader nor fails without one), it polls
+/// POLLERR. (A FIFO opened by name fails with ENXIO instead.)
+#[cfg(target_os = "linux")]
+fn unread_pipe(pid: u32, fd: u32) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::fs::{open, Mode, OFlags};
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let writes = fd_flags(pid, fd).is_some_and(|f| f & 3 != 0);
+    let pipe = std::fs::metadata(&path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_fifo()
+    });
+    if !writes || !pipe {
+        return false;
+    }
+    let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let end = match open(path.as_str(), flags, Mode::empty()) {
+        Ok(end) => end,
+        Err(e) => return e == rustix::io::Errno::NXIO,
+    };
+    let mut fds = [PollFd::new(&end, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
 }
 
 /// What one of a process's descriptors is, for telling a stage of pkit's
