@@ -380,7 +380,13 @@ impl Group {
     /// has stopped, or ended, or is blocked in the kernel outside a fork
     /// of its own, such as on a disk read or at a `vfork`'s wait for its
     /// child; up to 5 s: a member's fork is over then, and its child is
-    /// resumed with the rest, where before it could stay stopped); a
+    /// resumed with the rest, where before it could stay stopped. Where
+    /// a blocked thread is can be read only with ptrace rights over its
+    /// process: an owner that is not root can't tell a member that is not
+    /// dumpable, such as one that changed its ids, blocked at a `vfork`'s
+    /// wait from one blocked inside a fork, and its suspend waits the
+    /// whole 5 s while such a member waits for its stopped `vfork` child,
+    /// as one that lands in its `posix_spawn` can leave it); a
     /// Job Object's processes are each suspended (`NtSuspendProcess`, the
     /// job listed again until none is left running; a process adopted
     /// meanwhile is suspended too): the threads each has then, while a

@@ -253,6 +253,18 @@ fn unstopped(pid: i32) -> bool {
 /// restarted after the stop, and its thread stops first. Not so for a
 /// fork's system call blocked on a kernel lock (such as a cgroup's, for
 /// `CLONE_INTO_CGROUP`), nor when neither can be read.
+///
+/// Neither can be read without ptrace rights over `pid`: an owner that is
+/// not root can't read them for a member that is not dumpable, and waits
+/// out [`SETTLE_FOR`] while such a member waits for its stopped `vfork`
+/// child (documented on `Group::suspend`). No sound sign of that wait is
+/// readable without those rights: the thread's latest child stopped (`T`)
+/// may be one it forked earlier (a shell's stopped subshell) while it is
+/// now blocked inside another fork, whose child has no `/proc` entry yet;
+/// only sharing the thread's memory (`kcmp`, `/proc/<pid>/maps`: ptrace
+/// rights again) would tell a `vfork`'s child apart, and equal sizes and
+/// resident pages (`/proc/<pid>/stat`) are a likeness, not the same
+/// memory.
 #[cfg(target_os = "linux")]
 fn blocked_outside_fork(pid: i32, tid: i32) -> bool {
     let wchan =

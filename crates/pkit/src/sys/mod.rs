@@ -207,7 +207,10 @@ pub(crate) fn proc_usage(_pid: i32) -> Option<(std::time::Duration, Option<u64>,
 /// groups and one-shot runs (at most 16, counted by
 /// [`GuardStatus::spares`](crate::GuardStatus::spares)). They are also
 /// removed at normal exit, and by the owner-death guard if this process is
-/// killed.
+/// killed. A copy of this process forked without exec, which usually ends
+/// with `_exit` (no exit handler runs), keeps spares only where a guard of
+/// its own covers them: one forked after this process started its guard
+/// removes its groups' cgroups when they close.
 /// Elsewhere there are none: nothing to do.
 pub fn release_spare_cgroups() {
     #[cfg(target_os = "linux")]

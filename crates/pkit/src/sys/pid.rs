@@ -57,6 +57,16 @@ pub(crate) fn identity() -> u64 {
     }
 }
 
+/// Whether this process is a forked copy: a child of a `fork` that ran the
+/// `pthread_atfork` handlers once this module's was registered (the
+/// process it was copied from, or one before, had used pkit), which has
+/// not exec'd since. Such a copy usually ends with `_exit`, which runs no
+/// `atexit` handler.
+#[cfg(target_os = "linux")]
+pub(crate) fn forked() -> bool {
+    identity() >> 32 != 0
+}
+
 #[cold]
 fn ask() -> u64 {
     let pid = std::process::id();

@@ -26,6 +26,12 @@
 //!   without exec (which inherits a copy of the list) neither takes from
 //!   it, adds to it, nor empties it at its exit; nor does it take the
 //!   pool's lock, which it may have inherited held.
+//! - A forked copy (`sys::pid::forked`) pools a directory only when its
+//!   own owner-death guard covers it (a copy of an owner that had started
+//!   its guard has none: it can't use its maker's). A copy usually ends
+//!   with `_exit`, which runs no `atexit` handler: an unguarded spare of
+//!   its own would stay behind until some other pkit process's stale
+//!   sweep. Its groups' directories are removed at their close instead.
 //! - A pooled directory keeps its registration with the owner-death guard
 //!   (if its group had one), so reusing it costs no message to the guard,
 //!   and a process killed outright still has its spares removed — by the
@@ -345,10 +351,11 @@ pub(crate) fn warm_procs_inode_at(dir: std::os::fd::BorrowedFd<'_>) {
 /// Offers an empty, unfrozen directory (its open fd, shared: the pool's
 /// copy keeps the lock once the group lets go of it) with its guard
 /// registration. `Ok`: taken (the caller must forget the directory); `Err`
-/// gives the ticket back when the pool is full or closed.
+/// gives the ticket back when the pool is full or closed, or this process
+/// is a forked copy and no guard covers the directory.
 pub(crate) fn offer(spare: Spare) -> Result<(), Option<Ticket>> {
     let ticket = spare.ticket;
-    if a_copy() {
+    if a_copy() || (ticket.is_none() && crate::sys::pid::forked()) {
         return Err(ticket);
     }
     let mut pool = if filled_here() {
