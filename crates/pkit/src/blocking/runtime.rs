@@ -81,13 +81,13 @@ fn handle(what: &str) -> Result<&'static Handle> {
         owner: crate::sys::Creator::here(),
     };
     // On failure the closure, and the runtime in it, is dropped here.
-    std::thread::Builder::new()
-        .name("pkit-blocking".into())
-        .spawn(move || {
-            crate::pump::mark_thread();
-            rt.block_on(std::future::pending::<()>())
-        })
-        .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
+    // Not a `std::thread`: one would never run in a copy forked while a
+    // thread of its maker started or ended (see `sys::detached`).
+    crate::sys::spawn_thread("pkit-blocking", move || {
+        crate::pump::mark_thread();
+        rt.block_on(std::future::pending::<()>())
+    })
+    .map_err(|e| failed("start its internal Tokio runtime's thread", e))?;
     // A forked child's own replaces (in its memory) its parent's, which
     // is leaked there.
     let built = LATEST.set(built);

@@ -74,16 +74,13 @@ impl Handoff {
         let (stop_r, stop_w) = crate::sys::stop_pipe().ok()?;
         let (job, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
         let (report, done) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("pkit-capture".into())
-            .spawn(move || {
-                // No job: the hand-off was abandoned; nothing to do.
-                let Ok(job) = jobs.recv() else { return };
-                let captured =
-                    capture_blocking(job.fd, stop_r, job.capture, &job.limit, &job.control);
-                let _ = report.send(captured);
-            })
-            .ok()?;
+        crate::sys::spawn_thread("pkit-capture", move || {
+            // No job: the hand-off was abandoned; nothing to do.
+            let Ok(job) = jobs.recv() else { return };
+            let captured = capture_blocking(job.fd, stop_r, job.capture, &job.limit, &job.control);
+            let _ = report.send(captured);
+        })
+        .ok()?;
         Some(Handoff { stop_w, job, done })
     }
 

@@ -36,6 +36,8 @@ pub(crate) use copy_lock::{close_inherited, file_id, names_file};
 pub(crate) use copy_lock::{CopyLock, CopyOnce, Leaked};
 mod cpu_list;
 mod creator;
+mod detached;
+pub(crate) use detached::spawn as spawn_thread;
 #[cfg(unix)]
 mod env_block;
 #[doc(hidden)]

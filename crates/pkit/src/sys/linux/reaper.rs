@@ -140,10 +140,7 @@ fn reaper() -> Option<Arc<Shared>> {
     });
     let theirs = shared.clone();
     let rx_fd = std::os::fd::AsRawFd::as_raw_fd(&rx);
-    std::thread::Builder::new()
-        .name("pkit-reaper".into())
-        .spawn(move || run(&theirs, rx))
-        .ok()?;
+    crate::sys::spawn_thread("pkit-reaper", move || run(&theirs, rx)).ok()?;
     *current = Some(Reaper {
         owner: Creator::here(),
         shared: shared.clone(),

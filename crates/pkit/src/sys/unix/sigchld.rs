@@ -172,13 +172,11 @@ pub(crate) fn reap_later(pid: i32) {
             .unwrap_or_else(|e| e.into_inner())
             .push(pid),
         None => {
-            let _ = std::thread::Builder::new()
-                .name("pkit-reap".into())
-                .spawn(move || {
-                    while !reap_now(pid) {
-                        std::thread::sleep(RECHECK);
-                    }
-                });
+            let _ = crate::sys::spawn_thread("pkit-reap", move || {
+                while !reap_now(pid) {
+                    std::thread::sleep(RECHECK);
+                }
+            });
         }
     }
 }
@@ -204,9 +202,7 @@ fn install() -> std::io::Result<&'static Notifier> {
         orphans: Mutex::new(Vec::new()),
     }));
     let (read_fd, id) = (r.as_raw_fd(), crate::sys::file_id(r.as_fd()));
-    std::thread::Builder::new()
-        .name("pkit-sigchld".into())
-        .spawn(move || pump(r, n))?;
+    crate::sys::spawn_thread("pkit-sigchld", move || pump(r, n))?;
     // A copy's maker's pipe (none in the process that made the first): its
     // read end, owned by a thread that is not here, and its write end.
     let inherited = (
