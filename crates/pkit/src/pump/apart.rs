@@ -100,13 +100,19 @@ where
     // The reader is handed over once the thread exists, so that a thread
     // that can't be had loses nothing.
     let (first, jobs) = std::sync::mpsc::sync_channel::<Reading<F>>(1);
-    let spawned = crate::sys::spawn_thread("pkit-reader", move || {
-        let Ok(reading) = jobs.recv() else { return };
-        reading.run();
-        if let Some(pool) = pool {
-            pool.serve();
-        }
-    });
+    // A `std::thread`, unlike pkit's other background threads (see
+    // `sys::detached`): the caller's code runs here, and
+    // `std::thread::current().name()` names it `pkit-reader` only on a
+    // thread the standard library started.
+    let spawned = std::thread::Builder::new()
+        .name("pkit-reader".into())
+        .spawn(move || {
+            let Ok(reading) = jobs.recv() else { return };
+            reading.run();
+            if let Some(pool) = pool {
+                pool.serve();
+            }
+        });
     if spawned.is_err() {
         return Err(reading.read);
     }

@@ -1,6 +1,9 @@
 //! pkit's own background threads (the blocking facade's runtime, the
-//! SIGCHLD notifier, the reaper, output readers), started detached and,
-//! on Unix, without `std::thread`.
+//! SIGCHLD notifier, the reaper, the capture hand-off), started detached
+//! and, on Unix, without `std::thread`. Not the `pkit-reader` threads
+//! that run the caller's callbacks, tees and decoders: those stay
+//! `std::thread`s, so that `std::thread::current().name()` names them
+//! there (a copy that runs callbacks can still meet the lock below).
 //!
 //! Every thread `std::thread` starts, and every one that ends, takes a
 //! lock of the standard library's (its stack-overflow bookkeeping, one
@@ -13,7 +16,8 @@
 //! load). These threads are started with `pthread_create` instead, which
 //! takes no such lock: they run in such a copy too. What they give up is
 //! the standard library's "has overflowed its stack" message (a stack
-//! overflow there is a plain SIGSEGV).
+//! overflow there is a plain SIGSEGV) and a name `std::thread::current()`
+//! knows (it reads `None` on these threads).
 
 use std::io;
 
