@@ -110,15 +110,7 @@ fn side_writes_unread(mates: &[(u32, Option<usize>)]) -> bool {
     side.any(|pid| {
         let mut fds = vec![0, 1, 2];
         if pid != std::process::id() {
-            if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-                fds.extend(
-                    dir.flatten()
-                        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                        .filter(|&fd| {
-                            fd > 2 && fd_flags(pid, fd).is_some_and(|f| f & O_CLOEXEC != 0)
-                        }),
-                );
-            }
+            fds.extend(saved_fds(pid));
         }
         fds.into_iter().any(|fd| unread_pipe(pid, fd))
     })
@@ -206,22 +198,28 @@ fn stdio_ends(pid: u32, ttys: &[Option<(u32, u32)>], saved: bool) -> Option<Vec<
         ends.push(fd_end(pid, fd, ttys)?);
     }
     if saved {
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            return Some(ends);
-        };
-        for fd in dir
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        {
-            if fd > 2 && fd_flags(pid, fd).is_some_and(|f| f & O_CLOEXEC != 0) {
-                let end = fd_end(pid, fd, ttys)?;
-                if matches!(end, End::Pipe { .. }) {
-                    ends.push(end);
-                }
+        for fd in saved_fds(pid) {
+            let end = fd_end(pid, fd, ttys)?;
+            if matches!(end, End::Pipe { .. }) {
+                ends.push(end);
             }
         }
     }
     Some(ends)
+}
+
+/// `pid`'s close-on-exec descriptors above 2: where a shell waiting for
+/// pkit keeps its stdio saved aside (see [`stdio_ends`]); none where they
+/// can't be listed.
+#[cfg(target_os = "linux")]
+fn saved_fds(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&fd| fd > 2 && fd_flags(pid, fd).is_some_and(|f| f & O_CLOEXEC != 0))
+        .collect()
 }
 
 /// A device number's major and minor.
