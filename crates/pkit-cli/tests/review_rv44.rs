@@ -144,8 +144,16 @@ os.write(2, b"stage-out\n")
 #[test]
 #[ignore = "rv44: LOW: a stage before pkit that closed its stdout (stdin /dev/null) is taken for a background command; its terminal write under tostop stops the job (SIGTTOU)"]
 fn a_stage_before_pkit_that_closed_its_stdout_keeps_the_terminal() {
-    let stage = temp_path("rv44-producer");
-    write_file(&stage, PRODUCER, 0o644);
+    /// Removes the stage's file on drop (also on a failed assertion).
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let stage = Removed(temp_path("rv44-producer"));
+    let stage = &stage.0;
+    write_file(stage, PRODUCER, 0o644);
     at_once(process_group_mechanisms(), |m| {
         for (how, run) in [
             ("control", String::new()),
@@ -167,5 +175,4 @@ fn a_stage_before_pkit_that_closed_its_stdout_keeps_the_terminal() {
             );
         }
     });
-    let _ = std::fs::remove_file(&stage);
 }

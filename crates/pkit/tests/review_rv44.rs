@@ -43,7 +43,9 @@
 //! abort), and the next run, the limit back, succeeds (copies3); a cancel
 //! while the program is a zombie and its descendant holds stdout (`sleep
 //! 300 & exit 3`) returns at once with `Exited(3)` or `Cancelled`, the
-//! descendant killed (flake38).
+//! descendant killed (flake38); a cancel of a chain whose first stage is
+//! a zombie while its descendant holds the pipe `cat` reads is
+//! `Cancelled`, at once, the holder killed (flake38).
 //!
 //! Read, not run: copies3's pthreads run no caller code (callbacks,
 //! tees and decoders of a blocking run go to `pkit-reader` std threads,
@@ -529,6 +531,53 @@ async fn long_partial_lines_on_both_streams_with_a_holder_match_the_plain_end() 
         .to_vec();
         assert_eq!(seen[0], want, "{choice}: without a holder");
         assert_eq!(seen[1], want, "{choice}: with a holder");
+    }
+    suite.end().await;
+}
+
+/// Probe (flake38): a chain whose first stage is a zombie (`sleep 300 &
+/// exit 0`) while its descendant holds the pipe the second stage (`cat`)
+/// reads, so `cat` runs on: a cancel (with a `cancel_grace`) is
+/// `Cancelled` (not every stage had exited), returns well before the
+/// holder would end, and leaves nothing running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_chain_whose_first_stage_is_a_zombie() {
+    let suite = begin(SUITE).await;
+    for choice in mechanisms() {
+        let pidfile = marker("chain", choice, "pid");
+        let _markers = Markers(vec![pidfile.clone()]);
+        let token = CancelToken::new();
+        let first = format!("sleep 300 & echo $! > '{}'; exit 0", pidfile.display());
+        let chain = pkit::Pipe::new([Command::new("sh").args(["-c", &first]), Command::new("cat")])
+            .mechanism(choice)
+            .cancel_token(&token)
+            .cancel_grace(Duration::from_secs(1));
+        let canceller = {
+            let (token, pidfile) = (token.clone(), pidfile.clone());
+            tokio::spawn(async move {
+                until("the holder's pid", || pidfile.exists()).await;
+                // The first stage's exit seen or not: `cat` still runs.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                token.cancel();
+            })
+        };
+        let began = Instant::now();
+        let got = tokio::time::timeout(LONG, chain.output())
+            .await
+            .expect("the chain ends");
+        canceller.await.unwrap();
+        assert!(began.elapsed() < Duration::from_secs(250), "{choice}");
+        assert!(
+            got.as_ref().is_err_and(pkit::Error::is_cancelled),
+            "{choice}: {:?}",
+            got.map(|o| o.outcome())
+        );
+        let holder: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        until("the holder gone", || pid_gone(holder)).await;
     }
     suite.end().await;
 }
