@@ -18,6 +18,7 @@
 //! ```
 
 mod callbacks;
+mod count;
 mod first_group;
 mod options;
 mod scenarios;
@@ -27,6 +28,9 @@ mod stats;
 use std::time::Duration;
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOC: count::Counting = count::Counting;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks pkit side by side with std::process, tokio::process and processkit")]
@@ -57,6 +61,11 @@ struct Args {
     /// owner-death guard's): the wake-ups a run causes, thread by thread.
     #[arg(long)]
     probe_runs: Option<usize>,
+    /// With `--probe-runs`: also count heap allocations (and
+    /// reallocations) and their bytes per run, the whole process's and the
+    /// calling thread's.
+    #[arg(long)]
+    count_allocs: bool,
     /// The contender `--probe-runs` or `--probe-rss-lines` runs: std,
     /// tokio or pkit (also pkit-pgroup for `--probe-rss-lines`; for
     /// `--probe-runs`, more: std-cat, tokio-cat and pkit-cat are the small capture,
@@ -127,7 +136,11 @@ fn main() {
         // per run, to stderr. The CPU time is the parent-side work, which
         // a loaded machine changes far less than the wall time.
         rt.block_on(scenarios::probe(&args.probe_with, 0));
+        if args.count_allocs {
+            count::start();
+        }
         if runs > 0 {
+            let counted = count::now();
             let (cpu, wall) = (own_cpu_ns(), std::time::Instant::now());
             let slices = own_slices();
             let threads = thread_slices();
@@ -149,6 +162,16 @@ fn main() {
                 "  scheduled in per run, by thread: {}",
                 per_thread(&threads, &threads_after, runs)
             );
+            if args.count_allocs {
+                let after = count::now();
+                eprintln!(
+                    "  allocations per run: the process {:.1} ({:.0} bytes), the main thread {:.1} ({:.0} bytes)",
+                    per_run(after[0], counted[0]),
+                    per_run(after[1], counted[1]),
+                    per_run(after[2], counted[2]),
+                    per_run(after[3], counted[3]),
+                );
+            }
         }
         drop(ballast);
         return;

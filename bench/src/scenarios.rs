@@ -120,8 +120,14 @@ pub async fn probe(with: &str, runs: usize) {
         // thread, children not counted) in each contender's runs, the first
         // (warm-up) run left out: what load moves far less than the wall time.
         let mut cpu = vec![(0u64, 0u64); names.len()];
+        // `--count-allocs`: allocations and bytes, the process's and this
+        // thread's, per contender.
+        let mut counts = vec![[0u64; 4]; names.len()];
         for run in 0..=runs {
-            for ((name, times), cpu) in names.iter().zip(&mut times).zip(&mut cpu) {
+            for (((name, times), cpu), allocs) in
+                names.iter().zip(&mut times).zip(&mut cpu).zip(&mut counts)
+            {
+                let counted = crate::count::now();
                 let (thread, process) = (cpu_ns(THREAD), cpu_ns(PROCESS));
                 let t = Instant::now();
                 Box::pin(probe(name, 0)).await;
@@ -129,11 +135,15 @@ pub async fn probe(with: &str, runs: usize) {
                 if run > 0 {
                     cpu.0 += cpu_ns(THREAD).saturating_sub(thread);
                     cpu.1 += cpu_ns(PROCESS).saturating_sub(process);
+                    let after = crate::count::now();
+                    for (sum, (a, b)) in allocs.iter_mut().zip(after.iter().zip(counted)) {
+                        *sum += a - b;
+                    }
                 }
             }
         }
         if runs > 0 {
-            for ((name, mut times), cpu) in names.iter().zip(times).zip(cpu) {
+            for (((name, mut times), cpu), allocs) in names.iter().zip(times).zip(cpu).zip(counts) {
                 times.sort();
                 eprintln!(
                     "  {name}: median {:.1} µs, CPU per run: this thread {:.1} µs, the process {:.1} µs",
@@ -141,6 +151,16 @@ pub async fn probe(with: &str, runs: usize) {
                     cpu.0 as f64 / runs as f64 / 1e3,
                     cpu.1 as f64 / runs as f64 / 1e3,
                 );
+                if crate::count::on() {
+                    let r = runs as f64;
+                    eprintln!(
+                        "    allocations per run: the process {:.1} ({:.0} bytes), this thread {:.1} ({:.0} bytes)",
+                        allocs[0] as f64 / r,
+                        allocs[1] as f64 / r,
+                        allocs[2] as f64 / r,
+                        allocs[3] as f64 / r,
+                    );
+                }
             }
         }
         return;

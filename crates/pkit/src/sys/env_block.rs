@@ -6,6 +6,7 @@
 
 use std::ffi::c_char;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// The entries of a child's environment, ready for `execve`.
 pub(crate) struct EnvBlock {
@@ -25,6 +26,29 @@ unsafe impl Send for EnvBlock {}
 // SAFETY: as for `Send`: `&EnvBlock` gives read-only access only.
 unsafe impl Sync for EnvBlock {}
 
+/// The two buffers of the last block dropped, emptied, for the next
+/// block to fill (a pool of one): a one-shot run's copy of the environment
+/// then allocates neither, and dropping its block after the spawn frees
+/// no chunk into the allocator's top (glibc consolidates its fast bins
+/// when it does: the copy's many small frees, issue 20). Taken and put
+/// back with `try_lock` only: a contended pool is skipped, never waited
+/// for (and never deadlocks a forked child).
+static SPARE: Mutex<Option<Buffers>> = Mutex::new(None);
+
+/// Buffers larger than this are freed rather than kept.
+const SPARE_MAX_BYTES: usize = 256 << 10;
+
+/// An emptied block's buffers.
+struct Buffers {
+    bytes: Vec<u8>,
+    /// Always empty: no pointer is kept.
+    ptrs: Vec<*const c_char>,
+}
+
+// SAFETY: `ptrs` is always empty (`Buffers` holds capacity only), so
+// sending it sends no pointer; `bytes` is plain data.
+unsafe impl Send for Buffers {}
+
 impl EnvBlock {
     /// A builder for about `entries` entries of about `bytes` bytes in all
     /// (both only reserve room: more may be pushed).
@@ -33,6 +57,23 @@ impl EnvBlock {
             bytes: Vec::with_capacity(bytes),
             ptrs: Vec::with_capacity(entries + 1),
         }
+    }
+
+    /// [`builder`](Self::builder) on the pooled buffers of the last block
+    /// dropped, when there are some and nobody else holds the pool.
+    fn reusing(entries: usize, bytes: usize) -> EnvBuilder {
+        let spare = SPARE.try_lock().ok().and_then(|mut s| s.take());
+        let Some(Buffers {
+            bytes: mut b,
+            ptrs: mut p,
+        }) = spare
+        else {
+            return EnvBlock::builder(entries, bytes);
+        };
+        debug_assert!(b.is_empty() && p.is_empty());
+        b.reserve(bytes);
+        p.reserve(entries + 1);
+        EnvBuilder { bytes: b, ptrs: p }
     }
 
     /// The null-terminated `envp` vector (valid while `self` lives).
@@ -61,6 +102,28 @@ impl EnvBlock {
     /// The bytes of all entries with their NULs.
     fn byte_len(&self) -> usize {
         self.bytes.len()
+    }
+}
+
+impl Drop for EnvBlock {
+    /// Puts the emptied buffers in the pool when it is free and they are
+    /// not too large (`SPARE_MAX_BYTES`).
+    fn drop(&mut self) {
+        if self.bytes.capacity() > SPARE_MAX_BYTES || self.bytes.capacity() == 0 {
+            return;
+        }
+        let Ok(mut spare) = SPARE.try_lock() else {
+            return;
+        };
+        if spare.is_none() {
+            let (mut bytes, mut ptrs) = (
+                std::mem::take(&mut self.bytes),
+                std::mem::take(&mut self.ptrs),
+            );
+            bytes.clear();
+            ptrs.clear();
+            *spare = Some(Buffers { bytes, ptrs });
+        }
     }
 }
 
@@ -137,7 +200,7 @@ static LAST_INHERITED: AtomicUsize = AtomicUsize::new(0);
 pub(crate) fn inherited() -> EnvBlock {
     use std::os::unix::ffi::OsStrExt;
     let vars = std::env::vars_os();
-    let mut block = EnvBlock::builder(vars.size_hint().0, LAST_INHERITED.load(Ordering::Relaxed));
+    let mut block = EnvBlock::reusing(vars.size_hint().0, LAST_INHERITED.load(Ordering::Relaxed));
     for (name, value) in vars {
         // Names and values were C strings: no NUL to look for.
         block.push_unchecked(name.as_bytes(), value.as_bytes());
@@ -158,7 +221,7 @@ where
         .iter()
         .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
         .sum();
-    let mut block = EnvBlock::builder(vars.len(), bytes);
+    let mut block = EnvBlock::reusing(vars.len(), bytes);
     for (k, v) in vars {
         if !block.push(k.as_ref().as_bytes(), v.as_ref().as_bytes()) {
             return None;
@@ -205,6 +268,45 @@ mod tests {
         // SAFETY: as above.
         let last = unsafe { CStr::from_ptr(moved.pointers()[201]) };
         assert_eq!(last.to_bytes(), b"\xff\xfe=\x80=");
+    }
+
+    /// Each entry read through its pointer, as `execve` reads them.
+    fn via_pointers(block: &EnvBlock) -> Vec<Vec<u8>> {
+        assert!(block.pointers()[block.len()].is_null());
+        block
+            .entry_pointers()
+            .iter()
+            // SAFETY: each pointer names a NUL-terminated entry of
+            // `block`, alive for this scope.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_block_on_reused_buffers_holds_only_its_own_entries() {
+        // A large block dropped (its buffers pooled, unless another test
+        // holds the pool), then smaller ones built, perhaps on them: each
+        // has exactly its entries, and its pointers name them.
+        for round in 0..20 {
+            let big: Vec<(String, String)> = (0..100)
+                .map(|i| (format!("BIG{i}"), "v".repeat(i + round)))
+                .collect();
+            let block = exact(&big).unwrap();
+            assert_eq!(block.len(), 100);
+            drop(block);
+            let small = exact(&[("A", "1"), ("B", "")]).unwrap();
+            assert_eq!(strings(&small), vec![b"A=1".to_vec(), b"B=".to_vec()]);
+            assert_eq!(via_pointers(&small), strings(&small));
+            drop(small);
+            let ours = inherited();
+            assert_eq!(via_pointers(&ours), strings(&ours));
+            assert_eq!(ours.len(), std::env::vars_os().count());
+            let refused = exact(&[("C", "3"), ("D", "a\0b")]);
+            assert!(refused.is_none());
+            let empty = exact::<&str, &str>(&[]).unwrap();
+            assert_eq!(empty.len(), 0);
+            assert_eq!(empty.pointers(), &[std::ptr::null()]);
+        }
     }
 
     #[test]

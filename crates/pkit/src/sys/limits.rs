@@ -344,8 +344,12 @@ fn v1_candidates(cg: &Cgroup, limits: &Limits) -> Vec<std::path::PathBuf> {
         ("cpu", limits.cpu_quota.is_some()),
         ("cpuset", limits.cpus.is_some()),
     ];
-    let name = v1_dir_name(cg);
     let mut out: Vec<std::path::PathBuf> = Vec::new();
+    // No cap asked for (a plain run): no name to build.
+    if !wanted.iter().any(|(_, on)| *on) {
+        return out;
+    }
+    let name = v1_dir_name(cg);
     for (controller, _) in wanted.iter().filter(|(_, on)| *on) {
         if let Some(h) = super::linux::v1::hierarchies().get(*controller) {
             let path = h.owner_dir.join(&name);
