@@ -16,8 +16,12 @@
 //! pipes: a stage's stdin is a pipe pkit's side (pkit, the shells waiting
 //! for it) writes to, or its stdout one that side reads, or its stdin is
 //! the terminal, or its stdin is no pipe while that side writes to a pipe
-//! nothing reads (a stage after pkit that let go of it: `| stage <file`)
-//! (`Ctty::job_has_stage`). In a pipeline (`pkit run --
+//! nothing reads (a stage after pkit that let go of it: `| stage <file`),
+//! or its stdout is no pipe while that side reads one nothing writes to
+//! (a stage before pkit that closed its stdout); those two unless it bears
+//! a background command's marks (stdin on `/dev/null`, SIGINT and SIGQUIT
+//! ignored, as a shell without job control starts it: `sh -c 'helper &
+//! pkit run -- prog | true'`) (`Ctty::job_has_stage`). In a pipeline (`pkit run --
 //! job | less`) the terminal stays with the job, so that its other stages
 //! keep it: Ctrl-Z and Ctrl-C reach them all (pkit passes them on). If the
 //! program then reads the terminal (or changes its settings), it is

@@ -32,6 +32,12 @@
 //!   (`status=1,22`); without pkit nothing stops. pkit's stdin is a pipe
 //!   with no writer left: the same "let go of pkit's pipe" sign, unused.
 //!
+//! Both fixed by tty6: a mate that let go of pkit's pipe (its stdin no
+//! pipe while pkit's side writes to one nothing reads, or its stdout no
+//! pipe while that side reads one nothing writes to) is a stage unless it
+//! bears the marks a shell without job control gives a background command
+//! (stdin on `/dev/null`, SIGINT and SIGQUIT ignored).
+//!
 //! Probes that held (pgroup, portable): pkit writing into a pipe whose
 //! reader ended, with no other mate, hands its program the terminal (the
 //! read goes through); `pkit run -- yes | head -1` and then a pkit program
@@ -49,6 +55,9 @@ const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
 /// A program for pkit that reads a line of the terminal and shows it on
 /// its stderr (its stdout may be a pipe nothing reads).
 const READER: &str = "sh -c 'read x; echo got=$x >&2'";
+
+/// [`READER`] reading `/dev/tty` (its stdin may be a pipe).
+const TTY_READER: &str = "sh -c 'read x </dev/tty; echo got=$x >&2'";
 
 /// Runs `job` (an `sh -c` script; `{run}` stands for `pkit run -q
 /// --mechanism m --`, or nothing for the control, `{p}` for a pid file
@@ -87,9 +96,9 @@ fn a_reader_into_a_gone_stage_reads_the_terminal() {
 /// pipe) for the stage that let go of pkit's pipe and keeps the terminal
 /// for the job, so the program's read of the terminal stops the whole job
 /// by SIGTTIN (`status=1,21`). Without the helper (the probe above), and
-/// without pkit, the read goes through.
+/// without pkit, the read goes through. Fixed by tty6: the helper bears a
+/// background command's marks (stdin `/dev/null`, INT and QUIT ignored).
 #[test]
-#[ignore = "rv44: LOW: a background helper (stdin /dev/null) is taken for the stage while pkit writes into a pipe whose reader ended; the program's terminal read stops the job (SIGTTIN)"]
 fn a_background_helper_is_no_stage_for_a_reader_into_a_gone_stage() {
     at_once(process_group_mechanisms(), |m| {
         read_goes_through(
@@ -97,6 +106,24 @@ fn a_background_helper_is_no_stage_for_a_reader_into_a_gone_stage() {
             "background helper",
             &format!(
                 "sleep 30 & echo $! >> {{p}}; {{ sleep 1; exec {{run}} {READER}; }} | true; echo end"
+            ),
+        )
+    });
+}
+
+/// tty6: the read direction of the helper above: pkit reads a pipe whose
+/// writer has ended (`true |`), and the script's background helper's
+/// stdout is no pipe (the terminal): it bears a background command's
+/// marks, so it is no stage that let go of pkit's pipe, and the program
+/// (reading `/dev/tty`) gets the terminal, as without pkit.
+#[test]
+fn a_background_helper_is_no_stage_for_a_reader_of_a_gone_stage() {
+    at_once(process_group_mechanisms(), |m| {
+        read_goes_through(
+            m,
+            "background helper, read direction",
+            &format!(
+                "sleep 30 & echo $! >> {{p}}; true | {{ sleep 1; exec {{run}} {TTY_READER}; }}; echo end"
             ),
         )
     });
@@ -140,9 +167,10 @@ os.write(2, b"stage-out\n")
 /// nothing writes to any more), and its stdin is `/dev/null`: pkit takes
 /// it for a script's background command and hands its program the
 /// terminal; the stage's write to the terminal under `tostop` stops the
-/// job, where without pkit nothing stops.
+/// job, where without pkit nothing stops. Fixed by tty6: pkit's stdin is
+/// a pipe nothing writes to any more, and the stage (stdout closed) lacks
+/// a background command's marks (it does not ignore SIGINT).
 #[test]
-#[ignore = "rv44: LOW: a stage before pkit that closed its stdout (stdin /dev/null) is taken for a background command; its terminal write under tostop stops the job (SIGTTOU)"]
 fn a_stage_before_pkit_that_closed_its_stdout_keeps_the_terminal() {
     /// Removes the stage's file on drop (also on a failed assertion).
     struct Removed(std::path::PathBuf);

@@ -48,12 +48,21 @@ impl Ctty {
     /// side writes to a pipe that nothing reads any more: the stage after
     /// pkit let go of it (`pkit run -- prog | stage <file`, or a stage
     /// that closed its stdin), joined to pkit by no pipe now (that it has
-    /// ended instead is a dying pipeline: it errs on the stage's side). A
+    /// ended instead is a dying pipeline: it errs on the stage's side);
+    /// so is one whose stdout is no pipe while the pkit side reads a pipe
+    /// that nothing writes to any more (the stage before pkit closed its
+    /// stdout: `producer </dev/null | pkit run …`). Those two only when
+    /// the mate lacks the marks of a background command of a shell
+    /// without job control (stdin on `/dev/null`, SIGINT and SIGQUIT
+    /// ignored: [`background_command`]): `sh -c 'helper & pkit run … |
+    /// true'`, whose stage has ended, has no stage left. A
     /// script's background command (`sh -c 'helper & pkit run …'`: stdin
     /// on `/dev/null`) is none, even when it writes to pkit's pipe (`… |
-    /// tee`: a co-writer, not joined by it; `tee` is). Told by the pipes, not by the signals
-    /// a shell ignores in its background commands: a script may ignore
-    /// Ctrl-C itself (`trap '' INT QUIT`), and a helper may catch it. One
+    /// tee`: a co-writer, not joined by it; `tee` is). Told by the pipes
+    /// first, not by the signals a shell ignores in its background
+    /// commands: a script may ignore Ctrl-C itself (`trap '' INT QUIT`),
+    /// and a helper may catch it; those marks only tell a helper from a
+    /// stage that let go of pkit's pipe, which no pipe tells. One
     /// stage joined to pkit is enough (`a | b | pkit run …`: `b`); a mate
     /// whose descriptors can't be read (another user's) is one, and so is
     /// every mate when a shell of the pkit side can't be read.
@@ -71,19 +80,26 @@ impl Ctty {
                 _ => side = None,
             }
         }
-        // Whether the pkit side writes to a pipe nothing reads any more
-        // (looked at once, for the first mate it may decide).
+        // Whether the pkit side writes to a pipe nothing reads any more,
+        // reads one nothing writes to any more (each looked at once, for
+        // the first mate it may decide).
         let unread = std::cell::OnceCell::new();
+        let unwritten = std::cell::OnceCell::new();
+        let piped = |e: End| matches!(e, End::Pipe { .. } | End::Socket);
         let stage = |pid: u32| {
             let Some(ends) = stdio_ends(pid, &ttys, false) else {
                 return true;
+            };
+            let let_go = || {
+                (!piped(ends[0]) && *unread.get_or_init(|| side_unjoined(mates, Dir::Writes)))
+                    || (!piped(ends[1])
+                        && *unwritten.get_or_init(|| side_unjoined(mates, Dir::Reads)))
             };
             ends[0] == End::Terminal
                 || side
                     .as_ref()
                     .is_none_or(|s| ends.iter().any(|e| e.joined(s)))
-                || (!matches!(ends[0], End::Pipe { .. } | End::Socket)
-                    && *unread.get_or_init(|| side_writes_unread(mates)))
+                || (let_go() && !background_command(pid))
         };
         mates.iter().any(|&(pid, up)| up.is_none() && stage(pid))
     }
@@ -96,15 +112,26 @@ impl Ctty {
     }
 }
 
-/// Whether pkit or a shell waiting for it (`mates` with `up` given) holds
-/// the write end of a pipe that nothing reads any more (its stdout or
-/// stderr, or a shell's saved stdio): the stage after pkit let go of it
-/// (closed its stdin, or took it from a file: `pkit run -- prog | stage
-/// <file`), or ended. Asked by opening the pipe again for writing
-/// without blocking ([`unread_pipe`]; closed again at once, nothing
-/// written).
+/// Which way the pkit side uses a pipe: writes to it (a stage after
+/// pkit reads it), reads it (a stage before pkit writes to it).
 #[cfg(target_os = "linux")]
-fn side_writes_unread(mates: &[(u32, Option<usize>)]) -> bool {
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Writes,
+    Reads,
+}
+
+/// Whether pkit or a shell waiting for it (`mates` with `up` given) holds
+/// the write end of a pipe that nothing reads any more (`Dir::Writes`:
+/// its stdout or stderr, or a shell's saved stdio): the stage after pkit
+/// let go of it (closed its stdin, or took it from a file: `pkit run --
+/// prog | stage <file`), or ended; or (`Dir::Reads`) the read end of one
+/// that nothing writes to any more: the stage before pkit closed its
+/// stdout, or ended. Asked by opening the pipe again the same way without
+/// blocking ([`unjoined_pipe`]; closed again at once, nothing written nor
+/// read).
+#[cfg(target_os = "linux")]
+fn side_unjoined(mates: &[(u32, Option<usize>)], dir: Dir) -> bool {
     let mut side = std::iter::once(std::process::id())
         .chain(mates.iter().filter(|m| m.1.is_some()).map(|m| m.0));
     side.any(|pid| {
@@ -112,38 +139,74 @@ fn side_writes_unread(mates: &[(u32, Option<usize>)]) -> bool {
         if pid != std::process::id() {
             fds.extend(saved_fds(pid));
         }
-        fds.into_iter().any(|fd| unread_pipe(pid, fd))
+        fds.into_iter().any(|fd| unjoined_pipe(pid, fd, dir))
     })
 }
 
 /// Whether `pid`'s descriptor `fd` writes to a pipe (or FIFO) that has no
-/// reader left: opened again for writing (through `/proc`, which for a
-/// pipe neither waits for a reader nor fails without one), it polls
-/// POLLERR. (A FIFO opened by name fails with ENXIO instead.)
+/// reader left (`Dir::Writes`: opened again for writing, through `/proc`,
+/// which for a pipe neither waits for a reader nor fails without one, it
+/// polls POLLERR; a FIFO opened by name fails with ENXIO instead), or
+/// (`Dir::Reads`) reads a pipe that has no writer left (opened again for
+/// reading, it polls POLLHUP; a FIFO opened by name does not until a
+/// writer came and went: taken for one still written to).
 #[cfg(target_os = "linux")]
-fn unread_pipe(pid: u32, fd: u32) -> bool {
+fn unjoined_pipe(pid: u32, fd: u32, dir: Dir) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     use rustix::fs::{open, Mode, OFlags};
     let path = format!("/proc/{pid}/fd/{fd}");
-    let writes = fd_flags(pid, fd).is_some_and(|f| f & 3 != 0);
+    let (access, gone) = match dir {
+        Dir::Writes => (OFlags::WRONLY, PollFlags::ERR),
+        Dir::Reads => (OFlags::RDONLY, PollFlags::HUP),
+    };
+    // The descriptor's access mode (0 reads, 1 writes, 2 both): a reader
+    // that writes too is a writer of its own pipe.
+    let used = fd_flags(pid, fd).is_some_and(|f| (f & 3 == 0) == (dir == Dir::Reads));
     let pipe = std::fs::metadata(&path).is_ok_and(|m| {
         use std::os::unix::fs::FileTypeExt;
         m.file_type().is_fifo()
     });
-    if !writes || !pipe {
+    if !used || !pipe {
         return false;
     }
-    let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let flags = access | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let end = match open(path.as_str(), flags, Mode::empty()) {
         Ok(end) => end,
-        Err(e) => return e == rustix::io::Errno::NXIO,
+        Err(e) => return dir == Dir::Writes && e == rustix::io::Errno::NXIO,
     };
-    let mut fds = [PollFd::new(&end, PollFlags::OUT)];
+    let mut fds = [PollFd::new(&end, PollFlags::empty())];
     let now = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
+    poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(gone)
+}
+
+/// Whether `pid` has the marks POSIX gives a background command of a
+/// shell without job control (`sh -c 'helper & pkit run …'`): its stdin
+/// on `/dev/null` and SIGINT and SIGQUIT ignored. Such a mate is no
+/// stage that let go of pkit's pipe (`Ctty::job_has_stage`), whose stdin
+/// is a file or closed, or whose stdout is. A stage with both marks (its
+/// stdin `/dev/null`, in a script that ignores Ctrl-C: `trap '' INT QUIT`,
+/// or that started with them ignored) is taken for one.
+#[cfg(target_os = "linux")]
+fn background_command(pid: u32) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let null = |path: String| {
+        std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.file_type().is_char_device())
+            .map(|m| m.rdev())
+    };
+    let on_null =
+        null(format!("/proc/{pid}/fd/0")).is_some_and(|d| Some(d) == null("/dev/null".into()));
+    on_null
+        && std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+            let ignored = status.lines().find_map(|l| l.strip_prefix("SigIgn:"));
+            let ignored = ignored.and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+            let both = 1 << (libc::SIGINT - 1) | 1 << (libc::SIGQUIT - 1);
+            ignored.is_some_and(|m| m & both == both)
+        })
 }
 
 /// What one of a process's descriptors is, for telling a stage of pkit's
