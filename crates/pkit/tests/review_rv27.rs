@@ -597,9 +597,19 @@ async fn a_wait_dropped_then_the_group_killed_reports_the_kill() {
     let s = begin("a_wait_dropped_then_the_group_killed_reports_the_kill").await;
     for choice in mechanisms() {
         let group = group(choice);
-        let mut p = group.start(&st("echo up; exec sleep 300")).expect("start");
+        // `done` in the file once `up` is written: the kill comes after it
+        // (a loaded machine can take more than the dropped wait's 50 ms to
+        // run the shell that far).
+        let file = TempPath::new("rv27-up");
+        let mut p = group
+            .start(
+                &st(r#"echo up; echo $$ > "$1"; echo done >> "$1"; exec sleep 300"#)
+                    .arg(file.as_str()),
+            )
+            .expect("start");
         let r = tokio::time::timeout(Duration::from_millis(50), p.wait()).await;
         assert!(r.is_err(), "{choice}: it ended early");
+        file.wait_pids().await;
         group.kill().expect("kill");
         let out = bounded("wait", p.wait()).await.expect("wait");
         assert_eq!(out.outcome(), Outcome::Signalled(9), "{choice}");

@@ -83,9 +83,15 @@ impl tokio::io::AsyncWrite for Healthy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte() {
     let suite = begin("rv36_a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte").await;
-    let mut failures = Vec::new();
-    for choice in mechanisms() {
-        for round in 0..6 {
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    // The rounds at once (each its own file, tree and tees): each mostly
+    // waits (the callback's 1.2 s, the 0.5 s timeout).
+    let rounds = mechanisms()
+        .into_iter()
+        .flat_map(|choice| (0..6).map(move |round| (choice, round)));
+    all_at_once(rounds, |(choice, round)| {
+        let failures = failures.clone();
+        async move {
             let file = TempPath::new("rv36-tee");
             let (tee, err_tee) = (Healthy::default(), Healthy::default());
             // Each stream's reader is held in its first line's callback
@@ -123,7 +129,7 @@ async fn a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte() {
             assert_eq!(out.outcome(), Outcome::TimedOut, "{choice}: {out:?}");
             let teed = tee.0.lock().unwrap().clone();
             if teed != out.stdout() || out.stdout_tee_error().is_some() {
-                failures.push(format!(
+                failures.lock().unwrap().push(format!(
                     "{choice} round {round}: stdout captured {} bytes, teed {}, tee error {:?}",
                     out.stdout().len(),
                     teed.len(),
@@ -132,7 +138,7 @@ async fn a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte() {
             }
             let teed = err_tee.0.lock().unwrap().clone();
             if teed != out.stderr() || out.stderr_tee_error().is_some() {
-                failures.push(format!(
+                failures.lock().unwrap().push(format!(
                     "{choice} round {round}: stderr captured {} bytes, teed {}, tee error {:?}",
                     out.stderr().len(),
                     teed.len(),
@@ -141,8 +147,10 @@ async fn a_healthy_async_tee_of_a_timed_out_run_keeps_every_byte() {
             }
             assert_gone(&pids, &format!("{choice}: the tree")).await;
         }
-    }
+    })
+    .await;
     suite.end().await;
+    let failures = failures.lock().unwrap();
     assert!(failures.is_empty(), "{failures:#?}");
 }
 

@@ -482,16 +482,19 @@ async fn a_process_ended_during_a_grace_is_reaped_before_the_grace_ends() {
         GraceCase::LaterTimedOut,
         GraceCase::PrivateCancelled,
     ];
-    for choice in mechanisms() {
-        if !reaps_during_the_grace(choice) {
-            skipped(
-                "the reap within the grace under process groups",
-                "kept by design: the grace's SIGKILL finds descendants by their parent's \
-                 number, and a group's first process's number is the group's",
-            );
-        }
-        all_at_once(cases, |case| grace_case(choice, case)).await;
+    if !mechanisms().into_iter().all(reaps_during_the_grace) {
+        skipped(
+            "the reap within the grace under process groups",
+            "kept by design: the grace's SIGKILL finds descendants by their parent's \
+             number, and a group's first process's number is the group's",
+        );
     }
+    // Every mechanism's cases at once (each its own group, token and
+    // tree): they mostly wait out their graces and timeouts.
+    let all = mechanisms()
+        .into_iter()
+        .flat_map(|choice| cases.map(move |case| (choice, case)));
+    all_at_once(all, |(choice, case)| grace_case(choice, case)).await;
     suite.end().await;
 }
 
@@ -686,6 +689,9 @@ fn is_default(choice: MechanismChoice) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends() {
     let suite = begin("a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends").await;
+    // Every mechanism's cases at once (each its own file, token and tree):
+    // they mostly wait out their graces and timeouts.
+    let mut all = Vec::new();
     for choice in mechanisms() {
         let mut cases = vec![
             VerbCase::Cancelled,
@@ -696,8 +702,9 @@ async fn a_verb_ended_during_a_grace_is_reaped_before_the_grace_ends() {
         if is_default(choice) {
             cases.push(VerbCase::BlockingDirectTimedOut);
         }
-        all_at_once(cases, |case| verb_case(choice, case)).await;
+        all.extend(cases.into_iter().map(|case| (choice, case)));
     }
+    all_at_once(all, |(choice, case)| verb_case(choice, case)).await;
     suite.end().await;
 }
 
