@@ -193,6 +193,8 @@ mod exec;
 mod executable;
 #[cfg(target_os = "linux")]
 mod leader;
+#[cfg(target_os = "linux")]
+mod main_exe;
 mod owner;
 pub(crate) use owner::attach_fd;
 mod portable;
