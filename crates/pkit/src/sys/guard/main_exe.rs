@@ -176,15 +176,17 @@ mod tests {
     }
 
     /// The kernel's program headers give the loader's answer, for this
-    /// test binary however it is linked (a PIE by default; a non-PIE, a
-    /// static PIE and a static executable when this file is built alone
-    /// with `-C relocation-model=static` and/or `-C
-    /// target-feature=+crt-static`): the same bias, and the same answer
-    /// inside each segment, at and beside its edges, for a function of
-    /// ours, a C library function, the heap, the stack and the ends of the
-    /// address space; and whether it names an interpreter (so whether the
-    /// loader was run as the program: true when this binary is run as
-    /// `ld.so BINARY`).
+    /// test binary however it is linked: the same bias, and the same
+    /// answer inside each segment, at and beside its edges, for a function
+    /// of ours, a C library function, the heap, the stack and the ends of
+    /// the address space; and whether it names an interpreter (so whether
+    /// the loader was run as the program: true when this binary is run as
+    /// `ld.so BINARY`). Here a PIE; built alone (a file with
+    /// `#[path = ".../main_exe.rs"] mod main_exe;`, `rustc --test
+    /// --extern libc=...`) with `-C relocation-model=static` (non-PIE),
+    /// `-C target-feature=+crt-static` (static PIE), both (static), each
+    /// also with `-C link-arg=-fuse-ld=bfd` (GNU ld: the static ones have
+    /// no `PT_PHDR`), and run directly and through `ld.so`, it passed too.
     #[test]
     fn the_kernels_headers_answer_as_the_loader() {
         let (segments, bias, interp) = reported();
