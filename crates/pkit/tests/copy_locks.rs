@@ -296,3 +296,79 @@ fn copies_of_copies_keep_no_pipe_of_their_makers() {
         }
     });
 }
+
+/// Holds the dynamic loader's lock as long as it can: walks the loaded
+/// objects with `dl_iterate_phdr`, napping 5 ms at each (glibc holds its
+/// lock for the whole walk).
+fn hold_the_loaders_lock() {
+    unsafe extern "C" fn nap(
+        _info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        _data: *mut std::ffi::c_void,
+    ) -> libc::c_int {
+        std::thread::sleep(Duration::from_millis(5));
+        0
+    }
+    // SAFETY: the callback touches nothing it is handed.
+    unsafe { libc::dl_iterate_phdr(Some(nap), std::ptr::null_mut()) };
+}
+
+/// The helper of [`copies_forked_in_the_loaders_lock_start_their_guard`]:
+/// a thread walks the loaded objects in a loop (the loader's lock held
+/// nearly all the time); 4 copies are forked meanwhile, one at a time,
+/// each making a blocking portable run, this process's first pkit call
+/// (its guard started, the trampoline looked for).
+fn fork_in_the_loaders_lock() {
+    let spec = Copies {
+        n: 4,
+        gap: Duration::from_millis(20),
+        loopers: 1,
+        begun: true,
+        warm_up: Duration::from_millis(20),
+        alarm: COPY_ALARM,
+        killed: copies::HUNG,
+        reaped: Reaped::EachFirst,
+    };
+    let mut codes = [0u32; 3];
+    let copy = || copies::watched(COPY_LIMIT, || work(MechanismChoice::Portable, 2));
+    for code in copies_while_looping(spec, |_| hold_the_loaders_lock(), copy) {
+        codes[code as usize] += 1;
+    }
+    say(&format!(
+        "fine {} failed {} hung {}",
+        codes[0], codes[1], codes[2]
+    ));
+}
+
+/// A copy forked while another thread of its maker held the dynamic
+/// loader's lock (in `dl_iterate_phdr`, as the maker's own first portable
+/// run once did, asking whether pkit is in the main executable) makes its
+/// first portable run: it asks that question too, without the loader
+/// (from the program headers the kernel hands it), so it does not wait for
+/// a lock no thread of it will ever release (phdr: a grandcopy hung there
+/// once in 300 copies-of-copies runs; here every copy hung). Portable in
+/// every pass (only that backend asks).
+#[test]
+fn copies_forked_in_the_loaders_lock_start_their_guard() {
+    let name = "copies_forked_in_the_loaders_lock_start_their_guard";
+    if role().as_deref() == Some("loader") {
+        fork_in_the_loaders_lock();
+        return;
+    }
+    if role().is_some() {
+        return;
+    }
+    in_suite(SUITE, || {
+        let (ok, lines) = run_helper(
+            name,
+            "loader",
+            MechanismChoice::Portable,
+            COPY_LIMIT * 4 + Duration::from_secs(120),
+        );
+        assert!(ok, "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l == "fine 4 failed 0 hung 0"),
+            "{lines:#?}"
+        );
+    });
+}

@@ -193,6 +193,8 @@ mod exec;
 mod executable;
 #[cfg(target_os = "linux")]
 mod leader;
+#[cfg(target_os = "linux")]
+mod main_exe;
 mod owner;
 pub(crate) use owner::attach_fd;
 mod portable;
@@ -308,7 +310,11 @@ pub(crate) fn trampoline_exe() -> Result<&'static std::ffi::CString, &'static st
         return Err("this program's executable did not run as a trampoline");
     }
     EXE.get_or_init(|| {
-        use crate::sys::unix::trampoline::{entry_address, entry_ran, started_by_its_loader};
+        #[cfg(target_os = "linux")]
+        use main_exe::started_by_its_loader;
+        use crate::sys::unix::trampoline::{entry_address, entry_ran};
+        #[cfg(not(target_os = "linux"))]
+        use crate::sys::unix::trampoline::started_by_its_loader;
         let off = std::env::var_os(TRAMPOLINE_ENV_VAR).is_some_and(|v| v == "off" || v == "0");
         let why = if off {
             Err(format!("{TRAMPOLINE_ENV_VAR}=off"))

@@ -213,16 +213,16 @@ pub(super) fn env_plus(name: &str, value: &str) -> io::Result<crate::sys::EnvBlo
     Ok(env.finish())
 }
 
-/// ELF's loadable segment type (the System V gABI's 1), which the libc
-/// crate does not define for DragonFly and NetBSD.
-#[cfg(any(target_os = "dragonfly", target_os = "netbsd"))]
+/// ELF's loadable segment type (the System V gABI's 1; the libc crate
+/// does not define it for DragonFly and NetBSD).
+#[cfg(not(any(target_os = "macos", target_os = "linux")))]
 const PT_LOAD: u32 = 1;
-#[cfg(not(any(target_os = "macos", target_os = "dragonfly", target_os = "netbsd")))]
-use libc::PT_LOAD;
+#[cfg(target_os = "linux")]
+pub(super) use super::main_exe::in_main_executable;
 
 /// Whether `addr` lies in the main executable (the first object
-/// `dl_iterate_phdr` reports).
-#[cfg(not(target_os = "macos"))]
+/// `dl_iterate_phdr` reports; on Linux: `main_exe.rs`).
+#[cfg(not(any(target_os = "macos", target_os = "linux")))]
 pub(super) fn in_main_executable(addr: usize) -> bool {
     use std::ffi::c_void;
     struct Query {

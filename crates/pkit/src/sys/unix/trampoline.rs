@@ -437,46 +437,8 @@ pub(crate) fn entry_address() -> usize {
     0
 }
 
-/// Whether this process was started by running its dynamic loader as the
-/// program (`ld.so program args...`, as some bundlers and wrappers do):
-/// the kernel then executed the loader, so `/proc/self/exe` names the
-/// loader, which, run again with a child's argument vector, would load and
-/// run that vector's second entry as a program. Told by the main program
-/// asking for an interpreter (`PT_INTERP`) that the kernel did not load
-/// (`AT_BASE` 0): glibc's loader rewrites `AT_PHDR` and `AT_EXECFN` for
-/// the program it loads, not `AT_BASE`. A static program has no
-/// interpreter.
-#[cfg(target_os = "linux")]
-pub(crate) fn started_by_its_loader() -> bool {
-    use std::ffi::c_void;
-    unsafe extern "C" fn first(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut c_void,
-    ) -> libc::c_int {
-        // SAFETY: `data` is the `bool` passed below; `info` and its
-        // program headers are valid for this callback (dl_iterate_phdr).
-        let (has_interp, info) = unsafe { (&mut *data.cast::<bool>(), &*info) };
-        for i in 0..usize::from(info.dlpi_phnum) {
-            // SAFETY: `dlpi_phdr` points at `dlpi_phnum` headers.
-            if unsafe { (*info.dlpi_phdr.add(i)).p_type } == libc::PT_INTERP {
-                *has_interp = true;
-            }
-        }
-        1 // only the first object: the main program
-    }
-    let mut has_interp = false;
-    // Raw: rustix has no dl_iterate_phdr (a C library call, not a system
-    // call).
-    // SAFETY: the callback only reads what the C library hands it and
-    // writes the `bool` behind `data`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(first), (&mut has_interp as *mut bool).cast()) };
-    // Raw: neither std nor rustix reads AT_BASE.
-    // SAFETY: getauxval(3) reads this process's auxiliary vector.
-    has_interp && unsafe { libc::getauxval(libc::AT_BASE) } == 0
-}
-
-/// See the Linux version: elsewhere the executable is found by its path.
+/// See the Linux version (`guard/main_exe.rs`): elsewhere the executable
+/// is found by its path.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn started_by_its_loader() -> bool {
     false
