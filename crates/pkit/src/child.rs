@@ -53,6 +53,15 @@ impl Child {
         }
     }
 
+    /// Completes at the exit, for a line stream's readers: where the
+    /// process's own output ends (see `pump/owing.rs`).
+    pub(crate) fn exit_watch(&self) -> crate::pump::ExitWatch {
+        let child = self.clone();
+        Box::pin(async move {
+            let _ = child.wait().await;
+        })
+    }
+
     /// Waits for the exit, and hands back with the status what must be
     /// dropped once it is passed on (see [`Kept`]).
     pub(crate) async fn wait_keeping(self) -> (io::Result<ExitStatus>, Kept) {

@@ -79,15 +79,24 @@ impl RunningProcess {
     /// and those of the output still in its pipes then (up to 1 MiB a
     /// pipe) are owed; the stream waits, whatever the time, for the pump
     /// to read and queue that output, and tells every owed line (with any
-    /// a descendant wrote before them) before the exit. A last line left
-    /// without a line ending is owed too, and told as a line then, though
-    /// a descendant still holds the pipe open (no end of file comes): what
-    /// is written after it on that line comes as a line of its own (under
-    /// the rules that follow), and the
+    /// a descendant wrote before them) before the exit. A last line the
+    /// process left without a line ending is owed too, and told as a line
+    /// though a descendant still holds the pipe open (no end of file
+    /// comes): once, when the pump has read what the pipes held at the
+    /// exit (it watches the exit itself; a pseudo-terminal's at the
+    /// first look after it), with a decoder's held bytes (a cut
+    /// character) on it as at the end of file. What is written
+    /// after it on that line comes as a line of its own (under the rules
+    /// that follow), except that a `\n` right after a told line's last
+    /// `\r` only ends that line (no empty line). A line a descendant writes
+    /// after the exit is never cut by the pump, however often and
+    /// whenever the stream or [`wait_for_line`](Self::wait_for_line)
+    /// looks. Every line consumer (this stream,
+    /// [`lines`](Self::lines), and the
     /// [`on_stdout_line`](crate::Command::on_stdout_line) and
-    /// [`on_stderr_line`](crate::Command::on_stderr_line) callbacks get
-    /// the same two lines; captures and tees keep the bytes as written.
-    /// After the owed
+    /// [`on_stderr_line`](crate::Command::on_stderr_line) callbacks of a
+    /// line stream's run) gets the same lines; captures and tees keep the
+    /// bytes as written. After the owed
     /// lines, lines are still told until the pipes close (every descendant
     /// holding them is gone) or stay quiet for 250 ms (no line at hand),
     /// and for 2 s at most: 2 s after the owed lines are told, the exit

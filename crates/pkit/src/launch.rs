@@ -293,12 +293,9 @@ pub(crate) fn wire(
         pty,
     } = pipes;
     let plan = &cmd.io;
-    let (line_tx, line_rx) = if stream_lines {
-        let (tx, rx) = crate::pump::queue(plan.buffer_lines, plan.overflow);
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    };
+    let (line_tx, line_rx) = stream_lines
+        .then(|| crate::pump::queue(plan.buffer_lines, plan.overflow))
+        .unzip();
     let dropped = proc.dropped.clone(); // the handle's own, made with it
     let limit = proc.limit.clone();
     // A line stream's partial lines, for wait_for_prompt.
@@ -345,6 +342,7 @@ pub(crate) fn wire(
         max_line_bytes: plan.max_line_bytes,
         limit: limit.clone(),
         prompt: prompt.clone(),
+        exit: streamed(kind).then(|| proc.child.exit_watch()),
     };
     let (mut stdout, mut stderr) = (stdout, stderr);
     if !(raw_output && (cmd.stdout == Stdio::Raw || cmd.stderr == Stdio::Raw)) {

@@ -36,9 +36,12 @@ impl RunningProcess {
     /// predicate (within `timeout`): the lines queued when it saw the exit
     /// and those of the output still in the pipes then (up to 1 MiB a
     /// pipe; as for [`events`](Self::events), not on Windows nor what a
-    /// pseudo-terminal had not yet passed on), a last line without a line
-    /// ending among them (what a descendant still holding the pipe writes
-    /// after it on that line is a line of its own). Then it looks at the lines
+    /// pseudo-terminal had not yet passed on), the process's last line
+    /// without a line ending among them (told once, as for
+    /// [`events`](Self::events): what a descendant still holding the pipe
+    /// writes after it on that line is a line of its own, and a line a
+    /// descendant writes after the exit is never cut, whenever this is
+    /// called). Then it looks at the lines
     /// that come until the output stays quiet for 250 ms, and for 2 s at
     /// most (lines still waiting then are not looked at): what descendants
     /// write without a 250 ms pause. A descendant that floods the output

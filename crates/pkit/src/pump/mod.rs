@@ -10,6 +10,7 @@ mod apart;
 mod batch;
 mod capture;
 mod decode;
+mod exit_mark;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod lazy;
@@ -58,6 +59,7 @@ pub(crate) use line_feed::LineCallback;
 crate::sys::with_direct_wait! {
     pub(crate) use line_feed::LineFeed;
 }
+pub(crate) use exit_mark::ExitWatch;
 pub use lines::{Line, StreamKind};
 pub(crate) use prompt::{PromptSink, PromptSlot};
 pub(crate) use queue::queue;
@@ -88,6 +90,8 @@ pub(crate) struct StreamPlan {
     pub limit: Arc<LimitFlag>,
     /// Where the stream's partial line is published (a line stream's).
     pub prompt: Option<Arc<PromptSlot>>,
+    /// The process's exit, for a line stream's reader (see `owing.rs`).
+    pub exit: Option<ExitWatch>,
 }
 
 /// A running reader: a task on the async runtime.
@@ -235,9 +239,14 @@ async fn run(rx: source::Source, plan: StreamPlan, control: Arc<Control>) -> Cap
 /// costs its waiter nothing (see `lazy::aside`).
 async fn run_keeping(
     mut rx: source::Source,
-    plan: StreamPlan,
+    mut plan: StreamPlan,
     control: Arc<Control>,
 ) -> (Captured, Option<source::Source>) {
+    // A pipe's: a pseudo-terminal may not have passed all on at the exit.
+    let mut exit = plan
+        .exit
+        .take()
+        .filter(|_| plan.lines.is_some() && rx.is_pipe());
     let mut sinks = Sinks::new(plan, control.clone());
     let mut chunk: Vec<u8> = Vec::new();
     // Small outputs use the pipe as made; once a stream has produced a few
@@ -252,6 +261,7 @@ async fn run_keeping(
         Read(io::Result<usize>),
         Stop,
         Asked,
+        Exited,
     }
     // One registration on the stop for the whole stream, not one per
     // pending read; let go before a thread takes over (it waits on the
@@ -261,8 +271,8 @@ async fn run_keeping(
     // `owed.rs`): the ask wakes a read waiting for the pipe.
     let asking = sinks.lines.as_ref().map(|l| l.tx.asking());
     let mut asked = std::pin::pin!(asking.as_ref().map(queue::Asking::notified));
-    // Bytes read once the pipe's content when the ask was taken on is.
-    let mut owing = None;
+    // Where the process's output ended, and the latest ask (`owing.rs`).
+    let mut owing = exit_mark::Owing::default();
     loop {
         if sinks.capture.is_some() && control.detached() {
             // Nobody will collect the capture: free it, keep draining.
@@ -304,6 +314,12 @@ async fn run_keeping(
                                 None => std::future::pending().await,
                             }
                         } => Step::Asked,
+                        _ = async {
+                            match exit.as_mut() {
+                                Some(exit) => exit.await,
+                                None => std::future::pending().await,
+                            }
+                        } => Step::Exited,
                     }
                 };
                 source::noting_wait(read, &mut waited).await
@@ -344,6 +360,10 @@ async fn run_keeping(
             Step::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Step::Read(Err(_)) => break,
             Step::Asked => asked.set(asking.as_ref().map(queue::Asking::notified)),
+            Step::Exited => {
+                exit = None;
+                owing.exited(&rx, total);
+            }
             Step::Stop => {
                 let mut rest = Vec::new();
                 rx.drain(&mut rest).await;
@@ -386,6 +406,8 @@ struct Sinks {
     callback: Option<LineCallback>,
     lines: Option<LineSink>,
     decoder: Option<Box<dyn Decoder>>,
+    /// The decoder's maker, for a fresh one after the exit (`owing.rs`).
+    factory: Option<DecoderFactory>,
     text: String,
     splitter: Splitter,
     limit: Arc<LimitFlag>,
@@ -399,8 +421,9 @@ struct Sinks {
 impl Sinks {
     fn new(plan: StreamPlan, control: Arc<Control>) -> Sinks {
         let (mut callback, mut lines) = (plan.callback, plan.lines);
-        let decoder = plan.decoder.and_then(|factory| {
-            let made = decode::made(&factory);
+        let factory = plan.decoder;
+        let decoder = factory.as_ref().and_then(|factory| {
+            let made = decode::made(factory);
             if made.is_none() {
                 // Contained as a decoder that panics is (see `decode`).
                 tracing::warn!(target: "pkit", stream = %plan.kind, "decoder factory panicked; its lines end");
@@ -415,6 +438,7 @@ impl Sinks {
             callback,
             lines,
             decoder,
+            factory,
             text: String::new(),
             splitter: Splitter::new(plan.max_line_bytes),
             limit: plan.limit,

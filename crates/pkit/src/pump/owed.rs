@@ -7,8 +7,10 @@
 //! ([`Sender::answer`]) once it has read and queued that many more, or
 //! when it ends (its sender dropped). The exited process wrote nothing
 //! after its exit, so by then the lines of all it wrote are queued (a
-//! reader tells its partial last line as a line before it answers: see
-//! `pump/owing.rs`): every line queued at the last answer is owed. A descendant still writing adds
+//! reader tells the process's partial last line as a line, once, when it
+//! has read what its pipe held at the exit, before it answers; later asks
+//! cut nothing: see `pump/owing.rs`): every line queued at the last answer
+//! is owed. A descendant still writing adds
 //! at most a pipe's worth (what the pipe held when the reader looked).
 
 use std::sync::atomic::Ordering;

@@ -58,6 +58,10 @@ pub(crate) struct Splitter {
     /// The last piece split off was partial: the next batch begins with a
     /// later piece of that line (see `Line::continued`).
     in_cut: bool,
+    /// A line ending in `\r` was told before its `\n` could come (at the
+    /// process's exit, see `owing.rs`): a `\n` as the next byte is that
+    /// line's ending, not an empty line.
+    skip_lf: bool,
 }
 
 impl Splitter {
@@ -72,6 +76,7 @@ impl Splitter {
             class: FIRST_CLASS,
             room: 0,
             in_cut: false,
+            skip_lf: false,
         }
     }
 
@@ -196,7 +201,21 @@ impl Splitter {
         self.split_lines(stream, true)
     }
 
+    /// See `skip_lf`: called after a [`finish`](Self::finish) whose last
+    /// line ended in `\r`.
+    pub(crate) fn skip_next_lf(&mut self) {
+        self.skip_lf = true;
+    }
+
     fn split_lines(&mut self, stream: StreamKind, at_end: bool) -> Option<Batch> {
+        if self.skip_lf && !self.buf.is_empty() {
+            // The tail was empty (finished): the first byte is the next.
+            self.skip_lf = false;
+            if self.buf[0] == b'\n' {
+                self.buf.remove(0);
+                self.scanned = 0;
+            }
+        }
         // Sized as the last batch was: a stream's reads bring about as
         // many lines each time, and growing the list line by line costs a
         // reallocation at every doubling.

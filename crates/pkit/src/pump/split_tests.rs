@@ -426,3 +426,39 @@ fn a_piece_says_it_continues_a_cut_line_whatever_was_dropped() {
         ]
     );
 }
+
+/// A line told before its `\n` came (`finish` at the process's exit, its
+/// last byte `\r`): a `\n` as the next byte ends nothing new; any other
+/// byte, or a `\n` later, is a line as usual.
+#[test]
+fn a_lf_after_a_told_cr_ends_no_new_line() {
+    let texts = |b: Option<Batch>| -> Vec<String> {
+        let mut v = vec![];
+        if let Some(mut b) = b {
+            while let Some(l) = b.pop() {
+                v.push(l.text);
+            }
+        }
+        v
+    };
+    for (next, want) in [
+        (&b"\n"[..], vec![]),
+        (b"\nx\n", vec!["x"]),
+        (b"y\n", vec!["y"]),
+        (b"\r\n", vec![""]),
+    ] {
+        let mut s = Splitter::new(100);
+        s.extend(b"abc\r");
+        assert_eq!(texts(s.split(StreamKind::Stdout)), Vec::<String>::new());
+        assert_eq!(texts(s.finish(StreamKind::Stdout)), vec!["abc"]);
+        s.skip_next_lf();
+        s.extend(next);
+        assert_eq!(texts(s.split(StreamKind::Stdout)), want, "{next:?}");
+        s.extend(b"\n");
+        assert_eq!(
+            texts(s.split(StreamKind::Stdout)),
+            vec![""],
+            "{next:?}: later"
+        );
+    }
+}
