@@ -299,6 +299,30 @@ pub(crate) fn close_inherited(fd: std::os::fd::RawFd, id: (u64, u64)) -> bool {
     true
 }
 
+/// Lets go of the number `inherited`, a forked copy's copy of a
+/// descriptor its maker kept, of the file `id` ([`file_id`], noted when
+/// the maker opened it), now that the copy keeps `fresh`, its own, in its
+/// place: closed (in this process only, [`close_inherited`]) where it
+/// still names that file and is not `fresh`'s number; else left alone.
+/// The record the copy inherited is not to be dropped: `fork` copies the
+/// descriptor table a moment before the memory, so a thread of the maker
+/// that opened the descriptor in between left the copy a record of a
+/// number its table never had. That number is free in the copy, and the
+/// copy's next open (`fresh`, or a file of the application's) gets it:
+/// dropping the record closed that (seen: a copy's kept `/proc` closed by
+/// its own replacement, the number taken by an epoll instance next, the
+/// copy's group close failing with `ENOTDIR`).
+#[cfg(unix)]
+pub(crate) fn let_go_inherited(
+    inherited: std::os::fd::RawFd,
+    id: Option<(u64, u64)>,
+    fresh: std::os::fd::RawFd,
+) {
+    if let Some(id) = id.filter(|_| inherited != fresh) {
+        close_inherited(inherited, id);
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::CopyLock;

@@ -18,6 +18,13 @@ impl Creator {
         Creator(this_process())
     }
 
+    /// A process that is not this one (no identity is 0): a forked copy's
+    /// record of its maker's handle, for tests.
+    #[cfg(test)]
+    pub(crate) fn elsewhere() -> Creator {
+        Creator(0)
+    }
+
     /// Whether this process made the handle (it is not a forked copy).
     pub(crate) fn is_here(self) -> bool {
         self.0 == this_process()

@@ -32,7 +32,7 @@ mod copy_lock;
 #[cfg(unix)]
 pub(crate) use copy_lock::AtForkOnce;
 #[cfg(unix)]
-pub(crate) use copy_lock::{close_inherited, file_id, names_file};
+pub(crate) use copy_lock::{close_inherited, file_id, let_go_inherited, names_file};
 pub(crate) use copy_lock::{CopyLock, CopyOnce, Leaked};
 mod cpu_list;
 mod creator;

@@ -74,6 +74,31 @@ pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
     &fresh.host
 }
 
+/// A descriptor kept by the process of identity `.0` (`sys::pid::identity`),
+/// with its file's identity (`sys::file_id`, for a forked copy's
+/// [`let_go`]).
+type KeptFd = Option<Kept>;
+
+/// One kept descriptor (see [`KeptFd`]).
+type Kept = (u64, rustix::fd::OwnedFd, Option<(u64, u64)>);
+
+/// `fd`, kept by the process of identity `me`.
+fn kept_fd(me: u64, fd: rustix::fd::OwnedFd) -> Kept {
+    let id = crate::sys::file_id(std::os::fd::AsFd::as_fd(&fd));
+    (me, fd, id)
+}
+
+/// Lets go of a forked copy's copy of its maker's kept descriptor, now that
+/// it keeps `fresh` (see `sys::let_go_inherited`: its number may be
+/// `fresh`'s, or a file's the application opened since). Never dropped.
+fn let_go(inherited: KeptFd, fresh: Option<&Kept>) {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    if let Some((_, fd, id)) = inherited {
+        let fresh = fresh.map_or(-1, |(_, f, _)| f.as_raw_fd());
+        crate::sys::let_go_inherited(fd.into_raw_fd(), id, fresh);
+    }
+}
+
 /// This process's cgroup v2 id now, through a pidfd of its own kept open
 /// for it (`PIDFD_GET_INFO`); `None` where the kernel can't tell it
 /// (before Linux 6.13: asked once) or no pidfd can be had. The pidfd is
@@ -86,20 +111,22 @@ fn own_cgroup_id() -> Option<u64> {
     use super::pidfd_info::{pidfd_info, unsupported, PIDFD_INFO_CGROUPID};
     use std::os::fd::AsFd;
     use std::sync::atomic::{AtomicBool, Ordering};
-    static KEPT: Mutex<Option<(u64, rustix::fd::OwnedFd)>> = Mutex::new(None);
+    static KEPT: Mutex<KeptFd> = Mutex::new(None);
     static NONE_HERE: AtomicBool = AtomicBool::new(false);
     if NONE_HERE.load(Ordering::Relaxed) {
         return None;
     }
     let me = crate::sys::pid::identity();
     let mut kept = KEPT.try_lock().ok()?;
-    if kept.as_ref().is_none_or(|(owner, _)| *owner != me) {
+    if kept.as_ref().is_none_or(|(owner, _, _)| *owner != me) {
         let pid = rustix::process::getpid();
-        *kept = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        let fresh = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
             .ok()
-            .map(|fd| (me, fd));
+            .map(|fd| kept_fd(me, fd));
+        let_go(kept.take(), fresh.as_ref());
+        *kept = fresh;
     }
-    let (_, fd) = kept.as_ref()?;
+    let (_, fd, _) = kept.as_ref()?;
     match pidfd_info(fd.as_fd(), PIDFD_INFO_CGROUPID) {
         Ok(info) if info.mask & PIDFD_INFO_CGROUPID != 0 => Some(info.cgroupid),
         Ok(_) => {
@@ -143,16 +170,18 @@ fn dir_id(dir: &Path) -> Option<u64> {
 /// ever: it reads afresh.
 fn own_cgroup(buf: &mut [u8; 4096]) -> io::Result<Cow<'_, [u8]>> {
     use rustix::fs::{Mode, OFlags};
-    static KEPT: Mutex<Option<(u64, rustix::fd::OwnedFd)>> = Mutex::new(None);
+    static KEPT: Mutex<KeptFd> = Mutex::new(None);
     const PATH: &str = "/proc/self/cgroup";
     let me = crate::sys::pid::identity();
     if let Ok(mut kept) = KEPT.try_lock() {
-        if kept.as_ref().is_none_or(|(owner, _)| *owner != me) {
-            *kept = rustix::fs::open(PATH, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        if kept.as_ref().is_none_or(|(owner, _, _)| *owner != me) {
+            let fresh = rustix::fs::open(PATH, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
                 .ok()
-                .map(|fd| (me, fd));
+                .map(|fd| kept_fd(me, fd));
+            let_go(kept.take(), fresh.as_ref());
+            *kept = fresh;
         }
-        if let Some((_, fd)) = kept.as_ref() {
+        if let Some((_, fd, _)) = kept.as_ref() {
             // The whole text (a few hundred bytes, a line per hierarchy)
             // comes in one read of a seq file from offset 0; a full buffer
             // may have more: read afresh then.

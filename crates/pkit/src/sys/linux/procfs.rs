@@ -172,10 +172,27 @@ fn try_lock_kept() -> Option<std::sync::MutexGuard<'static, Kept>> {
 /// The kept `/proc` of this process in `kept`, opened if need be.
 fn kept_dir(kept: &mut Kept) -> io::Result<&mut rustix::fs::Dir> {
     if !kept.as_ref().is_some_and(|(owner, _)| owner.is_here()) {
-        // An inherited copy is closed (in this process only).
-        *kept = Some((crate::sys::Creator::here(), open_proc()?));
+        let fresh = open_proc()?;
+        if let Some((_, inherited)) = kept.take() {
+            let_go(inherited, &fresh);
+        }
+        *kept = Some((crate::sys::Creator::here(), fresh));
     }
     Ok(&mut kept.as_mut().expect("set above").1)
+}
+
+/// Lets go of a forked copy's copy of its maker's kept `/proc`, now that
+/// the copy has `fresh` (see `sys::let_go_inherited`: the number may be
+/// `fresh`'s own, the maker having opened its `/proc` after the descriptor
+/// table was copied). The `Dir` itself is forgotten, never dropped.
+fn let_go(inherited: rustix::fs::Dir, fresh: &rustix::fs::Dir) {
+    use std::os::fd::AsRawFd;
+    let number = inherited.fd().map(|fd| fd.as_raw_fd());
+    std::mem::forget(inherited);
+    if let (Ok(number), Ok(fresh)) = (number, fresh.fd()) {
+        // Every open of `/proc` names the same file.
+        crate::sys::let_go_inherited(number, crate::sys::file_id(fresh), fresh.as_raw_fd());
+    }
 }
 
 /// How many times [`all_pids`] tries the kept descriptor's lock again, a
@@ -460,5 +477,50 @@ mod tests {
         assert_eq!(pid_of_name(b"self"), None);
         assert_eq!(pid_of_name(b"12"), Some(12));
         assert_eq!(pid_of_name(b"99999999999"), None);
+    }
+
+    /// A forked copy's record of its maker's kept `/proc` that names a
+    /// number its own descriptor table never had (`fork` copies the table
+    /// before the memory: the maker opened its `/proc` in between): the
+    /// copy's own `/proc` takes that free number, and letting go of the
+    /// record leaves it open (it was closed, and the copy's next
+    /// descriptor, an epoll instance, listed: `ENOTDIR`). In a forked child,
+    /// one thread: its next open takes the lowest free number.
+    #[test]
+    fn a_copys_record_of_a_number_not_open_there_closes_nothing() {
+        use std::os::fd::AsRawFd;
+        // Raw: libc's fork (the case is a forked copy); rustix has no fork.
+        // SAFETY: the child opens and closes descriptors, reads them and
+        // `_exit`s (no unwinding into the harness), bounded by alarm.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe { libc::alarm(30) };
+            let code = (|| {
+                let record = open_proc().ok()?;
+                let number = record.fd().ok()?.as_raw_fd();
+                // The number is free here, the record kept.
+                // SAFETY: closes the record's number behind its back: the
+                // record is never dropped (`let_go` forgets it).
+                unsafe { libc::close(number) };
+                let mut kept: Kept = Some((crate::sys::Creator::elsewhere(), record));
+                let own = kept_dir(&mut kept).ok()?.fd().ok()?.as_raw_fd();
+                let dir = &mut kept.as_mut()?.1;
+                dir.rewind();
+                let listed = matches!(dir.read(), Some(Ok(_)));
+                std::mem::forget(kept);
+                Some(if own == number && listed { 0 } else { 1 })
+            })()
+            .unwrap_or(2);
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(code) };
+        }
+        let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
+        let (_, status) =
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+                .expect("waitpid")
+                .expect("a status");
+        assert_eq!(status.exit_status(), Some(0), "{status:?}");
     }
 }
