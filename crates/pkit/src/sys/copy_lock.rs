@@ -311,8 +311,9 @@ pub(crate) fn close_inherited(fd: std::os::fd::RawFd, id: (u64, u64)) -> bool {
 /// copy's next open (`fresh`, or a file of the application's) gets it:
 /// dropping the record closed that (seen: a copy's kept `/proc` closed by
 /// its own replacement, the number taken by an epoll instance next, the
-/// copy's group close failing with `ENOTDIR`).
-#[cfg(unix)]
+/// copy's group close failing with `ENOTDIR`). Linux only: the kept
+/// descriptors it serves (`/proc`, the cgroup's) are Linux's.
+#[cfg(target_os = "linux")]
 pub(crate) fn let_go_inherited(
     inherited: std::os::fd::RawFd,
     id: Option<(u64, u64)>,

@@ -29,10 +29,12 @@ mod container_session;
 mod container_suspend;
 mod control;
 mod copy_lock;
+#[cfg(target_os = "linux")]
+pub(crate) use copy_lock::let_go_inherited;
 #[cfg(unix)]
 pub(crate) use copy_lock::AtForkOnce;
 #[cfg(unix)]
-pub(crate) use copy_lock::{close_inherited, file_id, let_go_inherited, names_file};
+pub(crate) use copy_lock::{close_inherited, file_id, names_file};
 pub(crate) use copy_lock::{CopyLock, CopyOnce, Leaked};
 mod cpu_list;
 mod creator;
