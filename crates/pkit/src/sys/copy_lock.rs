@@ -355,12 +355,7 @@ mod tests {
             let code = if LOCK.lock().is_none() { 0 } else { 1 };
             unsafe { libc::_exit(code) };
         }
-        let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
-        let (_, status) =
-            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
-                .expect("waitpid")
-                .expect("a status");
-        assert_eq!(status.exit_status(), Some(0), "{status:?}");
+        crate::sys::pid::reap_forked_ok(pid);
         go_tx.send(()).unwrap();
         holder.join().unwrap();
         assert_eq!(*LOCK.lock(), Some(7));

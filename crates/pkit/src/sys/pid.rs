@@ -113,6 +113,17 @@ extern "C" fn forget() {
     HOOKED.store(1, Ordering::Release);
 }
 
+/// For unit tests that fork: waits for the child `pid` and asserts it
+/// exited with status 0.
+#[cfg(all(test, unix))]
+pub(crate) fn reap_forked_ok(pid: i32) {
+    let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
+    let (_, status) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        .expect("waitpid")
+        .expect("a status");
+    assert_eq!(status.exit_status(), Some(0), "{status:?}");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -147,12 +158,7 @@ mod tests {
                 };
             unsafe { libc::_exit(code) };
         }
-        let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
-        let (_, status) =
-            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
-                .expect("waitpid")
-                .expect("a status");
-        assert_eq!(status.exit_status(), Some(0), "{status:?}");
+        super::reap_forked_ok(pid);
         assert_eq!(super::identity() as u32, parent);
     }
 }

@@ -516,11 +516,6 @@ mod tests {
             // SAFETY: ends the child.
             unsafe { libc::_exit(code) };
         }
-        let pid = rustix::process::Pid::from_raw(pid).expect("a child pid");
-        let (_, status) =
-            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
-                .expect("waitpid")
-                .expect("a status");
-        assert_eq!(status.exit_status(), Some(0), "{status:?}");
+        crate::sys::pid::reap_forked_ok(pid);
     }
 }
