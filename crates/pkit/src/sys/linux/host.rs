@@ -76,7 +76,7 @@ pub(crate) fn cgroup_host() -> &'static Result<CgroupHost, String> {
 
 /// A descriptor kept by the process of identity `.0` (`sys::pid::identity`),
 /// with its file's identity (`sys::file_id`, for a forked copy's
-/// [`let_go`]).
+/// [`replace_kept`]).
 type KeptFd = Option<Kept>;
 
 /// One kept descriptor (see [`KeptFd`]).
@@ -88,15 +88,17 @@ fn kept_fd(me: u64, fd: rustix::fd::OwnedFd) -> Kept {
     (me, fd, id)
 }
 
-/// Lets go of a forked copy's copy of its maker's kept descriptor, now that
-/// it keeps `fresh` (see `sys::let_go_inherited`: its number may be
-/// `fresh`'s, or a file's the application opened since). Never dropped.
-fn let_go(inherited: KeptFd, fresh: Option<&Kept>) {
+/// Keeps `fresh` in `kept` in place of what was there: a forked copy's copy
+/// of its maker's kept descriptor is let go of, never dropped (see
+/// `sys::let_go_inherited`: its number may be `fresh`'s, or a file's the
+/// application opened since).
+fn replace_kept(kept: &mut KeptFd, fresh: KeptFd) {
     use std::os::fd::{AsRawFd, IntoRawFd};
-    if let Some((_, fd, id)) = inherited {
-        let fresh = fresh.map_or(-1, |(_, f, _)| f.as_raw_fd());
-        crate::sys::let_go_inherited(fd.into_raw_fd(), id, fresh);
+    if let Some((_, fd, id)) = kept.take() {
+        let number = fresh.as_ref().map_or(-1, |(_, f, _)| f.as_raw_fd());
+        crate::sys::let_go_inherited(fd.into_raw_fd(), id, number);
     }
+    *kept = fresh;
 }
 
 /// This process's cgroup v2 id now, through a pidfd of its own kept open
@@ -123,8 +125,7 @@ fn own_cgroup_id() -> Option<u64> {
         let fresh = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
             .ok()
             .map(|fd| kept_fd(me, fd));
-        let_go(kept.take(), fresh.as_ref());
-        *kept = fresh;
+        replace_kept(&mut kept, fresh);
     }
     let (_, fd, _) = kept.as_ref()?;
     match pidfd_info(fd.as_fd(), PIDFD_INFO_CGROUPID) {
@@ -178,8 +179,7 @@ fn own_cgroup(buf: &mut [u8; 4096]) -> io::Result<Cow<'_, [u8]>> {
             let fresh = rustix::fs::open(PATH, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
                 .ok()
                 .map(|fd| kept_fd(me, fd));
-            let_go(kept.take(), fresh.as_ref());
-            *kept = fresh;
+            replace_kept(&mut kept, fresh);
         }
         if let Some((_, fd, _)) = kept.as_ref() {
             // The whole text (a few hundred bytes, a line per hierarchy)
