@@ -371,7 +371,10 @@ async fn a_streamed_stdout_past_a_fail_limit_does_not_fail() {
     let suite = begin("rv26 streamed stdout under fail limit").await;
     const LINES: usize = 20_000; // 40 kB of "y\n": four times the limit
     for m in mechanisms() {
-        let script = format!("yes | head -n {LINES}; echo small >&2");
+        // The last stage reads its input to the end first: `echo x` must
+        // not find its reader gone (a SIGPIPE upstream of a stage that
+        // succeeds fails the chain, as documented; CI saw it under load).
+        let script = format!("cat >/dev/null; yes | head -n {LINES}; echo small >&2");
         let last = sh(m, &script).capture_limit(10_000, CapturePolicy::Fail);
         let chain = Pipe::new([sh(m, "echo x"), last])
             .mechanism(m)
