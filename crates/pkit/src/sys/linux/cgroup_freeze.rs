@@ -119,8 +119,9 @@ impl Cgroup {
 
     /// Runs `pass` (a signal pass over the members) with the cgroup frozen
     /// (the kernel's confirmation waited for until `by`), then thaws it,
-    /// unless `user_frozen` (frozen already, and it stays so). A failed freeze is no reason to skip the pass; the thaw undoes
-    /// a half-done one. A thaw that finds the directory gone (`ENOENT`, or
+    /// unless `user_frozen` (frozen already, and it stays so). A failed
+    /// freeze is no reason to skip the pass; the thaw undoes a half-done
+    /// one. A thaw that finds the directory gone (`ENOENT`, or
     /// `ENODEV` on the file opened just before the removal) is no error:
     /// the kernel removes only an empty cgroup (the group's own teardown
     /// may, once the members just killed are reaped), so nothing is left
