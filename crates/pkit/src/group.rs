@@ -182,7 +182,7 @@ impl Group {
     /// after a break (SIGTERM, SIGINT), a suspended group's processes are
     /// resumed and it is no longer suspended; Windows has no SIGCONT to
     /// send (what [`Signal::Stop`] holds stays held until [`Signal::Cont`]).
-    fn continue_stopped(&self, signal: Signal) {
+    async fn continue_stopped(&self, signal: Signal) {
         #[cfg(unix)]
         if signal.continued_after() {
             // Checked and resumed under the container's own lock: a
@@ -191,7 +191,7 @@ impl Group {
                 let _ = self.container.thaw_suspended();
             }
             if !self.is_suspended() {
-                let _ = self.container.signal(Signal::Cont.as_raw());
+                let _ = self.container.signal_async(Signal::Cont.as_raw()).await;
             }
         }
         #[cfg(not(unix))]
@@ -226,7 +226,9 @@ impl Group {
             };
         }
         if !members.is_empty() {
-            match self.container.signal(signal.as_raw()) {
+            // The cgroup's freeze around the pass is awaited: this thread
+            // runs other tasks meanwhile (see `signal_async`).
+            match self.container.signal_async(signal.as_raw()).await {
                 // No such signal here (Windows: no console for a break, or
                 // a signal it lacks): straight to termination, unsignalled.
                 Err(e) if e.kind() == std::io::ErrorKind::Unsupported => unasked = members.len(),
@@ -237,7 +239,7 @@ impl Group {
                 // (EPERM: another user's process), which keeps no one else
                 // from their grace: the close kills it with the rest.
                 _ => {
-                    self.continue_stopped(signal);
+                    self.continue_stopped(signal).await;
                     let grace = grace.min(crate::timing::NO_DEADLINE);
                     let left = tokio::select! {
                         left = self.container.wait_members(&members, Instant::now() + grace) => left,

@@ -390,7 +390,7 @@ impl Container {
 
     /// `kill` counted in `kills`, from before its first signal to after
     /// its last.
-    fn counting_kill<T>(&self, kill: impl FnOnce() -> T) -> T {
+    pub(super) fn counting_kill<T>(&self, kill: impl FnOnce() -> T) -> T {
         self.kills[1].fetch_add(1, Ordering::AcqRel);
         self.kills[0].fetch_add(1, Ordering::AcqRel);
         let done = kill();
@@ -416,47 +416,6 @@ impl Container {
         let quiet =
             self.kills[1].load(Ordering::Acquire) == 0 && !self.torn_down.load(Ordering::Acquire);
         quiet.then_some(begun)
-    }
-
-    /// SIGKILL to the whole tree, now, leaving the container usable for
-    /// new children (so a cgroup is not killed through `cgroup.kill`; see
-    /// [`Cgroup::kill_each`]).
-    pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
-        self.counting_kill(|| match &self.kind {
-            #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) => {
-                // See `signal`: the pass's thaw must not undo a suspend.
-                let _state = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
-                let suspended = self.suspended.load(Ordering::Acquire);
-                cg.signal_each_after(libc::SIGKILL, suspended, || {
-                    self.signal_started(cg, libc::SIGKILL)
-                })
-            }
-            Kind::Pgroup { .. } => self.kill(),
-        })
-    }
-
-    /// Sends `sig` to every process in the container. SIGKILL is
-    /// [`kill_keep_usable`](Self::kill_keep_usable): the container stays
-    /// usable, as after `Group::kill`.
-    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
-        if sig == libc::SIGKILL {
-            return self.kill_keep_usable();
-        }
-        match &self.kind {
-            #[cfg(target_os = "linux")]
-            Kind::Cgroup(cg) => {
-                // A suspend comes wholly before the pass, which then leaves
-                // the user's freeze alone, or after it: a pass that had
-                // read `suspended` unset thawed the freeze a suspend had
-                // just made (and its wait for `frozen 1` then hung until
-                // the group emptied). Not the lifecycle lock: see there.
-                let _state = self.freezing.lock().unwrap_or_else(|e| e.into_inner());
-                let suspended = self.suspended.load(Ordering::Acquire);
-                cg.signal_each_after(sig, suspended, || self.signal_started(cg, sig))
-            }
-            Kind::Pgroup { .. } => self.signal_pgroup(sig),
-        }
     }
 
     /// The live processes in the container.

@@ -26,6 +26,8 @@ mod container_pgroup;
 #[cfg(unix)]
 mod container_session;
 #[cfg(unix)]
+mod container_signal;
+#[cfg(unix)]
 mod container_suspend;
 mod control;
 mod copy_lock;

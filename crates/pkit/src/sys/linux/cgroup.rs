@@ -348,7 +348,8 @@ impl Cgroup {
                 }
             }
         }
-        self.signal_each_now(libc::SIGKILL, false, &mut None::<fn()>)
+        let by = Instant::now() + freeze::FREEZE_WAIT;
+        self.signal_each_now(libc::SIGKILL, false, by, &mut None::<fn()>)
     }
 
     /// Writes `cgroup.freeze` without waiting for the kernel to confirm.
@@ -567,6 +568,7 @@ const DROP_WAIT: Duration = Duration::from_millis(10);
 
 #[path = "cgroup_freeze.rs"]
 mod freeze;
+pub(crate) use freeze::FREEZE_WAIT;
 #[path = "cgroup_retire.rs"]
 mod retire;
 

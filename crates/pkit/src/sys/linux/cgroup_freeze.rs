@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::{read_events, subtree, wait_event_change, Cgroup, RECHECK};
 
+/// How long a signal pass waits for the kernel to confirm its freeze
+/// (`frozen 1`) before it signals the members anyway.
+pub(crate) const FREEZE_WAIT: Duration = Duration::from_secs(5);
+
 impl Cgroup {
     /// Kills every process in the cgroup and below it without
     /// `cgroup.kill`: freezes it so nobody forks while the pids are
@@ -56,12 +60,27 @@ impl Cgroup {
         user_frozen: bool,
         first: impl FnOnce(),
     ) -> io::Result<()> {
+        self.signal_each_after_by(sig, user_frozen, Instant::now() + FREEZE_WAIT, first)
+    }
+
+    /// [`signal_each_after`](Self::signal_each_after) with the wait for
+    /// the freeze's confirmation bounded by `by`, not [`FREEZE_WAIT`] from
+    /// now: an async caller that froze the cgroup ahead and awaited the
+    /// confirmation until `by` (see `Container::signal_async`) finds it at
+    /// once, or is past `by` and waits no more.
+    pub(crate) fn signal_each_after_by(
+        &self,
+        sig: i32,
+        user_frozen: bool,
+        by: Instant,
+        first: impl FnOnce(),
+    ) -> io::Result<()> {
         let mut first = Some(first);
         let done = match self.removed.load(Ordering::Acquire) {
             true => None,
             false => self
                 .tenure
-                .during(|| self.signal_each_now(sig, user_frozen, &mut first)),
+                .during(|| self.signal_each_now(sig, user_frozen, by, &mut first)),
         };
         if let Some(f) = first.take() {
             f();
@@ -70,18 +89,19 @@ impl Cgroup {
     }
 
     /// [`signal_each_after`](Self::signal_each_after)'s pass, inside the
-    /// group's tenure.
+    /// group's tenure; the freeze's confirmation is waited for until `by`.
     pub(super) fn signal_each_now(
         &self,
         sig: i32,
         user_frozen: bool,
+        by: Instant,
         first: &mut Option<impl FnOnce()>,
     ) -> io::Result<()> {
         let kill = sig == libc::SIGKILL;
         if kill {
             self.killed.store(true, Ordering::Release);
         }
-        let pass = self.while_frozen(user_frozen, || {
+        let pass = self.while_frozen(user_frozen, by, || {
             if let Some(f) = first.take() {
                 f();
             }
@@ -97,10 +117,11 @@ impl Cgroup {
         subtree::unless_removed(&self.path, pass)
     }
 
-    /// Runs `pass` (a signal pass over the members) with the cgroup frozen,
-    /// then thaws it, unless `user_frozen` (frozen already, and it stays
-    /// so). A failed freeze is no reason to skip the pass; the thaw undoes
-    /// a half-done one. A thaw that finds the directory gone (`ENOENT`, or
+    /// Runs `pass` (a signal pass over the members) with the cgroup frozen
+    /// (the kernel's confirmation waited for until `by`), then thaws it,
+    /// unless `user_frozen` (frozen already, and it stays so). A failed
+    /// freeze is no reason to skip the pass; the thaw undoes a half-done
+    /// one. A thaw that finds the directory gone (`ENOENT`, or
     /// `ENODEV` on the file opened just before the removal) is no error:
     /// the kernel removes only an empty cgroup (the group's own teardown
     /// may, once the members just killed are reaped), so nothing is left
@@ -108,12 +129,13 @@ impl Cgroup {
     pub(super) fn while_frozen(
         &self,
         user_frozen: bool,
+        by: Instant,
         pass: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<()> {
         if user_frozen {
             return pass();
         }
-        let _ = self.freeze(true);
+        let _ = self.freeze_until(true, by);
         let result = pass();
         // The thaw's one descriptor, at the limit (the pass may have taken
         // the last), is the reserve's: a failed thaw left the group frozen.
@@ -135,6 +157,12 @@ impl Cgroup {
     /// removed file) sends none, and the signal pass waited out the whole
     /// 5 s before (a `signal` racing a `close`).
     pub(super) fn freeze(&self, on: bool) -> io::Result<()> {
+        self.freeze_until(on, Instant::now() + FREEZE_WAIT)
+    }
+
+    /// [`freeze`](Self::freeze), the confirmation waited for until
+    /// `deadline` (none is, past it: a failed freeze at once).
+    fn freeze_until(&self, on: bool, deadline: Instant) -> io::Result<()> {
         if !on {
             crate::sys::fault::io_check(crate::sys::fault::Point::Thaw)?;
         }
@@ -142,7 +170,6 @@ impl Cgroup {
         if on {
             crate::sys::fault::io_check(crate::sys::fault::Point::Freeze)?;
             let events = self.open_events()?;
-            let deadline = Instant::now() + Duration::from_secs(5);
             let mut nap = Duration::from_millis(10);
             loop {
                 let ev = read_events(&events)?;
@@ -153,7 +180,7 @@ impl Cgroup {
                 if now >= deadline {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "cgroup did not report frozen within 5 s",
+                        "cgroup did not report frozen in time",
                     ));
                 }
                 if wait_event_change(&events, deadline.min(now + nap))? {

@@ -197,6 +197,12 @@ impl Container {
         }
     }
 
+    /// [`signal`](Self::signal), for an async caller (nothing in it waits,
+    /// as a Unix cgroup's freeze does).
+    pub(crate) async fn signal_async(&self, sig: i32) -> io::Result<()> {
+        self.signal(sig)
+    }
+
     /// The started children still running (the list forgets the others).
     fn live_leaders(&self) -> Vec<Arc<ChildHandle>> {
         let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
