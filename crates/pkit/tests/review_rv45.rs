@@ -27,7 +27,10 @@
 //!   forks; the copy closes fds 3..4096, makes eventfds on 3..39, makes a
 //!   group and runs `true`: eventfds on the maker's pipe numbers (4, 5)
 //!   are closed.
-//! - LOW [`a_copys_own_proc_is_not_closed_by_its_first_group`] (enotdir's
+//! - LOW, fixed (pkit's opens of `/proc` bear `O_NONBLOCK`, a mark the
+//!   copy checks; a copy's own `/proc` opened with `O_NONBLOCK` is still
+//!   taken for the inherited one)
+//!   [`a_copys_own_proc_is_not_closed_by_its_first_group`] (enotdir's
 //!   `procfs::let_go`): the same copy with `/proc` opened for itself (a
 //!   library's cached `/proc`) on its maker's kept `/proc` number has it
 //!   closed by its first process-group group: every open of `/proc` names
@@ -532,7 +535,6 @@ fn a_copys_own_descriptors_survive_its_first_group() {
 /// closed behind its back by its first process-group group: later reads
 /// through it fail with `EBADF`, or reach whatever took the number next.
 #[test]
-#[ignore = "rv45 LOW: a forked copy's own /proc on its maker's kept number is closed by the copy's first group"]
 fn a_copys_own_proc_is_not_closed_by_its_first_group() {
     if std::env::var(COPY_ROLE).as_deref() == Ok("proc") {
         return copy_helper("proc");
