@@ -36,7 +36,9 @@
 //!   closed by its first process-group group: every open of `/proc` names
 //!   the same file, so "closed only where it still names the inherited
 //!   file" can't tell the copy's own.
-//! - LOW [`a_late_reader_does_not_cut_a_descendants_line`] (owed3): the
+//! - LOW, not fixed (documented: `events` now says the pump must have
+//!   seen the exit; a fix needs the exit's mark taken off the runtime)
+//!   [`a_late_reader_does_not_cut_a_descendants_line`] (owed3): the
 //!   reader marks the exit where it *sees* it, with what the pipe holds
 //!   then, not at the exit. A reader that sees it late (here the caller's
 //!   current-thread runtime, blocked by the caller's own work; under load
