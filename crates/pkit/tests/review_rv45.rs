@@ -66,11 +66,10 @@
 //! line on each stream while a quiet child holds both pipes gets both
 //! lines at once (8 runs at once per mechanism).
 //!
-//! Read, not run: perf21's `SPARE` is taken and put back with `try_lock`
-//! only (a copy forked while another thread held it allocates afresh);
-//! the builder keeps offsets until `finish`, so a reused buffer's growth
-//! moves no pointer; a refused block (NUL byte) drops its builder, which
-//! is no `EnvBlock`, so nothing half-filled is pooled.
+//! Read, not run: perf21's `SPARE` is only `try_lock`ed (a copy forked
+//! while a thread held it allocates afresh); the builder keeps offsets
+//! until `finish` (a reused buffer's growth moves no pointer); a refused
+//! block (NUL byte) drops a builder, no `EnvBlock`: nothing half-filled.
 
 mod common;
 
@@ -93,7 +92,7 @@ fn marker(test: &str, choice: MechanismChoice, what: &str) -> PathBuf {
     ))
 }
 
-/// Removes the marker files on drop (also on a failed assertion).
+/// Removes the marker files on drop (a failed assertion too).
 struct Markers(Vec<PathBuf>);
 
 impl Drop for Markers {
@@ -109,8 +108,7 @@ fn wait_for(path: &Path) -> String {
     format!("while [ ! -e '{}' ]; do sleep 0.02; done", path.display())
 }
 
-/// Polls `cond` until it holds (up to [`LONG`]), blocking the calling
-/// thread: on a current-thread runtime nothing else of it runs meanwhile.
+/// Polls `cond` until it holds (up to [`LONG`]), blocking the thread.
 fn blocked_until(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + LONG;
     while !cond() {
@@ -119,8 +117,7 @@ fn blocked_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Every line still to come on `p`'s line stream (up to its end: the
-/// holder gone), each within [`LONG`].
+/// Every line still to come on `p`'s line stream, each within [`LONG`].
 async fn rest_of_lines(p: &mut pkit::RunningProcess) -> Vec<String> {
     let mut lines = p.lines();
     let mut rest = vec![];
@@ -130,7 +127,7 @@ async fn rest_of_lines(p: &mut pkit::RunningProcess) -> Vec<String> {
     rest
 }
 
-/// A current-thread runtime (the caller's, as an application builds it).
+/// A current-thread runtime, as an application builds it.
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -384,11 +381,10 @@ fn run_through_ld_so_the_trampoline_is_refused_and_directly_it_works() {
     });
 }
 
-/// Marks the ld.so probe's helper run.
-const LDSO_ROLE: &str = "PKIT_RV45_LDSO";
-
-/// Marks the forked-copy helper runs ([`copy_case`]): its value the case.
+/// Marks the helper runs: the forked-copy cases' ([`copy_case`]: its
+/// value the case) and the ld.so probe's.
 const COPY_ROLE: &str = "PKIT_RV45_COPY";
+const LDSO_ROLE: &str = "PKIT_RV45_LDSO";
 
 /// The numbers of this process's descriptors that name `/proc` itself.
 fn proc_dirs() -> Vec<i32> {
@@ -419,7 +415,7 @@ fn a_pgroup_run() {
     });
 }
 
-/// Whether descriptor `fd` is open and names `what` (its `/proc` link).
+/// Whether descriptor `fd` names `what` (its `/proc` link).
 fn names(fd: i32, what: &str) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|t| t == Path::new(what))
 }
