@@ -89,9 +89,13 @@ impl RunningProcess {
     /// after it on that line comes as a line of its own (under the rules
     /// that follow), except that a `\n` right after a told line's last
     /// `\r` only ends that line (no empty line). A line a descendant writes
-    /// after the exit is never cut by the pump, however often and
-    /// whenever the stream or [`wait_for_line`](Self::wait_for_line)
-    /// looks. Every line consumer (this stream,
+    /// after the pump has seen the exit is never cut by the pump, however
+    /// often and whenever the stream or
+    /// [`wait_for_line`](Self::wait_for_line) looks; the pump sees it at
+    /// once unless its runtime is held up (a current-thread runtime the
+    /// caller blocks, a loaded machine), and what the pipes hold then is
+    /// taken for the process's: a descendant's half line written in
+    /// between is cut there. Every line consumer (this stream,
     /// [`lines`](Self::lines), and the
     /// [`on_stdout_line`](crate::Command::on_stdout_line) and
     /// [`on_stderr_line`](crate::Command::on_stderr_line) callbacks of a

@@ -40,8 +40,8 @@ impl RunningProcess {
     /// without a line ending among them (told once, as for
     /// [`events`](Self::events): what a descendant still holding the pipe
     /// writes after it on that line is a line of its own, and a line a
-    /// descendant writes after the exit is never cut, whenever this is
-    /// called). Then it looks at the lines
+    /// descendant writes after the pump saw the exit is never cut,
+    /// whenever this is called). Then it looks at the lines
     /// that come until the output stays quiet for 250 ms, and for 2 s at
     /// most (lines still waiting then are not looked at): what descendants
     /// write without a 250 ms pause. A descendant that floods the output

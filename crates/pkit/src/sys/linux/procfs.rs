@@ -190,9 +190,23 @@ fn let_go(inherited: rustix::fs::Dir, fresh: &rustix::fs::Dir) {
     let number = inherited.fd().map(|fd| fd.as_raw_fd());
     std::mem::forget(inherited);
     if let (Ok(number), Ok(fresh)) = (number, fresh.fd()) {
-        // Every open of `/proc` names the same file.
-        crate::sys::let_go_inherited(number, crate::sys::file_id(fresh), fresh.as_raw_fd());
+        // Every open of `/proc` names the same file: only one with pkit's
+        // mark is taken for the inherited one (the copy may have closed
+        // that and opened `/proc` for itself on the number).
+        if marked(number) {
+            crate::sys::let_go_inherited(number, crate::sys::file_id(fresh), fresh.as_raw_fd());
+        }
     }
+}
+
+/// Whether descriptor number `fd` is open with `O_NONBLOCK`, the mark of
+/// pkit's own opens of `/proc` ([`open_proc`]; the status flags belong to
+/// the open file, which a forked copy shares with its maker).
+fn marked(fd: std::os::fd::RawFd) -> bool {
+    // Raw: a number that may name nothing open (no `BorrowedFd` for it).
+    // SAFETY: fcntl(2) F_GETFL reads the flags, or fails (EBADF).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    flags != -1 && flags & libc::O_NONBLOCK != 0
 }
 
 /// How many times [`all_pids`] tries the kept descriptor's lock again, a
@@ -207,12 +221,15 @@ fn out_of_descriptors(e: &io::Error) -> bool {
         .is_some_and(|n| n == libc::EMFILE || n == libc::ENFILE)
 }
 
-/// A fresh descriptor for `/proc`, read as a directory.
+/// A fresh descriptor for `/proc`, read as a directory, open with
+/// `O_NONBLOCK` (which a directory's read ignores): pkit's mark, for a
+/// forked copy to tell its maker's kept `/proc` from one of its own on
+/// that number ([`let_go`]; every open of `/proc` names the same file).
 fn open_proc() -> io::Result<rustix::fs::Dir> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
         "/proc",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
     )?;
     Ok(rustix::fs::Dir::new(fd)?)

@@ -78,6 +78,12 @@ struct Reaper {
     /// The wake pipe's read end, which the thread owns (a forked copy
     /// closes its copy: see [`reaper`]).
     rx: std::os::fd::RawFd,
+    /// The wake pipe's identity (`sys::file_id`), noted when it was made:
+    /// a forked copy closes its copies of the two ends only where they
+    /// still name it. (Read in the copy instead, from the write end's
+    /// number, it named whatever the copy had there now: an application's
+    /// epoll instance and eventfd, which share one inode, were closed.)
+    pipe: Option<(u64, u64)>,
 }
 
 /// This process's reaper, started on first use. `None` before that, or
@@ -121,7 +127,7 @@ fn reaper() -> Option<Arc<Shared>> {
             // thread's; the write end's owner, this record's `Shared`, is
             // never dropped here (the absent thread holds it too, and this
             // record is forgotten), so closing it is its only close.
-            if let Some(id) = crate::sys::file_id(inherited.shared.wake_tx.as_fd()) {
+            if let Some(id) = inherited.pipe {
                 use std::os::fd::AsRawFd;
                 crate::sys::close_inherited(inherited.rx, id);
                 crate::sys::close_inherited(inherited.shared.wake_tx.as_raw_fd(), id);
@@ -140,11 +146,13 @@ fn reaper() -> Option<Arc<Shared>> {
     });
     let theirs = shared.clone();
     let rx_fd = std::os::fd::AsRawFd::as_raw_fd(&rx);
+    let pipe = crate::sys::file_id(rx.as_fd());
     crate::sys::spawn_thread("pkit-reaper", move || run(&theirs, rx)).ok()?;
     *current = Some(Reaper {
         owner: Creator::here(),
         shared: shared.clone(),
         rx: rx_fd,
+        pipe,
     });
     Some(shared)
 }
