@@ -712,3 +712,19 @@ pub fn drive_bash_paused(line: &str, body: &str, pause: Option<&str>) -> String 
 pub fn have_bash() -> bool {
     std::path::Path::new("/bin/bash").exists()
 }
+
+/// The prefix of every cgroup directory name of the groups of process
+/// `pid` of this pid namespace: `pkit-<pid>.<pid namespace>.` (the owner's
+/// start time and the group's count follow; see the library's
+/// `sys/linux/names.rs`). Without the namespace, a pkit of another pid
+/// namespace with the same pid (another run of the suite under `unshare
+/// -pf`) would be taken for `pid`. Works for a dead `pid` too.
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub fn name_prefix(pid: u32) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/self/ns/pid")
+        .expect("this process's pid namespace")
+        .ino();
+    format!("pkit-{pid}.{ns}.")
+}

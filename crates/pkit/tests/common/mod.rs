@@ -619,7 +619,7 @@ pub fn own_cgroup_dirs() -> Vec<PathBuf> {
 /// The `pkit-<owner>-*` cgroup directories under `parent` that exist now
 /// (none when `parent` can't be read).
 pub fn cgroup_dirs_of(parent: &Path, owner: u32) -> Vec<PathBuf> {
-    let prefix = format!("pkit-{owner}-");
+    let prefix = name_prefix(owner);
     let Ok(dir) = std::fs::read_dir(parent) else {
         return Vec::new();
     };
@@ -1506,4 +1506,18 @@ pub fn fifo_swap_dir(tag: &str) -> (TempPath, PathBuf, PathBuf, PathBuf) {
     assert!(made.success(), "mkfifo");
     std::fs::hard_link(&fifo, &keep).unwrap();
     (dir, path, fifo, keep)
+}
+
+/// The prefix of every cgroup directory name of the groups of process
+/// `pid` of this pid namespace: `pkit-<pid>.<pid namespace>.` (the owner's
+/// start time and the group's count follow; see the library's
+/// `sys/linux/names.rs`). Without the namespace, a pkit of another pid
+/// namespace with the same pid (another run of the suite under `unshare
+/// -pf`) would be taken for `pid`. Works for a dead `pid` too.
+pub fn name_prefix(pid: u32) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/self/ns/pid")
+        .expect("this process's pid namespace")
+        .ino();
+    format!("pkit-{pid}.{ns}.")
 }
