@@ -40,6 +40,9 @@ fn cgname_helper() {
         .build()
         .expect("runtime");
     rt.block_on(async {
+        if mode == "nested" {
+            return nested_owner().await;
+        }
         let group = Group::builder()
             .mechanism(MechanismChoice::Cgroup)
             .build()
@@ -72,6 +75,30 @@ fn cgname_helper() {
         }
         group.close().await.expect("close");
     });
+}
+
+/// A child that appends its pid to the file `$1`, then on SIGTERM appends
+/// `TERM` and exits 0.
+const TRAPS_TERM: &str = r#"trap 'echo TERM >> "$1"; exit 0' TERM; echo $$ >> "$1"; while :; do sleep 0.1 & wait $!; done"#;
+
+/// The `nested` helper: a pkit inside a group of the test, in a pid
+/// namespace of its own. It starts [`TRAPS_TERM`] (its file: the
+/// `PKIT_CGNAME_FILE` variable) in a group of its own and waits; a SIGTERM
+/// it notes in that file's `.owner` sibling, and waits on (to be killed).
+async fn nested_owner() {
+    let file = std::env::var("PKIT_CGNAME_FILE").expect("PKIT_CGNAME_FILE");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a TERM handler");
+    let group = Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .build()
+        .expect("a cgroup group");
+    let _child = group
+        .start(&Command::new("sh").args(["-c", TRAPS_TERM, "sh", &file]))
+        .expect("start");
+    term.recv().await;
+    std::fs::write(format!("{file}.owner"), "TERM\n").expect("the owner's note");
+    std::future::pending::<()>().await;
 }
 
 /// A helper in a pid namespace of its own, killed (with its namespace:
@@ -237,4 +264,90 @@ async fn pkits_with_one_pid_in_two_pid_namespaces_tell_their_groups_apart() {
         "pkits_with_one_pid_in_two_pid_namespaces_tell_their_groups_apart",
     )
     .await;
+}
+
+/// A nested pkit run in a pid namespace of its own (inside a group of
+/// ours) names its groups with its pid there, which no process of the
+/// cgroup above has here: its group is still recognised (by its namespace
+/// and its pid there, `NSpid`), so a graceful stop leaves the TERM to the
+/// nested owner and spares its programs, as for a nested pkit of our pid
+/// namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_pkit_in_a_pid_namespace_of_its_own_is_recognised() {
+    let suite = common::begin("a_nested_pkit_in_a_pid_namespace_of_its_own_is_recognised").await;
+    if !common::mechanisms().contains(&MechanismChoice::Cgroup) {
+        eprintln!("SKIPPED: cgroup groups only (not this pass, or no cgroup v2 here)");
+        suite.end().await;
+        return;
+    }
+    let probe = std::process::Command::new("unshare")
+        .args(["-pf", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: unshare -pf --mount-proc refused: {probe:?}");
+        suite.end().await;
+        return;
+    }
+    let file = common::TempPath::new("cgname-nested");
+    let group = Group::builder()
+        .mechanism(MechanismChoice::Cgroup)
+        .build()
+        .expect("a cgroup group");
+    let exe = std::env::current_exe().expect("test binary");
+    let exe = exe.to_str().expect("a UTF-8 path");
+    let proc = group
+        .start(
+            &Command::new("unshare")
+                .args([
+                    "-pf",
+                    "--mount-proc",
+                    "sh",
+                    "-c",
+                    "\"$@\"; exit $?",
+                    "sh",
+                    exe,
+                ])
+                .args([
+                    "cgname_helper",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(HELPER_VAR, "nested")
+                .env("PKIT_CGNAME_FILE", file.as_str())
+                .env_remove("PKIT_MECHANISM"),
+        )
+        .expect("the nested pkit");
+    // Its program runs (in the nested group) once its pid is written.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    while !text(file.path()).lines().any(|l| l.parse::<u32>().is_ok()) {
+        assert!(
+            Instant::now() < deadline,
+            "the nested program never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Everything of ours gets TERM but the nested group; the nested owner
+    // (pid 1's child in its namespace) catches it and holds on until the
+    // grace ends (the namespace's init, a shell, ignores it).
+    let report = group
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+    let owner = file.path().with_file_name(format!(
+        "{}.owner",
+        file.path().file_name().expect("a name").to_string_lossy()
+    ));
+    let owner_term = text(&owner);
+    let _ = std::fs::remove_file(&owner);
+    assert_eq!(owner_term, "TERM\n", "the nested owner got the TERM");
+    let terms = text(file.path()).lines().filter(|l| *l == "TERM").count();
+    assert_eq!(
+        terms, 0,
+        "the nested pkit's program got the TERM directly: {report:?}"
+    );
+    drop(proc);
+    suite.end().await;
 }
