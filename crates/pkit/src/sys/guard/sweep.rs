@@ -165,7 +165,9 @@ impl Judge {
     /// still be alive.
     ///
     /// - Of this pid namespace: a process with its pid and start time
-    ///   exists (a later process given its pid is not it).
+    ///   exists (a later process given its pid is not it). An owner in
+    ///   another time namespace reads another start time for itself, and is
+    ///   taken for dead: its lock keeps its directories.
     /// - Of another: nothing here says (the lock does; see
     ///   [`sweep_stale_once`]).
     /// - An older pkit's name (a pid only): a process with its pid exists
