@@ -261,7 +261,7 @@ pub struct RunArgs {
     /// ending pkit by the same signal.
     #[arg(long)]
     pub no_reraise: bool,
-    /// Name the run's cgroup pkit-<pid>-<n>-NAME (1 to 64 of A-Z a-z 0-9 .
+    /// Name the run's cgroup pkit-<pid>.<ns>.<start>-<n>-NAME (1 to 64 of A-Z a-z 0-9 .
     /// _ -), as /proc/<pid>/cgroup of the program shows. A process group has
     /// nothing to name: a warning says so.
     // The doc comment is --help text (clap prints it as written), not

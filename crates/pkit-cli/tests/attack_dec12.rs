@@ -172,7 +172,7 @@ fn pkit_dirs_of(owners: &[u32]) -> Vec<PathBuf> {
             let name = e.file_name().to_string_lossy().into_owned();
             if owners
                 .iter()
-                .any(|o| name.starts_with(&format!("pkit-{o}-")))
+                .any(|o| name.starts_with(&common::name_prefix(*o)))
             {
                 found.push(e.path());
             }

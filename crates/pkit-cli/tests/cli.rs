@@ -473,7 +473,7 @@ fn no_cgroup_directory_is_left_behind() {
         .unwrap();
     let pid = child.id();
     assert_eq!(child.wait().unwrap().code(), Some(124));
-    let prefix = format!("pkit-{pid}-");
+    let prefix = common::name_prefix(pid);
     let left: Vec<_> = std::fs::read_dir(&parent)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -604,7 +604,7 @@ fn assert_no_cgroup_of(pid: u32) {
     let Some(parent) = cgroup_parent() else {
         return;
     };
-    let prefix = format!("pkit-{pid}-");
+    let prefix = common::name_prefix(pid);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left: Vec<_> = std::fs::read_dir(&parent)

@@ -74,7 +74,7 @@ fn dirs_of(owners: &[u32]) -> Vec<PathBuf> {
             let name = e.file_name().to_string_lossy().into_owned();
             owners
                 .iter()
-                .any(|o| name.starts_with(&format!("pkit-{o}-")))
+                .any(|o| name.starts_with(&common::name_prefix(*o)))
         })
         .map(|e| e.path())
         .collect()

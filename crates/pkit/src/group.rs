@@ -323,15 +323,18 @@ impl Group {
     /// programs never get it twice. That is what `killpg` does anyway (the
     /// nested groups are process groups of their own); a cgroup leaves out
     /// the sub-cgroups named as pkit names its groups (`pkit-<owner
-    /// pid>-<n>`, optionally `-<name>`) whose owner lives in the cgroup just
-    /// above. Every other signal (SIGKILL, SIGSTOP and SIGCONT, and those
+    /// pid>.<ns>.<start>-<n>`, optionally `-<name>`: the owner's pid, pid
+    /// namespace and start time) whose owner lives in the cgroup just
+    /// above (an owner in a pid namespace of its own is found there by
+    /// that namespace and its pid in it). Every other signal (SIGKILL, SIGSTOP and SIGCONT, and those
     /// `pkit run` would not relay, such as SIGABRT, SIGURG or a real-time
     /// one) reaches every process of a cgroup, nested groups included, as
     /// do [`kill`](Self::kill), the SIGKILL after a grace and the teardown.
     /// A program that names a sub-cgroup so itself keeps what it moves
     /// there from the relayed signals only.
-    /// An owner in another pid namespace names its groups with a pid this
-    /// process can't match: their programs get the signal directly too. On Windows (a Job
+    /// An older pkit in another pid namespace names its groups with a pid
+    /// alone, which this process can't match: their programs get the
+    /// signal directly too. On Windows (a Job
     /// Object) [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
     /// to each started process's console group (see [`shutdown`](Self::shutdown));
     /// [`Signal::Stop`] suspends each process in the job (as

@@ -149,7 +149,8 @@ impl GroupBuilder {
     }
 
     /// Names the group, so an operator can tell it apart: under cgroup v2
-    /// its directory is `pkit-<owner pid>-<n>-<name>` (as
+    /// its directory is `pkit-<owner pid>.<ns>.<start>-<n>-<name>` (the
+    /// owner's pid namespace and start time after its pid; as
     /// `/proc/<pid>/cgroup` of each member shows, and any cgroup v1 cap
     /// directory too), still swept as stale once its owner is dead.
     ///

@@ -29,7 +29,7 @@ fn v1_owner_dir(controller: &str) -> Option<PathBuf> {
 
 /// `pkit-<our pid>-*` entries directly under `dir`.
 fn own_dirs_under(dir: &Path) -> Vec<PathBuf> {
-    let prefix = format!("pkit-{}-", std::process::id());
+    let prefix = common::name_prefix(std::process::id());
     std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()

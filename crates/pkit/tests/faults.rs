@@ -737,7 +737,7 @@ async fn unreleasable_spare_owner_helper() {
     let parent = pkit::host_containment()
         .group_parent
         .expect("a cgroup parent");
-    let prefix = format!("pkit-{}-", std::process::id());
+    let prefix = common::name_prefix(std::process::id());
     let spares: Vec<_> = std::fs::read_dir(&parent)
         .unwrap()
         .flatten()

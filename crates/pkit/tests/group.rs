@@ -31,7 +31,7 @@ async fn a_group_describes_its_mechanism() {
                 assert!(dir.is_dir(), "{}", dir.display());
                 let name = dir.file_name().unwrap().to_string_lossy().into_owned();
                 assert!(
-                    name.starts_with(&format!("pkit-{}-", std::process::id())),
+                    name.starts_with(&common::name_prefix(std::process::id())),
                     "{name}"
                 );
                 assert!(debug.contains("CgroupV2"), "{debug}");
@@ -400,7 +400,7 @@ async fn a_named_group_is_named_where_the_os_shows_it() {
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
             .unwrap_or("");
-        let mine = format!("pkit-{}-", std::process::id());
+        let mine = common::name_prefix(std::process::id());
         let named = v2
             .split('/')
             .any(|c| c.starts_with(&mine) && c.ends_with("-web_1.x-y"));

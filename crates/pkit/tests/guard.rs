@@ -261,7 +261,7 @@ fn guard_helper_owner() {
                 .parent()
                 .expect("parent")
                 .to_path_buf();
-            let mine = format!("pkit-{}-", std::process::id());
+            let mine = common::name_prefix(std::process::id());
             for entry in std::fs::read_dir(&parent)
                 .expect("the groups' parent")
                 .flatten()

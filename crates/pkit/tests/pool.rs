@@ -29,7 +29,7 @@ fn own_dirs() -> Vec<String> {
     let Some(parent) = pkit::host_containment().group_parent else {
         return Vec::new();
     };
-    let prefix = format!("pkit-{}-", std::process::id());
+    let prefix = common::name_prefix(std::process::id());
     std::fs::read_dir(parent)
         .unwrap()
         .filter_map(|e| e.ok())

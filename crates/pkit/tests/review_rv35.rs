@@ -366,7 +366,7 @@ fn leftover_dirs(owner: u32) -> Vec<PathBuf> {
     let mut found = Vec::new();
     walk(
         Path::new("/sys/fs/cgroup"),
-        &format!("pkit-{owner}-"),
+        &common::name_prefix(owner),
         4,
         &mut found,
     );

@@ -695,7 +695,7 @@ fn fork_and_check(parent: &std::path::Path, alarm: u32, f: impl FnOnce() -> i32)
         )
     };
     assert_eq!(waited, 0, "waitid");
-    let prefix = format!("pkit-{pid}-");
+    let prefix = common::name_prefix(pid as u32);
     let left = || -> Vec<String> {
         std::fs::read_dir(parent)
             .map(|d| {

@@ -39,7 +39,7 @@ fn our_cgroups() -> usize {
     let Some(parent) = pkit::host_containment().group_parent else {
         return 0;
     };
-    let prefix = format!("pkit-{}-", std::process::id());
+    let prefix = common::name_prefix(std::process::id());
     std::fs::read_dir(parent)
         .map(|d| {
             d.filter_map(|e| e.ok())

@@ -266,7 +266,7 @@ fn own_v1_dirs() -> Vec<std::path::PathBuf> {
             }
         }
     }
-    let prefix = format!("pkit-{}-", std::process::id());
+    let prefix = common::name_prefix(std::process::id());
     let mut out = Vec::new();
     for controller in ["memory", "pids", "cpu", "cpuset", "cpu,cpuacct"] {
         let root = std::path::Path::new("/sys/fs/cgroup").join(controller);

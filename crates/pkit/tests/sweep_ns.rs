@@ -39,7 +39,7 @@ fn sweep_ns_helper() {
 
 /// This process's `pkit-<pid>-*` directory names under `parent`.
 fn own_dirs(parent: &Path) -> Vec<String> {
-    let prefix = format!("pkit-{}-", std::process::id());
+    let prefix = common::name_prefix(std::process::id());
     std::fs::read_dir(parent)
         .expect("the cgroup parent")
         .flatten()

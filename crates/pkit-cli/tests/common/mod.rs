@@ -331,9 +331,12 @@ pub fn report(out: &Output) -> serde_json::Value {
 /// A fresh temporary path.
 pub fn temp_path(what: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
+    // With our pid namespace: another run of the suite under `unshare -pf`
+    // has our pid, and the same temp dir.
     let path = std::env::temp_dir().join(format!(
-        "pkit-cli-{what}-{}-{}",
+        "pkit-cli-{what}-{}.{}-{}",
         std::process::id(),
+        pid_ns(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
     // A file an earlier process with our pid left (killed before its
@@ -711,4 +714,22 @@ pub fn drive_bash_paused(line: &str, body: &str, pause: Option<&str>) -> String 
 /// Whether there is a `/bin/bash` (the job-control shell tests need it).
 pub fn have_bash() -> bool {
     std::path::Path::new("/bin/bash").exists()
+}
+
+/// The prefix of every cgroup directory name of the groups of process
+/// `pid` of this pid namespace: `pkit-<pid>.<pid namespace>.` (the owner's
+/// start time and the group's count follow; see the library's
+/// `sys/linux/names.rs`). Without the namespace, a pkit of another pid
+/// namespace with the same pid (another run of the suite under `unshare
+/// -pf`) would be taken for `pid`. Works for a dead `pid` too.
+pub fn name_prefix(pid: u32) -> String {
+    format!("pkit-{pid}.{}.", pid_ns())
+}
+
+/// The inode number of this process's pid namespace (0 where there is
+/// none to read: no `/proc`).
+pub fn pid_ns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
 }

@@ -126,7 +126,7 @@ fn descends_from(pid: u32, ancestor: u32) -> bool {
 
 /// Whether `pid` is in one of `owner`'s `pkit-<owner>-*` cgroups.
 fn in_cgroup_of(pid: u32, owner: u32) -> bool {
-    let prefix = format!("/pkit-{owner}-");
+    let prefix = format!("/{}", super::name_prefix(owner));
     std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .is_ok_and(|c| c.lines().any(|l| l.contains(&prefix)))
 }

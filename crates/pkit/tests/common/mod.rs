@@ -619,7 +619,7 @@ pub fn own_cgroup_dirs() -> Vec<PathBuf> {
 /// The `pkit-<owner>-*` cgroup directories under `parent` that exist now
 /// (none when `parent` can't be read).
 pub fn cgroup_dirs_of(parent: &Path, owner: u32) -> Vec<PathBuf> {
-    let prefix = format!("pkit-{owner}-");
+    let prefix = name_prefix(owner);
     let Ok(dir) = std::fs::read_dir(parent) else {
         return Vec::new();
     };
@@ -1087,7 +1087,9 @@ pub async fn at_most_at_once<T, F>(
 pub struct TempPath(PathBuf);
 
 impl TempPath {
-    /// `<temp dir>/pkit-test-<our pid>-<counter>-<tag>`; nothing is created,
+    /// `<temp dir>/pkit-test-<our pid>.<our pid namespace>-<counter>-<tag>`
+    /// (the namespace: another run of the suite under `unshare -pf` has
+    /// our pid, and the same temp dir); nothing is created,
     /// and a file left there is removed: an earlier process with our pid
     /// (a helper owner SIGKILLed by its test) never removed its own, and a
     /// script appending to it would follow that run's lines (CI's
@@ -1095,7 +1097,11 @@ impl TempPath {
     pub fn new(tag: &str) -> TempPath {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("pkit-test-{}-{n}-{tag}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "pkit-test-{}.{}-{n}-{tag}",
+            std::process::id(),
+            pid_ns()
+        ));
         let _ = std::fs::remove_file(&path);
         TempPath(path)
     }
@@ -1506,4 +1512,25 @@ pub fn fifo_swap_dir(tag: &str) -> (TempPath, PathBuf, PathBuf, PathBuf) {
     assert!(made.success(), "mkfifo");
     std::fs::hard_link(&fifo, &keep).unwrap();
     (dir, path, fifo, keep)
+}
+
+/// The prefix of every cgroup directory name of the groups of process
+/// `pid` of this pid namespace: `pkit-<pid>.<pid namespace>.` (the owner's
+/// start time and the group's count follow; see the library's
+/// `sys/linux/names.rs`). Without the namespace, a pkit of another pid
+/// namespace with the same pid (another run of the suite under `unshare
+/// -pf`) would be taken for `pid`. Works for a dead `pid` too.
+pub fn name_prefix(pid: u32) -> String {
+    format!("pkit-{pid}.{}.", pid_ns())
+}
+
+/// The inode number of this process's pid namespace.
+pub fn pid_ns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        std::fs::metadata("/proc/self/ns/pid")
+            .expect("this process's pid namespace")
+            .ino()
+    })
 }

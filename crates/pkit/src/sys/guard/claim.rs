@@ -1,9 +1,12 @@
 //! Which registered cgroup directories the Linux guard's teardown may
 //! end: only those its owner made.
 //!
-//! A directory name, `pkit-<pid>-<seq>`, is unique per pid namespace only:
-//! owners in two pid namespaces under one parent cgroup can pick the same
-//! one, and `mkdir`'s `EEXIST` then sends the second to the next number.
+//! A directory name of an older pkit, `pkit-<pid>-<seq>`, is unique per pid
+//! namespace only: owners in two pid namespaces under one parent cgroup can
+//! pick the same one, and `mkdir`'s `EEXIST` then sends the second to the
+//! next number. (Names now carry the pid namespace and the owner's start
+//! time, `linux/names.rs`, so two owners pick the same one only where
+//! `/proc` told one of them neither; the defence below stays.)
 //! But a cgroup is registered before its `mkdir` (so an owner killed at any
 //! point leaves no directory behind), and an owner killed between the two
 //! (or before the `EEXIST`'s unregistration reached the guard) would leave

@@ -5,7 +5,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-pub(super) use crate::sys::linux::names::owner_of;
+use crate::sys::linux::names;
+pub(super) use crate::sys::linux::names::{owner_of, Owner};
 
 /// How many directory entries one sweep looks at, at most.
 const SWEEP_LIMIT: usize = 4096;
@@ -15,23 +16,29 @@ const SWEEP_LIMIT: usize = 4096;
 /// after the `mkdir`). `PKIT_SWEEP_MIN_AGE_SECS` overrides it (for tests).
 const MIN_AGE_SECS: i64 = 60;
 
-/// Once per process and parent cgroup: removes empty `pkit-<pid>-<seq>`
-/// directories under `parent` whose owner is dead (left by an owner killed
-/// before the guard existed, or whose guard was itself killed). An owner
-/// moved to another cgroup makes its groups there (`host::cgroup_host`),
-/// and sweeps that parent too, at its first group there; the v1
-/// hierarchies are swept at the first call only.
+/// Once per process and parent cgroup: removes empty directories named as
+/// pkit names its groups (`pkit-<pid>.<ns>.<start>-<seq>`, or an older
+/// pkit's `pkit-<pid>-<seq>`: see `linux/names.rs`) under `parent` whose
+/// owner is dead (left by an owner killed before the guard existed, or
+/// whose guard was itself killed). An owner moved to another cgroup makes
+/// its groups there (`host::cgroup_host`), and sweeps that parent too, at
+/// its first group there; the v1 hierarchies are swept at the first call
+/// only.
 ///
 /// An owner holds a shared `flock` on every directory it keeps (its open
 /// directory fd; for a v1 directory, its open `cgroup.procs`), spares
 /// included, and the kernel drops it when the owner's fds go. A directory
 /// is removed only if it is older than [`MIN_AGE_SECS`], its lock can be
 /// taken exclusively (no live owner in any pid namespace holds it), and,
-/// besides, its owner pid looks dead in this process's pid namespace; it
-/// is removed under that exclusive lock. So a pkit in another pid
-/// namespace sharing this cgroup (a container with the host's cgroup
-/// namespace, a CI job in a pid namespace) never removes a live owner's
-/// directories, though it can't judge that owner's pid.
+/// besides, its name does not say its owner may be alive
+/// ([`owner_alive`]); it is removed under that exclusive lock. An owner of
+/// this pid namespace is judged by its pid and start time; one of another
+/// (a container sharing this cgroup hierarchy without a cgroup namespace,
+/// a CI job in a pid namespace of its own) can't be looked up here, and
+/// its pid, which may be any process's here, says nothing: for its
+/// directories the lock alone speaks. So a live owner's directories are
+/// never removed, whatever its pid namespace, and a dead owner's are,
+/// whatever pid some process here has.
 pub(crate) fn sweep_stale_once(parent: &Path) {
     // The parents swept (the owner's cgroups so far: one, unless it was
     // moved), and at most so many: an owner moved among more sweeps the
@@ -85,7 +92,8 @@ fn sweep(dir: &Path, lock: Lock, min_age: i64, budget: &mut usize) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    let me = crate::sys::pid::current();
+    let me = names::own();
+    let judge = Judge::here();
     let now = now_secs();
     let mut removed = 0;
     for entry in entries.flatten() {
@@ -101,7 +109,7 @@ fn sweep(dir: &Path, lock: Lock, min_age: i64, budget: &mut usize) -> usize {
             continue;
         }
         let path = entry.path();
-        let Some(_held) = stale(&path, owner, lock, now, min_age) else {
+        let Some(_held) = stale(&path, owner, &judge, lock, now, min_age) else {
             continue;
         };
         // rmdir refuses a cgroup with members: only empty ones go, their
@@ -114,12 +122,13 @@ fn sweep(dir: &Path, lock: Lock, min_age: i64, budget: &mut usize) -> usize {
 }
 
 /// Whether `path` (named for `owner`) is stale: old enough, unlocked, and
-/// its owner pid dead here. If so, returns the exclusive lock taken on it,
-/// to hold while removing it. Each check runs only if the ones before
-/// passed; all err towards "alive".
+/// its owner not alive as far as `judge` can tell. If so, returns the
+/// exclusive lock taken on it, to hold while removing it. Each check runs
+/// only if the ones before passed; all err towards "alive".
 pub(super) fn stale(
     path: &Path,
-    owner: u32,
+    owner: Owner,
+    judge: &Judge,
     lock: Lock,
     now: i64,
     min_age: i64,
@@ -129,10 +138,55 @@ pub(super) fn stale(
         return None;
     }
     let held = lock_exclusive(path, lock)?;
-    if owner_alive(owner, made) {
+    if judge.owner_alive(owner, made) {
         return None;
     }
     Some(held)
+}
+
+/// What this process can tell of an owner from its name: read once per
+/// sweep.
+pub(super) struct Judge {
+    /// This process's pid namespace, if known and if `/proc` numbers
+    /// processes in it (only then does `/proc/<pid>` name an owner of it).
+    ns: Option<u64>,
+}
+
+impl Judge {
+    /// The judge of this process.
+    pub(super) fn here() -> Judge {
+        let ns = names::own().tag.map(|t| t.ns);
+        Judge {
+            ns: ns.filter(|_| names::proc_is_own()),
+        }
+    }
+
+    /// Whether `owner`, who made a directory at `made` (its ctime), may
+    /// still be alive.
+    ///
+    /// - Of this pid namespace: a process with its pid and start time
+    ///   exists (a later process given its pid is not it). An owner in
+    ///   another time namespace reads another start time for itself, and is
+    ///   taken for dead: its lock keeps its directories.
+    /// - Of another: nothing here says (the lock does; see
+    ///   [`sweep_stale_once`]).
+    /// - An older pkit's name (a pid only): a process with its pid exists
+    ///   and did not start after the directory was made. Errs towards
+    ///   "alive" (the pid may be another namespace's).
+    pub(super) fn owner_alive(&self, owner: Owner, made: i64) -> bool {
+        let Some(tag) = owner.tag else {
+            return pid_alive_since(owner.pid, made);
+        };
+        if self.ns != Some(tag.ns) {
+            return false;
+        }
+        let path = format!("/proc/{}/stat", owner.pid);
+        match std::fs::read(path) {
+            // Not the stat text we know: err towards "alive".
+            Ok(text) => names::start_of(&text).is_none_or(|start| start == tag.start),
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
 }
 
 /// Takes `flock(LOCK_EX | LOCK_NB)` on what an owner of `path` locks; `None`
@@ -164,9 +218,9 @@ fn now_secs() -> i64 {
 }
 
 /// Whether the process that created a directory `made` (its ctime) may
-/// still be alive: a process with its pid exists and did not start after
-/// the directory was made. Errs towards "alive".
-fn owner_alive(pid: u32, made: i64) -> bool {
+/// still be alive, by its pid alone: a process with its pid exists and did
+/// not start after the directory was made. Errs towards "alive".
+fn pid_alive_since(pid: u32, made: i64) -> bool {
     let fields = match crate::sys::linux::procfs::stat_fields(pid as i32) {
         Ok(fields) => fields,
         // Not the stat text we know: err towards "alive".

@@ -2,9 +2,10 @@
 
 use super::process::{event_field, join};
 use super::start::start_with;
-use super::sweep::{owner_of, stale, Lock};
+use super::sweep::{owner_of, stale, Judge, Lock, Owner};
 use super::walk::for_each_pid;
 use super::wire::*;
+use crate::sys::linux::names::{self, Tag};
 use std::io::BufRead;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -222,28 +223,61 @@ fn fallback_mode_kills_a_group_with_an_unreaped_leader() {
 
 #[test]
 fn owner_names() {
-    assert_eq!(owner_of(b"pkit-123-4"), Some(123));
+    let legacy = |pid| Some(Owner { pid, tag: None });
+    let tagged = |pid, ns, start| {
+        Some(Owner {
+            pid,
+            tag: Some(Tag { ns, start }),
+        })
+    };
+    // An older pkit's names: the pid alone.
+    assert_eq!(owner_of(b"pkit-123-4"), legacy(123));
     assert_eq!(owner_of(b"pkit-123-"), None);
     assert_eq!(owner_of(b"pkit--4"), None);
     assert_eq!(owner_of(b"pkit-12x-4"), None);
     assert_eq!(owner_of(b"other-1-2"), None);
     // A named group's directory: the name is ignored, dashes and all.
-    assert_eq!(owner_of(b"pkit-123-4-web"), Some(123));
-    assert_eq!(owner_of(b"pkit-123-4-web-1.x"), Some(123));
+    assert_eq!(owner_of(b"pkit-123-4-web"), legacy(123));
+    assert_eq!(owner_of(b"pkit-123-4-web-1.x"), legacy(123));
     assert_eq!(owner_of(b"pkit-123-4-"), None);
     assert_eq!(owner_of(b"pkit-123--web"), None);
     assert_eq!(owner_of(b"pkit-123-4x-web"), None);
+    // Names with the pid namespace and start time.
+    assert_eq!(
+        owner_of(b"pkit-123.4026531836.987-4"),
+        tagged(123, 4026531836, 987)
+    );
+    assert_eq!(
+        owner_of(b"pkit-123.4026531836.987-4-web-1.x"),
+        tagged(123, 4026531836, 987)
+    );
+    assert_eq!(owner_of(b"pkit-123.4026531836-4"), None);
+    assert_eq!(owner_of(b"pkit-123.4026531836.987.5-4"), None);
+    assert_eq!(owner_of(b"pkit-123..987-4"), None);
+    assert_eq!(owner_of(b"pkit-.1.2-4"), None);
+    assert_eq!(owner_of(b"pkit-123.1.2x-4"), None);
+    assert_eq!(owner_of(b"pkit-123.1.2-"), None);
+    assert_eq!(owner_of(b"pkit-99999999999.1.2-4"), None);
+    // This process's own part parses back to itself.
+    let own = format!("pkit-{}-7-x", names::own());
+    assert_eq!(owner_of(own.as_bytes()), Some(names::own()));
 }
 
 /// The sweep's decision for one directory: too young, locked by a live
-/// owner (in any pid namespace), or of a live pid: kept; else removed under
-/// an exclusive lock.
+/// owner (in any pid namespace), or of a live owner (an older pkit's name:
+/// a live pid; a name with the pid namespace: that pid and start time, in
+/// ours): kept; else removed under an exclusive lock.
 #[test]
 fn sweep_decision() {
     use rustix::fs::{flock, FlockOperation, Mode, OFlags};
     let mut dead = std::process::Command::new("true").spawn().expect("true");
     let dead_pid = dead.id();
     dead.wait().expect("wait");
+    let dead = Owner {
+        pid: dead_pid,
+        tag: None,
+    };
+    let judge = Judge::here();
     let dir = std::env::temp_dir().join(format!("pkit-sweep-decision-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).expect("a directory");
@@ -275,19 +309,19 @@ fn sweep_decision() {
         eventually(
             &format!("{lock:?}: a dead owner's directory"),
             Box::new(|| {
-                held = stale(&dir, dead_pid, lock, now + 61, 60);
+                held = stale(&dir, dead, &judge, lock, now + 61, 60);
                 held.is_some()
             }),
         );
         // While we hold it, another sweeper can't take it.
         assert!(
-            stale(&dir, dead_pid, lock, now + 61, 60).is_none(),
+            stale(&dir, dead, &judge, lock, now + 61, 60).is_none(),
             "{lock:?}"
         );
         drop(held);
         // Made less than a minute ago: kept, whoever the owner.
         assert!(
-            stale(&dir, dead_pid, lock, now, 60).is_none(),
+            stale(&dir, dead, &judge, lock, now, 60).is_none(),
             "{lock:?}: young"
         );
         // A live owner's shared lock keeps it, though its pid looks dead.
@@ -297,20 +331,72 @@ fn sweep_decision() {
             Box::new(|| flock(&owner, FlockOperation::NonBlockingLockShared).is_ok()),
         );
         assert!(
-            stale(&dir, dead_pid, lock, now + 61, 60).is_none(),
+            stale(&dir, dead, &judge, lock, now + 61, 60).is_none(),
             "{lock:?}: locked"
         );
         drop(owner);
         eventually(
             &format!("{lock:?}: released"),
-            Box::new(|| stale(&dir, dead_pid, lock, now + 61, 60).is_some()),
+            Box::new(|| stale(&dir, dead, &judge, lock, now + 61, 60).is_some()),
         );
         // A live pid that started before the directory was made: kept.
-        let me = std::process::id();
+        let me = Owner {
+            pid: std::process::id(),
+            tag: None,
+        };
         assert!(
-            stale(&dir, me, lock, now + 61, 60).is_none(),
+            stale(&dir, me, &judge, lock, now + 61, 60).is_none(),
             "{lock:?}: live pid"
         );
+        // Names with a pid namespace and start time (see `names.rs`).
+        let Some(tag) = names::own().tag.filter(|_| names::proc_is_own()) else {
+            continue;
+        };
+        let owner = |pid, ns, start| Owner {
+            pid,
+            tag: Some(Tag { ns, start }),
+        };
+        // This process, named exactly: kept.
+        assert!(
+            stale(&dir, names::own(), &judge, lock, now + 61, 60).is_none(),
+            "{lock:?}: our own name"
+        );
+        // Our pid with another start time: a dead owner whose pid we were
+        // given. Stale.
+        let earlier = owner(std::process::id(), tag.ns, tag.start.wrapping_sub(1));
+        let mut held = None;
+        eventually(
+            &format!("{lock:?}: our pid, another start"),
+            Box::new(|| {
+                held = stale(&dir, earlier, &judge, lock, now + 61, 60);
+                held.is_some()
+            }),
+        );
+        drop(held);
+        // A dead pid of our namespace: stale.
+        let gone = owner(dead_pid, tag.ns, tag.start);
+        eventually(
+            &format!("{lock:?}: a dead pid of our namespace"),
+            Box::new(|| stale(&dir, gone, &judge, lock, now + 61, 60).is_some()),
+        );
+        // Our very pid and start time, of another pid namespace: the pid
+        // says nothing here; unlocked, it is stale...
+        let foreign = owner(std::process::id(), tag.ns.wrapping_add(1), tag.start);
+        eventually(
+            &format!("{lock:?}: another namespace's"),
+            Box::new(|| stale(&dir, foreign, &judge, lock, now + 61, 60).is_some()),
+        );
+        // ...and locked by its live owner, kept.
+        let holder = open(&target);
+        eventually(
+            &format!("{lock:?}: another namespace's lock"),
+            Box::new(|| flock(&holder, FlockOperation::NonBlockingLockShared).is_ok()),
+        );
+        assert!(
+            stale(&dir, foreign, &judge, lock, now + 61, 60).is_none(),
+            "{lock:?}: another namespace's, locked"
+        );
+        drop(holder);
     }
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

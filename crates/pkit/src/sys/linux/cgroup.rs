@@ -123,15 +123,16 @@ impl Cgroup {
             };
             return Ok((cg, spare.ticket));
         }
-        let pid = crate::sys::pid::current();
+        // `<pid>.<pid namespace>.<start time>` (see `names.rs`).
+        let owner = super::names::own();
         // Fresh directories removed under us (see below); bounded, so a
         // hostile loop of removals can't keep us here.
         let mut lost = 0;
         loop {
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
             let path = match name {
-                None => parent.join(format!("{NAME_PREFIX}{pid}-{seq}")),
-                Some(name) => parent.join(format!("{NAME_PREFIX}{pid}-{seq}-{name}")),
+                None => parent.join(format!("{NAME_PREFIX}{owner}-{seq}")),
+                Some(name) => parent.join(format!("{NAME_PREFIX}{owner}-{seq}-{name}")),
             };
             // Registered first: a failed registration leaves the group
             // unguarded, which the container reports (it tries again).
@@ -148,7 +149,9 @@ impl Cgroup {
                 });
             match made {
                 Ok(()) => {}
-                // A directory of that name left by a dead owner with our pid.
+                // A directory of that name, left by a dead owner that had
+                // our pid (and our pid namespace and start time: not
+                // unless `/proc` could not tell them, see `names.rs`).
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     forget(ticket);
                     continue;

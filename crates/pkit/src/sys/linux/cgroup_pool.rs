@@ -36,7 +36,8 @@
 //!   (if its group had one), so reusing it costs no message to the guard,
 //!   and a process killed outright still has its spares removed — by the
 //!   guard, or, without one, by the next pkit process to create a group
-//!   (the stale sweep of empty `pkit-<pid>-<n>` directories of dead owners).
+//!   (the stale sweep of empty `pkit-<pid>.<ns>.<start>-<n>` directories of
+//!   dead owners).
 //! - At normal process exit (`exit`, return from `main`) an `atexit`
 //!   handler removes every pooled directory.
 //! - [`release_all`] removes the spares now (`pkit::release_spare_cgroups`);

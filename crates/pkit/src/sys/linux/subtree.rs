@@ -121,21 +121,58 @@ impl Reach {
 
 /// Whether the sub-cgroup `dir`, below a cgroup whose own processes are
 /// `parent_procs`, is the group of a nested pkit: named as pkit names its
-/// groups (`pkit-<owner pid>-<seq>[-<name>]`), with that owner alive in
-/// the cgroup above (pkit makes its groups as children of its owner's own
-/// cgroup). The owner got the signal, and its group is its to signal.
+/// groups (`pkit-<owner pid>.<ns>.<start>-<seq>[-<name>]`, or an older
+/// pkit's `pkit-<owner pid>-<seq>[-<name>]`: see `names.rs`), with that
+/// owner alive in the cgroup above (pkit makes its groups as children of
+/// its owner's own cgroup). The owner got the signal, and its group is its
+/// to signal.
 ///
-/// An owner in another pid namespace names itself by a pid this process
-/// can't match: its group is then not recognised, and its programs get the
-/// signal directly as well as through their owner. A program that names a
-/// sub-cgroup this way itself (`pkit-<its own pid>-1`) keeps what it moves
-/// there from the group's catchable signals, never from SIGKILL, SIGSTOP or
-/// the group's teardown.
+/// An owner of another pid namespace (a nested pkit run in a pid namespace
+/// of its own) is found among `parent_procs` by its namespace and its pid
+/// there (`/proc/<pid>/ns/pid`, `NSpid` in `/proc/<pid>/status`), where
+/// this process's `/proc` shows it; an older pkit's name in another pid
+/// namespace can't be matched: its group is then not recognised, and its
+/// programs get the signal directly as well as through their owner. A
+/// program that names a sub-cgroup this way itself (`pkit-<its own
+/// pid>-1`) keeps what it moves there from the group's catchable signals,
+/// never from SIGKILL, SIGSTOP or the group's teardown.
 fn nested_group(dir: &Path, parent_procs: &[i32]) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    dir.file_name()
+    let Some(owner) = dir
+        .file_name()
         .and_then(|n| super::names::owner_of(n.as_bytes()))
-        .is_some_and(|owner| parent_procs.iter().any(|&p| p as u32 == owner))
+    else {
+        return false;
+    };
+    let own_ns = super::names::own().tag.map(|t| t.ns);
+    match owner.tag {
+        Some(tag) if Some(tag.ns) != own_ns => {
+            super::names::proc_is_own()
+                && parent_procs
+                    .iter()
+                    .any(|&p| p > 0 && in_ns_as(p, tag.ns, owner.pid))
+        }
+        _ => parent_procs.iter().any(|&p| p as u32 == owner.pid),
+    }
+}
+
+/// Whether process `pid` (of this pid namespace) is in the pid namespace
+/// `ns` (an inode number), with the pid `inner` there.
+fn in_ns_as(pid: i32, ns: u64, inner: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let in_ns = std::fs::metadata(format!("/proc/{pid}/ns/pid")).is_ok_and(|m| m.ino() == ns);
+    if !in_ns {
+        return false;
+    }
+    // `NSpid:` lists its pid in each namespace from ours inward: the last
+    // is its own namespace's.
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|pids| pids.split_ascii_whitespace().last())
+            .is_some_and(|last| last.parse() == Ok(inner))
+    })
 }
 
 /// `result` of an act on the cgroup `dir` (a signal or kill pass), but
