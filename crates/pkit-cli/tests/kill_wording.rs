@@ -34,18 +34,45 @@ fn a_third_signal_after_the_timeout_is_said_to_kill_at_once() {
     for m in mechanisms() {
         let log = temp_path("term-log");
         let script = format!(
-            "trap 'echo TERM >> {l}' TERM; while :; do sleep 0.05; done",
+            "trap 'echo TERM >> {l}' TERM; echo ready >> {l}; while :; do sleep 0.05; done",
             l = log.display()
         );
-        // 1 s, not 0.2: a TERM that came before the trap (a loaded
-        // machine) would end the shell.
-        let child = pkit()
-            .args(["run", "--json", "--mechanism", m, "--timeout", "1"])
-            .args(["-k", "300", "--", "sh", "-c", &script])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map(Started::new)
-            .expect("pkit runs");
+        // A TERM that came before the trap (a loaded machine slow to start
+        // the shell) ends the shell: such a try (pkit ended, the shell
+        // never said `ready`) is void and made again with the timeout
+        // doubled (1 s first, up to 16 s).
+        let mut timeout = 1;
+        let child = loop {
+            let _ = std::fs::remove_file(&log);
+            let mut child = pkit()
+                .args(["run", "--json", "--mechanism", m, "--timeout"])
+                .arg(timeout.to_string())
+                .args(["-k", "300", "--", "sh", "-c", &script])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map(Started::new)
+                .expect("pkit runs");
+            let ready = || {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("ready")
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let ended = loop {
+                if ready() {
+                    break false;
+                }
+                if child.try_wait().expect("try_wait").is_some() {
+                    break true;
+                }
+                assert!(Instant::now() < deadline, "{m}: neither ready nor ended");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !ended || timeout >= 16 {
+                break child;
+            }
+            timeout *= 2;
+        };
         // The timeout's TERM, then each request in turn once the program
         // saw the one before (standard signals sent at once may merge).
         wait_count(&log, "TERM", 1);
@@ -74,12 +101,25 @@ fn a_third_signal_after_the_timeout_is_said_to_kill_at_once() {
 #[test]
 fn a_grace_that_runs_out_is_said_so() {
     for m in mechanisms() {
-        // (1 s: the trap is set first, as above.)
-        let out = pkit()
-            .args(["run", "--json", "--mechanism", m, "--timeout", "1"])
-            .args(["-k", "0.2", "--", "sh", "-c", "trap '' TERM; sleep 300"])
-            .output()
-            .unwrap();
+        // Made again with the timeout doubled while the shell had not set
+        // its trap (said by `ready`) when the timeout came, as above.
+        let ready = temp_path("grace-ready");
+        let script = format!("trap '' TERM; : > {r}; sleep 300", r = ready.display());
+        let mut timeout = 1;
+        let out = loop {
+            let _ = std::fs::remove_file(&ready);
+            let out = pkit()
+                .args(["run", "--json", "--mechanism", m, "--timeout"])
+                .arg(timeout.to_string())
+                .args(["-k", "0.2", "--", "sh", "-c", &script])
+                .output()
+                .unwrap();
+            if ready.exists() || timeout >= 16 {
+                break out;
+            }
+            timeout *= 2;
+        };
+        let _ = std::fs::remove_file(&ready);
         let err = String::from_utf8_lossy(&out.stderr);
         let r = report(&out);
         assert_eq!(out.status.code(), Some(137), "{m}: {err}");

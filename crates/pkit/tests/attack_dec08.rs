@@ -48,6 +48,33 @@ fn stopping_trap(choice: MechanismChoice, file: &TempPath, pid: &TempPath) -> Co
     .args([file.as_str(), pid.as_str()])
 }
 
+/// The first timeout of a run of [`stopping_trap`]; doubled, up to 16 s,
+/// while the shell had not set its trap and written its pid by the time
+/// the timeout's SIGTERM came (a loaded machine can take longer than that
+/// to start it: the SIGTERM then kills it outright, and no trap runs).
+const FIRST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `run(timeout)` of a [`stopping_trap`] writing to `file` and `pid`,
+/// tried again with the timeout doubled while the shell never got as far
+/// as its pid (so its trap was not set when the timeout came): the result
+/// of the first try that got there (or of the 16 s one).
+async fn once_trapped<F, Fut>(file: &TempPath, pid: &TempPath, run: F) -> pkit::Output
+where
+    F: Fn(Duration) -> Fut,
+    Fut: std::future::Future<Output = pkit::Output>,
+{
+    let mut limit = FIRST_TIMEOUT;
+    loop {
+        let _ = std::fs::remove_file(file.path());
+        let _ = std::fs::remove_file(pid.path());
+        let out = run(limit).await;
+        if pid.path().exists() || limit >= Duration::from_secs(16) {
+            return out;
+        }
+        limit *= 2;
+    }
+}
+
 /// Polls until `pid` is stopped (state `T`).
 async fn wait_stopped(pid: u32, what: &str) {
     let deadline = std::time::Instant::now() + DEADLINE;
@@ -67,37 +94,42 @@ async fn a_stopped_program_at_its_timeout_gets_the_signal_and_its_grace() {
     for choice in mechanisms() {
         let file = TempPath::new("dec08-stop-timeout");
         let pidf = TempPath::new("dec08-stop-timeout-pid");
-        let out = bounded(
-            "stopped at timeout",
-            stopping_trap(choice, &file, &pidf)
-                .timeout(Duration::from_secs(1))
-                .grace(NEVER)
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let out = once_trapped(&file, &pidf, |limit| {
+            let c = stopping_trap(choice, &file, &pidf)
+                .timeout(limit)
+                .grace(NEVER);
+            async move {
+                bounded("stopped at timeout", c.output())
+                    .await
+                    .unwrap_or_else(|e| panic!("{choice}: {e}"))
+            }
+        })
+        .await;
         assert!(out.timed_out(), "{choice}: {out:?}");
         assert!(!out.killed_after_grace(), "{choice}: {out:?}");
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
         assert_eq!(said, "term\n", "{choice}: the trap never ran: {out:?}");
         // A started process's own timeout.
-        let _ = std::fs::remove_file(file.path());
-        let g = group(choice);
-        let mut p = g
-            .start(
-                &stopping_trap(choice, &file, &pidf)
-                    .timeout(Duration::from_secs(1))
-                    .grace(NEVER),
-            )
-            .unwrap_or_else(|e| panic!("{choice}: {e}"));
-        let out = bounded("started, stopped at timeout", p.wait())
-            .await
-            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let out = once_trapped(&file, &pidf, |limit| {
+            let c = stopping_trap(choice, &file, &pidf)
+                .timeout(limit)
+                .grace(NEVER);
+            async move {
+                let g = group(choice);
+                let mut p = g.start(&c).unwrap_or_else(|e| panic!("{choice}: {e}"));
+                let out = bounded("started, stopped at timeout", p.wait())
+                    .await
+                    .unwrap_or_else(|e| panic!("{choice}: {e}"));
+                drop(p);
+                g.close().await.unwrap();
+                out
+            }
+        })
+        .await;
         assert!(out.timed_out(), "{choice}: started: {out:?}");
         assert!(!out.killed_after_grace(), "{choice}: started: {out:?}");
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
         assert_eq!(said, "term\n", "{choice}: started: the trap never ran");
-        g.close().await.unwrap();
     }
     suite.end().await;
 }
@@ -164,24 +196,50 @@ async fn a_suspended_group_at_its_timeout_gets_the_signal_and_its_grace() {
     for choice in mechanisms() {
         let file = TempPath::new("dec08-susp-timeout");
         let pidf = TempPath::new("dec08-susp-timeout-pid");
-        let g = group(choice);
-        let mut p = g
-            .start(
-                &sh(
-                    choice,
-                    "trap 'echo term > \"$1\"; exit 7' TERM; echo $$ > \"$2\"; \
-                     while :; do sleep 0.1; done",
+        // The group must be suspended before the timeout comes: a try whose
+        // shell had not written its pid (its trap set), or whose suspend
+        // had not returned, by then (a loaded machine) is void and made
+        // again with the timeout doubled, up to 16 s.
+        let mut limit = Duration::from_secs(2);
+        let (g, out) = loop {
+            let _ = std::fs::remove_file(file.path());
+            let _ = std::fs::remove_file(pidf.path());
+            let g = group(choice);
+            let began = std::time::Instant::now();
+            let mut p = g
+                .start(
+                    &sh(
+                        choice,
+                        "trap 'echo term > \"$1\"; exit 7' TERM; echo $$ > \"$2\"; \
+                         while :; do sleep 0.1; done",
+                    )
+                    .args([file.as_str(), pidf.as_str()])
+                    .timeout(limit)
+                    .grace(NEVER),
                 )
-                .args([file.as_str(), pidf.as_str()])
-                .timeout(Duration::from_secs(2))
-                .grace(NEVER),
-            )
-            .unwrap_or_else(|e| panic!("{choice}: {e}"));
-        pid_in_file(&pidf, "suspended").await;
-        g.suspend().await.unwrap();
-        let out = bounded("wait", p.wait())
-            .await
-            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            while !pidf.path().exists() && began.elapsed() < limit {
+                tokio::time::sleep(POLL).await;
+            }
+            let ready = pidf.path().exists();
+            if ready {
+                g.suspend().await.unwrap();
+            }
+            let in_time = ready && began.elapsed() < limit;
+            if ready && !in_time {
+                // Too late to tell anything: let the run end as it will.
+                g.resume().await.unwrap();
+            }
+            let out = bounded("wait", p.wait())
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            if in_time || limit >= Duration::from_secs(16) {
+                break (g, out);
+            }
+            drop(p);
+            g.close().await.unwrap();
+            limit *= 2;
+        };
         assert!(out.timed_out(), "{choice}: {out:?}");
         assert!(!out.killed_after_grace(), "{choice}: {out:?}");
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
@@ -481,33 +539,42 @@ async fn a_stopped_stage_or_blocking_run_at_its_timeout_gets_the_signal_and_its_
     for choice in mechanisms() {
         let file = TempPath::new("dec08-stop-pipe");
         let pidf = TempPath::new("dec08-stop-pipe-pid");
-        let out = bounded(
-            "a pipeline whose head is stopped at its timeout",
-            pkit::Pipe::new([stopping_trap(choice, &file, &pidf), cmd(choice, "cat")])
-                .timeout(Duration::from_secs(1))
-                .grace(NEVER)
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{choice}: pipe: {e}"));
+        let out = once_trapped(&file, &pidf, |limit| {
+            let chain = pkit::Pipe::new([stopping_trap(choice, &file, &pidf), cmd(choice, "cat")])
+                .timeout(limit)
+                .grace(NEVER);
+            async move {
+                bounded(
+                    "a pipeline whose head is stopped at its timeout",
+                    chain.output(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: pipe: {e}"))
+            }
+        })
+        .await;
         assert!(out.timed_out(), "{choice}: pipe: {out:?}");
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
         assert_eq!(said, "term\n", "{choice}: pipe: the trap never ran");
-        let _ = std::fs::remove_file(file.path());
-        let c = stopping_trap(choice, &file, &pidf)
-            .timeout(Duration::from_secs(1))
-            .grace(NEVER);
-        let out = bounded(
-            "a blocking run stopped at its timeout",
-            tokio::task::spawn_blocking(move || {
-                // A thread of its own: no runtime context there.
-                std::thread::spawn(move || c.blocking().output()).join()
-            }),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{choice}: blocking: {e}"));
+        let out = once_trapped(&file, &pidf, |limit| {
+            let c = stopping_trap(choice, &file, &pidf)
+                .timeout(limit)
+                .grace(NEVER);
+            async move {
+                bounded(
+                    "a blocking run stopped at its timeout",
+                    tokio::task::spawn_blocking(move || {
+                        // A thread of its own: no runtime context there.
+                        std::thread::spawn(move || c.blocking().output()).join()
+                    }),
+                )
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{choice}: blocking: {e}"))
+            }
+        })
+        .await;
         assert!(out.timed_out(), "{choice}: blocking: {out:?}");
         assert!(!out.killed_after_grace(), "{choice}: blocking: {out:?}");
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();

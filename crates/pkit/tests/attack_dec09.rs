@@ -581,8 +581,20 @@ fn a_blocking_chains_lines_end_when_the_handle_is_dropped_elsewhere() {
                 .expect("start");
                 let pids = p.pids();
                 let lines = p.lines();
-                let reader = std::thread::spawn(move || lines.take(1_000_000).count());
-                std::thread::sleep(Duration::from_millis(300));
+                // The handle is dropped once a line has come through (a
+                // fixed pause was too short for a loaded machine to start
+                // the chain: no line was read).
+                let (first, seen) = std::sync::mpsc::channel();
+                let reader = std::thread::spawn(move || {
+                    lines
+                        .take(1_000_000)
+                        .inspect(|_| {
+                            let _ = first.send(());
+                        })
+                        .count()
+                });
+                seen.recv_timeout(LONG)
+                    .unwrap_or_else(|_| panic!("{choice}: no line came through"));
                 drop(p);
                 let (tx, rx) = std::sync::mpsc::channel();
                 std::thread::spawn(move || {

@@ -402,21 +402,31 @@ async fn bound_events_name_the_program_pid_and_mechanism() {
         check(&name, head);
 
         // A pipeline whose head outlives the grace: killed, and logged so.
-        let name = format!("bound-pipe-grace-{choice}");
+        // The shell must have set its trap when the timeout comes: a try
+        // where it had not (no `ready` file: a loaded machine slow to
+        // start it, the TERM ended it) is made again under a name of its
+        // own with the timeout doubled (2 s first, up to 16 s).
         let ready = TempPath::new("pipe-grace-ready");
         let stubborn = format!("trap '' TERM; : > {}; sleep 300", ready.as_str());
-        let mut chain = pkit::Pipe::new([
-            cmd(choice, "sh").args(["-c", &stubborn]).log_name(&name),
-            cmd(choice, "cat"),
-        ])
-        // Long enough for the shell to set its trap on a loaded machine.
-        .timeout(Duration::from_secs(2))
-        .grace(Duration::from_millis(100))
-        .mechanism(choice)
-        .start()
-        .unwrap();
-        let head = chain.pids()[0];
-        let out = chain.wait().await.unwrap();
+        let mut limit = Duration::from_secs(2);
+        let (name, head, out) = loop {
+            let name = format!("bound-pipe-grace-{choice}-{}", limit.as_secs());
+            let mut chain = pkit::Pipe::new([
+                cmd(choice, "sh").args(["-c", &stubborn]).log_name(&name),
+                cmd(choice, "cat"),
+            ])
+            .timeout(limit)
+            .grace(Duration::from_millis(100))
+            .mechanism(choice)
+            .start()
+            .unwrap();
+            let head = chain.pids()[0];
+            let out = chain.wait().await.unwrap();
+            if ready.path().exists() || limit >= Duration::from_secs(16) {
+                break (name, head, out);
+            }
+            limit *= 2;
+        };
         assert!(
             out.timed_out() && out.killed_after_grace(),
             "{choice}: {out:?}"

@@ -46,6 +46,18 @@ use pkit::{CancelToken, Outcome, Overflow, ProcessEvent, Signal};
 /// machine), far below the graces the tests set.
 const PROMPT: Duration = Duration::from_secs(15);
 
+/// The first timeout of the cases whose program (or first stage) must
+/// exit by itself before it: doubled, up to [`LAST_LIMIT`], while it did
+/// not (a loaded machine slow to start it: such a try tells nothing).
+const FIRST_LIMIT: Duration = Duration::from_secs(1);
+const LAST_LIMIT: Duration = Duration::from_secs(16);
+
+/// The least duration of a run its `limit` ended (the duration is counted
+/// from a little after the timeout's start).
+fn not_before(limit: Duration) -> Duration {
+    limit - Duration::from_millis(100)
+}
+
 /// A healthy async tee: every write and flush is taken at once.
 #[derive(Clone, Default)]
 struct Healthy(Arc<Mutex<Vec<u8>>>);
@@ -502,50 +514,56 @@ async fn a_stuck_tee_holds_no_run_past_its_timeout_when_the_program_exits_first(
     let mut failures = Vec::new();
     for choice in mechanisms() {
         for started in [false, true] {
-            let (stuck, peer) = tokio::io::duplex(64);
-            let cmd = pkit::Command::new("sh")
-                .args(["-c", "head -c 20000 /dev/zero"])
-                .stdout_tee(stuck)
-                .timeout(Duration::from_secs(1));
-            let group = started.then(|| group(choice));
-            let mut run = match &group {
-                Some(group) => {
-                    let mut proc = group
-                        .start(&cmd)
-                        .unwrap_or_else(|e| panic!("{choice}: {e}"));
-                    tokio::spawn(async move { proc.wait().await })
-                }
-                None => {
-                    let cmd = cmd.runner(Arc::new(pkit::SystemRunner::with_mechanism(choice)));
-                    tokio::spawn(async move { cmd.output().await })
-                }
-            };
-            let way = if started { "wait" } else { "output" };
-            let bound = Duration::from_secs(10);
-            let Ok(r) = tokio::time::timeout(bound, &mut run).await else {
-                failures.push(format!(
-                    "{choice}: {way} still waits on the stuck tee {bound:?} after its 1 s timeout"
+            let mut limit = FIRST_LIMIT;
+            loop {
+                let (stuck, peer) = tokio::io::duplex(64);
+                let cmd = pkit::Command::new("sh")
+                    .args(["-c", "head -c 20000 /dev/zero"])
+                    .stdout_tee(stuck)
+                    .timeout(limit);
+                let group = started.then(|| group(choice));
+                let mut run = match &group {
+                    Some(group) => {
+                        let mut proc = group
+                            .start(&cmd)
+                            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+                        tokio::spawn(async move { proc.wait().await })
+                    }
+                    None => {
+                        let cmd = cmd.runner(Arc::new(pkit::SystemRunner::with_mechanism(choice)));
+                        tokio::spawn(async move { cmd.output().await })
+                    }
+                };
+                let way = if started { "wait" } else { "output" };
+                let bound = limit + Duration::from_secs(9);
+                let Ok(r) = tokio::time::timeout(bound, &mut run).await else {
+                    failures.push(format!(
+                    "{choice}: {way} still waits on the stuck tee {bound:?} after its {limit:?} timeout"
                 ));
-                // The peer gone, the tee's write fails and the run ends.
+                    // The peer gone, the tee's write fails and the run ends.
+                    drop(peer);
+                    let _ = tokio::time::timeout(PROMPT, run).await.unwrap_or_else(|_| {
+                        panic!("{choice}: {way}: no end with the tee's peer gone")
+                    });
+                    break;
+                };
                 drop(peer);
-                let _ = tokio::time::timeout(PROMPT, run)
-                    .await
-                    .unwrap_or_else(|_| panic!("{choice}: {way}: no end with the tee's peer gone"));
-                continue;
-            };
-            drop(peer);
-            match r.expect("the run's task") {
-                Err(e) => failures.push(format!("{choice}: {way}: {e}")),
-                Ok(out) => {
-                    // The 1 s timeout (the duration is counted from a
-                    // little after the timeout's start).
-                    let not_before = Duration::from_millis(900);
-                    if let Some(why) = cut_tee_of_an_exit(&out, 20000, not_before) {
-                        failures.push(format!("{choice}: {way}: {why}"));
+                match r.expect("the run's task") {
+                    Err(e) => failures.push(format!("{choice}: {way}: {e}")),
+                    Ok(out) if out.timed_out() && limit < LAST_LIMIT => {
+                        drop(group);
+                        limit *= 2;
+                        continue;
+                    }
+                    Ok(out) => {
+                        if let Some(why) = cut_tee_of_an_exit(&out, 20000, not_before(limit)) {
+                            failures.push(format!("{choice}: {way}: {why}"));
+                        }
                     }
                 }
+                drop(group);
+                break;
             }
-            drop(group);
         }
     }
     suite.end().await;
@@ -573,34 +591,41 @@ fn a_stuck_async_tee_holds_no_blocking_run_past_its_timeout() {
     in_suite("rv36_a_stuck_async_tee_holds_no_blocking_run", || {
         let mut failures = Vec::new();
         for choice in mechanisms() {
-            let (stuck, peer) = tokio::io::duplex(64);
-            let cmd = sh(choice, "head -c 20000 /dev/zero")
-                .stdout_tee(stuck)
-                .timeout(Duration::from_secs(1));
-            let (tx, rx) = std::sync::mpsc::channel();
-            let run = std::thread::spawn(move || {
-                let _ = tx.send(cmd.blocking().output());
-            });
-            let r = match rx.recv_timeout(PROMPT) {
-                Ok(r) => r,
-                Err(_) => {
-                    failures.push(format!("{choice}: still waits on the stuck tee"));
-                    drop(peer);
-                    let _ = rx.recv_timeout(PROMPT);
-                    let _ = run.join();
-                    continue;
-                }
-            };
-            run.join().expect("the run's thread");
-            drop(peer);
-            match r {
-                Err(e) => failures.push(format!("{choice}: {e}")),
-                Ok(out) => {
-                    let not_before = Duration::from_millis(900);
-                    if let Some(why) = cut_tee_of_an_exit(&out, 20000, not_before) {
-                        failures.push(format!("{choice}: {why}"));
+            let mut limit = FIRST_LIMIT;
+            loop {
+                let (stuck, peer) = tokio::io::duplex(64);
+                let cmd = sh(choice, "head -c 20000 /dev/zero")
+                    .stdout_tee(stuck)
+                    .timeout(limit);
+                let (tx, rx) = std::sync::mpsc::channel();
+                let run = std::thread::spawn(move || {
+                    let _ = tx.send(cmd.blocking().output());
+                });
+                let r = match rx.recv_timeout(limit + PROMPT) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        failures.push(format!("{choice}: still waits on the stuck tee"));
+                        drop(peer);
+                        let _ = rx.recv_timeout(PROMPT);
+                        let _ = run.join();
+                        break;
+                    }
+                };
+                run.join().expect("the run's thread");
+                drop(peer);
+                match r {
+                    Err(e) => failures.push(format!("{choice}: {e}")),
+                    Ok(out) if out.timed_out() && limit < LAST_LIMIT => {
+                        limit *= 2;
+                        continue;
+                    }
+                    Ok(out) => {
+                        if let Some(why) = cut_tee_of_an_exit(&out, 20000, not_before(limit)) {
+                            failures.push(format!("{choice}: {why}"));
+                        }
                     }
                 }
+                break;
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");
@@ -623,50 +648,62 @@ async fn a_stuck_tee_of_a_stage_that_exited_first_holds_no_pipeline() {
             (true, "cat"),
             (false, "cat; exec sleep 300"),
         ] {
-            let (stuck, peer) = tokio::io::duplex(64);
-            let chain = pkit::Pipe::new([
-                pkit::Command::new("sh")
-                    .args(["-c", "head -c 20000 /dev/zero >&2; echo x"])
-                    .stderr_tee(stuck),
-                pkit::Command::new("sh").args(["-c", last]),
-            ])
-            .mechanism(choice)
-            .timeout(Duration::from_secs(1));
-            let mut run = if started {
-                let mut chain = chain.start().unwrap_or_else(|e| panic!("{choice}: {e}"));
-                tokio::spawn(async move { chain.wait().await })
-            } else {
-                tokio::spawn(async move { chain.output().await })
-            };
-            let way = format!("started {started}, last stage {last:?}");
-            let Ok(r) = tokio::time::timeout(PROMPT, &mut run).await else {
-                failures.push(format!("{choice}: {way}: still waits on the stuck tee"));
-                drop(peer);
-                let _ = tokio::time::timeout(PROMPT, run).await;
-                continue;
-            };
-            let out = match r.expect("the run's task") {
-                Ok(out) => out,
-                Err(e) => {
-                    failures.push(format!("{choice}: {way}: {e}"));
+            let mut limit = FIRST_LIMIT;
+            loop {
+                let (stuck, peer) = tokio::io::duplex(64);
+                let chain = pkit::Pipe::new([
+                    pkit::Command::new("sh")
+                        .args(["-c", "head -c 20000 /dev/zero >&2; echo x"])
+                        .stderr_tee(stuck),
+                    pkit::Command::new("sh").args(["-c", last]),
+                ])
+                .mechanism(choice)
+                .timeout(limit);
+                let mut run = if started {
+                    let mut chain = chain.start().unwrap_or_else(|e| panic!("{choice}: {e}"));
+                    tokio::spawn(async move { chain.wait().await })
+                } else {
+                    tokio::spawn(async move { chain.output().await })
+                };
+                let way = format!("started {started}, last stage {last:?}");
+                let Ok(r) = tokio::time::timeout(limit + PROMPT, &mut run).await else {
+                    failures.push(format!("{choice}: {way}: still waits on the stuck tee"));
+                    drop(peer);
+                    let _ = tokio::time::timeout(PROMPT, run).await;
+                    break;
+                };
+                let out = match r.expect("the run's task") {
+                    Ok(out) => out,
+                    Err(e) => {
+                        failures.push(format!("{choice}: {way}: {e}"));
+                        break;
+                    }
+                };
+                let head = &out.stages()[0];
+                let kind = head.stderr_tee_error().map(io::Error::kind);
+                let timed_out = last != "cat";
+                // A stage the timeout ended that was to end by itself first: a
+                // void try.
+                let late = |i: usize| out.stages()[i].timed_out();
+                if (late(0) || (!timed_out && late(1))) && limit < LAST_LIMIT {
+                    drop(peer);
+                    limit *= 2;
                     continue;
                 }
-            };
-            let head = &out.stages()[0];
-            let kind = head.stderr_tee_error().map(io::Error::kind);
-            let timed_out = last != "cat";
-            if head.outcome() != Outcome::Exited(0)
-                || out.duration() < Duration::from_millis(900)
-                || kind != Some(io::ErrorKind::TimedOut)
-                || head.stderr().len() != 20000
-                || out.timed_out() != timed_out
-                || (!timed_out && !out.success())
-            {
-                failures.push(format!(
-                    "{choice}: {way}: {out:?}, head's tee error {kind:?}"
-                ));
+                if head.outcome() != Outcome::Exited(0)
+                    || out.duration() < not_before(limit)
+                    || kind != Some(io::ErrorKind::TimedOut)
+                    || head.stderr().len() != 20000
+                    || out.timed_out() != timed_out
+                    || (!timed_out && !out.success())
+                {
+                    failures.push(format!(
+                        "{choice}: {way}: {out:?}, head's tee error {kind:?}"
+                    ));
+                }
+                drop(peer);
+                break;
             }
-            drop(peer);
         }
     }
     suite.end().await;
