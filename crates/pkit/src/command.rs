@@ -108,6 +108,15 @@ impl Command {
     /// compared without regard to case, as Windows does: `env("Path", ..)`
     /// sets the variable inherited as `PATH` (the program is then looked
     /// up there too), and the last spelling set wins.
+    ///
+    /// The child inherits this process's environment as it is when the
+    /// child starts, with this command's changes (`env`, `envs`,
+    /// `env_remove`, `env_clear`). On Unix pkit reads it where the C
+    /// library's `getenv` does (`environ`), without std's private lock: as
+    /// for any C library reading the environment, a `std::env::set_var` or
+    /// `remove_var` on another thread while a child starts is excluded by
+    /// `set_var`'s own safety contract. Entries are read as
+    /// `std::env::vars_os` reads them (one without `=` is not passed on).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
         self.spec
             .set_env(key.as_ref(), Some(value.as_ref().to_os_string()));
@@ -127,7 +136,8 @@ impl Command {
         self
     }
 
-    /// Removes an environment variable the child would otherwise inherit.
+    /// Removes an environment variable the child would otherwise inherit
+    /// (see [`env`](Self::env) for what it inherits).
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
         self.spec.set_env(key.as_ref(), None);
         self

@@ -406,8 +406,7 @@ fn malformed_and_repeated_inherited_entries_arrive_as_vars_os_reads_them() {
             .collect();
             let mut envp: Vec<CString> = vec![c(b"PKIT_DUP=first")];
             envp.extend(
-                std::env::vars_os()
-                    .map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())),
+                std::env::vars_os().map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())),
             );
             for odd in [
                 &b"PKIT_MALFORMED_NO_EQUALS"[..],
@@ -489,7 +488,9 @@ async fn malformed_environment_helper() {
         got
     };
     let show = |e: &[Vec<u8>]| -> Vec<String> {
-        e.iter().map(|e| String::from_utf8_lossy(e).into()).collect()
+        e.iter()
+            .map(|e| String::from_utf8_lossy(e).into())
+            .collect()
     };
     for choice in mechanisms() {
         let out = cmd(choice, "env").arg("-0").output().await.expect("env");

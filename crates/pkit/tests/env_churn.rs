@@ -118,5 +118,9 @@ async fn a_variable_changed_between_two_runs_reaches_the_second_child() {
         }
     }
     std::env::remove_var("PKIT_BETWEEN");
-    end_exclusive(alone, "a_variable_changed_between_two_runs_reaches_the_second_child").await;
+    end_exclusive(
+        alone,
+        "a_variable_changed_between_two_runs_reaches_the_second_child",
+    )
+    .await;
 }
