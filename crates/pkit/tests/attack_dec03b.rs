@@ -18,9 +18,7 @@ const VAR: &str = "PKIT_ATTACK_DEC03B_VAR";
 /// sets variables of its own, through the async and the blocking paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_sees_the_environment_as_it_is_at_its_start() {
-    // Alone in the binary: it changes the environment, which no other
-    // test's start may read meanwhile (`set_var`'s contract).
-    let alone = begin_alone_in_binary().await;
+    let suite = begin("a_child_sees_the_environment_as_it_is_at_its_start").await;
     for choice in mechanisms() {
         for value in ["one", "two", ""] {
             match value {
@@ -50,7 +48,7 @@ async fn a_child_sees_the_environment_as_it_is_at_its_start() {
         }
     }
     std::env::remove_var(VAR);
-    end_exclusive(alone, "a_child_sees_the_environment_as_it_is_at_its_start").await;
+    suite.end().await;
 }
 
 /// Closed groups hammered from two threads (kill, SIGSTOP, SIGKILL,

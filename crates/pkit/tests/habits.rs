@@ -124,9 +124,7 @@ async fn start_owns_a_group_that_ends_with_the_handle() {
 
 #[tokio::test]
 async fn from_std_command_carries_program_args_env_and_dir() {
-    // Alone in the binary: it changes the environment, which no other
-    // test's start may read meanwhile (`set_var`'s contract).
-    let alone = begin_alone_in_binary().await;
+    let suite = begin("from_std_command_carries_program_args_env_and_dir").await;
     std::env::set_var("PKIT_HABITS_INHERITED", "from-parent");
     let mut std_cmd = std::process::Command::new("sh");
     std_cmd
@@ -142,7 +140,7 @@ async fn from_std_command_carries_program_args_env_and_dir() {
     let cmd = Command::from(std_cmd);
     let got = cmd.run().await.expect("run");
     assert_eq!(got, "x y|set|unset|/tmp");
-    end_exclusive(alone, "from_std_command_carries_program_args_env_and_dir").await;
+    suite.end().await;
 }
 
 #[tokio::test]

@@ -220,7 +220,7 @@ impl SpawnOptions {
     /// [`resolve`](Self::resolve) for a start: with `env` `None` (the
     /// child inherits this process's environment), the inherited copy
     /// (`sys::inherited_env`) is made first and its `PATH` searched, so a
-    /// start reads the environment once and searches
+    /// start reads the environment once, under std's lock, and searches
     /// the `PATH` its child gets; returned with the path.
     pub(crate) fn resolve_to_start(
         &self,

@@ -178,6 +178,19 @@ impl EnvBuilder {
         self.bytes.push(0);
     }
 
+    /// Adds `name=value` from strings that hold no NUL byte (this
+    /// process's environment: C strings).
+    fn push_unchecked(&mut self, name: &[u8], value: &[u8]) {
+        debug_assert!(!name.contains(&0) && !value.contains(&0));
+        self.ptrs
+            .push(std::ptr::without_provenance(self.bytes.len()));
+        self.bytes.reserve(name.len() + value.len() + 2);
+        self.bytes.extend_from_slice(name);
+        self.bytes.push(b'=');
+        self.bytes.extend_from_slice(value);
+        self.bytes.push(0);
+    }
+
     /// The block: the offsets become pointers into the buffer, which no
     /// longer changes.
     pub(crate) fn finish(mut self) -> EnvBlock {
@@ -199,21 +212,55 @@ impl EnvBuilder {
 static LAST_INHERITED: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
 
 /// A copy of this process's environment, made now, entries in this
-/// process's order (see `sys::inherited_env`): each entry copied as it is
-/// into the block's one buffer, no allocation per variable (std's
-/// `vars_os` made two strings per variable, issue 20). The entries are
-/// those `vars_os` yields ([`each_variable`]).
+/// process's order (see `sys::inherited_env`): by default under std's
+/// environment lock (`vars_os`), so a `set_var` on another thread waits;
+/// once the program opted in (`pkit::read_environment_unlocked`), each
+/// entry copied as it is from `environ` into the block's one buffer, no
+/// allocation per variable (`vars_os` makes two strings per variable,
+/// issue 20), the same entries as `vars_os` yields.
 pub(crate) fn inherited() -> EnvBlock {
     let (bytes, entries) = &LAST_INHERITED;
     let mut block = EnvBlock::reusing(
         entries.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
     );
-    each_variable(|entry| block.push_entry(entry));
+    if super::env_read::unlocked() {
+        // SAFETY: the program opted in: its `read_environment_unlocked`
+        // promised that no thread changes the environment from then on.
+        unsafe { each_variable_unlocked(|entry| block.push_entry(entry)) };
+    } else {
+        use std::os::unix::ffi::OsStrExt;
+        for (name, value) in std::env::vars_os() {
+            // Names and values were C strings: no NUL to look for.
+            block.push_unchecked(name.as_bytes(), value.as_bytes());
+        }
+    }
     let block = block.finish();
     bytes.store(block.byte_len(), Ordering::Relaxed);
     entries.store(block.len(), Ordering::Relaxed);
     block
+}
+
+/// Calls `f` with each variable of this process's environment as its
+/// `NAME=value` bytes (no NUL), in the environment's order, as `inherited`
+/// reads them: by default under std's lock (`vars_os`, each entry put
+/// together in one reused buffer), once the program opted in straight from
+/// `environ` (`each_variable_unlocked`).
+pub(crate) fn each_variable(mut f: impl FnMut(&[u8])) {
+    if super::env_read::unlocked() {
+        // SAFETY: as in `inherited`: the program's promise.
+        unsafe { each_variable_unlocked(f) };
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut entry = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        entry.clear();
+        entry.extend_from_slice(name.as_bytes());
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        f(&entry);
+    }
 }
 
 /// Calls `f` with each variable of this process's environment as its
@@ -223,11 +270,13 @@ pub(crate) fn inherited() -> EnvBlock {
 /// `=` after its first byte, is skipped (a name is never empty, so one
 /// may start with `=`: `=a=b` is `=a` set to `b`).
 ///
-/// No lock is taken: std's environment lock is private. A change to the
-/// environment while this reads it is excluded by the changer's own
-/// contract, as for any C library reading the environment (see the
-/// SAFETY comment below). `f` must not change the environment.
-pub(crate) fn each_variable(mut f: impl FnMut(&[u8])) {
+/// # Safety
+///
+/// No lock is taken (std's environment lock is private): no thread may
+/// change the environment (`set_var`, `remove_var`, `setenv`, `putenv`,
+/// `unsetenv`) while this runs, the promise of
+/// `pkit::read_environment_unlocked`'s caller. `f` must not change it.
+unsafe fn each_variable_unlocked(mut f: impl FnMut(&[u8])) {
     let mut at = environ();
     if at.is_null() {
         return;
@@ -238,13 +287,10 @@ pub(crate) fn each_variable(mut f: impl FnMut(&[u8])) {
         // and including the final null (we stop there). The vector and
         // its strings stay as they are while we read them: they change
         // only through `std::env::set_var`/`remove_var` or the C
-        // library's `setenv`/`unsetenv`/`putenv`, and `set_var`'s
-        // contract (Rust 1.95: "you must ensure that there are no other
-        // threads concurrently writing or reading(!) the environment
-        // through functions or global variables other than the ones in
-        // this module") excludes one running while we read, exactly as
-        // libc's `getenv` (which takes no lock either) relies on it.
-        // `f`, ours, changes nothing.
+        // library's `setenv`/`unsetenv`/`putenv`, and our caller
+        // guarantees none runs meanwhile (see # Safety), as libc's
+        // `getenv` (which takes no lock either) relies on it. `f`, ours,
+        // changes nothing.
         let entry = unsafe {
             let p = *at;
             if p.is_null() {
@@ -281,7 +327,7 @@ fn environ() -> *const *const c_char {
             static mut environ: *const *const c_char;
         }
         // SAFETY: a copy of the C library's `environ` pointer (a plain,
-        // always valid global; see `each_variable` for what it points to
+        // always valid global; see `each_variable_unlocked` for what it points to
         // and why nothing changes it while we read).
         unsafe { std::ptr::addr_of!(environ).read() }
     }

@@ -18,8 +18,9 @@ pub(crate) fn native_string(s: &OsStr) -> Option<NativeString> {
 
 /// The `envp` vector a child is started with: `env`'s strings,
 /// null-terminated. Always a vector of pkit's own: an inherited
-/// environment was copied at the start (`env_block::inherited`), so the
-/// child never reads the C library's `environ` itself.
+/// environment was copied at the start (under std's environment lock), so
+/// the child never reads the C library's `environ`, which another thread's
+/// `set_var` may be rewriting while a vfork-style child runs.
 pub(crate) fn envp_vector(env: &super::ChildEnv) -> &[*const c_char] {
     env.block().pointers()
 }
@@ -34,9 +35,13 @@ pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
 }
 
 /// The environment of a child whose command changes no variable: a copy
-/// of this process's, made now from `environ` as `getenv` reads it
-/// (`env_block::each_variable`: a concurrent `set_var` is excluded by its
-/// own contract), entries in this process's order.
+/// of this process's, made now under std's environment lock (`vars_os`).
+/// A child handed the C library's `environ` itself would read it while
+/// another thread's `set_var` may be rewriting it (std's own spawn holds
+/// that lock while it starts a child, for this reason). Once the program
+/// opted in (`pkit::read_environment_unlocked`), copied from `environ`
+/// without that lock (`env_block::inherited`). Entries in this process's
+/// order.
 pub(crate) fn inherited_env() -> super::ChildEnv {
     super::ChildEnv::Exactly(super::env_block::inherited())
 }

@@ -82,7 +82,8 @@ pub(crate) enum ChildEnv {
     /// This process's own (the parent's block, as Windows hands it on):
     /// the command changed no variable, so no copy is made. Unix has no
     /// such case: there an inherited environment is copied at the start
-    /// (`sys::inherited_env`), and the child gets the copy.
+    /// (`sys::inherited_env`), as the child can't read `environ` safely
+    /// while another thread's `set_var` rewrites it.
     #[cfg(not(unix))]
     Inherited,
     /// Exactly these `NAME=value` entries, in this order.
@@ -100,7 +101,7 @@ impl ChildEnv {
     /// The value of `PATH` for a child given this environment, one that
     /// `sys::inherited_env` made: its first `PATH` entry, as `getenv`
     /// finds it (`None`: it has none). No second read of this process's
-    /// environment (the search and the child use the same copy).
+    /// environment (the copy was made under std's lock).
     pub(crate) fn inherited_path_var(&self) -> Option<std::borrow::Cow<'_, std::ffi::OsStr>> {
         use std::os::unix::ffi::OsStrExt;
         self.block()

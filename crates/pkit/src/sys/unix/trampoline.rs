@@ -105,7 +105,8 @@ pub(crate) struct GateEnv {
 
 impl GateEnv {
     pub(crate) fn new(spec: &SpawnSpec) -> Result<GateEnv, SpawnError> {
-        // Only the loader variables are copied (no string per variable).
+        // Only the loader variables are kept (`each_variable`: under std's
+        // lock, or, once the program opted in, straight from `environ`).
         let mut owner_loader: Vec<CString> = Vec::new();
         crate::sys::env_block::each_variable(|e| {
             if is_loader_variable(e) {
