@@ -111,12 +111,13 @@ impl Command {
     ///
     /// The child inherits this process's environment as it is when the
     /// child starts, with this command's changes (`env`, `envs`,
-    /// `env_remove`, `env_clear`). On Unix pkit reads it where the C
-    /// library's `getenv` does (`environ`), without std's private lock: as
-    /// for any C library reading the environment, a `std::env::set_var` or
-    /// `remove_var` on another thread while a child starts is excluded by
-    /// `set_var`'s own safety contract. Entries are read as
-    /// `std::env::vars_os` reads them (one without `=` is not passed on).
+    /// `env_remove`, `env_clear`). pkit copies it under std's environment
+    /// lock (`std::env::vars_os`), as `std::process::Command` does: a
+    /// `std::env::set_var` or `remove_var` on another thread meanwhile is
+    /// safe. A program that never changes its environment while it starts
+    /// processes may opt in to a read without that lock and without a copy
+    /// per variable: [`read_environment_unlocked`](crate::read_environment_unlocked)
+    /// (unsafe; the same entries as `vars_os` reads).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
         self.spec
             .set_env(key.as_ref(), Some(value.as_ref().to_os_string()));
