@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! cargo run --release -p pkit-bench -- [--rounds N] [--only NAME] [--rss-gib 2,8] [--big N]
-//!     [--first-group-mib 256,8192] [--vs PREFIX]
+//!     [--first-group-mib 256,8192] [--vs PREFIX] [--unlocked-env]
 //! ```
 
 mod callbacks;
@@ -66,6 +66,12 @@ struct Args {
     /// calling thread's.
     #[arg(long)]
     count_allocs: bool,
+    /// Opt in to pkit's unlocked read of the environment
+    /// (`pkit::read_environment_unlocked`) before anything runs: pkit's
+    /// rows then measure that path (this program never changes its
+    /// environment).
+    #[arg(long)]
+    unlocked_env: bool,
     /// The contender `--probe-runs` or `--probe-rss-lines` runs: std,
     /// tokio or pkit (also pkit-pgroup for `--probe-rss-lines`; for
     /// `--probe-runs`, more: std-cat, tokio-cat and pkit-cat are the small capture,
@@ -106,6 +112,12 @@ impl From<Duration> for Sample {
 
 fn main() {
     let args = Args::parse();
+    if args.unlocked_env {
+        // SAFETY: this program never changes its environment (no
+        // `set_var`, `remove_var`, `setenv`, ...), and no other thread
+        // runs yet.
+        unsafe { pkit::read_environment_unlocked() };
+    }
     if let Some(mib) = args.first_group_child {
         first_group::child(mib);
         return;

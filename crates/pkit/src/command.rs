@@ -108,6 +108,16 @@ impl Command {
     /// compared without regard to case, as Windows does: `env("Path", ..)`
     /// sets the variable inherited as `PATH` (the program is then looked
     /// up there too), and the last spelling set wins.
+    ///
+    /// The child inherits this process's environment as it is when the
+    /// child starts, with this command's changes (`env`, `envs`,
+    /// `env_remove`, `env_clear`). pkit copies it under std's environment
+    /// lock (`std::env::vars_os`), as `std::process::Command` does: a
+    /// `std::env::set_var` or `remove_var` on another thread meanwhile is
+    /// safe. A program that never changes its environment while it starts
+    /// processes may opt in to a read without that lock and without a copy
+    /// per variable: [`read_environment_unlocked`](crate::read_environment_unlocked)
+    /// (unsafe; the same entries as `vars_os` reads).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
         self.spec
             .set_env(key.as_ref(), Some(value.as_ref().to_os_string()));
@@ -127,7 +137,8 @@ impl Command {
         self
     }
 
-    /// Removes an environment variable the child would otherwise inherit.
+    /// Removes an environment variable the child would otherwise inherit
+    /// (see [`env`](Self::env) for what it inherits).
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
         self.spec.set_env(key.as_ref(), None);
         self

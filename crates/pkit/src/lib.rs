@@ -224,7 +224,8 @@ pub use supervise::{
     DEFAULT_MAX_BACKOFF, EVENT_BUFFER,
 };
 pub use sys::{
-    guard_pids, host_containment, release_spare_cgroups, CapSupport, GuardStatus, HostContainment,
-    LimitInfo, Mechanism, MechanismChoice, Placement, ProcessInfo, Signal, Stats,
+    guard_pids, host_containment, read_environment_unlocked, release_spare_cgroups, CapSupport,
+    GuardStatus, HostContainment, LimitInfo, Mechanism, MechanismChoice, Placement, ProcessInfo,
+    Signal, Stats,
 };
 pub use vt::{strip_vt, VtStripper};

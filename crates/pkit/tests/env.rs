@@ -373,3 +373,159 @@ async fn odd_environment_helper() {
     }
     println!("odd-environment-helper-ran");
 }
+
+/// Entries of the inherited environment that are not plain `NAME=value`
+/// variables reach the child as `std::env::vars_os` reads them (what pkit
+/// passed on when it copied the environment through `vars_os`, before it
+/// read `environ` directly, issue 20): an entry without `=`, an empty one
+/// and a lone `=` are left out; a repeated name is passed on every time,
+/// in place; a name starting with `=` (`=N=v`, and `==`: `=` set to
+/// nothing) is kept. A command's override or removal meets every copy of
+/// a repeated name. No `Command` can give the test process such entries,
+/// so it runs itself again through a raw `execve`
+/// (`malformed_environment_helper`).
+#[test]
+fn malformed_and_repeated_inherited_entries_arrive_as_vars_os_reads_them() {
+    in_suite(
+        "malformed_and_repeated_inherited_entries_arrive_as_vars_os_reads_them",
+        || {
+            use std::ffi::CString;
+            use std::os::unix::process::CommandExt;
+            let exe = std::env::current_exe().expect("test binary");
+            let c = |b: &[u8]| CString::new(b).expect("no NUL");
+            let path = c(exe.as_os_str().as_bytes());
+            let argv: Vec<CString> = [
+                exe.as_os_str().as_bytes(),
+                b"malformed_environment_helper",
+                b"--exact",
+                b"--nocapture",
+                b"--test-threads=1",
+            ]
+            .iter()
+            .map(|a| c(a))
+            .collect();
+            let mut envp: Vec<CString> = vec![c(b"PKIT_DUP=first")];
+            envp.extend(
+                std::env::vars_os().map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())),
+            );
+            for odd in [
+                &b"PKIT_MALFORMED_NO_EQUALS"[..],
+                b"",
+                b"=",
+                b"=PKIT_LEAD=x=y",
+                b"==",
+                b"PKIT_DUP=second",
+                b"PKIT_EQ_EMPTY=",
+                b"PKIT_DUP=",
+                b"PKIT_TEST_MALFORMED_HELPER=1",
+            ] {
+                envp.push(c(odd));
+            }
+            // Addresses (plain numbers, so the closure is `Send`), made
+            // before the fork: the child only reads them.
+            let addrs = |v: &[CString]| -> Vec<usize> {
+                v.iter()
+                    .map(|s| s.as_ptr() as usize)
+                    .chain(std::iter::once(0))
+                    .collect()
+            };
+            let (argv_addrs, envp_addrs) = (addrs(&argv), addrs(&envp));
+            let mut helper = std::process::Command::new(&exe);
+            // SAFETY: runs in the forked child before its exec: only
+            // execve (async-signal-safe) on vectors made before the fork,
+            // kept alive by the closure (`argv`, `envp`, `path` moved in).
+            unsafe {
+                helper.pre_exec(move || {
+                    let _keep = (&argv, &envp);
+                    libc::execve(
+                        path.as_ptr(),
+                        argv_addrs.as_ptr().cast(),
+                        envp_addrs.as_ptr().cast(),
+                    );
+                    Err(std::io::Error::last_os_error())
+                });
+            }
+            let out = helper.output().expect("helper");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("malformed-helper-ran"), "{text}");
+        },
+    );
+}
+
+/// The helper of the test above: does nothing unless
+/// `PKIT_TEST_MALFORMED_HELPER` is set.
+#[tokio::test]
+async fn malformed_environment_helper() {
+    if std::env::var_os("PKIT_TEST_MALFORMED_HELPER").is_none() {
+        return;
+    }
+    let entry = |k: &OsStr, v: &OsStr| [k.as_bytes(), b"=", v.as_bytes()].concat();
+    let inherited: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| entry(&k, &v)).collect();
+    // What vars_os reads (so what the child must get).
+    let has = |e: &[u8]| inherited.iter().any(|i| i == e);
+    assert!(has(b"=PKIT_LEAD=x=y") && has(b"==") && has(b"PKIT_EQ_EMPTY="));
+    assert!(!has(b"PKIT_MALFORMED_NO_EQUALS") && !has(b"") && !has(b"="));
+    let dups = |env: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        env.iter()
+            .filter(|e| e.starts_with(b"PKIT_DUP="))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        dups(&inherited),
+        [&b"PKIT_DUP=first"[..], b"PKIT_DUP=second", b"PKIT_DUP="]
+    );
+    let env0 = |out: &pkit::Output| -> Vec<Vec<u8>> {
+        assert!(out.success(), "{out:?}");
+        let mut got: Vec<Vec<u8>> = out
+            .stdout()
+            .split(|&b| b == 0)
+            .map(<[u8]>::to_vec)
+            .collect();
+        assert_eq!(got.pop().as_deref(), Some(&b""[..]), "not NUL-terminated");
+        got
+    };
+    let show = |e: &[Vec<u8>]| -> Vec<String> {
+        e.iter()
+            .map(|e| String::from_utf8_lossy(e).into())
+            .collect()
+    };
+    for choice in mechanisms() {
+        let out = cmd(choice, "env").arg("-0").output().await.expect("env");
+        let got = env0(&out);
+        assert_eq!(show(&got), show(&inherited), "{choice}: inherited");
+
+        // An override replaces every copy, in its place.
+        let out = cmd(choice, "env")
+            .arg("-0")
+            .env("PKIT_DUP", "over")
+            .output()
+            .await
+            .expect("env");
+        let want: Vec<Vec<u8>> = inherited
+            .iter()
+            .map(|e| match e.starts_with(b"PKIT_DUP=") {
+                true => b"PKIT_DUP=over".to_vec(),
+                false => e.clone(),
+            })
+            .collect();
+        assert_eq!(show(&env0(&out)), show(&want), "{choice}: override");
+
+        // A removal removes every copy.
+        let out = cmd(choice, "env")
+            .arg("-0")
+            .env_remove("PKIT_DUP")
+            .output()
+            .await
+            .expect("env");
+        let want: Vec<Vec<u8>> = inherited
+            .iter()
+            .filter(|e| !e.starts_with(b"PKIT_DUP="))
+            .cloned()
+            .collect();
+        assert_eq!(show(&env0(&out)), show(&want), "{choice}: removal");
+    }
+    println!("malformed-helper-ran");
+}

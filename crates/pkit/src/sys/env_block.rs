@@ -157,8 +157,25 @@ impl EnvBuilder {
         if memchr::memchr(0, name).is_some() || memchr::memchr(0, value).is_some() {
             return false;
         }
-        self.push_unchecked(name, value);
+        self.ptrs
+            .push(std::ptr::without_provenance(self.bytes.len()));
+        self.bytes.reserve(name.len() + value.len() + 2);
+        self.bytes.extend_from_slice(name);
+        self.bytes.push(b'=');
+        self.bytes.extend_from_slice(value);
+        self.bytes.push(0);
         true
+    }
+
+    /// Adds a whole `NAME=value` entry that holds no NUL byte (one of
+    /// this process's environment: a C string), as it is.
+    fn push_entry(&mut self, entry: &[u8]) {
+        debug_assert!(!entry.contains(&0));
+        self.ptrs
+            .push(std::ptr::without_provenance(self.bytes.len()));
+        self.bytes.reserve(entry.len() + 1);
+        self.bytes.extend_from_slice(entry);
+        self.bytes.push(0);
     }
 
     /// Adds `name=value` from strings that hold no NUL byte (this
@@ -189,25 +206,131 @@ impl EnvBuilder {
     }
 }
 
-/// The size of the last inherited environment copied: the next copy
-/// reserves that much at once (the environment rarely changes), rather
-/// than growing its buffer as it goes.
-static LAST_INHERITED: AtomicUsize = AtomicUsize::new(0);
+/// The size and the number of entries of the last inherited environment
+/// copied: the next copy reserves that much at once (the environment
+/// rarely changes), rather than growing its buffers as it goes.
+static LAST_INHERITED: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
 
-/// A copy of this process's environment, made now under std's environment
-/// lock (`vars_os`), entries in this process's order (see
-/// `sys::inherited_env`).
+/// A copy of this process's environment, made now, entries in this
+/// process's order (see `sys::inherited_env`): by default under std's
+/// environment lock (`vars_os`), so a `set_var` on another thread waits;
+/// once the program opted in (`pkit::read_environment_unlocked`), each
+/// entry copied as it is from `environ` into the block's one buffer, no
+/// allocation per variable (`vars_os` makes two strings per variable,
+/// issue 20), the same entries as `vars_os` yields.
 pub(crate) fn inherited() -> EnvBlock {
-    use std::os::unix::ffi::OsStrExt;
-    let vars = std::env::vars_os();
-    let mut block = EnvBlock::reusing(vars.size_hint().0, LAST_INHERITED.load(Ordering::Relaxed));
-    for (name, value) in vars {
-        // Names and values were C strings: no NUL to look for.
-        block.push_unchecked(name.as_bytes(), value.as_bytes());
+    let (bytes, entries) = &LAST_INHERITED;
+    let mut block = EnvBlock::reusing(
+        entries.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    );
+    if super::env_read::unlocked() {
+        // SAFETY: the program opted in: its `read_environment_unlocked`
+        // promised that no thread changes the environment from then on.
+        unsafe { each_variable_unlocked(|entry| block.push_entry(entry)) };
+    } else {
+        use std::os::unix::ffi::OsStrExt;
+        for (name, value) in std::env::vars_os() {
+            // Names and values were C strings: no NUL to look for.
+            block.push_unchecked(name.as_bytes(), value.as_bytes());
+        }
     }
     let block = block.finish();
-    LAST_INHERITED.store(block.byte_len(), Ordering::Relaxed);
+    bytes.store(block.byte_len(), Ordering::Relaxed);
+    entries.store(block.len(), Ordering::Relaxed);
     block
+}
+
+/// Calls `f` with each variable of this process's environment as its
+/// `NAME=value` bytes (no NUL), in the environment's order, as `inherited`
+/// reads them: by default under std's lock (`vars_os`, each entry put
+/// together in one reused buffer), once the program opted in straight from
+/// `environ` (`each_variable_unlocked`).
+pub(crate) fn each_variable(mut f: impl FnMut(&[u8])) {
+    if super::env_read::unlocked() {
+        // SAFETY: as in `inherited`: the program's promise.
+        unsafe { each_variable_unlocked(f) };
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut entry = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        entry.clear();
+        entry.extend_from_slice(name.as_bytes());
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        f(&entry);
+    }
+}
+
+/// Calls `f` with each variable of this process's environment as its
+/// `NAME=value` bytes (no NUL), in the environment's order, read where the
+/// C library's `getenv` reads it (`environ`). The entries are those std's
+/// `vars_os` yields, duplicates included: an empty entry, or one with no
+/// `=` after its first byte, is skipped (a name is never empty, so one
+/// may start with `=`: `=a=b` is `=a` set to `b`).
+///
+/// # Safety
+///
+/// No lock is taken (std's environment lock is private): no thread may
+/// change the environment (`set_var`, `remove_var`, `setenv`, `putenv`,
+/// `unsetenv`) while this runs, the promise of
+/// `pkit::read_environment_unlocked`'s caller. `f` must not change it.
+unsafe fn each_variable_unlocked(mut f: impl FnMut(&[u8])) {
+    let mut at = environ();
+    if at.is_null() {
+        return;
+    }
+    loop {
+        // SAFETY: `environ` is the C library's null-terminated vector of
+        // NUL-terminated strings; `at` points at one of its slots, up to
+        // and including the final null (we stop there). The vector and
+        // its strings stay as they are while we read them: they change
+        // only through `std::env::set_var`/`remove_var` or the C
+        // library's `setenv`/`unsetenv`/`putenv`, and our caller
+        // guarantees none runs meanwhile (see # Safety), as libc's
+        // `getenv` (which takes no lock either) relies on it. `f`, ours,
+        // changes nothing.
+        let entry = unsafe {
+            let p = *at;
+            if p.is_null() {
+                return;
+            }
+            at = at.add(1);
+            std::ffi::CStr::from_ptr(p).to_bytes()
+        };
+        if is_variable(entry) {
+            f(entry);
+        }
+    }
+}
+
+/// Whether std's `vars_os` reads an environment entry as a variable (the
+/// strategy it copied from glibc): a name is never empty, so the `=` is
+/// looked for from the second byte on; an entry without one is skipped.
+fn is_variable(entry: &[u8]) -> bool {
+    entry.len() > 1 && memchr::memchr(b'=', &entry[1..]).is_some()
+}
+
+/// The C library's environment vector, this process's.
+fn environ() -> *const *const c_char {
+    #[cfg(target_vendor = "apple")]
+    {
+        // SAFETY: `_NSGetEnviron` takes nothing and returns the address
+        // of the process's `environ` variable, always valid.
+        unsafe { *libc::_NSGetEnviron() as *const *const c_char }
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        extern "C" {
+            // Mutable: `setenv` and `putenv` may replace the vector.
+            static mut environ: *const *const c_char;
+        }
+        // SAFETY: a copy of the C library's `environ` pointer (a plain,
+        // always valid global; see `each_variable_unlocked` for what it points to
+        // and why nothing changes it while we read).
+        unsafe { std::ptr::addr_of!(environ).read() }
+    }
 }
 
 /// Exactly `vars`' entries; `None` if a name or value holds a NUL byte.
@@ -348,6 +471,16 @@ mod tests {
         let ours = crate::sys::inherited_env();
         let path = ours.inherited_path_var().map(|p| p.into_owned());
         assert_eq!(path, std::env::var_os("PATH"));
+    }
+
+    #[test]
+    fn entries_are_variables_as_vars_os_reads_them() {
+        for yes in [&b"A=1"[..], b"A=", b"==", b"=A=1", b"A==", b"\xff=\x80"] {
+            assert!(is_variable(yes), "{yes:?}");
+        }
+        for no in [&b""[..], b"=", b"A", b"=A", b"ABC"] {
+            assert!(!is_variable(no), "{no:?}");
+        }
     }
 
     #[test]

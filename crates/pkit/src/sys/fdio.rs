@@ -38,8 +38,8 @@ pub(crate) fn nul_terminated(strings: &[CString]) -> Vec<*const c_char> {
 /// of this process's, made now under std's environment lock (`vars_os`).
 /// A child handed the C library's `environ` itself would read it while
 /// another thread's `set_var` may be rewriting it (std's own spawn holds
-/// that lock while it starts a child, for this reason).
-/// Entries in this process's order.
+/// that lock while it starts a child, for this reason); without it once
+/// the program opted in (`env_block::inherited`). In this process's order.
 pub(crate) fn inherited_env() -> super::ChildEnv {
     super::ChildEnv::Exactly(super::env_block::inherited())
 }

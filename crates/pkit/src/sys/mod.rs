@@ -44,6 +44,8 @@ mod detached;
 pub(crate) use detached::spawn as spawn_thread;
 #[cfg(unix)]
 mod env_block;
+mod env_read;
+pub use env_read::read_environment_unlocked;
 #[doc(hidden)]
 pub mod fault;
 #[cfg(unix)]

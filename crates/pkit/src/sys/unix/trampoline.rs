@@ -105,15 +105,14 @@ pub(crate) struct GateEnv {
 
 impl GateEnv {
     pub(crate) fn new(spec: &SpawnSpec) -> Result<GateEnv, SpawnError> {
-        use std::os::unix::ffi::OsStrExt;
-        let owner_loader: Vec<CString> = std::env::vars_os()
-            .filter_map(|(k, v)| {
-                let mut e = k.as_bytes().to_vec();
-                e.push(b'=');
-                e.extend_from_slice(v.as_bytes());
-                is_loader_variable(&e).then(|| CString::new(e).ok())?
-            })
-            .collect();
+        // Only the loader variables are kept (`each_variable`: under std's
+        // lock, or, once the program opted in, straight from `environ`).
+        let mut owner_loader: Vec<CString> = Vec::new();
+        crate::sys::env_block::each_variable(|e| {
+            if is_loader_variable(e) {
+                owner_loader.extend(CString::new(e).ok());
+            }
+        });
         let hidden: Vec<(usize, CString)> = spec
             .envp
             .block()

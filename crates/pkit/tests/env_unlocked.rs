@@ -1,0 +1,232 @@
+//! `pkit::read_environment_unlocked`: once a program opts in, a child
+//! still gets exactly the environment `std::env::vars_os` reads (odd
+//! entries included), a command's changes still apply, and pkit copies it
+//! from `environ` without a string per variable, which the default read
+//! under std's lock makes (observed by counting allocations).
+//!
+//! Its own binary: the switch is process-wide and one-way. The test runs
+//! this binary again through a raw `execve` (a process of its own, with
+//! odd entries and many variables in its environment), where the helper
+//! measures the default read, opts in, and checks. Nothing here changes
+//! the environment.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use common::*;
+
+/// The system allocator, counting allocations (and reallocations).
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed on to `System` unchanged; counting only adds
+// to an atomic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Variables added to the helper's environment: the default read makes
+/// two strings for each (`vars_os`), the unlocked read none.
+const PADDING: usize = 1000;
+
+#[test]
+fn opted_in_a_child_gets_environ_as_vars_os_reads_it_without_a_copy_per_variable() {
+    in_suite(
+        "opted_in_a_child_gets_environ_as_vars_os_reads_it_without_a_copy_per_variable",
+        || {
+            use std::os::unix::process::CommandExt;
+            let exe = std::env::current_exe().expect("test binary");
+            let c = |b: &[u8]| CString::new(b).expect("no NUL");
+            let path = c(exe.as_os_str().as_bytes());
+            let argv: Vec<CString> = [
+                exe.as_os_str().as_bytes(),
+                b"unlocked_environment_helper",
+                b"--exact",
+                b"--nocapture",
+                b"--test-threads=1",
+            ]
+            .iter()
+            .map(|a| c(a))
+            .collect();
+            let mut envp: Vec<CString> = vec![c(b"PKIT_DUP=first")];
+            envp.extend(
+                std::env::vars_os().map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())),
+            );
+            envp.extend((0..PADDING).map(|i| c(format!("PKIT_PAD_{i}=value {i}").as_bytes())));
+            for odd in [
+                &b"PKIT_MALFORMED_NO_EQUALS"[..],
+                b"",
+                b"=",
+                b"=PKIT_LEAD=x=y",
+                b"==",
+                b"PKIT_DUP=second",
+                b"PKIT_EQ_EMPTY=",
+                b"PKIT_DUP=",
+                b"PKIT_TEST_UNLOCKED_HELPER=1",
+            ] {
+                envp.push(c(odd));
+            }
+            // Addresses (plain numbers, so the closure is `Send`), made
+            // before the fork: the child only reads them.
+            let addrs = |v: &[CString]| -> Vec<usize> {
+                v.iter()
+                    .map(|s| s.as_ptr() as usize)
+                    .chain(std::iter::once(0))
+                    .collect()
+            };
+            let (argv_addrs, envp_addrs) = (addrs(&argv), addrs(&envp));
+            let mut helper = std::process::Command::new(&exe);
+            // SAFETY: runs in the forked child before its exec: only
+            // execve (async-signal-safe) on vectors made before the fork,
+            // kept alive by the closure (`argv`, `envp`, `path` moved in).
+            unsafe {
+                helper.pre_exec(move || {
+                    let _keep = (&argv, &envp);
+                    libc::execve(
+                        path.as_ptr(),
+                        argv_addrs.as_ptr().cast(),
+                        envp_addrs.as_ptr().cast(),
+                    );
+                    Err(std::io::Error::last_os_error())
+                });
+            }
+            let out = helper.output().expect("helper");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("unlocked-helper-ran"), "{text}");
+            // The counts, for `--nocapture`.
+            for line in text.lines().filter(|l| l.contains("allocations")) {
+                println!("{line}");
+            }
+        },
+    );
+}
+
+/// The allocations of the whole process during each of three blocking
+/// runs of `true` (after one to warm up).
+fn allocations_per_run(choice: pkit::MechanismChoice) -> Vec<u64> {
+    let run = || {
+        let out = cmd(choice, "true").blocking().output().expect("true");
+        assert!(out.success(), "{choice}: {out:?}");
+    };
+    run();
+    (0..3)
+        .map(|_| {
+            let before = ALLOCS.load(Relaxed);
+            run();
+            ALLOCS.load(Relaxed) - before
+        })
+        .collect()
+}
+
+/// The helper of the test above: does nothing unless
+/// `PKIT_TEST_UNLOCKED_HELPER` is set.
+#[test]
+fn unlocked_environment_helper() {
+    if std::env::var_os("PKIT_TEST_UNLOCKED_HELPER").is_none() {
+        return;
+    }
+    let entry = |k: &OsStr, v: &OsStr| [k.as_bytes(), b"=", v.as_bytes()].concat();
+    let inherited: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| entry(&k, &v)).collect();
+    let has = |e: &[u8]| inherited.iter().any(|i| i == e);
+    assert!(has(b"=PKIT_LEAD=x=y") && has(b"==") && has(b"PKIT_EQ_EMPTY="));
+    assert!(!has(b"PKIT_MALFORMED_NO_EQUALS") && !has(b"") && !has(b"="));
+    assert!(inherited.len() > PADDING);
+
+    // By default: under std's lock, two strings per variable.
+    for choice in mechanisms() {
+        let counts = allocations_per_run(choice);
+        println!("{choice}: default read, allocations per run {counts:?}");
+        for n in counts {
+            assert!(n >= 2 * PADDING as u64, "{choice}: {n} allocations");
+        }
+    }
+
+    // SAFETY: nothing in this process changes its environment.
+    unsafe { pkit::read_environment_unlocked() };
+
+    for choice in mechanisms() {
+        // No string per variable: far fewer allocations than variables
+        // (the least of three runs: another thread's work may add some).
+        let counts = allocations_per_run(choice);
+        println!("{choice}: unlocked read, allocations per run {counts:?}");
+        let least = counts.iter().min().copied().unwrap_or(u64::MAX);
+        assert!(least < PADDING as u64 / 2, "{choice}: {counts:?}");
+
+        let env0 = |c: pkit::Command| -> Vec<String> {
+            let out = c.arg("-0").blocking().output().expect("env");
+            assert!(out.success(), "{choice}: {out:?}");
+            let mut got: Vec<String> = out
+                .stdout()
+                .split(|&b| b == 0)
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .collect();
+            assert_eq!(got.pop().as_deref(), Some(""), "not NUL-terminated");
+            got
+        };
+        let show = |e: &mut dyn Iterator<Item = &Vec<u8>>| -> Vec<String> {
+            e.map(|e| String::from_utf8_lossy(e).into_owned()).collect()
+        };
+        // Exactly what vars_os reads, in order, odd entries included.
+        let got = env0(cmd(choice, "env"));
+        assert_eq!(got, show(&mut inherited.iter()), "{choice}: inherited");
+
+        // An override replaces every copy of a name, in its place; a new
+        // variable comes after.
+        let got = env0(
+            cmd(choice, "env")
+                .env("PKIT_DUP", "over")
+                .env("PKIT_NEW", "new"),
+        );
+        let over = b"PKIT_DUP=over".to_vec();
+        let new = b"PKIT_NEW=new".to_vec();
+        let want = inherited
+            .iter()
+            .map(|e| match e.starts_with(b"PKIT_DUP=") {
+                true => &over,
+                false => e,
+            })
+            .chain([&new]);
+        assert_eq!(got, show(&mut want.into_iter()), "{choice}: override");
+
+        // A removal removes every copy.
+        let got = env0(
+            cmd(choice, "env")
+                .env_remove("PKIT_DUP")
+                .env_remove("PKIT_PAD_7"),
+        );
+        let want = inherited
+            .iter()
+            .filter(|e| !e.starts_with(b"PKIT_DUP=") && !e.starts_with(b"PKIT_PAD_7="));
+        assert_eq!(got, show(&mut want.into_iter()), "{choice}: removal");
+
+        // A cleared environment inherits nothing.
+        let got = env0(cmd(choice, "env").env_clear().env("ONLY", "this"));
+        assert_eq!(got, ["ONLY=this"], "{choice}: cleared");
+    }
+    println!("unlocked-helper-ran");
+}
