@@ -30,9 +30,16 @@ pub(super) enum Exit {
 
 impl Owing {
     /// The exit is seen now (if not before): notes what the pipe holds.
+    /// Where that can't be told (a Windows pipe), nothing is noted: the
+    /// partial last line is told at the end of the stream, as a line any
+    /// descendant finishes would be (a mark at what was read so far would
+    /// cut a line the process wrote before its exit and the reader had not
+    /// read yet).
     pub(super) fn exited(&mut self, rx: &source::Source, total: usize) {
         if matches!(self.exit, Exit::Before) {
-            self.exit = Exit::At(total.saturating_add(rx.unread()));
+            if let Some(unread) = rx.unread() {
+                self.exit = Exit::At(total.saturating_add(unread));
+            }
         }
     }
 }

@@ -36,7 +36,7 @@ impl Sinks {
         if sink.tx.take_ask() {
             // An ask is made only after the process's exit.
             owing.exited(rx, total);
-            owing.ask = Some(total.saturating_add(rx.unread()));
+            owing.ask = Some(total.saturating_add(rx.unread().unwrap_or(0)));
         }
         if let Exit::At(at) = owing.exit {
             if total >= at {

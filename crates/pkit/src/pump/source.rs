@@ -30,14 +30,14 @@ impl Source {
         }
     }
 
-    /// How many bytes the source holds unread now (none where that can't
-    /// be told): see `owed.rs`.
-    pub(crate) fn unread(&self) -> usize {
+    /// How many bytes the source holds unread now, `None` where that can't
+    /// be told (a Windows pipe): see `owed.rs` and `owing.rs`.
+    pub(crate) fn unread(&self) -> Option<usize> {
         match self {
-            Source::Pipe(rx) => {
-                crate::sys::pipe_unread(rx).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
-            }
-            Source::Pty(pty) => pty.unread(),
+            Source::Pipe(rx) => crate::sys::pipe_unread(rx)
+                .ok()
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            Source::Pty(pty) => Some(pty.unread()),
         }
     }
 
