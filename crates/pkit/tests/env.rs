@@ -389,67 +389,12 @@ fn malformed_and_repeated_inherited_entries_arrive_as_vars_os_reads_them() {
     in_suite(
         "malformed_and_repeated_inherited_entries_arrive_as_vars_os_reads_them",
         || {
-            use std::ffi::CString;
-            use std::os::unix::process::CommandExt;
-            let exe = std::env::current_exe().expect("test binary");
-            let c = |b: &[u8]| CString::new(b).expect("no NUL");
-            let path = c(exe.as_os_str().as_bytes());
-            let argv: Vec<CString> = [
-                exe.as_os_str().as_bytes(),
-                b"malformed_environment_helper",
-                b"--exact",
-                b"--nocapture",
-                b"--test-threads=1",
-            ]
-            .iter()
-            .map(|a| c(a))
-            .collect();
-            let mut envp: Vec<CString> = vec![c(b"PKIT_DUP=first")];
-            envp.extend(
-                std::env::vars_os().map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())),
+            let envp = raw_env::odd_environment([], b"PKIT_TEST_MALFORMED_HELPER=1");
+            raw_env::run_self_with_env(
+                "malformed_environment_helper",
+                envp,
+                "malformed-helper-ran",
             );
-            for odd in [
-                &b"PKIT_MALFORMED_NO_EQUALS"[..],
-                b"",
-                b"=",
-                b"=PKIT_LEAD=x=y",
-                b"==",
-                b"PKIT_DUP=second",
-                b"PKIT_EQ_EMPTY=",
-                b"PKIT_DUP=",
-                b"PKIT_TEST_MALFORMED_HELPER=1",
-            ] {
-                envp.push(c(odd));
-            }
-            // Addresses (plain numbers, so the closure is `Send`), made
-            // before the fork: the child only reads them.
-            let addrs = |v: &[CString]| -> Vec<usize> {
-                v.iter()
-                    .map(|s| s.as_ptr() as usize)
-                    .chain(std::iter::once(0))
-                    .collect()
-            };
-            let (argv_addrs, envp_addrs) = (addrs(&argv), addrs(&envp));
-            let mut helper = std::process::Command::new(&exe);
-            // SAFETY: runs in the forked child before its exec: only
-            // execve (async-signal-safe) on vectors made before the fork,
-            // kept alive by the closure (`argv`, `envp`, `path` moved in).
-            unsafe {
-                helper.pre_exec(move || {
-                    let _keep = (&argv, &envp);
-                    libc::execve(
-                        path.as_ptr(),
-                        argv_addrs.as_ptr().cast(),
-                        envp_addrs.as_ptr().cast(),
-                    );
-                    Err(std::io::Error::last_os_error())
-                });
-            }
-            let out = helper.output().expect("helper");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "{text}");
-            assert!(text.contains("malformed-helper-ran"), "{text}");
         },
     );
 }

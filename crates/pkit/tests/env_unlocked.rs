@@ -15,7 +15,7 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -57,67 +57,13 @@ fn opted_in_a_child_gets_environ_as_vars_os_reads_it_without_a_copy_per_variable
     in_suite(
         "opted_in_a_child_gets_environ_as_vars_os_reads_it_without_a_copy_per_variable",
         || {
-            use std::os::unix::process::CommandExt;
-            let exe = std::env::current_exe().expect("test binary");
-            let c = |b: &[u8]| CString::new(b).expect("no NUL");
-            let path = c(exe.as_os_str().as_bytes());
-            let argv: Vec<CString> = [
-                exe.as_os_str().as_bytes(),
-                b"unlocked_environment_helper",
-                b"--exact",
-                b"--nocapture",
-                b"--test-threads=1",
-            ]
-            .iter()
-            .map(|a| c(a))
-            .collect();
-            let mut envp: Vec<CString> = vec![c(b"PKIT_DUP=first")];
-            envp.extend(
-                std::env::vars_os().map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())),
+            let padding = (0..PADDING).map(|i| format!("PKIT_PAD_{i}=value {i}").into_bytes());
+            let envp = raw_env::odd_environment(padding, b"PKIT_TEST_UNLOCKED_HELPER=1");
+            let text = raw_env::run_self_with_env(
+                "unlocked_environment_helper",
+                envp,
+                "unlocked-helper-ran",
             );
-            envp.extend((0..PADDING).map(|i| c(format!("PKIT_PAD_{i}=value {i}").as_bytes())));
-            for odd in [
-                &b"PKIT_MALFORMED_NO_EQUALS"[..],
-                b"",
-                b"=",
-                b"=PKIT_LEAD=x=y",
-                b"==",
-                b"PKIT_DUP=second",
-                b"PKIT_EQ_EMPTY=",
-                b"PKIT_DUP=",
-                b"PKIT_TEST_UNLOCKED_HELPER=1",
-            ] {
-                envp.push(c(odd));
-            }
-            // Addresses (plain numbers, so the closure is `Send`), made
-            // before the fork: the child only reads them.
-            let addrs = |v: &[CString]| -> Vec<usize> {
-                v.iter()
-                    .map(|s| s.as_ptr() as usize)
-                    .chain(std::iter::once(0))
-                    .collect()
-            };
-            let (argv_addrs, envp_addrs) = (addrs(&argv), addrs(&envp));
-            let mut helper = std::process::Command::new(&exe);
-            // SAFETY: runs in the forked child before its exec: only
-            // execve (async-signal-safe) on vectors made before the fork,
-            // kept alive by the closure (`argv`, `envp`, `path` moved in).
-            unsafe {
-                helper.pre_exec(move || {
-                    let _keep = (&argv, &envp);
-                    libc::execve(
-                        path.as_ptr(),
-                        argv_addrs.as_ptr().cast(),
-                        envp_addrs.as_ptr().cast(),
-                    );
-                    Err(std::io::Error::last_os_error())
-                });
-            }
-            let out = helper.output().expect("helper");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "{text}");
-            assert!(text.contains("unlocked-helper-ran"), "{text}");
             // The counts, for `--nocapture`.
             for line in text.lines().filter(|l| l.contains("allocations")) {
                 println!("{line}");

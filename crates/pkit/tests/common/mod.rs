@@ -20,6 +20,8 @@ pub mod events;
 #[cfg(target_os = "linux")]
 pub mod fds;
 pub mod kill_on_drop;
+#[cfg(unix)]
+pub mod raw_env;
 
 #[allow(unused_imports)]
 pub use kill_on_drop::KillOnDrop;
