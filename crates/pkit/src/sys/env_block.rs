@@ -157,13 +157,7 @@ impl EnvBuilder {
         if memchr::memchr(0, name).is_some() || memchr::memchr(0, value).is_some() {
             return false;
         }
-        self.ptrs
-            .push(std::ptr::without_provenance(self.bytes.len()));
-        self.bytes.reserve(name.len() + value.len() + 2);
-        self.bytes.extend_from_slice(name);
-        self.bytes.push(b'=');
-        self.bytes.extend_from_slice(value);
-        self.bytes.push(0);
+        self.push_unchecked(name, value);
         true
     }
 
