@@ -56,8 +56,12 @@ fn pgrp_and_session(pid: u32) -> Option<(u32, u32)> {
     Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
-/// Whether `pid` is alive (not gone, not a zombie) after the guard of
-/// pid `guard` has exited (it is not our child: waited for by number).
+/// Whether `pid` lives on once the guard (pid `guard`) has exited (it is
+/// not our child: waited for by number). A SIGKILL the guard sent before
+/// it exited may not have been acted on yet (a loaded machine: the process
+/// shows `S` with the kill pending): such a process is waited for until it
+/// is dead (a zombie counts), so it is never taken for one the guard
+/// spared. Without a kill pending, and the guard gone, nothing will kill it.
 fn alive_after_guard(guard: i32, pid: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     let g = rustix::process::Pid::from_raw(guard).expect("a guard pid");
@@ -65,14 +69,37 @@ fn alive_after_guard(guard: i32, pid: u32) -> bool {
         assert!(Instant::now() < deadline, "the guard did not exit");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|t| {
-        !matches!(
-            t[t.rfind(')').unwrap_or(0) + 1..]
-                .trim_start()
-                .chars()
-                .next(),
-            Some('Z' | 'X')
-        )
+    loop {
+        let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|t| {
+            !matches!(
+                t[t.rfind(')').unwrap_or(0) + 1..]
+                    .trim_start()
+                    .chars()
+                    .next(),
+                Some('Z' | 'X')
+            )
+        });
+        if !running || !kill_pending(pid) {
+            return running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a pending SIGKILL was not acted on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a SIGKILL is pending for `pid` (its thread's or its
+/// process's set, `/proc/<pid>/status`).
+fn kill_pending(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().any(|l| {
+        let mask = l
+            .strip_prefix("SigPnd:")
+            .or_else(|| l.strip_prefix("ShdPnd:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (libc::SIGKILL - 1)) != 0)
     })
 }
 
@@ -160,7 +187,7 @@ fn the_portable_guard_sweeps_only_a_session_it_knows_is_ours() {
         .expect("register");
         drop(g);
         let job_alive = alive_after_guard(guard, job);
-        let leader_alive = leader.try_wait().expect("try_wait").is_none();
+        let leader_alive = alive_after_guard(guard, leader.id());
         cleanup(&mut leader, job);
         assert_eq!(
             (!leader_alive, !job_alive),
