@@ -294,19 +294,9 @@ async fn odd_environment_helper() {
     if std::env::var_os("PKIT_TEST_ODD_HELPER").is_none() {
         return;
     }
-    let entry = |k: &OsStr, v: &OsStr| [k.as_bytes(), b"=", v.as_bytes()].concat();
-    let inherited: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| entry(&k, &v)).collect();
+    let inherited = raw_env::inherited_entries();
     assert!(inherited.len() > 3000, "{} variables", inherited.len());
-    let env0 = |out: &pkit::Output| -> Vec<Vec<u8>> {
-        assert!(out.success(), "{out:?}");
-        let mut got: Vec<Vec<u8>> = out
-            .stdout()
-            .split(|&b| b == 0)
-            .map(<[u8]>::to_vec)
-            .collect();
-        assert_eq!(got.pop().as_deref(), Some(&b""[..]), "not NUL-terminated");
-        got
-    };
+    let env0 = |out: &pkit::Output| raw_env::env0_entries(out);
     for choice in mechanisms() {
         // Twice: the second copy reserves what the first one measured.
         for round in 0..2 {
@@ -406,8 +396,7 @@ async fn malformed_environment_helper() {
     if std::env::var_os("PKIT_TEST_MALFORMED_HELPER").is_none() {
         return;
     }
-    let entry = |k: &OsStr, v: &OsStr| [k.as_bytes(), b"=", v.as_bytes()].concat();
-    let inherited: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| entry(&k, &v)).collect();
+    let inherited = raw_env::inherited_entries();
     // What vars_os reads (so what the child must get).
     let has = |e: &[u8]| inherited.iter().any(|i| i == e);
     assert!(has(b"=PKIT_LEAD=x=y") && has(b"==") && has(b"PKIT_EQ_EMPTY="));
@@ -422,16 +411,7 @@ async fn malformed_environment_helper() {
         dups(&inherited),
         [&b"PKIT_DUP=first"[..], b"PKIT_DUP=second", b"PKIT_DUP="]
     );
-    let env0 = |out: &pkit::Output| -> Vec<Vec<u8>> {
-        assert!(out.success(), "{out:?}");
-        let mut got: Vec<Vec<u8>> = out
-            .stdout()
-            .split(|&b| b == 0)
-            .map(<[u8]>::to_vec)
-            .collect();
-        assert_eq!(got.pop().as_deref(), Some(&b""[..]), "not NUL-terminated");
-        got
-    };
+    let env0 = |out: &pkit::Output| raw_env::env0_entries(out);
     let show = |e: &[Vec<u8>]| -> Vec<String> {
         e.iter()
             .map(|e| String::from_utf8_lossy(e).into())

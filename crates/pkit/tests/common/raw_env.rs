@@ -86,3 +86,24 @@ pub fn run_self_with_env(helper: &str, envp: Vec<CString>, ran: &str) -> String 
     assert!(text.contains(ran), "{text}");
     text
 }
+
+/// This process's environment as `vars_os` reads it, each entry as
+/// `NAME=value` bytes: what a child that inherits it must get.
+pub fn inherited_entries() -> Vec<Vec<u8>> {
+    std::env::vars_os()
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .collect()
+}
+
+/// The entries `env -0` printed (each NUL-terminated); asserts the run
+/// succeeded and its output ended with a NUL.
+pub fn env0_entries(out: &pkit::Output) -> Vec<Vec<u8>> {
+    assert!(out.success(), "{out:?}");
+    let mut got: Vec<Vec<u8>> = out
+        .stdout()
+        .split(|&b| b == 0)
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(got.pop().as_deref(), Some(&b""[..]), "not NUL-terminated");
+    got
+}
