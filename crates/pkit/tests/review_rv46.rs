@@ -5,6 +5,18 @@
 //! `PKIT_MECHANISM=pgroup`, `PKIT_MECHANISM=portable`); the cgroup cases
 //! say they are skipped outside the cgroup pass.
 //!
+//! Finding (older than the tenth session; the CLI half, tests/review_rv46.rs
+//! of pkit-cli, has a MEDIUM of the same kind, fixed):
+//! - LOW, not fixed (documented in docs/gotchas.md, "A pid namespace
+//!   without a `/proc` of its own")
+//!   [`a_process_group_under_anothers_proc_lists_its_members`]: under the
+//!   `/proc` of another pid namespace (`unshare -pf` without
+//!   `--mount-proc`) a process group's listing walks numbers that are not
+//!   this namespace's: members whose numbers here `/proc` does not list
+//!   are missed (`Group::pids` empty for a shell and its `sleep`; a
+//!   shutdown counts them gone). Membership is still asked of the kernel
+//!   here (`getpgid`), so nothing outside the group is taken for a member.
+//!
 //! Probes that held (every pass):
 //! - [`the_sweep_judges_lookalike_names_as_their_owners_would_be`]
 //!   (cgname): a helper owner moved into a private cgroup of this test
@@ -514,7 +526,7 @@ async fn two_shutdowns_at_once_both_end_the_group() {
         .await
         .expect("shutdown 2 ended");
     let (r1, r2) = (r1.expect("task 1"), r2.expect("task 2"));
-    assert!(r1.is_ok() || r2.is_ok(), "both failed: {r1:?} {r2:?}");
+    assert!(r1.is_ok() && r2.is_ok(), "a shutdown failed: {r1:?} {r2:?}");
     drop(p);
     let mut all = pids.clone();
     all.extend(cgroup_procs(&dir));
