@@ -40,11 +40,23 @@ fn children() -> Vec<(i32, char)> {
     sys::children()
 }
 
-/// This process's children, with their state letters.
+/// This process's children, with their state letters, by their pids in
+/// this process's pid namespace.
+///
+/// `/proc` numbers processes in the pid namespace it was mounted for, which
+/// need not be this process's (`unshare -pf` without `--mount-proc`): each
+/// entry's parent pid is compared with this process's pid as `/proc`
+/// numbers it (`/proc/self`), and each child found is named by its pid
+/// here (its `NSpid` entry at this namespace's depth below `/proc`'s), as
+/// `kill` and `waitpid` take it. Compared with the pid here, the children
+/// of whatever process has that number out there were taken for ours (and
+/// their numbers killed here), and ours were missed.
 #[cfg(target_os = "linux")]
 fn children() -> Vec<(i32, char)> {
-    let me = std::process::id().to_string();
     let mut out = Vec::new();
+    let Some(view) = ProcView::here() else {
+        return out;
+    };
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
     };
@@ -63,11 +75,62 @@ fn children() -> Vec<(i32, char)> {
         let (Some(state), Some(ppid)) = (f.next(), f.next()) else {
             continue;
         };
-        if ppid == me {
-            out.push((pid, state.chars().next().unwrap_or('?')));
+        if ppid != view.me {
+            continue;
         }
+        let Some(here) = view.pid_here(pid) else {
+            continue;
+        };
+        out.push((here, state.chars().next().unwrap_or('?')));
     }
     out
+}
+
+/// How `/proc` numbers processes, seen from this process.
+#[cfg(target_os = "linux")]
+struct ProcView {
+    /// This process's pid as `/proc` numbers it.
+    me: String,
+    /// How many pid namespaces this process's is below `/proc`'s (`None`:
+    /// the same one, `/proc` numbers processes as this process does).
+    depth: Option<usize>,
+}
+
+#[cfg(target_os = "linux")]
+impl ProcView {
+    /// `None` if `/proc` can't say which entry is this process.
+    fn here() -> Option<ProcView> {
+        let me = std::fs::read_link("/proc/self").ok()?;
+        let me = me.to_str()?.to_owned();
+        if me == std::process::id().to_string() {
+            return Some(ProcView { me, depth: None });
+        }
+        let depth = ns_pids("self")?.len().checked_sub(1)?;
+        Some(ProcView {
+            me,
+            depth: Some(depth),
+        })
+    }
+
+    /// The pid here of the process `/proc` numbers `pid` (`None`: it has
+    /// none here, or it is gone).
+    fn pid_here(&self, pid: i32) -> Option<i32> {
+        match self.depth {
+            None => Some(pid),
+            Some(depth) => ns_pids(&pid.to_string())?.get(depth).copied(),
+        }
+    }
+}
+
+/// The `NSpid` line of `/proc/<pid>/status`: the process's pid in each
+/// pid namespace from `/proc`'s inward.
+#[cfg(target_os = "linux")]
+fn ns_pids(pid: &str) -> Option<Vec<i32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_ascii_whitespace()
+        .map(|n| n.parse().ok())
+        .collect()
 }
 
 /// The process group and session of `pid` (Linux: `/proc/<pid>/stat`).
@@ -83,6 +146,11 @@ fn group_and_session(pid: &str) -> Option<(String, String)> {
 /// (where this can't be read: yes).
 #[cfg(target_os = "linux")]
 fn may_be_a_program(pid: i32) -> bool {
+    // `/proc` of another pid namespace: its numbers aren't ours (see
+    // `children`), so this can't be read.
+    if ProcView::here().is_none_or(|v| v.depth.is_some()) {
+        return true;
+    }
     let (Some((group, session)), Some((_, own))) = (
         group_and_session(&pid.to_string()),
         group_and_session("self"),
