@@ -55,6 +55,11 @@ impl Held {
     /// Whether the held process has a SIGTERM pending (it can't act on
     /// one while held).
     fn term_pending(&self) -> bool {
+        self.pending(libc::SIGTERM)
+    }
+
+    /// Whether the held process has `sig` pending.
+    fn pending(&self, sig: i32) -> bool {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         status
@@ -64,7 +69,7 @@ impl Held {
                     .or_else(|| l.strip_prefix("SigPnd:"))
             })
             .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .any(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+            .any(|mask| mask & (1 << (sig - 1)) != 0)
     }
 
     fn thaw(&self) {
@@ -234,6 +239,128 @@ async fn a_shutdown_cancelled_while_it_waits_for_its_freeze_leaves_the_group_tha
     assert_eq!(report.signalled(), 3, "{report:?}");
     drop(p);
     assert_gone(&pids, "shut down").await;
+    held.remove().await;
+    suite.end().await;
+}
+
+/// Starts `sh` with `sleeps` sleeps in `group` and holds one of them in a
+/// v1 freezer directory of its own (`n` names it): the group's pids (the
+/// shell's and the sleeps'), and the one held.
+async fn start_holding(
+    group: &pkit::Group,
+    sleeps: usize,
+    n: usize,
+) -> (pkit::RunningProcess, Vec<u32>, Held) {
+    let script = format!("{} wait", "sleep 300 & ".repeat(sleeps));
+    let p = group
+        .start(&Command::new("sh").args(["-c", &script]))
+        .expect("start");
+    let until = Instant::now() + DEADLINE;
+    let pids = loop {
+        let pids = group.pids().expect("pids");
+        if pids.len() == sleeps + 1 {
+            break pids;
+        }
+        assert!(Instant::now() < until, "the sleeps never started");
+        tokio::time::sleep(POLL).await;
+    };
+    let sleeper = *pids.iter().find(|&&q| q != p.pid()).expect("a sleep");
+    let held = Held::new(sleeper, n).expect("a v1 freezer directory");
+    (p, pids, held)
+}
+
+/// What the cgroup's `cgroup.freeze` reads (`1` while it is frozen or
+/// being frozen).
+fn freeze_written(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("cgroup.freeze"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Waits (yielding) until the cgroup at `dir` is being frozen; false when
+/// it never was, within a bound far beyond the 5 s a pass may wait for
+/// its freeze.
+async fn being_frozen(dir: &std::path::Path) -> bool {
+    let until = Instant::now() + 3 * DEADLINE;
+    while freeze_written(dir) != "1" {
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    true
+}
+
+/// A close whose `cgroup.kill` leaves a member it can't end yet (held in a
+/// v1 freezer: the SIGKILL waits) kills what is left again member by
+/// member, the cgroup frozen around that pass. The freeze's confirmation
+/// can't come while the member is held; the close awaits it, so the
+/// other task on this current-thread runtime runs meanwhile, finds the
+/// group being frozen and lets the member go. Before, that pass waited for
+/// the confirmation in a blocking `poll` (5 s, again after each further
+/// second), and the other task only ever found the group thawed.
+/// Cgroup only: a process group's close freezes nothing.
+#[tokio::test]
+async fn a_close_killing_again_a_member_it_cannot_reach_yields_its_thread() {
+    const NAME: &str = "a_close_killing_again_a_member_it_cannot_reach_yields_its_thread";
+    let suite = begin(NAME).await;
+    if !cgroup_pass(NAME) || !v1_freezer_usable() {
+        skipped(NAME, "needs cgroup v2 and a cgroup v1 freezer directory");
+        suite.end().await;
+        return;
+    }
+    let group = group(MechanismChoice::Cgroup);
+    let dir = cgroup_dir(&group).expect("a cgroup directory");
+    let (p, pids, held) = start_holding(&group, 2, 100).await;
+    let watched = dir.clone();
+    let thawer = tokio::spawn(async move {
+        let seen = being_frozen(&watched).await;
+        held.thaw();
+        (held, seen)
+    });
+    group.close().await.expect("close");
+    let (held, seen) = thawer.await.expect("the thawer");
+    assert!(
+        seen,
+        "the other task never found the group being frozen: the close's pass \
+         waited for its freeze blocking the thread"
+    );
+    drop(p);
+    assert_gone(&pids, "closed").await;
+    held.remove().await;
+    suite.end().await;
+}
+
+/// A close dropped while its pass waits for the freeze (a member held)
+/// leaves the group thawed: the freeze made ahead is undone. The group is
+/// closed for good afterwards.
+#[tokio::test]
+async fn a_close_cancelled_while_it_waits_for_its_freeze_leaves_the_group_thawed() {
+    const NAME: &str = "a_close_cancelled_while_it_waits_for_its_freeze_leaves_the_group_thawed";
+    let suite = begin(NAME).await;
+    if !cgroup_pass(NAME) || !v1_freezer_usable() {
+        skipped(NAME, "needs cgroup v2 and a cgroup v1 freezer directory");
+        suite.end().await;
+        return;
+    }
+    let group = group(MechanismChoice::Cgroup);
+    let dir = cgroup_dir(&group).expect("a cgroup directory");
+    let (p, pids, held) = start_holding(&group, 2, 101).await;
+    let frozen = tokio::select! {
+        r = group.close() => panic!("the close returned with a member held: {r:?}"),
+        seen = being_frozen(&dir) => seen,
+    };
+    assert!(frozen, "the close never froze the group");
+    assert_eq!(
+        freeze_written(&dir),
+        "0",
+        "the cancelled close left the group frozen"
+    );
+    held.thaw();
+    group.close().await.expect("close");
+    drop(p);
+    assert_gone(&pids, "closed").await;
     held.remove().await;
     suite.end().await;
 }

@@ -147,8 +147,9 @@ impl Container {
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
-                cg.wait_killed(self.suspended.load(Ordering::Acquire))
-                    .await?;
+                // A member `cgroup.kill` did not end is killed again,
+                // the freeze around that pass awaited (see `wait_killed`).
+                cg.wait_killed(|| self.signal_async(libc::SIGKILL)).await?;
                 // Every member was in the v2 cgroup too: the v1 ones are
                 // empty now. The tree is gone: a directory that still can't
                 // be removed (sub-cgroups made meanwhile by someone outside

@@ -425,14 +425,21 @@ impl Cgroup {
     /// on Linux 6.18), and a process whose main thread has ended while its
     /// other threads run on (`pthread_exit` in `main`; `Zl` in `ps`) never
     /// acts on it. So a cgroup still populated after [`RECHECK`] is killed
-    /// again member by member ([`kill_each`](Self::kill_each): through
-    /// pidfds, which signal the whole process), and again after each
-    /// further one. `user_frozen` as for `kill_each`.
-    pub(crate) async fn wait_killed(&self, user_frozen: bool) -> io::Result<()> {
+    /// again member by member through `kill_again` (the container's
+    /// `signal_async(SIGKILL)`: through pidfds, which signal the whole
+    /// process, the cgroup frozen meanwhile), and again after each further
+    /// one. `kill_again` awaits its freeze's confirmation: a member the
+    /// kernel can't freeze (held in uninterruptible sleep) kept the old
+    /// pass waiting up to 5 s in a blocking `poll` on the thread that
+    /// polled this close, every second while it stayed.
+    pub(crate) async fn wait_killed<F>(&self, mut kill_again: impl FnMut() -> F) -> io::Result<()>
+    where
+        F: std::future::Future<Output = io::Result<()>>,
+    {
         loop {
             match tokio::time::timeout(RECHECK, self.wait_empty()).await {
                 Ok(done) => return done,
-                Err(_) => self.kill_each(user_frozen)?,
+                Err(_) => kill_again().await?,
             }
         }
     }
