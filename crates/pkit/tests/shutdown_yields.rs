@@ -364,3 +364,135 @@ async fn a_close_cancelled_while_it_waits_for_its_freeze_leaves_the_group_thawed
     held.remove().await;
     suite.end().await;
 }
+
+/// The directory of the group (one of this process's) that holds `pid`.
+fn group_dir_of(pid: u32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mine = name_prefix(std::process::id());
+    let name = rel.split('/').find(|c| c.starts_with(&mine))?;
+    Some(group_parent()?.join(name))
+}
+
+/// A supervised run its cancel token ends is killed through the group's
+/// async kill (the group stays usable, so not by `cgroup.kill`: a pass over
+/// the frozen cgroup). With a member held in a v1 freezer the freeze's
+/// confirmation can't come; the supervisor, on this current-thread
+/// runtime, awaits it, so the other task runs meanwhile and finds the
+/// group being frozen before any member had its SIGKILL. Before, the
+/// supervisor's sync `Group::kill` waited for it in a blocking `poll` (5 s)
+/// and killed the members before the other task ran (which then found only
+/// the close's later freeze, the member's SIGKILL pending).
+/// Cgroup only: a process group's kill freezes nothing.
+#[tokio::test]
+async fn a_supervised_run_cancelled_is_killed_yielding_its_thread_while_it_freezes() {
+    const NAME: &str = "a_supervised_run_cancelled_is_killed_yielding_its_thread_while_it_freezes";
+    let suite = begin(NAME).await;
+    if !cgroup_pass(NAME) || !v1_freezer_usable() {
+        skipped(NAME, "needs cgroup v2 and a cgroup v1 freezer directory");
+        suite.end().await;
+        return;
+    }
+    let token = pkit::CancelToken::new();
+    let cmd = Command::new("sh").args(["-c", "sleep 300 & sleep 300 & wait"]);
+    let mut handle = pkit::Supervisor::new(cmd)
+        .mechanism(MechanismChoice::Cgroup)
+        .cancel_token(&token)
+        .start();
+    let started = tokio::time::timeout(DEADLINE, handle.next_event())
+        .await
+        .expect("an event")
+        .expect("not ended");
+    let pkit::SupervisorEvent::Started { pid, .. } = started else {
+        panic!("first event: {started:?}")
+    };
+    let until = Instant::now() + DEADLINE;
+    let sleeps = loop {
+        let sleeps: Vec<u32> = children_of(pid).into_iter().map(|c| c.0).collect();
+        if sleeps.len() == 2 {
+            break sleeps;
+        }
+        assert!(Instant::now() < until, "the sleeps never started");
+        tokio::time::sleep(POLL).await;
+    };
+    let dir = group_dir_of(sleeps[0]).expect("the run's group directory");
+    let held = Held::new(sleeps[0], 102).expect("a v1 freezer directory");
+    let thawer = tokio::spawn(async move {
+        let seen = being_frozen(&dir).await;
+        let killed_before = held.pending(libc::SIGKILL);
+        held.thaw();
+        (held, seen, killed_before)
+    });
+    token.cancel();
+    let out = tokio::time::timeout(5 * DEADLINE, handle.wait())
+        .await
+        .expect("the supervisor ends")
+        .expect("its outcome");
+    let (held, seen, killed_before) = thawer.await.expect("the thawer");
+    assert_eq!(out.stopped, pkit::StopReason::Cancelled);
+    assert!(seen, "the other task never found the group being frozen");
+    assert!(
+        !killed_before,
+        "the other task ran only after the kill's pass had signalled the group: \
+         the kill waited for its freeze blocking the thread"
+    );
+    let mut pids = sleeps;
+    pids.push(pid);
+    assert_gone(&pids, "killed").await;
+    held.remove().await;
+    suite.end().await;
+}
+
+/// The sync `Group::signal` and `Group::kill` may wait for a cgroup's
+/// freeze (their rustdoc's `# Blocking`), but that wait is bounded: with a
+/// member held in a v1 freezer, whose freeze the kernel never confirms,
+/// each returns (on a blocking thread, so this runtime's clock runs on),
+/// every member signalled, the held one included (its signal pending), and
+/// the group thawed, usable, suspended by nobody. Every mechanism: a
+/// process group's `killpg` does not wait at all.
+#[tokio::test]
+async fn a_sync_signal_whose_freeze_cannot_be_confirmed_returns_every_member_signalled() {
+    const NAME: &str =
+        "a_sync_signal_whose_freeze_cannot_be_confirmed_returns_every_member_signalled";
+    let suite = begin(NAME).await;
+    if !v1_freezer_usable() {
+        skipped(NAME, "no cgroup v1 freezer directory can be made here");
+        suite.end().await;
+        return;
+    }
+    for (n, choice) in mechanisms().into_iter().enumerate() {
+        let group = std::sync::Arc::new(group(choice));
+        let (p, pids, held) = start_holding(&group, 2, 110 + n).await;
+        for (sig, signal) in [
+            (libc::SIGTERM, pkit::Signal::Term),
+            (libc::SIGKILL, pkit::Signal::Kill),
+        ] {
+            let what = format!("{choice}, {signal}");
+            let g = group.clone();
+            let sent = tokio::task::spawn_blocking(move || match signal {
+                pkit::Signal::Kill => g.kill(),
+                other => g.signal(other),
+            });
+            tokio::time::timeout(5 * DEADLINE, sent)
+                .await
+                .unwrap_or_else(|_| panic!("{what}: the call never returned"))
+                .expect("the blocking task")
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(
+                held.pending(sig),
+                "{what}: the held member was not signalled"
+            );
+            if let Some(dir) = cgroup_dir(&group) {
+                assert_eq!(freeze_written(&dir), "0", "{what}: the group stays frozen");
+            }
+            assert!(!group.is_suspended(), "{what}");
+        }
+        // Everyone else is gone; the held one dies of its SIGKILL once let go.
+        held.thaw();
+        drop(p);
+        assert_gone(&pids, &choice.to_string()).await;
+        group.close().await.expect("close");
+        held.remove().await;
+    }
+    suite.end().await;
+}
