@@ -1,5 +1,5 @@
-//! Killing and signalling a cgroup's members one by one while it is frozen,
-//! freezing a cgroup around such a pass (see
+//! Killing a cgroup (`cgroup.kill`), killing and signalling its members
+//! one by one while it is frozen, freezing a cgroup around such a pass (see
 //! [`Cgroup::while_frozen`]), and a user's freeze (`Group::suspend`),
 //! waited for asynchronously.
 
@@ -14,6 +14,64 @@ use super::{read_events, subtree, wait_event_change, Cgroup, RECHECK};
 pub(crate) const FREEZE_WAIT: Duration = Duration::from_secs(5);
 
 impl Cgroup {
+    /// Kills every process in the cgroup, now.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        if self.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.tenure.during(|| self.kill_now()).unwrap_or(Ok(()))
+    }
+
+    fn kill_now(&self) -> io::Result<()> {
+        if self.write_kill() {
+            return Ok(());
+        }
+        let by = Instant::now() + FREEZE_WAIT;
+        self.signal_each_now(libc::SIGKILL, false, by, &mut None::<fn()>)
+    }
+
+    /// [`kill`](Self::kill) through `cgroup.kill` alone: false where this
+    /// kernel has none (before 5.14) or the write was refused, and the
+    /// members are still to be killed one by one (a pass over the frozen
+    /// cgroup, which an async caller makes with its freeze awaited: see
+    /// `Container::kill_async`). True when there is nothing to kill (the
+    /// directory removed, the group's tenure over).
+    pub(crate) fn kill_atomic(&self) -> bool {
+        if self.removed.load(Ordering::Acquire) {
+            return true;
+        }
+        self.tenure.during(|| self.write_kill()).unwrap_or(true)
+    }
+
+    /// Writes `cgroup.kill`, where the kernel has it; whether it was
+    /// written.
+    fn write_kill(&self) -> bool {
+        if !self.has_kill {
+            return false;
+        }
+        self.killed.store(true, Ordering::Release);
+        // The one way to end the tree that needs a single descriptor:
+        // at the descriptor limit it gets the reserve's. The lock that
+        // `dir()` takes on the way blocks, where the reserve's is only
+        // tried: it is held just to clone an `Arc`, and the copy in a
+        // child forked without exec is disowned when dropped, so its
+        // teardown never gets here (see `disown`).
+        let written =
+            crate::sys::fault::io_check(crate::sys::fault::Point::CgroupKill).and_then(|()| {
+                super::super::reserve::with_reserve(|| self.write_file("cgroup.kill", b"1"))
+            });
+        match written {
+            Ok(()) => true,
+            // `cgroup.kill` refused (EBUSY, ENOMEM, ...): kill each
+            // member instead, so a failed write never leaves them
+            // running in a cgroup the reaper then waits on forever.
+            Err(e) => {
+                tracing::debug!(target: "pkit", error = %e, "cgroup.kill failed; killing each member instead");
+                false
+            }
+        }
+    }
+
     /// Sends `sig` to every process in the cgroup and below it, each
     /// through a pidfd checked to name a member (see
     /// [`subtree::member_pidfds_but`]), but those in a nested pkit's group for
