@@ -121,25 +121,6 @@ impl Group {
         self.container.limit_info()
     }
 
-    /// Kills every process in the group, grandchildren included, now
-    /// (SIGKILL: `killpg`, or to each member of the frozen cgroup and of
-    /// every cgroup below it, such as those a nested pkit makes). The
-    /// group stays usable, and a suspended group stays suspended. It works
-    /// with no file descriptor free too: a cgroup's members are then
-    /// listed and killed by number one descriptor at a time, through the
-    /// one pkit keeps in reserve, while the cgroup is frozen.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`](crate::Error::Io) when the OS refuses the kill (writing `cgroup.kill`, or
-    /// a `kill`/`killpg`, fails).
-    pub fn kill(&self) -> Result<()> {
-        self.scripted.signal(Signal::Kill.as_raw());
-        self.container
-            .kill_keep_usable()
-            .map_err(|e| Error::io("killing the group", e))
-    }
-
     /// Ends the group gracefully: SIGTERM to every process in it (a nested
     /// pkit's group through its owner alone, as for [`signal`](Self::signal)),
     /// up to `grace` for them to exit, then SIGKILL to whatever is left,
@@ -306,68 +287,16 @@ impl Group {
         Ok(())
     }
 
-    /// Sends `signal` to every process in the group, grandchildren and
-    /// processes in sub-cgroups included. A cgroup is frozen while the
-    /// signal is delivered to each member through a pidfd checked to name a
-    /// member (so nobody forks an unsignalled child and no reused pid is
-    /// ever signalled); a process group gets `killpg`. Every member is
-    /// tried; the first error is reported after. [`Signal::Kill`] is
-    /// [`kill`](Self::kill): the group stays usable.
-    ///
-    /// A program of the group that uses pkit itself (`pkit run`, or this
-    /// library) has groups of its own. A signal `pkit run` catches and
-    /// relays (TERM, INT, HUP, QUIT, USR1, USR2, ALRM, WINCH, TSTP) reaches
-    /// those through their owner alone: the owner gets it and relays it
-    /// (`pkit run` sends TERM, USR1, USR2 and ALRM on to its program, not
-    /// to the program's children) or ends its groups its own way, so their
-    /// programs never get it twice. That is what `killpg` does anyway (the
-    /// nested groups are process groups of their own); a cgroup leaves out
-    /// the sub-cgroups named as pkit names its groups (`pkit-<owner
-    /// pid>.<ns>.<start>-<n>`, optionally `-<name>`: the owner's pid, pid
-    /// namespace and start time) whose owner lives in the cgroup just
-    /// above (an owner in a pid namespace of its own is found there by
-    /// that namespace and its pid in it). Every other signal (SIGKILL, SIGSTOP and SIGCONT, and those
-    /// `pkit run` would not relay, such as SIGABRT, SIGURG or a real-time
-    /// one) reaches every process of a cgroup, nested groups included, as
-    /// do [`kill`](Self::kill), the SIGKILL after a grace and the teardown.
-    /// A program that names a sub-cgroup so itself keeps what it moves
-    /// there from the relayed signals only.
-    /// An older pkit in another pid namespace names its groups with a pid
-    /// alone, which this process can't match: their programs get the
-    /// signal directly too. On Windows (a Job
-    /// Object) [`Signal::Term`] and [`Signal::Int`] are a `CTRL_BREAK_EVENT`
-    /// to each started process's console group (see [`shutdown`](Self::shutdown));
-    /// [`Signal::Stop`] suspends each process in the job (as
-    /// [`suspend`](Self::suspend) does, but as a hold of its own: starts go
-    /// on, and a second stop reaches the processes started since) and
-    /// [`Signal::Cont`] resumes exactly those the stops hold. The two holds
-    /// are apart, as SIGSTOP and a cgroup's freeze are: a continue leaves
-    /// a suspended group suspended, and [`resume`](Self::resume) lifts no
-    /// stop. Any other signal, and a break nobody can be sent, are
-    /// [`Error::Unsupported`].
-    ///
-    /// A closed group has nothing left to signal: a signal to it succeeds,
-    /// on every mechanism (but for a signal Windows can't send at all,
-    /// which is [`Error::Unsupported`] closed or not).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unsupported`](crate::Error::Unsupported) for a signal the mechanism can't send
-    /// (Windows: any but Kill, Term, Int, Stop and Cont, or a break nobody can
-    /// receive); [`Error::Io`](crate::Error::Io)
-    /// when the OS refuses the signal (the first error, once every member was tried).
-    pub fn signal(&self, signal: Signal) -> Result<()> {
-        self.scripted.signal(signal.as_raw());
-        self.container
-            .signal(signal.as_raw())
-            .map_err(|e| self.refused("signal", format!("sending {signal} to the group"), e))
-    }
-
     /// An OS error as [`Error::Io`], or as [`Error::Unsupported`] when the
     /// mechanism can't do `operation` at all (Windows has no signals but
     /// Kill, the console's break, and Stop and Cont; OpenBSD, NetBSD and DragonFly no
     /// process-table listing).
-    fn refused(&self, operation: &'static str, context: String, e: std::io::Error) -> Error {
+    pub(crate) fn refused(
+        &self,
+        operation: &'static str,
+        context: String,
+        e: std::io::Error,
+    ) -> Error {
         if e.kind() == std::io::ErrorKind::Unsupported {
             return Error::Unsupported {
                 operation,

@@ -124,6 +124,7 @@ mod events;
 mod future;
 mod group;
 mod group_builder;
+mod group_signal;
 mod group_start;
 mod habits;
 mod inert;

@@ -262,6 +262,10 @@ impl RunningPipe {
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io) when the OS refuses the kill.
+    ///
+    /// # Blocking
+    ///
+    /// As [`Group::kill`](crate::Group::kill)'s: up to 5 s under cgroup v2.
     pub fn kill(&self) -> Result<()> {
         self.stopped.store(true, Ordering::Relaxed);
         self.unless_over(|| self.group.kill())
@@ -273,6 +277,10 @@ impl RunningPipe {
     /// # Errors
     ///
     /// Those of [`Group::signal`](crate::Group::signal).
+    ///
+    /// # Blocking
+    ///
+    /// As [`Group::signal`](crate::Group::signal)'s: up to 5 s under cgroup v2.
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.unless_over(|| self.group.signal(signal))
     }

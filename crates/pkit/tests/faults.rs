@@ -371,6 +371,48 @@ async fn cgroup_kill_failure_falls_back_to_killing_each_member() {
     .await;
 }
 
+/// A close whose `cgroup.kill` is refused kills member by member, the
+/// cgroup frozen around the pass. With a member held in a v1 freezer (see
+/// `common::held`) the freeze's confirmation can't come; the close awaits
+/// it, so the other task on this current-thread runtime runs meanwhile and
+/// finds the group being frozen before the held member had any SIGKILL.
+/// Before, that pass waited for it in a blocking `poll` (5 s) and killed
+/// the members before the other task ran.
+#[tokio::test]
+async fn a_close_whose_cgroup_kill_is_refused_awaits_its_freeze() {
+    const NAME: &str = "a_close_whose_cgroup_kill_is_refused_awaits_its_freeze";
+    let alone = begin_exclusive().await;
+    if !cgroup_usable() || !common::held::v1_freezer_usable() {
+        skipped(NAME, "needs cgroup v2 and a cgroup v1 freezer directory");
+        end_exclusive(alone, NAME).await;
+        return;
+    }
+    let g = group(MechanismChoice::Cgroup);
+    let dir = cgroup_dir(&g).expect("a cgroup directory");
+    let (p, pids, held) = common::held::start_holding(&g, 2, 200).await;
+    inject(Point::CgroupKill, libc::EBUSY, u32::MAX);
+    let thawer = tokio::spawn(async move {
+        let seen = common::held::being_frozen(&dir).await;
+        let killed_before = held.pending(libc::SIGKILL);
+        held.thaw();
+        (held, seen, killed_before)
+    });
+    let closed = g.close().await;
+    clear();
+    closed.expect("close");
+    let (held, seen, killed_before) = thawer.await.expect("the thawer");
+    assert!(seen, "the other task never found the group being frozen");
+    assert!(
+        !killed_before,
+        "the other task ran only after the close's pass had killed the group: \
+         the pass waited for its freeze blocking the thread"
+    );
+    drop(p);
+    assert_gone(&pids, "closed").await;
+    held.remove().await;
+    end_exclusive(alone, NAME).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rmdir_failure_is_retried_until_the_directory_goes() {
     let alone = begin_exclusive().await;

@@ -150,7 +150,7 @@ impl Loop {
                     end.unhealthy = true;
                     log::unhealthy(&self.name, pid, *timeout);
                     self.emit(SupervisorEvent::Unhealthy { pid });
-                    group.kill()?;
+                    group.kill_async().await?;
                 }
                 Wake::Cancelled => wake = Wake::Cancelled,
                 Wake::Stop => wake = Wake::Stop,
@@ -175,7 +175,7 @@ impl Loop {
             Wake::Done(()) => {}
             Wake::Cancelled => {
                 log_cancelled();
-                group.kill()?;
+                group.kill_async().await?;
                 end.interrupted = Some(StopReason::Cancelled);
             }
             Wake::Stop => {
@@ -188,7 +188,7 @@ impl Loop {
                     r = group.shutdown_with(signal, grace, std::future::pending()) => { r?; }
                     () = self.cancel_fired() => {
                         log_cancelled();
-                        group.kill()?;
+                        group.kill_async().await?;
                         end.interrupted = Some(StopReason::Cancelled);
                     }
                 }

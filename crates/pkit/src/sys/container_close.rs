@@ -58,6 +58,29 @@ impl Container {
         }))
     }
 
+    /// [`kill`](Self::kill) for an async caller (a close): a cgroup without
+    /// `cgroup.kill` (Linux before 5.14), or whose `cgroup.kill` write is
+    /// refused, is killed member by member with its freeze awaited (see
+    /// [`signal_async`](Self::signal_async)), not waited for in a blocking
+    /// `poll` of up to 5 s on the thread that polls the close.
+    async fn kill_async(&self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Kind::Cgroup(cg) = &self.kind {
+            let atomic = self.counting_kill(|| {
+                let done = cg.kill_atomic();
+                if done {
+                    self.signal_started(cg, libc::SIGKILL);
+                }
+                done
+            });
+            return match atomic {
+                true => Ok(()),
+                false => self.signal_async(libc::SIGKILL).await,
+            };
+        }
+        self.kill()
+    }
+
     /// Kills the tree, waits (asynchronously) until it is gone, and removes
     /// the container. The container can't be used afterwards.
     ///
@@ -99,17 +122,18 @@ impl Container {
             Err(std::sync::TryLockError::WouldBlock) => true,
         };
         if placing {
-            super::nap::poll_until(
-                || {
-                    let _ = self.kill();
-                    !matches!(
-                        self.lifecycle.try_write(),
-                        Err(std::sync::TryLockError::WouldBlock)
-                    )
-                },
-                None,
-            )
-            .await;
+            let mut nap = std::time::Duration::from_millis(1);
+            loop {
+                let _ = self.kill_async().await;
+                if !matches!(
+                    self.lifecycle.try_write(),
+                    Err(std::sync::TryLockError::WouldBlock)
+                ) {
+                    break;
+                }
+                tokio::time::sleep(nap).await;
+                nap = (nap * 2).min(std::time::Duration::from_millis(50));
+            }
         }
         #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {
@@ -143,12 +167,13 @@ impl Container {
                 return Ok(());
             }
         }
-        self.kill()?;
+        self.kill_async().await?;
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
-                cg.wait_killed(self.suspended.load(Ordering::Acquire))
-                    .await?;
+                // A member `cgroup.kill` did not end is killed again,
+                // the freeze around that pass awaited (see `wait_killed`).
+                cg.wait_killed(|| self.signal_async(libc::SIGKILL)).await?;
                 // Every member was in the v2 cgroup too: the v1 ones are
                 // empty now. The tree is gone: a directory that still can't
                 // be removed (sub-cgroups made meanwhile by someone outside

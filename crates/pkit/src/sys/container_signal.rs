@@ -1,5 +1,5 @@
 //! Signalling every process of a group's container: a cgroup is frozen
-//! around the pass (see `Cgroup::signal_each_after`), a process group gets
+//! around the pass (see `Cgroup::signal_each_after_by`), a process group gets
 //! `killpg`. From a synchronous caller, or from an async one
 //! ([`Container::signal_async`]), whose thread never waits in a blocking
 //! `poll` for the kernel to confirm the freeze.
@@ -16,7 +16,7 @@ use super::linux::cgroup::{Cgroup, FREEZE_WAIT};
 impl Container {
     /// SIGKILL to the whole tree, now, leaving the container usable for
     /// new children (so a cgroup is not killed through `cgroup.kill`; see
-    /// [`Cgroup::kill_each`]).
+    /// [`Cgroup::signal_each_after_by`]).
     pub(crate) fn kill_keep_usable(&self) -> io::Result<()> {
         self.signal_by(libc::SIGKILL, freeze_deadline())
     }

@@ -19,6 +19,8 @@ pub mod descriptors;
 pub mod events;
 #[cfg(target_os = "linux")]
 pub mod fds;
+#[cfg(target_os = "linux")]
+pub mod held;
 pub mod kill_on_drop;
 #[cfg(unix)]
 pub mod raw_env;

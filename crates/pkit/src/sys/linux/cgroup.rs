@@ -320,41 +320,6 @@ impl Cgroup {
         pids.unwrap_or_else(|| Ok(Vec::new()))
     }
 
-    /// Kills every process in the cgroup, now.
-    pub(crate) fn kill(&self) -> io::Result<()> {
-        if self.removed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        self.tenure.during(|| self.kill_now()).unwrap_or(Ok(()))
-    }
-
-    fn kill_now(&self) -> io::Result<()> {
-        if self.has_kill {
-            self.killed.store(true, Ordering::Release);
-            // The one way to end the tree that needs a single descriptor:
-            // at the descriptor limit it gets the reserve's. The lock that
-            // `dir()` takes on the way blocks, where the reserve's is only
-            // tried: it is held just to clone an `Arc`, and the copy in a
-            // child forked without exec is disowned when dropped, so its
-            // teardown never gets here (see `disown`).
-            let written = crate::sys::fault::io_check(crate::sys::fault::Point::CgroupKill)
-                .and_then(|()| {
-                    super::reserve::with_reserve(|| self.write_file("cgroup.kill", b"1"))
-                });
-            match written {
-                Ok(()) => return Ok(()),
-                // `cgroup.kill` refused (EBUSY, ENOMEM, ...): kill each
-                // member instead, so a failed write never leaves them
-                // running in a cgroup the reaper then waits on forever.
-                Err(e) => {
-                    tracing::debug!(target: "pkit", error = %e, "cgroup.kill failed; killing each member instead");
-                }
-            }
-        }
-        let by = Instant::now() + freeze::FREEZE_WAIT;
-        self.signal_each_now(libc::SIGKILL, false, by, &mut None::<fn()>)
-    }
-
     /// Writes `cgroup.freeze` without waiting for the kernel to confirm.
     pub(crate) fn write_freeze(&self, on: bool) -> io::Result<()> {
         self.write_ours("cgroup.freeze", if on { b"1" } else { b"0" })
@@ -425,14 +390,21 @@ impl Cgroup {
     /// on Linux 6.18), and a process whose main thread has ended while its
     /// other threads run on (`pthread_exit` in `main`; `Zl` in `ps`) never
     /// acts on it. So a cgroup still populated after [`RECHECK`] is killed
-    /// again member by member ([`kill_each`](Self::kill_each): through
-    /// pidfds, which signal the whole process), and again after each
-    /// further one. `user_frozen` as for `kill_each`.
-    pub(crate) async fn wait_killed(&self, user_frozen: bool) -> io::Result<()> {
+    /// again member by member through `kill_again` (the container's
+    /// `signal_async(SIGKILL)`: through pidfds, which signal the whole
+    /// process, the cgroup frozen meanwhile), and again after each further
+    /// one. `kill_again` awaits its freeze's confirmation: a member the
+    /// kernel can't freeze (held in uninterruptible sleep) kept the old
+    /// pass waiting up to 5 s in a blocking `poll` on the thread that
+    /// polled this close, every second while it stayed.
+    pub(crate) async fn wait_killed<F>(&self, mut kill_again: impl FnMut() -> F) -> io::Result<()>
+    where
+        F: std::future::Future<Output = io::Result<()>>,
+    {
         loop {
             match tokio::time::timeout(RECHECK, self.wait_empty()).await {
                 Ok(done) => return done,
-                Err(_) => self.kill_each(user_frozen)?,
+                Err(_) => kill_again().await?,
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Killing and signalling a cgroup's members one by one while it is frozen,
-//! freezing a cgroup around such a pass (see
+//! Killing a cgroup (`cgroup.kill`), killing and signalling its members
+//! one by one while it is frozen, freezing a cgroup around such a pass (see
 //! [`Cgroup::while_frozen`]), and a user's freeze (`Group::suspend`),
 //! waited for asynchronously.
 
@@ -14,25 +14,62 @@ use super::{read_events, subtree, wait_event_change, Cgroup, RECHECK};
 pub(crate) const FREEZE_WAIT: Duration = Duration::from_secs(5);
 
 impl Cgroup {
-    /// Kills every process in the cgroup and below it without
-    /// `cgroup.kill`: freezes it so nobody forks while the pids are
-    /// collected, SIGKILLs each through a pidfd checked to name a member,
-    /// then thaws it. `user_frozen`: the user suspended the group, so it is
-    /// already frozen and stays frozen (a frozen task still dies of
-    /// SIGKILL).
-    ///
-    /// A freeze that fails (a task stuck in uninterruptible sleep keeps the
-    /// kernel from reporting `frozen 1` within 5 s) does not stop the kill:
-    /// the members are killed anyway, in repeated passes while new ones
-    /// appear, and the cgroup is thawed again.
-    ///
-    /// Used on kernels before 5.14, and for a cgroup that stays in use:
-    /// some kernels (seen on 6.18) SIGKILL every child later placed with
-    /// `clone3(CLONE_INTO_CGROUP)` into a cgroup that was ever written
-    /// `cgroup.kill`, because the fork path compares the target cgroup's
-    /// kill sequence with the parent's.
-    pub(crate) fn kill_each(&self, user_frozen: bool) -> io::Result<()> {
-        self.signal_each_after(libc::SIGKILL, user_frozen, || {})
+    /// Kills every process in the cgroup, now.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        if self.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.tenure.during(|| self.kill_now()).unwrap_or(Ok(()))
+    }
+
+    fn kill_now(&self) -> io::Result<()> {
+        if self.write_kill() {
+            return Ok(());
+        }
+        let by = Instant::now() + FREEZE_WAIT;
+        self.signal_each_now(libc::SIGKILL, false, by, &mut None::<fn()>)
+    }
+
+    /// [`kill`](Self::kill) through `cgroup.kill` alone: false where this
+    /// kernel has none (before 5.14) or the write was refused, and the
+    /// members are still to be killed one by one (a pass over the frozen
+    /// cgroup, which an async caller makes with its freeze awaited: see
+    /// `Container::kill_async`). True when there is nothing to kill (the
+    /// directory removed, the group's tenure over).
+    pub(crate) fn kill_atomic(&self) -> bool {
+        if self.removed.load(Ordering::Acquire) {
+            return true;
+        }
+        self.tenure.during(|| self.write_kill()).unwrap_or(true)
+    }
+
+    /// Writes `cgroup.kill`, where the kernel has it; whether it was
+    /// written.
+    fn write_kill(&self) -> bool {
+        if !self.has_kill {
+            return false;
+        }
+        self.killed.store(true, Ordering::Release);
+        // The one way to end the tree that needs a single descriptor:
+        // at the descriptor limit it gets the reserve's. The lock that
+        // `dir()` takes on the way blocks, where the reserve's is only
+        // tried: it is held just to clone an `Arc`, and the copy in a
+        // child forked without exec is disowned when dropped, so its
+        // teardown never gets here (see `disown`).
+        let written =
+            crate::sys::fault::io_check(crate::sys::fault::Point::CgroupKill).and_then(|()| {
+                super::super::reserve::with_reserve(|| self.write_file("cgroup.kill", b"1"))
+            });
+        match written {
+            Ok(()) => true,
+            // `cgroup.kill` refused (EBUSY, ENOMEM, ...): kill each
+            // member instead, so a failed write never leaves them
+            // running in a cgroup the reaper then waits on forever.
+            Err(e) => {
+                tracing::debug!(target: "pkit", error = %e, "cgroup.kill failed; killing each member instead");
+                false
+            }
+        }
     }
 
     /// Sends `sig` to every process in the cgroup and below it, each
@@ -41,12 +78,24 @@ impl Cgroup {
     /// a signal `pkit run` relays (see [`subtree::Reach::of`]). The cgroup is frozen meanwhile so no
     /// member forks an unsignalled child (signals queue while frozen and
     /// act on thaw), unless `user_frozen` (it is frozen already and stays
-    /// so). A freeze that fails never leaves the cgroup frozen: it is
+    /// so); the kernel's confirmation of the freeze is waited for, in a
+    /// blocking `poll`, until `by` (an async caller froze it ahead and
+    /// awaited the confirmation until `by`: see `Container::signal_async`;
+    /// it finds it at once, or is past `by` and waits no more). A freeze
+    /// that fails (a task stuck in uninterruptible sleep keeps the kernel
+    /// from reporting `frozen 1`) never leaves the cgroup frozen: it is
     /// thawed, and the signal still goes to every member listed. Every
-    /// member is tried; the first error is reported after. SIGKILL is
-    /// [`kill_each`](Self::kill_each)'s pass: repeated while new members
-    /// appear, by number where no descriptor is free, and the cgroup is
-    /// marked killed.
+    /// member is tried; the first error is reported after.
+    ///
+    /// SIGKILL kills without `cgroup.kill`: in repeated passes while new
+    /// members appear, by number where no descriptor is free, and the
+    /// cgroup is marked killed. `user_frozen`: the user suspended the
+    /// group, so it is already frozen and stays frozen (a frozen task still
+    /// dies of SIGKILL). Used on kernels before 5.14, and for a cgroup that
+    /// stays in use: some kernels (seen on 6.18) SIGKILL every child later
+    /// placed with `clone3(CLONE_INTO_CGROUP)` into a cgroup that was ever
+    /// written `cgroup.kill`, because the fork path compares the target
+    /// cgroup's kill sequence with the parent's.
     ///
     /// `first` runs once the cgroup is frozen, before any member is
     /// signalled (at once when there is nothing to freeze: the directory
@@ -54,20 +103,6 @@ impl Cgroup {
     /// the processes it started go there: sent one by one before the
     /// freeze, the head of a pipeline died first and the next stage read
     /// end of file and exited 0 before its own SIGKILL came.
-    pub(crate) fn signal_each_after(
-        &self,
-        sig: i32,
-        user_frozen: bool,
-        first: impl FnOnce(),
-    ) -> io::Result<()> {
-        self.signal_each_after_by(sig, user_frozen, Instant::now() + FREEZE_WAIT, first)
-    }
-
-    /// [`signal_each_after`](Self::signal_each_after) with the wait for
-    /// the freeze's confirmation bounded by `by`, not [`FREEZE_WAIT`] from
-    /// now: an async caller that froze the cgroup ahead and awaited the
-    /// confirmation until `by` (see `Container::signal_async`) finds it at
-    /// once, or is past `by` and waits no more.
     pub(crate) fn signal_each_after_by(
         &self,
         sig: i32,
@@ -88,7 +123,7 @@ impl Cgroup {
         done.unwrap_or(Ok(()))
     }
 
-    /// [`signal_each_after`](Self::signal_each_after)'s pass, inside the
+    /// [`signal_each_after_by`](Self::signal_each_after_by)'s pass, inside the
     /// group's tenure; the freeze's confirmation is waited for until `by`.
     pub(super) fn signal_each_now(
         &self,

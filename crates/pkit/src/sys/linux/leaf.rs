@@ -108,7 +108,7 @@ impl Leaf {
 
     /// SIGKILLs every process in the leaf's subtree (not through
     /// `cgroup.kill`, which would mark the leaf's subtree on some kernels;
-    /// see [`Cgroup::kill_each`](super::cgroup::Cgroup::kill_each)).
+    /// see [`Cgroup::signal_each_after_by`](super::cgroup::Cgroup::signal_each_after_by)).
     ///
     /// Where that fails (no descriptor free even for the listing: the
     /// reserve is taken), the last resort is the leaf's `cgroup.kill`,
