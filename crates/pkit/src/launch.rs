@@ -498,12 +498,7 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
             }
         }
     }
-    // `None`: a command that changes no variable (`sys::inherited_env`
-    // gives its child this process's environment, made with the search).
-    let env = cmd.effective_env();
-    let (resolved, inherited) =
-        cmd.spawn
-            .resolve_to_start(&cmd.program, program, env.as_deref())?;
+    let (resolved, envp) = cmd.resolve_with_env(program)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         sys::native_string(s)
@@ -516,12 +511,6 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
     for (i, a) in cmd.args.iter().enumerate() {
         argv.push(c(a, &|| format!("argument {}", i + 1))?);
     }
-    let envp = match inherited {
-        Some(envp) => envp,
-        None => sys::exact_env(env.as_deref().unwrap_or_default()).ok_or_else(|| {
-            Error::InvalidInput("an environment variable contains a NUL byte".into())
-        })?,
-    };
     let cwd = match &cmd.cwd {
         Some(d) => Some(c(d.as_os_str(), &|| "the working directory".into())?),
         None => None,
