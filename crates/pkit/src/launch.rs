@@ -59,7 +59,7 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
         raw_output,
         text_stdout,
     } = opts;
-    let (program, began) = (cmd.display_name(), Instant::now());
+    let (program, began) = (cmd.shared_display_name(), Instant::now());
     need_runtime(&program)?;
     let prepared = prepare(cmd, &program)?;
 

@@ -38,7 +38,7 @@ use crate::sys::{self, ExitStatus, Mechanism};
 /// a chatty child neither blocks nor dies of SIGPIPE. Dropping the group
 /// kills it.
 pub struct RunningProcess {
-    program: String,
+    program: Arc<str>,
     pid: u32,
     mechanism: Mechanism,
     started: Instant,
@@ -99,7 +99,7 @@ impl RunningProcess {
     /// A handle with nothing wired yet; `limit` is the flag its readers
     /// and watch share (a pipeline's stages share one).
     pub(crate) fn new(
-        program: String,
+        program: Arc<str>,
         pid: u32,
         mechanism: Mechanism,
         started: Instant,

@@ -178,6 +178,12 @@ impl Spec {
         self.program.to_string_lossy().into_owned()
     }
 
+    /// [`display_name`](Self::display_name) as a start keeps it: one
+    /// string its process and its `Output`s share.
+    pub(crate) fn shared_display_name(&self) -> Arc<str> {
+        Arc::from(self.program.to_string_lossy())
+    }
+
     /// The values of the arguments passed with `secret_arg`, as bytes
     /// (what an error's quote of output and a cassette's recorded output
     /// leave out; see `crate::redact`).
