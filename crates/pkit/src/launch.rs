@@ -296,7 +296,8 @@ pub(crate) fn wire(
     let (line_tx, line_rx) = stream_lines
         .then(|| crate::pump::queue(plan.buffer_lines, plan.overflow))
         .unzip();
-    let dropped = proc.dropped.clone(); // the handle's own, made with it
+    // The handle's count, made with the stream.
+    let dropped = stream_lines.then(|| proc.dropped.get_or_insert_with(Default::default).clone());
     let limit = proc.limit.clone();
     // A line stream's partial lines, for wait_for_prompt.
     let prompt = stream_lines.then(|| Arc::new(crate::pump::PromptSlot::default()));
@@ -333,7 +334,8 @@ pub(crate) fn wire(
         lines: line_tx
             .as_ref()
             .filter(|_| streamed(kind))
-            .map(|tx| LineSink {
+            .zip(dropped.as_ref())
+            .map(|(tx, dropped)| LineSink {
                 tx: tx.clone(),
                 overflow: plan.overflow,
                 dropped: dropped.clone(),
