@@ -270,6 +270,29 @@ pub async fn probe(with: &str, runs: usize) {
                     .unwrap();
                 assert_eq!(code, 0);
             }
+            // The spawn-wait of a command with two variables set: the
+            // inherited environment merged with a command's changes.
+            "pkit-env2" => {
+                let code = pkit::Command::new("/bin/true")
+                    .env("PKIT_BENCH_A", "1")
+                    .env("PKIT_BENCH_B", "2")
+                    .stdout(pkit::Stdio::Null)
+                    .stderr(pkit::Stdio::Null)
+                    .exit_code()
+                    .await
+                    .unwrap();
+                assert_eq!(code, 0);
+            }
+            "std-env2" => {
+                let st = std::process::Command::new("/bin/true")
+                    .env("PKIT_BENCH_A", "1")
+                    .env("PKIT_BENCH_B", "2")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
             // The same row's "setsid alone": null stdio and `setsid`, no
             // other option.
             "pkit-setsid" => {
@@ -391,7 +414,7 @@ pub async fn probe(with: &str, runs: usize) {
                 let _ = crate::shutdown::pkit_shutdown(pkit::MechanismChoice::ProcessGroup).await;
             }
             other => panic!(
-                "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, pkit-setsid, pkit-envclear, std-output, pkit-output, blocking, blocking-true, std-cb, std-cb-8000, pkit-cb, blocking-cb, blocking-cb-8000, \
+                "--probe-with {other}: std, tokio, pkit, pkit-cg, pkit-pg, pause, processkit, pkit-nospare, pkit-options, pkit-options-setsid, pkit-setsid, pkit-envclear, pkit-env2, std-env2, std-output, pkit-output, blocking, blocking-true, std-cb, std-cb-8000, pkit-cb, blocking-cb, blocking-cb-8000, \
                  std-cat, tokio-cat, pkit-cat, pkit-cat-cg, pkit-cat-pg, tokio-fanout, pkit-fanout, big-std, big-output, big-run, std-lines, tokio-lines, pkit-lines, \
                  pkit-lines-nostderr, pkit-pgroup-lines, pkit-raw-lines, pkit-group, pkit-pgroup-group, shutdown or pgroup-shutdown"
             ),

@@ -59,7 +59,7 @@ pub(crate) fn start(group: &Arc<Container>, cmd: &Spec, opts: StartOpts) -> Resu
         raw_output,
         text_stdout,
     } = opts;
-    let (program, began) = (cmd.display_name(), Instant::now());
+    let (program, began) = (cmd.shared_display_name(), Instant::now());
     need_runtime(&program)?;
     let prepared = prepare(cmd, &program)?;
 
@@ -296,7 +296,8 @@ pub(crate) fn wire(
     let (line_tx, line_rx) = stream_lines
         .then(|| crate::pump::queue(plan.buffer_lines, plan.overflow))
         .unzip();
-    let dropped = proc.dropped.clone(); // the handle's own, made with it
+    // The handle's count, made with the stream.
+    let dropped = stream_lines.then(|| proc.dropped.get_or_insert_with(Default::default).clone());
     let limit = proc.limit.clone();
     // A line stream's partial lines, for wait_for_prompt.
     let prompt = stream_lines.then(|| Arc::new(crate::pump::PromptSlot::default()));
@@ -333,7 +334,8 @@ pub(crate) fn wire(
         lines: line_tx
             .as_ref()
             .filter(|_| streamed(kind))
-            .map(|tx| LineSink {
+            .zip(dropped.as_ref())
+            .map(|(tx, dropped)| LineSink {
                 tx: tx.clone(),
                 overflow: plan.overflow,
                 dropped: dropped.clone(),
@@ -498,12 +500,7 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
             }
         }
     }
-    // `None`: a command that changes no variable (`sys::inherited_env`
-    // gives its child this process's environment, made with the search).
-    let env = cmd.effective_env();
-    let (resolved, inherited) =
-        cmd.spawn
-            .resolve_to_start(&cmd.program, program, env.as_deref())?;
+    let (resolved, envp) = cmd.resolve_with_env(program)?;
 
     let c = |s: &OsStr, what: &dyn Fn() -> String| {
         sys::native_string(s)
@@ -516,12 +513,6 @@ pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
     for (i, a) in cmd.args.iter().enumerate() {
         argv.push(c(a, &|| format!("argument {}", i + 1))?);
     }
-    let envp = match inherited {
-        Some(envp) => envp,
-        None => sys::exact_env(env.as_deref().unwrap_or_default()).ok_or_else(|| {
-            Error::InvalidInput("an environment variable contains a NUL byte".into())
-        })?,
-    };
     let cwd = match &cmd.cwd {
         Some(d) => Some(c(d.as_os_str(), &|| "the working directory".into())?),
         None => None,

@@ -115,6 +115,7 @@ mod batch;
 pub mod blocking;
 mod cancel;
 mod child;
+mod child_env;
 mod child_stdin;
 mod client;
 mod command;

@@ -41,7 +41,7 @@ impl fmt::Display for Outcome {
 /// [`Command::run`](crate::Command::run) for a verb that requires success.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Output {
-    pub(crate) program: String,
+    pub(crate) program: std::sync::Arc<str>,
     pub(crate) outcome: Outcome,
     /// With what is known of it as text (see `Command::run`).
     pub(crate) stdout: TextBytes,

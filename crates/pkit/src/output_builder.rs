@@ -22,7 +22,7 @@ impl Output {
     pub fn builder(program: impl Into<String>) -> OutputBuilder {
         OutputBuilder {
             out: Output {
-                program: program.into(),
+                program: program.into().into(),
                 outcome: Outcome::Exited(0),
                 stdout: Default::default(),
                 stderr: Vec::new(),

@@ -38,7 +38,7 @@ use crate::sys::{self, ExitStatus, Mechanism};
 /// a chatty child neither blocks nor dies of SIGPIPE. Dropping the group
 /// kills it.
 pub struct RunningProcess {
-    program: String,
+    program: Arc<str>,
     pid: u32,
     mechanism: Mechanism,
     started: Instant,
@@ -62,7 +62,9 @@ pub struct RunningProcess {
     /// it ran on (see `check_input`).
     lost: Option<&'static str>,
     pub(crate) lines: Option<Lines>,
-    pub(crate) dropped: Arc<AtomicU64>,
+    /// The lines dropped from the line stream: made with the stream (no
+    /// stream, no counter: a run allocates none).
+    pub(crate) dropped: Option<Arc<AtomicU64>>,
     pub(crate) limit: Arc<LimitFlag>,
     /// The capture limit, when crossing it fails the run.
     pub(crate) fail_limit: Option<crate::plans::FailLimit>,
@@ -99,7 +101,7 @@ impl RunningProcess {
     /// A handle with nothing wired yet; `limit` is the flag its readers
     /// and watch share (a pipeline's stages share one).
     pub(crate) fn new(
-        program: String,
+        program: Arc<str>,
         pid: u32,
         mechanism: Mechanism,
         started: Instant,
@@ -124,7 +126,7 @@ impl RunningProcess {
             input_failure: None,
             lost: None,
             lines: None,
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: None,
             limit,
             fail_limit: None,
             watch: None,
@@ -167,7 +169,9 @@ impl RunningProcess {
     /// [`Overflow::DropNewest`](crate::Overflow::DropNewest), or full while
     /// nobody read it (see [`lines`](Self::lines)).
     pub fn dropped_lines(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.dropped
+            .as_ref()
+            .map_or(0, |d| d.load(Ordering::Relaxed))
     }
 
     /// The child's stdin, when the command used

@@ -178,6 +178,12 @@ impl Spec {
         self.program.to_string_lossy().into_owned()
     }
 
+    /// [`display_name`](Self::display_name) as a start keeps it: one
+    /// string its process and its `Output`s share.
+    pub(crate) fn shared_display_name(&self) -> Arc<str> {
+        Arc::from(self.program.to_string_lossy())
+    }
+
     /// The values of the arguments passed with `secret_arg`, as bytes
     /// (what an error's quote of output and a cassette's recorded output
     /// leave out; see `crate::redact`).
@@ -283,66 +289,5 @@ impl Spec {
             self.env.retain(|k, _| crate::sys::env_name_key(k) != key);
         }
         self.env.insert(name.to_os_string(), change);
-    }
-
-    /// The environment the child starts with, or `None` when it is this
-    /// process's unchanged (no variable set or removed, not cleared, no
-    /// `inherit_env` filter: see `sys::inherited_env`). Otherwise this
-    /// process's (unless cleared),
-    /// in its order, with this command's changes applied — a changed
-    /// variable keeps its place, new ones follow (by name).
-    ///
-    /// Linear in the number of variables (one map lookup per inherited
-    /// variable), so thousands of them cost what std's spawn costs.
-    pub(crate) fn effective_env(&self) -> Option<Vec<(OsString, OsString)>> {
-        if self.env.is_empty() && !self.env_clear && self.spawn.inherit_only().is_none() {
-            return None;
-        }
-        let mut vars = Vec::with_capacity(self.env.len() + 64);
-        // The changes that met an inherited variable (so don't follow).
-        let mut applied = std::collections::HashSet::new();
-        // Names as compared (on Windows without regard to case: see
-        // `sys::env_name_key`).
-        let only: Option<std::collections::HashSet<_>> = self
-            .spawn
-            .inherit_only()
-            .map(|names| names.iter().map(|n| crate::sys::env_name_key(n)).collect());
-        let folded: Option<std::collections::HashMap<_, _>> = cfg!(windows).then(|| {
-            self.env
-                .iter()
-                .map(|(k, v)| (crate::sys::env_name_key(k), (k, v)))
-                .collect()
-        });
-        let change_of = |name: &OsStr| match &folded {
-            Some(map) => map.get(&crate::sys::env_name_key(name)).copied(),
-            None => self.env.get_key_value(name),
-        };
-        if !self.env_clear {
-            for (k, v) in std::env::vars_os() {
-                if only
-                    .as_ref()
-                    .is_some_and(|names| !names.contains(&crate::sys::env_name_key(&k)))
-                {
-                    continue;
-                }
-                match change_of(&k) {
-                    None => vars.push((k, v)),
-                    Some((name, change)) => {
-                        applied.insert(name.as_os_str());
-                        if let Some(new) = change {
-                            vars.push((k, new.clone()));
-                        }
-                    }
-                }
-            }
-        }
-        for (k, v) in &self.env {
-            if let Some(v) = v {
-                if !applied.contains(k.as_os_str()) {
-                    vars.push((k.clone(), v.clone()));
-                }
-            }
-        }
-        Some(vars)
     }
 }

@@ -80,7 +80,7 @@ impl RunningProcess {
     pub fn split_lines(&mut self) -> (StreamLines, StreamLines) {
         let mut merged = self.lines();
         let overflow = merged.rx.as_ref().map(|rx| rx.overflow());
-        let dropped = self.dropped.clone();
+        let dropped = self.dropped.get_or_insert_with(Default::default).clone();
         let (out_tx, out_rx) = mpsc::channel(crate::DEFAULT_BUFFER_LINES);
         let (err_tx, err_rx) = mpsc::channel(crate::DEFAULT_BUFFER_LINES);
         tokio::spawn(async move {

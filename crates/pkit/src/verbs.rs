@@ -33,7 +33,7 @@ pub(crate) fn run(out: Output, ok: &[i32]) -> Result<String> {
     // of it as if it were the whole.
     if out.stdout_truncated() {
         return Err(Error::OutputLimit {
-            program: out.program.clone(),
+            program: out.program.to_string(),
             stream: crate::StreamKind::Stdout,
             limit: out.stdout.len(),
             output: Box::new(out),

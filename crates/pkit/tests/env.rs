@@ -451,6 +451,12 @@ async fn malformed_environment_helper() {
             .cloned()
             .collect();
         assert_eq!(show(&env0(&out)), show(&want), "{choice}: removal");
+
+        // All at once, an allow-list, a cleared one (blocking runs).
+        let all = inherited.clone();
+        std::thread::spawn(move || raw_env::check_changes(choice, &all))
+            .join()
+            .expect("changes as expected");
     }
     println!("malformed-helper-ran");
 }

@@ -2,7 +2,8 @@
 //! still gets exactly the environment `std::env::vars_os` reads (odd
 //! entries included), a command's changes still apply, and pkit copies it
 //! from `environ` without a string per variable, which the default read
-//! under std's lock makes (observed by counting allocations).
+//! under std's lock makes, for a command that changes variables too
+//! (observed by counting allocations).
 //!
 //! Its own binary: the switch is process-wide and one-way. The test runs
 //! this binary again through a raw `execve` (a process of its own, with
@@ -71,10 +72,18 @@ fn opted_in_a_child_gets_environ_as_vars_os_reads_it_without_a_copy_per_variable
 }
 
 /// The allocations of the whole process during each of three blocking
-/// runs of `true` (after one to warm up).
-fn allocations_per_run(choice: pkit::MechanismChoice) -> Vec<u64> {
+/// runs of `true` (after one to warm up), as is and with variables
+/// changed (`changed`).
+fn allocations_per_run(choice: pkit::MechanismChoice, changed: bool) -> Vec<u64> {
     let run = || {
-        let out = cmd(choice, "true").blocking().output().expect("true");
+        let mut c = cmd(choice, "true");
+        if changed {
+            c = c
+                .env("PKIT_DUP", "over")
+                .env("PKIT_NEW", "new")
+                .env_remove("PKIT_PAD_7");
+        }
+        let out = c.blocking().output().expect("true");
         assert!(out.success(), "{choice}: {out:?}");
     };
     run();
@@ -101,9 +110,12 @@ fn unlocked_environment_helper() {
     assert!(inherited.len() > PADDING);
 
     // By default: under std's lock, two strings per variable.
-    for choice in mechanisms() {
-        let counts = allocations_per_run(choice);
-        println!("{choice}: default read, allocations per run {counts:?}");
+    for (choice, changed) in mechanisms()
+        .into_iter()
+        .flat_map(|c| [(c, false), (c, true)])
+    {
+        let counts = allocations_per_run(choice, changed);
+        println!("{choice}, changed {changed}: default read, allocations per run {counts:?}");
         for n in counts {
             assert!(n >= 2 * PADDING as u64, "{choice}: {n} allocations");
         }
@@ -113,12 +125,18 @@ fn unlocked_environment_helper() {
     unsafe { pkit::read_environment_unlocked() };
 
     for choice in mechanisms() {
-        // No string per variable: far fewer allocations than variables
-        // (the least of three runs: another thread's work may add some).
-        let counts = allocations_per_run(choice);
-        println!("{choice}: unlocked read, allocations per run {counts:?}");
-        let least = counts.iter().min().copied().unwrap_or(u64::MAX);
-        assert!(least < PADDING as u64 / 2, "{choice}: {counts:?}");
+        // No string per variable, with or without changes: far fewer
+        // allocations than variables (the least of three runs: another
+        // thread's work may add some).
+        for changed in [false, true] {
+            let counts = allocations_per_run(choice, changed);
+            println!("{choice}, changed {changed}: unlocked read, allocations per run {counts:?}");
+            let least = counts.iter().min().copied().unwrap_or(u64::MAX);
+            assert!(
+                least < PADDING as u64 / 2,
+                "{choice}, {changed}: {counts:?}"
+            );
+        }
 
         let env0 = |c: pkit::Command| -> Vec<String> {
             let out = c.arg("-0").blocking().output().expect("env");
@@ -170,6 +188,9 @@ fn unlocked_environment_helper() {
         // A cleared environment inherits nothing.
         let got = env0(cmd(choice, "env").env_clear().env("ONLY", "this"));
         assert_eq!(got, ["ONLY=this"], "{choice}: cleared");
+
+        // All at once, an allow-list, a cleared one.
+        raw_env::check_changes(choice, &inherited);
     }
     println!("unlocked-helper-ran");
 }

@@ -312,7 +312,7 @@ fn start(
 #[track_caller]
 fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     let spec = &cmd.spec;
-    let program = spec.display_name();
+    let program = spec.shared_display_name();
     group.check_open(spec)?;
     // The runtime whose context line callbacks run in: built (or its
     // failure told) before the child starts.

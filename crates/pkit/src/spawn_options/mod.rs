@@ -238,6 +238,19 @@ impl SpawnOptions {
         Ok((resolved, Some(inherited)))
     }
 
+    /// [`resolve`](Self::resolve) for a start whose child gets `env`
+    /// (made first, with the command's changes): its `PATH` searched.
+    #[cfg(unix)]
+    pub(crate) fn resolve_to_start_in(
+        &self,
+        program: &OsStr,
+        display: &str,
+        env: &sys::ChildEnv,
+    ) -> Result<PathBuf> {
+        let path_var = env.inherited_path_var();
+        self.resolve_on(program, display, path_var.as_deref(), true)
+    }
+
     /// [`resolve`](Self::resolve) on the search path `path_var` (the
     /// value of the child's `PATH`; `None`: it has none).
     fn resolve_on(

@@ -172,9 +172,9 @@ impl EnvBuilder {
         self.bytes.push(0);
     }
 
-    /// Adds `name=value` from strings that hold no NUL byte (this
-    /// process's environment: C strings).
-    fn push_unchecked(&mut self, name: &[u8], value: &[u8]) {
+    /// Adds `name=value` from strings that hold no NUL byte: a variable
+    /// of this process's environment (C strings) as [`derived_env`] hands it.
+    pub(crate) fn push_unchecked(&mut self, name: &[u8], value: &[u8]) {
         debug_assert!(!name.contains(&0) && !value.contains(&0));
         self.ptrs
             .push(std::ptr::without_provenance(self.bytes.len()));
@@ -213,26 +213,73 @@ static LAST_INHERITED: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), Atomic
 /// allocation per variable (`vars_os` makes two strings per variable,
 /// issue 20), the same entries as `vars_os` yields.
 pub(crate) fn inherited() -> EnvBlock {
-    let (bytes, entries) = &LAST_INHERITED;
-    let mut block = EnvBlock::reusing(
-        entries.load(Ordering::Relaxed),
-        bytes.load(Ordering::Relaxed),
-    );
+    let mut block = sized_as_inherited();
     if super::env_read::unlocked() {
         // SAFETY: the program opted in: its `read_environment_unlocked`
         // promised that no thread changes the environment from then on.
         unsafe { each_variable_unlocked(|entry| block.push_entry(entry)) };
     } else {
-        use std::os::unix::ffi::OsStrExt;
-        for (name, value) in std::env::vars_os() {
-            // Names and values were C strings: no NUL to look for.
-            block.push_unchecked(name.as_bytes(), value.as_bytes());
-        }
+        each_name_value(|name, value| block.push_unchecked(name, value));
     }
     let block = block.finish();
+    let (bytes, entries) = &LAST_INHERITED;
     bytes.store(block.byte_len(), Ordering::Relaxed);
     entries.store(block.len(), Ordering::Relaxed);
     block
+}
+
+/// A builder on the pooled buffers with room for the last inherited copy.
+fn sized_as_inherited() -> EnvBuilder {
+    let (bytes, entries) = &LAST_INHERITED;
+    EnvBlock::reusing(
+        entries.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    )
+}
+
+/// A child's environment made from this process's, read as [`inherited`]
+/// reads it (under std's lock by default, straight from `environ` once
+/// the program opted in) and straight into the block: `each` is handed
+/// every variable's name and value, in order, and adds to the block what
+/// the child gets of it ([`EnvBuilder::push_unchecked`] to keep it as
+/// it is, [`EnvBuilder::push`] to change it, nothing to leave it out).
+/// `clear`: nothing is read (an empty builder). The caller adds what
+/// follows, then finishes the block. No allocation per variable once the
+/// program opted in (`vars_os` makes two strings per variable).
+pub(crate) fn derived_env(
+    clear: bool,
+    mut each: impl FnMut(&[u8], &[u8], &mut EnvBuilder),
+) -> EnvBuilder {
+    let mut block = sized_as_inherited();
+    if !clear {
+        each_name_value(|name, value| each(name, value, &mut block));
+    }
+    block
+}
+
+/// Calls `f` with each variable of this process's environment as its name
+/// and value (no NUL in either), in the environment's order, as
+/// `inherited` reads them: by default under std's lock (`vars_os`), once
+/// the program opted in straight from `environ`, an entry's name up to its
+/// first `=` after the first byte (as `vars_os` parts it).
+fn each_name_value(mut f: impl FnMut(&[u8], &[u8])) {
+    if super::env_read::unlocked() {
+        // SAFETY: as in `inherited`: the program's promise.
+        unsafe {
+            each_variable_unlocked(|entry| {
+                // Every entry passed on has one (`is_variable`).
+                if let Some(i) = memchr::memchr(b'=', &entry[1..]) {
+                    f(&entry[..=i], &entry[i + 2..]);
+                }
+            })
+        };
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    for (name, value) in std::env::vars_os() {
+        // Names and values were C strings: no NUL to look for.
+        f(name.as_bytes(), value.as_bytes());
+    }
 }
 
 /// Calls `f` with each variable of this process's environment as its
@@ -475,6 +522,27 @@ mod tests {
         for no in [&b""[..], b"=", b"A", b"=A", b"ABC"] {
             assert!(!is_variable(no), "{no:?}");
         }
+    }
+
+    #[test]
+    fn a_derived_block_holds_what_its_caller_added() {
+        let all = derived_env(false, |n, v, b| b.push_unchecked(n, v)).finish();
+        assert_eq!(strings(&all), strings(&inherited()));
+        let mut path = derived_env(false, |n, v, b| {
+            if n == b"PATH" {
+                assert!(b.push(n, b"/over"));
+                b.push_unchecked(b"OLD_PATH", v);
+            }
+        });
+        assert!(path.push(b"NEW", b"1"));
+        let path = path.finish();
+        let want = match std::env::var("PATH") {
+            Ok(p) => vec![b"PATH=/over".to_vec(), format!("OLD_PATH={p}").into_bytes()],
+            Err(_) => vec![],
+        };
+        assert_eq!(strings(&path), [want, vec![b"NEW=1".to_vec()]].concat());
+        let cleared = derived_env(true, |_, _, _| panic!("cleared: nothing read"));
+        assert_eq!(cleared.finish().len(), 0);
     }
 
     #[test]

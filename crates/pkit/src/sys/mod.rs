@@ -109,7 +109,7 @@ pub(crate) use control::ControlError;
 pub use control::ProcessInfo;
 pub(crate) use creator::Creator;
 #[cfg(unix)]
-pub(crate) use env_block::EnvBlock;
+pub(crate) use env_block::{derived_env, EnvBlock};
 #[cfg(unix)]
 pub(crate) use fdio::*;
 #[cfg(unix)]

@@ -98,10 +98,10 @@ impl ChildEnv {
         block
     }
 
-    /// The value of `PATH` for a child given this environment, one that
-    /// `sys::inherited_env` made: its first `PATH` entry, as `getenv`
-    /// finds it (`None`: it has none). No second read of this process's
-    /// environment (the copy was made under std's lock).
+    /// The value of `PATH` for a child given this environment (one that
+    /// `sys::inherited_env` made, or a command's changes applied to it):
+    /// its first `PATH` entry, as `getenv` finds it (`None`: it has none).
+    /// No second read of this process's environment.
     pub(crate) fn inherited_path_var(&self) -> Option<std::borrow::Cow<'_, std::ffi::OsStr>> {
         use std::os::unix::ffi::OsStrExt;
         self.block()

@@ -256,7 +256,7 @@ impl Script {
         let child = Arc::new(ScriptedChild::new());
         group.scripted.add(&child);
         let mut proc = RunningProcess::new(
-            program.clone(),
+            program.as_str().into(),
             pid,
             mechanism,
             Instant::now(),

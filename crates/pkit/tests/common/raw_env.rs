@@ -107,3 +107,92 @@ pub fn env0_entries(out: &pkit::Output) -> Vec<Vec<u8>> {
     assert_eq!(got.pop().as_deref(), Some(&b""[..]), "not NUL-terminated");
     got
 }
+
+/// The name of an entry as `vars_os` parts it: up to its first `=` after
+/// the first byte.
+fn name_of(entry: &[u8]) -> &[u8] {
+    let at = entry[1..]
+        .iter()
+        .position(|&b| b == b'=')
+        .expect("a variable");
+    &entry[..=at]
+}
+
+/// What `env -0` sees, run by `choice` from a process whose environment is
+/// [`odd_environment`]'s (`inherited`: what `vars_os` reads of it), for
+/// commands that change it in several ways at once: overrides (of every
+/// copy of a repeated name, in place), removals (of a repeated name, of
+/// names starting with `=`, of absent ones), new variables (empty, not
+/// UTF-8) after the inherited ones by name; an `inherit_env` allow-list
+/// with an override; `env_clear` with new variables. Blocking runs: call
+/// it off any runtime's thread.
+pub fn check_changes(choice: pkit::MechanismChoice, inherited: &[Vec<u8>]) {
+    use std::ffi::OsStr;
+    let env0 = |c: pkit::Command| -> Vec<String> {
+        let out = c.arg("-0").blocking().output().expect("env");
+        env0_entries(&out)
+            .iter()
+            .map(|e| String::from_utf8_lossy(e).into_owned())
+            .collect()
+    };
+    let show = |e: Vec<Vec<u8>>| -> Vec<String> {
+        e.iter()
+            .map(|e| String::from_utf8_lossy(e).into_owned())
+            .collect()
+    };
+    let has = |name: &[u8]| inherited.iter().any(|e| name_of(e) == name);
+    assert!(has(b"PKIT_DUP") && has(b"=PKIT_LEAD") && has(b"=") && has(b"PKIT_EQ_EMPTY"));
+
+    let got = env0(
+        super::cmd(choice, "env")
+            .env("PKIT_DUP", "over")
+            .env("PKIT_EQ_EMPTY", "now set")
+            .env_remove("=PKIT_LEAD")
+            .env_remove("=")
+            .env_remove("PKIT_MALFORMED_NO_EQUALS")
+            .env_remove("PKIT_ABSENT")
+            .env("PKIT_NEW_EMPTY", "")
+            .env(
+                OsStr::from_bytes(b"PKIT_NEW_\xff"),
+                OsStr::from_bytes(b"\xfe="),
+            ),
+    );
+    let mut want: Vec<Vec<u8>> = inherited
+        .iter()
+        .filter_map(|e| match name_of(e) {
+            b"=PKIT_LEAD" | b"=" => None,
+            b"PKIT_DUP" => Some(b"PKIT_DUP=over".to_vec()),
+            b"PKIT_EQ_EMPTY" => Some(b"PKIT_EQ_EMPTY=now set".to_vec()),
+            _ => Some(e.clone()),
+        })
+        .collect();
+    want.push(b"PKIT_NEW_EMPTY=".to_vec());
+    want.push(b"PKIT_NEW_\xff=\xfe=".to_vec());
+    assert_eq!(got, show(want), "{choice}: changes");
+
+    let got = env0(
+        super::cmd(choice, "env")
+            .inherit_env(["PKIT_DUP", "=PKIT_LEAD", "PATH", "PKIT_ABSENT"])
+            .env("PKIT_DUP", "over")
+            .env("PKIT_NEW", "new"),
+    );
+    let mut want: Vec<Vec<u8>> = inherited
+        .iter()
+        .filter_map(|e| match name_of(e) {
+            b"PKIT_DUP" => Some(b"PKIT_DUP=over".to_vec()),
+            b"=PKIT_LEAD" | b"PATH" => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    want.push(b"PKIT_NEW=new".to_vec());
+    assert_eq!(got, show(want), "{choice}: allow-list");
+
+    let got = env0(
+        super::cmd(choice, "env")
+            .env_clear()
+            .env("PKIT_DUP", "only")
+            .env("E", "")
+            .env_remove("PATH"),
+    );
+    assert_eq!(got, ["E=", "PKIT_DUP=only"], "{choice}: cleared");
+}

@@ -198,15 +198,15 @@ pub(super) fn may_run_executable(entry_ran: bool, entry: usize) -> Result<(), St
 }
 
 /// The owner's environment (but `name`) plus `name=value`, for running
-/// this executable again as a guard; a variable with a NUL byte can't be
-/// passed on and is left out. Both guards' environment.
+/// this executable again as a guard, read as a child's is
+/// (`sys::derived_env`: under std's lock, or once the program opted in
+/// straight from `environ`). Both guards' environment.
 pub(super) fn env_plus(name: &str, value: &str) -> io::Result<crate::sys::EnvBlock> {
-    use std::os::unix::ffi::OsStrExt;
-    let vars = std::env::vars_os();
-    let mut env = crate::sys::EnvBlock::builder(vars.size_hint().0 + 1, 4096);
-    for (n, v) in vars.filter(|(n, _)| n != name) {
-        env.push(n.as_bytes(), v.as_bytes());
-    }
+    let mut env = crate::sys::derived_env(false, |n, v, env| {
+        if n != name.as_bytes() {
+            env.push_unchecked(n, v);
+        }
+    });
     if !env.push(name.as_bytes(), value.as_bytes()) {
         return Err(io::Error::other("a NUL byte in the guard's variable"));
     }
