@@ -85,21 +85,22 @@ fn not_found_not_executable_and_bad_usage() {
 #[test]
 fn timeout_tears_down_the_tree_and_exits_124() {
     for m in mechanisms() {
-        let file = pid_file();
-        let out = run(&[
-            "run",
-            "--timeout",
-            "1s",
-            "--mechanism",
-            m,
-            "--",
-            "sh",
-            "-c",
-            &tree_script(&file),
-        ]);
+        // 1 s, or more where the shell was slower to start.
+        let (out, pids) = until_the_tree_started(1, |secs, file| {
+            let script = tree_script(file);
+            run(&[
+                "run",
+                "--timeout",
+                secs,
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+        });
         assert_eq!(out.status.code(), Some(124), "mechanism {m}");
-        let pids = read_pids(&file, 3);
-        std::fs::remove_file(&file).unwrap();
         assert_all_gone(&pids);
     }
 }
@@ -109,26 +110,27 @@ fn timeout_tears_down_the_tree_and_exits_124() {
 /// still ends the whole tree.
 #[test]
 fn the_portable_backend_is_selectable_and_contains_the_tree() {
-    let file = pid_file();
-    let out = run(&[
-        "run",
-        "--timeout",
-        "1s",
-        "--mechanism",
-        "portable",
-        "--json",
-        "--",
-        "sh",
-        "-c",
-        &tree_script(&file),
-    ]);
+    // 1 s, or more where the shell was slower to start.
+    let (out, pids) = until_the_tree_started(1, |secs, file| {
+        let script = tree_script(file);
+        run(&[
+            "run",
+            "--timeout",
+            secs,
+            "--mechanism",
+            "portable",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+    });
     assert_eq!(out.status.code(), Some(124), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     let report: serde_json::Value =
         serde_json::from_str(err.lines().last().unwrap_or_default()).expect("report");
     assert_eq!(report["mechanism"], "process-group", "{report}");
-    let pids = read_pids(&file, 3);
-    std::fs::remove_file(&file).unwrap();
     assert_all_gone(&pids);
 }
 

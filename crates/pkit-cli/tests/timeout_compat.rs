@@ -169,22 +169,31 @@ fn durations_and_their_mistakes() {
 
 #[test]
 fn timeout_signal_reaches_the_whole_tree() {
-    // 2 s: the shell must have written its three pids before the HUP.
-    // The mechanisms at once (each waits out its timeout).
+    // The shell must have written its three pids before the HUP (2 s, or
+    // more on a loaded machine: `until_the_tree_started`). The mechanisms
+    // at once (each waits out its timeout).
     at_once(mechanisms(), |m| {
-        let file = pid_file();
-        let out = pkit()
-            .args(["run", "-q", "-s", "HUP", "--timeout", "2", "--mechanism", m])
-            .args(["--json", "--", "sh", "-c", &tree_script(&file)])
-            .output()
-            .unwrap();
+        let (out, pids) = until_the_tree_started(2, |secs, file| {
+            pkit()
+                .args([
+                    "run",
+                    "-q",
+                    "-s",
+                    "HUP",
+                    "--timeout",
+                    secs,
+                    "--mechanism",
+                    m,
+                ])
+                .args(["--json", "--", "sh", "-c", &tree_script(file)])
+                .output()
+                .unwrap()
+        });
         assert_eq!(out.status.code(), Some(124), "{m}");
         let v = report(&out);
         assert_eq!(v["outcome"], "timed_out");
         assert_eq!(v["signal_name"], "SIGHUP", "{m}: {v}");
         assert_eq!(v["killed_after_grace"], false);
-        let pids = read_pids(&file, 3);
-        std::fs::remove_file(&file).unwrap();
         assert_all_gone(&pids);
     });
 }

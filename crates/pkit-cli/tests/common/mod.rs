@@ -483,6 +483,39 @@ pub fn tree_script(file: &Path) -> String {
     )
 }
 
+/// For a run whose timeout must come after [`tree_script`]'s shell wrote
+/// its three pids: `once(timeout, file)` runs pkit with `--timeout` given
+/// `timeout` (whole seconds, as text) and the tree writing to `file` (a
+/// fresh one each try), and returns once the tree ended. A try whose shell
+/// was slower to start than its timeout (a loaded machine: fewer than
+/// three pids written) is run again with twice the timeout (`secs`, then
+/// up to 16 s), once what it did start is checked gone. Returns the
+/// output of the try that wrote all three, and the three pids.
+pub fn until_the_tree_started(
+    secs: u32,
+    mut once: impl FnMut(&str, &Path) -> Output,
+) -> (Output, Vec<i32>) {
+    let mut secs = secs;
+    loop {
+        let file = pid_file();
+        let out = once(&secs.to_string(), &file);
+        // The run waited for its shell: nothing writes to the file now.
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let _ = std::fs::remove_file(&file);
+        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.len() >= 3 {
+            return (out, pids);
+        }
+        assert_all_gone(&pids);
+        assert!(
+            secs < 16,
+            "the shell never wrote its pids before the timeout: {text:?}, {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        secs *= 2;
+    }
+}
+
 /// Sends `sig` to `pid` (our own unreaped child).
 pub fn kill(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a child this test started and has not reaped.
