@@ -137,24 +137,38 @@ fn the_portable_backend_is_selectable_and_contains_the_tree() {
 #[test]
 fn grace_lets_the_child_clean_up() {
     for m in mechanisms() {
-        let out = run(&[
-            "run",
-            "--timeout",
-            // Time for the shell to set its trap (a loaded machine).
-            "1s",
-            "--grace",
-            "5s",
-            "--mechanism",
-            m,
-            "--json",
-            "--capture",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
-        ]);
-        assert_eq!(out.status.code(), Some(124), "mechanism {m}");
-        let v = report(&out);
+        // The shell must set its trap before the timeout's TERM: a try
+        // whose shell was slower to start (a loaded machine: no `up`) is
+        // run again with twice the timeout (1 s, then 2, 4, 8).
+        let mut secs = 1;
+        let v = loop {
+            let timeout = format!("{secs}s");
+            let out = run(&[
+                "run",
+                "--timeout",
+                &timeout,
+                "--grace",
+                "5s",
+                "--mechanism",
+                m,
+                "--json",
+                "--capture",
+                "--",
+                "sh",
+                "-c",
+                "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
+            ]);
+            assert_eq!(out.status.code(), Some(124), "mechanism {m}");
+            let v = report(&out);
+            if v["stdout"]["data"]
+                .as_str()
+                .is_some_and(|d| d.contains("up"))
+            {
+                break v;
+            }
+            assert!(secs < 8, "{m}: the trap was never set in time: {v}");
+            secs *= 2;
+        };
         assert_eq!(v["timed_out"], true);
         assert_eq!(v["outcome"], "timed_out");
         assert_eq!(v["exit_code"], 0, "the trap's exit is reported");
