@@ -502,7 +502,7 @@ fn nobody_in_a_delegated_subtree_gets_cgroups_nested_and_leaves_nothing() {
         eprintln!("SKIPPED: needs root, setpriv and cgroup v2");
         return;
     };
-    let sub = mount.join(format!("a18-delegated-{}", std::process::id()));
+    let sub = mount.join(common::unique_name("a18-delegated"));
     if std::fs::create_dir(&sub).is_err() {
         eprintln!("SKIPPED: the v2 mount is not writable");
         return;

@@ -328,17 +328,28 @@ pub fn report(out: &Output) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 
-/// A fresh temporary path.
-pub fn temp_path(what: &str) -> PathBuf {
+/// A name no other call makes, in this run or another:
+/// `pkit-cli-<what>-<pid>.<pid namespace>-<nanoseconds>-<counter>`. The
+/// namespace: another run of the suite under `unshare -pf` has our pid,
+/// and the same temp dir and cgroup file system; the clock: an earlier
+/// process with our pid, in a namespace since gone. For a temp file
+/// ([`temp_path`]) or a test's own directory or cgroup.
+pub fn unique_name(what: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    // With our pid namespace: another run of the suite under `unshare -pf`
-    // has our pid, and the same temp dir.
-    let path = std::env::temp_dir().join(format!(
-        "pkit-cli-{what}-{}.{}-{}",
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "pkit-cli-{what}-{}.{}-{nanos}-{}",
         std::process::id(),
         pid_ns(),
         N.fetch_add(1, Ordering::Relaxed)
-    ));
+    )
+}
+
+/// A fresh temporary path, [`unique_name`]`(what)` in the temp dir.
+pub fn temp_path(what: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(unique_name(what));
     // A file an earlier process with our pid left (killed before its
     // cleanup) is not this test's.
     let _ = std::fs::remove_file(&path);
