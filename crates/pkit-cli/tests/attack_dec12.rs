@@ -502,7 +502,7 @@ fn nobody_in_a_delegated_subtree_gets_cgroups_nested_and_leaves_nothing() {
         eprintln!("SKIPPED: needs root, setpriv and cgroup v2");
         return;
     };
-    let sub = mount.join(format!("a18-delegated-{}", std::process::id()));
+    let sub = mount.join(common::unique_name("a18-delegated"));
     if std::fs::create_dir(&sub).is_err() {
         eprintln!("SKIPPED: the v2 mount is not writable");
         return;
@@ -521,7 +521,6 @@ fn nobody_in_a_delegated_subtree_gets_cgroups_nested_and_leaves_nothing() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let file = dir.join("pids");
     // `sh` moves itself into the subtree, then becomes nobody's pkit.
     let as_nobody = |args: &[&str]| {
         std::process::Command::new("sh")
@@ -549,22 +548,25 @@ fn nobody_in_a_delegated_subtree_gets_cgroups_nested_and_leaves_nothing() {
             .output()
             .unwrap()
     };
-    let tree = tree_script(&file);
-    let out = as_nobody(&[
-        "run",
-        "--json",
-        "--timeout",
-        "1s",
-        "--",
-        PKIT,
-        "run",
-        "--json",
-        "--",
-        "sh",
-        "-c",
-        &tree,
-    ]);
-    let pids = read_pids(&file, 3);
+    // 1 s, or more where the two pkits and the shell were slower to start.
+    let (out, pids) = until_the_tree_started(1, |secs, file| {
+        let tree = tree_script(file);
+        let timeout = format!("{secs}s");
+        as_nobody(&[
+            "run",
+            "--json",
+            "--timeout",
+            &timeout,
+            "--",
+            PKIT,
+            "run",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            &tree,
+        ])
+    });
     assert_all_gone(&pids);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let reports: Vec<serde_json::Value> = stderr

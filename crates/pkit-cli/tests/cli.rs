@@ -85,21 +85,22 @@ fn not_found_not_executable_and_bad_usage() {
 #[test]
 fn timeout_tears_down_the_tree_and_exits_124() {
     for m in mechanisms() {
-        let file = pid_file();
-        let out = run(&[
-            "run",
-            "--timeout",
-            "1s",
-            "--mechanism",
-            m,
-            "--",
-            "sh",
-            "-c",
-            &tree_script(&file),
-        ]);
+        // 1 s, or more where the shell was slower to start.
+        let (out, pids) = until_the_tree_started(1, |secs, file| {
+            let script = tree_script(file);
+            run(&[
+                "run",
+                "--timeout",
+                secs,
+                "--mechanism",
+                m,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+        });
         assert_eq!(out.status.code(), Some(124), "mechanism {m}");
-        let pids = read_pids(&file, 3);
-        std::fs::remove_file(&file).unwrap();
         assert_all_gone(&pids);
     }
 }
@@ -109,50 +110,65 @@ fn timeout_tears_down_the_tree_and_exits_124() {
 /// still ends the whole tree.
 #[test]
 fn the_portable_backend_is_selectable_and_contains_the_tree() {
-    let file = pid_file();
-    let out = run(&[
-        "run",
-        "--timeout",
-        "1s",
-        "--mechanism",
-        "portable",
-        "--json",
-        "--",
-        "sh",
-        "-c",
-        &tree_script(&file),
-    ]);
+    // 1 s, or more where the shell was slower to start.
+    let (out, pids) = until_the_tree_started(1, |secs, file| {
+        let script = tree_script(file);
+        run(&[
+            "run",
+            "--timeout",
+            secs,
+            "--mechanism",
+            "portable",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+    });
     assert_eq!(out.status.code(), Some(124), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     let report: serde_json::Value =
         serde_json::from_str(err.lines().last().unwrap_or_default()).expect("report");
     assert_eq!(report["mechanism"], "process-group", "{report}");
-    let pids = read_pids(&file, 3);
-    std::fs::remove_file(&file).unwrap();
     assert_all_gone(&pids);
 }
 
 #[test]
 fn grace_lets_the_child_clean_up() {
     for m in mechanisms() {
-        let out = run(&[
-            "run",
-            "--timeout",
-            // Time for the shell to set its trap (a loaded machine).
-            "1s",
-            "--grace",
-            "5s",
-            "--mechanism",
-            m,
-            "--json",
-            "--capture",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
-        ]);
-        assert_eq!(out.status.code(), Some(124), "mechanism {m}");
-        let v = report(&out);
+        // The shell must set its trap before the timeout's TERM: a try
+        // whose shell was slower to start (a loaded machine: no `up`) is
+        // run again with twice the timeout (1 s, then 2, 4, 8).
+        let mut secs = 1;
+        let v = loop {
+            let timeout = format!("{secs}s");
+            let out = run(&[
+                "run",
+                "--timeout",
+                &timeout,
+                "--grace",
+                "5s",
+                "--mechanism",
+                m,
+                "--json",
+                "--capture",
+                "--",
+                "sh",
+                "-c",
+                "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 0.05; done",
+            ]);
+            assert_eq!(out.status.code(), Some(124), "mechanism {m}");
+            let v = report(&out);
+            if v["stdout"]["data"]
+                .as_str()
+                .is_some_and(|d| d.contains("up"))
+            {
+                break v;
+            }
+            assert!(secs < 8, "{m}: the trap was never set in time: {v}");
+            secs *= 2;
+        };
         assert_eq!(v["timed_out"], true);
         assert_eq!(v["outcome"], "timed_out");
         assert_eq!(v["exit_code"], 0, "the trap's exit is reported");

@@ -102,7 +102,7 @@ fn a_pkit_started_by_the_dynamic_loader_runs_only_its_program() {
         return;
     };
     for m in mechanisms() {
-        let marker = std::env::temp_dir().join(format!("pkit-ldso-{}-{m}", std::process::id()));
+        let marker = common::temp_path(&format!("ldso-{m}"));
         let _ = std::fs::remove_file(&marker);
         let out = std::process::Command::new(loader)
             .arg(env!("CARGO_BIN_EXE_pkit"))

@@ -174,8 +174,7 @@ async fn group_kill_ends_a_nested_pkit_and_its_child() {
     let _one = SERIAL.lock().await;
     for choice in mechanisms() {
         let group = Group::builder().mechanism(choice).build().unwrap();
-        let file =
-            std::env::temp_dir().join(format!("pkit-cli-nested-{}-{choice}", std::process::id()));
+        let file = common::temp_path(&format!("nested-{choice}"));
         let _ = std::fs::remove_file(&file);
         let script = r#"echo $$ > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 300"#;
         let proc = group

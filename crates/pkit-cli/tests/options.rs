@@ -856,7 +856,7 @@ fn out_of_range_numbers_are_refused_with_a_clear_message() {
 
 #[test]
 fn an_unknown_rlimit_is_refused_with_the_names_taken() {
-    let marker = std::env::temp_dir().join(format!("pkit-rlimit-marker-{}", std::process::id()));
+    let marker = common::temp_path("rlimit-marker");
     let marker_arg = marker.to_string_lossy().into_owned();
     let out = run(&["run", "--rlimit", "bogus=1", "--", "touch", &marker_arg]);
     let err = String::from_utf8_lossy(&out.stderr);

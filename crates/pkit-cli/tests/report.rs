@@ -160,8 +160,9 @@ fn the_validator_catches_bad_reports() {
 
 #[test]
 fn every_kind_of_run_is_valid_and_has_the_same_keys() {
-    let mut reports = Vec::new();
-    let mut check = |args: &[&str], what: &str| {
+    // A cell: a try whose shell set its trap too late is renamed below.
+    let reports = std::cell::RefCell::new(Vec::new());
+    let check = |args: &[&str], what: &str| {
         let out = run(args);
         assert!(
             out.stdout.is_empty() || !args.contains(&"--capture"),
@@ -169,7 +170,7 @@ fn every_kind_of_run_is_valid_and_has_the_same_keys() {
         );
         let v = report(&out);
         assert_valid(&v, what);
-        reports.push((what.to_string(), v));
+        reports.borrow_mut().push((what.to_string(), v));
     };
     for m in mechanisms() {
         let base = ["run", "-q", "--json", "--mechanism", m];
@@ -190,20 +191,26 @@ fn every_kind_of_run_is_valid_and_has_the_same_keys() {
             &with(&["--timeout", "0.2", "--", "sleep", "30"]),
             "timed out",
         );
-        check(
-            // 1 s: the shell's trap is set before the timeout's TERM.
-            &with(&[
-                "--timeout",
-                "1",
-                "-k",
-                "0.2",
-                "--",
-                "sh",
-                "-c",
-                "trap '' TERM; sleep 30",
-            ]),
-            "killed after the grace",
-        );
+        // The shell's trap must be set before the timeout's TERM: a try
+        // whose shell was slower to set it than the timeout (a loaded
+        // machine: no `set` in its file) is run again with twice the
+        // timeout (1 s, then 2, 4, 8), its report kept under another name.
+        let ready = temp_path("trap-set");
+        let script = format!("trap '' TERM; echo set > {}; sleep 30", ready.display());
+        let mut secs = 1;
+        loop {
+            let t = secs.to_string();
+            let rest = ["--timeout", &t, "-k", "0.2", "--", "sh", "-c", &script];
+            check(&[&base[..], &rest[..]].concat(), "killed after the grace");
+            let set = std::fs::read_to_string(&ready).unwrap_or_default() == "set\n";
+            let _ = std::fs::remove_file(&ready);
+            if set {
+                break;
+            }
+            assert!(secs < 8, "{m}: the trap was never set in time");
+            reports.borrow_mut().last_mut().unwrap().0 = "a trap set too late".into();
+            secs *= 2;
+        }
         check(&with(&["--", "pkit-no-such-program-xyz"]), "not found");
         check(&with(&["--keep-fd", "1", "--", "true"]), "usage");
         check(
@@ -233,6 +240,7 @@ fn every_kind_of_run_is_valid_and_has_the_same_keys() {
         "resource limit",
     );
 
+    let reports = reports.into_inner();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     let first = keys(&reports[0].1);
     for (what, v) in &reports {

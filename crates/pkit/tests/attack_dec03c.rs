@@ -70,7 +70,7 @@ async fn a_hanging_readiness_check_does_not_hide_the_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_whose_own_stdio_the_chain_would_replace_is_refused() {
     let suite = begin("a_stage_whose_own_stdio_the_chain_would_replace_is_refused").await;
-    let dir = std::env::temp_dir().join(format!("pkit-attack-c-wiring-{}", std::process::id()));
+    let dir = common::temp_path("attack-c-wiring");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("middle.out");
     for choice in mechanisms() {

@@ -129,19 +129,35 @@ echo ready >> "$1"; wait"#,
             if end == "timeout" {
                 let g2 = file.path().to_path_buf();
                 let runner = Arc::new(pkit::SystemRunner::with_mechanism(CG));
-                let t0 = Instant::now();
-                let out = cmd
-                    .runner(runner)
-                    .timeout(Duration::from_secs(3))
-                    .grace(Duration::from_secs(1))
-                    .output()
-                    .await;
-                eprintln!(
-                    "{end}: {:?} after {:?}",
-                    out.as_ref().map(|o| o.outcome()),
-                    t0.elapsed()
-                );
-                let text = std::fs::read_to_string(&g2).unwrap_or_default();
+                // The shell must have frozen its `sleep` before the timeout:
+                // a try whose shell was slower (a loaded machine: no
+                // `ready` line; the TERM ended it) is made again with twice
+                // the timeout (3 s, up to 24 s), once what it started is gone.
+                let mut t = Duration::from_secs(3);
+                let (out, text) = loop {
+                    let _ = std::fs::remove_file(&g2);
+                    let t0 = Instant::now();
+                    let out = cmd
+                        .clone()
+                        .runner(runner.clone())
+                        .timeout(t)
+                        .grace(Duration::from_secs(1))
+                        .output()
+                        .await;
+                    eprintln!(
+                        "{end}: {:?} after {:?}",
+                        out.as_ref().map(|o| o.outcome()),
+                        t0.elapsed()
+                    );
+                    let text = std::fs::read_to_string(&g2).unwrap_or_default();
+                    if text.lines().any(|l| l == "ready") {
+                        break (out, text);
+                    }
+                    let started: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+                    assert_gone(&started, end).await;
+                    assert!(t < Duration::from_secs(24), "{end}: never ready: {out:?}");
+                    t *= 2;
+                };
                 let sleep: u32 = text.lines().next().unwrap().parse().unwrap();
                 assert_gone(&[sleep], end).await;
                 let out = out.unwrap();

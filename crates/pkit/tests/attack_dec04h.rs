@@ -61,7 +61,7 @@ async fn odd_program_paths_and_a_deleted_cwd() {
             let e = g.start(&Command::new(program)).map(|_| ()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::NotExecutable, "{choice}: {what}: {e}");
         }
-        let dir = std::env::temp_dir().join(format!("pkit-h-cwd-{}-{choice}", std::process::id()));
+        let dir = common::temp_path(&format!("h-cwd-{choice}"));
         std::fs::create_dir_all(&dir).unwrap();
         let c = cmd(choice, "pwd").current_dir(&dir);
         let started = Command::new("pwd").current_dir(&dir);

@@ -244,7 +244,7 @@ fn inner_forked_copy_moved() {
     let first = cgroup().expect("a cgroup group");
     let home = parent_of(&first).expect("the first group's parent");
     drop(first);
-    let moved = home.join(format!("audit-forked-{}", std::process::id()));
+    let moved = home.join(common::unique_name("audit-forked"));
     std::fs::create_dir(&moved).expect("make the new cgroup");
     let procs = std::ffi::CString::new(
         moved

@@ -18,7 +18,7 @@ fn sh(m: MechanismChoice, script: &str) -> Command {
 async fn results_in_input_order_with_bounded_concurrency() {
     let suite = common::begin("results_in_input_order_with_bounded_concurrency").await;
     for m in common::mechanisms() {
-        let log = std::env::temp_dir().join(format!("pkit-batch-{}-{m}", std::process::id()));
+        let log = common::temp_path(&format!("batch-{m}"));
         let _ = std::fs::remove_file(&log);
         let l = log.display();
         // Later commands are quicker, so completion order differs from input.
@@ -72,7 +72,7 @@ async fn completion_order() {
 async fn dropping_the_batch_tears_every_run_down() {
     let suite = common::begin("dropping_the_batch_tears_every_run_down").await;
     for m in common::mechanisms() {
-        let file = std::env::temp_dir().join(format!("pkit-batch-drop-{}-{m}", std::process::id()));
+        let file = common::temp_path(&format!("batch-drop-{m}"));
         let _ = std::fs::remove_file(&file);
         let f = file.display();
         let cmds = (0..3).map(|_| {
@@ -103,7 +103,7 @@ async fn dropping_the_batch_tears_every_run_down() {
 async fn each_command_keeps_its_own_containment() {
     let suite = common::begin("each_command_keeps_its_own_containment").await;
     for m in common::mechanisms() {
-        let dir = std::env::temp_dir().join(format!("pkit-batch-own-{}-{m}", std::process::id()));
+        let dir = common::temp_path(&format!("batch-own-{m}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         let d = dir.display();

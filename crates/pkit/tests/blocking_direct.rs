@@ -412,13 +412,26 @@ fn recorder() -> &'static Recorder {
 /// The events of `cmd`'s blocking `output()` (given the log name `name`,
 /// which they carry; shown as `NAME`).
 fn events(cmd: &Command, name: &str) -> Vec<String> {
-    let _ = cmd.clone().log_name(name).blocking().output();
+    events_and_stdout(cmd, name).0
+}
+
+/// [`events`], and the run's stdout.
+fn events_and_stdout(cmd: &Command, name: &str) -> (Vec<String>, String) {
+    let stdout = cmd
+        .clone()
+        .log_name(name)
+        .blocking()
+        .output()
+        .map(|o| o.stdout_str().to_string())
+        .unwrap_or_default();
     let quoted = format!("{name:?}");
     let seen = recorder().0.lock().unwrap().clone();
-    seen.iter()
+    let events = seen
+        .iter()
         .filter(|e| e.contains(&quoted))
         .map(|e| e.replace(&quoted, "NAME"))
-        .collect()
+        .collect();
+    (events, stdout)
 }
 
 #[test]
@@ -427,10 +440,6 @@ fn the_same_events_are_logged() {
         recorder();
         let cases = [
             shell("echo hi; exit 3"),
-            shell("trap '' TERM; sleep 300")
-                .timeout(Duration::from_millis(200))
-                .timeout_signal(Signal::Term)
-                .grace(Duration::from_millis(200)),
             Command::new("pkit-no-such-program-anywhere"),
         ];
         for (i, cmd) in cases.iter().enumerate() {
@@ -439,14 +448,31 @@ fn the_same_events_are_logged() {
             assert!(!direct.is_empty(), "{cmd:?}");
             assert_eq!(direct, engine, "{cmd:?}");
         }
-        let timed_out = events(&cases[1], "direct-again");
-        assert!(
-            timed_out.iter().any(|e| e.contains("timed out"))
-                && timed_out
-                    .iter()
-                    .any(|e| e.contains("killed after the grace")),
-            "{timed_out:#?}"
-        );
+        // A timeout whose TERM the tree ignores: its shell must set the
+        // trap first. A try where either path's shell was slower to start
+        // than the timeout (a loaded machine: no `set` printed) is made
+        // again with the timeout doubled (200 ms, up to 6.4 s).
+        let mut t = Duration::from_millis(200);
+        loop {
+            let cmd = shell("trap '' TERM; echo set; sleep 300")
+                .timeout(t)
+                .timeout_signal(Signal::Term)
+                .grace(Duration::from_millis(200));
+            let ms = t.as_millis();
+            let (direct, a) = events_and_stdout(&cmd, &format!("direct-trap-{ms}"));
+            let (engine, b) = events_and_stdout(&engine(&cmd), &format!("engine-trap-{ms}"));
+            if a == "set\n" && b == "set\n" {
+                assert_eq!(direct, engine, "{cmd:?}");
+                assert!(
+                    direct.iter().any(|e| e.contains("timed out"))
+                        && direct.iter().any(|e| e.contains("killed after the grace")),
+                    "{direct:#?}"
+                );
+                break;
+            }
+            assert!(t < Duration::from_secs(6), "never set in time: {a:?} {b:?}");
+            t *= 2;
+        }
     });
 }
 

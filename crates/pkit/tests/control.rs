@@ -18,7 +18,7 @@ fn sh(script: &str) -> Command {
 }
 
 fn temp(name: &str, m: MechanismChoice) -> PathBuf {
-    std::env::temp_dir().join(format!("pkit-control-{name}-{}-{m}", std::process::id()))
+    common::temp_path(&format!("control-{name}-{m}"))
 }
 
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {

@@ -107,7 +107,7 @@ async fn an_owner_in_a_killed_cgroup_runs_its_programs() {
         suite.end().await;
         return;
     };
-    let dir: PathBuf = parent.join(format!("kseq-test-{}", std::process::id()));
+    let dir: PathBuf = parent.join(common::unique_name("kseq-test"));
     std::fs::create_dir(&dir).unwrap();
     kill_once(&dir);
     let helper = helper_owner_command(

@@ -107,22 +107,35 @@ async fn events_are_emitted_and_never_carry_secrets() {
 
         // A timeout, at Warn; a tree that ignores SIGTERM is killed after
         // its grace, at Warn.
-        let out = marked(
-            choice,
-            &dir,
-            &format!("{echo}; trap '' TERM; sleep 300"),
-            &tag("timeout"),
-        )
-        .timeout(Duration::from_millis(200))
-        .grace(Duration::from_millis(100))
-        .output()
-        .await
-        .unwrap();
+        // The shell must set its trap before the timeout: a try whose shell
+        // was slower to start (a loaded machine: no `trap-set` printed) is
+        // made again, under another name, with the timeout doubled (200
+        // ms, up to 6.4 s).
+        let mut t = Duration::from_millis(200);
+        let (name, out) = loop {
+            let name = tag(&format!("timeout-{}", t.as_millis()));
+            let out = marked(
+                choice,
+                &dir,
+                &format!("{echo}; trap '' TERM; echo trap-set; sleep 300"),
+                &name,
+            )
+            .timeout(t)
+            .grace(Duration::from_millis(100))
+            .output()
+            .await
+            .unwrap();
+            if out.stdout_str().contains("trap-set") {
+                break (name, out);
+            }
+            assert!(t < Duration::from_secs(6), "{choice}: never set: {out:?}");
+            t *= 2;
+        };
         assert!(out.timed_out());
-        let timeouts = find(&tag("timeout"), "timed out");
+        let timeouts = find(&name, "timed out");
         assert_eq!(timeouts.len(), 1, "{choice}");
         assert_eq!(timeouts[0].level, Level::WARN);
-        let late = find(&tag("timeout"), "killed after the grace");
+        let late = find(&name, "killed after the grace");
         let (run, of_group): (Vec<_>, Vec<_>) = late
             .iter()
             .partition(|s| s.get("message") == Some("killed after the grace"));

@@ -154,23 +154,39 @@ async fn a_pipe_that_keeps_talking_runs_past_its_inactivity_bound() {
     let suite = begin("a_pipe_that_keeps_talking_runs_past_its_inactivity_bound").await;
     for choice in mechanisms() {
         // Output on the last stage's stdout, then on a stage's stderr only:
-        // both count. 12 ticks of 0.2 s outlast the 1.5 s bound.
-        let out = Pipe::new([
-            Command::new("sh").args([
-                "-c",
-                "for i in 1 2 3 4 5 6; do echo $i; sleep 0.2; done; \
-                 for i in 1 2 3 4 5 6; do echo e$i >&2; sleep 0.2; done",
-            ]),
-            Command::new("cat"),
-        ])
-        .mechanism(choice)
-        .inactivity_timeout(Duration::from_millis(1500))
-        .output()
-        .await
-        .expect("output");
+        // both count. Each half ticks every 0.2 s for longer than the bound
+        // (1.5 s: 9 ticks a half), so the stderr half alone outlasts it. A
+        // run that timed out anyway (a loaded machine: the shell's start,
+        // or a `sleep`'s, took longer than the bound) is tried again with
+        // twice the bound and twice the ticks, up to 12 s.
+        let mut bound = Duration::from_millis(1500);
+        let out = loop {
+            let ticks = bound.as_millis() * 6 / 1000;
+            let out = Pipe::new([
+                Command::new("sh").args([
+                    "-c",
+                    "n=$1; i=1; while [ $i -le $n ]; do echo $i; sleep 0.2; i=$((i+1)); done; \
+                     i=1; while [ $i -le $n ]; do echo e$i >&2; sleep 0.2; i=$((i+1)); done",
+                    "sh",
+                    &ticks.to_string(),
+                ]),
+                Command::new("cat"),
+            ])
+            .mechanism(choice)
+            .inactivity_timeout(bound)
+            .output()
+            .await
+            .expect("output");
+            if !out.inactivity_timed_out() || bound >= Duration::from_secs(12) {
+                break out;
+            }
+            bound *= 2;
+        };
+        let ticks = bound.as_millis() * 6 / 1000;
         assert!(out.success(), "{choice}: {out:?}");
-        assert!(!out.inactivity_timed_out(), "{choice}");
-        assert_eq!(out.stdout_str(), "1\n2\n3\n4\n5\n6\n", "{choice}");
+        assert!(!out.inactivity_timed_out(), "{choice}: bound {bound:?}");
+        let want: String = (1..=ticks).map(|i| format!("{i}\n")).collect();
+        assert_eq!(out.stdout_str(), want, "{choice}");
     }
     suite.end().await;
 }

@@ -63,7 +63,7 @@ async fn bytes_flow_through_every_stage_intact() {
         assert_eq!(up, "HELLO");
 
         // From a file, and from any reader.
-        let file = std::env::temp_dir().join(format!("pkit-pipe-in-{}-{m}", std::process::id()));
+        let file = common::temp_path(&format!("pipe-in-{m}"));
         std::fs::write(&file, "from a file\n").unwrap();
         let up = Pipe::new([Command::new("cat"), Command::new("tr").args(["a-z", "A-Z"])])
             .stdin_file(&file)
@@ -87,7 +87,7 @@ async fn bytes_flow_through_every_stage_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipefail_attribution_in_every_position() {
     let suite = common::begin("pipefail_attribution_in_every_position").await;
-    let links = std::env::temp_dir().join(format!("pkit-pipes-{}", std::process::id()));
+    let links = common::temp_path("pipes");
     std::fs::create_dir_all(&links).unwrap();
     for m in common::mechanisms() {
         for n in 2..=4 {
@@ -193,7 +193,7 @@ async fn unchecked_producer_killed_by_sigpipe() {
 async fn timeout_tears_down_every_stage_and_their_children() {
     let suite = common::begin("timeout_tears_down_every_stage_and_their_children").await;
     for m in common::mechanisms() {
-        let file = std::env::temp_dir().join(format!("pkit-pipe-pids-{}-{m}", std::process::id()));
+        let file = common::temp_path(&format!("pipe-pids-{m}"));
         let _ = std::fs::remove_file(&file);
         let f = file.display().to_string();
         let spawner = |name: &str| {

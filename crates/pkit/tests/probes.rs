@@ -125,7 +125,7 @@ async fn wait_for_custom_check() {
     let suite = common::begin("wait_for_custom_check").await;
     for m in common::mechanisms() {
         let g = group(m);
-        let flag = std::env::temp_dir().join(format!("pkit-probe-{}-{m}", std::process::id()));
+        let flag = common::temp_path(&format!("probe-{m}"));
         let _ = std::fs::remove_file(&flag);
         let script = format!("sleep 0.2; touch {}; sleep 300", flag.display());
         let p = g.start(&sh(&script)).unwrap();

@@ -96,7 +96,7 @@ fn a_path_directory_that_cannot_be_searched_is_not_a_missing_program() {
     if unsafe { libc::geteuid() } != 0 {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("rv16-locked-{}", std::process::id()));
+    let dir = common::temp_path("rv16-locked");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy("/bin/true", dir.join("rv16tool")).unwrap();

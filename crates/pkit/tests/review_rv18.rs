@@ -51,7 +51,7 @@ const UNBOUNDED: &str = "PKIT_RV18_UNBOUNDED";
 /// in that open takes a SIGURG (as it may take one sent to the process:
 /// `tgkill` to the thread in `openat`). Prints what happened.
 fn unbounded_helper() {
-    let dir = std::env::temp_dir().join(format!("pkit-rv18-{}", std::process::id()));
+    let dir = common::temp_path("rv18");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).unwrap();
     let out = dir.join("out");
@@ -224,7 +224,7 @@ fn fd_targets() -> Vec<String> {
 #[test]
 fn many_give_ups_by_signal_at_once_leave_nothing() {
     if std::env::var_os(MANY).is_some() {
-        let dir = std::env::temp_dir().join(format!("pkit-rv18m-{}", std::process::id()));
+        let dir = common::temp_path("rv18m");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         // A start first: what pkit keeps open from the first one on.
@@ -510,7 +510,7 @@ fn times_out_0200(dir: &std::path::Path, name: &str) -> (bool, Duration) {
 #[test]
 fn a_give_up_nothing_can_release_returns_and_leaves_its_thread() {
     if std::env::var_os(NOTHING).is_some() {
-        let dir = std::env::temp_dir().join(format!("pkit-rv18n-{}", std::process::id()));
+        let dir = common::temp_path("rv18n");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         let (blocked, blocked_took) = {
@@ -610,7 +610,7 @@ fn give_up_0200(dir: &std::path::Path, name: &str) -> bool {
 #[test]
 fn tokio_sigurg_after_pkits_handler() {
     if std::env::var_os(TOKIO).is_some() {
-        let dir = std::env::temp_dir().join(format!("pkit-rv18t-{}", std::process::id()));
+        let dir = common::temp_path("rv18t");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         let first = give_up_0200(&dir, "a");
@@ -713,7 +713,7 @@ fn pkit_never_replaces_an_applications_sigurg_handler() {
                 seen_other
             })
         };
-        let dir = std::env::temp_dir().join(format!("pkit-rv18s-{}", std::process::id()));
+        let dir = common::temp_path("rv18s");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         let timed_out = give_up_0200(&dir, "a");

@@ -30,6 +30,45 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: hung past {LONG:?}"))
 }
 
+/// Runs `run(timeout)` with a 1 s timeout, and again with twice that (up
+/// to 8 s) while its program had not said its pid in `pidf` (after setting
+/// its trap) within the timeout of the try's start: on a loaded machine the
+/// shell's start can outlast the timeout, whose signal would then come
+/// before the trap. The pid file is polled beside the run, so a pid seen
+/// in time was written before the timeout came. `pidf` and `file` are
+/// emptied before each try.
+async fn with_the_trap_set<T, F: std::future::Future<Output = T>>(
+    pidf: &TempPath,
+    file: &TempPath,
+    what: &str,
+    run: impl Fn(Duration) -> F,
+) -> T {
+    let mut t = Duration::from_secs(1);
+    loop {
+        let _ = std::fs::remove_file(pidf.path());
+        let _ = std::fs::remove_file(file.path());
+        let t0 = std::time::Instant::now();
+        let in_time = async {
+            while t0.elapsed() < t {
+                if !std::fs::read_to_string(pidf.path())
+                    .unwrap_or_default()
+                    .is_empty()
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        };
+        let (out, in_time) = tokio::join!(run(t), in_time);
+        if in_time {
+            return out;
+        }
+        assert!(t < Duration::from_secs(8), "{what}: never set up in time");
+        t *= 2;
+    }
+}
+
 /// Polls until `pid` is stopped (state `T`).
 async fn wait_stopped(pid: u32, what: &str) {
     let deadline = std::time::Instant::now() + DEADLINE;
@@ -76,17 +115,21 @@ async fn a_caught_ttin_as_the_timeout_signal_reaches_the_program() {
     all_at_once(cases, |(choice, (name, num), started)| async move {
         let file = TempPath::new("rv20-ttin");
         let pidf = TempPath::new("rv20-ttin-pid");
-        let ending = || {
+        let ending = |t| {
             trapping(choice, name, &file, &pidf)
-                .timeout(Duration::from_secs(1))
+                .timeout(t)
                 .timeout_signal(Signal::Raw(num))
                 .grace(Duration::from_secs(4))
         };
+        let what = format!("{choice} {name}");
         if !started {
             // The verbs' timeout (the group's shutdown with the signal).
-            let out = bounded("verb", ending().output())
-                .await
-                .unwrap_or_else(|e| panic!("{choice} {name}: {e}"));
+            let out = with_the_trap_set(&pidf, &file, &what, |t| {
+                let c = ending(t);
+                async move { bounded("verb", c.output()).await }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{choice} {name}: {e}"));
             assert!(out.timed_out(), "{choice} {name}: {out:?}");
             let said = std::fs::read_to_string(file.path()).unwrap_or_default();
             assert_eq!(
@@ -100,10 +143,13 @@ async fn a_caught_ttin_as_the_timeout_signal_reaches_the_program() {
         }
         // A started process's own timeout.
         let g = group(choice);
-        let mut p = g
-            .start(&ending())
-            .unwrap_or_else(|e| panic!("{choice}: {e}"));
-        let out = bounded("started", p.wait()).await.unwrap();
+        let out = with_the_trap_set(&pidf, &file, &what, |t| {
+            let mut p = g
+                .start(&ending(t))
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            async move { bounded("started", p.wait()).await.unwrap() }
+        })
+        .await;
         let said = std::fs::read_to_string(file.path()).unwrap_or_default();
         assert_eq!(
             said,
@@ -197,13 +243,12 @@ async fn a_stopped_program_ignoring_the_signal_is_killed_after_the_grace() {
         };
         match way {
             "verb" => {
-                let out = bounded(
-                    "verb",
-                    ignoring(&file, &pidf)
-                        .timeout(Duration::from_secs(1))
-                        .grace(Duration::from_secs(2))
-                        .output(),
-                )
+                let out = with_the_trap_set(&pidf, &file, &format!("{choice}"), |t| {
+                    let c = ignoring(&file, &pidf)
+                        .timeout(t)
+                        .grace(Duration::from_secs(2));
+                    async move { bounded("verb", c.output()).await }
+                })
                 .await
                 .unwrap();
                 assert!(out.timed_out(), "{choice}: {out:?}");
@@ -270,15 +315,14 @@ async fn a_stopped_program_gets_a_custom_ending_signal() {
             "trap 'echo {name} > \"$1\"; exit 7' {name}; echo $$ > \"$2\"; \
              kill -STOP $$; while :; do sleep 0.1; done"
         );
-        let out = bounded(
-            "custom",
-            sh(choice, &script)
+        let out = with_the_trap_set(&pidf, &file, &format!("{choice} {name}"), |t| {
+            let c = sh(choice, &script)
                 .args([file.as_str(), pidf.as_str()])
-                .timeout(Duration::from_secs(1))
+                .timeout(t)
                 .timeout_signal(sig)
-                .grace(NEVER)
-                .output(),
-        )
+                .grace(NEVER);
+            async move { bounded("custom", c.output()).await }
+        })
         .await
         .unwrap();
         assert!(out.timed_out(), "{choice} {name}: {out:?}");

@@ -722,9 +722,9 @@ fn cgroup_v2_refuses_to_rename_a_group_directory() {
             return;
         }
         let parent = common::group_parent().expect("a group parent");
-        let dir = parent.join(format!("pkit-{}-rv35-rename", std::process::id()));
+        let dir = parent.join(common::unique_name("rv35-rename"));
         std::fs::create_dir(&dir).expect("mkdir");
-        let to = dir.with_file_name(format!("rv35-renamed-{}", std::process::id()));
+        let to = dir.with_file_name(common::unique_name("rv35-renamed"));
         let renamed = std::fs::rename(&dir, &to);
         let _ = std::fs::remove_dir(&dir);
         let _ = std::fs::remove_dir(&to);

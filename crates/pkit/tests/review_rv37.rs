@@ -93,7 +93,7 @@ struct TwoDirs {
 impl TwoDirs {
     fn new(tag: &str) -> TwoDirs {
         let parent = group_parent().expect("a cgroup v2 parent");
-        let base = format!("rv37-{}-{tag}", std::process::id());
+        let base = common::unique_name(&format!("rv37-{tag}"));
         let a = parent.join(format!("{base}-a"));
         let b = parent.join(format!("{base}-b"));
         for d in [&a, &b] {
@@ -680,7 +680,7 @@ fn blocking_callbacks_with_no_thread_to_spare_fall_back_and_tell_every_line() {
             );
             return;
         }
-        let dir = pids_root.join(format!("rv37-{}", std::process::id()));
+        let dir = pids_root.join(common::unique_name("rv37"));
         std::fs::create_dir(&dir).expect("a pids cgroup");
         let cmd = helper_cmd(&[], name, "pids", &[("RV37_PIDS", dir.to_str().unwrap())]);
         let (ok, lines) = run_helper(cmd, Duration::from_secs(90));

@@ -1076,8 +1076,7 @@ fn an_id_start_held_before_its_exec_does_not_hold_other_threads_id_starts() {
                 // No pre_exec hooks there.
                 continue;
             }
-            let flag =
-                std::env::temp_dir().join(format!("rv38-release-{}-{choice}", std::process::id()));
+            let flag = common::temp_path(&format!("rv38-release-{choice}"));
             let _ = std::fs::remove_file(&flag);
             let cflag = std::ffi::CString::new(flag.to_str().unwrap()).unwrap();
             // SAFETY: the hook only calls access(2) and usleep(3)
@@ -1268,7 +1267,7 @@ fn id_starts_with_no_thread_to_spare_fail_cleanly_and_leave_the_owner_dumpable()
             skipped(name, "needs root and a v1 pids hierarchy");
             return;
         }
-        let dir = pids_root.join(format!("rv38-{}", std::process::id()));
+        let dir = pids_root.join(common::unique_name("rv38"));
         std::fs::create_dir(&dir).expect("a pids cgroup");
         let (ok, lines) = run_helper(
             helper_cmd(&[], name, "pids", &[("RV38_PIDS", dir.to_str().unwrap())]),

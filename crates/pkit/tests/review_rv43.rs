@@ -1072,8 +1072,7 @@ async fn wait_for_line_finds_a_partial_last_line_with_a_quiet_holder() {
 async fn what_a_holder_writes_after_the_told_partial_line_is_a_new_line() {
     let suite = begin(SUITE).await;
     all_at_once(mechanisms(), |choice| async move {
-        let go =
-            std::env::temp_dir().join(format!("pkit-rv43-more-{}-{choice}", std::process::id()));
+        let go = common::temp_path(&format!("rv43-more-{choice}"));
         let _ = std::fs::remove_file(&go);
         let script = format!(
             "printf tail; (while [ ! -e '{go}' ]; do sleep 0.02; done; printf ' more\\n') & exit 6",

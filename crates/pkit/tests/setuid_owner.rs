@@ -104,7 +104,7 @@ fn set_user_id_owner() {
         );
         return;
     }
-    let dir = PathBuf::from(format!("/tmp/pkit-setuid-owner-{}", std::process::id()));
+    let dir = PathBuf::from("/tmp").join(common::unique_name("setuid-owner"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = dir.join("owner");

@@ -16,7 +16,7 @@ fn on(m: MechanismChoice, cmd: Command) -> Command {
 }
 
 fn temp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("pkit-spawn-{name}-{}", std::process::id()))
+    common::temp_path(&format!("spawn-{name}"))
 }
 
 /// Runs `cmd`, expecting a start failure. A script written just now can

@@ -223,8 +223,7 @@ async fn a_consumer_that_stops_polling_still_gets_the_queue_filled() {
     let suite = common::begin("a_consumer_that_stops_polling_still_gets_the_queue_filled").await;
     for m in common::mechanisms() {
         let g = group(m);
-        let marker =
-            std::env::temp_dir().join(format!("pkit-stream-stop-{}-{m:?}", std::process::id()));
+        let marker = common::temp_path(&format!("stream-stop-{m:?}"));
         let _ = std::fs::remove_file(&marker);
         // 5,000 lines of about 100 bytes: several times a pipe's 64 KiB,
         // within the queue's 20,000 lines.
@@ -279,8 +278,7 @@ async fn a_stream_polled_once_and_left_still_gets_the_queue_filled() {
         use futures_core::Stream;
         for m in common::mechanisms() {
             let g = group(m);
-            let marker =
-                std::env::temp_dir().join(format!("pkit-stream-left-{}-{m:?}", std::process::id()));
+            let marker = common::temp_path(&format!("stream-left-{m:?}"));
             let _ = std::fs::remove_file(&marker);
             let script = format!(
                 "read _ <&0 || true; i=0; while [ $i -lt 5000 ]; do \
@@ -585,7 +583,7 @@ async fn stdin_from_reader_and_file_and_unread_input() {
         // The message says what to use instead.
         assert!(again.to_string().contains("stdin_bytes"), "{again}");
 
-        let path = std::env::temp_dir().join(format!("pkit-stdin-file-{}-{m}", std::process::id()));
+        let path = common::temp_path(&format!("stdin-file-{m}"));
         std::fs::File::create(&path)
             .unwrap()
             .write_all(b"from a file\n")

@@ -218,7 +218,7 @@ async fn children_dropped_at_a_full_pids_max_are_reaped() {
         skipped("pids.max test", "no cgroup v1 pids hierarchy here");
         return;
     };
-    let dir = mount.join(format!("pkit-test-zombies-{}", std::process::id()));
+    let dir = mount.join(common::unique_name("zombies"));
     if std::fs::create_dir(&dir).is_err() {
         skipped("pids.max test", "cannot make a v1 pids cgroup (not root?)");
         return;

@@ -328,17 +328,28 @@ pub fn report(out: &Output) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 
-/// A fresh temporary path.
-pub fn temp_path(what: &str) -> PathBuf {
+/// A name no other call makes, in this run or another:
+/// `pkit-cli-<what>-<pid>.<pid namespace>-<nanoseconds>-<counter>`. The
+/// namespace: another run of the suite under `unshare -pf` has our pid,
+/// and the same temp dir and cgroup file system; the clock: an earlier
+/// process with our pid, in a namespace since gone. For a temp file
+/// ([`temp_path`]) or a test's own directory or cgroup.
+pub fn unique_name(what: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    // With our pid namespace: another run of the suite under `unshare -pf`
-    // has our pid, and the same temp dir.
-    let path = std::env::temp_dir().join(format!(
-        "pkit-cli-{what}-{}.{}-{}",
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "pkit-cli-{what}-{}.{}-{nanos}-{}",
         std::process::id(),
         pid_ns(),
         N.fetch_add(1, Ordering::Relaxed)
-    ));
+    )
+}
+
+/// A fresh temporary path, [`unique_name`]`(what)` in the temp dir.
+pub fn temp_path(what: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(unique_name(what));
     // A file an earlier process with our pid left (killed before its
     // cleanup) is not this test's.
     let _ = std::fs::remove_file(&path);
@@ -481,6 +492,39 @@ pub fn tree_script(file: &Path) -> String {
         "sleep 300 & echo $! >> {f}; sleep 300 & echo $! >> {f}; echo $$ >> {f}; wait",
         f = file.display()
     )
+}
+
+/// For a run whose timeout must come after [`tree_script`]'s shell wrote
+/// its three pids: `once(timeout, file)` runs pkit with `--timeout` given
+/// `timeout` (whole seconds, as text) and the tree writing to `file` (a
+/// fresh one each try), and returns once the tree ended. A try whose shell
+/// was slower to start than its timeout (a loaded machine: fewer than
+/// three pids written) is run again with twice the timeout (`secs`, then
+/// up to 16 s), once what it did start is checked gone. Returns the
+/// output of the try that wrote all three, and the three pids.
+pub fn until_the_tree_started(
+    secs: u32,
+    mut once: impl FnMut(&str, &Path) -> Output,
+) -> (Output, Vec<i32>) {
+    let mut secs = secs;
+    loop {
+        let file = pid_file();
+        let out = once(&secs.to_string(), &file);
+        // The run waited for its shell: nothing writes to the file now.
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let _ = std::fs::remove_file(&file);
+        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.len() >= 3 {
+            return (out, pids);
+        }
+        assert_all_gone(&pids);
+        assert!(
+            secs < 16,
+            "the shell never wrote its pids before the timeout: {text:?}, {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        secs *= 2;
+    }
 }
 
 /// Sends `sig` to `pid` (our own unreaped child).

@@ -24,7 +24,7 @@ impl Held {
     /// waits until the kernel says `FROZEN`. `None` where no v1 freezer
     /// directory can be made (no such hierarchy, not root).
     pub fn new(pid: u32, n: usize) -> Option<Held> {
-        let dir = PathBuf::from(V1_FREEZER).join(format!("held-{}-{n}", std::process::id()));
+        let dir = PathBuf::from(V1_FREEZER).join(super::unique_name(&format!("held-{n}")));
         std::fs::create_dir(&dir).ok()?;
         let held = Held { dir, pid };
         std::fs::write(held.dir.join("cgroup.procs"), pid.to_string()).expect("v1 freezer: move");
@@ -97,7 +97,7 @@ impl Drop for Held {
 
 /// Whether a v1 freezer directory can be made here (probed once).
 pub fn v1_freezer_usable() -> bool {
-    let probe = PathBuf::from(V1_FREEZER).join(format!("held-{}-probe", std::process::id()));
+    let probe = PathBuf::from(V1_FREEZER).join(super::unique_name("held-probe"));
     let usable = std::fs::create_dir(&probe).is_ok();
     let _ = std::fs::remove_dir(&probe);
     usable

@@ -24,13 +24,17 @@ pub mod held;
 pub mod kill_on_drop;
 #[cfg(unix)]
 pub mod raw_env;
+#[cfg(unix)]
+pub mod temp;
 
 #[allow(unused_imports)]
 pub use kill_on_drop::KillOnDrop;
+#[cfg(unix)]
+#[allow(unused_imports)]
+pub use temp::{temp_path, unique_name};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -1091,21 +1095,14 @@ pub async fn at_most_at_once<T, F>(
 pub struct TempPath(PathBuf);
 
 impl TempPath {
-    /// `<temp dir>/pkit-test-<our pid>.<our pid namespace>-<counter>-<tag>`
-    /// (the namespace: another run of the suite under `unshare -pf` has
-    /// our pid, and the same temp dir); nothing is created,
-    /// and a file left there is removed: an earlier process with our pid
-    /// (a helper owner SIGKILLed by its test) never removed its own, and a
-    /// script appending to it would follow that run's lines (CI's
-    /// attack_dec04h_nested read another run's pids so).
+    /// [`temp_path`]`(tag)`: unique across runs of the suite (another pid
+    /// namespace, an earlier process with our pid); nothing is created,
+    /// and a file already there is removed (an earlier process with our pid
+    /// that a test SIGKILLed never removed its own: CI's
+    /// attack_dec04h_nested read another run's pids so, before the names
+    /// had the namespace and the clock).
     pub fn new(tag: &str) -> TempPath {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "pkit-test-{}.{}-{n}-{tag}",
-            std::process::id(),
-            pid_ns()
-        ));
+        let path = temp_path(tag);
         let _ = std::fs::remove_file(&path);
         TempPath(path)
     }
