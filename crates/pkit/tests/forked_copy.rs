@@ -22,7 +22,7 @@ fn a_forked_child_dropping_its_copies_leaves_the_parents_groups_alone() {
         .unwrap();
     // Alone in the binary: the other test's processes would be children
     // of ours at this one's check, and its threads about at this fork.
-    let alone = rt.block_on(begin_exclusive());
+    let alone = rt.block_on(begin_alone_in_binary());
     for choice in mechanisms() {
         let (group, mut p, dir) = rt.block_on(async {
             let group = group(choice);
@@ -132,7 +132,7 @@ fn a_forked_child_dropping_its_copies_of_kill_on_drop_processes_and_pipes_leaves
         .unwrap();
     // Alone in the binary: the other test's processes would be children
     // of ours at this one's check, and its threads about at this fork.
-    let alone = rt.block_on(begin_exclusive());
+    let alone = rt.block_on(begin_alone_in_binary());
     for choice in mechanisms() {
         let what = choice.to_string();
         let (group, in_group, ended, own, pipe, group_pids, own_pids, pipe_pids) =

@@ -225,7 +225,7 @@ fn fds_into(dir: &std::path::Path) -> Vec<String> {
 async fn a_closed_group_holds_no_descriptor_of_its_cgroup() {
     // Alone in the binary: another test's new group could take the spare
     // this close pools, and hold descriptors of that directory.
-    let alone = begin_exclusive().await;
+    let alone = begin_alone_in_binary().await;
     for choice in mechanisms() {
         for killed in [true, false] {
             let group = group(choice);

@@ -451,7 +451,8 @@ async fn a_terminal_excludes_other_stdio_settings() {
 
 #[tokio::test]
 async fn pty_sessions_leak_no_descriptor() {
-    let alone = begin_exclusive().await;
+    // Alone in its binary: the descriptors it counts are this process's.
+    let alone = begin_alone_in_binary().await;
     // Warm up lazily opened descriptors (the guard, /dev/null...).
     for choice in mechanisms() {
         let _ = sh(choice, "echo warm").pty(24, 80).output().await;

@@ -81,14 +81,16 @@ fn a_fifo_replaced_while_its_open_waits_leaves_no_thread() {
     });
 }
 
-/// `f` alone in this binary (no other test's FIFO open threads to count),
-/// between [`begin_exclusive`] and [`end_exclusive`].
+/// `f` alone in this binary (no other test's FIFO open threads to count;
+/// the threads counted are this process's own, so the other binaries run
+/// at once keep running), between [`begin_alone_in_binary`] and
+/// [`end_exclusive`].
 fn alone(name: &'static str, f: impl FnOnce()) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let guard = rt.block_on(begin_exclusive());
+    let guard = rt.block_on(begin_alone_in_binary());
     f();
     rt.block_on(end_exclusive(guard, name));
 }

@@ -25,7 +25,9 @@ fn bytes(n: usize) -> Vec<u8> {
 /// here) gets no SIGPIPE.
 #[tokio::test]
 async fn stdin_bytes_of_every_size_reach_eof_and_leave_no_descriptor() {
-    let alone = begin_exclusive().await;
+    // Alone in its binary: the descriptors it counts and the SIGPIPE
+    // disposition it sets are this process's.
+    let alone = begin_alone_in_binary().await;
     // SIGPIPE at its default: a stray one would kill this test binary.
     // SAFETY: a plain disposition change, restored below.
     let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
