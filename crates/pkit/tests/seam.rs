@@ -854,8 +854,12 @@ impl std::io::Write for Shared {
 #[tokio::test]
 async fn recorded_started_runs_replay_their_lines() {
     let suite = begin("recorded_started_runs_replay_their_lines").await;
+    // "four", a partial last line, is told at the exit. A line the other
+    // stream writes just before the exit races it there (either reader
+    // may be first, live; the replay plays "five" before its exit): the
+    // pause after "five" makes the live order the replayed one.
     let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; printf 'three\\nfour'; \
-                  sleep 0.2; echo five >&2; exit 3";
+                  sleep 0.2; echo five >&2; sleep 0.2; exit 3";
     let slow = "echo before; sleep 30";
     // The recorded run must have written its line before its timeout (a
     // loaded machine can hold a shell's start-up up for a second); the

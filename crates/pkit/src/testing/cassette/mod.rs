@@ -102,7 +102,12 @@ struct State {
 ///   [`lines`](crate::RunningProcess::lines),
 ///   [`wait_for_line`](crate::RunningProcess::wait_for_line), callbacks
 ///   and [`events`](crate::RunningProcess::events) see the same lines, in
-///   the same order), then its outcome, at once. A run recorded through a
+///   the same order), then its outcome, at once. The order across the
+///   two streams is the order their bytes were read in. A partial last
+///   line (no newline) is told at the process's exit; live, a line the
+///   other stream wrote just before the exit can come before or after it
+///   (each stream has its own reader), and the replay tells that line
+///   first. A run recorded through a
 ///   verb plays its stdout, then its stderr. A started run's recording
 ///   answers a verb too (its whole stdout and stderr).
 /// - A command not in the cassette is an
