@@ -141,6 +141,18 @@ fn group_and_session(pid: &str) -> Option<(String, String)> {
     Some((f.next()?.to_string(), f.next()?.to_string()))
 }
 
+/// Whether child `pid` is named as pkit's owner-death guards are (every
+/// one of them sets that name, however it was started).
+#[cfg(target_os = "linux")]
+fn is_guard(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "pkit-guard")
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_guard(_pid: i32) -> bool {
+    false
+}
+
 /// Whether child `pid` may be a run's program under process groups: it
 /// leads a process group in pkit's session, as each run's program does
 /// (where this can't be read: yes).
@@ -255,6 +267,14 @@ impl Orphans {
     /// left or 5 s have passed. Returns how many were killed (`None` when
     /// pkit is no subreaper: none was looked for) and whether none is left.
     ///
+    /// An orphan named `pkit-guard` (the owner-death guard of a program
+    /// that uses pkit's library, re-parented here when it started) is
+    /// left 4 of those 5 s to end on its own: its owner is gone (in the run's
+    /// group, or killed here), and its guard then kills the owner's groups
+    /// and removes their cgroup directories, which a SIGKILL midway would
+    /// leave behind. One still alive then is killed, so the name is worth
+    /// no more than that wait.
+    ///
     /// It blocks the calling thread while it waits (10 ms at a time): on
     /// the CLI's single-threaded runtime (`pkit supervise`'s `stop_when`
     /// hook) nothing else runs meanwhile. That is bounded (an orphan
@@ -266,15 +286,20 @@ impl Orphans {
             return (None, true);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
+        let guards_until = deadline - Duration::from_secs(1);
         let mut killed = std::collections::HashSet::new();
         loop {
             let left = self.adopted();
             if left.is_empty() {
                 return (Some(killed.len() as u64), true);
             }
+            let late = Instant::now() > guards_until;
             for &(pid, state) in &left {
                 // Our own child, unreaped: its pid can't have been reused.
-                if state != 'Z' && sys::kill(pid as u32, sig::SIGKILL).is_ok() {
+                if state != 'Z'
+                    && (late || !is_guard(pid))
+                    && sys::kill(pid as u32, sig::SIGKILL).is_ok()
+                {
                     killed.insert(pid);
                 }
                 sys::reap_if_exited(pid);
