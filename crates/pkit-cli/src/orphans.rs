@@ -54,7 +54,7 @@ fn children() -> Vec<(i32, char)> {
 #[cfg(target_os = "linux")]
 fn children() -> Vec<(i32, char)> {
     let mut out = Vec::new();
-    let Some(view) = ProcView::here() else {
+    let Some(view) = ProcView::get() else {
         return out;
     };
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -98,8 +98,20 @@ struct ProcView {
 
 #[cfg(target_os = "linux")]
 impl ProcView {
-    /// `None` if `/proc` can't say which entry is this process.
-    fn here() -> Option<ProcView> {
+    /// This process's view, read once (`None` if `/proc` can't say which
+    /// entry is this process): neither its pid namespace nor the `/proc`
+    /// it reads changes while it runs.
+    fn get() -> Option<&'static ProcView> {
+        static VIEW: std::sync::OnceLock<Option<ProcView>> = std::sync::OnceLock::new();
+        VIEW.get_or_init(ProcView::read).as_ref()
+    }
+
+    /// Whether `/proc` numbers processes as this process does.
+    fn ours() -> bool {
+        ProcView::get().is_some_and(|v| v.depth.is_none())
+    }
+
+    fn read() -> Option<ProcView> {
         let me = std::fs::read_link("/proc/self").ok()?;
         let me = me.to_str()?.to_owned();
         if me == std::process::id().to_string() {
@@ -142,10 +154,13 @@ fn group_and_session(pid: &str) -> Option<(String, String)> {
 }
 
 /// Whether child `pid` is named as pkit's owner-death guards are (every
-/// one of them sets that name, however it was started).
+/// one of them sets that name, however it was started). Under another pid
+/// namespace's `/proc` its entry can't be found by `pid`: no.
 #[cfg(target_os = "linux")]
 fn is_guard(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "pkit-guard")
+    ProcView::ours()
+        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim_end() == "pkit-guard")
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -160,7 +175,7 @@ fn is_guard(_pid: i32) -> bool {
 fn may_be_a_program(pid: i32) -> bool {
     // `/proc` of another pid namespace: its numbers aren't ours (see
     // `children`), so this can't be read.
-    if ProcView::here().is_none_or(|v| v.depth.is_some()) {
+    if !ProcView::ours() {
         return true;
     }
     let (Some((group, session)), Some((_, own))) = (

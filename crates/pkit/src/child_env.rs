@@ -191,17 +191,14 @@ impl Spec {
                 .resolve_to_start_in(&self.program, program, &env)?;
             return Ok((resolved, env));
         }
-        // `None`: a command that changes no variable (`sys::inherited_env`
-        // gives its child this process's environment, made with the search).
-        let env = self.effective_env();
-        let (resolved, inherited) =
-            self.spawn
-                .resolve_to_start(&self.program, program, env.as_deref())?;
-        let envp = match inherited {
-            Some(envp) => envp,
-            None => sys::exact_env(env.as_deref().unwrap_or_default()).ok_or_else(nul_in_env)?,
-        };
-        Ok((resolved, envp))
+        #[cfg(not(unix))]
+        if let Some(env) = self.effective_env() {
+            let resolved = (self.spawn).resolve(&self.program, program, Some(&env[..]), true)?;
+            return Ok((resolved, sys::exact_env(&env[..]).ok_or_else(nul_in_env)?));
+        }
+        // Unchanged: this process's copy (`sys::inherited_env`), made
+        // with the search.
+        self.spawn.resolve_to_start(&self.program, program)
     }
 }
 

@@ -217,8 +217,8 @@ impl SpawnOptions {
         self.resolve_on(program, display, path_var, to_start)
     }
 
-    /// [`resolve`](Self::resolve) for a start: with `env` `None` (the
-    /// child inherits this process's environment), the inherited copy
+    /// [`resolve`](Self::resolve) for a start whose child inherits this
+    /// process's environment unchanged: the inherited copy
     /// (`sys::inherited_env`) is made first and its `PATH` searched, so a
     /// start reads the environment once, under std's lock, and searches
     /// the `PATH` its child gets; returned with the path.
@@ -226,16 +226,12 @@ impl SpawnOptions {
         &self,
         program: &OsStr,
         display: &str,
-        env: Option<&[(OsString, OsString)]>,
-    ) -> Result<(PathBuf, Option<sys::ChildEnv>)> {
-        if env.is_some() {
-            return Ok((self.resolve(program, display, env, true)?, None));
-        }
+    ) -> Result<(PathBuf, sys::ChildEnv)> {
         let inherited = sys::inherited_env();
         let path_var = inherited.inherited_path_var();
         let resolved = self.resolve_on(program, display, path_var.as_deref(), true)?;
         drop(path_var);
-        Ok((resolved, Some(inherited)))
+        Ok((resolved, inherited))
     }
 
     /// [`resolve`](Self::resolve) for a start whose child gets `env`

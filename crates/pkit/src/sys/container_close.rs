@@ -122,18 +122,17 @@ impl Container {
             Err(std::sync::TryLockError::WouldBlock) => true,
         };
         if placing {
-            let mut nap = std::time::Duration::from_millis(1);
-            loop {
-                let _ = self.kill_async().await;
-                if !matches!(
-                    self.lifecycle.try_write(),
-                    Err(std::sync::TryLockError::WouldBlock)
-                ) {
-                    break;
-                }
-                tokio::time::sleep(nap).await;
-                nap = (nap * 2).min(std::time::Duration::from_millis(50));
-            }
+            super::nap::poll_until_async(
+                || async {
+                    let _ = self.kill_async().await;
+                    !matches!(
+                        self.lifecycle.try_write(),
+                        Err(std::sync::TryLockError::WouldBlock)
+                    )
+                },
+                None,
+            )
+            .await;
         }
         #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {

@@ -374,7 +374,9 @@ fn environ() -> *const *const c_char {
     }
 }
 
-/// Exactly `vars`' entries; `None` if a name or value holds a NUL byte.
+/// Exactly `vars`' entries; `None` if a name or value holds a NUL byte
+/// (tests': see `fdio::exact_env`).
+#[cfg(test)]
 pub(crate) fn exact<K, V>(vars: &[(K, V)]) -> Option<EnvBlock>
 where
     K: AsRef<std::ffi::OsStr>,

@@ -44,8 +44,8 @@ pub(crate) fn inherited_env() -> super::ChildEnv {
     super::ChildEnv::Exactly(super::env_block::inherited())
 }
 
-/// The environment of a child whose command changed variables: exactly
-/// `vars`; `None` if a name or value holds a NUL byte.
+/// Exactly `vars` (`None`: a NUL byte); tests' (see `derived_env`).
+#[cfg(test)]
 pub(crate) fn exact_env<K, V>(vars: &[(K, V)]) -> Option<super::ChildEnv>
 where
     K: AsRef<OsStr>,

@@ -10,9 +10,22 @@ use tokio::time::Instant;
 /// Polls `done` until it holds, or `deadline` passes (`None`: no
 /// deadline); whether it held. `done` is asked once more at the deadline.
 pub(crate) async fn poll_until(mut done: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
+    poll_until_async(|| std::future::ready(done()), deadline).await
+}
+
+/// [`poll_until`] with a condition that is itself awaited (one that does
+/// async work each time it is asked, as a close's kill while a start is
+/// placing its child).
+pub(crate) async fn poll_until_async<F>(
+    mut done: impl FnMut() -> F,
+    deadline: Option<Instant>,
+) -> bool
+where
+    F: std::future::Future<Output = bool>,
+{
     let mut nap = Duration::from_millis(1);
     loop {
-        if done() {
+        if done().await {
             return true;
         }
         let now = Instant::now();

@@ -14,20 +14,15 @@ use super::{read_events, subtree, wait_event_change, Cgroup, RECHECK};
 pub(crate) const FREEZE_WAIT: Duration = Duration::from_secs(5);
 
 impl Cgroup {
-    /// Kills every process in the cgroup, now.
+    /// Kills every process in the cgroup, now: through `cgroup.kill`
+    /// ([`kill_atomic`](Self::kill_atomic)), else member by member over
+    /// the frozen cgroup, its freeze waited for here (up to 5 s).
     pub(crate) fn kill(&self) -> io::Result<()> {
-        if self.removed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        self.tenure.during(|| self.kill_now()).unwrap_or(Ok(()))
-    }
-
-    fn kill_now(&self) -> io::Result<()> {
-        if self.write_kill() {
+        if self.kill_atomic() {
             return Ok(());
         }
         let by = Instant::now() + FREEZE_WAIT;
-        self.signal_each_now(libc::SIGKILL, false, by, &mut None::<fn()>)
+        self.signal_each_after_by(libc::SIGKILL, false, by, || {})
     }
 
     /// [`kill`](Self::kill) through `cgroup.kill` alone: false where this
