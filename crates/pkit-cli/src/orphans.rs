@@ -34,10 +34,18 @@ pub const STRAY_AGE: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Strays(std::collections::HashMap<i32, Instant>);
 
+/// A child of this process: its pid here, its state letter, and the
+/// number `/proc` gives it (its pid here but under another pid namespace's
+/// `/proc`: see `children`), by which its entry there is read.
+type Child = (i32, char, i32);
+
 /// This process's children (elsewhere: from the platform's process table).
 #[cfg(not(target_os = "linux"))]
-fn children() -> Vec<(i32, char)> {
+fn children() -> Vec<Child> {
     sys::children()
+        .into_iter()
+        .map(|(pid, state)| (pid, state, pid))
+        .collect()
 }
 
 /// This process's children, with their state letters, by their pids in
@@ -50,9 +58,11 @@ fn children() -> Vec<(i32, char)> {
 /// here (its `NSpid` entry at this namespace's depth below `/proc`'s), as
 /// `kill` and `waitpid` take it. Compared with the pid here, the children
 /// of whatever process has that number out there were taken for ours (and
-/// their numbers killed here), and ours were missed.
+/// their numbers killed here), and ours were missed. Each is listed with
+/// its number in `/proc` too, where its entry is read (its name: see
+/// `is_guard`).
 #[cfg(target_os = "linux")]
-fn children() -> Vec<(i32, char)> {
+fn children() -> Vec<Child> {
     let mut out = Vec::new();
     let Some(view) = ProcView::get() else {
         return out;
@@ -81,7 +91,7 @@ fn children() -> Vec<(i32, char)> {
         let Some(here) = view.pid_here(pid) else {
             continue;
         };
-        out.push((here, state.chars().next().unwrap_or('?')));
+        out.push((here, state.chars().next().unwrap_or('?'), pid));
     }
     out
 }
@@ -153,18 +163,20 @@ fn group_and_session(pid: &str) -> Option<(String, String)> {
     Some((f.next()?.to_string(), f.next()?.to_string()))
 }
 
-/// Whether child `pid` is named as pkit's owner-death guards are (every
-/// one of them sets that name, however it was started). Under another pid
-/// namespace's `/proc` its entry can't be found by `pid`: no.
+/// Whether a child is named as pkit's owner-death guards are (every one
+/// of them sets that name, however it was started); `in_proc`: its number
+/// in `/proc` (see `children`: under another pid namespace's `/proc` its
+/// pid here names another entry, or none, and a real guard read by it was
+/// SIGKILLed at once, before it removed its owner's cgroup directories).
+/// Our own unreaped child: its number there can't have been reused.
 #[cfg(target_os = "linux")]
-fn is_guard(pid: i32) -> bool {
-    ProcView::ours()
-        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| c.trim_end() == "pkit-guard")
+fn is_guard(in_proc: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{in_proc}/comm"))
+        .is_ok_and(|c| c.trim_end() == "pkit-guard")
 }
 
 #[cfg(not(target_os = "linux"))]
-fn is_guard(_pid: i32) -> bool {
+fn is_guard(_in_proc: i32) -> bool {
     false
 }
 
@@ -224,10 +236,10 @@ impl Orphans {
         let zombies: Vec<i32> = self
             .adopted()
             .into_iter()
-            .filter(|&(pid, state)| {
+            .filter(|&(pid, state, _)| {
                 state == 'Z' && !programs.contains(&(pid as u32)) && !may_be_a_program(pid)
             })
-            .map(|(pid, _)| pid)
+            .map(|(pid, _, _)| pid)
             .collect();
         // A pid no longer a zombie was reaped (by the library): forgotten,
         // so that a new child given the same pid starts its own wait.
@@ -257,20 +269,20 @@ impl Orphans {
     /// owner-death guard of this process (their pids read at each look,
     /// so a guard started after [`Orphans::new`] is spared too; by pid,
     /// not by name, which any orphan can take).
-    fn adopted(&self) -> Vec<(i32, char)> {
+    fn adopted(&self) -> Vec<Child> {
         if !self.subreaper {
             return Vec::new();
         }
         let guards = pkit::guard_pids();
         children()
             .into_iter()
-            .filter(|(pid, _)| *pid as u32 != self.main && !guards.contains(&(*pid as u32)))
+            .filter(|(pid, _, _)| *pid as u32 != self.main && !guards.contains(&(*pid as u32)))
             .collect()
     }
 
     /// Reaps the adopted orphans that have exited.
     pub fn reap_exited(&self) {
-        for (pid, state) in self.adopted() {
+        for (pid, state, _) in self.adopted() {
             if state == 'Z' {
                 sys::reap_if_exited(pid);
             }
@@ -309,10 +321,10 @@ impl Orphans {
                 return (Some(killed.len() as u64), true);
             }
             let late = Instant::now() > guards_until;
-            for &(pid, state) in &left {
+            for &(pid, state, in_proc) in &left {
                 // Our own child, unreaped: its pid can't have been reused.
                 if state != 'Z'
-                    && (late || !is_guard(pid))
+                    && (late || !is_guard(in_proc))
                     && sys::kill(pid as u32, sig::SIGKILL).is_ok()
                 {
                     killed.insert(pid);

@@ -1,0 +1,130 @@
+#![cfg(target_os = "linux")]
+//! rv47: a hostile review of the eleventh session's merges (CLI half:
+//! `pkit run`'s orphan sweep under another pid namespace's `/proc`, and
+//! its wait for an adopted `pkit-guard`). Run in the three passes (unset,
+//! `PKIT_MECHANISM=pgroup`, `PKIT_MECHANISM=portable`); the sweep's
+//! cases run the process-group mechanisms of the pass (under cgroup v2
+//! every orphan is in the run's cgroup and ends with it).
+//!
+//! Finding:
+//! - MEDIUM, fixed
+//!   [`under_anothers_proc_the_sweep_lets_a_guard_end_on_its_own`]: under
+//!   the `/proc` of another pid namespace (`unshare -pf pkit run ...`
+//!   without `--mount-proc`, once or twice nested) the sweep never read an
+//!   adopted child's name (rv46's mapping gave it the pid here, and the
+//!   name was read only where `/proc` numbers processes as pkit does), so
+//!   a library owner's real `pkit-guard` was SIGKILLed at once, before it
+//!   removed its owner's cgroup directories: the leak dec12 fixed came
+//!   back there. The name is now read by the number `/proc` gives the
+//!   child.
+//!
+//! Probes that held: a process that only takes the name (a link named
+//! `pkit-guard`) is killed once the 4 s are over, in every namespace
+//! layout, and the run returns well within the sweep's 5 s bound plus the
+//! run; with `--mount-proc` the sweep behaves as outside.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Whether `unshare -pf` works here (root, a kernel with pid namespaces).
+fn unshare_usable() -> bool {
+    std::process::Command::new("unshare")
+        .args(["-pf", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The run's program (as in orphan_guards.rs): an escaped orphan the sweep
+/// must kill (pid to `$1`), a "guard" (`$4`, a link to `sh` named
+/// `pkit-guard`) that ends on its own once that orphan is gone, writing
+/// `done` to `$2`, and a "guard" that never ends (pid to `$3`).
+const PROGRAM: &str = r#"
+setsid sh -c 'echo $$ > "$1"; while :; do sleep 1; done' sh "$1" &
+while [ ! -s "$1" ]; do sleep 0.01; done
+setsid "$4" -c 'o=$(cat "$1"); while kill -0 "$o" 2>/dev/null; do sleep 0.02; done; echo done > "$2"' sh "$1" "$2" &
+setsid "$4" -c 'echo $$ > "$1"; while :; do sleep 1; done' sh "$3" &
+while [ ! -s "$3" ]; do sleep 0.01; done
+"#;
+
+/// Run as pid 1 of the innermost namespace: `pkit run` of [`PROGRAM`],
+/// then which of the two swept processes still live (`kill -0` here, in
+/// this namespace's numbers: they were reaped by pkit when gone).
+const IN_NAMESPACE: &str = r#"
+P=$1; M=$2; S=$3; O=$4; D=$5; L=$6; G=$7
+"$P" run -q --timeout 60s --mechanism "$M" -- sh -c "$S" sh "$O" "$D" "$L" "$G"
+echo "rv47 status $?"
+for f in "$O" "$L"; do
+  p=$(cat "$f")
+  if kill -0 "$p" 2>/dev/null; then echo "rv47 alive $f"; kill -9 "$p"; fi
+done
+exit 0
+"#;
+
+#[test]
+fn under_anothers_proc_the_sweep_lets_a_guard_end_on_its_own() {
+    if !unshare_usable() {
+        eprintln!("skipped: unshare -pf is not usable here");
+        return;
+    }
+    let dir = temp_path("rv47-guards");
+    std::fs::create_dir_all(&dir).unwrap();
+    let guard = dir.join("pkit-guard");
+    std::os::unix::fs::symlink("/bin/sh", &guard).unwrap();
+    let layouts: [(&str, &[&str]); 3] = [
+        ("another's /proc", &["-pf"]),
+        ("a /proc of its own", &["-pfm", "--mount-proc"]),
+        ("twice nested", &["-pf", "unshare", "-pf"]),
+    ];
+    for mechanism in process_group_mechanisms() {
+        for (layout, unshare) in layouts {
+            let what = format!("{mechanism}, {layout}");
+            // Pids in the namespace's numbers: not to be killed out here
+            // (whatever is left dies with the namespace's pid 1).
+            let (orphan, lingering) = (temp_path("rv47-orphan"), temp_path("rv47-lingering"));
+            let done = dir.join(format!("done-{mechanism}-{}", unshare.len()));
+            let started = Instant::now();
+            let out = std::process::Command::new("unshare")
+                .args(unshare)
+                .args(["sh", "-c", IN_NAMESPACE, "sh", env!("CARGO_BIN_EXE_pkit")])
+                .args([mechanism, PROGRAM, path(&orphan), path(&done)])
+                .args([path(&lingering), path(&guard)])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let took = started.elapsed();
+            let _ = std::fs::remove_file(&orphan);
+            let _ = std::fs::remove_file(&lingering);
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            let all = format!("{what}: stdout {stdout:?}, stderr {stderr:?}, took {took:?}");
+            assert!(stdout.contains("rv47 status 0"), "{all}");
+            assert!(
+                !stdout.contains("rv47 alive"),
+                "the sweep left a process alive: {all}"
+            );
+            assert!(
+                !stderr.contains("could not be ended"),
+                "the sweep gave up: {all}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&done).unwrap_or_default().trim(),
+                "done",
+                "the guard was killed before it could end: {all}"
+            );
+            // Generous (load 15): the run, the guard's 4 s, the namespace.
+            assert!(took < Duration::from_secs(50), "{all}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
