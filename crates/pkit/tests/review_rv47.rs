@@ -33,6 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use common::*;
+
 use pkit::{Command, MechanismChoice};
 
 /// `env -0`'s entries for `c` (a command of `env`).
@@ -332,4 +333,72 @@ fn the_environment_read_anew_at_each_start_and_alike_unlocked() {
             assert!(ok && said.iter().any(|l| l == "ok"), "{said:?}\n{out}");
         },
     );
+}
+
+/// zsig: a close cancelled while it waits for its freeze (a member held in
+/// a v1 freezer, so the freeze is never confirmed), then the group and its
+/// process dropped, not closed again: once the held member is let go it
+/// dies (its SIGKILL was sent), nothing is left frozen, and the group's
+/// directory does not stay. Cgroup only.
+#[tokio::test]
+async fn a_close_cancelled_in_its_freeze_then_dropped_leaves_nothing() {
+    const NAME: &str = "a_close_cancelled_in_its_freeze_then_dropped_leaves_nothing";
+    let suite = begin(NAME).await;
+    if !cgroup_pass(NAME) || !held::v1_freezer_usable() {
+        skipped(NAME, "needs cgroup v2 and a cgroup v1 freezer directory");
+        suite.end().await;
+        return;
+    }
+    let group = group(MechanismChoice::Cgroup);
+    let dir = cgroup_dir(&group).expect("a cgroup directory");
+    let (p, pids, held) = held::start_holding(&group, 2, 4701).await;
+    let frozen = tokio::select! {
+        r = group.close() => panic!("the close returned with a member held: {r:?}"),
+        seen = held::being_frozen(&dir) => seen,
+    };
+    assert!(frozen, "the close never froze the group");
+    assert_eq!(held::freeze_written(&dir), "0", "left frozen");
+    drop(p);
+    drop(group);
+    held.thaw();
+    assert_gone(&pids, "dropped after a cancelled close").await;
+    assert_dir_gone(&dir).await;
+    held.remove().await;
+    suite.end().await;
+}
+
+/// zsig: a group whose cgroup someone else froze (`cgroup.freeze` written
+/// by hand, not `Group::suspend`): its close ends every member, and its
+/// directory goes. Cgroup only.
+#[tokio::test]
+async fn a_close_of_a_group_frozen_by_someone_else_ends_it() {
+    const NAME: &str = "a_close_of_a_group_frozen_by_someone_else_ends_it";
+    let suite = begin(NAME).await;
+    if !cgroup_pass(NAME) {
+        skipped(NAME, "needs cgroup v2");
+        suite.end().await;
+        return;
+    }
+    let group = group(MechanismChoice::Cgroup);
+    let dir = cgroup_dir(&group).expect("a cgroup directory");
+    let p = group
+        .start(&Command::new("sh").args(["-c", "sleep 300 & sleep 300 & wait"]))
+        .expect("start");
+    let pids = loop {
+        let pids = group.pids().expect("pids");
+        if pids.len() == 3 {
+            break pids;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    std::fs::write(dir.join("cgroup.freeze"), "1").expect("freeze by hand");
+    assert!(held::being_frozen(&dir).await);
+    tokio::time::timeout(Duration::from_secs(60), group.close())
+        .await
+        .expect("the close returned")
+        .expect("close");
+    drop(p);
+    assert_gone(&pids, "closed while frozen by hand").await;
+    assert_dir_gone(&dir).await;
+    suite.end().await;
 }
