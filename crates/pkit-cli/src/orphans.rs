@@ -121,16 +121,24 @@ impl ProcView {
         ProcView::get().is_some_and(|v| v.depth.is_none())
     }
 
+    /// How deep below `/proc`'s pid namespace this process's is: by the
+    /// length of its `NSpid` line (one pid per namespace from `/proc`'s
+    /// inward), not by whether `/proc/self` names its pid here, which it
+    /// may by chance under another namespace's `/proc` too (that `/proc`'s
+    /// numbers were then read as this namespace's again). A kernel without
+    /// `NSpid` (before 4.1) has no pid namespaces to tell apart there:
+    /// the pid compared.
     fn read() -> Option<ProcView> {
         let me = std::fs::read_link("/proc/self").ok()?;
         let me = me.to_str()?.to_owned();
-        if me == std::process::id().to_string() {
-            return Some(ProcView { me, depth: None });
-        }
-        let depth = ns_pids("self")?.len().checked_sub(1)?;
+        let depth = match ns_pids("self") {
+            Some(pids) => pids.len().checked_sub(1)?,
+            None if me == std::process::id().to_string() => 0,
+            None => return None,
+        };
         Some(ProcView {
             me,
-            depth: Some(depth),
+            depth: (depth > 0).then_some(depth),
         })
     }
 
