@@ -34,17 +34,32 @@ pub const STRAY_AGE: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Strays(std::collections::HashMap<i32, Instant>);
 
-/// A child of this process: its pid here, its state letter, and the
-/// number `/proc` gives it (its pid here but under another pid namespace's
-/// `/proc`: see `children`), by which its entry there is read.
-type Child = (i32, char, i32);
+/// A child of this process.
+#[derive(Clone, Copy)]
+struct Child {
+    /// Its pid here.
+    pid: i32,
+    /// Its state letter.
+    state: char,
+    /// The number `/proc` gives it (its pid here but under another pid
+    /// namespace's `/proc`: see `children`), by which its entry there is
+    /// read.
+    in_proc: i32,
+    /// It has a child of its own (where that is not known: false).
+    parent: bool,
+}
 
 /// This process's children (elsewhere: from the platform's process table).
 #[cfg(not(target_os = "linux"))]
 fn children() -> Vec<Child> {
     sys::children()
         .into_iter()
-        .map(|(pid, state)| (pid, state, pid))
+        .map(|(pid, state)| Child {
+            pid,
+            state,
+            in_proc: pid,
+            parent: false,
+        })
         .collect()
 }
 
@@ -60,7 +75,8 @@ fn children() -> Vec<Child> {
 /// of whatever process has that number out there were taken for ours (and
 /// their numbers killed here), and ours were missed. Each is listed with
 /// its number in `/proc` too, where its entry is read (its name: see
-/// `is_guard`).
+/// `is_guard`), and whether it has a child of its own (every entry's
+/// parent is read anyway).
 #[cfg(target_os = "linux")]
 fn children() -> Vec<Child> {
     let mut out = Vec::new();
@@ -70,6 +86,7 @@ fn children() -> Vec<Child> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
     };
+    let mut parents = std::collections::HashSet::new();
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
@@ -86,12 +103,23 @@ fn children() -> Vec<Child> {
             continue;
         };
         if ppid != view.me {
+            if let Ok(ppid) = ppid.parse::<i32>() {
+                parents.insert(ppid);
+            }
             continue;
         }
         let Some(here) = view.pid_here(pid) else {
             continue;
         };
-        out.push((here, state.chars().next().unwrap_or('?'), pid));
+        out.push(Child {
+            pid: here,
+            state: state.chars().next().unwrap_or('?'),
+            in_proc: pid,
+            parent: false,
+        });
+    }
+    for child in &mut out {
+        child.parent = parents.contains(&child.in_proc);
     }
     out
 }
@@ -188,6 +216,17 @@ fn is_guard(_in_proc: i32) -> bool {
     false
 }
 
+/// Whether the sweep may take adopted child `c` for an owner-death guard
+/// and leave it time to end on its own: named as one, and with no child
+/// of its own. A guard starts none (raw system calls only, after its
+/// fork); a process that only took the name and started others had its
+/// descendants multiply out of the sweep's sight meanwhile (a chain of
+/// them, each the next one's parent, grown through the wait, was more
+/// than the sweep's last second could kill one level at a time).
+fn may_be_a_guard(c: &Child) -> bool {
+    !c.parent && is_guard(c.in_proc)
+}
+
 /// Whether child `pid` may be a run's program under process groups: it
 /// leads a process group in pkit's session, as each run's program does
 /// (where this can't be read: yes).
@@ -244,10 +283,10 @@ impl Orphans {
         let zombies: Vec<i32> = self
             .adopted()
             .into_iter()
-            .filter(|&(pid, state, _)| {
-                state == 'Z' && !programs.contains(&(pid as u32)) && !may_be_a_program(pid)
+            .filter(|c| {
+                c.state == 'Z' && !programs.contains(&(c.pid as u32)) && !may_be_a_program(c.pid)
             })
-            .map(|(pid, _, _)| pid)
+            .map(|c| c.pid)
             .collect();
         // A pid no longer a zombie was reaped (by the library): forgotten,
         // so that a new child given the same pid starts its own wait.
@@ -284,15 +323,15 @@ impl Orphans {
         let guards = pkit::guard_pids();
         children()
             .into_iter()
-            .filter(|(pid, _, _)| *pid as u32 != self.main && !guards.contains(&(*pid as u32)))
+            .filter(|c| c.pid as u32 != self.main && !guards.contains(&(c.pid as u32)))
             .collect()
     }
 
     /// Reaps the adopted orphans that have exited.
     pub fn reap_exited(&self) {
-        for (pid, state, _) in self.adopted() {
-            if state == 'Z' {
-                sys::reap_if_exited(pid);
+        for c in self.adopted() {
+            if c.state == 'Z' {
+                sys::reap_if_exited(c.pid);
             }
         }
     }
@@ -308,7 +347,8 @@ impl Orphans {
     /// group, or killed here), and its guard then kills the owner's groups
     /// and removes their cgroup directories, which a SIGKILL midway would
     /// leave behind. One still alive then is killed, so the name is worth
-    /// no more than that wait.
+    /// no more than that wait; one with a child of its own is no guard
+    /// and is killed at once (see `may_be_a_guard`).
     ///
     /// It blocks the calling thread while it waits (10 ms at a time): on
     /// the CLI's single-threaded runtime (`pkit supervise`'s `stop_when`
@@ -329,15 +369,15 @@ impl Orphans {
                 return (Some(killed.len() as u64), true);
             }
             let late = Instant::now() > guards_until;
-            for &(pid, state, in_proc) in &left {
+            for c in &left {
                 // Our own child, unreaped: its pid can't have been reused.
-                if state != 'Z'
-                    && (late || !is_guard(in_proc))
-                    && sys::kill(pid as u32, sig::SIGKILL).is_ok()
+                if c.state != 'Z'
+                    && (late || !may_be_a_guard(c))
+                    && sys::kill(c.pid as u32, sig::SIGKILL).is_ok()
                 {
-                    killed.insert(pid);
+                    killed.insert(c.pid);
                 }
-                sys::reap_if_exited(pid);
+                sys::reap_if_exited(c.pid);
             }
             if Instant::now() > deadline {
                 return (Some(killed.len() as u64), false);

@@ -17,6 +17,17 @@
 //!   removed its owner's cgroup directories: the leak dec12 fixed came
 //!   back there. The name is now read by the number `/proc` gives the
 //!   child.
+//! - MEDIUM, fixed [`a_chain_that_takes_the_guards_name_is_killed_to_its_end`]
+//!   (dec12): a descendant that left the run's process group (`setsid`)
+//!   and took the name `pkit-guard` was spared 4 s, its own descendants out
+//!   of the sweep's sight meanwhile: a chain of such processes, each the
+//!   next one's parent, grown from before the run's end through those 4 s,
+//!   outlived `pkit run` (of ~150 links, ~100 still alive after it
+//!   returned, "could not be ended"). A child of its own now tells a
+//!   process that took the name from a guard, which starts none: killed
+//!   at once. (Not new in kind: a chain longer than the sweep's 5 s can
+//!   kill one level at a time outlives it under any name, and a
+//!   `PKIT_MECHANISM=cgroup` run holds them all.)
 //! - LOW (the effects of rv46's MEDIUM, only when pids coincide), fixed
 //!   [`under_anothers_proc_a_pid_alike_by_chance_is_not_taken_for_ours`]:
 //!   rv46's `ProcView` took `/proc` for its own namespace's whenever
@@ -51,12 +62,14 @@ fn unshare_usable() -> bool {
 /// The run's program (as in orphan_guards.rs): an escaped orphan the sweep
 /// must kill (pid to `$1`), a "guard" (`$4`, a link to `sh` named
 /// `pkit-guard`) that ends on its own once that orphan is gone, writing
-/// `done` to `$2`, and a "guard" that never ends (pid to `$3`).
+/// `done` to `$2`, and a "guard" that never ends (pid to `$3`; it reads the
+/// FIFO `$3.fifo`). Neither starts a process, as a real guard starts none.
 const PROGRAM: &str = r#"
 setsid sh -c 'echo $$ > "$1"; while :; do sleep 1; done' sh "$1" &
 while [ ! -s "$1" ]; do sleep 0.01; done
-setsid "$4" -c 'o=$(cat "$1"); while kill -0 "$o" 2>/dev/null; do sleep 0.02; done; echo done > "$2"' sh "$1" "$2" &
-setsid "$4" -c 'echo $$ > "$1"; while :; do sleep 1; done' sh "$3" &
+setsid "$4" -c 'read o < "$1"; while kill -0 "$o" 2>/dev/null; do :; done; echo done > "$2"' sh "$1" "$2" &
+mkfifo "$3.fifo"
+setsid "$4" -c 'echo $$ > "$1"; read x <> "$1.fifo"' sh "$3" &
 while [ ! -s "$3" ]; do sleep 0.01; done
 "#;
 
@@ -108,6 +121,7 @@ fn under_anothers_proc_the_sweep_lets_a_guard_end_on_its_own() {
             let took = started.elapsed();
             let _ = std::fs::remove_file(&orphan);
             let _ = std::fs::remove_file(&lingering);
+            let _ = std::fs::remove_file(format!("{}.fifo", lingering.display()));
             let (stdout, stderr) = (
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),
@@ -212,4 +226,51 @@ fn under_anothers_proc_a_pid_alike_by_chance_is_not_taken_for_ours() {
         assert!(stdout.contains("rv47 orphan gone"), "{all}");
         assert!(!stderr.contains("could not be ended"), "{all}");
     }
+}
+
+/// One link of a chain of processes named `pkit-guard` (`$2`, a link to
+/// `sh`, runs this file `$0`): its pid to `$1`, then after a moment the
+/// next link (at most `400`), waited for (the last one sleeps). Each link but the newest
+/// is the next one's parent, so only the oldest is pkit's child.
+const CHAIN_LINK: &str = r#"echo $$ >> "$1"
+sleep 0.05
+[ "$3" -lt 400 ] && "$2" "$0" "$1" "$2" $(($3 + 1)) &
+wait
+exec sleep 300
+"#;
+
+/// dec12: an escaped process that takes the name `pkit-guard` and grows a
+/// chain of such processes, one level a moment, from before the run ends
+/// and through the sweep's 4 s of patience for guards. Before, only the
+/// chain's oldest link was the sweep's child at a time, spared for 4 s;
+/// in its last second the sweep killed one level a round and left the
+/// rest of the chain alive when it gave up. A process with a child of its
+/// own is no guard (a guard starts none): killed at once.
+#[test]
+fn a_chain_that_takes_the_guards_name_is_killed_to_its_end() {
+    let dir = temp_path("rv47-chain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let guard = dir.join("pkit-guard");
+    std::os::unix::fs::symlink("/bin/sh", &guard).unwrap();
+    let link = dir.join("link.sh");
+    std::fs::write(&link, CHAIN_LINK).unwrap();
+    for mechanism in process_group_mechanisms() {
+        let pids = Reap::new("rv47-chain-pids");
+        let out = pkit()
+            .args(["run", "-q", "--timeout", "60s", "--mechanism", mechanism])
+            .args(["--", "sh", "-c"])
+            .arg(r#"setsid "$2" "$3" "$1" "$2" 1 </dev/null >/dev/null 2>&1 & sleep 3"#)
+            .args(["sh", pids.path(), path(&guard), path(&link)])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{mechanism}: {out:?}");
+        let links = read_pids(&pids.0, 1);
+        // pkit has ended: every link it saw was killed and reaped, and a
+        // link started after its last look would be its child still.
+        assert_all_gone(&links);
+        let all = read_pids(&pids.0, links.len());
+        assert_all_gone(&all);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
