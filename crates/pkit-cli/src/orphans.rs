@@ -34,10 +34,33 @@ pub const STRAY_AGE: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Strays(std::collections::HashMap<i32, Instant>);
 
+/// A child of this process.
+#[derive(Clone, Copy)]
+struct Child {
+    /// Its pid here.
+    pid: i32,
+    /// Its state letter.
+    state: char,
+    /// The number `/proc` gives it (its pid here but under another pid
+    /// namespace's `/proc`: see `children`), by which its entry there is
+    /// read.
+    in_proc: i32,
+    /// It has a child of its own (where that is not known: false).
+    parent: bool,
+}
+
 /// This process's children (elsewhere: from the platform's process table).
 #[cfg(not(target_os = "linux"))]
-fn children() -> Vec<(i32, char)> {
+fn children() -> Vec<Child> {
     sys::children()
+        .into_iter()
+        .map(|(pid, state)| Child {
+            pid,
+            state,
+            in_proc: pid,
+            parent: false,
+        })
+        .collect()
 }
 
 /// This process's children, with their state letters, by their pids in
@@ -50,9 +73,12 @@ fn children() -> Vec<(i32, char)> {
 /// here (its `NSpid` entry at this namespace's depth below `/proc`'s), as
 /// `kill` and `waitpid` take it. Compared with the pid here, the children
 /// of whatever process has that number out there were taken for ours (and
-/// their numbers killed here), and ours were missed.
+/// their numbers killed here), and ours were missed. Each is listed with
+/// its number in `/proc` too, where its entry is read (its name: see
+/// `is_guard`), and whether it has a child of its own (every entry's
+/// parent is read anyway).
 #[cfg(target_os = "linux")]
-fn children() -> Vec<(i32, char)> {
+fn children() -> Vec<Child> {
     let mut out = Vec::new();
     let Some(view) = ProcView::get() else {
         return out;
@@ -60,6 +86,7 @@ fn children() -> Vec<(i32, char)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
     };
+    let mut parents = std::collections::HashSet::new();
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
@@ -76,12 +103,23 @@ fn children() -> Vec<(i32, char)> {
             continue;
         };
         if ppid != view.me {
+            if let Ok(ppid) = ppid.parse::<i32>() {
+                parents.insert(ppid);
+            }
             continue;
         }
         let Some(here) = view.pid_here(pid) else {
             continue;
         };
-        out.push((here, state.chars().next().unwrap_or('?')));
+        out.push(Child {
+            pid: here,
+            state: state.chars().next().unwrap_or('?'),
+            in_proc: pid,
+            parent: false,
+        });
+    }
+    for child in &mut out {
+        child.parent = parents.contains(&child.in_proc);
     }
     out
 }
@@ -111,16 +149,24 @@ impl ProcView {
         ProcView::get().is_some_and(|v| v.depth.is_none())
     }
 
+    /// How deep below `/proc`'s pid namespace this process's is: by the
+    /// length of its `NSpid` line (one pid per namespace from `/proc`'s
+    /// inward), not by whether `/proc/self` names its pid here, which it
+    /// may by chance under another namespace's `/proc` too (that `/proc`'s
+    /// numbers were then read as this namespace's again). A kernel without
+    /// `NSpid` (before 4.1) has no pid namespaces to tell apart there:
+    /// the pid compared.
     fn read() -> Option<ProcView> {
         let me = std::fs::read_link("/proc/self").ok()?;
         let me = me.to_str()?.to_owned();
-        if me == std::process::id().to_string() {
-            return Some(ProcView { me, depth: None });
-        }
-        let depth = ns_pids("self")?.len().checked_sub(1)?;
+        let depth = match ns_pids("self") {
+            Some(pids) => pids.len().checked_sub(1)?,
+            None if me == std::process::id().to_string() => 0,
+            None => return None,
+        };
         Some(ProcView {
             me,
-            depth: Some(depth),
+            depth: (depth > 0).then_some(depth),
         })
     }
 
@@ -153,19 +199,32 @@ fn group_and_session(pid: &str) -> Option<(String, String)> {
     Some((f.next()?.to_string(), f.next()?.to_string()))
 }
 
-/// Whether child `pid` is named as pkit's owner-death guards are (every
-/// one of them sets that name, however it was started). Under another pid
-/// namespace's `/proc` its entry can't be found by `pid`: no.
+/// Whether a child is named as pkit's owner-death guards are (every one
+/// of them sets that name, however it was started); `in_proc`: its number
+/// in `/proc` (see `children`: under another pid namespace's `/proc` its
+/// pid here names another entry, or none, and a real guard read by it was
+/// SIGKILLed at once, before it removed its owner's cgroup directories).
+/// Our own unreaped child: its number there can't have been reused.
 #[cfg(target_os = "linux")]
-fn is_guard(pid: i32) -> bool {
-    ProcView::ours()
-        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| c.trim_end() == "pkit-guard")
+fn is_guard(in_proc: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{in_proc}/comm"))
+        .is_ok_and(|c| c.trim_end() == "pkit-guard")
 }
 
 #[cfg(not(target_os = "linux"))]
-fn is_guard(_pid: i32) -> bool {
+fn is_guard(_in_proc: i32) -> bool {
     false
+}
+
+/// Whether the sweep may take adopted child `c` for an owner-death guard
+/// and leave it time to end on its own: named as one, and with no child
+/// of its own. A guard starts none (raw system calls only, after its
+/// fork); a process that only took the name and started others had its
+/// descendants multiply out of the sweep's sight meanwhile (a chain of
+/// them, each the next one's parent, grown through the wait, was more
+/// than the sweep's last second could kill one level at a time).
+fn may_be_a_guard(c: &Child) -> bool {
+    !c.parent && is_guard(c.in_proc)
 }
 
 /// Whether child `pid` may be a run's program under process groups: it
@@ -224,10 +283,10 @@ impl Orphans {
         let zombies: Vec<i32> = self
             .adopted()
             .into_iter()
-            .filter(|&(pid, state)| {
-                state == 'Z' && !programs.contains(&(pid as u32)) && !may_be_a_program(pid)
+            .filter(|c| {
+                c.state == 'Z' && !programs.contains(&(c.pid as u32)) && !may_be_a_program(c.pid)
             })
-            .map(|(pid, _)| pid)
+            .map(|c| c.pid)
             .collect();
         // A pid no longer a zombie was reaped (by the library): forgotten,
         // so that a new child given the same pid starts its own wait.
@@ -257,22 +316,22 @@ impl Orphans {
     /// owner-death guard of this process (their pids read at each look,
     /// so a guard started after [`Orphans::new`] is spared too; by pid,
     /// not by name, which any orphan can take).
-    fn adopted(&self) -> Vec<(i32, char)> {
+    fn adopted(&self) -> Vec<Child> {
         if !self.subreaper {
             return Vec::new();
         }
         let guards = pkit::guard_pids();
         children()
             .into_iter()
-            .filter(|(pid, _)| *pid as u32 != self.main && !guards.contains(&(*pid as u32)))
+            .filter(|c| c.pid as u32 != self.main && !guards.contains(&(c.pid as u32)))
             .collect()
     }
 
     /// Reaps the adopted orphans that have exited.
     pub fn reap_exited(&self) {
-        for (pid, state) in self.adopted() {
-            if state == 'Z' {
-                sys::reap_if_exited(pid);
+        for c in self.adopted() {
+            if c.state == 'Z' {
+                sys::reap_if_exited(c.pid);
             }
         }
     }
@@ -288,7 +347,8 @@ impl Orphans {
     /// group, or killed here), and its guard then kills the owner's groups
     /// and removes their cgroup directories, which a SIGKILL midway would
     /// leave behind. One still alive then is killed, so the name is worth
-    /// no more than that wait.
+    /// no more than that wait; one with a child of its own is no guard
+    /// and is killed at once (see `may_be_a_guard`).
     ///
     /// It blocks the calling thread while it waits (10 ms at a time): on
     /// the CLI's single-threaded runtime (`pkit supervise`'s `stop_when`
@@ -309,15 +369,15 @@ impl Orphans {
                 return (Some(killed.len() as u64), true);
             }
             let late = Instant::now() > guards_until;
-            for &(pid, state) in &left {
+            for c in &left {
                 // Our own child, unreaped: its pid can't have been reused.
-                if state != 'Z'
-                    && (late || !is_guard(pid))
-                    && sys::kill(pid as u32, sig::SIGKILL).is_ok()
+                if c.state != 'Z'
+                    && (late || !may_be_a_guard(c))
+                    && sys::kill(c.pid as u32, sig::SIGKILL).is_ok()
                 {
-                    killed.insert(pid);
+                    killed.insert(c.pid);
                 }
-                sys::reap_if_exited(pid);
+                sys::reap_if_exited(c.pid);
             }
             if Instant::now() > deadline {
                 return (Some(killed.len() as u64), false);

@@ -18,13 +18,16 @@ use common::*;
 /// process group) that the sweep must kill, a "guard" (`$4`, a link to
 /// `sh` named `pkit-guard`) that ends on its own only once that orphan
 /// is gone (as a real guard ends once its owner is), writing `done`, and
-/// a "guard" that never ends. Pids: the orphan's to `$1`, the lingering
-/// one's to `$3`.
+/// a "guard" that never ends (it reads a FIFO of its own, `$3.fifo`).
+/// Neither starts a process, as a real guard starts none: one with a
+/// child is killed at once (see review_rv47.rs). Pids: the orphan's to
+/// `$1`, the lingering one's to `$3`.
 const SCRIPT: &str = r#"
 setsid sh -c 'echo $$ > "$1"; while :; do sleep 1; done' sh "$1" &
 while [ ! -s "$1" ]; do sleep 0.01; done
-setsid "$4" -c 'o=$(cat "$1"); while kill -0 "$o" 2>/dev/null; do sleep 0.02; done; echo done > "$2"' sh "$1" "$2" &
-setsid "$4" -c 'echo $$ > "$1"; while :; do sleep 1; done' sh "$3" &
+setsid "$4" -c 'read o < "$1"; while kill -0 "$o" 2>/dev/null; do :; done; echo done > "$2"' sh "$1" "$2" &
+mkfifo "$3.fifo"
+setsid "$4" -c 'echo $$ > "$1"; read x <> "$1.fifo"' sh "$3" &
 while [ ! -s "$3" ]; do sleep 0.01; done
 "#;
 
@@ -49,6 +52,7 @@ fn the_sweep_lets_a_guard_end_on_its_own_and_kills_a_lingering_one() {
         assert_eq!(out.status.code(), Some(0), "{mechanism}: {out:?}");
         // pkit has ended: what it swept is gone (reaped by pkit).
         let pids = [orphan.0.as_path(), lingering.0.as_path()].map(|f| read_pids(f, 1)[0]);
+        let _ = std::fs::remove_file(format!("{}.fifo", lingering.path()));
         assert_all_gone(&pids);
         assert_eq!(
             std::fs::read_to_string(&done).unwrap_or_default().trim(),

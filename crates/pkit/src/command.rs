@@ -68,7 +68,12 @@ pub struct Command {
 impl Command {
     /// A command that runs `program`: a name looked up on `PATH` (the
     /// command's own `PATH` if it sets one, else the parent's), or a path
-    /// when it contains a `/`.
+    /// when it contains a `/`. A child left without `PATH` (removed with
+    /// [`env_remove`](Self::env_remove), cleared with
+    /// [`env_clear`](Self::env_clear), or not in an
+    /// [`inherit_env`](Self::inherit_env) list) has its program looked up
+    /// on `/usr/local/bin:/usr/bin:/bin` on Unix, as `execvp` would, not
+    /// on the parent's `PATH`.
     ///
     /// The program is found in this process, before the child starts, and
     /// the child executes exactly the file found. A relative path (`./tool`,
