@@ -71,7 +71,7 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 /// relayed by the outer; counted twice, one signal was a second request,
 /// and ended the run. Only a parent that may be a pkit counts (on Linux,
 /// one running pkit's executable or one of its name: `sys::parent`); a
-/// window, not an exact mark: a relay is sent by `Group::signal`, which
+/// window, not an exact mark: a relay is sent by `Group::signal_async`, which
 /// carries no `sigqueue` value (and through `killpg` could carry none),
 /// and a marked relay still would not tell the signal the nested pkit got
 /// directly from a later one the same sender sent to the outer alone.
