@@ -71,7 +71,7 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 /// relayed by the outer; counted twice, one signal was a second request,
 /// and ended the run. Only a parent that may be a pkit counts (on Linux,
 /// one running pkit's executable or one of its name: `sys::parent`); a
-/// window, not an exact mark: a relay is sent by `Group::signal`, which
+/// window, not an exact mark: a relay is sent by `Group::signal_async`, which
 /// carries no `sigqueue` value (and through `killpg` could carry none),
 /// and a marked relay still would not tell the signal the nested pkit got
 /// directly from a later one the same sender sent to the outer alone.
@@ -127,7 +127,7 @@ impl Forwarder<'_> {
     /// TSTP, WINCH, HUP, CONT) to the whole tree; the ones `kill` sends to
     /// one pid (TERM, USR1, USR2, ALRM) to the program, as if sent to it.
     /// False when it could not be sent.
-    pub fn forward(&self, sig: i32) -> bool {
+    pub async fn forward(&self, sig: i32) -> bool {
         let job = [
             sig::SIGINT,
             sig::SIGQUIT,
@@ -137,22 +137,26 @@ impl Forwarder<'_> {
             sig::SIGCONT,
         ];
         if job.contains(&sig) {
-            self.send(sig)
+            self.send(sig).await
         } else {
-            self.send_to(sig, true)
+            self.send_to(sig, true).await
         }
     }
 
     /// Sends `sig`; false when it could not be sent.
-    pub fn send(&self, sig: i32) -> bool {
-        self.send_to(sig, self.foreground)
+    pub async fn send(&self, sig: i32) -> bool {
+        self.send_to(sig, self.foreground).await
     }
 
-    fn send_to(&self, sig: i32, program_only: bool) -> bool {
-        !matches!(self.try_send(sig, program_only), Sent::Missed)
+    async fn send_to(&self, sig: i32, program_only: bool) -> bool {
+        !matches!(self.try_send(sig, program_only).await, Sent::Missed)
     }
 
-    fn try_send(&self, sig: i32, program_only: bool) -> Sent {
+    /// Under cgroup v2 the tree's signal awaits the cgroup's freeze (up to
+    /// 5 s for a member that can't be frozen): the runtime's other tasks
+    /// (`--pty`'s relay of the terminal's output, the library's) run
+    /// meanwhile; the run loop itself goes on once the tree is signalled.
+    async fn try_send(&self, sig: i32, program_only: bool) -> Sent {
         if self.verbose {
             let to = if program_only {
                 "the program"
@@ -169,7 +173,7 @@ impl Forwarder<'_> {
                 Err(_) => Sent::Missed,
             };
         }
-        match self.group.signal(Signal::from_raw(sig)) {
+        match self.group.signal_async(Signal::from_raw(sig)).await {
             Ok(()) => Sent::All,
             // A member this user may not signal (a setuid program's
             // child, say): the others had it, and the grace is theirs.
@@ -202,7 +206,7 @@ impl Forwarder<'_> {
     /// `mates`: the signal the rest of pkit's job (its process group) gets
     /// first, when the stop is the program's group's: a SIGCONT after
     /// that cancels pkit's own stop likewise.
-    pub fn stop_pkit(&self, st: &mut Run, signalled: bool, mates: Option<i32>) {
+    pub async fn stop_pkit(&self, st: &mut Run, signalled: bool, mates: Option<i32>) {
         if let Some(r) = self.relay {
             r.suspend();
         }
@@ -251,7 +255,7 @@ impl Forwarder<'_> {
         // the program retried before the hand-over stopped it: the run
         // loop continues it ([`Self::program_stopped`]).
         if !self.same_pgrp || self.tree_stopped() {
-            let _ = self.group.signal(Signal::Cont);
+            let _ = self.group.signal_async(Signal::Cont).await;
         }
         crate::testpause::at("continued");
         self.take_terminal();
@@ -273,7 +277,7 @@ impl Forwarder<'_> {
     /// no kernel drops, is left as it is under a cgroup (`--timeout`
     /// still fires, and its ending continues the tree).
     /// `by`: the signal that stopped it, if known.
-    pub fn program_stopped(&self, st: &mut Run, by: Option<i32>) {
+    pub async fn program_stopped(&self, st: &mut Run, by: Option<i32>) {
         let job_stop = by.is_some_and(|s| [sig::SIGTSTP, sig::SIGTTIN, sig::SIGTTOU].contains(&s));
         if st.left_stopped && !job_stop {
             return;
@@ -300,7 +304,7 @@ impl Forwarder<'_> {
                 // A Ctrl-Z since, at the program stopped, waits there: the
                 // SIGCONT would discard it. It stops the job instead.
                 if !self.stop_pending() {
-                    let _ = self.group.signal(Signal::Cont);
+                    let _ = self.group.signal_async(Signal::Cont).await;
                     return;
                 }
                 by = Some(sig::SIGTSTP);
@@ -327,7 +331,8 @@ impl Forwarder<'_> {
             // terminal's Ctrl-Z reached the program's group alone, and a
             // read from the background stops the whole job. The shell sees
             // its job stopped only once every process of it is.
-            self.stop_pkit(st, false, Some(by.unwrap_or(sig::SIGTSTP)));
+            self.stop_pkit(st, false, Some(by.unwrap_or(sig::SIGTSTP)))
+                .await;
             return;
         }
         let how = by.map_or_else(|| "a stop".to_string(), signame::display);
@@ -338,7 +343,7 @@ impl Forwarder<'_> {
                      orphaned (no shell could continue it): continuing the whole tree"
                 );
             }
-            let _ = self.group.signal(Signal::Cont);
+            let _ = self.group.signal_async(Signal::Cont).await;
         } else {
             if self.verbose {
                 eprintln!(
@@ -395,8 +400,8 @@ impl Forwarder<'_> {
     /// descriptor limit) is the kill of the whole tree at once, not a grace
     /// nobody was asked to use: true when it came to that. A process that refused the signal (`EPERM`: one this user
     /// may not signal) does not end the others' grace.
-    pub fn send_ending(&self, sig: i32) -> bool {
-        if matches!(self.try_send(sig, self.foreground), Sent::Missed) {
+    pub async fn send_ending(&self, sig: i32) -> bool {
+        if matches!(self.try_send(sig, self.foreground).await, Sent::Missed) {
             if self.verbose {
                 eprintln!(
                     "pkit: {} could not reach the whole tree: killing it now",
@@ -407,7 +412,7 @@ impl Forwarder<'_> {
             // not waited out: the run's close ends the tree with what
             // needs the fewest descriptors (cgroup.kill through the
             // reserve), and verifies it.
-            if let Err(e) = self.group.kill() {
+            if let Err(e) = self.group.kill_async().await {
                 if self.verbose {
                     eprintln!("pkit: killing the tree failed ({e}); the close ends it");
                 }
@@ -415,7 +420,7 @@ impl Forwarder<'_> {
             return true;
         }
         if sig != sig::SIGKILL && sig != sig::SIGCONT {
-            self.send(sig::SIGCONT);
+            self.send(sig::SIGCONT).await;
         }
         false
     }
@@ -431,7 +436,7 @@ enum Sent {
     Missed,
 }
 
-pub fn on_signal(
+pub async fn on_signal(
     r: Received,
     args: &RunArgs,
     fwd: &Forwarder<'_>,
@@ -464,11 +469,11 @@ pub fn on_signal(
                 return;
             }
             if !delivered {
-                fwd.forward(sig::SIGTSTP);
+                fwd.forward(sig::SIGTSTP).await;
             }
             // Stop pkit too, so the shell sees its job stop; `fg` sends
             // SIGCONT, which continues pkit, and pkit the tree.
-            fwd.stop_pkit(st, true, None);
+            fwd.stop_pkit(st, true, None).await;
         }
         sig::SIGCONT => {
             // The SIGCONT that continued pkit after a stop: the tree was
@@ -479,7 +484,7 @@ pub fn on_signal(
             let woke = std::mem::take(&mut st.continued);
             let held = fwd.tty.is_some_and(Terminal::program_holds);
             if !delivered && (!woke || (!held && fwd.tree_stopped())) {
-                fwd.forward(s);
+                fwd.forward(s).await;
             }
             // `fg` of a job that ran on in the background (or that and
             // the SIGCONT that woke pkit after a stop, pending at once:
@@ -491,7 +496,7 @@ pub fn on_signal(
             // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
             // survives); never pkit's teardown.
             if !delivered {
-                fwd.forward(s);
+                fwd.forward(s).await;
             }
         }
         sig::SIGTERM | sig::SIGHUP | sig::SIGINT | sig::SIGQUIT => {
@@ -512,7 +517,7 @@ pub fn on_signal(
                 1 => {
                     // Windows: the request is a graceful stop, and where no
                     // CTRL_BREAK can be delivered that is the termination.
-                    if !delivered && !fwd.forward(s) && cfg!(windows) {
+                    if !delivered && !fwd.forward(s).await && cfg!(windows) {
                         if !args.quiet {
                             eprintln!(
                                 "pkit: {}: no CTRL_BREAK could be delivered: terminating the \
@@ -520,7 +525,7 @@ pub fn on_signal(
                                 signame::display(s)
                             );
                         }
-                        let _ = fwd.group.kill();
+                        let _ = fwd.group.kill_async().await;
                     }
                     if let Some(k) = args.kill_after {
                         st.arm(k);
@@ -540,7 +545,7 @@ pub fn on_signal(
                         foreground: false,
                         ..*fwd
                     };
-                    if tree.send_ending(term_signal) {
+                    if tree.send_ending(term_signal).await {
                         st.kill = Some(Kill::Unreachable(term_signal));
                     }
                     st.tree_ended = true;
@@ -551,13 +556,13 @@ pub fn on_signal(
                         eprintln!("pkit: {}: killing the whole tree now", signame::display(s));
                     }
                     st.kill = Some(Kill::Requested(s));
-                    let _ = fwd.group.kill();
+                    let _ = fwd.group.kill_async().await;
                 }
             }
         }
         _ => {
             if !delivered {
-                fwd.forward(s);
+                fwd.forward(s).await;
             }
         }
     }

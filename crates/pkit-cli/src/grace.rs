@@ -40,7 +40,7 @@ pub async fn drain(
     loop {
         orphans.reap_exited();
         let Ok(pids) = group.pids() else {
-            let _ = group.kill();
+            let _ = group.kill_async().await;
             return None;
         };
         let left = pids.len() as u64;
@@ -70,7 +70,7 @@ pub async fn drain(
                             signame::display(s)
                         );
                     }
-                    let _ = group.kill();
+                    let _ = group.kill_async().await;
                     return Some(left);
                 }
             }

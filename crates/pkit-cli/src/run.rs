@@ -147,7 +147,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     let tty = if args.pty { None } else { Terminal::new(pid) };
     let relay = proc.pty().map(crate::pty::Relay::start);
     if tty.is_some() {
-        let _ = group.signal(pkit::Signal::Cont);
+        let _ = group.signal_async(pkit::Signal::Cont).await;
     }
 
     let fwd = Forwarder {
@@ -187,7 +187,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 // (Windows' usual case, a CTRL_BREAK without a console):
                 // still a timeout's ending (124, as before), not a SIGKILL
                 // after a grace.
-                fwd.send_ending(term_signal);
+                fwd.send_ending(term_signal).await;
                 st.tree_ended |= !fwd.foreground;
                 st.arm(grace);
             }
@@ -197,7 +197,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 if args.verbose {
                     eprintln!("pkit: still running after the grace: sending SIGKILL to the whole tree");
                 }
-                let _ = group.kill();
+                let _ = group.kill_async().await;
             }
             // The terminal stops the program's group on Ctrl-Z (or a read
             // from the background): stop pkit too, as the shell expects of
@@ -216,8 +216,8 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 let stopped = sys::state_of(pid) == Some('T');
                 let by = stopped.then(|| sys::stop_signal(pid)).flatten();
                 match by.or_else(|| fwd.held_by_stopped_child()) {
-                    Some(by) => fwd.program_stopped(&mut st, Some(by)),
-                    None if stopped => fwd.program_stopped(&mut st, None),
+                    Some(by) => fwd.program_stopped(&mut st, Some(by)).await,
+                    None if stopped => fwd.program_stopped(&mut st, None).await,
                     None => {
                         st.left_stopped = false;
                         st.terminal_wait = None;
@@ -230,7 +230,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // acted on here after a second if that end is never seen.
             () = until(early.map(|(_, at)| at)) => {
                 if let Some((r, _)) = early.take() {
-                    on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace);
+                    on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace).await;
                 }
             }
             r = signals.recv(), if early.is_none() => match r {
@@ -241,7 +241,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 Ok(r) if r.signo == sig::SIGWINCH && relay.is_some() => {
                     relay.as_ref().map(crate::pty::Relay::follow_resize);
                 }
-                Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace),
+                Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace).await,
                 Err(e) => {
                     eprintln!("pkit: cannot read signals: {e}");
                     break Err(Error::Io { context: "reading signals".into(), source: e });
@@ -283,7 +283,8 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                     foreground: false,
                     ..fwd
                 }
-                .send_ending(term_signal);
+                .send_ending(term_signal)
+                .await;
                 // Killed at once, every one of them: no grace to wait out.
                 report.leftovers_killed_at_once = killed;
                 (!killed).then(|| armed.or_else(|| crate::forward::from_now(grace)))

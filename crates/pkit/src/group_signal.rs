@@ -1,6 +1,7 @@
-//! Signalling a [`Group`]'s processes from a synchronous caller
-//! ([`Group::kill`], [`Group::signal`]), and the crate's async kill, which
-//! awaits a cgroup's freeze.
+//! Signalling a [`Group`]'s processes: from a synchronous caller
+//! ([`Group::kill`], [`Group::signal`]), whose thread waits for a cgroup's
+//! freeze, and from an async one ([`Group::kill_async`],
+//! [`Group::signal_async`]), which awaits it.
 
 use crate::error::{Error, Result};
 use crate::group::Group;
@@ -22,11 +23,9 @@ impl Group {
     /// to 5 s when a member can't be frozen (one in uninterruptible sleep,
     /// such as a read from a hung NFS server or a process held in a cgroup
     /// v1 freezer); the members are then signalled anyway and the cgroup
-    /// thawed. An async caller that must not hold its thread that long
-    /// (a current-thread runtime) calls it through
-    /// `tokio::task::spawn_blocking`, or ends the group with
-    /// [`shutdown`](Self::shutdown) or [`close`](Self::close), which await
-    /// the freeze. A process group's `killpg` never waits.
+    /// thawed. An async caller awaits [`kill_async`](Self::kill_async) instead, which
+    /// does the same without holding its thread meanwhile. A process
+    /// group's `killpg` never waits.
     ///
     /// # Errors
     ///
@@ -90,11 +89,10 @@ impl Group {
     /// to 5 s when a member can't be frozen (one in uninterruptible sleep,
     /// such as a read from a hung NFS server or a process held in a cgroup
     /// v1 freezer); the members are then signalled anyway and the cgroup
-    /// thawed. An async caller that must not hold its thread that long
-    /// (a current-thread runtime) calls it through
-    /// `tokio::task::spawn_blocking`, or ends the group with
-    /// [`shutdown`](Self::shutdown) or [`close`](Self::close), which await
-    /// the freeze. A process group's `killpg` never waits.
+    /// thawed. An async caller awaits
+    /// [`signal_async`](Self::signal_async) instead, which does the same
+    /// without holding its thread meanwhile. A process group's `killpg`
+    /// never waits.
     ///
     /// # Errors
     ///
@@ -109,15 +107,83 @@ impl Group {
             .map_err(|e| self.refused("signal", format!("sending {signal} to the group"), e))
     }
 
-    /// [`kill`](Self::kill) for the crate's async callers (a supervisor's
-    /// run ended by a failed readiness check or a cancel token): a cgroup's
-    /// freeze around the pass is awaited (see `Container::signal_async`),
-    /// not waited for in a blocking `poll` on the thread that polls this.
-    pub(crate) async fn kill_async(&self) -> Result<()> {
+    /// [`kill`](Self::kill), for an async caller: the same SIGKILL to
+    /// every process in the group, grandchildren included, the group left
+    /// usable (and a suspended group suspended), with the same errors.
+    /// Under cgroup v2 the cgroup's freeze before the pass is awaited (the
+    /// kernel's `frozen 1` in `cgroup.events`), not waited for on the
+    /// thread that polls this: a current-thread runtime runs its other
+    /// tasks meanwhile, up to the same 5 s when a member can't be frozen
+    /// (one in uninterruptible sleep), after which the members are
+    /// killed anyway and the cgroup thawed. A process group's `killpg`
+    /// and a Job Object's termination never wait. A closed group has
+    /// nothing left to kill: the kill succeeds.
+    ///
+    /// Dropped while it waits for the freeze, nothing was sent, and the
+    /// freeze it made is undone.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use pkit::{Command, Group, Outcome};
+    ///
+    /// let group = Group::new()?;
+    /// let mut server = group.start(&Command::new("sh").args(["-c", "sleep 300 & wait"]))?;
+    /// group.kill_async().await?; // the shell and its sleep
+    /// assert_eq!(server.wait().await?.outcome(), Outcome::Signalled(9));
+    /// # Ok(()) }
+    /// # #[cfg(unix)]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`kill`](Self::kill)'s: [`Error::Io`](crate::Error::Io) when the
+    /// OS refuses the kill.
+    pub async fn kill_async(&self) -> Result<()> {
         self.scripted.signal(Signal::Kill.as_raw());
         self.container()
             .signal_async(Signal::Kill.as_raw())
             .await
             .map_err(|e| Error::io("killing the group", e))
+    }
+
+    /// [`signal`](Self::signal), for an async caller: the same signal to
+    /// the same processes (see there for who gets it, and what
+    /// [`Signal::Kill`] and a closed group do), with the same errors.
+    /// Under cgroup v2 the cgroup's freeze around the pass is awaited (the
+    /// kernel's `frozen 1` in `cgroup.events`), not waited for on the
+    /// thread that polls this: a current-thread runtime runs its other
+    /// tasks meanwhile, up to the same 5 s when a member can't be frozen
+    /// (one in uninterruptible sleep), after which the members are
+    /// signalled anyway and the cgroup thawed. A process group's `killpg`
+    /// and a Job Object's signals never wait.
+    ///
+    /// Dropped while it waits for the freeze, nothing was sent, and the
+    /// freeze it made is undone.
+    ///
+    /// ```
+    /// # async fn demo() -> pkit::Result<()> {
+    /// use pkit::{Command, Group, Outcome, Signal};
+    ///
+    /// let group = Group::new()?;
+    /// let mut worker = group.start(&Command::new("sleep").arg("300"))?;
+    /// group.signal_async(Signal::Term).await?;
+    /// assert_eq!(worker.wait().await?.outcome(), Outcome::Signalled(15));
+    /// # Ok(()) }
+    /// # #[cfg(unix)]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`signal`](Self::signal)'s: [`Error::Unsupported`](crate::Error::Unsupported)
+    /// for a signal the mechanism can't send, [`Error::Io`](crate::Error::Io)
+    /// when the OS refuses it.
+    pub async fn signal_async(&self, signal: Signal) -> Result<()> {
+        self.scripted.signal(signal.as_raw());
+        self.container()
+            .signal_async(signal.as_raw())
+            .await
+            .map_err(|e| self.refused("signal", format!("sending {signal} to the group"), e))
     }
 }

@@ -137,6 +137,36 @@ async fn started_script_streams_lines_through_the_pump() {
     suite.end().await;
 }
 
+/// The group's async signal and kill reach scripted processes as the sync
+/// ones do: a scripted double records them (its outcome is the signal).
+#[tokio::test]
+async fn started_script_gets_the_groups_async_signal_and_kill() {
+    let suite = begin("started_script_gets_the_groups_async_signal_and_kill").await;
+    let runner = scripted(&["my-server", "--port=8080"], server_reply());
+    let group = Group::new().unwrap();
+    for (sig, signal) in [(15, Signal::Term), (9, Signal::Kill)] {
+        let p = group.start(&server(runner.clone())).unwrap();
+        match signal {
+            Signal::Kill => group.kill_async().await.unwrap(),
+            other => group.signal_async(other).await.unwrap(),
+        }
+        let ended = tokio::time::timeout(DEADLINE, async {
+            while p.is_running() {
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "{signal} ended the scripted process");
+        assert_eq!(
+            p.try_wait().unwrap(),
+            Some(Outcome::Signalled(sig)),
+            "{signal}"
+        );
+    }
+    group.close().await.unwrap();
+    suite.end().await;
+}
+
 #[tokio::test]
 async fn started_script_bounds_timeout_cancel_inactivity_and_drop() {
     let suite = begin("started_script_bounds_timeout_cancel_inactivity_and_drop").await;

@@ -1,0 +1,231 @@
+#![cfg(target_os = "linux")]
+//! `pkit run` relays a signal to its tree without holding its runtime's
+//! thread while the cgroup's freeze can't be confirmed: a member held in
+//! a cgroup v1 freezer of the test's own keeps cgroup v2's freeze from
+//! completing (for up to the 5 s the signal pass waits for it). Meanwhile
+//! `--pty`'s relay goes on: a line typed on pkit's stdin reaches the
+//! program's terminal, whose echo comes back on pkit's stdout, before the
+//! signal reached the held member. Before, the relay's `Group::signal`
+//! waited for the freeze in a blocking `poll` on the runtime's only
+//! thread, and the typed line came back only once every member, the held
+//! one included, had the signal.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(20);
+
+/// A cgroup v1 freezer directory of the test's own holding one process,
+/// frozen; thawed and removed when dropped.
+struct Held {
+    dir: PathBuf,
+    pid: i32,
+}
+
+impl Held {
+    /// `None` where no v1 freezer directory can be made (no such
+    /// hierarchy, not root).
+    fn new(pid: i32) -> Option<Held> {
+        let dir = Path::new("/sys/fs/cgroup/freezer").join(unique_name("held"));
+        std::fs::create_dir(&dir).ok()?;
+        let held = Held { dir, pid };
+        std::fs::write(held.dir.join("cgroup.procs"), pid.to_string()).expect("v1: move");
+        std::fs::write(held.dir.join("freezer.state"), "FROZEN").expect("v1: freeze");
+        let until = Instant::now() + DEADLINE;
+        while std::fs::read_to_string(held.dir.join("freezer.state"))
+            .unwrap_or_default()
+            .trim()
+            != "FROZEN"
+        {
+            assert!(Instant::now() < until, "v1 freezer: never FROZEN");
+            std::thread::sleep(POLL);
+        }
+        Some(held)
+    }
+
+    fn pending(&self, sig: i32) -> bool {
+        in_mask(self.pid, "ShdPnd:", sig) || in_mask(self.pid, "SigPnd:", sig)
+    }
+
+    fn thaw(&self) {
+        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.thaw();
+        if !pid_gone(self.pid) {
+            // SAFETY: kill(2) of the process this test holds.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+        let until = Instant::now() + DEADLINE;
+        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < until {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Where the cgroup v2 hierarchy is mounted.
+fn v2_root() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mount = left.split_whitespace().nth(4)?;
+        right.starts_with("cgroup2 ").then(|| PathBuf::from(mount))
+    })
+}
+
+/// The cgroup v2 directory of `pid`.
+fn v2_dir(pid: i32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(v2_root()?.join(rel.trim_start_matches('/')))
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// What one run saw.
+enum Seen {
+    /// No v1 freezer directory here.
+    NoHold,
+    /// Whether the held member had SIGHUP pending when the typed line came
+    /// back.
+    Probe { signalled_first: bool },
+}
+
+/// One `pkit run --pty` whose program's tree has a member held; SIGHUP
+/// to pkit (its first request to end, relayed to the whole tree), then,
+/// the tree's cgroup being frozen, a line typed on pkit's stdin.
+fn one_run(n: usize) -> Seen {
+    let mut child = pkit()
+        .args(["run", "-q", "--pty", "--mechanism", "cgroup", "--"])
+        .args(["sh", "-c", "sleep 300 & sleep 300 & wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Started::new)
+        .expect("pkit starts");
+    let pkit_pid = child.id();
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let until = Instant::now() + DEADLINE;
+    let sleeps = loop {
+        let sleeps: Vec<u32> = descendants(pkit_pid)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|&p| comm(p) == "sleep")
+            .collect();
+        if sleeps.len() == 2 {
+            break sleeps;
+        }
+        assert!(Instant::now() < until, "the sleeps never started");
+        std::thread::sleep(POLL);
+    };
+    let Some(held) = Held::new(sleeps[0] as i32) else {
+        return Seen::NoHold;
+    };
+    let dir = v2_dir(sleeps[1] as i32).expect("the run's cgroup v2 directory");
+    kill(pkit_pid, libc::SIGHUP);
+    let until = Instant::now() + DEADLINE;
+    while std::fs::read_to_string(dir.join("cgroup.freeze"))
+        .unwrap_or_default()
+        .trim()
+        != "1"
+    {
+        assert!(
+            Instant::now() < until,
+            "the relay never froze the tree ({dir:?})"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let probe = format!("probe-{n}-{}", std::process::id());
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{probe}\n").as_bytes())
+        .expect("typing");
+    let until = Instant::now() + DEADLINE;
+    let signalled_first = loop {
+        // Read first: a pending signal seen after the echo came is one
+        // sent after it at the earliest.
+        let echoed = String::from_utf8_lossy(&seen.lock().unwrap()).contains(&probe);
+        if echoed {
+            break held.pending(libc::SIGHUP);
+        }
+        assert!(Instant::now() < until, "the typed line never came back");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    held.thaw();
+    drop(stdin);
+    let until = Instant::now() + DEADLINE;
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < until, "pkit never ended");
+        std::thread::sleep(POLL);
+    }
+    reader.join().expect("the reader");
+    let pids: Vec<i32> = sleeps.iter().map(|&p| p as i32).collect();
+    assert_all_gone(&pids);
+    drop(held);
+    Seen::Probe { signalled_first }
+}
+
+/// Cgroup only: a process group's `killpg` never waits. Up to three runs:
+/// one whose typed line comes back before the held member is signalled
+/// passes (a machine so loaded that the echo takes the pass's whole 5 s
+/// is given another run); with the relay's signal waiting on the thread,
+/// none ever does.
+#[test]
+fn a_relay_waiting_for_a_freeze_leaves_the_pty_relay_running() {
+    if !mechanisms().contains(&"cgroup") {
+        return;
+    }
+    if !run(&["run", "-q", "--mechanism", "cgroup", "--", "true"])
+        .status
+        .success()
+    {
+        eprintln!("SKIPPED in tests/signal_held.rs: no cgroup v2 here");
+        return;
+    }
+    for n in 0..3 {
+        match one_run(n) {
+            Seen::NoHold => {
+                eprintln!("SKIPPED in tests/signal_held.rs: no cgroup v1 freezer directory");
+                return;
+            }
+            Seen::Probe {
+                signalled_first: false,
+            } => return,
+            Seen::Probe {
+                signalled_first: true,
+            } => eprintln!("run {n}: the typed line came back after the signal"),
+        }
+    }
+    panic!(
+        "in three runs the typed line came back only once the held member had the \
+         signal: pkit's relay of SIGHUP held its runtime's thread while it waited for \
+         the freeze"
+    );
+}
