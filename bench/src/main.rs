@@ -78,7 +78,9 @@ struct Args {
     /// tokio-fanout and pkit-fanout the 16-way fan-out; see the error
     /// message of an unknown name for the whole list). For `--probe-runs`,
     /// names joined with `+` (e.g. `std+tokio+pkit+processkit`) take turns
-    /// within each run in this one process, and each one's median is printed.
+    /// within each run in this one process, and each one's median is printed,
+    /// with the calling thread's CPU time, minor page faults and voluntary
+    /// and involuntary context switches per run (`getrusage(RUSAGE_THREAD)`).
     #[arg(long, default_value = "pkit")]
     probe_with: String,
     /// Stream this many 128-byte lines (discarded) through one contender

@@ -123,11 +123,19 @@ pub async fn probe(with: &str, runs: usize) {
         // `--count-allocs`: allocations and bytes, the process's and this
         // thread's, per contender.
         let mut counts = vec![[0u64; 4]; names.len()];
+        // This thread's minor page faults and context switches (voluntary,
+        // involuntary) in each contender's runs (`getrusage(RUSAGE_THREAD)`).
+        let mut usage = vec![[0u64; 3]; names.len()];
         for run in 0..=runs {
-            for (((name, times), cpu), allocs) in
-                names.iter().zip(&mut times).zip(&mut cpu).zip(&mut counts)
+            for ((((name, times), cpu), allocs), usage) in names
+                .iter()
+                .zip(&mut times)
+                .zip(&mut cpu)
+                .zip(&mut counts)
+                .zip(&mut usage)
             {
                 let counted = crate::count::now();
+                let used = thread_usage();
                 let (thread, process) = (cpu_ns(THREAD), cpu_ns(PROCESS));
                 let t = Instant::now();
                 Box::pin(probe(name, 0)).await;
@@ -135,6 +143,9 @@ pub async fn probe(with: &str, runs: usize) {
                 if run > 0 {
                     cpu.0 += cpu_ns(THREAD).saturating_sub(thread);
                     cpu.1 += cpu_ns(PROCESS).saturating_sub(process);
+                    for (sum, (a, b)) in usage.iter_mut().zip(thread_usage().iter().zip(used)) {
+                        *sum += a.saturating_sub(b);
+                    }
                     let after = crate::count::now();
                     for (sum, (a, b)) in allocs.iter_mut().zip(after.iter().zip(counted)) {
                         *sum += a - b;
@@ -143,16 +154,22 @@ pub async fn probe(with: &str, runs: usize) {
             }
         }
         if runs > 0 {
-            for (((name, mut times), cpu), allocs) in names.iter().zip(times).zip(cpu).zip(counts) {
+            for ((((name, mut times), cpu), allocs), usage) in
+                names.iter().zip(times).zip(cpu).zip(counts).zip(usage)
+            {
                 times.sort();
+                let r = runs as f64;
                 eprintln!(
-                    "  {name}: median {:.1} µs, CPU per run: this thread {:.1} µs, the process {:.1} µs",
+                    "  {name}: median {:.1} µs, CPU per run: this thread {:.1} µs, the process {:.1} µs; \
+                     this thread per run: {:.2} minor faults, {:.2} voluntary and {:.2} involuntary context switches",
                     times[times.len() / 2].as_nanos() as f64 / 1e3,
-                    cpu.0 as f64 / runs as f64 / 1e3,
-                    cpu.1 as f64 / runs as f64 / 1e3,
+                    cpu.0 as f64 / r / 1e3,
+                    cpu.1 as f64 / r / 1e3,
+                    usage[0] as f64 / r,
+                    usage[1] as f64 / r,
+                    usage[2] as f64 / r,
                 );
                 if crate::count::on() {
-                    let r = runs as f64;
                     eprintln!(
                         "    allocations per run: the process {:.1} ({:.0} bytes), this thread {:.1} ({:.0} bytes)",
                         allocs[0] as f64 / r,
@@ -453,6 +470,17 @@ const PROCESS: libc::clockid_t = libc::CLOCK_PROCESS_CPUTIME_ID;
 /// included; children not counted), in ns.
 pub fn process_cpu_ns() -> u64 {
     cpu_ns(PROCESS)
+}
+
+/// This thread's minor page faults, voluntary and involuntary context
+/// switches so far (`getrusage(RUSAGE_THREAD)`).
+fn thread_usage() -> [u64; 3] {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable rusage; RUSAGE_THREAD always exists
+    // on Linux.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    [u.ru_minflt as u64, u.ru_nvcsw as u64, u.ru_nivcsw as u64]
 }
 
 /// The CPU time of `clock` so far, in ns.
