@@ -267,3 +267,66 @@ fn helper_on_the_terminal(m: &str) {
 fn a_background_helper_with_stdin_on_the_terminal_keeps_it_for_the_job() {
     at_once(process_group_mechanisms(), helper_on_the_terminal);
 }
+
+/// `sh -c 'pkit run -- prog & …; read x </dev/tty'`: pkit, alone in its
+/// job but for the shell (its parent), hands its program the terminal;
+/// then another process of the job reads it (here the script itself,
+/// let go by the driver once the program's group holds the terminal; in
+/// CI a pipeline's later stage, `pkit run -- job | sh -c 'read x
+/// </dev/tty'`, that the loaded shell forked only after pkit looked at its
+/// job). The terminal's SIGTTIN to the job reaches pkit: it gives the
+/// terminal back to the job and continues it, and the read goes through,
+/// as without pkit (pkit used to stop the whole job for it).
+fn a_later_reader_in_the_job(m: &str) {
+    let pids = Reap::new("tty-job-later");
+    let gate = temp_path("tty-job-later-gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo: {made:?}");
+    let job = format!(
+        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100' & \
+         read go <{g}; read x </dev/tty; echo got=$x; kill $!; wait",
+        p = pids.path(),
+        g = gate.display()
+    );
+    let driver = format!(
+        r#"
+    _, st = os.waitpid(job, 0)
+    print("job-status=%d;" % os.waitstatus_to_exitcode(st), flush=True)
+    os._exit(0)
+read_job()
+# The program's process group (it leads it) holds the terminal: pkit
+# handed it over.
+end = time.time() + 60
+while True:
+    try:
+        prog = int(open("{p}").read().split()[0])
+        if os.tcgetpgrp(fd) == prog:
+            break
+    except (OSError, ValueError, IndexError):
+        pass
+    if time.time() > end:
+        give_up("the program's group never held the terminal")
+    time.sleep(0.02)
+with open("{g}", "w") as gate:
+    gate.write("go\n")
+os.write(fd, b"abc\n")
+read_until(b"got=abc", 1, 30)
+read_until(b"job-status=0;", 1, 30)
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#,
+        p = pids.path(),
+        g = gate.display()
+    );
+    let text = drive(&job, &driver);
+    let _ = std::fs::remove_file(&gate);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+}
+
+#[test]
+fn a_later_reader_of_the_terminal_in_pkits_job_gets_it_back() {
+    at_once(process_group_mechanisms(), a_later_reader_in_the_job);
+}
