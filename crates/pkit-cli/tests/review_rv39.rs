@@ -116,7 +116,7 @@ use std::process::{Command, Stdio};
 
 use common::{
     at_once, drive, mechanisms, pkit, process_group_mechanisms, shell_status, temp_path, Reap,
-    PY_CTRL_Z_STOPS_THE_JOB, PY_JOB_IN_PTY, PY_PTY_DRIVER,
+    PY_CTRL_Z_STOPS_THE_JOB, PY_JOB_IN_PTY, PY_PTY_DRIVER, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -244,7 +244,8 @@ fn a_pipeline_reader_of_the_terminal_is_not_sent_to_the_background() {
 fn ctrl_z_in_pipeline(m: &str) {
     let pids = Reap::new("rv39-ctrlz-pids");
     let job = format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100' | cat",
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- \
+         sh -c 'echo $$ >> {p}; exec sleep 100'; }} | cat",
         p = pids.path()
     );
     let text = drive(&job, PY_CTRL_Z_STOPS_THE_JOB);

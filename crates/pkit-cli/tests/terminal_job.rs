@@ -12,7 +12,7 @@ mod common;
 
 use common::{
     assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, drive_paused,
-    ends_or_stops, process_group_mechanisms, temp_path, Reap, PY_CTRL_Z_STOPS_THE_JOB,
+    ends_or_stops, process_group_mechanisms, temp_path, Reap, PY_CTRL_Z_STOPS_THE_JOB, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -29,7 +29,8 @@ fn pipeline_read_stops_the_job_then_reads_on_fg(m: &str) {
 fn pipeline_read_then_fg(m: &str, pause: Option<&str>) {
     let pids = Reap::new("tty-job-read");
     let job = format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat",
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- \
+         sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x'; }} | cat",
         p = pids.path()
     );
     let driver = r#"
@@ -175,7 +176,7 @@ fn stops_for_the_read(m: &str, job: &str) {
 fn joined_through_the_waiting_shell(m: &str) {
     let pids = Reap::new("tty-job-subshell");
     let job = format!(
-        "{{ {PKIT} run -q --mechanism {m} -- {r} >/dev/null; echo done; }} | cat",
+        "{{ {UNTIL_CAT} {PKIT} run -q --mechanism {m} -- {r} >/dev/null; echo done; }} | cat",
         r = reader(&pids)
     );
     stops_for_the_read(m, &job);
@@ -192,7 +193,8 @@ fn a_stage_joined_through_the_shell_waiting_for_pkit_keeps_the_terminal() {
 fn co_writer_and_a_stage(m: &str) {
     let pids = Reap::new("tty-job-cowriter");
     let job = format!(
-        "sh -c 'sleep 60 & echo $! >> {p}; {PKIT} run -q --mechanism {m} -- {r}; kill $!' | cat",
+        "{{ {UNTIL_CAT} exec sh -c 'sleep 60 & echo $! >> {p}; \
+         {PKIT} run -q --mechanism {m} -- {r}; kill $!'; }} | cat",
         p = pids.path(),
         r = reader(&pids).replace('\'', "'\\''")
     );

@@ -224,6 +224,17 @@ pub fn assert_stopped_for_the_read(case: &str, text: &str) {
     );
 }
 
+/// A job script's wait, before a pipeline's stage that runs pkit, for
+/// the job's `cat` (the stage after it) to run: `{{ {UNTIL_CAT} exec
+/// {PKIT} run …; }} | cat`. A shell forks a pipeline's stages one after
+/// the other, and on a loaded machine pkit, which looks at its job once
+/// its program has started, could find no stage after it yet (CI's ci20):
+/// it hands its program the terminal that a pipeline's job keeps, and a
+/// test of the job keeping it sees the read go through. (`pgrep -g 0`:
+/// pgrep's own process group, the job's; the waiting shell's `pgrep` and
+/// `sleep` are gone before pkit starts.)
+pub const UNTIL_CAT: &str = "until pgrep -g 0 -x cat >/dev/null; do sleep 0.01; done;";
+
 /// The mechanisms of [`mechanisms`] that put the program in a process
 /// group of its own (pgroup, portable): those the terminal's rule is for.
 pub fn process_group_mechanisms() -> Vec<&'static str> {
