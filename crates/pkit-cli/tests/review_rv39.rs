@@ -115,8 +115,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    at_once, drive, mechanisms, pkit, process_group_mechanisms, shell_status, temp_path, Reap,
-    PY_CTRL_Z_STOPS_THE_JOB, PY_JOB_IN_PTY, PY_PTY_DRIVER, UNTIL_CAT,
+    at_once, drive, mechanisms, pkit, process_group_mechanisms, py_ctrl_z_stops_the_job,
+    shell_status, temp_path, Reap, PY_JOB_IN_PTY, PY_PTY_DRIVER, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -248,7 +248,7 @@ fn ctrl_z_in_pipeline(m: &str) {
          sh -c 'echo $$ >> {p}; exec sleep 100'; }} | cat",
         p = pids.path()
     );
-    let text = drive(&job, PY_CTRL_Z_STOPS_THE_JOB);
+    let text = drive(&job, &py_ctrl_z_stops_the_job(pids.path(), false));
     assert!(text.ends_with("ok\n"), "{m}: {text}");
 }
 

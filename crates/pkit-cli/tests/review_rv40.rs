@@ -283,7 +283,8 @@ fn watcher_gone_after_a_stopped_pkit_is_killed(m: &str) {
     print("killed;", flush=True)
     os._exit(0)
 read_job()
-time.sleep(1)
+# pkit handed its program the terminal (and started its watcher).
+wait_handed("{p}")
 os.write(fd, b"\x1a")
 read_until(b"killed;", 1, 20)
 os.waitpid(pid, 0)

@@ -12,7 +12,7 @@ mod common;
 
 use common::{
     assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, drive_paused,
-    ends_or_stops, process_group_mechanisms, temp_path, Reap, PY_CTRL_Z_STOPS_THE_JOB, UNTIL_CAT,
+    ends_or_stops, process_group_mechanisms, py_ctrl_z_stops_the_job, temp_path, Reap, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -106,7 +106,7 @@ fn ctrl_z_stops_the_waiting_shell(m: &str) {
         "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100'; echo after",
         p = pids.path()
     );
-    let text = drive(&job, PY_CTRL_Z_STOPS_THE_JOB);
+    let text = drive(&job, &py_ctrl_z_stops_the_job(pids.path(), true));
     assert!(text.ends_with("ok\n"), "{m}: {text}");
 }
 
@@ -299,19 +299,8 @@ fn a_later_reader_in_the_job(m: &str) {
     print("job-status=%d;" % os.waitstatus_to_exitcode(st), flush=True)
     os._exit(0)
 read_job()
-# The program's process group (it leads it) holds the terminal: pkit
-# handed it over.
-end = time.time() + 60
-while True:
-    try:
-        prog = int(open("{p}").read().split()[0])
-        if os.tcgetpgrp(fd) == prog:
-            break
-    except (OSError, ValueError, IndexError):
-        pass
-    if time.time() > end:
-        give_up("the program's group never held the terminal")
-    time.sleep(0.02)
+# The program's process group holds the terminal: pkit handed it over.
+wait_handed("{p}")
 with open("{g}", "w") as gate:
     gate.write("go\n")
 os.write(fd, b"abc\n")
