@@ -452,6 +452,20 @@ pub async fn on_signal(
     let delivered = r.from_kernel && fwd.same_pgrp;
     match s {
         sig::SIGTSTP | sig::SIGTTIN | sig::SIGTTOU => {
+            // The terminal's stop of pkit's job for a read (or a change)
+            // of the terminal pkit handed to the program: another stage of
+            // the job wants it (`tty.rs`); no stop of the job.
+            if s != sig::SIGTSTP && r.from_kernel && fwd.tty.is_some_and(Terminal::give_back_to_job)
+            {
+                if fwd.verbose {
+                    eprintln!(
+                        "pkit: another process of pkit's job was stopped for the terminal \
+                         ({}): the terminal is the job's again, and the job continued",
+                        signame::display(s)
+                    );
+                }
+                return;
+            }
             // In an orphaned process group (`setsid pkit run`, or a job
             // whose shell is gone) the kernel discards a stop signal for a
             // program that does not catch it: no shell could continue the

@@ -40,6 +40,15 @@
 //! would discard it); a read the program retried in between stopped it,
 //! and pkit continues it once it holds the terminal (unless a stop waits
 //! at it: a Ctrl-Z, which stops the job).
+//!
+//! pkit looks at its job once, when its program has started, and a shell
+//! forks a pipeline's stages one after the other: on a loaded machine a
+//! stage after pkit (`pkit run -- job | less`) may come only once pkit has
+//! handed the terminal over. Its read of the terminal then stops the job
+//! (the terminal's SIGTTIN goes to the reader's process group, pkit's);
+//! pkit, which gets that signal too, gives the terminal back to its job
+//! and continues the job's processes, so the read goes through
+//! (`Terminal::give_back_to_job`).
 
 use std::cell::{Cell, RefCell};
 
@@ -155,6 +164,30 @@ impl Terminal {
         if let Some(w) = self.watcher.borrow_mut().as_mut() {
             w.send(&[crate::fgwatch::CONTINUED]);
         }
+    }
+
+    /// Another process of pkit's job was stopped reading the terminal (or
+    /// changing it) pkit had handed to the program: the kernel's SIGTTIN
+    /// or SIGTTOU to the reader's process group, pkit's, reached pkit too.
+    /// pkit was not alone in its job after all: a pipeline's later stage
+    /// that the shell had not forked yet when pkit looked (a loaded
+    /// machine: `pkit run -- job | less`). The terminal goes back to the
+    /// job, as a pipeline's job keeps it, and the job's other processes,
+    /// stopped by that signal (the hand-over's doing, not the job's), are
+    /// continued: the read goes through, as without pkit. False, and
+    /// nothing done, when the program's group does not hold the terminal
+    /// by pkit's hand-over (the stop is the job's).
+    pub fn give_back_to_job(&self) -> bool {
+        if !self.program_holds() {
+            return false;
+        }
+        // Back first: a mate continued in the background would only be
+        // stopped again by its retried read.
+        self.take_back();
+        for (pid, _) in sys::job_mates().unwrap_or_default() {
+            let _ = sys::kill(pid, sys::sig::SIGCONT);
+        }
+        true
     }
 
     /// Takes the terminal back for pkit's group if it was handed over

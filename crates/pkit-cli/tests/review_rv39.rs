@@ -115,8 +115,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    at_once, drive, mechanisms, pkit, process_group_mechanisms, shell_status, temp_path, Reap,
-    PY_CTRL_Z_STOPS_THE_JOB, PY_JOB_IN_PTY, PY_PTY_DRIVER,
+    at_once, drive, mechanisms, pkit, process_group_mechanisms, py_ctrl_z_stops_the_job,
+    shell_status, temp_path, Reap, PY_JOB_IN_PTY, PY_PTY_DRIVER, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -244,10 +244,11 @@ fn a_pipeline_reader_of_the_terminal_is_not_sent_to_the_background() {
 fn ctrl_z_in_pipeline(m: &str) {
     let pids = Reap::new("rv39-ctrlz-pids");
     let job = format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100' | cat",
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- \
+         sh -c 'echo $$ >> {p}; exec sleep 100'; }} | cat",
         p = pids.path()
     );
-    let text = drive(&job, PY_CTRL_Z_STOPS_THE_JOB);
+    let text = drive(&job, &py_ctrl_z_stops_the_job(pids.path(), false));
     assert!(text.ends_with("ok\n"), "{m}: {text}");
 }
 

@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 use common::{
     assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, drive_bash,
     drive_bash_paused, ends_or_stops, have_bash, mechanisms, pkit, process_group_mechanisms,
-    temp_path, Reap, Started,
+    temp_path, Reap, Started, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -116,7 +116,8 @@ fn a_background_job_and_a_pipeline(m: &str) {
     let pids = Reap::new("rv40-bg-pipeline");
     let job = format!(
         "sleep 60 & echo $! >> {p}; \
-         {PKIT} run -q --mechanism {m} -- sh -c 'read x </dev/tty; echo got=$x' | cat; kill $!",
+         {{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- \
+         sh -c 'read x </dev/tty; echo got=$x'; }} | cat; kill $!",
         p = pids.path()
     );
     let text = drive(&job, &ends_or_stops("", 0, 30));
@@ -129,7 +130,8 @@ fn a_script_with_a_background_job_keeps_the_terminal_for_a_pipeline() {
 }
 
 /// Two pkits in one pipeline under bash (`pkit run -- reader | pkit run
-/// -- cat`): neither is alone in the job, so the job keeps the terminal;
+/// -- cat`; the first held until the second runs, see `UNTIL_CAT`):
+/// neither is alone in the job, so the job keeps the terminal;
 /// the first program's read stops the whole job (bash: "Stopped"), `fg`
 /// gives it the terminal, the read goes through and the second pkit's
 /// `cat` prints it. (With a tiny shell that waits for the pipeline's
@@ -138,7 +140,8 @@ fn a_script_with_a_background_job_keeps_the_terminal_for_a_pipeline() {
 /// runs.)
 fn two_pkits_read_after_fg(m: &str) {
     let line = format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'read x </dev/tty; echo got=$x' \
+        "{{ until pgrep -g 0 -x pkit >/dev/null; do sleep 0.01; done; \
+         exec {PKIT} run -q --mechanism {m} -- sh -c 'read x </dev/tty; echo got=$x'; }} \
          | {PKIT} run -q --mechanism {m} -- cat"
     );
     let body = r#"
@@ -280,7 +283,8 @@ fn watcher_gone_after_a_stopped_pkit_is_killed(m: &str) {
     print("killed;", flush=True)
     os._exit(0)
 read_job()
-time.sleep(1)
+# pkit handed its program the terminal (and started its watcher).
+wait_handed("{p}")
 os.write(fd, b"\x1a")
 read_until(b"killed;", 1, 20)
 os.waitpid(pid, 0)
@@ -466,8 +470,8 @@ fn supervise_takes_its_passed_signals_between_runs() {
 /// goes through.
 fn nested_in_a_pipeline_reads_after_fg(m: &str) {
     let line = format!(
-        "{PKIT} run -q --mechanism {m} -- {PKIT} run -q --mechanism {m} -- \
-         sh -c 'read x </dev/tty; echo got=$x' | cat"
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- {PKIT} run -q --mechanism {m} -- \
+         sh -c 'read x </dev/tty; echo got=$x'; }} | cat"
     );
     let body = r#"
 ok = read_until(b"Stopped", 20)

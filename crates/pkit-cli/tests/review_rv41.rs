@@ -36,7 +36,7 @@ use std::process::{Command, Stdio};
 
 use common::{
     at_once, drive_bash, have_bash, process_group_mechanisms, temp_path, PY_JOB_IN_PTY,
-    PY_PTY_DRIVER,
+    PY_PTY_DRIVER, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -128,7 +128,7 @@ def procs(pgrp):
 fn nested_shells_stop_after_pkit(m: &str, pause: Option<&str>) {
     let mut pids = Reap::new("rv41-nested-shells");
     let inner = pids.script(&format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat\n\
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x'; }} | cat\n\
          echo inner-after=$?\n",
         p = pids.path()
     ));
@@ -189,7 +189,7 @@ fn a_job_of_two_shells_waiting_for_pkit_stops_after_it_and_reads_on_fg() {
 fn killed_while_the_watcher_waits(m: &str) -> String {
     let pids = Reap::new("rv41-killed-stopping");
     let job = format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat; echo after=$?",
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x'; }} | cat; echo after=$?",
         p = pids.path()
     );
     let driver = r#"
@@ -252,7 +252,7 @@ fn pkit_killed_while_stopping_its_job_leaves_no_stage_stopped() {
 fn ctrl_c_in_the_terminal_wait(m: &str) -> String {
     let pids = Reap::new("rv41-ctrl-c-wait");
     let job = format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat",
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x'; }} | cat",
         p = pids.path()
     );
     let driver = format!(
@@ -310,7 +310,7 @@ fn ctrl_c_while_pkit_waits_for_the_terminal_ends_the_job() {
 fn bash_job_with_a_waiting_shell(m: &str, pause: &str) {
     let mut pids = Reap::new("rv41-bash-job");
     let script = pids.script(&format!(
-        "{pause} {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat\n\
+        "{{ {UNTIL_CAT} {pause} exec {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x'; }} | cat\n\
          echo after=$?\n",
         p = pids.path()
     ));

@@ -63,7 +63,7 @@ mod common;
 
 use common::{
     assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, ends_or_stops,
-    process_group_mechanisms, temp_path, write_file, Reap,
+    process_group_mechanisms, temp_path, write_file, Reap, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -208,7 +208,8 @@ fn int_only_pipeline(m: &str) {
     let pids = Reap::new("rv42-int-only");
     let job = format!(
         "trap '' INT; \
-         {PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat",
+         {{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- \
+         sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x'; }} | cat",
         p = pids.path()
     );
     let text = drive(&job, &ends_or_stops("", 0, 60));

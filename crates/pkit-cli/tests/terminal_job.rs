@@ -12,7 +12,7 @@ mod common;
 
 use common::{
     assert_stopped_for_the_read, assert_the_read_went_through, at_once, drive, drive_paused,
-    ends_or_stops, process_group_mechanisms, temp_path, Reap, PY_CTRL_Z_STOPS_THE_JOB,
+    ends_or_stops, process_group_mechanisms, py_ctrl_z_stops_the_job, temp_path, Reap, UNTIL_CAT,
 };
 
 const PKIT: &str = env!("CARGO_BIN_EXE_pkit");
@@ -29,7 +29,8 @@ fn pipeline_read_stops_the_job_then_reads_on_fg(m: &str) {
 fn pipeline_read_then_fg(m: &str, pause: Option<&str>) {
     let pids = Reap::new("tty-job-read");
     let job = format!(
-        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x' | cat",
+        "{{ {UNTIL_CAT} exec {PKIT} run -q --mechanism {m} -- \
+         sh -c 'echo $$ >> {p}; read x </dev/tty; echo got=$x'; }} | cat",
         p = pids.path()
     );
     let driver = r#"
@@ -105,7 +106,7 @@ fn ctrl_z_stops_the_waiting_shell(m: &str) {
         "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100'; echo after",
         p = pids.path()
     );
-    let text = drive(&job, PY_CTRL_Z_STOPS_THE_JOB);
+    let text = drive(&job, &py_ctrl_z_stops_the_job(pids.path(), true));
     assert!(text.ends_with("ok\n"), "{m}: {text}");
 }
 
@@ -175,7 +176,7 @@ fn stops_for_the_read(m: &str, job: &str) {
 fn joined_through_the_waiting_shell(m: &str) {
     let pids = Reap::new("tty-job-subshell");
     let job = format!(
-        "{{ {PKIT} run -q --mechanism {m} -- {r} >/dev/null; echo done; }} | cat",
+        "{{ {UNTIL_CAT} {PKIT} run -q --mechanism {m} -- {r} >/dev/null; echo done; }} | cat",
         r = reader(&pids)
     );
     stops_for_the_read(m, &job);
@@ -192,7 +193,8 @@ fn a_stage_joined_through_the_shell_waiting_for_pkit_keeps_the_terminal() {
 fn co_writer_and_a_stage(m: &str) {
     let pids = Reap::new("tty-job-cowriter");
     let job = format!(
-        "sh -c 'sleep 60 & echo $! >> {p}; {PKIT} run -q --mechanism {m} -- {r}; kill $!' | cat",
+        "{{ {UNTIL_CAT} exec sh -c 'sleep 60 & echo $! >> {p}; \
+         {PKIT} run -q --mechanism {m} -- {r}; kill $!'; }} | cat",
         p = pids.path(),
         r = reader(&pids).replace('\'', "'\\''")
     );
@@ -266,4 +268,56 @@ fn helper_on_the_terminal(m: &str) {
 #[test]
 fn a_background_helper_with_stdin_on_the_terminal_keeps_it_for_the_job() {
     at_once(process_group_mechanisms(), helper_on_the_terminal);
+}
+
+/// `sh -c 'pkit run -- prog & …; read x </dev/tty'`: pkit, alone in its
+/// job but for the shell (its parent), hands its program the terminal;
+/// then another process of the job reads it (here the script itself,
+/// let go by the driver once the program's group holds the terminal; in
+/// CI a pipeline's later stage, `pkit run -- job | sh -c 'read x
+/// </dev/tty'`, that the loaded shell forked only after pkit looked at its
+/// job). The terminal's SIGTTIN to the job reaches pkit: it gives the
+/// terminal back to the job and continues it, and the read goes through,
+/// as without pkit (pkit used to stop the whole job for it).
+fn a_later_reader_in_the_job(m: &str) {
+    let pids = Reap::new("tty-job-later");
+    let gate = temp_path("tty-job-later-gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo: {made:?}");
+    let job = format!(
+        "{PKIT} run -q --mechanism {m} -- sh -c 'echo $$ >> {p}; exec sleep 100' & \
+         read go <{g}; read x </dev/tty; echo got=$x; kill $!; wait",
+        p = pids.path(),
+        g = gate.display()
+    );
+    let driver = format!(
+        r#"
+    _, st = os.waitpid(job, 0)
+    print("job-status=%d;" % os.waitstatus_to_exitcode(st), flush=True)
+    os._exit(0)
+read_job()
+# The program's process group holds the terminal: pkit handed it over.
+wait_handed("{p}")
+with open("{g}", "w") as gate:
+    gate.write("go\n")
+os.write(fd, b"abc\n")
+read_until(b"got=abc", 1, 30)
+read_until(b"job-status=0;", 1, 30)
+os.waitpid(pid, 0)
+sys.stdout.write("ok\n")
+"#,
+        p = pids.path(),
+        g = gate.display()
+    );
+    let text = drive(&job, &driver);
+    let _ = std::fs::remove_file(&gate);
+    assert!(text.ends_with("ok\n"), "{m}: {text}");
+}
+
+#[test]
+fn a_later_reader_of_the_terminal_in_pkits_job_gets_it_back() {
+    at_once(process_group_mechanisms(), a_later_reader_in_the_job);
 }

@@ -45,8 +45,11 @@ pub fn at_once<T: Send>(cases: impl IntoIterator<Item = T>, case: impl Fn(T) + S
 /// terminal of its own: it defines `out` (what the terminal showed),
 /// `read_until(needle, count=1, secs=20)`, `give_up(why)` (kills the
 /// terminal's session and, once `read_job()` has read a tiny shell's
-/// `job=N;` line, the job's process group, then exits 3) and a 90 s
-/// deadline for the whole driver. The driver goes on with
+/// `job=N;` line, the job's process group, then exits 3),
+/// `first_pid(path)` (the first pid a program wrote to the file `path`,
+/// once there is one), `wait_handed(path)` (that pid, once the process
+/// group it leads, the program's, holds the terminal: pkit handed it
+/// over) and a 90 s deadline for the whole driver. The driver goes on with
 /// `pid, fd = pty.fork()`; `pid` and `fd` are read when these run.
 pub const PY_PTY_DRIVER: &str = r#"
 import os, pty, select, signal, sys, termios, time
@@ -77,6 +80,23 @@ def read_job():
     global job
     read_until(b";")
     job = int(out.split(b"job=")[1].split(b";")[0])
+def first_pid(path, secs=60):
+    end = time.time() + secs
+    while True:
+        try:
+            return int(open(path).read().split()[0])
+        except (OSError, ValueError, IndexError):
+            if time.time() > end:
+                give_up("no pid in %s" % path)
+            time.sleep(0.02)
+def wait_handed(path, secs=60):
+    prog = first_pid(path, secs)
+    end = time.time() + secs
+    while os.tcgetpgrp(fd) != prog:
+        if time.time() > end:
+            give_up("the program's group never held the terminal")
+        time.sleep(0.02)
+    return prog
 # (An alarm is not inherited by a fork: only the driver gets it.)
 signal.signal(signal.SIGALRM, lambda *_: give_up("past the 90 s deadline"))
 signal.alarm(90)
@@ -151,21 +171,27 @@ pub fn drive_paused(job: &str, driver: &str, pause: Option<&str>) -> String {
 }
 
 /// A [`drive`] driver: the job's shell waits for the job to stop and
-/// prints `stopped=1;` (then kills it); the driver types Ctrl-Z a second
-/// after the job's start and ends `ok` once the shell saw the stop within
-/// 8 s.
-pub const PY_CTRL_Z_STOPS_THE_JOB: &str = r#"
+/// prints `stopped=1;` (then kills it); the driver types Ctrl-Z once the
+/// program has written its pid to the file `pids` (and, with `handed`,
+/// once pkit has handed it the terminal) and ends `ok` once the shell saw
+/// the stop within 30 s.
+pub fn py_ctrl_z_stops_the_job(pids: &str, handed: bool) -> String {
+    let wait = if handed { "wait_handed" } else { "first_pid" };
+    format!(
+        r#"
     _, st = os.waitpid(job, os.WUNTRACED)
     print("stopped=%d;" % os.WIFSTOPPED(st), flush=True)
     os.killpg(job, signal.SIGKILL)
     os._exit(0)
 read_job()
-time.sleep(1)
+{wait}("{pids}")
 os.write(fd, b"\x1a")
-read_until(b"stopped=1;", 1, 8)
+read_until(b"stopped=1;", 1, 30)
 os.waitpid(pid, 0)
 sys.stdout.write("ok\n")
-"#;
+"#
+    )
+}
 
 /// A [`drive`] driver: the job's shell waits for the job to end or stop,
 /// prints `status=<stopped>,<signal>;` and kills a stopped job; the
@@ -223,6 +249,17 @@ pub fn assert_stopped_for_the_read(case: &str, text: &str) {
         "{case}: the job was not stopped by SIGTTIN for the pipeline's read: {text}"
     );
 }
+
+/// A job script's wait, before a pipeline's stage that runs pkit, for
+/// the job's `cat` (the stage after it) to run: `{{ {UNTIL_CAT} exec
+/// {PKIT} run …; }} | cat`. A shell forks a pipeline's stages one after
+/// the other, and on a loaded machine pkit, which looks at its job once
+/// its program has started, could find no stage after it yet (CI's ci20):
+/// it hands its program the terminal that a pipeline's job keeps, and a
+/// test of the job keeping it sees the read go through. (`pgrep -g 0`:
+/// pgrep's own process group, the job's; the waiting shell's `pgrep` and
+/// `sleep` are gone before pkit starts.)
+pub const UNTIL_CAT: &str = "until pgrep -g 0 -x cat >/dev/null; do sleep 0.01; done;";
 
 /// The mechanisms of [`mechanisms`] that put the program in a process
 /// group of its own (pgroup, portable): those the terminal's rule is for.
