@@ -141,6 +141,7 @@ mod output_builder;
 mod pipe;
 mod pipe_check;
 mod pipe_fold;
+mod pipe_signal;
 mod pipe_started;
 mod plans;
 mod probe;

@@ -72,7 +72,7 @@ use crate::timing::first_of;
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
 /// ```
 pub struct RunningPipe {
-    group: Arc<Group>,
+    pub(crate) group: Arc<Group>,
     procs: Vec<RunningProcess>,
     /// Per stage: what its end means to the chain.
     rules: Vec<StageRule>,
@@ -85,7 +85,7 @@ pub struct RunningPipe {
     cut: Arc<[AtomicBool]>,
     /// Set when the caller ends the chain: no stage is cut (or blamed for
     /// it) any more.
-    stopped: Arc<AtomicBool>,
+    pub(crate) stopped: Arc<AtomicBool>,
     /// The background task that waits for the stages (see `drive`); `None`
     /// once `wait` has its result.
     driver: Option<JoinHandle<Result<Driven>>>,
@@ -266,6 +266,7 @@ impl RunningPipe {
     /// # Blocking
     ///
     /// As [`Group::kill`](crate::Group::kill)'s: up to 5 s under cgroup v2.
+    /// An async caller awaits [`kill_async`](Self::kill_async) instead.
     pub fn kill(&self) -> Result<()> {
         self.stopped.store(true, Ordering::Relaxed);
         self.unless_over(|| self.group.kill())
@@ -281,6 +282,7 @@ impl RunningPipe {
     /// # Blocking
     ///
     /// As [`Group::signal`](crate::Group::signal)'s: up to 5 s under cgroup v2.
+    /// An async caller awaits [`signal_async`](Self::signal_async) instead.
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.unless_over(|| self.group.signal(signal))
     }
@@ -429,7 +431,7 @@ impl RunningPipe {
 
     /// Whether the chain has ended (the driver is done: every stage has
     /// exited and the group is closed, or it failed).
-    fn over(&self) -> bool {
+    pub(crate) fn over(&self) -> bool {
         self.driver.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
