@@ -79,24 +79,29 @@ sys.stdout.write(out.decode(errors="replace") + "\ndone\n")
 fn ends_in_both(m: &str, what: &str, job: &str) {
     let stage = temp_path("rv43-stage");
     write_file(&stage, STAGE, 0o644);
-    for (how, run) in [
-        ("control", String::new()),
-        ("pkit", format!("{PKIT} run -q --mechanism {m} --")),
-    ] {
-        let pids = Reap::new("rv43-stage-pids");
-        let job = job
-            .replace("{run}", &run)
-            .replace("{stage}", &format!("python3 {}", stage.display()))
-            .replace("{p}", pids.path())
-            .replace("{file}", stage.to_str().unwrap());
-        let text = drive(&format!("stty tostop; {job}"), ENDS_OR_STOPS);
-        assert!(text.ends_with("done\n"), "{m} {what} {how}: {text}");
-        assert!(
-            text.contains("status=0,0;") && text.contains("stage-out"),
-            "{m} {what} {how}: the job did not end by itself (status=1,22: stopped by \
-             SIGTTOU, the stage's write from outside the terminal's foreground): {text}"
-        );
-    }
+    // The control and the pkit run at once (each its own terminal, job
+    // and pid file): each waits out its job's fixed sleeps.
+    at_once(
+        [
+            ("control", String::new()),
+            ("pkit", format!("{PKIT} run -q --mechanism {m} --")),
+        ],
+        |(how, run)| {
+            let pids = Reap::new("rv43-stage-pids");
+            let job = job
+                .replace("{run}", &run)
+                .replace("{stage}", &format!("python3 {}", stage.display()))
+                .replace("{p}", pids.path())
+                .replace("{file}", stage.to_str().unwrap());
+            let text = drive(&format!("stty tostop; {job}"), ENDS_OR_STOPS);
+            assert!(text.ends_with("done\n"), "{m} {what} {how}: {text}");
+            assert!(
+                text.contains("status=0,0;") && text.contains("stage-out"),
+                "{m} {what} {how}: the job did not end by itself (status=1,22: stopped by \
+                 SIGTTOU, the stage's write from outside the terminal's foreground): {text}"
+            );
+        },
+    );
     let _ = std::fs::remove_file(&stage);
 }
 

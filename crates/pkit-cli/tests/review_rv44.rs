@@ -65,15 +65,20 @@ const TTY_READER: &str = "sh -c 'read x </dev/tty; echo got=$x >&2'";
 /// asserts that the read went through and the job ended by itself, with
 /// pkit and without.
 fn read_goes_through(m: &str, what: &str, job: &str) {
-    for (how, run) in [
-        ("control", String::new()),
-        ("pkit", format!("{PKIT} run -q --mechanism {m} --")),
-    ] {
-        let pids = Reap::new("rv44-pids");
-        let job = job.replace("{run}", &run).replace("{p}", pids.path());
-        let text = drive(&job, &ends_or_stops("abc\\n", 2, 60));
-        assert_the_read_went_through(&format!("{m} {what} {how}"), &text);
-    }
+    // The control and the pkit run at once (each its own terminal, job
+    // and pid file): each waits out its job's fixed sleeps.
+    at_once(
+        [
+            ("control", String::new()),
+            ("pkit", format!("{PKIT} run -q --mechanism {m} --")),
+        ],
+        |(how, run)| {
+            let pids = Reap::new("rv44-pids");
+            let job = job.replace("{run}", &run).replace("{p}", pids.path());
+            let text = drive(&job, &ends_or_stops("abc\\n", 2, 60));
+            assert_the_read_went_through(&format!("{m} {what} {how}"), &text);
+        },
+    );
 }
 
 /// Probe: pkit's stdout a pipe whose reader has ended (`| true`) and no
@@ -183,24 +188,28 @@ fn a_stage_before_pkit_that_closed_its_stdout_keeps_the_terminal() {
     let stage = &stage.0;
     write_file(stage, PRODUCER, 0o644);
     at_once(process_group_mechanisms(), |m| {
-        for (how, run) in [
-            ("control", String::new()),
-            ("pkit", format!("{PKIT} run -q --mechanism {m} --")),
-        ] {
-            let pids = Reap::new("rv44-producer-pids");
-            let job = format!(
-                "stty tostop; python3 {stage} {p} </dev/null | {{ n=0; until [ -s {p} ] || \
+        // The control and the pkit run at once, as in `read_goes_through`.
+        at_once(
+            [
+                ("control", String::new()),
+                ("pkit", format!("{PKIT} run -q --mechanism {m} --")),
+            ],
+            |(how, run)| {
+                let pids = Reap::new("rv44-producer-pids");
+                let job = format!(
+                    "stty tostop; python3 {stage} {p} </dev/null | {{ n=0; until [ -s {p} ] || \
                  [ $n -ge 600 ]; do sleep 0.05; n=$((n+1)); done; exec {run} sleep 6; }}; echo end",
-                stage = stage.display(),
-                p = pids.path()
-            );
-            let text = drive(&job, &ends_or_stops("", 0, 60));
-            assert!(text.ends_with("ok\n"), "{m} {how}: {text}");
-            assert!(
-                text.contains("status=0,0;") && text.contains("stage-out"),
-                "{m} {how}: the job did not end by itself (status=1,22: stopped by SIGTTOU, \
+                    stage = stage.display(),
+                    p = pids.path()
+                );
+                let text = drive(&job, &ends_or_stops("", 0, 60));
+                assert!(text.ends_with("ok\n"), "{m} {how}: {text}");
+                assert!(
+                    text.contains("status=0,0;") && text.contains("stage-out"),
+                    "{m} {how}: the job did not end by itself (status=1,22: stopped by SIGTTOU, \
                  the stage's write from outside the terminal's foreground): {text}"
-            );
-        }
+                );
+            },
+        );
     });
 }

@@ -1466,7 +1466,6 @@ fn a_leaf_killed_and_removed_under_a_waiting_cancel_ends_the_wait() {
         if !cgroup_pass(name) {
             return;
         }
-        let before = own_cgroup_dirs();
         let token = pkit::CancelToken::new();
         let cmd = sh(
             MechanismChoice::Cgroup,
@@ -1480,11 +1479,22 @@ fn a_leaf_killed_and_removed_under_a_waiting_cancel_ends_the_wait() {
         let mut lines = p.lines();
         let first = rt.block_on(async { lines.next_line().await });
         assert!(first.is_some(), "up");
+        // The run's directory: the one of ours its process is in (not "the
+        // one new since before the start": a one-shot run may reuse a
+        // directory another test of this binary running beside it emptied
+        // meanwhile, which existed before).
+        let in_it =
+            std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid())).unwrap_or_default();
         let dirs: Vec<PathBuf> = own_cgroup_dirs()
             .into_iter()
-            .filter(|d| !before.contains(d))
+            .filter(|d| {
+                let name = d.file_name().map(|n| n.to_string_lossy().into_owned());
+                in_it
+                    .lines()
+                    .any(|l| l.split('/').any(|c| Some(c) == name.as_deref()))
+            })
             .collect();
-        assert!(!dirs.is_empty(), "the run's cgroup");
+        assert!(!dirs.is_empty(), "the run's cgroup: {in_it}");
         let t0 = Instant::now();
         let remover = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));

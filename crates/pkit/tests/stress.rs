@@ -17,9 +17,9 @@
 //!
 //! The bounded slice runs in the normal suite, time-boxed by
 //! `PKIT_STRESS_SECS` (default 30 s in all, split between the mechanisms;
-//! CI keeps the default for its first pass, 15 s for each mechanism, and
-//! sets 15 for its process-group and portable passes, which test one
-//! mechanism each). The full 10,000 runs:
+//! CI sets 20 for its first pass, 10 s for each mechanism, and 15 for its
+//! process-group and portable passes, which test one mechanism each: the
+//! process-group mechanism gets 25 s a run in all). The full 10,000 runs:
 //! `cargo test --release -p pkit --test stress -- --ignored stress`.
 
 mod common;
