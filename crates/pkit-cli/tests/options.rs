@@ -236,10 +236,19 @@ fn keep_fd_passes_a_descriptor_and_others_stay_closed() {
     let script = "echo kept >&5; if echo leak >&6; then echo six-open; fi";
     let mut cmd = pkit();
     cmd.args(["run", "-q", "--keep-fd", "5", "--", "sh", "-c", script]);
-    // SAFETY: dup2 in the forked child before exec, on fds it owns.
+    // SAFETY: dup2/fcntl in the forked child before exec, on fds it owns.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 5) < 0 || libc::dup2(fd, 6) < 0 {
+            // dup2 onto its own number does nothing, close-on-exec
+            // included: the file may have been given number 5 or 6 itself.
+            let place = |to| {
+                if fd == to {
+                    libc::fcntl(to, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, to)
+                }
+            };
+            if place(5) < 0 || place(6) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -335,10 +335,17 @@ fn json_file_and_json_fd_keep_stdout_for_the_program() {
         "-c",
         "echo hi; echo x >&7",
     ]);
-    // SAFETY: dup2 in the forked child before exec, on fds it owns.
+    // SAFETY: dup2/fcntl in the forked child before exec, on fds it owns.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 7) < 0 {
+            // dup2 onto its own number does nothing, close-on-exec
+            // included: the file may have been given number 7 itself.
+            let placed = if fd == 7 {
+                libc::fcntl(7, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 7)
+            };
+            if placed < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
