@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,24 +54,7 @@ async fn signal_async_and_kill_async_yield_the_thread_while_a_member_cannot_be_f
             n += 1;
             let (p, pids, held) = start_holding(&group, 2, n).await;
             let held = Arc::new(held);
-            let waiting_turns = Arc::new(AtomicUsize::new(0));
-            let ticker = {
-                let (held, turns, dir) = (held.clone(), waiting_turns.clone(), dir.clone());
-                tokio::spawn(async move {
-                    // Until the pass has signalled the held member (a
-                    // process group's at once; a blocked thread's call
-                    // before this first runs), or the turns are had.
-                    let until = Instant::now() + 3 * DEADLINE;
-                    while Instant::now() < until && !held.pending(sig) {
-                        let frozen = dir.as_deref().is_some_and(|d| freeze_written(d) == "1");
-                        if frozen && turns.fetch_add(1, Ordering::SeqCst) + 1 >= TICKS {
-                            break;
-                        }
-                        tokio::time::sleep(POLL).await;
-                    }
-                    held.thaw();
-                })
-            };
+            let (ticker, waiting_turns) = tick_while_frozen(held.clone(), dir.clone(), sig, TICKS);
             let sent = match signal {
                 Signal::Kill => group.kill_async().await,
                 other => group.signal_async(other).await,

@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -165,21 +165,7 @@ async fn kill_async_and_signal_async_yield_the_thread_while_a_stage_cannot_be_fr
             };
             n += 1;
             let held = Arc::new(Held::new(sleeper, n).expect("a v1 freezer directory"));
-            let waiting_turns = Arc::new(AtomicUsize::new(0));
-            let ticker = {
-                let (held, turns, dir) = (held.clone(), waiting_turns.clone(), dir.clone());
-                tokio::spawn(async move {
-                    let until = Instant::now() + 3 * DEADLINE;
-                    while Instant::now() < until && !held.pending(sig) {
-                        let frozen = dir.as_deref().is_some_and(|d| freeze_written(d) == "1");
-                        if frozen && turns.fetch_add(1, Ordering::SeqCst) + 1 >= TICKS {
-                            break;
-                        }
-                        tokio::time::sleep(POLL).await;
-                    }
-                    held.thaw();
-                })
-            };
+            let (ticker, waiting_turns) = tick_while_frozen(held.clone(), dir.clone(), sig, TICKS);
             let sent = match signal {
                 Signal::Kill => p.kill_async().await,
                 other => p.signal_async(other).await,

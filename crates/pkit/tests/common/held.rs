@@ -151,3 +151,37 @@ pub async fn being_frozen(dir: &Path) -> bool {
     }
     true
 }
+
+/// The ticker of the async signal tests: a task on the caller's runtime
+/// that counts its turns finding the cgroup `dir` being frozen (its
+/// `cgroup.freeze` written 1) while the held process has no `sig`
+/// pending, and lets the held process go after `ticks` of them (or once
+/// it has `sig` pending, or after three deadlines). On a current-thread
+/// runtime those turns are had only while the call under test yields its
+/// thread; a call that waits for the freeze on the thread leaves the
+/// count at 0 until its own 5 s deadline. Returns the task and the count.
+pub fn tick_while_frozen(
+    held: std::sync::Arc<Held>,
+    dir: Option<PathBuf>,
+    sig: i32,
+    ticks: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let turns = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = turns.clone();
+    let task = tokio::spawn(async move {
+        let until = Instant::now() + 3 * DEADLINE;
+        while Instant::now() < until && !held.pending(sig) {
+            let frozen = dir.as_deref().is_some_and(|d| freeze_written(d) == "1");
+            if frozen && count.fetch_add(1, Ordering::SeqCst) + 1 >= ticks {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        held.thaw();
+    });
+    (task, turns)
+}
