@@ -1,7 +1,8 @@
 //! Signalling a started pipeline from an async caller:
 //! [`RunningPipe::kill_async`] and [`RunningPipe::signal_async`], the sync
 //! [`RunningPipe::kill`] and [`RunningPipe::signal`] with the group's
-//! freeze awaited (see [`Group::signal_async`](crate::Group::signal_async)).
+//! freeze awaited (see [`Group::signal_async`](crate::Group::signal_async)),
+//! and the rule all four share: nothing once the chain has ended.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -87,8 +88,17 @@ impl RunningPipe {
         self.unless_ended(sent)
     }
 
+    /// `op` while the chain runs (the sync `kill` and `signal`); a failure
+    /// because it just ended is none.
+    pub(crate) fn unless_over(&self, op: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.over() {
+            return Ok(());
+        }
+        self.unless_ended(op())
+    }
+
     /// `sent`, but for a failure because the chain just ended, which is
-    /// none (as the sync calls' `unless_over`).
+    /// none: the rule of every signal and kill of the chain.
     fn unless_ended(&self, sent: Result<()>) -> Result<()> {
         match sent {
             Err(_) if self.over() => Ok(()),

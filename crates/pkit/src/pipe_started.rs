@@ -434,17 +434,6 @@ impl RunningPipe {
     pub(crate) fn over(&self) -> bool {
         self.driver.as_ref().is_none_or(JoinHandle::is_finished)
     }
-
-    /// `op` while the chain runs; a failure because it just ended is none.
-    fn unless_over(&self, op: impl FnOnce() -> Result<()>) -> Result<()> {
-        if self.over() {
-            return Ok(());
-        }
-        match op() {
-            Err(_) if self.over() => Ok(()),
-            other => other,
-        }
-    }
 }
 
 impl Drop for RunningPipe {
