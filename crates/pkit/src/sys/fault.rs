@@ -82,6 +82,10 @@ pub enum Point {
     /// here pauses it, so a test can run another suspend meanwhile (the
     /// errno is not used).
     SuspendFailed,
+    /// A pty session's `CreatePseudoConsole` (Windows): armed, the call is
+    /// not made and fails with the "errno" as its `HRESULT`, so a test can
+    /// see a failed creation tried again (Wine's fails now and then).
+    ConsoleCreate,
 }
 
 #[cfg(feature = "fault-injection")]
@@ -182,7 +186,10 @@ mod armed {
 }
 
 #[cfg(feature = "fault-injection")]
-pub(crate) use armed::{check, pause};
+pub(crate) use armed::check;
+#[cfg(feature = "fault-injection")]
+#[cfg_attr(not(unix), allow(unused_imports))]
+pub(crate) use armed::pause;
 #[cfg(feature = "fault-injection")]
 pub use armed::{clear, hold, inject, pending, reached, release};
 

@@ -7,11 +7,12 @@ use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use windows_sys::core::HRESULT;
-use windows_sys::Win32::Foundation::{E_NOTIMPL, HANDLE};
+use windows_sys::Win32::Foundation::{E_INVALIDARG, E_NOTIMPL, HANDLE};
 use windows_sys::Win32::System::Console::{COORD, HPCON};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{WaitForSingleObject, INFINITE};
 
+use super::super::fault::Point;
 use super::unsupported;
 
 type CreateFn = unsafe extern "system" fn(COORD, HANDLE, HANDLE, u32, *mut HPCON) -> HRESULT;
@@ -62,6 +63,15 @@ fn hresult_error(hr: HRESULT) -> io::Error {
     io::Error::from_raw_os_error(hr)
 }
 
+/// How many times a console's creation is tried, [`CREATE_RETRY_PAUSE`]
+/// apart, unless its arguments were refused. Wine's `CreatePseudoConsole`
+/// fails now and then on a loaded machine (`HRESULT` 0x80070001,
+/// `ERROR_INVALID_FUNCTION`: the last error its own cleanup left, not the
+/// cause) and succeeds when called again.
+const CREATE_TRIES: u32 = 3;
+/// The pause between two tries of a console's creation.
+const CREATE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A pseudo console, open until the program on it exits (or it is dropped
 /// unused).
 pub(crate) struct Console {
@@ -93,19 +103,31 @@ impl Console {
         output: &OwnedHandle,
     ) -> io::Result<Console> {
         let api = api().ok_or_else(|| unsupported("this Windows has no ConPTY"))?;
+        let size = coord(rows, cols)?;
         let mut hpc: HPCON = 0;
-        // SAFETY: valid pipe handles and a valid out-pointer.
-        let hr = unsafe {
-            (api.create)(
-                coord(rows, cols)?,
-                input.as_raw_handle(),
-                output.as_raw_handle(),
-                0,
-                &mut hpc,
-            )
-        };
-        if hr < 0 {
-            return Err(hresult_error(hr));
+        let mut tries = 0;
+        loop {
+            let hr = match super::super::fault::check(Point::ConsoleCreate) {
+                Err(injected) => injected,
+                // SAFETY: valid pipe handles and a valid out-pointer.
+                Ok(()) => unsafe {
+                    (api.create)(
+                        size,
+                        input.as_raw_handle(),
+                        output.as_raw_handle(),
+                        0,
+                        &mut hpc,
+                    )
+                },
+            };
+            if hr >= 0 {
+                break;
+            }
+            tries += 1;
+            if hr == E_INVALIDARG || tries == CREATE_TRIES {
+                return Err(hresult_error(hr));
+            }
+            std::thread::sleep(CREATE_RETRY_PAUSE);
         }
         Ok(Console {
             state: Mutex::new(State {
