@@ -57,6 +57,9 @@ use crate::verbs;
 /// then dies of SIGPIPE, which fails the chain unless that producer is
 /// `unchecked_in_pipe`, the `producer | head` case). What the killed
 /// stages spawned lives until the chain ends, like every stage's descendants.
+/// A stage that ends of a signal the caller sent the started chain
+/// ([`RunningPipe::signal`]) cuts nothing: every stage got it, to end its
+/// own way (its trap's cleanup included); see there.
 ///
 /// **Started live.** [`start`](Self::start) returns a [`RunningPipe`] at
 /// once: the last stage's stdout as lines, the head's stdin, the stages'

@@ -21,7 +21,7 @@ use crate::pipe_fold::{fold, StageRule};
 use crate::process::{outcome_of, ChildStdin, RunningProcess};
 use crate::pump::{LimitFlag, Line, Lines};
 use crate::runner::{end_group, Bounds, Ended};
-use crate::sys::{Mechanism, Signal};
+use crate::sys::{Mechanism, Signal, SignalsSent};
 use crate::timing::first_of;
 
 /// A started pipeline ([`Pipe::start`](crate::Pipe::start)): every stage
@@ -86,6 +86,9 @@ pub struct RunningPipe {
     /// Set when the caller ends the chain: no stage is cut (or blamed for
     /// it) any more.
     pub(crate) stopped: Arc<AtomicBool>,
+    /// The signals the caller sent the chain: a stage that ends of one of
+    /// them cuts nothing (see `signal`).
+    pub(crate) sent: Arc<SignalsSent>,
     /// The background task that waits for the stages (see `drive`); `None`
     /// once `wait` has its result.
     driver: Option<JoinHandle<Result<Driven>>>,
@@ -157,6 +160,7 @@ impl RunningPipe {
         );
         let cut: Arc<[AtomicBool]> = procs.iter().map(|_| AtomicBool::new(false)).collect();
         let stopped = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(SignalsSent::default());
         let waits = procs
             .iter()
             .zip(&rules)
@@ -171,7 +175,7 @@ impl RunningPipe {
             group.clone(),
             waits,
             cut.clone(),
-            stopped.clone(),
+            (stopped.clone(), sent.clone()),
             (plan, began),
         ));
         RunningPipe {
@@ -184,6 +188,7 @@ impl RunningPipe {
             began,
             cut,
             stopped,
+            sent,
             driver: Some(driver),
             driven: None,
             finished: None,
@@ -270,21 +275,6 @@ impl RunningPipe {
     pub fn kill(&self) -> Result<()> {
         self.stopped.store(true, Ordering::Relaxed);
         self.unless_over(|| self.group.kill())
-    }
-
-    /// Sends `signal` to every stage and everything they spawned (see
-    /// [`Group::signal`]). Does nothing once the chain has ended.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`Group::signal`](crate::Group::signal).
-    ///
-    /// # Blocking
-    ///
-    /// As [`Group::signal`](crate::Group::signal)'s: up to 5 s under cgroup v2.
-    /// An async caller awaits [`signal_async`](Self::signal_async) instead.
-    pub fn signal(&self, signal: Signal) -> Result<()> {
-        self.unless_over(|| self.group.signal(signal))
     }
 
     /// Ends the chain politely: SIGTERM to every stage and all they
@@ -467,7 +457,7 @@ async fn drive(
     group: Arc<Group>,
     stages: Vec<StageWait>,
     cut: Arc<[AtomicBool]>,
-    stopped: Arc<AtomicBool>,
+    (stopped, sent): (Arc<AtomicBool>, Arc<SignalsSent>),
     (plan, began): (Plan, Instant),
 ) -> Result<Driven> {
     let bounds = Bounds {
@@ -482,7 +472,7 @@ async fn drive(
     // A bound that fires as the last stage exits is no timeout.
     let all_exited = || stages.iter().all(StageWait::exited).then_some(());
     let ended = bounds
-        .wait(cut_on_failure(&stages, &cut, &stopped), all_exited)
+        .wait(cut_on_failure(&stages, &cut, (&stopped, &sent)), all_exited)
         .await?;
     let running: Vec<bool> = stages.iter().map(|s| !s.exited()).collect();
     let head = stages.first().map(|s| s.pid);
@@ -535,11 +525,13 @@ async fn drive(
 /// fails, the stages before it still running are killed and marked in
 /// `cut`: their consumer is gone, so they could only block or die of
 /// SIGPIPE. The stages after it run on to the end of their input. Once the
-/// caller has ended the chain (`stopped`), nothing is cut.
+/// caller has ended the chain (`stopped`), nothing is cut; nor by a stage
+/// that ended of a signal the caller sent the chain (`sent`): every stage
+/// got it, to end its own way.
 async fn cut_on_failure(
     stages: &[StageWait],
     cut: &[AtomicBool],
-    stopped: &AtomicBool,
+    (stopped, sent): (&AtomicBool, &SignalsSent),
 ) -> Result<()> {
     let mut waits: Vec<_> = stages
         .iter()
@@ -550,7 +542,8 @@ async fn cut_on_failure(
         let status = status.map_err(|e| Error::io(format!("{}: wait", stages[i].program), e))?;
         let failed = stages[i].rule.fails(outcome_of(status))
             && !cut[i].load(Ordering::Relaxed)
-            && !stopped.load(Ordering::Relaxed);
+            && !stopped.load(Ordering::Relaxed)
+            && !sent.ended(status);
         if !failed {
             continue;
         }

@@ -64,9 +64,9 @@ async fn kill_async_ends_a_two_stage_chain_of_sleeps() {
 }
 
 /// `signal_async(Term)` reaches the last stage's trap, which writes a
-/// marker and exits 0; the head (no trap) dies of it. (The trap is the
-/// last stage's: a stage after it dying of the signal would cut it short
-/// with SIGKILL, maybe before its trap ran.)
+/// marker and exits 0; the head (no trap) dies of it. (A head's trap run
+/// to its end while the stage after it dies of the signal is
+/// `pipe_caller_signal.rs`'s.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_async_term_reaches_a_stages_trap() {
     let suite = begin("signal_async_term_reaches_a_stages_trap").await;

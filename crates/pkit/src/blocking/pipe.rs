@@ -121,7 +121,8 @@ impl RunningPipe {
     }
 
     /// `signal` to every stage and all they spawned
-    /// ([`crate::RunningPipe::signal`]).
+    /// ([`crate::RunningPipe::signal`]); a stage that ends of it cuts no
+    /// other short.
     ///
     /// # Errors
     ///

@@ -82,6 +82,7 @@ mod setup;
 #[cfg(unix)]
 pub(crate) mod setup_steps;
 mod signal;
+mod signals_sent;
 mod stats;
 pub(crate) mod step;
 mod text;
@@ -145,6 +146,7 @@ pub(crate) use signal::signal_name;
 pub use signal::Signal;
 #[doc(hidden)]
 pub use signal::RELAYED_BY_PKIT_RUN;
+pub(crate) use signals_sent::SignalsSent;
 pub use stats::Stats;
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd, OwnedFd, RawFd};
