@@ -4,7 +4,7 @@
 //! freeze awaited (see [`Group::signal_async`](crate::Group::signal_async)),
 //! and the rule all four share: nothing once the chain has ended.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::Result;
 use crate::pipe_started::RunningPipe;
@@ -107,33 +107,52 @@ impl RunningPipe {
     }
 }
 
-/// The caller's stop of the chain (`RunningPipe::stopped`), set for a
-/// kill ahead of it as `kill` sets it, and put back as it was if the kill
-/// is dropped before it is sent.
-struct Stop<'a> {
-    flag: &'a AtomicBool,
-    before: Option<bool>,
-}
+/// The caller's stop of the chain (`RunningPipe::stopped`): set for good
+/// by a kill (sync, or async and sent) or a shutdown, and held for the
+/// while by each [`RunningPipe::kill_async`] that waits to send its kill.
+/// A dropped kill lets go of its hold only: it never undoes another's
+/// stop (a "put back as it was" undid a kill or a shutdown that came
+/// during the wait, and a kill_async waiting beside it then killed the
+/// stages with the cut-short rule on).
+#[derive(Default)]
+pub(crate) struct Stopped(AtomicUsize);
 
-impl<'a> Stop<'a> {
-    fn new(flag: &'a AtomicBool) -> Self {
-        let before = flag.swap(true, Ordering::Relaxed);
-        Stop {
-            flag,
-            before: Some(before),
-        }
+/// [`Stopped`]'s bit for a stop for good; each hold adds [`HOLD`].
+const FOR_GOOD: usize = 1;
+const HOLD: usize = 2;
+
+impl Stopped {
+    /// The chain is stopped for good.
+    pub(crate) fn set(&self) {
+        self.0.fetch_or(FOR_GOOD, Ordering::AcqRel);
     }
 
-    /// The kill was sent: the stop stays.
-    fn keep(mut self) {
-        self.before = None;
+    /// Whether the chain is stopped (for good, or by a kill on its way).
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+}
+
+/// A kill's hold on the chain's stop ([`Stopped`]), taken ahead of it as
+/// `kill` sets its stop, and let go when dropped: the stop stays for good
+/// if the kill was sent ([`Stop::keep`]), and is off once no hold nor
+/// stop for good is left if not.
+struct Stop<'a>(&'a Stopped);
+
+impl<'a> Stop<'a> {
+    fn new(stopped: &'a Stopped) -> Self {
+        stopped.0.fetch_add(HOLD, Ordering::AcqRel);
+        Stop(stopped)
+    }
+
+    /// The kill was sent: the stop stays (set before the hold goes).
+    fn keep(self) {
+        self.0.set();
     }
 }
 
 impl Drop for Stop<'_> {
     fn drop(&mut self) {
-        if let Some(before) = self.before {
-            self.flag.store(before, Ordering::Relaxed);
-        }
+        self.0 .0.fetch_sub(HOLD, Ordering::AcqRel);
     }
 }
