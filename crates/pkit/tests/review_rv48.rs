@@ -110,3 +110,177 @@ async fn a_dropped_kill_async_leaves_another_kills_stop() {
     drop(p);
     suite.end().await;
 }
+
+/// The group's cgroup reads thawed (`cgroup.freeze` 0 and the kernel's
+/// `frozen 0`), and none of `pids` is stopped or frozen.
+fn assert_thawed(dir: Option<&std::path::Path>, pids: &[u32], what: &str) {
+    if let Some(d) = dir {
+        assert_eq!(freeze_written(d), "0", "{what}: the group stays frozen");
+        let events = std::fs::read_to_string(d.join("cgroup.events")).unwrap_or_default();
+        assert!(
+            events.lines().any(|l| l == "frozen 0"),
+            "{what}: the kernel says frozen: {events}"
+        );
+    }
+    for &pid in pids {
+        if let Some(s) = stat(pid) {
+            assert!(
+                s.state != 'T' && s.state != 't',
+                "{what}: {pid} is stopped ({})",
+                s.state
+            );
+        }
+    }
+}
+
+/// Under cgroup v2 (where a v1 freezer can be had), `pid` held in one,
+/// so that the group's freeze is never confirmed: the freezes of sleeping
+/// members are confirmed at a call's first poll, and there would be no
+/// wait to drop a call in.
+fn hold(choice: MechanismChoice, pid: u32, n: usize) -> Option<Held> {
+    (choice == MechanismChoice::Cgroup && v1_freezer_usable())
+        .then(|| Held::new(pid, n).expect("a v1 freezer directory"))
+}
+
+/// `Group::signal_async` and `kill_async`, and a pipeline's, polled `k`
+/// times (a yield between) and then dropped, for `k` from 1 to 12 (under
+/// cgroup v2 a member held: every one of them dropped in its wait for the
+/// freeze), and a signal once beside a
+/// second call on the same group that completes: after each, nothing is
+/// left frozen or stopped, a signal the members ignore changed nothing,
+/// and a dropped kill either killed everything or nothing; the last kill,
+/// awaited, ends everything, and the pipeline's report shows every stage
+/// killed, none cut short (the chain's outcome the first stage's).
+#[tokio::test]
+async fn signal_and_kill_dropped_at_every_turn_leave_nothing_frozen() {
+    let suite = begin("signal_and_kill_dropped_at_every_turn_leave_nothing_frozen").await;
+    for choice in mechanisms() {
+        let what = choice.to_string();
+        // The shell and its sleep ignore TERM.
+        let group = group(choice);
+        let dir = cgroup_dir(&group);
+        let p = group
+            .start(&Command::new("sh").args(["-c", "trap '' TERM; sleep 300 & wait"]))
+            .expect("start");
+        let until = Instant::now() + DEADLINE;
+        let pids = loop {
+            let pids = group.pids().expect("pids");
+            if pids.len() == 2 {
+                break pids;
+            }
+            assert!(Instant::now() < until, "{what}: the sleep never started");
+            tokio::time::sleep(POLL).await;
+        };
+        let sleeper = *pids.iter().find(|&&q| q != p.pid()).expect("the sleep");
+        let held = hold(choice, sleeper, 4802);
+        for k in 1..=12 {
+            let what = format!("{what}, signal dropped after {k} polls");
+            {
+                let mut f = Box::pin(group.signal_async(pkit::Signal::Term));
+                for _ in 0..k {
+                    if poll_once(f.as_mut()).await {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+            assert_thawed(dir.as_deref(), &pids, &what);
+            assert_alive(&pids, &what);
+        }
+        // One dropped beside one that completes.
+        {
+            let mut a = Box::pin(group.signal_async(pkit::Signal::Term));
+            let _ = poll_once(a.as_mut()).await;
+            group
+                .signal_async(pkit::Signal::Term)
+                .await
+                .expect("the second signal_async");
+        }
+        assert_thawed(dir.as_deref(), &pids, &format!("{what}, beside another"));
+        assert_alive(&pids, &what);
+        for k in 1..=12 {
+            let what = format!("{what}, kill dropped after {k} polls");
+            let sent = {
+                let mut f = Box::pin(group.kill_async());
+                let mut sent = false;
+                for _ in 0..k {
+                    if poll_once(f.as_mut()).await {
+                        sent = true;
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                sent
+            };
+            if sent {
+                assert!(held.is_none(), "{what}: killed with a member held");
+                assert_gone(&pids, &what).await;
+                break;
+            }
+            assert_thawed(dir.as_deref(), &pids, &what);
+            assert_alive(&pids, &what);
+        }
+        group.kill_async().await.expect("kill_async");
+        if let Some(h) = held {
+            assert!(
+                h.pending(libc::SIGKILL),
+                "{what}: the held sleep was not killed"
+            );
+            h.remove().await;
+        }
+        assert_gone(&pids, &what).await;
+        drop(p);
+        group.close().await.expect("close");
+    }
+    for choice in mechanisms() {
+        let what = format!("{choice}, pipeline");
+        let mut chain = Pipe::new([Command::new("sleep").arg("300"), Command::new("cat")])
+            .mechanism(choice)
+            .start()
+            .expect("start");
+        let pids = chain.pids();
+        let held = hold(choice, pids[0], 4803);
+        for k in 1..=12 {
+            let what = format!("{what}, kill dropped after {k} polls");
+            let sent = {
+                let mut f = Box::pin(chain.kill_async());
+                let mut sent = false;
+                for _ in 0..k {
+                    if poll_once(f.as_mut()).await {
+                        sent = true;
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                sent
+            };
+            if sent {
+                assert!(held.is_none(), "{what}: killed with a stage held");
+                break;
+            }
+            assert_alive(&pids, &what);
+            for &pid in &pids {
+                assert!(stat(pid).is_some_and(|s| s.state != 'T'), "{what}: {pid}");
+            }
+        }
+        chain.kill_async().await.expect("kill_async");
+        if let Some(h) = held {
+            // The cat's end seen to before the sleep goes (see above).
+            let until = Instant::now() + DEADLINE;
+            while !pid_gone(pids[1]) {
+                assert!(Instant::now() < until, "{what}: the cat outlived the kill");
+                tokio::time::sleep(POLL).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            h.remove().await;
+        }
+        assert_gone(&pids, &what).await;
+        let out = chain.wait().await.expect("wait");
+        for (i, s) in out.stages().iter().enumerate() {
+            assert_eq!(s.outcome(), Outcome::Signalled(9), "{what}: stage {i}");
+        }
+        assert_eq!(out.program(), "sleep", "{what}: the blamed stage");
+        drop(chain);
+    }
+    suite.end().await;
+}
