@@ -284,3 +284,93 @@ async fn signal_and_kill_dropped_at_every_turn_leave_nothing_frozen() {
     }
     suite.end().await;
 }
+
+/// A cgroup group whose directory was removed by hand (once emptied, as
+/// the kernel allows), or frozen by hand (`cgroup.freeze` written, not
+/// `suspend`): the async signal and kill answer as the sync ones do, and
+/// leave the cgroup as they do.
+#[tokio::test]
+async fn a_removed_or_hand_frozen_cgroup_answers_async_as_sync() {
+    const NAME: &str = "a_removed_or_hand_frozen_cgroup_answers_async_as_sync";
+    let suite = begin(NAME).await;
+    if !mechanisms().contains(&MechanismChoice::Cgroup) {
+        skipped(NAME, "no cgroup v2 group in this pass");
+        suite.end().await;
+        return;
+    }
+    // Removed: the group's one process ended and reaped, its directory
+    // (and the leaf below it, if any) removed.
+    let mut answers = Vec::new();
+    for asynchronous in [false, true] {
+        let group = group(MechanismChoice::Cgroup);
+        let dir = cgroup_dir(&group).expect("the group's cgroup");
+        let mut p = group.start(&Command::new("true")).expect("start");
+        p.wait().await.expect("wait");
+        drop(p);
+        let mut subdirs: Vec<_> = std::fs::read_dir(&dir)
+            .expect("the group's directory")
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect();
+        subdirs.push(dir.clone());
+        for d in &subdirs {
+            let until = Instant::now() + DEADLINE;
+            while std::fs::remove_dir(d).is_err() {
+                assert!(Instant::now() < until, "{d:?} can't be removed");
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        let answer = if asynchronous {
+            (
+                group.signal_async(pkit::Signal::Term).await.is_ok(),
+                group.kill_async().await.is_ok(),
+            )
+        } else {
+            (
+                group.signal(pkit::Signal::Term).is_ok(),
+                group.kill().is_ok(),
+            )
+        };
+        answers.push(answer);
+        let _ = group.close().await;
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "removed by hand: (signal, kill) ok, sync then async"
+    );
+    // Frozen by hand: the sleep dies of its SIGUSR1 once thawed.
+    let mut after = Vec::new();
+    for asynchronous in [false, true] {
+        let group = group(MechanismChoice::Cgroup);
+        let dir = cgroup_dir(&group).expect("the group's cgroup");
+        let p = group
+            .start(&Command::new("sleep").arg("300"))
+            .expect("start");
+        std::fs::write(dir.join("cgroup.freeze"), "1").expect("freeze by hand");
+        let until = Instant::now() + DEADLINE;
+        while !std::fs::read_to_string(dir.join("cgroup.events"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == "frozen 1")
+        {
+            assert!(Instant::now() < until, "never frozen by hand");
+            tokio::time::sleep(POLL).await;
+        }
+        let sent = if asynchronous {
+            group.signal_async(pkit::Signal::Usr1).await
+        } else {
+            group.signal(pkit::Signal::Usr1)
+        };
+        after.push((sent.is_ok(), freeze_written(&dir)));
+        std::fs::write(dir.join("cgroup.freeze"), "0").expect("thaw by hand");
+        assert_gone(&[p.pid()], "the sleep, after its SIGUSR1").await;
+        drop(p);
+        group.close().await.expect("close");
+    }
+    assert_eq!(
+        after[0], after[1],
+        "frozen by hand: (sent, cgroup.freeze after), sync then async"
+    );
+    suite.end().await;
+}
