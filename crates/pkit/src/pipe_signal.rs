@@ -4,7 +4,7 @@
 //! freeze awaited (see [`Group::signal_async`](crate::Group::signal_async)),
 //! and the rule all four share: nothing once the chain has ended.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::error::Result;
 use crate::pipe_started::RunningPipe;
@@ -47,9 +47,14 @@ impl RunningPipe {
         if self.over() {
             return Ok(());
         }
-        let stop = Stop::new(&self.stopped);
-        let sent = self.group.kill_async().await;
-        stop.keep();
+        // The chain is stopped just ahead of the kill, as `kill` stops
+        // it: not while the kill waits for the freeze, when a stage that
+        // fails must still cut what feeds it, and a dropped kill (which
+        // sends nothing) must leave no stop behind.
+        let stopped = &self.stopped;
+        let sent = (self.group)
+            .kill_async_then(|| stopped.store(true, Ordering::Relaxed))
+            .await;
         self.unless_ended(sent)
     }
 
@@ -104,55 +109,5 @@ impl RunningPipe {
             Err(_) if self.over() => Ok(()),
             other => other,
         }
-    }
-}
-
-/// The caller's stop of the chain (`RunningPipe::stopped`): set for good
-/// by a kill (sync, or async and sent) or a shutdown, and held for the
-/// while by each [`RunningPipe::kill_async`] that waits to send its kill.
-/// A dropped kill lets go of its hold only: it never undoes another's
-/// stop (a "put back as it was" undid a kill or a shutdown that came
-/// during the wait, and a kill_async waiting beside it then killed the
-/// stages with the cut-short rule on).
-#[derive(Default)]
-pub(crate) struct Stopped(AtomicUsize);
-
-/// [`Stopped`]'s bit for a stop for good; each hold adds [`HOLD`].
-const FOR_GOOD: usize = 1;
-const HOLD: usize = 2;
-
-impl Stopped {
-    /// The chain is stopped for good.
-    pub(crate) fn set(&self) {
-        self.0.fetch_or(FOR_GOOD, Ordering::AcqRel);
-    }
-
-    /// Whether the chain is stopped (for good, or by a kill on its way).
-    pub(crate) fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire) != 0
-    }
-}
-
-/// A kill's hold on the chain's stop ([`Stopped`]), taken ahead of it as
-/// `kill` sets its stop, and let go when dropped: the stop stays for good
-/// if the kill was sent ([`Stop::keep`]), and is off once no hold nor
-/// stop for good is left if not.
-struct Stop<'a>(&'a Stopped);
-
-impl<'a> Stop<'a> {
-    fn new(stopped: &'a Stopped) -> Self {
-        stopped.0.fetch_add(HOLD, Ordering::AcqRel);
-        Stop(stopped)
-    }
-
-    /// The kill was sent: the stop stays (set before the hold goes).
-    fn keep(self) {
-        self.0.set();
-    }
-}
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(HOLD, Ordering::AcqRel);
     }
 }

@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::output::{Outcome, Output};
 use crate::pipe_fold::{fold, StageRule};
-use crate::pipe_signal::Stopped;
 use crate::process::{outcome_of, ChildStdin, RunningProcess};
 use crate::pump::{LimitFlag, Line, Lines};
 use crate::runner::{end_group, Bounds, Ended};
@@ -86,7 +85,7 @@ pub struct RunningPipe {
     cut: Arc<[AtomicBool]>,
     /// Set when the caller ends the chain: no stage is cut (or blamed for
     /// it) any more.
-    pub(crate) stopped: Arc<Stopped>,
+    pub(crate) stopped: Arc<AtomicBool>,
     /// The background task that waits for the stages (see `drive`); `None`
     /// once `wait` has its result.
     driver: Option<JoinHandle<Result<Driven>>>,
@@ -157,7 +156,7 @@ impl RunningPipe {
             plan.tokens.clone(),
         );
         let cut: Arc<[AtomicBool]> = procs.iter().map(|_| AtomicBool::new(false)).collect();
-        let stopped = Arc::new(Stopped::default());
+        let stopped = Arc::new(AtomicBool::new(false));
         let waits = procs
             .iter()
             .zip(&rules)
@@ -269,7 +268,7 @@ impl RunningPipe {
     /// As [`Group::kill`](crate::Group::kill)'s: up to 5 s under cgroup v2.
     /// An async caller awaits [`kill_async`](Self::kill_async) instead.
     pub fn kill(&self) -> Result<()> {
-        self.stopped.set();
+        self.stopped.store(true, Ordering::Relaxed);
         self.unless_over(|| self.group.kill())
     }
 
@@ -301,7 +300,7 @@ impl RunningPipe {
     /// [`Error::Io`](crate::Error::Io) when signalling or waiting for the stages fails (not
     /// once the chain has ended by itself).
     pub async fn shutdown(&self, grace: Duration) -> Result<bool> {
-        self.stopped.set();
+        self.stopped.store(true, Ordering::Relaxed);
         if self.over() {
             return Ok(false);
         }
@@ -468,7 +467,7 @@ async fn drive(
     group: Arc<Group>,
     stages: Vec<StageWait>,
     cut: Arc<[AtomicBool]>,
-    stopped: Arc<Stopped>,
+    stopped: Arc<AtomicBool>,
     (plan, began): (Plan, Instant),
 ) -> Result<Driven> {
     let bounds = Bounds {
@@ -537,7 +536,11 @@ async fn drive(
 /// `cut`: their consumer is gone, so they could only block or die of
 /// SIGPIPE. The stages after it run on to the end of their input. Once the
 /// caller has ended the chain (`stopped`), nothing is cut.
-async fn cut_on_failure(stages: &[StageWait], cut: &[AtomicBool], stopped: &Stopped) -> Result<()> {
+async fn cut_on_failure(
+    stages: &[StageWait],
+    cut: &[AtomicBool],
+    stopped: &AtomicBool,
+) -> Result<()> {
     let mut waits: Vec<_> = stages
         .iter()
         .map(|s| Some(Box::pin(s.child.wait())))
@@ -547,7 +550,7 @@ async fn cut_on_failure(stages: &[StageWait], cut: &[AtomicBool], stopped: &Stop
         let status = status.map_err(|e| Error::io(format!("{}: wait", stages[i].program), e))?;
         let failed = stages[i].rule.fails(outcome_of(status))
             && !cut[i].load(Ordering::Relaxed)
-            && !stopped.get();
+            && !stopped.load(Ordering::Relaxed);
         if !failed {
             continue;
         }

@@ -14,6 +14,24 @@
 //!   stage ([`a_dropped_kill_async_leaves_another_kills_stop`]). A sync
 //!   `kill` or a `shutdown` during a dropped `kill_async` lost its stop
 //!   the same way.
+//! - MEDIUM, fixed: a stage that failed while a `kill_async` waited for
+//!   the freeze, the kill then dropped, cut nothing: the kill's stop, set
+//!   ahead of its wait, had the chain's driver pass over the failure for
+//!   good, and the stages feeding the failed one ran on (`sleep 300 | sh
+//!   -c 'exit 3'` for its 300 s)
+//!   ([`a_failure_seen_during_a_dropped_kill_async_still_cuts`]).
+//!
+//! Both by one fix: the chain is marked stopped just ahead of the kill,
+//! after the freeze's wait (`Group::kill_async_then`), as the sync `kill`
+//! marks it just ahead of its own; a kill dropped in its wait has marked
+//! nothing.
+//!
+//! Probes that held: `Group::signal_async`/`kill_async` and the chain's
+//! `kill_async` dropped after 1 to 12 polls (every drop in the freeze's
+//! wait, a member held), or beside a second call, leave nothing frozen or
+//! stopped and send nothing; a cgroup removed or frozen by hand answers
+//! the async calls as the sync ones (a signal thaws a hand-made freeze,
+//! both ways: `suspend` is the freeze a signal leaves alone).
 
 mod common;
 
@@ -372,5 +390,79 @@ async fn a_removed_or_hand_frozen_cgroup_answers_async_as_sync() {
         after[0], after[1],
         "frozen by hand: (sent, cgroup.freeze after), sync then async"
     );
+    suite.end().await;
+}
+
+/// `sleep 300 | sh -c 'exit 3'`, the `sleep` held in a v1 freezer: the
+/// `sh` has failed (exited 3) but the chain's driver has not seen it yet
+/// (this current-thread runtime ran nothing meanwhile) when a
+/// `kill_async` starts its wait for the freeze; the driver sees the
+/// failure during that wait, and the kill is dropped there. Nothing was
+/// sent, and the chain's rule is as before the call: the failed stage
+/// cuts the `sleep` short (its SIGKILL pending while it is held). (The
+/// kill's stop, set ahead of its wait, had the driver pass over the
+/// failure for good: the `sleep` ran on.)
+#[tokio::test]
+async fn a_failure_seen_during_a_dropped_kill_async_still_cuts() {
+    const NAME: &str = "a_failure_seen_during_a_dropped_kill_async_still_cuts";
+    let suite = begin(NAME).await;
+    if !can_hold(NAME) {
+        suite.end().await;
+        return;
+    }
+    let go = TempPath::new("rv48-go");
+    let tail = format!(
+        "while [ ! -e {go} ]; do sleep 0.01; done; exit 3",
+        go = go.as_str()
+    );
+    let mut p = Pipe::new([
+        Command::new("sleep").arg("300"),
+        Command::new("sh").args(["-c", &tail]),
+    ])
+    .mechanism(MechanismChoice::Cgroup)
+    .start()
+    .expect("start");
+    let pids = p.pids();
+    let held = Held::new(pids[0], 4804).expect("a v1 freezer directory");
+    // The `sh` fails while this thread blocks: the driver, a task of this
+    // runtime, can't see it yet.
+    std::fs::write(go.path(), "").expect("the go file");
+    let until = Instant::now() + DEADLINE;
+    while !(pid_gone(pids[1]) || stat(pids[1]).is_some_and(|s| s.state == 'Z')) {
+        assert!(Instant::now() < until, "the sh never exited");
+        std::thread::sleep(POLL);
+    }
+    {
+        let mut kill = Box::pin(p.kill_async());
+        assert!(
+            !poll_once(kill.as_mut()).await,
+            "the kill_async did not wait for the freeze"
+        );
+        // The driver sees the failure now, during the kill's wait.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let until = Instant::now() + DEADLINE;
+    let cut = loop {
+        if held.pending(libc::SIGKILL) {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    held.thaw();
+    if !cut {
+        p.kill_async().await.expect("kill_async");
+    }
+    assert_gone(&pids, "the chain").await;
+    let out = p.wait().await.expect("wait");
+    held.remove().await;
+    drop(p);
+    assert!(
+        cut,
+        "the failed sh did not cut the sleep short: the dropped kill_async's stop hid its failure"
+    );
+    assert_eq!(out.outcome(), Outcome::Exited(3), "the chain's outcome");
     suite.end().await;
 }
