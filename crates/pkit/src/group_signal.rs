@@ -140,9 +140,17 @@ impl Group {
     /// As [`kill`](Self::kill)'s: [`Error::Io`](crate::Error::Io) when the
     /// OS refuses the kill.
     pub async fn kill_async(&self) -> Result<()> {
+        self.kill_async_then(|| ()).await
+    }
+
+    /// [`kill_async`](Self::kill_async), `before` run just ahead of the
+    /// kill (after the freeze's wait): not at all if the call is dropped
+    /// in that wait ([`RunningPipe::kill_async`](crate::RunningPipe::kill_async)
+    /// marks its chain stopped there).
+    pub(crate) async fn kill_async_then(&self, before: impl FnOnce()) -> Result<()> {
         self.scripted.signal(Signal::Kill.as_raw());
         self.container()
-            .signal_async(Signal::Kill.as_raw())
+            .signal_async_then(Signal::Kill.as_raw(), before)
             .await
             .map_err(|e| Error::io("killing the group", e))
     }
@@ -180,9 +188,21 @@ impl Group {
     /// for a signal the mechanism can't send, [`Error::Io`](crate::Error::Io)
     /// when the OS refuses it.
     pub async fn signal_async(&self, signal: Signal) -> Result<()> {
+        self.signal_async_then(signal, || ()).await
+    }
+
+    /// [`signal_async`](Self::signal_async), `before` run just ahead of
+    /// the signal (after the freeze's wait): not at all if the call is
+    /// dropped in that wait ([`RunningPipe::signal_async`](crate::RunningPipe::signal_async)
+    /// records the caller's signal there).
+    pub(crate) async fn signal_async_then(
+        &self,
+        signal: Signal,
+        before: impl FnOnce(),
+    ) -> Result<()> {
         self.scripted.signal(signal.as_raw());
         self.container()
-            .signal_async(signal.as_raw())
+            .signal_async_then(signal.as_raw(), before)
             .await
             .map_err(|e| self.refused("signal", format!("sending {signal} to the group"), e))
     }

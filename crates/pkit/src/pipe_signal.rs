@@ -5,11 +5,11 @@
 //! and the rules all four share: nothing once the chain has ended, and
 //! a stage that ends of the caller's own signal cuts no other short.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::error::Result;
 use crate::pipe_started::RunningPipe;
-use crate::sys::{Signal, SignalsSent};
+use crate::sys::Signal;
 
 impl RunningPipe {
     /// Sends `signal` to every stage and everything they spawned (see
@@ -104,9 +104,14 @@ impl RunningPipe {
         if self.over() {
             return Ok(());
         }
-        let stop = Stop::new(&self.stopped);
-        let sent = self.group.kill_async().await;
-        stop.keep();
+        // The chain is stopped just ahead of the kill, as `kill` stops
+        // it: not while the kill waits for the freeze, when a stage that
+        // fails must still cut what feeds it, and a dropped kill (which
+        // sends nothing) must leave no stop behind.
+        let stopped = &self.stopped;
+        let sent = (self.group)
+            .kill_async_then(|| stopped.store(true, Ordering::Relaxed))
+            .await;
         self.unless_ended(sent)
     }
 
@@ -145,9 +150,13 @@ impl RunningPipe {
         if self.over() {
             return Ok(());
         }
-        let sending = Sending::new(&self.sent, signal);
-        let sent = self.group.signal_async(signal).await;
-        sending.keep();
+        // Recorded just ahead of the send, after the freeze's wait (as
+        // `kill_async` stops the chain): a send dropped in its wait
+        // records nothing, and takes back no other caller's record.
+        let record = &self.sent;
+        let sent = (self.group)
+            .signal_async_then(signal, || record.record(signal))
+            .await;
         self.unless_ended(sent)
     }
 
@@ -166,70 +175,6 @@ impl RunningPipe {
         match sent {
             Err(_) if self.over() => Ok(()),
             other => other,
-        }
-    }
-}
-
-/// The caller's stop of the chain (`RunningPipe::stopped`), set for a
-/// kill ahead of it as `kill` sets it, and put back as it was if the kill
-/// is dropped before it is sent.
-struct Stop<'a> {
-    flag: &'a AtomicBool,
-    before: Option<bool>,
-}
-
-impl<'a> Stop<'a> {
-    fn new(flag: &'a AtomicBool) -> Self {
-        let before = flag.swap(true, Ordering::Relaxed);
-        Stop {
-            flag,
-            before: Some(before),
-        }
-    }
-
-    /// The kill was sent: the stop stays.
-    fn keep(mut self) {
-        self.before = None;
-    }
-}
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        if let Some(before) = self.before {
-            self.flag.store(before, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The caller's signal in the chain's record of them
-/// (`RunningPipe::sent`), made ahead of it as `signal` makes it, and
-/// taken back if the send is dropped before it goes (unless the signal
-/// was sent before).
-struct Sending<'a> {
-    sent: &'a SignalsSent,
-    /// The signal to take back when dropped.
-    signal: Option<Signal>,
-}
-
-impl<'a> Sending<'a> {
-    fn new(sent: &'a SignalsSent, signal: Signal) -> Self {
-        let before = sent.record(signal);
-        Sending {
-            sent,
-            signal: (!before).then_some(signal),
-        }
-    }
-
-    /// The signal was sent: the record stays.
-    fn keep(mut self) {
-        self.signal = None;
-    }
-}
-
-impl Drop for Sending<'_> {
-    fn drop(&mut self) {
-        if let Some(signal) = self.signal {
-            self.sent.forget(signal);
         }
     }
 }

@@ -43,17 +43,32 @@ impl Container {
     /// for again by the pass itself, within what is left of the deadline.
     /// Cancelled before the pass, the freeze made ahead is undone.
     pub(crate) async fn signal_async(&self, sig: i32) -> io::Result<()> {
+        self.signal_async_then(sig, || ()).await
+    }
+
+    /// [`signal_async`](Self::signal_async), `before` run just ahead of
+    /// the pass (after the freeze's wait, in the same poll): not at all
+    /// when the call is dropped in its wait. (A pipeline's kill marks the
+    /// chain stopped there, so that a kill dropped in its wait left no
+    /// mark to undo, nor hid a stage's failure meanwhile.)
+    pub(crate) async fn signal_async_then(
+        &self,
+        sig: i32,
+        before: impl FnOnce(),
+    ) -> io::Result<()> {
         let by = freeze_deadline();
         #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {
             if let Some(ahead) = self.freeze_ahead(cg) {
                 let until = tokio::time::Instant::from_std(by);
                 let _ = tokio::time::timeout_at(until, cg.wait_frozen()).await;
+                before();
                 let sent = self.signal_by(sig, by);
                 ahead.taken_over();
                 return sent;
             }
         }
+        before();
         self.signal_by(sig, by)
     }
 

@@ -22,16 +22,9 @@ fn bit(n: i32) -> u64 {
 }
 
 impl SignalsSent {
-    /// Records `signal` as sent; whether it was recorded already.
-    pub(crate) fn record(&self, signal: Signal) -> bool {
-        let b = bit(signal.as_raw());
-        self.0.fetch_or(b, Ordering::SeqCst) & b != 0
-    }
-
-    /// Takes back a record of `signal` that came to nothing (its send was
-    /// dropped before it went).
-    pub(crate) fn forget(&self, signal: Signal) {
-        self.0.fetch_and(!bit(signal.as_raw()), Ordering::SeqCst);
+    /// Records `signal` as sent.
+    pub(crate) fn record(&self, signal: Signal) {
+        self.0.fetch_or(bit(signal.as_raw()), Ordering::SeqCst);
     }
 
     fn has(&self, n: i32) -> bool {
@@ -79,8 +72,8 @@ mod tests {
         let sent = SignalsSent::default();
         let term = ExitStatus::Signalled(nums::SIGTERM);
         assert!(!sent.ended(term));
-        assert!(!sent.record(Signal::Term));
-        assert!(sent.record(Signal::Term));
+        sent.record(Signal::Term);
+        sent.record(Signal::Term);
         assert!(sent.ended(term));
         assert!(sent.ended(ExitStatus::Exited(128 + nums::SIGTERM)));
         assert!(!sent.ended(ExitStatus::Signalled(nums::SIGKILL)));
@@ -94,8 +87,6 @@ mod tests {
         assert!(!sent.ended(ExitStatus::Exited(128)));
         sent.record(Signal::Stop);
         assert!(!sent.ended(ExitStatus::Exited(128 + nums::SIGSTOP)));
-        sent.forget(Signal::Term);
-        assert!(!sent.ended(term));
         assert!(sent.ended(ExitStatus::Signalled(64)));
     }
 }

@@ -203,6 +203,17 @@ impl Container {
         self.signal(sig)
     }
 
+    /// [`signal_async`](Self::signal_async), `before` run just ahead of
+    /// the signal (see the Unix one).
+    pub(crate) async fn signal_async_then(
+        &self,
+        sig: i32,
+        before: impl FnOnce(),
+    ) -> io::Result<()> {
+        before();
+        self.signal(sig)
+    }
+
     /// The started children still running (the list forgets the others).
     fn live_leaders(&self) -> Vec<Arc<ChildHandle>> {
         let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
