@@ -84,10 +84,11 @@ async fn read_slowly(
     (got.0, got.1, got.2, in_time)
 }
 
-/// 200k lines all queued when the stream sees the exit, told to a consumer
-/// that takes about 4 s over them (2 ms every 100 lines): every one comes,
+/// 20k lines all queued when the stream sees the exit, told to a consumer
+/// that takes about 4 s over them (20 ms every 100 lines): every one comes,
 /// in order, then the exit (before evq the exit came 2 s after it was seen,
-/// and the lines still queued then were never told).
+/// and the lines still queued then were never told). (It was 200k lines at
+/// 2 ms every 100: the same 4 s past the 2 s cap, ten times the CPU.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_queued_at_the_exit_all_come_to_a_slow_reader() {
     let suite = begin("lines_queued_at_the_exit_all_come_to_a_slow_reader").await;
@@ -95,16 +96,16 @@ async fn lines_queued_at_the_exit_all_come_to_a_slow_reader() {
     all_at_once(mechanisms(), |choice| async move {
         let g = group(choice);
         let cmd = Command::new("sh")
-            .args(["-c", "seq 1 200000; echo e >&2; sleep 0.3; exit 3"])
+            .args(["-c", "seq 1 20000; echo e >&2; sleep 0.3; exit 3"])
             .stream_lines()
             .buffer_lines(1 << 20);
         let mut p = g.start(&cmd).unwrap();
         let (out, err, exit, in_time) =
-            read_slowly(&g, &mut p, 100, Duration::from_millis(2)).await;
+            read_slowly(&g, &mut p, 100, Duration::from_millis(20)).await;
         let _ = p.wait().await;
         g.close().await.unwrap();
         assert!(in_time, "{choice}: no end within {LONG:?}");
-        assert_eq!((out.len(), err), (200_000, 1), "{choice}");
+        assert_eq!((out.len(), err), (20_000, 1), "{choice}");
         assert!(
             out.iter()
                 .enumerate()
@@ -153,40 +154,48 @@ async fn a_flood_after_the_exit_still_lets_the_exit_come() {
     suite.end().await;
 }
 
-/// A predicate that takes 20 µs (spinning) and matches only `the-end`.
-fn slow_match(line: &pkit::Line) -> bool {
-    let t = std::time::Instant::now();
-    while t.elapsed() < Duration::from_micros(20) {
-        std::hint::spin_loop();
+/// A predicate that takes ~4 s over 20k lines (it sleeps 2 ms every 10th
+/// line) and matches only `the-end`. (It spun 20 µs a line over 200k
+/// lines: as slow, but a core busy for the 4 s.)
+fn slow_match() -> impl FnMut(&pkit::Line) -> bool {
+    let mut n = 0u32;
+    move |line| {
+        n += 1;
+        if n % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        line.text == "the-end"
     }
-    line.text == "the-end"
 }
 
-/// `wait_for_line` with a predicate that takes ~4 s over the 200k lines
+/// `wait_for_line` with a predicate that takes ~4 s over the 20k lines
 /// queued when the probe sees the exit: it still finds the process's last
 /// line (before evq it gave up 2 s after the exit with `NotReady`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// (Four workers: the three predicates block theirs while they sleep.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wait_for_line_looks_at_every_line_queued_at_the_exit() {
     let suite = begin("wait_for_line_looks_at_every_line_queued_at_the_exit").await;
-    // One mechanism after the other: the predicate spins (CPU-bound; at
-    // once they took longer than in turn on a loaded 2-core machine).
-    for choice in mechanisms() {
+    // The mechanisms at once, each with its own group and process (the
+    // predicate sleeps, it no longer spins: at once they don't queue on
+    // the CPU).
+    all_at_once(mechanisms(), |choice| async move {
         let g = group(choice);
         let cmd = Command::new("sh")
-            .args(["-c", "seq 1 200000; echo the-end; sleep 0.3; exit 3"])
+            .args(["-c", "seq 1 20000; echo the-end; sleep 0.3; exit 3"])
             .stream_lines()
             .buffer_lines(1 << 20);
         let mut p = g.start(&cmd).unwrap();
         // Let it write everything and exit first.
         exited(p.pid()).await;
-        let got = p.wait_for_line(slow_match, LONG).await;
+        let got = p.wait_for_line(slow_match(), LONG).await;
         let _ = p.wait().await;
         g.close().await.unwrap();
         match got {
             Ok(line) => assert_eq!(line.text, "the-end", "{choice}"),
             Err(e) => panic!("{choice}: {e}"),
         }
-    }
+    })
+    .await;
     suite.end().await;
 }
 
