@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use pkit::{Group, Signal};
 
-use crate::args::RunArgs;
-use crate::report::{Kill, Report};
+use crate::report::Kill;
 use crate::signame;
-use crate::sys::{self, sig, Received};
+use crate::sys::{self, sig};
 use crate::tty::Terminal;
 
 /// What the run loop saw.
@@ -33,7 +32,7 @@ pub struct Run {
     pub continued: bool,
     /// The last request to end that came from a process other than pkit's
     /// parent, and when: the same signal relayed by the parent soon after
-    /// is that one again ([`RELAYED_WITHIN`]).
+    /// is that one again (`relay::RELAYED_WITHIN`).
     pub direct: Option<(i32, tokio::time::Instant)>,
     /// The program is stopped by a SIGSTOP pkit leaves alone (its process
     /// group orphaned: [`Forwarder::program_stopped`]): not looked at
@@ -64,19 +63,6 @@ const TERMINAL_WAIT: Duration = Duration::from_secs(1);
 /// (SIGTTIN) taken for a Ctrl-Z had the job stopped again after `fg`.
 const STOP_WAIT: Duration = Duration::from_secs(1);
 
-/// How soon after a request to end, the same signal from pkit's parent is
-/// taken for the parent's relay of it. A nested `pkit run` in its outer's
-/// process group (the outer under a cgroup keeps its program, the nested
-/// pkit, there) gets a `kill -INT -<group>` twice: from the sender, and
-/// relayed by the outer; counted twice, one signal was a second request,
-/// and ended the run. Only a parent that may be a pkit counts (on Linux,
-/// one running pkit's executable or one of its name: `sys::parent`); a
-/// window, not an exact mark: a relay is sent by `Group::signal_async`, which
-/// carries no `sigqueue` value (and through `killpg` could carry none),
-/// and a marked relay still would not tell the signal the nested pkit got
-/// directly from a later one the same sender sent to the outer alone.
-const RELAYED_WITHIN: Duration = Duration::from_secs(2);
-
 impl Run {
     /// Arms SIGKILL `after` from now, unless it is armed sooner already
     /// (`inf`, or a time past the clock's range, never fires).
@@ -101,6 +87,7 @@ pub async fn until(at: Option<tokio::time::Instant>) {
 }
 
 /// Sends signals to the tree, or to the program alone with --foreground.
+#[derive(Clone, Copy)]
 pub struct Forwarder<'a> {
     pub group: &'a Group,
     pub pid: u32,
@@ -111,6 +98,10 @@ pub struct Forwarder<'a> {
     pub tty: Option<&'a Terminal>,
     /// `--pty`'s relay, whose raw mode must not outlive a stop.
     pub relay: Option<&'a crate::pty::Relay>,
+    /// Set once the run loop's wait for the program has returned: it is
+    /// reaped, and its pid may be another process's. A relay sent after
+    /// that (`Relays::finish`) to the program alone goes nowhere.
+    pub ended: &'a std::cell::Cell<bool>,
 }
 
 impl Forwarder<'_> {
@@ -155,7 +146,8 @@ impl Forwarder<'_> {
     /// Under cgroup v2 the tree's signal awaits the cgroup's freeze (up to
     /// 5 s for a member that can't be frozen): the runtime's other tasks
     /// (`--pty`'s relay of the terminal's output, the library's) run
-    /// meanwhile; the run loop itself goes on once the tree is signalled.
+    /// meanwhile, and so does the run loop (it polls the relays among its
+    /// other branches: `relay::Relays`).
     async fn try_send(&self, sig: i32, program_only: bool) -> Sent {
         if self.verbose {
             let to = if program_only {
@@ -167,7 +159,11 @@ impl Forwarder<'_> {
         }
         if program_only {
             // The program is unreaped until the run loop's wait returns,
-            // so its pid can't have been reused.
+            // so its pid can't have been reused; after that it is gone,
+            // and there is nothing to send.
+            if self.ended.get() {
+                return Sent::All;
+            }
             return match sys::kill(self.pid, sig) {
                 Ok(()) => Sent::All,
                 Err(_) => Sent::Missed,
@@ -206,7 +202,7 @@ impl Forwarder<'_> {
     /// `mates`: the signal the rest of pkit's job (its process group) gets
     /// first, when the stop is the program's group's: a SIGCONT after
     /// that cancels pkit's own stop likewise.
-    pub async fn stop_pkit(&self, st: &mut Run, signalled: bool, mates: Option<i32>) {
+    pub async fn stop_pkit(&self, signalled: bool, mates: Option<i32>) {
         if let Some(r) = self.relay {
             r.suspend();
         }
@@ -260,7 +256,6 @@ impl Forwarder<'_> {
         crate::testpause::at("continued");
         self.take_terminal();
         crate::testpause::at("handed");
-        st.continued = true;
     }
 
     /// The program, holding the terminal in a process group of its own,
@@ -331,8 +326,9 @@ impl Forwarder<'_> {
             // terminal's Ctrl-Z reached the program's group alone, and a
             // read from the background stops the whole job. The shell sees
             // its job stopped only once every process of it is.
-            self.stop_pkit(st, false, Some(by.unwrap_or(sig::SIGTSTP)))
+            self.stop_pkit(false, Some(by.unwrap_or(sig::SIGTSTP)))
                 .await;
+            st.continued = true;
             return;
         }
         let how = by.map_or_else(|| "a stop".to_string(), signame::display);
@@ -359,7 +355,7 @@ impl Forwarder<'_> {
     /// (after `fg`, or a stop continued there): raw for --pty's relay,
     /// handed to the program's process group. Nothing changes otherwise,
     /// or when it is so already.
-    fn take_terminal(&self) {
+    pub fn take_terminal(&self) {
         if let Some(r) = self.relay {
             r.resume();
         }
@@ -386,7 +382,7 @@ impl Forwarder<'_> {
     /// Whether a process of the tree is stopped. (In pkit's process group,
     /// the program got the shell's SIGCONT with pkit; a part of the tree
     /// in groups of its own, stopped by a forwarded SIGTSTP, did not.)
-    fn tree_stopped(&self) -> bool {
+    pub fn tree_stopped(&self) -> bool {
         self.group
             .pids()
             .is_ok_and(|pids| pids.into_iter().any(|p| sys::state_of(p) == Some('T')))
@@ -434,150 +430,4 @@ enum Sent {
     Denied,
     /// Not (all) of the tree: it could not be sent or listed.
     Missed,
-}
-
-pub async fn on_signal(
-    r: Received,
-    args: &RunArgs,
-    fwd: &Forwarder<'_>,
-    st: &mut Run,
-    report: &mut Report,
-    term_signal: i32,
-    grace: Duration,
-) {
-    let s = r.signo;
-    report.signals_received.push(signame::display(s));
-    // The terminal sends INT, QUIT, TSTP, WINCH and HUP to its whole
-    // foreground process group: a program in pkit's group got it already.
-    let delivered = r.from_kernel && fwd.same_pgrp;
-    match s {
-        sig::SIGTSTP | sig::SIGTTIN | sig::SIGTTOU => {
-            // The terminal's stop of pkit's job for a read (or a change)
-            // of the terminal pkit handed to the program: another stage of
-            // the job wants it (`tty.rs`); no stop of the job.
-            if s != sig::SIGTSTP && r.from_kernel && fwd.tty.is_some_and(Terminal::give_back_to_job)
-            {
-                if fwd.verbose {
-                    eprintln!(
-                        "pkit: another process of pkit's job was stopped for the terminal \
-                         ({}): the terminal is the job's again, and the job continued",
-                        signame::display(s)
-                    );
-                }
-                return;
-            }
-            // In an orphaned process group (`setsid pkit run`, or a job
-            // whose shell is gone) the kernel discards a stop signal for a
-            // program that does not catch it: no shell could continue the
-            // job. pkit drops it the same way, neither stopping itself nor
-            // the tree (as timeout(1), which leaves SIGTSTP to the kernel:
-            // its --timeout still fires).
-            if sys::own_group_orphaned() {
-                if fwd.verbose {
-                    eprintln!(
-                        "pkit: {} dropped: pkit's process group is orphaned (no shell \
-                         could continue it)",
-                        signame::display(s)
-                    );
-                }
-                return;
-            }
-            if !delivered {
-                fwd.forward(sig::SIGTSTP).await;
-            }
-            // Stop pkit too, so the shell sees its job stop; `fg` sends
-            // SIGCONT, which continues pkit, and pkit the tree.
-            fwd.stop_pkit(st, true, None).await;
-        }
-        sig::SIGCONT => {
-            // The SIGCONT that continued pkit after a stop: the tree was
-            // continued already, and is not again unless it stopped since
-            // (not while its program held the terminal: a Ctrl-Z there
-            // stops the job, and a read from before the hand-over is
-            // the run loop's look's).
-            let woke = std::mem::take(&mut st.continued);
-            let held = fwd.tty.is_some_and(Terminal::program_holds);
-            if !delivered && (!woke || (!held && fwd.tree_stopped())) {
-                fwd.forward(s).await;
-            }
-            // `fg` of a job that ran on in the background (or that and
-            // the SIGCONT that woke pkit after a stop, pending at once:
-            // one signal): the terminal is pkit's again, once the tree is
-            // continued (see `stop_pkit`).
-            fwd.take_terminal();
-        }
-        sig::SIGINT | sig::SIGQUIT if r.from_kernel => {
-            // Ctrl-C / Ctrl-\ from the terminal: the program decides (a REPL
-            // survives); never pkit's teardown.
-            if !delivered {
-                fwd.forward(s).await;
-            }
-        }
-        sig::SIGTERM | sig::SIGHUP | sig::SIGINT | sig::SIGQUIT => {
-            let now = tokio::time::Instant::now();
-            if r.from_parent {
-                let relay = st.direct.take();
-                if relay.is_some_and(|(d, at)| d == s && now.duration_since(at) <= RELAYED_WITHIN) {
-                    // The parent's relay of the one this pkit got already:
-                    // one request, listed once in the report.
-                    report.signals_received.pop();
-                    return;
-                }
-            } else {
-                st.direct = Some((s, now));
-            }
-            st.end_requests += 1;
-            match st.end_requests {
-                1 => {
-                    // Windows: the request is a graceful stop, and where no
-                    // CTRL_BREAK can be delivered that is the termination.
-                    if !delivered && !fwd.forward(s).await && cfg!(windows) {
-                        if !args.quiet {
-                            eprintln!(
-                                "pkit: {}: no CTRL_BREAK could be delivered: terminating the \
-                                 whole tree",
-                                signame::display(s)
-                            );
-                        }
-                        let _ = fwd.group.kill_async().await;
-                    }
-                    if let Some(k) = args.kill_after {
-                        st.arm(k);
-                    }
-                }
-                2 => {
-                    if !args.quiet {
-                        eprintln!(
-                            "pkit: second {}: ending the whole tree ({}, then SIGKILL after {:?}; \
-                             a third signal kills at once)",
-                            signame::display(s),
-                            signame::display(term_signal),
-                            grace
-                        );
-                    }
-                    let tree = Forwarder {
-                        foreground: false,
-                        ..*fwd
-                    };
-                    if tree.send_ending(term_signal).await {
-                        st.kill = Some(Kill::Unreachable(term_signal));
-                    }
-                    st.tree_ended = true;
-                    st.arm(grace);
-                }
-                _ => {
-                    if !args.quiet {
-                        eprintln!("pkit: {}: killing the whole tree now", signame::display(s));
-                    }
-                    st.kill = Some(Kill::Requested(s));
-                    let _ = fwd.group.kill_async().await;
-                }
-            }
-        }
-        _ => {
-            if !delivered {
-                fwd.forward(s).await;
-            }
-        }
-    }
 }

@@ -31,6 +31,7 @@ mod json_line;
 mod orphans;
 mod pty;
 mod raw_args;
+mod relay;
 mod report;
 mod run;
 mod script;

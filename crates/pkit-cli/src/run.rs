@@ -10,9 +10,10 @@ use pkit::{CapturePolicy, Command, Error, Mechanism, Outcome, Stdio};
 use crate::args::{KeepArg, RunArgs};
 use crate::cgstats::RunCgroups;
 use crate::exit::{signalled, WriteFailed, EXIT_KILLED, EXIT_TIMEOUT};
-use crate::forward::{on_signal, until, Forwarder, Run};
+use crate::forward::{until, Forwarder, Run};
 use crate::grace::{drain, Ending};
 use crate::orphans::Orphans;
+use crate::relay::{on_signal, Relays};
 use crate::report::{kind_name, Kill, Report, Sink, Stream, SCHEMA};
 use crate::signame;
 use crate::summary::{messages, print_stats};
@@ -150,6 +151,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
         let _ = group.signal_async(pkit::Signal::Cont).await;
     }
 
+    let ended = std::cell::Cell::new(false);
     let fwd = Forwarder {
         group: &group,
         pid,
@@ -160,6 +162,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
         same_pgrp: sys::same_pgrp(pid),
         tty: tty.as_ref(),
         relay: relay.as_ref(),
+        ended: &ended,
     };
 
     let term_signal = args.signal.unwrap_or(sig::SIGTERM);
@@ -172,24 +175,27 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
 
     let mut look = tokio::time::interval(Duration::from_millis(100));
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The signals pkit sends on, in order, while the loop goes on.
+    let mut relays = Relays::new(&fwd, &args, term_signal, grace);
     let wait = proc.wait();
     tokio::pin!(wait);
     let result = loop {
         tokio::select! {
             r = &mut wait => break r,
+            done = relays.next() => relays.finished(done, &mut st),
             () = until(deadline) => {
                 deadline = None;
                 st.timed_out = true;
                 if args.verbose {
                     eprintln!("pkit: timeout: sending {} to {}", signame::display(term_signal), fwd.target());
                 }
-                // A stop that could not reach the tree is its kill at once
-                // (Windows' usual case, a CTRL_BREAK without a console):
-                // still a timeout's ending (124, as before), not a SIGKILL
-                // after a grace.
-                fwd.send_ending(term_signal).await;
+                // After the relays asked for before it; the grace once it
+                // went out. A stop that could not reach the tree is its
+                // kill at once (Windows' usual case, a CTRL_BREAK without
+                // a console): still a timeout's ending (124, as before),
+                // not a SIGKILL after a grace.
+                relays.timeout(&mut st);
                 st.tree_ended |= !fwd.foreground;
-                st.arm(grace);
             }
             () = until(st.kill_at) => {
                 st.kill_at = None;
@@ -212,7 +218,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // `Forwarder::held_by_stopped_child`.) The look is a timer of
             // its own: other branches (a stream of SIGCHLDs) don't put it
             // off.
-            _ = look.tick(), if tty.is_some() => {
+            _ = look.tick(), if tty.is_some() && relays.idle() => {
                 let stopped = sys::state_of(pid) == Some('T');
                 let by = stopped.then(|| sys::stop_signal(pid)).flatten();
                 match by.or_else(|| fwd.held_by_stopped_child()) {
@@ -230,10 +236,10 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // acted on here after a second if that end is never seen.
             () = until(early.map(|(_, at)| at)) => {
                 if let Some((r, _)) = early.take() {
-                    on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace).await;
+                    on_signal(r, &args, &mut relays, &mut st, &mut report).await;
                 }
             }
-            r = signals.recv(), if early.is_none() => match r {
+            r = signals.recv(), if early.is_none() && !relays.stopping() => match r {
                 Ok(r) if r.signo == sig::SIGCHLD => orphans.reap_exited(),
                 Ok(r) if sys::exited(pid) => {
                     early = Some((r, tokio::time::Instant::now() + Duration::from_secs(1)));
@@ -241,7 +247,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 Ok(r) if r.signo == sig::SIGWINCH && relay.is_some() => {
                     relay.as_ref().map(crate::pty::Relay::follow_resize);
                 }
-                Ok(r) => on_signal(r, &args, &fwd, &mut st, &mut report, term_signal, grace).await,
+                Ok(r) => on_signal(r, &args, &mut relays, &mut st, &mut report).await,
                 Err(e) => {
                     eprintln!("pkit: cannot read signals: {e}");
                     break Err(Error::Io { context: "reading signals".into(), source: e });
@@ -249,6 +255,12 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             },
         }
     };
+
+    // What the loop asked to be sent goes out before the leftovers' ending
+    // (to the tree: the program, reaped, has nothing more coming).
+    ended.set(true);
+    relays.finish(&mut st).await;
+    drop(relays);
 
     // The guard is what would have ended the tree had pkit been SIGKILLed:
     // if it could not run, say so (the library logs it through tracing,

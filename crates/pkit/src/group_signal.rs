@@ -42,7 +42,9 @@ impl Group {
     /// processes in sub-cgroups included. A cgroup is frozen while the
     /// signal is delivered to each member through a pidfd checked to name a
     /// member (so nobody forks an unsignalled child and no reused pid is
-    /// ever signalled); a process group gets `killpg`. Every member is
+    /// ever signalled), but for [`Signal::Cont`], which needs no freeze
+    /// (only a stopped process needs it, and a stopped one can't fork): it
+    /// goes to each member at once; a process group gets `killpg`. Every member is
     /// tried; the first error is reported after. [`Signal::Kill`] is
     /// [`kill`](Self::kill): the group stays usable.
     ///
@@ -85,7 +87,8 @@ impl Group {
     /// # Blocking
     ///
     /// Under cgroup v2 the call waits for the kernel to confirm the
-    /// cgroup's freeze before it signals the members (for every signal), on this thread: up
+    /// cgroup's freeze before it signals the members (for every signal
+    /// but [`Signal::Cont`], which freezes nothing), on this thread: up
     /// to 5 s when a member can't be frozen (one in uninterruptible sleep,
     /// such as a read from a hung NFS server or a process held in a cgroup
     /// v1 freezer); the members are then signalled anyway and the cgroup

@@ -42,6 +42,7 @@ impl Container {
     /// undone meanwhile (another pass's thaw, a resume) is made and waited
     /// for again by the pass itself, within what is left of the deadline.
     /// Cancelled before the pass, the freeze made ahead is undone.
+    /// SIGCONT's pass freezes nothing, and waits for nothing.
     pub(crate) async fn signal_async(&self, sig: i32) -> io::Result<()> {
         self.signal_async_then(sig, || ()).await
     }
@@ -57,8 +58,9 @@ impl Container {
         before: impl FnOnce(),
     ) -> io::Result<()> {
         let by = freeze_deadline();
+        // SIGCONT's pass freezes nothing (see `signal_by`).
         #[cfg(target_os = "linux")]
-        if let Kind::Cgroup(cg) = &self.kind {
+        if let (Kind::Cgroup(cg), false) = (&self.kind, sig == libc::SIGCONT) {
             if let Some(ahead) = self.freeze_ahead(cg) {
                 let until = tokio::time::Instant::from_std(by);
                 let _ = tokio::time::timeout_at(until, cg.wait_frozen()).await;
@@ -92,6 +94,18 @@ impl Container {
             });
         }
         match &self.kind {
+            // SIGCONT needs no freeze (nor the thaw after it, so it leaves
+            // a suspend alone): a member that forks during the pass was
+            // running, so its child is not stopped and needs no SIGCONT;
+            // a member stopped when the pass lists the cgroup can't fork,
+            // exit on its own or leave, so it is listed and continued. A
+            // member that can't be frozen (in uninterruptible sleep) kept
+            // a shutdown's SIGCONT, which follows its signal, waiting 5 s
+            // more, the rest of the tree frozen meanwhile.
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(cg) if sig == libc::SIGCONT => {
+                cg.signal_each_after_by(sig, true, by, || self.signal_started(cg, sig))
+            }
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
                 // A suspend comes wholly before the pass, which then leaves

@@ -73,7 +73,8 @@ impl Cgroup {
     /// a signal `pkit run` relays (see [`subtree::Reach::of`]). The cgroup is frozen meanwhile so no
     /// member forks an unsignalled child (signals queue while frozen and
     /// act on thaw), unless `user_frozen` (it is frozen already and stays
-    /// so); the kernel's confirmation of the freeze is waited for, in a
+    /// so; or a SIGCONT's pass, which needs no freeze and so makes none
+    /// and undoes none: see `Container::signal_by`); the kernel's confirmation of the freeze is waited for, in a
     /// blocking `poll`, until `by` (an async caller froze it ahead and
     /// awaited the confirmation until `by`: see `Container::signal_async`;
     /// it finds it at once, or is past `by` and waits no more). A freeze
