@@ -52,6 +52,17 @@ impl AfterExit {
 
     /// Completes when one of the bounds passes (never without one).
     pub(crate) async fn passed(&self) {
+        // Without a bound (most runs) nothing is set up: the timer, the
+        // tokens' waits and their select are a future of their own, made
+        // only for a bounded run.
+        if self.deadline.is_none() && self.inactivity.is_none() && self.cancel.is_empty() {
+            return std::future::pending().await;
+        }
+        Box::pin(self.bounded()).await
+    }
+
+    /// [`passed`](Self::passed) with at least one bound.
+    async fn bounded(&self) {
         let timer = sleep_until_or_never(self.deadline);
         let idle = async {
             match (&self.activity, self.inactivity) {

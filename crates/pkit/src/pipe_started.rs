@@ -491,8 +491,11 @@ async fn drive(
         let deadline =
             crate::timing::left_of(plan.timeout, began).and_then(crate::timing::deadline_after);
         let cut = bounds.cut(&ended, deadline);
-        let end = end_group(&group, true, signal, grace, cut);
-        if Child::all_reaped_during(&children, reap, end).await? {
+        let late = {
+            let end = std::pin::pin!(end_group(&group, true, signal, grace, cut));
+            Child::all_reaped_during(&children, reap, end).await?
+        };
+        if late {
             crate::log::killed_after_grace(who);
         }
         return Ok(Driven {
@@ -509,8 +512,16 @@ async fn drive(
     let timed_out = matches!(ended, Ended::TimedOut | Ended::Inactive);
     // A cancel token cancelled during a timeout's grace ends it.
     let cut = bounds.cut(&ended, None);
-    let end = end_group(&group, timed_out, plan.timeout_signal, plan.grace, cut);
-    let killed_after_grace = Child::all_reaped_during(&children, reap, end).await?;
+    let killed_after_grace = {
+        let end = std::pin::pin!(end_group(
+            &group,
+            timed_out,
+            plan.timeout_signal,
+            plan.grace,
+            cut
+        ));
+        Child::all_reaped_during(&children, reap, end).await?
+    };
     if killed_after_grace {
         crate::log::killed_after_grace(who);
     }

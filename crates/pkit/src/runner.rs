@@ -124,6 +124,31 @@ impl Bounds<'_> {
         work: impl Future<Output = Result<T>>,
         done: impl FnOnce() -> Option<T>,
     ) -> Result<Ended<T>> {
+        // A run with no bound (most runs) only waits for its work: no
+        // timer, no token, no select, and none of their state in this
+        // future, whose every move copies all of it. The bounded wait is a
+        // future of its own, made only for a bounded run.
+        if self.unbounded() {
+            return Ok(Ended::Done(work.await?));
+        }
+        Box::pin(self.wait_bounded(work, done)).await
+    }
+
+    /// Whether nothing but the work itself can end the wait (see
+    /// [`wait`](Self::wait)).
+    fn unbounded(&self) -> bool {
+        self.timeout.is_none()
+            && self.inactivity.is_none_or(|d| d >= NO_DEADLINE)
+            && self.cancel.is_empty()
+            && !self.fail
+    }
+
+    /// [`wait`](Self::wait) with at least one bound.
+    async fn wait_bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T>>,
+        done: impl FnOnce() -> Option<T>,
+    ) -> Result<Ended<T>> {
         // Checked first, and settled by the same look without racing the
         // work: a token cancelled since the start (the callers start
         // nothing for one cancelled before it), e.g. before a chain's
@@ -166,8 +191,10 @@ pub(crate) async fn end_group(
     cut: impl Future<Output = ()>,
 ) -> Result<bool> {
     match timeout_plan(signal, grace) {
+        // A graceful end (a timeout's) is a future of its own, made only
+        // then: an ordinary end's future holds only the close's state.
         Some((signal, grace)) if timed_out => {
-            let report = group.shutdown_with(signal, grace, cut).await?;
+            let report = Box::pin(group.shutdown_with(signal, grace, cut)).await?;
             Ok(report.outlived_grace())
         }
         _ => group.close().await.map(|()| false),
@@ -434,27 +461,40 @@ pub(crate) async fn run_in(group: Group, cmd: &Command, text: bool) -> Result<Ou
         Ended::Cancelled => crate::log::cancelled(who()),
         _ => {}
     }
-    if matches!(ended, Ended::Cancelled) {
-        // A cancel token's tree gets the command's cancel signal and grace.
-        let (signal, grace) = (cmd.spec.run.cancel_signal, cmd.spec.run.cancel_grace);
-        // A timeout whose deadline passes during its grace ends it.
+    // A cancel token's tree gets the command's cancel signal and grace, a
+    // timeout whose deadline passes during its grace ending it; a timed-out
+    // tree the timeout's signal and grace, a cancel token cancelled during
+    // it ending it. One end, pinned here and lent: the future that reaps
+    // during it holds a pointer, not a second copy of it.
+    let cancelled = matches!(ended, Ended::Cancelled);
+    let (signal, grace, deadline) = if cancelled {
         let deadline = crate::timing::left_of(cmd.spec.timeout, began).and_then(deadline_after);
+        (
+            cmd.spec.run.cancel_signal,
+            cmd.spec.run.cancel_grace,
+            deadline,
+        )
+    } else {
+        (cmd.spec.timeout_signal, cmd.spec.grace, None)
+    };
+    let killed_after_grace = {
         let cut = bounds.cut(&ended, deadline);
-        let end = end_group(&group, true, signal, grace, cut);
-        if proc.child.reaped_during(reap_early, end).await? {
-            crate::log::killed_after_grace(who());
-        }
+        let end = std::pin::pin!(end_group(
+            &group,
+            timed_out || cancelled,
+            signal,
+            grace,
+            cut
+        ));
+        proc.child.reaped_during(reap_early, end).await?
+    };
+    if killed_after_grace {
+        crate::log::killed_after_grace(who());
+    }
+    if cancelled {
         return Err(Error::Cancelled {
             program: cmd.display_name(),
         });
-    }
-    // A cancel token cancelled during a timeout's grace ends it.
-    let (signal, grace) = (cmd.spec.timeout_signal, cmd.spec.grace);
-    let cut = bounds.cut(&ended, None);
-    let end = end_group(&group, timed_out, signal, grace, cut);
-    let killed_after_grace = proc.child.reaped_during(reap_early, end).await?;
-    if killed_after_grace {
-        crate::log::killed_after_grace(who());
     }
     let outcome = match ended {
         Ended::Done(status) => outcome_of(status),

@@ -321,7 +321,9 @@ async fn watching(a: Arc<Armed>) {
     let then = || thaw(&a.group);
     let ending = a.tree.end(first, &then);
     let timed_out = matches!(fired, State::TimedOut { .. });
-    let late = reaping_root(&a, async {
+    // Pinned here, and lent: the reaping future holds a pointer to it,
+    // not a copy (this task's state is allocated at each watched start).
+    let end = std::pin::pin!(async {
         tokio::select! {
             late = ending => late,
             // The other bound passed during the grace: it ends there (the
@@ -331,8 +333,8 @@ async fn watching(a: Arc<Armed>) {
                 a.tree.end_after(sig, Some(Instant::now())).await
             }
         }
-    })
-    .await;
+    });
+    let late = reaping_root(&a, end).await;
     let late = late.unwrap_or_else(|e| {
         crate::log::tree_not_ended(who, &e);
         true

@@ -374,7 +374,15 @@ fn run(what: &str, group: Group, cmd: &Command, text: bool) -> Result<Output> {
     // gone with its leader); it waits, on the engine's driver, only for a
     // tree that outlived it or timed out.
     let (timed_out, never) = (status.is_none(), std::future::pending());
-    let end = crate::runner::end_group(&group, timed_out, spec.timeout_signal, spec.grace, never);
+    // Pinned here, and lent: the future below holds a pointer to it, not
+    // a copy.
+    let end = std::pin::pin!(crate::runner::end_group(
+        &group,
+        timed_out,
+        spec.timeout_signal,
+        spec.grace,
+        never
+    ));
     // A child that exits during a timeout's grace is reaped then (nothing
     // else sees its exit until the end), under cgroup v2.
     let end = async {
