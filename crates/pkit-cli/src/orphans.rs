@@ -227,6 +227,24 @@ fn may_be_a_guard(c: &Child) -> bool {
     !c.parent && is_guard(c.in_proc)
 }
 
+/// SIGKILL to the process group adopted child `c` leads, if it leads one:
+/// an orphan that left with `setsid` (or `setpgid`) took its descendants
+/// along, and they were killed one level a turn, each turn a scan of
+/// `/proc`; on a loaded machine a chain of them grew as fast, and outlived
+/// the sweep. The group is named by `c`'s pid, which names no other while
+/// `c` is our unreaped child.
+#[cfg(target_os = "linux")]
+fn kill_its_group(c: &Child) {
+    let n = c.in_proc.to_string();
+    // `/proc` numbers the group as it numbers `c` (see `children`).
+    if group_and_session(&n).is_some_and(|(group, _)| group == n) {
+        let _ = sys::kill_group(c.pid as u32, sig::SIGKILL);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_its_group(_c: &Child) {}
+
 /// Whether child `pid` may be a run's program under process groups: it
 /// leads a process group in pkit's session, as each run's program does
 /// (where this can't be read: yes).
@@ -348,7 +366,9 @@ impl Orphans {
     /// and removes their cgroup directories, which a SIGKILL midway would
     /// leave behind. One still alive then is killed, so the name is worth
     /// no more than that wait; one with a child of its own is no guard
-    /// and is killed at once (see `may_be_a_guard`).
+    /// and is killed at once (see `may_be_a_guard`). An orphan that leads
+    /// a process group of its own (it left with `setsid`) is killed with
+    /// its group, its descendants in it at once (Linux).
     ///
     /// It blocks the calling thread while it waits (10 ms at a time): on
     /// the CLI's single-threaded runtime (`pkit supervise`'s `stop_when`
@@ -375,6 +395,7 @@ impl Orphans {
                     && (late || !may_be_a_guard(c))
                     && sys::kill(c.pid as u32, sig::SIGKILL).is_ok()
                 {
+                    kill_its_group(c);
                     killed.insert(c.pid);
                 }
                 sys::reap_if_exited(c.pid);

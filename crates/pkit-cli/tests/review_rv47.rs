@@ -239,6 +239,44 @@ wait
 exec sleep 300
 "#;
 
+/// A link of a chain that grows as fast as it can (no pause): it says its
+/// pid, starts the next link and waits for it, then sleeps.
+const FAST_LINK: &str = r#"echo $$ >> "$1"
+[ "$2" -lt 400 ] && sh "$0" "$1" $(($2 + 1)) &
+wait
+exec sleep 300
+"#;
+
+/// An orphan that left with `setsid` took its descendants along in its
+/// process group: the sweep kills the group with it. Before, it killed one
+/// level of such a chain a turn, each turn a scan of `/proc`, and a chain
+/// of 400 outlived its 5 s (at load 25, the guard-named chain above, which
+/// grows one link each 50 ms, outlived it as well).
+#[test]
+fn a_chain_that_left_with_setsid_dies_with_its_first_link() {
+    let dir = temp_path("rv47-fast");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("link.sh");
+    std::fs::write(&link, FAST_LINK).unwrap();
+    for mechanism in process_group_mechanisms() {
+        let pids = Reap::new("rv47-fast-pids");
+        let out = pkit()
+            .args(["run", "-q", "--timeout", "60s", "--mechanism", mechanism])
+            .args(["--", "sh", "-c"])
+            .arg(r#"setsid sh "$2" "$1" 1 </dev/null >/dev/null 2>&1 & sleep 3"#)
+            .args(["sh", pids.path(), path(&link)])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{mechanism}: {out:?}");
+        let links = read_pids(&pids.0, 1);
+        assert_all_gone(&links);
+        let all = read_pids(&pids.0, links.len());
+        assert_all_gone(&all);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// dec12: an escaped process that takes the name `pkit-guard` and grows a
 /// chain of such processes, one level a moment, from before the run ends
 /// and through the sweep's 4 s of patience for guards. Before, only the

@@ -165,6 +165,17 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `sig` to the process group `pgid` (its leader's pid).
+#[cfg(target_os = "linux")]
+pub fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) of a negated group id, plain integers; the caller
+    // holds the group's leader unreaped.
+    if unsafe { libc::kill(-(pgid as libc::pid_t), sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether a SIGCONT came after the stop signal the run loop read last
 /// (and is about to stop pkit on): the kernel's rule is that a SIGCONT
 /// discards a stop signal pending before it, so pkit, which took the stop
