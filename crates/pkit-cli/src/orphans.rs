@@ -47,6 +47,10 @@ struct Child {
     in_proc: i32,
     /// It has a child of its own (where that is not known: false).
     parent: bool,
+    /// It leads a process group of its own (where that is not known:
+    /// false; read on Linux only, where its group is killed with it).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    leader: bool,
 }
 
 /// This process's children (elsewhere: from the platform's process table).
@@ -59,6 +63,7 @@ fn children() -> Vec<Child> {
             state,
             in_proc: pid,
             parent: false,
+            leader: false,
         })
         .collect()
 }
@@ -75,8 +80,8 @@ fn children() -> Vec<Child> {
 /// of whatever process has that number out there were taken for ours (and
 /// their numbers killed here), and ours were missed. Each is listed with
 /// its number in `/proc` too, where its entry is read (its name: see
-/// `is_guard`), and whether it has a child of its own (every entry's
-/// parent is read anyway).
+/// `is_guard`), whether it has a child of its own (every entry's parent
+/// is read anyway), and whether it leads a process group (read with it).
 #[cfg(target_os = "linux")]
 fn children() -> Vec<Child> {
     let mut out = Vec::new();
@@ -99,7 +104,7 @@ fn children() -> Vec<Child> {
             continue;
         };
         let mut f = stat[close + 1..].split_whitespace();
-        let (Some(state), Some(ppid)) = (f.next(), f.next()) else {
+        let (Some(state), Some(ppid), Some(group)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
         if ppid != view.me {
@@ -116,6 +121,8 @@ fn children() -> Vec<Child> {
             state: state.chars().next().unwrap_or('?'),
             in_proc: pid,
             parent: false,
+            // `/proc` numbers the group as it numbers the child.
+            leader: group.parse() == Ok(pid),
         });
     }
     for child in &mut out {
@@ -235,9 +242,7 @@ fn may_be_a_guard(c: &Child) -> bool {
 /// `c` is our unreaped child.
 #[cfg(target_os = "linux")]
 fn kill_its_group(c: &Child) {
-    let n = c.in_proc.to_string();
-    // `/proc` numbers the group as it numbers `c` (see `children`).
-    if group_and_session(&n).is_some_and(|(group, _)| group == n) {
+    if c.leader {
         let _ = sys::kill_group(c.pid as u32, sig::SIGKILL);
     }
 }
