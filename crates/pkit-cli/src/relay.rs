@@ -25,13 +25,10 @@ enum Job {
     FirstRequest { sig: i32, delivered: bool },
     /// The tree's ending (`--signal`, then SIGCONT: a timeout's, with
     /// --foreground the program's alone; a second request's, the whole
-    /// tree's); then the grace is armed. `unreachable`: a signal that
-    /// could not reach the tree, so killed it, is the run's kill.
-    Ending {
-        sig: i32,
-        tree: bool,
-        unreachable: bool,
-    },
+    /// tree's, `tree`); then the grace is armed. A second request's
+    /// signal that could not reach the tree, so killed it, is the run's
+    /// kill.
+    Ending { sig: i32, tree: bool },
     /// A stop signal pkit got (`Received`), and whether the terminal
     /// delivered it to the program already: pkit stops with its job.
     Stop { r: Received, delivered: bool },
@@ -107,7 +104,6 @@ impl<'a> Relays<'a> {
             Job::Ending {
                 sig: self.term_signal,
                 tree: false,
-                unreachable: false,
             },
         );
     }
@@ -142,11 +138,7 @@ impl<'a> Relays<'a> {
                     ..Done::default()
                 }
             }),
-            Job::Ending {
-                sig: s,
-                tree,
-                unreachable,
-            } => Box::pin(async move {
+            Job::Ending { sig: s, tree } => Box::pin(async move {
                 let fwd = Forwarder {
                     foreground: fwd.foreground && !tree,
                     ..fwd
@@ -154,7 +146,7 @@ impl<'a> Relays<'a> {
                 let killed = fwd.send_ending(s).await;
                 Done {
                     arm: Some(grace),
-                    kill: (killed && unreachable).then_some(Kill::Unreachable(s)),
+                    kill: (killed && tree).then_some(Kill::Unreachable(s)),
                     continued: false,
                 }
             }),
@@ -357,7 +349,6 @@ pub async fn on_signal(
                     let job = Job::Ending {
                         sig: term_signal,
                         tree: true,
-                        unreachable: true,
                     };
                     relays.push(st, job);
                 }
