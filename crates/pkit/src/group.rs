@@ -405,7 +405,15 @@ impl Group {
     /// no permission), and once a close, shutdown or drop of the group has begun ("the group
     /// has been closed": the process is left where it was). A move racing a close either
     /// lands first, and the process is ended with the group, or is refused so.
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for this process
+    /// itself (its pid, or the id of one of its threads): the group's end
+    /// would kill its owner.
     pub fn adopt(&self, pid: u32) -> Result<()> {
+        if crate::sys::is_this_process(pid) {
+            return Err(Error::InvalidInput(format!(
+                "pid {pid} is this process: a group that adopted it would kill it when it ends"
+            )));
+        }
         self.container.adopt(pid as i32).map_err(|e| match e {
             ControlError::Unsupported(reason) => Error::Unsupported {
                 operation: "adopt",
