@@ -10,8 +10,11 @@
 //! process's own pid (or of one of its threads' ids, which
 //! `cgroup.procs` takes for the whole process) succeeded on every
 //! mechanism, and the group's end then SIGKILLed its owner (MEDIUM,
-//! [`a_group_refuses_to_adopt_its_owner`]). The rest were probes that
-//! held, not kept as tests.
+//! [`a_group_refuses_to_adopt_its_owner`]); adopting the owner-death
+//! guard (`pkit::guard_pids`) succeeded under cgroup v2, and the group's
+//! end killed the guard: every group unguarded from then on (MEDIUM,
+//! [`a_group_refuses_to_adopt_the_owner_death_guard`]). The rest were
+//! probes that held, not kept as tests.
 
 mod common;
 
@@ -22,16 +25,21 @@ use pkit::{Command, ErrorKind, MechanismChoice};
 
 const ROLE: &str = "A15_ROLE";
 
+/// The mechanism a helper's role names (`MechanismChoice`'s `Display`).
+fn mechanism_of(role: &str) -> MechanismChoice {
+    match role {
+        "cgroup" => MechanismChoice::Cgroup,
+        "pgroup" => MechanismChoice::ProcessGroup,
+        _ => MechanismChoice::Portable,
+    }
+}
+
 /// The helper's half of [`a_group_refuses_to_adopt_its_owner`]: a group of
 /// mechanism `role` with a running member is asked to adopt this process
 /// (its pid, then one of its threads' ids), then dropped; this process
 /// must still be alive to say so.
 fn adopt_owner_helper(role: &str) {
-    let choice = match role {
-        "cgroup" => MechanismChoice::Cgroup,
-        "pgroup" => MechanismChoice::ProcessGroup,
-        _ => MechanismChoice::Portable,
-    };
+    let choice = mechanism_of(role);
     let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
     let p = g.start(&Command::new("sleep").arg("300")).expect("start");
     let own = std::process::id();
@@ -75,6 +83,76 @@ fn a_group_refuses_to_adopt_its_owner() {
             assert!(
                 status.is_some_and(|s| s.success()) && text.contains("a15: survived"),
                 "{choice}: the helper that adopted its own pid: {status:?} {text}"
+            );
+        }
+    });
+}
+
+/// The helper's half of [`a_group_refuses_to_adopt_the_owner_death_guard`]:
+/// with a guarded group `a` running, a second group is asked to adopt the
+/// guard, then dropped; the guard must still run and cover `a` and a
+/// group made after.
+fn adopt_guard_helper(role: &str) {
+    let choice = mechanism_of(role);
+    let make = || pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice));
+    let a = make().expect("group a");
+    let _pa = a.start(&Command::new("sleep").arg("300")).expect("start");
+    assert!(
+        a.as_async().guarded(),
+        "{choice}: a is guarded to begin with"
+    );
+    let guards = pkit::guard_pids();
+    assert!(!guards.is_empty(), "{choice}: a guard runs");
+    let b = make().expect("group b");
+    let pb = b.start(&Command::new("sleep").arg("300")).expect("start");
+    for &guard in &guards {
+        let err = b.adopt(guard).expect_err("adopting the guard");
+        // A process group can't take it anyway (not this process's child).
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidInput | ErrorKind::Unsupported),
+            "{choice}: {guard}: {err}"
+        );
+    }
+    drop(pb);
+    drop(b);
+    let c = make().expect("group c");
+    let _pc = c.start(&Command::new("sleep").arg("300")).expect("start");
+    let status = pkit::host_containment().guard;
+    assert!(
+        status.running && a.as_async().guarded() && c.as_async().guarded(),
+        "{choice}: the guard after another group's end: {status:?}"
+    );
+    for &guard in &guards {
+        assert!(!pid_gone(guard), "{choice}: guard {guard}");
+    }
+    copies::say("a15", "guarded");
+}
+
+/// A group that adopted this process's owner-death guard
+/// ([`pkit::guard_pids`]: public, and a subreaper's "adopt my strays"
+/// finds the guard among its orphans) killed it when it ended: every
+/// group, those running and those made after, was unguarded for the rest
+/// of the process's life (no guard is started again). Adopting it is
+/// refused. In a helper process (a guard is the process's own), once per
+/// mechanism.
+#[test]
+fn a_group_refuses_to_adopt_the_owner_death_guard() {
+    let name = "a_group_refuses_to_adopt_the_owner_death_guard";
+    if let Ok(role) = std::env::var(ROLE) {
+        adopt_guard_helper(&role);
+        return;
+    }
+    in_suite(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &[],
+                Duration::from_secs(120),
+            );
+            assert!(
+                status.is_some_and(|s| s.success()) && text.contains("a15: guarded"),
+                "{choice}: the helper whose group was asked to adopt its guard: {status:?} {text}"
             );
         }
     });
