@@ -15,6 +15,18 @@
 //! end killed the guard: every group unguarded from then on (MEDIUM,
 //! [`a_group_refuses_to_adopt_the_owner_death_guard`]). The rest were
 //! probes that held, not kept as tests.
+//!
+//! Left (LOW): adopting an ancestor (the parent shell, a container's
+//! init) still succeeds under cgroup v2 and the group's end kills it: the
+//! caller asked for that process by pid, and "any process this one may
+//! move" is the documented rule. A member of a group capped through
+//! cgroup v1 (this hybrid host's memory cap) adopted by another group
+//! stays in the first group's v1 directory, under its cap, and that
+//! directory is never removed (its close met a member, nothing retries
+//! it, the guard did not sweep it). `pkit run` exits 127 ("program not
+//! found") for a program path that fails with `ELOOP`, `ENOTDIR` or
+//! `ENAMETOOLONG`, where timeout(1) exits 126: the library maps those to
+//! `NotFound` by design (`sys/resolve.rs`).
 
 mod common;
 
