@@ -405,7 +405,24 @@ impl Group {
     /// no permission), and once a close, shutdown or drop of the group has begun ("the group
     /// has been closed": the process is left where it was). A move racing a close either
     /// lands first, and the process is ended with the group, or is refused so.
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for this process
+    /// itself (its pid, or the id of one of its threads) and for its
+    /// owner-death guard ([`guard_pids`](crate::guard_pids)): the group's
+    /// end would kill its owner, or the guard of every group (none is
+    /// started again).
     pub fn adopt(&self, pid: u32) -> Result<()> {
+        let refused = if crate::sys::is_this_process(pid) {
+            Some("this process")
+        } else if crate::sys::guard_pids().contains(&pid) {
+            Some("this process's owner-death guard")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
+            return Err(Error::InvalidInput(format!(
+                "pid {pid} is {what}: a group that adopted it would kill it when it ends"
+            )));
+        }
         self.container.adopt(pid as i32).map_err(|e| match e {
             ControlError::Unsupported(reason) => Error::Unsupported {
                 operation: "adopt",

@@ -189,11 +189,21 @@ async fn adopt_then_drop_kills_the_adopted_process() {
         outsider.kill().unwrap();
         outsider.wait().unwrap();
 
+        // (Not this process's own pid: that one is refused on every
+        // mechanism, as InvalidInput, attack_dec15.)
         let empty = group(MechanismChoice::ProcessGroup);
+        let mut outsider = common::ChildOnDrop(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .unwrap(),
+        );
         assert_eq!(
-            empty.adopt(std::process::id()).unwrap_err().kind(),
+            empty.adopt(outsider.id()).unwrap_err().kind(),
             ErrorKind::Unsupported
         );
+        outsider.kill().unwrap();
+        outsider.wait().unwrap();
     }
     suite.end().await;
 }

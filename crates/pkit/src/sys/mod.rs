@@ -226,3 +226,17 @@ pub fn release_spare_cgroups() {
     #[cfg(target_os = "linux")]
     linux::cgroup_pool::release_all();
 }
+
+/// Whether `pid` names this process: its own pid or, on Linux, the id of
+/// one of its threads (which `cgroup.procs` takes for the whole process).
+/// A group that adopted it would kill its owner when it ends.
+pub(crate) fn is_this_process(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    if std::path::Path::new(&format!("/proc/self/task/{pid}")).exists() {
+        return true;
+    }
+    false
+}
