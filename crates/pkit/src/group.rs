@@ -405,6 +405,7 @@ impl Group {
     /// no permission), and once a close, shutdown or drop of the group has begun ("the group
     /// has been closed": the process is left where it was). A move racing a close either
     /// lands first, and the process is ended with the group, or is refused so.
+    ///
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) for this process
     /// itself (its pid, or the id of one of its threads) and for its
     /// owner-death guard ([`guard_pids`](crate::guard_pids)): the group's
