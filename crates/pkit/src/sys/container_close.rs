@@ -100,11 +100,110 @@ impl Container {
             return Ok(());
         }
         // One close at a time; the next finds the teardown finished, or
-        // takes over where a cancelled or failed one stopped.
-        let _one = self.closing.lock().await;
+        // takes over where a cancelled or failed one stopped. The usual
+        // end of a run, its tree gone already, is done here without a
+        // wait; only what can wait is boxed (a one-shot run's future holds
+        // this one: 816 bytes before, issue 20).
+        let Ok(one) = self.closing.try_lock() else {
+            return Box::pin(self.close_waiting(None)).await;
+        };
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
+        let placing = self.refuse_starts();
+        let done = match &self.kind {
+            _ if placing => Done::Nothing,
+            #[cfg(target_os = "linux")]
+            Kind::Cgroup(cg) => match self.retire_now(cg) {
+                true => return Ok(()),
+                false => Done::RetireTried,
+            },
+            Kind::Pgroup { leader, .. } => {
+                self.kill()?;
+                let ended_with_leader = self.pgroup_ended_with_leader();
+                if ended_with_leader && self.former_leaders().is_empty() {
+                    self.finish_pgroup(leader);
+                    return Ok(());
+                }
+                Done::Killed { ended_with_leader }
+            }
+        };
+        let begun = Begun {
+            _one: one,
+            placing,
+            done,
+        };
+        Box::pin(self.close_waiting(Some(begun))).await
+    }
+
+    /// Refuses every start that checks from here on; whether one that
+    /// checked before was placing a child still (see `close_waiting`).
+    fn refuse_starts(&self) -> bool {
+        self.torn_down.store(true, Ordering::Release);
+        match self.lifecycle.try_write() {
+            Ok(_) => false,
+            Err(std::sync::TryLockError::Poisoned(_)) => false,
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        }
+    }
+
+    /// The common end of a run: everything has exited already. The
+    /// kernel refuses to remove a populated cgroup, so a successful rmdir
+    /// proves there is nothing left to kill. True when the cgroup was
+    /// retired (pooled or removed) and the teardown finished.
+    #[cfg(target_os = "linux")]
+    fn retire_now(&self, cg: &Cgroup) -> bool {
+        let retired = if self.limits.info.is_empty() {
+            self.retire(cg)
+        } else {
+            cg.remove().is_ok()
+        };
+        if retired {
+            self.finish_retired(cg);
+        }
+        retired
+    }
+
+    /// The end of a teardown whose cgroup is retired.
+    #[cfg(target_os = "linux")]
+    fn finish_retired(&self, cg: &Cgroup) {
+        for (_, g) in &self.limits.v1 {
+            g.remove();
+        }
+        self.release_guard();
+        cg.release_fds();
+        self.finished.store(true, Ordering::Release);
+    }
+
+    /// The end of a process group's teardown, its members gone.
+    fn finish_pgroup(&self, leader: &std::sync::Mutex<Option<std::sync::Arc<super::ChildHandle>>>) {
+        self.release_guard();
+        leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.drop_former_leaders();
+        self.finished.store(true, Ordering::Release);
+    }
+
+    /// The rest of [`close`](Self::close), from where it got without a
+    /// wait (`begun`), or from the start when another close held the lock.
+    async fn close_waiting(&self, begun: Option<Begun<'_>>) -> io::Result<()> {
+        let Begun {
+            _one,
+            placing,
+            done,
+        } = match begun {
+            Some(begun) => begun,
+            None => {
+                let one = self.closing.lock().await;
+                if self.finished.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                Begun {
+                    _one: one,
+                    placing: self.refuse_starts(),
+                    done: Done::Nothing,
+                }
+            }
+        };
         // Every start that checks from here on is refused. One that checked
         // before may be placing a child still: the exclusive side of the
         // lifecycle lock waits for it (it is then ended below with the
@@ -115,12 +214,6 @@ impl Container {
         // kill that came before a child was born, or had joined its
         // container, missed it (a close that then only waited for the start
         // waited for ever). A kill of a start that is no start is harmless.
-        self.torn_down.store(true, Ordering::Release);
-        let placing = match self.lifecycle.try_write() {
-            Ok(_) => false,
-            Err(std::sync::TryLockError::Poisoned(_)) => false,
-            Err(std::sync::TryLockError::WouldBlock) => true,
-        };
         if placing {
             super::nap::poll_until_async(
                 || async {
@@ -136,15 +229,10 @@ impl Container {
         }
         #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {
-            // The common end of a run: everything has exited already. The
-            // kernel refuses to remove a populated cgroup, so a successful
-            // rmdir proves there is nothing left to kill.
-            let mut retired = if self.limits.info.is_empty() {
-                self.retire(cg)
-            } else {
-                cg.remove().is_ok()
-            };
-            if !retired && cg.removed_from_outside() {
+            if !matches!(done, Done::RetireTried) && self.retire_now(cg) {
+                return Ok(());
+            }
+            if cg.removed_from_outside() {
                 // Someone else removed the directory, which the kernel
                 // allows only once it is empty: processes moved out of it
                 // are no longer the group's. The programs the group
@@ -154,19 +242,13 @@ impl Container {
                 let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
                 let ended = || self.started_running().is_empty();
                 super::nap::poll_until(ended, Some(deadline)).await;
-                retired = true;
-            }
-            if retired {
-                for (_, g) in &self.limits.v1 {
-                    g.remove();
-                }
-                self.release_guard();
-                cg.release_fds();
-                self.finished.store(true, Ordering::Release);
+                self.finish_retired(cg);
                 return Ok(());
             }
         }
-        self.kill_async().await?;
+        if !matches!(done, Done::Killed { .. }) {
+            self.kill_async().await?;
+        }
         match &self.kind {
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => {
@@ -187,14 +269,15 @@ impl Container {
                 // SIGKILLed processes exit promptly; the bound only guards
                 // against one stuck in uninterruptible sleep.
                 let deadline = Instant::now() + CLOSE_WAIT;
-                if !self.pgroup_ended_with_leader() {
+                let ended_with_leader = match done {
+                    Done::Killed { ended_with_leader } => ended_with_leader,
+                    _ => self.pgroup_ended_with_leader(),
+                };
+                if !ended_with_leader {
                     self.wait_pgroup_gone(deadline).await?;
                 }
                 self.wait_former_leaders(deadline).await;
-                self.release_guard();
-                leader.lock().unwrap_or_else(|e| e.into_inner()).take();
-                self.drop_former_leaders();
-                self.finished.store(true, Ordering::Release);
+                self.finish_pgroup(leader);
                 Ok(())
             }
         }
@@ -242,6 +325,28 @@ impl Container {
             }
         }
     }
+}
+
+/// How far a [`close`](Container::close) got before its first wait: the
+/// rest is `close_waiting`'s.
+struct Begun<'a> {
+    /// The close's turn (`Container::closing`).
+    _one: tokio::sync::MutexGuard<'a, ()>,
+    /// A start was placing a child when starts were refused.
+    placing: bool,
+    done: Done,
+}
+
+/// What a close did before its first wait, when no start was placing.
+enum Done {
+    /// Nothing yet.
+    Nothing,
+    /// The cgroup's retire was tried: it was not empty.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    RetireTried,
+    /// The process group was killed; whether it ended with its leader
+    /// (`pgroup_ended_with_leader`).
+    Killed { ended_with_leader: bool },
 }
 
 /// How long `close` waits for a killed process group to be gone.
