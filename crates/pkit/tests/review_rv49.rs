@@ -47,7 +47,10 @@ async fn a_chains_signal_kill_ends_it_and_a_late_signal_is_nothing() {
         wait_for(&ready, &what).await;
         p.signal(Signal::Kill)
             .unwrap_or_else(|e| panic!("{what}: signal(Kill): {e}"));
-        let out = p.wait().await.unwrap_or_else(|e| panic!("{what}: wait: {e}"));
+        let out = p
+            .wait()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: wait: {e}"));
         for s in out.stages() {
             assert_eq!(s.outcome(), Outcome::Signalled(libc::SIGKILL), "{what}");
         }
@@ -89,10 +92,20 @@ async fn a_realtime_signal_the_caller_sent_cuts_nothing() {
         p.signal_async(Signal::Raw(RT))
             .await
             .unwrap_or_else(|e| panic!("{what}: signal: {e}"));
-        let out = p.wait().await.unwrap_or_else(|e| panic!("{what}: wait: {e}"));
-        assert_eq!(out.stages()[0].outcome(), Outcome::Exited(3), "{what}: the head was cut");
+        let out = p
+            .wait()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: wait: {e}"));
+        assert_eq!(
+            out.stages()[0].outcome(),
+            Outcome::Exited(3),
+            "{what}: the head was cut"
+        );
         assert_eq!(out.stages()[1].outcome(), Outcome::Signalled(RT), "{what}");
-        assert!(mark.path().exists(), "{what}: the head's trap did not finish");
+        assert!(
+            mark.path().exists(),
+            "{what}: the head's trap did not finish"
+        );
 
         // No signal sent: the tail's own `exit 168` cuts the head.
         let what = format!("{choice}, unsent");
@@ -104,8 +117,16 @@ async fn a_realtime_signal_the_caller_sent_cuts_nothing() {
         .output()
         .await
         .unwrap_or_else(|e| panic!("{what}: output: {e}"));
-        assert_eq!(out.stages()[0].outcome(), Outcome::Signalled(libc::SIGKILL), "{what}");
-        assert_eq!(out.stages()[1].outcome(), Outcome::Exited(128 + RT), "{what}");
+        assert_eq!(
+            out.stages()[0].outcome(),
+            Outcome::Signalled(libc::SIGKILL),
+            "{what}"
+        );
+        assert_eq!(
+            out.stages()[1].outcome(),
+            Outcome::Exited(128 + RT),
+            "{what}"
+        );
     }
     suite.end().await;
 }
@@ -142,8 +163,13 @@ async fn a_cgroup_frozen_by_hand_still_shuts_down() {
         assert!(Instant::now() < until, "never frozen");
         tokio::time::sleep(POLL).await;
     }
-    group.signal(Signal::Cont).expect("SIGCONT to a frozen cgroup");
-    group.signal_async(Signal::Cont).await.expect("signal_async(Cont)");
+    group
+        .signal(Signal::Cont)
+        .expect("SIGCONT to a frozen cgroup");
+    group
+        .signal_async(Signal::Cont)
+        .await
+        .expect("signal_async(Cont)");
     let ended = tokio::time::timeout(DEADLINE, group.shutdown(Duration::from_millis(500)))
         .await
         .expect("the shutdown of a hand-frozen cgroup hung");
@@ -187,7 +213,10 @@ async fn a_member_that_forks_as_it_is_continued_is_still_ended() {
             .shutdown(Duration::from_millis(300))
             .await
             .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
-        assert!(report.killed() > 0, "{what}: the TERM-proof tree ended in its grace? {report:?}");
+        assert!(
+            report.killed() > 0,
+            "{what}: the TERM-proof tree ended in its grace? {report:?}"
+        );
         assert_gone(&[child, p.pid()], &what).await;
     }
     suite.end().await;
