@@ -228,7 +228,7 @@ fn comm(pid: u32) -> String {
 enum Killing {
     NoHold,
     /// Whether the held member had its SIGKILL pending when pkit said it
-    /// read the fourth request.
+    /// read the signal sent after the kill.
     Seen {
         killed_first: bool,
     },
@@ -239,12 +239,16 @@ enum Killing {
 /// the whole tree waits for the cgroup's freeze, which the held member
 /// keeps from being confirmed; the third kills the tree, and that kill
 /// waits for the freeze too; pkit says so for the fourth as it reads it.
-fn third_request_run(n: usize) -> Killing {
+/// `grace`: one SIGTERM instead (to the program), `-k 1`: its grace's
+/// kill waits for the freeze; then a SIGUSR1, whose relay to the program
+/// pkit reports as it starts it.
+fn third_request_run(n: usize, grace: bool) -> Killing {
     use std::io::Read;
     use std::sync::{Arc, Mutex};
-    let script = "trap : TERM; sleep 300 & sleep 300 & wait; wait; wait; wait";
+    let script = "trap : TERM USR1; sleep 300 & sleep 300 & wait; wait; wait; wait";
+    let k = if grace { "1" } else { "60" };
     let mut child = pkit()
-        .args(["run", "-v", "--mechanism", "cgroup", "-k", "60", "--"])
+        .args(["run", "-v", "--mechanism", "cgroup", "-k", k, "--"])
         .args(["sh", "-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -297,8 +301,23 @@ fn third_request_run(n: usize) -> Killing {
     let dir = v2_dir(sleeps[1] as i32).expect("the run's cgroup v2 directory");
     kill(pkit_pid, libc::SIGTERM);
     wait_said("pkit: sending SIGTERM to the program", 1);
-    kill(pkit_pid, libc::SIGTERM);
-    wait_said("pkit: second SIGTERM: ending the whole tree", 1);
+    let (wait_for, then, read) = if grace {
+        let grace_over = "pkit: still running after the grace: sending SIGKILL";
+        (
+            grace_over,
+            libc::SIGUSR1,
+            "pkit: sending SIGUSR1 to the program",
+        )
+    } else {
+        kill(pkit_pid, libc::SIGTERM);
+        let second = "pkit: second SIGTERM: ending the whole tree";
+        (
+            second,
+            libc::SIGTERM,
+            "pkit: SIGTERM: killing the whole tree now",
+        )
+    };
+    wait_said(wait_for, 1);
     let until = Instant::now() + DEADLINE;
     while std::fs::read_to_string(dir.join("cgroup.freeze"))
         .unwrap_or_default()
@@ -311,25 +330,27 @@ fn third_request_run(n: usize) -> Killing {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-    kill(pkit_pid, libc::SIGTERM);
-    wait_said("pkit: SIGTERM: killing the whole tree now", 1);
-    kill(pkit_pid, libc::SIGTERM);
-    // pkit says it read the fourth (read first: a kill seen pending after
+    let before = if grace {
+        0
+    } else {
+        kill(pkit_pid, libc::SIGTERM);
+        wait_said(read, 1);
+        1
+    };
+    kill(pkit_pid, then);
+    // pkit says it read the signal after the kill (read first: a kill seen pending after
     // that went out after it at the earliest), or the kill goes out first
-    // (and the program's end may then be seen before the fourth is read).
+    // (and the program's end may then be seen before that is read).
     let until = Instant::now() + DEADLINE;
     let killed_first = loop {
-        let spoke = text()
-            .matches("pkit: SIGTERM: killing the whole tree now")
-            .count()
-            >= 2;
+        let spoke = text().matches(read).count() > before;
         let pending = held.pending(libc::SIGKILL);
         if spoke || pending {
             break pending;
         }
         assert!(
             Instant::now() < until,
-            "run {n}: neither the fourth read nor the kill: {}",
+            "run {n}: neither the signal read nor the kill: {}",
             text()
         );
         std::thread::sleep(Duration::from_millis(2));
@@ -353,8 +374,9 @@ fn third_request_run(n: usize) -> Killing {
 /// signal meanwhile: pkit says it read a fourth request before the held
 /// member has the kill. Before, the kill was awaited inside the loop, and
 /// pkit read the fourth request only once the kill had gone out (at the
-/// pass's 5 s deadline). Up to three runs (a machine so loaded that pkit
-/// takes 5 s to read the next signal is given another); cgroup only.
+/// pass's 5 s deadline). So for the grace's kill, and a SIGUSR1 to relay.
+/// Up to three runs each (a machine so loaded that pkit takes 5 s to read
+/// the next signal is given another); cgroup only.
 #[test]
 fn a_third_requests_kill_leaves_the_run_loop_reading_signals() {
     if !mechanisms().contains(&"cgroup") {
@@ -367,22 +389,26 @@ fn a_third_requests_kill_leaves_the_run_loop_reading_signals() {
         eprintln!("SKIPPED in tests/review_rv49.rs: no cgroup v2 here");
         return;
     }
-    for n in 0..3 {
-        match third_request_run(n) {
-            Killing::NoHold => {
-                eprintln!("SKIPPED in tests/review_rv49.rs: no cgroup v1 freezer directory");
-                return;
-            }
-            Killing::Seen {
-                killed_first: false,
-            } => return,
-            Killing::Seen { .. } => {
-                eprintln!("run {n}: pkit read the fourth request after the kill went out")
+    'cases: for grace in [false, true] {
+        for n in 0..3 {
+            match third_request_run(n, grace) {
+                Killing::NoHold => {
+                    eprintln!("SKIPPED in tests/review_rv49.rs: no cgroup v1 freezer directory");
+                    return;
+                }
+                Killing::Seen {
+                    killed_first: false,
+                } => continue 'cases,
+                Killing::Seen { .. } => {
+                    eprintln!(
+                        "run {n} (grace {grace}): pkit read the signal after the kill went out"
+                    )
+                }
             }
         }
+        panic!(
+            "in three runs (grace {grace}) pkit read the signal after the kill only once the \
+             kill had reached the held member: the run loop waited for the kill's freeze"
+        );
     }
-    panic!(
-        "in three runs pkit read its fourth request only once the third's kill had reached \
-         the held member: the run loop waited for the kill's freeze"
-    );
 }
