@@ -126,8 +126,20 @@ impl<'a> Relays<'a> {
         );
     }
 
+    /// Queues `job`. A signal to pass on that is the last one waiting
+    /// already is merged with it, as the kernel merges a signal pkit got
+    /// while it is pending: a burst of one signal (`kill -WINCH` to pkit
+    /// again and again) whose relays to the tree each wait for the
+    /// cgroup's freeze (5 s with a member that can't be frozen) queues no
+    /// wait each ahead of the requests and the timeout's ending after it.
     fn push(&mut self, st: &mut Run, job: Job) {
-        self.queue.push_back(job);
+        let again = match (&job, self.queue.back()) {
+            (Job::Forward(s), Some(Job::Forward(last))) => s == last,
+            _ => false,
+        };
+        if !again {
+            self.queue.push_back(job);
+        }
         self.start(st);
     }
 
