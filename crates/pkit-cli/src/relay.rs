@@ -66,6 +66,11 @@ pub struct Relays<'a> {
     current: Option<Running<'a>>,
     /// The current job is a stop's.
     current_stops: bool,
+    /// The whole tree's kill (a third request's, the grace's), sent
+    /// beside the queue, ahead of what waits there: under cgroup v2 it
+    /// too awaits the freeze (up to 5 s for a member that can't be
+    /// frozen), which held up the run loop when it was awaited there.
+    killing: Option<Pin<Box<dyn Future<Output = ()> + 'a>>>,
 }
 
 impl<'a> Relays<'a> {
@@ -79,12 +84,25 @@ impl<'a> Relays<'a> {
             queue: VecDeque::new(),
             current: None,
             current_stops: false,
+            killing: None,
         }
     }
 
     /// Whether nothing is being sent or waits to be.
     pub fn idle(&self) -> bool {
-        self.current.is_none() && self.queue.is_empty()
+        self.current.is_none() && self.queue.is_empty() && self.killing.is_none()
+    }
+
+    /// Kills the whole tree (SIGKILL), ahead of the queue and beside the
+    /// job under way; the run loop goes on meanwhile. One kill at a time:
+    /// a second one asked for while it waits would kill no more.
+    pub fn kill(&mut self) {
+        if self.killing.is_none() {
+            let group = self.fwd.group;
+            self.killing = Some(Box::pin(async move {
+                let _ = group.kill_async().await;
+            }));
+        }
     }
 
     /// Whether a stop of pkit's job is under way or waits: the run loop
@@ -108,8 +126,20 @@ impl<'a> Relays<'a> {
         );
     }
 
+    /// Queues `job`. A signal to pass on that is the last one waiting
+    /// already is merged with it, as the kernel merges a signal pkit got
+    /// while it is pending: a burst of one signal (`kill -WINCH` to pkit
+    /// again and again) whose relays to the tree each wait for the
+    /// cgroup's freeze (5 s with a member that can't be frozen) queues no
+    /// wait each ahead of the requests and the timeout's ending after it.
     fn push(&mut self, st: &mut Run, job: Job) {
-        self.queue.push_back(job);
+        let again = match (&job, self.queue.back()) {
+            (Job::Forward(s), Some(Job::Forward(last))) => s == last,
+            _ => false,
+        };
+        if !again {
+            self.queue.push_back(job);
+        }
         self.start(st);
     }
 
@@ -166,17 +196,31 @@ impl<'a> Relays<'a> {
         });
     }
 
-    /// The current job's end (never, with none): its changes made, the
-    /// next one started.
+    /// The current job's end (never, with none), the kill under way
+    /// polled meanwhile: give it to [`finished`](Self::finished).
     pub async fn next(&mut self) -> DoneJob {
-        match self.current.as_mut() {
-            Some(job) => {
-                let done = job.await;
-                self.current = None;
-                self.current_stops = false;
-                DoneJob(done)
+        loop {
+            let (current, killing) = (&mut self.current, &mut self.killing);
+            let job = async {
+                match current.as_mut() {
+                    Some(job) => job.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let kill = async {
+                match killing.as_mut() {
+                    Some(kill) => kill.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = job => {
+                    self.current = None;
+                    self.current_stops = false;
+                    return DoneJob(done);
+                }
+                () = kill => self.killing = None,
             }
-            None => std::future::pending().await,
         }
     }
 
@@ -198,9 +242,12 @@ impl<'a> Relays<'a> {
     /// Sends what is left, in order (the program has ended: its
     /// leftovers' ending comes after these).
     pub async fn finish(&mut self, st: &mut Run) {
-        while !self.idle() {
+        while self.current.is_some() || !self.queue.is_empty() {
             let done = self.next().await;
             self.finished(done, st);
+        }
+        if let Some(kill) = self.killing.take() {
+            kill.await;
         }
     }
 }
@@ -295,8 +342,9 @@ async fn cont(fwd: &Forwarder<'_>, woke: bool, delivered: bool) {
 pub const RELAYED_WITHIN: Duration = Duration::from_secs(2);
 
 /// A signal pkit got: reported, and acted on at once or queued on
-/// `relays` (see [`Relays`]). A third request to end kills the tree now.
-pub async fn on_signal(
+/// `relays` (see [`Relays`]). A third request to end kills the tree now
+/// (ahead of the queue: [`Relays::kill`]).
+pub fn on_signal(
     r: Received,
     args: &RunArgs,
     relays: &mut Relays<'_>,
@@ -357,7 +405,7 @@ pub async fn on_signal(
                         eprintln!("pkit: {}: killing the whole tree now", signame::display(s));
                     }
                     st.kill = Some(Kill::Requested(s));
-                    let _ = relays.fwd.group.kill_async().await;
+                    relays.kill();
                 }
             }
         }

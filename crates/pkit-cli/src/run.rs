@@ -203,7 +203,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 if args.verbose {
                     eprintln!("pkit: still running after the grace: sending SIGKILL to the whole tree");
                 }
-                let _ = group.kill_async().await;
+                relays.kill();
             }
             // The terminal stops the program's group on Ctrl-Z (or a read
             // from the background): stop pkit too, as the shell expects of
@@ -236,7 +236,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             // acted on here after a second if that end is never seen.
             () = until(early.map(|(_, at)| at)) => {
                 if let Some((r, _)) = early.take() {
-                    on_signal(r, &args, &mut relays, &mut st, &mut report).await;
+                    on_signal(r, &args, &mut relays, &mut st, &mut report);
                 }
             }
             r = signals.recv(), if early.is_none() && !relays.stopping() => match r {
@@ -247,7 +247,7 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
                 Ok(r) if r.signo == sig::SIGWINCH && relay.is_some() => {
                     relay.as_ref().map(crate::pty::Relay::follow_resize);
                 }
-                Ok(r) => on_signal(r, &args, &mut relays, &mut st, &mut report).await,
+                Ok(r) => on_signal(r, &args, &mut relays, &mut st, &mut report),
                 Err(e) => {
                     eprintln!("pkit: cannot read signals: {e}");
                     break Err(Error::Io { context: "reading signals".into(), source: e });
