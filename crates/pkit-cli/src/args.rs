@@ -107,7 +107,9 @@ pub enum Cmd {
     /// are passed on to the current run's program.
     #[command(after_help = SUPERVISE_EXAMPLES)]
     Supervise(Box<SuperviseArgs>),
-    /// Say what containment this host offers, and why.
+    /// Say what containment this host offers, and why. Exits 0 when new
+    /// groups get a mechanism, 125 (after the findings) when creating one
+    /// fails here, as under a bad PKIT_MECHANISM or PKIT_CLONE3.
     Doctor {
         /// Print one JSON object instead of prose.
         #[arg(long)]
