@@ -38,7 +38,10 @@ fn supervise_ends_by_the_signal_that_killed_its_last_run() {
         for sig in [libc::SIGKILL, libc::SIGTERM] {
             let script = format!("kill -{sig} $$");
             let base = ["supervise", "--mechanism", mech, "--restart", "never"];
-            let out = pkit_env(&[&base[..], &["-q", "--", "sh", "-c", &script]].concat(), &[]);
+            let out = pkit_env(
+                &[&base[..], &["-q", "--", "sh", "-c", &script]].concat(),
+                &[],
+            );
             assert_eq!(out.status.signal(), Some(sig), "{mech} {sig}: {out:?}");
             let flags = ["--no-reraise", "--json", "--", "sh", "-c", &script];
             let out = pkit_env(&[&base[..], &flags[..]].concat(), &[]);
