@@ -10,6 +10,21 @@
 //! said `"choice": "auto"` for a `PKIT_MECHANISM` that is not a choice
 //! ([`doctor_names_a_bad_pkit_mechanism`]). Held, and kept: `pkit run`
 //! under a bad `PKIT_MECHANISM` says which variable and what it accepts.
+//! Probed and held (no test here): SIGTERM to `pkit run` 0-40 ms after
+//! it starts (143, nothing left, each mechanism); `pkit run --json` with a
+//! non-UTF-8 program name, binary or 3 MB output, a program killed
+//! mid-line (valid JSON, on a line of its own); three-deep nesting
+//! (`pkit run -- pkit supervise -- pkit run -- sleep`, TERM to the outer:
+//! nothing left); bad flag values (125, the flag named).
+//!
+//! Left (LOW): `pkit supervise --json` events follow a run's unfinished
+//! stderr line on the same line when stderr is a pipe or a terminal (pkit
+//! can't see it there; a regular file is handled, and a blank line would
+//! break line readers: `report::stderr_mid_line`); `pkit run -- ''` is
+//! 125 ("the program name is empty") where env(1) and timeout(1) give
+//! 127; `pkit run -- /` says "not executable" for a directory (126 is
+//! right); `pkit supervise` stopped by TERM exits 0 as documented, so a
+//! wrapper around it does not see a signal death.
 
 mod common;
 
