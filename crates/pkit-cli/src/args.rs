@@ -107,7 +107,9 @@ pub enum Cmd {
     /// are passed on to the current run's program.
     #[command(after_help = SUPERVISE_EXAMPLES)]
     Supervise(Box<SuperviseArgs>),
-    /// Say what containment this host offers, and why.
+    /// Say what containment this host offers, and why. Exits 0 when new
+    /// groups get a mechanism, 125 (after the findings) when creating one
+    /// fails here, as under a bad PKIT_MECHANISM or PKIT_CLONE3.
     Doctor {
         /// Print one JSON object instead of prose.
         #[arg(long)]
@@ -128,9 +130,11 @@ Examples:
 
 Exit status: 0 after a clean last run or a stop by signal; 124 when the
 last run failed its health check (pkit killed it, or it ended first, even
-with code 0); else the last run's (a program killed by signal N: 128+N, so
-137 when a second signal killed it); 126/127 when it could not start; 125
-pkit failed. The --json \"stopped\" event carries it as exit_status.
+with code 0); else the last run's: its code, or, when signal N killed its
+program (a second signal's SIGKILL too), pkit ends by the same signal, as
+`pkit run` (--no-reraise exits 128+N instead); 126/127 when it could not
+start; 125 pkit failed. The --json \"stopped\" event carries it as
+exit_status (128+N for signal N).
 
 TERM, INT, HUP or QUIT stop the supervision; USR1, USR2, ALRM and WINCH go
 to the current run's program (as `pkit run` passes them on; between runs,
@@ -200,6 +204,10 @@ pub struct SuperviseArgs {
     /// --json, one JSON object each, "event": "log").
     #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// When the last run's program was killed by signal N, exit 128+N
+    /// instead of ending pkit by the same signal (as `pkit run`).
+    #[arg(long)]
+    pub no_reraise: bool,
     /// The program to run, then its arguments: everything from PROGRAM on
     /// is the program's, even what looks like an option of pkit's (as with
     /// timeout(1) and env(1)).

@@ -27,15 +27,14 @@ macro_rules! say {
 /// quote them) is shown with control and bidi characters escaped
 /// (`pkit::escape_controls`), as pkit's other lines; the JSON keeps the
 /// exact values, its text escaped as `pkit run --json`'s.
+///
+/// The status is 0 when new groups get a mechanism, 125 when creating one
+/// fails here (a bad `PKIT_MECHANISM` or `PKIT_CLONE3`, a forced mechanism
+/// this host lacks): the findings say why, in either case.
 pub fn main(as_json: bool) -> ExitCode {
-    // A bad PKIT_CLONE3 refuses every run: in prose, said on stderr; in
-    // JSON, still one object (no mechanism, the refusal as the reason), as
-    // for a bad PKIT_MECHANISM.
+    // A bad PKIT_CLONE3 refuses every run: still diagnosed, the refusal as
+    // the reason and no mechanism, as for a bad PKIT_MECHANISM.
     let refused = crate::checks::clone3_env().err();
-    if let (Some(msg), false) = (&refused, as_json) {
-        eprintln!("pkit: {msg}");
-        return ExitCode::from(crate::EXIT_OWN_FAILURE);
-    }
     let mut text = String::new();
     let status = findings(as_json, refused, &mut text);
     let mut out = std::io::stdout().lock();
@@ -65,7 +64,9 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
     if as_json {
         let v = json!({
             "mechanism": host.mechanism.map(|m| m.as_str()),
-            "choice": host.choice.as_str(),
+            // null for an unparseable PKIT_MECHANISM (the reason says so),
+            // not the `auto` it is not.
+            "choice": pkit::MechanismChoice::from_env().ok().map(|c| c.as_str()),
             "reason": host.reason,
             "kernel": host.kernel,
             "cgroup_mount": path(&host.cgroup_mount),

@@ -94,7 +94,9 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            ExitCode::from(rt.block_on(supervise::main(*args)))
+            let exit = rt.block_on(supervise::main(*args));
+            drop(rt);
+            finish(exit)
         }
         Cmd::Run(args) => {
             // Room for pkit's own ~20 descriptors under a small soft
@@ -153,17 +155,22 @@ fn main() -> ExitCode {
             };
             let exit = rt.block_on(run::main(*args, sink));
             drop(rt);
-            match exit {
-                run::Exit::Code(c) => ExitCode::from(c),
-                #[cfg(windows)]
-                run::Exit::Full(c) => std::process::exit(c),
-                run::Exit::Reraise(sig) => {
-                    sys::reraise(sig);
-                    // Still here (a signal whose default is to do nothing,
-                    // such as SIGWINCH): the shell's convention.
-                    ExitCode::from(exit::signalled(sig))
-                }
-            }
+            finish(exit)
+        }
+    }
+}
+
+/// Ends `run` or `supervise` (their runtime dropped).
+fn finish(exit: run::Exit) -> ExitCode {
+    match exit {
+        run::Exit::Code(c) => ExitCode::from(c),
+        #[cfg(windows)]
+        run::Exit::Full(c) => std::process::exit(c),
+        run::Exit::Reraise(sig) => {
+            sys::reraise(sig);
+            // Still here (a signal whose default is to do nothing,
+            // such as SIGWINCH): the shell's convention.
+            ExitCode::from(exit::signalled(sig))
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::args::{RestartArg, SuperviseArgs};
 use crate::exit::{signalled, EXIT_TIMEOUT};
 use crate::orphans::{Orphans, Strays};
 use crate::report::kind_name;
+use crate::run::Exit;
 use crate::{signame, EXIT_OWN_FAILURE};
 
 /// How long a run has to pass its health check when `--health-timeout` is
@@ -135,10 +136,10 @@ fn is_literal(pattern: &str) -> bool {
     !pattern.contains(|c| r"\.+*?()|[]{}^$#&-~".contains(c))
 }
 
-pub async fn main(args: SuperviseArgs) -> u8 {
+pub async fn main(args: SuperviseArgs) -> Exit {
     let Ok(mut stops) = crate::sys::StopRequests::new() else {
         eprintln!("pkit: cannot receive signals");
-        return EXIT_OWN_FAILURE;
+        return Exit::Code(EXIT_OWN_FAILURE);
     };
     // Cancelled by a second signal: cuts the stop's grace short.
     let kill_now = pkit::CancelToken::new();
@@ -290,11 +291,16 @@ pub async fn main(args: SuperviseArgs) -> u8 {
         Ok(outcome) => {
             let code = status(&outcome);
             say.end(&outcome, code);
-            code
+            // A last run killed by signal N ends pkit by N, as `pkit run`
+            // does (a parent shell sees "killed"), unless --no-reraise.
+            match last_signal(&outcome) {
+                Some(sig) if !args.no_reraise => Exit::Reraise(sig),
+                _ => Exit::Code(code),
+            }
         }
         Err(e) => {
             eprintln!("pkit: {e}");
-            EXIT_OWN_FAILURE
+            Exit::Code(EXIT_OWN_FAILURE)
         }
     }
 }
@@ -316,6 +322,19 @@ fn forward(handle: &pkit::SupervisorHandle, sig: i32, args: &SuperviseArgs) {
             eprintln!("pkit: {name} dropped: the program is not running")
         }
         _ => {}
+    }
+}
+
+/// The signal that killed the last run's program, when that is what
+/// [`status`] reports (128+N): neither a requested stop nor a failed
+/// health check.
+fn last_signal(outcome: &SupervisionOutcome) -> Option<i32> {
+    if outcome.stopped == StopReason::StopRequested || outcome.final_unhealthy {
+        return None;
+    }
+    match outcome.final_output.as_ref()?.outcome() {
+        Outcome::Signalled(sig) => Some(sig),
+        _ => None,
     }
 }
 
