@@ -64,10 +64,13 @@ fn unshare_usable() -> bool {
 /// `pkit-guard`) that ends on its own once that orphan is gone, writing
 /// `done` to `$2`, and a "guard" that never ends (pid to `$3`; it reads the
 /// FIFO `$3.fifo`). Neither starts a process, as a real guard starts none.
+/// The guard opens `$2` before it waits: once the orphan is reaped it has
+/// only a `write` left to do, no file to create (under load a create can
+/// wait on the disk).
 const PROGRAM: &str = r#"
 setsid sh -c 'echo $$ > "$1"; while :; do sleep 1; done' sh "$1" &
 while [ ! -s "$1" ]; do sleep 0.01; done
-setsid "$4" -c 'read o < "$1"; while kill -0 "$o" 2>/dev/null; do :; done; echo done > "$2"' sh "$1" "$2" &
+setsid "$4" -c 'exec 3> "$2"; read o < "$1"; while kill -0 "$o" 2>/dev/null; do :; done; echo done >&3' sh "$1" "$2" &
 mkfifo "$3.fifo"
 setsid "$4" -c 'echo $$ > "$1"; read x <> "$1.fifo"' sh "$3" &
 while [ ! -s "$3" ]; do sleep 0.01; done
@@ -105,47 +108,72 @@ fn under_anothers_proc_the_sweep_lets_a_guard_end_on_its_own() {
     for mechanism in process_group_mechanisms() {
         for (layout, unshare) in layouts {
             let what = format!("{mechanism}, {layout}");
-            // Pids in the namespace's numbers: not to be killed out here
-            // (whatever is left dies with the namespace's pid 1).
-            let (orphan, lingering) = (temp_path("rv47-orphan"), temp_path("rv47-lingering"));
             let done = dir.join(format!("done-{mechanism}-{}", unshare.len()));
-            let started = Instant::now();
-            let out = std::process::Command::new("unshare")
-                .args(unshare)
-                .args(["sh", "-c", IN_NAMESPACE, "sh", env!("CARGO_BIN_EXE_pkit")])
-                .args([mechanism, PROGRAM, path(&orphan), path(&done)])
-                .args([path(&lingering), path(&guard)])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .unwrap();
-            let took = started.elapsed();
-            let _ = std::fs::remove_file(&orphan);
-            let _ = std::fs::remove_file(&lingering);
-            let _ = std::fs::remove_file(format!("{}.fifo", lingering.display()));
-            let (stdout, stderr) = (
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-            );
-            let all = format!("{what}: stdout {stdout:?}, stderr {stderr:?}, took {took:?}");
-            assert!(stdout.contains("rv47 status 0"), "{all}");
-            assert!(
-                !stdout.contains("rv47 alive"),
-                "the sweep left a process alive: {all}"
-            );
-            assert!(
-                !stderr.contains("could not be ended"),
-                "the sweep gave up: {all}"
-            );
-            assert_eq!(
-                std::fs::read_to_string(&done).unwrap_or_default().trim(),
-                "done",
-                "the guard was killed before it could end: {all}"
-            );
-            // Generous (load 15): the run, the guard's 4 s, the namespace.
-            assert!(took < Duration::from_secs(50), "{all}");
+            // Once more when only the guard's `done` is missing: at load
+            // 30 and more on 2 cores, a guard left its 4 s has been
+            // starved of them (once). A sweep that kills guards at once
+            // fails each attempt; any other failure fails at once.
+            let mut attempt = 1;
+            while let Err(all) = guard_case(&what, unshare, mechanism, &guard, &done) {
+                assert!(
+                    attempt < 3,
+                    "the guard was killed before it could end, in each of {attempt} attempts: {all}"
+                );
+                eprintln!("the guard was killed before it could end ({all}); once more");
+                attempt += 1;
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One case of [`under_anothers_proc_the_sweep_lets_a_guard_end_on_its_own`]:
+/// panics on any failure but a missing `done`, which it returns (with
+/// what it saw).
+fn guard_case(
+    what: &str,
+    unshare: &[&str],
+    mechanism: &str,
+    guard: &Path,
+    done: &Path,
+) -> Result<(), String> {
+    // Pids in the namespace's numbers: not to be killed out here
+    // (whatever is left dies with the namespace's pid 1).
+    let (orphan, lingering) = (temp_path("rv47-orphan"), temp_path("rv47-lingering"));
+    let _ = std::fs::remove_file(done);
+    let started = Instant::now();
+    let out = std::process::Command::new("unshare")
+        .args(unshare)
+        .args(["sh", "-c", IN_NAMESPACE, "sh", env!("CARGO_BIN_EXE_pkit")])
+        .args([mechanism, PROGRAM, path(&orphan), path(done)])
+        .args([path(&lingering), path(guard)])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let _ = std::fs::remove_file(&orphan);
+    let _ = std::fs::remove_file(&lingering);
+    let _ = std::fs::remove_file(format!("{}.fifo", lingering.display()));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let all = format!("{what}: stdout {stdout:?}, stderr {stderr:?}, took {took:?}");
+    assert!(stdout.contains("rv47 status 0"), "{all}");
+    assert!(
+        !stdout.contains("rv47 alive"),
+        "the sweep left a process alive: {all}"
+    );
+    assert!(
+        !stderr.contains("could not be ended"),
+        "the sweep gave up: {all}"
+    );
+    // Generous (load 15): the run, the guard's 4 s, the namespace.
+    assert!(took < Duration::from_secs(50), "{all}");
+    if std::fs::read_to_string(done).unwrap_or_default().trim() != "done" {
+        return Err(all);
+    }
+    Ok(())
 }
 
 fn path(p: &Path) -> &str {
