@@ -260,10 +260,18 @@ async fn probes_racing_an_exit_answer_by_the_exit_not_the_deadline() {
             assert!(ok.is_ok(), "{choice} #{i}: {ok:?}");
             let _ = std::fs::remove_file(file.path());
 
-            let addr: SocketAddr = {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                l.local_addr().unwrap()
-            };
+            // A port nobody listens on, held by a socket bound to it and
+            // never listening (connections are refused) until the probe
+            // has answered. A listener's port let go at once (what this
+            // was) is free for any socket to take meanwhile: another
+            // test binary's listener in CI's pool took one (the probe
+            // connected, and said ready), 1 run in 40 here beside the
+            // feature job's other binaries at load 15-40. While bound
+            // (without SO_REUSEADDR), no port-0 bind elsewhere and no
+            // connection's source port can be it.
+            let holder = tokio::net::TcpSocket::new_v4().unwrap();
+            holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr: SocketAddr = holder.local_addr().unwrap();
             let p = group.start(&Command::new("true")).unwrap();
             let err = bounded("port", p.wait_for_port(addr, long))
                 .await
@@ -272,6 +280,7 @@ async fn probes_racing_an_exit_answer_by_the_exit_not_the_deadline() {
                 matches!(reason(err), NotReadyReason::Exited(_)),
                 "{choice} #{i}"
             );
+            drop(holder);
         }
         bounded("close", group.close()).await.unwrap();
     }
