@@ -650,7 +650,13 @@ async fn a_stdin_reader_survives_an_attempt_that_failed_to_spawn() {
             "retry",
             cmd(choice, exe.as_str())
                 .stdin_reader(std::io::Cursor::new(data))
-                .retry(50, Duration::from_millis(20), move |e| {
+                // Attempts for 10 s and more of ETXTBSY after the writer
+                // closes (50, a second, were few on a loaded machine): the
+                // file stays busy while a child forked before the close
+                // (this test's or another's of this binary: they run
+                // alongside) has a copy of the writer's descriptor, until
+                // it execs; and the closer thread has to be scheduled.
+                .retry(500, Duration::from_millis(20), move |e| {
                     let _ = tx.send(());
                     pkit::is_transient(e)
                 })
