@@ -734,11 +734,10 @@ async fn a_probe_never_ready_or_dropped_leaves_the_process_alone() {
 #[tokio::test]
 async fn a_program_exiting_before_ready_ends_the_port_probe() {
     let suite = begin("probe_exit").await;
-    // A port nobody listens on: bound, then closed.
-    let addr: SocketAddr = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    // A port nobody listens on, held so for the whole test: bound, never
+    // listening (a port let go at once is any socket's to take, and a
+    // probe of it then connects: attack_dec09b's CI failure).
+    let (_held, addr) = unlistened_port();
     for choice in mechanisms() {
         let g = group(choice);
         let p = g
@@ -982,10 +981,8 @@ async fn a_closed_or_doubly_suspended_group_answers() {
 #[tokio::test]
 async fn probes_with_duration_max_do_not_overflow() {
     let suite = begin("probe_max").await;
-    let addr: SocketAddr = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    // Held unlistened for the whole test (see `unlistened_port`).
+    let (_held, addr) = unlistened_port();
     for choice in mechanisms() {
         let g = group(choice);
         let mut p = g
@@ -1239,4 +1236,17 @@ async fn a_member_stopped_before_a_suspend_stays_stopped_after_the_resume() {
         assert_eq!(stopped, Some('T'), "{choice}: the member was continued");
     }
     suite.end().await;
+}
+
+/// A port nobody listens on, and the socket that keeps it so: bound,
+/// never listening (connections are refused), without SO_REUSEADDR, so no
+/// port-0 bind elsewhere (another test binary's listener) and no
+/// connection's source port can be it while it is held.
+fn unlistened_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let holder = tokio::net::TcpSocket::new_v4().expect("a socket");
+    holder
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind");
+    let addr = holder.local_addr().expect("its address");
+    (holder, addr)
 }

@@ -32,6 +32,20 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// A port nobody listens on, and the socket that keeps it so until the
+/// probe has answered: bound, never listening (connections are refused),
+/// without SO_REUSEADDR, so no port-0 bind elsewhere (another test
+/// binary's listener) and no connection's source port can be it. A port
+/// let go at once ([`free_port`], for a server to bind) is any socket's to
+/// take meanwhile: a probe of it then connects (attack_dec09b's CI
+/// failure, the same pattern).
+fn unlistened_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let holder = tokio::net::TcpSocket::new_v4().unwrap();
+    holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = holder.local_addr().unwrap();
+    (holder, addr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_line() {
     let suite = common::begin("wait_for_line").await;
@@ -106,14 +120,15 @@ async fn wait_for_port() {
         assert!(!p.has_exited());
 
         let idle = g.start(&Command::new("sleep").arg("300")).unwrap();
+        let (_held, nobody) = unlistened_port();
         let err = idle
-            .wait_for_port(free_port(), Duration::from_millis(300))
+            .wait_for_port(nobody, Duration::from_millis(300))
             .await
             .unwrap_err();
         assert!(matches!(reason(err), NotReadyReason::Deadline(_)));
 
         let dies = g.start(&sh("exit 4")).unwrap();
-        let err = dies.wait_for_port(free_port(), PATIENCE).await.unwrap_err();
+        let err = dies.wait_for_port(nobody, PATIENCE).await.unwrap_err();
         assert_eq!(reason(err), NotReadyReason::Exited(Outcome::Exited(4)));
         g.shutdown(Duration::from_secs(5)).await.unwrap();
     }
