@@ -236,7 +236,7 @@ async fn threads_that_run_one_blocking_verb_and_exit_leave_nothing() {
 async fn the_descriptor_check_ignores_another_tests_runtime_but_not_a_leak() {
     use rustix::event::epoll;
     let alone = begin_alone_in_binary().await;
-    let before = Snapshot::take();
+    let before = Snapshot::settled();
     // Another test's runtime, made on a thread of its own as the harness
     // does, alive while this test looks.
     let (made, runtime) = std::sync::mpsc::channel();
@@ -267,7 +267,14 @@ async fn the_descriptor_check_ignores_another_tests_runtime_but_not_a_leak() {
             std::thread::sleep(POLL);
         }
     };
-    assert_eq!(opened(&before, 0), [], "a runtime of another test");
+    let foreign = opened(&before, 0);
+    assert!(
+        foreign.is_empty(),
+        "a runtime of another test: {}\nnow: {}\nbefore: {}",
+        common::fds::list(&foreign),
+        Snapshot::take().describe(),
+        before.describe()
+    );
 
     // Each of these is a leak, the runtime still open beside it.
     let me = rustix::process::Pid::from_raw(std::process::id() as i32).expect("a pid");

@@ -95,6 +95,36 @@ impl Snapshot {
         }
     }
 
+    /// [`take`](Self::take), once this process's descriptors and the
+    /// epoll sets' watch lists stay the same for 100 ms (at most
+    /// [`DEADLINE`]): a baseline with no runtime half made in it (another
+    /// test's, which the harness builds before that test waits for its
+    /// turn), whose completion would then look like new descriptors of an
+    /// old epoll set.
+    pub fn settled() -> Snapshot {
+        let deadline = Instant::now() + DEADLINE;
+        let mut last = Snapshot::take();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = Snapshot::take();
+            if (now.fds == last.fds && now.watches == last.watches) || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// Every descriptor (`num: target id`) and each epoll set's watch
+    /// list, for a failure's message.
+    pub fn describe(&self) -> String {
+        let fds: Vec<String> = self
+            .fds
+            .iter()
+            .map(|fd| format!("{}: {} {}", fd.num, fd.target, fd.id.replace('\t', " ")))
+            .collect();
+        format!("{}; epoll sets: {:?}", fds.join(", "), self.watches)
+    }
+
     /// How many descriptors are open.
     pub fn len(&self) -> usize {
         self.fds.len()
