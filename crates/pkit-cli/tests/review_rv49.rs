@@ -151,79 +151,6 @@ fn the_sweep_kills_a_setsid_group_as_nobody() {
     });
 }
 
-/// A cgroup v1 freezer directory of the test's own holding one process,
-/// frozen (cgroup v2's freeze of the run's cgroup then can't complete);
-/// thawed and removed when dropped. (As tests/signal_held.rs's.)
-struct Held {
-    dir: std::path::PathBuf,
-    pid: i32,
-}
-
-impl Held {
-    /// `None` where no v1 freezer directory can be made.
-    fn new(pid: i32) -> Option<Held> {
-        let dir = std::path::Path::new("/sys/fs/cgroup/freezer").join(unique_name("rv49-held"));
-        std::fs::create_dir(&dir).ok()?;
-        let held = Held { dir, pid };
-        std::fs::write(held.dir.join("cgroup.procs"), pid.to_string()).expect("v1: move");
-        std::fs::write(held.dir.join("freezer.state"), "FROZEN").expect("v1: freeze");
-        let until = Instant::now() + DEADLINE;
-        while std::fs::read_to_string(held.dir.join("freezer.state"))
-            .unwrap_or_default()
-            .trim()
-            != "FROZEN"
-        {
-            assert!(Instant::now() < until, "v1 freezer: never FROZEN");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(held)
-    }
-
-    fn pending(&self, sig: i32) -> bool {
-        in_mask(self.pid, "ShdPnd:", sig) || in_mask(self.pid, "SigPnd:", sig)
-    }
-
-    fn thaw(&self) {
-        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.thaw();
-        if !pid_gone(self.pid) {
-            // SAFETY: kill(2) of the process this test holds.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        }
-        let until = Instant::now() + DEADLINE;
-        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// The cgroup v2 directory of `pid`.
-fn v2_dir(pid: i32) -> Option<std::path::PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let root = info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let mount = left.split_whitespace().nth(4)?;
-        right
-            .starts_with("cgroup2 ")
-            .then(|| std::path::PathBuf::from(mount))
-    })?;
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(root.join(rel.trim_start_matches('/')))
-}
-
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 /// What one run of [`third_request_run`] saw.
 enum Killing {
     NoHold,
@@ -318,18 +245,7 @@ fn third_request_run(n: usize, grace: bool) -> Killing {
         )
     };
     wait_said(wait_for, 1);
-    let until = Instant::now() + DEADLINE;
-    while std::fs::read_to_string(dir.join("cgroup.freeze"))
-        .unwrap_or_default()
-        .trim()
-        != "1"
-    {
-        assert!(
-            Instant::now() < until,
-            "the ending never froze the tree ({dir:?})"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_freeze_asked(&dir, "the ending");
     let before = if grace {
         0
     } else {
@@ -463,18 +379,7 @@ fn winch_burst_run() -> Option<(usize, usize, bool)> {
     let held = Held::new(sleeps[0] as i32)?;
     let dir = v2_dir(sleeps[1] as i32).expect("the run's cgroup v2 directory");
     kill(pkit_pid, libc::SIGWINCH);
-    let until = Instant::now() + DEADLINE;
-    while std::fs::read_to_string(dir.join("cgroup.freeze"))
-        .unwrap_or_default()
-        .trim()
-        != "1"
-    {
-        assert!(
-            Instant::now() < until,
-            "the relay never froze the tree ({dir:?})"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_freeze_asked(&dir, "the relay");
     for _ in 0..6 {
         kill(pkit_pid, libc::SIGWINCH);
         std::thread::sleep(Duration::from_millis(100));

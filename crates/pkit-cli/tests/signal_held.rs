@@ -13,7 +13,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,81 +21,6 @@ use common::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);
-
-/// A cgroup v1 freezer directory of the test's own holding one process,
-/// frozen; thawed and removed when dropped.
-struct Held {
-    dir: PathBuf,
-    pid: i32,
-}
-
-impl Held {
-    /// `None` where no v1 freezer directory can be made (no such
-    /// hierarchy, not root).
-    fn new(pid: i32) -> Option<Held> {
-        let dir = Path::new("/sys/fs/cgroup/freezer").join(unique_name("held"));
-        std::fs::create_dir(&dir).ok()?;
-        let held = Held { dir, pid };
-        std::fs::write(held.dir.join("cgroup.procs"), pid.to_string()).expect("v1: move");
-        std::fs::write(held.dir.join("freezer.state"), "FROZEN").expect("v1: freeze");
-        let until = Instant::now() + DEADLINE;
-        while std::fs::read_to_string(held.dir.join("freezer.state"))
-            .unwrap_or_default()
-            .trim()
-            != "FROZEN"
-        {
-            assert!(Instant::now() < until, "v1 freezer: never FROZEN");
-            std::thread::sleep(POLL);
-        }
-        Some(held)
-    }
-
-    fn pending(&self, sig: i32) -> bool {
-        in_mask(self.pid, "ShdPnd:", sig) || in_mask(self.pid, "SigPnd:", sig)
-    }
-
-    fn thaw(&self) {
-        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.thaw();
-        if !pid_gone(self.pid) {
-            // SAFETY: kill(2) of the process this test holds.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        }
-        let until = Instant::now() + DEADLINE;
-        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < until {
-            std::thread::sleep(POLL);
-        }
-    }
-}
-
-/// Where the cgroup v2 hierarchy is mounted.
-fn v2_root() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let mount = left.split_whitespace().nth(4)?;
-        right.starts_with("cgroup2 ").then(|| PathBuf::from(mount))
-    })
-}
-
-/// The cgroup v2 directory of `pid`.
-fn v2_dir(pid: i32) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(v2_root()?.join(rel.trim_start_matches('/')))
-}
-
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
 
 /// What one run saw.
 enum Seen {
@@ -150,18 +74,7 @@ fn one_run(n: usize) -> Seen {
     };
     let dir = v2_dir(sleeps[1] as i32).expect("the run's cgroup v2 directory");
     kill(pkit_pid, libc::SIGHUP);
-    let until = Instant::now() + DEADLINE;
-    while std::fs::read_to_string(dir.join("cgroup.freeze"))
-        .unwrap_or_default()
-        .trim()
-        != "1"
-    {
-        assert!(
-            Instant::now() < until,
-            "the relay never froze the tree ({dir:?})"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_freeze_asked(&dir, "the relay");
     let probe = format!("probe-{n}-{}", std::process::id());
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
@@ -292,18 +205,7 @@ fn relays_run(n: usize) -> Acted {
     };
     let dir = v2_dir(sleeps[1] as i32).expect("the run's cgroup v2 directory");
     kill(pkit_pid, libc::SIGHUP);
-    let until = Instant::now() + DEADLINE;
-    while std::fs::read_to_string(dir.join("cgroup.freeze"))
-        .unwrap_or_default()
-        .trim()
-        != "1"
-    {
-        assert!(
-            Instant::now() < until,
-            "the relay never froze the tree ({dir:?})"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_freeze_asked(&dir, "the relay");
     kill(pkit_pid, libc::SIGUSR1);
     kill(pkit_pid, libc::SIGTERM);
     let until = Instant::now() + DEADLINE;

@@ -4,10 +4,12 @@
 //! In parts, each re-exported here (a test file's `use common::*;` sees
 //! them all): [`invoke`] starts pkit and reads its report, [`pty`] drives it
 //! on a terminal, [`proc`] watches and kills processes, [`names`] makes
-//! unique names and paths and polls files.
+//! unique names and paths and polls files, [`held`] holds a member of a
+//! run's tree where cgroup v2's freeze can't reach it.
 
 #![allow(dead_code)]
 
+pub mod held;
 pub mod invoke;
 pub mod names;
 pub mod proc;
@@ -15,6 +17,8 @@ pub mod pty;
 
 // Each test file uses some of the parts: a part it uses nothing of is
 // an unused import there.
+#[allow(unused_imports)]
+pub use held::*;
 #[allow(unused_imports)]
 pub use invoke::*;
 #[allow(unused_imports)]
