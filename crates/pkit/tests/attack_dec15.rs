@@ -38,6 +38,26 @@ use pkit::{Command, ErrorKind, MechanismChoice};
 const ROLE: &str = "A15_ROLE";
 
 /// The mechanism a helper's role names (`MechanismChoice`'s `Display`).
+/// Runs test `name` again as a helper process in each mechanism (the
+/// failure it looks for kills the helper), and asserts that each ended
+/// well and said `said`; `what` names the helper in the failure.
+fn in_helpers(name: &'static str, said: &str, what: &str) {
+    in_suite(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &[],
+                Duration::from_secs(120),
+            );
+            assert!(
+                status.is_some_and(|s| s.success()) && text.contains(said),
+                "{choice}: {what}: {status:?} {text}"
+            );
+        }
+    });
+}
+
 fn mechanism_of(role: &str) -> MechanismChoice {
     match role {
         "cgroup" => MechanismChoice::Cgroup,
@@ -91,20 +111,7 @@ fn a_group_refuses_to_adopt_its_owner() {
         adopt_owner_helper(&role);
         return;
     }
-    in_suite(name, || {
-        for choice in mechanisms() {
-            let (status, text) = run_self_as(
-                name,
-                (ROLE, &choice.to_string()),
-                &[],
-                Duration::from_secs(120),
-            );
-            assert!(
-                status.is_some_and(|s| s.success()) && text.contains("a15: survived"),
-                "{choice}: the helper that adopted its own pid: {status:?} {text}"
-            );
-        }
-    });
+    in_helpers(name, "a15: survived", "the helper that adopted its own pid");
 }
 
 /// The helper's half of [`a_group_refuses_to_adopt_the_owner_death_guard`]:
@@ -161,18 +168,9 @@ fn a_group_refuses_to_adopt_the_owner_death_guard() {
         adopt_guard_helper(&role);
         return;
     }
-    in_suite(name, || {
-        for choice in mechanisms() {
-            let (status, text) = run_self_as(
-                name,
-                (ROLE, &choice.to_string()),
-                &[],
-                Duration::from_secs(120),
-            );
-            assert!(
-                status.is_some_and(|s| s.success()) && text.contains("a15: guarded"),
-                "{choice}: the helper whose group was asked to adopt its guard: {status:?} {text}"
-            );
-        }
-    });
+    in_helpers(
+        name,
+        "a15: guarded",
+        "the helper whose group was asked to adopt its guard",
+    );
 }
