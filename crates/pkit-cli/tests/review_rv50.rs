@@ -392,3 +392,81 @@ fn a_reraise_overrides_an_inherited_ignore_or_block() {
         }
     });
 }
+
+/// Whether `pid`'s `/proc` files are owned by root now: the kernel's mark
+/// of a process that is not dumpable (`prctl(PR_SET_DUMPABLE, 0)`), for a
+/// process whose uid is not root's.
+fn owned_by_root(pid: u32) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/{pid}/environ")).ok()?;
+    Some(meta.uid() == 0)
+}
+
+/// `pkit supervise` and `pkit run` that end by their program's signal
+/// make themselves not dumpable first, as timeout(1) does: RLIMIT_CORE 0
+/// alone is not honoured by the kernel when `core_pattern` pipes dumps to
+/// a program (systemd-coredump, apport), which then recorded a crash of
+/// pkit's for its program's SIGSEGV or SIGABRT. Seen as uid 65534 (a
+/// non-dumpable process's `/proc` files are root's) while pkit is held
+/// just before its re-raise (`PKIT_TEST_PAUSE=reraise`, debug builds).
+#[test]
+fn a_reraise_makes_pkit_not_dumpable() {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
+    if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("SKIPPED in tests/review_rv50.rs: needs root and setpriv");
+        return;
+    }
+    at_once(process_group_mechanisms(), |m| {
+        for verb in [
+            &["supervise", "--restart", "never", "-q", "--mechanism", m][..],
+            &["run", "-q", "--mechanism", m][..],
+        ] {
+            let what = format!("{m} {}", verb[0]);
+            let mut child = std::process::Command::new("setpriv")
+                .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_pkit"))
+                .args(verb)
+                .args(["--", "sh", "-c", "sleep 0.2; kill -USR1 $$"])
+                .env("PKIT_TEST_PAUSE", "reraise:3000")
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map(Started::new)
+                .expect("pkit starts");
+            let pid = child.id();
+            // pkit's own files first (uid 65534), then root's for the
+            // held re-raise's 3 s: a stretch of 1 s at least. (setpriv,
+            // before its exec of pkit, is root's, or not dumpable once its
+            // uid changed: only what follows pkit's own counts.)
+            let (mut seen_user, mut root_since, mut longest) = (false, None, Duration::ZERO);
+            let until = Instant::now() + DEADLINE;
+            let st = loop {
+                let live = state(pid as i32).is_some_and(|s| s != 'Z' && s != 'X');
+                match owned_by_root(pid) {
+                    Some(true) if seen_user && live => {
+                        let since = *root_since.get_or_insert_with(Instant::now);
+                        longest = longest.max(since.elapsed());
+                    }
+                    Some(false) if live => {
+                        seen_user = true;
+                        root_since = None;
+                    }
+                    _ => {}
+                }
+                if let Some(st) = child.try_wait().expect("try_wait") {
+                    break st;
+                }
+                assert!(Instant::now() < until, "{what}: pkit never ended");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            assert_eq!(st.signal(), Some(libc::SIGUSR1), "{what}: {st:?}");
+            assert!(seen_user, "{what}: pkit was never seen as uid 65534's");
+            assert!(
+                longest >= Duration::from_secs(1),
+                "{what}: pkit was dumpable up to its re-raise (root's for {longest:?})"
+            );
+        }
+    });
+}
