@@ -304,3 +304,48 @@ async fn a_kill_beside_a_waiting_close_ends_well() {
     }
     suite.end().await;
 }
+
+/// The helper of [`adopting_pid_zero_or_a_negative_one_is_refused`]: each
+/// of 0 (`cgroup.procs` and `setpgid(2)` read it as the caller), and pids
+/// that turn negative as an `i32` (-1 is every process `kill(2)` may
+/// reach; `i32::MIN`) is refused, and the group's close leaves this
+/// process alive to say so.
+fn odd_pids_helper(role: &str) {
+    let choice = match role {
+        "cgroup" => MechanismChoice::Cgroup,
+        "pgroup" => MechanismChoice::ProcessGroup,
+        _ => MechanismChoice::Portable,
+    };
+    let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+    let _p = g.start(&Command::new("sleep").arg("300")).expect("start");
+    for pid in [0, u32::MAX, 1 << 31, u32::MAX - 1] {
+        let r = g.adopt(pid);
+        assert!(r.is_err(), "{choice}: adopt({pid}) was taken");
+        println!("rv50: {pid}: {}", r.unwrap_err());
+    }
+    g.close().expect("close");
+    println!("rv50: survived");
+}
+
+#[test]
+fn adopting_pid_zero_or_a_negative_one_is_refused() {
+    let name = "adopting_pid_zero_or_a_negative_one_is_refused";
+    if let Ok(role) = std::env::var(ROLE) {
+        odd_pids_helper(&role);
+        return;
+    }
+    in_suite(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &[],
+                Duration::from_secs(120),
+            );
+            assert!(
+                status.is_some_and(|s| s.success()) && text.contains("rv50: survived"),
+                "{choice}: {status:?} {text}"
+            );
+        }
+    });
+}
