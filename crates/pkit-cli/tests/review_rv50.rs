@@ -470,3 +470,108 @@ fn a_reraise_makes_pkit_not_dumpable() {
         }
     });
 }
+
+/// One run of [`a_grace_ending_during_a_requested_kill_keeps_it_requested`]:
+/// `None` where no member can be held; else whether the order came out as
+/// meant (the third request read before the grace ran out), and the
+/// report's `sigkill`.
+fn grace_during_kill_run() -> Option<(bool, serde_json::Value)> {
+    let json = temp_path("rv50-grace-kill.json");
+    let script = "trap : TERM; (trap '' TERM; exec sleep 300) & (trap '' TERM; exec sleep 300) & while :; do wait; done";
+    let mut child = pkit()
+        .args([
+            "run",
+            "-v",
+            "--mechanism",
+            "cgroup",
+            "-k",
+            "3",
+            "--json-file",
+        ])
+        .arg(&json)
+        .args(["--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Started::new)
+        .expect("pkit starts");
+    let said = Said::new(&mut child);
+    let pkit_pid = child.id();
+    let until = Instant::now() + DEADLINE;
+    let sleeps = loop {
+        let sleeps: Vec<u32> = descendants(pkit_pid)
+            .iter()
+            .map(|&(p, _)| p)
+            .filter(|&p| comm(p) == "sleep")
+            .collect();
+        if sleeps.len() == 2 {
+            break sleeps;
+        }
+        assert!(Instant::now() < until, "the sleeps never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    kill(pkit_pid, libc::SIGTERM);
+    said.wait(
+        "pkit: sending SIGTERM to the program",
+        1,
+        "the first request",
+    );
+    kill(pkit_pid, libc::SIGTERM);
+    said.wait("pkit: sending SIGTERM to the whole tree", 1, "the second");
+    // The second's ending went out (nothing held yet), its grace of 3 s
+    // armed; now a member is held, and the third request's kill waits
+    // for the freeze (5 s) past the grace's end.
+    std::thread::sleep(Duration::from_millis(200));
+    let held = Held::new(sleeps[0] as i32)?;
+    let dir = v2_dir(sleeps[1] as i32).expect("the run's cgroup v2 directory");
+    kill(pkit_pid, libc::SIGTERM);
+    said.wait("pkit: SIGTERM: killing the whole tree now", 1, "the third");
+    wait_freeze_asked(&dir, "the third request's kill");
+    said.wait("pkit: still running after the grace", 1, "the grace's end");
+    held.thaw();
+    let _ = ended(&mut child, "the run");
+    let text = said.all();
+    let third = text.find("pkit: SIGTERM: killing the whole tree now");
+    let grace = text.find("pkit: still running after the grace");
+    let report = json_report(&json);
+    let mut sleeps: Vec<i32> = sleeps.iter().map(|&p| p as i32).collect();
+    sleeps.sort_unstable();
+    assert_all_gone(&sleeps);
+    drop(held);
+    Some((third < grace, report["sigkill"].clone()))
+}
+
+/// `pkit run -k 3` gets a third request while its grace runs; the
+/// third's kill (beside the relay queue) waits for the cgroup's freeze,
+/// which a held member keeps from being confirmed, past the grace's end.
+/// The grace's end adds nothing, and takes nothing away: the run was
+/// killed at the third request's asking (`"sigkill": "requested"`), not
+/// after the grace, which the report said when the kill's wait let the
+/// grace's branch run (before, the kill was awaited inside the loop).
+#[test]
+fn a_grace_ending_during_a_requested_kill_keeps_it_requested() {
+    if !mechanisms().contains(&"cgroup") {
+        return;
+    }
+    if !run(&["run", "-q", "--mechanism", "cgroup", "--", "true"])
+        .status
+        .success()
+    {
+        eprintln!("SKIPPED in tests/review_rv50.rs: no cgroup v2 here");
+        return;
+    }
+    for n in 0..3 {
+        let Some((in_order, sigkill)) = grace_during_kill_run() else {
+            eprintln!("SKIPPED in tests/review_rv50.rs: no cgroup v1 freezer directory");
+            return;
+        };
+        if !in_order {
+            eprintln!("run {n}: the grace ran out before the third request was read");
+            continue;
+        }
+        assert_eq!(sigkill, "requested");
+        return;
+    }
+    panic!("in three runs the grace ran out before pkit read the third request");
+}
