@@ -349,3 +349,45 @@ fn adopting_pid_zero_or_a_negative_one_is_refused() {
         }
     });
 }
+
+/// A started process moved out of its group's cgroup by hand (into the
+/// group's parent directory, as root may): the group's close and its drop
+/// end it alike (both know it as a started child, through its pidfd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_process_moved_out_by_hand_is_ended_by_close_and_drop() {
+    let suite = begin("a_started_process_moved_out_by_hand_is_ended_by_close_and_drop").await;
+    if !mechanisms().contains(&MechanismChoice::Cgroup) {
+        suite.end().await;
+        return;
+    }
+    for by_close in [true, false] {
+        let what = format!("by close {by_close}");
+        let g = group(MechanismChoice::Cgroup);
+        let p = g
+            .start(&Command::new("sleep").arg("300"))
+            .unwrap_or_else(|e| panic!("{what}: start: {e}"));
+        let pid = p.pid();
+        let _guard = KillOnDrop::new(vec![pid]);
+        let dir = cgroup_dir(&g).expect("the group's cgroup directory");
+        let parent = dir.parent().expect("a parent directory").to_path_buf();
+        if std::fs::write(parent.join("cgroup.procs"), pid.to_string()).is_err() {
+            skipped(
+                "a_started_process_moved_out_by_hand",
+                "can't move a process",
+            );
+            break;
+        }
+        if by_close {
+            g.close()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: close: {e}"));
+            // A close waits for its started processes to be gone.
+            assert!(pid_gone(pid), "{what}: close returned with it running");
+        } else {
+            drop(g);
+        }
+        assert_gone(&[pid], &what).await;
+        drop(p);
+    }
+    suite.end().await;
+}
