@@ -4,6 +4,15 @@
 //! signal, and `pkit supervise`'s re-raise of its last run's signal. Run
 //! in the three passes (unset, `PKIT_MECHANISM=pgroup`,
 //! `PKIT_MECHANISM=portable`).
+//!
+//! What broke, fixed here: the grace's end, reached while a third
+//! request's kill waited beside the queue for the cgroup's freeze,
+//! relabelled that kill `after_grace` in the report (LOW, a regression of
+//! the kill beside the queue;
+//! [`a_grace_ending_during_a_requested_kill_keeps_it_requested`]); a
+//! re-raised SIGSEGV/SIGABRT left pkit dumpable, which a piped
+//! `core_pattern` records as pkit's crash (LOW;
+//! [`a_reraise_makes_pkit_not_dumpable`]). The rest held.
 
 mod common;
 

@@ -4,6 +4,13 @@
 //! from where it stopped) and `Group::adopt`'s refusal of this process
 //! and its guard. Each test starts real processes and checks their real
 //! ends, on every mechanism it can run on.
+//!
+//! What broke, fixed here: `Group::close` under cgroup v2 returned with a
+//! started process that had been moved out of the group's cgroup still
+//! running (its empty cgroup retired at once), where dropping the group
+//! killed it (MEDIUM, older than the fast path;
+//! [`a_started_process_moved_out_by_hand_is_ended_by_close_and_drop`]).
+//! The rest held.
 
 mod common;
 
