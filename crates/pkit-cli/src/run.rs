@@ -199,7 +199,10 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
             }
             () = until(st.kill_at) => {
                 st.kill_at = None;
-                st.kill = Some(Kill::AfterGrace);
+                // A kill asked for already (a third request's, still
+                // waiting beside the queue for the cgroup's freeze) stays
+                // the run's: the grace's end only adds its own SIGKILL.
+                st.kill.get_or_insert(Kill::AfterGrace);
                 if args.verbose {
                     eprintln!("pkit: still running after the grace: sending SIGKILL to the whole tree");
                 }

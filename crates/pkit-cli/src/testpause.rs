@@ -15,7 +15,9 @@
 //! terminal taken again) and `stopping`
 //! (forward.rs: pkit has stopped the tree on a stop signal and is about to
 //! stop itself) and `self-stop` (forward.rs: pkit has looked for a SIGCONT
-//! that would call its stop off, found none, and is about to stop itself).
+//! that would call its stop off, found none, and is about to stop itself)
+//! and `reraise` (sys/unix.rs: pkit, made not dumpable, is about to end
+//! by its program's signal).
 
 /// Pauses here if the tests asked for it (debug builds only).
 pub fn at(point: &str) {

@@ -233,12 +233,19 @@ pub fn stop_self() {
 /// disposition, unblocked, raised. Returns only if that did not end it.
 pub fn reraise(sig: i32) {
     use rustix::process::{setrlimit, Resource, Rlimit};
-    // RLIMIT_CORE to 0, so a re-raised SIGSEGV does not dump pkit's core.
+    // RLIMIT_CORE to 0, so a re-raised SIGSEGV does not dump pkit's core
+    // in its working directory; and on Linux not dumpable, as timeout(1)
+    // does: the kernel ignores RLIMIT_CORE when `core_pattern` pipes the
+    // dump to a program (systemd-coredump, apport), which would then
+    // record a crash of pkit's that was its program's.
     let no_core = Rlimit {
         current: Some(0),
         maximum: Some(0),
     };
     let _ = setrlimit(Resource::Core, no_core);
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    crate::testpause::at("reraise");
     let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
     // Raw: rustix has no safe sigaction nor sigprocmask, and no raise (a C
     // library call).

@@ -115,8 +115,9 @@ impl Container {
             _ if placing => Done::Nothing,
             #[cfg(target_os = "linux")]
             Kind::Cgroup(cg) => match self.retire_now(cg) {
-                true => return Ok(()),
-                false => Done::RetireTried,
+                Some(false) => return Ok(()),
+                Some(true) => Done::Retired,
+                None => Done::RetireTried,
             },
             Kind::Pgroup { leader, .. } => {
                 self.kill()?;
@@ -149,30 +150,36 @@ impl Container {
 
     /// The common end of a run: everything has exited already. The
     /// kernel refuses to remove a populated cgroup, so a successful rmdir
-    /// proves there is nothing left to kill. True when the cgroup was
-    /// retired (pooled or removed) and the teardown finished.
+    /// proves there is nothing left to kill in it. `Some` when the cgroup
+    /// was retired (pooled or removed) and the teardown finished: whether
+    /// a started process ran outside it (see `finish_retired`).
     #[cfg(target_os = "linux")]
-    fn retire_now(&self, cg: &Cgroup) -> bool {
+    fn retire_now(&self, cg: &Cgroup) -> Option<bool> {
         let retired = if self.limits.info.is_empty() {
             self.retire(cg)
         } else {
             cg.remove().is_ok()
         };
-        if retired {
-            self.finish_retired(cg);
-        }
-        retired
+        retired.then(|| self.finish_retired(cg))
     }
 
-    /// The end of a teardown whose cgroup is retired.
+    /// The end of a teardown whose cgroup is retired. A started process
+    /// still running was moved out of the cgroup (by hand, or by another
+    /// group's adopt): it is killed through its pidfd, as `Drop` does.
+    /// Whether one was.
     #[cfg(target_os = "linux")]
-    fn finish_retired(&self, cg: &Cgroup) {
+    fn finish_retired(&self, cg: &Cgroup) -> bool {
+        let outside = self.started_running();
+        for child in &outside {
+            let _ = child.signal(libc::SIGKILL);
+        }
         for (_, g) in &self.limits.v1 {
             g.remove();
         }
         self.release_guard();
         cg.release_fds();
         self.finished.store(true, Ordering::Release);
+        !outside.is_empty()
     }
 
     /// The end of a process group's teardown, its members gone.
@@ -229,7 +236,20 @@ impl Container {
         }
         #[cfg(target_os = "linux")]
         if let Kind::Cgroup(cg) = &self.kind {
-            if !matches!(done, Done::RetireTried) && self.retire_now(cg) {
+            let outside = match done {
+                Done::Retired => Some(true),
+                Done::RetireTried => None,
+                _ => self.retire_now(cg),
+            };
+            if let Some(outside) = outside {
+                // A started process moved out of it, killed there
+                // (`finish_retired`), is waited for, as when the
+                // directory was removed from outside (below).
+                if outside {
+                    let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+                    let ended = || self.started_running().is_empty();
+                    super::nap::poll_until(ended, Some(deadline)).await;
+                }
                 return Ok(());
             }
             if cg.removed_from_outside() {
@@ -344,6 +364,10 @@ enum Done {
     /// The cgroup's retire was tried: it was not empty.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     RetireTried,
+    /// The cgroup was retired, a started process still running outside
+    /// it (killed: `finish_retired`), to be waited for.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Retired,
     /// The process group was killed; whether it ended with its leader
     /// (`pgroup_ended_with_leader`).
     Killed { ended_with_leader: bool },
