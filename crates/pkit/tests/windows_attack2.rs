@@ -10,6 +10,19 @@
 //! The helper processes are this test binary itself, started with
 //! `PKIT_A2_ROLE` set (see [`helper`]); the roles that nest a group of
 //! their own are in `windows_attack2/nest.rs`.
+//!
+//! What broke (fixed): a directory named as the program was `NotFound`
+//! (now `NotExecutable`, as on Unix); under Wine a group's stats gave 0
+//! CPU time and 0 peak memory after a process had burnt half a second
+//! (Wine keeps neither for a job: now `None`); under Wine a command line
+//! past Windows' 32767 units ran cut short (now refused, as Windows does).
+//! Sound: a job refuses `CREATE_BREAKAWAY_FROM_JOB` even when the owner's
+//! own job allows breakaway; nested groups die with the outer one; every
+//! short argument of quotes and backslashes, 64 MiB out and 16 MiB in
+//! round-trip exactly; a timeout, a close racing starts and a dropped
+//! `output` future leave nothing running.
+//! Under Wine only (not checked on a real Windows): the breakaway and
+//! nested-job semantics are Wine's (nested jobs since Wine 6).
 #![cfg(windows)]
 
 use std::io::Write;
@@ -17,8 +30,12 @@ use std::time::{Duration, Instant};
 
 use pkit::{Command, ErrorKind, Group};
 
+#[path = "windows_attack2/edges.rs"]
+mod edges;
 #[path = "windows_attack2/nest.rs"]
 mod nest;
+#[path = "windows_attack2/races.rs"]
+mod races;
 
 /// Env var naming the role a helper process plays.
 const ROLE: &str = "PKIT_A2_ROLE";
@@ -81,6 +98,10 @@ fn helper() {
             // PKIT_A2_DEPTH is 0, and sleeps.
             println!("PID {}", std::process::id());
             std::io::stdout().flush().unwrap();
+            if let Some(dir) = std::env::var_os("PKIT_A2_PIDDIR") {
+                let pid = std::process::id().to_string();
+                std::fs::write(std::path::Path::new(&dir).join(pid), "").unwrap();
+            }
             let depth: u32 = var("PKIT_A2_DEPTH").parse().unwrap();
             let width: u32 = var("PKIT_A2_WIDTH").parse().unwrap();
             let mut kids = Vec::new();
@@ -101,8 +122,40 @@ fn helper() {
                 let _ = k.wait();
             }
         }
+        "leave" => {
+            // Leaves a sleeping grandchild holding stdout, and exits.
+            let kid = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(helper_args())
+                .env(ROLE, "sleep")
+                .spawn()
+                .expect("spawning the grandchild");
+            println!("PID {}", kid.id());
+            std::io::stdout().flush().unwrap();
+            std::process::exit(5);
+        }
+        "burn" => {
+            // About half a second of CPU, then out.
+            let start = Instant::now();
+            let mut x = 1u64;
+            while start.elapsed() < Duration::from_millis(500) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+                }
+            }
+        }
         other => nest::helper(other),
     }
+}
+
+/// Whether this runs under Wine (ntdll's `wine_get_version` export).
+fn is_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let name: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: a NUL-terminated name; ntdll is loaded in every process.
+    let ntdll = unsafe { GetModuleHandleW(name.as_ptr()) };
+    assert!(!ntdll.is_null(), "ntdll is not loaded");
+    // SAFETY: a valid module and a NUL-terminated name.
+    unsafe { GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()) }.is_some()
 }
 
 /// FNV-1a, 64 bits.
