@@ -17,7 +17,8 @@
 //! (Wine keeps neither for a job: now `None`); under Wine a command line
 //! past Windows' 32767 units ran cut short (now refused, as Windows does).
 //! Sound: a job refuses `CREATE_BREAKAWAY_FROM_JOB` even when the owner's
-//! own job allows breakaway; nested groups die with the outer one; every
+//! own job allows breakaway, and a child's own job that allows it lets
+//! its grandchild out of that job only, not the group's; nested groups die with the outer one; every
 //! short argument of quotes and backslashes, 64 MiB out and 16 MiB in
 //! round-trip exactly; a timeout, a close racing starts and a dropped
 //! `output` future leave nothing running.

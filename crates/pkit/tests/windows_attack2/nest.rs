@@ -22,6 +22,16 @@ pub(super) fn helper(role: &str) {
             }
             runtime().block_on(breakaway_in_a_group());
         }
+        "own_job_breakaway" => {
+            // A child of the group making a job of its own that allows
+            // breakaway (nested in the group's), then asking for one.
+            use windows_sys::Win32::System::JobObjects::JOB_OBJECT_LIMIT_BREAKAWAY_OK;
+            if let Err(e) = join_new_job(JOB_OBJECT_LIMIT_BREAKAWAY_OK) {
+                say(&format!("REFUSED (no job of its own: {e})"));
+                std::thread::sleep(Duration::from_secs(300));
+            }
+            helper("breakaway");
+        }
         "breakaway" => {
             // Asks for its child to leave the job; names it, or the refusal.
             use std::os::windows::process::CommandExt;
@@ -269,4 +279,40 @@ async fn a_breakaway_is_contained_when_the_owners_job_allows_one() {
             "flags {flags:#x}: {text}"
         );
     }
+}
+
+/// A child of the group that puts itself in a job of its own allowing
+/// breakaway (nested in the group's job), then starts a grandchild with
+/// `CREATE_BREAKAWAY_FROM_JOB`: refused, or the grandchild dies with the
+/// group all the same (the group's job, above, allows no breakaway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_own_breakaway_job_does_not_let_it_out_of_the_group() {
+    let group = Group::new().unwrap();
+    let mut p = group
+        .start(&me("own_job_breakaway").stream_lines())
+        .unwrap();
+    let child = p.pid();
+    let line = p
+        .wait_for_line(
+            |l| l.text.contains("GRANDCHILD ") || l.text.contains("REFUSED"),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    eprintln!("the child's own job: {}", line.text);
+    let grandchild: Option<u32> = line
+        .text
+        .split("GRANDCHILD ")
+        .nth(1)
+        .and_then(|p| p.trim().parse().ok());
+    if let Some(pid) = grandchild {
+        let listed = group.pids().unwrap();
+        assert!(listed.contains(&pid), "out of the group: {pid} {listed:?}");
+    }
+    group.kill().unwrap();
+    drop(p);
+    drop(group);
+    let mut pids = vec![child];
+    pids.extend(grandchild);
+    assert_gone(&pids, &format!("the breakaway ({})", line.text));
 }
