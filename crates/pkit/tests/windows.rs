@@ -1618,8 +1618,9 @@ async fn processes_and_stats_read_the_jobs_members() {
         "{stats:?} {listed:?}"
     );
     assert!(stats.active_processes() >= 2, "{stats:?}");
-    assert!(stats.cpu_time().is_some(), "{stats:?}");
-    assert!(stats.peak_memory_bytes().is_some(), "{stats:?}");
+    // Wine keeps no job CPU time nor peak memory: unknown there, not 0.
+    assert_eq!(stats.cpu_time().is_some(), !is_wine(), "{stats:?}");
+    assert_eq!(stats.peak_memory_bytes().is_some(), !is_wine(), "{stats:?}");
     group.kill().unwrap();
     p.wait().await.unwrap();
     assert_gone(grandchild, "the grandchild");

@@ -337,10 +337,25 @@ impl Container {
     /// A snapshot of the job's accounting.
     pub(crate) fn stats(&self) -> io::Result<Stats> {
         let acc = self.job.accounting()?;
+        // Wine counts a job's processes but keeps neither its CPU time nor
+        // its peak memory (both read 0, however much was used): unknown,
+        // not 0.
+        if super::under_wine() {
+            return Ok(Stats {
+                active: acc.active as usize,
+                cpu: None,
+                peak: None,
+                current: None,
+                sources: StatsSources {
+                    cpu: "none (Wine keeps no Job Object CPU time)",
+                    memory: "none (Wine keeps no Job Object peak memory)",
+                },
+            });
+        }
         Ok(Stats {
             active: acc.active as usize,
             cpu: Some(acc.cpu),
-            peak: Some(acc.peak_memory),
+            peak: acc.peak_memory,
             current: None,
             sources: StatsSources {
                 cpu: "Job Object accounting",

@@ -39,7 +39,8 @@ pub(crate) struct JobCaps {
 pub(crate) struct Accounting {
     pub cpu: Duration,
     pub active: u32,
-    pub peak_memory: u64,
+    /// `None` when the job's limit record can't be read.
+    pub peak_memory: Option<u64>,
 }
 
 impl Job {
@@ -153,10 +154,10 @@ impl Job {
         self.query(JobObjectBasicAccountingInformation, &mut basic)?;
         // SAFETY: as above.
         let mut ext: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
-        let peak = match self.query(JobObjectExtendedLimitInformation, &mut ext) {
-            Ok(()) => ext.PeakJobMemoryUsed as u64,
-            Err(_) => 0,
-        };
+        let peak = self
+            .query(JobObjectExtendedLimitInformation, &mut ext)
+            .ok()
+            .map(|()| ext.PeakJobMemoryUsed as u64);
         let ticks = (basic.TotalUserTime.max(0) + basic.TotalKernelTime.max(0)) as u64;
         Ok(Accounting {
             cpu: Duration::from_nanos(ticks.saturating_mul(100)),

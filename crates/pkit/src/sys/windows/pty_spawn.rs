@@ -125,9 +125,17 @@ fn is_batch_file(path: &OsStr) -> bool {
     name.ends_with(".bat") || name.ends_with(".cmd")
 }
 
+/// The most UTF-16 units of a command line `CreateProcessW` takes, its
+/// terminating NUL included.
+const MAX_COMMAND_LINE: usize = 32_767;
+
 /// The command line: the program's path (quoted, as std does), then each
-/// argument after `argv[0]`, NUL-terminated.
-fn command_line(path: &OsStr, argv: &[NativeString]) -> io::Result<Vec<u16>> {
+/// argument after `argv[0]`, NUL-terminated. One longer than Windows takes
+/// is refused (Windows refuses it too; Wine cuts it short and runs it).
+/// An ordinary start checks its line with this as well (std's quoting is
+/// the same, less quotes around an argument with a newline or a vertical
+/// tab and no space or tab).
+pub(super) fn command_line(path: &OsStr, argv: &[NativeString]) -> io::Result<Vec<u16>> {
     if path.encode_wide().any(|c| c == u16::from(b'"')) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -141,6 +149,16 @@ fn command_line(path: &OsStr, argv: &[NativeString]) -> io::Result<Vec<u16>> {
         push_arg(&mut line, arg, false);
     }
     line.push(0);
+    if line.len() > MAX_COMMAND_LINE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the command line is {} UTF-16 units long with its NUL: Windows takes \
+                 {MAX_COMMAND_LINE} at most",
+                line.len()
+            ),
+        ));
+    }
     Ok(line)
 }
 

@@ -1,7 +1,8 @@
 //! Resolving a program name as Windows does: a name with a directory part
 //! is a path; any other is looked up in each `PATH` directory. A name
 //! without an extension is tried with each `PATHEXT` extension
-//! (`.COM;.EXE;.BAT;.CMD` when unset), in order.
+//! (`.COM;.EXE;.BAT;.CMD` when unset), in order. A path that names a
+//! directory (and no program with an extension added) is not executable.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -30,8 +31,13 @@ pub(crate) fn resolve(
                 .map_err(ResolveError::NoWorkingDir)?
                 .join(as_path)
         };
-        return find_in(&full, &exts).ok_or(ResolveError::NotFound {
-            path_searched: false,
+        // A directory there exists but is no program: not executable, as
+        // `execve` says of one on Unix (not "not found").
+        return find_in(&full, &exts).ok_or_else(|| match full.is_dir() {
+            true => ResolveError::NotExecutable(full.clone()),
+            false => ResolveError::NotFound {
+                path_searched: false,
+            },
         });
     }
     let path: OsString = path_var

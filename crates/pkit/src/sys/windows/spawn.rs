@@ -43,6 +43,9 @@ pub(crate) fn create(spec: &SpawnSpec, run: bool) -> Result<(u32, OwnedHandle), 
     if let ChildIo::Console(console) = &spec.stdin {
         return super::pty_spawn::create(spec, console, run);
     }
+    // std passes on a command line of any length: Windows refuses one
+    // too long, Wine runs it cut short. Refused here, with its length.
+    super::pty_spawn::command_line(&spec.path, &spec.argv).map_err(SpawnError::Os)?;
     let mut cmd = std::process::Command::new(&spec.path);
     cmd.args(spec.argv.iter().skip(1));
     // An inherited environment is std's default (the parent's block).
