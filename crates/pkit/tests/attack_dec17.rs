@@ -1,0 +1,905 @@
+#![cfg(target_os = "linux")]
+//! att17: a hostile user's round on shell-free pipelines, interactive
+//! stdin, retries and spawn options, in every mechanism.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pkit::{CancelToken, Command, ErrorKind, MechanismChoice, Outcome, Pipe, Signal};
+use tokio::io::AsyncWriteExt;
+
+const ROLE: &str = "A17_ROLE";
+
+/// A generous bound for what must end promptly (a loaded machine), far
+/// below the 300 s its processes would otherwise live.
+const PROMPT: Duration = Duration::from_secs(60);
+
+/// The pids written to `file`, one a line (what the scripts record).
+fn pids_in(file: &TempPath) -> Vec<u32> {
+    std::fs::read_to_string(file.path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Polls until `file` holds at least `n` pids; panics at the deadline.
+async fn wait_pids(file: &TempPath, n: usize, what: &str) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + DEADLINE * 3;
+    loop {
+        let pids = pids_in(file);
+        if pids.len() >= n {
+            return pids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {} holds {pids:?}, not {n} pids",
+            file.as_str()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn pipe(choice: MechanismChoice, stages: impl IntoIterator<Item = Command>) -> Pipe {
+    Pipe::new(stages).mechanism(choice)
+}
+
+// ---------------------------------------------------------------------------
+// Pipelines
+// ---------------------------------------------------------------------------
+
+/// `yes | head -c 10 | cat`: the middle stage exits 0 early, `yes` dies of
+/// SIGPIPE. Documented: that fails the chain (the outcome is `yes`'s
+/// SIGPIPE) unless `yes` is `unchecked_in_pipe`; the output is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_middle_stage_that_exits_early() {
+    let suite = begin("a_middle_stage_that_exits_early").await;
+    for choice in mechanisms() {
+        let stages = |yes: Command| {
+            [
+                yes,
+                cmd(choice, "head").args(["-c", "10"]),
+                cmd(choice, "cat"),
+            ]
+        };
+        let out = pipe(choice, stages(cmd(choice, "yes")))
+            .timeout(PROMPT)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(out.stdout_str(), "y\ny\ny\ny\ny\n", "{choice}");
+        assert_eq!(
+            (out.outcome(), out.program()),
+            (Outcome::Signalled(Signal::Pipe.as_raw()), "yes"),
+            "{choice}: {:?}",
+            out.stages().iter().map(|s| s.outcome()).collect::<Vec<_>>()
+        );
+        let out = pipe(choice, stages(cmd(choice, "yes").unchecked_in_pipe()))
+            .timeout(PROMPT)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        assert_eq!(out.stdout_str(), "y\ny\ny\ny\ny\n", "{choice}");
+    }
+    suite.end().await;
+}
+
+/// A middle stage that closes its stdin and lives on: the head dies of
+/// SIGPIPE (blamed: nothing after it failed), the middle's output is
+/// kept whole, and the chain waits for the middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_closes_its_stdin_and_lives_on() {
+    let suite = begin("a_stage_that_closes_its_stdin_and_lives_on").await;
+    for choice in mechanisms() {
+        let out = pipe(
+            choice,
+            [
+                cmd(choice, "yes"),
+                sh(choice, "exec 0<&-; sleep 0.5; echo done"),
+                cmd(choice, "cat"),
+            ],
+        )
+        .timeout(PROMPT)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(out.stdout_str(), "done\n", "{choice}");
+        assert_eq!(
+            out.outcome(),
+            Outcome::Signalled(Signal::Pipe.as_raw()),
+            "{choice}"
+        );
+        assert_eq!(out.stages()[1].outcome(), Outcome::Exited(0), "{choice}");
+    }
+    suite.end().await;
+}
+
+/// A last stage that never reads: the stages before it block on full
+/// pipes until it exits, then die of SIGPIPE; the chain ends (no hang).
+/// With the head unchecked and `cat` checked, `cat`'s SIGPIPE is the
+/// outcome (documented: a checked producer's SIGPIPE fails the chain);
+/// with both unchecked, the last stage's success and output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_stage_that_never_reads() {
+    let suite = begin("a_last_stage_that_never_reads").await;
+    for choice in mechanisms() {
+        for cat_checked in [true, false] {
+            let cat = cmd(choice, "cat");
+            let cat = if cat_checked {
+                cat
+            } else {
+                cat.unchecked_in_pipe()
+            };
+            let out = pipe(
+                choice,
+                [
+                    cmd(choice, "yes").unchecked_in_pipe(),
+                    cat,
+                    sh(choice, "sleep 0.5; echo unread"),
+                ],
+            )
+            .timeout(PROMPT)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert_eq!(out.stdout_str(), "unread\n", "{choice}");
+            let want = if cat_checked {
+                (Outcome::Signalled(Signal::Pipe.as_raw()), "cat")
+            } else {
+                (Outcome::Exited(0), "sh")
+            };
+            assert_eq!((out.outcome(), out.program()), want, "{choice}");
+        }
+    }
+    suite.end().await;
+}
+
+/// 1 GiB and more (`seq 1 120000000`, 1.07 GB) through five stages: the
+/// bytes arrive intact (the same MD5 as the same generator piped by
+/// `std`), and this process's resident memory does not grow by the data
+/// (it goes from stage to stage, never through here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigabyte_through_five_stages() {
+    let alone = begin_alone_in_binary().await;
+    let want = std::process::Command::new("sh")
+        .args(["-c", "seq 1 120000000 | md5sum"])
+        .output()
+        .expect("std's pipeline");
+    assert!(want.status.success());
+    for choice in mechanisms() {
+        let before = rss_kib();
+        let out = pipe(
+            choice,
+            [
+                cmd(choice, "seq").args(["1", "120000000"]),
+                cmd(choice, "cat"),
+                cmd(choice, "cat"),
+                cmd(choice, "dd").args(["bs=1M", "status=none"]),
+                cmd(choice, "md5sum"),
+            ],
+        )
+        .timeout(Duration::from_secs(600))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(
+            out.success(),
+            "{choice}: {:?} {}",
+            out.outcome(),
+            out.stderr_str()
+        );
+        assert_eq!(out.stdout(), &want.stdout[..], "{choice}");
+        let after = rss_kib();
+        assert!(
+            after < before + 256 * 1024,
+            "{choice}: resident memory grew from {before} KiB to {after} KiB"
+        );
+    }
+    end_exclusive(alone, "a_gigabyte_through_five_stages").await;
+}
+
+/// This process's resident set (`VmRSS`), in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// 32 MiB fed from the caller into a chain whose whole output (the same
+/// 32 MiB) is captured: no deadlock (the feeder and the capture run
+/// together), the bytes intact; through a started chain's stdin too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_input_into_a_chain_whose_output_is_captured() {
+    let suite = begin("huge_input_into_a_chain_whose_output_is_captured").await;
+    let data: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
+    for choice in mechanisms() {
+        let stages = || [cmd(choice, "cat"), cmd(choice, "cat"), cmd(choice, "cat")];
+        let out = pipe(choice, stages())
+            .stdin_bytes(data.clone())
+            .timeout(Duration::from_secs(300))
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        assert!(out.stdout() == &data[..], "{choice}: bytes differ");
+        let out = pipe(choice, stages())
+            .stdin_reader(std::io::Cursor::new(data.clone()))
+            .timeout(Duration::from_secs(300))
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.stdout() == &data[..], "{choice}: reader: bytes differ");
+
+        // A started chain keeps the last 1 MiB unless told otherwise.
+        let [a, b, c] = stages();
+        let c = c.capture_limit(usize::MAX, pkit::CapturePolicy::KeepTail);
+        let mut run = pipe(choice, [a, b, c])
+            .stdin_piped()
+            .timeout(Duration::from_secs(300))
+            .start()
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = run.take_stdin().expect("piped");
+        let fed = data.clone();
+        let feeder = tokio::spawn(async move {
+            stdin.write_all(&fed).await?;
+            stdin.shutdown().await
+        });
+        let out = run.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
+        feeder.await.expect("feeder").expect("fed");
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        assert!(
+            out.stdout() == &data[..],
+            "{choice}: started: {} bytes of {}",
+            out.stdout().len(),
+            data.len()
+        );
+    }
+    suite.end().await;
+}
+
+/// A stage that can't be started (a missing program, a missing working
+/// directory, a working directory that is a file) fails the chain with
+/// that start's typed error, and nothing of the stages before it (nor
+/// what they spawned) is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_fails_to_start_leaves_nothing() {
+    let suite = begin("a_stage_that_fails_to_start_leaves_nothing").await;
+    let dir = TempPath::new("a17-file-cwd");
+    std::fs::write(dir.path(), "not a dir").expect("file");
+    for choice in mechanisms() {
+        let bad: [(Command, ErrorKind); 3] = [
+            (cmd(choice, "/nonexistent/a17"), ErrorKind::NotFound),
+            (
+                cmd(choice, "cat").current_dir("/nonexistent/a17"),
+                ErrorKind::CurrentDir,
+            ),
+            (
+                cmd(choice, "cat").current_dir(dir.path()),
+                ErrorKind::CurrentDir,
+            ),
+        ];
+        for (third, kind) in bad {
+            let file = TempPath::new("a17-fail-start");
+            let head = sh(
+                choice,
+                r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; exec cat"#,
+            )
+            .arg(file.as_str());
+            let err = pipe(
+                choice,
+                [head, cmd(choice, "cat"), third, cmd(choice, "cat")],
+            )
+            .timeout(PROMPT)
+            .output()
+            .await
+            .expect_err("a stage that can't start");
+            assert_eq!(err.kind(), kind, "{choice}: {err}");
+            assert_gone(&pids_in(&file), &format!("{choice}: the head's tree")).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// A chain timed out or cancelled mid-run leaves no stage and no
+/// grandchild of any stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_ended_mid_run_leaves_no_grandchild() {
+    let suite = begin("a_chain_ended_mid_run_leaves_no_grandchild").await;
+    let script = r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; exec cat"#;
+    for choice in mechanisms() {
+        for cancel in [false, true] {
+            let file = TempPath::new("a17-mid");
+            let stage = || sh(choice, script).arg(file.as_str());
+            let token = CancelToken::new();
+            let mut chain = pipe(choice, [cmd(choice, "yes"), stage(), stage(), stage()]);
+            chain = if cancel {
+                chain.cancel_token(&token).timeout(PROMPT * 5)
+            } else {
+                chain.timeout(Duration::from_secs(3))
+            };
+            let running = chain.start().unwrap_or_else(|e| panic!("{choice}: {e}"));
+            let pids = wait_pids(&file, 6, &format!("{choice}")).await;
+            let mut running = running;
+            if cancel {
+                token.cancel();
+            }
+            let res = tokio::time::timeout(PROMPT, running.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{choice} cancel={cancel}: the chain hung"));
+            match res {
+                Ok(out) => assert!(out.timed_out(), "{choice}: {:?}", out.outcome()),
+                Err(e) => assert!(cancel && e.is_cancelled(), "{choice}: {e}"),
+            }
+            let mut all = pids;
+            all.extend(running.pids());
+            assert_gone(&all, &format!("{choice} cancel={cancel}")).await;
+        }
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// Interactive stdin
+// ---------------------------------------------------------------------------
+
+/// A write to a child that has exited is a typed `BrokenPipe` (no SIGPIPE
+/// death of this process, no hang); a second `shutdown` is fine and a
+/// write after it is `BrokenPipe`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_after_the_child_exited_and_closed_twice() {
+    let suite = begin("stdin_after_the_child_exited_and_closed_twice").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let mut p = g
+            .start(&Command::new("true").stdin_piped())
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = p.take_stdin().expect("piped");
+        let out = p.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}");
+        let big = vec![b'x'; 1 << 20];
+        let err = tokio::time::timeout(PROMPT, stdin.write_all(&big))
+            .await
+            .expect("the write hung")
+            .expect_err("a write to an exited child");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        stdin.shutdown().await.expect("shutdown");
+        stdin.shutdown().await.expect("a second shutdown");
+        let err = stdin.write_all(b"x").await.expect_err("after shutdown");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+    }
+    suite.end().await;
+}
+
+/// A slow reader, a huge write and a timeout: the timeout ends the child
+/// (and its tree) while the write is pending, the write then fails
+/// (`BrokenPipe`) rather than hanging, and the run's result says
+/// `TimedOut`. The same through a verb's `stdin_bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_a_huge_write_and_a_timeout() {
+    let suite = begin("a_slow_reader_a_huge_write_and_a_timeout").await;
+    let slow = r#"sleep 300 & echo $! >> "$1"; while read l; do sleep 1; done"#;
+    for choice in mechanisms() {
+        let file = TempPath::new("a17-slow");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &sh(choice, slow)
+                    .arg(file.as_str())
+                    .stdin_piped()
+                    .timeout(Duration::from_secs(2)),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = p.take_stdin().expect("piped");
+        let writer = tokio::spawn(async move {
+            let big = vec![b'\n'; 64 << 20];
+            stdin.write_all(&big).await
+        });
+        let out = tokio::time::timeout(PROMPT, p.wait())
+            .await
+            .expect("wait hung")
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        let err = tokio::time::timeout(PROMPT, writer)
+            .await
+            .expect("the pending write hung")
+            .expect("writer")
+            .expect_err("a write the reader never took");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        assert_gone(&pids_in(&file), &format!("{choice}: slow reader's tree")).await;
+
+        let out = tokio::time::timeout(
+            PROMPT,
+            sh(choice, "while read l; do sleep 1; done")
+                .stdin_bytes(vec![b'\n'; 64 << 20])
+                .timeout(Duration::from_secs(2))
+                .output(),
+        )
+        .await
+        .expect("the verb hung")
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.timed_out(), "{choice}: verb: {:?}", out.outcome());
+    }
+    suite.end().await;
+}
+
+/// Stdin dropped while a write is pending (the write's future dropped,
+/// then the handle): the child sees end of file after a prefix of the
+/// bytes and exits; nothing hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_dropped_while_a_write_is_pending() {
+    let suite = begin("stdin_dropped_while_a_write_is_pending").await;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &sh(choice, "sleep 1; exec wc -c")
+                    .stdin_piped()
+                    .timeout(PROMPT),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = p.take_stdin().expect("piped");
+        let big = vec![b'x'; 256 << 20];
+        let pending = tokio::time::timeout(Duration::from_millis(200), stdin.write_all(&big)).await;
+        assert!(
+            pending.is_err(),
+            "{choice}: 256 MiB went through in 200 ms?"
+        );
+        drop(stdin);
+        let out = tokio::time::timeout(PROMPT, p.wait())
+            .await
+            .expect("wait hung")
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        let n: u64 = out.stdout_str().trim().parse().expect("a count");
+        assert!(n < 256 << 20, "{choice}: {n}");
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// Retries
+// ---------------------------------------------------------------------------
+
+/// The script of an attempt that checks that no earlier attempt's process
+/// still runs (noting any in `$1.alive`), records its own pid and its
+/// grandchild's in `$1`, and then fails as `$2` says (`exit`, or `hang`
+/// until killed).
+const ATTEMPT: &str = r#"
+for p in $(cat "$1" 2>/dev/null); do
+  s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) || continue
+  [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ] && echo "$p $s" >> "$1.alive"
+done
+sleep 300 & echo $! >> "$1"; echo $$ >> "$1"
+case $2 in exit) exit 1;; *) wait;; esac
+"#;
+
+/// Attempts that time out (a timeout per attempt) or fail, each leaving a
+/// grandchild: every attempt runs, the error is the last one's, and no
+/// earlier attempt's process still runs when the next starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempts_tree_is_gone_before_the_next() {
+    let suite = begin("each_attempts_tree_is_gone_before_the_next").await;
+    for choice in mechanisms() {
+        for how in ["exit", "hang"] {
+            let file = TempPath::new("a17-retry");
+            let alive = format!("{}.alive", file.as_str());
+            let _ = std::fs::remove_file(&alive);
+            let err = sh(choice, ATTEMPT)
+                .args([file.as_str(), how])
+                .timeout(Duration::from_secs(2))
+                .retry(4, Duration::ZERO, |_| true)
+                .run()
+                .await
+                .expect_err("every attempt fails");
+            let want = if how == "exit" {
+                ErrorKind::NonZeroExit
+            } else {
+                ErrorKind::Timeout
+            };
+            assert_eq!(err.kind(), want, "{choice} {how}: {err}");
+            let pids = pids_in(&file);
+            assert_eq!(pids.len(), 8, "{choice} {how}: four attempts: {pids:?}");
+            let seen = std::fs::read_to_string(&alive).unwrap_or_default();
+            let _ = std::fs::remove_file(&alive);
+            assert_eq!(
+                seen, "",
+                "{choice} {how}: an earlier attempt's process ran on"
+            );
+            assert_gone(&pids, &format!("{choice} {how}")).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// A program that can't be found, retried: a typed `NotFound` (after the
+/// attempts the classifier allowed); `is_transient` does not retry it.
+/// Stdin bytes are fed whole to every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_a_missing_program_and_of_stdin_bytes() {
+    let suite = begin("retries_of_a_missing_program_and_of_stdin_bytes").await;
+    for choice in mechanisms() {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = calls.clone();
+        let err = cmd(choice, "/nonexistent/a17")
+            .retry(3, Duration::ZERO, move |e| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                pkit::is_transient(e)
+            })
+            .run()
+            .await
+            .expect_err("missing");
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{choice}: {err}");
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{choice}"
+        );
+
+        let file = TempPath::new("a17-retry-stdin");
+        let err = sh(choice, r#"cat >> "$1"; exit 1"#)
+            .arg(file.as_str())
+            .stdin_str("abc\n")
+            .retry(3, Duration::ZERO, |_| true)
+            .run()
+            .await
+            .expect_err("exit 1");
+        assert_eq!(err.kind(), ErrorKind::NonZeroExit, "{choice}: {err}");
+        let fed = std::fs::read_to_string(file.path()).expect("fed");
+        assert_eq!(fed, "abc\nabc\nabc\n", "{choice}");
+    }
+    suite.end().await;
+}
+
+/// A cancel token cancelled during a long backoff ends the verb with
+/// `Cancelled` at once; cancelled during an attempt, it ends the attempt's
+/// tree too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_the_backoff_and_during_an_attempt() {
+    let suite = begin("cancel_during_the_backoff_and_during_an_attempt").await;
+    for choice in mechanisms() {
+        for during_attempt in [false, true] {
+            let file = TempPath::new("a17-retry-cancel");
+            let token = CancelToken::new();
+            let how = if during_attempt { "hang" } else { "exit" };
+            let run = sh(choice, ATTEMPT)
+                .args([file.as_str(), how])
+                .cancel_token(&token)
+                .retry(5, Duration::from_secs(3000), |_| true);
+            let task = tokio::spawn(async move { run.run().await });
+            wait_pids(&file, 2, &format!("{choice}")).await;
+            // The attempt failed (exit) or hangs; either way cancel now.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            token.cancel();
+            let res = tokio::time::timeout(PROMPT, task)
+                .await
+                .unwrap_or_else(|_| panic!("{choice} {how}: the retry hung after cancel"))
+                .expect("task");
+            let err = res.expect_err("cancelled");
+            assert!(err.is_cancelled(), "{choice} {how}: {err}");
+            assert_eq!(pids_in(&file).len(), 2, "{choice} {how}: one attempt");
+            assert_gone(&pids_in(&file), &format!("{choice} {how}")).await;
+        }
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// Spawn options
+// ---------------------------------------------------------------------------
+
+/// Strings no OS can pass, and names no program has: typed errors, no
+/// panic, nothing started; in a pipeline, refused before any stage runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strings_no_os_can_pass() {
+    let suite = begin("strings_no_os_can_pass").await;
+    for choice in mechanisms() {
+        let cases: Vec<(&str, Command, &[ErrorKind])> = vec![
+            (
+                "NUL in an env name",
+                cmd(choice, "true").env("A\0B", "x"),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "NUL in an env value",
+                cmd(choice, "true").env("A", "x\0y"),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "= in an env name",
+                cmd(choice, "true").env("A=B", "x"),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "empty env name",
+                cmd(choice, "true").env("", "x"),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "empty program",
+                cmd(choice, ""),
+                &[ErrorKind::InvalidInput, ErrorKind::NotFound],
+            ),
+            (
+                "NUL in an argument",
+                cmd(choice, "echo").arg("a\0b"),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "NUL in the program",
+                cmd(choice, "ech\0o"),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "NUL in arg0",
+                cmd(choice, "echo").arg0("e\0"),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "NUL in the cwd",
+                cmd(choice, "true").current_dir("/tm\0p"),
+                &[ErrorKind::InvalidInput, ErrorKind::CurrentDir],
+            ),
+            (
+                "a trailing slash",
+                cmd(choice, "/bin/sh/"),
+                &[ErrorKind::NotFound, ErrorKind::NotExecutable],
+            ),
+            (
+                "a relative trailing slash",
+                cmd(choice, "sh/"),
+                &[ErrorKind::NotFound, ErrorKind::NotExecutable],
+            ),
+            (
+                "a directory",
+                cmd(choice, "/tmp"),
+                &[ErrorKind::NotExecutable, ErrorKind::NotFound],
+            ),
+            (
+                "umask above 0o777",
+                cmd(choice, "true").umask(0o1000),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "rlimit soft > hard",
+                cmd(choice, "true").rlimit(pkit::Resource::Nofile, 10, 5),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "keep_fds of fd 1",
+                cmd(choice, "true").keep_fds([(1, 1)]),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "keep_fds of a closed fd",
+                cmd(choice, "true").keep_fds([(999_999, 5)]),
+                &[ErrorKind::InvalidInput],
+            ),
+            (
+                "an empty cpu set",
+                cmd(choice, "true").cpu_affinity([]),
+                &[ErrorKind::InvalidInput],
+            ),
+        ];
+        for (what, c, kinds) in cases {
+            let err = c.output().await.expect_err(what);
+            assert!(kinds.contains(&err.kind()), "{choice}: {what}: {err:?}");
+            let file = TempPath::new("a17-strings");
+            let head = sh(choice, r#"echo $$ >> "$1"; exec sleep 300"#).arg(file.as_str());
+            let err = pipe(choice, [head, c]).output().await.expect_err(what);
+            assert!(
+                kinds.contains(&err.kind()),
+                "{choice}: pipe: {what}: {err:?}"
+            );
+            assert_gone(&pids_in(&file), &format!("{choice}: {what}: the head")).await;
+        }
+    }
+    suite.end().await;
+}
+
+/// Arguments past what `execve` takes (`E2BIG`): a typed error, no panic;
+/// 100k small ones pass whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_arguments() {
+    let suite = begin("too_many_arguments").await;
+    for choice in mechanisms() {
+        let many = vec!["x"; 100_000];
+        let n = sh(choice, "echo $#")
+            .args(&many)
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(n, "100000", "{choice}");
+        let huge = vec!["0123456789abcdef"; 1 << 20];
+        for (what, c) in [
+            ("16 MiB of arguments", cmd(choice, "true").args(&huge)),
+            (
+                "one 1 MiB argument",
+                cmd(choice, "true").arg("y".repeat(1 << 20)),
+            ),
+            (
+                "a 1 MiB variable",
+                cmd(choice, "true").env("A17", "y".repeat(1 << 20)),
+            ),
+        ] {
+            let err = c.output().await.expect_err(what);
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Spawn | ErrorKind::InvalidInput | ErrorKind::ResourceLimit
+                ),
+                "{choice}: {what}: {err:?}"
+            );
+        }
+    }
+    suite.end().await;
+}
+
+/// A working directory deleted between two runs of one command is a typed
+/// `CurrentDir` for the second; deleted while the child runs, the child
+/// runs on there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_directory_deleted() {
+    let suite = begin("a_working_directory_deleted").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("a17-cwd");
+        std::fs::create_dir(dir.path()).expect("dir");
+        let c = sh(choice, "sleep 1; pwd; echo ok").current_dir(dir.path());
+        let g = group(choice);
+        let mut p = g.start(&c).unwrap_or_else(|e| panic!("{choice}: {e}"));
+        std::fs::remove_dir(dir.path()).expect("rmdir");
+        let out = p.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(
+            out.stdout_str().ends_with("ok\n"),
+            "{choice}: {:?}",
+            out.stdout_str()
+        );
+        let err = c.output().await.expect_err("a deleted cwd");
+        assert_eq!(err.kind(), ErrorKind::CurrentDir, "{choice}: {err}");
+    }
+    suite.end().await;
+}
+
+/// The spawn options a root owner may use take effect (uid/gid, rlimit,
+/// umask), read back from the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_options_take_effect() {
+    let suite = begin("spawn_options_take_effect").await;
+    for choice in mechanisms() {
+        let out = sh(choice, "ulimit -n; ulimit -Hn; umask")
+            .rlimit(pkit::Resource::Nofile, 50, 60)
+            .umask(0o027)
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(
+            out.split_whitespace().collect::<Vec<_>>(),
+            ["50", "60", "0027"],
+            "{choice}"
+        );
+        if pkit_is_root() {
+            let out = sh(choice, "id -u; id -g; id -G")
+                .uid(65534)
+                .gid(65534)
+                .run()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert_eq!(
+                out.split_whitespace().collect::<Vec<_>>(),
+                ["65534", "65534", "65534"],
+                "{choice}"
+            );
+        }
+    }
+    suite.end().await;
+}
+
+fn pkit_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
+}
+
+/// A child gets no descriptor of ours beyond stdio and what `keep_fds`
+/// names: not even one this process holds without `FD_CLOEXEC` (fd 7,
+/// opened by the shell that starts this test's helper run). The helper
+/// lists its child's `/proc/<pid>/fd`.
+#[test]
+fn a_child_inherits_no_stray_descriptor() {
+    let name = "a_child_inherits_no_stray_descriptor";
+    if let Ok(role) = std::env::var(ROLE) {
+        stray_fd_helper(&role);
+        return;
+    }
+    in_suite(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &["sh", "-c", r#"exec 7</dev/null; exec "$@" 2>&1"#, "sh"],
+                Duration::from_secs(120),
+            );
+            assert!(
+                status.is_some_and(|s| s.success()) && text.contains("a17: fds ok"),
+                "{choice}: {status:?} {text}"
+            );
+        }
+    });
+}
+
+fn stray_fd_helper(role: &str) {
+    let choice = match role {
+        "cgroup" => MechanismChoice::Cgroup,
+        "pgroup" => MechanismChoice::ProcessGroup,
+        _ => MechanismChoice::Portable,
+    };
+    let flags = std::fs::read_to_string("/proc/self/fdinfo/7").expect("fd 7 is open");
+    let flags = flags
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|f| u32::from_str_radix(f.trim(), 8).expect("octal"))
+        .expect("flags");
+    assert_eq!(flags & 0o2000000, 0, "fd 7 is not close-on-exec");
+    let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+    for (keep, want) in [(false, "0 1 2"), (true, "0 1 2 9")] {
+        let mut c = Command::new("sleep").arg("300");
+        if keep {
+            c = c.keep_fds([(7, 9)]);
+        }
+        let p = g.start(&c).expect("start");
+        // Polled: before its exec the child holds pkit's own setup
+        // descriptors (close-on-exec), and `sleep` opens locale files as
+        // it starts; a descriptor it inherited stays.
+        let list = || {
+            let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{}/fd", p.pid()))
+                .expect("fds")
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+            fds.sort_unstable();
+            fds.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+        };
+        let deadline = std::time::Instant::now() + DEADLINE * 3;
+        while comm(p.pid()).as_deref() != Some("sleep") || list() != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{choice} keep={keep}: the child holds {} ({:?})",
+                list(),
+                comm(p.pid())
+            );
+            std::thread::sleep(POLL);
+        }
+        p.kill().expect("kill");
+    }
+    let out = Pipe::new([Command::new("ls").arg("/proc/self/fd"), Command::new("cat")])
+        .mechanism(choice)
+        .blocking()
+        .run()
+        .expect("pipe");
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        got,
+        ["0", "1", "2", "3"],
+        "{choice}: a pipeline stage's fds"
+    );
+    copies::say("a17", "fds ok");
+}
