@@ -903,3 +903,469 @@ fn stray_fd_helper(role: &str) {
     );
     copies::say("a17", "fds ok");
 }
+
+// ---------------------------------------------------------------------------
+// Round two: readers, odd paths, limits
+// ---------------------------------------------------------------------------
+
+/// A stdin reader that never ends nor yields (an idle stream): a child
+/// that exits without reading ends the run (not an error, as documented),
+/// and a child that reads is ended by its timeout; neither hangs. The same
+/// at the head of a chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stdin_reader() {
+    let suite = begin("an_idle_stdin_reader").await;
+    for choice in mechanisms() {
+        let (_keep, idle) = tokio::io::duplex(64);
+        let out = tokio::time::timeout(PROMPT, cmd(choice, "true").stdin_reader(idle).output())
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: `true` with an idle reader hung"))
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        let (_keep, idle) = tokio::io::duplex(64);
+        let out = tokio::time::timeout(
+            PROMPT,
+            cmd(choice, "cat")
+                .stdin_reader(idle)
+                .timeout(Duration::from_secs(1))
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{choice}: `cat` with an idle reader hung"))
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        let (_keep, idle) = tokio::io::duplex(64);
+        let out = tokio::time::timeout(
+            PROMPT,
+            pipe(choice, [cmd(choice, "true"), cmd(choice, "cat")])
+                .stdin_reader(idle)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{choice}: a chain with an idle reader hung"))
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: chain: {:?}", out.outcome());
+    }
+    suite.end().await;
+}
+
+/// A reader that fails half way: the run is an `Io` error (documented:
+/// the child read a truncated input), at a chain's head too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdin_reader_that_fails_half_way() {
+    let suite = begin("a_stdin_reader_that_fails_half_way").await;
+    for choice in mechanisms() {
+        let failing =
+            || tokio::io::AsyncReadExt::chain(std::io::Cursor::new(vec![b'x'; 1 << 20]), Failing);
+        let err = cmd(choice, "wc")
+            .arg("-c")
+            .stdin_reader(failing())
+            .timeout(PROMPT)
+            .output()
+            .await
+            .expect_err("a failed reader");
+        assert_eq!(err.kind(), ErrorKind::Io, "{choice}: {err}");
+        let res = pipe(choice, [cmd(choice, "cat"), cmd(choice, "wc").arg("-c")])
+            .stdin_reader(failing())
+            .timeout(PROMPT)
+            .output()
+            .await;
+        let err = res.expect_err("a chain fed by a failed reader");
+        assert_eq!(err.kind(), ErrorKind::Io, "{choice}: chain: {err}");
+    }
+    suite.end().await;
+}
+
+/// An `AsyncRead` that fails.
+struct Failing;
+
+impl tokio::io::AsyncRead for Failing {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::other("a17: the source failed")))
+    }
+}
+
+/// A stdin reader survives an attempt that could not start (documented:
+/// left unread for the next attempt), and is spent by one that started (no
+/// further attempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_stdin_reader() {
+    let suite = begin("a_retried_stdin_reader").await;
+    for choice in mechanisms() {
+        let dir = TempPath::new("a17-later-dir");
+        let made = dir.path().to_path_buf();
+        let out = cmd(choice, "wc")
+            .arg("-c")
+            .current_dir(dir.path())
+            .stdin_reader(std::io::Cursor::new(vec![b'y'; 1 << 20]))
+            .retry(3, Duration::ZERO, move |e| {
+                assert_eq!(e.kind(), ErrorKind::CurrentDir, "{e}");
+                std::fs::create_dir_all(&made).is_ok()
+            })
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(out, "1048576", "{choice}");
+        let _ = std::fs::remove_dir(dir.path());
+
+        let file = TempPath::new("a17-spent");
+        let err = sh(choice, r#"echo $$ >> "$1"; cat > /dev/null; exit 1"#)
+            .arg(file.as_str())
+            .stdin_reader(std::io::Cursor::new(vec![b'y'; 1 << 20]))
+            .retry(3, Duration::ZERO, |_| true)
+            .run()
+            .await
+            .expect_err("exit 1");
+        assert_eq!(err.kind(), ErrorKind::NonZeroExit, "{choice}: {err}");
+        assert_eq!(
+            pids_in(&file).len(),
+            1,
+            "{choice}: attempts after a spent reader"
+        );
+    }
+    suite.end().await;
+}
+
+/// Odd paths: an empty working directory, a stdin file that is missing or
+/// a directory, a stdout file in a missing directory at a chain's end:
+/// typed errors, no panic, and nothing of a chain's earlier stages left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_paths() {
+    let suite = begin("odd_paths").await;
+    for choice in mechanisms() {
+        let err = cmd(choice, "pwd").current_dir("").output().await;
+        match err {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::CurrentDir, "{choice}: {e}"),
+            Ok(out) => panic!("{choice}: an empty cwd ran in {:?}", out.stdout_str()),
+        }
+        for (what, c) in [
+            (
+                "stdin from a missing file",
+                cmd(choice, "cat").stdin_file("/nonexistent/a17"),
+            ),
+            (
+                "stdin from a directory",
+                cmd(choice, "cat").stdin_file("/tmp"),
+            ),
+        ] {
+            match c.output().await {
+                Err(e) => assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::Io
+                            | ErrorKind::Spawn
+                            | ErrorKind::InvalidInput
+                            | ErrorKind::NotFound
+                    ),
+                    "{choice}: {what}: {e:?}"
+                ),
+                // A directory opens (`cat < /tmp` in a shell too); its
+                // reader fails on it.
+                Ok(out) => assert!(
+                    what.ends_with("directory") && !out.success(),
+                    "{choice}: {what}: ran: {:?}",
+                    out.outcome()
+                ),
+            }
+        }
+        let file = TempPath::new("a17-odd");
+        let head = sh(
+            choice,
+            r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; exec cat"#,
+        )
+        .arg(file.as_str());
+        let last = cmd(choice, "cat").stdout_file("/nonexistent/a17/out", pkit::FileMode::Truncate);
+        let err = pipe(choice, [head, cmd(choice, "cat"), last])
+            .timeout(PROMPT)
+            .output()
+            .await
+            .expect_err("a stdout file in a missing directory");
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::Io | ErrorKind::Spawn | ErrorKind::NotFound
+            ),
+            "{choice}: {err:?}"
+        );
+        assert_gone(&pids_in(&file), &format!("{choice}: the head's tree")).await;
+
+        let file = TempPath::new("a17-e2big");
+        let head = sh(
+            choice,
+            r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; exec cat"#,
+        )
+        .arg(file.as_str());
+        let err = pipe(
+            choice,
+            [
+                head,
+                cmd(choice, "cat"),
+                cmd(choice, "true").arg("z".repeat(1 << 20)),
+            ],
+        )
+        .timeout(PROMPT)
+        .output()
+        .await
+        .expect_err("E2BIG");
+        assert!(
+            matches!(err.kind(), ErrorKind::Spawn | ErrorKind::InvalidInput),
+            "{choice}: {err:?}"
+        );
+        assert_gone(
+            &pids_in(&file),
+            &format!("{choice}: E2BIG: the head's tree"),
+        )
+        .await;
+    }
+    suite.end().await;
+}
+
+/// Limits that bite at the child's setup: few descriptors with a kept
+/// descriptor above them, a tiny address space: typed errors or the
+/// child's own failure, never a panic or a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_that_bite_at_setup() {
+    let suite = begin("limits_that_bite_at_setup").await;
+    for choice in mechanisms() {
+        let cases = [
+            (
+                "nofile 5 keeping fd 9",
+                cmd(choice, "true")
+                    .rlimit(pkit::Resource::Nofile, 5, 5)
+                    .keep_fds([(0, 9)]),
+            ),
+            (
+                "nofile 0",
+                cmd(choice, "true").rlimit(pkit::Resource::Nofile, 0, 0),
+            ),
+            (
+                "as 1 MiB",
+                cmd(choice, "true").rlimit(pkit::Resource::As, 1 << 20, 1 << 20),
+            ),
+            (
+                "a cpu past the last",
+                cmd(choice, "true").cpu_affinity([60_000]),
+            ),
+        ];
+        for (what, c) in cases {
+            let res = tokio::time::timeout(PROMPT, c.timeout(PROMPT).output())
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: {what}: hung"));
+            if let Ok(out) = res {
+                assert!(!out.success(), "{choice}: {what}: succeeded");
+            }
+        }
+    }
+    suite.end().await;
+}
+
+// ---------------------------------------------------------------------------
+// Round three: closed stdins, descriptor exhaustion, endless backoffs
+// ---------------------------------------------------------------------------
+
+/// A child (or a chain's head) that closes its stdin and lives on: a write
+/// fails with `BrokenPipe` at once (this process holds no copy of the read
+/// end that would make it block forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdin_the_child_closed() {
+    let suite = begin("a_stdin_the_child_closed").await;
+    let script = r#"exec 0<&-; echo closed; exec sleep 300"#;
+    for choice in mechanisms() {
+        let g = group(choice);
+        let mut p = g
+            .start(&sh(choice, script).stdin_piped().stream_lines())
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut lines = p.lines();
+        let line = tokio::time::timeout(PROMPT, lines.next_line())
+            .await
+            .expect("a line");
+        assert_eq!(line.map(|l| l.text).as_deref(), Some("closed"), "{choice}");
+        let mut stdin = p.take_stdin().expect("piped");
+        let big = vec![b'x'; 1 << 20];
+        let err = tokio::time::timeout(PROMPT, stdin.write_all(&big))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the write blocked"))
+            .expect_err("a closed stdin");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        p.kill().expect("kill");
+        drop(g);
+
+        let mut run = pipe(choice, [sh(choice, script), cmd(choice, "cat")])
+            .stdin_piped()
+            .stream_lines()
+            .start()
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut lines = run.lines();
+        let line = tokio::time::timeout(PROMPT, lines.next_line())
+            .await
+            .expect("a line");
+        assert_eq!(line.map(|l| l.text).as_deref(), Some("closed"), "{choice}");
+        let mut stdin = run.take_stdin().expect("piped");
+        let err = tokio::time::timeout(PROMPT, stdin.write_all(&big))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: chain: the write blocked"))
+            .expect_err("a closed stdin");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        run.kill().expect("kill");
+        let pids = run.pids();
+        drop(run);
+        assert_gone(&pids, &format!("{choice}: chain")).await;
+    }
+    suite.end().await;
+}
+
+/// A started chain dropped while a write to its stdin is pending: the
+/// write fails (no hang), every stage is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_dropped_while_its_stdin_is_written() {
+    let suite = begin("a_chain_dropped_while_its_stdin_is_written").await;
+    for choice in mechanisms() {
+        let mut run = pipe(choice, [sh(choice, "sleep 300"), cmd(choice, "cat")])
+            .stdin_piped()
+            .start()
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = run.take_stdin().expect("piped");
+        let writer = tokio::spawn(async move { stdin.write_all(&vec![b'x'; 16 << 20]).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pids = run.pids();
+        drop(run);
+        let res = tokio::time::timeout(PROMPT, writer)
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the write hung"))
+            .expect("writer");
+        let err = res.expect_err("the chain is gone");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        assert_gone(&pids, &format!("{choice}")).await;
+    }
+    suite.end().await;
+}
+
+/// A backoff of `Duration::MAX` (with and without jitter) neither panics
+/// nor ends early; a cancel ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_backoff_is_cancelled() {
+    let suite = begin("an_endless_backoff_is_cancelled").await;
+    for choice in mechanisms() {
+        for jitter in [0.0, 1.0] {
+            let token = CancelToken::new();
+            let run = cmd(choice, "false")
+                .cancel_token(&token)
+                .retry(3, Duration::MAX, |_| true)
+                .retry_jitter(jitter);
+            let task = tokio::spawn(async move { run.run().await });
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!task.is_finished(), "{choice} jitter {jitter}: ended early");
+            token.cancel();
+            let err = tokio::time::timeout(PROMPT, task)
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: hung after cancel"))
+                .expect("no panic")
+                .expect_err("cancelled");
+            assert!(err.is_cancelled(), "{choice} jitter {jitter}: {err}");
+        }
+    }
+    suite.end().await;
+}
+
+/// A chain of more stages than this process has descriptors for (300 stages
+/// in a helper whose descriptor limit is 128): a typed error, not a panic; no
+/// stage left running, no descriptor left open; and a small chain still
+/// runs afterwards.
+#[test]
+fn a_chain_past_the_descriptor_limit() {
+    let name = "a_chain_past_the_descriptor_limit";
+    if let Ok(role) = std::env::var(ROLE) {
+        fd_limit_helper(&role);
+        return;
+    }
+    in_suite(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &["sh", "-c", r#"ulimit -n 128; exec "$@" 2>&1"#, "sh"],
+                Duration::from_secs(300),
+            );
+            assert!(
+                status.is_some_and(|s| s.success()) && text.contains("a17: limit ok"),
+                "{choice}: {status:?} {text}"
+            );
+        }
+    });
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("fds").count()
+}
+
+fn children() -> String {
+    let mut all = String::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        all += &std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+    }
+    all
+}
+
+fn fd_limit_helper(role: &str) {
+    let choice = match role {
+        "cgroup" => MechanismChoice::Cgroup,
+        "pgroup" => MechanismChoice::ProcessGroup,
+        _ => MechanismChoice::Portable,
+    };
+    let small = || {
+        Pipe::new([Command::new("echo").arg("hi"), Command::new("cat")])
+            .mechanism(choice)
+            .blocking()
+            .run()
+    };
+    assert_eq!(small().expect("a small chain"), "hi");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = fd_count();
+    let stages = (0..300).map(|_| Command::new("cat"));
+    let res = Pipe::new(stages)
+        .mechanism(choice)
+        .stdin_str("x")
+        .timeout(Duration::from_secs(120))
+        .blocking()
+        .output();
+    match res {
+        Err(err) => copies::say("a17", &format!("{choice}: {err}")),
+        // The portable backend needs fewer descriptors a stage.
+        Ok(out) => assert!(
+            out.success() && out.stdout_str() == "x",
+            "{choice}: 300 stages on 128 descriptors: {:?}",
+            out.outcome()
+        ),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while fd_count() > before || !children().trim().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{choice}: {} descriptors (were {before}), children {:?}",
+            fd_count(),
+            children()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(small().expect("a small chain after"), "hi");
+    copies::say("a17", "limit ok");
+}
