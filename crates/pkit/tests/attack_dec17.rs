@@ -273,7 +273,7 @@ async fn a_stage_that_fails_to_start_leaves_nothing() {
     let dir = TempPath::new("a17-file-cwd");
     std::fs::write(dir.path(), "not a dir").expect("file");
     for choice in mechanisms() {
-        let bad: [(Command, ErrorKind); 3] = [
+        let mut bad: Vec<(Command, ErrorKind)> = vec![
             (cmd(choice, "/nonexistent/a17"), ErrorKind::NotFound),
             (
                 cmd(choice, "cat").current_dir("/nonexistent/a17"),
@@ -283,27 +283,82 @@ async fn a_stage_that_fails_to_start_leaves_nothing() {
                 cmd(choice, "cat").current_dir(dir.path()),
                 ErrorKind::CurrentDir,
             ),
+            (
+                cmd(choice, "cat").cpu_affinity([60_000]),
+                ErrorKind::ChildSetup,
+            ),
+            (
+                cmd(choice, "cat").keep_fds([(999_999, 5)]),
+                ErrorKind::InvalidInput,
+            ),
         ];
+        if choice != MechanismChoice::Cgroup {
+            bad.push((cmd(choice, "cat").setsid(), ErrorKind::Unsupported));
+        }
         for (third, kind) in bad {
-            let file = TempPath::new("a17-fail-start");
-            let head = sh(
-                choice,
-                r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; exec cat"#,
-            )
-            .arg(file.as_str());
-            let err = pipe(
-                choice,
-                [head, cmd(choice, "cat"), third, cmd(choice, "cat")],
-            )
-            .timeout(PROMPT)
-            .output()
-            .await
-            .expect_err("a stage that can't start");
-            assert_eq!(err.kind(), kind, "{choice}: {err}");
-            assert_gone(&pids_in(&file), &format!("{choice}: the head's tree")).await;
+            for started in [false, true] {
+                let mark = unique_name("a17-mark");
+                let head = sh(choice, "sleep 300 & exec cat").env(MARK, &mark);
+                let chain = pipe(
+                    choice,
+                    [head, cmd(choice, "cat"), third.clone(), cmd(choice, "cat")],
+                )
+                .timeout(PROMPT);
+                let err = if started {
+                    chain
+                        .start()
+                        .map(|_| ())
+                        .expect_err("a stage that can't start")
+                } else {
+                    chain
+                        .output()
+                        .await
+                        .map(|_| ())
+                        .expect_err("a stage that can't start")
+                };
+                assert_eq!(err.kind(), kind, "{choice} started={started}: {err}");
+                assert_none_marked(&mark, &format!("{choice} started={started}: {err}")).await;
+            }
         }
     }
     suite.end().await;
+}
+
+/// The variable that marks a test's processes and all they spawn.
+const MARK: &str = "A17_MARK";
+
+/// The pids of the running processes whose environment holds
+/// `A17_MARK=mark` (what a stage spawned inherits it, wherever it was
+/// reparented), zombies left out.
+fn marked(mark: &str) -> Vec<u32> {
+    let want = format!("{MARK}={mark}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == want.as_bytes()))
+        })
+        .filter(|&pid| !pid_gone(pid))
+        .collect()
+}
+
+/// Polls until no process marked `mark` runs; panics at the deadline.
+async fn assert_none_marked(mark: &str, what: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE * 3;
+    loop {
+        let alive = marked(mark);
+        if alive.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still running: {:?}",
+            alive.iter().map(|&p| (p, comm(p))).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// A chain timed out or cancelled mid-run leaves no stage and no
@@ -315,7 +370,8 @@ async fn a_chain_ended_mid_run_leaves_no_grandchild() {
     for choice in mechanisms() {
         for cancel in [false, true] {
             let file = TempPath::new("a17-mid");
-            let stage = || sh(choice, script).arg(file.as_str());
+            let mark = unique_name("a17-mark");
+            let stage = || sh(choice, script).arg(file.as_str()).env(MARK, &mark);
             let token = CancelToken::new();
             let mut chain = pipe(choice, [cmd(choice, "yes"), stage(), stage(), stage()]);
             chain = if cancel {
@@ -325,6 +381,11 @@ async fn a_chain_ended_mid_run_leaves_no_grandchild() {
             };
             let running = chain.start().unwrap_or_else(|e| panic!("{choice}: {e}"));
             let pids = wait_pids(&file, 6, &format!("{choice}")).await;
+            assert_eq!(
+                marked(&mark).len(),
+                6,
+                "{choice}: the marked stages and grandchildren"
+            );
             let mut running = running;
             if cancel {
                 token.cancel();
@@ -339,6 +400,7 @@ async fn a_chain_ended_mid_run_leaves_no_grandchild() {
             let mut all = pids;
             all.extend(running.pids());
             assert_gone(&all, &format!("{choice} cancel={cancel}")).await;
+            assert_none_marked(&mark, &format!("{choice} cancel={cancel}")).await;
         }
     }
     suite.end().await;
@@ -1368,4 +1430,153 @@ fn fd_limit_helper(role: &str) {
     }
     assert_eq!(small().expect("a small chain after"), "hi");
     copies::say("a17", "limit ok");
+}
+
+/// Names no variable can have, given to `inherit_env` and `env_remove`,
+/// and odd `prefer_local` directories: no panic; the names are simply
+/// absent, a variable the child has by inheritance is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_no_variable_has() {
+    let suite = begin("names_no_variable_has").await;
+    for choice in mechanisms() {
+        let bad = ["A=B", "", "A\0B", "=", "PATH="];
+        let out = sh(choice, "env")
+            .inherit_env(bad)
+            .inherit_env(["PATH"])
+            .output()
+            .await;
+        let out = out.unwrap_or_else(|e| panic!("{choice}: inherit_env: {e:?}"));
+        let vars: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
+        assert!(
+            vars.iter().all(|v| v.starts_with("PATH=")
+                || v.starts_with("PWD=")
+                || v.starts_with("SHLVL=")
+                || v.starts_with("_=")),
+            "{choice}: {vars:?}"
+        );
+        for name in bad {
+            let res = cmd(choice, "true").env_remove(name).output().await;
+            match res {
+                Ok(out) => assert!(out.success(), "{choice}: env_remove({name:?})"),
+                Err(e) => assert_eq!(
+                    e.kind(),
+                    ErrorKind::InvalidInput,
+                    "{choice}: env_remove({name:?}): {e}"
+                ),
+            }
+        }
+        for dir in ["", "/nonexistent/a17", "/etc/hostname", "a\0b"] {
+            let res = cmd(choice, "true").prefer_local(dir).output().await;
+            match res {
+                Ok(out) => assert!(out.success(), "{choice}: prefer_local({dir:?})"),
+                Err(e) => assert_eq!(
+                    e.kind(),
+                    ErrorKind::InvalidInput,
+                    "{choice}: prefer_local({dir:?}): {e}"
+                ),
+            }
+        }
+    }
+    suite.end().await;
+}
+
+/// A started process's timeout ends it while the caller, in the same task,
+/// is blocked writing to its stdin and nobody waits: the write fails
+/// instead of blocking forever. The same for a started chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_while_the_caller_writes_and_nobody_waits() {
+    let suite = begin("a_timeout_while_the_caller_writes_and_nobody_waits").await;
+    let script = r#"sleep 300 & echo $! >> "$1"; exec sleep 300"#;
+    for choice in mechanisms() {
+        let file = TempPath::new("a17-nowait");
+        let g = group(choice);
+        let mut p = g
+            .start(
+                &sh(choice, script)
+                    .arg(file.as_str())
+                    .stdin_piped()
+                    .timeout(Duration::from_secs(1)),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = p.take_stdin().expect("piped");
+        let err = tokio::time::timeout(PROMPT, stdin.write_all(&vec![b'x'; 16 << 20]))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: the timeout never ended the child"))
+            .expect_err("a timed-out child");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        let out = p.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        let mut pids = pids_in(&file);
+        pids.push(p.pid());
+        assert_gone(&pids, &format!("{choice}")).await;
+
+        let file = TempPath::new("a17-nowait-chain");
+        let mut run = pipe(
+            choice,
+            [sh(choice, script).arg(file.as_str()), cmd(choice, "cat")],
+        )
+        .stdin_piped()
+        .timeout(Duration::from_secs(1))
+        .start()
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = run.take_stdin().expect("piped");
+        let err = tokio::time::timeout(PROMPT, stdin.write_all(&vec![b'x'; 16 << 20]))
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: chain: the timeout never ended the head"))
+            .expect_err("a timed-out chain");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        let out = run.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.timed_out(), "{choice}: chain: {:?}", out.outcome());
+        let mut pids = pids_in(&file);
+        pids.extend(run.pids());
+        assert_gone(&pids, &format!("{choice}: chain")).await;
+    }
+    suite.end().await;
+}
+
+/// Huge stdin bytes to a child (or a chain's head) that exits without
+/// reading them: not an error (documented), no hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_stdin_bytes_nobody_reads() {
+    let suite = begin("huge_stdin_bytes_nobody_reads").await;
+    for choice in mechanisms() {
+        let big = vec![b'q'; 64 << 20];
+        let out = tokio::time::timeout(
+            PROMPT,
+            cmd(choice, "true").stdin_bytes(big.clone()).output(),
+        )
+        .await
+        .expect("hung")
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: {:?}", out.outcome());
+        let out = tokio::time::timeout(
+            PROMPT,
+            pipe(choice, [cmd(choice, "true"), cmd(choice, "cat")])
+                .stdin_bytes(big.clone())
+                .output(),
+        )
+        .await
+        .expect("hung")
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: chain: {:?}", out.outcome());
+        let out = tokio::time::timeout(
+            PROMPT,
+            cmd(choice, "true")
+                .stdin_reader(std::io::Cursor::new(big))
+                .output(),
+        )
+        .await
+        .expect("hung")
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: reader: {:?}", out.outcome());
+    }
+    suite.end().await;
 }
