@@ -1580,3 +1580,48 @@ async fn huge_stdin_bytes_nobody_reads() {
     }
     suite.end().await;
 }
+
+/// A chain built stage by stage from an empty `Pipe::new`: its input,
+/// given before the first stage, still feeds the head (it was silently
+/// dropped: the head read `/dev/null`); and `stdin_piped` gives the head
+/// a pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_given_before_the_first_stage_feeds_the_head() {
+    let suite = begin("input_given_before_the_first_stage_feeds_the_head").await;
+    for choice in mechanisms() {
+        let file = TempPath::new("a17-early-input");
+        std::fs::write(file.path(), "from a file\n").expect("file");
+        let inputs: [(&str, Box<dyn Fn(Pipe) -> Pipe>); 3] = [
+            ("bytes", Box::new(|p: Pipe| p.stdin_str("some input\n"))),
+            ("file", Box::new(|p: Pipe| p.stdin_file(file.path()))),
+            (
+                "reader",
+                Box::new(|p: Pipe| p.stdin_reader(std::io::Cursor::new(b"read in\n".to_vec()))),
+            ),
+        ];
+        for (what, give) in inputs {
+            let mut chain = give(Pipe::new(Vec::new()).mechanism(choice));
+            chain = chain
+                .pipe(cmd(choice, "cat"))
+                .pipe(cmd(choice, "tr").args(["a-z", "A-Z"]));
+            let out = chain
+                .run()
+                .await
+                .unwrap_or_else(|e| panic!("{choice}: {what}: {e}"));
+            assert!(!out.is_empty(), "{choice}: {what}: the input was dropped");
+            assert_eq!(out, out.to_uppercase(), "{choice}: {what}");
+        }
+        let mut run = Pipe::new(Vec::new())
+            .mechanism(choice)
+            .stdin_piped()
+            .pipe(cmd(choice, "cat"))
+            .start()
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = run.take_stdin().expect("the head's stdin pipe");
+        stdin.write_all(b"typed\n").await.expect("write");
+        drop(stdin);
+        let out = run.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert_eq!(out.stdout_str(), "typed\n", "{choice}");
+    }
+    suite.end().await;
+}
