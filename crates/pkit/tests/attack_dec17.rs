@@ -1625,3 +1625,150 @@ async fn input_given_before_the_first_stage_feeds_the_head() {
     }
     suite.end().await;
 }
+
+/// Line streaming asked of a stage the chain does not stream (a middle
+/// stage, or any stage under a verb), with much stderr: the run neither
+/// hangs nor loses that stderr from the stage's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_lines_on_a_stage_nobody_streams() {
+    let suite = begin("stream_lines_on_a_stage_nobody_streams").await;
+    let noisy = "seq 1 100000 >&2; echo out";
+    for choice in mechanisms() {
+        for at in [0usize, 1, 2] {
+            let mut stages = vec![
+                sh(choice, noisy),
+                sh(choice, "cat; seq 1 100000 >&2"),
+                cmd(choice, "cat"),
+            ];
+            stages[at] = stages[at].clone().stream_lines();
+            let out = tokio::time::timeout(
+                PROMPT,
+                pipe(choice, stages.clone()).timeout(PROMPT).output(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{choice}: stage {at}: hung"))
+            .unwrap_or_else(|e| panic!("{choice}: stage {at}: {e}"));
+            assert!(out.success(), "{choice}: stage {at}: {:?}", out.outcome());
+            assert_eq!(out.stdout_str(), "out\n", "{choice}: stage {at}");
+            for i in [0, 1] {
+                assert_eq!(
+                    out.stages()[i].stderr_total_bytes(),
+                    588_895,
+                    "{choice}: stage {at}: stage {i}'s stderr"
+                );
+            }
+            // Started, nobody taking the lines.
+            let mut run = pipe(choice, stages)
+                .timeout(PROMPT)
+                .start()
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            let out = tokio::time::timeout(PROMPT, run.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: started: stage {at}: hung"))
+                .unwrap_or_else(|e| panic!("{choice}: started: stage {at}: {e}"));
+            assert!(
+                out.success(),
+                "{choice}: started: stage {at}: {:?}",
+                out.outcome()
+            );
+        }
+    }
+    suite.end().await;
+}
+
+/// Ids and lists no kernel takes: `uid(u32::MAX)` / `gid(u32::MAX)` are
+/// `(uid_t)-1`, which `setresuid` reads as "leave unchanged": the child
+/// must not run on as this process's user; a group list past
+/// `NGROUPS_MAX`, an I/O level past 7: typed errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_no_kernel_takes() {
+    let suite = begin("ids_no_kernel_takes").await;
+    for choice in mechanisms() {
+        let cases = [
+            ("uid -1", sh(choice, "id -u; id -g").uid(u32::MAX)),
+            ("gid -1", sh(choice, "id -u; id -g").gid(u32::MAX)),
+            ("70000 groups", sh(choice, "id -u; id -g").groups(0..70_000)),
+            (
+                "io level 8",
+                sh(choice, "id -u; id -g").io_priority(pkit::IoClass::BestEffort, 8),
+            ),
+        ];
+        for (what, c) in cases {
+            match c.output().await {
+                Err(e) => assert!(
+                    matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::ChildSetup),
+                    "{choice}: {what}: {e:?}"
+                ),
+                Ok(out) => panic!(
+                    "{choice}: {what}: ran as {:?} ({:?})",
+                    out.stdout_str(),
+                    out.outcome()
+                ),
+            }
+        }
+    }
+    suite.end().await;
+}
+
+/// A FIFO nobody opens at the chain's ends (the head's stdin file, the
+/// last stage's stdout file): the chain's timeout, or its cancel token,
+/// bounds the wait (documented: an `Io` error, or `Cancelled`), and no
+/// stage started before it is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_nobody_opens_at_a_chains_end() {
+    let suite = begin("a_fifo_nobody_opens_at_a_chains_end").await;
+    let fifo = TempPath::new("a17-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(fifo.path())
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    for choice in mechanisms() {
+        for at_head in [true, false] {
+            for cancel in [false, true] {
+                let mark = unique_name("a17-mark");
+                let (head, last) = if at_head {
+                    (
+                        cmd(choice, "cat").stdin_file(fifo.path()),
+                        cmd(choice, "cat"),
+                    )
+                } else {
+                    (
+                        sh(choice, "sleep 300 & exec cat"),
+                        cmd(choice, "cat").stdout_file(fifo.path(), pkit::FileMode::Append),
+                    )
+                };
+                let token = CancelToken::new();
+                let mut chain = pipe(
+                    choice,
+                    [
+                        head.env(MARK, &mark),
+                        cmd(choice, "cat").env(MARK, &mark),
+                        last,
+                    ],
+                );
+                chain = if cancel {
+                    let t = token.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        t.cancel();
+                    });
+                    chain.cancel_token(&token)
+                } else {
+                    chain.timeout(Duration::from_secs(1))
+                };
+                let what = format!("{choice} head={at_head} cancel={cancel}");
+                let res = tokio::time::timeout(PROMPT, chain.output())
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: the FIFO's wait was not bounded"));
+                match res {
+                    Err(e) if cancel => assert!(e.is_cancelled(), "{what}: {e:?}"),
+                    Err(e) => assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e:?}"),
+                    Ok(out) => panic!("{what}: ran: {:?}", out.outcome()),
+                }
+                assert_none_marked(&mark, &what).await;
+            }
+        }
+    }
+    suite.end().await;
+}
