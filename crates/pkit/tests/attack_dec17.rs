@@ -543,14 +543,16 @@ async fn stdin_dropped_while_a_write_is_pending() {
 /// The script of an attempt that checks that no earlier attempt's process
 /// still runs (noting any in `$1.alive`), records its own pid and its
 /// grandchild's in `$1`, and then fails as `$2` says (`exit`, or `hang`
-/// until killed).
+/// until killed; `deaf`: hang, the shell and its grandchild ignoring
+/// SIGTERM).
 const ATTEMPT: &str = r#"
 for p in $(cat "$1" 2>/dev/null); do
   s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) || continue
   [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ] && echo "$p $s" >> "$1.alive"
 done
+[ "$2" = deaf ] && trap '' TERM
 sleep 300 & echo $! >> "$1"; echo $$ >> "$1"
-case $2 in exit) exit 1;; *) wait;; esac
+case $2 in exit) exit 1;; *) while :; do wait; done;; esac
 "#;
 
 /// Attempts that time out (a timeout per attempt) or fail, each leaving a
@@ -560,12 +562,16 @@ case $2 in exit) exit 1;; *) wait;; esac
 async fn each_attempts_tree_is_gone_before_the_next() {
     let suite = begin("each_attempts_tree_is_gone_before_the_next").await;
     for choice in mechanisms() {
-        for how in ["exit", "hang"] {
+        for how in ["exit", "hang", "deaf"] {
             let file = TempPath::new("a17-retry");
             let alive = format!("{}.alive", file.as_str());
             let _ = std::fs::remove_file(&alive);
-            let err = sh(choice, ATTEMPT)
-                .args([file.as_str(), how])
+            let mut c = sh(choice, ATTEMPT).args([file.as_str(), how]);
+            if how == "deaf" {
+                // SIGTERM first, SIGKILL after the grace.
+                c = c.timeout_signal(Signal::Term).grace(Duration::from_millis(500));
+            }
+            let err = c
                 .timeout(Duration::from_secs(2))
                 .retry(4, Duration::ZERO, |_| true)
                 .run()
@@ -577,6 +583,9 @@ async fn each_attempts_tree_is_gone_before_the_next() {
                 ErrorKind::Timeout
             };
             assert_eq!(err.kind(), want, "{choice} {how}: {err}");
+            if let pkit::Error::Timeout(out) = &err {
+                assert_eq!(out.killed_after_grace(), how == "deaf", "{choice} {how}");
+            }
             let pids = pids_in(&file);
             assert_eq!(pids.len(), 8, "{choice} {how}: four attempts: {pids:?}");
             let seen = std::fs::read_to_string(&alive).unwrap_or_default();
