@@ -1,6 +1,34 @@
 #![cfg(target_os = "linux")]
 //! att17: a hostile user's round on shell-free pipelines, interactive
-//! stdin, retries and spawn options, in every mechanism.
+//! stdin, retries and spawn options, in every mechanism: stages that exit
+//! early, close their stdin and live on, or never read; 1 GiB through five
+//! stages; huge caller input into a captured chain (bytes, reader, a
+//! started chain's stdin); a stage that can't start (a missing program or
+//! directory, its child's setup refused, a closed kept descriptor, setsid
+//! under process groups, E2BIG, a stdout FIFO nobody opens); timeouts and
+//! cancels mid-chain; writes to a child that exited, closed its stdin,
+//! reads slowly, or whose timeout fires while nobody waits; idle and
+//! failing stdin readers; retries with a timeout per attempt, attempts
+//! that leave grandchildren (deaf to SIGTERM too), a missing program, a
+//! reader across attempts, a cancel in an endless backoff; strings no OS
+//! passes, ids no kernel takes, 100k arguments, a deleted working
+//! directory, limits that bite at setup, a chain past the descriptor
+//! limit, and descriptors a child must not inherit. Processes a test
+//! leaves are found by a variable in their environment ([`MARK`]),
+//! wherever they were reparented.
+//!
+//! What broke, fixed here: a [`Pipe`] built stage by stage from an empty
+//! `Pipe::new(..)` silently dropped the input given before its first stage
+//! (`stdin_bytes`, `stdin_file`, `stdin_reader`, `stdin_piped`): the head
+//! read `/dev/null` and the chain succeeded on no input (MEDIUM,
+//! [`input_given_before_the_first_stage_feeds_the_head`]). The rest held.
+//!
+//! Left (LOW): `current_dir` with a NUL byte is `CurrentDir` (its source
+//! `InvalidInput`), where the other strings with a NUL are
+//! `InvalidInput`; a directory given to `stdin_file` is opened and handed
+//! over (the child's read fails, as `cmd < dir` in a shell); an `rlimit`
+//! on descriptors below a `keep_fds` target is refused at the child's setup
+//! (`ChildSetup`, step `KeepFds`, `EBADF`) rather than before the start.
 
 mod common;
 
@@ -569,7 +597,9 @@ async fn each_attempts_tree_is_gone_before_the_next() {
             let mut c = sh(choice, ATTEMPT).args([file.as_str(), how]);
             if how == "deaf" {
                 // SIGTERM first, SIGKILL after the grace.
-                c = c.timeout_signal(Signal::Term).grace(Duration::from_millis(500));
+                c = c
+                    .timeout_signal(Signal::Term)
+                    .grace(Duration::from_millis(500));
             }
             let err = c
                 .timeout(Duration::from_secs(2))
