@@ -1620,6 +1620,9 @@ async fn huge_stdin_bytes_nobody_reads() {
     suite.end().await;
 }
 
+/// Gives a chain its input.
+type GiveInput<'a> = Box<dyn Fn(Pipe) -> Pipe + 'a>;
+
 /// A chain built stage by stage from an empty `Pipe::new`: its input,
 /// given before the first stage, still feeds the head (it was silently
 /// dropped: the head read `/dev/null`); and `stdin_piped` gives the head
@@ -1630,7 +1633,7 @@ async fn input_given_before_the_first_stage_feeds_the_head() {
     for choice in mechanisms() {
         let file = TempPath::new("a17-early-input");
         std::fs::write(file.path(), "from a file\n").expect("file");
-        let inputs: [(&str, Box<dyn Fn(Pipe) -> Pipe>); 3] = [
+        let inputs: [(&str, GiveInput); 3] = [
             ("bytes", Box::new(|p: Pipe| p.stdin_str("some input\n"))),
             ("file", Box::new(|p: Pipe| p.stdin_file(file.path()))),
             (
