@@ -1814,3 +1814,46 @@ async fn a_fifo_nobody_opens_at_a_chains_end() {
     }
     suite.end().await;
 }
+
+/// The blocking facade's stdin (`std::io::Write`): a huge write to a slow
+/// reader, on the calling thread, ends when the timeout ends the child
+/// (`BrokenPipe`), for a process and a chain's head; a write after the
+/// child exited is `BrokenPipe` too.
+#[test]
+fn blocking_stdin_writes_end_with_the_child() {
+    use std::io::Write;
+    in_suite("blocking_stdin_writes_end_with_the_child", || {
+        let slow = "while read l; do sleep 1; done";
+        for choice in mechanisms() {
+            let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice))
+                .expect("group");
+            let mut p = g
+                .start(&sh(choice, slow).stdin_piped().timeout(Duration::from_secs(2)))
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            let mut stdin = p.take_stdin().expect("piped");
+            let err = stdin
+                .write_all(&vec![b'\n'; 64 << 20])
+                .expect_err("a write the timeout cut");
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {err}");
+            let out = p.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+            let err = stdin.write_all(b"late\n").expect_err("after the exit");
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {err}");
+            drop(stdin);
+
+            let mut run = pipe(choice, [sh(choice, slow), cmd(choice, "cat")])
+                .stdin_piped()
+                .timeout(Duration::from_secs(2))
+                .blocking()
+                .start()
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            let mut stdin = run.take_stdin().expect("piped");
+            let err = stdin
+                .write_all(&vec![b'\n'; 64 << 20])
+                .expect_err("a chain's write the timeout cut");
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {err}");
+            let out = run.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert!(out.timed_out(), "{choice}: chain: {:?}", out.outcome());
+        }
+    });
+}
