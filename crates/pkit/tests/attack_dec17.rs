@@ -21,7 +21,14 @@
 //! `Pipe::new(..)` silently dropped the input given before its first stage
 //! (`stdin_bytes`, `stdin_file`, `stdin_reader`, `stdin_piped`): the head
 //! read `/dev/null` and the chain succeeded on no input (MEDIUM,
-//! [`input_given_before_the_first_stage_feeds_the_head`]). The rest held.
+//! [`input_given_before_the_first_stage_feeds_the_head`]). A
+//! `stdin_reader` with nothing to give (an idle socket) fed to a started
+//! process or chain whose handle was dropped without a wait was held for
+//! ever by its feeding task, with the pipe's write end, after the child
+//! was gone: the feed noticed the child's end only by a write (MEDIUM,
+//! [`an_idle_reader_is_let_go_when_the_run_ends`]; fixed where the
+//! runtime reports the pipe's reader gone without a write: Linux). The
+//! rest held.
 //!
 //! Left (LOW): `current_dir` with a NUL byte is `CurrentDir` (its source
 //! `InvalidInput`), where the other strings with a NUL are
@@ -1828,17 +1835,29 @@ fn blocking_stdin_writes_end_with_the_child() {
             let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice))
                 .expect("group");
             let mut p = g
-                .start(&sh(choice, slow).stdin_piped().timeout(Duration::from_secs(2)))
+                .start(
+                    &sh(choice, slow)
+                        .stdin_piped()
+                        .timeout(Duration::from_secs(2)),
+                )
                 .unwrap_or_else(|e| panic!("{choice}: {e}"));
             let mut stdin = p.take_stdin().expect("piped");
             let err = stdin
                 .write_all(&vec![b'\n'; 64 << 20])
                 .expect_err("a write the timeout cut");
-            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {err}");
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "{choice}: {err}"
+            );
             let out = p.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
             assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
             let err = stdin.write_all(b"late\n").expect_err("after the exit");
-            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {err}");
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "{choice}: {err}"
+            );
             drop(stdin);
 
             let mut run = pipe(choice, [sh(choice, slow), cmd(choice, "cat")])
@@ -1851,9 +1870,116 @@ fn blocking_stdin_writes_end_with_the_child() {
             let err = stdin
                 .write_all(&vec![b'\n'; 64 << 20])
                 .expect_err("a chain's write the timeout cut");
-            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{choice}: {err}");
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "{choice}: {err}"
+            );
             let out = run.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
             assert!(out.timed_out(), "{choice}: chain: {:?}", out.outcome());
         }
     });
+}
+
+/// An idle reader (one that never yields) whose drop is seen.
+struct Watched {
+    inner: tokio::io::DuplexStream,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A stdin reader is let go (dropped: a socket behind it closed) once the
+/// run that took it is over, even when it never yielded: after a verb
+/// whose child exited without reading, after a timeout, after a started
+/// process or chain is waited for or dropped. A started process's or
+/// chain's handle dropped before its wait left the feeding task waiting
+/// on the idle reader for ever, holding it and the pipe's write end,
+/// though the child was long gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_reader_is_let_go_when_the_run_ends() {
+    let suite = begin("an_idle_reader_is_let_go_when_the_run_ends").await;
+    for choice in mechanisms() {
+        for case in [
+            "verb",
+            "verb-timeout",
+            "started",
+            "started-dropped",
+            "chain",
+            "chain-dropped",
+        ] {
+            let (keep, inner) = tokio::io::duplex(64);
+            let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let reader = Watched {
+                inner,
+                dropped: dropped.clone(),
+            };
+            let what = format!("{choice}: {case}");
+            match case {
+                "verb" => {
+                    let out = cmd(choice, "true").stdin_reader(reader).output().await;
+                    assert!(
+                        out.unwrap_or_else(|e| panic!("{what}: {e}")).success(),
+                        "{what}"
+                    );
+                }
+                "verb-timeout" => {
+                    let out = cmd(choice, "cat")
+                        .stdin_reader(reader)
+                        .timeout(Duration::from_millis(500))
+                        .output()
+                        .await;
+                    assert!(
+                        out.unwrap_or_else(|e| panic!("{what}: {e}")).timed_out(),
+                        "{what}"
+                    );
+                }
+                "started" | "started-dropped" => {
+                    let g = group(choice);
+                    let mut p = g
+                        .start(&cmd(choice, "true").stdin_reader(reader))
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    if case == "started" {
+                        p.wait().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    }
+                    drop(p);
+                }
+                _ => {
+                    let mut run = pipe(choice, [cmd(choice, "true"), cmd(choice, "cat")])
+                        .stdin_reader(reader)
+                        .start()
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    if case == "chain" {
+                        run.wait().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    }
+                    drop(run);
+                }
+            }
+            let deadline = std::time::Instant::now() + DEADLINE * 3;
+            while !dropped.load(std::sync::atomic::Ordering::SeqCst) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: the reader is still held after the run"
+                );
+                tokio::time::sleep(POLL).await;
+            }
+            drop(keep);
+        }
+    }
+    suite.end().await;
 }
