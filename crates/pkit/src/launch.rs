@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -428,7 +428,18 @@ fn feed_reader(
         failure,
     };
     Ok(tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut reader, &mut tx).await;
+        // Not `io::copy`: a reader with nothing to give would hold this
+        // task, the pipe and the reader once nobody reads the pipe.
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = tokio::select! {
+                read = reader.read(&mut buf) => match read { Ok(n) if n > 0 => n, _ => break },
+                () = sys::reader_gone(&tx) => break,
+            };
+            if tx.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
         let _ = tx.shutdown().await;
     }))
 }

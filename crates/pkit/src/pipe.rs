@@ -15,6 +15,7 @@ use crate::pipe_fold::StageRule;
 use crate::pipe_started::{Plan, RunningPipe};
 use crate::process::RunningProcess;
 use crate::pump::LimitFlag;
+use crate::spec::Input;
 use crate::sys::{self, MechanismChoice, Signal};
 use crate::verbs;
 
@@ -120,6 +121,9 @@ pub struct Pipe {
     inactivity: Option<Duration>,
     mechanism: Option<MechanismChoice>,
     stream_lines: bool,
+    /// The head's input, given while the chain had no stage yet: the
+    /// first stage appended gets it.
+    head_stdin: Option<Input>,
 }
 
 impl Pipe {
@@ -136,17 +140,25 @@ impl Pipe {
             inactivity: None,
             mechanism: None,
             stream_lines: false,
+            head_stdin: None,
         }
     }
 
-    /// Appends a stage.
-    pub fn pipe(mut self, next: Command) -> Pipe {
+    /// Appends a stage. The first stage of a chain made empty gets the
+    /// input given to the chain before it (the `stdin_` methods).
+    pub fn pipe(mut self, mut next: Command) -> Pipe {
+        if let (true, Some(input)) = (self.stages.is_empty(), self.head_stdin.take()) {
+            next.spec.stdin = input;
+        }
         self.stages.push(next);
         self
     }
 
     fn head(mut self, f: impl FnOnce(Command) -> Command) -> Pipe {
-        if !self.stages.is_empty() {
+        if self.stages.is_empty() {
+            // No head yet: the first stage appended gets this input.
+            self.head_stdin = Some(f(Command::new("")).spec.stdin);
+        } else {
             let head = self.stages.remove(0);
             self.stages.insert(0, f(head));
         }

@@ -104,7 +104,7 @@ pub(crate) type PipeReceiver = tokio::net::unix::pipe::Receiver;
 /// with `BrokenPipe` once the child closed its stdin, and never raise
 /// SIGPIPE in this process (see [`write_quiet`]).
 #[derive(Debug)]
-pub(crate) struct PipeSender(tokio::net::unix::pipe::Sender);
+pub(crate) struct PipeSender(pub(super) tokio::net::unix::pipe::Sender);
 
 impl tokio::io::AsyncWrite for PipeSender {
     fn poll_write(

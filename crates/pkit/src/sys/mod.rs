@@ -113,6 +113,14 @@ pub(crate) use creator::Creator;
 pub(crate) use env_block::{derived_env, EnvBlock};
 #[cfg(unix)]
 pub(crate) use fdio::*;
+/// Resolves once nothing reads the pipe `tx` writes to (the child, and
+/// all it shared its stdin with, closed it or are gone), where the runtime
+/// reports that as an error on the write end without a write (Linux's
+/// `EPOLLERR`); elsewhere a write still sees it.
+#[cfg(unix)]
+pub(crate) async fn reader_gone(tx: &PipeSender) {
+    let _ = tx.0.ready(tokio::io::Interest::ERROR).await;
+}
 #[cfg(unix)]
 pub use guard::guard_pids;
 pub use guard_status::GuardStatus;

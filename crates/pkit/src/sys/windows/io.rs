@@ -304,6 +304,12 @@ pub(crate) fn write_now(
     Ok(0)
 }
 
+/// Never resolves: a named pipe's reader that went is seen by a write
+/// (the Unix side sees it without one).
+pub(crate) async fn reader_gone(_: &PipeSender) {
+    std::future::pending::<()>().await
+}
+
 /// Registers the parent's end of an input pipe with the runtime.
 pub(crate) fn pipe_sender(fd: OwnedFd) -> io::Result<PipeSender> {
     Ok(PipeSender(Some(pipe_receiver(fd)?)))
