@@ -174,3 +174,79 @@ fn a_group_refuses_to_adopt_the_owner_death_guard() {
         "the helper whose group was asked to adopt its guard",
     );
 }
+
+/// The helper's half of [`a_group_refuses_its_threads_unlisted_in_proc`]:
+/// run with an empty tmpfs over its `/proc/self/task` (`/proc` lists none
+/// of its threads, as another pid namespace's `/proc` would not), a group
+/// of mechanism `role` is asked to adopt the id of one of this process's
+/// threads, then dropped; this process must still be alive to say so.
+fn adopt_thread_without_proc_helper(role: &str) {
+    let choice = mechanism_of(role);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (_hold, wait) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tx.send(unsafe { libc::gettid() } as u32).expect("send");
+        let _ = wait.recv();
+    });
+    let tid = rx.recv().expect("the thread's id");
+    assert_ne!(tid, std::process::id());
+    assert!(
+        !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists(),
+        "/proc/self/task still lists thread {tid}"
+    );
+    let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+    let err = g.adopt(tid).expect_err("adopting a thread of this process");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{tid}: {err}");
+    copies::say("a15", &format!("{tid}: {err}"));
+    drop(g);
+    drop(_hold);
+    thread.join().expect("thread");
+    copies::say("a15", "survived, its threads unlisted");
+}
+
+/// `Group::adopt` refuses the id of one of this process's threads where
+/// `/proc` is not this process's (absent, or another pid namespace's, in
+/// a container): the check asks the kernel (`tgkill` with signal 0), not
+/// `/proc/self/task` (fix51; before, such an id was taken, and under
+/// cgroup v2 the group's end killed its owner). The helper runs in a
+/// mount namespace with an empty tmpfs over its `/proc/<pid>/task` (the
+/// rest of `/proc`, which the mechanisms read, left), once per mechanism.
+#[test]
+fn a_group_refuses_its_threads_unlisted_in_proc() {
+    let name = "a_group_refuses_its_threads_unlisted_in_proc";
+    if let Ok(role) = std::env::var(ROLE) {
+        adopt_thread_without_proc_helper(&role);
+        return;
+    }
+    // `exec` keeps the shell's pid: the helper's /proc/self/task is hidden.
+    let script =
+        r#"mount --make-rprivate / && mount -t tmpfs none /proc/$$/task && exec "$0" "$@""#;
+    let wrap = ["unshare", "-m", "sh", "-c", script];
+    let probe = std::process::Command::new(wrap[0])
+        .args(&wrap[1..])
+        .arg("true")
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        common::skipped(
+            name,
+            "needs root and `unshare -m` with a tmpfs over /proc/<pid>/task",
+        );
+        return;
+    }
+    in_suite(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &wrap,
+                Duration::from_secs(120),
+            );
+            assert!(
+                status.is_some_and(|s| s.success())
+                    && text.contains("a15: survived, its threads unlisted"),
+                "{choice}: the helper that adopted its thread without /proc: {status:?} {text}"
+            );
+        }
+    });
+}
