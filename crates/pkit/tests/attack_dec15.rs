@@ -27,6 +27,11 @@
 //! found") for a program path that fails with `ELOOP`, `ENOTDIR` or
 //! `ENAMETOOLONG`, where timeout(1) exits 126: the library maps those to
 //! `NotFound` by design (`sys/resolve.rs`).
+//!
+//! fix51 (rv50's LOWs): a thread id is refused where `/proc` does not list
+//! this process's threads ([`a_group_refuses_its_threads_unlisted_in_proc`]),
+//! and an ended guard is no longer named by `guard_pids`, nor its pid
+//! refused once another process has it ([`an_ended_guard_is_no_longer_named`]).
 
 mod common;
 
