@@ -57,6 +57,22 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
         host.mechanism = None;
         host.reason = msg;
     }
+    // No group can be made (a bad PKIT_CLONE3 or PKIT_MECHANISM, a forced
+    // mechanism this host lacks): every run is refused, so no whole-tree
+    // kill, placement at birth or cap is used, whatever the host has.
+    let none = host.mechanism.is_none();
+    if none {
+        host.cgroup_kill = false;
+        if host.clone3 {
+            host.clone3 = false;
+            host.clone3_error = Some("no group can be made here".into());
+        }
+        for c in &mut host.caps {
+            if c.enforced_by.take().is_some() {
+                c.reason = "no group can be made here".into();
+            }
+        }
+    }
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
     // What the system said, for a terminal.
     let esc = |t: &str| pkit::escape_controls(t).into_owned();
@@ -135,9 +151,8 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
         // No cgroup can be made here (none mounted, or not writable): the
         // cgroup teardown and placement would describe groups nobody gets.
         let no_cgroup = !job && !host.cgroup_writable;
-        if no_cgroup && host.mechanism.is_none() {
-            // No group at all (a forced cgroup where none can be made):
-            // no kill to describe.
+        if none {
+            // No group at all: no kill to describe.
         } else if no_cgroup {
             say!(
                 text,
@@ -155,7 +170,7 @@ fn findings(as_json: bool, refused: Option<String>, text: &mut String) -> ExitCo
             );
         }
         match &host.clone3_error {
-            _ if job || no_cgroup => {}
+            _ if job || no_cgroup || none => {}
             None => say!(text, "  placement at birth (clone3 CLONE_INTO_CGROUP): yes"),
             Some(e) => say!(
                 text,

@@ -75,9 +75,19 @@ fn supervise_ends_by_the_signal_that_killed_its_last_run() {
 }
 
 /// A bad `PKIT_CLONE3` refuses every run; `pkit doctor` still diagnoses:
-/// the findings, with the refusal as the reason, and status 125.
+/// the findings, with the refusal as the reason, and status 125. It
+/// claims nothing a run would use (fix51: it said `"clone3": true`,
+/// `cgroup.kill` and caps enforced, while `pkit run` ran nothing).
 #[test]
 fn doctor_diagnoses_a_bad_pkit_clone3() {
+    let marker = temp_path("a16-clone3-ran");
+    let touch = format!("touch {}", marker.display());
+    let out = pkit_env(
+        &["run", "--", "sh", "-c", &touch],
+        &[("PKIT_CLONE3", "garbage")],
+    );
+    assert_eq!(out.status.code(), Some(125), "run: {out:?}");
+    assert!(!marker.exists(), "run ran the program");
     let out = pkit_env(&["doctor"], &[("PKIT_CLONE3", "garbage")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(125), "{out:?}");
@@ -90,11 +100,30 @@ fn doctor_diagnoses_a_bad_pkit_clone3() {
         "{out:?}"
     );
     assert!(text.contains("  kernel: "), "{out:?}");
+    for claim in [
+        "whole-tree kill",
+        "cgroup.kill",
+        "placement at birth",
+        " yes, by ",
+    ] {
+        assert!(
+            !text.contains(claim),
+            "{claim:?} while runs are refused: {text}"
+        );
+    }
     let out = pkit_env(&["doctor", "--json"], &[("PKIT_CLONE3", "garbage")]);
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert!(v["mechanism"].is_null(), "{v}");
     assert!(v["reason"].as_str().unwrap().contains("PKIT_CLONE3"), "{v}");
+    assert_eq!(v["clone3"], false, "{v}");
+    assert_eq!(v["cgroup_kill"], false, "{v}");
+    for cap in v["caps"].as_array().expect("caps") {
+        assert!(
+            cap["enforced_by"].is_null(),
+            "{cap} while runs are refused: {v}"
+        );
+    }
 }
 
 /// A `PKIT_MECHANISM` that is not a choice: `pkit doctor` names it and
@@ -116,6 +145,8 @@ fn doctor_names_a_bad_pkit_mechanism() {
     assert!(v["choice"].is_null(), "a bad value is no choice: {v}");
     assert!(v["mechanism"].is_null(), "{v}");
     assert!(v["reason"].as_str().unwrap().contains(accepted), "{v}");
+    assert_eq!(v["clone3"], false, "no run uses it: {v}");
+    assert_eq!(v["cgroup_kill"], false, "no run uses it: {v}");
     let marker = temp_path("a16-ran");
     let touch = format!("touch {}", marker.display());
     for verb in ["run", "supervise"] {

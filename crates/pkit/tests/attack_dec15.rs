@@ -27,6 +27,11 @@
 //! found") for a program path that fails with `ELOOP`, `ENOTDIR` or
 //! `ENAMETOOLONG`, where timeout(1) exits 126: the library maps those to
 //! `NotFound` by design (`sys/resolve.rs`).
+//!
+//! fix51 (rv50's LOWs): a thread id is refused where `/proc` does not list
+//! this process's threads ([`a_group_refuses_its_threads_unlisted_in_proc`]),
+//! and an ended guard is no longer named by `guard_pids`, nor its pid
+//! refused once another process has it ([`an_ended_guard_is_no_longer_named`]).
 
 mod common;
 
@@ -173,4 +178,187 @@ fn a_group_refuses_to_adopt_the_owner_death_guard() {
         "a15: guarded",
         "the helper whose group was asked to adopt its guard",
     );
+}
+
+/// The helper's half of [`a_group_refuses_its_threads_unlisted_in_proc`]:
+/// run with an empty tmpfs over its `/proc/self/task` (`/proc` lists none
+/// of its threads, as another pid namespace's `/proc` would not), a group
+/// of mechanism `role` is asked to adopt the id of one of this process's
+/// threads, then dropped; this process must still be alive to say so.
+fn adopt_thread_without_proc_helper(role: &str) {
+    let choice = mechanism_of(role);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (_hold, wait) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // "<pid>/task/<tid>": the link's text, read without the task
+        // directory hidden below it.
+        let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+        let tid = link
+            .file_name()
+            .and_then(|n| n.to_str()?.parse::<u32>().ok());
+        tx.send(tid.expect("a thread id")).expect("send");
+        let _ = wait.recv();
+    });
+    let tid = rx.recv().expect("the thread's id");
+    assert_ne!(tid, std::process::id());
+    assert!(
+        !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists(),
+        "/proc/self/task still lists thread {tid}"
+    );
+    let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+    let err = g.adopt(tid).expect_err("adopting a thread of this process");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{tid}: {err}");
+    copies::say("a15", &format!("{tid}: {err}"));
+    drop(g);
+    drop(_hold);
+    thread.join().expect("thread");
+    copies::say("a15", "survived, its threads unlisted");
+}
+
+/// `Group::adopt` refuses the id of one of this process's threads where
+/// `/proc` is not this process's (absent, or another pid namespace's, in
+/// a container): the check asks the kernel (`tgkill` with signal 0), not
+/// `/proc/self/task` (fix51; before, such an id was taken, and under
+/// cgroup v2 the group's end killed its owner). The helper runs in a
+/// mount namespace with an empty tmpfs over its `/proc/<pid>/task` (the
+/// rest of `/proc`, which the mechanisms read, left), once per mechanism.
+#[test]
+fn a_group_refuses_its_threads_unlisted_in_proc() {
+    let name = "a_group_refuses_its_threads_unlisted_in_proc";
+    if let Ok(role) = std::env::var(ROLE) {
+        adopt_thread_without_proc_helper(&role);
+        return;
+    }
+    // `exec` keeps the shell's pid: the helper's /proc/self/task is hidden.
+    let script =
+        r#"mount --make-rprivate / && mount -t tmpfs none /proc/$$/task && exec "$0" "$@""#;
+    let wrap = ["unshare", "-m", "sh", "-c", script];
+    let probe = std::process::Command::new(wrap[0])
+        .args(&wrap[1..])
+        .arg("true")
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        common::skipped(
+            name,
+            "needs root and `unshare -m` with a tmpfs over /proc/<pid>/task",
+        );
+        return;
+    }
+    in_suite(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &wrap,
+                Duration::from_secs(120),
+            );
+            assert!(
+                status.is_some_and(|s| s.success())
+                    && text.contains("a15: survived, its threads unlisted"),
+                "{choice}: the helper that adopted a thread /proc did not list: {status:?} {text}"
+            );
+        }
+    });
+}
+
+/// A `sleep` started with pid `pid` once it is free (its zombie reaped by
+/// whoever it was orphaned to), by setting `ns_last_pid` to the pid before
+/// it (root; a few tries, as another process may take the pid first):
+/// `None` where that can't be done.
+fn child_with_pid(pid: u32) -> Option<std::process::Child> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).ok()?;
+        let mut child = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .ok()?;
+        if child.id() == pid {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    None
+}
+
+/// The helper's half of [`an_ended_guard_is_no_longer_named`]: with a
+/// guarded group running, its guard is SIGKILLed; `guard_pids` must then
+/// leave it out, and a group asked to adopt the pid (by then a `sleep`
+/// given that pid where `ns_last_pid` can be set) must not refuse it as
+/// the guard.
+fn ended_guard_helper(role: &str) {
+    let choice = mechanism_of(role);
+    let make = || pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice));
+    let a = make().expect("group a");
+    let _pa = a.start(&Command::new("sleep").arg("300")).expect("start");
+    assert!(a.as_async().guarded(), "{choice}: a is guarded");
+    let guards = pkit::guard_pids();
+    assert!(!guards.is_empty(), "{choice}: a guard runs");
+    for &guard in &guards {
+        kill_pid(guard);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while guards.iter().any(|&g| !pid_gone(g)) || !pkit::guard_pids().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{choice}: ended guards {guards:?} still named: {:?}",
+            pkit::guard_pids()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b = make().expect("group b");
+    let _pb = b.start(&Command::new("sleep").arg("300")).expect("start");
+    for &guard in &guards {
+        let mut stranger = child_with_pid(guard);
+        let got = b.adopt(guard);
+        if let Err(e) = &got {
+            assert_ne!(e.kind(), ErrorKind::InvalidInput, "{choice}: {guard}: {e}");
+        }
+        if let Some(child) = &mut stranger {
+            if choice == MechanismChoice::Cgroup {
+                got.expect("a cgroup adopts the pid's new process");
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            copies::say("a15", &format!("{guard}: reused"));
+        }
+    }
+    copies::say("a15", "ended guard not named");
+}
+
+/// `guard_pids` named a guard that had ended (it keeps its pid for the
+/// life of the process, none is started again), so `Group::adopt` refused
+/// an unrelated process later given that pid as "this process's
+/// owner-death guard" (fix51). Only running guards are named now. In a
+/// helper process (its guard is killed), once per mechanism, alone in the
+/// suite (it steers pid allocation to give the pid on).
+#[test]
+fn an_ended_guard_is_no_longer_named() {
+    let name = "an_ended_guard_is_no_longer_named";
+    if let Ok(role) = std::env::var(ROLE) {
+        ended_guard_helper(&role);
+        return;
+    }
+    // Alone: the helper steers pid allocation (`ns_last_pid`).
+    in_suite_exclusive(name, || {
+        for choice in mechanisms() {
+            let (status, text) = run_self_as(
+                name,
+                (ROLE, &choice.to_string()),
+                &[],
+                Duration::from_secs(180),
+            );
+            assert!(
+                status.is_some_and(|s| s.success()) && text.contains("a15: ended guard not named"),
+                "{choice}: the helper whose guard was killed: {status:?} {text}"
+            );
+        }
+    });
 }

@@ -242,8 +242,10 @@ pub(crate) fn is_this_process(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }
+    // Asked of the kernel (`tgkill` with signal 0), not of `/proc`, which
+    // may be absent or another pid namespace's.
     #[cfg(target_os = "linux")]
-    if std::path::Path::new(&format!("/proc/self/task/{pid}")).exists() {
+    if linux::signal::is_own_thread(pid) {
         return true;
     }
     false

@@ -249,16 +249,17 @@ use slot::Slot;
 /// anything. A guard leaves this process by a double fork: where this
 /// process is a child subreaper, it is adopted as an orphan, and a
 /// subreaper that kills its adopted orphans (`pkit run`, `pkit
-/// supervise`) spares exactly these. A guard once started keeps its pid
-/// for the life of this process (none is started again). Cheap: no
-/// system call.
+/// supervise`) spares exactly these. Only guards still running are named:
+/// one that ended (none is started again) no longer owns its pid, which
+/// the system may give to an unrelated process. Cheap: a poll of a
+/// descriptor per guard, no message to it.
 pub fn guard_pids() -> Vec<u32> {
     let mut pids = Vec::new();
     #[cfg(target_os = "linux")]
-    if let Some(g) = GUARD.started() {
+    if let Some(g) = GUARD.started().filter(|g| g.running()) {
         pids.push(g.pid as u32);
     }
-    if let Some(g) = PORTABLE.started() {
+    if let Some(g) = PORTABLE.started().filter(|g| g.running()) {
         pids.push(g.pid as u32);
     }
     pids

@@ -116,6 +116,21 @@ impl Guard {
         true
     }
 
+    /// Whether the guard's process still runs, failed or not (a guard
+    /// this process gave up on may still be running): its pidfd where it
+    /// has one (Linux), else its end of the socket, closed when it exits.
+    pub(crate) fn running(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.pidfd {
+            return !crate::sys::linux::child::pidfd_exited_now(fd);
+        }
+        if self.portable {
+            !peer_closed(self.sock.as_fd())
+        } else {
+            !hung_up(self.sock.as_fd())
+        }
+    }
+
     /// Tries to send one message (with an fd attached, for `OP_PGROUP`)
     /// without blocking: `WouldBlock` when the socket's buffer is full.
     fn try_send(&self, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {

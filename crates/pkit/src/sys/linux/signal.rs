@@ -70,3 +70,21 @@ pub(crate) fn exact_pgroup_signals() -> bool {
         )
     })
 }
+
+/// Whether `tid` is the id of one of this process's threads (the main one
+/// included): `tgkill(getpid(), tid, 0)`, which checks without signalling
+/// and needs no `/proc` (absent, or another pid namespace's, in some
+/// containers). 0: a thread of ours; `ESRCH`: none; `EINVAL`: not an id.
+pub(crate) fn is_own_thread(tid: u32) -> bool {
+    let Ok(tid) = libc::pid_t::try_from(tid) else {
+        return false;
+    };
+    if tid <= 0 {
+        return false;
+    }
+    // Raw: rustix has no tgkill.
+    // SAFETY: tgkill takes two ids and a signal number by value; signal 0
+    // only checks that the thread exists in the thread group.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    rc == 0
+}
