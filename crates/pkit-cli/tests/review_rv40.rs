@@ -239,17 +239,24 @@ fn ctrl_z_right_after_fg_stops_the_job_again() {
         eprintln!("skipped: no /bin/bash");
         return;
     }
-    let (control, text) = ctrl_z_after_fg_lost("sh -c 'read x; echo got=$x'", 6, &[None]);
-    assert_eq!(control, 0, "the control (no pkit) lost a Ctrl-Z: {text}");
-    for m in process_group_mechanisms() {
-        let line = format!("{PKIT} run -q --mechanism {m} -- sh -c 'read x; echo got=$x'");
-        let pauses = [None, Some("continued:1500"), Some("handed:1500")];
-        let (lost, text) = ctrl_z_after_fg_lost(&line, 12, &pauses);
-        assert_eq!(
-            lost, 0,
-            "{m}: Ctrl-Z lost after fg in {lost} of 12 runs: {text}"
-        );
-    }
+    // The control's series and each mechanism's at once (each run its own
+    // terminal and job).
+    let series = std::iter::once(None).chain(process_group_mechanisms().into_iter().map(Some));
+    at_once(series, |m| match m {
+        None => {
+            let (control, text) = ctrl_z_after_fg_lost("sh -c 'read x; echo got=$x'", 6, &[None]);
+            assert_eq!(control, 0, "the control (no pkit) lost a Ctrl-Z: {text}");
+        }
+        Some(m) => {
+            let line = format!("{PKIT} run -q --mechanism {m} -- sh -c 'read x; echo got=$x'");
+            let pauses = [None, Some("continued:1500"), Some("handed:1500")];
+            let (lost, text) = ctrl_z_after_fg_lost(&line, 12, &pauses);
+            assert_eq!(
+                lost, 0,
+                "{m}: Ctrl-Z lost after fg in {lost} of 12 runs: {text}"
+            );
+        }
+    });
 }
 
 /// pkit (alone in its job, its program handed the terminal, the

@@ -86,42 +86,43 @@ time.sleep(3)
 /// The script ignores Ctrl-C and Ctrl-\ and has `tostop` set; its
 /// pipeline's program prints once it holds the terminal, `cat` after it
 /// writes that out. The job ends (`status=0,0;`, `hi`, `end`) without pkit
-/// (the control) and must with it.
-fn tostop_pipeline(m: &str) {
+/// (`what` "control") and must with it ("pkit").
+fn tostop_pipeline(m: &str, what: &str) {
     let pids = Reap::new("rv42-tostop");
     let prog = temp_path("rv42-tostop-prog");
     write_file(&prog, PRINTS_ONCE_IT_HOLDS, 0o644);
     let prog = prog.to_str().unwrap().to_string();
-    for (what, run) in [
-        ("control", format!("python3 {prog} {p}", p = pids.path())),
-        (
-            "pkit",
-            format!(
-                "{PKIT} run -q --mechanism {m} -- python3 {prog} {p}",
-                p = pids.path()
-            ),
+    let run = match what {
+        "control" => format!("python3 {prog} {p}", p = pids.path()),
+        _ => format!(
+            "{PKIT} run -q --mechanism {m} -- python3 {prog} {p}",
+            p = pids.path()
         ),
-    ] {
-        let job = format!("stty tostop; trap '' INT QUIT; {run} | cat; echo end");
-        let text = drive(&job, &ends_or_stops("", 0, 60));
-        assert!(text.ends_with("ok\n"), "{m} {what}: {text}");
-        assert!(
-            text.contains("status=0,0;") && text.contains("hi") && text.contains("end"),
-            "{m} {what}: the job did not end by itself (status=1,22 is a stop by SIGTTOU: \
-             cat, taken for a background command, wrote while the program held the terminal): {text}"
-        );
-    }
+    };
+    let job = format!("stty tostop; trap '' INT QUIT; {run} | cat; echo end");
+    let text = drive(&job, &ends_or_stops("", 0, 60));
     let _ = std::fs::remove_file(&prog);
+    assert!(text.ends_with("ok\n"), "{m} {what}: {text}");
+    assert!(
+        text.contains("status=0,0;") && text.contains("hi") && text.contains("end"),
+        "{m} {what}: the job did not end by itself (status=1,22 is a stop by SIGTTOU: \
+         cat, taken for a background command, wrote while the program held the terminal): {text}"
+    );
 }
 
 /// MEDIUM: a script that ignores Ctrl-C has its pipeline's stages taken
 /// for background commands (their stdin is the pipe, and SIGINT and
 /// SIGQUIT are ignored): pkit hands its program the terminal with `cat`
 /// still in the job, and with `stty tostop` `cat`'s output stops the job
-/// (SIGTTOU), where without pkit nothing stops.
+/// (SIGTTOU), where without pkit nothing stops. Each mechanism's control
+/// and pkit run at once (each its own terminal, job, program file and pid
+/// file): each waits out its program's linger.
 #[test]
 fn a_script_ignoring_ctrl_c_keeps_its_pipeline_running_under_tostop() {
-    at_once(process_group_mechanisms(), tostop_pipeline);
+    let cases = process_group_mechanisms()
+        .into_iter()
+        .flat_map(|m| ["control", "pkit"].map(|what| (m, what)));
+    at_once(cases, |(m, what)| tostop_pipeline(m, what));
 }
 
 /// A helper (Python) that sets its own SIGINT handler, then records its

@@ -105,25 +105,28 @@ fn under_anothers_proc_the_sweep_lets_a_guard_end_on_its_own() {
         ("a /proc of its own", &["-pfm", "--mount-proc"]),
         ("twice nested", &["-pf", "unshare", "-pf"]),
     ];
-    for mechanism in process_group_mechanisms() {
-        for (layout, unshare) in layouts {
-            let what = format!("{mechanism}, {layout}");
-            let done = dir.join(format!("done-{mechanism}-{}", unshare.len()));
-            // Once more when only the guard's `done` is missing: at load
-            // 30 and more on 2 cores, a guard left its 4 s has been
-            // starved of them (once). A sweep that kills guards at once
-            // fails each attempt; any other failure fails at once.
-            let mut attempt = 1;
-            while let Err(all) = guard_case(&what, unshare, mechanism, &guard, &done) {
-                assert!(
-                    attempt < 3,
-                    "the guard was killed before it could end, in each of {attempt} attempts: {all}"
-                );
-                eprintln!("the guard was killed before it could end ({all}); once more");
-                attempt += 1;
-            }
+    // Every case at once (each its own namespaces, files and run): each
+    // waits out the sweep's 4 s for its lingering "guard".
+    let cases = process_group_mechanisms()
+        .into_iter()
+        .flat_map(|mechanism| layouts.map(|layout| (mechanism, layout)));
+    at_once(cases, |(mechanism, (layout, unshare))| {
+        let what = format!("{mechanism}, {layout}");
+        let done = dir.join(format!("done-{mechanism}-{}", unshare.len()));
+        // Once more when only the guard's `done` is missing: at load
+        // 30 and more on 2 cores, a guard left its 4 s has been
+        // starved of them (once). A sweep that kills guards at once
+        // fails each attempt; any other failure fails at once.
+        let mut attempt = 1;
+        while let Err(all) = guard_case(&what, unshare, mechanism, &guard, &done) {
+            assert!(
+                attempt < 3,
+                "the guard was killed before it could end, in each of {attempt} attempts: {all}"
+            );
+            eprintln!("the guard was killed before it could end ({all}); once more");
+            attempt += 1;
         }
-    }
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

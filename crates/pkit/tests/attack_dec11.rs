@@ -976,7 +976,9 @@ async fn events_after_wait_tell_what_the_wait_did() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exit_event_comes_while_a_descendant_chatters_on() {
     let suite = begin("the_exit_event_comes_while_a_descendant_chatters_on").await;
-    for choice in mechanisms() {
+    // Each mechanism at once (each its own group and tree): the exit is
+    // told some 2 s after it, the descendant chattering on.
+    all_at_once(mechanisms(), |choice| async move {
         let g = group(choice);
         let script = "(while :; do echo chatter; sleep 0.05; done) & echo main; exit 7";
         let cmd = Command::new("sh").args(["-c", script]).stream_lines();
@@ -1005,7 +1007,8 @@ async fn the_exit_event_comes_while_a_descendant_chatters_on() {
             Ok(true),
             "{choice}: no exit event within {DEADLINE:?}"
         );
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -1041,7 +1044,9 @@ async fn events_outlive_their_dropped_handle_and_end_with_its_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_line_tells_the_exit_while_a_descendant_chatters_on() {
     let suite = begin("wait_for_line_tells_the_exit_while_a_descendant_chatters_on").await;
-    for choice in mechanisms() {
+    // Each mechanism at once (each its own group and tree): the exit is
+    // told some 2 s after it, the descendant chattering on.
+    all_at_once(mechanisms(), |choice| async move {
         let g = group(choice);
         let script = "(while :; do echo chatter; sleep 0.05; done) & exit 7";
         let cmd = Command::new("sh").args(["-c", script]).stream_lines();
@@ -1060,7 +1065,8 @@ async fn wait_for_line_tells_the_exit_while_a_descendant_chatters_on() {
             } => assert_eq!(outcome, Outcome::Exited(7), "{choice}"),
             e => panic!("{choice}: {e}"),
         }
-    }
+    })
+    .await;
     suite.end().await;
 }
 

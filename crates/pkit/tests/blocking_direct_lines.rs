@@ -118,21 +118,16 @@ fn noted(cmd: Command, seen: &Arc<Mutex<Seen>>, which: Which) -> Command {
     }
 }
 
-/// `cmd`'s blocking `output()` with noting callbacks: the plain command
-/// (direct), then the engine's; each with what its callbacks saw.
-fn both(cmd: &Command, what: &str, which: Which) -> [(Output, Seen); 2] {
-    let run = |cmd: Command| {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let out = noted(cmd, &seen, which)
-            .blocking()
-            .output()
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let seen = std::mem::take(&mut *seen.lock().unwrap());
-        (out, seen)
-    };
-    let direct = run(cmd.clone());
-    let engine = run(engine(cmd));
-    [direct, engine]
+/// `cmd`'s blocking `output()` with noting callbacks on the `which`
+/// streams; what its callbacks saw.
+fn noted_output(cmd: Command, what: &str, which: Which) -> (Output, Seen) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let out = noted(cmd, &seen, which)
+        .blocking()
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    (out, seen)
 }
 
 /// The two runs agree, their callbacks' lines are `stdout` and `stderr`
@@ -264,18 +259,39 @@ fn the_direct_paths_callbacks_get_the_engines_lines_on_the_calling_thread() {
                 ),
             ];
             no_reader_threads("before");
-            for (what, cmd, out, err) in cases {
-                let mut which = vec![Which::Stdout, Which::Stderr];
-                if what.starts_with("100,000") {
-                    which.push(Which::Both);
-                }
-                for which in which {
-                    let runs = both(&cmd, what, which);
-                    agree(&runs, &out, &err, what, which);
-                    // The engine's reader threads go idle, then exit.
-                    no_reader_threads(what);
-                }
+            // Each case's direct runs with one callback first, all of them
+            // before any run that starts a reader thread (the engine's, and
+            // a direct run with both callbacks): a `pkit-reader` thread seen
+            // during one of them was started by a direct run, with no idle
+            // one left by an engine's run to wait out (an idle reader
+            // thread exits after a second: waited for after each engine's
+            // run, that was most of this test's time).
+            let runs: Vec<_> = cases
+                .iter()
+                .flat_map(|(what, cmd, _, _)| {
+                    let mut which = vec![Which::Stdout, Which::Stderr];
+                    if what.starts_with("100,000") {
+                        which.push(Which::Both);
+                    }
+                    which.into_iter().map(move |which| (*what, cmd, which))
+                })
+                .collect();
+            let mut direct: Vec<_> = runs
+                .iter()
+                .map(|&(what, cmd, which)| {
+                    (which != Which::Both).then(|| noted_output(cmd.clone(), what, which))
+                })
+                .collect();
+            for (&(what, cmd, which), direct) in runs.iter().zip(&mut direct) {
+                let direct = direct
+                    .take()
+                    .unwrap_or_else(|| noted_output(cmd.clone(), what, which));
+                let engine = noted_output(engine(cmd), what, which);
+                let (_, _, out, err) = cases.iter().find(|c| c.0 == what).unwrap();
+                agree(&[direct, engine], out, err, what, which);
             }
+            // The engine's reader threads go idle, then exit.
+            no_reader_threads("after the runs");
             // `run()`'s text capture beside a callback.
             let seen = Arc::new(Mutex::new(Seen::default()));
             let text = noted(shell("echo one; echo two"), &seen, Which::Stdout)

@@ -274,9 +274,10 @@ wait"#,
             tokio::time::sleep(POLL).await;
         }
         // The grace the two trapping children have to write `TERM` (a
-        // loaded machine can take seconds to run a trap): the mimic,
-        // spared the TERM, holds the shutdown for all of it.
-        let report = group.shutdown(Duration::from_secs(10)).await.unwrap();
+        // loaded machine can take seconds to run a trap; the trap is one
+        // `echo`): the mimic, spared the TERM, holds the shutdown for all
+        // of it. 5 s (it was 10).
+        let report = group.shutdown(Duration::from_secs(5)).await.unwrap();
         let terms = |f: &TempPath| {
             std::fs::read_to_string(f.path())
                 .unwrap_or_default()

@@ -160,8 +160,8 @@ fn hold(choice: MechanismChoice, pid: u32, n: usize) -> Option<Held> {
         .then(|| Held::new(pid, n).expect("a v1 freezer directory"))
 }
 
-/// `Group::signal_async` and `kill_async`, and a pipeline's, polled `k`
-/// times (a yield between) and then dropped, for `k` from 1 to 12 (under
+/// `Group::signal_async` and `kill_async`, and a pipeline's (the next
+/// test), polled `k` times (a yield between) and then dropped, for `k` from 1 to 12 (under
 /// cgroup v2 a member held: every one of them dropped in its wait for the
 /// freeze), and a signal once beside a
 /// second call on the same group that completes: after each, nothing is
@@ -250,6 +250,16 @@ async fn signal_and_kill_dropped_at_every_turn_leave_nothing_frozen() {
         drop(p);
         group.close().await.expect("close");
     }
+    suite.end().await;
+}
+
+/// [`signal_and_kill_dropped_at_every_turn_leave_nothing_frozen`] for a
+/// pipeline's `kill_async` (a test of its own: under cgroup v2 each part
+/// waits out the freeze's 5 s, the group's twice, this one once, and the
+/// two parts run at once).
+#[tokio::test]
+async fn a_pipelines_kill_dropped_at_every_turn_leaves_nothing_frozen() {
+    let suite = begin("a_pipelines_kill_dropped_at_every_turn_leaves_nothing_frozen").await;
     for choice in mechanisms() {
         let what = format!("{choice}, pipeline");
         let mut chain = Pipe::new([Command::new("sleep").arg("300"), Command::new("cat")])

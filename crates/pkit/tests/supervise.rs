@@ -715,7 +715,9 @@ async fn huge_output_keeps_only_the_tail_in_final_output() {
 #[tokio::test]
 async fn a_port_that_never_opens_is_a_crash_every_run() {
     let suite = begin("a_port_that_never_opens_is_a_crash_every_run").await;
-    for choice in mechanisms() {
+    // Each mechanism at once (each its own port, counter and supervisor):
+    // each waits out three health timeouts.
+    all_at_once(mechanisms(), |choice| async move {
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let counter = TempPath::new("port-never");
         let cmd = sh(r#"echo $$ >> "$1"; sleep 300 & wait"#).arg(counter.as_str());
@@ -748,7 +750,8 @@ async fn a_port_that_never_opens_is_a_crash_every_run() {
             .collect();
         assert_eq!(pids.len(), 3, "{choice}");
         assert_gone(&pids, "the unhealthy runs").await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 
