@@ -62,10 +62,21 @@ async fn a_close_racing_starts_leaves_nothing_running() {
         let (group, dir) = (group.clone(), dir.clone());
         starters.push(tokio::task::spawn_blocking(move || {
             let mut held = Vec::new();
+            // Wine's process creation fails now and then under this load
+            // with ERROR_INTERNAL_ERROR (1359), the group open: such a
+            // failure (a few allowed, each printed) is not the close's
+            // refusal this waits for.
+            let mut other_failures = 0;
             loop {
                 match group.start(&pair(&dir)) {
                     Ok(p) => held.push(p),
-                    Err(e) => return (held, e),
+                    Err(e) if e.to_string().contains("closed") || other_failures == 5 => {
+                        return (held, e)
+                    }
+                    Err(e) => {
+                        eprintln!("a start failed, not for the close: {e:?}");
+                        other_failures += 1;
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
