@@ -544,27 +544,35 @@ async fn a_slow_reader_a_huge_write_and_a_timeout() {
 
 /// Stdin dropped while a write is pending (the write's future dropped,
 /// then the handle): the child sees end of file after a prefix of the
-/// bytes and exits; nothing hangs.
+/// bytes and exits; nothing hangs. The child reads nothing until the
+/// handle is dropped (it waits for a file the test makes then), so the
+/// write is pending whatever the load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_dropped_while_a_write_is_pending() {
     let suite = begin("stdin_dropped_while_a_write_is_pending").await;
+    let big = vec![b'x'; 256 << 20];
     for choice in mechanisms() {
+        let go = TempPath::new("a17-pending");
         let g = group(choice);
         let mut p = g
             .start(
-                &sh(choice, "sleep 1; exec wc -c")
-                    .stdin_piped()
-                    .timeout(PROMPT),
+                &sh(
+                    choice,
+                    r#"while [ ! -e "$1" ]; do sleep 0.05; done; exec wc -c"#,
+                )
+                .arg(go.path())
+                .stdin_piped()
+                .timeout(PROMPT),
             )
             .unwrap_or_else(|e| panic!("{choice}: {e}"));
         let mut stdin = p.take_stdin().expect("piped");
-        let big = vec![b'x'; 256 << 20];
         let pending = tokio::time::timeout(Duration::from_millis(200), stdin.write_all(&big)).await;
         assert!(
             pending.is_err(),
-            "{choice}: 256 MiB went through in 200 ms?"
+            "{choice}: 256 MiB went through to a child that reads nothing?"
         );
         drop(stdin);
+        std::fs::write(go.path(), b"").expect("the go file");
         let out = tokio::time::timeout(PROMPT, p.wait())
             .await
             .expect("wait hung")
