@@ -76,7 +76,7 @@ fn one_int_to_the_job_of_a_nested_run_is_one_request() {
         let stop = temp_path("int-stop");
         let pids = pid_file();
         let script = format!(
-            "echo $$ > {p}; trap 'echo INT >> {l}' INT; trap 'echo TERM >> {l}; exit 5' TERM; \
+            "trap 'echo INT >> {l}' INT; trap 'echo TERM >> {l}; exit 5' TERM; echo $$ > {p}; \
              while [ ! -e {s} ]; do sleep 0.05; done",
             p = pids.display(),
             l = log.display(),
