@@ -42,18 +42,18 @@ use pkit::{Command, ErrorKind, MechanismChoice};
 
 const ROLE: &str = "A15_ROLE";
 
-/// The mechanism a helper's role names (`MechanismChoice`'s `Display`).
 /// Runs test `name` again as a helper process in each mechanism (the
-/// failure it looks for kills the helper), and asserts that each ended
-/// well and said `said`; `what` names the helper in the failure.
-fn in_helpers(name: &'static str, said: &str, what: &str) {
+/// failure it looks for kills the helper), under the command `wrap` (none
+/// when empty), and asserts that each ended well and said `said`; `what`
+/// names the helper in the failure.
+fn in_helpers(name: &'static str, wrap: &[&str], said: &str, what: &str) {
     in_suite(name, || {
         for choice in mechanisms() {
             let (status, text) = run_self_as(
                 name,
                 (ROLE, &choice.to_string()),
-                &[],
-                Duration::from_secs(120),
+                wrap,
+                Duration::from_secs(180),
             );
             assert!(
                 status.is_some_and(|s| s.success()) && text.contains(said),
@@ -63,6 +63,7 @@ fn in_helpers(name: &'static str, said: &str, what: &str) {
     });
 }
 
+/// The mechanism a helper's role names (`MechanismChoice`'s `Display`).
 fn mechanism_of(role: &str) -> MechanismChoice {
     match role {
         "cgroup" => MechanismChoice::Cgroup,
@@ -116,7 +117,12 @@ fn a_group_refuses_to_adopt_its_owner() {
         adopt_owner_helper(&role);
         return;
     }
-    in_helpers(name, "a15: survived", "the helper that adopted its own pid");
+    in_helpers(
+        name,
+        &[],
+        "a15: survived",
+        "the helper that adopted its own pid",
+    );
 }
 
 /// The helper's half of [`a_group_refuses_to_adopt_the_owner_death_guard`]:
@@ -175,6 +181,7 @@ fn a_group_refuses_to_adopt_the_owner_death_guard() {
     }
     in_helpers(
         name,
+        &[],
         "a15: guarded",
         "the helper whose group was asked to adopt its guard",
     );
@@ -244,21 +251,12 @@ fn a_group_refuses_its_threads_unlisted_in_proc() {
         );
         return;
     }
-    in_suite(name, || {
-        for choice in mechanisms() {
-            let (status, text) = run_self_as(
-                name,
-                (ROLE, &choice.to_string()),
-                &wrap,
-                Duration::from_secs(120),
-            );
-            assert!(
-                status.is_some_and(|s| s.success())
-                    && text.contains("a15: survived, its threads unlisted"),
-                "{choice}: the helper that adopted a thread /proc did not list: {status:?} {text}"
-            );
-        }
-    });
+    in_helpers(
+        name,
+        &wrap,
+        "a15: survived, its threads unlisted",
+        "the helper that adopted a thread /proc did not list",
+    );
 }
 
 /// The helper's half of [`an_ended_guard_is_no_longer_named`]: with a
@@ -311,18 +309,10 @@ fn an_ended_guard_is_no_longer_named() {
         ended_guard_helper(&role);
         return;
     }
-    in_suite(name, || {
-        for choice in mechanisms() {
-            let (status, text) = run_self_as(
-                name,
-                (ROLE, &choice.to_string()),
-                &[],
-                Duration::from_secs(180),
-            );
-            assert!(
-                status.is_some_and(|s| s.success()) && text.contains("a15: ended guard not named"),
-                "{choice}: the helper whose guard was killed: {status:?} {text}"
-            );
-        }
-    });
+    in_helpers(
+        name,
+        &[],
+        "a15: ended guard not named",
+        "the helper whose guard was killed",
+    );
 }

@@ -99,21 +99,10 @@ impl Guard {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the guard is still running.
+    /// Whether the guard is still running and not given up on (its
+    /// socket not hung up either).
     pub(crate) fn alive(&self) -> bool {
-        if self.lock().failed.is_some() || hung_up(self.sock.as_fd()) {
-            return false;
-        }
-        if self.portable {
-            // A stream socket: a closed peer may show as a readable end of
-            // file rather than a hang-up.
-            return !peer_closed(self.sock.as_fd());
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(fd) = &self.pidfd {
-            return !crate::sys::linux::child::pidfd_exited_now(fd);
-        }
-        true
+        self.lock().failed.is_none() && !hung_up(self.sock.as_fd()) && self.running()
     }
 
     /// Whether the guard's process still runs, failed or not (a guard
