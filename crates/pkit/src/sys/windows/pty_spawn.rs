@@ -127,7 +127,7 @@ fn is_batch_file(path: &OsStr) -> bool {
 
 /// The most UTF-16 units of a command line `CreateProcessW` takes, its
 /// terminating NUL included.
-const MAX_COMMAND_LINE: usize = 32_767;
+pub(super) const MAX_COMMAND_LINE: usize = 32_767;
 
 /// The command line: the program's path (quoted, as std does), then each
 /// argument after `argv[0]`, NUL-terminated. One longer than Windows takes

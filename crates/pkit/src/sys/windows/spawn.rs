@@ -4,6 +4,7 @@
 //! suspended so that it can be put in its job before it runs.
 
 use std::io;
+use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::OwnedHandle;
 use std::os::windows::process::CommandExt;
 use std::process::Stdio;
@@ -44,8 +45,15 @@ pub(crate) fn create(spec: &SpawnSpec, run: bool) -> Result<(u32, OwnedHandle), 
         return super::pty_spawn::create(spec, console, run);
     }
     // std passes on a command line of any length: Windows refuses one
-    // too long, Wine runs it cut short. Refused here, with its length.
-    super::pty_spawn::command_line(&spec.path, &spec.argv).map_err(SpawnError::Os)?;
+    // too long, Wine runs it cut short. Refused here, with its length;
+    // built to be measured only when it could be too long (quoting at
+    // most doubles a string's units and adds two quotes and a space).
+    let units = |s: &std::ffi::OsStr| 2 * s.encode_wide().count() + 3;
+    let bound =
+        units(spec.path.as_ref()) + spec.argv.iter().skip(1).map(|a| units(a)).sum::<usize>();
+    if bound > super::pty_spawn::MAX_COMMAND_LINE {
+        super::pty_spawn::command_line(&spec.path, &spec.argv).map_err(SpawnError::Os)?;
+    }
     let mut cmd = std::process::Command::new(&spec.path);
     cmd.args(spec.argv.iter().skip(1));
     // An inherited environment is std's default (the parent's block).
