@@ -237,7 +237,7 @@ impl Spec {
     /// at the file system): the program name ([`check_program`](Self::check_program)),
     /// a NUL byte in `arg0`, an argument, a variable set (its name or
     /// value) or the working directory, a variable name that is empty or
-    /// holds `=`. The start makes these checks first (`launch::prepare`),
+    /// holds `=`. The start makes these checks first (`launch_prepare::prepare`),
     /// and a pipeline makes them for every stage before it starts any.
     pub(crate) fn check_passable(&self, program: &str) -> crate::error::Result<()> {
         use crate::error::Error;
