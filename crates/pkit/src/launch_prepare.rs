@@ -21,7 +21,7 @@ pub(crate) struct Prepared {
 /// Checks and converts everything before spawning, so the failures a
 /// caller can act on are typed errors and not an exec errno.
 pub(crate) fn prepare(cmd: &Spec, program: &str) -> Result<Prepared> {
-    cmd.check_passable(program)?;
+    cmd.check_passable()?;
     if let Some(dir) = &cmd.cwd {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
