@@ -100,6 +100,7 @@ impl<'a> Relays<'a> {
         if self.killing.is_none() {
             let group = self.fwd.group;
             self.killing = Some(Box::pin(async move {
+                crate::testpause::at("kill");
                 let _ = group.kill_async().await;
             }));
         }

@@ -35,13 +35,15 @@ pub struct Report {
     /// Its name (`SIGTERM`), or null for an unnamed (real-time) signal.
     pub signal_name: Option<&'static str>,
     pub timed_out: bool,
-    /// SIGKILL was needed after the grace (--kill-after) ran out.
+    /// SIGKILL was needed after the grace (--kill-after) ran out (and
+    /// ended the program: see `sigkill`).
     pub killed_after_grace: bool,
     /// Why pkit SIGKILLed the whole tree while the program ran: null (it
-    /// did not), `after_grace` (the grace ran out), `requested` (a third
-    /// request to end, TERM, INT, HUP or QUIT to pkit, cut the grace
-    /// short), `unreachable` (the ending signal could not reach the whole
-    /// tree: killed at once, no grace).
+    /// did not, or the program exited on its own before the kill reached
+    /// it: `exit_code` says how it ended), `after_grace` (the grace ran
+    /// out), `requested` (a third request to end, TERM, INT, HUP or QUIT
+    /// to pkit, cut the grace short), `unreachable` (the ending signal
+    /// could not reach the whole tree: killed at once, no grace).
     pub sigkill: Option<&'static str>,
     /// The same, with its signal (for the summary line; not in the report).
     #[serde(skip)]

@@ -348,9 +348,19 @@ pub async fn main(args: RunArgs, sink: std::io::Result<Sink>) -> Exit {
     }
     report.duration_us = started.elapsed().as_micros() as u64;
     report.timed_out = st.timed_out;
-    report.killed_after_grace = st.kill == Some(Kill::AfterGrace);
-    report.sigkill = st.kill.map(Kill::as_str);
-    report.kill = st.kill;
+    // A kill pkit asked for (a third request's, the grace's) is the run's
+    // only if it ended the program: one that exited on its own before the
+    // kill reached it (between the request and the kill's going out, or
+    // the cgroup's freeze) was not killed, and its report says how it
+    // ended, with no SIGKILL. Unix: a Windows job's termination leaves no
+    // signal to tell it by.
+    let kill = st.kill.filter(|_| match &result {
+        Ok(out) if cfg!(unix) => matches!(out.outcome(), Outcome::Signalled(sig::SIGKILL)),
+        _ => true,
+    });
+    report.killed_after_grace = kill == Some(Kill::AfterGrace);
+    report.sigkill = kill.map(Kill::as_str);
+    report.kill = kill;
     report.oom_killed = oom;
 
     let out = match result {

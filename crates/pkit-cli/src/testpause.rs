@@ -17,7 +17,9 @@
 //! stop itself) and `self-stop` (forward.rs: pkit has looked for a SIGCONT
 //! that would call its stop off, found none, and is about to stop itself)
 //! and `reraise` (sys/unix.rs: pkit, made not dumpable, is about to end
-//! by its program's signal).
+//! by its program's signal) and `kill` (relay.rs: the whole tree's
+//! SIGKILL, a third request's or the grace's, asked for and about to go
+//! out).
 
 /// Pauses here if the tests asked for it (debug builds only).
 pub fn at(point: &str) {

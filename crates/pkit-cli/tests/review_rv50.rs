@@ -12,7 +12,10 @@
 //! [`a_grace_ending_during_a_requested_kill_keeps_it_requested`]); a
 //! re-raised SIGSEGV/SIGABRT left pkit dumpable, which a piped
 //! `core_pattern` records as pkit's crash (LOW;
-//! [`a_reraise_makes_pkit_not_dumpable`]). The rest held.
+//! [`a_reraise_makes_pkit_not_dumpable`]). The rest held. Later (fix52):
+//! a program that exited on its own before the third request's kill went
+//! out was reported `"sigkill": "requested"` (LOW;
+//! [`a_program_that_exits_before_the_requested_kill_is_not_reported_killed`]).
 
 mod common;
 
@@ -197,6 +200,85 @@ fn the_status_is_the_programs_when_a_kill_races_its_exit() {
             assert_eq!(report["exit_status"], shell_status(st), "{what}: {report}");
             assert_all_gone(&tree);
         }
+    });
+}
+
+/// fix52: a third request's SIGKILL is asked for, and the program exits
+/// on its own before it goes out (pkit held just ahead of the kill by the
+/// `kill` test pause; the program, told from outside, exits 7 meanwhile).
+/// pkit's status is the program's 7, and so is the report's: `exited`,
+/// exit code 7, and no SIGKILL (`sigkill` null; it said `requested`,
+/// although nothing was killed by it).
+#[test]
+fn a_program_that_exits_before_the_requested_kill_is_not_reported_killed() {
+    at_once(mechanisms(), |m| {
+        let pids = Reap::new(&format!("fix52-exit-first-{m}"));
+        let json = temp_path(&format!("fix52-exit-first-{m}.json"));
+        // Each TERM it gets is written down (once it runs again: a
+        // cgroup's freeze around the whole tree's TERM is over then).
+        let terms = temp_path(&format!("fix52-exit-first-{m}.terms"));
+        let script = format!(
+            "trap 'echo t >> {t}' TERM; trap 'exit 7' USR1; echo $$ >> {p}; \
+             while :; do sleep 0.01; done",
+            t = terms.display(),
+            p = pids.path()
+        );
+        let terms_seen = |n: usize| {
+            let until = Instant::now() + DEADLINE;
+            loop {
+                let text = std::fs::read_to_string(&terms).unwrap_or_default();
+                if text.lines().count() >= n {
+                    return;
+                }
+                assert!(
+                    Instant::now() < until,
+                    "{m}: {n} TERMs never reached the program"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let mut child = pkit()
+            .env("PKIT_TEST_PAUSE", "kill:20000")
+            .args(["run", "-v", "-k", "60", "--mechanism", m, "--json-file"])
+            .arg(&json)
+            .args(["--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(Started::new)
+            .expect("pkit starts");
+        let said = Said::new(&mut child);
+        let tree = read_pids(&pids.0, 1);
+        let pkit_pid = child.id();
+        kill(pkit_pid, libc::SIGTERM);
+        said.wait("pkit: sending SIGTERM to the program", 1, m);
+        terms_seen(1);
+        kill(pkit_pid, libc::SIGTERM);
+        said.wait("pkit: second SIGTERM: ending the whole tree", 1, m);
+        // The whole tree's TERM went out, and no freeze holds the program.
+        terms_seen(2);
+        kill(pkit_pid, libc::SIGTERM);
+        said.wait("pkit: SIGTERM: killing the whole tree now", 1, m);
+        // pkit is in the pause (20 s), the kill not sent: the program
+        // ends now, on its own.
+        kill(tree[0] as u32, libc::SIGUSR1);
+        let until = Instant::now() + Duration::from_secs(15);
+        while !pid_gone(tree[0]) {
+            assert!(Instant::now() < until, "{m}: the program never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let st = ended(&mut child, m);
+        let err = said.all();
+        assert_eq!(st.code(), Some(7), "{m}: {st:?} {err}");
+        let report = json_report(&json);
+        assert_eq!(report["outcome"], "exited", "{m}: {report}");
+        assert_eq!(report["exit_code"], 7, "{m}: {report}");
+        assert_eq!(report["exit_status"], 7, "{m}: {report}");
+        assert_eq!(report["sigkill"], serde_json::Value::Null, "{m}: {report}");
+        assert_eq!(report["killed_after_grace"], false, "{m}: {report}");
+        assert_all_gone(&tree);
+        let _ = std::fs::remove_file(&terms);
     });
 }
 

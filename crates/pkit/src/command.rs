@@ -159,7 +159,11 @@ impl Command {
 
     /// Runs the child in `dir` (a relative `dir` is relative to this
     /// process's working directory). It is checked before spawning: a
-    /// missing directory is [`Error::CurrentDir`](crate::Error::CurrentDir).
+    /// missing directory, or one that is not a directory, is
+    /// [`Error::CurrentDir`](crate::Error::CurrentDir); a `dir` holding a
+    /// NUL byte (which no OS can be given) is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput), as a NUL in the
+    /// program, an argument or a variable is.
     ///
     /// It does not change where the program is found: a relative program
     /// path is resolved against this process's working directory first (see

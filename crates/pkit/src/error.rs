@@ -88,8 +88,9 @@ pub enum Error {
     },
 
     /// The working directory set with `current_dir` does not exist, is not
-    /// a directory, or can't be entered. The message does not repeat the
-    /// directory (messages never carry working directories); it is in
+    /// a directory, or can't be entered (one holding a NUL byte is
+    /// [`InvalidInput`](Error::InvalidInput)). The message does not repeat
+    /// the directory (messages never carry working directories); it is in
     /// `dir`.
     #[error("{}: its working directory (current_dir) is not usable: {source}", Shown(.program))]
     CurrentDir {

@@ -132,6 +132,7 @@ mod inert;
 #[cfg(feature = "json")]
 mod json;
 mod launch;
+mod launch_prepare;
 mod launch_spec;
 mod live;
 mod log;

@@ -41,7 +41,7 @@ pub(crate) fn check_stages(stages: &[Command]) -> Result<()> {
         if !cmd.run_with().starts_real_only() {
             continue;
         }
-        match cmd.spec.check_passable(&cmd.display_name()) {
+        match cmd.spec.check_passable() {
             Err(Error::InvalidInput(why)) => return Err(stage_error(i, cmd, why)),
             other => other?,
         }

@@ -237,23 +237,20 @@ impl Spec {
     /// at the file system): the program name ([`check_program`](Self::check_program)),
     /// a NUL byte in `arg0`, an argument, a variable set (its name or
     /// value) or the working directory, a variable name that is empty or
-    /// holds `=`. The start makes these checks first (`launch::prepare`),
+    /// holds `=`. The start makes these checks first (`launch_prepare::prepare`),
     /// and a pipeline makes them for every stage before it starts any.
-    pub(crate) fn check_passable(&self, program: &str) -> crate::error::Result<()> {
+    pub(crate) fn check_passable(&self) -> crate::error::Result<()> {
         use crate::error::Error;
         self.check_program()?;
         let nul = |s: &OsStr| s.as_encoded_bytes().contains(&0);
         let refused =
             |what: String| Err(Error::InvalidInput(format!("{what} contains a NUL byte")));
-        if let Some(dir) = self.cwd.as_deref().filter(|d| nul(d.as_os_str())) {
-            return Err(Error::CurrentDir {
-                program: program.into(),
-                dir: dir.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the working directory contains a NUL byte",
-                ),
-            });
+        // The working directory's NUL is the caller's string, as the
+        // others are: invalid input, not a directory the system refused
+        // (`CurrentDir` is for one missing, not a directory, or not
+        // enterable).
+        if self.cwd.as_deref().is_some_and(|d| nul(d.as_os_str())) {
+            return refused("the working directory".into());
         }
         if self.spawn.arg0().is_some_and(nul) {
             return refused("the program name".into());

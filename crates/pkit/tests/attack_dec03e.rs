@@ -867,13 +867,19 @@ async fn malformed_strings_are_typed_refusals() {
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{choice}: a stage: {e}");
         let e = pkit::which("sh\0").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "which: {e}");
-        for dir in ["/tm\0p", ""] {
+        // A NUL in the working directory is invalid input as in the other
+        // strings (fix52; it was `CurrentDir`); an empty one names no
+        // directory.
+        for (dir, kind) in [
+            ("/tm\0p", ErrorKind::InvalidInput),
+            ("", ErrorKind::CurrentDir),
+        ] {
             let e = cmd(choice, "true")
                 .current_dir(dir)
                 .output()
                 .await
                 .unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::CurrentDir, "{choice}: {dir:?}: {e}");
+            assert_eq!(e.kind(), kind, "{choice}: {dir:?}: {e}");
         }
         // Zero sizes, large unread input, input closed early.
         let out = sh(choice, "echo hi")

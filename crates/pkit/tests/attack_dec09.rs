@@ -828,8 +828,7 @@ async fn an_unchecked_last_stage_never_fails_the_chain() {
 /// as invalid input, like a pty stage, before any stage runs: the head's
 /// side effects (here: the stderr file its start creates) never happen.
 /// So is a NUL byte in its program, `arg0`, a variable's name or value,
-/// and its working directory (that one with the start's typed error,
-/// `CurrentDir`), through the verbs and `start`. A missing program is
+/// and its working directory, through the verbs and `start`. A missing program is
 /// still found missing only at its stage's start, as the docs say ("the
 /// stages already started are ended").
 #[tokio::test]
@@ -860,7 +859,7 @@ async fn a_stage_with_a_nul_argument_is_refused_before_any_stage_starts() {
         (
             "cwd",
             Command::new("cat").current_dir("/\0tmp"),
-            ErrorKind::CurrentDir,
+            ErrorKind::InvalidInput,
         ),
     ];
     for choice in mechanisms() {

@@ -277,6 +277,38 @@ async fn invalid_input_is_refused_without_echoing_it() {
     suite.end().await;
 }
 
+/// A NUL byte in the working directory is the caller's string no OS can
+/// take, as one in the program, an argument or a variable: invalid input
+/// (it was `CurrentDir`, whose source said `InvalidInput`), through every
+/// verb, `start` and a pipeline's stage, without echoing the directory.
+#[tokio::test]
+async fn a_nul_in_the_working_directory_is_invalid_input_as_the_other_strings() {
+    let suite = begin("a_nul_in_the_working_directory_is_invalid_input_as_the_other_strings").await;
+    for choice in mechanisms() {
+        let c = cmd(choice, "pwd").current_dir("/tmp/SECRET-DIR\0x");
+        let mut errs = errors_of_every_verb(&c).await;
+        errs.push(group(choice).start(&c).map(drop).expect_err("start"));
+        for err in &errs {
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{choice}: {err:?}");
+            assert!(
+                err.to_string()
+                    .contains("the working directory contains a NUL byte"),
+                "{choice}: {err}"
+            );
+            assert_no_secret(err);
+        }
+        let err = pkit::Pipe::new([cmd(choice, "true"), c.clone()])
+            .mechanism(choice)
+            .output()
+            .await
+            .expect_err("a stage");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{choice}: {err:?}");
+        assert!(err.to_string().contains("pipeline stage 2 ("), "{err}");
+        assert_no_secret(&err);
+    }
+    suite.end().await;
+}
+
 #[tokio::test]
 async fn failures_to_start_leave_nothing_behind() {
     let suite = begin("failures_to_start_leave_nothing_behind").await;

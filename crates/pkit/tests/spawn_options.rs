@@ -309,6 +309,60 @@ async fn kept_descriptors_are_readable_in_the_child() {
     suite.end().await;
 }
 
+/// A kept descriptor's number at or above the soft `nofile` limit given
+/// with `rlimit` (the child sets its limits first, and `dup2` can't place
+/// a descriptor there) is refused before anything is spawned, as invalid
+/// input naming both numbers, not as the child's failed `KeepFds` step
+/// (`ChildSetup`, EBADF) after the fork. One below the limit is placed and
+/// read.
+#[tokio::test]
+async fn a_kept_descriptor_at_or_above_the_nofile_limit_is_refused_before_the_start() {
+    let suite =
+        begin("a_kept_descriptor_at_or_above_the_nofile_limit_is_refused_before_the_start").await;
+    for choice in mechanisms() {
+        let (r, w) = pipe();
+        std::fs::write(format!("/proc/self/fd/{}", w.as_raw_fd()), "kept").unwrap();
+        drop(w);
+        for (target, soft, hard) in [(40, 16, 64), (10, 10, 10)] {
+            let err = cmd(choice, "true")
+                .rlimit(Resource::Nofile, soft, hard)
+                .keep_fds([(r.as_raw_fd(), target)])
+                .output()
+                .await
+                .expect_err("a target at or above the limit");
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{choice}: {err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("child descriptor {target} "))
+                    && text.contains(&format!("nofile limit {soft} ")),
+                "{choice}: {text}"
+            );
+        }
+        // Given in the other order (the limit after the descriptor), and
+        // through `start`: the same refusal.
+        let err = group(choice)
+            .start(&cmd(choice, "true").keep_fds([(r.as_raw_fd(), 20)]).rlimit(
+                Resource::Nofile,
+                8,
+                8,
+            ))
+            .map(drop)
+            .expect_err("start");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{choice}: {err:?}");
+        // Just below the limit: placed and read (through /proc: sh's own
+        // `<&9` would save a descriptor on 10 or above, past the limit).
+        let out = sh(choice, "ulimit -n; cat /proc/self/fd/9")
+            .rlimit(Resource::Nofile, 10, 10)
+            .keep_fds([(r.as_raw_fd(), 9)])
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.success(), "{choice}: {}", out.stderr_str());
+        assert_eq!(out.stdout_str(), "10\nkept", "{choice}");
+    }
+    suite.end().await;
+}
+
 #[tokio::test]
 async fn a_failing_step_is_named() {
     let suite = begin("a_failing_step_is_named").await;

@@ -287,7 +287,7 @@ fn start(
     spec: &Spec,
     program: &str,
 ) -> Result<Started> {
-    let prepared = crate::launch::prepare(spec, program)?;
+    let prepared = crate::launch_prepare::prepare(spec, program)?;
     let mut no_reader = None;
     let ((stdin, stdin_parent), (stdout, stdout_parent), (stderr, stderr_parent)) =
         crate::launch::stdio(spec, program, None, None, &mut no_reader)?;

@@ -128,7 +128,10 @@ impl Command {
     /// `parent_fd` is borrowed: it must stay open until the process has
     /// started (the call to a verb or `start` returned); one that is not
     /// open fails the start with [`Error::InvalidInput`]. `child_fd` must be
-    /// 3 or more (stdio has its own options) and appear once. Unix: Linux (both mechanisms) and the
+    /// 3 or more (stdio has its own options) and appear once, and below the
+    /// soft limit of an [`rlimit`](Self::rlimit) on [`Resource::Nofile`]
+    /// (which the child sets first): else the start is refused with
+    /// [`Error::InvalidInput`] before anything is spawned. Unix: Linux (both mechanisms) and the
     /// portable backend (macOS and FreeBSD), see the module docs' **Platforms**.
     pub fn keep_fds(mut self, fds: impl IntoIterator<Item = (RawFd, RawFd)>) -> Command {
         self.spec.spawn.keep_fds.extend(fds);

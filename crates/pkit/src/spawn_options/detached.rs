@@ -67,7 +67,7 @@ impl Command {
                  terminal)"
             )));
         }
-        let prepared = crate::launch::prepare(&self.spec, &program)?;
+        let prepared = crate::launch_prepare::prepare(&self.spec, &program)?;
         // No container: nothing for the options to be refused by.
         let mut setup = self.spec.spawn.prepare(&program, Mechanism::CgroupV2)?;
         setup.setsid = true;
@@ -101,7 +101,12 @@ impl Command {
             setup,
         };
         let pid = sys::spawn_detached(&spec).map_err(|e| {
-            crate::launch::spawn_error(e, &program, &prepared.resolved, self.spec.cwd.as_deref())
+            crate::launch_prepare::spawn_error(
+                e,
+                &program,
+                &prepared.resolved,
+                self.spec.cwd.as_deref(),
+            )
         })?;
         tracing::warn!(target: "pkit", program = program.as_str(), pid, "started detached: outside containment");
         Ok(Detached { pid: pid as u32 })

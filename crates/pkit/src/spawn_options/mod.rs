@@ -367,6 +367,19 @@ impl SpawnOptions {
         };
         let mut keep = Vec::with_capacity(self.keep_fds.len());
         let targets: Vec<RawFd> = self.keep_fds.iter().map(|&(_, c)| c).collect();
+        // The child sets its limits before it places the descriptors, and
+        // no descriptor may be numbered at or above the soft `nofile`
+        // limit (`dup2` fails with EBADF there): refused here, before
+        // anything starts, rather than as the child's setup failure.
+        let nofile = self.rlimits.iter().find(|(r, _, _)| *r == Resource::Nofile);
+        if let Some(&(_, soft, _)) = nofile {
+            if let Some(&child) = targets.iter().find(|&&c| c >= 0 && c as u64 >= soft) {
+                return Err(invalid(format!(
+                    "keep_fds: child descriptor {child} is not below the nofile limit {soft} \
+                     set with rlimit (a descriptor's number must be below the soft limit)"
+                )));
+            }
+        }
         for (i, &(parent, child)) in self.keep_fds.iter().enumerate() {
             if child < 3 {
                 return Err(invalid(format!(

@@ -51,6 +51,8 @@ pub mod fault;
 #[cfg(unix)]
 mod fdio;
 #[cfg(unix)]
+mod fdio_read;
+#[cfg(unix)]
 mod former;
 #[cfg(unix)]
 pub(crate) mod guard;
@@ -113,6 +115,8 @@ pub(crate) use creator::Creator;
 pub(crate) use env_block::{derived_env, EnvBlock};
 #[cfg(unix)]
 pub(crate) use fdio::*;
+#[cfg(unix)]
+pub(crate) use fdio_read::*;
 /// Resolves once nothing reads the pipe `tx` writes to (the child, and
 /// all it shared its stdin with, closed it or are gone), where the runtime
 /// reports that as an error on the write end without a write (Linux's
