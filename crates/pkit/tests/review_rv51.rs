@@ -186,3 +186,70 @@ async fn a_close_with_members_inside_waits_for_a_moved_out_process() {
     drop((p, inside));
     suite.end().await;
 }
+
+/// Ends with status 0 on SIGTERM, 0.3 s later, writing `term` to
+/// `$ARGV[0]` first; writes `$ARGV[1]` once up, then sleeps.
+const ENDS_ON_TERM: &str = r#"$SIG{TERM} = sub { select(undef, undef, undef, 0.3); open(F, ">", $ARGV[0]) or die; print F "term\n"; close F; exit 0 }; open(F, ">", $ARGV[1]) or die; close F; sleep 1 while 1"#;
+
+/// A started process moved out of its group's cgroup, alone or beside a
+/// member left inside: a shutdown gives it its SIGTERM and its grace, as
+/// the members have. It was SIGKILLed by the close without either when
+/// the cgroup was empty (no member, no signal), and right after the
+/// members' grace otherwise (the grace waited for the cgroup alone); the
+/// report counted it nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_gives_a_moved_out_process_its_grace() {
+    let suite = begin("a_shutdown_gives_a_moved_out_process_its_grace").await;
+    if !mechanisms().contains(&MechanismChoice::Cgroup) {
+        suite.end().await;
+        return;
+    }
+    for with_member in [false, true] {
+        let what = format!("with a member inside {with_member}");
+        let g = group(MechanismChoice::Cgroup);
+        let said = TempPath::new("rv51-term");
+        let up = TempPath::new("rv51-up");
+        let p = g
+            .start(&Command::new("perl").args(["-e", ENDS_ON_TERM, said.as_str(), up.as_str()]))
+            .expect("start perl");
+        let pid = p.pid();
+        let inside = with_member.then(|| {
+            g.start(&Command::new("sleep").arg("300"))
+                .expect("start sleep")
+        });
+        let mut pids = vec![pid];
+        pids.extend(inside.as_ref().map(|s| s.pid()));
+        let _guard = KillOnDrop::new(pids.clone());
+        let deadline = Instant::now() + DEADLINE * 3;
+        while !up.path().exists() {
+            assert!(Instant::now() < deadline, "{what}: perl never came up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let dir = cgroup_dir(&g).expect("the group's cgroup directory");
+        if !move_out(&dir, pid) {
+            skipped(
+                "a_shutdown_gives_a_moved_out_process_its_grace",
+                "can't move a process",
+            );
+            break;
+        }
+        let report = tokio::time::timeout(DEADLINE * 3, g.shutdown(DEADLINE))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the shutdown hung"))
+            .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
+        assert_gone(&pids, &what).await;
+        let text = std::fs::read_to_string(said.path()).unwrap_or_default();
+        assert_eq!(
+            text, "term\n",
+            "{what}: it had no SIGTERM, or no time to end on it"
+        );
+        let n = pids.len();
+        assert_eq!(
+            (report.signalled(), report.killed()),
+            (n, 0),
+            "{what}: {report:?}"
+        );
+        drop((p, inside));
+    }
+    suite.end().await;
+}
