@@ -345,6 +345,20 @@ impl Container {
             .collect()
     }
 
+    /// The pids of the processes started in the cgroup that still run
+    /// outside it (moved out: see `started`), `inside` being its members:
+    /// a shutdown signals them with the rest and gives them its grace.
+    /// None under process groups (a former leader is a member already).
+    pub(crate) fn started_outside(&self, inside: &[i32]) -> Vec<i32> {
+        #[cfg(target_os = "linux")]
+        if let Kind::Cgroup(_) = &self.kind {
+            let running = self.started_running().into_iter().map(|c| c.pid());
+            return running.filter(|p| !inside.contains(p)).collect();
+        }
+        let _ = inside;
+        Vec::new()
+    }
+
     /// Sends `sig` to the processes started in the cgroup that still run
     /// outside it (see `started`): SIGKILL to every one still running
     /// (once more is harmless to one inside), another signal only to
@@ -461,11 +475,20 @@ impl Container {
     /// waited for through their handles, the rest as members of the
     /// process group.
     pub(crate) async fn wait_members(&self, pids: &[i32], deadline: Instant) -> io::Result<usize> {
-        let former: Vec<_> = self
-            .live_former_leaders()
-            .into_iter()
-            .filter(|f| pids.contains(&f.pid()))
-            .collect();
+        let mut former = self.live_former_leaders();
+        #[cfg(target_os = "linux")]
+        if let Kind::Cgroup(cg) = &self.kind {
+            // Started processes moved out of the cgroup (`started_outside`),
+            // waited for through their handles as former leaders are.
+            former = self.started_running();
+            if !former.is_empty() {
+                match cg.pids() {
+                    Ok(inside) => former.retain(|c| !inside.contains(&c.pid())),
+                    Err(_) => former.clear(),
+                }
+            }
+        }
+        former.retain(|f| pids.contains(&f.pid()));
         if former.is_empty() {
             return self.wait_in_container(pids, deadline).await;
         }

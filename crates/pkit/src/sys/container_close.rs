@@ -97,7 +97,7 @@ impl Container {
     /// teardown to a later `close` or to `Drop` (see `finished`).
     pub(crate) async fn close(&self) -> io::Result<()> {
         if self.finished.load(Ordering::Acquire) {
-            return Ok(());
+            return self.closed_already().await;
         }
         // One close at a time; the next finds the teardown finished, or
         // takes over where a cancelled or failed one stopped. The usual
@@ -108,7 +108,8 @@ impl Container {
             return Box::pin(self.close_waiting(None)).await;
         };
         if self.finished.load(Ordering::Acquire) {
-            return Ok(());
+            drop(one);
+            return self.closed_already().await;
         }
         let placing = self.refuse_starts();
         let done = match &self.kind {
@@ -135,6 +136,29 @@ impl Container {
             done,
         };
         Box::pin(self.close_waiting(Some(begun))).await
+    }
+
+    /// A close of a container whose teardown is finished: a started
+    /// process the teardown killed outside the cgroup (see
+    /// `finish_retired`) may still be dying, its close's wait still on or
+    /// cancelled. It is waited for, as that close does: a close returns
+    /// once the tree is gone, whichever close it is.
+    async fn closed_already(&self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if !self.started_running().is_empty() {
+            Box::pin(self.wait_started_gone()).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until no process this container started still runs, up to
+    /// `CLOSE_WAIT`: those moved out of the cgroup are not waited for by
+    /// the cgroup's own wait, and are SIGKILLed through their pidfds.
+    #[cfg(target_os = "linux")]
+    async fn wait_started_gone(&self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        let ended = || self.started_running().is_empty();
+        super::nap::poll_until(ended, Some(deadline)).await;
     }
 
     /// Refuses every start that checks from here on; whether one that
@@ -202,7 +226,8 @@ impl Container {
             None => {
                 let one = self.closing.lock().await;
                 if self.finished.load(Ordering::Acquire) {
-                    return Ok(());
+                    drop(one);
+                    return self.closed_already().await;
                 }
                 Begun {
                     _one: one,
@@ -246,9 +271,7 @@ impl Container {
                 // (`finish_retired`), is waited for, as when the
                 // directory was removed from outside (below).
                 if outside {
-                    let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
-                    let ended = || self.started_running().is_empty();
-                    super::nap::poll_until(ended, Some(deadline)).await;
+                    self.wait_started_gone().await;
                 }
                 return Ok(());
             }
@@ -259,9 +282,7 @@ impl Container {
                 // started are still pkit's children: they are ended
                 // through their pidfds, and waited for.
                 self.signal_started(cg, libc::SIGKILL);
-                let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
-                let ended = || self.started_running().is_empty();
-                super::nap::poll_until(ended, Some(deadline)).await;
+                self.wait_started_gone().await;
                 self.finish_retired(cg);
                 return Ok(());
             }
@@ -275,6 +296,10 @@ impl Container {
                 // A member `cgroup.kill` did not end is killed again,
                 // the freeze around that pass awaited (see `wait_killed`).
                 cg.wait_killed(|| self.signal_async(libc::SIGKILL)).await?;
+                // A started process moved out of the cgroup, killed with
+                // it through its pidfd, is not the cgroup's wait's: it may
+                // still be dying (freeing a large heap, say).
+                self.wait_started_gone().await;
                 // Every member was in the v2 cgroup too: the v1 ones are
                 // empty now. The tree is gone: a directory that still can't
                 // be removed (sub-cgroups made meanwhile by someone outside
