@@ -133,7 +133,8 @@ struct State {
 /// `program`, `args`, `cwd`, `env_names`, `outcome` (`{"exited": 0}`,
 /// `{"signalled": 9}` with a signal 1 to 64, or `"timed_out"`),
 /// `inactivity_timed_out` (only when true), `stdout`, `stderr` (a string
-/// when UTF-8, else an array of bytes), `stdout_total_bytes` and
+/// when UTF-8, else an array of bytes; either is read for any bytes, and
+/// matched on its bytes), `stdout_total_bytes` and
 /// `stderr_total_bytes`. Format 2 adds,
 /// for a started run, `output`: its pieces in order, each
 /// `{"stdout": ...}` or `{"stderr": ...}` (`stdout` and `stderr` still
