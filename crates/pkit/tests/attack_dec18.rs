@@ -28,7 +28,8 @@
 //! [`a_probe_timing_out_while_the_program_forks_leaves_nothing`],
 //! [`the_client_passes_odd_arguments_and_types_odd_programs`],
 //! [`one_client_used_from_many_tasks_and_threads_answers_each`],
-//! [`a_started_scripted_process_answers_its_handle_as_a_real_one`].
+//! [`a_started_scripted_process_answers_its_handle_as_a_real_one`],
+//! [`a_clients_secret_reaches_no_cassette_and_no_error`].
 //!
 //! Held: replay of binary, empty, interleaved, 1 MB, cut and over-limit
 //! output, signals and both timeouts, through every verb and started;
@@ -804,6 +805,100 @@ async fn a_started_scripted_process_answers_its_handle_as_a_real_one() {
             let got = acted_on(&fake, action).await;
             assert_eq!(got, want, "{choice}: {action}: scripted vs real");
         }
+    }
+    suite.end().await;
+}
+
+/// A secret whose every 3-byte window is foreign to the scripts' text.
+const SECRET: &str = "Q9Z7K-W8X6V-J5Y4";
+
+/// Every 3-byte piece of [`SECRET`] that `text` holds.
+fn secret_pieces_in(text: &str) -> Vec<&'static str> {
+    (0..=SECRET.len() - 3)
+        .map(|i| &SECRET[i..i + 3])
+        .filter(|w| text.contains(w))
+        .collect()
+}
+
+/// A client's default secret argument, recorded through every client
+/// verb and through a started run (`first_line`) of a program that
+/// echoes it on both streams and fails: neither the cassette
+/// nor any error (live or replayed) holds any 3-byte piece of it, and a
+/// client with a dummy secret replays the runs. A client marked
+/// `secret_output` is refused at the save, naming no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_secret_reaches_no_cassette_and_no_error() {
+    let suite = begin("a_clients_secret_reaches_no_cassette_and_no_error").await;
+    let script = r#"printf '%s' "$1"; echo " $2!"; printf 'bad %s\n' "$1" >&2; exit 3"#;
+    let client = |secret: &str, runner: Arc<dyn Runner>| {
+        CliClient::new("sh")
+            .args(["-c", script, "sh"])
+            .secret_arg(secret)
+            .with_runner(runner)
+    };
+    let shown = |e: &pkit::Error| format!("{e}\n{e:?}\n{}", e.diagnostic());
+    for choice in mechanisms() {
+        let file = TempPath::new("a19-secret.cassette.json");
+        let rec = Arc::new(RecordReplay::record(
+            file.path(),
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let c = client(SECRET, rec.clone());
+        let mut errors = Vec::new();
+        let out = bounded("output", c.output(["plain"]))
+            .await
+            .expect("output");
+        assert_eq!(out.code(), Some(3), "{choice}");
+        errors.push(bounded("run", c.run(["plain"])).await.expect_err("exit 3"));
+        assert_eq!(
+            bounded("exit_code", c.exit_code(["plain"])).await.ok(),
+            Some(3),
+            "{choice}"
+        );
+        let started = c.command(["plain"]);
+        let first = bounded("first_line", started.first_line(|l| l.ends_with('!'))).await;
+        // Live, the caller sees what the program wrote.
+        assert_eq!(
+            first.expect("a line"),
+            Some(format!("{SECRET} plain!")),
+            "{choice}"
+        );
+        rec.save().expect("save");
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(
+            secret_pieces_in(&text).is_empty(),
+            "{choice}: {:?} in {text}",
+            secret_pieces_in(&text)
+        );
+        let replay: Arc<dyn Runner> = Arc::new(RecordReplay::replay(file.path()).expect("replay"));
+        let d = client("dummy", replay);
+        let again = bounded("replayed output", d.output(["plain"]))
+            .await
+            .expect("replayed");
+        assert_eq!(again.code(), Some(3), "{choice}");
+        errors.push(
+            bounded("replayed run", d.run(["plain"]))
+                .await
+                .expect_err("exit 3"),
+        );
+        for e in &errors {
+            let text = shown(e);
+            assert!(secret_pieces_in(&text).is_empty(), "{choice}: {text}");
+        }
+
+        let rec = Arc::new(RecordReplay::record(
+            file.path(),
+            Arc::new(SystemRunner::with_mechanism(choice)),
+        ));
+        let quiet = client(SECRET, rec.clone()).secret_output();
+        let _ = bounded("quiet", quiet.output(["plain"]))
+            .await
+            .expect("output");
+        let err = rec.save().expect_err("secret output");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{choice}: {err}");
+        assert!(secret_pieces_in(&shown(&err)).is_empty(), "{choice}: {err}");
+        let left = std::fs::read_to_string(file.path()).unwrap();
+        assert_eq!(left, text, "{choice}: the refused save wrote nothing");
     }
     suite.end().await;
 }
