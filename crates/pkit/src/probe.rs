@@ -23,6 +23,12 @@ const EXIT_AFTER_CLOSE: Duration = Duration::from_secs(2);
 impl RunningProcess {
     /// Waits until a line (stdout or stderr) satisfies `pred` and returns
     /// it. Needs [`Command::stream_lines`](crate::Command::stream_lines);
+    /// a line longer than [`max_line_bytes`](crate::Command::max_line_bytes)
+    /// is offered by its first piece alone (`partial`), as
+    /// [`first_line`](crate::Command::first_line) and a
+    /// [`Supervisor`](crate::Supervisor)'s ready line are: its later pieces
+    /// are no lines the program wrote (a long line ending in `ready` is no
+    /// line `ready`), and are passed over;
     /// the lines it reads are consumed (they don't reach
     /// [`lines`](Self::lines) afterwards). Once it returns, the stream is
     /// back to "not taken" (see [`lines`](Self::lines)): take it at once to
@@ -134,7 +140,9 @@ impl RunningProcess {
                     lines.ask_owed();
                 }
                 line = lines.recv() => match line {
-                    Some(line) if pred(&line) => return Ok(line),
+                    // A later piece of a line cut by `max_line_bytes` is no
+                    // line the program wrote: never offered.
+                    Some(line) if line.begins_a_line() && pred(&line) => return Ok(line),
                     Some(_) => {}
                     None => {
                         // The output ended: the process is exiting (its

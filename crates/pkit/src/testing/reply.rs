@@ -28,7 +28,8 @@ use super::started::{Chunk, End, Script};
 /// A verb ([`output`](Command::output), [`run`](Command::run)…) gets the
 /// script's writes gathered into its [`Output`] (after its pauses, bounded
 /// by the command's timeout, inactivity timeout and cancel token, as a
-/// real run is; its duration is the time the pauses took, zero without).
+/// real run is; its duration is the time the pauses took, zero without;
+/// a [`timed_out`](Self::timed_out) one's, at least the command's timeout).
 /// A *started* run ([`Group::start`](crate::Group::start),
 /// [`Command::start`], a [`Pipe`](crate::Pipe) stage, a
 /// [`Supervisor`](crate::Supervisor)'s runs) plays the script live: the
@@ -143,7 +144,9 @@ impl Reply {
     }
 
     /// The run exceeded its timeout ([`Output::timed_out`]); `run`,
-    /// `exit_code` and `probe` turn it into [`Error::Timeout`]. A started
+    /// `exit_code` and `probe` turn it into [`Error::Timeout`] (through a
+    /// verb, its duration is the command's timeout: "timed out after"
+    /// that, as a real run's error says, not "after 0ns"). A started
     /// run ends at the end of its script, reported as timed out.
     pub fn timed_out() -> Reply {
         Reply::script(Vec::new(), End::Exit(Outcome::TimedOut))
@@ -365,6 +368,11 @@ impl Script {
                 .duration(start.elapsed())
                 .build()),
             Paused::Done => match &self.end {
+                // A timeout took the command's limit at least (its error
+                // says "timed out after" it, as a real run's does).
+                End::Exit(Outcome::TimedOut) => Ok(build(Outcome::TimedOut)
+                    .duration(paused.max(cmd.spec.timeout.unwrap_or_default()))
+                    .build()),
                 End::Exit(outcome) => Ok(build(*outcome).duration(paused).build()),
                 End::Output(o) => {
                     let mut out = (**o).clone();

@@ -30,6 +30,16 @@ impl Blob {
         Blob::of(s.as_encoded_bytes())
     }
 
+    /// The same bytes as [`of`](Self::of) writes them: a string when they
+    /// are UTF-8 (an array of bytes that is UTF-8 becomes one).
+    pub(super) fn canonicalize(&mut self) {
+        if let Blob::Bytes(b) = self {
+            if let Ok(s) = std::str::from_utf8(b) {
+                *self = Blob::Text(s.to_string());
+            }
+        }
+    }
+
     pub(super) fn into_bytes(self) -> Vec<u8> {
         match self {
             Blob::Text(s) => s.into_bytes(),

@@ -98,5 +98,19 @@ pub(super) fn parse(bytes: &[u8]) -> std::result::Result<Vec<Run>, String> {
     let cassette: Cassette =
         serde_json::from_value(value).map_err(|e| format!("corrupt cassette: {e}"))?;
     runs::check_outcomes(&cassette.runs)?;
-    Ok(cassette.runs)
+    let mut runs = cassette.runs;
+    // What a run is matched on is its bytes: UTF-8 written as an array of
+    // bytes (by hand, by another tool) is the string a command gives.
+    for run in &mut runs {
+        run.program.canonicalize();
+        for arg in &mut run.args {
+            if let runs::Arg::Plain(blob) = arg {
+                blob.canonicalize();
+            }
+        }
+        if let Some(cwd) = &mut run.cwd {
+            cwd.canonicalize();
+        }
+    }
+    Ok(runs)
 }

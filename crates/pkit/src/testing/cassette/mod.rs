@@ -115,7 +115,9 @@ struct State {
 /// - A replayed `Output` has the recorded outcome, stdout and stderr (byte
 ///   for byte, so `<secret>` where the program echoed a secret argument:
 ///   see **Secrets**) and byte totals; through a verb, its
-///   [`duration`](Output::duration) is zero and its pid 0 (a started
+///   [`duration`](Output::duration) is zero (a timed-out run's: the
+///   replaying command's timeout, or inactivity timeout, that ended it)
+///   and its pid 0 (a started
 ///   replay is a scripted process: a pid no real process has, and the
 ///   moment it took to play).
 /// - The file is written owner-only (mode 0600), through a temporary file
@@ -131,7 +133,8 @@ struct State {
 /// `program`, `args`, `cwd`, `env_names`, `outcome` (`{"exited": 0}`,
 /// `{"signalled": 9}` with a signal 1 to 64, or `"timed_out"`),
 /// `inactivity_timed_out` (only when true), `stdout`, `stderr` (a string
-/// when UTF-8, else an array of bytes), `stdout_total_bytes` and
+/// when UTF-8, else an array of bytes; either is read for any bytes, and
+/// matched on its bytes), `stdout_total_bytes` and
 /// `stderr_total_bytes`. Format 2 adds,
 /// for a started run, `output`: its pieces in order, each
 /// `{"stdout": ...}` or `{"stderr": ...}` (`stdout` and `stderr` still
@@ -427,8 +430,17 @@ impl RecordReplay {
             RecordedOutcome::Signalled(s) => Outcome::Signalled(s),
             RecordedOutcome::TimedOut => Outcome::TimedOut,
         };
+        // No duration is recorded: a timed-out run took the limit that
+        // ended it (its `Error::Timeout` says "timed out after" that, not
+        // "after 0ns").
+        let limit = match outcome {
+            Outcome::TimedOut if run.inactivity_timed_out => cmd.get_inactivity_timeout(),
+            Outcome::TimedOut => cmd.spec.timeout,
+            _ => None,
+        };
         let out = Output::builder(cmd.display_name())
             .outcome(outcome)
+            .duration(limit.unwrap_or_default())
             .inactivity_timed_out(run.inactivity_timed_out)
             .stdout(run.stdout.clone().into_bytes())
             .stderr(run.stderr.clone().into_bytes())
