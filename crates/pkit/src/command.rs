@@ -501,6 +501,14 @@ pub trait Runner: Send + Sync {
     fn starts_real_only(&self) -> bool {
         false
     }
+
+    /// `Some` for [`SystemRunner`](crate::SystemRunner) alone, with the
+    /// mechanism it names: the verbs then run the command as it would,
+    /// without the box of [`output`](Self::output). Leave the default.
+    #[doc(hidden)]
+    fn system_mechanism(&self) -> Option<Option<crate::sys::MechanismChoice>> {
+        None
+    }
 }
 
 impl fmt::Debug for Command {

@@ -52,6 +52,10 @@ impl Runner for SystemRunner {
     fn starts_real_only(&self) -> bool {
         true
     }
+
+    fn system_mechanism(&self) -> Option<Option<MechanismChoice>> {
+        Some(self.mechanism)
+    }
 }
 
 /// How a bounded wait ended.

@@ -105,17 +105,24 @@ impl Command {
     /// another [`runner`](crate::Command::runner) has that runner's errors (a test double's
     /// [`Error::Unscripted`](crate::Error::Unscripted), for instance).
     pub async fn output(&self) -> Result<Output> {
-        self.run_with().output(self).await
+        self.output_as(false).await
     }
 
     /// [`output`](Self::output), for a verb that wants stdout as text when
     /// `text`: the real runner then validates it as UTF-8 as it arrives.
+    /// The real runner's run (the default's, or a given `SystemRunner`'s)
+    /// is awaited in place, not boxed by `Runner::output`: its future is
+    /// over 2 KiB, an allocation of the allocator's slow path (issue 20).
     pub(crate) async fn output_as(&self, text: bool) -> Result<Output> {
-        match &self.runner {
-            None => crate::runner::run_contained(self, None, text).await,
-            Some(r) if text => r.output_text(self).await,
-            Some(r) => r.output(self).await,
-        }
+        let mechanism = match &self.runner {
+            None => None,
+            Some(r) => match r.system_mechanism() {
+                Some(choice) => choice,
+                None if text => return r.output_text(self).await,
+                None => return r.output(self).await,
+            },
+        };
+        crate::runner::run_contained(self, mechanism, text).await
     }
 
     /// Runs the command, requires success, and returns stdout as text
