@@ -404,47 +404,57 @@ async fn assert_none_marked(mark: &str, what: &str) {
 }
 
 /// A chain timed out or cancelled mid-run leaves no stage and no
-/// grandchild of any stage.
+/// grandchild of any stage. The cases (mechanism x how) run at once, each
+/// with its own file and mark (the timed-out ones wait out their 3 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_ended_mid_run_leaves_no_grandchild() {
     let suite = begin("a_chain_ended_mid_run_leaves_no_grandchild").await;
     let script = r#"sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; exec cat"#;
-    for choice in mechanisms() {
-        for cancel in [false, true] {
-            let file = TempPath::new("a17-mid");
-            let mark = unique_name("a17-mark");
-            let stage = || sh(choice, script).arg(file.as_str()).env(MARK, &mark);
-            let token = CancelToken::new();
-            let mut chain = pipe(choice, [cmd(choice, "yes"), stage(), stage(), stage()]);
-            chain = if cancel {
-                chain.cancel_token(&token).timeout(PROMPT * 5)
-            } else {
-                chain.timeout(Duration::from_secs(3))
-            };
-            let running = chain.start().unwrap_or_else(|e| panic!("{choice}: {e}"));
-            let pids = wait_pids(&file, 6, &format!("{choice}")).await;
-            assert_eq!(
-                marked(&mark).len(),
-                6,
-                "{choice}: the marked stages and grandchildren"
-            );
-            let mut running = running;
-            if cancel {
-                token.cancel();
-            }
-            let res = tokio::time::timeout(PROMPT, running.wait())
-                .await
-                .unwrap_or_else(|_| panic!("{choice} cancel={cancel}: the chain hung"));
-            match res {
-                Ok(out) => assert!(out.timed_out(), "{choice}: {:?}", out.outcome()),
-                Err(e) => assert!(cancel && e.is_cancelled(), "{choice}: {e}"),
-            }
-            let mut all = pids;
-            all.extend(running.pids());
-            assert_gone(&all, &format!("{choice} cancel={cancel}")).await;
-            assert_none_marked(&mark, &format!("{choice} cancel={cancel}")).await;
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|choice| [false, true].map(|cancel| (choice, cancel)));
+    all_at_once(cases, |(choice, cancel)| async move {
+        let file = TempPath::new("a17-mid");
+        let mark = unique_name("a17-mark");
+        let stage = || sh(choice, script).arg(file.as_str()).env(MARK, &mark);
+        let token = CancelToken::new();
+        let mut chain = pipe(choice, [cmd(choice, "yes"), stage(), stage(), stage()]);
+        chain = if cancel {
+            chain.cancel_token(&token).timeout(PROMPT * 5)
+        } else {
+            chain.timeout(Duration::from_secs(3))
+        };
+        let running = chain.start().unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let pids = wait_pids(&file, 6, &format!("{choice}")).await;
+        // Polled: a process read in its exec (`sleep`'s, `cat`'s) shows
+        // an empty environment for that instant.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut seen = marked(&mark).len();
+        while seen < 6 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            seen = marked(&mark).len();
         }
-    }
+        assert_eq!(
+            seen, 6,
+            "{choice} cancel={cancel}: the marked stages and grandchildren"
+        );
+        let mut running = running;
+        if cancel {
+            token.cancel();
+        }
+        let res = tokio::time::timeout(PROMPT, running.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{choice} cancel={cancel}: the chain hung"));
+        match res {
+            Ok(out) => assert!(out.timed_out(), "{choice}: {:?}", out.outcome()),
+            Err(e) => assert!(cancel && e.is_cancelled(), "{choice}: {e}"),
+        }
+        let mut all = pids;
+        all.extend(running.pids());
+        assert_gone(&all, &format!("{choice} cancel={cancel}")).await;
+        assert_none_marked(&mark, &format!("{choice} cancel={cancel}")).await;
+    })
+    .await;
     suite.end().await;
 }
 
@@ -491,12 +501,30 @@ async fn stdin_after_the_child_exited_and_closed_twice() {
 /// A slow reader, a huge write and a timeout: the timeout ends the child
 /// (and its tree) while the write is pending, the write then fails
 /// (`BrokenPipe`) rather than hanging, and the run's result says
-/// `TimedOut`. The same through a verb's `stdin_bytes`.
+/// `TimedOut`. The same through a verb's `stdin_bytes`. The cases
+/// (mechanism x started or verb) run at once: each waits out its 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_a_huge_write_and_a_timeout() {
     let suite = begin("a_slow_reader_a_huge_write_and_a_timeout").await;
-    let slow = r#"sleep 300 & echo $! >> "$1"; while read l; do sleep 1; done"#;
-    for choice in mechanisms() {
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|choice| [false, true].map(|verb| (choice, verb)));
+    all_at_once(cases, |(choice, verb)| async move {
+        if verb {
+            let out = tokio::time::timeout(
+                PROMPT,
+                sh(choice, "while read l; do sleep 1; done")
+                    .stdin_bytes(vec![b'\n'; 64 << 20])
+                    .timeout(Duration::from_secs(2))
+                    .output(),
+            )
+            .await
+            .expect("the verb hung")
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert!(out.timed_out(), "{choice}: verb: {:?}", out.outcome());
+            return;
+        }
+        let slow = r#"sleep 300 & echo $! >> "$1"; while read l; do sleep 1; done"#;
         let file = TempPath::new("a17-slow");
         let g = group(choice);
         let mut p = g
@@ -528,19 +556,8 @@ async fn a_slow_reader_a_huge_write_and_a_timeout() {
             "{choice}: {err}"
         );
         assert_gone(&pids_in(&file), &format!("{choice}: slow reader's tree")).await;
-
-        let out = tokio::time::timeout(
-            PROMPT,
-            sh(choice, "while read l; do sleep 1; done")
-                .stdin_bytes(vec![b'\n'; 64 << 20])
-                .timeout(Duration::from_secs(2))
-                .output(),
-        )
-        .await
-        .expect("the verb hung")
-        .unwrap_or_else(|e| panic!("{choice}: {e}"));
-        assert!(out.timed_out(), "{choice}: verb: {:?}", out.outcome());
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -607,48 +624,53 @@ case $2 in exit) exit 1;; *) while :; do wait; done;; esac
 
 /// Attempts that time out (a timeout per attempt) or fail, each leaving a
 /// grandchild: every attempt runs, the error is the last one's, and no
-/// earlier attempt's process still runs when the next starts.
+/// earlier attempt's process still runs when the next starts. The cases
+/// (mechanism x how) run at once, each with its own file: each mostly
+/// waits out its attempts' timeouts (four of 2 s, or 2.5 s with the
+/// grace), which one after another took 36 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_attempts_tree_is_gone_before_the_next() {
     let suite = begin("each_attempts_tree_is_gone_before_the_next").await;
-    for choice in mechanisms() {
-        for how in ["exit", "hang", "deaf"] {
-            let file = TempPath::new("a17-retry");
-            let alive = format!("{}.alive", file.as_str());
-            let _ = std::fs::remove_file(&alive);
-            let mut c = sh(choice, ATTEMPT).args([file.as_str(), how]);
-            if how == "deaf" {
-                // SIGTERM first, SIGKILL after the grace.
-                c = c
-                    .timeout_signal(Signal::Term)
-                    .grace(Duration::from_millis(500));
-            }
-            let err = c
-                .timeout(Duration::from_secs(2))
-                .retry(4, Duration::ZERO, |_| true)
-                .run()
-                .await
-                .expect_err("every attempt fails");
-            let want = if how == "exit" {
-                ErrorKind::NonZeroExit
-            } else {
-                ErrorKind::Timeout
-            };
-            assert_eq!(err.kind(), want, "{choice} {how}: {err}");
-            if let pkit::Error::Timeout(out) = &err {
-                assert_eq!(out.killed_after_grace(), how == "deaf", "{choice} {how}");
-            }
-            let pids = pids_in(&file);
-            assert_eq!(pids.len(), 8, "{choice} {how}: four attempts: {pids:?}");
-            let seen = std::fs::read_to_string(&alive).unwrap_or_default();
-            let _ = std::fs::remove_file(&alive);
-            assert_eq!(
-                seen, "",
-                "{choice} {how}: an earlier attempt's process ran on"
-            );
-            assert_gone(&pids, &format!("{choice} {how}")).await;
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|choice| ["exit", "hang", "deaf"].map(|how| (choice, how)));
+    all_at_once(cases, |(choice, how)| async move {
+        let file = TempPath::new("a17-retry");
+        let alive = format!("{}.alive", file.as_str());
+        let _ = std::fs::remove_file(&alive);
+        let mut c = sh(choice, ATTEMPT).args([file.as_str(), how]);
+        if how == "deaf" {
+            // SIGTERM first, SIGKILL after the grace.
+            c = c
+                .timeout_signal(Signal::Term)
+                .grace(Duration::from_millis(500));
         }
-    }
+        let err = c
+            .timeout(Duration::from_secs(2))
+            .retry(4, Duration::ZERO, |_| true)
+            .run()
+            .await
+            .expect_err("every attempt fails");
+        let want = if how == "exit" {
+            ErrorKind::NonZeroExit
+        } else {
+            ErrorKind::Timeout
+        };
+        assert_eq!(err.kind(), want, "{choice} {how}: {err}");
+        if let pkit::Error::Timeout(out) = &err {
+            assert_eq!(out.killed_after_grace(), how == "deaf", "{choice} {how}");
+        }
+        let pids = pids_in(&file);
+        assert_eq!(pids.len(), 8, "{choice} {how}: four attempts: {pids:?}");
+        let seen = std::fs::read_to_string(&alive).unwrap_or_default();
+        let _ = std::fs::remove_file(&alive);
+        assert_eq!(
+            seen, "",
+            "{choice} {how}: an earlier attempt's process ran on"
+        );
+        assert_gone(&pids, &format!("{choice} {how}")).await;
+    })
+    .await;
     suite.end().await;
 }
 
@@ -1543,38 +1565,44 @@ async fn names_no_variable_has() {
 
 /// A started process's timeout ends it while the caller, in the same task,
 /// is blocked writing to its stdin and nobody waits: the write fails
-/// instead of blocking forever. The same for a started chain.
+/// instead of blocking forever. The same for a started chain. The cases
+/// (mechanism x process or chain) run at once: each waits out its 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_while_the_caller_writes_and_nobody_waits() {
     let suite = begin("a_timeout_while_the_caller_writes_and_nobody_waits").await;
-    let script = r#"sleep 300 & echo $! >> "$1"; exec sleep 300"#;
-    for choice in mechanisms() {
-        let file = TempPath::new("a17-nowait");
-        let g = group(choice);
-        let mut p = g
-            .start(
-                &sh(choice, script)
-                    .arg(file.as_str())
-                    .stdin_piped()
-                    .timeout(Duration::from_secs(1)),
-            )
-            .unwrap_or_else(|e| panic!("{choice}: {e}"));
-        let mut stdin = p.take_stdin().expect("piped");
-        let err = tokio::time::timeout(PROMPT, stdin.write_all(&vec![b'x'; 16 << 20]))
-            .await
-            .unwrap_or_else(|_| panic!("{choice}: the timeout never ended the child"))
-            .expect_err("a timed-out child");
-        assert_eq!(
-            err.kind(),
-            std::io::ErrorKind::BrokenPipe,
-            "{choice}: {err}"
-        );
-        let out = p.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
-        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
-        let mut pids = pids_in(&file);
-        pids.push(p.pid());
-        assert_gone(&pids, &format!("{choice}")).await;
-
+    let cases = mechanisms()
+        .into_iter()
+        .flat_map(|choice| [false, true].map(|chain| (choice, chain)));
+    all_at_once(cases, |(choice, chain)| async move {
+        let script = r#"sleep 300 & echo $! >> "$1"; exec sleep 300"#;
+        if !chain {
+            let file = TempPath::new("a17-nowait");
+            let g = group(choice);
+            let mut p = g
+                .start(
+                    &sh(choice, script)
+                        .arg(file.as_str())
+                        .stdin_piped()
+                        .timeout(Duration::from_secs(1)),
+                )
+                .unwrap_or_else(|e| panic!("{choice}: {e}"));
+            let mut stdin = p.take_stdin().expect("piped");
+            let err = tokio::time::timeout(PROMPT, stdin.write_all(&vec![b'x'; 16 << 20]))
+                .await
+                .unwrap_or_else(|_| panic!("{choice}: the timeout never ended the child"))
+                .expect_err("a timed-out child");
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "{choice}: {err}"
+            );
+            let out = p.wait().await.unwrap_or_else(|e| panic!("{choice}: {e}"));
+            assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+            let mut pids = pids_in(&file);
+            pids.push(p.pid());
+            assert_gone(&pids, &format!("{choice}")).await;
+            return;
+        }
         let file = TempPath::new("a17-nowait-chain");
         let mut run = pipe(
             choice,
@@ -1599,7 +1627,8 @@ async fn a_timeout_while_the_caller_writes_and_nobody_waits() {
         let mut pids = pids_in(&file);
         pids.extend(run.pids());
         assert_gone(&pids, &format!("{choice}: chain")).await;
-    }
+    })
+    .await;
     suite.end().await;
 }
 
@@ -1777,123 +1806,159 @@ async fn ids_no_kernel_takes() {
 /// A FIFO nobody opens at the chain's ends (the head's stdin file, the
 /// last stage's stdout file): the chain's timeout, or its cancel token,
 /// bounds the wait (documented: an `Io` error, or `Cancelled`), and no
-/// stage started before it is left.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// stage started before it is left. The cases (mechanism x end x how) run
+/// at once, each with a FIFO of its own (one case's reader would open
+/// another's writer), each waiting out its 1 s. The FIFO's open waits on
+/// the starting thread (a runtime's worker), bounded by the run's timeout
+/// or token: so a worker a case, and each token cancelled from a thread
+/// of its own (a task of the runtime could find every worker waiting for
+/// a token, and none to run it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn a_fifo_nobody_opens_at_a_chains_end() {
     let suite = begin("a_fifo_nobody_opens_at_a_chains_end").await;
-    let fifo = TempPath::new("a17-fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(fifo.path())
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
-    for choice in mechanisms() {
-        for at_head in [true, false] {
-            for cancel in [false, true] {
-                let mark = unique_name("a17-mark");
-                let (head, last) = if at_head {
-                    (
-                        cmd(choice, "cat").stdin_file(fifo.path()),
-                        cmd(choice, "cat"),
-                    )
-                } else {
-                    (
-                        sh(choice, "sleep 300 & exec cat"),
-                        cmd(choice, "cat").stdout_file(fifo.path(), pkit::FileMode::Append),
-                    )
-                };
-                let token = CancelToken::new();
-                let mut chain = pipe(
-                    choice,
-                    [
-                        head.env(MARK, &mark),
-                        cmd(choice, "cat").env(MARK, &mark),
-                        last,
-                    ],
-                );
-                chain = if cancel {
-                    let t = token.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        t.cancel();
-                    });
-                    chain.cancel_token(&token)
-                } else {
-                    chain.timeout(Duration::from_secs(1))
-                };
-                let what = format!("{choice} head={at_head} cancel={cancel}");
-                let res = tokio::time::timeout(PROMPT, chain.output())
-                    .await
-                    .unwrap_or_else(|_| panic!("{what}: the FIFO's wait was not bounded"));
-                match res {
-                    Err(e) if cancel => assert!(e.is_cancelled(), "{what}: {e:?}"),
-                    Err(e) => assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e:?}"),
-                    Ok(out) => panic!("{what}: ran: {:?}", out.outcome()),
-                }
-                assert_none_marked(&mark, &what).await;
-            }
+    let cases = mechanisms().into_iter().flat_map(|choice| {
+        [(true, false), (true, true), (false, false), (false, true)]
+            .map(|(at_head, cancel)| (choice, at_head, cancel))
+    });
+    all_at_once(cases, |(choice, at_head, cancel)| async move {
+        let fifo = TempPath::new("a17-fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(fifo.path())
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let mark = unique_name("a17-mark");
+        let (head, last) = if at_head {
+            (
+                cmd(choice, "cat").stdin_file(fifo.path()),
+                cmd(choice, "cat"),
+            )
+        } else {
+            (
+                sh(choice, "sleep 300 & exec cat"),
+                cmd(choice, "cat").stdout_file(fifo.path(), pkit::FileMode::Append),
+            )
+        };
+        let token = CancelToken::new();
+        let mut chain = pipe(
+            choice,
+            [
+                head.env(MARK, &mark),
+                cmd(choice, "cat").env(MARK, &mark),
+                last,
+            ],
+        );
+        let mut canceller = None;
+        chain = if cancel {
+            let t = token.clone();
+            canceller = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                t.cancel();
+            }));
+            chain.cancel_token(&token)
+        } else {
+            chain.timeout(Duration::from_secs(1))
+        };
+        let what = format!("{choice} head={at_head} cancel={cancel}");
+        let res = tokio::time::timeout(PROMPT, chain.output())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the FIFO's wait was not bounded"));
+        if let Some(canceller) = canceller {
+            canceller.join().expect("the canceller");
         }
-    }
+        match res {
+            Err(e) if cancel => assert!(e.is_cancelled(), "{what}: {e:?}"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e:?}"),
+            Ok(out) => panic!("{what}: ran: {:?}", out.outcome()),
+        }
+        assert_none_marked(&mark, &what).await;
+    })
+    .await;
     suite.end().await;
 }
 
 /// The blocking facade's stdin (`std::io::Write`): a huge write to a slow
 /// reader, on the calling thread, ends when the timeout ends the child
 /// (`BrokenPipe`), for a process and a chain's head; a write after the
-/// child exited is `BrokenPipe` too.
+/// child exited is `BrokenPipe` too. The cases (mechanism x process or
+/// chain) run at once, a thread each: each waits out its 2 s.
 #[test]
 fn blocking_stdin_writes_end_with_the_child() {
-    use std::io::Write;
     in_suite("blocking_stdin_writes_end_with_the_child", || {
-        let slow = "while read l; do sleep 1; done";
-        for choice in mechanisms() {
-            let g = pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice))
-                .expect("group");
-            let mut p = g
-                .start(
-                    &sh(choice, slow)
-                        .stdin_piped()
-                        .timeout(Duration::from_secs(2)),
-                )
-                .unwrap_or_else(|e| panic!("{choice}: {e}"));
-            let mut stdin = p.take_stdin().expect("piped");
-            let err = stdin
-                .write_all(&vec![b'\n'; 64 << 20])
-                .expect_err("a write the timeout cut");
-            assert_eq!(
-                err.kind(),
-                std::io::ErrorKind::BrokenPipe,
-                "{choice}: {err}"
-            );
-            let out = p.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
-            assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
-            let err = stdin.write_all(b"late\n").expect_err("after the exit");
-            assert_eq!(
-                err.kind(),
-                std::io::ErrorKind::BrokenPipe,
-                "{choice}: {err}"
-            );
-            drop(stdin);
-
-            let mut run = pipe(choice, [sh(choice, slow), cmd(choice, "cat")])
-                .stdin_piped()
-                .timeout(Duration::from_secs(2))
-                .blocking()
-                .start()
-                .unwrap_or_else(|e| panic!("{choice}: {e}"));
-            let mut stdin = run.take_stdin().expect("piped");
-            let err = stdin
-                .write_all(&vec![b'\n'; 64 << 20])
-                .expect_err("a chain's write the timeout cut");
-            assert_eq!(
-                err.kind(),
-                std::io::ErrorKind::BrokenPipe,
-                "{choice}: {err}"
-            );
-            let out = run.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
-            assert!(out.timed_out(), "{choice}: chain: {:?}", out.outcome());
-        }
+        let cases: Vec<_> = mechanisms()
+            .into_iter()
+            .flat_map(|choice| [false, true].map(|chain| (choice, chain)))
+            .collect();
+        std::thread::scope(|s| {
+            let cases: Vec<_> = cases
+                .into_iter()
+                .map(|(choice, chain)| s.spawn(move || blocking_write_cut(choice, chain)))
+                .collect();
+            let mut failed = None;
+            for case in cases {
+                if let Err(panic) = case.join() {
+                    failed.get_or_insert(panic);
+                }
+            }
+            if let Some(panic) = failed {
+                std::panic::resume_unwind(panic);
+            }
+        });
     });
+}
+
+/// One case of [`blocking_stdin_writes_end_with_the_child`]: a started
+/// process's (`chain`: a chain's head's) blocking stdin written to past
+/// the child's timeout.
+fn blocking_write_cut(choice: MechanismChoice, chain: bool) {
+    use std::io::Write;
+    let slow = "while read l; do sleep 1; done";
+    if !chain {
+        let g =
+            pkit::blocking::Group::with(pkit::Group::builder().mechanism(choice)).expect("group");
+        let mut p = g
+            .start(
+                &sh(choice, slow)
+                    .stdin_piped()
+                    .timeout(Duration::from_secs(2)),
+            )
+            .unwrap_or_else(|e| panic!("{choice}: {e}"));
+        let mut stdin = p.take_stdin().expect("piped");
+        let err = stdin
+            .write_all(&vec![b'\n'; 64 << 20])
+            .expect_err("a write the timeout cut");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        let out = p.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
+        assert!(out.timed_out(), "{choice}: {:?}", out.outcome());
+        let err = stdin.write_all(b"late\n").expect_err("after the exit");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{choice}: {err}"
+        );
+        return;
+    }
+    let mut run = pipe(choice, [sh(choice, slow), cmd(choice, "cat")])
+        .stdin_piped()
+        .timeout(Duration::from_secs(2))
+        .blocking()
+        .start()
+        .unwrap_or_else(|e| panic!("{choice}: {e}"));
+    let mut stdin = run.take_stdin().expect("piped");
+    let err = stdin
+        .write_all(&vec![b'\n'; 64 << 20])
+        .expect_err("a chain's write the timeout cut");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::BrokenPipe,
+        "{choice}: {err}"
+    );
+    let out = run.wait().unwrap_or_else(|e| panic!("{choice}: {e}"));
+    assert!(out.timed_out(), "{choice}: chain: {:?}", out.outcome());
 }
 
 /// An idle reader (one that never yields) whose drop is seen.
