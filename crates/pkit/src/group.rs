@@ -418,9 +418,18 @@ impl Group {
     /// itself (its pid, or the id of one of its threads) and for its
     /// owner-death guard ([`guard_pids`](crate::guard_pids)): the group's
     /// end would kill its owner, or the guard of every group (none is
-    /// started again).
+    /// started again). Also when whether `pid` is one of this process's
+    /// threads cannot be told: a sandbox (a seccomp filter, an LSM) refuses
+    /// the kernel's check and `/proc` does not list this process's threads.
     pub fn adopt(&self, pid: u32) -> Result<()> {
-        let refused = if crate::sys::is_this_process(pid) {
+        let own = crate::sys::is_this_process(pid).map_err(|e| {
+            Error::InvalidInput(format!(
+                "pid {pid} may be one of this process's threads, which a group that adopted it \
+                 would kill when it ends: the kernel refused the check ({e}) and /proc does not \
+                 list this process's threads"
+            ))
+        })?;
+        let refused = if own {
             Some("this process")
         } else if crate::sys::guard_pids().contains(&pid) {
             Some("this process's owner-death guard")

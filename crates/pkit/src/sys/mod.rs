@@ -241,16 +241,18 @@ pub fn release_spare_cgroups() {
 
 /// Whether `pid` names this process: its own pid or, on Linux, the id of
 /// one of its threads (which `cgroup.procs` takes for the whole process).
-/// A group that adopted it would kill its owner when it ends.
-pub(crate) fn is_this_process(pid: u32) -> bool {
+/// A group that adopted it would kill its owner when it ends. `Err` when
+/// that cannot be told (the kernel refused the check, as a seccomp filter
+/// may, and `/proc` is not this process's): the caller must not adopt.
+pub(crate) fn is_this_process(pid: u32) -> std::io::Result<bool> {
     if pid == std::process::id() {
-        return true;
+        return Ok(true);
     }
-    // Asked of the kernel (`tgkill` with signal 0), not of `/proc`, which
-    // may be absent or another pid namespace's.
+    // Asked of the kernel (`tgkill` with signal 0) first, not of `/proc`,
+    // which may be absent or another pid namespace's.
     #[cfg(target_os = "linux")]
-    if linux::signal::is_own_thread(pid) {
-        return true;
+    if linux::signal::is_own_thread(pid)? {
+        return Ok(true);
     }
-    false
+    Ok(false)
 }

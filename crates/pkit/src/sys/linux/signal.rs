@@ -72,19 +72,50 @@ pub(crate) fn exact_pgroup_signals() -> bool {
 }
 
 /// Whether `tid` is the id of one of this process's threads (the main one
-/// included): `tgkill(getpid(), tid, 0)`, which checks without signalling
-/// and needs no `/proc` (absent, or another pid namespace's, in some
-/// containers). 0: a thread of ours; `ESRCH`: none; `EINVAL`: not an id.
-pub(crate) fn is_own_thread(tid: u32) -> bool {
+/// included), asked of the kernel: `tgkill(getpid(), tid, 0)`, which checks
+/// without signalling and needs no `/proc` (absent, or another pid
+/// namespace's, in some containers). 0: a thread of ours; `ESRCH`: none;
+/// `EINVAL`: not an id. Any other answer (a seccomp filter or LSM that
+/// refuses `tgkill`: `EPERM`, `EACCES`, `ENOSYS`) says nothing of the
+/// thread: then `/proc/self/task` answers where it is this process's, and
+/// where it is not, `Err` with the kernel's refusal (never "not ours").
+pub(crate) fn is_own_thread(tid: u32) -> io::Result<bool> {
     let Ok(tid) = libc::pid_t::try_from(tid) else {
-        return false;
+        return Ok(false);
     };
     if tid <= 0 {
-        return false;
+        return Ok(false);
     }
     // Raw: rustix has no tgkill.
     // SAFETY: tgkill takes two ids and a signal number by value; signal 0
     // only checks that the thread exists in the thread group.
     let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
-    rc == 0
+    if rc == 0 {
+        return Ok(true);
+    }
+    let refused = io::Error::last_os_error();
+    match refused.raw_os_error() {
+        Some(libc::ESRCH | libc::EINVAL) => Ok(false),
+        _ => own_thread_in_proc(tid).ok_or(refused),
+    }
+}
+
+/// Whether `/proc/self/task` lists thread `tid`, where that `/proc` is
+/// this process's: it names the calling thread by this process's own ids
+/// (`/proc/thread-self` is `<getpid>/task/<gettid>`, and that task is
+/// listed). `None` where it is not (absent, another pid namespace's, or
+/// its task list hidden).
+fn own_thread_in_proc(tid: libc::pid_t) -> Option<bool> {
+    // SAFETY: getpid and gettid take no arguments and cannot fail.
+    let (me, caller) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid)) };
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    if link.as_os_str() != format!("{me}/task/{caller}").as_str() {
+        return None;
+    }
+    let listed = |t: i64| std::path::Path::new(&format!("/proc/self/task/{t}")).exists();
+    if !listed(caller) {
+        return None;
+    }
+    // A task directory is found only for a thread of the group it is in.
+    Some(listed(i64::from(tid)))
 }
