@@ -156,7 +156,8 @@ pub async fn being_frozen(dir: &Path) -> bool {
 /// that counts its turns finding the cgroup `dir` being frozen (its
 /// `cgroup.freeze` written 1) while the held process has no `sig`
 /// pending, and lets the held process go after `ticks` of them (or once
-/// it has `sig` pending, or after three deadlines). On a current-thread
+/// it has `sig` pending, or once the test has let it go itself, or after
+/// three deadlines). On a current-thread
 /// runtime those turns are had only while the call under test yields its
 /// thread; a call that waits for the freeze on the thread leaves the
 /// count at 0 until its own 5 s deadline. Returns the task and the count.
@@ -174,7 +175,12 @@ pub fn tick_while_frozen(
     let count = turns.clone();
     let task = tokio::spawn(async move {
         let until = Instant::now() + 3 * DEADLINE;
-        while Instant::now() < until && !held.pending(sig) {
+        // Once the test has let the held process go itself (after its
+        // call returned), nothing is left to count, and the process may
+        // end and be reaped between two of this task's turns: its `sig`
+        // is then never seen pending, and the loop waited out its three
+        // deadlines (ci30: group_signal_async 30.4 s, usually 0.4 s).
+        while Instant::now() < until && !held.pending(sig) && held.state() == "FROZEN" {
             let frozen = dir.as_deref().is_some_and(|d| freeze_written(d) == "1");
             if frozen && count.fetch_add(1, Ordering::SeqCst) + 1 >= ticks {
                 break;
