@@ -194,15 +194,10 @@ impl Group {
     ) -> Result<ShutdownReport> {
         let began = Instant::now();
         let mut cut = std::pin::pin!(cut);
-        let members = self.members("shutdown")?;
+        let mut members = self.members("shutdown")?;
         // And a started process moved out of the cgroup: signalled with
         // the rest (`signal_started`), it has the same grace.
-        #[cfg(unix)]
-        let members = {
-            let mut members = members;
-            members.extend(self.container.started_outside(&members));
-            members
-        };
+        members.extend(self.container.started_outside(&members));
         let scripted = self.scripted.count();
         // Signalled and still there after the grace; killed unsignalled.
         let (mut remaining, mut unasked) = (0, 0);

@@ -226,6 +226,13 @@ impl Container {
         Ok(self.job.pids()?.into_iter().map(|p| p as i32).collect())
     }
 
+    /// Processes started in the job that run outside it: none, as a
+    /// process can't leave its job (the Unix container's cgroup can lose a
+    /// started process, which a shutdown then signals with the rest).
+    pub(crate) fn started_outside(&self, _inside: &[i32]) -> Vec<i32> {
+        Vec::new()
+    }
+
     /// Waits until the processes in `pids` have left the job, or
     /// `deadline`; returns how many are still there.
     pub(crate) async fn wait_members(&self, pids: &[i32], deadline: Instant) -> io::Result<usize> {
